@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -23,6 +24,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, Opera
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from alerting.db import store_failure
+from gpuwarden.clock import rfc3339
 
 if TYPE_CHECKING:
     from alerting.applier import JournalApplier
@@ -55,6 +57,8 @@ class ServiceHealth:
         self.store_up = True  # serve opened and migrated the store just before
         self.store_error: str | None = None
         self.replayed = threading.Event()  # set by the applier once the startup backlog is applied
+        self.ticks = 0  # engine ticks completed since this serve started
+        self.last_tick_at: datetime | None = None
 
     def store_ok(self) -> None:
         """A transaction committed (or a query answered): the store is up."""
@@ -76,6 +80,20 @@ class ServiceHealth:
         if was_up:
             logger.error("store: unreachable: %s; not ready until a transaction succeeds", reason)
         return True
+
+    def ticked(self, at: datetime) -> None:
+        """An engine tick completed at ``at``."""
+        with self._lock:
+            self.ticks += 1
+            self.last_tick_at = at
+
+    def tick_status(self) -> dict[str, object]:
+        """The engine ticks completed since this serve started and when the last one ended (RFC 3339, null
+        before the first), for ``GET /api/v1/ingest/status``: a client that read ``ticks`` as N knows that a
+        tick begun after its read has ended once it reads N + 2."""
+        with self._lock:
+            at = self.last_tick_at
+            return {"ticks": self.ticks, "last_tick_at": rfc3339(at) if at is not None else None}
 
     def not_ready(self, lag_bytes: int = 0) -> str | None:
         """Why serve is not ready, or None when it is."""

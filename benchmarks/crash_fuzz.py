@@ -15,21 +15,26 @@ stand-in's ``/hooks/crash``):
   maybe replaying that step), and restarted on the same store, the steps continuing where they were. A
   POST that got no answer is sent again, as Alertmanager does; a silence POST that got none is first
   looked up by its comment, as a careful client does, so that no silence is set twice. After each step
-  both runs wait until serve applied it and then for a few ticks (``TICKED_SECONDS``), so that time
-  decides alike in both.
+  both runs wait until serve applied it and then for ticks begun after that (``TICKS``, counted by serve's
+  ``GET /api/v1/ingest/status``), so that time decides alike in both. The two runs of a seed run at once.
 
 Once both runs are quiet (journal applied, every outbox message sent, or discarded as superseded) and stopped,
-it compares what users see, incidents keyed by their root and members (ids are random per run): every incident
-with the same state and priority (``divergent``); each incident's opening posted to Slack (its parent message)
-and to the webhook (an ``opened`` change, counted by idempotency key; a receiver drops a repeat of the same
-key, which is the only repeat a crash may cause) as often as in the straight run: more is a ``duplicate``,
-fewer ``lost``; every reply in Slack and every webhook change at most once by key (``duplicates``), every
-outbox message delivered (``lost``), and nothing half written: the journal fully applied and opened cleanly,
-no outbox message left pending or failed (``half_written``); and a serve that exited or dropped a request when
-nobody killed it (``exits``). Each lists the seeds that found it; ``first`` shows what each of those found,
-and where its runs were kept. ``kills_by`` counts the kills that landed by kind (``batch-answered``: serve had
-answered the POST before it died); ``webhook_redelivered`` counts the webhook POSTs a crash made again with
-the key and body already delivered, which the receiver drops.
+it compares what users see (``crash_view.py``), incidents keyed by their root and members (ids are random per
+run): every incident with the same state and priority (``divergent``); per incident, its Slack message as
+posted and as each edit changed it, its thread's replies (text, broadcast or not) and its webhook changes
+(each idempotency key's first delivery: opening, updates, resolution), each in order, against the straight
+run's: an item more often is a ``duplicate`` (a change told twice), less often ``lost``, another order
+``divergent`` (what a crash may legitimately change, and what differs with no crash at all, is left out:
+``crash_view``'s docstring says what and why); every Slack message and webhook change at most once by key
+(``duplicates``), every outbox message the outbox took as sent delivered (``lost``), and nothing half
+written: the journal fully applied and opened cleanly, no outbox message left pending or failed
+(``half_written``); and a serve that exited or dropped a request when nobody killed it (``exits``). Each
+lists the seeds that found it; ``first`` shows what each of those found, and where its runs were kept.
+``kills_by`` counts the kills that landed by kind (``batch-answered``: serve had answered the POST before it
+died); ``webhook_redelivered`` counts the webhook POSTs a crash made again with the key and body already
+delivered, which the receiver drops, and ``slack_edits_repeated`` the ``chat.update`` calls that sent the very
+call before them again, byte for byte (a retry after a crash does, idempotent; some come with no crash too:
+``slack_edits_repeated_straight``, the straight runs' count).
 
     PYTHONPATH=. .venv/bin/python benchmarks/crash_fuzz.py --seeds 0-9 --steps 20 --kills 3
 
@@ -51,6 +56,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -58,14 +64,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from crash_view import DONE, HOOK, Seen, compare, observe
 
-from alerting.db import make_engine
-from alerting.journal import AcceptJournal, applied_offset
 from alerting.notifiers.recorder import RecordedCall, SlackRecorder
-from alerting.outbox_tables import DISCARDED, SENT, OutboxMessage
-from alerting.store_models import AlertRow, IncidentRow
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: its tests package
 from tests.integration.gpuwarden_server import AUTH, TOKEN, gpuwarden_binary
@@ -76,20 +77,18 @@ Step = tuple[str, dict[str, Any]]
 NODES = ("n1", "n2", "n3", "n4")
 GPUS = (0, 1, 2, 3)
 CHANNEL = "C0CRASHFUZZ"  # a channel id: the notifier's lookup after a crash is exact with one
-HOOK = "crash"
 SENDS = ("chat.postMessage", "chat.update", f"hook:{HOOK}")
 """The calls a ``send`` kill lands in (the first of them after its step starts)."""
 KILLS = ("batch", "tick", "send", "start")
 TICK_SECONDS = 0.1
-"""serve's tick interval here; after each step the harness waits until its alerts are applied and then
-``TICKED_SECONDS``, so that both runs tick between the same steps: a tick applies what time decides (a
-resolution after the quiet period, alerts a silence's expiry unmuted), and a tick that came before or after
-the next step's alerts in one run only made the two runs differ with no crash at all."""
-TICKED_SECONDS = 3 * TICK_SECONDS
+"""serve's tick interval here."""
+TICKS = 2
+"""After each step the harness waits until its alerts are applied and then for this many ticks begun after
+that (serve counts them: ``ticks`` in ``GET /api/v1/ingest/status``), so that both runs tick between the same
+steps: a tick applies what time decides (a resolution after the quiet period, alerts a silence's expiry
+unmuted, an announcement), and a tick that came before or after the next step's alerts in one run only made
+the two runs differ with no crash at all."""
 SLACK_TOKEN_ENV = "CRASH_FUZZ_SLACK_TOKEN"
-DONE = frozenset((SENT, DISCARDED))
-"""Outbox statuses with nothing left to do: sent, or discarded (an edit a later message of its incident
-shows, superseded with no crash at all; nobody discards by hand here)."""
 
 
 # --- the storm ---------------------------------------------------------------------------------------
@@ -296,21 +295,31 @@ def do(serve: Serve, step: Step, ids: dict[str, str]) -> None:
                 raise RuntimeError(f"serve keeps failing: {serve.exits}") from exc
 
 
+def _status(serve: Serve) -> dict[str, Any]:
+    """serve's ``GET /api/v1/ingest/status``: the journal's lag and the engine ticks done."""
+    status: dict[str, Any] = httpx.get(f"{serve.url}/api/v1/ingest/status", timeout=10).json()
+    return status
+
+
 def ticked(serve: Serve, timeout: float = 60.0) -> None:
-    """Wait until serve applied what it accepted, then for ticks (``TICKED_SECONDS``); on a kill under
+    """Wait until serve applied what it accepted and then ticked ``TICKS`` times (ticks begun after the
+    apply, ended: ``ticks`` read with no lag, plus one for the tick maybe under way then); on a kill under
     it, start serve again and wait there."""
     deadline = time.monotonic() + timeout
+    mark: tuple[int, int] | None = None  # (start, ticks read with no lag)
     while time.monotonic() < deadline:
         serve.ensure()
         try:
-            if httpx.get(f"{serve.url}/api/v1/ingest/status", timeout=10).json()["lag_bytes"] == 0:
-                time.sleep(TICKED_SECONDS)
-                if not serve.dead():
-                    return
+            status = _status(serve)
         except httpx.HTTPError as exc:
             serve.gone(exc)
-        time.sleep(0.02)
-    raise RuntimeError(f"serve did not apply its journal within {timeout} s")
+            continue
+        if mark is None or mark[0] != serve.starts:
+            mark = (serve.starts, status["ticks"]) if status["lag_bytes"] == 0 else None
+        elif status["ticks"] > mark[1] + TICKS:
+            return
+        time.sleep(TICK_SECONDS / 4)
+    raise RuntimeError(f"serve did not apply its journal and tick within {timeout} s")
 
 
 def _kill_mid_batch(serve: Serve, step: Step, ids: dict[str, str], rng: random.Random) -> None:
@@ -392,13 +401,13 @@ def run_steps(serve: Serve, steps: list[Step], kills: dict[int, str], seed: int)
 
 
 def settle(serve: Serve, timeout: float = 60.0, killed: threading.Event | None = None) -> None:
-    """Wait until the journal is applied and every outbox message is done (twice alike, a tick apart), or
-    until ``killed`` is set (a send kill landed)."""
+    """Wait until the journal is applied and every outbox message is done, alike after ``TICKS`` more
+    ticks (one may have more to tell), or until ``killed`` is set (a send kill landed)."""
     deadline = time.monotonic() + timeout
-    last: object = None
+    last: tuple[int, dict[str, int]] | None = None  # ticks when it was last quiet, with the outbox's counts
     while time.monotonic() < deadline:
         try:
-            lag = httpx.get(f"{serve.url}/api/v1/ingest/status", timeout=10).json()["lag_bytes"]
+            status = _status(serve)
             counts = httpx.get(f"{serve.url}/api/v1/outbox", headers=AUTH, timeout=10).json()["counts"]
         except httpx.HTTPError:
             if killed is not None and killed.is_set():
@@ -406,11 +415,13 @@ def settle(serve: Serve, timeout: float = 60.0, killed: threading.Event | None =
             raise
         if killed is not None and killed.is_set():
             return
-        now = (lag, counts)
-        if settled(lag, counts) and now == last:
+        if not settled(status["lag_bytes"], counts):
+            last = None
+        elif last is None or last[1] != counts:
+            last = (status["ticks"], counts)
+        elif status["ticks"] > last[0] + TICKS:
             return
-        last = now
-        time.sleep(0.5)
+        time.sleep(TICK_SECONDS / 2)
     raise RuntimeError(f"serve not quiet within {timeout} s: {last}")
 
 
@@ -418,127 +429,6 @@ def settled(lag: int, counts: dict[str, int]) -> bool:
     """Whether serve applied its journal (``lag`` bytes behind) and its outbox (``counts`` by status) is
     done."""
     return lag == 0 and set(counts) <= DONE
-
-
-# --- what users see ------------------------------------------------------------------------------------
-
-
-@dataclass
-class Seen:
-    """One run's outcome: incidents by key, what was posted per incident key, and what went wrong inside."""
-
-    incidents: dict[str, tuple[str, str, bool]]  # key: (state, priority, announced)
-    parents: Counter[str]  # incident key: Slack parent messages
-    opened: Counter[str]  # incident key: webhook ``opened`` changes, distinct idempotency keys
-    duplicates: list[str]
-    lost: list[str]  # outbox messages to the webhook that never reached it
-    half_written: list[str]
-    redelivered: int = 0  # webhook POSTs of a key already delivered, same body: a receiver drops them
-
-
-def _incident_keys(session: Session) -> dict[str, str]:
-    """Each incident's id to a key alike in both runs: its root and its members' fingerprints."""
-    members: dict[str, list[str]] = {}
-    for fingerprint, incident_id in session.execute(select(AlertRow.fingerprint, AlertRow.incident_id)):
-        if incident_id is not None:
-            members.setdefault(incident_id, []).append(fingerprint)
-    keys = {}
-    for row in session.scalars(select(IncidentRow)):
-        root = json.dumps([row.root_kind, row.root_target], sort_keys=True)
-        keys[row.id] = f"{root} {sorted(members.get(row.id, []))} merged={row.merged_into is not None}"
-    return keys
-
-
-def _store_view(
-    db: str, journal_dir: Path
-) -> tuple[dict[str, str], dict[str, tuple[str, str, bool]], set[str], list[str]]:
-    """Incident keys by id, incidents by key, the webhook's outbox keys, and what is half written in the
-    store or the journal."""
-    sql = make_engine(db)
-    half: list[str] = []
-    try:
-        with Session(sql) as session:
-            keys = _incident_keys(session)
-            incidents = {
-                keys[r.id]: (r.state, r.priority, r.announced_at is not None)
-                for r in session.scalars(select(IncidentRow))
-            }
-            statuses = Counter(session.scalars(select(OutboxMessage.status)))
-            hook_keys = set(
-                session.scalars(
-                    select(OutboxMessage.idempotency_key).where(OutboxMessage.notifier == f"webhook:{HOOK}")
-                )
-            )
-            half += [f"outbox {status}: {n}" for status, n in statuses.items() if status not in DONE]
-        journal = AcceptJournal(journal_dir, lambda jid: applied_offset(sql, jid))
-        behind = journal.end - applied_offset(sql, journal.journal_id)
-        journal.close()
-        if behind:
-            half.append(f"journal: {behind} bytes not applied")
-    finally:
-        sql.dispose()
-    return keys, incidents, hook_keys, half
-
-
-def _posted(recorder: SlackRecorder, keys: dict[str, str]) -> tuple[Counter[str], Counter[str], list[str]]:
-    """Slack parents and webhook openings per incident key, and every message there twice by its key."""
-    state = recorder.state()
-    parents: Counter[str] = Counter()
-    told: Counter[str] = Counter()
-    for message in state["messages"]:
-        payload = (message.get("metadata") or {}).get("event_payload") or {}
-        if message["thread_ts"] is None:
-            parents[keys.get(str(payload.get("incident_id")), "?")] += 1
-        told[f"slack {payload.get('key')}"] += 1
-    opened: Counter[str] = Counter()
-    bodies: dict[str, str] = {}
-    for body in state["hooks"].get(HOOK, []):
-        key = body["idempotency_key"]
-        if key not in bodies and body["change"] == "opened":
-            opened[keys.get(body["incident"]["id"], "?")] += 1
-        if bodies.setdefault(key, json.dumps(body, sort_keys=True)) != json.dumps(body, sort_keys=True):
-            told[f"webhook {key} (another body)"] += 2
-    duplicates = [f"{key} x{n}" for key, n in told.items() if n > 1]
-    return parents, opened, duplicates
-
-
-def observe(serve: Serve) -> Seen:
-    """What the stopped run left: in its store, its journal, Slack and the webhook."""
-    keys, incidents, hook_keys, half = _store_view(serve.db, serve.folder / "journal")
-    parents, opened, duplicates = _posted(serve.recorder, keys)
-    posts = serve.recorder.hook_posts(HOOK)
-    delivered = {body["idempotency_key"] for body in posts}
-    lost = [f"webhook message {key} never delivered" for key in sorted(hook_keys - delivered)]
-    return Seen(incidents, parents, opened, duplicates, lost, half, len(posts) - len(delivered))
-
-
-Compare = Callable[[Seen, Seen], dict[str, list[str]]]
-
-
-def compare(straight: Seen, crashed: Seen) -> dict[str, list[str]]:
-    """How the crashed run differs from the straight one, by kind."""
-    divergent = [
-        f"{key}: {straight.incidents.get(key)} != {crashed.incidents.get(key)}"
-        for key in sorted(set(straight.incidents) | set(crashed.incidents))
-        if straight.incidents.get(key) != crashed.incidents.get(key)
-    ]
-    duplicates = crashed.duplicates + straight.duplicates
-    lost = crashed.lost + straight.lost
-    for what, one, other in (
-        ("slack", straight.parents, crashed.parents),
-        ("webhook", straight.opened, crashed.opened),
-    ):
-        for key in sorted(set(one) | set(other)):
-            if other[key] > one[key]:
-                duplicates.append(f"{what} opening {key}: {other[key]} (straight {one[key]})")
-            elif other[key] < one[key]:
-                lost.append(f"{what} opening {key}: {other[key]} (straight {one[key]})")
-    return {
-        "divergent": divergent,
-        "duplicates": duplicates,
-        "lost": lost,
-        "half_written": crashed.half_written + straight.half_written,
-    }
 
 
 # --- seeds -------------------------------------------------------------------------------------------
@@ -555,9 +445,12 @@ def run_once(
             run_steps(serve, steps, kills, seed)
         finally:
             serve.stop()
-        return observe(serve), serve
+        return observe(recorder, serve.db, serve.folder / "journal"), serve
 
 
+Compare = Callable[[Seen, Seen], dict[str, list[str]]]
+REPEATED = ("webhook_redelivered", "slack_edits_repeated", "slack_edits_repeated_straight")
+"""Counts of repeats a receiver or Slack takes as one (the crashed run's, and the straight one's edits)."""
 FOUND = ("divergent", "duplicates", "lost", "half_written", "exits")
 """What a seed can find, each a list in its outcome; ``exits``: a serve that exited or dropped a request
 when nobody killed it."""
@@ -571,26 +464,26 @@ def fuzz_seed(
     postgres: Postgres | None = None,
     channel: str = CHANNEL,
 ) -> dict[str, Any]:
-    """Both runs of one seed and what differs, each on a SQLite file or a new database of ``postgres``; the
-    runs' folders (SQLite stores, journals, logs) are kept when it found something."""
+    """Both runs of one seed at once (nothing is shared: each waits for its own serve's ticks) and what
+    differs, each on a SQLite file or a new database of ``postgres``; the runs' folders (SQLite stores,
+    journals, logs) are kept when it found something."""
     drawn = stream(seed, steps)
     plan = kill_plan(seed, steps, kills)
     tmp = Path(tempfile.mkdtemp(prefix=f"crash-fuzz-{seed}-"))
-    straight, first = run_once(
-        tmp / "straight", _database(postgres, f"s{seed}_straight"), drawn, {}, seed, channel
-    )
-    crashed, second = run_once(
-        tmp / "crashed", _database(postgres, f"s{seed}_crashed"), drawn, plan, seed, channel
-    )
+    databases = [_database(postgres, f"s{seed}_{run}") for run in ("straight", "crashed")]
+    with ThreadPoolExecutor(max_workers=1) as aside:
+        straight_run = aside.submit(run_once, tmp / "straight", databases[0], drawn, {}, seed, channel)
+        crashed, second = run_once(tmp / "crashed", databases[1], drawn, plan, seed, channel)
+        straight, first = straight_run.result()
     outcome = {
         "seed": seed,
         "plan": plan,
         "kills": second.kills,
-        "seen": {
-            "incidents": len(straight.incidents),
-            "slack_parents": sum(straight.parents.values()),
-            "webhook_openings": sum(straight.opened.values()),
+        "seen": straight.counts(),
+        "repeated": {
             "webhook_redelivered": crashed.redelivered,
+            "slack_edits_repeated": crashed.edits_repeated,
+            "slack_edits_repeated_straight": straight.edits_repeated,
         },
         **comparison(straight, crashed),
         "exits": first.exits + second.exits,
@@ -660,7 +553,7 @@ def main(argv: list[str] | None = None, comparison: Compare = compare) -> dict[s
     found: dict[str, list[int]] = {kind: [] for kind in FOUND}
     first: dict[str, dict[str, Any]] = {}
     kills: Counter[str] = Counter()
-    redelivered = 0
+    repeated: Counter[str] = Counter()
     done = 0
     with _store_server(args.postgres) as postgres:
         for seed in _seeds(args.seeds):
@@ -669,7 +562,7 @@ def main(argv: list[str] | None = None, comparison: Compare = compare) -> dict[s
             done += 1
             outcome = fuzz_seed(seed, args.steps, args.kills, comparison, postgres, args.slack_channel)
             kills.update(outcome["kills"])
-            redelivered += outcome["seen"]["webhook_redelivered"]
+            repeated.update(outcome["repeated"])
             _tally(outcome, found, first)
             if args.show == seed:
                 print(json.dumps({**outcome, "steps": stream(seed, args.steps)}, indent=1), file=sys.stderr)
@@ -680,7 +573,7 @@ def main(argv: list[str] | None = None, comparison: Compare = compare) -> dict[s
         "kills": sum(kills.values()),
         "kills_by": dict(kills),
         **found,
-        "webhook_redelivered": redelivered,
+        **{what: repeated[what] for what in REPEATED},
         "first": first,
         "seconds": round(time.monotonic() - started, 1),
     }

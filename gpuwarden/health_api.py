@@ -50,10 +50,12 @@ class HealthApi:
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def ingest_status(self, request: Request) -> Response:
-        """Accepted and applied journal offsets and the lag between them (cheap: no store query)."""
+        """Accepted and applied journal offsets and the lag between them, and the engine ticks done (cheap:
+        no store query)."""
+        ticks = self.health.tick_status()
         if self.applier is None:
-            return JSONResponse({"journal": False, "lag_bytes": 0})
-        return JSONResponse({"journal": True, **self.applier.status()})
+            return JSONResponse({"journal": False, "lag_bytes": 0, **ticks})
+        return JSONResponse({"journal": True, **self.applier.status(), **ticks})
 
     def applier_problem(self) -> str | None:
         """Why the journal applier is stuck or dead (a restart is what helps), or None."""

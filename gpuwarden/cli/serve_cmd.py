@@ -64,7 +64,8 @@ class JsonLogFormatter(logging.Formatter):
 def _tick_loop(engine: IncidentEngine, interval: float, health: ServiceHealth) -> BackgroundTask:
     """Tick the engine every ``interval``, once the journal backlog found at start is applied (a tick
     before it would resolve alerts whose later posts are still in the backlog); each tick reads the
-    store, so its outcome tells ``health`` whether the store is up while no alert arrives."""
+    store, so its outcome tells ``health`` whether the store is up while no alert arrives, and ``health``
+    counts the ticks that completed (``GET /api/v1/ingest/status``)."""
 
     def run(stop: threading.Event) -> None:
         while not stop.wait(interval):
@@ -79,6 +80,7 @@ def _tick_loop(engine: IncidentEngine, interval: float, health: ServiceHealth) -
                     logger.exception("engine tick failed")
             else:
                 health.store_ok()
+                health.ticked(engine.clock.now())
 
     return run
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import shutil
-from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
@@ -13,6 +12,8 @@ from typing import Any
 import pytest
 
 from alerting.notifiers.recorder import SlackRecorder
+from alerting.notifiers.slack import make_client
+from alerting.notifiers.webhook import WebhookNotifier
 from alerting.outbox import Outbox
 from alerting.outbox_tables import DISCARDED
 from gpuwarden.clock import FakeClock
@@ -20,6 +21,13 @@ from tests.alerting.notifiers.incidents import lifecycle
 from tests.alerting.test_outbox import _reassessed, slack
 from tests.benchmarks.harness import BENCHMARKS
 from tests.migrated_store import migrated_sqlite
+
+
+@pytest.fixture
+def view(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """``benchmarks/crash_view.py``: what the crash fuzz reads of a run and compares."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    return importlib.import_module("crash_view")
 
 
 @pytest.fixture
@@ -43,7 +51,7 @@ def test_a_killed_serve_matches_the_straight_one_and_a_broken_comparison_is_repo
     fuzz: ModuleType,
 ) -> None:
     """One seed, both runs real processes; then what the runs left, altered as a crash could alter it, is
-    told apart: an opening paged twice, one never paged, an incident that differs, a journal left behind."""
+    told apart (``_each_difference_is_told``)."""
     seen: list[Any] = []
 
     def recording(straight: Any, crashed: Any) -> dict[str, list[str]]:
@@ -60,19 +68,73 @@ def test_a_killed_serve_matches_the_straight_one_and_a_broken_comparison_is_repo
         [],
     )
     straight, crashed = seen
-    assert straight.incidents and sum(straight.parents.values()) >= 1 and sum(straight.opened.values()) >= 1
+    counts = straight.counts()
+    assert counts["incidents"] and counts["slack_parents"] and counts["webhook_openings"]
+    assert counts["slack_replies"] > counts["slack_parents"] and counts["slack_edits"]
+    _each_difference_is_told(fuzz.compare, straight, crashed)
 
-    key = next(iter(crashed.parents))
-    paged_twice = replace(crashed, parents=crashed.parents + Counter({key: 1}))
-    assert fuzz.compare(straight, paged_twice)["duplicates"]
-    never_paged = replace(crashed, opened=crashed.opened - Counter({next(iter(crashed.opened)): 1}))
-    assert fuzz.compare(straight, never_paged)["lost"]
+
+def _each_difference_is_told(compare: Any, straight: Any, crashed: Any) -> None:
+    """What a crash could alter in what the crashed run (``crashed``, alike) left, each told as its kind: an
+    incident that differs, a journal left behind, and in each incident's Slack message, its thread and its
+    webhook deliveries, an item told twice, one never told, two told in another order."""
+    key = next(iter(crashed.incidents))
     state, priority, announced = crashed.incidents[key]
     moved = "P3" if priority == "P0" else "P0"
-    other = replace(crashed, incidents={**crashed.incidents, key: (state, moved, announced)})
-    assert fuzz.compare(straight, other)["divergent"]
-    behind = replace(crashed, half_written=["journal: 120 bytes not applied"])
-    assert fuzz.compare(straight, behind)["half_written"]
+    assert compare(
+        straight, replace(crashed, incidents={**crashed.incidents, key: (state, moved, announced)})
+    )["divergent"]
+    assert compare(straight, replace(crashed, half_written=["journal: 120 bytes not applied"]))[
+        "half_written"
+    ]
+    assert not straight.superseded | crashed.superseded  # every edit counts
+    for field in ("edits", "replies", "deliveries"):
+        told: dict[str, list[str]] = getattr(crashed, field)
+        key = next(k for k, items in told.items() if len(items) > 1 and items[0] != items[1])
+        items = told[key]
+        altered = {
+            "duplicates": [*items, items[0]],  # the opening posted twice, a reply or a delivery repeated
+            "lost": items[1:],
+            "divergent": [items[1], items[0], *items[2:]],
+        }
+        for kind, changed in altered.items():
+            found = compare(straight, replace(crashed, **{field: {**told, key: changed}}))
+            assert [k for k, lines in found.items() if lines] == [kind], (field, kind, found)
+
+
+def test_the_edits_of_an_incident_the_outbox_discarded_an_edit_of_are_compared_as_they_end(
+    view: ModuleType,
+) -> None:
+    """Which waiting edit the outbox discards as superseded depends on when it dispatched (no crash at all):
+    for such an incident only its message as it ends counts, and its webhook deliveries without
+    ``reassessed`` ones; any other incident's edits all count."""
+    edits = {"a": ["post A", "edit B", "edit C"], "b": ["post A", "edit B", "edit C"]}
+    deliveries = {"a": ["opened/opened pages=True: x", "updated/reassessed pages=False: y"]}
+    straight = view.Seen({}, edits, {}, deliveries, [], [], [], superseded={"a"})
+    crashed = replace(
+        straight,
+        edits={"a": ["post A", "edit C"], "b": ["post A", "edit C"]},
+        deliveries={"a": deliveries["a"][:1]},
+        superseded=set(),
+    )
+    found = view.compare(straight, crashed)
+    assert found["lost"] == ["slack message b: edit B x0 (straight 1)"] and not found["duplicates"]
+    ends_else = replace(crashed, edits={**crashed.edits, "a": ["post A", "edit D"]})
+    assert "slack message a: edit D x1 (straight 0)" in view.compare(straight, ends_else)["duplicates"]
+
+
+def test_a_retried_edit_that_changed_nothing_is_left_out_of_the_messages_edits(view: ModuleType) -> None:
+    """After a crash the outbox sends again the message it had in flight: Slack's ``chat.update`` of the
+    stored message rewrites what it shows (idempotent); an edit that changes it counts."""
+    with SlackRecorder(channels=["C0CRASHVIEW"]) as recorder:
+        client = make_client(recorder.token, base_url=recorder.base_url, rate_limit_retries=0)
+        metadata = {"event_type": "t", "event_payload": {"incident_id": "inc-1", "key": "k"}}
+        ts = client.chat_postMessage(channel="C0CRASHVIEW", text="P2 (triggered)", metadata=metadata)["ts"]
+        for text in ("P1 (triggered)", "P1 (triggered)", "P1 (resolved)"):
+            client.chat_update(channel="C0CRASHVIEW", ts=ts, text=text)
+        edits, repeated = view.slack_edits(recorder, {"inc-1": "key"})
+    assert [item.split(" ", 1)[0] for item in edits["key"]] == ["post", "edit", "edit"] and repeated == 1
+    assert '"P1 (resolved)"' in edits["key"][-1]
 
 
 @pytest.mark.integration
@@ -83,27 +145,31 @@ def test_a_crash_that_pages_twice_is_reported_as_a_duplicate(
     it again (at least once, as the README says): killed while Slack holds the first post of an incident's
     message unanswered, the restarted serve posts it twice, which the fuzz must tell."""
     monkeypatch.setattr(fuzz, "SENDS", ("chat.postMessage",))  # the kill lands in the parent's post
-    assert fuzz.kill_plan(0, 4, 1) == {0: "send"} and fuzz.stream(0, 4)[0][0] == "post"
-    result = fuzz.main(["--seeds", "0", "--steps", "4", "--kills", "1", "--slack-channel", "#crash-fuzz"])
+    assert fuzz.kill_plan(0, 1, 1) == {0: "send"} and fuzz.stream(0, 1)[0][0] == "post"
+    result = fuzz.main(["--seeds", "0", "--steps", "1", "--kills", "1", "--slack-channel", "#crash-fuzz"])
     assert result["kills_by"] == {"send": 1}
     assert result["duplicates"] == [0]
     assert any(":parent x2" in line for line in result["first"]["0"]["duplicates"])
     shutil.rmtree(result["first"]["0"]["kept"])  # the runs' folders, kept for whoever reads a finding
 
 
-def test_an_edit_superseded_by_a_later_one_is_no_finding(fuzz: ModuleType, tmp_path: Path) -> None:
+def test_an_edit_superseded_by_a_later_one_is_no_finding(
+    fuzz: ModuleType, view: ModuleType, tmp_path: Path
+) -> None:
     """The outbox discards a waiting edit that a later message of its incident shows (fix/measures); the
     fuzz read every status but ``sent`` as half written, and its settle waited for ``sent`` alone: an
-    uncrashed run that superseded an edit was a finding, or timed out as "serve not quiet"."""
+    uncrashed run that superseded an edit was a finding, or timed out as "serve not quiet". It also took
+    the webhook's discarded message for one the receiver never got (``lost``)."""
     engine = migrated_sqlite(tmp_path / "gw.db")
     with SlackRecorder() as recorder:
-        outbox = Outbox(engine, [slack(recorder)], FakeClock())
+        webhook = WebhookNotifier(f"{recorder.root_url}/hooks/{view.HOOK}", name=f"webhook:{view.HOOK}")
+        outbox = Outbox(engine, [slack(recorder), webhook], FakeClock())
         outbox(lifecycle()[0])
         outbox.dispatch_due()
         outbox(_reassessed("reset_gpu", 1))
         outbox(_reassessed("restart_node", 2))
-        assert outbox.dispatch_due() == 1 and DISCARDED in outbox.counts()
+        assert outbox.dispatch_due() == 2 and DISCARDED in outbox.counts()
     engine.dispose()
-    _, _, _, half = fuzz._store_view(str(tmp_path / "gw.db"), tmp_path / "journal")
-    assert half == []
+    seen = view.observe(recorder, str(tmp_path / "gw.db"), tmp_path / "journal")
+    assert (seen.half_written, seen.lost, seen.superseded) == ([], [], {"?"})
     assert fuzz.settled(0, outbox.counts())

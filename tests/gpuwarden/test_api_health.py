@@ -26,6 +26,7 @@ from alerting.journal import KIND_POSTABLE, AcceptJournal, applied_offset
 from alerting.migrate import upgrade
 from alerting.subscriptions import ChangeKind
 from gpuwarden.api import LAG_HEADER, create_app
+from gpuwarden.cli.serve_cmd import _tick_loop
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import ApiConfig
 from gpuwarden.model import label_fingerprint
@@ -117,6 +118,34 @@ def test_a_store_outage_fails_readiness_and_shows_on_metrics_while_liveness_stay
         )
         assert _metric(client, "gpuwarden_ingest_records_quarantined_total") == 0  # an outage is no poison
         assert applier.engine.store.alert(label_fingerprint(LABELS)) is not None
+
+
+def test_ingest_status_counts_the_engine_ticks_done_and_says_when_the_last_ended(
+    applier: JournalApplier,
+) -> None:
+    """A client that must see what time decides (an alert whose endsAt passed resolved) waits for a tick
+    begun after its alerts were applied: ``ticks`` two past what it read."""
+    clock = applier.engine.clock
+    assert isinstance(clock, FakeClock)
+    ticking = _tick_loop(applier.engine, 0.01, applier.health)
+    app = create_app(applier.engine, ApiConfig(token=SecretStr(TOKEN)), applier=applier, background=[ticking])
+    with TestClient(app, raise_server_exceptions=False) as client:
+
+        def status() -> dict[str, Any]:
+            found: dict[str, Any] = client.get("/api/v1/ingest/status").json()
+            return found
+
+        assert client.post(
+            "/api/v2/alerts", json=[{**FIRING, "endsAt": "2026-01-01T00:00:30Z"}], headers=AUTH
+        )
+        _eventually(lambda: status()["lag_bytes"] == 0)
+        seen = status()
+        assert seen["last_tick_at"] in (None, "2026-01-01T00:00:00Z")
+        clock.advance(60)
+        _eventually(lambda: status()["ticks"] >= seen["ticks"] + 2)
+        assert status()["last_tick_at"] == "2026-01-01T00:01:00Z"
+    row = applier.engine.store.alert(label_fingerprint(LABELS))
+    assert row is not None and row.status == "resolved"  # what time decided: the tick waited for did it
 
 
 @pytest.mark.parametrize("path", ["/api/v1/incidents", "/api/v2/alerts", "/api/v2/silences"])

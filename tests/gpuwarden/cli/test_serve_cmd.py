@@ -33,7 +33,7 @@ from gpuwarden.cli import app
 from gpuwarden.cli.inventories import Inventories
 from gpuwarden.cli.preflight import check_serve
 from gpuwarden.cli.serve_cmd import _tick_loop, build_applier, build_service, journal_dir, take_locks
-from gpuwarden.clock import SystemClock
+from gpuwarden.clock import FakeClock, SystemClock
 from gpuwarden.config import ApiConfig, GpuwardenConfig
 from gpuwarden.errors import SourceError
 from tests.alerting.notifiers.incidents import lifecycle
@@ -389,6 +389,7 @@ class _TickingEngine:
         self.health = health
         self.fail = fail
         self.store_up_at_tick: list[bool] = []
+        self.clock = FakeClock()
 
     def tick(self) -> None:
         self.store_up_at_tick.append(self.health.store_up)
@@ -396,7 +397,7 @@ class _TickingEngine:
             raise self.fail.pop(0)
 
 
-def test_ticks_wait_for_the_replay_and_tell_whether_the_store_is_up() -> None:
+def test_ticks_wait_for_the_replay_tell_whether_the_store_is_up_and_count_those_that_completed() -> None:
     health = ServiceHealth()
     engine = _TickingEngine(health, [OperationalError("SELECT", {}, Exception("connection refused"))])
     stop = threading.Event()
@@ -414,6 +415,11 @@ def test_ticks_wait_for_the_replay_and_tell_whether_the_store_is_up() -> None:
         loop.join()
     # Up at start; down after the tick the outage failed; up again after the next one went through.
     assert engine.store_up_at_tick[:2] == [True, False] and health.store_up is True
+    # The failed tick is not counted: a client waiting for a tick to have applied what time decides.
+    assert health.tick_status() == {
+        "ticks": len(engine.store_up_at_tick) - 1,
+        "last_tick_at": "2026-01-01T00:00:00Z",
+    }
 
 
 @pytest.mark.parametrize(("channel", "warned"), [("#gpu-incidents", True), ("C0123ABCD", False)])
