@@ -30,6 +30,7 @@ from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError, InputError
 from gpuwarden.headers import TOKEN_ENV
 from gpuwarden.model import Alert, AlertStatus
+from gpuwarden.redaction import hidden_password
 
 if TYPE_CHECKING:
     from anomaly.forwarder import AlertForwarder
@@ -290,7 +291,8 @@ def _metrics_port(cfg: AnomalyConfig, port: int | None, ticks: int) -> int:
 
 def _start_line(service: AnomalyService, port: int | None, ticks: int, metrics_port: int) -> str:
     """What ``anomaly run`` says before its warm-up (an hour of history, tens of seconds on a large fleet):
-    what it reads and how often, where /metrics is (or why it is not served) and where alerts go."""
+    what it reads and how often, where /metrics is (or why it is not served) and where alerts go; a
+    password in a URL (basic auth in front of Prometheus) hidden."""
     cfg = service.cfg
     count = len(cfg.queries)
     if metrics_port:
@@ -299,12 +301,13 @@ def _start_line(service: AnomalyService, port: int | None, ticks: int, metrics_p
         why = "--port 0" if port is not None else ("--ticks without --port" if ticks else "anomaly.port 0")
         metrics = f"/metrics not served ({why})"
     alerts = (
-        f"alerts to {cfg.alert_url}"
+        f"alerts to {hidden_password(str(cfg.alert_url))}"
         if cfg.alert_url
         else "alerts printed as JSON lines (no anomaly.alert_url)"
     )
     return (
-        f"anomaly run: {count} quer{'y' if count == 1 else 'ies'} from {cfg.prometheus_url} every"
+        f"anomaly run: {count} quer{'y' if count == 1 else 'ies'} from"
+        f" {hidden_password(str(cfg.prometheus_url))} every"
         f" {cfg.infer_every_seconds:g} s; {metrics}; {alerts}; warming up from the last"
         f" {service.warmup_seconds():g} s of history"
     )
