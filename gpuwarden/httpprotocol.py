@@ -51,6 +51,7 @@ _LONGEST_METHOD = 64  # a longer "method" is no method: left to the parser's 400
 _STAND_IN = b"POST"  # known to llhttp, and nothing in how it parses a request depends on it
 _EMPTY_LINES = re.compile(rb"[\r\n]*")
 _HEAD_END = b"\r\n\r\n"  # a header block's end: no header line holds an empty line
+_LONGEST_LENGTH = 20  # digits of the largest Content-Length llhttp takes (2**64 - 1)
 
 
 def _method_may_go_on(head: bytes) -> bool:
@@ -161,6 +162,15 @@ class H11DeadlineProtocol(HeaderDeadline, H11Protocol):
         return bool(self.conn.trailing_data[0])
 
 
+def _content_length(headers: list[tuple[bytes, bytes]]) -> int:
+    """The length of the body the ``headers`` (uvicorn's: names in lower case) announce; 0 for none or for one
+    whose length is not given (chunked: llhttp lets Transfer-Encoding win over a Content-Length)."""
+    lengths = [value for name, value in headers if name == b"content-length"]
+    if any(name == b"transfer-encoding" for name, _ in headers) or len(lengths) != 1:
+        return 0
+    return int(lengths[0]) if lengths[0].isdigit() and len(lengths[0]) <= _LONGEST_LENGTH else 0
+
+
 class HttpToolsDeadlineProtocol(HeaderDeadline, HttpToolsProtocol):
     """uvicorn's httptools protocol (the one its "auto" picks: httptools is a dependency) with the
     header deadline."""
@@ -171,15 +181,16 @@ class HttpToolsDeadlineProtocol(HeaderDeadline, HttpToolsProtocol):
     _method: str | None = None  # the method a stand-in took the place of, for the request parsed now
     _in_head = False  # a request's header block is being received: where it ends is looked for
     _tail = b""  # the last bytes of that block so far: its end may come in two packets ("\r\n" "\r\n")
+    _body_left = 0  # bytes of a Content-Length body still to come (0: none, or a chunked body's unknown)
 
     def data_received(self, data: bytes) -> None:
         """A request whose method llhttp does not know is parsed under a stand-in (``_STAND_IN``); then the
         header deadline's and uvicorn's (with nothing, while the start of a method is held). Data is given
-        to the parser up to the end of each request's header block, so that the method of each request
-        right behind one without a body is looked at too, whichever packets the header block came in (a
-        body's end is the parser's to find: what follows one is parsed as it came, up to the end of the
-        header block of the request it begins). Offsets, not copies of what is left: a packet of many
-        small requests costs its length, not its length times their number."""
+        to the parser up to the end of each request's header block and of its ``Content-Length`` body, so
+        that the method of each request right behind another is looked at too, whichever packets they came
+        in (a chunked body's end is the parser's to find: what follows one is parsed as it came, up to the
+        end of the header block of the request it begins). Offsets, not copies of what is left: a packet of
+        many small requests costs its length, not its length times their number."""
         data, self._head = self._head + data, b""
         start = 0
         while True:
@@ -189,10 +200,10 @@ class HttpToolsDeadlineProtocol(HeaderDeadline, HttpToolsProtocol):
                 if begun is None:
                     return
                 stand_in, first, start = begun
-            end = self._head_end(data, start)
+            end = self._head_end(data, start) if self._in_head else self._body_end(data, start)
             if end < 0 or end == len(data):
                 break
-            super().data_received(stand_in + data[first:end])  # a request without a body ends here
+            super().data_received(stand_in + data[first:end])  # a request may end here
             start = end
             if self.transport.is_closing():
                 return
@@ -217,8 +228,6 @@ class HttpToolsDeadlineProtocol(HeaderDeadline, HttpToolsProtocol):
 
     def _head_end(self, data: bytes, start: int) -> int:
         """Where in ``data`` (from ``start``) the header block being received ends; -1: not in ``data``."""
-        if not self._in_head:
-            return -1
         if self._tail:  # its end may have begun in the last packet
             found = (self._tail + data[start : start + 3]).find(_HEAD_END)
             if found >= 0:
@@ -228,6 +237,12 @@ class HttpToolsDeadlineProtocol(HeaderDeadline, HttpToolsProtocol):
             self._tail = (self._tail + data[max(start, len(data) - 3) :])[-3:]
             return -1
         return found + len(_HEAD_END)
+
+    def _body_end(self, data: bytes, start: int) -> int:
+        """Where in ``data`` (from ``start``, in the body being received) a ``Content-Length`` body ends; -1:
+        not in ``data``, or a body of unknown length (the parser's ``on_body`` counts what it reads)."""
+        end = start + self._body_left
+        return end if self._body_left and end <= len(data) else -1
 
     def on_message_begin(self) -> None:
         """A request's first byte was parsed (one sent right behind a body too: its bytes are the parser's,
@@ -244,14 +259,20 @@ class HttpToolsDeadlineProtocol(HeaderDeadline, HttpToolsProtocol):
         yet: uvicorn only scheduled it)."""
         self._message_begun = self._in_head = False
         self._tail = b""
+        self._body_left = _content_length(self.headers)
         self._stop_header_deadline()
         super().on_headers_complete()
         if self._method is not None:
             self.scope["method"], self._method = self._method, None
 
+    def on_body(self, body: bytes) -> None:
+        """Counted off the body still to come; then uvicorn's."""
+        self._body_left = max(self._body_left - len(body), 0)
+        super().on_body(body)
+
     def on_message_complete(self) -> None:
         """What follows begins the next request; then uvicorn's."""
-        self._at_request_start = True
+        self._at_request_start, self._body_left = True, 0
         super().on_message_complete()
 
     def request_begun(self) -> bool:
