@@ -31,6 +31,7 @@ from gpuwarden.errors import ConfigError, InputError
 from gpuwarden.headers import TOKEN_ENV
 from gpuwarden.model import Alert, AlertStatus
 from gpuwarden.redaction import hidden_password
+from gpuwarden.urls import host_port
 
 if TYPE_CHECKING:
     from anomaly.forwarder import AlertForwarder
@@ -260,7 +261,7 @@ def run(
         source.close()
         if forwarder is not None:
             forwarder.close()
-        where = f"{cfg.listen_address}:{metrics_port}"
+        where = host_port(cfg.listen_address, metrics_port)
         setting = "--port" if port is not None else "anomaly.port / anomaly.listen_address"
         err_console.print(
             f"[red]error:[/red] {setting}: cannot serve /metrics on {escape(where)}:"
@@ -296,7 +297,7 @@ def _start_line(service: AnomalyService, port: int | None, ticks: int, metrics_p
     cfg = service.cfg
     count = len(cfg.queries)
     if metrics_port:
-        metrics = f"/metrics on http://{cfg.listen_address}:{metrics_port}/metrics"
+        metrics = f"/metrics on http://{host_port(cfg.listen_address, metrics_port)}/metrics"
     else:
         why = "--port 0" if port is not None else ("--ticks without --port" if ticks else "anomaly.port 0")
         metrics = f"/metrics not served ({why})"
