@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -48,6 +49,9 @@ TIMEOUT_RESPONSE = (
 _TOKEN = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # RFC 9110 tchar
 _LONGEST_METHOD = 64  # a longer "method" is no method: left to the parser's 400
 _STAND_IN = b"POST"  # known to llhttp, and nothing in how it parses a request depends on it
+_EMPTY_LINES = re.compile(rb"[\r\n]*")
+_HEAD_END = b"\r\n\r\n"  # a header block's end: no header line holds an empty line
+_LONGEST_LENGTH = 20  # digits of the largest Content-Length llhttp takes (2**64 - 1)
 
 
 def _method_may_go_on(head: bytes) -> bool:
@@ -158,6 +162,15 @@ class H11DeadlineProtocol(HeaderDeadline, H11Protocol):
         return bool(self.conn.trailing_data[0])
 
 
+def _content_length(headers: list[tuple[bytes, bytes]]) -> int:
+    """The length of the body the ``headers`` (uvicorn's: names in lower case) announce; 0 for none or for one
+    whose length is not given (chunked: llhttp lets Transfer-Encoding win over a Content-Length)."""
+    lengths = [value for name, value in headers if name == b"content-length"]
+    if any(name == b"transfer-encoding" for name, _ in headers) or len(lengths) != 1:
+        return 0
+    return int(lengths[0]) if lengths[0].isdigit() and len(lengths[0]) <= _LONGEST_LENGTH else 0
+
+
 class HttpToolsDeadlineProtocol(HeaderDeadline, HttpToolsProtocol):
     """uvicorn's httptools protocol (the one its "auto" picks: httptools is a dependency) with the
     header deadline."""
@@ -166,54 +179,100 @@ class HttpToolsDeadlineProtocol(HeaderDeadline, HttpToolsProtocol):
     _at_request_start = True  # the next bytes begin a request: its method is looked at
     _head = b""  # the start of a request held until its method is whole (it may arrive in parts)
     _method: str | None = None  # the method a stand-in took the place of, for the request parsed now
+    _in_head = False  # a request's header block is being received: where it ends is looked for
+    _tail = b""  # the last bytes of that block so far: its end may come in two packets ("\r\n" "\r\n")
+    _body_left = 0  # bytes of a Content-Length body still to come (0: none, or a chunked body's unknown)
 
     def data_received(self, data: bytes) -> None:
         """A request whose method llhttp does not know is parsed under a stand-in (``_STAND_IN``); then the
-        header deadline's and uvicorn's (with nothing, while the start of a method is held). Requests sent
-        right behind one another in one packet are parsed one header block at a time, so that the method
-        of each one after a request without a body is looked at too (a body's end is the parser's to find:
-        what follows one is parsed as it came)."""
-        while self._at_request_start:
-            # llhttp skips empty lines before a request line (RFC 9112 2.2): so does the look for its method.
-            data, self._head = (self._head + data).lstrip(b"\r\n"), b""
-            space = data.find(b" ", 0, _LONGEST_METHOD)
-            if space < 0 and _method_may_go_on(data):
-                self._head = data
-                super().data_received(b"")  # starts the deadline, stops keep-alive's timer
-                return
-            self._at_request_start = False
-            method = data[:space] if space > 0 else b""
-            if method and _method_may_go_on(method) and _unknown_to_llhttp(method):
-                self._method = method.decode("ascii")
-                data = _STAND_IN + data[space:]
-            end = data.find(b"\r\n\r\n") + 4  # its header block's end: no header line holds an empty line
-            if end < 4 or end == len(data):
+        header deadline's and uvicorn's (with nothing, while the start of a method is held). Data is given
+        to the parser up to the end of each request's header block and of its ``Content-Length`` body, so
+        that the method of each request right behind another is looked at too, whichever packets they came
+        in (a chunked body's end is the parser's to find: what follows one is parsed as it came, up to the
+        end of the header block of the request it begins). Offsets, not copies of what is left: a packet of
+        many small requests costs its length, not its length times their number."""
+        data, self._head = self._head + data, b""
+        start = 0
+        while True:
+            stand_in, first = b"", start
+            if self._at_request_start:
+                begun = self._request_begins(data, start)
+                if begun is None:
+                    return
+                stand_in, first, start = begun
+            end = self._head_end(data, start) if self._in_head else self._body_end(data, start)
+            if end < 0 or end == len(data):
                 break
-            super().data_received(data[:end])  # a request without a body ends here: the next one begins
-            data = data[end:]
+            super().data_received(stand_in + data[first:end])  # a request may end here
+            start = end
             if self.transport.is_closing():
                 return
-        super().data_received(data)
+        super().data_received(stand_in + data[first:] if first or stand_in else data)
+
+    def _request_begins(self, data: bytes, start: int) -> tuple[bytes, int, int] | None:
+        """At a request's start in ``data``: what stands in for its method (b"": nothing), where what the
+        parser is given begins, and where the request does; None when the start of its method is held."""
+        # llhttp skips empty lines before a request line (RFC 9112 2.2): so does the look for its method.
+        start = _EMPTY_LINES.match(data, start).end()  # type: ignore[union-attr]  # "*" always matches
+        space = data.find(b" ", start, start + _LONGEST_METHOD)
+        if space < 0 and len(data) - start < _LONGEST_METHOD and _method_may_go_on(data[start:]):
+            self._head = data[start:]
+            super().data_received(b"")  # starts the deadline, stops keep-alive's timer
+            return None
+        self._at_request_start, self._in_head, self._tail = False, True, b""
+        method = data[start:space] if space > start else b""
+        if method and _method_may_go_on(method) and _unknown_to_llhttp(method):
+            self._method = method.decode("ascii")
+            return _STAND_IN, space, start
+        return b"", start, start
+
+    def _head_end(self, data: bytes, start: int) -> int:
+        """Where in ``data`` (from ``start``) the header block being received ends; -1: not in ``data``."""
+        if self._tail:  # its end may have begun in the last packet
+            found = (self._tail + data[start : start + 3]).find(_HEAD_END)
+            if found >= 0:
+                return start + found + len(_HEAD_END) - len(self._tail)
+        found = data.find(_HEAD_END, start)
+        if found < 0:
+            self._tail = (self._tail + data[max(start, len(data) - 3) :])[-3:]
+            return -1
+        return found + len(_HEAD_END)
+
+    def _body_end(self, data: bytes, start: int) -> int:
+        """Where in ``data`` (from ``start``, in the body being received) a ``Content-Length`` body ends; -1:
+        not in ``data``, or a body of unknown length (the parser's ``on_body`` counts what it reads)."""
+        end = start + self._body_left
+        return end if self._body_left and end <= len(data) else -1
 
     def on_message_begin(self) -> None:
-        """A request's first byte was parsed (one sent right behind another too: its bytes are the parser's,
-        never looked at as a method); then uvicorn's."""
+        """A request's first byte was parsed (one sent right behind a body too: its bytes are the parser's,
+        never looked at as a method, but the end of its header block is looked for in the next packets);
+        then uvicorn's."""
         self._message_begun = True
         self._at_request_start = False
+        if not self._in_head:
+            self._in_head, self._tail = True, b""
         super().on_message_begin()
 
     def on_headers_complete(self) -> None:
         """The deadline ends; then uvicorn's, and the request's own method in its scope (the app has not run
         yet: uvicorn only scheduled it)."""
-        self._message_begun = False
+        self._message_begun = self._in_head = False
+        self._tail = b""
+        self._body_left = _content_length(self.headers)
         self._stop_header_deadline()
         super().on_headers_complete()
         if self._method is not None:
             self.scope["method"], self._method = self._method, None
 
+    def on_body(self, body: bytes) -> None:
+        """Counted off the body still to come; then uvicorn's."""
+        self._body_left = max(self._body_left - len(body), 0)
+        super().on_body(body)
+
     def on_message_complete(self) -> None:
         """What follows begins the next request; then uvicorn's."""
-        self._at_request_start = True
+        self._at_request_start, self._body_left = True, 0
         super().on_message_complete()
 
     def request_begun(self) -> bool:

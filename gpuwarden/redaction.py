@@ -1,7 +1,8 @@
 """URLs as gpuwarden shows them in logs, errors and ``config show``: without what may be a credential.
 
-A store URL keeps everything but its password (``postgresql+psycopg://gw:***@db:5432/gw``): the host and the
-database are what a person needs to find the problem. A webhook URL often *is* the credential (Slack's
+A store URL keeps everything but its password (``postgresql+psycopg://gw:***@db:5432/gw``, and libpq's
+``?password=***`` and ``?sslpassword=***``, with which psycopg connects as well): the host and the database
+are what a person needs to find the problem. A webhook URL often *is* the credential (Slack's
 ``/services/T000/B000/XXXX``, a ``?api_key=``), so only its scheme and host are shown.
 """
 
@@ -13,11 +14,14 @@ from urllib.parse import urlsplit
 MASK = "**********"
 # user:password@ as SQLAlchemy's make_url reads it: the user has no ':' or '/', the password no '@'.
 _PASSWORD = re.compile(r"(://[^:/]*:)[^@]*@")
+# libpq's password keywords in the query, which SQLAlchemy hands psycopg as connection arguments.
+_QUERY_PASSWORD = re.compile(r"([?&](?:ssl)?password=)[^&#]*")
 
 
 def hidden_password(url: str) -> str:
-    """``url`` with the password of its ``user:password@`` replaced by ``***`` (the rest as given)."""
-    return _PASSWORD.sub(r"\1***@", url, count=1)
+    """``url`` with the password of its ``user:password@`` and those in its query replaced by ``***`` (the
+    rest as given)."""
+    return _QUERY_PASSWORD.sub(r"\1***", _PASSWORD.sub(r"\1***@", url, count=1))
 
 
 def shown_url(url: str) -> str:

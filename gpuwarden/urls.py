@@ -10,6 +10,11 @@ from __future__ import annotations
 SCHEMES = ("http", "https")
 
 
+def host_port(host: str, port: int) -> str:
+    """``host:port`` as a URL writes it: an IPv6 address in brackets (``[::1]:9701``)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def url_problem(url: str) -> str | None:
     """Why no request can be sent to ``url`` (an http or https URL with a host), or None."""
     import httpx  # noqa: PLC0415

@@ -495,11 +495,19 @@ def _handler_for(recorder: SlackRecorder) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+def _port(text: str) -> int:
+    """``--port``'s value: a TCP port, or 0 for a free one (bind raised OverflowError on another)."""
+    port = int(text) if text.isascii() and text.removeprefix("-").isdigit() else -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port (0-65535; 0: a free port)")
+    return port
+
+
 def main(argv: list[str] | None = None) -> None:
     """Serve the recorder until interrupted."""
     parser = argparse.ArgumentParser(description="Local Slack Web API stand-in that records calls.")
     parser.add_argument(
-        "--port", type=int, default=0, help="port on 127.0.0.1 (default 0: a free port, logged)"
+        "--port", type=_port, default=0, help="port on 127.0.0.1 (default 0: a free port, logged)"
     )
     parser.add_argument(
         "--token", default="xoxb-gpuwarden-test", help="the bot token it accepts (default %(default)s)"

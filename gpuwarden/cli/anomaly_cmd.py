@@ -30,6 +30,8 @@ from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError, InputError
 from gpuwarden.headers import TOKEN_ENV
 from gpuwarden.model import Alert, AlertStatus
+from gpuwarden.redaction import hidden_password
+from gpuwarden.urls import host_port
 
 if TYPE_CHECKING:
     from anomaly.forwarder import AlertForwarder
@@ -259,7 +261,7 @@ def run(
         source.close()
         if forwarder is not None:
             forwarder.close()
-        where = f"{cfg.listen_address}:{metrics_port}"
+        where = host_port(cfg.listen_address, metrics_port)
         setting = "--port" if port is not None else "anomaly.port / anomaly.listen_address"
         err_console.print(
             f"[red]error:[/red] {setting}: cannot serve /metrics on {escape(where)}:"
@@ -290,21 +292,23 @@ def _metrics_port(cfg: AnomalyConfig, port: int | None, ticks: int) -> int:
 
 def _start_line(service: AnomalyService, port: int | None, ticks: int, metrics_port: int) -> str:
     """What ``anomaly run`` says before its warm-up (an hour of history, tens of seconds on a large fleet):
-    what it reads and how often, where /metrics is (or why it is not served) and where alerts go."""
+    what it reads and how often, where /metrics is (or why it is not served) and where alerts go; a
+    password in a URL (basic auth in front of Prometheus) hidden."""
     cfg = service.cfg
     count = len(cfg.queries)
     if metrics_port:
-        metrics = f"/metrics on http://{cfg.listen_address}:{metrics_port}/metrics"
+        metrics = f"/metrics on http://{host_port(cfg.listen_address, metrics_port)}/metrics"
     else:
         why = "--port 0" if port is not None else ("--ticks without --port" if ticks else "anomaly.port 0")
         metrics = f"/metrics not served ({why})"
     alerts = (
-        f"alerts to {cfg.alert_url}"
+        f"alerts to {hidden_password(str(cfg.alert_url))}"
         if cfg.alert_url
         else "alerts printed as JSON lines (no anomaly.alert_url)"
     )
     return (
-        f"anomaly run: {count} quer{'y' if count == 1 else 'ies'} from {cfg.prometheus_url} every"
+        f"anomaly run: {count} quer{'y' if count == 1 else 'ies'} from"
+        f" {hidden_password(str(cfg.prometheus_url))} every"
         f" {cfg.infer_every_seconds:g} s; {metrics}; {alerts}; warming up from the last"
         f" {service.warmup_seconds():g} s of history"
     )

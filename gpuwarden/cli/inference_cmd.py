@@ -16,6 +16,7 @@ from gpuwarden.cli.logs import keep_running_on_sighup
 from gpuwarden.clock import AcceleratedClock, Clock, SystemClock
 from gpuwarden.errors import ConfigError, InputError
 from gpuwarden.graceful import run_until_stopped  # stdlib only: light for every command
+from gpuwarden.urls import host_port
 
 LISTEN_BACKLOG = 2048  # uvicorn's default backlog, which it sets again when it starts serving
 
@@ -98,7 +99,7 @@ def inference_server(
     # the backlog until uvicorn accepts, where it was refused while uvicorn was still starting.
     sock.listen(LISTEN_BACKLOG)
     err_console.print(
-        f"inference server on http://{_hostport(host, port)} (/v1/chat/completions, /v1/completions,"
+        f"inference server on http://{host_port(host, port)} (/v1/chat/completions, /v1/completions,"
         f" /metrics): model {cfg.model_name} on simulated {node} GPU {gpu}; tracing"
         f" {'on' if cfg.enabled else 'off'}, spans exported: {settings.destination}",
         markup=False,
@@ -111,10 +112,6 @@ def inference_server(
     finally:
         sock.close()
         server.shutdown()
-
-
-def _hostport(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _listen(host: str, port: int, on_error: Callable[[], None]) -> socket.socket:

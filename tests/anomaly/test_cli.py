@@ -21,6 +21,7 @@ from gpuwarden.cli.consoles import CliConsole
 from gpuwarden.clock import FakeClock
 from tests.anomaly.fakes import FakePrometheus
 from tests.http_stub import LocalServer, QuietHandler
+from tests.integration.servers import free_port
 
 runner = CliRunner()
 
@@ -423,16 +424,21 @@ class _Prometheus(LocalServer):
         super().__init__(Handler)
 
 
-def _run_on_fake_prometheus(tmp_path: Path, queries: str, ticks: int) -> tuple[str, Any]:
+def _run_on_fake_prometheus(
+    tmp_path: Path, queries: str, ticks: int, user: str = "", listen: tuple[str, int] = ("127.0.0.1", 0)
+) -> tuple[str, Any]:
     """``anomaly run --ticks N --port 0`` on ``_Prometheus`` with ``queries`` (YAML list items), ticking
-    every 0.2 s: that Prometheus' URL and the CLI's result."""
+    every 0.2 s (``user``: ``user:password`` in its URL; ``listen``: /metrics' address and port): that
+    Prometheus' URL and the CLI's result."""
     prometheus = _Prometheus()
     cfg = tmp_path / "c.yaml"
+    url = prometheus.url.replace("://", f"://{user}@") if user else prometheus.url
     cfg.write_text(
-        f"anomaly:\n  prometheus_url: {prometheus.url}\n  infer_every_seconds: 0.2\n  queries:\n{queries}"
+        f"anomaly:\n  prometheus_url: {url}\n  listen_address: '{listen[0]}'\n  infer_every_seconds: 0.2\n"
+        f"  queries:\n{queries}"
     )
     try:
-        args = ["anomaly", "run", "--config", str(cfg), "--ticks", str(ticks), "--port", "0"]
+        args = ["anomaly", "run", "--config", str(cfg), "--ticks", str(ticks), "--port", str(listen[1])]
         return prometheus.url, runner.invoke(app, args)
     finally:
         prometheus.close()
@@ -633,3 +639,31 @@ def test_run_says_at_start_where_it_reads_serves_and_sends_before_its_warm_up(tm
         f"anomaly run: 1 query from {url} every 0.2 s; /metrics not served (--port 0);"
         " alerts printed as JSON lines (no anomaly.alert_url); warming up from the last 24 s of history"
     ), lines
+
+
+def test_run_says_at_start_the_prometheus_it_reads_without_the_password_in_its_url(tmp_path, caplog):
+    """A Prometheus behind basic auth (``http://user:password@host``, which httpx sends): the start line
+    logged the URL whole, password and all, where the source's own errors hide it."""
+    caplog.set_level(logging.INFO)
+    url, result = _run_on_fake_prometheus(
+        tmp_path, "    - {name: temp, expr: DCGM_FI_DEV_GPU_TEMP, step_seconds: 0.2}\n", 1, "gw:s3cret"
+    )
+    assert result.exit_code == 0, result.output
+    lines = [r.getMessage() for r in caplog.records if r.name == "gpuwarden.cli.anomaly_cmd"]
+    assert lines[0].startswith(f"anomaly run: 1 query from {url.replace('://', '://gw:***@')} every"), lines
+    assert "s3cret" not in caplog.text + result.output
+
+
+def test_run_says_where_it_serves_metrics_with_an_ipv6_address_in_brackets(tmp_path, caplog):
+    """``http://:::9701/metrics`` (listen_address ``::``) is no URL a person or a scraper can use."""
+    caplog.set_level(logging.INFO)
+    port = free_port()
+    _, result = _run_on_fake_prometheus(
+        tmp_path,
+        "    - {name: temp, expr: DCGM_FI_DEV_GPU_TEMP, step_seconds: 0.2}\n",
+        1,
+        listen=("::1", port),
+    )
+    assert result.exit_code == 0, result.output
+    lines = [r.getMessage() for r in caplog.records if r.name == "gpuwarden.cli.anomaly_cmd"]
+    assert f"; /metrics on http://[::1]:{port}/metrics; " in lines[0], lines

@@ -231,6 +231,51 @@ def test_a_method_the_parser_does_not_know_right_behind_another_request_in_its_p
         assert answer(answers) == (200, "", b"GET 0")
 
 
+def post(length: int) -> bytes:
+    """The head of a POST whose body has ``length`` bytes."""
+    return b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % length
+
+
+GOT = (200, "", b"GET 0")
+
+
+@pytest.mark.parametrize(
+    ("packets", "first"),
+    [
+        # Only a request whose header block ended in the packet it began in had the request behind it
+        # looked at: with its headers cut across packets (a segment's end), not.
+        pytest.param([GET[:16], GET[16:]], [GOT], id="after-the-request-line"),
+        pytest.param([GET[:20], GET[20:]], [GOT], id="inside-a-header"),
+        pytest.param([GET[:25], GET[25:]], [GOT], id="between-the-two-line-ends"),
+        pytest.param([GET[:26], GET[26:]], [GOT], id="inside-the-last-line-end"),
+        pytest.param([GET[:18], GET[18:24], GET[24:26], GET[26:]], [GOT], id="in-four-packets"),
+        pytest.param(
+            [post(1) + b"x" + GET[:20], GET[20:]], [(200, "", b"POST 1"), GOT], id="cut-behind-a-body"
+        ),
+        # Where a body ended was the parser's alone to find: what followed it was parsed as it came.
+        pytest.param([post(9) + b"abc def g"], [(200, "", b"POST 9")], id="body-in-one-packet"),
+        pytest.param([post(9), b"abc def g"], [(200, "", b"POST 9")], id="body-in-a-packet-of-its-own"),
+        pytest.param([post(9) + b"abc", b" def g"], [(200, "", b"POST 9")], id="body-in-two-packets"),
+        pytest.param([post(4) + b"\r\n", b"\r\n"], [(200, "", b"POST 4")], id="body-like-a-header-block-end"),
+    ],
+)
+def test_a_method_the_parser_does_not_know_behind_a_request_in_parts_or_with_a_body_is_answered_405(
+    server: int, packets: list[bytes], first: list[tuple[int, str, bytes]]
+) -> None:
+    # The unknown method behind had the parser's 400, sent instead of the first request's answer.
+    with connect(server) as sock:
+        for packet in packets[:-1]:
+            sock.sendall(packet)
+            time.sleep(0.05)
+        sock.sendall(packets[-1] + b"FOO / HTTP/1.1\r\nHost: x\r\n\r\n" + GET)
+        answers = OneReader(sock)
+        assert [answer(answers) for _ in first] == first
+        assert [(status, "GET" in allow) for status, allow, _ in (answer(answers), answer(answers))] == [
+            (405, True),
+            (200, False),
+        ]
+
+
 class KeptReader(io.BufferedReader):
     def close(self) -> None:
         """Left open: ``http.client`` closes its reader after each answer."""

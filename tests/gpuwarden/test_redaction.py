@@ -22,8 +22,25 @@ from gpuwarden.redaction import hidden_password, shown_url
         ("postgresql://gw@db/gw", "postgresql://gw@db/gw"),
         ("sqlite:////var/lib/gpuwarden/i.db", "sqlite:////var/lib/gpuwarden/i.db"),
         ("/var/lib/gpuwarden/a:b@c.db", "/var/lib/gpuwarden/a:b@c.db"),  # a path, no URL
+        # psycopg connects with a password given in the query as with one before the @ (libpq's keywords)
+        ("postgresql+psycopg://gw@db/gw?password=S3cret", "postgresql+psycopg://gw@db/gw?password=***"),
+        (
+            "postgresql://gw@db/gw?sslmode=require&sslpassword=k3y&password=S3&application_name=gw",
+            "postgresql://gw@db/gw?sslmode=require&sslpassword=***&password=***&application_name=gw",
+        ),
+        ("postgresql://gw:a@db/gw?password=b", "postgresql://gw:***@db/gw?password=***"),
     ],
-    ids=["password", "slash-in-password", "no-user", "no-password", "sqlite-url", "sqlite-path"],
+    ids=[
+        "password",
+        "slash-in-password",
+        "no-user",
+        "no-password",
+        "sqlite-url",
+        "sqlite-path",
+        "password-in-the-query",
+        "ssl-key-password-and-password-in-the-query",
+        "password-before-the-at-and-in-the-query",
+    ],
 )
 def test_a_store_urls_password_is_hidden_and_the_rest_kept(url: str, shown: str) -> None:
     assert hidden_password(url) == shown

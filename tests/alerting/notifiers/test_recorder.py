@@ -202,6 +202,20 @@ def test_a_taken_port_is_named_with_exit_1_not_a_traceback(
     )
 
 
+@pytest.mark.parametrize("port", ["70000", "-1"], ids=["above-65535", "negative"])
+def test_a_port_out_of_range_is_refused_with_exit_2_not_a_traceback(
+    port: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--port 70000`` got past argparse as an int and ended in bind's OverflowError traceback."""
+    from alerting.notifiers.recorder import main  # noqa: PLC0415
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["--port", port])
+    said = capsys.readouterr().err
+    assert stopped.value.code == 2 and "Traceback" not in said, said
+    assert f"argument --port: {port} is not a port (0-65535; 0: a free port)" in said, said
+
+
 def test_a_client_that_goes_away_mid_request_prints_no_traceback(
     recorder: SlackRecorder, capfd: pytest.CaptureFixture[str]
 ) -> None:

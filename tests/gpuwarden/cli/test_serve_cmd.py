@@ -691,9 +691,18 @@ def test_a_relist_during_serves_first_inventory_read_is_counted_once(
     [
         ("incidents.db", "{tmp}/incidents.db (--db)"),
         ("postgresql+psycopg://gw:secret@db:5432/gw", "postgresql+psycopg://gw:***@db:5432/gw (--db)"),
+        (
+            "postgresql+psycopg://gw@db/gw?password=secret",
+            "postgresql+psycopg://gw@db/gw?password=*** (--db)",
+        ),
         (None, "{tmp}/gpuwarden.db (api.db)"),
     ],
-    ids=["sqlite-relative", "postgres-password-hidden", "default-in-the-working-directory"],
+    ids=[
+        "sqlite-relative",
+        "postgres-password-hidden",
+        "postgres-password-in-the-query-hidden",
+        "default-in-the-working-directory",
+    ],
 )
 def test_serve_says_at_start_which_store_it_opens(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str | None, shown: str
