@@ -139,20 +139,26 @@ class Outbox:
     def __call__(self, change: IncidentChange) -> datetime | None:
         """Listener entry point: enqueue. What fails (the store dropped) is raised: the engine keeps the
         change stored and tells it again (``alerting.handoff``); the enqueue dedupes it, and says when it
-        first took it (a process that crashed before storing its announcement: the page was then)."""
-        if self.enqueue(change) or change.kind is not ChangeKind.OPENED:
+        first took it (a process that crashed before storing its announcement: the page was then), also
+        when a notifier configured since takes it only now."""
+        asked = self._clock.time()
+        added = self.enqueue(change)
+        if change.kind is not ChangeKind.OPENED or added == len(self._notifiers):
             return None
-        return self._taken_at(idempotency_key(change))
+        taken = self._taken_at(idempotency_key(change))
+        # The first stored by this call (the other notifiers filtered it out): taken now, as when all took it.
+        if taken is None or (added and taken >= asked):
+            return None
+        return datetime.fromtimestamp(taken, UTC)
 
-    def _taken_at(self, key: str) -> datetime | None:
+    def _taken_at(self, key: str) -> float | None:
         """When the first row of a change was stored, for any notifier (none: no row, all filtered)."""
         with self._sessions() as session:
-            first = session.scalar(
+            return session.scalar(
                 select(func.min(OutboxMessage.created_at)).where(
                     OutboxMessage.notifier.in_(list(self._notifiers)), OutboxMessage.idempotency_key == key
                 )
             )
-        return None if first is None else datetime.fromtimestamp(first, UTC)
 
     def _notification(self, change: IncidentChange) -> Notification:
         # Only a snapshot here: this runs on the engine's path, so nothing slow (a chart's series is read

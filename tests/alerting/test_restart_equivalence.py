@@ -23,7 +23,7 @@ from alerting.engine import IncidentEngine
 from alerting.inventory import StaticInventory
 from alerting.matchers import parse_matcher
 from alerting.migrate import upgrade
-from alerting.notifiers.base import Notification
+from alerting.notifiers.base import Notification, Notifier
 from alerting.outbox import Outbox
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
@@ -43,10 +43,11 @@ class Serve:
         self.inventory = sc.fleet_inventory()
         self.restart()
 
-    def restart(self) -> None:
-        """A new engine and outbox, as the next serve starts them: with the inventory it reads then."""
+    def restart(self, *notifiers: Notifier) -> None:
+        """A new engine and outbox, as the next serve starts them: with the inventory it reads then, and
+        ``notifiers`` (one ``Quiet`` unless given)."""
         self.engine = IncidentEngine(make_engine(self.db), self.clock, self.config, self.inventory)
-        self.outbox = Outbox(make_engine(self.db), [Quiet()], self.clock)
+        self.outbox = Outbox(make_engine(self.db), list(notifiers) or [Quiet()], self.clock)
         self.engine.subscribe(self.outbox)
 
     def refresh(self, inventory: StaticInventory) -> None:
