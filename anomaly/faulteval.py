@@ -16,12 +16,19 @@ imports the exporter), and every ``fit_every`` a ``fit``. Faults hit a random GP
   resolve). The other side: an alert on its target raised after its start (at most ``grace`` after its
   repair) and still firing ``stuck_seconds`` after its repair is stuck (``stuck_after_repair``), unless a
   later fault hit the same target (3 hours: longer than the fleet detector's hold, 240 ticks).
+* A fault drawn for a target where the same fault is still active (a second cooling failure on a GPU whose
+  failed cooler is not repaired yet) is not injected: the fleet would run the same effect on, there is
+  nothing new to detect. Counted per class (``not_injected_already_active``), not in recall.
+* A fault that began while alerts raised before it were still firing on its target (an earlier fault's,
+  minutes after its repair) can only be detected by a new alert: the open ones hide it. Counted per class
+  (``began_inside_open_alerts``); a miss lists those alerts (``open_alerts_at_start``) and the target's
+  previous fault (``previous``).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,6 +98,7 @@ class Injection:
     resolved_early_by: list[str] = field(default_factory=list)  # ``alertname:model`` resolved while active
     quiet: bool = False  # its target had no alert firing left while it was still active
     stuck: bool | None = None  # an alert still firing ``stuck_seconds`` after the repair; None: not checked
+    open_at_start: tuple[str, ...] = ()  # ``detector:query`` of the alerts firing on its target at its start
 
 
 @dataclass(slots=True)
@@ -108,6 +116,8 @@ class ClassResult:
     resolved_early_by: dict[str, int] = field(default_factory=dict)
     quiet_while_active: int = 0  # ... of which the target then had no alert firing (its incident resolves)
     stuck_after_repair: int = 0  # injections with an alert on their target firing ``stuck_seconds`` after it
+    began_inside_open_alerts: int = 0  # injections whose target had alerts firing at their start
+    not_injected_already_active: int = 0  # drawn where the same fault was still active: not injected
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -127,6 +137,8 @@ class ClassResult:
             "resolved_early_by": dict(sorted(self.resolved_early_by.items(), key=lambda kv: -kv[1])),
             "quiet_while_active": self.quiet_while_active,
             "stuck_after_repair": self.stuck_after_repair,
+            "began_inside_open_alerts": self.began_inside_open_alerts,
+            "not_injected_already_active": self.not_injected_already_active,
         }
 
 
@@ -261,6 +273,7 @@ def run_fault_eval(
     start = clock.time()
     pending = _schedule(plan, fleet, start)
     truth = _Truth(fleet, plan.grace_seconds)
+    skipped: list[Injection] = []
     false_alerts: list[dict[str, str]] = []
     last_fit = start
     end = start + plan.duration_seconds
@@ -269,11 +282,7 @@ def run_fault_eval(
         while pending and pending[0].started_at <= tick_at:
             inj = pending.pop(0)
             clock.advance(max(0.0, inj.started_at - clock.time()))
-            payload = {**inj.fault_class.payload, "node": inj.node}
-            if inj.gpu is not None:
-                payload["gpu"] = inj.gpu
-            inj.fault_id = fleet.inject(parse_fault(payload))
-            truth.injections.append(inj)
+            (truth.injections if _inject(fleet, service, inj) else skipped).append(inj)
         _repair_due(fleet, truth.injections, clock.time(), plan.hold_seconds)
         clock.advance(tick_at - clock.time())
         if before_tick is not None:
@@ -291,26 +300,65 @@ def run_fault_eval(
     gpus = len(fleet.gpu_refs())
     observed = max(0.0, plan.duration_seconds - plan.warmup_seconds)
     return FaultEvalReport(
-        classes=_summarise(truth.injections, plan),
+        classes=_summarise(truth.injections, plan, skipped),
         gpu_days=gpus * observed / 86400.0,
         false_alerts=len(false_alerts),
         false_alert_examples=false_alerts,
         interval_seconds=plan.interval_seconds,
         missed=[
-            {
-                "class": inj.fault_class.name,
-                "node": inj.node,
-                "gpu": inj.gpu,
-                "workload": truth.workload(inj.node, inj.gpu),
-                "detected_after_s": None
-                if inj.detected_at is None
-                else round(inj.detected_at - inj.started_at),
-            }
+            _missed(inj, truth)
             for inj in truth.injections
             if inj.detected_at is None
             or inj.detected_at - inj.started_at > inj.fault_class.deadline(plan.interval_seconds)
         ],
     )
+
+
+def _inject(fleet: Fleet, service: AnomalyService, inj: Injection) -> bool:
+    """Start ``inj`` on the fleet, noting the alerts already firing on its target; False (nothing injected)
+    where the same fault is still active there."""
+    payload = {**inj.fault_class.payload, "node": inj.node}
+    if inj.gpu is not None:
+        payload["gpu"] = inj.gpu
+    spec = parse_fault(payload)
+    if any(r.spec == spec for r in fleet.active_faults()):
+        return False
+    inj.open_at_start = tuple(
+        sorted(
+            f"{f.detector}:{f.query}"
+            for f in service.firing.values()
+            if _target(f.alert) == (inj.node, inj.gpu)
+        )
+    )
+    inj.fault_id = fleet.inject(spec)
+    return True
+
+
+def _missed(inj: Injection, truth: _Truth) -> dict[str, Any]:
+    """A miss (or a late detection) as the report lists it: what it was, and what it began inside of."""
+    out: dict[str, Any] = {
+        "class": inj.fault_class.name,
+        "node": inj.node,
+        "gpu": inj.gpu,
+        "workload": truth.workload(inj.node, inj.gpu),
+        "detected_after_s": None if inj.detected_at is None else round(inj.detected_at - inj.started_at),
+    }
+    if inj.open_at_start:
+        out["open_alerts_at_start"] = list(inj.open_at_start)
+    before = [
+        o
+        for o in truth.injections
+        if (o.node, o.gpu) == (inj.node, inj.gpu) and o.started_at < inj.started_at
+    ]
+    if before:
+        prev = before[-1]
+        ended = (
+            "still active"
+            if prev.repaired_at is None or prev.repaired_at > inj.started_at
+            else (f"repaired {inj.started_at - prev.repaired_at:.0f} s before")
+        )
+        out["previous"] = f"{prev.fault_class.name}, {ended}"
+    return out
 
 
 def _repair_due(fleet: Fleet, injections: list[Injection], now: float, hold: float) -> None:
@@ -372,12 +420,17 @@ def _check_stuck(
         )
 
 
-def _summarise(injections: list[Injection], plan: EvalPlan) -> dict[str, ClassResult]:
+def _summarise(
+    injections: list[Injection], plan: EvalPlan, skipped: Sequence[Injection] = ()
+) -> dict[str, ClassResult]:
     out = {c.name: ClassResult(c.name, c.hard) for c in plan.classes}
+    for inj in skipped:
+        out[inj.fault_class.name].not_injected_already_active += 1
     for inj in injections:
         res = out[inj.fault_class.name]
         res.injected += 1
         res.stuck_after_repair += bool(inj.stuck)
+        res.began_inside_open_alerts += bool(inj.open_at_start)
         if inj.resolved_early_by:
             res.resolved_while_active += 1
             res.quiet_while_active += inj.quiet
@@ -409,6 +462,8 @@ def merge_reports(reports: list[FaultEvalReport]) -> FaultEvalReport:
             m.resolved_while_active += c.resolved_while_active
             m.quiet_while_active += c.quiet_while_active
             m.stuck_after_repair += c.stuck_after_repair
+            m.began_inside_open_alerts += c.began_inside_open_alerts
+            m.not_injected_already_active += c.not_injected_already_active
             for k, v in c.resolved_early_by.items():
                 m.resolved_early_by[k] = m.resolved_early_by.get(k, 0) + v
     return FaultEvalReport(

@@ -185,7 +185,13 @@ class ThermalDetector:
         resid = t - yhat
         dev = self.dev[slots]
         band = np.maximum(self.k * dev, self.min_deviation)
-        score = np.where(n >= self.warmup, np.maximum(resid, 0.0) / band, 0.0)
+        pmin, pmax = np.where(fresh, lagged, self.pmin[slots]), np.where(fresh, lagged, self.pmax[slots])
+        # Above any power it learnt at, the prediction is the ridge's guess: seen only idle, its slope is
+        # near 0 and a job's warmth read as 40 C too hot. Such a sample is no evidence: scored 0 and learnt
+        # unclipped (as in the warm-up), so the slope comes from it and the next sample there is known.
+        guess = lagged > pmax + self.ridge_watts
+        warm = (n >= self.warmup) & ~guess
+        score = np.where(warm, np.maximum(resid, 0.0) / band, 0.0)
         # Learn from the sample winsorised at the band, so a dip teaches little; a sample above the band (an
         # alert's) at a power it has learnt at teaches nothing. Taught at the band, the error scale grew by
         # (k - 1) * alpha a tick (the band is k of it) and the intercept by alpha bands: a runaway held at
@@ -200,14 +206,13 @@ class ThermalDetector:
         # down): a GPU whose idle power fell (a driver, a lowered cap, MIG) is no runaway and learns as
         # before (without it, a GPU run at 90-400 W whose idle power fell to 20 W, its temperature as it
         # was, was flagged for 6 hours).
-        pmin, pmax = np.where(fresh, lagged, self.pmin[slots]), np.where(fresh, lagged, self.pmax[slots])
         held_for, hot_at = (
             np.where(fresh, 0.0, self.held_for[slots]),
             np.where(fresh, 0.0, self.hot_at[slots]),
         )
         throttled = (hot_at > 0.0) & (hot_at >= self.last[slots]) & (self.hot_in[slots] > 0.0)
         known = (lagged <= pmax + self.ridge_watts) & ((lagged >= pmin - self.ridge_watts) | throttled)
-        cap = np.where(n >= self.warmup, band, np.inf)
+        cap = np.where(warm, band, np.inf)
         t_used = yhat + np.clip(resid, -cap, cap)
         # A hold is bounded: a GPU that runs hotter for good at the same power (a hotter room, a worse slot or
         # fan curve) would otherwise hold its alert forever; once it has been hot for ``hold_seconds`` it
@@ -229,7 +234,10 @@ class ThermalDetector:
         self.mt[slots] = mt + w * (t_used - mt)
         self.mpp[slots] = mpp + w * (lagged * lagged - mpp)
         self.mpt[slots] = mpt + w * (lagged * t_used - mpt)
-        self.dev[slots] = np.where(fresh, 0.0, dev + w * (np.minimum(np.abs(resid), cap) - dev))
+        # A guess's error is the guess's, not the GPU's: it leaves the error scale as it was.
+        self.dev[slots] = np.where(
+            fresh, 0.0, np.where(guess, dev, dev + w * (np.minimum(np.abs(resid), cap) - dev))
+        )
         self.lagged[slots] = lagged
         self.last[slots] = at
         self.n[slots] = n + 1

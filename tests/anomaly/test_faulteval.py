@@ -13,6 +13,8 @@ from anomaly.faulteval import (
     EvalPlan,
     Injection,
     _check_stuck,
+    _inject,
+    _missed,
     _repair_due,
     _resolved_early,
     _summarise,
@@ -130,3 +132,46 @@ def test_an_alert_raised_on_the_target_long_after_the_repair_is_not_counted_stuc
         [inj], service, inj.repaired_at + plan.stuck_seconds, plan.stuck_seconds, grace=plan.grace_seconds
     )
     assert inj.stuck is False
+
+
+def _class(name: str):
+    return next(c for c in FAULT_CLASSES if c.name == name)
+
+
+def test_a_fault_drawn_where_the_same_fault_is_still_active_is_not_injected_nor_scored():
+    """Seed 905 drew a second cooling failure for node-01 GPU 6 47 minutes into the first (held an hour): the
+    fleet ran the same effect on, the thermal alert raised for the first fired throughout (score ~10), and the
+    second counted "detected after 2,340 s" when an alert was next raised, a late detection of nothing new."""
+    clock = FakeClock()
+    fleet = build_fleet(2, 8, seed=3, clock=clock)
+    first, second = (Injection(_class("thermal_runaway"), "node-01", 6, clock.time()) for _ in range(2))
+    other = Injection(_class("straggler"), "node-01", 6, clock.time())
+    quiet = SimpleNamespace(firing={})
+    assert [_inject(fleet, quiet, inj) for inj in (first, second, other)] == [True, False, True]
+    assert len(fleet.active_faults()) == 2
+    result = _summarise([first, other], EvalPlan(duration_seconds=3600), [second])["thermal_runaway"]
+    assert (result.injected, result.not_injected_already_active) == (1, 1)
+    assert result.to_json()["not_injected_already_active"] == 1
+
+
+def test_a_miss_that_began_inside_alerts_still_open_from_an_earlier_fault_says_so():
+    """Seed 905's straggler on node-05 GPU 5 began 472 s after a power brake there was repaired, while the
+    alerts raised for the brake still fired: scored 5.2 (adaptive SM clock) from its first tick, nothing new
+    was raised. The report told only "missed"."""
+    clock = FakeClock()
+    fleet = build_fleet(2, 8, seed=3, clock=clock)
+    brake = Injection(_class("power_brake"), "node-01", 5, clock.time() - 1076.0)
+    brake.repaired_at = clock.time() - 472.0
+    straggler = Injection(_class("straggler"), "node-01", 5, clock.time())
+    open_alert = SimpleNamespace(
+        alert=_alert("GpuwardenAnomaly", "5", clock.time() - 1000.0), detector="adaptive", query="SM"
+    )
+    elsewhere = SimpleNamespace(alert=_alert("GpuwardenAnomaly", "4", 0.0), detector="fleet", query="P")
+    assert _inject(fleet, SimpleNamespace(firing={"a": open_alert, "b": elsewhere}), straggler)
+    truth = SimpleNamespace(injections=[brake, straggler], workload=lambda node, gpu: None)
+    missed = _missed(straggler, truth)
+    assert missed["open_alerts_at_start"] == ["adaptive:SM"]
+    assert missed["previous"] == "power_brake, repaired 472 s before"
+    summary = _summarise([brake, straggler], EvalPlan(duration_seconds=3600))
+    assert summary["straggler"].began_inside_open_alerts == 1
+    assert summary["power_brake"].began_inside_open_alerts == 0

@@ -99,6 +99,36 @@ def test_a_gpu_seen_only_idle_that_starts_a_job_is_not_flagged_for_good():
     assert max(scores[-20:]) <= 1.0
 
 
+def test_a_gpu_seen_only_idle_that_starts_a_job_is_not_flagged_at_all():
+    """Seen only at 70 W, the regression's slope was the ridge's guess (near 0), so the job's 690 W predicted
+    the idle temperature: the job's first 27 minutes scored 10 down to 1 (55 ticks above 1, an alert raised),
+    the warmth a job brings taught back 3 C a tick at most. A power above any it learnt at is no evidence:
+    not scored, learnt unclipped (its slope comes from it)."""
+    rng = np.random.default_rng(5)
+    gpus, det = Gpus(), ThermalDetector()
+    for _ in range(150):
+        det.detect(gpus.step(np.full(len(GPUS), 70.0), rng))
+    busy = np.full(len(GPUS), 690.0)
+    scores = [float(det.detect(gpus.step(busy, rng))[0].score.max()) for _ in range(120)]
+    assert max(scores) <= 1.0
+
+
+def test_a_cooling_failure_on_a_gpu_seen_only_idle_is_flagged_once_its_job_has_run_a_while():
+    """The other side of not scoring a power it never learnt at: once its job has run, that power is learnt
+    and a cooler failing there is flagged as on any GPU."""
+    rng = np.random.default_rng(6)
+    gpus, det = Gpus(), ThermalDetector()
+    for _ in range(150):
+        det.detect(gpus.step(np.full(len(GPUS), 70.0), rng))
+    busy = np.full(len(GPUS), 690.0)
+    for _ in range(40):
+        det.detect(gpus.step(busy, rng))
+    gpus.resistance[2] = 0.065 * 1.3
+    scores = [det.detect(gpus.step(busy, rng))[0].score for _ in range(10)]
+    assert max(float(s[2]) for s in scores[5:]) > 1.0
+    assert max(float(np.delete(s, 2).max()) for s in scores) <= 1.0
+
+
 def _hotter_for_good(power: Callable[[int], float], ticks_after_hold: int) -> tuple[int, list[float]]:
     """GPU 2's scores once it runs 15 % hotter per watt for good, and the ticks its hold lasts."""
     rng = np.random.default_rng(3)
