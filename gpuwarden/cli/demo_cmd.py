@@ -20,7 +20,7 @@ from rich.rule import Rule
 from rich.table import Table
 
 from gpuwarden.cli.consoles import console, err_console
-from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, check_output, describe_root
+from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, check_output, describe_root, output_option
 from gpuwarden.cli.logs import configure_logging
 from gpuwarden.cli.progress import StepProgress
 from gpuwarden.sim import FaultSpec
@@ -206,9 +206,7 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of the simulated fleet.")] = 7,
     output: Annotated[
         str,
-        typer.Option(
-            "--output", "-o", help="text (or table, the same) or json (the same story, for scripts)."
-        ),
+        output_option(TEXT_OUTPUTS, "text (or table, the same) or json (the same story, for scripts)."),
     ] = "text",
 ) -> None:
     """Run exporter -> anomaly -> incidents -> Slack on a simulated 64-GPU fleet with scripted faults."""

@@ -237,7 +237,14 @@ def incident_path(incident_id: str, suffix: str = "") -> str:
 # (listings) or text (one item); each listing and each item takes both words for the human form.
 TABLE_OUTPUTS = ("table", "text", "json")
 TEXT_OUTPUTS = ("text", "table", "json")
+EXPORT_OUTPUTS = ("yaml", "json")  # a file alerting.inventory_file reads
 MARKDOWN_OUTPUTS = ("markdown", "text", "json")  # a document: the postmortem draft
+
+
+def output_option(allowed: Sequence[str], help_text: str) -> Any:
+    """The ``-o/--output`` option of a command that prints one of ``allowed``, which ``--help`` lists
+    (``<table|text|json>``, as it does every other choice); ``check_output`` refuses any other value."""
+    return typer.Option("--output", "-o", metavar=f"<{'|'.join(allowed)}>", help=help_text)
 
 
 def check_output(output: str, allowed: tuple[str, ...]) -> str:
@@ -289,7 +296,7 @@ def describe_root(root: dict[str, Any]) -> str:
 @gpuwarden_answers
 def list_incidents(
     url: UrlOption = "http://127.0.0.1:8080",
-    output: Annotated[str, typer.Option("--output", "-o", help="table (or text) or json")] = "table",
+    output: Annotated[str, output_option(TABLE_OUTPUTS, "table (or text) or json")] = "table",
     state: Annotated[str | None, typer.Option(help="Only this state.")] = None,
     priority: Annotated[str | None, typer.Option(help="Only this priority (P0-P3).")] = None,
     limit: Annotated[
@@ -350,7 +357,7 @@ def _opened(inc: dict[str, Any]) -> str:
 def show(
     incident_id: str,
     url: UrlOption = "http://127.0.0.1:8080",
-    output: Annotated[str, typer.Option("--output", "-o", help="text (or table) or json")] = "text",
+    output: Annotated[str, output_option(TEXT_OUTPUTS, "text (or table) or json")] = "text",
 ) -> None:
     """Show one incident with its impact, recommended actions and timeline."""
     output = check_output(output, TEXT_OUTPUTS)
@@ -485,7 +492,7 @@ def postmortem(
     incident_id: str,
     url: UrlOption = "http://127.0.0.1:8080",
     output: Annotated[
-        str, typer.Option("--output", "-o", help="markdown (or text) or json: {incident, markdown}")
+        str, output_option(MARKDOWN_OUTPUTS, "markdown (or text) or json: {incident, markdown}")
     ] = "markdown",
 ) -> None:
     """Print the Markdown postmortem draft."""

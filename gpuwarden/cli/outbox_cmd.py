@@ -20,6 +20,7 @@ from gpuwarden.cli.incidents_cmd import (
     check_choice,
     check_output,
     gpuwarden_answers,
+    output_option,
     refuse_option,
     who,
 )
@@ -52,7 +53,7 @@ def list_messages(
     limit: Annotated[
         int, typer.Option(help="At most this many, the newest; 0 lists all.", min=0, max=MOST_MESSAGES)
     ] = 100,
-    output: Annotated[str, typer.Option("--output", "-o", help="table (or text) or json")] = "table",
+    output: Annotated[str, output_option(TABLE_OUTPUTS, "table (or text) or json")] = "table",
 ) -> None:
     """Count messages by status and list the newest, with why each failed one failed."""
     output = check_output(output, TABLE_OUTPUTS)
@@ -144,7 +145,7 @@ def discard(
     incident: Annotated[str | None, typer.Option(help="Only this incident's messages.")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     by: ByOption = "",
-    output: Annotated[str, typer.Option("--output", "-o", help="table (or text) or json")] = "table",
+    output: Annotated[str, output_option(TABLE_OUTPUTS, "table (or text) or json")] = "table",
 ) -> None:
     """Drop a notifier's orphaned messages for good (a notifier removed from the config for good); they are
     marked discarded, with who and when, and never sent, even if the notifier comes back."""

@@ -197,3 +197,41 @@ def test_a_malformed_gpuwarden_url_is_named_as_the_variable_not_as_url() -> None
     assert result.exit_code == 2 and "GPUWARDEN_URL 'ftp://x': not a valid URL" in said, said
     given = runner.invoke(app, [*argv, "--url", "ftp://y"], env={"GPUWARDEN_URL": "ftp://x"})
     assert given.exit_code == 2 and "--url 'ftp://y': not a valid URL" in " ".join(given.stderr.split())
+
+
+def _output_commands() -> list[tuple[str, Any]]:
+    """Every command with an -o/--output format choice, with that option."""
+    root = typer.main.get_command(app)
+    return [
+        (path, param)
+        for path, command in _commands(root, "gpuwarden")
+        for param in command.params
+        if param.name == "output" and path not in FILE_OUTPUTS
+    ]
+
+
+@pytest.mark.parametrize(("path", "param"), _output_commands(), ids=[path for path, _ in _output_commands()])
+def test_every_output_option_shows_its_choices_in_help_and_refuses_another_naming_them(
+    monkeypatch: pytest.MonkeyPatch, path: str, param: Any
+) -> None:
+    """--help showed `<str>` for most (demo, sim show, incidents, inventory) and `<text|table|json>` for
+    loadgen, whose wrong value got click's boxed error rather than the one line the others print."""
+    help_text = runner.invoke(app, [*path.split()[1:], "--help"], env={"COLUMNS": "250"}).stdout
+    line = next(line for line in help_text.splitlines() if "--output" in line)
+    metavar = line.split()[3]
+    assert metavar.startswith("<") and metavar.endswith(">") and "|" in metavar, line
+    choices = metavar[1:-1].split("|")
+    sent: list[object] = []
+    monkeypatch.setattr(httpx, "request", lambda *a, **k: sent.append(a))
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    required = {
+        "gpuwarden anomaly evaluate nab": ["--data", ".", "--windows", "w.json"],
+        "gpuwarden outbox discard": ["--notifier", "slack", "--yes"],
+    }
+    positional = (
+        ["79"] if path == "gpuwarden anomaly xid" else ["inc-1"] if "{incident_id}" in help_text else []
+    )
+    args = [*path.split()[1:], *positional, *required.get(path, []), "-o", "bogus"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and not sent, result.output
+    assert result.stderr.strip() == f"error: --output 'bogus': use one of {', '.join(choices)}", result.stderr
