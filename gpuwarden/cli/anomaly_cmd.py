@@ -24,6 +24,7 @@ from rich.table import Table
 from gpuwarden.cli.consoles import console, err_console, print_error, print_problems
 from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, check_output, output_option
 from gpuwarden.cli.logs import configure_logging, keep_running_on_sighup
+from gpuwarden.cli.numbers import whole_number
 from gpuwarden.cli.output_file import STDOUT, check_writable, write_whole, writes_stdout
 from gpuwarden.cli.progress import StepProgress
 from gpuwarden.clock import SystemClock
@@ -211,13 +212,14 @@ def evaluate_nab(
 def run(
     config: RunConfigOption = None,
     ticks: Annotated[
-        int, typer.Option(min=0, help="Stop after this many ticks (0: run until interrupted).")
+        int, whole_number("--ticks", 0, help="Stop after this many ticks (0: run until interrupted).")
     ] = 0,
     port: Annotated[
         int | None,
-        typer.Option(
-            min=0,
-            max=65535,
+        whole_number(
+            "--port",
+            0,
+            65535,
             help="Serve /metrics here (default anomaly.port, or none with --ticks; 0: none).",
         ),
     ] = None,

@@ -16,8 +16,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gpuwarden.cli.consoles import console, err_console
+from gpuwarden.cli.consoles import console, err_console, refuse_option
 from gpuwarden.cli.listings import say_none_found
+from gpuwarden.cli.numbers import number, whole_number
 from gpuwarden.errors import InputError
 from gpuwarden.headers import FIELD_HEADER, TOKEN_ENV, TOKEN_UNSENDABLE, token_missing, unsendable_character
 from gpuwarden.model import IncidentState, Priority, fault_name, impact_text
@@ -48,11 +49,11 @@ settings = RequestSettings()
 
 RequestTimeoutOption = Annotated[
     float,
-    typer.Option(
+    number(
         "--request-timeout",
+        0.1,
+        MAX_TIMEOUT_SECONDS,
         envvar="GPUWARDEN_REQUEST_TIMEOUT",
-        min=0.1,
-        max=MAX_TIMEOUT_SECONDS,
         help="Seconds to wait for serve's answer (as kubectl's --request-timeout).",
     ),
 ]
@@ -60,10 +61,10 @@ RequestTimeoutOption = Annotated[
 # 5``); given there, it overrides the group's. ``None``: not given on the command.
 CommandTimeoutOption = Annotated[
     float | None,
-    typer.Option(
+    number(
         "--request-timeout",
-        min=0.1,
-        max=MAX_TIMEOUT_SECONDS,
+        0.1,
+        MAX_TIMEOUT_SECONDS,
         show_default=False,
         help="Seconds to wait for serve's answer (as kubectl's --request-timeout; default 30,"
         " or GPUWARDEN_REQUEST_TIMEOUT).",
@@ -265,12 +266,6 @@ def check_choice(option: str, value: str | None, allowed: Sequence[str]) -> str 
     refuse_option(f"{option} {escape(repr(value))}: use one of {', '.join(allowed)}")
 
 
-def refuse_option(message: str) -> NoReturn:
-    """``error: MESSAGE`` (rich markup, escaped by the caller) and exit 2: a bad command-line option."""
-    err_console.print(f"[red]error:[/red] {message}", soft_wrap=True)
-    raise typer.Exit(2)
-
-
 def describe_target(target: dict[str, Any]) -> str:
     """A root cause's target as people read it, as titles name it: ``gpu node-01/3``, ``node node-06``,
     ``inference service llama``, ``pod prod/llm-chat-5`` (a pod with its namespace, as kubectl needs it)."""
@@ -300,7 +295,7 @@ def list_incidents(
     state: Annotated[str | None, typer.Option(help="Only this state.")] = None,
     priority: Annotated[str | None, typer.Option(help="Only this priority (P0-P3).")] = None,
     limit: Annotated[
-        int, typer.Option(help="At most this many, newest first; 0 lists all.", min=0, max=MAX_LIMIT)
+        int, whole_number("--limit", 0, MAX_LIMIT, help="At most this many, newest first; 0 lists all.")
     ] = 50,
 ) -> None:
     """List incidents, newest first."""

@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gpuwarden.cli.consoles import console, err_console
+from gpuwarden.cli.consoles import console, err_console, refuse_option
 from gpuwarden.cli.incidents_cmd import (
     EXPORT_OUTPUTS,
     TABLE_OUTPUTS,
@@ -21,7 +21,6 @@ from gpuwarden.cli.incidents_cmd import (
     check_output,
     gpuwarden_answers,
     output_option,
-    refuse_option,
 )
 from gpuwarden.cli.listings import say_none_found
 from gpuwarden.cli.output_file import STDOUT, check_writable, write_whole, writes_stdout

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gpuwarden.cli.consoles import console, err_console
+from gpuwarden.cli.consoles import console, err_console, refuse_option
 from gpuwarden.cli.incidents_cmd import (
     TABLE_OUTPUTS,
     ByOption,
@@ -21,10 +21,10 @@ from gpuwarden.cli.incidents_cmd import (
     check_output,
     gpuwarden_answers,
     output_option,
-    refuse_option,
     who,
 )
 from gpuwarden.cli.listings import say_none_found
+from gpuwarden.cli.numbers import whole_number
 from gpuwarden.printable import escape_controls, escape_controls_in
 
 outbox_app = typer.Typer(
@@ -51,7 +51,7 @@ def list_messages(
     ] = None,
     incident: Annotated[str | None, typer.Option(help="Only this incident's messages.")] = None,
     limit: Annotated[
-        int, typer.Option(help="At most this many, the newest; 0 lists all.", min=0, max=MOST_MESSAGES)
+        int, whole_number("--limit", 0, MOST_MESSAGES, help="At most this many, the newest; 0 lists all.")
     ] = 100,
     output: Annotated[str, output_option(TABLE_OUTPUTS, "table (or text) or json")] = "table",
 ) -> None:

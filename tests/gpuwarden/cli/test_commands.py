@@ -235,3 +235,45 @@ def test_every_output_option_shows_its_choices_in_help_and_refuses_another_namin
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and not sent, result.output
     assert result.stderr.strip() == f"error: --output 'bogus': use one of {', '.join(choices)}", result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["demo", "--warmup-minutes", "-1"], "--warmup-minutes -1: use a whole number of at least 0"),
+        (["demo", "--warmup-minutes", "x"], "--warmup-minutes 'x': use a whole number of at least 0"),
+        (["anomaly", "run", "--ticks", "-1"], "--ticks -1: use a whole number of at least 0"),
+        (["anomaly", "run", "--port", "70000"], "--port 70000: use a whole number from 0 to 65535"),
+        (["inference-server", "--port", "0"], "--port 0: use a whole number from 1 to 65535"),
+        (["inference-server", "--gpu", "-1"], "--gpu -1: use a whole number of at least 0"),
+        (["inference-server", "--nodes", "0"], "--nodes 0: use a whole number of at least 1"),
+        (
+            ["inference-server", "--gpus-per-node", "17"],
+            "--gpus-per-node 17: use a whole number from 1 to 16",
+        ),
+        (["inference-server", "--sim-speedup", "0"], "--sim-speedup 0: use a number of at least 0.001"),
+        (["serve", "--port", "0"], "--port 0: use a whole number from 1 to 65535"),
+        (["incidents", "list", "--limit", "-1"], "--limit -1: use a whole number from 0 to 1000000000"),
+        (["outbox", "list", "--limit", "-1"], "--limit -1: use a whole number from 0 to"),
+        (
+            ["incidents", "list", "--request-timeout", "0"],
+            "--request-timeout 0: use a number from 0.1 to 86400",
+        ),
+        (
+            ["incidents", "--request-timeout", "0", "list"],
+            "--request-timeout 0: use a number from 0.1 to 86400",
+        ),
+    ],
+    ids=lambda value: "-".join(value) if isinstance(value, list) else None,
+)
+def test_a_number_out_of_its_bounds_is_refused_in_one_line_exit_2(
+    monkeypatch: pytest.MonkeyPatch, args: list[str], said: str
+) -> None:
+    """typer's min/max printed a boxed "Invalid value for '--warmup-minutes': Input should be greater than or
+    equal to 0" where every other bad option gets one line naming the option, the value and what to give."""
+    sent: list[object] = []
+    monkeypatch.setattr(httpx, "request", lambda *a, **k: sent.append(a))
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and not sent, result.output
+    assert result.stderr.startswith(f"error: {said}") and len(result.stderr.splitlines()) == 1, result.stderr
