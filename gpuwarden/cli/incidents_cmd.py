@@ -400,6 +400,14 @@ def who(by: str) -> str:
         return f"uid {os.getuid()}"
 
 
+def written(name: str, text: str, what: str) -> str:
+    """``text`` of the option or argument ``name``; an empty or blank one is refused before any request (exit
+    2: a usage error, which serve's 400 made an exit 1)."""
+    if not text.strip():
+        refuse_option(f"{name} {escape(repr(text))}: empty; write {what}")
+    return text
+
+
 def _act(url: str, incident_id: str, action: str, body: dict[str, str], by: str) -> dict[str, Any]:
     body = {**body, "by": who(by)}
     inc: dict[str, Any] = api_json("POST", url, incident_path(incident_id, f"/{action}"), dict, json=body)
@@ -424,7 +432,9 @@ def mitigate(
 ) -> None:
     """Mark an incident mitigating: someone is working on it (needs GPUWARDEN_API_TOKEN); says so when
     someone already marked the same action."""
-    inc = _act(url, incident_id, "mitigate", {"action": action}, by)
+    inc = _act(
+        url, incident_id, "mitigate", {"action": written("--action", action, "what is being done")}, by
+    )
     _said(inc)
 
 
@@ -437,7 +447,7 @@ def note(
     by: ByOption = "",
 ) -> None:
     """Add a note to an incident's timeline (needs GPUWARDEN_API_TOKEN)."""
-    inc = _act(url, incident_id, "notes", {"text": text}, by)
+    inc = _act(url, incident_id, "notes", {"text": written("TEXT", text, "the note")}, by)
     typer.echo(f"{inc['id']}: noted")
 
 

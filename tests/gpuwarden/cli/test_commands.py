@@ -117,6 +117,12 @@ CLOSED = "http://127.0.0.1:9"  # the discard port: nothing answers, so a request
         ),
         (["incidents", "silence", "inc-1", "--for", "1x"], "--for: '1x' is not a duration like 30m, 1h"),
         (["incidents", "silence", "inc-1", "--for", "400d"], "--for: '400d' is longer than a year"),
+        (["incidents", "note", "inc-1", ""], "TEXT '': empty; write the note"),
+        (["incidents", "note", "inc-1", " \t"], "TEXT ' \\t': empty; write the note"),
+        (
+            ["incidents", "mitigate", "inc-1", "--action", " "],
+            "--action ' ': empty; write what is being done",
+        ),
     ],
     ids=[
         "list-output",
@@ -129,6 +135,9 @@ CLOSED = "http://127.0.0.1:9"  # the discard port: nothing answers, so a request
         "state",
         "silence-not-a-duration",
         "silence-too-long",
+        "note-empty",
+        "note-blank",
+        "mitigate-blank",
     ],
 )
 def test_a_bad_option_value_exits_2_naming_it_before_any_request(
