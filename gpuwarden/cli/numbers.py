@@ -6,6 +6,7 @@ equal to 0" instead."""
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -41,9 +42,9 @@ def _bounded(
         try:
             parsed = convert(value)
         except (TypeError, ValueError):
-            refuse_option(f"{option} {escape(repr(value))}: {wanted}")
+            refuse_option(f"{_source(option, value, kwargs)} {escape(repr(value))}: {wanted}")
         if not math.isfinite(parsed) or parsed < low or (high is not None and parsed > high):
-            refuse_option(f"{option} {escape(str(value))}: {wanted}")
+            refuse_option(f"{_source(option, value, kwargs)} {escape(str(value))}: {wanted}")
         return parsed
 
     metavar = f"<{'int' if convert is int else 'float'}> {shown}"
@@ -53,3 +54,12 @@ def _bounded(
 def _written(bound: float | None) -> str:
     """A bound as it is typed: ``86400``, ``0.1``, ``1000000000`` (not ``1e+09``)."""
     return str(int(bound)) if bound is not None and float(bound).is_integer() else str(bound)
+
+
+def _source(option: str, value: Any, kwargs: Any) -> str:
+    """What set ``value``: ``option``, or its variable as well when that holds it (``--request-timeout
+    (GPUWARDEN_REQUEST_TIMEOUT)``): click's parser does not say where a value came from."""
+    envvar = kwargs.get("envvar")
+    if isinstance(envvar, str) and os.environ.get(envvar) == str(value):
+        return f"{option} ({envvar})"
+    return option

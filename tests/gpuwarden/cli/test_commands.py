@@ -286,3 +286,13 @@ def test_a_number_out_of_its_bounds_is_refused_in_one_line_exit_2(
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and not sent, result.output
     assert result.stderr.startswith(f"error: {said}") and len(result.stderr.splitlines()) == 1, result.stderr
+
+
+def test_a_request_timeout_variable_out_of_bounds_is_named_as_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GPUWARDEN_REQUEST_TIMEOUT", "0")
+    result = runner.invoke(app, ["incidents", "list", "--url", CLOSED])
+    assert result.exit_code == 2, result.output
+    said = "error: --request-timeout (GPUWARDEN_REQUEST_TIMEOUT) 0: use a number from 0.1 to 86400\n"
+    assert result.stderr == said, result.stderr
