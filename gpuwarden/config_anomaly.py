@@ -431,6 +431,7 @@ def check_anomaly_queries(cfg: AnomalyConfig) -> list[ConfigError]:
                 "prometheus, but anomaly.queries declares no query: declare the PromQL queries to score, as"
                 " deploy/gpuwarden.example.yaml does",
                 field="anomaly.source",
+                reads=("anomaly.queries",),
             )
         )
     first: dict[str, int] = {}

@@ -5,7 +5,9 @@ pydantic reports every bad field of a run, but a model's cross-field check runs 
 and the checks made after loading (duplicate names, unbalanced PromQL, ``config validate``'s) run only once
 the whole model does. ``validated`` builds the model again without the settings at fault, to find what
 they hid; a setting with a problem is then "doubtful" (it holds its default, not the file's value), and
-checks that read it are left out rather than report what the file does not say.
+what checks find about it, or with it (a problem's ``reads``), is left out rather than report what the file
+does not say. Only the doubtful setting is: the rest of its section is checked as written, so a second
+problem of the section shows in the same run.
 """
 
 from __future__ import annotations
@@ -40,15 +42,19 @@ ConfigT = TypeVar("ConfigT", bound=Locating)
 @dataclass
 class ConfigReport(Generic[ConfigT]):
     """What loading a configuration found: the configuration (built without the settings at fault, or None
-    when it could not be), every problem so far, and the top-level settings that had one."""
+    when it could not be), every problem so far, and the settings that had one (their key paths)."""
 
     cfg: ConfigT | None
     problems: list[ConfigError]
-    doubtful: set[str]
+    doubtful: set[Loc]
+
+    def doubts(self, setting: str) -> bool:
+        """Whether ``setting`` (``tracing``, ``api.db``) holds, or is held by, one that had a problem."""
+        return _overlaps(field_loc(setting), self.doubtful)
 
     def relevant(self, found: Iterable[ConfigError]) -> list[ConfigError]:
-        """What checks of ``cfg`` found, each at its line (or naming its variable), less what is about a
-        doubtful setting (its default, not the file's value, was checked)."""
+        """What checks of ``cfg`` found, each at its line (or naming its variable), less what is about, or
+        read, a doubtful setting (its default, not the file's value, was checked)."""
         if self.cfg is None:
             return []
         return [self.cfg.locate(problem) for problem in outside(found, self.doubtful)]
@@ -74,16 +80,17 @@ def validated(
     *,
     left_out: Sequence[Loc] = (),
     model: type[BaseModel] | None = None,
-) -> tuple[ModelT | None, list[ConfigError], set[str]]:
+) -> tuple[ModelT | None, list[ConfigError], set[Loc]]:
     """The model ``build`` makes of ``data``, every validation problem (at its line, or naming the variable
-    that set it), and the top-level settings that had one. On a problem the model is built again without
-    the settings at fault, to find the problems they hid, until it builds (without them: their defaults
-    hold) or nothing more can be left out (None). ``left_out``: settings already known to be wrong (a
-    secret whose variable is unset), whose own errors are not repeated. ``model``: what ``build`` makes,
-    whose field names an unknown field's error suggests (``step`` -> ``step_seconds``)."""
+    that set it), and the settings that had one (those left out, and those a problem was about). On a
+    problem the model is built again without the settings at fault, to find the problems they hid, until it
+    builds (without them: their defaults hold) or nothing more can be left out (None). ``left_out``:
+    settings already known to be wrong (a secret whose variable is unset), whose own errors are not
+    repeated. ``model``: what ``build`` makes, whose field names an unknown field's error suggests (``step``
+    -> ``step_seconds``)."""
     data = _copied(data)
     pruned = list(left_out)
-    doubtful = {str(loc[0]) for loc in left_out if loc}
+    doubtful = {loc for loc in left_out if loc}
     problems: list[ConfigError] = []
     seen: set[tuple[Loc, str]] = set()
     for _ in range(MAX_ROUNDS):
@@ -102,9 +109,10 @@ def validated(
                 removed = _prune(data, loc)
                 if removed is not None:
                     pruned.append(removed)
+                    doubtful.add(removed)
                     progress = True
                 if loc:
-                    doubtful.add(str(loc[0]))
+                    doubtful.add(loc[:-1] if loc[-1] == _KEY else loc)
             if not progress:
                 break
     return None, problems, doubtful
@@ -220,10 +228,16 @@ def _child(value: Any, part: str | int) -> Any:
     return None
 
 
-def outside(problems: Iterable[ConfigError], doubtful: Iterable[str]) -> list[ConfigError]:
-    """The ``problems`` that are not about a doubtful top-level setting (checks of its default value)."""
-    skipped = set(doubtful)
-    return [p for p in problems if not (field_loc(p.field)[:1] and str(field_loc(p.field)[0]) in skipped)]
+def outside(problems: Iterable[ConfigError], doubtful: Collection[Loc]) -> list[ConfigError]:
+    """The ``problems`` that are neither about a doubtful setting nor read one (checks of its default)."""
+    return [
+        p for p in problems if not any(_overlaps(field_loc(f), doubtful) for f in (p.field, *p.reads) if f)
+    ]
+
+
+def _overlaps(loc: Loc, doubtful: Iterable[Loc]) -> bool:
+    """Whether ``loc`` is one of ``doubtful``, inside one, or holds one (a check of the whole section)."""
+    return any(_under(loc, (other,)) or _under(other, (loc,)) for other in doubtful)
 
 
 def in_file_order(problems: Iterable[ConfigError]) -> list[ConfigError]:

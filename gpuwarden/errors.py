@@ -21,8 +21,12 @@ class ConfigError(GpuwardenError):
         field: str = "",
         line: int | None = None,
         more: tuple[ConfigError, ...] = (),
+        reads: tuple[str, ...] = (),
     ) -> None:
         self.message = message
+        # Other settings the check that found it read (``anomaly.infer_every_seconds`` for a query's step): a
+        # problem of the file only while they hold the file's values, not a default that stood in for them.
+        self.reads = reads
         self.path = path
         self.field = field
         self.line = line

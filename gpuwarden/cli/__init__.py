@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from gpuwarden.cli import (
@@ -24,6 +26,31 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(wanted: bool) -> None:
+    """``--version``: print the release and its commit, and run nothing else."""
+    if wanted:
+        from gpuwarden.cli.release import version_text  # noqa: PLC0415 - read only when asked
+
+        typer.echo(version_text())
+        raise typer.Exit
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=_print_version,
+            help="Print the release and the commit it was built from (README: Upgrading), and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Operations suite for GPU clusters: exporter, anomaly detection, incidents and notifications."""
+
 
 # Built-in command groups, listed in one visible place.
 config_cmd.register(app)

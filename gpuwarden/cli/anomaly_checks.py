@@ -105,6 +105,11 @@ def check_query_steps(cfg: AnomalyConfig) -> list[ConfigError]:
             f" {cfg.thresholds.resolve_after * query.step_seconds:g} s (learned detectors) after the"
             f" fault ends; set its step_seconds to at most {cfg.infer_every_seconds:g}",
             field=f"anomaly.queries[{k}].step_seconds",
+            reads=(
+                "anomaly.infer_every_seconds",
+                "anomaly.immediate_resolve_after",
+                "anomaly.thresholds.resolve_after",
+            ),
         )
         for k, query in enumerate(cfg.queries)
         if query.step_seconds > cfg.infer_every_seconds
@@ -122,6 +127,7 @@ def check_detector_queries(cfg: AnomalyConfig) -> list[ConfigError]:
             " it reads them for never fires (`a|b`: either will do); add them (named after the metric), or"
             " drop the detector from anomaly.detectors",
             field="anomaly.queries",
+            reads=("anomaly.detectors",),
         )
         for detector, names in missing_queries(cfg).items()
     ]

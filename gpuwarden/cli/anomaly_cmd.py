@@ -22,8 +22,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from gpuwarden.cli.consoles import console, err_console, print_error, print_problems
-from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, check_output
+from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, check_output, output_option
 from gpuwarden.cli.logs import configure_logging, keep_running_on_sighup
+from gpuwarden.cli.numbers import whole_number
 from gpuwarden.cli.output_file import STDOUT, check_writable, write_whole, writes_stdout
 from gpuwarden.cli.progress import StepProgress
 from gpuwarden.clock import SystemClock
@@ -154,7 +155,7 @@ def evaluate_nab(
     *,
     data: Annotated[Path, typer.Option("--data", help="NAB data folder (category/file.csv).")],
     windows: Annotated[Path, typer.Option("--windows", help="NAB combined_windows.json.")],
-    output: Annotated[str, typer.Option("--output", "-o", help="text or json (one JSON document).")] = "text",
+    output: Annotated[str, output_option(TEXT_OUTPUTS, "text or json (one JSON document).")] = "text",
     as_json: Annotated[bool, typer.Option("--json", help="The same as -o json.")] = False,
     tune_only: Annotated[
         bool, typer.Option("--tune-only", help="Score only the tuning split (for development).")
@@ -211,13 +212,14 @@ def evaluate_nab(
 def run(
     config: RunConfigOption = None,
     ticks: Annotated[
-        int, typer.Option(min=0, help="Stop after this many ticks (0: run until interrupted).")
+        int, whole_number("--ticks", 0, help="Stop after this many ticks (0: run until interrupted).")
     ] = 0,
     port: Annotated[
         int | None,
-        typer.Option(
-            min=0,
-            max=65535,
+        whole_number(
+            "--port",
+            0,
+            65535,
             help="Serve /metrics here (default anomaly.port, or none with --ticks; 0: none).",
         ),
     ] = None,
@@ -478,7 +480,7 @@ def _print_alert(alert: Alert) -> None:
 @anomaly_app.command("xid")
 def xid(
     code: Annotated[int, typer.Argument(help="XID code.")],
-    output: Annotated[str, typer.Option("--output", "-o", help="text or json (one JSON document).")] = "text",
+    output: Annotated[str, output_option(TEXT_OUTPUTS, "text or json (one JSON document).")] = "text",
 ) -> None:
     """What an XID means and what gpuwarden recommends doing about it."""
     from anomaly.signatures import load_xid_catalog  # noqa: PLC0415

@@ -48,7 +48,7 @@ def validate(
         warnings = in_file_order(report.relevant(warned))
         # What stops serve or anomaly run at start, each naming its command; then the OTEL_* variables.
         report.add(check_starts(cfg, os.environ))
-        if "tracing" not in report.doubtful:
+        if not report.doubts("tracing"):
             try:  # the OTEL_* variables inference-server would refuse at start, with its message
                 resolve_tracing(cfg.tracing, os.environ)
             except ValueError as exc:

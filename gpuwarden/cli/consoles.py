@@ -9,8 +9,9 @@ a pipe (systemd, CI, ``2>file``, ``| grep``) tables take the width they need, no
 
 from __future__ import annotations
 
-from typing import IO
+from typing import IO, NoReturn
 
+import typer
 from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 
@@ -57,3 +58,9 @@ def print_error(error: Exception) -> None:
         print_problems(error)
     else:
         err_console.print(f"[red]error:[/red] {escape(str(error))}")
+
+
+def refuse_option(message: str) -> NoReturn:
+    """``error: MESSAGE`` (rich markup, escaped by the caller) and exit 2: a bad command-line option."""
+    err_console.print(f"[red]error:[/red] {message}", soft_wrap=True)
+    raise typer.Exit(2)

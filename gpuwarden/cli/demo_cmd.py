@@ -20,8 +20,9 @@ from rich.rule import Rule
 from rich.table import Table
 
 from gpuwarden.cli.consoles import console, err_console
-from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, check_output, describe_root
+from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, check_output, describe_root, output_option
 from gpuwarden.cli.logs import configure_logging
+from gpuwarden.cli.numbers import whole_number
 from gpuwarden.cli.progress import StepProgress
 from gpuwarden.sim import FaultSpec
 
@@ -201,14 +202,13 @@ def _summary(incidents: list[Incident]) -> Table:
 
 def demo(
     warmup_minutes: Annotated[
-        int, typer.Option(min=0, help="Simulated minutes of normal load before faults (0: none).")
+        int,
+        whole_number("--warmup-minutes", 0, help="Simulated minutes of normal load before faults (0: none)."),
     ] = 40,
     seed: Annotated[int, typer.Option(help="Seed of the simulated fleet.")] = 7,
     output: Annotated[
         str,
-        typer.Option(
-            "--output", "-o", help="text (or table, the same) or json (the same story, for scripts)."
-        ),
+        output_option(TEXT_OUTPUTS, "text (or table, the same) or json (the same story, for scripts)."),
     ] = "text",
 ) -> None:
     """Run exporter -> anomaly -> incidents -> Slack on a simulated 64-GPU fleet with scripted faults."""

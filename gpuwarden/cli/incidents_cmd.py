@@ -16,8 +16,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gpuwarden.cli.consoles import console, err_console
+from gpuwarden.cli.consoles import console, err_console, refuse_option
 from gpuwarden.cli.listings import say_none_found
+from gpuwarden.cli.numbers import number, whole_number
 from gpuwarden.errors import InputError
 from gpuwarden.headers import FIELD_HEADER, TOKEN_ENV, TOKEN_UNSENDABLE, token_missing, unsendable_character
 from gpuwarden.model import IncidentState, Priority, fault_name, impact_text
@@ -48,11 +49,11 @@ settings = RequestSettings()
 
 RequestTimeoutOption = Annotated[
     float,
-    typer.Option(
+    number(
         "--request-timeout",
+        0.1,
+        MAX_TIMEOUT_SECONDS,
         envvar="GPUWARDEN_REQUEST_TIMEOUT",
-        min=0.1,
-        max=MAX_TIMEOUT_SECONDS,
         help="Seconds to wait for serve's answer (as kubectl's --request-timeout).",
     ),
 ]
@@ -60,10 +61,10 @@ RequestTimeoutOption = Annotated[
 # 5``); given there, it overrides the group's. ``None``: not given on the command.
 CommandTimeoutOption = Annotated[
     float | None,
-    typer.Option(
+    number(
         "--request-timeout",
-        min=0.1,
-        max=MAX_TIMEOUT_SECONDS,
+        0.1,
+        MAX_TIMEOUT_SECONDS,
         show_default=False,
         help="Seconds to wait for serve's answer (as kubectl's --request-timeout; default 30,"
         " or GPUWARDEN_REQUEST_TIMEOUT).",
@@ -237,7 +238,14 @@ def incident_path(incident_id: str, suffix: str = "") -> str:
 # (listings) or text (one item); each listing and each item takes both words for the human form.
 TABLE_OUTPUTS = ("table", "text", "json")
 TEXT_OUTPUTS = ("text", "table", "json")
+EXPORT_OUTPUTS = ("yaml", "json")  # a file alerting.inventory_file reads
 MARKDOWN_OUTPUTS = ("markdown", "text", "json")  # a document: the postmortem draft
+
+
+def output_option(allowed: Sequence[str], help_text: str) -> Any:
+    """The ``-o/--output`` option of a command that prints one of ``allowed``, which ``--help`` lists
+    (``<table|text|json>``, as it does every other choice); ``check_output`` refuses any other value."""
+    return typer.Option("--output", "-o", metavar=f"<{'|'.join(allowed)}>", help=help_text)
 
 
 def check_output(output: str, allowed: tuple[str, ...]) -> str:
@@ -256,12 +264,6 @@ def check_choice(option: str, value: str | None, allowed: Sequence[str]) -> str 
         if value.casefold() == choice.casefold():
             return choice
     refuse_option(f"{option} {escape(repr(value))}: use one of {', '.join(allowed)}")
-
-
-def refuse_option(message: str) -> NoReturn:
-    """``error: MESSAGE`` (rich markup, escaped by the caller) and exit 2: a bad command-line option."""
-    err_console.print(f"[red]error:[/red] {message}", soft_wrap=True)
-    raise typer.Exit(2)
 
 
 def describe_target(target: dict[str, Any]) -> str:
@@ -289,11 +291,11 @@ def describe_root(root: dict[str, Any]) -> str:
 @gpuwarden_answers
 def list_incidents(
     url: UrlOption = "http://127.0.0.1:8080",
-    output: Annotated[str, typer.Option("--output", "-o", help="table (or text) or json")] = "table",
+    output: Annotated[str, output_option(TABLE_OUTPUTS, "table (or text) or json")] = "table",
     state: Annotated[str | None, typer.Option(help="Only this state.")] = None,
     priority: Annotated[str | None, typer.Option(help="Only this priority (P0-P3).")] = None,
     limit: Annotated[
-        int, typer.Option(help="At most this many, newest first; 0 lists all.", min=0, max=MAX_LIMIT)
+        int, whole_number("--limit", 0, MAX_LIMIT, help="At most this many, newest first; 0 lists all.")
     ] = 50,
 ) -> None:
     """List incidents, newest first."""
@@ -350,7 +352,7 @@ def _opened(inc: dict[str, Any]) -> str:
 def show(
     incident_id: str,
     url: UrlOption = "http://127.0.0.1:8080",
-    output: Annotated[str, typer.Option("--output", "-o", help="text (or table) or json")] = "text",
+    output: Annotated[str, output_option(TEXT_OUTPUTS, "text (or table) or json")] = "text",
 ) -> None:
     """Show one incident with its impact, recommended actions and timeline."""
     output = check_output(output, TEXT_OUTPUTS)
@@ -398,6 +400,14 @@ def who(by: str) -> str:
         return f"uid {os.getuid()}"
 
 
+def written(name: str, text: str, what: str) -> str:
+    """``text`` of the option or argument ``name``; an empty or blank one is refused before any request (exit
+    2: a usage error, which serve's 400 made an exit 1)."""
+    if not text.strip():
+        refuse_option(f"{name} {escape(repr(text))}: empty; write {what}")
+    return text
+
+
 def _act(url: str, incident_id: str, action: str, body: dict[str, str], by: str) -> dict[str, Any]:
     body = {**body, "by": who(by)}
     inc: dict[str, Any] = api_json("POST", url, incident_path(incident_id, f"/{action}"), dict, json=body)
@@ -422,7 +432,9 @@ def mitigate(
 ) -> None:
     """Mark an incident mitigating: someone is working on it (needs GPUWARDEN_API_TOKEN); says so when
     someone already marked the same action."""
-    inc = _act(url, incident_id, "mitigate", {"action": action}, by)
+    inc = _act(
+        url, incident_id, "mitigate", {"action": written("--action", action, "what is being done")}, by
+    )
     _said(inc)
 
 
@@ -435,7 +447,7 @@ def note(
     by: ByOption = "",
 ) -> None:
     """Add a note to an incident's timeline (needs GPUWARDEN_API_TOKEN)."""
-    inc = _act(url, incident_id, "notes", {"text": text}, by)
+    inc = _act(url, incident_id, "notes", {"text": written("TEXT", text, "the note")}, by)
     typer.echo(f"{inc['id']}: noted")
 
 
@@ -485,7 +497,7 @@ def postmortem(
     incident_id: str,
     url: UrlOption = "http://127.0.0.1:8080",
     output: Annotated[
-        str, typer.Option("--output", "-o", help="markdown (or text) or json: {incident, markdown}")
+        str, output_option(MARKDOWN_OUTPUTS, "markdown (or text) or json: {incident, markdown}")
     ] = "markdown",
 ) -> None:
     """Print the Markdown postmortem draft."""

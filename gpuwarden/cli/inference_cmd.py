@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from gpuwarden.cli.consoles import err_console, print_problems
 from gpuwarden.cli.logs import keep_running_on_sighup
+from gpuwarden.cli.numbers import number, whole_number
 from gpuwarden.clock import AcceleratedClock, Clock, SystemClock
 from gpuwarden.errors import ConfigError, InputError
 from gpuwarden.graceful import run_until_stopped  # stdlib only: light for every command
@@ -23,17 +24,23 @@ LISTEN_BACKLOG = 2048  # uvicorn's default backlog, which it sets again when it 
 
 def inference_server(
     *,
-    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    port: Annotated[int, whole_number("--port", 1, 65535, help="Port to listen on.")] = 8000,
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     config: Annotated[Path | None, typer.Option(help="gpuwarden YAML config (its tracing section).")] = None,
     node: Annotated[str, typer.Option(help="Simulated node the server runs on.")] = "node-01",
-    gpu: Annotated[int, typer.Option(min=0, help="GPU index on that node.")] = 0,
-    nodes: Annotated[int, typer.Option(min=1, help="Nodes in the embedded simulated fleet.")] = 1,
-    gpus_per_node: Annotated[int, typer.Option(min=1, max=16, help="GPUs per simulated node.")] = 1,
+    gpu: Annotated[int, whole_number("--gpu", 0, help="GPU index on that node.")] = 0,
+    nodes: Annotated[int, whole_number("--nodes", 1, help="Nodes in the embedded simulated fleet.")] = 1,
+    gpus_per_node: Annotated[
+        int, whole_number("--gpus-per-node", 1, 16, help="GPUs per simulated node.")
+    ] = 1,
     seed: Annotated[int, typer.Option(help="Simulation seed.")] = 0,
     sim_speedup: Annotated[
         float,
-        typer.Option(min=0.001, help="Simulated time runs this many times faster (thermal faults build up)."),
+        number(
+            "--sim-speedup",
+            0.001,
+            help="Simulated time runs this many times faster (thermal faults build up).",
+        ),
     ] = 1.0,
     tracing: Annotated[bool, typer.Option(help="Trace requests and serve span metrics on /metrics.")] = True,
     otlp_endpoint: Annotated[

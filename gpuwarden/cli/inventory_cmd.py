@@ -11,15 +11,16 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gpuwarden.cli.consoles import console, err_console
+from gpuwarden.cli.consoles import console, err_console, refuse_option
 from gpuwarden.cli.incidents_cmd import (
+    EXPORT_OUTPUTS,
     TABLE_OUTPUTS,
     UrlOption,
     add_request_options,
     api_json,
     check_output,
     gpuwarden_answers,
-    refuse_option,
+    output_option,
 )
 from gpuwarden.cli.listings import say_none_found
 from gpuwarden.cli.output_file import STDOUT, check_writable, write_whole, writes_stdout
@@ -51,7 +52,7 @@ def _about(data: dict[str, Any]) -> None:
 @gpuwarden_answers
 def nodes(
     url: UrlOption = "http://127.0.0.1:8080",
-    output: Annotated[str, typer.Option("--output", "-o", help="table (or text) or json")] = "table",
+    output: Annotated[str, output_option(TABLE_OUTPUTS, "table (or text) or json")] = "table",
     rack: Annotated[str | None, typer.Option(help="Only the nodes of this rack.")] = None,
 ) -> None:
     """Nodes with their cluster, rack, GPU count, state (as Slurm or Kubernetes says it) and free GPUs (what
@@ -88,7 +89,7 @@ def nodes(
 @gpuwarden_answers
 def workloads(
     url: UrlOption = "http://127.0.0.1:8080",
-    output: Annotated[str, typer.Option("--output", "-o", help="table (or text) or json")] = "table",
+    output: Annotated[str, output_option(TABLE_OUTPUTS, "table (or text) or json")] = "table",
     node: Annotated[str | None, typer.Option(help="Only the workloads with a GPU on this node.")] = None,
 ) -> None:
     """Workloads (inference services, training jobs, pods) with their units and the GPUs they hold."""
@@ -157,7 +158,7 @@ def _workload_state(w: dict[str, Any]) -> str:
 def export(
     url: UrlOption = "http://127.0.0.1:8080",
     output: Annotated[
-        str, typer.Option("--output", "-o", help="yaml or json; `alerting.inventory_file` reads both.")
+        str, output_option(EXPORT_OUTPUTS, "yaml or json; `alerting.inventory_file` reads both.")
     ] = "yaml",
     file: Annotated[
         Path | None,
@@ -173,7 +174,7 @@ def export(
 
     With `--file` a failed export (serve unreachable) leaves the file as it was: `> FILE` empties it
     before the command starts."""
-    output = check_output(output, ("yaml", "json"))
+    output = check_output(output, EXPORT_OUTPUTS)
     if file is not None and str(file) != STDOUT:
         try:
             check_writable(file, "--file")

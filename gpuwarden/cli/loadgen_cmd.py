@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 
 from gpuwarden.cli.consoles import err_console
-from gpuwarden.cli.incidents_cmd import checked_url
+from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, check_output, checked_url, output_option
 from gpuwarden.cli.progress import StepProgress
 from gpuwarden.errors import InputError
 
@@ -22,14 +22,6 @@ if TYPE_CHECKING:
 
 # What loadgen counts, by exception name, for a request that reached no server.
 CONNECT_ERRORS = {"ConnectError", "ConnectTimeout"}
-
-
-class Output(StrEnum):
-    """Report formats (table is text, as for every command that prints one report)."""
-
-    TEXT = "text"
-    TABLE = "table"
-    JSON = "json"
 
 
 class RouteChoice(StrEnum):
@@ -62,9 +54,7 @@ def loadgen(
     allow_errors: Annotated[
         bool, typer.Option(help="Exit 0 even if some requests failed (as long as one succeeded).")
     ] = False,
-    output: Annotated[
-        Output, typer.Option("--output", "-o", case_sensitive=False, help="Report format.")
-    ] = Output.TEXT,
+    output: Annotated[str, output_option(TEXT_OUTPUTS, "Report format (table is text).")] = "text",
     quiet: Annotated[
         bool, typer.Option("--quiet", help="No progress bar on stderr (shown only at a terminal).")
     ] = False,
@@ -81,6 +71,7 @@ def loadgen(
     """
     from exporters.loadgen import LoadPlan  # noqa: PLC0415 - httpx, for this command only
 
+    output = check_output(output, TEXT_OUTPUTS)
     plan = LoadPlan(
         url=checked_url(url),
         requests=requests,
@@ -108,8 +99,8 @@ def loadgen(
             " inference-server`, port 8000 by default)"
         )
         raise typer.Exit(1)
-    typer.echo(report.to_json() if output is Output.JSON else report.to_text())
-    for warning in report.warnings if output is Output.JSON else ():  # the text report shows them
+    typer.echo(report.to_json() if output == "json" else report.to_text())
+    for warning in report.warnings if output == "json" else ():  # the text report shows them
         err_console.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
     code = INTERRUPTED if interrupted else report.exit_code(allow_errors=allow_errors)
     if code:

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gpuwarden.cli.consoles import console, err_console
+from gpuwarden.cli.consoles import console, err_console, refuse_option
 from gpuwarden.cli.incidents_cmd import (
     TABLE_OUTPUTS,
     ByOption,
@@ -20,10 +20,11 @@ from gpuwarden.cli.incidents_cmd import (
     check_choice,
     check_output,
     gpuwarden_answers,
-    refuse_option,
+    output_option,
     who,
 )
 from gpuwarden.cli.listings import say_none_found
+from gpuwarden.cli.numbers import whole_number
 from gpuwarden.printable import escape_controls, escape_controls_in
 
 outbox_app = typer.Typer(
@@ -50,9 +51,9 @@ def list_messages(
     ] = None,
     incident: Annotated[str | None, typer.Option(help="Only this incident's messages.")] = None,
     limit: Annotated[
-        int, typer.Option(help="At most this many, the newest; 0 lists all.", min=0, max=MOST_MESSAGES)
+        int, whole_number("--limit", 0, MOST_MESSAGES, help="At most this many, the newest; 0 lists all.")
     ] = 100,
-    output: Annotated[str, typer.Option("--output", "-o", help="table (or text) or json")] = "table",
+    output: Annotated[str, output_option(TABLE_OUTPUTS, "table (or text) or json")] = "table",
 ) -> None:
     """Count messages by status and list the newest, with why each failed one failed."""
     output = check_output(output, TABLE_OUTPUTS)
@@ -144,7 +145,7 @@ def discard(
     incident: Annotated[str | None, typer.Option(help="Only this incident's messages.")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     by: ByOption = "",
-    output: Annotated[str, typer.Option("--output", "-o", help="table (or text) or json")] = "table",
+    output: Annotated[str, output_option(TABLE_OUTPUTS, "table (or text) or json")] = "table",
 ) -> None:
     """Drop a notifier's orphaned messages for good (a notifier removed from the config for good); they are
     marked discarded, with who and when, and never sent, even if the notifier comes back."""

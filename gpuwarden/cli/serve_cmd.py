@@ -22,6 +22,7 @@ from gpuwarden.cli.consoles import (  # one line per error: paths and file:line 
 from gpuwarden.cli.inventories import inventory_refresh, prepare_inventories
 from gpuwarden.cli.logs import configure_logging, keep_running_on_sighup
 from gpuwarden.cli.notifiers import build_outbox, stored_outbox
+from gpuwarden.cli.numbers import whole_number
 from gpuwarden.cli.preflight import (
     check_serve,
     journal_field,
@@ -362,7 +363,7 @@ def _fenced_service(cfg: GpuwardenConfig, db: str, locks: InstanceLocks) -> Serv
 
 def serve(
     port: Annotated[
-        int | None, typer.Option(min=1, max=65535, help="TCP port (default from config: api.port).")
+        int | None, whole_number("--port", 1, 65535, help="TCP port (default from config: api.port).")
     ] = None,
     host: Annotated[str | None, typer.Option(help="Listen address (default api.listen_address).")] = None,
     db: Annotated[

@@ -10,7 +10,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from gpuwarden.cli.consoles import console, err_console
-from gpuwarden.cli.incidents_cmd import TABLE_OUTPUTS, check_choice, check_output, checked_url
+from gpuwarden.cli.incidents_cmd import (
+    TABLE_OUTPUTS,
+    check_choice,
+    check_output,
+    checked_url,
+    output_option,
+)
 from gpuwarden.clock import FakeClock
 from gpuwarden.errors import InputError
 from gpuwarden.sim import FAULT_KINDS  # light: the package loads the fleet's modules on first use
@@ -86,7 +92,7 @@ def show(
     *,
     simulate: Annotated[str, typer.Option(help="NODESxGPUS, e.g. 2x8.")] = "2x8",
     seed: Annotated[int, typer.Option(help="Seed of the simulated fleet.")] = 0,
-    output: Annotated[str, typer.Option("--output", "-o", help="table (or text) or json.")] = "table",
+    output: Annotated[str, output_option(TABLE_OUTPUTS, "table (or text) or json.")] = "table",
 ) -> None:
     """Print the topology and workloads of a simulated fleet."""
     from gpuwarden.sim import build_fleet, parse_simulate_spec  # noqa: PLC0415 - only `sim show` runs a fleet

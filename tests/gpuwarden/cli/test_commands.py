@@ -117,6 +117,12 @@ CLOSED = "http://127.0.0.1:9"  # the discard port: nothing answers, so a request
         ),
         (["incidents", "silence", "inc-1", "--for", "1x"], "--for: '1x' is not a duration like 30m, 1h"),
         (["incidents", "silence", "inc-1", "--for", "400d"], "--for: '400d' is longer than a year"),
+        (["incidents", "note", "inc-1", ""], "TEXT '': empty; write the note"),
+        (["incidents", "note", "inc-1", " \t"], "TEXT ' \\t': empty; write the note"),
+        (
+            ["incidents", "mitigate", "inc-1", "--action", " "],
+            "--action ' ': empty; write what is being done",
+        ),
     ],
     ids=[
         "list-output",
@@ -129,6 +135,9 @@ CLOSED = "http://127.0.0.1:9"  # the discard port: nothing answers, so a request
         "state",
         "silence-not-a-duration",
         "silence-too-long",
+        "note-empty",
+        "note-blank",
+        "mitigate-blank",
     ],
 )
 def test_a_bad_option_value_exits_2_naming_it_before_any_request(
@@ -197,3 +206,93 @@ def test_a_malformed_gpuwarden_url_is_named_as_the_variable_not_as_url() -> None
     assert result.exit_code == 2 and "GPUWARDEN_URL 'ftp://x': not a valid URL" in said, said
     given = runner.invoke(app, [*argv, "--url", "ftp://y"], env={"GPUWARDEN_URL": "ftp://x"})
     assert given.exit_code == 2 and "--url 'ftp://y': not a valid URL" in " ".join(given.stderr.split())
+
+
+def _output_commands() -> list[tuple[str, Any]]:
+    """Every command with an -o/--output format choice, with that option."""
+    root = typer.main.get_command(app)
+    return [
+        (path, param)
+        for path, command in _commands(root, "gpuwarden")
+        for param in command.params
+        if param.name == "output" and path not in FILE_OUTPUTS
+    ]
+
+
+@pytest.mark.parametrize(("path", "param"), _output_commands(), ids=[path for path, _ in _output_commands()])
+def test_every_output_option_shows_its_choices_in_help_and_refuses_another_naming_them(
+    monkeypatch: pytest.MonkeyPatch, path: str, param: Any
+) -> None:
+    """--help showed `<str>` for most (demo, sim show, incidents, inventory) and `<text|table|json>` for
+    loadgen, whose wrong value got click's boxed error rather than the one line the others print."""
+    help_text = runner.invoke(app, [*path.split()[1:], "--help"], env={"COLUMNS": "250"}).stdout
+    line = next(line for line in help_text.splitlines() if "--output" in line)
+    metavar = line.split()[3]
+    assert metavar.startswith("<") and metavar.endswith(">") and "|" in metavar, line
+    choices = metavar[1:-1].split("|")
+    sent: list[object] = []
+    monkeypatch.setattr(httpx, "request", lambda *a, **k: sent.append(a))
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    required = {
+        "gpuwarden anomaly evaluate nab": ["--data", ".", "--windows", "w.json"],
+        "gpuwarden outbox discard": ["--notifier", "slack", "--yes"],
+    }
+    positional = (
+        ["79"] if path == "gpuwarden anomaly xid" else ["inc-1"] if "{incident_id}" in help_text else []
+    )
+    args = [*path.split()[1:], *positional, *required.get(path, []), "-o", "bogus"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and not sent, result.output
+    assert result.stderr.strip() == f"error: --output 'bogus': use one of {', '.join(choices)}", result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["demo", "--warmup-minutes", "-1"], "--warmup-minutes -1: use a whole number of at least 0"),
+        (["demo", "--warmup-minutes", "x"], "--warmup-minutes 'x': use a whole number of at least 0"),
+        (["anomaly", "run", "--ticks", "-1"], "--ticks -1: use a whole number of at least 0"),
+        (["anomaly", "run", "--port", "70000"], "--port 70000: use a whole number from 0 to 65535"),
+        (["inference-server", "--port", "0"], "--port 0: use a whole number from 1 to 65535"),
+        (["inference-server", "--gpu", "-1"], "--gpu -1: use a whole number of at least 0"),
+        (["inference-server", "--nodes", "0"], "--nodes 0: use a whole number of at least 1"),
+        (
+            ["inference-server", "--gpus-per-node", "17"],
+            "--gpus-per-node 17: use a whole number from 1 to 16",
+        ),
+        (["inference-server", "--sim-speedup", "0"], "--sim-speedup 0: use a number of at least 0.001"),
+        (["serve", "--port", "0"], "--port 0: use a whole number from 1 to 65535"),
+        (["incidents", "list", "--limit", "-1"], "--limit -1: use a whole number from 0 to 1000000000"),
+        (["outbox", "list", "--limit", "-1"], "--limit -1: use a whole number from 0 to"),
+        (
+            ["incidents", "list", "--request-timeout", "0"],
+            "--request-timeout 0: use a number from 0.1 to 86400",
+        ),
+        (
+            ["incidents", "--request-timeout", "0", "list"],
+            "--request-timeout 0: use a number from 0.1 to 86400",
+        ),
+    ],
+    ids=lambda value: "-".join(value) if isinstance(value, list) else None,
+)
+def test_a_number_out_of_its_bounds_is_refused_in_one_line_exit_2(
+    monkeypatch: pytest.MonkeyPatch, args: list[str], said: str
+) -> None:
+    """typer's min/max printed a boxed "Invalid value for '--warmup-minutes': Input should be greater than or
+    equal to 0" where every other bad option gets one line naming the option, the value and what to give."""
+    sent: list[object] = []
+    monkeypatch.setattr(httpx, "request", lambda *a, **k: sent.append(a))
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and not sent, result.output
+    assert result.stderr.startswith(f"error: {said}") and len(result.stderr.splitlines()) == 1, result.stderr
+
+
+def test_a_request_timeout_variable_out_of_bounds_is_named_as_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GPUWARDEN_REQUEST_TIMEOUT", "0")
+    result = runner.invoke(app, ["incidents", "list", "--url", CLOSED])
+    assert result.exit_code == 2, result.output
+    said = "error: --request-timeout (GPUWARDEN_REQUEST_TIMEOUT) 0: use a number from 0.1 to 86400\n"
+    assert result.stderr == said, result.stderr

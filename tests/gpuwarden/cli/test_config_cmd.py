@@ -77,9 +77,11 @@ def test_config_validate_refuses_otel_variables_the_inference_server_refuses_wit
     assert validated.stderr == served.stderr
 
 
-def test_config_validate_lists_every_problem_of_the_file_each_at_its_line(tmp_path: Path) -> None:
+def test_config_validate_lists_every_problem_of_the_file_each_at_its_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "three.yaml"
-    path.write_text("api:\n  prot: 1\n  port: x\nanomaly:\n  infer_every_seconds: -1\n")
+    path.write_text(startable(monkeypatch, "api:\n  prot: 1\n  port: x\n") + "  infer_every_seconds: -1\n")
     result = runner.invoke(app, ["config", "validate", str(path)])
     lines = [" ".join(line.split()) for line in result.stderr.strip().splitlines()]
     assert result.exit_code == 1, result.stderr
@@ -87,7 +89,7 @@ def test_config_validate_lists_every_problem_of_the_file_each_at_its_line(tmp_pa
     said = "\n".join(lines)
     assert f"{path}:2: api.prot: unknown field" in said
     assert f"{path}:3: api.port: 'x' is not a whole number; write one" in said
-    assert f"{path}:5: anomaly.infer_every_seconds: -1 is less than 0.001" in said
+    assert f"{path}:8: anomaly.infer_every_seconds: -1 is less than 0.001" in said
     assert "more problem" not in said  # the first line said "(and 2 more problems)" above the two
 
 
@@ -306,10 +308,13 @@ def problem_lines(stderr: str, path: Path) -> list[int]:
     return [int(line.removeprefix(f"error: {path}:").split(":")[0]) for line in lines]
 
 
-def test_config_validate_lists_every_problem_at_once_in_the_files_order(tmp_path: Path) -> None:
+def test_config_validate_lists_every_problem_at_once_in_the_files_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """It listed pydantic's field errors only (api.port before tracing before alerting), hiding the
     cross-field check of a section with a bad field and every check made after loading, so an operator
     fixed the file one run at a time."""
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")  # serve's: the file is about its other problems
     path = tmp_path / "many.yaml"
     path.write_text(MANY_PROBLEMS)
     result = runner.invoke(app, ["config", "validate", str(path)])
@@ -336,11 +341,12 @@ def test_a_check_of_a_section_with_a_bad_value_is_left_out_rather_than_run_on_it
 
 @pytest.mark.parametrize("command", [["serve", "--db", "{tmp}/x.db"], ["anomaly", "run"], ["exporter"]])
 def test_a_command_refusing_its_configuration_at_start_lists_every_problem_as_validate_does(
-    tmp_path: Path, command: list[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
 ) -> None:
     """They printed the first problem and "(and 6 more problems)" without naming them. Each runs as a
     process: the exporter sets up logging before it reads its file, which CliRunner's closed stderr would
     leave behind for later tests."""
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")  # only serve needs it: validate would name it alone
     path = tmp_path / "many.yaml"
     path.write_text(MANY_PROBLEMS)
     validated = runner.invoke(app, ["config", "validate", str(path)])
@@ -388,3 +394,49 @@ def test_config_validate_lists_every_problem_of_the_inventory_file(
         for field in ("nodes[0].cluster", "nodes[0].rack", "nodes[0].gpus"):
             assert f"alerting.inventory_file: {inventory}:" in said and f": {field}: " in said, said
     assert not (tmp_path / "x.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "lines"),
+    [
+        pytest.param(
+            "anomaly:\n  detectors: [adaptive]\n  infer_every_seconds: 30s\n  queries:\n"
+            "    - {name: up, expr: 'sum(up'}\n",
+            [3, 5],
+            id="bad-value-and-unbalanced-query",
+        ),
+        pytest.param(
+            "api:\n  token: {env: TEST_UNSET_API_TOKEN}\n  db: /nonexistent/gpuwarden/x.db\n",
+            [2, 3],
+            id="unset-token-and-store-directory",
+        ),
+    ],
+)
+def test_config_validate_lists_a_second_problem_of_a_section_with_a_bad_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, lines: list[int]
+) -> None:
+    """A section with one bad value was left out of every later check, so its other problems (an unclosed
+    query, a store directory that does not exist) showed only once the first was fixed."""
+    monkeypatch.delenv("TEST_UNSET_API_TOKEN", raising=False)
+    path = tmp_path / "two.yaml"
+    path.write_text(text)
+    result = runner.invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code == 1
+    assert problem_lines(result.stderr, path) == lines, result.stderr
+
+
+def test_a_check_reading_a_bad_value_is_left_out_rather_than_run_on_its_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The query's step check reads infer_every_seconds: run on its default (30) it would warn that a step
+    of 45 is longer than the tick, which the file (60, written as 60s) does not say."""
+    path = tmp_path / "one.yaml"
+    path.write_text(
+        startable(monkeypatch, "anomaly:\n  infer_every_seconds: 60s\n")
+        .replace("anomaly:\n  detectors", "  detectors")
+        .replace("expr: up}", "expr: up, step_seconds: 45}")
+    )
+    result = runner.invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code == 1
+    assert problem_lines(result.stderr, path) == [2], result.stderr
+    assert "warning" not in result.stderr, result.stderr

@@ -1,0 +1,65 @@
+"""Numeric command-line options with bounds, refused as every other bad option is: one line naming the
+option, the value and what to give, exit 2 (``error: --warmup-minutes -1: use a whole number of at least
+0``). typer's own ``min``/``max`` printed click's boxed "Invalid value ... Input should be greater than or
+equal to 0" instead."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from typing import Any
+
+import typer
+from rich.markup import escape
+
+from gpuwarden.cli.consoles import refuse_option
+
+
+def whole_number(option: str, low: int, high: int | None = None, **kwargs: Any) -> Any:
+    """A ``typer.Option`` named ``option`` that takes a whole number from ``low`` to ``high`` (no upper
+    bound: None); ``kwargs`` as ``typer.Option`` takes them (``help``, ``envvar``)."""
+    return _bounded(option, int, low, high, kwargs)
+
+
+def number(option: str, low: float, high: float | None = None, **kwargs: Any) -> Any:
+    """``whole_number`` for a number that may have a fraction (seconds, a speed-up)."""
+    return _bounded(option, float, low, high, kwargs)
+
+
+def _bounded(
+    option: str, convert: Callable[[str], float], low: float, high: float | None, kwargs: Any
+) -> Any:
+    """The option, its bounds in ``--help`` as typer shows them (``<int> [0<=x<=65535]``)."""
+    kind = "whole number" if convert is int else "number"
+    least, most = _written(low), _written(high)
+    shown = f"[{least}<=x<={most}]" if high is not None else f"[x>={least}]"
+    wanted = (
+        f"use a {kind} from {least} to {most}" if high is not None else f"use a {kind} of at least {least}"
+    )
+
+    def parse(value: Any) -> Any:
+        try:
+            parsed = convert(value)
+        except (TypeError, ValueError):
+            refuse_option(f"{_source(option, value, kwargs)} {escape(repr(value))}: {wanted}")
+        if not math.isfinite(parsed) or parsed < low or (high is not None and parsed > high):
+            refuse_option(f"{_source(option, value, kwargs)} {escape(str(value))}: {wanted}")
+        return parsed
+
+    metavar = f"<{'int' if convert is int else 'float'}> {shown}"
+    return typer.Option(option, parser=parse, metavar=metavar, **kwargs)
+
+
+def _written(bound: float | None) -> str:
+    """A bound as it is typed: ``86400``, ``0.1``, ``1000000000`` (not ``1e+09``)."""
+    return str(int(bound)) if bound is not None and float(bound).is_integer() else str(bound)
+
+
+def _source(option: str, value: Any, kwargs: Any) -> str:
+    """What set ``value``: ``option``, or its variable as well when that holds it (``--request-timeout
+    (GPUWARDEN_REQUEST_TIMEOUT)``): click's parser does not say where a value came from."""
+    envvar = kwargs.get("envvar")
+    if isinstance(envvar, str) and os.environ.get(envvar) == str(value):
+        return f"{option} ({envvar})"
+    return option
