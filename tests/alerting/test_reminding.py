@@ -554,9 +554,10 @@ def test_an_opening_the_outbox_took_before_a_crash_counts_from_when_it_took_it(
     for at in (14409, 14410):
         _advance_to(serve, start, at)
         serve.engine.tick()
-    assert {((n.event_at - start).total_seconds(), n.reminder) for n in _reminders(serve)} == {
+    # One reminder for each notifier: a set would also take a reminder told twice (under two keys) for one.
+    assert [((n.event_at - start).total_seconds(), n.reminder) for n in _reminders(serve)] == [
         (14410, 14400.0)
-    }
+    ] * (2 if added else 1)
 
 
 def _gpu_lost(node: str) -> Alert:
