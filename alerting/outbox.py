@@ -152,11 +152,14 @@ class Outbox:
         return datetime.fromtimestamp(taken, UTC)
 
     def _taken_at(self, key: str) -> float | None:
-        """When the first row of a change was stored, for any notifier (none: no row, all filtered)."""
+        """When the first row of a change was stored, for any notifier (none: no row, all filtered); not one
+        discarded (``outbox discard``: never sent, it paged nobody)."""
         with self._sessions() as session:
             return session.scalar(
                 select(func.min(OutboxMessage.created_at)).where(
-                    OutboxMessage.notifier.in_(list(self._notifiers)), OutboxMessage.idempotency_key == key
+                    OutboxMessage.notifier.in_(list(self._notifiers)),
+                    OutboxMessage.idempotency_key == key,
+                    OutboxMessage.status != DISCARDED,
                 )
             )
 

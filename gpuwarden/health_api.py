@@ -52,10 +52,13 @@ class HealthApi:
     async def ingest_status(self, request: Request) -> Response:
         """Accepted and applied journal offsets and the lag between them, and the engine ticks done (cheap:
         no store query)."""
-        ticks = self.health.tick_status()
         if self.applier is None:
-            return JSONResponse({"journal": False, "lag_bytes": 0, **ticks})
-        return JSONResponse({"journal": True, **self.applier.status(), **ticks})
+            return JSONResponse({"journal": False, "lag_bytes": 0, **self.health.tick_status()})
+        status = self.applier.status()
+        # The ticks after the lag: a tick that ended between the two reads is counted, so the tick N + 2
+        # a client waits for began after the apply that made this lag 0 (read first, it could have begun
+        # before it).
+        return JSONResponse({"journal": True, **status, **self.health.tick_status()})
 
     def applier_problem(self) -> str | None:
         """Why the journal applier is stuck or dead (a restart is what helps), or None."""

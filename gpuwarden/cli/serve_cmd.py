@@ -66,12 +66,14 @@ def _tick_loop(engine: IncidentEngine, interval: float, health: ServiceHealth) -
     """Tick the engine every ``interval``, once the journal backlog found at start is applied (a tick
     before it would resolve alerts whose later posts are still in the backlog); each tick reads the
     store, so its outcome tells ``health`` whether the store is up while no alert arrives, and ``health``
-    counts the ticks that completed (``GET /api/v1/ingest/status``)."""
+    counts the ticks that completed (``GET /api/v1/ingest/status``): not one that raised, nor one that could
+    not tell the listeners what it decided (the engine logs that and tells it at a later tick)."""
 
     def run(stop: threading.Event) -> None:
         while not stop.wait(interval):
             if not health.replayed.is_set():
                 continue
+            untold = engine.counters["listener_errors"]
             try:
                 engine.tick()
             except Exception as exc:  # loop boundary: keep ticking, log with the exception
@@ -81,7 +83,8 @@ def _tick_loop(engine: IncidentEngine, interval: float, health: ServiceHealth) -
                     logger.exception("engine tick failed")
             else:
                 health.store_ok()
-                health.ticked(engine.clock.now())
+                if engine.counters["listener_errors"] == untold:
+                    health.ticked(engine.clock.now())
 
     return run
 

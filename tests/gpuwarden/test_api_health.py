@@ -148,6 +148,23 @@ def test_ingest_status_counts_the_engine_ticks_done_and_says_when_the_last_ended
     assert row is not None and row.status == "resolved"  # what time decided: the tick waited for did it
 
 
+def test_ingest_status_reads_the_ticks_after_the_lag_so_a_tick_ended_meanwhile_is_counted(
+    applier: JournalApplier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ticks`` read before the lag said N for a tick that ended (and the next one begun) before the apply
+    that made the lag 0 in the same answer: that next tick, N + 2 for the client, began before its alerts
+    were applied and missed them. Read after the lag, every tick ended before the apply is counted."""
+    status = applier.status
+
+    def tick_then_status() -> dict[str, Any]:
+        applier.health.ticked(applier.engine.clock.now())  # a tick ends while the answer is made
+        return status()
+
+    monkeypatch.setattr(applier, "status", tick_then_status)
+    with _client(applier) as client:
+        assert client.get("/api/v1/ingest/status").json()["ticks"] == 1
+
+
 @pytest.mark.parametrize("path", ["/api/v1/incidents", "/api/v2/alerts", "/api/v2/silences"])
 def test_a_read_while_the_store_is_down_says_the_store_could_not_be_read(
     applier: JournalApplier, path: str

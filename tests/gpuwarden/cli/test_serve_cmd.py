@@ -22,20 +22,23 @@ from typer.testing import CliRunner
 
 from alerting import scenarios
 from alerting.db import make_engine
+from alerting.engine import IncidentEngine
 from alerting.health import ServiceHealth
 from alerting.inventory import StaticInventory
 from alerting.inventory_file import inventory_data
 from alerting.journal import KIND_POSTABLE, AcceptJournal
 from alerting.migrate import alembic_config, upgrade
 from alerting.outbox import Outbox
+from alerting.subscriptions import ChangeKind, IncidentChange
 from gpuwarden.api import create_app
 from gpuwarden.cli import app
 from gpuwarden.cli.inventories import Inventories
 from gpuwarden.cli.preflight import check_serve
 from gpuwarden.cli.serve_cmd import _tick_loop, build_applier, build_service, journal_dir, take_locks
 from gpuwarden.clock import FakeClock, SystemClock
-from gpuwarden.config import ApiConfig, GpuwardenConfig
+from gpuwarden.config import AlertingConfig, ApiConfig, GpuwardenConfig
 from gpuwarden.errors import SourceError
+from gpuwarden.model import Alert
 from tests.alerting.notifiers.incidents import lifecycle
 from tests.gpuwarden.api_client import AUTH, TOKEN, TestClient
 from tests.gpuwarden.cli.stopping import run_then_sigterm
@@ -390,6 +393,7 @@ class _TickingEngine:
         self.fail = fail
         self.store_up_at_tick: list[bool] = []
         self.clock = FakeClock()
+        self.counters = {"listener_errors": 0}
 
     def tick(self) -> None:
         self.store_up_at_tick.append(self.health.store_up)
@@ -420,6 +424,48 @@ def test_ticks_wait_for_the_replay_tell_whether_the_store_is_up_and_count_those_
         "ticks": len(engine.store_up_at_tick) - 1,
         "last_tick_at": "2026-01-01T00:00:00Z",
     }
+
+
+class _Ticks(threading.Event):
+    """A stop event that lets the tick loop run ``count`` ticks, at once, then stops it."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__()
+        self.count = count
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.count -= 1
+        return self.count < 0
+
+
+def test_a_tick_that_could_not_tell_the_outbox_the_announcement_it_decided_is_not_counted(
+    tmp_path: Path,
+) -> None:
+    """The tick after an incident's announce delay announces it; the outbox failing then (the store dropped
+    under its enqueue), the tick logged it and went on, and was counted: a client waiting for N + 2 to see
+    the announcement read before it. It comes at the next tick, which is counted."""
+    sql = make_engine(str(tmp_path / "gw.db"))
+    upgrade(sql)
+    clock = FakeClock()
+    engine = IncidentEngine(
+        sql, clock, AlertingConfig(announce_delay_seconds=10), scenarios.fleet_inventory()
+    )
+    told: list[ChangeKind] = []
+
+    def outbox(change: IncidentChange) -> None:
+        if not told:
+            told.append(change.kind)
+            raise OperationalError("INSERT", {}, Exception("connection refused"))
+        told.append(change.kind)
+
+    engine.subscribe(outbox)
+    engine.ingest([Alert({"alertname": "NodeDown", "cluster": scenarios.CLUSTER, "node": "r02-n03"})])
+    clock.advance(30)
+    health = ServiceHealth()
+    health.replayed.set()
+    _tick_loop(engine, 0.01, health)(_Ticks(2))  # type: ignore[arg-type]
+    assert told == [ChangeKind.OPENED, ChangeKind.OPENED]  # announced at the second tick
+    assert health.tick_status()["ticks"] == 1
 
 
 @pytest.mark.parametrize(("channel", "warned"), [("#gpu-incidents", True), ("C0123ABCD", False)])
