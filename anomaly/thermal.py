@@ -213,7 +213,11 @@ class ThermalDetector:
         throttled = (hot_at > 0.0) & (hot_at >= self.last[slots]) & (self.hot_in[slots] > 0.0)
         known = (lagged <= pmax + self.ridge_watts) & ((lagged >= pmin - self.ridge_watts) | throttled)
         cap = np.where(warm, band, np.inf)
-        t_used = yhat + np.clip(resid, -cap, cap)
+        # A guess errs low (the ridge shrinks the slope), so a temperature below even it is no heat curve but
+        # a power reading that was not the GPU's (a counter glitch at 1,400 W): learnt whole, its leverage
+        # dragged the slope down and a later job at a power within it read hot and was held. Down to the band.
+        floor = np.where(n >= self.warmup, band, np.inf)
+        t_used = yhat + np.clip(resid, -floor, cap)
         # A hold is bounded: a GPU that runs hotter for good at the same power (a hotter room, a worse slot or
         # fan curve) would otherwise hold its alert forever; once it has been hot for ``hold_seconds`` it
         # learns as before. One hold lasts across quiet samples between (the same GPU cool at idle between its
