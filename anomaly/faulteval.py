@@ -282,6 +282,9 @@ def run_fault_eval(
         while pending and pending[0].started_at <= tick_at:
             inj = pending.pop(0)
             clock.advance(max(0.0, inj.started_at - clock.time()))
+            # Repairs due by now first: a fault due for repair is not "still active" for the next one drawn
+            # there, and its repair's GPU reset would end a fault injected on that GPU just before it.
+            _repair_due(fleet, truth.injections, clock.time(), plan.hold_seconds)
             (truth.injections if _inject(fleet, service, inj) else skipped).append(inj)
         _repair_due(fleet, truth.injections, clock.time(), plan.hold_seconds)
         clock.advance(tick_at - clock.time())
