@@ -17,7 +17,8 @@ TAU = 20.0  # the simulated thermal lag
 class Gpus:
     """First-order thermal model: temperature follows 28 C + R * power, lagged; R grows if a cooler fails."""
 
-    def __init__(self) -> None:
+    def __init__(self, tau: float = TAU) -> None:
+        self.tau = tau
         self.temp = np.full(len(GPUS), 32.0)
         self.resistance = np.full(len(GPUS), 0.065)
         self.index, self.rates = SeriesIndex(), CounterRates()
@@ -27,7 +28,7 @@ class Gpus:
         """Thirty seconds at ``power``; the power read is ``reported`` where given (a glitch)."""
         for _ in range(30):  # one second at a time, like the simulator
             target = 28.0 + self.resistance * power
-            self.temp += (target - self.temp) / TAU
+            self.temp += (target - self.temp) / self.tau
         self.t += 30.0
         read = power if reported is None else reported
         frames = [
@@ -253,7 +254,7 @@ def test_its_state_grows_with_the_gpus_it_scores_not_with_their_series_ids():
     # Its arrays were indexed by series id up to the highest temperature id: six GPUs whose series came after
     # 200,000 others (pods, another query) held 20 MB, against 106 KB for the same GPUs numbered first.
     low, high = _fed(0), _fed(200_000)
-    assert high.state_bytes() == low.state_bytes() <= 104 * 64 + 1024  # 64 slots, the id map
+    assert high.state_bytes() == low.state_bytes() <= 112 * 64 + 1024  # 64 slots, the id map
     assert np.array_equal(low.mt[: len(GPUS)], high.mt[: len(GPUS)])
 
 
@@ -286,3 +287,17 @@ def test_a_single_power_reading_far_above_any_learnt_does_not_make_a_later_job_r
     busy = np.full(len(GPUS), 690.0)
     scores = [float(det.detect(gpus.step(busy, rng))[0].score.max()) for _ in range(240)]
     assert max(scores) <= 1.0
+
+
+def test_a_gpu_seen_only_idle_whose_temperature_lags_longer_is_not_held_hot_at_its_first_job():
+    """Its temperature following power over 60 s, not the detector's 20 s: the job's first samples, above any
+    power learnt at, were not scored and learnt the climb, and made the job's power "known"; the temperature
+    climbing on then read hot there and was held (learning nothing): 236 of 240 ticks over 1, the 6-hour hold.
+    A power is known for a hold once a scored sample learnt there."""
+    rng = np.random.default_rng(5)
+    gpus, det = Gpus(tau=60.0), ThermalDetector()
+    for _ in range(150):
+        det.detect(gpus.step(np.full(len(GPUS), 70.0), rng))
+    busy = np.full(len(GPUS), 690.0)
+    scores = [float(det.detect(gpus.step(busy, rng))[0].score.max()) for _ in range(240)]
+    assert max(scores[-180:]) <= 1.0
