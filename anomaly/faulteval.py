@@ -282,6 +282,9 @@ def run_fault_eval(
         while pending and pending[0].started_at <= tick_at:
             inj = pending.pop(0)
             clock.advance(max(0.0, inj.started_at - clock.time()))
+            # Repairs due by now first: a fault due for repair is not "still active" for the next one drawn
+            # there, and its repair's GPU reset would end a fault injected on that GPU just before it.
+            _repair_due(fleet, truth.injections, clock.time(), plan.hold_seconds)
             (truth.injections if _inject(fleet, service, inj) else skipped).append(inj)
         _repair_due(fleet, truth.injections, clock.time(), plan.hold_seconds)
         clock.advance(tick_at - clock.time())
@@ -367,10 +370,13 @@ def _repair_due(fleet: Fleet, injections: list[Injection], now: float, hold: flo
         if inj.repaired_at is None and now - inj.started_at >= (hold if held is None else held):
             if any(r.id == inj.fault_id for r in fleet.active_faults()):
                 fleet.clear_fault(inj.fault_id)
-            # A GPU fault on a node that another fault took down: its reboot repairs the GPU too.
-            if inj.gpu is not None and fleet.node(inj.node).up:
-                fleet.reset_gpu(inj.node, inj.gpu)
             inj.repaired_at = now
+            # A GPU fault on a node that another fault took down: its reboot repairs the GPU too. A reset
+            # would end every other fault on the GPU (a hang begun in a failed cooler's last minutes): one
+            # still held there is reset by its own repair.
+            others = any(o.repaired_at is None and (o.node, o.gpu) == (inj.node, inj.gpu) for o in injections)
+            if inj.gpu is not None and fleet.node(inj.node).up and not others:
+                fleet.reset_gpu(inj.node, inj.gpu)
 
 
 def _attribute(

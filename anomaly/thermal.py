@@ -41,6 +41,7 @@ _FIELDS = (
     "dev",
     "pmin",
     "pmax",
+    "ptop",
     "held_for",
     "hot_at",
     "hot_in",
@@ -80,6 +81,7 @@ class ThermalDetector:
         self.dev = np.zeros(0)
         self.pmin = np.zeros(0)  # the lagged power range it learnt at (from samples inside the band)
         self.pmax = np.zeros(0)
+        self.ptop = np.zeros(0)  # the highest of it reached by a scored sample (not by guesses alone)
         self.held_for = np.zeros(0)  # the seconds its current hold has been hot (the samples' gaps summed)
         self.hot_at = np.zeros(0)  # its last sample above the band at a learnt power
         self.hot_in = np.zeros(0)  # 1 where its current run of hot samples began inside the learnt range
@@ -211,9 +213,18 @@ class ThermalDetector:
             np.where(fresh, 0.0, self.hot_at[slots]),
         )
         throttled = (hot_at > 0.0) & (hot_at >= self.last[slots]) & (self.hot_in[slots] > 0.0)
-        known = (lagged <= pmax + self.ridge_watts) & ((lagged >= pmin - self.ridge_watts) | throttled)
+        # Known (a hot sample there is held) up to the highest power a scored sample learnt at: one reached
+        # by guesses alone is not, as the GPU's temperature lags its power longer than ``lag_seconds`` (60 s,
+        # not 20): its first job's guesses learnt the climb, and the job read hot at a power it "knew", held
+        # for the 6-hour hold (before guesses went unscored it was not held there: 26 minutes over 1).
+        ptop = np.where(fresh, lagged, self.ptop[slots])
+        known = (lagged <= ptop + self.ridge_watts) & ((lagged >= pmin - self.ridge_watts) | throttled)
         cap = np.where(warm, band, np.inf)
-        t_used = yhat + np.clip(resid, -cap, cap)
+        # A guess errs low (the ridge shrinks the slope), so a temperature below even it is no heat curve but
+        # a power reading that was not the GPU's (a counter glitch at 1,400 W): learnt whole, its leverage
+        # dragged the slope down and a later job at a power within it read hot and was held. Down to the band.
+        floor = np.where(n >= self.warmup, band, np.inf)
+        t_used = yhat + np.clip(resid, -floor, cap)
         # A hold is bounded: a GPU that runs hotter for good at the same power (a hotter room, a worse slot or
         # fan curve) would otherwise hold its alert forever; once it has been hot for ``hold_seconds`` it
         # learns as before. One hold lasts across quiet samples between (the same GPU cool at idle between its
@@ -230,6 +241,7 @@ class ThermalDetector:
         learnt = score < 1.0
         self.pmin[slots] = np.where(learnt, np.minimum(pmin, lagged), pmin)
         self.pmax[slots] = np.where(learnt, np.maximum(pmax, lagged), pmax)
+        self.ptop[slots] = np.where(learnt & (warm | (n < self.warmup)), np.maximum(ptop, lagged), ptop)
         self.mp[slots] = mp + w * (lagged - mp)
         self.mt[slots] = mt + w * (t_used - mt)
         self.mpp[slots] = mpp + w * (lagged * lagged - mpp)

@@ -175,3 +175,49 @@ def test_a_miss_that_began_inside_alerts_still_open_from_an_earlier_fault_says_s
     summary = _summarise([brake, straggler], EvalPlan(duration_seconds=3600))
     assert summary["straggler"].began_inside_open_alerts == 1
     assert summary["power_brake"].began_inside_open_alerts == 0
+
+
+def _quiet_run(monkeypatch, first: tuple[str, float], second: tuple[str, float], duration: float):
+    """A run with no alert: fault class ``first[0]`` at ``first[1]`` seconds, then ``second`` on its GPU."""
+    clock = FakeClock()
+    fleet = build_fleet(2, 8, seed=3, clock=clock)
+    node, gpu = next((g.node, g.index) for g in fleet.gpu_refs() if fleet.workload_on(g.node, g.index))
+    a, b = (Injection(_class(name), node, gpu, clock.time() + at) for name, at in (first, second))
+    monkeypatch.setattr("anomaly.faulteval._schedule", lambda plan, fleet, start: [a, b])
+    quiet = SimpleNamespace(
+        infer=lambda: SimpleNamespace(raised=[], resolved=[]),
+        fit=lambda: None,
+        cfg=SimpleNamespace(fit_every_seconds=3600.0),
+        firing={},
+    )
+    report = run_fault_eval(fleet, quiet, clock, EvalPlan(duration_seconds=duration, warmup_seconds=0.0))
+    (rec,) = [r for r in fleet.fault_log if r.id == b.fault_id] if b.fault_id else [None]
+    return fleet, report, rec
+
+
+def test_a_fault_drawn_after_the_same_one_was_due_for_repair_is_injected(monkeypatch):
+    """The straggler due for repair 10 s before a second one on its GPU began was still active when the
+    second was checked (repairs ran after the tick's injections), so the second, a new fault on a GPU
+    repaired by then, was counted not_injected_already_active and left out of recall."""
+    # The first is due for repair at 700 s; the second begins at 710 s, inside the same 30 s tick.
+    fleet, report, _ = _quiet_run(monkeypatch, ("straggler", 100.0), ("straggler", 710.0), 1800.0)
+    assert report.classes["straggler"].not_injected_already_active == 0
+    assert report.classes["straggler"].injected == 2
+    assert sum(r.spec.kind == "straggler" for r in fleet.fault_log) == 2
+
+
+def test_a_fault_drawn_just_after_another_was_due_for_repair_on_its_gpu_runs_its_hold(monkeypatch):
+    """The earlier straggler's repair, run after the tick's injections, reset the GPU and so ended a hang
+    injected on it the same instant: counted injected, it never ran."""
+    _, report, rec = _quiet_run(monkeypatch, ("straggler", 100.0), ("hung", 710.0), 1800.0)
+    assert rec.ended_at is not None and rec.ended_at - rec.started_at >= 600.0
+    assert report.classes["hung"].injected == 1
+
+
+def test_a_fault_begun_on_a_gpu_whose_cooler_is_failed_runs_its_hold_past_the_coolers_repair(monkeypatch):
+    """The failed cooler's repair (after its hour) reset the GPU, which ended a hang begun there 5 minutes
+    before: the harness held the hang 5 more minutes (alerts resolving then read as premature, a detection
+    then as of a fault that had ended)."""
+    _, report, rec = _quiet_run(monkeypatch, ("thermal_runaway", 100.0), ("hung", 3400.0), 5400.0)
+    assert rec.ended_at is not None and rec.ended_at - rec.started_at >= 600.0, rec
+    assert report.classes["hung"].injected == 1
