@@ -116,6 +116,32 @@ def test_resolution_reply_says_how_long_it_took() -> None:
     assert "Resolved* after 1 h 35 min" in timeline_reply(n).blocks[0]["text"]["text"]
 
 
+@pytest.mark.parametrize(
+    ("open_for", "said"),
+    [(timedelta(seconds=40), "after 40 s"), (timedelta(minutes=4, seconds=59), "after 4 min")],
+    ids=["under-a-minute", "minutes"],
+)
+def test_a_short_resolution_says_how_long_it_took_not_zero_minutes(open_for: timedelta, said: str) -> None:
+    n = build_notification(lifecycle()[4])
+    assert n.resolved_at is not None
+    n = n.model_copy(update={"opened_at": n.resolved_at - open_for})
+    text = timeline_reply(n).blocks[0]["text"]["text"]
+    assert f"Resolved* {said}:" in text
+
+
+def test_a_reopened_incident_s_resolution_counts_from_its_reopening() -> None:
+    # Opened a day ago and resolved then; reopened 10 minutes before this resolution: it lasted 10 minutes
+    # this time, not "24 h 10 min" (it was resolved in between).
+    n = build_notification(lifecycle()[4])
+    assert n.resolved_at is not None
+    update = {
+        "opened_at": n.resolved_at - timedelta(days=1),
+        "reopened_at": n.resolved_at - timedelta(minutes=10),
+    }
+    text = timeline_reply(n.model_copy(update=update)).blocks[0]["text"]["text"]
+    assert "Resolved* after 10 min" in text
+
+
 def test_a_reply_does_not_repeat_the_kind_its_message_starts_with() -> None:
     resolved = make_incident(state=IncidentState.RESOLVED)
     event = change(
