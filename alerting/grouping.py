@@ -245,14 +245,18 @@ class IncidentGrouping(IncidentMerging):
         row.last_alert_at = inc.last_alert_at
         row.updated_at = now
         is_new = batch.is_new(inc.id)
-        if row.priority != assessment.priority.value or is_new:
+        said = f"priority {assessment.priority.value}: {assessment.reason}"
+        # A new incident states its priority once per reason: recomputed within its opening transaction (a
+        # storm's merges), the same priority for the same reason is no second timeline entry.
+        if row.priority != assessment.priority.value or (is_new and batch.priority_said.get(inc.id) != said):
             old = row.priority
             row.priority = assessment.priority.value
             inc.priority = assessment.priority
+            batch.priority_said[inc.id] = said
             batch.event(
                 inc.id,
                 "priority",
-                f"priority {assessment.priority.value}: {assessment.reason}",
+                said,
                 {
                     "from": None if is_new else old,
                     "to": assessment.priority.value,

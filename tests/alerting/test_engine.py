@@ -1534,3 +1534,16 @@ def test_the_announcements_of_incidents_whose_delay_passed_are_stored_in_one_sta
     engine.tick()
     assert stamping == ["UPDATE"]
     assert [r.announced_at for r, _ in engine.store.list_rows()] == [clock.now()] * 3
+
+
+def test_an_incident_opened_by_one_post_states_its_priority_once_when_nothing_about_it_changed(
+    db: str, clock: FakeClock
+) -> None:
+    # A rack's storm in one POST: the rack's incident is recomputed after it absorbs the nodes' and GPUs'
+    # incidents, with the same priority for the same reason; its timeline (incidents show, the postmortem)
+    # said "priority P0: training job fully stopped ..." twice at one instant.
+    engine = _engine(db, clock, scenarios.fleet_inventory(spare_gpus=0))
+    engine.ingest(scenarios.rack_failure(7, clock.now()))
+    ((incident_id, *_),) = _open(engine)
+    said = [e.message for e in engine.store.get(incident_id).timeline if e.kind == "priority"]
+    assert said == ["priority P0: training job fully stopped with no spare capacity"]
