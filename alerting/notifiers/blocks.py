@@ -125,8 +125,11 @@ def emoji(n: Notification) -> str:
 
 
 def _no_loss(n: Notification) -> str:
-    """The impact line of an incident that took no capacity: what it touches degraded, or nothing known."""
-    return impact_text("", n.gpus_affected) or "_unknown_"
+    """The impact line of an incident that took no capacity: what it touches degraded, else what its
+    service's requests measure (which gave it its priority), or nothing known."""
+    measured = [f"error ratio {n.error_ratio:.0%}"] if n.error_ratio > 0 else []
+    measured += [f"SLO burn rate {n.slo_burn_rate:g}x"] if n.slo_burn_rate > 0 else []
+    return impact_text("", n.gpus_affected) or ", ".join(measured) or "_unknown_"
 
 
 def _runbook(url: str) -> list[Block]:

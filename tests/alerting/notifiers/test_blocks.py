@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
+from alerting.db import make_engine
+from alerting.engine import IncidentEngine
+from alerting.migrate import upgrade
 from alerting.notifiers.base import Notification, build_notification, runbook_linker
 from alerting.notifiers.blockkit import validate_attachments, validate_blocks
 from alerting.notifiers.blocks import (
@@ -22,8 +26,11 @@ from alerting.notifiers.blocks import (
     truncate,
 )
 from alerting.notifiers.workspace import mentions_in
-from alerting.subscriptions import ChangeKind
-from gpuwarden.model import IncidentState, Priority, WorkloadKind, WorkloadRef
+from alerting.scenarios import fleet_inventory
+from alerting.subscriptions import ChangeKind, IncidentChange
+from gpuwarden.clock import FakeClock
+from gpuwarden.config import AlertingConfig
+from gpuwarden.model import Alert, IncidentState, Priority, WorkloadKind, WorkloadRef
 from tests.alerting.notifiers.incidents import (
     LONG_NODE,
     change,
@@ -428,3 +435,24 @@ def test_investigate_does_not_say_no_remedy_is_known_beside_an_alert_that_names_
     [block] = [b for b in message.attachments[0]["blocks"] if b.get("block_id") == "recommended"]
     assert "no known remedy" not in block["text"]["text"]
     assert "the alerts say what to check" in block["text"]["text"]
+
+
+def test_an_incident_that_took_no_capacity_says_why_it_has_its_priority_not_unknown(tmp_path: Path) -> None:
+    # An inference service answering 62% errors is P0, but no GPU or replica is lost: the message read
+    # "P0 urgent" with Impact "_unknown_" (the error ratio that made it P0 was on the timeline only).
+    sql = make_engine(str(tmp_path / "incidents.db"))
+    upgrade(sql)
+    engine = IncidentEngine(sql, FakeClock(), AlertingConfig(announce_delay_seconds=0), fleet_inventory())
+    heard: list[IncidentChange] = []
+    engine.subscribe(heard.append)
+    labels = {
+        "alertname": "InferenceErrorRateHigh",
+        "cluster": "c1",
+        "service": "chat",
+        "namespace": "serving",
+    }
+    engine.ingest([Alert(labels, annotations={"error_ratio": "0.62"})])
+    opened = next(c for c in heard if c.kind is ChangeKind.OPENED)
+    blocks = incident_message(build_notification(opened)).attachments[0]["blocks"]
+    impact = next(b for b in blocks if b.get("block_id") == "impact")["text"]["text"]
+    assert (opened.incident.priority, impact) == (Priority.P0, "*Impact*\nerror ratio 62%")
