@@ -1547,3 +1547,25 @@ def test_an_incident_opened_by_one_post_states_its_priority_once_when_nothing_ab
     ((incident_id, *_),) = _open(engine)
     said = [e.message for e in engine.store.get(incident_id).timeline if e.kind == "priority"]
     assert said == ["priority P0: training job fully stopped with no spare capacity"]
+
+
+def test_a_reply_telling_an_alert_joined_also_says_the_same_post_moved_it_on(
+    db: str, clock: FakeClock
+) -> None:
+    # A dead rack has stopped training job llm-70b; an NVSwitch then fails on r08-n03, where the job's
+    # ranks stall too. A stalled rank joins the rack's incident first, and the same POST moves it to the
+    # NVLink incident, which holds its GPU: the rack's thread read "alert TrainingJobStalled (Slurm job
+    # llm-70b) firing" and nothing of the move, an alert its incident no longer has.
+    engine = _engine(db, clock, scenarios.fleet_inventory(spare_gpus=0))
+    engine.ingest(scenarios.rack_failure(7, clock.now()))
+    ((rack_id, *_),) = _open(engine)
+    heard: list[IncidentChange] = []
+    engine.subscribe(heard.append)
+    clock.advance(30)
+    engine.ingest(scenarios.nvlink_switch_failure(8, 3, clock.now()))
+    moved = [e for e in engine.store.get(rack_id).timeline if e.kind == "alerts_moved"]
+    assert moved, "the scenario no longer moves a stalled rank: the test checks nothing"
+    told = [c for c in heard if c.incident.id == rack_id]
+    assert told and all(any(m.message in c.also for m in moved) for c in told), [
+        (c.event.message, c.also) for c in told
+    ]
