@@ -1569,3 +1569,28 @@ def test_a_reply_telling_an_alert_joined_also_says_the_same_post_moved_it_on(
     assert told and all(any(m.message in c.also for m in moved) for c in told), [
         (c.event.message, c.also) for c in told
     ]
+
+
+def test_stalled_ranks_moved_together_to_one_incident_are_one_timeline_entry_and_one_also_line(
+    db: str, clock: FakeClock
+) -> None:
+    # A dead rack's incident holds llm-70b's stalled ranks; a driver rollout then reaches the job's racks and
+    # the ranks whose GPUs it holds move to the rollout's incident, one POST: each rank was its own
+    # "1 stalled rank alert moved to inc-…" on both timelines and its own "• also:" line in Slack's reply
+    # (88 identical lines).
+    engine = _engine(db, clock, scenarios.fleet_inventory(spare_gpus=0))
+    engine.ingest(scenarios.rack_failure(7, clock.now()))
+    heard: list[IncidentChange] = []
+    engine.subscribe(heard.append)
+    clock.advance(30)
+    engine.ingest(scenarios.driver_rollout_xids((7, 8), clock.now()))
+    moves: dict[tuple[str, str], int] = {}
+    for r, _ in engine.store.list_rows(include_merged=True):
+        for e in engine.store.get(r.id).timeline:
+            if e.kind == "alerts_moved":
+                key = (r.id, e.message.split(" ", 1)[1])  # what moved, between which two, why
+                moves[key] = moves.get(key, 0) + 1
+    assert moves, "the scenario no longer moves a stalled rank: the test checks nothing"
+    assert set(moves.values()) == {1}, moves
+    for c in heard:
+        assert len(set(c.also)) == len(c.also), c.also
