@@ -170,7 +170,7 @@ def _move(
     if earlier is not None:  # moved between the same two before in this transaction: one entry each side
         fingerprints = [*earlier[0].data["fingerprints"], *fingerprints]
     alerts = f"{len(fingerprints)} {what} alert{'s' if len(fingerprints) > 1 else ''}"
-    said = (
+    said: tuple[tuple[str, str, dict[str, object]], ...] = (
         (source.id, f"{alerts} moved to {target.id}: {why}", {"to": target.id, "fingerprints": fingerprints}),
         (
             target.id,
