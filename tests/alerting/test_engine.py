@@ -1594,3 +1594,31 @@ def test_stalled_ranks_moved_together_to_one_incident_are_one_timeline_entry_and
     assert set(moves.values()) == {1}, moves
     for c in heard:
         assert len(set(c.also)) == len(c.also), c.also
+
+
+def test_a_root_cause_that_moves_several_times_in_one_post_is_told_once_where_it_ended(
+    db: str, clock: FakeClock
+) -> None:
+    # A dead rack's incident, resolved; an NVSwitch fails on r08-n03; then a driver rollout's XID 119 reaches
+    # both of llm-70b's racks in one POST. The rack's incident reopens and its root cause moves three times
+    # as the POST's alerts are grouped: three replies at one instant, two of them already untrue ("root cause
+    # is now XID on gpu r07-n08/0", "... job stalled on training job llm-70b", "... XID on cluster c1").
+    engine = _engine(db, clock, scenarios.fleet_inventory(), quiet_period_seconds=20)
+    storm = scenarios.rack_failure(7, clock.now())
+    engine.ingest(storm)
+    clock.advance(60)
+    engine.ingest([Alert(a.labels, starts_at=a.starts_at, ends_at=clock.now()) for a in storm])
+    clock.advance(60)
+    engine.tick()
+    clock.advance(60)
+    engine.ingest(scenarios.nvlink_switch_failure(8, 3, clock.now()))
+    clock.advance(60)
+    heard: list[IncidentChange] = []
+    engine.subscribe(heard.append)
+    engine.ingest(scenarios.driver_rollout_xids((7, 8), clock.now() - timedelta(seconds=100)))
+    moved = [c for c in heard if c.event.kind == "root_cause_changed"]
+    assert [c.event.message for c in moved] == ["root cause is now XID on cluster c1"]
+    (incident_id,) = {c.incident.id for c in moved}
+    assert _open(engine)[0][0] == incident_id and _open(engine)[0][2] == "xid"
+    said = [e.message for e in engine.store.get(incident_id).timeline if e.kind == "root_cause_changed"]
+    assert said[-1] == "root cause is now XID on cluster c1" and len(said) == len(set(said))
