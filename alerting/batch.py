@@ -259,6 +259,14 @@ class Batch:
     # transaction's first such change: their row does not show it, Slack's message and the webhooks do
     # (``IncidentGrouping._recompute`` tells it when it differs).
     remeasured: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # The "alerts_moved" events (source's, target's) of this transaction by (source, target, what, why):
+    # a later move between the same two extends them (``regrouping._move``).
+    moved: dict[tuple[str, str, str, str], tuple[TimelineRow, TimelineRow]] = field(default_factory=dict)
+    # The "root_cause_changed" event of each incident in this transaction: a later move rewrites it (one
+    # reply, saying where the root cause ended; ``IncidentGrouping``).
+    root_said: dict[str, TimelineRow] = field(default_factory=dict)
+    # The priority event each incident opened in this transaction last stated (``IncidentGrouping``).
+    priority_said: dict[str, str] = field(default_factory=dict)
     # Whether a root holds the GPU of a member's rank, by (fingerprint, root): see ``regroup_ranks``.
     held: dict[tuple[str, Path], bool] = field(default_factory=dict)
     # startsAt, endsAt, annotations and recommendation of alerts firing again, as they were (see

@@ -219,12 +219,14 @@ class IncidentGrouping(IncidentMerging):
                 namespaced=shown_root.target in assessment.impact.namespaced,
                 cluster=title_cluster(shown_root.target, shown_root_path, self.inventory),
             )
-            batch.event(
+            tell_root_moved(
+                batch,
                 inc.id,
-                "root_cause_changed",
                 f"root cause is now {fault_name(shown_root.kind)} on {label}",
-                {"kind": shown_root.kind.value, "target": new_target},
-                change=ChangeKind.UPDATED,
+                {
+                    "kind": shown_root.kind.value,
+                    "target": new_target,
+                },
             )
         row.root_kind, row.root_target = shown_root.kind.value, new_target
         impact = impact_to_dict(
@@ -245,14 +247,18 @@ class IncidentGrouping(IncidentMerging):
         row.last_alert_at = inc.last_alert_at
         row.updated_at = now
         is_new = batch.is_new(inc.id)
-        if row.priority != assessment.priority.value or is_new:
+        said = f"priority {assessment.priority.value}: {assessment.reason}"
+        # A new incident states its priority once per reason: recomputed within its opening transaction (a
+        # storm's merges), the same priority for the same reason is no second timeline entry.
+        if row.priority != assessment.priority.value or (is_new and batch.priority_said.get(inc.id) != said):
             old = row.priority
             row.priority = assessment.priority.value
             inc.priority = assessment.priority
+            batch.priority_said[inc.id] = said
             batch.event(
                 inc.id,
                 "priority",
-                f"priority {assessment.priority.value}: {assessment.reason}",
+                said,
                 {
                     "from": None if is_new else old,
                     "to": assessment.priority.value,
@@ -432,6 +438,18 @@ def told_of(row: IncidentRow) -> tuple[object, ...]:
     shows (a change of those alone is stored, and told to nobody)."""
     impact = row.impact or {}
     return (row.priority, row.title, row.root_kind, row.root_target, *(impact.get(k) for k in TOLD_IMPACT))
+
+
+def tell_root_moved(batch: Batch, incident_id: str, message: str, data: dict[str, object]) -> None:
+    """Tell that the incident's root cause moved: once per transaction, the reply saying where it ended (a
+    POST's alerts, grouped one by one, may move it several times)."""
+    said = batch.root_said.get(incident_id)
+    if said is None:
+        batch.root_said[incident_id] = batch.event(
+            incident_id, "root_cause_changed", message, data, change=ChangeKind.UPDATED
+        )
+    else:
+        said.message, said.data = message, data
 
 
 def tell_reassessed(batch: Batch, row: IncidentRow, title: str, recommended: Sequence[str]) -> None:

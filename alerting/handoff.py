@@ -30,7 +30,8 @@ from alerting.subscriptions import ChangeKind
 Change = tuple[str, ChangeKind, TimelineRow]
 _CHANGES = "gpuwarden.changes"  # Session.info key: the (changes, events) of the session's batches
 # Timeline events no change tells of its own that its transaction's first update of the incident says.
-_SAID_WITH = frozenset({"alert_added", "alert_firing", "alert_resolved"})
+# "alerts_moved": a reply telling an alert joined says too when the same transaction moved it on.
+_SAID_WITH = frozenset({"alert_added", "alert_firing", "alert_resolved", "alerts_moved"})
 _TELLING = (ChangeKind.UPDATED, ChangeKind.PRIORITY_CHANGED)  # the changes that say them
 
 
@@ -63,9 +64,9 @@ def tellings(changes: Sequence[Change], events: Iterable[TimelineRow]) -> list[T
     A change of an incident the transaction merged into another (its priority raised by the same fault)
     is ``merging``: the incident that goes on pages for the fault. The first update or priority change of
     each incident says ``also`` what the transaction did to it that no change tells: alerts that joined,
-    fired again or resolved, an incident taken in (not of one it opened: its announcement shows it). Only
-    from the transaction itself, never from how the changes are told later (in rounds of any size, before
-    or after a restart)."""
+    fired again, resolved or moved to another incident (or from one), an incident taken in (not of one it
+    opened: its announcement shows it). Only from the transaction itself, never from how the changes are
+    told later (in rounds of any size, before or after a restart)."""
     merged_away = {
         i
         for i, kind, ev in changes

@@ -95,14 +95,21 @@ def recommended_by(members: Iterable[Member]) -> tuple[str, ...]:
     """What the firing ``members`` recommend, the most drastic first ("ignore" is no advice), with the XID
     catalog's follow-up of a firing XID alert (79: contact NVIDIA support, after the reboot), unless the alert
     itself is to be ignored (its rule's ``recommended_action`` annotation says so)."""
-    firing = [m for m in members if m.firing]
+    return _recommended((m.recommended_action, m.signal[2]) for m in members if m.firing)
+
+
+def recommended_by_alerts(alerts: Iterable[tuple[Mapping[str, str], str]]) -> tuple[str, ...]:
+    """``recommended_by`` for firing alerts given as their labels and recommended action (the API's
+    incident detail, which reads the store, not correlation's members)."""
+    return _recommended((action, alert_xid(classify(labels), labels)) for labels, action in alerts)
+
+
+def _recommended(advice: Iterable[tuple[str, int | None]]) -> tuple[str, ...]:
+    """Each firing alert's recommended action and XID code, as ``recommended_by`` orders what they advise."""
     ignore = RecommendedAction.IGNORE.value
-    follow_ups = (
-        follow_up_for_xid(m.signal[2])
-        for m in firing
-        if m.signal[2] is not None and m.recommended_action != ignore
-    )
-    actions = {m.recommended_action for m in firing} | {a.value for a in follow_ups if a is not None}
+    pairs = list(advice)
+    follow_ups = (follow_up_for_xid(code) for action, code in pairs if code is not None and action != ignore)
+    actions = {action for action, _ in pairs} | {a.value for a in follow_ups if a is not None}
     actions -= {
         RecommendedAction.NONE.value,
         RecommendedAction.IGNORE.value,

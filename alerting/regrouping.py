@@ -75,10 +75,17 @@ def regroup_ranks(batch: Batch, inc: OpenIncident, others: Iterable[OpenIncident
             moves.append((fp, target))
     # By fingerprint, not member order: a restart reads members in stored order, not the order they joined
     # in, and the order says which rank stays last and in which order the timelines tell the moves.
+    # One move per incident taking ranks (one timeline entry each side, one "also" line in the thread, not
+    # one per rank); ``inc`` keeps at least one alert.
+    left = len(inc.members)
+    taken: dict[str, tuple[OpenIncident, list[str]]] = {}
     for fp, target in sorted(moves, key=lambda move: move[0]):
-        if len(inc.members) > 1:
-            _move(batch, inc, target, [fp])
-            changed |= {target.id, inc.id}
+        if left > 1:
+            taken.setdefault(target.id, (target, []))[1].append(fp)
+            left -= 1
+    for target, fps in taken.values():
+        _move(batch, inc, target, fps)
+        changed |= {target.id, inc.id}
     return changed
 
 
@@ -158,16 +165,24 @@ def _move(
     source.forget_facts()  # members left: the facts builder only ever adds
     source.root_moved = True
     target.last_alert_at = max(target.last_alert_at, source.last_alert_at)
+    key = (source.id, target.id, what, why)
+    earlier = batch.moved.get(key)
+    if earlier is not None:  # moved between the same two before in this transaction: one entry each side
+        fingerprints = [*earlier[0].data["fingerprints"], *fingerprints]
     alerts = f"{len(fingerprints)} {what} alert{'s' if len(fingerprints) > 1 else ''}"
-    batch.event(
-        source.id,
-        "alerts_moved",
-        f"{alerts} moved to {target.id}: {why}",
-        {"to": target.id, "fingerprints": fingerprints},
+    said: tuple[tuple[str, str, dict[str, object]], ...] = (
+        (source.id, f"{alerts} moved to {target.id}: {why}", {"to": target.id, "fingerprints": fingerprints}),
+        (
+            target.id,
+            f"took {alerts} from {source.id}: {why}",
+            {"from": source.id, "fingerprints": fingerprints},
+        ),
     )
-    batch.event(
-        target.id,
-        "alerts_moved",
-        f"took {alerts} from {source.id}: {why}",
-        {"from": source.id, "fingerprints": fingerprints},
-    )
+    if earlier is None:
+        batch.moved[key] = (
+            batch.event(said[0][0], "alerts_moved", said[0][1], said[0][2]),
+            batch.event(said[1][0], "alerts_moved", said[1][1], said[1][2]),
+        )
+        return
+    for event, (_, message, data) in zip(earlier, said, strict=True):
+        event.message, event.data = message, data  # a new dict: the JSON column sees the change

@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 
 from alerting.engine import IncidentEngine
 from alerting.ingest import parse_json, stored_name, stored_text
+from alerting.member import recommended_by_alerts
 from alerting.outcomes import ActionOutcome, duration_text
 from alerting.silences import parse_duration
 from alerting.store import IncidentStore, impact_to_dict
@@ -73,6 +74,13 @@ def incident_detail(
             for e in incident.timeline
         ],
         "alerts": list(alerts),
+        # What Slack's Recommended section and a webhook's recommended_actions say: the most drastic first,
+        # with an XID's follow-up (79: contact support).
+        "recommended_actions": list(
+            recommended_by_alerts(
+                (a["labels"], a["recommended_action"]) for a in alerts if a["status"] == "firing"
+            )
+        ),
     }
 
 

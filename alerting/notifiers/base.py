@@ -70,6 +70,10 @@ class Notification(BaseModel):
     affected_targets: tuple[str, ...] = ()
     gpus_affected: int = 0
     nodes_affected: int = 0
+    # The requests its service(s) answer with errors, as a fraction, and its SLO burn rate: what an incident
+    # that took no capacity (a service answering errors) says for its impact.
+    error_ratio: float = 0.0
+    slo_burn_rate: float = 0.0
     runbook_url: str = ""
     actions_taken: tuple[str, ...] = ()
     recommended_actions: tuple[str, ...] = ()
@@ -228,6 +232,8 @@ def build_notification(
         affected_targets=tuple(affected),
         gpus_affected=impact.gpus_affected,
         nodes_affected=impact.nodes_affected,
+        error_ratio=impact.error_ratio,
+        slo_burn_rate=impact.slo_burn_rate,
         runbook_url=link(incident),
         actions_taken=(
             *(action_text(e) for e in taken(incident)),

@@ -125,8 +125,11 @@ def emoji(n: Notification) -> str:
 
 
 def _no_loss(n: Notification) -> str:
-    """The impact line of an incident that took no capacity: what it touches degraded, or nothing known."""
-    return impact_text("", n.gpus_affected) or "_unknown_"
+    """The impact line of an incident that took no capacity: what it touches degraded, else what its
+    service's requests measure (which gave it its priority), or nothing known."""
+    measured = [f"error ratio {n.error_ratio:.0%}"] if n.error_ratio > 0 else []
+    measured += [f"SLO burn rate {n.slo_burn_rate:g}x"] if n.slo_burn_rate > 0 else []
+    return impact_text("", n.gpus_affected) or ", ".join(measured) or "_unknown_"
 
 
 def _runbook(url: str) -> list[Block]:
@@ -370,6 +373,9 @@ def _cycling(n: Notification) -> str:
 
 
 def _duration(seconds: float) -> str:
+    """``40 s`` under a minute (not "0 min"), else ``4 min`` or ``1 h 35 min``, whole units cut down."""
+    if seconds < 60:
+        return f"{max(int(seconds), 0)} s"
     minutes = int(seconds // 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min" if hours else f"{minutes} min"
@@ -388,8 +394,8 @@ def timeline_reply(n: Notification) -> SlackMessage:
         text = f"{MERGED_EMOJI} {escape(message)}: it goes on there, with these alerts"
     elif n.is_resolution:
         took = ""
-        if n.resolved_at is not None:
-            took = f" after {_duration((n.resolved_at - n.opened_at).total_seconds())}"
+        if n.resolved_at is not None:  # this opening's length: a reopened incident was resolved between
+            took = f" after {_duration((n.resolved_at - (n.reopened_at or n.opened_at)).total_seconds())}"
         by = message.removeprefix("resolved ") if message.startswith("resolved by ") else ""
         text = f"{RESOLVED_EMOJI} *Resolved*{took}{f' {escape(by)}' if by else f': {escape(message)}'}"
     elif message.startswith(n.event_kind):  # "acknowledged by alice", "note by bob: ..."

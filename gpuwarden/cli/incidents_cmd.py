@@ -368,9 +368,7 @@ def show(
     console.print(f"root cause: {describe_root(inc['root_cause'])}", markup=False)
     impact = impact_text(inc["impact"]["summary"], inc["impact"].get("gpus_affected", 0)) or "-"
     console.print(f"impact: {impact}; alerts: {inc['alert_count']}", markup=False)
-    actions = sorted(
-        {a.get("recommended_action") or "none" for a in inc["alerts"] if a["status"] == "firing"} - {"none"}
-    )
+    actions = inc.get("recommended_actions", [])  # as Slack and webhooks say them, the most drastic first
     if actions:
         console.print(f"recommended: {', '.join(actions)}", markup=False)
     for event in inc["timeline"]:

@@ -1534,3 +1534,91 @@ def test_the_announcements_of_incidents_whose_delay_passed_are_stored_in_one_sta
     engine.tick()
     assert stamping == ["UPDATE"]
     assert [r.announced_at for r, _ in engine.store.list_rows()] == [clock.now()] * 3
+
+
+def test_an_incident_opened_by_one_post_states_its_priority_once_when_nothing_about_it_changed(
+    db: str, clock: FakeClock
+) -> None:
+    # A rack's storm in one POST: the rack's incident is recomputed after it absorbs the nodes' and GPUs'
+    # incidents, with the same priority for the same reason; its timeline (incidents show, the postmortem)
+    # said "priority P0: training job fully stopped ..." twice at one instant.
+    engine = _engine(db, clock, scenarios.fleet_inventory(spare_gpus=0))
+    engine.ingest(scenarios.rack_failure(7, clock.now()))
+    ((incident_id, *_),) = _open(engine)
+    said = [e.message for e in engine.store.get(incident_id).timeline if e.kind == "priority"]
+    assert said == ["priority P0: training job fully stopped with no spare capacity"]
+
+
+def test_a_reply_telling_an_alert_joined_also_says_the_same_post_moved_it_on(
+    db: str, clock: FakeClock
+) -> None:
+    # A dead rack has stopped training job llm-70b; an NVSwitch then fails on r08-n03, where the job's
+    # ranks stall too. A stalled rank joins the rack's incident first, and the same POST moves it to the
+    # NVLink incident, which holds its GPU: the rack's thread read "alert TrainingJobStalled (Slurm job
+    # llm-70b) firing" and nothing of the move, an alert its incident no longer has.
+    engine = _engine(db, clock, scenarios.fleet_inventory(spare_gpus=0))
+    engine.ingest(scenarios.rack_failure(7, clock.now()))
+    ((rack_id, *_),) = _open(engine)
+    heard: list[IncidentChange] = []
+    engine.subscribe(heard.append)
+    clock.advance(30)
+    engine.ingest(scenarios.nvlink_switch_failure(8, 3, clock.now()))
+    moved = [e for e in engine.store.get(rack_id).timeline if e.kind == "alerts_moved"]
+    assert moved, "the scenario no longer moves a stalled rank: the test checks nothing"
+    told = [c for c in heard if c.incident.id == rack_id]
+    assert told and all(any(m.message in c.also for m in moved) for c in told), [
+        (c.event.message, c.also) for c in told
+    ]
+
+
+def test_stalled_ranks_moved_together_to_one_incident_are_one_timeline_entry_and_one_also_line(
+    db: str, clock: FakeClock
+) -> None:
+    # A dead rack's incident holds llm-70b's stalled ranks; a driver rollout then reaches the job's racks and
+    # the ranks whose GPUs it holds move to the rollout's incident, one POST: each rank was its own
+    # "1 stalled rank alert moved to inc-…" on both timelines and its own "• also:" line in Slack's reply
+    # (88 identical lines).
+    engine = _engine(db, clock, scenarios.fleet_inventory(spare_gpus=0))
+    engine.ingest(scenarios.rack_failure(7, clock.now()))
+    heard: list[IncidentChange] = []
+    engine.subscribe(heard.append)
+    clock.advance(30)
+    engine.ingest(scenarios.driver_rollout_xids((7, 8), clock.now()))
+    moves: dict[tuple[str, str], int] = {}
+    for r, _ in engine.store.list_rows(include_merged=True):
+        for e in engine.store.get(r.id).timeline:
+            if e.kind == "alerts_moved":
+                key = (r.id, e.message.split(" ", 1)[1])  # what moved, between which two, why
+                moves[key] = moves.get(key, 0) + 1
+    assert moves, "the scenario no longer moves a stalled rank: the test checks nothing"
+    assert set(moves.values()) == {1}, moves
+    for c in heard:
+        assert len(set(c.also)) == len(c.also), c.also
+
+
+def test_a_root_cause_that_moves_several_times_in_one_post_is_told_once_where_it_ended(
+    db: str, clock: FakeClock
+) -> None:
+    # A dead rack's incident, resolved; an NVSwitch fails on r08-n03; then a driver rollout's XID 119 reaches
+    # both of llm-70b's racks in one POST. The rack's incident reopens and its root cause moves three times
+    # as the POST's alerts are grouped: three replies at one instant, two of them already untrue ("root cause
+    # is now XID on gpu r07-n08/0", "... job stalled on training job llm-70b", "... XID on cluster c1").
+    engine = _engine(db, clock, scenarios.fleet_inventory(), quiet_period_seconds=20)
+    storm = scenarios.rack_failure(7, clock.now())
+    engine.ingest(storm)
+    clock.advance(60)
+    engine.ingest([Alert(a.labels, starts_at=a.starts_at, ends_at=clock.now()) for a in storm])
+    clock.advance(60)
+    engine.tick()
+    clock.advance(60)
+    engine.ingest(scenarios.nvlink_switch_failure(8, 3, clock.now()))
+    clock.advance(60)
+    heard: list[IncidentChange] = []
+    engine.subscribe(heard.append)
+    engine.ingest(scenarios.driver_rollout_xids((7, 8), clock.now() - timedelta(seconds=100)))
+    moved = [c for c in heard if c.event.kind == "root_cause_changed"]
+    assert [c.event.message for c in moved] == ["root cause is now XID on cluster c1"]
+    (incident_id,) = {c.incident.id for c in moved}
+    assert _open(engine)[0][0] == incident_id and _open(engine)[0][2] == "xid"
+    said = [e.message for e in engine.store.get(incident_id).timeline if e.kind == "root_cause_changed"]
+    assert said[-1] == "root cause is now XID on cluster c1" and len(said) == len(set(said))

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
+from alerting.db import make_engine
+from alerting.engine import IncidentEngine
+from alerting.migrate import upgrade
 from alerting.notifiers.base import Notification, build_notification, runbook_linker
 from alerting.notifiers.blockkit import validate_attachments, validate_blocks
 from alerting.notifiers.blocks import (
@@ -22,8 +26,11 @@ from alerting.notifiers.blocks import (
     truncate,
 )
 from alerting.notifiers.workspace import mentions_in
-from alerting.subscriptions import ChangeKind
-from gpuwarden.model import IncidentState, Priority, WorkloadKind, WorkloadRef
+from alerting.scenarios import fleet_inventory
+from alerting.subscriptions import ChangeKind, IncidentChange
+from gpuwarden.clock import FakeClock
+from gpuwarden.config import AlertingConfig
+from gpuwarden.model import Alert, IncidentState, Priority, WorkloadKind, WorkloadRef
 from tests.alerting.notifiers.incidents import (
     LONG_NODE,
     change,
@@ -114,6 +121,32 @@ def test_resolution_reply_says_how_long_it_took() -> None:
     n = build_notification(lifecycle()[4])
     assert n.state == IncidentState.RESOLVED.value
     assert "Resolved* after 1 h 35 min" in timeline_reply(n).blocks[0]["text"]["text"]
+
+
+@pytest.mark.parametrize(
+    ("open_for", "said"),
+    [(timedelta(seconds=40), "after 40 s"), (timedelta(minutes=4, seconds=59), "after 4 min")],
+    ids=["under-a-minute", "minutes"],
+)
+def test_a_short_resolution_says_how_long_it_took_not_zero_minutes(open_for: timedelta, said: str) -> None:
+    n = build_notification(lifecycle()[4])
+    assert n.resolved_at is not None
+    n = n.model_copy(update={"opened_at": n.resolved_at - open_for})
+    text = timeline_reply(n).blocks[0]["text"]["text"]
+    assert f"Resolved* {said}:" in text
+
+
+def test_a_reopened_incident_s_resolution_counts_from_its_reopening() -> None:
+    # Opened a day ago and resolved then; reopened 10 minutes before this resolution: it lasted 10 minutes
+    # this time, not "24 h 10 min" (it was resolved in between).
+    n = build_notification(lifecycle()[4])
+    assert n.resolved_at is not None
+    update = {
+        "opened_at": n.resolved_at - timedelta(days=1),
+        "reopened_at": n.resolved_at - timedelta(minutes=10),
+    }
+    text = timeline_reply(n.model_copy(update=update)).blocks[0]["text"]["text"]
+    assert "Resolved* after 10 min" in text
 
 
 def test_a_reply_does_not_repeat_the_kind_its_message_starts_with() -> None:
@@ -402,3 +435,24 @@ def test_investigate_does_not_say_no_remedy_is_known_beside_an_alert_that_names_
     [block] = [b for b in message.attachments[0]["blocks"] if b.get("block_id") == "recommended"]
     assert "no known remedy" not in block["text"]["text"]
     assert "the alerts say what to check" in block["text"]["text"]
+
+
+def test_an_incident_that_took_no_capacity_says_why_it_has_its_priority_not_unknown(tmp_path: Path) -> None:
+    # An inference service answering 62% errors is P0, but no GPU or replica is lost: the message read
+    # "P0 urgent" with Impact "_unknown_" (the error ratio that made it P0 was on the timeline only).
+    sql = make_engine(str(tmp_path / "incidents.db"))
+    upgrade(sql)
+    engine = IncidentEngine(sql, FakeClock(), AlertingConfig(announce_delay_seconds=0), fleet_inventory())
+    heard: list[IncidentChange] = []
+    engine.subscribe(heard.append)
+    labels = {
+        "alertname": "InferenceErrorRateHigh",
+        "cluster": "c1",
+        "service": "chat",
+        "namespace": "serving",
+    }
+    engine.ingest([Alert(labels, annotations={"error_ratio": "0.62"})])
+    opened = next(c for c in heard if c.kind is ChangeKind.OPENED)
+    blocks = incident_message(build_notification(opened)).attachments[0]["blocks"]
+    impact = next(b for b in blocks if b.get("block_id") == "impact")["text"]["text"]
+    assert (opened.incident.priority, impact) == (Priority.P0, "*Impact*\nerror ratio 62%")

@@ -476,6 +476,22 @@ def test_list_and_show_say_where_a_merged_incident_went_and_when_one_reopened(
         assert f"({merged}, resolved (merged into {rack}))" in shown.stdout
 
 
+def test_show_recommends_what_slack_and_webhooks_do_the_most_drastic_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # XID 79 (fallen off the bus): reboot, then the catalog's follow-up, contact NVIDIA support. show listed
+    # only the alerts' own actions, sorted by name, so the on-call never read "contact_support" there.
+    with _in_process(tmp_path, monkeypatch) as (client, _):
+        xid = {"alertname": "GPUXid", "cluster": "c1", "Hostname": "r03-n02", "gpu": "1", "xid": "79"}
+        assert client.post("/api/v2/alerts", json=[{"labels": xid}], headers=AUTH).status_code == 200
+        (item,) = client.get("/api/v1/incidents").json()
+        detail = client.get(f"/api/v1/incidents/{item['id']}").json()
+        assert detail["recommended_actions"] == ["restart_node", "contact_support"]
+        shown = runner.invoke(app, ["incidents", "show", item["id"], "--url", URL])
+        assert shown.exit_code == 0, shown.output
+        assert "recommended: restart_node, contact_support\n" in shown.stdout
+
+
 def test_list_and_show_say_until_when_an_incident_is_silenced(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
