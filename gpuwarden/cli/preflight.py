@@ -117,6 +117,8 @@ def serve_token_refusal(api_token_set: bool, environ: Mapping[str, str]) -> Conf
 
 
 _SHAPE = ("clusters", "racks_per_cluster", "nodes_per_rack", "gpus_per_node")
+SIM_FLEET_READS = (*(f"sim.{name}" for name in _SHAPE), "exporter.simulate", "alerting.sim_inventory")
+"""What the simulated-inventory checks read: one of them at fault holds its default, not the file's value."""
 
 
 def _sim_size_written(full: GpuwardenConfig) -> list[str]:
@@ -164,6 +166,7 @@ def check_sim_section(full: GpuwardenConfig, spec: str, flag: str) -> None:
             f" exporter.simulate: {spec} in this file (serve and the exporter both read it) and start the"
             " exporter with it and no --simulate",
             field="exporter.simulate" if written else "alerting.sim_inventory",
+            reads=SIM_FLEET_READS,
         )
     field = (
         "sim.gpus_per_node" if gpus != sim.gpus_per_node and "gpus_per_node" in given else f"sim.{given[0]}"
@@ -176,6 +179,7 @@ def check_sim_section(full: GpuwardenConfig, spec: str, flag: str) -> None:
         f" agree: {flag} {sim_nodes}x{sim.gpus_per_node}, or sim: {{{split}nodes_per_rack: {nodes},"
         f" gpus_per_node: {gpus}}} (one cluster and one rack, as {flag} builds it)",
         field=field,
+        reads=SIM_FLEET_READS,
     )
 
 
@@ -192,6 +196,7 @@ def check_sim_inventory(full: GpuwardenConfig) -> list[ConfigError]:
             " not know; write the exporter's size as exporter.simulate: NODESxGPUS in this file (serve and"
             " the exporter both read it) and start the exporter with it and no --simulate",
             field="alerting.sim_inventory",
+            reads=SIM_FLEET_READS,
         )
     ]
 

@@ -440,3 +440,23 @@ def test_a_check_reading_a_bad_value_is_left_out_rather_than_run_on_its_default(
     assert result.exit_code == 1
     assert problem_lines(result.stderr, path) == [2], result.stderr
     assert "warning" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("sim", "line"),
+    [
+        pytest.param("  clusters: x\n  nodes_per_rack: 2\n", 2, id="clusters"),
+        pytest.param("  clusters: 2\n  racks_per_cluster: -1\n  nodes_per_rack: 1\n", 3, id="racks"),
+    ],
+)
+def test_a_bad_sim_size_is_not_compared_with_the_exporters_fleet_on_its_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sim: str, line: int
+) -> None:
+    """One bad size of ``sim:`` stood in by its default (clusters 1) and was checked against
+    ``exporter.simulate``: "2 nodes ... (clusters 1 x ...)" though the file says no such fleet."""
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")  # serve's: the file is about its sim section
+    path = tmp_path / "sim.yaml"
+    path.write_text(f"sim:\n{sim}exporter:\n  simulate: 4x8\nalerting:\n  sim_inventory: true\n")
+    result = runner.invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code == 1
+    assert problem_lines(result.stderr, path) == [line], result.stderr
