@@ -42,7 +42,6 @@ def check_config(cfg: GpuwardenConfig) -> tuple[list[ConfigError], list[ConfigEr
     """Everything ``config validate`` checks beyond the model: the problems, each naming its field, and
     what deserves a warning only (``check_maintenance_windows``)."""
     from gpuwarden.cli.inventories import inventory_file, kubernetes_inventory  # noqa: PLC0415
-    from gpuwarden.cli.serve_cmd import journal_dir  # noqa: PLC0415 - serve's own rule for where it is
     from gpuwarden.clock import SystemClock  # noqa: PLC0415
 
     problems: list[ConfigError] = []
@@ -59,7 +58,7 @@ def check_config(cfg: GpuwardenConfig) -> tuple[list[ConfigError], list[ConfigEr
         check(partial(check_listen_address, host, field))
     check(lambda: check_store(cfg.api.db, "api.db"))
     check(lambda: check_store_directory(cfg.api.db, "api.db"))
-    check(lambda: check_journal_dir(journal_dir(cfg, cfg.api.db), journal_field(cfg, "api.db")))
+    check(partial(check_store_journal, cfg, cfg.api.db, "api.db"))
     warnings.extend(check_journal_kept(cfg, cfg.api.db))
     if cfg.alerting.inventory_file:
         check(partial(inventory_file, cfg.alerting.inventory_file))
@@ -207,14 +206,13 @@ def check_serve(
     """What ``serve`` checks before it makes any file (its inventories are checked next, by
     ``prepare_inventories``): every problem, each naming the setting or option, as ``config validate``
     lists them, and what deserves a warning only."""
-    from gpuwarden.cli.serve_cmd import journal_dir  # noqa: PLC0415
 
     problems: list[ConfigError] = []
     check = partial(_keep_problem, problems)
     warnings = _alerting_checks(cfg, check)
     check(partial(check_listen_address, host, host_field))
     check(partial(check_store, db, db_field))
-    check(lambda: check_journal_dir(journal_dir(cfg, db), journal_field(cfg, db_field)))
+    check(partial(check_store_journal, cfg, db, db_field))
     warnings.extend(check_journal_kept(cfg, db))
     return problems, warnings
 
@@ -444,6 +442,19 @@ def _sqlite_path(db: str) -> str | None:
     if not scheme.startswith("sqlite"):
         return None
     return rest.removeprefix("/").partition("?")[0]
+
+
+def check_store_journal(cfg: GpuwardenConfig, db: str, db_field: str) -> None:
+    """``check_journal_dir`` of the journal serve keeps for the store ``db``: ``alerting.journal_dir``, else
+    beside a SQLite file. A problem said at ``db_field`` read ``alerting.journal_dir`` (unset, or set aside
+    for a problem of its own: then the file puts the journal elsewhere, and it is not told)."""
+    from gpuwarden.cli.serve_cmd import journal_dir  # noqa: PLC0415 - serve's own rule for where it is
+
+    field = journal_field(cfg, db_field)
+    try:
+        check_journal_dir(journal_dir(cfg, db), field)
+    except ConfigError as exc:
+        raise ConfigError(exc.message, field=field, reads=("alerting.journal_dir",)) from exc
 
 
 def check_journal_dir(directory: Path, field: str = "alerting.journal_dir") -> None:

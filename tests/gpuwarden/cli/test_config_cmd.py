@@ -460,3 +460,18 @@ def test_a_bad_sim_size_is_not_compared_with_the_exporters_fleet_on_its_default(
     result = runner.invoke(app, ["config", "validate", str(path)])
     assert result.exit_code == 1
     assert problem_lines(result.stderr, path) == [line], result.stderr
+
+
+@pytest.mark.parametrize("journal", ["[1]", '"a\\0b"'], ids=["not-a-string", "nul"])
+def test_a_bad_journal_dir_does_not_check_the_journal_beside_the_store_instead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, journal: str
+) -> None:
+    """With alerting.journal_dir set aside, the journal was checked where it goes without one (beside the
+    SQLite file) and a problem of that place was said at api.db's line, which the file does not put there."""
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    (tmp_path / "afile").write_text("")
+    path = tmp_path / "journal.yaml"
+    path.write_text(f"api:\n  db: {tmp_path}/afile/x.db\nalerting:\n  journal_dir: {journal}\n")
+    result = runner.invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code == 1
+    assert problem_lines(result.stderr, path) == [2, 4], result.stderr
