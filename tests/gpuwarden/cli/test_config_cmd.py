@@ -475,3 +475,30 @@ def test_a_bad_journal_dir_does_not_check_the_journal_beside_the_store_instead(
     result = runner.invoke(app, ["config", "validate", str(path)])
     assert result.exit_code == 1
     assert problem_lines(result.stderr, path) == [2, 4], result.stderr
+
+
+@pytest.mark.parametrize(
+    ("setting", "detector"),
+    [
+        pytest.param("presence_queries", "presence", id="presence"),
+        pytest.param("fleet_queries", "fleet", id="fleet"),
+        pytest.param("fleet_load_query", "fleet", id="fleet-load"),
+        pytest.param("multivariate_queries", "multivariate", id="multivariate"),
+    ],
+)
+def test_a_detectors_bad_query_list_is_not_warned_of_with_its_default_names(
+    tmp_path: Path, setting: str, detector: str
+) -> None:
+    """With the detector's own list of queries set aside (``presence_queries: 5``), its default names were
+    said to be missing from anomaly.queries: the file names none of them. Another detector's true warning
+    (thermal's) is still given."""
+    path = tmp_path / "anomaly.yaml"
+    path.write_text(
+        f"anomaly:\n  source: prometheus\n  detectors: [{detector}, thermal]\n  {setting}: {{x: 1}}\n"
+        "  queries:\n    - {name: foo, expr: foo}\n"
+    )
+    result = runner.invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code == 1
+    assert problem_lines(result.stderr, path) == [4], result.stderr
+    assert f"detector {detector!r}" not in result.stderr, result.stderr
+    assert "detector 'thermal'" in result.stderr, result.stderr
