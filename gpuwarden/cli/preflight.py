@@ -206,7 +206,6 @@ def check_serve(
     """What ``serve`` checks before it makes any file (its inventories are checked next, by
     ``prepare_inventories``): every problem, each naming the setting or option, as ``config validate``
     lists them, and what deserves a warning only."""
-
     problems: list[ConfigError] = []
     check = partial(_keep_problem, problems)
     warnings = _alerting_checks(cfg, check)
