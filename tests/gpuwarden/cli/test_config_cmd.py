@@ -502,3 +502,20 @@ def test_a_detectors_bad_query_list_is_not_warned_of_with_its_default_names(
     assert problem_lines(result.stderr, path) == [4], result.stderr
     assert f"detector {detector!r}" not in result.stderr, result.stderr
     assert "detector 'thermal'" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("setting", ["direction: sideways", "guard: maybe", "adaptive: maybe"])
+def test_a_querys_bad_setting_is_not_range_guard_warned_of_on_its_default(
+    tmp_path: Path, setting: str
+) -> None:
+    """With a query's direction, guard or adaptive set aside, the range-guard warning ran on its default
+    (direction both, no guard, adaptive by name) and told a drop the query's own setting may rule out."""
+    path = tmp_path / "guard.yaml"
+    path.write_text(
+        "anomaly:\n  source: prometheus\n  detectors: [adaptive]\n  adaptive_metrics: [reqs]\n  queries:\n"
+        f"    - name: reqs\n      expr: sum by (pod) (rate(http_requests_total[5m]))\n      {setting}\n"
+    )
+    result = runner.invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code == 1
+    assert problem_lines(result.stderr, path) == [8], result.stderr
+    assert "warning" not in result.stderr, result.stderr
