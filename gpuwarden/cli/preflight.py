@@ -64,7 +64,9 @@ def check_config(cfg: GpuwardenConfig) -> tuple[list[ConfigError], list[ConfigEr
         check(partial(inventory_file, cfg.alerting.inventory_file))
     kube = cfg.alerting.kubernetes_inventory
     if kube is not None and kube.kubeconfig is not None:  # unset: the pod's service account, where serve runs
-        check(lambda: kubernetes_inventory(kube, SystemClock()).close())
+        # The client is loaded with its context: one set aside would have the kubeconfig's current one.
+        reads = ("alerting.kubernetes_inventory.context",)
+        check(partial(_reading, reads, lambda: kubernetes_inventory(kube, SystemClock()).close()))
     if cfg.exporter.simulate:
         check(partial(check_sim_section, cfg, cfg.exporter.simulate, "exporter.simulate"))
     return problems, warnings
@@ -214,6 +216,22 @@ def check_serve(
     check(partial(check_store_journal, cfg, db, db_field))
     warnings.extend(check_journal_kept(cfg, db))
     return problems, warnings
+
+
+def _reading(reads: tuple[str, ...], run: Callable[[], object]) -> None:
+    """Run one check whose problem depends on the settings ``reads`` too: ``ConfigReport`` leaves it out
+    when one of them was set aside for a problem of its own (its default, not the file's value, was read)."""
+    try:
+        run()
+    except ConfigError as exc:
+        raise ConfigError(
+            exc.message,
+            path=exc.path,
+            field=exc.field,
+            line=exc.line,
+            more=exc.more,
+            reads=(*exc.reads, *reads),
+        ) from exc
 
 
 def _keep_problem(problems: list[ConfigError], run: Callable[[], object]) -> None:
@@ -449,11 +467,8 @@ def check_store_journal(cfg: GpuwardenConfig, db: str, db_field: str) -> None:
     for a problem of its own: then the file puts the journal elsewhere, and it is not told)."""
     from gpuwarden.cli.serve_cmd import journal_dir  # noqa: PLC0415 - serve's own rule for where it is
 
-    field = journal_field(cfg, db_field)
-    try:
-        check_journal_dir(journal_dir(cfg, db), field)
-    except ConfigError as exc:
-        raise ConfigError(exc.message, field=field, reads=("alerting.journal_dir",)) from exc
+    check = partial(check_journal_dir, journal_dir(cfg, db), journal_field(cfg, db_field))
+    _reading(("alerting.journal_dir",), check)
 
 
 def check_journal_dir(directory: Path, field: str = "alerting.journal_dir") -> None:

@@ -519,3 +519,26 @@ def test_a_querys_bad_setting_is_not_range_guard_warned_of_on_its_default(
     assert result.exit_code == 1
     assert problem_lines(result.stderr, path) == [8], result.stderr
     assert "warning" not in result.stderr, result.stderr
+
+
+def test_a_bad_kubernetes_context_does_not_load_the_kubeconfig_with_its_current_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With alerting.kubernetes_inventory.context set aside, the kubeconfig was loaded with its current
+    context instead, and one without ``current-context`` was refused at kubeconfig's line: a second, false
+    problem."""
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")  # serve's: the file is about its inventory
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c1\n  cluster: {server: 'https://127.0.0.1:6443'}\n"
+        "users:\n- name: u1\n  user: {token: abc}\n"
+        "contexts:\n- name: ctx1\n  context: {cluster: c1, user: u1}\n"
+    )
+    path = tmp_path / "kube.yaml"
+    inventory = f"alerting:\n  kubernetes_inventory:\n    cluster: k1\n    kubeconfig: {kubeconfig}\n"
+    path.write_text(f"{inventory}    context: ctx1\n")
+    assert runner.invoke(app, ["config", "validate", str(path)]).exit_code == 0  # the context is the fix
+    path.write_text(f"{inventory}    context: [ctx1]\n")
+    result = runner.invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code == 1
+    assert problem_lines(result.stderr, path) == [5], result.stderr
