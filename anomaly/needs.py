@@ -55,6 +55,14 @@ SIGNATURE_NEEDS: tuple[tuple[str, ...], ...] = (
 )
 
 
+NEEDS_SETTINGS = {
+    "presence": ("presence_queries",),
+    "fleet": ("fleet_queries", "fleet_load_query"),
+    "multivariate": ("multivariate_queries",),
+}
+"""Per detector, the settings of ``anomaly`` besides ``queries`` that name the queries it reads."""
+
+
 def _needs(cfg: AnomalyConfig) -> dict[str, list[tuple[str, ...]]]:
     """Per detector, its inputs; each input is a tuple of names of which any one will do."""
     fleet: list[tuple[str, ...]] = [(q,) for q in cfg.fleet_queries]

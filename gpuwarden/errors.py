@@ -43,7 +43,9 @@ class ConfigError(GpuwardenError):
         if self.path or not path:
             return self
         more = tuple(error.in_file(path) for error in self.more)
-        return ConfigError(self.message, path=path, field=self.field, line=self.line, more=more)
+        return ConfigError(
+            self.message, path=path, field=self.field, line=self.line, more=more, reads=self.reads
+        )
 
     @classmethod
     def first_of(cls, errors: list[ConfigError]) -> ConfigError:
@@ -62,7 +64,7 @@ class ConfigError(GpuwardenError):
     def alone(self) -> ConfigError:
         """This problem without the count of the others it carries: for a listing that prints them too."""
         message = self.message.removesuffix(_count_of_more(len(self.more))) if self.more else self.message
-        return ConfigError(message, path=self.path, field=self.field, line=self.line)
+        return ConfigError(message, path=self.path, field=self.field, line=self.line, reads=self.reads)
 
 
 def _count_of_more(count: int) -> str:

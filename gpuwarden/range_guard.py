@@ -216,6 +216,11 @@ GUARD_READS = ("anomaly.detectors", "anomaly.thresholds.direction", "anomaly.ada
 """The settings besides the query's that decide whether its range function warrants a warning."""
 
 
+def _guard_reads(k: int) -> tuple[str, ...]:
+    """``GUARD_READS`` and query ``k``'s own settings that decide it (each set aside holds its default)."""
+    return (*GUARD_READS, *(f"anomaly.queries[{k}].{name}" for name in ("direction", "guard", "adaptive")))
+
+
 def check_range_guards(cfg: AnomalyConfig) -> list[ConfigError]:
     """Warnings, one per query that the adaptive detector scores in the down direction (``down``/``both``)
     whose range function is not guarded against its target going away: when a pod is deleted its rate
@@ -257,7 +262,7 @@ def check_range_guards(cfg: AnomalyConfig) -> list[ConfigError]:
                 f" answering for up to the range, ramping down, and the adaptive detector ({direction}) can"
                 f" alert on that as a drop; {fix}",
                 field=f"anomaly.queries[{k}].expr",
-                reads=GUARD_READS,
+                reads=_guard_reads(k),
             )
         )
     return warnings
@@ -281,5 +286,5 @@ def _guarded_total_warning(name: str, direction: str, k: int) -> ConfigError:
         " set guard: false (a departed target's ramp is then its true share of the total) unless its selector"
         " matches one target",
         field=f"anomaly.queries[{k}].guard",
-        reads=GUARD_READS,
+        reads=_guard_reads(k),
     )

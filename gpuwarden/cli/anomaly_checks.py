@@ -119,7 +119,7 @@ def check_query_steps(cfg: AnomalyConfig) -> list[ConfigError]:
 def check_detector_queries(cfg: AnomalyConfig) -> list[ConfigError]:
     """Warnings, one per configured detector that lacks queries it reads (it would find nothing, silently:
     no GpuLost for a GPU that fell off the bus without ``gpuwarden_gpu_up``)."""
-    from anomaly.needs import missing_queries  # noqa: PLC0415
+    from anomaly.needs import NEEDS_SETTINGS, missing_queries  # noqa: PLC0415
 
     return [
         ConfigError(
@@ -127,7 +127,7 @@ def check_detector_queries(cfg: AnomalyConfig) -> list[ConfigError]:
             " it reads them for never fires (`a|b`: either will do); add them (named after the metric), or"
             " drop the detector from anomaly.detectors",
             field="anomaly.queries",
-            reads=("anomaly.detectors",),
+            reads=("anomaly.detectors", *(f"anomaly.{name}" for name in NEEDS_SETTINGS.get(detector, ()))),
         )
         for detector, names in missing_queries(cfg).items()
     ]

@@ -42,7 +42,6 @@ def check_config(cfg: GpuwardenConfig) -> tuple[list[ConfigError], list[ConfigEr
     """Everything ``config validate`` checks beyond the model: the problems, each naming its field, and
     what deserves a warning only (``check_maintenance_windows``)."""
     from gpuwarden.cli.inventories import inventory_file, kubernetes_inventory  # noqa: PLC0415
-    from gpuwarden.cli.serve_cmd import journal_dir  # noqa: PLC0415 - serve's own rule for where it is
     from gpuwarden.clock import SystemClock  # noqa: PLC0415
 
     problems: list[ConfigError] = []
@@ -59,13 +58,15 @@ def check_config(cfg: GpuwardenConfig) -> tuple[list[ConfigError], list[ConfigEr
         check(partial(check_listen_address, host, field))
     check(lambda: check_store(cfg.api.db, "api.db"))
     check(lambda: check_store_directory(cfg.api.db, "api.db"))
-    check(lambda: check_journal_dir(journal_dir(cfg, cfg.api.db), journal_field(cfg, "api.db")))
+    check(partial(check_store_journal, cfg, cfg.api.db, "api.db"))
     warnings.extend(check_journal_kept(cfg, cfg.api.db))
     if cfg.alerting.inventory_file:
         check(partial(inventory_file, cfg.alerting.inventory_file))
     kube = cfg.alerting.kubernetes_inventory
     if kube is not None and kube.kubeconfig is not None:  # unset: the pod's service account, where serve runs
-        check(lambda: kubernetes_inventory(kube, SystemClock()).close())
+        # The client is loaded with its context: one set aside would have the kubeconfig's current one.
+        reads = ("alerting.kubernetes_inventory.context",)
+        check(partial(_reading, reads, lambda: kubernetes_inventory(kube, SystemClock()).close()))
     if cfg.exporter.simulate:
         check(partial(check_sim_section, cfg, cfg.exporter.simulate, "exporter.simulate"))
     return problems, warnings
@@ -117,6 +118,8 @@ def serve_token_refusal(api_token_set: bool, environ: Mapping[str, str]) -> Conf
 
 
 _SHAPE = ("clusters", "racks_per_cluster", "nodes_per_rack", "gpus_per_node")
+SIM_FLEET_READS = (*(f"sim.{name}" for name in _SHAPE), "exporter.simulate", "alerting.sim_inventory")
+"""What the simulated-inventory checks read: one of them at fault holds its default, not the file's value."""
 
 
 def _sim_size_written(full: GpuwardenConfig) -> list[str]:
@@ -164,6 +167,7 @@ def check_sim_section(full: GpuwardenConfig, spec: str, flag: str) -> None:
             f" exporter.simulate: {spec} in this file (serve and the exporter both read it) and start the"
             " exporter with it and no --simulate",
             field="exporter.simulate" if written else "alerting.sim_inventory",
+            reads=SIM_FLEET_READS,
         )
     field = (
         "sim.gpus_per_node" if gpus != sim.gpus_per_node and "gpus_per_node" in given else f"sim.{given[0]}"
@@ -176,6 +180,7 @@ def check_sim_section(full: GpuwardenConfig, spec: str, flag: str) -> None:
         f" agree: {flag} {sim_nodes}x{sim.gpus_per_node}, or sim: {{{split}nodes_per_rack: {nodes},"
         f" gpus_per_node: {gpus}}} (one cluster and one rack, as {flag} builds it)",
         field=field,
+        reads=SIM_FLEET_READS,
     )
 
 
@@ -192,6 +197,7 @@ def check_sim_inventory(full: GpuwardenConfig) -> list[ConfigError]:
             " not know; write the exporter's size as exporter.simulate: NODESxGPUS in this file (serve and"
             " the exporter both read it) and start the exporter with it and no --simulate",
             field="alerting.sim_inventory",
+            reads=SIM_FLEET_READS,
         )
     ]
 
@@ -202,16 +208,30 @@ def check_serve(
     """What ``serve`` checks before it makes any file (its inventories are checked next, by
     ``prepare_inventories``): every problem, each naming the setting or option, as ``config validate``
     lists them, and what deserves a warning only."""
-    from gpuwarden.cli.serve_cmd import journal_dir  # noqa: PLC0415
-
     problems: list[ConfigError] = []
     check = partial(_keep_problem, problems)
     warnings = _alerting_checks(cfg, check)
     check(partial(check_listen_address, host, host_field))
     check(partial(check_store, db, db_field))
-    check(lambda: check_journal_dir(journal_dir(cfg, db), journal_field(cfg, db_field)))
+    check(partial(check_store_journal, cfg, db, db_field))
     warnings.extend(check_journal_kept(cfg, db))
     return problems, warnings
+
+
+def _reading(reads: tuple[str, ...], run: Callable[[], object]) -> None:
+    """Run one check whose problem depends on the settings ``reads`` too: ``ConfigReport`` leaves it out
+    when one of them was set aside for a problem of its own (its default, not the file's value, was read)."""
+    try:
+        run()
+    except ConfigError as exc:
+        raise ConfigError(
+            exc.message,
+            path=exc.path,
+            field=exc.field,
+            line=exc.line,
+            more=exc.more,
+            reads=(*exc.reads, *reads),
+        ) from exc
 
 
 def _keep_problem(problems: list[ConfigError], run: Callable[[], object]) -> None:
@@ -439,6 +459,16 @@ def _sqlite_path(db: str) -> str | None:
     if not scheme.startswith("sqlite"):
         return None
     return rest.removeprefix("/").partition("?")[0]
+
+
+def check_store_journal(cfg: GpuwardenConfig, db: str, db_field: str) -> None:
+    """``check_journal_dir`` of the journal serve keeps for the store ``db``: ``alerting.journal_dir``, else
+    beside a SQLite file. A problem said at ``db_field`` read ``alerting.journal_dir`` (unset, or set aside
+    for a problem of its own: then the file puts the journal elsewhere, and it is not told)."""
+    from gpuwarden.cli.serve_cmd import journal_dir  # noqa: PLC0415 - serve's own rule for where it is
+
+    check = partial(check_journal_dir, journal_dir(cfg, db), journal_field(cfg, db_field))
+    _reading(("alerting.journal_dir",), check)
 
 
 def check_journal_dir(directory: Path, field: str = "alerting.journal_dir") -> None:
