@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -278,6 +279,23 @@ class IncidentGrouping(IncidentMerging):
         # else nothing anyone sees changed (a flapping alert's flap, an error ratio within its tier): no
         # message edit per flap or per scrape
 
+    def _assess_unshown(self, batch: Batch, inc: OpenIncident) -> None:
+        """Root cause, impact, priority and title of an incident never assessed (merged away in the
+        transaction that opened it), as its first assessment would have written them: the list and ``show``
+        say what it was, not a blank P3. Nothing is told: it was never announced, and its merge says where
+        it went."""
+        row = batch.session.get(IncidentRow, inc.id)
+        members = list(inc.members.values())
+        if row is None or row.title or not members:
+            return
+        path, root = live_root_cause(members, self.inventory)
+        cost = self.config.assume_spare_capacity
+        assessment = assess(path, root, members, self.inventory, cost, elsewhere=self._elsewhere(inc))
+        row.root_kind, row.root_target = root.kind.value, target_to_dict(root.target)
+        row.impact = with_peak(_impact_of(assessment), None, row.priority, assessment.priority.value)
+        row.priority = assessment.priority.value
+        row.title = _titled(path, root, members, assessment, self.inventory, opening=members)
+
     @staticmethod
     def _recommends_else(batch: Batch, inc: OpenIncident) -> bool:
         """Whether a repeat in ``batch`` changed what the incident's alerts recommend (``_remeasure``)."""
@@ -489,6 +507,16 @@ def _titled(
     named = carried(members)
     return title(root, shown, seen(members), placed=bool(path), cluster=cluster, workloads=named) + progress(
         opening, path
+    )
+
+
+def _impact_of(assessment: Assessment) -> dict[str, Any]:
+    """An assessment's impact as stored (``impact_to_dict``), with its shares, stopped jobs and reason."""
+    return impact_to_dict(
+        assessment.impact,
+        shares=dict(assessment.shares),
+        stopped_jobs=list(assessment.stopped_jobs),
+        priority_reason=assessment.reason,
     )
 
 

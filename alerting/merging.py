@@ -46,6 +46,7 @@ class IncidentMerging:
     # End the silence holding an incident when what comes in is beside what it was set for, saying why.
     _end_if_beside: Callable[[Batch, OpenIncident, Iterable[Member], Callable[[], str]], None]
     _drop_absorbed_silences: Callable[[Batch, str], list[str]]  # end a merged-away incident's, quietly
+    _assess_unshown: Callable[[Batch, OpenIncident], None]  # ``grouping.IncidentGrouping``'s
 
     def _merge_into(self, batch: Batch, inc: OpenIncident) -> str | None:
         """Fold other open incidents that the (new) root of ``inc`` explains into it, and those that are one
@@ -129,6 +130,9 @@ class IncidentMerging:
         assert other_row is not None and row is not None
         row.first_onset_at = min(row.first_onset_at, other_row.first_onset_at)
         row.impact = with_absorbed_peak(row.impact, row.priority, other_row.impact, other_row.priority)
+        # Taken in by the transaction that opened it, before its first assessment: it gets the title and
+        # priority it would have had (after the peak above, which its first assessment does not start).
+        self._assess_unshown(batch, other)
         other_row.merged_into = inc.id
         # Those ``other`` took in before now go on in ``inc`` too: no chain of merged incidents to follow.
         # Ingest runs without autoflush: flush first, or the UPDATE misses one ``other`` took in this POST

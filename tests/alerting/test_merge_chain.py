@@ -178,3 +178,32 @@ def test_the_incident_that_takes_another_in_says_what_that_one_was(tmp_path: Pat
     (on,) = engine.open_incident_ids()
     (said,) = [e.message for e in engine.store.get(on).timeline if e.data.get("from") == gone]
     assert said.startswith(f"absorbed {gone} {titles[gone][:99]}")
+
+
+def test_an_incident_merged_away_in_the_post_that_opened_it_has_the_title_and_priority_it_would_have_had(
+    tmp_path: Path,
+) -> None:
+    # A rack loses power in one POST: its nodes' incidents open and merge in that transaction, before any
+    # was assessed. Each merged one was listed and shown with no title, P3 and no impact.
+    alerts = sc.rack_failure(7, START)
+    engine = _engine(tmp_path, max(_onset(a) for a in alerts))
+    engine.ingest(alerts)
+    merged = [r for r in _rows(engine) if r.merged_into]
+    assert merged, "the scenario merges incidents in one POST"
+    for row in merged:
+        incident = engine.store.get(row.id)
+        added = [e for e in incident.timeline if e.kind == "alert_added"]
+        own = [a for a in alerts if a.fingerprint in {fp for e in added for fp in e.data["fingerprints"]}]
+        alone = _engine(tmp_path, max(_onset(a) for a in own))
+        alone.ingest(own)
+        [(expected, _)] = alone.store.list_rows()
+        assert (row.title, row.priority, row.root_kind) == (
+            expected.title,
+            expected.priority,
+            expected.root_kind,
+        )
+        assert row.impact["gpus_affected"] == expected.impact["gpus_affected"]
+        absorbed = [
+            e.message for e in engine.store.get(row.merged_into).timeline if e.data.get("from") == row.id
+        ]
+        assert absorbed == [f"absorbed {row.id} {row.title} ({len(own)} alert{'' if len(own) == 1 else 's'})"]
