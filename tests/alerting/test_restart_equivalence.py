@@ -546,3 +546,66 @@ def test_a_change_left_untold_by_an_outage_is_told_at_an_inventory_refresh_alike
 
     live, restarted = _both(tmp_path, steps, announce_delay_seconds=0)
     assert live.told() == restarted.told() == ["opened", "opened"]
+
+
+def _timelines(serve: Serve) -> list[str]:
+    """Every incident's timeline (kinds, messages, data), incident ids blanked (each run draws its own)."""
+    rows = serve.engine.store.list_rows(include_merged=True)
+    said = [[(e.kind, e.message, e.data) for e in serve.engine.store.get(r.id).timeline] for r, _ in rows]
+    return sorted(re.sub(r"inc-[0-9a-f]{12}", "inc-?", json.dumps(t, sort_keys=True)) for t in said)
+
+
+def test_a_root_cause_moved_several_times_in_one_post_is_told_alike_after_restarts(tmp_path: Path) -> None:
+    # The POST's coalesced "root cause is now ..." (one entry, rewritten as the root moved on) and the ranks
+    # it moved together are stored and told alike, serve restarted before each POST and after it or not.
+    def steps(serve: Serve, restart: bool) -> None:
+        storm = sc.rack_failure(7, serve.clock.now())
+        serve.engine.ingest(storm)
+        serve.clock.advance(60)
+        serve.engine.ingest(
+            [Alert(a.labels, starts_at=a.starts_at, ends_at=serve.clock.now()) for a in storm]
+        )
+        serve.clock.advance(60)
+        serve.engine.tick()
+        serve.clock.advance(60)
+        for alerts in (
+            sc.nvlink_switch_failure(8, 3, serve.clock.now()),
+            sc.driver_rollout_xids((7, 8), serve.clock.now() - timedelta(seconds=40)),
+        ):
+            if restart:
+                serve.restart()
+            serve.engine.ingest(alerts)
+            serve.clock.advance(60)
+        if restart:
+            serve.restart()
+        serve.engine.tick()
+
+    live, restarted = _both(tmp_path, steps, announce_delay_seconds=0, quiet_period_seconds=20)
+    told = _payloads(live)
+    roots = [p["event_message"] for p in told if p["event_kind"] == "root_cause_changed"]
+    # the NVSwitch's POST gives the rack back its root; the rollout's moves it three times, told once
+    assert roots == ["root cause is now rack down on rack r07", "root cause is now XID on cluster c1"], roots
+    assert _timelines(restarted) == _timelines(live)
+    assert _payloads(restarted) == told
+
+
+def test_ranks_moved_together_are_one_entry_and_told_alike_after_a_restart(tmp_path: Path) -> None:
+    # A driver rollout reaching a dead rack's job moves its stalled ranks in one entry each side, with or
+    # without a restart before and after the POST.
+    def steps(serve: Serve, restart: bool) -> None:
+        serve.engine.ingest(sc.rack_failure(7, serve.clock.now()))
+        serve.clock.advance(30)
+        if restart:
+            serve.restart()
+        serve.engine.ingest(sc.driver_rollout_xids((7, 8), serve.clock.now()))
+        serve.clock.advance(10)
+        if restart:
+            serve.restart()
+        serve.engine.tick()
+
+    live, restarted = _both(tmp_path, steps, announce_delay_seconds=0)
+    told = _payloads(live)
+    moved = [line for p in told for line in p["also"] if " moved to " in line]
+    assert moved and all(line.split(" ", 1)[0] != "1" for line in moved), moved
+    assert _timelines(restarted) == _timelines(live)
+    assert _payloads(restarted) == told
