@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy import ColumnElement, CursorResult, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.db import in_lists
@@ -322,9 +322,6 @@ class IncidentAnnouncing:
                         _settle_upgraded(session, chunk, self._hold)
 
 
-_AFTER_OPENING = INSTANT
-
-
 def taken_by_outbox(session: Session, incident_ids: Sequence[str]) -> dict[str, datetime]:
     """When the outbox first took a change of each of these incidents (stored with no ``announced_at``):
     their opening, the first it takes of one. The store failed, or serve died, just after the outbox took it
@@ -347,15 +344,8 @@ def _settle_upgraded(session: Session, incident_ids: Sequence[str], hold: timede
     dropping the repeat) as announced at the end of their announce delay, as the reminders read them already
     (``reminders.announced_at``; ``INSTANT`` after the opening with no delay): told now, no start after
     this one offers them again, and they are reminded of as before."""
-    upgraded = select(IncidentRow.id, IncidentRow.opened_at).where(
-        IncidentRow.id.in_(incident_ids), IncidentRow.announced_at == IncidentRow.opened_at
-    )
-    for incident_id, opened_at in session.execute(upgraded).all():
-        session.execute(
-            update(IncidentRow)
-            .where(IncidentRow.id == incident_id)
-            .values(announced_at=opened_at + max(hold, INSTANT))
-        )
+    upgraded = (IncidentRow.id.in_(incident_ids), IncidentRow.announced_at == IncidentRow.opened_at)
+    _stamp_after_opening(session, upgraded, max(hold, INSTANT))
 
 
 def _stamp(session: Session, incident_ids: Sequence[str], at: datetime) -> bool:
@@ -375,15 +365,18 @@ def _stamp(session: Session, incident_ids: Sequence[str], at: datetime) -> bool:
     )
     if cast("CursorResult[Any]", stamped).rowcount == len(set(incident_ids)):  # ``in_lists`` pads them
         return True
-    for incident_id, opened_at in session.execute(
-        select(IncidentRow.id, IncidentRow.opened_at).where(*unstamped)
-    ).all():
-        session.execute(
-            update(IncidentRow)
-            .where(IncidentRow.id == incident_id)
-            .values(announced_at=opened_at + _AFTER_OPENING)
-        )
+    _stamp_after_opening(session, unstamped, INSTANT)
     return False
+
+
+def _stamp_after_opening(session: Session, where: Sequence[ColumnElement[bool]], after: timedelta) -> None:
+    """Store each incident that ``where`` selects as announced ``after`` its opening: read and stamped one
+    by one (why not in one statement: ``_stamp``)."""
+    read = select(IncidentRow.id, IncidentRow.opened_at).where(*where)
+    for incident_id, opened_at in session.execute(read).all():  # all read before the first UPDATE
+        session.execute(
+            update(IncidentRow).where(IncidentRow.id == incident_id).values(announced_at=opened_at + after)
+        )
 
 
 def _event_told(timeline: Sequence[TimelineEvent], event: TimelineRow) -> TimelineEvent | None:

@@ -230,14 +230,8 @@ class IncidentGrouping(IncidentMerging):
                 },
             )
         row.root_kind, row.root_target = shown_root.kind.value, new_target
-        impact = impact_to_dict(
-            assessment.impact,
-            shares=dict(assessment.shares),
-            stopped_jobs=list(assessment.stopped_jobs),
-            priority_reason=assessment.reason,
-        )
         row.impact = with_peak(
-            impact, row.impact if was_shown else None, row.priority, assessment.priority.value
+            _impact_of(assessment), row.impact if was_shown else None, row.priority, assessment.priority.value
         )
         now_members = [m for m in members if m.fingerprint not in inc.earlier]  # of this opening
         row.title = _titled(

@@ -25,6 +25,7 @@ import numpy as np
 from anomaly.detectors import Findings
 from anomaly.needs import POWER, TEMP
 from anomaly.series import Step, View
+from anomaly.slots import Slots
 from anomaly.steps import unlearned
 from anomaly.thresholds import BoolArray, FloatArray, IntArray
 from gpuwarden.model import RecommendedAction
@@ -86,8 +87,7 @@ class ThermalDetector:
         self.hot_at = np.zeros(0)  # its last sample above the band at a learnt power
         self.hot_in = np.zeros(0)  # 1 where its current run of hot samples began inside the learnt range
         self._join: tuple[IntArray, IntArray, IntArray, IntArray, IntArray] | None = None
-        self._slot: dict[int, int] = {}  # temperature series id -> its row of the arrays
-        self._free: list[int] = []
+        self._slot: Slots[int] = Slots()  # temperature series id <-> its row of the arrays
 
     def _grow(self, needed: int) -> None:
         if needed <= self.n.size:
@@ -104,8 +104,9 @@ class ThermalDetector:
 
     def state_bytes(self) -> int:
         """Bytes of per-GPU state held: its arrays, a slot per temperature series scored (64 at least), and
-        the map of series ids to slots (its table and two integers an entry)."""
-        slots = sys.getsizeof(self._slot) + _INT_BYTES * 2 * len(self._slot)
+        the map of series ids to slots (its table and two integers an entry, and the list of slots' ids)."""
+        index, keys = self._slot.index, self._slot.keys
+        slots = sys.getsizeof(index) + _INT_BYTES * 2 * len(index) + sys.getsizeof(keys)
         return slots + sum(int(getattr(self, name).nbytes) for name in _FIELDS)
 
     def judged_by(self, query: str) -> tuple[str, ...]:
@@ -116,18 +117,17 @@ class ThermalDetector:
         """Drop the state of vanished series and free their slots (the cached join may name them)."""
         if ids.size:
             self._join = None
-        slots = [slot for sid in ids.tolist() if (slot := self._slot.pop(sid, None)) is not None]
+        slots = [slot for sid in ids.tolist() if (slot := self._slot.index.get(sid)) is not None]
         self.n[slots] = 0
-        self._free.extend(slots)
+        for slot in slots:
+            self._slot.free(slot)
 
     def _slots(self, ids: IntArray) -> IntArray:
         """The slot of each temperature series id, a free one (or a new one) for an id not scored yet."""
         out = np.empty(ids.size, np.int64)
         for i, sid in enumerate(ids.tolist()):
-            slot = self._slot.get(sid)
-            if slot is None:
-                slot = self._slot[sid] = self._free.pop() if self._free else len(self._slot)
-            out[i] = slot
+            slot = self._slot.index.get(sid)
+            out[i] = self._slot.take(sid) if slot is None else slot
         self._grow(int(out.max(initial=-1)) + 1)
         return out
 

@@ -66,6 +66,13 @@ def _open(engine: IncidentEngine) -> list[tuple[str, str, str, dict[str, object]
     ]
 
 
+def _rack_down(db: str, clock: FakeClock) -> IncidentEngine:
+    """An engine whose fleet has no spare GPUs, holding rack r07's outage (training job llm-70b stopped)."""
+    engine = _engine(db, clock, scenarios.fleet_inventory(spare_gpus=0))
+    engine.ingest(scenarios.rack_failure(7, clock.now()))
+    return engine
+
+
 def _gpu_alert(node: str, gpu: int, name: str = "GPUXid", **extra: str) -> Alert:
     return Alert({"alertname": name, "cluster": "c1", "Hostname": node, "gpu": str(gpu), **extra})
 
@@ -1542,8 +1549,7 @@ def test_an_incident_opened_by_one_post_states_its_priority_once_when_nothing_ab
     # A rack's storm in one POST: the rack's incident is recomputed after it absorbs the nodes' and GPUs'
     # incidents, with the same priority for the same reason; its timeline (incidents show, the postmortem)
     # said "priority P0: training job fully stopped ..." twice at one instant.
-    engine = _engine(db, clock, scenarios.fleet_inventory(spare_gpus=0))
-    engine.ingest(scenarios.rack_failure(7, clock.now()))
+    engine = _rack_down(db, clock)
     ((incident_id, *_),) = _open(engine)
     said = [e.message for e in engine.store.get(incident_id).timeline if e.kind == "priority"]
     assert said == ["priority P0: training job fully stopped with no spare capacity"]
@@ -1556,8 +1562,7 @@ def test_a_reply_telling_an_alert_joined_also_says_the_same_post_moved_it_on(
     # ranks stall too. A stalled rank joins the rack's incident first, and the same POST moves it to the
     # NVLink incident, which holds its GPU: the rack's thread read "alert TrainingJobStalled (Slurm job
     # llm-70b) firing" and nothing of the move, an alert its incident no longer has.
-    engine = _engine(db, clock, scenarios.fleet_inventory(spare_gpus=0))
-    engine.ingest(scenarios.rack_failure(7, clock.now()))
+    engine = _rack_down(db, clock)
     ((rack_id, *_),) = _open(engine)
     heard: list[IncidentChange] = []
     engine.subscribe(heard.append)
@@ -1578,8 +1583,7 @@ def test_stalled_ranks_moved_together_to_one_incident_are_one_timeline_entry_and
     # the ranks whose GPUs it holds move to the rollout's incident, one POST: each rank was its own
     # "1 stalled rank alert moved to inc-…" on both timelines and its own "• also:" line in Slack's reply
     # (88 identical lines).
-    engine = _engine(db, clock, scenarios.fleet_inventory(spare_gpus=0))
-    engine.ingest(scenarios.rack_failure(7, clock.now()))
+    engine = _rack_down(db, clock)
     heard: list[IncidentChange] = []
     engine.subscribe(heard.append)
     clock.advance(30)
