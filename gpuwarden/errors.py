@@ -5,6 +5,8 @@ Third-party exceptions are translated into these at a backend or source boundary
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class GpuwardenError(Exception):
     """Base of every error gpuwarden raises on purpose."""
@@ -42,10 +44,11 @@ class ConfigError(GpuwardenError):
         """The same error, naming ``path`` if it names no file yet."""
         if self.path or not path:
             return self
-        more = tuple(error.in_file(path) for error in self.more)
-        return ConfigError(
-            self.message, path=path, field=self.field, line=self.line, more=more, reads=self.reads
-        )
+        return self._but(path=path, more=tuple(error.in_file(path) for error in self.more))
+
+    def reading(self, reads: tuple[str, ...]) -> ConfigError:
+        """The same error, found by a check that read the settings ``reads`` as well."""
+        return self._but(reads=(*self.reads, *reads))
 
     @classmethod
     def first_of(cls, errors: list[ConfigError]) -> ConfigError:
@@ -64,7 +67,12 @@ class ConfigError(GpuwardenError):
     def alone(self) -> ConfigError:
         """This problem without the count of the others it carries: for a listing that prints them too."""
         message = self.message.removesuffix(_count_of_more(len(self.more))) if self.more else self.message
-        return ConfigError(message, path=self.path, field=self.field, line=self.line, reads=self.reads)
+        return self._but(message=message, more=())
+
+    def _but(self, **changed: Any) -> ConfigError:
+        """This error with ``changed`` (``message``, ``path``, ``more``, ``reads``), the rest as it is."""
+        kept = {"path": self.path, "field": self.field, "line": self.line, "more": self.more}
+        return ConfigError(**{"message": self.message, **kept, "reads": self.reads, **changed})
 
 
 def _count_of_more(count: int) -> str:

@@ -207,7 +207,7 @@ class HttpToolsDeadlineProtocol(HeaderDeadline, HttpToolsProtocol):
             start = end
             if self.transport.is_closing():
                 return
-        super().data_received(stand_in + data[first:] if first or stand_in else data)
+        super().data_received(stand_in + data[first:])  # no copy where nothing is cut: b"" + data[0:] is data
 
     def _request_begins(self, data: bytes, start: int) -> tuple[bytes, int, int] | None:
         """At a request's start in ``data``: what stands in for its method (b"": nothing), where what the

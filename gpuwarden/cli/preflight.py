@@ -224,14 +224,7 @@ def _reading(reads: tuple[str, ...], run: Callable[[], object]) -> None:
     try:
         run()
     except ConfigError as exc:
-        raise ConfigError(
-            exc.message,
-            path=exc.path,
-            field=exc.field,
-            line=exc.line,
-            more=exc.more,
-            reads=(*exc.reads, *reads),
-        ) from exc
+        raise exc.reading(reads) from exc
 
 
 def _keep_problem(problems: list[ConfigError], run: Callable[[], object]) -> None:

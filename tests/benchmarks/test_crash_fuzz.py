@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -21,22 +20,20 @@ from alerting.outbox_tables import DISCARDED, SENT, OutboxMessage
 from gpuwarden.clock import FakeClock
 from tests.alerting.notifiers.incidents import lifecycle
 from tests.alerting.test_outbox import _reassessed, slack
-from tests.benchmarks.harness import BENCHMARKS
+from tests.benchmarks.harness import harness_module
 from tests.migrated_store import migrated_sqlite
 
 
 @pytest.fixture
 def view(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     """``benchmarks/crash_view.py``: what the crash fuzz reads of a run and compares."""
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    return importlib.import_module("crash_view")
+    return harness_module(monkeypatch, "crash_view")
 
 
 @pytest.fixture
 def fuzz(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     """``benchmarks/crash_fuzz.py``, imported as it runs (its folder on the path)."""
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    return importlib.import_module("crash_fuzz")
+    return harness_module(monkeypatch, "crash_fuzz")
 
 
 def test_kills_are_drawn_apart_from_the_storm_and_each_is_one_of_the_three_moments(fuzz: ModuleType) -> None:

@@ -3,12 +3,9 @@ an option it does not take is refused (exit 2), rather than ignored while the wh
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
-from tests.benchmarks.harness import BENCHMARKS
+from tests.benchmarks.harness import run_script
 
 # What the README and benchmarks/README.md tell an operator to type; each read its options from sys.argv
 # by hand (or not at all), so `bench_incidents.py --throughput_only` ran both halves (minutes) and
@@ -26,29 +23,16 @@ HARNESSES = {
 }
 
 
-def run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """``benchmarks/<script> args`` as `make bench` runs it. Under `make test` (no PYTHONPATH) only installed
-    packages and the script's own folder (and what it adds) can be imported: `am_diff.py` failed so on
-    `tests`. The environment is kept as it is: PYTHONPATH is how a worktree's tests run its own code."""
-    return subprocess.run(
-        [sys.executable, str(BENCHMARKS / script), *args],
-        capture_output=True,
-        check=False,
-        text=True,
-        timeout=120,
-    )
-
-
 @pytest.mark.parametrize("script", sorted(HARNESSES))
 def test_a_harness_refuses_an_option_it_does_not_take_before_measuring(script: str) -> None:
-    done = run(script, "--no-such-option")
+    done = run_script(script, "--no-such-option")
     assert done.returncode == 2 and done.stdout == "", (done.stdout, done.stderr[-500:])
     assert "unrecognized arguments: --no-such-option" in done.stderr
 
 
 @pytest.mark.parametrize("script", sorted(HARNESSES))
 def test_a_harness_help_names_its_options_and_runs_nothing(script: str) -> None:
-    done = run(script, "--help")
+    done = run_script(script, "--help")
     assert done.returncode == 0 and done.stdout.startswith("usage:"), (done.stdout, done.stderr[-500:])
     option = HARNESSES[script]
     assert option is None or option in done.stdout

@@ -3,15 +3,12 @@ one naming the option."""
 
 from __future__ import annotations
 
-import importlib
-import subprocess
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from tests.benchmarks.harness import BENCHMARKS
+from tests.benchmarks.harness import harness_module, run_script
 
 CORPUS = Path("shared") / "data" / "nab"
 
@@ -19,8 +16,7 @@ CORPUS = Path("shared") / "data" / "nab"
 @pytest.fixture
 def inputs(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     """``benchmarks/nab_inputs.py``, imported as the harnesses import it (their folder on the path)."""
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    return importlib.import_module("nab_inputs")
+    return harness_module(monkeypatch, "nab_inputs")
 
 
 def _corpus(root: Path) -> Path:
@@ -57,17 +53,6 @@ def test_a_worktree_finds_the_corpus_beside_its_main_checkout(tmp_path: Path, in
     assert inputs.default_corpus(tmp_path / "lonely") is None
 
 
-def _run(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(BENCHMARKS / script), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-        check=False,
-    )
-
-
 @pytest.mark.parametrize("script", ["nab_cv.py", "nab_vs_htm.py"])
 def test_a_missing_corpus_is_refused_naming_the_option_without_a_traceback(
     tmp_path: Path, script: str
@@ -84,7 +69,7 @@ def test_a_missing_corpus_is_refused_naming_the_option_without_a_traceback(
         ([f"--data={tmp_path / 'empty'}", f"--windows={windows}"], f"--data {tmp_path / 'empty'}"),
     ]
     for args, said in cases:
-        done = _run(script, *args, cwd=tmp_path)
+        done = run_script(script, *args, cwd=tmp_path)
         assert done.returncode == 2 and said in done.stderr, done.stderr
         assert "Traceback" not in done.stderr and done.stdout == ""
 

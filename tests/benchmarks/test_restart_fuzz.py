@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 from collections.abc import Iterable
@@ -17,14 +16,13 @@ from alerting.engine import IncidentEngine
 from alerting.silences import incident_silenced_until
 from alerting.store_models import AlertRow
 from gpuwarden.config import AlertingConfig
-from tests.benchmarks.harness import BENCHMARKS, run_harness
+from tests.benchmarks.harness import harness_module, run_harness
 
 
 @pytest.fixture
 def fuzz(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     """``benchmarks/restart_fuzz.py``, imported as it runs (its folder on the path)."""
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    return importlib.import_module("restart_fuzz")
+    return harness_module(monkeypatch, "restart_fuzz")
 
 
 def test_a_few_seeds_run_straight_and_restarted_alike() -> None:
