@@ -373,3 +373,62 @@ def test_a_promql_annotation_on_a_whole_answer_is_read_and_logged_once_while_a_p
     noted = [r.getMessage() for r in caplog.records if r.getMessage().startswith("promql: query latency:")]
     assert len(noted) == read  # said once, not at every read
     assert all(warnings[0] in message for message in noted)
+
+
+def _too_long(kind: str) -> httpx.Response:
+    """What a server says to a read too long or too big for it."""
+    if kind == "timeout":
+        raise httpx.ReadTimeout("timed out")
+    if kind == "query-timeout":
+        body = {"status": "error", "errorType": "timeout", "error": "query timed out in query execution"}
+        return httpx.Response(503, json=body)
+    if kind == "sample-limit":
+        error = "query processing would load too many samples into memory in query execution"
+        return httpx.Response(422, json={"status": "error", "errorType": "execution", "error": error})
+    return httpx.Response(504, text="<html>504 Gateway Time-out</html>")
+
+
+@pytest.mark.parametrize("kind", ["timeout", "query-timeout", "sample-limit", "gateway"])
+def test_a_catch_up_too_long_for_the_server_is_shortened_until_the_source_is_read_again(
+    kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # After an outage a big fleet's queries asked every step they missed at once, which the server could not
+    # answer in time; they failed again and asked more at the next tick, and were never read again.
+    clock, down = FakeClock(), [False]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if down[0]:
+            return httpx.Response(502, json={"status": "error", "error": "bad gateway"})
+        start, end, step = (float(request.url.params[k]) for k in ("start", "end", "step"))
+        return _too_long(kind) if (end - start) / step >= 4 else matrix(request)
+
+    prom = source({"temp": answer, "power": answer}, clock)
+    service = AnomalyService(AnomalyConfig(), [prom], clock, detectors=[])
+
+    def tick() -> bool:
+        clock.advance(30)
+        service.infer()
+        return prom.health().up
+
+    assert tick()
+    down[0] = True
+    assert not any(tick() for _ in range(20))  # ten minutes of outage
+    down[0] = False
+    ups = [tick() for _ in range(8)]
+    assert ups[-3:] == [True] * 3, ups  # read again, and at every tick after
+    assert all(h.up for h in prom.health().queries.values())
+    shortened = [r.getMessage() for r in caplog.records if "it missed failed" in r.getMessage()]
+    assert shortened and shortened[0].startswith("promql: query temp: reading the 630s it missed failed")
+    prom.close()
+
+
+def test_a_read_of_one_step_too_slow_for_its_deadline_is_not_said_to_leave_steps_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FakeClock()
+    prom = source({"temp": lambda r: _too_long("timeout")}, clock)
+    for _ in range(3):
+        clock.advance(30.5)  # a tick's window a little over one step: the scheduler's jitter
+        prom.read(clock.time() - 30.5, clock.time())
+    assert not [r for r in caplog.records if "it missed failed" in r.getMessage()]
+    prom.close()
