@@ -392,10 +392,14 @@ class TickLog:
                 state = (health.last_success, health.errors_total)
                 before = self._queries.get((source.name, name), (None, 0))
                 self._queries[source.name, name] = state
-                if state[1] != before[1]:
-                    failed.append(name)
-                elif state != before:
+                if state == before:
+                    continue  # not asked this tick (its step not due)
+                # Its last read tells, not its error count: the warm-up's failures, before the first tick,
+                # made a first tick that read the query well say it failed.
+                if health.up:
                     read += 1
+                else:
+                    failed.append(name)
         line = f"tick: queries read {read}, failed {len(failed)}"
         if failed:
             line += f" ({', '.join(failed)})"
