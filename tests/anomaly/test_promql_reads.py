@@ -64,6 +64,37 @@ def test_a_partial_response_is_a_failed_read_of_its_query_not_half_the_fleet_gon
     assert registry.get_sample_value("gpuwarden_anomaly_query_errors_total", labels) == 1
 
 
+def test_metrics_say_since_when_a_query_fails_while_its_source_reads_well() -> None:
+    clock, broken = FakeClock(), [False]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if broken[0]:
+            return httpx.Response(
+                400, json={"status": "error", "errorType": "bad_data", "error": "parse error"}
+            )
+        return matrix(request)
+
+    prom = source({"temp": answer, "power": matrix}, clock)
+    prom.read(clock.time() - 30, clock.time())
+    good = clock.time()
+    broken[0] = True
+    for _ in range(4):
+        clock.advance(30)
+        prom.read(clock.time() - 30, clock.time())
+    registry = CollectorRegistry()
+    collector = AnomalyCollector()
+    collector.update([], [prom.health()], TickStats())
+    registry.register(collector)
+    name = "gpuwarden_anomaly_query_last_success_timestamp_seconds"
+    assert registry.get_sample_value(name, {"source": "prometheus", "query": "temp"}) == good
+    assert registry.get_sample_value(name, {"source": "prometheus", "query": "power"}) == clock.time()
+    assert (
+        registry.get_sample_value("gpuwarden_anomaly_query_up", {"source": "prometheus", "query": "temp"})
+        == 0
+    )
+    prom.close()
+
+
 def test_a_slow_query_is_a_failed_read_at_the_deadline_and_does_not_delay_the_others() -> None:
     clock, release, hold = FakeClock(), threading.Event(), threading.Event()
 
