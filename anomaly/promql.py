@@ -77,6 +77,12 @@ class OverlongRead(SourceError):
         super().__init__(message, source=source, retryable=retryable)
 
 
+def named(names: Sequence[str]) -> str:
+    """The first few of ``names`` and how many more: ``A, B, C and 21 more``."""
+    more = f" and {len(names) - _NAMED} more" if len(names) > _NAMED else ""
+    return ", ".join(names[:_NAMED]) + more
+
+
 def selected_metric(expr: str) -> str | None:
     """The metric of a bare selector (``X_TOTAL{gpu="0"}``: ``X_TOTAL``); None for any other expression."""
     match = _SELECTOR.fullmatch(uncommented(expr))
@@ -285,9 +291,7 @@ class PromQLSource:
             causes.setdefault(cause, []).append(name)
         parts = []
         for cause, names in causes.items():
-            shown = ", ".join(names[:_NAMED])
-            more = f" and {len(names) - _NAMED} more" if len(names) > _NAMED else ""
-            parts.append(f"{len(names)} of {len(self.queries)} queries ({shown}{more}): {cause}")
+            parts.append(f"{len(names)} of {len(self.queries)} queries ({named(names)}): {cause}")
         return "; ".join(parts)
 
     def _log_empty(self, empty: list[str], read: set[str]) -> None:

@@ -505,6 +505,25 @@ def test_a_tick_line_counts_what_that_tick_read_not_what_the_warm_up_failed(capl
     prom.close()
 
 
+def test_a_tick_line_in_an_outage_names_a_few_failed_queries_not_every_one(caplog):
+    clock = FakeClock()
+    client = httpx.Client(
+        base_url="http://prom:9090",
+        transport=httpx.MockTransport(
+            lambda r: httpx.Response(502, json={"status": "error", "error": "down"})
+        ),
+    )
+    queries = [PromQuery(f"q{i}", f"q{i}") for i in range(24)]
+    prom = PromQLSource("http://prom:9090", queries, clock, client=client)
+    tick_log = anomaly_cmd.TickLog([prom], None, lambda alert: None)
+    caplog.set_level(logging.INFO, logger=anomaly_cmd.logger.name)
+    prom.read(clock.time() - 30, clock.time())
+    tick_log.after()
+    ticks = [r.getMessage() for r in caplog.records if r.getMessage().startswith("tick:")]
+    assert ticks == ["tick: queries read 0, failed 24 (q0, q1, q2 and 21 more); alerts raised 0, resolved 0"]
+    prom.close()
+
+
 def test_run_warns_when_a_query_step_is_longer_than_the_tick(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
