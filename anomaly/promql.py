@@ -227,13 +227,16 @@ class PromQLSource:
             health = self._health.queries.setdefault(query.name, QueryHealth())
             future = futures[query.name]
             if not future.done():
-                future.cancel()  # one already running ends by the client's timeout; its answer is dropped
+                # One already running ends by the client's timeout; its answer is dropped. One that never
+                # started (the others took the deadline) was not too long: its catch-up is left whole.
+                ran = not future.cancel()
                 error = f"query {query.name}: no answer within the read's {self.deadline_seconds:g}s deadline"
                 health.failed(error)
                 failed[query.name] = error
-                self._catch_up.failed(
-                    query.name, since[query.name], end, query.step_seconds, "no answer in time"
-                )
+                if ran:
+                    self._catch_up.failed(
+                        query.name, since[query.name], end, query.step_seconds, "no answer in time"
+                    )
                 continue
             try:
                 frame = future.result()
@@ -401,11 +404,11 @@ class PromQLSource:
         if deadline is not None:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise OverlongRead(
-                    f"query {query.name}: no answer within the read's {self.deadline_seconds:g}s deadline",
-                    source=self.name,
-                    why="no answer in time",
-                )
+                late = f"query {query.name}: no answer within the read's {self.deadline_seconds:g}s deadline"
+                if self._sent.get(query.name, -math.inf) >= deadline - self.deadline_seconds:
+                    # An earlier part of this read took the time: the window is too long for the server.
+                    raise OverlongRead(late, source=self.name, why="no answer in time")
+                raise SourceError(late, source=self.name)  # never sent: the other queries took the time
             timeout = httpx.Timeout(min(self._timeout, left))
             self._sent[query.name] = time.monotonic()
         try:

@@ -463,3 +463,45 @@ def test_a_read_of_one_step_too_slow_for_its_deadline_is_not_said_to_leave_steps
         prom.read(clock.time() - 30.5, clock.time())
     assert not [r for r in caplog.records if "it missed failed" in r.getMessage()]
     prom.close()
+
+
+def test_a_query_the_deadline_left_no_turn_keeps_its_whole_catch_up(caplog: pytest.LogCaptureFixture) -> None:
+    # One worker: `slow` takes the whole deadline and `waiting` never starts. Only `slow` was too long for
+    # the server; `waiting` still asks every step it missed at its turn.
+    clock, down, hold, release = FakeClock(), [False], threading.Event(), threading.Event()
+    asked: dict[str, list[float]] = {"slow": [], "waiting": []}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        name = request.url.params["query"]
+        if down[0]:
+            return httpx.Response(502, json={"status": "error", "error": "bad gateway"})
+        asked[name].append(float(request.url.params["start"]))
+        if hold.is_set() and name == "slow":
+            release.wait(5)
+        return matrix(request)
+
+    prom = source({"slow": answer, "waiting": answer}, clock, workers=1, deadline_seconds=30)
+    clock.advance(30)
+    prom.read(clock.time() - 30, clock.time())
+    good = clock.time()
+    down[0] = True
+    for _ in range(3):
+        clock.advance(30)
+        prom.read(clock.time() - 30, clock.time())
+    down[0] = False
+    hold.set()
+    prom.deadline_seconds = 1.5
+    try:
+        clock.advance(30)
+        prom.read(clock.time() - 30, clock.time())
+    finally:
+        release.set()
+    hold.clear()
+    prom.deadline_seconds = 30
+    clock.advance(30)
+    prom.read(clock.time() - 30, clock.time())
+    shortened = [r.getMessage() for r in caplog.records if "it missed failed" in r.getMessage()]
+    assert [m.split(":")[1] for m in shortened] == [" query slow"], shortened
+    assert asked["waiting"][-1] == good + 30  # its first missed step: the whole catch-up
+    assert asked["slow"][-1] > good + 30  # half of it
+    prom.close()
