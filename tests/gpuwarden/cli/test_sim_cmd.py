@@ -1,11 +1,10 @@
-"""`gpuwarden sim show`: what a simulated fleet looks like."""
+"""`gpuwarden sim`: what a simulated fleet looks like, and what `sim inject` refuses before posting."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-
 from typer.testing import CliRunner
 
 from gpuwarden.cli import app
