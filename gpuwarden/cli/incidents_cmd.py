@@ -244,8 +244,15 @@ MARKDOWN_OUTPUTS = ("markdown", "text", "json")  # a document: the postmortem dr
 
 def output_option(allowed: Sequence[str], help_text: str) -> Any:
     """The ``-o/--output`` option of a command that prints one of ``allowed``, which ``--help`` lists
-    (``<table|text|json>``, as it does every other choice); ``check_output`` refuses any other value."""
-    return typer.Option("--output", "-o", metavar=f"<{'|'.join(allowed)}>", help=help_text)
+    (``<table|text|json>``, as it does every other choice); ``check_output`` takes the value as ``allowed``
+    spells it and refuses any other, while the command line is read: the command is given one of
+    ``allowed``, named here once."""
+    choices = tuple(allowed)
+
+    def checked(value: str) -> str:
+        return check_output(value, choices)
+
+    return typer.Option("--output", "-o", metavar=f"<{'|'.join(choices)}>", help=help_text, callback=checked)
 
 
 def check_output(output: str, allowed: tuple[str, ...]) -> str:
@@ -299,7 +306,6 @@ def list_incidents(
     ] = 50,
 ) -> None:
     """List incidents, newest first."""
-    output = check_output(output, TABLE_OUTPUTS)
     state = check_choice("--state", state, [s.value for s in IncidentState])
     priority = check_choice("--priority", priority, [p.value for p in Priority])
     params: dict[str, str | int] = {
@@ -355,7 +361,6 @@ def show(
     output: Annotated[str, output_option(TEXT_OUTPUTS, "text (or table) or json")] = "text",
 ) -> None:
     """Show one incident with its impact, recommended actions and timeline."""
-    output = check_output(output, TEXT_OUTPUTS)
     inc = api_json("GET", url, incident_path(incident_id), dict)
     if output == "json":
         typer.echo(json.dumps(inc, indent=2))
@@ -499,7 +504,6 @@ def postmortem(
     ] = "markdown",
 ) -> None:
     """Print the Markdown postmortem draft."""
-    output = check_output(output, MARKDOWN_OUTPUTS)
     draft = api_request("GET", url, incident_path(incident_id, "/postmortem")).text
     if output == "json":  # the shape of `gpuwarden demo -o json`'s postmortem; json.dumps escapes controls
         typer.echo(json.dumps({"incident": incident_id, "markdown": draft}, indent=2))

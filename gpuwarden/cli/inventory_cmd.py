@@ -18,7 +18,6 @@ from gpuwarden.cli.incidents_cmd import (
     UrlOption,
     add_request_options,
     api_json,
-    check_output,
     gpuwarden_answers,
     output_option,
 )
@@ -57,7 +56,6 @@ def nodes(
 ) -> None:
     """Nodes with their cluster, rack, GPU count, state (as Slurm or Kubernetes says it) and free GPUs (what
     a new job could get there now; none on a node that takes no new work)."""
-    output = check_output(output, TABLE_OUTPUTS)
     data = _fetch(url)
     states = {(n["cluster"], n["name"]): n for n in data.get("about", {}).get("node_states", [])}
     items = [
@@ -93,7 +91,6 @@ def workloads(
     node: Annotated[str | None, typer.Option(help="Only the workloads with a GPU on this node.")] = None,
 ) -> None:
     """Workloads (inference services, training jobs, pods) with their units and the GPUs they hold."""
-    output = check_output(output, TABLE_OUTPUTS)
     data = _fetch(url)
     states = {
         (w["kind"], w["namespace"], w["name"], w["cluster"]): w
@@ -174,7 +171,6 @@ def export(
 
     With `--file` a failed export (serve unreachable) leaves the file as it was: `> FILE` empties it
     before the command starts."""
-    output = check_output(output, EXPORT_OUTPUTS)
     if file is not None and str(file) != STDOUT:
         try:
             check_writable(file, "--file")

@@ -18,7 +18,6 @@ from gpuwarden.cli.incidents_cmd import (
     add_request_options,
     api_json,
     check_choice,
-    check_output,
     gpuwarden_answers,
     output_option,
     who,
@@ -56,7 +55,6 @@ def list_messages(
     output: Annotated[str, output_option(TABLE_OUTPUTS, "table (or text) or json")] = "table",
 ) -> None:
     """Count messages by status and list the newest, with why each failed one failed."""
-    output = check_output(output, TABLE_OUTPUTS)
     status = check_choice("--status", status, STATUSES)
     params: dict[str, str | int] = {"limit": limit or MOST_MESSAGES}
     if status is not None:
@@ -149,7 +147,6 @@ def discard(
 ) -> None:
     """Drop a notifier's orphaned messages for good (a notifier removed from the config for good); they are
     marked discarded, with who and when, and never sent, even if the notifier comes back."""
-    output = check_output(output, TABLE_OUTPUTS)
     statuses = [given.casefold() for given in status or ["orphaned"]]
     for given in statuses:
         if given not in DISCARDABLE:

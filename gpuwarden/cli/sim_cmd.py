@@ -14,7 +14,6 @@ from gpuwarden.cli.incidents_cmd import (
     MAX_TIMEOUT_SECONDS,
     TABLE_OUTPUTS,
     check_choice,
-    check_output,
     checked_url,
     output_option,
 )
@@ -107,7 +106,6 @@ def show(
     """Print the topology and workloads of a simulated fleet."""
     from gpuwarden.sim import build_fleet, parse_simulate_spec  # noqa: PLC0415 - only `sim show` runs a fleet
 
-    output = check_output(output, TABLE_OUTPUTS)
     try:
         nodes, gpus = parse_simulate_spec(simulate)
     except InputError as exc:  # a bad option: 2, as `exporter --simulate 2y8`, and the option named once
