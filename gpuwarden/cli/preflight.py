@@ -155,7 +155,7 @@ def check_sim_section(full: GpuwardenConfig, spec: str, flag: str) -> None:
         return
     sim = simulated_fleet(full)
     nodes, gpus = parse_simulate_spec(spec)
-    sim_nodes = sim.clusters * sim.racks_per_cluster * sim.nodes_per_rack
+    sim_nodes = sim.nodes
     if (nodes, gpus) == (sim_nodes, sim.gpus_per_node):
         return
     if not given:  # the fleet of exporter.simulate, or the section's default
@@ -192,7 +192,7 @@ def check_sim_inventory(full: GpuwardenConfig) -> list[ConfigError]:
     sim = full.sim
     return [
         ConfigError(
-            f"serve takes the default simulated fleet as its inventory ({sim.nodes_per_rack} nodes of"
+            f"serve takes the default simulated fleet as its inventory ({sim.nodes} nodes of"
             f" {sim.gpus_per_node} GPUs): alerts from an exporter simulating another size name nodes it does"
             " not know; write the exporter's size as exporter.simulate: NODESxGPUS in this file (serve and"
             " the exporter both read it) and start the exporter with it and no --simulate",
