@@ -10,6 +10,7 @@ from typing import Any
 
 from alerting.notifiers.base import Notification
 from alerting.silences import EXTENDABLE
+from gpuwarden.clock import shown
 from gpuwarden.model import fault_name, impact_text, percent
 
 ACTION_ACKNOWLEDGE = "gpuwarden_acknowledge"
@@ -101,8 +102,9 @@ def _plain(text: str, limit: int = HEADER_MAX) -> Block:
 
 
 def _slack_date(at: datetime) -> str:
-    """Slack renders this in each reader's time zone; the fallback is ISO 8601 UTC."""
-    return f"<!date^{int(at.timestamp())}^{{date_short_pretty}} {{time}}|{at.isoformat()}>"
+    """Slack renders this in each reader's time zone; the fallback (a notification's text, a client that
+    cannot render it) is the time as gpuwarden's text writes every time (``shown``: ``...T16:00:05Z``)."""
+    return f"<!date^{int(at.timestamp())}^{{date_short_pretty}} {{time}}|{shown(at)}>"
 
 
 def merged(n: Notification) -> bool:

@@ -19,6 +19,7 @@ from rich.table import Table
 from gpuwarden.cli.consoles import console, err_console, refuse_option
 from gpuwarden.cli.listings import say_none_found
 from gpuwarden.cli.numbers import number, whole_number
+from gpuwarden.clock import shown_text
 from gpuwarden.errors import InputError
 from gpuwarden.headers import FIELD_HEADER, TOKEN_ENV, TOKEN_UNSENDABLE, token_missing, unsendable_character
 from gpuwarden.model import IncidentState, Priority, fault_name, impact_text
@@ -344,13 +345,15 @@ def _state(inc: dict[str, Any]) -> str:
     merged, until = inc.get("merged_into"), inc.get("silenced_until")
     if merged:
         return f"{inc['state']} (merged into {merged})"
-    return f"{inc['state']} (silenced until {until})" if until else str(inc["state"])
+    return f"{inc['state']} (silenced until {shown_text(until)})" if until else str(inc["state"])
 
 
 def _opened(inc: dict[str, Any]) -> str:
     """When it opened, or last reopened: what the list sorts by."""
     last = inc.get("last_opened_at")
-    return f"{last} (reopened)" if last and last != inc["opened_at"] else str(inc["opened_at"])
+    if last and last != inc["opened_at"]:
+        return f"{shown_text(last)} (reopened)"
+    return shown_text(str(inc["opened_at"]))
 
 
 @incidents_app.command("show")
@@ -377,7 +380,7 @@ def show(
     if actions:
         console.print(f"recommended: {', '.join(actions)}", markup=False)
     for event in inc["timeline"]:
-        console.print(f"  {event['at']}  {event['kind']:<20} {event['message']}", markup=False)
+        console.print(f"  {shown_text(event['at'])}  {event['kind']:<20} {event['message']}", markup=False)
 
 
 ByOption = Annotated[

@@ -23,6 +23,7 @@ from gpuwarden.cli.incidents_cmd import (
 )
 from gpuwarden.cli.listings import say_none_found
 from gpuwarden.cli.output_file import STDOUT, check_writable, write_whole, writes_stdout
+from gpuwarden.clock import shown_text
 from gpuwarden.errors import InputError
 
 inventory_app = typer.Typer(
@@ -39,11 +40,11 @@ def _fetch(url: str) -> dict[str, Any]:
 
 def _about(data: dict[str, Any]) -> None:
     about = data.get("about", {})
-    line = f"source: {about.get('source') or 'unknown'}, read {about.get('read_at')}"
+    line = f"source: {about.get('source') or 'unknown'}, read {shown_text(str(about.get('read_at')))}"
     for part in about.get("refreshed_sources", []):
         if part.get("stale"):
-            last = f"last read {part['read_at']}" if part.get("read_at") else "never read"
-            line += f"; {part['name']}: failed at {part['failed_at']}, {last}"
+            last = f"last read {shown_text(part['read_at'])}" if part.get("read_at") else "never read"
+            line += f"; {part['name']}: failed at {shown_text(part['failed_at'])}, {last}"
     err_console.print(line, markup=False, highlight=False)
 
 

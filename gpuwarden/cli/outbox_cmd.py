@@ -24,6 +24,7 @@ from gpuwarden.cli.incidents_cmd import (
 )
 from gpuwarden.cli.listings import say_none_found
 from gpuwarden.cli.numbers import whole_number
+from gpuwarden.clock import shown_text
 from gpuwarden.printable import escape_controls, escape_controls_in
 
 outbox_app = typer.Typer(
@@ -74,8 +75,8 @@ def list_messages(
     for name, pause in data.get("paused", {}).items():  # a serve before this release says nothing of it
         left, until = pause["seconds_left"], pause["until"]
         err_console.print(
-            f"{escape(name)} is paused by a rate limit for {left:.0f} s more (until {until}): its messages"
-            " wait, none is lost"
+            f"{escape(name)} is paused by a rate limit for {left:.0f} s more (until {shown_text(until)}): its"
+            " messages wait, none is lost"
         )
     if not data["messages"]:
         say_none_found("messages", {"status": status, "incident": incident})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -33,6 +34,7 @@ from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert, IncidentState, Priority, WorkloadKind, WorkloadRef
 from tests.alerting.notifiers.incidents import (
     LONG_NODE,
+    T0,
     change,
     hostile_notification,
     huge_notification,
@@ -477,3 +479,13 @@ def test_a_small_error_ratio_is_not_shown_as_0_percent(tmp_path: Path, ratio: st
     opened, impact, why = _error_ratio_opening(tmp_path, ratio)
     assert (opened.incident.priority, impact) == (Priority.P2, f"*Impact*\nerror ratio {shown}")
     assert why == f"error ratio {shown}: some requests fail"
+
+
+def test_the_opened_time_falls_back_to_the_one_format_gpuwarden_writes_times_in() -> None:
+    # Slack shows `<!date^...|fallback>` in each reader's zone; the fallback (notification text, clients that
+    # cannot render dates) was ISO with +00:00 and the clock's fraction, where the CLI, the API's messages
+    # and the postmortem write 2026-01-01T12:00:05Z.
+    opened = change(make_incident(), ChangeKind.OPENED, 0, "opened")
+    n = build_notification(opened).model_copy(update={"opened_at": T0 + timedelta(seconds=5.25)})
+    text = json.dumps(incident_message(n).attachments)
+    assert "^{date_short_pretty} {time}|2026-01-01T12:00:05Z>" in text, text
