@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from alerting.topology import target_label
+from gpuwarden.clock import shown
 from gpuwarden.model import Impact, Incident, Priority, TimelineEvent, WorkloadRef, fault_name, impact_text
 from gpuwarden.printable import escape_controls
 
@@ -36,7 +37,7 @@ def _md(text: object) -> str:
 
 
 def _stamp(at: datetime) -> str:
-    return at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return shown(at)
 
 
 def _timeline(events: Sequence[TimelineEvent]) -> list[str]:

@@ -36,6 +36,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gpuwarden.headers import HEADER_TIMEOUT_SECONDS
+from gpuwarden.urls import host_port
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ class HeaderDeadline(asyncio.Protocol):
         raise NotImplementedError
 
     def _client_address(self) -> str:
-        return f"{self.client[0]}:{self.client[1]}" if self.client else ""
+        return host_port(*self.client) if self.client else ""
 
     def _start_header_deadline(self) -> None:
         if not self.transport.is_closing():

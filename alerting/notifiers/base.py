@@ -26,6 +26,7 @@ from gpuwarden.errors import ConfigError
 from gpuwarden.model import (
     ActionResult,
     ClusterRef,
+    FaultKind,
     GpuRef,
     Incident,
     IncidentState,
@@ -194,10 +195,11 @@ RunbookLinker = Callable[[Incident], str]
 
 def runbook_linker(base_url: str | None) -> RunbookLinker:
     """Link each fault kind to ``<base_url>/<fault_kind>.yaml`` (``slack.runbook_base_url``); without a base
-    URL there is no link: no runbook ships with gpuwarden yet, and a path to one would point at nothing."""
+    URL there is no link: no runbook ships with gpuwarden yet, and a path to one would point at nothing. A
+    fault of no known kind has none either: ``unknown.yaml`` is a runbook for no failure class."""
 
     def link(incident: Incident) -> str:
-        if not base_url:
+        if not base_url or incident.root_cause.kind is FaultKind.UNKNOWN:
             return ""
         return f"{base_url.rstrip('/')}/{incident.root_cause.kind.value}.yaml"
 

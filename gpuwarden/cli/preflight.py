@@ -29,7 +29,7 @@ from gpuwarden.cli.anomaly_checks import (
     anomaly_run_warnings,
     check_detectors,
 )
-from gpuwarden.clock import rfc3339
+from gpuwarden.clock import shown
 from gpuwarden.errors import ConfigError
 from gpuwarden.headers import TOKEN_ENV
 
@@ -155,7 +155,7 @@ def check_sim_section(full: GpuwardenConfig, spec: str, flag: str) -> None:
         return
     sim = simulated_fleet(full)
     nodes, gpus = parse_simulate_spec(spec)
-    sim_nodes = sim.clusters * sim.racks_per_cluster * sim.nodes_per_rack
+    sim_nodes = sim.nodes
     if (nodes, gpus) == (sim_nodes, sim.gpus_per_node):
         return
     if not given:  # the fleet of exporter.simulate, or the section's default
@@ -192,7 +192,7 @@ def check_sim_inventory(full: GpuwardenConfig) -> list[ConfigError]:
     sim = full.sim
     return [
         ConfigError(
-            f"serve takes the default simulated fleet as its inventory ({sim.nodes_per_rack} nodes of"
+            f"serve takes the default simulated fleet as its inventory ({sim.nodes} nodes of"
             f" {sim.gpus_per_node} GPUs): alerts from an exporter simulating another size name nodes it does"
             " not know; write the exporter's size as exporter.simulate: NODESxGPUS in this file (serve and"
             " the exporter both read it) and start the exporter with it and no --simulate",
@@ -309,7 +309,7 @@ def check_maintenance_windows(cfg: AlertingConfig, now: datetime) -> list[Config
         field = f"alerting.maintenance_windows[{k}].ends_at"
         if window.ends_at > latest:
             raise ConfigError(
-                f"{rfc3339(window.ends_at)} is more than {MAX_WINDOW_SECONDS / DAY:g} days from now: a"
+                f"{shown(window.ends_at)} is more than {MAX_WINDOW_SECONDS / DAY:g} days from now: a"
                 " maintenance window is planned work with an end; give the work's end (at most a year ahead,"
                 " as for a silence) and move it if the work moves, or mute for good in the alert rule",
                 field=field,
@@ -317,7 +317,7 @@ def check_maintenance_windows(cfg: AlertingConfig, now: datetime) -> list[Config
         if window.ends_at <= now:
             warnings.append(
                 ConfigError(
-                    f"the window ended at {rfc3339(window.ends_at)}, so it mutes nothing; remove it, or give"
+                    f"the window ended at {shown(window.ends_at)}, so it mutes nothing; remove it, or give"
                     " the work's new starts_at and ends_at",
                     field=field,
                 )

@@ -290,3 +290,29 @@ class OneReader:
 
     def makefile(self, mode: str) -> io.BufferedReader:
         return self._file
+
+
+def test_an_ipv6_clients_address_is_logged_in_brackets(caplog: pytest.LogCaptureFixture) -> None:
+    # The client of a server listening on ::1 was logged as "client=::1:40312": where the address ends and
+    # the port begins was left to the reader. Written as in a URL: "client=[::1]:40312".
+    port = free_port()
+    config = uvicorn.Config(
+        Starlette(routes=[Route("/", echo)]),
+        host="::1",
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        http=header_deadline_protocol(DEADLINE, "httptools"),
+    )
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_log.addHandler(caplog.handler)
+    try:
+        with uvicorn_in_thread(uvicorn.Server(config)), socket.create_connection(("::1", port)) as sock:
+            sock.settimeout(GIVE_UP)
+            sock.sendall(b"GET / HTTP/1.1\r\nHost x\r\n\r\n")
+            assert read_until_closed(sock).startswith(b"HTTP/1.1 400")
+            client_port = sock.getsockname()[1]
+    finally:
+        uvicorn_log.removeHandler(caplog.handler)
+    said = {r.getMessage() for r in caplog.records if r.name == "uvicorn.error"}
+    assert said == {f"Invalid HTTP request received. client=[::1]:{client_port}"}
