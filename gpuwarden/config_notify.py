@@ -66,7 +66,7 @@ class WebhookConfig(Section):
     )
     headers: dict[str, str] = Field(
         default_factory=dict,
-        description="extra request headers, shown by config show: credentials go in bearer_token",
+        description="extra request headers; a key (X-Api-Key) as {env: NAME}, which config show masks",
     )
     timeout_seconds: float = Field(
         10.0,
