@@ -190,3 +190,37 @@ def test_a_webhook_bearer_token_no_http_client_can_send_is_refused_naming_the_fi
         load_config(path)
     assert info.value.field == "webhooks[0].bearer_token"
     assert "an HTTP header cannot carry" in str(info.value) and "tökén" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "url", "field"),
+    [
+        (
+            ONE.format(url="{env: OPS_URL}"),
+            "https://hooks.example.com:99999/services/T0/S3cret",
+            "webhooks[0].url",
+        ),
+        (
+            ONE.format(url="{env: OPS_URL}"),
+            "https://hooks.example.com/services/T0/S3cret?key=\n",
+            "webhooks[0].url",
+        ),
+        (
+            "anomaly:\n  prometheus_url: {env: OPS_URL}\n",
+            "http://reader:S3cret@prom.example:99999",
+            "anomaly.prometheus_url",
+        ),
+    ],
+    ids=["webhook-bad-port", "webhook-control-character", "prometheus-bad-port"],
+)
+def test_a_url_that_cannot_be_used_is_refused_without_its_credential(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, url: str, field: str
+) -> None:
+    """The refusal quoted the URL whole: a webhook URL's path (the README's ``{env: ONCALL_URL}`` "when the
+    URL holds a credential") or a Prometheus URL's password went to the terminal, and to serve's log."""
+    monkeypatch.setenv("OPS_URL", url)
+    path = write(tmp_path, text)
+    result = runner.invoke(app, ["config", "validate", str(path)])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and f"{field}: " in said and "is not an http(s) URL" in said, said
+    assert "S3cret" not in said
