@@ -224,3 +224,24 @@ def test_a_url_that_cannot_be_used_is_refused_without_its_credential(
     said = " ".join(result.output.split())
     assert result.exit_code == 1 and f"{field}: " in said and "is not an http(s) URL" in said, said
     assert "S3cret" not in said
+
+
+@pytest.mark.parametrize(
+    ("base_url", "warned"),
+    [("http://slack-proxy.example.com/api/", True), ("http://127.0.0.1:8010/api/", False)],
+    ids=["another-machine", "local-stand-in"],
+)
+def test_a_slack_bot_token_over_plain_http_to_another_machine_is_warned_of_as_a_webhooks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base_url: str, warned: bool
+) -> None:
+    """Every Web API call carries ``Authorization: Bearer xoxb-...``; a webhook's token was warned of, the bot
+    token, which can read and post in the workspace, was not."""
+    monkeypatch.setenv("SLACK_TEST_TOKEN", "xoxb-t")
+    slack = (
+        f"slack:\n  bot_token: {{env: SLACK_TEST_TOKEN}}\n  channel: C0123456789\n  base_url: {base_url}\n"
+    )
+    result = runner.invoke(app, ["config", "validate", str(write(tmp_path, startable(monkeypatch, slack)))])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 0, output
+    said = "slack.base_url: the bot token goes to slack-proxy.example.com over plain http"
+    assert (said in output) is warned and output.count("warning:") == int(warned), output
