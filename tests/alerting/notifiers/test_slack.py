@@ -34,7 +34,7 @@ from tests.alerting.notifiers.incidents import (
     lifecycle,
     make_incident,
 )
-from tests.http_stub import LocalServer, QuietHandler
+from tests.http_stub import FixedAnswer, LocalServer, QuietHandler
 
 
 @pytest.fixture
@@ -716,28 +716,6 @@ def test_the_ticks_reminder_of_an_incident_still_firing_is_a_broadcast_thread_re
     ]
 
 
-class _Elsewhere(LocalServer):
-    """Another origin: remembers the ``Authorization`` of every request and answers as Slack would."""
-
-    def __init__(self) -> None:
-        stub = self
-        self.authorizations: list[str | None] = []
-
-        class Handler(QuietHandler):
-            def _answer(self) -> None:
-                stub.authorizations.append(self.headers.get("Authorization"))
-                body = b'{"ok": true, "channel": "C0123456789", "ts": "1700000000.000100"}'
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = do_POST = _answer
-
-        super().__init__(Handler)
-
-
 class _Redirecting(LocalServer):
     """A Slack API base URL that answers every call with ``status`` to ``location``."""
 
@@ -758,7 +736,7 @@ def test_a_redirect_is_refused_without_sending_the_bot_token_to_where_it_points(
     """urllib followed a 301, 302 or 303 from the Slack base URL with the ``Authorization: Bearer xoxb-...``
     header, to any host, and took that host's "ok" as the message posted; the webhook notifier follows no
     redirect either."""
-    elsewhere = _Elsewhere()
+    elsewhere = FixedAnswer(200, b'{"ok": true, "channel": "C0123456789", "ts": "1700000000.000100"}')
     redirecting = _Redirecting(status, f"{elsewhere.url}/api/chat.postMessage")
     try:
         client = make_client("xoxb-S3cret", base_url=f"{redirecting.url}/api/")
