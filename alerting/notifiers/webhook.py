@@ -32,7 +32,7 @@ from alerting.subscriptions import ChangeKind
 from gpuwarden.clock import Clock, SystemClock
 from gpuwarden.config_notify import WEBHOOK_EVENTS, WebhookConfig
 from gpuwarden.errors import BackendError
-from gpuwarden.redaction import shown_url
+from gpuwarden.redaction import shown_redirect, shown_url
 
 PAYLOAD_VERSION = "1"
 MAX_LIST_ITEMS = 50
@@ -257,10 +257,7 @@ class WebhookNotifier:
         location = response.headers.get("Location")
         if not response.is_redirect or not location:
             return ""
-        try:
-            target = shown_url(str(httpx.URL(self._url).join(location)))
-        except (httpx.InvalidURL, ValueError):
-            target = "an invalid URL"
+        target = shown_redirect(self._url, location)
         return f", a redirect to {target} (not followed: set the webhook's url to where it points)"
 
     def _post(self, notification: Notification, body: bytes) -> httpx.Response:

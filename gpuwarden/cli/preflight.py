@@ -249,6 +249,7 @@ def _alerting_checks(
     check(lambda: configured_mutes(cfg.alerting))
     check(lambda: warnings.extend(check_maintenance_windows(cfg.alerting, SystemClock().now())))
     warnings.extend(check_webhooks(cfg.webhooks))
+    warnings.extend(check_slack_base_url(cfg))
     warnings.extend(check_slack_channel(cfg))
     warnings.extend(check_sim_inventory(cfg))
     return warnings
@@ -328,18 +329,31 @@ def check_maintenance_windows(cfg: AlertingConfig, now: datetime) -> list[Config
 def check_webhooks(webhooks: Sequence[WebhookConfig]) -> list[ConfigError]:
     """Warnings about the ``webhooks``: a bearer token sent over plain HTTP to another machine travels
     readable by anyone on the path (https, or a receiver on this machine, is meant)."""
-    warnings = []
-    for k, hook in enumerate(webhooks):
-        parts = urlsplit(hook.url)
-        if hook.bearer_token is not None and parts.scheme == "http" and not _loopback(parts.hostname or ""):
-            warnings.append(
-                ConfigError(
-                    f"the bearer token goes to {parts.hostname} over plain http, readable on the way; use"
-                    " an https URL",
-                    field=f"webhooks[{k}].url",
-                )
-            )
-    return warnings
+    found = (
+        _over_plain_http(hook.url, "the bearer token", f"webhooks[{k}].url")
+        for k, hook in enumerate(webhooks)
+        if hook.bearer_token is not None
+    )
+    return [warning for warning in found if warning is not None]
+
+
+def check_slack_base_url(cfg: GpuwardenConfig) -> list[ConfigError]:
+    """A warning when Slack's bot token would go over plain HTTP to another machine (``slack.base_url``)."""
+    if cfg.slack.bot_token is None:
+        return []
+    warning = _over_plain_http(cfg.slack.base_url, "the bot token", "slack.base_url")
+    return [] if warning is None else [warning]
+
+
+def _over_plain_http(url: str, secret: str, field: str) -> ConfigError | None:
+    """The warning for ``secret`` sent to ``url`` when that is plain http to another machine, or None."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or _loopback(parts.hostname or ""):
+        return None
+    return ConfigError(
+        f"{secret} goes to {parts.hostname} over plain http, readable on the way; use an https URL",
+        field=field,
+    )
 
 
 def _loopback(host: str) -> bool:
