@@ -62,6 +62,7 @@ from alerting.outbox_tables import (
     WAITING,
     NotificationThread,
     OutboxMessage,
+    first_taken,
 )
 from alerting.subscriptions import ChangeKind, IncidentChange
 from gpuwarden.clock import Clock
@@ -141,27 +142,20 @@ class Outbox:
         change stored and tells it again (``alerting.handoff``); the enqueue dedupes it, and says when it
         first took it (a process that crashed before storing its announcement: the page was then), also
         when a notifier configured since takes it only now."""
-        asked = self._clock.time()
+        asked = datetime.fromtimestamp(self._clock.time(), UTC)
         added = self.enqueue(change)
         if change.kind is not ChangeKind.OPENED or added == len(self._notifiers):
             return None
-        taken = self._taken_at(idempotency_key(change))
+        with self._sessions() as session:  # by the (notifier, key) index: the notifiers configured now
+            taken = first_taken(
+                session,
+                OutboxMessage.notifier.in_(list(self._notifiers)),
+                OutboxMessage.idempotency_key == idempotency_key(change),
+            ).get(change.incident.id)
         # The first stored by this call (the other notifiers filtered it out): taken now, as when all took it.
         if taken is None or (added and taken >= asked):
             return None
-        return datetime.fromtimestamp(taken, UTC)
-
-    def _taken_at(self, key: str) -> float | None:
-        """When the first row of a change was stored, for any notifier (none: no row, all filtered); not one
-        discarded (``outbox discard``: never sent, it paged nobody)."""
-        with self._sessions() as session:
-            return session.scalar(
-                select(func.min(OutboxMessage.created_at)).where(
-                    OutboxMessage.notifier.in_(list(self._notifiers)),
-                    OutboxMessage.idempotency_key == key,
-                    OutboxMessage.status != DISCARDED,
-                )
-            )
+        return taken
 
     def _notification(self, change: IncidentChange) -> Notification:
         # Only a snapshot here: this runs on the engine's path, so nothing slow (a chart's series is read
