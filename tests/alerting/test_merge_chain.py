@@ -213,7 +213,11 @@ def test_an_incident_merged_into_another_shows_the_alerts_it_handed_over_not_non
     # A node's lost GPU, then its rack's power: the GPU's incident is merged into the rack's. The list, the
     # detail, its alerts and its postmortem said 0 alerts ("Evidence: 0 alerts (none)"): the one it had
     # is counted, listed and named, as on the incident that took it.
-    path = str(tmp_path / "gpuwarden.db")
+    a_merged_incident_shows_the_alerts_it_handed_over(str(tmp_path / "gpuwarden.db"))
+
+
+def a_merged_incident_shows_the_alerts_it_handed_over(path: str) -> None:
+    """The test above on the store at ``path`` (a SQLite file or a PostgreSQL URL)."""
     upgrade(make_engine(path))
     clock = FakeClock(START.timestamp())
     engine = IncidentEngine(

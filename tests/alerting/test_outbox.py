@@ -416,6 +416,11 @@ def test_a_recommendation_flipping_every_30_s_reaches_a_webhook_once_per_edit_in
     # each edit was a POST of its own to a webhook, 960 a night. A configured webhook gets them at most
     # once per ``edit_interval_seconds`` (300 by default), the latest of them, whichever serve (restarted
     # every 3.5 minutes here) sends it; a change that is not an edit goes at once, in place of a held one.
+    webhook_edits_flipping_every_30_s(engine, recorder, restarts)
+
+
+def webhook_edits_flipping_every_30_s(engine: Engine, recorder: SlackRecorder, restarts: bool) -> None:
+    """The test above on the store ``engine`` (SQLite or PostgreSQL)."""
     clock = FakeClock()
     config = WebhookConfig(name="ops", url=f"{recorder.root_url}/hooks/ops")
     hooks: list[WebhookNotifier] = []
