@@ -357,7 +357,7 @@ class Outbox:
                 return sent, False
             head = rows[0]
             due = self._due(head.next_attempt_at)
-            if not due and head.attempts:  # backing off after a failure
+            if not due and (head.attempts or len(rows) == 1):  # backing off, or an edit held alone
                 return sent, False
             notification = Notification.model_validate_json(head.payload)  # stored once, never changed
             # An edit held for a later one (``_edit_due``) is set aside for it before it is due.

@@ -246,9 +246,12 @@ def member_alerts(session: Session, incident_id: str) -> list[AlertRow]:
             .order_by(AlertRow.starts_at, AlertRow.fingerprint)
         )
     )
+    row = session.get(IncidentRow, incident_id)
+    # Of one merged into another, its merge too (not the merges of one that took others in: thousands).
+    kinds = (ALERT_MOVED, MERGED) if row is not None and row.merged_into else (ALERT_MOVED,)
     moved = session.scalars(
         select(TimelineRow)
-        .where(TimelineRow.incident_id == incident_id, TimelineRow.kind.in_((ALERT_MOVED, MERGED)))
+        .where(TimelineRow.incident_id == incident_id, TimelineRow.kind.in_(kinds))
         .order_by(TimelineRow.seq)
     ).all()
     if not moved:

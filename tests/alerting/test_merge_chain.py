@@ -218,11 +218,17 @@ def test_an_incident_merged_into_another_shows_the_alerts_it_handed_over_not_non
 
 def a_merged_incident_shows_the_alerts_it_handed_over(path: str) -> None:
     """The test above on the store at ``path`` (a SQLite file or a PostgreSQL URL)."""
-    upgrade(make_engine(path))
+    store = make_engine(path)
+    upgrade(store)
     clock = FakeClock(START.timestamp())
-    engine = IncidentEngine(
-        make_engine(path), clock, AlertingConfig(announce_delay_seconds=0), sc.fleet_inventory()
-    )
+    engine = IncidentEngine(store, clock, AlertingConfig(announce_delay_seconds=0), sc.fleet_inventory())
+    try:
+        _shows_what_it_handed_over(engine, clock)
+    finally:
+        store.dispose()  # PostgreSQL: no connection left to the garbage collector
+
+
+def _shows_what_it_handed_over(engine: IncidentEngine, clock: FakeClock) -> None:
     node = sc.node_name(1, 1)
     lost = Alert(
         {"alertname": "GPULost", "Hostname": node, "gpu": "3", "cluster": sc.CLUSTER}, starts_at=START
