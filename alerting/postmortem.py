@@ -177,6 +177,7 @@ def render_postmortem(
     else:
         recovered = mttr = "n/a (merged into another incident)"
     names = sorted(set(alert_names))
+    moved = f", moved into {incident.merged_into}" if incident.merged_into else ""  # its fault goes on there
     root = incident.root_cause.target
     seen = incident.impact.namespaced | (peak_impact[1].namespaced if peak_impact else frozenset())
     out = [
@@ -198,7 +199,8 @@ def render_postmortem(
         "",
         f"- {_md(fault_name(incident.root_cause.kind))}"
         f" on {_md(target_label(root, namespaced=root in seen, cluster=cluster))}",
-        f"- Evidence: {_alerts(len(incident.alert_fingerprints))} ({', '.join(map(_md, names)) or 'none'})",
+        f"- Evidence: {_alerts(len(incident.alert_fingerprints))}{moved}"
+        f" ({', '.join(map(_md, names)) or 'none'})",
         "",
         "## Metrics",
         "",

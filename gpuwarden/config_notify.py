@@ -84,6 +84,12 @@ class WebhookConfig(Section):
     events: list[WebhookEvent] = Field(
         list(WEBHOOK_EVENTS), min_length=1, description="which changes are sent (default: all)"
     )
+    edit_interval_seconds: float = Field(
+        300.0,
+        ge=0,
+        le=3600,
+        description="a reassessed update waits this long, the latest waiting is sent; 0: each at once",
+    )
     priorities: list[Priority] = Field(
         ["P0", "P1", "P2", "P3"],
         min_length=1,

@@ -376,6 +376,18 @@ class SelectiveNotifier(Notifier, Protocol):
         ...
 
 
+@runtime_checkable
+class EditHoldingNotifier(Notifier, Protocol):
+    """A notifier to which an ``edit_only`` change is a message of its own (a webhook's POST), not an edit of
+    the one that shows the incident (Slack's): the outbox holds such a change ``edit_interval_seconds``
+    and sends the latest of those held by then (``Outbox.enqueue``)."""
+
+    @property
+    def edit_interval_seconds(self) -> float:
+        """How long an edit waits for the next; 0: each is sent at once."""
+        ...
+
+
 NotifierFactory = Callable[..., Notifier]
 
 

@@ -330,7 +330,7 @@ def list_incidents(
             i["priority"],
             _state(i),
             describe_root(i["root_cause"]),
-            str(i["alert_count"]),
+            _alert_count(i),
             _opened(i),
             i["title"],
         )
@@ -346,6 +346,12 @@ def _state(inc: dict[str, Any]) -> str:
     if merged:
         return f"{inc['state']} (merged into {merged})"
     return f"{inc['state']} (silenced until {shown_text(until)})" if until else str(inc["state"])
+
+
+def _alert_count(inc: dict[str, Any]) -> str:
+    """How many alerts it has; of a merged incident, how many it handed over ("3 moved": they go on in the
+    incident ``_state`` names, not 0)."""
+    return f"{inc['alert_count']} moved" if inc.get("merged_into") else str(inc["alert_count"])
 
 
 def _opened(inc: dict[str, Any]) -> str:
@@ -375,7 +381,7 @@ def show(
     )
     console.print(f"root cause: {describe_root(inc['root_cause'])}", markup=False)
     impact = impact_text(inc["impact"]["summary"], inc["impact"].get("gpus_affected", 0)) or "-"
-    console.print(f"impact: {impact}; alerts: {inc['alert_count']}", markup=False)
+    console.print(f"impact: {impact}; alerts: {_alert_count(inc)}", markup=False)
     actions = inc.get("recommended_actions", [])  # as Slack and webhooks say them, the most drastic first
     if actions:
         console.print(f"recommended: {', '.join(actions)}", markup=False)

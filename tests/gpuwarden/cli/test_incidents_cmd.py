@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
 import socket
 import warnings
 from collections.abc import Iterator
@@ -477,8 +478,11 @@ def test_list_and_show_say_where_a_merged_incident_went_and_when_one_reopened(
         assert "2026-01-01T00:13:00Z (reopened)" in first
         assert rows.index(first) < min(i for i, r in enumerate(rows) if "r06" in r)  # newest first
         assert f"resolved (merged into {rack})" in next(r for r in rows if merged in r)
+        # Its alert goes on in the rack's incident: "1 moved", not "0" (as if it never had one).
+        assert re.search(r"\s1 moved\s", next(r for r in rows if merged in r))
         shown = runner.invoke(app, ["incidents", "show", merged, "--url", URL])
         assert f"({merged}, resolved (merged into {rack}))" in shown.stdout
+        assert "; alerts: 1 moved\n" in shown.stdout
 
 
 def test_show_recommends_what_slack_and_webhooks_do_the_most_drastic_first(
