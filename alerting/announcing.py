@@ -22,10 +22,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, func, select, update
+from sqlalchemy import ColumnElement, CursorResult, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.db import in_lists
@@ -34,7 +34,7 @@ from alerting.handoff import NOTHING_ELSE, Change, Telling, forget, untold
 from alerting.incident_index import OpenIncidents
 from alerting.inventory import Inventory
 from alerting.member import flapping_in, recommended_by
-from alerting.outbox_tables import OutboxMessage
+from alerting.outbox_tables import OutboxMessage, first_taken
 from alerting.reminders import INSTANT
 from alerting.silences import Silence, incident_silenced_until
 from alerting.store import IncidentNotFound, IncidentStore
@@ -324,17 +324,13 @@ class IncidentAnnouncing:
 
 def taken_by_outbox(session: Session, incident_ids: Sequence[str]) -> dict[str, datetime]:
     """When the outbox first took a change of each of these incidents (stored with no ``announced_at``):
-    their opening, the first it takes of one. The store failed, or serve died, just after the outbox took it
+    their opening, the first it takes of one (``outbox_tables.first_taken``: not a message discarded
+    unsent). The store failed, or serve died, just after the outbox took it
     (``IncidentAnnouncing._store_announced``): it paged then. None for one the outbox never took (held: it
     paged nobody)."""
     taken: dict[str, datetime] = {}
     for chunk in in_lists(incident_ids):
-        first = (
-            select(OutboxMessage.incident_id, func.min(OutboxMessage.created_at))
-            .where(OutboxMessage.incident_id.in_(chunk))
-            .group_by(OutboxMessage.incident_id)
-        )
-        taken.update((one, datetime.fromtimestamp(at, UTC)) for one, at in session.execute(first))
+        taken.update(first_taken(session, OutboxMessage.incident_id.in_(chunk)))
     return taken
 
 

@@ -262,9 +262,10 @@ class Batch:
     # The "alerts_moved" events (source's, target's) of this transaction by (source, target, what, why):
     # a later move between the same two extends them (``regrouping._move``).
     moved: dict[tuple[str, str, str, str], tuple[TimelineRow, TimelineRow]] = field(default_factory=dict)
-    # The "root_cause_changed" event of each incident in this transaction: a later move rewrites it (one
-    # reply, saying where the root cause ended; ``IncidentGrouping``).
-    root_said: dict[str, TimelineRow] = field(default_factory=dict)
+    # The "root_cause_changed" event of each incident in this transaction, with the root (kind, target) it
+    # showed before: a later move rewrites it (one reply, saying where the root cause ended), one back to
+    # that root takes it back (``grouping.tell_root_moved``).
+    root_said: dict[str, tuple[TimelineRow, tuple[str, dict[str, Any]]]] = field(default_factory=dict)
     # The priority event each incident opened in this transaction last stated (``IncidentGrouping``).
     priority_said: dict[str, str] = field(default_factory=dict)
     # Whether a root holds the GPU of a member's rank, by (fingerprint, root): see ``regroup_ranks``.
@@ -309,6 +310,29 @@ class Batch:
         if change is not None:
             self.changes.append((incident_id, change, event))
         return event
+
+    def retract(self, event: TimelineRow) -> None:
+        """Take back an event this transaction added, and the change that would tell it: what it said no
+        longer holds when the transaction ends."""
+        self._change_kinds()
+        incident_id = event.incident_id
+        self.events.remove(event)
+        self.changes[:] = [c for c in self.changes if c[2] is not event]
+        kinds = {kind for one, kind, _ in self.changes if one == incident_id}
+        self._kinds.pop(incident_id, None)
+        if kinds:
+            self._kinds[incident_id] = kinds
+        self._kinds_seen = len(self.changes)
+        if self.last_event.get(incident_id) is event:
+            before = [e for e in self.events if e.incident_id == incident_id]
+            if before:
+                self.last_event[incident_id] = before[-1]
+            else:
+                del self.last_event[incident_id]
+        if event in self.session.new:
+            self.session.expunge(event)
+        else:
+            self.session.delete(event)
 
     def silence_time(self) -> datetime:
         """When this transaction checks silences, of alerts and of incidents alike, and ends an incident's

@@ -228,6 +228,7 @@ class IncidentGrouping(IncidentMerging):
                     "kind": shown_root.kind.value,
                     "target": new_target,
                 },
+                (row.root_kind, row.root_target),
             )
         row.root_kind, row.root_target = shown_root.kind.value, new_target
         row.impact = with_peak(
@@ -452,16 +453,28 @@ def told_of(row: IncidentRow) -> tuple[object, ...]:
     return (row.priority, row.title, row.root_kind, row.root_target, *(impact.get(k) for k in TOLD_IMPACT))
 
 
-def tell_root_moved(batch: Batch, incident_id: str, message: str, data: dict[str, object]) -> None:
+def tell_root_moved(
+    batch: Batch,
+    incident_id: str,
+    message: str,
+    data: dict[str, Any],
+    shown: tuple[str, dict[str, Any]],
+) -> None:
     """Tell that the incident's root cause moved: once per transaction, the reply saying where it ended (a
-    POST's alerts, grouped one by one, may move it several times)."""
+    POST's alerts, grouped one by one, may move it several times). ``shown``: the root (kind, target) it
+    showed before this move; one that ends where it was before the transaction (moved up by a merge, back
+    by regrouping's moves) did not move: its event is taken back."""
     said = batch.root_said.get(incident_id)
     if said is None:
-        batch.root_said[incident_id] = batch.event(
-            incident_id, "root_cause_changed", message, data, change=ChangeKind.UPDATED
-        )
-    else:
-        said.message, said.data = message, data
+        event = batch.event(incident_id, "root_cause_changed", message, data, change=ChangeKind.UPDATED)
+        batch.root_said[incident_id] = (event, shown)
+        return
+    event, (kind, target) = said
+    if data["kind"] == kind and _same_target(target, data["target"]):
+        batch.retract(event)
+        del batch.root_said[incident_id]
+        return
+    event.message, event.data = message, data
 
 
 def tell_reassessed(batch: Batch, row: IncidentRow, title: str, recommended: Sequence[str]) -> None:

@@ -32,6 +32,7 @@ from gpuwarden.model import (
     Target,
     WorkloadKind,
     WorkloadRef,
+    percent,
 )
 
 FAST_BURN = 14.4
@@ -248,15 +249,15 @@ def _reason_notes(
     with what other incidents took says what this one holds, as its title does ("50% of replicas lost
     (more in other incidents)"): not "completely unavailable" as if this fault alone took it."""
     if combined and ("capacity lost" in reason or "replicas lost" in reason):
-        reason += f", counting what other open incidents took ({max(shares.values()):.0%})"
+        reason += f", counting what other open incidents took ({percent(max(shares.values()))})"
     elif reason == UNAVAILABLE:
         down = sorted(
             (r for r, v in shares.items() if r.kind is WorkloadKind.INFERENCE_SERVICE and v >= 1.0), key=str
         )
         if down and all(r in own for r in down):
             reason = (
-                f"{target_label(down[0])} completely unavailable: {own[down[0]]:.0%} of its replicas lost"
-                " here, the rest in other open incidents"
+                f"{target_label(down[0])} completely unavailable: {percent(own[down[0]])} of its replicas"
+                " lost here, the rest in other open incidents"
             )
     if unready:
         counts = sorted(unready.items(), key=lambda kv: str(kv[0]))
@@ -433,13 +434,13 @@ def _priority(
     if any(v >= 1.0 for v in services.values()):
         return Priority.P0, UNAVAILABLE
     if error_ratio > SERVICE_DOWN_ERRORS:
-        return Priority.P0, f"error ratio {error_ratio:.0%} > 50%"
+        return Priority.P0, f"error ratio {percent(error_ratio)} > 50%"
     if stopped and not spare:
         return Priority.P0, "training job fully stopped with no spare capacity"
     if any(v >= SEVERE_SHARE for v in services.values()):
         return Priority.P1, "at least 25% of a service's capacity lost"
     if error_ratio >= SEVERE_SHARE:
-        return Priority.P1, f"error ratio {error_ratio:.0%}: at least 25% of requests fail"
+        return Priority.P1, f"error ratio {percent(error_ratio)}: at least 25% of requests fail"
     if burn >= FAST_BURN:
         return Priority.P1, f"SLO fast burn {burn:g}x, at least 14.4x"
     if stopped:
@@ -449,10 +450,10 @@ def _priority(
     if throttling:
         return Priority.P2, "thermal/power throttling"
     if error_ratio > 0:
-        return Priority.P2, f"error ratio {error_ratio:.0%}: some requests fail"
+        return Priority.P2, f"error ratio {percent(error_ratio)}: some requests fail"
     if any(v > 0 for v in services.values()):
         share = max(v for v in services.values() if v > 0)
-        return Priority.P2, f"redundant replicas lost ({share:.0%} of a service's capacity)"
+        return Priority.P2, f"redundant replicas lost ({percent(share)} of a service's capacity)"
     if capacity_lost:
         return Priority.P2, "GPU capacity lost, no workload affected"
     kind = root.kind if root.kind in DEGRADING_KINDS else degrading
@@ -502,9 +503,9 @@ def _impact_parts(
         elif ref.kind is WorkloadKind.INFERENCE_SERVICE and own and ref in own:
             # The service's loss across incidents is in the priority's reason; a sharer's title is not
             # rewritten each time another incident takes a replica (see ``IncidentGrouping._sharers``).
-            parts.append(f"{label(ref)} {own[ref]:.0%} of replicas lost (more in other incidents)")
+            parts.append(f"{label(ref)} {percent(own[ref])} of replicas lost (more in other incidents)")
         elif ref.kind is WorkloadKind.INFERENCE_SERVICE and share > 0:
-            parts.append(f"{label(ref)} {share:.0%} of replicas lost")
+            parts.append(f"{label(ref)} {percent(share)} of replicas lost")
     return tuple(parts)
 
 

@@ -129,6 +129,16 @@ def scan(data: bytes, base: int) -> tuple[list[JournalRecord], int]:
     return records, pos
 
 
+_PRIVATE_DIR = 0o700
+"""A new journal directory's mode: its segments hold acknowledged batches until applied, for serve alone."""
+
+
+def _create(path: Path, flags: int = 0) -> int:
+    """A write descriptor of the segment ``path``, made (if new) readable by its owner alone, whatever the
+    umask."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | flags, 0o600)
+
+
 class AcceptJournal:
     """Append-only, segmented, checksummed journal of acknowledged batches (thread-safe appends)."""
 
@@ -140,7 +150,7 @@ class AcceptJournal:
         """
         self.directory = directory
         self.segment_bytes = segment_bytes
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=_PRIVATE_DIR, parents=True, exist_ok=True)
         id_file = directory / "journal-id"
         if not id_file.exists():
             tmp = directory / "journal-id.tmp"
@@ -156,7 +166,7 @@ class AcceptJournal:
             (directory / _name(segments.pop(0))).unlink()
         if not segments:
             segments = [start]
-            (directory / _name(start)).touch()
+            os.close(_create(directory / _name(start)))
         for i, base in enumerate(segments):
             path = directory / _name(base)
             data = path.read_bytes()
@@ -176,7 +186,7 @@ class AcceptJournal:
                 break
         self._base = segments[-1]
         self._size = (directory / _name(self._base)).stat().st_size
-        self._fd = os.open(directory / _name(self._base), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._fd = _create(directory / _name(self._base), os.O_APPEND)
         self._end = self._base + self._size
         self.first = max(start, segments[0])
         self.records_appended = 0
@@ -212,9 +222,7 @@ class AcceptJournal:
     def _rotate(self) -> None:
         os.close(self._fd)
         self._base, self._size = self._end, 0
-        self._fd = os.open(
-            self.directory / _name(self._base), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600
-        )
+        self._fd = _create(self.directory / _name(self._base), os.O_APPEND | os.O_EXCL)
 
     def read(self, start: int, max_bytes: int = 4 << 20) -> list[JournalRecord]:
         """Records from ``start`` (a record boundary) up to about ``max_bytes``, never past ``end``."""

@@ -95,19 +95,29 @@ def recommended_by(members: Iterable[Member]) -> tuple[str, ...]:
     """What the firing ``members`` recommend, the most drastic first ("ignore" is no advice), with the XID
     catalog's follow-up of a firing XID alert (79: contact NVIDIA support, after the reboot), unless the alert
     itself is to be ignored (its rule's ``recommended_action`` annotation says so)."""
-    return _recommended((m.recommended_action, m.signal[2]) for m in members if m.firing)
+    return _recommended((m.recommended_action, m.kind, m.signal[2]) for m in members if m.firing)
 
 
 def recommended_by_alerts(alerts: Iterable[tuple[Mapping[str, str], str]]) -> tuple[str, ...]:
     """``recommended_by`` for firing alerts given as their labels and recommended action (the API's
     incident detail, which reads the store, not correlation's members)."""
-    return _recommended((action, alert_xid(classify(labels), labels)) for labels, action in alerts)
+    kinds = ((labels, action, classify(labels)) for labels, action in alerts)
+    return _recommended((action, kind, alert_xid(kind, labels)) for labels, action, kind in kinds)
 
 
-def _recommended(advice: Iterable[tuple[str, int | None]]) -> tuple[str, ...]:
-    """Each firing alert's recommended action and XID code, as ``recommended_by`` orders what they advise."""
-    ignore = RecommendedAction.IGNORE.value
-    pairs = list(advice)
+_KIND_ADVICE = {FaultKind.NODE_DOWN: RecommendedAction.RESTART_NODE.value}
+"""What a fault calls for where its alert advises nothing itself: a node down, what the anomaly service's
+``NodeDown`` recommends (cordon and drain it, then reboot it), whether a Prometheus rule raised it instead
+(node-exporter's, with no ``recommended_action`` annotation: a dead node's incident recommended nothing)."""
+
+
+def _recommended(advice: Iterable[tuple[str, FaultKind, int | None]]) -> tuple[str, ...]:
+    """Each firing alert's recommended action, fault kind and XID code, as ``recommended_by`` orders what
+    they advise."""
+    ignore, none = RecommendedAction.IGNORE.value, RecommendedAction.NONE.value
+    pairs = [
+        (_KIND_ADVICE.get(kind, none) if action == none else action, code) for action, kind, code in advice
+    ]
     follow_ups = (follow_up_for_xid(code) for action, code in pairs if code is not None and action != ignore)
     actions = {action for action, _ in pairs} | {a.value for a in follow_ups if a is not None}
     actions -= {
@@ -136,8 +146,14 @@ aside; ``instance`` too, the scrape target's address: a ``TargetDown`` is named 
 def _scrape_job(labels: Mapping[str, str]) -> bool:
     """Whether ``job`` is only Prometheus' scrape job (``dcgm-exporter``, ``vllm``): the alert names its GPU,
     node or workload otherwise and is no job's stall (a training job's own alert names it in ``job``). A
-    scrape job's alert about no other target (``TargetDown``) keeps it: it is all that says which."""
-    return any(labels.get(k) for k in _PLACING) and classify(labels) not in JOB_FAULTS
+    scrape job's alert about no other target (``TargetDown``) keeps it: it is all that says which. A node's
+    outage names its node in ``instance`` (``NodeDown{instance="r07-n01:9100", job="node"}``): its scrape
+    job read as a job of the node's, "(r07-n01:9100, job node)"."""
+    kind = classify(labels)
+    placed = any(labels.get(k) for k in _PLACING) or (
+        kind is FaultKind.NODE_DOWN and bool(labels.get("instance"))
+    )
+    return placed and kind not in JOB_FAULTS
 
 
 def describe(labels: Mapping[str, str]) -> str:

@@ -153,14 +153,19 @@ class IncidentMerging:
         what = f" {shortened(other_row.title, ABSORBED_MAX)}" if other_row.title else ""  # what it was
         # Its silence ended with it (``_drop_absorbed_silences``): both sides say whose it was.
         ended = f"; its silence (by {', '.join(dropped)}) ended" if dropped else ""
+        alerts = f"{len(other.members)} alert{'' if len(other.members) == 1 else 's'}"
         batch.event(
             other.id,
             "merged",
-            f"merged into {inc.id}{ended}",
-            {"into": inc.id, **advice, **({"silence_ended_by": dropped} if dropped else {})},
+            f"merged into {inc.id}, {alerts} moved{ended}",
+            {
+                "into": inc.id,
+                "fingerprints": sorted(other.members),  # what it shows as its alerts (``store.handed_over``)
+                **advice,
+                **({"silence_ended_by": dropped} if dropped else {}),
+            },
             change=ChangeKind.RESOLVED,
         )
-        alerts = f"{len(other.members)} alert{'' if len(other.members) == 1 else 's'}"
         batch.event(
             inc.id,
             "merged",

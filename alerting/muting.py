@@ -44,7 +44,7 @@ from alerting.store import alert_from_row, silence_from_row
 from alerting.store_models import AlertRow, IncidentRow, SilenceRow, TimelineRow
 from alerting.subscriptions import ChangeKind
 from alerting.topology import UNKNOWN, Path, locate
-from gpuwarden.clock import Clock, rfc3339
+from gpuwarden.clock import Clock, rfc3339, shown
 from gpuwarden.model import Alert, AlertStatus
 
 
@@ -374,7 +374,7 @@ class MuteTracking:
                 batch.event(
                     incident_id,
                     SILENCE_ENDING,
-                    f'silence ends at {rfc3339(until)} (silenced by {", ".join(by)}): "Extend silence 1 h" in'
+                    f'silence ends at {shown(until)} (silenced by {", ".join(by)}): "Extend silence 1 h" in'
                     f" Slack, or `gpuwarden incidents silence {incident_id} --for 1h`, extends it",
                     {"until": rfc3339(until)},
                     change=ChangeKind.UPDATED,

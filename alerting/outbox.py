@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.fencing import LockFence, NotActive, unfenced
 from alerting.notifiers.base import (
+    EditHoldingNotifier,
     Notification,
     Notifier,
     RunbookLinker,
@@ -62,6 +63,7 @@ from alerting.outbox_tables import (
     WAITING,
     NotificationThread,
     OutboxMessage,
+    first_taken,
 )
 from alerting.subscriptions import ChangeKind, IncidentChange
 from gpuwarden.clock import Clock
@@ -141,27 +143,20 @@ class Outbox:
         change stored and tells it again (``alerting.handoff``); the enqueue dedupes it, and says when it
         first took it (a process that crashed before storing its announcement: the page was then), also
         when a notifier configured since takes it only now."""
-        asked = self._clock.time()
+        asked = datetime.fromtimestamp(self._clock.time(), UTC)
         added = self.enqueue(change)
         if change.kind is not ChangeKind.OPENED or added == len(self._notifiers):
             return None
-        taken = self._taken_at(idempotency_key(change))
+        with self._sessions() as session:  # by the (notifier, key) index: the notifiers configured now
+            taken = first_taken(
+                session,
+                OutboxMessage.notifier.in_(list(self._notifiers)),
+                OutboxMessage.idempotency_key == idempotency_key(change),
+            ).get(change.incident.id)
         # The first stored by this call (the other notifiers filtered it out): taken now, as when all took it.
         if taken is None or (added and taken >= asked):
             return None
-        return datetime.fromtimestamp(taken, UTC)
-
-    def _taken_at(self, key: str) -> float | None:
-        """When the first row of a change was stored, for any notifier (none: no row, all filtered); not one
-        discarded (``outbox discard``: never sent, it paged nobody)."""
-        with self._sessions() as session:
-            return session.scalar(
-                select(func.min(OutboxMessage.created_at)).where(
-                    OutboxMessage.notifier.in_(list(self._notifiers)),
-                    OutboxMessage.idempotency_key == key,
-                    OutboxMessage.status != DISCARDED,
-                )
-            )
+        return taken
 
     def _notification(self, change: IncidentChange) -> Notification:
         # Only a snapshot here: this runs on the engine's path, so nothing slow (a chart's series is read
@@ -213,7 +208,9 @@ class Outbox:
                         status=PENDING,
                         attempts=0,
                         created_at=now,
-                        next_attempt_at=now,
+                        next_attempt_at=self._edit_due(session, notifier, change.incident.id, now)
+                        if notification.edit_only
+                        else now,
                     )
                 )
                 try:
@@ -225,6 +222,27 @@ class Outbox:
                 added += 1
         self.stats.enqueued += added
         return added
+
+    @staticmethod
+    def _edit_due(session: Session, notifier: Notifier, incident_id: str, now: float) -> float:
+        """When an ``edit_only`` message is due: at once, but for an ``EditHoldingNotifier`` (a webhook, to
+        which each is a POST) when the edit of the incident held for it already is due, else its interval
+        from now. The next message supersedes a held one (``_drain_group``), so the latest edit goes at that
+        time: at most one per interval however often they come (a recommendation flipping at every scrape).
+        Held means stored, pending, never tried, due later: in the store, so a restart holds it alike."""
+        interval = notifier.edit_interval_seconds if isinstance(notifier, EditHoldingNotifier) else 0.0
+        if interval <= 0:
+            return now
+        held = session.scalar(
+            select(func.min(OutboxMessage.next_attempt_at)).where(
+                OutboxMessage.notifier == notifier.name,
+                OutboxMessage.incident_id == incident_id,
+                OutboxMessage.status == PENDING,
+                OutboxMessage.attempts == 0,
+                OutboxMessage.next_attempt_at > now,
+            )
+        )
+        return now + interval if held is None else float(held)
 
     # --- dispatch ----------------------------------------------------------------------------------
 
@@ -335,12 +353,18 @@ class Outbox:
                     .order_by(OutboxMessage.id)
                     .limit(2)  # the next one too: a later message may make the head's edit needless
                 ).all()
-            if not rows or not self._due(rows[0].next_attempt_at):
+            if not rows:
                 return sent, False
             head = rows[0]
+            due = self._due(head.next_attempt_at)
+            if not due and (head.attempts or len(rows) == 1):  # backing off, or an edit held alone
+                return sent, False
             notification = Notification.model_validate_json(head.payload)  # stored once, never changed
+            # An edit held for a later one (``_edit_due``) is set aside for it before it is due.
             if len(rows) > 1 and self._superseded(head, notification, rows[1]):
                 continue
+            if not due:
+                return sent, False
             result = self._attempt(notifier, head.id, notification)
             if result is True:
                 sent += 1
@@ -369,6 +393,9 @@ class Outbox:
             if row.status != PENDING:
                 return False
             row.status, row.last_error = DISCARDED, why
+            # It goes when the edit would have: one held (``_edit_due``) is not put off again by each edit.
+            taker = session.get_one(OutboxMessage, later.id)
+            taker.next_attempt_at = min(taker.next_attempt_at, row.next_attempt_at)
         self.stats.count(self.stats.by_notifier_superseded, head.notifier)
         return True
 
@@ -414,6 +441,7 @@ class Outbox:
                     .where(
                         OutboxMessage.notifier == notifier.name,
                         OutboxMessage.status == PENDING,
+                        OutboxMessage.attempts > 0,  # not an edit held on purpose (``_edit_due``)
                         OutboxMessage.next_attempt_at > self._clock.time(),
                     )
                     .values(next_attempt_at=self._clock.time())

@@ -11,8 +11,21 @@ was waiting behind it, "superseded by message N": never sent, deleted with its i
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Float, Index, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Float,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    select,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from alerting.db import Base
 
@@ -72,3 +85,16 @@ class NotifierPause(Base):
     notifier: Mapped[str] = mapped_column(String(64), primary_key=True)
     until: Mapped[float] = mapped_column(Float)
     reason: Mapped[str] = mapped_column(Text)
+
+
+def first_taken(session: Session, *where: ColumnElement[bool]) -> dict[str, datetime]:
+    """When the outbox first took a change of each incident, of the messages ``where`` selects: the earliest
+    stored for any notifier, not one discarded (``outbox discard``, or an edit superseded: never sent, it
+    paged nobody). The one reading of "when the outbox took it": the outbox's answer to an opening told
+    again (``Outbox.__call__``), and the announcement a crash lost (``announcing.taken_by_outbox``)."""
+    first = (
+        select(OutboxMessage.incident_id, func.min(OutboxMessage.created_at))
+        .where(*where, OutboxMessage.status != DISCARDED)
+        .group_by(OutboxMessage.incident_id)
+    )
+    return {one: datetime.fromtimestamp(at, UTC) for one, at in session.execute(first)}

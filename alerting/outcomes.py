@@ -8,7 +8,7 @@ from datetime import datetime
 
 from alerting.store import Conflict
 from alerting.store_models import AlertRow
-from gpuwarden.clock import rfc3339
+from gpuwarden.clock import shown
 from gpuwarden.durations import UNIT_SECONDS
 from gpuwarden.model import Incident, IncidentState, TimelineEvent
 
@@ -31,7 +31,7 @@ def already_acted(incident: Incident) -> str:
     """Why acknowledging the incident changes nothing: who acknowledged it and when, or who is mitigating
     it (and what with); empty while it is triggered."""
     ack = _last(incident.timeline, ("acknowledged",))
-    acked = f"acknowledged by {ack.data.get('by', '?')} at {rfc3339(ack.at)}" if ack is not None else ""
+    acked = f"acknowledged by {ack.data.get('by', '?')} at {shown(ack.at)}" if ack is not None else ""
     if incident.state is IncidentState.ACKNOWLEDGED:
         return f"already {acked or 'acknowledged'}"
     if incident.state is IncidentState.MITIGATING:
@@ -39,7 +39,7 @@ def already_acted(incident: Incident) -> str:
         if work is None:
             return "already mitigating"
         what = work.data.get("action") or "remediation approved"
-        since = f"already mitigating ({what}) by {work.data.get('by', '?')} since {rfc3339(work.at)}"
+        since = f"already mitigating ({what}) by {work.data.get('by', '?')} since {shown(work.at)}"
         return f"{since}; {acked}" if acked else since
     return ""
 
@@ -49,7 +49,7 @@ def already_mitigating(incident: Incident, action: str) -> str:
     work = _last(incident.timeline, ("mitigating",))
     if work is None:
         return f"already mitigating ({action})"
-    return f"already mitigating ({action}) by {work.data.get('by', '?')} since {rfc3339(work.at)}"
+    return f"already mitigating ({action}) by {work.data.get('by', '?')} since {shown(work.at)}"
 
 
 def already_approved(incident: Incident) -> str:
@@ -57,13 +57,13 @@ def already_approved(incident: Incident) -> str:
     approval = _last(incident.timeline, ("remediation_approved",))
     if approval is None:
         return "remediation already approved"
-    return f"remediation already approved by {approval.data.get('by', '?')} at {rfc3339(approval.at)}"
+    return f"remediation already approved by {approval.data.get('by', '?')} at {shown(approval.at)}"
 
 
 def already_resolved(incident: Incident) -> str:
     """Why resolving the resolved incident changes nothing: who resolved it and when, or that its quiet
     period did."""
-    at = rfc3339(incident.resolved_at) if incident.resolved_at is not None else "?"
+    at = shown(incident.resolved_at) if incident.resolved_at is not None else "?"
     event = _last(incident.timeline, ("resolved",))
     by = event.data.get("by") if event is not None else None
     if by:
@@ -73,7 +73,7 @@ def already_resolved(incident: Incident) -> str:
 
 def already_silenced(until: datetime, by: str) -> str:
     """Why silencing the incident changes nothing: the silence that holds it, until when and whose."""
-    return f"already silenced until {rfc3339(until)} by {by}"
+    return f"already silenced until {shown(until)} by {by}"
 
 
 def _last(timeline: Sequence[TimelineEvent], kinds: tuple[str, ...]) -> TimelineEvent | None:
@@ -86,17 +86,17 @@ def still_firing(
     """The refusal of a resolve while alerts fire: how many, which, and what to do instead (a silence, unless
     one already holds the incident until ``silenced_until``)."""
     names = sorted({a.labels.get("alertname", "") or a.fingerprint for a in firing})
-    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    listed = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
     fire = (
         "1 of its alerts still fires (or flaps)"
         if len(firing) == 1
         else f"{len(firing)} of its alerts still fire (or flap)"
     )
     return Conflict(
-        f"incident {incident_id} cannot be resolved while its alerts fire: {fire} ({shown}); resolve them at"
+        f"incident {incident_id} cannot be resolved while its alerts fire: {fire} ({listed}); resolve them at"
         " the source (then it resolves after the quiet period, or by hand at once)"
         + (
-            f"; it is silenced until {rfc3339(silenced_until)}, so nobody hears of it meanwhile"
+            f"; it is silenced until {shown(silenced_until)}, so nobody hears of it meanwhile"
             if silenced_until is not None
             else f", or silence them (`gpuwarden incidents silence {incident_id} --for 1h`) to hear no more"
             " of it while they fire"

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from alerting.topology import target_label
+from gpuwarden.clock import shown
 from gpuwarden.model import Impact, Incident, Priority, TimelineEvent, WorkloadRef, fault_name, impact_text
 from gpuwarden.printable import escape_controls
 
@@ -36,7 +37,7 @@ def _md(text: object) -> str:
 
 
 def _stamp(at: datetime) -> str:
-    return at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return shown(at)
 
 
 def _timeline(events: Sequence[TimelineEvent]) -> list[str]:
@@ -176,6 +177,7 @@ def render_postmortem(
     else:
         recovered = mttr = "n/a (merged into another incident)"
     names = sorted(set(alert_names))
+    moved = f", moved into {incident.merged_into}" if incident.merged_into else ""  # its fault goes on there
     root = incident.root_cause.target
     seen = incident.impact.namespaced | (peak_impact[1].namespaced if peak_impact else frozenset())
     out = [
@@ -197,7 +199,8 @@ def render_postmortem(
         "",
         f"- {_md(fault_name(incident.root_cause.kind))}"
         f" on {_md(target_label(root, namespaced=root in seen, cluster=cluster))}",
-        f"- Evidence: {_alerts(len(incident.alert_fingerprints))} ({', '.join(map(_md, names)) or 'none'})",
+        f"- Evidence: {_alerts(len(incident.alert_fingerprints))}{moved}"
+        f" ({', '.join(map(_md, names)) or 'none'})",
         "",
         "## Metrics",
         "",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -217,11 +217,28 @@ now belongs to the new incident, and the event keeps what the old one showed of 
 and endsAt then), so the resolved incident's alerts and postmortem stay as they were."""
 
 
+MERGED = "merged"
+"""Timeline event of a merge, on both sides: the incident merged away (``into`` the one that goes on, and,
+since this release, the ``fingerprints`` of the alerts it handed over) and the one that took it (``from``)."""
+
+
+def handed_over(timeline: Iterable[TimelineRow]) -> list[str]:
+    """The alerts an incident merged into another handed over (their rows are that one's now), as its
+    ``merged`` event names them; none for any other incident, or a merge stored before the event named
+    them."""
+    found: list[str] = []
+    for event in timeline:
+        data = event.data or {}
+        if event.kind == MERGED and "into" in data:  # once: a merged incident is resolved for good
+            found += [str(fp) for fp in data.get("fingerprints", ())]
+    return found
+
+
 def member_alerts(session: Session, incident_id: str) -> list[AlertRow]:
-    """An incident's alert rows, and those that moved on to a later incident as it saw them, by startsAt, then
-    fingerprint: alerts of one POST share a startsAt, and a tie left to the database listed them as they
-    arrived (SQLite) or as rows last moved (PostgreSQL rewrites a row on each update), not the same each
-    time."""
+    """An incident's alert rows, those that moved on to a later incident as it saw them, and those it handed
+    over when it was merged into another (as they are now), by startsAt, then fingerprint: alerts of one
+    POST share a startsAt, and a tie left to the database listed them as they arrived (SQLite) or as rows
+    last moved (PostgreSQL rewrites a row on each update), not the same each time."""
     rows = list(
         session.scalars(
             select(AlertRow)
@@ -229,16 +246,21 @@ def member_alerts(session: Session, incident_id: str) -> list[AlertRow]:
             .order_by(AlertRow.starts_at, AlertRow.fingerprint)
         )
     )
+    row = session.get(IncidentRow, incident_id)
+    # Of one merged into another, its merge too (not the merges of one that took others in: thousands).
+    kinds = (ALERT_MOVED, MERGED) if row is not None and row.merged_into else (ALERT_MOVED,)
     moved = session.scalars(
         select(TimelineRow)
-        .where(TimelineRow.incident_id == incident_id, TimelineRow.kind == ALERT_MOVED)
+        .where(TimelineRow.incident_id == incident_id, TimelineRow.kind.in_(kinds))
         .order_by(TimelineRow.seq)
     ).all()
     if not moved:
         return rows
-    return sorted(
-        rows + moved_alerts(moved, {r.fingerprint for r in rows}), key=lambda a: (a.starts_at, a.fingerprint)
-    )
+    own = {r.fingerprint for r in rows}
+    handed = [fp for fp in handed_over(moved) if fp not in own]
+    for chunk in in_lists(handed):
+        rows += session.scalars(select(AlertRow).where(AlertRow.fingerprint.in_(chunk)))
+    return sorted(rows + moved_alerts(moved, own), key=lambda a: (a.starts_at, a.fingerprint))
 
 
 def moved_alerts(timeline: Sequence[TimelineRow], keep: set[str] | None = None) -> list[AlertRow]:
@@ -296,6 +318,7 @@ class IncidentStore:
             )
         )
         fps += [a.fingerprint for a in moved_alerts(timeline, set(fps))]
+        fps += [fp for fp in handed_over(timeline) if fp not in fps]  # merged into another: went on there
         return incident_from_rows(row, timeline, fps)
 
     def get(self, incident_id: str) -> Incident:
@@ -335,6 +358,12 @@ class IncidentStore:
                 )
                 for incident_id in session.scalars(moved):  # as ``show`` counts them
                     counts[incident_id] = counts.get(incident_id, 0) + 1
+            for ids in in_lists([r.id for r in rows if r.merged_into]):
+                merges = select(TimelineRow).where(
+                    TimelineRow.incident_id.in_(ids), TimelineRow.kind == MERGED
+                )
+                for event in session.scalars(merges):
+                    counts[event.incident_id] = counts.get(event.incident_id, 0) + len(handed_over([event]))
             return [(row, counts.get(row.id, 0)) for row in rows]
 
     def rows_by_id(self, ids: Sequence[str]) -> dict[str, IncidentRow]:

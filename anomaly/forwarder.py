@@ -33,6 +33,7 @@ from prometheus_client.registry import Collector
 
 from gpuwarden.clock import Clock
 from gpuwarden.model import Alert, AlertStatus
+from gpuwarden.redaction import hidden_password
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ class AlertForwarder(Collector):
         """``resend_seconds``: how often ``flush`` runs (a tick); firing alerts end four of those (a minute at
         least) ahead."""
         self.url = base_url.rstrip("/") + "/api/v2/alerts"
+        self._shown_url = hidden_password(self.url)  # what the log names: a password in the URL stays out
         # A receiver that cannot be reached must not hold the scoring tick past its interval (ticks were
         # skipped); one that answers slowly gets its 10 s, since a post that timed out is sent again.
         self._client = client or httpx.Client(
@@ -184,7 +186,9 @@ class AlertForwarder(Collector):
     def _failed(self, error: str) -> bool:
         self.failures += 1
         if error != self.last_error:
-            logger.warning("alert forward to %s failed, will retry at the next tick: %s", self.url, error)
+            logger.warning(
+                "alert forward to %s failed, will retry at the next tick: %s", self._shown_url, error
+            )
         self.last_error = error
         return False
 

@@ -65,6 +65,7 @@ from typing import Any
 
 import httpx
 from crash_view import DONE, HOOK, Seen, compare, observe
+from seed_list import SEEDS_HELP, seed_list
 
 from alerting.notifiers.recorder import RecordedCall, SlackRecorder
 
@@ -510,11 +511,6 @@ def _store_server(postgres: bool) -> Iterator[Postgres | None]:
         yield server
 
 
-def _seeds(text: str) -> list[int]:
-    first, _, last = text.partition("-")
-    return list(range(int(first), int(last or first) + 1))
-
-
 def _tally(outcome: dict[str, Any], found: dict[str, list[int]], first: dict[str, dict[str, Any]]) -> None:
     """Note the seed under each kind it found, and the first few of each kind for its first finding."""
     seed = outcome["seed"]
@@ -528,7 +524,7 @@ def _tally(outcome: dict[str, Any], found: dict[str, list[int]], first: dict[str
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", default="0-4", help="A-B or one seed (default %(default)s)")
+    parser.add_argument("--seeds", type=seed_list, default="0-4", help=f"{SEEDS_HELP} (default %(default)s)")
     parser.add_argument("--steps", type=int, default=20, help="steps per seed (default %(default)s)")
     parser.add_argument("--kills", type=int, default=3, help="kills per seed (default %(default)s)")
     parser.add_argument(
@@ -556,7 +552,7 @@ def main(argv: list[str] | None = None, comparison: Compare = compare) -> dict[s
     repeated: Counter[str] = Counter()
     done = 0
     with _store_server(args.postgres) as postgres:
-        for seed in _seeds(args.seeds):
+        for seed in args.seeds:
             if args.minutes is not None and time.monotonic() - started > args.minutes * 60:
                 break
             done += 1

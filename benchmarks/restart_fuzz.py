@@ -62,6 +62,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from seed_list import SEEDS_HELP, seed_list
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
@@ -739,16 +740,9 @@ def run_seed(
                 run.sql.dispose()
 
 
-def seeds(text: str) -> Iterator[int]:
-    """``A-B`` (both included), ``A``, or a comma-separated list of those."""
-    for part in text.split(","):
-        first, _, last = part.partition("-")
-        yield from range(int(first), int(last or first) + 1)
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", default="0-9", help="A-B, A, or a comma-separated list (default 0-9)")
+    parser.add_argument("--seeds", type=seed_list, default="0-9", help=f"{SEEDS_HELP} (default %(default)s)")
     parser.add_argument("--steps", type=int, default=60, help="steps per stream (default 60)")
     parser.add_argument("--show", type=int, help="print this seed's steps and full diff to stderr")
     parser.add_argument(
@@ -758,7 +752,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    chosen = [args.show] if args.show is not None else list(seeds(args.seeds))
+    chosen = [args.show] if args.show is not None else args.seeds
     found: list[Divergence] = []
     # The outages' "telling listeners ... failed" are expected here. Given back after: a test runs this in
     # its worker, whose later tests read their logs (they found none while it stayed disabled).

@@ -82,7 +82,7 @@ def incident_summary(
         "opened_at": iso(row.opened_at),
         "resolved_at": iso(row.resolved_at),
         "last_opened_at": iso(row.last_opened_at or row.opened_at),  # a reopen's time: the list's order
-        "merged_into": row.merged_into,  # resolved into another incident, which took its alerts
+        "merged_into": row.merged_into,  # resolved into another, which took its alerts (``alert_count``)
         "silenced_until": iso(silenced_until),  # notifies nobody until then
     }
 

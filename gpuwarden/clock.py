@@ -16,6 +16,22 @@ def rfc3339(at: datetime) -> str:
     return at.isoformat().replace("+00:00", "Z")
 
 
+def shown(at: datetime) -> str:
+    """A time in text people read (Slack, the CLI, the postmortem, the API's messages): RFC 3339 in UTC to the
+    second, ``2026-12-02T16:00:05Z``, one format with its zone everywhere; fields programs read (the API's,
+    the webhook's) keep ``rfc3339`` or ISO with the fraction. A naive time is taken as UTC."""
+    utc = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    return rfc3339(utc.replace(microsecond=0))
+
+
+def shown_text(text: str) -> str:
+    """``shown`` of a time an API wrote (``2026-12-02T16:00:05.123456Z``); text that is no time, as it is."""
+    try:
+        return shown(datetime.fromisoformat(text))
+    except (TypeError, ValueError):
+        return text
+
+
 class Clock(Protocol):
     """Where logic gets the time and waits."""
 

@@ -71,6 +71,11 @@ class SimConfig(Section):
         sim_fleet_nodes(self.clusters, self.racks_per_cluster, self.nodes_per_rack)
         return self
 
+    @property
+    def nodes(self) -> int:
+        """The fleet's nodes: ``clusters`` x ``racks_per_cluster`` x ``nodes_per_rack``."""
+        return self.clusters * self.racks_per_cluster * self.nodes_per_rack
+
 
 class ExporterConfig(Section):
     """The NVML/DCGM-compatible exporter."""

@@ -12,7 +12,7 @@ import re
 import warnings
 from typing import Annotated, Literal
 
-from pydantic import AllowInfNan, Field, field_validator
+from pydantic import AfterValidator, AllowInfNan, Field, field_validator
 
 from gpuwarden.config_rules import MAX_INTERVAL_SECONDS, MAX_WINDOW_SECONDS, HttpUrl, Section
 from gpuwarden.errors import ConfigError
@@ -21,6 +21,18 @@ from gpuwarden.promql_text import QUOTED
 from gpuwarden.range_guard import GUARD_UNREAD, range_shape
 
 _Bound = Annotated[float, AllowInfNan(True)]  # a data range's end may be inf (NaN is refused before)
+
+
+def _named(value: str) -> str:
+    """A query, metric or label name that names something: an empty one (``fleet_queries: [""]``) names no
+    query, or every one as a substring, and was taken without a word."""
+    if not value.strip():
+        raise ValueError(f"an empty name ({value!r}) names nothing; remove it from the list")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_named)]
+"""An entry of a list of query, metric or label names."""
 
 
 class AnomalyThresholdConfig(Section):
@@ -157,7 +169,7 @@ class AnomalyConfig(Section):
             "presence",
         ]
     )
-    adaptive_metrics: list[str] = Field(
+    adaptive_metrics: list[Name] = Field(
         default_factory=lambda: [
             "DCGM_FI_DEV_POWER_USAGE",
             "DCGM_FI_DEV_SM_CLOCK",
@@ -250,15 +262,15 @@ class AnomalyConfig(Section):
         120.0, gt=0, le=MAX_WINDOW_SECONDS, description="no successful read this long: stale"
     )
     thresholds: AnomalyThresholdConfig = Field(default_factory=AnomalyThresholdConfig)
-    level_shift_queries: list[str] = Field(
+    level_shift_queries: list[Name] = Field(
         default_factory=lambda: ["step_time", "latency", "duration"],
         description="substrings of query names scored by the level-shift detector",
     )
-    fleet_queries: list[str] = Field(
+    fleet_queries: list[Name] = Field(
         default_factory=lambda: ["DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_DEV_POWER_USAGE", "DCGM_FI_DEV_SM_CLOCK"],
         description="compared across peers (same model and workload); utilisation varies too much by replica",
     )
-    multivariate_queries: list[str] = Field(
+    multivariate_queries: list[Name] = Field(
         default_factory=lambda: [
             "DCGM_FI_DEV_GPU_TEMP",
             "DCGM_FI_DEV_POWER_USAGE",
@@ -267,7 +279,7 @@ class AnomalyConfig(Section):
             "DCGM_FI_DEV_FB_USED",
         ]
     )
-    fleet_peer_labels: list[str] = Field(default_factory=lambda: ["modelName"])
+    fleet_peer_labels: list[Name] = Field(default_factory=lambda: ["modelName"])
     fleet_k: float = Field(6.0, gt=0)
     fleet_k_exit: float = Field(
         3.0,
@@ -286,7 +298,7 @@ class AnomalyConfig(Section):
         "DCGM_FI_DEV_GPU_UTIL",
         description="the load metric the fleet detector nets load-following metrics of (null: compare as is)",
     )
-    fleet_load_adjusted: list[str] = Field(
+    fleet_load_adjusted: list[Name] = Field(
         default_factory=lambda: ["DCGM_FI_DEV_POWER_USAGE"],
         description=(
             "metrics (fnmatch patterns) the fleet detector compares net of load: inference replicas each"
@@ -302,7 +314,7 @@ class AnomalyConfig(Section):
             " integer temperatures collapse the peers' MAD (tuning seeds 100-107)"
         ),
     )
-    presence_queries: list[str] = Field(
+    presence_queries: list[Name] = Field(
         default_factory=lambda: [
             "DCGM_FI_DEV_GPU_TEMP",
             "DCGM_FI_DEV_POWER_USAGE",

@@ -12,12 +12,11 @@ from collections.abc import Sequence
 from typing import Literal, get_args
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_serializer, field_validator
+from pydantic import Field, field_validator
 
-from gpuwarden.config_rules import HttpUrl, Secret, Section, Token
+from gpuwarden.config_rules import CredentialUrl, Secret, Section, Token
 from gpuwarden.errors import ConfigError
 from gpuwarden.headers import header_value_problem
-from gpuwarden.redaction import shown_url
 
 WebhookEvent = Literal[
     "opened", "updated", "priority_changed", "acknowledged", "mitigating", "resolved", "reopened"
@@ -59,14 +58,16 @@ class WebhookConfig(Section):
         max_length=64 - len(NOTIFIER_PREFIX),
         description="unique; the outbox and metrics call it webhook:<name>",
     )
-    url: HttpUrl = Field(..., description="where the JSON is POSTed; {env: NAME} when it holds a credential")
+    url: CredentialUrl = Field(
+        ..., description="where the JSON is POSTed; {env: NAME} when it holds a credential"
+    )
     bearer_token: Token = Field(None, description="sent as Authorization: Bearer <token>")
     signing_secret: Secret = Field(
         None, description="signs each body: X-Gpuwarden-Signature, an HMAC-SHA256 like Slack's"
     )
     headers: dict[str, str] = Field(
         default_factory=dict,
-        description="extra request headers, shown by config show: credentials go in bearer_token",
+        description="extra request headers; a key (X-Api-Key) as {env: NAME}, which config show masks",
     )
     timeout_seconds: float = Field(
         10.0,
@@ -82,6 +83,12 @@ class WebhookConfig(Section):
     )
     events: list[WebhookEvent] = Field(
         list(WEBHOOK_EVENTS), min_length=1, description="which changes are sent (default: all)"
+    )
+    edit_interval_seconds: float = Field(
+        300.0,
+        ge=0,
+        le=3600,
+        description="a reassessed update waits this long, the latest waiting is sent; 0: each at once",
     )
     priorities: list[Priority] = Field(
         ["P0", "P1", "P2", "P3"],
@@ -109,11 +116,6 @@ class WebhookConfig(Section):
             if problem is not None:
                 raise ValueError(f"{header}: {problem}")
         return value
-
-    @field_serializer("url", when_used="json")
-    def _url_shown(self, url: str) -> str:
-        """``config show`` prints the scheme and host only: a path or query may hold a credential."""
-        return shown_url(url)
 
     @property
     def notifier_name(self) -> str:

@@ -15,7 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, PlainSerializer, Sec
 
 from gpuwarden.errors import InputError
 from gpuwarden.headers import TOKEN_UNSENDABLE, unsendable_character
-from gpuwarden.redaction import hidden_password
+from gpuwarden.redaction import hidden_password, shown_url
 from gpuwarden.urls import url_problem
 
 DAY = 86_400.0
@@ -81,16 +81,21 @@ Token = Annotated[SecretStr | None, AfterValidator(_refusing(token_problem))]
 """An optional bearer token setting: absent, or one a request can carry (see ``token_problem``)."""
 
 
-def _http_url(value: str) -> str:
-    """An http(s) URL the HTTP clients behind these settings can send to (``url_problem``, the check the
-    CLI's ``--url`` gets too)."""
-    problem = url_problem(value)
-    if problem is not None:
-        raise ValueError(
-            f"{value!r} is not an http(s) URL requests can go to ({problem});"
-            " write it as http://HOST:PORT/PATH or https://HOST/PATH"
-        )
-    return value
+def _http_url(shown: Callable[[str], str]) -> Callable[[str], str]:
+    """The check of an http(s) URL the HTTP clients behind a setting can send to (``url_problem``, the check
+    the CLI's ``--url`` gets too); its refusal quotes the URL as ``shown`` shows it, as ``config show`` does:
+    the URL may come from a variable because it holds a credential."""
+
+    def usable(value: str) -> str:
+        problem = url_problem(value)
+        if problem is not None:
+            raise ValueError(
+                f"{shown(value)!r} is not an http(s) URL requests can go to ({problem});"
+                " write it as http://HOST:PORT/PATH or https://HOST/PATH"
+            )
+        return value
+
+    return usable
 
 
 def _no_nul(value: str) -> str:
@@ -103,7 +108,11 @@ def _no_nul(value: str) -> str:
 # Shown (``config show``, the Alertmanager configuration's comment) with a password in it hidden, as serve's
 # own errors write a store URL: ``http://prom:***@host/``.
 _SHOWN_WITHOUT_PASSWORD = PlainSerializer(hidden_password, when_used="json")
-HttpUrl = Annotated[str, AfterValidator(_http_url), _SHOWN_WITHOUT_PASSWORD]
+HttpUrl = Annotated[str, AfterValidator(_http_url(hidden_password)), _SHOWN_WITHOUT_PASSWORD]
+CredentialUrl = Annotated[
+    str, AfterValidator(_http_url(shown_url)), PlainSerializer(shown_url, when_used="json")
+]
+"""An http(s) URL whose path or query may be the credential (a webhook's): shown by its scheme and host."""
 StoreUrl = Annotated[str, AfterValidator(_no_nul), _SHOWN_WITHOUT_PASSWORD]
 """A SQLite path or SQLAlchemy URL; ``config show`` prints it with its password hidden."""
 LocalPath = Annotated[str, AfterValidator(_no_nul)]

@@ -56,13 +56,7 @@ class ConfigError(GpuwardenError):
         first, *rest = errors
         if not rest:
             return first
-        return cls(
-            f"{first.message}{_count_of_more(len(rest))}",
-            path=first.path,
-            field=first.field,
-            line=first.line,
-            more=tuple(rest),
-        )
+        return first._but(message=f"{first.message}{_count_of_more(len(rest))}", more=tuple(rest))
 
     def alone(self) -> ConfigError:
         """This problem without the count of the others it carries: for a listing that prints them too."""

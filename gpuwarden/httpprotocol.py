@@ -36,13 +36,28 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gpuwarden.headers import HEADER_TIMEOUT_SECONDS
+from gpuwarden.urls import host_port
 
 logger = logging.getLogger(__name__)
 
-_MESSAGE = b"the request line and headers did not arrive in time"
-TIMEOUT_RESPONSE = (
-    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
-    b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_MESSAGE), _MESSAGE)
+
+def _closing_answer(status: bytes, message: bytes) -> bytes:
+    """A plain-text answer after which the connection is closed."""
+    return (
+        b"HTTP/1.1 %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
+        b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (status, len(message), message)
+    )
+
+
+TIMEOUT_RESPONSE = _closing_answer(
+    b"408 Request Timeout", b"the request line and headers did not arrive in time"
+)
+MAX_HEAD_BYTES = 1 << 20
+"""The most bytes of a request line and headers httptools is given (Go's ``DefaultMaxHeaderBytes``, which
+Alertmanager and Prometheus serve with; h11 stops at 16 KiB itself). llhttp sets no bound and httptools keeps
+a header's value whole until it ends: one client sending a header of 50 MB within the deadline held 50 MB."""
+TOO_LARGE_RESPONSE = _closing_answer(
+    b"431 Request Header Fields Too Large", b"request line and headers larger than %d bytes" % MAX_HEAD_BYTES
 )
 
 
@@ -123,7 +138,7 @@ class HeaderDeadline(asyncio.Protocol):
         raise NotImplementedError
 
     def _client_address(self) -> str:
-        return f"{self.client[0]}:{self.client[1]}" if self.client else ""
+        return host_port(*self.client) if self.client else ""
 
     def _start_header_deadline(self) -> None:
         if not self.transport.is_closing():
@@ -139,13 +154,21 @@ class HeaderDeadline(asyncio.Protocol):
         if self.transport.is_closing():
             return
         if self.request_begun():
-            logger.info(
-                "closed a connection whose request headers did not arrive within %g s (408) client=%s",
-                self.header_timeout,
-                self._client_address(),
-            )
-            self.transport.write(TIMEOUT_RESPONSE)
+            why = f"request headers did not arrive within {self.header_timeout:g} s (408)"
+            self._close_with(TIMEOUT_RESPONSE, why)
         self.transport.close()
+
+    def _close_with(self, answer: bytes, why: str, *, linger: bool = False) -> None:
+        """Log why, send ``answer`` and close the connection; ``linger``: once the client stops sending, or
+        within the header deadline (closed with bytes unread, a socket sends a reset, which can destroy the
+        answer on its way: the caller drops what still comes)."""
+        logger.info("closed a connection whose %s client=%s", why, self._client_address())
+        self.transport.write(answer)
+        if not linger:
+            self.transport.close()
+            return
+        self.transport.write_eof()  # the answer, then the end of what this side sends
+        self.loop.call_later(self.header_timeout, self.transport.close)
 
 
 class H11DeadlineProtocol(HeaderDeadline, H11Protocol):
@@ -181,6 +204,8 @@ class HttpToolsDeadlineProtocol(HeaderDeadline, HttpToolsProtocol):
     _method: str | None = None  # the method a stand-in took the place of, for the request parsed now
     _in_head = False  # a request's header block is being received: where it ends is looked for
     _tail = b""  # the last bytes of that block so far: its end may come in two packets ("\r\n" "\r\n")
+    _head_size = 0  # bytes of that block so far (``MAX_HEAD_BYTES``)
+    _refused = False  # answered 431: what still comes is dropped until the connection closes
     _body_left = 0  # bytes of a Content-Length body still to come (0: none, or a chunked body's unknown)
 
     def data_received(self, data: bytes) -> None:
@@ -191,6 +216,8 @@ class HttpToolsDeadlineProtocol(HeaderDeadline, HttpToolsProtocol):
         in (a chunked body's end is the parser's to find: what follows one is parsed as it came, up to the
         end of the header block of the request it begins). Offsets, not copies of what is left: a packet of
         many small requests costs its length, not its length times their number."""
+        if self._refused:
+            return
         data, self._head = self._head + data, b""
         start = 0
         while True:
@@ -201,6 +228,8 @@ class HttpToolsDeadlineProtocol(HeaderDeadline, HttpToolsProtocol):
                     return
                 stand_in, first, start = begun
             end = self._head_end(data, start) if self._in_head else self._body_end(data, start)
+            if self._in_head and self._head_too_large((len(data) if end < 0 else end) - start):
+                return
             if end < 0 or end == len(data):
                 break
             super().data_received(stand_in + data[first:end])  # a request may end here
@@ -219,12 +248,23 @@ class HttpToolsDeadlineProtocol(HeaderDeadline, HttpToolsProtocol):
             self._head = data[start:]
             super().data_received(b"")  # starts the deadline, stops keep-alive's timer
             return None
-        self._at_request_start, self._in_head, self._tail = False, True, b""
+        self._at_request_start, self._in_head, self._tail, self._head_size = False, True, b"", 0
         method = data[start:space] if space > start else b""
         if method and _method_may_go_on(method) and _unknown_to_llhttp(method):
             self._method = method.decode("ascii")
             return _STAND_IN, space, start
         return b"", start, start
+
+    def _head_too_large(self, size: int) -> bool:
+        """Count ``size`` more bytes of the header block; past ``MAX_HEAD_BYTES``, answer 431 and close."""
+        self._head_size += size
+        if self._head_size <= MAX_HEAD_BYTES:
+            return False
+        self._stop_header_deadline()
+        self._refused = True
+        why = f"request line and headers passed {MAX_HEAD_BYTES} bytes (431)"
+        self._close_with(TOO_LARGE_RESPONSE, why, linger=True)
+        return True
 
     def _head_end(self, data: bytes, start: int) -> int:
         """Where in ``data`` (from ``start``) the header block being received ends; -1: not in ``data``."""
@@ -251,7 +291,7 @@ class HttpToolsDeadlineProtocol(HeaderDeadline, HttpToolsProtocol):
         self._message_begun = True
         self._at_request_start = False
         if not self._in_head:
-            self._in_head, self._tail = True, b""
+            self._in_head, self._tail, self._head_size = True, b"", 0
         super().on_message_begin()
 
     def on_headers_complete(self) -> None:

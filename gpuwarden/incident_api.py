@@ -57,7 +57,7 @@ def incident_detail(
             "target": target_to_dict(incident.root_cause.target),
             "cluster": cluster,  # named only in a fleet of more than one cluster, as titles do
         },
-        "alert_count": len(incident.alert_fingerprints),
+        "alert_count": len(incident.alert_fingerprints),  # merged into another: those it handed over
         "opened_at": iso(incident.opened_at),
         "resolved_at": iso(incident.resolved_at),
         "last_opened_at": iso(incident.last_opened_at or incident.opened_at),
@@ -75,10 +75,13 @@ def incident_detail(
         ],
         "alerts": list(alerts),
         # What Slack's Recommended section and a webhook's recommended_actions say: the most drastic first,
-        # with an XID's follow-up (79: contact support).
+        # with an XID's follow-up (79: contact support). None for one merged into another: its alerts are
+        # that one's now, where to act (``outcomes.resolved_conflict``).
         "recommended_actions": list(
             recommended_by_alerts(
-                (a["labels"], a["recommended_action"]) for a in alerts if a["status"] == "firing"
+                (a["labels"], a["recommended_action"])
+                for a in alerts
+                if a["status"] == "firing" and not incident.merged_into
             )
         ),
     }

@@ -386,6 +386,14 @@ def impact_text(summary: str, gpus_affected: int) -> str:
     return f"no capacity lost; {gpus_affected} GPU{'' if gpus_affected == 1 else 's'} degraded"
 
 
+def percent(ratio: float) -> str:
+    """A fraction as people read it: ``37%``; under 1 % with one decimal (``0.4%``), under 0.1 % ``<0.1%``,
+    so that requests failing or capacity lost never reads ``0%``."""
+    if ratio >= 0.01 or ratio <= 0:
+        return f"{ratio:.0%}"
+    return f"{ratio:.1%}" if ratio >= 0.001 else "<0.1%"
+
+
 @dataclass(frozen=True, slots=True)
 class TimelineEvent:
     """One entry on an incident's timeline."""

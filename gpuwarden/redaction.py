@@ -9,7 +9,7 @@ are what a person needs to find the problem. A webhook URL often *is* the creden
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 MASK = "**********"
 # user:password@ as SQLAlchemy's make_url reads it: the user has no ':' or '/', the password no '@'.
@@ -35,3 +35,12 @@ def shown_url(url: str) -> str:
     host = f"[{host}]" if ":" in host else host
     hidden = f"/{MASK}" if parts.path.strip("/") or parts.query or parts.username else "/"
     return f"{parts.scheme}://{host}{port}{hidden}"
+
+
+def shown_redirect(url: str, location: str) -> str:
+    """Where a redirect answered to a request for ``url`` points (``location``, relative to ``url``), as
+    ``shown_url`` shows it: the rest may be a credential, as the request's own URL's."""
+    try:
+        return shown_url(urljoin(url, location))
+    except ValueError:  # urljoin of an unclosed [
+        return "an invalid URL"

@@ -30,15 +30,18 @@ class LocalServer:
 
 
 class FixedAnswer(LocalServer):
-    """A server that answers every request with one status and body, and remembers the paths asked."""
+    """A server that answers every request with one status and body, and remembers the paths asked and the
+    ``Authorization`` each request carried."""
 
     def __init__(self, status: int, body: bytes) -> None:
         stub = self
         self.paths: list[str] = []
+        self.authorizations: list[str | None] = []
 
         class Handler(QuietHandler):
             def _answer(self) -> None:
                 stub.paths.append(self.path)
+                stub.authorizations.append(self.headers.get("Authorization"))
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()

@@ -26,6 +26,7 @@ from gpuwarden.errors import ConfigError
 from gpuwarden.model import (
     ActionResult,
     ClusterRef,
+    FaultKind,
     GpuRef,
     Incident,
     IncidentState,
@@ -194,10 +195,11 @@ RunbookLinker = Callable[[Incident], str]
 
 def runbook_linker(base_url: str | None) -> RunbookLinker:
     """Link each fault kind to ``<base_url>/<fault_kind>.yaml`` (``slack.runbook_base_url``); without a base
-    URL there is no link: no runbook ships with gpuwarden yet, and a path to one would point at nothing."""
+    URL there is no link: no runbook ships with gpuwarden yet, and a path to one would point at nothing. A
+    fault of no known kind has none either: ``unknown.yaml`` is a runbook for no failure class."""
 
     def link(incident: Incident) -> str:
-        if not base_url:
+        if not base_url or incident.root_cause.kind is FaultKind.UNKNOWN:
             return ""
         return f"{base_url.rstrip('/')}/{incident.root_cause.kind.value}.yaml"
 
@@ -371,6 +373,18 @@ class SelectiveNotifier(Notifier, Protocol):
     def wants(self, notification: Notification, *, known: bool) -> bool:
         """Whether to queue this change for it; ``known``: a change of the incident was queued for it
         before (it then hears of the incident to the end)."""
+        ...
+
+
+@runtime_checkable
+class EditHoldingNotifier(Notifier, Protocol):
+    """A notifier to which an ``edit_only`` change is a message of its own (a webhook's POST), not an edit of
+    the one that shows the incident (Slack's): the outbox holds such a change ``edit_interval_seconds``
+    and sends the latest of those held by then (``Outbox.enqueue``)."""
+
+    @property
+    def edit_interval_seconds(self) -> float:
+        """How long an edit waits for the next; 0: each is sent at once."""
         ...
 
 

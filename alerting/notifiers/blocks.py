@@ -10,7 +10,8 @@ from typing import Any
 
 from alerting.notifiers.base import Notification
 from alerting.silences import EXTENDABLE
-from gpuwarden.model import fault_name, impact_text
+from gpuwarden.clock import shown
+from gpuwarden.model import fault_name, impact_text, percent
 
 ACTION_ACKNOWLEDGE = "gpuwarden_acknowledge"
 ACTION_APPROVE = "gpuwarden_approve_remediation"
@@ -101,8 +102,9 @@ def _plain(text: str, limit: int = HEADER_MAX) -> Block:
 
 
 def _slack_date(at: datetime) -> str:
-    """Slack renders this in each reader's time zone; the fallback is ISO 8601 UTC."""
-    return f"<!date^{int(at.timestamp())}^{{date_short_pretty}} {{time}}|{at.isoformat()}>"
+    """Slack renders this in each reader's time zone; the fallback (a notification's text, a client that
+    cannot render it) is the time as gpuwarden's text writes every time (``shown``: ``...T16:00:05Z``)."""
+    return f"<!date^{int(at.timestamp())}^{{date_short_pretty}} {{time}}|{shown(at)}>"
 
 
 def merged(n: Notification) -> bool:
@@ -127,7 +129,7 @@ def emoji(n: Notification) -> str:
 def _no_loss(n: Notification) -> str:
     """The impact line of an incident that took no capacity: what it touches degraded, else what its
     service's requests measure (which gave it its priority), or nothing known."""
-    measured = [f"error ratio {n.error_ratio:.0%}"] if n.error_ratio > 0 else []
+    measured = [f"error ratio {percent(n.error_ratio)}"] if n.error_ratio > 0 else []
     measured += [f"SLO burn rate {n.slo_burn_rate:g}x"] if n.slo_burn_rate > 0 else []
     return impact_text("", n.gpus_affected) or ", ".join(measured) or "_unknown_"
 

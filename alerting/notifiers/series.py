@@ -2,8 +2,10 @@
 
 Queries are ``string.Template`` strings over the root-cause target's fields: ``$node``, ``$gpu`` (index),
 ``$uuid``, ``$rack``, ``$cluster``, ``$namespace``, ``$name``. A fault kind without a query, or a query
-naming a field the target lacks, draws no chart. Values are escaped for PromQL string literals. The Slack
-notifier asks at delivery time, off the incident engine's path.
+naming a field the target lacks, draws no chart. Values are escaped for PromQL string literals; inside a
+regular expression (``=~``) a field is written ``$node_re``, its value's metacharacters escaped as well, so
+that a name such as ``n07|.+`` reads that node alone. The Slack notifier asks at delivery time, off the
+incident engine's path.
 """
 
 from __future__ import annotations
@@ -34,10 +36,13 @@ DEFAULT_QUERIES: Mapping[FaultKind, str] = {
     FaultKind.ECC_SBE_STORM: f"rate(DCGM_FI_DEV_ECC_SBE_VOL_TOTAL{{{_GPU}}}[5m])",
     FaultKind.MEMORY_LEAK: f"DCGM_FI_DEV_FB_USED{{{_GPU}}}",
     FaultKind.HUNG_GPU: f"DCGM_FI_DEV_GPU_UTIL{{{_GPU}}}",
-    FaultKind.NODE_DOWN: 'up{instance=~"$node(:[0-9]+)?"}',
+    FaultKind.NODE_DOWN: 'up{instance=~"${node_re}(:[0-9]+)?"}',
 }
 MAX_SERIES = 5
 AFTER_EVENT_SECONDS = 300.0
+
+
+_RE2_SPECIAL = re.compile(r"([\\.+*?()|\[\]{}^$])")
 
 
 def _escape(value: str) -> str:
@@ -46,8 +51,11 @@ def _escape(value: str) -> str:
 
 def render_query(template: str, fields: Mapping[str, str]) -> str | None:
     """The PromQL for a target's fields, or None when the template needs a field the target lacks."""
+    given = {k: v for k, v in fields.items() if v}
+    literal = {k: _escape(v) for k, v in given.items()}
+    regex = {f"{k}_re": _escape(_RE2_SPECIAL.sub(r"\\\1", v)) for k, v in given.items()}
     try:
-        return Template(template).substitute({k: _escape(v) for k, v in fields.items() if v})
+        return Template(template).substitute({**literal, **regex})
     except KeyError:
         return None
 

@@ -51,10 +51,12 @@ from alerting.notifiers.blocks import (
 from alerting.notifiers.charts import SeriesSource, render_chart
 from alerting.notifiers.deadline import CallAbandoned, DeadlineCaller, time_left
 from alerting.notifiers.series import series_source_from_config
+from alerting.notifiers.unredirected import UnredirectedWebClient
 from alerting.subscriptions import ChangeKind
 from gpuwarden.clock import Clock, SystemClock
 from gpuwarden.config import SlackConfig
 from gpuwarden.errors import BackendError, ConfigError
+from gpuwarden.redaction import shown_redirect
 
 logger = logging.getLogger(__name__)
 
@@ -112,8 +114,9 @@ class _ShortRateLimitRetries(RateLimitErrorRetryHandler):
 def make_client(
     token: str, *, base_url: str = "https://slack.com/api/", timeout: int = 10, rate_limit_retries: int = 3
 ) -> WebClient:
-    """A WebClient that retries short 429s after ``Retry-After``; every other retry is the outbox's."""
-    return WebClient(
+    """A WebClient that retries short 429s after ``Retry-After``; every other retry is the outbox's. It
+    follows no redirect (``alerting.notifiers.unredirected``)."""
+    return UnredirectedWebClient(
         token=token,
         base_url=base_url,
         timeout=timeout,
@@ -121,11 +124,16 @@ def make_client(
     )
 
 
+def _header(headers: object, name: str, default: Any) -> Any:
+    """The value of header ``name`` (lower case) in an answer's headers (any case), or ``default``."""
+    items = headers.items() if isinstance(headers, dict) else ()
+    return next((v for k, v in items if str(k).lower() == name), default)
+
+
 def _retry_after(headers: object) -> float:
     """Seconds a rate-limited answer asks to wait (``Retry-After``); 1 s when it names none, as slack-sdk,
     or none it is sure of (negative, not a number, an HTTP date). The outbox bounds a long one."""
-    items = headers.items() if isinstance(headers, dict) else ()
-    wait = next((v for k, v in items if str(k).lower() == "retry-after"), "1")
+    wait = _header(headers, "retry-after", "1")
     try:
         seconds = float(wait[0] if isinstance(wait, list) else wait)
     except (TypeError, ValueError, IndexError):
@@ -147,6 +155,16 @@ def _detail(data: object) -> str:
     return f" ({shown[:2000]})" if shown else ""
 
 
+def _redirect(response: SlackResponse) -> str:
+    """Where a redirect points (its scheme and host, as ``config show`` shows URLs), and that it is not
+    followed; nothing when it names no place."""
+    location = str(_header(response.headers, "location", ""))
+    if not location:
+        return ""
+    target = shown_redirect(response.api_url, location)
+    return f", a redirect to {target} (not followed: Slack's Web API does not redirect; check slack.base_url)"
+
+
 def _translate(method: str, exc: Exception) -> BackendError:
     """The one place where slack-sdk and transport errors become gpuwarden errors."""
     if isinstance(exc, SlackApiError):
@@ -155,6 +173,8 @@ def _translate(method: str, exc: Exception) -> BackendError:
         error = str(data.get("error", "")) if isinstance(data, dict) else ""
         retryable = status == 429 or status >= 500 or error in RETRYABLE_API_ERRORS
         limited = status == 429 or error in ("ratelimited", "rate_limited")
+        if 300 <= status < 400:  # not followed (``unredirected``): its body is no Slack answer
+            return BackendError(f"{method} failed: HTTP {status}{_redirect(exc.response)}", backend="slack")
         return BackendError(
             f"{method} failed: {error or f'HTTP {status}'}{_detail(data)}",
             backend="slack",

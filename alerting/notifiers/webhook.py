@@ -8,9 +8,11 @@ the body is signed like Slack signs its requests:
 Every message carries the whole incident as it was after its change, so a receiver that missed earlier
 messages (refused for good, or left out by the webhook's ``events``/``priorities``) still has its state; the
 first message a receiver gets for an incident says ``first_for_receiver: true`` (normally ``opened``), and a
-receiver creates its ticket from whichever message that is. The body is bounded (``MAX_BODY_BYTES``): long
-lists keep their first ``MAX_LIST_ITEMS`` with their full count, long texts are cut, and a receiver that
-still answers 413 gets the compact form (no lists, short texts) at once.
+receiver creates its ticket from whichever message that is. A ``reassessed`` update is held
+``edit_interval_seconds`` by the outbox, and only the latest of those waiting is sent
+(``base.EditHoldingNotifier``): each is a POST here, where Slack edits one message. The body is bounded
+(``MAX_BODY_BYTES``): long lists keep their first ``MAX_LIST_ITEMS`` with their full count, long texts are
+cut, and a receiver that still answers 413 gets the compact form (no lists, short texts) at once.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from alerting.subscriptions import ChangeKind
 from gpuwarden.clock import Clock, SystemClock
 from gpuwarden.config_notify import WEBHOOK_EVENTS, WebhookConfig
 from gpuwarden.errors import BackendError
-from gpuwarden.redaction import shown_url
+from gpuwarden.redaction import shown_redirect, shown_url
 
 PAYLOAD_VERSION = "1"
 MAX_LIST_ITEMS = 50
@@ -165,11 +167,14 @@ class WebhookNotifier:
         priorities: Collection[str] = ("P0", "P1", "P2", "P3"),
         timeout_seconds: float = 10.0,
         call_deadline_seconds: float = 30.0,
+        edit_interval_seconds: float = 0.0,
         client: httpx.Client | None = None,
         clock: Clock | None = None,
     ) -> None:
         """``timeout_seconds`` bounds each step of a POST (connect, send, each read);
-        ``call_deadline_seconds`` the whole POST, status line and headers included."""
+        ``call_deadline_seconds`` the whole POST, status line and headers included;
+        ``edit_interval_seconds``: a ``reassessed`` change waits that long, and only the latest of those
+        waiting is sent (``EditHoldingNotifier``)."""
         self._url = url
         self._name = name
         self._secret = secret
@@ -181,6 +186,7 @@ class WebhookNotifier:
         self._client = client or httpx.Client(timeout=timeout_seconds)
         self._deadline = DeadlineCaller(call_deadline_seconds, name=name, setting="call_deadline_seconds")
         self._clock = clock or SystemClock()
+        self._edit_interval = edit_interval_seconds
 
     @classmethod
     def from_config(cls, config: WebhookConfig, *, clock: Clock | None = None) -> WebhookNotifier:
@@ -195,6 +201,7 @@ class WebhookNotifier:
             priorities=config.priorities,
             timeout_seconds=config.timeout_seconds,
             call_deadline_seconds=config.call_deadline_seconds,
+            edit_interval_seconds=config.edit_interval_seconds,
             clock=clock,
         )
 
@@ -202,6 +209,11 @@ class WebhookNotifier:
     def name(self) -> str:
         """The destination's name in the outbox."""
         return self._name
+
+    @property
+    def edit_interval_seconds(self) -> float:
+        """How long a ``reassessed`` change waits for a later one (each is a POST of its own here)."""
+        return self._edit_interval
 
     def close(self) -> None:
         """Close the HTTP client."""
@@ -257,10 +269,7 @@ class WebhookNotifier:
         location = response.headers.get("Location")
         if not response.is_redirect or not location:
             return ""
-        try:
-            target = shown_url(str(httpx.URL(self._url).join(location)))
-        except (httpx.InvalidURL, ValueError):
-            target = "an invalid URL"
+        target = shown_redirect(self._url, location)
         return f", a redirect to {target} (not followed: set the webhook's url to where it points)"
 
     def _post(self, notification: Notification, body: bytes) -> httpx.Response:

@@ -19,9 +19,11 @@ from gpuwarden.cli import (
     serve_cmd,
     sim_cmd,
 )
+from gpuwarden.cli.usage import OneLineUsageErrors
 
 app = typer.Typer(
     name="gpuwarden",
+    cls=OneLineUsageErrors,
     help="Operations suite for GPU clusters: exporter, anomaly detection, incidents and notifications.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,

@@ -22,7 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from gpuwarden.cli.consoles import console, err_console, print_error, print_problems
-from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, check_output, output_option
+from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, output_option
 from gpuwarden.cli.logs import configure_logging, keep_running_on_sighup
 from gpuwarden.cli.numbers import whole_number
 from gpuwarden.cli.output_file import STDOUT, check_writable, write_whole, writes_stdout
@@ -172,7 +172,6 @@ def evaluate_nab(
     from anomaly import nab  # noqa: PLC0415
     from anomaly.thresholds import ThresholdParams  # noqa: PLC0415
 
-    output = check_output(output, TEXT_OUTPUTS)
     as_json = as_json or output == "json"
     try:
         cfg = _thresholds(config)
@@ -492,7 +491,6 @@ def xid(
     from anomaly.signatures import load_xid_catalog  # noqa: PLC0415
     from gpuwarden.xid import xid_action  # noqa: PLC0415
 
-    output = check_output(output, TEXT_OUTPUTS)
     entry = load_xid_catalog().get(code)
     if entry is None:
         err_console.print(f"[red]error:[/red] XID {code} is not in the catalog")

@@ -15,6 +15,7 @@ from gpuwarden.cli.consoles import (  # one line per error: paths and file:line 
     print_problems,
 )
 from gpuwarden.errors import ConfigError
+from gpuwarden.redaction import MASK
 
 Loc = tuple[str | int, ...]
 """A setting's keys and list indexes (``gpuwarden.config_source.Loc``, not imported here: see validate)."""
@@ -67,11 +68,13 @@ def validate(
 def show(
     path: Annotated[Path | None, typer.Argument(help="YAML configuration file.")] = None,
 ) -> None:
-    """Print the effective configuration as JSON, secrets masked; a secret whose variable is unset is shown
-    as `<unset: set NAME>` (`config validate` and the commands that read it require it)."""
+    """Print the effective configuration as JSON, secrets masked (a value read from `{env: NAME}` too,
+    unless shown as a URL's scheme and host or without its password); a secret whose variable is unset is
+    shown as `<unset: set NAME>` (`config validate` and the commands that read it require it)."""
     from gpuwarden.config import load_config  # noqa: PLC0415 - see validate
 
-    unset = _unset_secrets(path)
+    references = _references(path)
+    unset = {trail: ref for trail, ref in references.items() if not os.environ.get(ref[1], "").strip()}
     placeholders = dict.fromkeys((name for _, name in unset.values()), UNSET_PLACEHOLDERS[0])
     for fallback in (*UNSET_PLACEHOLDERS[1:], None):
         try:
@@ -86,6 +89,10 @@ def show(
     shown = cfg.model_dump(mode="json")
     for loc, name in unset.values():
         _mark(shown, loc, f"<unset: set {name}>")
+    for trail, (loc, name) in references.items():
+        value = os.environ.get(name, "")
+        if trail not in unset and _at(shown, loc) in (value, value.strip()):
+            _mark(shown, loc, MASK)  # a value shown whole (a header's): masked as a token is
     typer.echo(json.dumps(shown, indent=2))
     if unset:
         names = ", ".join(sorted({name for _, name in unset.values()}))
@@ -101,9 +108,9 @@ def show(
 UNSET_PLACEHOLDERS = ("http://unset.invalid", "unset")
 
 
-def _unset_secrets(path: Path | None) -> dict[str, tuple[Loc, str]]:
-    """``{env: NAME}`` references of the file whose variable is unset or blank: the setting's path as load
-    errors write it (``webhooks[0].url``) -> (its keys and indexes in the file, NAME)."""
+def _references(path: Path | None) -> dict[str, tuple[Loc, str]]:
+    """``{env: NAME}`` references of the file: the setting's path as load errors write it
+    (``webhooks[0].url``) -> (its keys and indexes in the file, NAME)."""
     from gpuwarden.yamlfile import read_yaml  # noqa: PLC0415 - see validate
 
     if path is None:
@@ -117,8 +124,7 @@ def _unset_secrets(path: Path | None) -> dict[str, tuple[Loc, str]]:
     def walk(value: object, loc: Loc, trail: str) -> None:
         if isinstance(value, dict):
             if set(value) == {"env"} and isinstance(value["env"], str):
-                if not os.environ.get(value["env"], "").strip():
-                    found[trail] = (loc, value["env"])
+                found[trail] = (loc, value["env"])
                 return
             for key, item in value.items():
                 walk(item, (*loc, key), f"{trail}.{key}" if trail else str(key))
@@ -135,13 +141,19 @@ def _mark(shown: dict[str, object], loc: Loc, marker: str) -> None:
     dumped configuration. Keys, not a dotted path: a list item or a header named ``X.Team`` is marked too."""
     if not loc:
         return
-    node: Any = shown
-    for key in loc[:-1]:
-        if not _holds(node, key):
-            return  # not in the dump (a setting it leaves out): nothing to mark
-        node = node[key]
+    node = _at(shown, loc[:-1])  # None: not in the dump (a setting it leaves out), nothing to mark
     if isinstance(node, dict) or _holds(node, loc[-1]):
         node[loc[-1]] = marker
+
+
+def _at(shown: dict[str, object], loc: Loc) -> Any:
+    """The dumped value at ``loc``, or None when the dump leaves it out."""
+    node: Any = shown
+    for key in loc:
+        if not _holds(node, key):
+            return None
+        node = node[key]
+    return node
 
 
 def _holds(node: object, key: str | int) -> bool:

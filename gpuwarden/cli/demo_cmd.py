@@ -20,7 +20,7 @@ from rich.rule import Rule
 from rich.table import Table
 
 from gpuwarden.cli.consoles import console, err_console
-from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, check_output, describe_root, output_option
+from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, describe_root, output_option
 from gpuwarden.cli.logs import configure_logging
 from gpuwarden.cli.numbers import whole_number
 from gpuwarden.cli.progress import StepProgress
@@ -212,7 +212,6 @@ def demo(
     ] = "text",
 ) -> None:
     """Run exporter -> anomaly -> incidents -> Slack on a simulated 64-GPU fleet with scripted faults."""
-    output = check_output(output, TEXT_OUTPUTS)  # before the simulation, not after it
     # Imported here: the composition root loads every stage (scikit-learn, matplotlib, alembic, slack-sdk),
     # which the rest of the CLI must start without.
     from gpuwarden.app import build_simulated_pipeline  # noqa: PLC0415

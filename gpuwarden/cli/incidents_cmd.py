@@ -19,6 +19,7 @@ from rich.table import Table
 from gpuwarden.cli.consoles import console, err_console, refuse_option
 from gpuwarden.cli.listings import say_none_found
 from gpuwarden.cli.numbers import number, whole_number
+from gpuwarden.clock import shown_text
 from gpuwarden.errors import InputError
 from gpuwarden.headers import FIELD_HEADER, TOKEN_ENV, TOKEN_UNSENDABLE, token_missing, unsendable_character
 from gpuwarden.model import IncidentState, Priority, fault_name, impact_text
@@ -244,8 +245,15 @@ MARKDOWN_OUTPUTS = ("markdown", "text", "json")  # a document: the postmortem dr
 
 def output_option(allowed: Sequence[str], help_text: str) -> Any:
     """The ``-o/--output`` option of a command that prints one of ``allowed``, which ``--help`` lists
-    (``<table|text|json>``, as it does every other choice); ``check_output`` refuses any other value."""
-    return typer.Option("--output", "-o", metavar=f"<{'|'.join(allowed)}>", help=help_text)
+    (``<table|text|json>``, as it does every other choice); ``check_output`` takes the value as ``allowed``
+    spells it and refuses any other, while the command line is read: the command is given one of
+    ``allowed``, named here once."""
+    choices = tuple(allowed)
+
+    def checked(value: str) -> str:
+        return check_output(value, choices)
+
+    return typer.Option("--output", "-o", metavar=f"<{'|'.join(choices)}>", help=help_text, callback=checked)
 
 
 def check_output(output: str, allowed: tuple[str, ...]) -> str:
@@ -299,7 +307,6 @@ def list_incidents(
     ] = 50,
 ) -> None:
     """List incidents, newest first."""
-    output = check_output(output, TABLE_OUTPUTS)
     state = check_choice("--state", state, [s.value for s in IncidentState])
     priority = check_choice("--priority", priority, [p.value for p in Priority])
     params: dict[str, str | int] = {
@@ -323,7 +330,7 @@ def list_incidents(
             i["priority"],
             _state(i),
             describe_root(i["root_cause"]),
-            str(i["alert_count"]),
+            _alert_count(i),
             _opened(i),
             i["title"],
         )
@@ -338,13 +345,21 @@ def _state(inc: dict[str, Any]) -> str:
     merged, until = inc.get("merged_into"), inc.get("silenced_until")
     if merged:
         return f"{inc['state']} (merged into {merged})"
-    return f"{inc['state']} (silenced until {until})" if until else str(inc["state"])
+    return f"{inc['state']} (silenced until {shown_text(until)})" if until else str(inc["state"])
+
+
+def _alert_count(inc: dict[str, Any]) -> str:
+    """How many alerts it has; of a merged incident, how many it handed over ("3 moved": they go on in the
+    incident ``_state`` names, not 0)."""
+    return f"{inc['alert_count']} moved" if inc.get("merged_into") else str(inc["alert_count"])
 
 
 def _opened(inc: dict[str, Any]) -> str:
     """When it opened, or last reopened: what the list sorts by."""
     last = inc.get("last_opened_at")
-    return f"{last} (reopened)" if last and last != inc["opened_at"] else str(inc["opened_at"])
+    if last and last != inc["opened_at"]:
+        return f"{shown_text(last)} (reopened)"
+    return shown_text(str(inc["opened_at"]))
 
 
 @incidents_app.command("show")
@@ -355,7 +370,6 @@ def show(
     output: Annotated[str, output_option(TEXT_OUTPUTS, "text (or table) or json")] = "text",
 ) -> None:
     """Show one incident with its impact, recommended actions and timeline."""
-    output = check_output(output, TEXT_OUTPUTS)
     inc = api_json("GET", url, incident_path(incident_id), dict)
     if output == "json":
         typer.echo(json.dumps(inc, indent=2))
@@ -367,12 +381,12 @@ def show(
     )
     console.print(f"root cause: {describe_root(inc['root_cause'])}", markup=False)
     impact = impact_text(inc["impact"]["summary"], inc["impact"].get("gpus_affected", 0)) or "-"
-    console.print(f"impact: {impact}; alerts: {inc['alert_count']}", markup=False)
+    console.print(f"impact: {impact}; alerts: {_alert_count(inc)}", markup=False)
     actions = inc.get("recommended_actions", [])  # as Slack and webhooks say them, the most drastic first
     if actions:
         console.print(f"recommended: {', '.join(actions)}", markup=False)
     for event in inc["timeline"]:
-        console.print(f"  {event['at']}  {event['kind']:<20} {event['message']}", markup=False)
+        console.print(f"  {shown_text(event['at'])}  {event['kind']:<20} {event['message']}", markup=False)
 
 
 ByOption = Annotated[
@@ -499,7 +513,6 @@ def postmortem(
     ] = "markdown",
 ) -> None:
     """Print the Markdown postmortem draft."""
-    output = check_output(output, MARKDOWN_OUTPUTS)
     draft = api_request("GET", url, incident_path(incident_id, "/postmortem")).text
     if output == "json":  # the shape of `gpuwarden demo -o json`'s postmortem; json.dumps escapes controls
         typer.echo(json.dumps({"incident": incident_id, "markdown": draft}, indent=2))

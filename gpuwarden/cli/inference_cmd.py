@@ -74,6 +74,8 @@ def inference_server(
     from exporters.inference_server import create_inference_server  # noqa: PLC0415
     from exporters.span_settings import TracingOptions, resolve_tracing  # noqa: PLC0415
     from gpuwarden.config import load_config  # noqa: PLC0415
+    from gpuwarden.headers import HEADER_TIMEOUT_SECONDS  # noqa: PLC0415
+    from gpuwarden.httpprotocol import header_deadline_protocol  # noqa: PLC0415
 
     options = TracingOptions(
         enabled=tracing, otlp_endpoint=otlp_endpoint, trace_console=trace_console, quiet_spans=quiet_spans
@@ -113,9 +115,10 @@ def inference_server(
     )
     keep_running_on_sighup("inference-server")
     try:
-        run_until_stopped(
-            uvicorn.Server(uvicorn.Config(server.app, log_level="warning", access_log=False)), [sock]
-        )
+        # serve's protocol: a deadline on each request's headers, and 431 past 1 MiB of them
+        protocol = header_deadline_protocol(HEADER_TIMEOUT_SECONDS)
+        served = uvicorn.Config(server.app, log_level="warning", access_log=False, http=protocol)
+        run_until_stopped(uvicorn.Server(served), [sock])
     finally:
         sock.close()
         server.shutdown()

@@ -18,12 +18,12 @@ from gpuwarden.cli.incidents_cmd import (
     UrlOption,
     add_request_options,
     api_json,
-    check_output,
     gpuwarden_answers,
     output_option,
 )
 from gpuwarden.cli.listings import say_none_found
 from gpuwarden.cli.output_file import STDOUT, check_writable, write_whole, writes_stdout
+from gpuwarden.clock import shown_text
 from gpuwarden.errors import InputError
 
 inventory_app = typer.Typer(
@@ -40,11 +40,11 @@ def _fetch(url: str) -> dict[str, Any]:
 
 def _about(data: dict[str, Any]) -> None:
     about = data.get("about", {})
-    line = f"source: {about.get('source') or 'unknown'}, read {about.get('read_at')}"
+    line = f"source: {about.get('source') or 'unknown'}, read {shown_text(str(about.get('read_at')))}"
     for part in about.get("refreshed_sources", []):
         if part.get("stale"):
-            last = f"last read {part['read_at']}" if part.get("read_at") else "never read"
-            line += f"; {part['name']}: failed at {part['failed_at']}, {last}"
+            last = f"last read {shown_text(part['read_at'])}" if part.get("read_at") else "never read"
+            line += f"; {part['name']}: failed at {shown_text(part['failed_at'])}, {last}"
     err_console.print(line, markup=False, highlight=False)
 
 
@@ -57,7 +57,6 @@ def nodes(
 ) -> None:
     """Nodes with their cluster, rack, GPU count, state (as Slurm or Kubernetes says it) and free GPUs (what
     a new job could get there now; none on a node that takes no new work)."""
-    output = check_output(output, TABLE_OUTPUTS)
     data = _fetch(url)
     states = {(n["cluster"], n["name"]): n for n in data.get("about", {}).get("node_states", [])}
     items = [
@@ -93,7 +92,6 @@ def workloads(
     node: Annotated[str | None, typer.Option(help="Only the workloads with a GPU on this node.")] = None,
 ) -> None:
     """Workloads (inference services, training jobs, pods) with their units and the GPUs they hold."""
-    output = check_output(output, TABLE_OUTPUTS)
     data = _fetch(url)
     states = {
         (w["kind"], w["namespace"], w["name"], w["cluster"]): w
@@ -174,7 +172,6 @@ def export(
 
     With `--file` a failed export (serve unreachable) leaves the file as it was: `> FILE` empties it
     before the command starts."""
-    output = check_output(output, EXPORT_OUTPUTS)
     if file is not None and str(file) != STDOUT:
         try:
             check_writable(file, "--file")

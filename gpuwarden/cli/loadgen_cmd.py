@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 
 from gpuwarden.cli.consoles import err_console
-from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, check_output, checked_url, output_option
+from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, checked_url, output_option
 from gpuwarden.cli.progress import StepProgress
 from gpuwarden.errors import InputError
 
@@ -71,7 +71,6 @@ def loadgen(
     """
     from exporters.loadgen import LoadPlan  # noqa: PLC0415 - httpx, for this command only
 
-    output = check_output(output, TEXT_OUTPUTS)
     plan = LoadPlan(
         url=checked_url(url),
         requests=requests,

@@ -18,13 +18,13 @@ from gpuwarden.cli.incidents_cmd import (
     add_request_options,
     api_json,
     check_choice,
-    check_output,
     gpuwarden_answers,
     output_option,
     who,
 )
 from gpuwarden.cli.listings import say_none_found
 from gpuwarden.cli.numbers import whole_number
+from gpuwarden.clock import shown_text
 from gpuwarden.printable import escape_controls, escape_controls_in
 
 outbox_app = typer.Typer(
@@ -56,7 +56,6 @@ def list_messages(
     output: Annotated[str, output_option(TABLE_OUTPUTS, "table (or text) or json")] = "table",
 ) -> None:
     """Count messages by status and list the newest, with why each failed one failed."""
-    output = check_output(output, TABLE_OUTPUTS)
     status = check_choice("--status", status, STATUSES)
     params: dict[str, str | int] = {"limit": limit or MOST_MESSAGES}
     if status is not None:
@@ -76,8 +75,8 @@ def list_messages(
     for name, pause in data.get("paused", {}).items():  # a serve before this release says nothing of it
         left, until = pause["seconds_left"], pause["until"]
         err_console.print(
-            f"{escape(name)} is paused by a rate limit for {left:.0f} s more (until {until}): its messages"
-            " wait, none is lost"
+            f"{escape(name)} is paused by a rate limit for {left:.0f} s more (until {shown_text(until)}): its"
+            " messages wait, none is lost"
         )
     if not data["messages"]:
         say_none_found("messages", {"status": status, "incident": incident})
@@ -149,7 +148,6 @@ def discard(
 ) -> None:
     """Drop a notifier's orphaned messages for good (a notifier removed from the config for good); they are
     marked discarded, with who and when, and never sent, even if the notifier comes back."""
-    output = check_output(output, TABLE_OUTPUTS)
     statuses = [given.casefold() for given in status or ["orphaned"]]
     for given in statuses:
         if given not in DISCARDABLE:

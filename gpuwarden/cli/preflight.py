@@ -29,7 +29,7 @@ from gpuwarden.cli.anomaly_checks import (
     anomaly_run_warnings,
     check_detectors,
 )
-from gpuwarden.clock import rfc3339
+from gpuwarden.clock import shown
 from gpuwarden.errors import ConfigError
 from gpuwarden.headers import TOKEN_ENV
 
@@ -155,7 +155,7 @@ def check_sim_section(full: GpuwardenConfig, spec: str, flag: str) -> None:
         return
     sim = simulated_fleet(full)
     nodes, gpus = parse_simulate_spec(spec)
-    sim_nodes = sim.clusters * sim.racks_per_cluster * sim.nodes_per_rack
+    sim_nodes = sim.nodes
     if (nodes, gpus) == (sim_nodes, sim.gpus_per_node):
         return
     if not given:  # the fleet of exporter.simulate, or the section's default
@@ -192,7 +192,7 @@ def check_sim_inventory(full: GpuwardenConfig) -> list[ConfigError]:
     sim = full.sim
     return [
         ConfigError(
-            f"serve takes the default simulated fleet as its inventory ({sim.nodes_per_rack} nodes of"
+            f"serve takes the default simulated fleet as its inventory ({sim.nodes} nodes of"
             f" {sim.gpus_per_node} GPUs): alerts from an exporter simulating another size name nodes it does"
             " not know; write the exporter's size as exporter.simulate: NODESxGPUS in this file (serve and"
             " the exporter both read it) and start the exporter with it and no --simulate",
@@ -249,6 +249,7 @@ def _alerting_checks(
     check(lambda: configured_mutes(cfg.alerting))
     check(lambda: warnings.extend(check_maintenance_windows(cfg.alerting, SystemClock().now())))
     warnings.extend(check_webhooks(cfg.webhooks))
+    warnings.extend(check_slack_base_url(cfg))
     warnings.extend(check_slack_channel(cfg))
     warnings.extend(check_sim_inventory(cfg))
     return warnings
@@ -309,7 +310,7 @@ def check_maintenance_windows(cfg: AlertingConfig, now: datetime) -> list[Config
         field = f"alerting.maintenance_windows[{k}].ends_at"
         if window.ends_at > latest:
             raise ConfigError(
-                f"{rfc3339(window.ends_at)} is more than {MAX_WINDOW_SECONDS / DAY:g} days from now: a"
+                f"{shown(window.ends_at)} is more than {MAX_WINDOW_SECONDS / DAY:g} days from now: a"
                 " maintenance window is planned work with an end; give the work's end (at most a year ahead,"
                 " as for a silence) and move it if the work moves, or mute for good in the alert rule",
                 field=field,
@@ -317,7 +318,7 @@ def check_maintenance_windows(cfg: AlertingConfig, now: datetime) -> list[Config
         if window.ends_at <= now:
             warnings.append(
                 ConfigError(
-                    f"the window ended at {rfc3339(window.ends_at)}, so it mutes nothing; remove it, or give"
+                    f"the window ended at {shown(window.ends_at)}, so it mutes nothing; remove it, or give"
                     " the work's new starts_at and ends_at",
                     field=field,
                 )
@@ -328,18 +329,31 @@ def check_maintenance_windows(cfg: AlertingConfig, now: datetime) -> list[Config
 def check_webhooks(webhooks: Sequence[WebhookConfig]) -> list[ConfigError]:
     """Warnings about the ``webhooks``: a bearer token sent over plain HTTP to another machine travels
     readable by anyone on the path (https, or a receiver on this machine, is meant)."""
-    warnings = []
-    for k, hook in enumerate(webhooks):
-        parts = urlsplit(hook.url)
-        if hook.bearer_token is not None and parts.scheme == "http" and not _loopback(parts.hostname or ""):
-            warnings.append(
-                ConfigError(
-                    f"the bearer token goes to {parts.hostname} over plain http, readable on the way; use"
-                    " an https URL",
-                    field=f"webhooks[{k}].url",
-                )
-            )
-    return warnings
+    found = (
+        _over_plain_http(hook.url, "the bearer token", f"webhooks[{k}].url")
+        for k, hook in enumerate(webhooks)
+        if hook.bearer_token is not None
+    )
+    return [warning for warning in found if warning is not None]
+
+
+def check_slack_base_url(cfg: GpuwardenConfig) -> list[ConfigError]:
+    """A warning when Slack's bot token would go over plain HTTP to another machine (``slack.base_url``)."""
+    if cfg.slack.bot_token is None:
+        return []
+    warning = _over_plain_http(cfg.slack.base_url, "the bot token", "slack.base_url")
+    return [] if warning is None else [warning]
+
+
+def _over_plain_http(url: str, secret: str, field: str) -> ConfigError | None:
+    """The warning for ``secret`` sent to ``url`` when that is plain http to another machine, or None."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or _loopback(parts.hostname or ""):
+        return None
+    return ConfigError(
+        f"{secret} goes to {parts.hostname} over plain http, readable on the way; use an https URL",
+        field=field,
+    )
 
 
 def _loopback(host: str) -> bool:

@@ -248,6 +248,11 @@ def _store_shown(db: str) -> str:
     return str(Path(path).absolute()) if path is not None else hidden_password(db)
 
 
+def _holds_password(db: str) -> bool:
+    """Whether the store URL ``db`` holds a password (``_store_shown`` hides it)."""
+    return _sqlite_file(db) is None and _store_shown(db) != db
+
+
 def build_applier(
     cfg: GpuwardenConfig,
     db: str,
@@ -397,6 +402,11 @@ def serve(
     port_number, port_field = (port, "--port") if port else (api.port, "api.port")
     _log_json()
     logger.info("store: %s (%s)", _store_shown(store), store_field)  # api.db's default: the working directory
+    if store_field == "--db" and _holds_password(store):
+        logger.warning(
+            "--db holds a password, which every user of this machine can read in the process list (ps);"
+            " set GPUWARDEN_API__DB, or api.db: {env: NAME} in the file, instead"
+        )
     keep_running_on_sighup("serve")
     where = (address, port_number, address_field, port_field)
     # From here to the end a stop signal is remembered, never fatal and never lost: one that comes as a

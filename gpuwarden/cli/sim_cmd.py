@@ -11,15 +11,17 @@ from rich.table import Table
 
 from gpuwarden.cli.consoles import console, err_console
 from gpuwarden.cli.incidents_cmd import (
+    MAX_TIMEOUT_SECONDS,
     TABLE_OUTPUTS,
     check_choice,
-    check_output,
     checked_url,
     output_option,
 )
+from gpuwarden.cli.numbers import number, whole_number
 from gpuwarden.clock import FakeClock
 from gpuwarden.errors import InputError
 from gpuwarden.sim import FAULT_KINDS  # light: the package loads the fleet's modules on first use
+from gpuwarden.sim.faults import MAX_GPU_INDEX, MAX_NVLINK, MAX_XID
 
 sim_app = typer.Typer(
     help="Break a running simulated fleet, or show what a simulated fleet looks like.", no_args_is_help=True
@@ -47,13 +49,20 @@ def inject(
     *,
     url: Annotated[str, typer.Option(help="Base URL of the exporter running with --simulate.")],
     node: Annotated[str | None, typer.Option(help="Target node, e.g. node-01.")] = None,
-    gpu: Annotated[int | None, typer.Option(help="Target GPU index on the node.")] = None,
-    xid: Annotated[int | None, typer.Option(help="XID code (kind xid).")] = None,
-    link: Annotated[int | None, typer.Option(help="NVLink index (nvlink_down, nvlink_crc_burst).")] = None,
+    gpu: Annotated[
+        int | None, whole_number("--gpu", 0, MAX_GPU_INDEX, help="Target GPU index on the node.")
+    ] = None,
+    xid: Annotated[int | None, whole_number("--xid", 1, MAX_XID, help="XID code (kind xid).")] = None,
+    link: Annotated[
+        int | None,
+        whole_number("--link", 0, MAX_NVLINK, help="NVLink index (nvlink_down, nvlink_crc_burst)."),
+    ] = None,
     param: Annotated[
         list[str] | None, typer.Option(help="Fault parameter NAME=VALUE, e.g. duration=60; repeatable.")
     ] = None,
-    timeout: Annotated[float, typer.Option(help="HTTP timeout in seconds.")] = 10.0,
+    timeout: Annotated[
+        float, number("--timeout", 0.1, MAX_TIMEOUT_SECONDS, help="HTTP timeout in seconds.")
+    ] = 10.0,
 ) -> None:
     """POST a fault to URL/sim/faults and print the answer; exit 1 with the server's message on error."""
     # KIND in any case, as every choice of the CLI (XID is xid); an unknown one is refused before posting.
@@ -97,7 +106,6 @@ def show(
     """Print the topology and workloads of a simulated fleet."""
     from gpuwarden.sim import build_fleet, parse_simulate_spec  # noqa: PLC0415 - only `sim show` runs a fleet
 
-    output = check_output(output, TABLE_OUTPUTS)
     try:
         nodes, gpus = parse_simulate_spec(simulate)
     except InputError as exc:  # a bad option: 2, as `exporter --simulate 2y8`, and the option named once

@@ -120,6 +120,12 @@ class FaultRecord:
 
 
 _FIELDS = ("kind", "node", "gpu", "xid", "link", "params")
+MAX_GPU_INDEX = 255
+"""The largest GPU index a fault may name (``sim inject --gpu`` takes the same bounds)."""
+MAX_XID = 999
+"""The largest XID code a fault may carry (NVIDIA's catalog ends below it)."""
+MAX_NVLINK = 35
+"""The largest NVLink index a fault may name."""
 # Above every meaningful rate, factor or duration (a leak of 1e12 MiB/s, 30,000 years); 1e300 overflowed the
 # model.
 MAX_PARAM = 1e12
@@ -194,17 +200,17 @@ def parse_fault(payload: Mapping[str, Any], fleet: TargetChecker | None = None) 
         raise InputError(f'required for kind {kind}, e.g. "node-01"', field="node")
     if not isinstance(node, str) or not node:
         raise InputError(f'must be a node name such as "node-01", got {node!r}', field="node")
-    gpu = _int_field(payload, "gpu", 0, 255)
+    gpu = _int_field(payload, "gpu", 0, MAX_GPU_INDEX)
     if kind in GPU_KINDS and gpu is None:
         raise InputError(f"required for kind {kind}: the GPU index on the node, e.g. 0", field="gpu")
     if kind in NODE_KINDS and gpu is not None:
         raise InputError(f"kind {kind} acts on the whole node; remove gpu", field="gpu")
-    xid = _int_field(payload, "xid", 1, 999)
+    xid = _int_field(payload, "xid", 1, MAX_XID)
     if kind == "xid" and xid is None:
         raise InputError("required for kind xid: the XID code, e.g. 79", field="xid")
     if kind != "xid" and xid is not None:
         raise InputError(f"only valid for kind xid, not {kind}; remove it", field="xid")
-    link = _int_field(payload, "link", 0, 35)
+    link = _int_field(payload, "link", 0, MAX_NVLINK)
     if link is not None and kind not in ("nvlink_down", "nvlink_crc_burst"):
         raise InputError(f"only valid for nvlink_down and nvlink_crc_burst, not {kind}", field="link")
     if kind in ("nvlink_down", "nvlink_crc_burst") and link is None:

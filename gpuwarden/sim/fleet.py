@@ -518,7 +518,7 @@ def fleet_from_config(cfg: SimConfig, clock: Clock | None = None, *, mig_gpus: I
     """Build the fleet a ``SimConfig`` describes; ``mig_gpus`` lists ``NODE:INDEX`` GPUs with MIG on."""
     mig = [parse_mig_gpu(item) for item in mig_gpus]
     return build_fleet(
-        cfg.clusters * cfg.racks_per_cluster * cfg.nodes_per_rack,
+        cfg.nodes,
         cfg.gpus_per_node,
         seed=cfg.seed,
         clock=clock,

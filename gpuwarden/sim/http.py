@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from gpuwarden.errors import InputError
-from gpuwarden.httpbody import BodyRefused, read_limited
+from gpuwarden.httpbody import BodyRefused, check_json_body, read_limited
 from gpuwarden.sim.faults import parse_fault
 from gpuwarden.sim.fleet import Fleet
 
@@ -37,8 +37,12 @@ def fault_routes(fleet: Fleet) -> list[Route]:
     async def post_fault(request: Request) -> JSONResponse:
         try:
             body = await read_limited(request, MAX_BODY_BYTES, BODY_TIMEOUT_SECONDS)
+            # Only JSON: a web page can send text/plain here without a preflight (CSRF from 127.0.0.1).
+            check_json_body(request, body)
         except BodyRefused as exc:
             return _error(exc.status, str(exc), exc.field)
+        except InputError as exc:  # a Content-Type that does not parse
+            return _error(400, str(exc), exc.field)
         try:
             payload = json.loads(body or b"null")
         except (ValueError, UnicodeDecodeError) as exc:

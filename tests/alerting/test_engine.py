@@ -254,7 +254,7 @@ def test_a_recurrence_after_the_reopen_window_is_a_new_incident(db: str, clock: 
     assert (kept, status, starts, ends) == (fingerprint, "resolved", began, ended)
     again = engine.postmortem(first).splitlines()
     assert [line for line in again if line not in postmortem.splitlines()] == [
-        f"- {clock.now():%Y-%m-%d %H:%M:%S} UTC — NodeDown (x1) fired again after the reopen window: a new"
+        f"- {clock.now():%Y-%m-%dT%H:%M:%S}Z — NodeDown (x1) fired again after the reopen window: a new"
         " incident takes it"
     ]  # the rest (evidence, MTTD, MTTR) as it was
     assert [a.starts_at for a in engine.store.alerts_of(second)] == [clock.now()]

@@ -6,6 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from alerting import scenarios as sc
+from alerting.batch import Batch
 from alerting.engine import IncidentEngine
 from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo
 from alerting.notifiers.base import Notification, build_notification
@@ -253,3 +254,34 @@ def test_a_recommendation_flipping_at_every_evaluation_edits_the_slack_message_a
     posts = recorder.hook_posts("ops")
     assert [(p["event"]["kind"], p["event"]["pages"]) for p in posts[1:]] == [("reassessed", False)] * 9
     assert [p["incident"]["recommended_actions"] for p in posts[-2:]] == [["investigate"], ["reset_gpu"]]
+
+
+def test_a_root_cause_moved_away_and_back_within_one_transaction_is_not_told_as_moved(tmp_path: Path) -> None:
+    # Within one POST an incident's root may move and move back: the merge pass brings alerts in and it
+    # rises to the rack, then regrouping takes them out again (``regrouping._move``: members popped, the
+    # root recomputed from what is left). It ended where it began, yet "root cause is now GPU lost on gpu
+    # r01-n01/0" went on its timeline, as a Slack reply and a webhook update: a move that did not happen.
+    clock = FakeClock()
+    engine = _engine(tmp_path, clock)
+    for n in (1, 2, 3):
+        engine.ingest([Alert({**BASE, "alertname": "GPULost", "Hostname": sc.node_name(1, n), "gpu": "0"})])
+        clock.advance(30)
+    (first, *others) = sorted(engine.open_incident_ids(), key=lambda i: engine.store.get(i).opened_at)
+    told: list[IncidentChange] = []
+    engine.subscribe(told.append)
+    with engine._lock, engine._sessions() as session, session.begin(), session.no_autoflush:
+        batch = Batch(session, clock.now())
+        inc = engine._open[first]
+        taken = {fp: m for o in others for fp, m in engine._open[o].members.items()}
+        inc.members.update(taken)
+        engine._recompute(batch, inc)
+        assert inc.root_path == (sc.CLUSTER, "r01")  # it rose to the rack
+        for fp in taken:
+            del inc.members[fp]
+        inc.root_moved = True
+        engine._recompute(batch, inc)
+    engine.tick()
+    incident = engine.store.get(first)
+    assert str(incident.root_cause.target) == "gpu/r01-n01/0"
+    assert [e.message for e in incident.timeline if e.kind == "root_cause_changed"] == []
+    assert [c.event.kind for c in told if c.event.kind == "root_cause_changed"] == []

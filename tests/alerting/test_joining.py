@@ -855,7 +855,7 @@ def test_a_silenced_incident_merged_into_an_unsilenced_one_is_no_longer_silenced
     assert engine.silenced_until() == {}
     assert [c.silenced_until for c in told if c.incident.id == held] == [None]
     [merged] = [e.message for e in engine.store.get(held).timeline if e.kind == "merged"]
-    assert merged == f"merged into {first}; its silence (by op) ended"
+    assert merged == f"merged into {first}, 1 alert moved; its silence (by op) ended"
     absorbed = [e.message for e in engine.store.get(first).timeline if e.data.get("from") == held]
     assert len(absorbed) == 1 and absorbed[0].endswith("(1 alert; its silence (by op) ended)")
     assert [_muted(engine, _hot(n)) for n in (1, 2, 3)] == [[], [], []]

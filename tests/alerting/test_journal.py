@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import stat
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -471,3 +473,21 @@ def test_a_store_outage_logs_one_traceback_then_one_line_per_retry(
     logged = [r for r in caplog.records if r.name == "alerting.applier"]
     assert applier.failures == 6 and len(logged) == 6
     assert sum(r.exc_info is not None for r in logged) == 1
+
+
+def test_every_segment_and_the_directory_are_the_owners_alone_whatever_the_umask(
+    sql: Engine, tmp_path: Path
+) -> None:
+    """A rotated segment was made 0600, but the first one (touched at start) took the umask, 0644: every
+    alert batch acknowledged since the last apply, readable by any user of the machine."""
+    previous = os.umask(0o022)
+    try:
+        journal = _open(sql, tmp_path / "j", segment_bytes=64)
+        journal.append(KIND_POSTABLE, _body("r01-n01"), 1, accepted_at=1.5)
+        journal.append(KIND_POSTABLE, _body("r01-n02"), 1, accepted_at=2.5)  # past 64 bytes: a new segment
+    finally:
+        os.umask(previous)
+    segments = sorted((tmp_path / "j").glob("*.seg"))
+    assert len(segments) == 2
+    assert {oct(stat.S_IMODE(p.stat().st_mode)) for p in segments} == {oct(0o600)}
+    assert oct(stat.S_IMODE((tmp_path / "j").stat().st_mode)) == oct(0o700)

@@ -9,7 +9,7 @@ import pytest
 
 from alerting import scenarios as sc
 from alerting.faults import classify
-from alerting.member import Member, describe, recommended_by
+from alerting.member import Member, describe, recommended_by, recommended_by_alerts
 from alerting.topology import locate
 from gpuwarden.model import Alert, AlertStatus
 from tests.alerting.test_announcing import _served
@@ -129,6 +129,12 @@ SCRAPED = {
         ({**GPU, "hostname": NODE, "alertname": "GpuTempHigh"}, f"GpuTempHigh ({NODE}, 5)"),
         # The scrape job is all that says which target is down; a training job's stall is the job's.
         ({**SCRAPED, "alertname": "TargetDown"}, "TargetDown (10.0.0.1:9400, job dcgm-exporter)"),
+        # A node's outage names the node in `instance`; its scrape job read as the node's job: "(r07-n01:9100,
+        # job node)" in every NodeDown incident's timeline.
+        (
+            {"alertname": "NodeDown", "instance": f"{NODE}:9100", "job": "node"},
+            f"NodeDown ({NODE}:9100)",
+        ),
         (
             {"alertname": "TrainingJobStalled", "job": "llm-70b", "node": NODE},
             f"TrainingJobStalled ({NODE}, job llm-70b)",
@@ -151,6 +157,7 @@ SCRAPED = {
         "node-and-nodename-alike",
         "hostname-twice",
         "target-down",
+        "node-down-by-instance",
         "job-stalled",
         "training-job",
         "training-job-is-job",
@@ -202,3 +209,25 @@ def test_an_xid_incident_recommends_the_catalogs_follow_up_after_its_immediate_a
     # only the reboot, and a GPU that keeps falling off the bus is a case for NVIDIA.
     alert = _firing(recommended, **GPU, alertname="GpuXidError", xid=xid)
     assert recommended_by([alert]) == advice
+
+
+@pytest.mark.parametrize(
+    ("labels", "recommended", "advice"),
+    [
+        # node-exporter's NodeDown, from a Prometheus rule, carries no recommended_action: the incident of a
+        # dead node recommended nothing, where the anomaly service's NodeDown recommends the reboot.
+        ({"alertname": "NodeDown", "instance": f"{NODE}:9100", "job": "node"}, "none", ("restart_node",)),
+        ({"alertname": "NodeDown", "node": NODE}, "none", ("restart_node",)),
+        # The rule's own advice wins, and one it says to ignore is ignored.
+        ({"alertname": "NodeDown", "node": NODE}, "investigate", ("investigate",)),
+        ({"alertname": "NodeDown", "node": NODE}, "ignore", ()),
+        # Other alerts that advise nothing still advise nothing.
+        ({"alertname": "GpuTempHigh", **GPU}, "none", ()),
+    ],
+    ids=["node-exporter-rule", "node-label", "rule-says", "rule-ignores", "other-alert"],
+)
+def test_a_node_down_recommends_the_reboot_when_its_alert_says_nothing(
+    labels: dict[str, str], recommended: str, advice: tuple[str, ...]
+) -> None:
+    assert recommended_by([_firing(recommended, **labels)]) == advice
+    assert recommended_by_alerts([(labels, recommended)]) == advice  # the API's incident detail

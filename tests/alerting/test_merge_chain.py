@@ -207,3 +207,40 @@ def test_an_incident_merged_away_in_the_post_that_opened_it_has_the_title_and_pr
             e.message for e in engine.store.get(row.merged_into).timeline if e.data.get("from") == row.id
         ]
         assert absorbed == [f"absorbed {row.id} {row.title} ({len(own)} alert{'' if len(own) == 1 else 's'})"]
+
+
+def test_an_incident_merged_into_another_shows_the_alerts_it_handed_over_not_none(tmp_path: Path) -> None:
+    # A node's lost GPU, then its rack's power: the GPU's incident is merged into the rack's. The list, the
+    # detail, its alerts and its postmortem said 0 alerts ("Evidence: 0 alerts (none)"): the one it had
+    # is counted, listed and named, as on the incident that took it.
+    a_merged_incident_shows_the_alerts_it_handed_over(str(tmp_path / "gpuwarden.db"))
+
+
+def a_merged_incident_shows_the_alerts_it_handed_over(path: str) -> None:
+    """The test above on the store at ``path`` (a SQLite file or a PostgreSQL URL)."""
+    store = make_engine(path)
+    upgrade(store)
+    clock = FakeClock(START.timestamp())
+    engine = IncidentEngine(store, clock, AlertingConfig(announce_delay_seconds=0), sc.fleet_inventory())
+    try:
+        _shows_what_it_handed_over(engine, clock)
+    finally:
+        store.dispose()  # PostgreSQL: no connection left to the garbage collector
+
+
+def _shows_what_it_handed_over(engine: IncidentEngine, clock: FakeClock) -> None:
+    node = sc.node_name(1, 1)
+    lost = Alert(
+        {"alertname": "GPULost", "Hostname": node, "gpu": "3", "cluster": sc.CLUSTER}, starts_at=START
+    )
+    engine.ingest([lost, *sc.node_failure(1, 2, START)])
+    clock.advance(60)
+    rack = Alert({"alertname": "RackPowerLoss", "rack": "r01", "cluster": sc.CLUSTER}, starts_at=clock.now())
+    engine.ingest([rack])
+    counts = {row.id: n for row, n in engine.store.list_rows(include_merged=True)}
+    (gone,) = [r for r in _rows(engine) if r.merged_into]
+    assert counts[gone.id] == 1
+    assert engine.store.get(gone.id).alert_fingerprints == [lost.fingerprint]
+    assert [a.fingerprint for a in engine.store.alerts_of(gone.id)] == [lost.fingerprint]
+    evidence = [line for line in engine.postmortem(gone.id).splitlines() if "Evidence" in line]
+    assert evidence == [f"- Evidence: 1 alert, moved into {gone.merged_into} (GPULost)"]

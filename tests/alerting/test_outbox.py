@@ -32,6 +32,7 @@ from alerting.outbox_metrics import OutboxCollector
 from alerting.outbox_tables import DISCARDED, FAILED, PENDING, SENDING, SENT
 from alerting.subscriptions import REASSESSED, ChangeKind, IncidentChange
 from gpuwarden.clock import FakeClock, SystemClock
+from gpuwarden.config_notify import WebhookConfig
 from gpuwarden.model import Priority
 from tests.alerting.notifiers.incidents import T0, change, gpu_temperature, lifecycle, make_incident
 from tests.http_stub import LocalServer, QuietHandler
@@ -405,6 +406,56 @@ def test_waiting_edits_of_an_incident_send_only_the_latest_and_reply_nothing(
     restarted = Outbox(engine, [slack(recorder), webhook], clock)
     assert sum(restarted.enqueue(c) for c in edits) == 0 and restarted.dispatch_due() == 0
     webhook.close()
+
+
+@pytest.mark.parametrize("restarts", [False, True], ids=["one-serve", "restarted"])
+def test_a_recommendation_flipping_every_30_s_reaches_a_webhook_once_per_edit_interval_as_the_latest(
+    engine: Engine, recorder: SlackRecorder, restarts: bool
+) -> None:
+    # A repeat flips what an alert recommends every 30 s all night: Slack edits its message each time, and
+    # each edit was a POST of its own to a webhook, 960 a night. A configured webhook gets them at most
+    # once per ``edit_interval_seconds`` (300 by default), the latest of them, whichever serve (restarted
+    # every 3.5 minutes here) sends it; a change that is not an edit goes at once, in place of a held one.
+    webhook_edits_flipping_every_30_s(engine, recorder, restarts)
+
+
+def webhook_edits_flipping_every_30_s(engine: Engine, recorder: SlackRecorder, restarts: bool) -> None:
+    """The test above on the store ``engine`` (SQLite or PostgreSQL)."""
+    clock = FakeClock()
+    config = WebhookConfig(name="ops", url=f"{recorder.root_url}/hooks/ops")
+    hooks: list[WebhookNotifier] = []
+
+    def serve() -> Outbox:
+        hooks.append(WebhookNotifier.from_config(config, clock=clock))
+        return Outbox(engine, [hooks[-1]], clock)
+
+    outbox = serve()
+    outbox(lifecycle()[0])
+    outbox.dispatch_due()
+    advice = ["reset_gpu", "restart_node"]
+    for k in range(1, 21):  # 00:00:30 to 00:10:00
+        clock.advance(30)
+        if restarts and k % 7 == 0:
+            outbox = serve()
+        outbox(_reassessed(advice[k % 2], k / 2))
+        outbox.dispatch_due()
+    clock.advance(60)
+    outbox.dispatch_due()
+    clock.advance(30)
+    outbox(_reassessed(advice[1], 11.5))  # held until 00:16:30
+    clock.advance(10)
+    outbox(change(make_incident(), ChangeKind.UPDATED, 12, "note by alice: looking", "note"))
+    outbox.dispatch_due()
+    posts = [(p["event"]["kind"], p["incident"]["recommended_actions"]) for p in recorder.hook_posts("ops")]
+    assert posts == [
+        ("opened", []),
+        ("reassessed", [advice[1]]),  # 00:05:30: the flip of then, those before it set aside
+        ("reassessed", [advice[0]]),  # 00:11:00: the last flip, of 00:10:00
+        ("note", []),
+    ]
+    assert outbox.counts() == {SENT: 4, DISCARDED: 19}
+    for hook in hooks:
+        hook.close()
 
 
 def test_edits_queued_while_slack_rate_limits_go_out_as_the_latest_alone_once_the_pause_ends(

@@ -66,7 +66,7 @@ def test_a_note_of_several_lines_stays_inside_its_timeline_item() -> None:
     inc.timeline.append(TimelineEvent(T0 + timedelta(minutes=5), "note", f"note by bob: {text}"))
     md = render_postmortem(inc, T0, ["GpuLost"], inc.resolved_at)
     lines = md.splitlines()
-    start = lines.index("- 2026-01-01 00:05:00 UTC — note by bob: PSU swapped")
+    start = lines.index("- 2026-01-01T00:05:00Z — note by bob: PSU swapped")
     assert lines[start + 1 : start + 6] == [
         "  `````text",
         "  ```",
@@ -131,7 +131,7 @@ def test_a_reopened_incident_measures_from_the_onset_before_the_reopen(sql: Engi
     metrics = _metrics(md)
     assert metrics["MTTD (first onset to incident opened)"] == "2m 00s"
     assert metrics["MTTR (first onset to recovery)"] == "2m 30s"  # to 16:47:49, the final recovery
-    assert metrics["First onset"].startswith("2026-03-02 16:45:19 UTC")
+    assert metrics["First onset"].startswith("2026-03-02T16:45:19Z")
 
 
 def test_an_onset_an_alert_knows_before_its_starts_at_is_where_mttd_and_mttr_begin(
@@ -149,7 +149,7 @@ def test_an_onset_an_alert_knows_before_its_starts_at_is_where_mttd_and_mttr_beg
     [incident_id] = engine.open_incident_ids()
     metrics = _metrics(engine.postmortem(incident_id))
     assert metrics["MTTD (first onset to incident opened)"] == "1m 31s"
-    assert metrics["First onset"].startswith("2026-03-02 16:45:48 UTC")
+    assert metrics["First onset"].startswith("2026-03-02T16:45:48Z")
     # One that is no time, or later than startsAt, is not an onset: startsAt stays where it begins.
     for odd in ("soon", "2026-03-02T16:50:00Z", "2026-03-02T16:40:00"):
         other = {**down, "Hostname": f"m{len(odd):02d}"}
@@ -180,7 +180,7 @@ def test_mttr_ends_when_the_last_alert_resolved_not_after_the_quiet_period(
     assert incident.resolved_at == _t("16:55:00")  # the incident's own time is unchanged
     metrics = _metrics(engine.postmortem(incident_id))
     assert metrics["MTTR (first onset to recovery)"] == "3m 00s"
-    assert metrics["Recovered"].startswith("2026-03-02 16:49:19 UTC (its last alert resolved")
+    assert metrics["Recovered"].startswith("2026-03-02T16:49:19Z (its last alert resolved")
 
 
 def test_an_open_incident_has_no_mttr_yet(sql: Engine, clock: FakeClock) -> None:
@@ -214,7 +214,7 @@ def test_an_incident_keeps_the_first_onset_of_the_incidents_merged_with_it(
     [survivor] = engine.open_incident_ids()
     assert survivor == first
     [absorbed] = [r.id for r, _ in engine.store.list_rows(include_merged=True) if r.merged_into == survivor]
-    assert _metrics(engine.postmortem(survivor))["First onset"].startswith("2026-03-02 16:45:19 UTC")
+    assert _metrics(engine.postmortem(survivor))["First onset"].startswith("2026-03-02T16:45:19Z")
     assert engine.store.get(survivor).root_cause.kind.value == "rack_down"
     merged = _metrics(engine.postmortem(absorbed))
     assert merged["MTTR (first onset to recovery)"] == "n/a (merged into another incident)"
@@ -236,13 +236,13 @@ def test_the_timeline_shows_when_the_fault_began_and_ended_as_the_metrics_measur
     engine.tick()
     md = engine.postmortem(incident_id)
     metrics = _metrics(md)
-    assert metrics["First onset"].startswith("2026-03-02 16:42:19 UTC")
-    assert metrics["Recovered"].startswith("2026-03-02 16:55:36 UTC")
+    assert metrics["First onset"].startswith("2026-03-02T16:42:19Z")
+    assert metrics["Recovered"].startswith("2026-03-02T16:55:36Z")
     lines = _timeline(md)
-    began = "2026-03-02 16:42:19 UTC — fault began (first alert's onset)"
-    ended = "2026-03-02 16:55:36 UTC — fault ended (last alert's endsAt)"
-    received = "2026-03-02 16:56:06 UTC — alert GpuEccDbe (n04, 3) resolved"
-    assert lines[0] == began and lines.index(began) < lines.index("2026-03-02 16:47:19 UTC — incident opened")
+    began = "2026-03-02T16:42:19Z — fault began (first alert's onset)"
+    ended = "2026-03-02T16:55:36Z — fault ended (last alert's endsAt)"
+    received = "2026-03-02T16:56:06Z — alert GpuEccDbe (n04, 3) resolved"
+    assert lines[0] == began and lines.index(began) < lines.index("2026-03-02T16:47:19Z — incident opened")
     assert lines.index(ended) + 1 == lines.index(received)  # in time order, the fault's end first
     assert lines == sorted(lines, key=lambda line: line.split(" — ", 1)[0])
     assert "Alert entries are when gpuwarden received them" in md
@@ -253,7 +253,7 @@ def test_an_open_incident_shows_its_onset_but_no_end_on_the_timeline(sql: Engine
     _fire(engine, clock, starts="16:46:19", posted="16:47:19")
     [incident_id] = engine.open_incident_ids()
     lines = _timeline(engine.postmortem(incident_id))
-    assert lines[0] == "2026-03-02 16:46:19 UTC — fault began (first alert's onset)"
+    assert lines[0] == "2026-03-02T16:46:19Z — fault began (first alert's onset)"
     assert not any("fault ended" in line for line in lines)
 
 
@@ -268,10 +268,8 @@ def test_an_incident_resolved_by_hand_lists_who_resolved_it_and_when_the_fault_e
     engine.resolve(incident_id, "alice")
     md = engine.postmortem(incident_id)
     assert _metrics(md)["MTTR (first onset to recovery)"] == "3m 00s"
-    assert (
-        "- 2026-03-02 16:50:00 UTC — resolved by alice" in md.split("## Actions\n\n", 1)[1].split("\n\n")[0]
-    )
-    assert "2026-03-02 16:49:19 UTC — fault ended (last alert's endsAt)" in _timeline(md)
+    assert "- 2026-03-02T16:50:00Z — resolved by alice" in md.split("## Actions\n\n", 1)[1].split("\n\n")[0]
+    assert "2026-03-02T16:49:19Z — fault ended (last alert's endsAt)" in _timeline(md)
 
 
 def test_a_resolve_whose_ends_at_lies_ahead_ends_the_fault_when_it_was_seen_resolved(
@@ -284,8 +282,8 @@ def test_a_resolve_whose_ends_at_lies_ahead_ends_the_fault_when_it_was_seen_reso
     _at(clock, "16:55:00")
     engine.tick()
     md = engine.postmortem(incident_id)
-    assert _metrics(md)["Recovered"].startswith("2026-03-02 16:49:19 UTC")
-    assert "2026-03-02 16:49:19 UTC — fault ended (all its alerts seen resolved)" in _timeline(md)
+    assert _metrics(md)["Recovered"].startswith("2026-03-02T16:49:19Z")
+    assert "2026-03-02T16:49:19Z — fault ended (all its alerts seen resolved)" in _timeline(md)
 
 
 def test_one_alert_is_one_alert_and_follow_ups_start_with_no_empty_checkbox() -> None:

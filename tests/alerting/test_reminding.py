@@ -584,15 +584,19 @@ def _gpu_lost(node: str) -> Alert:
     return Alert({"cluster": sc.CLUSTER, **labels})
 
 
+@pytest.mark.parametrize("discarded", [False, True], ids=["kept", "discarded"])
 @pytest.mark.parametrize("restart", [True, False], ids=["restarted", "store-back"])
 def test_an_incident_the_outbox_took_then_merged_before_it_was_announced_again_stores_that_page(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restart: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restart: bool, discarded: bool
 ) -> None:
     # r07-n01's GPU is lost at 23:00 (paged 23:00:10), r07-n02's at 00:30; the tick of 00:30:10 hands that
     # opening to the outbox (its page) and the store fails before storing when (or serve dies). The whole
     # rack goes down at 00:31, before the next tick (or the restarted serve's first): the second incident
     # is merged into the first, never announced again, and its announced_at stayed NULL, read as never
     # handed to the outbox. The outbox's time is stored; the first incident is reminded 4 h after it.
+    # ``discarded``: that message was discarded unsent (``outbox discard``): it paged nobody, as the outbox
+    # itself answers for a discarded opening (``Outbox.__call__``); its time was stored all the same, and
+    # the first incident's reminder came at 05:30:10, not 4 h after its own page (04:00:10).
     serve = _Serve(tmp_path / "serve")
     start = serve.clock.now()
     serve.engine.ingest([_gpu_lost("r07-n01")])
@@ -606,6 +610,11 @@ def test_an_incident_the_outbox_took_then_merged_before_it_was_announced_again_s
     monkeypatch.setattr(serve.engine, "_store_announced", _failing_store)
     serve.engine.tick()
     monkeypatch.undo()
+    if discarded:
+        with Session(alerting.db.make_engine(serve.db)) as session, session.begin():
+            session.execute(
+                update(OutboxMessage).where(OutboxMessage.incident_id == second).values(status=DISCARDED)
+            )
     _advance_to(serve, start, 5460)
     if restart:
         serve.restart()
@@ -616,12 +625,12 @@ def test_an_incident_the_outbox_took_then_merged_before_it_was_announced_again_s
     with Session(alerting.db.make_engine(serve.db)) as session:
         row = session.get(IncidentRow, second)
         assert row is not None and row.merged_into == first
-        assert row.announced_at == start + timedelta(seconds=5410)
+        assert row.announced_at == (None if discarded else start + timedelta(seconds=5410))
     for at in (9000, 14410, 19809, 19810):  # 14410: 4 h after the first incident's page
         _advance_to(serve, start, at)
         serve.engine.tick()
     assert [((n.event_at - start).total_seconds(), n.reminder) for n in _reminders(serve)] == [
-        (19810, 14400.0)
+        (14410, 14400.0) if discarded else (19810, 14400.0)
     ]
 
 

@@ -87,7 +87,7 @@ def test_an_ha_pair_keeps_the_earliest_start_and_the_later_end(engine: IncidentE
     row = engine.store.alert(Alert(NODE_DOWN).fingerprint)
     assert row is not None and row.status == AlertStatus.FIRING.value
     ((incident, _),) = engine.store.list_rows()
-    assert f"First onset: {_at(-45):%Y-%m-%d %H:%M:%S} UTC" in engine.postmortem(incident.id)
+    assert f"First onset: {_at(-45):%Y-%m-%dT%H:%M:%S}Z" in engine.postmortem(incident.id)
 
 
 def test_a_repeat_with_an_earlier_end_keeps_the_later_one(engine: IncidentEngine) -> None:

@@ -310,3 +310,16 @@ def test_alerts_go_in_batches_with_the_bearer_token() -> None:
         forwarder.on_alert(_xid(str(gpu), clock))
     assert forwarder.flush()
     assert seen == [("/api/v2/alerts", "Bearer t0ken", n) for n in (500, 500, 200)]
+
+
+def test_a_failed_forward_logs_the_url_without_its_password(caplog: pytest.LogCaptureFixture) -> None:
+    clock, serve = FakeClock(), Serve()
+    client = httpx.Client(transport=httpx.MockTransport(serve.handle))
+    forwarder = AlertForwarder(
+        "http://gw:S3cretPW@serve:9700/", "t0ken", clock, resend_seconds=30, client=client
+    )
+    forwarder.on_alert(_xid("3", clock))
+    serve.answers = [503]
+    assert not forwarder.flush()
+    assert "alert forward to http://gw:***@serve:9700/api/v2/alerts failed" in caplog.text
+    assert "S3cretPW" not in caplog.text

@@ -226,3 +226,20 @@ def test_a_webhook_message_the_outbox_took_as_sent_that_never_arrived_is_lost(
     engine.dispose()
     seen = view.observe(recorder, str(tmp_path / "gw.db"), tmp_path / "journal")
     assert seen.lost == [f"webhook message {unsent} never delivered"]
+
+
+@pytest.mark.parametrize(
+    ("written", "seeds"),
+    [("3", [3]), ("0-2", [0, 1, 2]), ("3,10-11", [3, 10, 11])],
+    ids=["one", "range", "list"],
+)
+def test_seeds_are_read_as_restart_fuzz_reads_them(fuzz: ModuleType, written: str, seeds: list[int]) -> None:
+    # crash_fuzz had its own copy of restart_fuzz's parsing, without the comma-separated list.
+    assert fuzz._parser().parse_args(["--seeds", written]).seeds == seeds
+
+
+@pytest.mark.parametrize("written", ["x", "5-2", ""], ids=["word", "backwards", "empty"])
+def test_malformed_seeds_are_refused_before_any_seed_runs(fuzz: ModuleType, written: str) -> None:
+    with pytest.raises(SystemExit) as exited:
+        fuzz._parser().parse_args(["--seeds", written])
+    assert exited.value.code == 2

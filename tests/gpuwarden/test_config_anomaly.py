@@ -67,3 +67,29 @@ def test_the_score_outside_a_data_range_must_be_anomalous(tmp_path: Path) -> Non
         ConfigError, match=r":2: anomaly.score_outside_data_range: 0.5 is not more than 1; write more than 1"
     ):
         load_config(path)
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "fleet_queries",
+        "level_shift_queries",
+        "multivariate_queries",
+        "presence_queries",
+        "adaptive_metrics",
+        "fleet_load_adjusted",
+        "fleet_peer_labels",
+    ],
+)
+@pytest.mark.parametrize("written", ['""', "'  '"], ids=["empty", "blank"])
+def test_an_empty_name_in_a_list_of_queries_is_refused_at_its_line(
+    tmp_path: Path, setting: str, written: str
+) -> None:
+    # `fleet_queries: [""]` was taken: `config validate` said ok, then warned that the fleet detector
+    # reads "queries named , DCGM_FI_DEV_GPU_UTIL"; an empty level-shift substring matched every query.
+    path = tmp_path / "gpuwarden.yaml"
+    path.write_text(f"anomaly:\n  {setting}: [DCGM_FI_DEV_GPU_TEMP, {written}]\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    message = str(caught.value)
+    assert message.startswith(f"{path}:2: anomaly.{setting}[1]: an empty name"), message

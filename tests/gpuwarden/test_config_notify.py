@@ -190,3 +190,58 @@ def test_a_webhook_bearer_token_no_http_client_can_send_is_refused_naming_the_fi
         load_config(path)
     assert info.value.field == "webhooks[0].bearer_token"
     assert "an HTTP header cannot carry" in str(info.value) and "tökén" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "url", "field"),
+    [
+        (
+            ONE.format(url="{env: OPS_URL}"),
+            "https://hooks.example.com:99999/services/T0/S3cret",
+            "webhooks[0].url",
+        ),
+        (
+            ONE.format(url="{env: OPS_URL}"),
+            "https://hooks.example.com/services/T0/S3cret?key=\n",
+            "webhooks[0].url",
+        ),
+        (
+            "anomaly:\n  prometheus_url: {env: OPS_URL}\n",
+            "http://reader:S3cret@prom.example:99999",
+            "anomaly.prometheus_url",
+        ),
+    ],
+    ids=["webhook-bad-port", "webhook-control-character", "prometheus-bad-port"],
+)
+def test_a_url_that_cannot_be_used_is_refused_without_its_credential(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, url: str, field: str
+) -> None:
+    """The refusal quoted the URL whole: a webhook URL's path (the README's ``{env: ONCALL_URL}`` "when the
+    URL holds a credential") or a Prometheus URL's password went to the terminal, and to serve's log."""
+    monkeypatch.setenv("OPS_URL", url)
+    path = write(tmp_path, text)
+    result = runner.invoke(app, ["config", "validate", str(path)])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and f"{field}: " in said and "is not an http(s) URL" in said, said
+    assert "S3cret" not in said
+
+
+@pytest.mark.parametrize(
+    ("base_url", "warned"),
+    [("http://slack-proxy.example.com/api/", True), ("http://127.0.0.1:8010/api/", False)],
+    ids=["another-machine", "local-stand-in"],
+)
+def test_a_slack_bot_token_over_plain_http_to_another_machine_is_warned_of_as_a_webhooks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base_url: str, warned: bool
+) -> None:
+    """Every Web API call carries ``Authorization: Bearer xoxb-...``; a webhook's token was warned of, the bot
+    token, which can read and post in the workspace, was not."""
+    monkeypatch.setenv("SLACK_TEST_TOKEN", "xoxb-t")
+    slack = (
+        f"slack:\n  bot_token: {{env: SLACK_TEST_TOKEN}}\n  channel: C0123456789\n  base_url: {base_url}\n"
+    )
+    result = runner.invoke(app, ["config", "validate", str(write(tmp_path, startable(monkeypatch, slack)))])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 0, output
+    said = "slack.base_url: the bot token goes to slack-proxy.example.com over plain http"
+    assert (said in output) is warned and output.count("warning:") == int(warned), output

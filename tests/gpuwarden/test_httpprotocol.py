@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import logging
@@ -290,3 +291,50 @@ class OneReader:
 
     def makefile(self, mode: str) -> io.BufferedReader:
         return self._file
+
+
+def test_an_ipv6_clients_address_is_logged_in_brackets(caplog: pytest.LogCaptureFixture) -> None:
+    # The client of a server listening on ::1 was logged as "client=::1:40312": where the address ends and
+    # the port begins was left to the reader. Written as in a URL: "client=[::1]:40312".
+    port = free_port()
+    config = uvicorn.Config(
+        Starlette(routes=[Route("/", echo)]),
+        host="::1",
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        http=header_deadline_protocol(DEADLINE, "httptools"),
+    )
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_log.addHandler(caplog.handler)
+    try:
+        with uvicorn_in_thread(uvicorn.Server(config)), socket.create_connection(("::1", port)) as sock:
+            sock.settimeout(GIVE_UP)
+            sock.sendall(b"GET / HTTP/1.1\r\nHost x\r\n\r\n")
+            assert read_until_closed(sock).startswith(b"HTTP/1.1 400")
+            client_port = sock.getsockname()[1]
+    finally:
+        uvicorn_log.removeHandler(caplog.handler)
+    said = {r.getMessage() for r in caplog.records if r.name == "uvicorn.error"}
+    assert said == {f"Invalid HTTP request received. client=[::1]:{client_port}"}
+
+
+@pytest.mark.parametrize("server", ["httptools"], indirect=True)  # h11 stops at 16 KiB itself, with a 400
+@pytest.mark.parametrize("split", [False, True], ids=["one-header", "many-headers"])
+def test_headers_past_the_limit_are_refused_at_once_and_the_connection_closed(
+    server: int, split: bool
+) -> None:
+    """httptools kept a header's value whole until it ended, with no bound: a client sending 50 MB of one
+    header within the deadline held 50 MB of serve's memory (four of them, 190 MB). Past 1 MiB it is now
+    answered 431, and what still comes is dropped."""
+    line = b"X-a: " + b"a" * 1000 + b"\r\n"
+    head = b"GET / HTTP/1.1\r\nHost: x\r\n" + (line * 4096 if split else b"X-a: " + b"a" * (4 << 20))
+    with connect(server) as big:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # closed before all was read
+            big.sendall(head)  # no end of the header block: only the limit ends this request
+        received = read_until_closed(big)
+    status = received.split(b"\r\n", 1)[0]
+    assert status == b"HTTP/1.1 431 Request Header Fields Too Large", received
+    assert b"connection: close" in received
+    with httpx.Client() as client:  # the server serves on
+        assert client.get(f"http://127.0.0.1:{server}/").text == "GET 0"

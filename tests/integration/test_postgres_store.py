@@ -34,10 +34,12 @@ from gpuwarden.clock import FakeClock
 from gpuwarden.model import Alert, AlertStatus, IncidentState, RackRef, label_fingerprint
 from tests.alerting.query_plans import incident_silence_query_plan, resolved_incident_query_plans
 from tests.alerting.test_kept_jobs import requeued_job_named_after_restart
+from tests.alerting.test_merge_chain import a_merged_incident_shows_the_alerts_it_handed_over
 from tests.alerting.test_migrate import (
     an_opening_stored_before_0019_is_read_as_told_at_the_end_of_its_delay,
     downgrade,
 )
+from tests.alerting.test_outbox import webhook_edits_flipping_every_30_s
 from tests.alerting.test_outbox_pauses import a_rate_limit_pause_outlives_a_restart
 from tests.alerting.test_reminding import (
     a_restart_offers_the_outbox_no_opening_the_store_says_was_announced,
@@ -638,3 +640,22 @@ def test_a_requeued_job_and_a_rate_limit_pause_are_kept_in_postgres_across_a_ser
     requeued_job_named_after_restart(sql)
     with SlackRecorder() as recorder:
         a_rate_limit_pause_outlives_a_restart(sql, recorder)
+
+
+@pytest.mark.integration
+def test_on_postgres_an_incident_merged_into_another_shows_the_alerts_it_handed_over(
+    postgres_url: str,
+) -> None:
+    a_merged_incident_shows_the_alerts_it_handed_over(postgres_url)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("restarts", [False, True], ids=["one-serve", "restarted"])
+def test_on_postgres_a_webhook_gets_a_flipping_recommendation_once_per_edit_interval(
+    postgres_url: str, restarts: bool
+) -> None:
+    sql = make_engine(postgres_url)
+    upgrade(sql)
+    with SlackRecorder() as recorder:
+        webhook_edits_flipping_every_30_s(sql, recorder, restarts)
+    sql.dispose()

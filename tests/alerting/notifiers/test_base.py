@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from alerting.subscriptions import ChangeKind, IncidentChange
 from gpuwarden.config import SlackConfig
 from gpuwarden.config_notify import WebhookConfig
 from gpuwarden.errors import ConfigError
+from gpuwarden.model import FaultKind, RackRef, RootCause
 from tests.alerting.notifiers.incidents import change, gpu_temperature, lifecycle, make_incident
 
 
@@ -96,3 +98,11 @@ def test_a_change_told_once_keeps_the_key_the_previous_release_gave_it() -> None
     # and forgetting the change), must find its row: a new key would send it twice.
     keys = [idempotency_key(c) for c in lifecycle()[:2]]
     assert keys == ["b0d18422c566d52e3e82a8c78010d762", "2baf273bc6037ee8e71d92182af6ffec"]
+
+
+def test_an_unclassified_fault_links_no_runbook() -> None:
+    # A fault gpuwarden could not classify (an alert name it does not know, the anomaly service's own stale
+    # source) linked <base>/unknown.yaml: a runbook for "unknown" is for no failure class, and a base URL
+    # of one runbook per fault kind has none there.
+    unclassified = replace(make_incident(), root_cause=RootCause(FaultKind.UNKNOWN, RackRef("c1", "r07")))
+    assert runbook_linker("https://runbooks.example/gpu")(unclassified) == ""

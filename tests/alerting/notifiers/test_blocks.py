@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -33,6 +34,7 @@ from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert, IncidentState, Priority, WorkloadKind, WorkloadRef
 from tests.alerting.notifiers.incidents import (
     LONG_NODE,
+    T0,
     change,
     hostile_notification,
     huge_notification,
@@ -437,9 +439,9 @@ def test_investigate_does_not_say_no_remedy_is_known_beside_an_alert_that_names_
     assert "the alerts say what to check" in block["text"]["text"]
 
 
-def test_an_incident_that_took_no_capacity_says_why_it_has_its_priority_not_unknown(tmp_path: Path) -> None:
-    # An inference service answering 62% errors is P0, but no GPU or replica is lost: the message read
-    # "P0 urgent" with Impact "_unknown_" (the error ratio that made it P0 was on the timeline only).
+def _error_ratio_opening(tmp_path: Path, ratio: str) -> tuple[IncidentChange, str, str]:
+    """The opening of an incident of service chat answering ``ratio`` of its requests with errors, the
+    Impact its Slack message shows and why it has its priority (``incidents show``)."""
     sql = make_engine(str(tmp_path / "incidents.db"))
     upgrade(sql)
     engine = IncidentEngine(sql, FakeClock(), AlertingConfig(announce_delay_seconds=0), fleet_inventory())
@@ -451,8 +453,39 @@ def test_an_incident_that_took_no_capacity_says_why_it_has_its_priority_not_unkn
         "service": "chat",
         "namespace": "serving",
     }
-    engine.ingest([Alert(labels, annotations={"error_ratio": "0.62"})])
+    engine.ingest([Alert(labels, annotations={"error_ratio": ratio})])
     opened = next(c for c in heard if c.kind is ChangeKind.OPENED)
     blocks = incident_message(build_notification(opened)).attachments[0]["blocks"]
+    ((row, _),) = engine.store.list_rows()
     impact = next(b for b in blocks if b.get("block_id") == "impact")["text"]["text"]
+    return opened, impact, row.impact["priority_reason"]
+
+
+def test_an_incident_that_took_no_capacity_says_why_it_has_its_priority_not_unknown(tmp_path: Path) -> None:
+    # An inference service answering 62% errors is P0, but no GPU or replica is lost: the message read
+    # "P0 urgent" with Impact "_unknown_" (the error ratio that made it P0 was on the timeline only).
+    opened, impact, _ = _error_ratio_opening(tmp_path, "0.62")
     assert (opened.incident.priority, impact) == (Priority.P0, "*Impact*\nerror ratio 62%")
+
+
+@pytest.mark.parametrize(
+    ("ratio", "shown"),
+    [("0.004", "0.4%"), ("0.0004", "<0.1%"), ("0.012", "1%")],
+    ids=["0.4%", "0.04%", "1.2%"],
+)
+def test_a_small_error_ratio_is_not_shown_as_0_percent(tmp_path: Path, ratio: str, shown: str) -> None:
+    # A service failing 0.4% of its requests is P2 ("some requests fail"), but its Impact read "error ratio
+    # 0%", and why it is P2 "error ratio 0%: some requests fail".
+    opened, impact, why = _error_ratio_opening(tmp_path, ratio)
+    assert (opened.incident.priority, impact) == (Priority.P2, f"*Impact*\nerror ratio {shown}")
+    assert why == f"error ratio {shown}: some requests fail"
+
+
+def test_the_opened_time_falls_back_to_the_one_format_gpuwarden_writes_times_in() -> None:
+    # Slack shows `<!date^...|fallback>` in each reader's zone; the fallback (notification text, clients that
+    # cannot render dates) was ISO with +00:00 and the clock's fraction, where the CLI, the API's messages
+    # and the postmortem write 2026-01-01T12:00:05Z.
+    opened = change(make_incident(), ChangeKind.OPENED, 0, "opened")
+    n = build_notification(opened).model_copy(update={"opened_at": T0 + timedelta(seconds=5.25)})
+    text = json.dumps(incident_message(n).attachments)
+    assert "^{date_short_pretty} {time}|2026-01-01T12:00:05Z>" in text, text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ import pytest
 from alerting.notifiers.base import Notification, build_notification, target_fields
 from alerting.notifiers.charts import render_chart
 from alerting.notifiers.series import (
+    DEFAULT_QUERIES,
     PromQLSeriesSource,
     parse_matrix,
     render_query,
@@ -337,3 +339,23 @@ def test_a_mig_gpus_memory_chart_keeps_each_instances_own_line() -> None:
         (1000.0,),
         (2000.0,),
     ]
+
+
+def _instance_regex(query: str) -> re.Pattern[str]:
+    """The ``instance=~"..."`` matcher of ``query`` as Prometheus reads it: the string literal unescaped,
+    the regular expression anchored at both ends."""
+    literal = re.search(r'instance=~"((?:[^"\\]|\\.)*)"', query)
+    assert literal is not None, query
+    return re.compile(re.sub(r"\\(.)", r"\1", literal.group(1)))
+
+
+@pytest.mark.parametrize("node", ["n07|.+", ".*", "r07.n03", "n0[1-9]", "n(7)?", "a\\b"])
+def test_a_node_down_chart_reads_that_node_alone_whatever_its_name_holds(node: str) -> None:
+    """The node's name went into the chart's regular expression as it was: a node label ``n07|.+`` (or
+    ``.*``) drew the ``up`` of every target in Prometheus in the incident's Slack chart, and a dot matched
+    any character (``r07.n03`` also read ``r07xn03``)."""
+    query = render_query(DEFAULT_QUERIES[FaultKind.NODE_DOWN], target_fields(NodeRef(node)))
+    assert query is not None
+    matcher = _instance_regex(query)
+    assert matcher.fullmatch(node) and matcher.fullmatch(f"{node}:9400")
+    assert not any(matcher.fullmatch(other) for other in ("n99:9400", "r07xn03", "n01", "n7", "x"))

@@ -34,6 +34,7 @@ from tests.alerting.notifiers.incidents import (
     lifecycle,
     make_incident,
 )
+from tests.http_stub import FixedAnswer, LocalServer, QuietHandler
 
 
 @pytest.fixture
@@ -713,3 +714,37 @@ def test_the_ticks_reminder_of_an_incident_still_firing_is_a_broadcast_thread_re
         ("note (by bob)", False),
         (f"reminder: {reminder}", True),
     ]
+
+
+class _Redirecting(LocalServer):
+    """A Slack API base URL that answers every call with ``status`` to ``location``."""
+
+    def __init__(self, status: int, location: str) -> None:
+        class Handler(QuietHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(status)
+                self.send_header("Location", location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        super().__init__(Handler)
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_refused_without_sending_the_bot_token_to_where_it_points(status: int) -> None:
+    """urllib followed a 301, 302 or 303 from the Slack base URL with the ``Authorization: Bearer xoxb-...``
+    header, to any host, and took that host's "ok" as the message posted; the webhook notifier follows no
+    redirect either."""
+    elsewhere = FixedAnswer(200, b'{"ok": true, "channel": "C0123456789", "ts": "1700000000.000100"}')
+    redirecting = _Redirecting(status, f"{elsewhere.url}/api/chat.postMessage")
+    try:
+        client = make_client("xoxb-S3cret", base_url=f"{redirecting.url}/api/")
+        with pytest.raises(BackendError, match=f"HTTP {status}") as caught:
+            deliver(SlackNotifier(client, "C0123456789"), Threads(), build_notification(lifecycle()[0]))
+    finally:
+        redirecting.close()
+        elsewhere.close()
+    assert elsewhere.authorizations == []
+    assert f"a redirect to {elsewhere.url}/********** (not followed" in str(caught.value)
+    assert not caught.value.retryable

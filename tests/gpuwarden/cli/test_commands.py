@@ -296,3 +296,41 @@ def test_a_request_timeout_variable_out_of_bounds_is_named_as_the_variable(
     assert result.exit_code == 2, result.output
     said = "error: --request-timeout (GPUWARDEN_REQUEST_TIMEOUT) 0: use a number from 0.1 to 86400\n"
     assert result.stderr == said, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["incidents", "ack"], "error: missing argument 'incident_id'; see gpuwarden incidents ack --help"),
+        (
+            ["incidents", "list", "--bogus"],
+            "error: no such option: --bogus; see gpuwarden incidents list --help",
+        ),
+        (["--bogus"], "error: no such option: --bogus; see gpuwarden --help"),
+        (["nosuch"], "error: no such command 'nosuch'; see gpuwarden --help"),
+        (["incidents", "list", "--limit"], "error: option '--limit' requires an argument"),
+        (
+            ["sim", "inject", "xid", "--url", "http://127.0.0.1:9", "--node", "n", "--param", "bad"],
+            "error: invalid value for --param: expected NAME=VALUE, got 'bad';"
+            " see gpuwarden sim inject --help",
+        ),
+    ],
+    ids=[
+        "missing-argument",
+        "unknown-option",
+        "unknown-root-option",
+        "unknown-command",
+        "no-value",
+        "bad-param",
+    ],
+)
+def test_a_usage_error_is_one_line_exit_2_as_every_other_bad_option(args: list[str], said: str) -> None:
+    # typer drew these in a box under a usage line; every other bad option is one line.
+    result = runner.invoke(app, args, prog_name="gpuwarden")
+    assert (result.exit_code, result.stdout, result.stderr.strip()) == (2, "", said)
+
+
+def test_help_and_a_group_without_its_command_still_print_help() -> None:
+    for args in (["incidents", "--help"], ["incidents"], ["--help"]):
+        result = runner.invoke(app, args, prog_name="gpuwarden")
+        assert "Usage: gpuwarden" in result.stdout and "error" not in result.stderr, (args, result.output)

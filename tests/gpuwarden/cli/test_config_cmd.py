@@ -542,3 +542,26 @@ def test_a_bad_kubernetes_context_does_not_load_the_kubeconfig_with_its_current_
     result = runner.invoke(app, ["config", "validate", str(path)])
     assert result.exit_code == 1
     assert problem_lines(result.stderr, path) == [5], result.stderr
+
+
+SET_IN_HEADERS = """\
+webhooks:
+  - name: oncall
+    url: https://hooks.example/in
+    headers: {X-Api-Key: {env: CLI_TEST_HOOK_KEY}, X-Team: gpu-infra}
+"""
+
+
+def test_config_show_masks_a_header_read_from_a_variable_as_it_masks_tokens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A receiver's key sent as a header (``X-Api-Key``, which ``bearer_token`` cannot carry) written as the
+    ``{env: ...}`` reference secrets are written as: ``config show`` printed the variable's value whole."""
+    monkeypatch.setenv("CLI_TEST_HOOK_KEY", "k3y-S3cret")
+    path = tmp_path / "gw.yaml"
+    path.write_text(SET_IN_HEADERS)
+    shown = runner.invoke(app, ["config", "show", str(path)])
+    assert shown.exit_code == 0, shown.output
+    headers = json.loads(shown.stdout)["webhooks"][0]["headers"]
+    assert headers == {"X-Api-Key": "**********", "X-Team": "gpu-infra"}  # the literal one as written
+    assert "S3cret" not in shown.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
 import socket
 import warnings
 from collections.abc import Iterator
@@ -354,15 +355,20 @@ DETAIL = {
 }
 
 
+def _answered(body: object, *argv: str) -> Result:
+    """``gpuwarden ARGV --url`` a server that answers ``body`` (200, JSON) to every request."""
+    stub = FixedAnswer(200, json.dumps(body).encode())
+    try:
+        return runner.invoke(app, [*argv, "--url", stub.url])
+    finally:
+        stub.close()
+
+
 def test_show_prints_titles_as_they_are_and_timeline_entries_on_one_line_when_piped(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("COLUMNS", raising=False)
-    stub = FixedAnswer(200, json.dumps(DETAIL).encode())
-    try:
-        result = runner.invoke(app, ["incidents", "show", "inc-0123456789ab", "--url", stub.url])
-    finally:
-        stub.close()
+    result = _answered(DETAIL, "incidents", "show", "inc-0123456789ab")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0] == f"P1 {DETAIL['title']}  (inc-0123456789ab, triggered)"  # no markup, no emoji
@@ -472,8 +478,11 @@ def test_list_and_show_say_where_a_merged_incident_went_and_when_one_reopened(
         assert "2026-01-01T00:13:00Z (reopened)" in first
         assert rows.index(first) < min(i for i, r in enumerate(rows) if "r06" in r)  # newest first
         assert f"resolved (merged into {rack})" in next(r for r in rows if merged in r)
+        # Its alert goes on in the rack's incident: "1 moved", not "0" (as if it never had one).
+        assert re.search(r"\s1 moved\s", next(r for r in rows if merged in r))
         shown = runner.invoke(app, ["incidents", "show", merged, "--url", URL])
         assert f"({merged}, resolved (merged into {rack}))" in shown.stdout
+        assert "; alerts: 1 moved\n" in shown.stdout
 
 
 def test_show_recommends_what_slack_and_webhooks_do_the_most_drastic_first(
@@ -851,5 +860,20 @@ def test_outbox_list_says_which_notifier_is_paused_by_a_rate_limit_and_until_whe
     result, _ = _invoke_against(body, ["outbox", "list"])
     assert result.exit_code == 0, result.output
     said = " ".join(result.stderr.split())
-    assert "slack is paused by a rate limit for 60 s more (until 2026-01-01T00:01:30+00:00)" in said, said
+    assert "slack is paused by a rate limit for 60 s more (until 2026-01-01T00:01:30Z)" in said, said
     assert "pending 3" in result.stdout
+
+
+def test_show_and_list_write_times_as_slack_and_the_postmortem_do() -> None:
+    # Times were shown in three formats: the API's here (2026-01-01T00:00:05.250000Z, a real clock's
+    # fraction), ISO with +00:00 in Slack's fallback text, "2026-01-01 00:00:05 UTC" in the postmortem.
+    # Text people read has one: RFC 3339 in UTC to the second.
+    at = "2026-01-01T00:00:05.250000Z"
+    timeline = [{**DETAIL["timeline"][0], "at": at}]  # type: ignore[index]
+    detail = {**DETAIL, "opened_at": at, "last_opened_at": at, "timeline": timeline}
+    result = _answered(detail, "incidents", "show", "inc-0123456789ab")
+    assert result.exit_code == 0, result.output
+    assert "  2026-01-01T00:00:05Z  note " in result.stdout and at not in result.stdout, result.stdout
+    row = {key: detail[key] for key in ("id", "title", "priority", "state", "root_cause", "opened_at")}
+    listed = _answered([{**row, "alert_count": 1, "last_opened_at": at}], "incidents", "list")
+    assert "2026-01-01T00:00:05Z" in listed.stdout and at not in listed.stdout, listed.output

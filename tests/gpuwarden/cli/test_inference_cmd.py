@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -198,3 +199,27 @@ def test_the_start_up_line_comes_once_the_port_accepts_connections(monkeypatch: 
     assert result.exit_code == 0, result.output
     assert "inference server on http://127.0.0.1:" in result.output
     assert seen == [1]
+
+
+def test_the_server_refuses_headers_past_the_limit_as_serve_does() -> None:
+    """It ran uvicorn's protocol as it comes: no deadline on a request's headers and no bound on their size,
+    so one client could make it hold what it sent (serve and the exporter answer 431 past 1 MiB)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [*CLI, "inference-server", "--port", str(port), "--no-tracing"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        proc.stderr.readline()  # printed once the port accepts connections
+        with socket.create_connection(("127.0.0.1", port)) as big:
+            big.settimeout(20)
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                big.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-a: " + b"a" * (2 << 20))
+            answer = big.recv(200)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer

@@ -765,3 +765,25 @@ def test_serve_says_at_start_which_store_it_opens(
     assert result.exit_code == 1, result.output
     messages = [json.loads(line)["msg"] for line in result.stderr.splitlines() if line.startswith("{")]
     assert f"store: {shown.format(tmp=tmp_path)}" in messages, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("db", "warned"),
+    [
+        ("postgresql+psycopg://u:pw-secret@127.0.0.1:1/x", True),
+        ("postgresql+psycopg://u@127.0.0.1:1/x?password=pw-secret", True),
+        ("postgresql+psycopg://u@127.0.0.1:1/x", False),
+    ],
+    ids=["before-the-host", "in-the-query", "none"],
+)
+def test_serve_warns_that_a_password_given_with_db_is_in_the_process_list(
+    monkeypatch: pytest.MonkeyPatch, db: str, warned: bool
+) -> None:
+    """Any user of the machine reads a process's arguments (``ps``, ``/proc/<pid>/cmdline``): a password
+    in ``--db`` is theirs for as long as serve runs, though serve hides it in every line it writes."""
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    result = runner.invoke(app, ["serve", "--db", db])
+    output = " ".join(result.output.split())
+    said = "--db holds a password, which every user of this machine can read in the process list"
+    assert (said in output) is warned and ("GPUWARDEN_API__DB" in output) is warned, output
+    assert "pw-secret" not in output

@@ -1,9 +1,10 @@
-"""`gpuwarden sim show`: what a simulated fleet looks like."""
+"""`gpuwarden sim`: what a simulated fleet looks like, and what `sim inject` refuses before posting."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from gpuwarden.cli import app
@@ -20,3 +21,37 @@ def test_the_table_shows_pci_bus_ids_as_they_are_not_as_emoji() -> None:
     for bus_id in bus_ids:
         assert bus_id in result.stdout
     assert "\U0001f18e" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "wanted"),
+    [
+        ("--gpu", "-1", "use a whole number from 0 to 255"),
+        ("--gpu", "256", "use a whole number from 0 to 255"),
+        ("--xid", "0", "use a whole number from 1 to 999"),
+        ("--xid", "1000", "use a whole number from 1 to 999"),
+        ("--link", "36", "use a whole number from 0 to 35"),
+        ("--timeout", "0", "use a number from 0.1 to"),
+        ("--timeout", "nan", "use a number from 0.1 to"),
+    ],
+    ids=[
+        "gpu-negative",
+        "gpu-too-high",
+        "xid-zero",
+        "xid-too-high",
+        "link-too-high",
+        "timeout-0",
+        "timeout-nan",
+    ],
+)
+def test_inject_refuses_an_option_out_of_bounds_in_one_line_before_posting(
+    option: str, value: str, wanted: str
+) -> None:
+    # These went to the server as typed (an unreachable one here: "cannot reach", exit 1), or, for a zero
+    # or NaN timeout, to httpx; the bounds are the exporter's own (`parse_fault`).
+    argv = ["sim", "inject", "xid", "--url", "http://127.0.0.1:9", "--node", "node-01", "--gpu", "0"]
+    argv += ["--xid", "79", option, value]
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {option} {value}: {wanted}"), line

@@ -147,3 +147,21 @@ def test_a_client_gone_before_its_body_arrived_is_answered_400_without_a_traceba
     assert sent[0]["status"] == 400
     assert json.loads(sent[1]["body"])["error"] == "client disconnected before the body was read"
     assert fleet.active_faults() == []
+
+
+def test_a_fault_not_declared_as_json_is_refused_415_as_a_web_page_could_send_it(fleet: Fleet) -> None:
+    """A page in the browser of someone on the simulator's machine could POST a fault with ``fetch(...,
+    {mode: "no-cors"})`` as ``text/plain`` (no preflight, from 127.0.0.1: the loopback guard let it in); only
+    ``application/json``, which a page cannot send to another origin without a preflight, injects one."""
+    fault = json.dumps({"kind": "hung", "node": "node-01", "gpu": 0}).encode()
+    with _client(fleet) as client:
+        plain = client.post(
+            "/sim/faults", content=fault, headers={"content-type": "text/plain;charset=UTF-8"}
+        )
+        form = client.post(
+            "/sim/faults", content=fault, headers={"content-type": "application/x-www-form-urlencoded"}
+        )
+        garbled = client.post("/sim/faults", content=fault, headers={"content-type": "garbage;;"})
+    assert (plain.status_code, form.status_code, garbled.status_code) == (415, 415, 400)
+    assert plain.json()["field"] == "Content-Type" and "application/json" in plain.json()["error"]
+    assert fleet.fault_log == []
