@@ -64,6 +64,17 @@ def test_a_partial_response_is_a_failed_read_of_its_query_not_half_the_fleet_gon
     assert registry.get_sample_value("gpuwarden_anomaly_query_errors_total", labels) == 1
 
 
+def _read_well_then_failing(prom: PromQLSource, clock: FakeClock, failing: list[bool], reads: int) -> float:
+    """One good read now, then ``reads`` reads 30 s apart with ``failing`` set; the time of the good read."""
+    prom.read(clock.time() - 30, clock.time())
+    good = clock.time()
+    failing[0] = True
+    for _ in range(reads):
+        clock.advance(30)
+        prom.read(clock.time() - 30, clock.time())
+    return good
+
+
 def test_metrics_say_since_when_a_query_fails_while_its_source_reads_well() -> None:
     clock, broken = FakeClock(), [False]
 
@@ -75,12 +86,7 @@ def test_metrics_say_since_when_a_query_fails_while_its_source_reads_well() -> N
         return matrix(request)
 
     prom = source({"temp": answer, "power": matrix}, clock)
-    prom.read(clock.time() - 30, clock.time())
-    good = clock.time()
-    broken[0] = True
-    for _ in range(4):
-        clock.advance(30)
-        prom.read(clock.time() - 30, clock.time())
+    good = _read_well_then_failing(prom, clock, broken, 4)
     registry = CollectorRegistry()
     collector = AnomalyCollector()
     collector.update([], [prom.health()], TickStats())
@@ -482,12 +488,7 @@ def test_a_query_the_deadline_left_no_turn_keeps_its_whole_catch_up(caplog: pyte
 
     prom = source({"slow": answer, "waiting": answer}, clock, workers=1, deadline_seconds=30)
     clock.advance(30)
-    prom.read(clock.time() - 30, clock.time())
-    good = clock.time()
-    down[0] = True
-    for _ in range(3):
-        clock.advance(30)
-        prom.read(clock.time() - 30, clock.time())
+    good = _read_well_then_failing(prom, clock, down, 3)
     down[0] = False
     hold.set()
     prom.deadline_seconds = 1.5
