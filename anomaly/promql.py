@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from anomaly.catchup import CatchUp
 from anomaly.coarsesteps import CoarseSteps
 from anomaly.rangeedges import RangeEdges, range_seconds
 from anomaly.sources import Frame, QueryHealth, SeriesKind, SourceHealth
@@ -58,9 +59,28 @@ MAX_POINTS = 11_000  # steps per query_range call: Prometheus refuses more point
 # Prometheus' (2.46+) annotations of a whole answer, sent as warnings: an ill-formed histogram bucket, a
 # quantile out of range, a rate() of a name that may not be a counter. Any other warning is a partial answer.
 _ANNOTATIONS = ("PromQL warning: ", "PromQL info: ")
+# Answers that say the read was too long or too big: Prometheus' sample limit and other execution limits
+# (422; Mimir's and Thanos' too), a proxy's gateway timeout (504). Prometheus' own query timeout is 503 with
+# errorType "timeout".
+_OVERLONG_STATUS = frozenset({422, 504})
 _SELECTOR = re.compile(r"\s*([A-Za-z_:][A-Za-z0-9_:]*)\s*(\{[^{}]*\})?\s*")
 _MATCHERS = re.compile(r"\{[^{}]*\}")
 _COMPARISON = re.compile(r"(?:==|!=|>=|<=|>(?!=)|<(?!=))(?!\s*(?i:bool)\b)")  # keywords are any case
+
+
+class OverlongRead(SourceError):
+    """A read its server could not answer in time or within its limits (a timeout, Prometheus' sample limit,
+    HTTP 422 or 504): a shorter window may be read where the same one fails again."""
+
+    def __init__(self, message: str, *, source: str, why: str, retryable: bool = True) -> None:
+        self.why = why
+        super().__init__(message, source=source, retryable=retryable)
+
+
+def named(names: Sequence[str]) -> str:
+    """The first few of ``names`` and how many more: ``A, B, C and 21 more``."""
+    more = f" and {len(names) - _NAMED} more" if len(names) > _NAMED else ""
+    return ", ".join(names[:_NAMED]) + more
 
 
 def selected_metric(expr: str) -> str | None:
@@ -156,6 +176,7 @@ class PromQLSource:
         self._read_until: dict[str, float] = {}
         self._ranges = {q.name: range_seconds(q.expr) for q in self.queries}
         self._edges = RangeEdges(forget_after=max_lookback_seconds)
+        self._catch_up = CatchUp(name, max_lookback_seconds)
         self.coarse = CoarseSteps(name, filters={q.name for q in self.queries if filters_series(q.expr)})
         self._logged_failures: dict[str, str] = {}  # query -> error, as last logged
         self._logged_empty: set[str] = set()  # queries last said to match no series
@@ -188,10 +209,12 @@ class PromQLSource:
             key=lambda q: (self._read_until.get(q.name, -math.inf), self._sent.get(q.name, -math.inf)),
         )
         deadline = time.monotonic() + self.deadline_seconds
+        since = {
+            q.name: self._catch_up.since(q.name, start, end, self._read_until.get(q.name), q.step_seconds)
+            for q in order
+        }
         futures = {
-            query.name: self._pool.submit(
-                self.query_range, query, self._since(query.name, start, end), end, deadline=deadline
-            )
+            query.name: self._pool.submit(self.query_range, query, since[query.name], end, deadline=deadline)
             for query in order
         }
         wait(futures.values(), timeout=self.deadline_seconds)
@@ -204,10 +227,16 @@ class PromQLSource:
             health = self._health.queries.setdefault(query.name, QueryHealth())
             future = futures[query.name]
             if not future.done():
-                future.cancel()  # one already running ends by the client's timeout; its answer is dropped
+                # One already running ends by the client's timeout; its answer is dropped. One that never
+                # started (the others took the deadline) was not too long: its catch-up is left whole.
+                ran = not future.cancel()
                 error = f"query {query.name}: no answer within the read's {self.deadline_seconds:g}s deadline"
                 health.failed(error)
                 failed[query.name] = error
+                if ran:
+                    self._catch_up.failed(
+                        query.name, since[query.name], end, query.step_seconds, "no answer in time"
+                    )
                 continue
             try:
                 frame = future.result()
@@ -216,7 +245,10 @@ class PromQLSource:
                 failed[query.name] = str(exc)
                 if not exc.retryable:
                     refused.add(query.name)
+                if isinstance(exc, OverlongRead):
+                    self._catch_up.failed(query.name, since[query.name], end, query.step_seconds, exc.why)
                 continue
+            self._catch_up.succeeded(query.name)
             if frame.timestamps.size:  # an answer on a coarser step leaves no step of it in some windows
                 frame = self.coarse.keep(frame, query.step_seconds)
             if frame.timestamps.size:  # else the window held no step: nothing was asked
@@ -262,9 +294,7 @@ class PromQLSource:
             causes.setdefault(cause, []).append(name)
         parts = []
         for cause, names in causes.items():
-            shown = ", ".join(names[:_NAMED])
-            more = f" and {len(names) - _NAMED} more" if len(names) > _NAMED else ""
-            parts.append(f"{len(names)} of {len(self.queries)} queries ({shown}{more}): {cause}")
+            parts.append(f"{len(names)} of {len(self.queries)} queries ({named(names)}): {cause}")
         return "; ".join(parts)
 
     def _log_empty(self, empty: list[str], read: set[str]) -> None:
@@ -316,11 +346,6 @@ class PromQLSource:
         if recovered:
             logger.info("promql: read again: %s", ", ".join(recovered), extra=extra)
         self._logged_failures = {q: e for q, e in self._logged_failures.items() if q not in read} | failed
-
-    def _since(self, query: str, start: float, end: float) -> float:
-        """Where a query's read starts: the service's window, or earlier when the query failed since."""
-        done = self._read_until.get(query, start)
-        return max(min(start, done), end - self.max_lookback_seconds)
 
     def query_range(
         self, query: PromQuery, start: float, end: float, *, deadline: float | None = None
@@ -379,14 +404,19 @@ class PromQLSource:
         if deadline is not None:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise SourceError(
-                    f"query {query.name}: no answer within the read's {self.deadline_seconds:g}s deadline",
-                    source=self.name,
-                )
+                late = f"query {query.name}: no answer within the read's {self.deadline_seconds:g}s deadline"
+                if self._sent.get(query.name, -math.inf) >= deadline - self.deadline_seconds:
+                    # An earlier part of this read took the time: the window is too long for the server.
+                    raise OverlongRead(late, source=self.name, why="no answer in time")
+                raise SourceError(late, source=self.name)  # never sent: the other queries took the time
             timeout = httpx.Timeout(min(self._timeout, left))
             self._sent[query.name] = time.monotonic()
         try:
             response = self._client.get(path, params=dict(params), timeout=timeout)
+        except httpx.TimeoutException as exc:
+            raise OverlongRead(
+                f"{where}: {self._server}: {type(exc).__name__}: {exc}", source=self.name, why="timed out"
+            ) from exc
         except httpx.HTTPError as exc:  # not reached: which server (a port typo shows here), not only why
             raise SourceError(
                 f"{where}: {self._server}: {type(exc).__name__}: {exc}", source=self.name
@@ -394,16 +424,21 @@ class PromQLSource:
         try:
             payload = response.json()
         except ValueError as exc:
+            if response.status_code in _OVERLONG_STATUS:  # a proxy's gateway timeout page
+                raise OverlongRead(
+                    f"{where}: HTTP {response.status_code}, not JSON", source=self.name, why="gateway timeout"
+                ) from exc
             raise SourceError(f"{where}: HTTP {response.status_code}, not JSON", source=self.name) from exc
         if not isinstance(payload, dict):
             raise SourceError(f"{where}: HTTP {response.status_code}, not a JSON object", source=self.name)
         if response.status_code != 200 or payload.get("status") != "success":
             error = payload.get("error", "") if isinstance(payload, dict) else ""
-            raise SourceError(
-                f"{where}: HTTP {response.status_code}: {error}",
-                source=self.name,
-                retryable=response.status_code >= 500,
-            )
+            message = f"{where}: HTTP {response.status_code}: {error}"
+            retryable = response.status_code >= 500
+            if response.status_code in _OVERLONG_STATUS or payload.get("errorType") == "timeout":
+                why = f"HTTP {response.status_code}: {str(error)[:80]}"
+                raise OverlongRead(message, source=self.name, why=why, retryable=retryable)
+            raise SourceError(message, source=self.name, retryable=retryable)
         data = payload.get("data")
         if not isinstance(data, dict):
             raise SourceError(f"{where}: response has no data", source=self.name)
@@ -495,25 +530,29 @@ def _joined(parts: Sequence[Frame]) -> Frame:
 
 
 def _read_matrix(name: str, result: Any, grid: np.ndarray, kind: SeriesKind) -> Frame:
+    """Every series' points placed on ``grid``, all series at once: done series by series, with a few small
+    arrays each, 100,000 series of one point took 5 s on a loaded machine, longer than a tick's read."""
     if not isinstance(result, list):
         raise TypeError(f"result is {type(result).__name__}, not a list")
+    labels = [_labels(item) for item in result]
+    points = [item.get("values") or () for item in result]
+    flat = [p for series in points for p in series]
     values = np.full((len(result), grid.size), np.nan)
-    labels = []
+    if not flat:
+        return Frame(name, labels, grid, values, kind)
     step = grid[1] - grid[0] if grid.size > 1 else 1.0
-    for row, item in enumerate(result):
-        labels.append(_labels(item))
-        points = item.get("values", [])
-        if not points:
-            continue
-        stamps = np.array([float(p[0]) for p in points])
-        cols = np.rint((stamps - grid[0]) / step).astype(np.int64)
-        keep = (cols >= 0) & (cols < grid.size)
-        cols, got = cols[keep], np.array([_number(p[1]) for p in points])[keep]
-        if cols.size > 1 and not (cols[1:] > cols[:-1]).all() and np.unique(cols).size < cols.size:
-            # Two samples on one step: an HA pair merged without dedup (Thanos, a federating proxy), one
-            # replica a scrape behind. Whichever came last was taken, so a counter read 5, 4, 5 across
-            # steps: a reset and 4 new errors. The largest is taken: a counter's lagging replica is behind.
-            np.fmax.at(values[row], cols, got)
-        else:
-            values[row, cols] = got
+    stamps = np.array([float(p[0]) for p in flat])
+    got = np.array([_number(p[1]) for p in flat])
+    rows = np.repeat(np.arange(len(result)), np.fromiter(map(len, points), np.int64, len(points)))
+    cols = np.rint((stamps - grid[0]) / step).astype(np.int64)
+    keep = (cols >= 0) & (cols < grid.size)
+    cells, got = rows[keep] * grid.size + cols[keep], got[keep]
+    ordered = cells.size < 2 or bool((cells[1:] > cells[:-1]).all())  # the usual answer: no sort needed
+    if not ordered and np.unique(cells).size < cells.size:
+        # Two samples on one step: an HA pair merged without dedup (Thanos, a federating proxy), one replica
+        # a scrape behind. Whichever came last was taken, so a counter read 5, 4, 5 across steps: a reset
+        # and 4 new errors. The largest is taken: a counter's lagging replica is behind.
+        np.fmax.at(values.reshape(-1), cells, got)
+    else:
+        values.reshape(-1)[cells] = got
     return Frame(name, labels, grid, values, kind)

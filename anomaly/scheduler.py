@@ -42,6 +42,7 @@ class AnomalyScheduler:
         self.failures = 0
         self.skipped = 0
         self._skipping = 0
+        self._fitting = False  # a refit holds the lock: ticks due meanwhile wait for it, not for a read
         sched_logger = logging.getLogger("apscheduler.scheduler")
         if not any(isinstance(f, _NoSkipWarnings) for f in sched_logger.filters):
             sched_logger.addFilter(_NoSkipWarnings())
@@ -51,10 +52,12 @@ class AnomalyScheduler:
         self.skipped += 1
         self._skipping += 1
         if self._skipping == 1:
-            logger.warning(
-                "anomaly tick skipped: the previous tick is still running (a slow read?); skipping ticks"
-                " until it ends"
+            what = (
+                "the models' refit (fit_every_seconds) is still running"
+                if self._fitting
+                else "the previous tick is still running (a slow read?)"
             )
+            logger.warning("anomaly tick skipped: %s; skipping ticks until it ends", what)
 
     def tick_ran(self) -> None:
         """A tick ran: one line when it ends a run of skipped ticks."""
@@ -85,12 +88,15 @@ class AnomalyScheduler:
     def fit_job(self) -> None:
         """Refit the models; never raises."""
         with self._lock:
+            self._fitting = True
             try:
                 self.service.fit()
                 self.fits += 1
             except Exception:  # loop boundary
                 self.failures += 1
                 logger.exception("anomaly fit failed")
+            finally:
+                self._fitting = False
 
     def start(self) -> None:
         """Schedule both jobs (no overlap, missed runs coalesced; the first tick at once) and start."""

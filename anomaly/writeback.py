@@ -141,6 +141,12 @@ class AnomalyCollector:
         query_series = Metric(
             "gpuwarden_anomaly_query_series", "Series the last good read of the query returned.", "gauge"
         )
+        # Since when a query fails while its source reads well: the source's own time says nothing of it.
+        query_last = Metric(
+            "gpuwarden_anomaly_query_last_success_timestamp_seconds",
+            "Time of the last good read of the query; absent while it has never read well.",
+            "gauge",
+        )
         answer_step = Metric(
             "gpuwarden_anomaly_query_answer_step_seconds",
             "The step a query's answers come on, where coarser than its step_seconds (downsampled data, a"
@@ -158,6 +164,18 @@ class AnomalyCollector:
                 query_up.add_sample(query_up.name, labels, 1.0 if q.up else 0.0)
                 query_errors.add_sample(query_errors.name + "_total", labels, float(q.errors_total))
                 query_series.add_sample(query_series.name, labels, float(q.series))
+                if q.last_success is not None:
+                    query_last.add_sample(query_last.name, labels, q.last_success)
                 if q.answer_step is not None:
                     answer_step.add_sample(answer_step.name, labels, q.answer_step)
-        return [up, errors, last, source_series, query_up, query_errors, query_series, answer_step]
+        return [
+            up,
+            errors,
+            last,
+            source_series,
+            query_up,
+            query_errors,
+            query_series,
+            query_last,
+            answer_step,
+        ]

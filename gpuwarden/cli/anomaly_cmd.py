@@ -384,6 +384,8 @@ class TickLog:
 
     def after(self) -> None:
         """After a tick: send what it raised and resolved, then log the tick's line."""
+        from anomaly.promql import named  # noqa: PLC0415 (the anomaly stage loads only for its commands)
+
         sent = self.forwarder.flush() if self.forwarder is not None else True
         read, failed = 0, []
         for source in self.sources:
@@ -391,13 +393,17 @@ class TickLog:
                 state = (health.last_success, health.errors_total)
                 before = self._queries.get((source.name, name), (None, 0))
                 self._queries[source.name, name] = state
-                if state[1] != before[1]:
-                    failed.append(name)
-                elif state != before:
+                if state == before:
+                    continue  # not asked this tick (its step not due)
+                # Its last read tells, not its error count: the warm-up's failures, before the first tick,
+                # made a first tick that read the query well say it failed.
+                if health.up:
                     read += 1
+                else:
+                    failed.append(name)
         line = f"tick: queries read {read}, failed {len(failed)}"
-        if failed:
-            line += f" ({', '.join(failed)})"
+        if failed:  # the first few: an outage named every query at every tick, 700 characters a line
+            line += f" ({named(failed)})"
         elif not read:
             line += " (none due: a query's step_seconds)"
         line += f"; alerts raised {self.raised}, resolved {self.resolved}"

@@ -10,12 +10,14 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from anomaly import univariate
+from anomaly.promql import PromQLSource, PromQuery
 from gpuwarden.cli import anomaly_cmd, app
 from gpuwarden.cli.consoles import CliConsole
 from gpuwarden.clock import FakeClock
@@ -466,6 +468,60 @@ def test_run_logs_one_line_per_tick_not_one_per_http_request(tmp_path, caplog):
         r"; alerts raised 0, resolved 0"
     )
     assert all(later.fullmatch(t) for t in ticks[1:]), ticks
+
+
+def test_a_tick_line_counts_what_that_tick_read_not_what_the_warm_up_failed(caplog):
+    # The warm-up's hour was too long for Prometheus; the first tick read the query well and logged
+    # "tick: queries read 0, failed 1 (temp)": the warm-up's failure counted as the tick's.
+    clock, ok = FakeClock(), [False]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if not ok[0]:
+            body = {"status": "error", "errorType": "timeout", "error": "query timed out in query execution"}
+            return httpx.Response(503, json=body)
+        point = [float(request.url.params["end"]), "1"]
+        result = [{"metric": {"gpu": "0"}, "values": [point]}]
+        return httpx.Response(
+            200, json={"status": "success", "data": {"resultType": "matrix", "result": result}}
+        )
+
+    client = httpx.Client(base_url="http://prom:9090", transport=httpx.MockTransport(answer))
+    prom = PromQLSource("http://prom:9090", [PromQuery("temp", "temp")], clock, client=client)
+    tick_log = anomaly_cmd.TickLog([prom], None, lambda alert: None)
+    caplog.set_level(logging.INFO, logger=anomaly_cmd.logger.name)
+
+    def tick() -> str:
+        caplog.clear()
+        clock.advance(30)
+        prom.read(clock.time() - 30, clock.time())
+        tick_log.after()
+        return next(r.getMessage() for r in caplog.records if r.getMessage().startswith("tick:"))
+
+    prom.read(clock.time() - 3600, clock.time())  # the warm-up, before the first tick
+    ok[0] = True
+    assert tick() == "tick: queries read 1, failed 0; alerts raised 0, resolved 0"
+    ok[0] = False
+    assert tick() == "tick: queries read 0, failed 1 (temp); alerts raised 0, resolved 0"
+    prom.close()
+
+
+def test_a_tick_line_in_an_outage_names_a_few_failed_queries_not_every_one(caplog):
+    clock = FakeClock()
+    client = httpx.Client(
+        base_url="http://prom:9090",
+        transport=httpx.MockTransport(
+            lambda r: httpx.Response(502, json={"status": "error", "error": "down"})
+        ),
+    )
+    queries = [PromQuery(f"q{i}", f"q{i}") for i in range(24)]
+    prom = PromQLSource("http://prom:9090", queries, clock, client=client)
+    tick_log = anomaly_cmd.TickLog([prom], None, lambda alert: None)
+    caplog.set_level(logging.INFO, logger=anomaly_cmd.logger.name)
+    prom.read(clock.time() - 30, clock.time())
+    tick_log.after()
+    ticks = [r.getMessage() for r in caplog.records if r.getMessage().startswith("tick:")]
+    assert ticks == ["tick: queries read 0, failed 24 (q0, q1, q2 and 21 more); alerts raised 0, resolved 0"]
+    prom.close()
 
 
 def test_run_warns_when_a_query_step_is_longer_than_the_tick(tmp_path):

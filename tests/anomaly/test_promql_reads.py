@@ -64,6 +64,43 @@ def test_a_partial_response_is_a_failed_read_of_its_query_not_half_the_fleet_gon
     assert registry.get_sample_value("gpuwarden_anomaly_query_errors_total", labels) == 1
 
 
+def _read_well_then_failing(prom: PromQLSource, clock: FakeClock, failing: list[bool], reads: int) -> float:
+    """One good read now, then ``reads`` reads 30 s apart with ``failing`` set; the time of the good read."""
+    prom.read(clock.time() - 30, clock.time())
+    good = clock.time()
+    failing[0] = True
+    for _ in range(reads):
+        clock.advance(30)
+        prom.read(clock.time() - 30, clock.time())
+    return good
+
+
+def test_metrics_say_since_when_a_query_fails_while_its_source_reads_well() -> None:
+    clock, broken = FakeClock(), [False]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if broken[0]:
+            return httpx.Response(
+                400, json={"status": "error", "errorType": "bad_data", "error": "parse error"}
+            )
+        return matrix(request)
+
+    prom = source({"temp": answer, "power": matrix}, clock)
+    good = _read_well_then_failing(prom, clock, broken, 4)
+    registry = CollectorRegistry()
+    collector = AnomalyCollector()
+    collector.update([], [prom.health()], TickStats())
+    registry.register(collector)
+    name = "gpuwarden_anomaly_query_last_success_timestamp_seconds"
+    assert registry.get_sample_value(name, {"source": "prometheus", "query": "temp"}) == good
+    assert registry.get_sample_value(name, {"source": "prometheus", "query": "power"}) == clock.time()
+    assert (
+        registry.get_sample_value("gpuwarden_anomaly_query_up", {"source": "prometheus", "query": "temp"})
+        == 0
+    )
+    prom.close()
+
+
 def test_a_slow_query_is_a_failed_read_at_the_deadline_and_does_not_delay_the_others() -> None:
     clock, release, hold = FakeClock(), threading.Event(), threading.Event()
 
@@ -373,3 +410,99 @@ def test_a_promql_annotation_on_a_whole_answer_is_read_and_logged_once_while_a_p
     noted = [r.getMessage() for r in caplog.records if r.getMessage().startswith("promql: query latency:")]
     assert len(noted) == read  # said once, not at every read
     assert all(warnings[0] in message for message in noted)
+
+
+def _too_long(kind: str) -> httpx.Response:
+    """What a server says to a read too long or too big for it."""
+    if kind == "timeout":
+        raise httpx.ReadTimeout("timed out")
+    if kind == "query-timeout":
+        body = {"status": "error", "errorType": "timeout", "error": "query timed out in query execution"}
+        return httpx.Response(503, json=body)
+    if kind == "sample-limit":
+        error = "query processing would load too many samples into memory in query execution"
+        return httpx.Response(422, json={"status": "error", "errorType": "execution", "error": error})
+    return httpx.Response(504, text="<html>504 Gateway Time-out</html>")
+
+
+@pytest.mark.parametrize("kind", ["timeout", "query-timeout", "sample-limit", "gateway"])
+def test_a_catch_up_too_long_for_the_server_is_shortened_until_the_source_is_read_again(
+    kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # After an outage a big fleet's queries asked every step they missed at once, which the server could not
+    # answer in time; they failed again and asked more at the next tick, and were never read again.
+    clock, down = FakeClock(), [False]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if down[0]:
+            return httpx.Response(502, json={"status": "error", "error": "bad gateway"})
+        start, end, step = (float(request.url.params[k]) for k in ("start", "end", "step"))
+        return _too_long(kind) if (end - start) / step >= 4 else matrix(request)
+
+    prom = source({"temp": answer, "power": answer}, clock)
+    service = AnomalyService(AnomalyConfig(), [prom], clock, detectors=[])
+
+    def tick() -> bool:
+        clock.advance(30)
+        service.infer()
+        return prom.health().up
+
+    assert tick()
+    down[0] = True
+    assert not any(tick() for _ in range(20))  # ten minutes of outage
+    down[0] = False
+    ups = [tick() for _ in range(8)]
+    assert ups[-3:] == [True] * 3, ups  # read again, and at every tick after
+    assert all(h.up for h in prom.health().queries.values())
+    shortened = [r.getMessage() for r in caplog.records if "it missed failed" in r.getMessage()]
+    assert shortened and shortened[0].startswith("promql: query temp: reading the 630s it missed failed")
+    prom.close()
+
+
+def test_a_read_of_one_step_too_slow_for_its_deadline_is_not_said_to_leave_steps_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FakeClock()
+    prom = source({"temp": lambda r: _too_long("timeout")}, clock)
+    for _ in range(3):
+        clock.advance(30.5)  # a tick's window a little over one step: the scheduler's jitter
+        prom.read(clock.time() - 30.5, clock.time())
+    assert not [r for r in caplog.records if "it missed failed" in r.getMessage()]
+    prom.close()
+
+
+def test_a_query_the_deadline_left_no_turn_keeps_its_whole_catch_up(caplog: pytest.LogCaptureFixture) -> None:
+    # One worker: `slow` takes the whole deadline and `waiting` never starts. Only `slow` was too long for
+    # the server; `waiting` still asks every step it missed at its turn.
+    clock, down, hold, release = FakeClock(), [False], threading.Event(), threading.Event()
+    asked: dict[str, list[float]] = {"slow": [], "waiting": []}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        name = request.url.params["query"]
+        if down[0]:
+            return httpx.Response(502, json={"status": "error", "error": "bad gateway"})
+        asked[name].append(float(request.url.params["start"]))
+        if hold.is_set() and name == "slow":
+            release.wait(5)
+        return matrix(request)
+
+    prom = source({"slow": answer, "waiting": answer}, clock, workers=1, deadline_seconds=30)
+    clock.advance(30)
+    good = _read_well_then_failing(prom, clock, down, 3)
+    down[0] = False
+    hold.set()
+    prom.deadline_seconds = 1.5
+    try:
+        clock.advance(30)
+        prom.read(clock.time() - 30, clock.time())
+    finally:
+        release.set()
+    hold.clear()
+    prom.deadline_seconds = 30
+    clock.advance(30)
+    prom.read(clock.time() - 30, clock.time())
+    shortened = [r.getMessage() for r in caplog.records if "it missed failed" in r.getMessage()]
+    assert [m.split(":")[1] for m in shortened] == [" query slow"], shortened
+    assert asked["waiting"][-1] == good + 30  # its first missed step: the whole catch-up
+    assert asked["slow"][-1] > good + 30  # half of it
+    prom.close()

@@ -6,6 +6,7 @@ import logging
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -85,3 +86,32 @@ def test_skipped_ticks_are_one_warning_when_skipping_starts_and_one_when_ticks_r
     assert "anomaly tick skipped: the previous tick is still running" in lines[0]
     assert lines[1] == "anomaly ticks resumed after 5 skipped"
     assert scheduler.skipped == 5
+
+
+def test_ticks_skipped_behind_a_slow_refit_are_said_to_wait_for_the_refit_not_a_read(caplog):
+    # The refit holds the loop's lock: the tick due meanwhile waits, those after are skipped, and the warning
+    # sent the operator to Prometheus ("a slow read?") while the fit was what ran long.
+    clock, entered, release = FakeClock(), threading.Event(), threading.Event()
+
+    class SlowFit(AnomalyService):
+        def fit(self) -> None:
+            entered.set()
+            release.wait(10)
+
+    service = SlowFit(AnomalyConfig(), [CollectorSource([TableCollector()], clock)], clock)
+    scheduler = AnomalyScheduler(service)
+    fitting = threading.Thread(target=scheduler.fit_job)
+    fitting.start()
+    try:
+        assert entered.wait(10)
+        with caplog.at_level(logging.WARNING, logger="anomaly.scheduler"):
+            scheduler._on_event(
+                JobSubmissionEvent(EVENT_JOB_MAX_INSTANCES, "infer", None, [datetime.now(UTC)])
+            )
+    finally:
+        release.set()
+        fitting.join(10)
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "anomaly.scheduler"]
+    assert line.startswith("anomaly tick skipped: the models' refit (fit_every_seconds) is still running"), (
+        line
+    )

@@ -1,0 +1,55 @@
+"""How far back a query's next read reaches: the steps it missed, within what its server can answer.
+
+A query that failed reads again from its last good read (up to ``max_lookback_seconds``), so an outage leaves
+no hole. But that catch-up asks for every missed step at once: after a 90 s outage a fleet whose one-step
+reads took 1.4 s asked 20 steps of 24,000 series, which no read finished within its deadline, so it failed
+again and asked more at the next tick, up to the whole lookback, and the query was never read again (the
+source stayed down, ``GpuwardenSourceStale`` firing, every alert held, until a restart). A catch-up that fails
+for its size (no answer in time, Prometheus' query timeout or sample limit) is halved at each attempt, down to
+one step; the oldest missed steps are left unread (a gap, as an outage longer than ``max_lookback_seconds``
+leaves). The service's own window is no floor: while the source is down it is the whole outage too.
+"""
+
+from __future__ import annotations
+
+import logging
+
+logger = logging.getLogger(__name__)
+
+
+class CatchUp:
+    """Per query: the longest catch-up its next read may ask for, once one failed for its size."""
+
+    def __init__(self, source: str, max_lookback_seconds: float) -> None:
+        self.source = source
+        self.max_lookback_seconds = max_lookback_seconds
+        self._longest: dict[str, float] = {}  # query -> seconds its next catch-up may span (halved)
+
+    def since(self, query: str, start: float, end: float, done: float | None, step: float) -> float:
+        """Where the query's read over ``(start, end]`` starts: at ``done``, its last good read, when earlier
+        (a catch-up), within ``max_lookback_seconds`` and the span a failed catch-up left it (one ``step``
+        at least)."""
+        since = max(min(start, start if done is None else done), end - self.max_lookback_seconds)
+        longest = self._longest.get(query)
+        return since if longest is None else max(since, end - max(longest, step))
+
+    def failed(self, query: str, since: float, end: float, step: float, why: str) -> None:
+        """A read of ``(since, end]`` was too slow or too big (``why``): the next asks half as far back, one
+        ``step`` at least."""
+        if end - since < 1.5 * step:
+            return  # one step (and the scheduler's jitter): nothing to leave out
+        half = (end - since) / 2
+        self._longest[query] = half
+        logger.warning(
+            "promql: query %s: reading the %.0fs it missed failed (%s); the next read asks only the last"
+            " %.0fs, the older steps stay unread (a gap)",
+            query,
+            end - since,
+            why,
+            max(half, step),
+            extra={"source": self.source, "query": query},
+        )
+
+    def succeeded(self, query: str) -> None:
+        """A good read: the query's next catch-up may reach back the whole lookback again."""
+        self._longest.pop(query, None)
