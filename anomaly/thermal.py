@@ -9,6 +9,9 @@ the temperature is *above* what the power predicts, in units of the usual error 
 samples have been hot since one there, teaches the regression nothing (others are winsorised at the band),
 so a runaway never becomes the new normal, not even once the heat throttles the GPU to a power it never ran
 at: its alert lasts while the GPU runs hot and resolves once the temperature is back where the power puts it.
+Above any power its own line scored at (a GPU seen only idle starts its first job), the line is the ridge's
+guess: where at least ``min_peers`` GPUs of its model (``peer_labels``) learnt their slope over a wide power
+range, the sample is scored against their median slope instead, so a cooler failing at its first job is seen.
 
 State is kept in arrays by slot, one slot per temperature series scored (given on its first score, freed
 when the series is forgotten): indexed by series id, they reached the highest temperature id, so six GPUs
@@ -19,6 +22,7 @@ temperature series' slots looked up, once, and reused while both queries keep th
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -31,6 +35,7 @@ from anomaly.thresholds import BoolArray, FloatArray, IntArray
 from gpuwarden.model import RecommendedAction
 
 _INT_BYTES = sys.getsizeof(2**40)  # a series id or slot as a Python int in the map
+_MAD_TO_SIGMA = 1.4826
 _FIELDS = (
     "n",
     "last",
@@ -67,11 +72,15 @@ class ThermalDetector:
         ridge_watts: float = 10.0,
         warmup: int = 60,
         hold_seconds: float = 6 * 3600.0,
+        peer_labels: Sequence[str] = ("modelName",),
+        min_peers: int = 3,
+        peer_tolerance: float = 0.25,
     ) -> None:
         self.temp_query, self.power_query, self.key_label = temp_query, power_query, key_label
         self.lag_seconds, self.alpha, self.k = lag_seconds, alpha, k
         self.min_deviation, self.ridge, self.warmup = min_deviation, ridge_watts**2, warmup
         self.ridge_watts, self.hold_seconds = ridge_watts, hold_seconds
+        self.peer_labels, self.min_peers, self.peer_tolerance = tuple(peer_labels), min_peers, peer_tolerance
         self.n = np.zeros(0)
         self.last = np.zeros(0)
         self.lagged = np.zeros(0)
@@ -86,7 +95,7 @@ class ThermalDetector:
         self.held_for = np.zeros(0)  # the seconds its current hold has been hot (the samples' gaps summed)
         self.hot_at = np.zeros(0)  # its last sample above the band at a learnt power
         self.hot_in = np.zeros(0)  # 1 where its current run of hot samples began inside the learnt range
-        self._join: tuple[IntArray, IntArray, IntArray, IntArray, IntArray] | None = None
+        self._join: tuple[IntArray, IntArray, IntArray, IntArray, IntArray, IntArray] | None = None
         self._slot: Slots[int] = Slots()  # temperature series id <-> its row of the arrays
 
     def _grow(self, needed: int) -> None:
@@ -131,32 +140,42 @@ class ThermalDetector:
         self._grow(int(out.max(initial=-1)) + 1)
         return out
 
-    def _rows(self, temp: Step, power: Step) -> tuple[IntArray, IntArray, IntArray]:
-        """Rows of ``temp``, the matching rows of ``power`` (same key label), the temperature rows' slots."""
+    def _rows(self, temp: Step, power: Step) -> tuple[IntArray, IntArray, IntArray, IntArray]:
+        """Rows of ``temp``, the matching rows of ``power`` (same key label), the temperature rows' slots and
+        peer groups."""
         j = self._join
         if j is not None and _same(j[0], temp.ids) and _same(j[1], power.ids):
-            return j[2], j[3], j[4]
+            return j[2], j[3], j[4], j[5]
         where = {lab.get(self.key_label): i for i, lab in enumerate(power.labels)}
         pairs = [(i, where.get(lab.get(self.key_label))) for i, lab in enumerate(temp.labels)]
         kept = [(i, p) for i, p in pairs if p is not None]
         rows_t = np.array([i for i, _ in kept], np.int64)
         rows_p = np.array([p for _, p in kept], np.int64)
         slots = self._slots(temp.ids[rows_t])
-        self._join = (temp.ids, power.ids, rows_t, rows_p, slots)
-        return rows_t, rows_p, slots
+        groups = self._groups([temp.labels[i] for i in rows_t.tolist()])
+        self._join = (temp.ids, power.ids, rows_t, rows_p, slots, groups)
+        return rows_t, rows_p, slots, groups
+
+    def _groups(self, labels: Sequence[Mapping[str, str]]) -> IntArray:
+        """Each GPU's peer group (its model, ``peer_labels``), -1 for one that lacks them: it has no peers."""
+        codes: dict[tuple[str, ...], int] = {}
+        keys = [tuple(lab.get(name, "") for name in self.peer_labels) for lab in labels]
+        return np.array([codes.setdefault(k, len(codes)) if all(k) else -1 for k in keys], np.int64)
 
     def detect(self, view: View) -> list[Findings]:
         """Score the newest temperature of every GPU that also reports power."""
         temp, power = view.latest.get(self.temp_query), view.latest.get(self.power_query)
         if temp is None or power is None or not temp.labels or not power.labels:
             return []
-        rows_t, rows_p, slots = self._rows(temp, power)
+        rows_t, rows_p, slots, groups = self._rows(temp, power)
         x_t, x_p = temp.value[rows_t], power.value[rows_p]
-        ok = np.flatnonzero(np.isfinite(x_t) & np.isfinite(x_p))
+        # A GPU warmer than the room draws power: 0 W is a reading lost (dcgm-exporter's stale zeros), not a
+        # sample. Scored, a GPU run at 70-400 W read 0 W for 5 minutes, idle, and scored 1.3 for all of them.
+        ok = np.flatnonzero(np.isfinite(x_t) & np.isfinite(x_p) & (x_p > 0.0))
         rows, t, p = rows_t[ok], x_t[ok], x_p[ok]
         wild = slots[ok][_wild(temp, power, rows_t, rows_p)[ok]]
         with unlearned([getattr(self, name) for name in _FIELDS], wild):
-            score = self._update(slots[ok], t, p, temp.at)
+            score = self._update(slots[ok], groups[ok], t, p, temp.at)
         full = np.zeros(len(temp.labels))
         full[rows] = score
         return [
@@ -172,7 +191,9 @@ class ThermalDetector:
             )
         ]
 
-    def _update(self, slots: IntArray, t: FloatArray, p: FloatArray, at: float) -> FloatArray:
+    def _update(
+        self, slots: IntArray, groups: IntArray, t: FloatArray, p: FloatArray, at: float
+    ) -> FloatArray:
         n = self.n[slots]
         fresh = n == 0
         gap = at - self.last[slots]
@@ -193,7 +214,16 @@ class ThermalDetector:
         # unclipped (as in the warm-up), so the slope comes from it and the next sample there is known.
         guess = lagged > pmax + self.ridge_watts
         warm = (n >= self.warmup) & ~guess
-        score = np.where(warm, np.maximum(resid, 0.0) / band, 0.0)
+        own = np.where(warm, np.maximum(resid, 0.0) / band, 0.0)
+        # Not scored there, a cooler failing at (or during) its first job was learnt as that job's normal
+        # heat: already failed, never flagged; failing as it ran, flagged, then learnt within 35 minutes, the
+        # GPU at 103 C. Where its model's other GPUs have learnt their slope over a wide power range, such a
+        # sample is scored against that slope, drawn on from its own line at the top of what it scored at.
+        ptop = np.where(fresh, lagged, self.ptop[slots])
+        peer, peer_score = self._peer_scores(
+            groups, (n, var, slope, ptop, band), t, lagged, mt + slope * (ptop - mp)
+        )
+        score = np.where(peer, peer_score, own)
         # Learn from the sample winsorised at the band, so a dip teaches little; a sample above the band (an
         # alert's) at a power it has learnt at teaches nothing. Taught at the band, the error scale grew by
         # (k - 1) * alpha a tick (the band is k of it) and the intercept by alpha bands: a runaway held at
@@ -217,7 +247,6 @@ class ThermalDetector:
         # by guesses alone is not, as the GPU's temperature lags its power longer than ``lag_seconds`` (60 s,
         # not 20): its first job's guesses learnt the climb, and the job read hot at a power it "knew", held
         # for the 6-hour hold (before guesses went unscored it was not held there: 26 minutes over 1).
-        ptop = np.where(fresh, lagged, self.ptop[slots])
         known = (lagged <= ptop + self.ridge_watts) & ((lagged >= pmin - self.ridge_watts) | throttled)
         cap = np.where(warm, band, np.inf)
         # A guess errs low (the ridge shrinks the slope), so a temperature below even it is no heat curve but
@@ -230,7 +259,9 @@ class ThermalDetector:
         # learns as before. One hold lasts across quiet samples between (the same GPU cool at idle between its
         # jobs), until none was hot for ``hold_seconds``. It counts the time spent hot, not the time since its
         # first hot sample: a few noisy samples hours before a cooler failed would have used up its hold.
-        hot = (score >= 1.0) & known
+        # Hot against its peers, it teaches nothing either (nor stretches the power it learnt at), held as
+        # at a power it knows: the hold's end lets a GPU that is only worse than its peers learn its heat.
+        hot = (score >= 1.0) & (known | peer)
         anew = (hot_at <= 0.0) | (at - hot_at >= self.hold_seconds)
         held_for = np.where(hot, np.where(anew, 0.0, held_for + np.maximum(gap, 0.0)), held_for)
         held = hot & (held_for < self.hold_seconds)
@@ -238,10 +269,12 @@ class ThermalDetector:
         self.hot_at[slots] = np.where(hot, at, hot_at)
         self.hot_in[slots] = np.where(hot, throttled | (lagged >= pmin), False)
         w = np.where(held, 0.0, np.maximum(self.alpha, 1.0 / (n + 1.0)))
-        learnt = score < 1.0
+        learnt = (score < 1.0) | (peer & ~held)
         self.pmin[slots] = np.where(learnt, np.minimum(pmin, lagged), pmin)
         self.pmax[slots] = np.where(learnt, np.maximum(pmax, lagged), pmax)
-        self.ptop[slots] = np.where(learnt & (warm | (n < self.warmup)), np.maximum(ptop, lagged), ptop)
+        # A power is known once its own line, not only its peers', scored a sample there under 1.
+        scored = learnt & ((warm & (own < 1.0)) | (n < self.warmup))
+        self.ptop[slots] = np.where(scored, np.maximum(ptop, lagged), ptop)
         self.mp[slots] = mp + w * (lagged - mp)
         self.mt[slots] = mt + w * (t_used - mt)
         self.mpp[slots] = mpp + w * (lagged * lagged - mpp)
@@ -254,6 +287,37 @@ class ThermalDetector:
         self.last[slots] = at
         self.n[slots] = n + 1
         return score
+
+    def _peer_scores(
+        self,
+        groups: IntArray,
+        own: tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray],
+        t: FloatArray,
+        lagged: FloatArray,
+        at_top: FloatArray,
+    ) -> tuple[BoolArray, FloatArray]:
+        """Which samples are above any power their GPU scored at while its peers know their slope, and
+        their score: the temperature over ``at_top`` (its own prediction at that top) plus the peers'
+        slope times the watts above, in bands widened by the peers' slope error times those watts."""
+        n, var, slope, ptop, band = own
+        over = lagged - ptop
+        peer = (n >= self.warmup) & (over > self.ridge_watts) & (groups >= 0)
+        peer_slope, tolerance = np.zeros(n.size), np.zeros(n.size)
+        if peer.any():  # most ticks: every GPU at a power it scored at
+            learnt = (n >= self.warmup) & (var >= 9.0 * self.ridge)  # its slope its own, not the ridge's
+            for group in np.unique(groups[peer]).tolist():
+                members = groups == group
+                slopes = slope[learnt & members]
+                if slopes.size < self.min_peers:
+                    peer &= ~members
+                    continue
+                centre = max(float(np.median(slopes)), 0.0)
+                spread = _MAD_TO_SIGMA * float(np.median(np.abs(slopes - centre)))
+                peer_slope[members] = centre
+                tolerance[members] = self.peer_tolerance * centre + 3.0 * spread
+        over = np.where(peer, over, 0.0)
+        excess = t - (at_top + peer_slope * over)
+        return peer, np.maximum(excess, 0.0) / (band + tolerance * over)
 
 
 def _wild(temp: Step, power: Step, rows_t: IntArray, rows_p: IntArray) -> BoolArray:

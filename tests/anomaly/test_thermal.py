@@ -4,6 +4,7 @@ import math
 from collections.abc import Callable
 
 import numpy as np
+import pytest
 
 from anomaly.needs import POWER, TEMP
 from anomaly.series import CounterRates, SeriesIndex, build_view
@@ -17,23 +18,25 @@ TAU = 20.0  # the simulated thermal lag
 class Gpus:
     """First-order thermal model: temperature follows 28 C + R * power, lagged; R grows if a cooler fails."""
 
-    def __init__(self, tau: float = TAU) -> None:
-        self.tau = tau
+    def __init__(self, tau: float = TAU, labels: list[dict[str, str]] = GPUS) -> None:
+        self.tau, self.labels = tau, labels
         self.temp = np.full(len(GPUS), 32.0)
         self.resistance = np.full(len(GPUS), 0.065)
         self.index, self.rates = SeriesIndex(), CounterRates()
         self.t = 1_767_225_600.0
 
     def step(self, power: np.ndarray, rng: np.random.Generator, reported: np.ndarray | None = None):
-        """Thirty seconds at ``power``; the power read is ``reported`` where given (a glitch)."""
+        """Thirty seconds at ``power``; the power read is ``reported`` where given (a glitch; 0 W exactly, a
+        lost reading)."""
         for _ in range(30):  # one second at a time, like the simulator
             target = 28.0 + self.resistance * power
             self.temp += (target - self.temp) / self.tau
         self.t += 30.0
         read = power if reported is None else reported
+        read = np.where(read > 0.0, read + rng.normal(0, 4, len(GPUS)), read)
         frames = [
-            Frame(TEMP, GPUS, np.array([self.t]), np.round(self.temp)[:, None]),
-            Frame(POWER, GPUS, np.array([self.t]), (read + rng.normal(0, 4, len(GPUS)))[:, None]),
+            Frame(TEMP, self.labels, np.array([self.t]), np.round(self.temp)[:, None]),
+            Frame(POWER, self.labels, np.array([self.t]), read[:, None]),
         ]
         return build_view(frames, self.index, self.rates, self.t)
 
@@ -301,3 +304,78 @@ def test_a_gpu_seen_only_idle_whose_temperature_lags_longer_is_not_held_hot_at_i
     busy = np.full(len(GPUS), 690.0)
     scores = [float(det.detect(gpus.step(busy, rng))[0].score.max()) for _ in range(240)]
     assert max(scores[-180:]) <= 1.0
+
+
+MODEL = [{**gpu, "modelName": "NVIDIA H100 80GB HBM3"} for gpu in GPUS]
+
+
+def _throttled(power: np.ndarray, temp: np.ndarray) -> np.ndarray:
+    """The simulator's clocks slow to 0.8 at 87 C and 0.5 at 92 C, and power above idle follows clock**1.5."""
+    clock = np.where(temp >= 92.0, 0.5, np.where(temp >= 87.0, 0.8, 1.0))
+    return 70.0 + (power - 70.0) * clock**1.5
+
+
+def _first_job(
+    heat: Callable[[int], float], tau: float = TAU, ticks: int = 120, hold_seconds: float = 6 * 3600.0
+) -> tuple[list[float], float]:
+    """GPU 2's scores at its first job (690 W, its cooler's thermal resistance ``1 + heat(tick)`` times the
+    normal one) after two hours idle beside five GPUs of its model running 20-minute jobs; their top score."""
+    rng = np.random.default_rng(5)
+    gpus, det = Gpus(tau=tau, labels=MODEL), ThermalDetector(hold_seconds=hold_seconds)
+    peers = np.arange(len(GPUS)) != 2
+    for tick in range(240):
+        det.detect(gpus.step(np.where(peers, 690.0 if (tick // 40) % 2 else 75.0, 70.0), rng))
+    scores, top = [], 0.0
+    for tick in range(240, 240 + ticks):
+        gpus.resistance[2] = 0.065 * (1.0 + heat(tick - 240))
+        power = _throttled(np.where(peers, 690.0 if (tick // 40) % 2 else 75.0, 690.0), gpus.temp)
+        score = det.detect(gpus.step(power, rng))[0].score
+        scores.append(float(score[2]))
+        top = max(top, float(np.delete(score, 2).max()))
+    return scores, top
+
+
+def test_a_cooler_failing_as_its_gpus_first_job_starts_is_flagged_within_5_minutes_and_while_it_lasts():
+    """A power above any it scored at was not scored and was learnt whole: the runaway (resistance x4 over 5
+    minutes, the GPU throttled at 103 C) scored from the 3rd tick, then taught its heat and scored under 1
+    after 35 minutes (69 ticks over 1 of the hour). Its model's peers know the slope of a job's heat."""
+    scores, peers = _first_job(lambda tick: min(3.0, 0.3 * (tick + 1)))
+    assert max(scores[:10]) > 1.0  # the soft-fault deadline: 5 minutes
+    assert min(scores[10:]) > 1.0  # the hour it stays failed
+    assert peers <= 1.0
+
+
+def test_a_cooler_failed_before_its_gpus_first_job_is_flagged():
+    """Already 60 % worse when the job started (86 C where its peers run at 73 C): never scored over 1."""
+    scores, _ = _first_job(lambda tick: 0.6)
+    assert max(scores[:10]) > 1.0
+    assert min(scores[10:]) > 1.0
+
+
+@pytest.mark.parametrize("tau", [TAU, 60.0], ids=["lag-as-detector", "temperature-lags-60s"])
+def test_a_gpus_first_job_beside_peers_that_know_their_slope_raises_nothing(tau: float):
+    """Its normal heat, judged by its peers' slope, not its own guess; at a 60 s lag (the detector assumes
+    20 s) the first job's guesses learnt the climb, and its own line scored it up to 3.2 for 13 minutes."""
+    scores, _ = _first_job(lambda tick: 0.0, tau=tau)
+    assert max(scores) <= 1.0
+
+
+def test_a_gpu_hotter_than_its_peers_for_good_learns_its_heat_once_its_hold_ends():
+    """Judged by its peers, a GPU 60 % hotter per watt at its first job is held as a failed cooler's alert
+    would be, and like one its hold ends: it then learns the job's power as its own (not flagged forever)."""
+    scores, _ = _first_job(lambda tick: 0.6, ticks=180, hold_seconds=1800.0)
+    assert min(scores[10:55]) > 1.0
+    assert max(scores[-60:]) <= 1.0
+
+
+def test_a_power_reading_of_zero_is_a_lost_reading_not_a_sample():
+    """A GPU run at 70-400 W, idle, read 0 W for 5 minutes (dcgm-exporter's stale zeros): its temperature,
+    above what 0 W explains, scored 1.3 for 9 of its 10 ticks. A GPU warmer than the room draws power."""
+    rng = np.random.default_rng(7)
+    gpus, det = Gpus(), ThermalDetector()
+    for tick in range(200):
+        det.detect(gpus.step(np.full(len(GPUS), 400.0 if (tick // 20) % 2 else 70.0), rng))
+    idle, lost = np.full(len(GPUS), 70.0), np.where(np.arange(len(GPUS)) == 2, 0.0, 70.0)
+    scores = [float(det.detect(gpus.step(idle, rng, reported=lost))[0].score[2]) for _ in range(10)]
+    scores += [float(det.detect(gpus.step(idle, rng))[0].score[2]) for _ in range(20)]
+    assert max(scores) <= 1.0
