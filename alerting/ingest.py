@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from alerting.request_uri import request_uri_problem
+from gpuwarden.clock import shown
 from gpuwarden.errors import INVALID_FORMAT, REQUIRED, UNPROCESSABLE, InputError
 from gpuwarden.labelnumbers import label_number
 from gpuwarden.model import Alert, AlertSource, AlertStatus, RecommendedAction
@@ -241,7 +242,7 @@ def parse_postable_alerts(
                 logger.warning("alert %d of a journal record starts after it would end; dropped", i)
                 continue
             raise InputError(
-                f"is after {ends.isoformat()}, when an alert posted now without endsAt ends (the resolve "
+                f"is after {shown(ends)}, when an alert posted now without endsAt ends (the resolve "
                 "timeout after it was received): check the sender's clock, or send endsAt",
                 field=f"[{i}].startsAt",
             )

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.outbox_tables import DISCARDED, FAILED, ORPHANED, PENDING, WAITING, OutboxMessage
 from alerting.store import NotFound
+from gpuwarden.clock import shown
 from gpuwarden.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -129,7 +130,7 @@ def discard_messages(
         counts = {status: sum(1 for r in rows if r.status == status) for status in statuses}
         if dry_run:
             return counts
-        at = datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z")
+        at = shown(datetime.fromtimestamp(now, UTC))
         for row in rows:
             before = f"; last error: {row.last_error}" if row.last_error else ""
             row.status, row.last_error = DISCARDED, f"discarded by {by} at {at} (was {row.status}{before})"

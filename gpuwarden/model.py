@@ -388,10 +388,15 @@ def impact_text(summary: str, gpus_affected: int) -> str:
 
 def percent(ratio: float) -> str:
     """A fraction as people read it: ``37%``; under 1 % with one decimal (``0.4%``), under 0.1 % ``<0.1%``,
-    so that requests failing or capacity lost never reads ``0%``."""
-    if ratio >= 0.01 or ratio <= 0:
+    so that requests failing or capacity lost never reads ``0%``; within 1 % of all alike (``99.6%``,
+    ``>99.9%``), so that a service some requests still reach never reads ``100%``. None, all, a negative or
+    NaN as they are (NaN is no small ratio)."""
+    if not 0 < ratio < 1 or 0.01 <= ratio <= 0.99:
         return f"{ratio:.0%}"
-    return f"{ratio:.1%}" if ratio >= 0.001 else "<0.1%"
+    near = min(ratio, 1 - ratio)  # how far from none or from all: the two ends read alike
+    if near >= 0.001:
+        return f"{ratio:.1%}"
+    return "<0.1%" if ratio < 0.5 else ">99.9%"
 
 
 @dataclass(frozen=True, slots=True)

@@ -247,11 +247,12 @@ def output_option(allowed: Sequence[str], help_text: str) -> Any:
     """The ``-o/--output`` option of a command that prints one of ``allowed``, which ``--help`` lists
     (``<table|text|json>``, as it does every other choice); ``check_output`` takes the value as ``allowed``
     spells it and refuses any other, while the command line is read: the command is given one of
-    ``allowed``, named here once."""
+    ``allowed``, named here once. Not while the shell completes a command line (``resilient_parsing``):
+    nothing runs then, and an error would be printed at the prompt at each TAB."""
     choices = tuple(allowed)
 
-    def checked(value: str) -> str:
-        return check_output(value, choices)
+    def checked(ctx: typer.Context, value: str) -> str:
+        return value if ctx.resilient_parsing else check_output(value, choices)
 
     return typer.Option("--output", "-o", metavar=f"<{'|'.join(choices)}>", help=help_text, callback=checked)
 

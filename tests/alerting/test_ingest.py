@@ -79,6 +79,16 @@ def test_an_alert_without_ends_at_ends_the_resolve_timeout_after_it_was_received
     )
 
 
+def test_a_refused_late_start_says_when_the_alert_would_end_as_every_time_people_read() -> None:
+    # The 400 said "is after 2026-03-01T12:05:00.250000+00:00": the receiving clock's fraction and +00:00,
+    # where the API's other messages write 2026-03-01T12:05:00Z.
+    received, timeout = datetime(2026, 3, 1, 12, 0, 0, 250_000, tzinfo=UTC), timedelta(minutes=5)
+    late = {"labels": {"alertname": "A"}, "startsAt": "2026-03-01T14:00:00Z"}
+    with pytest.raises(InputError) as info:
+        parse_postable_alerts([late], received, timeout)
+    assert info.value.message.startswith("is after 2026-03-01T12:05:00Z, when"), info.value.message
+
+
 def test_an_empty_label_name_is_refused() -> None:
     with pytest.raises(InputError) as info:
         parse_postable_alerts([{"labels": {"alertname": "A"}}, {"labels": {"alertname": "B", "": "x"}}])

@@ -157,3 +157,14 @@ def test_discarding_touches_failed_messages_only_when_asked_and_never_the_backlo
         outbox.discard("webhook:osp", [ORPHANED], by="bob", dry_run=False)
     assert typo.value.field == "notifier" and "no message of notifier 'webhook:osp'" in str(typo.value)
     assert outbox.counts() == {SENT: 5, DISCARDED: 5, PENDING: 5}
+
+
+def test_when_a_message_was_discarded_is_said_to_the_second_as_every_time_people_read(sql: Engine) -> None:
+    # `outbox list` showed "discarded by alice at 2026-01-01T00:00:05.250000Z" in its last-error column, the
+    # clock's fraction, where every other time it prints reads 2026-01-01T00:00:05Z.
+    queued_for(sql, Destination("slack"), Destination("webhook:gone", mode="down"))
+    reconcile_orphans(sql, ["slack"], now=NOW)
+    outbox = Outbox(sql, [Destination("slack")], FakeClock(NOW + 5.25))
+    outbox.discard("webhook:gone", [ORPHANED], by="alice", dry_run=False)
+    said = outbox.messages(DISCARDED)[0].last_error or ""
+    assert said.startswith("discarded by alice at 2026-01-01T00:00:05Z (was orphaned"), said

@@ -16,6 +16,7 @@ from gpuwarden.model import (
     WorkloadRef,
     fault_name,
     label_fingerprint,
+    percent,
 )
 
 
@@ -89,3 +90,24 @@ def test_every_fault_kind_has_words_and_an_unknown_one_reads_with_spaces() -> No
     assert set(FAULT_NAMES) == set(FaultKind)
     assert fault_name("node_down") == "node down" and fault_name("ecc_dbe") == "double-bit ECC error"
     assert fault_name("psu_failed") == "psu failed"  # a newer server's kind, not an error in the CLI
+
+
+@pytest.mark.parametrize(
+    ("ratio", "text"),
+    [
+        (0.0, "0%"),
+        (1.0, "100%"),
+        (0.37, "37%"),
+        (0.004, "0.4%"),
+        (0.0004, "<0.1%"),
+        (0.9951, "99.5%"),
+        (0.996, "99.6%"),
+        (0.9996, ">99.9%"),
+        (float("nan"), "nan%"),
+    ],
+    ids=["none", "all", "some", "under-1%", "under-0.1%", "99.51%", "99.6%", "99.96%", "nan"],
+)
+def test_a_ratio_reads_as_none_or_all_only_when_it_is(ratio: float, text: str) -> None:
+    # A service failing 99.6% of its requests read "error ratio 100%" (P0 "error ratio 100% > 50%"), as if
+    # none answered; a ratio that is no number read "<0.1%", a small failure.
+    assert percent(ratio) == text

@@ -481,6 +481,14 @@ def test_a_small_error_ratio_is_not_shown_as_0_percent(tmp_path: Path, ratio: st
     assert why == f"error ratio {shown}: some requests fail"
 
 
+def test_a_service_some_requests_still_reach_is_not_shown_failing_100_percent(tmp_path: Path) -> None:
+    # 99.6% of requests failing read "error ratio 100%" and "error ratio 100% > 50%": none answered, as if the
+    # endpoint were gone, where 0.4% of them still got through.
+    opened, impact, why = _error_ratio_opening(tmp_path, "0.996")
+    assert (opened.incident.priority, impact) == (Priority.P0, "*Impact*\nerror ratio 99.6%")
+    assert why == "error ratio 99.6% > 50%"
+
+
 def test_the_opened_time_falls_back_to_the_one_format_gpuwarden_writes_times_in() -> None:
     # Slack shows `<!date^...|fallback>` in each reader's zone; the fallback (notification text, clients that
     # cannot render dates) was ISO with +00:00 and the clock's fraction, where the CLI, the API's messages

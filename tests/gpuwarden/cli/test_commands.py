@@ -334,3 +334,12 @@ def test_help_and_a_group_without_its_command_still_print_help() -> None:
     for args in (["incidents", "--help"], ["incidents"], ["--help"]):
         result = runner.invoke(app, args, prog_name="gpuwarden")
         assert "Usage: gpuwarden" in result.stdout and "error" not in result.stderr, (args, result.output)
+
+
+def test_completing_a_command_line_with_a_wrong_output_format_prints_no_error() -> None:
+    # The shell asks for completions at each TAB: `-o yaml` typed earlier on the line printed "error: --output
+    # 'yaml': ..." into the terminal at the prompt, and completed the rest of the options all the same.
+    complete = {"_GPUWARDEN_COMPLETE": "complete_bash", "COMP_WORDS": "gpuwarden incidents list -o yaml --"}
+    result = runner.invoke(app, [], env={**complete, "COMP_CWORD": "5"}, prog_name="gpuwarden")
+    assert result.exit_code == 0 and "--limit" in result.stdout.split(), result.output
+    assert result.stderr == ""
