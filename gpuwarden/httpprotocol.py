@@ -298,6 +298,9 @@ class HttpToolsDeadlineProtocol(HeaderDeadline, HttpToolsProtocol):
         if self.cycle is not None and not self._in_head:  # refused in its body: its headers were complete
             self.cycle.disconnected = True
             self.cycle.message_event.set()
+            if self.cycle.response_started and not self.cycle.response_complete:
+                self.transport.close()  # no 431 in the middle of its answer
+                return
         self._refusal_waits = True
         self._answer_refusal()
 
