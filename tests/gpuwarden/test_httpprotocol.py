@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from gpuwarden.httpprotocol import header_deadline_protocol
+from gpuwarden.httpprotocol import MAX_HEAD_BYTES, header_deadline_protocol
 from tests.integration.servers import free_port, uvicorn_in_thread
 
 DEADLINE = 1.0
@@ -401,3 +401,20 @@ def test_trailer_fields_past_the_limit_after_a_chunked_body_are_refused(server: 
     assert received.split(b"\r\n", 1)[0] == b"HTTP/1.1 431 Request Header Fields Too Large", received
     with httpx.Client() as client:  # the server serves on
         assert client.get(f"http://127.0.0.1:{server}/").text == "GET 0"
+
+
+@pytest.mark.parametrize("server", ["httptools"], indirect=True)
+@pytest.mark.parametrize(("over", "status"), [(0, b"200 OK"), (1, b"431 Request Header Fields Too Large")])
+def test_the_limit_is_on_the_whole_header_block_in_small_packets(
+    server: int, over: int, status: bytes
+) -> None:
+    """Exactly ``MAX_HEAD_BYTES`` (request line, headers and the empty line ending them) is served; one byte
+    more is refused, whatever packets it came in."""
+    start, end = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-a: ", b"\r\n\r\n"
+    head = start + b"a" * (MAX_HEAD_BYTES + over - len(start) - len(end)) + end
+    with connect(server) as sock:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            for at in range(0, len(head), 1000):
+                sock.sendall(head[at : at + 1000])
+        received = read_until_closed(sock)
+    assert received.split(b"\r\n", 1)[0] == b"HTTP/1.1 " + status, received[:200]
