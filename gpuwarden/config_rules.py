@@ -89,13 +89,25 @@ def _http_url(shown: Callable[[str], str]) -> Callable[[str], str]:
     def usable(value: str) -> str:
         problem = url_problem(value)
         if problem is not None:
+            quoted = shown(value)
+            problem = _quoting_only(problem, value, quoted)
             raise ValueError(
-                f"{shown(value)!r} is not an http(s) URL requests can go to ({problem});"
+                f"{quoted!r} is not an http(s) URL requests can go to ({problem});"
                 " write it as http://HOST:PORT/PATH or https://HOST/PATH"
             )
         return value
 
     return usable
+
+
+_QUOTED = re.compile(r"'([^']*)'")
+
+
+def _quoting_only(problem: str, url: str, shown: str) -> str:
+    """``problem`` with what it quotes of ``url`` hidden (``'***'``) unless ``shown`` shows it: a password
+    holding "/", "#" or "?" ends the host there, and the parser quoted its start as the port
+    (``Invalid port: 'S3cret'``). A character it names (``'\\x00'``) is kept."""
+    return _QUOTED.sub(lambda m: "'***'" if m[1] in url and m[1] not in shown else m[0], problem)
 
 
 def _no_nul(value: str) -> str:

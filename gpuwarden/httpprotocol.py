@@ -159,10 +159,17 @@ class HeaderDeadline(asyncio.Protocol):
         self.transport.close()
 
     def _close_with(self, answer: bytes, why: str, *, linger: bool = False) -> None:
-        """Log why, send ``answer`` and close the connection; ``linger``: once the client stops sending, or
-        within the header deadline (closed with bytes unread, a socket sends a reset, which can destroy the
-        answer on its way: the caller drops what still comes)."""
+        """Log why, send ``answer`` and close the connection (``_answer_and_close``)."""
+        self._log_closed(why)
+        self._answer_and_close(answer, linger=linger)
+
+    def _log_closed(self, why: str) -> None:
         logger.info("closed a connection whose %s client=%s", why, self._client_address())
+
+    def _answer_and_close(self, answer: bytes, *, linger: bool = False) -> None:
+        """Send ``answer`` and close the connection; ``linger``: once the client stops sending, or within the
+        header deadline (closed with bytes unread, a socket sends a reset, which can destroy the answer on
+        its way: the caller drops what still comes)."""
         self.transport.write(answer)
         if not linger:
             self.transport.close()
@@ -205,7 +212,11 @@ class HttpToolsDeadlineProtocol(HeaderDeadline, HttpToolsProtocol):
     _in_head = False  # a request's header block is being received: where it ends is looked for
     _tail = b""  # the last bytes of that block so far: its end may come in two packets ("\r\n" "\r\n")
     _head_size = 0  # bytes of that block so far (``MAX_HEAD_BYTES``)
-    _refused = False  # answered 431: what still comes is dropped until the connection closes
+    _refused = False  # refused with a 431: what still comes is dropped until the connection closes
+    _refusal_waits = False  # that 431 waits for the answers to the requests before the refused one
+    _framing = 0  # bytes of a body of unknown length given to the parser since its last data (its trailer)
+    _body_given = 0  # bytes of body the parser found in what it was given last
+    _message_done = False  # the parser ended a request in what it was given last
     _body_left = 0  # bytes of a Content-Length body still to come (0: none, or a chunked body's unknown)
 
     def data_received(self, data: bytes) -> None:
@@ -236,7 +247,20 @@ class HttpToolsDeadlineProtocol(HeaderDeadline, HttpToolsProtocol):
             start = end
             if self.transport.is_closing():
                 return
-        super().data_received(stand_in + data[first:])  # no copy where nothing is cut: b"" + data[0:] is data
+        self._give_rest(stand_in + data[first:])  # no copy where nothing is cut: b"" + data[0:] is data
+
+    def _give_rest(self, data: bytes) -> None:
+        """Give the parser ``data``, the rest of a packet; inside a body of unknown length (chunked), what of
+        it is no body data counts towards ``MAX_HEAD_BYTES`` while no body data comes: a chunk's size line,
+        or the trailer fields after the last chunk, which the parser holds as it holds headers."""
+        in_body = not (self._in_head or self._at_request_start)
+        self._body_given, self._message_done = 0, False
+        super().data_received(data)
+        if not in_body or self._message_done or self._refused:
+            return
+        self._framing += len(data) - self._body_given
+        if self._framing > MAX_HEAD_BYTES:
+            self._refuse(f"trailer fields after a chunked body passed {MAX_HEAD_BYTES} bytes (431)")
 
     def _request_begins(self, data: bytes, start: int) -> tuple[bytes, int, int] | None:
         """At a request's start in ``data``: what stands in for its method (b"": nothing), where what the
@@ -260,11 +284,40 @@ class HttpToolsDeadlineProtocol(HeaderDeadline, HttpToolsProtocol):
         self._head_size += size
         if self._head_size <= MAX_HEAD_BYTES:
             return False
+        self._refuse(f"request line and headers passed {MAX_HEAD_BYTES} bytes (431)")
+        return True
+
+    def _refuse(self, why: str) -> None:
+        """Refuse the request being received with a 431 and close the connection; what still comes is
+        dropped. The requests before it on the connection are answered first, in order (HTTP/1.1 answers
+        pipelined requests in the order they came); the refused request's own app, if it runs, is told
+        the client is gone."""
         self._stop_header_deadline()
         self._refused = True
-        why = f"request line and headers passed {MAX_HEAD_BYTES} bytes (431)"
-        self._close_with(TOO_LARGE_RESPONSE, why, linger=True)
-        return True
+        self._log_closed(why)
+        if self.cycle is not None and not self._in_head:  # refused in its body: its headers were complete
+            self.cycle.disconnected = True
+            self.cycle.message_event.set()
+            if self.cycle.response_started and not self.cycle.response_complete:
+                self.transport.close()  # no 431 in the middle of its answer
+                return
+        self._refusal_waits = True
+        self._answer_refusal()
+
+    def _answer_refusal(self) -> None:
+        """The 431, once no request before the refused one waits for its answer."""
+        cycle = self.cycle
+        if self.pipeline or not (cycle is None or cycle.response_complete or cycle.disconnected):
+            return
+        self._refusal_waits = False
+        self._unset_keepalive_if_required()
+        self._answer_and_close(TOO_LARGE_RESPONSE, linger=True)
+
+    def on_response_complete(self) -> None:
+        """uvicorn's (the next pipelined request's app starts); then a 431 that waited for it is sent."""
+        super().on_response_complete()
+        if self._refusal_waits and not self.transport.is_closing():
+            self._answer_refusal()
 
     def _head_end(self, data: bytes, start: int) -> int:
         """Where in ``data`` (from ``start``) the header block being received ends; -1: not in ``data``."""
@@ -308,11 +361,13 @@ class HttpToolsDeadlineProtocol(HeaderDeadline, HttpToolsProtocol):
     def on_body(self, body: bytes) -> None:
         """Counted off the body still to come; then uvicorn's."""
         self._body_left = max(self._body_left - len(body), 0)
+        self._body_given += len(body)
+        self._framing = 0
         super().on_body(body)
 
     def on_message_complete(self) -> None:
         """What follows begins the next request; then uvicorn's."""
-        self._at_request_start, self._body_left = True, 0
+        self._at_request_start, self._body_left, self._framing, self._message_done = True, 0, 0, True
         super().on_message_complete()
 
     def request_begun(self) -> bool:

@@ -26,9 +26,9 @@ def url_problem(url: str) -> str | None:
         return str(exc)
     if parsed.scheme not in SCHEMES:
         return "it must start with http:// or https://"
-    if not parsed.host:
-        return "it names no host"
-    try:
+    try:  # httpx decodes an xn-- host as it reads it: an invalid one raises idna's error (xn--a)
+        if not parsed.host:
+            return "it names no host"
         parsed.host.encode("idna")  # what the resolver does with it
     except UnicodeError as exc:
         return f"host: {exc}"

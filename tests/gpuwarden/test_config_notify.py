@@ -210,8 +210,26 @@ def test_a_webhook_bearer_token_no_http_client_can_send_is_refused_naming_the_fi
             "http://reader:S3cret@prom.example:99999",
             "anomaly.prometheus_url",
         ),
+        # A password holding "/", "#" or "?" (unescaped) ends the host there: the parser's own message
+        # quoted the password's start as a port ("Invalid port: 'S3cret'").
+        (
+            "anomaly:\n  prometheus_url: {env: OPS_URL}\n",
+            "http://reader:S3cret/x1@prom.example:9090",
+            "anomaly.prometheus_url",
+        ),
+        (
+            ONE.format(url="{env: OPS_URL}"),
+            "https://bot:S3cret#x1@hooks.example.com/services/T0",
+            "webhooks[0].url",
+        ),
     ],
-    ids=["webhook-bad-port", "webhook-control-character", "prometheus-bad-port"],
+    ids=[
+        "webhook-bad-port",
+        "webhook-control-character",
+        "prometheus-bad-port",
+        "prometheus-password-with-slash",
+        "webhook-password-with-hash",
+    ],
 )
 def test_a_url_that_cannot_be_used_is_refused_without_its_credential(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, url: str, field: str

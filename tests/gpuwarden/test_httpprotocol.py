@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.client
 import io
 import logging
 import socket
+import threading
 import time
 from collections.abc import Iterator
 
@@ -18,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from gpuwarden.httpprotocol import header_deadline_protocol
+from gpuwarden.httpprotocol import MAX_HEAD_BYTES, header_deadline_protocol
 from tests.integration.servers import free_port, uvicorn_in_thread
 
 DEADLINE = 1.0
@@ -29,12 +31,29 @@ async def echo(request: Request) -> Response:
     return PlainTextResponse(f"{request.method} {len(await request.body())}")
 
 
+REFUSED = threading.Event()  # set by ``RefusalSeen`` when the server logs a 431
+
+
+class RefusalSeen(logging.Handler):
+    """Sets ``REFUSED`` when the server logs that it refused a request with a 431."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "(431)" in record.getMessage():
+            REFUSED.set()
+
+
+async def after_a_refusal(request: Request) -> Response:
+    """Answers once the server has refused a request behind this one (``RefusalSeen``)."""
+    await asyncio.to_thread(REFUSED.wait, GIVE_UP)
+    return PlainTextResponse("answered")
+
+
 @pytest.fixture(params=["httptools", "h11"])
 def server(request: pytest.FixtureRequest) -> Iterator[int]:
     """serve's protocol for ``http`` with a 1 s header deadline, on a free port, in a thread."""
     port = free_port()
     config = uvicorn.Config(
-        Starlette(routes=[Route("/", echo, methods=["GET", "POST"])]),
+        Starlette(routes=[Route("/", echo, methods=["GET", "POST"]), Route("/held", after_a_refusal)]),
         host="127.0.0.1",
         port=port,
         log_level="warning",
@@ -338,3 +357,64 @@ def test_headers_past_the_limit_are_refused_at_once_and_the_connection_closed(
     assert b"connection: close" in received
     with httpx.Client() as client:  # the server serves on
         assert client.get(f"http://127.0.0.1:{server}/").text == "GET 0"
+
+
+@pytest.mark.parametrize("server", ["httptools"], indirect=True)
+def test_a_request_pipelined_before_headers_past_the_limit_is_answered_before_the_431(server: int) -> None:
+    """The 431 went out at once, ahead of the answer to a request sent before on the same connection (the
+    client read it as that request's answer, which never came: the connection was closed). The requests
+    before are answered first, in order, as HTTP/1.1 requires."""
+    refusals = RefusalSeen()
+    protocol_log = logging.getLogger("gpuwarden.httpprotocol")
+    protocol_log.addHandler(refusals)
+    level = protocol_log.level
+    protocol_log.setLevel(logging.INFO)
+    REFUSED.clear()
+    try:
+        with connect(server) as sock:
+            big = b"GET / HTTP/1.1\r\nHost: x\r\nX-a: " + b"a" * (2 << 20)
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                sock.sendall(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n" + big)
+            received = read_until_closed(sock)
+    finally:
+        protocol_log.removeHandler(refusals)
+        protocol_log.setLevel(level)
+    first, _, second = received.partition(b"answered")
+    assert first.startswith(b"HTTP/1.1 200 OK\r\n"), received
+    assert second.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"), received
+
+
+@pytest.mark.parametrize("server", ["httptools"], indirect=True)
+@pytest.mark.parametrize("split", [False, True], ids=["one-field", "many-fields"])
+def test_trailer_fields_past_the_limit_after_a_chunked_body_are_refused(server: int, split: bool) -> None:
+    """Trailer fields after a chunked body's last chunk are parsed as headers are (httptools keeps a value
+    whole until it ends), but were given to the parser uncounted: a 64 MiB trailer field was held whole
+    (serve's RSS 44 to 106 MB). Past 1 MiB they are refused as headers are; the request's app is told
+    the client is gone."""
+    line = b"X-a: " + b"a" * 1000 + b"\r\n"
+    trailer = line * 4096 if split else b"X-a: " + b"a" * (4 << 20)
+    request = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n" + trailer
+    with connect(server) as big:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            big.sendall(request)  # no end of the trailer: only the limit ends this request
+        received = read_until_closed(big)
+    assert received.split(b"\r\n", 1)[0] == b"HTTP/1.1 431 Request Header Fields Too Large", received
+    with httpx.Client() as client:  # the server serves on
+        assert client.get(f"http://127.0.0.1:{server}/").text == "GET 0"
+
+
+@pytest.mark.parametrize("server", ["httptools"], indirect=True)
+@pytest.mark.parametrize(("over", "status"), [(0, b"200 OK"), (1, b"431 Request Header Fields Too Large")])
+def test_the_limit_is_on_the_whole_header_block_in_small_packets(
+    server: int, over: int, status: bytes
+) -> None:
+    """Exactly ``MAX_HEAD_BYTES`` (request line, headers and the empty line ending them) is served; one byte
+    more is refused, whatever packets it came in."""
+    start, end = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-a: ", b"\r\n\r\n"
+    head = start + b"a" * (MAX_HEAD_BYTES + over - len(start) - len(end)) + end
+    with connect(server) as sock:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            for at in range(0, len(head), 1000):
+                sock.sendall(head[at : at + 1000])
+        received = read_until_closed(sock)
+    assert received.split(b"\r\n", 1)[0] == b"HTTP/1.1 " + status, received[:200]

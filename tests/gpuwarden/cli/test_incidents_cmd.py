@@ -221,6 +221,7 @@ BAD_URLS = {
     "ipv6-unclosed": "http://[::1",
     "newline": "http://127.0.0.1:1\n",
     "hostname-300": "http://" + "a" * 300 + ".com",  # the idna codec refuses labels over 63
+    "punycode-invalid": "http://xn--a/",  # httpx's decoding of the host raised idna's error: a traceback
     "port-99999": "http://127.0.0.1:99999",
     "ftp": "ftp://127.0.0.1",
     "query": "http://127.0.0.1:9?x=1",  # each command adds its path after it: /?x=1/api/..., a 404
