@@ -565,3 +565,35 @@ def test_a_query_never_read_is_not_said_to_leave_steps_it_missed_unread(
     assert not [r for r in caplog.records if "it missed failed" in r.getMessage()]
     assert prom.health().queries["temp"].last_error.endswith(body["error"])
     prom.close()
+
+
+def test_a_catch_up_shortened_before_another_outage_says_what_it_leaves_unread_once_read_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The shortened catch-up holds until a good read: after a second outage (here half an hour) the read asks
+    # only the last 90 s again, and the half hour stayed unread without a word (the warning, 30 min before,
+    # spoke of 90 s).
+    clock, mode = FakeClock(), ["up"]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if mode[0] == "down":
+            return httpx.Response(502, json={"status": "error", "error": "bad gateway"})
+        start, end, step = (float(request.url.params[k]) for k in ("start", "end", "step"))
+        return _too_long("timeout") if (end - start) / step >= 4 else matrix(request)
+
+    prom = source({"temp": answer}, clock)
+    good = _read_well_then_failing(prom, clock, [False], 0)
+    for state, ticks in (("down", 5), ("up", 1), ("down", 60), ("up", 1)):
+        mode[0] = state
+        caplog.clear()
+        for _ in range(ticks):
+            clock.advance(30)
+            prom.read(clock.time() - 30, clock.time())
+    assert prom.health().queries["temp"].up
+    said = [r.getMessage() for r in caplog.records if r.name == "anomaly.catchup"]
+    unread = clock.time() - 90 - good
+    assert said == [
+        f"promql: query temp: read the last 90s; the {unread:.0f}s before, since its last good read, stay"
+        " unread (a gap)"
+    ]
+    prom.close()
