@@ -13,6 +13,7 @@ leaves). The service's own window is no floor: while the source is down it is th
 from __future__ import annotations
 
 import logging
+import math
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +25,7 @@ class CatchUp:
         self.source = source
         self.max_lookback_seconds = max_lookback_seconds
         self._longest: dict[str, float] = {}  # query -> seconds its next catch-up may span (halved)
+        self._cut: dict[str, tuple[float, float]] = {}  # query -> (seconds read, seconds left out) by it
 
     def since(self, query: str, start: float, end: float, done: float | None, step: float) -> float:
         """Where the query's read over ``(start, end]`` starts: at ``done``, its last good read, when earlier
@@ -31,7 +33,13 @@ class CatchUp:
         at least)."""
         since = max(min(start, start if done is None else done), end - self.max_lookback_seconds)
         longest = self._longest.get(query)
-        return since if longest is None else max(since, end - max(longest, step))
+        self._cut.pop(query, None)
+        if longest is None:
+            return since
+        shortened = max(since, end - max(longest, step))
+        if math.floor(shortened / step) > math.floor(since / step):  # a step of the grid left out
+            self._cut[query] = (end - shortened, shortened - since)
+        return shortened
 
     def failed(self, query: str, since: float, end: float, step: float, why: str) -> None:
         """A read of ``(since, end]`` was too slow or too big (``why``): the next asks half as far back, one
@@ -51,5 +59,16 @@ class CatchUp:
         )
 
     def succeeded(self, query: str) -> None:
-        """A good read: the query's next catch-up may reach back the whole lookback again."""
+        """A good read: the query's next catch-up may reach back the whole lookback again. One it shortened
+        says what it left out: the shortening holds until a good read, so an outage after the warning (a
+        Prometheus down again for half an hour) was left unread without a word."""
         self._longest.pop(query, None)
+        cut = self._cut.pop(query, None)
+        if cut is not None:
+            logger.warning(
+                "promql: query %s: read the last %.0fs; the %.0fs before, since its last good read, stay"
+                " unread (a gap)",
+                query,
+                *cut,
+                extra={"source": self.source, "query": query},
+            )

@@ -69,8 +69,8 @@ _COMPARISON = re.compile(r"(?:==|!=|>=|<=|>(?!=)|<(?!=))(?!\s*(?i:bool)\b)")  # 
 
 
 class OverlongRead(SourceError):
-    """A read its server could not answer in time or within its limits (a timeout, Prometheus' sample limit,
-    HTTP 422 or 504): a shorter window may be read where the same one fails again."""
+    """A read its server could not answer in time or within its limits (a read timeout, Prometheus' sample
+    limit, HTTP 422 or 504): a shorter window may be read where the same one fails again."""
 
     def __init__(self, message: str, *, source: str, why: str, retryable: bool = True) -> None:
         self.why = why
@@ -234,9 +234,7 @@ class PromQLSource:
                 health.failed(error)
                 failed[query.name] = error
                 if ran:
-                    self._catch_up.failed(
-                        query.name, since[query.name], end, query.step_seconds, "no answer in time"
-                    )
+                    self._too_long(query, since[query.name], end, "no answer in time")
                 continue
             try:
                 frame = future.result()
@@ -246,7 +244,7 @@ class PromQLSource:
                 if not exc.retryable:
                     refused.add(query.name)
                 if isinstance(exc, OverlongRead):
-                    self._catch_up.failed(query.name, since[query.name], end, query.step_seconds, exc.why)
+                    self._too_long(query, since[query.name], end, exc.why)
                 continue
             self._catch_up.succeeded(query.name)
             if frame.timestamps.size:  # an answer on a coarser step leaves no step of it in some windows
@@ -272,6 +270,14 @@ class PromQLSource:
         self._log_failures(failed, read)
         self._log_empty(empty, read)
         return frames
+
+    def _too_long(self, query: PromQuery, since: float, end: float, why: str) -> None:
+        """A read of ``(since, end]`` failed for its size: its next catch-up asks less. A query never read has
+        none, its next read asks the tick's window whatever failed: a failed warm-up was said to leave "the
+        3600s it missed" unread and to ask 1800 s next, and a typo VictoriaMetrics refuses with HTTP 422 to
+        be a read too long for it."""
+        if query.name in self._read_until:
+            self._catch_up.failed(query.name, since, end, query.step_seconds, why)
 
     def _up_elsewhere(self, failed: dict[str, str], refused: set[str]) -> bool:
         """Whether a read whose every asked query failed leaves the source up: Prometheus refused each of
@@ -413,7 +419,7 @@ class PromQLSource:
             self._sent[query.name] = time.monotonic()
         try:
             response = self._client.get(path, params=dict(params), timeout=timeout)
-        except httpx.TimeoutException as exc:
+        except httpx.ReadTimeout as exc:  # sent, no answer in time (a connect or pool timeout: never there)
             raise OverlongRead(
                 f"{where}: {self._server}: {type(exc).__name__}: {exc}", source=self.name, why="timed out"
             ) from exc

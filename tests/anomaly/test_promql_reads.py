@@ -506,3 +506,94 @@ def test_a_query_the_deadline_left_no_turn_keeps_its_whole_catch_up(caplog: pyte
     assert asked["waiting"][-1] == good + 30  # its first missed step: the whole catch-up
     assert asked["slow"][-1] > good + 30  # half of it
     prom.close()
+
+
+@pytest.mark.parametrize("error", [httpx.ConnectTimeout, httpx.PoolTimeout], ids=["connect", "pool"])
+def test_an_outage_where_the_server_cannot_be_reached_is_caught_up_whole_once_it_is_back(
+    error: type[httpx.TimeoutException], caplog: pytest.LogCaptureFixture
+) -> None:
+    # A host down or cut off (its packets dropped) times out connecting: the request never reached the
+    # server, so its size says nothing. Read as a catch-up too long for the server, the second tick of the
+    # outage cut the catch-up to one step, and every step missed in the outage stayed unread once it ended.
+    clock, unreachable = FakeClock(), [False]
+    asked: list[float] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if unreachable[0]:
+            raise error("timed out", request=request)
+        asked.append(float(request.url.params["start"]))
+        return matrix(request)
+
+    prom = source({"temp": answer}, clock)
+    good = _read_well_then_failing(prom, clock, unreachable, 10)
+    unreachable[0] = False
+    clock.advance(30)
+    prom.read(clock.time() - 30, clock.time())
+    assert asked[-1] == good + 30  # every step it missed, from the first
+    assert not [r for r in caplog.records if "it missed failed" in r.getMessage()]
+    prom.close()
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        # VictoriaMetrics answers a query it cannot parse with 422, as Prometheus its execution limits.
+        (422, {"errorType": "422", "error": 'cannot execute query: singleExpr: unexpected token ""'}),
+        (503, {"errorType": "timeout", "error": "query timed out in query execution"}),
+    ],
+    ids=["victoriametrics-typo", "warm-up-too-long"],
+)
+def test_a_query_never_read_is_not_said_to_leave_steps_it_missed_unread(
+    refusal: tuple[int, dict[str, str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    # A query never read has nothing to catch up: its next read asks the tick's window whatever failed. Its
+    # failed warm-up (an hour) was logged as "reading the 3600s it missed failed (...); the next read asks
+    # only the last 1800s", and a typo sent to VictoriaMetrics (HTTP 422) as a read too long for the server.
+    clock = FakeClock()
+    status, body = refusal
+    asked: list[float] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(float(request.url.params["start"]))
+        return httpx.Response(status, json={"status": "error", **body})
+
+    prom = source({"temp": answer}, clock)
+    prom.read(clock.time() - 3600, clock.time())  # the warm-up
+    clock.advance(30)
+    prom.read(clock.time() - 30, clock.time())
+    assert asked[-1] == clock.time()  # the tick's one step: nothing to catch up
+    assert not [r for r in caplog.records if "it missed failed" in r.getMessage()]
+    assert prom.health().queries["temp"].last_error.endswith(body["error"])
+    prom.close()
+
+
+def test_a_catch_up_shortened_before_another_outage_says_what_it_leaves_unread_once_read_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The shortened catch-up holds until a good read: after a second outage (here half an hour) the read asks
+    # only the last 90 s again, and the half hour stayed unread without a word (the warning, 30 min before,
+    # spoke of 90 s).
+    clock, mode = FakeClock(), ["up"]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if mode[0] == "down":
+            return httpx.Response(502, json={"status": "error", "error": "bad gateway"})
+        start, end, step = (float(request.url.params[k]) for k in ("start", "end", "step"))
+        return _too_long("timeout") if (end - start) / step >= 4 else matrix(request)
+
+    prom = source({"temp": answer}, clock)
+    good = _read_well_then_failing(prom, clock, [False], 0)
+    for state, ticks in (("down", 5), ("up", 1), ("down", 60), ("up", 1)):
+        mode[0] = state
+        caplog.clear()
+        for _ in range(ticks):
+            clock.advance(30)
+            prom.read(clock.time() - 30, clock.time())
+    assert prom.health().queries["temp"].up
+    said = [r.getMessage() for r in caplog.records if r.name == "anomaly.catchup"]
+    unread = clock.time() - 90 - good
+    assert said == [
+        f"promql: query temp: read the last 90s; the {unread:.0f}s before, since its last good read, stay"
+        " unread (a gap)"
+    ]
+    prom.close()
