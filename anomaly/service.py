@@ -521,7 +521,12 @@ class AnomalyService:
                 if state is not None:
                     state.quiet = 0
                     score = float(f.score[i])
-                    if not f.immediate and first and state.escalates(score, self.cfg.pending_ticks):
+                    if (
+                        self.cfg.reescalate_alerts
+                        and not f.immediate
+                        and first
+                        and state.escalates(score, self.cfg.pending_ticks)
+                    ):
                         self._reraise(key, state, alert, score, result)
                     continue
                 # Learned detectors must agree for `pending_ticks` ticks in a row (Prometheus' `for:`).

@@ -23,7 +23,7 @@ def test_a_fault_beginning_while_the_last_ones_alert_decays_raises_that_alert_ag
     # Seed 905's straggler: 472 s after a power brake's repair, its SM-clock alert still open at 1.64 and
     # decaying, the new fault scored 5.2 and raised nothing. Here: 10 minutes hot, 8 minutes back, hot again.
     rng = np.random.default_rng(4)
-    clock, col, service = setup()
+    clock, col, service = setup(reescalate_alerts=True)
     changes: list[list[Alert]] = []
     for hot, ticks in ((None, 60), (95.0, 20), (None, 16), (85.0, 6)):
         for _ in range(ticks):
@@ -68,7 +68,7 @@ class Scripted:
 
 def _raised(scores: list[float]) -> list[Alert]:
     clock = FakeClock()
-    cfg = AnomalyConfig()
+    cfg = AnomalyConfig(reescalate_alerts=True)
     source = CollectorSource([TableCollector()], clock)
     service = AnomalyService(cfg, [source], clock, detectors=[Scripted(list(scores))])
     raised = []
