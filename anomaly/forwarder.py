@@ -62,6 +62,14 @@ def postable(alert: Alert, ends_at: datetime) -> dict[str, Any]:
     return body
 
 
+def _ended_before(resolved: Alert, firing: Alert) -> bool:
+    """Whether ``firing`` starts once ``resolved`` had ended: a new activity of the alert (the anomaly
+    service re-raised it), not the same one that fired again before its resolution was sent."""
+    return (
+        resolved.ends_at is not None and firing.starts_at is not None and firing.starts_at >= resolved.ends_at
+    )
+
+
 def _iso(at: datetime) -> str:
     return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
@@ -110,7 +118,9 @@ class AlertForwarder(Collector):
         fp = alert.fingerprint
         if alert.status is AlertStatus.FIRING:
             self.firing[fp] = alert
-            self.unsent_resolved.pop(fp, None)
+            ended = self.unsent_resolved.get(fp)
+            if ended is None or not _ended_before(ended, alert):
+                self.unsent_resolved.pop(fp, None)  # the same activity: it never ended
             return
         self.firing.pop(fp, None)
         self.unsent_resolved[fp] = alert
@@ -129,12 +139,11 @@ class AlertForwarder(Collector):
         now = self._clock.now()
         resolved = list(self.unsent_resolved.items())
         sent = dict(resolved)
-        # (fingerprint, delivers it as firing, body) in the order serve must see them.
-        items = [(fp, True, postable(a, now + self._hold)) for fp, a in self.firing.items()]
-        for fp, alert in resolved:
-            if fp not in self.delivered:
-                items.append((fp, True, postable(alert, now + self._hold)))
-            items.append((fp, False, postable(alert, alert.ends_at or now)))
+        # (fingerprint, delivers it as firing, body) in the order serve must see them: the end of an activity
+        # before the new one of the same alert (a re-escalation), which serve then takes as a refire.
+        items = self._ends([(fp, a) for fp, a in resolved if fp in self.firing], now)
+        items += [(fp, True, postable(a, now + self._hold)) for fp, a in self.firing.items()]
+        items += self._ends([(fp, a) for fp, a in resolved if fp not in self.firing], now)
         start = 0
         while start < len(items):
             end = min(start + BATCH, len(items))
@@ -154,6 +163,17 @@ class AlertForwarder(Collector):
                     del self.unsent_resolved[fp]
             start = end
         return True
+
+    def _ends(
+        self, resolved: list[tuple[str, Alert]], now: datetime
+    ) -> list[tuple[str, bool, dict[str, Any]]]:
+        """The posts of resolutions, each preceded by its alert firing where serve never accepted it so."""
+        items = []
+        for fp, alert in resolved:
+            if fp not in self.delivered:
+                items.append((fp, True, postable(alert, now + self._hold)))
+            items.append((fp, False, postable(alert, alert.ends_at or now)))
+        return items
 
     def _post(self, batch: list[dict[str, Any]]) -> bool:
         try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -96,6 +96,13 @@ def builtin_registry(cfg: AnomalyConfig) -> DetectorRegistry:
     return registry
 
 
+# A firing alert re-escalates when, after its score came down to at most half its peak, it climbs to at least
+# twice the lowest it came down to (a quiet read counts as 1, the band's edge) for ``pending_ticks`` reads,
+# and no sooner than ``resolve_after`` reads after it was raised (see ``_Firing.escalates``).
+_RECOVERED_SHARE = 0.5
+_ESCALATION_FACTOR = 2.0
+
+
 @dataclass(slots=True)
 class _Firing:
     alert: Alert
@@ -103,6 +110,39 @@ class _Firing:
     query: str
     detector: str
     quiet: int = 0
+    peak: float = 0.0  # the highest score since it was raised (or re-raised)
+    trough: float = 0.0  # the lowest score since that peak
+    rising: int = 0  # reads in a row at ``_ESCALATION_FACTOR`` times the trough or more, after a recovery
+    reads: int = 0  # reads since it was raised (or re-raised)
+
+    def escalates(self, score: float, pending: int) -> bool:
+        """Whether ``score``, the alert's at a read where it is anomalous, is the ``pending``-th read in a row
+        of a re-escalation: a new fault on its target, which the open alert would otherwise hide.
+
+        A fault that began while an earlier fault's alert was still open (decaying, or held after the repair)
+        raised nothing: every alert it would raise was open (seed 905's straggler 472 s after a power brake's
+        repair: its SM-clock score fell from 8.6 to 1.64, then rose to 5.2). "Recovered" is relative to the
+        alert's own peak, and "worse again" to the level it came down to, so a score hovering at its band's
+        edge, or noisy at one level, does not re-raise. Nor does one sooner than ``resolve_after`` reads after
+        its raise, what a flapping alert that resolved would have needed to be raised again: a GPU drifting
+        out of its peers' band every 50 minutes stays one fleet alert in its 2-hour hold, as built."""
+        self.reads += 1
+        recovered = self.trough <= _RECOVERED_SHARE * self.peak and self.reads > self.resolve_after
+        if recovered and score >= _ESCALATION_FACTOR * self.trough:
+            self.rising += 1
+            return self.rising >= pending
+        self.rising = 0
+        if score > self.peak:
+            self.peak = self.trough = score
+        else:
+            self.trough = min(self.trough, score)
+        return False
+
+    def calm(self) -> None:
+        """A quiet read: the score was at most 1, the band's edge."""
+        self.reads += 1
+        self.rising = 0
+        self.trough = min(self.trough, 1.0)
 
 
 @dataclass(slots=True)
@@ -112,6 +152,11 @@ class TickResult:
     raised: list[Alert] = field(default_factory=list)
     resolved: list[Alert] = field(default_factory=list)
     findings: list[Findings] = field(default_factory=list)
+
+    def changes(self) -> list[Alert]:
+        """The resolutions, then the raised alerts: the order to apply them in. A re-escalated alert is both,
+        its old activity resolved and a new one raised with the same labels (``_Firing.escalates``)."""
+        return [*self.resolved, *self.raised]
 
 
 class AnomalyService:
@@ -207,7 +252,7 @@ class AnomalyService:
             },
         )
         self.collector.update(result.findings, [s.health() for s in self.sources], stats)
-        for alert in (*result.raised, *result.resolved):
+        for alert in result.changes():
             if self.on_alert is not None:
                 self.on_alert(alert)
         self.ticks += 1
@@ -470,10 +515,19 @@ class AnomalyService:
                     labels.setdefault("deviation", deviation)
                 window = self.evidence.window(int(f.ids[i])) if f.ids is not None else []
                 alert = _make_alert(f, i, labels, at, window)
+                first = key not in active
                 active.add(key)
                 state = self.firing.get(key)
                 if state is not None:
                     state.quiet = 0
+                    score = float(f.score[i])
+                    if (
+                        self.cfg.reescalate_alerts
+                        and not f.immediate
+                        and first
+                        and state.escalates(score, self.cfg.pending_ticks)
+                    ):
+                        self._reraise(key, state, alert, score, result)
                     continue
                 # Learned detectors must agree for `pending_ticks` ticks in a row (Prometheus' `for:`).
                 agreed = self._pending.get(key, (0, "", ""))[0] + 1
@@ -483,7 +537,10 @@ class AnomalyService:
                     hold = (
                         self.cfg.immediate_resolve_after if f.immediate else self.cfg.thresholds.resolve_after
                     )
-                    self.firing[key] = _Firing(alert, f.resolve_after or hold, f.query, f.detector)
+                    score = float(f.score[i])
+                    self.firing[key] = _Firing(
+                        alert, f.resolve_after or hold, f.query, f.detector, peak=score, trough=score
+                    )
                     result.raised.append(alert)
         # A tick that read nothing of a pending alert's query neither agreed nor broke the run: before, the
         # ticks between two steps dropped every count, and a learned detector never raised at all.
@@ -498,22 +555,27 @@ class AnomalyService:
             if unreadable(state.detector, state.query, state.alert.labels):
                 continue
             state.quiet += 1
+            state.calm()
             if state.quiet >= state.resolve_after:
                 del self.firing[key]
-                old = state.alert
-                result.resolved.append(
-                    Alert(
-                        labels=old.labels,
-                        status=AlertStatus.RESOLVED,
-                        starts_at=old.starts_at,
-                        ends_at=at,
-                        annotations=old.annotations,
-                        source=AlertSource.ANOMALY,
-                        score=old.score,
-                        evidence=old.evidence,
-                        recommended_action=old.recommended_action,
-                    )
-                )
+                result.resolved.append(_resolution(state.alert, at))
+
+    def _reraise(self, key: str, state: _Firing, alert: Alert, score: float, result: TickResult) -> None:
+        """End the alert's activity and raise it anew (``alert``, scored ``score``): Alertmanager and
+        ``gpuwarden serve`` take a firing alert posted again as the same one (nothing new reaches anyone), and
+        a resolved one firing again as a new activity."""
+        result.resolved.append(_resolution(state.alert, alert.starts_at or self.clock.now()))
+        why = f"score {score:.3g} after it fell to {state.trough:.3g} from {state.peak:.3g}"
+        again = replace(alert, annotations={**alert.annotations, "reescalated": why})
+        self.firing[key] = _Firing(
+            again, state.resolve_after, state.query, state.detector, peak=score, trough=score
+        )
+        result.raised.append(again)
+
+
+def _resolution(alert: Alert, at: datetime) -> Alert:
+    """``alert`` resolved at ``at``."""
+    return replace(alert, status=AlertStatus.RESOLVED, ends_at=at)
 
 
 def _not_due(source: Source, got: Sequence[Frame]) -> set[str]:

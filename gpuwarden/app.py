@@ -59,7 +59,7 @@ class SimulatedPipeline:
         self.nvml.pump_xids()
         result = self.anomaly.infer()
         report = TickReport(raised=list(result.raised), resolved=list(result.resolved))
-        changed = [*result.raised, *result.resolved]
+        changed = result.changes()
         if changed:
             report.opened = self.engine.ingest(changed).opened
         self.engine.tick()

@@ -204,6 +204,15 @@ class AnomalyConfig(Section):
         },
         description="band floor per metric (fnmatch patterns): integer-valued, flat series need one",
     )
+    reescalate_alerts: bool = Field(
+        False,
+        description=(
+            "re-raise (resolve, then raise anew) a learned detector's firing alert whose score came"
+            " down to half its peak and climbs to twice the lowest it came down to: a new fault under"
+            " an earlier one's open alert. Off by default: a thermal runaway whose clock throttles in"
+            " waves re-raised its alert mid-fault and serve reported it cycling (the demo)"
+        ),
+    )
     pending_ticks: int = Field(
         3,
         ge=1,

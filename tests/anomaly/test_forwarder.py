@@ -270,6 +270,27 @@ def test_an_alert_firing_again_before_its_resolution_was_sent_is_not_resolved() 
     assert forwarder.unsent_resolved == {} and len(forwarder.firing) == 1
 
 
+def test_a_re_raised_alert_reaches_serve_as_its_resolution_then_its_new_activity() -> None:
+    # The anomaly service re-raises an open alert when a new fault begins under it: the old activity ends
+    # where the new one starts. Posted as one firing alert, serve would take it for the same one, and no one
+    # would hear of the new fault.
+    clock, serve = FakeClock(), Serve()
+    forwarder = _forwarder(serve, clock)
+    first = _xid("3", clock)
+    forwarder.on_alert(first)
+    assert forwarder.flush()
+    clock.advance(600)
+    forwarder.on_alert(replace(_xid("3", clock, AlertStatus.RESOLVED), starts_at=first.starts_at))
+    forwarder.on_alert(replace(first, starts_at=clock.now()))
+    assert forwarder.flush()
+    ended, again = parse_postable_alerts(serve.bodies[-1])
+    assert ended.starts_at == first.starts_at and ended.ends_at == clock.now()
+    assert again.starts_at == clock.now() and again.ends_at is not None and again.ends_at > clock.now()
+    assert forwarder.unsent_resolved == {} and forwarder.flush()
+    (still,) = parse_postable_alerts(serve.bodies[-1])  # then the new activity alone, firing
+    assert still.starts_at == clock.now()
+
+
 def test_a_body_serve_refuses_is_logged_not_retried_forever(caplog: pytest.LogCaptureFixture) -> None:
     clock, serve = FakeClock(), Serve()
     forwarder = _forwarder(serve, clock)
