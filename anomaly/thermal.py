@@ -11,7 +11,8 @@ so a runaway never becomes the new normal, not even once the heat throttles the 
 at: its alert lasts while the GPU runs hot and resolves once the temperature is back where the power puts it.
 Above any power its own line scored at (a GPU seen only idle starts its first job), the line is the ridge's
 guess: where at least ``min_peers`` GPUs of its model (``peer_labels``) learnt their slope over a wide power
-range, the sample is scored against their median slope instead, so a cooler failing at its first job is seen.
+range their own lines scored at (and are not above it themselves), the sample is scored against their median
+slope instead, so a cooler failing at its first job is seen.
 
 State is kept in arrays by slot, one slot per temperature series scored (given on its first score, freed
 when the series is forgotten): indexed by series id, they reached the highest temperature id, so six GPUs
@@ -221,7 +222,7 @@ class ThermalDetector:
         # sample is scored against that slope, drawn on from its own line at the top of what it scored at.
         ptop = np.where(fresh, lagged, self.ptop[slots])
         peer, peer_score = self._peer_scores(
-            groups, (n, var, slope, ptop, band), t, lagged, mt + slope * (ptop - mp)
+            groups, (n, var, slope, ptop, pmin, band), t, lagged, mt + slope * (ptop - mp)
         )
         score = np.where(peer, peer_score, own)
         # Learn from the sample winsorised at the band, so a dip teaches little; a sample above the band (an
@@ -291,7 +292,7 @@ class ThermalDetector:
     def _peer_scores(
         self,
         groups: IntArray,
-        own: tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray],
+        own: tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray],
         t: FloatArray,
         lagged: FloatArray,
         at_top: FloatArray,
@@ -299,12 +300,18 @@ class ThermalDetector:
         """Which samples are above any power their GPU scored at while its peers know their slope, and
         their score: the temperature over ``at_top`` (its own prediction at that top) plus the peers'
         slope times the watts above, in bands widened by the peers' slope error times those watts."""
-        n, var, slope, ptop, band = own
+        n, var, slope, ptop, pmin, band = own
         over = lagged - ptop
-        peer = (n >= self.warmup) & (over > self.ridge_watts) & (groups >= 0)
+        first = (n >= self.warmup) & (over > self.ridge_watts)
+        peer = first & (groups >= 0)
         peer_slope, tolerance = np.zeros(n.size), np.zeros(n.size)
         if peer.any():  # most ticks: every GPU at a power it scored at
-            learnt = (n >= self.warmup) & (var >= 9.0 * self.ridge)  # its slope its own, not the ridge's
+            # Its slope its own: not the ridge's (a wide spread of power), and one its own line scored at
+            # over 30 W, not a guess's: a GPU in its first job (or back from a burst of one) learnt its
+            # slope from guesses, short while its temperature lags. Such peers vouched for each other: a
+            # fleet of one model idle, then started together (a lag of 90 s), was held hot for 6 hours.
+            scored_wide = ptop - pmin >= 3.0 * self.ridge_watts
+            learnt = (n >= self.warmup) & (var >= 9.0 * self.ridge) & scored_wide & ~first
             for group in np.unique(groups[peer]).tolist():
                 members = groups == group
                 slopes = slope[learnt & members]

@@ -379,3 +379,36 @@ def test_a_power_reading_of_zero_is_a_lost_reading_not_a_sample():
     scores = [float(det.detect(gpus.step(idle, rng, reported=lost))[0].score[2]) for _ in range(10)]
     scores += [float(det.detect(gpus.step(idle, rng))[0].score[2]) for _ in range(20)]
     assert max(scores) <= 1.0
+
+
+def _idle_then(
+    tau: float, before: Callable[[int], np.ndarray], after: Callable[[int], np.ndarray]
+) -> np.ndarray:
+    """Scores (ticks x GPUs) of six GPUs of one model over two hours at ``after(tick)`` watts, following two
+    hours at ``before(tick)``; their temperature lags their power ``tau`` seconds."""
+    rng = np.random.default_rng(11)
+    gpus, det = Gpus(tau=tau, labels=MODEL), ThermalDetector()
+    for tick in range(240):
+        det.detect(gpus.step(before(tick), rng))
+    return np.array([det.detect(gpus.step(after(tick), rng))[0].score for tick in range(240)])
+
+
+def test_gpus_of_one_model_starting_their_first_jobs_together_do_not_hold_each_other_hot():
+    """Each GPU in its first job learnt its slope from guesses, short while the temperature lags (90 s), and
+    vouched for it as a peer: read hot against each other's, every GPU taught nothing and all were held hot
+    for the 6-hour hold (2 hours in the test). Alone, each GPU's own line reads its first job as before."""
+    idle, busy = np.full(len(GPUS), 70.0), np.full(len(GPUS), 690.0)
+    scores = _idle_then(90.0, lambda tick: idle, lambda tick: busy)
+    assert scores[-120:].max() <= 1.0
+
+
+def test_peers_back_from_a_burst_of_first_job_do_not_vouch_for_its_slope():
+    """Five GPUs ran a one-minute burst (a health check) and idled again: their slope, learnt from two
+    guesses while the temperature lagged (60 s), judged GPU 2's first job, hot for 90 minutes of 2 hours."""
+    peers = np.arange(len(GPUS)) != 2
+    scores = _idle_then(
+        60.0,
+        lambda tick: np.where(peers & (200 <= tick < 202), 690.0, 70.0),
+        lambda tick: np.where(peers, 70.0, 690.0),
+    )
+    assert scores[-120:, 2].max() <= 1.0
