@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from alerting.batch import Batch, OpenIncident
+from alerting.batch import Batch, OpenIncident, ToldAs
 from alerting.capacity import units_hit
 from alerting.correlation import placement
 from alerting.db import in_lists
@@ -189,7 +189,7 @@ class IncidentGrouping(IncidentMerging):
             # Everything resolved: keep the peak impact and priority for the record, start the quiet period.
             self._start_quiet(batch, inc, row)
             return
-        told = (told_of(row), row.quiet_since)
+        told: ToldAs = (told_of(row), row.quiet_since)
         if assessed is None:
             path, root = live_root_cause(members, self.inventory)
             assessment = assess(
@@ -220,15 +220,19 @@ class IncidentGrouping(IncidentMerging):
                 namespaced=shown_root.target in assessment.impact.namespaced,
                 cluster=title_cluster(shown_root.target, shown_root_path, self.inventory),
             )
-            tell_root_moved(
-                batch,
-                inc.id,
-                f"root cause is now {fault_name(shown_root.kind)} on {label}",
-                {
-                    "kind": shown_root.kind.value,
-                    "target": new_target,
-                },
-                (row.root_kind, row.root_target),
+            # A move taken back: what it shows is weighed against what it showed before the move.
+            told = (
+                tell_root_moved(
+                    batch,
+                    inc.id,
+                    f"root cause is now {fault_name(shown_root.kind)} on {label}",
+                    {
+                        "kind": shown_root.kind.value,
+                        "target": new_target,
+                    },
+                    (row.root_kind, row.root_target, told),
+                )
+                or told
             )
         row.root_kind, row.root_target = shown_root.kind.value, new_target
         row.impact = with_peak(
@@ -458,23 +462,26 @@ def tell_root_moved(
     incident_id: str,
     message: str,
     data: dict[str, Any],
-    shown: tuple[str, dict[str, Any]],
-) -> None:
+    shown: tuple[str, dict[str, Any], ToldAs],
+) -> ToldAs | None:
     """Tell that the incident's root cause moved: once per transaction, the reply saying where it ended (a
     POST's alerts, grouped one by one, may move it several times). ``shown``: the root (kind, target) it
-    showed before this move; one that ends where it was before the transaction (moved up by a merge, back
-    by regrouping's moves) did not move: its event is taken back."""
+    showed before this move, with what it was told as then (``told_of`` and ``quiet_since``); one that
+    ends where it was before the transaction (moved up by a merge, back by regrouping's moves) did not
+    move: its event is taken back, and what it was told as before the move is returned (what the rest of
+    the incident is weighed against: not what it showed halfway, never told)."""
     said = batch.root_said.get(incident_id)
     if said is None:
         event = batch.event(incident_id, "root_cause_changed", message, data, change=ChangeKind.UPDATED)
         batch.root_said[incident_id] = (event, shown)
-        return
-    event, (kind, target) = said
+        return None
+    event, (kind, target, told) = said
     if data["kind"] == kind and _same_target(target, data["target"]):
         batch.retract(event)
         del batch.root_said[incident_id]
-        return
+        return told
     event.message, event.data = message, data
+    return None
 
 
 def tell_reassessed(batch: Batch, row: IncidentRow, title: str, recommended: Sequence[str]) -> None:

@@ -89,6 +89,15 @@ def _stands_in(later: Notification, edit: Notification) -> bool:
     return later.silenced_until is None or edit.silenced_until is not None
 
 
+def _waited_on(edit: Notification, rows: Sequence[OutboxMessage]) -> bool:
+    """Whether ``edit``, held for a later one (``Outbox._edit_due``) and not set aside for the message after
+    it (``rows[1]``), goes now: that message is no edit, so it goes at once, and it waits behind the edit (a
+    change told under a silence that came after the edit, a resolution behind it: not held 5 minutes)."""
+    if not edit.edit_only or len(rows) < 2:
+        return False
+    return not Notification.model_validate_json(rows[1].payload).edit_only
+
+
 @dataclass(frozen=True, slots=True)
 class Backoff:
     """Exponential backoff between attempts of one message, capped; no attempt limit."""
@@ -363,7 +372,7 @@ class Outbox:
             # An edit held for a later one (``_edit_due``) is set aside for it before it is due.
             if len(rows) > 1 and self._superseded(head, notification, rows[1]):
                 continue
-            if not due:
+            if not due and not _waited_on(notification, rows):
                 return sent, False
             result = self._attempt(notifier, head.id, notification)
             if result is True:

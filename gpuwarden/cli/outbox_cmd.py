@@ -82,8 +82,12 @@ def list_messages(
         say_none_found("messages", {"status": status, "incident": incident})
         return
     table = Table("id", "notifier", "incident", "event", "status", "attempts")
+    # When a pending one goes: a webhook's held update (``edit_interval_seconds``) or a retry's backoff, not
+    # a message stuck.
+    table.add_column("next attempt", no_wrap=True)
     table.add_column("last error", overflow="fold")  # why it failed: the one column never cut short
     for m in data["messages"]:
+        due = m.get("next_attempt_at") if m["status"] == "pending" else None
         table.add_row(
             str(m["id"]),
             escape(m["notifier"]),
@@ -91,6 +95,7 @@ def list_messages(
             escape(m.get("event", "")),
             m["status"],
             str(m["attempts"]),
+            shown_text(due) if due else "",
             escape(m["last_error"] or ""),
         )
     console.print(table)

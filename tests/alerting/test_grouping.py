@@ -261,6 +261,28 @@ def test_a_root_cause_moved_away_and_back_within_one_transaction_is_not_told_as_
     # rises to the rack, then regrouping takes them out again (``regrouping._move``: members popped, the
     # root recomputed from what is left). It ended where it began, yet "root cause is now GPU lost on gpu
     # r01-n01/0" went on its timeline, as a Slack reply and a webhook update: a move that did not happen.
+    engine, first, told = _root_moved_away_and_back(tmp_path)
+    incident = engine.store.get(first)
+    assert str(incident.root_cause.target) == "gpu/r01-n01/0"
+    assert [e.message for e in incident.timeline if e.kind == "root_cause_changed"] == []
+    assert [c.event.kind for c in told if c.event.kind == "root_cause_changed"] == []
+
+
+def test_a_root_cause_moved_away_and_back_within_one_transaction_is_not_told_as_retitled(
+    tmp_path: Path,
+) -> None:
+    # The move taken back, what the incident shows was compared with what it showed halfway (the rack's
+    # title), not with what it was told as before the transaction: "retitled: gpu r01-n01/0 lost ..." went
+    # on its timeline, as a Slack reply and a webhook update, naming the title it already had.
+    engine, first, told = _root_moved_away_and_back(tmp_path)
+    assert [e.message for e in engine.store.get(first).timeline if e.kind == "retitled"] == []
+    assert [(c.kind.value, c.event.kind) for c in told] == []
+
+
+def _root_moved_away_and_back(tmp_path: Path) -> tuple[IncidentEngine, str, list[IncidentChange]]:
+    """Three GPUs of a rack lost, each its own incident; in one transaction the first takes the others'
+    alerts (its root rises to the rack) and gives them back (its root is its GPU again). The engine, the
+    first incident and what was told since."""
     clock = FakeClock()
     engine = _engine(tmp_path, clock)
     for n in (1, 2, 3):
@@ -281,7 +303,4 @@ def test_a_root_cause_moved_away_and_back_within_one_transaction_is_not_told_as_
         inc.root_moved = True
         engine._recompute(batch, inc)
     engine.tick()
-    incident = engine.store.get(first)
-    assert str(incident.root_cause.target) == "gpu/r01-n01/0"
-    assert [e.message for e in incident.timeline if e.kind == "root_cause_changed"] == []
-    assert [c.event.kind for c in told if c.event.kind == "root_cause_changed"] == []
+    return engine, first, told

@@ -520,6 +520,35 @@ def test_an_edit_is_sent_when_the_message_after_it_is_one_the_webhook_holds_back
     webhook.close()
 
 
+def test_a_resolution_told_under_a_silence_is_not_held_back_by_a_webhook_update_held_before_it(
+    engine: Engine, recorder: SlackRecorder
+) -> None:
+    # What the alerts recommend changed (held ``edit_interval_seconds``, 300 s by default), then someone
+    # silenced the noisy incident and it resolved. Told under the silence, the resolution cannot stand in
+    # for the update held before it (``_stands_in``): it waited behind it, and the receiver heard of the
+    # end up to 5 minutes late, where any other change goes at once. The held update goes at once then,
+    # and the resolution after it.
+    clock = FakeClock()
+    config = WebhookConfig(name="ops", url=f"{recorder.root_url}/hooks/ops")
+    webhook = WebhookNotifier.from_config(config, clock=clock)
+    outbox = Outbox(engine, [webhook], clock)
+    opened, *_, resolved = lifecycle()
+    outbox(opened)
+    assert outbox.dispatch_due() == 1
+    outbox(_reassessed("restart_node", 1))
+    assert outbox.dispatch_due() == 0  # held
+    clock.advance(10)
+    until = T0 + timedelta(hours=4)
+    silenced = change(make_incident(), ChangeKind.UPDATED, 2, "silenced by alice until later", "silenced")
+    outbox(replace(silenced, silenced_until=until))
+    clock.advance(10)
+    outbox(replace(resolved, silenced_until=until))
+    outbox.dispatch_due()
+    posts = [(p["change"], p["incident"]["recommended_actions"]) for p in recorder.hook_posts("ops")]
+    assert posts == [("opened", []), ("updated", ["restart_node"]), ("resolved", [])]
+    webhook.close()
+
+
 def test_duplicate_notifier_names_are_refused(engine: Engine, recorder: SlackRecorder) -> None:
     with pytest.raises(ValueError, match="unique"):
         Outbox(engine, [slack(recorder), slack(recorder)], FakeClock())

@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -13,6 +14,7 @@ import pytest
 import yaml
 from click.testing import Result
 from pydantic import SecretStr
+from sqlalchemy import Engine
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -20,14 +22,17 @@ from alerting.db import make_engine
 from alerting.engine import IncidentEngine
 from alerting.migrate import upgrade
 from alerting.notifiers.recorder import SlackRecorder
+from alerting.notifiers.webhook import WebhookNotifier
 from alerting.outbox import Outbox
 from alerting.outbox_orphans import reconcile_orphans
 from alerting.outbox_tables import DISCARDED, FAILED, ORPHANED, SENT
 from gpuwarden import outbox_api
 from gpuwarden.api import create_app
 from gpuwarden.cli import app, outbox_cmd
-from gpuwarden.clock import FakeClock
+from gpuwarden.clock import FakeClock, shown
 from gpuwarden.config import ApiConfig
+from tests.alerting.notifiers.incidents import lifecycle
+from tests.alerting.test_outbox import _reassessed
 from tests.alerting.test_outbox_orphans import CLOCK, NOW, Destination, queued_for
 from tests.http_stub import FixedAnswer
 from tests.integration.gpuwarden_server import AUTH, TOKEN, gpuwarden_serve
@@ -112,6 +117,13 @@ def _serving_orphans(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     queued_for(sql, Destination("webhook:ops", mode="refused"))
     reconcile_orphans(sql, ["slack", "webhook:ops"], now=NOW)
     outbox = Outbox(sql, [Destination("slack"), Destination("webhook:ops")], CLOCK)
+    with _serving(sql, outbox, monkeypatch):
+        yield outbox
+
+
+@contextmanager
+def _serving(sql: Engine, outbox: Outbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """serve's app over the store ``sql`` and its ``outbox``, reached by the CLI at ``URL`` in process."""
     engine = IncidentEngine(sql, FakeClock())
     app_ = create_app(engine, ApiConfig(token=SecretStr(TOKEN)), outbox=outbox)
     with TestClient(app_, base_url=URL) as client:
@@ -122,7 +134,7 @@ def _serving_orphans(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
 
         monkeypatch.setattr(httpx, "request", request)
         monkeypatch.setenv("GPUWARDEN_API_TOKEN", TOKEN)
-        yield outbox
+        yield
 
 
 def _discard(*args: str, answer: str | None = None) -> Result:
@@ -236,3 +248,25 @@ def test_list_says_when_it_shows_only_the_newest_of_more_messages(
     assert "showing the newest" not in every.stderr
     assert len(json.loads(whole.stdout)["messages"]) == 15
     assert outbox_cmd.MOST_MESSAGES == outbox_api.MAX_MESSAGES  # what 0 asks serve for: all it lists
+
+
+def test_list_shows_when_a_held_webhook_update_goes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A webhook's ``reassessed`` update waits ``edit_interval_seconds`` (300 by default) for a later one: the
+    # table showed it "pending", 0 attempts, no error, for those 5 minutes, as it shows a message stuck; the
+    # README said ``outbox list`` shows held updates with when they go. It says when each pending one goes.
+    sql = make_engine(str(tmp_path / "outbox.db"))
+    upgrade(sql)
+    clock = FakeClock(NOW)
+    hook = WebhookNotifier(
+        "http://127.0.0.1:9/hook", name="webhook:ops", edit_interval_seconds=300, clock=clock
+    )
+    outbox = Outbox(sql, [hook], clock)
+    outbox(lifecycle()[0])
+    outbox(_reassessed("reset_gpu", 1))
+    with _serving(sql, outbox, monkeypatch):
+        table = runner.invoke(app, ["outbox", "list", "--url", URL])
+    hook.close()
+    assert table.exit_code == 0, table.output
+    held = datetime.fromtimestamp(NOW + 300, UTC)
+    (row,) = [line for line in table.stdout.splitlines() if "reassessed" in line]
+    assert "pending" in row and shown(held) in row
