@@ -154,9 +154,13 @@ class TickResult:
     findings: list[Findings] = field(default_factory=list)
 
     def changes(self) -> list[Alert]:
-        """The resolutions, then the raised alerts: the order to apply them in. A re-escalated alert is both,
-        its old activity resolved and a new one raised with the same labels (``_Firing.escalates``)."""
-        return [*self.resolved, *self.raised]
+        """The order to apply them in, the forwarder's (``anomaly.forwarder``): a re-escalated alert's old
+        activity resolved before its new one is raised (``_Firing.escalates``), the raised alerts, then the
+        other resolutions. A GPU's alert raised as its other alert resolves joins that alert's incident, in
+        ``gpuwarden demo`` as at ``gpuwarden serve``; taken after the resolution, it opened another."""
+        again = {a.fingerprint for a in self.raised}
+        ended = [a for a in self.resolved if a.fingerprint in again]
+        return [*ended, *self.raised, *(a for a in self.resolved if a.fingerprint not in again)]
 
 
 class AnomalyService:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import httpx
 import numpy as np
 
+from alerting.engine import IncidentEngine
+from alerting.ingest import parse_postable_alerts
 from anomaly.detectors import Findings
+from anomaly.forwarder import AlertForwarder
 from anomaly.series import View
 from anomaly.service import AnomalyService
 from anomaly.sources import CollectorSource
@@ -12,7 +18,9 @@ from gpuwarden.clock import FakeClock
 from gpuwarden.config_anomaly import AnomalyConfig
 from gpuwarden.model import Alert, AlertStatus
 from tests.anomaly.fakes import TableCollector
+from tests.anomaly.test_forwarder import Serve
 from tests.anomaly.test_service import GPUS, TEMP, setup, tick
+from tests.migrated_store import migrated_sqlite
 
 
 def _on_gpu3(alerts: list[Alert]) -> list[Alert]:
@@ -91,3 +99,60 @@ def test_a_re_escalation_sooner_than_the_alerts_resolve_ticks_after_its_raise_is
     late = [8.0] * 5 + [1.5] * 30 + [8.0] * 5
     assert len(_raised(soon)) == 1
     assert len(_raised(late)) == 2
+
+
+class TwoSeries:
+    """One GPU's two series (``temp`` and ``clock``), each scored tick by tick from its own list."""
+
+    name = "scripted"
+
+    def __init__(self, temp: list[float], clock: list[float]) -> None:
+        self.scores = {"temp": temp, "clock": clock}
+
+    def fit(self, view: View) -> None:
+        """Nothing to fit."""
+
+    def forget(self, ids: np.ndarray) -> None:
+        """Nothing to forget."""
+
+    def detect(self, view: View) -> list[Findings]:
+        """The next score of each list."""
+        out = []
+        for query, scores in self.scores.items():
+            score = np.array([scores.pop(0)])
+            out.append(Findings(self.name, query, [GPUS[3]], score=score, value=score))
+        return out
+
+
+def test_a_gpus_alert_raised_as_its_other_alert_resolves_joins_that_incident_in_the_demo_as_at_serve(
+    tmp_path: Path,
+) -> None:
+    # The SM clock's alert raised in the very tick the temperature's resolves: one fault, one incident, as
+    # `gpuwarden serve` makes of what `anomaly run` posts (the new alert, then the other's resolution).
+    # The demo's engine took the resolution first and opened a second incident, which paged.
+    cfg = AnomalyConfig()
+    quiet = cfg.thresholds.resolve_after - cfg.pending_ticks
+    temp = [8.0] * 5 + [0.5] * (cfg.thresholds.resolve_after + 5)
+    clock_scores = [0.5] * (5 + quiet) + [8.0] * (cfg.pending_ticks + 5)
+    clock = FakeClock()
+    source = CollectorSource([TableCollector()], clock)
+    service = AnomalyService(cfg, [source], clock, detectors=[TwoSeries(list(temp), clock_scores)])
+    serve = Serve()
+    client = httpx.Client(transport=httpx.MockTransport(serve.handle))
+    forwarder = AlertForwarder("http://serve:9700", None, clock, resend_seconds=30, client=client)
+    service.on_alert = forwarder.on_alert
+    demo = IncidentEngine(migrated_sqlite(tmp_path / "demo.db"), clock)
+    at_serve = IncidentEngine(migrated_sqlite(tmp_path / "serve.db"), clock)
+    both = False
+    for _ in temp:
+        result = tick(clock, service)
+        both = both or bool(result.resolved and result.raised)
+        if result.changes():
+            demo.ingest(result.changes())
+        posted = len(serve.bodies)
+        assert forwarder.flush()
+        for body in serve.bodies[posted:]:
+            at_serve.ingest(parse_postable_alerts(body))
+    assert both, "the clock's alert must be raised in the tick the temperature's resolves"
+    assert len(at_serve.store.list_rows()) == 1
+    assert len(demo.store.list_rows()) == 1
