@@ -10,9 +10,11 @@ samples have been hot since one there, teaches the regression nothing (others ar
 so a runaway never becomes the new normal, not even once the heat throttles the GPU to a power it never ran
 at: its alert lasts while the GPU runs hot and resolves once the temperature is back where the power puts it.
 Above any power its own line scored at (a GPU seen only idle starts its first job), the line is the ridge's
-guess: where at least ``min_peers`` GPUs of its model (``peer_labels``) learnt their slope over a wide power
-range their own lines scored at (and are not above it themselves), the sample is scored against their median
-slope instead, so a cooler failing at its first job is seen.
+guess, unscored until the power has stayed there ``settle_seconds`` (the temperature may lag it longer than
+``lag_seconds``) and the line learnt from it is within half a band: where at least ``min_peers`` GPUs of its
+model (``peer_labels``) learnt their slope over a wide power range their own lines scored at (and are not
+above it themselves), the sample is scored against their median slope instead, so a cooler failing at its
+first job is seen (without such peers it is not: a climb that lags longer looks the same).
 
 State is kept in arrays by slot, one slot per temperature series scored (given on its first score, freed
 when the series is forgotten): indexed by series id, they reached the highest temperature id, so six GPUs
@@ -52,6 +54,7 @@ _FIELDS = (
     "held_for",
     "hot_at",
     "hot_in",
+    "risen_at",
 )
 
 
@@ -76,12 +79,14 @@ class ThermalDetector:
         peer_labels: Sequence[str] = ("modelName",),
         min_peers: int = 3,
         peer_tolerance: float = 0.25,
+        settle_seconds: float = 600.0,
     ) -> None:
         self.temp_query, self.power_query, self.key_label = temp_query, power_query, key_label
         self.lag_seconds, self.alpha, self.k = lag_seconds, alpha, k
         self.min_deviation, self.ridge, self.warmup = min_deviation, ridge_watts**2, warmup
         self.ridge_watts, self.hold_seconds = ridge_watts, hold_seconds
         self.peer_labels, self.min_peers, self.peer_tolerance = tuple(peer_labels), min_peers, peer_tolerance
+        self.settle_seconds = settle_seconds
         self.n = np.zeros(0)
         self.last = np.zeros(0)
         self.lagged = np.zeros(0)
@@ -96,6 +101,7 @@ class ThermalDetector:
         self.held_for = np.zeros(0)  # the seconds its current hold has been hot (the samples' gaps summed)
         self.hot_at = np.zeros(0)  # its last sample above the band at a learnt power
         self.hot_in = np.zeros(0)  # 1 where its current run of hot samples began inside the learnt range
+        self.risen_at = np.zeros(0)  # when its power rose above any its line scored at (0: it is not)
         self._join: tuple[IntArray, IntArray, IntArray, IntArray, IntArray, IntArray] | None = None
         self._slot: Slots[int] = Slots()  # temperature series id <-> its row of the arrays
 
@@ -212,15 +218,19 @@ class ThermalDetector:
         pmin, pmax = np.where(fresh, lagged, self.pmin[slots]), np.where(fresh, lagged, self.pmax[slots])
         # Above any power it learnt at, the prediction is the ridge's guess: seen only idle, its slope is
         # near 0 and a job's warmth read as 40 C too hot. Such a sample is no evidence: scored 0 and learnt
-        # unclipped (as in the warm-up), so the slope comes from it and the next sample there is known.
-        guess = lagged > pmax + self.ridge_watts
+        # unclipped (as in the warm-up), so the slope comes from it.
+        ptop = np.where(fresh, lagged, self.ptop[slots])
+        guess = (lagged > pmax + self.ridge_watts) | self._unsettled(
+            slots, lagged, ptop, at=at, z=resid / band
+        )
         warm = (n >= self.warmup) & ~guess
         own = np.where(warm, np.maximum(resid, 0.0) / band, 0.0)
         # Not scored there, a cooler failing at (or during) its first job was learnt as that job's normal
         # heat: already failed, never flagged; failing as it ran, flagged, then learnt within 35 minutes, the
         # GPU at 103 C. Where its model's other GPUs have learnt their slope over a wide power range, such a
         # sample is scored against that slope, drawn on from its own line at the top of what it scored at.
-        ptop = np.where(fresh, lagged, self.ptop[slots])
+        # Without such peers, a cooler failing as its first job ran is no longer flagged either (it was for
+        # 35 minutes): unscored until the power settles, its heat is learnt as the job's.
         peer, peer_score = self._peer_scores(
             groups, (n, var, slope, ptop, pmin, band), t, lagged, mt + slope * (ptop - mp)
         )
@@ -247,7 +257,8 @@ class ThermalDetector:
         # Known (a hot sample there is held) up to the highest power a scored sample learnt at: one reached
         # by guesses alone is not, as the GPU's temperature lags its power longer than ``lag_seconds`` (60 s,
         # not 20): its first job's guesses learnt the climb, and the job read hot at a power it "knew", held
-        # for the 6-hour hold (before guesses went unscored it was not held there: 26 minutes over 1).
+        # for the 6-hour hold (before guesses went unscored it was not held there: 26 minutes over 1). Nor is
+        # one its line scored while the temperature still climbed there (``_unsettled``).
         known = (lagged <= ptop + self.ridge_watts) & ((lagged >= pmin - self.ridge_watts) | throttled)
         cap = np.where(warm, band, np.inf)
         # A guess errs low (the ridge shrinks the slope), so a temperature below even it is no heat curve but
@@ -288,6 +299,23 @@ class ThermalDetector:
         self.last[slots] = at
         self.n[slots] = n + 1
         return score
+
+    def _unsettled(
+        self, slots: IntArray, lagged: FloatArray, ptop: FloatArray, *, at: float, z: FloatArray
+    ) -> BoolArray:
+        """Which samples are above any power their line scored at and still a guess there: until the power
+        has stayed above it for ``settle_seconds`` and the line (learnt from them) is within half a band.
+
+        The temperature may lag its power longer than ``lag_seconds`` (60-120 s, not 20): the samples of
+        its climb, and of a short burst, sit under the line a settled temperature draws. Scored there, the
+        line that learnt them made the power "known" while the temperature was still rising, and the job's
+        settled heat read hot at it and was held (235-237 of 240 ticks over 1, the 6-hour hold)."""
+        # A fresh slot's (``ptop`` is its power) is never above: a freed slot's time is not handed on.
+        risen = self.risen_at[slots]
+        risen = np.where(lagged > ptop + self.ridge_watts, np.where(risen > 0.0, risen, at), 0.0)
+        self.risen_at[slots] = risen
+        settled = (at - risen >= self.settle_seconds) & (z < 0.5)
+        return (risen > 0.0) & ~settled
 
     def _peer_scores(
         self,
