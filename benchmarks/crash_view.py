@@ -94,14 +94,14 @@ class Seen:
 # --- the store ---------------------------------------------------------------------------------------
 
 
-def _incident_keys(session: Session) -> dict[str, str]:
+def _incident_keys(session: Session, incidents: list[IncidentRow]) -> dict[str, str]:
     """Each incident's id to a key alike in both runs: its root and its members' fingerprints."""
     members: dict[str, list[str]] = {}
     for fingerprint, incident_id in session.execute(select(AlertRow.fingerprint, AlertRow.incident_id)):
         if incident_id is not None:
             members.setdefault(incident_id, []).append(fingerprint)
     keys = {}
-    for row in session.scalars(select(IncidentRow)):
+    for row in incidents:
         root = json.dumps([row.root_kind, row.root_target], sort_keys=True)
         keys[row.id] = f"{root} {sorted(members.get(row.id, []))} merged={row.merged_into is not None}"
     return keys
@@ -123,15 +123,12 @@ def store_view(db: str, journal_dir: Path) -> StoreView:
     sql = make_engine(db)
     try:
         with Session(sql) as session:
-            keys = _incident_keys(session)
-            incidents = {
-                keys[r.id]: (r.state, r.priority, r.announced_at is not None)
-                for r in session.scalars(select(IncidentRow))
-            }
+            incident_rows = list(session.scalars(select(IncidentRow)))  # read once: keys and states
+            keys = _incident_keys(session, incident_rows)
+            incidents = {keys[r.id]: (r.state, r.priority, r.announced_at is not None) for r in incident_rows}
+            outbox = OutboxMessage
             rows = session.execute(
-                select(
-                    OutboxMessage.notifier, OutboxMessage.status, OutboxMessage.idempotency_key
-                ).add_columns(OutboxMessage.incident_id)
+                select(outbox.notifier, outbox.status, outbox.idempotency_key, outbox.incident_id)
             ).all()
         statuses = Counter(status for _, status, _, _ in rows)
         half = [f"outbox {status}: {n}" for status, n in statuses.items() if status not in DONE]

@@ -68,7 +68,7 @@ class SimConfig(Section):
 
     @model_validator(mode="after")
     def _fleet_size(self) -> SimConfig:
-        sim_fleet_nodes(self.clusters, self.racks_per_cluster, self.nodes_per_rack)
+        sim_fleet_nodes(self.nodes)
         return self
 
     @property

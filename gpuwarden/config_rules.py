@@ -164,9 +164,9 @@ SimulateSpec = Annotated[str | None, AfterValidator(_simulate_spec)]
 """``exporter.simulate``: real NVML (None) or a simulated fleet of ``NODESxGPUS``."""
 
 
-def sim_fleet_nodes(clusters: int, racks_per_cluster: int, nodes_per_rack: int) -> None:
-    """The ``sim`` section's fleet is at most ``MAX_SIM_NODES`` nodes (raises ``ValueError``)."""
-    nodes = clusters * racks_per_cluster * nodes_per_rack
+def sim_fleet_nodes(nodes: int) -> None:
+    """The ``sim`` section's fleet (``SimConfig.nodes``) is at most ``MAX_SIM_NODES`` nodes (raises
+    ``ValueError``)."""
     if nodes > MAX_SIM_NODES:
         raise ValueError(
             f"clusters x racks_per_cluster x nodes_per_rack is {nodes:,} nodes; a simulated fleet has at most"
