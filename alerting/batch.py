@@ -319,15 +319,11 @@ class Batch:
     def retract(self, event: TimelineRow) -> None:
         """Take back an event this transaction added, and the change that would tell it: what it said no
         longer holds when the transaction ends."""
-        self._change_kinds()
         incident_id = event.incident_id
         self.events.remove(event)
         self.changes[:] = [c for c in self.changes if c[2] is not event]
-        kinds = {kind for one, kind, _ in self.changes if one == incident_id}
-        self._kinds.pop(incident_id, None)
-        if kinds:
-            self._kinds[incident_id] = kinds
-        self._kinds_seen = len(self.changes)
+        self._kinds.clear()  # read from ``changes`` again when next asked (``_change_kinds``)
+        self._kinds_seen = 0
         if self.last_event.get(incident_id) is event:
             before = [e for e in self.events if e.incident_id == incident_id]
             if before:

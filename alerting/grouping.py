@@ -168,6 +168,15 @@ class IncidentGrouping(IncidentMerging):
         """The GPUs the open incidents' outages took, but for incident ``skip``'s."""
         return frozenset().union(*(o.lost for o in self._open.values() if o.id != skip and o.lost))
 
+    def _assessed(
+        self, inc: OpenIncident, members: Sequence[Member], inventory: Inventory | None
+    ) -> tuple[Path, RootCause, Assessment]:
+        """The live root cause of ``inc``'s ``members`` in ``inventory`` and its assessment (the GPUs other
+        incidents' outages took counting as lost, ``_elsewhere``)."""
+        path, root = live_root_cause(members, inventory)
+        cost = self.config.assume_spare_capacity
+        return path, root, assess(path, root, members, inventory, cost, elsewhere=self._elsewhere(inc))
+
     def _recompute(
         self,
         batch: Batch,
@@ -190,18 +199,7 @@ class IncidentGrouping(IncidentMerging):
             self._start_quiet(batch, inc, row)
             return
         told: ToldAs = (told_of(row), row.quiet_since)
-        if assessed is None:
-            path, root = live_root_cause(members, self.inventory)
-            assessment = assess(
-                path,
-                root,
-                members,
-                self.inventory,
-                self.config.assume_spare_capacity,
-                elsewhere=self._elsewhere(inc),
-            )
-        else:
-            path, root, assessment = assessed
+        path, root, assessment = assessed or self._assessed(inc, members, self.inventory)
         if settle and self._waits(inc, row, assessment, now):
             return
         inc.lower_since = None
@@ -287,9 +285,7 @@ class IncidentGrouping(IncidentMerging):
         members = list(inc.members.values())
         if row is None or row.title or not members:
             return
-        path, root = live_root_cause(members, self.inventory)
-        cost = self.config.assume_spare_capacity
-        assessment = assess(path, root, members, self.inventory, cost, elsewhere=self._elsewhere(inc))
+        path, root, assessment = self._assessed(inc, members, self.inventory)
         row.root_kind, row.root_target = root.kind.value, target_to_dict(root.target)
         row.impact = with_peak(_impact_of(assessment), None, row.priority, assessment.priority.value)
         row.priority = assessment.priority.value

@@ -36,10 +36,6 @@ def _md(text: object) -> str:
     return escape_controls(str(text)).translate(_MARKDOWN)
 
 
-def _stamp(at: datetime) -> str:
-    return shown(at)
-
-
 def _timeline(events: Sequence[TimelineEvent]) -> list[str]:
     """One line per event; runs of alert events in the same second collapse into one line."""
     lines: list[str] = []
@@ -52,11 +48,11 @@ def _timeline(events: Sequence[TimelineEvent]) -> list[str]:
                 j += 1
         if j - i > 1:
             lines.append(
-                f"- {_stamp(event.at)} — {j - i} alerts {event.kind.removeprefix('alert_')} "
+                f"- {shown(event.at)} — {j - i} alerts {event.kind.removeprefix('alert_')} "
                 f"(first: {_md(event.message)})"
             )
         else:
-            lines.extend(_item(f"{_stamp(event.at)} — ", event.message))
+            lines.extend(_item(f"{shown(event.at)} — ", event.message))
         i = j
     return lines
 
@@ -169,7 +165,7 @@ def render_postmortem(
     mttd = incident.opened_at - first_onset
     if recovered_at is not None:
         recovered = (
-            f"{_stamp(recovered_at)} (its last alert resolved; the quiet period after it is not counted)"
+            f"{shown(recovered_at)} (its last alert resolved; the quiet period after it is not counted)"
         )
         mttr = _duration(recovered_at - first_onset)
     elif incident.resolved_at is None:
@@ -186,8 +182,8 @@ def render_postmortem(
         f"- Incident: `{incident.id}`",
         f"- Priority: {priority}",
         f"- State: {incident.state.value}",
-        f"- Opened: {_stamp(incident.opened_at)}",
-        f"- Resolved: {_stamp(incident.resolved_at) if incident.resolved_at else 'not yet'}",
+        f"- Opened: {shown(incident.opened_at)}",
+        f"- Resolved: {shown(incident.resolved_at) if incident.resolved_at else 'not yet'}",
         "",
         "## Impact",
         "",
@@ -204,7 +200,7 @@ def render_postmortem(
         "",
         "## Metrics",
         "",
-        f"- First onset: {_stamp(first_onset)} (the earliest startsAt of its alerts, or the"
+        f"- First onset: {shown(first_onset)} (the earliest startsAt of its alerts, or the"
         " earlier onset one gave, reopens included)",
         f"- Recovered: {recovered}",
         f"- MTTD (first onset to incident opened): {_duration(mttd)}",
@@ -219,7 +215,7 @@ def render_postmortem(
         for e in incident.timeline
         if e.kind in _HANDLED or (e.kind == "resolved" and "by" in e.data)  # resolved by hand
     ]
-    out += [f"- {_stamp(e.at)} — {_md(action_text(e))}" for e in actions] or ["- none recorded"]
+    out += [f"- {shown(e.at)} — {_md(action_text(e))}" for e in actions] or ["- none recorded"]
     out += [
         f"- {_md(r.request.action)} on {_md(r.request.target)}: {r.outcome.value} {_md(r.message)}"
         for r in incident.actions

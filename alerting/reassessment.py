@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.batch import Batch, OpenIncident
 from alerting.grouping import IncidentGrouping, incident_rows, keep_reassessment, shown_of
-from alerting.impact import assess, failed_gpus, live_root_cause
+from alerting.impact import failed_gpus, live_root_cause
 from alerting.incident_index import OpenIncidents
 from alerting.inventory import GpuKey, Inventory
 from alerting.store_models import IncidentRow, TimelineRow
@@ -125,10 +125,7 @@ class InventoryReassessment(IncidentGrouping):
                 inc.stopped |= {w for w in shown if _listed_stopped(inventory, w)}
         keep_reassessment(inc, row)
         members = list(inc.members.values())
-        path, root = live_root_cause(members, current)
-        assessment = assess(
-            path, root, members, current, self.config.assume_spare_capacity, elsewhere=self._elsewhere(inc)
-        )
+        path, root, assessment = self._assessed(inc, members, current)
         gone = any(
             current.find_workload(w.kind, w.name, w.namespace, w.cluster) is None for w in inc.stopped & shown
         )

@@ -53,12 +53,12 @@ from alerting.reminders import (
     unsilenced_at,
 )
 from alerting.silences import Silence, SilenceKind
+from alerting.store import MERGED
 from alerting.store_models import IncidentRow, SilenceRow, TimelineRow
 from alerting.subscriptions import ChangeKind
 from gpuwarden.model import IncidentState
 
 _Event = tuple[str, datetime, Mapping[str, object]]
-_MERGED = "merged"  # the event of an incident merged into another, ``into`` it (``alerting.merging``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,9 +311,9 @@ def stored_pages(session: Session, incident_ids: list[str], hold: float) -> dict
     for chunk in in_lists([*incident_ids, *absorbed]):
         events = select(
             TimelineRow.incident_id, TimelineRow.seq, TimelineRow.kind, TimelineRow.at, TimelineRow.data
-        ).where(TimelineRow.incident_id.in_(chunk), TimelineRow.kind.in_((*READ_KINDS, _MERGED)))
+        ).where(TimelineRow.incident_id.in_(chunk), TimelineRow.kind.in_((*READ_KINDS, MERGED)))
         for incident_id, seq, kind, at, data in session.execute(events):
-            if kind != _MERGED:
+            if kind != MERGED:
                 found[absorbed.get(incident_id, incident_id)].append((seq, incident_id, (kind, at, data)))
             elif incident_id in absorbed and "into" in data:
                 merged_at[incident_id] = at

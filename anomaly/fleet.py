@@ -35,12 +35,11 @@ import numpy as np
 from anomaly.detectors import Findings
 from anomaly.series import Step, View
 from anomaly.steps import unlearned
-from anomaly.thresholds import BoolArray, FloatArray, IntArray
+from anomaly.thresholds import MAD_TO_SIGMA, BoolArray, FloatArray, IntArray
 from gpuwarden.model import RecommendedAction
 
 logger = logging.getLogger(__name__)
 
-_MAD_TO_SIGMA = 1.4826
 # Replica suffixes of pod names: StatefulSet ordinals and Deployment/ReplicaSet hashes.
 _REPLICA_SUFFIX = re.compile(r"(-[0-9a-f]{8,10})?(-[a-z0-9]{5}|-\d+)$")
 
@@ -220,7 +219,7 @@ class FleetDetector:
                 vals, centre = self._net_of_load(
                     step.query, int(group[members[0]]), vals, load[members], peer
                 )
-            spread = _MAD_TO_SIGMA * float(np.median(np.abs(vals[peer] - centre)))
+            spread = MAD_TO_SIGMA * float(np.median(np.abs(vals[peer] - centre)))
             spread = max(spread, self.min_relative_spread * level, self._floor(step.query) / self.k, 1e-9)
             z[members] = (vals - centre) / spread
             if load is not None:

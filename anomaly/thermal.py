@@ -34,11 +34,10 @@ from anomaly.needs import POWER, TEMP
 from anomaly.series import Step, View
 from anomaly.slots import Slots
 from anomaly.steps import unlearned
-from anomaly.thresholds import BoolArray, FloatArray, IntArray
+from anomaly.thresholds import MAD_TO_SIGMA, BoolArray, FloatArray, IntArray
 from gpuwarden.model import RecommendedAction
 
 _INT_BYTES = sys.getsizeof(2**40)  # a series id or slot as a Python int in the map
-_MAD_TO_SIGMA = 1.4826
 _FIELDS = (
     "n",
     "last",
@@ -347,7 +346,7 @@ class ThermalDetector:
                     peer &= ~members
                     continue
                 centre = max(float(np.median(slopes)), 0.0)
-                spread = _MAD_TO_SIGMA * float(np.median(np.abs(slopes - centre)))
+                spread = MAD_TO_SIGMA * float(np.median(np.abs(slopes - centre)))
                 peer_slope[members] = centre
                 tolerance[members] = self.peer_tolerance * centre + 3.0 * spread
         over = np.where(peer, over, 0.0)

@@ -46,6 +46,7 @@ _HOURS_PER_WEEK = 168
 _EPOCH_WEEKDAY_SHIFT_HOURS = 72
 _MAX_SHIFT_RUN = 48  # the run's values are kept per series (float32): 48 keeps the state under 1 KB
 _MAD_TO_MEAN_ABS = 1.1829  # sqrt(2/pi) / 0.67449: a Gaussian's mean absolute deviation over its MAD
+MAD_TO_SIGMA = 1.4826  # 1 / 0.67449: a Gaussian's standard deviation over its MAD (median absolute deviation)
 
 
 @dataclass(frozen=True, slots=True)
