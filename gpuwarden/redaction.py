@@ -26,6 +26,17 @@ def hidden_password(url: str) -> str:
 
 def shown_url(url: str) -> str:
     """The scheme, host and port of ``url``, and ``/**********`` when it has a path, query or user."""
+    where = shown_host(url)
+    if where == MASK:
+        return MASK
+    parts = urlsplit(url)
+    hidden = f"/{MASK}" if parts.path.strip("/") or parts.query or parts.username else "/"
+    return f"{parts.scheme}://{where}{hidden}"
+
+
+def shown_host(url: str) -> str:
+    """The host and port of ``url`` (``am.example:9093``, ``[::1]:8080``), where a line names a receiver in
+    few words: no user, password, path or query."""
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
@@ -33,8 +44,7 @@ def shown_url(url: str) -> str:
     except ValueError:  # not a URL (a bad port, an unclosed [): nothing of it is shown
         return MASK
     host = f"[{host}]" if ":" in host else host
-    hidden = f"/{MASK}" if parts.path.strip("/") or parts.query or parts.username else "/"
-    return f"{parts.scheme}://{host}{port}{hidden}"
+    return f"{host}{port}"
 
 
 def shown_redirect(url: str, location: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gpuwarden.redaction import hidden_password, shown_url
+from gpuwarden.redaction import hidden_password, shown_host, shown_url
 
 
 @pytest.mark.parametrize(
@@ -59,3 +59,17 @@ def test_a_store_urls_password_is_hidden_and_the_rest_kept(url: str, shown: str)
 )
 def test_a_webhook_url_is_shown_by_its_scheme_and_host_alone(url: str, shown: str) -> None:
     assert shown_url(url) == shown
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://gw:S3cret@am.example:9093/api/v2/alerts?k=1", "am.example:9093"),
+        ("https://u@[::1]:8080/", "[::1]:8080"),
+        ("http://receiver/", "receiver"),
+        ("http://receiver:99999/x", "**********"),
+    ],
+    ids=["user-password-path-query", "ipv6", "no-port", "bad-port"],
+)
+def test_a_receiver_is_named_by_its_host_and_port_alone(url: str, shown: str) -> None:
+    assert shown_host(url) == shown
