@@ -307,7 +307,9 @@ class MuteTracking:
         events = [e for e in events if e is not cause]
         since = self._catch_up_since.pop(incident_id, None)
         message, data, _ = catch_up(events, incident.priority, since, early=why, spans=spans)
-        told_first = self._told_first(batch.session, incident_id, events, batch.silence_time())
+        # The spans as the expiry left them (ending now), not as set (``spans``): what _told_first reads.
+        after = _spans(batch.session, incident_id)
+        told_first = self._told_first(batch.session, incident_id, events, batch.silence_time(), after)
         data = {**data, "early": why, **told_first}
         event = batch.event(incident_id, SILENCE_ENDED, message, data, change=ChangeKind.UPDATED)
         self._silenced_incidents.discard(incident_id)
@@ -315,7 +317,12 @@ class MuteTracking:
         return event
 
     def _told_first(
-        self, session: Session, incident_id: str, timeline: Sequence[TimelineRow], now: datetime
+        self,
+        session: Session,
+        incident_id: str,
+        timeline: Sequence[TimelineRow],
+        now: datetime,
+        spans: Sequence[tuple[datetime, datetime]],
     ) -> dict[str, object]:
         """``{FIRST_TOLD: True}`` when the end of the incident's silence, told now, is the first the channel
         hears of it: its opening was told while a silence of it held it (one set within the announce delay:
@@ -324,7 +331,7 @@ class MuteTracking:
         ``silence_ended``: its reopening was the first tell) breaks the run of silences from the opening
         before ``now``; else nothing. Its ``pages`` says so, and the reminders count it as the page it is,
         from the event, which retention never deletes while the incident is open (it deletes the silence once
-        ended for the retention period)."""
+        ended for the retention period). ``spans``: the incident's silences as ``_spans`` reads them now."""
         opened = next((e for e in timeline if e.kind == "opened"), None)
         if opened is None or any(e.kind == SILENCE_ENDED for e in timeline):
             return {}
@@ -332,7 +339,6 @@ class MuteTracking:
         # the store says (``IncidentRow.announced_at``); else at the end of its announce delay.
         announced = session.scalar(select(IncidentRow.announced_at).where(IncidentRow.id == incident_id))
         told = announced_at(opened.at, announced, self._hold)
-        spans = _spans(session, incident_id)
         unsilenced = unsilenced_at(told, spans)
         if unsilenced == told or any(unsilenced < end <= now for _, end in spans):
             return {}
@@ -406,7 +412,7 @@ class MuteTracking:
                     since = self._catch_up_since.get(incident_id)
                     spans = _spans(session, incident_id)
                     message, data, rose = catch_up(events, row.priority, since, spans=spans)
-                    data.update(self._told_first(session, incident_id, events, now))
+                    data.update(self._told_first(session, incident_id, events, now, spans))
                     row.updated_at = now
                     change = ChangeKind.PRIORITY_CHANGED if rose else ChangeKind.UPDATED
                     batch.event(incident_id, SILENCE_ENDED, message, data, change=change)

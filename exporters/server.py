@@ -158,19 +158,21 @@ def create_app(
 
 
 def server_config(app: Starlette, header_timeout: float = HEADER_TIMEOUT_SECONDS) -> uvicorn.Config:
-    """uvicorn's configuration for the exporter's ``app``: serve's protocol (``gpuwarden.httpprotocol``), so
-    that a method the parser does not know (``FOO /metrics``) is answered 405 with ``Allow`` like ``POST``,
-    not 400, and a silent or trickling client does not keep its connection."""
-    import uvicorn  # noqa: PLC0415 - only the exporter command serves; importing exporters stays light
+    """uvicorn's configuration for an ``app`` of the exporter's or the inference server's: serve's protocol
+    (``gpuwarden.httpprotocol``), so that a method the parser does not know (``FOO /metrics``) is answered
+    405 with ``Allow`` like ``POST``, not 400, a silent or trickling client does not keep its connection and
+    431 answers past 1 MiB of headers; no access log (its INFO lines are under ``log_level`` anyway)."""
+    import uvicorn  # noqa: PLC0415 - only exporter and inference-server serve; importing stays light
 
     from gpuwarden.httpprotocol import header_deadline_protocol  # noqa: PLC0415 - imports uvicorn
 
-    return uvicorn.Config(app, log_level="warning", http=header_deadline_protocol(header_timeout))
+    protocol = header_deadline_protocol(header_timeout)
+    return uvicorn.Config(app, log_level="warning", access_log=False, http=protocol)
 
 
 def serve(app: Starlette, sock: socket.socket) -> None:
     """Serve ``app`` on a bound socket until SIGINT/SIGTERM (uvicorn's graceful stop), then return."""
-    import uvicorn  # noqa: PLC0415 - only the exporter command serves; importing exporters stays light
+    import uvicorn  # noqa: PLC0415 - only exporter and inference-server serve; importing stays light
 
     run_until_stopped(uvicorn.Server(server_config(app)), [sock])
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import gc
 import logging
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
@@ -104,8 +104,6 @@ def uvicorn_server(app: Starlette, address: str, port_number: int, api: ApiConfi
     the long-lived state startup loaded."""
     import uvicorn  # noqa: PLC0415 - the reason build_service gives
 
-    from gpuwarden.httpprotocol import header_deadline_protocol  # noqa: PLC0415
-
     # The engine holds every open incident and the status of every stored alert; the applier allocates a
     # few objects per alert. With the default collector (a pass every 700 allocations, full passes over all
     # that state) collection took about a quarter of the applier's time in a storm. What startup loaded
@@ -113,18 +111,25 @@ def uvicorn_server(app: Starlette, address: str, port_number: int, api: ApiConfi
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
     logger.info("serving on %s:%s", address, port_number)
-    return uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=address,
-            port=port_number,
-            log_level="warning",
-            access_log=False,
-            log_config=None,
-            # Bounds against idle and slow clients (api.header_timeout_seconds, api.keep_alive_seconds,
-            # api.max_connections; the body's deadline is the app's, api.body_timeout_seconds).
-            http=header_deadline_protocol(api.header_timeout_seconds),
-            timeout_keep_alive=api.keep_alive_seconds,
-            limit_concurrency=api.max_connections,
-        )
+    return uvicorn.Server(api_server_config(app, api, host=address, port=port_number))
+
+
+def api_server_config(app: Starlette, api: ApiConfig, **options: Any) -> uvicorn.Config:
+    """uvicorn's configuration for serve's apps, the active one's and the standby's (with ``options``
+    of their own): no access log, serve's logging kept, and the bounds against idle and slow clients
+    (api.header_timeout_seconds, api.keep_alive_seconds, api.max_connections; the body's deadline is the
+    app's, api.body_timeout_seconds), so that a standby's descriptors are held no longer than the active's."""
+    import uvicorn  # noqa: PLC0415 - the reason build_service gives
+
+    from gpuwarden.httpprotocol import header_deadline_protocol  # noqa: PLC0415
+
+    return uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        log_config=None,
+        http=header_deadline_protocol(api.header_timeout_seconds),
+        timeout_keep_alive=api.keep_alive_seconds,
+        limit_concurrency=api.max_connections,
+        **options,
     )

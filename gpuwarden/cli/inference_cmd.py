@@ -16,7 +16,6 @@ from gpuwarden.cli.logs import keep_running_on_sighup
 from gpuwarden.cli.numbers import number, whole_number
 from gpuwarden.clock import AcceleratedClock, Clock, SystemClock
 from gpuwarden.errors import ConfigError, InputError
-from gpuwarden.graceful import run_until_stopped  # stdlib only: light for every command
 from gpuwarden.urls import host_port
 
 LISTEN_BACKLOG = 2048  # uvicorn's default backlog, which it sets again when it starts serving
@@ -69,13 +68,10 @@ def inference_server(
     tracing.otlp_timeout_seconds (what is left counts as dropped), the exit status is 0.
     """
     # Imported here: the rest of the CLI must start without uvicorn, OpenTelemetry and the config model.
-    import uvicorn  # noqa: PLC0415
-
     from exporters.inference_server import create_inference_server  # noqa: PLC0415
+    from exporters.server import serve  # noqa: PLC0415 - imports starlette
     from exporters.span_settings import TracingOptions, resolve_tracing  # noqa: PLC0415
     from gpuwarden.config import load_config  # noqa: PLC0415
-    from gpuwarden.headers import HEADER_TIMEOUT_SECONDS  # noqa: PLC0415
-    from gpuwarden.httpprotocol import header_deadline_protocol  # noqa: PLC0415
 
     options = TracingOptions(
         enabled=tracing, otlp_endpoint=otlp_endpoint, trace_console=trace_console, quiet_spans=quiet_spans
@@ -115,10 +111,7 @@ def inference_server(
     )
     keep_running_on_sighup("inference-server")
     try:
-        # serve's protocol: a deadline on each request's headers, and 431 past 1 MiB of them
-        protocol = header_deadline_protocol(HEADER_TIMEOUT_SECONDS)
-        served = uvicorn.Config(server.app, log_level="warning", access_log=False, http=protocol)
-        run_until_stopped(uvicorn.Server(served), [sock])
+        serve(server.app, sock)  # as the exporter serves: serve's protocol, no access log
     finally:
         sock.close()
         server.shutdown()

@@ -274,7 +274,7 @@ def check_journal_kept(cfg: GpuwardenConfig, db: str) -> list[ConfigError]:
     """A warning when a database server's store (PostgreSQL) has no ``alerting.journal_dir``: its journal
     is then ``gpuwarden-journal`` under serve's working directory, and alerts acknowledged but not yet
     applied live there: a directory that is not kept (a container's) loses them."""
-    if cfg.alerting.journal_dir or _sqlite_path(db) is not None:
+    if cfg.alerting.journal_dir or sqlite_path(db) is not None:
         return []
     return [
         ConfigError(
@@ -415,7 +415,7 @@ def listen_socket(host: str, port: int, host_field: str, port_field: str) -> soc
 def check_store(db: str, field: str) -> None:
     """A SQLite store is a file: an in-memory database would be one per connection, so serve would
     acknowledge writes into its journal and never store them; a directory would get lock files beside it."""
-    path = _sqlite_path(db)
+    path = sqlite_path(db)
     if path is None:  # a database server: checked when it is opened
         return
     if path in ("", ":memory:") or "mode=memory" in db:
@@ -442,7 +442,7 @@ def _is_dir(path: str, field: str) -> bool:
 def check_store_directory(db: str, field: str) -> None:
     """A SQLite store's directory exists: ``serve`` makes the file, not the directory, and refuses to start
     without it (``config validate`` said ok before)."""
-    path = _sqlite_path(db)
+    path = sqlite_path(db)
     if not path or path == ":memory:":
         return
     try:
@@ -458,8 +458,9 @@ def check_store_directory(db: str, field: str) -> None:
         )
 
 
-def _sqlite_path(db: str) -> str | None:
-    """The file of a SQLite store (a path, or ``sqlite:///path``), "" for ``sqlite://``; None: a server."""
+def sqlite_path(db: str) -> str | None:
+    """The file of a SQLite store (a path, or ``sqlite[+driver]:///path[?query]``, read as SQLAlchemy reads
+    it, so where the store lock is), "" for ``sqlite://``; None: a server."""
     if "://" not in db:
         return db
     scheme, _, rest = db.partition("://")

@@ -28,6 +28,7 @@ from gpuwarden.cli.preflight import (
     journal_field,
     listen_socket,
     serve_token_refusal,
+    sqlite_path,
 )
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError
@@ -224,19 +225,10 @@ def journal_dir(cfg: GpuwardenConfig, db: str) -> Path:
     """
     if cfg.alerting.journal_dir:
         return Path(cfg.alerting.journal_dir)
-    given = _sqlite_file(db)
-    if given is not None:
+    given = sqlite_path(db)
+    if given:  # "" is an in-memory store (check_store refuses it): no file to be beside
         return Path(f"{os.path.realpath(given)}.journal")
     return Path("gpuwarden-journal")
-
-
-def _sqlite_file(db: str) -> str | None:
-    """The SQLite file ``db`` names, as given (a path, or ``sqlite:///path``); None for a server."""
-    if "://" not in db:
-        return db
-    if db.startswith("sqlite:///") and len(db) > len("sqlite:///"):
-        return db.removeprefix("sqlite:///")
-    return None
 
 
 def _store_shown(db: str) -> str:
@@ -244,13 +236,13 @@ def _store_shown(db: str) -> str:
     its password."""
     from gpuwarden.redaction import hidden_password  # noqa: PLC0415 - see build_service
 
-    path = _sqlite_file(db)
-    return str(Path(path).absolute()) if path is not None else hidden_password(db)
+    path = sqlite_path(db)
+    return str(Path(path).absolute()) if path else hidden_password(db)
 
 
 def _holds_password(db: str) -> bool:
     """Whether the store URL ``db`` holds a password (``_store_shown`` hides it)."""
-    return _sqlite_file(db) is None and _store_shown(db) != db
+    return sqlite_path(db) is None and _store_shown(db) != db
 
 
 def build_applier(
@@ -276,9 +268,9 @@ def build_applier(
         raise ConfigError(exc.detail, path=f"journal {exc.segment or directory}") from exc
     where = directory.resolve()
     logger.info("journal: %s", where)  # under the working directory for a server's store: check_serve warns
-    given = None if cfg.alerting.journal_dir else _sqlite_file(db)
+    given = None if cfg.alerting.journal_dir else sqlite_path(db)
     beside_link = Path(f"{given}.journal")
-    if given is not None and beside_link.is_dir() and beside_link.resolve() != where:
+    if given and beside_link.is_dir() and beside_link.resolve() != where:
         logger.warning(
             "journal: %s is beside the link %s; a store's journal is now beside the file it points to. If"
             " serve was stopped with alerts acknowledged but not applied, start it once with"

@@ -54,24 +54,14 @@ def wait_as_standby(
     stop = stop or StopRequest()
     import uvicorn  # noqa: PLC0415 - serve imports it anyway; the rest of the CLI must not
 
-    from gpuwarden.httpprotocol import header_deadline_protocol  # noqa: PLC0415
+    from gpuwarden.cli.active_server import api_server_config  # noqa: PLC0415 - the active server's bounds
     from gpuwarden.standby_api import StandbyState, standby_app  # noqa: PLC0415
 
     state = StandbyState()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            standby_app(state),
-            log_level="warning",
-            access_log=False,
-            log_config=None,
-            lifespan="off",
-            timeout_graceful_shutdown=SHUTDOWN_SECONDS,
-            # The active server's bounds: idle or trickling clients must not hold a standby's descriptors.
-            http=header_deadline_protocol(api.header_timeout_seconds),
-            timeout_keep_alive=api.keep_alive_seconds,
-            limit_concurrency=api.max_connections,
-        )
+    served = api_server_config(
+        standby_app(state), api, lifespan="off", timeout_graceful_shutdown=SHUTDOWN_SECONDS
     )
+    server = uvicorn.Server(served)
     ended = threading.Event()
     outcome: list[InstanceLocks] = []
     failure: list[BaseException] = []

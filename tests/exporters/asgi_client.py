@@ -35,6 +35,10 @@ class AsgiClient:
         """POST ``url``."""
         return self.request("POST", url, **kwargs)
 
+    def delete(self, url: str, **kwargs: Any) -> httpx.Response:
+        """DELETE ``url``."""
+        return self.request("DELETE", url, **kwargs)
+
 
 async def asgi_call(
     app: ASGIApp,

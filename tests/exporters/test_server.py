@@ -6,9 +6,7 @@ import asyncio
 import gzip
 from typing import Any
 
-import httpx
 import pytest
-from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
@@ -18,29 +16,9 @@ from exporters.server import accepts_gzip, create_app, wants_openmetrics
 from exporters.xid import XidLedger, XidWatcher
 from gpuwarden.clock import FakeClock
 from gpuwarden.sim import SimNvml, parse_fault
+from tests.exporters.asgi_client import AsgiClient
 
 from .conftest import NODE
-
-
-class AsgiClient:
-    """A synchronous client over httpx's ASGI transport (no server, no network)."""
-
-    def __init__(self, app: Starlette) -> None:
-        self._app = app
-
-    def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        async def go() -> httpx.Response:
-            transport = httpx.ASGITransport(app=self._app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://exporter") as client:
-                return await client.request(method, url, **kwargs)
-
-        return asyncio.run(go())
-
-    def get(self, url: str, **kwargs: Any) -> httpx.Response:
-        return self._request("GET", url, **kwargs)
-
-    def post(self, url: str, **kwargs: Any) -> httpx.Response:
-        return self._request("POST", url, **kwargs)
 
 
 def loop_for(nvml: SimNvml, clock: FakeClock) -> CollectionLoop:

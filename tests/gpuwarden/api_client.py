@@ -8,6 +8,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
+import pytest
 from pydantic import SecretStr
 from starlette.exceptions import StarletteDeprecationWarning
 
@@ -44,3 +46,13 @@ def api_client(engine: IncidentEngine, **app: Any) -> Iterator[TestClient]:
     created = create_app(engine, ApiConfig(token=SecretStr(TOKEN), max_body_bytes=4096), **app)
     with TestClient(created, raise_server_exceptions=False) as c:
         yield c
+
+
+def route_httpx(client: TestClient, url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Answer the CLI's ``httpx.request`` calls to ``url`` from ``client``, in process (no port opened)."""
+
+    def request(method: str, target: str, **kwargs: object) -> httpx.Response:
+        kwargs.pop("timeout", None)  # TestClient takes no timeout: the app answers in process
+        return client.request(method, target.removeprefix(url), **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(httpx, "request", request)

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from alerting.inventory_file import load_inventory
 from gpuwarden.cli import app
-from tests.gpuwarden.api_client import api_client, fleet_engine
+from tests.gpuwarden.api_client import api_client, fleet_engine, route_httpx
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[3]
@@ -52,12 +52,7 @@ def test_inventory_export_writes_json_on_request_which_inventory_file_reads_back
 ) -> None:
     url = "http://gpuwarden.test"
     with api_client(fleet_engine(tmp_path)) as client:
-
-        def request(method: str, target: str, **kwargs: object) -> httpx.Response:
-            kwargs.pop("timeout", None)
-            return client.request(method, target.removeprefix(url), **kwargs)  # type: ignore[arg-type]
-
-        monkeypatch.setattr(httpx, "request", request)
+        route_httpx(client, url, monkeypatch)
         as_yaml = runner.invoke(app, ["inventory", "export", "--url", url])
         as_json = runner.invoke(app, ["inventory", "export", "--url", url, flag, "json"])
         refused = runner.invoke(app, ["inventory", "export", "--url", url, flag, "table"])

@@ -7,7 +7,6 @@ import os
 import pwd
 import re
 import socket
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +17,6 @@ import pytest
 from click.testing import Result
 from pydantic import SecretStr
 from rich.console import Console
-from starlette.exceptions import StarletteDeprecationWarning
 from typer.testing import CliRunner
 
 from alerting import scenarios
@@ -31,14 +29,10 @@ from gpuwarden.cli import app, incidents_cmd
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import ApiConfig
 from gpuwarden.model import WorkloadKind, WorkloadRef
+from tests.gpuwarden.api_client import TestClient, route_httpx
 from tests.http_stub import FixedAnswer
 from tests.integration.gpuwarden_server import AUTH, TOKEN, gpuwarden_serve
 from tests.integration.servers import free_port
-
-with warnings.catch_warnings():
-    # Starlette's TestClient asks for httpx2, which the project does not ship; with httpx it still works.
-    warnings.simplefilter("ignore", StarletteDeprecationWarning)
-    from starlette.testclient import TestClient
 
 runner = CliRunner()
 
@@ -183,12 +177,7 @@ def test_resolve_and_a_repeated_ack_say_what_happened(
     engine = IncidentEngine(sql, FakeClock())
     url = "http://gpuwarden.test"
     with TestClient(create_app(engine, ApiConfig(token=SecretStr(TOKEN))), base_url=url) as client:
-
-        def request(method: str, target: str, **kwargs: object) -> httpx.Response:
-            kwargs.pop("timeout", None)
-            return client.request(method, target.removeprefix(url), **kwargs)  # type: ignore[arg-type]
-
-        monkeypatch.setattr(httpx, "request", request)
+        route_httpx(client, url, monkeypatch)
         monkeypatch.setenv("GPUWARDEN_API_TOKEN", TOKEN)
         alert = {"labels": {"alertname": "NodeDown", "cluster": "c1", "node": "r01-n01"}}
         assert client.post("/api/v2/alerts", json=[alert], headers=AUTH).status_code == 200
@@ -312,12 +301,7 @@ def test_serves_alertmanager_shaped_404_is_read_as_its_own_not_printed_raw(
     upgrade(sql)
     url = "http://gpuwarden.test"
     with TestClient(create_app(IncidentEngine(sql, FakeClock()), ApiConfig()), base_url=url) as client:
-
-        def request(method: str, target: str, **kwargs: object) -> httpx.Response:
-            kwargs.pop("timeout", None)
-            return client.request(method, target.removeprefix(url), **kwargs)  # type: ignore[arg-type]
-
-        monkeypatch.setattr(httpx, "request", request)
+        route_httpx(client, url, monkeypatch)
         result = runner.invoke(app, ["incidents", "show", "inc-1", "--url", f"{url}/api/v2"])
     said = " ".join(result.stderr.split())
     assert result.exit_code == 1, said
@@ -439,12 +423,7 @@ def _in_process(
     upgrade(sql)
     engine = IncidentEngine(sql, FakeClock(), inventory=scenarios.fleet_inventory())
     with TestClient(create_app(engine, ApiConfig(token=SecretStr(TOKEN))), base_url=URL) as client:
-
-        def request(method: str, target: str, **kwargs: object) -> httpx.Response:
-            kwargs.pop("timeout", None)
-            return client.request(method, target.removeprefix(URL), **kwargs)  # type: ignore[arg-type]
-
-        monkeypatch.setattr(httpx, "request", request)
+        route_httpx(client, URL, monkeypatch)
         monkeypatch.setattr(incidents_cmd, "console", Console(width=400))
         yield client, engine
 

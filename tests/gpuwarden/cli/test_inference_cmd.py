@@ -187,14 +187,14 @@ def test_standard_otel_variables_choose_the_endpoint_and_the_service_name(tmp_pa
 def test_the_start_up_line_comes_once_the_port_accepts_connections(monkeypatch: pytest.MonkeyPatch) -> None:
     """A client that connects on reading the line waits in the backlog rather than being refused while
     uvicorn starts (seen under load: connection refused right after the line)."""
-    import gpuwarden.cli.inference_cmd as inference_cmd  # noqa: PLC0415
+    import exporters.server  # noqa: PLC0415 - inference-server serves as the exporter does
 
     seen: list[int] = []
 
     def serve_nothing(_server: object, sockets: list[socket.socket]) -> None:
         seen.extend(s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) for s in sockets)
 
-    monkeypatch.setattr(inference_cmd, "run_until_stopped", serve_nothing)
+    monkeypatch.setattr(exporters.server, "run_until_stopped", serve_nothing)
     result = runner.invoke(app, ["inference-server", "--port", str(free_port()), "--no-tracing"])
     assert result.exit_code == 0, result.output
     assert "inference server on http://127.0.0.1:" in result.output

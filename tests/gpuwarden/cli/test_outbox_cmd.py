@@ -15,7 +15,6 @@ import yaml
 from click.testing import Result
 from pydantic import SecretStr
 from sqlalchemy import Engine
-from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 from alerting.db import make_engine
@@ -34,6 +33,7 @@ from gpuwarden.config import ApiConfig
 from tests.alerting.notifiers.incidents import lifecycle
 from tests.alerting.test_outbox import _reassessed
 from tests.alerting.test_outbox_orphans import CLOCK, NOW, Destination, queued_for
+from tests.gpuwarden.api_client import TestClient, route_httpx
 from tests.http_stub import FixedAnswer
 from tests.integration.gpuwarden_server import AUTH, TOKEN, gpuwarden_serve
 
@@ -127,12 +127,7 @@ def _serving(sql: Engine, outbox: Outbox, monkeypatch: pytest.MonkeyPatch) -> It
     engine = IncidentEngine(sql, FakeClock())
     app_ = create_app(engine, ApiConfig(token=SecretStr(TOKEN)), outbox=outbox)
     with TestClient(app_, base_url=URL) as client:
-
-        def request(method: str, target: str, **kwargs: object) -> httpx.Response:
-            kwargs.pop("timeout", None)
-            return client.request(method, target.removeprefix(URL), **kwargs)  # type: ignore[arg-type]
-
-        monkeypatch.setattr(httpx, "request", request)
+        route_httpx(client, URL, monkeypatch)
         monkeypatch.setenv("GPUWARDEN_API_TOKEN", TOKEN)
         yield
 

@@ -24,6 +24,7 @@ from alerting import scenarios
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
 from alerting.health import ServiceHealth
+from alerting.instance_lock import FileLock, store_lock
 from alerting.inventory import StaticInventory
 from alerting.inventory_file import inventory_data
 from alerting.journal import KIND_POSTABLE, AcceptJournal
@@ -330,6 +331,19 @@ def test_a_sqlite_store_reached_through_a_symlink_has_the_journal_of_the_file_it
     expected = tmp_path / "data" / "incidents.db.journal"
     for db in ("alias.db", str(tmp_path / "alias.db"), "sqlite:///alias.db", "data/incidents.db"):
         assert journal_dir(GpuwardenConfig(), db) == expected, db
+
+
+@pytest.mark.parametrize("url", ["sqlite+pysqlite:///{}", "sqlite:///{}?timeout=5"], ids=["driver", "query"])
+def test_a_sqlite_url_with_a_driver_or_a_query_keeps_its_journal_beside_the_store_lock(
+    tmp_path: Path, url: str
+) -> None:
+    """serve read only a bare ``sqlite:///path`` as a file: with a driver the journal was gpuwarden-journal
+    under the working directory (config validate, which reads it as a file, did not warn of that); with a
+    query it was named after the query (``s.db?timeout=5.journal``). The store lock is beside the file."""
+    db = url.format(tmp_path / "s.db")
+    lock = store_lock(db, "me")
+    assert isinstance(lock, FileLock)
+    assert journal_dir(GpuwardenConfig(), db) == lock.path.with_suffix(".journal")
 
 
 def test_a_journal_left_beside_a_symlink_to_the_store_is_named_at_start(

@@ -3,53 +3,21 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from types import TracebackType
-from typing import Any
 
-import httpx
 from starlette.applications import Starlette
 from starlette.types import Message
 
 from gpuwarden.sim import Fleet, fault_routes
+from tests.exporters.asgi_client import AsgiClient
 
 
-class _Client:
-    """In-process ASGI client (Starlette's TestClient wants a package the project does not ship)."""
-
-    def __init__(self, fleet: Fleet) -> None:
-        self.app = Starlette(routes=fault_routes(fleet))
-
-    def __enter__(self) -> _Client:
-        return self
-
-    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
-        return None
-
-    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        async def send() -> httpx.Response:
-            transport = httpx.ASGITransport(app=self.app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://sim") as client:
-                return await client.request(method, url, **kwargs)
-
-        return asyncio.run(send())
-
-    def post(self, url: str, **kwargs: Any) -> httpx.Response:
-        return self.request("POST", url, **kwargs)
-
-    def get(self, url: str) -> httpx.Response:
-        return self.request("GET", url)
-
-    def delete(self, url: str) -> httpx.Response:
-        return self.request("DELETE", url)
-
-
-def _client(fleet: Fleet) -> _Client:
-    return _Client(fleet)
+def _client(fleet: Fleet) -> AsgiClient:
+    return AsgiClient(Starlette(routes=fault_routes(fleet)))
 
 
 def test_post_injects_a_fault_and_answers_201_with_its_id(fleet: Fleet) -> None:
-    with _client(fleet) as client:
-        response = client.post("/sim/faults", json={"kind": "xid", "node": "node-01", "gpu": 3, "xid": 79})
+    client = _client(fleet)
+    response = client.post("/sim/faults", json={"kind": "xid", "node": "node-01", "gpu": 3, "xid": 79})
     assert response.status_code == 201
     body = response.json()
     assert body["kind"] == "xid"
@@ -58,13 +26,11 @@ def test_post_injects_a_fault_and_answers_201_with_its_id(fleet: Fleet) -> None:
 
 
 def test_bad_payload_is_a_400_naming_the_field(fleet: Fleet) -> None:
-    with _client(fleet) as client:
-        unknown_kind = client.post("/sim/faults", json={"kind": "nope", "node": "node-01"})
-        unknown_node = client.post("/sim/faults", json={"kind": "hung", "node": "node-77", "gpu": 0})
-        not_json = client.post(
-            "/sim/faults", content=b"{kind: xid", headers={"content-type": "application/json"}
-        )
-        empty = client.post("/sim/faults", content=b"")
+    client = _client(fleet)
+    unknown_kind = client.post("/sim/faults", json={"kind": "nope", "node": "node-01"})
+    unknown_node = client.post("/sim/faults", json={"kind": "hung", "node": "node-77", "gpu": 0})
+    not_json = client.post("/sim/faults", content=b"{kind: xid", headers={"content-type": "application/json"})
+    empty = client.post("/sim/faults", content=b"")
     assert unknown_kind.status_code == 400
     assert unknown_kind.json()["field"] == "kind" and "valid kinds" in unknown_kind.json()["error"]
     assert unknown_node.status_code == 400
@@ -76,14 +42,14 @@ def test_bad_payload_is_a_400_naming_the_field(fleet: Fleet) -> None:
 
 def test_body_over_64_kib_is_refused_with_413(fleet: Fleet) -> None:
     big = json.dumps({"kind": "hung", "node": "node-01", "gpu": 0, "pad": "x" * 70_000}).encode()
-    with _client(fleet) as client:
-        declared = client.post("/sim/faults", content=big, headers={"content-type": "application/json"})
+    client = _client(fleet)
+    declared = client.post("/sim/faults", content=big, headers={"content-type": "application/json"})
 
-        async def chunks() -> AsyncIterator[bytes]:
-            for i in range(0, len(big), 8192):
-                yield big[i : i + 8192]
+    async def chunks() -> AsyncIterator[bytes]:
+        for i in range(0, len(big), 8192):
+            yield big[i : i + 8192]
 
-        streamed = client.post("/sim/faults", content=chunks())
+    streamed = client.post("/sim/faults", content=chunks())
     assert declared.status_code == 413
     assert streamed.status_code == 413
     # Worded as serve and the toy inference server word it (this one said "request body larger than").
@@ -92,8 +58,8 @@ def test_body_over_64_kib_is_refused_with_413(fleet: Fleet) -> None:
 
 
 def test_a_compressed_body_is_refused_415_naming_the_header_as_serve_does(fleet: Fleet) -> None:
-    with _client(fleet) as client:
-        response = client.post("/sim/faults", content=b"\x1f\x8b", headers={"content-encoding": "gzip"})
+    client = _client(fleet)
+    response = client.post("/sim/faults", content=b"\x1f\x8b", headers={"content-encoding": "gzip"})
     assert response.status_code == 415
     assert response.json() == {
         "error": "Content-Encoding gzip is not accepted; send the body uncompressed",
@@ -103,20 +69,20 @@ def test_a_compressed_body_is_refused_415_naming_the_header_as_serve_does(fleet:
 
 
 def test_get_lists_active_faults_and_the_log(fleet: Fleet) -> None:
-    with _client(fleet) as client:
-        client.post("/sim/faults", json={"kind": "xid", "node": "node-01", "gpu": 0, "xid": 13})
-        hung = client.post("/sim/faults", json={"kind": "hung", "node": "node-02", "gpu": 1}).json()["id"]
-        listing = client.get("/sim/faults").json()
+    client = _client(fleet)
+    client.post("/sim/faults", json={"kind": "xid", "node": "node-01", "gpu": 0, "xid": 13})
+    hung = client.post("/sim/faults", json={"kind": "hung", "node": "node-02", "gpu": 1}).json()["id"]
+    listing = client.get("/sim/faults").json()
     assert [f["id"] for f in listing["active"]] == [hung]
     assert [f["kind"] for f in listing["log"]] == ["xid", "hung"]
     assert listing["log"][0]["ended_at"] is not None and listing["log"][1]["ended_at"] is None
 
 
 def test_delete_clears_a_fault_and_404s_an_unknown_one(fleet: Fleet) -> None:
-    with _client(fleet) as client:
-        hung = client.post("/sim/faults", json={"kind": "hung", "node": "node-02", "gpu": 1}).json()["id"]
-        cleared = client.delete(f"/sim/faults/{hung}")
-        unknown = client.delete("/sim/faults/f-9999")
+    client = _client(fleet)
+    hung = client.post("/sim/faults", json={"kind": "hung", "node": "node-02", "gpu": 1}).json()["id"]
+    cleared = client.delete(f"/sim/faults/{hung}")
+    unknown = client.delete("/sim/faults/f-9999")
     assert cleared.status_code == 200
     assert fleet.active_faults() == []
     assert unknown.status_code == 404
@@ -154,14 +120,12 @@ def test_a_fault_not_declared_as_json_is_refused_415_as_a_web_page_could_send_it
     {mode: "no-cors"})`` as ``text/plain`` (no preflight, from 127.0.0.1: the loopback guard let it in); only
     ``application/json``, which a page cannot send to another origin without a preflight, injects one."""
     fault = json.dumps({"kind": "hung", "node": "node-01", "gpu": 0}).encode()
-    with _client(fleet) as client:
-        plain = client.post(
-            "/sim/faults", content=fault, headers={"content-type": "text/plain;charset=UTF-8"}
-        )
-        form = client.post(
-            "/sim/faults", content=fault, headers={"content-type": "application/x-www-form-urlencoded"}
-        )
-        garbled = client.post("/sim/faults", content=fault, headers={"content-type": "garbage;;"})
+    client = _client(fleet)
+    plain = client.post("/sim/faults", content=fault, headers={"content-type": "text/plain;charset=UTF-8"})
+    form = client.post(
+        "/sim/faults", content=fault, headers={"content-type": "application/x-www-form-urlencoded"}
+    )
+    garbled = client.post("/sim/faults", content=fault, headers={"content-type": "garbage;;"})
     assert (plain.status_code, form.status_code, garbled.status_code) == (415, 415, 400)
     assert plain.json()["field"] == "Content-Type" and "application/json" in plain.json()["error"]
     assert fleet.fault_log == []
