@@ -8,7 +8,16 @@ from datetime import datetime, timedelta
 
 from alerting.topology import target_label
 from gpuwarden.clock import shown
-from gpuwarden.model import Impact, Incident, Priority, TimelineEvent, WorkloadRef, fault_name, impact_text
+from gpuwarden.model import (
+    Impact,
+    Incident,
+    Priority,
+    TimelineEvent,
+    WorkloadRef,
+    fault_name,
+    impact_text,
+    percent,
+)
 from gpuwarden.printable import escape_controls
 
 _COLLAPSE = frozenset({"alert_added", "alert_firing", "alert_resolved"})
@@ -264,13 +273,13 @@ def _impact(final: Impact, priority: Priority, peak: tuple[Priority, Impact] | N
         f"- GPUs affected: {both(lambda i: str(i.gpus_affected))}; "
         f"nodes affected: {both(lambda i: str(i.nodes_affected))}",
         f"- Workloads: {', '.join(_md(_workload(w, worst, final)) for w in workloads) or 'none known'}",
-        f"- Largest share of a workload affected: {both(lambda i: f'{i.affected_share:.0%}')}",
+        f"- Largest share of a workload affected: {both(lambda i: percent(i.affected_share))}",
         f"- Spare capacity available: {both(lambda i: 'yes' if i.spare_capacity else 'no')}",
     ]
     if worst.slo_burn_rate or final.slo_burn_rate:
         lines.append(f"- SLO burn rate: {both(lambda i: f'{i.slo_burn_rate:g}x')}")
     if worst.error_ratio or final.error_ratio:
-        lines.append(f"- Error ratio: {both(lambda i: f'{i.error_ratio:.0%}')}")
+        lines.append(f"- Error ratio: {both(lambda i: percent(i.error_ratio))}")
     return lines
 
 

@@ -33,7 +33,7 @@ from prometheus_client.registry import Collector
 
 from gpuwarden.clock import Clock
 from gpuwarden.model import Alert, AlertStatus
-from gpuwarden.redaction import hidden_password
+from gpuwarden.redaction import hidden_password, shown_host
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +91,8 @@ class AlertForwarder(Collector):
         least) ahead."""
         self.url = base_url.rstrip("/") + "/api/v2/alerts"
         self._shown_url = hidden_password(self.url)  # what the log names: a password in the URL stays out
+        # Where the alerts go, as the tick line names it: serve, an Alertmanager or any receiver of the API.
+        self.receiver = shown_host(self.url)
         # A receiver that cannot be reached must not hold the scoring tick past its interval (ticks were
         # skipped); one that answers slowly gets its 10 s, since a post that timed out is sent again.
         self._client = client or httpx.Client(
@@ -186,7 +188,7 @@ class AlertForwarder(Collector):
             return True
         message = f"HTTP {response.status_code}: {response.text[:300]}"
         if response.status_code == 400:
-            logger.error("alert forward: gpuwarden serve refused a batch, not retried: %s", message)
+            logger.error("alert forward to %s refused a batch, not retried: %s", self._shown_url, message)
             self.failures += 1
             self.last_error = message
             return True
@@ -219,11 +221,11 @@ class AlertForwarder(Collector):
     def collect(self) -> Iterable[Metric]:
         """Forwarding counters and what waits to be delivered."""
         posted = CounterMetricFamily(
-            "gpuwarden_anomaly_alerts_forwarded", "Alerts posted to gpuwarden serve and accepted."
+            "gpuwarden_anomaly_alerts_forwarded", "Alerts posted to anomaly.alert_url and accepted."
         )
         posted.add_metric([], self.posted)
         failed = CounterMetricFamily(
-            "gpuwarden_anomaly_alert_forward_failures", "Posts to gpuwarden serve that failed (retried)."
+            "gpuwarden_anomaly_alert_forward_failures", "Posts to anomaly.alert_url that failed (retried)."
         )
         failed.add_metric([], self.failures)
         retried = CounterMetricFamily(
@@ -236,7 +238,7 @@ class AlertForwarder(Collector):
         )
         dropped.add_metric([], self.dropped)
         waiting = GaugeMetricFamily(
-            "gpuwarden_anomaly_alerts_unsent", "Resolutions not yet accepted by gpuwarden serve."
+            "gpuwarden_anomaly_alerts_unsent", "Resolutions not yet accepted at anomaly.alert_url."
         )
         waiting.add_metric([], len(self.unsent_resolved))
         return [posted, failed, retried, dropped, waiting]

@@ -84,7 +84,22 @@ def builtin_registry(cfg: AnomalyConfig) -> DetectorRegistry:
         ),
     )
     registry.register("signatures", lambda: SignatureDetector(lost_memory_seconds=cfg.absent_forget_seconds))
-    registry.register("thermal", ThermalDetector)
+    registry.register(
+        "thermal",
+        lambda: ThermalDetector(
+            lag_seconds=cfg.thermal_lag_seconds,
+            alpha=cfg.thermal_alpha,
+            k=cfg.thermal_k,
+            min_deviation=cfg.thermal_min_deviation,
+            ridge_watts=cfg.thermal_ridge_watts,
+            warmup=cfg.thermal_warmup,
+            hold_seconds=cfg.thermal_hold_seconds,
+            peer_labels=cfg.thermal_peer_labels,
+            min_peers=cfg.thermal_min_peers,
+            peer_tolerance=cfg.thermal_peer_tolerance,
+            settle_seconds=cfg.thermal_settle_seconds,
+        ),
+    )
     registry.register(
         "presence",
         lambda: PresenceDetector(

@@ -323,6 +323,79 @@ class AnomalyConfig(Section):
             " integer temperatures collapse the peers' MAD (tuning seeds 100-107)"
         ),
     )
+    thermal_lag_seconds: float = Field(
+        20.0,
+        gt=0,
+        le=MAX_INTERVAL_SECONDS,
+        description="how long a GPU's temperature takes to follow its power",
+    )
+    thermal_alpha: float = Field(
+        0.01,
+        gt=0,
+        le=1,
+        description="the thermal detector's weight per sample in its fit of temperature on power",
+    )
+    thermal_k: float = Field(
+        6.0, gt=0, description="the thermal band's half-width in mean absolute errors: score 1 at the band"
+    )
+    thermal_min_deviation: float = Field(
+        3.0,
+        gt=0,
+        description="the thermal band's floor: degrees hotter than its power explains where a GPU scores 1",
+    )
+    thermal_ridge_watts: float = Field(
+        10.0,
+        gt=0,
+        description=(
+            "watts the thermal slope is shrunk with (ridge), and the margin above any power learnt at past"
+            " which a power is new (a guess, unscored)"
+        ),
+    )
+    thermal_warmup: int = Field(
+        60,
+        ge=0,
+        le=1_000_000,
+        description="samples per GPU the thermal detector learns from before it scores",
+    )
+    thermal_hold_seconds: float = Field(
+        6 * 3600.0,
+        gt=0,
+        le=MAX_WINDOW_SECONDS,
+        description=(
+            "the longest time hot a thermal alert is held without learning: a GPU that runs hotter for good"
+            " (a warmer room) is learnt after it"
+        ),
+    )
+    thermal_settle_seconds: float = Field(
+        600.0,
+        ge=0,
+        le=MAX_WINDOW_SECONDS,
+        description=(
+            "how long a power above any the thermal detector scored a GPU at must last before it scores there"
+            " (the temperature may lag the power longer than thermal_lag_seconds)"
+        ),
+    )
+    thermal_peer_labels: list[Name] = Field(
+        default_factory=lambda: ["modelName"],
+        description=(
+            "labels whose values make GPUs thermal peers ([]: all are; a GPU lacking one has none): a GPU at"
+            " a power above any it scored at is scored against its peers' median slope"
+        ),
+    )
+    thermal_min_peers: int = Field(
+        3,
+        ge=1,
+        le=1_000_000,
+        description="peers that learnt their slope over a wide power range needed to score a GPU by theirs",
+    )
+    thermal_peer_tolerance: float = Field(
+        0.25,
+        ge=0,
+        description=(
+            "how much steeper than its peers' median slope (a fraction of it, plus 3 sigmas of their spread)"
+            " a GPU's temperature may climb with power before it scores 1"
+        ),
+    )
     presence_queries: list[Name] = Field(
         default_factory=lambda: [
             "DCGM_FI_DEV_GPU_TEMP",

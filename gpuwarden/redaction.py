@@ -26,6 +26,17 @@ def hidden_password(url: str) -> str:
 
 def shown_url(url: str) -> str:
     """The scheme, host and port of ``url``, and ``/**********`` when it has a path, query or user."""
+    where = shown_host(url)
+    if where == MASK:
+        return MASK
+    parts = urlsplit(url)
+    hidden = f"/{MASK}" if parts.path.strip("/") or parts.query or parts.username else "/"
+    return f"{parts.scheme}://{where}{hidden}"
+
+
+def shown_host(url: str) -> str:
+    """The host and port of ``url`` (``am.example:9093``, ``[::1]:8080``), where a line names a receiver in
+    few words: no user, password, path or query."""
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
@@ -33,8 +44,30 @@ def shown_url(url: str) -> str:
     except ValueError:  # not a URL (a bad port, an unclosed [): nothing of it is shown
         return MASK
     host = f"[{host}]" if ":" in host else host
-    hidden = f"/{MASK}" if parts.path.strip("/") or parts.query or parts.username else "/"
-    return f"{parts.scheme}://{host}{port}{hidden}"
+    return f"{host}{port}"
+
+
+# What a database driver's error may name of where and as whom it connects. libpq quotes every name it
+# gives (host, user, role, database, socket path: ``for user "gw"``), psycopg its own with repr (``host
+# 'db'``); a resolved address follows a host in brackets (``"db" (10.0.0.5)``); a DSN may be echoed whole.
+# An http(s) URL there is a link to the driver's docs (SQLAlchemy's "Background on this error at: ...").
+_ANY_URL = re.compile(r"\b(?!https?://)([a-z][a-z0-9+.-]*://)\S+", re.IGNORECASE)
+_CONNINFO = re.compile(r"\b(host|hostaddr|user|password|dbname|passfile|service)=\S+", re.IGNORECASE)
+_QUOTED = re.compile(r"\"[^\"]*\"|'[^'\s]*'")
+_ADDRESS = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b|(?<=\()[0-9a-f]*:[0-9a-f:.%\w]*(?=\))", re.IGNORECASE)
+HIDDEN_NAMES = " (names hidden: serve's log has them)"
+
+
+def hidden_names(reason: str) -> str:
+    """A store's error (``store_failure``) for a reader without a token (``/-/ready``): its URLs (but for
+    http links) as their scheme alone, its quoted names, addresses and conninfo values as ``***``, and
+    ``HIDDEN_NAMES`` after it when anything was hidden; what went wrong (``password authentication
+    failed``, ``port 5432``) kept."""
+    hidden = _QUOTED.sub(lambda m: f"{m.group()[0]}***{m.group()[0]}", reason)  # a quoted URL or value whole
+    hidden = _ANY_URL.sub(r"\1***", hidden)
+    hidden = _CONNINFO.sub(r"\1=***", hidden)  # to the next space: a password may hold any other character
+    hidden = _ADDRESS.sub("***", hidden)
+    return hidden if hidden == reason else hidden + HIDDEN_NAMES
 
 
 def shown_redirect(url: str, location: str) -> str:

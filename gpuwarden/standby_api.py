@@ -21,6 +21,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from gpuwarden.api_errors import error_response, slash_redirect
+from gpuwarden.redaction import hidden_names
 
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 # A standby takes the lock within about a second of its release (PostgreSQL wakes it; a SQLite file lock is
@@ -37,10 +38,11 @@ class StandbyState:
 
     def waiting(self, reason: Exception) -> None:
         """Record what the last attempt found (``InstanceBusy`` names the holder; a store error, why the
-        store cannot be asked)."""
+        store cannot be asked), without the store's host and user: requests without a token read it (the
+        log line of the attempt has them)."""
         said = str(reason).splitlines()[0] if str(reason) else type(reason).__name__
         with self._lock:
-            self._why = said
+            self._why = hidden_names(said)
 
     @property
     def message(self) -> str:

@@ -23,6 +23,7 @@ import json
 import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -31,7 +32,7 @@ import httpx
 from alerting.notifiers.base import Notification, ThreadSaver, ThreadState
 from alerting.notifiers.deadline import CallAbandoned, DeadlineCaller
 from alerting.subscriptions import ChangeKind
-from gpuwarden.clock import Clock, SystemClock
+from gpuwarden.clock import Clock, SystemClock, rfc3339
 from gpuwarden.config_notify import WEBHOOK_EVENTS, WebhookConfig
 from gpuwarden.errors import BackendError
 from gpuwarden.redaction import shown_redirect, shown_url
@@ -52,6 +53,12 @@ refused for good and shown by ``gpuwarden outbox list --status failed``."""
 
 def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _time(at: datetime | None) -> str | None:
+    """A time as Alertmanager's webhook and gpuwarden's API write it: RFC 3339 in UTC with a ``Z`` (an aware
+    time in another zone converted, never written with its offset); None as null."""
+    return None if at is None else rfc3339(at.astimezone(UTC))
 
 
 def webhook_payload(
@@ -102,12 +109,12 @@ def webhook_payload(
         "flapping": items(n.flapping),  # alert names, as Slack's State shows them; empty once resolved
         "flapping_total": len(n.flapping),
         "runbook_url": n.runbook_url if len(n.runbook_url) <= MAX_TEXT_CHARS else "",
-        "opened_at": n.opened_at.isoformat(),
-        "resolved_at": n.resolved_at.isoformat() if n.resolved_at else None,
-        "silenced_until": n.silenced_until.isoformat() if n.silenced_until else None,
+        "opened_at": _time(n.opened_at),
+        "resolved_at": _time(n.resolved_at),
+        "silenced_until": _time(n.silenced_until),
     }
     event = {
-        "at": n.event_at.isoformat(),
+        "at": _time(n.event_at),
         "kind": n.event_kind,
         "message": text(n.event_message),
         "escalated": n.escalated,

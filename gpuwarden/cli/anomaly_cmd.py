@@ -361,7 +361,7 @@ def _run_config(config: Path | None, port: int | None, ticks: int) -> AnomalyCon
 
 class TickLog:
     """One log line per scoring tick, in place of a line per HTTP request: the queries read and failed,
-    the alerts raised and resolved, and what was sent to `gpuwarden serve`."""
+    the alerts raised and resolved, and what was sent to anomaly.alert_url (its host and port)."""
 
     def __init__(
         self, sources: list[PromQLSource], forwarder: AlertForwarder | None, on_alert: Callable[[Alert], None]
@@ -408,7 +408,7 @@ class TickLog:
             line += " (none due: a query's step_seconds)"
         line += f"; alerts raised {self.raised}, resolved {self.resolved}"
         if self.forwarder is not None:
-            line += f"; sent {self.forwarder.posted - self._posted} to gpuwarden serve"
+            line += f"; sent {self.forwarder.posted - self._posted} to {self.forwarder.receiver}"
             line += "" if sent else f" (failed, retrying next tick: {self.forwarder.last_error})"
             self._posted = self.forwarder.posted
         logger.info(line)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import sqlite3
 
 import pytest
@@ -47,3 +48,45 @@ def test_the_store_is_up_again_after_a_transaction_succeeds() -> None:
     assert health.not_ready() == "the store is unreachable: server closed the connection"
     health.store_ok()
     assert (health.store_up, health.not_ready()) == (True, None)
+
+
+# What psycopg 3 (libpq 18) says when a PostgreSQL store cannot be used: each names where and as whom it
+# connects, and /-/ready, which needs no token, showed it whole.
+DRIVER_SAYS = [
+    'connection failed: connection to server at "db.internal" (10.20.30.40), port 5432 failed: FATAL: '
+    ' password authentication failed for user "gw_admin"',
+    'connection failed: connection to server at "fd00::17", port 5432 failed: Connection refused',
+    'connection failed: could not translate host name "db.internal" to address: Name or service not known',
+    "failed to resolve host 'db.internal': [Errno -2] Name or service not known",
+    'connection failed: FATAL:  no pg_hba.conf entry for host "10.20.30.41", user "gw_admin", database "gw"',
+    "invalid dsn: invalid connection option in host=db.internal user=gw_admin password=S3cret dbname=gw",
+    "could not connect to postgresql+psycopg://gw_admin:S3cret@db.internal:5432/gw",
+]
+
+
+@pytest.mark.parametrize(
+    "said", DRIVER_SAYS, ids=["auth", "ipv6", "dns", "resolve", "hba", "conninfo", "url"]
+)
+def test_readiness_names_no_host_user_or_password_of_the_store_and_the_log_has_them(
+    said: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    health = ServiceHealth()
+    health.replayed.set()
+    caplog.set_level(logging.ERROR, logger="alerting.health")
+    assert health.store_failed(OperationalError("SELECT 1", {}, Exception(said)))
+    reason = health.not_ready()
+    assert reason is not None and reason.startswith("the store is unreachable: ")
+    for secret in ("db.internal", "10.20.30.4", "fd00::17", "gw_admin", "S3cret"):
+        assert secret not in reason, reason
+    assert reason.endswith("(names hidden: serve's log has them)"), reason
+    assert said in caplog.text  # the operator reading serve's log sees it whole
+
+
+def test_readiness_keeps_what_went_wrong_and_the_port() -> None:
+    health = ServiceHealth()
+    health.replayed.set()
+    health.store_failed(OperationalError("SELECT 1", {}, Exception(DRIVER_SAYS[0])))
+    assert health.not_ready() == (
+        'the store is unreachable: connection failed: connection to server at "***" (***), port 5432 failed:'
+        ' FATAL:  password authentication failed for user "***" (names hidden: serve\'s log has them)'
+    )

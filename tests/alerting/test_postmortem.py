@@ -19,6 +19,7 @@ from gpuwarden.model import (
     AlertStatus,
     FaultKind,
     GpuRef,
+    Impact,
     Incident,
     IncidentState,
     Priority,
@@ -422,3 +423,13 @@ def test_an_incident_keeps_the_worst_impact_of_one_it_absorbed(sql: Engine) -> N
     assert len(absorbed) == 2
     impact = _impact(engine.postmortem(survivor))
     assert "- GPUs affected: 8 at its worst, 3 at the end; nodes affected: 0" in impact, impact
+
+
+def test_a_share_under_1_percent_and_a_ratio_near_all_are_not_rounded_to_0_or_100_percent() -> None:
+    # The draft said "Largest share of a workload affected: 0%" for 0.4 % and "Error ratio: 100%" for
+    # 99.6 %, where Slack and ``incidents show`` say 0.4% and 99.6% (``gpuwarden.model.percent``).
+    inc = incident([("P0", "error ratio 99.6% > 50%")])
+    inc.impact = Impact(affected_share=0.004, error_ratio=0.996)
+    impact = _impact(render_postmortem(inc, T0, ["InferenceErrors"], inc.resolved_at))
+    assert "- Largest share of a workload affected: 0.4%" in impact
+    assert "- Error ratio: 99.6%" in impact

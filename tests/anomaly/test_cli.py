@@ -17,10 +17,12 @@ import pytest
 from typer.testing import CliRunner
 
 from anomaly import univariate
+from anomaly.forwarder import AlertForwarder
 from anomaly.promql import PromQLSource, PromQuery
 from gpuwarden.cli import anomaly_cmd, app
 from gpuwarden.cli.consoles import CliConsole
 from gpuwarden.clock import FakeClock
+from gpuwarden.model import Alert
 from tests.anomaly.fakes import FakePrometheus
 from tests.http_stub import LocalServer, QuietHandler
 from tests.integration.servers import free_port
@@ -522,6 +524,29 @@ def test_a_tick_line_in_an_outage_names_a_few_failed_queries_not_every_one(caplo
     ticks = [r.getMessage() for r in caplog.records if r.getMessage().startswith("tick:")]
     assert ticks == ["tick: queries read 0, failed 24 (q0, q1, q2 and 21 more); alerts raised 0, resolved 0"]
     prom.close()
+
+
+def test_a_tick_line_names_the_host_the_alerts_went_to_not_gpuwarden_serve(caplog):
+    # With anomaly.alert_url an Alertmanager, every tick said "sent 1 to gpuwarden serve".
+    clock = FakeClock()
+    answers = httpx.MockTransport(lambda request: httpx.Response(200))
+    forwarder = AlertForwarder(
+        "http://gw:S3cretPW@am.example:9093/",
+        None,
+        clock,
+        resend_seconds=30,
+        client=httpx.Client(transport=answers),
+    )
+    tick_log = anomaly_cmd.TickLog([], forwarder, forwarder.on_alert)
+    caplog.set_level(logging.INFO, logger=anomaly_cmd.logger.name)
+    tick_log.on_alert(Alert({"alertname": "GpuHot", "gpu": "0"}, starts_at=clock.now()))
+    tick_log.after()
+    ticks = [r.getMessage() for r in caplog.records if r.getMessage().startswith("tick:")]
+    assert ticks == [
+        "tick: queries read 0, failed 0 (none due: a query's step_seconds); alerts raised 1,"
+        " resolved 0; sent 1 to am.example:9093"
+    ]
+    forwarder.close()
 
 
 def test_run_warns_when_a_query_step_is_longer_than_the_tick(tmp_path):

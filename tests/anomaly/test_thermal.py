@@ -2,14 +2,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from anomaly.needs import POWER, TEMP
 from anomaly.series import CounterRates, SeriesIndex, build_view
+from anomaly.service import builtin_registry
 from anomaly.sources import Frame
 from anomaly.thermal import ThermalDetector
+from gpuwarden.config import AnomalyConfig, load_config
 
 GPUS = [{"UUID": f"GPU-{i}", "gpu": str(i), "Hostname": "n1"} for i in range(6)]
 TAU = 20.0  # the simulated thermal lag
@@ -439,3 +442,63 @@ def test_a_job_above_any_power_a_gpu_ran_at_is_not_held_hot_when_its_temperature
     power has stayed there ``settle_seconds`` and the line is within half a band."""
     scores = _idle_then(tau, before, lambda tick: np.full(len(GPUS), watts))
     assert scores.max() <= 1.0
+
+
+def _cooler_failing(detector: ThermalDetector) -> float:
+    """The highest score an idle GPU whose cooler fails over 5 minutes reaches (the first test's fault)."""
+    rng = np.random.default_rng(0)
+    gpus, idle = Gpus(), np.full(len(GPUS), 70.0)
+    for _ in range(120):
+        detector.detect(gpus.step(idle, rng))
+    scores = []
+    for tick in range(1, 11):
+        gpus.resistance[2] = 0.065 * (1.0 + min(3.0, 0.3 * tick))
+        scores.append(float(detector.detect(gpus.step(idle, rng))[0].score[2]))
+    return max(scores)
+
+
+def _configured(tmp_path: Path, settings: str) -> ThermalDetector:
+    """The thermal detector ``anomaly run`` builds from a config file's ``anomaly`` section."""
+    path = tmp_path / "gpuwarden.yaml"
+    path.write_text(f"anomaly:\n{settings}")
+    [detector] = builtin_registry(load_config(path, environ={}).anomaly).create(["thermal"])
+    assert isinstance(detector, ThermalDetector)
+    return detector
+
+
+def test_the_thermal_band_floor_set_in_the_config_is_the_one_anomaly_run_scores_with(tmp_path: Path):
+    # The detector's parameters could not be set: a site whose GPUs run a few degrees apart had no way to
+    # widen its floor (or to name its own peer labels) short of editing the code.
+    assert _cooler_failing(_configured(tmp_path, "  detectors: [thermal]\n")) > 1.0
+    assert _cooler_failing(_configured(tmp_path, "  thermal_min_deviation: 100\n")) < 1.0
+
+
+# Each thermal setting of the config: as written in YAML, the detector attribute it sets, and its value there.
+SETTINGS = [
+    ("thermal_lag_seconds", "60", "lag_seconds", 60.0),
+    ("thermal_alpha", "0.05", "alpha", 0.05),
+    ("thermal_k", "4", "k", 4.0),
+    ("thermal_min_deviation", "5", "min_deviation", 5.0),
+    ("thermal_ridge_watts", "20", "ridge_watts", 20.0),
+    ("thermal_warmup", "10", "warmup", 10),
+    ("thermal_hold_seconds", "3600", "hold_seconds", 3600.0),
+    ("thermal_settle_seconds", "0", "settle_seconds", 0.0),
+    ("thermal_peer_labels", "[modelName, cluster]", "peer_labels", ("modelName", "cluster")),
+    ("thermal_min_peers", "5", "min_peers", 5),
+    ("thermal_peer_tolerance", "0.5", "peer_tolerance", 0.5),
+]
+
+
+@pytest.mark.parametrize(
+    ("setting", "written", "attribute", "expected"), SETTINGS, ids=[s[0] for s in SETTINGS]
+)
+def test_each_thermal_setting_reaches_the_detector(
+    tmp_path: Path, setting: str, written: str, attribute: str, expected: object
+):
+    assert getattr(_configured(tmp_path, f"  {setting}: {written}\n"), attribute) == expected
+
+
+def test_the_thermal_settings_default_to_the_detectors_own_defaults():
+    built, own = builtin_registry(AnomalyConfig()).create(["thermal"])[0], ThermalDetector()
+    names = [attribute for _, _, attribute, _ in SETTINGS]
+    assert {n: getattr(built, n) for n in names} == {n: getattr(own, n) for n in names}

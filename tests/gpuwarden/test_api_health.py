@@ -64,11 +64,11 @@ def _eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
 
 
 @contextmanager
-def store_down(sql: Engine) -> Iterator[None]:
-    """Every new connection to the store fails as a database server that went away does."""
+def store_down(sql: Engine, said: str = "unable to open database file") -> Iterator[None]:
+    """Every new connection to the store fails as a database server that went away does, saying ``said``."""
 
     def refuse(*_: Any) -> None:
-        raise sqlite3.OperationalError("unable to open database file")
+        raise sqlite3.OperationalError(said)
 
     event.listen(sql, "do_connect", refuse)
     sql.dispose()
@@ -336,6 +336,24 @@ def test_liveness_fails_for_good_once_the_applier_thread_died_of_an_exception(
             answer = client.get(path)
             assert answer.status_code == 503, path
             assert "the journal applier stopped: RuntimeError('a bug in the retry path')" in answer.text
+
+
+def test_probes_anyone_may_read_name_no_host_or_user_of_the_store(applier: JournalApplier) -> None:
+    # /-/ready and /api/v1/ingest/status need no token; a PostgreSQL store's error named its host, the
+    # address it resolved to and the user serve connects as. serve's log keeps them.
+    said = (
+        'connection to server at "db.internal" (10.20.30.40), port 5432 failed: FATAL:  password'
+        ' authentication failed for user "gw_admin"'
+    )
+    with _client(applier) as client, store_down(applier.engine.store.engine, said):
+        assert client.post("/api/v2/alerts", json=[FIRING], headers=AUTH).status_code == 200
+        _eventually(lambda: applier.failures >= 1 and not applier.health.store_up)
+        ready, status = client.get("/-/ready"), client.get("/api/v1/ingest/status")
+    assert ready.status_code == 503 and "password authentication failed for user" in ready.text, ready.text
+    assert "password authentication failed" in status.json()["last_error"], status.text
+    for shown in (ready.text, status.text):
+        assert not [name for name in ("db.internal", "10.20.30.40", "gw_admin") if name in shown], shown
+        assert "names hidden: serve's log has them" in shown, shown
 
 
 def test_liveness_stays_ok_while_the_applier_waits_out_a_store_outage_longer_than_its_deadline(

@@ -79,6 +79,7 @@ def test_the_score_outside_a_data_range_must_be_anomalous(tmp_path: Path) -> Non
         "adaptive_metrics",
         "fleet_load_adjusted",
         "fleet_peer_labels",
+        "thermal_peer_labels",
     ],
 )
 @pytest.mark.parametrize("written", ['""', "'  '"], ids=["empty", "blank"])
@@ -93,3 +94,32 @@ def test_an_empty_name_in_a_list_of_queries_is_refused_at_its_line(
         load_config(path, environ={})
     message = str(caught.value)
     assert message.startswith(f"{path}:2: anomaly.{setting}[1]: an empty name"), message
+
+
+@pytest.mark.parametrize(
+    ("setting", "written", "problem"),
+    [
+        ("thermal_lag_seconds", "0", "0 is not more than 0; write more than 0"),
+        ("thermal_alpha", "1.5", "1.5 is more than 1, the most allowed; write 1 or less"),
+        ("thermal_min_deviation", "0", "0 is not more than 0; write more than 0"),
+        ("thermal_ridge_watts", "-1", "-1 is not more than 0; write more than 0"),
+        (
+            "thermal_hold_seconds",
+            "1e12",
+            "1e12 is more than 31622400, the most allowed; write 31622400 or less",
+        ),
+        ("thermal_min_peers", "0", "0 is less than 1, the least allowed; write 1 or more"),
+        ("thermal_peer_tolerance", "-0.1", "-0.1 is less than 0, the least allowed; write 0 or more"),
+        ("thermal_warmup", "x", "'x' is not a whole number; write one"),
+    ],
+    ids=["lag", "alpha", "floor", "ridge", "hold", "peers", "tolerance", "warmup"],
+)
+def test_a_thermal_setting_out_of_its_range_is_refused_at_its_line(
+    tmp_path: Path, setting: str, written: str, problem: str
+) -> None:
+    # A band floor of 0 divides by a zero band and a lag of 0 by zero: refused at load, not NaN scores later.
+    path = tmp_path / "gpuwarden.yaml"
+    path.write_text(f"anomaly:\n  detectors: [thermal]\n  {setting}: {written}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    assert str(caught.value).startswith(f"{path}:3: anomaly.{setting}: {problem}"), str(caught.value)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gpuwarden.redaction import hidden_password, shown_url
+from gpuwarden.redaction import HIDDEN_NAMES, hidden_names, hidden_password, shown_host, shown_url
 
 
 @pytest.mark.parametrize(
@@ -59,3 +59,46 @@ def test_a_store_urls_password_is_hidden_and_the_rest_kept(url: str, shown: str)
 )
 def test_a_webhook_url_is_shown_by_its_scheme_and_host_alone(url: str, shown: str) -> None:
     assert shown_url(url) == shown
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://gw:S3cret@am.example:9093/api/v2/alerts?k=1", "am.example:9093"),
+        ("https://u@[::1]:8080/", "[::1]:8080"),
+        ("http://receiver/", "receiver"),
+        ("http://receiver:99999/x", "**********"),
+    ],
+    ids=["user-password-path-query", "ipv6", "no-port", "bad-port"],
+)
+def test_a_receiver_is_named_by_its_host_and_port_alone(url: str, shown: str) -> None:
+    assert shown_host(url) == shown
+
+
+@pytest.mark.parametrize(
+    ("said", "shown"),
+    [
+        ("unable to open database file", "unable to open database file"),
+        ("database is locked (Background on this error at: https://sqlalche.me/e/20/e3q8)", None),
+        ("server closed the connection unexpectedly", None),
+        (
+            'connection to server on socket "/run/postgresql/.s.PGSQL.5432" failed: No such file',
+            'connection to server on socket "***" failed: No such file' + HIDDEN_NAMES,
+        ),
+        (
+            'connection to server at "db" (fe80::1%eth0), port 5432 failed: timeout expired',
+            'connection to server at "***" (***), port 5432 failed: timeout expired' + HIDDEN_NAMES,
+        ),
+        (
+            'missing "=" after "postgresql://gw:S3cret@db/gw" in connection info string',
+            'missing "***" after "***" in connection info string' + HIDDEN_NAMES,
+        ),
+        ("bad dsn postgresql://gw:S3cret@db/gw here", "bad dsn postgresql://*** here" + HIDDEN_NAMES),
+        ("host=db port=5432 user=gw: refused", "host=*** port=5432 user=*** refused" + HIDDEN_NAMES),
+    ],
+    ids=["sqlite", "docs-link", "closed", "socket", "ipv6-address", "echoed-dsn", "dsn", "conninfo"],
+)
+def test_a_store_error_shown_without_a_token_hides_names_and_keeps_what_went_wrong(
+    said: str, shown: str | None
+) -> None:
+    assert hidden_names(said) == (said if shown is None else shown)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import OperationalError
 from starlette.testclient import TestClient
 
 from alerting.instance_lock import InstanceBusy
@@ -87,3 +88,30 @@ def test_a_probe_with_a_trailing_slash_is_redirected_as_the_active_server_does_n
         redirected = client.request(method, path, follow_redirects=False)
         assert (redirected.status_code, redirected.headers.get("location")) == (307, location), method
     assert client.get(path).status_code == status
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [
+        InstanceBusy("store postgresql+psycopg://gw_admin:***@db.internal:5432/gw", HOLDER),
+        OperationalError(
+            "SELECT pg_advisory_lock(1)",
+            {},
+            Exception(
+                'connection to server at "db.internal" (10.20.30.40), port 5432 failed: timeout expired'
+            ),
+        ),
+    ],
+    ids=["lock-held", "store-unreachable"],
+)
+def test_a_standby_names_no_host_or_user_of_the_store_to_requests_without_a_token(reason: Exception) -> None:
+    # Its readiness and every refused request said the store URL's user and host, or the driver's error
+    # naming the host and the address it resolved to; its log says them (instance lock: standby, waiting).
+    state = StandbyState()
+    state.waiting(reason)
+    client = TestClient(standby_app(state))
+    for said in (client.get("/-/ready").text, client.get("/api/v1/incidents").json()["error"]):
+        assert not [name for name in ("db.internal", "10.20.30.40", "gw_admin") if name in said], said
+        assert "names hidden: serve's log has them" in said and "takes no requests" in said, said
+    if isinstance(reason, InstanceBusy):  # who holds the lock is what tells where the active one is
+        assert HOLDER in client.get("/-/ready").text

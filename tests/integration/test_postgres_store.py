@@ -416,6 +416,7 @@ def test_a_postgres_outage_fails_readiness_and_shows_on_metrics_and_nothing_ackn
         postgres.stop()
         not_ready = _wait_ready(url, 503)  # the next tick finds the store gone
         assert "store is unreachable" in not_ready.text, not_ready.text
+        assert "127.0.0.1" not in not_ready.text and "names hidden" in not_ready.text, not_ready.text
         assert [httpx.get(f"{url}{p}", timeout=5).status_code for p in ("/healthz", "/-/healthy")] == [
             200,
             200,

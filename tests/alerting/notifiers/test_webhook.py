@@ -6,6 +6,7 @@ import json
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import httpx
@@ -13,9 +14,16 @@ import pytest
 
 from alerting.notifiers.base import ThreadState, build_notification
 from alerting.notifiers.recorder import SlackRecorder
-from alerting.notifiers.webhook import MAX_BODY_BYTES, MAX_LIST_ITEMS, MAX_TEXT_CHARS, WebhookNotifier, sign
+from alerting.notifiers.webhook import (
+    MAX_BODY_BYTES,
+    MAX_LIST_ITEMS,
+    MAX_TEXT_CHARS,
+    WebhookNotifier,
+    sign,
+    webhook_payload,
+)
 from alerting.subscriptions import ChangeKind, IncidentChange
-from gpuwarden.clock import FakeClock
+from gpuwarden.clock import FakeClock, rfc3339
 from gpuwarden.config_notify import WEBHOOK_EVENTS
 from gpuwarden.errors import BackendError
 from gpuwarden.model import Priority, WorkloadKind, WorkloadRef
@@ -393,3 +401,34 @@ def test_a_persons_change_names_them_and_the_engines_names_nobody() -> None:
     for c in (lifecycle()[0], by_dave):
         receiver.hook().deliver(build_notification(c), ThreadState(), retry=False, save=nothing)
     assert [body["event"]["by"] for body in receiver.bodies()] == ["", "dave"]
+
+
+def test_times_are_written_as_alertmanagers_webhook_writes_them_in_utc_with_a_z() -> None:
+    # The payload said "2026-01-01T00:30:00+00:00" where Alertmanager's webhook and gpuwarden's API say
+    # "...Z" (Go's RFC 3339); an aware time in another zone is written in UTC, not with its offset.
+    n = build_notification(lifecycle()[3])
+    in_berlin = timezone(timedelta(hours=1))
+    n = n.model_copy(
+        update={
+            "opened_at": n.opened_at.astimezone(in_berlin),
+            "resolved_at": n.event_at + timedelta(minutes=5),
+            "silenced_until": n.event_at + timedelta(hours=1, microseconds=250_000),
+        }
+    )
+    body = webhook_payload(n, first_for_receiver=True)
+    written = {
+        "opened_at": body["incident"]["opened_at"],
+        "resolved_at": body["incident"]["resolved_at"],
+        "silenced_until": body["incident"]["silenced_until"],
+        "at": body["event"]["at"],
+    }
+    utc = {
+        "opened_at": n.opened_at,
+        "resolved_at": n.resolved_at,
+        "silenced_until": n.silenced_until,
+        "at": n.event_at,
+    }
+    assert all(text.endswith("Z") and "+" not in text for text in written.values()), written
+    assert {k: datetime.fromisoformat(v) for k, v in written.items()} == utc  # the same instants
+    assert written["opened_at"] == rfc3339(n.opened_at.astimezone(UTC))
+    assert written["silenced_until"].endswith(".250000Z")
