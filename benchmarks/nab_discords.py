@@ -126,10 +126,9 @@ def newly_found(files: list[NabFile], part: dict[str, BoolArray], base: dict[str
     """``file#window`` for each window the part finds and ``base`` misses."""
     out = []
     for f in files:
-        for w, (mine, theirs) in enumerate(
-            zip(found_windows(f, part[f.name]), found_windows(f, base[f.name]), strict=True)
-        ):
-            if mine and not theirs:
+        theirs = found_windows(f, base[f.name])
+        for w, mine in found_windows(f, part[f.name]).items():  # by window number: a dict's keys
+            if mine and not theirs[w]:
                 out.append(f"{f.name.split('/')[1]}#{w}")
     return out
 
