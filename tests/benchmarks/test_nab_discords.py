@@ -25,3 +25,15 @@ def test_a_window_the_part_finds_and_the_default_misses_is_named(monkeypatch: py
     default[420] = True
     assert newly_found([f], {f.name: part}, {f.name: default}) == ["f.csv#1"]
     assert newly_found([f], {f.name: default}, {f.name: part}) == []
+
+
+def test_a_corpus_without_tune_files_is_summarised_with_no_tune_score(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    harness = harness_module(monkeypatch, "nab_discords")
+    f = two_window_file()  # x.csv: held out (anomaly.nab.is_tuning_file)
+    held_out = NabFile(name="realTraffic/x.csv", series=f.series, windows=f.windows)
+    alerts = np.zeros(2000, np.bool_)
+    alerts[420] = True
+    out = harness.summary([held_out], harness.scores([held_out], {held_out.name: alerts}))
+    assert out["tune"] is None and out["windows_found"] == 1
