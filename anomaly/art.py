@@ -42,7 +42,6 @@ from anomaly.steps import (
     IntArray,
     SeriesArrays,
     StepScores,
-    begin_step,
     rearmed,
 )
 
@@ -130,9 +129,7 @@ class ArtNovelty(SeriesArrays):
         """One sample per id: score >1 when its window is novel (``raised``: whether it raises now).
 
         NaN samples are skipped (score 0, no state change)."""
-        if ids.size:
-            self._grow(int(ids.max()) + 1)
-        score, raised, rows, s, x = begin_step(ids, values)
+        score, raised, rows, s, x = self._begin(ids, values)
         if not rows.size:
             return StepScores(ids=ids, score=score, raised=raised)
         p = self.params

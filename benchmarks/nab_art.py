@@ -60,12 +60,10 @@ def grid() -> dict[str, ArtParams]:
 
 
 def main() -> None:
+    started = time.perf_counter()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_corpus_options(parser)
-    args = parser.parse_args()
-    started = time.perf_counter()
-    files = load_checked_corpus(parser, args)
-    samples = sum(len(f.series.values) for f in files)
+    files = load_checked_corpus(parser, parser.parse_args())
     tick = time.process_time()
     default = detect_corpus(files)
     seconds = {"off": time.process_time() - tick}
@@ -82,7 +80,7 @@ def main() -> None:
             "with_default_tune": summary(files, table[label])["tune"],
             "finds_beyond_default": newly_found(files, part, default),
         }
-    head, settings = grid_report(table, seconds, samples)
+    head, settings = grid_report(table, seconds, sum(len(f.series.values) for f in files))
     gains = [scheme["gain"] for scheme in head["cross_validated"].values()]  # type: ignore[attr-defined]
     for label, extra in detail.items():
         settings[label].update(extra)
