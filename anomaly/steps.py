@@ -76,6 +76,14 @@ class SeriesArrays:
             new[:size] = old
             setattr(self, name, new)
 
+    def _begin(
+        self, ids: IntArray, values: FloatArray
+    ) -> tuple[FloatArray, BoolArray, IntArray, IntArray, FloatArray]:
+        """``begin_step`` with room made for every id first."""
+        if ids.size:
+            self._grow(int(ids.max()) + 1)
+        return begin_step(ids, values)
+
     def reset(self, ids: IntArray) -> None:
         """Forget series."""
         for name, fill in self.FIELDS:

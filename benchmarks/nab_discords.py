@@ -109,13 +109,14 @@ def scores(files: list[NabFile], alerts: dict[str, BoolArray]) -> dict[str, File
 
 
 def summary(files: list[NabFile], table: dict[str, FileScore]) -> dict[str, object]:
-    """Score on all files and on tune, alerts, false positives, windows found."""
+    """Score on all files and on tune (None when no tune file has a window: a corpus of held-out files),
+    alerts, false positives, windows found."""
     windows = sum(s.windows for s in table.values())
     tune = [f.name for f in files if is_tuning_file(f.name)]
     tune_windows = sum(table[n].windows for n in tune)
     return {
         "all_files": normalised(sum(s.raw for s in table.values()), windows),
-        "tune": normalised(sum(table[n].raw for n in tune), tune_windows),
+        "tune": normalised(sum(table[n].raw for n in tune), tune_windows) if tune_windows else None,
         "alerts": sum(s.alerts for s in table.values()),
         "false_positives": sum(s.alerts - s.alerts_in_windows for s in table.values()),
         "windows_found": sum(s.detected for s in table.values()),
@@ -126,10 +127,9 @@ def newly_found(files: list[NabFile], part: dict[str, BoolArray], base: dict[str
     """``file#window`` for each window the part finds and ``base`` misses."""
     out = []
     for f in files:
-        for w, (mine, theirs) in enumerate(
-            zip(found_windows(f, part[f.name]), found_windows(f, base[f.name]), strict=True)
-        ):
-            if mine and not theirs:
+        theirs = found_windows(f, base[f.name])
+        for w, mine in found_windows(f, part[f.name]).items():  # by window number: a dict's keys
+            if mine and not theirs[w]:
                 out.append(f"{f.name.split('/')[1]}#{w}")
     return out
 
