@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from gpuwarden.cli.anomaly_checks import (
     anomaly_run_refusals,
@@ -460,13 +460,13 @@ def check_store_directory(db: str, field: str) -> None:
 
 def sqlite_path(db: str) -> str | None:
     """The file of a SQLite store (a path, or ``sqlite[+driver]:///path[?query]``, read as SQLAlchemy reads
-    it, so where the store lock is), "" for ``sqlite://``; None: a server."""
+    it, so where the store lock is: ``%20`` is a space), "" for ``sqlite://``; None: a server."""
     if "://" not in db:
         return db
     scheme, _, rest = db.partition("://")
     if not scheme.startswith("sqlite"):
         return None
-    return rest.removeprefix("/").partition("?")[0]
+    return unquote(rest.removeprefix("/").partition("?")[0])
 
 
 def check_store_journal(cfg: GpuwardenConfig, db: str, db_field: str) -> None:
