@@ -34,11 +34,11 @@ from alerting.subscriptions import ChangeKind, IncidentChange
 from gpuwarden.api import create_app
 from gpuwarden.cli import app
 from gpuwarden.cli.inventories import Inventories
-from gpuwarden.cli.preflight import check_serve, check_store_directory
+from gpuwarden.cli.preflight import check_serve, check_store, check_store_directory
 from gpuwarden.cli.serve_cmd import _tick_loop, build_applier, build_service, journal_dir, take_locks
 from gpuwarden.clock import FakeClock, SystemClock
 from gpuwarden.config import AlertingConfig, ApiConfig, GpuwardenConfig
-from gpuwarden.errors import SourceError
+from gpuwarden.errors import ConfigError, SourceError
 from gpuwarden.model import Alert
 from tests.alerting.notifiers.incidents import lifecycle
 from tests.gpuwarden.api_client import AUTH, TOKEN, TestClient
@@ -359,6 +359,26 @@ def test_a_percent_encoded_sqlite_url_keeps_its_journal_beside_the_store_lock(tm
 
 
 @pytest.mark.parametrize(
+    "url",
+    ["sqlite:///file:s.db?uri=true", "sqlite:///file:s.db?mode=rwc&uri=1&timeout=5"],
+    ids=["uri", "more"],
+)
+def test_a_sqlite_file_uri_is_refused_as_its_lock_would_not_guard_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    """With ``uri=true`` SQLite opens ``s.db``, but serve took the store lock and kept the journal as for a
+    file ``file:s.db``: a second serve given ``s.db`` took its own lock and ran active on the same store."""
+    monkeypatch.chdir(tmp_path)
+    lock = store_lock(url, "me")
+    assert isinstance(lock, FileLock) and lock.path != tmp_path / "s.db.lock"  # why it is refused
+    with pytest.raises(ConfigError) as refused:
+        check_store(url, "--db")
+    assert refused.value.field == "--db"
+    assert "uri=true" in str(refused.value) and "give the file's path (sqlite:///s.db)" in str(refused.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
     ("url", "before"),
     [
         ("sqlite+pysqlite:///{}", "gpuwarden-journal"),
@@ -617,6 +637,11 @@ def test_serve_refuses_a_write_token_no_client_can_send_as_the_cli_does(
         (["--db", ":memory:"], "", "--db: ':memory:' is an in-memory database"),
         ([], "api:\n  db: 'sqlite:///:memory:'\n", "c.yaml:2: api.db: 'sqlite:///:memory:' is an in-memory"),
         (
+            ["--db", "sqlite:///file:{store}/x.db?uri=true"],
+            "",
+            "--db: 'sqlite:///file:{store}/x.db?uri=true' opens its file as a SQLite URI",
+        ),
+        (
             ["--db", "{db}"],
             "api:\n  listen_address: not an address\n",
             "c.yaml:2: api.listen_address: cannot",
@@ -643,6 +668,7 @@ def test_serve_refuses_a_write_token_no_client_can_send_as_the_cli_does(
         "db-in-memory-url",
         "db-in-memory",
         "db-in-memory-setting",
+        "db-a-sqlite-uri",
         "address",
         "host",
         "host-of-another-machine",
