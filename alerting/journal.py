@@ -195,7 +195,7 @@ class AcceptJournal:
 
     def segments(self) -> list[int]:
         """Base offsets of the segment files, ascending."""
-        return sorted(int(p.name.removesuffix(_SUFFIX)) for p in self.directory.glob(f"*{_SUFFIX}"))
+        return _segments(self.directory)
 
     @property
     def end(self) -> int:
@@ -321,6 +321,26 @@ def _count(n: int, noun: str) -> str:
 
 def _name(base: int) -> str:
     return f"{base:020d}{_SUFFIX}"
+
+
+def _segments(directory: Path) -> list[int]:
+    return sorted(int(p.name.removesuffix(_SUFFIX)) for p in directory.glob(f"*{_SUFFIX}"))
+
+
+def unapplied_bytes(sql: Engine, directory: Path) -> int:
+    """Bytes of the journal in ``directory`` that the store ``sql`` has not applied, read without opening it
+    (nothing made, recovered or cut); 0 where there is no journal, or one this store never applied from (a
+    journal is known to the store it opened on: ``applied_offset``)."""
+    try:
+        journal_id = (directory / "journal-id").read_text().strip()
+        segments = _segments(directory)
+        end = segments[-1] + (directory / _name(segments[-1])).stat().st_size if segments else 0
+    except OSError:  # no journal there (or none that can be read: serve does not use it)
+        return 0
+    with sql.connect() as conn:
+        query = select(_OFFSETS.c.applied_offset).where(_OFFSETS.c.journal_id == journal_id)
+        applied = conn.execute(query).scalar()
+    return 0 if applied is None else max(0, end - int(applied))
 
 
 def applied_offset(sql: Engine, journal_id: str) -> int:

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from gpuwarden.cli.anomaly_checks import (
     anomaly_run_refusals,
@@ -424,6 +424,13 @@ def check_store(db: str, field: str) -> None:
             " would be stored; give a file path (gpuwarden.db)",
             field=field,
         )
+    if _sqlite_uri(db):
+        raise ConfigError(
+            f"{db!r} opens its file as a SQLite URI (uri=true), which the store lock and the journal do not"
+            " read: a serve given the file's path would take a lock of its own and run beside this one; give"
+            f" the file's path (sqlite:///{urlsplit(path).path})",
+            field=field,
+        )
     if _is_dir(path, field):
         raise ConfigError(
             f"{path} is a directory; give a file in it ({Path(path) / 'gpuwarden.db'})", field=field
@@ -460,13 +467,22 @@ def check_store_directory(db: str, field: str) -> None:
 
 def sqlite_path(db: str) -> str | None:
     """The file of a SQLite store (a path, or ``sqlite[+driver]:///path[?query]``, read as SQLAlchemy reads
-    it, so where the store lock is), "" for ``sqlite://``; None: a server."""
+    it, so where the store lock is: ``%20`` is a space), "" for ``sqlite://``; None: a server."""
     if "://" not in db:
         return db
     scheme, _, rest = db.partition("://")
     if not scheme.startswith("sqlite"):
         return None
-    return rest.removeprefix("/").partition("?")[0]
+    return unquote(rest.removeprefix("/").partition("?")[0])
+
+
+def _sqlite_uri(db: str) -> bool:
+    """Whether SQLAlchemy hands the SQLite URL ``db`` to SQLite as a URI (``uri=true``, as its ``asbool``)."""
+    query = db.partition("?")[2] if "://" in db else ""
+    return any(k == "uri" and v.strip().lower() in _TRUE for k, v in parse_qsl(query))
+
+
+_TRUE = frozenset({"true", "yes", "on", "y", "t", "1"})
 
 
 def check_store_journal(cfg: GpuwardenConfig, db: str, db_field: str) -> None:

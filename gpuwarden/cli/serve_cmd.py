@@ -38,6 +38,8 @@ from gpuwarden.headers import TOKEN_ENV
 if TYPE_CHECKING:
     import socket
 
+    from sqlalchemy import Engine
+
     from alerting.applier import JournalApplier
     from alerting.engine import IncidentEngine
     from alerting.fencing import LockFence
@@ -268,17 +270,8 @@ def build_applier(
         raise ConfigError(exc.detail, path=f"journal {exc.segment or directory}") from exc
     where = directory.resolve()
     logger.info("journal: %s", where)  # under the working directory for a server's store: check_serve warns
-    given = None if cfg.alerting.journal_dir else sqlite_path(db)
-    beside_link = Path(f"{given}.journal")
-    if given and beside_link.is_dir() and beside_link.resolve() != where:
-        logger.warning(
-            "journal: %s is beside the link %s; a store's journal is now beside the file it points to. If"
-            " serve was stopped with alerts acknowledged but not applied, start it once with"
-            " alerting.journal_dir set to %s to apply them, then remove that directory",
-            beside_link,
-            given,
-            beside_link,
-        )
+    if not cfg.alerting.journal_dir:
+        _name_former_journals(db, where, sql)
     applier = JournalApplier(
         journal, engine, health=health, fence=fence, stall_seconds=cfg.alerting.applier_stall_seconds
     )
@@ -289,6 +282,47 @@ def build_applier(
             applier.replay_end - applier.applied,
         )
     return applier
+
+
+def _name_former_journals(db: str, where: Path, sql: Engine) -> None:
+    """Warn of the journals earlier releases kept elsewhere for the SQLite store ``db`` (its journal is now
+    ``where``): alerts they acknowledged and did not apply wait there, and serve does not read them."""
+    from alerting.journal import unapplied_bytes  # noqa: PLC0415 - see build_service
+
+    given = sqlite_path(db)
+    if not given:
+        return
+    beside_link = Path(f"{given}.journal")
+    if beside_link.is_dir() and beside_link.resolve() != where:
+        logger.warning(
+            "journal: %s is beside the link %s; a store's journal is now beside the file it points to. If"
+            " serve was stopped with alerts acknowledged but not applied, start it once with"
+            " alerting.journal_dir set to %s to apply them, then remove that directory",
+            beside_link,
+            given,
+            beside_link,
+        )
+    before = _journal_before_0ce92c9(db).absolute()
+    held = unapplied_bytes(sql, before) if before.resolve() != where else 0
+    if held:
+        logger.warning(
+            "journal: %s holds %d bytes acknowledged but not applied, kept there for this store by a release"
+            " before 0ce92c9; start serve once with alerting.journal_dir set to %s to apply them, then remove"
+            " that directory",
+            before,
+            held,
+            before,
+        )
+
+
+def _journal_before_0ce92c9(db: str) -> Path:
+    """Where releases before 0ce92c9 kept ``db``'s journal: beside all after ``sqlite:///`` (its query and
+    %-escapes too), and for any other URL (``sqlite+pysqlite://``) ./gpuwarden-journal."""
+    if "://" not in db:
+        return Path(f"{os.path.realpath(db)}.journal")
+    if db.startswith("sqlite:///") and len(db) > len("sqlite:///"):
+        return Path(f"{os.path.realpath(db.removeprefix('sqlite:///'))}.journal")
+    return Path("gpuwarden-journal")
 
 
 def build_service(

@@ -27,18 +27,18 @@ from alerting.health import ServiceHealth
 from alerting.instance_lock import FileLock, store_lock
 from alerting.inventory import StaticInventory
 from alerting.inventory_file import inventory_data
-from alerting.journal import KIND_POSTABLE, AcceptJournal
+from alerting.journal import KIND_POSTABLE, AcceptJournal, applied_offset
 from alerting.migrate import alembic_config, upgrade
 from alerting.outbox import Outbox
 from alerting.subscriptions import ChangeKind, IncidentChange
 from gpuwarden.api import create_app
 from gpuwarden.cli import app
 from gpuwarden.cli.inventories import Inventories
-from gpuwarden.cli.preflight import check_serve
+from gpuwarden.cli.preflight import check_serve, check_store, check_store_directory
 from gpuwarden.cli.serve_cmd import _tick_loop, build_applier, build_service, journal_dir, take_locks
 from gpuwarden.clock import FakeClock, SystemClock
 from gpuwarden.config import AlertingConfig, ApiConfig, GpuwardenConfig
-from gpuwarden.errors import SourceError
+from gpuwarden.errors import ConfigError, SourceError
 from gpuwarden.model import Alert
 from tests.alerting.notifiers.incidents import lifecycle
 from tests.gpuwarden.api_client import AUTH, TOKEN, TestClient
@@ -346,6 +346,85 @@ def test_a_sqlite_url_with_a_driver_or_a_query_keeps_its_journal_beside_the_stor
     assert journal_dir(GpuwardenConfig(), db) == lock.path.with_suffix(".journal")
 
 
+def test_a_percent_encoded_sqlite_url_keeps_its_journal_beside_the_store_lock(tmp_path: Path) -> None:
+    """SQLAlchemy decodes the URL's path (``my%20dir`` is the directory ``my dir``), and so the store and its
+    lock are there; serve read it undecoded: the journal went beside ``my%20dir/s.db`` (a directory it made),
+    and ``config validate`` and serve refused the URL, saying that directory did not exist."""
+    (tmp_path / "my dir").mkdir()
+    db = f"sqlite:///{tmp_path}/my%20dir/s.db"
+    lock = store_lock(db, "me")
+    assert isinstance(lock, FileLock) and lock.path == tmp_path / "my dir" / "s.db.lock"
+    assert journal_dir(GpuwardenConfig(), db) == lock.path.with_suffix(".journal")
+    check_store_directory(db, "api.db")  # no ConfigError: the directory exists
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["sqlite:///file:s.db?uri=true", "sqlite:///file:s.db?mode=rwc&uri=1&timeout=5"],
+    ids=["uri", "more"],
+)
+def test_a_sqlite_file_uri_is_refused_as_its_lock_would_not_guard_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    """With ``uri=true`` SQLite opens ``s.db``, but serve took the store lock and kept the journal as for a
+    file ``file:s.db``: a second serve given ``s.db`` took its own lock and ran active on the same store."""
+    monkeypatch.chdir(tmp_path)
+    lock = store_lock(url, "me")
+    assert isinstance(lock, FileLock) and lock.path != tmp_path / "s.db.lock"  # why it is refused
+    with pytest.raises(ConfigError) as refused:
+        check_store(url, "--db")
+    assert refused.value.field == "--db"
+    assert "uri=true" in str(refused.value) and "give the file's path (sqlite:///s.db)" in str(refused.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("url", "before"),
+    [
+        ("sqlite+pysqlite:///{}", "gpuwarden-journal"),
+        ("sqlite:///{}?timeout=5", "s.db?timeout=5.journal"),
+    ],
+    ids=["driver", "query"],
+)
+def test_alerts_an_earlier_release_journaled_elsewhere_for_the_store_are_named_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, url: str, before: str
+) -> None:
+    """Releases before 0ce92c9 kept these URLs' journal under the working directory (a driver) or named after
+    the query: alerts acknowledged there and not applied when that serve stopped were silently left behind
+    (a new journal beside the store), only the changelog said so; serve names them, and how to apply them."""
+    monkeypatch.chdir(tmp_path)
+    db = url.format(tmp_path / "s.db")
+    engine, _, _, _ = build_service(GpuwardenConfig(), db)
+    sql = engine.store.engine
+    old = AcceptJournal(tmp_path / before, lambda journal_id: applied_offset(sql, journal_id))
+    held = old.append(KIND_POSTABLE, b'[{"labels": {"alertname": "A"}}]', 1)
+    old.close()
+    with caplog.at_level(logging.INFO, logger="gpuwarden.serve"):
+        build_applier(GpuwardenConfig(), db, engine).journal.close()
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert said == [
+        f"journal: {tmp_path / before} holds {held} bytes acknowledged but not applied, kept there for this"
+        " store by a release before 0ce92c9; start serve once with alerting.journal_dir set to"
+        f" {tmp_path / before} to apply them, then remove that directory"
+    ]
+
+
+def test_a_working_directory_journal_of_another_store_is_not_named_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``./gpuwarden-journal`` is also where a PostgreSQL store's journal is by default: one this store never
+    applied from is not its own, and applying it here would store another store's alerts."""
+    monkeypatch.chdir(tmp_path)
+    other = AcceptJournal(tmp_path / "gpuwarden-journal", lambda _jid: 0)
+    other.append(KIND_POSTABLE, b'[{"labels": {"alertname": "A"}}]', 1)
+    other.close()
+    db = f"sqlite+pysqlite:///{tmp_path / 's.db'}"
+    engine, _, _, _ = build_service(GpuwardenConfig(), db)
+    with caplog.at_level(logging.INFO, logger="gpuwarden.serve"):
+        build_applier(GpuwardenConfig(), db, engine).journal.close()
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == []
+
+
 def test_a_journal_left_beside_a_symlink_to_the_store_is_named_at_start(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -558,6 +637,11 @@ def test_serve_refuses_a_write_token_no_client_can_send_as_the_cli_does(
         (["--db", ":memory:"], "", "--db: ':memory:' is an in-memory database"),
         ([], "api:\n  db: 'sqlite:///:memory:'\n", "c.yaml:2: api.db: 'sqlite:///:memory:' is an in-memory"),
         (
+            ["--db", "sqlite:///file:{store}/x.db?uri=true"],
+            "",
+            "--db: 'sqlite:///file:{store}/x.db?uri=true' opens its file as a SQLite URI",
+        ),
+        (
             ["--db", "{db}"],
             "api:\n  listen_address: not an address\n",
             "c.yaml:2: api.listen_address: cannot",
@@ -584,6 +668,7 @@ def test_serve_refuses_a_write_token_no_client_can_send_as_the_cli_does(
         "db-in-memory-url",
         "db-in-memory",
         "db-in-memory-setting",
+        "db-a-sqlite-uri",
         "address",
         "host",
         "host-of-another-machine",
