@@ -26,6 +26,7 @@ from typing import Any, cast
 from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session
 
+from alerting.db import public_failure
 from alerting.engine import IncidentEngine
 from alerting.fencing import LockFence, unfenced
 from alerting.health import Heartbeat, ServiceHealth
@@ -309,7 +310,8 @@ class JournalApplier:
                     logger.exception("journal: applying from offset %d failed; will retry", self.applied)
                 else:
                     logger.warning("journal: applying from offset %d failed again: %r", self.applied, exc)
-                self.last_error, self.last_error_at = repr(exc), self.engine.clock.now()
+                # Read without a token: the class and the first line, names hidden; the log has it all.
+                self.last_error, self.last_error_at = public_failure(exc), self.engine.clock.now()
                 self.health.store_failed(exc)
                 self._pause(stop, self.retry_seconds)
                 continue

@@ -49,7 +49,7 @@ def _entry(start: int, kind: str, record: JournalRecord, exc: Exception, body: s
     return {
         "offset": start,
         "kind": kind,
-        "accepted_at": datetime.fromtimestamp(record.accepted_at, UTC).isoformat(),
+        "accepted_at": rfc3339(datetime.fromtimestamp(record.accepted_at, UTC)),
         "error": repr(exc),
         "body": body,
     }

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -31,7 +31,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from gpuwarden.clock import Clock
+from gpuwarden.clock import Clock, rfc3339
 from gpuwarden.model import Alert, AlertStatus
 from gpuwarden.redaction import hidden_password, shown_host
 
@@ -54,9 +54,13 @@ def postable(alert: Alert, ends_at: datetime) -> dict[str, Any]:
     if alert.score is not None:
         annotations["score"] = f"{alert.score:.3f}"
     annotations["recommended_action"] = alert.recommended_action.value
-    body: dict[str, Any] = {"labels": dict(alert.labels), "annotations": annotations, "endsAt": _iso(ends_at)}
+    body: dict[str, Any] = {
+        "labels": dict(alert.labels),
+        "annotations": annotations,
+        "endsAt": rfc3339(ends_at),
+    }
     if alert.starts_at is not None:
-        body["startsAt"] = _iso(alert.starts_at)
+        body["startsAt"] = rfc3339(alert.starts_at)
     if alert.generator_url:
         body["generatorURL"] = alert.generator_url
     return body
@@ -68,10 +72,6 @@ def _ended_before(resolved: Alert, firing: Alert) -> bool:
     return (
         resolved.ends_at is not None and firing.starts_at is not None and firing.starts_at >= resolved.ends_at
     )
-
-
-def _iso(at: datetime) -> str:
-    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class AlertForwarder(Collector):

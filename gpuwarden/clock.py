@@ -12,8 +12,10 @@ from typing import Protocol
 
 
 def rfc3339(at: datetime) -> str:
-    """An aware UTC time as the APIs write it: RFC 3339 with a ``Z``."""
-    return at.isoformat().replace("+00:00", "Z")
+    """An aware time as the APIs write it: RFC 3339 in UTC with a ``Z`` (one in another zone converted, never
+    written with its offset)."""
+    utc = at if at.tzinfo is None else at.astimezone(UTC)
+    return utc.isoformat().replace("+00:00", "Z")
 
 
 def shown(at: datetime) -> str:

@@ -346,6 +346,7 @@ class AnomalyConfig(Section):
     thermal_ridge_watts: float = Field(
         10.0,
         gt=0,
+        le=10_000,  # no GPU draws that; the detector squares it (1e200 overflowed at anomaly run's start)
         description=(
             "watts the thermal slope is shrunk with (ridge), and the margin above any power learnt at past"
             " which a power is new (a guess, unscored)"

@@ -18,7 +18,6 @@ from alerting.engine import IncidentEngine
 from alerting.fencing import LockFence
 from alerting.health import HealthCollector, ServiceHealth
 from gpuwarden.api_metrics import ApiMetrics
-from gpuwarden.redaction import hidden_names
 
 
 class HealthApi:
@@ -56,8 +55,6 @@ class HealthApi:
         if self.applier is None:
             return JSONResponse({"journal": False, "lag_bytes": 0, **self.health.tick_status()})
         status = self.applier.status()
-        if status["last_error"] is not None:  # read without a token: serve's log has the names it hides
-            status["last_error"] = hidden_names(status["last_error"])
         # The ticks after the lag: a tick that ended between the two reads is counted, so the tick N + 2
         # a client waits for began after the apply that made this lag 0 (read first, it could have begun
         # before it).

@@ -29,6 +29,7 @@ from alerting.outbox import Outbox
 from alerting.outbox_orphans import DISCARDABLE
 from alerting.outbox_tables import ORPHANED, PENDING, SENDING, STATUSES, OutboxMessage
 from alerting.store import IncidentStore, NotFound
+from gpuwarden.clock import rfc3339
 from gpuwarden.errors import InputError
 from gpuwarden.params import choice, positive, single
 
@@ -39,7 +40,7 @@ MAX_MESSAGES = 1_000_000
 
 
 def _stamp(seconds: float | None) -> str | None:
-    return None if seconds is None else datetime.fromtimestamp(seconds, UTC).isoformat()
+    return None if seconds is None else rfc3339(datetime.fromtimestamp(seconds, UTC))
 
 
 def message_summary(m: OutboxMessage) -> dict[str, Any]:

@@ -52,7 +52,11 @@ def shown_host(url: str) -> str:
 # 'db'``); a resolved address follows a host in brackets (``"db" (10.0.0.5)``); a DSN may be echoed whole.
 # An http(s) URL there is a link to the driver's docs (SQLAlchemy's "Background on this error at: ...").
 _ANY_URL = re.compile(r"\b(?!https?://)([a-z][a-z0-9+.-]*://)\S+", re.IGNORECASE)
-_CONNINFO = re.compile(r"\b(host|hostaddr|user|password|dbname|passfile|service)=\S+", re.IGNORECASE)
+# A conninfo value runs to the next space, or is quoted whole ('a b', libpq's \' inside) when it has one.
+_CONNINFO = re.compile(
+    r"\b(host|hostaddr|user|password|sslpassword|dbname|passfile|service)=(?:'(?:[^'\\]|\\.)*'|\S+)",
+    re.IGNORECASE,
+)
 _QUOTED = re.compile(r"\"[^\"]*\"|'[^'\s]*'")
 _ADDRESS = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b|(?<=\()[0-9a-f]*:[0-9a-f:.%\w]*(?=\))", re.IGNORECASE)
 HIDDEN_NAMES = " (names hidden: serve's log has them)"
@@ -65,7 +69,7 @@ def hidden_names(reason: str) -> str:
     failed``, ``port 5432``) kept."""
     hidden = _QUOTED.sub(lambda m: f"{m.group()[0]}***{m.group()[0]}", reason)  # a quoted URL or value whole
     hidden = _ANY_URL.sub(r"\1***", hidden)
-    hidden = _CONNINFO.sub(r"\1=***", hidden)  # to the next space: a password may hold any other character
+    hidden = _CONNINFO.sub(r"\1=***", hidden)  # a password may hold any character but a space unquoted
     hidden = _ADDRESS.sub("***", hidden)
     return hidden if hidden == reason else hidden + HIDDEN_NAMES
 

@@ -23,7 +23,7 @@ import json
 import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -58,7 +58,7 @@ def _cut(text: str, limit: int) -> str:
 def _time(at: datetime | None) -> str | None:
     """A time as Alertmanager's webhook and gpuwarden's API write it: RFC 3339 in UTC with a ``Z`` (an aware
     time in another zone converted, never written with its offset); None as null."""
-    return None if at is None else rfc3339(at.astimezone(UTC))
+    return None if at is None else rfc3339(at)
 
 
 def webhook_payload(

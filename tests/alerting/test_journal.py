@@ -335,6 +335,7 @@ def test_a_record_the_store_keeps_refusing_is_quarantined_and_the_ones_after_it_
     assert saved["offset"] == start and saved["kind"] == "alert"
     assert [a["labels"] for a in orjson.loads(saved["body"])] == [a["labels"] for a in orjson.loads(bad)]
     assert "value refused" in saved["error"]
+    assert saved["accepted_at"] == "2026-01-01T00:00:00Z"  # as the API writes times (it said +00:00)
     status = applier.status()
     assert status["alerts_quarantined"] == 1 and status["lag_bytes"] == 0
 

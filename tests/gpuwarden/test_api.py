@@ -977,7 +977,7 @@ def test_the_outbox_list_says_which_notifier_waits_out_a_rate_limit_and_for_how_
     clock.advance(30)
     with TestClient(create_app(engine, ApiConfig(token=SecretStr(TOKEN)), outbox=outbox)) as c:
         assert c.get("/api/v1/outbox").json()["paused"] == {
-            "hook": {"until": (clock.now() + timedelta(seconds=60)).isoformat(), "seconds_left": 60.0}
+            "hook": {"until": rfc3339(clock.now() + timedelta(seconds=60)), "seconds_left": 60.0}
         }
         clock.advance(60)
         assert c.get("/api/v1/outbox").json()["paused"] == {}
@@ -997,13 +997,16 @@ def test_the_outbox_of_one_incident_counts_its_messages_only_and_says_what_each_
 ) -> None:
     from tests.alerting.notifiers.incidents import lifecycle  # noqa: PLC0415
 
-    outbox = Outbox(engine.store.engine, [_Quiet()], FakeClock())
+    clock = FakeClock()
+    outbox = Outbox(engine.store.engine, [_Quiet()], clock)
     for change in lifecycle("inc-a") + lifecycle("inc-b")[:2]:
         outbox.enqueue(change)
     with TestClient(create_app(engine, ApiConfig(token=SecretStr(TOKEN)), outbox=outbox)) as c:
         assert c.get("/api/v1/outbox").json()["counts"] == {"pending": 7}
         one = c.get("/api/v1/outbox", params={"incident": "inc-b"}).json()
         assert one["counts"] == {"pending": 2}
+        # The API's times end in Z, as its incidents' and Alertmanager's do (they said +00:00 here).
+        assert {m["created_at"] for m in one["messages"]} == {rfc3339(clock.now())}
         assert [m["event"] for m in one["messages"]] == ["opened", "priority_changed"]
         events = [
             m["event"] for m in c.get("/api/v1/outbox", params={"incident": "inc-a"}).json()["messages"]

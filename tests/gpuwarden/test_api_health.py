@@ -431,3 +431,27 @@ def test_liveness_stays_ok_while_one_transaction_of_a_big_record_outlasts_its_de
         assert seconds[0] == 10.0 > applier.heartbeat.deadline_seconds
         assert seen == [None] * 10
         assert client.get("/-/healthy").status_code == 200
+
+
+def test_ingest_status_shows_the_error_class_and_first_line_of_the_driver_not_the_values_it_names(
+    applier: JournalApplier,
+) -> None:
+    # GET /api/v1/ingest/status needs no token; its last_error was repr(exc), the driver's whole text:
+    # PostgreSQL's DETAIL and CONTEXT lines quote the values refused, the alert's labels among them.
+    # serve's log keeps the whole text.
+    said = "value too long for type character varying(64)\nCONTEXT:  unnamed portal parameter $3 = 'r02-n03'"
+
+    def refuse(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")):  # no write commits
+            raise sqlite3.OperationalError(said)
+
+    sql = applier.engine.store.engine
+    event.listen(sql, "before_cursor_execute", refuse)
+    try:
+        with _client(applier) as client:
+            assert client.post("/api/v2/alerts", json=[FIRING], headers=AUTH).status_code == 200
+            _eventually(lambda: applier.last_error is not None)  # set after failures is counted
+            shown = client.get("/api/v1/ingest/status").json()["last_error"]
+    finally:
+        event.remove(sql, "before_cursor_execute", refuse)
+    assert shown == "OperationalError: value too long for type character varying(64)", shown

@@ -1,8 +1,9 @@
 import time
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from gpuwarden.clock import AcceleratedClock, FakeClock, SystemClock
+from gpuwarden.clock import AcceleratedClock, FakeClock, SystemClock, rfc3339
 
 
 def test_fake_clock_moves_only_when_told() -> None:
@@ -33,3 +34,18 @@ def test_system_clock_now_is_utc() -> None:
     assert now.tzinfo is not None
     assert now.utcoffset() is not None
     assert now.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "at",
+    [
+        datetime(2026, 1, 1, 12, 7, tzinfo=UTC),
+        datetime(2026, 1, 1, 14, 7, tzinfo=timezone(timedelta(hours=2))),
+        datetime(2026, 1, 1, 7, 7, tzinfo=timezone(timedelta(hours=-5))),
+    ],
+    ids=["utc", "east", "west"],
+)
+def test_rfc3339_writes_any_aware_time_in_utc_with_a_z(at: datetime) -> None:
+    # The forwarder and the webhook converted before calling it, each in its own copy; one in another zone
+    # came out with its offset (+02:00) where the API writes Z.
+    assert rfc3339(at) == "2026-01-01T12:07:00Z"

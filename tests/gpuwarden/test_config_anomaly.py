@@ -103,6 +103,11 @@ def test_an_empty_name_in_a_list_of_queries_is_refused_at_its_line(
         ("thermal_alpha", "1.5", "1.5 is more than 1, the most allowed; write 1 or less"),
         ("thermal_min_deviation", "0", "0 is not more than 0; write more than 0"),
         ("thermal_ridge_watts", "-1", "-1 is not more than 0; write more than 0"),
+        (  # its square overflowed: config validate took it, anomaly run died in the detector's constructor
+            "thermal_ridge_watts",
+            "1e200",
+            "1e200 is more than 10000, the most allowed; write 10000 or less",
+        ),
         (
             "thermal_hold_seconds",
             "1e12",
@@ -112,7 +117,7 @@ def test_an_empty_name_in_a_list_of_queries_is_refused_at_its_line(
         ("thermal_peer_tolerance", "-0.1", "-0.1 is less than 0, the least allowed; write 0 or more"),
         ("thermal_warmup", "x", "'x' is not a whole number; write one"),
     ],
-    ids=["lag", "alpha", "floor", "ridge", "hold", "peers", "tolerance", "warmup"],
+    ids=["lag", "alpha", "floor", "ridge", "ridge-overflow", "hold", "peers", "tolerance", "warmup"],
 )
 def test_a_thermal_setting_out_of_its_range_is_refused_at_its_line(
     tmp_path: Path, setting: str, written: str, problem: str

@@ -95,8 +95,22 @@ def test_a_receiver_is_named_by_its_host_and_port_alone(url: str, shown: str) ->
         ),
         ("bad dsn postgresql://gw:S3cret@db/gw here", "bad dsn postgresql://*** here" + HIDDEN_NAMES),
         ("host=db port=5432 user=gw: refused", "host=*** port=5432 user=*** refused" + HIDDEN_NAMES),
+        (  # libpq quotes a value with a space; its second word was shown, and sslpassword was not hidden
+            "host='db a' password='S3c ret' sslpassword=K3y refused",
+            "host=*** password=*** sslpassword=*** refused" + HIDDEN_NAMES,
+        ),
     ],
-    ids=["sqlite", "docs-link", "closed", "socket", "ipv6-address", "echoed-dsn", "dsn", "conninfo"],
+    ids=[
+        "sqlite",
+        "docs-link",
+        "closed",
+        "socket",
+        "ipv6-address",
+        "echoed-dsn",
+        "dsn",
+        "conninfo",
+        "conninfo-quoted",
+    ],
 )
 def test_a_store_error_shown_without_a_token_hides_names_and_keeps_what_went_wrong(
     said: str, shown: str | None
