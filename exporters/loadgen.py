@@ -26,13 +26,12 @@ from typing import Any, Literal
 
 import httpx
 
+from exporters.loadlimits import MAX_CONCURRENCY, MAX_DURATION_SECONDS, MAX_REQUESTS, MAX_TOKENS
 from gpuwarden.clock import Clock, SystemClock
 from gpuwarden.errors import InputError
 from gpuwarden.urls import url_problem
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-MAX_REQUESTS = 1_000_000
-MAX_DURATION_SECONDS = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,10 +65,10 @@ class LoadPlan:
             raise InputError(f"must be in (0, {MAX_DURATION_SECONDS:g}] seconds", field="duration")
         if self.rate < 0 or not math.isfinite(self.rate):
             raise InputError("must be a finite rate >= 0 (0 = unpaced)", field="rate")
-        if not 1 <= self.concurrency <= 1024:
-            raise InputError("must be between 1 and 1024", field="concurrency")
-        if not 1 <= self.max_tokens <= 4096:
-            raise InputError("must be between 1 and 4096", field="max_tokens")
+        if not 1 <= self.concurrency <= MAX_CONCURRENCY:
+            raise InputError(f"must be between 1 and {MAX_CONCURRENCY}", field="concurrency")
+        if not 1 <= self.max_tokens <= MAX_TOKENS:
+            raise InputError(f"must be between 1 and {MAX_TOKENS}", field="max_tokens")
 
     def endpoint(self) -> str:
         """Full URL of the route under test."""

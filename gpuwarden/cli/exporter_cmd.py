@@ -15,6 +15,7 @@ from gpuwarden.cli.consoles import err_console, print_problems
 from gpuwarden.cli.logs import configure_logging, keep_running_on_sighup
 from gpuwarden.cli.preflight import check_sim_section
 from gpuwarden.clock import SystemClock
+from gpuwarden.config_rules import MAX_INTERVAL_SECONDS
 from gpuwarden.errors import ConfigError, InputError, SourceError
 
 if TYPE_CHECKING:
@@ -155,13 +156,21 @@ def exporter(
     *,
     port: Annotated[
         int | None,
-        typer.Option(help="Port to listen on (default 9400, like dcgm-exporter)."),
+        typer.Option(
+            metavar="<int> [1<=x<=65535]", help="Port to listen on (default 9400, like dcgm-exporter)."
+        ),
     ] = None,
     listen_address: Annotated[
         str | None,
         typer.Option(help="Address to listen on (default 0.0.0.0, every interface, like dcgm-exporter)."),
     ] = None,
-    interval: Annotated[float | None, typer.Option(help="Seconds between collections (default 5).")] = None,
+    interval: Annotated[
+        float | None,
+        typer.Option(
+            metavar=f"<float> [0<x<={MAX_INTERVAL_SECONDS:g}]",
+            help="Seconds between collections (default 5).",
+        ),
+    ] = None,
     simulate: Annotated[
         str | None, typer.Option(help="Serve a simulated fleet of NODESxGPUS (e.g. 2x8) instead of NVML.")
     ] = None,

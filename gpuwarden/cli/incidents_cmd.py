@@ -301,7 +301,9 @@ def describe_root(root: dict[str, Any]) -> str:
 def list_incidents(
     url: UrlOption = "http://127.0.0.1:8080",
     output: Annotated[str, output_option(TABLE_OUTPUTS, "table (or text) or json")] = "table",
-    state: Annotated[str | None, typer.Option(help="Only this state.")] = None,
+    state: Annotated[
+        str | None, typer.Option(help=f"Only this state: {', '.join(s.value for s in IncidentState)}.")
+    ] = None,
     priority: Annotated[str | None, typer.Option(help="Only this priority (P0-P3).")] = None,
     limit: Annotated[
         int, whole_number("--limit", 0, MAX_LIMIT, help="At most this many, newest first; 0 lists all.")

@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
+from exporters.loadlimits import MAX_CONCURRENCY, MAX_DURATION_SECONDS, MAX_REQUESTS, MAX_TOKENS
 from gpuwarden.cli.consoles import err_console
 from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, checked_url, output_option
+from gpuwarden.cli.numbers import number, whole_number
 from gpuwarden.cli.progress import StepProgress
 from gpuwarden.errors import InputError
 
@@ -36,20 +38,29 @@ def loadgen(
     url: Annotated[
         str, typer.Option(help="Base URL of the server (this machine only).")
     ] = "http://127.0.0.1:8000",
-    requests: Annotated[int, typer.Option(help="Stop sending after this many requests.")] = 100,
+    requests: Annotated[
+        int, whole_number("--requests", 1, MAX_REQUESTS, help="Stop sending after this many requests.")
+    ] = 100,
     duration: Annotated[
         float,
-        typer.Option(help="Stop after this many seconds; requests still running then are cancelled."),
+        typer.Option(
+            metavar=f"<float> [0<x<={MAX_DURATION_SECONDS:g}]",
+            help="Stop after this many seconds; requests still running then are cancelled.",
+        ),
     ] = 30.0,
     rate: Annotated[
-        float, typer.Option(help="Requests per second; 0 = as fast as concurrency allows.")
+        float, number("--rate", 0, help="Requests per second; 0 = as fast as concurrency allows.")
     ] = 10.0,
-    concurrency: Annotated[int, typer.Option(help="Requests in flight at most.")] = 8,
+    concurrency: Annotated[
+        int, whole_number("--concurrency", 1, MAX_CONCURRENCY, help="Requests in flight at most.")
+    ] = 8,
     route: Annotated[
         RouteChoice, typer.Option(case_sensitive=False, help="Which OpenAI route to drive.")
     ] = RouteChoice.CHAT,
     model: Annotated[str, typer.Option(help="Model name to ask for.")] = "gpuwarden-toy-1",
-    max_tokens: Annotated[int, typer.Option(help="Output tokens per request.")] = 16,
+    max_tokens: Annotated[
+        int, whole_number("--max-tokens", 1, MAX_TOKENS, help="Output tokens per request.")
+    ] = 16,
     stream: Annotated[bool, typer.Option(help="Stream responses (reports time to first token).")] = False,
     allow_errors: Annotated[
         bool, typer.Option(help="Exit 0 even if some requests failed (as long as one succeeded).")
@@ -84,9 +95,8 @@ def loadgen(
     )
     try:
         plan.validate()
-    except InputError as exc:  # named as the option is typed: --max-tokens, not the plan's max_tokens
-        option = "--" + exc.field.replace("_", "-") if exc.field else ""
-        err_console.print(f"[red]error:[/red] {escape(f'{option}: {exc.message}' if option else str(exc))}")
+    except InputError as exc:
+        err_console.print(f"[red]error:[/red] {escape(_refusal(exc, plan))}")
         raise typer.Exit(2) from exc
     with StepProgress(err_console, quiet=quiet) as progress:  # up to --duration (30 s) with nothing shown
         progress.phase(f"{plan.requests} requests to {escape(plan.url)}", total=plan.requests)
@@ -104,6 +114,16 @@ def loadgen(
     code = INTERRUPTED if interrupted else report.exit_code(allow_errors=allow_errors)
     if code:
         raise typer.Exit(code)
+
+
+def _refusal(exc: InputError, plan: LoadPlan) -> str:
+    """What the plan refused, as every bad option is said: the option as typed and its value (``--duration
+    0: must be ...``, ``--url 'http://example.com': ...``), not the plan's field name."""
+    if not exc.field:
+        return str(exc)
+    typed = {"url": repr(plan.url), "duration": f"{plan.duration_seconds:g}"}
+    value = typed.get(exc.field, str(getattr(plan, exc.field, "")))
+    return f"--{exc.field.replace('_', '-')} {value}: {exc.message}"
 
 
 INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C

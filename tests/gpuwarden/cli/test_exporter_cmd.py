@@ -277,7 +277,14 @@ def test_a_pushgateway_set_for_an_exporter_on_nvml_is_warned_of(caplog: pytest.L
 def test_help_says_the_exporter_listens_on_every_interface_by_default() -> None:
     """--help gave --port's and --interval's defaults but not --listen-address's: 0.0.0.0 (as dcgm-exporter),
     where serve, anomaly run and inference-server listen on 127.0.0.1 unless told."""
-    result = CliRunner().invoke(app, ["exporter", "--help"], env={"COLUMNS": "200"})
+    result = runner.invoke(app, ["exporter", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     line = next(line for line in result.stdout.splitlines() if "--listen-address" in line)
     assert "default 0.0.0.0" in line, line
+
+
+@pytest.mark.parametrize("shown", ["--port <int> [1<=x<=65535]", "--interval <float> [0<x<=604800]"])
+def test_help_shows_the_bounds_of_each_number(shown: str) -> None:
+    """README: ``--help`` shows each bound; the exporter's showed a bare ``<int>`` and ``<float>``."""
+    result = runner.invoke(app, ["exporter", "--help"], env={"COLUMNS": "200"})
+    assert shown in " ".join(result.output.replace("│", " ").split()), result.output

@@ -857,3 +857,11 @@ def test_show_and_list_write_times_as_slack_and_the_postmortem_do() -> None:
     row = {key: detail[key] for key in ("id", "title", "priority", "state", "root_cause", "opened_at")}
     listed = _answered([{**row, "alert_count": 1, "last_opened_at": at}], "incidents", "list")
     assert "2026-01-01T00:00:05Z" in listed.stdout and at not in listed.stdout, listed.output
+
+
+def test_list_help_names_each_state_it_takes() -> None:
+    """README: ``--help`` shows each choice; ``incidents list --state`` said only "Only this state.", so the
+    states were learnt from the refusal of a wrong one."""
+    result = runner.invoke(app, ["incidents", "list", "--help"], env={"COLUMNS": "200"})
+    said = " ".join(result.output.replace("│", " ").split())
+    assert "Only this state: triggered, acknowledged, mitigating, resolved." in said, said

@@ -58,6 +58,22 @@ def test_help_states_the_exit_status_rule() -> None:
     assert "Exit status: 0 when every finished request succeeded; 1 when any failed" in said
 
 
+@pytest.mark.parametrize(
+    "shown",
+    [
+        "--requests <int> [1<=x<=1000000]",
+        "--rate <float> [x>=0]",
+        "--concurrency <int> [1<=x<=1024]",
+        "--max-tokens <int> [1<=x<=4096]",
+        "--duration <float> [0<x<=3600]",
+    ],
+)
+def test_help_shows_the_bounds_of_each_number(shown: str) -> None:
+    """README: ``--help`` shows each bound; loadgen showed ``--requests <int>``, refusing 0 once run."""
+    result = runner.invoke(app, ["loadgen", "--help"], env={"COLUMNS": "200"})
+    assert shown in " ".join(result.output.replace("│", " ").split()), result.output
+
+
 @pytest.mark.parametrize(("flags", "code"), [([], 1), (["--allow-errors"], 0)], ids=["strict", "allowed"])
 def test_failed_requests_make_the_exit_status_1_unless_allowed(
     flaky_server: str, flags: list[str], code: int
@@ -148,4 +164,5 @@ def test_a_bad_value_is_refused_naming_the_option_as_typed(args: list[str], opti
     no option the user can type."""
     result = runner.invoke(app, ["loadgen", *args])
     said = " ".join(result.stderr.split())
-    assert result.exit_code == 2 and said.startswith(f"error: {option}: "), said
+    assert result.exit_code == 2 and said.startswith(f"error: {option} "), said
+    assert f"{option} {args[1]}: " in said or f"{option} '{args[1]}': " in said, said  # and its value
