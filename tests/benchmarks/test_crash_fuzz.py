@@ -18,8 +18,8 @@ from alerting.notifiers.webhook import WebhookNotifier
 from alerting.outbox import Outbox
 from alerting.outbox_tables import DISCARDED, SENT, OutboxMessage
 from gpuwarden.clock import FakeClock
-from tests.alerting.notifiers.incidents import lifecycle
-from tests.alerting.test_outbox import _reassessed, slack
+from tests.alerting.notifiers.incidents import lifecycle, reassessed
+from tests.alerting.test_outbox import slack
 from tests.benchmarks.harness import harness_module
 from tests.migrated_store import migrated_sqlite
 
@@ -173,8 +173,8 @@ def test_an_edit_superseded_by_a_later_one_is_no_finding(
         outbox = Outbox(engine, [slack(recorder), webhook], FakeClock())
         outbox(lifecycle()[0])
         outbox.dispatch_due()
-        outbox(_reassessed("reset_gpu", 1))
-        outbox(_reassessed("restart_node", 2))
+        outbox(reassessed("reset_gpu", 1))
+        outbox(reassessed("restart_node", 2))
         assert outbox.dispatch_due() == 2 and DISCARDED in outbox.counts()
     engine.dispose()
     seen = view.observe(recorder, str(tmp_path / "gw.db"), tmp_path / "journal")
