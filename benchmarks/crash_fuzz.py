@@ -498,9 +498,11 @@ def run_steps(serve: Serve, steps: list[Step], kills: dict[int, str], seed: int)
     serve.stop()
 
 
-def settle(serve: Serve, timeout: float = 60.0, killed: threading.Event | None = None) -> None:
+def settle(serve: Serve, killed: threading.Event | None = None) -> None:
     """Wait until the journal is applied and every outbox message is done, alike after ``TICKS`` more
-    ticks (one may have more to tell), or until ``killed`` is set (a send kill landed)."""
+    ticks (one may have more to tell), or until ``killed`` is set (a send kill landed); a minute at most
+    beyond the webhook's hold (an update held at the end goes then)."""
+    timeout = 60.0 + serve.edit_interval
     deadline = time.monotonic() + timeout
     last: tuple[int, dict[str, int]] | None = None  # ticks when it was last quiet, with the outbox's counts
     while time.monotonic() < deadline:
