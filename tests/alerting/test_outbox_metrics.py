@@ -104,6 +104,11 @@ def test_a_webhook_update_held_on_purpose_is_counted_held_not_pending(
 ) -> None:
     # A webhook's ``reassessed`` update waits ``edit_interval_seconds`` (300 s) on purpose: an alert on
     # pending > 0 for 5 minutes must not page for it. It is counted held until it is due, then pending.
+    a_held_update_is_counted_held_not_pending(sql, recorder)
+
+
+def a_held_update_is_counted_held_not_pending(sql: Engine, recorder: SlackRecorder) -> None:
+    """The test above on the store ``sql`` (SQLite or PostgreSQL, which groups by the held expression)."""
     clock = FakeClock()
     registry = CollectorRegistry()
     hook = WebhookNotifier(f"{recorder.root_url}/hooks/ops", name="webhook:ops", edit_interval_seconds=300)
