@@ -36,7 +36,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, Select, func, select, update
+from sqlalchemy import Engine, Select, case, func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -57,6 +57,7 @@ from alerting.outbox_stats import OutboxStats
 from alerting.outbox_tables import (
     DISCARDED,
     FAILED,
+    HELD,
     PENDING,
     SENDING,
     SENT,
@@ -64,6 +65,7 @@ from alerting.outbox_tables import (
     NotificationThread,
     OutboxMessage,
     first_taken,
+    held_at,
 )
 from alerting.subscriptions import ChangeKind, IncidentChange
 from gpuwarden.clock import Clock
@@ -238,7 +240,8 @@ class Outbox:
         which each is a POST) when the edit of the incident held for it already is due, else its interval
         from now. The next message supersedes a held one (``_drain_group``), so the latest edit goes at that
         time: at most one per interval however often they come (a recommendation flipping at every scrape).
-        Held means stored, pending, never tried, due later: in the store, so a restart holds it alike."""
+        Held (``held_at``) means stored, pending, never tried, due later: in the store, so a restart holds it
+        alike."""
         interval = notifier.edit_interval_seconds if isinstance(notifier, EditHoldingNotifier) else 0.0
         if interval <= 0:
             return now
@@ -246,9 +249,7 @@ class Outbox:
             select(func.min(OutboxMessage.next_attempt_at)).where(
                 OutboxMessage.notifier == notifier.name,
                 OutboxMessage.incident_id == incident_id,
-                OutboxMessage.status == PENDING,
-                OutboxMessage.attempts == 0,
-                OutboxMessage.next_attempt_at > now,
+                held_at(now),
             )
         )
         return now + interval if held is None else float(held)
@@ -558,10 +559,10 @@ class Outbox:
         return list(self._notifiers)
 
     def counts_by_notifier(self) -> dict[tuple[str, str], int]:
-        """How many stored messages each notifier has in each status: ``{(notifier, status): n}``."""
-        query = select(OutboxMessage.notifier, OutboxMessage.status, func.count()).group_by(
-            OutboxMessage.notifier, OutboxMessage.status
-        )
+        """How many stored messages each notifier has in each status: ``{(notifier, status): n}``, a pending
+        message held on purpose now (``held_at``) counted as ``held``, not ``pending``."""
+        status = case((held_at(self._clock.time()), HELD), else_=OutboxMessage.status)
+        query = select(OutboxMessage.notifier, status, func.count()).group_by(OutboxMessage.notifier, status)
         with self._sessions() as session:
             rows = session.execute(query).all()
         return {(str(notifier), str(status)): int(count) for notifier, status, count in rows}
@@ -574,6 +575,14 @@ class Outbox:
         with self._sessions() as session:
             rows = session.execute(query).all()
         return {str(status): int(count) for status, count in rows}
+
+    def held(self, incident_id: str | None = None) -> int:
+        """How many pending messages (of one incident, or all) are held on purpose now (``held_at``)."""
+        query = select(func.count()).select_from(OutboxMessage).where(held_at(self._clock.time()))
+        if incident_id is not None:
+            query = query.where(OutboxMessage.incident_id == incident_id)
+        with self._sessions() as session:
+            return int(session.scalar(query) or 0)
 
     def requeue_failed(self, incident_id: str | None = None) -> tuple[int, int]:
         """Put failed messages (of one incident, or all) back in the queue, after fixing a token or a

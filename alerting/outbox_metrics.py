@@ -8,9 +8,13 @@ from collections.abc import Iterator, Mapping
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from alerting.outbox import Outbox
-from alerting.outbox_tables import STATUSES
+from alerting.outbox_tables import HELD, PENDING, STATUSES
 
 logger = logging.getLogger(__name__)
+
+DEPTHS = (PENDING, HELD, *(s for s in STATUSES if s != PENDING))
+"""The ``status`` values of ``gpuwarden_outbox_messages``: every stored status, and ``held`` (pending messages
+held on purpose, a webhook's ``reassessed`` update waiting out ``edit_interval_seconds``: not backlog)."""
 
 
 class OutboxCollector:
@@ -92,10 +96,11 @@ class OutboxCollector:
             return
         depth = GaugeMetricFamily(
             "gpuwarden_outbox_messages",
-            "Stored notifications by notifier and status.",
+            "Stored notifications by notifier and status; held: a webhook update waiting out its edit"
+            " interval on purpose (not counted pending).",
             labels=["notifier", "status"],
         )
         for notifier in sorted({*self._outbox.notifier_names, *(n for n, _ in counts)}):
-            for status in STATUSES:
+            for status in DEPTHS:
                 depth.add_metric([notifier, status], counts.get((notifier, status), 0))
         yield depth

@@ -35,6 +35,8 @@ STATUSES = (PENDING, SENDING, SENT, FAILED, ORPHANED, DISCARDED)
 """Every status, in the order lists and metrics show them."""
 WAITING = (PENDING, SENDING)
 """The statuses of messages still to deliver: the backlog."""
+HELD = "held"
+"""Not a stored status: a ``pending`` message held on purpose (``held_at``), as the metrics count it."""
 
 
 class OutboxMessage(Base):
@@ -85,6 +87,18 @@ class NotifierPause(Base):
     notifier: Mapped[str] = mapped_column(String(64), primary_key=True)
     until: Mapped[float] = mapped_column(Float)
     reason: Mapped[str] = mapped_column(Text)
+
+
+def held_at(now: float) -> ColumnElement[bool]:
+    """The messages held on purpose at clock time ``now``: a webhook's ``reassessed`` update waiting out its
+    ``edit_interval_seconds`` (``Outbox._edit_due``): pending, never tried (no attempt, no error: a first
+    attempt refused by a rate limit is backlog waiting out its pause), due later."""
+    return (
+        (OutboxMessage.status == PENDING)
+        & (OutboxMessage.attempts == 0)
+        & OutboxMessage.last_error.is_(None)
+        & (OutboxMessage.next_attempt_at > now)
+    )
 
 
 def first_taken(session: Session, *where: ColumnElement[bool]) -> dict[str, datetime]:

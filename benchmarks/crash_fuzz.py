@@ -2,17 +2,21 @@
 
 "Nothing lost when something crashes; never repeats a page." For each seed this draws a storm of alert
 batches (XIDs, NodeDown, GPULost, thermal, on several GPUs of several nodes; firing, resolving, firing
-again) and of matcher silences set and expired through the API, and runs it twice against real ``serve``
-processes (a SQLite store; ``--postgres``: a database each on a throwaway PostgreSQL 15), each with the
-Slack stand-in (``alerting.notifiers.recorder``) as its Slack Web API and a webhook receiver (the
-stand-in's ``/hooks/crash``):
+again; firing alerts repeated with another ``recommended_action``, a ``reassessed`` update that the webhook
+holds ``--edit-interval`` seconds, 5 here, 300 by default in serve) and of matcher silences set and expired
+through the API, and runs it twice against real ``serve`` processes (a SQLite store; ``--postgres``: a
+database each on a throwaway PostgreSQL 15), each with the Slack stand-in (``alerting.notifiers.recorder``) as
+its Slack Web API and a webhook receiver (the stand-in's ``/hooks/crash``):
 
 - straight: one serve, never killed;
 - crashed: serve SIGKILLed ``--kills`` times, before steps drawn apart from the storm, each kill one of
   ``batch`` (while a POST of alerts is in flight), ``tick`` (a random moment within 0.4 s after a step:
   the engine ticks every 0.1 s), ``send`` (while serve waits for Slack's or the webhook's answer to a post
   it made), ``start`` (right after serve answered a step, and the next serve again while it starts,
-  maybe replaying that step), and restarted on the same store, the steps continuing where they were. A
+  maybe replaying that step), ``hold`` (after the first step from its own on that leaves the webhook
+  holding an update: while it is held, ``hold``; around its release, ``hold-release``; as its POST reaches
+  the receiver, ``hold-send``; ``hold-unsent`` when none came; ``kills_unlanded`` counts those that found no
+  held update), and restarted on the same store, the steps continuing where they were. A
   POST that got no answer is sent again, as Alertmanager does; a silence POST that got none is first
   looked up by its comment, as a careful client does, so that no silence is set twice. After each step
   both runs wait until serve applied it and then for ticks begun after that (``TICKS``, counted by serve's
@@ -24,9 +28,12 @@ run): every incident with the same state and priority (``divergent``); per incid
 posted and as each edit changed it, its thread's replies (text, broadcast or not) and its webhook changes
 (each idempotency key's first delivery: opening, updates, resolution), each in order, against the straight
 run's: an item more often is a ``duplicate`` (a change told twice), less often ``lost``, another order
-``divergent`` (what a crash may legitimately change, and what differs with no crash at all, is left out:
+``divergent``, as is, within one run, a webhook change first delivered after a later change of its incident
+(a resolution before the update held ahead of it) (what a crash may legitimately change, and what differs
+with no crash at all, is left out:
 ``crash_view``'s docstring says what and why); every Slack message and webhook change at most once by key
-(``duplicates``), every outbox message the outbox took as sent delivered (``lost``), and nothing half
+(``duplicates``), every outbox message the outbox took as sent delivered, and every webhook update it set
+aside followed by a later message of its incident that it sent (``lost``), and nothing half
 written: the journal fully applied and opened cleanly, no outbox message left pending or failed
 (``half_written``); and a serve that exited or dropped a request when nobody killed it (``exits``). Each
 lists the seeds that found it; ``first`` shows what each of those found, and where its runs were kept.
@@ -34,7 +41,8 @@ lists the seeds that found it; ``first`` shows what each of those found, and whe
 died); ``webhook_redelivered`` counts the webhook POSTs a crash made again with the key and body already
 delivered, which the receiver drops, and ``slack_edits_repeated`` the ``chat.update`` calls that sent the very
 call before them again, byte for byte (a retry after a crash does, idempotent; some come with no crash too:
-``slack_edits_repeated_straight``, the straight runs' count).
+``slack_edits_repeated_straight``, the straight runs' count); ``held_updates_sent`` the crashed runs' webhook
+``reassessed`` updates delivered (each held first).
 
     PYTHONPATH=. .venv/bin/python benchmarks/crash_fuzz.py --seeds 0-9 --steps 20 --kills 3
 
@@ -80,7 +88,7 @@ GPUS = (0, 1, 2, 3)
 CHANNEL = "C0CRASHFUZZ"  # a channel id: the notifier's lookup after a crash is exact with one
 SENDS = ("chat.postMessage", "chat.update", f"hook:{HOOK}")
 """The calls a ``send`` kill lands in (the first of them after its step starts)."""
-KILLS = ("batch", "tick", "send", "start")
+KILLS = ("batch", "tick", "send", "start", "hold")
 TICK_SECONDS = 0.1
 """serve's tick interval here."""
 TICKS = 2
@@ -90,6 +98,11 @@ steps: a tick applies what time decides (a resolution after the quiet period, al
 unmuted, an announcement), and a tick that came before or after the next step's alerts in one run only made
 the two runs differ with no crash at all."""
 SLACK_TOKEN_ENV = "CRASH_FUZZ_SLACK_TOKEN"
+ADVISE_AFTER = 0.3
+"""How often a post is followed by an ``advise`` step."""
+EDIT_INTERVAL = 5.0
+"""The webhook's ``edit_interval_seconds`` here (300 by default in serve): a held update is released, or
+replaced, within a run."""
 
 
 # --- the storm ---------------------------------------------------------------------------------------
@@ -114,12 +127,29 @@ def _alert(rng: random.Random) -> dict[str, str]:
     }
 
 
+ADVICE = ("reset_gpu", "restart_node", "investigate", "drain_and_reset")
+"""What an ``advise`` step's repeats recommend (their ``recommended_action`` annotation)."""
+
+
+def _advise(rng: random.Random, firing: list[dict[str, str]]) -> Step:
+    """A batch repeating one or two firing alerts with another ``recommended_action``: what their incident
+    recommends changes and nothing else does, a ``reassessed`` update, which the webhook holds
+    (``edit_interval_seconds``)."""
+    picked = rng.sample(firing, min(len(firing), rng.randint(1, 2)))
+    alerts = [{"labels": labels, "resolved": False, "advice": rng.choice(ADVICE)} for labels in picked]
+    return "post", {"alerts": alerts}
+
+
 def stream(seed: int, steps: int) -> list[Step]:
     """The seed's steps: ``post`` (a batch of alerts, each firing or resolved), ``silence`` (a matcher
-    silence on one node, named by its comment) and ``expire`` (of a silence set earlier)."""
+    silence on one node, named by its comment) and ``expire`` (of a silence set earlier); after some posts
+    (drawn apart, so the rest of the storm is the one drawn without them), a post that repeats firing
+    alerts with other advice (``_advise``)."""
     rng = random.Random(seed)
+    advice = random.Random(f"advice-{seed}")
     out: list[Step] = []
     fired: list[dict[str, str]] = []
+    firing: list[dict[str, str]] = []  # fired and not resolved since, each once
     silences: list[str] = []
     for k in range(steps):
         roll = rng.random()
@@ -136,7 +166,10 @@ def stream(seed: int, steps: int) -> list[Step]:
                 labels = rng.choice(fired) if resolve else _alert(rng)
                 fired.append(labels)
                 batch.append({"labels": labels, "resolved": bool(resolve)})
+                firing = [a for a in firing if a != labels] + ([] if resolve else [labels])
             out.append(("post", {"alerts": batch}))
+            if firing and advice.random() < ADVISE_AFTER:
+                out.append(_advise(advice, firing))
     return out
 
 
@@ -150,7 +183,7 @@ def kill_plan(seed: int, steps: int, kills: int) -> dict[int, str]:
 # --- one serve, restartable ----------------------------------------------------------------------------
 
 
-def _config(folder: Path, recorder: SlackRecorder, channel: str) -> Path:
+def _config(folder: Path, recorder: SlackRecorder, channel: str, edit_interval: float) -> Path:
     config = folder / "gpuwarden.yaml"
     config.write_text(
         f"alerting:\n  journal_dir: {folder / 'journal'}\n  tick_interval_seconds: {TICK_SECONDS}\n"
@@ -159,6 +192,7 @@ def _config(folder: Path, recorder: SlackRecorder, channel: str) -> Path:
         f"slack:\n  bot_token: {{env: {SLACK_TOKEN_ENV}}}\n  channel: '{channel}'\n"
         f"  base_url: {recorder.base_url}\n  charts: false\n"
         f"webhooks:\n  - name: {HOOK}\n    url: {recorder.root_url}/hooks/{HOOK}\n"
+        f"    edit_interval_seconds: {edit_interval}\n"
     )
     return config
 
@@ -172,11 +206,13 @@ class Serve:
     recorder: SlackRecorder
     db: str
     channel: str = CHANNEL
+    edit_interval: float = EDIT_INTERVAL
     proc: subprocess.Popen[bytes] | None = None
     url: str = ""
     starts: int = 0
     kills: list[str] = field(default_factory=list)
     exits: list[str] = field(default_factory=list)  # what went wrong with no kill: exits, dropped requests
+    unlanded: list[str] = field(default_factory=list)  # kills drawn that found no moment to land
     killed: bool = False
 
     def start(self) -> None:
@@ -190,7 +226,7 @@ class Serve:
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         argv = [gpuwarden_binary(), "serve", "--port", str(port), "--db", self.db]
-        argv += ["--config", str(_config(self.folder, self.recorder, self.channel))]
+        argv += ["--config", str(_config(self.folder, self.recorder, self.channel, self.edit_interval))]
         env = {**os.environ, "GPUWARDEN_API_TOKEN": TOKEN, SLACK_TOKEN_ENV: self.recorder.token}
         self.starts += 1
         self.killed = False
@@ -240,7 +276,14 @@ class Serve:
 def _postable(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     now = datetime.now(UTC)
     ended = (now - timedelta(seconds=1)).isoformat()
-    return [{"labels": a["labels"], **({"endsAt": ended} if a["resolved"] else {})} for a in alerts]
+    return [
+        {
+            "labels": a["labels"],
+            **({"endsAt": ended} if a["resolved"] else {}),
+            **({"annotations": {"recommended_action": a["advice"]}} if "advice" in a else {}),
+        }
+        for a in alerts
+    ]
 
 
 def _silence_body(comment: str, node: str) -> dict[str, Any]:
@@ -346,15 +389,27 @@ def _quietly(serve: Serve, step: Step, ids: dict[str, str], answered: threading.
         answered.set()
 
 
+def _a_send(call: RecordedCall) -> bool:
+    return call.method in SENDS
+
+
+def _held_post(call: RecordedCall) -> bool:
+    """Whether ``call`` is the webhook's POST of a ``reassessed`` update (one it held)."""
+    return call.method == f"hook:{HOOK}" and call.params.get("event", {}).get("kind") == "reassessed"
+
+
 @contextmanager
-def _armed_for_send(serve: Serve) -> Iterator[threading.Event]:
-    """Kill serve at the next Slack post or webhook POST it makes, before it hears the answer."""
+def _armed_for_send(
+    serve: Serve, wanted: Callable[[RecordedCall], bool] = _a_send, how: str = "send"
+) -> Iterator[threading.Event]:
+    """Kill serve at the next Slack post or webhook POST it makes (one ``wanted``), before it hears the
+    answer."""
     fired = threading.Event()
 
     def on_call(call: RecordedCall) -> None:
-        if not fired.is_set() and call.method in SENDS:
+        if not fired.is_set() and wanted(call):
             fired.set()
-            serve.kill("send")
+            serve.kill(how)
 
     serve.recorder.on_call = on_call
     try:
@@ -373,13 +428,50 @@ def _kill_at_start(serve: Serve, step: Step, ids: dict[str, str], rng: random.Ra
     serve.kill("start-up")
 
 
+def _held_until(serve: Serve) -> float | None:
+    """When (wall clock) the first update the webhook holds goes; None when it holds none."""
+    listed = httpx.get(
+        f"{serve.url}/api/v1/outbox", params={"status": "pending", "limit": 1000}, headers=AUTH, timeout=10
+    ).json()["messages"]
+    now = time.time()
+    due = [
+        datetime.fromisoformat(m["next_attempt_at"]).timestamp()
+        for m in listed
+        if m["notifier"] == f"webhook:{HOOK}" and m["event"] == "reassessed" and m["attempts"] == 0
+    ]
+    return min((at for at in due if at > now), default=None)
+
+
+def _kill_around_hold(serve: Serve, due: float, rng: random.Random) -> None:
+    """Kill serve while the webhook holds an update (``hold``), around its release (``hold-release``: the
+    dispatcher polls each second), or as its POST reaches the receiver (``hold-send``; ``hold-unsent`` when
+    no POST of it came: a later change replaced it)."""
+    left = max(0.0, due - time.time())
+    moment = rng.choice(("hold", "hold-release", "hold-send"))
+    if moment == "hold":
+        time.sleep(rng.uniform(0.0, left))
+    elif moment == "hold-release":
+        time.sleep(left + rng.uniform(-0.3, 1.2))
+    else:
+        with _armed_for_send(serve, _held_post, "hold-send") as fired:
+            if fired.wait(left + 3.0):
+                return
+        moment = "hold-unsent"
+    serve.kill(moment)
+
+
 def run_steps(serve: Serve, steps: list[Step], kills: dict[int, str], seed: int) -> None:
-    """Every step in order against ``serve``, killing it before the steps of ``kills``."""
+    """Every step in order against ``serve``, killing it before the steps of ``kills``; a ``hold`` kill
+    lands after the first step from its own on that leaves the webhook holding an update
+    (``_kill_around_hold``), or, when none does, not at all (``hold-none``, no kill)."""
     rng = random.Random(f"moments-{seed}")
     ids: dict[str, str] = {}
+    holding = 0  # hold kills waiting for a held update
     serve.start()
     for k, step in enumerate(steps):
         how = kills.get(k)
+        if how == "hold":
+            holding, how = holding + 1, None
         if how == "batch" and step[0] == "post":
             _kill_mid_batch(serve, step, ids, rng)
         elif how == "send":
@@ -396,14 +488,21 @@ def run_steps(serve: Serve, steps: list[Step], kills: dict[int, str], seed: int)
                 time.sleep(rng.uniform(0.0, 0.4))
                 serve.kill("tick")
         ticked(serve)
+        due = _held_until(serve) if holding else None
+        if due is not None:
+            holding -= 1
+            _kill_around_hold(serve, due, rng)
+    serve.unlanded += ["hold-none"] * holding
     serve.ensure()
     settle(serve)
     serve.stop()
 
 
-def settle(serve: Serve, timeout: float = 60.0, killed: threading.Event | None = None) -> None:
+def settle(serve: Serve, killed: threading.Event | None = None) -> None:
     """Wait until the journal is applied and every outbox message is done, alike after ``TICKS`` more
-    ticks (one may have more to tell), or until ``killed`` is set (a send kill landed)."""
+    ticks (one may have more to tell), or until ``killed`` is set (a send kill landed); a minute at most
+    beyond the webhook's hold (an update held at the end goes then)."""
+    timeout = 60.0 + serve.edit_interval
     deadline = time.monotonic() + timeout
     last: tuple[int, dict[str, int]] | None = None  # ticks when it was last quiet, with the outbox's counts
     while time.monotonic() < deadline:
@@ -436,12 +535,18 @@ def settled(lag: int, counts: dict[str, int]) -> bool:
 
 
 def run_once(
-    folder: Path, db: str | None, steps: list[Step], kills: dict[int, str], seed: int, channel: str
+    folder: Path,
+    db: str | None,
+    steps: list[Step],
+    kills: dict[int, str],
+    seed: int,
+    channel: str,
+    edit_interval: float = EDIT_INTERVAL,
 ) -> tuple[Seen, Serve]:
     """One run in ``folder``, on the store ``db`` (a PostgreSQL URL; None: a SQLite file in ``folder``)."""
     folder.mkdir()
     with SlackRecorder(channels=[CHANNEL]) as recorder:
-        serve = Serve(folder, recorder, db or str(folder / "gw.db"), channel)
+        serve = Serve(folder, recorder, db or str(folder / "gw.db"), channel, edit_interval)
         try:
             run_steps(serve, steps, kills, seed)
         finally:
@@ -464,23 +569,27 @@ def fuzz_seed(
     comparison: Compare,
     postgres: Postgres | None = None,
     channel: str = CHANNEL,
+    edit_interval: float = EDIT_INTERVAL,
 ) -> dict[str, Any]:
     """Both runs of one seed at once (nothing is shared: each waits for its own serve's ticks) and what
     differs, each on a SQLite file or a new database of ``postgres``; the runs' folders (SQLite stores,
     journals, logs) are kept when it found something."""
     drawn = stream(seed, steps)
-    plan = kill_plan(seed, steps, kills)
+    plan = kill_plan(seed, len(drawn), kills)
     tmp = Path(tempfile.mkdtemp(prefix=f"crash-fuzz-{seed}-"))
     databases = [_database(postgres, f"s{seed}_{run}") for run in ("straight", "crashed")]
     with ThreadPoolExecutor(max_workers=1) as aside:
-        straight_run = aside.submit(run_once, tmp / "straight", databases[0], drawn, {}, seed, channel)
-        crashed, second = run_once(tmp / "crashed", databases[1], drawn, plan, seed, channel)
+        alike = (seed, channel, edit_interval)
+        straight_run = aside.submit(run_once, tmp / "straight", databases[0], drawn, {}, *alike)
+        crashed, second = run_once(tmp / "crashed", databases[1], drawn, plan, *alike)
         straight, first = straight_run.result()
     outcome = {
         "seed": seed,
         "plan": plan,
         "kills": second.kills,
+        "unlanded": second.unlanded,
         "seen": straight.counts(),
+        "held_updates_sent": crashed.counts()["webhook_updates"],
         "repeated": {
             "webhook_redelivered": crashed.redelivered,
             "slack_edits_repeated": crashed.edits_repeated,
@@ -536,6 +645,12 @@ def _parser() -> argparse.ArgumentParser:
         help="slack.channel (default %(default)s; a #name has no exact lookup after a crash: a stress)",
     )
     parser.add_argument(
+        "--edit-interval",
+        type=float,
+        default=EDIT_INTERVAL,
+        help="webhooks[0].edit_interval_seconds (default %(default)s; 0: no update held, as before)",
+    )
+    parser.add_argument(
         "--minutes", type=float, help="start no seed after this many minutes (the line counts seeds run)"
     )
     parser.add_argument("--show", type=int, help="print this seed's steps, kills and differences to stderr")
@@ -549,6 +664,8 @@ def main(argv: list[str] | None = None, comparison: Compare = compare) -> dict[s
     found: dict[str, list[int]] = {kind: [] for kind in FOUND}
     first: dict[str, dict[str, Any]] = {}
     kills: Counter[str] = Counter()
+    unlanded: Counter[str] = Counter()
+    held_sent = 0
     repeated: Counter[str] = Counter()
     done = 0
     with _store_server(args.postgres) as postgres:
@@ -556,8 +673,12 @@ def main(argv: list[str] | None = None, comparison: Compare = compare) -> dict[s
             if args.minutes is not None and time.monotonic() - started > args.minutes * 60:
                 break
             done += 1
-            outcome = fuzz_seed(seed, args.steps, args.kills, comparison, postgres, args.slack_channel)
+            outcome = fuzz_seed(
+                seed, args.steps, args.kills, comparison, postgres, args.slack_channel, args.edit_interval
+            )
             kills.update(outcome["kills"])
+            unlanded.update(outcome["unlanded"])
+            held_sent += outcome["held_updates_sent"]
             repeated.update(outcome["repeated"])
             _tally(outcome, found, first)
             if args.show == seed:
@@ -568,6 +689,8 @@ def main(argv: list[str] | None = None, comparison: Compare = compare) -> dict[s
         "store": "postgresql" if args.postgres else "sqlite",
         "kills": sum(kills.values()),
         "kills_by": dict(kills),
+        "kills_unlanded": dict(unlanded),
+        "held_updates_sent": held_sent,
         **found,
         **{what: repeated[what] for what in REPEATED},
         "first": first,

@@ -6,7 +6,9 @@ it, and its thread's replies (text, broadcast or not) in order; from the webhook
 delivery (change, event, message, whether it pages, the incident's state and priority) in order. Times and
 incident ids in those texts are written alike (``plain``). Each sequence is compared with the straight run's:
 an item more often than there is a ``duplicate`` (a change told twice: what "never repeats a page" forbids),
-less often ``lost`` (never allowed), the same items in another order ``divergent``.
+less often ``lost`` (never allowed), the same items in another order ``divergent``. Within each run alone,
+too: a webhook change first delivered after a later change of its incident is ``disordered`` (compared as
+divergent), and a webhook update the outbox set aside with no later message of its incident sent is lost.
 
 What a crash may change, left out of the comparison: an edit that rewrote what the message already showed (the
 outbox sends again a message a crash left ``sending``; Slack's ``chat.update`` of the stored message is
@@ -73,12 +75,13 @@ class Seen:
     lost: list[str]  # outbox messages to the webhook that never reached it
     half_written: list[str]
     superseded: set[str] = field(default_factory=set)  # keys with an edit the outbox discarded unsent
+    disordered: list[str] = field(default_factory=list)  # webhook changes delivered out of their order
     redelivered: int = 0  # webhook POSTs of a key already delivered, same body: a receiver drops them
     edits_repeated: int = 0  # chat.update calls that sent the call before them again, byte for byte
 
     def counts(self) -> dict[str, int]:
         """How much this run told: incidents, Slack parents, edits and replies, webhook openings and
-        deliveries."""
+        deliveries, and of those the ``reassessed`` updates (which the webhook held first)."""
         edits = [item for items in self.edits.values() for item in items]
         deliveries = [item for items in self.deliveries.values() for item in items]
         return {
@@ -88,6 +91,7 @@ class Seen:
             "slack_replies": sum(len(items) for items in self.replies.values()),
             "webhook_openings": sum(item.startswith("opened/") for item in deliveries),
             "webhook_deliveries": len(deliveries),
+            "webhook_updates": sum(REASSESSED in item for item in deliveries),  # held first, then sent
         }
 
 
@@ -116,6 +120,8 @@ class StoreView:
     hook_keys: set[str]  # idempotency keys of the webhook's messages the outbox took as sent
     superseded: set[str]  # incident keys with a message discarded as superseded
     half_written: list[str]
+    hook_order: dict[str, int] = field(default_factory=dict)  # webhook message key: its outbox id
+    unreplaced: list[str] = field(default_factory=list)  # webhook messages set aside, none sent after them
 
 
 def store_view(db: str, journal_dir: Path) -> StoreView:
@@ -128,14 +134,13 @@ def store_view(db: str, journal_dir: Path) -> StoreView:
             incidents = {keys[r.id]: (r.state, r.priority, r.announced_at is not None) for r in incident_rows}
             outbox = OutboxMessage
             rows = session.execute(
-                select(outbox.notifier, outbox.status, outbox.idempotency_key, outbox.incident_id)
+                select(outbox.notifier, outbox.status, outbox.idempotency_key, outbox.incident_id, outbox.id)
             ).all()
-        statuses = Counter(status for _, status, _, _ in rows)
+        statuses = Counter(status for _, status, _, _, _ in rows)
         half = [f"outbox {status}: {n}" for status, n in statuses.items() if status not in DONE]
-        hook_keys = {
-            key for notifier, status, key, _ in rows if notifier == f"webhook:{HOOK}" and status == SENT
-        }
-        superseded = {keys.get(i, "?") for _, status, _, i in rows if status == DISCARDED}
+        hook_rows = [row for row in rows if row.notifier == f"webhook:{HOOK}"]
+        hook_keys = {row.idempotency_key for row in hook_rows if row.status == SENT}
+        superseded = {keys.get(i, "?") for _, status, _, i, _ in rows if status == DISCARDED}
         journal = AcceptJournal(journal_dir, lambda jid: applied_offset(sql, jid))
         behind = journal.end - applied_offset(sql, journal.journal_id)
         journal.close()
@@ -143,7 +148,41 @@ def store_view(db: str, journal_dir: Path) -> StoreView:
             half.append(f"journal: {behind} bytes not applied")
     finally:
         sql.dispose()
-    return StoreView(keys, incidents, hook_keys, superseded, half)
+    order = {row.idempotency_key: row.id for row in hook_rows}
+    return StoreView(keys, incidents, hook_keys, superseded, half, order, _unreplaced(hook_rows))
+
+
+def _unreplaced(rows: Iterable[Any]) -> list[str]:
+    """The webhook's messages set aside (an update a later message stands in for) with no message of their
+    incident sent after them: what they told never reached the receiver."""
+    last_sent: dict[str, int] = {}
+    for row in rows:
+        if row.status == SENT:
+            last_sent[row.incident_id] = max(row.id, last_sent.get(row.incident_id, 0))
+    return [
+        f"webhook message {row.idempotency_key} set aside, and no later message of its incident sent"
+        for row in rows
+        if row.status == DISCARDED and last_sent.get(row.incident_id, 0) < row.id
+    ]
+
+
+def disordered(bodies: Iterable[dict[str, Any]], order: dict[str, int], keys: dict[str, str]) -> list[str]:
+    """Webhook changes whose first delivery came after that of a later change of their incident (by outbox
+    id, ``order``): a resolution before an update it followed, a held update released after a later one. A
+    key delivered again (a receiver drops it) is left out."""
+    newest: dict[str, int] = {}  # incident id: the latest outbox id delivered of it
+    seen: set[str] = set()
+    out = []
+    for body in bodies:
+        key, incident = body["idempotency_key"], body["incident"]["id"]
+        at = order.get(key)
+        if at is None or key in seen:
+            continue
+        seen.add(key)
+        if at < newest.get(incident, 0):
+            out.append(f"webhook {keys.get(incident, '?')}: {key} delivered after a later change of it")
+        newest[incident] = max(at, newest.get(incident, 0))
+    return out
 
 
 # --- Slack and the webhook -----------------------------------------------------------------------------
@@ -236,6 +275,7 @@ def observe(recorder: SlackRecorder, db: str, journal_dir: Path) -> Seen:
     duplicates = [f"{key} x{n}" for key, n in told.items() if n > 1]
     delivered = {body["idempotency_key"] for body in posts}
     lost = [f"webhook message {key} never delivered" for key in sorted(view.hook_keys - delivered)]
+    lost += view.unreplaced
     edits, edits_repeated = slack_edits(recorder, view.keys)
     return Seen(
         view.incidents,
@@ -246,6 +286,7 @@ def observe(recorder: SlackRecorder, db: str, journal_dir: Path) -> Seen:
         lost,
         view.half_written,
         view.superseded,
+        disordered(posts, view.hook_order, view.keys),
         repeated,
         edits_repeated,
     )
@@ -285,7 +326,9 @@ def compare(straight: Seen, crashed: Seen) -> dict[str, list[str]]:
             f"{key}: {straight.incidents.get(key)} != {crashed.incidents.get(key)}"
             for key in sorted(set(straight.incidents) | set(crashed.incidents))
             if straight.incidents.get(key) != crashed.incidents.get(key)
-        ],
+        ]
+        + crashed.disordered
+        + straight.disordered,
         "duplicates": crashed.duplicates + straight.duplicates,
         "lost": crashed.lost + straight.lost,
         "half_written": crashed.half_written + straight.half_written,

@@ -17,7 +17,8 @@ stay stored untold, with what their transactions decided they are told with (``a
 and are told at a later step, after a restart maybe, in a round with other changes. After every step it
 compares everything users see: every incident column, timelines, alert rows, silences, changes not told
 yet (all their stored columns, ``merging``, ``also`` and ``folded`` included), outbox messages (what each
-says, pages and is told with), and what the engine answers (open incidents, muted alerts, silenced
+says, pages and is told with, for a notifier that holds ``reassessed`` updates as a webhook does also when
+each held one goes), and what the engine answers (open incidents, muted alerts, silenced
 incidents). The first divergence of each seed is reported with its step and a diff.
 
 Some fires are posted without ``endsAt`` (they end by the resolve timeout), some of those applied in a
@@ -84,7 +85,7 @@ from gpuwarden.errors import GpuwardenError
 from gpuwarden.model import Alert, AlertStatus
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: its tests package
-from tests.alerting.outbox_only import Quiet  # only what the outbox stores is compared
+from tests.alerting.outbox_only import HoldingQuiet, Quiet  # only what the outbox stores is compared
 
 Step = tuple[str, dict[str, Any]]
 """One action of a stream: its kind and arguments (plain values, so a stream prints as JSON)."""
@@ -368,7 +369,7 @@ class Run:
                 for inc in self.engine._open.values():
                     inc.members = dict(reversed(inc.members.items()))
                     inc.forget_facts()
-            self.outbox = Outbox(self.sql, [Quiet()], self.clock)
+            self.outbox = Outbox(self.sql, [Quiet(), HoldingQuiet()], self.clock)
             self.engine.subscribe(self.outbox)
 
     def active(self) -> _Active:

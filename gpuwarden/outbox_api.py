@@ -1,9 +1,9 @@
 """The notification outbox over the API: what waits, what failed and why, and queueing failed ones again.
 
 ``GET /api/v1/outbox`` (``?status=pending|sending|sent|failed|orphaned``, ``?incident=``, ``?limit=``,
-newest that many, default 100) answers ``{"counts": {status: n}, "messages": [...]}`` (counts of the
-``?incident=`` only when one is asked for), each message without its payload but with ``event``, what it
-tells.
+newest that many, default 100) answers ``{"counts": {status: n}, "held": n, "messages": [...]}`` (counts of
+the ``?incident=`` only when one is asked for; ``held``: how many of the pending are a webhook's updates held
+on purpose, ``edit_interval_seconds``), each message without its payload but with ``event``, what it tells.
 ``POST /api/v1/outbox/retry`` (``{"incident": id}`` optional) queues failed messages again, after someone
 fixed the token or the channel, and answers ``{"requeued": n, "overtaken": m}``; 404 for an incident the
 store does not hold (both POSTs).
@@ -101,7 +101,8 @@ class OutboxApi:
                 name: {"until": _stamp(until), "seconds_left": round(left, 1)}
                 for name, (until, left) in outbox.pauses().items()
             }
-            return {"counts": counts, "messages": [message_summary(m) for m in messages], "paused": paused}
+            summaries = [message_summary(m) for m in messages]
+            return {"counts": counts, "held": outbox.held(incident), "messages": summaries, "paused": paused}
 
         return JSONResponse(await run_in_threadpool(read))
 

@@ -71,7 +71,7 @@ def list_messages(
         return
     data = escape_controls_in(data)  # a receiver's error text: shown, never obeyed by the terminal
     counts = data["counts"]
-    console.print(", ".join(f"{s} {counts[s]}" for s in STATUSES))
+    console.print(", ".join(_count(s, counts[s], data.get("held", 0)) for s in STATUSES))
     for name, pause in data.get("paused", {}).items():  # a serve before this release says nothing of it
         left, until = pause["seconds_left"], pause["until"]
         err_console.print(
@@ -100,6 +100,12 @@ def list_messages(
         )
     console.print(table)
     _say_after_listing(counts, len(data["messages"]), status)
+
+
+def _count(status: str, count: int, held: int) -> str:
+    """``status`` and its count, the pending with how many of them are held on purpose (a webhook's update
+    waiting out ``edit_interval_seconds``, ``held`` in ``gpuwarden_outbox_messages``): not stuck."""
+    return f"{status} {count} (held {held})" if status == "pending" and held else f"{status} {count}"
 
 
 def _say_after_listing(counts: dict[str, int], shown: int, status: str | None) -> None:

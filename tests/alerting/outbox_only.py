@@ -14,3 +14,11 @@ class Quiet:
         self, notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
     ) -> None:
         raise AssertionError("not dispatched in these tests")
+
+
+class HoldingQuiet(Quiet):
+    """``Quiet``, holding ``reassessed`` updates as a webhook does (``edit_interval_seconds``, its default):
+    what the outbox stores of a hold (when each held update goes) is checked too."""
+
+    name = "quiet-holding"
+    edit_interval_seconds = 300.0

@@ -30,11 +30,18 @@ from alerting.notifiers.webhook import WebhookNotifier
 from alerting.outbox import Backoff, Outbox
 from alerting.outbox_metrics import OutboxCollector
 from alerting.outbox_tables import DISCARDED, FAILED, PENDING, SENDING, SENT
-from alerting.subscriptions import REASSESSED, ChangeKind, IncidentChange
+from alerting.subscriptions import ChangeKind, IncidentChange
 from gpuwarden.clock import FakeClock, SystemClock
 from gpuwarden.config_notify import WebhookConfig
 from gpuwarden.model import Priority
-from tests.alerting.notifiers.incidents import T0, change, gpu_temperature, lifecycle, make_incident
+from tests.alerting.notifiers.incidents import (
+    T0,
+    change,
+    gpu_temperature,
+    lifecycle,
+    make_incident,
+    reassessed,
+)
 from tests.http_stub import LocalServer, QuietHandler
 
 REPLY_ORDER = ["opened", "priority_changed", "acknowledged", "mitigating", "resolved"]
@@ -372,12 +379,6 @@ def test_webhook_messages_are_retried_through_the_outbox(engine: Engine, recorde
     webhook.close()
 
 
-def _reassessed(recommended: str, minutes: float) -> IncidentChange:
-    """inc-r07 after a repeat of one of its alerts changed what they recommend: an edit of its message."""
-    told = change(make_incident(), ChangeKind.UPDATED, minutes, f"reassessed: {recommended}", REASSESSED)
-    return replace(told, recommended=(recommended,))
-
-
 def test_waiting_edits_of_an_incident_send_only_the_latest_and_reply_nothing(
     engine: Engine, recorder: SlackRecorder
 ) -> None:
@@ -389,7 +390,7 @@ def test_waiting_edits_of_an_incident_send_only_the_latest_and_reply_nothing(
     outbox = Outbox(engine, [slack(recorder), webhook], clock)
     outbox(lifecycle()[0])
     assert outbox.dispatch_due() == 2
-    edits = [_reassessed(a, k + 1) for k, a in enumerate(["investigate", "reset_gpu", "restart_node"])]
+    edits = [reassessed(a, k + 1) for k, a in enumerate(["investigate", "reset_gpu", "restart_node"])]
     for c in edits:
         outbox(c)
     assert outbox.dispatch_due() == 2
@@ -437,12 +438,12 @@ def webhook_edits_flipping_every_30_s(engine: Engine, recorder: SlackRecorder, r
         clock.advance(30)
         if restarts and k % 7 == 0:
             outbox = serve()
-        outbox(_reassessed(advice[k % 2], k / 2))
+        outbox(reassessed(advice[k % 2], k / 2))
         outbox.dispatch_due()
     clock.advance(60)
     outbox.dispatch_due()
     clock.advance(30)
-    outbox(_reassessed(advice[1], 11.5))  # held until 00:16:30
+    outbox(reassessed(advice[1], 11.5))  # held until 00:16:30
     clock.advance(10)
     outbox(change(make_incident(), ChangeKind.UPDATED, 12, "note by alice: looking", "note"))
     outbox.dispatch_due()
@@ -466,10 +467,10 @@ def test_edits_queued_while_slack_rate_limits_go_out_as_the_latest_alone_once_th
     outbox(lifecycle()[0])
     outbox.dispatch_due()
     recorder.fail_next("chat.update", status=429, retry_after=60)
-    outbox(_reassessed("reset_gpu", 1))
+    outbox(reassessed("reset_gpu", 1))
     assert outbox.dispatch_due() == 0 and outbox.paused("slack")
-    outbox(_reassessed("restart_node", 2))
-    outbox(_reassessed("investigate", 3))
+    outbox(reassessed("restart_node", 2))
+    outbox(reassessed("investigate", 3))
     assert outbox.dispatch_due() == 0  # the pause holds: no call, nothing set aside
     assert [m.status for m in outbox.messages()][1:] == [PENDING, PENDING, PENDING]
     clock.advance(61)
@@ -487,9 +488,9 @@ def test_an_edit_with_nothing_after_it_is_sent_whatever_came_before(
     outbox = Outbox(engine, [slack(recorder)], clock)
     opened, lowered = lifecycle()[:2]
     outbox(opened)
-    outbox(_reassessed("reset_gpu", 1))
+    outbox(reassessed("reset_gpu", 1))
     outbox(lowered)
-    outbox(_reassessed("restart_node", 4))
+    outbox(reassessed("restart_node", 4))
     assert outbox.dispatch_due() == 3
     [parent] = recorder.channel_messages()
     assert reply_kinds(recorder, parent.ts) == ["opened", "priority_changed"]
@@ -508,7 +509,7 @@ def test_an_edit_is_sent_when_the_message_after_it_is_one_the_webhook_holds_back
     outbox = Outbox(engine, [webhook], clock)
     outbox(lifecycle()[0])
     assert outbox.dispatch_due() == 1
-    outbox(_reassessed("restart_node", 1))
+    outbox(reassessed("restart_node", 1))
     silenced = change(make_incident(), ChangeKind.UPDATED, 2, "note by alice: looking", "note")
     outbox(replace(silenced, silenced_until=T0 + timedelta(hours=4)))
     assert outbox.dispatch_due() == 2
@@ -535,7 +536,7 @@ def test_a_resolution_told_under_a_silence_is_not_held_back_by_a_webhook_update_
     opened, *_, resolved = lifecycle()
     outbox(opened)
     assert outbox.dispatch_due() == 1
-    outbox(_reassessed("restart_node", 1))
+    outbox(reassessed("restart_node", 1))
     assert outbox.dispatch_due() == 0  # held
     clock.advance(10)
     until = T0 + timedelta(hours=4)

@@ -14,7 +14,7 @@ from alerting.notifiers.webhook import WebhookNotifier
 from alerting.outbox import Outbox
 from alerting.outbox_metrics import OutboxCollector
 from gpuwarden.clock import FakeClock
-from tests.alerting.notifiers.incidents import lifecycle
+from tests.alerting.notifiers.incidents import lifecycle, reassessed
 
 
 @pytest.fixture
@@ -97,3 +97,50 @@ def test_a_rate_limit_pause_shows_the_seconds_left_on_metrics(sql: Engine, recor
     assert registry.get_sample_value("gpuwarden_notifier_paused_seconds", {"notifier": "webhook:up"}) == 0
     clock.advance(500)
     assert registry.get_sample_value("gpuwarden_notifier_paused_seconds", {"notifier": "slack"}) == 0
+
+
+def test_a_webhook_update_held_on_purpose_is_counted_held_not_pending(
+    sql: Engine, recorder: SlackRecorder
+) -> None:
+    # A webhook's ``reassessed`` update waits ``edit_interval_seconds`` (300 s) on purpose: an alert on
+    # pending > 0 for 5 minutes must not page for it. It is counted held until it is due, then pending.
+    a_held_update_is_counted_held_not_pending(sql, recorder)
+
+
+def a_held_update_is_counted_held_not_pending(sql: Engine, recorder: SlackRecorder) -> None:
+    """The test above on the store ``sql`` (SQLite or PostgreSQL, which groups by the held expression)."""
+    clock = FakeClock()
+    registry = CollectorRegistry()
+    hook = WebhookNotifier(f"{recorder.root_url}/hooks/ops", name="webhook:ops", edit_interval_seconds=300)
+    outbox = Outbox(sql, [hook], clock)
+    registry.register(OutboxCollector(outbox))
+    outbox(lifecycle()[0])
+    outbox.dispatch_due()
+    outbox(reassessed("reset_gpu", 1))
+    assert outbox.dispatch_due() == 0  # held
+
+    def depth(status: str) -> float | None:
+        return registry.get_sample_value(
+            "gpuwarden_outbox_messages", {"notifier": "webhook:ops", "status": status}
+        )
+
+    assert (depth("held"), depth("pending"), depth("sent")) == (1, 0, 1)
+    clock.advance(301)  # due now, not yet sent (the dispatcher polls): the backlog again
+    assert (depth("held"), depth("pending")) == (0, 1)
+    assert outbox.dispatch_due() == 1
+    assert (depth("held"), depth("pending"), depth("sent")) == (0, 0, 2)
+    hook.close()
+
+
+def test_a_message_waiting_out_a_rate_limit_is_pending_not_held(sql: Engine, recorder: SlackRecorder) -> None:
+    # A refused first attempt goes back to 0 attempts with a later next attempt, as a held update has: it is
+    # the backlog (``gpuwarden_notifier_paused_seconds`` says why it waits), not held on purpose.
+    registry = CollectorRegistry()
+    outbox = Outbox(sql, [slack(recorder)], FakeClock())
+    registry.register(OutboxCollector(outbox))
+    recorder.fail_next("chat.postMessage", status=429, retry_after=600)
+    outbox(lifecycle()[0])
+    assert outbox.dispatch_due() == 0 and outbox.paused("slack")
+    slack_only = {"notifier": "slack"}
+    assert registry.get_sample_value("gpuwarden_outbox_messages", {**slack_only, "status": "pending"}) == 1
+    assert registry.get_sample_value("gpuwarden_outbox_messages", {**slack_only, "status": "held"}) == 0

@@ -18,8 +18,8 @@ from alerting.notifiers.webhook import WebhookNotifier
 from alerting.outbox import Outbox
 from alerting.outbox_tables import DISCARDED, SENT, OutboxMessage
 from gpuwarden.clock import FakeClock
-from tests.alerting.notifiers.incidents import lifecycle
-from tests.alerting.test_outbox import _reassessed, slack
+from tests.alerting.notifiers.incidents import lifecycle, reassessed
+from tests.alerting.test_outbox import slack
 from tests.benchmarks.harness import harness_module
 from tests.migrated_store import migrated_sqlite
 
@@ -152,7 +152,9 @@ def test_a_crash_that_pages_twice_is_reported_as_a_duplicate(
     it again (at least once, as the README says): killed while Slack holds the first post of an incident's
     message unanswered, the restarted serve posts it twice, which the fuzz must tell."""
     monkeypatch.setattr(fuzz, "SENDS", ("chat.postMessage",))  # the kill lands in the parent's post
-    assert fuzz.kill_plan(0, 1, 1) == {0: "send"} and fuzz.stream(0, 1)[0][0] == "post"
+    monkeypatch.setattr(fuzz, "KILLS", ("send",))
+    monkeypatch.setattr(fuzz, "ADVISE_AFTER", 0.0)  # the one step alone
+    assert fuzz.kill_plan(0, 1, 1) == {0: "send"} and [kind for kind, _ in fuzz.stream(0, 1)] == ["post"]
     result = fuzz.main(["--seeds", "0", "--steps", "1", "--kills", "1", "--slack-channel", "#crash-fuzz"])
     assert result["kills_by"] == {"send": 1}
     assert result["duplicates"] == [0]
@@ -173,8 +175,8 @@ def test_an_edit_superseded_by_a_later_one_is_no_finding(
         outbox = Outbox(engine, [slack(recorder), webhook], FakeClock())
         outbox(lifecycle()[0])
         outbox.dispatch_due()
-        outbox(_reassessed("reset_gpu", 1))
-        outbox(_reassessed("restart_node", 2))
+        outbox(reassessed("reset_gpu", 1))
+        outbox(reassessed("restart_node", 2))
         assert outbox.dispatch_due() == 2 and DISCARDED in outbox.counts()
     engine.dispose()
     seen = view.observe(recorder, str(tmp_path / "gw.db"), tmp_path / "journal")
@@ -243,3 +245,51 @@ def test_malformed_seeds_are_refused_before_any_seed_runs(fuzz: ModuleType, writ
     with pytest.raises(SystemExit) as exited:
         fuzz._parser().parse_args(["--seeds", written])
     assert exited.value.code == 2
+
+
+def test_a_webhook_change_delivered_after_a_later_one_of_its_incident_is_divergent(view: ModuleType) -> None:
+    """A resolution delivered before the update queued ahead of it (a held update released after the change
+    that should have replaced it) is out of order within the run, whatever the straight run did."""
+    update, resolution = _hook_body("k1", "reassessed"), _hook_body("k2", "resolved")
+    order = {"k1": 1, "k2": 2}
+    assert view.disordered([update, resolution, update], order, {"inc-1": "key"}) == []
+    assert view.disordered([resolution, update], order, {"inc-1": "key"}) == [
+        "webhook key: k1 delivered after a later change of it"
+    ]
+
+
+def test_a_held_update_set_aside_with_nothing_sent_after_it_is_lost(view: ModuleType, tmp_path: Path) -> None:
+    """A held update may be set aside only for a later message of its incident that goes: one set aside
+    with none sent after it told the receiver nothing of what it carried."""
+    engine = migrated_sqlite(tmp_path / "gw.db")
+    with SlackRecorder() as recorder:
+        webhook = WebhookNotifier(
+            f"{recorder.root_url}/hooks/{view.HOOK}", name=f"webhook:{view.HOOK}", edit_interval_seconds=300
+        )
+        outbox = Outbox(engine, [webhook], FakeClock())
+        outbox(lifecycle()[0])
+        assert outbox.dispatch_due() == 1
+        outbox(reassessed("reset_gpu", 1))  # held
+        with Session(engine) as session, session.begin():
+            session.execute(
+                update(OutboxMessage).where(OutboxMessage.status != SENT).values(status=DISCARDED)
+            )
+            key = session.scalars(select(OutboxMessage.idempotency_key).order_by(OutboxMessage.id)).all()[-1]
+        webhook.close()
+    engine.dispose()
+    seen = view.observe(recorder, str(tmp_path / "gw.db"), tmp_path / "journal")
+    assert seen.lost == [f"webhook message {key} set aside, and no later message of its incident sent"]
+
+
+def test_the_storm_repeats_firing_alerts_with_other_advice_without_redrawing_the_rest(
+    fuzz: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The webhook holds a ``reassessed`` update; the storm had none (review fix/revM). Steps repeating
+    firing alerts with another ``recommended_action`` are drawn apart: the other steps are as before."""
+    steps = fuzz.stream(2, 30)
+    advised = [args["alerts"] for kind, args in steps if kind == "post" and "advice" in args["alerts"][0]]
+    assert advised and all(not a["resolved"] and a["advice"] in fuzz.ADVICE for b in advised for a in b)
+    others = [step for step in steps if not (step[0] == "post" and "advice" in step[1]["alerts"][0])]
+    assert len(others) == 30
+    monkeypatch.setattr(fuzz, "ADVISE_AFTER", 0.0)
+    assert fuzz.stream(2, 30) == others

@@ -7,12 +7,15 @@ import logging
 from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from alerting.engine import IncidentEngine
+from alerting.outbox import Outbox
+from alerting.outbox_tables import OutboxMessage, held_at
 from alerting.silences import incident_silenced_until
 from alerting.store_models import AlertRow
 from gpuwarden.config import AlertingConfig
@@ -158,3 +161,23 @@ def test_reversed_members_reverse_each_open_incidents_members_at_a_restart(
         run.restart()
         orders.append([list(inc.members) for inc in run.engine._open.values()])
     assert orders[1] == [order[::-1] for order in orders[0]] and len(orders[0][0]) == 3
+
+
+def test_a_hold_started_again_at_each_restart_is_reported(
+    fuzz: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A webhook's held ``reassessed`` update must go when the serve before the restart would have sent it
+    # (its time is stored): an outbox that holds it again from its own start (a hold kept in memory only)
+    # sends it later, which the fuzz's holding notifier shows in the stored ``next_attempt_at``.
+    start = Outbox.__init__
+
+    def forgetful(outbox: Outbox, *args: Any, **kwargs: Any) -> None:
+        start(outbox, *args, **kwargs)
+        now = outbox._clock.time()
+        with outbox._sessions() as session, session.begin():
+            session.execute(update(OutboxMessage).where(held_at(now)).values(next_attempt_at=now + 300))
+
+    monkeypatch.setattr(Outbox, "__init__", forgetful)
+    result = fuzz.main(["--seeds", "9", "--steps", "60"])
+    assert result["divergent"] == [9]
+    assert any("next_attempt_at" in line for line in result["first"]["9"]["diff"])

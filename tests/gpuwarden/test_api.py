@@ -902,7 +902,7 @@ def test_the_outbox_routes_say_so_when_no_notifier_is_configured_and_check_their
     assert client.post("/api/v1/outbox/retry").status_code == 401  # a write: the token first
     outbox = Outbox(engine.store.engine, [], FakeClock())
     with TestClient(create_app(engine, ApiConfig(token=SecretStr(TOKEN)), outbox=outbox)) as c:
-        assert c.get("/api/v1/outbox").json() == {"counts": {}, "messages": [], "paused": {}}
+        assert c.get("/api/v1/outbox").json() == {"counts": {}, "held": 0, "messages": [], "paused": {}}
         assert error_field(c.get("/api/v1/outbox?status=lost")) == "status"
         assert error_field(c.get("/api/v1/outbox?limit=0")) == "limit"
         # A superscript two is a digit to str.isdigit, not to int: it crashed into a 503.

@@ -40,6 +40,7 @@ from tests.alerting.test_migrate import (
     downgrade,
 )
 from tests.alerting.test_outbox import webhook_edits_flipping_every_30_s
+from tests.alerting.test_outbox_metrics import a_held_update_is_counted_held_not_pending
 from tests.alerting.test_outbox_pauses import a_rate_limit_pause_outlives_a_restart
 from tests.alerting.test_reminding import (
     a_restart_offers_the_outbox_no_opening_the_store_says_was_announced,
@@ -659,4 +660,13 @@ def test_on_postgres_a_webhook_gets_a_flipping_recommendation_once_per_edit_inte
     upgrade(sql)
     with SlackRecorder() as recorder:
         webhook_edits_flipping_every_30_s(sql, recorder, restarts)
+    sql.dispose()
+
+
+@pytest.mark.integration
+def test_on_postgres_a_webhook_update_held_on_purpose_is_counted_held(postgres_url: str) -> None:
+    sql = make_engine(postgres_url)
+    upgrade(sql)
+    with SlackRecorder() as recorder:
+        a_held_update_is_counted_held_not_pending(sql, recorder)
     sql.dispose()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from alerting.notifiers.base import ChartSeries, Notification, build_notification
-from alerting.subscriptions import ChangeKind, IncidentChange
+from alerting.subscriptions import REASSESSED, ChangeKind, IncidentChange
 from gpuwarden.model import (
     ActionOutcome,
     ActionResult,
@@ -67,6 +68,12 @@ def change(
     )
     incident.timeline.append(event)
     return IncidentChange(kind=kind, incident=incident, event=event)
+
+
+def reassessed(recommended: str, minutes: float) -> IncidentChange:
+    """inc-r07 after a repeat of one of its alerts changed what they recommend: an edit of its message."""
+    told = change(make_incident(), ChangeKind.UPDATED, minutes, f"reassessed: {recommended}", REASSESSED)
+    return replace(told, recommended=(recommended,))
 
 
 def lifecycle(incident_id: str = "inc-r07") -> list[IncidentChange]:

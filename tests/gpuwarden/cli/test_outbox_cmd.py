@@ -30,8 +30,7 @@ from gpuwarden.api import create_app
 from gpuwarden.cli import app, outbox_cmd
 from gpuwarden.clock import FakeClock, shown
 from gpuwarden.config import ApiConfig
-from tests.alerting.notifiers.incidents import lifecycle
-from tests.alerting.test_outbox import _reassessed
+from tests.alerting.notifiers.incidents import lifecycle, reassessed
 from tests.alerting.test_outbox_orphans import CLOCK, NOW, Destination, queued_for
 from tests.gpuwarden.api_client import TestClient, route_httpx
 from tests.http_stub import FixedAnswer
@@ -257,11 +256,15 @@ def test_list_shows_when_a_held_webhook_update_goes(tmp_path: Path, monkeypatch:
     )
     outbox = Outbox(sql, [hook], clock)
     outbox(lifecycle()[0])
-    outbox(_reassessed("reset_gpu", 1))
+    outbox(reassessed("reset_gpu", 1))
     with _serving(sql, outbox, monkeypatch):
         table = runner.invoke(app, ["outbox", "list", "--url", URL])
+        listed = runner.invoke(app, ["outbox", "list", "--url", URL, "-o", "json"])
     hook.close()
-    assert table.exit_code == 0, table.output
+    assert table.exit_code == listed.exit_code == 0, table.output
     held = datetime.fromtimestamp(NOW + 300, UTC)
     (row,) = [line for line in table.stdout.splitlines() if "reassessed" in line]
     assert "pending" in row and shown(held) in row
+    # As ``gpuwarden_outbox_messages`` counts it: held on purpose, not backlog (the opening is).
+    assert "pending 2 (held 1)," in table.stdout
+    assert json.loads(listed.stdout)["held"] == 1
