@@ -38,10 +38,13 @@ from anomaly.thresholds import MAD_TO_SIGMA, BoolArray, FloatArray, IntArray
 from gpuwarden.model import RecommendedAction
 
 _INT_BYTES = sys.getsizeof(2**40)  # a series id or slot as a Python int in the map
+_SETTLED_LAGS = 5.0  # lags after which a first-order lag is within 1 % of its step (e**-5 = 0.7 %)
 _FIELDS = (
     "n",
     "last",
     "lagged",
+    "slow",
+    "cooling",
     "mp",
     "mt",
     "mpp",
@@ -89,6 +92,8 @@ class ThermalDetector:
         self.n = np.zeros(0)
         self.last = np.zeros(0)
         self.lagged = np.zeros(0)
+        self.slow = np.zeros(0)  # its power lagged by the longest lag it allows for (``_slowest_lag``)
+        self.cooling = np.zeros(0)  # the temperature a GPU of the slowest lag would have (``_cooling``)
         self.mp = np.zeros(0)
         self.mt = np.zeros(0)
         self.mpp = np.zeros(0)
@@ -203,8 +208,7 @@ class ThermalDetector:
         n = self.n[slots]
         fresh = n == 0
         gap = at - self.last[slots]
-        gain = np.where(fresh, 1.0, 1.0 - np.exp(-np.maximum(gap, 0.0) / self.lag_seconds))
-        lagged = np.where(fresh, p, self.lagged[slots] + gain * (p - self.lagged[slots]))
+        lagged = np.where(fresh, p, _lag(self.lagged[slots], p, gap, self.lag_seconds))
         mp, mt = np.where(fresh, lagged, self.mp[slots]), np.where(fresh, t, self.mt[slots])
         mpp = np.where(fresh, lagged * lagged, self.mpp[slots])
         mpt = np.where(fresh, lagged * t, self.mpt[slots])
@@ -223,7 +227,8 @@ class ThermalDetector:
             slots, lagged, ptop, at=at, z=resid / band
         )
         warm = (n >= self.warmup) & ~guess
-        own = np.where(warm, np.maximum(resid, 0.0) / band, 0.0)
+        strict_own = np.where(warm, np.maximum(resid, 0.0) / band, 0.0)
+        own = np.where(warm, self._cooling(slots, (t, p, gap), (yhat, lagged)) / band, 0.0)
         # Not scored there, a cooler failing at (or during) its first job was learnt as that job's normal
         # heat: already failed, never flagged; failing as it ran, flagged, then learnt within 35 minutes, the
         # GPU at 103 C. Where its model's other GPUs have learnt their slope over a wide power range, such a
@@ -234,6 +239,7 @@ class ThermalDetector:
             groups, (n, var, slope, ptop, pmin, band), t, lagged, mt + slope * (ptop - mp)
         )
         score = np.where(peer, peer_score, own)
+        strict = np.where(peer, peer_score, strict_own)
         # Learn from the sample winsorised at the band, so a dip teaches little; a sample above the band (an
         # alert's) at a power it has learnt at teaches nothing. Taught at the band, the error scale grew by
         # (k - 1) * alpha a tick (the band is k of it) and the intercept by alpha bands: a runaway held at
@@ -280,11 +286,14 @@ class ThermalDetector:
         self.hot_at[slots] = np.where(hot, at, hot_at)
         self.hot_in[slots] = np.where(hot, throttled | (lagged >= pmin), False)
         w = np.where(held, 0.0, np.maximum(self.alpha, 1.0 / (n + 1.0)))
-        learnt = (score < 1.0) | (peer & ~held)
+        # Only a sample its line explains at ``lag_seconds`` widens the powers it knows: one let off as
+        # cooling (a GPU whose idle power fell, its temperature as it was, read so for its first 4 ticks) made
+        # that power known, and its settled heat read hot there and was held, learning nothing.
+        learnt = (strict < 1.0) | (peer & ~held)
         self.pmin[slots] = np.where(learnt, np.minimum(pmin, lagged), pmin)
         self.pmax[slots] = np.where(learnt, np.maximum(pmax, lagged), pmax)
         # A power is known once its own line, not only its peers', scored a sample there under 1.
-        scored = learnt & ((warm & (own < 1.0)) | (n < self.warmup))
+        scored = learnt & ((warm & (strict_own < 1.0)) | (n < self.warmup))
         self.ptop[slots] = np.where(scored, np.maximum(ptop, lagged), ptop)
         self.mp[slots] = mp + w * (lagged - mp)
         self.mt[slots] = mt + w * (t_used - mt)
@@ -298,6 +307,37 @@ class ThermalDetector:
         self.last[slots] = at
         self.n[slots] = n + 1
         return score
+
+    def _cooling(
+        self,
+        slots: IntArray,
+        sample: tuple[FloatArray, FloatArray, FloatArray],
+        line: tuple[FloatArray, FloatArray],
+    ) -> FloatArray:
+        """How far the temperature is above what its power explains, cooling allowed for: once its power has
+        fallen, above the temperature a GPU of the slowest lag would still have (from where it was when the
+        power fell, towards its line), else above its line.
+
+        At a 90 s lag (the detector assumes 20 s) a healthy GPU cooling down after a 3-minute burst read up to
+        3.9 at idle for 4 ticks, an alert raised. Its line, learnt from the burst's lagging climb, is too
+        flat to say how warm the burst left it; where it was when the power fell does. A failing cooler's
+        heat does not decay to the line, and a hot sample's (a runaway throttled from 186 C to 118 C, still
+        70 C above its line) is none to decay from."""
+        t, p, gap = sample
+        yhat, lagged = line
+        slow = np.where(self.n[slots] == 0, p, _lag(self.slow[slots], p, gap, self._slowest_lag()))
+        self.slow[slots] = slow
+        hot_at = self.hot_at[slots]
+        fell = (slow > lagged + self.ridge_watts) & ~((hot_at > 0.0) & (hot_at >= self.last[slots]))
+        decay = np.exp(-np.maximum(gap, 0.0) / self._slowest_lag())
+        cooling = yhat + np.maximum(self.cooling[slots] - yhat, 0.0) * decay
+        self.cooling[slots] = np.where(fell, cooling, t)
+        return np.maximum(t - np.where(fell, cooling, yhat), 0.0)
+
+    def _slowest_lag(self) -> float:
+        """The longest lag of temperature behind power it allows for: a power counts as settled after
+        ``settle_seconds``, 5 lags of it (a first-order lag is then within 1 % of its step)."""
+        return max(self.lag_seconds, self.settle_seconds / _SETTLED_LAGS)
 
     def _unsettled(
         self, slots: IntArray, lagged: FloatArray, ptop: FloatArray, *, at: float, z: FloatArray
@@ -352,6 +392,11 @@ class ThermalDetector:
         over = np.where(peer, over, 0.0)
         excess = t - (at_top + peer_slope * over)
         return peer, np.maximum(excess, 0.0) / (band + tolerance * over)
+
+
+def _lag(lagged: FloatArray, p: FloatArray, gap: FloatArray, seconds: float) -> FloatArray:
+    """``lagged`` moved towards the power ``p`` over ``gap`` seconds, a first-order lag of ``seconds``."""
+    return lagged + (1.0 - np.exp(-np.maximum(gap, 0.0) / seconds)) * (p - lagged)
 
 
 def _wild(temp: Step, power: Step, rows_t: IntArray, rows_p: IntArray) -> BoolArray:
