@@ -57,6 +57,8 @@ _FIELDS = (
     "hot_at",
     "hot_in",
     "risen_at",
+    "settled_t",
+    "settled_p",
 )
 
 
@@ -106,6 +108,8 @@ class ThermalDetector:
         self.hot_at = np.zeros(0)  # its last sample above the band at a learnt power
         self.hot_in = np.zeros(0)  # 1 where its current run of hot samples began inside the learnt range
         self.risen_at = np.zeros(0)  # when its power rose above any its line scored at (0: it is not)
+        self.settled_t = np.zeros(0)  # its temperature and lagged power when that power had stayed there
+        self.settled_p = np.zeros(0)  # ``settle_seconds`` (``_climbing``)
         self._join: tuple[IntArray, IntArray, IntArray, IntArray, IntArray, IntArray] | None = None
         self._slot: Slots[int] = Slots()  # temperature series id <-> its row of the arrays
 
@@ -238,7 +242,8 @@ class ThermalDetector:
         peer, peer_score = self._peer_scores(
             groups, (n, var, slope, ptop, pmin, band), t, lagged, mt + slope * (ptop - mp)
         )
-        score = np.where(peer, peer_score, own)
+        climbing, climb = self._climbing(slots, (t, lagged, slope), guess & (n >= self.warmup))
+        score = np.where(peer, peer_score, np.where(climbing, climb / band, own))
         strict = np.where(peer, peer_score, strict_own)
         # Learn from the sample winsorised at the band, so a dip teaches little; a sample above the band (an
         # alert's) at a power it has learnt at teaches nothing. Taught at the band, the error scale grew by
@@ -278,7 +283,7 @@ class ThermalDetector:
         # first hot sample: a few noisy samples hours before a cooler failed would have used up its hold.
         # Hot against its peers, it teaches nothing either (nor stretches the power it learnt at), held as
         # at a power it knows: the hold's end lets a GPU that is only worse than its peers learn its heat.
-        hot = (score >= 1.0) & (known | peer)
+        hot = (score >= 1.0) & (known | peer | climbing)
         anew = (hot_at <= 0.0) | (at - hot_at >= self.hold_seconds)
         held_for = np.where(hot, np.where(anew, 0.0, held_for + np.maximum(gap, 0.0)), held_for)
         held = hot & (held_for < self.hold_seconds)
@@ -333,6 +338,26 @@ class ThermalDetector:
         cooling = yhat + np.maximum(self.cooling[slots] - yhat, 0.0) * decay
         self.cooling[slots] = np.where(fell, cooling, t)
         return np.maximum(t - np.where(fell, cooling, yhat), 0.0)
+
+    def _climbing(
+        self, slots: IntArray, sample: tuple[FloatArray, FloatArray, FloatArray], guess: BoolArray
+    ) -> tuple[BoolArray, FloatArray]:
+        """Which samples are still a ``guess`` though their power has stayed above any their line scored at
+        for ``settle_seconds`` (and not risen since), and how far their temperature is above the one it had
+        then, moved by their line's slope for the power since (a throttled GPU draws less).
+
+        Its line learns a first job's heat until it is within half a band, so a cooler failing as the job ran
+        (twice worse over 30 minutes, no peers to vouch for a slope) was learnt as the job's heat while the
+        GPU climbed to 108 C, never scored. A healthy GPU's temperature has settled by then (5 of the slowest
+        lags); a failing cooler's keeps climbing."""
+        t, lagged, slope = sample
+        risen = self.risen_at[slots]
+        before = (risen > 0.0) & (self.last[slots] - risen >= self.settle_seconds)
+        settled_t = np.where(before, self.settled_t[slots], t)
+        settled_p = np.where(before, self.settled_p[slots], lagged)
+        self.settled_t[slots], self.settled_p[slots] = settled_t, settled_p
+        climb = t - settled_t - np.maximum(slope, 0.0) * (lagged - settled_p)
+        return guess & before & (lagged <= settled_p + self.ridge_watts), np.maximum(climb, 0.0)
 
     def _slowest_lag(self) -> float:
         """The longest lag of temperature behind power it allows for: a power counts as settled after

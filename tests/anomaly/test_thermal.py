@@ -262,7 +262,7 @@ def test_its_state_grows_with_the_gpus_it_scores_not_with_their_series_ids():
     # Its arrays were indexed by series id up to the highest temperature id: six GPUs whose series came after
     # 200,000 others (pods, another query) held 20 MB, against 106 KB for the same GPUs numbered first.
     low, high = _fed(0), _fed(200_000)
-    assert high.state_bytes() == low.state_bytes() <= 136 * 64 + 1024  # 64 slots, the id map
+    assert high.state_bytes() == low.state_bytes() <= 152 * 64 + 1024  # 64 slots, the id map
     assert np.array_equal(low.mt[: len(GPUS)], high.mt[: len(GPUS)])
 
 
@@ -321,12 +321,17 @@ def _throttled(power: np.ndarray, temp: np.ndarray) -> np.ndarray:
 
 
 def _first_job(
-    heat: Callable[[int], float], tau: float = TAU, ticks: int = 120, hold_seconds: float = 6 * 3600.0
+    heat: Callable[[int], float],
+    tau: float = TAU,
+    ticks: int = 120,
+    hold_seconds: float = 6 * 3600.0,
+    labels: list[dict[str, str]] = MODEL,
 ) -> tuple[list[float], float]:
     """GPU 2's scores at its first job (690 W, its cooler's thermal resistance ``1 + heat(tick)`` times the
-    normal one) after two hours idle beside five GPUs of its model running 20-minute jobs; their top score."""
+    normal one) after two hours idle beside five GPUs of its model (``labels``) running 20-minute jobs; their
+    top score."""
     rng = np.random.default_rng(5)
-    gpus, det = Gpus(tau=tau, labels=MODEL), ThermalDetector(hold_seconds=hold_seconds)
+    gpus, det = Gpus(tau=tau, labels=labels), ThermalDetector(hold_seconds=hold_seconds)
     peers = np.arange(len(GPUS)) != 2
     for tick in range(240):
         det.detect(gpus.step(np.where(peers, 690.0 if (tick // 40) % 2 else 75.0, 70.0), rng))
@@ -544,3 +549,16 @@ def test_anomaly_run_raises_no_thermal_alert_for_gpus_cooling_down_after_a_burst
         clock.advance(30.0)
         raised += [a.labels["UUID"] for a in service.infer().raised]
     assert raised == []
+
+
+@pytest.mark.parametrize("tau", [TAU, 90.0], ids=["lag-as-detector", "temperature-lags-90s"])
+def test_a_cooler_failing_as_a_first_job_runs_without_peers_is_flagged_once_its_power_has_settled(tau: float):
+    """No peers to vouch for a slope (no model label): the job's heat is a guess until the power has settled
+    and the line is within half a band, and the line learnt the climb of a cooler failing (twice worse over
+    30 minutes) as it ran: never scored over 1 while the GPU climbed to 108 C (at 90 s: first after 56
+    minutes). A healthy GPU's temperature has settled by ``settle_seconds``; this one's climbs on."""
+    scores, others = _first_job(lambda tick: min(1.0, tick / 60), tau=tau, ticks=240, labels=GPUS)
+    runs = np.diff(np.flatnonzero(np.diff(np.r_[0, np.array(scores) > 1.0, 0])))[::2]
+    assert max(scores[:30]) > 1.0  # within 5 minutes of its power settling (10)
+    assert runs.size and runs.max() >= 3  # for the 3 pending ticks an alert needs
+    assert others <= 1.0
