@@ -27,6 +27,7 @@ class Gpus:
         self.tau, self.labels = tau, labels
         self.temp = np.full(len(GPUS), 32.0)
         self.resistance = np.full(len(GPUS), 0.065)
+        self.room = np.full(len(GPUS), 28.0)  # the air it takes in
         self.index, self.rates = SeriesIndex(), CounterRates()
         self.t = 1_767_225_600.0
 
@@ -34,7 +35,7 @@ class Gpus:
         """Thirty seconds at ``power``; the power read is ``reported`` where given (a glitch; 0 W exactly, a
         lost reading)."""
         for _ in range(30):  # one second at a time, like the simulator
-            target = 28.0 + self.resistance * power
+            target = self.room + self.resistance * power
             self.temp += (target - self.temp) / self.tau
         self.t += 30.0
         read = power if reported is None else reported
@@ -326,12 +327,14 @@ def _first_job(
     ticks: int = 120,
     hold_seconds: float = 6 * 3600.0,
     labels: list[dict[str, str]] = MODEL,
+    room: float = 28.0,
 ) -> tuple[list[float], float]:
     """GPU 2's scores at its first job (690 W, its cooler's thermal resistance ``1 + heat(tick)`` times the
-    normal one) after two hours idle beside five GPUs of its model (``labels``) running 20-minute jobs; their
-    top score."""
+    normal one, its intake air at ``room``) after two hours idle beside five GPUs of its model (``labels``)
+    running 20-minute jobs; their top score."""
     rng = np.random.default_rng(5)
     gpus, det = Gpus(tau=tau, labels=labels), ThermalDetector(hold_seconds=hold_seconds)
+    gpus.room[2] = room
     peers = np.arange(len(GPUS)) != 2
     for tick in range(240):
         det.detect(gpus.step(np.where(peers, 690.0 if (tick // 40) % 2 else 75.0, 70.0), rng))
@@ -562,3 +565,12 @@ def test_a_cooler_failing_as_a_first_job_runs_without_peers_is_flagged_once_its_
     assert max(scores[:30]) > 1.0  # within 5 minutes of its power settling (10)
     assert runs.size and runs.max() >= 3  # for the 3 pending ticks an alert needs
     assert others <= 1.0
+
+
+@pytest.mark.parametrize("tau", [TAU, 90.0], ids=["lag-as-detector", "temperature-lags-90s"])
+def test_a_gpu_in_a_hotter_rack_position_is_not_flagged_at_its_first_job_beside_cooler_peers(tau: float):
+    """Its air 10 C warmer, it runs 10 C hotter than its peers at every power: judged by their slope drawn on
+    from its own line (its own idle temperature), not by their temperatures. A chassis that cools worse per
+    watt cannot be told from a cooler failed before the job (``test_a_cooler_failed_before_...``)."""
+    scores, _ = _first_job(lambda tick: 0.0, tau=tau, room=38.0)
+    assert max(scores) <= 1.0
