@@ -242,7 +242,7 @@ class ThermalDetector:
         peer, peer_score = self._peer_scores(
             groups, (n, var, slope, ptop, pmin, band), t, lagged, mt + slope * (ptop - mp)
         )
-        climbing, climb = self._climbing(slots, (t, lagged, slope), guess & (n >= self.warmup))
+        climbing, climb = self._climbing(slots, (t, self.slow[slots], slope), guess & (n >= self.warmup))
         score = np.where(peer, peer_score, np.where(climbing, climb / band, own))
         strict = np.where(peer, peer_score, strict_own)
         # Learn from the sample winsorised at the band, so a dip teaches little; a sample above the band (an
@@ -344,20 +344,21 @@ class ThermalDetector:
     ) -> tuple[BoolArray, FloatArray]:
         """Which samples are still a ``guess`` though their power has stayed above any their line scored at
         for ``settle_seconds`` (and not risen since), and how far their temperature is above the one it had
-        then, moved by their line's slope for the power since (a throttled GPU draws less).
+        then, moved by their line's slope for the power since (a throttled GPU draws less), both powers
+        lagged at the slowest lag it allows for (a swing up and back leaves the GPU warm a while).
 
         Its line learns a first job's heat until it is within half a band, so a cooler failing as the job ran
         (twice worse over 30 minutes, no peers to vouch for a slope) was learnt as the job's heat while the
         GPU climbed to 108 C, never scored. A healthy GPU's temperature has settled by then (5 of the slowest
         lags); a failing cooler's keeps climbing."""
-        t, lagged, slope = sample
+        t, slow, slope = sample
         risen = self.risen_at[slots]
         before = (risen > 0.0) & (self.last[slots] - risen >= self.settle_seconds)
         settled_t = np.where(before, self.settled_t[slots], t)
-        settled_p = np.where(before, self.settled_p[slots], lagged)
+        settled_p = np.where(before, self.settled_p[slots], slow)
         self.settled_t[slots], self.settled_p[slots] = settled_t, settled_p
-        climb = t - settled_t - np.maximum(slope, 0.0) * (lagged - settled_p)
-        return guess & before & (lagged <= settled_p + self.ridge_watts), np.maximum(climb, 0.0)
+        climb = t - settled_t - np.maximum(slope, 0.0) * (slow - settled_p)
+        return guess & before & (slow <= settled_p + self.ridge_watts), np.maximum(climb, 0.0)
 
     def _slowest_lag(self) -> float:
         """The longest lag of temperature behind power it allows for: a power counts as settled after
