@@ -14,7 +14,10 @@ guess, unscored until the power has stayed there ``settle_seconds`` (the tempera
 ``lag_seconds``) and the line learnt from it is within half a band: where at least ``min_peers`` GPUs of its
 model (``peer_labels``) learnt their slope over a wide power range their own lines scored at (and are not
 above it themselves), the sample is scored against their median slope instead, so a cooler failing at its
-first job is seen (without such peers it is not: a climb that lags longer looks the same).
+first job is seen (without such peers, once the power has stayed there ``settle_seconds``: a temperature
+still climbing then is a failing cooler's). The temperature may lag its power up to a fifth of
+``settle_seconds``: once the power has fallen, a sample is judged against the temperature a GPU of that lag
+would still have (``_cooling``), so a GPU cooling down after a burst is not read hot.
 
 State is kept in arrays by slot, one slot per temperature series scored (given on its first score, freed
 when the series is forgotten): indexed by series id, they reached the highest temperature id, so six GPUs
