@@ -14,7 +14,10 @@ guess, unscored until the power has stayed there ``settle_seconds`` (the tempera
 ``lag_seconds``) and the line learnt from it is within half a band: where at least ``min_peers`` GPUs of its
 model (``peer_labels``) learnt their slope over a wide power range their own lines scored at (and are not
 above it themselves), the sample is scored against their median slope instead, so a cooler failing at its
-first job is seen (without such peers it is not: a climb that lags longer looks the same).
+first job is seen (without such peers, once the power has stayed there ``settle_seconds``: a temperature
+still climbing then is a failing cooler's). The temperature may lag its power up to a fifth of
+``settle_seconds``: once the power has fallen, a sample is judged against the temperature a GPU of that lag
+would still have (``_cooling``), so a GPU cooling down after a burst is not read hot.
 
 State is kept in arrays by slot, one slot per temperature series scored (given on its first score, freed
 when the series is forgotten): indexed by series id, they reached the highest temperature id, so six GPUs
@@ -38,10 +41,13 @@ from anomaly.thresholds import MAD_TO_SIGMA, BoolArray, FloatArray, IntArray
 from gpuwarden.model import RecommendedAction
 
 _INT_BYTES = sys.getsizeof(2**40)  # a series id or slot as a Python int in the map
+_SETTLED_LAGS = 5.0  # lags after which a first-order lag is within 1 % of its step (e**-5 = 0.7 %)
 _FIELDS = (
     "n",
     "last",
     "lagged",
+    "slow",
+    "cooling",
     "mp",
     "mt",
     "mpp",
@@ -54,6 +60,8 @@ _FIELDS = (
     "hot_at",
     "hot_in",
     "risen_at",
+    "settled_t",
+    "settled_p",
 )
 
 
@@ -89,6 +97,8 @@ class ThermalDetector:
         self.n = np.zeros(0)
         self.last = np.zeros(0)
         self.lagged = np.zeros(0)
+        self.slow = np.zeros(0)  # its power lagged by the longest lag it allows for (``_slowest_lag``)
+        self.cooling = np.zeros(0)  # the temperature a GPU of the slowest lag would have (``_cooling``)
         self.mp = np.zeros(0)
         self.mt = np.zeros(0)
         self.mpp = np.zeros(0)
@@ -101,6 +111,8 @@ class ThermalDetector:
         self.hot_at = np.zeros(0)  # its last sample above the band at a learnt power
         self.hot_in = np.zeros(0)  # 1 where its current run of hot samples began inside the learnt range
         self.risen_at = np.zeros(0)  # when its power rose above any its line scored at (0: it is not)
+        self.settled_t = np.zeros(0)  # its temperature and lagged power when that power had stayed there
+        self.settled_p = np.zeros(0)  # ``settle_seconds`` (``_climbing``)
         self._join: tuple[IntArray, IntArray, IntArray, IntArray, IntArray, IntArray] | None = None
         self._slot: Slots[int] = Slots()  # temperature series id <-> its row of the arrays
 
@@ -203,8 +215,7 @@ class ThermalDetector:
         n = self.n[slots]
         fresh = n == 0
         gap = at - self.last[slots]
-        gain = np.where(fresh, 1.0, 1.0 - np.exp(-np.maximum(gap, 0.0) / self.lag_seconds))
-        lagged = np.where(fresh, p, self.lagged[slots] + gain * (p - self.lagged[slots]))
+        lagged = np.where(fresh, p, _lag(self.lagged[slots], p, gap, self.lag_seconds))
         mp, mt = np.where(fresh, lagged, self.mp[slots]), np.where(fresh, t, self.mt[slots])
         mpp = np.where(fresh, lagged * lagged, self.mpp[slots])
         mpt = np.where(fresh, lagged * t, self.mpt[slots])
@@ -223,7 +234,8 @@ class ThermalDetector:
             slots, lagged, ptop, at=at, z=resid / band
         )
         warm = (n >= self.warmup) & ~guess
-        own = np.where(warm, np.maximum(resid, 0.0) / band, 0.0)
+        strict_own = np.where(warm, np.maximum(resid, 0.0) / band, 0.0)
+        own = np.where(warm, self._cooling(slots, (t, p, gap), (yhat, lagged)) / band, 0.0)
         # Not scored there, a cooler failing at (or during) its first job was learnt as that job's normal
         # heat: already failed, never flagged; failing as it ran, flagged, then learnt within 35 minutes, the
         # GPU at 103 C. Where its model's other GPUs have learnt their slope over a wide power range, such a
@@ -233,7 +245,9 @@ class ThermalDetector:
         peer, peer_score = self._peer_scores(
             groups, (n, var, slope, ptop, pmin, band), t, lagged, mt + slope * (ptop - mp)
         )
-        score = np.where(peer, peer_score, own)
+        climbing, climb = self._climbing(slots, (t, self.slow[slots], slope), guess & (n >= self.warmup))
+        score = np.where(peer, peer_score, np.where(climbing, climb / band, own))
+        strict = np.where(peer, peer_score, strict_own)
         # Learn from the sample winsorised at the band, so a dip teaches little; a sample above the band (an
         # alert's) at a power it has learnt at teaches nothing. Taught at the band, the error scale grew by
         # (k - 1) * alpha a tick (the band is k of it) and the intercept by alpha bands: a runaway held at
@@ -272,7 +286,7 @@ class ThermalDetector:
         # first hot sample: a few noisy samples hours before a cooler failed would have used up its hold.
         # Hot against its peers, it teaches nothing either (nor stretches the power it learnt at), held as
         # at a power it knows: the hold's end lets a GPU that is only worse than its peers learn its heat.
-        hot = (score >= 1.0) & (known | peer)
+        hot = (score >= 1.0) & (known | peer | climbing)
         anew = (hot_at <= 0.0) | (at - hot_at >= self.hold_seconds)
         held_for = np.where(hot, np.where(anew, 0.0, held_for + np.maximum(gap, 0.0)), held_for)
         held = hot & (held_for < self.hold_seconds)
@@ -280,11 +294,14 @@ class ThermalDetector:
         self.hot_at[slots] = np.where(hot, at, hot_at)
         self.hot_in[slots] = np.where(hot, throttled | (lagged >= pmin), False)
         w = np.where(held, 0.0, np.maximum(self.alpha, 1.0 / (n + 1.0)))
-        learnt = (score < 1.0) | (peer & ~held)
+        # Only a sample its line explains at ``lag_seconds`` widens the powers it knows: one let off as
+        # cooling (a GPU whose idle power fell, its temperature as it was, read so for its first 4 ticks) made
+        # that power known, and its settled heat read hot there and was held, learning nothing.
+        learnt = (strict < 1.0) | (peer & ~held)
         self.pmin[slots] = np.where(learnt, np.minimum(pmin, lagged), pmin)
         self.pmax[slots] = np.where(learnt, np.maximum(pmax, lagged), pmax)
         # A power is known once its own line, not only its peers', scored a sample there under 1.
-        scored = learnt & ((warm & (own < 1.0)) | (n < self.warmup))
+        scored = learnt & ((warm & (strict_own < 1.0)) | (n < self.warmup))
         self.ptop[slots] = np.where(scored, np.maximum(ptop, lagged), ptop)
         self.mp[slots] = mp + w * (lagged - mp)
         self.mt[slots] = mt + w * (t_used - mt)
@@ -298,6 +315,58 @@ class ThermalDetector:
         self.last[slots] = at
         self.n[slots] = n + 1
         return score
+
+    def _cooling(
+        self,
+        slots: IntArray,
+        sample: tuple[FloatArray, FloatArray, FloatArray],
+        line: tuple[FloatArray, FloatArray],
+    ) -> FloatArray:
+        """How far the temperature is above what its power explains, cooling allowed for: once its power has
+        fallen, above the temperature a GPU of the slowest lag would still have (from where it was when the
+        power fell, towards its line), else above its line.
+
+        At a 90 s lag (the detector assumes 20 s) a healthy GPU cooling down after a 3-minute burst read up to
+        3.9 at idle for 4 ticks, an alert raised. Its line, learnt from the burst's lagging climb, is too
+        flat to say how warm the burst left it; where it was when the power fell does. A failing cooler's
+        heat does not decay to the line, and a hot sample's (a runaway throttled from 186 C to 118 C, still
+        70 C above its line) is none to decay from."""
+        t, p, gap = sample
+        yhat, lagged = line
+        slow = np.where(self.n[slots] == 0, p, _lag(self.slow[slots], p, gap, self._slowest_lag()))
+        self.slow[slots] = slow
+        hot_at = self.hot_at[slots]
+        fell = (slow > lagged + self.ridge_watts) & ~((hot_at > 0.0) & (hot_at >= self.last[slots]))
+        decay = np.exp(-np.maximum(gap, 0.0) / self._slowest_lag())
+        cooling = yhat + np.maximum(self.cooling[slots] - yhat, 0.0) * decay
+        self.cooling[slots] = np.where(fell, cooling, t)
+        return np.maximum(t - np.where(fell, cooling, yhat), 0.0)
+
+    def _climbing(
+        self, slots: IntArray, sample: tuple[FloatArray, FloatArray, FloatArray], guess: BoolArray
+    ) -> tuple[BoolArray, FloatArray]:
+        """Which samples are still a ``guess`` though their power has stayed above any their line scored at
+        for ``settle_seconds`` (and not risen since), and how far their temperature is above the one it had
+        then, moved by their line's slope for the power since (a throttled GPU draws less), both powers
+        lagged at the slowest lag it allows for (a swing up and back leaves the GPU warm a while).
+
+        Its line learns a first job's heat until it is within half a band, so a cooler failing as the job ran
+        (twice worse over 30 minutes, no peers to vouch for a slope) was learnt as the job's heat while the
+        GPU climbed to 108 C, never scored. A healthy GPU's temperature has settled by then (5 of the slowest
+        lags); a failing cooler's keeps climbing."""
+        t, slow, slope = sample
+        risen = self.risen_at[slots]
+        before = (risen > 0.0) & (self.last[slots] - risen >= self.settle_seconds)
+        settled_t = np.where(before, self.settled_t[slots], t)
+        settled_p = np.where(before, self.settled_p[slots], slow)
+        self.settled_t[slots], self.settled_p[slots] = settled_t, settled_p
+        climb = t - settled_t - np.maximum(slope, 0.0) * (slow - settled_p)
+        return guess & before & (slow <= settled_p + self.ridge_watts), np.maximum(climb, 0.0)
+
+    def _slowest_lag(self) -> float:
+        """The longest lag of temperature behind power it allows for: a power counts as settled after
+        ``settle_seconds``, 5 lags of it (a first-order lag is then within 1 % of its step)."""
+        return max(self.lag_seconds, self.settle_seconds / _SETTLED_LAGS)
 
     def _unsettled(
         self, slots: IntArray, lagged: FloatArray, ptop: FloatArray, *, at: float, z: FloatArray
@@ -352,6 +421,11 @@ class ThermalDetector:
         over = np.where(peer, over, 0.0)
         excess = t - (at_top + peer_slope * over)
         return peer, np.maximum(excess, 0.0) / (band + tolerance * over)
+
+
+def _lag(lagged: FloatArray, p: FloatArray, gap: FloatArray, seconds: float) -> FloatArray:
+    """``lagged`` moved towards the power ``p`` over ``gap`` seconds, a first-order lag of ``seconds``."""
+    return lagged + (1.0 - np.exp(-np.maximum(gap, 0.0) / seconds)) * (p - lagged)
 
 
 def _wild(temp: Step, power: Step, rows_t: IntArray, rows_p: IntArray) -> BoolArray:

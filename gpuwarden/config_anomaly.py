@@ -373,7 +373,9 @@ class AnomalyConfig(Section):
         le=MAX_WINDOW_SECONDS,
         description=(
             "how long a power above any the thermal detector scored a GPU at must last before it scores there"
-            " (the temperature may lag the power longer than thermal_lag_seconds)"
+            " (the temperature may lag the power longer than thermal_lag_seconds); a fifth of it is the"
+            " longest lag it allows a GPU cooling down after its power fell, and a temperature still"
+            " climbing after it is scored"
         ),
     )
     thermal_peer_labels: list[Name] = Field(
