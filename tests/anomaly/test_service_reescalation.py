@@ -14,9 +14,11 @@ from anomaly.forwarder import AlertForwarder
 from anomaly.series import View
 from anomaly.service import AnomalyService
 from anomaly.sources import CollectorSource
+from exporters.simulated import sim_collectors
 from gpuwarden.clock import FakeClock
 from gpuwarden.config_anomaly import AnomalyConfig
 from gpuwarden.model import Alert, AlertStatus
+from gpuwarden.sim import FaultSpec, build_fleet
 from tests.anomaly.fakes import TableCollector
 from tests.anomaly.test_forwarder import Serve
 from tests.anomaly.test_service import GPUS, TEMP, setup, tick
@@ -156,3 +158,41 @@ def test_a_gpus_alert_raised_as_its_other_alert_resolves_joins_that_incident_in_
     assert both, "the clock's alert must be raised in the tick the temperature's resolves"
     assert len(at_serve.store.list_rows()) == 1
     assert len(demo.store.list_rows()) == 1
+
+
+def _runaway_alerts(gpu: int, ticks_after: int) -> list[Alert]:
+    """The alerts raised on node-01 GPU ``gpu`` of a simulated 16-GPU fleet (seed 3, 10 s ticks, re-raising
+    on) whose cooler fails after 40 minutes of normal load, in the ``ticks_after`` ticks that follow."""
+    clock = FakeClock()
+    fleet = build_fleet(2, 8, seed=3, clock=clock)
+    nvml = sim_collectors(fleet, clock)
+    cfg = AnomalyConfig(infer_every_seconds=10.0, reescalate_alerts=True)
+    service = AnomalyService(cfg, [CollectorSource(nvml.collectors, clock)], clock)
+    raised: list[Alert] = []
+    for n in range(240 + ticks_after):
+        if n == 240:
+            fleet.inject(FaultSpec("thermal_runaway", "node-01", gpu=gpu))
+        raised += tick(clock, service, 10.0).raised
+    return [a for a in raised if a.labels.get("Hostname") == "node-01" and a.labels.get("gpu") == str(gpu)]
+
+
+def test_a_thermal_runaway_throttling_its_clock_in_waves_stays_one_alert():
+    # At 100 C the GPU halves its clock, cools, and clocks up again: its SM-clock score read 6.5 with dips to
+    # 2.6 for single reads. Counted from the lowest dip, the climb back to 6.5 re-raised the alert mid-fault
+    # (`gpuwarden demo`'s runaway on node-03 GPU 5 likewise, which serve told as the alert cycling).
+    raised = _runaway_alerts(2, 60)
+    clock_alerts = [a for a in raised if a.labels.get("for") == "DCGM_FI_DEV_SM_CLOCK"]
+    assert {a.labels["model"] for a in clock_alerts} == {"adaptive", "fleet"}
+    assert [a.labels for a in raised if "reescalated" in a.annotations] == []
+    assert len(clock_alerts) == 2
+
+
+def test_a_score_dipping_for_single_reads_between_waves_is_raised_once_but_a_held_recovery_re_raises():
+    # One fault in waves: 6.5 with one-read dips to 2.6, for longer than resolve_after (24) reads.
+    waves = [6.6] * 3 + [2.6, 6.5, 6.5, 6.5] * 12
+    # Seed 905's straggler: a power brake's score 8.6 decays after its repair to 1.64 over 10 reads, and a
+    # straggler takes it to 5.2.
+    decay = [8.6 * 0.9**k for k in range(18)]
+    straggler = [8.6] * 18 + decay + [5.2] * 4
+    assert len(_raised(waves)) == 1
+    assert len(_raised(straggler)) == 2
