@@ -147,6 +147,14 @@ class _Firing:
         self._settle(score, pending, back=not raised_on or side != raised_on)
         return False
 
+    def resume(self, recalled: _Firing, side: str, pending: int) -> None:
+        """Raised anew after a restart: take up the peak, trough, recovery and reads since its raise where
+        ``recalled``, its state at the end of the history the warm-up replayed, left them, then this read."""
+        score = self.peak
+        self.peak, self.trough, self.low = recalled.peak, recalled.trough, recalled.low
+        self.recovered, self.reads = recalled.recovered, recalled.reads
+        self.escalates(score, side, pending)
+
     def calm(self, pending: int) -> None:
         """A quiet read: the score was at most 1, the band's edge."""
         self.reads += 1
@@ -208,6 +216,7 @@ class AnomalyService:
         self.data_ranges = DataRanges(cfg)
         self.firing: dict[str, _Firing] = {}
         self._pending: dict[str, tuple[int, str, str]] = {}  # key -> ticks agreed, detector, query
+        self._recalled: dict[str, _Firing] = {}  # alerts the warm-up's history left firing (``warm_up``)
         self.collective_suppressed = 0
         self.detector_errors: dict[str, int] = {}
         self.not_available: dict[str, int] = {}  # per query, samples read as not-available values (gaps)
@@ -355,6 +364,7 @@ class AnomalyService:
         detectors = [d for d in self.detectors if d.name not in _NO_WARMUP]
         read = {f.query for f in frames}
         lower = -math.inf
+        suppressed = self.collective_suppressed
         for end in ends:
             chunk = []
             for f in frames:
@@ -370,18 +380,31 @@ class AnomalyService:
             self.counters.reset(view.forgotten)
             for step in view.steps:
                 self.evidence.push(step.ids, step.value, step.at)
-            for detector in detectors:
-                try:
-                    if view.forgotten.size:
-                        detector.forget(view.forgotten)
-                    detector.detect(view)  # learning only: its findings raise nothing
-                except Exception:  # loop boundary, as in infer
-                    logger.exception("detector failed in warm-up", extra={"detector": detector.name})
-                    self.detector_errors[detector.name] = self.detector_errors.get(detector.name, 0) + 1
+            found = TickResult(findings=self._learn(view, detectors))  # its findings raise nothing
+            if self.cfg.reescalate_alerts:
+                self._update_alerts(found, end, self._unreadable(view))
             self.last_view = view
+        # What the history left firing is recalled when its alert is raised again (``_Firing.resume``): a
+        # restart during a recovery took the score it was raised at for its peak, and the next fault's rise
+        # for a new one, so that fault re-raised nothing, serve still holding the alert firing.
+        self._recalled, self.firing, self._pending = self.firing, {}, {}
+        self.collective_suppressed = suppressed
         self.fit()  # the multivariate model, when the history gave it enough rows, scores from the next tick
         logger.info("warm-up: fed %d ticks of history (%.0f s) to the detectors", len(ends), until - start)
         return len(ends)
+
+    def _learn(self, view: View, detectors: Sequence[Detector]) -> list[Findings]:
+        """One warm-up step: the detectors learn ``view``; their findings."""
+        found: list[Findings] = []
+        for detector in detectors:
+            try:
+                if view.forgotten.size:
+                    detector.forget(view.forgotten)
+                found.extend(self.data_ranges.apply(f) for f in detector.detect(view))
+            except Exception:  # loop boundary, as in infer
+                logger.exception("detector failed in warm-up", extra={"detector": detector.name})
+                self.detector_errors[detector.name] = self.detector_errors.get(detector.name, 0) + 1
+        return found
 
     def fit(self) -> None:
         """Refit every detector on the last view."""
@@ -562,9 +585,11 @@ class AnomalyService:
                         self.cfg.immediate_resolve_after if f.immediate else self.cfg.thresholds.resolve_after
                     )
                     score = float(f.score[i])
-                    self.firing[key] = _Firing(
+                    self.firing[key] = state = _Firing(
                         alert, f.resolve_after or hold, f.query, f.detector, peak=score, trough=score
                     )
+                    if key in self._recalled:
+                        state.resume(self._recalled.pop(key), deviation, self.cfg.pending_ticks)
                     result.raised.append(alert)
         # A tick that read nothing of a pending alert's query neither agreed nor broke the run: before, the
         # ticks between two steps dropped every count, and a learned detector never raised at all.
@@ -572,6 +597,8 @@ class AnomalyService:
             if key not in active and unreadable(detector, query, {}):
                 pending[key] = (agreed, detector, query)
         self._pending = pending
+        if self._recalled:  # a recalled alert not raised again in one run of pending reads is over
+            self._recalled = {k: v for k, v in self._recalled.items() if k in pending}
         for key in list(self.firing):
             if key in active:
                 continue

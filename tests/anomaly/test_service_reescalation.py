@@ -21,7 +21,7 @@ from gpuwarden.model import Alert, AlertStatus
 from gpuwarden.sim import FaultSpec, build_fleet
 from tests.anomaly.fakes import TableCollector
 from tests.anomaly.test_forwarder import Serve
-from tests.anomaly.test_service import GPUS, TEMP, setup, tick
+from tests.anomaly.test_service import GPUS, TEMP, HistorySource, setup, tick
 from tests.migrated_store import migrated_sqlite
 
 
@@ -196,3 +196,60 @@ def test_a_score_dipping_for_single_reads_between_waves_is_raised_once_but_a_hel
     straggler = [8.6] * 18 + decay + [5.2] * 4
     assert len(_raised(waves)) == 1
     assert len(_raised(straggler)) == 2
+
+
+class ScoredAt:
+    """One GPU's score as a function of the read's time (30 s reads from ``start``): the same in the history
+    a restarted service replays as it was live."""
+
+    name = "scripted"
+
+    def __init__(self, start: float, scores: list[float]) -> None:
+        self.start = start
+        self.scores = scores
+
+    def fit(self, view: View) -> None:
+        """Nothing to fit."""
+
+    def forget(self, ids: np.ndarray) -> None:
+        """Nothing to forget."""
+
+    def detect(self, view: View) -> list[Findings]:
+        """The score of the read at the view's time."""
+        n = round((view.time - self.start) / 30.0)
+        score = np.array([self.scores[n] if 0 <= n < len(self.scores) else 0.0])
+        return [Findings(self.name, "q", [GPUS[3]], score=score, value=score)]
+
+
+def _straggler_service(clock: FakeClock, scores: list[float], start: float) -> AnomalyService:
+    source = HistorySource({TEMP: lambda t: [60.0] * len(GPUS)})
+    cfg = AnomalyConfig(reescalate_alerts=True)
+    return AnomalyService(cfg, [source], clock, detectors=[ScoredAt(start, scores)])
+
+
+def test_a_restart_during_the_recovery_keeps_the_next_fault_re_raised():
+    # Seed 905's straggler again, with `anomaly run` restarted while the power brake's score decays: the
+    # restarted service raised the alert anew at 1.4 and took the straggler's 5.2 for its peak, so the
+    # straggler re-raised nothing and serve, still holding the alert firing, heard of no new fault.
+    decay = [8.6 * 0.9**k for k in range(18)]
+    scores = [0.0] * 6 + [8.6] * 18 + decay + [1.4] * 4 + [5.2] * 6
+    restart_at = 6 + 18 + 18
+    clock = FakeClock()
+    start = clock.time()
+    before = _straggler_service(clock, scores, start)
+    for _ in range(restart_at - 1):
+        tick(clock, before)
+    after = _straggler_service(clock, scores, start)
+    assert after.warm_up() > 0
+    raised = [a for _ in range(len(scores) - restart_at) for a in tick(clock, after).raised]
+    assert len(raised) == 2, "raised again after the restart, then re-raised by the straggler"
+    assert "reescalated" not in raised[0].annotations and "reescalated" in raised[1].annotations
+    clock = FakeClock()
+    straight = _straggler_service(clock, scores, clock.time())
+    again = [
+        a
+        for _ in range(len(scores) - 1)
+        for a in tick(clock, straight).raised
+        if a.annotations.get("reescalated")
+    ]
+    assert [a.starts_at for a in again] == [raised[1].starts_at], "re-raised as it was without the restart"
