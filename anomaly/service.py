@@ -364,7 +364,8 @@ class AnomalyService:
         detectors = [d for d in self.detectors if d.name not in _NO_WARMUP]
         read = {f.query for f in frames}
         lower = -math.inf
-        suppressed = self.collective_suppressed
+        suppressed, live = self.collective_suppressed, (self.firing, self._pending)
+        self.firing, self._pending = {}, {}
         for end in ends:
             chunk = []
             for f in frames:
@@ -387,7 +388,7 @@ class AnomalyService:
         # What the history left firing is recalled when its alert is raised again (``_Firing.resume``): a
         # restart during a recovery took the score it was raised at for its peak, and the next fault's rise
         # for a new one, so that fault re-raised nothing, serve still holding the alert firing.
-        self._recalled, self.firing, self._pending = self.firing, {}, {}
+        self._recalled, (self.firing, self._pending) = self.firing, live
         self.collective_suppressed = suppressed
         self.fit()  # the multivariate model, when the history gave it enough rows, scores from the next tick
         logger.info("warm-up: fed %d ticks of history (%.0f s) to the detectors", len(ends), until - start)
