@@ -205,13 +205,13 @@ class AnomalyConfig(Section):
         description="band floor per metric (fnmatch patterns): integer-valued, flat series need one",
     )
     reescalate_alerts: bool = Field(
-        True,
+        False,
         description=(
             "re-raise (resolve, then raise anew) a learned detector's firing alert whose score came"
             " down to half its peak, its value back in its band for pending_ticks reads (a recovery), and"
             " climbs to twice the lowest it came down to: a new fault under an earlier one's open alert."
             " A score only less far out on the side it was raised on is no recovery: a thermal runaway"
-            " throttling its clock in waves stays one alert. false: the open alert hides the new fault"
+            " throttling its clock in waves stays one alert"
         ),
     )
     pending_ticks: int = Field(
