@@ -23,6 +23,10 @@ imports the exporter), and every ``fit_every`` a ``fit``. Faults hit a random GP
   minutes after its repair) can only be detected by a new alert: the open ones hide it. Counted per class
   (``began_inside_open_alerts``); a miss lists those alerts (``open_alerts_at_start``) and the target's
   previous fault (``previous``).
+* An alert the service re-raised (``anomaly.reescalate_alerts``: resolved and raised anew while firing) is
+  counted (``reraised``) and told apart: for a new fault when a fault on its target began after the activity
+  it ended had started (``reraised_for_new_fault``), else mid-fault (``reraised_mid_fault``, listed): the
+  same fault told twice, which serve calls cycling.
 """
 
 from __future__ import annotations
@@ -152,6 +156,7 @@ class FaultEvalReport:
     false_alert_examples: list[dict[str, str]]
     interval_seconds: float
     missed: list[dict[str, Any]] = field(default_factory=list)
+    reraised: list[dict[str, Any]] = field(default_factory=list)  # ``new_fault``: the class, or None
 
     @property
     def false_alerts_per_1000_gpu_days(self) -> float:
@@ -185,6 +190,9 @@ class FaultEvalReport:
             "false_alerts_by_gpu": self.false_alerts_by_gpu(),
             "false_alert_examples": self.false_alert_examples[:10],
             "missed": self.missed[:20],
+            "reraised": len(self.reraised),
+            "reraised_for_new_fault": sum(r["new_fault"] is not None for r in self.reraised),
+            "reraised_mid_fault": [r for r in self.reraised if r["new_fault"] is None][:10],
             "classes": {name: c.to_json() for name, c in self.classes.items()},
         }
 
@@ -275,6 +283,7 @@ def run_fault_eval(
     truth = _Truth(fleet, plan.grace_seconds)
     skipped: list[Injection] = []
     false_alerts: list[dict[str, str]] = []
+    reraised: list[dict[str, Any]] = []
     last_fit = start
     end = start + plan.duration_seconds
     while clock.time() < end:
@@ -299,6 +308,7 @@ def run_fault_eval(
             _attribute(alert, now, truth, false_alerts, plan.warmup_seconds + start)
         for alert in result.resolved:
             _resolved_early(alert, now, truth.injections, service)
+        reraised += _reraised(result.raised, result.resolved, now, truth.injections)
         _check_stuck(truth.injections, service, now, plan.stuck_seconds, grace=plan.grace_seconds)
     gpus = len(fleet.gpu_refs())
     observed = max(0.0, plan.duration_seconds - plan.warmup_seconds)
@@ -314,7 +324,34 @@ def run_fault_eval(
             if inj.detected_at is None
             or inj.detected_at - inj.started_at > inj.fault_class.deadline(plan.interval_seconds)
         ],
+        reraised=reraised,
     )
+
+
+def _reraised(
+    raised: Sequence[Alert], resolved: Sequence[Alert], now: float, injections: Sequence[Injection]
+) -> list[dict[str, Any]]:
+    """The tick's re-raised alerts (resolved and raised in one tick), each with the class of the newest fault
+    on its target that began after the activity it ended had started (None: it re-raised mid-fault)."""
+    ended = {a.fingerprint: a.starts_at for a in resolved}
+    out = []
+    for alert in raised:
+        began = ended.get(alert.fingerprint)
+        if began is None:
+            continue
+        node, gpu = _target(alert)
+        new = [i for i in injections if (i.node, i.gpu) == (node, gpu) and i.started_at > began.timestamp()]
+        out.append(
+            {
+                "Hostname": node or "",
+                "gpu": gpu,
+                "for": alert.labels.get("for", ""),
+                "model": alert.labels.get("model", ""),
+                "at": f"{now:.0f}",
+                "new_fault": new[-1].fault_class.name if new else None,
+            }
+        )
+    return out
 
 
 def _inject(fleet: Fleet, service: AnomalyService, inj: Injection) -> bool:
@@ -479,4 +516,5 @@ def merge_reports(reports: list[FaultEvalReport]) -> FaultEvalReport:
         false_alert_examples=[a for r in reports for a in r.false_alert_examples],
         interval_seconds=reports[0].interval_seconds if reports else 0.0,
         missed=[m for r in reports for m in r.missed],
+        reraised=[m for r in reports for m in r.reraised],
     )

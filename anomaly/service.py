@@ -111,9 +111,10 @@ def builtin_registry(cfg: AnomalyConfig) -> DetectorRegistry:
     return registry
 
 
-# A firing alert re-escalates when, after its score came down to at most half its peak, it climbs to at least
-# twice the lowest it came down to (a quiet read counts as 1, the band's edge) for ``pending_ticks`` reads,
-# and no sooner than ``resolve_after`` reads after it was raised (see ``_Firing.escalates``).
+# A firing alert re-escalates when, after its score came down to at most half its peak, its value no longer
+# past its band on the side it was raised on, for ``pending_ticks`` reads in a row (a recovery), it climbs to
+# at least twice the lowest it came down to (a quiet read counts as 1, the band's edge) for ``pending_ticks``
+# reads, and no sooner than ``resolve_after`` reads after it was raised (see ``_Firing.escalates``).
 _RECOVERED_SHARE = 0.5
 _ESCALATION_FACTOR = 2.0
 
@@ -127,12 +128,15 @@ class _Firing:
     quiet: int = 0
     peak: float = 0.0  # the highest score since it was raised (or re-raised)
     trough: float = 0.0  # the lowest score since that peak
+    low: int = 0  # reads in a row at ``_RECOVERED_SHARE`` of the peak or less, off the side raised on
+    recovered: bool = False  # ``low`` reached ``pending_ticks`` since the peak: the fault's effect ended
     rising: int = 0  # reads in a row at ``_ESCALATION_FACTOR`` times the trough or more, after a recovery
     reads: int = 0  # reads since it was raised (or re-raised)
 
-    def escalates(self, score: float, pending: int) -> bool:
-        """Whether ``score``, the alert's at a read where it is anomalous, is the ``pending``-th read in a row
-        of a re-escalation: a new fault on its target, which the open alert would otherwise hide.
+    def escalates(self, score: float, side: str, pending: int) -> bool:
+        """Whether ``score``, the alert's at a read where it is anomalous (past its band on ``side``, see
+        ``_deviation``), is the ``pending``-th read in a row of a re-escalation: a new fault on its target,
+        which the open alert would otherwise hide.
 
         A fault that began while an earlier fault's alert was still open (decaying, or held after the repair)
         raised nothing: every alert it would raise was open (seed 905's straggler 472 s after a power brake's
@@ -140,24 +144,48 @@ class _Firing:
         alert's own peak, and "worse again" to the level it came down to, so a score hovering at its band's
         edge, or noisy at one level, does not re-raise. Nor does one sooner than ``resolve_after`` reads after
         its raise, what a flapping alert that resolved would have needed to be raised again: a GPU drifting
-        out of its peers' band every 50 minutes stays one fleet alert in its 2-hour hold, as built."""
+        out of its peers' band every 50 minutes stays one fleet alert in its 2-hour hold, as built.
+
+        A recovery is the value back in its band (or past its other side), not merely less far out on the side
+        the alert was raised on, and it holds as a raise must: ``pending`` reads in a row. One fault that
+        comes and goes in waves is one alert: a thermal runaway's GPU, its clock halved at 100 C and cut by a
+        fifth below, read SM-clock scores of 6.5 with dips to 2.6 (still below its band) for one to three
+        reads; counted from the lowest dip, the climb back re-raised the alert mid-fault in ``gpuwarden
+        demo``, which serve told as the alert cycling. The repaired brake's clock read back inside its band.
+        """
         self.reads += 1
-        recovered = self.trough <= _RECOVERED_SHARE * self.peak and self.reads > self.resolve_after
-        if recovered and score >= _ESCALATION_FACTOR * self.trough:
+        if self.recovered and score >= _ESCALATION_FACTOR * self.trough and self.reads > self.resolve_after:
             self.rising += 1
             return self.rising >= pending
         self.rising = 0
-        if score > self.peak:
-            self.peak = self.trough = score
-        else:
-            self.trough = min(self.trough, score)
+        raised_on = self.alert.labels.get("deviation", "")
+        self._settle(score, pending, back=not raised_on or side != raised_on)
         return False
 
-    def calm(self) -> None:
+    def resume(self, recalled: _Firing, side: str, pending: int) -> None:
+        """Raised anew after a restart: take up the peak, trough, recovery and reads since its raise where
+        ``recalled``, its state at the end of the history the warm-up replayed, left them, then this read."""
+        score = self.peak
+        self.peak, self.trough, self.low = recalled.peak, recalled.trough, recalled.low
+        self.recovered, self.reads = recalled.recovered, recalled.reads
+        self.escalates(score, side, pending)
+
+    def calm(self, pending: int) -> None:
         """A quiet read: the score was at most 1, the band's edge."""
         self.reads += 1
         self.rising = 0
-        self.trough = min(self.trough, 1.0)
+        self._settle(1.0, pending, back=True)
+
+    def _settle(self, score: float, pending: int, *, back: bool) -> None:
+        """Take a read that re-escalates nothing into the peak, the trough and the recovery; ``back``: its
+        value is not past its band on the side the alert was raised on."""
+        if score > self.peak:
+            self.peak = self.trough = score
+            self.low, self.recovered = 0, False
+            return
+        self.trough = min(self.trough, score)
+        self.low = self.low + 1 if back and score <= _RECOVERED_SHARE * self.peak else 0
+        self.recovered = self.recovered or self.low >= pending
 
 
 @dataclass(slots=True)
@@ -203,6 +231,7 @@ class AnomalyService:
         self.data_ranges = DataRanges(cfg)
         self.firing: dict[str, _Firing] = {}
         self._pending: dict[str, tuple[int, str, str]] = {}  # key -> ticks agreed, detector, query
+        self._recalled: dict[str, _Firing] = {}  # alerts the warm-up's history left firing (``warm_up``)
         self.collective_suppressed = 0
         self.detector_errors: dict[str, int] = {}
         self.not_available: dict[str, int] = {}  # per query, samples read as not-available values (gaps)
@@ -350,6 +379,8 @@ class AnomalyService:
         detectors = [d for d in self.detectors if d.name not in _NO_WARMUP]
         read = {f.query for f in frames}
         lower = -math.inf
+        suppressed, live = self.collective_suppressed, (self.firing, self._pending)
+        self.firing, self._pending = {}, {}
         for end in ends:
             chunk = []
             for f in frames:
@@ -365,18 +396,31 @@ class AnomalyService:
             self.counters.reset(view.forgotten)
             for step in view.steps:
                 self.evidence.push(step.ids, step.value, step.at)
-            for detector in detectors:
-                try:
-                    if view.forgotten.size:
-                        detector.forget(view.forgotten)
-                    detector.detect(view)  # learning only: its findings raise nothing
-                except Exception:  # loop boundary, as in infer
-                    logger.exception("detector failed in warm-up", extra={"detector": detector.name})
-                    self.detector_errors[detector.name] = self.detector_errors.get(detector.name, 0) + 1
+            found = TickResult(findings=self._learn(view, detectors))  # its findings raise nothing
+            if self.cfg.reescalate_alerts:
+                self._update_alerts(found, end, self._unreadable(view))
             self.last_view = view
+        # What the history left firing is recalled when its alert is raised again (``_Firing.resume``): a
+        # restart during a recovery took the score it was raised at for its peak, and the next fault's rise
+        # for a new one, so that fault re-raised nothing, serve still holding the alert firing.
+        self._recalled, (self.firing, self._pending) = self.firing, live
+        self.collective_suppressed = suppressed
         self.fit()  # the multivariate model, when the history gave it enough rows, scores from the next tick
         logger.info("warm-up: fed %d ticks of history (%.0f s) to the detectors", len(ends), until - start)
         return len(ends)
+
+    def _learn(self, view: View, detectors: Sequence[Detector]) -> list[Findings]:
+        """One warm-up step: the detectors learn ``view``; their findings."""
+        found: list[Findings] = []
+        for detector in detectors:
+            try:
+                if view.forgotten.size:
+                    detector.forget(view.forgotten)
+                found.extend(self.data_ranges.apply(f) for f in detector.detect(view))
+            except Exception:  # loop boundary, as in infer
+                logger.exception("detector failed in warm-up", extra={"detector": detector.name})
+                self.detector_errors[detector.name] = self.detector_errors.get(detector.name, 0) + 1
+        return found
 
     def fit(self) -> None:
         """Refit every detector on the last view."""
@@ -544,7 +588,7 @@ class AnomalyService:
                         self.cfg.reescalate_alerts
                         and not f.immediate
                         and first
-                        and state.escalates(score, self.cfg.pending_ticks)
+                        and state.escalates(score, deviation, self.cfg.pending_ticks)
                     ):
                         self._reraise(key, state, alert, score, result)
                     continue
@@ -557,9 +601,11 @@ class AnomalyService:
                         self.cfg.immediate_resolve_after if f.immediate else self.cfg.thresholds.resolve_after
                     )
                     score = float(f.score[i])
-                    self.firing[key] = _Firing(
+                    self.firing[key] = state = _Firing(
                         alert, f.resolve_after or hold, f.query, f.detector, peak=score, trough=score
                     )
+                    if key in self._recalled:
+                        state.resume(self._recalled.pop(key), deviation, self.cfg.pending_ticks)
                     result.raised.append(alert)
         # A tick that read nothing of a pending alert's query neither agreed nor broke the run: before, the
         # ticks between two steps dropped every count, and a learned detector never raised at all.
@@ -567,6 +613,8 @@ class AnomalyService:
             if key not in active and unreadable(detector, query, {}):
                 pending[key] = (agreed, detector, query)
         self._pending = pending
+        if self._recalled:  # a recalled alert not raised again in one run of pending reads is over
+            self._recalled = {k: v for k, v in self._recalled.items() if k in pending}
         for key in list(self.firing):
             if key in active:
                 continue
@@ -574,7 +622,7 @@ class AnomalyService:
             if unreadable(state.detector, state.query, state.alert.labels):
                 continue
             state.quiet += 1
-            state.calm()
+            state.calm(self.cfg.pending_ticks)
             if state.quiet >= state.resolve_after:
                 del self.firing[key]
                 result.resolved.append(_resolution(state.alert, at))

@@ -30,28 +30,34 @@ from gpuwarden.config_anomaly import AnomalyConfig
 from gpuwarden.sim import build_fleet
 
 
-def build(nodes: int, gpus: int, seed: int, interval: float):
+def build(nodes: int, gpus: int, seed: int, interval: float, reescalate: bool | None = None):
     clock = FakeClock()
     fleet = build_fleet(nodes, gpus, seed=seed, clock=clock)
     nvml = sim_collectors(fleet, clock)
     source = CollectorSource(nvml.collectors, clock)
-    service = AnomalyService(AnomalyConfig(infer_every_seconds=interval), [source], clock)
+    given = {} if reescalate is None else {"reescalate_alerts": reescalate}
+    service = AnomalyService(AnomalyConfig(infer_every_seconds=interval, **given), [source], clock)
     return clock, fleet, service, nvml.pump_xids
 
 
-def run_one(args: tuple[int, int, int, float, float]) -> tuple[FaultEvalReport, float]:
+def run_one(args: tuple[int, int, int, float, float, bool | None]) -> tuple[FaultEvalReport, float]:
     """One seed's run (in a worker process); returns its report and wall seconds."""
-    nodes, gpus, seed, days, interval = args
+    nodes, gpus, seed, days, interval, reescalate = args
     logging.basicConfig(
         level=logging.ERROR
     )  # the simulator lacks encoder/decoder calls; keep stdout one line
     started = time.perf_counter()
-    clock, fleet, service, pump = build(nodes, gpus, seed, interval)
+    clock, fleet, service, pump = build(nodes, gpus, seed, interval, reescalate)
     plan = EvalPlan(duration_seconds=days * 86400, interval_seconds=interval, seed=seed)
     report = run_fault_eval(fleet, service, clock, plan, before_tick=pump)
     for item in (*report.false_alert_examples, *report.missed):
         item["seed"] = seed
     return report, time.perf_counter() - started
+
+
+def service_default(reescalate: bool | None) -> bool:
+    """Whether the run re-raised re-escalating alerts: as asked, else the configuration's default."""
+    return AnomalyConfig().reescalate_alerts if reescalate is None else reescalate
 
 
 def poisson_upper(k: int, confidence: float = 0.95) -> float:
@@ -68,9 +74,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="first seed")
     parser.add_argument("--seeds", type=int, default=1, help="independent fleets: seeds seed .. seed+seeds-1")
     parser.add_argument("--workers", type=int, default=1, help="processes (one seed each at a time)")
+    parser.add_argument(
+        "--reescalate-alerts",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="anomaly.reescalate_alerts on or off (default: the configuration's default)",
+    )
     args = parser.parse_args()
     seeds = list(range(args.seed, args.seed + args.seeds))
-    jobs = [(args.nodes, args.gpus, seed, args.days, args.interval) for seed in seeds]
+    jobs = [(args.nodes, args.gpus, seed, args.days, args.interval, args.reescalate_alerts) for seed in seeds]
     started = time.perf_counter()
     if args.workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(max_workers=args.workers) as pool:
@@ -84,6 +96,7 @@ def main() -> None:
         "gpus": args.nodes * args.gpus,
         "days_per_seed": args.days,
         "seeds": seeds,
+        "reescalate_alerts": service_default(args.reescalate_alerts),
     }
     out |= report.to_json()
     out["false_alerts_per_1000_gpu_days_95pct_upper"] = (

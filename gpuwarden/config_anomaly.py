@@ -208,9 +208,10 @@ class AnomalyConfig(Section):
         False,
         description=(
             "re-raise (resolve, then raise anew) a learned detector's firing alert whose score came"
-            " down to half its peak and climbs to twice the lowest it came down to: a new fault under"
-            " an earlier one's open alert. Off by default: a thermal runaway whose clock throttles in"
-            " waves re-raised its alert mid-fault and serve reported it cycling (the demo)"
+            " down to half its peak, its value back in its band for pending_ticks reads (a recovery), and"
+            " climbs to twice the lowest it came down to: a new fault under an earlier one's open alert."
+            " A score only less far out on the side it was raised on is no recovery: a thermal runaway"
+            " throttling its clock in waves stays one alert"
         ),
     )
     pending_ticks: int = Field(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
@@ -11,13 +12,16 @@ import pytest
 from anomaly.faulteval import (
     FAULT_CLASSES,
     EvalPlan,
+    FaultEvalReport,
     Injection,
     _check_stuck,
     _inject,
     _missed,
     _repair_due,
+    _reraised,
     _resolved_early,
     _summarise,
+    merge_reports,
     run_fault_eval,
 )
 from anomaly.service import AnomalyService
@@ -25,7 +29,7 @@ from anomaly.sources import CollectorSource
 from exporters.simulated import sim_collectors
 from gpuwarden.clock import FakeClock
 from gpuwarden.config_anomaly import AnomalyConfig
-from gpuwarden.model import Alert
+from gpuwarden.model import Alert, AlertStatus
 from gpuwarden.sim import build_fleet, parse_fault
 from gpuwarden.sim.faults import ACTION_KINDS, FAULT_KINDS
 
@@ -103,6 +107,22 @@ def test_an_alert_resolved_while_its_fault_is_active_is_counted_and_so_is_its_ta
     assert result.resolved_early_by == {"GpuwardenAnomaly:thermal": 1}
     _resolved_early(fleet_alert, 2000.0, [early], _firing())  # the last one: its incident would resolve
     assert _summarise([early], EvalPlan(duration_seconds=3600))["thermal_runaway"].quiet_while_active == 1
+
+
+def test_a_re_raised_alert_is_told_apart_as_for_a_new_fault_or_mid_fault():
+    """`anomaly.reescalate_alerts` re-raised a runaway's alert mid-fault: the report names such re-raises."""
+    runaway, straggler = (
+        next(c for c in FAULT_CLASSES if c.name == n) for n in ("thermal_runaway", "straggler")
+    )
+    hot, slow = Injection(runaway, "node-01", 2, 1000.0), Injection(straggler, "node-01", 3, 2000.0)
+    old2, old3, lone = _alert("A", "2", 1100.0), _alert("A", "3", 1100.0), _alert("A", "4", 1100.0)
+    raised = [replace(a, starts_at=datetime.fromtimestamp(2100.0, UTC)) for a in (old2, old3)]
+    resolved = [replace(a, status=AlertStatus.RESOLVED) for a in (old2, old3)]
+    got = _reraised([*raised, lone], resolved, 2100.0, [hot, slow])
+    assert [(r["gpu"], r["new_fault"]) for r in got] == [(2, None), (3, "straggler")]
+    report = merge_reports([FaultEvalReport({}, 1.0, 0, [], 30.0, reraised=got)]).to_json()
+    assert (report["reraised"], report["reraised_for_new_fault"]) == (2, 1)
+    assert [r["gpu"] for r in report["reraised_mid_fault"]] == [2]
 
 
 def test_an_alert_still_firing_hours_after_its_fault_was_repaired_is_counted_stuck():

@@ -14,12 +14,14 @@ from anomaly.forwarder import AlertForwarder
 from anomaly.series import View
 from anomaly.service import AnomalyService
 from anomaly.sources import CollectorSource
+from exporters.simulated import sim_collectors
 from gpuwarden.clock import FakeClock
 from gpuwarden.config_anomaly import AnomalyConfig
 from gpuwarden.model import Alert, AlertStatus
+from gpuwarden.sim import FaultSpec, build_fleet
 from tests.anomaly.fakes import TableCollector
 from tests.anomaly.test_forwarder import Serve
-from tests.anomaly.test_service import GPUS, TEMP, setup, tick
+from tests.anomaly.test_service import GPUS, TEMP, HistorySource, setup, tick
 from tests.migrated_store import migrated_sqlite
 
 
@@ -156,3 +158,98 @@ def test_a_gpus_alert_raised_as_its_other_alert_resolves_joins_that_incident_in_
     assert both, "the clock's alert must be raised in the tick the temperature's resolves"
     assert len(at_serve.store.list_rows()) == 1
     assert len(demo.store.list_rows()) == 1
+
+
+def _runaway_alerts(gpu: int, ticks_after: int) -> list[Alert]:
+    """The alerts raised on node-01 GPU ``gpu`` of a simulated 16-GPU fleet (seed 3, 10 s ticks, re-raising
+    on) whose cooler fails after 40 minutes of normal load, in the ``ticks_after`` ticks that follow."""
+    clock = FakeClock()
+    fleet = build_fleet(2, 8, seed=3, clock=clock)
+    nvml = sim_collectors(fleet, clock)
+    cfg = AnomalyConfig(infer_every_seconds=10.0, reescalate_alerts=True)
+    service = AnomalyService(cfg, [CollectorSource(nvml.collectors, clock)], clock)
+    raised: list[Alert] = []
+    for n in range(240 + ticks_after):
+        if n == 240:
+            fleet.inject(FaultSpec("thermal_runaway", "node-01", gpu=gpu))
+        raised += tick(clock, service, 10.0).raised
+    return [a for a in raised if a.labels.get("Hostname") == "node-01" and a.labels.get("gpu") == str(gpu)]
+
+
+def test_a_thermal_runaway_throttling_its_clock_in_waves_stays_one_alert():
+    # At 100 C the GPU halves its clock, cools, and clocks up again: its SM-clock score read 6.5 with dips to
+    # 2.6 for single reads. Counted from the lowest dip, the climb back to 6.5 re-raised the alert mid-fault
+    # (`gpuwarden demo`'s runaway on node-03 GPU 5 likewise, which serve told as the alert cycling).
+    raised = _runaway_alerts(2, 60)
+    clock_alerts = [a for a in raised if a.labels.get("for") == "DCGM_FI_DEV_SM_CLOCK"]
+    assert {a.labels["model"] for a in clock_alerts} == {"adaptive", "fleet"}
+    assert [a.labels for a in raised if "reescalated" in a.annotations] == []
+    assert len(clock_alerts) == 2
+
+
+def test_a_score_dipping_for_single_reads_between_waves_is_raised_once_but_a_held_recovery_re_raises():
+    # One fault in waves: 6.5 with one-read dips to 2.6, for longer than resolve_after (24) reads.
+    waves = [6.6] * 3 + [2.6, 6.5, 6.5, 6.5] * 12
+    # Seed 905's straggler: a power brake's score 8.6 decays after its repair to 1.64 over 10 reads, and a
+    # straggler takes it to 5.2.
+    decay = [8.6 * 0.9**k for k in range(18)]
+    straggler = [8.6] * 18 + decay + [5.2] * 4
+    assert len(_raised(waves)) == 1
+    assert len(_raised(straggler)) == 2
+
+
+class ScoredAt:
+    """One GPU's score as a function of the read's time (30 s reads from ``start``): the same in the history
+    a restarted service replays as it was live."""
+
+    name = "scripted"
+
+    def __init__(self, start: float, scores: list[float]) -> None:
+        self.start = start
+        self.scores = scores
+
+    def fit(self, view: View) -> None:
+        """Nothing to fit."""
+
+    def forget(self, ids: np.ndarray) -> None:
+        """Nothing to forget."""
+
+    def detect(self, view: View) -> list[Findings]:
+        """The score of the read at the view's time."""
+        n = round((view.time - self.start) / 30.0)
+        score = np.array([self.scores[n] if 0 <= n < len(self.scores) else 0.0])
+        return [Findings(self.name, "q", [GPUS[3]], score=score, value=score)]
+
+
+def _straggler_service(clock: FakeClock, scores: list[float], start: float) -> AnomalyService:
+    source = HistorySource({TEMP: lambda t: [60.0] * len(GPUS)})
+    cfg = AnomalyConfig(reescalate_alerts=True)
+    return AnomalyService(cfg, [source], clock, detectors=[ScoredAt(start, scores)])
+
+
+def test_a_restart_during_the_recovery_keeps_the_next_fault_re_raised():
+    # Seed 905's straggler again, with `anomaly run` restarted while the power brake's score decays: the
+    # restarted service raised the alert anew at 1.4 and took the straggler's 5.2 for its peak, so the
+    # straggler re-raised nothing and serve, still holding the alert firing, heard of no new fault.
+    decay = [8.6 * 0.9**k for k in range(18)]
+    scores = [0.0] * 6 + [8.6] * 18 + decay + [1.4] * 4 + [5.2] * 6
+    restart_at = 6 + 18 + 18
+    clock = FakeClock()
+    start = clock.time()
+    before = _straggler_service(clock, scores, start)
+    for _ in range(restart_at - 1):
+        tick(clock, before)
+    after = _straggler_service(clock, scores, start)
+    assert after.warm_up() > 0
+    raised = [a for _ in range(len(scores) - restart_at) for a in tick(clock, after).raised]
+    assert len(raised) == 2, "raised again after the restart, then re-raised by the straggler"
+    assert "reescalated" not in raised[0].annotations and "reescalated" in raised[1].annotations
+    clock = FakeClock()
+    straight = _straggler_service(clock, scores, clock.time())
+    again = [
+        a
+        for _ in range(len(scores) - 1)
+        for a in tick(clock, straight).raised
+        if a.annotations.get("reescalated")
+    ]
+    assert [a.starts_at for a in again] == [raised[1].starts_at], "re-raised as it was without the restart"
