@@ -26,13 +26,13 @@ from typing import Any, cast
 from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session
 
-from alerting.db import public_failure
 from alerting.engine import IncidentEngine
 from alerting.fencing import LockFence, unfenced
 from alerting.health import Heartbeat, ServiceHealth
 from alerting.journal import AcceptJournal, JournalRecord
 from alerting.quarantine import keep_alert, keep_record
 from alerting.store_models import JournalOffsetRow
+from alerting.store_names import public_failure
 from gpuwarden.clock import rfc3339
 from gpuwarden.errors import InputError
 from gpuwarden.model import Alert

@@ -12,8 +12,6 @@ from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session
 
-from gpuwarden.redaction import hidden_names
-
 logger = logging.getLogger(__name__)
 
 
@@ -90,7 +88,6 @@ def store_url(db: str) -> URL:
 
 
 DEFAULT_CONNECT_TIMEOUT = 10
-MAX_PUBLIC_FAILURE = 300  # characters of public_failure: a line, not a dump
 """Seconds a PostgreSQL connect may take (``store.connect_timeout_seconds``); psycopg's own default is 130."""
 
 # A connection whose server host vanished (powered off, partitioned: no RST ever comes) otherwise waits for
@@ -130,16 +127,6 @@ def store_failure(exc: BaseException) -> str:
     if psycopg_errors is not None and isinstance(cause, psycopg_errors.ConnectionTimeout):
         reason += " (the store did not answer within store.connect_timeout_seconds: is its host up?)"
     return reason
-
-
-def public_failure(exc: BaseException) -> str:
-    """Why a transaction failed, for a reader without a token (``GET /api/v1/ingest/status``): the driver's
-    error class and ``store_failure``'s line, its names hidden (``hidden_names``), cut short. Never the
-    statement, nor PostgreSQL's DETAIL and CONTEXT lines, which quote the values refused (an alert's
-    labels): serve's log has the whole error."""
-    cause = getattr(exc, "orig", None) or exc
-    said = f"{type(cause).__name__}: {hidden_names(store_failure(exc))}"
-    return said if len(said) <= MAX_PUBLIC_FAILURE else said[: MAX_PUBLIC_FAILURE - 1] + "…"
 
 
 def make_engine(url: str, connect_timeout: int = DEFAULT_CONNECT_TIMEOUT) -> Engine:

@@ -24,8 +24,8 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, Opera
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from alerting.db import store_failure
+from alerting.store_names import shown_reason
 from gpuwarden.clock import rfc3339
-from gpuwarden.redaction import hidden_names
 
 if TYPE_CHECKING:
     from alerting.applier import JournalApplier
@@ -99,7 +99,7 @@ class ServiceHealth:
     def not_ready(self, lag_bytes: int = 0) -> str | None:
         """Why serve is not ready, or None when it is."""
         if not self.store_up:  # anyone may read it: the error's host and user names are in serve's log only
-            return f"the store is unreachable: {hidden_names(self.store_error or '')}"
+            return f"the store is unreachable: {shown_reason(self.store_error or '')}"
         if not self.replayed.is_set():
             return f"replaying the accept journal ({lag_bytes} bytes not applied yet)"
         return None

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import chdtri
 
-from anomaly.steps import NEVER, FloatArray, IntArray, SeriesArrays, StepScores, begin_step, rearmed
+from anomaly.steps import NEVER, FloatArray, IntArray, SeriesArrays, StepScores, rearmed
 
 SCORE_CAP = 1000.0
 _SEEN_MAX = int(np.iinfo(np.int32).max)  # a model's count of windows saturates here (read once)
@@ -105,9 +105,7 @@ class RelativeEntropy(SeriesArrays):
         """One sample per id: score >1 when no distribution seen before explains the window.
 
         NaN samples are skipped (score 0, no state change)."""
-        if ids.size:
-            self._grow(int(ids.max()) + 1)
-        score, raised, rows, series, x = begin_step(ids, values)
+        score, raised, rows, series, x = self._begin(ids, values)
         if not rows.size:
             return StepScores(ids=ids, score=score, raised=raised)
         p = self.params

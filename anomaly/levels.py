@@ -31,7 +31,6 @@ from anomaly.steps import (
     IntArray,
     SeriesArrays,
     StepScores,
-    begin_step,
     rearmed,
 )
 
@@ -79,9 +78,7 @@ class LevelBreakout(SeriesArrays):
         """One sample per id: score >1 when a level left its range plus margin.
 
         NaN samples are skipped (score 0, no state change)."""
-        if ids.size:
-            self._grow(int(ids.max()) + 1)
-        score, raised, rows, s, x = begin_step(ids, values)
+        score, raised, rows, s, x = self._begin(ids, values)
         if not rows.size:
             return StepScores(ids=ids, score=score, raised=raised)
         p = self.params

@@ -38,7 +38,6 @@ from anomaly.steps import (
     IntArray,
     SeriesArrays,
     StepScores,
-    begin_step,
     rearmed,
 )
 
@@ -98,9 +97,7 @@ class PredictionSurprise(SeriesArrays):
         """One sample per id: score >1 when the recent errors are less likely than ``tail``.
 
         NaN samples are skipped (score 0, no state change)."""
-        if ids.size:
-            self._grow(int(ids.max()) + 1)
-        score, raised, rows, s, x = begin_step(ids, values)
+        score, raised, rows, s, x = self._begin(ids, values)
         if not rows.size:
             return StepScores(ids=ids, score=score, raised=raised)
         p = self.params

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import fnmatch
 import math
-import re
-import warnings
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AllowInfNan, Field, field_validator
@@ -17,7 +15,7 @@ from pydantic import AfterValidator, AllowInfNan, Field, field_validator
 from gpuwarden.config_rules import MAX_INTERVAL_SECONDS, MAX_WINDOW_SECONDS, HttpUrl, Section
 from gpuwarden.errors import ConfigError
 from gpuwarden.headers import TOKEN_ENV
-from gpuwarden.promql_text import QUOTED
+from gpuwarden.promql_text import promql_bracket_problem, promql_regex_problem
 from gpuwarden.range_guard import GUARD_UNREAD, range_shape
 
 _Bound = Annotated[float, AllowInfNan(True)]  # a data range's end may be inf (NaN is refused before)
@@ -439,84 +437,6 @@ class AnomalyConfig(Section):
         """The most one source read waits for all its queries (read concurrently): a query timeout, and
         under a tick, so a slow Prometheus never holds a tick past the next one."""
         return min(self.query_timeout_seconds, 0.8 * self.infer_every_seconds)
-
-
-_CLOSES = {")": "(", "]": "[", "}": "{"}
-
-
-def promql_bracket_problem(expr: str) -> str | None:
-    """What is unbalanced in ``expr``'s (), [], {} and quotes, or None: a cheap offline check only, which
-    catches a typo at load; Prometheus checks the full syntax when the query runs."""
-    opened: list[tuple[str, int]] = []
-    quote: tuple[str, int] | None = None
-    i = 0
-    while i < len(expr):
-        c = expr[i]
-        if quote is not None:
-            if c == "\\" and quote[0] != "`":
-                i += 1  # an escaped character, the quote included
-            elif c == quote[0]:
-                quote = None
-        elif c in "\"'`":
-            quote = (c, i)
-        elif c == "#":  # a comment, to the end of the line
-            end = expr.find("\n", i)
-            i = len(expr) if end < 0 else end
-        elif c in "([{":
-            opened.append((c, i))
-        elif c in _CLOSES:
-            if not opened or opened[-1][0] != _CLOSES[c]:
-                after = f" (the {opened[-1][0]!r} at character {opened[-1][1] + 1} is open)" if opened else ""
-                return f"{c!r} at character {i + 1} closes nothing{after}"
-            opened.pop()
-        i += 1
-    if quote is not None:
-        return f"the quote {quote[0]} at character {quote[1] + 1} is not closed"
-    if opened:
-        return f"{opened[-1][0]!r} at character {opened[-1][1] + 1} is not closed"
-    return None
-
-
-# A label matcher's regex (``=~`` / ``!~``) and its PromQL string (``gpuwarden.promql_text.QUOTED``).
-_REGEX_MATCHER = re.compile(rf"([=!]~)\s*({QUOTED.pattern})")
-_STRING_ESCAPES = {"\\": "\\", '"': '"', "'": "'", "n": "\n", "t": "\t", "r": "\r"}
-# What Python's ``re`` and Prometheus's RE2 (Go ``regexp``) both refuse: a broken set, group or repeat.
-# Where the two dialects differ (\p{L}, \z, (?<name>...), (?U)) nothing is said: Prometheus decides.
-_BROKEN_IN_BOTH = (
-    "unterminated character set",
-    "missing ), unterminated subpattern",
-    "unbalanced parenthesis",
-    "nothing to repeat",
-    "multiple repeat",
-    "bad character range",
-    "min repeat greater than max repeat",
-)
-
-
-def _promql_string(quoted: str) -> str:
-    """The value of a PromQL string literal (an unknown escape kept as written: Prometheus refuses it)."""
-    body = quoted[1:-1]
-    if quoted[0] == "`":
-        return body
-    return re.sub(r"\\(.)", lambda m: _STRING_ESCAPES.get(m.group(1), m.group(0)), body)
-
-
-def promql_regex_problem(expr: str) -> str | None:
-    """The first label matcher in ``expr`` whose regex Prometheus would refuse, said with its position and
-    what is wrong, or None: each tick's query would come back 400 and the query would never be scored."""
-    for match in _REGEX_MATCHER.finditer(expr):
-        pattern = _promql_string(match.group(2))
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # "possible nested set" on POSIX classes RE2 accepts
-                re.compile(pattern)
-        except re.error as err:
-            if err.msg in _BROKEN_IN_BOTH:
-                return (
-                    f"the regex {pattern!r} of {match.group(1)} at character {match.start() + 1} is broken"
-                    f" ({err.msg}); Prometheus answers 400 to every read of it"
-                )
-    return None
 
 
 def check_anomaly_queries(cfg: AnomalyConfig) -> list[ConfigError]:

@@ -9,6 +9,7 @@ are what a person needs to find the problem. A webhook URL often *is* the creden
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from urllib.parse import urljoin, urlsplit
 
 MASK = "**********"
@@ -57,21 +58,35 @@ _CONNINFO = re.compile(
     r"\b(host|hostaddr|user|password|sslpassword|dbname|passfile|service)=(?:'(?:[^'\\]|\\.)*'|\S+)",
     re.IGNORECASE,
 )
-_QUOTED = re.compile(r"\"[^\"]*\"|'[^'\s]*'")
+# PostgreSQL names an object of the schema after its kind (``relation "alerts" does not exist``, ``column "x"
+# of relation "y"``, ``unique constraint "alerts_pkey"``); libpq names a host, user or database after none.
+_QUOTED = re.compile(
+    r"(?P<kind>\b(?:relation|table|column|constraint|index|sequence) )?(?P<name>\"[^\"]*\"|'[^'\s]*')"
+)
 _ADDRESS = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b|(?<=\()[0-9a-f]*:[0-9a-f:.%\w]*(?=\))", re.IGNORECASE)
 HIDDEN_NAMES = " (names hidden: serve's log has them)"
 
 
-def hidden_names(reason: str) -> str:
+def hidden_names(reason: str, schema: Collection[str] = frozenset()) -> str:
     """A store's error (``store_failure``) for a reader without a token (``/-/ready``): its URLs (but for
     http links) as their scheme alone, its quoted names, addresses and conninfo values as ``***``, and
     ``HIDDEN_NAMES`` after it when anything was hidden; what went wrong (``password authentication
-    failed``, ``port 5432``) kept."""
-    hidden = _QUOTED.sub(lambda m: f"{m.group()[0]}***{m.group()[0]}", reason)  # a quoted URL or value whole
+    failed``, ``port 5432``) kept, and so is a quoted name of ``schema`` (the store's own tables, columns,
+    indexes and constraints) where the error says it names one (``relation "alerts"``)."""
+    hidden = _QUOTED.sub(lambda m: _quoted_shown(m, schema), reason)  # a quoted URL or value whole
     hidden = _ANY_URL.sub(r"\1***", hidden)
     hidden = _CONNINFO.sub(r"\1=***", hidden)  # a password may hold any character but a space unquoted
     hidden = _ADDRESS.sub("***", hidden)
     return hidden if hidden == reason else hidden + HIDDEN_NAMES
+
+
+def _quoted_shown(quoted: re.Match[str], schema: Collection[str]) -> str:
+    """A quoted name as ``hidden_names`` shows it: whole when it is of ``schema`` and named as a table,
+    column, index or constraint; else its quotes around ``***``."""
+    kind, name = quoted.group("kind") or "", quoted.group("name")
+    if kind and name[1:-1] in schema:
+        return quoted.group()
+    return f"{kind}{name[0]}***{name[0]}"
 
 
 def shown_redirect(url: str, location: str) -> str:

@@ -8,18 +8,9 @@ import pytest
 
 from anomaly.entropy import EntropyParams, RelativeEntropy
 from anomaly.univariate import Series, score_many
+from tests.anomaly.stepping import feed_rows
 
 PARAMS = EntropyParams(window=20, bins=5, warmup=100, rearm=50)
-
-
-def feed(detector: RelativeEntropy, ids: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """rows: one row of values per step, one column per id; returns scores and raised, step x id."""
-    scores, raised = [], []
-    for row in rows:
-        out = detector.update(ids, row)
-        scores.append(out.score)
-        raised.append(out.raised)
-    return np.array(scores), np.array(raised)
 
 
 def alternating(n: int) -> np.ndarray:
@@ -30,7 +21,7 @@ def alternating(n: int) -> np.ndarray:
 
 def test_a_series_that_settles_inside_its_known_range_raises_once_after_its_window_changes() -> None:
     values = np.concatenate([alternating(400), np.full(200, 5.0)])  # 5.0: inside the range, never seen
-    scores, raised = feed(RelativeEntropy(PARAMS), np.array([0]), values[:, None])
+    scores, raised = feed_rows(RelativeEntropy(PARAMS), values[:, None])
     onsets = np.flatnonzero(raised[:, 0]).tolist()
     assert len(onsets) == 1 and 400 <= onsets[0] < 400 + PARAMS.window
     assert scores[onsets[0], 0] > 1.0
@@ -40,7 +31,7 @@ def test_a_series_that_settles_inside_its_known_range_raises_once_after_its_wind
 def test_nothing_fires_before_the_warm_up_ends_nor_right_after_it() -> None:
     values = alternating(300)
     values[:80] = np.linspace(-50, 50, 80)  # wild during the warm-up: learned, not alerted
-    scores, raised = feed(RelativeEntropy(PARAMS), np.array([0]), values[:, None])
+    scores, raised = feed_rows(RelativeEntropy(PARAMS), values[:, None])
     assert not raised[: PARAMS.warmup].any()
     assert (scores[: PARAMS.warmup] == 0.0).all()
     assert not raised[PARAMS.warmup : PARAMS.warmup + 5].any()
@@ -50,12 +41,12 @@ def test_a_distribution_the_warm_up_showed_early_does_not_raise_after_it() -> No
     # The warm-up oscillates, then sits at one level for its last windows; the oscillation comes back.
     params = EntropyParams(window=20, bins=5, warmup=300, rearm=50)
     values = np.concatenate([alternating(150), np.full(150, 5.0), alternating(300)])
-    _, raised = feed(RelativeEntropy(params), np.array([0]), values[:, None])
+    _, raised = feed_rows(RelativeEntropy(params), values[:, None])
     assert not raised.any()
     # Without the early part it is new: the same ending raises once the oscillation starts.
     quiet = 5.0 + np.random.default_rng(2).uniform(0, 0.5, 300)
     fresh = np.concatenate([quiet, alternating(300)])
-    _, raised = feed(RelativeEntropy(params), np.array([0]), fresh[:, None])
+    _, raised = feed_rows(RelativeEntropy(params), fresh[:, None])
     onsets = np.flatnonzero(raised[:, 0]).tolist()
     assert len(onsets) == 1 and 300 <= onsets[0] < 300 + 20
 
@@ -66,10 +57,10 @@ def test_series_are_independent_and_a_gap_changes_nothing() -> None:
     gappy = steady.copy()
     gappy[200:210] = np.nan
     rows = np.stack([steady, settled, gappy], axis=1)
-    scores, raised = feed(RelativeEntropy(PARAMS), np.array([0, 1, 2]), rows)
+    scores, raised = feed_rows(RelativeEntropy(PARAMS), rows)
     assert not raised[:, 0].any() and raised[:, 1].any() and not raised[:, 2].any()
     assert (scores[200:210, 2] == 0.0).all()
-    alone, _ = feed(RelativeEntropy(PARAMS), np.array([0]), settled[:, None])
+    alone, _ = feed_rows(RelativeEntropy(PARAMS), settled[:, None])
     np.testing.assert_allclose(alone[:, 0], scores[:, 1])
 
 
@@ -79,7 +70,7 @@ def test_a_full_model_store_replaces_the_least_used_model() -> None:
     # each full window is a distribution never seen.
     levels = [1.0, 3.0, 5.0, 7.0, 9.5, 12.0, -2.0]
     values = np.concatenate([alternating(20), *[np.full(10, level) for level in levels]])
-    _, raised = feed(detector, np.array([0]), values[:, None])
+    _, raised = feed_rows(detector, values[:, None])
     assert raised.sum() >= 4  # more new distributions than the store holds are still found
     assert (detector.seen[0] > 0).sum() == 2
     assert (detector.models[0].argmax(axis=1) == 0).any()  # the last level, below the range, is kept
@@ -132,9 +123,9 @@ def test_a_model_that_explained_two_billion_windows_saturates_and_keeps_explaini
     was taken for an empty slot, so the next window was "new" (score 1000) and raised."""
     detector = RelativeEntropy(PARAMS)
     values = alternating(600)
-    feed(detector, np.array([0]), values[:300, None])
+    feed_rows(detector, values[:300, None])
     busiest = int(detector.seen[0].argmax())
     detector.seen[0, busiest] = np.iinfo(np.int32).max - 1  # as if two billion windows had gone by
-    scores, raised = feed(detector, np.array([0]), values[300:, None])
+    scores, raised = feed_rows(detector, values[300:, None])
     assert not raised.any() and (scores < 1.0).all()
     assert int(detector.seen[0, busiest]) == np.iinfo(np.int32).max

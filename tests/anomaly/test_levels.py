@@ -5,16 +5,10 @@ import pytest
 
 from anomaly.breakout import RangeBreakout
 from anomaly.levels import LevelBreakout, LevelParams, raise_many
+from tests.anomaly.stepping import feed_rows
 
 PARAMS = LevelParams(scales=(12,), margin=0.05, warmup=300, rearm=1000)
 QUICK = LevelParams(scales=(12,), margin=0.05, warmup=300, rearm=200)  # re-armed well before a shift
-
-
-def feed(detector: LevelBreakout | RangeBreakout, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """rows: one row of values per step, one column per id (0..k-1); returns scores and raised, step x id."""
-    ids = np.arange(rows.shape[1], dtype=np.int64)
-    out = [detector.update(ids, row) for row in rows]
-    return np.array([o.score for o in out]), np.array([o.raised for o in out])
 
 
 def noisy(n: int, seed: int = 0, shift_at: int | None = None, shift: float = 0.0) -> np.ndarray:
@@ -29,10 +23,10 @@ def noisy(n: int, seed: int = 0, shift_at: int | None = None, shift: float = 0.0
 
 def test_a_level_shift_inside_the_raw_range_raises_where_the_raw_range_sees_nothing() -> None:
     values = noisy(1500, shift_at=1000, shift=4.0)  # well inside the raw range, outside the hourly level's
-    _, raised = feed(LevelBreakout(QUICK), values[:, None])
+    _, raised = feed_rows(LevelBreakout(QUICK), values[:, None])
     onsets = np.flatnonzero(raised[1000:, 0])
     assert onsets.size and onsets[0] < 4 * 12  # within a few hours of 5-minute samples
-    _, raw = feed(RangeBreakout(), values[:, None])
+    _, raw = feed_rows(RangeBreakout(), values[:, None])
     assert not raw[1000:, 0].any()
 
 
@@ -40,7 +34,7 @@ def test_nothing_raises_as_a_scales_range_starts_to_be_judged() -> None:
     # Judging a scale's range from the sample it started (a range of one level) raised on the next sample
     # on every series, by construction; now the range has been learned for as long again first.
     for seed in range(10):
-        _, raised = feed(LevelBreakout(PARAMS), noisy(400, seed)[:, None])
+        _, raised = feed_rows(LevelBreakout(PARAMS), noisy(400, seed)[:, None])
         assert not raised[: PARAMS.warmup + 10].any(), seed
 
 
@@ -49,7 +43,7 @@ def test_the_score_at_each_sample_does_not_change_when_later_samples_change() ->
     after = before.copy()
     after[800:] = np.random.default_rng(9).normal(50.0, 10.0, 400)  # a different future
     detector = LevelBreakout(LevelParams(scales=(6, 24, 96), warmup=100, rearm=50))
-    scores, raised = feed(detector, np.stack([before, after], axis=1))
+    scores, raised = feed_rows(detector, np.stack([before, after], axis=1))
     np.testing.assert_array_equal(scores[:800, 0], scores[:800, 1])
     np.testing.assert_array_equal(raised[:800, 0], raised[:800, 1])
     assert raised[800:, 1].any()  # the futures did differ where it matters
@@ -71,7 +65,7 @@ def test_a_gap_scores_zero_and_changes_nothing() -> None:
     values = noisy(1500, 2)
     gappy = values.copy()
     gappy[600:610] = np.nan
-    scores, raised = feed(LevelBreakout(PARAMS), np.stack([values, gappy], axis=1))
+    scores, raised = feed_rows(LevelBreakout(PARAMS), np.stack([values, gappy], axis=1))
     assert (scores[600:610, 1] == 0.0).all()
     np.testing.assert_array_equal(raised[:, 0], raised[:, 1])
 

@@ -4,15 +4,9 @@ import numpy as np
 import pytest
 
 from anomaly.surprise import PredictionSurprise, SurpriseParams, raise_many
+from tests.anomaly.stepping import feed_rows
 
 PARAMS = SurpriseParams(warmup=300, rearm=1000)
-
-
-def feed(detector: PredictionSurprise, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """rows: one row of values per step, one column per id (0..k-1); returns scores and raised, step x id."""
-    ids = np.arange(rows.shape[1], dtype=np.int64)
-    out = [detector.update(ids, row) for row in rows]
-    return np.array([o.score for o in out]), np.array([o.raised for o in out])
 
 
 def smooth_then_ragged(n: int, change: int, seed: int = 0) -> np.ndarray:
@@ -29,14 +23,14 @@ def test_a_series_that_turns_ragged_inside_its_range_raises_soon_after() -> None
     values = smooth_then_ragged(1500, 1000)
     low, high = values[:1000].min(), values[:1000].max()
     assert ((values[1000:] >= low) & (values[1000:] <= high)).all()  # no breakout to lean on
-    _, raised = feed(PredictionSurprise(PARAMS), values[:, None])
+    _, raised = feed_rows(PredictionSurprise(PARAMS), values[:, None])
     onsets = np.flatnonzero(raised[:, 0]).tolist()
     assert onsets and 1000 <= onsets[0] < 1000 + 3 * PARAMS.short
 
 
 def test_a_steady_series_raises_nothing_after_its_warm_up() -> None:
     for seed in range(5):
-        scores, raised = feed(PredictionSurprise(PARAMS), smooth_then_ragged(3000, 3000, seed)[:, None])
+        scores, raised = feed_rows(PredictionSurprise(PARAMS), smooth_then_ragged(3000, 3000, seed)[:, None])
         assert (scores[: PARAMS.warmup] == 0.0).all()
         assert not raised.any(), seed
 
@@ -45,7 +39,7 @@ def test_the_score_at_each_sample_does_not_change_when_later_samples_change() ->
     before = smooth_then_ragged(1200, 1200, 3)
     after = before.copy()
     after[800:] = smooth_then_ragged(1200, 0, 4)[800:]
-    scores, raised = feed(PredictionSurprise(PARAMS), np.stack([before, after], axis=1))
+    scores, raised = feed_rows(PredictionSurprise(PARAMS), np.stack([before, after], axis=1))
     np.testing.assert_array_equal(scores[:800, 0], scores[:800, 1])
     np.testing.assert_array_equal(raised[:800, 0], raised[:800, 1])
     assert raised[800:, 1].any()  # the futures did differ where it matters
@@ -65,7 +59,7 @@ def test_a_gap_scores_zero_and_changes_nothing() -> None:
     values = smooth_then_ragged(1500, 1000, 2)
     gappy = values.copy()
     gappy[600:610] = np.nan
-    scores, raised = feed(PredictionSurprise(PARAMS), np.stack([values, gappy], axis=1))
+    scores, raised = feed_rows(PredictionSurprise(PARAMS), np.stack([values, gappy], axis=1))
     assert (scores[600:610, 1] == 0.0).all()
     np.testing.assert_array_equal(raised[:, 0], raised[:, 1])
 

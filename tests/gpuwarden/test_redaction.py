@@ -116,3 +116,23 @@ def test_a_store_error_shown_without_a_token_hides_names_and_keeps_what_went_wro
     said: str, shown: str | None
 ) -> None:
     assert hidden_names(said) == (said if shown is None else shown)
+
+
+@pytest.mark.parametrize(
+    ("said", "shown"),
+    [
+        ('relation "alerts" does not exist', None),
+        (
+            'column "x" of relation "alerts" does not exist',
+            'column "***" of relation "alerts" does not exist',
+        ),
+        ('database "alerts" does not exist', 'database "***" does not exist'),
+        ("index 'alerts' broken", None),
+        ('role "alerts" and table "alerts"', 'role "***" and table "alerts"'),
+    ],
+    ids=["schema-table", "other-column", "database-named-like-a-table", "single-quoted", "role-then-table"],
+)
+def test_a_quoted_name_is_kept_only_where_the_error_names_an_object_of_the_schema(
+    said: str, shown: str | None
+) -> None:
+    assert hidden_names(said, {"alerts"}) == (said if shown is None else shown + HIDDEN_NAMES)

@@ -565,3 +565,33 @@ def test_config_show_masks_a_header_read_from_a_variable_as_it_masks_tokens(
     headers = json.loads(shown.stdout)["webhooks"][0]["headers"]
     assert headers == {"X-Api-Key": "**********", "X-Team": "gpu-infra"}  # the literal one as written
     assert "S3cret" not in shown.output
+
+
+ANOMALY_SHOWN_ORDER = [
+    *("source", "prometheus_url", "query_timeout_seconds", "queries", "detectors", "adaptive_metrics"),
+    *("adaptive_seasonality", "min_deviation_by_metric", "reescalate_alerts", "pending_ticks"),
+    *("score_outside_data_range", "immediate_resolve_after", "infer_every_seconds", "fit_every_seconds"),
+    *("alert_url", "listen_address", "port", "max_lookback_seconds", "latency_offset_seconds"),
+    *("forget_after_seconds", "stale_after_seconds", "thresholds", "level_shift_queries", "fleet_queries"),
+    *("multivariate_queries", "fleet_peer_labels", "fleet_k", "fleet_k_exit", "fleet_hold_ticks"),
+    *("fleet_load_query", "fleet_load_adjusted", "fleet_min_deviation_by_metric", "thermal_lag_seconds"),
+    *("thermal_alpha", "thermal_k", "thermal_min_deviation", "thermal_ridge_watts", "thermal_warmup"),
+    *("thermal_hold_seconds", "thermal_settle_seconds", "thermal_peer_labels", "thermal_min_peers"),
+    *("thermal_peer_tolerance", "presence_queries", "absent_after_seconds", "absent_forget_seconds"),
+    *("multivariate_trees", "multivariate_history"),
+]
+THRESHOLDS_SHOWN_ORDER = [
+    *("alpha", "scale_alpha", "seasonal_alpha", "k", "warmup", "direction", "min_deviation"),
+    *("min_relative_deviation", "seasonality", "seasonal_gain", "clip", "fast_alpha", "volatility_k"),
+    *("tail_quantile", "tail_k", "tail_rate", "error_clip", "seasonal_freeze", "resolve_after"),
+]
+
+
+def test_config_show_lists_the_anomaly_settings_in_the_order_of_the_previous_release(tmp_path: Path) -> None:
+    # An operator diffs one release's `config show` against the next: a setting that moved (a section split
+    # into modules, fields regrouped) reads as removed and added again.
+    path = tmp_path / "gw.yaml"
+    path.write_text("api:\n  db: /var/lib/gpuwarden/incidents.db\n")
+    shown = json.loads(runner.invoke(app, ["config", "show", str(path)]).output)["anomaly"]
+    assert list(shown) == ANOMALY_SHOWN_ORDER
+    assert list(shown["thresholds"]) == THRESHOLDS_SHOWN_ORDER

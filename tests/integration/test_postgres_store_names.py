@@ -1,0 +1,45 @@
+"""A store error read without a token, from a real PostgreSQL 15: the store's own schema named as it is."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import ProgrammingError
+
+from alerting.db import make_engine
+from alerting.migrate import upgrade
+from alerting.store_names import STORE_NAMES, public_failure
+
+# Every name PostgreSQL gives a relation (table, index, sequence), a table's column or a constraint.
+_SCHEMA_NAMES = """
+SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'
+UNION SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = 'public' AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped
+UNION SELECT conname FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
+    WHERE n.nspname = 'public'
+"""
+
+
+@pytest.mark.integration
+def test_an_unmigrated_store_is_named_by_its_table_to_a_reader_without_a_token(postgres_url: str) -> None:
+    sql = make_engine(postgres_url)
+    try:
+        with pytest.raises(ProgrammingError) as failed, sql.connect() as conn:
+            conn.execute(text("SELECT fingerprint FROM alerts"))
+        assert public_failure(failed.value) == 'UndefinedTable: relation "alerts" does not exist'
+    finally:
+        sql.dispose()
+
+
+@pytest.mark.integration
+def test_every_name_of_a_migrated_store_is_one_an_error_may_show(postgres_url: str) -> None:
+    sql = make_engine(postgres_url)
+    try:
+        upgrade(sql)
+        with sql.connect() as conn:
+            names = set(conn.execute(text(_SCHEMA_NAMES)).scalars())
+    finally:
+        sql.dispose()
+    assert "alerts_pkey" in names  # the catalog was read, and named what PostgreSQL made up
+    assert names - STORE_NAMES == set()
