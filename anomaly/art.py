@@ -32,6 +32,7 @@ Causal: a sample's score depends only on it and the samples before it. NaN and i
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,8 +71,10 @@ class ArtParams:
             raise ValueError("window must be at least 2 and a multiple of blocks (blocks >= 1)")
         if not 0.0 < self.vigilance <= 1.0 or not 0.0 <= self.margin < self.vigilance:
             raise ValueError("vigilance must be in (0, 1] and margin in [0, vigilance)")
-        if self.alpha <= 0.0 or not 0.0 < self.beta <= 1.0 or self.capacity < 1:
-            raise ValueError("alpha > 0, beta in (0, 1] and capacity >= 1 are required")
+        if self.floor >= 1.0:  # the score divides by 1 - floor: NaN and infinite scores
+            raise ValueError("vigilance - margin must be below 1: give a margin above 0 with vigilance 1")
+        if not 0.0 < self.alpha < math.inf or not 0.0 < self.beta <= 1.0 or self.capacity < 1:
+            raise ValueError("alpha > 0 (finite), beta in (0, 1] and capacity >= 1 are required")
 
     @property
     def floor(self) -> float:

@@ -64,3 +64,10 @@ def refuse_option(message: str) -> NoReturn:
     """``error: MESSAGE`` (rich markup, escaped by the caller) and exit 2: a bad command-line option."""
     err_console.print(f"[red]error:[/red] {message}", soft_wrap=True)
     raise typer.Exit(2)
+
+
+def option_said(option: str, value: object, message: str) -> str:
+    """``OPTION VALUE: message``, as every bad option is said (a text quoted, a number as it is), where
+    ``message`` may begin with the value already (``'1x' is not a duration ...``): it is not said twice."""
+    shown = repr(value) if isinstance(value, str) else str(value)
+    return f"{option} {shown}: {message.removeprefix(f'{shown} ')}"

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from gpuwarden.cli.consoles import err_console, print_problems
+from gpuwarden.cli.consoles import err_console, option_said, print_problems
 from gpuwarden.cli.logs import configure_logging, keep_running_on_sighup
+from gpuwarden.cli.numbers import number, whole_number
 from gpuwarden.cli.preflight import check_sim_section
 from gpuwarden.clock import SystemClock
 from gpuwarden.config_rules import MAX_INTERVAL_SECONDS
@@ -139,8 +140,9 @@ def _exporter_settings(
     except ValidationError as exc:
         first = exc.errors()[0]
         field = str(first["loc"][0]) if first["loc"] else ""
-        if field in updates:  # a command-line option: a usage error
-            raise _fail(f"invalid option: {options[field][0]}: {error_message(first)}", USAGE_ERROR) from exc
+        if field in updates:  # a command-line option: a usage error, said as every bad option is
+            said = option_said(options[field][0], updates[field], error_message(first))
+            raise _fail(said, USAGE_ERROR) from exc
         raise _fail(f"invalid option: exporter.{field}: {error_message(first)}") from exc
     if cfg.simulate:
         try:
@@ -156,9 +158,7 @@ def exporter(
     *,
     port: Annotated[
         int | None,
-        typer.Option(
-            metavar="<int> [1<=x<=65535]", help="Port to listen on (default 9400, like dcgm-exporter)."
-        ),
+        whole_number("--port", 1, 65535, help="Port to listen on (default 9400, like dcgm-exporter)."),
     ] = None,
     listen_address: Annotated[
         str | None,
@@ -166,9 +166,8 @@ def exporter(
     ] = None,
     interval: Annotated[
         float | None,
-        typer.Option(
-            metavar=f"<float> [0<x<={MAX_INTERVAL_SECONDS:g}]",
-            help="Seconds between collections (default 5).",
+        number(
+            "--interval", 0, MAX_INTERVAL_SECONDS, above=True, help="Seconds between collections (default 5)."
         ),
     ] = None,
     simulate: Annotated[

@@ -16,7 +16,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gpuwarden.cli.consoles import console, err_console, refuse_option
+from gpuwarden.cli.consoles import console, err_console, option_said, refuse_option
 from gpuwarden.cli.listings import say_none_found
 from gpuwarden.cli.numbers import number, whole_number
 from gpuwarden.clock import shown_text
@@ -481,7 +481,7 @@ def silence(
     try:
         parse_duration(duration, field="--for")
     except InputError as exc:  # serve would refuse it (400): said here, as a bad option
-        refuse_option(escape(str(exc)))
+        refuse_option(escape(option_said("--for", duration, exc.message)))
     inc = _act(url, incident_id, "silence", {"duration": duration}, by)
     if inc.get("changed") is False:  # a silence holds it already: whose, and until when
         _said(inc)

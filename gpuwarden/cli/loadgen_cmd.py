@@ -43,8 +43,11 @@ def loadgen(
     ] = 100,
     duration: Annotated[
         float,
-        typer.Option(
-            metavar=f"<float> [0<x<={MAX_DURATION_SECONDS:g}]",
+        number(
+            "--duration",
+            0,
+            MAX_DURATION_SECONDS,
+            above=True,
             help="Stop after this many seconds; requests still running then are cancelled.",
         ),
     ] = 30.0,
@@ -117,11 +120,12 @@ def loadgen(
 
 
 def _refusal(exc: InputError, plan: LoadPlan) -> str:
-    """What the plan refused, as every bad option is said: the option as typed and its value (``--duration
-    0: must be ...``, ``--url 'http://example.com': ...``), not the plan's field name."""
+    """What the plan refused, as every bad option is said: the option as typed and its value (``--url
+    'http://example.com': ...``), not the plan's field name. The numbers' own options refuse what the plan
+    would first; a duration is shown whole (``:g`` showed 3600.0001 as 3600, which it accepts)."""
     if not exc.field:
         return str(exc)
-    typed = {"url": repr(plan.url), "duration": f"{plan.duration_seconds:g}"}
+    typed = {"url": repr(plan.url), "duration": repr(plan.duration_seconds)}
     value = typed.get(exc.field, str(getattr(plan, exc.field, "")))
     return f"--{exc.field.replace('_', '-')} {value}: {exc.message}"
 

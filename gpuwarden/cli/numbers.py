@@ -22,33 +22,48 @@ def whole_number(option: str, low: int, high: int | None = None, **kwargs: Any) 
     return _bounded(option, int, low, high, kwargs)
 
 
-def number(option: str, low: float, high: float | None = None, **kwargs: Any) -> Any:
-    """``whole_number`` for a number that may have a fraction (seconds, a speed-up)."""
-    return _bounded(option, float, low, high, kwargs)
+def number(option: str, low: float, high: float | None = None, *, above: bool = False, **kwargs: Any) -> Any:
+    """``whole_number`` for a number that may have a fraction (seconds, a speed-up); ``above``: ``low``
+    itself is refused (a period or a duration of 0)."""
+    return _bounded(option, float, low, high, kwargs, above=above)
 
 
 def _bounded(
-    option: str, convert: Callable[[str], float], low: float, high: float | None, kwargs: Any
+    option: str,
+    convert: Callable[[str], float],
+    low: float,
+    high: float | None,
+    kwargs: Any,
+    *,
+    above: bool = False,
 ) -> Any:
-    """The option, its bounds in ``--help`` as typer shows them (``<int> [0<=x<=65535]``)."""
-    kind = "whole number" if convert is int else "number"
-    least, most = _written(low), _written(high)
-    shown = f"[{least}<=x<={most}]" if high is not None else f"[x>={least}]"
-    wanted = (
-        f"use a {kind} from {least} to {most}" if high is not None else f"use a {kind} of at least {least}"
-    )
+    """The option, its bounds in ``--help`` as typer shows them (``<int> [0<=x<=65535]``, ``[0<x<=3600]``)."""
+    shown, wanted = _bounds_said("whole number" if convert is int else "number", low, high, above=above)
 
     def parse(value: Any) -> Any:
         try:
             parsed = convert(value)
         except (TypeError, ValueError):
             refuse_option(f"{_source(option, value, kwargs)} {escape(repr(value))}: {wanted}")
-        if not math.isfinite(parsed) or parsed < low or (high is not None and parsed > high):
+        below = parsed <= low if above else parsed < low
+        if not math.isfinite(parsed) or below or (high is not None and parsed > high):
             refuse_option(f"{_source(option, value, kwargs)} {escape(str(value))}: {wanted}")
         return parsed
 
     metavar = f"<{'int' if convert is int else 'float'}> {shown}"
     return typer.Option(option, parser=parse, metavar=metavar, **kwargs)
+
+
+def _bounds_said(kind: str, low: float, high: float | None, *, above: bool) -> tuple[str, str]:
+    """The bounds as ``--help`` shows them and what a refusal says to give (``use a number above 0``)."""
+    least, most = _written(low), _written(high)
+    if high is None:
+        if above:
+            return f"[x>{least}]", f"use a {kind} above {least}"
+        return f"[x>={least}]", f"use a {kind} of at least {least}"
+    if above:
+        return f"[{least}<x<={most}]", f"use a {kind} above {least} and at most {most}"
+    return f"[{least}<=x<={most}]", f"use a {kind} from {least} to {most}"
 
 
 def _written(bound: float | None) -> str:

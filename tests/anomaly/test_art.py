@@ -119,6 +119,41 @@ def test_a_category_learns_towards_what_it_resonates_with_and_the_capacity_holds
     assert known.used == 2
 
 
+def test_a_window_is_learned_as_its_block_means_scaled_by_the_range_before_it_clipped() -> None:
+    params = ArtParams(window=4, blocks=2, warmup=0)
+    detector = ArtNovelty(params)
+    feed(detector, np.array([[0.0], [10.0], [5.0], [20.0]]))  # 20: beyond the range 0..10 seen before it
+    # scaled 0, 1, 0.5 and 1 (clipped, the range not yet widened by it); block means 0.5 and 0.75
+    np.testing.assert_allclose(detector._categories[0].weights[0], [0.5, 0.75, 0.5, 0.25])
+
+
+def test_of_the_categories_that_resonate_the_best_choice_learns_not_the_best_match() -> None:
+    # fuzzy ART's choice |I ^ w| / (alpha + |w|) prefers the box that holds the input with least change
+    params = ArtParams(window=2, blocks=2, vigilance=0.8, beta=1.0)
+    known = Categories(params)
+    point = [0.52, 0.52, 0.48, 0.48]  # the box of one window, (0.52, 0.52)
+    box = [0.45, 0.45, 0.4, 0.4]  # the box (0.45..0.6, 0.45..0.6)
+    known.weights[:2] = [point, box]
+    known.used = 2
+    pattern = np.array([0.5, 0.5, 0.5, 0.38])  # (0.5, 0.62): match 0.93 with the point, 0.84 with the box
+    assert known.resonate(pattern) == pytest.approx(0.93)
+    np.testing.assert_allclose(known.weights[0], point)
+    np.testing.assert_allclose(known.weights[1], [0.45, 0.45, 0.4, 0.38])  # the box grew to 0.62
+
+
+def test_dual_vigilance_a_new_category_close_to_a_known_one_is_not_novel() -> None:
+    noisy = triangles(3000) + np.random.default_rng(7).normal(0.0, 1.0, 3000)
+    single = ArtParams(window=8, blocks=8, vigilance=0.9, margin=0.0)
+    dual = ArtParams(window=8, blocks=8, vigilance=0.9, margin=0.02)
+    single_scores, _ = feed(ArtNovelty(single), noisy[:, None])
+    dual_scores, _ = feed(ArtNovelty(dual), noisy[:, None])
+    # the same categories are learnt (margin only judges): the scores differ by the floor alone
+    np.testing.assert_allclose(dual_scores * (1.0 - dual.floor), single_scores * (1.0 - single.floor))
+    novel_single, novel_dual = single_scores[:, 0] > 1.0, dual_scores[:, 0] > 1.0
+    assert not (novel_dual & ~novel_single).any()
+    assert (novel_single & ~novel_dual).any()  # a new category, but within the margin of a known one
+
+
 @pytest.mark.parametrize(
     "bad",
     [
@@ -129,8 +164,20 @@ def test_a_category_learns_towards_what_it_resonates_with_and_the_capacity_holds
         {"margin": -0.1},
         {"beta": 0.0},
         {"capacity": 0},
+        {"vigilance": 1.0, "margin": 0.0},
+        {"alpha": float("nan")},
     ],
-    ids=["window-not-blocks", "window-1", "vigilance-0", "margin-whole", "margin-negative", "beta", "cap"],
+    ids=[
+        "window-not-blocks",
+        "window-1",
+        "vigilance-0",
+        "margin-whole",
+        "margin-negative",
+        "beta",
+        "cap",
+        "floor-1",
+        "alpha-nan",
+    ],
 )
 def test_impossible_settings_are_refused(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError):

@@ -110,8 +110,8 @@ CLOSED = "http://127.0.0.1:9"  # the discard port: nothing answers, so a request
             ["incidents", "list", "--state", "open"],
             "--state 'open': use one of triggered, acknowledged, mitigating, resolved",
         ),
-        (["incidents", "silence", "inc-1", "--for", "1x"], "--for: '1x' is not a duration like 30m, 1h"),
-        (["incidents", "silence", "inc-1", "--for", "400d"], "--for: '400d' is longer than a year"),
+        (["incidents", "silence", "inc-1", "--for", "1x"], "--for '1x': is not a duration like 30m, 1h"),
+        (["incidents", "silence", "inc-1", "--for", "400d"], "--for '400d': is longer than a year"),
         (["incidents", "note", "inc-1", ""], "TEXT '': empty; write the note"),
         (["incidents", "note", "inc-1", " \t"], "TEXT ' \\t': empty; write the note"),
         (
@@ -261,7 +261,16 @@ def test_every_output_option_shows_its_choices_in_help_and_refuses_another_namin
         (["loadgen", "--concurrency", "1025"], "--concurrency 1025: use a whole number from 1 to 1024"),
         (["loadgen", "--max-tokens", "0"], "--max-tokens 0: use a whole number from 1 to 4096"),
         (["loadgen", "--rate", "-1"], "--rate -1: use a number of at least 0"),
-        (["loadgen", "--duration", "0"], "--duration 0: must be in (0, 3600] seconds"),
+        (["loadgen", "--duration", "0"], "--duration 0: use a number above 0 and at most 3600"),
+        (  # shown as 3600 (the plan's value, rounded), a value it accepts
+            ["loadgen", "--duration", "3600.0001"],
+            "--duration 3600.0001: use a number above 0 and at most 3600",
+        ),
+        (["loadgen", "--duration", "x"], "--duration 'x': use a number above 0 and at most 3600"),
+        (["exporter", "--port", "0"], "--port 0: use a whole number from 1 to 65535"),
+        (["exporter", "--port", "1e3"], "--port '1e3': use a whole number from 1 to 65535"),
+        (["exporter", "--interval", "nan"], "--interval nan: use a number above 0 and at most 604800"),
+        (["exporter", "--interval", "0"], "--interval 0: use a number above 0 and at most 604800"),
         (["incidents", "list", "--limit", "-1"], "--limit -1: use a whole number from 0 to 1000000000"),
         (["outbox", "list", "--limit", "-1"], "--limit -1: use a whole number from 0 to"),
         (

@@ -44,11 +44,11 @@ def run_exporter(args: list[str]) -> subprocess.CompletedProcess[str]:
     ("argv", "words", "code"),
     [
         (["exporter", "--port", "19999"], "cannot initialise NVML (LibraryNotFound)", 1),
-        (["exporter", "--simulate", "2y8"], "invalid option: --simulate: expected NODESxGPUS", 2),
-        (["exporter", "--simulate", "2x8", "--port", "0"], "invalid option: --port: 0 is less than 1", 2),
+        (["exporter", "--simulate", "2y8"], "error: --simulate '2y8': expected NODESxGPUS", 2),
+        (["exporter", "--simulate", "2x8", "--port", "0"], "error: --port 0: use a whole number from 1", 2),
         (
             ["exporter", "--simulate", "2x8", "--interval", "0"],
-            "invalid option: --interval: 0.0 is not more than 0; write more than 0",
+            "error: --interval 0: use a number above 0 and at most 604800",
             2,
         ),
     ],
