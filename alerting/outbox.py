@@ -437,6 +437,9 @@ class Outbox:
             row = session.get_one(OutboxMessage, row_id)
             retry = row.attempts > 0
             row.status, row.attempts = SENDING, row.attempts + 1
+            # Due now, whatever it waited for: one sent before its hold ended (``_waited_on``) and found
+            # ``sending`` after a crash is retried at once, not at that time with what waits behind it.
+            row.next_attempt_at = min(row.next_attempt_at, self._clock.time())
             attempts, incident_id = row.attempts, row.incident_id
             thread_row = session.get(NotificationThread, (notifier.name, incident_id))
             thread = (
