@@ -95,9 +95,9 @@ class NotifierPause(Base):
 def held_at(now: float, holds: Mapping[str, float]) -> ColumnElement[bool]:
     """The messages held on purpose at clock time ``now``: a webhook's ``reassessed`` update waiting out its
     ``edit_interval_seconds`` (``Outbox._edit_due``; ``holds``: each holding notifier's interval): pending,
-    never tried (no attempt, no error: a first attempt refused by a rate limit is backlog waiting out its
-    pause), due later, but within its notifier's interval (``never_tried``): one stored further ahead is
-    due, the wall clock went back since (or the interval was shortened), not held that much longer."""
+    never tried (``never_tried``: no attempt, no error; a first attempt refused by a rate limit is backlog
+    waiting out its pause), due later, but within its notifier's interval: one stored further ahead is due
+    (``Outbox._due``), the wall clock went back since (or the interval was shortened), not held that long."""
     within = [
         (OutboxMessage.notifier == name) & (OutboxMessage.next_attempt_at <= now + seconds)
         for name, seconds in holds.items()
