@@ -155,8 +155,9 @@ def test_a_quoted_name_is_kept_only_where_the_error_names_an_object_of_the_schem
         ),
         ("Verbindung zu „db“ fehlgeschlagen", "Verbindung zu „***“ fehlgeschlagen"),
         ("connection to “db” failed", "connection to “***” failed"),
+        ("Relation »alerts« existiert nicht", "Relation »***« existiert nicht"),  # no kind said in English
     ],
-    ids=["german-user", "french-host", "spanish-host", "low-high-quotes", "curly-quotes"],
+    ids=["german-user", "french-host", "spanish-host", "low-high-quotes", "curly-quotes", "german-table"],
 )
 def test_a_name_quoted_as_a_translated_message_quotes_it_is_hidden_too(said: str, shown: str) -> None:
-    assert hidden_names(said, {"gw", "db"}) == shown + HIDDEN_NAMES
+    assert hidden_names(said, {"gw", "db", "alerts"}) == shown + HIDDEN_NAMES
