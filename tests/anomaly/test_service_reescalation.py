@@ -253,3 +253,30 @@ def test_a_restart_during_the_recovery_keeps_the_next_fault_re_raised():
         if a.annotations.get("reescalated")
     ]
     assert [a.starts_at for a in again] == [raised[1].starts_at], "re-raised as it was without the restart"
+
+
+def test_a_restart_while_the_value_is_back_in_its_band_keeps_the_next_fault_re_raised():
+    # The recovery a re-raise needs is the value back in its band: quiet reads (the brake's clock read back
+    # inside its band for 10 reads before seed 905's straggler). Restarted during them, the service dropped
+    # what its warm-up recalled at its first quiet read, raised the straggler's alert as a first one, and
+    # serve, still holding the alert firing (posted with its endsAt 4 minutes ahead), heard of no new fault.
+    scores = [0.0] * 6 + [8.6] * 18 + [0.5] * 10 + [5.2] * 6
+    restart_at = 6 + 18 + 8  # the straggler's alert raised 5 reads (150 s) after the old service's last post
+    clock = FakeClock()
+    start = clock.time()
+    before = _straggler_service(clock, scores, start)
+    for _ in range(restart_at - 1):
+        tick(clock, before)
+    after = _straggler_service(clock, scores, start)
+    assert after.warm_up() > 0
+    changes = [tick(clock, after).changes() for _ in range(len(scores) - restart_at)]
+    again = [a for c in changes for a in c if a.annotations.get("reescalated")]
+    assert len(again) == 1, "the straggler must re-raise the alert serve still holds"
+    ended = [a for c in changes for a in c if a.status is AlertStatus.RESOLVED]
+    assert [a.ends_at for a in ended] == [again[0].starts_at], "its activity ended as it is raised anew"
+    clock = FakeClock()
+    straight = _straggler_service(clock, scores, clock.time())
+    changes = [tick(clock, straight).changes() for _ in range(len(scores) - 1)]
+    assert [a.starts_at for c in changes for a in c if a.annotations.get("reescalated")] == [
+        again[0].starts_at
+    ]
