@@ -280,3 +280,19 @@ def test_a_restart_while_the_value_is_back_in_its_band_keeps_the_next_fault_re_r
     assert [a.starts_at for c in changes for a in c if a.annotations.get("reescalated")] == [
         again[0].starts_at
     ]
+
+
+def test_a_recalled_alert_that_would_have_resolved_before_the_next_fault_is_raised_as_a_first_one():
+    # The same restart, but the value stays back in its band for 30 reads: past resolve_after (24) quiet
+    # reads, when the alert would have resolved without the restart and serve's endsAt has passed.
+    scores = [0.0] * 6 + [8.6] * 18 + [0.5] * 30 + [5.2] * 6
+    restart_at = 6 + 18 + 8
+    clock = FakeClock()
+    start = clock.time()
+    before = _straggler_service(clock, scores, start)
+    for _ in range(restart_at - 1):
+        tick(clock, before)
+    after = _straggler_service(clock, scores, start)
+    assert after.warm_up() > 0
+    changes = [a for _ in range(len(scores) - restart_at) for a in tick(clock, after).changes()]
+    assert [(a.status, "reescalated" in a.annotations) for a in changes] == [(AlertStatus.FIRING, False)]
