@@ -296,3 +296,42 @@ def test_a_recalled_alert_that_would_have_resolved_before_the_next_fault_is_rais
     assert after.warm_up() > 0
     changes = [a for _ in range(len(scores) - restart_at) for a in tick(clock, after).changes()]
     assert [(a.status, "reescalated" in a.annotations) for a in changes] == [(AlertStatus.FIRING, False)]
+
+
+def _timeline_at_serve(tmp_path: Path, scores: list[float], restart_at: int | None) -> list[tuple[str, str]]:
+    """The kinds and times of the incident timeline serve builds from what `anomaly run` posts through its
+    forwarder (an expired endsAt resolved at serve's ticks), `anomaly run` restarted before ``restart_at``."""
+    clock = FakeClock()
+    start = clock.time()
+    serve = Serve()
+    engine = IncidentEngine(migrated_sqlite(tmp_path / f"serve{restart_at}.db"), clock)
+
+    def started() -> tuple[AnomalyService, AlertForwarder]:
+        service = _straggler_service(clock, scores, start)
+        client = httpx.Client(transport=httpx.MockTransport(serve.handle))
+        forwarder = AlertForwarder("http://serve:9700", None, clock, resend_seconds=30, client=client)
+        service.on_alert = forwarder.on_alert
+        return service, forwarder
+
+    service, forwarder = started()
+    for n in range(1, len(scores)):
+        if n == restart_at:
+            service, forwarder = started()
+            service.warm_up()
+        tick(clock, service)
+        posted = len(serve.bodies)
+        assert forwarder.flush()
+        for body in serve.bodies[posted:]:
+            engine.ingest(parse_postable_alerts(body))
+        engine.tick()
+    ((row, _),) = engine.store.list_rows()
+    return [(e.kind, e.at.isoformat()) for e in engine.store.get(row.id).timeline]
+
+
+def test_serve_hears_of_the_straggler_after_a_restart_in_the_recovery_as_without_the_restart(tmp_path):
+    # The whole path: main's restarted service raised the straggler's alert as a first one, the forwarder
+    # posted it firing, and serve's incident, holding the alert firing, recorded nothing of the new fault.
+    scores = [0.0] * 6 + [8.6] * 18 + [0.5] * 10 + [5.2] * 6
+    straight = _timeline_at_serve(tmp_path, scores, None)
+    assert [k for k, _ in straight].count("alert_firing") == 1, "the straggler refires the alert at serve"
+    assert _timeline_at_serve(tmp_path, scores, 6 + 18 + 8) == straight
