@@ -600,9 +600,12 @@ class AnomalyService:
                         self._reraise(key, state, alert, score, result)
                     continue
                 # An alert the warm-up's history left firing reads on as it would have without the restart.
-                recalled = self._recalled.get(key) if first and not f.immediate else None
-                escalated = recalled is not None and recalled.heard(
-                    float(f.score[i]), deviation, self.cfg.pending_ticks
+                recalled = self._recalled.get(key)
+                escalated = (
+                    recalled is not None
+                    and first
+                    and not f.immediate
+                    and recalled.heard(float(f.score[i]), deviation, self.cfg.pending_ticks)
                 )
                 # Learned detectors must agree for `pending_ticks` ticks in a row (Prometheus' `for:`).
                 agreed = self._pending.get(key, (0, "", ""))[0] + 1
