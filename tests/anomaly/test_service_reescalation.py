@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -12,7 +13,7 @@ from alerting.ingest import parse_postable_alerts
 from anomaly.detectors import Findings
 from anomaly.forwarder import AlertForwarder
 from anomaly.series import View
-from anomaly.service import AnomalyService
+from anomaly.service import AnomalyService, TickResult
 from anomaly.sources import CollectorSource
 from exporters.simulated import sim_collectors
 from gpuwarden.clock import FakeClock
@@ -227,13 +228,8 @@ def _straggler_service(clock: FakeClock, scores: list[float], start: float) -> A
     return AnomalyService(cfg, [source], clock, detectors=[ScoredAt(start, scores)])
 
 
-def test_a_restart_during_the_recovery_keeps_the_next_fault_re_raised():
-    # Seed 905's straggler again, with `anomaly run` restarted while the power brake's score decays: the
-    # restarted service raised the alert anew at 1.4 and took the straggler's 5.2 for its peak, so the
-    # straggler re-raised nothing and serve, still holding the alert firing, heard of no new fault.
-    decay = [8.6 * 0.9**k for k in range(18)]
-    scores = [0.0] * 6 + [8.6] * 18 + decay + [1.4] * 4 + [5.2] * 6
-    restart_at = 6 + 18 + 18
+def _after_restart(scores: list[float], restart_at: int) -> list[TickResult]:
+    """The ticks of a service restarted (its warm-up replaying the history) before read ``restart_at``."""
     clock = FakeClock()
     start = clock.time()
     before = _straggler_service(clock, scores, start)
@@ -241,18 +237,27 @@ def test_a_restart_during_the_recovery_keeps_the_next_fault_re_raised():
         tick(clock, before)
     after = _straggler_service(clock, scores, start)
     assert after.warm_up() > 0
-    raised = [a for _ in range(len(scores) - restart_at) for a in tick(clock, after).raised]
-    assert len(raised) == 2, "raised again after the restart, then re-raised by the straggler"
-    assert "reescalated" not in raised[0].annotations and "reescalated" in raised[1].annotations
+    return [tick(clock, after) for _ in range(len(scores) - restart_at)]
+
+
+def _reescalated_without_restart(scores: list[float]) -> list[datetime | None]:
+    """When a service never restarted re-raised the alert."""
     clock = FakeClock()
     straight = _straggler_service(clock, scores, clock.time())
-    again = [
-        a
-        for _ in range(len(scores) - 1)
-        for a in tick(clock, straight).raised
-        if a.annotations.get("reescalated")
-    ]
-    assert [a.starts_at for a in again] == [raised[1].starts_at], "re-raised as it was without the restart"
+    ticks = [tick(clock, straight) for _ in range(len(scores) - 1)]
+    return [a.starts_at for t in ticks for a in t.raised if a.annotations.get("reescalated")]
+
+
+def test_a_restart_during_the_recovery_keeps_the_next_fault_re_raised():
+    # Seed 905's straggler again, with `anomaly run` restarted while the power brake's score decays: the
+    # restarted service raised the alert anew at 1.4 and took the straggler's 5.2 for its peak, so the
+    # straggler re-raised nothing and serve, still holding the alert firing, heard of no new fault.
+    decay = [8.6 * 0.9**k for k in range(18)]
+    scores = [0.0] * 6 + [8.6] * 18 + decay + [1.4] * 4 + [5.2] * 6
+    raised = [a for t in _after_restart(scores, 6 + 18 + 18) for a in t.raised]
+    assert len(raised) == 2, "raised again after the restart, then re-raised by the straggler"
+    assert "reescalated" not in raised[0].annotations and "reescalated" in raised[1].annotations
+    assert _reescalated_without_restart(scores) == [raised[1].starts_at], "as it was without the restart"
 
 
 def test_a_restart_while_the_value_is_back_in_its_band_keeps_the_next_fault_re_raised():
@@ -261,40 +266,20 @@ def test_a_restart_while_the_value_is_back_in_its_band_keeps_the_next_fault_re_r
     # what its warm-up recalled at its first quiet read, raised the straggler's alert as a first one, and
     # serve, still holding the alert firing (posted with its endsAt 4 minutes ahead), heard of no new fault.
     scores = [0.0] * 6 + [8.6] * 18 + [0.5] * 10 + [5.2] * 6
-    restart_at = 6 + 18 + 8  # the straggler's alert raised 5 reads (150 s) after the old service's last post
-    clock = FakeClock()
-    start = clock.time()
-    before = _straggler_service(clock, scores, start)
-    for _ in range(restart_at - 1):
-        tick(clock, before)
-    after = _straggler_service(clock, scores, start)
-    assert after.warm_up() > 0
-    changes = [tick(clock, after).changes() for _ in range(len(scores) - restart_at)]
-    again = [a for c in changes for a in c if a.annotations.get("reescalated")]
+    # The straggler's alert raised 5 reads (150 s) after the old service's last post.
+    changes = [a for t in _after_restart(scores, 6 + 18 + 8) for a in t.changes()]
+    again = [a for a in changes if a.annotations.get("reescalated")]
     assert len(again) == 1, "the straggler must re-raise the alert serve still holds"
-    ended = [a for c in changes for a in c if a.status is AlertStatus.RESOLVED]
+    ended = [a for a in changes if a.status is AlertStatus.RESOLVED]
     assert [a.ends_at for a in ended] == [again[0].starts_at], "its activity ended as it is raised anew"
-    clock = FakeClock()
-    straight = _straggler_service(clock, scores, clock.time())
-    changes = [tick(clock, straight).changes() for _ in range(len(scores) - 1)]
-    assert [a.starts_at for c in changes for a in c if a.annotations.get("reescalated")] == [
-        again[0].starts_at
-    ]
+    assert _reescalated_without_restart(scores) == [again[0].starts_at], "as it was without the restart"
 
 
 def test_a_recalled_alert_that_would_have_resolved_before_the_next_fault_is_raised_as_a_first_one():
     # The same restart, but the value stays back in its band for 30 reads: past resolve_after (24) quiet
     # reads, when the alert would have resolved without the restart and serve's endsAt has passed.
     scores = [0.0] * 6 + [8.6] * 18 + [0.5] * 30 + [5.2] * 6
-    restart_at = 6 + 18 + 8
-    clock = FakeClock()
-    start = clock.time()
-    before = _straggler_service(clock, scores, start)
-    for _ in range(restart_at - 1):
-        tick(clock, before)
-    after = _straggler_service(clock, scores, start)
-    assert after.warm_up() > 0
-    changes = [a for _ in range(len(scores) - restart_at) for a in tick(clock, after).changes()]
+    changes = [a for t in _after_restart(scores, 6 + 18 + 8) for a in t.changes()]
     assert [(a.status, "reescalated" in a.annotations) for a in changes] == [(AlertStatus.FIRING, False)]
 
 
