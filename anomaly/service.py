@@ -23,6 +23,7 @@ from anomaly.changepoint import LevelShiftDetector
 from anomaly.dataranges import DataRanges
 from anomaly.detectors import Detector, DetectorRegistry, Findings, JudgedDetector
 from anomaly.fleet import FleetDetector, peer_key
+from anomaly.forwarder import held_seconds
 from anomaly.multivariate import MultivariateDetector
 from anomaly.presence import PresenceDetector
 from anomaly.promql import selected_metric
@@ -237,6 +238,7 @@ class AnomalyService:
         self.firing: dict[str, _Firing] = {}
         self._pending: dict[str, tuple[int, str, str]] = {}  # key -> ticks agreed, detector, query
         self._recalled: dict[str, _Firing] = {}  # alerts the warm-up's history left firing (``warm_up``)
+        self._recalled_until = -math.inf  # when serve let the old service's alerts end (``warm_up``)
         self.collective_suppressed = 0
         self.detector_errors: dict[str, int] = {}
         self.not_available: dict[str, int] = {}  # per query, samples read as not-available values (gaps)
@@ -410,7 +412,11 @@ class AnomalyService:
         # raised at for its peak, and the next fault's rise for a new one, so that fault re-raised nothing,
         # serve still holding the alert firing; and a recall dropped at its first quiet read lost it where the
         # value was back in its band, the recovery a re-raise needs.
+        # Recalled no longer than serve holds what the old service posted last (its endsAt): re-raised after
+        # that, the post led with the old alert firing then resolved, and serve's incident ended with the
+        # alert resolved while the new fault went on; raised as a first alert, serve takes it as new.
         self._recalled, (self.firing, self._pending) = self.firing, live
+        self._recalled_until = now + held_seconds(self.cfg.infer_every_seconds)
         self.collective_suppressed = suppressed
         self.fit()  # the multivariate model, when the history gave it enough rows, scores from the next tick
         logger.info("warm-up: fed %d ticks of history (%.0f s) to the detectors", len(ends), until - start)
@@ -567,6 +573,8 @@ class AnomalyService:
         self, result: TickResult, now: float, unreadable: Callable[[str, str, Mapping[str, str]], bool]
     ) -> None:
         at = self.clock.now()
+        if self._recalled and now > self._recalled_until:
+            self._recalled = {}
         active: set[str] = set()
         pending: dict[str, tuple[int, str, str]] = {}
         for f in result.findings:

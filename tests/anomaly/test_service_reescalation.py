@@ -320,3 +320,13 @@ def test_serve_hears_of_the_straggler_after_a_restart_in_the_recovery_as_without
     straight = _timeline_at_serve(tmp_path, scores, None)
     assert [k for k, _ in straight].count("alert_firing") == 1, "the straggler refires the alert at serve"
     assert _timeline_at_serve(tmp_path, scores, 6 + 18 + 8) == straight
+
+
+def test_a_restart_whose_alert_serve_let_end_raises_the_next_fault_as_a_first_alert_at_serve(tmp_path):
+    # Restarted 2 reads into the recovery: serve ends the alert at the endsAt of the old service's last post
+    # (4 minutes on), and the straggler comes 7 minutes later. Re-raised from the recall, its post led with
+    # the old alert firing then resolved, and serve's incident ended with the alert resolved, the fault on.
+    scores = [0.0] * 6 + [8.6] * 18 + [0.5] * 16 + [5.2] * 6
+    timeline = _timeline_at_serve(tmp_path, scores, 6 + 18 + 2)
+    assert timeline[-1] == ("alert_firing", "2026-01-01T00:21:00+00:00")
+    assert [k for k, _ in timeline].count("alert_firing") == 1
