@@ -284,6 +284,7 @@ def run_fault_eval(
     skipped: list[Injection] = []
     false_alerts: list[dict[str, str]] = []
     reraised: list[dict[str, Any]] = []
+    rise = (service.cfg.pending_ticks - 1) * plan.interval_seconds  # a re-raise's climb: pending_ticks reads
     last_fit = start
     end = start + plan.duration_seconds
     while clock.time() < end:
@@ -308,7 +309,9 @@ def run_fault_eval(
             _attribute(alert, now, truth, false_alerts, plan.warmup_seconds + start)
         for alert in result.resolved:
             _resolved_early(alert, now, truth.injections, service)
-        reraised += _reraised(result.raised, result.resolved, now, truth.injections)
+        reraised += _reraised(
+            result.raised, result.resolved, now, truth.injections, rise=rise, grace=truth.grace
+        )
         _check_stuck(truth.injections, service, now, plan.stuck_seconds, grace=plan.grace_seconds)
     gpus = len(fleet.gpu_refs())
     observed = max(0.0, plan.duration_seconds - plan.warmup_seconds)
@@ -329,18 +332,34 @@ def run_fault_eval(
 
 
 def _reraised(
-    raised: Sequence[Alert], resolved: Sequence[Alert], now: float, injections: Sequence[Injection]
+    raised: Sequence[Alert],
+    resolved: Sequence[Alert],
+    now: float,
+    injections: Sequence[Injection],
+    *,
+    rise: float,
+    grace: float,
 ) -> list[dict[str, Any]]:
     """The tick's re-raised alerts (resolved and raised in one tick), each with the class of the newest fault
-    on its target that began after the activity it ended had started (None: it re-raised mid-fault)."""
+    on its target that began after the activity it ended had started and was on when the climb that re-raised
+    it began, ``rise`` seconds before ``now`` (None: it re-raised mid-fault). A fault drawn after that, or
+    repaired ``grace`` before it, raised nothing: a runaway's wave re-raised an hour after a straggler on its
+    GPU was repaired, or at the tick a fault was drawn there, is the runaway told twice."""
     ended = {a.fingerprint: a.starts_at for a in resolved}
+    climb = now - rise
     out = []
     for alert in raised:
         began = ended.get(alert.fingerprint)
         if began is None:
             continue
         node, gpu = _target(alert)
-        new = [i for i in injections if (i.node, i.gpu) == (node, gpu) and i.started_at > began.timestamp()]
+        new = [
+            i
+            for i in injections
+            if (i.node, i.gpu) == (node, gpu)
+            and began.timestamp() < i.started_at <= climb
+            and (i.repaired_at is None or i.repaired_at + grace >= climb)
+        ]
         out.append(
             {
                 "Hostname": node or "",

@@ -66,6 +66,12 @@ def postable(alert: Alert, ends_at: datetime) -> dict[str, Any]:
     return body
 
 
+def held_seconds(resend_seconds: float) -> float:
+    """How far ahead a firing alert's ``endsAt`` goes: how long serve holds it once posts stop. As
+    Prometheus: four resends ahead, resends a minute apart at least (a slow refit delays one)."""
+    return 4 * max(RESEND_FLOOR_SECONDS, resend_seconds)
+
+
 def _ended_before(resolved: Alert, firing: Alert) -> bool:
     """Whether ``firing`` starts once ``resolved`` had ended: a new activity of the alert (the anomaly
     service re-raised it), not the same one that fired again before its resolution was sent."""
@@ -102,8 +108,7 @@ class AlertForwarder(Collector):
         if token:
             self._client.headers["Authorization"] = f"Bearer {token}"
         self._clock = clock
-        # As Prometheus: endsAt four resends ahead, resends a minute apart at least (a slow refit delays one).
-        self._hold = timedelta(seconds=4 * max(RESEND_FLOOR_SECONDS, resend_seconds))
+        self._hold = timedelta(seconds=held_seconds(resend_seconds))
         self.max_unsent = max_unsent
         self.firing: dict[str, Alert] = {}
         self.unsent_resolved: dict[str, Alert] = {}

@@ -23,6 +23,7 @@ from anomaly.changepoint import LevelShiftDetector
 from anomaly.dataranges import DataRanges
 from anomaly.detectors import Detector, DetectorRegistry, Findings, JudgedDetector
 from anomaly.fleet import FleetDetector, peer_key
+from anomaly.forwarder import held_seconds
 from anomaly.multivariate import MultivariateDetector
 from anomaly.presence import PresenceDetector
 from anomaly.promql import selected_metric
@@ -133,6 +134,11 @@ class _Firing:
     rising: int = 0  # reads in a row at ``_ESCALATION_FACTOR`` times the trough or more, after a recovery
     reads: int = 0  # reads since it was raised (or re-raised)
 
+    def heard(self, score: float, side: str, pending: int) -> bool:
+        """An anomalous read of an alert the warm-up recalled, not raised again yet: ``escalates``."""
+        self.quiet = 0
+        return self.escalates(score, side, pending)
+
     def escalates(self, score: float, side: str, pending: int) -> bool:
         """Whether ``score``, the alert's at a read where it is anomalous (past its band on ``side``, see
         ``_deviation``), is the ``pending``-th read in a row of a re-escalation: a new fault on its target,
@@ -162,19 +168,19 @@ class _Firing:
         self._settle(score, pending, back=not raised_on or side != raised_on)
         return False
 
-    def resume(self, recalled: _Firing, side: str, pending: int) -> None:
-        """Raised anew after a restart: take up the peak, trough, recovery and reads since its raise where
-        ``recalled``, its state at the end of the history the warm-up replayed, left them, then this read."""
-        score = self.peak
+    def resume(self, recalled: _Firing) -> None:
+        """Raised anew after a restart: take up the peak, trough, recovery, rise and reads since its raise
+        where ``recalled``, its state from the history the warm-up replayed and the reads since, left them."""
         self.peak, self.trough, self.low = recalled.peak, recalled.trough, recalled.low
-        self.recovered, self.reads = recalled.recovered, recalled.reads
-        self.escalates(score, side, pending)
+        self.recovered, self.rising, self.reads = recalled.recovered, recalled.rising, recalled.reads
 
-    def calm(self, pending: int) -> None:
-        """A quiet read: the score was at most 1, the band's edge."""
+    def rests(self, pending: int) -> bool:
+        """A quiet read (the score at most 1, the band's edge); whether it is the one that resolves it."""
+        self.quiet += 1
         self.reads += 1
         self.rising = 0
         self._settle(1.0, pending, back=True)
+        return self.quiet >= self.resolve_after
 
     def _settle(self, score: float, pending: int, *, back: bool) -> None:
         """Take a read that re-escalates nothing into the peak, the trough and the recovery; ``back``: its
@@ -232,6 +238,7 @@ class AnomalyService:
         self.firing: dict[str, _Firing] = {}
         self._pending: dict[str, tuple[int, str, str]] = {}  # key -> ticks agreed, detector, query
         self._recalled: dict[str, _Firing] = {}  # alerts the warm-up's history left firing (``warm_up``)
+        self._recalled_until = -math.inf  # when serve let the old service's alerts end (``warm_up``)
         self.collective_suppressed = 0
         self.detector_errors: dict[str, int] = {}
         self.not_available: dict[str, int] = {}  # per query, samples read as not-available values (gaps)
@@ -400,10 +407,16 @@ class AnomalyService:
             if self.cfg.reescalate_alerts:
                 self._update_alerts(found, end, self._unreadable(view))
             self.last_view = view
-        # What the history left firing is recalled when its alert is raised again (``_Firing.resume``): a
-        # restart during a recovery took the score it was raised at for its peak, and the next fault's rise
-        # for a new one, so that fault re-raised nothing, serve still holding the alert firing.
+        # What the history left firing reads on, recalled, until its alert is raised again
+        # (``_Firing.resume``) or would have resolved: a restart during a recovery took the score it was
+        # raised at for its peak, and the next fault's rise for a new one, so that fault re-raised nothing,
+        # serve still holding the alert firing; and a recall dropped at its first quiet read lost it where the
+        # value was back in its band, the recovery a re-raise needs.
+        # Recalled no longer than serve holds what the old service posted last (its endsAt): re-raised after
+        # that, the post led with the old alert firing then resolved, and serve's incident ended with the
+        # alert resolved while the new fault went on; raised as a first alert, serve takes it as new.
         self._recalled, (self.firing, self._pending) = self.firing, live
+        self._recalled_until = now + held_seconds(self.cfg.infer_every_seconds)
         self.collective_suppressed = suppressed
         self.fit()  # the multivariate model, when the history gave it enough rows, scores from the next tick
         logger.info("warm-up: fed %d ticks of history (%.0f s) to the detectors", len(ends), until - start)
@@ -560,6 +573,8 @@ class AnomalyService:
         self, result: TickResult, now: float, unreadable: Callable[[str, str, Mapping[str, str]], bool]
     ) -> None:
         at = self.clock.now()
+        if self._recalled and now > self._recalled_until:
+            self._recalled = {}
         active: set[str] = set()
         pending: dict[str, tuple[int, str, str]] = {}
         for f in result.findings:
@@ -592,6 +607,14 @@ class AnomalyService:
                     ):
                         self._reraise(key, state, alert, score, result)
                     continue
+                # An alert the warm-up's history left firing reads on as it would have without the restart.
+                recalled = self._recalled.get(key)
+                escalated = (
+                    recalled is not None
+                    and first
+                    and not f.immediate
+                    and recalled.heard(float(f.score[i]), deviation, self.cfg.pending_ticks)
+                )
                 # Learned detectors must agree for `pending_ticks` ticks in a row (Prometheus' `for:`).
                 agreed = self._pending.get(key, (0, "", ""))[0] + 1
                 pending[key] = (agreed, f.detector, f.query)
@@ -604,8 +627,12 @@ class AnomalyService:
                     self.firing[key] = state = _Firing(
                         alert, f.resolve_after or hold, f.query, f.detector, peak=score, trough=score
                     )
-                    if key in self._recalled:
-                        state.resume(self._recalled.pop(key), deviation, self.cfg.pending_ticks)
+                    if recalled is not None:
+                        del self._recalled[key]
+                        if escalated:  # as it would have been without the restart: serve holds it firing
+                            self._reraise(key, recalled, alert, score, result)
+                            continue
+                        state.resume(recalled)
                     result.raised.append(alert)
         # A tick that read nothing of a pending alert's query neither agreed nor broke the run: before, the
         # ticks between two steps dropped every count, and a learned detector never raised at all.
@@ -613,19 +640,25 @@ class AnomalyService:
             if key not in active and unreadable(detector, query, {}):
                 pending[key] = (agreed, detector, query)
         self._pending = pending
-        if self._recalled:  # a recalled alert not raised again in one run of pending reads is over
-            self._recalled = {k: v for k, v in self._recalled.items() if k in pending}
-        for key in list(self.firing):
-            if key in active:
-                continue
-            state = self.firing[key]
-            if unreadable(state.detector, state.query, state.alert.labels):
-                continue
-            state.quiet += 1
-            state.calm(self.cfg.pending_ticks)
-            if state.quiet >= state.resolve_after:
+        for key in [k for k, state in self._recalled.items() if self._rested(k, state, active, unreadable)]:
+            del self._recalled[key]  # it would have resolved without the restart; serve let it end
+        for key, state in list(self.firing.items()):
+            if self._rested(key, state, active, unreadable):
                 del self.firing[key]
                 result.resolved.append(_resolution(state.alert, at))
+
+    def _rested(
+        self,
+        key: str,
+        state: _Firing,
+        active: set[str],
+        unreadable: Callable[[str, str, Mapping[str, str]], bool],
+    ) -> bool:
+        """Whether this tick, where the alert was not found anomalous, is the quiet read that resolves it;
+        a tick with no evidence about it (``_unreadable``) counts neither way."""
+        if key in active or unreadable(state.detector, state.query, state.alert.labels):
+            return False
+        return state.rests(self.cfg.pending_ticks)
 
     def _reraise(self, key: str, state: _Firing, alert: Alert, score: float, result: TickResult) -> None:
         """End the alert's activity and raise it anew (``alert``, scored ``score``): Alertmanager and

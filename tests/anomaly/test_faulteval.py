@@ -118,11 +118,28 @@ def test_a_re_raised_alert_is_told_apart_as_for_a_new_fault_or_mid_fault():
     old2, old3, lone = _alert("A", "2", 1100.0), _alert("A", "3", 1100.0), _alert("A", "4", 1100.0)
     raised = [replace(a, starts_at=datetime.fromtimestamp(2100.0, UTC)) for a in (old2, old3)]
     resolved = [replace(a, status=AlertStatus.RESOLVED) for a in (old2, old3)]
-    got = _reraised([*raised, lone], resolved, 2100.0, [hot, slow])
+    got = _reraised([*raised, lone], resolved, 2100.0, [hot, slow], rise=60.0, grace=900.0)
     assert [(r["gpu"], r["new_fault"]) for r in got] == [(2, None), (3, "straggler")]
     report = merge_reports([FaultEvalReport({}, 1.0, 0, [], 30.0, reraised=got)]).to_json()
     assert (report["reraised"], report["reraised_for_new_fault"]) == (2, 1)
     assert [r["gpu"] for r in report["reraised_mid_fault"]] == [2]
+
+
+def test_a_re_raise_is_for_a_new_fault_only_where_that_fault_was_on_when_the_climb_began():
+    """A fault repaired long before, or one that began with the re-raise's last read, raised nothing: the
+    re-raise is the open fault told twice (mid-fault), not one for a new fault."""
+    runaway, straggler = (
+        next(c for c in FAULT_CLASSES if c.name == n) for n in ("thermal_runaway", "straggler")
+    )
+    under = [Injection(runaway, "node-01", gpu, 1000.0) for gpu in (2, 3, 4)]
+    over = replace(Injection(straggler, "node-01", 2, 1200.0), repaired_at=1500.0)
+    starting = Injection(straggler, "node-01", 3, 9000.0)  # drawn at the very tick of the re-raise
+    climbing = Injection(straggler, "node-01", 4, 8900.0)  # on for the whole climb: 3 reads, 30 s apart
+    old = [_alert("A", gpu, 1100.0) for gpu in ("2", "3", "4")]
+    raised = [replace(a, starts_at=datetime.fromtimestamp(9000.0, UTC)) for a in old]
+    resolved = [replace(a, status=AlertStatus.RESOLVED) for a in old]
+    got = _reraised(raised, resolved, 9000.0, [*under, over, starting, climbing], rise=60.0, grace=900.0)
+    assert [(r["gpu"], r["new_fault"]) for r in got] == [(2, None), (3, None), (4, "straggler")]
 
 
 def test_an_alert_still_firing_hours_after_its_fault_was_repaired_is_counted_stuck():
@@ -207,7 +224,7 @@ def _quiet_run(monkeypatch, first: tuple[str, float], second: tuple[str, float],
     quiet = SimpleNamespace(
         infer=lambda: SimpleNamespace(raised=[], resolved=[]),
         fit=lambda: None,
-        cfg=SimpleNamespace(fit_every_seconds=3600.0),
+        cfg=SimpleNamespace(fit_every_seconds=3600.0, pending_ticks=3),
         firing={},
     )
     report = run_fault_eval(fleet, quiet, clock, EvalPlan(duration_seconds=duration, warmup_seconds=0.0))

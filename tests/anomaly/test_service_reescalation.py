@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -12,7 +13,7 @@ from alerting.ingest import parse_postable_alerts
 from anomaly.detectors import Findings
 from anomaly.forwarder import AlertForwarder
 from anomaly.series import View
-from anomaly.service import AnomalyService
+from anomaly.service import AnomalyService, TickResult
 from anomaly.sources import CollectorSource
 from exporters.simulated import sim_collectors
 from gpuwarden.clock import FakeClock
@@ -227,13 +228,8 @@ def _straggler_service(clock: FakeClock, scores: list[float], start: float) -> A
     return AnomalyService(cfg, [source], clock, detectors=[ScoredAt(start, scores)])
 
 
-def test_a_restart_during_the_recovery_keeps_the_next_fault_re_raised():
-    # Seed 905's straggler again, with `anomaly run` restarted while the power brake's score decays: the
-    # restarted service raised the alert anew at 1.4 and took the straggler's 5.2 for its peak, so the
-    # straggler re-raised nothing and serve, still holding the alert firing, heard of no new fault.
-    decay = [8.6 * 0.9**k for k in range(18)]
-    scores = [0.0] * 6 + [8.6] * 18 + decay + [1.4] * 4 + [5.2] * 6
-    restart_at = 6 + 18 + 18
+def _after_restart(scores: list[float], restart_at: int) -> list[TickResult]:
+    """The ticks of a service restarted (its warm-up replaying the history) before read ``restart_at``."""
     clock = FakeClock()
     start = clock.time()
     before = _straggler_service(clock, scores, start)
@@ -241,15 +237,96 @@ def test_a_restart_during_the_recovery_keeps_the_next_fault_re_raised():
         tick(clock, before)
     after = _straggler_service(clock, scores, start)
     assert after.warm_up() > 0
-    raised = [a for _ in range(len(scores) - restart_at) for a in tick(clock, after).raised]
-    assert len(raised) == 2, "raised again after the restart, then re-raised by the straggler"
-    assert "reescalated" not in raised[0].annotations and "reescalated" in raised[1].annotations
+    return [tick(clock, after) for _ in range(len(scores) - restart_at)]
+
+
+def _reescalated_without_restart(scores: list[float]) -> list[datetime | None]:
+    """When a service never restarted re-raised the alert."""
     clock = FakeClock()
     straight = _straggler_service(clock, scores, clock.time())
-    again = [
-        a
-        for _ in range(len(scores) - 1)
-        for a in tick(clock, straight).raised
-        if a.annotations.get("reescalated")
-    ]
-    assert [a.starts_at for a in again] == [raised[1].starts_at], "re-raised as it was without the restart"
+    ticks = [tick(clock, straight) for _ in range(len(scores) - 1)]
+    return [a.starts_at for t in ticks for a in t.raised if a.annotations.get("reescalated")]
+
+
+def test_a_restart_during_the_recovery_keeps_the_next_fault_re_raised():
+    # Seed 905's straggler again, with `anomaly run` restarted while the power brake's score decays: the
+    # restarted service raised the alert anew at 1.4 and took the straggler's 5.2 for its peak, so the
+    # straggler re-raised nothing and serve, still holding the alert firing, heard of no new fault.
+    decay = [8.6 * 0.9**k for k in range(18)]
+    scores = [0.0] * 6 + [8.6] * 18 + decay + [1.4] * 4 + [5.2] * 6
+    raised = [a for t in _after_restart(scores, 6 + 18 + 18) for a in t.raised]
+    assert len(raised) == 2, "raised again after the restart, then re-raised by the straggler"
+    assert "reescalated" not in raised[0].annotations and "reescalated" in raised[1].annotations
+    assert _reescalated_without_restart(scores) == [raised[1].starts_at], "as it was without the restart"
+
+
+def test_a_restart_while_the_value_is_back_in_its_band_keeps_the_next_fault_re_raised():
+    # The recovery a re-raise needs is the value back in its band: quiet reads (the brake's clock read back
+    # inside its band for 10 reads before seed 905's straggler). Restarted during them, the service dropped
+    # what its warm-up recalled at its first quiet read, raised the straggler's alert as a first one, and
+    # serve, still holding the alert firing (posted with its endsAt 4 minutes ahead), heard of no new fault.
+    scores = [0.0] * 6 + [8.6] * 18 + [0.5] * 10 + [5.2] * 6
+    # The straggler's alert raised 5 reads (150 s) after the old service's last post.
+    changes = [a for t in _after_restart(scores, 6 + 18 + 8) for a in t.changes()]
+    again = [a for a in changes if a.annotations.get("reescalated")]
+    assert len(again) == 1, "the straggler must re-raise the alert serve still holds"
+    ended = [a for a in changes if a.status is AlertStatus.RESOLVED]
+    assert [a.ends_at for a in ended] == [again[0].starts_at], "its activity ended as it is raised anew"
+    assert _reescalated_without_restart(scores) == [again[0].starts_at], "as it was without the restart"
+
+
+def test_a_recalled_alert_that_would_have_resolved_before_the_next_fault_is_raised_as_a_first_one():
+    # The same restart, but the value stays back in its band for 30 reads: past resolve_after (24) quiet
+    # reads, when the alert would have resolved without the restart and serve's endsAt has passed.
+    scores = [0.0] * 6 + [8.6] * 18 + [0.5] * 30 + [5.2] * 6
+    changes = [a for t in _after_restart(scores, 6 + 18 + 8) for a in t.changes()]
+    assert [(a.status, "reescalated" in a.annotations) for a in changes] == [(AlertStatus.FIRING, False)]
+
+
+def _timeline_at_serve(tmp_path: Path, scores: list[float], restart_at: int | None) -> list[tuple[str, str]]:
+    """The kinds and times of the incident timeline serve builds from what `anomaly run` posts through its
+    forwarder (an expired endsAt resolved at serve's ticks), `anomaly run` restarted before ``restart_at``."""
+    clock = FakeClock()
+    start = clock.time()
+    serve = Serve()
+    engine = IncidentEngine(migrated_sqlite(tmp_path / f"serve{restart_at}.db"), clock)
+
+    def started() -> tuple[AnomalyService, AlertForwarder]:
+        service = _straggler_service(clock, scores, start)
+        client = httpx.Client(transport=httpx.MockTransport(serve.handle))
+        forwarder = AlertForwarder("http://serve:9700", None, clock, resend_seconds=30, client=client)
+        service.on_alert = forwarder.on_alert
+        return service, forwarder
+
+    service, forwarder = started()
+    for n in range(1, len(scores)):
+        if n == restart_at:
+            service, forwarder = started()
+            service.warm_up()
+        tick(clock, service)
+        posted = len(serve.bodies)
+        assert forwarder.flush()
+        for body in serve.bodies[posted:]:
+            engine.ingest(parse_postable_alerts(body))
+        engine.tick()
+    ((row, _),) = engine.store.list_rows()
+    return [(e.kind, e.at.isoformat()) for e in engine.store.get(row.id).timeline]
+
+
+def test_serve_hears_of_the_straggler_after_a_restart_in_the_recovery_as_without_the_restart(tmp_path):
+    # The whole path: main's restarted service raised the straggler's alert as a first one, the forwarder
+    # posted it firing, and serve's incident, holding the alert firing, recorded nothing of the new fault.
+    scores = [0.0] * 6 + [8.6] * 18 + [0.5] * 10 + [5.2] * 6
+    straight = _timeline_at_serve(tmp_path, scores, None)
+    assert [k for k, _ in straight].count("alert_firing") == 1, "the straggler refires the alert at serve"
+    assert _timeline_at_serve(tmp_path, scores, 6 + 18 + 8) == straight
+
+
+def test_a_restart_whose_alert_serve_let_end_raises_the_next_fault_as_a_first_alert_at_serve(tmp_path):
+    # Restarted 2 reads into the recovery: serve ends the alert at the endsAt of the old service's last post
+    # (4 minutes on), and the straggler comes 7 minutes later. Re-raised from the recall, its post led with
+    # the old alert firing then resolved, and serve's incident ended with the alert resolved, the fault on.
+    scores = [0.0] * 6 + [8.6] * 18 + [0.5] * 16 + [5.2] * 6
+    timeline = _timeline_at_serve(tmp_path, scores, 6 + 18 + 2)
+    assert timeline[-1] == ("alert_firing", "2026-01-01T00:21:00+00:00")
+    assert [k for k, _ in timeline].count("alert_firing") == 1

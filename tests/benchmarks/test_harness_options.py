@@ -19,6 +19,7 @@ HARNESSES = {
     "bench_incidents.py": "--throughput-only",
     "bench_sim_nvml.py": None,
     "bench_tracing.py": "--quick",
+    "bench_warmup.py": None,
     "bench_wide_incident.py": "--racks",
 }
 
