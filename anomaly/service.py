@@ -132,6 +132,7 @@ class _Firing:
     recovered: bool = False  # ``low`` reached ``pending_ticks`` since the peak: the fault's effect ended
     rising: int = 0  # reads in a row at ``_ESCALATION_FACTOR`` times the trough or more, after a recovery
     reads: int = 0  # reads since it was raised (or re-raised)
+    series: int | None = None  # its series' id, where the detector gives one (``calm``)
 
     def escalates(self, score: float, side: str, pending: int) -> bool:
         """Whether ``score``, the alert's at a read where it is anomalous (past its band on ``side``, see
@@ -170,11 +171,17 @@ class _Firing:
         self.recovered, self.reads = recalled.recovered, recalled.reads
         self.escalates(score, side, pending)
 
-    def calm(self, pending: int) -> None:
-        """A quiet read: the score was at most 1, the band's edge."""
+    def calm(self, pending: int, *, read: bool = True) -> None:
+        """A quiet read: the score was at most 1, the band's edge; or, not ``read``, one without its series
+        (its GPU gone, its node down): no value back in its band, so no recovery, and it breaks a run of them.
+        Counted as a read at 1, a runaway's alert (9-10) whose node was down for 21 reads recovered, and the
+        runaway read back at 9.4 re-raised it mid-fault (seed 903)."""
         self.reads += 1
         self.rising = 0
-        self._settle(1.0, pending, back=True)
+        if read:
+            self._settle(1.0, pending, back=True)
+        else:
+            self.low = 0
 
     def _settle(self, score: float, pending: int, *, back: bool) -> None:
         """Take a read that re-escalates nothing into the peak, the trough and the recovery; ``back``: its
@@ -602,7 +609,13 @@ class AnomalyService:
                     )
                     score = float(f.score[i])
                     self.firing[key] = state = _Firing(
-                        alert, f.resolve_after or hold, f.query, f.detector, peak=score, trough=score
+                        alert,
+                        f.resolve_after or hold,
+                        f.query,
+                        f.detector,
+                        peak=score,
+                        trough=score,
+                        series=None if f.ids is None else int(f.ids[i]),
                     )
                     if key in self._recalled:
                         state.resume(self._recalled.pop(key), deviation, self.cfg.pending_ticks)
@@ -615,6 +628,7 @@ class AnomalyService:
         self._pending = pending
         if self._recalled:  # a recalled alert not raised again in one run of pending reads is over
             self._recalled = {k: v for k, v in self._recalled.items() if k in pending}
+        read = _reads(result.findings)
         for key in list(self.firing):
             if key in active:
                 continue
@@ -622,7 +636,7 @@ class AnomalyService:
             if unreadable(state.detector, state.query, state.alert.labels):
                 continue
             state.quiet += 1
-            state.calm(self.cfg.pending_ticks)
+            state.calm(self.cfg.pending_ticks, read=read(state))
             if state.quiet >= state.resolve_after:
                 del self.firing[key]
                 result.resolved.append(_resolution(state.alert, at))
@@ -635,9 +649,32 @@ class AnomalyService:
         why = f"score {score:.3g} after it fell to {state.trough:.3g} from {state.peak:.3g}"
         again = replace(alert, annotations={**alert.annotations, "reescalated": why})
         self.firing[key] = _Firing(
-            again, state.resolve_after, state.query, state.detector, peak=score, trough=score
+            again,
+            state.resolve_after,
+            state.query,
+            state.detector,
+            peak=score,
+            trough=score,
+            series=state.series,
         )
         result.raised.append(again)
+
+
+def _reads(findings: Sequence[Findings]) -> Callable[[_Firing], bool]:
+    """Whether a tick's ``findings`` read a firing alert's series (any score); one whose detector gives no
+    series ids is taken as read. Each detector's and query's ids are gathered once, when first asked."""
+    ids: dict[tuple[str, str], set[int]] = {}
+
+    def read(state: _Firing) -> bool:
+        key = (state.detector, state.query)
+        if state.series is None:
+            return True
+        if key not in ids:
+            got = [f.ids for f in findings if (f.detector, f.query) == key and f.ids is not None]
+            ids[key] = {sid for arr in got for sid in arr.tolist()}
+        return state.series in ids[key]
+
+    return read
 
 
 def _resolution(alert: Alert, at: datetime) -> Alert:

@@ -253,3 +253,53 @@ def test_a_restart_during_the_recovery_keeps_the_next_fault_re_raised():
         if a.annotations.get("reescalated")
     ]
     assert [a.starts_at for a in again] == [raised[1].starts_at], "re-raised as it was without the restart"
+
+
+class Vanishing:
+    """Two GPUs' scores tick by tick: GPU 3's from a list (``None``: its series is not read, its node down),
+    GPU 2's quiet."""
+
+    name = "scripted"
+
+    def __init__(self, scores: list[float | None]) -> None:
+        self.scores = scores
+
+    def fit(self, view: View) -> None:
+        """Nothing to fit."""
+
+    def forget(self, ids: np.ndarray) -> None:
+        """Nothing to forget."""
+
+    def detect(self, view: View) -> list[Findings]:
+        """GPU 2's quiet score, and GPU 3's next one where it has one."""
+        score = self.scores.pop(0)
+        rows = [(GPUS[2], 2, 0.0)] + ([] if score is None else [(GPUS[3], 3, score)])
+        labels, ids, scores = zip(*rows, strict=True)
+        value = np.array(scores)
+        return [Findings(self.name, "q", list(labels), ids=np.array(ids), score=value, value=value)]
+
+
+def test_an_alert_whose_gpu_is_not_read_for_a_while_is_not_re_raised_when_it_is_read_as_bad_again():
+    # Seed 903: a thermal runaway's alert (8.5-10.1) on node-07 GPU 6, its node down for 10 minutes
+    # mid-fault. Its 21 reads without the GPU counted as quiet reads, a recovery, and the runaway read back
+    # at 9.4 re-raised the alert mid-fault. A read without the series is no value back in its band.
+    clock = FakeClock()
+    scores: list[float | None] = [9.0] * 42 + [None] * 21 + [9.4] * 10
+    service = AnomalyService(
+        AnomalyConfig(reescalate_alerts=True),
+        [CollectorSource([TableCollector()], clock)],
+        clock,
+        detectors=[Vanishing(list(scores))],
+    )
+    changes = [tick(clock, service).changes() for _ in scores]
+    assert [len(c) for c in changes if c] == [1], "raised once, never resolved or re-raised"
+    # A read of it at most 1 is one: the same alert re-raises after such a recovery.
+    clock = FakeClock()
+    quiet: list[float | None] = [9.0] * 42 + [0.5] * 21 + [9.4] * 10
+    service = AnomalyService(
+        AnomalyConfig(reescalate_alerts=True),
+        [CollectorSource([TableCollector()], clock)],
+        clock,
+        detectors=[Vanishing(list(quiet))],
+    )
+    assert len([a for _ in quiet for a in tick(clock, service).raised]) == 2
