@@ -303,8 +303,10 @@ class ThermalDetector:
         learnt = (strict < 1.0) | (peer & ~held)
         self.pmin[slots] = np.where(learnt, np.minimum(pmin, lagged), pmin)
         self.pmax[slots] = np.where(learnt, np.maximum(pmax, lagged), pmax)
-        # A power is known once its own line, not only its peers', scored a sample there under 1.
-        scored = learnt & ((warm & (strict_own < 1.0)) | (n < self.warmup))
+        # A power is known once its own line, not only its peers', scored a sample there under 1. In the
+        # warm-up, once a sample there is no guess: a job begun in its last 5 minutes (a 90 s lag) made its
+        # power known while the temperature climbed, and its settled heat read hot there, held 6 hours.
+        scored = learnt & ((warm & (strict_own < 1.0)) | ((n < self.warmup) & ~guess))
         self.ptop[slots] = np.where(scored, np.maximum(ptop, lagged), ptop)
         self.mp[slots] = mp + w * (lagged - mp)
         self.mt[slots] = mt + w * (t_used - mt)

@@ -593,3 +593,18 @@ def test_a_cooler_failing_while_its_power_swings_every_minute_stays_flagged_when
     runaway, others = np.array(scores)[270:, 2], np.delete(np.array(scores)[200:], 2, axis=1)
     assert (runaway > 1.0).mean() >= 0.9
     assert others.max() <= 1.0
+
+
+@pytest.mark.parametrize("start", [50, 55], ids=["10-ticks-before", "5-ticks-before"])
+def test_a_job_started_as_the_warm_up_ends_is_not_held_hot_when_its_temperature_lags_longer(start: int):
+    """Idle for 25 minutes of the 30-minute warm-up (60 ticks), then a job at 690 W, its temperature lagging
+    90 s: the warm-up learnt the job's power as one its line scored at while the temperature still climbed,
+    and the settled heat read hot there and was held, every GPU for all 240 ticks after (the 6-hour hold).
+    Above any power it learnt at, a warm-up sample is a guess as any other, until the power has settled."""
+    rng = np.random.default_rng(5)
+    gpus, det = Gpus(tau=90.0), ThermalDetector()
+    scores = [
+        det.detect(gpus.step(np.full(len(GPUS), 70.0 if tick < start else 690.0), rng))[0].score
+        for tick in range(300)
+    ]
+    assert np.array(scores).max() <= 1.0
