@@ -279,27 +279,21 @@ class Vanishing:
         return [Findings(self.name, "q", list(labels), ids=np.array(ids), score=value, value=value)]
 
 
+def _changes(scores: list[float | None]) -> list[list[Alert]]:
+    """Each tick's changes (resolved, then raised) with re-raising on, GPU 3 scored from ``scores``."""
+    clock = FakeClock()
+    source = CollectorSource([TableCollector()], clock)
+    cfg = AnomalyConfig(reescalate_alerts=True)
+    service = AnomalyService(cfg, [source], clock, detectors=[Vanishing(list(scores))])
+    return [tick(clock, service).changes() for _ in scores]
+
+
 def test_an_alert_whose_gpu_is_not_read_for_a_while_is_not_re_raised_when_it_is_read_as_bad_again():
     # Seed 903: a thermal runaway's alert (8.5-10.1) on node-07 GPU 6, its node down for 10 minutes
     # mid-fault. Its 21 reads without the GPU counted as quiet reads, a recovery, and the runaway read back
     # at 9.4 re-raised the alert mid-fault. A read without the series is no value back in its band.
-    clock = FakeClock()
-    scores: list[float | None] = [9.0] * 42 + [None] * 21 + [9.4] * 10
-    service = AnomalyService(
-        AnomalyConfig(reescalate_alerts=True),
-        [CollectorSource([TableCollector()], clock)],
-        clock,
-        detectors=[Vanishing(list(scores))],
-    )
-    changes = [tick(clock, service).changes() for _ in scores]
-    assert [len(c) for c in changes if c] == [1], "raised once, never resolved or re-raised"
-    # A read of it at most 1 is one: the same alert re-raises after such a recovery.
-    clock = FakeClock()
-    quiet: list[float | None] = [9.0] * 42 + [0.5] * 21 + [9.4] * 10
-    service = AnomalyService(
-        AnomalyConfig(reescalate_alerts=True),
-        [CollectorSource([TableCollector()], clock)],
-        clock,
-        detectors=[Vanishing(list(quiet))],
-    )
-    assert len([a for _ in quiet for a in tick(clock, service).raised]) == 2
+    unread = _changes([9.0] * 42 + [None] * 21 + [9.4] * 10)
+    assert [len(c) for c in unread if c] == [1], "raised once, never resolved or re-raised"
+    # Read at most 1 instead, it has recovered: the same alert is re-raised (resolved, raised).
+    quiet = _changes([9.0] * 42 + [0.5] * 21 + [9.4] * 10)
+    assert [len(c) for c in quiet if c] == [1, 2]
