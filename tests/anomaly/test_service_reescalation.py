@@ -297,3 +297,26 @@ def test_an_alert_whose_gpu_is_not_read_for_a_while_is_not_re_raised_when_it_is_
     # Read at most 1 instead, it has recovered: the same alert is re-raised (resolved, raised).
     quiet = _changes([9.0] * 42 + [0.5] * 21 + [9.4] * 10)
     assert [len(c) for c in quiet if c] == [1, 2]
+
+
+def test_a_thermal_runaway_whose_node_is_down_for_10_minutes_mid_fault_stays_one_alert():
+    # Seed 903's node-07 GPU 6: the runaway's thermal alert, the node down for 20 reads mid-fault (its GPUs
+    # not read), then the runaway read back as hot as before: re-raised mid-fault.
+    clock = FakeClock()
+    fleet = build_fleet(2, 8, seed=3, clock=clock)
+    nvml = sim_collectors(fleet, clock)
+    service = AnomalyService(
+        AnomalyConfig(reescalate_alerts=True), [CollectorSource(nvml.collectors, clock)], clock
+    )
+    changes: list[Alert] = []
+    down = ""
+    for n in range(240):
+        if n == 120:
+            fleet.inject(FaultSpec("thermal_runaway", "node-01", gpu=2))
+        if n == 170:
+            down = fleet.inject(FaultSpec("node_down", "node-01"))
+        if n == 190:
+            fleet.clear_fault(down)
+        changes += tick(clock, service).changes()
+    thermal = [a for a in changes if a.labels.get("model") == "thermal" and a.labels.get("gpu") == "2"]
+    assert [a.status for a in thermal] == [AlertStatus.FIRING]
