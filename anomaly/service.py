@@ -133,6 +133,7 @@ class _Firing:
     recovered: bool = False  # ``low`` reached ``pending_ticks`` since the peak: the fault's effect ended
     rising: int = 0  # reads in a row at ``_ESCALATION_FACTOR`` times the trough or more, after a recovery
     reads: int = 0  # reads since it was raised (or re-raised)
+    series: int | None = None  # its series' id, where the detector gives one (``rests``)
 
     def heard(self, score: float, side: str, pending: int) -> bool:
         """An anomalous read of an alert the warm-up recalled, not raised again yet: ``escalates``."""
@@ -174,12 +175,19 @@ class _Firing:
         self.peak, self.trough, self.low = recalled.peak, recalled.trough, recalled.low
         self.recovered, self.rising, self.reads = recalled.recovered, recalled.rising, recalled.reads
 
-    def rests(self, pending: int) -> bool:
-        """A quiet read (the score at most 1, the band's edge); whether it is the one that resolves it."""
+    def rests(self, pending: int, *, read: bool = True) -> bool:
+        """A quiet read: the score was at most 1, the band's edge; or, not ``read``, one without its series
+        (its GPU gone, its node down): no value back in its band, so no recovery, and it breaks a run of them.
+        Counted as a read at 1, a runaway's alert (9-10) whose node was down for 21 reads recovered, and the
+        runaway read back at 9.4 re-raised it mid-fault (seed 903).
+        Whether it is the read that resolves it."""
         self.quiet += 1
         self.reads += 1
         self.rising = 0
-        self._settle(1.0, pending, back=True)
+        if read:
+            self._settle(1.0, pending, back=True)
+        else:
+            self.low = 0
         return self.quiet >= self.resolve_after
 
     def _settle(self, score: float, pending: int, *, back: bool) -> None:
@@ -625,7 +633,13 @@ class AnomalyService:
                     )
                     score = float(f.score[i])
                     self.firing[key] = state = _Firing(
-                        alert, f.resolve_after or hold, f.query, f.detector, peak=score, trough=score
+                        alert,
+                        f.resolve_after or hold,
+                        f.query,
+                        f.detector,
+                        peak=score,
+                        trough=score,
+                        series=None if f.ids is None else int(f.ids[i]),
                     )
                     if recalled is not None:
                         del self._recalled[key]
@@ -640,10 +654,13 @@ class AnomalyService:
             if key not in active and unreadable(detector, query, {}):
                 pending[key] = (agreed, detector, query)
         self._pending = pending
-        for key in [k for k, state in self._recalled.items() if self._rested(k, state, active, unreadable)]:
+        read = _reads(result.findings)
+        for key in [
+            k for k, state in self._recalled.items() if self._rested(k, state, active, unreadable, read)
+        ]:
             del self._recalled[key]  # it would have resolved without the restart; serve let it end
         for key, state in list(self.firing.items()):
-            if self._rested(key, state, active, unreadable):
+            if self._rested(key, state, active, unreadable, read):
                 del self.firing[key]
                 result.resolved.append(_resolution(state.alert, at))
 
@@ -653,12 +670,14 @@ class AnomalyService:
         state: _Firing,
         active: set[str],
         unreadable: Callable[[str, str, Mapping[str, str]], bool],
+        read: Callable[[_Firing], bool],
     ) -> bool:
         """Whether this tick, where the alert was not found anomalous, is the quiet read that resolves it;
-        a tick with no evidence about it (``_unreadable``) counts neither way."""
+        a tick with no evidence about it (``_unreadable``) counts neither way, one that did not ``read`` its
+        series counts towards resolving it but is no recovery (``_Firing.rests``)."""
         if key in active or unreadable(state.detector, state.query, state.alert.labels):
             return False
-        return state.rests(self.cfg.pending_ticks)
+        return state.rests(self.cfg.pending_ticks, read=read(state))
 
     def _reraise(self, key: str, state: _Firing, alert: Alert, score: float, result: TickResult) -> None:
         """End the alert's activity and raise it anew (``alert``, scored ``score``): Alertmanager and
@@ -668,9 +687,32 @@ class AnomalyService:
         why = f"score {score:.3g} after it fell to {state.trough:.3g} from {state.peak:.3g}"
         again = replace(alert, annotations={**alert.annotations, "reescalated": why})
         self.firing[key] = _Firing(
-            again, state.resolve_after, state.query, state.detector, peak=score, trough=score
+            again,
+            state.resolve_after,
+            state.query,
+            state.detector,
+            peak=score,
+            trough=score,
+            series=state.series,
         )
         result.raised.append(again)
+
+
+def _reads(findings: Sequence[Findings]) -> Callable[[_Firing], bool]:
+    """Whether a tick's ``findings`` read a firing alert's series (any score); one whose detector gives no
+    series ids is taken as read. Each detector's and query's ids are gathered once, when first asked."""
+    ids: dict[tuple[str, str], set[int]] = {}
+
+    def read(state: _Firing) -> bool:
+        key = (state.detector, state.query)
+        if state.series is None:
+            return True
+        if key not in ids:
+            got = [f.ids for f in findings if (f.detector, f.query) == key and f.ids is not None]
+            ids[key] = {sid for arr in got for sid in arr.tolist()}
+        return state.series in ids[key]
+
+    return read
 
 
 def _resolution(alert: Alert, at: datetime) -> Alert:

@@ -293,15 +293,20 @@ class ThermalDetector:
         self.held_for[slots] = held_for
         self.hot_at[slots] = np.where(hot, at, hot_at)
         self.hot_in[slots] = np.where(hot, throttled | (lagged >= pmin), False)
-        w = np.where(held, 0.0, np.maximum(self.alpha, 1.0 / (n + 1.0)))
+        # A sample let off as cooling, hot against its line, teaches it nothing either: taught at the band, a
+        # GPU whose power swung every minute (a 90 s lag) taught its line a failing cooler's heat at each
+        # swing down, and the runaway scored over 1 for 19 of 140 ticks (never 4 in a row) at 116 C.
+        w = np.where(held | ((strict >= 1.0) & (score < 1.0)), 0.0, np.maximum(self.alpha, 1.0 / (n + 1.0)))
         # Only a sample its line explains at ``lag_seconds`` widens the powers it knows: one let off as
         # cooling (a GPU whose idle power fell, its temperature as it was, read so for its first 4 ticks) made
         # that power known, and its settled heat read hot there and was held, learning nothing.
         learnt = (strict < 1.0) | (peer & ~held)
         self.pmin[slots] = np.where(learnt, np.minimum(pmin, lagged), pmin)
         self.pmax[slots] = np.where(learnt, np.maximum(pmax, lagged), pmax)
-        # A power is known once its own line, not only its peers', scored a sample there under 1.
-        scored = learnt & ((warm & (strict_own < 1.0)) | (n < self.warmup))
+        # A power is known once its own line, not only its peers', scored a sample there under 1. In the
+        # warm-up, once a sample there is no guess: a job begun in its last 5 minutes (a 90 s lag) made its
+        # power known while the temperature climbed, and its settled heat read hot there, held 6 hours.
+        scored = learnt & ((warm & (strict_own < 1.0)) | ((n < self.warmup) & ~guess))
         self.ptop[slots] = np.where(scored, np.maximum(ptop, lagged), ptop)
         self.mp[slots] = mp + w * (lagged - mp)
         self.mt[slots] = mt + w * (t_used - mt)

@@ -203,7 +203,7 @@ class AnomalyConfig(Section):
         description="band floor per metric (fnmatch patterns): integer-valued, flat series need one",
     )
     reescalate_alerts: bool = Field(
-        False,
+        True,
         description=(
             "re-raise (resolve, then raise anew) a learned detector's firing alert whose score came"
             " down to half its peak, its value back in its band for pending_ticks reads (a recovery), and"

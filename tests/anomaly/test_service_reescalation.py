@@ -330,3 +330,70 @@ def test_a_restart_whose_alert_serve_let_end_raises_the_next_fault_as_a_first_al
     timeline = _timeline_at_serve(tmp_path, scores, 6 + 18 + 2)
     assert timeline[-1] == ("alert_firing", "2026-01-01T00:21:00+00:00")
     assert [k for k, _ in timeline].count("alert_firing") == 1
+
+
+class Vanishing:
+    """Two GPUs' scores tick by tick: GPU 3's from a list (``None``: its series is not read, its node down),
+    GPU 2's quiet."""
+
+    name = "scripted"
+
+    def __init__(self, scores: list[float | None]) -> None:
+        self.scores = scores
+
+    def fit(self, view: View) -> None:
+        """Nothing to fit."""
+
+    def forget(self, ids: np.ndarray) -> None:
+        """Nothing to forget."""
+
+    def detect(self, view: View) -> list[Findings]:
+        """GPU 2's quiet score, and GPU 3's next one where it has one."""
+        score = self.scores.pop(0)
+        rows = [(GPUS[2], 2, 0.0)] + ([] if score is None else [(GPUS[3], 3, score)])
+        labels, ids, scores = zip(*rows, strict=True)
+        value = np.array(scores)
+        return [Findings(self.name, "q", list(labels), ids=np.array(ids), score=value, value=value)]
+
+
+def _changes(scores: list[float | None]) -> list[list[Alert]]:
+    """Each tick's changes (resolved, then raised) with re-raising on, GPU 3 scored from ``scores``."""
+    clock = FakeClock()
+    source = CollectorSource([TableCollector()], clock)
+    cfg = AnomalyConfig(reescalate_alerts=True)
+    service = AnomalyService(cfg, [source], clock, detectors=[Vanishing(list(scores))])
+    return [tick(clock, service).changes() for _ in scores]
+
+
+def test_an_alert_whose_gpu_is_not_read_for_a_while_is_not_re_raised_when_it_is_read_as_bad_again():
+    # Seed 903: a thermal runaway's alert (8.5-10.1) on node-07 GPU 6, its node down for 10 minutes
+    # mid-fault. Its 21 reads without the GPU counted as quiet reads, a recovery, and the runaway read back
+    # at 9.4 re-raised the alert mid-fault. A read without the series is no value back in its band.
+    unread = _changes([9.0] * 42 + [None] * 21 + [9.4] * 10)
+    assert [len(c) for c in unread if c] == [1], "raised once, never resolved or re-raised"
+    # Read at most 1 instead, it has recovered: the same alert is re-raised (resolved, raised).
+    quiet = _changes([9.0] * 42 + [0.5] * 21 + [9.4] * 10)
+    assert [len(c) for c in quiet if c] == [1, 2]
+
+
+def test_a_thermal_runaway_whose_node_is_down_for_10_minutes_mid_fault_stays_one_alert():
+    # Seed 903's node-07 GPU 6: the runaway's thermal alert, the node down for 20 reads mid-fault (its GPUs
+    # not read), then the runaway read back as hot as before: re-raised mid-fault.
+    clock = FakeClock()
+    fleet = build_fleet(2, 8, seed=3, clock=clock)
+    nvml = sim_collectors(fleet, clock)
+    service = AnomalyService(
+        AnomalyConfig(reescalate_alerts=True), [CollectorSource(nvml.collectors, clock)], clock
+    )
+    changes: list[Alert] = []
+    down = ""
+    for n in range(240):
+        if n == 120:
+            fleet.inject(FaultSpec("thermal_runaway", "node-01", gpu=2))
+        if n == 170:
+            down = fleet.inject(FaultSpec("node_down", "node-01"))
+        if n == 190:
+            fleet.clear_fault(down)
+        changes += tick(clock, service).changes()
+    thermal = [a for a in changes if a.labels.get("model") == "thermal" and a.labels.get("gpu") == "2"]
+    assert [a.status for a in thermal] == [AlertStatus.FIRING]

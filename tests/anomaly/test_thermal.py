@@ -574,3 +574,37 @@ def test_a_gpu_in_a_hotter_rack_position_is_not_flagged_at_its_first_job_beside_
     watt cannot be told from a cooler failed before the job (``test_a_cooler_failed_before_...``)."""
     scores, _ = _first_job(lambda tick: 0.0, tau=tau, room=38.0)
     assert max(scores) <= 1.0
+
+
+def test_a_cooler_failing_while_its_power_swings_every_minute_stays_flagged_when_its_heat_lags_longer():
+    """A GPU that ran 20-minute jobs, then a job whose power swings on and off every minute, its temperature
+    lagging it 90 s, its cooler failing (x4 over 5 minutes): each sample after a swing down was let off as
+    cooling and taught its line at the band's edge, the line and its error scale grew, and the runaway scored
+    over 1 for 19 of 140 ticks (never more than 3 in a row: its alert resolved while the GPU ran at 116 C).
+    Let off as cooling, a sample hot against its line teaches it nothing."""
+    rng = np.random.default_rng(5)
+    gpus, det = Gpus(tau=90.0), ThermalDetector()
+    scores = []
+    for tick in range(400):
+        jobs = 690.0 if (tick // 40) % 2 else 70.0
+        power = np.full(len(GPUS), jobs if tick < 200 else (690.0 if ((tick - 200) // 2) % 2 else 70.0))
+        gpus.resistance[2] = 0.065 * (1.0 + min(3.0, max(0.0, 0.3 * (tick - 259))))
+        scores.append(det.detect(gpus.step(_throttled(power, gpus.temp), rng))[0].score)
+    runaway, others = np.array(scores)[270:, 2], np.delete(np.array(scores)[200:], 2, axis=1)
+    assert (runaway > 1.0).mean() >= 0.9
+    assert others.max() <= 1.0
+
+
+@pytest.mark.parametrize("start", [50, 55], ids=["10-ticks-before", "5-ticks-before"])
+def test_a_job_started_as_the_warm_up_ends_is_not_held_hot_when_its_temperature_lags_longer(start: int):
+    """Idle for 25 minutes of the 30-minute warm-up (60 ticks), then a job at 690 W, its temperature lagging
+    90 s: the warm-up learnt the job's power as one its line scored at while the temperature still climbed,
+    and the settled heat read hot there and was held, every GPU for all 240 ticks after (the 6-hour hold).
+    Above any power it learnt at, a warm-up sample is a guess as any other, until the power has settled."""
+    rng = np.random.default_rng(5)
+    gpus, det = Gpus(tau=90.0), ThermalDetector()
+    scores = [
+        det.detect(gpus.step(np.full(len(GPUS), 70.0 if tick < start else 690.0), rng))[0].score
+        for tick in range(300)
+    ]
+    assert np.array(scores).max() <= 1.0
