@@ -88,7 +88,7 @@ GPUS = (0, 1, 2, 3)
 CHANNEL = "C0CRASHFUZZ"  # a channel id: the notifier's lookup after a crash is exact with one
 SENDS = ("chat.postMessage", "chat.update", f"hook:{HOOK}")
 """The calls a ``send`` kill lands in (the first of them after its step starts)."""
-KILLS = ("batch", "tick", "send", "start", "hold")
+KILLS = ("batch", "tick", "send", "start", "hold", "early")
 TICK_SECONDS = 0.1
 """serve's tick interval here."""
 TICKS = 2
@@ -103,6 +103,10 @@ ADVISE_AFTER = 0.3
 EDIT_INTERVAL = 5.0
 """The webhook's ``edit_interval_seconds`` here (300 by default in serve): a held update is released, or
 replaced, within a run."""
+LATE_SECONDS = 12.0
+"""A webhook change that is no ``reassessed`` update goes at once (none is held); one POSTed more than this
+after it was stored, or after the serve that sent it was started (a kill between: its start-up counts), is
+``late``: held back behind an update. Seen only with ``--edit-interval`` well above it (30)."""
 
 
 # --- the storm ---------------------------------------------------------------------------------------
@@ -127,6 +131,10 @@ def _alert(rng: random.Random) -> dict[str, str]:
     }
 
 
+MUTE_AFTER = 0.5
+"""How often an ``advise`` step is followed by an incident silence of the first alert it repeated."""
+UNMUTE_AFTER = 0.15
+"""How often, after a step, one of the incident silences set is expired (``iexpire``)."""
 ADVICE = ("reset_gpu", "restart_node", "investigate", "drain_and_reset")
 """What an ``advise`` step's repeats recommend (their ``recommended_action`` annotation)."""
 
@@ -144,9 +152,12 @@ def stream(seed: int, steps: int) -> list[Step]:
     """The seed's steps: ``post`` (a batch of alerts, each firing or resolved), ``silence`` (a matcher
     silence on one node, named by its comment) and ``expire`` (of a silence set earlier); after some posts
     (drawn apart, so the rest of the storm is the one drawn without them), a post that repeats firing
-    alerts with other advice (``_advise``)."""
+    alerts with other advice (``_advise``), maybe followed by a silence of its incident (``_muted``); and
+    now and then the end of one of those (``iexpire``)."""
     rng = random.Random(seed)
     advice = random.Random(f"advice-{seed}")
+    muting = random.Random(f"muting-{seed}")  # incident silences: drawn apart too
+    muted: list[str] = []  # incident silences set and not expired
     out: list[Step] = []
     fired: list[dict[str, str]] = []
     firing: list[dict[str, str]] = []  # fired and not resolved since, each once
@@ -170,7 +181,25 @@ def stream(seed: int, steps: int) -> list[Step]:
             out.append(("post", {"alerts": batch}))
             if firing and advice.random() < ADVISE_AFTER:
                 out.append(_advise(advice, firing))
+                out += _muted(muting, out[-1], f"crash-fuzz-{seed}-{k}", muted)
+        if muted and muting.random() < UNMUTE_AFTER:
+            out.append(("iexpire", {"name": muted.pop(muting.randrange(len(muted)))}))
     return out
+
+
+def _muted(rng: random.Random, advised: Step, name: str, muted: list[str]) -> list[Step]:
+    """Maybe silence the incident of an alert an ``advise`` step just repeated (``isilence``, named
+    ``name``, noted in ``muted`` for a later ``iexpire``), and maybe then resolve that alert: a change told
+    under the silence behind the update the webhook holds, which cannot take its place (the update goes
+    early)."""
+    if rng.random() >= MUTE_AFTER:
+        return []
+    labels = advised[1]["alerts"][0]["labels"]
+    muted.append(name)
+    steps: list[Step] = [("isilence", {"name": name, "labels": labels})]
+    if rng.random() < 0.6:
+        steps.append(("post", {"alerts": [{"labels": labels, "resolved": True}]}))
+    return steps
 
 
 def kill_plan(seed: int, steps: int, kills: int) -> dict[int, str]:
@@ -213,13 +242,21 @@ class Serve:
     kills: list[str] = field(default_factory=list)
     exits: list[str] = field(default_factory=list)  # what went wrong with no kill: exits, dropped requests
     unlanded: list[str] = field(default_factory=list)  # kills drawn that found no moment to land
+    launches: list[float] = field(default_factory=list)  # wall-clock time of each start
     killed: bool = False
 
     def start(self) -> None:
-        """Start serve and wait until it is ready (its journal's backlog applied)."""
-        self.launch()
-        assert self.proc is not None
-        wait_http_ok(f"{self.url}/-/ready", self.proc)
+        """Start serve and wait until it is ready (its journal's backlog applied); again when a kill armed
+        for a POST (``_arm``) landed while it started."""
+        while True:
+            self.launch()
+            assert self.proc is not None
+            try:
+                wait_http_ok(f"{self.url}/-/ready", self.proc)
+                return
+            except RuntimeError:
+                if not self.killed:
+                    raise
 
     def launch(self) -> None:
         """Start serve, not waiting for it."""
@@ -230,6 +267,7 @@ class Serve:
         env = {**os.environ, "GPUWARDEN_API_TOKEN": TOKEN, SLACK_TOKEN_ENV: self.recorder.token}
         self.starts += 1
         self.killed = False
+        self.launches.append(time.time())
         log = (self.folder / f"serve{self.starts}.log").open("wb")
         self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
@@ -319,11 +357,54 @@ def _once(serve: Serve, step: Step, ids: dict[str, str]) -> None:
         response = httpx.post(f"{serve.url}/api/v2/silences", json=body, headers=AUTH, timeout=30)
         if response.status_code == 200:
             ids[args["comment"]] = response.json()["silenceID"]
+    elif kind == "isilence":
+        response = _silence_incident(serve, args["name"], args["labels"], ids)
+    elif kind == "iexpire":
+        response = _expire_incident_silence(serve, ids.get(args["name"]))
     else:
         silence_id = ids[args["comment"]]
         response = httpx.delete(f"{serve.url}/api/v2/silence/{silence_id}", headers=AUTH, timeout=30)
     if response.status_code != 200:
         raise RuntimeError(f"{kind} answered {response.status_code}: {response.text}")
+
+
+def _incident_of(serve: Serve, labels: dict[str, str]) -> str | None:
+    """The open incident that holds the alert with ``labels``; None when none does (resolved since)."""
+    listed = httpx.get(f"{serve.url}/api/v1/incidents", headers=AUTH, timeout=30).json()
+    for incident in listed:
+        if incident["state"] == "resolved":
+            continue
+        detail = httpx.get(f"{serve.url}/api/v1/incidents/{incident['id']}", headers=AUTH, timeout=30)
+        if any(alert["labels"] == labels for alert in detail.json()["alerts"]):
+            return str(incident["id"])
+    return None
+
+
+def _silence_incident(serve: Serve, name: str, labels: dict[str, str], ids: dict[str, str]) -> httpx.Response:
+    """Silence the incident of the alert with ``labels`` for an hour (a repeat after a crash that ate the
+    answer changes nothing: ``changed`` false); noted in ``ids`` under ``name``. One resolved meanwhile
+    (409), or none found, is nothing to silence: alike in both runs, as the incidents are."""
+    incident_id = _incident_of(serve, labels)
+    if incident_id is None:
+        return httpx.Response(200)
+    ids[name] = incident_id
+    body = {"duration": "1h", "by": "crash-fuzz"}
+    url = f"{serve.url}/api/v1/incidents/{incident_id}/silence"
+    response = httpx.post(url, json=body, headers=AUTH, timeout=30)
+    return httpx.Response(200) if response.status_code == 409 else response
+
+
+def _expire_incident_silence(serve: Serve, incident_id: str | None) -> httpx.Response:
+    """Expire the incident silences of ``incident_id`` still active (none: nothing to do, as after a crash
+    that ate the answer)."""
+    listed = httpx.get(f"{serve.url}/api/v2/silences", headers=AUTH, timeout=30).json()
+    comment = f"silence of {incident_id}"
+    for silence in listed:
+        if silence["comment"] == comment and silence["status"]["state"] == "active":
+            response = httpx.delete(f"{serve.url}/api/v2/silence/{silence['id']}", headers=AUTH, timeout=30)
+            if response.status_code != 200:
+                return response
+    return httpx.Response(200)
 
 
 def do(serve: Serve, step: Step, ids: dict[str, str]) -> None:
@@ -398,12 +479,9 @@ def _held_post(call: RecordedCall) -> bool:
     return call.method == f"hook:{HOOK}" and call.params.get("event", {}).get("kind") == "reassessed"
 
 
-@contextmanager
-def _armed_for_send(
-    serve: Serve, wanted: Callable[[RecordedCall], bool] = _a_send, how: str = "send"
-) -> Iterator[threading.Event]:
-    """Kill serve at the next Slack post or webhook POST it makes (one ``wanted``), before it hears the
-    answer."""
+def _arm(serve: Serve, wanted: Callable[[RecordedCall], bool], how: str) -> threading.Event:
+    """Kill serve at the next Slack post or webhook POST it makes that is ``wanted``, before it hears the
+    answer; set when it did. Armed until another arming or ``_disarm``."""
     fired = threading.Event()
 
     def on_call(call: RecordedCall) -> None:
@@ -412,10 +490,22 @@ def _armed_for_send(
             serve.kill(how)
 
     serve.recorder.on_call = on_call
+    return fired
+
+
+def _disarm(serve: Serve) -> None:
+    serve.recorder.on_call = None
+
+
+@contextmanager
+def _armed_for_send(
+    serve: Serve, wanted: Callable[[RecordedCall], bool] = _a_send, how: str = "send"
+) -> Iterator[threading.Event]:
+    """``_arm`` for the block."""
     try:
-        yield fired
+        yield _arm(serve, wanted, how)
     finally:
-        serve.recorder.on_call = None
+        _disarm(serve)
 
 
 def _kill_at_start(serve: Serve, step: Step, ids: dict[str, str], rng: random.Random) -> None:
@@ -430,9 +520,15 @@ def _kill_at_start(serve: Serve, step: Step, ids: dict[str, str], rng: random.Ra
 
 def _held_until(serve: Serve) -> float | None:
     """When (wall clock) the first update the webhook holds goes; None when it holds none."""
-    listed = httpx.get(
-        f"{serve.url}/api/v1/outbox", params={"status": "pending", "limit": 1000}, headers=AUTH, timeout=10
-    ).json()["messages"]
+    try:
+        listed = httpx.get(
+            f"{serve.url}/api/v1/outbox",
+            params={"status": "pending", "limit": 1000},
+            headers=AUTH,
+            timeout=10,
+        ).json()["messages"]
+    except httpx.HTTPError:  # an early kill landed: the next step starts serve again
+        return None
     now = time.time()
     due = [
         datetime.fromisoformat(m["next_attempt_at"]).timestamp()
@@ -463,15 +559,25 @@ def _kill_around_hold(serve: Serve, due: float, rng: random.Random) -> None:
 def run_steps(serve: Serve, steps: list[Step], kills: dict[int, str], seed: int) -> None:
     """Every step in order against ``serve``, killing it before the steps of ``kills``; a ``hold`` kill
     lands after the first step from its own on that leaves the webhook holding an update
-    (``_kill_around_hold``), or, when none does, not at all (``hold-none``, no kill)."""
+    (``_kill_around_hold``), or, when none does, not at all (``hold-none``, no kill); an ``early`` kill is
+    armed at the first incident silence from its own step on and lands as the next POST of a held update
+    reaches the receiver, the steps going on meanwhile (likely one sent before its hold ended, a change
+    told under the silence waiting behind it: ``hold-early``), or not at all (``early-none``: none came,
+    or a ``send`` kill took its place)."""
     rng = random.Random(f"moments-{seed}")
     ids: dict[str, str] = {}
     holding = 0  # hold kills waiting for a held update
+    early = 0  # early kills waiting for an incident silence
+    armed: list[threading.Event] = []  # and those armed then
     serve.start()
     for k, step in enumerate(steps):
         how = kills.get(k)
-        if how == "hold":
-            holding, how = holding + 1, None
+        if how in ("hold", "early"):
+            holding, early = holding + (how == "hold"), early + (how == "early")
+            how = None
+        if step[0] == "isilence" and early:
+            early -= 1
+            armed.append(_arm(serve, _held_post, "hold-early"))
         if how == "batch" and step[0] == "post":
             _kill_mid_batch(serve, step, ids, rng)
         elif how == "send":
@@ -493,6 +599,8 @@ def run_steps(serve: Serve, steps: list[Step], kills: dict[int, str], seed: int)
             holding -= 1
             _kill_around_hold(serve, due, rng)
     serve.unlanded += ["hold-none"] * holding
+    _disarm(serve)
+    serve.unlanded += ["early-none"] * (early + sum(not fired.is_set() for fired in armed))
     serve.ensure()
     settle(serve)
     serve.stop()
@@ -557,9 +665,21 @@ def run_once(
 Compare = Callable[[Seen, Seen], dict[str, list[str]]]
 REPEATED = ("webhook_redelivered", "slack_edits_repeated", "slack_edits_repeated_straight")
 """Counts of repeats a receiver or Slack takes as one (the crashed run's, and the straight one's edits)."""
-FOUND = ("divergent", "duplicates", "lost", "half_written", "exits")
+FOUND = ("divergent", "duplicates", "lost", "half_written", "late", "exits")
 """What a seed can find, each a list in its outcome; ``exits``: a serve that exited or dropped a request
 when nobody killed it."""
+
+
+def late(seen: Seen, launches: list[float]) -> list[str]:
+    """The run's webhook changes, ``reassessed`` updates aside, POSTed more than ``LATE_SECONDS`` after they
+    were stored, or after the serve that sent them started (``launches``: when each did)."""
+    found = []
+    for key, (stored, sent) in sorted(seen.times.items()):
+        started = max((at for at in launches if at <= sent), default=0.0)
+        waited = sent - max(stored, started)
+        if waited > LATE_SECONDS:
+            found.append(f"webhook message {key} sent {waited:.1f} s after it was stored or serve started")
+    return found
 
 
 def fuzz_seed(
@@ -596,6 +716,7 @@ def fuzz_seed(
             "slack_edits_repeated_straight": straight.edits_repeated,
         },
         **comparison(straight, crashed),
+        "late": late(crashed, second.launches) + late(straight, first.launches),
         "exits": first.exits + second.exits,
     }
     if any(outcome[kind] for kind in FOUND):
