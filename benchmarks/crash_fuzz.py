@@ -3,10 +3,13 @@
 "Nothing lost when something crashes; never repeats a page." For each seed this draws a storm of alert
 batches (XIDs, NodeDown, GPULost, thermal, on several GPUs of several nodes; firing, resolving, firing
 again; firing alerts repeated with another ``recommended_action``, a ``reassessed`` update that the webhook
-holds ``--edit-interval`` seconds, 5 here, 300 by default in serve) and of matcher silences set and expired
-through the API, and runs it twice against real ``serve`` processes (a SQLite store; ``--postgres``: a
-database each on a throwaway PostgreSQL 15), each with the Slack stand-in (``alerting.notifiers.recorder``) as
-its Slack Web API and a webhook receiver (the stand-in's ``/hooks/crash``):
+holds ``--edit-interval`` seconds, 5 here, 300 by default in serve), of matcher silences set and expired
+through the API, and of incident silences (``POST /api/v1/incidents/{id}/silence``) set right after some of
+those repeats, maybe with the alerts firing on the node resolved under them (a change told under a silence
+cannot take the held update's place: the update goes early), and expired later; and runs it twice
+against real ``serve`` processes (a SQLite store; ``--postgres``: a database each on a throwaway PostgreSQL
+15), each with the Slack stand-in (``alerting.notifiers.recorder``) as its Slack Web API and a webhook
+receiver (the stand-in's ``/hooks/crash``):
 
 - straight: one serve, never killed;
 - crashed: serve SIGKILLed ``--kills`` times, before steps drawn apart from the storm, each kill one of
@@ -16,7 +19,9 @@ its Slack Web API and a webhook receiver (the stand-in's ``/hooks/crash``):
   maybe replaying that step), ``hold`` (after the first step from its own on that leaves the webhook
   holding an update: while it is held, ``hold``; around its release, ``hold-release``; as its POST reaches
   the receiver, ``hold-send``; ``hold-unsent`` when none came; ``kills_unlanded`` counts those that found no
-  held update), and restarted on the same store, the steps continuing where they were. A
+  held update), ``early`` (armed at the next incident silence, landing as the next held update's POST
+  reaches the receiver while the steps go on: ``hold-early``, most often an update sent early), and
+  restarted on the same store, the steps continuing where they were. A
   POST that got no answer is sent again, as Alertmanager does; a silence POST that got none is first
   looked up by its comment, as a careful client does, so that no silence is set twice. After each step
   both runs wait until serve applied it and then for ticks begun after that (``TICKS``, counted by serve's
@@ -35,7 +40,11 @@ with no crash at all, is left out:
 (``duplicates``), every outbox message the outbox took as sent delivered, and every webhook update it set
 aside followed by a later message of its incident that it sent (``lost``), and nothing half
 written: the journal fully applied and opened cleanly, no outbox message left pending or failed
-(``half_written``); and a serve that exited or dropped a request when nobody killed it (``exits``). Each
+(``half_written``); a webhook change, ``reassessed`` updates aside, POSTed more than ``LATE_SECONDS``
+after it was stored or after the serve that sent it started (``late``: it waited behind something; seen
+with ``--edit-interval 30``, a hold well above it); and a serve that exited or dropped a request when
+nobody killed it (``exits``). A silenced incident's change the webhook holds back (marked sent, never
+POSTed) is no ``lost`` one: ``seen``'s ``webhook_held`` counts them. Each
 lists the seeds that found it; ``first`` shows what each of those found, and where its runs were kept.
 ``kills_by`` counts the kills that landed by kind (``batch-answered``: serve had answered the POST before it
 died); ``webhook_redelivered`` counts the webhook POSTs a crash made again with the key and body already
@@ -181,25 +190,35 @@ def stream(seed: int, steps: int) -> list[Step]:
             out.append(("post", {"alerts": batch}))
             if firing and advice.random() < ADVISE_AFTER:
                 out.append(_advise(advice, firing))
-                out += _muted(muting, out[-1], f"crash-fuzz-{seed}-{k}", muted)
+                out += _muted(muting, out[-1], f"crash-fuzz-{seed}-{k}", muted, firing)
         if muted and muting.random() < UNMUTE_AFTER:
             out.append(("iexpire", {"name": muted.pop(muting.randrange(len(muted)))}))
     return out
 
 
-def _muted(rng: random.Random, advised: Step, name: str, muted: list[str]) -> list[Step]:
+def _muted(
+    rng: random.Random, advised: Step, name: str, muted: list[str], firing: list[dict[str, str]]
+) -> list[Step]:
     """Maybe silence the incident of an alert an ``advise`` step just repeated (``isilence``, named
-    ``name``, noted in ``muted`` for a later ``iexpire``), and maybe then resolve that alert: a change told
-    under the silence behind the update the webhook holds, which cannot take its place (the update goes
-    early)."""
+    ``name``, noted in ``muted`` for a later ``iexpire``), and maybe then resolve the alerts ``firing`` on
+    its node (its incident's, most often): the silence is told behind the update the webhook holds, and
+    cannot take its place (the update goes early), and the resolution told under it is POSTed (to a
+    receiver told of the incident), the one change told under a silence that is. The storm's ``firing``
+    is left as it was (drawn apart): a later advice may fire one of them again."""
     if rng.random() >= MUTE_AFTER:
         return []
     labels = advised[1]["alerts"][0]["labels"]
     muted.append(name)
     steps: list[Step] = [("isilence", {"name": name, "labels": labels})]
     if rng.random() < 0.6:
-        steps.append(("post", {"alerts": [{"labels": labels, "resolved": True}]}))
+        node = _node(labels)
+        ended = [{"labels": alert, "resolved": True} for alert in firing if _node(alert) == node]
+        steps.append(("post", {"alerts": ended}))
     return steps
+
+
+def _node(labels: dict[str, str]) -> str:
+    return labels.get("Hostname") or labels["node"]
 
 
 def kill_plan(seed: int, steps: int, kills: int) -> dict[int, str]:
