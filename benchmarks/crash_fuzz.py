@@ -51,7 +51,8 @@ died); ``webhook_redelivered`` counts the webhook POSTs a crash made again with 
 delivered, which the receiver drops, and ``slack_edits_repeated`` the ``chat.update`` calls that sent the very
 call before them again, byte for byte (a retry after a crash does, idempotent; some come with no crash too:
 ``slack_edits_repeated_straight``, the straight runs' count); ``held_updates_sent`` the crashed runs' webhook
-``reassessed`` updates delivered (each held first).
+``reassessed`` updates delivered (each held first); ``webhook_held`` the crashed runs' webhook changes held
+back under a silence (marked sent, not POSTed).
 
     PYTHONPATH=. .venv/bin/python benchmarks/crash_fuzz.py --seeds 0-9 --steps 20 --kills 3
 
@@ -735,6 +736,7 @@ def fuzz_seed(
         "unlanded": second.unlanded,
         "seen": straight.counts(),
         "held_updates_sent": crashed.counts()["webhook_updates"],
+        "webhook_held": crashed.held,
         "repeated": {
             "webhook_redelivered": crashed.redelivered,
             "slack_edits_repeated": crashed.edits_repeated,
@@ -811,7 +813,7 @@ def main(argv: list[str] | None = None, comparison: Compare = compare) -> dict[s
     first: dict[str, dict[str, Any]] = {}
     kills: Counter[str] = Counter()
     unlanded: Counter[str] = Counter()
-    held_sent = 0
+    held_sent = held_back = 0
     repeated: Counter[str] = Counter()
     done = 0
     with _store_server(args.postgres) as postgres:
@@ -825,6 +827,7 @@ def main(argv: list[str] | None = None, comparison: Compare = compare) -> dict[s
             kills.update(outcome["kills"])
             unlanded.update(outcome["unlanded"])
             held_sent += outcome["held_updates_sent"]
+            held_back += outcome["webhook_held"]
             repeated.update(outcome["repeated"])
             _tally(outcome, found, first)
             if args.show == seed:
@@ -837,6 +840,7 @@ def main(argv: list[str] | None = None, comparison: Compare = compare) -> dict[s
         "kills_by": dict(kills),
         "kills_unlanded": dict(unlanded),
         "held_updates_sent": held_sent,
+        "webhook_held": held_back,
         **found,
         **{what: repeated[what] for what in REPEATED},
         "first": first,
