@@ -3,10 +3,13 @@
 "Nothing lost when something crashes; never repeats a page." For each seed this draws a storm of alert
 batches (XIDs, NodeDown, GPULost, thermal, on several GPUs of several nodes; firing, resolving, firing
 again; firing alerts repeated with another ``recommended_action``, a ``reassessed`` update that the webhook
-holds ``--edit-interval`` seconds, 5 here, 300 by default in serve) and of matcher silences set and expired
-through the API, and runs it twice against real ``serve`` processes (a SQLite store; ``--postgres``: a
-database each on a throwaway PostgreSQL 15), each with the Slack stand-in (``alerting.notifiers.recorder``) as
-its Slack Web API and a webhook receiver (the stand-in's ``/hooks/crash``):
+holds ``--edit-interval`` seconds, 5 here, 300 by default in serve), of matcher silences set and expired
+through the API, and of incident silences (``POST /api/v1/incidents/{id}/silence``) set right after some of
+those repeats, maybe with the alerts firing on the node resolved under them (a change told under a silence
+cannot take the held update's place: the update goes early), and expired later; and runs it twice
+against real ``serve`` processes (a SQLite store; ``--postgres``: a database each on a throwaway PostgreSQL
+15), each with the Slack stand-in (``alerting.notifiers.recorder``) as its Slack Web API and a webhook
+receiver (the stand-in's ``/hooks/crash``):
 
 - straight: one serve, never killed;
 - crashed: serve SIGKILLed ``--kills`` times, before steps drawn apart from the storm, each kill one of
@@ -16,7 +19,9 @@ its Slack Web API and a webhook receiver (the stand-in's ``/hooks/crash``):
   maybe replaying that step), ``hold`` (after the first step from its own on that leaves the webhook
   holding an update: while it is held, ``hold``; around its release, ``hold-release``; as its POST reaches
   the receiver, ``hold-send``; ``hold-unsent`` when none came; ``kills_unlanded`` counts those that found no
-  held update), and restarted on the same store, the steps continuing where they were. A
+  held update), ``early`` (armed at the next incident silence, landing as the next held update's POST
+  reaches the receiver while the steps go on: ``hold-early``, most often an update sent early), and
+  restarted on the same store, the steps continuing where they were. A
   POST that got no answer is sent again, as Alertmanager does; a silence POST that got none is first
   looked up by its comment, as a careful client does, so that no silence is set twice. After each step
   both runs wait until serve applied it and then for ticks begun after that (``TICKS``, counted by serve's
@@ -35,14 +40,19 @@ with no crash at all, is left out:
 (``duplicates``), every outbox message the outbox took as sent delivered, and every webhook update it set
 aside followed by a later message of its incident that it sent (``lost``), and nothing half
 written: the journal fully applied and opened cleanly, no outbox message left pending or failed
-(``half_written``); and a serve that exited or dropped a request when nobody killed it (``exits``). Each
+(``half_written``); a webhook change, ``reassessed`` updates aside, POSTed more than ``LATE_SECONDS``
+after it was stored or after the serve that sent it was ready (``late``: it waited behind something; seen
+with ``--edit-interval 40``, a hold well above it and a start-up); and a serve that exited or dropped a
+request when nobody killed it (``exits``). A silenced incident's change the webhook holds back (marked
+sent, never POSTed) is no ``lost`` one: ``seen``'s ``webhook_held`` counts them. Each
 lists the seeds that found it; ``first`` shows what each of those found, and where its runs were kept.
 ``kills_by`` counts the kills that landed by kind (``batch-answered``: serve had answered the POST before it
 died); ``webhook_redelivered`` counts the webhook POSTs a crash made again with the key and body already
 delivered, which the receiver drops, and ``slack_edits_repeated`` the ``chat.update`` calls that sent the very
 call before them again, byte for byte (a retry after a crash does, idempotent; some come with no crash too:
 ``slack_edits_repeated_straight``, the straight runs' count); ``held_updates_sent`` the crashed runs' webhook
-``reassessed`` updates delivered (each held first).
+``reassessed`` updates delivered (each held first); ``webhook_held`` the crashed runs' webhook changes held
+back under a silence (marked sent, not POSTed).
 
     PYTHONPATH=. .venv/bin/python benchmarks/crash_fuzz.py --seeds 0-9 --steps 20 --kills 3
 
@@ -88,7 +98,7 @@ GPUS = (0, 1, 2, 3)
 CHANNEL = "C0CRASHFUZZ"  # a channel id: the notifier's lookup after a crash is exact with one
 SENDS = ("chat.postMessage", "chat.update", f"hook:{HOOK}")
 """The calls a ``send`` kill lands in (the first of them after its step starts)."""
-KILLS = ("batch", "tick", "send", "start", "hold")
+KILLS = ("batch", "tick", "send", "start", "hold", "early")
 TICK_SECONDS = 0.1
 """serve's tick interval here."""
 TICKS = 2
@@ -103,6 +113,11 @@ ADVISE_AFTER = 0.3
 EDIT_INTERVAL = 5.0
 """The webhook's ``edit_interval_seconds`` here (300 by default in serve): a held update is released, or
 replaced, within a run."""
+LATE_SECONDS = 8.0
+"""A webhook change that is no ``reassessed`` update goes at once (none is held); one POSTed more than this
+after it was stored, or after the serve that sent it was ready (a kill between; a start-up takes 10-15 s on
+a loaded machine), is ``late``: held back behind an update. Seen only with ``--edit-interval`` well above
+it and a start-up (40)."""
 
 
 # --- the storm ---------------------------------------------------------------------------------------
@@ -127,6 +142,10 @@ def _alert(rng: random.Random) -> dict[str, str]:
     }
 
 
+MUTE_AFTER = 0.5
+"""How often an ``advise`` step is followed by an incident silence of the first alert it repeated."""
+UNMUTE_AFTER = 0.15
+"""How often, after a step, one of the incident silences set is expired (``iexpire``)."""
 ADVICE = ("reset_gpu", "restart_node", "investigate", "drain_and_reset")
 """What an ``advise`` step's repeats recommend (their ``recommended_action`` annotation)."""
 
@@ -144,9 +163,12 @@ def stream(seed: int, steps: int) -> list[Step]:
     """The seed's steps: ``post`` (a batch of alerts, each firing or resolved), ``silence`` (a matcher
     silence on one node, named by its comment) and ``expire`` (of a silence set earlier); after some posts
     (drawn apart, so the rest of the storm is the one drawn without them), a post that repeats firing
-    alerts with other advice (``_advise``)."""
+    alerts with other advice (``_advise``), maybe followed by a silence of its incident (``_muted``); and
+    now and then the end of one of those (``iexpire``)."""
     rng = random.Random(seed)
     advice = random.Random(f"advice-{seed}")
+    muting = random.Random(f"muting-{seed}")  # incident silences: drawn apart too
+    muted: list[str] = []  # incident silences set and not expired
     out: list[Step] = []
     fired: list[dict[str, str]] = []
     firing: list[dict[str, str]] = []  # fired and not resolved since, each once
@@ -170,7 +192,35 @@ def stream(seed: int, steps: int) -> list[Step]:
             out.append(("post", {"alerts": batch}))
             if firing and advice.random() < ADVISE_AFTER:
                 out.append(_advise(advice, firing))
+                out += _muted(muting, out[-1], f"crash-fuzz-{seed}-{k}", muted, firing)
+        if muted and muting.random() < UNMUTE_AFTER:
+            out.append(("iexpire", {"name": muted.pop(muting.randrange(len(muted)))}))
     return out
+
+
+def _muted(
+    rng: random.Random, advised: Step, name: str, muted: list[str], firing: list[dict[str, str]]
+) -> list[Step]:
+    """Maybe silence the incident of an alert an ``advise`` step just repeated (``isilence``, named
+    ``name``, noted in ``muted`` for a later ``iexpire``), and maybe then resolve the alerts ``firing`` on
+    its node (its incident's, most often): the silence is told behind the update the webhook holds, and
+    cannot take its place (the update goes early), and the resolution told under it is POSTed (to a
+    receiver told of the incident), the one change told under a silence that is. The storm's ``firing``
+    is left as it was (drawn apart): a later advice may fire one of them again."""
+    if rng.random() >= MUTE_AFTER:
+        return []
+    labels = advised[1]["alerts"][0]["labels"]
+    muted.append(name)
+    steps: list[Step] = [("isilence", {"name": name, "labels": labels})]
+    if rng.random() < 0.6:
+        node = _node(labels)
+        ended = [{"labels": alert, "resolved": True} for alert in firing if _node(alert) == node]
+        steps.append(("post", {"alerts": ended}))
+    return steps
+
+
+def _node(labels: dict[str, str]) -> str:
+    return labels.get("Hostname") or labels["node"]
 
 
 def kill_plan(seed: int, steps: int, kills: int) -> dict[int, str]:
@@ -213,13 +263,23 @@ class Serve:
     kills: list[str] = field(default_factory=list)
     exits: list[str] = field(default_factory=list)  # what went wrong with no kill: exits, dropped requests
     unlanded: list[str] = field(default_factory=list)  # kills drawn that found no moment to land
+    launches: list[float] = field(default_factory=list)  # wall-clock time of each start
+    ready: list[float | None] = field(default_factory=list)  # and when it was ready (None: never)
     killed: bool = False
 
     def start(self) -> None:
-        """Start serve and wait until it is ready (its journal's backlog applied)."""
-        self.launch()
-        assert self.proc is not None
-        wait_http_ok(f"{self.url}/-/ready", self.proc)
+        """Start serve and wait until it is ready (its journal's backlog applied); again when a kill armed
+        for a POST (``_arm``) landed while it started."""
+        while True:
+            self.launch()
+            assert self.proc is not None
+            try:
+                wait_http_ok(f"{self.url}/-/ready", self.proc)
+                self.ready[-1] = time.time()
+                return
+            except RuntimeError:
+                if not self.killed:
+                    raise
 
     def launch(self) -> None:
         """Start serve, not waiting for it."""
@@ -230,6 +290,8 @@ class Serve:
         env = {**os.environ, "GPUWARDEN_API_TOKEN": TOKEN, SLACK_TOKEN_ENV: self.recorder.token}
         self.starts += 1
         self.killed = False
+        self.launches.append(time.time())
+        self.ready.append(None)
         log = (self.folder / f"serve{self.starts}.log").open("wb")
         self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
@@ -319,11 +381,54 @@ def _once(serve: Serve, step: Step, ids: dict[str, str]) -> None:
         response = httpx.post(f"{serve.url}/api/v2/silences", json=body, headers=AUTH, timeout=30)
         if response.status_code == 200:
             ids[args["comment"]] = response.json()["silenceID"]
+    elif kind == "isilence":
+        response = _silence_incident(serve, args["name"], args["labels"], ids)
+    elif kind == "iexpire":
+        response = _expire_incident_silence(serve, ids.get(args["name"]))
     else:
         silence_id = ids[args["comment"]]
         response = httpx.delete(f"{serve.url}/api/v2/silence/{silence_id}", headers=AUTH, timeout=30)
     if response.status_code != 200:
         raise RuntimeError(f"{kind} answered {response.status_code}: {response.text}")
+
+
+def _incident_of(serve: Serve, labels: dict[str, str]) -> str | None:
+    """The open incident that holds the alert with ``labels``; None when none does (resolved since)."""
+    listed = httpx.get(f"{serve.url}/api/v1/incidents", headers=AUTH, timeout=30).json()
+    for incident in listed:
+        if incident["state"] == "resolved":
+            continue
+        detail = httpx.get(f"{serve.url}/api/v1/incidents/{incident['id']}", headers=AUTH, timeout=30)
+        if any(alert["labels"] == labels for alert in detail.json()["alerts"]):
+            return str(incident["id"])
+    return None
+
+
+def _silence_incident(serve: Serve, name: str, labels: dict[str, str], ids: dict[str, str]) -> httpx.Response:
+    """Silence the incident of the alert with ``labels`` for an hour (a repeat after a crash that ate the
+    answer changes nothing: ``changed`` false); noted in ``ids`` under ``name``. One resolved meanwhile
+    (409), or none found, is nothing to silence: alike in both runs, as the incidents are."""
+    incident_id = _incident_of(serve, labels)
+    if incident_id is None:
+        return httpx.Response(200)
+    ids[name] = incident_id
+    body = {"duration": "1h", "by": "crash-fuzz"}
+    url = f"{serve.url}/api/v1/incidents/{incident_id}/silence"
+    response = httpx.post(url, json=body, headers=AUTH, timeout=30)
+    return httpx.Response(200) if response.status_code == 409 else response
+
+
+def _expire_incident_silence(serve: Serve, incident_id: str | None) -> httpx.Response:
+    """Expire the incident silences of ``incident_id`` still active (none: nothing to do, as after a crash
+    that ate the answer)."""
+    listed = httpx.get(f"{serve.url}/api/v2/silences", headers=AUTH, timeout=30).json()
+    comment = f"silence of {incident_id}"
+    for silence in listed:
+        if silence["comment"] == comment and silence["status"]["state"] == "active":
+            response = httpx.delete(f"{serve.url}/api/v2/silence/{silence['id']}", headers=AUTH, timeout=30)
+            if response.status_code != 200:
+                return response
+    return httpx.Response(200)
 
 
 def do(serve: Serve, step: Step, ids: dict[str, str]) -> None:
@@ -398,12 +503,9 @@ def _held_post(call: RecordedCall) -> bool:
     return call.method == f"hook:{HOOK}" and call.params.get("event", {}).get("kind") == "reassessed"
 
 
-@contextmanager
-def _armed_for_send(
-    serve: Serve, wanted: Callable[[RecordedCall], bool] = _a_send, how: str = "send"
-) -> Iterator[threading.Event]:
-    """Kill serve at the next Slack post or webhook POST it makes (one ``wanted``), before it hears the
-    answer."""
+def _arm(serve: Serve, wanted: Callable[[RecordedCall], bool], how: str) -> threading.Event:
+    """Kill serve at the next Slack post or webhook POST it makes that is ``wanted``, before it hears the
+    answer; set when it did. Armed until another arming or ``_disarm``."""
     fired = threading.Event()
 
     def on_call(call: RecordedCall) -> None:
@@ -412,10 +514,22 @@ def _armed_for_send(
             serve.kill(how)
 
     serve.recorder.on_call = on_call
+    return fired
+
+
+def _disarm(serve: Serve) -> None:
+    serve.recorder.on_call = None
+
+
+@contextmanager
+def _armed_for_send(
+    serve: Serve, wanted: Callable[[RecordedCall], bool] = _a_send, how: str = "send"
+) -> Iterator[threading.Event]:
+    """``_arm`` for the block."""
     try:
-        yield fired
+        yield _arm(serve, wanted, how)
     finally:
-        serve.recorder.on_call = None
+        _disarm(serve)
 
 
 def _kill_at_start(serve: Serve, step: Step, ids: dict[str, str], rng: random.Random) -> None:
@@ -430,9 +544,15 @@ def _kill_at_start(serve: Serve, step: Step, ids: dict[str, str], rng: random.Ra
 
 def _held_until(serve: Serve) -> float | None:
     """When (wall clock) the first update the webhook holds goes; None when it holds none."""
-    listed = httpx.get(
-        f"{serve.url}/api/v1/outbox", params={"status": "pending", "limit": 1000}, headers=AUTH, timeout=10
-    ).json()["messages"]
+    try:
+        listed = httpx.get(
+            f"{serve.url}/api/v1/outbox",
+            params={"status": "pending", "limit": 1000},
+            headers=AUTH,
+            timeout=10,
+        ).json()["messages"]
+    except httpx.HTTPError:  # an early kill landed: the next step starts serve again
+        return None
     now = time.time()
     due = [
         datetime.fromisoformat(m["next_attempt_at"]).timestamp()
@@ -463,15 +583,25 @@ def _kill_around_hold(serve: Serve, due: float, rng: random.Random) -> None:
 def run_steps(serve: Serve, steps: list[Step], kills: dict[int, str], seed: int) -> None:
     """Every step in order against ``serve``, killing it before the steps of ``kills``; a ``hold`` kill
     lands after the first step from its own on that leaves the webhook holding an update
-    (``_kill_around_hold``), or, when none does, not at all (``hold-none``, no kill)."""
+    (``_kill_around_hold``), or, when none does, not at all (``hold-none``, no kill); an ``early`` kill is
+    armed at the first incident silence from its own step on and lands as the next POST of a held update
+    reaches the receiver, the steps going on meanwhile (likely one sent before its hold ended, a change
+    told under the silence waiting behind it: ``hold-early``), or not at all (``early-none``: none came,
+    or a ``send`` kill took its place)."""
     rng = random.Random(f"moments-{seed}")
     ids: dict[str, str] = {}
     holding = 0  # hold kills waiting for a held update
+    early = 0  # early kills waiting for an incident silence
+    armed: list[threading.Event] = []  # and those armed then
     serve.start()
     for k, step in enumerate(steps):
         how = kills.get(k)
-        if how == "hold":
-            holding, how = holding + 1, None
+        if how in ("hold", "early"):
+            holding, early = holding + (how == "hold"), early + (how == "early")
+            how = None
+        if step[0] == "isilence" and early:
+            early -= 1
+            armed.append(_arm(serve, _held_post, "hold-early"))
         if how == "batch" and step[0] == "post":
             _kill_mid_batch(serve, step, ids, rng)
         elif how == "send":
@@ -493,6 +623,8 @@ def run_steps(serve: Serve, steps: list[Step], kills: dict[int, str], seed: int)
             holding -= 1
             _kill_around_hold(serve, due, rng)
     serve.unlanded += ["hold-none"] * holding
+    _disarm(serve)
+    serve.unlanded += ["early-none"] * (early + sum(not fired.is_set() for fired in armed))
     serve.ensure()
     settle(serve)
     serve.stop()
@@ -557,9 +689,23 @@ def run_once(
 Compare = Callable[[Seen, Seen], dict[str, list[str]]]
 REPEATED = ("webhook_redelivered", "slack_edits_repeated", "slack_edits_repeated_straight")
 """Counts of repeats a receiver or Slack takes as one (the crashed run's, and the straight one's edits)."""
-FOUND = ("divergent", "duplicates", "lost", "half_written", "exits")
+FOUND = ("divergent", "duplicates", "lost", "half_written", "late", "exits")
 """What a seed can find, each a list in its outcome; ``exits``: a serve that exited or dropped a request
 when nobody killed it."""
+
+
+def late(seen: Seen, launches: list[float], ready: list[float | None]) -> list[str]:
+    """The run's webhook changes, ``reassessed`` updates aside, POSTed more than ``LATE_SECONDS`` after they
+    were stored, or after the serve that sent them was ready (``launches``: when each started, ``ready``:
+    when it was; one that sent before it was ready, or never was, is taken as ready when it sent)."""
+    found = []
+    for key, (stored, sent) in sorted(seen.times.items()):
+        last = max((k for k, at in enumerate(launches) if at <= sent), default=None)
+        up = ready[last] if last is not None else None
+        waited = sent - max(stored, sent if up is None else min(up, sent))
+        if waited > LATE_SECONDS:
+            found.append(f"webhook message {key} sent {waited:.1f} s after it was stored or serve was ready")
+    return found
 
 
 def fuzz_seed(
@@ -590,12 +736,14 @@ def fuzz_seed(
         "unlanded": second.unlanded,
         "seen": straight.counts(),
         "held_updates_sent": crashed.counts()["webhook_updates"],
+        "webhook_held": crashed.held,
         "repeated": {
             "webhook_redelivered": crashed.redelivered,
             "slack_edits_repeated": crashed.edits_repeated,
             "slack_edits_repeated_straight": straight.edits_repeated,
         },
         **comparison(straight, crashed),
+        "late": late(crashed, second.launches, second.ready) + late(straight, first.launches, first.ready),
         "exits": first.exits + second.exits,
     }
     if any(outcome[kind] for kind in FOUND):
@@ -665,7 +813,7 @@ def main(argv: list[str] | None = None, comparison: Compare = compare) -> dict[s
     first: dict[str, dict[str, Any]] = {}
     kills: Counter[str] = Counter()
     unlanded: Counter[str] = Counter()
-    held_sent = 0
+    held_sent = held_back = 0
     repeated: Counter[str] = Counter()
     done = 0
     with _store_server(args.postgres) as postgres:
@@ -679,6 +827,7 @@ def main(argv: list[str] | None = None, comparison: Compare = compare) -> dict[s
             kills.update(outcome["kills"])
             unlanded.update(outcome["unlanded"])
             held_sent += outcome["held_updates_sent"]
+            held_back += outcome["webhook_held"]
             repeated.update(outcome["repeated"])
             _tally(outcome, found, first)
             if args.show == seed:
@@ -691,6 +840,7 @@ def main(argv: list[str] | None = None, comparison: Compare = compare) -> dict[s
         "kills_by": dict(kills),
         "kills_unlanded": dict(unlanded),
         "held_updates_sent": held_sent,
+        "webhook_held": held_back,
         **found,
         **{what: repeated[what] for what in REPEATED},
         "first": first,

@@ -36,7 +36,9 @@ from sqlalchemy.orm import Session
 
 from alerting.db import make_engine
 from alerting.journal import AcceptJournal, applied_offset
+from alerting.notifiers.base import Notification
 from alerting.notifiers.recorder import SlackRecorder
+from alerting.notifiers.webhook import posted
 from alerting.outbox_tables import DISCARDED, SENT, OutboxMessage
 from alerting.store_models import AlertRow, IncidentRow
 
@@ -78,6 +80,8 @@ class Seen:
     disordered: list[str] = field(default_factory=list)  # webhook changes delivered out of their order
     redelivered: int = 0  # webhook POSTs of a key already delivered, same body: a receiver drops them
     edits_repeated: int = 0  # chat.update calls that sent the call before them again, byte for byte
+    held: int = 0  # webhook messages held back (a silenced incident's change): taken as sent, not POSTed
+    times: dict[str, tuple[float, float]] = field(default_factory=dict)  # webhook key: (stored, sent)
 
     def counts(self) -> dict[str, int]:
         """How much this run told: incidents, Slack parents, edits and replies, webhook openings and
@@ -92,6 +96,7 @@ class Seen:
             "webhook_openings": sum(item.startswith("opened/") for item in deliveries),
             "webhook_deliveries": len(deliveries),
             "webhook_updates": sum(REASSESSED in item for item in deliveries),  # held first, then sent
+            "webhook_held": self.held,  # silenced: not POSTed
         }
 
 
@@ -117,11 +122,13 @@ class StoreView:
 
     keys: dict[str, str]  # incident id: key
     incidents: dict[str, tuple[str, str, bool]]
-    hook_keys: set[str]  # idempotency keys of the webhook's messages the outbox took as sent
+    hook_keys: set[str]  # idempotency keys of the webhook's messages the outbox took as sent and POSTed
     superseded: set[str]  # incident keys with a message discarded as superseded
     half_written: list[str]
     hook_order: dict[str, int] = field(default_factory=dict)  # webhook message key: its outbox id
     unreplaced: list[str] = field(default_factory=list)  # webhook messages set aside, none sent after them
+    held: int = 0  # webhook messages taken as sent and held back (a silenced incident's change)
+    times: dict[str, tuple[float, float]] = field(default_factory=dict)  # key: (stored, sent), no update
 
 
 def store_view(db: str, journal_dir: Path) -> StoreView:
@@ -132,15 +139,11 @@ def store_view(db: str, journal_dir: Path) -> StoreView:
             incident_rows = list(session.scalars(select(IncidentRow)))  # read once: keys and states
             keys = _incident_keys(session, incident_rows)
             incidents = {keys[r.id]: (r.state, r.priority, r.announced_at is not None) for r in incident_rows}
-            outbox = OutboxMessage
-            rows = session.execute(
-                select(outbox.notifier, outbox.status, outbox.idempotency_key, outbox.incident_id, outbox.id)
-            ).all()
-        statuses = Counter(status for _, status, _, _, _ in rows)
+            rows = list(session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
+        statuses = Counter(row.status for row in rows)
         half = [f"outbox {status}: {n}" for status, n in statuses.items() if status not in DONE]
         hook_rows = [row for row in rows if row.notifier == f"webhook:{HOOK}"]
-        hook_keys = {row.idempotency_key for row in hook_rows if row.status == SENT}
-        superseded = {keys.get(i, "?") for _, status, _, i, _ in rows if status == DISCARDED}
+        superseded = {keys.get(row.incident_id, "?") for row in rows if row.status == DISCARDED}
         journal = AcceptJournal(journal_dir, lambda jid: applied_offset(sql, jid))
         behind = journal.end - applied_offset(sql, journal.journal_id)
         journal.close()
@@ -149,7 +152,28 @@ def store_view(db: str, journal_dir: Path) -> StoreView:
     finally:
         sql.dispose()
     order = {row.idempotency_key: row.id for row in hook_rows}
-    return StoreView(keys, incidents, hook_keys, superseded, half, order, _unreplaced(hook_rows))
+    view = StoreView(keys, incidents, set(), superseded, half, order, _unreplaced(hook_rows))
+    _read_posts(view, hook_rows)
+    return view
+
+
+def _read_posts(view: StoreView, rows: Iterable[OutboxMessage]) -> None:
+    """Which of the webhook's messages taken as sent it POSTed (``hook_keys``), held back (``held``: a
+    silenced incident's change, ``webhook.posted``) or not, and when each POSTed change that is no
+    ``reassessed`` update was stored and sent (``times``), read in order (a receiver told of an incident
+    hears its resolution under a silence)."""
+    told: set[str] = set()  # incidents the receiver heard of
+    for row in rows:
+        if row.status != SENT:
+            continue
+        notification = Notification.model_validate_json(row.payload)
+        if not posted(notification, told=row.incident_id in told):
+            view.held += 1
+            continue
+        told.add(row.incident_id)
+        view.hook_keys.add(row.idempotency_key)
+        if not notification.edit_only and row.sent_at is not None:
+            view.times[row.idempotency_key] = (row.created_at, row.sent_at)
 
 
 def _unreplaced(rows: Iterable[Any]) -> list[str]:
@@ -289,6 +313,8 @@ def observe(recorder: SlackRecorder, db: str, journal_dir: Path) -> Seen:
         disordered(posts, view.hook_order, view.keys),
         repeated,
         edits_repeated,
+        view.held,
+        view.times,
     )
 
 

@@ -159,6 +159,14 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
 
 
+def posted(notification: Notification, *, told: bool) -> bool:
+    """Whether the webhook POSTs ``notification`` (``told``: the receiver heard of its incident): always, but
+    for a silenced incident only its resolution or reopening to a receiver that heard of it
+    (``WebhookNotifier.deliver`` says why); the rest the outbox marks sent, held back."""
+    ends_or_reopens = notification.is_resolution or notification.change is ChangeKind.REOPENED
+    return notification.silenced_until is None or (ends_or_reopens and told)
+
+
 class WebhookNotifier:
     """POSTs each notification as JSON to one URL."""
 
@@ -247,8 +255,7 @@ class WebhookNotifier:
         good, without the other closed while the incident is open again. The body's ``silenced_until`` says
         the silence holds (a receiver that pages holds its page).
         """
-        ends_or_reopens = notification.is_resolution or notification.change is ChangeKind.REOPENED
-        if notification.silenced_until is not None and not (ends_or_reopens and thread.ts is not None):
+        if not posted(notification, told=thread.ts is not None):
             return False  # held back: counted as held, not sent
         first = thread.ts is None or thread.ts == notification.key
         response = self._post(notification, webhook_body(notification, first_for_receiver=first))
