@@ -262,12 +262,14 @@ def run(
         source.close()
         if forwarder is not None:
             forwarder.close()
-        where = host_port(cfg.listen_address, metrics_port)
+        from gpuwarden.cli.preflight import refused_setting  # noqa: PLC0415
+
         setting = "--port" if port is not None else "anomaly.port / anomaly.listen_address"
-        err_console.print(
-            f"[red]error:[/red] {setting}: cannot serve /metrics on {escape(where)}:"
-            f" {escape(str(exc.strerror or exc))}"
+        where = host_port(cfg.listen_address, metrics_port)
+        said = refused_setting(
+            setting, metrics_port, f"cannot serve /metrics on {where}: {exc.strerror or exc}"
         )
+        err_console.print(f"[red]error:[/red] {escape(str(said))}")
         raise typer.Exit(1) from exc
     logger.info(_start_line(service, port, ticks, metrics_port))
     try:

@@ -107,8 +107,8 @@ def test_a_port_in_use_is_one_error_line() -> None:
         result = runner.invoke(app, ["inference-server", "--port", str(port)])
     assert result.exit_code == 1
     assert result.stderr == (
-        f"error: --port: cannot listen on 127.0.0.1:{port}: Address already in use; another process listens"
-        " there; stop it or choose another port\n"
+        f"error: --port {port}: cannot listen on 127.0.0.1:{port}: Address already in use; another process"
+        " listens there; stop it or choose another port\n"
     )
 
 
