@@ -330,13 +330,14 @@ def _segments(directory: Path) -> list[int]:
 def unapplied_bytes(sql: Engine, directory: Path) -> int:
     """Bytes of the journal in ``directory`` that the store ``sql`` has not applied, read without opening it
     (nothing made, recovered or cut); 0 where there is no journal, or one this store never applied from (a
-    journal is known to the store it opened on: ``applied_offset``)."""
+    journal is known to the store it opened on: ``applied_offset``). One there that cannot be read (its
+    files another user's, its id not text) raises ``OSError`` or ``ValueError``: it may hold some."""
     try:
         journal_id = (directory / "journal-id").read_text().strip()
-        segments = _segments(directory)
-        end = segments[-1] + (directory / _name(segments[-1])).stat().st_size if segments else 0
-    except OSError:  # no journal there (or none that can be read: serve does not use it)
+    except FileNotFoundError:  # no journal there
         return 0
+    segments = _segments(directory)
+    end = segments[-1] + (directory / _name(segments[-1])).stat().st_size if segments else 0
     with sql.connect() as conn:
         query = select(_OFFSETS.c.applied_offset).where(_OFFSETS.c.journal_id == journal_id)
         applied = conn.execute(query).scalar()

@@ -66,6 +66,7 @@ from alerting.outbox_tables import (
     OutboxMessage,
     first_taken,
     held_at,
+    never_tried,
 )
 from alerting.subscriptions import ChangeKind, IncidentChange
 from gpuwarden.clock import Clock
@@ -98,6 +99,12 @@ def _waited_on(edit: Notification, rows: Sequence[OutboxMessage]) -> bool:
     if not edit.edit_only or len(rows) < 2:
         return False
     return not Notification.model_validate_json(rows[1].payload).edit_only
+
+
+def _hold_seconds(notifier: Notifier) -> float:
+    """How long ``notifier`` holds an ``edit_only`` change for a later one; 0 but for an
+    ``EditHoldingNotifier``."""
+    return notifier.edit_interval_seconds if isinstance(notifier, EditHoldingNotifier) else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +141,8 @@ class Outbox:
         self._clock = clock
         self._backoff = backoff or Backoff()
         self._runbook = runbook
+        # Notifier name → how long it holds an ``edit_only`` change (``_edit_due``): the longest hold it sets.
+        self._holds = {n.name: _hold_seconds(n) for n in notifiers if _hold_seconds(n) > 0}
         self.stats = OutboxStats()
         # Notifier name → clock time before which it is not called: it was rate limited (Retry-After), and
         # the limit is the app's, not one incident's (Slack's is per method and app).
@@ -242,14 +251,14 @@ class Outbox:
         time: at most one per interval however often they come (a recommendation flipping at every scrape).
         Held (``held_at``) means stored, pending, never tried, due later: in the store, so a restart holds it
         alike."""
-        interval = notifier.edit_interval_seconds if isinstance(notifier, EditHoldingNotifier) else 0.0
+        interval = _hold_seconds(notifier)
         if interval <= 0:
             return now
         held = session.scalar(
             select(func.min(OutboxMessage.next_attempt_at)).where(
                 OutboxMessage.notifier == notifier.name,
                 OutboxMessage.incident_id == incident_id,
-                held_at(now),
+                held_at(now, {notifier.name: interval}),
             )
         )
         return now + interval if held is None else float(held)
@@ -341,12 +350,16 @@ class Outbox:
             mine = self._paused_until.get(name, 0.0)
             self._paused_until[name] = max(stored.get(name, 0.0), 0.0 if pause_over(mine, now) else mine)
 
-    def _due(self, next_attempt_at: float) -> bool:
-        """Whether a message waiting until ``next_attempt_at`` is due: that time has come, or it lies further
-        ahead than any wait the outbox sets (a wall clock set back since would hold it that much longer)."""
+    def _due(self, message: OutboxMessage) -> bool:
+        """Whether ``message`` is due: its ``next_attempt_at`` has come, or it lies further ahead than any
+        wait the outbox sets for it (a wall clock set back since would hold it that much longer): a backoff or
+        a pause, or for one never tried its notifier's hold (``held_at``: an edit is not held 35 minutes,
+        and counted held, because the clock went back 30)."""
         now = self._clock.time()
         longest = max(MAX_PAUSE_SECONDS, self._backoff.max_seconds)
-        return next_attempt_at <= now or next_attempt_at - now > longest
+        if never_tried(message):
+            longest = self._holds.get(message.notifier, 0.0)
+        return message.next_attempt_at <= now or message.next_attempt_at - now > longest
 
     def _drain_group(self, notifier: Notifier, incident_id: str) -> tuple[int, bool]:
         """Send one incident's due messages in order; stop at the first failure. (sent, retryable failure)."""
@@ -366,12 +379,12 @@ class Outbox:
             if not rows:
                 return sent, False
             head = rows[0]
-            due = self._due(head.next_attempt_at)
+            due = self._due(head)
             if not due and (head.attempts or len(rows) == 1):  # backing off, or an edit held alone
                 return sent, False
             notification = Notification.model_validate_json(head.payload)  # stored once, never changed
             # An edit held for a later one (``_edit_due``) is set aside for it before it is due.
-            if len(rows) > 1 and self._superseded(head, notification, rows[1]):
+            if len(rows) > 1 and self._superseded(head, notification, rows[1], due=due):
                 continue
             if not due and not _waited_on(notification, rows):
                 return sent, False
@@ -381,7 +394,9 @@ class Outbox:
             elif result is False:
                 return sent, True
 
-    def _superseded(self, head: OutboxMessage, edit: Notification, later: OutboxMessage) -> bool:
+    def _superseded(
+        self, head: OutboxMessage, edit: Notification, later: OutboxMessage, *, due: bool
+    ) -> bool:
         """Set ``head`` (its notification: ``edit``) aside unsent (``discarded``, saying by which message)
         when it is an ``edit_only`` change waiting (not in flight) and message ``later`` of its incident waits
         after it: every message carries the whole incident as it is after its change, so the later one shows
@@ -403,9 +418,11 @@ class Outbox:
             if row.status != PENDING:
                 return False
             row.status, row.last_error = DISCARDED, why
-            # It goes when the edit would have: one held (``_edit_due``) is not put off again by each edit.
+            # It goes when the edit would have: one held (``_edit_due``) is not put off again by each edit,
+            # and one due (``_due``: its hold over, by its time or by a clock set back) goes now.
             taker = session.get_one(OutboxMessage, later.id)
-            taker.next_attempt_at = min(taker.next_attempt_at, row.next_attempt_at)
+            until = self._clock.time() if due else row.next_attempt_at
+            taker.next_attempt_at = min(taker.next_attempt_at, until)
         self.stats.count(self.stats.by_notifier_superseded, head.notifier)
         return True
 
@@ -420,6 +437,9 @@ class Outbox:
             row = session.get_one(OutboxMessage, row_id)
             retry = row.attempts > 0
             row.status, row.attempts = SENDING, row.attempts + 1
+            # Due now, whatever it waited for: one sent before its hold ended (``_waited_on``) and found
+            # ``sending`` after a crash is retried at once, not at that time with what waits behind it.
+            row.next_attempt_at = min(row.next_attempt_at, self._clock.time())
             attempts, incident_id = row.attempts, row.incident_id
             thread_row = session.get(NotificationThread, (notifier.name, incident_id))
             thread = (
@@ -561,7 +581,7 @@ class Outbox:
     def counts_by_notifier(self) -> dict[tuple[str, str], int]:
         """How many stored messages each notifier has in each status: ``{(notifier, status): n}``, a pending
         message held on purpose now (``held_at``) counted as ``held``, not ``pending``."""
-        status = case((held_at(self._clock.time()), HELD), else_=OutboxMessage.status)
+        status = case((held_at(self._clock.time(), self._holds), HELD), else_=OutboxMessage.status)
         query = select(OutboxMessage.notifier, status, func.count()).group_by(OutboxMessage.notifier, status)
         with self._sessions() as session:
             rows = session.execute(query).all()
@@ -569,20 +589,18 @@ class Outbox:
 
     def counts(self, incident_id: str | None = None) -> dict[str, int]:
         """How many stored messages (of one incident, or all) are in each status."""
-        query = select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
+        return self.depths(incident_id)[0]
+
+    def depths(self, incident_id: str | None = None) -> tuple[dict[str, int], int]:
+        """``counts`` and how many of the pending are held on purpose now (``held_at``), in one read: a
+        message stored between two reads would be counted held and not pending."""
+        held = func.sum(case((held_at(self._clock.time(), self._holds), 1), else_=0))
+        query = select(OutboxMessage.status, func.count(), held).group_by(OutboxMessage.status)
         if incident_id is not None:
             query = query.where(OutboxMessage.incident_id == incident_id)
         with self._sessions() as session:
             rows = session.execute(query).all()
-        return {str(status): int(count) for status, count in rows}
-
-    def held(self, incident_id: str | None = None) -> int:
-        """How many pending messages (of one incident, or all) are held on purpose now (``held_at``)."""
-        query = select(func.count()).select_from(OutboxMessage).where(held_at(self._clock.time()))
-        if incident_id is not None:
-            query = query.where(OutboxMessage.incident_id == incident_id)
-        with self._sessions() as session:
-            return int(session.scalar(query) or 0)
+        return {str(status): int(count) for status, count, _ in rows}, sum(int(n or 0) for _, _, n in rows)
 
     def requeue_failed(self, incident_id: str | None = None) -> tuple[int, int]:
         """Put failed messages (of one incident, or all) back in the queue, after fixing a token or a

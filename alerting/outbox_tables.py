@@ -11,6 +11,7 @@ was waiting behind it, "superseded by message N": never sent, deleted with its i
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from sqlalchemy import (
@@ -22,7 +23,9 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     func,
+    or_,
     select,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -89,16 +92,28 @@ class NotifierPause(Base):
     reason: Mapped[str] = mapped_column(Text)
 
 
-def held_at(now: float) -> ColumnElement[bool]:
+def held_at(now: float, holds: Mapping[str, float]) -> ColumnElement[bool]:
     """The messages held on purpose at clock time ``now``: a webhook's ``reassessed`` update waiting out its
-    ``edit_interval_seconds`` (``Outbox._edit_due``): pending, never tried (no attempt, no error: a first
-    attempt refused by a rate limit is backlog waiting out its pause), due later."""
+    ``edit_interval_seconds`` (``Outbox._edit_due``; ``holds``: each holding notifier's interval): pending,
+    never tried (``never_tried``: no attempt, no error; a first attempt refused by a rate limit is backlog
+    waiting out its pause), due later, but within its notifier's interval: one stored further ahead is due
+    (``Outbox._due``), the wall clock went back since (or the interval was shortened), not held that long."""
+    within = [
+        (OutboxMessage.notifier == name) & (OutboxMessage.next_attempt_at <= now + seconds)
+        for name, seconds in holds.items()
+    ]
     return (
         (OutboxMessage.status == PENDING)
         & (OutboxMessage.attempts == 0)
         & OutboxMessage.last_error.is_(None)
         & (OutboxMessage.next_attempt_at > now)
+        & or_(false(), *within)
     )
+
+
+def never_tried(message: OutboxMessage) -> bool:
+    """Whether ``message`` is of the kind ``held_at`` holds: never tried, no error (a stored, pending one)."""
+    return message.attempts == 0 and message.last_error is None
 
 
 def first_taken(session: Session, *where: ColumnElement[bool]) -> dict[str, datetime]:

@@ -96,13 +96,13 @@ class OutboxApi:
 
         def read() -> dict[str, Any]:
             messages = outbox.messages(status, incident, limit=limit or DEFAULT_LIMIT)
-            counts = outbox.counts(incident)  # of the incident asked about, as the messages are
+            counts, held = outbox.depths(incident)  # of the incident asked about, as the messages are
             paused = {
                 name: {"until": _stamp(until), "seconds_left": round(left, 1)}
                 for name, (until, left) in outbox.pauses().items()
             }
             summaries = [message_summary(m) for m in messages]
-            return {"counts": counts, "held": outbox.held(incident), "messages": summaries, "paused": paused}
+            return {"counts": counts, "held": held, "messages": summaries, "paused": paused}
 
         return JSONResponse(await run_in_threadpool(read))
 

@@ -60,8 +60,11 @@ _CONNINFO = re.compile(
 )
 # PostgreSQL names an object of the schema after its kind (``relation "alerts" does not exist``, ``column "x"
 # of relation "y"``, ``unique constraint "alerts_pkey"``); libpq names a host, user or database after none.
+# A server or libpq speaking another language quotes as its translation does (German ``»gw«``, French ``« gw
+# »``, Spanish ``«gw»``), and names no kind in English: such a name is hidden whatever it is.
 _QUOTED = re.compile(
-    r"(?P<kind>\b(?:relation|table|column|constraint|index|sequence) )?(?P<name>\"[^\"]*\"|'[^'\s]*')"
+    r"(?P<kind>\b(?:relation|table|column|constraint|index|sequence) )?"
+    r"(?P<name>\"[^\"]*\"|'[^'\s]*'|»[^«»]*«|«[^«»]*»|„[^“”]*[“”]|“[^”]*”)"
 )
 _ADDRESS = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b|(?<=\()[0-9a-f]*:[0-9a-f:.%\w]*(?=\))", re.IGNORECASE)
 HIDDEN_NAMES = " (names hidden: serve's log has them)"
@@ -86,7 +89,7 @@ def _quoted_shown(quoted: re.Match[str], schema: Collection[str]) -> str:
     kind, name = quoted.group("kind") or "", quoted.group("name")
     if kind and name[1:-1] in schema:
         return quoted.group()
-    return f"{kind}{name[0]}***{name[0]}"
+    return f"{kind}{name[0]}***{name[-1]}"
 
 
 def shown_redirect(url: str, location: str) -> str:

@@ -306,7 +306,20 @@ def _name_former_journals(db: str, where: Path, sql: Engine) -> None:
             beside_link,
         )
     before = _journal_before_0ce92c9(db).absolute()
-    held = unapplied_bytes(sql, before) if before.resolve() != where else 0
+    if before.resolve() == where:
+        return
+    try:
+        held = unapplied_bytes(sql, before)
+    except (OSError, ValueError) as exc:  # serve does not use it, so it starts; what it holds is unknown
+        logger.warning(
+            "journal: cannot read %s, where releases before 0ce92c9 kept this store's journal (%s): it may"
+            " hold alerts acknowledged but not applied; make it readable by serve's user and start serve once"
+            " with alerting.journal_dir set to %s to apply them, then remove that directory",
+            before,
+            exc,
+            before,
+        )
+        return
     if held:
         logger.warning(
             "journal: %s holds %d bytes acknowledged but not applied, kept there for this store by a release"

@@ -76,7 +76,7 @@ class Crash(BaseException):
 class CrashAfterSend:
     """Delivers through the real notifier, then dies before the outbox can mark the message sent."""
 
-    def __init__(self, inner: SlackNotifier, *, before_saving_thread: bool = False) -> None:
+    def __init__(self, inner: SlackNotifier | WebhookNotifier, *, before_saving_thread: bool = False) -> None:
         self.inner = inner
         self.before_saving_thread = before_saving_thread
 
@@ -530,6 +530,35 @@ def test_a_resolution_told_under_a_silence_is_not_held_back_by_a_webhook_update_
     # end up to 5 minutes late, where any other change goes at once. The held update goes at once then,
     # and the resolution after it.
     clock = FakeClock()
+    outbox, webhook = _resolved_under_a_silence_after_a_held_update(engine, recorder, clock)
+    outbox.dispatch_due()
+    posts = [(p["change"], p["incident"]["recommended_actions"]) for p in recorder.hook_posts("ops")]
+    assert posts == [("opened", []), ("updated", ["restart_node"]), ("resolved", [])]
+    webhook.close()
+
+
+def test_a_crash_mid_post_of_an_update_sent_early_does_not_hold_back_the_resolution_after_it(
+    engine: Engine, recorder: SlackRecorder
+) -> None:
+    # The held update went early, the resolution told under a silence waiting behind it (the test above),
+    # and serve died as its POST reached the receiver. Found ``sending`` at the restart, it kept the time it
+    # was held until: taken for a backoff, it and the resolution after it waited out the rest of the hold.
+    clock = FakeClock()
+    outbox, webhook = _resolved_under_a_silence_after_a_held_update(engine, recorder, clock)
+    with pytest.raises(Crash):
+        Outbox(engine, [CrashAfterSend(webhook)], clock).dispatch_due()
+    assert [m.status for m in outbox.messages()] == [SENT, SENDING, PENDING, PENDING]
+    clock.advance(10)
+    assert Outbox(engine, [webhook], clock).dispatch_due() == 3
+    assert [p["change"] for p in recorder.hook_posts("ops")][-1] == "resolved"
+    webhook.close()
+
+
+def _resolved_under_a_silence_after_a_held_update(
+    engine: Engine, recorder: SlackRecorder, clock: FakeClock
+) -> tuple[Outbox, WebhookNotifier]:
+    """A webhook (``ops``) told inc-r07 opened; a ``reassessed`` update held, then 10 s later the incident
+    silenced and 10 s later resolved, both told under the silence; nothing after the opening sent yet."""
     config = WebhookConfig(name="ops", url=f"{recorder.root_url}/hooks/ops")
     webhook = WebhookNotifier.from_config(config, clock=clock)
     outbox = Outbox(engine, [webhook], clock)
@@ -544,10 +573,7 @@ def test_a_resolution_told_under_a_silence_is_not_held_back_by_a_webhook_update_
     outbox(replace(silenced, silenced_until=until))
     clock.advance(10)
     outbox(replace(resolved, silenced_until=until))
-    outbox.dispatch_due()
-    posts = [(p["change"], p["incident"]["recommended_actions"]) for p in recorder.hook_posts("ops")]
-    assert posts == [("opened", []), ("updated", ["restart_node"]), ("resolved", [])]
-    webhook.close()
+    return outbox, webhook
 
 
 def test_duplicate_notifier_names_are_refused(engine: Engine, recorder: SlackRecorder) -> None:

@@ -125,6 +125,7 @@ def a_held_update_is_counted_held_not_pending(sql: Engine, recorder: SlackRecord
         )
 
     assert (depth("held"), depth("pending"), depth("sent")) == (1, 0, 1)
+    assert outbox.depths() == ({"pending": 1, "sent": 1}, 1)  # what ``outbox list`` shows: pending 1 (held 1)
     clock.advance(301)  # due now, not yet sent (the dispatcher polls): the backlog again
     assert (depth("held"), depth("pending")) == (0, 1)
     assert outbox.dispatch_due() == 1

@@ -11,12 +11,13 @@ from sqlalchemy.orm import Session
 from alerting.notifiers.base import Notification, ThreadSaver, ThreadState
 from alerting.notifiers.recorder import SlackRecorder
 from alerting.notifiers.slack import SlackNotifier, make_client
+from alerting.notifiers.webhook import WebhookNotifier
 from alerting.outbox import Outbox
 from alerting.outbox_pauses import MAX_PAUSE_SECONDS, keep_pause
 from alerting.outbox_tables import NotifierPause
 from gpuwarden.clock import FakeClock
 from gpuwarden.errors import BackendError
-from tests.alerting.notifiers.incidents import lifecycle
+from tests.alerting.notifiers.incidents import lifecycle, reassessed
 
 
 @pytest.fixture
@@ -154,3 +155,26 @@ def test_a_clock_set_back_hours_does_not_hold_messages_for_those_hours(
     clock.advance(MAX_PAUSE_SECONDS / 2)  # still an hour and a half before it was due by its stored time
     assert outbox.dispatch_due() == 1
     assert len(far_end.sent) == 1
+
+
+@pytest.mark.parametrize("back", [1800.0, 2 * 3600.0], ids=["30m", "2h"])
+def test_a_clock_set_back_does_not_stretch_a_webhooks_hold(
+    sql: Engine, recorder: SlackRecorder, back: float
+) -> None:
+    # A webhook holds a ``reassessed`` update 300 s (``edit_interval_seconds``), kept as a wall-clock time:
+    # set back 30 min, it was held 35 min and the next update with it; set back 2 h, it was counted held
+    # (not the backlog it is) until sent. No hold is ever set further ahead than the interval.
+    clock = SettableClock()
+    hook = WebhookNotifier(f"{recorder.root_url}/hooks/ops", name="webhook:ops", edit_interval_seconds=300)
+    outbox = Outbox(sql, [hook], clock)
+    outbox(lifecycle()[0])
+    assert outbox.dispatch_due() == 1
+    outbox(reassessed("reset_gpu", 1))
+    assert outbox.dispatch_due() == 0 and outbox.depths()[1] == 1
+    clock.set_back(back)
+    assert outbox.depths()[1] == 0
+    assert outbox.counts_by_notifier().get(("webhook:ops", "held"), 0) == 0
+    outbox(reassessed("drain_node", 2))  # not held until the first one's stored (stretched) time
+    assert outbox.dispatch_due() == 1
+    assert [m.status for m in outbox.messages()] == ["sent", "discarded", "sent"]
+    hook.close()

@@ -175,7 +175,8 @@ def test_a_hold_started_again_at_each_restart_is_reported(
         start(outbox, *args, **kwargs)
         now = outbox._clock.time()
         with outbox._sessions() as session, session.begin():
-            session.execute(update(OutboxMessage).where(held_at(now)).values(next_attempt_at=now + 300))
+            held = held_at(now, outbox._holds)
+            session.execute(update(OutboxMessage).where(held).values(next_attempt_at=now + 300))
 
     monkeypatch.setattr(Outbox, "__init__", forgetful)
     result = fuzz.main(["--seeds", "9", "--steps", "60"])

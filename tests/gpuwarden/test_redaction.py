@@ -136,3 +136,28 @@ def test_a_quoted_name_is_kept_only_where_the_error_names_an_object_of_the_schem
     said: str, shown: str | None
 ) -> None:
     assert hidden_names(said, {"alerts"}) == (said if shown is None else shown + HIDDEN_NAMES)
+
+
+@pytest.mark.parametrize(
+    ("said", "shown"),
+    [  # the words of PostgreSQL 15's own translations (Debian's postgres-15.mo and libpq5-15.mo)
+        (
+            "FATAL:  Passwort-Authentifizierung für Benutzer »gw« fehlgeschlagen",
+            "FATAL:  Passwort-Authentifizierung für Benutzer »***« fehlgeschlagen",
+        ),
+        (
+            "la connexion au serveur sur « db.internal » (10.0.0.5), port 5432 a échoué : ",
+            "la connexion au serveur sur «***» (***), port 5432 a échoué : ",
+        ),
+        (
+            "falló la conexión al servidor en «db.internal», puerto 5432: ",
+            "falló la conexión al servidor en «***», puerto 5432: ",
+        ),
+        ("Verbindung zu „db“ fehlgeschlagen", "Verbindung zu „***“ fehlgeschlagen"),
+        ("connection to “db” failed", "connection to “***” failed"),
+        ("Relation »alerts« existiert nicht", "Relation »***« existiert nicht"),  # no kind said in English
+    ],
+    ids=["german-user", "french-host", "spanish-host", "low-high-quotes", "curly-quotes", "german-table"],
+)
+def test_a_name_quoted_as_a_translated_message_quotes_it_is_hidden_too(said: str, shown: str) -> None:
+    assert hidden_names(said, {"gw", "db", "alerts"}) == shown + HIDDEN_NAMES

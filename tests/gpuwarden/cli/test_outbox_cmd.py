@@ -14,7 +14,7 @@ import pytest
 import yaml
 from click.testing import Result
 from pydantic import SecretStr
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, event, update
 from typer.testing import CliRunner
 
 from alerting.db import make_engine
@@ -24,7 +24,7 @@ from alerting.notifiers.recorder import SlackRecorder
 from alerting.notifiers.webhook import WebhookNotifier
 from alerting.outbox import Outbox
 from alerting.outbox_orphans import reconcile_orphans
-from alerting.outbox_tables import DISCARDED, FAILED, ORPHANED, SENT
+from alerting.outbox_tables import DISCARDED, FAILED, ORPHANED, SENT, OutboxMessage
 from gpuwarden import outbox_api
 from gpuwarden.api import create_app
 from gpuwarden.cli import app, outbox_cmd
@@ -268,3 +268,33 @@ def test_list_shows_when_a_held_webhook_update_goes(tmp_path: Path, monkeypatch:
     # As ``gpuwarden_outbox_messages`` counts it: held on purpose, not backlog (the opening is).
     assert "pending 2 (held 1)," in table.stdout
     assert json.loads(listed.stdout)["held"] == 1
+
+
+def test_list_counts_the_held_among_the_pending_it_counts_as_a_message_is_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # serve counted the statuses and then, in a read of its own, the held: an update stored between the two
+    # was held and not pending, "pending 0 (held 1)". One read counts both.
+    sql = make_engine(str(tmp_path / "outbox.db"))
+    upgrade(sql)
+    clock = FakeClock(NOW)
+    hook = WebhookNotifier(
+        "http://127.0.0.1:9/hook", name="webhook:ops", edit_interval_seconds=300, clock=clock
+    )
+    outbox = Outbox(sql, [hook], clock)
+    outbox(lifecycle()[0])
+    with sql.begin() as conn:
+        conn.execute(update(OutboxMessage).values(status=SENT))
+    stored: list[int] = []
+
+    def store_an_update(_conn: Connection, _cursor: object, statement: str, *_args: object) -> None:
+        if not stored and "count(" in statement and "notification_outbox" in statement:
+            stored.append(outbox.enqueue(reassessed("reset_gpu", 1)))
+
+    event.listen(sql, "after_cursor_execute", store_an_update)
+    with _serving(sql, outbox, monkeypatch):
+        listed = runner.invoke(app, ["outbox", "list", "--url", URL, "-o", "json"])
+    hook.close()
+    assert listed.exit_code == 0 and stored == [1], listed.output
+    data = json.loads(listed.stdout)
+    assert data["held"] <= data["counts"]["pending"], data

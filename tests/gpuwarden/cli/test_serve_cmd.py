@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import httpx
 import pytest
@@ -414,6 +415,40 @@ def test_alerts_an_earlier_release_journaled_elsewhere_for_the_store_are_named_a
         " store by a release before 0ce92c9; start serve once with alerting.journal_dir set to"
         f" {tmp_path / before} to apply them, then remove that directory"
     ]
+
+
+@pytest.mark.parametrize("damage", ["unreadable", "not text"])
+def test_an_earlier_releases_journal_that_cannot_be_read_is_named_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, damage: str
+) -> None:
+    """An earlier release's journal for this store that serve cannot read (kept by another user, 0700; an id
+    that is not text) may hold alerts acknowledged and not applied: it was taken for no journal, said nothing
+    and left them behind, or (not text) stopped serve's start with a traceback, for a directory serve does
+    not use."""
+    monkeypatch.chdir(tmp_path)
+    db = f"sqlite+pysqlite:///{tmp_path / 's.db'}"
+    engine, _, _, _ = build_service(GpuwardenConfig(), db)
+    sql = engine.store.engine
+    before = tmp_path / "gpuwarden-journal"
+    old = AcceptJournal(before, lambda journal_id: applied_offset(sql, journal_id))
+    old.append(KIND_POSTABLE, b'[{"labels": {"alertname": "A"}}]', 1)
+    old.close()
+    if damage == "not text":
+        (before / "journal-id").write_bytes(b"\xff\xfe\x00journal")
+    else:
+        read_text = Path.read_text
+
+        def refused(path: Path, *args: Any, **kwargs: Any) -> str:
+            if path == before / "journal-id":
+                raise PermissionError(13, "Permission denied", str(path))
+            return read_text(path, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "read_text", refused)
+    with caplog.at_level(logging.INFO, logger="gpuwarden.serve"):
+        build_applier(GpuwardenConfig(), db, engine).journal.close()
+    [said] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert said.startswith(f"journal: cannot read {before}, where releases before 0ce92c9 kept this store's")
+    assert f"alerting.journal_dir set to {before}" in said
 
 
 def test_a_working_directory_journal_of_another_store_is_not_named_at_start(
