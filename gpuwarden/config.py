@@ -31,6 +31,7 @@ from gpuwarden.config_rules import (
     MAX_INTERVAL_SECONDS,
     MAX_RETENTION_DAYS,
     MAX_WINDOW_SECONDS,
+    MIN_COLLECT_INTERVAL_SECONDS,
     HttpUrl,
     LocalPath,
     Secret,
@@ -82,7 +83,7 @@ class ExporterConfig(Section):
 
     listen_address: str = "0.0.0.0"  # noqa: S104 - a DaemonSet exporter listens on the node's address
     port: int = Field(9400, ge=1, le=65535)
-    collect_interval_seconds: float = Field(5.0, gt=0, le=MAX_INTERVAL_SECONDS)
+    collect_interval_seconds: float = Field(5.0, ge=MIN_COLLECT_INTERVAL_SECONDS, le=MAX_INTERVAL_SECONDS)
     nvml_call_timeout_seconds: float = Field(
         2.0,
         gt=0,

@@ -22,6 +22,11 @@ DAY = 86_400.0
 MAX_INTERVAL_SECONDS = 7 * DAY
 """How often something runs or how long one call may wait: at most a week. Without a bound, 1e308 passed
 validation and then broke the timers (``Event.wait``, ``socket.settimeout``: OverflowError)."""
+MIN_COLLECT_INTERVAL_SECONDS = 0.1
+"""The shortest time between two of the exporter's collections (``exporter.collect_interval_seconds``,
+``exporter --interval``): 100 ms, the finest period dcgm-exporter is run at (``-c 100``, in ms) and DCGM's
+watches refresh at; NVML's utilisation counters are themselves averages over 1/6 s to 1 s, so a faster pass
+reads the same values again. Without a floor, 1e-300 was taken and the collection loop spun a core."""
 MAX_WINDOW_SECONDS = 366 * DAY
 """How far back or ahead something looks (correlation, quiet, reopen windows; resolve_timeout; lookbacks):
 at most a year, like the longest silence. Beyond that, ``now - window`` leaves the datetime range."""

@@ -25,7 +25,7 @@ from gpuwarden.cli.consoles import console, err_console, print_error, print_prob
 from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, output_option
 from gpuwarden.cli.logs import configure_logging, keep_running_on_sighup
 from gpuwarden.cli.numbers import whole_number
-from gpuwarden.cli.output_file import STDOUT, check_writable, write_whole, writes_stdout
+from gpuwarden.cli.output_file import STDOUT, cannot_write, check_writable, write_whole, writes_stdout
 from gpuwarden.cli.progress import StepProgress
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError, InputError
@@ -147,7 +147,7 @@ def _not_the_input(output: Path, input_path: Path) -> None:
     except OSError:  # no output yet (or no input, which reading it says): not the same file
         return
     if same:
-        raise InputError(f"{output} is the --input file; write the scores to another file", field="--output")
+        raise cannot_write(output, "--output", "the --input file; write the scores to another file", of="")
 
 
 @evaluate_app.command("nab")
@@ -262,12 +262,14 @@ def run(
         source.close()
         if forwarder is not None:
             forwarder.close()
-        where = host_port(cfg.listen_address, metrics_port)
+        from gpuwarden.cli.preflight import refused_setting  # noqa: PLC0415
+
         setting = "--port" if port is not None else "anomaly.port / anomaly.listen_address"
-        err_console.print(
-            f"[red]error:[/red] {setting}: cannot serve /metrics on {escape(where)}:"
-            f" {escape(str(exc.strerror or exc))}"
+        where = host_port(cfg.listen_address, metrics_port)
+        said = refused_setting(
+            setting, metrics_port, f"cannot serve /metrics on {where}: {exc.strerror or exc}"
         )
+        err_console.print(f"[red]error:[/red] {escape(str(said))}")
         raise typer.Exit(1) from exc
     logger.info(_start_line(service, port, ticks, metrics_port))
     try:

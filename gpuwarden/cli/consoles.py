@@ -68,6 +68,13 @@ def refuse_option(message: str) -> NoReturn:
 
 def option_said(option: str, value: object, message: str) -> str:
     """``OPTION VALUE: message``, as every bad option is said (a text quoted, a number as it is), where
-    ``message`` may begin with the value already (``'1x' is not a duration ...``): it is not said twice."""
+    ``message`` may name the value already, as a setting's message does (``'1x' is not a duration ...``,
+    ``x.db: cannot open the store``, ``expected NODESxGPUS such as 2x8, got '2y8'``, ``..., got 0 in
+    '0x8'``): it is not said twice."""
     shown = repr(value) if isinstance(value, str) else str(value)
-    return f"{option} {shown}: {message.removeprefix(f'{shown} ')}"
+    for told in (f", got {shown}", f" in {shown}"):
+        message = message.removesuffix(told)
+    for told in (f"{shown} ", f"{value}: ", f"{value} "):
+        if message.startswith(told):
+            return f"{option} {shown}: {message.removeprefix(told)}"
+    return f"{option} {shown}: {message}"

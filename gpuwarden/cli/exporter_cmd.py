@@ -16,7 +16,7 @@ from gpuwarden.cli.logs import configure_logging, keep_running_on_sighup
 from gpuwarden.cli.numbers import number, whole_number
 from gpuwarden.cli.preflight import check_sim_section
 from gpuwarden.clock import SystemClock
-from gpuwarden.config_rules import MAX_INTERVAL_SECONDS
+from gpuwarden.config_rules import MAX_INTERVAL_SECONDS, MIN_COLLECT_INTERVAL_SECONDS
 from gpuwarden.errors import ConfigError, InputError, SourceError
 
 if TYPE_CHECKING:
@@ -167,7 +167,11 @@ def exporter(
     interval: Annotated[
         float | None,
         number(
-            "--interval", 0, MAX_INTERVAL_SECONDS, above=True, help="Seconds between collections (default 5)."
+            "--interval",
+            MIN_COLLECT_INTERVAL_SECONDS,
+            MAX_INTERVAL_SECONDS,
+            help=f"Seconds between collections (default 5; at least {MIN_COLLECT_INTERVAL_SECONDS:g}: NVML's"
+            " counters refresh no faster, and a shorter interval only spins a core).",
         ),
     ] = None,
     simulate: Annotated[

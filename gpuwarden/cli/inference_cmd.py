@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from gpuwarden.cli.consoles import err_console, print_problems
+from gpuwarden.cli.consoles import err_console, option_said, print_problems, refuse_option
 from gpuwarden.cli.logs import keep_running_on_sighup
 from gpuwarden.cli.numbers import number, whole_number
 from gpuwarden.clock import AcceleratedClock, Clock, SystemClock
@@ -78,9 +78,10 @@ def inference_server(
     )
     try:
         settings = resolve_tracing(load_config(config, secrets_for={"tracing"}).tracing, os.environ, options)
-    except InputError as exc:  # an option: a usage error
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(2) from exc
+    except InputError as exc:  # --otlp-endpoint: a usage error, said with its value (password hidden, as
+        from gpuwarden.redaction import hidden_password  # noqa: PLC0415 - the setting's refusal shows it)
+
+        refuse_option(escape(option_said(exc.field, hidden_password(otlp_endpoint or ""), exc.message)))
     except ConfigError as exc:  # every problem of the file, as config validate lists them
         print_problems(exc)
         raise typer.Exit(1) from exc

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +15,13 @@ import typer
 from rich.markup import escape
 
 from gpuwarden.cli.consoles import refuse_option
+
+# What a number option takes, as Go's strconv (Prometheus', kubectl's flags) does: decimal digits, a
+# sign, and for a number a fraction and an exponent (``1e3``); not Python's extras, refused naming the
+# value: ``9_400``, `` 5`` (blanks), ``inf``, ``nan``, ``0x10``. A sign is taken everywhere: ``-1`` is then
+# refused by the bounds, saying what to give.
+WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
+NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 def whole_number(option: str, low: int, high: int | None = None, **kwargs: Any) -> Any:
@@ -40,8 +48,12 @@ def _bounded(
     """The option, its bounds in ``--help`` as typer shows them (``<int> [0<=x<=65535]``, ``[0<x<=3600]``)."""
     shown, wanted = _bounds_said("whole number" if convert is int else "number", low, high, above=above)
 
+    written = WHOLE_NUMBER if convert is int else NUMBER
+
     def parse(value: Any) -> Any:
-        try:
+        try:  # a default is given as a number already; a typed value is text, in the syntax above
+            if isinstance(value, str) and not written.fullmatch(value):
+                raise ValueError(value)
             parsed = convert(value)
         except (TypeError, ValueError):
             refuse_option(f"{_source(option, value, kwargs)} {escape(repr(value))}: {wanted}")

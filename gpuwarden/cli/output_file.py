@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from gpuwarden.cli.consoles import option_said
 from gpuwarden.errors import InputError
 
 STDOUT = "-"  # the usual spelling of "write to stdout" for an output file option
@@ -32,18 +33,26 @@ def writes_stdout(path: Path) -> bool:
 
 
 def check_writable(path: Path, field: str) -> None:
-    """Refuse, naming ``field``, an output that is a directory or whose directory is missing or read-only."""
+    """Refuse, naming the option ``field`` and ``path``, an output that is a directory or whose directory is
+    missing or read-only."""
     if path.is_dir():
-        raise InputError(f"cannot write {path}: it is a directory; give a file name in it", field=field)
+        raise cannot_write(path, field, "a directory; give a file name in it", of="")
     parent = path.parent
     if not parent.is_dir():
-        raise InputError(
-            f"cannot write {path}: its directory {parent} does not exist; make it, or give a file in a "
-            "directory that exists",
-            field=field,
+        raise cannot_write(
+            path,
+            field,
+            f"{parent}: it does not exist; make it, or give a file in a directory that exists",
+            of="in ",
         )
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"cannot write {path}: its directory {parent} is not writable", field=field)
+        raise cannot_write(path, field, f"{parent}: it is not writable", of="in ")
+
+
+def cannot_write(path: Path, field: str, reason: object, *, of: str = "it: ") -> InputError:
+    """``--file 'out.csv': cannot write it: REASON``, as every bad option is said (``option_said``): the
+    option, then the path, once; ``of``: what comes between ``cannot write`` and ``reason``."""
+    return InputError(option_said(field, str(path), f"cannot write {of}{reason}"))
 
 
 def write_whole(path: Path, write: Callable[[Path], None], field: str) -> None:
@@ -63,7 +72,7 @@ def write_whole(path: Path, write: Callable[[Path], None], field: str) -> None:
     try:
         handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     except OSError as exc:
-        raise InputError(f"cannot write {path}: {exc.strerror or exc}", field=field) from exc
+        raise cannot_write(path, field, exc.strerror or exc) from exc
     os.close(handle)
     temporary = Path(name)
     try:
@@ -73,9 +82,9 @@ def write_whole(path: Path, write: Callable[[Path], None], field: str) -> None:
     except InputError as exc:  # raised naming the temporary file: name the one the user gave
         cause = exc.__cause__
         reason = cause.strerror or str(cause) if isinstance(cause, OSError) else exc.message
-        raise InputError(f"cannot write {path}: {reason}", field=field) from exc
+        raise cannot_write(path, field, reason) from exc
     except OSError as exc:
-        raise InputError(f"cannot write {path}: {exc.strerror or exc}", field=field) from exc
+        raise cannot_write(path, field, exc.strerror or exc) from exc
     finally:
         temporary.unlink(missing_ok=True)
 

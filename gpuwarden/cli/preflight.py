@@ -29,6 +29,7 @@ from gpuwarden.cli.anomaly_checks import (
     anomaly_run_warnings,
     check_detectors,
 )
+from gpuwarden.cli.consoles import option_said
 from gpuwarden.clock import shown
 from gpuwarden.errors import ConfigError
 from gpuwarden.headers import TOKEN_ENV
@@ -370,11 +371,12 @@ def check_listen_address(host: str, field: str) -> None:
     """``host`` is an address or a name this machine can listen on (not ``not an address``, nor the address
     of another machine): one of its addresses takes a bind on port 0, which listens on nothing."""
     advice = "give an IP address of this machine (0.0.0.0: all of them) or its host name"
+    subject = "it" if _is_option(field) else repr(host)  # an option says its value before: not twice
     try:
         found = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except (OSError, UnicodeError) as exc:  # socket.gaierror; UnicodeError: a label IDNA refuses
         reason = getattr(exc, "strerror", None) or exc
-        raise ConfigError(f"cannot listen on {host!r}: {reason}; {advice}", field=field) from exc
+        raise refused_setting(field, host, f"cannot listen on {subject}: {reason}; {advice}") from exc
     refused: OSError | None = None
     for family, kind, proto, _, address in found:
         try:
@@ -389,7 +391,7 @@ def check_listen_address(host: str, field: str) -> None:
             reason = "not an address of this machine"
         else:
             reason = refused.strerror or str(refused)
-        raise ConfigError(f"cannot listen on {host!r}: {reason}; {advice}", field=field) from refused
+        raise refused_setting(field, host, f"cannot listen on {subject}: {reason}; {advice}") from refused
 
 
 def listen_socket(host: str, port: int, host_field: str, port_field: str) -> socket.socket:
@@ -405,11 +407,24 @@ def listen_socket(host: str, port: int, host_field: str, port_field: str) -> soc
         taken = number in (errno.EADDRINUSE, errno.EACCES)
         hint = "another process listens there; stop it or choose another port" if taken else ""
         reason = getattr(exc, "strerror", None) or exc
-        raise ConfigError(
-            f"cannot listen on {host}:{port}: {reason}{f'; {hint}' if hint else ''}",
-            field=port_field if taken else host_field,
+        field, value = (port_field, port) if taken else (host_field, host)
+        raise refused_setting(
+            field, value, f"cannot listen on {host}:{port}: {reason}{f'; {hint}' if hint else ''}"
         ) from exc
     return sock
+
+
+def refused_setting(field: str, value: object, message: str) -> ConfigError:
+    """The error for ``value`` of ``field``: a setting (``api.port``) is named and located as a setting; a
+    command-line option as every bad option is said, ``--port 9400: message`` (``option_said``)."""
+    if _is_option(field):
+        return ConfigError(option_said(field, value, message))
+    return ConfigError(message, field=field)
+
+
+def _is_option(field: str) -> bool:
+    """Whether ``field`` is a command-line option (``--host``), not a setting of the file."""
+    return field.startswith("-")
 
 
 def check_store(db: str, field: str) -> None:

@@ -27,6 +27,7 @@ from gpuwarden.cli.preflight import (
     check_serve,
     journal_field,
     listen_socket,
+    refused_setting,
     serve_token_refusal,
     sqlite_path,
 )
@@ -118,12 +119,14 @@ def _checked_config(config: Path | None) -> GpuwardenConfig:
         raise typer.Exit(1) from exc
 
 
-def _failed(cfg: GpuwardenConfig, exc: ConfigError, store_field: str) -> typer.Exit:
+def _failed(cfg: GpuwardenConfig, exc: ConfigError, store: str, store_field: str) -> typer.Exit:
     """Print a setting's error, and the others it carries, each naming the file and line, the variable or
-    the option it came from."""
+    the option it came from (``--db 'x.db': ...``, its password hidden, as every bad option is said)."""
+    from gpuwarden.redaction import hidden_password  # noqa: PLC0415 - see build_service
+
     for problem in (exc.alone(), *exc.more):  # each listed: no "(and 2 more problems)" on the first
-        if problem.field == "api.db" and store_field != "api.db":  # the store errors name the setting
-            problem = ConfigError(problem.message, field=store_field)  # noqa: PLW2901 - --db gave it
+        if problem.field in ("api.db", store_field) and store_field != "api.db":  # --db gave the store
+            problem = refused_setting(store_field, hidden_password(store), problem.message)  # noqa: PLW2901
         err_console.print(f"[red]error:[/red] {escape(str(cfg.locate(problem)))}")
     return typer.Exit(1)
 
@@ -504,7 +507,7 @@ def _started(
         err_console.print(f"[red]error:[/red] {escape(str(exc))}; {hint}")
         raise typer.Exit(1) from exc
     except ConfigError as exc:
-        raise _failed(cfg, exc, store_field) from exc
+        raise _failed(cfg, exc, store, store_field) from exc
     if service is None or stop.asked:
         listener.close()
         if service is not None:

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gpuwarden.cli.consoles import console, err_console
+from gpuwarden.cli.consoles import console, err_console, option_said
 from gpuwarden.cli.incidents_cmd import (
     MAX_TIMEOUT_SECONDS,
     TABLE_OUTPUTS,
@@ -109,7 +109,7 @@ def show(
     try:
         nodes, gpus = parse_simulate_spec(simulate)
     except InputError as exc:  # a bad option: 2, as `exporter --simulate 2y8`, and the option named once
-        raise _fail(f"--simulate: {exc.message}", code=2) from exc
+        raise _fail(option_said("--simulate", simulate, exc.message), code=2) from exc
     fleet = build_fleet(nodes, gpus, seed=seed, clock=FakeClock())
     described = fleet.describe()
     if output == "json":

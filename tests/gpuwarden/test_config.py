@@ -401,6 +401,11 @@ def test_an_empty_secret_is_refused_naming_the_setting_and_the_variable(
         ("alerting:\n  applier_stall_seconds: 0.01\n", "alerting.applier_stall_seconds", "1"),
         ("anomaly:\n  infer_every_seconds: 1e308\n", "anomaly.infer_every_seconds", "604800"),
         ("anomaly:\n  infer_every_seconds: 1e-300\n", "anomaly.infer_every_seconds", "0.001"),
+        (  # a collection loop with no pause between passes spins a core
+            "exporter:\n  collect_interval_seconds: 1e-300\n",
+            "exporter.collect_interval_seconds",
+            "1e-300 is less than 0.1, the least allowed; write 0.1 or more",
+        ),
         ("anomaly:\n  fit_every_seconds: 1e308\n", "anomaly.fit_every_seconds", "31622400"),
         (
             "anomaly:\n  queries: [{name: a, expr: a, step_seconds: 0.0004}]\n",
@@ -424,6 +429,7 @@ def test_an_empty_secret_is_refused_naming_the_setting_and_the_variable(
             "applier-stall-tiny",
             "infer-every",
             "infer-every-tiny",
+            "collect-interval-tiny",
             "fit-every",
             "step-below-1ms",
             "lookback",

@@ -44,22 +44,26 @@ def run_exporter(args: list[str]) -> subprocess.CompletedProcess[str]:
     ("argv", "words", "code"),
     [
         (["exporter", "--port", "19999"], "cannot initialise NVML (LibraryNotFound)", 1),
-        (["exporter", "--simulate", "2y8"], "error: --simulate '2y8': expected NODESxGPUS", 2),
+        (["exporter", "--simulate", "2y8"], "error: --simulate '2y8': expected NODESxGPUS such as 2x8", 2),
+        (["exporter", "--simulate", "0x8"], "error: --simulate '0x8': nodes must be 1..2048, got 0", 2),
         (["exporter", "--simulate", "2x8", "--port", "0"], "error: --port 0: use a whole number from 1", 2),
         (
             ["exporter", "--simulate", "2x8", "--interval", "0"],
-            "error: --interval 0: use a number above 0 and at most 604800",
+            "error: --interval 0: use a number from 0.1 to 604800",
             2,
         ),
     ],
-    ids=["no-driver", "bad-simulate-spec", "bad-port", "bad-interval"],
+    ids=["no-driver", "bad-simulate-spec", "bad-simulate-size", "bad-port", "bad-interval"],
 )
 def test_startup_errors_print_one_line_and_a_bad_option_exits_2_as_click_does(
     argv: list[str], words: str, code: int
 ) -> None:
     result = CliRunner().invoke(app, argv)
+    said = " ".join(result.output.split())
     assert result.exit_code == code
-    assert words in " ".join(result.output.split())
+    assert words in said and said.count(f"'{argv[-1]}'") <= 1, (
+        said
+    )  # a text value said once, after the option
     assert "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
@@ -89,7 +93,7 @@ def test_a_port_another_process_listens_on_is_named(tmp_path: Path, flag: bool) 
         config.write_text(f"exporter:\n  listen_address: 127.0.0.1\n  port: {port}\n")
         args = ["--port", str(port), "--listen-address", "127.0.0.1"] if flag else ["--config", str(config)]
         result = CliRunner().invoke(app, ["exporter", "--simulate", "1x1", *args])
-    named = "--port" if flag else f"{config}:3: exporter.port"
+    named = f"--port {port}" if flag else f"{config}:3: exporter.port"
     assert result.exit_code == 1 and f"{named}: cannot listen on 127.0.0.1:{port}" in " ".join(
         result.output.split()
     )
@@ -283,7 +287,14 @@ def test_help_says_the_exporter_listens_on_every_interface_by_default() -> None:
     assert "default 0.0.0.0" in line, line
 
 
-@pytest.mark.parametrize("shown", ["--port <int> [1<=x<=65535]", "--interval <float> [0<x<=604800]"])
+@pytest.mark.parametrize(
+    "shown",
+    [
+        "--port <int> [1<=x<=65535]",
+        "--interval <float> [0.1<=x<=604800]",
+        "at least 0.1: NVML's counters refresh no faster",  # the floor and why: a shorter one spins a core
+    ],
+)
 def test_help_shows_the_bounds_of_each_number(shown: str) -> None:
     """README: ``--help`` shows each bound; the exporter's showed a bare ``<int>`` and ``<float>``."""
     result = runner.invoke(app, ["exporter", "--help"], env={"COLUMNS": "200"})

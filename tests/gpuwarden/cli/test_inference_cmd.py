@@ -78,14 +78,21 @@ def test_otel_sdk_disabled_keeps_the_request_metrics_and_the_start_up_line_says_
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--otlp-endpoint", "ftp://x"], "error: --otlp-endpoint: 'ftp://x' is not an http(s) URL"),
+        (["--otlp-endpoint", "ftp://x"], "error: --otlp-endpoint 'ftp://x': is not an http(s) URL"),
         (
             ["--otlp-endpoint", "127.0.0.1:4318"],
-            "error: --otlp-endpoint: '127.0.0.1:4318' is not an http(s) URL",
+            "error: --otlp-endpoint '127.0.0.1:4318': is not an http(s) URL",
         ),
-        (["--otlp-endpoint", OTLP, "--trace-console"], "error: --otlp-endpoint: spans go to one place"),
+        (  # said as every bad option is, the password hidden as the setting's refusal hides it
+            ["--otlp-endpoint", "ftp://u:pw-secret@x"],
+            "error: --otlp-endpoint 'ftp://u:***@x': is not an http(s) URL",
+        ),
+        (
+            ["--otlp-endpoint", OTLP, "--trace-console"],
+            f"error: --otlp-endpoint {OTLP!r}: spans go to one place",
+        ),
     ],
-    ids=["ftp", "no-scheme", "with-trace-console"],
+    ids=["ftp", "no-scheme", "password", "with-trace-console"],
 )
 def test_a_bad_otlp_endpoint_option_stops_the_server_before_it_starts(args: list[str], message: str) -> None:
     proc = subprocess.run(
@@ -107,8 +114,8 @@ def test_a_port_in_use_is_one_error_line() -> None:
         result = runner.invoke(app, ["inference-server", "--port", str(port)])
     assert result.exit_code == 1
     assert result.stderr == (
-        f"error: --port: cannot listen on 127.0.0.1:{port}: Address already in use; another process listens"
-        " there; stop it or choose another port\n"
+        f"error: --port {port}: cannot listen on 127.0.0.1:{port}: Address already in use; another process"
+        " listens there; stop it or choose another port\n"
     )
 
 

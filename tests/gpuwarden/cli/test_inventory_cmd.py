@@ -130,5 +130,15 @@ def test_an_export_that_cannot_reach_serve_leaves_the_file_as_it_was(tmp_path: P
 def test_export_to_a_file_in_a_missing_directory_is_refused_before_any_request(tmp_path: Path) -> None:
     path = tmp_path / "missing" / "inventory.yaml"
     result = runner.invoke(app, ["inventory", "export", "--url", "http://127.0.0.1:25501", "-f", str(path)])
+    said = " ".join(result.output.split())
     assert result.exit_code == 2
-    assert "--file" in result.output and "does not exist" in result.output
+    assert said.startswith(f"error: --file '{path}': cannot write in {path.parent}: it does not exist"), said
+
+
+def test_export_to_a_directory_is_refused_naming_the_option_and_the_directory(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["inventory", "export", "--url", "http://127.0.0.1:25501", "-f", str(tmp_path)]
+    )
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2
+    assert said == f"error: --file '{tmp_path}': cannot write a directory; give a file name in it", said

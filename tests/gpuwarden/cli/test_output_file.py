@@ -44,7 +44,7 @@ def test_score_that_fails_while_writing_leaves_no_half_written_output_and_keeps_
     for out in (fresh, old):
         result = runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", str(out)])
         said = " ".join(result.stderr.split())
-        assert result.exit_code == 1 and f"cannot write {out}: No space left" in said, said
+        assert result.exit_code == 1 and f"--output '{out}': cannot write it: No space left" in said, said
     assert not fresh.exists()
     assert old.read_text() == "timestamp,value,anomaly_score,label\nkept,1,0,0\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "old.csv"]  # no temporary file left
@@ -73,7 +73,8 @@ def test_score_checks_its_output_directory_before_reading_or_scoring(tmp_path, m
         app, ["anomaly", "score", "--input", str(src), "--output", str(tmp_path / "missing" / "o.csv")]
     )
     said = " ".join(result.stderr.split())
-    assert result.exit_code == 1 and "its directory" in said and "does not exist" in said, said
+    missing = tmp_path / "missing"
+    assert result.exit_code == 1 and f"cannot write in {missing}: it does not exist" in said, said
     assert read == []
 
 

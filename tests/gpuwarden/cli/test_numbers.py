@@ -1,0 +1,69 @@
+"""Number options take what Prometheus' and kubectl's flags take (Go's strconv), not Python's extras."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from gpuwarden.cli.numbers import number, whole_number
+
+app = typer.Typer()
+
+
+@app.command()
+def _show(
+    count: Annotated[int, whole_number("--count", -5, 10_000)] = 1,
+    seconds: Annotated[float, number("--seconds", -5, 10_000)] = 1.0,
+) -> None:
+    typer.echo(f"{count!r} {seconds!r}")
+
+
+@pytest.mark.parametrize(
+    ("args", "shown"),
+    [
+        (["--count", "9400"], "9400 1.0"),
+        (["--count", "+5"], "5 1.0"),
+        (["--count", "-5"], "-5 1.0"),
+        (["--count", "0042"], "42 1.0"),
+        (["--seconds", "2.5"], "1 2.5"),
+        (["--seconds", ".5"], "1 0.5"),
+        (["--seconds", "5."], "1 5.0"),
+        (["--seconds", "1e3"], "1 1000.0"),
+        (["--seconds", "2.5E-1"], "1 0.25"),
+        (["--seconds", "-1.5"], "1 -1.5"),
+        ([], "1 1.0"),
+    ],
+    ids=lambda value: "_".join(value) if isinstance(value, list) else None,
+)
+def test_decimal_numbers_a_sign_and_an_exponent_for_a_fraction_are_taken(args: list[str], shown: str) -> None:
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0 and result.output == f"{shown}\n", result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--count", "9_400"], "--count '9_400': use a whole number from -5 to 10000"),
+        (["--count", " 5"], "--count ' 5': use a whole number from -5 to 10000"),
+        (["--count", "5\n"], "--count '5\\n': use a whole number from -5 to 10000"),
+        (["--count", "0x10"], "--count '0x10': use a whole number from -5 to 10000"),
+        (["--count", "٣"], "--count '٣': use a whole number from -5 to 10000"),  # int() takes Arabic-Indic 3
+        (["--count", "1e3"], "--count '1e3': use a whole number from -5 to 10000"),
+        (["--seconds", "1_000.5"], "--seconds '1_000.5': use a number from -5 to 10000"),
+        (["--seconds", "5 "], "--seconds '5 ': use a number from -5 to 10000"),
+        (["--seconds", "inf"], "--seconds 'inf': use a number from -5 to 10000"),
+        (["--seconds", "-Infinity"], "--seconds '-Infinity': use a number from -5 to 10000"),
+        (["--seconds", "nan"], "--seconds 'nan': use a number from -5 to 10000"),
+        (["--seconds", "0x1p3"], "--seconds '0x1p3': use a number from -5 to 10000"),
+        (["--seconds", "-6"], "--seconds -6: use a number from -5 to 10000"),
+    ],
+    ids=lambda value: "_".join(value) if isinstance(value, list) else None,
+)
+def test_what_python_alone_reads_as_a_number_is_refused_naming_the_value(args: list[str], said: str) -> None:
+    """Python's int()/float() take ``9_400``, blanks around the digits, other scripts' digits and ``inf``: a
+    typo an operator meant otherwise (``--port 9_400``) is refused, as Prometheus and kubectl refuse it."""
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and result.stderr == f"error: {said}\n", result.stderr
