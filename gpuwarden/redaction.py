@@ -81,10 +81,11 @@ HIDDEN_NAMES = " (names hidden: serve's log has them)"
 
 def hidden_names(reason: str, schema: Collection[str] = frozenset()) -> str:
     """A store's error (``store_failure``) for a reader without a token (``/-/ready``): its URLs (but for
-    http links) as their scheme alone, its quoted names, addresses and conninfo values as ``***``, and
-    ``HIDDEN_NAMES`` after it when anything was hidden; what went wrong (``password authentication
-    failed``, ``port 5432``) kept, and so is a quoted name of ``schema`` (the store's own tables, columns,
-    indexes and constraints) where the error says it names one (``relation "alerts"``)."""
+    http links) as their scheme alone, its quoted names, addresses and conninfo values as ``***`` (all from
+    its first quote mark on when a mark pairs with none), and ``HIDDEN_NAMES`` after it when anything was
+    hidden; what went wrong (``password authentication failed``, ``port 5432``) kept, and so is a quoted
+    name of ``schema`` (the store's own tables, columns, indexes and constraints) where the error says it
+    names one (``relation "alerts"``)."""
     hidden = _quotes_hidden(reason, schema)  # a quoted URL or value whole
     hidden = _ANY_URL.sub(r"\1***", hidden)
     hidden = _CONNINFO.sub(r"\1=***", hidden)  # a password may hold any character but a space unquoted
