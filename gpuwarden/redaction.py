@@ -62,25 +62,49 @@ _CONNINFO = re.compile(
 # of relation "y"``, ``unique constraint "alerts_pkey"``); libpq names a host, user or database after none.
 # A server or libpq speaking another language quotes as its translation does (German ``»gw«``, French ``« gw
 # »``, Spanish ``«gw»``), and names no kind in English: such a name is hidden whatever it is.
+# PostgreSQL puts a name between " as it is (a " inside stays single), or doubles a " inside (``"a""b"``):
+# a closing quote is followed by no ASCII letter or digit (Japanese and Chinese go on with a word:
+# ``"gw"は``). A ' opens a quote where no letter, digit or backslash is before it (an apostrophe is:
+# ``can't``, ``server's``, ``l'index``) or after a bytes repr's b; Python's repr quotes a value with spaces
+# so (``KeyError: 'gpu 7 x'``) and escapes a ' inside as libpq does (``\'``).
+_OPENS = r"(?:(?<![\w\\])|(?<=\bb))'"
+_ENDS = r"(?![A-Za-z0-9_])"
 _QUOTED = re.compile(
     r"(?P<kind>\b(?:relation|table|column|constraint|index|sequence) )?"
-    r"(?P<name>\"[^\"]*\"|'[^'\s]*'|»[^«»]*«|«[^«»]*»|„[^“”]*[“”]|“[^”]*”)"
+    rf"(?P<name>\"(?:[^\"]|\"\")*\"{_ENDS}|{_OPENS}(?:[^'\\]|\\.)*'{_ENDS}|»[^«»]*«|«[^«»]*»|„[^“”]*[“”]|“[^”]*”)"
 )
+# Any quote mark, opening or closing; one outside every pair above leaves no telling where a name ends.
+_MARK = re.compile(rf"[\"»«„“”]|{_OPENS}")
 _ADDRESS = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b|(?<=\()[0-9a-f]*:[0-9a-f:.%\w]*(?=\))", re.IGNORECASE)
 HIDDEN_NAMES = " (names hidden: serve's log has them)"
 
 
 def hidden_names(reason: str, schema: Collection[str] = frozenset()) -> str:
     """A store's error (``store_failure``) for a reader without a token (``/-/ready``): its URLs (but for
-    http links) as their scheme alone, its quoted names, addresses and conninfo values as ``***``, and
-    ``HIDDEN_NAMES`` after it when anything was hidden; what went wrong (``password authentication
-    failed``, ``port 5432``) kept, and so is a quoted name of ``schema`` (the store's own tables, columns,
-    indexes and constraints) where the error says it names one (``relation "alerts"``)."""
-    hidden = _QUOTED.sub(lambda m: _quoted_shown(m, schema), reason)  # a quoted URL or value whole
+    http links) as their scheme alone, its quoted names, addresses and conninfo values as ``***`` (all from
+    its first quote mark on when a mark pairs with none), and ``HIDDEN_NAMES`` after it when anything was
+    hidden; what went wrong (``password authentication failed``, ``port 5432``) kept, and so is a quoted
+    name of ``schema`` (the store's own tables, columns, indexes and constraints) where the error says it
+    names one (``relation "alerts"``)."""
+    hidden = _quotes_hidden(reason, schema)  # a quoted URL or value whole
     hidden = _ANY_URL.sub(r"\1***", hidden)
     hidden = _CONNINFO.sub(r"\1=***", hidden)  # a password may hold any character but a space unquoted
     hidden = _ADDRESS.sub("***", hidden)
     return hidden if hidden == reason else hidden + HIDDEN_NAMES
+
+
+def _quotes_hidden(reason: str, schema: Collection[str]) -> str:
+    """``reason`` with its quoted names as ``_quoted_shown`` shows them; from its first quote mark on all
+    ``***`` when a mark pairs with none (a name holding a quote mark shifts every pair after it, and the
+    words between shifted pairs may be a name or a value)."""
+    pieces, end = [], 0
+    for quoted in _QUOTED.finditer(reason):
+        pieces += [reason[end : quoted.start()], _quoted_shown(quoted, schema)]
+        end = quoted.end()
+    pieces.append(reason[end:])
+    if not any(_MARK.search(between) for between in pieces[::2]):
+        return "".join(pieces)
+    return _MARK.split(reason, maxsplit=1)[0] + "***"
 
 
 def _quoted_shown(quoted: re.Match[str], schema: Collection[str]) -> str:

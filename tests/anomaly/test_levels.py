@@ -5,7 +5,7 @@ import pytest
 
 from anomaly.breakout import RangeBreakout
 from anomaly.levels import LevelBreakout, LevelParams, raise_many
-from tests.anomaly.stepping import feed_rows
+from tests.anomaly.stepping import feed_one, feed_rows
 
 PARAMS = LevelParams(scales=(12,), margin=0.05, warmup=300, rearm=1000)
 QUICK = LevelParams(scales=(12,), margin=0.05, warmup=300, rearm=200)  # re-armed well before a shift
@@ -28,6 +28,18 @@ def test_a_level_shift_inside_the_raw_range_raises_where_the_raw_range_sees_noth
     assert onsets.size and onsets[0] < 4 * 12  # within a few hours of 5-minute samples
     _, raw = feed_rows(RangeBreakout(), values[:, None])
     assert not raw[1000:, 0].any()
+
+
+def test_the_score_is_the_levels_distance_from_its_ranges_centre_over_half_the_widened_range() -> None:
+    # By hand: scale 1 makes the level the value itself; with settle=1 the range is tracked from sample 1
+    # and judged from sample 3 (warmup=3). Samples 1 and 2 (0 and 10) make the range [0, 10]: centre 5,
+    # half-width with margin 0.25 is (0.5 + 0.25) * 10 = 7.5. Sample 3 (20) is 15 from the centre, so its
+    # score is 15 / 7.5 = 2 (a sample 0 of 5 is not tracked yet: it widens nothing).
+    params = LevelParams(scales=(1,), margin=0.25, settle=1, warmup=3, rearm=1)
+    scores, raised = feed_one(LevelBreakout(params), [5.0, 0.0, 10.0, 20.0])
+    assert scores[:3] == [0.0] * 3  # the range is not judged yet
+    assert scores[3] == pytest.approx(2.0, rel=1e-12)
+    assert raised == [3]
 
 
 def test_nothing_raises_as_a_scales_range_starts_to_be_judged() -> None:

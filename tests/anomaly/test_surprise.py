@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from statistics import NormalDist
+
 import numpy as np
 import pytest
 
 from anomaly.surprise import PredictionSurprise, SurpriseParams, raise_many
-from tests.anomaly.stepping import feed_rows
+from tests.anomaly.stepping import feed_one, feed_rows
 
 PARAMS = SurpriseParams(warmup=300, rearm=1000)
 
@@ -26,6 +28,22 @@ def test_a_series_that_turns_ragged_inside_its_range_raises_soon_after() -> None
     _, raised = feed_rows(PredictionSurprise(PARAMS), values[:, None])
     onsets = np.flatnonzero(raised[:, 0]).tolist()
     assert onsets and 1000 <= onsets[0] < 1000 + 3 * PARAMS.short
+
+
+def test_the_score_is_the_short_means_excess_over_its_usual_spread_in_units_of_the_tails_z() -> None:
+    # By hand: with predict=1 and scale=1 a sample's error is its step from the last value and its size that
+    # same error, so the raw score is 0 where the value repeats and c = 1 - 1/e where it moves. Values
+    # 0, 1, 1, 2 give raw 0, c, 0, c (the first sample has no error): their mean c/2 and standard deviation
+    # c/2 are the long run's before sample 4 (long=1000, so a plain mean and population variance). Sample 4
+    # (3) moves again, its short mean (short=1) is c: surprise = (c - c/2) / (z * c/2) = 1/z, and a tail of
+    # 1 - Phi(0.5) makes z = 0.5, so the score is 2 whatever c is.
+    params = SurpriseParams(
+        predict=1.0, scale=1, short=1, long=1000, tail=1.0 - NormalDist().cdf(0.5), warmup=4
+    )
+    scores, raised = feed_one(PredictionSurprise(params), [0.0, 1.0, 1.0, 2.0, 3.0])
+    assert scores[:4] == [0.0] * 4  # warming up
+    assert scores[4] == pytest.approx(2.0, rel=1e-9)
+    assert raised == [4]
 
 
 def test_a_steady_series_raises_nothing_after_its_warm_up() -> None:

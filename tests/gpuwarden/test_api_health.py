@@ -455,3 +455,23 @@ def test_ingest_status_shows_the_error_class_and_first_line_of_the_driver_not_th
     finally:
         event.remove(sql, "before_cursor_execute", refuse)
     assert shown == "OperationalError: value too long for type character varying(64)", shown
+
+
+def test_ingest_status_hides_a_label_value_a_non_database_error_quotes_with_a_space_in_it(
+    applier: JournalApplier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The applier's loop records any exception, not only the driver's: Python's repr quotes a label value
+    # with ' (a KeyError, a psycopg DataError's "can't parse ... '...'"), and a value with a space in it was
+    # shown whole, the quotes being taken for a name's only without a space.
+    value = "gpu 7 on r02-n03"
+
+    def bug(_accepted: Any, *_: Any, **__: Any) -> Any:
+        raise KeyError(value)
+
+    monkeypatch.setattr(applier.engine, "apply_accepted", bug)
+    with _client(applier) as client:
+        posted = [{**FIRING, "labels": {**LABELS, "gpu": value}}]
+        assert client.post("/api/v2/alerts", json=posted, headers=AUTH).status_code == 200
+        _eventually(lambda: applier.last_error is not None)
+        shown = client.get("/api/v1/ingest/status").json()["last_error"]
+    assert shown == "KeyError: '***' (names hidden: serve's log has them)", shown

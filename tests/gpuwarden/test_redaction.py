@@ -161,3 +161,87 @@ def test_a_quoted_name_is_kept_only_where_the_error_names_an_object_of_the_schem
 )
 def test_a_name_quoted_as_a_translated_message_quotes_it_is_hidden_too(said: str, shown: str) -> None:
     assert hidden_names(said, {"gw", "db", "alerts"}) == shown + HIDDEN_NAMES
+
+
+@pytest.mark.parametrize(
+    ("said", "shown"),
+    [
+        (  # a user named x"y: the pair "x" ended inside the name, y showed
+            'FATAL:  password authentication failed for user "x"y"',
+            "FATAL:  password authentication failed for user ***",
+        ),
+        (  # a user named x" y: every pair after it shifted, and the database between two showed
+            'FATAL:  no pg_hba.conf entry for host "10.0.0.5", user "x" y", database "gw_prod", no'
+            " encryption",
+            "FATAL:  no pg_hba.conf entry for host ***",
+        ),
+        (  # PostgreSQL 15's Japanese translation drops the database's closing quote (postgres-15.mo)
+            'FATAL:  pg_hba.conf にホスト"10.0.0.5"、ユーザー"gw"、データベース"gw_prod, no encryption用の'
+            "エントリがありません",
+            "FATAL:  pg_hba.conf にホスト***",
+        ),
+        (  # and the Ukrainian one a table's (postgres-15.mo): from the mark on, nothing is shown
+            'таблиця "gw_prod.alerts: скорочена від 3 до 1 сторінок',
+            "таблиця ***",
+        ),
+        ("value 'gpu 7 x refused", "value ***"),  # a ' that opens and never closes
+        ("Array-Inhalt muss mit »gw» anfangen", "Array-Inhalt muss mit ***"),  # » closed by »
+    ],
+    ids=[
+        "name-holds-a-quote",
+        "shifted-pairs",
+        "japanese-unclosed",
+        "ukrainian-unclosed",
+        "single",
+        "german",
+    ],
+)
+def test_an_error_whose_quotes_do_not_pair_is_hidden_from_its_first_quote_mark_on(
+    said: str, shown: str
+) -> None:
+    assert hidden_names(said, {"alerts"}) == shown + HIDDEN_NAMES
+
+
+@pytest.mark.parametrize(
+    ("said", "shown"),
+    [  # libpq's, psycopg's and PostgreSQL 15's words: an apostrophe opens no quote
+        ("server doesn't support GSSAPI encryption, but it was required", None),
+        ("none of the server's SASL authentication mechanisms are supported", None),
+        ("couldn't get a connection after 30.00 sec", None),
+        ("SSL certificate's name entry is missing", None),
+        (
+            "authentification par mot de passe échouée pour l'utilisateur  « gw »",
+            "authentification par mot de passe échouée pour l'utilisateur  «***»",
+        ),
+        ('ユーザー"gw"のパスワード認証に失敗しました', 'ユーザー"***"のパスワード認証に失敗しました'),
+        ('relation "gw""x" does not exist', 'relation "***" does not exist'),  # " doubled in a name
+        ("can't parse date '2026 12 x': bad", "can't parse date '***': bad"),
+        ("invalid name: 'a\\'b c'", "invalid name: '***'"),
+    ],
+    ids=[
+        "doesnt",
+        "servers",
+        "couldnt",
+        "certificates",
+        "french",
+        "japanese",
+        "doubled-quote",
+        "cant",
+        "escaped",
+    ],
+)
+def test_an_error_whose_quotes_pair_shows_its_words_and_hides_its_names(said: str, shown: str | None) -> None:
+    assert hidden_names(said) == (said if shown is None else shown + HIDDEN_NAMES)
+
+
+@pytest.mark.parametrize(
+    ("said", "shown"),
+    [  # Python's repr quotes a value so: a label value in an exception the applier's loop catches
+        ("KeyError: 'gpu 7 x'", "KeyError: '***'"),
+        ("ValueError: bad label b'gpu 7 x'", "ValueError: bad label b'***'"),
+        ("host 'db prod' and user 'gw admin'", "host '***' and user '***'"),
+    ],
+    ids=["repr", "bytes-repr", "two"],
+)
+def test_a_single_quoted_value_with_a_space_in_it_is_hidden(said: str, shown: str) -> None:
+    assert hidden_names(said) == shown + HIDDEN_NAMES

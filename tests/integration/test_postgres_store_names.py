@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import ProgrammingError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from alerting.db import make_engine
+from alerting.db import make_engine, store_failure
 from alerting.migrate import upgrade
 from alerting.store_names import STORE_NAMES, public_failure
 
@@ -43,3 +45,20 @@ def test_every_name_of_a_migrated_store_is_one_an_error_may_show(postgres_url: s
         sql.dispose()
     assert "alerts_pkey" in names  # the catalog was read, and named what PostgreSQL made up
     assert names - STORE_NAMES == set()
+
+
+@pytest.mark.integration
+def test_a_user_whose_name_holds_a_quote_is_hidden_whole_by_a_real_postgres(postgres_url: str) -> None:
+    # PostgreSQL quotes a user's name as it is, a " inside left single: the pair ended inside the name, and
+    # its rest showed (role "***" ops_team" does not exist).
+    user = quote('gw" ops_team')
+    sql = make_engine(postgres_url.replace("://postgres@", f"://{user}@", 1))
+    try:
+        with pytest.raises(OperationalError) as failed, sql.connect():
+            pass
+    finally:
+        sql.dispose()
+    said = store_failure(failed.value)
+    assert 'gw" ops_team' in said  # the server named the user as it is
+    shown = public_failure(failed.value)
+    assert "ops_team" not in shown and shown.endswith("*** (names hidden: serve's log has them)"), shown
