@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +12,11 @@ from anomaly.series import CounterRates, SeriesIndex, build_view
 from anomaly.service import AnomalyService, builtin_registry
 from anomaly.sources import CollectorSource, Frame
 from anomaly.thermal import ThermalDetector
+from exporters.simulated import sim_collectors
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AnomalyConfig, load_config
+from gpuwarden.model import Alert
+from gpuwarden.sim import FaultSpec, build_fleet
 from tests.anomaly.fakes import TableCollector
 
 GPUS = [{"UUID": f"GPU-{i}", "gpu": str(i), "Hostname": "n1"} for i in range(6)]
@@ -263,11 +266,12 @@ def test_its_state_grows_with_the_gpus_it_scores_not_with_their_series_ids():
     # Its arrays were indexed by series id up to the highest temperature id: six GPUs whose series came after
     # 200,000 others (pods, another query) held 20 MB, against 106 KB for the same GPUs numbered first.
     low, high = _fed(0), _fed(200_000)
-    assert high.state_bytes() == low.state_bytes() <= 152 * 64 + 1024  # 64 slots, the id map
+    assert high.state_bytes() == low.state_bytes() <= 152 * 64 + 1536  # 64 slots, the id map, slots' GPUs
     assert np.array_equal(low.mt[: len(GPUS)], high.mt[: len(GPUS)])
 
 
-def test_a_forgotten_gpus_state_is_not_handed_to_the_next_series():
+def _forgotten(labels: list[dict[str, str]]) -> ThermalDetector:
+    """A detector that learnt six GPUs for 90 ticks, forgot them all, then read ``labels``' GPUs once."""
     rng = np.random.default_rng(17)
     gpus, det = Gpus(), ThermalDetector()
     for _ in range(90):
@@ -275,8 +279,20 @@ def test_a_forgotten_gpus_state_is_not_handed_to_the_next_series():
     gone = gpus.index.expire(gpus.t + 10_000, 1.0)  # every series unseen for long: forgotten, ids freed
     det.forget(gone)
     assert not det.n.any()
-    det.detect(gpus.step(np.full(len(GPUS), 300.0), rng))  # the same GPUs, new ids: learnt from the start
+    gpus.labels = labels
+    det.detect(gpus.step(np.full(len(GPUS), 300.0), rng))  # new ids (some freed ones among them)
+    return det
+
+
+def test_a_forgotten_gpus_state_is_not_handed_to_the_next_series():
+    other = [{**gpu, "UUID": f"GPU-new-{i}"} for i, gpu in enumerate(GPUS)]
+    det = _forgotten(other)  # other GPUs: learnt from the start
     assert sorted(det.n[det.n > 0].tolist()) == [1.0] * len(GPUS)
+
+
+def test_a_forgotten_gpu_back_under_a_new_series_takes_up_its_own_state_again():
+    det = _forgotten(GPUS)  # the same GPUs (UUIDs) under new series ids: their lines, one sample on
+    assert sorted(det.n[det.n > 0].tolist()) == [91.0] * len(GPUS)
 
 
 def test_a_single_power_reading_far_above_any_learnt_does_not_make_a_later_job_read_hot():
@@ -608,3 +624,51 @@ def test_a_job_started_as_the_warm_up_ends_is_not_held_hot_when_its_temperature_
         for tick in range(300)
     ]
     assert np.array(scores).max() <= 1.0
+
+
+def _node_back(runaway: bool) -> tuple[list[float], list[Alert]]:
+    """node-01 of a simulated fleet down for 20 minutes (longer than ``forget_after_seconds``: its series
+    are forgotten) after an hour up, then back for 20 minutes; its GPU 2's cooler failed while it was down
+    when ``runaway``. That GPU's thermal scores after its node is back, and the thermal alerts raised."""
+    clock = FakeClock()
+    fleet = build_fleet(2, 8, seed=3, clock=clock)
+    service = AnomalyService(
+        AnomalyConfig(), [CollectorSource(sim_collectors(fleet, clock).collectors, clock)], clock
+    )
+    scores, raised, down = [], [], ""
+    for tick in range(200):
+        if tick == 120:
+            down = fleet.inject(FaultSpec("node_down", "node-01"))
+        if tick == 150 and runaway:
+            fleet.inject(FaultSpec("thermal_runaway", "node-01", gpu=2))
+        if tick == 160:
+            fleet.clear_fault(down)
+        clock.advance(30.0)
+        result = service.infer()
+        raised += [a for a in result.raised if a.labels.get("model") == "thermal"]
+        [found] = [f for f in result.findings if f.detector == "thermal"]
+        on = [
+            s for lab, s in zip(found.labels, found.score.tolist(), strict=True) if _is(lab, "node-01", "2")
+        ]
+        scores += on if tick >= 160 else []
+    return scores, raised
+
+
+def _is(labels: Mapping[str, str], node: str, gpu: str) -> bool:
+    return labels.get("Hostname") == node and labels.get("gpu") == gpu
+
+
+def test_a_gpu_back_from_a_long_node_outage_with_its_cooler_failed_is_flagged_within_5_minutes():
+    """Its series forgotten while its node was down (20 minutes, over the 15 it is kept), the GPU warmed
+    up anew when back: the runaway (100 C at 620 W) was learnt as its normal and never flagged (a score of
+    0.0-0.1 for the 20 minutes). The same GPU takes its own line up again."""
+    scores, raised = _node_back(runaway=True)
+    assert len(scores) == 40
+    assert min(scores[4:]) > 1.0  # from 2 minutes after it is back (the runaway heating) until the end
+    assert [(a.labels["Hostname"], a.labels["gpu"]) for a in raised] == [("node-01", "2")]
+
+
+def test_a_healthy_node_back_from_a_long_outage_raises_no_thermal_alert():
+    scores, raised = _node_back(runaway=False)
+    assert len(scores) == 40 and max(scores) <= 1.0
+    assert raised == []
