@@ -18,6 +18,11 @@ from gpuwarden.headers import TOKEN_ENV
 from gpuwarden.promql_text import promql_bracket_problem, promql_regex_problem
 from gpuwarden.range_guard import GUARD_UNREAD, range_shape
 
+# A GPU's temperature follows its power over tens of seconds to a few minutes, and a failed cooler is a soft
+# fault, due within 5 minutes: the thermal detector's lags are bounded by both (the reasons at the fields).
+THERMAL_MAX_LAG_SECONDS = 180.0
+THERMAL_MAX_SETTLE_SECONDS = 600.0
+
 _Bound = Annotated[float, AllowInfNan(True)]  # a data range's end may be inf (NaN is refused before)
 
 
@@ -325,8 +330,14 @@ class AnomalyConfig(Section):
     thermal_lag_seconds: float = Field(
         20.0,
         gt=0,
-        le=MAX_INTERVAL_SECONDS,
-        description="how long a GPU's temperature takes to follow its power",
+        # A GPU's temperature follows its power over tens of seconds to a few minutes. Set longer than the
+        # GPU's own lag, the detector reads it as slower than it is: at 600 s (or 180 s for a GPU lagging
+        # 120 s) a cooler failing as a job ended was not flagged in 10 minutes; the soft-fault deadline is 5.
+        le=THERMAL_MAX_LAG_SECONDS,
+        description=(
+            "how long a GPU's temperature takes to follow its power (its own lag, at most 180 s: a longer one"
+            " than the GPU's hides a cooler failing as its job ends)"
+        ),
     )
     thermal_alpha: float = Field(
         0.01,
@@ -369,12 +380,16 @@ class AnomalyConfig(Section):
     thermal_settle_seconds: float = Field(
         600.0,
         ge=0,
-        le=MAX_WINDOW_SECONDS,
+        # Its fifth is the longest lag it allows a GPU cooling down after its power fell, so it delays the
+        # flag of a cooler failing as a job ends: alerted after 300-330 s at 600 (GPUs lagging 20-120 s),
+        # first scored over 1 after 9 minutes at 1,800 and not within 15 at 3,600 (up to 366 days was taken).
+        le=THERMAL_MAX_SETTLE_SECONDS,
         description=(
             "how long a power above any the thermal detector scored a GPU at must last before it scores there"
             " (the temperature may lag the power longer than thermal_lag_seconds); a fifth of it is the"
             " longest lag it allows a GPU cooling down after its power fell, and a temperature still"
-            " climbing after it is scored"
+            " climbing after it is scored (at most 600: a longer one delays the flag of a cooler failing as"
+            " a job ends past the 5-minute soft-fault deadline)"
         ),
     )
     thermal_peer_labels: list[Name] = Field(

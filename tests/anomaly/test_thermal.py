@@ -672,3 +672,65 @@ def test_a_healthy_node_back_from_a_long_outage_raises_no_thermal_alert():
     scores, raised = _node_back(runaway=False)
     assert len(scores) == 40 and max(scores) <= 1.0
     assert raised == []
+
+
+def _most(setting: str) -> float:
+    """The largest value the config accepts for ``setting``."""
+    return float(next(m.le for m in AnomalyConfig.model_fields[setting].metadata if hasattr(m, "le")))
+
+
+def _swings(detector: ThermalDetector, tau: float) -> float:
+    """The top score of GPUs whose temperature lags ``tau`` seconds, after their first half hour of jobs
+    started and stopped every 20 minutes (half of them) and an hourly wave of 150-550 W (the others)."""
+    rng = np.random.default_rng(1)
+    gpus, worst = Gpus(tau=tau), 0.0
+    for tick in range(480):
+        job = np.where(np.arange(len(GPUS)) % 2 == 0, 690.0 if (tick // 40) % 2 else 75.0, 0.0)
+        wave = 350.0 + 200.0 * math.sin(2 * math.pi * tick * 30 / 3600)
+        score = detector.detect(gpus.step(np.where(np.arange(len(GPUS)) % 2 == 1, wave, job), rng))[0].score
+        worst = max(worst, float(score.max())) if tick >= 60 else worst
+    return worst
+
+
+def _alerted_after(detector: ThermalDetector, tau: float, jobs: bool) -> tuple[float, float]:
+    """Seconds from GPU 2's cooler starting to fail (x4 over 5 minutes) at idle, as its last job ends when
+    ``jobs``, to its first score over 1 and to its third in a row (an alert at ``pending_ticks``)."""
+    rng = np.random.default_rng(0)
+    gpus = Gpus(tau=tau)
+    for tick in range(240):
+        detector.detect(gpus.step(np.full(len(GPUS), 690.0 if jobs and (tick // 40) % 2 else 70.0), rng))
+    hot = []
+    for tick in range(20):
+        gpus.resistance[2] = 0.065 * (1.0 + min(3.0, 0.3 * (tick + 1)))
+        hot.append(bool(detector.detect(gpus.step(np.full(len(GPUS), 70.0), rng))[0].score[2] > 1.0))
+    first = hot.index(True) if True in hot else math.inf
+    third = next((i for i in range(2, len(hot)) if all(hot[i - 2 : i + 1])), math.inf)
+    return 30.0 * (first + 1), 30.0 * (third + 1)
+
+
+@pytest.mark.parametrize("tau", [TAU, 60.0, 120.0], ids=["lag-20s", "lag-60s", "lag-120s"])
+def test_at_the_longest_settle_the_config_allows_a_cooler_failing_as_a_job_ends_is_flagged_in_time(
+    tau: float,
+):
+    """A fifth of ``settle_seconds`` is the longest lag the detector allows a GPU cooling down after its
+    power fell: up to 366 days was taken, and at 3,600 s a cooler failing as a job ended was not flagged in
+    15 minutes; at 31,622,400 s nothing was let off as cooling and a GPU lagging 120 s read every job's end
+    hot (5.9). At 600 it is flagged within the 5-minute soft-fault deadline and alerted one read later at
+    worst (the GPU lagging 60-90 s: 330 s), and normal load swings raise nothing."""
+    settle = _most("thermal_settle_seconds")
+    first, alerted = _alerted_after(ThermalDetector(settle_seconds=settle), tau, jobs=True)
+    assert first <= 300.0 and alerted <= 330.0
+    assert _swings(ThermalDetector(settle_seconds=settle), tau) <= 1.0
+
+
+@pytest.mark.parametrize("settle", [0.0, 600.0], ids=["settle-0", "settle-600"])
+def test_at_the_longest_lag_the_config_allows_a_gpu_lagging_that_long_is_judged_in_time(settle: float):
+    """``lag_seconds`` at its bound on GPUs whose temperature lags that long (3 minutes, "a few minutes"),
+    ``settle_seconds`` at either of its bounds: a cooler failing at idle or as a job ends is alerted within
+    the 5-minute soft-fault deadline, and normal load swings raise nothing. Longer, the lag hides a cooler
+    failing as a job ends (600 s: not flagged in 10 minutes), so the config refuses it."""
+    lag = _most("thermal_lag_seconds")
+    for jobs in (False, True):
+        _, alerted = _alerted_after(ThermalDetector(lag_seconds=lag, settle_seconds=settle), lag, jobs)
+        assert alerted <= 300.0, jobs
+    assert _swings(ThermalDetector(lag_seconds=lag, settle_seconds=settle), lag) <= 1.0

@@ -113,11 +113,20 @@ def test_an_empty_name_in_a_list_of_queries_is_refused_at_its_line(
             "1e12",
             "1e12 is more than 31622400, the most allowed; write 31622400 or less",
         ),
+        (  # a fifth of it is the longest lag allowed: a cooler failing as a job ended went unflagged
+            "thermal_settle_seconds",
+            "86400",
+            "86400 is more than 600, the most allowed; write 600 or less",
+        ),
+        ("thermal_lag_seconds", "600", "600 is more than 180, the most allowed; write 180 or less"),
         ("thermal_min_peers", "0", "0 is less than 1, the least allowed; write 1 or more"),
         ("thermal_peer_tolerance", "-0.1", "-0.1 is less than 0, the least allowed; write 0 or more"),
         ("thermal_warmup", "x", "'x' is not a whole number; write one"),
     ],
-    ids=["lag", "alpha", "floor", "ridge", "ridge-overflow", "hold", "peers", "tolerance", "warmup"],
+    ids=[
+        *("lag", "alpha", "floor", "ridge", "ridge-overflow", "hold", "settle-long", "lag-long"),
+        *("peers", "tolerance", "warmup"),
+    ],
 )
 def test_a_thermal_setting_out_of_its_range_is_refused_at_its_line(
     tmp_path: Path, setting: str, written: str, problem: str
