@@ -118,7 +118,7 @@ class ThermalDetector:
         self.settled_p = np.zeros(0)  # ``settle_seconds`` (``_climbing``)
         self._join: tuple[IntArray, IntArray, IntArray, IntArray, IntArray, IntArray] | None = None
         self._slot: Slots[int] = Slots()  # temperature series id <-> its row of the arrays
-        self._gpu: dict[int, str] = {}  # each slot's GPU (``key_label``), to park its state when forgotten
+        self._gpu: list[str | None] = []  # each slot's GPU (``key_label``), to park its state when forgotten
         self._parked = ParkedRows(_PARKED_SECONDS)  # forgotten GPUs' state, by ``key_label``
 
     def _grow(self, needed: int) -> None:
@@ -140,7 +140,7 @@ class ThermalDetector:
         slot's GPU, and the state parked for forgotten GPUs."""
         index, keys = self._slot.index, self._slot.keys
         slots = sys.getsizeof(index) + _INT_BYTES * 2 * len(index) + sys.getsizeof(keys)
-        gpus = sys.getsizeof(self._gpu) + _INT_BYTES * len(self._gpu)  # its strings are the labels' own
+        gpus = sys.getsizeof(self._gpu)  # its strings are the labels' own
         arrays = sum(int(getattr(self, name).nbytes) for name in _FIELDS)
         return slots + gpus + arrays + self._parked.nbytes()
 
@@ -152,13 +152,13 @@ class ThermalDetector:
         """Park the state of vanished series by GPU and free their slots (the cached join may name them).
 
         A node down longer than the service's ``forget_after_seconds`` lost its GPUs' lines: back, each
-        warmed up anew and learnt what it read then, a cooler failed while the node was down (100 C at
-        250 W) included, for good. Its line is its hardware's: the same GPU, back, takes it up again."""
+        warmed up anew and learnt what it read then for good, a cooler that failed while the node was down
+        (the GPU at 100 C) included. A line is its GPU's hardware's: the same GPU, back, takes it up again."""
         if ids.size:
             self._join = None
         slots = [slot for sid in ids.tolist() if (slot := self._slot.index.get(sid)) is not None]
         for slot in slots:
-            gpu = self._gpu.pop(slot, None)
+            gpu, self._gpu[slot] = self._gpu[slot], None
             if gpu is not None and self.n[slot] > 0:
                 row = np.array([getattr(self, name)[slot] for name in _FIELDS])
                 self._parked.park(gpu, float(self.last[slot]), row)
@@ -169,8 +169,9 @@ class ThermalDetector:
 
     def _unpark(self, slots: IntArray, labels: Sequence[Mapping[str, str]], at: float) -> None:
         """Give each slot new to its series the state its GPU had when it was forgotten, if any was parked."""
+        self._gpu += [None] * (self.n.size - len(self._gpu))
         for slot, lab in zip(slots.tolist(), labels, strict=True):
-            if slot in self._gpu or (gpu := lab.get(self.key_label)) is None:
+            if self._gpu[slot] is not None or (gpu := lab.get(self.key_label)) is None:
                 continue
             self._gpu[slot] = gpu
             row = self._parked.take(gpu, at)
