@@ -22,9 +22,6 @@ class ParkedRows:
         self.keep_seconds = keep_seconds
         self._rows: dict[str, tuple[float, FloatArray]] = {}
 
-    def __len__(self) -> int:
-        return len(self._rows)
-
     def park(self, key: str, at: float, row: FloatArray) -> None:
         """Keep ``row``, the state of ``key`` whose last sample was at ``at``."""
         self._rows[key] = (at, row)

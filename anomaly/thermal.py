@@ -22,7 +22,9 @@ would still have (``_cooling``), so a GPU cooling down after a burst is not read
 State is kept in arrays by slot, one slot per temperature series scored (given on its first score, freed
 when the series is forgotten): indexed by series id, they reached the highest temperature id, so six GPUs
 numbered after 200,000 other series held 20 MB. Power rows are joined on ``key_label`` (``UUID``), and the
-temperature series' slots looked up, once, and reused while both queries keep the same series.
+temperature series' slots looked up, once, and reused while both queries keep the same series. A forgotten
+series' state is parked by its GPU (``key_label``) for a day, and taken up again when that GPU reports under
+a new series (its node back from an outage longer than the service's ``forget_after_seconds``).
 """
 
 from __future__ import annotations
