@@ -272,8 +272,9 @@ def test_its_state_grows_with_the_gpus_it_scores_not_with_their_series_ids():
     assert np.array_equal(low.mt[: len(GPUS)], high.mt[: len(GPUS)])
 
 
-def _forgotten(labels: list[dict[str, str]]) -> ThermalDetector:
-    """A detector that learnt six GPUs for 90 ticks, forgot them all, then read ``labels``' GPUs once."""
+def _forgotten(labels: list[dict[str, str]], away: float = 10_000.0) -> ThermalDetector:
+    """A detector that learnt six GPUs for 90 ticks, forgot them all, then read ``labels``' GPUs once,
+    ``away`` seconds after their last read."""
     rng = np.random.default_rng(17)
     gpus, det = Gpus(), ThermalDetector()
     for _ in range(90):
@@ -281,6 +282,7 @@ def _forgotten(labels: list[dict[str, str]]) -> ThermalDetector:
     gone = gpus.index.expire(gpus.t + 10_000, 1.0)  # every series unseen for long: forgotten, ids freed
     det.forget(gone)
     assert not det.n.any()
+    gpus.t += away - 30.0
     gpus.labels = labels
     det.detect(gpus.step(np.full(len(GPUS), 300.0), rng))  # new ids (some freed ones among them)
     return det
@@ -295,6 +297,11 @@ def test_a_forgotten_gpus_state_is_not_handed_to_the_next_series():
 def test_a_forgotten_gpu_back_under_a_new_series_takes_up_its_own_state_again():
     det = _forgotten(GPUS)  # the same GPUs (UUIDs) under new series ids: their lines, one sample on
     assert sorted(det.n[det.n > 0].tolist()) == [91.0] * len(GPUS)
+
+
+def test_a_forgotten_gpu_back_after_more_than_a_day_learns_anew():
+    det = _forgotten(GPUS, away=86_400.0 + 60.0)  # out for repair: its cooler may have been replaced
+    assert sorted(det.n[det.n > 0].tolist()) == [1.0] * len(GPUS)
 
 
 def test_a_single_power_reading_far_above_any_learnt_does_not_make_a_later_job_read_hot():
