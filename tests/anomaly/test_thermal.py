@@ -743,3 +743,24 @@ def test_at_the_longest_lag_the_config_allows_a_gpu_lagging_that_long_is_judged_
         _, alerted = _alerted_after(ThermalDetector(lag_seconds=lag, settle_seconds=settle), lag, jobs)
         assert alerted <= 300.0, jobs
     assert _swings(ThermalDetector(lag_seconds=lag, settle_seconds=settle), lag) <= 1.0
+
+
+@pytest.mark.parametrize("tau", [TAU, 120.0], ids=["lag-20s", "lag-120s"])
+@pytest.mark.parametrize("setting", ["thermal_alpha", "thermal_ridge_watts"])
+def test_at_the_largest_weight_and_ridge_the_config_allows_a_failing_cooler_is_flagged_in_time(
+    setting: str, tau: float
+):
+    """Up to 1 was taken for ``alpha`` (at 0.2 the line followed each sample: load swings scored 13 and a
+    cooler failing on an idle GPU was never flagged) and 10,000 W for ``ridge_watts`` (at 100 W a cooler
+    failing as a job ended was not flagged in 10 minutes). At their bounds both are alerted within the
+    soft-fault deadline (a job's end one read past it at worst), and normal load swings raise nothing."""
+
+    def detector() -> ThermalDetector:
+        most = _most(setting)
+        return (
+            ThermalDetector(alpha=most) if setting == "thermal_alpha" else ThermalDetector(ridge_watts=most)
+        )
+
+    assert _alerted_after(detector(), tau, jobs=False)[1] <= 300.0
+    assert _alerted_after(detector(), tau, jobs=True)[1] <= 330.0
+    assert _swings(detector(), tau) <= 1.0
