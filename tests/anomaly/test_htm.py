@@ -116,7 +116,7 @@ def test_raw_scores_are_causal() -> None:
     assert whole[60:].max() > 0.0
 
 
-def test_raw_scores_skip_non_finite_samples_and_refuse_nothing_before_warm_up_ends() -> None:
+def test_raw_scores_skip_non_finite_samples_and_stay_zero_when_the_warm_up_never_ends() -> None:
     values = np.array([1.0, np.nan, 2.0, np.inf, 1.0, 2.0, 1.0, 2.0])
     raw = raw_scores(values, np.zeros(8), warmup=4)
     assert raw[1] == 0.0 and raw[3] == 0.0 and raw[0] == 1.0
