@@ -153,15 +153,18 @@ def day_encoding(timestamp: float, bits: int, active: int) -> IntArray:
 
 
 class SpatialPooler:
-    """Cui, Ahmad and Hawkins' spatial pooler with global inhibition and no boosting (arrays are input bit x
-    column, so that an overlap sums the rows of the active bits)."""
+    """Cui, Ahmad and Hawkins' spatial pooler with global inhibition and no boosting. Permanences are kept
+    column x input bit (a winner's row is contiguous to learn on), the connected synapses input bit x column
+    (an overlap sums the active bits' rows)."""
 
     def __init__(self, inputs: int, params: HtmParams, rng: np.random.Generator) -> None:
         p = self.params = params
-        self.potential = rng.random((inputs, p.columns)) < p.potential
+        potential = rng.random((inputs, p.columns)) < p.potential
         spread = rng.uniform(p.sp_connected - 0.1, p.sp_connected + 0.1, (inputs, p.columns))
-        self.perm = np.where(self.potential, np.clip(spread, 0.0, 1.0), 0.0).astype(np.float32)
-        self.connected = self.perm >= p.sp_connected
+        perm = np.where(potential, np.clip(spread, 0.0, 1.0), 0.0).astype(np.float32)
+        self.potential = np.ascontiguousarray(potential.T)
+        self.perm = np.ascontiguousarray(perm.T)
+        self.connected = perm >= p.sp_connected
         self.tiebreak = rng.random(p.columns) * 0.5  # below 1: breaks ties only
 
     def overlap(self, active_inputs: IntArray) -> FloatArray:
@@ -175,12 +178,12 @@ class SpatialPooler:
         overlap = self.overlap(active_inputs) + self.tiebreak
         winners = np.sort(np.argpartition(-overlap, p.active_columns - 1)[: p.active_columns])
         if learn:
-            change = np.full((self.perm.shape[0], 1), -p.sp_dec, np.float32)
+            change = np.full(self.perm.shape[1], -p.sp_dec, np.float32)
             change[active_inputs] = p.sp_inc
-            cols = self.perm[:, winners] + change * self.potential[:, winners]
-            np.clip(cols, 0.0, 1.0, out=cols)
-            self.perm[:, winners] = cols
-            self.connected[:, winners] = cols >= p.sp_connected
+            rows = self.perm[winners] + change * self.potential[winners]
+            np.clip(rows, 0.0, 1.0, out=rows)
+            self.perm[winners] = rows
+            self.connected[:, winners] = (rows >= p.sp_connected).T
         return winners
 
 

@@ -59,7 +59,7 @@ def test_spatial_pooler_learning_connects_a_repeated_inputs_columns_to_it() -> N
         columns = pooler.compute(bits)
     assert shared(columns, first) == PARAMS.active_columns  # the same columns win: stable
     after = pooler.overlap(bits)[columns]
-    potential = pooler.potential[bits][:, columns].sum(axis=0)
+    potential = pooler.potential[columns][:, bits].sum(axis=1)
     assert np.array_equal(after, potential)  # every potential synapse on the input is now connected
     assert after.mean() > before + 5
 
