@@ -4,8 +4,6 @@ costs minutes, so these raw scores are given: 1 inside each labelled window, 0 e
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,17 +11,13 @@ import pytest
 
 from anomaly.nab import evaluate, load_corpus
 from tests.benchmarks.harness import run_harness
-from tests.benchmarks.test_nab_cv import FILES, NAB
+from tests.benchmarks.test_nab_cv import NAB, small_corpus
 
 
 @pytest.mark.skipif(not NAB.is_dir(), reason="the NAB data of ../shared is not here")
 def test_every_setting_is_scored_alone_and_or_ed_from_the_kept_raw_scores(tmp_path: Path) -> None:
-    windows = json.loads((NAB / "labels" / "combined_windows.json").read_text())
-    for name in FILES:
-        (tmp_path / "data" / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(NAB / "data" / name, tmp_path / "data" / name)
-    (tmp_path / "windows.json").write_text(json.dumps({n: windows[n] for n in FILES}))
-    files = load_corpus(tmp_path / "data", tmp_path / "windows.json")
+    data, windows = small_corpus(tmp_path)
+    files = load_corpus(data, windows)
     raw = {}
     for f in files:
         raw[f.name] = np.zeros(len(f.series.values))
@@ -32,8 +26,8 @@ def test_every_setting_is_scored_alone_and_or_ed_from_the_kept_raw_scores(tmp_pa
     np.savez(tmp_path / "raw.npz", __seconds__=np.array(1.0), **raw)
     result = run_harness(
         "nab_htm.py",
-        f"--data={tmp_path / 'data'}",
-        f"--windows={tmp_path / 'windows.json'}",
+        f"--data={data}",
+        f"--windows={windows}",
         f"--raw-cache={tmp_path / 'raw.npz'}",
     )
     settings = result["settings"]
