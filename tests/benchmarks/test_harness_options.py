@@ -21,6 +21,7 @@ HARNESSES = {
     "bench_tracing.py": "--quick",
     "bench_warmup.py": None,
     "bench_wide_incident.py": "--racks",
+    "nab_htm.py": "--raw-cache",
 }
 
 

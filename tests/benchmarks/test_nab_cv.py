@@ -23,6 +23,16 @@ FILES = [
 ]
 
 
+def small_corpus(folder: Path) -> tuple[Path, Path]:
+    """``FILES`` copied under ``folder``: its data folder and windows file."""
+    windows = json.loads((NAB / "labels" / "combined_windows.json").read_text())
+    for name in FILES:
+        (folder / "data" / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(NAB / "data" / name, folder / "data" / name)
+    (folder / "windows.json").write_text(json.dumps({n: windows[n] for n in FILES}))
+    return folder / "data", folder / "windows.json"
+
+
 @pytest.mark.skipif(not NAB.is_dir(), reason="the NAB data of ../shared is not here")
 def test_the_cross_validated_score_uses_held_out_folds_and_the_baseline_is_the_default(
     tmp_path: Path,
