@@ -13,6 +13,10 @@ from collections.abc import Collection
 from urllib.parse import urljoin, urlsplit
 
 MASK = "**********"
+# A text as Python's repr quotes it (a parser's message names what it could not read so): between ', a '
+# inside escaped (\'), or between " when it holds a ' and no ".
+REPR_SINGLE = r"'(?:[^'\\]|\\.)*'"
+REPR_QUOTED = re.compile(rf"{REPR_SINGLE}|\"(?:[^\"\\]|\\.)*\"")
 # user:password@ as SQLAlchemy's make_url reads it: the user has no ':' or '/', the password no '@'.
 _PASSWORD = re.compile(r"(://[^:/]*:)[^@]*@")
 # libpq's password keywords in the query, which SQLAlchemy hands psycopg as connection arguments.
@@ -67,11 +71,12 @@ _CONNINFO = re.compile(
 # ``"gw"は``). A ' opens a quote where no letter, digit or backslash is before it (an apostrophe is:
 # ``can't``, ``server's``, ``l'index``) or after a bytes repr's b; Python's repr quotes a value with spaces
 # so (``KeyError: 'gpu 7 x'``) and escapes a ' inside as libpq does (``\'``).
-_OPENS = r"(?:(?<![\w\\])|(?<=\bb))'"
+_MAY_OPEN = r"(?:(?<![\w\\])|(?<=\bb))"
+_OPENS = rf"{_MAY_OPEN}'"
 _ENDS = r"(?![A-Za-z0-9_])"
 _QUOTED = re.compile(
     r"(?P<kind>\b(?:relation|table|column|constraint|index|sequence) )?"
-    rf"(?P<name>\"(?:[^\"]|\"\")*\"{_ENDS}|{_OPENS}(?:[^'\\]|\\.)*'{_ENDS}|»[^«»]*«|«[^«»]*»|„[^“”]*[“”]|“[^”]*”)"
+    rf"(?P<name>\"(?:[^\"]|\"\")*\"{_ENDS}|{_MAY_OPEN}{REPR_SINGLE}{_ENDS}|»[^«»]*«|«[^«»]*»|„[^“”]*[“”]|“[^”]*”)"
 )
 # Any quote mark, opening or closing; one outside every pair above leaves no telling where a name ends.
 _MARK = re.compile(rf"[\"»«„“”]|{_OPENS}")
