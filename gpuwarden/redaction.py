@@ -17,8 +17,9 @@ MASK = "**********"
 # inside escaped (\'), or between " when it holds a ' and no ".
 REPR_SINGLE = r"'(?:[^'\\]|\\.)*'"
 REPR_QUOTED = re.compile(rf"{REPR_SINGLE}|\"(?:[^\"\\]|\\.)*\"")
-# user:password@ as SQLAlchemy's make_url reads it: the user has no ':' or '/', the password no '@'.
-_PASSWORD = re.compile(r"(://[^:/]*:)[^@]*@")
+# user:password@ as SQLAlchemy's make_url reads it: the user has no ':' or '/', the password no '@'; and on to
+# the last @ before the path, as an http client reads it (an @ left unescaped in the password).
+_PASSWORD = re.compile(r"(://[^:/]*:)[^@]*(?:@[^@/?#]*(?=@))*@")
 # libpq's password keywords in the query, which SQLAlchemy hands psycopg as connection arguments.
 _QUERY_PASSWORD = re.compile(r"([?&](?:ssl)?password=)[^&#]*")
 

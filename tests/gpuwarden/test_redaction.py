@@ -29,6 +29,10 @@ from gpuwarden.redaction import HIDDEN_NAMES, hidden_names, hidden_password, sho
             "postgresql://gw@db/gw?sslmode=require&sslpassword=***&password=***&application_name=gw",
         ),
         ("postgresql://gw:a@db/gw?password=b", "postgresql://gw:***@db/gw?password=***"),
+        # An @ left unescaped in the password: an http client (httpx, urllib) takes all up to the last @ as
+        # the user and password, and SQLAlchemy the rest as the host; its end showed (u:***@ss@db).
+        ("http://gw:p@ss@prom.example:9090/x?a=b@c", "http://gw:***@prom.example:9090/x?a=b@c"),
+        ("postgresql://gw:p@s@s@db/gw", "postgresql://gw:***@db/gw"),
     ],
     ids=[
         "password",
@@ -40,6 +44,8 @@ from gpuwarden.redaction import HIDDEN_NAMES, hidden_names, hidden_password, sho
         "password-in-the-query",
         "ssl-key-password-and-password-in-the-query",
         "password-before-the-at-and-in-the-query",
+        "at-in-an-http-password",
+        "ats-in-a-store-password",
     ],
 )
 def test_a_store_urls_password_is_hidden_and_the_rest_kept(url: str, shown: str) -> None:
