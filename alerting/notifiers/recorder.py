@@ -527,7 +527,8 @@ def main(argv: list[str] | None = None) -> None:
         hint = "; another process listens there; stop it or choose another port"
         taken = hint if exc.errno == EADDRINUSE else ""
         parser.exit(
-            1, f"error: --port: cannot listen on {recorder.host}:{args.port}: {exc.strerror}{taken}\n"
+            1,
+            f"error: --port {args.port}: cannot listen on {recorder.host}:{args.port}: {exc.strerror}{taken}\n",
         )
     logger.info(
         "slack recorder listening base_url=%s state=%s/_recorder/state", recorder.base_url, recorder.root_url
