@@ -223,6 +223,13 @@ def test_an_error_whose_quotes_do_not_pair_is_hidden_from_its_first_quote_mark_o
         ('relation "gw""x" does not exist', 'relation "***" does not exist'),  # " doubled in a name
         ("can't parse date '2026 12 x': bad", "can't parse date '***': bad"),
         ("invalid name: 'a\\'b c'", "invalid name: '***'"),
+        # Chinese, Japanese and Korean write no apostrophe in a word: a ' right after their characters opens
+        # a quote (it was taken for one, as in can't, and the name showed); Ukrainian and Greek do write one.
+        ("角色'gw'不存在", "角色'***'不存在"),
+        ("ユーザー'gw'のパスワード認証に失敗しました", "ユーザー'***'のパスワード認証に失敗しました"),
+        ("사용자'gw'의 암호 인증을 실패했습니다", "사용자'***'의 암호 인증을 실패했습니다"),
+        ("ІМ'Я СТОВПЦЯ:  x", None),
+        ("έναρξη υπηρεσίας κατ' απαίτηση", None),
     ],
     ids=[
         "doesnt",
@@ -234,6 +241,11 @@ def test_an_error_whose_quotes_do_not_pair_is_hidden_from_its_first_quote_mark_o
         "doubled-quote",
         "cant",
         "escaped",
+        "chinese-single",
+        "japanese-single",
+        "korean-single",
+        "ukrainian-apostrophe",
+        "greek-apostrophe",
     ],
 )
 def test_an_error_whose_quotes_pair_shows_its_words_and_hides_its_names(said: str, shown: str | None) -> None:
