@@ -70,7 +70,7 @@ _CONNINFO = re.compile(
 # PostgreSQL puts a name between " as it is (a " inside stays single), or doubles a " inside (``"a""b"``):
 # a closing quote is followed by no ASCII letter or digit (Japanese and Chinese go on with a word:
 # ``"gw"は``). A ' opens a quote where no letter, digit or backslash is before it (an apostrophe is:
-# ``can't``, ``server's``, ``l'index``, Ukrainian ``ІМ'Я``) but a Chinese, Japanese or Korean one, which
+# ``can't``, ``server's``, ``l'index``, Ukrainian ``п'ять``) but a Chinese, Japanese or Korean one, which
 # writes no apostrophe (``角色'gw'``), or after a bytes repr's b; Python's repr quotes a value with spaces so
 # (``KeyError: 'gpu 7 x'``) and escapes a ' inside as libpq does (``\'``).
 _CJK = "\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
