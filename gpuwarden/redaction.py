@@ -83,22 +83,34 @@ _QUOTED = re.compile(
 )
 # Any quote mark, opening or closing; one outside every pair above leaves no telling where a name ends.
 _MARK = re.compile(rf"[\"»«„“”]|{_OPENS}")
+_ANY_MARK = re.compile("[\"'»«„“”]")  # in a name: any quote mark, an apostrophe too
 _ADDRESS = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b|(?<=\()[0-9a-f]*:[0-9a-f:.%\w]*(?=\))", re.IGNORECASE)
 HIDDEN_NAMES = " (names hidden: serve's log has them)"
 
 
-def hidden_names(reason: str, schema: Collection[str] = frozenset()) -> str:
+def hidden_names(reason: str, schema: Collection[str] = frozenset(), known: Collection[str] = ()) -> str:
     """A store's error (``store_failure``) for a reader without a token (``/-/ready``): its URLs (but for
     http links) as their scheme alone, its quoted names, addresses and conninfo values as ``***`` (all from
     its first quote mark on when a mark pairs with none), and ``HIDDEN_NAMES`` after it when anything was
     hidden; what went wrong (``password authentication failed``, ``port 5432``) kept, and so is a quoted
     name of ``schema`` (the store's own tables, columns, indexes and constraints) where the error says it
-    names one (``relation "alerts"``)."""
-    hidden = _quotes_hidden(reason, schema)  # a quoted URL or value whole
+    names one (``relation "alerts"``). ``known``: the names the failed connection used (``connection_names``):
+    one holding a quote mark is hidden whole wherever the line says it (``role "gw" x "y"``: two marks in a
+    name pair up as two names, and the words between showed)."""
+    hidden = _quotes_hidden(_known_hidden(reason, known), schema)  # a quoted URL or value whole
     hidden = _ANY_URL.sub(r"\1***", hidden)
     hidden = _CONNINFO.sub(r"\1=***", hidden)  # a password may hold any character but a space unquoted
     hidden = _ADDRESS.sub("***", hidden)
     return hidden if hidden == reason else hidden + HIDDEN_NAMES
+
+
+def _known_hidden(reason: str, known: Collection[str]) -> str:
+    """``reason`` with each name of ``known`` that holds a quote mark as ``***`` (one without is told by its
+    quotes)."""
+    for name in sorted(known, key=len, reverse=True):  # a name within a longer one: the longer first
+        if _ANY_MARK.search(name):
+            reason = reason.replace(name, "***")
+    return reason
 
 
 def _quotes_hidden(reason: str, schema: Collection[str]) -> str:

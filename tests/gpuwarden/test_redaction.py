@@ -263,3 +263,23 @@ def test_an_error_whose_quotes_pair_shows_its_words_and_hides_its_names(said: st
 )
 def test_a_single_quoted_value_with_a_space_in_it_is_hidden(said: str, shown: str) -> None:
     assert hidden_names(said) == shown + HIDDEN_NAMES
+
+
+@pytest.mark.parametrize(
+    ("said", "known", "shown"),
+    [
+        ('FATAL:  role "gw" x "y" does not exist', ('gw" x "y', "db"), 'FATAL:  role "***" does not exist'),
+        (
+            'for host "db", user "gw", "y", database "d"',
+            ('gw", "y', "d"),
+            'for host "***", user "***", database "***"',
+        ),
+        ("Benutzer »gw« x »y« fehlgeschlagen", ("gw« x »y",), "Benutzer »***« fehlgeschlagen"),
+    ],
+    ids=["words-between", "comma-between", "german"],
+)
+def test_a_name_of_the_connection_holding_quote_marks_is_hidden_whole(
+    said: str, known: tuple[str, ...], shown: str
+) -> None:
+    """Two quote marks in a user's name pair up as two names, and the words between them showed."""
+    assert hidden_names(said, known=known) == shown + HIDDEN_NAMES

@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from alerting.db import make_engine, store_failure
+from alerting.health import ServiceHealth
 from alerting.migrate import upgrade
 from alerting.store_names import STORE_NAMES, public_failure
 
@@ -61,4 +62,27 @@ def test_a_user_whose_name_holds_a_quote_is_hidden_whole_by_a_real_postgres(post
     said = store_failure(failed.value)
     assert 'gw" ops_team' in said  # the server named the user as it is
     shown = public_failure(failed.value)
-    assert "ops_team" not in shown and shown.endswith("*** (names hidden: serve's log has them)"), shown
+    assert "ops_team" not in shown and shown.endswith(
+        'role "***" does not exist (names hidden: serve\'s log has them)'  # the user: hidden whole
+    ), shown
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("name", ['gw" x "y', 'gw", "y'], ids=["words-between", "comma-between"])
+def test_a_user_whose_name_holds_two_quotes_is_hidden_whole_by_a_real_postgres(
+    postgres_url: str, name: str
+) -> None:
+    # Two " in the name pair up as two names, and the words between them showed (user "***" x "***" from a
+    # real PostgreSQL 15, and so in its Japanese, Chinese, Korean, Ukrainian and Russian translations): the
+    # connection's own user, database and host are hidden wherever the line says them.
+    sql = make_engine(postgres_url.replace("://postgres@", f"://{quote(name)}@", 1))
+    try:
+        with pytest.raises(OperationalError) as failed, sql.connect():
+            pass
+    finally:
+        sql.dispose()
+    assert name in store_failure(failed.value)  # the server named the user as it is
+    health = ServiceHealth()
+    assert health.store_failed(failed.value)
+    for shown in (public_failure(failed.value), health.not_ready() or ""):
+        assert shown.endswith('role "***" does not exist (names hidden: serve\'s log has them)'), shown
