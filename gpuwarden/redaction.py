@@ -20,14 +20,17 @@ REPR_QUOTED = re.compile(rf"{REPR_SINGLE}|\"(?:[^\"\\]|\\.)*\"")
 # user:password@ as SQLAlchemy's make_url reads it: the user has no ':' or '/', the password no '@'; and on to
 # the last @ before the path, as an http client reads it (an @ left unescaped in the password).
 _PASSWORD = re.compile(r"(://[^:/]*:)[^@]*(?:@[^@/?#]*(?=@))*@")
-# libpq's password keywords in the query, which SQLAlchemy hands psycopg as connection arguments.
+# libpq's password keywords in the query, which SQLAlchemy hands psycopg as connection arguments; and in a
+# libpq connection string (``host=db password=x``, a value with a space quoted: ``password='a b'``).
 _QUERY_PASSWORD = re.compile(r"([?&](?:ssl)?password=)[^&#]*")
+_CONNINFO_PASSWORD = re.compile(r"((?:^|\s)(?:ssl)?password\s*=\s*)(?:'(?:[^'\\]|\\.)*'?|\S*)")
 
 
 def hidden_password(url: str) -> str:
-    """``url`` with the password of its ``user:password@`` and those in its query replaced by ``***`` (the
-    rest as given)."""
-    return _QUERY_PASSWORD.sub(r"\1***", _PASSWORD.sub(r"\1***@", url, count=1))
+    """``url`` with the password of its ``user:password@`` and those in its query or a libpq connection
+    string replaced by ``***`` (the rest as given)."""
+    hidden = _QUERY_PASSWORD.sub(r"\1***", _PASSWORD.sub(r"\1***@", url, count=1))
+    return _CONNINFO_PASSWORD.sub(r"\1***", hidden)
 
 
 def shown_url(url: str) -> str:
