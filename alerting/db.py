@@ -134,12 +134,15 @@ def connection_names(exc: BaseException) -> tuple[str, ...]:
     (``pgconn``, under SQLAlchemy's ``orig`` or a ``__cause__``); none for any other error."""
     psycopg_errors = sys.modules.get("psycopg.errors")  # see store_failure
     cause: BaseException | None = exc
-    while cause is not None and getattr(cause, "pgconn", None) is None:
+    seen: set[int] = set()  # a chain that comes back to itself ends
+    while cause is not None and getattr(cause, "pgconn", None) is None and id(cause) not in seen:
+        seen.add(id(cause))
         cause = getattr(cause, "orig", None) or cause.__cause__
-    if cause is None or psycopg_errors is None:
+    pgconn = getattr(cause, "pgconn", None)
+    if pgconn is None or psycopg_errors is None:
         return ()
     try:  # a connection closed since: nothing to read
-        said = [getattr(cause.pgconn, key) for key in ("user", "db", "host", "hostaddr")]  # type: ignore[attr-defined]
+        said = [getattr(pgconn, key) for key in ("user", "db", "host", "hostaddr")]
     except psycopg_errors.Error:
         return ()
     return tuple(value.decode(errors="replace") for value in said if isinstance(value, bytes) and value)
