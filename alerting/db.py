@@ -129,6 +129,25 @@ def store_failure(exc: BaseException) -> str:
     return reason
 
 
+def connection_names(exc: BaseException) -> tuple[str, ...]:
+    """The user, database and host a failed PostgreSQL connection used, as psycopg keeps them on its error
+    (``pgconn``, under SQLAlchemy's ``orig`` or a ``__cause__``); none for any other error."""
+    psycopg_errors = sys.modules.get("psycopg.errors")  # see store_failure
+    cause: BaseException | None = exc
+    seen: set[int] = set()  # a chain that comes back to itself ends
+    while cause is not None and getattr(cause, "pgconn", None) is None and id(cause) not in seen:
+        seen.add(id(cause))
+        cause = getattr(cause, "orig", None) or cause.__cause__
+    pgconn = getattr(cause, "pgconn", None)
+    if pgconn is None or psycopg_errors is None:
+        return ()
+    try:  # a connection closed since: nothing to read
+        said = [getattr(pgconn, key) for key in ("user", "db", "host", "hostaddr")]
+    except psycopg_errors.Error:
+        return ()
+    return tuple(value.decode(errors="replace") for value in said if isinstance(value, bytes) and value)
+
+
 def make_engine(url: str, connect_timeout: int = DEFAULT_CONNECT_TIMEOUT) -> Engine:
     """An engine for a SQLAlchemy URL or a plain SQLite path; SQLite gets WAL, commits survive SIGKILL;
     a PostgreSQL connect gives up after ``connect_timeout`` seconds (``server_connect_args``)."""

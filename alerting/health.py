@@ -23,7 +23,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from alerting.db import store_failure
+from alerting.db import connection_names, store_failure
 from alerting.store_names import shown_reason
 from gpuwarden.clock import rfc3339
 
@@ -57,6 +57,7 @@ class ServiceHealth:
         self._lock = threading.Lock()
         self.store_up = True  # serve opened and migrated the store just before
         self.store_error: str | None = None
+        self._store_names: tuple[str, ...] = ()  # the failed connection's user, database, host (hidden)
         self.replayed = threading.Event()  # set by the applier once the startup backlog is applied
         self.ticks = 0  # engine ticks completed since this serve started
         self.last_tick_at: datetime | None = None
@@ -78,6 +79,7 @@ class ServiceHealth:
         with self._lock:
             was_up = self.store_up
             self.store_up, self.store_error = False, reason
+            self._store_names = connection_names(exc)
         if was_up:
             logger.error("store: unreachable: %s; not ready until a transaction succeeds", reason)
         return True
@@ -99,7 +101,7 @@ class ServiceHealth:
     def not_ready(self, lag_bytes: int = 0) -> str | None:
         """Why serve is not ready, or None when it is."""
         if not self.store_up:  # anyone may read it: the error's host and user names are in serve's log only
-            return f"the store is unreachable: {shown_reason(self.store_error or '')}"
+            return f"the store is unreachable: {shown_reason(self.store_error or '', self._store_names)}"
         if not self.replayed.is_set():
             return f"replaying the accept journal ({lag_bytes} bytes not applied yet)"
         return None

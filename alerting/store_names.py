@@ -8,11 +8,13 @@ password or a quoted value is hidden as before.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from sqlalchemy import MetaData
 
 import alerting.outbox_tables
 import alerting.store_models  # noqa: F401 - with outbox_tables, every table of the store is on Base.metadata
-from alerting.db import Base, store_failure
+from alerting.db import Base, connection_names, store_failure
 from gpuwarden.redaction import hidden_names
 
 MAX_PUBLIC_FAILURE = 300  # characters of public_failure: a line, not a dump
@@ -39,10 +41,10 @@ def schema_names(metadata: MetaData) -> frozenset[str]:
 STORE_NAMES = schema_names(Base.metadata) | _ALEMBIC
 
 
-def shown_reason(reason: str) -> str:
+def shown_reason(reason: str, known: Collection[str] = ()) -> str:
     """``reason`` (a store error's line) without host, user, database or secrets: ``hidden_names``, keeping
-    the names of the store's own schema."""
-    return hidden_names(reason, STORE_NAMES)
+    the names of the store's own schema; ``known``: the failed connection's (``connection_names``)."""
+    return hidden_names(reason, STORE_NAMES, known)
 
 
 def public_failure(exc: BaseException) -> str:
@@ -51,5 +53,5 @@ def public_failure(exc: BaseException) -> str:
     statement, nor PostgreSQL's DETAIL and CONTEXT lines, which quote the values refused (an alert's
     labels): serve's log has the whole error."""
     cause = getattr(exc, "orig", None) or exc
-    said = f"{type(cause).__name__}: {shown_reason(store_failure(exc))}"
+    said = f"{type(cause).__name__}: {shown_reason(store_failure(exc), connection_names(exc))}"
     return said if len(said) <= MAX_PUBLIC_FAILURE else said[: MAX_PUBLIC_FAILURE - 1] + "…"

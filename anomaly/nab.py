@@ -114,9 +114,9 @@ def load_corpus(data_dir: Path, windows_file: Path) -> list[NabFile]:
     try:  # a FIFO would block and /dev/zero fill the memory: refused like a config file
         windows = json.loads(read_text_file(windows_file))
     except ConfigError as exc:
-        raise InputError(f"cannot read windows file {windows_file}: {exc.message}", field="windows") from exc
+        raise InputError(f"{windows_file}: {exc.message}", field="windows") from exc
     except ValueError as exc:
-        raise InputError(f"cannot read windows file {windows_file}: {exc}", field="windows") from exc
+        raise InputError(f"{windows_file}: is not JSON: {exc}", field="windows") from exc
     if not isinstance(windows, dict):
         raise InputError(f"{windows_file}: expected an object of file name -> windows", field="windows")
     files = []

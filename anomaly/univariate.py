@@ -84,18 +84,15 @@ def read_series_csv(path: Path, *, repeated_times: bool = False) -> Series:
     try:  # it is read twice (fields counted, then values): a FIFO would give nothing the second time
         regular = path.is_dir() or stat.S_ISREG(path.stat().st_mode)
     except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror}", field="input") from exc
+        raise _unreadable(path, exc) from exc
     if not regular:
-        raise InputError(
-            f"cannot read {path}: not a regular file (a FIFO or a device); save it to a file first",
-            field="input",
-        )
+        raise _unreadable(path, "not a regular file (a FIFO or a device); save it to a file first")
     rows = _scan_rows(path)
     try:
         # Blank lines are kept here, so that pandas' rows are the csv module's records, and dropped below.
         frame = pd.read_csv(path, usecols=["value"], skip_blank_lines=False)
     except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read {path}: {exc}", field="input") from exc
+        raise _unreadable(path, exc) from exc
     values = frame["value"].iloc[rows.records].reset_index(drop=True)
     seconds = _epoch_seconds(path, rows)
     _check_order(path, rows, seconds, repeated_times=repeated_times)
@@ -105,6 +102,14 @@ def read_series_csv(path: Path, *, repeated_times: bool = False) -> Series:
         values=_values(path, values, rows.lines),
         stamps=tuple(rows.stamps),
     )
+
+
+def _unreadable(path: Path, reason: object) -> InputError:
+    """``in.csv: cannot read it: REASON``, the file first as a bad option's value is said (``--input
+    'in.csv': cannot read it: ...``); an OSError said by its reason alone (``No such file or directory``)."""
+    if isinstance(reason, OSError) and reason.strerror:
+        reason = reason.strerror
+    return InputError(f"{path}: cannot read it: {reason}", field="input")
 
 
 def _check_order(path: Path, rows: _Rows, seconds: FloatArray, *, repeated_times: bool) -> None:
@@ -156,7 +161,7 @@ def _scan_rows(path: Path) -> _Rows:
                     rows.stamps.append(fields[column])
                 line = reader.line_num + 1
     except (OSError, ValueError, csv.Error) as exc:
-        raise InputError(f"cannot read {path}: {exc}", field="input") from exc
+        raise _unreadable(path, exc) from exc
     if not rows.records:
         raise InputError(
             f"{path} has the header but no rows; nothing to score: add one row per sample (TIME,VALUE)",

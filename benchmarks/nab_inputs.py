@@ -82,8 +82,8 @@ def load_checked_corpus(
     try:
         files = load_corpus(data, windows)
     except InputError as exc:
-        option = "--windows" if exc.field == "windows" else "--data"
-        parser.error(f"{option} {windows if option == '--windows' else data}: {exc.message}")
+        option, value = ("--windows", windows) if exc.field == "windows" else ("--data", data)
+        parser.error(f"{option} {value}: {exc.message.removeprefix(f'{value}: ')}")  # the file said once
     if not files:
         parser.error(f"--data {data}: holds none of the files that --windows {windows} names")
     return files

@@ -7,6 +7,7 @@ from elsewhere (``GPUWARDEN_API_TOKEN``, ``--simulate``).
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Callable
 from typing import Annotated
@@ -15,7 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, PlainSerializer, Sec
 
 from gpuwarden.errors import InputError
 from gpuwarden.headers import TOKEN_UNSENDABLE, unsendable_character
-from gpuwarden.redaction import hidden_password, shown_url
+from gpuwarden.redaction import REPR_QUOTED, hidden_password, shown_url
 from gpuwarden.urls import url_problem
 
 DAY = 86_400.0
@@ -105,14 +106,21 @@ def _http_url(shown: Callable[[str], str]) -> Callable[[str], str]:
     return usable
 
 
-_QUOTED = re.compile(r"'([^']*)'")
-
-
 def _quoting_only(problem: str, url: str, shown: str) -> str:
     """``problem`` with what it quotes of ``url`` hidden (``'***'``) unless ``shown`` shows it: a password
-    holding "/", "#" or "?" ends the host there, and the parser quoted its start as the port
-    (``Invalid port: 'S3cret'``). A character it names (``'\\x00'``) is kept."""
-    return _QUOTED.sub(lambda m: "'***'" if m[1] in url and m[1] not in shown else m[0], problem)
+    holding "/", "#" or "?" ends the host there, and the parser quoted its start as the port, as Python's
+    repr does (``Invalid port: 'S3cret'``, ``"S3cret'x"``). A character it names (``'\\x00'``) is kept."""
+    return REPR_QUOTED.sub(lambda m: m[0] if _not_of(m[0], url, shown) else "'***'", problem)
+
+
+def _not_of(quoted: str, url: str, shown: str) -> bool:
+    """Whether the repr ``quoted`` is not a part of ``url`` that ``shown`` hides (one that is not a repr,
+    a message's own quotes, is taken for one: hidden)."""
+    try:
+        text = ast.literal_eval(quoted)
+    except (SyntaxError, ValueError):
+        return False
+    return isinstance(text, str) and (text not in url or text in shown)
 
 
 def _no_nul(value: str) -> str:

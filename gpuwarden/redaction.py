@@ -13,16 +13,24 @@ from collections.abc import Collection
 from urllib.parse import urljoin, urlsplit
 
 MASK = "**********"
-# user:password@ as SQLAlchemy's make_url reads it: the user has no ':' or '/', the password no '@'.
-_PASSWORD = re.compile(r"(://[^:/]*:)[^@]*@")
-# libpq's password keywords in the query, which SQLAlchemy hands psycopg as connection arguments.
+# A text as Python's repr quotes it (a parser's message names what it could not read so): between ', a '
+# inside escaped (\'), or between " when it holds a ' and no ".
+REPR_SINGLE = r"'(?:[^'\\]|\\.)*'"
+REPR_QUOTED = re.compile(rf"{REPR_SINGLE}|\"(?:[^\"\\]|\\.)*\"")
+# user:password@ as SQLAlchemy's make_url reads it: the user has no ':' or '/', the password no '@'; and on to
+# the last @ before the path, as an http client reads it (an @ left unescaped in the password).
+_PASSWORD = re.compile(r"(://[^:/]*:)[^@]*(?:@[^@/?#]*(?=@))*@")
+# libpq's password keywords in the query, which SQLAlchemy hands psycopg as connection arguments; and in a
+# libpq connection string (``host=db password=x``, a value with a space quoted: ``password='a b'``).
 _QUERY_PASSWORD = re.compile(r"([?&](?:ssl)?password=)[^&#]*")
+_CONNINFO_PASSWORD = re.compile(r"((?:^|\s)(?:ssl)?password\s*=\s*)(?:'(?:[^'\\]|\\.)*'?|\S*)")
 
 
 def hidden_password(url: str) -> str:
-    """``url`` with the password of its ``user:password@`` and those in its query replaced by ``***`` (the
-    rest as given)."""
-    return _QUERY_PASSWORD.sub(r"\1***", _PASSWORD.sub(r"\1***@", url, count=1))
+    """``url`` with the password of its ``user:password@`` and those in its query or a libpq connection
+    string replaced by ``***`` (the rest as given)."""
+    hidden = _QUERY_PASSWORD.sub(r"\1***", _PASSWORD.sub(r"\1***@", url, count=1))
+    return _CONNINFO_PASSWORD.sub(r"\1***", hidden)
 
 
 def shown_url(url: str) -> str:
@@ -65,32 +73,47 @@ _CONNINFO = re.compile(
 # PostgreSQL puts a name between " as it is (a " inside stays single), or doubles a " inside (``"a""b"``):
 # a closing quote is followed by no ASCII letter or digit (Japanese and Chinese go on with a word:
 # ``"gw"は``). A ' opens a quote where no letter, digit or backslash is before it (an apostrophe is:
-# ``can't``, ``server's``, ``l'index``) or after a bytes repr's b; Python's repr quotes a value with spaces
-# so (``KeyError: 'gpu 7 x'``) and escapes a ' inside as libpq does (``\'``).
-_OPENS = r"(?:(?<![\w\\])|(?<=\bb))'"
+# ``can't``, ``server's``, ``l'index``, Ukrainian ``п'ять``) but a Chinese, Japanese or Korean one, which
+# writes no apostrophe (``角色'gw'``), or after a bytes repr's b; Python's repr quotes a value with spaces so
+# (``KeyError: 'gpu 7 x'``) and escapes a ' inside as libpq does (``\'``).
+_CJK = "\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+_MAY_OPEN = rf"(?:(?<![^\W{_CJK}])(?<!\\)|(?<=\bb))"
+_OPENS = rf"{_MAY_OPEN}'"
 _ENDS = r"(?![A-Za-z0-9_])"
 _QUOTED = re.compile(
     r"(?P<kind>\b(?:relation|table|column|constraint|index|sequence) )?"
-    rf"(?P<name>\"(?:[^\"]|\"\")*\"{_ENDS}|{_OPENS}(?:[^'\\]|\\.)*'{_ENDS}|»[^«»]*«|«[^«»]*»|„[^“”]*[“”]|“[^”]*”)"
+    rf"(?P<name>\"(?:[^\"]|\"\")*\"{_ENDS}|{_MAY_OPEN}{REPR_SINGLE}{_ENDS}|»[^«»]*«|«[^«»]*»|„[^“”]*[“”]|“[^”]*”)"
 )
 # Any quote mark, opening or closing; one outside every pair above leaves no telling where a name ends.
 _MARK = re.compile(rf"[\"»«„“”]|{_OPENS}")
+_ANY_MARK = re.compile("[\"'»«„“”]")  # in a name: any quote mark, an apostrophe too
 _ADDRESS = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b|(?<=\()[0-9a-f]*:[0-9a-f:.%\w]*(?=\))", re.IGNORECASE)
 HIDDEN_NAMES = " (names hidden: serve's log has them)"
 
 
-def hidden_names(reason: str, schema: Collection[str] = frozenset()) -> str:
+def hidden_names(reason: str, schema: Collection[str] = frozenset(), known: Collection[str] = ()) -> str:
     """A store's error (``store_failure``) for a reader without a token (``/-/ready``): its URLs (but for
     http links) as their scheme alone, its quoted names, addresses and conninfo values as ``***`` (all from
     its first quote mark on when a mark pairs with none), and ``HIDDEN_NAMES`` after it when anything was
     hidden; what went wrong (``password authentication failed``, ``port 5432``) kept, and so is a quoted
     name of ``schema`` (the store's own tables, columns, indexes and constraints) where the error says it
-    names one (``relation "alerts"``)."""
-    hidden = _quotes_hidden(reason, schema)  # a quoted URL or value whole
+    names one (``relation "alerts"``). ``known``: the names the failed connection used (``connection_names``):
+    one holding a quote mark is hidden whole wherever the line says it (``role "gw" x "y"``: two marks in a
+    name pair up as two names, and the words between showed)."""
+    hidden = _quotes_hidden(_known_hidden(reason, known), schema)  # a quoted URL or value whole
     hidden = _ANY_URL.sub(r"\1***", hidden)
     hidden = _CONNINFO.sub(r"\1=***", hidden)  # a password may hold any character but a space unquoted
     hidden = _ADDRESS.sub("***", hidden)
     return hidden if hidden == reason else hidden + HIDDEN_NAMES
+
+
+def _known_hidden(reason: str, known: Collection[str]) -> str:
+    """``reason`` with each name of ``known`` that holds a quote mark as ``***`` (one without is told by its
+    quotes)."""
+    for name in sorted(known, key=len, reverse=True):  # a name within a longer one: the longer first
+        if _ANY_MARK.search(name):
+            reason = reason.replace(name, "***")
+    return reason
 
 
 def _quotes_hidden(reason: str, schema: Collection[str]) -> str:

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from alerting.db import connection_names
 from gpuwarden.api_errors import error_response, slash_redirect
 from gpuwarden.redaction import hidden_names
 
@@ -42,7 +43,7 @@ class StandbyState:
         log line of the attempt has them)."""
         said = str(reason).splitlines()[0] if str(reason) else type(reason).__name__
         with self._lock:
-            self._why = hidden_names(said)
+            self._why = hidden_names(said, known=connection_names(reason))
 
     @property
     def message(self) -> str:

@@ -526,9 +526,8 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as exc:  # as serve and exporter say it (gpuwarden.cli.preflight.listen_socket)
         hint = "; another process listens there; stop it or choose another port"
         taken = hint if exc.errno == EADDRINUSE else ""
-        parser.exit(
-            1, f"error: --port: cannot listen on {recorder.host}:{args.port}: {exc.strerror}{taken}\n"
-        )
+        where = f"{recorder.host}:{args.port}"
+        parser.exit(1, f"error: --port {args.port}: cannot listen on {where}: {exc.strerror}{taken}\n")
     logger.info(
         "slack recorder listening base_url=%s state=%s/_recorder/state", recorder.base_url, recorder.root_url
     )

@@ -21,7 +21,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gpuwarden.cli.consoles import console, err_console, print_error, print_problems
+from gpuwarden.cli.consoles import console, err_console, option_said, print_error, print_problems
 from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, output_option
 from gpuwarden.cli.logs import configure_logging, keep_running_on_sighup
 from gpuwarden.cli.numbers import whole_number
@@ -112,12 +112,28 @@ def score(
             progress.phase(f"writing {'stdout' if to_stdout else output.name}")
             _write_scores(scored, output, to_stdout=to_stdout)
     except (InputError, ConfigError) as exc:
-        print_error(exc)  # a --config with several problems: each named, not "(and 1 more problem)"
+        _print_refusal(exc, {field: ("--input", input_path) for field in _SERIES_FIELDS})
         raise typer.Exit(1) from exc
     # Only the CSV on stdout when it carries the CSV: `... --output - | next-tool` reads rows, nothing else.
     where = "stdout" if str(output) == STDOUT else str(output)
     alerts = int(scored.raised.sum())
     typer.echo(f"{where}: {rows} rows, {alerts} alert{'' if alerts == 1 else 's'}", err=to_stdout)
+
+
+# The fields of a refusal of a series file (``read_series_csv``), and of a NAB corpus' data folder.
+_SERIES_FIELDS = ("input", "timestamp", "value")
+_DATA_FIELDS = ("data", *_SERIES_FIELDS)
+
+
+def _print_refusal(exc: InputError | ConfigError, options: dict[str, tuple[str, Path]]) -> None:
+    """``exc`` on stderr; a file's problem as every bad option is said, ``--input 'in.csv': line 3: ...``
+    (``options``: the option and its value for each field that names a file's problem); a --config with
+    several problems: each named, not "(and 1 more problem)"."""
+    option = options.get(exc.field) if isinstance(exc, InputError) else None
+    if option is None:
+        print_error(exc)
+        return
+    err_console.print(f"[red]error:[/red] {escape(option_said(option[0], str(option[1]), exc.message))}")
 
 
 def _write_scores(scored: ScoredSeries, output: Path, *, to_stdout: bool) -> None:
@@ -185,8 +201,10 @@ def evaluate_nab(
             )
             params = ThresholdParams.from_config(cfg)
             report = nab.evaluate(files, params, cfg.resolve_after, progress=progress.advance)
-    except (InputError, ConfigError) as exc:
-        print_error(exc)  # a --config with several problems: each named, not "(and 1 more problem)"
+    except (InputError, ConfigError) as exc:  # a data file's problem names the folder it is in
+        _print_refusal(
+            exc, {"windows": ("--windows", windows)} | dict.fromkeys(_DATA_FIELDS, ("--data", data))
+        )
         raise typer.Exit(1) from exc
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2))

@@ -70,11 +70,13 @@ def option_said(option: str, value: object, message: str) -> str:
     """``OPTION VALUE: message``, as every bad option is said (a text quoted, a number as it is), where
     ``message`` may name the value already, as a setting's message does (``'1x' is not a duration ...``,
     ``x.db: cannot open the store``, ``expected NODESxGPUS such as 2x8, got '2y8'``, ``..., got 0 in
-    '0x8'``): it is not said twice."""
+    '0x8'``): it is not said twice. A value that is a plain word (a directory named ``cannot``) is not looked
+    for unquoted before a space: that is the message's own first word (``cannot write ...``)."""
     shown = repr(value) if isinstance(value, str) else str(value)
     for told in (f", got {shown}", f" in {shown}"):
         message = message.removesuffix(told)
-    for told in (f"{shown} ", f"{value}: ", f"{value} "):
+    plain_word = str(value).isalpha()
+    for told in (f"{shown} ", f"{value}: ", *(() if plain_word else (f"{value} ",))):
         if message.startswith(told):
             return f"{option} {shown}: {message.removeprefix(told)}"
     return f"{option} {shown}: {message}"

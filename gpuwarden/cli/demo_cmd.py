@@ -205,7 +205,7 @@ def demo(
         int,
         whole_number("--warmup-minutes", 0, help="Simulated minutes of normal load before faults (0: none)."),
     ] = 40,
-    seed: Annotated[int, typer.Option(help="Seed of the simulated fleet.")] = 7,
+    seed: Annotated[int, whole_number("--seed", None, help="Seed of the simulated fleet.")] = 7,
     output: Annotated[
         str,
         output_option(TEXT_OUTPUTS, "text (or table, the same) or json (the same story, for scripts)."),

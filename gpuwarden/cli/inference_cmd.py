@@ -32,7 +32,7 @@ def inference_server(
     gpus_per_node: Annotated[
         int, whole_number("--gpus-per-node", 1, 16, help="GPUs per simulated node.")
     ] = 1,
-    seed: Annotated[int, typer.Option(help="Simulation seed.")] = 0,
+    seed: Annotated[int, whole_number("--seed", None, help="Simulation seed.")] = 0,
     sim_speedup: Annotated[
         float,
         number(

@@ -24,9 +24,9 @@ WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
 NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
-def whole_number(option: str, low: int, high: int | None = None, **kwargs: Any) -> Any:
-    """A ``typer.Option`` named ``option`` that takes a whole number from ``low`` to ``high`` (no upper
-    bound: None); ``kwargs`` as ``typer.Option`` takes them (``help``, ``envvar``)."""
+def whole_number(option: str, low: int | None, high: int | None = None, **kwargs: Any) -> Any:
+    """A ``typer.Option`` named ``option`` that takes a whole number from ``low`` to ``high`` (no bound:
+    None, as a seed has none); ``kwargs`` as ``typer.Option`` takes them (``help``, ``envvar``)."""
     return _bounded(option, int, low, high, kwargs)
 
 
@@ -39,7 +39,7 @@ def number(option: str, low: float, high: float | None = None, *, above: bool = 
 def _bounded(
     option: str,
     convert: Callable[[str], float],
-    low: float,
+    low: float | None,
     high: float | None,
     kwargs: Any,
     *,
@@ -57,18 +57,22 @@ def _bounded(
             parsed = convert(value)
         except (TypeError, ValueError):
             refuse_option(f"{_source(option, value, kwargs)} {escape(repr(value))}: {wanted}")
-        below = parsed <= low if above else parsed < low
+        below = low is not None and (parsed <= low if above else parsed < low)
         if not math.isfinite(parsed) or below or (high is not None and parsed > high):
             refuse_option(f"{_source(option, value, kwargs)} {escape(str(value))}: {wanted}")
         return parsed
 
-    metavar = f"<{'int' if convert is int else 'float'}> {shown}"
+    metavar = " ".join(filter(None, (f"<{'int' if convert is int else 'float'}>", shown)))
     return typer.Option(option, parser=parse, metavar=metavar, **kwargs)
 
 
-def _bounds_said(kind: str, low: float, high: float | None, *, above: bool) -> tuple[str, str]:
+def _bounds_said(kind: str, low: float | None, high: float | None, *, above: bool) -> tuple[str, str]:
     """The bounds as ``--help`` shows them and what a refusal says to give (``use a number above 0``)."""
     least, most = _written(low), _written(high)
+    if low is None:
+        return (
+            (f"[x<={most}]", f"use a {kind} of at most {most}") if high is not None else ("", f"use a {kind}")
+        )
     if high is None:
         if above:
             return f"[x>{least}]", f"use a {kind} above {least}"

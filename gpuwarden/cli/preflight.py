@@ -29,6 +29,7 @@ from gpuwarden.cli.anomaly_checks import (
     anomaly_run_warnings,
     check_detectors,
 )
+from gpuwarden.cli.conninfo import libpq_string_problem
 from gpuwarden.cli.consoles import option_said
 from gpuwarden.clock import shown
 from gpuwarden.errors import ConfigError
@@ -433,6 +434,9 @@ def check_store(db: str, field: str) -> None:
     path = sqlite_path(db)
     if path is None:  # a database server: checked when it is opened
         return
+    libpq = libpq_string_problem(db)
+    if libpq is not None:
+        raise ConfigError(libpq, field=field)
     if path in ("", ":memory:") or "mode=memory" in db:
         raise ConfigError(
             f"{db!r} is an in-memory database: every connection gets an empty one of its own, so nothing"

@@ -237,12 +237,12 @@ def journal_dir(cfg: GpuwardenConfig, db: str) -> Path:
 
 
 def _store_shown(db: str) -> str:
-    """The store as serve's start-up line names it: a SQLite file's absolute path, a server's URL without
-    its password."""
+    """The store as serve's start-up line names it: a SQLite file's absolute path, a server's URL, without
+    a password (one a libpq connection string taken for a path holds: ``check_store`` refuses it after)."""
     from gpuwarden.redaction import hidden_password  # noqa: PLC0415 - see build_service
 
     path = sqlite_path(db)
-    return str(Path(path).absolute()) if path else hidden_password(db)
+    return hidden_password(str(Path(path).absolute()) if path else db)
 
 
 def _holds_password(db: str) -> bool:

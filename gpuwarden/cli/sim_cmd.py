@@ -100,7 +100,7 @@ def inject(
 def show(
     *,
     simulate: Annotated[str, typer.Option(help="NODESxGPUS, e.g. 2x8.")] = "2x8",
-    seed: Annotated[int, typer.Option(help="Seed of the simulated fleet.")] = 0,
+    seed: Annotated[int, whole_number("--seed", None, help="Seed of the simulated fleet.")] = 0,
     output: Annotated[str, output_option(TABLE_OUTPUTS, "table (or text) or json.")] = "table",
 ) -> None:
     """Print the topology and workloads of a simulated fleet."""

@@ -56,3 +56,11 @@ def test_the_names_of_the_stores_own_schema_stay_readable(said: Exception) -> No
 )
 def test_names_of_where_and_as_whom_the_store_connects_stay_hidden(said: Exception, shown: str) -> None:
     assert public_failure(_failed(said)) == shown
+
+
+def test_an_error_of_no_connection_names_none_even_when_its_causes_come_back_to_it() -> None:
+    from alerting.db import connection_names  # noqa: PLC0415
+
+    first, second = ValueError("x"), KeyError("y")
+    first.__cause__, second.__cause__ = second, first
+    assert connection_names(first) == ()

@@ -110,7 +110,7 @@ def test_score_rejects_a_csv_without_a_value_column(tmp_path):
         ("1704067200000000000,1\n", "line 2: '1704067200000000000' is not Unix seconds or milliseconds"),
         (
             "soon,1\n2024-01-01 00:05:00,1\n",
-            "in.csv line 2: 'soon' is not a time; write epoch seconds (1704067200) or a time"
+            "in.csv': line 2: 'soon' is not a time; write epoch seconds (1704067200) or a time"
             " (2024-01-01T00:00:00Z)",
         ),
         ("1704067200x,1\n", "line 2: '1704067200x' is not a time; write epoch seconds (1704067200) or a"),
@@ -187,7 +187,9 @@ def test_score_refuses_a_repeated_timestamp_unless_told_to_keep_it(tmp_path):
     result = runner.invoke(app, args)
     assert result.exit_code == 1
     said = " ".join(result.output.split())
-    assert f"{src} line 4: '2024-01-01 00:05:00' repeats the time of line 3; remove the repeated row" in said
+    assert (
+        f"{src}': line 4: '2024-01-01 00:05:00' repeats the time of line 3; remove the repeated row" in said
+    )
     assert "--keep-repeated-timestamps" in said
     assert not out.exists()
     result = runner.invoke(app, [*args, "--keep-repeated-timestamps"])  # local times at a clock change
@@ -198,15 +200,15 @@ def test_score_refuses_a_repeated_timestamp_unless_told_to_keep_it(tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("", "in.csv is empty; write the header timestamp,value"),
-        ("\n\n", "in.csv line 1 is blank; the first line must be the header"),
+        ("", "in.csv': is empty; write the header timestamp,value"),
+        ("\n\n", "in.csv': line 1 is blank; the first line must be the header"),
         (
             "1704067200,1\n1704067260,2\n",
-            "in.csv line 1: '1704067200,1' lacks the column(s) timestamp, value;",
+            "in.csv': line 1: '1704067200,1' lacks the column(s) timestamp, value;",
         ),
-        ("timestamp,val\n1704067200,1\n", "in.csv line 1: 'timestamp,val' lacks the column(s) value;"),
-        ("timestamp,value\n", "in.csv has the header but no rows; nothing to score"),
-        ("timestamp,value\n\n\n", "in.csv has the header but no rows; nothing to score"),
+        ("timestamp,val\n1704067200,1\n", "in.csv': line 1: 'timestamp,val' lacks the column(s) value;"),
+        ("timestamp,value\n", "in.csv': has the header but no rows; nothing to score"),
+        ("timestamp,value\n\n\n", "in.csv': has the header but no rows; nothing to score"),
     ],
     ids=["empty", "blank-lines", "no-header", "misspelt-header", "header-only", "header-and-blank-lines"],
 )
@@ -749,3 +751,78 @@ def test_run_says_where_it_serves_metrics_with_an_ipv6_address_in_brackets(tmp_p
     assert result.exit_code == 0, result.output
     lines = [r.getMessage() for r in caplog.records if r.name == "gpuwarden.cli.anomaly_cmd"]
     assert f"; /metrics on http://[::1]:{port}/metrics; " in lines[0], lines
+
+
+@pytest.mark.parametrize(
+    ("make", "said"),
+    [
+        (lambda src: None, "error: --input '{src}': cannot read it: No such file or directory"),
+        (lambda src: src.mkdir(), "error: --input '{src}': cannot read it: "),
+        (
+            lambda src: src.write_text(""),
+            "error: --input '{src}': is empty; write the header timestamp,value",
+        ),
+        (
+            lambda src: src.write_text("timestamp,value\nsoon,1\n"),
+            "error: --input '{src}': line 2: 'soon' is not a time;",
+        ),
+        (
+            lambda src: src.write_text("timestamp,value\n2024-01-01 00:00:00,x\n"),
+            "error: --input '{src}': line 2: 'x' is not a number",
+        ),
+    ],
+    ids=["missing", "a-directory", "empty", "bad-time", "bad-value"],
+)
+def test_score_names_a_bad_input_as_every_bad_option_is_named(tmp_path, make, said):
+    """``anomaly score`` said ``error: input: cannot read in.csv: ...`` and ``error: timestamp: in.csv line 2:
+    ...``: a field name no option has, where every other refusal says ``OPTION VALUE: reason``."""
+    src = tmp_path / "in.csv"
+    make(src)
+    result = runner.invoke(
+        app, ["anomaly", "score", "--input", str(src), "--output", str(tmp_path / "o.csv")]
+    )
+    output = " ".join(result.output.split())
+    assert result.exit_code == 1 and output.startswith(said.format(src=src)), output
+
+
+@pytest.mark.parametrize(
+    ("windows", "change", "said"),
+    [
+        (
+            {},
+            lambda tmp: (tmp / "w.json").unlink(),
+            "--windows '{w}': cannot read file: No such file or directory",
+        ),
+        ({}, lambda tmp: (tmp / "w.json").write_text("{"), "--windows '{w}': is not JSON: "),
+        (["c/x.csv"], None, "--windows '{w}': expected an object of file name -> windows"),
+        (
+            {"c/x.csv": [["soon", "2024-01-02"]]},
+            None,
+            "--windows '{w}': c/x.csv window 0: 'soon' is not a time",
+        ),
+        ({"c/nope.csv": []}, None, "--data '{d}': no data file named in {w} exists under {d}"),
+        (
+            {"c/x.csv": []},
+            lambda tmp: (tmp / "data" / "c" / "x.csv").write_text("timestamp,value\nsoon,1\n"),
+            "--data '{d}': {d}/c/x.csv line 2: 'soon' is not a time;",
+        ),
+    ],
+    ids=[
+        "missing-windows",
+        "windows-not-json",
+        "windows-not-an-object",
+        "bad-window",
+        "no-data",
+        "bad-data-file",
+    ],
+)
+def test_evaluate_nab_names_a_bad_file_as_every_bad_option_is_named(tmp_path, windows, change, said):
+    """``anomaly evaluate nab`` said ``error: windows: cannot read windows file w.json: ...`` and ``error:
+    input: ...`` for a file of ``--data``."""
+    args = evaluate_args(tmp_path, windows)
+    if change is not None:
+        change(tmp_path)
+    result = runner.invoke(app, [*args, "-q"])
+    output = " ".join(result.output.split())
+    expected = "error: " + said.format(w=tmp_path / "w.json", d=tmp_path / "data")
+    assert result.exit_code == 1 and output.startswith(expected), output

@@ -87,3 +87,19 @@ def test_no_corpus_found_from_the_repository_is_refused_naming_both_options_and_
     assert stopped.value.code == 2
     assert "--data/--windows: no NAB corpus found relative to the repository" in said
     assert str(tmp_path / "repo" / CORPUS) in said and "pass --data DIR and --windows FILE" in said
+
+
+def test_a_windows_file_that_is_not_an_object_is_named_once(
+    tmp_path: Path, inputs: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse  # noqa: PLC0415
+
+    windows = tmp_path / "windows.json"
+    windows.write_text('["realTraffic/occupancy_6005.csv"]')
+    parser = argparse.ArgumentParser(prog="nab_cv.py")
+    inputs.add_corpus_options(parser)
+    with pytest.raises(SystemExit) as stopped:
+        inputs.load_checked_corpus(parser, parser.parse_args([f"--data={tmp_path}", f"--windows={windows}"]))
+    said = capsys.readouterr().err
+    assert stopped.value.code == 2
+    assert f"error: --windows {windows}: expected an object of file name -> windows" in said, said

@@ -5,12 +5,14 @@ from __future__ import annotations
 import threading
 
 import pynvml
+import pytest
 from prometheus_client import CollectorRegistry, Metric
 
 from exporters.collection import MAX_INTERVAL_SECONDS, CollectionLoop
 from exporters.nvml_collector import NvmlCollector
 from exporters.xid import XidLedger
 from gpuwarden.clock import FakeClock, SystemClock
+from gpuwarden.config_rules import MAX_INTERVAL_SECONDS as WEEK
 from gpuwarden.sim import Fleet, SimNvml, build_fleet, parse_fault
 
 from .conftest import NODE
@@ -163,6 +165,17 @@ def test_when_nvml_answers_nothing_the_host_is_stale_and_its_last_success_stays(
     assert back.get_sample_value("gpuwarden_nvml_up", host) == 1.0
     assert back.get_sample_value("gpuwarden_exporter_stale", host) == 0.0
     assert back.get_sample_value("gpuwarden_collection_last_success_timestamp_seconds", host) > last_success
+
+
+def test_the_longest_interval_the_config_takes_is_kept_without_a_warning(
+    nvml: SimNvml, caplog: pytest.LogCaptureFixture
+) -> None:
+    # exporter.collect_interval_seconds and --interval take up to 7 days, as the README and --help say; the
+    # loop clamped anything past a day to a day, with a warning, so a weekly collection ran daily.
+    collector = NvmlCollector(nvml, hostname=NODE)
+    loop = CollectionLoop([collector], clock=FakeClock(), interval=WEEK, deadline=WEEK)
+    assert (loop.interval, loop.deadline) == (WEEK, WEEK)
+    assert "clamped" not in caplog.text
 
 
 def test_an_absurd_interval_is_clamped_and_the_loop_thread_lives(nvml: SimNvml) -> None:

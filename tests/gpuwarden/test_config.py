@@ -763,3 +763,17 @@ def test_load_names_every_literal_secret_unset_reference_and_bad_value_first_lin
 def test_a_regex_prometheus_accepts_is_never_refused_at_load(tmp_path: Path, matcher: str) -> None:
     path = write(tmp_path, _PROM + f"    - name: q\n      expr: '{matcher.replace(chr(39), chr(39) * 2)}'\n")
     assert load_config(path).anomaly.queries[0].expr.startswith("{")
+
+
+def test_a_store_given_as_a_libpq_connection_string_is_refused_without_its_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``api.db: host=db dbname=gw password=...`` (psql's way) was taken for a SQLite file's name: serve made
+    that file in its working directory and named it, password and all, in its log."""
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    path = write(tmp_path, "api:\n  db: host=db.example dbname=gw user=gw password=S3cret\n")
+    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and "S3cret" not in said, said
+    assert f"{path}:2: api.db: 'host=db.example dbname=gw user=gw password=***' is a libpq connection" in said
+    assert "postgresql+psycopg://gw@db.example/gw" in said

@@ -222,6 +222,18 @@ def test_a_webhook_bearer_token_no_http_client_can_send_is_refused_naming_the_fi
             "https://bot:S3cret#x1@hooks.example.com/services/T0",
             "webhooks[0].url",
         ),
+        # Python's repr quotes a text holding ' with " ("Invalid port: \"S3cret'x\""), and escapes a '
+        # when it holds both ('S3cret\'x"y'): neither was found, and the password's start showed.
+        (
+            "anomaly:\n  prometheus_url: {env: OPS_URL}\n",
+            "http://reader:S3cret'x/1@prom.example:9090",
+            "anomaly.prometheus_url",
+        ),
+        (
+            "anomaly:\n  prometheus_url: {env: OPS_URL}\n",
+            "http://reader:S3cret'x\"y/1@prom.example:9090",
+            "anomaly.prometheus_url",
+        ),
     ],
     ids=[
         "webhook-bad-port",
@@ -229,6 +241,8 @@ def test_a_webhook_bearer_token_no_http_client_can_send_is_refused_naming_the_fi
         "prometheus-bad-port",
         "prometheus-password-with-slash",
         "webhook-password-with-hash",
+        "prometheus-password-with-apostrophe",
+        "prometheus-password-with-both-quotes",
     ],
 )
 def test_a_url_that_cannot_be_used_is_refused_without_its_credential(

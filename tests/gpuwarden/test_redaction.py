@@ -29,6 +29,10 @@ from gpuwarden.redaction import HIDDEN_NAMES, hidden_names, hidden_password, sho
             "postgresql://gw@db/gw?sslmode=require&sslpassword=***&password=***&application_name=gw",
         ),
         ("postgresql://gw:a@db/gw?password=b", "postgresql://gw:***@db/gw?password=***"),
+        # An @ left unescaped in the password: an http client (httpx, urllib) takes all up to the last @ as
+        # the user and password, and SQLAlchemy the rest as the host; its end showed (u:***@ss@db).
+        ("http://gw:p@ss@prom.example:9090/x?a=b@c", "http://gw:***@prom.example:9090/x?a=b@c"),
+        ("postgresql://gw:p@s@s@db/gw", "postgresql://gw:***@db/gw"),
     ],
     ids=[
         "password",
@@ -40,6 +44,8 @@ from gpuwarden.redaction import HIDDEN_NAMES, hidden_names, hidden_password, sho
         "password-in-the-query",
         "ssl-key-password-and-password-in-the-query",
         "password-before-the-at-and-in-the-query",
+        "at-in-an-http-password",
+        "ats-in-a-store-password",
     ],
 )
 def test_a_store_urls_password_is_hidden_and_the_rest_kept(url: str, shown: str) -> None:
@@ -217,6 +223,13 @@ def test_an_error_whose_quotes_do_not_pair_is_hidden_from_its_first_quote_mark_o
         ('relation "gw""x" does not exist', 'relation "***" does not exist'),  # " doubled in a name
         ("can't parse date '2026 12 x': bad", "can't parse date '***': bad"),
         ("invalid name: 'a\\'b c'", "invalid name: '***'"),
+        # Chinese, Japanese and Korean write no apostrophe in a word: a ' right after their characters opens
+        # a quote (it was taken for one, as in can't, and the name showed); Ukrainian and Greek do write one.
+        ("角色'gw'不存在", "角色'***'不存在"),
+        ("ユーザー'gw'のパスワード認証に失敗しました", "ユーザー'***'のパスワード認証に失敗しました"),
+        ("사용자'gw'의 암호 인증을 실패했습니다", "사용자'***'의 암호 인증을 실패했습니다"),
+        ("п'ять: x", None),
+        ("έναρξη υπηρεσίας κατ' απαίτηση", None),
     ],
     ids=[
         "doesnt",
@@ -228,6 +241,11 @@ def test_an_error_whose_quotes_do_not_pair_is_hidden_from_its_first_quote_mark_o
         "doubled-quote",
         "cant",
         "escaped",
+        "chinese-single",
+        "japanese-single",
+        "korean-single",
+        "ukrainian-apostrophe",
+        "greek-apostrophe",
     ],
 )
 def test_an_error_whose_quotes_pair_shows_its_words_and_hides_its_names(said: str, shown: str | None) -> None:
@@ -245,3 +263,23 @@ def test_an_error_whose_quotes_pair_shows_its_words_and_hides_its_names(said: st
 )
 def test_a_single_quoted_value_with_a_space_in_it_is_hidden(said: str, shown: str) -> None:
     assert hidden_names(said) == shown + HIDDEN_NAMES
+
+
+@pytest.mark.parametrize(
+    ("said", "known", "shown"),
+    [
+        ('FATAL:  role "gw" x "y" does not exist', ('gw" x "y', "db"), 'FATAL:  role "***" does not exist'),
+        (
+            'for host "db", user "gw", "y", database "d"',
+            ('gw", "y', "d"),
+            'for host "***", user "***", database "***"',
+        ),
+        ("Benutzer »gw« x »y« fehlgeschlagen", ("gw« x »y",), "Benutzer »***« fehlgeschlagen"),
+    ],
+    ids=["words-between", "comma-between", "german"],
+)
+def test_a_name_of_the_connection_holding_quote_marks_is_hidden_whole(
+    said: str, known: tuple[str, ...], shown: str
+) -> None:
+    """Two quote marks in a user's name pair up as two names, and the words between them showed."""
+    assert hidden_names(said, known=known) == shown + HIDDEN_NAMES

@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from alerting.db import make_engine, store_failure
+from alerting.health import ServiceHealth
 from alerting.migrate import upgrade
 from alerting.store_names import STORE_NAMES, public_failure
 
@@ -48,17 +49,24 @@ def test_every_name_of_a_migrated_store_is_one_an_error_may_show(postgres_url: s
 
 
 @pytest.mark.integration
-def test_a_user_whose_name_holds_a_quote_is_hidden_whole_by_a_real_postgres(postgres_url: str) -> None:
-    # PostgreSQL quotes a user's name as it is, a " inside left single: the pair ended inside the name, and
-    # its rest showed (role "***" ops_team" does not exist).
-    user = quote('gw" ops_team')
-    sql = make_engine(postgres_url.replace("://postgres@", f"://{user}@", 1))
+@pytest.mark.parametrize(
+    "name", ['gw" ops_team', 'gw" x "y', 'gw", "y'], ids=["one-quote", "words-between", "comma-between"]
+)
+def test_a_user_whose_name_holds_quotes_is_hidden_whole_by_a_real_postgres(
+    postgres_url: str, name: str
+) -> None:
+    # PostgreSQL quotes a user's name as it is, a " inside left single: one pair ended inside the name and
+    # its rest showed (role "***" ops_team" does not exist); two " in it pair up as two names, and the words
+    # between showed (role "***" x "***", and so in PostgreSQL 15's Japanese, Chinese, Korean, Ukrainian and
+    # Russian translations): the connection's own user, database and host are hidden wherever said.
+    sql = make_engine(postgres_url.replace("://postgres@", f"://{quote(name)}@", 1))
     try:
         with pytest.raises(OperationalError) as failed, sql.connect():
             pass
     finally:
         sql.dispose()
-    said = store_failure(failed.value)
-    assert 'gw" ops_team' in said  # the server named the user as it is
-    shown = public_failure(failed.value)
-    assert "ops_team" not in shown and shown.endswith("*** (names hidden: serve's log has them)"), shown
+    assert name in store_failure(failed.value)  # the server named the user as it is
+    health = ServiceHealth()
+    assert health.store_failed(failed.value)
+    for shown in (public_failure(failed.value), health.not_ready() or ""):
+        assert shown.endswith('role "***" does not exist (names hidden: serve\'s log has them)'), shown

@@ -189,7 +189,8 @@ def test_a_taken_port_is_named_with_exit_1_not_a_traceback(
     recorder: SlackRecorder, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The README's `python -m alerting.notifiers.recorder --port 8010` on a port in use (a recorder left
-    running) ended in an OSError traceback, as no other gpuwarden server does."""
+    running) ended in an OSError traceback, as no other gpuwarden server does; the port is said after the
+    option as every bad option is (``--port 8010: ...``), as serve and exporter say it."""
     from alerting.notifiers.recorder import main  # noqa: PLC0415
 
     with pytest.raises(SystemExit) as stopped:
@@ -197,7 +198,8 @@ def test_a_taken_port_is_named_with_exit_1_not_a_traceback(
     said = " ".join(capsys.readouterr().err.split())
     assert stopped.value.code == 1 and "Traceback" not in said
     assert said == (
-        f"error: --port: cannot listen on 127.0.0.1:{recorder.port}: Address already in use; another process"
+        f"error: --port {recorder.port}: cannot listen on 127.0.0.1:{recorder.port}: Address already in use;"
+        " another process"
         " listens there; stop it or choose another port"
     )
 

@@ -67,3 +67,31 @@ def test_what_python_alone_reads_as_a_number_is_refused_naming_the_value(args: l
     typo an operator meant otherwise (``--port 9_400``) is refused, as Prometheus and kubectl refuse it."""
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2 and result.stderr == f"error: {said}\n", result.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "value"),
+    [
+        (["sim", "show"], "1_0"),
+        (["sim", "show"], "x"),
+        (["demo"], " 7"),
+        (["inference-server"], "0x10"),
+    ],
+    ids=["sim-show-underscore", "sim-show-word", "demo-blank", "inference-server-hex"],
+)
+def test_a_seed_is_read_as_every_other_whole_number(command: list[str], value: str) -> None:
+    """``--seed`` was click's int: ``1_0`` ran seed 10 and a word got click's "Input should be a valid
+    integer" instead of the option, its value and what to give."""
+    from gpuwarden.cli import app as gpuwarden_app  # noqa: PLC0415
+
+    result = CliRunner().invoke(gpuwarden_app, [*command, "--seed", value])
+    assert result.exit_code == 2 and result.stderr == f"error: --seed {value!r}: use a whole number\n", (
+        result.stderr
+    )
+
+
+def test_any_whole_seed_is_taken_as_before() -> None:
+    from gpuwarden.cli import app as gpuwarden_app  # noqa: PLC0415
+
+    result = CliRunner().invoke(gpuwarden_app, ["sim", "show", "--seed", "-5"])
+    assert result.exit_code == 0 and "(seed -5)" in result.output, result.output

@@ -94,3 +94,16 @@ def test_score_writes_to_a_device_such_as_dev_null_in_place(tmp_path):
     result = runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", os.devnull])
     assert result.exit_code == 0, result.output
     assert Path(os.devnull).is_char_device()
+
+
+def test_an_output_named_as_the_refusals_first_word_is_said_whole(tmp_path, monkeypatch):
+    """A directory named ``cannot`` was said ``error: --output 'cannot': write a directory; ...``: the
+    refusal's own first word was taken for the value said again (``x.csv line 3: ...``) and dropped."""
+    monkeypatch.chdir(tmp_path)
+    write_short_series(tmp_path / "in.csv")
+    (tmp_path / "cannot").mkdir()
+    result = runner.invoke(app, ["anomaly", "score", "--input", "in.csv", "--output", "cannot", "-q"])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and said == (
+        "error: --output 'cannot': cannot write a directory; give a file name in it"
+    ), said

@@ -683,6 +683,17 @@ def test_serve_refuses_a_write_token_no_client_can_send_as_the_cli_does(
             "",
             "--db 'sqlite:///file:{store}/x.db?uri=true': opens its file as a SQLite URI",
         ),
+        (  # psql's way to say a server: it was taken for a SQLite file's name, made in the working directory
+            ["--db", "host=db.example user=gw password=S3cret dbname=gw"],
+            "",
+            "--db 'host=db.example user=gw password=*** dbname=gw': is a libpq connection string, not a"
+            " file; give it as a URL: postgresql+psycopg://gw@db.example/gw",
+        ),
+        (
+            [],
+            "api:\n  db: \"dbname=gw password='S3 cret'\"\n",
+            "c.yaml:2: api.db: 'dbname=gw password=***' is a libpq connection string, not a file;",
+        ),
         (
             ["--db", "{db}"],
             "api:\n  listen_address: not an address\n",
@@ -711,6 +722,8 @@ def test_serve_refuses_a_write_token_no_client_can_send_as_the_cli_does(
         "db-in-memory",
         "db-in-memory-setting",
         "db-a-sqlite-uri",
+        "db-a-libpq-string",
+        "db-a-libpq-string-setting",
         "address",
         "host",
         "host-of-another-machine",
@@ -733,7 +746,7 @@ def test_serve_refuses_a_setting_it_cannot_use_before_it_makes_any_file(
     result = runner.invoke(app, ["serve", "--config", "c.yaml", *argv])
     output = " ".join(result.output.split())
     assert result.exit_code == 1 and "Traceback" not in output, output
-    assert expected.replace("{store}", str(store)) in output
+    assert expected.replace("{store}", str(store)) in output and "S3" not in output
     assert list(store.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == [
         "c.yaml",
         "k.yaml",
