@@ -348,9 +348,11 @@ class Vanishing:
         """Nothing to forget."""
 
     def detect(self, view: View) -> list[Findings]:
-        """GPU 2's quiet score, and GPU 3's next one where it has one."""
+        """GPU 2's quiet score, and GPU 3's next one where it has one, with their series' ids."""
         score = self.scores.pop(0)
-        rows = [(GPUS[2], 2, 0.0)] + ([] if score is None else [(GPUS[3], 3, score)])
+        step = view.latest[TEMP]
+        sid = {lab["gpu"]: int(i) for lab, i in zip(step.labels, step.ids.tolist(), strict=True)}
+        rows = [(GPUS[2], sid["2"], 0.0)] + ([] if score is None else [(GPUS[3], sid["3"], score)])
         labels, ids, scores = zip(*rows, strict=True)
         value = np.array(scores)
         return [Findings(self.name, "q", list(labels), ids=np.array(ids), score=value, value=value)]
@@ -359,9 +361,10 @@ class Vanishing:
 def _changes(scores: list[float | None]) -> list[list[Alert]]:
     """Each tick's changes (resolved, then raised) with re-raising on, GPU 3 scored from ``scores``."""
     clock = FakeClock()
-    source = CollectorSource([TableCollector()], clock)
+    col = TableCollector()
+    col.set(TEMP, [(GPUS[2], 60.0), (GPUS[3], 60.0)])  # the series the scores are of
     cfg = AnomalyConfig(reescalate_alerts=True)
-    service = AnomalyService(cfg, [source], clock, detectors=[Vanishing(list(scores))])
+    service = AnomalyService(cfg, [CollectorSource([col], clock)], clock, detectors=[Vanishing(list(scores))])
     return [tick(clock, service).changes() for _ in scores]
 
 
