@@ -248,7 +248,7 @@ class AnomalyService:
         self.firing: dict[str, _Firing] = {}
         self._pending: dict[str, tuple[int, str, str]] = {}  # key -> ticks agreed, detector, query
         self._recalled: dict[str, _Firing] = {}  # alerts the warm-up's history left firing (``warm_up``)
-        self._recalled_until = -math.inf  # when serve let the old service's alerts end (``warm_up``)
+        self._recall_ends: dict[str, float] = {}  # when serve lets each recalled alert end (``warm_up``)
         self.collective_suppressed = 0
         self.detector_errors: dict[str, int] = {}
         self.not_available: dict[str, int] = {}  # per query, samples read as not-available values (gaps)
@@ -368,9 +368,10 @@ class AnomalyService:
         step = max([cfg.infer_every_seconds, *(q.step_seconds for q in cfg.queries)])
         return min(cfg.max_lookback_seconds, HISTORY_TICKS * step)
 
-    def warm_up(self) -> int:
+    def warm_up(self, held: Mapping[str, datetime] | None = None) -> int:
         """At start, feed the detectors the source's recent history, one tick's worth at a time, raising no
-        alert from it; then fit once. Returns the number of history ticks fed.
+        alert from it; then fit once. Returns the number of history ticks fed. ``held``: the alerts serve
+        holds firing, by fingerprint, with their ``endsAt`` (``AlertForwarder.held``), for ``_recall``.
 
         Without it a restart learned from zero: the adaptive detector scored nothing for ``warmup`` ticks
         and the multivariate one for a whole ``fit_every_seconds``, though Prometheus held the history.
@@ -425,12 +426,26 @@ class AnomalyService:
         # Recalled no longer than serve holds what the old service posted last (its endsAt): re-raised after
         # that, the post led with the old alert firing then resolved, and serve's incident ended with the
         # alert resolved while the new fault went on; raised as a first alert, serve takes it as new.
-        self._recalled, (self.firing, self._pending) = self.firing, live
-        self._recalled_until = now + held_seconds(self.cfg.infer_every_seconds)
+        self._recall(now, held)
+        self.firing, self._pending = live
         self.collective_suppressed = suppressed
         self.fit()  # the multivariate model, when the history gave it enough rows, scores from the next tick
         logger.info("warm-up: fed %d ticks of history (%.0f s) to the detectors", len(ends), until - start)
         return len(ends)
+
+    def _recall(self, now: float, held: Mapping[str, datetime] | None) -> None:
+        """Recall what the warm-up's history left firing (``self.firing``), each alert until serve lets it
+        end: its ``endsAt`` in ``held``, and none serve no longer holds; without ``held``, the hold from
+        ``now``, which takes the restart for instant. After a downtime d that outlived serve's endsAt by d:
+        a straggler 2 minutes past it re-raised the alert serve had ended, whose incident ended with the
+        alert resolved while the fault went on."""
+        if held is None:
+            until = now + held_seconds(self.cfg.infer_every_seconds)
+            self._recall_ends = dict.fromkeys(self.firing, until)
+        else:
+            ends = {k: held.get(state.alert.fingerprint) for k, state in self.firing.items()}
+            self._recall_ends = {k: end.timestamp() for k, end in ends.items() if end is not None}
+        self._recalled = {k: self.firing[k] for k in self._recall_ends}
 
     def _learn(self, view: View, detectors: Sequence[Detector]) -> list[Findings]:
         """One warm-up step: the detectors learn ``view``; their findings."""
@@ -583,8 +598,8 @@ class AnomalyService:
         self, result: TickResult, now: float, unreadable: Callable[[str, str, Mapping[str, str]], bool]
     ) -> None:
         at = self.clock.now()
-        if self._recalled and now > self._recalled_until:
-            self._recalled = {}
+        if self._recalled:
+            self._recalled = {k: s for k, s in self._recalled.items() if now <= self._recall_ends[k]}
         active: set[str] = set()
         pending: dict[str, tuple[int, str, str]] = {}
         for f in result.findings:
