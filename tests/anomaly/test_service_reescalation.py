@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 
 from alerting.engine import IncidentEngine
 from alerting.ingest import parse_postable_alerts
@@ -425,14 +426,16 @@ def test_a_thermal_runaway_whose_node_is_down_for_10_minutes_mid_fault_stays_one
     assert [a.status for a in thermal] == [AlertStatus.FIRING]
 
 
+@pytest.mark.parametrize("down", [6, 12], ids=["ended_after_the_restart", "ended_before_it"])
 def test_a_restart_after_a_downtime_whose_alert_serve_let_end_raises_the_next_fault_as_a_first_alert(
-    tmp_path,
+    tmp_path, down
 ):
     # `anomaly run` down 3 minutes (6 reads) before its restart 8 reads into the recovery: serve ends the
     # alert at the endsAt of the last post before the downtime, and the straggler climbs 2 minutes after
     # that. The recall, kept until 4 minutes after the restart, re-raised it, its post led with the old alert
-    # firing then resolved, and serve's incident ended with the alert resolved, the fault on.
+    # firing then resolved, and serve's incident ended with the alert resolved, the fault on. Down 6
+    # minutes, serve had ended it before the restart.
     scores = [0.0] * 6 + [8.6] * 18 + [0.5] * 10 + [5.2] * 6
-    timeline = _timeline_at_serve(tmp_path, scores, 6 + 18 + 8, down=6)
+    timeline = _timeline_at_serve(tmp_path, scores, 6 + 18 + 8, down=down)
     assert timeline[-1] == ("alert_firing", "2026-01-01T00:18:00+00:00")
     assert [k for k, _ in timeline].count("alert_firing") == 1
