@@ -22,7 +22,9 @@ would still have (``_cooling``), so a GPU cooling down after a burst is not read
 State is kept in arrays by slot, one slot per temperature series scored (given on its first score, freed
 when the series is forgotten): indexed by series id, they reached the highest temperature id, so six GPUs
 numbered after 200,000 other series held 20 MB. Power rows are joined on ``key_label`` (``UUID``), and the
-temperature series' slots looked up, once, and reused while both queries keep the same series.
+temperature series' slots looked up, once, and reused while both queries keep the same series. A forgotten
+series' state is parked by its GPU (``key_label``) for a day, and taken up again when that GPU reports under
+a new series (its node back from an outage longer than the service's ``forget_after_seconds``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import numpy as np
 
 from anomaly.detectors import Findings
 from anomaly.needs import POWER, TEMP
+from anomaly.parked import ParkedRows
 from anomaly.series import Step, View
 from anomaly.slots import Slots
 from anomaly.steps import unlearned
@@ -41,6 +44,8 @@ from anomaly.thresholds import MAD_TO_SIGMA, BoolArray, FloatArray, IntArray
 from gpuwarden.model import RecommendedAction
 
 _INT_BYTES = sys.getsizeof(2**40)  # a series id or slot as a Python int in the map
+# A node down longer than this was out for repair (a cooler or the GPU's board replaced): learnt anew.
+_PARKED_SECONDS = 86_400.0
 _SETTLED_LAGS = 5.0  # lags after which a first-order lag is within 1 % of its step (e**-5 = 0.7 %)
 _FIELDS = (
     "n",
@@ -115,6 +120,8 @@ class ThermalDetector:
         self.settled_p = np.zeros(0)  # ``settle_seconds`` (``_climbing``)
         self._join: tuple[IntArray, IntArray, IntArray, IntArray, IntArray, IntArray] | None = None
         self._slot: Slots[int] = Slots()  # temperature series id <-> its row of the arrays
+        self._gpu: list[str | None] = []  # each slot's GPU (``key_label``), to park its state when forgotten
+        self._parked = ParkedRows(_PARKED_SECONDS)  # forgotten GPUs' state, by ``key_label``
 
     def _grow(self, needed: int) -> None:
         if needed <= self.n.size:
@@ -130,24 +137,49 @@ class ThermalDetector:
         """Online: nothing to refit."""
 
     def state_bytes(self) -> int:
-        """Bytes of per-GPU state held: its arrays, a slot per temperature series scored (64 at least), and
-        the map of series ids to slots (its table and two integers an entry, and the list of slots' ids)."""
+        """Bytes of per-GPU state held: its arrays, a slot per temperature series scored (64 at least), the
+        map of series ids to slots (its table and two integers an entry, and the list of slots' ids), each
+        slot's GPU, and the state parked for forgotten GPUs."""
         index, keys = self._slot.index, self._slot.keys
         slots = sys.getsizeof(index) + _INT_BYTES * 2 * len(index) + sys.getsizeof(keys)
-        return slots + sum(int(getattr(self, name).nbytes) for name in _FIELDS)
+        gpus = sys.getsizeof(self._gpu)  # its strings are the labels' own
+        arrays = sum(int(getattr(self, name).nbytes) for name in _FIELDS)
+        return slots + gpus + arrays + self._parked.nbytes()
 
     def judged_by(self, query: str) -> tuple[str, ...]:
         """The queries its alerts are judged by: temperature and power, read together or not at all."""
         return (self.temp_query, self.power_query)
 
     def forget(self, ids: IntArray) -> None:
-        """Drop the state of vanished series and free their slots (the cached join may name them)."""
+        """Park the state of vanished series by GPU and free their slots (the cached join may name them).
+
+        A node down longer than the service's ``forget_after_seconds`` lost its GPUs' lines: back, each
+        warmed up anew and learnt what it read then for good, a cooler that failed while the node was down
+        (the GPU at 100 C) included. A line is its GPU's hardware's: the same GPU, back, takes it up again."""
         if ids.size:
             self._join = None
         slots = [slot for sid in ids.tolist() if (slot := self._slot.index.get(sid)) is not None]
-        self.n[slots] = 0
         for slot in slots:
+            gpu, self._gpu[slot] = self._gpu[slot], None
+            if gpu is not None and self.n[slot] > 0:
+                row = np.array([getattr(self, name)[slot] for name in _FIELDS])
+                self._parked.park(gpu, float(self.last[slot]), row)
             self._slot.free(slot)
+        self.n[slots] = 0
+        if slots:
+            self._parked.expire(float(self.last.max()))
+
+    def _unpark(self, slots: IntArray, labels: Sequence[Mapping[str, str]], at: float) -> None:
+        """Give each slot new to its series the state its GPU had when it was forgotten, if any was parked."""
+        self._gpu += [None] * (self.n.size - len(self._gpu))
+        for slot, lab in zip(slots.tolist(), labels, strict=True):
+            if self._gpu[slot] is not None or (gpu := lab.get(self.key_label)) is None:
+                continue
+            self._gpu[slot] = gpu
+            row = self._parked.take(gpu, at)
+            if row is not None:
+                for name, value in zip(_FIELDS, row.tolist(), strict=True):
+                    getattr(self, name)[slot] = value
 
     def _slots(self, ids: IntArray) -> IntArray:
         """The slot of each temperature series id, a free one (or a new one) for an id not scored yet."""
@@ -170,7 +202,9 @@ class ThermalDetector:
         rows_t = np.array([i for i, _ in kept], np.int64)
         rows_p = np.array([p for _, p in kept], np.int64)
         slots = self._slots(temp.ids[rows_t])
-        groups = self._groups([temp.labels[i] for i in rows_t.tolist()])
+        labels = [temp.labels[i] for i in rows_t.tolist()]
+        self._unpark(slots, labels, temp.at)
+        groups = self._groups(labels)
         self._join = (temp.ids, power.ids, rows_t, rows_p, slots, groups)
         return rows_t, rows_p, slots, groups
 

@@ -18,6 +18,14 @@ from gpuwarden.headers import TOKEN_ENV
 from gpuwarden.promql_text import promql_bracket_problem, promql_regex_problem
 from gpuwarden.range_guard import GUARD_UNREAD, range_shape
 
+# A GPU's temperature follows its power over tens of seconds to a few minutes, and a failed cooler is a soft
+# fault, due within 5 minutes: the thermal detector's settings are bounded by both (the reasons at the fields,
+# each bound proven in tests/anomaly/test_thermal.py).
+THERMAL_MAX_LAG_SECONDS = 180.0
+THERMAL_MAX_SETTLE_SECONDS = 600.0
+THERMAL_MAX_ALPHA = 0.1
+THERMAL_MAX_RIDGE_WATTS = 50.0
+
 _Bound = Annotated[float, AllowInfNan(True)]  # a data range's end may be inf (NaN is refused before)
 
 
@@ -325,14 +333,27 @@ class AnomalyConfig(Section):
     thermal_lag_seconds: float = Field(
         20.0,
         gt=0,
-        le=MAX_INTERVAL_SECONDS,
-        description="how long a GPU's temperature takes to follow its power",
+        # A GPU's temperature follows its power over tens of seconds to a few minutes. Set longer than the
+        # GPU's own lag, the detector reads it as slower than it is: at 600 s (or 180 s for a GPU lagging
+        # 120 s) a cooler failing as a job ended was not flagged in 10 minutes; the soft-fault deadline is 5.
+        le=THERMAL_MAX_LAG_SECONDS,
+        description=(
+            "how long a GPU's temperature takes to follow its power (its own lag, at most 180 s: a longer one"
+            " than the GPU's hides a cooler failing as its job ends)"
+        ),
     )
     thermal_alpha: float = Field(
         0.01,
         gt=0,
-        le=1,
-        description="the thermal detector's weight per sample in its fit of temperature on power",
+        # At 0.2 its line followed each sample: normal load swings scored 13 and a cooler failing on an idle
+        # GPU was never flagged (up to 1 was taken). Above 0.01 it learns a job's end faster than a slow GPU
+        # cools, so a cooler failing as a job ends on a GPU lagging 120 s is flagged late (0.02: 8 minutes)
+        # or not in 10 minutes (0.03-0.05); at 0.1 in time again (330 s).
+        le=THERMAL_MAX_ALPHA,
+        description=(
+            "the thermal detector's weight per sample in its fit of temperature on power (at most 0.1: more"
+            " follows every load swing)"
+        ),
     )
     thermal_k: float = Field(
         6.0, gt=0, description="the thermal band's half-width in mean absolute errors: score 1 at the band"
@@ -345,10 +366,13 @@ class AnomalyConfig(Section):
     thermal_ridge_watts: float = Field(
         10.0,
         gt=0,
-        le=10_000,  # no GPU draws that; the detector squares it (1e200 overflowed at anomaly run's start)
+        # Squared by the detector (1e200 overflowed at anomaly run's start), and a margin a power must fall
+        # by before a GPU counts as cooling: at 100 W a cooler failing as a job ended was not flagged in 10
+        # minutes (up to 10,000 was taken); at 50, within 300-360 s (GPUs lagging 20-120 s).
+        le=THERMAL_MAX_RIDGE_WATTS,
         description=(
             "watts the thermal slope is shrunk with (ridge), and the margin above any power learnt at past"
-            " which a power is new (a guess, unscored)"
+            " which a power is new (a guess, unscored); at most 50"
         ),
     )
     thermal_warmup: int = Field(
@@ -369,12 +393,16 @@ class AnomalyConfig(Section):
     thermal_settle_seconds: float = Field(
         600.0,
         ge=0,
-        le=MAX_WINDOW_SECONDS,
+        # Its fifth is the longest lag it allows a GPU cooling down after its power fell, so it delays the
+        # flag of a cooler failing as a job ends: alerted after 300-330 s at 600 (GPUs lagging 20-120 s),
+        # first scored over 1 after 9 minutes at 1,800 and not within 15 at 3,600 (up to 366 days was taken).
+        le=THERMAL_MAX_SETTLE_SECONDS,
         description=(
             "how long a power above any the thermal detector scored a GPU at must last before it scores there"
             " (the temperature may lag the power longer than thermal_lag_seconds); a fifth of it is the"
             " longest lag it allows a GPU cooling down after its power fell, and a temperature still"
-            " climbing after it is scored"
+            " climbing after it is scored (at most 600: a longer one delays the flag of a cooler failing as"
+            " a job ends past the 5-minute soft-fault deadline)"
         ),
     )
     thermal_peer_labels: list[Name] = Field(

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +12,11 @@ from anomaly.series import CounterRates, SeriesIndex, build_view
 from anomaly.service import AnomalyService, builtin_registry
 from anomaly.sources import CollectorSource, Frame
 from anomaly.thermal import ThermalDetector
+from exporters.simulated import sim_collectors
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AnomalyConfig, load_config
+from gpuwarden.model import Alert
+from gpuwarden.sim import FaultSpec, build_fleet
 from tests.anomaly.fakes import TableCollector
 
 GPUS = [{"UUID": f"GPU-{i}", "gpu": str(i), "Hostname": "n1"} for i in range(6)]
@@ -263,11 +266,15 @@ def test_its_state_grows_with_the_gpus_it_scores_not_with_their_series_ids():
     # Its arrays were indexed by series id up to the highest temperature id: six GPUs whose series came after
     # 200,000 others (pods, another query) held 20 MB, against 106 KB for the same GPUs numbered first.
     low, high = _fed(0), _fed(200_000)
-    assert high.state_bytes() == low.state_bytes() <= 152 * 64 + 1024  # 64 slots, the id map
+    assert (
+        high.state_bytes() == low.state_bytes() <= (152 + 8) * 64 + 1024
+    )  # 64 slots and their GPUs, the id map
     assert np.array_equal(low.mt[: len(GPUS)], high.mt[: len(GPUS)])
 
 
-def test_a_forgotten_gpus_state_is_not_handed_to_the_next_series():
+def _forgotten(labels: list[dict[str, str]], away: float = 10_000.0) -> ThermalDetector:
+    """A detector that learnt six GPUs for 90 ticks, forgot them all, then read ``labels``' GPUs once,
+    ``away`` seconds after their last read."""
     rng = np.random.default_rng(17)
     gpus, det = Gpus(), ThermalDetector()
     for _ in range(90):
@@ -275,7 +282,25 @@ def test_a_forgotten_gpus_state_is_not_handed_to_the_next_series():
     gone = gpus.index.expire(gpus.t + 10_000, 1.0)  # every series unseen for long: forgotten, ids freed
     det.forget(gone)
     assert not det.n.any()
-    det.detect(gpus.step(np.full(len(GPUS), 300.0), rng))  # the same GPUs, new ids: learnt from the start
+    gpus.t += away - 30.0
+    gpus.labels = labels
+    det.detect(gpus.step(np.full(len(GPUS), 300.0), rng))  # new ids (some freed ones among them)
+    return det
+
+
+def test_a_forgotten_gpus_state_is_not_handed_to_the_next_series():
+    other = [{**gpu, "UUID": f"GPU-new-{i}"} for i, gpu in enumerate(GPUS)]
+    det = _forgotten(other)  # other GPUs: learnt from the start
+    assert sorted(det.n[det.n > 0].tolist()) == [1.0] * len(GPUS)
+
+
+def test_a_forgotten_gpu_back_under_a_new_series_takes_up_its_own_state_again():
+    det = _forgotten(GPUS)  # the same GPUs (UUIDs) under new series ids: their lines, one sample on
+    assert sorted(det.n[det.n > 0].tolist()) == [91.0] * len(GPUS)
+
+
+def test_a_forgotten_gpu_back_after_more_than_a_day_learns_anew():
+    det = _forgotten(GPUS, away=86_400.0 + 60.0)  # out for repair: its cooler may have been replaced
     assert sorted(det.n[det.n > 0].tolist()) == [1.0] * len(GPUS)
 
 
@@ -608,3 +633,134 @@ def test_a_job_started_as_the_warm_up_ends_is_not_held_hot_when_its_temperature_
         for tick in range(300)
     ]
     assert np.array(scores).max() <= 1.0
+
+
+def _node_back(runaway: bool) -> tuple[list[float], list[Alert]]:
+    """node-01 of a simulated fleet down for 20 minutes (longer than ``forget_after_seconds``: its series
+    are forgotten) after an hour up, then back for 20 minutes; its GPU 2's cooler failed while it was down
+    when ``runaway``. That GPU's thermal scores after its node is back, and the thermal alerts raised."""
+    clock = FakeClock()
+    fleet = build_fleet(2, 8, seed=3, clock=clock)
+    service = AnomalyService(
+        AnomalyConfig(), [CollectorSource(sim_collectors(fleet, clock).collectors, clock)], clock
+    )
+    scores, raised, down = [], [], ""
+    for tick in range(200):
+        if tick == 120:
+            down = fleet.inject(FaultSpec("node_down", "node-01"))
+        if tick == 150 and runaway:
+            fleet.inject(FaultSpec("thermal_runaway", "node-01", gpu=2))
+        if tick == 160:
+            fleet.clear_fault(down)
+        clock.advance(30.0)
+        result = service.infer()
+        raised += [a for a in result.raised if a.labels.get("model") == "thermal"]
+        [found] = [f for f in result.findings if f.detector == "thermal"]
+        on = [
+            s for lab, s in zip(found.labels, found.score.tolist(), strict=True) if _is(lab, "node-01", "2")
+        ]
+        scores += on if tick >= 160 else []
+    return scores, raised
+
+
+def _is(labels: Mapping[str, str], node: str, gpu: str) -> bool:
+    return labels.get("Hostname") == node and labels.get("gpu") == gpu
+
+
+def test_a_gpu_back_from_a_long_node_outage_with_its_cooler_failed_is_flagged_within_5_minutes():
+    """Its series forgotten while its node was down (20 minutes, over the 15 it is kept), the GPU warmed
+    up anew when back: the runaway (100 C at 620 W) was learnt as its normal and never flagged (a score of
+    0.0-0.1 for the 20 minutes). The same GPU takes its own line up again."""
+    scores, raised = _node_back(runaway=True)
+    assert len(scores) == 40
+    assert min(scores[1:]) > 1.0  # from its second read back (its first: 67 C, still cool) to the end
+    assert [(a.labels["Hostname"], a.labels["gpu"]) for a in raised] == [("node-01", "2")]
+
+
+def test_a_healthy_node_back_from_a_long_outage_raises_no_thermal_alert():
+    scores, raised = _node_back(runaway=False)
+    assert len(scores) == 40 and max(scores) <= 1.0
+    assert raised == []
+
+
+def _most(setting: str) -> float:
+    """The largest value the config accepts for ``setting``."""
+    return float(next(m.le for m in AnomalyConfig.model_fields[setting].metadata if hasattr(m, "le")))
+
+
+def _swings(detector: ThermalDetector, tau: float) -> float:
+    """The top score of GPUs whose temperature lags ``tau`` seconds, after their first half hour of jobs
+    started and stopped every 20 minutes (half of them) and an hourly wave of 150-550 W (the others)."""
+    rng = np.random.default_rng(1)
+    gpus, worst = Gpus(tau=tau), 0.0
+    for tick in range(480):
+        job = np.where(np.arange(len(GPUS)) % 2 == 0, 690.0 if (tick // 40) % 2 else 75.0, 0.0)
+        wave = 350.0 + 200.0 * math.sin(2 * math.pi * tick * 30 / 3600)
+        score = detector.detect(gpus.step(np.where(np.arange(len(GPUS)) % 2 == 1, wave, job), rng))[0].score
+        worst = max(worst, float(score.max())) if tick >= 60 else worst
+    return worst
+
+
+def _alerted_after(detector: ThermalDetector, tau: float, jobs: bool) -> tuple[float, float]:
+    """Seconds from GPU 2's cooler starting to fail (x4 over 5 minutes) at idle, as its last job ends when
+    ``jobs``, to its first score over 1 and to its third in a row (an alert at ``pending_ticks``)."""
+    rng = np.random.default_rng(0)
+    gpus = Gpus(tau=tau)
+    for tick in range(240):
+        detector.detect(gpus.step(np.full(len(GPUS), 690.0 if jobs and (tick // 40) % 2 else 70.0), rng))
+    hot = []
+    for tick in range(20):
+        gpus.resistance[2] = 0.065 * (1.0 + min(3.0, 0.3 * (tick + 1)))
+        hot.append(bool(detector.detect(gpus.step(np.full(len(GPUS), 70.0), rng))[0].score[2] > 1.0))
+    first = hot.index(True) if True in hot else math.inf
+    third = next((i for i in range(2, len(hot)) if all(hot[i - 2 : i + 1])), math.inf)
+    return 30.0 * (first + 1), 30.0 * (third + 1)
+
+
+@pytest.mark.parametrize("tau", [TAU, 60.0, 120.0], ids=["lag-20s", "lag-60s", "lag-120s"])
+def test_at_the_longest_settle_the_config_allows_a_cooler_failing_as_a_job_ends_is_flagged_in_time(
+    tau: float,
+):
+    """A fifth of ``settle_seconds`` is the longest lag the detector allows a GPU cooling down after its
+    power fell: up to 366 days was taken, and at 3,600 s a cooler failing as a job ended was not flagged in
+    15 minutes; at 31,622,400 s nothing was let off as cooling and a GPU lagging 120 s read every job's end
+    hot (5.9). At 600 it is flagged within the 5-minute soft-fault deadline and alerted one read later at
+    worst (the GPU lagging 60-90 s: 330 s), and normal load swings raise nothing."""
+    settle = _most("thermal_settle_seconds")
+    first, alerted = _alerted_after(ThermalDetector(settle_seconds=settle), tau, jobs=True)
+    assert first <= 300.0 and alerted <= 330.0
+    assert _swings(ThermalDetector(settle_seconds=settle), tau) <= 1.0
+
+
+@pytest.mark.parametrize("settle", [0.0, 600.0], ids=["settle-0", "settle-600"])
+def test_at_the_longest_lag_the_config_allows_a_gpu_lagging_that_long_is_judged_in_time(settle: float):
+    """``lag_seconds`` at its bound on GPUs whose temperature lags that long (3 minutes, "a few minutes"),
+    ``settle_seconds`` at either of its bounds: a cooler failing at idle or as a job ends is alerted within
+    the 5-minute soft-fault deadline, and normal load swings raise nothing. Longer, the lag hides a cooler
+    failing as a job ends (600 s: not flagged in 10 minutes), so the config refuses it."""
+    lag = _most("thermal_lag_seconds")
+    for jobs in (False, True):
+        _, alerted = _alerted_after(ThermalDetector(lag_seconds=lag, settle_seconds=settle), lag, jobs)
+        assert alerted <= 300.0, jobs
+    assert _swings(ThermalDetector(lag_seconds=lag, settle_seconds=settle), lag) <= 1.0
+
+
+@pytest.mark.parametrize("tau", [TAU, 120.0], ids=["lag-20s", "lag-120s"])
+@pytest.mark.parametrize("setting", ["thermal_alpha", "thermal_ridge_watts"])
+def test_at_the_largest_weight_and_ridge_the_config_allows_a_failing_cooler_is_flagged_in_time(
+    setting: str, tau: float
+):
+    """Up to 1 was taken for ``alpha`` (at 0.2 the line followed each sample: load swings scored 13 and a
+    cooler failing on an idle GPU was never flagged) and 10,000 W for ``ridge_watts`` (at 100 W a cooler
+    failing as a job ended was not flagged in 10 minutes). At their bounds both are alerted within the
+    soft-fault deadline (a job's end one read past it at worst), and normal load swings raise nothing."""
+
+    def detector() -> ThermalDetector:
+        most = _most(setting)
+        return (
+            ThermalDetector(alpha=most) if setting == "thermal_alpha" else ThermalDetector(ridge_watts=most)
+        )
+
+    assert _alerted_after(detector(), tau, jobs=False)[1] <= 300.0
+    assert _alerted_after(detector(), tau, jobs=True)[1] <= 330.0
+    assert _swings(detector(), tau) <= 1.0

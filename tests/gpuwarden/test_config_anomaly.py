@@ -100,24 +100,44 @@ def test_an_empty_name_in_a_list_of_queries_is_refused_at_its_line(
     ("setting", "written", "problem"),
     [
         ("thermal_lag_seconds", "0", "0 is not more than 0; write more than 0"),
-        ("thermal_alpha", "1.5", "1.5 is more than 1, the most allowed; write 1 or less"),
+        ("thermal_alpha", "1.5", "1.5 is more than 0.1, the most allowed; write 0.1 or less"),
+        (  # its line followed every sample: normal load swings scored 13
+            "thermal_alpha",
+            "0.2",
+            "0.2 is more than 0.1, the most allowed; write 0.1 or less",
+        ),
         ("thermal_min_deviation", "0", "0 is not more than 0; write more than 0"),
         ("thermal_ridge_watts", "-1", "-1 is not more than 0; write more than 0"),
         (  # its square overflowed: config validate took it, anomaly run died in the detector's constructor
             "thermal_ridge_watts",
             "1e200",
-            "1e200 is more than 10000, the most allowed; write 10000 or less",
+            "1e200 is more than 50, the most allowed; write 50 or less",
+        ),
+        (  # a cooler failing as a job ended was not flagged in 10 minutes
+            "thermal_ridge_watts",
+            "100",
+            "100 is more than 50, the most allowed; write 50 or less",
         ),
         (
             "thermal_hold_seconds",
             "1e12",
             "1e12 is more than 31622400, the most allowed; write 31622400 or less",
         ),
+        (  # a fifth of it is the longest lag allowed: a cooler failing as a job ended went unflagged
+            "thermal_settle_seconds",
+            "86400",
+            "86400 is more than 600, the most allowed; write 600 or less",
+        ),
+        ("thermal_lag_seconds", "600", "600 is more than 180, the most allowed; write 180 or less"),
         ("thermal_min_peers", "0", "0 is less than 1, the least allowed; write 1 or more"),
         ("thermal_peer_tolerance", "-0.1", "-0.1 is less than 0, the least allowed; write 0 or more"),
         ("thermal_warmup", "x", "'x' is not a whole number; write one"),
     ],
-    ids=["lag", "alpha", "floor", "ridge", "ridge-overflow", "hold", "peers", "tolerance", "warmup"],
+    ids=[
+        *("lag", "alpha", "alpha-follows-swings", "floor", "ridge", "ridge-overflow", "ridge-wide"),
+        *("hold", "settle-long", "lag-long"),
+        *("peers", "tolerance", "warmup"),
+    ],
 )
 def test_a_thermal_setting_out_of_its_range_is_refused_at_its_line(
     tmp_path: Path, setting: str, written: str, problem: str

@@ -24,15 +24,16 @@ def test_the_table_shows_pci_bus_ids_as_they_are_not_as_emoji() -> None:
 
 
 @pytest.mark.parametrize(
-    ("option", "value", "wanted"),
+    ("option", "value", "said"),
     [
-        ("--gpu", "-1", "use a whole number from 0 to 255"),
-        ("--gpu", "256", "use a whole number from 0 to 255"),
-        ("--xid", "0", "use a whole number from 1 to 999"),
-        ("--xid", "1000", "use a whole number from 1 to 999"),
-        ("--link", "36", "use a whole number from 0 to 35"),
-        ("--timeout", "0", "use a number from 0.1 to"),
-        ("--timeout", "nan", "use a number from 0.1 to"),
+        ("--gpu", "-1", "-1: use a whole number from 0 to 255"),
+        ("--gpu", "256", "256: use a whole number from 0 to 255"),
+        ("--xid", "0", "0: use a whole number from 1 to 999"),
+        ("--xid", "1000", "1000: use a whole number from 1 to 999"),
+        ("--link", "36", "36: use a whole number from 0 to 35"),
+        ("--timeout", "0", "0: use a number from 0.1 to"),
+        # Not a number in Go's syntax: refused as written, quoted as every value that is not a number.
+        ("--timeout", "nan", "'nan': use a number from 0.1 to"),
     ],
     ids=[
         "gpu-negative",
@@ -45,7 +46,7 @@ def test_the_table_shows_pci_bus_ids_as_they_are_not_as_emoji() -> None:
     ],
 )
 def test_inject_refuses_an_option_out_of_bounds_in_one_line_before_posting(
-    option: str, value: str, wanted: str
+    option: str, value: str, said: str
 ) -> None:
     # These went to the server as typed (an unreachable one here: "cannot reach", exit 1), or, for a zero
     # or NaN timeout, to httpx; the bounds are the exporter's own (`parse_fault`).
@@ -54,4 +55,4 @@ def test_inject_refuses_an_option_out_of_bounds_in_one_line_before_posting(
     result = runner.invoke(app, argv)
     assert result.exit_code == 2, result.output
     (line,) = result.stderr.strip().splitlines()
-    assert line.startswith(f"error: {option} {value}: {wanted}"), line
+    assert line.startswith(f"error: {option} {said}"), line
