@@ -32,7 +32,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from gpuwarden.clock import Clock, rfc3339
-from gpuwarden.model import Alert, AlertStatus
+from gpuwarden.model import Alert, AlertStatus, label_fingerprint
 from gpuwarden.redaction import hidden_password, shown_host
 
 logger = logging.getLogger(__name__)
@@ -181,6 +181,37 @@ class AlertForwarder(Collector):
                 items.append((fp, True, postable(alert, now + self._hold)))
             items.append((fp, False, postable(alert, alert.ends_at or now)))
         return items
+
+    def held(self) -> dict[str, datetime] | None:
+        """The alerts the receiver holds firing now (``GET /api/v2/alerts``), by fingerprint, each with the
+        ``endsAt`` it lets it end at once posts stop: what a restarted service may recall
+        (``AnomalyService.warm_up``). None where it cannot say (not reachable, an error, a body not such a
+        list): logged, and the warm-up falls back to the hold after its start."""
+        try:
+            response = self._client.get(self.url)
+        except httpx.HTTPError as exc:
+            self._unlisted(f"{type(exc).__name__}: {exc}")
+            return None
+        if response.status_code != 200:
+            self._unlisted(f"HTTP {response.status_code}: {response.text[:300]}")
+            return None
+        try:
+            return {
+                label_fingerprint(a["labels"]): datetime.fromisoformat(a["endsAt"]) for a in response.json()
+            }
+        except (ValueError, KeyError, TypeError) as exc:
+            self._unlisted(f"not a list of alerts: {type(exc).__name__}: {exc}")
+            return None
+
+    def _unlisted(self, error: str) -> None:
+        """Log why ``held`` cannot say."""
+        logger.warning(
+            "alert forward: cannot list the alerts %s holds, a restart recalls its alerts as held %.0f s from"
+            " its start: %s",
+            self._shown_url,
+            self._hold.total_seconds(),
+            error,
+        )
 
     def _post(self, batch: list[dict[str, Any]]) -> bool:
         try:

@@ -38,6 +38,15 @@ class SeriesIndex:
         """Each id's (query, labels); None for a free id."""
         return self._slots.keys
 
+    def id_of(self, key: SeriesKey) -> int | None:
+        """The id of the series ``key`` names now; None once it was forgotten (``expire``)."""
+        return self._slots.index.get(key)
+
+    def id_key(self, sid: int) -> SeriesKey | None:
+        """The (query, labels) series ``sid`` is now; None for an id not in use."""
+        keys = self._slots.keys
+        return keys[sid] if 0 <= sid < len(keys) else None
+
     def ids_for(self, query: str, labels: Sequence[Mapping[str, str]], now: float) -> IntArray:
         """Ids for every label set (new ones are assigned); marks them seen at ``now``.
 

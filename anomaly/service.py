@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -27,7 +27,7 @@ from anomaly.forwarder import held_seconds
 from anomaly.multivariate import MultivariateDetector
 from anomaly.presence import PresenceDetector
 from anomaly.promql import selected_metric
-from anomaly.series import CounterRates, EvidenceBuffer, SeriesIndex, View, build_view
+from anomaly.series import CounterRates, EvidenceBuffer, SeriesIndex, SeriesKey, View, build_view
 from anomaly.signatures import SignatureDetector
 from anomaly.sources import Frame, Source
 from anomaly.thermal import ThermalDetector
@@ -133,7 +133,9 @@ class _Firing:
     recovered: bool = False  # ``low`` reached ``pending_ticks`` since the peak: the fault's effect ended
     rising: int = 0  # reads in a row at ``_ESCALATION_FACTOR`` times the trough or more, after a recovery
     reads: int = 0  # reads since it was raised (or re-raised)
-    series: int | None = None  # its series' id, where the detector gives one (``rests``)
+    # What it is about (``_reads``): its series' key in the index, not its id, which is freed once the series
+    # is forgotten and given to the next new one; where the detector gives no ids, its row's query and labels.
+    series: SeriesKey | None = None
 
     def heard(self, score: float, side: str, pending: int) -> bool:
         """An anomalous read of an alert the warm-up recalled, not raised again yet: ``escalates``."""
@@ -246,7 +248,7 @@ class AnomalyService:
         self.firing: dict[str, _Firing] = {}
         self._pending: dict[str, tuple[int, str, str]] = {}  # key -> ticks agreed, detector, query
         self._recalled: dict[str, _Firing] = {}  # alerts the warm-up's history left firing (``warm_up``)
-        self._recalled_until = -math.inf  # when serve let the old service's alerts end (``warm_up``)
+        self._recall_ends: dict[str, float] = {}  # when serve lets each recalled alert end (``warm_up``)
         self.collective_suppressed = 0
         self.detector_errors: dict[str, int] = {}
         self.not_available: dict[str, int] = {}  # per query, samples read as not-available values (gaps)
@@ -366,9 +368,10 @@ class AnomalyService:
         step = max([cfg.infer_every_seconds, *(q.step_seconds for q in cfg.queries)])
         return min(cfg.max_lookback_seconds, HISTORY_TICKS * step)
 
-    def warm_up(self) -> int:
+    def warm_up(self, held: Mapping[str, datetime] | None = None) -> int:
         """At start, feed the detectors the source's recent history, one tick's worth at a time, raising no
-        alert from it; then fit once. Returns the number of history ticks fed.
+        alert from it; then fit once. Returns the number of history ticks fed. ``held``: the alerts serve
+        holds firing, by fingerprint, with their ``endsAt`` (``AlertForwarder.held``), for ``_recall``.
 
         Without it a restart learned from zero: the adaptive detector scored nothing for ``warmup`` ticks
         and the multivariate one for a whole ``fit_every_seconds``, though Prometheus held the history.
@@ -423,12 +426,26 @@ class AnomalyService:
         # Recalled no longer than serve holds what the old service posted last (its endsAt): re-raised after
         # that, the post led with the old alert firing then resolved, and serve's incident ended with the
         # alert resolved while the new fault went on; raised as a first alert, serve takes it as new.
-        self._recalled, (self.firing, self._pending) = self.firing, live
-        self._recalled_until = now + held_seconds(self.cfg.infer_every_seconds)
+        self._recall(now, held)
+        self.firing, self._pending = live
         self.collective_suppressed = suppressed
         self.fit()  # the multivariate model, when the history gave it enough rows, scores from the next tick
         logger.info("warm-up: fed %d ticks of history (%.0f s) to the detectors", len(ends), until - start)
         return len(ends)
+
+    def _recall(self, now: float, held: Mapping[str, datetime] | None) -> None:
+        """Recall what the warm-up's history left firing (``self.firing``), each alert until serve lets it
+        end: its ``endsAt`` in ``held``, and none serve no longer holds; without ``held``, the hold from
+        ``now``, which takes the restart for instant. After a downtime d that outlived serve's endsAt by d:
+        a straggler 2 minutes past it re-raised the alert serve had ended, whose incident ended with the
+        alert resolved while the fault went on."""
+        if held is None:
+            until = now + held_seconds(self.cfg.infer_every_seconds)
+            self._recall_ends = dict.fromkeys(self.firing, until)
+        else:
+            ends = {k: held.get(state.alert.fingerprint) for k, state in self.firing.items()}
+            self._recall_ends = {k: end.timestamp() for k, end in ends.items() if end is not None}
+        self._recalled = {k: self.firing[k] for k in self._recall_ends}
 
     def _learn(self, view: View, detectors: Sequence[Detector]) -> list[Findings]:
         """One warm-up step: the detectors learn ``view``; their findings."""
@@ -581,8 +598,8 @@ class AnomalyService:
         self, result: TickResult, now: float, unreadable: Callable[[str, str, Mapping[str, str]], bool]
     ) -> None:
         at = self.clock.now()
-        if self._recalled and now > self._recalled_until:
-            self._recalled = {}
+        if self._recalled:
+            self._recalled = {k: s for k, s in self._recalled.items() if now <= self._recall_ends[k]}
         active: set[str] = set()
         pending: dict[str, tuple[int, str, str]] = {}
         for f in result.findings:
@@ -639,7 +656,7 @@ class AnomalyService:
                         f.detector,
                         peak=score,
                         trough=score,
-                        series=None if f.ids is None else int(f.ids[i]),
+                        series=self._series(f, i),
                     )
                     if recalled is not None:
                         del self._recalled[key]
@@ -654,7 +671,7 @@ class AnomalyService:
             if key not in active and unreadable(detector, query, {}):
                 pending[key] = (agreed, detector, query)
         self._pending = pending
-        read = _reads(result.findings)
+        read = _reads(result.findings, self.index)
         for key in [
             k for k, state in self._recalled.items() if self._rested(k, state, active, unreadable, read)
         ]:
@@ -663,6 +680,11 @@ class AnomalyService:
             if self._rested(key, state, active, unreadable, read):
                 del self.firing[key]
                 result.resolved.append(_resolution(state.alert, at))
+
+    def _series(self, f: Findings, i: int) -> SeriesKey:
+        """What row ``i`` of ``f`` is about (``_Firing.series``)."""
+        key = None if f.ids is None else self.index.id_key(int(f.ids[i]))
+        return key if key is not None else (f.query, tuple(f.labels[i].items()))
 
     def _rested(
         self,
@@ -698,21 +720,36 @@ class AnomalyService:
         result.raised.append(again)
 
 
-def _reads(findings: Sequence[Findings]) -> Callable[[_Firing], bool]:
-    """Whether a tick's ``findings`` read a firing alert's series (any score); one whose detector gives no
-    series ids is taken as read. Each detector's and query's ids are gathered once, when first asked."""
-    ids: dict[tuple[str, str], set[int]] = {}
+def _reads(findings: Sequence[Findings], index: SeriesIndex) -> Callable[[_Firing], bool]:
+    """Whether a tick's ``findings`` read a firing alert's series (``_Firing.series``; any score), under the
+    id it has now: a detector giving ids reports every series of its step, one not read (a gap in Prometheus'
+    answer, as an hour of history holds a node's downtime) without a value; one giving none reports the rows
+    it read. Each detector's and query's reads are gathered once, when first asked."""
+    seen: dict[tuple[str, str], tuple[set[int], set[SeriesKey]]] = {}
 
     def read(state: _Firing) -> bool:
-        key = (state.detector, state.query)
         if state.series is None:
             return True
-        if key not in ids:
-            got = [f.ids for f in findings if (f.detector, f.query) == key and f.ids is not None]
-            ids[key] = {sid for arr in got for sid in arr.tolist()}
-        return state.series in ids[key]
+        pair = (state.detector, state.query)
+        if pair not in seen:
+            seen[pair] = _read_rows(f for f in findings if (f.detector, f.query) == pair)
+        ids, rows = seen[pair]
+        sid = index.id_of(state.series)
+        return (sid is not None and sid in ids) or state.series in rows
 
     return read
+
+
+def _read_rows(findings: Iterable[Findings]) -> tuple[set[int], set[SeriesKey]]:
+    """The ids of the series ``findings`` have a value of; the query and labels of their rows without ids."""
+    ids: set[int] = set()
+    rows: set[SeriesKey] = set()
+    for f in findings:
+        if f.ids is None:
+            rows.update((f.query, tuple(lab.items())) for lab in f.labels)
+        else:
+            ids.update(f.ids[np.isfinite(f.value)].tolist())
+    return ids, rows
 
 
 def _resolution(alert: Alert, at: datetime) -> Alert:

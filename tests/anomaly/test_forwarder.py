@@ -345,3 +345,37 @@ def test_a_failed_forward_logs_the_url_without_its_password(caplog: pytest.LogCa
     assert not forwarder.flush()
     assert "alert forward to http://gw:***@serve:9700/api/v2/alerts failed" in caplog.text
     assert "S3cretPW" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [httpx.Response(503, text="down"), httpx.Response(200, text="<html>"), httpx.Response(200, json=[{}])],
+    ids=["error", "not_json", "not_alerts"],
+)
+def test_what_serve_holds_is_listed_by_fingerprint_or_none_when_it_cannot_say(
+    answer: httpx.Response, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A restarted `anomaly run` recalls only what serve still holds, each alert until its endsAt.
+    clock = FakeClock()
+    alert = _xid("3", clock)
+    ends = clock.now() + timedelta(seconds=90)
+    listed = [{"labels": dict(alert.labels), "endsAt": ends.isoformat().replace("+00:00", "Z")}]
+    asked: list[httpx.Request] = []
+
+    def listing(request: httpx.Request) -> httpx.Response:
+        asked.append(request)
+        return httpx.Response(200, json=listed)
+
+    client = httpx.Client(transport=httpx.MockTransport(listing))
+    forwarder = AlertForwarder("http://serve:9700/", "t0ken", clock, resend_seconds=30, client=client)
+    assert forwarder.held() == {alert.fingerprint: ends}
+    assert [(r.method, r.url.path, r.headers["Authorization"]) for r in asked] == [
+        ("GET", "/api/v2/alerts", "Bearer t0ken")
+    ]
+    client = httpx.Client(transport=httpx.MockTransport(lambda request: answer))
+    assert (
+        AlertForwarder("http://u:pw@serve:9700/", None, clock, resend_seconds=30, client=client).held()
+        is None
+    )
+    assert "cannot list the alerts http://u:***@serve:9700/api/v2/alerts holds" in caplog.text
+    assert "pw" not in caplog.text

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 
 from alerting.engine import IncidentEngine
 from alerting.ingest import parse_postable_alerts
@@ -16,6 +17,7 @@ from anomaly.series import View
 from anomaly.service import AnomalyService, TickResult
 from anomaly.sources import CollectorSource
 from exporters.simulated import sim_collectors
+from gpuwarden.alertmanager_api import gettable_alert
 from gpuwarden.clock import FakeClock
 from gpuwarden.config_anomaly import AnomalyConfig
 from gpuwarden.model import Alert, AlertStatus
@@ -283,13 +285,31 @@ def test_a_recalled_alert_that_would_have_resolved_before_the_next_fault_is_rais
     assert [(a.status, "reescalated" in a.annotations) for a in changes] == [(AlertStatus.FIRING, False)]
 
 
-def _timeline_at_serve(tmp_path: Path, scores: list[float], restart_at: int | None) -> list[tuple[str, str]]:
+class Listing(Serve):
+    """``Serve`` that also lists what ``engine`` holds firing, as serve's ``GET /api/v2/alerts`` does."""
+
+    def __init__(self, engine: IncidentEngine) -> None:
+        super().__init__()
+        self.engine = engine
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        if request.method != "GET":
+            return super().handle(request)
+        now = self.engine.clock.now()
+        rows = [r for r in self.engine.store.firing_alerts() if r.ends_at is None or r.ends_at > now]
+        return httpx.Response(200, json=[gettable_alert(r, [], [], now) for r in rows])
+
+
+def _timeline_at_serve(
+    tmp_path: Path, scores: list[float], restart_at: int | None, down: int = 0
+) -> list[tuple[str, str]]:
     """The kinds and times of the incident timeline serve builds from what `anomaly run` posts through its
-    forwarder (an expired endsAt resolved at serve's ticks), `anomaly run` restarted before ``restart_at``."""
+    forwarder (an expired endsAt resolved at serve's ticks), `anomaly run` restarted before ``restart_at``,
+    down for the ``down`` reads before it."""
     clock = FakeClock()
     start = clock.time()
-    serve = Serve()
-    engine = IncidentEngine(migrated_sqlite(tmp_path / f"serve{restart_at}.db"), clock)
+    engine = IncidentEngine(migrated_sqlite(tmp_path / f"serve{restart_at}-{down}.db"), clock)
+    serve = Listing(engine)
 
     def started() -> tuple[AnomalyService, AlertForwarder]:
         service = _straggler_service(clock, scores, start)
@@ -302,7 +322,11 @@ def _timeline_at_serve(tmp_path: Path, scores: list[float], restart_at: int | No
     for n in range(1, len(scores)):
         if n == restart_at:
             service, forwarder = started()
-            service.warm_up()
+            service.warm_up(forwarder.held())  # as `anomaly run` starts: what serve holds is recalled
+        if restart_at is not None and restart_at - down <= n < restart_at:
+            clock.advance(30.0)  # `anomaly run` is down: serve ticks on alone
+            engine.tick()
+            continue
         tick(clock, service)
         posted = len(serve.bodies)
         assert forwarder.flush()
@@ -348,9 +372,11 @@ class Vanishing:
         """Nothing to forget."""
 
     def detect(self, view: View) -> list[Findings]:
-        """GPU 2's quiet score, and GPU 3's next one where it has one."""
+        """GPU 2's quiet score, and GPU 3's next one where it has one, with their series' ids."""
         score = self.scores.pop(0)
-        rows = [(GPUS[2], 2, 0.0)] + ([] if score is None else [(GPUS[3], 3, score)])
+        step = view.latest[TEMP]
+        sid = {lab["gpu"]: int(i) for lab, i in zip(step.labels, step.ids.tolist(), strict=True)}
+        rows = [(GPUS[2], sid["2"], 0.0)] + ([] if score is None else [(GPUS[3], sid["3"], score)])
         labels, ids, scores = zip(*rows, strict=True)
         value = np.array(scores)
         return [Findings(self.name, "q", list(labels), ids=np.array(ids), score=value, value=value)]
@@ -359,9 +385,10 @@ class Vanishing:
 def _changes(scores: list[float | None]) -> list[list[Alert]]:
     """Each tick's changes (resolved, then raised) with re-raising on, GPU 3 scored from ``scores``."""
     clock = FakeClock()
-    source = CollectorSource([TableCollector()], clock)
+    col = TableCollector()
+    col.set(TEMP, [(GPUS[2], 60.0), (GPUS[3], 60.0)])  # the series the scores are of
     cfg = AnomalyConfig(reescalate_alerts=True)
-    service = AnomalyService(cfg, [source], clock, detectors=[Vanishing(list(scores))])
+    service = AnomalyService(cfg, [CollectorSource([col], clock)], clock, detectors=[Vanishing(list(scores))])
     return [tick(clock, service).changes() for _ in scores]
 
 
@@ -397,3 +424,18 @@ def test_a_thermal_runaway_whose_node_is_down_for_10_minutes_mid_fault_stays_one
         changes += tick(clock, service).changes()
     thermal = [a for a in changes if a.labels.get("model") == "thermal" and a.labels.get("gpu") == "2"]
     assert [a.status for a in thermal] == [AlertStatus.FIRING]
+
+
+@pytest.mark.parametrize("down", [6, 12], ids=["ended_after_the_restart", "ended_before_it"])
+def test_a_restart_after_a_downtime_whose_alert_serve_let_end_raises_the_next_fault_as_a_first_alert(
+    tmp_path, down
+):
+    # `anomaly run` down 3 minutes (6 reads) before its restart 8 reads into the recovery: serve ends the
+    # alert at the endsAt of the last post before the downtime, and the straggler climbs 2 minutes after
+    # that. The recall, kept until 4 minutes after the restart, re-raised it, its post led with the old alert
+    # firing then resolved, and serve's incident ended with the alert resolved, the fault on. Down 6
+    # minutes, serve had ended it before the restart.
+    scores = [0.0] * 6 + [8.6] * 18 + [0.5] * 10 + [5.2] * 6
+    timeline = _timeline_at_serve(tmp_path, scores, 6 + 18 + 8, down=down)
+    assert timeline[-1] == ("alert_firing", "2026-01-01T00:18:00+00:00")
+    assert [k for k, _ in timeline].count("alert_firing") == 1
