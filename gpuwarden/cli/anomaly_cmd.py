@@ -291,7 +291,10 @@ def run(
         raise typer.Exit(1) from exc
     logger.info(_start_line(service, port, ticks, metrics_port))
     try:
-        service.warm_up()  # Prometheus' recent history: the detectors score from the first tick after start
+        # Prometheus' recent history: the detectors score from the first tick after start. What serve still
+        # holds bounds what the history left firing is recalled for (``AnomalyService.warm_up``).
+        held = forwarder.held() if forwarder is not None and cfg.reescalate_alerts else None
+        service.warm_up(held)
         if ticks:
             _run_ticks(service, ticks, tick_log.after)
         else:

@@ -451,6 +451,55 @@ def _run_on_fake_prometheus(
         prometheus.close()
 
 
+class _Receiver(LocalServer):
+    """A gpuwarden serve that holds no alert: what it was asked, method and path, in order."""
+
+    def __init__(self) -> None:
+        asked: list[tuple[str, str]] = []
+        self.asked = asked
+
+        class Handler(QuietHandler):
+            def do_GET(self) -> None:
+                asked.append(("GET", self.path))
+                self._answer(b"[]")
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                asked.append(("POST", self.path))
+                self._answer(b"")
+
+            def _answer(self, data: bytes) -> None:
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        super().__init__(Handler)
+
+
+@pytest.mark.parametrize("reescalate", [True, False], ids=["on", "off"])
+def test_run_asks_serve_what_it_holds_before_its_warm_up_recalls_alerts(tmp_path, monkeypatch, reescalate):
+    """A restart recalls the alerts its warm-up left firing only while serve still holds them, until serve's
+    own endsAt (``AlertForwarder.held``): ``anomaly run`` did not ask, so after a downtime it recalled them
+    for 4 minutes past serve's hold. With re-escalation off nothing is recalled, and nothing asked."""
+    prometheus, receiver = _Prometheus(), _Receiver()
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"anomaly:\n  prometheus_url: {prometheus.url}\n  infer_every_seconds: 0.2\n"
+        f"  alert_url: {receiver.url}\n  reescalate_alerts: {str(reescalate).lower()}\n"
+        "  queries:\n    - {name: temp, expr: DCGM_FI_DEV_GPU_TEMP, step_seconds: 0.2}\n"
+    )
+    try:
+        result = runner.invoke(app, ["anomaly", "run", "--config", str(cfg), "--ticks", "1", "--port", "0"])
+    finally:
+        prometheus.close()
+        receiver.close()
+    assert result.exit_code == 0, result.output
+    asked = [("GET", "/api/v2/alerts")] if reescalate else []
+    assert [a for a in receiver.asked if a[0] == "GET"] == asked
+
+
 def test_run_logs_one_line_per_tick_not_one_per_http_request(tmp_path, caplog):
     caplog.set_level(logging.INFO)
     _, result = _run_on_fake_prometheus(
