@@ -515,12 +515,16 @@ class AnomalyService:
 
         When at least half of a workload's GPUs are more than half-way out of their band on the same metric
         in the same tick, the workload changed (a job stalled or ended, a service scaled), not a GPU: its
-        anomalous rows do not alert (the GPU that stalled a job is caught by its own signals). Only computed
-        in ticks where one finding has several anomalous rows.
+        anomalous rows do not alert (the GPU that stalled a job is caught by its own signals). Computed
+        whenever a row is anomalous: gated on several anomalous rows, a job slowed by a straggler for half an
+        hour alerted on two of its waiting ranks once the others' widening bands took them under 1, while all
+        four were still half-way out.
         """
-        moved = np.flatnonzero(f.score > _COLLECTIVE_SCORE).tolist()
+        moved = np.flatnonzero(f.score > _COLLECTIVE_SCORE)
+        if moved.size < _COLLECTIVE_MIN:
+            return rows
         counts: dict[tuple[str, ...], int] = {}
-        for i in moved:
+        for i in moved.tolist():
             key = peer_key(f.labels[i], ())
             if key is not None:
                 counts[key] = counts.get(key, 0) + 1
@@ -604,7 +608,7 @@ class AnomalyService:
         pending: dict[str, tuple[int, str, str]] = {}
         for f in result.findings:
             rows = list(f.anomalous())
-            if not f.immediate and len(rows) >= _COLLECTIVE_MIN:
+            if not f.immediate and rows:
                 rows = self._drop_collective(f, rows)
             for i in rows:
                 labels = output_labels(f.labels[i], f.query, f.detector)

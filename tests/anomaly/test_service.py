@@ -248,6 +248,28 @@ def test_a_whole_job_changing_at_once_is_a_workload_event_not_a_gpu_alert():
     assert [a.labels["gpu"] for a in raised if a.labels["model"] == "adaptive"] == ["6"]
 
 
+def test_a_whole_job_moved_is_a_workload_event_while_fewer_than_three_of_its_gpus_score_over_one():
+    """Half of a job's GPUs half-way or more out of their band is the job changing, however many of them are
+    past the band itself: the check ran only when three were, so two GPUs over 1 beside two at 0.5-0.9
+    alerted, as the waiting ranks of a job slowed by a straggler did once their bands had widened."""
+    rng = np.random.default_rng(6)
+    clock, col, service = setup()
+    job = [{**g, "slurm_job": "77"} for g in GPUS]
+    shift = np.array([30.0, 30.0, 4.5, 4.5, 0.0, 0.0, 0.0, 0.0])  # the band: 5 C (its floor)
+    for _ in range(60):
+        col.set(TEMP, list(zip(job, (60 + rng.normal(0, 0.5, len(job))).tolist(), strict=True)))
+        tick(clock, service)
+    raised, moved = [], []
+    for _ in range(4):
+        col.set(TEMP, list(zip(job, (60 + shift + rng.normal(0, 0.5, len(job))).tolist(), strict=True)))
+        result = tick(clock, service)
+        raised += result.raised
+        [found] = [f for f in result.findings if f.detector == "adaptive"]
+        moved.append(((found.score > 1.0).sum(), ((found.score > 0.5) & (found.score <= 1.0)).sum()))
+    assert moved == [(2, 2)] * 4
+    assert raised == [] and service.collective_suppressed > 0
+
+
 def test_a_gpu_drifting_in_and_out_of_its_peers_band_is_one_fleet_alert_that_stays_open():
     power = "DCGM_FI_DEV_POWER_USAGE"
     gpus = [{**g, "slurm_job": "7"} for g in GPUS]

@@ -635,17 +635,18 @@ def test_a_job_started_as_the_warm_up_ends_is_not_held_hot_when_its_temperature_
     assert np.array(scores).max() <= 1.0
 
 
-def _node_back(runaway: bool) -> tuple[list[float], list[Alert]]:
+def _node_back(runaway: bool, ticks: int = 200) -> tuple[list[float], list[Alert]]:
     """node-01 of a simulated fleet down for 20 minutes (longer than ``forget_after_seconds``: its series
-    are forgotten) after an hour up, then back for 20 minutes; its GPU 2's cooler failed while it was down
-    when ``runaway``. That GPU's thermal scores after its node is back, and the thermal alerts raised."""
+    are forgotten) after an hour up, then back until ``ticks`` (20 minutes by default); its GPU 2's cooler
+    failed while it was down when ``runaway``. That GPU's thermal scores after its node is back, and every
+    alert raised."""
     clock = FakeClock()
     fleet = build_fleet(2, 8, seed=3, clock=clock)
     service = AnomalyService(
         AnomalyConfig(), [CollectorSource(sim_collectors(fleet, clock).collectors, clock)], clock
     )
     scores, raised, down = [], [], ""
-    for tick in range(200):
+    for tick in range(ticks):
         if tick == 120:
             down = fleet.inject(FaultSpec("node_down", "node-01"))
         if tick == 150 and runaway:
@@ -654,7 +655,7 @@ def _node_back(runaway: bool) -> tuple[list[float], list[Alert]]:
             fleet.clear_fault(down)
         clock.advance(30.0)
         result = service.infer()
-        raised += [a for a in result.raised if a.labels.get("model") == "thermal"]
+        raised += result.raised
         [found] = [f for f in result.findings if f.detector == "thermal"]
         on = [
             s for lab, s in zip(found.labels, found.score.tolist(), strict=True) if _is(lab, "node-01", "2")
@@ -674,13 +675,31 @@ def test_a_gpu_back_from_a_long_node_outage_with_its_cooler_failed_is_flagged_wi
     scores, raised = _node_back(runaway=True)
     assert len(scores) == 40
     assert min(scores[1:]) > 1.0  # from its second read back (its first: 67 C, still cool) to the end
-    assert [(a.labels["Hostname"], a.labels["gpu"]) for a in raised] == [("node-01", "2")]
+    assert [(a.labels["Hostname"], a.labels["gpu"]) for a in _thermal(raised)] == [("node-01", "2")]
 
 
-def test_a_healthy_node_back_from_a_long_outage_raises_no_thermal_alert():
+def test_a_healthy_node_back_from_a_long_outage_raises_nothing_but_its_outage():
     scores, raised = _node_back(runaway=False)
     assert len(scores) == 40 and max(scores) <= 1.0
-    assert raised == []
+    assert [(a.labels["alertname"], a.labels["Hostname"]) for a in raised] == [("NodeDown", "node-01")]
+
+
+def test_the_ranks_a_gpu_back_with_its_cooler_failed_slows_raise_nothing_of_their_own():
+    """The runaway GPU in HW slowdown (990 MHz) holds back its job's 7 other ranks at every collective:
+    node-02's four drop from 625 W and 95 % to 350 W and 47 % two minutes after node-01 is back, a change of
+    the whole job, held back as one (node-01's other three, forgotten, learnt anew at the slower pace). Their
+    bands widening, two of them fell under a score of 1 half an hour later, all four still half-way out: the
+    workload check, run only when 3 were over 1, let GPUs 0-2 alert at 37-39 minutes, on nothing wrong with
+    them. The GPU at fault is alerted on its own, the node on its outage."""
+    _, raised = _node_back(runaway=True, ticks=250)
+    assert {(a.labels["Hostname"], a.labels.get("gpu", "")) for a in raised} == {
+        ("node-01", ""),
+        ("node-01", "2"),
+    }
+
+
+def _thermal(alerts: list[Alert]) -> list[Alert]:
+    return [a for a in alerts if a.labels.get("model") == "thermal"]
 
 
 def _most(setting: str) -> float:
