@@ -8,6 +8,7 @@ warm-up took a cooler that failed while the node was down for the GPU's normal.
 
 from __future__ import annotations
 
+import math
 import sys
 
 from anomaly.steps import FloatArray
@@ -21,16 +22,29 @@ class ParkedRows:
     def __init__(self, keep_seconds: float) -> None:
         self.keep_seconds = keep_seconds
         self._rows: dict[str, tuple[float, FloatArray]] = {}
+        self._oldest = math.inf  # no row's last sample is older (``expire`` scans only when one may be due)
 
-    def park(self, key: str, at: float, row: FloatArray) -> None:
-        """Keep ``row``, the state of ``key`` whose last sample was at ``at``."""
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def park(self, key: str, at: float, row: FloatArray, most: int) -> None:
+        """Keep ``row``, the state of ``key`` whose last sample was at ``at``; past ``most`` rows, the ones
+        parked first are dropped (nodes churning through new GPUs parked every one for a day)."""
+        self._rows.pop(key, None)
         self._rows[key] = (at, row)
+        self._oldest = min(self._oldest, at)
+        while len(self._rows) > most:
+            del self._rows[next(iter(self._rows))]
 
     def expire(self, now: float) -> None:
-        """Drop the rows whose last sample is more than ``keep_seconds`` before ``now``."""
+        """Drop the rows whose last sample is more than ``keep_seconds`` before ``now`` (the latest time
+        read: a clock set back a day reads earlier, and drops nothing parked after it)."""
         horizon = now - self.keep_seconds
+        if self._oldest >= horizon:
+            return
         for old in [k for k, (t, _) in self._rows.items() if t < horizon]:
             del self._rows[old]
+        self._oldest = min((t for t, _ in self._rows.values()), default=math.inf)
 
     def take(self, key: str, at: float) -> FloatArray | None:
         """The row kept for ``key`` (removed), None if none was kept or it is older than ``keep_seconds``."""

@@ -163,17 +163,17 @@ class ThermalDetector:
             gpu, self._gpu[slot] = self._gpu[slot], None
             if gpu is not None and self.n[slot] > 0:
                 row = np.array([getattr(self, name)[slot] for name in _FIELDS])
-                self._parked.park(gpu, float(self.last[slot]), row)
+                # At most as many GPUs as it has slots (450 B a GPU parked, 160 B a slot): 3x its state.
+                self._parked.park(gpu, float(self.last[slot]), row, self.n.size)
             self._slot.free(slot)
         self.n[slots] = 0
-        if slots:
-            self._parked.expire(float(self.last.max()))
 
     def _unpark(self, slots: IntArray, labels: Sequence[Mapping[str, str]], at: float) -> None:
         """Give each slot new to its series the state its GPU had when it was forgotten, if any was parked."""
         self._gpu += [None] * (self.n.size - len(self._gpu))
         for slot, lab in zip(slots.tolist(), labels, strict=True):
-            if self._gpu[slot] is not None or (gpu := lab.get(self.key_label)) is None:
+            # An empty key names no GPU: parked under "", one GPU's line went to another's next series.
+            if self._gpu[slot] is not None or not (gpu := lab.get(self.key_label)):
                 continue
             self._gpu[slot] = gpu
             row = self._parked.take(gpu, at)
@@ -219,6 +219,10 @@ class ThermalDetector:
         temp, power = view.latest.get(self.temp_query), view.latest.get(self.power_query)
         if temp is None or power is None or not temp.labels or not power.labels:
             return []
+        # Dropped by the time read, each tick: by the latest any slot had read when a series was forgotten,
+        # nothing was dropped while none was, and after a clock set back a day (a freed slot held the time
+        # read before) every GPU parked was dropped as it was parked.
+        self._parked.expire(temp.at)
         rows_t, rows_p, slots, groups = self._rows(temp, power)
         x_t, x_p = temp.value[rows_t], power.value[rows_p]
         # A GPU warmer than the room draws power: 0 W is a reading lost (dcgm-exporter's stale zeros), not a

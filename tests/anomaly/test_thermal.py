@@ -783,3 +783,75 @@ def test_at_the_largest_weight_and_ridge_the_config_allows_a_failing_cooler_is_f
     assert _alerted_after(detector(), tau, jobs=False)[1] <= 300.0
     assert _alerted_after(detector(), tau, jobs=True)[1] <= 330.0
     assert _swings(detector(), tau) <= 1.0
+
+
+def _parked_after(gpus: Gpus, det: ThermalDetector, rng: np.random.Generator) -> ThermalDetector:
+    """``det`` after it forgot ``gpus``' series (their node down), 90 ticks learnt."""
+    for _ in range(90):
+        det.detect(gpus.step(np.full(len(GPUS), 300.0), rng))
+    det.forget(gpus.index.expire(gpus.t + 10_000, 1.0))
+    return det
+
+
+def test_a_parked_gpus_state_is_dropped_after_a_day_though_no_other_series_is_forgotten():
+    """It was dropped only when another series was forgotten: a node retired for good kept its GPUs' state
+    for as long as the rest of the fleet stayed up."""
+    rng = np.random.default_rng(5)
+    det = ThermalDetector()
+    _parked_after(Gpus(), det, rng)
+    others = Gpus(labels=[{**gpu, "UUID": f"GPU-other-{i}"} for i, gpu in enumerate(GPUS)])
+    others.t += 10_000.0
+    det.detect(others.step(np.full(len(GPUS), 300.0), rng))
+    parked = det.state_bytes()
+    others.t += 86_400.0
+    det.detect(others.step(np.full(len(GPUS), 300.0), rng))  # a day on, the same series, none forgotten
+    assert det.state_bytes() < parked
+    assert len(det._parked) == 0
+
+
+def test_a_gpu_back_after_the_services_clock_was_set_back_a_day_takes_up_its_state():
+    """Dropped against the latest time any slot, freed ones included, had read: a series last read while
+    the clock was two days ahead held that time once freed, and every GPU parked after the clock was set
+    right was dropped as it was parked, so a GPU back from an outage learnt its failed cooler anew."""
+    rng = np.random.default_rng(6)
+    ahead = Gpus(labels=[{**gpu, "UUID": f"GPU-ahead-{i}"} for i, gpu in enumerate(GPUS)])
+    ahead.t += 2 * 86_400.0  # the clock two days ahead
+    det = ThermalDetector()
+    seen = ahead.step(np.full(len(GPUS), 300.0), rng)
+    det.detect(seen)
+    gpus = Gpus()  # the clock set right: these GPUs learn, the others' series are forgotten
+    gpus.index = ahead.index
+    det.detect(gpus.step(np.full(len(GPUS), 300.0), rng))
+    det.forget(seen.latest[TEMP].ids)
+    _parked_after(gpus, det, rng)  # then their node is down, back 20 minutes later
+    gpus.t += 1_200.0
+    det.detect(gpus.step(np.full(len(GPUS), 300.0), rng))
+    assert sorted(det.n[det.n > 0].tolist()) == [92.0] * len(GPUS)
+
+
+def test_a_gpu_with_an_empty_uuid_is_not_handed_another_gpus_state():
+    """An empty ``key_label`` names no GPU: parked under "", one GPU's line went to the next series of
+    another GPU with an empty UUID (another node, another model)."""
+    rng = np.random.default_rng(7)
+    det = ThermalDetector()
+    gpus = Gpus(labels=[{**gpu, "UUID": ""} for gpu in GPUS])
+    _parked_after(gpus, det, rng)
+    gpus.labels = [{**gpu, "UUID": "", "Hostname": "n2"} for gpu in GPUS]
+    det.detect(gpus.step(np.full(len(GPUS), 300.0), rng))
+    assert det.n[det.n > 0].tolist() == [1.0] * len(GPUS)
+
+
+def test_the_gpus_parked_are_at_most_as_many_as_the_slots_it_scores_in():
+    """Nodes churning through new GPUs (replaced boards, a fleet rebuilt: 1,200 UUIDs in an hour) parked every
+    one for a day, six GPUs' state (a 64-slot detector) holding 1,200 lines; the oldest go first."""
+    rng = np.random.default_rng(8)
+    det, gpus = ThermalDetector(), Gpus()
+    for batch in range(200):
+        gpus.labels = [{**gpu, "UUID": f"GPU-{batch}-{i}"} for i, gpu in enumerate(GPUS)]
+        det.detect(gpus.step(np.full(len(GPUS), 300.0), rng))
+        det.forget(gpus.index.expire(gpus.t + 1.0, 0.5))
+    assert det.n.size == 64
+    assert len(det._parked) == 64
+    gpus.labels = GPUS
+    det.detect(gpus.step(np.full(len(GPUS), 300.0), rng))  # long gone: learnt anew
+    assert sorted(det.n[det.n > 0].tolist()) == [1.0] * len(GPUS)
