@@ -14,7 +14,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from anomaly.series import View
-from anomaly.thresholds import FloatArray, IntArray
+from anomaly.thresholds import BoolArray, FloatArray, IntArray
 from gpuwarden.errors import ConfigError
 from gpuwarden.model import RecommendedAction
 
@@ -43,6 +43,11 @@ class Findings:
     # Per row, the sign of the deviation (above 0: the value is high, below: low) for a detector without
     # bands; None: read from ``lower``/``upper`` where they are given.
     sign: FloatArray | None = None
+    # Per row, whether the detector judged it: False where it reports a row it could not score for want of
+    # what it needs (thermal: no power draw; fleet: no peers; GpuHung: no SM-active share), at 0. Such a row
+    # is no read of the series: a firing alert does not recover by it (``anomaly.service``). None: every row
+    # with a value (with ``ids``; without, every row).
+    judged: BoolArray | None = None
 
     def action_at(self, i: int) -> RecommendedAction:
         """The recommended action for row ``i``."""
@@ -55,6 +60,14 @@ class Findings:
         if isinstance(self.summary, str):
             return self.summary
         return self.summary[i]
+
+    def judged_rows(self) -> BoolArray:
+        """Per row, whether it was judged (``judged``, by default every row with a value)."""
+        if self.judged is not None:
+            return self.judged
+        if self.ids is None:
+            return np.ones(len(self.labels), np.bool_)
+        return np.isfinite(self.value)
 
     def anomalous(self) -> Iterator[int]:
         """Rows whose score is above 1."""

@@ -332,6 +332,7 @@ class FleetDetector:
                     summary=f"{query} differs from its peers",
                     resolve_after=self.hold_ticks,
                     sign=np.sign(smooth),
+                    judged=np.isfinite(z),  # a GPU with no peers is compared with none: reported at 0
                 )
             )
         return out

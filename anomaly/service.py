@@ -179,7 +179,8 @@ class _Firing:
 
     def rests(self, pending: int, *, read: bool = True) -> bool:
         """A quiet read: the score was at most 1, the band's edge; or, not ``read``, one without its series
-        (its GPU gone, its node down): no value back in its band, so no recovery, and it breaks a run of them.
+        (its GPU gone, its node down) or that its detector could not judge (``Findings.judged``): no value
+        back in its band, so no recovery, and it breaks a run of them.
         Counted as a read at 1, a runaway's alert (9-10) whose node was down for 21 reads recovered, and the
         runaway read back at 9.4 re-raised it mid-fault (seed 903).
         Whether it is the read that resolves it."""
@@ -728,7 +729,10 @@ def _reads(findings: Sequence[Findings], index: SeriesIndex) -> Callable[[_Firin
     """Whether a tick's ``findings`` read a firing alert's series (``_Firing.series``; any score), under the
     id it has now: a detector giving ids reports every series of its step, one not read (a gap in Prometheus'
     answer, as an hour of history holds a node's downtime) without a value; one giving none reports the rows
-    it read. Each detector's and query's reads are gathered once, when first asked."""
+    it read. A row its detector could not judge (``Findings.judged``: a GPU without power or peers) is none:
+    the thermal detector scored a runaway's GPU whose power read 0 W at 0 for 8 reads, a recovery, and the
+    runaway judged again re-raised its alert mid-fault. Each detector's and query's reads are gathered once,
+    when first asked."""
     seen: dict[tuple[str, str], tuple[set[int], set[SeriesKey]]] = {}
 
     def read(state: _Firing) -> bool:
@@ -745,14 +749,16 @@ def _reads(findings: Sequence[Findings], index: SeriesIndex) -> Callable[[_Firin
 
 
 def _read_rows(findings: Iterable[Findings]) -> tuple[set[int], set[SeriesKey]]:
-    """The ids of the series ``findings`` have a value of; the query and labels of their rows without ids."""
+    """The ids of the series ``findings`` judged (``Findings.judged_rows``); the query and labels of their
+    judged rows without ids."""
     ids: set[int] = set()
     rows: set[SeriesKey] = set()
     for f in findings:
+        judged = f.judged_rows()
         if f.ids is None:
-            rows.update((f.query, tuple(lab.items())) for lab in f.labels)
+            rows.update((f.query, tuple(f.labels[i].items())) for i in np.flatnonzero(judged).tolist())
         else:
-            ids.update(f.ids[np.isfinite(f.value)].tolist())
+            ids.update(f.ids[judged].tolist())
     return ids, rows
 
 

@@ -510,6 +510,7 @@ class SignatureDetector:
                 util.labels,
                 np.where(hung, FIRED, 0.0),
                 util.raw,
+                judged=np.isfinite(util.raw) & np.isfinite(sm_share),  # it judges nothing without both
                 action=RecommendedAction.RESET_GPU,
                 summary="utilisation pinned at 100 % while the SMs are idle: the GPU looks hung",
                 alert_labels={"alertname": "GpuHung"},

@@ -232,8 +232,8 @@ class ThermalDetector:
         wild = slots[ok][_wild(temp, power, rows_t, rows_p)[ok]]
         with unlearned([getattr(self, name) for name in _FIELDS], wild):
             score = self._update(slots[ok], groups[ok], t, p, temp.at)
-        full = np.zeros(len(temp.labels))
-        full[rows] = score
+        full, judged = np.zeros(len(temp.labels)), np.zeros(len(temp.labels), np.bool_)
+        full[rows], judged[rows] = score, True
         return [
             Findings(
                 detector=self.name,
@@ -242,6 +242,7 @@ class ThermalDetector:
                 ids=temp.ids,
                 score=full,
                 value=temp.value,
+                judged=judged,
                 action=RecommendedAction.INVESTIGATE,
                 summary="the GPU runs hotter than its power draw explains (cooling failing?)",
             )
