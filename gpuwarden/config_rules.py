@@ -7,7 +7,6 @@ from elsewhere (``GPUWARDEN_API_TOKEN``, ``--simulate``).
 
 from __future__ import annotations
 
-import ast
 import re
 from collections.abc import Callable
 from typing import Annotated
@@ -16,7 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, PlainSerializer, Sec
 
 from gpuwarden.errors import InputError
 from gpuwarden.headers import TOKEN_UNSENDABLE, unsendable_character
-from gpuwarden.redaction import REPR_QUOTED, hidden_password, shown_url
+from gpuwarden.redaction import hidden_password, quoting_only, shown_url
 from gpuwarden.urls import url_problem
 
 DAY = 86_400.0
@@ -96,7 +95,7 @@ def _http_url(shown: Callable[[str], str]) -> Callable[[str], str]:
         problem = url_problem(value)
         if problem is not None:
             quoted = shown(value)
-            problem = _quoting_only(problem, value, quoted)
+            problem = quoting_only(problem, value, quoted)
             raise ValueError(
                 f"{quoted!r} is not an http(s) URL requests can go to ({problem});"
                 " write it as http://HOST:PORT/PATH or https://HOST/PATH"
@@ -104,23 +103,6 @@ def _http_url(shown: Callable[[str], str]) -> Callable[[str], str]:
         return value
 
     return usable
-
-
-def _quoting_only(problem: str, url: str, shown: str) -> str:
-    """``problem`` with what it quotes of ``url`` hidden (``'***'``) unless ``shown`` shows it: a password
-    holding "/", "#" or "?" ends the host there, and the parser quoted its start as the port, as Python's
-    repr does (``Invalid port: 'S3cret'``, ``"S3cret'x"``). A character it names (``'\\x00'``) is kept."""
-    return REPR_QUOTED.sub(lambda m: m[0] if _not_of(m[0], url, shown) else "'***'", problem)
-
-
-def _not_of(quoted: str, url: str, shown: str) -> bool:
-    """Whether the repr ``quoted`` is not a part of ``url`` that ``shown`` hides (one that is not a repr,
-    a message's own quotes, is taken for one: hidden)."""
-    try:
-        text = ast.literal_eval(quoted)
-    except (SyntaxError, ValueError):
-        return False
-    return isinstance(text, str) and (text not in url or text in shown)
 
 
 def _no_nul(value: str) -> str:
@@ -138,6 +120,9 @@ CredentialUrl = Annotated[
     str, AfterValidator(_http_url(shown_url)), PlainSerializer(shown_url, when_used="json")
 ]
 """An http(s) URL whose path or query may be the credential (a webhook's): shown by its scheme and host."""
+ShownUrl = Annotated[str, _SHOWN_WITHOUT_PASSWORD]
+"""A URL its own validator checks (a Pushgateway's, a runbook base), shown with its password and tokens
+hidden."""
 StoreUrl = Annotated[str, AfterValidator(_no_nul), _SHOWN_WITHOUT_PASSWORD]
 """A SQLite path or SQLAlchemy URL; ``config show`` prints it with its password hidden."""
 LocalPath = Annotated[str, AfterValidator(_no_nul)]
