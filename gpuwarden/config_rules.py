@@ -9,12 +9,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Annotated
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, PlainSerializer, SecretStr
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    PlainSerializer,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from gpuwarden.errors import InputError
 from gpuwarden.headers import TOKEN_UNSENDABLE, unsendable_character
+from gpuwarden.numerals import NUMBER, WHOLE_NUMBER
 from gpuwarden.redaction import hidden_password, quoting_only, shown_url
 from gpuwarden.urls import url_problem
 
@@ -40,9 +51,44 @@ MAX_GPUS_PER_NODE = 16
 
 class Section(BaseModel):
     """Base of config sections: unknown keys are errors, so typos never pass silently; so are infinite and
-    NaN numbers (YAML's ``.inf``), which no setting means and which broke timers and deadlines at run time."""
+    NaN numbers (YAML's ``.inf``), which no setting means and which broke timers and deadlines at run time;
+    and a number given as text (quoted in the file, a ``GPUWARDEN_`` variable) is read as the command
+    line's options read one (``gpuwarden.numerals``): ``' 5'`` and ``'1_000'`` were taken here and refused
+    by ``--interval``."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_written_as_options_take_them(cls, value: Any, info: ValidationInfo) -> Any:
+        if info.field_name is not None:
+            unwritten_number(cls.model_fields[info.field_name].annotation, value)
+        return value
+
+
+def unwritten_number(annotation: Any, value: Any) -> None:
+    """Raise pydantic's parsing error for the first text of ``value`` that ``annotation`` wants as a number
+    (an ``int`` or ``float`` alone, optional, or inside a list, tuple or mapping) and that is not written as
+    an option takes one; anything else is left to the field's own validation."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if annotation in (int, float):
+        whole = annotation is int
+        if isinstance(value, str) and not (WHOLE_NUMBER if whole else NUMBER).fullmatch(value):
+            kind = "int_parsing" if whole else "float_parsing"
+            raise PydanticCustomError(
+                kind, "not written as a number option takes one: {text}", {"text": value}
+            )
+    elif origin is Annotated or (origin in (Union, UnionType) and type(None) in args and len(args) == 2):
+        unwritten_number(next(arg for arg in args if arg is not type(None)), value)
+    elif origin is dict and isinstance(value, dict):
+        for item in value.values():
+            unwritten_number(args[1], item)
+    elif origin in (list, tuple, set, frozenset) and isinstance(value, list | tuple):
+        each = (
+            args if origin is tuple and Ellipsis not in args else args[:1] * len(value)
+        )  # a pair: each its own
+        for wanted, item in zip(each, value, strict=False):
+            unwritten_number(wanted, item)
 
 
 def secret_problem(text: str) -> str | None:
