@@ -26,10 +26,11 @@ _PASSWORD = re.compile(r"(://[^:/]*:)[^@]*(?:@[^@/?#]*(?=@))*@")
 # A credential in the query or the fragment: libpq's password keywords, which SQLAlchemy hands psycopg as
 # connection arguments, and the names APIs take a token by (``?token=``, ``?access_token=``, ``?api_key=``,
 # ``?key=``, ``?sig=``, AWS's ``X-Amz-Signature``, ``#access_token=``): one of those words, in any case,
-# alone or after a prefix that ends in ``_``, ``-`` or ``.`` (``monkey=`` and ``tokens=`` are no credential).
+# alone or after a prefix that ends in ``_``, ``-`` or ``.``; ``monkey=``, ``tokens=`` and libpq's
+# ``sslkey=`` (a file's path) are no credential.
 _QUERY_SECRET = re.compile(
-    r"([?&#;](?:ssl|[^=&#;]*[_.-])?(?:password|passwd|pwd|token|api_?key|key|secret|signature|sig|auth)=)"
-    r"[^&#;]+",
+    r"([?&#;](?:ssl(?=password)|[^=&#;]*[_.-])?"
+    r"(?:password|passwd|pwd|token|api_?key|key|secret|signature|sig|auth)=)[^&#;]+",
     re.IGNORECASE,
 )
 # A password in a libpq connection string (``host=db password=x``, a value with a space quoted: ``'a b'``).

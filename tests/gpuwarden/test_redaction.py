@@ -45,6 +45,10 @@ from gpuwarden.redaction import HIDDEN_NAMES, hidden_names, hidden_password, sho
         ),
         ("http://am:9093/#access_token=T0k", "http://am:9093/#access_token=***"),
         ("http://prom:9090/?token=", "http://prom:9090/?token="),  # nothing to hide
+        (  # libpq's sslkey is a file's path, shown; its sslpassword is hidden
+            "postgresql://gw@db/gw?sslkey=/etc/gw/k.pem&sslpassword=S",
+            "postgresql://gw@db/gw?sslkey=/etc/gw/k.pem&sslpassword=***",
+        ),
     ],
     ids=[
         "password",
@@ -62,6 +66,7 @@ from gpuwarden.redaction import HIDDEN_NAMES, hidden_names, hidden_password, sho
         "signatures-secrets-and-look-alikes",
         "token-in-the-fragment",
         "empty-token",
+        "sslkey-a-path",
     ],
 )
 def test_a_store_urls_password_is_hidden_and_the_rest_kept(url: str, shown: str) -> None:
