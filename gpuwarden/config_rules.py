@@ -84,9 +84,8 @@ def unwritten_number(annotation: Any, value: Any) -> None:
         for item in value.values():
             unwritten_number(args[1], item)
     elif origin in (list, tuple, set, frozenset) and isinstance(value, list | tuple):
-        each = (
-            args if origin is tuple and Ellipsis not in args else args[:1] * len(value)
-        )  # a pair: each its own
+        # a tuple of fixed length (a pair): each item its own type; a list, set or tuple[X, ...]: the one
+        each = args if origin is tuple and Ellipsis not in args else args[:1] * len(value)
         for wanted, item in zip(each, value, strict=False):
             unwritten_number(wanted, item)
 
