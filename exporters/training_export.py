@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, push_to_gateway, start_http_ser
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from gpuwarden.redaction import hidden_password
 from gpuwarden.urls import pushgateway_base_url
 
 logger = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ class BackgroundPusher:
         if not (isinstance(timeout, int | float) and 0 < timeout < float("inf")):
             raise ValueError(f"push timeout must be a number of seconds > 0, got {timeout!r}")
         self.gateway = pushgateway_url(gateway)
+        self._shown_gateway = hidden_password(self.gateway)  # what the log names: a password stays out
         self.job = job
         self.timeout = float(timeout)
         self.pushes = 0  # groups pushed
@@ -141,7 +143,7 @@ class BackgroundPusher:
                 logger.warning(
                     "training metrics push failed: %s",
                     exc,
-                    extra={"job": self.job, "gateway": self.gateway, "group": key},
+                    extra={"job": self.job, "gateway": self._shown_gateway, "group": key},
                 )
                 failed = groups[index:] if _unreachable(exc) else [(key, registry)]
                 reason = failure_reason(exc)

@@ -36,6 +36,7 @@ from gpuwarden.config_rules import (
     LocalPath,
     Secret,
     Section,
+    ShownUrl,
     SimulateSpec,
     StoreUrl,
     Token,
@@ -124,7 +125,7 @@ class SlackConfig(Section):
         le=MAX_WINDOW_SECONDS,
         description="charts end this long before now: VictoriaMetrics' -search.latencyOffset (30)",
     )
-    runbook_base_url: str | None = Field(None, description="runbook links: <base>/<fault_kind>.yaml")
+    runbook_base_url: ShownUrl | None = Field(None, description="runbook links: <base>/<fault_kind>.yaml")
     broadcast_resolutions: bool = Field(
         False,
         description="also post each resolution to the channel (it always edits the incident's message in "
@@ -400,7 +401,7 @@ class TracingConfig(Section):
     token_seconds: float = Field(
         0.005, gt=0, le=MAX_INTERVAL_SECONDS, description="toy server time per output token on a healthy GPU"
     )
-    pushgateway_url: str | None = Field(None, description="training metrics go here when set")
+    pushgateway_url: ShownUrl | None = Field(None, description="training metrics go here when set")
     push_interval_seconds: float = Field(5.0, gt=0, le=MAX_INTERVAL_SECONDS)
 
     @field_validator("pushgateway_url")

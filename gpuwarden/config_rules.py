@@ -7,16 +7,26 @@ from elsewhere (``GPUWARDEN_API_TOKEN``, ``--simulate``).
 
 from __future__ import annotations
 
-import ast
 import re
 from collections.abc import Callable
-from typing import Annotated
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, PlainSerializer, SecretStr
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    PlainSerializer,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from gpuwarden.errors import InputError
 from gpuwarden.headers import TOKEN_UNSENDABLE, unsendable_character
-from gpuwarden.redaction import REPR_QUOTED, hidden_password, shown_url
+from gpuwarden.numerals import NUMBER, WHOLE_NUMBER
+from gpuwarden.redaction import hidden_password, quoting_only, shown_url
 from gpuwarden.urls import url_problem
 
 DAY = 86_400.0
@@ -41,9 +51,43 @@ MAX_GPUS_PER_NODE = 16
 
 class Section(BaseModel):
     """Base of config sections: unknown keys are errors, so typos never pass silently; so are infinite and
-    NaN numbers (YAML's ``.inf``), which no setting means and which broke timers and deadlines at run time."""
+    NaN numbers (YAML's ``.inf``), which no setting means and which broke timers and deadlines at run time;
+    and a number given as text (quoted in the file, a ``GPUWARDEN_`` variable) is read as the command
+    line's options read one (``gpuwarden.numerals``): ``' 5'`` and ``'1_000'`` were taken here and refused
+    by ``--interval``."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_written_as_options_take_them(cls, value: Any, info: ValidationInfo) -> Any:
+        if info.field_name is not None:
+            unwritten_number(cls.model_fields[info.field_name].annotation, value)
+        return value
+
+
+def unwritten_number(annotation: Any, value: Any) -> None:
+    """Raise pydantic's parsing error for the first text of ``value`` that ``annotation`` wants as a number
+    (an ``int`` or ``float`` alone, optional, or inside a list, tuple or mapping) and that is not written as
+    an option takes one; anything else is left to the field's own validation."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if annotation in (int, float):
+        whole = annotation is int
+        if isinstance(value, str) and not (WHOLE_NUMBER if whole else NUMBER).fullmatch(value):
+            kind = "int_parsing" if whole else "float_parsing"
+            raise PydanticCustomError(
+                kind, "not written as a number option takes one: {text}", {"text": value}
+            )
+    elif origin is Annotated or (origin in (Union, UnionType) and type(None) in args and len(args) == 2):
+        unwritten_number(next(arg for arg in args if arg is not type(None)), value)
+    elif origin is dict and isinstance(value, dict):
+        for item in value.values():
+            unwritten_number(args[1], item)
+    elif origin in (list, tuple, set, frozenset) and isinstance(value, list | tuple):
+        # a tuple of fixed length (a pair): each item its own type; a list, set or tuple[X, ...]: the one
+        each = args if origin is tuple and Ellipsis not in args else args[:1] * len(value)
+        for wanted, item in zip(each, value, strict=False):
+            unwritten_number(wanted, item)
 
 
 def secret_problem(text: str) -> str | None:
@@ -96,7 +140,7 @@ def _http_url(shown: Callable[[str], str]) -> Callable[[str], str]:
         problem = url_problem(value)
         if problem is not None:
             quoted = shown(value)
-            problem = _quoting_only(problem, value, quoted)
+            problem = quoting_only(problem, value, quoted)
             raise ValueError(
                 f"{quoted!r} is not an http(s) URL requests can go to ({problem});"
                 " write it as http://HOST:PORT/PATH or https://HOST/PATH"
@@ -104,23 +148,6 @@ def _http_url(shown: Callable[[str], str]) -> Callable[[str], str]:
         return value
 
     return usable
-
-
-def _quoting_only(problem: str, url: str, shown: str) -> str:
-    """``problem`` with what it quotes of ``url`` hidden (``'***'``) unless ``shown`` shows it: a password
-    holding "/", "#" or "?" ends the host there, and the parser quoted its start as the port, as Python's
-    repr does (``Invalid port: 'S3cret'``, ``"S3cret'x"``). A character it names (``'\\x00'``) is kept."""
-    return REPR_QUOTED.sub(lambda m: m[0] if _not_of(m[0], url, shown) else "'***'", problem)
-
-
-def _not_of(quoted: str, url: str, shown: str) -> bool:
-    """Whether the repr ``quoted`` is not a part of ``url`` that ``shown`` hides (one that is not a repr,
-    a message's own quotes, is taken for one: hidden)."""
-    try:
-        text = ast.literal_eval(quoted)
-    except (SyntaxError, ValueError):
-        return False
-    return isinstance(text, str) and (text not in url or text in shown)
 
 
 def _no_nul(value: str) -> str:
@@ -138,6 +165,9 @@ CredentialUrl = Annotated[
     str, AfterValidator(_http_url(shown_url)), PlainSerializer(shown_url, when_used="json")
 ]
 """An http(s) URL whose path or query may be the credential (a webhook's): shown by its scheme and host."""
+ShownUrl = Annotated[str, _SHOWN_WITHOUT_PASSWORD]
+"""A URL its own validator checks (a Pushgateway's, a runbook base), shown with its password and tokens
+hidden."""
 StoreUrl = Annotated[str, AfterValidator(_no_nul), _SHOWN_WITHOUT_PASSWORD]
 """A SQLite path or SQLAlchemy URL; ``config show`` prints it with its password hidden."""
 LocalPath = Annotated[str, AfterValidator(_no_nul)]

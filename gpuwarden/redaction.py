@@ -2,12 +2,15 @@
 
 A store URL keeps everything but its password (``postgresql+psycopg://gw:***@db:5432/gw``, and libpq's
 ``?password=***`` and ``?sslpassword=***``, with which psycopg connects as well): the host and the database
-are what a person needs to find the problem. A webhook URL often *is* the credential (Slack's
-``/services/T000/B000/XXXX``, a ``?api_key=``), so only its scheme and host are shown.
+are what a person needs to find the problem. So does any other URL shown whole (a Prometheus, OTLP or
+Pushgateway URL, ``--url``), with the tokens of its query hidden too (``?token=***``, ``?api_key=***``). A
+webhook URL often *is* the credential (Slack's ``/services/T000/B000/XXXX``, a ``?api_key=``), so only its
+scheme and host are shown.
 """
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Collection
 from urllib.parse import urljoin, urlsplit
@@ -20,17 +23,43 @@ REPR_QUOTED = re.compile(rf"{REPR_SINGLE}|\"(?:[^\"\\]|\\.)*\"")
 # user:password@ as SQLAlchemy's make_url reads it: the user has no ':' or '/', the password no '@'; and on to
 # the last @ before the path, as an http client reads it (an @ left unescaped in the password).
 _PASSWORD = re.compile(r"(://[^:/]*:)[^@]*(?:@[^@/?#]*(?=@))*@")
-# libpq's password keywords in the query, which SQLAlchemy hands psycopg as connection arguments; and in a
-# libpq connection string (``host=db password=x``, a value with a space quoted: ``password='a b'``).
-_QUERY_PASSWORD = re.compile(r"([?&](?:ssl)?password=)[^&#]*")
+# A credential in the query or the fragment: libpq's password keywords, which SQLAlchemy hands psycopg as
+# connection arguments, and the names APIs take a token by (``?token=``, ``?access_token=``, ``?api_key=``,
+# ``?key=``, ``?sig=``, AWS's ``X-Amz-Signature``, ``#access_token=``): one of those words, in any case,
+# alone or after a prefix that ends in ``_``, ``-`` or ``.``; ``monkey=``, ``tokens=`` and libpq's
+# ``sslkey=`` (a file's path) are no credential.
+_QUERY_SECRET = re.compile(
+    r"([?&#;](?:ssl(?=password)|[^=&#;]*[_.-])?"
+    r"(?:password|passwd|pwd|token|api_?key|key|secret|signature|sig|auth)=)[^&#;]+",
+    re.IGNORECASE,
+)
+# A password in a libpq connection string (``host=db password=x``, a value with a space quoted: ``'a b'``).
 _CONNINFO_PASSWORD = re.compile(r"((?:^|\s)(?:ssl)?password\s*=\s*)(?:'(?:[^'\\]|\\.)*'?|\S*)")
 
 
 def hidden_password(url: str) -> str:
-    """``url`` with the password of its ``user:password@`` and those in its query or a libpq connection
-    string replaced by ``***`` (the rest as given)."""
-    hidden = _QUERY_PASSWORD.sub(r"\1***", _PASSWORD.sub(r"\1***@", url, count=1))
+    """``url`` with the password of its ``user:password@``, the tokens and passwords of its query and
+    fragment (``?token=***``) and the password of a libpq connection string replaced by ``***`` (the rest
+    as given)."""
+    hidden = _QUERY_SECRET.sub(r"\1***", _PASSWORD.sub(r"\1***@", url, count=1))
     return _CONNINFO_PASSWORD.sub(r"\1***", hidden)
+
+
+def quoting_only(problem: str, url: str, shown: str) -> str:
+    """``problem`` with what it quotes of ``url`` hidden (``'***'``) unless ``shown`` shows it: a password
+    holding "/", "#" or "?" ends the host there, and the parser quoted its start as the port, as Python's
+    repr does (``Invalid port: 'S3cret'``, ``"S3cret'x"``). A character it names (``'\\x00'``) is kept."""
+    return REPR_QUOTED.sub(lambda m: m[0] if _not_of(m[0], url, shown) else "'***'", problem)
+
+
+def _not_of(quoted: str, url: str, shown: str) -> bool:
+    """Whether the repr ``quoted`` is not a part of ``url`` that ``shown`` hides (one that is not a repr,
+    a message's own quotes, is taken for one: hidden)."""
+    try:
+        text = ast.literal_eval(quoted)
+    except (SyntaxError, ValueError):
+        return False
+    return isinstance(text, str) and (text not in url or text in shown)
 
 
 def shown_url(url: str) -> str:

@@ -4,6 +4,8 @@ label over 63 characters fails in the idna codec with a ``UnicodeError``, both a
 
 from __future__ import annotations
 
+from gpuwarden.redaction import hidden_password, quoting_only
+
 # httpx is imported where a URL is parsed: the configuration model and every command import this module, and
 # httpx (~0.2 s) would be loaded by an exporter or a demo that never parses one.
 
@@ -52,15 +54,16 @@ def pushgateway_base_url(raw: str) -> str:
         raise ValueError("the Pushgateway URL is empty")
     if "://" not in url:
         url = f"http://{url}"  # what push_to_gateway does with host:port
+    shown = hidden_password(raw)  # said in every refusal: a password or token of the URL stays out
     bad = next((c for c in url if c.isspace() or not c.isprintable()), None)
     if bad is not None:
-        raise ValueError(f"not a valid Pushgateway URL {raw!r}: it contains {bad!r}")
+        raise ValueError(f"not a valid Pushgateway URL {shown!r}: it contains {bad!r}")
     problem = url_problem(url)
     if problem is not None:
-        raise ValueError(f"not a valid Pushgateway URL {raw!r}: {problem}")
+        raise ValueError(f"not a valid Pushgateway URL {shown!r}: {quoting_only(problem, url, shown)}")
     if "?" in url or "#" in url:
         raise ValueError(
-            f"not a valid Pushgateway URL {raw!r}: pushes append a path, so no query or fragment"
+            f"not a valid Pushgateway URL {shown!r}: pushes append a path, so no query or fragment"
         )
     url = url.rstrip("/")
     import httpx  # noqa: PLC0415
@@ -69,7 +72,8 @@ def pushgateway_base_url(raw: str) -> str:
     if path.endswith("/metrics") or "/metrics/job" in path:
         base = url[: len(url) - len(path)] + path[: path.find("/metrics")]
         raise ValueError(
-            f"not a valid Pushgateway URL {raw!r}: give the gateway's base URL ({base}, with a"
-            " --web.route-prefix path if it has one), not a push path: pushes append /metrics/job/<job>"
+            f"not a valid Pushgateway URL {shown!r}: give the gateway's base URL"
+            f" ({hidden_password(base)}, with a --web.route-prefix path if it has one), not a push path:"
+            " pushes append /metrics/job/<job>"
         )
     return url

@@ -18,6 +18,7 @@ from pydantic_core import ErrorDetails
 
 from gpuwarden.durations import spoken_seconds
 from gpuwarden.errors import ConfigError
+from gpuwarden.numerals import written_as_digits
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -292,7 +293,7 @@ def _constraint_message(error: ErrorDetails, *, item: bool, key: bool) -> str | 
             return f"{has}; list at least {ctx['min_length']}"
         return f"{has}, more than {ctx['max_length']}; remove {actual - ctx['max_length']}"
     if kind in ("float_parsing", "int_parsing", "bool_parsing"):
-        return _parsing_message(kind, value, error["loc"])
+        return _parsing_message(kind, ctx.get("text", value), error["loc"])  # text: an item's (numerals)
     bounds = {
         "greater_than_equal": ("ge", "is less than {}, the least allowed; write {} or more"),
         "greater_than": ("gt", "is not more than {}; write more than {}"),
@@ -315,6 +316,12 @@ def _parsing_message(kind: str, value: Any, loc: Sequence[str | int]) -> str:
     if kind == "bool_parsing":
         return f"{_shown(value)} is not true or false; write true or false"
     what = "a whole number" if kind == "int_parsing" else "a number"
+    digits = written_as_digits(value, whole=kind == "int_parsing") if isinstance(value, str) else None
+    if digits is not None:  # ' 5', '1_000': what Python reads and an option refuses
+        return (
+            f"{_shown(value)} is not {what} as the command line takes one (digits, no blanks or _);"
+            f" write {digits}"
+        )
     name = str(loc[-1]) if loc else ""
     unit = next((u for suffix, u in _UNIT_FIELDS.items() if name.endswith(suffix)), None)
     if unit is None:

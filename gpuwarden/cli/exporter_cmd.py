@@ -18,6 +18,7 @@ from gpuwarden.cli.preflight import check_sim_section
 from gpuwarden.clock import SystemClock
 from gpuwarden.config_rules import MAX_INTERVAL_SECONDS, MIN_COLLECT_INTERVAL_SECONDS
 from gpuwarden.errors import ConfigError, InputError, SourceError
+from gpuwarden.redaction import hidden_password
 
 if TYPE_CHECKING:
     from exporters.service import ExporterService
@@ -238,7 +239,7 @@ def _say_pushes(publisher: SimTrainingPublisher | None, tracing: TracingConfig) 
     if publisher is not None:
         logger.info(
             "simulated training jobs push to %s every %g s",
-            publisher.adapter.pushgateway,
+            hidden_password(str(publisher.adapter.pushgateway)),
             publisher.interval,
         )
     elif tracing.pushgateway_url is not None:

@@ -24,6 +24,7 @@ from gpuwarden.errors import InputError
 from gpuwarden.headers import FIELD_HEADER, TOKEN_ENV, TOKEN_UNSENDABLE, token_missing, unsendable_character
 from gpuwarden.model import IncidentState, Priority, fault_name, impact_text
 from gpuwarden.printable import escape_controls, escape_controls_in
+from gpuwarden.redaction import hidden_password, quoting_only
 from gpuwarden.urls import url_problem
 
 if TYPE_CHECKING:  # httpx (~0.2 s) is imported by the commands that call the API, not by every command
@@ -96,9 +97,11 @@ def checked_url(url: str, envvar: str | None = None) -> str:
     naming ``envvar`` instead where the URL is that variable's value (the option's fallback)."""
     problem = url_problem(url) or _not_a_base(url)
     if problem is not None:
+        shown = hidden_password(url)  # serve may sit behind a proxy that takes a password or a token
         origin = envvar if envvar is not None and os.environ.get(envvar) == url else "--url"
         err_console.print(
-            f"[red]error:[/red] {origin} {escape(repr(url))}: not a valid URL ({escape(problem)})",
+            f"[red]error:[/red] {origin} {escape(repr(shown))}: not a valid URL"
+            f" ({escape(quoting_only(problem, url, shown))})",
             soft_wrap=True,
         )
         raise typer.Exit(2)
@@ -137,18 +140,21 @@ def api_request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Respon
         response = httpx.request(method, url.rstrip("/") + path, headers=headers, timeout=timeout, **kwargs)
     except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing listens there (or a standby's port)
         err_console.print(
-            f"[red]error:[/red] cannot connect to {url}: {escape(str(exc))}"
+            f"[red]error:[/red] cannot connect to {escape(hidden_password(url))}: {escape(str(exc))}"
             f"{_tls_hint(url, exc) or '; is `gpuwarden serve` running there? (--url or GPUWARDEN_URL)'}"
         )
         raise typer.Exit(1) from exc
     except httpx.TimeoutException as exc:  # connected: serve took the request and did not answer in time
         err_console.print(
-            f"[red]error:[/red] timed out after {timeout:g} s waiting for an answer from {url}"
+            f"[red]error:[/red] timed out after {timeout:g} s waiting for an answer from"
+            f" {escape(hidden_password(url))}"
             " (raise --request-timeout, or look at serve's log and /-/ready)"
         )
         raise typer.Exit(1) from exc
     except httpx.HTTPError as exc:
-        err_console.print(f"[red]error:[/red] cannot reach {url}: {escape(str(exc))}")
+        err_console.print(
+            f"[red]error:[/red] cannot reach {escape(hidden_password(url))}: {escape(str(exc))}"
+        )
         raise typer.Exit(1) from exc
     if response.status_code >= 400:
         err_console.print(f"[red]error:[/red] {escape(_refusal(response, token))}")
@@ -197,7 +203,8 @@ def answer_json(response: httpx.Response, url: str, shape: type) -> Any:
 def not_gpuwarden(url: str, why: str) -> NoReturn:
     """The server at ``url`` is not a gpuwarden serve (or not this version): say so, exit 1."""
     err_console.print(
-        f"[red]error:[/red] {escape(url)} did not answer as gpuwarden serve does ({escape(why)});"
+        f"[red]error:[/red] {escape(hidden_password(url))} did not answer as gpuwarden serve does"
+        f" ({escape(why)});"
         " is --url right?"
     )
     raise typer.Exit(1)

@@ -18,6 +18,7 @@ from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, checked_url, output_option
 from gpuwarden.cli.numbers import number, whole_number
 from gpuwarden.cli.progress import StepProgress
 from gpuwarden.errors import InputError
+from gpuwarden.redaction import hidden_password
 
 if TYPE_CHECKING:
     from exporters.loadgen import LoadPlan, LoadReport
@@ -102,13 +103,15 @@ def loadgen(
         err_console.print(f"[red]error:[/red] {escape(_refusal(exc, plan))}")
         raise typer.Exit(2) from exc
     with StepProgress(err_console, quiet=quiet) as progress:  # up to --duration (30 s) with nothing shown
-        progress.phase(f"{plan.requests} requests to {escape(plan.url)}", total=plan.requests)
+        progress.phase(
+            f"{plan.requests} requests to {escape(hidden_password(plan.url))}", total=plan.requests
+        )
         told = functools.partial(progress.advance, total=plan.requests, redraw=False)  # not per request
         report, interrupted = asyncio.run(_run_until_interrupted(plan, told))
     if report.statuses and not report.ok and set(report.statuses) <= CONNECT_ERRORS:
         err_console.print(  # not one request reached a server
-            f"[red]error:[/red] cannot connect to {escape(url)}: is the server running? (`gpuwarden"
-            " inference-server`, port 8000 by default)"
+            f"[red]error:[/red] cannot connect to {escape(hidden_password(url))}: is the server running?"
+            " (`gpuwarden inference-server`, port 8000 by default)"
         )
         raise typer.Exit(1)
     typer.echo(report.to_json() if output == "json" else report.to_text())

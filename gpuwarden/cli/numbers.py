@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -15,13 +14,7 @@ import typer
 from rich.markup import escape
 
 from gpuwarden.cli.consoles import refuse_option
-
-# What a number option takes, as Go's strconv (Prometheus', kubectl's flags) does: decimal digits, a
-# sign, and for a number a fraction and an exponent (``1e3``); not Python's extras, refused naming the
-# value: ``9_400``, `` 5`` (blanks), ``inf``, ``nan``, ``0x10``. A sign is taken everywhere: ``-1`` is then
-# refused by the bounds, saying what to give.
-WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
-NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+from gpuwarden.numerals import NUMBER, WHOLE_NUMBER  # what a number option takes (Go's strconv)
 
 
 def whole_number(option: str, low: int | None, high: int | None = None, **kwargs: Any) -> Any:

@@ -29,7 +29,7 @@ from gpuwarden.cli.anomaly_checks import (
     anomaly_run_warnings,
     check_detectors,
 )
-from gpuwarden.cli.conninfo import libpq_string_problem
+from gpuwarden.cli.conninfo import libpq_string_problem, password_at_problem
 from gpuwarden.cli.consoles import option_said
 from gpuwarden.clock import shown
 from gpuwarden.errors import ConfigError
@@ -432,7 +432,10 @@ def check_store(db: str, field: str) -> None:
     """A SQLite store is a file: an in-memory database would be one per connection, so serve would
     acknowledge writes into its journal and never store them; a directory would get lock files beside it."""
     path = sqlite_path(db)
-    if path is None:  # a database server: checked when it is opened
+    if path is None:  # a database server: checked when it is opened, but for a URL it cannot be
+        at = password_at_problem(db)
+        if at is not None:
+            raise ConfigError(at, field=field)
         return
     libpq = libpq_string_problem(db)
     if libpq is not None:

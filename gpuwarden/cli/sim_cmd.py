@@ -20,6 +20,7 @@ from gpuwarden.cli.incidents_cmd import (
 from gpuwarden.cli.numbers import number, whole_number
 from gpuwarden.clock import FakeClock
 from gpuwarden.errors import InputError
+from gpuwarden.redaction import hidden_password
 from gpuwarden.sim import FAULT_KINDS  # light: the package loads the fleet's modules on first use
 from gpuwarden.sim.faults import MAX_GPU_INDEX, MAX_NVLINK, MAX_XID
 
@@ -73,12 +74,13 @@ def inject(
     if param:
         payload["params"] = dict(_param(p) for p in param)
     target = checked_url(url).rstrip("/") + "/sim/faults"
+    shown = hidden_password(target)  # what errors name: a password or token of --url stays out
     import httpx  # noqa: PLC0415 - only this command posts
 
     try:
         response = httpx.post(target, json=payload, timeout=timeout)
     except httpx.HTTPError as exc:
-        raise _fail(f"cannot reach {target}: {exc}; is the exporter running with --simulate?") from exc
+        raise _fail(f"cannot reach {shown}: {exc}; is the exporter running with --simulate?") from exc
     try:
         body = response.json()
     except ValueError:
@@ -86,13 +88,11 @@ def inject(
     if not isinstance(body, dict):
         body = {"error": response.text.strip()}
     if response.status_code == 404 and "field" not in body:
-        raise _fail(f"{target} not found; fault injection exists only when the exporter runs with --simulate")
+        raise _fail(f"{shown} not found; fault injection exists only when the exporter runs with --simulate")
     if response.is_error:
         raise _fail(f"{response.status_code}: {body.get('error', body)}")
     if "id" not in body:  # a 200 from something else (a proxy's page, another server)
-        raise _fail(
-            f"{target} answered {response.status_code} but not as the simulated exporter does: {body}"
-        )
+        raise _fail(f"{shown} answered {response.status_code} but not as the simulated exporter does: {body}")
     typer.echo(json.dumps(body))
 
 

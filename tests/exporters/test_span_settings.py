@@ -142,6 +142,13 @@ OTLP = "http://127.0.0.1:4318/v1/traces"
             "otlp",
             "otlp to http://u:***@c:4318/v1/traces (from tracing.otlp_endpoint)",
         ),
+        (  # a collector that takes its token in the query: it was said whole
+            TracingConfig(),
+            {},
+            TracingOptions(otlp_endpoint="http://c:4318/v1/traces?token=secret&tenant=gpu"),
+            "otlp",
+            "otlp to http://c:4318/v1/traces?token=***&tenant=gpu (from --otlp-endpoint)",
+        ),
     ],
     ids=[
         "default",
@@ -154,6 +161,7 @@ OTLP = "http://127.0.0.1:4318/v1/traces"
         "console-config",
         "quiet-option-wins",
         "password-hidden",
+        "query-token-hidden",
     ],
 )
 def test_the_start_up_line_says_where_spans_go_and_which_setting_chose_it(

@@ -3,6 +3,7 @@ carries the same labels as push mode."""
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import urllib.error
@@ -298,3 +299,36 @@ def test_a_push_path_is_refused_with_the_base_url_to_give_instead() -> None:
         ValueError, match=r"give the gateway's base URL \(http://gw:9091, with a --web.route-prefix"
     ):
         pushgateway_url("http://gw:9091/metrics/job/training")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "http://pusher:S3cret@pg:9091/metrics/job/x",
+        "http://pg:9091/?token=S3cret",
+        "http://u:S3cret/x@pg:9091",
+    ],
+    ids=["password-in-a-push-path", "token-in-a-query", "slash-in-a-password"],
+)
+def test_a_refused_pushgateway_url_is_said_without_its_credential(raw: str) -> None:
+    """The refusal quoted the URL whole, its password or token too (config validate, exporter at start)."""
+    with pytest.raises(ValueError, match="Pushgateway URL") as refused:
+        pushgateway_url(raw)
+    assert "S3cret" not in str(refused.value)
+
+
+def test_a_failed_push_is_logged_without_the_gateways_password(caplog: pytest.LogCaptureFixture) -> None:
+    """The warning's ``gateway`` field (a column of the exporter's JSON log) was the URL whole."""
+    used: list[str] = []
+
+    def gateway(url: str, **_: object) -> None:
+        used.append(url)
+        raise urllib.error.URLError("connection refused")
+
+    group = ({"rank": "0"}, CollectorRegistry())
+    pusher = BackgroundPusher("http://pusher:S3cret@127.0.0.1:9", "pretrain", lambda: [group], push=gateway)
+    with caplog.at_level(logging.WARNING, logger="exporters.training_export"):
+        assert not pusher.push_now()
+    [record] = caplog.records
+    assert record.gateway == "http://pusher:***@127.0.0.1:9", record.__dict__
+    assert used == ["http://pusher:S3cret@127.0.0.1:9"]  # the push itself still gets it

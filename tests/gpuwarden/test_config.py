@@ -777,3 +777,65 @@ def test_a_store_given_as_a_libpq_connection_string_is_refused_without_its_passw
     assert result.exit_code == 1 and "S3cret" not in said, said
     assert f"{path}:2: api.db: 'host=db.example dbname=gw user=gw password=***' is a libpq connection" in said
     assert "postgresql+psycopg://gw@db.example/gw" in said
+
+
+@pytest.mark.parametrize(
+    ("text", "environ", "said"),
+    [
+        (
+            "exporter:\n  collect_interval_seconds: ' 5'\n",
+            {},
+            "gpuwarden.yaml:2: exporter.collect_interval_seconds: ' 5' is not a number as the command line"
+            " takes one (digits, no blanks or _); write 5",
+        ),
+        ("api:\n  port: '1_000'\n", {}, "gpuwarden.yaml:2: api.port: '1_000' is not a whole number as"),
+        (
+            "anomaly:\n  infer_every_seconds: '6_0'\n",
+            {},
+            "anomaly.infer_every_seconds: '6_0' is not a number as",
+        ),
+        ("anomaly:\n  min_deviation_by_metric:\n    temp: '2 '\n", {}, "'2 ' is not a number as"),
+        ("", {"GPUWARDEN_EXPORTER__COLLECT_INTERVAL_SECONDS": "1_0"}, "'1_0' is not a number as"),
+        (
+            "",
+            {"GPUWARDEN_API__PORT": " 9400"},
+            "api.port: ' 9400' is not a whole number as the command line takes",
+        ),
+    ],
+    ids=[
+        "blank-in-seconds",
+        "underscore-in-a-port",
+        "anomaly-section",
+        "mapping-value",
+        "variable",
+        "variable-port",
+    ],
+)
+def test_a_quoted_number_a_flag_would_refuse_is_refused_naming_the_line_and_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, environ: dict[str, str], said: str
+) -> None:
+    """``exporter --interval ' 5'`` was refused (Go's strconv syntax, as Prometheus' flags), while the
+    same text in the file or a GPUWARDEN_ variable was read as 5 by pydantic's lax parsing."""
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as refused:
+        load_config(write(tmp_path, text))
+    shown = " ".join(str(problem) for problem in (refused.value, *refused.value.more))
+    assert said in shown, shown
+
+
+def test_a_quoted_number_written_as_a_flag_takes_it_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exporter, api = "exporter:\n  collect_interval_seconds: '1e1'\n", "api:\n  port: '9400'\n"
+    monkeypatch.setenv("GPUWARDEN_EXPORTER__PORT", "+9401")  # a sign, as --port +9401 takes it
+    cfg = load_config(write(tmp_path, exporter + api + "anomaly:\n  thresholds:\n    k: '.5'\n"))
+    assert (cfg.exporter.collect_interval_seconds, cfg.api.port, cfg.exporter.port) == (10.0, 9400, 9401)
+    assert cfg.anomaly.thresholds.k == 0.5
+
+
+def test_an_unquoted_exponent_which_yaml_leaves_as_text_is_still_a_number(tmp_path: Path) -> None:
+    """PyYAML (YAML 1.1) reads ``1e3`` as text, not a float: refusing every text where a number belongs
+    would have refused it; it is what ``--interval 1e3`` takes."""
+    cfg = load_config(write(tmp_path, "exporter:\n  collect_interval_seconds: 1e3\n"))
+    assert cfg.exporter.collect_interval_seconds == 1000.0

@@ -33,6 +33,22 @@ from gpuwarden.redaction import HIDDEN_NAMES, hidden_names, hidden_password, sho
         # the user and password, and SQLAlchemy the rest as the host; its end showed (u:***@ss@db).
         ("http://gw:p@ss@prom.example:9090/x?a=b@c", "http://gw:***@prom.example:9090/x?a=b@c"),
         ("postgresql://gw:p@s@s@db/gw", "postgresql://gw:***@db/gw"),
+        # A token in the query (an OTLP collector's, a Prometheus proxy's): each credential-named value
+        # hidden, whatever its case or prefix (AWS's X-Amz-Signature), the other parameters kept.
+        (
+            "http://otel:4318/v1/traces?token=T0k&x=1&access_token=A&api_key=K&apikey=K2&key=K3",
+            "http://otel:4318/v1/traces?token=***&x=1&access_token=***&api_key=***&apikey=***&key=***",
+        ),
+        (
+            "https://s3/b?X-Amz-Signature=S&sig=S2&Secret=S3&client_secret=S4&auth=A&monkey=m&tokens=t",
+            "https://s3/b?X-Amz-Signature=***&sig=***&Secret=***&client_secret=***&auth=***&monkey=m&tokens=t",
+        ),
+        ("http://am:9093/#access_token=T0k", "http://am:9093/#access_token=***"),
+        ("http://prom:9090/?token=", "http://prom:9090/?token="),  # nothing to hide
+        (  # libpq's sslkey is a file's path, shown; its sslpassword is hidden
+            "postgresql://gw@db/gw?sslkey=/etc/gw/k.pem&sslpassword=S",
+            "postgresql://gw@db/gw?sslkey=/etc/gw/k.pem&sslpassword=***",
+        ),
     ],
     ids=[
         "password",
@@ -46,6 +62,11 @@ from gpuwarden.redaction import HIDDEN_NAMES, hidden_names, hidden_password, sho
         "password-before-the-at-and-in-the-query",
         "at-in-an-http-password",
         "ats-in-a-store-password",
+        "tokens-in-the-query",
+        "signatures-secrets-and-look-alikes",
+        "token-in-the-fragment",
+        "empty-token",
+        "sslkey-a-path",
     ],
 )
 def test_a_store_urls_password_is_hidden_and_the_rest_kept(url: str, shown: str) -> None:

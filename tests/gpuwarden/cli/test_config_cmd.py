@@ -33,8 +33,43 @@ runner = CliRunner()
             "prometheus_url",
             "http://reader:***@prom.example:9090",
         ),
+        (  # a token in the query was shown whole, a password only was hidden
+            "tracing:\n  otlp_endpoint: {env: URL}\n",
+            "http://otel:4318/v1/traces?token=S3cretPass&tenant=gpu",
+            "tracing",
+            "otlp_endpoint",
+            "http://otel:4318/v1/traces?token=***&tenant=gpu",
+        ),
+        (
+            "slack:\n  base_url: {env: URL}\n",
+            "http://slack-proxy:8000/api/?api_key=S3cretPass",
+            "slack",
+            "base_url",
+            "http://slack-proxy:8000/api/?api_key=***",
+        ),
+        (
+            "slack:\n  runbook_base_url: {env: URL}\n",
+            "https://git.example/raw/runbooks?private_token=S3cretPass",
+            "slack",
+            "runbook_base_url",
+            "https://git.example/raw/runbooks?private_token=***",
+        ),
+        (  # a plain text setting, shown whole with its password
+            "tracing:\n  pushgateway_url: {env: URL}\n",
+            "http://pusher:S3cretPass@pushgateway:9091",
+            "tracing",
+            "pushgateway_url",
+            "http://pusher:***@pushgateway:9091",
+        ),
     ],
-    ids=["store-url", "prometheus-url"],
+    ids=[
+        "store-url",
+        "prometheus-url",
+        "otlp-token",
+        "slack-api-key",
+        "runbook-token",
+        "pushgateway-password",
+    ],
 )
 def test_config_show_hides_a_urls_password_as_serves_errors_do(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, url: str, section: str, field: str, shown: str

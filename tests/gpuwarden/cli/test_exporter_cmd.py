@@ -278,6 +278,18 @@ def test_a_pushgateway_set_for_an_exporter_on_nvml_is_warned_of(caplog: pytest.L
     assert "tracing.pushgateway_url is set, but this exporter pushes nothing to it" in record.getMessage()
 
 
+def test_the_simulated_exporters_push_line_hides_the_gateways_password(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The start line named the Pushgateway URL whole, a basic-auth password in it too."""
+    full = GpuwardenConfig.model_validate({"tracing": {"pushgateway_url": "http://pusher:S3cret@pg:9091"}})
+    _, publisher = _build(ExporterConfig(simulate="1x4"), full, FakeClock())  # type: ignore[arg-type]
+    with caplog.at_level(logging.INFO, logger="gpuwarden.cli.exporter_cmd"):
+        _say_pushes(publisher, full.tracing)
+    [record] = caplog.records
+    assert "push to http://pusher:***@pg:9091 every" in record.getMessage(), record.getMessage()
+
+
 def test_help_says_the_exporter_listens_on_every_interface_by_default() -> None:
     """--help gave --port's and --interval's defaults but not --listen-address's: 0.0.0.0 (as dcgm-exporter),
     where serve, anomaly run and inference-server listen on 127.0.0.1 unless told."""

@@ -238,6 +238,29 @@ def test_a_malformed_url_is_named_with_exit_2_not_a_traceback(argv: list[str], u
     assert f"error: --url {url!r}: not a valid URL (" in said, said
 
 
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://gw:S3cret@127.0.0.1:9", "http://gw:***@127.0.0.1:9"),  # cannot connect (exit 1)
+        ("http://127.0.0.1:9/?token=S3cret", "'http://127.0.0.1:9/?token=***': not a valid URL"),  # exit 2
+    ],
+    ids=["unreachable-with-a-password", "refused-with-a-token"],
+)
+@pytest.mark.parametrize(
+    "argv",
+    [["incidents", "list"], ["outbox", "list"], ["sim", "inject", "xid"], ["loadgen"]],
+    ids=["incidents", "outbox", "sim-inject", "loadgen"],
+)
+def test_a_url_the_cli_cannot_use_is_named_without_its_credential(
+    argv: list[str], url: str, shown: str
+) -> None:
+    """--url (GPUWARDEN_URL: serve behind a proxy that takes basic auth or a token) was said whole."""
+    result = runner.invoke(app, [*argv, "--url", url])
+    said = " ".join(result.stderr.split())
+    assert result.exit_code in (1, 2) and "S3cret" not in said, said
+    assert shown in said, said
+
+
 def test_a_malformed_url_from_gpuwarden_url_is_named_too(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GPUWARDEN_URL", "http://[::1")
     result = runner.invoke(app, ["incidents", "list"])

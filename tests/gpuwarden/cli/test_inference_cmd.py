@@ -88,11 +88,15 @@ def test_otel_sdk_disabled_keeps_the_request_metrics_and_the_start_up_line_says_
             "error: --otlp-endpoint 'ftp://u:***@x': is not an http(s) URL",
         ),
         (
+            ["--otlp-endpoint", "ftp://x/v1/traces?access_token=tok-secret"],
+            "error: --otlp-endpoint 'ftp://x/v1/traces?access_token=***': is not an http(s) URL",
+        ),
+        (
             ["--otlp-endpoint", OTLP, "--trace-console"],
             f"error: --otlp-endpoint {OTLP!r}: spans go to one place",
         ),
     ],
-    ids=["ftp", "no-scheme", "password", "with-trace-console"],
+    ids=["ftp", "no-scheme", "password", "query-token", "with-trace-console"],
 )
 def test_a_bad_otlp_endpoint_option_stops_the_server_before_it_starts(args: list[str], message: str) -> None:
     proc = subprocess.run(

@@ -383,3 +383,33 @@ def test_an_alert_url_without_a_token_says_whether_the_variable_is_unset_or_empt
         result = CliRunner().invoke(app, argv)
         assert result.exit_code == 1, result.output
         assert expected in " ".join(result.output.split()), result.output
+
+
+@pytest.mark.parametrize(
+    ("db", "refused"),
+    [
+        ("postgresql+psycopg://gw:p@ss@db/gw", True),
+        ("postgresql+psycopg://gw:p@s@s@[::1]:5432/gw", True),
+        ("postgresql+psycopg://gw:p%40ss@db/gw", False),  # the fix the refusal names
+        (
+            "postgresql+psycopg://gw@tenant:pw@db/gw",
+            False,
+        ),  # an @ in the user (Azure's user@server): read right
+        ("postgresql+psycopg://gw:pa/ss@db:5432/gw", False),
+        ("postgresql+psycopg://gw:pw@[::1]:5432/gw", False),
+        ("postgresql+psycopg://gw@db/gw?password=p@ss", False),  # in the query: psycopg gets it whole
+        ("/var/lib/gpuwarden/a:b@c@d.db", False),  # a SQLite file
+    ],
+    ids=["at", "ats-ipv6", "escaped", "at-in-the-user", "slash", "ipv6", "query", "sqlite-path"],
+)
+def test_config_validate_refuses_a_store_url_whose_password_holds_an_unescaped_at(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db: str, refused: bool
+) -> None:
+    """SQLAlchemy took what follows the password's first @ for the host, and psycopg's error named it
+    (``failed to resolve host 'ss@db'``): serve and config validate now refuse it, naming the fix."""
+    monkeypatch.setenv("DB", db)
+    path = tmp_path / "c.yaml"
+    path.write_text("api:\n  db: {env: DB}\n")
+    said = " ".join(CliRunner().invoke(app, ["config", "validate", str(path)]).output.split())
+    assert ("write each @ of the password as %40" in said) is refused, said
+    assert "ss@db" not in said and "s@[" not in said, said  # the password's end, quoted as a host

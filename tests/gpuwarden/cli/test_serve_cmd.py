@@ -694,6 +694,18 @@ def test_serve_refuses_a_write_token_no_client_can_send_as_the_cli_does(
             "api:\n  db: \"dbname=gw password='S3 cret'\"\n",
             "c.yaml:2: api.db: 'dbname=gw password=***' is a libpq connection string, not a file;",
         ),
+        (  # an @ of the password left unescaped: psycopg said "failed to resolve host 'S3cret@127.0.0.1'"
+            ["--db", "postgresql+psycopg://gw:S3@S3cret@127.0.0.1:9/gw"],
+            "",
+            "--db 'postgresql+psycopg://gw:***@127.0.0.1:9/gw': has an @ in its password that is not"
+            " percent-encoded, so what follows that @ would be taken for the host; write each @ of the"
+            " password as %40",
+        ),
+        (
+            [],
+            "api:\n  db: postgresql+psycopg://gw:S3@S3x@db.invalid/gw\n",
+            "c.yaml:2: api.db: 'postgresql+psycopg://gw:***@db.invalid/gw' has an @ in its password",
+        ),
         (
             ["--db", "{db}"],
             "api:\n  listen_address: not an address\n",
@@ -724,6 +736,8 @@ def test_serve_refuses_a_write_token_no_client_can_send_as_the_cli_does(
         "db-a-sqlite-uri",
         "db-a-libpq-string",
         "db-a-libpq-string-setting",
+        "db-password-with-an-at",
+        "db-password-with-an-at-setting",
         "address",
         "host",
         "host-of-another-machine",
