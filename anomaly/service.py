@@ -689,7 +689,7 @@ class AnomalyService:
     def _series(self, f: Findings, i: int) -> SeriesKey:
         """What row ``i`` of ``f`` is about (``_Firing.series``)."""
         key = None if f.ids is None else self.index.id_key(int(f.ids[i]))
-        return key if key is not None else (f.query, tuple(f.labels[i].items()))
+        return key if key is not None else _row_key(f, i)
 
     def _rested(
         self,
@@ -756,10 +756,16 @@ def _read_rows(findings: Iterable[Findings]) -> tuple[set[int], set[SeriesKey]]:
     for f in findings:
         judged = f.judged_rows()
         if f.ids is None:
-            rows.update((f.query, tuple(f.labels[i].items())) for i in np.flatnonzero(judged).tolist())
+            rows.update(_row_key(f, i) for i in np.flatnonzero(judged).tolist())
         else:
             ids.update(f.ids[judged].tolist())
     return ids, rows
+
+
+def _row_key(f: Findings, i: int) -> SeriesKey:
+    """Row ``i`` of ``f`` by its query and labels: what an alert of a detector giving no ids is about,
+    recorded when it is raised (``AnomalyService._series``) and matched against each tick's rows."""
+    return (f.query, tuple(f.labels[i].items()))
 
 
 def _resolution(alert: Alert, at: datetime) -> Alert:

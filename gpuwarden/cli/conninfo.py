@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import re
 
-from gpuwarden.redaction import hidden_password
+from gpuwarden.redaction import REPR_SINGLE, hidden_password
 
 # key=value words, a value with a space quoted as libpq quotes it ('a b', \' inside)
-_PAIR = re.compile(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|\S*)")
+_PAIR = re.compile(rf"(\w+)\s*=\s*({REPR_SINGLE}|\S*)")
 _PAIRS = re.compile(rf"\s*(?:{_PAIR.pattern}\s*)+")
 # What says where or as whom to connect: a file name holding "=" names none of these.
 _WHERE = frozenset({"host", "hostaddr", "port", "dbname", "user", "password", "service"})
