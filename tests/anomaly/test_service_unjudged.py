@@ -47,24 +47,34 @@ def _re_raised(detector: Detector, reads: Reads, *, count: int, between: range) 
 def _runaway(power: str) -> Reads:
     """GPUs at 60 C and 300 W (a little noise), GPU 3 at 90 C from read 80 (its cooler failing) for good;
     between, GPU 3 ``power``: "cool" (repaired: 60 C), "0 W" (its power read as 0 W, dcgm-exporter's stale
-    zero), "unread" (its power not read)."""
+    zero), "unread" (its power not read), "450 W" (its job moved to a heavier power, above any it learnt at:
+    a guess there, still hot)."""
 
     def reads(n: int, between: bool) -> dict[str, Rows]:
         hot = n >= 80 and not (between and power == "cool")
         temps = [(g, (90.0 if hot and i == FAULTY else 60.0) + (n % 3) * 0.5) for i, g in enumerate(GPUS)]
         watts = [(g, 300.0 + (n % 5) * 4.0) for i, g in enumerate(GPUS) if i != FAULTY or not between]
-        lost = {"cool": [(GPUS[FAULTY], 300.0)], "0 W": [(GPUS[FAULTY], 0.0)], "unread": []}[power]
+        lost = {
+            "cool": [(GPUS[FAULTY], 300.0)],
+            "0 W": [(GPUS[FAULTY], 0.0)],
+            "unread": [],
+            "450 W": [(GPUS[FAULTY], 450.0)],
+        }[power]
         return {TEMP: temps, POWER: watts + (lost if between else [])}
 
     return reads
 
 
 @pytest.mark.parametrize(
-    ("power", "reraised"), [("cool", 1), ("0 W", 0), ("unread", 0)], ids=["recovered", "0_W", "unread"]
+    ("power", "reraised"),
+    [("cool", 1), ("0 W", 0), ("unread", 0), ("450 W", 0)],
+    ids=["recovered", "0_W", "unread", "heavier_job"],
 )
 def test_a_thermal_alert_is_re_raised_after_its_gpu_recovered_not_after_its_power_was_lost(power, reraised):
     # The temperature still read, the thermal detector reported the GPU at 0 (it judges nothing without a
     # power draw): 8 quiet reads, a recovery, and the runaway judged again re-raised its alert mid-fault.
+    # Nor one above any power it learnt at (its job moved to a heavier one): a guess there, unsettled and
+    # without peers, scored 0 as no evidence, was taken for a judged quiet read.
     runaway = _runaway(power)
     assert _re_raised(ThermalDetector(), runaway, count=130, between=range(100, 108)) == reraised
 
