@@ -95,6 +95,7 @@ class AdaptiveDetector:
                     yhat=scores.yhat,
                     lower=scores.lower,
                     upper=scores.upper,
+                    judged=scores.judged,
                     action=RecommendedAction.INVESTIGATE,
                     summary=f"{step.query} left its adaptive band",
                 )

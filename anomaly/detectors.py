@@ -44,9 +44,10 @@ class Findings:
     # bands; None: read from ``lower``/``upper`` where they are given.
     sign: FloatArray | None = None
     # Per row, whether the detector judged it: False where it reports a row it could not score for want of
-    # what it needs (thermal: no power draw; fleet: no peers; GpuHung: no SM-active share), at 0. Such a row
-    # is no read of the series: a firing alert does not recover by it (``anomaly.service``). None: every row
-    # with a value (with ``ids``; without, every row).
+    # what it needs (thermal: no power draw, or a guess above any power it learnt at; fleet: no peers;
+    # GpuHung: no SM-active share; adaptive and thermal: a warm-up sample), at 0. Such a row is no read of the
+    # series: a firing alert does not recover by it (``anomaly.service``). None: every row with a value (with
+    # ``ids``; without, every row).
     judged: BoolArray | None = None
 
     def action_at(self, i: int) -> RecommendedAction:

@@ -231,9 +231,9 @@ class ThermalDetector:
         rows, t, p = rows_t[ok], x_t[ok], x_p[ok]
         wild = slots[ok][_wild(temp, power, rows_t, rows_p)[ok]]
         with unlearned([getattr(self, name) for name in _FIELDS], wild):
-            score = self._update(slots[ok], groups[ok], t, p, temp.at)
+            score, judged_ok = self._update(slots[ok], groups[ok], t, p, temp.at)
         full, judged = np.zeros(len(temp.labels)), np.zeros(len(temp.labels), np.bool_)
-        full[rows], judged[rows] = score, True
+        full[rows], judged[rows] = score, judged_ok
         return [
             Findings(
                 detector=self.name,
@@ -250,7 +250,7 @@ class ThermalDetector:
 
     def _update(
         self, slots: IntArray, groups: IntArray, t: FloatArray, p: FloatArray, at: float
-    ) -> FloatArray:
+    ) -> tuple[FloatArray, BoolArray]:
         n = self.n[slots]
         fresh = n == 0
         gap = at - self.last[slots]
@@ -358,7 +358,10 @@ class ThermalDetector:
         self.lagged[slots] = lagged
         self.last[slots] = at
         self.n[slots] = n + 1
-        return score
+        # Which it judged: a warm-up sample, or a guess neither its peers nor its climb judge, is scored 0 as
+        # no evidence, no quiet read (``Findings.judged``): taken for one, a runaway whose job moved to a
+        # heavier power recovered, and read back at its old power re-raised its alert mid-fault.
+        return score, warm | peer | climbing
 
     def _cooling(
         self,

@@ -112,6 +112,7 @@ class ThresholdScores:
     yhat: FloatArray
     lower: FloatArray
     upper: FloatArray
+    judged: BoolArray  # False in the warm-up: scored 0 as no evidence (``Findings.judged``)
 
 
 class AdaptiveThresholds:
@@ -272,7 +273,9 @@ class AdaptiveThresholds:
         self.count[ids] = np.minimum(n, _INT32_MAX - 1) + 1
         self.last_seen[ids] = timestamps
         self._follow_shift(ids, x, n=n, resid=resid, band=band, scale=scale)
-        return ThresholdScores(ids=ids, score=score, yhat=yhat, lower=yhat - band, upper=yhat + band)
+        return ThresholdScores(
+            ids=ids, score=score, yhat=yhat, lower=yhat - band, upper=yhat + band, judged=n >= p.warmup
+        )
 
     def _fast_error(
         self,

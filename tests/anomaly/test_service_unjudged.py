@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
+from anomaly.adaptive import AdaptiveDetector
 from anomaly.detectors import Detector
 from anomaly.fleet import FleetDetector
 from anomaly.needs import POWER, SM_ACTIVE
@@ -28,13 +29,14 @@ Rows = list[tuple[dict[str, str], float]]
 Reads = Callable[[int, bool], dict[str, Rows]]
 
 
-def _re_raised(detector: Detector, reads: Reads, *, count: int, between: range) -> int:
+def _re_raised(
+    detector: Detector, reads: Reads, *, count: int, between: range, cfg: AnomalyConfig | None = None
+) -> int:
     """How often GPU 3's alert was re-raised, re-raising on, over ``count`` reads of ``reads``' rows."""
     clock = FakeClock()
     col = TableCollector()
-    service = AnomalyService(
-        AnomalyConfig(reescalate_alerts=True), [CollectorSource([col], clock)], clock, [detector]
-    )
+    cfg = cfg or AnomalyConfig(reescalate_alerts=True)
+    service = AnomalyService(cfg, [CollectorSource([col], clock)], clock, [detector])
     again = 0
     for n in range(count):
         for query, rows in reads(n, n in between).items():
@@ -47,24 +49,34 @@ def _re_raised(detector: Detector, reads: Reads, *, count: int, between: range) 
 def _runaway(power: str) -> Reads:
     """GPUs at 60 C and 300 W (a little noise), GPU 3 at 90 C from read 80 (its cooler failing) for good;
     between, GPU 3 ``power``: "cool" (repaired: 60 C), "0 W" (its power read as 0 W, dcgm-exporter's stale
-    zero), "unread" (its power not read)."""
+    zero), "unread" (its power not read), "450 W" (its job moved to a heavier power, above any it learnt at:
+    a guess there, still hot)."""
 
     def reads(n: int, between: bool) -> dict[str, Rows]:
         hot = n >= 80 and not (between and power == "cool")
         temps = [(g, (90.0 if hot and i == FAULTY else 60.0) + (n % 3) * 0.5) for i, g in enumerate(GPUS)]
         watts = [(g, 300.0 + (n % 5) * 4.0) for i, g in enumerate(GPUS) if i != FAULTY or not between]
-        lost = {"cool": [(GPUS[FAULTY], 300.0)], "0 W": [(GPUS[FAULTY], 0.0)], "unread": []}[power]
+        lost = {
+            "cool": [(GPUS[FAULTY], 300.0)],
+            "0 W": [(GPUS[FAULTY], 0.0)],
+            "unread": [],
+            "450 W": [(GPUS[FAULTY], 450.0)],
+        }[power]
         return {TEMP: temps, POWER: watts + (lost if between else [])}
 
     return reads
 
 
 @pytest.mark.parametrize(
-    ("power", "reraised"), [("cool", 1), ("0 W", 0), ("unread", 0)], ids=["recovered", "0_W", "unread"]
+    ("power", "reraised"),
+    [("cool", 1), ("0 W", 0), ("unread", 0), ("450 W", 0)],
+    ids=["recovered", "0_W", "unread", "heavier_job"],
 )
 def test_a_thermal_alert_is_re_raised_after_its_gpu_recovered_not_after_its_power_was_lost(power, reraised):
     # The temperature still read, the thermal detector reported the GPU at 0 (it judges nothing without a
     # power draw): 8 quiet reads, a recovery, and the runaway judged again re-raised its alert mid-fault.
+    # Nor one above any power it learnt at (its job moved to a heavier one): a guess there, unsettled and
+    # without peers, scored 0 as no evidence, was taken for a judged quiet read.
     runaway = _runaway(power)
     assert _re_raised(ThermalDetector(), runaway, count=130, between=range(100, 108)) == reraised
 
@@ -123,3 +135,40 @@ def test_a_gpu_hung_alert_is_re_raised_after_its_gpu_recovered_not_after_reads_w
     # value (a gap) or without an SM-active share at 0: taken for reads of the GPU, a recovery, and the
     # hang read back re-raised GpuHung mid-fault.
     assert _re_raised(SignatureDetector(), _hang(gpu), count=70, between=range(40, 48)) == reraised
+
+
+# Its series forgotten after 10 reads away, its alert held through them and a warm-up of 30 reads.
+FORGETFUL = AnomalyConfig(
+    reescalate_alerts=True,
+    adaptive_metrics=[TEMP],
+    forget_after_seconds=300,
+    thresholds={"resolve_after": 50},
+)
+
+
+def _forgotten(back: str, worse_at: int) -> Reads:
+    """4 GPUs at 60 C (a little noise), GPU 3 at 90 C from read 80, its node down in reads 100-111 (its
+    series forgotten), back ``back``: "hot" (at 90 C) or "cool" (at 60 C, repaired), through its 30 reads of
+    warm-up, and at 120 C from read ``worse_at``."""
+
+    def reads(n: int, between: bool) -> dict[str, Rows]:
+        back_at = 90.0 if back == "hot" else 60.0
+        t3 = 120.0 if n >= worse_at else back_at if n >= 112 else 90.0 if n >= 80 else 60.0
+        rows = [(g, (t3 if i == FAULTY else 60.0) + (n % 3) * 0.5 + i * 0.1) for i, g in enumerate(GPUS[:4])]
+        return {TEMP: [r for i, r in enumerate(rows) if i != FAULTY or not between]}
+
+    return reads
+
+
+@pytest.mark.parametrize(
+    ("back", "worse_at", "reraised"), [("cool", 146, 1), ("hot", 142, 0)], ids=["recovered", "warming_up"]
+)
+def test_an_adaptive_alert_is_re_raised_after_its_gpu_recovered_not_after_its_series_warmed_up_anew(
+    back, worse_at, reraised
+):
+    # Back under a new series (forgotten while its node was down), a GPU is warmed up anew: 30 reads at 0
+    # that judge nothing were taken for quiet reads, a recovery, and the fault worse at the warm-up's end
+    # re-raised its alert mid-fault. Judged back in its band after the warm-up, it has recovered.
+    reads = _forgotten(back, worse_at)
+    detector = AdaptiveDetector(FORGETFUL)
+    assert _re_raised(detector, reads, count=150, between=range(100, 112), cfg=FORGETFUL) == reraised
