@@ -308,17 +308,21 @@ def _draw_classes(plan: EvalPlan, fleet: Fleet, start: float) -> list[Injection]
 def _long_outages(plan: EvalPlan, fleet: Fleet, start: float, others: Sequence[Injection]) -> list[Injection]:
     """As many long outages as any other class gets, on their own random stream, each on a node no other
     fault touches during it (its window and theirs with ``grace``), so the other faults' results stay as
-    they were; about two in three with a thermal runaway or a straggler begun on one of its GPUs while it
+    they were; two in every three with a thermal runaway or a straggler begun on one of its GPUs while it
     is down."""
     rng = random.Random(f"{plan.seed}/long-outage")
     out: list[Injection] = []
+    bag: list[FaultClass | None] = []  # each of the three in every three outages, as the classes are drawn
     step = plan.spacing_seconds * len(plan.classes)
     t = start + plan.warmup_seconds
     end = start + plan.duration_seconds - LONG_OUTAGE_SECONDS[1] - plan.grace_seconds
     while t < end:
         at = t + rng.uniform(0.0, plan.spacing_seconds / 2)
         hold = rng.uniform(*LONG_OUTAGE_SECONDS)
-        companion = rng.choice((None, *WHILE_DOWN_CLASSES))
+        if not bag:
+            bag = [None, *WHILE_DOWN_CLASSES]
+            rng.shuffle(bag)
+        companion = bag.pop()
         begins = at + rng.uniform(60.0, hold / 2)
         last = at + hold if companion is None else max(at + hold, begins + (companion.hold_seconds or 0.0))
         node = rng.choice(_free_nodes(fleet, [*others, *out], at, last + plan.grace_seconds, plan))
