@@ -312,7 +312,7 @@ def test_a_long_outage_outlasts_forget_after_on_a_node_no_other_fault_touches():
             for i in others
         )
     companions = [i for i in drawn if i.fault_class in WHILE_DOWN_CLASSES]
-    assert companions
+    assert {c.fault_class.name for c in companions} == {c.name for c in WHILE_DOWN_CLASSES}
     for c in companions:
         (out,) = [o for o in outages if o.node == c.node and o.started_at < c.started_at < _outage_end(o)]
         assert c.hidden_until == pytest.approx(_outage_end(out))
