@@ -10,9 +10,9 @@ imports the exporter), and every ``fit_every`` a ``fit``. Faults hit a random GP
 * An alert is false when no fault window (start .. repair + ``grace``) is open on its node or on a GPU that
   shares its workload (a stalled training job slows every rank: those alerts are sympathetic, not false).
   One on a GPU of a faulted job other than the fault's target is counted apart (``sympathetic``: detector
-  and delay from the newest such fault's start); one raised more than the soft deadline (5 minutes) after
-  that start is listed (``late_sympathetic``): not false by the targets' definition, but noise an operator
-  sees long after the fault showed (a rank alert 37 minutes into a runaway).
+  and delay from the newest such fault's start, or its node's return, below); one raised more than the soft
+  deadline (5 minutes) after that is listed (``late_sympathetic``): not false by the targets' definition,
+  but noise an operator sees long after the fault showed (a rank alert 37 minutes into a runaway).
 * Long outages (``node_down_long``, 20-30 minutes, past ``anomaly.forget_after_seconds``) come from their
   own random stream, on a node no other fault touches meanwhile, so the other classes' draws per seed stay
   as they were (their results can still move where the down node runs a job with a faulted GPU); two in
@@ -130,11 +130,13 @@ class Injection:
     hold_seconds: float | None = None  # drawn for this one (a long outage); None: its class's or the plan's
     hidden_until: float | None = None  # begun on a node that was down: timed from its return
 
+    def seen_from(self) -> float:
+        """When it could first be seen: its start, or its node's return for one begun while it was down."""
+        return max(self.started_at, self.hidden_until or self.started_at)
+
     def latency(self) -> float | None:
-        """Seconds from when it could first be seen (its start, or its node's return) to its detection."""
-        if self.detected_at is None:
-            return None
-        return max(0.0, self.detected_at - max(self.started_at, self.hidden_until or self.started_at))
+        """Seconds from when it could first be seen to its detection."""
+        return None if self.detected_at is None else max(0.0, self.detected_at - self.seen_from())
 
     def hold(self, default: float) -> float:
         """Seconds it stays before the repair."""
@@ -618,7 +620,7 @@ def _sympathetic(alert: Alert, now: float, inj: Injection) -> dict[str, Any]:
         "for": alert.labels.get("for", ""),
         "at": f"{now:.0f}",
         "fault": f"{inj.fault_class.name} {inj.node}" + ("" if inj.gpu is None else f" GPU {inj.gpu}"),
-        "delay_s": round(now - inj.started_at),
+        "delay_s": round(now - inj.seen_from()),
     }
 
 

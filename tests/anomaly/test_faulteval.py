@@ -26,6 +26,7 @@ from anomaly.faulteval import (
     _resolved_early,
     _schedule,
     _summarise,
+    _sympathetic,
     _Tally,
     _Truth,
     merge_reports,
@@ -333,6 +334,7 @@ def test_a_fault_begun_while_its_node_is_down_is_timed_from_the_nodes_return():
     hot.detected_at = t0 + 1530.0 + 120.0
     result = _summarise([outage, hot], EvalPlan(duration_seconds=3600))["thermal_runaway_while_down"]
     assert (result.within_deadline, result.latencies) == (1, [120.0])
+    assert _sympathetic(_raise("node-01", 4), t0 + 1530.0 + 400.0, hot)["delay_s"] == 400  # not 1,630
 
 
 def _job_mates(fleet) -> tuple[tuple[str, int], tuple[str, int], tuple[str, int]]:
