@@ -221,7 +221,7 @@ class FaultEvalReport:
 
     def sympathetic_by_detector(self) -> dict[str, dict[str, float]]:
         """Alerts on a faulted job's other GPUs by ``alertname:model:for``: how many, how many later than the
-        soft deadline after the fault began, and the longest delay."""
+        soft deadline after the fault could be seen (``Injection.seen_from``), and the longest delay."""
         out: dict[str, dict[str, float]] = {}
         for a in self.sympathetic:
             key = f"{a['alertname']}:{a['model']}:{a['for']}"
@@ -232,7 +232,7 @@ class FaultEvalReport:
         return dict(sorted(out.items(), key=lambda kv: -kv[1]["alerts"]))
 
     def late_sympathetic(self) -> list[dict[str, Any]]:
-        """Sympathetic alerts raised later than the soft deadline after their fault began: not false alerts
+        """Sympathetic alerts raised later than the soft deadline after their fault could be seen: not false alerts
         by the targets' definition, but noise an operator sees long after the fault showed."""
         return [a for a in self.sympathetic if a["delay_s"] > SOFT_DEADLINE_SECONDS]
 
@@ -309,8 +309,8 @@ def _draw_classes(plan: EvalPlan, fleet: Fleet, start: float) -> list[Injection]
 
 def _long_outages(plan: EvalPlan, fleet: Fleet, start: float, others: Sequence[Injection]) -> list[Injection]:
     """As many long outages as any other class gets, on their own random stream, each on a node no other
-    fault touches during it (its window and theirs with ``grace``), so the other faults' results stay as
-    they were; two in every three with a thermal runaway or a straggler begun on one of its GPUs while it
+    fault touches during it (its window and theirs with ``grace``), so no other fault shares its node (one on
+    a GPU of a job the node runs can still feel it); two in every three with a thermal runaway or a straggler begun on one of its GPUs while it
     is down."""
     rng = random.Random(f"{plan.seed}/long-outage")
     out: list[Injection] = []
