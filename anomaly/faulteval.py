@@ -232,8 +232,8 @@ class FaultEvalReport:
         return dict(sorted(out.items(), key=lambda kv: -kv[1]["alerts"]))
 
     def late_sympathetic(self) -> list[dict[str, Any]]:
-        """Sympathetic alerts raised later than the soft deadline after their fault could be seen: not false alerts
-        by the targets' definition, but noise an operator sees long after the fault showed."""
+        """Sympathetic alerts raised later than the soft deadline after their fault could be seen: not false
+        alerts by the targets' definition, but noise an operator sees long after the fault showed."""
         return [a for a in self.sympathetic if a["delay_s"] > SOFT_DEADLINE_SECONDS]
 
     def to_json(self) -> dict[str, Any]:
@@ -309,9 +309,9 @@ def _draw_classes(plan: EvalPlan, fleet: Fleet, start: float) -> list[Injection]
 
 def _long_outages(plan: EvalPlan, fleet: Fleet, start: float, others: Sequence[Injection]) -> list[Injection]:
     """As many long outages as any other class gets, on their own random stream, each on a node no other
-    fault touches during it (its window and theirs with ``grace``), so no other fault shares its node (one on
-    a GPU of a job the node runs can still feel it); two in every three with a thermal runaway or a straggler begun on one of its GPUs while it
-    is down."""
+    fault touches during it (its window and theirs with ``grace``), so no other fault shares its node (one
+    on a GPU of a job the node runs can still feel it); two in every three with a thermal runaway or a
+    straggler begun on one of its GPUs while it is down."""
     rng = random.Random(f"{plan.seed}/long-outage")
     out: list[Injection] = []
     bag: list[FaultClass | None] = []  # each of the three in every three outages, as the classes are drawn
