@@ -9,6 +9,15 @@ imports the exporter), and every ``fit_every`` a ``fit``. Faults hit a random GP
   start and ``deadline`` seconds later: one collection interval for hard faults, 5 minutes for soft ones.
 * An alert is false when no fault window (start .. repair + ``grace``) is open on its node or on a GPU that
   shares its workload (a stalled training job slows every rank: those alerts are sympathetic, not false).
+  One on a GPU of a faulted job other than the fault's target is counted apart (``sympathetic``: detector
+  and delay from the newest such fault's start, or its node's return, below); one raised more than the soft
+  deadline (5 minutes) after that is listed (``late_sympathetic``): not false by the targets' definition,
+  but noise an operator sees long after the fault showed (a rank alert 37 minutes into a runaway).
+* Long outages (``node_down_long``, 20-30 minutes, past ``anomaly.forget_after_seconds``) come from their
+  own random stream, on a node no other fault touches meanwhile, so the other classes' draws per seed stay
+  as they were (their results can still move where the down node runs a job with a faulted GPU); two in
+  three bring a thermal runaway or a straggler begun on one of the node's GPUs while it is down
+  (``*_while_down``), held past its return and timed from it (``hidden_until``).
 * An alert on a fault's target (raised after its start) that resolves before the fault is repaired is a
   premature resolution: an operator reads "resolved" while the GPU still has the fault. Counted per class
   (``resolved_while_active``, injections with at least one; ``resolved_early_by``, per detector), and
@@ -85,6 +94,21 @@ FAULT_CLASSES: tuple[FaultClass, ...] = (
     FaultClass("node_down", False, {"kind": "node_down"}, node_level=True, deadline_seconds=150.0),
 )
 SOFT_DEADLINE_SECONDS = 300.0
+# A node down longer than ``anomaly.forget_after_seconds`` (900 s): the service forgets its series and takes
+# them up again when it is back. Drawn from their own random stream (``_long_outages``), so the classes
+# above keep their seeds' draws. A GPU fault begun while the node is down is held past its return and timed
+# from it (``Injection.hidden_until``): only then can anything see it.
+LONG_OUTAGE = FaultClass(
+    "node_down_long", False, {"kind": "node_down"}, node_level=True, deadline_seconds=150.0
+)
+LONG_OUTAGE_SECONDS = (1200.0, 1800.0)
+WHILE_DOWN_CLASSES: tuple[FaultClass, ...] = (
+    FaultClass("thermal_runaway_while_down", False, {"kind": "thermal_runaway"}, hold_seconds=3600.0),
+    FaultClass(
+        "straggler_while_down", False, {"kind": "straggler"}, needs_workload=True, hold_seconds=2400.0
+    ),
+)
+LONG_OUTAGE_CLASSES: tuple[FaultClass, ...] = (LONG_OUTAGE, *WHILE_DOWN_CLASSES)
 
 
 @dataclass(slots=True)
@@ -103,6 +127,21 @@ class Injection:
     quiet: bool = False  # its target had no alert firing left while it was still active
     stuck: bool | None = None  # an alert still firing ``stuck_seconds`` after the repair; None: not checked
     open_at_start: tuple[str, ...] = ()  # ``detector:query`` of the alerts firing on its target at its start
+    hold_seconds: float | None = None  # drawn for this one (a long outage); None: its class's or the plan's
+    hidden_until: float | None = None  # begun on a node that was down: timed from its return
+
+    def seen_from(self) -> float:
+        """When it could first be seen: its start, or its node's return for one begun while it was down."""
+        return max(self.started_at, self.hidden_until or self.started_at)
+
+    def latency(self) -> float | None:
+        """Seconds from when it could first be seen to its detection."""
+        return None if self.detected_at is None else max(0.0, self.detected_at - self.seen_from())
+
+    def hold(self, default: float) -> float:
+        """Seconds it stays before the repair."""
+        held = self.hold_seconds if self.hold_seconds is not None else self.fault_class.hold_seconds
+        return default if held is None else held
 
 
 @dataclass(slots=True)
@@ -157,6 +196,7 @@ class FaultEvalReport:
     interval_seconds: float
     missed: list[dict[str, Any]] = field(default_factory=list)
     reraised: list[dict[str, Any]] = field(default_factory=list)  # ``new_fault``: the class, or None
+    sympathetic: list[dict[str, Any]] = field(default_factory=list)  # alerts on a faulted job's other GPUs
 
     @property
     def false_alerts_per_1000_gpu_days(self) -> float:
@@ -179,6 +219,23 @@ class FaultEvalReport:
             out[key] = out.get(key, 0) + 1
         return dict(sorted(out.items(), key=lambda kv: -kv[1])[:20])
 
+    def sympathetic_by_detector(self) -> dict[str, dict[str, float]]:
+        """Alerts on a faulted job's other GPUs by ``alertname:model:for``: how many, how many later than the
+        soft deadline after the fault could be seen (``Injection.seen_from``), and the longest delay."""
+        out: dict[str, dict[str, float]] = {}
+        for a in self.sympathetic:
+            key = f"{a['alertname']}:{a['model']}:{a['for']}"
+            row = out.setdefault(key, {"alerts": 0, "late": 0, "max_delay_s": 0.0})
+            row["alerts"] += 1
+            row["late"] += a["delay_s"] > SOFT_DEADLINE_SECONDS
+            row["max_delay_s"] = max(row["max_delay_s"], a["delay_s"])
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]["alerts"]))
+
+    def late_sympathetic(self) -> list[dict[str, Any]]:
+        """Sympathetic alerts raised later than the soft deadline after their fault could be seen: not false
+        alerts by the targets' definition, but noise an operator sees long after the fault showed."""
+        return [a for a in self.sympathetic if a["delay_s"] > SOFT_DEADLINE_SECONDS]
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return {
@@ -193,6 +250,10 @@ class FaultEvalReport:
             "reraised": len(self.reraised),
             "reraised_for_new_fault": sum(r["new_fault"] is not None for r in self.reraised),
             "reraised_mid_fault": [r for r in self.reraised if r["new_fault"] is None][:10],
+            "sympathetic_alerts": len(self.sympathetic),
+            "sympathetic_by_detector": self.sympathetic_by_detector(),
+            "late_sympathetic": len(self.late_sympathetic()),
+            "late_sympathetic_examples": self.late_sympathetic()[:20],
             "classes": {name: c.to_json() for name, c in self.classes.items()},
         }
 
@@ -210,9 +271,22 @@ class EvalPlan:
     warmup_seconds: float = 3600.0
     seed: int = 0
     classes: tuple[FaultClass, ...] = FAULT_CLASSES
+    long_outages: bool = True  # add ``LONG_OUTAGE_CLASSES``, drawn apart from ``classes``
+
+    def all_classes(self) -> tuple[FaultClass, ...]:
+        """The classes it scores."""
+        return (*self.classes, *LONG_OUTAGE_CLASSES) if self.long_outages else self.classes
 
 
 def _schedule(plan: EvalPlan, fleet: Fleet, start: float) -> list[Injection]:
+    """Every injection of the plan in start order: ``classes`` drawn as ever, then the long outages."""
+    out = _draw_classes(plan, fleet, start)
+    if plan.long_outages:
+        out = sorted([*out, *_long_outages(plan, fleet, start, out)], key=lambda inj: inj.started_at)
+    return out
+
+
+def _draw_classes(plan: EvalPlan, fleet: Fleet, start: float) -> list[Injection]:
     rng = random.Random(plan.seed)
     gpus = [(g.node, g.index) for g in fleet.gpu_refs()]
     busy = [(n, i) for n, i in gpus if fleet.workload_on(n, i) is not None]
@@ -231,6 +305,53 @@ def _schedule(plan: EvalPlan, fleet: Fleet, start: float) -> list[Injection]:
         out.append(Injection(fault_class, node, None if fault_class.node_level else gpu, at))
         t += plan.spacing_seconds
     return out
+
+
+def _long_outages(plan: EvalPlan, fleet: Fleet, start: float, others: Sequence[Injection]) -> list[Injection]:
+    """As many long outages as any other class gets, on their own random stream, each on a node no other
+    fault touches during it (its window and theirs with ``grace``), so no other fault shares its node (one
+    on a GPU of a job the node runs can still feel it); two in every three with a thermal runaway or a
+    straggler begun on one of its GPUs while it is down."""
+    rng = random.Random(f"{plan.seed}/long-outage")
+    out: list[Injection] = []
+    bag: list[FaultClass | None] = []  # each of the three in every three outages, as the classes are drawn
+    step = plan.spacing_seconds * len(plan.classes)
+    t = start + plan.warmup_seconds
+    end = start + plan.duration_seconds - LONG_OUTAGE_SECONDS[1] - plan.grace_seconds
+    while t < end:
+        at = t + rng.uniform(0.0, plan.spacing_seconds / 2)
+        hold = rng.uniform(*LONG_OUTAGE_SECONDS)
+        if not bag:
+            bag = [None, *WHILE_DOWN_CLASSES]
+            rng.shuffle(bag)
+        companion = bag.pop()
+        begins = at + rng.uniform(60.0, hold / 2)
+        last = at + hold if companion is None else max(at + hold, begins + (companion.hold_seconds or 0.0))
+        node = rng.choice(_free_nodes(fleet, [*others, *out], at, last + plan.grace_seconds, plan))
+        out.append(Injection(LONG_OUTAGE, node, None, at, hold_seconds=hold))
+        gpus = [
+            g.index
+            for g in fleet.gpu_refs()
+            if g.node == node
+            and (companion is None or not companion.needs_workload or fleet.workload_on(node, g.index))
+        ]
+        if companion is not None and gpus:
+            out.append(Injection(companion, node, rng.choice(gpus), begins, hidden_until=at + hold))
+        t += step
+    return out
+
+
+def _free_nodes(
+    fleet: Fleet, injections: Sequence[Injection], since: float, until: float, plan: EvalPlan
+) -> list[str]:
+    """Nodes no fault touches from ``since`` to ``until`` (each with its repair's grace); all when none."""
+    nodes = sorted({g.node for g in fleet.gpu_refs()})
+    busy = {
+        o.node
+        for o in injections
+        if o.started_at <= until and since <= o.started_at + o.hold(plan.hold_seconds) + plan.grace_seconds
+    }
+    return [n for n in nodes if n not in busy] or nodes
 
 
 class _Truth:
@@ -253,16 +374,38 @@ class _Truth:
             return {self.workload(inj.node, inj.gpu)}
         return {self.workload(g.node, g.index) for g in self.fleet.gpu_refs() if g.node == inj.node}
 
-    def explains(self, node: str, gpu: int | None, at: float) -> Injection | None:
-        """An open fault window that accounts for an alert on ``node``/``gpu`` at ``at``."""
+    def open_at(self, at: float) -> list[Injection]:
+        """Faults whose window (start .. repair + grace) holds ``at``."""
+        return [
+            inj
+            for inj in self.injections
+            if inj.started_at <= at <= (inj.repaired_at if inj.repaired_at is not None else at) + self.grace
+        ]
+
+    def on_target(self, node: str, gpu: int | None, at: float) -> bool:
+        """Whether an open fault aims at ``node``/``gpu`` itself (its GPU, or its whole node)."""
+        return any(_aims_at(inj, node, gpu) for inj in self.open_at(at))
+
+    def shares_job(self, node: str, gpu: int | None, at: float) -> Injection | None:
+        """The latest-begun open fault aimed elsewhere whose workload ``node``/``gpu`` runs: an alert there is
+        sympathetic (a stalled training job slows every rank), not false."""
         workload = self.workload(node, gpu) if gpu is not None else None
-        for inj in self.injections:
-            end = (inj.repaired_at if inj.repaired_at is not None else at) + self.grace
-            if not inj.started_at <= at <= end:
-                continue
-            if inj.node == node or (workload is not None and workload in self.workloads(inj)):
-                return inj
-        return None
+        if workload is None:
+            return None
+        sharing = [
+            inj
+            for inj in self.open_at(at)
+            if not _aims_at(inj, node, gpu) and workload in self.workloads(inj)
+        ]
+        return max(sharing, key=lambda inj: inj.started_at, default=None)
+
+    def on_node(self, node: str, at: float) -> bool:
+        """Whether an open fault is on ``node`` (an alert on a neighbour GPU of a fault is not false)."""
+        return any(inj.node == node for inj in self.open_at(at))
+
+
+def _aims_at(inj: Injection, node: str, gpu: int | None) -> bool:
+    return inj.node == node and (inj.gpu is None or gpu is None or inj.gpu == gpu)
 
 
 def _target(alert: Alert) -> tuple[str | None, int | None]:
@@ -282,7 +425,7 @@ def run_fault_eval(
     pending = _schedule(plan, fleet, start)
     truth = _Truth(fleet, plan.grace_seconds)
     skipped: list[Injection] = []
-    false_alerts: list[dict[str, str]] = []
+    tally = _Tally(counted_from=plan.warmup_seconds + start)
     reraised: list[dict[str, Any]] = []
     rise = (service.cfg.pending_ticks - 1) * plan.interval_seconds  # a re-raise's climb: pending_ticks reads
     last_fit = start
@@ -306,7 +449,7 @@ def run_fault_eval(
             service.fit()
             last_fit = now
         for alert in result.raised:
-            _attribute(alert, now, truth, false_alerts, plan.warmup_seconds + start)
+            _attribute(alert, now, truth, tally)
         for alert in result.resolved:
             _resolved_early(alert, now, truth.injections, service)
         reraised += _reraised(
@@ -318,16 +461,16 @@ def run_fault_eval(
     return FaultEvalReport(
         classes=_summarise(truth.injections, plan, skipped),
         gpu_days=gpus * observed / 86400.0,
-        false_alerts=len(false_alerts),
-        false_alert_examples=false_alerts,
+        false_alerts=len(tally.false_alerts),
+        false_alert_examples=tally.false_alerts,
         interval_seconds=plan.interval_seconds,
         missed=[
             _missed(inj, truth)
             for inj in truth.injections
-            if inj.detected_at is None
-            or inj.detected_at - inj.started_at > inj.fault_class.deadline(plan.interval_seconds)
+            if (lat := inj.latency()) is None or lat > inj.fault_class.deadline(plan.interval_seconds)
         ],
         reraised=reraised,
+        sympathetic=tally.sympathetic,
     )
 
 
@@ -422,11 +565,14 @@ def _missed(inj: Injection, truth: _Truth) -> dict[str, Any]:
 
 def _repair_due(fleet: Fleet, injections: list[Injection], now: float, hold: float) -> None:
     for inj in injections:
-        held = inj.fault_class.hold_seconds
-        if inj.repaired_at is None and now - inj.started_at >= (hold if held is None else held):
+        if inj.repaired_at is None and now - inj.started_at >= inj.hold(hold):
             if any(r.id == inj.fault_id for r in fleet.active_faults()):
                 fleet.clear_fault(inj.fault_id)
             inj.repaired_at = now
+            if inj.gpu is None:  # the node is back: what began on it while down shows from now
+                for o in injections:
+                    if o.node == inj.node and o.hidden_until is not None and o.repaired_at is None:
+                        o.hidden_until = now
             # A GPU fault on a node that another fault took down: its reboot repairs the GPU too. A reset
             # would end every other fault on the GPU (a hang begun in a failed cooler's last minutes): one
             # still held there is reset by its own repair.
@@ -435,9 +581,16 @@ def _repair_due(fleet: Fleet, injections: list[Injection], now: float, hold: flo
                 fleet.reset_gpu(inj.node, inj.gpu)
 
 
-def _attribute(
-    alert: Alert, now: float, truth: _Truth, false_alerts: list[dict[str, str]], counted_from: float
-) -> None:
+@dataclass(slots=True)
+class _Tally:
+    """Raised alerts that no fault's own target accounts for: false, or on a faulted job's other GPUs."""
+
+    counted_from: float
+    false_alerts: list[dict[str, str]] = field(default_factory=list)
+    sympathetic: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _attribute(alert: Alert, now: float, truth: _Truth, tally: _Tally) -> None:
     node, gpu = _target(alert)
     if node is not None:
         for inj in truth.injections:
@@ -445,10 +598,30 @@ def _attribute(
             if inj.node == node and inj.gpu == gpu and open_now and inj.detected_at is None:
                 inj.detected_at = now
                 inj.detected_by = f"{alert.labels.get('alertname', '')}:{alert.labels.get('model', '')}"
-        if truth.explains(node, gpu, now) is not None:
+        if truth.on_target(node, gpu, now):
             return
-    if now >= counted_from:
-        false_alerts.append({**dict(alert.labels), "at": f"{now:.0f}"})
+        shared = truth.shares_job(node, gpu, now)
+        if shared is not None:
+            tally.sympathetic.append(_sympathetic(alert, now, shared))
+            return
+        if truth.on_node(node, now):
+            return
+    if now >= tally.counted_from:
+        tally.false_alerts.append({**dict(alert.labels), "at": f"{now:.0f}"})
+
+
+def _sympathetic(alert: Alert, now: float, inj: Injection) -> dict[str, Any]:
+    """A sympathetic alert as the report lists it: where, which detector, for which fault, how late."""
+    return {
+        "Hostname": alert.labels.get("Hostname", ""),
+        "gpu": label_number(alert.labels.get("gpu")),
+        "alertname": alert.labels.get("alertname", ""),
+        "model": alert.labels.get("model", ""),
+        "for": alert.labels.get("for", ""),
+        "at": f"{now:.0f}",
+        "fault": f"{inj.fault_class.name} {inj.node}" + ("" if inj.gpu is None else f" GPU {inj.gpu}"),
+        "delay_s": round(now - inj.seen_from()),
+    }
 
 
 def _resolved_early(alert: Alert, now: float, injections: list[Injection], service: AnomalyService) -> None:
@@ -485,7 +658,7 @@ def _check_stuck(
 def _summarise(
     injections: list[Injection], plan: EvalPlan, skipped: Sequence[Injection] = ()
 ) -> dict[str, ClassResult]:
-    out = {c.name: ClassResult(c.name, c.hard) for c in plan.classes}
+    out = {c.name: ClassResult(c.name, c.hard) for c in plan.all_classes()}
     for inj in skipped:
         out[inj.fault_class.name].not_injected_already_active += 1
     for inj in injections:
@@ -498,9 +671,9 @@ def _summarise(
             res.quiet_while_active += inj.quiet
             for by in inj.resolved_early_by:
                 res.resolved_early_by[by] = res.resolved_early_by.get(by, 0) + 1
-        if inj.detected_at is None:
+        latency = inj.latency()
+        if latency is None:
             continue
-        latency = inj.detected_at - inj.started_at
         res.detected += 1
         res.latencies.append(round(latency, 1))
         res.detected_by[inj.detected_by] = res.detected_by.get(inj.detected_by, 0) + 1
@@ -536,4 +709,5 @@ def merge_reports(reports: list[FaultEvalReport]) -> FaultEvalReport:
         interval_seconds=reports[0].interval_seconds if reports else 0.0,
         missed=[m for r in reports for m in r.missed],
         reraised=[m for r in reports for m in r.reraised],
+        sympathetic=[m for r in reports for m in r.sympathetic],
     )

@@ -50,7 +50,7 @@ def run_one(args: tuple[int, int, int, float, float, bool | None]) -> tuple[Faul
     clock, fleet, service, pump = build(nodes, gpus, seed, interval, reescalate)
     plan = EvalPlan(duration_seconds=days * 86400, interval_seconds=interval, seed=seed)
     report = run_fault_eval(fleet, service, clock, plan, before_tick=pump)
-    for item in (*report.false_alert_examples, *report.missed):
+    for item in (*report.false_alert_examples, *report.missed, *report.sympathetic):
         item["seed"] = seed
     return report, time.perf_counter() - started
 

@@ -11,16 +11,24 @@ import pytest
 
 from anomaly.faulteval import (
     FAULT_CLASSES,
+    LONG_OUTAGE,
+    LONG_OUTAGE_SECONDS,
+    WHILE_DOWN_CLASSES,
     EvalPlan,
     FaultEvalReport,
     Injection,
+    _attribute,
     _check_stuck,
     _inject,
     _missed,
     _repair_due,
     _reraised,
     _resolved_early,
+    _schedule,
     _summarise,
+    _sympathetic,
+    _Tally,
+    _Truth,
     merge_reports,
     run_fault_eval,
 )
@@ -46,7 +54,8 @@ def report():
 
 
 def test_every_fault_class_was_injected(report):
-    assert {name for name, c in report.classes.items() if c.injected} == {c.name for c in FAULT_CLASSES}
+    injected = {name for name, c in report.classes.items() if c.injected}
+    assert injected >= {c.name for c in FAULT_CLASSES} | {LONG_OUTAGE.name}
 
 
 def test_hard_faults_are_all_detected_within_one_collection_interval(report):
@@ -258,3 +267,135 @@ def test_a_fault_begun_on_a_gpu_whose_cooler_is_failed_runs_its_hold_past_the_co
     _, report, rec = _quiet_run(monkeypatch, ("thermal_runaway", 100.0), ("hung", 3400.0), 5400.0)
     assert rec.ended_at is not None and rec.ended_at - rec.started_at >= 600.0, rec
     assert report.classes["hung"].injected == 1
+
+
+def _plan_and_fleet(**given):
+    clock = FakeClock()
+    fleet = build_fleet(8, 8, seed=900, clock=clock)
+    return EvalPlan(duration_seconds=86400.0, seed=900, **given), fleet, clock.time()
+
+
+def _outage_end(inj: Injection) -> float:
+    return inj.started_at + inj.hold(EvalPlan(duration_seconds=0.0).hold_seconds)
+
+
+def _key(inj: Injection) -> tuple[str, str, int | None, float]:
+    return (inj.fault_class.name, inj.node, inj.gpu, inj.started_at)
+
+
+def test_long_outages_leave_the_other_classes_draws_as_they_were_and_repeat_per_seed():
+    """Earlier seeds' results stay comparable: the long outages come from their own random stream."""
+    plan, fleet, start = _plan_and_fleet()
+    old, _, _ = _plan_and_fleet(long_outages=False)
+    drawn = _schedule(plan, fleet, start)
+    assert [_key(i) for i in drawn if i.fault_class in FAULT_CLASSES] == [
+        _key(i) for i in _schedule(old, fleet, start)
+    ]
+    assert [_key(i) for i in drawn] == [_key(i) for i in _schedule(plan, fleet, start)]
+    assert [i.started_at for i in drawn] == sorted(i.started_at for i in drawn)
+
+
+def test_a_long_outage_outlasts_forget_after_on_a_node_no_other_fault_touches():
+    """The node_down class lasted 10 minutes, under ``forget_after_seconds`` (900 s): the eval never had the
+    service forget a node's series and take them up again."""
+    plan, fleet, start = _plan_and_fleet()
+    drawn = _schedule(plan, fleet, start)
+    outages = [i for i in drawn if i.fault_class is LONG_OUTAGE]
+    assert len(outages) >= 4
+    for out in outages:
+        assert LONG_OUTAGE_SECONDS[0] <= out.hold(plan.hold_seconds) <= LONG_OUTAGE_SECONDS[1]
+        assert out.hold(plan.hold_seconds) > AnomalyConfig().forget_after_seconds
+        end = out.started_at + out.hold(plan.hold_seconds) + plan.grace_seconds
+        others = [i for i in drawn if i.node == out.node and i is not out and i.fault_class in FAULT_CLASSES]
+        assert all(
+            i.started_at > end
+            or i.started_at + i.hold(plan.hold_seconds) + plan.grace_seconds < out.started_at
+            for i in others
+        )
+    companions = [i for i in drawn if i.fault_class in WHILE_DOWN_CLASSES]
+    assert {c.fault_class.name for c in companions} == {c.name for c in WHILE_DOWN_CLASSES}
+    for c in companions:
+        (out,) = [o for o in outages if o.node == c.node and o.started_at < c.started_at < _outage_end(o)]
+        assert c.hidden_until == pytest.approx(_outage_end(out))
+
+
+def test_a_fault_begun_while_its_node_is_down_is_timed_from_the_nodes_return():
+    """Nothing can see a GPU of a node that is down: its detection is timed from when the node came back."""
+    clock = FakeClock()
+    fleet = build_fleet(2, 8, seed=3, clock=clock)
+    t0 = clock.time()
+    outage = Injection(LONG_OUTAGE, "node-01", None, t0, hold_seconds=1500.0)
+    hot = Injection(WHILE_DOWN_CLASSES[0], "node-01", 3, t0 + 300.0, hidden_until=t0 + 1500.0)
+    outage.fault_id = fleet.inject(parse_fault({"kind": "node_down", "node": "node-01"}))
+    hot.fault_id = fleet.inject(parse_fault({"kind": "thermal_runaway", "node": "node-01", "gpu": 3}))
+    _repair_due(fleet, [outage, hot], t0 + 1530.0, hold=600.0)  # the tick that repairs it, 30 s late
+    assert (outage.repaired_at, hot.repaired_at, hot.hidden_until) == (t0 + 1530.0, None, t0 + 1530.0)
+    assert fleet.node("node-01").up
+    hot.detected_at = t0 + 1530.0 + 120.0
+    result = _summarise([outage, hot], EvalPlan(duration_seconds=3600))["thermal_runaway_while_down"]
+    assert (result.within_deadline, result.latencies) == (1, [120.0])
+    assert _sympathetic(_raise("node-01", 4), t0 + 1530.0 + 400.0, hot)["delay_s"] == 400  # not 1,630
+
+
+def _job_mates(fleet) -> tuple[tuple[str, int], tuple[str, int], tuple[str, int]]:
+    """Two GPUs on one node that run the same job, and a third that does not."""
+    by_job: dict[int, list[tuple[str, int]]] = {}
+    for g in fleet.gpu_refs():
+        work = fleet.workload_on(g.node, g.index)
+        if work is not None:
+            by_job.setdefault(id(work), []).append((g.node, g.index))
+    mates = next(v for v in by_job.values() if len({n for n, _ in v}) < len(v))
+    a, b = next((x, y) for x in mates for y in mates if x != y and x[0] == y[0])
+    other = next(
+        (g.node, g.index) for g in fleet.gpu_refs() if g.node == a[0] and (g.node, g.index) not in mates
+    )
+    return a, b, other
+
+
+def _raise(node: str, gpu: int, model: str = "adaptive") -> Alert:
+    labels = {"alertname": "GpuwardenAnomaly", "model": model, "Hostname": node, "gpu": str(gpu)}
+    return Alert(labels=labels)
+
+
+def test_alerts_on_a_faulted_jobs_other_gpus_are_counted_sympathetic_with_their_delay():
+    """A rank alert 37 minutes into a runaway on another GPU of its job counted as the runaway's own, never
+    seen: the eval now lists it apart, late past the soft deadline, and still not false."""
+    clock = FakeClock()
+    fleet = build_fleet(2, 8, seed=3, clock=clock)
+    (node, gpu), (_, mate), (_, neighbour) = _job_mates(fleet)
+    truth = _Truth(fleet, grace=900.0)
+    runaway = Injection(_class("thermal_runaway"), node, gpu, 1000.0)
+    truth.injections.append(runaway)
+    tally = _Tally(counted_from=0.0)
+    _attribute(_raise(node, gpu), 1060.0, truth, tally)  # its own alert: the detection
+    _attribute(_raise(node, mate), 1120.0, truth, tally)  # a rank, 2 minutes in
+    _attribute(_raise(node, mate, "fleet"), 1000.0 + 37 * 60, truth, tally)  # a rank, 37 minutes in
+    _attribute(_raise(node, neighbour), 1200.0, truth, tally)  # another job's GPU on its node
+    assert runaway.detected_at == 1060.0
+    assert tally.false_alerts == []
+    assert [(a["gpu"], a["model"], a["delay_s"]) for a in tally.sympathetic] == [
+        (mate, "adaptive", 120),
+        (mate, "fleet", 2220),
+    ]
+    report = FaultEvalReport({}, 1.0, 0, [], 30.0, sympathetic=tally.sympathetic)
+    merged = merge_reports([report, report]).to_json()
+    assert (merged["sympathetic_alerts"], merged["late_sympathetic"]) == (4, 2)
+    assert merged["sympathetic_by_detector"]["GpuwardenAnomaly:fleet:"] == {
+        "alerts": 2,
+        "late": 2,
+        "max_delay_s": 2220,
+    }
+    (late, _) = merged["late_sympathetic_examples"]
+    assert (late["Hostname"], late["gpu"], late["fault"]) == (node, mate, f"thermal_runaway {node} GPU {gpu}")
+
+
+def test_an_alert_on_a_job_mate_after_the_faults_grace_is_false():
+    clock = FakeClock()
+    fleet = build_fleet(2, 8, seed=3, clock=clock)
+    (node, gpu), (_, mate), _ = _job_mates(fleet)
+    truth = _Truth(fleet, grace=900.0)
+    straggler = replace(Injection(_class("straggler"), node, gpu, 1000.0), repaired_at=1600.0)
+    truth.injections.append(straggler)
+    tally = _Tally(counted_from=0.0)
+    _attribute(_raise(node, mate), 1600.0 + 901.0, truth, tally)
+    assert (len(tally.false_alerts), tally.sympathetic) == (1, [])
