@@ -69,6 +69,11 @@ def test_every_documented_kind_is_accepted() -> None:
             "params.rate",
             "between 0 and 1e\\+12",
         ),
+        (  # an integer JSON holds and a float does not: math.isfinite raised OverflowError
+            {"kind": "memory_leak", "node": "node-01", "gpu": 0, "params": {"rate": 10**400}},
+            "params.rate",
+            "between 0 and 1e\\+12",
+        ),
         (
             {"kind": "xid", "node": "node-01", "gpu": 0, "xid": 13, "params": {"count": 0}},
             "params.count",
@@ -101,6 +106,7 @@ def test_every_documented_kind_is_accepted() -> None:
         "duration-in-words",
         "negative-param",
         "huge-param",
+        "huge-integer-param",
         "zero-burst",
         "params-on-action",
     ],
