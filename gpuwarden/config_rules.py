@@ -73,8 +73,14 @@ def unwritten_number(annotation: Any, value: Any) -> None:
     origin, args = get_origin(annotation), get_args(annotation)
     if annotation in (int, float):
         whole = annotation is int
+        kind = "int_parsing" if whole else "float_parsing"
+        if isinstance(
+            value, bool
+        ):  # YAML's yes/on/true: pydantic took it as 1 (a GPUWARDEN_ variable's 'true' not)
+            raise PydanticCustomError(
+                kind, "a boolean, not a number: {text}", {"text": str(value).lower(), "boolean": True}
+            )
         if isinstance(value, str) and not (WHOLE_NUMBER if whole else NUMBER).fullmatch(value):
-            kind = "int_parsing" if whole else "float_parsing"
             raise PydanticCustomError(
                 kind, "not written as a number option takes one: {text}", {"text": value}
             )
