@@ -16,6 +16,8 @@ from rich.markup import escape
 from gpuwarden.cli.consoles import refuse_option
 from gpuwarden.numerals import NUMBER, WHOLE_NUMBER  # what a number option takes (Go's strconv)
 
+_HUGE = "more than a number can hold"
+
 
 def whole_number(option: str, low: int | None, high: int | None = None, **kwargs: Any) -> Any:
     """A ``typer.Option`` named ``option`` that takes a whole number from ``low`` to ``high`` (no bound:
@@ -51,7 +53,9 @@ def _bounded(
         except (TypeError, ValueError):
             refuse_option(f"{_source(option, value, kwargs)} {escape(repr(value))}: {wanted}")
         below = low is not None and (parsed <= low if above else parsed < low)
-        if not math.isfinite(parsed) or below or (high is not None and parsed > high):
+        if not math.isfinite(parsed):  # 1e999: Go's strconv says "value out of range"
+            refuse_option(f"{_source(option, value, kwargs)} {escape(str(value))}: {_HUGE}; {wanted}")
+        if below or (high is not None and parsed > high):
             refuse_option(f"{_source(option, value, kwargs)} {escape(str(value))}: {wanted}")
         return parsed
 
