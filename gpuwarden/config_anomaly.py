@@ -15,7 +15,7 @@ from pydantic import AfterValidator, AllowInfNan, Field, field_validator
 from gpuwarden.config_rules import MAX_INTERVAL_SECONDS, MAX_WINDOW_SECONDS, HttpUrl, Section
 from gpuwarden.errors import ConfigError
 from gpuwarden.headers import TOKEN_ENV
-from gpuwarden.numerals import NUMBER, written_as_digits
+from gpuwarden.numerals import NUMBER, TOO_LARGE, written_as_digits
 from gpuwarden.promql_text import promql_bracket_problem, promql_regex_problem
 from gpuwarden.range_guard import GUARD_UNREAD, range_shape
 
@@ -153,7 +153,7 @@ def _bound(value: object) -> float:
     try:
         return float(value)
     except OverflowError:  # an integer of hundreds of digits
-        raise ValueError(f"{value!r} is more than a number can hold; {_DATA_RANGE_FIX}") from None
+        raise ValueError(f"{value!r} is {TOO_LARGE}; {_DATA_RANGE_FIX}") from None
 
 
 def _is_nan(value: float) -> bool:
@@ -171,7 +171,7 @@ def _text_bound(text: str) -> float:
     if NUMBER.fullmatch(text):
         number = float(text)
         if math.isinf(number):
-            raise ValueError(f"{text!r} is more than a number can hold; {_DATA_RANGE_FIX}")
+            raise ValueError(f"{text!r} is {TOO_LARGE}; {_DATA_RANGE_FIX}")
         return number
     digits = written_as_digits(text, whole=False)
     if digits is not None:  # ' 5', '1_000': what float() reads and an option refuses

@@ -19,7 +19,7 @@ from pydantic_core import ErrorDetails
 
 from gpuwarden.durations import spoken_seconds
 from gpuwarden.errors import ConfigError
-from gpuwarden.numerals import written_as_digits
+from gpuwarden.numerals import TOO_LARGE, written_as_digits
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -330,7 +330,7 @@ def _not_a_number_message(kind: str, value: Any) -> str:
     if isinstance(value, float) and math.isnan(value):
         return "nan is not a number; write one"
     if isinstance(value, int) and not isinstance(value, bool) and kind == "float_type":
-        return f"{_shown(value, quoted=False)} is more than a number can hold; write a smaller one"
+        return f"{_shown(value, quoted=False)} is {TOO_LARGE}; write a smaller one"
     return f"{_shown(value, quoted=False)} is not {what}; write one"
 
 

@@ -14,9 +14,7 @@ import typer
 from rich.markup import escape
 
 from gpuwarden.cli.consoles import refuse_option
-from gpuwarden.numerals import NUMBER, WHOLE_NUMBER  # what a number option takes (Go's strconv)
-
-_HUGE = "more than a number can hold"
+from gpuwarden.numerals import NUMBER, TOO_LARGE, WHOLE_NUMBER  # what a number option takes (Go's strconv)
 
 
 def whole_number(option: str, low: int | None, high: int | None = None, **kwargs: Any) -> Any:
@@ -54,7 +52,7 @@ def _bounded(
             refuse_option(f"{_source(option, value, kwargs)} {escape(repr(value))}: {wanted}")
         below = low is not None and (parsed <= low if above else parsed < low)
         if not math.isfinite(parsed):  # 1e999: Go's strconv says "value out of range"
-            refuse_option(f"{_source(option, value, kwargs)} {escape(str(value))}: {_HUGE}; {wanted}")
+            refuse_option(f"{_source(option, value, kwargs)} {escape(str(value))}: {TOO_LARGE}; {wanted}")
         if below or (high is not None and parsed > high):
             refuse_option(f"{_source(option, value, kwargs)} {escape(str(value))}: {wanted}")
         return parsed

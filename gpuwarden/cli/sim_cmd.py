@@ -21,7 +21,7 @@ from gpuwarden.cli.incidents_cmd import (
 from gpuwarden.cli.numbers import number, whole_number
 from gpuwarden.clock import FakeClock
 from gpuwarden.errors import InputError
-from gpuwarden.numerals import NUMBER, WHOLE_NUMBER, written_as_digits
+from gpuwarden.numerals import NUMBER, TOO_LARGE, WHOLE_NUMBER, written_as_digits
 from gpuwarden.redaction import hidden_password
 from gpuwarden.sim import FAULT_KINDS  # light: the package loads the fleet's modules on first use
 from gpuwarden.sim.faults import MAX_GPU_INDEX, MAX_NVLINK, MAX_PARAM, MAX_XID
@@ -42,7 +42,7 @@ def _param(text: str) -> tuple[str, float | str]:
     if NUMBER.fullmatch(value):
         if math.isinf(float(value)):  # JSON has no inf: json.dumps raised out of httpx
             raise typer.BadParameter(
-                f"{text}: {value} is more than a number can hold; write at most {MAX_PARAM:g}",
+                f"{text}: {value} is {TOO_LARGE}; write at most {MAX_PARAM:g}",
                 param_hint="--param",
             )
         return name, float(value)
