@@ -23,6 +23,12 @@ def whole_number(option: str, low: int | None, high: int | None = None, **kwargs
     return _bounded(option, int, low, high, kwargs)
 
 
+def whole_number_argument(name: str, low: int | None, high: int | None = None, **kwargs: Any) -> Any:
+    """``whole_number`` for a ``typer.Argument``, said by its ``name`` in capitals (``CODE``), as a bad
+    argument is (``KIND 'bogus': use one of ...``)."""
+    return _bounded(name.upper(), int, low, high, kwargs, argument=True)
+
+
 def number(option: str, low: float, high: float | None = None, *, above: bool = False, **kwargs: Any) -> Any:
     """``whole_number`` for a number that may have a fraction (seconds, a speed-up); ``above``: ``low``
     itself is refused (a period or a duration of 0)."""
@@ -37,6 +43,7 @@ def _bounded(
     kwargs: Any,
     *,
     above: bool = False,
+    argument: bool = False,
 ) -> Any:
     """The option, its bounds in ``--help`` as typer shows them (``<int> [0<=x<=65535]``, ``[0<x<=3600]``)."""
     shown, wanted = _bounds_said("whole number" if convert is int else "number", low, high, above=above)
@@ -58,6 +65,9 @@ def _bounded(
         return parsed
 
     metavar = " ".join(filter(None, (f"<{'int' if convert is int else 'float'}>", shown)))
+    if argument:  # its metavar is its name in --help: the bounds go after the help
+        help_text = " ".join(filter(None, (kwargs.pop("help", ""), escape(shown))))
+        return typer.Argument(parser=parse, metavar=option, help=help_text, **kwargs)
     return typer.Option(option, parser=parse, metavar=metavar, **kwargs)
 
 
