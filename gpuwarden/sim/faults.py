@@ -169,6 +169,12 @@ def _params(kind: str, raw: Any) -> dict[str, float]:
             raise InputError(f"must be a finite number, got {value!r}", field=f"params.{key}")
         if not 0 <= value <= MAX_PARAM:
             raise InputError(f"must be between 0 and {MAX_PARAM:g}, got {value}", field=f"params.{key}")
+        if key == "duration" and value == 0:  # the fleet reads 0 as no duration: the fault never ended
+            raise InputError(
+                "must be more than 0 seconds; leave it out for a fault that lasts until it is cleared"
+                " (DELETE /sim/faults/ID)",
+                field="params.duration",
+            )
         out[str(key)] = float(value)
     if "count" in out and not 1 <= out["count"] <= MAX_XID_BURST:
         raise InputError(f"must be between 1 and {MAX_XID_BURST}", field="params.count")
