@@ -69,14 +69,13 @@ class Section(BaseModel):
 def unwritten_number(annotation: Any, value: Any) -> None:
     """Raise pydantic's parsing error for the first text of ``value`` that ``annotation`` wants as a number
     (an ``int`` or ``float`` alone, optional, or inside a list, tuple or mapping) and that is not written as
-    an option takes one; anything else is left to the field's own validation."""
+    an option takes one, or that is a boolean; anything else is left to the field's own validation."""
     origin, args = get_origin(annotation), get_args(annotation)
     if annotation in (int, float):
         whole = annotation is int
         kind = "int_parsing" if whole else "float_parsing"
-        if isinstance(
-            value, bool
-        ):  # YAML's yes/on/true: pydantic took it as 1 (a GPUWARDEN_ variable's 'true' not)
+        # YAML's yes/on/true: pydantic took it as 1, where a GPUWARDEN_ variable's 'true' is refused
+        if isinstance(value, bool):
             raise PydanticCustomError(
                 kind, "a boolean, not a number: {text}", {"text": str(value).lower(), "boolean": True}
             )
