@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -395,13 +395,25 @@ def detail_to_config_error(
     return ConfigError(error_message(error), path=path, field=field_path(loc), line=line)
 
 
+def not_a_mapping(data: Any, path: str, sections: Iterable[str]) -> ConfigError:
+    """The error for a file whose top level is no mapping (a list, a single value), saying what it is and
+    which ``name:`` lines it takes (``sections``: its model's fields)."""
+    what = "a list" if isinstance(data, list) else f"a single value ({_shown(data)})"
+    return ConfigError(
+        f"the top level is {what}, not a mapping; write one `name:` line per section"
+        f" ({', '.join(sections)}) at the start of a line",
+        path=path,
+        line=1,
+    )
+
+
 def load_yaml_model(path: Path, model: type[ModelT], environ: Mapping[str, str] | None = None) -> ModelT:
     """Load and validate one YAML data file against a pydantic model."""
     data, positions = read_yaml(path)
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError("the top level must be a mapping", path=str(path), line=1)
+        raise not_a_mapping(data, str(path), model.model_fields)
     data = resolve_secret_refs(data, os.environ if environ is None else environ, str(path))
     try:
         return model.model_validate(data)

@@ -891,3 +891,21 @@ def test_a_value_that_is_no_number_says_what_to_write(tmp_path: Path, text: str,
         load_config(write(tmp_path, text), environ={})
     assert said in str(refused.value), str(refused.value)
     assert "Input should" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "what"),
+    [("- api\n- exporter\n", "a list"), ("api\n", "a single value ('api')")],
+    ids=["list", "scalar"],
+)
+def test_a_file_whose_top_level_is_no_mapping_is_told_what_to_write(
+    tmp_path: Path, text: str, what: str
+) -> None:
+    """It said "the top level must be a mapping" and no more: not what it was, nor what a mapping is here."""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as refused:
+        load_config(path, environ={})
+    assert str(refused.value) == (
+        f"{path}:1: the top level is {what}, not a mapping; write one `name:` line per section"
+        " (sim, exporter, slack, api, store, anomaly, alerting, tracing, webhooks) at the start of a line"
+    )
