@@ -24,7 +24,7 @@ from rich.table import Table
 from gpuwarden.cli.consoles import console, err_console, option_said, print_error, print_problems
 from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, output_option
 from gpuwarden.cli.logs import configure_logging, keep_running_on_sighup
-from gpuwarden.cli.numbers import whole_number
+from gpuwarden.cli.numbers import whole_number, whole_number_argument
 from gpuwarden.cli.output_file import STDOUT, cannot_write, check_writable, write_whole, writes_stdout
 from gpuwarden.cli.progress import StepProgress
 from gpuwarden.clock import SystemClock
@@ -507,16 +507,21 @@ def _print_alert(alert: Alert) -> None:
 
 @anomaly_app.command("xid")
 def xid(
-    code: Annotated[int, typer.Argument(help="XID code.")],
+    code: Annotated[int, whole_number_argument("code", 1, help="XID code.")],
     output: Annotated[str, output_option(TEXT_OUTPUTS, "text or json (one JSON document).")] = "text",
 ) -> None:
     """What an XID means and what gpuwarden recommends doing about it."""
     from anomaly.signatures import load_xid_catalog  # noqa: PLC0415
     from gpuwarden.xid import xid_action  # noqa: PLC0415
 
-    entry = load_xid_catalog().get(code)
+    catalog = load_xid_catalog()
+    entry = catalog.get(code)
     if entry is None:
-        err_console.print(f"[red]error:[/red] XID {code} is not in the catalog")
+        err_console.print(
+            f"[red]error:[/red] XID {code} is not in the catalog (NVIDIA's XID catalog: {len(catalog)} codes"
+            f" from {min(catalog)} to {max(catalog)}); check the code: the number after the PCI address in"
+            " the kernel's 'NVRM: Xid' line"
+        )
         raise typer.Exit(1)
     if output == "json":  # for a script or a hook: the same fields as the text
         document = {
