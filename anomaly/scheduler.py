@@ -1,20 +1,23 @@
 """``fit_every`` / ``infer_every`` on APScheduler's ``BackgroundScheduler``.
 
-The job functions are plain methods (``infer_job``, ``fit_job``) so tests drive them with a fake clock
-without waiting; the scheduler only decides when they run. Each job is a loop boundary.
+The job functions are plain methods (``infer_job``, ``fit_job``, ``save_job``) so tests drive them with a
+fake clock without waiting; the scheduler only decides when they run. Each job is a loop boundary.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MAX_INSTANCES, JobEvent
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from anomaly.service import AnomalyService
+from anomaly.snapshot import save_snapshot
 
 logger = logging.getLogger(__name__)
 _SKIPPED = "maximum number of running instances"
@@ -31,10 +34,19 @@ class _NoSkipWarnings(logging.Filter):
 class AnomalyScheduler:
     """Runs a service's infer and fit jobs on intervals; one tick at a time."""
 
-    def __init__(self, service: AnomalyService, after_infer: Callable[[], object] | None = None) -> None:
-        """``after_infer`` runs after each tick, in the same job (the alert forwarder's flush)."""
+    def __init__(
+        self,
+        service: AnomalyService,
+        after_infer: Callable[[], object] | None = None,
+        state_file: Path | None = None,
+    ) -> None:
+        """``after_infer`` runs after each tick, in the same job (the alert forwarder's flush); the state is
+        saved to ``state_file`` every ``state_save_seconds`` and at ``shutdown`` (None: never)."""
         self.service = service
         self.after_infer = after_infer
+        self.state_file = state_file
+        self.saves = 0
+        self.save_pause_seconds = 0.0  # the longest a save held the ticks out (its copy of the state)
         self._lock = threading.Lock()
         self._scheduler = BackgroundScheduler(timezone="UTC")
         self.ticks = 0
@@ -98,6 +110,22 @@ class AnomalyScheduler:
             finally:
                 self._fitting = False
 
+    def save_job(self) -> None:
+        """Save the service's state to ``state_file``; never raises. The ticks wait only while the state is
+        copied, not while it is written."""
+        if self.state_file is None:
+            return
+        try:
+            with self._lock:
+                t0 = time.perf_counter()
+                snapshot = self.service.snapshot()
+                self.save_pause_seconds = max(self.save_pause_seconds, time.perf_counter() - t0)
+            if save_snapshot(self.state_file, snapshot):
+                self.saves += 1
+        except Exception:  # loop boundary
+            self.failures += 1
+            logger.exception("anomaly state save failed", extra={"state_file": str(self.state_file)})
+
     def start(self) -> None:
         """Schedule both jobs (no overlap, missed runs coalesced; the first tick at once) and start."""
         cfg = self.service.cfg
@@ -113,12 +141,23 @@ class AnomalyScheduler:
         self._scheduler.add_job(
             self.fit_job, "interval", seconds=cfg.fit_every_seconds, id="fit", max_instances=1, coalesce=True
         )
+        if self.state_file is not None:
+            self._scheduler.add_job(
+                self.save_job,
+                "interval",
+                seconds=cfg.state_save_seconds,
+                id="save",
+                max_instances=1,
+                coalesce=True,
+            )
         self._scheduler.add_listener(
             self._on_event, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_EXECUTED | EVENT_JOB_ERROR
         )
         self._scheduler.start()
 
     def shutdown(self) -> None:
-        """Stop the scheduler, waiting for a running job."""
+        """Stop the scheduler, waiting for a running job, then save the state a last time (a graceful stop
+        loses nothing)."""
         if self._scheduler.running:
             self._scheduler.shutdown(wait=True)
+        self.save_job()

@@ -15,10 +15,24 @@ import numpy as np
 
 from anomaly.sentinels import blank_not_available
 from anomaly.slots import Slots
+from anomaly.snapshot import State
 from anomaly.sources import Frame, SeriesKind
 from anomaly.thresholds import BoolArray, FloatArray, IntArray
 
 SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
+
+
+def key_state(key: SeriesKey) -> list[object]:
+    """``key`` as JSON values: ``[query, [[name, value], ...]]`` (``restored_key`` reads it back)."""
+    return [key[0], [list(item) for item in key[1]]]
+
+
+def restored_key(raw: Sequence[object]) -> SeriesKey:
+    """The series key ``key_state`` gave ``raw`` of."""
+    query, items = raw
+    if not isinstance(items, list):
+        raise ValueError(f"a series key's labels are {items!r}, not a list of pairs")
+    return (str(query), tuple((str(name), str(value)) for name, value in items))
 
 
 class SeriesIndex:
@@ -87,6 +101,22 @@ class SeriesIndex:
                 self.last_seen = grown
         return sid
 
+    def state(self) -> State:
+        """Each id's (query, labels) and when it was last seen, and the free ids (``anomaly.snapshot``)."""
+        keys = [None if k is None else key_state(k) for k in self.keys]
+        return State({"keys": keys, "free": self._slots.freed()}, {"last_seen": self.last_seen.copy()})
+
+    def restore(self, state: State) -> None:
+        """Take up ``state`` (``state()``): every id names the series it named when it was saved."""
+        keys = [None if k is None else restored_key(k) for k in state.meta["keys"]]
+        last_seen = np.asarray(state.arrays["last_seen"], np.float64)
+        if last_seen.size < len(keys):
+            raise ValueError(f"series index: {len(keys)} keys but {last_seen.size} last-seen times")
+        self._slots = Slots.restored(keys, [int(i) for i in state.meta["free"]])
+        self.labels = [{} if k is None else dict(k[1]) for k in keys]
+        self.last_seen = last_seen
+        self._last.clear()
+
     def expire(self, now: float, forget_after: float) -> IntArray:
         """Forget series not seen for ``forget_after`` seconds; return their (now free) ids."""
         used = self.last_seen[: len(self.keys)]
@@ -132,6 +162,17 @@ class CounterRates:
         self.last_value[ids] = np.where(ok, values, self.last_value[ids])
         self.last_time[ids] = np.where(ok, at, self.last_time[ids])
         return increase, rate
+
+    def state(self) -> State:
+        """The last value and time of every counter (``anomaly.snapshot``)."""
+        return State(arrays={"last_value": self.last_value.copy(), "last_time": self.last_time.copy()})
+
+    def restore(self, state: State) -> None:
+        """Take up ``state`` (``state()``)."""
+        value, at = state.arrays["last_value"], state.arrays["last_time"]
+        if value.shape != at.shape:
+            raise ValueError(f"counter rates: {value.shape} values but {at.shape} times")
+        self.last_value, self.last_time = np.asarray(value, np.float64), np.asarray(at, np.float64)
 
     def reset(self, ids: IntArray) -> None:
         """Forget series."""
@@ -183,6 +224,18 @@ class EvidenceBuffer:
             for t, v in zip(self.times[sid, order], self.values[sid, order], strict=True)
             if np.isfinite(t) and np.isfinite(v)
         ]
+
+    def state(self) -> State:
+        """Every series' remembered samples (``anomaly.snapshot``)."""
+        arrays = {"times": self.times.copy(), "values": self.values.copy(), "pos": self.pos.copy()}
+        return State(arrays=arrays)
+
+    def restore(self, state: State) -> None:
+        """Take up ``state`` (``state()``)."""
+        times, values, pos = (state.arrays[k] for k in ("times", "values", "pos"))
+        if times.shape != values.shape or times.shape != (pos.size, self.depth):
+            raise ValueError(f"evidence: {times.shape} times, {values.shape} values, {pos.size} positions")
+        self.times, self.values, self.pos = times, values, np.asarray(pos, np.int64)
 
     def reset(self, ids: IntArray) -> None:
         """Forget series."""

@@ -1,0 +1,293 @@
+"""The anomaly service's state snapshot: a restart from it scores as if there had been none; one that cannot
+be used is said, left alone, and the warm-up replays the whole hour as without one."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import stat
+
+import numpy as np
+import pytest
+
+from anomaly import snapshot as snapshot_module
+from anomaly.scheduler import AnomalyScheduler
+from anomaly.service import AnomalyService, _Firing
+from anomaly.snapshot import load_snapshot, save_snapshot
+from anomaly.sources import Frame, SourceHealth
+from gpuwarden.clock import FakeClock
+from gpuwarden.config_anomaly import AnomalyConfig
+from gpuwarden.model import Alert, AlertSource
+
+EVERY = 300.0  # a tick every 5 minutes: three days are 864 ticks
+DAY = 86_400.0
+QUERIES = (
+    "DCGM_FI_DEV_GPU_TEMP",
+    "DCGM_FI_DEV_POWER_USAGE",
+    "DCGM_FI_DEV_SM_CLOCK",
+    "DCGM_FI_DEV_GPU_UTIL",
+    "DCGM_FI_DEV_FB_USED",
+    "train_step_time_seconds",
+)
+GPUS = [
+    {"Hostname": f"n{i // 4}", "gpu": str(i % 4), "UUID": f"GPU-{i}", "modelName": "H100", "slurm_job": "7"}
+    for i in range(8)
+]
+
+
+def _value(query: int, t: float) -> np.ndarray:
+    """Each GPU's value of query number ``query`` at ``t``: a daily cycle (busy by day) plus noise drawn
+    from ``t``, so a replay of the history reads what the live ticks read."""
+    rng = np.random.default_rng([int(t), query])
+    hour = (t % DAY) / 3600.0
+    busy = 0.5 + 0.5 * math.sin(2 * math.pi * (hour - 9) / 24)
+    base = (60 + 20 * busy, 300 + 300 * busy, 1400 + 300 * busy, 40 + 50 * busy, 20_000 + 5000 * busy, 1.0)
+    return base[query] * (1 + 0.01 * rng.standard_normal(len(GPUS)))
+
+
+class GridSource:
+    """Prometheus as the service reads it: every query on a grid of ``EVERY`` seconds, at any time."""
+
+    name = "prometheus"
+
+    def __init__(self) -> None:
+        self.reads: list[tuple[float, float]] = []
+        self._health = SourceHealth(self.name)
+
+    def read(self, start: float, end: float) -> list[Frame]:
+        self.reads.append((start, end))
+        ts = np.arange(math.floor(start / EVERY) * EVERY + EVERY, end + 1, EVERY)
+        ts = ts[(ts > start) & (ts <= end)]
+        self._health.succeeded(end, len(GPUS))
+        if not ts.size:
+            return []
+        return [
+            Frame(q, GPUS, ts, np.column_stack([_value(k, t) for t in ts.tolist()]))
+            for k, q in enumerate(QUERIES)
+        ]
+
+    def health(self) -> SourceHealth:
+        return self._health
+
+
+def _config(**overrides: object) -> AnomalyConfig:
+    return AnomalyConfig(
+        infer_every_seconds=EVERY,
+        adaptive_metrics=["*"],
+        adaptive_seasonality=True,  # the hour-of-day and hour-of-week profiles a restart forgot
+        presence_queries=["DCGM_FI_DEV_GPU_TEMP"],
+        **overrides,
+    )
+
+
+def _service(clock: FakeClock, **overrides: object) -> tuple[GridSource, AnomalyService]:
+    source = GridSource()
+    return source, AnomalyService(_config(**overrides), [source], clock)
+
+
+Scores = list[dict[tuple[str, str], np.ndarray]]
+
+
+def _ticks(clock: FakeClock, service: AnomalyService, n: int) -> Scores:
+    """``n`` ticks: each one's scores by detector and query."""
+    out = []
+    for _ in range(n):
+        clock.advance(EVERY)
+        result = service.infer()
+        out.append({(f.detector, f.query): f.score.copy() for f in result.findings if f.detector != "source"})
+    return out
+
+
+def _same(a: Scores, b: Scores) -> bool:
+    return len(a) == len(b) and all(
+        x.keys() == y.keys() and all(np.array_equal(x[k], y[k], equal_nan=True) for k in x)
+        for x, y in zip(a, b, strict=True)
+    )
+
+
+BEFORE, DOWN, AFTER = 3 * 288, 2, 12  # three days of ticks, a restart of two ticks, an hour after it
+
+
+@pytest.fixture(scope="module")
+def straight() -> Scores:
+    """The uninterrupted run's scores of the hour after the restart's downtime."""
+    clock = FakeClock()
+    _, service = _service(clock)
+    service.warm_up()
+    _ticks(clock, service, BEFORE + DOWN)
+    return _ticks(clock, service, AFTER)
+
+
+def _restarted(tmp_path, *, saved: bool, **later: object) -> tuple[GridSource, AnomalyService, Scores]:
+    """Three days of ticks, the state saved (``saved``), two ticks down, a new service warmed up (from the
+    snapshot when ``saved``): its source, the new service, and its scores of the next hour."""
+    clock = FakeClock()
+    _, first = _service(clock)
+    first.warm_up()
+    _ticks(clock, first, BEFORE)
+    path = tmp_path / "anomaly.state.npz"
+    assert save_snapshot(path, first.snapshot())
+    clock.advance(DOWN * EVERY)
+    source, second = _service(clock, **later)
+    second.warm_up(snapshot=load_snapshot(path, second.cfg) if saved else None)
+    return source, second, _ticks(clock, second, AFTER)
+
+
+def test_a_restart_from_its_snapshot_scores_the_next_ticks_exactly_as_the_uninterrupted_run(
+    tmp_path, straight
+):
+    source, service, scores = _restarted(tmp_path, saved=True)
+    assert _same(scores, straight)
+    ((start, end), *_) = source.reads
+    assert end - start == DOWN * EVERY  # only the history after the snapshot was replayed
+    adaptive = next(d for d in service.detectors if d.name == "adaptive")
+    model = next(iter(adaptive._models.values()))
+    assert np.isfinite(model.day[:8]).all()  # three days of hour-of-day profile, kept
+    detectors = {d for tick in straight for d, _ in tick}
+    assert {"adaptive", "level_shift", "multivariate", "fleet", "thermal"} <= detectors
+
+
+def test_todays_restart_without_a_snapshot_forgets_the_seasonal_profile_and_scores_otherwise(
+    tmp_path, straight
+):
+    source, service, scores = _restarted(tmp_path, saved=False)
+    assert not _same(scores, straight)
+    ((start, end), *_) = source.reads
+    assert end - start == 3600.0  # the hour of history, all that is left of three days
+    model = next(iter(next(d for d in service.detectors if d.name == "adaptive")._models.values()))
+    assert np.isnan(model.day[:8]).sum() > 8 * 12  # half the day's hours never seen
+
+
+def _saved(tmp_path, clock: FakeClock, ticks: int = 30) -> tuple[AnomalyService, object]:
+    _, service = _service(clock)
+    service.warm_up()
+    _ticks(clock, service, ticks)
+    path = tmp_path / "anomaly.state.npz"
+    assert save_snapshot(path, service.snapshot())
+    return service, path
+
+
+def _refused(path, clock: FakeClock, caplog, why: str, **later: object) -> None:
+    """Warming up from ``path`` falls back to the whole hour of history, says ``why`` naming the file, and
+    leaves the file as it was."""
+    before = path.read_bytes()
+    source, service = _service(clock, **later)
+    with caplog.at_level(logging.INFO):
+        snapshot = load_snapshot(path, service.cfg)
+        fed = service.warm_up(snapshot=snapshot)
+    ((start, end),) = source.reads
+    assert end - start == 3600.0 and fed == 12
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(str(path) in line and why in line and "left as it is" in line for line in said), said
+    assert path.read_bytes() == before
+    assert len(service.index) == 8 * len(QUERIES)  # what the hour held, nothing from the file
+
+
+def test_a_snapshot_older_than_the_hour_of_history_is_refused(tmp_path, caplog):
+    clock = FakeClock()
+    _, path = _saved(tmp_path, clock)
+    clock.advance(3600.0 + EVERY)
+    _refused(path, clock, caplog, "s old, older than the 3600 s of history")
+
+
+def test_a_snapshot_saved_under_other_settings_is_refused_naming_what_changed(tmp_path, caplog):
+    clock = FakeClock()
+    _, path = _saved(tmp_path, clock)
+    _refused(path, clock, caplog, "saved under other settings (anomaly.fleet_k changed)", fleet_k=5.0)
+
+
+def test_where_the_service_reads_and_posts_is_no_setting_that_refuses_a_snapshot(tmp_path):
+    clock = FakeClock()
+    _, path = _saved(tmp_path, clock)
+    cfg = _config(prometheus_url="http://prom-2:9090", port=9800, state_save_seconds=60.0)
+    assert load_snapshot(path, cfg) is not None
+
+
+def test_a_snapshot_of_another_format_version_is_refused(tmp_path, caplog, monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(snapshot_module, "VERSION", 2)
+    _, path = _saved(tmp_path, clock)
+    monkeypatch.undo()
+    _refused(path, clock, caplog, "is of format version 2; this gpuwarden reads 1")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupt", "empty", "not-npz"])
+def test_a_damaged_snapshot_is_refused(tmp_path, caplog, damage):
+    clock = FakeClock()
+    _, path = _saved(tmp_path, clock)
+    data = path.read_bytes()
+    damaged = {
+        "truncated": data[: len(data) // 2],
+        "corrupt": data[:1000] + bytes(b ^ 0xFF for b in data[1000:3000]) + data[3000:],
+        "empty": b"",
+        "not-npz": b"timestamp,value\n1,2\n",
+    }[damage]
+    path.write_bytes(damaged)
+    _refused(path, clock, caplog, "cannot be read (cut short or corrupt?)")
+
+
+def test_a_snapshot_whose_arrays_do_not_fit_the_detectors_is_refused_and_nothing_of_it_kept(
+    tmp_path, caplog, monkeypatch
+):
+    clock = FakeClock()
+    service, path = _saved(tmp_path, clock)
+    fleet = next(d for d in service.detectors if d.name == "fleet")
+    monkeypatch.setattr(fleet, "smooth", fleet.smooth[:10])  # fewer rows than its other arrays
+    assert save_snapshot(path, service.snapshot())
+    _refused(path, clock, caplog, "does not fit the detectors (ValueError: fleet ")
+
+
+def test_a_snapshot_is_written_whole_and_private_and_a_failed_save_leaves_the_last_one(
+    tmp_path, monkeypatch, caplog
+):
+    clock = FakeClock()
+    service, path = _saved(tmp_path, clock)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    before = path.read_bytes()
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", full_disk)
+    with caplog.at_level(logging.WARNING):
+        assert not save_snapshot(path, service.snapshot())
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == [path.name]  # no temporary file left beside it
+    assert f"anomaly state not saved to {path}: [Errno 28] No space left on device" in caplog.text
+
+
+def test_firing_alerts_are_kept_so_the_restart_recalls_them_for_serve(tmp_path):
+    """An alert firing at the save is recalled by the restarted service (``warm_up(held)``), as the hour of
+    history recalled it before: raised again, it takes up its peak and reads, and serve sees no new alert."""
+    clock = FakeClock()
+    _, service = _service(clock)
+    service.warm_up()
+    _ticks(clock, service, 30)
+    assert service.firing == {}  # a quiet fleet: plant one firing alert, as a fault would have left it
+    _, other = _service(clock)
+    alert = Alert(labels={"alertname": "GpuwardenAnomaly", "UUID": "GPU-3"}, source=AlertSource.ANOMALY)
+    service.firing["k"] = _Firing(alert, 24, QUERIES[0], "adaptive", peak=7.5, trough=2.0, reads=40)
+    path = tmp_path / "s.npz"
+    assert save_snapshot(path, service.snapshot())
+    clock.advance(EVERY)
+    other.warm_up({alert.fingerprint: clock.now()}, load_snapshot(path, other.cfg))
+    recalled = other._recalled["k"]
+    assert (recalled.alert, recalled.peak, recalled.reads) == (alert, 7.5, 41)  # and the replayed tick's read
+    assert (recalled.trough, recalled.quiet) == (1.0, 1)  # it was quiet: at the band's edge, 1
+    assert other.firing == {}
+
+
+def test_the_scheduler_saves_on_its_interval_and_once_more_at_stop(tmp_path):
+    clock = FakeClock()
+    _, service = _service(clock)
+    service.warm_up()
+    path = tmp_path / "anomaly.state.npz"
+    scheduler = AnomalyScheduler(service, state_file=path)
+    scheduler.infer_job()
+    scheduler.save_job()
+    assert scheduler.saves == 1 and load_snapshot(path, service.cfg) is not None
+    scheduler.infer_job()
+    scheduler.shutdown()
+    assert scheduler.saves == 2
+    assert load_snapshot(path, service.cfg).read_until == service.last_view.time  # type: ignore[union-attr]
