@@ -147,7 +147,7 @@ class FleetDetector:
         """Each series' smoothed deviation, latch and run above, and the load moments per peer group
         (``anomaly.snapshot``)."""
         arrays = {name: getattr(self, name).copy() for name in _STATE}
-        moments = [[query, group, values] for (query, group), values in self._load_moments.items()]
+        moments = [[query, group, list(values)] for (query, group), values in self._load_moments.items()]
         return State({"load_moments": moments}, arrays)
 
     def restore(self, state: State) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 
 from anomaly.sentinels import blank_not_available
 from anomaly.slots import Slots
-from anomaly.snapshot import State
+from anomaly.snapshot import Arrays, State
 from anomaly.sources import Frame, SeriesKind
 from anomaly.thresholds import BoolArray, FloatArray, IntArray
 
@@ -102,16 +102,33 @@ class SeriesIndex:
         return sid
 
     def state(self) -> State:
-        """Each id's (query, labels) and when it was last seen, and the free ids (``anomaly.snapshot``)."""
-        keys = [None if k is None else key_state(k) for k in self.keys]
-        return State({"keys": keys, "free": self._slots.freed()}, {"last_seen": self.last_seen.copy()})
+        """Each id's query and label set (numbers into two tables: a GPU's labels are shared by its queries'
+        series), when it was last seen, and the free ids (``anomaly.snapshot``)."""
+        queries: dict[str, int] = {}
+        label_sets: dict[tuple[tuple[str, str], ...], int] = {}
+        keys = self.keys
+        query_of, set_of = np.full(len(keys), -1, np.int32), np.full(len(keys), -1, np.int32)
+        for sid, key in enumerate(keys):
+            if key is not None:
+                query_of[sid] = queries.setdefault(key[0], len(queries))
+                set_of[sid] = label_sets.setdefault(key[1], len(label_sets))
+        meta = {"queries": list(queries), "label_sets": list(label_sets), "free": self._slots.freed()}
+        arrays: Arrays = {"query": query_of, "label_set": set_of, "last_seen": self.last_seen.copy()}
+        return State(meta, arrays)
 
     def restore(self, state: State) -> None:
         """Take up ``state`` (``state()``): every id names the series it named when it was saved."""
-        keys = [None if k is None else restored_key(k) for k in state.meta["keys"]]
+        queries = [str(q) for q in state.meta["queries"]]
+        label_sets = [tuple((str(n), str(v)) for n, v in items) for items in state.meta["label_sets"]]
+        query_of, set_of = state.arrays["query"].tolist(), state.arrays["label_set"].tolist()
         last_seen = np.asarray(state.arrays["last_seen"], np.float64)
-        if last_seen.size < len(keys):
-            raise ValueError(f"series index: {len(keys)} keys but {last_seen.size} last-seen times")
+        if len(query_of) != len(set_of) or last_seen.size < len(query_of):
+            raise ValueError(
+                f"series index: {len(query_of)} ids, {len(set_of)} label sets, {last_seen.size} times"
+            )
+        keys: list[SeriesKey | None] = [
+            None if q < 0 else (queries[q], label_sets[k]) for q, k in zip(query_of, set_of, strict=True)
+        ]
         self._slots = Slots.restored(keys, [int(i) for i in state.meta["free"]])
         self.labels = [{} if k is None else dict(k[1]) for k in keys]
         self.last_seen = last_seen
@@ -226,16 +243,25 @@ class EvidenceBuffer:
         ]
 
     def state(self) -> State:
-        """Every series' remembered samples (``anomaly.snapshot``)."""
-        arrays = {"times": self.times.copy(), "values": self.values.copy(), "pos": self.pos.copy()}
-        return State(arrays=arrays)
+        """The remembered samples of every series that has some (``anomaly.snapshot``)."""
+        rows = np.flatnonzero(self.pos)
+        arrays = {"rows": rows, "times": self.times[rows], "values": self.values[rows], "pos": self.pos[rows]}
+        return State({"size": int(self.pos.size)}, arrays)
 
     def restore(self, state: State) -> None:
         """Take up ``state`` (``state()``)."""
-        times, values, pos = (state.arrays[k] for k in ("times", "values", "pos"))
-        if times.shape != values.shape or times.shape != (pos.size, self.depth):
-            raise ValueError(f"evidence: {times.shape} times, {values.shape} values, {pos.size} positions")
-        self.times, self.values, self.pos = times, values, np.asarray(pos, np.int64)
+        rows, times, values, pos = (state.arrays[k] for k in ("rows", "times", "values", "pos"))
+        size = int(state.meta["size"])
+        if times.shape != values.shape or times.shape != (rows.size, self.depth) or pos.shape != rows.shape:
+            raise ValueError(f"evidence: {rows.size} rows, {times.shape} times, {values.shape} values")
+        if rows.size and not 0 <= int(rows.min()) <= int(rows.max()) < size:
+            raise ValueError(f"evidence: rows outside 0..{size - 1}")
+        self.times, self.values, self.pos = (
+            np.full((size, self.depth), np.nan),
+            np.full((size, self.depth), np.nan),
+            np.zeros(size, np.int64),
+        )
+        self.times[rows], self.values[rows], self.pos[rows] = times, values, pos
 
     def reset(self, ids: IntArray) -> None:
         """Forget series."""

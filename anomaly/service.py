@@ -288,6 +288,9 @@ class AnomalyService:
         self._pending: dict[str, tuple[int, str, str]] = {}  # key -> ticks agreed, detector, query
         self._recalled: dict[str, _Firing] = {}  # alerts the warm-up's history left firing (``warm_up``)
         self._recall_ends: dict[str, float] = {}  # when serve lets each recalled alert end (``warm_up``)
+        self._catch_up: list[
+            Alert
+        ] = []  # changes of the ticks a restart missed, told at the next (``warm_up``)
         self.collective_suppressed = 0
         self.detector_errors: dict[str, int] = {}
         self.not_available: dict[str, int] = {}  # per query, samples read as not-available values (gaps)
@@ -356,9 +359,10 @@ class AnomalyService:
             },
         )
         self.collector.update(result.findings, [s.health() for s in self.sources], stats)
-        for alert in result.changes():
+        for alert in [*self._catch_up, *result.changes()]:
             if self.on_alert is not None:
                 self.on_alert(alert)
+        self._catch_up = []
         self.ticks += 1
         self.last_tick_end = self.clock.monotonic()
         return result
@@ -418,9 +422,10 @@ class AnomalyService:
 
         With a ``snapshot`` that fits (``_take_up``), the detectors, the series index and the alerts take up
         its state and only the history after it is replayed, on the grid of its ticks, so the next ticks
-        score as they would have without the restart; the models are not fitted again (their next fit comes
-        on the ``fit_every`` schedule, as it would have). One that does not fit is said, and the whole
-        history replayed as without one.
+        score as they would have without the restart; its firing alerts fire on (``_replay_resuming``; no
+        recall, ``held`` unused) and the models are not fitted again (their next fit comes on the
+        ``fit_every`` schedule, as it would have). One that does not fit is said, and the whole history
+        replayed as without one.
         """
         now = self.clock.time()
         until = now - self.cfg.latency_offset_seconds
@@ -436,22 +441,11 @@ class AnomalyService:
         # Steps where no series had a value (before Prometheus held any data) teach nothing: not replayed.
         stamps = [f.timestamps[np.isfinite(f.values).any(axis=0)] for f in frames]
         ends = sorted({anchor + every * math.ceil((float(t) - anchor) / every) for ts in stamps for t in ts})
-        suppressed, live = self.collective_suppressed, (self.firing, self._pending)
-        if taken is not None and self.cfg.reescalate_alerts:  # the alerts as the snapshot left them
-            self.firing, self._pending = taken[1], taken[2]
+        suppressed = self.collective_suppressed
+        if taken is None:
+            self._replay_recalling(frames, ends, now, held)
         else:
-            self.firing, self._pending = {}, {}
-        self._replay(frames, ends)
-        # What the history left firing reads on, recalled, until its alert is raised again
-        # (``_Firing.resume``) or would have resolved: a restart during a recovery took the score it was
-        # raised at for its peak, and the next fault's rise for a new one, so that fault re-raised nothing,
-        # serve still holding the alert firing; and a recall dropped at its first quiet read lost it where the
-        # value was back in its band, the recovery a re-raise needs.
-        # Recalled no longer than serve holds what the old service posted last (its endsAt): re-raised after
-        # that, the post led with the old alert firing then resolved, and serve's incident ended with the
-        # alert resolved while the new fault went on; raised as a first alert, serve takes it as new.
-        self._recall(now, held)
-        self.firing, self._pending = live
+            self._replay_resuming(frames, ends, taken[1], taken[2])
         self.collective_suppressed = suppressed
         if (
             since is None
@@ -462,6 +456,41 @@ class AnomalyService:
             "warm-up: fed %d ticks of history (%.0f s)%s to the detectors", len(ends), until - start, after
         )
         return len(ends)
+
+    def _replay_recalling(
+        self, frames: Sequence[Frame], ends: Sequence[float], now: float, held: Mapping[str, datetime] | None
+    ) -> None:
+        """Replay the history with no alert firing, then recall what it left firing (``_recall``)."""
+        live = (self.firing, self._pending)
+        self.firing, self._pending = {}, {}
+        self._replay(frames, ends, alerts=self.cfg.reescalate_alerts)
+        # What the history left firing reads on, recalled, until its alert is raised again
+        # (``_Firing.resume``) or would have resolved: a restart during a recovery took the score it was
+        # raised at for its peak, and the next fault's rise for a new one, so that fault re-raised nothing,
+        # serve still holding the alert firing; and a recall dropped at its first quiet read lost it where the
+        # value was back in its band, the recovery a re-raise needs.
+        # Recalled no longer than serve holds what the old service posted last (its endsAt): re-raised after
+        # that, the post led with the old alert firing then resolved, and serve's incident ended with the
+        # alert resolved while the new fault went on; raised as a first alert, serve takes it as new.
+        self._recall(now, held)
+        self.firing, self._pending = live
+
+    def _replay_resuming(
+        self,
+        frames: Sequence[Frame],
+        ends: Sequence[float],
+        firing: dict[str, _Firing],
+        pending: dict[str, tuple[int, str, str]],
+    ) -> None:
+        """Replay the history after a snapshot from the alerts it left firing and pending, as the ticks it
+        missed would have; what they raised and resolved, and every alert firing then, is told at the next
+        tick (``_catch_up``): serve takes a firing alert posted again as the one it holds, and the new
+        forwarder holds it from there. Recalled instead (``_recall``), an alert raised again only after
+        ``pending_ticks`` and re-escalated otherwise than without the restart (15 of 20 fuzz seeds)."""
+        self.firing, self._pending = firing, pending
+        told = self._replay(frames, ends, alerts=True)
+        posted = {id(alert) for alert in told}
+        self._catch_up = [*told, *(s.alert for s in self.firing.values() if id(s.alert) not in posted)]
 
     def _history(
         self, start: float, until: float, since: float | None, last_read: Mapping[str, float]
@@ -479,8 +508,10 @@ class AnomalyService:
             frames.extend(self._per_gpu(f) for f in got if f.labels and f.timestamps.size)
         return frames
 
-    def _replay(self, frames: Sequence[Frame], ends: Sequence[float]) -> None:
-        """Feed ``frames`` to the detectors (the signatures left out), one tick ending at each of ``ends``."""
+    def _replay(self, frames: Sequence[Frame], ends: Sequence[float], *, alerts: bool) -> list[Alert]:
+        """Feed ``frames`` to the detectors (the signatures left out), one tick ending at each of ``ends``;
+        with ``alerts``, raise and resolve alerts from their findings too: what was raised and resolved."""
+        told: list[Alert] = []
         detectors = [d for d in self.detectors if d.name not in _NO_WARMUP]
         read = {f.query for f in frames}
         lower = -math.inf
@@ -499,10 +530,12 @@ class AnomalyService:
             self.counters.reset(view.forgotten)
             for step in view.steps:
                 self.evidence.push(step.ids, step.value, step.at)
-            found = TickResult(findings=self._learn(view, detectors))  # its findings raise nothing
-            if self.cfg.reescalate_alerts:
+            found = TickResult(findings=self._learn(view, detectors))
+            if alerts:
                 self._update_alerts(found, end, self._unreadable(view))
+                told.extend(found.changes())
             self.last_view = view
+        return told
 
     def snapshot(self) -> Snapshot:
         """What the service has learnt, now (copies: later ticks leave them as they are), for

@@ -169,20 +169,27 @@ class AdaptiveThresholds:
         return held
 
     def state(self) -> State:
-        """Every series' baselines, seasonal profiles and error scales (``anomaly.snapshot``)."""
-        return State(arrays={key: getattr(obj, name).copy() for key, (obj, name) in self._held().items()})
+        """The baselines, seasonal profiles and error scales of every series it has learnt (a row never
+        learnt, or forgotten, is as a new one: left out) (``anomaly.snapshot``)."""
+        rows = np.flatnonzero(self.count[: self._cap])
+        arrays = {key: getattr(obj, name)[rows] for key, (obj, name) in self._held().items()}
+        return State({"capacity": self._cap}, {"rows": rows, **arrays})
 
     def restore(self, state: State) -> None:
         """Take up ``state`` (``state()`` of a model of the same parameters)."""
-        held = self._held()
-        cap = state.arrays["count"].shape[0]
+        held, rows = self._held(), state.arrays["rows"]
+        cap = int(state.meta["capacity"])
+        if rows.size and not 0 <= int(rows.min()) <= int(rows.max()) < cap:
+            raise ValueError(f"adaptive rows outside 0..{cap - 1}")
         for key, (obj, name) in held.items():
             now, got = getattr(obj, name), state.arrays[key]
-            if got.shape != (cap, *now.shape[1:]) or got.dtype != now.dtype:
-                raise ValueError(f"adaptive {key}: {got.dtype}{got.shape}, not {now.dtype} of {cap} rows")
+            if got.shape != (rows.size, *now.shape[1:]) or got.dtype != now.dtype:
+                raise ValueError(
+                    f"adaptive {key}: {got.dtype}{got.shape}, not {now.dtype} of {rows.size} rows"
+                )
+        self._grow(cap)
         for key, (obj, name) in held.items():
-            setattr(obj, name, state.arrays[key])
-        self._cap = cap
+            getattr(obj, name)[rows] = state.arrays[key]
 
     def _grow(self, needed: int) -> None:
         if needed <= self._cap:

@@ -10,6 +10,7 @@ import stat
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from anomaly import snapshot as snapshot_module
 from anomaly.scheduler import AnomalyScheduler
@@ -257,25 +258,46 @@ def test_a_snapshot_is_written_whole_and_private_and_a_failed_save_leaves_the_la
     assert f"anomaly state not saved to {path}: [Errno 28] No space left on device" in caplog.text
 
 
-def test_firing_alerts_are_kept_so_the_restart_recalls_them_for_serve(tmp_path):
-    """An alert firing at the save is recalled by the restarted service (``warm_up(held)``), as the hour of
-    history recalled it before: raised again, it takes up its peak and reads, and serve sees no new alert."""
+def test_a_snapshot_is_a_copy_that_the_ticks_after_it_leave_as_it_was(tmp_path):
+    """The scheduler writes a snapshot while the next ticks run: what it holds must not move with them."""
+    clock = FakeClock()
+    service, _ = _saved(tmp_path, clock)
+    snapshot = service.snapshot()
+    assert save_snapshot(tmp_path / "then.npz", snapshot)
+    _ticks(clock, service, 3)
+    assert save_snapshot(tmp_path / "later.npz", snapshot)
+    then, later = (load_snapshot(tmp_path / name, service.cfg) for name in ("then.npz", "later.npz"))
+    assert then is not None and later is not None
+    for name, state in then.components.items():
+        assert later.components[name].meta == state.meta, name
+        for key, array in state.arrays.items():
+            assert np.array_equal(later.components[name].arrays[key], array, equal_nan=True), (name, key)
+
+
+def test_an_alert_firing_at_the_save_fires_on_after_the_restart_and_is_posted_again_to_serve(tmp_path):
+    """Taken up firing, as without the restart (its peak, reads and quiet reads since), not recalled to be
+    raised again after ``pending_ticks``; the first tick posts it again, so the new forwarder holds it at
+    serve (one firing alert posted again is the same one there)."""
     clock = FakeClock()
     _, service = _service(clock)
     service.warm_up()
     _ticks(clock, service, 30)
     assert service.firing == {}  # a quiet fleet: plant one firing alert, as a fault would have left it
-    _, other = _service(clock)
     alert = Alert(labels={"alertname": "GpuwardenAnomaly", "UUID": "GPU-3"}, source=AlertSource.ANOMALY)
     service.firing["k"] = _Firing(alert, 24, QUERIES[0], "adaptive", peak=7.5, trough=2.0, reads=40)
     path = tmp_path / "s.npz"
     assert save_snapshot(path, service.snapshot())
     clock.advance(EVERY)
+    posted: list[Alert] = []
+    other = AnomalyService(_config(), [GridSource()], clock, on_alert=posted.append)
     other.warm_up({alert.fingerprint: clock.now()}, load_snapshot(path, other.cfg))
-    recalled = other._recalled["k"]
-    assert (recalled.alert, recalled.peak, recalled.reads) == (alert, 7.5, 41)  # and the replayed tick's read
-    assert (recalled.trough, recalled.quiet) == (1.0, 1)  # it was quiet: at the band's edge, 1
-    assert other.firing == {}
+    state = other.firing["k"]
+    assert (state.alert, state.peak, state.reads) == (alert, 7.5, 41)  # and the replayed tick's read
+    assert (state.trough, state.quiet) == (1.0, 1)  # it was quiet: at the band's edge, 1
+    assert other._recalled == {} and posted == []
+    clock.advance(EVERY)
+    other.infer()
+    assert posted == [alert] and other.firing["k"].quiet == 2
 
 
 def test_the_scheduler_saves_on_its_interval_and_once_more_at_stop(tmp_path):
@@ -291,3 +313,23 @@ def test_the_scheduler_saves_on_its_interval_and_once_more_at_stop(tmp_path):
     scheduler.shutdown()
     assert scheduler.saves == 2
     assert load_snapshot(path, service.cfg).read_until == service.last_view.time  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("setting", "said"),
+    [
+        ({"state_file": ""}, "names no file"),
+        ({"state_file": "state/"}, "names no file"),
+        ({"state_save_seconds": 0}, "greater than or equal to 1"),
+    ],
+    ids=["empty", "a-directory", "no-interval"],
+)
+def test_a_state_file_or_save_interval_that_cannot_work_is_refused_naming_the_field(setting, said):
+    with pytest.raises(ValidationError) as info:
+        AnomalyConfig(**setting)
+    assert said in str(info.value) and next(iter(setting)) in str(info.value)
+
+
+def test_the_state_file_is_kept_beside_the_store_by_default_and_null_keeps_none():
+    assert AnomalyConfig().state_file == "gpuwarden-anomaly.state.npz"
+    assert AnomalyConfig(state_file=None).state_file is None
