@@ -321,15 +321,24 @@ def run(
 
 def _state_path(cfg: AnomalyConfig, option: Path | None, ticks: int) -> Path | None:
     """Where ``anomaly run`` keeps its state: ``--state-file``, else none for a ``--ticks`` script, else
-    ``anomaly.state_file``; refused (exit 1), naming the setting, where it cannot be written."""
+    ``anomaly.state_file``. One that cannot be written is refused (exit 1), naming the setting; the default
+    (not written in the file) is a warning, and none is kept: a working directory that cannot be written
+    stopped no ``anomaly run`` before there was a state file."""
     path = (
         option if option is not None else (None if ticks or cfg.state_file is None else Path(cfg.state_file))
     )
     if path is None:
         return None
+    chosen = option is not None or "state_file" in cfg.model_fields_set
     try:
         check_writable(path, "--state-file" if option is not None else "anomaly.state_file")
     except InputError as exc:
+        if not chosen:
+            err_console.print(
+                f"[yellow]warning:[/yellow] {escape(str(exc))}; what the detectors learn is not kept across a"
+                " restart (set anomaly.state_file to a file that can be written, or null)"
+            )
+            return None
         print_error(exc)
         raise typer.Exit(1) from exc
     return path

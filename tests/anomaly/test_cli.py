@@ -14,6 +14,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from anomaly import univariate
@@ -914,3 +915,23 @@ def test_run_refuses_a_state_file_in_a_directory_that_does_not_exist(tmp_path):
         f"error: --state-file '{state}': cannot write in {state.parent}: it does not exist; make it, or give"
         " a file in a directory that exists"
     ), said
+
+
+def test_run_warns_and_keeps_no_state_where_the_default_state_file_cannot_be_written(monkeypatch):
+    """The default (not written in the file) must not stop an ``anomaly run`` whose working directory is
+    read-only, as none did before there was a state file; one chosen is refused."""
+    from gpuwarden.config_anomaly import AnomalyConfig  # noqa: PLC0415
+    from gpuwarden.errors import InputError  # noqa: PLC0415
+
+    def unwritable(path: Path, field: str) -> None:
+        raise InputError(f"{field} '{path}': cannot write in .: it is not writable")
+
+    stderr = io.StringIO()
+    monkeypatch.setattr(anomaly_cmd, "check_writable", unwritable)
+    monkeypatch.setattr(anomaly_cmd, "err_console", CliConsole(file=stderr, width=400))
+    assert anomaly_cmd._state_path(AnomalyConfig(), None, 0) is None
+    said = stderr.getvalue()
+    assert "warning: anomaly.state_file 'gpuwarden-anomaly.state.npz': cannot write in ." in said
+    assert "is not kept across a restart" in said
+    with pytest.raises(typer.Exit):
+        anomaly_cmd._state_path(AnomalyConfig(state_file="kept.npz"), None, 0)
