@@ -127,28 +127,18 @@ class AnomalyScheduler:
             logger.exception("anomaly state save failed", extra={"state_file": str(self.state_file)})
 
     def start(self) -> None:
-        """Schedule both jobs (no overlap, missed runs coalesced; the first tick at once) and start."""
+        """Schedule the jobs (no overlap, missed runs coalesced; the first tick at once) and start."""
         cfg = self.service.cfg
-        self._scheduler.add_job(
-            self.infer_job,
-            "interval",
-            seconds=cfg.infer_every_seconds,
-            id="infer",
-            max_instances=1,
-            coalesce=True,
-            next_run_time=datetime.now(UTC),
-        )
-        self._scheduler.add_job(
-            self.fit_job, "interval", seconds=cfg.fit_every_seconds, id="fit", max_instances=1, coalesce=True
-        )
+        jobs: list[tuple[Callable[[], None], str, float]] = [
+            (self.infer_job, "infer", cfg.infer_every_seconds),
+            (self.fit_job, "fit", cfg.fit_every_seconds),
+        ]
         if self.state_file is not None:
+            jobs.append((self.save_job, "save", cfg.state_save_seconds))
+        for job, name, seconds in jobs:
+            first = {"next_run_time": datetime.now(UTC)} if name == "infer" else {}
             self._scheduler.add_job(
-                self.save_job,
-                "interval",
-                seconds=cfg.state_save_seconds,
-                id="save",
-                max_instances=1,
-                coalesce=True,
+                job, "interval", seconds=seconds, id=name, max_instances=1, coalesce=True, **first
             )
         self._scheduler.add_listener(
             self._on_event, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_EXECUTED | EVENT_JOB_ERROR

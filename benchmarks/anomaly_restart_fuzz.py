@@ -49,14 +49,9 @@ from gpuwarden.config_anomaly import AnomalyConfig
 
 EVERY = 300.0
 DAY = 86_400.0
-QUERIES = (
-    "DCGM_FI_DEV_GPU_TEMP",
-    "DCGM_FI_DEV_POWER_USAGE",
-    "DCGM_FI_DEV_SM_CLOCK",
-    "DCGM_FI_DEV_GPU_UTIL",
-    "DCGM_FI_DEV_FB_USED",
-    "train_step_time_seconds",
-)
+# The multivariate detector's (temperature, power, SM clock, utilisation, memory), which the fleet and thermal
+# detectors read too, and a step time for the level-shift detector.
+QUERIES = (*AnomalyConfig().multivariate_queries, "train_step_time_seconds")
 _BASE = (55.0, 250.0, 1400.0, 40.0, 20_000.0, 1.0)
 _BUSY = (25.0, 350.0, 300.0, 50.0, 30_000.0, 0.2)
 

@@ -23,14 +23,9 @@ from gpuwarden.model import Alert, AlertSource
 
 EVERY = 300.0  # a tick every 5 minutes: three days are 864 ticks
 DAY = 86_400.0
-QUERIES = (
-    "DCGM_FI_DEV_GPU_TEMP",
-    "DCGM_FI_DEV_POWER_USAGE",
-    "DCGM_FI_DEV_SM_CLOCK",
-    "DCGM_FI_DEV_GPU_UTIL",
-    "DCGM_FI_DEV_FB_USED",
-    "train_step_time_seconds",
-)
+# The multivariate detector's (temperature, power, SM clock, utilisation, memory), which the fleet and thermal
+# detectors read too, and a step time for the level-shift detector.
+QUERIES = (*AnomalyConfig().multivariate_queries, "train_step_time_seconds")
 GPUS = [
     {"Hostname": f"n{i // 4}", "gpu": str(i % 4), "UUID": f"GPU-{i}", "modelName": "H100", "slurm_job": "7"}
     for i in range(8)
