@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,7 +45,6 @@ class AnomalyScheduler:
         self.after_infer = after_infer
         self.state_file = state_file
         self.saves = 0
-        self.save_pause_seconds = 0.0  # the longest a save held the ticks out (its copy of the state)
         self._lock = threading.Lock()
         self._scheduler = BackgroundScheduler(timezone="UTC")
         self.ticks = 0
@@ -116,10 +114,8 @@ class AnomalyScheduler:
         if self.state_file is None:
             return
         try:
-            with self._lock:
-                t0 = time.perf_counter()
+            with self._lock:  # benchmarks/bench_snapshot.py: 0.6-0.8 s at 10,000 GPUs
                 snapshot = self.service.snapshot()
-                self.save_pause_seconds = max(self.save_pause_seconds, time.perf_counter() - t0)
             if save_snapshot(self.state_file, snapshot):
                 self.saves += 1
         except Exception:  # loop boundary

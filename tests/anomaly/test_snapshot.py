@@ -187,6 +187,19 @@ def test_a_snapshot_older_than_the_hour_of_history_is_refused(tmp_path, caplog):
     _refused(path, clock, caplog, "s old, older than the 3600 s of history")
 
 
+def test_a_snapshot_saved_after_now_is_refused_as_a_clock_set_back(tmp_path, caplog):
+    clock = FakeClock()
+    _, path = _saved(tmp_path, clock)
+    _refused(path, FakeClock(clock.time() - 2 * EVERY), caplog, "s after now (the clock was set back?)")
+
+
+def test_no_snapshot_yet_is_no_warning_and_the_whole_hour_is_replayed(tmp_path, caplog):
+    with caplog.at_level(logging.INFO):
+        assert load_snapshot(tmp_path / "none.npz", _config()) is None
+    assert [r.levelno for r in caplog.records] == [logging.INFO]
+    assert f"no anomaly state snapshot at {tmp_path / 'none.npz'} yet" in caplog.text
+
+
 def test_a_snapshot_saved_under_other_settings_is_refused_naming_what_changed(tmp_path, caplog):
     clock = FakeClock()
     _, path = _saved(tmp_path, clock)
