@@ -288,9 +288,8 @@ class AnomalyService:
         self._pending: dict[str, tuple[int, str, str]] = {}  # key -> ticks agreed, detector, query
         self._recalled: dict[str, _Firing] = {}  # alerts the warm-up's history left firing (``warm_up``)
         self._recall_ends: dict[str, float] = {}  # when serve lets each recalled alert end (``warm_up``)
-        self._catch_up: list[
-            Alert
-        ] = []  # changes of the ticks a restart missed, told at the next (``warm_up``)
+        # What the ticks a restart missed changed, told at the next (``_replay_resuming``).
+        self._catch_up: list[Alert] = []
         self.collective_suppressed = 0
         self.detector_errors: dict[str, int] = {}
         self.not_available: dict[str, int] = {}  # per query, samples read as not-available values (gaps)
@@ -447,10 +446,8 @@ class AnomalyService:
         else:
             self._replay_resuming(frames, ends, taken[1], taken[2])
         self.collective_suppressed = suppressed
-        if (
-            since is None
-        ):  # the multivariate model, when the history gave it enough rows, scores from the next tick
-            self.fit()
+        if since is None:
+            self.fit()  # the multivariate model, when the history gave it rows enough, scores at once
         after = "" if since is None else f" after the state snapshot ({until - since:.0f} s before now)"
         logger.info(
             "warm-up: fed %d ticks of history (%.0f s)%s to the detectors", len(ends), until - start, after
@@ -598,7 +595,7 @@ class AnomalyService:
                 alerts = snapshot.components["alerts"].meta
                 firing = {k: _Firing.restored(v) for k, v in alerts["firing"].items()}
                 pending = {k: (int(n), str(d), str(q)) for k, (n, d, q) in alerts["pending"].items()}
-            except (KeyError, ValueError, TypeError, IndexError) as exc:
+            except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
                 self.restore(before)
                 why = f"does not fit the detectors ({type(exc).__name__}: {exc})"
         if why is not None:

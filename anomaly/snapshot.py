@@ -206,10 +206,17 @@ def read_snapshot(path: Path, settings: Mapping[str, Any]) -> Snapshot:
         raise
     except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         raise SnapshotRefused(f"cannot be read (cut short or corrupt?): {exc}") from exc
+    try:
+        return _snapshot(path, header, arrays, settings)
+    except (AttributeError, TypeError, ValueError, KeyError) as exc:
+        raise SnapshotRefused(f"has a malformed header ({type(exc).__name__}: {exc})") from exc
+
+
+def _snapshot(path: Path, header: dict[str, Any], arrays: Arrays, settings: Mapping[str, Any]) -> Snapshot:
+    """The snapshot ``header`` and ``arrays`` make, checked against ``settings``."""
     if header.get("fingerprint") != settings_fingerprint(settings):
-        changed = sorted(
-            k for k in {*settings, *header["settings"]} if settings.get(k) != header["settings"].get(k)
-        )
+        saved = header["settings"]
+        changed = sorted(k for k in {*settings, *saved} if settings.get(k) != saved.get(k))
         raise SnapshotRefused(
             f"was saved under other settings (anomaly.{', anomaly.'.join(changed)} changed)"
         )
@@ -234,7 +241,9 @@ def _header(npz: Mapping[str, npt.NDArray[Any]]) -> dict[str, Any]:
     if _HEADER not in npz:
         raise SnapshotRefused("is not an anomaly state snapshot (no header)")
     header = json.loads(npz[_HEADER].tobytes().decode())
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
+    if not isinstance(header, dict):
+        raise SnapshotRefused(f"is not an anomaly state snapshot (its header is a {type(header).__name__})")
+    if header.get("format") != FORMAT:
         raise SnapshotRefused(f"is not an anomaly state snapshot (format {header.get('format')!r})")
     if header.get("version") != VERSION:
         raise SnapshotRefused(

@@ -5,16 +5,16 @@
 daily cycle with noise, faults (a GPU running hot, its SM clock cut, its step time shifted, a node down for
 up to 40 minutes, past ``forget_after_seconds``, some begun in the history before the run) and 1-3 restarts
 (each down for 0-3 ticks; after a graceful stop, or after a crash that lost the 1-4 ticks since the last
-interval save), and runs the service (ticks of 5 minutes, seasonality on, every query adaptive) twice on the
+interval save), plus, in most outages longer than 4 ticks, one while the node is down (its GPUs' thermal
+lines parked). It runs the service (ticks of 5 minutes, seasonality on, every query adaptive) twice on the
 same Prometheus history: straight through, and restarted. A restart warms a new service up as ``anomaly
 run`` does: with ``--snapshot`` from the state the old one saved (``AnomalyService.snapshot``, the history
 after it replayed), without it from the hour of history alone (the behaviour before snapshots), serve's hold
 of the alerts the old one had firing told (``warm_up(held)``). At every tick the restarted run scored, the two
 runs' scores (per detector, query and series) are compared (``divergent``: the seeds with any difference, and
-per seed the first, ``--show SEED`` to stderr), and apart from them the alerts firing or recalled
-(``firing_divergent``): a restart's alerts are recalled, and raised again after ``pending_ticks``
-(``AnomalyService.warm_up``), not taken up as firing, and a downtime past serve's hold ends them, so those
-differ by design where the scores do not.
+per seed the first, ``--show SEED`` to stderr), and apart from them the alerts the service holds firing or
+recalled (``firing_divergent``; without a snapshot a restart recalls its alerts, raised again after
+``pending_ticks``, and a downtime past serve's hold ends them).
 
 The multivariate model is fitted once at the first start (``fit_every_seconds`` a day, past the run): its
 scheduled refits come ``fit_every`` after each process start, so no restart keeps their times.
@@ -148,6 +148,17 @@ def draw(seed: int, steps: int) -> tuple[Fleet, dict[int, tuple[int, int]]]:
     restarts = {}
     for at in sorted(rng.sample(range(2, steps - 1), rng.randint(1, 3))):
         restarts[at] = (rng.randint(0, 3), rng.choice((0, 0, rng.randint(1, 4))))
+    # A restart while a node is down past forget_after_seconds (3 ticks): its GPUs' thermal lines are parked
+    # then, and judge them when it is back. Drawn apart from the stream, so the draws above stay as they were.
+    inside = random.Random(f"restart-while-down-{seed}")
+    for f in faults:
+        if (
+            f.kind == "down"
+            and f.end - f.start > 4
+            and 2 <= f.start + 4 < steps - 1
+            and inside.random() < 0.7
+        ):
+            restarts.setdefault(f.start + 4, (inside.randint(0, 1), 0))
     return Fleet(seed, gpus, nodes, faults, t0=1_767_225_600.0 + rng.randrange(7) * DAY), restarts
 
 
@@ -158,6 +169,7 @@ def config() -> AnomalyConfig:
         adaptive_metrics=["*"],
         adaptive_seasonality=True,
         presence_queries=[QUERIES[0]],
+        thermal_warmup=10,  # its lines judge within the run (60 samples are 5 hours of 5-minute ticks)
     )
 
 

@@ -3,6 +3,7 @@ be used is said, left alone, and the warm-up replays the whole hour as without o
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -234,6 +235,27 @@ def test_a_damaged_snapshot_is_refused(tmp_path, caplog, damage):
     }[damage]
     path.write_bytes(damaged)
     _refused(path, clock, caplog, "cannot be read (cut short or corrupt?)")
+
+
+@pytest.mark.parametrize(
+    ("header", "why"),
+    [
+        (None, "is not an anomaly state snapshot (no header)"),
+        (["a", "list"], "is not an anomaly state snapshot (its header is a list)"),
+        ({"format": "other"}, "is not an anomaly state snapshot (format 'other')"),
+        ({"format": "gpuwarden-anomaly-state", "version": 1}, "has no 'saved_at' in its header"),
+    ],
+    ids=["no-header", "list", "other-format", "incomplete"],
+)
+def test_an_npz_that_is_no_snapshot_of_this_service_is_refused(tmp_path, caplog, header, why):
+    clock = FakeClock()
+    _, path = _saved(tmp_path, clock)
+    arrays = {"x": np.zeros(3)}
+    if header is not None:
+        arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    with path.open("wb") as out:
+        np.savez(out, **arrays)
+    _refused(path, clock, caplog, why)
 
 
 def test_a_snapshot_whose_arrays_do_not_fit_the_detectors_is_refused_and_nothing_of_it_kept(
