@@ -9,6 +9,7 @@ import numpy as np
 
 from anomaly.detectors import Findings
 from anomaly.series import View
+from anomaly.snapshot import State
 from anomaly.thresholds import AdaptiveThresholds, ThresholdParams
 from gpuwarden.config_anomaly import AnomalyConfig
 from gpuwarden.model import RecommendedAction
@@ -64,6 +65,27 @@ class AdaptiveDetector:
         if model is None:
             model = self._models[params] = AdaptiveThresholds(params)
         return model
+
+    def state(self) -> State:
+        """Each model's parameters and state (``anomaly.snapshot``)."""
+        out = State({"models": []})
+        for i, (params, model) in enumerate(self._models.items()):
+            state = model.state()
+            out.meta["models"].append({"params": dataclasses.asdict(params), **state.meta})
+            out.arrays.update({f"m{i}_{key}": array for key, array in state.arrays.items()})
+        return out
+
+    def restore(self, state: State) -> None:
+        """Take up ``state`` (``state()``): each model as it was, found again by its parameters."""
+        models: dict[ThresholdParams, AdaptiveThresholds] = {}
+        for i, saved in enumerate(state.meta["models"]):
+            params = ThresholdParams(**saved["params"])
+            prefix = f"m{i}_"
+            arrays = {k.removeprefix(prefix): a for k, a in state.arrays.items() if k.startswith(prefix)}
+            meta = {k: v for k, v in saved.items() if k != "params"}
+            models[params] = AdaptiveThresholds(params, capacity=1)
+            models[params].restore(State(meta, arrays))
+        self._models = models
 
     def fit(self, view: View) -> None:
         """Online: nothing to refit."""

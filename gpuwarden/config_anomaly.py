@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AllowInfNan, Field, field_validator
 
-from gpuwarden.config_rules import MAX_INTERVAL_SECONDS, MAX_WINDOW_SECONDS, HttpUrl, Section
+from gpuwarden.config_rules import MAX_INTERVAL_SECONDS, MAX_WINDOW_SECONDS, HttpUrl, LocalPath, Section
 from gpuwarden.errors import ConfigError
 from gpuwarden.headers import TOKEN_ENV
 from gpuwarden.numerals import NUMBER, TOO_LARGE, written_as_digits
@@ -26,6 +26,7 @@ THERMAL_MAX_LAG_SECONDS = 180.0
 THERMAL_MAX_SETTLE_SECONDS = 600.0
 THERMAL_MAX_ALPHA = 0.1
 THERMAL_MAX_RIDGE_WATTS = 50.0
+DEFAULT_STATE_FILE = "gpuwarden-anomaly.state.npz"  # ``anomaly.state_file``: beside api.db's gpuwarden.db
 
 _Bound = Annotated[float, AllowInfNan(True)]  # a data range's end may be inf (NaN is refused before)
 
@@ -474,6 +475,29 @@ class AnomalyConfig(Section):
     )
     multivariate_trees: int = Field(100, ge=10, le=10_000)
     multivariate_history: int = Field(4096, ge=64, le=1_000_000)
+    state_file: LocalPath | None = Field(
+        DEFAULT_STATE_FILE,
+        description="where `anomaly run` keeps what its detectors learnt across a restart (relative to its"
+        " working directory, as api.db is; `--state-file` overrides it; null: kept nowhere, a restart warms"
+        " up from the last hour of history alone); a snapshot saved under other settings, or older than"
+        " that hour, is not used",
+    )
+    state_save_seconds: float = Field(
+        300.0,
+        ge=1,
+        le=MAX_INTERVAL_SECONDS,
+        description="how often `anomaly run` saves its state_file (and once more when it stops); a crash"
+        " loses what was learnt since, which the warm-up replays from the history",
+    )
+
+    @field_validator("state_file")
+    @classmethod
+    def _names_a_file(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or value.endswith(("/", "\\"))):
+            raise ValueError(
+                f"{value!r} names no file; give a file name (e.g. {DEFAULT_STATE_FILE}), or null for none"
+            )
+        return value
 
     def adaptive_scores(self, query: AnomalyQueryConfig | str) -> bool:
         """Whether the adaptive detector scores a query: its own ``adaptive``, else whether its name matches
