@@ -470,3 +470,21 @@ def test_a_late_detection_of_a_fault_begun_while_its_node_was_down_is_listed_by_
     hot = Injection(WHILE_DOWN_CLASSES[0], "node-01", 3, 1000.0, hidden_until=2200.0, detected_at=2600.0)
     truth.injections.append(hot)
     assert _missed(hot, truth)["detected_after_s"] == 400
+
+
+def test_seed_900_draws_the_14_classes_as_it_did_before_the_long_outages():
+    """Compared with the plan left without long outages, a change to how the 14 classes are drawn would go
+    unseen: the draws as the code before them (bc2b7d3) made them, 68 over the day, pinned."""
+    plan, fleet, start = _plan_and_fleet()
+    drawn = [i for i in _schedule(plan, fleet, start) if i.fault_class in FAULT_CLASSES]
+    assert len(drawn) == 68
+    assert [(i.fault_class.name, i.node, i.gpu, round(i.started_at - start)) for i in drawn[:8]] == [
+        ("nvlink_crc_burst", "node-05", 4, 4131),
+        ("dbe_contained_xid_94", "node-04", 6, 5140),
+        ("power_brake", "node-08", 2, 6318),
+        ("xid_48_double_bit_ecc", "node-06", 4, 7231),
+        ("nvlink_down", "node-04", 2, 8447),
+        ("hung", "node-08", 5, 9709),
+        ("memory_leak", "node-04", 0, 10873),
+        ("xid_79_fell_off_bus", "node-08", 0, 12218),
+    ]
