@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from anomaly.adaptive import AdaptiveDetector
+from anomaly.series import Step, View
 from anomaly.service import AnomalyService
 from anomaly.sources import CollectorSource
 from gpuwarden.clock import FakeClock
@@ -66,3 +67,18 @@ def test_a_gpu_cooling_after_its_reset_raises_no_adaptive_alert_with_the_example
         clock.advance(30)
         raised += service.infer().raised
     assert [a.labels["for"] for a in raised] == []
+
+
+def test_its_judged_rows_are_those_it_reports_past_their_warm_up_whatever_rows_read_no_value():
+    """``Findings.judged`` is aligned with the rows it reports (their ids), not with the step's: a series
+    with no value this tick is left out of both, and one still warming up is reported unjudged (scored 0 as
+    no evidence, no quiet read of a firing alert's series)."""
+    detector = AdaptiveDetector(AnomalyConfig(adaptive_metrics=[POWER], thresholds={"warmup": 3}))
+    labels = [{"gpu": str(i)} for i in range(3)]
+    ids = np.arange(3, dtype=np.int64)
+    for t in range(5):
+        # GPU 1 unread at the last tick; GPU 2 read from tick 3 only (warming up at the last).
+        value = np.array([300.0 + t, np.nan if t == 4 else 300.0, 300.0 if t >= 3 else np.nan])
+        step = Step(POWER, 30.0 * t, ids, labels, value, value, np.full(3, np.nan), "gauge")
+        (found,) = detector.detect(View(30.0 * t, [step], {POWER: step}))
+    assert dict(zip(found.ids.tolist(), found.judged_rows().tolist(), strict=True)) == {0: True, 2: False}

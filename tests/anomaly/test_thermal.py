@@ -855,3 +855,15 @@ def test_the_gpus_parked_are_at_most_as_many_as_the_slots_it_scores_in():
     gpus.labels = GPUS
     det.detect(gpus.step(np.full(len(GPUS), 300.0), rng))  # long gone: learnt anew
     assert sorted(det.n[det.n > 0].tolist()) == [1.0] * len(GPUS)
+
+
+def test_it_judges_a_gpu_only_past_its_warm_up_and_never_one_without_power():
+    """A warm-up sample is scored 0 as no evidence: unjudged (``Findings.judged``), so a firing alert of its
+    GPU does not recover by it; nor is a GPU whose power reads 0 W judged."""
+    rng = np.random.default_rng(0)
+    gpus, det = Gpus(), ThermalDetector(warmup=10)
+    idle = np.full(len(GPUS), 70.0)
+    lost = np.where(np.arange(len(GPUS)) == 4, 0.0, idle)  # GPU 4's power read as 0 W
+    judged = [det.detect(gpus.step(idle, rng, reported=lost))[0].judged_rows().tolist() for _ in range(12)]
+    assert judged[:10] == [[False] * 6] * 10
+    assert judged[10:] == [[True, True, True, True, False, True]] * 2
