@@ -15,9 +15,11 @@ left where it is for inspection; the service then warms up from the history alon
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
+import math
 import os
 import tempfile
 import time
@@ -26,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -122,6 +124,27 @@ def refused(origin: str, why: str) -> None:
     )
 
 
+class StateFileInUse(Exception):
+    """Another process holds the state file (``claim_state_file``); the message says which file."""
+
+
+def claim_state_file(path: Path) -> BinaryIO:
+    """Hold ``path`` for this process until the returned file is closed (an advisory lock on ``.NAME.lock``
+    beside it), and remove what saves killed midway left beside it (their temporary files, each as large as a
+    snapshot). Two processes keeping their state in one file overwrote each other's and each took up the
+    other's at its restart (another fleet's, where only the Prometheus differed): ``StateFileInUse``."""
+    target = Path(os.path.realpath(path))
+    lock = (target.parent / f".{target.name}.lock").open("ab")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        lock.close()
+        raise StateFileInUse(f"another process keeps its state in it ({lock.name} is locked)") from exc
+    for leftover in target.parent.glob(f".{target.name}.*.tmp"):
+        leftover.unlink(missing_ok=True)
+    return lock
+
+
 def save_snapshot(path: Path, snapshot: Snapshot) -> bool:
     """Write ``snapshot`` (``write_snapshot``) and say so; a failure (a full disk, a directory gone) is said
     in a warning and the previous snapshot left as it was. Whether it was written."""
@@ -200,12 +223,15 @@ def read_snapshot(path: Path, settings: Mapping[str, Any]) -> Snapshot:
             if not isinstance(npz, np.lib.npyio.NpzFile):
                 raise SnapshotRefused("is not an anomaly state snapshot (a single array, not an .npz)")
             with npz:
+                _check_members(npz.zip)
                 header = _header(npz)
                 arrays = {key: npz[key] for key in npz.files if key != _HEADER}
     except SnapshotRefused:
         raise
-    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-        raise SnapshotRefused(f"cannot be read (cut short or corrupt?): {exc}") from exc
+    # MemoryError and RecursionError (JSON nested past Python's limit): a file crafted to take the process
+    # down is refused as any other that cannot be read.
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, MemoryError, RecursionError) as exc:
+        raise SnapshotRefused(f"cannot be read (cut short or corrupt?): {type(exc).__name__}: {exc}") from exc
     try:
         return _snapshot(path, header, arrays, settings)
     except (AttributeError, TypeError, ValueError, KeyError) as exc:
@@ -236,6 +262,32 @@ def _snapshot(path: Path, header: dict[str, Any], arrays: Arrays, settings: Mapp
     )
 
 
+def _check_members(archive: zipfile.ZipFile | None) -> None:
+    """Refuse, before any array is allocated, a member that would take more memory than the file holds: a
+    compressed one (``np.savez`` stores them; a few KB deflated can be gigabytes of zeros), or one whose array
+    header claims more data than the member has (numpy allocates the claimed shape first)."""
+    assert archive is not None  # an open ``NpzFile``'s
+    for info in archive.infolist():
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise SnapshotRefused(f"holds a compressed array {info.filename!r} (np.savez writes none)")
+        with archive.open(info) as member:
+            version = np.lib.format.read_magic(member)
+            if version not in ((1, 0), (2, 0)):
+                raise SnapshotRefused(f"holds an array {info.filename!r} of .npy version {version}")
+            read = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read(member)
+        claimed = math.prod(shape) * dtype.itemsize
+        if dtype.hasobject or claimed > info.file_size:
+            raise SnapshotRefused(
+                f"holds an array {info.filename!r} of {dtype} {shape} ({claimed:,} bytes) in a member of"
+                f" {info.file_size:,} bytes"
+            )
+
+
 def _header(npz: Mapping[str, npt.NDArray[Any]]) -> dict[str, Any]:
     """The JSON header, checked for its format and version."""
     if _HEADER not in npz:
@@ -253,6 +305,16 @@ def _header(npz: Mapping[str, npt.NDArray[Any]]) -> dict[str, Any]:
         if key not in header:
             raise SnapshotRefused(f"has no {key!r} in its header")
     return header
+
+
+def rows_to_hold(what: str, rows: npt.NDArray[Any], claimed: int, first: int) -> int:
+    """How many rows to make for the saved ``rows`` of an array that held ``claimed`` (its size when saved,
+    at least ``first``): up to the last saved row, not the claim, which a crafted header may set to billions
+    (the arrays grow again on demand); ``ValueError`` for a row outside the claim."""
+    last = int(rows.max()) if rows.size else -1
+    if rows.size and not 0 <= int(rows.min()) <= last < claimed:
+        raise ValueError(f"{what} rows outside 0..{claimed - 1}")
+    return min(claimed, max(first, last + 1))
 
 
 def alert_state(alert: Alert) -> dict[str, Any]:
