@@ -10,7 +10,8 @@ the state, and each component's small JSON state (the series index's keys among 
 It is written beside its final name, fsynced, renamed over it and the directory fsynced, mode 0600: a crash
 leaves the previous snapshot or the new one, never half of one. A snapshot that cannot be used (corrupt,
 cut short, of another version or other settings, too old) is said in a warning naming the file and why, and
-left where it is for inspection; the service then warms up from the history alone, as without one.
+left as it is until the first save replaces it; the service then warms up from the history alone, as without
+one.
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ def refused(origin: str, why: str) -> None:
     """Say that the snapshot read from ``origin`` is not used, and ``why`` (its verb first)."""
     logger.warning(
         "anomaly state snapshot %s not used: it %s; warming up from the history alone (the file is left as"
-        " it is, for inspection)",
+        " it is until the first save replaces it, anomaly.state_save_seconds from now: copy it to keep it)",
         origin,
         why,
         extra={"state_file": origin},
