@@ -126,21 +126,30 @@ def refused(origin: str, why: str) -> None:
 
 
 class StateFileInUse(Exception):
-    """Another process holds the state file (``claim_state_file``); the message says which file."""
+    """The state file cannot be held (``claim_state_file``): another process holds it, or its lock cannot be
+    opened; the message says which."""
 
 
 def claim_state_file(path: Path) -> BinaryIO:
     """Hold ``path`` for this process until the returned file is closed (an advisory lock on ``.NAME.lock``
     beside it), and remove what saves killed midway left beside it (their temporary files, each as large as a
     snapshot). Two processes keeping their state in one file overwrote each other's and each took up the
-    other's at its restart (another fleet's, where only the Prometheus differed): ``StateFileInUse``."""
+    other's at its restart (another fleet's, where only the Prometheus differed): ``StateFileInUse``;
+    ``StateFileInUse`` too, naming it, for a lock that cannot be opened."""
     target = Path(os.path.realpath(path))
-    lock = (target.parent / f".{target.name}.lock").open("ab")
+    name = target.parent / f".{target.name}.lock"
+    try:
+        lock = name.open("ab")
+    except OSError as exc:
+        raise StateFileInUse(f"cannot write its lock {name}: {exc.strerror or exc}") from exc
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError as exc:
         lock.close()
-        raise StateFileInUse(f"another process keeps its state in it ({lock.name} is locked)") from exc
+        raise StateFileInUse(
+            f"another process keeps its state in it ({name} is locked); give each `anomaly run` a file of"
+            " its own"
+        ) from exc
     for leftover in target.parent.glob(f".{target.name}.*.tmp"):
         leftover.unlink(missing_ok=True)
     return lock

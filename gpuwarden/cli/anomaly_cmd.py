@@ -341,9 +341,7 @@ def _state_path(cfg: AnomalyConfig, option: Path | None, ticks: int) -> tuple[Pa
         try:
             return path, claim_state_file(path)
         except StateFileInUse as exc:
-            raise InputError(
-                option_said(setting, str(path), f"{exc}; give each `anomaly run` a file of its own")
-            ) from exc
+            raise InputError(option_said(setting, str(path), str(exc))) from exc
     except InputError as exc:
         if not chosen:
             err_console.print(

@@ -597,3 +597,14 @@ def test_a_restored_service_holds_every_field_the_saved_one_held(tmp_path):
             assert same or (value != value and other != other), (at, value, other)  # NaN is NaN
     forests = [next(d for d in s.detectors if d.name == "multivariate") for s in (first, second)]
     assert np.array_equal(*(np.vstack(f._rows) for f in forests))  # type: ignore[attr-defined]
+
+
+def test_a_state_file_whose_lock_cannot_be_opened_is_refused_naming_it(tmp_path, capsys):
+    """The lock beside the file (``.NAME.lock``) that cannot be opened (here a directory, as another user's
+    file would be) is said as a file that cannot be written, not a traceback."""
+    path = tmp_path / "s.npz"
+    (tmp_path / ".s.npz.lock").mkdir()
+    with pytest.raises(typer.Exit):
+        anomaly_cmd._state_path(AnomalyConfig(), path, 0)
+    said = " ".join(capsys.readouterr().err.split())
+    assert f"error: --state-file '{path}': cannot write its lock {tmp_path / '.s.npz.lock'}:" in said, said
