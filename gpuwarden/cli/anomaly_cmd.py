@@ -15,7 +15,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, BinaryIO
+from typing import TYPE_CHECKING, Annotated, BinaryIO, Protocol
 
 import typer
 from rich.markup import escape
@@ -287,9 +287,7 @@ def run(
     try:
         server = serve_http(service, registry, cfg.listen_address, metrics_port) if metrics_port else None
     except OSError as exc:
-        source.close()
-        if forwarder is not None:
-            forwarder.close()
+        _close(source, forwarder, state_lock)
         from gpuwarden.cli.preflight import refused_setting  # noqa: PLC0415
 
         setting = "--port" if port is not None else "anomaly.port / anomaly.listen_address"
@@ -311,14 +309,21 @@ def run(
         else:
             _run_scheduled(service, tick_log.after, state)
     finally:
-        source.close()
-        if forwarder is not None:
-            forwarder.close()
         if server is not None:
             server.shutdown()
             server.server_close()
-        if state_lock is not None:
-            state_lock.close()
+        _close(source, forwarder, state_lock)
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+def _close(*held: _Closable | None) -> None:
+    """Close what ``anomaly run`` holds (its source, forwarder and hold on the state file; None: not held)."""
+    for each in held:
+        if each is not None:
+            each.close()
 
 
 def _state_path(cfg: AnomalyConfig, option: Path | None, ticks: int) -> tuple[Path, BinaryIO] | None:
