@@ -13,6 +13,8 @@ ledger keys each value by (query, GPU, XID code):
 * a key never seen before is history (every key at the service's first read, so counts from before a
   restart raise nothing, and every key of a GPU met for the first time), unless the caller counts new keys
   from zero and the GPU was known before this tick: a new XID series on a GPU already watched is a new XID.
+  A ledger taken up from a snapshot (``state``/``restore``) knows the keys and GPUs read before the restart:
+  what they counted meanwhile is new.
 
 A key is remembered for ``memory_seconds`` (7 days by default) after it was last read: the limit. An XID
 series that returns later than that with its old count raises that count again if its GPU was read
@@ -43,6 +45,7 @@ import numpy as np
 
 from anomaly.series import Step, View
 from anomaly.slots import Slots
+from anomaly.snapshot import State
 from anomaly.thresholds import BoolArray, FloatArray, IntArray
 from gpuwarden.model import NODE_LABELS
 
@@ -52,6 +55,9 @@ _SEEN = ""  # the query part of a GPU's own key, which says when the GPU was rea
 DEFAULT_MEMORY_SECONDS = 7 * 86400.0
 # Reads of 0 after a count for which the count is remembered: a return to it within them is a glitch ending.
 ZERO_MEMORY_READS = 4
+# The per-key arrays (floats) and the per-series-id ones (int64) a snapshot keeps (``GpuValueLedger.state``).
+_KEY_ARRAYS = ("last", "seen", "since", "held", "before_zero", "zero_reads")
+_ID_ARRAYS = ("_key_of_id", "_gpu_of_id")
 
 
 def gpu_key(labels: Mapping[str, str]) -> GpuKey:
@@ -89,6 +95,33 @@ class GpuValueLedger:
 
     def __len__(self) -> int:
         return len(self._slots)
+
+    def state(self) -> State:
+        """Each key, the free slots, and the arrays (copies) by key and by series id (``anomaly.snapshot``):
+        taken up, the counts read before a restart are compared with, not history."""
+        keys = [None if k is None else [k[0], list(k[1]), k[2]] for k in self._slots.keys]
+        arrays = {name.lstrip("_"): getattr(self, name).copy() for name in (*_KEY_ARRAYS, *_ID_ARRAYS)}
+        return State({"keys": keys, "free": self._slots.freed()}, arrays)
+
+    def restore(self, state: State) -> None:
+        """Take up ``state`` (``state()``); ``ValueError`` or ``KeyError`` when it does not fit, nothing
+        taken up."""
+        keys: list[_Key | None] = [
+            None if k is None else (str(k[0]), (str(k[1][0]), str(k[1][1])), str(k[2]))
+            for k in state.meta["keys"]
+        ]
+        by_key = [state.arrays[name] for name in _KEY_ARRAYS]
+        by_id = [state.arrays[name.lstrip("_")] for name in _ID_ARRAYS]
+        size = by_key[0].size
+        if any(a.shape != (size,) or a.dtype != np.float64 for a in by_key) or size < len(keys):
+            raise ValueError(f"ledger: {len(keys)} keys, arrays of {[a.shape for a in by_key]}")
+        if any(a.shape != by_id[0].shape or a.dtype != np.int64 or a.ndim != 1 for a in by_id) or any(
+            a.size and not -1 <= a.min() <= a.max() < len(keys) for a in by_id
+        ):
+            raise ValueError(f"ledger: series ids of {[a.shape for a in by_id]}, not of {len(keys)} keys")
+        self._slots = Slots.restored(keys, [int(i) for i in state.meta["free"]])
+        for name, array in zip((*_KEY_ARRAYS, *_ID_ARRAYS), (*by_key, *by_id), strict=True):
+            setattr(self, name, array)
 
     def forget(self, ids: IntArray) -> None:
         """Series ids the index freed: they may come back naming other series. Their keys are kept."""

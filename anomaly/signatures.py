@@ -9,7 +9,9 @@ rule. ``anomaly.needs`` lists the queries each rule reads.
 
 The error counters and the XID gauge are compared per GPU, not per series (``anomaly.ledger``): the
 exporter creates an XID's counter series when that XID first happens on a GPU, so a new XID series on a GPU
-already known counts from zero, while every value read at the service's first read is history. A GPU is
+already known counts from zero, while every value read at the service's first read is history, unless a state
+snapshot (``anomaly.snapshot``; ``state``/``restore``) gave back what was read before a restart: then an
+error counted while the service was stopped is compared with the count before it, and raised. A GPU is
 known once ``gpuwarden_gpu_up``, the XID gauge, an NVLink state or an error counter named it in an earlier
 tick: a PromQL setup reads one of them beside the XID counters. What a rule keeps per GPU besides (when
 its single-bit count was read, the links seen active) is dropped when the ledger forgets the GPU. Readings
@@ -46,6 +48,7 @@ from anomaly.needs import (
     XID_GAUGE,
 )
 from anomaly.series import Step, View
+from anomaly.snapshot import State
 from anomaly.thresholds import FloatArray
 from gpuwarden.labelnumbers import label_number
 from gpuwarden.model import FaultKind, RecommendedAction
@@ -94,6 +97,11 @@ def _slot(labels: Mapping[str, str]) -> tuple[str, str, str]:
     )
 
 
+def _labels(labels: Mapping[str, object]) -> Mapping[str, str]:
+    """A label set read back from a snapshot's JSON."""
+    return {str(k): str(v) for k, v in labels.items()}
+
+
 def _find(view: View, name: str) -> Step | None:
     # prometheus_client may add ``_total`` to a counter's sample name; accept either spelling.
     return view.latest.get(name) or view.latest.get(name + "_total")
@@ -125,8 +133,10 @@ class SignatureDetector:
         self._vanished: dict[tuple[str, str], tuple[Mapping[str, str], float]] = {}
         # Links seen active: one that never was (a board whose bridge leaves some unused) is not "down".
         self._links_active: set[tuple[str, str, str]] = set()
-        # gpu_up and the XID counters as last read together: the GPUs whose XIDs the counters raise.
+        # gpu_up and the XID counters as last read together: the GPUs whose XIDs the counters raise, looked
+        # up at the first new XID on the gauge after the read (``_counted``, what a snapshot keeps).
         self._counting: tuple[Step | None, Step] | None = None
+        self._counted: set[GpuKey] | None = None
 
     def fit(self, view: View) -> None:
         """Deterministic: nothing to fit."""
@@ -134,6 +144,35 @@ class SignatureDetector:
     def forget(self, ids: np.ndarray) -> None:
         """Drop state of vanished series (what was last read per GPU stays)."""
         self._values.forget(ids)
+
+    def state(self) -> State:
+        """What each rule compares the next read with (``anomaly.snapshot``): the ledger's last values, when
+        each GPU's single-bit count was read, the GPUs and links seen, those vanished, the GPUs counted. Taken
+        up, an error that happened while the service was stopped is new, not history."""
+        values = self._values.state()
+        meta = {
+            "values": values.meta,
+            "sbe_read": [[*key, t] for key, t in self._sbe_read.items()],
+            "up_seen": [[*key, dict(lab)] for key, lab in self._up_seen.items()],
+            "vanished": [[*key, dict(lab), t] for key, (lab, t) in self._vanished.items()],
+            "links_active": sorted(list(link) for link in self._links_active),
+            "counted": sorted(list(key) for key in self._counted_gpus()),
+        }
+        return State(meta, {f"values_{name}": array for name, array in values.arrays.items()})
+
+    def restore(self, state: State) -> None:
+        """Take up ``state`` (``state()``); ``ValueError`` or ``KeyError`` when it does not fit."""
+        meta = state.meta
+        sbe_read = {(str(a), str(b)): float(t) for a, b, t in meta["sbe_read"]}
+        up_seen = {(str(a), str(b)): _labels(lab) for a, b, lab in meta["up_seen"]}
+        vanished = {(str(a), str(b)): (_labels(lab), float(t)) for a, b, lab, t in meta["vanished"]}
+        links = {(str(a), str(b), str(c)) for a, b, c in meta["links_active"]}
+        counted = {(str(a), str(b)) for a, b in meta["counted"]}
+        prefix = "values_"
+        arrays = {k.removeprefix(prefix): a for k, a in state.arrays.items() if k.startswith(prefix)}
+        self._values.restore(State(meta["values"], arrays))
+        self._sbe_read, self._up_seen, self._vanished, self._links_active = sbe_read, up_seen, vanished, links
+        self._counting, self._counted = None, counted
 
     def judged_by(self, query: str) -> tuple[str, ...]:
         """The queries an alert of ``query`` is judged by: GpuHung's (``GPU_UTIL``) by utilisation and the
@@ -232,10 +271,10 @@ class SignatureDetector:
         # their last read: before, the gauge raised each XID the counters raised again at their next step.
         counters = _find(view, XID_COUNTER)
         if counters is not None:
-            self._counting = (view.latest.get(GPU_UP), counters)
+            self._counting, self._counted = (view.latest.get(GPU_UP), counters), None
         elif view.not_due.isdisjoint((XID_COUNTER, XID_COUNTER + "_total")):
-            self._counting = None
-        counted = self._counted_gpus(*self._counting) if new.any() and self._counting is not None else set()
+            self._counting, self._counted = None, None
+        counted = self._counted_gpus() if new.any() else set()
         if counted:
             # gpuwarden's exporter counts XIDs exactly on its GPUs: the gauge would report them twice. A
             # mixed fleet's dcgm-exporter-only nodes have the gauge alone.
@@ -246,11 +285,14 @@ class SignatureDetector:
         labels = [step.labels[i] for i in rows.tolist()]
         return [self._xid_finding(step.query, labels, [int(v) for v in values[new]], values[new])]
 
-    @staticmethod
-    def _counted_gpus(up: Step | None, counters: Step) -> set[GpuKey]:
-        """The GPUs whose XIDs gpuwarden's exporter counts: those it reports up (it exports ``gpu_up`` for
-        each GPU it watches) and those with an XID counter series (one from each GPU's first XID)."""
-        return {gpu_key(labels) for step in (up, counters) if step is not None for labels in step.labels}
+    def _counted_gpus(self) -> set[GpuKey]:
+        """The GPUs whose XIDs gpuwarden's exporter counts, as last read (none while it reads no counters):
+        those it reports up (it exports ``gpu_up`` for each GPU it watches) and those with an XID counter
+        series (one from each GPU's first XID). Looked up once per read of the counters."""
+        if self._counted is None:
+            steps = self._counting or ()
+            self._counted = {gpu_key(lab) for step in steps if step is not None for lab in step.labels}
+        return self._counted
 
     def _dbe(self, view: View) -> list[Findings]:
         step = _find(view, DBE)
