@@ -25,11 +25,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from operator import itemgetter
 
 import numpy as np
 
 from anomaly.detectors import Findings
-from anomaly.ledger import DEFAULT_MEMORY_SECONDS, GpuKey, GpuValueLedger, gpu_key
+from anomaly.ledger import DEFAULT_MEMORY_SECONDS, GpuKey, GpuValueLedger, Names, decoded, gpu_key
 from anomaly.needs import (
     DBE,
     EXPORTER_STALE,
@@ -49,7 +50,7 @@ from anomaly.needs import (
 )
 from anomaly.series import Step, View
 from anomaly.snapshot import State
-from anomaly.thresholds import FloatArray
+from anomaly.thresholds import FloatArray, IntArray
 from gpuwarden.labelnumbers import label_number
 from gpuwarden.model import FaultKind, RecommendedAction
 from gpuwarden.xid import XidEntry, parse_xid_catalog, xid_action, xid_catalog
@@ -97,6 +98,22 @@ def _slot(labels: Mapping[str, str]) -> tuple[str, str, str]:
     )
 
 
+def _gpu_codes(names: Names, part: str, gpus: Sequence[tuple[str, ...]]) -> dict[str, IntArray]:
+    """``gpus`` as two arrays of numbers into ``names`` (``part``_gpu, ``part``_index), for a snapshot."""
+    return {
+        f"{part}_gpu": names.codes(map(itemgetter(0), gpus), len(gpus)),
+        f"{part}_index": names.codes(map(itemgetter(1), gpus), len(gpus)),
+    }
+
+
+def _gpu_keys(names: Sequence[str], part: str, arrays: Mapping[str, IntArray]) -> list[GpuKey]:
+    """The GPUs ``_gpu_codes`` gave the arrays of."""
+    gpus, indices = decoded(names, arrays[f"{part}_gpu"]), decoded(names, arrays[f"{part}_index"])
+    if len(gpus) != len(indices) or None in gpus or None in indices:
+        raise ValueError(f"signatures {part}: {len(gpus)} GPUs, {len(indices)} indices")
+    return [(str(g), str(i)) for g, i in zip(gpus, indices, strict=True)]
+
+
 def _labels(labels: Mapping[str, object]) -> Mapping[str, str]:
     """A label set read back from a snapshot's JSON."""
     return {str(k): str(v) for k, v in labels.items()}
@@ -131,8 +148,9 @@ class SignatureDetector:
         # Keyed by GPU, not label set: a relabelled series (a pod ended, an exporter rollout) is the same GPU.
         self._up_seen: dict[tuple[str, str], Mapping[str, str]] = {}
         self._vanished: dict[tuple[str, str], tuple[Mapping[str, str], float]] = {}
-        # Links seen active: one that never was (a board whose bridge leaves some unused) is not "down".
-        self._links_active: set[tuple[str, str, str]] = set()
+        # Links seen active: one that never was (a board whose bridge leaves some unused) is not "down". A
+        # dict as an ordered set: a snapshot keeps them in the order seen, and a restored one saves them so.
+        self._links_active: dict[tuple[str, str, str], None] = {}
         # gpu_up and the XID counters as last read together: the GPUs whose XIDs the counters raise, looked
         # up at the first new XID on the gauge after the read (``_counted``, what a snapshot keeps).
         self._counting: tuple[Step | None, Step] | None = None
@@ -148,30 +166,50 @@ class SignatureDetector:
     def state(self) -> State:
         """What each rule compares the next read with (``anomaly.snapshot``): the ledger's last values, when
         each GPU's single-bit count was read, the GPUs and links seen, those vanished, the GPUs counted. Taken
-        up, an error that happened while the service was stopped is new, not history."""
-        values = self._values.state()
+        up, an error that happened while the service was stopped is new, not history. The many keys are
+        numbers into one list of names (``Names``)."""
+        values, names = self._values.state(), Names()
+        links = list(self._links_active)
+        arrays = {f"values_{name}": array for name, array in values.arrays.items()}
+        arrays.update(_gpu_codes(names, "links", links))
+        arrays["links_link"] = names.codes(map(itemgetter(2), links), len(links))
+        arrays.update(_gpu_codes(names, "counted", sorted(self._counted_gpus())))
+        arrays.update(_gpu_codes(names, "sbe", list(self._sbe_read)))
+        arrays["sbe_read"] = np.fromiter(self._sbe_read.values(), np.float64, len(self._sbe_read))
         meta = {
             "values": values.meta,
-            "sbe_read": [[*key, t] for key, t in self._sbe_read.items()],
+            "names": names.listed(),
             "up_seen": [[*key, dict(lab)] for key, lab in self._up_seen.items()],
             "vanished": [[*key, dict(lab), t] for key, (lab, t) in self._vanished.items()],
-            "links_active": sorted(list(link) for link in self._links_active),
-            "counted": sorted(list(key) for key in self._counted_gpus()),
         }
-        return State(meta, {f"values_{name}": array for name, array in values.arrays.items()})
+        return State(meta, arrays)
 
     def restore(self, state: State) -> None:
-        """Take up ``state`` (``state()``); ``ValueError`` or ``KeyError`` when it does not fit."""
-        meta = state.meta
-        sbe_read = {(str(a), str(b)): float(t) for a, b, t in meta["sbe_read"]}
+        """Take up ``state`` (``state()``); ``ValueError``, ``KeyError`` or ``IndexError`` when it does not
+        fit, nothing taken up."""
+        meta, arrays = state.meta, state.arrays
+        names = [str(n) for n in meta["names"]]
+        links = _gpu_keys(names, "links", arrays)
+        link_names = decoded(names, arrays["links_link"])
+        if len(link_names) != len(links) or None in link_names:
+            raise ValueError(f"signatures: {len(links)} GPUs' links, {len(link_names)} link names")
+        sbe_gpus, sbe_read = _gpu_keys(names, "sbe", arrays), arrays["sbe_read"].tolist()
+        if len(sbe_read) != len(sbe_gpus):
+            raise ValueError(f"signatures: {len(sbe_gpus)} GPUs' single-bit reads, {len(sbe_read)} times")
         up_seen = {(str(a), str(b)): _labels(lab) for a, b, lab in meta["up_seen"]}
         vanished = {(str(a), str(b)): (_labels(lab), float(t)) for a, b, lab, t in meta["vanished"]}
-        links = {(str(a), str(b), str(c)) for a, b, c in meta["links_active"]}
-        counted = {(str(a), str(b)) for a, b in meta["counted"]}
+        counted = set(_gpu_keys(names, "counted", arrays))
         prefix = "values_"
-        arrays = {k.removeprefix(prefix): a for k, a in state.arrays.items() if k.startswith(prefix)}
-        self._values.restore(State(meta["values"], arrays))
-        self._sbe_read, self._up_seen, self._vanished, self._links_active = sbe_read, up_seen, vanished, links
+        self._values.restore(
+            State(
+                meta["values"], {k.removeprefix(prefix): a for k, a in arrays.items() if k.startswith(prefix)}
+            )
+        )
+        self._links_active = dict.fromkeys(
+            (*gpu, str(link)) for gpu, link in zip(links, link_names, strict=True)
+        )
+        self._sbe_read = dict(zip(sbe_gpus, (float(t) for t in sbe_read), strict=True))
+        self._up_seen, self._vanished = up_seen, vanished
         self._counting, self._counted = None, counted
 
     def judged_by(self, query: str) -> tuple[str, ...]:
@@ -188,7 +226,7 @@ class SignatureDetector:
         gone = self._values.expire(view.time)
         if gone:  # GPUs unread for the ledger's memory: their rules' state goes with their values
             self._sbe_read = {key: t for key, t in self._sbe_read.items() if key not in gone}
-            self._links_active = {link for link in self._links_active if link[:2] not in gone}
+            self._links_active = {link: None for link in self._links_active if link[:2] not in gone}
         up = view.latest.get(GPU_UP)
         if up is not None:
             self._values.observe(up, view.time)  # a GPU known before its first XID counts that XID
@@ -419,7 +457,7 @@ class SignatureDetector:
         for i, (lab, state) in enumerate(zip(step.labels, step.raw.tolist(), strict=True)):
             key = (*gpu_key(lab), lab.get("link", ""))
             if state == 1:
-                self._links_active.add(key)
+                self._links_active[key] = None
             elif state == 0 and key in self._links_active:
                 fired[i] = FIRED
         return [

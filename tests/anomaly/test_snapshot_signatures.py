@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from anomaly.needs import DBE, GPU_UP, XID_COUNTER
+from anomaly.scheduler import AnomalyScheduler
 from anomaly.service import AnomalyService
-from anomaly.snapshot import load_snapshot, save_snapshot
+from anomaly.snapshot import load_snapshot
 from anomaly.sources import Frame, SourceHealth
 from gpuwarden.clock import FakeClock
 from gpuwarden.config_anomaly import AnomalyConfig
@@ -99,7 +100,7 @@ def _restarted(tmp_path, snapshot: str) -> tuple[list[Alert], Scores]:
     first.warm_up()
     _run(clock, first, BEFORE)
     path = tmp_path / "anomaly.state.npz"
-    assert save_snapshot(path, first.snapshot())
+    AnomalyScheduler(first, state_file=path).shutdown()  # anomaly run stopped: its state saved at stop
     clock.advance(DOWN * EVERY)
     settings = {"fleet_k": 5.0} if snapshot == "refused" else {}
     posted, second = _started(clock, **settings)
