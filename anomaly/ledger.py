@@ -100,7 +100,7 @@ def decoded(names: Sequence[str], codes: IntArray) -> list[str | None]:
         or codes.dtype != np.int64
         or (codes.size and not -1 <= codes.min() <= codes.max() < len(names))
     ):
-        raise ValueError(f"ledger: {codes.dtype}{codes.shape} codes, not numbers into {len(names)} names")
+        raise ValueError(f"codes {codes.dtype}{codes.shape} are not numbers into the {len(names)} names")
     return [None if c < 0 else names[c] for c in codes.tolist()]
 
 

@@ -911,3 +911,13 @@ def test_a_state_whose_ledger_arrays_do_not_fit_its_keys_is_refused():
     state.arrays["values_key_of_id"] = state.arrays["values_key_of_id"] + 10_000
     with pytest.raises(ValueError, match="ledger: series ids"):
         SignatureDetector().restore(state)
+
+
+def test_a_state_naming_a_name_it_does_not_hold_is_refused():
+    feed = Feed()
+    for frames in _mid_fault_ticks()[:2]:
+        feed.tick(*frames)
+    state = feed.det.state()
+    state.meta["names"] = state.meta["names"][:1]
+    with pytest.raises(ValueError, match="are not numbers into the 1 names"):
+        SignatureDetector().restore(state)
