@@ -64,6 +64,8 @@ _COLLECTIVE_SCORE = 0.5
 # Detectors not fed the warm-up history: their rules are exact (GpuLost, XID) and need no learning; what
 # they would find in the history is still there, and found, at the first live tick. Presence is fed: a GPU
 # that stopped reporting before the restart is absent from every live tick, so only the history knows it.
+# After a snapshot they are fed the history since it, from the counts it kept: an XID or a DBE counted
+# while the service was stopped raises as it would have without the restart (``_replay_resuming``).
 _NO_WARMUP = frozenset({"signatures"})
 # Ticks of history replayed at start: four times the adaptive warm-up and its pending ticks, an hour at 30 s.
 # Bounded in ticks, not only in time: at sub-second ticks an hour is tens of thousands of steps to read
@@ -485,7 +487,7 @@ class AnomalyService:
         forwarder holds it from there. Recalled instead (``_recall``), an alert raised again only after
         ``pending_ticks`` and re-escalated otherwise than without the restart (15 of 20 fuzz seeds)."""
         self.firing, self._pending = firing, pending
-        told = self._replay(frames, ends, alerts=True)
+        told = self._replay(frames, ends, alerts=True, every=True)
         posted = {id(alert) for alert in told}
         self._catch_up = [*told, *(s.alert for s in self.firing.values() if id(s.alert) not in posted)]
 
@@ -506,11 +508,14 @@ class AnomalyService:
             frames.extend(self._per_gpu(f) for f in got if f.labels and f.timestamps.size)
         return frames
 
-    def _replay(self, frames: Sequence[Frame], ends: Sequence[float], *, alerts: bool) -> list[Alert]:
-        """Feed ``frames`` to the detectors (the signatures left out), one tick ending at each of ``ends``;
-        with ``alerts``, raise and resolve alerts from their findings too: what was raised and resolved."""
+    def _replay(
+        self, frames: Sequence[Frame], ends: Sequence[float], *, alerts: bool, every: bool = False
+    ) -> list[Alert]:
+        """Feed ``frames`` to the detectors (the signatures left out unless ``every``), one tick ending at
+        each of ``ends``; with ``alerts``, raise and resolve alerts from their findings too: what was raised
+        and resolved."""
         told: list[Alert] = []
-        detectors = [d for d in self.detectors if d.name not in _NO_WARMUP]
+        detectors = [d for d in self.detectors if every or d.name not in _NO_WARMUP]
         read = {f.query for f in frames}
         lower = -math.inf
         for end in ends:

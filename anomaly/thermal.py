@@ -151,14 +151,12 @@ class ThermalDetector:
         """Each slot's line and its temperature series id, each slot's GPU, and the state parked for
         forgotten GPUs (``anomaly.snapshot``)."""
         sids = np.array([-1 if sid is None else sid for sid in self._slot.keys], np.int64)
-        parked = list(self._parked._rows.items())  # oldest first: the order they are dropped in
+        parked = self._parked.entries()
         arrays = {name: getattr(self, name).copy() for name in _FIELDS}
         arrays["slot_series"] = sids
-        arrays["parked_at"] = np.array([at for _, (at, _) in parked], np.float64)
-        arrays["parked_rows"] = np.array([row for _, (_, row) in parked], np.float64).reshape(
-            -1, len(_FIELDS)
-        )
-        meta = {"free": self._slot.freed(), "gpus": list(self._gpu), "parked": [gpu for gpu, _ in parked]}
+        arrays["parked_at"] = np.array([at for _, at, _ in parked], np.float64)
+        arrays["parked_rows"] = np.array([row for _, _, row in parked], np.float64).reshape(-1, len(_FIELDS))
+        meta = {"free": self._slot.freed(), "gpus": list(self._gpu), "parked": [gpu for gpu, _, _ in parked]}
         return State(meta, arrays)
 
     def restore(self, state: State) -> None:

@@ -143,9 +143,33 @@ class AdaptiveThresholds:
         """How many series the arrays hold now."""
         return self._cap
 
+    def state_bytes(self) -> int:
+        """Bytes of state its arrays hold."""
+        return sum(int(a.nbytes) for a in self._arrays())
+
     def state_bytes_per_series(self) -> float:
         """Bytes of state one series costs."""
-        return sum(a.nbytes for a in self._arrays()) / self._cap
+        return self.state_bytes() / self._cap
+
+    def fresh(self, ids: IntArray) -> BoolArray:
+        """Whether each of ``ids`` has learnt nothing yet (new, or reset)."""
+        held = ids < self._cap
+        out: BoolArray = ~held
+        out[held] = self.count[ids[held]] == 0
+        return out
+
+    def row(self, sid: int) -> npt.NDArray[np.uint8]:
+        """Every per-series array's state of series ``sid``, as one row of bytes (``set_row`` reads it)."""
+        return np.concatenate([a[sid : sid + 1].view(np.uint8).ravel() for a in self._arrays()])
+
+    def set_row(self, sid: int, row: npt.NDArray[np.uint8]) -> None:
+        """Give series ``sid`` the state ``row`` holds (as ``row`` gave it)."""
+        self._grow(sid + 1)
+        at = 0
+        for a in self._arrays():
+            part = a[sid : sid + 1]
+            part[...] = row[at : at + part.nbytes].view(a.dtype).reshape(part.shape)
+            at += part.nbytes
 
     def _arrays(self) -> list[npt.NDArray[np.generic]]:
         """Every per-series state array."""

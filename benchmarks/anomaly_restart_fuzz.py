@@ -16,6 +16,11 @@ per seed the first, ``--show SEED`` to stderr), and apart from them the alerts t
 recalled (``firing_divergent``; without a snapshot a restart recalls its alerts, raised again after
 ``pending_ticks``, and a downtime past serve's hold ends them).
 
+``--hard-faults`` adds what the ``signatures`` detector reads (``gpuwarden_gpu_up``, the XID counters, the
+double-bit ECC counter) and 2-4 hard faults, most while a restart has the service stopped: an XID 79 (its
+counter series created by it) or a DBE on one GPU. Drawn apart from the stream, so a seed's fleet, faults
+and restarts are those it has without the flag.
+
 The multivariate model is fitted once at the first start (``fit_every_seconds`` a day, past the run): its
 scheduled refits come ``fit_every`` after each process start, so no restart keeps their times.
 
@@ -41,6 +46,7 @@ import numpy as np
 from seed_list import SEEDS_HELP, seed_list
 
 from anomaly.forwarder import held_seconds
+from anomaly.needs import DBE, GPU_UP, XID_COUNTER
 from anomaly.service import AnomalyService
 from anomaly.snapshot import Snapshot, load_snapshot, write_snapshot
 from anomaly.sources import Frame, SourceHealth
@@ -75,6 +81,7 @@ class Fleet:
     nodes: int
     faults: list[Fault]
     t0: float
+    hard: list[Fault] | None = None  # XID 79s and DBEs (kind xid or dbe, at tick start), with --hard-faults
     labels: list[dict[str, str]] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -127,14 +134,34 @@ class FleetSource:
         cube = np.stack([self.fleet.values(t) for t in ts.tolist()], axis=2)  # query x GPU x time
         seen = np.isfinite(cube[0]).any(axis=1)
         labels = [lab for lab, s in zip(self.fleet.labels, seen.tolist(), strict=True) if s]
-        return [Frame(q, labels, ts, cube[k][seen]) for k, q in enumerate(QUERIES)]
+        frames = [Frame(q, labels, ts, cube[k][seen]) for k, q in enumerate(QUERIES)]
+        if self.fleet.hard is not None:
+            frames.extend(self._hard(ts, np.isfinite(cube[0]), seen))
+        return frames
+
+    def _hard(self, ts: np.ndarray, up: np.ndarray, seen: np.ndarray) -> list[Frame]:
+        """gpu_up, the DBE counter, and each XID 79 counter series from its first event on (none before)."""
+        ticks = np.floor((ts - self.fleet.t0) / EVERY)
+        dbe, xid = np.zeros((2, self.fleet.gpus, ts.size))
+        for f in self.fleet.hard or ():
+            (xid if f.kind == "xid" else dbe)[f.target] += ticks >= f.start
+        xid = np.where(up & (xid > 0), xid, np.nan)
+        created = np.isfinite(xid).any(axis=1)
+        labels = [lab for lab, s in zip(self.fleet.labels, seen.tolist(), strict=True) if s]
+        xids = [{**lab, "xid": "79"} for lab, c in zip(self.fleet.labels, created.tolist(), strict=True) if c]
+        frames = [
+            Frame(GPU_UP, labels, ts, np.where(up, 1.0, np.nan)[seen]),
+            Frame(DBE, labels, ts, np.where(up, dbe, np.nan)[seen], kind="counter"),
+        ]
+        return [*frames, Frame(XID_COUNTER, xids, ts, xid[created], kind="counter")] if xids else frames
 
     def health(self) -> SourceHealth:
         return self._health
 
 
-def draw(seed: int, steps: int) -> tuple[Fleet, dict[int, tuple[int, int]]]:
-    """The seed's fleet and faults, and its restarts: before which tick, ticks down, ticks lost (a crash)."""
+def draw(seed: int, steps: int, hard: bool = False) -> tuple[Fleet, dict[int, tuple[int, int]]]:
+    """The seed's fleet and faults, and its restarts: before which tick, ticks down, ticks lost (a crash);
+    with ``hard``, its hard faults too (``--hard-faults``)."""
     rng = random.Random(seed)
     nodes = rng.randint(2, 4)
     gpus = nodes * 4
@@ -159,7 +186,19 @@ def draw(seed: int, steps: int) -> tuple[Fleet, dict[int, tuple[int, int]]]:
             and inside.random() < 0.7
         ):
             restarts.setdefault(f.start + 4, (inside.randint(0, 1), 0))
-    return Fleet(seed, gpus, nodes, faults, t0=1_767_225_600.0 + rng.randrange(7) * DAY), restarts
+    fleet = Fleet(seed, gpus, nodes, faults, t0=1_767_225_600.0 + rng.randrange(7) * DAY)
+    if hard:
+        fleet.hard = _hard_faults(seed, steps, gpus, restarts)
+    return fleet, restarts
+
+
+def _hard_faults(seed: int, steps: int, gpus: int, restarts: dict[int, tuple[int, int]]) -> list[Fault]:
+    """An XID 79 or a DBE on a GPU while each restart with downtime has the service stopped, and one or two
+    at any tick."""
+    rng = random.Random(f"hard-faults-{seed}")
+    ticks = [rng.randrange(at, at + down) for at, (down, _) in sorted(restarts.items()) if down]
+    ticks += [rng.randrange(steps) for _ in range(rng.randint(1, 2))]
+    return [Fault(rng.choice(("xid", "dbe")), rng.randrange(gpus), t, steps) for t in ticks]
 
 
 def config() -> AnomalyConfig:
@@ -255,6 +294,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60, help="ticks of 5 minutes per run (at least 4)")
     parser.add_argument("--snapshot", action="store_true", help="restart from the state snapshot")
     parser.add_argument("--show", type=int, default=None, help="print this seed's divergences to stderr")
+    parser.add_argument(
+        "--hard-faults", action="store_true", help="XID 79s and DBEs, most while the service is stopped"
+    )
     args = parser.parse_args()
     if args.steps < 4:
         parser.error(f"--steps {args.steps}: at least 4 (a restart needs ticks before and after it)")
@@ -265,7 +307,7 @@ def main() -> None:
     by_detector: dict[str, int] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
-            fleet, restarts = draw(seed, args.steps)
+            fleet, restarts = draw(seed, args.steps, args.hard_faults)
             straight = run(fleet, args.steps, {}, False, Path(tmp) / "s.npz")
             restarted = run(fleet, args.steps, restarts, args.snapshot, Path(tmp) / "s.npz")
             found, held = first_divergence(straight, restarted)
@@ -281,7 +323,7 @@ def main() -> None:
                         {
                             "seed": seed,
                             "restarts": restarts,
-                            "faults": [vars(f) for f in fleet.faults],
+                            "faults": [vars(f) for f in [*fleet.faults, *(fleet.hard or ())]],
                             "divergence": found,
                             "firing": held,
                         },
@@ -297,6 +339,7 @@ def main() -> None:
                 "snapshot": args.snapshot,
                 "seeds": len(args.seeds),
                 "steps": args.steps,
+                "hard_faults": args.hard_faults,
                 "divergent": len(divergent),
                 "divergent_seeds": sorted(divergent),
                 "first_divergence_by": by_detector,

@@ -564,7 +564,7 @@ def _fields(obj: object, at: str, out: dict[str, object]) -> dict[str, object]:
 
 
 def _saved_detectors(service: AnomalyService) -> list[object]:
-    """The detectors a snapshot keeps (the signatures detector keeps none: README)."""
+    """The detectors a snapshot keeps (``SavedDetector``: a third party's may keep none)."""
     return [d for d in service.detectors if isinstance(d, SavedDetector)]
 
 
