@@ -523,14 +523,27 @@ def test_two_processes_cannot_keep_their_state_in_one_file(tmp_path, monkeypatch
 
 
 class CounterGridSource(GridSource):
-    """``GridSource`` with a counter too (an XID count rising by one a step), so the counters hold state."""
+    """``GridSource`` with what the counters and the signatures detector keep state of: an XID count rising by
+    one a step, single-bit ECC counts, each GPU's up flag (the last GPU's gone after ``gone_after``) and its
+    NVLinks' status."""
+
+    def __init__(self, gone_after: float) -> None:
+        super().__init__()
+        self.gone_after = gone_after
 
     def read(self, start: float, end: float) -> list[Frame]:
         frames = super().read(start, end)
         if frames:
             ts = frames[0].timestamps
             counts = np.tile(ts / EVERY, (len(GPUS), 1))
-            frames.append(Frame("DCGM_FI_DEV_XID_ERRORS", GPUS, ts, counts, "counter"))
+            up = GPUS[:-1] if ts[-1] > self.gone_after else GPUS
+            links = [{**gpu, "link": "0"} for gpu in GPUS]
+            frames += [
+                Frame("DCGM_FI_DEV_XID_ERRORS", GPUS, ts, counts, "counter"),
+                Frame("DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", GPUS, ts, counts, "counter"),
+                Frame("gpuwarden_gpu_up", up, ts, np.ones((len(up), ts.size))),
+                Frame("DCGM_FI_DEV_NVLINK_LINK_STATUS", links, ts, np.ones_like(counts)),
+            ]
         return frames
 
 
@@ -572,19 +585,25 @@ def test_a_restored_service_holds_every_field_the_saved_one_held(tmp_path):
     """Field by field, not through ``state()``: a field that ``state()`` leaves out (or a component the
     snapshot leaves out, as the counters could be: the other tests read no counter) differs here."""
     clock = FakeClock()
-    first = AnomalyService(_config(), [CounterGridSource()], clock)
+    source = CounterGridSource(gone_after=clock.time() + 290 * EVERY)
+    first = AnomalyService(_config(), [source], clock)
     first.warm_up()
     _ticks(clock, first, 300)  # a day: the hour-of-day profiles filled
     path = tmp_path / "s.npz"
     assert save_snapshot(path, first.snapshot())
-    second = AnomalyService(_config(), [CounterGridSource()], clock)
+    second = AnomalyService(_config(), [source], clock)
     second.warm_up(snapshot=load_snapshot(path, second.cfg))
+    for service in (first, second):  # a free id's labels are its last series' until reused: no state
+        index = service.index
+        index.labels = [lab if key else {} for key, lab in zip(index.keys, index.labels, strict=True)]
     parts = ["index", "counters", "evidence", "firing", "_pending", "_last_read", "saved"]
     saved, taken = (
         {p: _fields(getattr(s, p) if p != "saved" else _saved_detectors(s), p, {}) for p in parts}
         for s in (first, second)
     )
-    assert np.isfinite(first.counters.last_value).sum() == len(GPUS)  # the counters hold state
+    assert np.isfinite(first.counters.last_value).sum() == 2 * len(GPUS)  # the counters hold state
+    signatures = next(d for d in first.detectors if d.name == "signatures")
+    assert signatures._sbe_read and signatures._vanished and signatures._links_active  # type: ignore[attr-defined]
     for part in parts:
         assert saved[part].keys() == taken[part].keys(), part
         for at, value in saved[part].items():
