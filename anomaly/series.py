@@ -15,7 +15,7 @@ import numpy as np
 
 from anomaly.sentinels import blank_not_available
 from anomaly.slots import Slots
-from anomaly.snapshot import Arrays, State
+from anomaly.snapshot import Arrays, State, rows_to_hold
 from anomaly.sources import Frame, SeriesKind
 from anomaly.thresholds import BoolArray, FloatArray, IntArray
 
@@ -251,11 +251,9 @@ class EvidenceBuffer:
     def restore(self, state: State) -> None:
         """Take up ``state`` (``state()``)."""
         rows, times, values, pos = (state.arrays[k] for k in ("rows", "times", "values", "pos"))
-        size = int(state.meta["size"])
         if times.shape != values.shape or times.shape != (rows.size, self.depth) or pos.shape != rows.shape:
             raise ValueError(f"evidence: {rows.size} rows, {times.shape} times, {values.shape} values")
-        if rows.size and not 0 <= int(rows.min()) <= int(rows.max()) < size:
-            raise ValueError(f"evidence: rows outside 0..{size - 1}")
+        size = rows_to_hold("evidence", rows, int(state.meta["size"]), 1024)
         self.times, self.values, self.pos = (
             np.full((size, self.depth), np.nan),
             np.full((size, self.depth), np.nan),

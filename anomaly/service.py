@@ -495,10 +495,11 @@ class AnomalyService:
         self, start: float, until: float, since: float | None, last_read: Mapping[str, float]
     ) -> list[Frame]:
         """What each source holds from ``start`` to ``until``, or, after a snapshot (``since``), from where
-        the source was last read (``last_read``) before it was saved."""
+        the source was last read (``last_read``) before it was saved: the whole of it where the snapshot
+        never read the source (one saved while Prometheus was down holds nothing of it)."""
         frames: list[Frame] = []
         for source in self.sources:
-            begin = start if since is None else max(start, last_read.get(source.name, since))
+            begin = start if since is None else max(start, last_read.get(source.name, start))
             got = source.read(begin, until)
             if source.health().up:
                 self._last_read[source.name] = until

@@ -40,10 +40,17 @@ class Slots(Generic[K]):
 
     @classmethod
     def restored(cls, keys: list[K | None], freed: list[int]) -> Slots[K]:
-        """Slots holding ``keys`` (None: free) with ``freed`` (``freed()``) to give out next."""
+        """Slots holding ``keys`` (None: free) with ``freed`` (``freed()``) to give out next; ``ValueError``
+        unless ``freed`` lists each free slot once and no key holds two slots (a slot both free and held
+        would be given to a second key, which would then share the first one's state)."""
         slots: Slots[K] = cls()
         slots.keys = list(keys)
         slots.index = {key: slot for slot, key in enumerate(keys) if key is not None}
+        if sorted(freed) != [slot for slot, key in enumerate(keys) if key is None]:
+            empty = len(keys) - len(slots.index)
+            raise ValueError(f"the free slots listed ({len(freed)}) are not the {empty} empty ones")
+        if len(slots.index) + len(freed) != len(keys):
+            raise ValueError(f"{len(keys) - len(freed) - len(slots.index)} keys hold two slots each")
         slots._free = list(freed)
         return slots
 

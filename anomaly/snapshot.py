@@ -10,14 +10,17 @@ the state, and each component's small JSON state (the series index's keys among 
 It is written beside its final name, fsynced, renamed over it and the directory fsynced, mode 0600: a crash
 leaves the previous snapshot or the new one, never half of one. A snapshot that cannot be used (corrupt,
 cut short, of another version or other settings, too old) is said in a warning naming the file and why, and
-left where it is for inspection; the service then warms up from the history alone, as without one.
+left as it is until the first save replaces it; the service then warms up from the history alone, as without
+one.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
+import math
 import os
 import tempfile
 import time
@@ -26,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -115,11 +118,41 @@ def refused(origin: str, why: str) -> None:
     """Say that the snapshot read from ``origin`` is not used, and ``why`` (its verb first)."""
     logger.warning(
         "anomaly state snapshot %s not used: it %s; warming up from the history alone (the file is left as"
-        " it is, for inspection)",
+        " it is until the first save replaces it, anomaly.state_save_seconds from now: copy it to keep it)",
         origin,
         why,
         extra={"state_file": origin},
     )
+
+
+class StateFileInUse(Exception):
+    """The state file cannot be held (``claim_state_file``): another process holds it, or its lock cannot be
+    opened; the message says which."""
+
+
+def claim_state_file(path: Path) -> BinaryIO:
+    """Hold ``path`` for this process until the returned file is closed (an advisory lock on ``.NAME.lock``
+    beside it), and remove what saves killed midway left beside it (their temporary files, each as large as a
+    snapshot). Two processes keeping their state in one file overwrote each other's and each took up the
+    other's at its restart (another fleet's, where only the Prometheus differed): ``StateFileInUse``;
+    ``StateFileInUse`` too, naming it, for a lock that cannot be opened."""
+    target = Path(os.path.realpath(path))
+    name = target.parent / f".{target.name}.lock"
+    try:
+        lock = name.open("ab")
+    except OSError as exc:
+        raise StateFileInUse(f"cannot write its lock {name}: {exc.strerror or exc}") from exc
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        lock.close()
+        raise StateFileInUse(
+            f"another process keeps its state in it ({name} is locked); give each `anomaly run` a file of"
+            " its own"
+        ) from exc
+    for leftover in target.parent.glob(f".{target.name}.*.tmp"):
+        leftover.unlink(missing_ok=True)
+    return lock
 
 
 def save_snapshot(path: Path, snapshot: Snapshot) -> bool:
@@ -200,12 +233,15 @@ def read_snapshot(path: Path, settings: Mapping[str, Any]) -> Snapshot:
             if not isinstance(npz, np.lib.npyio.NpzFile):
                 raise SnapshotRefused("is not an anomaly state snapshot (a single array, not an .npz)")
             with npz:
+                _check_members(npz.zip)
                 header = _header(npz)
                 arrays = {key: npz[key] for key in npz.files if key != _HEADER}
     except SnapshotRefused:
         raise
-    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-        raise SnapshotRefused(f"cannot be read (cut short or corrupt?): {exc}") from exc
+    # MemoryError and RecursionError (JSON nested past Python's limit): a file crafted to take the process
+    # down is refused as any other that cannot be read.
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, MemoryError, RecursionError) as exc:
+        raise SnapshotRefused(f"cannot be read (cut short or corrupt?): {type(exc).__name__}: {exc}") from exc
     try:
         return _snapshot(path, header, arrays, settings)
     except (AttributeError, TypeError, ValueError, KeyError) as exc:
@@ -236,6 +272,32 @@ def _snapshot(path: Path, header: dict[str, Any], arrays: Arrays, settings: Mapp
     )
 
 
+def _check_members(archive: zipfile.ZipFile | None) -> None:
+    """Refuse, before any array is allocated, a member that would take more memory than the file holds: a
+    compressed one (``np.savez`` stores them; a few KB deflated can be gigabytes of zeros), or one whose array
+    header claims more data than the member has (numpy allocates the claimed shape first)."""
+    assert archive is not None  # an open ``NpzFile``'s
+    for info in archive.infolist():
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise SnapshotRefused(f"holds a compressed array {info.filename!r} (np.savez writes none)")
+        with archive.open(info) as member:
+            version = np.lib.format.read_magic(member)
+            if version not in ((1, 0), (2, 0)):
+                raise SnapshotRefused(f"holds an array {info.filename!r} of .npy version {version}")
+            read = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read(member)
+        claimed = math.prod(shape) * dtype.itemsize
+        if dtype.hasobject or claimed > info.file_size:
+            raise SnapshotRefused(
+                f"holds an array {info.filename!r} of {dtype} {shape} ({claimed:,} bytes) in a member of"
+                f" {info.file_size:,} bytes"
+            )
+
+
 def _header(npz: Mapping[str, npt.NDArray[Any]]) -> dict[str, Any]:
     """The JSON header, checked for its format and version."""
     if _HEADER not in npz:
@@ -253,6 +315,16 @@ def _header(npz: Mapping[str, npt.NDArray[Any]]) -> dict[str, Any]:
         if key not in header:
             raise SnapshotRefused(f"has no {key!r} in its header")
     return header
+
+
+def rows_to_hold(what: str, rows: npt.NDArray[Any], claimed: int, first: int) -> int:
+    """How many rows to make for the saved ``rows`` of an array that held ``claimed`` (its size when saved,
+    at least ``first``): up to the last saved row, not the claim, which a crafted header may set to billions
+    (the arrays grow again on demand); ``ValueError`` for a row outside the claim."""
+    last = int(rows.max()) if rows.size else -1
+    if rows.size and not 0 <= int(rows.min()) <= last < claimed:
+        raise ValueError(f"{what} rows outside 0..{claimed - 1}")
+    return min(claimed, max(first, last + 1))
 
 
 def alert_state(alert: Alert) -> dict[str, Any]:

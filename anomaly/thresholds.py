@@ -28,7 +28,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from anomaly.snapshot import State
+from anomaly.snapshot import State, rows_to_hold
 from anomaly.steps import unlearned
 from gpuwarden.config_anomaly import AnomalyThresholdConfig
 
@@ -202,9 +202,7 @@ class AdaptiveThresholds:
     def restore(self, state: State) -> None:
         """Take up ``state`` (``state()`` of a model of the same parameters)."""
         held, rows = self._held(), state.arrays["rows"]
-        cap = int(state.meta["capacity"])
-        if rows.size and not 0 <= int(rows.min()) <= int(rows.max()) < cap:
-            raise ValueError(f"adaptive rows outside 0..{cap - 1}")
+        cap = rows_to_hold("adaptive", rows, int(state.meta["capacity"]), 1024)
         for key, (obj, name) in held.items():
             now, got = getattr(obj, name), state.arrays[key]
             if got.shape != (rows.size, *now.shape[1:]) or got.dtype != now.dtype:

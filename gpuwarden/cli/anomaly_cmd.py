@@ -15,7 +15,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, BinaryIO, Protocol
 
 import typer
 from rich.markup import escape
@@ -255,7 +255,7 @@ def run(
     sends rule alerts, or are printed as JSON lines when no alert_url is set.
     """
     cfg = _run_config(config, port, ticks)  # before the stage's imports: a refusal is said at once
-    state = _state_path(cfg, state_file, ticks)
+    state, state_lock = _state_path(cfg, state_file, ticks) or (None, None)
     from prometheus_client import CollectorRegistry  # noqa: PLC0415
 
     from anomaly.promql import PromQLSource, PromQuery  # noqa: PLC0415
@@ -287,9 +287,7 @@ def run(
     try:
         server = serve_http(service, registry, cfg.listen_address, metrics_port) if metrics_port else None
     except OSError as exc:
-        source.close()
-        if forwarder is not None:
-            forwarder.close()
+        _close(source, forwarder, state_lock)
         from gpuwarden.cli.preflight import refused_setting  # noqa: PLC0415
 
         setting = "--port" if port is not None else "anomaly.port / anomaly.listen_address"
@@ -311,27 +309,44 @@ def run(
         else:
             _run_scheduled(service, tick_log.after, state)
     finally:
-        source.close()
-        if forwarder is not None:
-            forwarder.close()
         if server is not None:
             server.shutdown()
             server.server_close()
+        _close(source, forwarder, state_lock)
 
 
-def _state_path(cfg: AnomalyConfig, option: Path | None, ticks: int) -> Path | None:
-    """Where ``anomaly run`` keeps its state: ``--state-file``, else none for a ``--ticks`` script, else
-    ``anomaly.state_file``. One that cannot be written is refused (exit 1), naming the setting; the default
-    (not written in the file) is a warning, and none is kept: a working directory that cannot be written
-    stopped no ``anomaly run`` before there was a state file."""
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+def _close(*held: _Closable | None) -> None:
+    """Close what ``anomaly run`` holds (its source, forwarder and hold on the state file; None: not held)."""
+    for each in held:
+        if each is not None:
+            each.close()
+
+
+def _state_path(cfg: AnomalyConfig, option: Path | None, ticks: int) -> tuple[Path, BinaryIO] | None:
+    """Where ``anomaly run`` keeps its state, and its hold on it (``claim_state_file``): ``--state-file``,
+    else none for a ``--ticks`` script, else ``anomaly.state_file``. One that cannot be written, or that
+    another process holds, is refused (exit 1), naming the setting; the default (not written in the file) is
+    a warning, and none is kept: a working directory that cannot be written stopped no ``anomaly run``
+    before there was a state file."""
     path = (
         option if option is not None else (None if ticks or cfg.state_file is None else Path(cfg.state_file))
     )
     if path is None:
         return None
+    from anomaly.snapshot import StateFileInUse, claim_state_file  # noqa: PLC0415
+
     chosen = option is not None or "state_file" in cfg.model_fields_set
+    setting = "--state-file" if option is not None else "anomaly.state_file"
     try:
-        check_writable(path, "--state-file" if option is not None else "anomaly.state_file")
+        check_writable(path, setting)
+        try:
+            return path, claim_state_file(path)
+        except StateFileInUse as exc:
+            raise InputError(option_said(setting, str(path), str(exc))) from exc
     except InputError as exc:
         if not chosen:
             err_console.print(
@@ -341,7 +356,6 @@ def _state_path(cfg: AnomalyConfig, option: Path | None, ticks: int) -> Path | N
             return None
         print_error(exc)
         raise typer.Exit(1) from exc
-    return path
 
 
 def _metrics_port(cfg: AnomalyConfig, port: int | None, ticks: int) -> int:

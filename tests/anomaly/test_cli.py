@@ -366,6 +366,20 @@ def test_run_says_which_setting_to_change_when_its_metrics_port_is_taken(tmp_pat
     assert f"--port {port}: cannot serve /metrics on 127.0.0.1:{port}" in " ".join(result.output.split())
 
 
+def test_run_refused_its_metrics_port_lets_go_of_its_state_file(tmp_path):
+    """Its hold on the state file ends with it: a later ``anomaly run`` in the same process (a test, a
+    script driving the CLI) may take the file."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("anomaly:\n  queries:\n    - {name: temp, expr: DCGM_FI_DEV_GPU_TEMP}\n")
+    args = ["anomaly", "run", "--config", str(cfg), "--ticks", "1", "--state-file", str(tmp_path / "s.npz")]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        assert runner.invoke(app, [*args, "--port", str(taken.getsockname()[1])]).exit_code == 1
+    result = runner.invoke(app, [*args, "--port", "0"])
+    assert "another process keeps its state" not in " ".join(result.output.split()), result.output
+
+
 @pytest.mark.parametrize("where", ["missing/o.csv", "."], ids=["no-directory", "a-directory"])
 def test_score_names_an_output_it_cannot_write(tmp_path, where):
     src = tmp_path / "in.csv"

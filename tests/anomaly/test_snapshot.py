@@ -3,21 +3,28 @@ be used is said, left alone, and the warm-up replays the whole hour as without o
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
 import os
+import re
 import stat
+import zipfile
 
 import numpy as np
 import pytest
+import typer
 from pydantic import ValidationError
 
 from anomaly import snapshot as snapshot_module
+from anomaly.detectors import SavedDetector
 from anomaly.scheduler import AnomalyScheduler
 from anomaly.service import AnomalyService, _Firing
 from anomaly.snapshot import load_snapshot, save_snapshot
 from anomaly.sources import Frame, SourceHealth
+from gpuwarden.cli import anomaly_cmd
+from gpuwarden.cli.consoles import CliConsole
 from gpuwarden.clock import FakeClock
 from gpuwarden.config_anomaly import AnomalyConfig
 from gpuwarden.model import Alert, AlertSource
@@ -383,3 +390,240 @@ def test_a_state_file_or_save_interval_that_cannot_work_is_refused_naming_the_fi
 def test_the_state_file_is_kept_beside_the_store_by_default_and_null_keeps_none():
     assert AnomalyConfig().state_file == "gpuwarden-anomaly.state.npz"
     assert AnomalyConfig(state_file=None).state_file is None
+
+
+class DownSource(GridSource):
+    """Prometheus unreachable: every read fails."""
+
+    def read(self, start: float, end: float) -> list[Frame]:
+        self.reads.append((start, end))
+        self._health.failed("connection refused")
+        return []
+
+
+def test_a_snapshot_saved_before_prometheus_was_ever_read_leaves_the_whole_hour_to_the_warm_up(tmp_path):
+    """Saved by a service that never read its source (Prometheus down since its start), the snapshot holds
+    nothing of it: the next start must replay the hour of history as without one, not only what came after
+    the save (the adaptive bands then scored nothing for their ``warmup`` ticks)."""
+    clock = FakeClock()
+    first = AnomalyService(_config(), [DownSource()], clock)
+    first.warm_up()
+    _ticks(clock, first, 3)
+    path = tmp_path / "s.npz"
+    assert save_snapshot(path, first.snapshot())
+    clock.advance(EVERY)
+    source, second = _service(clock)
+    fed = second.warm_up(snapshot=load_snapshot(path, second.cfg))
+    ((start, end), *_) = source.reads
+    assert (end - start, fed) == (3600.0, 12)
+
+
+def _with_member(path, name: str, shape: tuple[int, ...]) -> None:
+    """Add to the zip at ``path`` an array member whose header claims ``shape`` (float64) over 16 bytes."""
+    header = np.lib.format.header_data_from_array_1_0(np.zeros(1))
+    header["shape"] = shape
+    data = io.BytesIO()
+    np.lib.format.write_array_header_1_0(data, header)
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr(name, data.getvalue() + bytes(16))
+
+
+def _deflated(path) -> None:
+    """Store every member of the zip at ``path`` compressed (a few KB can inflate to gigabytes)."""
+    with zipfile.ZipFile(path) as archive:
+        members = {info.filename: archive.read(info) for info in archive.infolist()}
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+@pytest.mark.parametrize(
+    ("craft", "why"),
+    [
+        (
+            lambda path: _with_member(path, "index.huge.npy", (10**12,)),
+            "holds an array 'index.huge.npy' of float64 (1000000000000,) (8,000,000,000,000 bytes) in a"
+            " member of 144 bytes",
+        ),
+        (_deflated, "holds a compressed array"),
+        (lambda path: np.savez(path, header=np.frombuffer(b"[" * 100_000, np.uint8)), "RecursionError"),
+    ],
+    ids=["shape-claimed-past-its-data", "compressed", "header-nested-past-the-limit"],
+)
+def test_a_crafted_snapshot_is_refused_before_it_allocates_anything(tmp_path, caplog, craft, why):
+    """Numpy allocates an array's claimed shape before it reads it, and inflates a compressed member whole:
+    a crafted file must be a refusal (a warning, the hour's warm-up), not a MemoryError or an
+    out-of-memory kill at start."""
+    clock = FakeClock()
+    _, path = _saved(tmp_path, clock)
+    craft(path)
+    _refused(path, clock, caplog, why)
+
+
+@pytest.mark.parametrize(
+    "claim",
+    [
+        lambda s: s.components["evidence"].meta.update(size=10**12),
+        lambda s: s.components["detector:adaptive"].meta["models"][0].update(capacity=10**12),
+    ],
+    ids=["evidence-size", "adaptive-capacity"],
+)
+def test_a_size_claimed_in_the_header_is_not_allocated_past_the_rows_the_file_holds(tmp_path, caplog, claim):
+    """The evidence buffer's and an adaptive model's sizes are numbers in the JSON header: a billion claimed
+    there made the restore allocate terabytes (a MemoryError out of the warm-up, the process gone)."""
+    clock = FakeClock()
+    service, path = _saved(tmp_path, clock)
+    snapshot = service.snapshot()
+    claim(snapshot)
+    assert save_snapshot(path, snapshot)
+    _, other = _service(clock)
+    with caplog.at_level(logging.INFO):
+        other.warm_up(snapshot=load_snapshot(path, other.cfg))
+    assert f"anomaly state restored from {path}" in caplog.text
+    model = next(iter(next(d for d in other.detectors if d.name == "adaptive")._models.values()))
+    assert (other.evidence.pos.size, model.capacity) == (1024, 1024)
+
+
+def test_a_series_index_whose_free_ids_are_in_use_is_refused(tmp_path, caplog):
+    """An id both free and held would be given to the next new series, which would then share the old one's
+    state in every detector."""
+    clock = FakeClock()
+    service, path = _saved(tmp_path, clock)
+    snapshot = service.snapshot()
+    snapshot.components["index"].meta["free"] = [0]
+    assert save_snapshot(path, snapshot)
+    _refused(path, clock, caplog, "does not fit the detectors (ValueError: the free slots listed (1) are not")
+
+
+def test_two_processes_cannot_keep_their_state_in_one_file(tmp_path, monkeypatch, capsys):
+    """Each would take up the other's state at its restart (another fleet's, where only the Prometheus
+    differed): the second is refused, naming the file, or warned and keeps none where the file is the
+    default; once the first lets go it can be taken. A save killed midway left its temporary file: removed."""
+    path = tmp_path / "s.npz"
+    leftover = tmp_path / ".s.npz.x1y2z3.tmp"
+    leftover.write_bytes(b"half a snapshot")
+    stderr = io.StringIO()
+    monkeypatch.setattr(anomaly_cmd, "err_console", CliConsole(file=stderr, width=400))
+    kept = anomaly_cmd._state_path(AnomalyConfig(state_file=str(path)), None, 0)
+    assert kept is not None and not leftover.exists()
+    with pytest.raises(typer.Exit):
+        anomaly_cmd._state_path(AnomalyConfig(), path, 0)
+    said = " ".join(capsys.readouterr().err.split())
+    assert f"error: --state-file '{path}': another process keeps its state in it" in said
+    monkeypatch.chdir(tmp_path)
+    held = anomaly_cmd._state_path(AnomalyConfig(), None, 0)
+    assert held is not None
+    assert anomaly_cmd._state_path(AnomalyConfig(), None, 0) is None
+    assert "warning: anomaly.state_file 'gpuwarden-anomaly.state.npz': another process" in stderr.getvalue()
+    kept[1].close()
+    again = anomaly_cmd._state_path(AnomalyConfig(), path, 0)
+    assert again is not None
+    again[1].close()
+    held[1].close()
+
+
+class CounterGridSource(GridSource):
+    """``GridSource`` with what the counters and the signatures detector keep state of: an XID count rising by
+    one a step, single-bit ECC counts, each GPU's up flag (the last GPU's gone after ``gone_after``) and its
+    NVLinks' status."""
+
+    def __init__(self, gone_after: float) -> None:
+        super().__init__()
+        self.gone_after = gone_after
+
+    def read(self, start: float, end: float) -> list[Frame]:
+        frames = super().read(start, end)
+        if frames:
+            ts = frames[0].timestamps
+            counts = np.tile(ts / EVERY, (len(GPUS), 1))
+            up = GPUS[:-1] if ts[-1] > self.gone_after else GPUS
+            links = [{**gpu, "link": "0"} for gpu in GPUS]
+            frames += [
+                Frame("DCGM_FI_DEV_XID_ERRORS", GPUS, ts, counts, "counter"),
+                Frame("DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", GPUS, ts, counts, "counter"),
+                Frame("gpuwarden_gpu_up", up, ts, np.ones((len(up), ts.size))),
+                Frame("DCGM_FI_DEV_NVLINK_LINK_STATUS", links, ts, np.ones_like(counts)),
+            ]
+        return frames
+
+
+# What no snapshot keeps, and need not: caches rebuilt from the next read, counts for /metrics, log-once sets,
+# the forest (fitted again on its rows: compared by its scores) and the rows kept for the next fit (one
+# array instead of a list of them: compared stacked).
+_REBUILT = re.compile(
+    r"\._(last|key_cache|group_cache|group_keys|align_cache|matches|scored|params|floors|warned|join|model"
+    r"|scorer|rows)\b|\.uncompared\b"
+)
+
+
+def _fields(obj: object, at: str, out: dict[str, object]) -> dict[str, object]:
+    """Every value reachable from ``obj``'s attributes, dict items and list items, by its path."""
+    if isinstance(obj, np.ndarray | str | int | float | bool | type(None)):
+        out[at] = obj
+    elif isinstance(obj, dict):
+        out[f"{at}.keys"] = sorted(map(repr, obj))
+        for key, value in obj.items():
+            _fields(value, f"{at}[{key!r}]", out)
+    elif isinstance(obj, list | tuple):
+        out[f"{at}.len"] = len(obj)
+        for i, value in enumerate(obj):
+            _fields(value, f"{at}[{i}]", out)
+    else:
+        slots = [s for cls in type(obj).__mro__ for s in getattr(cls, "__slots__", ())]
+        for name in [*getattr(obj, "__dict__", {}), *slots]:
+            if not _REBUILT.search(f"{at}.{name}") and not callable(value := getattr(obj, name)):
+                _fields(value, f"{at}.{name}", out)
+    return out
+
+
+def _saved_detectors(service: AnomalyService) -> list[object]:
+    """The detectors a snapshot keeps (``SavedDetector``: a third party's may keep none)."""
+    return [d for d in service.detectors if isinstance(d, SavedDetector)]
+
+
+def test_a_restored_service_holds_every_field_the_saved_one_held(tmp_path):
+    """Field by field, not through ``state()``: a field that ``state()`` leaves out (or a component the
+    snapshot leaves out, as the counters could be: the other tests read no counter) differs here."""
+    clock = FakeClock()
+    source = CounterGridSource(gone_after=clock.time() + 290 * EVERY)
+    first = AnomalyService(_config(), [source], clock)
+    first.warm_up()
+    _ticks(clock, first, 300)  # a day: the hour-of-day profiles filled
+    path = tmp_path / "s.npz"
+    assert save_snapshot(path, first.snapshot())
+    second = AnomalyService(_config(), [source], clock)
+    second.warm_up(snapshot=load_snapshot(path, second.cfg))
+    for service in (first, second):  # a free id's labels are its last series' until reused: no state
+        index = service.index
+        index.labels = [lab if key else {} for key, lab in zip(index.keys, index.labels, strict=True)]
+    parts = ["index", "counters", "evidence", "firing", "_pending", "_last_read", "saved"]
+    saved, taken = (
+        {p: _fields(getattr(s, p) if p != "saved" else _saved_detectors(s), p, {}) for p in parts}
+        for s in (first, second)
+    )
+    assert np.isfinite(first.counters.last_value).sum() == 2 * len(GPUS)  # the counters hold state
+    signatures = next(d for d in first.detectors if d.name == "signatures")
+    assert signatures._sbe_read and signatures._vanished and signatures._links_active  # type: ignore[attr-defined]
+    for part in parts:
+        assert saved[part].keys() == taken[part].keys(), part
+        for at, value in saved[part].items():
+            other = taken[part][at]
+            same = (
+                np.array_equal(value, other, equal_nan=True)
+                if isinstance(value, np.ndarray)
+                else value == other
+            )
+            assert same or (value != value and other != other), (at, value, other)  # NaN is NaN
+    forests = [next(d for d in s.detectors if d.name == "multivariate") for s in (first, second)]
+    assert np.array_equal(*(np.vstack(f._rows) for f in forests))  # type: ignore[attr-defined]
+
+
+def test_a_state_file_whose_lock_cannot_be_opened_is_refused_naming_it(tmp_path, capsys):
+    """The lock beside the file (``.NAME.lock``) that cannot be opened (here a directory, as another user's
+    file would be) is said as a file that cannot be written, not a traceback."""
+    path = tmp_path / "s.npz"
+    (tmp_path / ".s.npz.lock").mkdir()
+    with pytest.raises(typer.Exit):
+        anomaly_cmd._state_path(AnomalyConfig(), path, 0)
+    said = " ".join(capsys.readouterr().err.split())
+    assert f"error: --state-file '{path}': cannot write its lock {tmp_path / '.s.npz.lock'}:" in said, said
