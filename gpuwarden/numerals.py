@@ -9,6 +9,7 @@ everywhere: ``-1`` is then refused by the bounds, saying what to give.
 
 from __future__ import annotations
 
+import math
 import re
 
 WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
@@ -16,6 +17,12 @@ NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
 TOO_LARGE = "more than a number can hold"
 """What a refusal says of a number past a float's range (``1e999``, which ``float()`` reads as inf; Go's
 strconv: "value out of range")."""
+
+
+def is_finite(value: float) -> bool:
+    """Whether ``value`` is a finite number: an int always is (``math.isfinite`` converts one to a float, and
+    raises ``OverflowError`` for one of hundreds of digits)."""
+    return isinstance(value, int) or math.isfinite(value)
 
 
 def written_as_digits(text: str, whole: bool) -> str | None:

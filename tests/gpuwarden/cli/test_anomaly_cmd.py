@@ -36,3 +36,11 @@ def test_an_xid_the_catalog_lacks_is_said_with_what_the_catalog_holds() -> None:
         "error: XID 500 is not in the catalog (NVIDIA's XID catalog: 109 codes from 8 to 172)"
     )
     assert "check the code" in said
+
+
+def test_an_xid_code_of_hundreds_of_digits_is_said_not_to_be_in_the_catalog() -> None:
+    """It was looked up and said absent before ``CODE`` was read as a whole number option; then the
+    option's bounds check raised OverflowError (a traceback)."""
+    result = runner.invoke(app, ["anomaly", "xid", "9" * 400])
+    assert result.exit_code == 1, result.output
+    assert " ".join(result.stderr.split()).startswith(f"error: XID {'9' * 400} is not in the catalog")

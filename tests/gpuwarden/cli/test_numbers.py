@@ -104,3 +104,11 @@ def test_a_number_past_a_floats_range_is_said_so_where_the_option_has_no_upper_b
     result = CliRunner().invoke(gpuwarden_app, ["loadgen", "--rate", "1e999"])
     assert result.exit_code == 2, result.output
     assert result.stderr == "error: --rate 1e999: more than a number can hold; use a number of at least 0\n"
+
+
+def test_a_whole_number_of_hundreds_of_digits_is_refused_by_its_bounds_not_a_traceback() -> None:
+    """``math.isfinite`` converts an int to a float: one past a float's range raised OverflowError out of the
+    option's parser (``--count 999...9``, ``anomaly xid 999...9``)."""
+    result = CliRunner().invoke(app, ["--count", "9" * 400])
+    assert result.exit_code == 2, result.output
+    assert result.stderr == f"error: --count {'9' * 400}: use a whole number from -5 to 10000\n"
