@@ -10,6 +10,7 @@ import math
 import os
 import stat
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -294,8 +295,12 @@ def _constraint_message(error: ErrorDetails, *, item: bool, key: bool) -> str | 
             return f"{has}; list at least {ctx['min_length']}"
         return f"{has}, more than {ctx['max_length']}; remove {actual - ctx['max_length']}"
     if kind in ("float_parsing", "int_parsing", "bool_parsing"):
-        message = _parsing_message(kind, ctx.get("text", value), error["loc"])  # text: an item's (numerals)
-        return message + (_YAML_BOOLEANS if ctx.get("boolean") else "")
+        text = ctx.get("text", value)  # an item's (numerals)
+        if ctx.get("boolean"):  # YAML's yes: a boolean, not the text 'true' that a variable gives
+            return (
+                _parsing_message(kind, text, error["loc"], said=f"{text} (a YAML boolean)") + _YAML_BOOLEANS
+            )
+        return _parsing_message(kind, text, error["loc"])
     if kind in _NUMBER_TYPES:
         return _not_a_number_message(kind, value)
     bounds = {
@@ -337,27 +342,26 @@ def _not_a_number_message(kind: str, value: Any) -> str:
 _UNIT_FIELDS = {"_seconds": ("seconds", 1.0), "_days": ("days", 86400.0)}
 
 
-def _parsing_message(kind: str, value: Any, loc: Sequence[str | int]) -> str:
+def _parsing_message(kind: str, value: Any, loc: Sequence[str | int], *, said: str | None = None) -> str:
     """A word where a number or a boolean belongs, said with what to write: a setting in seconds or days
-    written as a duration (``5 min``, pydantic's "unable to parse string as a number") gets its number."""
+    written as a duration (``5 min``, pydantic's "unable to parse string as a number") gets its number.
+    ``said``: how the message names the value (``_shown``'s quoted text by default)."""
+    said = _shown(value) if said is None else said
     if kind == "bool_parsing":
-        return f"{_shown(value)} is not true or false; write true or false"
+        return f"{said} is not true or false; write true or false"
     what = "a whole number" if kind == "int_parsing" else "a number"
     digits = written_as_digits(value, whole=kind == "int_parsing") if isinstance(value, str) else None
     if digits is not None:  # ' 5', '1_000': what Python reads and an option refuses
-        return (
-            f"{_shown(value)} is not {what} as the command line takes one (digits, no blanks or _);"
-            f" write {digits}"
-        )
+        return f"{said} is not {what} as the command line takes one (digits, no blanks or _); write {digits}"
     name = str(loc[-1]) if loc else ""
     unit = next((u for suffix, u in _UNIT_FIELDS.items() if name.endswith(suffix)), None)
     if unit is None:
-        return f"{_shown(value)} is not {what}; write one"
+        return f"{said} is not {what}; write one"
     words, size = unit
     seconds = spoken_seconds(value) if isinstance(value, str) else None
     if seconds is None:
-        return f"{_shown(value)} is not {what}; write the {words} as a number"
-    return f"{_shown(value)} is not {what}; write the {words} as a number: {_number(seconds / size)}"
+        return f"{said} is not {what}; write the {words} as a number"
+    return f"{said} is not {what}; write the {words} as a number: {_number(seconds / size)}"
 
 
 def _number(value: Any) -> str:
@@ -367,7 +371,9 @@ def _number(value: Any) -> str:
 
 def _shown(value: Any, *, quoted: bool = True) -> str:
     """A value as an error quotes it: short, on one line (a number as written, YAML's or a variable's)."""
-    text = repr(value) if quoted or not isinstance(value, str | int | float) else str(value)
+    # a YAML date as the file writes it (2024-01-01), not as datetime.date(2024, 1, 1)
+    plain = isinstance(value, date) or (not quoted and isinstance(value, str | int | float))
+    text = str(value) if plain else repr(value)
     return text if len(text) <= 40 and text.isprintable() else repr(text[:37]) + "..."
 
 
