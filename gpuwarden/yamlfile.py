@@ -371,9 +371,10 @@ def _number(value: Any) -> str:
 
 def _shown(value: Any, *, quoted: bool = True) -> str:
     """A value as an error quotes it: short, on one line (a number as written, YAML's or a variable's)."""
-    # a YAML date as the file writes it (2024-01-01), not as datetime.date(2024, 1, 1)
+    # a YAML boolean or date as the file writes it (true, 2024-01-01), not as Python does (True,
+    # datetime.date(2024, 1, 1))
     plain = isinstance(value, date) or (not quoted and isinstance(value, str | int | float))
-    text = str(value) if plain else repr(value)
+    text = str(value).lower() if isinstance(value, bool) else str(value) if plain else repr(value)
     return text if len(text) <= 40 and text.isprintable() else repr(text[:37]) + "..."
 
 

@@ -913,8 +913,13 @@ def test_a_value_that_is_no_number_says_what_to_write(tmp_path: Path, text: str,
 
 @pytest.mark.parametrize(
     ("text", "what"),
-    [("- api\n- exporter\n", "a list"), ("api\n", "a single value ('api')")],
-    ids=["list", "scalar"],
+    [
+        ("- api\n- exporter\n", "a list"),
+        ("api\n", "a single value ('api')"),
+        ("yes\n", "a single value (true)"),  # YAML's boolean, as YAML writes it: it said (True)
+        ("2024-01-01\n", "a single value (2024-01-01)"),  # it said (datetime.date(2024, 1, 1))
+    ],
+    ids=["list", "scalar", "boolean", "date"],
 )
 def test_a_file_whose_top_level_is_no_mapping_is_told_what_to_write(
     tmp_path: Path, text: str, what: str
