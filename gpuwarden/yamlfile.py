@@ -281,13 +281,13 @@ def _constraint_message(error: ErrorDetails, *, item: bool, key: bool) -> str | 
         if least == 1:
             fix = "a name" if key else "a value or remove the item" if item else "a value"
             return f"empty; write {fix}"
-        return f"{_shown(value)} is shorter than {least} characters; write at least {least}"
+        return f"{shown_value(value)} is shorter than {least} characters; write at least {least}"
     if kind == "string_too_long":
         return f"longer than {ctx['max_length']} characters; shorten it"
     if kind in ("model_type", "dict_type"):  # "Input should be a valid dictionary or instance of ApiConfig"
-        return f"is {_shown(value)}, not a section; write its settings below it as name: value pairs"
+        return f"is {shown_value(value)}, not a section; write its settings below it as name: value pairs"
     if kind == "list_type":
-        return f"is {_shown(value)}, not a list; write its items below it, each after '- '"
+        return f"is {shown_value(value)}, not a list; write its items below it, each after '- '"
     if kind in ("too_short", "too_long"):
         actual = ctx["actual_length"]
         has = "empty" if actual == 0 else f"{actual} item{'s' if actual != 1 else ''}"
@@ -312,7 +312,7 @@ def _constraint_message(error: ErrorDetails, *, item: bool, key: bool) -> str | 
     if kind in bounds:
         bound, text = bounds[kind]
         limit = _number(ctx[bound])
-        return f"{_shown(value, quoted=False)} " + text.format(limit, limit)
+        return f"{shown_value(value, quoted=False)} " + text.format(limit, limit)
     return None
 
 
@@ -335,8 +335,8 @@ def _not_a_number_message(kind: str, value: Any) -> str:
     if isinstance(value, float) and math.isnan(value):
         return "nan is not a number; write one"
     if isinstance(value, int) and not isinstance(value, bool) and kind == "float_type":
-        return f"{_shown(value, quoted=False)} is {TOO_LARGE}; write a smaller one"
-    return f"{_shown(value, quoted=False)} is not {what}; write one"
+        return f"{shown_value(value, quoted=False)} is {TOO_LARGE}; write a smaller one"
+    return f"{shown_value(value, quoted=False)} is not {what}; write one"
 
 
 _UNIT_FIELDS = {"_seconds": ("seconds", 1.0), "_days": ("days", 86400.0)}
@@ -345,8 +345,8 @@ _UNIT_FIELDS = {"_seconds": ("seconds", 1.0), "_days": ("days", 86400.0)}
 def _parsing_message(kind: str, value: Any, loc: Sequence[str | int], *, said: str | None = None) -> str:
     """A word where a number or a boolean belongs, said with what to write: a setting in seconds or days
     written as a duration (``5 min``, pydantic's "unable to parse string as a number") gets its number.
-    ``said``: how the message names the value (``_shown``'s quoted text by default)."""
-    said = _shown(value) if said is None else said
+    ``said``: how the message names the value (``shown_value``'s quoted text by default)."""
+    said = shown_value(value) if said is None else said
     if kind == "bool_parsing":
         return f"{said} is not true or false; write true or false"
     what = "a whole number" if kind == "int_parsing" else "a number"
@@ -369,12 +369,15 @@ def _number(value: Any) -> str:
     return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
-def _shown(value: Any, *, quoted: bool = True) -> str:
-    """A value as an error quotes it: short, on one line (a number as written, YAML's or a variable's)."""
-    # a YAML boolean or date as the file writes it (true, 2024-01-01), not as Python does (True,
-    # datetime.date(2024, 1, 1))
-    plain = isinstance(value, date) or (not quoted and isinstance(value, str | int | float))
-    text = str(value).lower() if isinstance(value, bool) else str(value) if plain else repr(value)
+def shown_value(value: Any, *, quoted: bool = True) -> str:
+    """A value of a file as an error quotes it: short, on one line, a number as written (YAML's or a
+    variable's), text quoted unless ``quoted`` is False, and null, a boolean or a date as YAML writes them
+    (``null``, ``true``, ``2024-01-01``), not as Python does (``None``, ``True``, ``datetime.date(...)``)."""
+    if value is None or isinstance(value, bool):
+        text = "null" if value is None else str(value).lower()
+    else:
+        plain = isinstance(value, date) or (not quoted and isinstance(value, str | int | float))
+        text = str(value) if plain else repr(value)
     return text if len(text) <= 40 and text.isprintable() else repr(text[:37]) + "..."
 
 
@@ -405,7 +408,7 @@ def detail_to_config_error(
 def not_a_mapping(data: Any, path: str, sections: Iterable[str]) -> ConfigError:
     """The error for a file whose top level is no mapping (a list, a single value), saying what it is and
     which ``name:`` lines it takes (``sections``: its model's fields)."""
-    what = "a list" if isinstance(data, list) else f"a single value ({_shown(data)})"
+    what = "a list" if isinstance(data, list) else f"a single value ({shown_value(data)})"
     return ConfigError(
         f"the top level is {what}, not a mapping; write one `name:` line per section"
         f" ({', '.join(sections)}) at the start of a line",
