@@ -15,7 +15,7 @@ from pydantic import AfterValidator, AllowInfNan, Field, field_validator
 from gpuwarden.config_rules import MAX_INTERVAL_SECONDS, MAX_WINDOW_SECONDS, HttpUrl, Section
 from gpuwarden.errors import ConfigError
 from gpuwarden.headers import TOKEN_ENV
-from gpuwarden.numerals import NUMBER, TOO_LARGE, written_as_digits
+from gpuwarden.numerals import AS_WRITTEN, NUMBER, TOO_LARGE, written_as_digits
 from gpuwarden.promql_text import promql_bracket_problem, promql_regex_problem
 from gpuwarden.range_guard import GUARD_UNREAD, range_shape
 from gpuwarden.yamlfile import shown_value
@@ -176,9 +176,7 @@ def _text_bound(text: str) -> float:
         return number
     digits = written_as_digits(text, whole=False)
     if digits is not None:  # ' 5', '1_000': what float() reads and an option refuses
-        raise ValueError(
-            f"{text!r} is not a number as the command line takes one (digits, no blanks or _); write {digits}"
-        )
+        raise ValueError(f"{text!r} is not a number {AS_WRITTEN}; write {digits}")
     raise ValueError(f"{text!r} is not a number; {_DATA_RANGE_FIX}")
 
 

@@ -14,6 +14,9 @@ import re
 
 WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
 NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+AS_WRITTEN = "as the command line takes one (digits, no blanks or _)"
+"""What a refusal of ``' 5'`` or ``'1_000'`` says they are not written as, before ``written_as_digits``'s fix
+(``not a number as the command line takes one (digits, no blanks or _); write 1000``)."""
 TOO_LARGE = "more than a number can hold"
 """What a refusal says of a number past a float's range (``1e999``, which ``float()`` reads as inf; Go's
 strconv: "value out of range")."""

@@ -20,7 +20,7 @@ from pydantic_core import ErrorDetails
 
 from gpuwarden.durations import spoken_seconds
 from gpuwarden.errors import ConfigError
-from gpuwarden.numerals import TOO_LARGE, written_as_digits
+from gpuwarden.numerals import AS_WRITTEN, TOO_LARGE, written_as_digits
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -352,7 +352,7 @@ def _parsing_message(kind: str, value: Any, loc: Sequence[str | int], *, said: s
     what = "a whole number" if kind == "int_parsing" else "a number"
     digits = written_as_digits(value, whole=kind == "int_parsing") if isinstance(value, str) else None
     if digits is not None:  # ' 5', '1_000': what Python reads and an option refuses
-        return f"{said} is not {what} as the command line takes one (digits, no blanks or _); write {digits}"
+        return f"{said} is not {what} {AS_WRITTEN}; write {digits}"
     name = str(loc[-1]) if loc else ""
     unit = next((u for suffix, u in _UNIT_FIELDS.items() if name.endswith(suffix)), None)
     if unit is None:
