@@ -13,9 +13,7 @@ import typer
 from rich.markup import escape
 
 from gpuwarden.cli.consoles import refuse_option
-
-# what a number option takes (Go's strconv)
-from gpuwarden.numerals import NUMBER, TOO_LARGE, WHOLE_NUMBER, past_range
+from gpuwarden.numerals import NUMBER, TOO_LARGE, WHOLE_NUMBER, past_range  # as Go's strconv reads numbers
 
 
 def whole_number(option: str, low: int | None, high: int | None = None, **kwargs: Any) -> Any:
