@@ -932,3 +932,24 @@ def test_a_file_whose_top_level_is_no_mapping_is_told_what_to_write(
         f"{path}:1: the top level is {what}, not a mapping; write one `name:` line per section"
         " (sim, exporter, slack, api, store, anomaly, alerting, tracing, webhooks) at the start of a line"
     )
+
+
+@pytest.mark.parametrize(
+    ("entry", "said"),
+    [
+        ("temp: yes", "true (a YAML boolean) is not a number"),
+        ("temp: '2 '", "'2 ' is not a number as the command line takes one"),
+    ],
+    ids=["boolean", "blank"],
+)
+def test_a_number_refused_in_a_mapping_is_said_at_its_own_line_and_key(
+    tmp_path: Path, entry: str, said: str
+) -> None:
+    """The refusal named the mapping and its first line (`anomaly.min_deviation_by_metric`, line 2), not the
+    entry that holds the value: a long mapping left the reader to find it."""
+    path = write(tmp_path, f"anomaly:\n  min_deviation_by_metric:\n    util: 2\n    {entry}\n")
+    with pytest.raises(ConfigError) as refused:
+        load_config(path, environ={})
+    assert str(refused.value).startswith(f"{path}:4: anomaly.min_deviation_by_metric.temp: {said}"), str(
+        refused.value
+    )
