@@ -221,7 +221,8 @@ class TrainingMetrics:
 
     @property
     def pushgateway(self) -> str | None:
-        """The Pushgateway URL pushes go to (normalised), or None."""
+        """The Pushgateway URL pushes go to (normalised; a ``user:password@`` of the URL given is sent as an
+        ``Authorization`` header instead), or None."""
         return None if self._pusher is None else self._pusher.gateway
 
     @property

@@ -10,7 +10,6 @@ makes one last push of what is new or not yet pushed.
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import urllib.error
@@ -39,10 +38,26 @@ def pushgateway_url(raw: str) -> str:
 def auth_handler(credentials: tuple[str, str] | None) -> Callable[..., Callable[[], None]]:
     """The ``push_to_gateway`` handler that sends ``credentials`` (user, password) as HTTP basic auth, or
     prometheus_client's default without them."""
-    if credentials is None:
-        return default_handler
-    user, password = credentials
-    return functools.partial(basic_auth_handler, username=user, password=password)
+    return default_handler if credentials is None else BasicAuth(*credentials)
+
+
+class BasicAuth:
+    """prometheus_client's ``basic_auth_handler`` with a user and password, whose repr hides the password
+    (a ``functools.partial``'s writes it, and an error reporter that records a frame's locals sends it on)."""
+
+    def __init__(self, user: str, password: str) -> None:
+        self._user = user
+        self._password = password
+
+    def __call__(
+        self, url: str, method: str, timeout: float | None, headers: list[tuple[str, str]], data: bytes
+    ) -> Callable[[], None]:
+        return basic_auth_handler(
+            url, method, timeout, headers, data, username=self._user, password=self._password
+        )
+
+    def __repr__(self) -> str:
+        return f"BasicAuth(user={self._user!r}, password='***')"
 
 
 class PushStats:

@@ -15,9 +15,10 @@ from pydantic import AfterValidator, AllowInfNan, Field, field_validator
 from gpuwarden.config_rules import MAX_INTERVAL_SECONDS, MAX_WINDOW_SECONDS, HttpUrl, LocalPath, Section
 from gpuwarden.errors import ConfigError
 from gpuwarden.headers import TOKEN_ENV
-from gpuwarden.numerals import NUMBER, TOO_LARGE, written_as_digits
+from gpuwarden.numerals import AS_WRITTEN, NUMBER, TOO_LARGE, written_as_digits
 from gpuwarden.promql_text import promql_bracket_problem, promql_regex_problem
 from gpuwarden.range_guard import GUARD_UNREAD, range_shape
+from gpuwarden.yamlfile import shown_value
 
 # A GPU's temperature follows its power over tens of seconds to a few minutes, and a failed cooler is a soft
 # fault, due within 5 minutes: the thermal detector's settings are bounded by both (the reasons at the fields,
@@ -150,7 +151,7 @@ def _bound(value: object) -> float:
     if isinstance(value, str):
         return _text_bound(value)
     if not isinstance(value, int | float) or isinstance(value, bool) or _is_nan(value):
-        raise ValueError(f"{value!r} is not a number; {_DATA_RANGE_FIX}")
+        raise ValueError(f"{shown_value(value)} is not a number; {_DATA_RANGE_FIX}")
     try:
         return float(value)
     except OverflowError:  # an integer of hundreds of digits
@@ -176,9 +177,7 @@ def _text_bound(text: str) -> float:
         return number
     digits = written_as_digits(text, whole=False)
     if digits is not None:  # ' 5', '1_000': what float() reads and an option refuses
-        raise ValueError(
-            f"{text!r} is not a number as the command line takes one (digits, no blanks or _); write {digits}"
-        )
+        raise ValueError(f"{text!r} is not a number {AS_WRITTEN}; write {digits}")
     raise ValueError(f"{text!r} is not a number; {_DATA_RANGE_FIX}")
 
 

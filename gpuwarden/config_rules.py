@@ -18,10 +18,11 @@ from pydantic import (
     ConfigDict,
     PlainSerializer,
     SecretStr,
+    ValidationError,
     ValidationInfo,
     field_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from gpuwarden.errors import InputError
 from gpuwarden.headers import TOKEN_UNSENDABLE, unsendable_character
@@ -66,33 +67,42 @@ class Section(BaseModel):
         return value
 
 
-def unwritten_number(annotation: Any, value: Any) -> None:
+def unwritten_number(annotation: Any, value: Any, loc: tuple[str | int, ...] = ()) -> None:
     """Raise pydantic's parsing error for the first text of ``value`` that ``annotation`` wants as a number
     (an ``int`` or ``float`` alone, optional, or inside a list, tuple or mapping) and that is not written as
-    an option takes one, or that is a boolean; anything else is left to the field's own validation."""
+    an option takes one, or that is a boolean; anything else is left to the field's own validation. The
+    error's ``loc`` is the item's within ``value`` (a mapping's key, a list's index), so that its own line
+    is named, not the field's."""
     origin, args = get_origin(annotation), get_args(annotation)
     if annotation in (int, float):
-        whole = annotation is int
-        kind = "int_parsing" if whole else "float_parsing"
-        # YAML's yes/on/true: pydantic took it as 1, where a GPUWARDEN_ variable's 'true' is refused
-        if isinstance(value, bool):
-            raise PydanticCustomError(
-                kind, "a boolean, not a number: {text}", {"text": str(value).lower(), "boolean": True}
-            )
-        if isinstance(value, str) and not (WHOLE_NUMBER if whole else NUMBER).fullmatch(value):
-            raise PydanticCustomError(
-                kind, "not written as a number option takes one: {text}", {"text": value}
-            )
+        problem = _number_problem(annotation is int, value)
+        if problem is not None:
+            detail = InitErrorDetails(type=problem, loc=loc, input=value)
+            raise ValidationError.from_exception_data("number", [detail])
     elif origin is Annotated or (origin in (Union, UnionType) and type(None) in args and len(args) == 2):
-        unwritten_number(next(arg for arg in args if arg is not type(None)), value)
+        unwritten_number(next(arg for arg in args if arg is not type(None)), value, loc)
     elif origin is dict and isinstance(value, dict):
-        for item in value.values():
-            unwritten_number(args[1], item)
+        for key, item in value.items():
+            unwritten_number(args[1], item, (*loc, key))
     elif origin in (list, tuple, set, frozenset) and isinstance(value, list | tuple):
         # a tuple of fixed length (a pair): each item its own type; a list, set or tuple[X, ...]: the one
         each = args if origin is tuple and Ellipsis not in args else args[:1] * len(value)
-        for wanted, item in zip(each, value, strict=False):
-            unwritten_number(wanted, item)
+        for index, (wanted, item) in enumerate(zip(each, value, strict=False)):
+            unwritten_number(wanted, item, (*loc, index))
+
+
+def _number_problem(whole: bool, value: Any) -> PydanticCustomError | None:
+    """pydantic's parsing error for a number setting's ``value`` that is a boolean or text not written as an
+    option takes a number; None for any other."""
+    kind = "int_parsing" if whole else "float_parsing"
+    # YAML's yes/on/true: pydantic took it as 1, where a GPUWARDEN_ variable's 'true' is refused
+    if isinstance(value, bool):
+        return PydanticCustomError(
+            kind, "a boolean, not a number: {text}", {"text": str(value).lower(), "boolean": True}
+        )
+    if isinstance(value, str) and not (WHOLE_NUMBER if whole else NUMBER).fullmatch(value):
+        return PydanticCustomError(kind, "not written as a number option takes one: {text}", {"text": value})
+    return None
 
 
 def secret_problem(text: str) -> str | None:

@@ -10,6 +10,7 @@ import math
 import os
 import stat
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,7 +20,7 @@ from pydantic_core import ErrorDetails
 
 from gpuwarden.durations import spoken_seconds
 from gpuwarden.errors import ConfigError
-from gpuwarden.numerals import TOO_LARGE, written_as_digits
+from gpuwarden.numerals import AS_WRITTEN, TOO_LARGE, written_as_digits
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -280,13 +281,13 @@ def _constraint_message(error: ErrorDetails, *, item: bool, key: bool) -> str | 
         if least == 1:
             fix = "a name" if key else "a value or remove the item" if item else "a value"
             return f"empty; write {fix}"
-        return f"{_shown(value)} is shorter than {least} characters; write at least {least}"
+        return f"{shown_value(value)} is shorter than {least} characters; write at least {least}"
     if kind == "string_too_long":
         return f"longer than {ctx['max_length']} characters; shorten it"
     if kind in ("model_type", "dict_type"):  # "Input should be a valid dictionary or instance of ApiConfig"
-        return f"is {_shown(value)}, not a section; write its settings below it as name: value pairs"
+        return f"is {shown_value(value)}, not a section; write its settings below it as name: value pairs"
     if kind == "list_type":
-        return f"is {_shown(value)}, not a list; write its items below it, each after '- '"
+        return f"is {shown_value(value)}, not a list; write its items below it, each after '- '"
     if kind in ("too_short", "too_long"):
         actual = ctx["actual_length"]
         has = "empty" if actual == 0 else f"{actual} item{'s' if actual != 1 else ''}"
@@ -294,8 +295,12 @@ def _constraint_message(error: ErrorDetails, *, item: bool, key: bool) -> str | 
             return f"{has}; list at least {ctx['min_length']}"
         return f"{has}, more than {ctx['max_length']}; remove {actual - ctx['max_length']}"
     if kind in ("float_parsing", "int_parsing", "bool_parsing"):
-        message = _parsing_message(kind, ctx.get("text", value), error["loc"])  # text: an item's (numerals)
-        return message + (_YAML_BOOLEANS if ctx.get("boolean") else "")
+        text = ctx.get("text", value)  # an item's (numerals)
+        if ctx.get("boolean"):  # YAML's yes: a boolean, not the text 'true' that a variable gives
+            return (
+                _parsing_message(kind, text, error["loc"], said=f"{text} (a YAML boolean)") + _YAML_BOOLEANS
+            )
+        return _parsing_message(kind, text, error["loc"])
     if kind in _NUMBER_TYPES:
         return _not_a_number_message(kind, value)
     bounds = {
@@ -307,7 +312,7 @@ def _constraint_message(error: ErrorDetails, *, item: bool, key: bool) -> str | 
     if kind in bounds:
         bound, text = bounds[kind]
         limit = _number(ctx[bound])
-        return f"{_shown(value, quoted=False)} " + text.format(limit, limit)
+        return f"{shown_value(value, quoted=False)} " + text.format(limit, limit)
     return None
 
 
@@ -330,34 +335,33 @@ def _not_a_number_message(kind: str, value: Any) -> str:
     if isinstance(value, float) and math.isnan(value):
         return "nan is not a number; write one"
     if isinstance(value, int) and not isinstance(value, bool) and kind == "float_type":
-        return f"{_shown(value, quoted=False)} is {TOO_LARGE}; write a smaller one"
-    return f"{_shown(value, quoted=False)} is not {what}; write one"
+        return f"{shown_value(value, quoted=False)} is {TOO_LARGE}; write a smaller one"
+    return f"{shown_value(value, quoted=False)} is not {what}; write one"
 
 
 _UNIT_FIELDS = {"_seconds": ("seconds", 1.0), "_days": ("days", 86400.0)}
 
 
-def _parsing_message(kind: str, value: Any, loc: Sequence[str | int]) -> str:
+def _parsing_message(kind: str, value: Any, loc: Sequence[str | int], *, said: str | None = None) -> str:
     """A word where a number or a boolean belongs, said with what to write: a setting in seconds or days
-    written as a duration (``5 min``, pydantic's "unable to parse string as a number") gets its number."""
+    written as a duration (``5 min``, pydantic's "unable to parse string as a number") gets its number.
+    ``said``: how the message names the value (``shown_value``'s quoted text by default)."""
+    said = shown_value(value) if said is None else said
     if kind == "bool_parsing":
-        return f"{_shown(value)} is not true or false; write true or false"
+        return f"{said} is not true or false; write true or false"
     what = "a whole number" if kind == "int_parsing" else "a number"
     digits = written_as_digits(value, whole=kind == "int_parsing") if isinstance(value, str) else None
     if digits is not None:  # ' 5', '1_000': what Python reads and an option refuses
-        return (
-            f"{_shown(value)} is not {what} as the command line takes one (digits, no blanks or _);"
-            f" write {digits}"
-        )
+        return f"{said} is not {what} {AS_WRITTEN}; write {digits}"
     name = str(loc[-1]) if loc else ""
     unit = next((u for suffix, u in _UNIT_FIELDS.items() if name.endswith(suffix)), None)
     if unit is None:
-        return f"{_shown(value)} is not {what}; write one"
+        return f"{said} is not {what}; write one"
     words, size = unit
     seconds = spoken_seconds(value) if isinstance(value, str) else None
     if seconds is None:
-        return f"{_shown(value)} is not {what}; write the {words} as a number"
-    return f"{_shown(value)} is not {what}; write the {words} as a number: {_number(seconds / size)}"
+        return f"{said} is not {what}; write the {words} as a number"
+    return f"{said} is not {what}; write the {words} as a number: {_number(seconds / size)}"
 
 
 def _number(value: Any) -> str:
@@ -365,9 +369,15 @@ def _number(value: Any) -> str:
     return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
-def _shown(value: Any, *, quoted: bool = True) -> str:
-    """A value as an error quotes it: short, on one line (a number as written, YAML's or a variable's)."""
-    text = repr(value) if quoted or not isinstance(value, str | int | float) else str(value)
+def shown_value(value: Any, *, quoted: bool = True) -> str:
+    """A value of a file as an error quotes it: short, on one line, a number as written (YAML's or a
+    variable's), text quoted unless ``quoted`` is False, and null, a boolean or a date as YAML writes them
+    (``null``, ``true``, ``2024-01-01``), not as Python does (``None``, ``True``, ``datetime.date(...)``)."""
+    if value is None or isinstance(value, bool):
+        text = "null" if value is None else str(value).lower()
+    else:
+        plain = isinstance(value, date) or (not quoted and isinstance(value, str | int | float))
+        text = str(value) if plain else repr(value)
     return text if len(text) <= 40 and text.isprintable() else repr(text[:37]) + "..."
 
 
@@ -398,7 +408,7 @@ def detail_to_config_error(
 def not_a_mapping(data: Any, path: str, sections: Iterable[str]) -> ConfigError:
     """The error for a file whose top level is no mapping (a list, a single value), saying what it is and
     which ``name:`` lines it takes (``sections``: its model's fields)."""
-    what = "a list" if isinstance(data, list) else f"a single value ({_shown(data)})"
+    what = "a list" if isinstance(data, list) else f"a single value ({shown_value(data)})"
     return ConfigError(
         f"the top level is {what}, not a mapping; write one `name:` line per section"
         f" ({', '.join(sections)}) at the start of a line",

@@ -5,7 +5,6 @@ equal to 0" instead."""
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable
 from typing import Any
@@ -14,7 +13,7 @@ import typer
 from rich.markup import escape
 
 from gpuwarden.cli.consoles import refuse_option
-from gpuwarden.numerals import NUMBER, TOO_LARGE, WHOLE_NUMBER  # what a number option takes (Go's strconv)
+from gpuwarden.numerals import NUMBER, TOO_LARGE, WHOLE_NUMBER, past_range  # as Go's strconv reads numbers
 
 
 def whole_number(option: str, low: int | None, high: int | None = None, **kwargs: Any) -> Any:
@@ -58,7 +57,7 @@ def _bounded(
         except (TypeError, ValueError):
             refuse_option(f"{_source(option, value, kwargs)} {escape(repr(value))}: {wanted}")
         below = low is not None and (parsed <= low if above else parsed < low)
-        if not math.isfinite(parsed):  # 1e999: Go's strconv says "value out of range"
+        if past_range(parsed):  # 1e999, 2**63: Go's strconv says "value out of range"
             refuse_option(f"{_source(option, value, kwargs)} {escape(str(value))}: {TOO_LARGE}; {wanted}")
         if below or (high is not None and parsed > high):
             refuse_option(f"{_source(option, value, kwargs)} {escape(str(value))}: {wanted}")

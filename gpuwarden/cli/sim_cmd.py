@@ -21,7 +21,7 @@ from gpuwarden.cli.incidents_cmd import (
 from gpuwarden.cli.numbers import number, whole_number
 from gpuwarden.clock import FakeClock
 from gpuwarden.errors import InputError
-from gpuwarden.numerals import NUMBER, TOO_LARGE, WHOLE_NUMBER, written_as_digits
+from gpuwarden.numerals import AS_WRITTEN, NUMBER, TOO_LARGE, WHOLE_NUMBER, written_as_digits
 from gpuwarden.redaction import hidden_password
 from gpuwarden.sim import FAULT_KINDS  # light: the package loads the fleet's modules on first use
 from gpuwarden.sim.faults import MAX_GPU_INDEX, MAX_NVLINK, MAX_PARAM, MAX_XID
@@ -49,8 +49,7 @@ def _param(text: str) -> tuple[str, float | str]:
     digits = written_as_digits(value, whole=False)
     if digits is not None:  # ' 5', '1_000': what int() reads and every number option refuses
         raise typer.BadParameter(
-            f"{text}: not a number as the command line takes one (digits, no blanks or _);"
-            f" write {name}={digits}",
+            f"{text}: not a number {AS_WRITTEN}; write {name}={digits}",
             param_hint="--param",
         )
     return name, value

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -10,6 +9,7 @@ from typing import Any, Protocol
 from gpuwarden.durations import spoken_seconds
 from gpuwarden.errors import InputError
 from gpuwarden.model import GpuRef, NodeRef
+from gpuwarden.numerals import is_finite
 
 # Kinds that need a GPU index, kinds aimed at a whole node, and kinds where a GPU is optional.
 GPU_KINDS = (
@@ -142,12 +142,6 @@ def _int_field(payload: Mapping[str, Any], name: str, low: int, high: int) -> in
     return value
 
 
-def _finite(value: float) -> bool:
-    """Whether ``value`` is a finite number: an int always is (``math.isfinite`` converts one, and fails past
-    a float's range)."""
-    return isinstance(value, int) or math.isfinite(value)
-
-
 def _params(kind: str, raw: Any) -> dict[str, float]:
     if raw is None:
         return {}
@@ -165,7 +159,7 @@ def _params(kind: str, raw: Any) -> dict[str, float]:
                 f"{value!r} is not a number; write the seconds as a number: {seconds:g}",
                 field=f"params.{key}",
             )
-        if isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not is_finite(value):
             raise InputError(f"must be a finite number, got {value!r}", field=f"params.{key}")
         if not 0 <= value <= MAX_PARAM:
             raise InputError(f"must be between 0 and {MAX_PARAM:g}, got {value}", field=f"params.{key}")

@@ -333,3 +333,19 @@ def test_a_failed_push_is_logged_without_the_gateways_password(caplog: pytest.Lo
     [record] = caplog.records
     assert record.gateway == "http://pusher:***@127.0.0.1:9", record.__dict__
     assert used == ["http://127.0.0.1:9"]  # the password goes in an Authorization header, not the URL
+
+
+def test_the_handler_a_push_is_given_shows_no_password() -> None:
+    """It was ``functools.partial(basic_auth_handler, username=..., password=...)``, whose repr writes the
+    password: an error reporter that records a frame's locals (push_to_gateway's ``handler``) sent it on."""
+    handlers: list[object] = []
+
+    def gateway(url: str, *, handler: object, **_: object) -> None:
+        handlers.append(handler)
+
+    group = ({"rank": "0"}, CollectorRegistry())
+    pusher = BackgroundPusher("http://pusher:S3cret@127.0.0.1:9", "pretrain", lambda: [group], push=gateway)
+    assert pusher.push_now()
+    [handler] = handlers
+    assert "S3cret" not in repr(handler) and "S3cret" not in repr(vars(pusher))
+    assert "pusher" in repr(handler)  # the user is no secret: it says whose credentials they are

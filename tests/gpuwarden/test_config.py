@@ -850,10 +850,11 @@ def test_an_unquoted_exponent_which_yaml_leaves_as_text_is_still_a_number(tmp_pa
     [
         (
             "exporter:\n  collect_interval_seconds: yes\n",
-            "'true' is not a number; write the seconds as a number",
+            "exporter.collect_interval_seconds: true (a YAML boolean) is not a number; write the seconds as a"
+            " number (YAML reads yes, on and true as true; no, off and false as false)",
         ),
-        ("sim:\n  seed: true\n", "sim.seed: 'true' is not a whole number; write one (YAML reads yes, on"),
-        ("api:\n  port: off\n", "api.port: 'false' is not a whole number; write one (YAML reads"),
+        ("sim:\n  seed: true\n", "sim.seed: true (a YAML boolean) is not a whole number; write one (YAML"),
+        ("api:\n  port: off\n", "api.port: false (a YAML boolean) is not a whole number; write one (YAML"),
     ],
     ids=["yes-in-seconds", "true-as-a-seed", "off-as-a-port"],
 )
@@ -867,10 +868,26 @@ def test_a_yaml_boolean_where_a_number_belongs_is_refused_as_its_variable_is(
     assert said in str(refused.value), str(refused.value)
 
 
+def test_a_boolean_is_told_apart_from_the_text_true_of_a_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The refusal of YAML's `yes` said `'true' is not a number`: quoted, as the text 'true' that the file
+    does not hold, and that a GPUWARDEN_ variable does."""
+    with pytest.raises(ConfigError) as boolean:
+        load_config(write(tmp_path, "sim:\n  seed: yes\n"), environ={})
+    monkeypatch.setenv("GPUWARDEN_SIM__SEED", "true")
+    with pytest.raises(ConfigError) as text:
+        load_config(write(tmp_path, ""), environ={})
+    assert "sim.seed: true (a YAML boolean) is not a whole number" in str(boolean.value)
+    assert "sim.seed: 'true' is not a whole number; write one" in str(text.value)
+    assert "YAML" not in str(text.value)
+
+
 @pytest.mark.parametrize(
     ("text", "said"),
     [
         ("exporter:\n  collect_interval_seconds: .nan\n", "nan is not a number; write one"),
+        ("exporter:\n  collect_interval_seconds: 2024-01-01\n", "2024-01-01 is not a number; write one"),
         ("exporter:\n  collect_interval_seconds: .inf\n", "inf is not a finite number; write one"),
         ("exporter:\n  collect_interval_seconds: 1.0e+999\n", "inf is not a finite number; write one"),
         (f"exporter:\n  collect_interval_seconds: {'9' * 400}\n", "is more than a number can hold; write"),
@@ -881,7 +898,8 @@ def test_a_yaml_boolean_where_a_number_belongs_is_refused_as_its_variable_is(
         ("sim:\n  seed: 1.5\n", "1.5 is not a whole number; write one"),
     ],
     ids=[
-        *("nan", "yaml-inf", "overflowing-float", "huge-integer", "null", "list", "mapping", "inf-seed"),
+        *("nan", "yaml-date", "yaml-inf", "overflowing-float", "huge-integer", "null", "list", "mapping"),
+        "inf-seed",
         "fraction-seed",
     ],
 )
@@ -895,8 +913,13 @@ def test_a_value_that_is_no_number_says_what_to_write(tmp_path: Path, text: str,
 
 @pytest.mark.parametrize(
     ("text", "what"),
-    [("- api\n- exporter\n", "a list"), ("api\n", "a single value ('api')")],
-    ids=["list", "scalar"],
+    [
+        ("- api\n- exporter\n", "a list"),
+        ("api\n", "a single value ('api')"),
+        ("yes\n", "a single value (true)"),  # YAML's boolean, as YAML writes it: it said (True)
+        ("2024-01-01\n", "a single value (2024-01-01)"),  # it said (datetime.date(2024, 1, 1))
+    ],
+    ids=["list", "scalar", "boolean", "date"],
 )
 def test_a_file_whose_top_level_is_no_mapping_is_told_what_to_write(
     tmp_path: Path, text: str, what: str
@@ -908,4 +931,25 @@ def test_a_file_whose_top_level_is_no_mapping_is_told_what_to_write(
     assert str(refused.value) == (
         f"{path}:1: the top level is {what}, not a mapping; write one `name:` line per section"
         " (sim, exporter, slack, api, store, anomaly, alerting, tracing, webhooks) at the start of a line"
+    )
+
+
+@pytest.mark.parametrize(
+    ("entry", "said"),
+    [
+        ("temp: yes", "true (a YAML boolean) is not a number"),
+        ("temp: '2 '", "'2 ' is not a number as the command line takes one"),
+    ],
+    ids=["boolean", "blank"],
+)
+def test_a_number_refused_in_a_mapping_is_said_at_its_own_line_and_key(
+    tmp_path: Path, entry: str, said: str
+) -> None:
+    """The refusal named the mapping and its first line (`anomaly.min_deviation_by_metric`, line 2), not the
+    entry that holds the value: a long mapping left the reader to find it."""
+    path = write(tmp_path, f"anomaly:\n  min_deviation_by_metric:\n    util: 2\n    {entry}\n")
+    with pytest.raises(ConfigError) as refused:
+        load_config(path, environ={})
+    assert str(refused.value).startswith(f"{path}:4: anomaly.min_deviation_by_metric.temp: {said}"), str(
+        refused.value
     )

@@ -57,7 +57,9 @@ def test_a_query_without_a_data_range_is_unbounded() -> None:
         ("'0, 100'", "'0, 100' is not a pair"),
         ("[0, x]", "'x' is not a number"),
         ("[0, .nan]", "nan is not a number"),
-        ("[true, 3]", "True is not a number"),
+        ("[true, 3]", "true is not a number"),  # as YAML writes it (it said True, None, datetime.date(...))
+        ("[~, 3]", "null is not a number"),
+        ("[2024-01-01, 3]", "2024-01-01 is not a number"),
         ("['0x10', 100]", "'0x10' is not a number"),
         ("['\u0661', 5]", "'\u0661' is not a number"),
         ("[0, infinity]", "'infinity' is not a number"),
@@ -67,7 +69,8 @@ def test_a_query_without_a_data_range_is_unbounded() -> None:
     ],
     ids=[
         *("reversed", "empty", "both-infinite", "three", "one", "scalar", "text", "word", "nan", "bool"),
-        *("hex", "arabic-indic-digit", "infinity-spelt-out", "quoted-nan", "overflow", "huge-integer"),
+        *("null", "date", "hex", "arabic-indic-digit", "infinity-spelt-out", "quoted-nan", "overflow"),
+        "huge-integer",
     ],
 )
 def test_a_bad_data_range_names_file_line_field_and_fix(tmp_path: Path, written: str, problem: str) -> None:

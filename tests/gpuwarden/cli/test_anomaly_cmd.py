@@ -36,3 +36,12 @@ def test_an_xid_the_catalog_lacks_is_said_with_what_the_catalog_holds() -> None:
         "error: XID 500 is not in the catalog (NVIDIA's XID catalog: 109 codes from 8 to 172)"
     )
     assert "check the code" in said
+
+
+def test_an_xid_code_of_hundreds_of_digits_is_refused_as_an_option_is_not_a_traceback() -> None:
+    """Once ``CODE`` was read as a whole number option, the option's bounds check raised OverflowError."""
+    result = runner.invoke(app, ["anomaly", "xid", "9" * 400])
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        f"error: CODE {'9' * 400}: more than a number can hold; use a whole number of at least 1\n"
+    )

@@ -104,3 +104,30 @@ def test_a_number_past_a_floats_range_is_said_so_where_the_option_has_no_upper_b
     result = CliRunner().invoke(gpuwarden_app, ["loadgen", "--rate", "1e999"])
     assert result.exit_code == 2, result.output
     assert result.stderr == "error: --rate 1e999: more than a number can hold; use a number of at least 0\n"
+
+
+def test_a_whole_number_of_hundreds_of_digits_is_said_too_large_not_a_traceback() -> None:
+    """``math.isfinite`` converts an int to a float: one past a float's range raised OverflowError out of the
+    option's parser (``--count 999...9``, ``anomaly xid 999...9``)."""
+    result = CliRunner().invoke(app, ["--count", "9" * 400])
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        f"error: --count {'9' * 400}: more than a number can hold; use a whole number from -5 to 10000\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "taken"),
+    [(str(2**63 - 1), True), (str(2**63), False), (str(-(2**63)), True), (str(-(2**63) - 1), False)],
+    ids=["largest", "one-past-the-largest", "least", "one-below-the-least"],
+)
+def test_a_whole_number_option_holds_64_bits_as_gos_strconv(value: str, taken: bool) -> None:
+    """``demo --warmup-minutes 999...9`` (no upper bound) passed the option and ended in an OverflowError
+    traceback where the minutes met ``float()``; Go's ParseInt refuses past 64 bits ("value out of range")."""
+    from gpuwarden.cli import app as gpuwarden_app  # noqa: PLC0415
+
+    result = CliRunner().invoke(gpuwarden_app, ["sim", "show", "--seed", value])
+    if taken:
+        assert result.exit_code == 0 and f"(seed {value})" in result.output, result.output
+    else:
+        assert result.stderr == f"error: --seed {value}: more than a number can hold; use a whole number\n"
