@@ -284,12 +284,12 @@ class ThermalDetector:
         fallen, ongoing = self._fallen(
             slots, lagged, pbot, ~throttled, at=at, z=(resid / band, (t - self.low_t[slots]) / band)
         )
-        guess = (
-            (lagged > pmax + self.ridge_watts)
-            | self._unsettled(slots, lagged, ptop, at=at, z=resid / band)
-            | fallen
+        above = (lagged > pmax + self.ridge_watts) | self._unsettled(
+            slots, lagged, ptop, at=at, z=resid / band
         )
-        warm = (n >= self.warmup) & ~guess
+        # Its line errs high below: a temperature above even it there is hot all the same (scored as before:
+        # a runaway whose stalled job resumed throttled at 275 W, 100 C, read 0 by its climb from 46 C alone).
+        guess, warm = above | fallen, (n >= self.warmup) & ~above
         strict_own = np.where(warm, np.maximum(resid, 0.0) / band, 0.0)
         own = np.where(warm, self._cooling(slots, (t, p, gap), (yhat, lagged)) / band, 0.0)
         # Not scored there, a cooler failing at (or during) its first job was learnt as that job's normal
@@ -304,7 +304,7 @@ class ThermalDetector:
         climbing, climb = self._climbs(
             slots, (t, self.slow[slots], slope), guess & (n >= self.warmup), (fallen, ongoing)
         )
-        score = np.where(peer, peer_score, np.where(climbing, climb / band, own))
+        score = np.where(peer, peer_score, np.where(climbing, np.maximum(climb / band, own), own))
         strict = np.where(peer, peer_score, strict_own)
         # Learn from the sample winsorised at the band, so a dip teaches little; a sample above the band (an
         # alert's) at a power it has learnt at teaches nothing. Taught at the band, the error scale grew by
@@ -340,7 +340,9 @@ class ThermalDetector:
         # first hot sample: a few noisy samples hours before a cooler failed would have used up its hold.
         # Hot against its peers, it teaches nothing either (nor stretches the power it learnt at), held as
         # at a power it knows: the hold's end lets a GPU that is only worse than its peers learn its heat.
-        hot = (score >= 1.0) & (known | peer | climbing)
+        # Climbing, by its climb alone: below what it scored at, hot against its line at a power it does not
+        # know is a GPU whose idle power fell, its temperature as it was (held, flagged 6 hours), as before.
+        hot = ((score >= 1.0) & (known | peer)) | (climbing & (climb >= band))
         anew = (hot_at <= 0.0) | (at - hot_at >= self.hold_seconds)
         held_for = np.where(hot, np.where(anew, 0.0, held_for + np.maximum(gap, 0.0)), held_for)
         held = hot & (held_for < self.hold_seconds)
@@ -362,7 +364,7 @@ class ThermalDetector:
         # A power is known once its own line, not only its peers', scored a sample there under 1. In the
         # warm-up, once a sample there is no guess: a job begun in its last 5 minutes (a 90 s lag) made its
         # power known while the temperature climbed, and its settled heat read hot there, held 6 hours.
-        scored = learnt & ((warm & (strict_own < 1.0)) | ((n < self.warmup) & ~guess))
+        scored = learnt & ((warm & ~fallen & (strict_own < 1.0)) | ((n < self.warmup) & ~guess))
         self.ptop[slots], self.pbot[slots] = (
             np.where(scored, np.maximum(ptop, lagged), ptop),
             np.where(scored, np.minimum(pbot, lagged), pbot),
@@ -380,8 +382,9 @@ class ThermalDetector:
         self.n[slots] = n + 1
         # Which it judged: a warm-up sample, or a guess neither its peers nor its climb judge, is scored 0 as
         # no evidence, no quiet read (``Findings.judged``): taken for one, a runaway whose job moved to a
-        # heavier power recovered, and read back at its old power re-raised its alert mid-fault.
-        return score, warm | peer | climbing
+        # heavier power recovered, and read back at its old power re-raised its alert mid-fault. Below what
+        # it scored at, its line (erring high) judges only a sample hot against it.
+        return score, (warm & ~fallen) | peer | climbing | (score >= 1.0)
 
     def _cooling(
         self,
