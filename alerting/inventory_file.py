@@ -23,7 +23,7 @@ from alerting.inventory import RUNNING, GpuKey, NodeInfo, StaticInventory, Workl
 from gpuwarden.config_problems import suggesting_config_error
 from gpuwarden.errors import ConfigError
 from gpuwarden.model import WorkloadKind, WorkloadRef
-from gpuwarden.yamlfile import field_path, read_yaml
+from gpuwarden.yamlfile import field_path, not_a_mapping, read_yaml
 
 Name = Annotated[str, Field(min_length=1)]
 MAX_NODE_GPUS = 4096  # GPUs a node may advertise (time-sliced and MIG devices included)
@@ -166,7 +166,7 @@ def load_inventory(path: Path) -> StaticInventory:
             path=str(path),
         )
     if not isinstance(data, dict):
-        raise ConfigError("the top level must be a mapping", path=str(path), line=1)
+        raise not_a_mapping(data, str(path), InventoryFile.model_fields)
     try:
         entries = InventoryFile.model_validate(data)
     except ValidationError as exc:

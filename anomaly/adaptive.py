@@ -1,17 +1,30 @@
-"""The ``adaptive`` detector: adaptive thresholds over every series a tick read, per-query settings."""
+"""The ``adaptive`` detector: adaptive thresholds over every series a tick read, per-query settings.
+
+A series forgotten (unseen for the service's ``forget_after_seconds``: its node down 20 minutes) has its
+state parked by its query and GPU (``key_label``) for a day, and taken up again when that GPU reports the
+query under a new series. Learnt anew, its band was learnt at whatever the GPU's job ran at then: a fault
+elsewhere on the job held every rank's power and utilisation down, and when the job recovered the band
+alerted.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import sys
 
 import numpy as np
 
 from anomaly.detectors import Findings
-from anomaly.series import View
+from anomaly.parked import ParkedRows
+from anomaly.series import Step, View
+from anomaly.snapshot import State
 from anomaly.thresholds import AdaptiveThresholds, ThresholdParams
 from gpuwarden.config_anomaly import AnomalyConfig
 from gpuwarden.model import RecommendedAction
+
+# A GPU away longer than this was out for repair (its board, its job's placement changed): learnt anew.
+_PARKED_SECONDS = 86_400.0
 
 
 class AdaptiveDetector:
@@ -19,8 +32,9 @@ class AdaptiveDetector:
 
     name = "adaptive"
 
-    def __init__(self, cfg: AnomalyConfig | None = None) -> None:
+    def __init__(self, cfg: AnomalyConfig | None = None, *, key_label: str = "UUID") -> None:
         cfg = cfg or AnomalyConfig()
+        self.key_label = key_label
         season = cfg.thresholds.seasonality and cfg.adaptive_seasonality
         self.default = ThresholdParams.from_config(cfg.thresholds, seasonality=season)
         self._per_query = {
@@ -37,6 +51,10 @@ class AdaptiveDetector:
         self._scored: dict[str, bool] = {}
         self._floors = dict(cfg.min_deviation_by_metric)
         self._params: dict[str, ThresholdParams] = {}
+        # Each series id's query and GPU (``key_label``; None: none), to park its state when it is forgotten.
+        self._query: list[str | None] = []
+        self._gpu: list[str | None] = []
+        self._parked = ParkedRows(_PARKED_SECONDS)  # forgotten series' state, by query and GPU
 
     def scores(self, query: str) -> bool:
         """Whether ``query`` is scored: its own ``adaptive`` setting, else whether it matches
@@ -65,21 +83,103 @@ class AdaptiveDetector:
             model = self._models[params] = AdaptiveThresholds(params)
         return model
 
+    def state(self) -> State:
+        """Each model's parameters and state, each series id's query and GPU, and the state parked for
+        forgotten series (``anomaly.snapshot``)."""
+        out = State({"models": []})
+        for i, (params, model) in enumerate(self._models.items()):
+            state = model.state()
+            out.meta["models"].append({"params": dataclasses.asdict(params), **state.meta})
+            out.arrays.update({f"m{i}_{key}": array for key, array in state.arrays.items()})
+        parked = self._parked.entries()
+        out.meta.update(queries=list(self._query), gpus=list(self._gpu), parked=[key for key, _, _ in parked])
+        out.arrays["parked_at"] = np.array([at for _, at, _ in parked], np.float64)
+        out.arrays["parked_sizes"] = np.array([row.size for _, _, row in parked], np.int64)
+        out.arrays["parked_rows"] = np.concatenate([np.empty(0, np.uint8), *(row for _, _, row in parked)])
+        return out
+
+    def restore(self, state: State) -> None:
+        """Take up ``state`` (``state()``): each model as it was, found again by its parameters."""
+        models: dict[ThresholdParams, AdaptiveThresholds] = {}
+        for i, saved in enumerate(state.meta["models"]):
+            params = ThresholdParams(**saved["params"])
+            prefix = f"m{i}_"
+            arrays = {k.removeprefix(prefix): a for k, a in state.arrays.items() if k.startswith(prefix)}
+            meta = {k: v for k, v in saved.items() if k != "params"}
+            models[params] = AdaptiveThresholds(params, capacity=1)
+            models[params].restore(State(meta, arrays))
+        queries, gpus, keys = state.meta["queries"], state.meta["gpus"], state.meta["parked"]
+        at, sizes = state.arrays["parked_at"], state.arrays["parked_sizes"]
+        rows = np.asarray(state.arrays["parked_rows"], np.uint8)
+        shape = (len(keys),)
+        fits = at.shape == sizes.shape == shape and not (sizes < 0).any() and int(sizes.sum()) == rows.size
+        if len(queries) != len(gpus) or not fits:
+            raise ValueError(
+                f"adaptive parked: {len(keys)} series, {at.shape} times, {sizes.shape} sizes, {rows.size} B"
+            )
+        self._models = models
+        self._query = [None if q is None else str(q) for q in queries]
+        self._gpu = [None if g is None else str(g) for g in gpus]
+        self._parked = ParkedRows(_PARKED_SECONDS)
+        ends = np.cumsum(sizes)
+        for key, when, end, size in zip(keys, at.tolist(), ends.tolist(), sizes.tolist(), strict=True):
+            self._parked.park(str(key), when, rows[end - size : end].copy(), len(keys))
+
     def fit(self, view: View) -> None:
         """Online: nothing to refit."""
 
+    def state_bytes(self) -> int:
+        """Bytes of state held: every model's arrays and what parking costs (``parking_bytes``)."""
+        return sum(m.state_bytes() for m in self._models.values()) + self.parking_bytes()
+
+    def parking_bytes(self) -> int:
+        """Bytes held to park forgotten series: each id's query and GPU (the labels' own strings, a reference
+        each) and the state parked."""
+        return sys.getsizeof(self._query) + sys.getsizeof(self._gpu) + self._parked.nbytes()
+
     def forget(self, ids: np.ndarray) -> None:
-        """Drop the state of vanished series."""
+        """Park the state of vanished series by query and GPU, then drop it."""
+        for sid in ids[ids < len(self._gpu)].tolist():
+            query, gpu = self._query[sid], self._gpu[sid]
+            self._query[sid] = self._gpu[sid] = None
+            if query is None or gpu is None:
+                continue
+            model = self.model_for(query)
+            if sid < model.capacity and model.count[sid] > 0:
+                # At most as many as the series ids it holds (a parked row costs about a series' state).
+                most = max(m.capacity for m in self._models.values())
+                self._parked.park(_key(query, gpu), float(model.last_seen[sid]), model.row(sid), most)
         for model in self._models.values():
             model.reset(ids[ids < model.capacity])
+
+    def _unpark(self, model: AdaptiveThresholds, step: Step) -> None:
+        """Note the query and GPU of each series new to ``model`` with a value, and give it the state parked
+        for them when its series was forgotten, if any."""
+        rows = np.flatnonzero(model.fresh(step.ids) & np.isfinite(step.value))
+        if not rows.size:
+            return
+        grow = int(step.ids[rows].max()) + 1 - len(self._gpu)
+        if grow > 0:
+            self._query += [None] * grow
+            self._gpu += [None] * grow
+        for i, sid in zip(rows.tolist(), step.ids[rows].tolist(), strict=True):
+            # An empty key names no GPU: parked under it, one GPU's band went to another's next series.
+            gpu = step.labels[i].get(self.key_label) or None
+            self._query[sid], self._gpu[sid] = step.query, gpu
+            row = None if gpu is None else self._parked.take(_key(step.query, gpu), step.at)
+            if row is not None:
+                model.set_row(sid, row)
 
     def detect(self, view: View) -> list[Findings]:
         """Learn from every step in time order; report the newest step of each query."""
         out: list[Findings] = []
+        self._parked.expire(view.time)
         for step in view.steps:
             if not self.scores(step.query):
                 continue
-            scores = self.model_for(step.query).update(step.ids, step.value, step.at, step.outside)
+            model = self.model_for(step.query)
+            self._unpark(model, step)
+            scores = model.update(step.ids, step.value, step.at, step.outside)
             if view.latest.get(step.query) is not step:
                 continue
             rows = np.flatnonzero(np.isfinite(step.value) & np.isfinite(step.at))
@@ -101,3 +201,8 @@ class AdaptiveDetector:
                 )
             )
         return out
+
+
+def _key(query: str, gpu: str) -> str:
+    """The key a series' state is parked by: its query and its GPU."""
+    return f"{query}\x00{gpu}"

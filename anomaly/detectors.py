@@ -14,6 +14,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from anomaly.series import View
+from anomaly.snapshot import State
 from anomaly.thresholds import BoolArray, FloatArray, IntArray
 from gpuwarden.errors import ConfigError
 from gpuwarden.model import RecommendedAction
@@ -100,6 +101,21 @@ class JudgedDetector(Detector, Protocol):
 
     def judged_by(self, query: str) -> tuple[str, ...]:
         """The queries an alert of ``query`` is judged by (its own query among them)."""
+        ...
+
+
+@runtime_checkable
+class SavedDetector(Detector, Protocol):
+    """A detector whose learnt state a snapshot keeps (``anomaly.snapshot``); one without starts afresh at
+    a restart, and learns from the history the warm-up replays."""
+
+    def state(self) -> State:
+        """Its state: copies, which later ticks leave as they are."""
+        ...
+
+    def restore(self, state: State) -> None:
+        """Take up ``state`` (``state()`` of a detector of the same settings); ``ValueError`` or
+        ``KeyError`` when it does not fit."""
         ...
 
 

@@ -8,16 +8,19 @@ imports the exporter), and every ``fit_every`` a ``fit``. Faults hit a random GP
 * A fault is detected when an alert on its GPU (same ``Hostname`` and ``gpu`` labels) is raised between its
   start and ``deadline`` seconds later: one collection interval for hard faults, 5 minutes for soft ones.
 * An alert is false when no fault window (start .. repair + ``grace``) is open on its node or on a GPU that
-  shares its workload (a stalled training job slows every rank: those alerts are sympathetic, not false).
+  runs its training job (a stalled job slows every rank: those alerts are sympathetic, not false; an
+  inference service's replicas each draw their own load, so an alert on another replica is false).
   One on a GPU of a faulted job other than the fault's target is counted apart (``sympathetic``: detector
-  and delay from the newest such fault's start, or its node's return, below); one raised more than the soft
-  deadline (5 minutes) after that is listed (``late_sympathetic``): not false by the targets' definition,
-  but noise an operator sees long after the fault showed (a rank alert 37 minutes into a runaway).
+  and delay from when the newest such fault seen by then could be seen: its start, or its node's return,
+  below); one raised more than the soft deadline (5 minutes) after that is listed (``late_sympathetic``):
+  not false by the targets' definition, but noise an operator sees long after the fault showed (a rank
+  alert 37 minutes into a runaway).
 * Long outages (``node_down_long``, 20-30 minutes, past ``anomaly.forget_after_seconds``) come from their
   own random stream, on a node no other fault touches meanwhile, so the other classes' draws per seed stay
-  as they were (their results can still move where the down node runs a job with a faulted GPU); two in
-  three bring a thermal runaway or a straggler begun on one of the node's GPUs while it is down
-  (``*_while_down``), held past its return and timed from it (``hidden_until``).
+  as they were; their results can still move wherever an outage reaches (a job it stalls, the node's GPUs
+  relearnt after it, its GPUs missing from their peers' while it lasts). Two in three bring a thermal
+  runaway or a straggler begun on one of the node's GPUs while it is down (``*_while_down``), held past its
+  return and timed from it (``hidden_until``), in its recall, latency and list of misses.
 * An alert on a fault's target (raised after its start) that resolves before the fault is repaired is a
   premature resolution: an operator reads "resolved" while the GPU still has the fault. Counted per class
   (``resolved_while_active``, injections with at least one; ``resolved_early_by``, per detector), and
@@ -49,7 +52,7 @@ from anomaly.service import AnomalyService
 from gpuwarden.clock import FakeClock
 from gpuwarden.labelnumbers import label_number
 from gpuwarden.model import Alert
-from gpuwarden.sim import Fleet, parse_fault
+from gpuwarden.sim import Fleet, TrainingJob, parse_fault
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,7 +358,7 @@ def _free_nodes(
 
 
 class _Truth:
-    """Open fault windows by node and by workload, for attributing alerts."""
+    """Open fault windows by node and by training job, for attributing alerts."""
 
     def __init__(self, fleet: Fleet, grace: float) -> None:
         self.fleet = fleet
@@ -368,11 +371,17 @@ class _Truth:
         work = self.fleet.workload_on(node, gpu)
         return None if work is None else f"{type(work).__name__}/{getattr(work, 'name', id(work))}"
 
-    def workloads(self, inj: Injection) -> set[str | None]:
-        """Workloads a fault touches: its GPU's, or those of every GPU of its node."""
+    def job(self, node: str, gpu: int | None) -> str | None:
+        """The training job ``node``/``gpu`` runs, if any: its ranks wait for the slowest at every step, so a
+        fault on one slows the others. An inference service's replicas do not (each draws its own load)."""
+        work = None if gpu is None else self.fleet.workload_on(node, gpu)
+        return self.workload(node, gpu) if isinstance(work, TrainingJob) else None
+
+    def jobs(self, inj: Injection) -> set[str | None]:
+        """Training jobs a fault touches: its GPU's, or those of every GPU of its node."""
         if inj.gpu is not None:
-            return {self.workload(inj.node, inj.gpu)}
-        return {self.workload(g.node, g.index) for g in self.fleet.gpu_refs() if g.node == inj.node}
+            return {self.job(inj.node, inj.gpu)}
+        return {self.job(g.node, g.index) for g in self.fleet.gpu_refs() if g.node == inj.node}
 
     def open_at(self, at: float) -> list[Injection]:
         """Faults whose window (start .. repair + grace) holds ``at``."""
@@ -387,17 +396,19 @@ class _Truth:
         return any(_aims_at(inj, node, gpu) for inj in self.open_at(at))
 
     def shares_job(self, node: str, gpu: int | None, at: float) -> Injection | None:
-        """The latest-begun open fault aimed elsewhere whose workload ``node``/``gpu`` runs: an alert there is
-        sympathetic (a stalled training job slows every rank), not false."""
-        workload = self.workload(node, gpu) if gpu is not None else None
-        if workload is None:
+        """The open fault aimed elsewhere, on the training job ``node``/``gpu`` runs, seen latest by ``at``
+        (``Injection.seen_from``): an alert there is sympathetic (a stalled job slows every rank), not false.
+        One begun on a node still down is not seen yet: the outage that stalled the job is what the rank
+        feels (taken for it, the rank's alert was 'raised' before its fault could be seen, never late)."""
+        job = self.job(node, gpu)
+        if job is None:
             return None
         sharing = [
             inj
             for inj in self.open_at(at)
-            if not _aims_at(inj, node, gpu) and workload in self.workloads(inj)
+            if not _aims_at(inj, node, gpu) and inj.seen_from() <= at and job in self.jobs(inj)
         ]
-        return max(sharing, key=lambda inj: inj.started_at, default=None)
+        return max(sharing, key=Injection.seen_from, default=None)
 
     def on_node(self, node: str, at: float) -> bool:
         """Whether an open fault is on ``node`` (an alert on a neighbour GPU of a fault is not false)."""
@@ -537,13 +548,14 @@ def _inject(fleet: Fleet, service: AnomalyService, inj: Injection) -> bool:
 
 
 def _missed(inj: Injection, truth: _Truth) -> dict[str, Any]:
-    """A miss (or a late detection) as the report lists it: what it was, and what it began inside of."""
+    """A miss (or a late detection) as the report lists it: what it was, how long after it could be seen
+    (``Injection.seen_from``) it was detected, and what it began inside of."""
     out: dict[str, Any] = {
         "class": inj.fault_class.name,
         "node": inj.node,
         "gpu": inj.gpu,
         "workload": truth.workload(inj.node, inj.gpu),
-        "detected_after_s": None if inj.detected_at is None else round(inj.detected_at - inj.started_at),
+        "detected_after_s": None if (lat := inj.latency()) is None else round(lat),
     }
     if inj.open_at_start:
         out["open_alerts_at_start"] = list(inj.open_at_start)

@@ -34,11 +34,13 @@ import numpy as np
 
 from anomaly.detectors import Findings
 from anomaly.series import Step, View
+from anomaly.snapshot import State
 from anomaly.steps import unlearned
 from anomaly.thresholds import MAD_TO_SIGMA, BoolArray, FloatArray, IntArray
 from gpuwarden.model import RecommendedAction
 
 logger = logging.getLogger(__name__)
+_STATE = ("smooth", "fresh", "latched", "above")  # the per-series arrays a snapshot keeps
 
 # Replica suffixes of pod names: StatefulSet ordinals and Deployment/ReplicaSet hashes.
 _REPLICA_SUFFIX = re.compile(r"(-[0-9a-f]{8,10})?(-[a-z0-9]{5}|-\d+)$")
@@ -140,6 +142,29 @@ class FleetDetector:
         self.fresh[ids] = True
         self.latched[ids] = False
         self.above[ids] = 0
+
+    def state(self) -> State:
+        """Each series' smoothed deviation, latch and run above, and the load moments per peer group
+        (``anomaly.snapshot``)."""
+        arrays = {name: getattr(self, name).copy() for name in _STATE}
+        moments = [[query, group, list(values)] for (query, group), values in self._load_moments.items()]
+        return State({"load_moments": moments}, arrays)
+
+    def restore(self, state: State) -> None:
+        """Take up ``state`` (``state()``)."""
+        rows = state.arrays["smooth"].shape[0]
+        for name in _STATE:
+            now, got = getattr(self, name), state.arrays[name]
+            if got.shape != (rows,) or got.dtype != now.dtype:
+                raise ValueError(f"fleet {name}: {got.dtype}{got.shape}, not {now.dtype} of {rows} rows")
+        for name in _STATE:
+            setattr(self, name, state.arrays[name])
+        self._load_moments = {
+            (str(query), None if group is None else tuple(group)): [float(v) for v in values]
+            for query, group, values in state.meta["load_moments"]
+        }
+        self._group_cache.clear()
+        self._align_cache.clear()
 
     def _groups(self, step: Step) -> IntArray:
         """Peer-group code of each row (-1: not compared); reused while the series ids are unchanged."""

@@ -17,6 +17,7 @@ from sklearn.ensemble import IsolationForest
 
 from anomaly.detectors import Findings
 from anomaly.series import Step, View
+from anomaly.snapshot import State
 from anomaly.thresholds import FloatArray, IntArray
 from gpuwarden.mig import INSTANCE_ID
 from gpuwarden.model import RecommendedAction
@@ -46,6 +47,7 @@ class MultivariateDetector:
         self._high = 1.0
         self._key_cache: dict[str, tuple[IntArray, list[str | None]]] = {}
         self._scorer: _ForestScorer | None = None
+        self._train: FloatArray | None = None  # the rows the model was fitted on (a snapshot refits it)
 
     @property
     def fitted(self) -> bool:
@@ -112,6 +114,11 @@ class MultivariateDetector:
         x = np.vstack(self._rows)[-self.history :]
         if x.shape[0] < 64:
             return
+        self._fit_on(x)
+        self._rows = [x]
+
+    def _fit_on(self, x: FloatArray) -> None:
+        """Fit the forest on ``x`` and calibrate its score; the same ``x`` gives the same model (``seed``)."""
         model = IsolationForest(n_estimators=self.trees, random_state=self.seed)
         model.fit(x)
         self._scorer = _ForestScorer.of(model, x.shape[1])
@@ -119,7 +126,28 @@ class MultivariateDetector:
         s = self._score(x)
         self._median = float(np.median(s))
         self._high = float(np.quantile(s, 0.999))
-        self._rows = [x]
+        self._train = x
+
+    def state(self) -> State:
+        """The rows kept for the next fit and those the model was fitted on (``anomaly.snapshot``): no model
+        is stored, it is fitted again on the same rows, the same forest."""
+        out = State({"rows": bool(self._rows), "fitted": self._train is not None})
+        if self._rows:
+            out.arrays["rows"] = np.vstack(self._rows)
+        if self._train is not None:
+            out.arrays["train"] = self._train.copy()
+        return out
+
+    def restore(self, state: State) -> None:
+        """Take up ``state`` (``state()``), fitting the model again where one was fitted."""
+        width = len(self.queries)
+        for key in ("rows", "train"):
+            got = state.arrays.get(key)
+            if got is not None and (got.ndim != 2 or got.shape[1] != width):
+                raise ValueError(f"multivariate {key}: shape {got.shape}, not (n, {width})")
+        self._rows = [np.asarray(state.arrays["rows"], np.float64)] if state.meta["rows"] else []
+        if state.meta["fitted"]:
+            self._fit_on(np.asarray(state.arrays["train"], np.float64))
 
     def _score(self, x: FloatArray) -> FloatArray:
         """Anomaly scores in (0, 1], higher is more anomalous (``-score_samples``)."""

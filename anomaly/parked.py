@@ -10,24 +10,28 @@ from __future__ import annotations
 
 import math
 import sys
+from typing import Any
 
-from anomaly.steps import FloatArray
+import numpy.typing as npt
+
+Row = npt.NDArray[Any]  # a GPU's state as one array (thermal: its fields; adaptive: its arrays' bytes)
 
 _ENTRY_BYTES = sys.getsizeof(()) + 2 * 8 + sys.getsizeof(1.0)  # the pair, its two references, the time
 
 
 class ParkedRows:
-    """Rows of state keyed by a GPU's key (its UUID), each kept for ``keep_seconds`` after its last sample."""
+    """Rows of state keyed by a GPU's key (its UUID; a series': its query and UUID), each kept for
+    ``keep_seconds`` after its last sample."""
 
     def __init__(self, keep_seconds: float) -> None:
         self.keep_seconds = keep_seconds
-        self._rows: dict[str, tuple[float, FloatArray]] = {}
+        self._rows: dict[str, tuple[float, Row]] = {}
         self._oldest = math.inf  # no row's last sample is older (``expire`` scans only when one may be due)
 
     def __len__(self) -> int:
         return len(self._rows)
 
-    def park(self, key: str, at: float, row: FloatArray, most: int) -> None:
+    def park(self, key: str, at: float, row: Row, most: int) -> None:
         """Keep ``row``, the state of ``key`` whose last sample was at ``at``; past ``most`` rows, the ones
         parked first are dropped (nodes churning through new GPUs parked every one for a day)."""
         self._rows.pop(key, None)
@@ -46,12 +50,17 @@ class ParkedRows:
             del self._rows[old]
         self._oldest = min((t for t, _ in self._rows.values()), default=math.inf)
 
-    def take(self, key: str, at: float) -> FloatArray | None:
+    def take(self, key: str, at: float) -> Row | None:
         """The row kept for ``key`` (removed), None if none was kept or it is older than ``keep_seconds``."""
         kept = self._rows.pop(key, None)
         if kept is None or at - kept[0] > self.keep_seconds:
             return None
         return kept[1]
+
+    def entries(self) -> list[tuple[str, float, Row]]:
+        """Every row kept, with its key and its last sample's time, the first parked first (the order ``park``
+        drops them in; parked again in this order, they keep it)."""
+        return [(key, at, row) for key, (at, row) in self._rows.items()]
 
     def nbytes(self) -> int:
         """Bytes held: the map, each entry's pair and time, its key and its row."""

@@ -30,6 +30,7 @@ from anomaly.needs import GPU_UP
 from anomaly.series import View
 from anomaly.signatures import FIRED
 from anomaly.slots import Slots
+from anomaly.snapshot import State
 from anomaly.thresholds import IntArray
 from gpuwarden.model import RecommendedAction
 
@@ -89,6 +90,38 @@ class PresenceDetector:
 
     def fit(self, view: View) -> None:
         """Online: nothing to refit."""
+
+    def state(self) -> State:
+        """Each GPU's slot, labels and last-seen time, each series' slot and the last tick's time
+        (``anomaly.snapshot``)."""
+        meta = {
+            "keys": [None if k is None else list(k) for k in self.keys],
+            "free": self._slots.freed(),
+            "labels": [dict(lab) for lab in self.labels],
+            "last_tick": self._last_tick,
+        }
+        return State(meta, {"last_seen": self.last_seen.copy(), "series_slot": self._series_slot.copy()})
+
+    def restore(self, state: State) -> None:
+        """Take up ``state`` (``state()``)."""
+        keys: list[GpuKey | None] = [
+            None if k is None else tuple(str(v) for v in k) for k in state.meta["keys"]
+        ]
+        labels: list[Mapping[str, str]] = [
+            {str(k): str(v) for k, v in lab.items()} for lab in state.meta["labels"]
+        ]
+        last_seen, series_slot = state.arrays["last_seen"], state.arrays["series_slot"]
+        if len(labels) != len(keys) or last_seen.size < len(keys) or series_slot.dtype != np.int64:
+            raise ValueError(f"presence: {len(keys)} GPUs, {len(labels)} label sets, {last_seen.size} times")
+        self._slots = Slots.restored(keys, [int(i) for i in state.meta["free"]])
+        self.labels, self.last_seen, self._series_slot = labels, last_seen, series_slot
+        self._by_uuid = {}
+        for slot, key in enumerate(keys):
+            uuid = labels[slot].get("UUID")
+            if key is not None and uuid:
+                self._by_uuid.setdefault(uuid, set()).add(slot)
+        tick = state.meta["last_tick"]
+        self._last_tick = None if tick is None else float(tick)
 
     def forget(self, ids: IntArray) -> None:
         """Series ids about to be reused: their GPU is looked up again when they reappear."""

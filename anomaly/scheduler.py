@@ -1,7 +1,7 @@
 """``fit_every`` / ``infer_every`` on APScheduler's ``BackgroundScheduler``.
 
-The job functions are plain methods (``infer_job``, ``fit_job``) so tests drive them with a fake clock
-without waiting; the scheduler only decides when they run. Each job is a loop boundary.
+The job functions are plain methods (``infer_job``, ``fit_job``, ``save_job``) so tests drive them with a
+fake clock without waiting; the scheduler only decides when they run. Each job is a loop boundary.
 """
 
 from __future__ import annotations
@@ -10,11 +10,13 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MAX_INSTANCES, JobEvent
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from anomaly.service import AnomalyService
+from anomaly.snapshot import save_snapshot
 
 logger = logging.getLogger(__name__)
 _SKIPPED = "maximum number of running instances"
@@ -31,10 +33,18 @@ class _NoSkipWarnings(logging.Filter):
 class AnomalyScheduler:
     """Runs a service's infer and fit jobs on intervals; one tick at a time."""
 
-    def __init__(self, service: AnomalyService, after_infer: Callable[[], object] | None = None) -> None:
-        """``after_infer`` runs after each tick, in the same job (the alert forwarder's flush)."""
+    def __init__(
+        self,
+        service: AnomalyService,
+        after_infer: Callable[[], object] | None = None,
+        state_file: Path | None = None,
+    ) -> None:
+        """``after_infer`` runs after each tick, in the same job (the alert forwarder's flush); the state is
+        saved to ``state_file`` every ``state_save_seconds`` and at ``shutdown`` (None: never)."""
         self.service = service
         self.after_infer = after_infer
+        self.state_file = state_file
+        self.saves = 0
         self._lock = threading.Lock()
         self._scheduler = BackgroundScheduler(timezone="UTC")
         self.ticks = 0
@@ -98,27 +108,42 @@ class AnomalyScheduler:
             finally:
                 self._fitting = False
 
+    def save_job(self) -> None:
+        """Save the service's state to ``state_file``; never raises. The ticks wait only while the state is
+        copied, not while it is written."""
+        if self.state_file is None:
+            return
+        try:
+            with self._lock:  # benchmarks/bench_snapshot.py: 0.6-0.8 s at 10,000 GPUs
+                snapshot = self.service.snapshot()
+            if save_snapshot(self.state_file, snapshot):
+                self.saves += 1
+        except Exception:  # loop boundary
+            self.failures += 1
+            logger.exception("anomaly state save failed", extra={"state_file": str(self.state_file)})
+
     def start(self) -> None:
-        """Schedule both jobs (no overlap, missed runs coalesced; the first tick at once) and start."""
+        """Schedule the jobs (no overlap, missed runs coalesced; the first tick at once) and start."""
         cfg = self.service.cfg
-        self._scheduler.add_job(
-            self.infer_job,
-            "interval",
-            seconds=cfg.infer_every_seconds,
-            id="infer",
-            max_instances=1,
-            coalesce=True,
-            next_run_time=datetime.now(UTC),
-        )
-        self._scheduler.add_job(
-            self.fit_job, "interval", seconds=cfg.fit_every_seconds, id="fit", max_instances=1, coalesce=True
-        )
+        jobs: list[tuple[Callable[[], None], str, float]] = [
+            (self.infer_job, "infer", cfg.infer_every_seconds),
+            (self.fit_job, "fit", cfg.fit_every_seconds),
+        ]
+        if self.state_file is not None:
+            jobs.append((self.save_job, "save", cfg.state_save_seconds))
+        for job, name, seconds in jobs:
+            first = {"next_run_time": datetime.now(UTC)} if name == "infer" else {}
+            self._scheduler.add_job(
+                job, "interval", seconds=seconds, id=name, max_instances=1, coalesce=True, **first
+            )
         self._scheduler.add_listener(
             self._on_event, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_EXECUTED | EVENT_JOB_ERROR
         )
         self._scheduler.start()
 
     def shutdown(self) -> None:
-        """Stop the scheduler, waiting for a running job."""
+        """Stop the scheduler, waiting for a running job, then save the state a last time (a graceful stop
+        loses nothing)."""
         if self._scheduler.running:
             self._scheduler.shutdown(wait=True)
+        self.save_job()

@@ -15,10 +15,24 @@ import numpy as np
 
 from anomaly.sentinels import blank_not_available
 from anomaly.slots import Slots
+from anomaly.snapshot import Arrays, State
 from anomaly.sources import Frame, SeriesKind
 from anomaly.thresholds import BoolArray, FloatArray, IntArray
 
 SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
+
+
+def key_state(key: SeriesKey) -> list[object]:
+    """``key`` as JSON values: ``[query, [[name, value], ...]]`` (``restored_key`` reads it back)."""
+    return [key[0], [list(item) for item in key[1]]]
+
+
+def restored_key(raw: Sequence[object]) -> SeriesKey:
+    """The series key ``key_state`` gave ``raw`` of."""
+    query, items = raw
+    if not isinstance(items, list):
+        raise ValueError(f"a series key's labels are {items!r}, not a list of pairs")
+    return (str(query), tuple((str(name), str(value)) for name, value in items))
 
 
 class SeriesIndex:
@@ -87,6 +101,39 @@ class SeriesIndex:
                 self.last_seen = grown
         return sid
 
+    def state(self) -> State:
+        """Each id's query and label set (numbers into two tables: a GPU's labels are shared by its queries'
+        series), when it was last seen, and the free ids (``anomaly.snapshot``)."""
+        queries: dict[str, int] = {}
+        label_sets: dict[tuple[tuple[str, str], ...], int] = {}
+        keys = self.keys
+        query_of, set_of = np.full(len(keys), -1, np.int32), np.full(len(keys), -1, np.int32)
+        for sid, key in enumerate(keys):
+            if key is not None:
+                query_of[sid] = queries.setdefault(key[0], len(queries))
+                set_of[sid] = label_sets.setdefault(key[1], len(label_sets))
+        meta = {"queries": list(queries), "label_sets": list(label_sets), "free": self._slots.freed()}
+        arrays: Arrays = {"query": query_of, "label_set": set_of, "last_seen": self.last_seen.copy()}
+        return State(meta, arrays)
+
+    def restore(self, state: State) -> None:
+        """Take up ``state`` (``state()``): every id names the series it named when it was saved."""
+        queries = [str(q) for q in state.meta["queries"]]
+        label_sets = [tuple((str(n), str(v)) for n, v in items) for items in state.meta["label_sets"]]
+        query_of, set_of = state.arrays["query"].tolist(), state.arrays["label_set"].tolist()
+        last_seen = np.asarray(state.arrays["last_seen"], np.float64)
+        if len(query_of) != len(set_of) or last_seen.size < len(query_of):
+            raise ValueError(
+                f"series index: {len(query_of)} ids, {len(set_of)} label sets, {last_seen.size} times"
+            )
+        keys: list[SeriesKey | None] = [
+            None if q < 0 else (queries[q], label_sets[k]) for q, k in zip(query_of, set_of, strict=True)
+        ]
+        self._slots = Slots.restored(keys, [int(i) for i in state.meta["free"]])
+        self.labels = [{} if k is None else dict(k[1]) for k in keys]
+        self.last_seen = last_seen
+        self._last.clear()
+
     def expire(self, now: float, forget_after: float) -> IntArray:
         """Forget series not seen for ``forget_after`` seconds; return their (now free) ids."""
         used = self.last_seen[: len(self.keys)]
@@ -132,6 +179,17 @@ class CounterRates:
         self.last_value[ids] = np.where(ok, values, self.last_value[ids])
         self.last_time[ids] = np.where(ok, at, self.last_time[ids])
         return increase, rate
+
+    def state(self) -> State:
+        """The last value and time of every counter (``anomaly.snapshot``)."""
+        return State(arrays={"last_value": self.last_value.copy(), "last_time": self.last_time.copy()})
+
+    def restore(self, state: State) -> None:
+        """Take up ``state`` (``state()``)."""
+        value, at = state.arrays["last_value"], state.arrays["last_time"]
+        if value.shape != at.shape:
+            raise ValueError(f"counter rates: {value.shape} values but {at.shape} times")
+        self.last_value, self.last_time = np.asarray(value, np.float64), np.asarray(at, np.float64)
 
     def reset(self, ids: IntArray) -> None:
         """Forget series."""
@@ -183,6 +241,27 @@ class EvidenceBuffer:
             for t, v in zip(self.times[sid, order], self.values[sid, order], strict=True)
             if np.isfinite(t) and np.isfinite(v)
         ]
+
+    def state(self) -> State:
+        """The remembered samples of every series that has some (``anomaly.snapshot``)."""
+        rows = np.flatnonzero(self.pos)
+        arrays = {"rows": rows, "times": self.times[rows], "values": self.values[rows], "pos": self.pos[rows]}
+        return State({"size": int(self.pos.size)}, arrays)
+
+    def restore(self, state: State) -> None:
+        """Take up ``state`` (``state()``)."""
+        rows, times, values, pos = (state.arrays[k] for k in ("rows", "times", "values", "pos"))
+        size = int(state.meta["size"])
+        if times.shape != values.shape or times.shape != (rows.size, self.depth) or pos.shape != rows.shape:
+            raise ValueError(f"evidence: {rows.size} rows, {times.shape} times, {values.shape} values")
+        if rows.size and not 0 <= int(rows.min()) <= int(rows.max()) < size:
+            raise ValueError(f"evidence: rows outside 0..{size - 1}")
+        self.times, self.values, self.pos = (
+            np.full((size, self.depth), np.nan),
+            np.full((size, self.depth), np.nan),
+            np.zeros(size, np.int64),
+        )
+        self.times[rows], self.values[rows], self.pos[rows] = times, values, pos
 
     def reset(self, ids: IntArray) -> None:
         """Forget series."""

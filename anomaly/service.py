@@ -15,20 +15,31 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
 from anomaly.adaptive import AdaptiveDetector
 from anomaly.changepoint import LevelShiftDetector
 from anomaly.dataranges import DataRanges
-from anomaly.detectors import Detector, DetectorRegistry, Findings, JudgedDetector
+from anomaly.detectors import Detector, DetectorRegistry, Findings, JudgedDetector, SavedDetector
 from anomaly.fleet import FleetDetector, peer_key
 from anomaly.forwarder import held_seconds
 from anomaly.multivariate import MultivariateDetector
 from anomaly.presence import PresenceDetector
 from anomaly.promql import selected_metric
-from anomaly.series import CounterRates, EvidenceBuffer, SeriesIndex, SeriesKey, View, build_view
+from anomaly.series import (
+    CounterRates,
+    EvidenceBuffer,
+    SeriesIndex,
+    SeriesKey,
+    View,
+    build_view,
+    key_state,
+    restored_key,
+)
 from anomaly.signatures import SignatureDetector
+from anomaly.snapshot import Snapshot, State, alert_state, refused, restored_alert, shaping_settings
 from anomaly.sources import Frame, Source
 from anomaly.thermal import ThermalDetector
 from anomaly.writeback import AnomalyCollector, TickStats, exported_score, output_labels
@@ -53,6 +64,8 @@ _COLLECTIVE_SCORE = 0.5
 # Detectors not fed the warm-up history: their rules are exact (GpuLost, XID) and need no learning; what
 # they would find in the history is still there, and found, at the first live tick. Presence is fed: a GPU
 # that stopped reporting before the restart is absent from every live tick, so only the history knows it.
+# After a snapshot they are fed the history since it, from the counts it kept: an XID or a DBE counted
+# while the service was stopped raises as it would have without the restart (``_replay_resuming``).
 _NO_WARMUP = frozenset({"signatures"})
 # Ticks of history replayed at start: four times the adaptive warm-up and its pending ticks, an hour at 30 s.
 # Bounded in ticks, not only in time: at sub-second ticks an hour is tens of thousands of steps to read
@@ -118,6 +131,19 @@ def builtin_registry(cfg: AnomalyConfig) -> DetectorRegistry:
 # reads, and no sooner than ``resolve_after`` reads after it was raised (see ``_Firing.escalates``).
 _RECOVERED_SHARE = 0.5
 _ESCALATION_FACTOR = 2.0
+# What a snapshot keeps of a firing alert besides the alert and its series (``_Firing.state``).
+_FIRING_STATE = (
+    "resolve_after",
+    "query",
+    "detector",
+    "quiet",
+    "peak",
+    "trough",
+    "low",
+    "recovered",
+    "rising",
+    "reads",
+)
 
 
 @dataclass(slots=True)
@@ -170,6 +196,20 @@ class _Firing:
         raised_on = self.alert.labels.get("deviation", "")
         self._settle(score, pending, back=not raised_on or side != raised_on)
         return False
+
+    def state(self) -> dict[str, Any]:
+        """As JSON values (``anomaly.snapshot``; ``restored`` reads them back)."""
+        return {
+            "alert": alert_state(self.alert),
+            "series": None if self.series is None else key_state(self.series),
+            **{name: getattr(self, name) for name in _FIRING_STATE},
+        }
+
+    @classmethod
+    def restored(cls, state: Mapping[str, Any]) -> _Firing:
+        """The firing alert ``state()`` gave ``state`` of."""
+        series = None if state["series"] is None else restored_key(state["series"])
+        return cls(restored_alert(state["alert"]), series=series, **{k: state[k] for k in _FIRING_STATE})
 
     def resume(self, recalled: _Firing) -> None:
         """Raised anew after a restart: take up the peak, trough, recovery, rise and reads since its raise
@@ -250,6 +290,8 @@ class AnomalyService:
         self._pending: dict[str, tuple[int, str, str]] = {}  # key -> ticks agreed, detector, query
         self._recalled: dict[str, _Firing] = {}  # alerts the warm-up's history left firing (``warm_up``)
         self._recall_ends: dict[str, float] = {}  # when serve lets each recalled alert end (``warm_up``)
+        # What the ticks a restart missed changed, told at the next (``_replay_resuming``).
+        self._catch_up: list[Alert] = []
         self.collective_suppressed = 0
         self.detector_errors: dict[str, int] = {}
         self.not_available: dict[str, int] = {}  # per query, samples read as not-available values (gaps)
@@ -318,9 +360,10 @@ class AnomalyService:
             },
         )
         self.collector.update(result.findings, [s.health() for s in self.sources], stats)
-        for alert in result.changes():
+        for alert in [*self._catch_up, *result.changes()]:
             if self.on_alert is not None:
                 self.on_alert(alert)
+        self._catch_up = []
         self.ticks += 1
         self.last_tick_end = self.clock.monotonic()
         return result
@@ -369,7 +412,7 @@ class AnomalyService:
         step = max([cfg.infer_every_seconds, *(q.step_seconds for q in cfg.queries)])
         return min(cfg.max_lookback_seconds, HISTORY_TICKS * step)
 
-    def warm_up(self, held: Mapping[str, datetime] | None = None) -> int:
+    def warm_up(self, held: Mapping[str, datetime] | None = None, snapshot: Snapshot | None = None) -> int:
         """At start, feed the detectors the source's recent history, one tick's worth at a time, raising no
         alert from it; then fit once. Returns the number of history ticks fed. ``held``: the alerts serve
         holds firing, by fingerprint, with their ``endsAt`` (``AlertForwarder.held``), for ``_recall``.
@@ -377,29 +420,103 @@ class AnomalyService:
         Without it a restart learned from zero: the adaptive detector scored nothing for ``warmup`` ticks
         and the multivariate one for a whole ``fit_every_seconds``, though Prometheus held the history.
         The next ``infer`` reads on from where this read ended.
+
+        With a ``snapshot`` that fits (``_take_up``), the detectors, the series index and the alerts take up
+        its state and only the history after it is replayed, on the grid of its ticks, so the next ticks
+        score as they would have without the restart; its firing alerts fire on (``_replay_resuming``; no
+        recall, ``held`` unused) and the models are not fitted again (their next fit comes on the
+        ``fit_every`` schedule, as it would have). One that does not fit is said, and the whole history
+        replayed as without one.
         """
         now = self.clock.time()
         until = now - self.cfg.latency_offset_seconds
         start = until - self.warmup_seconds()
+        taken = self._take_up(snapshot, start, until) if snapshot is not None else None
+        since = taken[0] if taken is not None else None
+        last_read = snapshot.last_read if snapshot is not None and taken is not None else {}
+        frames = self._history(start, until, since, last_read)
+        if not frames and taken is None:
+            return 0
+        every = self.cfg.infer_every_seconds
+        anchor = start if since is None else since  # the grid of the ticks replayed
+        # Steps where no series had a value (before Prometheus held any data) teach nothing: not replayed.
+        stamps = [f.timestamps[np.isfinite(f.values).any(axis=0)] for f in frames]
+        ends = sorted({anchor + every * math.ceil((float(t) - anchor) / every) for ts in stamps for t in ts})
+        suppressed = self.collective_suppressed
+        if taken is None:
+            self._replay_recalling(frames, ends, now, held)
+        else:
+            self._replay_resuming(frames, ends, taken[1], taken[2])
+        self.collective_suppressed = suppressed
+        if since is None:
+            self.fit()  # the multivariate model, when the history gave it rows enough, scores at once
+        after = "" if since is None else f" after the state snapshot ({until - since:.0f} s before now)"
+        logger.info(
+            "warm-up: fed %d ticks of history (%.0f s)%s to the detectors", len(ends), until - start, after
+        )
+        return len(ends)
+
+    def _replay_recalling(
+        self, frames: Sequence[Frame], ends: Sequence[float], now: float, held: Mapping[str, datetime] | None
+    ) -> None:
+        """Replay the history with no alert firing, then recall what it left firing (``_recall``)."""
+        live = (self.firing, self._pending)
+        self.firing, self._pending = {}, {}
+        self._replay(frames, ends, alerts=self.cfg.reescalate_alerts)
+        # What the history left firing reads on, recalled, until its alert is raised again
+        # (``_Firing.resume``) or would have resolved: a restart during a recovery took the score it was
+        # raised at for its peak, and the next fault's rise for a new one, so that fault re-raised nothing,
+        # serve still holding the alert firing; and a recall dropped at its first quiet read lost it where the
+        # value was back in its band, the recovery a re-raise needs.
+        # Recalled no longer than serve holds what the old service posted last (its endsAt): re-raised after
+        # that, the post led with the old alert firing then resolved, and serve's incident ended with the
+        # alert resolved while the new fault went on; raised as a first alert, serve takes it as new.
+        self._recall(now, held)
+        self.firing, self._pending = live
+
+    def _replay_resuming(
+        self,
+        frames: Sequence[Frame],
+        ends: Sequence[float],
+        firing: dict[str, _Firing],
+        pending: dict[str, tuple[int, str, str]],
+    ) -> None:
+        """Replay the history after a snapshot from the alerts it left firing and pending, as the ticks it
+        missed would have; what they raised and resolved, and every alert firing then, is told at the next
+        tick (``_catch_up``): serve takes a firing alert posted again as the one it holds, and the new
+        forwarder holds it from there. Recalled instead (``_recall``), an alert raised again only after
+        ``pending_ticks`` and re-escalated otherwise than without the restart (15 of 20 fuzz seeds)."""
+        self.firing, self._pending = firing, pending
+        told = self._replay(frames, ends, alerts=True, every=True)
+        posted = {id(alert) for alert in told}
+        self._catch_up = [*told, *(s.alert for s in self.firing.values() if id(s.alert) not in posted)]
+
+    def _history(
+        self, start: float, until: float, since: float | None, last_read: Mapping[str, float]
+    ) -> list[Frame]:
+        """What each source holds from ``start`` to ``until``, or, after a snapshot (``since``), from where
+        the source was last read (``last_read``) before it was saved."""
         frames: list[Frame] = []
         for source in self.sources:
-            got = source.read(start, until)
+            begin = start if since is None else max(start, last_read.get(source.name, since))
+            got = source.read(begin, until)
             if source.health().up:
                 self._last_read[source.name] = until
             for frame in got:
                 self._query_source[frame.query] = source.name
             frames.extend(self._per_gpu(f) for f in got if f.labels and f.timestamps.size)
-        if not frames:
-            return 0
-        every = self.cfg.infer_every_seconds
-        # Steps where no series had a value (before Prometheus held any data) teach nothing: not replayed.
-        stamps = [f.timestamps[np.isfinite(f.values).any(axis=0)] for f in frames]
-        ends = sorted({start + every * math.ceil((float(t) - start) / every) for ts in stamps for t in ts})
-        detectors = [d for d in self.detectors if d.name not in _NO_WARMUP]
+        return frames
+
+    def _replay(
+        self, frames: Sequence[Frame], ends: Sequence[float], *, alerts: bool, every: bool = False
+    ) -> list[Alert]:
+        """Feed ``frames`` to the detectors (the signatures left out unless ``every``), one tick ending at
+        each of ``ends``; with ``alerts``, raise and resolve alerts from their findings too: what was raised
+        and resolved."""
+        told: list[Alert] = []
+        detectors = [d for d in self.detectors if every or d.name not in _NO_WARMUP]
         read = {f.query for f in frames}
         lower = -math.inf
-        suppressed, live = self.collective_suppressed, (self.firing, self._pending)
-        self.firing, self._pending = {}, {}
         for end in ends:
             chunk = []
             for f in frames:
@@ -415,24 +532,82 @@ class AnomalyService:
             self.counters.reset(view.forgotten)
             for step in view.steps:
                 self.evidence.push(step.ids, step.value, step.at)
-            found = TickResult(findings=self._learn(view, detectors))  # its findings raise nothing
-            if self.cfg.reescalate_alerts:
+            found = TickResult(findings=self._learn(view, detectors))
+            if alerts:
                 self._update_alerts(found, end, self._unreadable(view))
+                told.extend(found.changes())
             self.last_view = view
-        # What the history left firing reads on, recalled, until its alert is raised again
-        # (``_Firing.resume``) or would have resolved: a restart during a recovery took the score it was
-        # raised at for its peak, and the next fault's rise for a new one, so that fault re-raised nothing,
-        # serve still holding the alert firing; and a recall dropped at its first quiet read lost it where the
-        # value was back in its band, the recovery a re-raise needs.
-        # Recalled no longer than serve holds what the old service posted last (its endsAt): re-raised after
-        # that, the post led with the old alert firing then resolved, and serve's incident ended with the
-        # alert resolved while the new fault went on; raised as a first alert, serve takes it as new.
-        self._recall(now, held)
-        self.firing, self._pending = live
-        self.collective_suppressed = suppressed
-        self.fit()  # the multivariate model, when the history gave it enough rows, scores from the next tick
-        logger.info("warm-up: fed %d ticks of history (%.0f s) to the detectors", len(ends), until - start)
-        return len(ends)
+        return told
+
+    def snapshot(self) -> Snapshot:
+        """What the service has learnt, now (copies: later ticks leave them as they are), for
+        ``anomaly.snapshot.write_snapshot``; no tick may run meanwhile (the scheduler's lock)."""
+        components = {
+            "index": self.index.state(),
+            "counters": self.counters.state(),
+            "evidence": self.evidence.state(),
+            "alerts": State(self._alert_state()),
+        }
+        for d in self.detectors:
+            if isinstance(d, SavedDetector):
+                components[f"detector:{d.name}"] = d.state()
+        return Snapshot(
+            saved_at=self.clock.time(),
+            read_until=self.last_view.time,
+            last_read=dict(self._last_read),
+            settings=shaping_settings(self.cfg),
+            components=components,
+        )
+
+    def _alert_state(self) -> dict[str, Any]:
+        """The firing alerts (those recalled after a restart and not raised again among them) and the pending
+        ones, as JSON values."""
+        firing = {**self._recalled, **self.firing}
+        return {
+            "firing": {key: state.state() for key, state in firing.items()},
+            "pending": {key: list(state) for key, state in self._pending.items()},
+        }
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """Take up ``snapshot``'s series index, counters, evidence and detectors (not its alerts: the warm-up
+        replays from them); ``KeyError`` or ``ValueError`` when it does not fit, some components taken up."""
+        parts = snapshot.components
+        self.index.restore(parts["index"])
+        self.counters.restore(parts["counters"])
+        self.evidence.restore(parts["evidence"])
+        for d in self.detectors:
+            if isinstance(d, SavedDetector):
+                d.restore(parts[f"detector:{d.name}"])
+        self._last_read = dict(snapshot.last_read)
+
+    def _take_up(
+        self, snapshot: Snapshot, start: float, until: float
+    ) -> tuple[float, dict[str, _Firing], dict[str, tuple[int, str, str]]] | None:
+        """Restore ``snapshot`` if it fits: the time it had read up to, and its firing and pending alerts;
+        None, said in a warning naming its file, when it is older than the history replayed (``start``),
+        newer than now (``until``: a clock set back) or does not fit the detectors, nothing restored."""
+        why = None
+        if snapshot.read_until < start:
+            why = (
+                f"is {until - snapshot.read_until:.0f} s old, older than the {until - start:.0f} s of history"
+            )
+        elif snapshot.read_until > until:
+            why = f"was saved {snapshot.read_until - until:.0f} s after now (the clock was set back?)"
+        else:
+            before = self.snapshot()
+            try:
+                self.restore(snapshot)
+                alerts = snapshot.components["alerts"].meta
+                firing = {k: _Firing.restored(v) for k, v in alerts["firing"].items()}
+                pending = {k: (int(n), str(d), str(q)) for k, (n, d, q) in alerts["pending"].items()}
+            except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
+                self.restore(before)
+                why = f"does not fit the detectors ({type(exc).__name__}: {exc})"
+        if why is not None:
+            refused(snapshot.origin, why)
+            return None
+        logger.info("anomaly state restored from %s", snapshot.origin, extra={"state_file": snapshot.origin})
+        return snapshot.read_until, firing, pending
 
     def _recall(self, now: float, held: Mapping[str, datetime] | None) -> None:
         """Recall what the warm-up's history left firing (``self.firing``), each alert until serve lets it

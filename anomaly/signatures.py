@@ -9,7 +9,9 @@ rule. ``anomaly.needs`` lists the queries each rule reads.
 
 The error counters and the XID gauge are compared per GPU, not per series (``anomaly.ledger``): the
 exporter creates an XID's counter series when that XID first happens on a GPU, so a new XID series on a GPU
-already known counts from zero, while every value read at the service's first read is history. A GPU is
+already known counts from zero, while every value read at the service's first read is history, unless a state
+snapshot (``anomaly.snapshot``; ``state``/``restore``) gave back what was read before a restart: then an
+error counted while the service was stopped is compared with the count before it, and raised. A GPU is
 known once ``gpuwarden_gpu_up``, the XID gauge, an NVLink state or an error counter named it in an earlier
 tick: a PromQL setup reads one of them beside the XID counters. What a rule keeps per GPU besides (when
 its single-bit count was read, the links seen active) is dropped when the ledger forgets the GPU. Readings
@@ -23,11 +25,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from operator import itemgetter
 
 import numpy as np
 
 from anomaly.detectors import Findings
-from anomaly.ledger import DEFAULT_MEMORY_SECONDS, GpuKey, GpuValueLedger, gpu_key
+from anomaly.ledger import DEFAULT_MEMORY_SECONDS, GpuKey, GpuValueLedger, Names, decoded, gpu_key
 from anomaly.needs import (
     DBE,
     EXPORTER_STALE,
@@ -46,7 +49,8 @@ from anomaly.needs import (
     XID_GAUGE,
 )
 from anomaly.series import Step, View
-from anomaly.thresholds import FloatArray
+from anomaly.snapshot import State
+from anomaly.thresholds import FloatArray, IntArray
 from gpuwarden.labelnumbers import label_number
 from gpuwarden.model import FaultKind, RecommendedAction
 from gpuwarden.xid import XidEntry, parse_xid_catalog, xid_action, xid_catalog
@@ -94,6 +98,27 @@ def _slot(labels: Mapping[str, str]) -> tuple[str, str, str]:
     )
 
 
+def _gpu_codes(names: Names, part: str, gpus: Sequence[tuple[str, ...]]) -> dict[str, IntArray]:
+    """``gpus`` as two arrays of numbers into ``names`` (``part``_gpu, ``part``_index), for a snapshot."""
+    return {
+        f"{part}_gpu": names.codes(map(itemgetter(0), gpus), len(gpus)),
+        f"{part}_index": names.codes(map(itemgetter(1), gpus), len(gpus)),
+    }
+
+
+def _gpu_keys(names: Sequence[str], part: str, arrays: Mapping[str, IntArray]) -> list[GpuKey]:
+    """The GPUs ``_gpu_codes`` gave the arrays of."""
+    gpus, indices = decoded(names, arrays[f"{part}_gpu"]), decoded(names, arrays[f"{part}_index"])
+    if len(gpus) != len(indices) or None in gpus or None in indices:
+        raise ValueError(f"signatures {part}: {len(gpus)} GPUs, {len(indices)} indices")
+    return [(str(g), str(i)) for g, i in zip(gpus, indices, strict=True)]
+
+
+def _labels(labels: Mapping[str, object]) -> Mapping[str, str]:
+    """A label set read back from a snapshot's JSON."""
+    return {str(k): str(v) for k, v in labels.items()}
+
+
 def _find(view: View, name: str) -> Step | None:
     # prometheus_client may add ``_total`` to a counter's sample name; accept either spelling.
     return view.latest.get(name) or view.latest.get(name + "_total")
@@ -123,10 +148,13 @@ class SignatureDetector:
         # Keyed by GPU, not label set: a relabelled series (a pod ended, an exporter rollout) is the same GPU.
         self._up_seen: dict[tuple[str, str], Mapping[str, str]] = {}
         self._vanished: dict[tuple[str, str], tuple[Mapping[str, str], float]] = {}
-        # Links seen active: one that never was (a board whose bridge leaves some unused) is not "down".
-        self._links_active: set[tuple[str, str, str]] = set()
-        # gpu_up and the XID counters as last read together: the GPUs whose XIDs the counters raise.
+        # Links seen active: one that never was (a board whose bridge leaves some unused) is not "down". A
+        # dict as an ordered set: a snapshot keeps them in the order seen, and a restored one saves them so.
+        self._links_active: dict[tuple[str, str, str], None] = {}
+        # gpu_up and the XID counters as last read together: the GPUs whose XIDs the counters raise, looked
+        # up at the first new XID on the gauge after the read (``_counted``, what a snapshot keeps).
         self._counting: tuple[Step | None, Step] | None = None
+        self._counted: set[GpuKey] | None = None
 
     def fit(self, view: View) -> None:
         """Deterministic: nothing to fit."""
@@ -134,6 +162,55 @@ class SignatureDetector:
     def forget(self, ids: np.ndarray) -> None:
         """Drop state of vanished series (what was last read per GPU stays)."""
         self._values.forget(ids)
+
+    def state(self) -> State:
+        """What each rule compares the next read with (``anomaly.snapshot``): the ledger's last values, when
+        each GPU's single-bit count was read, the GPUs and links seen, those vanished, the GPUs counted. Taken
+        up, an error that happened while the service was stopped is new, not history. The many keys are
+        numbers into one list of names (``Names``)."""
+        values, names = self._values.state(), Names()
+        links = list(self._links_active)
+        arrays = {f"values_{name}": array for name, array in values.arrays.items()}
+        arrays.update(_gpu_codes(names, "links", links))
+        arrays["links_link"] = names.codes(map(itemgetter(2), links), len(links))
+        arrays.update(_gpu_codes(names, "counted", sorted(self._counted_gpus())))
+        arrays.update(_gpu_codes(names, "sbe", list(self._sbe_read)))
+        arrays["sbe_read"] = np.fromiter(self._sbe_read.values(), np.float64, len(self._sbe_read))
+        meta = {
+            "values": values.meta,
+            "names": names.listed(),
+            "up_seen": [[*key, dict(lab)] for key, lab in self._up_seen.items()],
+            "vanished": [[*key, dict(lab), t] for key, (lab, t) in self._vanished.items()],
+        }
+        return State(meta, arrays)
+
+    def restore(self, state: State) -> None:
+        """Take up ``state`` (``state()``); ``ValueError``, ``KeyError`` or ``IndexError`` when it does not
+        fit, nothing taken up."""
+        meta, arrays = state.meta, state.arrays
+        names = [str(n) for n in meta["names"]]
+        links = _gpu_keys(names, "links", arrays)
+        link_names = decoded(names, arrays["links_link"])
+        if len(link_names) != len(links) or None in link_names:
+            raise ValueError(f"signatures: {len(links)} GPUs' links, {len(link_names)} link names")
+        sbe_gpus, sbe_read = _gpu_keys(names, "sbe", arrays), arrays["sbe_read"].tolist()
+        if len(sbe_read) != len(sbe_gpus):
+            raise ValueError(f"signatures: {len(sbe_gpus)} GPUs' single-bit reads, {len(sbe_read)} times")
+        up_seen = {(str(a), str(b)): _labels(lab) for a, b, lab in meta["up_seen"]}
+        vanished = {(str(a), str(b)): (_labels(lab), float(t)) for a, b, lab, t in meta["vanished"]}
+        counted = set(_gpu_keys(names, "counted", arrays))
+        prefix = "values_"
+        self._values.restore(
+            State(
+                meta["values"], {k.removeprefix(prefix): a for k, a in arrays.items() if k.startswith(prefix)}
+            )
+        )
+        self._links_active = dict.fromkeys(
+            (*gpu, str(link)) for gpu, link in zip(links, link_names, strict=True)
+        )
+        self._sbe_read = dict(zip(sbe_gpus, (float(t) for t in sbe_read), strict=True))
+        self._up_seen, self._vanished = up_seen, vanished
+        self._counting, self._counted = None, counted
 
     def judged_by(self, query: str) -> tuple[str, ...]:
         """The queries an alert of ``query`` is judged by: GpuHung's (``GPU_UTIL``) by utilisation and the
@@ -149,7 +226,7 @@ class SignatureDetector:
         gone = self._values.expire(view.time)
         if gone:  # GPUs unread for the ledger's memory: their rules' state goes with their values
             self._sbe_read = {key: t for key, t in self._sbe_read.items() if key not in gone}
-            self._links_active = {link for link in self._links_active if link[:2] not in gone}
+            self._links_active = {link: None for link in self._links_active if link[:2] not in gone}
         up = view.latest.get(GPU_UP)
         if up is not None:
             self._values.observe(up, view.time)  # a GPU known before its first XID counts that XID
@@ -232,10 +309,10 @@ class SignatureDetector:
         # their last read: before, the gauge raised each XID the counters raised again at their next step.
         counters = _find(view, XID_COUNTER)
         if counters is not None:
-            self._counting = (view.latest.get(GPU_UP), counters)
+            self._counting, self._counted = (view.latest.get(GPU_UP), counters), None
         elif view.not_due.isdisjoint((XID_COUNTER, XID_COUNTER + "_total")):
-            self._counting = None
-        counted = self._counted_gpus(*self._counting) if new.any() and self._counting is not None else set()
+            self._counting, self._counted = None, None
+        counted = self._counted_gpus() if new.any() else set()
         if counted:
             # gpuwarden's exporter counts XIDs exactly on its GPUs: the gauge would report them twice. A
             # mixed fleet's dcgm-exporter-only nodes have the gauge alone.
@@ -246,11 +323,14 @@ class SignatureDetector:
         labels = [step.labels[i] for i in rows.tolist()]
         return [self._xid_finding(step.query, labels, [int(v) for v in values[new]], values[new])]
 
-    @staticmethod
-    def _counted_gpus(up: Step | None, counters: Step) -> set[GpuKey]:
-        """The GPUs whose XIDs gpuwarden's exporter counts: those it reports up (it exports ``gpu_up`` for
-        each GPU it watches) and those with an XID counter series (one from each GPU's first XID)."""
-        return {gpu_key(labels) for step in (up, counters) if step is not None for labels in step.labels}
+    def _counted_gpus(self) -> set[GpuKey]:
+        """The GPUs whose XIDs gpuwarden's exporter counts, as last read (none while it reads no counters):
+        those it reports up (it exports ``gpu_up`` for each GPU it watches) and those with an XID counter
+        series (one from each GPU's first XID). Looked up once per read of the counters."""
+        if self._counted is None:
+            steps = self._counting or ()
+            self._counted = {gpu_key(lab) for step in steps if step is not None for lab in step.labels}
+        return self._counted
 
     def _dbe(self, view: View) -> list[Findings]:
         step = _find(view, DBE)
@@ -377,7 +457,7 @@ class SignatureDetector:
         for i, (lab, state) in enumerate(zip(step.labels, step.raw.tolist(), strict=True)):
             key = (*gpu_key(lab), lab.get("link", ""))
             if state == 1:
-                self._links_active.add(key)
+                self._links_active[key] = None
             elif state == 0 and key in self._links_active:
                 fired[i] = FIRED
         return [

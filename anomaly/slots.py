@@ -34,6 +34,19 @@ class Slots(Generic[K]):
         self.index[key] = slot
         return slot
 
+    def freed(self) -> list[int]:
+        """The free slots, in the order ``take`` gives them back from the end (kept in a snapshot)."""
+        return list(self._free)
+
+    @classmethod
+    def restored(cls, keys: list[K | None], freed: list[int]) -> Slots[K]:
+        """Slots holding ``keys`` (None: free) with ``freed`` (``freed()``) to give out next."""
+        slots: Slots[K] = cls()
+        slots.keys = list(keys)
+        slots.index = {key: slot for slot, key in enumerate(keys) if key is not None}
+        slots._free = list(freed)
+        return slots
+
     def free(self, slot: int) -> K | None:
         """Give ``slot`` up for a later key; the key it held (None: it was free already)."""
         key = self.keys[slot]

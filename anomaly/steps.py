@@ -10,6 +10,8 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
+from anomaly.snapshot import State
+
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
@@ -83,6 +85,20 @@ class SeriesArrays:
         if ids.size:
             self._grow(int(ids.max()) + 1)
         return begin_step(ids, values)
+
+    def state(self) -> State:
+        """Each of ``FIELDS``' arrays (``anomaly.snapshot``)."""
+        return State(arrays={name: getattr(self, name).copy() for name, _ in self.FIELDS})
+
+    def restore(self, state: State) -> None:
+        """Take up ``state`` (``state()``): every array, of one length."""
+        rows = state.arrays[self.FIELDS[0][0]].shape[0]
+        for name, _ in self.FIELDS:
+            now, got = getattr(self, name), state.arrays[name]
+            if got.shape != (rows, *now.shape[1:]) or got.dtype != now.dtype:
+                raise ValueError(f"{name}: {got.dtype}{got.shape}, not {now.dtype} of {rows} rows")
+        for name, _ in self.FIELDS:
+            setattr(self, name, state.arrays[name])
 
     def reset(self, ids: IntArray) -> None:
         """Forget series."""

@@ -28,6 +28,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from anomaly.snapshot import State
 from anomaly.steps import unlearned
 from gpuwarden.config_anomaly import AnomalyThresholdConfig
 
@@ -44,6 +45,9 @@ _INT32_MAX = int(
 _HOURS_PER_WEEK = 168
 # The Unix epoch fell on a Thursday; shifting by 3 days makes bucket 0 Monday 00:00 UTC.
 _EPOCH_WEEKDAY_SHIFT_HOURS = 72
+# The per-series arrays a snapshot keeps (``AdaptiveThresholds.state``), and those of the re-baselining.
+_STATE = ("count", "level", "dev", "dev_day", "dev_week", "day", "week", "last_seen", "fast_dev", "tail")
+_SHIFT_STATE = ("run", "values", "scale0", "tail0")
 _MAX_SHIFT_RUN = 48  # the run's values are kept per series (float32): 48 keeps the state under 1 KB
 _MAD_TO_MEAN_ABS = 1.1829  # sqrt(2/pi) / 0.67449: a Gaussian's mean absolute deviation over its MAD
 MAD_TO_SIGMA = 1.4826  # 1 / 0.67449: a Gaussian's standard deviation over its MAD (median absolute deviation)
@@ -139,9 +143,33 @@ class AdaptiveThresholds:
         """How many series the arrays hold now."""
         return self._cap
 
+    def state_bytes(self) -> int:
+        """Bytes of state its arrays hold."""
+        return sum(int(a.nbytes) for a in self._arrays())
+
     def state_bytes_per_series(self) -> float:
         """Bytes of state one series costs."""
-        return sum(a.nbytes for a in self._arrays()) / self._cap
+        return self.state_bytes() / self._cap
+
+    def fresh(self, ids: IntArray) -> BoolArray:
+        """Whether each of ``ids`` has learnt nothing yet (new, or reset)."""
+        held = ids < self._cap
+        out: BoolArray = ~held
+        out[held] = self.count[ids[held]] == 0
+        return out
+
+    def row(self, sid: int) -> npt.NDArray[np.uint8]:
+        """Every per-series array's state of series ``sid``, as one row of bytes (``set_row`` reads it)."""
+        return np.concatenate([a[sid : sid + 1].view(np.uint8).ravel() for a in self._arrays()])
+
+    def set_row(self, sid: int, row: npt.NDArray[np.uint8]) -> None:
+        """Give series ``sid`` the state ``row`` holds (as ``row`` gave it)."""
+        self._grow(sid + 1)
+        at = 0
+        for a in self._arrays():
+            part = a[sid : sid + 1]
+            part[...] = row[at : at + part.nbytes].view(a.dtype).reshape(part.shape)
+            at += part.nbytes
 
     def _arrays(self) -> list[npt.NDArray[np.generic]]:
         """Every per-series state array."""
@@ -156,6 +184,36 @@ class AdaptiveThresholds:
         if self.shift is not None:
             arrays += self.shift.arrays()
         return arrays
+
+    def _held(self) -> dict[str, tuple[object, str]]:
+        """Each array a snapshot keeps, by its name there: the object holding it and its attribute."""
+        held: dict[str, tuple[object, str]] = {name: (self, name) for name in _STATE}
+        if self.shift is not None:
+            held.update({f"shift_{name}": (self.shift, name) for name in _SHIFT_STATE})
+        return held
+
+    def state(self) -> State:
+        """The baselines, seasonal profiles and error scales of every series it has learnt (a row never
+        learnt, or forgotten, is as a new one: left out) (``anomaly.snapshot``)."""
+        rows = np.flatnonzero(self.count[: self._cap])
+        arrays = {key: getattr(obj, name)[rows] for key, (obj, name) in self._held().items()}
+        return State({"capacity": self._cap}, {"rows": rows, **arrays})
+
+    def restore(self, state: State) -> None:
+        """Take up ``state`` (``state()`` of a model of the same parameters)."""
+        held, rows = self._held(), state.arrays["rows"]
+        cap = int(state.meta["capacity"])
+        if rows.size and not 0 <= int(rows.min()) <= int(rows.max()) < cap:
+            raise ValueError(f"adaptive rows outside 0..{cap - 1}")
+        for key, (obj, name) in held.items():
+            now, got = getattr(obj, name), state.arrays[key]
+            if got.shape != (rows.size, *now.shape[1:]) or got.dtype != now.dtype:
+                raise ValueError(
+                    f"adaptive {key}: {got.dtype}{got.shape}, not {now.dtype} of {rows.size} rows"
+                )
+        self._grow(cap)
+        for key, (obj, name) in held.items():
+            getattr(obj, name)[rows] = state.arrays[key]
 
     def _grow(self, needed: int) -> None:
         if needed <= self._cap:

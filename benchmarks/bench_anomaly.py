@@ -2,9 +2,11 @@
 
 * ``samples_per_second_per_core``: adaptive-threshold updates (score + learn) over 250,000 series per tick,
   one process, numpy single-threaded.
-* ``state_bytes_per_series``: the adaptive thresholds' array state divided by series, plus the thermal
-  detector's (its per-GPU regression, power range and hold, in arrays of a slot per temperature series, and
-  its map of ids to slots) divided by the service's series; each part is given beside
+* ``state_bytes_per_series``: the adaptive thresholds' array state divided by series and the adaptive
+  detector's bookkeeping to park a forgotten series' state (each series id's query and GPU) divided by the
+  service's series (nothing is parked in its ticks; a series parked costs about its arrays), plus the
+  thermal detector's (its per-GPU regression, power range and hold, in arrays of a slot per temperature
+  series, and its map of ids to slots) divided by the service's series; each part is given beside
   (``adaptive_state_bytes_per_series``, ``thermal_state_bytes_per_series``), and
   ``thermal_state_bytes_per_series_worst`` is the thermal part per slot: what it would be were every series
   a temperature series (before fix/anom6 the arrays were indexed by series id, and this was the thermal
@@ -32,6 +34,7 @@ from collections.abc import Iterable  # noqa: E402
 import numpy as np  # noqa: E402
 from prometheus_client.metrics_core import Metric  # noqa: E402
 
+from anomaly.adaptive import AdaptiveDetector  # noqa: E402
 from anomaly.onsets import OnsetTracker  # noqa: E402
 from anomaly.service import AnomalyService  # noqa: E402
 from anomaly.sources import CollectorSource, Frame  # noqa: E402
@@ -145,10 +148,18 @@ def thermal_state(service: AnomalyService) -> tuple[float, float]:
     return held / len(service.index), per_slot
 
 
+def parking_state(service: AnomalyService) -> float:
+    """The adaptive detector's bytes to park forgotten series (each id's query and GPU), per series of the
+    service."""
+    (adaptive,) = [d for d in service.detectors if isinstance(d, AdaptiveDetector)]
+    return adaptive.parking_bytes() / len(service.index)
+
+
 def main() -> None:
-    rate, state, tick = bench_detector()
+    rate, arrays, tick = bench_detector()
     (service_tick, scoring_tick, exporter_collect), service = bench_service()
     thermal, thermal_worst = thermal_state(service)
+    state = arrays + parking_state(service)
     print(
         json.dumps(
             {

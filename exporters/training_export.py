@@ -10,17 +10,19 @@ makes one last push of what is new or not yet pushed.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import urllib.error
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, push_to_gateway, start_http_server
+from prometheus_client.exposition import basic_auth_handler, default_handler
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from gpuwarden.redaction import hidden_password
-from gpuwarden.urls import pushgateway_base_url
+from gpuwarden.urls import pushgateway_base_url, without_credentials
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +34,15 @@ MAX_BACKOFF_SECONDS = 60.0
 def pushgateway_url(raw: str) -> str:
     """``raw`` as a Pushgateway base URL (``gpuwarden.urls.pushgateway_base_url``); else ``ValueError``."""
     return pushgateway_base_url(raw)
+
+
+def auth_handler(credentials: tuple[str, str] | None) -> Callable[..., Callable[[], None]]:
+    """The ``push_to_gateway`` handler that sends ``credentials`` (user, password) as HTTP basic auth, or
+    prometheus_client's default without them."""
+    if credentials is None:
+        return default_handler
+    user, password = credentials
+    return functools.partial(basic_auth_handler, username=user, password=password)
 
 
 class PushStats:
@@ -94,8 +105,10 @@ class BackgroundPusher:
     ) -> None:
         if not (isinstance(timeout, int | float) and 0 < timeout < float("inf")):
             raise ValueError(f"push timeout must be a number of seconds > 0, got {timeout!r}")
-        self.gateway = pushgateway_url(gateway)
-        self._shown_gateway = hidden_password(self.gateway)  # what the log names: a password stays out
+        given = pushgateway_url(gateway)
+        self._shown_gateway = hidden_password(given)  # what the log names: a password stays out
+        self.gateway, credentials = without_credentials(given)  # the URL pushed to
+        self._handler = auth_handler(credentials)
         self.job = job
         self.timeout = float(timeout)
         self.pushes = 0  # groups pushed
@@ -133,7 +146,12 @@ class BackgroundPusher:
         for index, (key, registry) in enumerate(groups):
             try:
                 (self._push or push_to_gateway)(
-                    self.gateway, job=self.job, registry=registry, grouping_key=key, timeout=self.timeout
+                    self.gateway,
+                    job=self.job,
+                    registry=registry,
+                    grouping_key=key,
+                    timeout=self.timeout,
+                    handler=self._handler,
                 )
                 self.pushes += 1
                 if self._stats is not None:

@@ -55,7 +55,7 @@ from gpuwarden.config_source import (
 from gpuwarden.errors import ConfigError
 from gpuwarden.headers import HEADER_TIMEOUT_SECONDS
 from gpuwarden.urls import pushgateway_base_url
-from gpuwarden.yamlfile import read_yaml, resolve_secret_refs, secret_ref_names
+from gpuwarden.yamlfile import not_a_mapping, read_yaml, resolve_secret_refs, secret_ref_names
 
 
 class SimConfig(Section):
@@ -514,7 +514,7 @@ def examine_config(
     if path is not None:
         raw, positions = read_yaml(path)
         if raw is not None and not isinstance(raw, dict):
-            raise ConfigError("the top level must be a mapping", path=where, line=1)
+            raise not_a_mapping(raw, where, GpuwardenConfig.model_fields)
         miscased = miscased_sections(raw or {}, GpuwardenConfig.model_fields, where, positions)
         if miscased:  # refused, and left out: their own problems show once the name is right
             problems.extend(miscased)

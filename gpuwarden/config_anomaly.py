@@ -12,9 +12,10 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AllowInfNan, Field, field_validator
 
-from gpuwarden.config_rules import MAX_INTERVAL_SECONDS, MAX_WINDOW_SECONDS, HttpUrl, Section
+from gpuwarden.config_rules import MAX_INTERVAL_SECONDS, MAX_WINDOW_SECONDS, HttpUrl, LocalPath, Section
 from gpuwarden.errors import ConfigError
 from gpuwarden.headers import TOKEN_ENV
+from gpuwarden.numerals import NUMBER, TOO_LARGE, written_as_digits
 from gpuwarden.promql_text import promql_bracket_problem, promql_regex_problem
 from gpuwarden.range_guard import GUARD_UNREAD, range_shape
 
@@ -25,6 +26,7 @@ THERMAL_MAX_LAG_SECONDS = 180.0
 THERMAL_MAX_SETTLE_SECONDS = 600.0
 THERMAL_MAX_ALPHA = 0.1
 THERMAL_MAX_RIDGE_WATTS = 50.0
+DEFAULT_STATE_FILE = "gpuwarden-anomaly.state.npz"  # ``anomaly.state_file``: beside api.db's gpuwarden.db
 
 _Bound = Annotated[float, AllowInfNan(True)]  # a data range's end may be inf (NaN is refused before)
 
@@ -142,19 +144,42 @@ def parse_data_range(value: object) -> tuple[float, float] | None:
 
 
 def _bound(value: object) -> float:
-    """One end of a data range: a number, or text that is one (inf, -inf, 2e3, which YAML leaves as text);
-    never NaN or a bool."""
-    number = None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            number = None
-    if number is None or math.isnan(number):
+    """One end of a data range: a number, or text written as the command line writes one (2e3, which YAML
+    leaves as text; ``gpuwarden.numerals``), or inf / -inf (any case); never NaN, a bool or more than a
+    float holds."""
+    if isinstance(value, str):
+        return _text_bound(value)
+    if not isinstance(value, int | float) or isinstance(value, bool) or _is_nan(value):
         raise ValueError(f"{value!r} is not a number; {_DATA_RANGE_FIX}")
-    return number
+    try:
+        return float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        raise ValueError(f"{value!r} is {TOO_LARGE}; {_DATA_RANGE_FIX}") from None
+
+
+def _is_nan(value: float) -> bool:
+    """Whether ``value`` is NaN (``math.isnan`` converts an int, and fails on one too large)."""
+    return isinstance(value, float) and math.isnan(value)
+
+
+_INFINITIES = {"inf": math.inf, "+inf": math.inf, "-inf": -math.inf}
+
+
+def _text_bound(text: str) -> float:
+    """A data range's end written as text: a number as an option takes one, or an infinity."""
+    if text.lower() in _INFINITIES:
+        return _INFINITIES[text.lower()]
+    if NUMBER.fullmatch(text):
+        number = float(text)
+        if math.isinf(number):
+            raise ValueError(f"{text!r} is {TOO_LARGE}; {_DATA_RANGE_FIX}")
+        return number
+    digits = written_as_digits(text, whole=False)
+    if digits is not None:  # ' 5', '1_000': what float() reads and an option refuses
+        raise ValueError(
+            f"{text!r} is not a number as the command line takes one (digits, no blanks or _); write {digits}"
+        )
+    raise ValueError(f"{text!r} is not a number; {_DATA_RANGE_FIX}")
 
 
 class AnomalyConfig(Section):
@@ -450,6 +475,29 @@ class AnomalyConfig(Section):
     )
     multivariate_trees: int = Field(100, ge=10, le=10_000)
     multivariate_history: int = Field(4096, ge=64, le=1_000_000)
+    state_file: LocalPath | None = Field(
+        DEFAULT_STATE_FILE,
+        description="where `anomaly run` keeps what its detectors learnt across a restart (relative to its"
+        " working directory, as api.db is; `--state-file` overrides it; null: kept nowhere, a restart warms"
+        " up from the last hour of history alone); a snapshot saved under other settings, or older than"
+        " that hour, is not used",
+    )
+    state_save_seconds: float = Field(
+        300.0,
+        ge=1,
+        le=MAX_INTERVAL_SECONDS,
+        description="how often `anomaly run` saves its state_file (and once more when it stops); a crash"
+        " loses what was learnt since, which the warm-up replays from the history",
+    )
+
+    @field_validator("state_file")
+    @classmethod
+    def _names_a_file(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or value.endswith(("/", "\\"))):
+            raise ValueError(
+                f"{value!r} names no file; give a file name (e.g. {DEFAULT_STATE_FILE}), or null for none"
+            )
+        return value
 
     def adaptive_scores(self, query: AnomalyQueryConfig | str) -> bool:
         """Whether the adaptive detector scores a query: its own ``adaptive``, else whether its name matches

@@ -69,12 +69,17 @@ class Section(BaseModel):
 def unwritten_number(annotation: Any, value: Any) -> None:
     """Raise pydantic's parsing error for the first text of ``value`` that ``annotation`` wants as a number
     (an ``int`` or ``float`` alone, optional, or inside a list, tuple or mapping) and that is not written as
-    an option takes one; anything else is left to the field's own validation."""
+    an option takes one, or that is a boolean; anything else is left to the field's own validation."""
     origin, args = get_origin(annotation), get_args(annotation)
     if annotation in (int, float):
         whole = annotation is int
+        kind = "int_parsing" if whole else "float_parsing"
+        # YAML's yes/on/true: pydantic took it as 1, where a GPUWARDEN_ variable's 'true' is refused
+        if isinstance(value, bool):
+            raise PydanticCustomError(
+                kind, "a boolean, not a number: {text}", {"text": str(value).lower(), "boolean": True}
+            )
         if isinstance(value, str) and not (WHOLE_NUMBER if whole else NUMBER).fullmatch(value):
-            kind = "int_parsing" if whole else "float_parsing"
             raise PydanticCustomError(
                 kind, "not written as a number option takes one: {text}", {"text": value}
             )

@@ -13,6 +13,9 @@ import re
 
 WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
 NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+TOO_LARGE = "more than a number can hold"
+"""What a refusal says of a number past a float's range (``1e999``, which ``float()`` reads as inf; Go's
+strconv: "value out of range")."""
 
 
 def written_as_digits(text: str, whole: bool) -> str | None:

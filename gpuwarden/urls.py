@@ -4,6 +4,8 @@ label over 63 characters fails in the idna codec with a ``UnicodeError``, both a
 
 from __future__ import annotations
 
+from urllib.parse import unquote, urlsplit
+
 from gpuwarden.redaction import hidden_password, quoting_only
 
 # httpx is imported where a URL is parsed: the configuration model and every command import this module, and
@@ -77,3 +79,15 @@ def pushgateway_base_url(raw: str) -> str:
             " pushes append /metrics/job/<job>"
         )
     return url
+
+
+def without_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
+    """``url`` without its ``user:password@``, and that user and password (percent-decoded; a password
+    left out is empty), or None when it names no user. urllib (``push_to_gateway``) reads a ``user:password@``
+    as part of the host's name, so a client sends them in an ``Authorization`` header instead."""
+    parts = urlsplit(url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if not at:
+        return url, None
+    user, _, password = userinfo.partition(":")
+    return parts._replace(netloc=host).geturl(), (unquote(user), unquote(password))

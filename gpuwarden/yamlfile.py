@@ -6,9 +6,10 @@ a ``ConfigError`` at that line; ``load_yaml_model`` does both for one file and o
 
 from __future__ import annotations
 
+import math
 import os
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,7 +19,7 @@ from pydantic_core import ErrorDetails
 
 from gpuwarden.durations import spoken_seconds
 from gpuwarden.errors import ConfigError
-from gpuwarden.numerals import written_as_digits
+from gpuwarden.numerals import TOO_LARGE, written_as_digits
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -293,7 +294,10 @@ def _constraint_message(error: ErrorDetails, *, item: bool, key: bool) -> str | 
             return f"{has}; list at least {ctx['min_length']}"
         return f"{has}, more than {ctx['max_length']}; remove {actual - ctx['max_length']}"
     if kind in ("float_parsing", "int_parsing", "bool_parsing"):
-        return _parsing_message(kind, ctx.get("text", value), error["loc"])  # text: an item's (numerals)
+        message = _parsing_message(kind, ctx.get("text", value), error["loc"])  # text: an item's (numerals)
+        return message + (_YAML_BOOLEANS if ctx.get("boolean") else "")
+    if kind in _NUMBER_TYPES:
+        return _not_a_number_message(kind, value)
     bounds = {
         "greater_than_equal": ("ge", "is less than {}, the least allowed; write {} or more"),
         "greater_than": ("gt", "is not more than {}; write more than {}"),
@@ -305,6 +309,29 @@ def _constraint_message(error: ErrorDetails, *, item: bool, key: bool) -> str | 
         limit = _number(ctx[bound])
         return f"{_shown(value, quoted=False)} " + text.format(limit, limit)
     return None
+
+
+_YAML_BOOLEANS = " (YAML reads yes, on and true as true; no, off and false as false)"
+# pydantic's errors for a value of no number's type ("Input should be a valid number"), said with a fix.
+_NUMBER_TYPES = {
+    "float_type": "a number",
+    "int_type": "a whole number",
+    "int_from_float": "a whole number",
+    "finite_number": "a finite number",
+}
+
+
+def _not_a_number_message(kind: str, value: Any) -> str:
+    """A value no number setting takes (null, a list, NaN, YAML's .inf, an integer past a float's range,
+    a fraction where a whole number belongs) said with what to write."""
+    what = _NUMBER_TYPES[kind]
+    if value is None:
+        return "is empty; write a number, or remove the line for the default"
+    if isinstance(value, float) and math.isnan(value):
+        return "nan is not a number; write one"
+    if isinstance(value, int) and not isinstance(value, bool) and kind == "float_type":
+        return f"{_shown(value, quoted=False)} is {TOO_LARGE}; write a smaller one"
+    return f"{_shown(value, quoted=False)} is not {what}; write one"
 
 
 _UNIT_FIELDS = {"_seconds": ("seconds", 1.0), "_days": ("days", 86400.0)}
@@ -368,13 +395,25 @@ def detail_to_config_error(
     return ConfigError(error_message(error), path=path, field=field_path(loc), line=line)
 
 
+def not_a_mapping(data: Any, path: str, sections: Iterable[str]) -> ConfigError:
+    """The error for a file whose top level is no mapping (a list, a single value), saying what it is and
+    which ``name:`` lines it takes (``sections``: its model's fields)."""
+    what = "a list" if isinstance(data, list) else f"a single value ({_shown(data)})"
+    return ConfigError(
+        f"the top level is {what}, not a mapping; write one `name:` line per section"
+        f" ({', '.join(sections)}) at the start of a line",
+        path=path,
+        line=1,
+    )
+
+
 def load_yaml_model(path: Path, model: type[ModelT], environ: Mapping[str, str] | None = None) -> ModelT:
     """Load and validate one YAML data file against a pydantic model."""
     data, positions = read_yaml(path)
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError("the top level must be a mapping", path=str(path), line=1)
+        raise not_a_mapping(data, str(path), model.model_fields)
     data = resolve_secret_refs(data, os.environ if environ is None else environ, str(path))
     try:
         return model.model_validate(data)

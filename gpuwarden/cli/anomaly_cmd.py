@@ -24,7 +24,7 @@ from rich.table import Table
 from gpuwarden.cli.consoles import console, err_console, option_said, print_error, print_problems
 from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, output_option
 from gpuwarden.cli.logs import configure_logging, keep_running_on_sighup
-from gpuwarden.cli.numbers import whole_number
+from gpuwarden.cli.numbers import whole_number, whole_number_argument
 from gpuwarden.cli.output_file import STDOUT, cannot_write, check_writable, write_whole, writes_stdout
 from gpuwarden.cli.progress import StepProgress
 from gpuwarden.clock import SystemClock
@@ -240,6 +240,14 @@ def run(
             help="Serve /metrics here (default anomaly.port, or none with --ticks; 0: none).",
         ),
     ] = None,
+    state_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--state-file",
+            help="Keep what the detectors learnt here across restarts, saved every"
+            " anomaly.state_save_seconds and at stop (default anomaly.state_file, or none with --ticks).",
+        ),
+    ] = None,
 ) -> None:
     """Score the configured PromQL queries every infer_every_seconds; serve scores and bands on /metrics.
 
@@ -247,10 +255,12 @@ def run(
     sends rule alerts, or are printed as JSON lines when no alert_url is set.
     """
     cfg = _run_config(config, port, ticks)  # before the stage's imports: a refusal is said at once
+    state = _state_path(cfg, state_file, ticks)
     from prometheus_client import CollectorRegistry  # noqa: PLC0415
 
     from anomaly.promql import PromQLSource, PromQuery  # noqa: PLC0415
     from anomaly.service import AnomalyService  # noqa: PLC0415
+    from anomaly.snapshot import load_snapshot  # noqa: PLC0415
     from gpuwarden.cli.anomaly_http import serve_http  # noqa: PLC0415
 
     configure_logging(logging.INFO, fmt="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -294,11 +304,12 @@ def run(
         # Prometheus' recent history: the detectors score from the first tick after start. What serve still
         # holds bounds what the history left firing is recalled for (``AnomalyService.warm_up``).
         held = forwarder.held() if forwarder is not None and cfg.reescalate_alerts else None
-        service.warm_up(held)
+        # What the detectors learnt before the restart, when a snapshot of it fits; the history after it.
+        service.warm_up(held, load_snapshot(state, cfg) if state is not None else None)
         if ticks:
-            _run_ticks(service, ticks, tick_log.after)
+            _run_ticks(service, ticks, tick_log.after, state)
         else:
-            _run_scheduled(service, tick_log.after)
+            _run_scheduled(service, tick_log.after, state)
     finally:
         source.close()
         if forwarder is not None:
@@ -306,6 +317,31 @@ def run(
         if server is not None:
             server.shutdown()
             server.server_close()
+
+
+def _state_path(cfg: AnomalyConfig, option: Path | None, ticks: int) -> Path | None:
+    """Where ``anomaly run`` keeps its state: ``--state-file``, else none for a ``--ticks`` script, else
+    ``anomaly.state_file``. One that cannot be written is refused (exit 1), naming the setting; the default
+    (not written in the file) is a warning, and none is kept: a working directory that cannot be written
+    stopped no ``anomaly run`` before there was a state file."""
+    path = (
+        option if option is not None else (None if ticks or cfg.state_file is None else Path(cfg.state_file))
+    )
+    if path is None:
+        return None
+    chosen = option is not None or "state_file" in cfg.model_fields_set
+    try:
+        check_writable(path, "--state-file" if option is not None else "anomaly.state_file")
+    except InputError as exc:
+        if not chosen:
+            err_console.print(
+                f"[yellow]warning:[/yellow] {escape(str(exc))}; what the detectors learn is not kept across a"
+                " restart (set anomaly.state_file to a file that can be written, or null)"
+            )
+            return None
+        print_error(exc)
+        raise typer.Exit(1) from exc
+    return path
 
 
 def _metrics_port(cfg: AnomalyConfig, port: int | None, ticks: int) -> int:
@@ -448,11 +484,17 @@ def _forwarder(cfg: AnomalyConfig, clock: SystemClock) -> AlertForwarder | None:
     return AlertForwarder(cfg.alert_url, token, clock, resend_seconds=cfg.infer_every_seconds)
 
 
-def _run_ticks(service: AnomalyService, ticks: int, after: Callable[[], object] | None) -> None:
-    """A fixed number of ticks, one every infer_every_seconds (scripts, tests); exit 1 when no source could
-    be read at any of them, so that a script learns that nothing was scored."""
+def _run_ticks(
+    service: AnomalyService, ticks: int, after: Callable[[], object] | None, state: Path | None = None
+) -> None:
+    """A fixed number of ticks, one every infer_every_seconds (scripts, tests), the state saved to ``state``
+    every state_save_seconds and after the last; exit 1 when no source could be read at any of them, so
+    that a script learns that nothing was scored."""
+    from anomaly.snapshot import save_snapshot  # noqa: PLC0415
+
     cfg = service.cfg
     read = False
+    save_every = max(1, round(cfg.state_save_seconds / cfg.infer_every_seconds))
     for done in range(1, ticks + 1):
         service.infer()
         if after is not None:
@@ -464,6 +506,8 @@ def _run_ticks(service: AnomalyService, ticks: int, after: Callable[[], object] 
                 err_console.print(f"source {health.name} down: {health.last_error}", markup=False)
         if done % max(1, round(cfg.fit_every_seconds / cfg.infer_every_seconds)) == 0:
             service.fit()
+        if state is not None and (done % save_every == 0 or done == ticks):
+            save_snapshot(state, service.snapshot())
         if done < ticks:
             service.clock.sleep(cfg.infer_every_seconds)
     if not read:
@@ -474,15 +518,16 @@ def _run_ticks(service: AnomalyService, ticks: int, after: Callable[[], object] 
         raise typer.Exit(1)
 
 
-def _run_scheduled(service: AnomalyService, after: Callable[[], object] | None) -> None:
-    """fit_every / infer_every on APScheduler until SIGINT or SIGTERM."""
+def _run_scheduled(service: AnomalyService, after: Callable[[], object] | None, state: Path | None) -> None:
+    """fit_every / infer_every (and the state's saves to ``state``) on APScheduler until SIGINT or SIGTERM,
+    then the state saved a last time."""
     from anomaly.scheduler import AnomalyScheduler  # noqa: PLC0415
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     keep_running_on_sighup("anomaly run", " (the detectors warm up again from Prometheus' history)")
-    scheduler = AnomalyScheduler(service, after_infer=after)
+    scheduler = AnomalyScheduler(service, after_infer=after, state_file=state)
     scheduler.start()
     try:
         while not stop.wait(1.0):  # a timed wait: the main thread must return to run the signal handlers
@@ -507,16 +552,21 @@ def _print_alert(alert: Alert) -> None:
 
 @anomaly_app.command("xid")
 def xid(
-    code: Annotated[int, typer.Argument(help="XID code.")],
+    code: Annotated[int, whole_number_argument("code", 1, help="XID code.")],
     output: Annotated[str, output_option(TEXT_OUTPUTS, "text or json (one JSON document).")] = "text",
 ) -> None:
     """What an XID means and what gpuwarden recommends doing about it."""
     from anomaly.signatures import load_xid_catalog  # noqa: PLC0415
     from gpuwarden.xid import xid_action  # noqa: PLC0415
 
-    entry = load_xid_catalog().get(code)
+    catalog = load_xid_catalog()
+    entry = catalog.get(code)
     if entry is None:
-        err_console.print(f"[red]error:[/red] XID {code} is not in the catalog")
+        err_console.print(
+            f"[red]error:[/red] XID {code} is not in the catalog (NVIDIA's XID catalog: {len(catalog)} codes"
+            f" from {min(catalog)} to {max(catalog)}); check the code: the number after the PCI address in"
+            " the kernel's 'NVRM: Xid' line"
+        )
         raise typer.Exit(1)
     if output == "json":  # for a script or a hook: the same fields as the text
         document = {

@@ -15,6 +15,7 @@ from gpuwarden.cli.consoles import err_console, option_said, print_problems, ref
 from gpuwarden.cli.logs import keep_running_on_sighup
 from gpuwarden.cli.numbers import number, whole_number
 from gpuwarden.clock import AcceleratedClock, Clock, SystemClock
+from gpuwarden.config_rules import MAX_GPUS_PER_NODE, MAX_SIM_NODES
 from gpuwarden.errors import ConfigError, InputError
 from gpuwarden.urls import host_port
 
@@ -28,9 +29,11 @@ def inference_server(
     config: Annotated[Path | None, typer.Option(help="gpuwarden YAML config (its tracing section).")] = None,
     node: Annotated[str, typer.Option(help="Simulated node the server runs on.")] = "node-01",
     gpu: Annotated[int, whole_number("--gpu", 0, help="GPU index on that node.")] = 0,
-    nodes: Annotated[int, whole_number("--nodes", 1, help="Nodes in the embedded simulated fleet.")] = 1,
+    nodes: Annotated[
+        int, whole_number("--nodes", 1, MAX_SIM_NODES, help="Nodes in the embedded simulated fleet.")
+    ] = 1,
     gpus_per_node: Annotated[
-        int, whole_number("--gpus-per-node", 1, 16, help="GPUs per simulated node.")
+        int, whole_number("--gpus-per-node", 1, MAX_GPUS_PER_NODE, help="GPUs per simulated node.")
     ] = 1,
     seed: Annotated[int, whole_number("--seed", None, help="Simulation seed.")] = 0,
     sim_speedup: Annotated[

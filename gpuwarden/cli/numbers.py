@@ -14,13 +14,19 @@ import typer
 from rich.markup import escape
 
 from gpuwarden.cli.consoles import refuse_option
-from gpuwarden.numerals import NUMBER, WHOLE_NUMBER  # what a number option takes (Go's strconv)
+from gpuwarden.numerals import NUMBER, TOO_LARGE, WHOLE_NUMBER  # what a number option takes (Go's strconv)
 
 
 def whole_number(option: str, low: int | None, high: int | None = None, **kwargs: Any) -> Any:
     """A ``typer.Option`` named ``option`` that takes a whole number from ``low`` to ``high`` (no bound:
     None, as a seed has none); ``kwargs`` as ``typer.Option`` takes them (``help``, ``envvar``)."""
     return _bounded(option, int, low, high, kwargs)
+
+
+def whole_number_argument(name: str, low: int | None, high: int | None = None, **kwargs: Any) -> Any:
+    """``whole_number`` for a ``typer.Argument``, said by its ``name`` in capitals (``CODE``), as a bad
+    argument is (``KIND 'bogus': use one of ...``)."""
+    return _bounded(name.upper(), int, low, high, kwargs, argument=True)
 
 
 def number(option: str, low: float, high: float | None = None, *, above: bool = False, **kwargs: Any) -> Any:
@@ -37,6 +43,7 @@ def _bounded(
     kwargs: Any,
     *,
     above: bool = False,
+    argument: bool = False,
 ) -> Any:
     """The option, its bounds in ``--help`` as typer shows them (``<int> [0<=x<=65535]``, ``[0<x<=3600]``)."""
     shown, wanted = _bounds_said("whole number" if convert is int else "number", low, high, above=above)
@@ -51,11 +58,16 @@ def _bounded(
         except (TypeError, ValueError):
             refuse_option(f"{_source(option, value, kwargs)} {escape(repr(value))}: {wanted}")
         below = low is not None and (parsed <= low if above else parsed < low)
-        if not math.isfinite(parsed) or below or (high is not None and parsed > high):
+        if not math.isfinite(parsed):  # 1e999: Go's strconv says "value out of range"
+            refuse_option(f"{_source(option, value, kwargs)} {escape(str(value))}: {TOO_LARGE}; {wanted}")
+        if below or (high is not None and parsed > high):
             refuse_option(f"{_source(option, value, kwargs)} {escape(str(value))}: {wanted}")
         return parsed
 
     metavar = " ".join(filter(None, (f"<{'int' if convert is int else 'float'}>", shown)))
+    if argument:  # its metavar is its name in --help: the bounds go after the help
+        help_text = " ".join(filter(None, (kwargs.pop("help", ""), escape(shown))))
+        return typer.Argument(parser=parse, metavar=option, help=help_text, **kwargs)
     return typer.Option(option, parser=parse, metavar=metavar, **kwargs)
 
 

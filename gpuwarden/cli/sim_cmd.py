@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Annotated, Any
 
 import typer
@@ -20,9 +21,10 @@ from gpuwarden.cli.incidents_cmd import (
 from gpuwarden.cli.numbers import number, whole_number
 from gpuwarden.clock import FakeClock
 from gpuwarden.errors import InputError
+from gpuwarden.numerals import NUMBER, TOO_LARGE, WHOLE_NUMBER, written_as_digits
 from gpuwarden.redaction import hidden_password
 from gpuwarden.sim import FAULT_KINDS  # light: the package loads the fleet's modules on first use
-from gpuwarden.sim.faults import MAX_GPU_INDEX, MAX_NVLINK, MAX_XID
+from gpuwarden.sim.faults import MAX_GPU_INDEX, MAX_NVLINK, MAX_PARAM, MAX_XID
 
 sim_app = typer.Typer(
     help="Break a running simulated fleet, or show what a simulated fleet looks like.", no_args_is_help=True
@@ -30,13 +32,28 @@ sim_app = typer.Typer(
 
 
 def _param(text: str) -> tuple[str, float | str]:
+    """``NAME=VALUE`` as posted: a value written as a number option writes one (``gpuwarden.numerals``) as
+    that number, any other as text for the exporter to refuse with its own message (``'abc'``, ``nan``)."""
     name, sep, value = text.partition("=")
     if not sep or not name:
         raise typer.BadParameter(f"expected NAME=VALUE, got {text!r}", param_hint="--param")
-    try:
-        return name, float(value) if "." in value or "e" in value.lower() else int(value)
-    except ValueError:
-        return name, value
+    if WHOLE_NUMBER.fullmatch(value):
+        return name, int(value)
+    if NUMBER.fullmatch(value):
+        if math.isinf(float(value)):  # JSON has no inf: json.dumps raised out of httpx
+            raise typer.BadParameter(
+                f"{text}: {value} is {TOO_LARGE}; write at most {MAX_PARAM:g}",
+                param_hint="--param",
+            )
+        return name, float(value)
+    digits = written_as_digits(value, whole=False)
+    if digits is not None:  # ' 5', '1_000': what int() reads and every number option refuses
+        raise typer.BadParameter(
+            f"{text}: not a number as the command line takes one (digits, no blanks or _);"
+            f" write {name}={digits}",
+            param_hint="--param",
+        )
+    return name, value
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:

@@ -142,6 +142,12 @@ def _int_field(payload: Mapping[str, Any], name: str, low: int, high: int) -> in
     return value
 
 
+def _finite(value: float) -> bool:
+    """Whether ``value`` is a finite number: an int always is (``math.isfinite`` converts one, and fails past
+    a float's range)."""
+    return isinstance(value, int) or math.isfinite(value)
+
+
 def _params(kind: str, raw: Any) -> dict[str, float]:
     if raw is None:
         return {}
@@ -159,10 +165,16 @@ def _params(kind: str, raw: Any) -> dict[str, float]:
                 f"{value!r} is not a number; write the seconds as a number: {seconds:g}",
                 field=f"params.{key}",
             )
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
             raise InputError(f"must be a finite number, got {value!r}", field=f"params.{key}")
         if not 0 <= value <= MAX_PARAM:
             raise InputError(f"must be between 0 and {MAX_PARAM:g}, got {value}", field=f"params.{key}")
+        if key == "duration" and value == 0:  # the fleet reads 0 as no duration: the fault never ended
+            raise InputError(
+                "must be more than 0 seconds; leave it out for a fault that lasts until it is cleared"
+                " (DELETE /sim/faults/ID)",
+                field="params.duration",
+            )
         out[str(key)] = float(value)
     if "count" in out and not 1 <= out["count"] <= MAX_XID_BURST:
         raise InputError(f"must be between 1 and {MAX_XID_BURST}", field="params.count")

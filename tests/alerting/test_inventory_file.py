@@ -180,3 +180,13 @@ def test_a_miscased_or_misspelt_key_is_refused_naming_the_key_it_was_meant_to_be
     with pytest.raises(ConfigError) as info:
         load_inventory(path)
     assert info.value.field == field and f"did you mean {meant}?" in str(info.value)
+
+
+def test_an_inventory_file_whose_top_level_is_a_list_is_told_what_to_write(tmp_path: Path) -> None:
+    path = tmp_path / "inventory.yaml"
+    path.write_text("- name: node-01\n")
+    with pytest.raises(ConfigError) as refused:
+        load_inventory(path)
+    assert "the top level is a list, not a mapping; write one `name:` line per section (nodes," in str(
+        refused.value
+    )

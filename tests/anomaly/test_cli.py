@@ -14,6 +14,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from anomaly import univariate
@@ -875,3 +876,62 @@ def test_evaluate_nab_names_a_bad_file_as_every_bad_option_is_named(tmp_path, wi
     output = " ".join(result.output.split())
     expected = "error: " + said.format(w=tmp_path / "w.json", d=tmp_path / "data")
     assert result.exit_code == 1 and output.startswith(expected), output
+
+
+def test_run_keeps_its_state_in_the_state_file_and_takes_it_up_at_its_next_start(tmp_path, caplog):
+    """``--state-file``: saved at the end of the ticks, private; the next start restores it and replays only
+    the history after it."""
+    state = tmp_path / "anomaly.state.npz"
+    queries = "    - {name: temp, expr: DCGM_FI_DEV_GPU_TEMP, step_seconds: 0.2}\n"
+    prometheus = _Prometheus()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"anomaly:\n  prometheus_url: {prometheus.url}\n  infer_every_seconds: 0.2\n  queries:\n{queries}"
+    )
+    args = ["anomaly", "run", "--config", str(cfg), "--ticks", "2", "--port", "0", "--state-file", str(state)]
+    try:
+        first = runner.invoke(app, args)
+        assert first.exit_code == 0, first.output
+        assert oct(state.stat().st_mode & 0o777) == "0o600"
+        with caplog.at_level(logging.INFO):
+            second = runner.invoke(app, args)
+    finally:
+        prometheus.close()
+    assert second.exit_code == 0, second.output
+    assert f"anomaly state restored from {state}" in caplog.text
+    assert "after the state snapshot" in caplog.text
+
+
+def test_run_refuses_a_state_file_in_a_directory_that_does_not_exist(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("anomaly:\n  queries:\n    - {name: temp, expr: DCGM_FI_DEV_GPU_TEMP}\n")
+    state = tmp_path / "gone" / "s.npz"
+    result = runner.invoke(
+        app, ["anomaly", "run", "--config", str(cfg), "--ticks", "1", "--state-file", str(state)]
+    )
+    assert result.exit_code == 1, result.output
+    said = " ".join(result.stderr.split())
+    assert said.endswith(
+        f"error: --state-file '{state}': cannot write in {state.parent}: it does not exist; make it, or give"
+        " a file in a directory that exists"
+    ), said
+
+
+def test_run_warns_and_keeps_no_state_where_the_default_state_file_cannot_be_written(monkeypatch):
+    """The default (not written in the file) must not stop an ``anomaly run`` whose working directory is
+    read-only, as none did before there was a state file; one chosen is refused."""
+    from gpuwarden.config_anomaly import AnomalyConfig  # noqa: PLC0415
+    from gpuwarden.errors import InputError  # noqa: PLC0415
+
+    def unwritable(path: Path, field: str) -> None:
+        raise InputError(f"{field} '{path}': cannot write in .: it is not writable")
+
+    stderr = io.StringIO()
+    monkeypatch.setattr(anomaly_cmd, "check_writable", unwritable)
+    monkeypatch.setattr(anomaly_cmd, "err_console", CliConsole(file=stderr, width=400))
+    assert anomaly_cmd._state_path(AnomalyConfig(), None, 0) is None
+    said = stderr.getvalue()
+    assert "warning: anomaly.state_file 'gpuwarden-anomaly.state.npz': cannot write in ." in said
+    assert "is not kept across a restart" in said
+    with pytest.raises(typer.Exit):
+        anomaly_cmd._state_path(AnomalyConfig(state_file="kept.npz"), None, 0)

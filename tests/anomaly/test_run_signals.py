@@ -1,4 +1,5 @@
-"""``anomaly run`` as a process: what it logs every tick, when ticks are skipped, and on SIGHUP."""
+"""``anomaly run`` as a process: what it logs every tick, when ticks are skipped, on SIGHUP, and that SIGTERM
+saves its state."""
 
 from __future__ import annotations
 
@@ -47,8 +48,9 @@ def test_run_logs_no_scheduler_lines_per_tick_and_says_on_sighup_that_reload_nee
         "  infer_every_seconds: 0.2\n  queries:\n    - {name: up, expr: up, step_seconds: 0.2}\n"
     )
     log = tmp_path / "log"
+    state = tmp_path / "anomaly.state.npz"
     cli = [sys.executable, "-c", "from gpuwarden.cli import main; main()"]
-    argv = [*cli, "anomaly", "run", "--config", str(cfg), "--port", str(port)]
+    argv = [*cli, "anomaly", "run", "--config", str(cfg), "--port", str(port), "--state-file", str(state)]
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
         try:
@@ -57,6 +59,7 @@ def test_run_logs_no_scheduler_lines_per_tick_and_says_on_sighup_that_reload_nee
             proc.send_signal(signal.SIGHUP)
             _wait_for(log, "config reload is not supported; restart", proc)
             assert proc.poll() is None  # still running
+            assert not state.exists()  # saved every state_save_seconds (300 s), and at a stop
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=30) == 0
         finally:
@@ -65,6 +68,7 @@ def test_run_logs_no_scheduler_lines_per_tick_and_says_on_sighup_that_reload_nee
                 proc.wait()
     text = log.read_text()
     assert "Running job" not in text and "executed successfully" not in text, text
+    assert f"anomaly state saved to {state}" in text and state.stat().st_mode & 0o777 == 0o600
 
 
 def test_skipped_ticks_are_one_warning_when_skipping_starts_and_one_when_ticks_resume(caplog):

@@ -901,3 +901,15 @@ def test_gpus_whose_job_stalls_and_resumes_raise_nothing(tau: float, stall: int)
     """The other side: a healthy GPU cools down as its job stalls and warms up as it resumes, its
     temperature lagging its power up to 2 minutes (the detector assumes 20 s), and is read hot at neither."""
     assert _stalled(tau, stall=stall, fails=None).max() <= 1.0
+
+
+def test_it_judges_a_gpu_only_past_its_warm_up_and_never_one_without_power():
+    """A warm-up sample is scored 0 as no evidence: unjudged (``Findings.judged``), so a firing alert of its
+    GPU does not recover by it; nor is a GPU whose power reads 0 W judged."""
+    rng = np.random.default_rng(0)
+    gpus, det = Gpus(), ThermalDetector(warmup=10)
+    idle = np.full(len(GPUS), 70.0)
+    lost = np.where(np.arange(len(GPUS)) == 4, 0.0, idle)  # GPU 4's power read as 0 W
+    judged = [det.detect(gpus.step(idle, rng, reported=lost))[0].judged_rows().tolist() for _ in range(12)]
+    assert judged[:10] == [[False] * 6] * 10
+    assert judged[10:] == [[True, True, True, True, False, True]] * 2

@@ -227,3 +227,19 @@ def test_fast_cap_bounds_how_long_one_huge_sample_keeps_the_score_above_one(cap)
         runs[label] = int(np.argmax(scores[200:] <= 1))  # samples from the glitch until the score is back
     assert runs["capped"] <= np.ceil(np.log(0.2 * cap - 1) / -np.log(0.9))
     assert runs["off"] > 100
+
+
+def test_a_series_state_set_from_its_row_scores_and_learns_as_the_series_would():
+    """``row`` holds every per-series array (the seasonal buckets and the re-baselining run included):
+    set as another id's state, that id scores and learns exactly as the series it came from."""
+    params = ThresholdParams.from_config(shift_run=10)
+    det = AdaptiveThresholds(params, capacity=4)
+    rng = np.random.default_rng(3)
+    for i in range(60):
+        det.update(np.array([0]), np.array([50.0 + rng.normal(0, 1) + (i > 40) * 9.0]), 3_600.0 * i)
+    det.set_row(9, det.row(0))
+    assert det.capacity >= 10
+    for i in range(60, 80):
+        a, b = (det.update(np.array([sid]), np.array([60.0 + (i % 3)]), 3_600.0 * i) for sid in (0, 9))
+        assert (a.score, a.lower, a.upper, a.judged) == (b.score, b.lower, b.upper, b.judged)
+    assert det.row(0).tobytes() == det.row(9).tobytes()

@@ -8,7 +8,7 @@ import socket
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -37,6 +37,7 @@ class RecordingGateway:
         registry: CollectorRegistry,
         grouping_key: dict[str, str],
         timeout: float,
+        handler: Callable[..., Callable[[], None]],
     ) -> None:
         steps = registry.get_sample_value("gpuwarden_training_steps_total", {"rank": grouping_key["rank"]})
         with self.lock:
@@ -331,4 +332,4 @@ def test_a_failed_push_is_logged_without_the_gateways_password(caplog: pytest.Lo
         assert not pusher.push_now()
     [record] = caplog.records
     assert record.gateway == "http://pusher:***@127.0.0.1:9", record.__dict__
-    assert used == ["http://pusher:S3cret@127.0.0.1:9"]  # the push itself still gets it
+    assert used == ["http://127.0.0.1:9"]  # the password goes in an Authorization header, not the URL

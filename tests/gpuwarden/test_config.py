@@ -274,7 +274,7 @@ def test_a_kubernetes_inventory_needs_the_cluster_name_and_is_one_source(tmp_pat
     [
         ("alerting:\n  resolve_timeout_seconds: .inf\n", "alerting.resolve_timeout_seconds", "finite"),
         ("alerting:\n  quiet_period_seconds: 1e400\n", "alerting.quiet_period_seconds", "finite"),
-        ("anomaly:\n  thresholds:\n    k: .nan\n", "anomaly.thresholds.k", "finite"),
+        ("anomaly:\n  thresholds:\n    k: .nan\n", "anomaly.thresholds.k", "nan is not a number"),
         ("alerting:\n  remind_after_seconds: -4\n", "alerting.remind_after_seconds", "write 0 or more"),
         ("anomaly:\n  prometheus_url: not a url\n", "anomaly.prometheus_url", "http(s) URL"),
         ("anomaly:\n  alert_url: ftp://x\n", "anomaly.alert_url", "http(s) URL"),
@@ -415,7 +415,11 @@ def test_an_empty_secret_is_refused_naming_the_setting_and_the_variable(
         ("anomaly:\n  max_lookback_seconds: 1e308\n", "anomaly.max_lookback_seconds", "31622400"),
         ("anomaly:\n  query_timeout_seconds: 1e308\n", "anomaly.query_timeout_seconds", "604800"),
         ("store:\n  connect_timeout_seconds: 1\n", "store.connect_timeout_seconds", "2"),
-        ("store:\n  connect_timeout_seconds: 2.5\n", "store.connect_timeout_seconds", "integer"),
+        (
+            "store:\n  connect_timeout_seconds: 2.5\n",
+            "store.connect_timeout_seconds",
+            "2.5 is not a whole number",
+        ),
         ("store:\n  connect_timeout_seconds: 99999\n", "store.connect_timeout_seconds", "3600"),
         ("sim:\n  nodes_per_rack: 100000000\n", "sim", "a simulated fleet has at most 2048"),
         ("exporter:\n  simulate: banana\n", "exporter.simulate", "expected NODESxGPUS such as 2x8"),
@@ -839,3 +843,69 @@ def test_an_unquoted_exponent_which_yaml_leaves_as_text_is_still_a_number(tmp_pa
     would have refused it; it is what ``--interval 1e3`` takes."""
     cfg = load_config(write(tmp_path, "exporter:\n  collect_interval_seconds: 1e3\n"))
     assert cfg.exporter.collect_interval_seconds == 1000.0
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        (
+            "exporter:\n  collect_interval_seconds: yes\n",
+            "'true' is not a number; write the seconds as a number",
+        ),
+        ("sim:\n  seed: true\n", "sim.seed: 'true' is not a whole number; write one (YAML reads yes, on"),
+        ("api:\n  port: off\n", "api.port: 'false' is not a whole number; write one (YAML reads"),
+    ],
+    ids=["yes-in-seconds", "true-as-a-seed", "off-as-a-port"],
+)
+def test_a_yaml_boolean_where_a_number_belongs_is_refused_as_its_variable_is(
+    tmp_path: Path, text: str, said: str
+) -> None:
+    """YAML 1.1 reads yes/no/on/off/true/false as booleans and pydantic took them as 1 and 0: a seconds
+    setting of `yes` ran at 1 s, while GPUWARDEN_SIM__SEED=true was refused."""
+    with pytest.raises(ConfigError) as refused:
+        load_config(write(tmp_path, text), environ={})
+    assert said in str(refused.value), str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("exporter:\n  collect_interval_seconds: .nan\n", "nan is not a number; write one"),
+        ("exporter:\n  collect_interval_seconds: .inf\n", "inf is not a finite number; write one"),
+        ("exporter:\n  collect_interval_seconds: 1.0e+999\n", "inf is not a finite number; write one"),
+        (f"exporter:\n  collect_interval_seconds: {'9' * 400}\n", "is more than a number can hold; write"),
+        ("exporter:\n  collect_interval_seconds:\n", "is empty; write a number, or remove the line"),
+        ("exporter:\n  collect_interval_seconds: [1]\n", "[1] is not a number; write one"),
+        ("sim:\n  seed: {a: 1}\n", "{'a': 1} is not a whole number; write one"),
+        ("sim:\n  seed: .inf\n", "inf is not a finite number; write one"),
+        ("sim:\n  seed: 1.5\n", "1.5 is not a whole number; write one"),
+    ],
+    ids=[
+        *("nan", "yaml-inf", "overflowing-float", "huge-integer", "null", "list", "mapping", "inf-seed"),
+        "fraction-seed",
+    ],
+)
+def test_a_value_that_is_no_number_says_what_to_write(tmp_path: Path, text: str, said: str) -> None:
+    """pydantic's "Input should be a valid number" / "a finite number" named no fix."""
+    with pytest.raises(ConfigError) as refused:
+        load_config(write(tmp_path, text), environ={})
+    assert said in str(refused.value), str(refused.value)
+    assert "Input should" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "what"),
+    [("- api\n- exporter\n", "a list"), ("api\n", "a single value ('api')")],
+    ids=["list", "scalar"],
+)
+def test_a_file_whose_top_level_is_no_mapping_is_told_what_to_write(
+    tmp_path: Path, text: str, what: str
+) -> None:
+    """It said "the top level must be a mapping" and no more: not what it was, nor what a mapping is here."""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as refused:
+        load_config(path, environ={})
+    assert str(refused.value) == (
+        f"{path}:1: the top level is {what}, not a mapping; write one `name:` line per section"
+        " (sim, exporter, slack, api, store, anomaly, alerting, tracing, webhooks) at the start of a line"
+    )

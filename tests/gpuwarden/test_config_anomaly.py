@@ -14,6 +14,14 @@ def write(tmp_path: Path, data_range: str) -> Path:
     return path
 
 
+def refusal(tmp_path: Path, data_range: str) -> str:
+    """The error that loading a query with ``data_range`` raises."""
+    path = write(tmp_path, data_range)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    return str(caught.value)
+
+
 @pytest.mark.parametrize(
     ("written", "expected"),
     [
@@ -22,8 +30,10 @@ def write(tmp_path: Path, data_range: str) -> Path:
         ("['-inf', '+Inf']", (float("-inf"), float("inf"))),
         ("[0, 100]", (0.0, 100.0)),
         ("[-1.5, 2e3]", (-1.5, 2000.0)),
+        ("['-INF', '1E3']", (float("-inf"), 1000.0)),
+        ("['.5', '+7']", (0.5, 7.0)),
     ],
-    ids=["inf", "yaml-inf", "quoted-infinities", "percentage", "decimals"],
+    ids=["inf", "yaml-inf", "quoted-infinities", "percentage", "decimals", "any-case", "option-syntax"],
 )
 def test_a_data_range_is_two_numbers_or_infinities(tmp_path: Path, written: str, expected: tuple) -> None:
     cfg = load_config(write(tmp_path, written))
@@ -48,15 +58,23 @@ def test_a_query_without_a_data_range_is_unbounded() -> None:
         ("[0, x]", "'x' is not a number"),
         ("[0, .nan]", "nan is not a number"),
         ("[true, 3]", "True is not a number"),
+        ("['0x10', 100]", "'0x10' is not a number"),
+        ("['\u0661', 5]", "'\u0661' is not a number"),
+        ("[0, infinity]", "'infinity' is not a number"),
+        ("[0, 'nan']", "'nan' is not a number"),
+        ("[0, 1e999]", "'1e999' is more than a number can hold"),
+        (f"[0, {'9' * 400}]", f"{'9' * 400} is more than a number can hold"),
     ],
-    ids=["reversed", "empty", "both-infinite", "three", "one", "scalar", "text", "word", "nan", "bool"],
+    ids=[
+        *("reversed", "empty", "both-infinite", "three", "one", "scalar", "text", "word", "nan", "bool"),
+        *("hex", "arabic-indic-digit", "infinity-spelt-out", "quoted-nan", "overflow", "huge-integer"),
+    ],
 )
 def test_a_bad_data_range_names_file_line_field_and_fix(tmp_path: Path, written: str, problem: str) -> None:
-    path = write(tmp_path, written)
-    with pytest.raises(ConfigError) as caught:
-        load_config(path)
-    message = str(caught.value)
-    assert message.startswith(f"{path}:5: anomaly.queries[0].data_range: {problem}; write [low, high]")
+    message = refusal(tmp_path, written)
+    assert message.startswith(
+        f"{tmp_path}/gpuwarden.yaml:5: anomaly.queries[0].data_range: {problem}; write [low, high]"
+    )
     assert "[0, inf] for a metric that cannot be negative" in message
 
 
@@ -148,3 +166,18 @@ def test_a_thermal_setting_out_of_its_range_is_refused_at_its_line(
     with pytest.raises(ConfigError) as caught:
         load_config(path, environ={})
     assert str(caught.value).startswith(f"{path}:3: anomaly.{setting}: {problem}"), str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("written", "shown", "digits"),
+    [("[' 5', 100]", "' 5'", "5"), ("[0, '1_000']", "'1_000'", "1000")],
+    ids=["blank", "underscore"],
+)
+def test_a_data_range_bound_is_read_as_the_command_line_reads_a_number(
+    tmp_path: Path, written: str, shown: str, digits: str
+) -> None:
+    """Every other number of the file (``gpuwarden.numerals``) refused these; data_range took them."""
+    assert refusal(tmp_path, written) == (
+        f"{tmp_path}/gpuwarden.yaml:5: anomaly.queries[0].data_range: {shown} is not a number as the command"
+        f" line takes one (digits, no blanks or _); write {digits}"
+    )

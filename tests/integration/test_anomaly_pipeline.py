@@ -82,7 +82,8 @@ def test_an_xid_in_the_exporter_becomes_an_incident_through_prometheus_and_anoma
             )
         )
         wait_for("4 GPUs in Prometheus", lambda: len(query(prom, "gpuwarden_gpu_up == 1")) == 4, 30)
-        argv = [gpuwarden_binary(), "anomaly", "run", "--config", str(config)]
+        state = ["--state-file", str(tmp_path / "anomaly.state.npz")]  # not the working directory's
+        argv = [gpuwarden_binary(), "anomaly", "run", "--config", str(config), *state]
         env = {**os.environ, "GPUWARDEN_API_TOKEN": TOKEN}
         with (tmp_path / "anomaly.log").open("wb") as log:
             anomaly = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -160,7 +161,8 @@ def test_the_example_prometheus_config_keeps_the_scored_series_instance_and_job(
             }
         )
     )
-    argv = [gpuwarden_binary(), "anomaly", "run", "--config", str(anomaly_config)]
+    state = ["--state-file", str(tmp_path / "anomaly.state.npz")]  # not the working directory's
+    argv = [gpuwarden_binary(), "anomaly", "run", "--config", str(anomaly_config), *state]
     with (
         running(exporter_argv, f"http://{exporter}/healthz", tmp_path / "exporter.log"),
         running(prom_argv, f"{prom}/-/ready", tmp_path / "prometheus.log"),

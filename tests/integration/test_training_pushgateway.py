@@ -5,6 +5,7 @@ for scraping carries the labels its pushed group has."""
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -263,3 +264,41 @@ def test_a_pushgateway_behind_a_route_prefix_takes_pushes_to_its_base_url_with_t
             if s.name == "gpuwarden_training_steps_total"
         ]
         assert [(s.labels["job"], s.labels["rank"], s.value) for s in steps] == [("prefixed", "0", 1.0)]
+
+
+# bcrypt (cost 4) of "s3cr@t:pw", as the Pushgateway's --web.config.file wants it (made with Python's crypt
+# module, METHOD_BLOWFISH): the password has an @ and a :, written %40 and %3A in the URL.
+TRAINER_HASH = "$2b$04$HySHZGpChUW6dS8BWe15dOagzzV9NK3N.uSmy3kmBxxnrC1Fq8waq"
+
+
+def test_a_pushgateway_behind_basic_auth_takes_pushes_with_the_credentials_of_its_url(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """urllib (push_to_gateway) took ``user:password@host`` for the host's name: every push failed."""
+    web = tmp_path / "web.yml"
+    web.write_text(f"basic_auth_users:\n  trainer: {TRAINER_HASH}\n")
+    address = f"127.0.0.1:{free_port()}"
+    argv = [
+        require_binary("prometheus-pushgateway"),
+        f"--web.listen-address={address}",
+        f"--web.config.file={web}",
+        f"--persistence.file={tmp_path / 'pushgateway.db'}",
+    ]
+    authed = f"http://trainer:s3cr%40t%3Apw@{address}"
+    with running(argv, f"{authed}/-/ready", tmp_path / "pushgateway.log"):
+        assert httpx.get(f"http://{address}/metrics", timeout=5).status_code == 401  # it does check
+        metrics = TrainingMetrics("authed", rank=0, pushgateway=f"{authed}/")
+        with metrics.step_timer():
+            pass
+        with caplog.at_level(logging.WARNING, logger="exporters.training_export"):
+            assert metrics.flush(timeout=30), caplog.text
+        metrics.close()
+        text = httpx.get(f"{authed}/metrics", timeout=5).text
+    steps = [
+        (s.labels["job"], s.labels["rank"], s.value)
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "gpuwarden_training_steps_total"
+    ]
+    assert steps == [("authed", "0", 1.0)]
+    assert metrics.pushgateway == f"http://{address}"  # what it pushes to: the password is not in it

@@ -250,7 +250,7 @@ def test_every_output_option_shows_its_choices_in_help_and_refuses_another_namin
         (["anomaly", "run", "--port", "70000"], "--port 70000: use a whole number from 0 to 65535"),
         (["inference-server", "--port", "0"], "--port 0: use a whole number from 1 to 65535"),
         (["inference-server", "--gpu", "-1"], "--gpu -1: use a whole number of at least 0"),
-        (["inference-server", "--nodes", "0"], "--nodes 0: use a whole number of at least 1"),
+        (["inference-server", "--nodes", "0"], "--nodes 0: use a whole number from 1 to 2048"),
         (
             ["inference-server", "--gpus-per-node", "17"],
             "--gpus-per-node 17: use a whole number from 1 to 16",

@@ -614,6 +614,7 @@ ANOMALY_SHOWN_ORDER = [
     *("thermal_hold_seconds", "thermal_settle_seconds", "thermal_peer_labels", "thermal_min_peers"),
     *("thermal_peer_tolerance", "presence_queries", "absent_after_seconds", "absent_forget_seconds"),
     *("multivariate_trees", "multivariate_history"),
+    *("state_file", "state_save_seconds"),  # new settings come after the previous release's
 ]
 THRESHOLDS_SHOWN_ORDER = [
     *("alpha", "scale_alpha", "seasonal_alpha", "k", "warmup", "direction", "min_deviation"),

@@ -234,3 +234,11 @@ def test_the_server_refuses_headers_past_the_limit_as_serve_does() -> None:
         proc.terminate()
         proc.communicate(timeout=30)
     assert answer.startswith(b"HTTP/1.1 431 "), answer
+
+
+def test_a_fleet_larger_than_any_simulated_one_is_refused_before_it_is_built() -> None:
+    """``--nodes`` had no upper bound: ``--nodes 99999`` spent minutes building the fleet in silence (the
+    exporter's and the config's ``--simulate`` stop at 2048 nodes)."""
+    result = CliRunner().invoke(app, ["inference-server", "--nodes", "99999"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr == "error: --nodes 99999: use a whole number from 1 to 2048\n"

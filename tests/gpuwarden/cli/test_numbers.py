@@ -95,3 +95,12 @@ def test_any_whole_seed_is_taken_as_before() -> None:
 
     result = CliRunner().invoke(gpuwarden_app, ["sim", "show", "--seed", "-5"])
     assert result.exit_code == 0 and "(seed -5)" in result.output, result.output
+
+
+def test_a_number_past_a_floats_range_is_said_so_where_the_option_has_no_upper_bound() -> None:
+    """``--rate 1e999`` (read as inf) was told "use a number of at least 0", which it seemed to be."""
+    from gpuwarden.cli import app as gpuwarden_app  # noqa: PLC0415
+
+    result = CliRunner().invoke(gpuwarden_app, ["loadgen", "--rate", "1e999"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr == "error: --rate 1e999: more than a number can hold; use a number of at least 0\n"

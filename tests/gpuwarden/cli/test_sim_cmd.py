@@ -56,3 +56,22 @@ def test_inject_refuses_an_option_out_of_bounds_in_one_line_before_posting(
     assert result.exit_code == 2, result.output
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"error: {option} {said}"), line
+
+
+@pytest.mark.parametrize(
+    ("param", "said"),
+    [
+        ("factor=1e999", "factor=1e999: 1e999 is more than a number can hold"),
+        ("duration=1_000", "duration=1_000: not a number as the command line takes one"),
+        ("duration= 5", "duration= 5: not a number as the command line takes one"),
+    ],
+    ids=["overflows", "underscore", "blank"],
+)
+def test_inject_refuses_a_param_not_written_as_a_number_option_takes_one(param: str, said: str) -> None:
+    """1e999 was posted as inf: json.dumps raised (a traceback); 1_000 and ' 5' were posted as 1000 and 5,
+    which every number option refuses (``gpuwarden.numerals``)."""
+    argv = ["sim", "inject", "straggler", "--url", "http://127.0.0.1:9", "--node", "node-01", "--gpu", "0"]
+    result = runner.invoke(app, [*argv, "--param", param])
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: invalid value for --param: {said}"), line

@@ -69,6 +69,16 @@ def test_every_documented_kind_is_accepted() -> None:
             "params.rate",
             "between 0 and 1e\\+12",
         ),
+        (  # 0 was read as "no duration": the fault never ended
+            {"kind": "hung", "node": "node-01", "gpu": 0, "params": {"duration": 0}},
+            "params.duration",
+            "more than 0 seconds; leave it out for a fault that lasts until it is cleared",
+        ),
+        (  # an integer JSON holds and a float does not: math.isfinite raised OverflowError
+            {"kind": "memory_leak", "node": "node-01", "gpu": 0, "params": {"rate": 10**400}},
+            "params.rate",
+            "between 0 and 1e\\+12",
+        ),
         (
             {"kind": "xid", "node": "node-01", "gpu": 0, "xid": 13, "params": {"count": 0}},
             "params.count",
@@ -101,6 +111,8 @@ def test_every_documented_kind_is_accepted() -> None:
         "duration-in-words",
         "negative-param",
         "huge-param",
+        "zero-duration",
+        "huge-integer-param",
         "zero-burst",
         "params-on-action",
     ],

@@ -1,0 +1,293 @@
+"""The anomaly service's state on disk: what its detectors learnt, kept across a restart.
+
+Without it a restart forgot every adaptive band's long baseline and its hour-of-week profile (a week to
+learn again), the thermal lines and the fleet and level-shift state: the warm-up replays one hour. A snapshot
+is one ``.npz`` file (``np.savez``, read with ``allow_pickle=False``: nothing in it runs code): the named
+arrays of each component (``State``) and, as the array ``header``, a JSON header with the format and its
+version, when it was saved, the time the service had read up to, a fingerprint of the settings that shape
+the state, and each component's small JSON state (the series index's keys among them).
+
+It is written beside its final name, fsynced, renamed over it and the directory fsynced, mode 0600: a crash
+leaves the previous snapshot or the new one, never half of one. A snapshot that cannot be used (corrupt,
+cut short, of another version or other settings, too old) is said in a warning naming the file and why, and
+left where it is for inspection; the service then warms up from the history alone, as without one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from gpuwarden.config_anomaly import AnomalyConfig
+from gpuwarden.model import Alert, AlertSource, AlertStatus, EvidencePoint, RecommendedAction
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "gpuwarden-anomaly-state"
+VERSION = 1
+_HEADER = "header"
+_MODE = 0o600
+# Settings that do not shape what the detectors learn: where the service reads, listens and posts, and the
+# snapshot's own. Any other change of the anomaly section (a query, a detector's parameter) refuses it.
+_NOT_SHAPING = frozenset(
+    {
+        "prometheus_url",
+        "query_timeout_seconds",
+        "alert_url",
+        "listen_address",
+        "port",
+        "state_file",
+        "state_save_seconds",
+    }
+)
+
+Arrays = dict[str, npt.NDArray[Any]]
+
+
+@dataclass(slots=True)
+class State:
+    """One component's state: small JSON-able values (``meta``) and named arrays, copies of its own."""
+
+    meta: dict[str, Any] = field(default_factory=dict)
+    arrays: Arrays = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """The service's state at one time: each component's ``State`` by name, and what the header says."""
+
+    saved_at: float
+    read_until: float  # the end of the last tick's read: the warm-up replays the history after it
+    last_read: dict[str, float]  # per source, the end of its last good read
+    settings: dict[str, Any]
+    components: dict[str, State] = field(default_factory=dict)
+    origin: str = ""  # the file it was read from, for the warnings that name it
+
+    @property
+    def fingerprint(self) -> str:
+        """The hash of the settings that shape the state."""
+        return settings_fingerprint(self.settings)
+
+
+class SnapshotRefused(Exception):
+    """A snapshot that cannot be used; the message says why."""
+
+
+def shaping_settings(cfg: AnomalyConfig) -> dict[str, Any]:
+    """The settings of ``cfg`` that shape what the detectors learn, as JSON values."""
+    dumped: dict[str, Any] = cfg.model_dump(mode="json", exclude=set(_NOT_SHAPING))
+    return dumped
+
+
+def settings_fingerprint(settings: Mapping[str, Any]) -> str:
+    """A short hash of ``settings`` (``shaping_settings``)."""
+    raw = json.dumps(settings, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def load_snapshot(path: Path, cfg: AnomalyConfig) -> Snapshot | None:
+    """The snapshot at ``path`` when there is one that can be used with ``cfg``; otherwise None, said in a
+    warning naming the file and why (``refused``), or, when there is no file yet, in an info line."""
+    if not path.exists():
+        logger.info("no anomaly state snapshot at %s yet: warming up from the history alone", path)
+        return None
+    try:
+        return read_snapshot(path, shaping_settings(cfg))
+    except SnapshotRefused as exc:
+        refused(str(path), str(exc))
+        return None
+
+
+def refused(origin: str, why: str) -> None:
+    """Say that the snapshot read from ``origin`` is not used, and ``why`` (its verb first)."""
+    logger.warning(
+        "anomaly state snapshot %s not used: it %s; warming up from the history alone (the file is left as"
+        " it is, for inspection)",
+        origin,
+        why,
+        extra={"state_file": origin},
+    )
+
+
+def save_snapshot(path: Path, snapshot: Snapshot) -> bool:
+    """Write ``snapshot`` (``write_snapshot``) and say so; a failure (a full disk, a directory gone) is said
+    in a warning and the previous snapshot left as it was. Whether it was written."""
+    t0 = time.perf_counter()
+    try:
+        size = write_snapshot(path, snapshot)
+    except (OSError, ValueError) as exc:
+        logger.warning(
+            "anomaly state not saved to %s: %s; the previous snapshot, if any, is left as it was",
+            path,
+            exc,
+            extra={"state_file": str(path)},
+        )
+        return False
+    logger.info(
+        "anomaly state saved to %s (%.1f MB in %.2f s)",
+        path,
+        size / 1e6,
+        time.perf_counter() - t0,
+        extra={"state_file": str(path)},
+    )
+    return True
+
+
+def write_snapshot(path: Path, snapshot: Snapshot) -> int:
+    """Write ``snapshot`` to ``path`` atomically (beside it, fsync, rename, fsync the directory), mode 0600;
+    returns the bytes written."""
+    header = {
+        "format": FORMAT,
+        "version": VERSION,
+        "saved_at": snapshot.saved_at,
+        "read_until": snapshot.read_until,
+        "last_read": snapshot.last_read,
+        "fingerprint": snapshot.fingerprint,
+        "settings": snapshot.settings,
+        "components": {name: state.meta for name, state in snapshot.components.items()},
+    }
+    arrays = {
+        f"{name}.{key}": array
+        for name, state in snapshot.components.items()
+        for key, array in state.arrays.items()
+    }
+    arrays[_HEADER] = np.frombuffer(json.dumps(header, separators=(",", ":")).encode(), np.uint8)
+    target = Path(os.path.realpath(path))
+    handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    temporary = Path(name)
+    try:
+        os.fchmod(handle, _MODE)
+        with os.fdopen(handle, "wb") as out:
+            np.savez(out, allow_pickle=False, **arrays)
+            out.flush()
+            os.fsync(out.fileno())
+            size = out.tell()
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+    _fsync_directory(target.parent)
+    return size
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` survive a power cut."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_snapshot(path: Path, settings: Mapping[str, Any]) -> Snapshot:
+    """The snapshot at ``path``, or ``SnapshotRefused`` saying why it cannot be used: unreadable, cut short
+    or corrupt, not a snapshot, of another format version, or written under other ``settings``."""
+    try:
+        with path.open("rb") as file:
+            npz = np.load(file, allow_pickle=False)
+            if not isinstance(npz, np.lib.npyio.NpzFile):
+                raise SnapshotRefused("is not an anomaly state snapshot (a single array, not an .npz)")
+            with npz:
+                header = _header(npz)
+                arrays = {key: npz[key] for key in npz.files if key != _HEADER}
+    except SnapshotRefused:
+        raise
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise SnapshotRefused(f"cannot be read (cut short or corrupt?): {exc}") from exc
+    try:
+        return _snapshot(path, header, arrays, settings)
+    except (AttributeError, TypeError, ValueError, KeyError) as exc:
+        raise SnapshotRefused(f"has a malformed header ({type(exc).__name__}: {exc})") from exc
+
+
+def _snapshot(path: Path, header: dict[str, Any], arrays: Arrays, settings: Mapping[str, Any]) -> Snapshot:
+    """The snapshot ``header`` and ``arrays`` make, checked against ``settings``."""
+    if header.get("fingerprint") != settings_fingerprint(settings):
+        saved = header["settings"]
+        changed = sorted(k for k in {*settings, *saved} if settings.get(k) != saved.get(k))
+        raise SnapshotRefused(
+            f"was saved under other settings (anomaly.{', anomaly.'.join(changed)} changed)"
+        )
+    components = {name: State(dict(meta)) for name, meta in header["components"].items()}
+    for key, array in arrays.items():
+        name, _, part = key.rpartition(".")  # a detector's name may hold a dot, an array's name none
+        if name not in components:
+            raise SnapshotRefused(f"holds arrays of {name!r}, a component its header does not list")
+        components[name].arrays[part] = array
+    return Snapshot(
+        saved_at=float(header["saved_at"]),
+        read_until=float(header["read_until"]),
+        last_read={str(k): float(v) for k, v in header["last_read"].items()},
+        settings=dict(header["settings"]),
+        components=components,
+        origin=str(path),
+    )
+
+
+def _header(npz: Mapping[str, npt.NDArray[Any]]) -> dict[str, Any]:
+    """The JSON header, checked for its format and version."""
+    if _HEADER not in npz:
+        raise SnapshotRefused("is not an anomaly state snapshot (no header)")
+    header = json.loads(npz[_HEADER].tobytes().decode())
+    if not isinstance(header, dict):
+        raise SnapshotRefused(f"is not an anomaly state snapshot (its header is a {type(header).__name__})")
+    if header.get("format") != FORMAT:
+        raise SnapshotRefused(f"is not an anomaly state snapshot (format {header.get('format')!r})")
+    if header.get("version") != VERSION:
+        raise SnapshotRefused(
+            f"is of format version {header.get('version')!r}; this gpuwarden reads {VERSION}"
+        )
+    for key in ("saved_at", "read_until", "last_read", "settings", "components"):
+        if key not in header:
+            raise SnapshotRefused(f"has no {key!r} in its header")
+    return header
+
+
+def alert_state(alert: Alert) -> dict[str, Any]:
+    """``alert`` as JSON values (``restored_alert`` reads them back)."""
+    return {
+        "labels": dict(alert.labels),
+        "status": alert.status.value,
+        "starts_at": alert.starts_at.isoformat() if alert.starts_at else None,
+        "ends_at": alert.ends_at.isoformat() if alert.ends_at else None,
+        "annotations": dict(alert.annotations),
+        "source": alert.source.value,
+        "score": alert.score,
+        "evidence": [[p.at.isoformat(), p.value] for p in alert.evidence],
+        "recommended_action": alert.recommended_action.value,
+        "generator_url": alert.generator_url,
+        "timeout": alert.timeout,
+    }
+
+
+def restored_alert(state: Mapping[str, Any]) -> Alert:
+    """The alert ``alert_state`` gave ``state`` of."""
+
+    def when(text: str | None) -> datetime | None:
+        return datetime.fromisoformat(text) if text else None
+
+    return Alert(
+        labels=state["labels"],
+        status=AlertStatus(state["status"]),
+        starts_at=when(state["starts_at"]),
+        ends_at=when(state["ends_at"]),
+        annotations=state["annotations"],
+        source=AlertSource(state["source"]),
+        score=state["score"],
+        evidence=tuple(EvidencePoint(datetime.fromisoformat(t), float(v)) for t, v in state["evidence"]),
+        recommended_action=RecommendedAction(state["recommended_action"]),
+        generator_url=state["generator_url"],
+        timeout=state["timeout"],
+    )

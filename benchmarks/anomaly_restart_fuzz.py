@@ -1,0 +1,356 @@
+"""Restart equivalence fuzz of the anomaly service: one JSON line.
+
+``restart_fuzz.py`` holds ``serve``'s incident engine to "a restart changes nothing users see"; this holds
+``anomaly run`` to it. For each seed it draws a fleet (8-16 GPUs, 2-4 nodes, a training job on each node), a
+daily cycle with noise, faults (a GPU running hot, its SM clock cut, its step time shifted, a node down for
+up to 40 minutes, past ``forget_after_seconds``, some begun in the history before the run) and 1-3 restarts
+(each down for 0-3 ticks; after a graceful stop, or after a crash that lost the 1-4 ticks since the last
+interval save), plus, in most outages longer than 4 ticks, one while the node is down (its GPUs' thermal
+lines parked). It runs the service (ticks of 5 minutes, seasonality on, every query adaptive) twice on the
+same Prometheus history: straight through, and restarted. A restart warms a new service up as ``anomaly
+run`` does: with ``--snapshot`` from the state the old one saved (``AnomalyService.snapshot``, the history
+after it replayed), without it from the hour of history alone (the behaviour before snapshots), serve's hold
+of the alerts the old one had firing told (``warm_up(held)``). At every tick the restarted run scored, the two
+runs' scores (per detector, query and series) are compared (``divergent``: the seeds with any difference, and
+per seed the first, ``--show SEED`` to stderr), and apart from them the alerts the service holds firing or
+recalled (``firing_divergent``; without a snapshot a restart recalls its alerts, raised again after
+``pending_ticks``, and a downtime past serve's hold ends them).
+
+``--hard-faults`` adds what the ``signatures`` detector reads (``gpuwarden_gpu_up``, the XID counters, the
+double-bit ECC counter) and 2-4 hard faults, most while a restart has the service stopped: an XID 79 (its
+counter series created by it) or a DBE on one GPU. Drawn apart from the stream, so a seed's fleet, faults
+and restarts are those it has without the flag.
+
+The multivariate model is fitted once at the first start (``fit_every_seconds`` a day, past the run): its
+scheduled refits come ``fit_every`` after each process start, so no restart keeps their times.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/anomaly_restart_fuzz.py --seeds 0-19 --steps 60 [--snapshot]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import random
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from seed_list import SEEDS_HELP, seed_list
+
+from anomaly.forwarder import held_seconds
+from anomaly.needs import DBE, GPU_UP, XID_COUNTER
+from anomaly.service import AnomalyService
+from anomaly.snapshot import Snapshot, load_snapshot, write_snapshot
+from anomaly.sources import Frame, SourceHealth
+from gpuwarden.clock import FakeClock
+from gpuwarden.config_anomaly import AnomalyConfig
+
+EVERY = 300.0
+DAY = 86_400.0
+# The multivariate detector's (temperature, power, SM clock, utilisation, memory), which the fleet and thermal
+# detectors read too, and a step time for the level-shift detector.
+QUERIES = (*AnomalyConfig().multivariate_queries, "train_step_time_seconds")
+_BASE = (55.0, 250.0, 1400.0, 40.0, 20_000.0, 1.0)
+_BUSY = (25.0, 350.0, 300.0, 50.0, 30_000.0, 0.2)
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One fault, from tick ``start`` to ``end`` (relative to the run's first tick; below 0: the history)."""
+
+    kind: str  # hot, clock, shift, down
+    target: int  # the GPU (the node for down)
+    start: int
+    end: int
+
+
+@dataclass
+class Fleet:
+    """A seed's fleet and faults, and its values at any time: Prometheus' history."""
+
+    seed: int
+    gpus: int
+    nodes: int
+    faults: list[Fault]
+    t0: float
+    hard: list[Fault] | None = None  # XID 79s and DBEs (kind xid or dbe, at tick start), with --hard-faults
+    labels: list[dict[str, str]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        per = self.gpus // self.nodes
+        self.labels = [
+            {"Hostname": f"n{i // per}", "gpu": str(i % per), "UUID": f"GPU-{self.seed}-{i}"}
+            | {"modelName": "H100", "slurm_job": f"job{i // per}"}
+            for i in range(self.gpus)
+        ]
+
+    def values(self, t: float) -> np.ndarray:
+        """Every query's value of every GPU at ``t`` (query x GPU); NaN for a GPU of a node down."""
+        rng = np.random.default_rng([self.seed, int(t)])
+        busy = 0.5 + 0.5 * math.sin(2 * math.pi * ((t % DAY) / 3600.0 - 9) / 24)
+        out = np.array([b + u * busy for b, u in zip(_BASE, _BUSY, strict=True)])[:, None] * (
+            1 + 0.01 * rng.standard_normal((len(QUERIES), self.gpus))
+        )
+        tick = math.floor((t - self.t0) / EVERY)
+        per = self.gpus // self.nodes
+        for f in self.faults:
+            if not f.start <= tick < f.end:
+                continue
+            if f.kind == "hot":
+                out[0, f.target] += 25.0
+            elif f.kind == "clock":
+                out[2, f.target] *= 0.6
+            elif f.kind == "shift":
+                out[5, f.target] *= 1.3
+            else:
+                out[:, f.target * per : (f.target + 1) * per] = np.nan
+        return out
+
+
+class FleetSource:
+    """The fleet's history on the tick's grid, as Prometheus answers a range query: a series without any
+    sample in the range is not returned."""
+
+    name = "prometheus"
+
+    def __init__(self, fleet: Fleet) -> None:
+        self.fleet = fleet
+        self._health = SourceHealth(self.name)
+
+    def read(self, start: float, end: float) -> list[Frame]:
+        ts = np.arange(math.floor(start / EVERY) * EVERY + EVERY, end + 1, EVERY)
+        ts = ts[(ts > start) & (ts <= end)]
+        self._health.succeeded(end, self.fleet.gpus)
+        if not ts.size:
+            return []
+        cube = np.stack([self.fleet.values(t) for t in ts.tolist()], axis=2)  # query x GPU x time
+        seen = np.isfinite(cube[0]).any(axis=1)
+        labels = [lab for lab, s in zip(self.fleet.labels, seen.tolist(), strict=True) if s]
+        frames = [Frame(q, labels, ts, cube[k][seen]) for k, q in enumerate(QUERIES)]
+        if self.fleet.hard is not None:
+            frames.extend(self._hard(ts, np.isfinite(cube[0]), seen))
+        return frames
+
+    def _hard(self, ts: np.ndarray, up: np.ndarray, seen: np.ndarray) -> list[Frame]:
+        """gpu_up, the DBE counter, and each XID 79 counter series from its first event on (none before)."""
+        ticks = np.floor((ts - self.fleet.t0) / EVERY)
+        dbe, xid = np.zeros((2, self.fleet.gpus, ts.size))
+        for f in self.fleet.hard or ():
+            (xid if f.kind == "xid" else dbe)[f.target] += ticks >= f.start
+        xid = np.where(up & (xid > 0), xid, np.nan)
+        created = np.isfinite(xid).any(axis=1)
+        labels = [lab for lab, s in zip(self.fleet.labels, seen.tolist(), strict=True) if s]
+        xids = [{**lab, "xid": "79"} for lab, c in zip(self.fleet.labels, created.tolist(), strict=True) if c]
+        frames = [
+            Frame(GPU_UP, labels, ts, np.where(up, 1.0, np.nan)[seen]),
+            Frame(DBE, labels, ts, np.where(up, dbe, np.nan)[seen], kind="counter"),
+        ]
+        return [*frames, Frame(XID_COUNTER, xids, ts, xid[created], kind="counter")] if xids else frames
+
+    def health(self) -> SourceHealth:
+        return self._health
+
+
+def draw(seed: int, steps: int, hard: bool = False) -> tuple[Fleet, dict[int, tuple[int, int]]]:
+    """The seed's fleet and faults, and its restarts: before which tick, ticks down, ticks lost (a crash);
+    with ``hard``, its hard faults too (``--hard-faults``)."""
+    rng = random.Random(seed)
+    nodes = rng.randint(2, 4)
+    gpus = nodes * 4
+    faults = []
+    for _ in range(rng.randint(2, 5)):
+        kind = rng.choice(("hot", "hot", "clock", "shift", "down"))
+        start = rng.randint(-12, steps - 2)
+        length = rng.randint(2, 8) if kind == "down" else rng.randint(3, 20)
+        target = rng.randrange(nodes if kind == "down" else gpus)
+        faults.append(Fault(kind, target, start, start + length))
+    restarts = {}
+    for at in sorted(rng.sample(range(2, steps - 1), rng.randint(1, 3))):
+        restarts[at] = (rng.randint(0, 3), rng.choice((0, 0, rng.randint(1, 4))))
+    # A restart while a node is down past forget_after_seconds (3 ticks): its GPUs' thermal lines are parked
+    # then, and judge them when it is back. Drawn apart from the stream, so the draws above stay as they were.
+    inside = random.Random(f"restart-while-down-{seed}")
+    for f in faults:
+        if (
+            f.kind == "down"
+            and f.end - f.start > 4
+            and 2 <= f.start + 4 < steps - 1
+            and inside.random() < 0.7
+        ):
+            restarts.setdefault(f.start + 4, (inside.randint(0, 1), 0))
+    fleet = Fleet(seed, gpus, nodes, faults, t0=1_767_225_600.0 + rng.randrange(7) * DAY)
+    if hard:
+        fleet.hard = _hard_faults(seed, steps, gpus, restarts)
+    return fleet, restarts
+
+
+def _hard_faults(seed: int, steps: int, gpus: int, restarts: dict[int, tuple[int, int]]) -> list[Fault]:
+    """An XID 79 or a DBE on a GPU while each restart with downtime has the service stopped, and one or two
+    at any tick."""
+    rng = random.Random(f"hard-faults-{seed}")
+    ticks = [rng.randrange(at, at + down) for at, (down, _) in sorted(restarts.items()) if down]
+    ticks += [rng.randrange(steps) for _ in range(rng.randint(1, 2))]
+    return [Fault(rng.choice(("xid", "dbe")), rng.randrange(gpus), t, steps) for t in ticks]
+
+
+def config() -> AnomalyConfig:
+    return AnomalyConfig(
+        infer_every_seconds=EVERY,
+        fit_every_seconds=DAY,
+        adaptive_metrics=["*"],
+        adaptive_seasonality=True,
+        presence_queries=[QUERIES[0]],
+        thermal_warmup=10,  # its lines judge within the run (60 samples are 5 hours of 5-minute ticks)
+    )
+
+
+Tick = tuple[dict[tuple[str, str, str], float], frozenset[str]]
+"""One tick as users see it: each score (detector, query, series) and the alerts serve holds firing."""
+
+
+def _seen(service: AnomalyService, findings: list[Any]) -> Tick:
+    scores = {
+        (f.detector, f.query, json.dumps(dict(f.labels[i]), sort_keys=True)): round(float(f.score[i]), 12)
+        for f in findings
+        if f.detector != "source"
+        for i in range(len(f.labels))
+    }
+    firing = {s.alert.fingerprint for s in (*service.firing.values(), *service._recalled.values())}
+    return scores, frozenset(firing)
+
+
+def run(
+    fleet: Fleet, steps: int, restarts: dict[int, tuple[int, int]], snapshot: bool, where: Path
+) -> dict[int, Tick]:
+    """Each tick the run scored; restarted before each tick of ``restarts``."""
+    clock = FakeClock(fleet.t0)
+    source = FleetSource(fleet)
+    service = AnomalyService(config(), [source], clock)
+    service.warm_up()
+    saved: list[Snapshot] = []  # the state after each tick: a crash's snapshot is an older one
+    out: dict[int, Tick] = {}
+    step = 0
+    while step < steps:
+        if step in restarts:
+            down, lost = restarts[step]
+            until = datetime.fromtimestamp(clock.time() + held_seconds(EVERY), UTC)  # serve's hold
+            held = dict.fromkeys(_seen(service, [])[1], until)
+            kept = saved[-1 - min(lost, len(saved) - 1)] if saved else None  # the oldest save there was
+            clock.advance(down * EVERY)
+            step += down
+            service = AnomalyService(config(), [source], clock)
+            state = None
+            if snapshot and kept is not None:
+                write_snapshot(where, kept)  # through the file, as a restart reads it
+                state = load_snapshot(where, service.cfg)
+            service.warm_up(held, state)
+            if step >= steps:
+                break
+        clock.advance(EVERY)
+        result = service.infer()
+        out[step] = _seen(service, result.findings)
+        if snapshot:
+            saved = [*saved[-4:], service.snapshot()]
+        step += 1
+    return out
+
+
+def first_divergence(
+    straight: dict[int, Tick], restarted: dict[int, Tick]
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The first tick where the restarted run scored otherwise, and how; and the first where serve would
+    hold other alerts firing."""
+    scores: dict[str, Any] | None = None
+    firing: dict[str, Any] | None = None
+    for step in sorted(restarted):
+        (a_scores, a_firing), (b_scores, b_firing) = straight[step], restarted[step]
+        if scores is None and a_scores != b_scores:
+            keys = sorted(set(a_scores) | set(b_scores))
+            diff = [(k, a_scores.get(k), b_scores.get(k)) for k in keys if a_scores.get(k) != b_scores.get(k)]
+            detectors = sorted({k[0] for k, _, _ in diff})
+            scores = {"step": step, "detectors": detectors, "rows": len(diff), "first": diff[0]}
+        if firing is None and a_firing != b_firing:
+            firing = {
+                "step": step,
+                "only_straight": sorted(a_firing - b_firing),
+                "only_restarted": sorted(b_firing - a_firing),
+            }
+    return scores, firing
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seeds", type=seed_list, default=seed_list("0-19"), help=SEEDS_HELP)
+    parser.add_argument("--steps", type=int, default=60, help="ticks of 5 minutes per run (at least 4)")
+    parser.add_argument("--snapshot", action="store_true", help="restart from the state snapshot")
+    parser.add_argument("--show", type=int, default=None, help="print this seed's divergences to stderr")
+    parser.add_argument(
+        "--hard-faults", action="store_true", help="XID 79s and DBEs, most while the service is stopped"
+    )
+    args = parser.parse_args()
+    if args.steps < 4:
+        parser.error(f"--steps {args.steps}: at least 4 (a restart needs ticks before and after it)")
+    logging.basicConfig(level=logging.ERROR)
+    started = time.perf_counter()
+    divergent: dict[int, dict[str, Any]] = {}
+    held_otherwise: dict[int, dict[str, Any]] = {}
+    by_detector: dict[str, int] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in args.seeds:
+            fleet, restarts = draw(seed, args.steps, args.hard_faults)
+            straight = run(fleet, args.steps, {}, False, Path(tmp) / "s.npz")
+            restarted = run(fleet, args.steps, restarts, args.snapshot, Path(tmp) / "s.npz")
+            found, held = first_divergence(straight, restarted)
+            if found is not None:
+                divergent[seed] = found
+                for d in found["detectors"]:
+                    by_detector[d] = by_detector.get(d, 0) + 1
+            if held is not None:
+                held_otherwise[seed] = held
+            if args.show == seed:
+                print(
+                    json.dumps(
+                        {
+                            "seed": seed,
+                            "restarts": restarts,
+                            "faults": [vars(f) for f in [*fleet.faults, *(fleet.hard or ())]],
+                            "divergence": found,
+                            "firing": held,
+                        },
+                        default=str,
+                        indent=1,
+                    ),
+                    file=sys.stderr,
+                )
+    print(
+        json.dumps(
+            {
+                "benchmark": "anomaly_restart_fuzz",
+                "snapshot": args.snapshot,
+                "seeds": len(args.seeds),
+                "steps": args.steps,
+                "hard_faults": args.hard_faults,
+                "divergent": len(divergent),
+                "divergent_seeds": sorted(divergent),
+                "first_divergence_by": by_detector,
+                "first_steps": {s: d["step"] for s, d in sorted(divergent.items())},
+                "firing_divergent": len(held_otherwise),
+                "firing_divergent_seeds": sorted(held_otherwise),
+                "seconds": round(time.perf_counter() - started, 1),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""`gpuwarden anomaly xid`: a code is read as every other whole number of the command line."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from gpuwarden.cli import app
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(
+    ("code", "said"),
+    [
+        ("abc", "error: CODE 'abc': use a whole number of at least 1"),
+        ("1_3", "error: CODE '1_3': use a whole number of at least 1"),
+        (" 13", "error: CODE ' 13': use a whole number of at least 1"),
+        ("0", "error: CODE 0: use a whole number of at least 1"),
+    ],
+    ids=["word", "underscore", "blank", "zero"],
+)
+def test_an_xid_code_not_written_as_a_whole_number_is_refused_as_an_option_is(code: str, said: str) -> None:
+    """'abc' got pydantic's "Input should be a valid integer, unable to parse string as an integer"; '1_3'
+    and ' 13' were read as 13, which every number option refuses (``gpuwarden.numerals``)."""
+    result = runner.invoke(app, ["anomaly", "xid", code])
+    assert result.exit_code == 2, result.output
+    assert result.stderr == f"{said}\n"
+
+
+def test_an_xid_the_catalog_lacks_is_said_with_what_the_catalog_holds() -> None:
+    result = runner.invoke(app, ["anomaly", "xid", "500"])
+    assert result.exit_code == 1, result.output
+    said = " ".join(result.stderr.split())
+    assert said.startswith(
+        "error: XID 500 is not in the catalog (NVIDIA's XID catalog: 109 codes from 8 to 172)"
+    )
+    assert "check the code" in said
