@@ -68,6 +68,10 @@ _FIELDS = (
     "risen_at",
     "settled_t",
     "settled_p",
+    "pbot",
+    "fell_at",
+    "low_t",
+    "low_p",
 )
 
 
@@ -119,6 +123,10 @@ class ThermalDetector:
         self.risen_at = np.zeros(0)  # when its power rose above any its line scored at (0: it is not)
         self.settled_t = np.zeros(0)  # its temperature and lagged power when that power had stayed there
         self.settled_p = np.zeros(0)  # ``settle_seconds`` (``_climbing``)
+        self.pbot = np.zeros(0)  # the lowest power a scored sample learnt at (``ptop``'s other end)
+        self.fell_at = np.zeros(0)  # when its power fell below any its line scored at (0: it is not)
+        self.low_t = np.zeros(0)  # the lowest temperature it cooled to there, and its power lagged at the
+        self.low_p = np.zeros(0)  # slowest lag then (``_rewarming``)
         self._join: tuple[IntArray, IntArray, IntArray, IntArray, IntArray, IntArray] | None = None
         self._slot: Slots[int] = Slots()  # temperature series id <-> its row of the arrays
         self._gpu: list[str | None] = []  # each slot's GPU (``key_label``), to park its state when forgotten
@@ -197,7 +205,7 @@ class ThermalDetector:
             gpu, self._gpu[slot] = self._gpu[slot], None
             if gpu is not None and self.n[slot] > 0:
                 row = np.array([getattr(self, name)[slot] for name in _FIELDS])
-                # At most as many GPUs as it has slots (450 B a GPU parked, 160 B a slot): 3x its state.
+                # At most as many GPUs as it has slots (465 B a GPU parked, 184 B a slot): 2.5x its state.
                 self._parked.park(gpu, float(self.last[slot]), row, self.n.size)
             self._slot.free(slot)
         self.n[slots] = 0
@@ -302,11 +310,20 @@ class ThermalDetector:
         # Above any power it learnt at, the prediction is the ridge's guess: seen only idle, its slope is
         # near 0 and a job's warmth read as 40 C too hot. Such a sample is no evidence: scored 0 and learnt
         # unclipped (as in the warm-up), so the slope comes from it.
-        ptop = np.where(fresh, lagged, self.ptop[slots])
-        guess = (lagged > pmax + self.ridge_watts) | self._unsettled(
+        ptop, pbot = np.where(fresh, lagged, self.ptop[slots]), np.where(fresh, lagged, self.pbot[slots])
+        # Below any power it scored at, too: seen only in its job, its slope shrunk to near 0, a stalled job's
+        # idle read 35 C under its line there, and a cooler failing at that idle (33 C to 46 C) scored 0.
+        # Not while a hot run that began at a power it knows throttled it there (that runaway is held).
+        held_for, hot_at, throttled = self._hold(slots, fresh)
+        fallen, ongoing = self._fallen(
+            slots, lagged, pbot, ~throttled, at=at, z=(resid / band, (t - self.low_t[slots]) / band)
+        )
+        above = (lagged > pmax + self.ridge_watts) | self._unsettled(
             slots, lagged, ptop, at=at, z=resid / band
         )
-        warm = (n >= self.warmup) & ~guess
+        # Its line errs high below: a temperature above even it there is hot all the same (scored as before:
+        # a runaway whose stalled job resumed throttled at 275 W, 100 C, read 0 by its climb from 46 C alone).
+        guess, warm = above | fallen, (n >= self.warmup) & ~above
         strict_own = np.where(warm, np.maximum(resid, 0.0) / band, 0.0)
         own = np.where(warm, self._cooling(slots, (t, p, gap), (yhat, lagged)) / band, 0.0)
         # Not scored there, a cooler failing at (or during) its first job was learnt as that job's normal
@@ -318,8 +335,10 @@ class ThermalDetector:
         peer, peer_score = self._peer_scores(
             groups, (n, var, slope, ptop, pmin, band), t, lagged, mt + slope * (ptop - mp)
         )
-        climbing, climb = self._climbing(slots, (t, self.slow[slots], slope), guess & (n >= self.warmup))
-        score = np.where(peer, peer_score, np.where(climbing, climb / band, own))
+        climbing, climb = self._climbs(
+            slots, (t, self.slow[slots], slope), guess & (n >= self.warmup), (fallen, ongoing)
+        )
+        score = np.where(peer, peer_score, np.where(climbing, np.maximum(climb / band, own), own))
         strict = np.where(peer, peer_score, strict_own)
         # Learn from the sample winsorised at the band, so a dip teaches little; a sample above the band (an
         # alert's) at a power it has learnt at teaches nothing. Taught at the band, the error scale grew by
@@ -335,11 +354,6 @@ class ThermalDetector:
         # down): a GPU whose idle power fell (a driver, a lowered cap, MIG) is no runaway and learns as
         # before (without it, a GPU run at 90-400 W whose idle power fell to 20 W, its temperature as it
         # was, was flagged for 6 hours).
-        held_for, hot_at = (
-            np.where(fresh, 0.0, self.held_for[slots]),
-            np.where(fresh, 0.0, self.hot_at[slots]),
-        )
-        throttled = (hot_at > 0.0) & (hot_at >= self.last[slots]) & (self.hot_in[slots] > 0.0)
         # Known (a hot sample there is held) up to the highest power a scored sample learnt at: one reached
         # by guesses alone is not, as the GPU's temperature lags its power longer than ``lag_seconds`` (60 s,
         # not 20): its first job's guesses learnt the climb, and the job read hot at a power it "knew", held
@@ -350,7 +364,8 @@ class ThermalDetector:
         # A guess errs low (the ridge shrinks the slope), so a temperature below even it is no heat curve but
         # a power reading that was not the GPU's (a counter glitch at 1,400 W): learnt whole, its leverage
         # dragged the slope down and a later job at a power within it read hot and was held. Down to the band.
-        floor = np.where(n >= self.warmup, band, np.inf)
+        # Below any power it scored at, the guess errs high: a temperature under it is its idle, learnt whole.
+        floor = np.where((n >= self.warmup) & ~fallen, band, np.inf)
         t_used = yhat + np.clip(resid, -floor, cap)
         # A hold is bounded: a GPU that runs hotter for good at the same power (a hotter room, a worse slot or
         # fan curve) would otherwise hold its alert forever; once it has been hot for ``hold_seconds`` it
@@ -359,13 +374,17 @@ class ThermalDetector:
         # first hot sample: a few noisy samples hours before a cooler failed would have used up its hold.
         # Hot against its peers, it teaches nothing either (nor stretches the power it learnt at), held as
         # at a power it knows: the hold's end lets a GPU that is only worse than its peers learn its heat.
-        hot = (score >= 1.0) & (known | peer | climbing)
+        # Climbing, by its climb alone: below what it scored at, hot against its line at a power it does not
+        # know is a GPU whose idle power fell, its temperature as it was (held, flagged 6 hours), as before.
+        hot = ((score >= 1.0) & (known | peer)) | (climbing & (climb >= band))
         anew = (hot_at <= 0.0) | (at - hot_at >= self.hold_seconds)
         held_for = np.where(hot, np.where(anew, 0.0, held_for + np.maximum(gap, 0.0)), held_for)
         held = hot & (held_for < self.hold_seconds)
         self.held_for[slots] = held_for
         self.hot_at[slots] = np.where(hot, at, hot_at)
-        self.hot_in[slots] = np.where(hot, throttled | (lagged >= pmin), False)
+        # A run begun climbing from where its stalled GPU had cooled to began below what it knows: not a
+        # runaway throttled there, judged by its climb while it lasts.
+        self.hot_in[slots] = np.where(hot, throttled | ((lagged >= pmin) & ~fallen), False)
         # A sample let off as cooling, hot against its line, teaches it nothing either: taught at the band, a
         # GPU whose power swung every minute (a 90 s lag) taught its line a failing cooler's heat at each
         # swing down, and the runaway scored over 1 for 19 of 140 ticks (never 4 in a row) at 116 C.
@@ -379,8 +398,11 @@ class ThermalDetector:
         # A power is known once its own line, not only its peers', scored a sample there under 1. In the
         # warm-up, once a sample there is no guess: a job begun in its last 5 minutes (a 90 s lag) made its
         # power known while the temperature climbed, and its settled heat read hot there, held 6 hours.
-        scored = learnt & ((warm & (strict_own < 1.0)) | ((n < self.warmup) & ~guess))
-        self.ptop[slots] = np.where(scored, np.maximum(ptop, lagged), ptop)
+        scored = learnt & ((warm & ~fallen & (strict_own < 1.0)) | ((n < self.warmup) & ~guess))
+        self.ptop[slots], self.pbot[slots] = (
+            np.where(scored, np.maximum(ptop, lagged), ptop),
+            np.where(scored, np.minimum(pbot, lagged), pbot),
+        )
         self.mp[slots] = mp + w * (lagged - mp)
         self.mt[slots] = mt + w * (t_used - mt)
         self.mpp[slots] = mpp + w * (lagged * lagged - mpp)
@@ -394,8 +416,9 @@ class ThermalDetector:
         self.n[slots] = n + 1
         # Which it judged: a warm-up sample, or a guess neither its peers nor its climb judge, is scored 0 as
         # no evidence, no quiet read (``Findings.judged``): taken for one, a runaway whose job moved to a
-        # heavier power recovered, and read back at its old power re-raised its alert mid-fault.
-        return score, warm | peer | climbing
+        # heavier power recovered, and read back at its old power re-raised its alert mid-fault. Below what
+        # it scored at, its line (erring high) judges only a sample hot against it.
+        return score, (warm & ~fallen) | peer | climbing | (score >= 1.0)
 
     def _cooling(
         self,
@@ -443,6 +466,79 @@ class ThermalDetector:
         self.settled_t[slots], self.settled_p[slots] = settled_t, settled_p
         climb = t - settled_t - np.maximum(slope, 0.0) * (slow - settled_p)
         return guess & before & (slow <= settled_p + self.ridge_watts), np.maximum(climb, 0.0)
+
+    def _hold(self, slots: IntArray, fresh: BoolArray) -> tuple[FloatArray, FloatArray, BoolArray]:
+        """Its hold so far: the seconds it has been hot, its last hot sample, and whether the sample before
+        was hot in a run begun at a power it knows (a runaway throttles its GPU down to a power it never ran
+        at: held there as at a power it knows)."""
+        held_for = np.where(fresh, 0.0, self.held_for[slots])
+        hot_at = np.where(fresh, 0.0, self.hot_at[slots])
+        return held_for, hot_at, (hot_at > 0.0) & (hot_at >= self.last[slots]) & (self.hot_in[slots] > 0.0)
+
+    def _climbs(
+        self,
+        slots: IntArray,
+        sample: tuple[FloatArray, FloatArray, FloatArray],
+        guess: BoolArray,
+        fallen: tuple[BoolArray, BoolArray],
+    ) -> tuple[BoolArray, FloatArray]:
+        """Which guesses are judged by their temperature's climb, above the power its line scored at
+        (``_climbing``) or below it (``_rewarming``; ``fallen``: ``_fallen``'s), and that climb."""
+        climbing, climb = self._climbing(slots, sample, guess)
+        rewarming, rise = self._rewarming(slots, sample, fallen[0] & guess, fallen[1])
+        return climbing | rewarming, np.where(rewarming, rise, climb)
+
+    def _fallen(
+        self,
+        slots: IntArray,
+        lagged: FloatArray,
+        pbot: FloatArray,
+        free: BoolArray,
+        *,
+        at: float,
+        z: tuple[FloatArray, FloatArray],
+    ) -> tuple[BoolArray, BoolArray]:
+        """Which samples are below any power their line scored at (``free``: not a runaway throttled there)
+        and still a guess there, and which of them fell before this sample (``_rewarming`` has a temperature
+        to climb from): a guess until the power has stayed below it for ``settle_seconds``, the line (learnt
+        from them) is within half a band of the sample either side (it errs high there, and so hides heat),
+        and the temperature is within half a band of the lowest it cooled to (``z``: both in bands).
+
+        Learnt whole, a cooler failing as the job stalled taught the line its climb while it was under a
+        band: settled there once the power had stayed down 10 minutes, the line scored it 0.4, the GPU
+        climbing on."""
+        line, climb = z
+        fell = self.fell_at[slots]
+        below = (lagged < pbot - self.ridge_watts) & free
+        ongoing = below & (fell > 0.0)
+        fell = np.where(below, np.where(ongoing, fell, at), 0.0)
+        self.fell_at[slots] = fell
+        settled = (at - fell >= self.settle_seconds) & (np.abs(line) < 0.5) & (~ongoing | (climb < 0.5))
+        return below & ~settled, ongoing
+
+    def _rewarming(
+        self,
+        slots: IntArray,
+        sample: tuple[FloatArray, FloatArray, FloatArray],
+        fallen: BoolArray,
+        ongoing: BoolArray,
+    ) -> tuple[BoolArray, FloatArray]:
+        """Which ``fallen`` samples are judged by how far their temperature has climbed from the lowest it
+        cooled to since, moved by their line's slope for the power since (lagged at the slowest lag it allows
+        for), and that climb. A rise of that power (a job resuming warms its GPU) starts it again from there.
+
+        Seen only in its job, a GPU whose job stalled (another node of it down) idles below any power its
+        line scored at, where the line, its slope shrunk by the ridge, drew 67 C over its 33 C: a cooler
+        failing there (46 C at idle) scored 0. A healthy GPU only cools while its power stays down."""
+        t, slow, slope = sample
+        low_t, low_p = self.low_t[slots], self.low_p[slots]
+        rose = slow > low_p + self.ridge_watts
+        anew = ~ongoing | rose | (t <= low_t)
+        low_t, low_p = np.where(anew, t, low_t), np.where(anew, slow, low_p)
+        self.low_t[slots], self.low_p[slots] = low_t, low_p
+        # Allowed for as it rises only: a GPU quicker than the slowest lag cooled while that power fell on.
+        climb = t - low_t - np.maximum(slope, 0.0) * np.maximum(slow - low_p, 0.0)
+        return fallen & ongoing & ~rose, np.maximum(climb, 0.0)
 
     def _slowest_lag(self) -> float:
         """The longest lag of temperature behind power it allows for: a power counts as settled after

@@ -267,7 +267,7 @@ def test_its_state_grows_with_the_gpus_it_scores_not_with_their_series_ids():
     # 200,000 others (pods, another query) held 20 MB, against 106 KB for the same GPUs numbered first.
     low, high = _fed(0), _fed(200_000)
     assert (
-        high.state_bytes() == low.state_bytes() <= (152 + 8) * 64 + 1024
+        high.state_bytes() == low.state_bytes() <= (184 + 8) * 64 + 1024
     )  # 64 slots and their GPUs, the id map
     assert np.array_equal(low.mt[: len(GPUS)], high.mt[: len(GPUS)])
 
@@ -855,6 +855,52 @@ def test_the_gpus_parked_are_at_most_as_many_as_the_slots_it_scores_in():
     gpus.labels = GPUS
     det.detect(gpus.step(np.full(len(GPUS), 300.0), rng))  # long gone: learnt anew
     assert sorted(det.n[det.n > 0].tolist()) == [1.0] * len(GPUS)
+
+
+def _stalled(tau: float, stall: int, fails: int | None) -> np.ndarray:
+    """Scores (ticks x GPUs) of six GPUs of one model seen only in their job (620 W) for 75 minutes, from the
+    moment the job stalls (70 W: another node of it down) for ``stall`` ticks, then resumes for an hour; GPU
+    2's cooler fails (x4 over 5 minutes, as the simulator's) ``fails`` ticks into the stall and stays failed,
+    its heat throttling it once the job resumes. Their temperature lags their power ``tau`` seconds."""
+    rng = np.random.default_rng(17)
+    gpus, det = Gpus(tau=tau, labels=MODEL), ThermalDetector()
+    gpus.temp[:] = gpus.room + gpus.resistance * 620.0  # warm from its job, as the simulator's after an hour
+    for _ in range(150):
+        det.detect(gpus.step(np.full(len(GPUS), 620.0), rng))
+    scores = []
+    for tick in range(stall + 120):
+        if fails is not None and tick >= fails:
+            gpus.resistance[2] = 0.065 * (1.0 + min(3.0, 0.3 * (tick - fails + 1)))
+        power = _throttled(np.full(len(GPUS), 70.0 if tick < stall else 620.0), gpus.temp)
+        scores.append(det.detect(gpus.step(power, rng))[0].score)
+    return np.array(scores)
+
+
+@pytest.mark.parametrize("tau", [TAU, 90.0], ids=["lag-20s", "lag-90s"])
+def test_a_cooler_failing_on_a_gpu_whose_job_stalled_is_flagged_within_5_minutes_and_while_it_lasts(
+    tau: float,
+):
+    """`eval_gpu_faults` seed 901: node-07 GPU 1 had only run its job (598-647 W, its slope shrunk to 0.004
+    C/W by the ridge) when a long outage of another node stalled it at 70 W; a cooler failing there 200 s
+    later heated it from 33 C to 46 C, far under the 67 C its line drew at 70 W: scored 0 throughout, alerted
+    404 s in by the fleet's temperature band only. Below any power its line scored at, the line is a guess;
+    the temperature climbing from where it had cooled to, the power flat, is a failing cooler's."""
+    scores = _stalled(tau, stall=80, fails=7)
+    hot = scores[7:, 2] > 1.0
+    third = next((i for i in range(2, hot.size) if hot[i - 2 : i + 1].all()), None)
+    assert third is not None and third < 10  # an alert (3 pending reads) within the 5-minute deadline
+    # While the cooler stays failed: stalled, and once the job resumes, throttled by the heat to about 265 W,
+    # still under any power it scored at (flagged by its climb alone, it read 0 at 100 C there).
+    assert hot[10:].all()
+    assert np.delete(scores, 2, axis=1).max() <= 1.0
+
+
+@pytest.mark.parametrize("stall", [10, 80], ids=["5-minute-stall", "40-minute-stall"])
+@pytest.mark.parametrize("tau", [TAU, 90.0, 120.0], ids=["lag-20s", "lag-90s", "lag-120s"])
+def test_gpus_whose_job_stalls_and_resumes_raise_nothing(tau: float, stall: int):
+    """The other side: a healthy GPU cools down as its job stalls and warms up as it resumes, its
+    temperature lagging its power up to 2 minutes (the detector assumes 20 s), and is read hot at neither."""
+    assert _stalled(tau, stall=stall, fails=None).max() <= 1.0
 
 
 def test_it_judges_a_gpu_only_past_its_warm_up_and_never_one_without_power():
