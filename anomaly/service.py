@@ -519,11 +519,7 @@ class AnomalyService:
         read = {f.query for f in frames}
         lower = -math.inf
         for end in ends:
-            chunk = []
-            for f in frames:
-                mask = (f.timestamps > lower) & (f.timestamps <= end)
-                if mask.any():
-                    chunk.append(Frame(f.query, f.labels, f.timestamps[mask], f.values[:, mask], f.kind))
+            chunk = [c for c in (_window(f, lower, end) for f in frames) if c is not None]
             lower = end
             view = build_view(chunk, self.index, self.counters, end, self.data_ranges.ranges)
             view.not_due = frozenset(read.difference(c.query for c in chunk))  # a slower step's query
@@ -947,6 +943,20 @@ def _row_key(f: Findings, i: int) -> SeriesKey:
 def _resolution(alert: Alert, at: datetime) -> Alert:
     """``alert`` resolved at ``at``."""
     return replace(alert, status=AlertStatus.RESOLVED, ends_at=at)
+
+
+def _window(frame: Frame, lower: float, end: float) -> Frame | None:
+    """``frame``'s samples after ``lower`` up to ``end`` as a live read of that window returns them: None
+    without a step in it, and only the series with a sample in it. Kept with gaps, the series of a node down
+    then and back later in the replayed history were taken as seen, and the fleet detector restarted their
+    smoothing, where the live ticks, which read them not at all, left both as they were."""
+    mask = (frame.timestamps > lower) & (frame.timestamps <= end)
+    if not mask.any():
+        return None
+    values = frame.values[:, mask]
+    rows = np.flatnonzero(np.isfinite(values).any(axis=1))
+    labels = frame.labels if rows.size == len(frame.labels) else [frame.labels[i] for i in rows.tolist()]
+    return Frame(frame.query, labels, frame.timestamps[mask], values[rows], frame.kind)
 
 
 def _not_due(source: Source, got: Sequence[Frame]) -> set[str]:
