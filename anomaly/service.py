@@ -246,6 +246,28 @@ class _Firing:
 
 
 @dataclass(slots=True)
+class _TakenAlerts:
+    """The alerts a snapshot holds (``AnomalyService._alert_state``), as the service keeps them."""
+
+    firing: dict[str, _Firing]
+    recalled: dict[str, _Firing]
+    recall_ends: dict[str, float]
+    pending: dict[str, tuple[int, str, str]]
+
+    @classmethod
+    def restored(cls, meta: Mapping[str, Any]) -> _TakenAlerts:
+        """The alerts ``_alert_state`` gave ``meta`` of; ``KeyError``, ``ValueError`` or ``TypeError`` for
+        one that does not fit, as a snapshot of before recalled alerts were kept apart (``recalled``)."""
+        recalled = {k: _Firing.restored(v) for k, v in meta["recalled"].items()}
+        return cls(
+            firing={k: _Firing.restored(v) for k, v in meta["firing"].items()},
+            recalled=recalled,
+            recall_ends={k: float(meta["recall_ends"][k]) for k in recalled},
+            pending={k: (int(n), str(d), str(q)) for k, (n, d, q) in meta["pending"].items()},
+        )
+
+
+@dataclass(slots=True)
 class TickResult:
     """What one tick changed."""
 
@@ -423,10 +445,10 @@ class AnomalyService:
 
         With a ``snapshot`` that fits (``_take_up``), the detectors, the series index and the alerts take up
         its state and only the history after it is replayed, on the grid of its ticks, so the next ticks
-        score as they would have without the restart; its firing alerts fire on (``_replay_resuming``; no
-        recall, ``held`` unused) and the models are not fitted again (their next fit comes on the
-        ``fit_every`` schedule, as it would have). One that does not fit is said, and the whole history
-        replayed as without one.
+        score as they would have without the restart; its firing alerts fire on and its recalled ones stay
+        recalled to the end they had (``_replay_resuming``; no new recall, ``held`` unused) and the models
+        are not fitted again (their next fit comes on the ``fit_every`` schedule, as it would have). One that
+        does not fit is said, and the whole history replayed as without one.
         """
         now = self.clock.time()
         until = now - self.cfg.latency_offset_seconds
@@ -446,7 +468,7 @@ class AnomalyService:
         if taken is None:
             self._replay_recalling(frames, ends, now, held)
         else:
-            self._replay_resuming(frames, ends, taken[1], taken[2])
+            self._replay_resuming(frames, ends, taken[1])
         self.collective_suppressed = suppressed
         if since is None:
             self.fit()  # the multivariate model, when the history gave it rows enough, scores at once
@@ -474,19 +496,16 @@ class AnomalyService:
         self._recall(now, held)
         self.firing, self._pending = live
 
-    def _replay_resuming(
-        self,
-        frames: Sequence[Frame],
-        ends: Sequence[float],
-        firing: dict[str, _Firing],
-        pending: dict[str, tuple[int, str, str]],
-    ) -> None:
-        """Replay the history after a snapshot from the alerts it left firing and pending, as the ticks it
-        missed would have; what they raised and resolved, and every alert firing then, is told at the next
-        tick (``_catch_up``): serve takes a firing alert posted again as the one it holds, and the new
-        forwarder holds it from there. Recalled instead (``_recall``), an alert raised again only after
-        ``pending_ticks`` and re-escalated otherwise than without the restart (15 of 20 fuzz seeds)."""
-        self.firing, self._pending = firing, pending
+    def _replay_resuming(self, frames: Sequence[Frame], ends: Sequence[float], alerts: _TakenAlerts) -> None:
+        """Replay the history after a snapshot from the alerts it left firing, recalled and pending, as the
+        ticks it missed would have; what they raised and resolved, and every alert firing then, is told at
+        the next tick (``_catch_up``): serve takes a firing alert posted again as the one it holds, and the
+        new forwarder holds it from there. Recalled instead (``_recall``), an alert raised again only after
+        ``pending_ticks`` and re-escalated otherwise than without the restart (15 of 20 fuzz seeds). One
+        recalled at the save reads on recalled until its end, not told: serve holds it as the old one posted
+        it, as without the restart."""
+        self.firing, self._pending = alerts.firing, alerts.pending
+        self._recalled, self._recall_ends = alerts.recalled, alerts.recall_ends
         told = self._replay(frames, ends, alerts=True, every=True)
         posted = {id(alert) for alert in told}
         self._catch_up = [*told, *(s.alert for s in self.firing.values() if id(s.alert) not in posted)]
@@ -557,11 +576,14 @@ class AnomalyService:
         )
 
     def _alert_state(self) -> dict[str, Any]:
-        """The firing alerts (those recalled after a restart and not raised again among them) and the pending
-        ones, as JSON values."""
-        firing = {**self._recalled, **self.firing}
+        """The firing alerts, those recalled after a restart and not raised again (``_recall``) with when
+        their recall ends, and the pending ones, as JSON values (``_TakenAlerts.restored`` reads them back).
+        A recalled alert saved as firing fired on after a restart from the snapshot, where the uninterrupted
+        run ended its recall (fuzz seed 45)."""
         return {
-            "firing": {key: state.state() for key, state in firing.items()},
+            "firing": {key: state.state() for key, state in self.firing.items()},
+            "recalled": {key: state.state() for key, state in self._recalled.items()},
+            "recall_ends": {key: self._recall_ends[key] for key in self._recalled},
             "pending": {key: list(state) for key, state in self._pending.items()},
         }
 
@@ -577,12 +599,10 @@ class AnomalyService:
                 d.restore(parts[f"detector:{d.name}"])
         self._last_read = dict(snapshot.last_read)
 
-    def _take_up(
-        self, snapshot: Snapshot, start: float, until: float
-    ) -> tuple[float, dict[str, _Firing], dict[str, tuple[int, str, str]]] | None:
-        """Restore ``snapshot`` if it fits: the time it had read up to, and its firing and pending alerts;
-        None, said in a warning naming its file, when it is older than the history replayed (``start``),
-        newer than now (``until``: a clock set back) or does not fit the detectors, nothing restored."""
+    def _take_up(self, snapshot: Snapshot, start: float, until: float) -> tuple[float, _TakenAlerts] | None:
+        """Restore ``snapshot`` if it fits: the time it had read up to, and its alerts; None, said in a
+        warning naming its file, when it is older than the history replayed (``start``), newer than now
+        (``until``: a clock set back) or does not fit the detectors, nothing restored."""
         why = None
         if snapshot.read_until < start:
             why = (
@@ -594,9 +614,7 @@ class AnomalyService:
             before = self.snapshot()
             try:
                 self.restore(snapshot)
-                alerts = snapshot.components["alerts"].meta
-                firing = {k: _Firing.restored(v) for k, v in alerts["firing"].items()}
-                pending = {k: (int(n), str(d), str(q)) for k, (n, d, q) in alerts["pending"].items()}
+                alerts = _TakenAlerts.restored(snapshot.components["alerts"].meta)
             except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
                 self.restore(before)
                 why = f"does not fit the detectors ({type(exc).__name__}: {exc})"
@@ -604,7 +622,7 @@ class AnomalyService:
             refused(snapshot.origin, why)
             return None
         logger.info("anomaly state restored from %s", snapshot.origin, extra={"state_file": snapshot.origin})
-        return snapshot.read_until, firing, pending
+        return snapshot.read_until, alerts
 
     def _recall(self, now: float, held: Mapping[str, datetime] | None) -> None:
         """Recall what the warm-up's history left firing (``self.firing``), each alert until serve lets it
