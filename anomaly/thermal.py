@@ -286,6 +286,11 @@ class ThermalDetector:
                 score=full,
                 value=temp.value,
                 judged=judged,
+                # It scores only heat above what the power explains: every alert is the hot side's, so a
+                # recovery is its score back under 1, not half its peak while still hot (``_Firing``).
+                # Sideless, a runaway read 4.3 at its stalled job's idle (46 C, its line 33 C) recovered
+                # from 18, and the job's resumption re-raised its alert mid-fault (`eval_gpu_faults`).
+                sign=np.ones(len(temp.labels)),
                 action=RecommendedAction.INVESTIGATE,
                 summary="the GPU runs hotter than its power draw explains (cooling failing?)",
             )

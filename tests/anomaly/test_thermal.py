@@ -936,6 +936,33 @@ def test_a_minutes_hot_spike_just_before_a_job_stalls_is_not_carried_through_the
     assert np.array(stalled).max() <= 1.0
 
 
+def test_a_runaway_read_less_hot_while_its_job_stalls_is_one_alert_through_the_stall():
+    """`eval_gpu_faults` seed 907: a runaway at its job's power (97 C, throttled, scored 17-22) whose
+    job stalled at 70 W, a power its line knew (it had idled there), read 4.3 (46 C where it idles at 33 C):
+    still hot, but under half its peak for 3 reads, which the service took for a recovery, as the thermal
+    alert named no side; the job's resumption re-raised it mid-fault ("score 17.8 after it fell to 4.16")."""
+    rng = np.random.default_rng(17)
+    gpus, clock, table = Gpus(labels=MODEL), FakeClock(), TableCollector()
+    service = AnomalyService(AnomalyConfig(detectors=["thermal"]), [CollectorSource([table], clock)], clock)
+    raised, resolved, stalled = [], [], []
+    for tick in range(290):  # idle 20 minutes, the job 55, the cooler failing; stalled 20 minutes, resumed
+        job = 70.0 if tick < 40 or 190 <= tick < 230 else 620.0
+        if tick >= 150:
+            gpus.resistance[2] = 0.065 * (1.0 + min(3.0, 0.3 * (tick - 149)))
+        view = gpus.step(_throttled(np.full(len(GPUS), job), gpus.temp), rng)
+        table.set(TEMP, list(zip(MODEL, view.latest[TEMP].value.tolist(), strict=True)))
+        table.set(POWER, list(zip(MODEL, view.latest[POWER].value.tolist(), strict=True)))
+        clock.advance(30.0)
+        result = service.infer()
+        raised += [a.labels["UUID"] for a in result.raised]
+        resolved += [a.labels["UUID"] for a in result.resolved]
+        if 195 <= tick < 230:
+            stalled += [float(f.score[2]) for f in result.findings if f.detector == "thermal"]
+    assert 1.0 < max(stalled) < 6.0  # still hot at its idle, under half its peak: the case
+    assert raised == ["GPU-2"]
+    assert resolved == []
+
+
 def test_it_judges_a_gpu_only_past_its_warm_up_and_never_one_without_power():
     """A warm-up sample is scored 0 as no evidence: unjudged (``Findings.judged``), so a firing alert of its
     GPU does not recover by it; nor is a GPU whose power reads 0 W judged."""
