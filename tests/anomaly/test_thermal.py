@@ -936,17 +936,17 @@ def test_a_minutes_hot_spike_just_before_a_job_stalls_is_not_carried_through_the
     assert np.array(stalled).max() <= 1.0
 
 
-def test_a_runaway_read_less_hot_while_its_job_stalls_is_one_alert_through_the_stall():
-    """`eval_gpu_faults` seed 907: a runaway at its job's power (97 C, throttled, scored 17-22) whose
-    job stalled at 70 W, a power its line knew (it had idled there), read 4.3 (46 C where it idles at 33 C):
-    still hot, but under half its peak for 3 reads, which the service took for a recovery, as the thermal
-    alert named no side; the job's resumption re-raised it mid-fault ("score 17.8 after it fell to 4.16")."""
+def _runaway_stalled(idle_first: bool) -> tuple[list[str], list[str], list[float]]:
+    """Thermal alerts raised and resolved through the service, and GPU 2's scores while stalled: six GPUs
+    in their job (620 W; idle 20 minutes first where ``idle_first``), GPU 2's cooler failing (x4 over 5
+    minutes) 75 minutes in, its heat throttling it; 20 minutes later the job stalls at 70 W for 20 minutes,
+    then resumes for half an hour."""
     rng = np.random.default_rng(17)
     gpus, clock, table = Gpus(labels=MODEL), FakeClock(), TableCollector()
     service = AnomalyService(AnomalyConfig(detectors=["thermal"]), [CollectorSource([table], clock)], clock)
     raised, resolved, stalled = [], [], []
-    for tick in range(290):  # idle 20 minutes, the job 55, the cooler failing; stalled 20 minutes, resumed
-        job = 70.0 if tick < 40 or 190 <= tick < 230 else 620.0
+    for tick in range(290):
+        job = 70.0 if (idle_first and tick < 40) or 190 <= tick < 230 else 620.0
         if tick >= 150:
             gpus.resistance[2] = 0.065 * (1.0 + min(3.0, 0.3 * (tick - 149)))
         view = gpus.step(_throttled(np.full(len(GPUS), job), gpus.temp), rng)
@@ -958,7 +958,24 @@ def test_a_runaway_read_less_hot_while_its_job_stalls_is_one_alert_through_the_s
         resolved += [a.labels["UUID"] for a in result.resolved]
         if 195 <= tick < 230:
             stalled += [float(f.score[2]) for f in result.findings if f.detector == "thermal"]
+    return raised, resolved, stalled
+
+
+def test_a_runaway_read_less_hot_while_its_job_stalls_is_one_alert_through_the_stall():
+    """`eval_gpu_faults` seed 907: a runaway at its job's power (97 C, throttled, scored 17-22) whose job
+    stalled at 70 W, a power its line knew (it had idled there), read 4.3 (46 C where it idles at 33 C):
+    still hot, but under half its peak for 3 reads, which the service took for a recovery, as the thermal
+    alert named no side; the job's resumption re-raised it mid-fault ("score 17.8 after it fell to 4.16")."""
+    raised, resolved, stalled = _runaway_stalled(idle_first=True)
     assert 1.0 < max(stalled) < 6.0  # still hot at its idle, under half its peak: the case
+    assert raised == ["GPU-2"]
+    assert resolved == []
+
+
+def test_a_runaway_seen_only_in_its_job_is_one_alert_through_its_stall():
+    """The same GPU seen only in its job: its line drew 68 C at the stall's 70 W, the runaway read 0 there
+    and its alert resolved 12 minutes into the stall; raised anew when the job resumed."""
+    raised, resolved, _ = _runaway_stalled(idle_first=False)
     assert raised == ["GPU-2"]
     assert resolved == []
 
