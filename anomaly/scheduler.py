@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,10 +18,13 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MA
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from anomaly.service import AnomalyService
-from anomaly.snapshot import save_snapshot
+from anomaly.snapshot import Snapshot, save_snapshot
 
 logger = logging.getLogger(__name__)
 _SKIPPED = "maximum number of running instances"
+# Copies of the state made while ticks run, before one is made with the ticks held (``capture``): a tick lands
+# in at most one of them at ``infer_every_seconds`` 30 s (a copy of 10,000 GPUs takes 0.6-2 s).
+_COPIES_WHILE_TICKING = 3
 
 
 class _NoSkipWarnings(logging.Filter):
@@ -53,6 +58,8 @@ class AnomalyScheduler:
         self.skipped = 0
         self._skipping = 0
         self._fitting = False  # a refit holds the lock: ticks due meanwhile wait for it, not for a read
+        self._changes = 0  # jobs begun that change the service (under the lock): a copy they missed is torn
+        self.held_seconds = 0.0  # how long the last save held the ticks back (``capture``)
         sched_logger = logging.getLogger("apscheduler.scheduler")
         if not any(isinstance(f, _NoSkipWarnings) for f in sched_logger.filters):
             sched_logger.addFilter(_NoSkipWarnings())
@@ -86,6 +93,7 @@ class AnomalyScheduler:
     def infer_job(self) -> None:
         """One scoring tick; never raises."""
         with self._lock:
+            self._changes += 1
             try:
                 self.service.infer()
                 self.ticks += 1
@@ -98,6 +106,7 @@ class AnomalyScheduler:
     def fit_job(self) -> None:
         """Refit the models; never raises."""
         with self._lock:
+            self._changes += 1
             self._fitting = True
             try:
                 self.service.fit()
@@ -109,18 +118,59 @@ class AnomalyScheduler:
                 self._fitting = False
 
     def save_job(self) -> None:
-        """Save the service's state to ``state_file``; never raises. The ticks wait only while the state is
-        copied, not while it is written."""
+        """Save the service's state to ``state_file``; never raises. The ticks wait neither while the state
+        is copied (``capture``) nor while it is written."""
         if self.state_file is None:
             return
         try:
-            with self._lock:  # benchmarks/bench_snapshot.py: 0.6-0.8 s at 10,000 GPUs
-                snapshot = self.service.snapshot()
+            snapshot = self.capture()
             if save_snapshot(self.state_file, snapshot):
                 self.saves += 1
         except Exception:  # loop boundary
             self.failures += 1
             logger.exception("anomaly state save failed", extra={"state_file": str(self.state_file)})
+
+    def capture(self) -> Snapshot:
+        """The service's state of one instant between ticks (``AnomalyService.snapshot``), copied while the
+        ticks run: a copy that a tick or a refit began during is dropped and made again, and after
+        ``_COPIES_WHILE_TICKING`` such copies one is made with the ticks held. Copied with the ticks held,
+        10,000 GPUs' state held a tick back 0.6-3.7 s (benchmarks/bench_snapshot.py); ``held_seconds`` says
+        how long this one held them."""
+        self.held_seconds = 0.0
+        for _ in range(_COPIES_WHILE_TICKING):
+            snapshot = self._copy_while_ticking()
+            if snapshot is not None:
+                return snapshot
+        logger.info(
+            "anomaly state copied with the ticks held: a tick began during each of the %d copies before",
+            _COPIES_WHILE_TICKING,
+        )
+        with self._holding():
+            return self.service.snapshot()
+
+    def _copy_while_ticking(self) -> Snapshot | None:
+        """A copy of the service's state made without the lock; None when a job that changes the service
+        began meanwhile (the copy may hold parts from before it and parts from after)."""
+        with self._holding():  # a running tick ends first
+            begun = self._changes
+        try:
+            snapshot = self.service.snapshot()
+        except Exception:  # a structure a tick changed under the copy: torn, made again
+            if self._changes == begun:
+                raise
+            return None
+        with self._holding():  # a tick begun meanwhile has ended: ``_changes`` counts it
+            return snapshot if self._changes == begun else None
+
+    @contextmanager
+    def _holding(self) -> Iterator[None]:
+        """The lock, for a save: the time it is held is added to ``held_seconds``."""
+        with self._lock:
+            start = time.perf_counter()
+            try:
+                yield
+            finally:
+                self.held_seconds += time.perf_counter() - start
 
     def start(self) -> None:
         """Schedule the jobs (no overlap, missed runs coalesced; the first tick at once) and start."""

@@ -17,11 +17,12 @@ import pytest
 import typer
 from pydantic import ValidationError
 
+from anomaly import scheduler as scheduler_module
 from anomaly import snapshot as snapshot_module
 from anomaly.detectors import SavedDetector
-from anomaly.scheduler import AnomalyScheduler
+from anomaly.scheduler import _COPIES_WHILE_TICKING, AnomalyScheduler
 from anomaly.service import AnomalyService, _Firing
-from anomaly.snapshot import load_snapshot, save_snapshot
+from anomaly.snapshot import Snapshot, load_snapshot, save_snapshot
 from anomaly.sources import Frame, SourceHealth
 from gpuwarden.cli import anomaly_cmd
 from gpuwarden.cli.consoles import CliConsole
@@ -422,6 +423,63 @@ def test_the_scheduler_saves_on_its_interval_and_once_more_at_stop(tmp_path):
     scheduler.shutdown()
     assert scheduler.saves == 2
     assert load_snapshot(path, service.cfg).read_until == service.last_view.time  # type: ignore[union-attr]
+
+
+def _assert_same_state(got: Snapshot, want: Snapshot) -> None:
+    """``got`` (read from a file) holds what ``want`` holds: the time read to and every component."""
+    assert (got.read_until, got.last_read) == (want.read_until, want.last_read)
+    assert got.components.keys() == want.components.keys()
+    for name, state in want.components.items():
+        assert got.components[name].meta == json.loads(json.dumps(state.meta)), name
+        assert got.components[name].arrays.keys() == state.arrays.keys(), name
+        for key, array in state.arrays.items():
+            assert np.array_equal(got.components[name].arrays[key], array, equal_nan=True), (name, key)
+
+
+@pytest.mark.parametrize(
+    ("during", "ticks"),
+    [("copy", 1), ("copy", _COPIES_WHILE_TICKING), ("write", 1)],
+    ids=["a-tick-in-the-copy", "a-tick-in-every-copy-while-ticking", "a-tick-in-the-write"],
+)
+def test_a_tick_run_while_a_save_copies_or_writes_the_state_leaves_it_the_state_of_one_instant(
+    tmp_path, monkeypatch, caplog, during, ticks
+):
+    """The ticks run while a save copies the state and while it writes it: a tick that lands in the copy
+    (between two components' copies) must not leave the file half before it and half after, and one that
+    lands in the write must not move what the file holds."""
+    clock = FakeClock()
+    _, service = _service(clock)
+    service.warm_up()
+    _ticks(clock, service, 3)
+    path = tmp_path / "anomaly.state.npz"
+    scheduler = AnomalyScheduler(service, state_file=path)
+    before = service.snapshot()
+    left = [ticks]
+
+    def tick() -> None:
+        if left[0]:
+            left[0] -= 1
+            clock.advance(EVERY)
+            scheduler.infer_job()
+
+    if (
+        during == "copy"
+    ):  # after the series index, counters and evidence were copied, before the last detector
+        last = [d for d in service.detectors if isinstance(d, SavedDetector)][-1]
+        copy = last.state
+        monkeypatch.setattr(last, "state", lambda: (tick(), copy())[1])
+    else:
+        write = snapshot_module.save_snapshot
+        monkeypatch.setattr(scheduler_module, "save_snapshot", lambda *args: (tick(), write(*args))[1])
+    with caplog.at_level(logging.INFO, logger="anomaly.scheduler"):
+        scheduler.save_job()
+    saved = load_snapshot(path, service.cfg)
+    assert saved is not None and scheduler.saves == 1 and scheduler.ticks == ticks
+    _assert_same_state(saved, service.snapshot() if during == "copy" else before)
+    assert (saved.read_until > before.read_until) == (
+        during == "copy"
+    )  # the tick's state, whole, or none of it
+    assert ("copied with the ticks held" in caplog.text) == (ticks == _COPIES_WHILE_TICKING)
 
 
 @pytest.mark.parametrize(
