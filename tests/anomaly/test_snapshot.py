@@ -686,6 +686,27 @@ def _fields(obj: object, at: str, out: dict[str, object]) -> dict[str, object]:
     return out
 
 
+def _assert_same_fields(want: dict[str, object], got: dict[str, object], part: str) -> None:
+    """``got`` (``_fields``) holds every path of ``want``, each with an equal value."""
+    assert want.keys() == got.keys(), part
+    for at, value in want.items():
+        other = got[at]
+        same = (
+            np.array_equal(value, other, equal_nan=True) if isinstance(value, np.ndarray) else value == other
+        )
+        assert same or (value != value and other != other), (at, value, other)  # NaN is NaN
+
+
+_PARTS = ["index", "counters", "evidence", "firing", "_pending", "_last_read", "saved"]
+
+
+def _service_fields(service: AnomalyService) -> dict[str, dict[str, object]]:
+    """Each part of ``service`` a snapshot keeps, by ``_fields``."""
+    return {
+        p: _fields(getattr(service, p) if p != "saved" else _saved_detectors(service), p, {}) for p in _PARTS
+    }
+
+
 def _saved_detectors(service: AnomalyService) -> list[object]:
     """The detectors a snapshot keeps (``SavedDetector``: a third party's may keep none)."""
     return [d for d in service.detectors if isinstance(d, SavedDetector)]
@@ -706,24 +727,15 @@ def test_a_restored_service_holds_every_field_the_saved_one_held(tmp_path):
     for service in (first, second):  # a free id's labels are its last series' until reused: no state
         index = service.index
         index.labels = [lab if key else {} for key, lab in zip(index.keys, index.labels, strict=True)]
-    parts = ["index", "counters", "evidence", "firing", "_pending", "_last_read", "saved"]
-    saved, taken = (
-        {p: _fields(getattr(s, p) if p != "saved" else _saved_detectors(s), p, {}) for p in parts}
-        for s in (first, second)
-    )
+    # The GPUs counted, looked up as the next read of the gauge would: a snapshot no longer fills that cache.
+    next(d for d in first.detectors if d.name == "signatures")._counted_gpus()  # type: ignore[attr-defined]
+    parts = _PARTS
+    saved, taken = (_service_fields(s) for s in (first, second))
     assert np.isfinite(first.counters.last_value).sum() == 2 * len(GPUS)  # the counters hold state
     signatures = next(d for d in first.detectors if d.name == "signatures")
     assert signatures._sbe_read and signatures._vanished and signatures._links_active  # type: ignore[attr-defined]
     for part in parts:
-        assert saved[part].keys() == taken[part].keys(), part
-        for at, value in saved[part].items():
-            other = taken[part][at]
-            same = (
-                np.array_equal(value, other, equal_nan=True)
-                if isinstance(value, np.ndarray)
-                else value == other
-            )
-            assert same or (value != value and other != other), (at, value, other)  # NaN is NaN
+        _assert_same_fields(saved[part], taken[part], part)
     forests = [next(d for d in s.detectors if d.name == "multivariate") for s in (first, second)]
     assert np.array_equal(*(np.vstack(f._rows) for f in forests))  # type: ignore[attr-defined]
 
@@ -782,3 +794,19 @@ def test_a_crash_whose_lost_ticks_span_a_node_outage_scores_as_the_uninterrupted
     straight, restarted = run(crash=False), run(crash=True)
     assert any(d == "fleet" for d, _ in straight[0])
     assert _same(restarted, straight)
+
+
+def test_a_snapshot_changes_nothing_of_the_state_it_copies():
+    """A save copies the state while a tick may run, and drops a copy a tick began during: the copy itself
+    must write nothing. The signatures detector's filled its cache of the GPUs the exporter counts: one filled
+    from the read before a tick's new read (the tick resetting the cache between the two) was kept by the
+    detector, for that new read."""
+    clock = FakeClock()
+    service = AnomalyService(_config(), [CounterGridSource(gone_after=math.inf)], clock)
+    service.warm_up()
+    _ticks(clock, service, 3)
+    before = _service_fields(service)
+    service.snapshot()
+    after = _service_fields(service)
+    for part in _PARTS:
+        _assert_same_fields(before[part], after[part], part)
