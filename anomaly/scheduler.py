@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MAX_INSTANCES, JobEvent
@@ -60,6 +60,7 @@ class AnomalyScheduler:
         self._fitting = False  # a refit holds the lock: ticks due meanwhile wait for it, not for a read
         self._changes = 0  # jobs begun that change the service (under the lock): a copy they missed is torn
         self.held_seconds = 0.0  # how long the last save held the ticks back (``capture``)
+        self.copies = 0  # the copies of the state the last save made (more than one: a tick began during one)
         sched_logger = logging.getLogger("apscheduler.scheduler")
         if not any(isinstance(f, _NoSkipWarnings) for f in sched_logger.filters):
             sched_logger.addFilter(_NoSkipWarnings())
@@ -136,8 +137,9 @@ class AnomalyScheduler:
         ``_COPIES_WHILE_TICKING`` such copies one is made with the ticks held. Copied with the ticks held,
         10,000 GPUs' state held a tick back 0.6-3.7 s (benchmarks/bench_snapshot.py); ``held_seconds`` says
         how long this one held them."""
-        self.held_seconds = 0.0
+        self.held_seconds, self.copies = 0.0, 0
         for _ in range(_COPIES_WHILE_TICKING):
+            self.copies += 1
             snapshot = self._copy_while_ticking()
             if snapshot is not None:
                 return snapshot
@@ -145,6 +147,7 @@ class AnomalyScheduler:
             "anomaly state copied with the ticks held: a tick began during each of the %d copies before",
             _COPIES_WHILE_TICKING,
         )
+        self.copies += 1
         with self._holding():
             return self.service.snapshot()
 
@@ -173,7 +176,8 @@ class AnomalyScheduler:
                 self.held_seconds += time.perf_counter() - start
 
     def start(self) -> None:
-        """Schedule the jobs (no overlap, missed runs coalesced; the first tick at once) and start."""
+        """Schedule the jobs (no overlap, missed runs coalesced; the first tick at once, the saves half a tick
+        off the ticks) and start."""
         cfg = self.service.cfg
         jobs: list[tuple[Callable[[], None], str, float]] = [
             (self.infer_job, "infer", cfg.infer_every_seconds),
@@ -181,10 +185,15 @@ class AnomalyScheduler:
         ]
         if self.state_file is not None:
             jobs.append((self.save_job, "save", cfg.state_save_seconds))
+        # The saves half a tick off the ticks: a copy of the state that a tick begins during is made again
+        # (``capture``), and saves every 300 s on the 30 s ticks' grid each began with one.
+        now = datetime.now(UTC)
+        save = timedelta(seconds=cfg.state_save_seconds + cfg.infer_every_seconds / 2)
+        first = {"infer": now, "save": now + save}
         for job, name, seconds in jobs:
-            first = {"next_run_time": datetime.now(UTC)} if name == "infer" else {}
+            when = {"next_run_time": first[name]} if name in first else {}
             self._scheduler.add_job(
-                job, "interval", seconds=seconds, id=name, max_instances=1, coalesce=True, **first
+                job, "interval", seconds=seconds, id=name, max_instances=1, coalesce=True, **when
             )
         self._scheduler.add_listener(
             self._on_event, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_EXECUTED | EVENT_JOB_ERROR
