@@ -23,7 +23,7 @@ from anomaly.snapshot import Snapshot, save_snapshot
 logger = logging.getLogger(__name__)
 _SKIPPED = "maximum number of running instances"
 # Copies of the state made while ticks run, before one is made with the ticks held (``capture``): a tick lands
-# in at most one of them at ``infer_every_seconds`` 30 s (a copy of 10,000 GPUs takes 0.6-2 s).
+# in at most one of them at ``infer_every_seconds`` 30 s (a copy of 10,000 GPUs takes 0.6-3.4 s).
 _COPIES_WHILE_TICKING = 3
 
 
