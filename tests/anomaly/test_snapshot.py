@@ -740,6 +740,22 @@ def test_a_restored_service_holds_every_field_the_saved_one_held(tmp_path):
     assert np.array_equal(*(np.vstack(f._rows) for f in forests))  # type: ignore[attr-defined]
 
 
+def test_a_snapshot_changes_nothing_of_the_state_it_copies():
+    """A save copies the state while a tick may run, and drops a copy a tick began during: the copy itself
+    must write nothing. The signatures detector's filled its cache of the GPUs the exporter counts: one filled
+    from the read before a tick's new read (the tick resetting the cache between the two) was kept by the
+    detector, for that new read."""
+    clock = FakeClock()
+    service = AnomalyService(_config(), [CounterGridSource(gone_after=math.inf)], clock)
+    service.warm_up()
+    _ticks(clock, service, 3)
+    before = _service_fields(service)
+    service.snapshot()
+    after = _service_fields(service)
+    for part in _PARTS:
+        _assert_same_fields(before[part], after[part], part)
+
+
 def test_a_state_file_whose_lock_cannot_be_opened_is_refused_naming_it(tmp_path, capsys):
     """The lock beside the file (``.NAME.lock``) that cannot be opened (here a directory, as another user's
     file would be) is said as a file that cannot be written, not a traceback."""
@@ -794,19 +810,3 @@ def test_a_crash_whose_lost_ticks_span_a_node_outage_scores_as_the_uninterrupted
     straight, restarted = run(crash=False), run(crash=True)
     assert any(d == "fleet" for d, _ in straight[0])
     assert _same(restarted, straight)
-
-
-def test_a_snapshot_changes_nothing_of_the_state_it_copies():
-    """A save copies the state while a tick may run, and drops a copy a tick began during: the copy itself
-    must write nothing. The signatures detector's filled its cache of the GPUs the exporter counts: one filled
-    from the read before a tick's new read (the tick resetting the cache between the two) was kept by the
-    detector, for that new read."""
-    clock = FakeClock()
-    service = AnomalyService(_config(), [CounterGridSource(gone_after=math.inf)], clock)
-    service.warm_up()
-    _ticks(clock, service, 3)
-    before = _service_fields(service)
-    service.snapshot()
-    after = _service_fields(service)
-    for part in _PARTS:
-        _assert_same_fields(before[part], after[part], part)
