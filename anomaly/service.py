@@ -557,7 +557,8 @@ class AnomalyService:
 
     def snapshot(self) -> Snapshot:
         """What the service has learnt, now (copies: later ticks leave them as they are), for
-        ``anomaly.snapshot.write_snapshot``; no tick may run meanwhile (the scheduler's lock)."""
+        ``anomaly.snapshot.write_snapshot``. It only reads: a tick run meanwhile leaves a copy of parts before
+        it and parts after, which the scheduler drops and makes again (``AnomalyScheduler.capture``)."""
         components = {
             "index": self.index.state(),
             "counters": self.counters.state(),

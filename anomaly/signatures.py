@@ -173,7 +173,7 @@ class SignatureDetector:
         arrays = {f"values_{name}": array for name, array in values.arrays.items()}
         arrays.update(_gpu_codes(names, "links", links))
         arrays["links_link"] = names.codes(map(itemgetter(2), links), len(links))
-        arrays.update(_gpu_codes(names, "counted", sorted(self._counted_gpus())))
+        arrays.update(_gpu_codes(names, "counted", sorted(self._counted_as_read())))
         arrays.update(_gpu_codes(names, "sbe", list(self._sbe_read)))
         arrays["sbe_read"] = np.fromiter(self._sbe_read.values(), np.float64, len(self._sbe_read))
         meta = {
@@ -328,9 +328,16 @@ class SignatureDetector:
         those it reports up (it exports ``gpu_up`` for each GPU it watches) and those with an XID counter
         series (one from each GPU's first XID). Looked up once per read of the counters."""
         if self._counted is None:
-            steps = self._counting or ()
-            self._counted = {gpu_key(lab) for step in steps if step is not None for lab in step.labels}
+            self._counted = self._counted_as_read()
         return self._counted
+
+    def _counted_as_read(self) -> set[GpuKey]:
+        """``_counted_gpus``, not kept: a snapshot's copy, made while a tick may run, writes nothing (one kept
+        from the read before the tick's own would have been the tick's)."""
+        counted, steps = self._counted, self._counting or ()
+        if counted is not None:
+            return counted
+        return {gpu_key(lab) for step in steps if step is not None for lab in step.labels}
 
     def _dbe(self, view: View) -> list[Findings]:
         step = _find(view, DBE)

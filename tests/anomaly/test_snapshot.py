@@ -17,11 +17,12 @@ import pytest
 import typer
 from pydantic import ValidationError
 
+from anomaly import scheduler as scheduler_module
 from anomaly import snapshot as snapshot_module
 from anomaly.detectors import SavedDetector
-from anomaly.scheduler import AnomalyScheduler
+from anomaly.scheduler import _COPIES_WHILE_TICKING, AnomalyScheduler
 from anomaly.service import AnomalyService, _Firing
-from anomaly.snapshot import load_snapshot, save_snapshot
+from anomaly.snapshot import Snapshot, load_snapshot, save_snapshot
 from anomaly.sources import Frame, SourceHealth
 from gpuwarden.cli import anomaly_cmd
 from gpuwarden.cli.consoles import CliConsole
@@ -424,6 +425,63 @@ def test_the_scheduler_saves_on_its_interval_and_once_more_at_stop(tmp_path):
     assert load_snapshot(path, service.cfg).read_until == service.last_view.time  # type: ignore[union-attr]
 
 
+def _assert_same_state(got: Snapshot, want: Snapshot) -> None:
+    """``got`` (read from a file) holds what ``want`` holds: the time read to and every component."""
+    assert (got.read_until, got.last_read) == (want.read_until, want.last_read)
+    assert got.components.keys() == want.components.keys()
+    for name, state in want.components.items():
+        assert got.components[name].meta == json.loads(json.dumps(state.meta)), name
+        assert got.components[name].arrays.keys() == state.arrays.keys(), name
+        for key, array in state.arrays.items():
+            assert np.array_equal(got.components[name].arrays[key], array, equal_nan=True), (name, key)
+
+
+@pytest.mark.parametrize(
+    ("during", "ticks"),
+    [("copy", 1), ("copy", _COPIES_WHILE_TICKING), ("write", 1)],
+    ids=["a-tick-in-the-copy", "a-tick-in-every-copy-while-ticking", "a-tick-in-the-write"],
+)
+def test_a_tick_run_while_a_save_copies_or_writes_the_state_leaves_it_the_state_of_one_instant(
+    tmp_path, monkeypatch, caplog, during, ticks
+):
+    """The ticks run while a save copies the state and while it writes it: a tick that lands in the copy
+    (between two components' copies) must not leave the file half before it and half after, and one that
+    lands in the write must not move what the file holds."""
+    clock = FakeClock()
+    _, service = _service(clock)
+    service.warm_up()
+    _ticks(clock, service, 3)
+    path = tmp_path / "anomaly.state.npz"
+    scheduler = AnomalyScheduler(service, state_file=path)
+    before = service.snapshot()
+    left = [ticks]
+
+    def tick() -> None:
+        if left[0]:
+            left[0] -= 1
+            clock.advance(EVERY)
+            scheduler.infer_job()
+
+    if (
+        during == "copy"
+    ):  # after the series index, counters and evidence were copied, before the last detector
+        last = [d for d in service.detectors if isinstance(d, SavedDetector)][-1]
+        copy = last.state
+        monkeypatch.setattr(last, "state", lambda: (tick(), copy())[1])
+    else:
+        write = snapshot_module.save_snapshot
+        monkeypatch.setattr(scheduler_module, "save_snapshot", lambda *args: (tick(), write(*args))[1])
+    with caplog.at_level(logging.INFO, logger="anomaly.scheduler"):
+        scheduler.save_job()
+    saved = load_snapshot(path, service.cfg)
+    assert saved is not None and scheduler.saves == 1 and scheduler.ticks == ticks
+    _assert_same_state(saved, service.snapshot() if during == "copy" else before)
+    assert (saved.read_until > before.read_until) == (
+        during == "copy"
+    )  # the tick's state, whole, or none of it
+    assert ("copied with the ticks held" in caplog.text) == (ticks == _COPIES_WHILE_TICKING)
+
+
 @pytest.mark.parametrize(
     ("setting", "said"),
     [
@@ -628,6 +686,27 @@ def _fields(obj: object, at: str, out: dict[str, object]) -> dict[str, object]:
     return out
 
 
+def _assert_same_fields(want: dict[str, object], got: dict[str, object], part: str) -> None:
+    """``got`` (``_fields``) holds every path of ``want``, each with an equal value."""
+    assert want.keys() == got.keys(), part
+    for at, value in want.items():
+        other = got[at]
+        same = (
+            np.array_equal(value, other, equal_nan=True) if isinstance(value, np.ndarray) else value == other
+        )
+        assert same or (value != value and other != other), (at, value, other)  # NaN is NaN
+
+
+_PARTS = ["index", "counters", "evidence", "firing", "_pending", "_last_read", "saved"]
+
+
+def _service_fields(service: AnomalyService) -> dict[str, dict[str, object]]:
+    """Each part of ``service`` a snapshot keeps, by ``_fields``."""
+    return {
+        p: _fields(getattr(service, p) if p != "saved" else _saved_detectors(service), p, {}) for p in _PARTS
+    }
+
+
 def _saved_detectors(service: AnomalyService) -> list[object]:
     """The detectors a snapshot keeps (``SavedDetector``: a third party's may keep none)."""
     return [d for d in service.detectors if isinstance(d, SavedDetector)]
@@ -648,26 +727,33 @@ def test_a_restored_service_holds_every_field_the_saved_one_held(tmp_path):
     for service in (first, second):  # a free id's labels are its last series' until reused: no state
         index = service.index
         index.labels = [lab if key else {} for key, lab in zip(index.keys, index.labels, strict=True)]
-    parts = ["index", "counters", "evidence", "firing", "_pending", "_last_read", "saved"]
-    saved, taken = (
-        {p: _fields(getattr(s, p) if p != "saved" else _saved_detectors(s), p, {}) for p in parts}
-        for s in (first, second)
-    )
+    # The GPUs counted, looked up as the next read of the gauge would: a snapshot no longer fills that cache.
+    next(d for d in first.detectors if d.name == "signatures")._counted_gpus()  # type: ignore[attr-defined]
+    parts = _PARTS
+    saved, taken = (_service_fields(s) for s in (first, second))
     assert np.isfinite(first.counters.last_value).sum() == 2 * len(GPUS)  # the counters hold state
     signatures = next(d for d in first.detectors if d.name == "signatures")
     assert signatures._sbe_read and signatures._vanished and signatures._links_active  # type: ignore[attr-defined]
     for part in parts:
-        assert saved[part].keys() == taken[part].keys(), part
-        for at, value in saved[part].items():
-            other = taken[part][at]
-            same = (
-                np.array_equal(value, other, equal_nan=True)
-                if isinstance(value, np.ndarray)
-                else value == other
-            )
-            assert same or (value != value and other != other), (at, value, other)  # NaN is NaN
+        _assert_same_fields(saved[part], taken[part], part)
     forests = [next(d for d in s.detectors if d.name == "multivariate") for s in (first, second)]
     assert np.array_equal(*(np.vstack(f._rows) for f in forests))  # type: ignore[attr-defined]
+
+
+def test_a_snapshot_changes_nothing_of_the_state_it_copies():
+    """A save copies the state while a tick may run, and drops a copy a tick began during: the copy itself
+    must write nothing. The signatures detector's filled its cache of the GPUs the exporter counts: one filled
+    from the read before a tick's new read (the tick resetting the cache between the two) was kept by the
+    detector, for that new read."""
+    clock = FakeClock()
+    service = AnomalyService(_config(), [CounterGridSource(gone_after=math.inf)], clock)
+    service.warm_up()
+    _ticks(clock, service, 3)
+    before = _service_fields(service)
+    service.snapshot()
+    after = _service_fields(service)
+    for part in _PARTS:
+        _assert_same_fields(before[part], after[part], part)
 
 
 def test_a_state_file_whose_lock_cannot_be_opened_is_refused_naming_it(tmp_path, capsys):
