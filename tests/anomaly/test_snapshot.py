@@ -11,6 +11,8 @@ import os
 import re
 import stat
 import zipfile
+from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import pytest
@@ -745,24 +747,31 @@ def test_a_crash_whose_lost_ticks_span_a_node_outage_scores_as_the_uninterrupted
     detector restarted those GPUs' smoothing and the index took them as seen, so the first ticks after the
     restart scored the node otherwise than the uninterrupted run (fuzz seed 28)."""
 
+    straight, restarted = _crashed_across(tmp_path, OutageSource)  # the node down, then back
+    assert any(d == "fleet" for d, _ in straight[0])
+    assert _same(restarted, straight)
+
+
+def _crashed_across(tmp_path, source_for: Callable[[float, float], GridSource]) -> tuple[Scores, Scores]:
+    """The scores of the 6 ticks after a crash that lost the ticks 13-15 (the state saved after 12), and of
+    the same ticks uninterrupted, reading ``source_for(since, until)``: what happens at the ticks 13-14."""
+
     def run(crash: bool) -> Scores:
         clock = FakeClock()
         t0 = clock.time()
-        source = OutageSource(t0 + 12.5 * EVERY, t0 + 14.5 * EVERY)  # the ticks 13 and 14
+        source = source_for(t0 + 12.5 * EVERY, t0 + 14.5 * EVERY)
         service = AnomalyService(_config(), [source], clock)
         service.warm_up()
         _ticks(clock, service, 12)
         path = tmp_path / f"{crash}.npz"
         assert save_snapshot(path, service.snapshot())
-        _ticks(clock, service, 3)  # lost by the crash: the node down, then back
+        _ticks(clock, service, 3)  # lost by the crash
         if crash:
             service = AnomalyService(_config(), [source], clock)
             service.warm_up(snapshot=load_snapshot(path, service.cfg))
         return _ticks(clock, service, 6)
 
-    straight, restarted = run(crash=False), run(crash=True)
-    assert any(d == "fleet" for d, _ in straight[0])
-    assert _same(restarted, straight)
+    return run(crash=False), run(crash=True)
 
 
 class BlankSampleSource(GridSource):
@@ -794,21 +803,6 @@ def test_a_crash_whose_lost_ticks_read_a_series_only_as_nan_or_inf_scores_as_the
     fleet detector restarts its smoothing, the index takes it as seen); the replay of the ticks a crash
     lost dropped it, as a series without a sample there, and scored the ticks after the restart otherwise."""
 
-    def run(crash: bool) -> Scores:
-        clock = FakeClock()
-        t0 = clock.time()
-        source = BlankSampleSource(blank, t0 + 12.5 * EVERY, t0 + 14.5 * EVERY)  # the ticks 13 and 14
-        service = AnomalyService(_config(), [source], clock)
-        service.warm_up()
-        _ticks(clock, service, 12)
-        path = tmp_path / f"{crash}.npz"
-        assert save_snapshot(path, service.snapshot())
-        _ticks(clock, service, 3)  # lost by the crash: GPU 2's temperature read as NaN or Inf, then back
-        if crash:
-            service = AnomalyService(_config(), [source], clock)
-            service.warm_up(snapshot=load_snapshot(path, service.cfg))
-        return _ticks(clock, service, 6)
-
-    straight, restarted = run(crash=False), run(crash=True)
+    straight, restarted = _crashed_across(tmp_path, partial(BlankSampleSource, blank))
     assert any(d == "fleet" for d, _ in straight[0])
     assert _same(restarted, straight)
