@@ -806,3 +806,19 @@ def test_a_crash_whose_lost_ticks_read_a_series_only_as_nan_or_inf_scores_as_the
     straight, restarted = _crashed_across(tmp_path, partial(BlankSampleSource, blank))
     assert any(d == "fleet" for d, _ in straight[0])
     assert _same(restarted, straight)
+
+
+def test_a_snapshot_is_taken_up_where_prometheus_is_down_at_the_start_and_nothing_tells_its_fleet(
+    tmp_path, caplog
+):
+    """Which fleet a snapshot is of is told by the series the history holds: with Prometheus down at the
+    restart there are none, and the state is kept, as it was before that check (a Prometheus outage during
+    an upgrade must not cost a week of learning)."""
+    clock = FakeClock()
+    _, path = _saved(tmp_path, clock)
+    clock.advance(EVERY)
+    service = AnomalyService(_config(), [DownSource()], clock)
+    with caplog.at_level(logging.INFO):
+        assert service.warm_up(snapshot=load_snapshot(path, service.cfg)) == 0
+    assert f"anomaly state restored from {path}" in caplog.text
+    assert len(service.index) == 8 * len(QUERIES)
