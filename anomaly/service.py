@@ -71,6 +71,8 @@ _NO_WARMUP = frozenset({"signatures"})
 # Bounded in ticks, not only in time: at sub-second ticks an hour is tens of thousands of steps to read
 # within one tick's read deadline.
 HISTORY_TICKS = 120
+# Series of the history looked up in a snapshot's series index to tell whether it is this fleet's, at most.
+_FLEET_SAMPLE = 1000
 
 
 def builtin_registry(cfg: AnomalyConfig) -> DetectorRegistry:
@@ -646,17 +648,20 @@ class AnomalyService:
         ``prometheus_url`` shapes nothing the detectors learn and is no setting that refuses a snapshot (a
         Prometheus moved behind a proxy, or renamed, reads the same series), so two fleets run one after the
         other in one directory took up each other's state, and the first tick posted the one's alerts to the
-        other's serve. The series tell them apart: those a detector's state is of, by query and labels."""
+        other's serve. The series tell them apart: those a detector's state is of, by query and labels. At
+        most ``_FLEET_SAMPLE`` of them are looked up, evenly spread: all 250,000 of 10,000 GPUs took 4 s."""
         lower = saved - self.cfg.forget_after_seconds
-        recent = (c for c in (_window(f, lower, math.inf) for f in history) if c is not None)
-        keys = [(c.query, tuple(lab.items())) for c in recent for lab in c.labels]
+        recent = [(f, np.flatnonzero(f.sampled(f.timestamps > lower))) for f in history]
+        stride = max(1, sum(rows.size for _, rows in recent) // _FLEET_SAMPLE)
+        keys = [(f.query, tuple(f.labels[i].items())) for f, rows in recent for i in rows[::stride].tolist()]
         known = sum(self.index.id_of(key) is not None for key in keys)
         if 2 * known >= len(keys):
             return None
         return (
-            f"is another fleet's: {known:,} of the {len(keys):,} series the history holds since"
-            f" {self.cfg.forget_after_seconds:.0f} s before its save are in it, where at least half must be"
-            " (anomaly.prometheus_url reads another Prometheus, or the series' labels changed)"
+            f"is another fleet's: {known:,} of {len(keys):,} series the history holds since"
+            f" {self.cfg.forget_after_seconds:.0f} s before its save (at most {_FLEET_SAMPLE:,} looked up)"
+            " are in it, where at least half must be (anomaly.prometheus_url reads another Prometheus, or"
+            " the series' labels changed)"
         )
 
     def _recall(self, now: float, held: Mapping[str, datetime] | None) -> None:
@@ -1008,11 +1013,11 @@ def _window(frame: Frame, lower: float, end: float) -> Frame | None:
     mask = (frame.timestamps > lower) & (frame.timestamps <= end)
     if not mask.any():
         return None
-    present = frame.samples[:, mask]
-    rows = np.flatnonzero(present.any(axis=1))
+    rows = np.flatnonzero(frame.sampled(mask))
     labels = frame.labels if rows.size == len(frame.labels) else [frame.labels[i] for i in rows.tolist()]
-    kept = None if frame.present is None else present[rows]
-    return Frame(frame.query, labels, frame.timestamps[mask], frame.values[rows][:, mask], frame.kind, kept)
+    cells = np.ix_(rows, mask)
+    kept = None if frame.present is None else frame.present[cells]
+    return Frame(frame.query, labels, frame.timestamps[mask], frame.values[cells], frame.kind, kept)
 
 
 def _not_due(source: Source, got: Sequence[Frame]) -> set[str]:

@@ -45,6 +45,11 @@ class Frame:
         """Which cells hold a sample: ``present``, else every cell not NaN."""
         return self.present if self.present is not None else ~np.isnan(self.values)
 
+    def sampled(self, steps: BoolArray) -> BoolArray:
+        """Which series hold a sample at any of the ``steps`` (a mask of its timestamps)."""
+        cells = self.present[:, steps] if self.present is not None else ~np.isnan(self.values[:, steps])
+        return np.asarray(cells.any(axis=1), np.bool_)
+
     def rows(self, rows: IntArray | list[int], labels: Sequence[Mapping[str, str]]) -> Frame:
         """The frame of its rows ``rows`` (``labels``: their label sets), every step."""
         present = None if self.present is None else self.present[rows]

@@ -248,7 +248,7 @@ def test_another_fleets_snapshot_is_refused_and_none_of_its_alerts_is_posted(tmp
     service.firing["k"] = _Firing(alert, 24, QUERIES[0], "adaptive", peak=7.5, trough=2.0, reads=40)
     assert save_snapshot(path, service.snapshot())
     clock.advance(down)
-    why = "is another fleet's: 0 of the 48 series the history holds since 900 s before its save are in it"
+    why = "is another fleet's: 0 of 48 series the history holds since 900 s before its save (at most 1,000"
     other = _refused(path, clock, caplog, why, GridSource(OTHER_FLEET), prometheus_url="http://prom-b:9090")
     posted: list[Alert] = []
     other.on_alert = posted.append
