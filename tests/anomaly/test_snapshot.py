@@ -11,6 +11,8 @@ import os
 import re
 import stat
 import zipfile
+from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import pytest
@@ -56,9 +58,10 @@ class GridSource:
 
     name = "prometheus"
 
-    def __init__(self) -> None:
+    def __init__(self, gpus: list[dict[str, str]] = GPUS) -> None:
         self.reads: list[tuple[float, float]] = []
         self._health = SourceHealth(self.name)
+        self.gpus = gpus
 
     def read(self, start: float, end: float) -> list[Frame]:
         self.reads.append((start, end))
@@ -68,7 +71,7 @@ class GridSource:
         if not ts.size:
             return []
         return [
-            Frame(q, GPUS, ts, np.column_stack([_value(k, t) for t in ts.tolist()]))
+            Frame(q, self.gpus, ts, np.column_stack([_value(k, t) for t in ts.tolist()]))
             for k, q in enumerate(QUERIES)
         ]
 
@@ -124,9 +127,10 @@ def straight() -> Scores:
     return _ticks(clock, service, AFTER)
 
 
-def _restarted(tmp_path, *, saved: bool, **later: object) -> tuple[GridSource, AnomalyService, Scores]:
+def _restarted(tmp_path, *, saved: bool, **later: object) -> tuple[int, AnomalyService, Scores]:
     """Three days of ticks, the state saved (``saved``), two ticks down, a new service warmed up (from the
-    snapshot when ``saved``): its source, the new service, and its scores of the next hour."""
+    snapshot when ``saved``): the ticks of history its warm-up fed, the new service, and its scores of the
+    next hour."""
     clock = FakeClock()
     _, first = _service(clock)
     first.warm_up()
@@ -135,17 +139,18 @@ def _restarted(tmp_path, *, saved: bool, **later: object) -> tuple[GridSource, A
     assert save_snapshot(path, first.snapshot())
     clock.advance(DOWN * EVERY)
     source, second = _service(clock, **later)
-    second.warm_up(snapshot=load_snapshot(path, second.cfg) if saved else None)
-    return source, second, _ticks(clock, second, AFTER)
+    fed = second.warm_up(snapshot=load_snapshot(path, second.cfg) if saved else None)
+    ((start, end),) = source.reads
+    assert end - start == 3600.0  # the hour of history is read either way (whose fleet it is, it tells)
+    return fed, second, _ticks(clock, second, AFTER)
 
 
 def test_a_restart_from_its_snapshot_scores_the_next_ticks_exactly_as_the_uninterrupted_run(
     tmp_path, straight
 ):
-    source, service, scores = _restarted(tmp_path, saved=True)
+    fed, service, scores = _restarted(tmp_path, saved=True)
     assert _same(scores, straight)
-    ((start, end), *_) = source.reads
-    assert end - start == DOWN * EVERY  # only the history after the snapshot was replayed
+    assert fed == DOWN  # only the history after the snapshot was replayed
     adaptive = next(d for d in service.detectors if d.name == "adaptive")
     model = next(iter(adaptive._models.values()))
     assert np.isfinite(model.day[:8]).all()  # three days of hour-of-day profile, kept
@@ -156,10 +161,9 @@ def test_a_restart_from_its_snapshot_scores_the_next_ticks_exactly_as_the_uninte
 def test_todays_restart_without_a_snapshot_forgets_the_seasonal_profile_and_scores_otherwise(
     tmp_path, straight
 ):
-    source, service, scores = _restarted(tmp_path, saved=False)
+    fed, service, scores = _restarted(tmp_path, saved=False)
     assert not _same(scores, straight)
-    ((start, end), *_) = source.reads
-    assert end - start == 3600.0  # the hour of history, all that is left of three days
+    assert fed == 12  # the hour of history, all that is left of three days
     model = next(iter(next(d for d in service.detectors if d.name == "adaptive")._models.values()))
     assert np.isnan(model.day[:8]).sum() > 8 * 12  # half the day's hours never seen
 
@@ -173,11 +177,14 @@ def _saved(tmp_path, clock: FakeClock, ticks: int = 30) -> tuple[AnomalyService,
     return service, path
 
 
-def _refused(path, clock: FakeClock, caplog, why: str, **later: object) -> None:
-    """Warming up from ``path`` falls back to the whole hour of history, says ``why`` naming the file, and
-    leaves the file as it was."""
+def _refused(
+    path, clock: FakeClock, caplog, why: str, source: GridSource | None = None, **later: object
+) -> AnomalyService:
+    """Warming up from ``path`` (reading ``source``, else the fleet it was saved from) falls back to the
+    whole hour of history, says ``why`` naming the file, and leaves the file as it was: the service."""
     before = path.read_bytes()
-    source, service = _service(clock, **later)
+    source = source or GridSource()
+    service = AnomalyService(_config(**later), [source], clock)
     with caplog.at_level(logging.INFO):
         snapshot = load_snapshot(path, service.cfg)
         fed = service.warm_up(snapshot=snapshot)
@@ -187,6 +194,7 @@ def _refused(path, clock: FakeClock, caplog, why: str, **later: object) -> None:
     assert any(str(path) in line and why in line and "left as it is" in line for line in said), said
     assert path.read_bytes() == before
     assert len(service.index) == 8 * len(QUERIES)  # what the hour held, nothing from the file
+    return service
 
 
 def test_a_snapshot_older_than_the_hour_of_history_is_refused(tmp_path, caplog):
@@ -215,19 +223,48 @@ def test_a_snapshot_saved_under_other_settings_is_refused_naming_what_changed(tm
     _refused(path, clock, caplog, "saved under other settings (anomaly.fleet_k changed)", fleet_k=5.0)
 
 
-def test_where_the_service_reads_and_posts_is_no_setting_that_refuses_a_snapshot(tmp_path):
+def test_where_the_service_reads_and_posts_is_no_setting_that_refuses_a_snapshot(tmp_path, caplog):
+    """The same fleet read through another Prometheus (moved behind Thanos, renamed) takes its state up."""
     clock = FakeClock()
     _, path = _saved(tmp_path, clock)
-    cfg = _config(prometheus_url="http://prom-2:9090", port=9800, state_save_seconds=60.0)
-    assert load_snapshot(path, cfg) is not None
+    cfg = _config(prometheus_url="http://thanos:10902", port=9800, state_save_seconds=60.0)
+    clock.advance(EVERY)
+    service = AnomalyService(cfg, [GridSource()], clock)
+    with caplog.at_level(logging.INFO):
+        assert service.warm_up(snapshot=load_snapshot(path, cfg)) == 1
+    assert f"anomaly state restored from {path}" in caplog.text
+
+
+OTHER_FLEET = [{**gpu, "Hostname": f"b{gpu['Hostname']}", "UUID": f"GPU-B{i}"} for i, gpu in enumerate(GPUS)]
+
+
+@pytest.mark.parametrize("down", [0.0, EVERY], ids=["within-a-step", "a-tick-later"])
+def test_another_fleets_snapshot_is_refused_and_none_of_its_alerts_is_posted(tmp_path, caplog, down):
+    """Two configurations run one after the other in one directory (another ``prometheus_url``, the same
+    default state file): the second took up the first's state, and its first tick posted the first fleet's
+    alerts to its own serve. Told by the series the history holds, also where no step came since the save."""
+    clock = FakeClock()
+    service, path = _saved(tmp_path, clock)
+    alert = Alert(labels={"alertname": "GpuwardenAnomaly", "UUID": "GPU-3"}, source=AlertSource.ANOMALY)
+    service.firing["k"] = _Firing(alert, 24, QUERIES[0], "adaptive", peak=7.5, trough=2.0, reads=40)
+    assert save_snapshot(path, service.snapshot())
+    clock.advance(down)
+    why = "is another fleet's: 0 of 48 series the history holds since 900 s before its save (at most 1,000"
+    other = _refused(path, clock, caplog, why, GridSource(OTHER_FLEET), prometheus_url="http://prom-b:9090")
+    posted: list[Alert] = []
+    other.on_alert = posted.append
+    clock.advance(EVERY)
+    other.infer()
+    assert other.firing == {} and posted == []
 
 
 def test_a_snapshot_of_another_format_version_is_refused(tmp_path, caplog, monkeypatch):
     clock = FakeClock()
-    monkeypatch.setattr(snapshot_module, "VERSION", 2)
+    version = snapshot_module.VERSION
+    monkeypatch.setattr(snapshot_module, "VERSION", version + 1)
     _, path = _saved(tmp_path, clock)
     monkeypatch.undo()
-    _refused(path, clock, caplog, "is of format version 2; this gpuwarden reads 1")
+    _refused(path, clock, caplog, f"is of format version {version + 1}; this gpuwarden reads {version}")
 
 
 @pytest.mark.parametrize("damage", ["truncated", "corrupt", "empty", "not-npz"])
@@ -251,9 +288,13 @@ def test_a_damaged_snapshot_is_refused(tmp_path, caplog, damage):
         (None, "is not an anomaly state snapshot (no header)"),
         (["a", "list"], "is not an anomaly state snapshot (its header is a list)"),
         ({"format": "other"}, "is not an anomaly state snapshot (format 'other')"),
-        ({"format": "gpuwarden-anomaly-state", "version": 1}, "has no 'saved_at' in its header"),
+        (
+            {"format": "gpuwarden-anomaly-state", "version": snapshot_module.VERSION},
+            "has no 'saved_at' in its header",
+        ),
+        ({"format": "gpuwarden-anomaly-state", "version": 1}, "is of format version 1; this gpuwarden reads"),
     ],
-    ids=["no-header", "list", "other-format", "incomplete"],
+    ids=["no-header", "list", "other-format", "incomplete", "before-recalled-alerts-were-kept-apart"],
 )
 def test_an_npz_that_is_no_snapshot_of_this_service_is_refused(tmp_path, caplog, header, why):
     clock = FakeClock()
@@ -792,21 +833,78 @@ def test_a_crash_whose_lost_ticks_span_a_node_outage_scores_as_the_uninterrupted
     detector restarted those GPUs' smoothing and the index took them as seen, so the first ticks after the
     restart scored the node otherwise than the uninterrupted run (fuzz seed 28)."""
 
+    straight, restarted = _crashed_across(tmp_path, OutageSource)  # the node down, then back
+    assert any(d == "fleet" for d, _ in straight[0])
+    assert _same(restarted, straight)
+
+
+def _crashed_across(tmp_path, source_for: Callable[[float, float], GridSource]) -> tuple[Scores, Scores]:
+    """The scores of the 6 ticks after a crash that lost the ticks 13-15 (the state saved after 12), and of
+    the same ticks uninterrupted, reading ``source_for(since, until)``: what happens at the ticks 13-14."""
+
     def run(crash: bool) -> Scores:
         clock = FakeClock()
         t0 = clock.time()
-        source = OutageSource(t0 + 12.5 * EVERY, t0 + 14.5 * EVERY)  # the ticks 13 and 14
+        source = source_for(t0 + 12.5 * EVERY, t0 + 14.5 * EVERY)
         service = AnomalyService(_config(), [source], clock)
         service.warm_up()
         _ticks(clock, service, 12)
         path = tmp_path / f"{crash}.npz"
         assert save_snapshot(path, service.snapshot())
-        _ticks(clock, service, 3)  # lost by the crash: the node down, then back
+        _ticks(clock, service, 3)  # lost by the crash
         if crash:
             service = AnomalyService(_config(), [source], clock)
             service.warm_up(snapshot=load_snapshot(path, service.cfg))
         return _ticks(clock, service, 6)
 
-    straight, restarted = run(crash=False), run(crash=True)
+    return run(crash=False), run(crash=True)
+
+
+class BlankSampleSource(GridSource):
+    """GPU 2's temperature read as one ``blank`` sample (``nan``: Prometheus' ``NaN``, 0/0 in a query, the
+    frame saying its cells hold samples; ``inf``: ``+Inf``) at each step from ``since`` to ``until``."""
+
+    def __init__(self, blank: str, since: float, until: float) -> None:
+        super().__init__()
+        self.blank, self.since, self.until = blank, since, until
+
+    def read(self, start: float, end: float) -> list[Frame]:
+        frames = super().read(start, end)
+        if not frames:
+            return frames
+        temperature, *rest = frames
+        values = temperature.values.copy()
+        values[2, (temperature.timestamps >= self.since) & (temperature.timestamps < self.until)] = (
+            math.nan if self.blank == "nan" else math.inf
+        )
+        present = np.ones(values.shape, np.bool_) if self.blank == "nan" else None
+        return [Frame(temperature.query, GPUS, temperature.timestamps, values, present=present), *rest]
+
+
+@pytest.mark.parametrize("blank", ["nan", "inf"])
+def test_a_crash_whose_lost_ticks_read_a_series_only_as_nan_or_inf_scores_as_the_uninterrupted_run(
+    tmp_path, blank
+):
+    """A live tick whose read holds a series only as a NaN or infinite sample reads it as a gap row (the
+    fleet detector restarts its smoothing, the index takes it as seen); the replay of the ticks a crash
+    lost dropped it, as a series without a sample there, and scored the ticks after the restart otherwise."""
+
+    straight, restarted = _crashed_across(tmp_path, partial(BlankSampleSource, blank))
     assert any(d == "fleet" for d, _ in straight[0])
     assert _same(restarted, straight)
+
+
+def test_a_snapshot_is_taken_up_where_prometheus_is_down_at_the_start_and_nothing_tells_its_fleet(
+    tmp_path, caplog
+):
+    """Which fleet a snapshot is of is told by the series the history holds: with Prometheus down at the
+    restart there are none, and the state is kept, as it was before that check (a Prometheus outage during
+    an upgrade must not cost a week of learning)."""
+    clock = FakeClock()
+    _, path = _saved(tmp_path, clock)
+    clock.advance(EVERY)
+    service = AnomalyService(_config(), [DownSource()], clock)
+    with caplog.at_level(logging.INFO):
+        assert service.warm_up(snapshot=load_snapshot(path, service.cfg)) == 0
+    assert f"anomaly state restored from {path}" in caplog.text
+    assert len(service.index) == 8 * len(QUERIES)
