@@ -1,5 +1,5 @@
 """The ``GpuLost`` rule of the ``signatures`` detector: ``gpuwarden_gpu_up == 0``, or a GPU's series vanishing
-while its exporter still reports the others."""
+or reading NaN (no reading: the read failed) while its exporter still reads the others."""
 
 from __future__ import annotations
 
@@ -38,10 +38,12 @@ class LostGpuRule(SignatureRules):
         step = view.latest.get(GPU_UP)
         if step is None:
             return []
+        # A GPU with no reading (NaN: its series ended, or the read failed) is not seen, as one whose series
+        # vanished is not; of several label sets, the one with a reading is current, not one that just ended.
+        keys = [gpu_key(lab) for lab in step.labels]
         seen: dict[tuple[str, str], Mapping[str, str]] = {}
-        for lab, up in zip(step.labels, step.raw.tolist(), strict=True):
-            key = gpu_key(lab)
-            if key not in seen or math.isfinite(up):  # the current label set, not one that just ended
+        for key, lab, up in zip(keys, step.labels, step.raw.tolist(), strict=True):
+            if math.isfinite(up):
                 seen[key] = lab
         # A GPU never seen before in the slot of a vanished one replaced it (an RMA swap): that one is not
         # lost. A known GPU taking a vanished one's index is NVML renumbering after a loss: it still is.
@@ -59,10 +61,12 @@ class LostGpuRule(SignatureRules):
         # A GPU whose series vanished while its exporter still reports the others fell off the bus; when a
         # whole host's series vanish, the node or its exporter is gone: presence's NodeDown says so, and
         # eight GpuLost alerts would stay open over a later, real loss of one of those GPUs.
-        hosts = {lab.get("Hostname") for lab in step.labels}
-        vanished = [lab for lab, _ in self._vanished.values() if lab.get("Hostname") in hosts]
-        labels = [*step.labels, *vanished]
-        values = np.concatenate([step.raw, np.zeros(len(vanished))])
+        # A host whose every GPU reads NaN was not read (a missed scrape, the node going down): the same.
+        hosts = {lab.get("Hostname") for lab in seen.values()}
+        vanished = {key: lab for key, (lab, _) in self._vanished.items() if lab.get("Hostname") in hosts}
+        rows = [i for i, key in enumerate(keys) if key not in vanished]  # a NaN row of a lost GPU: one row
+        labels = [*(step.labels[i] for i in rows), *vanished.values()]
+        values = np.concatenate([step.raw[rows], np.zeros(len(vanished))])
         fired = np.where(np.isfinite(values) & (values < 0.5), FIRED, 0.0)
         return [
             Findings(
