@@ -868,6 +868,21 @@ def test_a_yaml_boolean_where_a_number_belongs_is_refused_as_its_variable_is(
     assert said in str(refused.value), str(refused.value)
 
 
+def test_a_json_boolean_of_a_variable_where_a_number_belongs_is_called_a_json_boolean(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A variable's JSON value holding `true` was refused as "(a YAML boolean) ... (YAML reads yes, on and
+    true as true ...)", naming a syntax the variable is not written in."""
+    variable = "GPUWARDEN_ANOMALY__QUERIES"
+    monkeypatch.setenv(variable, '[{"name": "q", "expr": "up", "step_seconds": true}]')
+    with pytest.raises(ConfigError) as refused:
+        load_config(write(tmp_path, ""))
+    said = str(refused.value)
+    assert "anomaly.queries[0].step_seconds: true (a JSON boolean) is not a number" in said, said
+    assert said.endswith(f"(JSON reads an unquoted true or false as a boolean) (set by {variable})"), said
+    assert "YAML" not in said
+
+
 def test_a_boolean_is_told_apart_from_the_text_true_of_a_variable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
