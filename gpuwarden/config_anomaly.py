@@ -144,9 +144,10 @@ def parse_data_range(value: object) -> tuple[float, float] | None:
     return low, high
 
 
-# An infinite float: YAML's .inf, or a number past a float's range that YAML reads as infinity (1.0e+999;
-# 1e999 stays text, refused as too large): the two cannot be told apart. The text inf / -inf says no bound.
-_READ_AS_INFINITY = "YAML reads .inf and a number past a float's range, 1.0e+999, so"
+# An infinite float: YAML's .inf, a variable's JSON Infinity, or a number past a float's range that YAML or
+# JSON reads as infinity (1.0e+999; YAML leaves 1e999 text, refused as too large): they cannot be told
+# apart. The text inf / -inf says no bound.
+_READ_AS_INFINITY = ".inf, Infinity and a number past a float's range, 1.0e+999, read so"
 
 
 def _bound(value: object) -> float:

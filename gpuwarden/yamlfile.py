@@ -130,10 +130,12 @@ def read_text_file(path: Path) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); save it as UTF-8",
-            path=str(path),
-        ) from exc
+        raise ConfigError(not_utf8(exc), path=str(path)) from exc
+
+
+def not_utf8(exc: UnicodeDecodeError) -> str:
+    """A file that is not UTF-8 said with where and what to do (Python's words say neither)."""
+    return f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); save it as UTF-8"
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:
@@ -290,9 +292,9 @@ def _constraint_message(error: ErrorDetails, *, item: bool, key: bool, syntax: S
     if kind == "string_too_long":
         return f"longer than {ctx['max_length']} characters; shorten it"
     if kind in ("model_type", "dict_type"):  # "Input should be a valid dictionary or instance of ApiConfig"
-        return f"is {shown_value(value)}, not a section; write its settings below it as name: value pairs"
+        return f"is {shown_value(value)}, not a section; {_WRITE_SECTION[syntax]}"
     if kind == "list_type":
-        return f"is {shown_value(value)}, not a list; write its items below it, each after '- '"
+        return f"is {shown_value(value)}, not a list; {_WRITE_LIST[syntax]}"
     if kind in ("too_short", "too_long"):
         actual = ctx["actual_length"]
         has = "empty" if actual == 0 else f"{actual} item{'s' if actual != 1 else ''}"
@@ -320,6 +322,14 @@ def _constraint_message(error: ErrorDetails, *, item: bool, key: bool, syntax: S
     return None
 
 
+_WRITE_SECTION: dict[Syntax, str] = {
+    "YAML": "write its settings below it as name: value pairs",
+    "JSON": 'write its settings as a JSON object, {"name": value, ...}',
+}
+_WRITE_LIST: dict[Syntax, str] = {
+    "YAML": "write its items below it, each after '- '",
+    "JSON": "write its items as a JSON list, [item, ...]",
+}
 _BOOLEANS: dict[Syntax, str] = {
     "YAML": " (YAML reads yes, on and true as true; no, off and false as false)",
     "JSON": " (JSON reads an unquoted true or false as a boolean)",

@@ -66,9 +66,12 @@ def test_a_query_without_a_data_range_is_unbounded() -> None:
         ("[0, 1e999]", "'1e999' is more than a number can hold"),
         (
             "[0, 1.0e+999]",
-            "inf (YAML reads .inf and a number past a float's range, 1.0e+999, so) is ambiguous",
+            "inf (.inf, Infinity and a number past a float's range, 1.0e+999, read so) is ambiguous",
         ),
-        ("[-.inf, 5]", "-inf (YAML reads .inf and a number past a float's range, 1.0e+999, so) is ambiguous"),
+        (
+            "[-.inf, 5]",
+            "-inf (.inf, Infinity and a number past a float's range, 1.0e+999, read so) is ambiguous",
+        ),
         (f"[0, {'9' * 400}]", f"{'9' * 400} is more than a number can hold"),
     ],
     ids=[

@@ -208,6 +208,9 @@ def test_resolve_and_a_repeated_ack_say_what_happened(
 
 BAD_URLS = {
     "ipv6-unclosed": "http://[::1",
+    # httpx takes these (it escapes a bracket in the host); urllib's urlsplit raised "Invalid IPv6 URL"
+    "bracket-opened-no-port": "http://[bad",
+    "bracket-closed": "http://a]b",
     "newline": "http://127.0.0.1:1\n",
     "hostname-300": "http://" + "a" * 300 + ".com",  # the idna codec refuses labels over 63
     "punycode-invalid": "http://xn--a/",  # httpx's decoding of the host raised idna's error: a traceback
