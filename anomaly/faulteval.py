@@ -582,13 +582,16 @@ def _missed(inj: Injection, truth: _Truth) -> dict[str, Any]:
 
 def _note_stalled(fleet: Fleet, injections: Sequence[Injection], now: float, interval: float) -> None:
     """Time each slowdown (``needs_workload``: a straggler) not yet seen on a working job from after ``now``
-    while its training job is stalled at this tick by another fault (a rank hung, lost or on a node that is
-    down): every rank then waits at 0 % utilisation, at the idle clock and power, the slower GPU with them, so
-    there is nothing to see until the job runs again. Only while it has not been seen yet: the tick before
-    was its first or a stalled one (``seen_from`` at or after it). A job stalled later hides a fault already
-    shown, which stays timed from when it was."""
+    while its training job is stalled at this tick by another fault (a rank hung, lost or on another node
+    that is down): every rank then waits at 0 % utilisation, at the idle clock and power, the slower GPU with
+    them, so there is nothing to see until the job runs again. Only while it has not been seen yet: the tick
+    before was its first or a stalled one (``seen_from`` at or after it). A job stalled later hides a fault
+    already shown, which stays timed from when it was. Its own node down is the outage: timed from its
+    return (``hidden_until``), not counted here."""
     for inj in injections:
         if not inj.fault_class.needs_workload or inj.repaired_at is not None or inj.gpu is None:
+            continue
+        if not fleet.node(inj.node).up:
             continue
         if not now - interval <= inj.seen_from() <= now:
             continue
