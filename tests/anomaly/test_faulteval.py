@@ -247,7 +247,7 @@ def _quiet() -> SimpleNamespace:
 
 def test_a_straggler_begun_while_another_rank_hangs_its_job_is_timed_from_when_the_job_runs(monkeypatch):
     """Seed 906's straggler begun on node-04 GPU 0 while the node was down counted 480 s late: its node
-    came back at 21,995 s with pretrain-01 still hung on node-02 GPU 0 until 22,380 s, every rank idle (0 %,
+    came back at 22,020 s with pretrain-01 still hung on node-02 GPU 0 until 22,380 s, every rank idle (0 %,
     345 MHz, 70 W, the straggler with them: fleet z 0), and the fleet detector raised 120 s after the job
     ran again. A slower GPU shows only while it works: it is timed from the job's resumption. A job stalled
     by the straggler's own node being down is its outage (timed from its return), not counted so."""
