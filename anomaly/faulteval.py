@@ -132,10 +132,12 @@ class Injection:
     open_at_start: tuple[str, ...] = ()  # ``detector:query`` of the alerts firing on its target at its start
     hold_seconds: float | None = None  # drawn for this one (a long outage); None: its class's or the plan's
     hidden_until: float | None = None  # begun on a node that was down: timed from its return
+    stalled_until: float | None = None  # its job stalled by another fault at the last tick: timed from after
 
     def seen_from(self) -> float:
-        """When it could first be seen: its start, or its node's return for one begun while it was down."""
-        return max(self.started_at, self.hidden_until or self.started_at)
+        """When it could first be seen: its start; its node's return for one begun while it was down; for a
+        slowdown begun while its training job was stalled, the last tick it was (``_note_stalled``)."""
+        return max(self.started_at, self.hidden_until or 0.0, self.stalled_until or 0.0)
 
     def latency(self) -> float | None:
         """Seconds from when it could first be seen to its detection."""
@@ -164,6 +166,7 @@ class ClassResult:
     stuck_after_repair: int = 0  # injections with an alert on their target firing ``stuck_seconds`` after it
     began_inside_open_alerts: int = 0  # injections whose target had alerts firing at their start
     not_injected_already_active: int = 0  # drawn where the same fault was still active: not injected
+    job_stalled_at_start: int = 0  # slowdowns begun while another fault stalled their job: timed from after
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -185,6 +188,7 @@ class ClassResult:
             "stuck_after_repair": self.stuck_after_repair,
             "began_inside_open_alerts": self.began_inside_open_alerts,
             "not_injected_already_active": self.not_injected_already_active,
+            "job_stalled_at_start": self.job_stalled_at_start,
         }
 
 
@@ -456,6 +460,7 @@ def run_fault_eval(
             before_tick()
         result = service.infer()
         now = clock.time()
+        _note_stalled(fleet, truth.injections, now, plan.interval_seconds)
         if now - last_fit >= service.cfg.fit_every_seconds:
             service.fit()
             last_fit = now
@@ -575,6 +580,26 @@ def _missed(inj: Injection, truth: _Truth) -> dict[str, Any]:
     return out
 
 
+def _note_stalled(fleet: Fleet, injections: Sequence[Injection], now: float, interval: float) -> None:
+    """Time each slowdown (``needs_workload``: a straggler) not yet seen on a working job from after ``now``
+    while its training job is stalled at this tick by another fault (a rank hung, lost or on another node
+    that is down): every rank then waits at 0 % utilisation, at the idle clock and power, the slower GPU with
+    them, so there is nothing to see until the job runs again. Only while it has not been seen yet: the tick
+    before was its first or a stalled one (``seen_from`` at or after it). A job stalled later hides a fault
+    already shown, which stays timed from when it was. Its own node down is the outage: timed from its
+    return (``hidden_until``), not counted here."""
+    for inj in injections:
+        if not inj.fault_class.needs_workload or inj.repaired_at is not None or inj.gpu is None:
+            continue
+        if not fleet.node(inj.node).up:
+            continue
+        if not now - interval <= inj.seen_from() <= now:
+            continue
+        work = fleet.workload_on(inj.node, inj.gpu)
+        if isinstance(work, TrainingJob) and work.stalled:
+            inj.stalled_until = now
+
+
 def _repair_due(fleet: Fleet, injections: list[Injection], now: float, hold: float) -> None:
     for inj in injections:
         if inj.repaired_at is None and now - inj.started_at >= inj.hold(hold):
@@ -678,6 +703,7 @@ def _summarise(
         res.injected += 1
         res.stuck_after_repair += bool(inj.stuck)
         res.began_inside_open_alerts += bool(inj.open_at_start)
+        res.job_stalled_at_start += inj.stalled_until is not None
         if inj.resolved_early_by:
             res.resolved_while_active += 1
             res.quiet_while_active += inj.quiet
@@ -711,6 +737,7 @@ def merge_reports(reports: list[FaultEvalReport]) -> FaultEvalReport:
             m.stuck_after_repair += c.stuck_after_repair
             m.began_inside_open_alerts += c.began_inside_open_alerts
             m.not_injected_already_active += c.not_injected_already_active
+            m.job_stalled_at_start += c.job_stalled_at_start
             for k, v in c.resolved_early_by.items():
                 m.resolved_early_by[k] = m.resolved_early_by.get(k, 0) + v
     return FaultEvalReport(

@@ -230,15 +230,61 @@ def _quiet_run(monkeypatch, first: tuple[str, float], second: tuple[str, float],
     node, gpu = next((g.node, g.index) for g in fleet.gpu_refs() if fleet.workload_on(g.node, g.index))
     a, b = (Injection(_class(name), node, gpu, clock.time() + at) for name, at in (first, second))
     monkeypatch.setattr("anomaly.faulteval._schedule", lambda plan, fleet, start: [a, b])
-    quiet = SimpleNamespace(
+    report = run_fault_eval(fleet, _quiet(), clock, EvalPlan(duration_seconds=duration, warmup_seconds=0.0))
+    (rec,) = [r for r in fleet.fault_log if r.id == b.fault_id] if b.fault_id else [None]
+    return fleet, report, rec
+
+
+def _quiet() -> SimpleNamespace:
+    """An anomaly service that raises nothing: the harness's own timing alone."""
+    return SimpleNamespace(
         infer=lambda: SimpleNamespace(raised=[], resolved=[]),
         fit=lambda: None,
         cfg=SimpleNamespace(fit_every_seconds=3600.0, pending_ticks=3),
         firing={},
     )
-    report = run_fault_eval(fleet, quiet, clock, EvalPlan(duration_seconds=duration, warmup_seconds=0.0))
-    (rec,) = [r for r in fleet.fault_log if r.id == b.fault_id] if b.fault_id else [None]
-    return fleet, report, rec
+
+
+def test_a_straggler_begun_while_another_rank_hangs_its_job_is_timed_from_when_the_job_runs(monkeypatch):
+    """Seed 906's straggler begun on node-04 GPU 0 while the node was down counted 480 s late: its node
+    came back at 22,020 s with pretrain-01 still hung on node-02 GPU 0 until 22,380 s, every rank idle (0 %,
+    345 MHz, 70 W, the straggler with them: fleet z 0), and the fleet detector raised 120 s after the job
+    ran again. A slower GPU shows only while it works: it is timed from the job's resumption. A job stalled
+    by the straggler's own node being down is its outage (timed from its return), not counted so."""
+    clock = FakeClock()
+    fleet = build_fleet(2, 8, seed=3, clock=clock)
+    (node, hung_gpu), (_, slow), (_, later) = _ranks_of_one_job_on(fleet, 3)
+    other = next(n for n in sorted({g.node for g in fleet.gpu_refs()}) if n != node)
+    (_, behind), *_ = _ranks_of_one_job_on(fleet, 1, other)
+    t0 = clock.time()
+    hang = Injection(_class("hung"), node, hung_gpu, t0 + 100.0)
+    straggler = Injection(_class("straggler"), node, slow, t0 + 160.0)
+    running = Injection(_class("straggler"), node, later, t0 + 1000.0)  # after the hang's repair
+    outage = Injection(LONG_OUTAGE, other, None, t0 + 1200.0, hold_seconds=1300.0)  # stalls running's job
+    down = Injection(WHILE_DOWN_CLASSES[1], other, behind, t0 + 1300.0, hidden_until=t0 + 2500.0)
+    drawn = [hang, straggler, running, outage, down]
+    monkeypatch.setattr("anomaly.faulteval._schedule", lambda plan, fleet, start: list(drawn))
+    plan = EvalPlan(duration_seconds=3600.0, warmup_seconds=0.0)
+    run_fault_eval(fleet, _quiet(), clock, plan)
+    assert hang.repaired_at is not None and hang.repaired_at >= t0 + 700.0
+    assert straggler.seen_from() == hang.repaired_at  # its last stalled tick; the job ran from then on
+    assert (running.stalled_until, running.seen_from()) == (None, t0 + 1000.0)
+    assert (down.stalled_until, down.seen_from()) == (None, outage.repaired_at)
+    straggler.detected_at = hang.repaired_at + 120.0
+    result = _summarise(drawn, plan)["straggler"]
+    assert (result.within_deadline, result.latencies, result.job_stalled_at_start) == (1, [120.0], 1)
+    assert _summarise(drawn, plan)["straggler_while_down"].job_stalled_at_start == 0
+    merged = merge_reports([FaultEvalReport({"straggler": result}, 1.0, 0, [], 30.0)] * 2).to_json()
+    assert merged["classes"]["straggler"]["job_stalled_at_start"] == 2
+
+
+def _ranks_of_one_job_on(fleet, count: int, node: str | None = None) -> list[tuple[str, int]]:
+    """``count`` GPUs of one node (the first with a training job, or ``node``) that run a training job."""
+    ranks = [
+        (g.node, g.index) for g in fleet.gpu_refs() if hasattr(fleet.workload_on(g.node, g.index), "ranks")
+    ]
+    node = node or ranks[0][0]
+    return [r for r in ranks if r[0] == node][:count]
 
 
 def test_a_fault_drawn_after_the_same_one_was_due_for_repair_is_injected(monkeypatch):
