@@ -7,9 +7,13 @@ imports the exporter), and every ``fit_every`` a ``fit``. Faults hit a random GP
 
 * A fault is detected when an alert on its GPU (same ``Hostname`` and ``gpu`` labels) is raised between its
   start and ``deadline`` seconds later: one collection interval for hard faults, 5 minutes for soft ones.
-* An alert is false when no fault window (start .. repair + ``grace``) is open on its node or on a GPU that
-  runs its training job (a stalled job slows every rank: those alerts are sympathetic, not false; an
-  inference service's replicas each draw their own load, so an alert on another replica is false).
+* An alert is false when no fault window (start .. repair + ``grace``) is open on a fault that reaches its GPU
+  (``gpuwarden.sim.faults.reaches``: its own GPU, or every GPU of its node for a node-wide fault; an alert
+  naming no GPU, any fault on its node) or on a GPU that runs its training job (a stalled job slows every
+  rank: those alerts are sympathetic, not false; an inference service's replicas each draw their own load,
+  so an alert on another replica is false). A fault on another GPU of its node does not reach it (the
+  simulator shares no cooling or NVLink state between GPUs): such a false alert names the faults open beside
+  it (``beside``), counted apart (``false_alerts_beside_a_fault``).
   One on a GPU of a faulted job other than the fault's target is counted apart (``sympathetic``: detector
   and delay from when the newest such fault seen by then could be seen: its start, or its node's return,
   below); one raised more than the soft deadline (5 minutes) after that is listed (``late_sympathetic``):
