@@ -395,8 +395,8 @@ GPU_CLASSES = [c for c in FAULT_CLASSES if not c.node_level]
 def test_an_alert_on_a_neighbour_gpu_of_a_gpu_fault_is_false_and_names_the_fault_beside_it(fault_class):
     """No GPU fault of the simulator reaches another GPU of its node (``gpuwarden.sim.faults.reaches``): an
     alert on one that runs no job with the fault's GPU is false. The eval took any alert on a faulted node
-    as the fault's: a straggler on GPU 3 hid an adaptive alert on GPU 5's memory for the fault's 10 minutes
-    and 15 of grace. The false alert names the fault beside it, and the report counts those apart."""
+    as the fault's: a straggler on GPU 3 would hide an adaptive alert on GPU 5's memory for the fault's 10
+    minutes and 15 of grace. The false alert names the fault beside it, and the report counts those apart."""
     clock = FakeClock()
     fleet = build_fleet(2, 8, seed=3, clock=clock)
     (node, gpu), _, (_, neighbour) = _job_mates(fleet)

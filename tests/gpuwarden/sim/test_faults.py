@@ -173,7 +173,7 @@ FAULTS_BY_REACH = [
     FAULTS_BY_REACH,
     ids=[f"{f['kind']}{f.get('xid', '')}{'-node' * ('node_wide' in f)}" for f in FAULTS_BY_REACH],
 )
-def test_a_fault_changes_exactly_the_gpus_reaches_names(fault: dict[str, Any]) -> None:
+def test_a_fault_changes_no_gpu_it_does_not_reach_but_ranks_of_their_jobs(fault: dict[str, Any]) -> None:
     """The fault eval takes an alert as a fault's only on a GPU the fault ``reaches`` (or on a rank of a job
     one of those runs): the fleet must change no other GPU (a thermal runaway heats no neighbour, a downed
     NVLink shows on no peer), or the eval would count an alert the fault caused as false."""
