@@ -408,7 +408,7 @@ def test_alerts_on_a_faulted_jobs_other_gpus_are_counted_sympathetic_with_their_
     seen: the eval now lists it apart, late past the soft deadline, and still not false."""
     clock = FakeClock()
     fleet = build_fleet(2, 8, seed=3, clock=clock)
-    (node, gpu), (_, mate), (_, neighbour) = _job_mates(fleet)
+    (node, gpu), (_, mate), _ = _job_mates(fleet)
     truth = _Truth(fleet, grace=900.0)
     runaway = Injection(_class("thermal_runaway"), node, gpu, 1000.0)
     truth.injections.append(runaway)
@@ -416,7 +416,6 @@ def test_alerts_on_a_faulted_jobs_other_gpus_are_counted_sympathetic_with_their_
     _attribute(_raise(node, gpu), 1060.0, truth, tally)  # its own alert: the detection
     _attribute(_raise(node, mate), 1120.0, truth, tally)  # a rank, 2 minutes in
     _attribute(_raise(node, mate, "fleet"), 1000.0 + 37 * 60, truth, tally)  # a rank, 37 minutes in
-    _attribute(_raise(node, neighbour), 1200.0, truth, tally)  # another job's GPU on its node
     assert runaway.detected_at == 1060.0
     assert tally.false_alerts == []
     assert [(a["gpu"], a["model"], a["delay_s"]) for a in tally.sympathetic] == [
@@ -433,6 +432,51 @@ def test_alerts_on_a_faulted_jobs_other_gpus_are_counted_sympathetic_with_their_
     }
     (late, _) = merged["late_sympathetic_examples"]
     assert (late["Hostname"], late["gpu"], late["fault"]) == (node, mate, f"thermal_runaway {node} GPU {gpu}")
+
+
+GPU_CLASSES = [c for c in FAULT_CLASSES if not c.node_level]
+
+
+@pytest.mark.parametrize("fault_class", GPU_CLASSES, ids=[c.name for c in GPU_CLASSES])
+def test_an_alert_on_a_neighbour_gpu_of_a_gpu_fault_is_false_and_names_the_fault_beside_it(fault_class):
+    """No GPU fault of the simulator reaches another GPU of its node (``gpuwarden.sim.faults.reaches``): an
+    alert on one that runs no job with the fault's GPU is false. The eval took any alert on a faulted node
+    as the fault's: a straggler on GPU 3 would hide an adaptive alert on GPU 5's memory for the fault's 10
+    minutes and 15 of grace. The false alert names the fault beside it, and the report counts those apart."""
+    clock = FakeClock()
+    fleet = build_fleet(2, 8, seed=3, clock=clock)
+    (node, gpu), _, (_, neighbour) = _job_mates(fleet)
+    truth = _Truth(fleet, grace=900.0)
+    truth.injections.append(Injection(fault_class, node, gpu, 1000.0, repaired_at=1600.0))
+    tally = _Tally(counted_from=0.0)
+    _attribute(_raise(node, neighbour), 1200.0, truth, tally)  # while it is on
+    _attribute(_raise(node, neighbour, "fleet"), 1600.0 + 900.0, truth, tally)  # the last second of its grace
+    assert tally.sympathetic == []
+    assert [(a["gpu"], a["beside"]) for a in tally.false_alerts] == [
+        (str(neighbour), f"{fault_class.name} GPU {gpu}"),
+        (str(neighbour), f"{fault_class.name} GPU {gpu}"),
+    ]
+    report = FaultEvalReport({}, 1.0, 2, tally.false_alerts, 30.0).to_json()
+    assert report["false_alerts_beside_a_fault"] == 2
+    assert report["false_alerts_beside_faults"] == {
+        f"GpuwardenAnomaly:adaptive: beside {fault_class.name}": 1,
+        f"GpuwardenAnomaly:fleet: beside {fault_class.name}": 1,
+    }
+
+
+def test_an_alert_on_any_gpu_of_a_node_wide_fault_is_the_faults_and_names_nothing_beside():
+    """A node down (or a node's power brake) acts on every GPU of the node: alerts there are its own, not
+    false, and a false alert elsewhere names no fault beside it."""
+    clock = FakeClock()
+    fleet = build_fleet(2, 8, seed=3, clock=clock)
+    truth = _Truth(fleet, grace=900.0)
+    truth.injections.append(Injection(_class("node_down"), "node-01", None, 1000.0, repaired_at=1600.0))
+    tally = _Tally(counted_from=0.0)
+    for index in range(8):
+        _attribute(_raise("node-01", index), 1700.0, truth, tally)
+    served = next(i for i in range(8) if not hasattr(fleet.workload_on("node-02", i), "ranks"))
+    _attribute(_raise("node-02", served), 1700.0, truth, tally)  # no rank of a job node-01 runs
+    assert [(a["Hostname"], "beside" in a) for a in tally.false_alerts] == [("node-02", False)]
 
 
 def test_an_alert_on_a_job_mate_after_the_faults_grace_is_false():
