@@ -91,11 +91,9 @@ class AdaptiveDetector:
             state = model.state()
             out.meta["models"].append({"params": dataclasses.asdict(params), **state.meta})
             out.arrays.update({f"m{i}_{key}": array for key, array in state.arrays.items()})
-        parked = self._parked.entries()
-        out.meta.update(queries=list(self._query), gpus=list(self._gpu), parked=[key for key, _, _ in parked])
-        out.arrays["parked_at"] = np.array([at for _, at, _ in parked], np.float64)
-        out.arrays["parked_sizes"] = np.array([row.size for _, _, row in parked], np.int64)
-        out.arrays["parked_rows"] = np.concatenate([np.empty(0, np.uint8), *(row for _, _, row in parked)])
+        parked, arrays = self._parked.state(np.uint8)
+        out.meta.update(queries=list(self._query), gpus=list(self._gpu), parked=parked)
+        out.arrays.update(arrays)
         return out
 
     def restore(self, state: State) -> None:
@@ -108,22 +106,16 @@ class AdaptiveDetector:
             meta = {k: v for k, v in saved.items() if k != "params"}
             models[params] = AdaptiveThresholds(params, capacity=1)
             models[params].restore(State(meta, arrays))
-        queries, gpus, keys = state.meta["queries"], state.meta["gpus"], state.meta["parked"]
-        at, sizes = state.arrays["parked_at"], state.arrays["parked_sizes"]
-        rows = np.asarray(state.arrays["parked_rows"], np.uint8)
-        shape = (len(keys),)
-        fits = at.shape == sizes.shape == shape and not (sizes < 0).any() and int(sizes.sum()) == rows.size
-        if len(queries) != len(gpus) or not fits:
-            raise ValueError(
-                f"adaptive parked: {len(keys)} series, {at.shape} times, {sizes.shape} sizes, {rows.size} B"
-            )
+        queries, gpus = state.meta["queries"], state.meta["gpus"]
+        if len(queries) != len(gpus):
+            raise ValueError(f"adaptive: {len(queries)} series ids' queries, {len(gpus)} GPUs")
+        parked = ParkedRows.restored(
+            _PARKED_SECONDS, "adaptive", state.meta["parked"], state.arrays, dtype=np.uint8
+        )
         self._models = models
         self._query = [None if q is None else str(q) for q in queries]
         self._gpu = [None if g is None else str(g) for g in gpus]
-        self._parked = ParkedRows(_PARKED_SECONDS)
-        ends = np.cumsum(sizes)
-        for key, when, end, size in zip(keys, at.tolist(), ends.tolist(), sizes.tolist(), strict=True):
-            self._parked.park(str(key), when, rows[end - size : end].copy(), len(keys))
+        self._parked = parked
 
     def fit(self, view: View) -> None:
         """Online: nothing to refit."""

@@ -119,7 +119,8 @@ class CoarseSteps:
         keep = has | (ts >= expected)
         if keep.all():
             return frame
-        return Frame(frame.query, frame.labels, ts[keep], frame.values[:, keep], frame.kind)
+        present = None if frame.present is None else frame.present[:, keep]
+        return Frame(frame.query, frame.labels, ts[keep], frame.values[:, keep], frame.kind, present)
 
     def step(self, query: str, asked: float) -> float:
         """The step the query's points come on: the one seen where coarser, else ``asked``."""
@@ -267,6 +268,8 @@ class SeriesSteps:
         """``frame`` with the values ``out``, and a row for each series absent from it that was ``carried``
         (its slots, the column, their values)."""
         labels = list(frame.labels)
+        # A carried answer is a sample: where the frame says which cells hold one, so does the result.
+        present = None if frame.present is None else frame.present | ~np.isnan(out)
         absent = np.concatenate([c[0] for c in carried])
         if absent.size:
             added, index = np.unique(absent, return_inverse=True)
@@ -276,7 +279,8 @@ class SeriesSteps:
             )
             labels.extend(self._labels[slot] or {} for slot in added.tolist())
             out = np.vstack([out, more])
-        return Frame(frame.query, labels, frame.timestamps, out, frame.kind)
+            present = None if present is None else np.vstack([present, ~np.isnan(more)])
+        return Frame(frame.query, labels, frame.timestamps, out, frame.kind, present)
 
     def _unsteady(self, steady: Steady, step: float, *, told: bool) -> None:
         """The steady series by slot again, each last answered at the steady reads' last step.

@@ -110,7 +110,8 @@ class SavedDetector(Detector, Protocol):
     a restart, and learns from the history the warm-up replays."""
 
     def state(self) -> State:
-        """Its state: copies, which later ticks leave as they are."""
+        """Its state: copies, which later ticks leave as they are. It only reads: a save calls it while a
+        tick may run (and then drops what it gave and calls it again)."""
         ...
 
     def restore(self, state: State) -> None:

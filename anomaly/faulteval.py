@@ -7,9 +7,13 @@ imports the exporter), and every ``fit_every`` a ``fit``. Faults hit a random GP
 
 * A fault is detected when an alert on its GPU (same ``Hostname`` and ``gpu`` labels) is raised between its
   start and ``deadline`` seconds later: one collection interval for hard faults, 5 minutes for soft ones.
-* An alert is false when no fault window (start .. repair + ``grace``) is open on its node or on a GPU that
-  runs its training job (a stalled job slows every rank: those alerts are sympathetic, not false; an
-  inference service's replicas each draw their own load, so an alert on another replica is false).
+* An alert is false when no fault window (start .. repair + ``grace``) is open on a fault that reaches its GPU
+  (``gpuwarden.sim.faults.reaches``: its own GPU, or every GPU of its node for a node-wide fault; an alert
+  naming no GPU, any fault on its node) or on a GPU that runs its training job (a stalled job slows every
+  rank: those alerts are sympathetic, not false; an inference service's replicas each draw their own load,
+  so an alert on another replica is false). A fault on another GPU of its node does not reach it (the
+  simulator shares no cooling or NVLink state between GPUs): such a false alert names the faults open beside
+  it (``beside``), counted apart (``false_alerts_beside_a_fault``).
   One on a GPU of a faulted job other than the fault's target is counted apart (``sympathetic``: detector
   and delay from when the newest such fault seen by then could be seen: its start, or its node's return,
   below); one raised more than the soft deadline (5 minutes) after that is listed (``late_sympathetic``):
@@ -53,6 +57,7 @@ from gpuwarden.clock import FakeClock
 from gpuwarden.labelnumbers import label_number
 from gpuwarden.model import Alert
 from gpuwarden.sim import Fleet, TrainingJob, parse_fault
+from gpuwarden.sim.faults import FaultSpec, reaches
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,10 +137,19 @@ class Injection:
     open_at_start: tuple[str, ...] = ()  # ``detector:query`` of the alerts firing on its target at its start
     hold_seconds: float | None = None  # drawn for this one (a long outage); None: its class's or the plan's
     hidden_until: float | None = None  # begun on a node that was down: timed from its return
+    stalled_until: float | None = None  # its job stalled by another fault at the last tick: timed from after
+
+    def spec(self) -> FaultSpec:
+        """The fault as the fleet is given it."""
+        payload = {**self.fault_class.payload, "node": self.node}
+        if self.gpu is not None:
+            payload["gpu"] = self.gpu
+        return parse_fault(payload)
 
     def seen_from(self) -> float:
-        """When it could first be seen: its start, or its node's return for one begun while it was down."""
-        return max(self.started_at, self.hidden_until or self.started_at)
+        """When it could first be seen: its start; its node's return for one begun while it was down; for a
+        slowdown begun while its training job was stalled, the last tick it was (``_note_stalled``)."""
+        return max(self.started_at, self.hidden_until or 0.0, self.stalled_until or 0.0)
 
     def latency(self) -> float | None:
         """Seconds from when it could first be seen to its detection."""
@@ -164,6 +178,7 @@ class ClassResult:
     stuck_after_repair: int = 0  # injections with an alert on their target firing ``stuck_seconds`` after it
     began_inside_open_alerts: int = 0  # injections whose target had alerts firing at their start
     not_injected_already_active: int = 0  # drawn where the same fault was still active: not injected
+    job_stalled_at_start: int = 0  # slowdowns begun while another fault stalled their job: timed from after
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -185,6 +200,7 @@ class ClassResult:
             "stuck_after_repair": self.stuck_after_repair,
             "began_inside_open_alerts": self.began_inside_open_alerts,
             "not_injected_already_active": self.not_injected_already_active,
+            "job_stalled_at_start": self.job_stalled_at_start,
         }
 
 
@@ -210,7 +226,7 @@ class FaultEvalReport:
         """False alerts counted by ``alertname:model`` (which detector raised them)."""
         out: dict[str, int] = {}
         for a in self.false_alert_examples:
-            key = f"{a.get('alertname', '')}:{a.get('model', '')}:{a.get('for', '')}"
+            key = _detector(a)
             out[key] = out.get(key, 0) + 1
         return out
 
@@ -221,6 +237,18 @@ class FaultEvalReport:
             key = f"{a.get('seed', '')}/{a.get('Hostname', '')}/{a.get('gpu', '')}"
             out[key] = out.get(key, 0) + 1
         return dict(sorted(out.items(), key=lambda kv: -kv[1])[:20])
+
+    def false_alerts_beside_faults(self) -> dict[str, int]:
+        """False alerts raised while a fault was open on another GPU of their node, by ``alertname:model:for``
+        and the classes of those faults: the eval took them as the fault's until fix/attrib, though no fault
+        of the simulator reaches a neighbour GPU."""
+        out: dict[str, int] = {}
+        for a in self.false_alert_examples:
+            if a.get("beside"):
+                classes = sorted({f.split(" GPU ")[0] for f in a["beside"].split(", ")})
+                key = f"{_detector(a)} beside {', '.join(classes)}"
+                out[key] = out.get(key, 0) + 1
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
     def sympathetic_by_detector(self) -> dict[str, dict[str, float]]:
         """Alerts on a faulted job's other GPUs by ``alertname:model:for``: how many, how many later than the
@@ -248,6 +276,8 @@ class FaultEvalReport:
             "false_alerts_per_1000_gpu_days": round(self.false_alerts_per_1000_gpu_days, 3),
             "false_alerts_by_detector": self.false_alerts_by_detector(),
             "false_alerts_by_gpu": self.false_alerts_by_gpu(),
+            "false_alerts_beside_a_fault": sum(bool(a.get("beside")) for a in self.false_alert_examples),
+            "false_alerts_beside_faults": self.false_alerts_beside_faults(),
             "false_alert_examples": self.false_alert_examples[:10],
             "missed": self.missed[:20],
             "reraised": len(self.reraised),
@@ -259,6 +289,11 @@ class FaultEvalReport:
             "late_sympathetic_examples": self.late_sympathetic()[:20],
             "classes": {name: c.to_json() for name, c in self.classes.items()},
         }
+
+
+def _detector(alert: Mapping[str, Any]) -> str:
+    """``alertname:model:for`` of an alert as the report lists it: which detector raised it."""
+    return f"{alert.get('alertname', '')}:{alert.get('model', '')}:{alert.get('for', '')}"
 
 
 @dataclass(slots=True)
@@ -410,13 +445,19 @@ class _Truth:
         ]
         return max(sharing, key=Injection.seen_from, default=None)
 
-    def on_node(self, node: str, at: float) -> bool:
-        """Whether an open fault is on ``node`` (an alert on a neighbour GPU of a fault is not false)."""
-        return any(inj.node == node for inj in self.open_at(at))
+    def beside(self, node: str, at: float) -> list[Injection]:
+        """Open faults on another GPU of ``node``: they do not reach an alert's GPU (``_aims_at``), but a
+        reader of a false alert raised beside one wants to know (the eval took such alerts as the fault's
+        until fix/attrib)."""
+        return [inj for inj in self.open_at(at) if inj.node == node]
 
 
 def _aims_at(inj: Injection, node: str, gpu: int | None) -> bool:
-    return inj.node == node and (inj.gpu is None or gpu is None or inj.gpu == gpu)
+    """Whether ``inj`` acts on ``node``/``gpu``: the simulator's reach (its GPU, or every GPU of its node for
+    a node-wide fault; never a neighbour GPU); an alert naming no GPU is on its node's every fault."""
+    if gpu is None:
+        return inj.node == node
+    return reaches(inj.spec(), node, gpu)
 
 
 def _target(alert: Alert) -> tuple[str | None, int | None]:
@@ -456,6 +497,7 @@ def run_fault_eval(
             before_tick()
         result = service.infer()
         now = clock.time()
+        _note_stalled(fleet, truth.injections, now, plan.interval_seconds)
         if now - last_fit >= service.cfg.fit_every_seconds:
             service.fit()
             last_fit = now
@@ -530,10 +572,7 @@ def _reraised(
 def _inject(fleet: Fleet, service: AnomalyService, inj: Injection) -> bool:
     """Start ``inj`` on the fleet, noting the alerts already firing on its target; False (nothing injected)
     where the same fault is still active there."""
-    payload = {**inj.fault_class.payload, "node": inj.node}
-    if inj.gpu is not None:
-        payload["gpu"] = inj.gpu
-    spec = parse_fault(payload)
+    spec = inj.spec()
     if any(r.spec == spec for r in fleet.active_faults()):
         return False
     inj.open_at_start = tuple(
@@ -573,6 +612,26 @@ def _missed(inj: Injection, truth: _Truth) -> dict[str, Any]:
         )
         out["previous"] = f"{prev.fault_class.name}, {ended}"
     return out
+
+
+def _note_stalled(fleet: Fleet, injections: Sequence[Injection], now: float, interval: float) -> None:
+    """Time each slowdown (``needs_workload``: a straggler) not yet seen on a working job from after ``now``
+    while its training job is stalled at this tick by another fault (a rank hung, lost or on another node
+    that is down): every rank then waits at 0 % utilisation, at the idle clock and power, the slower GPU with
+    them, so there is nothing to see until the job runs again. Only while it has not been seen yet: the tick
+    before was its first or a stalled one (``seen_from`` at or after it). A job stalled later hides a fault
+    already shown, which stays timed from when it was. Its own node down is the outage: timed from its
+    return (``hidden_until``), not counted here."""
+    for inj in injections:
+        if not inj.fault_class.needs_workload or inj.repaired_at is not None or inj.gpu is None:
+            continue
+        if not fleet.node(inj.node).up:
+            continue
+        if not now - interval <= inj.seen_from() <= now:
+            continue
+        work = fleet.workload_on(inj.node, inj.gpu)
+        if isinstance(work, TrainingJob) and work.stalled:
+            inj.stalled_until = now
 
 
 def _repair_due(fleet: Fleet, injections: list[Injection], now: float, hold: float) -> None:
@@ -616,10 +675,14 @@ def _attribute(alert: Alert, now: float, truth: _Truth, tally: _Tally) -> None:
         if shared is not None:
             tally.sympathetic.append(_sympathetic(alert, now, shared))
             return
-        if truth.on_node(node, now):
-            return
     if now >= tally.counted_from:
-        tally.false_alerts.append({**dict(alert.labels), "at": f"{now:.0f}"})
+        tally.false_alerts.append({**dict(alert.labels), "at": f"{now:.0f}", **_beside(node, now, truth)})
+
+
+def _beside(node: str | None, now: float, truth: _Truth) -> dict[str, str]:
+    """``beside``: the open faults on other GPUs of a false alert's node (``hung GPU 3, ...``), if any."""
+    faults = [] if node is None else truth.beside(node, now)
+    return {"beside": ", ".join(f"{inj.fault_class.name} GPU {inj.gpu}" for inj in faults)} if faults else {}
 
 
 def _sympathetic(alert: Alert, now: float, inj: Injection) -> dict[str, Any]:
@@ -678,6 +741,7 @@ def _summarise(
         res.injected += 1
         res.stuck_after_repair += bool(inj.stuck)
         res.began_inside_open_alerts += bool(inj.open_at_start)
+        res.job_stalled_at_start += inj.stalled_until is not None
         if inj.resolved_early_by:
             res.resolved_while_active += 1
             res.quiet_while_active += inj.quiet
@@ -711,6 +775,7 @@ def merge_reports(reports: list[FaultEvalReport]) -> FaultEvalReport:
             m.stuck_after_repair += c.stuck_after_repair
             m.began_inside_open_alerts += c.began_inside_open_alerts
             m.not_injected_already_active += c.not_injected_already_active
+            m.job_stalled_at_start += c.job_stalled_at_start
             for k, v in c.resolved_early_by.items():
                 m.resolved_early_by[k] = m.resolved_early_by.get(k, 0) + v
     return FaultEvalReport(

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import numpy.typing as npt
+
+from anomaly.snapshot import Arrays
 
 Row = npt.NDArray[Any]  # a GPU's state as one array (thermal: its fields; adaptive: its arrays' bytes)
 
@@ -61,6 +65,57 @@ class ParkedRows:
         """Every row kept, with its key and its last sample's time, the first parked first (the order ``park``
         drops them in; parked again in this order, they keep it)."""
         return [(key, at, row) for key, (at, row) in self._rows.items()]
+
+    def state(self, dtype: npt.DTypeLike, width: int | None = None) -> tuple[list[str], Arrays]:
+        """The rows kept, for a snapshot (``restored`` reads them back): their keys, the first parked first,
+        and the arrays ``parked_at`` (each row's last sample) and ``parked_rows`` of ``dtype``: a row of
+        ``width`` values a key, or, without a ``width`` (rows of any length), the rows end to end and
+        ``parked_sizes``, each one's length."""
+        entries = self.entries()
+        rows = [row for _, _, row in entries]
+        arrays = {"parked_at": np.array([at for _, at, _ in entries], np.float64)}
+        if width is None:
+            arrays["parked_sizes"] = np.array([row.size for row in rows], np.int64)
+            arrays["parked_rows"] = np.concatenate([np.empty(0, dtype), *rows])
+        else:
+            arrays["parked_rows"] = np.array(rows, dtype).reshape(-1, width)
+        return [key for key, _, _ in entries], arrays
+
+    @classmethod
+    def restored(
+        cls,
+        keep_seconds: float,
+        what: str,
+        keys: Sequence[object],
+        arrays: Mapping[str, npt.NDArray[Any]],
+        *,
+        dtype: npt.DTypeLike,
+        width: int | None = None,
+    ) -> ParkedRows:
+        """The rows ``state(dtype, width)`` gave ``keys`` and ``arrays`` of, parked again in their order;
+        ``ValueError`` naming ``what`` (the detector) when the arrays do not fit the keys."""
+        at, table = arrays["parked_at"], np.asarray(arrays["parked_rows"], dtype)
+        shape = (len(keys),)
+        if width is None:
+            sizes = arrays["parked_sizes"]
+            fits = (
+                at.shape == sizes.shape == shape and not (sizes < 0).any() and int(sizes.sum()) == table.size
+            )
+            got = f"{sizes.shape} sizes, {table.size} values"
+        else:
+            fits = at.shape == shape and table.shape == (*shape, width)
+            got = f"rows {table.shape}"
+        if not fits:
+            raise ValueError(f"{what} parked: {len(keys)} keys, {at.shape} times, {got}")
+        if width is None:
+            ends = np.cumsum(sizes).tolist()
+            rows = [table[end - size : end] for end, size in zip(ends, sizes.tolist(), strict=True)]
+        else:
+            rows = list(table)
+        parked = cls(keep_seconds)
+        for key, when, row in zip(keys, at.tolist(), rows, strict=True):
+            parked.park(str(key), when, row.copy(), len(keys))
+        return parked
 
     def nbytes(self) -> int:
         """Bytes held: the map, each entry's pair and time, its key and its row."""

@@ -28,7 +28,7 @@ import numpy as np
 from anomaly.detectors import Findings
 from anomaly.needs import GPU_UP
 from anomaly.series import View
-from anomaly.signatures import FIRED
+from anomaly.signaturefindings import FIRED
 from anomaly.slots import Slots
 from anomaly.snapshot import State
 from anomaly.thresholds import IntArray

@@ -400,7 +400,8 @@ class PromQLSource:
                 f"query {query.name}: malformed vector result: {type(exc).__name__}: {exc}", source=self.name
             ) from exc
         column = np.array(values, dtype=np.float64).reshape(-1, 1)
-        return Frame(query.name, labels, np.array([at]), column, query.series_kind)
+        present = np.ones(column.shape, np.bool_) if np.isnan(column).any() else None  # each has a sample
+        return Frame(query.name, labels, np.array([at]), column, query.series_kind, present)
 
     def _get(
         self, query: PromQuery, path: str, params: Mapping[str, str], deadline: float | None = None
@@ -527,12 +528,15 @@ def _joined(parts: Sequence[Frame]) -> Frame:
                 labels.append(dict(lab))
     grid = np.concatenate([part.timestamps for part in parts])
     values = np.full((len(labels), grid.size), np.nan)
+    present = np.zeros(values.shape, np.bool_) if any(p.present is not None for p in parts) else None
     col = 0
     for part in parts:
         at = [rows[tuple(sorted(lab.items()))] for lab in part.labels]
         values[at, col : col + part.timestamps.size] = part.values
+        if present is not None:
+            present[at, col : col + part.timestamps.size] = part.samples
         col += part.timestamps.size
-    return Frame(parts[0].query, labels, grid, values, parts[0].kind)
+    return Frame(parts[0].query, labels, grid, values, parts[0].kind, present)
 
 
 def _read_matrix(name: str, result: Any, grid: np.ndarray, kind: SeriesKind) -> Frame:
@@ -561,4 +565,15 @@ def _read_matrix(name: str, result: Any, grid: np.ndarray, kind: SeriesKind) -> 
         np.fmax.at(values.reshape(-1), cells, got)
     else:
         values.reshape(-1)[cells] = got
-    return Frame(name, labels, grid, values, kind)
+    return Frame(name, labels, grid, values, kind, _present(values.shape, cells, got))
+
+
+def _present(shape: tuple[int, ...], cells: np.ndarray, got: np.ndarray) -> np.ndarray | None:
+    """Which cells of a matrix of ``shape`` hold a sample (``Frame.present``), where one of the samples
+    ``got`` (at flat ``cells``) is NaN; None where none is. A series whose only sample in a window was
+    ``NaN`` (0/0 in a query) is read as a gap row, and the warm-up's replay must read it so too."""
+    if not np.isnan(got).any():
+        return None
+    present = np.zeros(shape, np.bool_)
+    present.reshape(-1)[cells] = True
+    return present

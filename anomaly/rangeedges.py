@@ -87,4 +87,7 @@ class RangeEdges:
             del runs[key]
         recent = float(ts[-1]) - _GUARDED_GAP_STEPS * step
         answered.difference_update([a for a in answered if a < recent])
-        return Frame(frame.query, frame.labels, ts, values, frame.kind)
+        # A blanked point is still a sample (``Frame.present``): its series is read as a gap row there.
+        blanked = np.isnan(values) & ~np.isnan(frame.values)
+        present = frame.present if frame.present is not None or not blanked.any() else frame.samples
+        return Frame(frame.query, frame.labels, ts, values, frame.kind, present)

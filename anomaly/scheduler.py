@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from datetime import UTC, datetime
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MAX_INSTANCES, JobEvent
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from anomaly.service import AnomalyService
-from anomaly.snapshot import save_snapshot
+from anomaly.snapshot import Snapshot, save_snapshot
 
 logger = logging.getLogger(__name__)
 _SKIPPED = "maximum number of running instances"
+# Copies of the state made while ticks run, before one is made with the ticks held (``capture``): a tick lands
+# in at most one of them at ``infer_every_seconds`` 30 s (a copy of 10,000 GPUs takes 0.6-3.4 s).
+_COPIES_WHILE_TICKING = 3
 
 
 class _NoSkipWarnings(logging.Filter):
@@ -53,6 +58,9 @@ class AnomalyScheduler:
         self.skipped = 0
         self._skipping = 0
         self._fitting = False  # a refit holds the lock: ticks due meanwhile wait for it, not for a read
+        self._changes = 0  # jobs begun that change the service (under the lock): a copy they missed is torn
+        self.held_seconds = 0.0  # how long the last save held the ticks back (``capture``)
+        self.copies = 0  # the copies of the state the last save made (more than one: a tick began during one)
         sched_logger = logging.getLogger("apscheduler.scheduler")
         if not any(isinstance(f, _NoSkipWarnings) for f in sched_logger.filters):
             sched_logger.addFilter(_NoSkipWarnings())
@@ -86,6 +94,7 @@ class AnomalyScheduler:
     def infer_job(self) -> None:
         """One scoring tick; never raises."""
         with self._lock:
+            self._changes += 1
             try:
                 self.service.infer()
                 self.ticks += 1
@@ -98,6 +107,7 @@ class AnomalyScheduler:
     def fit_job(self) -> None:
         """Refit the models; never raises."""
         with self._lock:
+            self._changes += 1
             self._fitting = True
             try:
                 self.service.fit()
@@ -109,21 +119,65 @@ class AnomalyScheduler:
                 self._fitting = False
 
     def save_job(self) -> None:
-        """Save the service's state to ``state_file``; never raises. The ticks wait only while the state is
-        copied, not while it is written."""
+        """Save the service's state to ``state_file``; never raises. The ticks wait neither while the state
+        is copied (``capture``) nor while it is written."""
         if self.state_file is None:
             return
         try:
-            with self._lock:  # benchmarks/bench_snapshot.py: 0.6-0.8 s at 10,000 GPUs
-                snapshot = self.service.snapshot()
+            snapshot = self.capture()
             if save_snapshot(self.state_file, snapshot):
                 self.saves += 1
         except Exception:  # loop boundary
             self.failures += 1
             logger.exception("anomaly state save failed", extra={"state_file": str(self.state_file)})
 
+    def capture(self) -> Snapshot:
+        """The service's state of one instant between ticks (``AnomalyService.snapshot``), copied while the
+        ticks run: a copy that a tick or a refit began during is dropped and made again, and after
+        ``_COPIES_WHILE_TICKING`` such copies one is made with the ticks held. Copied with the ticks held,
+        10,000 GPUs' state held a tick back 0.6-3.7 s (benchmarks/bench_snapshot.py); ``held_seconds`` says
+        how long this one held them."""
+        self.held_seconds, self.copies = 0.0, 0
+        for _ in range(_COPIES_WHILE_TICKING):
+            self.copies += 1
+            snapshot = self._copy_while_ticking()
+            if snapshot is not None:
+                return snapshot
+        logger.info(
+            "anomaly state copied with the ticks held: a tick began during each of the %d copies before",
+            _COPIES_WHILE_TICKING,
+        )
+        self.copies += 1
+        with self._holding():
+            return self.service.snapshot()
+
+    def _copy_while_ticking(self) -> Snapshot | None:
+        """A copy of the service's state made without the lock; None when a job that changes the service
+        began meanwhile (the copy may hold parts from before it and parts from after)."""
+        with self._holding():  # a running tick ends first
+            begun = self._changes
+        try:
+            snapshot = self.service.snapshot()
+        except Exception:  # a structure a tick changed under the copy: torn, made again
+            if self._changes == begun:
+                raise
+            return None
+        with self._holding():  # a tick begun meanwhile has ended: ``_changes`` counts it
+            return snapshot if self._changes == begun else None
+
+    @contextmanager
+    def _holding(self) -> Iterator[None]:
+        """The lock, for a save: the time it is held is added to ``held_seconds``."""
+        with self._lock:
+            start = time.perf_counter()
+            try:
+                yield
+            finally:
+                self.held_seconds += time.perf_counter() - start
+
     def start(self) -> None:
-        """Schedule the jobs (no overlap, missed runs coalesced; the first tick at once) and start."""
+        """Schedule the jobs (no overlap, missed runs coalesced; the first tick at once, the saves half a tick
+        off the ticks) and start."""
         cfg = self.service.cfg
         jobs: list[tuple[Callable[[], None], str, float]] = [
             (self.infer_job, "infer", cfg.infer_every_seconds),
@@ -131,10 +185,15 @@ class AnomalyScheduler:
         ]
         if self.state_file is not None:
             jobs.append((self.save_job, "save", cfg.state_save_seconds))
+        # The saves half a tick off the ticks: a copy of the state that a tick begins during is made again
+        # (``capture``), and saves every 300 s on the 30 s ticks' grid each began with one.
+        now = datetime.now(UTC)
+        save = timedelta(seconds=cfg.state_save_seconds + cfg.infer_every_seconds / 2)
+        first = {"infer": now, "save": now + save}
         for job, name, seconds in jobs:
-            first = {"next_run_time": datetime.now(UTC)} if name == "infer" else {}
+            when = {"next_run_time": first[name]} if name in first else {}
             self._scheduler.add_job(
-                job, "interval", seconds=seconds, id=name, max_instances=1, coalesce=True, **first
+                job, "interval", seconds=seconds, id=name, max_instances=1, coalesce=True, **when
             )
         self._scheduler.add_listener(
             self._on_event, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_EXECUTED | EVENT_JOB_ERROR

@@ -71,6 +71,8 @@ _NO_WARMUP = frozenset({"signatures"})
 # Bounded in ticks, not only in time: at sub-second ticks an hour is tens of thousands of steps to read
 # within one tick's read deadline.
 HISTORY_TICKS = 120
+# Series of the history looked up in a snapshot's series index to tell whether it is this fleet's, at most.
+_FLEET_SAMPLE = 1000
 
 
 def builtin_registry(cfg: AnomalyConfig) -> DetectorRegistry:
@@ -405,7 +407,7 @@ class AnomalyService:
         if kept is None:
             return frame
         rows, labels = kept
-        return Frame(frame.query, labels, frame.timestamps, frame.values[rows], frame.kind)
+        return frame.rows(rows, labels)
 
     def _count_not_available(self, view: View) -> None:
         """Add up the view's not-available samples per query; the first of a query is logged."""
@@ -448,21 +450,23 @@ class AnomalyService:
         score as they would have without the restart; its firing alerts fire on and its recalled ones stay
         recalled to the end they had (``_replay_resuming``; no new recall, ``held`` unused) and the models
         are not fitted again (their next fit comes on the ``fit_every`` schedule, as it would have). One that
-        does not fit is said, and the whole history replayed as without one.
+        does not fit is said, and the whole history replayed as without one. The whole history is read
+        either way: whether the snapshot is this fleet's is told by the series it holds (``_other_fleet``).
         """
         now = self.clock.time()
         until = now - self.cfg.latency_offset_seconds
         start = until - self.warmup_seconds()
-        taken = self._take_up(snapshot, start, until) if snapshot is not None else None
+        frames = self._history(start, until)
+        taken = self._take_up(snapshot, start, until, frames) if snapshot is not None else None
         since = taken[0] if taken is not None else None
-        last_read = snapshot.last_read if snapshot is not None and taken is not None else {}
-        frames = self._history(start, until, since, last_read)
+        if snapshot is not None and taken is not None:
+            frames = self._after(frames, start, snapshot.last_read)
         if not frames and taken is None:
             return 0
         every = self.cfg.infer_every_seconds
         anchor = start if since is None else since  # the grid of the ticks replayed
         # Steps where no series had a value (before Prometheus held any data) teach nothing: not replayed.
-        stamps = [f.timestamps[np.isfinite(f.values).any(axis=0)] for f in frames]
+        stamps = [f.timestamps[f.samples.any(axis=0)] for f in frames]
         ends = sorted({anchor + every * math.ceil((float(t) - anchor) / every) for ts in stamps for t in ts})
         suppressed = self.collective_suppressed
         if taken is None:
@@ -510,22 +514,27 @@ class AnomalyService:
         posted = {id(alert) for alert in told}
         self._catch_up = [*told, *(s.alert for s in self.firing.values() if id(s.alert) not in posted)]
 
-    def _history(
-        self, start: float, until: float, since: float | None, last_read: Mapping[str, float]
-    ) -> list[Frame]:
-        """What each source holds from ``start`` to ``until``, or, after a snapshot (``since``), from where
-        the source was last read (``last_read``) before it was saved: the whole of it where the snapshot
-        never read the source (one saved while Prometheus was down holds nothing of it)."""
+    def _history(self, start: float, until: float) -> list[Frame]:
+        """What each source holds from ``start`` to ``until``."""
         frames: list[Frame] = []
         for source in self.sources:
-            begin = start if since is None else max(start, last_read.get(source.name, start))
-            got = source.read(begin, until)
+            got = source.read(start, until)
             if source.health().up:
                 self._last_read[source.name] = until
             for frame in got:
                 self._query_source[frame.query] = source.name
             frames.extend(self._per_gpu(f) for f in got if f.labels and f.timestamps.size)
         return frames
+
+    def _after(self, frames: Sequence[Frame], start: float, last_read: Mapping[str, float]) -> list[Frame]:
+        """What ``frames`` (the history from ``start``) hold after a snapshot: from where each source was last
+        read (``last_read``) before it was saved, as a read from there returns it; the whole of it where the
+        snapshot never read the source (one saved while Prometheus was down holds nothing of it)."""
+        after = (
+            _window(f, max(start, last_read.get(self._query_source[f.query], start)), math.inf)
+            for f in frames
+        )
+        return [f for f in after if f is not None and f.labels]
 
     def _replay(
         self, frames: Sequence[Frame], ends: Sequence[float], *, alerts: bool, every: bool = False
@@ -557,7 +566,8 @@ class AnomalyService:
 
     def snapshot(self) -> Snapshot:
         """What the service has learnt, now (copies: later ticks leave them as they are), for
-        ``anomaly.snapshot.write_snapshot``; no tick may run meanwhile (the scheduler's lock)."""
+        ``anomaly.snapshot.write_snapshot``. It only reads: a tick run meanwhile leaves a copy of parts before
+        it and parts after, which the scheduler drops and makes again (``AnomalyScheduler.capture``)."""
         components = {
             "index": self.index.state(),
             "counters": self.counters.state(),
@@ -599,10 +609,13 @@ class AnomalyService:
                 d.restore(parts[f"detector:{d.name}"])
         self._last_read = dict(snapshot.last_read)
 
-    def _take_up(self, snapshot: Snapshot, start: float, until: float) -> tuple[float, _TakenAlerts] | None:
+    def _take_up(
+        self, snapshot: Snapshot, start: float, until: float, history: Sequence[Frame]
+    ) -> tuple[float, _TakenAlerts] | None:
         """Restore ``snapshot`` if it fits: the time it had read up to, and its alerts; None, said in a
-        warning naming its file, when it is older than the history replayed (``start``), newer than now
-        (``until``: a clock set back) or does not fit the detectors, nothing restored."""
+        warning naming its file, when it is older than the ``history`` read (from ``start``), newer than now
+        (``until``: a clock set back), does not fit the detectors or is another fleet's (``_other_fleet``),
+        nothing restored."""
         why = None
         if snapshot.read_until < start:
             why = (
@@ -612,17 +625,45 @@ class AnomalyService:
             why = f"was saved {snapshot.read_until - until:.0f} s after now (the clock was set back?)"
         else:
             before = self.snapshot()
+            read = dict(self._last_read)  # the history's reads: the next tick reads on from them
             try:
                 self.restore(snapshot)
                 alerts = _TakenAlerts.restored(snapshot.components["alerts"].meta)
+                why = self._other_fleet(history, snapshot.read_until)
             except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
-                self.restore(before)
                 why = f"does not fit the detectors ({type(exc).__name__}: {exc})"
+            self._last_read.update(read)
+            if why is not None:
+                self.restore(before)
         if why is not None:
             refused(snapshot.origin, why)
             return None
         logger.info("anomaly state restored from %s", snapshot.origin, extra={"state_file": snapshot.origin})
         return snapshot.read_until, alerts
+
+    def _other_fleet(self, history: Sequence[Frame], saved: float) -> str | None:
+        """Why the series index taken up is another fleet's; None when it holds at least half the series
+        ``history`` holds from ``forget_after_seconds`` before it was ``saved`` (what it still knew then, and
+        what came since), or when that holds none (Prometheus down: nothing to tell by).
+
+        ``prometheus_url`` shapes nothing the detectors learn and is no setting that refuses a snapshot (a
+        Prometheus moved behind a proxy, or renamed, reads the same series), so two fleets run one after the
+        other in one directory took up each other's state, and the first tick posted the one's alerts to the
+        other's serve. The series tell them apart: those a detector's state is of, by query and labels. At
+        most ``_FLEET_SAMPLE`` of them are looked up, evenly spread: all 250,000 of 10,000 GPUs took 4 s."""
+        lower = saved - self.cfg.forget_after_seconds
+        recent = [(f, np.flatnonzero(f.sampled(f.timestamps > lower))) for f in history]
+        stride = max(1, sum(rows.size for _, rows in recent) // _FLEET_SAMPLE)
+        keys = [(f.query, tuple(f.labels[i].items())) for f, rows in recent for i in rows[::stride].tolist()]
+        known = sum(self.index.id_of(key) is not None for key in keys)
+        if 2 * known >= len(keys):
+            return None
+        return (
+            f"is another fleet's: {known:,} of {len(keys):,} series the history holds since"
+            f" {self.cfg.forget_after_seconds:.0f} s before its save (at most {_FLEET_SAMPLE:,} looked up)"
+            " are in it, where at least half must be (anomaly.prometheus_url reads another Prometheus, or"
+            " the series' labels changed)"
+        )
 
     def _recall(self, now: float, held: Mapping[str, datetime] | None) -> None:
         """Recall what the warm-up's history left firing (``self.firing``), each alert until serve lets it
@@ -965,16 +1006,19 @@ def _resolution(alert: Alert, at: datetime) -> Alert:
 
 def _window(frame: Frame, lower: float, end: float) -> Frame | None:
     """``frame``'s samples after ``lower`` up to ``end`` as a live read of that window returns them: None
-    without a step in it, and only the series with a sample in it. Kept with gaps, the series of a node down
-    then and back later in the replayed history were taken as seen, and the fleet detector restarted their
-    smoothing, where the live ticks, which read them not at all, left both as they were."""
+    without a step in it, and only the series with a sample in it (``Frame.samples``). Kept with gaps, the
+    series of a node down then and back later in the replayed history were taken as seen, and the fleet
+    detector restarted their smoothing, where the live ticks, which read them not at all, left both as they
+    were. A sample that is NaN or infinite is one: taken for no sample, the series whose only sample in a
+    tick was one was dropped from the replay, where the live read returned it as a gap row."""
     mask = (frame.timestamps > lower) & (frame.timestamps <= end)
     if not mask.any():
         return None
-    values = frame.values[:, mask]
-    rows = np.flatnonzero(np.isfinite(values).any(axis=1))
+    rows = np.flatnonzero(frame.sampled(mask))
     labels = frame.labels if rows.size == len(frame.labels) else [frame.labels[i] for i in rows.tolist()]
-    return Frame(frame.query, labels, frame.timestamps[mask], values[rows], frame.kind)
+    cells = np.ix_(rows, mask)
+    kept = None if frame.present is None else frame.present[cells]
+    return Frame(frame.query, labels, frame.timestamps[mask], frame.values[cells], frame.kind, kept)
 
 
 def _not_due(source: Source, got: Sequence[Frame]) -> set[str]:

@@ -22,80 +22,26 @@ that exporters have served as glitches are held for one read and believed only i
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from operator import itemgetter
 
 import numpy as np
 
 from anomaly.detectors import Findings
-from anomaly.ledger import DEFAULT_MEMORY_SECONDS, GpuKey, GpuValueLedger, Names, decoded, gpu_key
-from anomaly.needs import (
-    DBE,
-    EXPORTER_STALE,
-    GPU_UP,
-    NVLINK_ERRORS,
-    NVLINK_RECOVERY,
-    NVLINK_STATUS,
-    RECOVERY_ACTION,
-    RETIRED_PENDING,
-    ROW_REMAP_FAILURE,
-    ROW_REMAP_PENDING,
-    SBE,
-    SM_ACTIVE,
-    THROTTLE_REASONS,
-    XID_COUNTER,
-    XID_GAUGE,
-)
-from anomaly.series import Step, View
+from anomaly.hardwaresignatures import GPU_UTIL, SBE_STORM_RATE, HardwareRules
+from anomaly.ledger import DEFAULT_MEMORY_SECONDS, GpuKey, GpuValueLedger, Names, decoded
+from anomaly.lostgpus import LostGpuRule
+from anomaly.needs import DBE, GPU_UP, SM_ACTIVE
+from anomaly.series import View
+from anomaly.signaturefindings import FIRED
 from anomaly.snapshot import State
-from anomaly.thresholds import FloatArray, IntArray
-from gpuwarden.labelnumbers import label_number
-from gpuwarden.model import FaultKind, RecommendedAction
-from gpuwarden.xid import XidEntry, parse_xid_catalog, xid_action, xid_catalog
+from anomaly.thresholds import IntArray
+from anomaly.xidsignatures import XidRules, load_xid_catalog
+from gpuwarden.xid import XidEntry
 
-GPU_UTIL = "DCGM_FI_DEV_GPU_UTIL"
-# A hung GPU: the driver sees a kernel running the whole sample period (utilisation pinned at 100 %) while
-# the SMs do almost nothing. Busy workloads, memory-bound ones included, keep a much larger SM-active share.
-HUNG_UTIL_PCT = 95.0
-HUNG_SM_ACTIVE = 0.05
-# NVML_FI_DEV_GET_GPU_RECOVERY_ACTION values: 1 GPU reset, 2 node reboot, 3 drain P2P, 4 drain and reset.
-_RECOVERY_ACTIONS = {
-    1: RecommendedAction.DRAIN_AND_RESET,
-    2: RecommendedAction.RESTART_NODE,
-    3: RecommendedAction.CORDON_AND_DRAIN,
-    4: RecommendedAction.DRAIN_AND_RESET,
-}
-# Correctable ECC errors a second that make a storm. A healthy GPU corrects a handful a day; the driver's
-# own "high single-bit ECC error rate" (XID 92) is a burst of about a hundred.
-SBE_STORM_RATE = 1.0
-# nvmlClocksEventReason bits that mean the GPU is being slowed by a fault, not by its workload or a cap.
-SLOWDOWN_BITS = {0x8: "hw_slowdown", 0x20: "sw_thermal", 0x40: "hw_thermal", 0x80: "hw_power_brake"}
-THERMAL_BITS, POWER_BRAKE_BIT = 0x20 | 0x40, 0x80
-FIRED = 2.0
-# More errors of one kind in one read than a GPU makes (a DBE or an XID ends the work on it; an SBE storm is
-# a hundred or so): believed only if the next read still has them, as a counter would. A garbage reading
-# (dcgm-exporter has served 808334905) is gone by then; a real jump this large is told one read later.
-IMPLAUSIBLE_JUMP = 1e6
-# Above any XID code NVIDIA has defined (its catalog ends at 172 after 20 years, a few added a year): a larger
-# code on the last-XID gauge is held for one read, like a counter's implausible jump.
-MOST_PLAUSIBLE_XID = 1000
-
-
-def load_xid_catalog(text: str | None = None) -> dict[int, XidEntry]:
-    """The XID catalog shipped with the package (``gpuwarden.xid``), or parsed from ``text``."""
-    return parse_xid_catalog(text) if text is not None else dict(xid_catalog())
-
-
-def _slot(labels: Mapping[str, str]) -> tuple[str, str, str]:
-    """Where a GPU sits: its host and PCI address (its index where the exporter gives no address)."""
-    bus = labels.get("pci_bus_id")
-    return (
-        (labels.get("Hostname", ""), "pci", bus)
-        if bus
-        else (labels.get("Hostname", ""), "gpu", labels.get("gpu", ""))
-    )
+# The rules live by family (``anomaly.xidsignatures``, ``anomaly.hardwaresignatures``, ``anomaly.lostgpus``);
+# what callers have imported from here stays importable from here.
+__all__ = ["DBE", "FIRED", "GPU_UTIL", "SignatureDetector", "load_xid_catalog"]
 
 
 def _gpu_codes(names: Names, part: str, gpus: Sequence[tuple[str, ...]]) -> dict[str, IntArray]:
@@ -119,15 +65,8 @@ def _labels(labels: Mapping[str, object]) -> Mapping[str, str]:
     return {str(k): str(v) for k, v in labels.items()}
 
 
-def _find(view: View, name: str) -> Step | None:
-    # prometheus_client may add ``_total`` to a counter's sample name; accept either spelling.
-    return view.latest.get(name) or view.latest.get(name + "_total")
-
-
-class SignatureDetector:
+class SignatureDetector(XidRules, HardwareRules, LostGpuRule):
     """Deterministic rules; each rule yields findings with score 2 (fired) or 0."""
-
-    name = "signatures"
 
     def __init__(
         self,
@@ -141,20 +80,14 @@ class SignatureDetector:
         self.catalog = dict(catalog) if catalog is not None else load_xid_catalog()
         self.nvlink_burst = nvlink_burst
         self.sbe_rate = sbe_rate
-        # When each GPU's single-bit count was last read: its increase is over the time since then.
-        self._sbe_read: dict[GpuKey, float] = {}
+        self._sbe_read = {}
         self._values = GpuValueLedger(counter_memory_seconds)
         self.lost_memory_seconds = lost_memory_seconds
-        # Keyed by GPU, not label set: a relabelled series (a pod ended, an exporter rollout) is the same GPU.
-        self._up_seen: dict[tuple[str, str], Mapping[str, str]] = {}
-        self._vanished: dict[tuple[str, str], tuple[Mapping[str, str], float]] = {}
-        # Links seen active: one that never was (a board whose bridge leaves some unused) is not "down". A
-        # dict as an ordered set: a snapshot keeps them in the order seen, and a restored one saves them so.
-        self._links_active: dict[tuple[str, str, str], None] = {}
-        # gpu_up and the XID counters as last read together: the GPUs whose XIDs the counters raise, looked
-        # up at the first new XID on the gauge after the read (``_counted``, what a snapshot keeps).
-        self._counting: tuple[Step | None, Step] | None = None
-        self._counted: set[GpuKey] | None = None
+        self._up_seen = {}
+        self._vanished = {}
+        self._links_active = {}
+        self._counting = None
+        self._counted = None
 
     def fit(self, view: View) -> None:
         """Deterministic: nothing to fit."""
@@ -173,7 +106,7 @@ class SignatureDetector:
         arrays = {f"values_{name}": array for name, array in values.arrays.items()}
         arrays.update(_gpu_codes(names, "links", links))
         arrays["links_link"] = names.codes(map(itemgetter(2), links), len(links))
-        arrays.update(_gpu_codes(names, "counted", sorted(self._counted_gpus())))
+        arrays.update(_gpu_codes(names, "counted", sorted(self._counted_as_read())))
         arrays.update(_gpu_codes(names, "sbe", list(self._sbe_read)))
         arrays["sbe_read"] = np.fromiter(self._sbe_read.values(), np.float64, len(self._sbe_read))
         meta = {
@@ -249,350 +182,4 @@ class SignatureDetector:
             self._recovery,
             self._stale,
             self._hung,
-        ]
-
-    def _xid_finding(
-        self, query: str, labels: list[Mapping[str, str]], codes: Sequence[int | None], values: FloatArray
-    ) -> Findings:
-        """``codes``: None where the series' ``xid`` label is no number (it is kept, not replaced)."""
-        entries = [self.catalog.get(c) if c is not None else None for c in codes]
-        actions = [xid_action(e) if e else RecommendedAction.INVESTIGATE for e in entries]
-        summaries = [
-            f"XID {c} {e.mnemonic}: {e.description}" if e else f"XID {c} (not in the catalog)"
-            for c, e in zip(codes, entries, strict=True)
-        ]
-        alert_labels = [{"xid": str(c)} if c is not None else {} for c in codes]
-        labels = [{**lab, **extra} for lab, extra in zip(labels, alert_labels, strict=True)]
-        return Findings(
-            self.name,
-            query,
-            labels,
-            np.full(len(codes), FIRED),
-            values,
-            action=actions,
-            summary=summaries,
-            alert_labels={"alertname": "GpuXidError"},
-            immediate=True,
-        )
-
-    def _xid_counter(self, view: View) -> list[Findings]:
-        step = _find(view, XID_COUNTER)
-        if step is None:
-            return []
-        # An XID series is created by its first event: on a GPU already known, a new series counts from zero.
-        increase = self._values.increase(view, step, count_new=True, most=IMPLAUSIBLE_JUMP)
-        rows = np.flatnonzero(increase > 0).tolist()
-        if not rows:
-            return []
-        labels = [step.labels[i] for i in rows]
-        codes = [label_number(lab.get("xid", "0")) for lab in labels]
-        return [self._xid_finding(step.query, labels, codes, increase[rows])]
-
-    def _xid_gauge(self, view: View) -> list[Findings]:
-        step = view.latest.get(XID_GAUGE)
-        if step is None:
-            return []
-        # A missed scrape (NaN) is neither a new XID nor the end of the last one: it leaves no row.
-        rows, values, before = self._values.update(step, view.time)
-        # A code no XID has (dcgm-exporter has served 808334905) is believed once the next read still has it,
-        # as a last-XID gauge keeps its code; before, it raised, and the fall back to the last real XID
-        # raised that XID and its remediation again. Codes in the plausible range raise at once, known or not.
-        # A fall to 0 (the gauge clears only with a driver reset or an exporter restart) is held likewise:
-        # the same code back at the next read is the old XID, not a new one.
-        plausible = (values >= 0) & (values <= MOST_PLAUSIBLE_XID) & (values == np.floor(values))
-        cleared = (values == 0) & (before > 0)
-        believed = self._values.confirmed(step, rows, values, before, ~plausible | cleared)
-        rows, values, before = rows[believed], values[believed], before[believed]
-        new = (values > 0) & np.isfinite(before) & (values != before)
-        # Only while the counters are read at all: a config that reads the gauge alone relies on it. At a
-        # tick that did not read them because they were not due (a longer step than the gauge's), those of
-        # their last read: before, the gauge raised each XID the counters raised again at their next step.
-        counters = _find(view, XID_COUNTER)
-        if counters is not None:
-            self._counting, self._counted = (view.latest.get(GPU_UP), counters), None
-        elif view.not_due.isdisjoint((XID_COUNTER, XID_COUNTER + "_total")):
-            self._counting, self._counted = None, None
-        counted = self._counted_gpus() if new.any() else set()
-        if counted:
-            # gpuwarden's exporter counts XIDs exactly on its GPUs: the gauge would report them twice. A
-            # mixed fleet's dcgm-exporter-only nodes have the gauge alone.
-            new &= np.array([gpu_key(step.labels[i]) not in counted for i in rows.tolist()], dtype=bool)
-        if not new.any():
-            return []
-        rows = rows[new]
-        labels = [step.labels[i] for i in rows.tolist()]
-        return [self._xid_finding(step.query, labels, [int(v) for v in values[new]], values[new])]
-
-    def _counted_gpus(self) -> set[GpuKey]:
-        """The GPUs whose XIDs gpuwarden's exporter counts, as last read (none while it reads no counters):
-        those it reports up (it exports ``gpu_up`` for each GPU it watches) and those with an XID counter
-        series (one from each GPU's first XID). Looked up once per read of the counters."""
-        if self._counted is None:
-            steps = self._counting or ()
-            self._counted = {gpu_key(lab) for step in steps if step is not None for lab in step.labels}
-        return self._counted
-
-    def _dbe(self, view: View) -> list[Findings]:
-        step = _find(view, DBE)
-        if step is None:
-            return []
-        fired = np.where(self._values.increase(view, step, most=IMPLAUSIBLE_JUMP) > 0, FIRED, 0.0)
-        return [
-            self._immediate(
-                step, fired, RecommendedAction.DRAIN_AND_RESET, "double-bit ECC error", "GpuDoubleBitEcc"
-            )
-        ]
-
-    def _sbe_storm(self, view: View) -> list[Findings]:
-        """Correctable ECC errors at over ``sbe_rate`` a second since the last tick. Each one is corrected,
-        so nothing is lost yet; a storm says a memory row is failing: watch it, and reset the GPU when its
-        work allows so that the row is remapped (XID 92's guidance)."""
-        step = _find(view, SBE)
-        if step is None:
-            return []
-        increase = self._values.increase(
-            view, step, most=IMPLAUSIBLE_JUMP
-        )  # NaN at a GPU's first read: history, not a storm
-        keys = [gpu_key(labels) for labels in step.labels]
-        elapsed = np.array([view.time - self._sbe_read.get(key, math.nan) for key in keys])
-        for key, value in zip(keys, step.raw.tolist(), strict=True):
-            if math.isfinite(value):  # one GPU may have several series (a relabel): all share its time
-                self._sbe_read[key] = view.time
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rate = np.where(elapsed > 0, increase / elapsed, np.nan)
-        fired = np.where(np.isfinite(rate) & (rate > self.sbe_rate), FIRED, 0.0)
-        summaries = [
-            f"single-bit ECC storm: {r:.3g} corrected errors/s" if f else ""
-            for r, f in zip(rate.tolist(), fired.tolist(), strict=True)
-        ]
-        return [
-            self._immediate(step, fired, RecommendedAction.INVESTIGATE, summaries, "GpuSingleBitEccStorm")
-        ]
-
-    def _flags(self, view: View) -> list[Findings]:
-        rules = (
-            (
-                ROW_REMAP_FAILURE,
-                RecommendedAction.CONTACT_SUPPORT,
-                "row remapping failed",
-                "GpuRowRemapFailure",
-            ),
-            (
-                ROW_REMAP_PENDING,
-                RecommendedAction.DRAIN_AND_RESET,
-                "row remap pending a reset",
-                "GpuRowRemapPending",
-            ),
-            (
-                RETIRED_PENDING,
-                RecommendedAction.DRAIN_AND_RESET,
-                "page retirement pending",
-                "GpuRetirePending",
-            ),
-        )
-        out = []
-        for name, action, summary, alertname in rules:
-            step = view.latest.get(name)
-            if step is not None:
-                fired = np.where(step.raw > 0, FIRED, 0.0)
-                out.append(self._immediate(step, fired, action, summary, alertname))
-        return out
-
-    def _throttle(self, view: View) -> list[Findings]:
-        step = view.latest.get(THROTTLE_REASONS)
-        if step is None:
-            return []
-        bits = np.where(np.isfinite(step.raw), step.raw, 0).astype(np.int64)
-        mask = sum(SLOWDOWN_BITS)
-        fired = np.where(bits & mask, FIRED, 0.0)
-        summaries = [
-            "clock slowdown: " + ",".join(n for b, n in SLOWDOWN_BITS.items() if v & b) if v & mask else ""
-            for v in bits.tolist()
-        ]
-        found = self._immediate(step, fired, RecommendedAction.INVESTIGATE, summaries, "GpuClockSlowdown")
-        # The alert's name reads as a power brake (``alerting.faults``); heat is what slows these: their
-        # incident is rooted and titled thermal. One the brake slows too, or the bare hw_slowdown bit (heat
-        # or power), keeps the name's kind.
-        labels = [
-            {**lab, "fault_kind": FaultKind.THERMAL.value}
-            if v & THERMAL_BITS and not v & POWER_BRAKE_BIT
-            else lab
-            for lab, v in zip(step.labels, bits.tolist(), strict=True)
-        ]
-        return [replace(found, labels=labels)]
-
-    def _nvlink(self, view: View) -> list[Findings]:
-        out = []
-        for name in NVLINK_ERRORS:
-            step = _find(view, name)
-            if step is None:
-                continue
-            increase = self._values.increase(view, step, most=IMPLAUSIBLE_JUMP)
-            inc = np.where(np.isfinite(increase), increase, 0.0)
-            # A recovery error is a link going down and retraining: one is already worth a look.
-            score = FIRED * inc if name == NVLINK_RECOVERY else inc / self.nvlink_burst
-            out.append(
-                Findings(
-                    self.name,
-                    step.query,
-                    step.labels,
-                    score,
-                    step.raw,
-                    action=RecommendedAction.DRAIN_AND_RESET,
-                    summary="NVLink error burst",
-                    alert_labels={"alertname": "GpuNvlinkErrors"},
-                    immediate=True,
-                )
-            )
-        return out
-
-    def _nvlink_down(self, view: View) -> list[Findings]:
-        """A link that was active and reads inactive fires on every tick until it is active again: its error
-        counters moved once, when it went down, and say nothing afterwards."""
-        step = view.latest.get(NVLINK_STATUS)
-        if step is None:
-            return []
-        self._values.observe(step, view.time)  # its GPUs are read: their links are kept as long as they are
-        fired = np.zeros(len(step.labels))
-        for i, (lab, state) in enumerate(zip(step.labels, step.raw.tolist(), strict=True)):
-            key = (*gpu_key(lab), lab.get("link", ""))
-            if state == 1:
-                self._links_active[key] = None
-            elif state == 0 and key in self._links_active:
-                fired[i] = FIRED
-        return [
-            self._immediate(step, fired, RecommendedAction.DRAIN_AND_RESET, "NVLink down", "GpuNvlinkDown")
-        ]
-
-    def _immediate(
-        self,
-        step: Step,
-        score: FloatArray,
-        action: RecommendedAction,
-        summary: str | Sequence[str],
-        alertname: str,
-    ) -> Findings:
-        """A deterministic rule's findings: raised at the first tick that scores above 1; ``summary`` one for
-        all series or one per series."""
-        return Findings(
-            self.name,
-            step.query,
-            step.labels,
-            score,
-            step.raw,
-            action=action,
-            summary=summary,
-            alert_labels={"alertname": alertname},
-            immediate=True,
-        )
-
-    def _lost(self, view: View) -> list[Findings]:
-        step = view.latest.get(GPU_UP)
-        if step is None:
-            return []
-        seen: dict[tuple[str, str], Mapping[str, str]] = {}
-        for lab, up in zip(step.labels, step.raw.tolist(), strict=True):
-            key = gpu_key(lab)
-            if key not in seen or math.isfinite(up):  # the current label set, not one that just ended
-                seen[key] = lab
-        # A GPU never seen before in the slot of a vanished one replaced it (an RMA swap): that one is not
-        # lost. A known GPU taking a vanished one's index is NVML renumbering after a loss: it still is.
-        new_slots = {
-            _slot(lab) for key, lab in seen.items() if key not in self._up_seen | self._vanished.keys()
-        }
-        for key, lab in self._up_seen.items():
-            if key not in seen and key not in self._vanished:
-                self._vanished[key] = (lab, view.time)
-        for key in list(self._vanished):
-            lab, since = self._vanished[key]
-            if key in seen or _slot(lab) in new_slots or view.time - since > self.lost_memory_seconds:
-                del self._vanished[key]
-        self._up_seen = seen
-        # A GPU whose series vanished while its exporter still reports the others fell off the bus; when a
-        # whole host's series vanish, the node or its exporter is gone: presence's NodeDown says so, and
-        # eight GpuLost alerts would stay open over a later, real loss of one of those GPUs.
-        hosts = {lab.get("Hostname") for lab in step.labels}
-        vanished = [lab for lab, _ in self._vanished.values() if lab.get("Hostname") in hosts]
-        labels = [*step.labels, *vanished]
-        values = np.concatenate([step.raw, np.zeros(len(vanished))])
-        fired = np.where(np.isfinite(values) & (values < 0.5), FIRED, 0.0)
-        return [
-            Findings(
-                self.name,
-                GPU_UP,
-                labels,
-                fired,
-                values,
-                action=RecommendedAction.RESTART_NODE,
-                summary="GPU lost: it no longer answers NVML",
-                alert_labels={"alertname": "GpuLost"},
-                immediate=True,
-            )
-        ]
-
-    def _recovery(self, view: View) -> list[Findings]:
-        step = view.latest.get(RECOVERY_ACTION)
-        if step is None:
-            return []
-        codes = np.where(np.isfinite(step.raw), step.raw, 0).astype(np.int64)
-        actions = [_RECOVERY_ACTIONS.get(c, RecommendedAction.INVESTIGATE) for c in codes.tolist()]
-        return [
-            Findings(
-                self.name,
-                step.query,
-                step.labels,
-                np.where(codes > 0, FIRED, 0.0),
-                step.raw,
-                action=actions,
-                summary=[f"the driver asks for recovery action {c}" for c in codes.tolist()],
-                alert_labels={"alertname": "GpuRecoveryActionPending"},
-                immediate=True,
-            )
-        ]
-
-    def _stale(self, view: View) -> list[Findings]:
-        step = view.latest.get(EXPORTER_STALE)
-        if step is None:
-            return []
-        return [
-            Findings(
-                self.name,
-                step.query,
-                step.labels,
-                np.where(step.raw > 0, FIRED, 0.0),
-                step.raw,
-                action=RecommendedAction.INVESTIGATE,
-                summary="the exporter has no current GPU values (an NVML call hangs, or none answers)",
-                alert_labels={"alertname": "GpuExporterStale"},
-                immediate=True,
-            )
-        ]
-
-    def _hung(self, view: View) -> list[Findings]:
-        util, sm = view.latest.get(GPU_UTIL), view.latest.get(SM_ACTIVE)
-        if util is None or sm is None:
-            return []
-        sm_by_gpu = {
-            labels.get("UUID", ""): v
-            for labels, v in zip(sm.labels, sm.raw.tolist(), strict=True)
-            if labels.get("UUID")
-        }
-        sm_share = np.array(
-            [sm_by_gpu.get(labels.get("UUID", ""), np.nan) for labels in util.labels], dtype=float
-        )
-        hung = (util.raw >= HUNG_UTIL_PCT) & (
-            sm_share < HUNG_SM_ACTIVE
-        )  # NaN (no SM-active series) never fires
-        return [
-            Findings(
-                self.name,
-                util.query,
-                util.labels,
-                np.where(hung, FIRED, 0.0),
-                util.raw,
-                judged=np.isfinite(util.raw) & np.isfinite(sm_share),  # it judges nothing without both
-                action=RecommendedAction.RESET_GPU,
-                summary="utilisation pinned at 100 % while the SMs are idle: the GPU looks hung",
-                alert_labels={"alertname": "GpuHung"},
-            )
         ]

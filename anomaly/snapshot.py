@@ -9,9 +9,9 @@ the state, and each component's small JSON state (the series index's keys among 
 
 It is written beside its final name, fsynced, renamed over it and the directory fsynced, mode 0600: a crash
 leaves the previous snapshot or the new one, never half of one. A snapshot that cannot be used (corrupt,
-cut short, of another version or other settings, too old) is said in a warning naming the file and why, and
-left as it is until the first save replaces it; the service then warms up from the history alone, as without
-one.
+cut short, of another version or other settings, too old, another fleet's) is said in a warning naming the
+file and why, and left as it is until the first save replaces it; the service then warms up from the
+history alone, as without one.
 """
 
 from __future__ import annotations
@@ -40,11 +40,17 @@ from gpuwarden.model import Alert, AlertSource, AlertStatus, EvidencePoint, Reco
 logger = logging.getLogger(__name__)
 
 FORMAT = "gpuwarden-anomaly-state"
-VERSION = 1
+# The format's version, bumped whenever what a snapshot holds changes (a component's arrays, their dtypes and
+# dimensions, its meta's keys) or what any of it means: a snapshot of another version is refused. ``SCHEMA``
+# is the digest of what this version holds, pinned by tests/anomaly/test_snapshot_schema.py, which fails
+# when they part and says what to do. 1: before recalled alerts were kept apart from the firing ones.
+VERSION = 2
+SCHEMA = "91b7a55c154f824d"
 _HEADER = "header"
 _MODE = 0o600
 # Settings that do not shape what the detectors learn: where the service reads, listens and posts, and the
-# snapshot's own. Any other change of the anomaly section (a query, a detector's parameter) refuses it.
+# snapshot's own. Any other change of the anomaly section (a query, a detector's parameter) refuses it. Which
+# fleet it is of is told by its series, not by ``prometheus_url`` (``AnomalyService._other_fleet``).
 _NOT_SHAPING = frozenset(
     {
         "prometheus_url",

@@ -1,8 +1,10 @@
 """Where samples come from: the ``Source`` protocol, source health, and the in-process source.
 
 A source returns ``Frame``s: one per query, a matrix of values (series x steps) on a shared time grid with
-one label set per series. Missing points are NaN. Sources never raise out of ``read``: a failure becomes an
-empty result and an unhealthy ``SourceHealth``, so a Prometheus outage cannot crash the scoring loop.
+one label set per series. Missing points are NaN; where a sample itself is NaN (Prometheus answers ``NaN``
+for 0/0), the frame says which cells hold one (``Frame.present``). Sources never raise out of ``read``: a
+failure becomes an empty result and an unhealthy ``SourceHealth``, so a Prometheus outage cannot crash the
+scoring loop.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Literal, Protocol
 import numpy as np
 from prometheus_client.metrics_core import Metric
 
-from anomaly.thresholds import FloatArray
+from anomaly.thresholds import BoolArray, FloatArray, IntArray
 from gpuwarden.clock import Clock
 
 logger = logging.getLogger(__name__)
@@ -34,6 +36,24 @@ class Frame:
     timestamps: FloatArray
     values: FloatArray
     kind: SeriesKind = "gauge"
+    present: BoolArray | None = None
+    """Which cells hold a sample (``values``' shape), where some sample is NaN: a cell without one is NaN
+    too. None: every cell that is not NaN holds one (an infinite value is a sample)."""
+
+    @property
+    def samples(self) -> BoolArray:
+        """Which cells hold a sample: ``present``, else every cell not NaN."""
+        return self.present if self.present is not None else ~np.isnan(self.values)
+
+    def sampled(self, steps: BoolArray) -> BoolArray:
+        """Which series hold a sample at any of the ``steps`` (a mask of its timestamps)."""
+        cells = self.present[:, steps] if self.present is not None else ~np.isnan(self.values[:, steps])
+        return np.asarray(cells.any(axis=1), np.bool_)
+
+    def rows(self, rows: IntArray | list[int], labels: Sequence[Mapping[str, str]]) -> Frame:
+        """The frame of its rows ``rows`` (``labels``: their label sets), every step."""
+        present = None if self.present is None else self.present[rows]
+        return Frame(self.query, labels, self.timestamps, self.values[rows], self.kind, present)
 
 
 @dataclass(slots=True)
@@ -173,8 +193,10 @@ class CollectorSource:
         frames = []
         for q, g in groups.items():
             values = np.array(g.values, dtype=np.float64).reshape(-1, 1)
-            values[~np.isfinite(values)] = np.nan
-            frames.append(Frame(query=q, labels=g.labels, timestamps=stamps, values=values, kind=g.kind))
+            blank = ~np.isfinite(values)
+            values[blank] = np.nan
+            present = np.ones(values.shape, np.bool_) if blank.any() else None  # each series read a sample
+            frames.append(Frame(q, g.labels, stamps, values, g.kind, present))
         self._health.succeeded(now, sum(len(g.values) for g in groups.values()))
         return frames
 

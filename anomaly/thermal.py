@@ -160,12 +160,10 @@ class ThermalDetector:
         """Each slot's line and its temperature series id, each slot's GPU, and the state parked for
         forgotten GPUs (``anomaly.snapshot``)."""
         sids = np.array([-1 if sid is None else sid for sid in self._slot.keys], np.int64)
-        parked = self._parked.entries()
+        parked, parked_arrays = self._parked.state(np.float64, len(_FIELDS))
         arrays = {name: getattr(self, name).copy() for name in _FIELDS}
-        arrays["slot_series"] = sids
-        arrays["parked_at"] = np.array([at for _, at, _ in parked], np.float64)
-        arrays["parked_rows"] = np.array([row for _, _, row in parked], np.float64).reshape(-1, len(_FIELDS))
-        meta = {"free": self._slot.freed(), "gpus": list(self._gpu), "parked": [gpu for gpu, _, _ in parked]}
+        arrays.update(slot_series=sids, **parked_arrays)
+        meta = {"free": self._slot.freed(), "gpus": list(self._gpu), "parked": parked}
         return State(meta, arrays)
 
     def restore(self, state: State) -> None:
@@ -174,9 +172,14 @@ class ThermalDetector:
         for name in _FIELDS:
             if state.arrays[name].shape != (rows,):
                 raise ValueError(f"thermal {name}: shape {state.arrays[name].shape}, not ({rows},)")
-        gpus, at, parked = state.meta["parked"], state.arrays["parked_at"], state.arrays["parked_rows"]
-        if parked.shape != (len(gpus), len(_FIELDS)) or at.shape != (len(gpus),):
-            raise ValueError(f"thermal parked: {len(gpus)} GPUs, {at.shape} times, rows {parked.shape}")
+        parked = ParkedRows.restored(
+            _PARKED_SECONDS,
+            "thermal",
+            state.meta["parked"],
+            state.arrays,
+            dtype=np.float64,
+            width=len(_FIELDS),
+        )
         sids = state.arrays["slot_series"].tolist()
         self._slot = Slots.restored(
             [None if s < 0 else int(s) for s in sids], [int(i) for i in state.meta["free"]]
@@ -184,9 +187,7 @@ class ThermalDetector:
         for name in _FIELDS:
             setattr(self, name, np.asarray(state.arrays[name], np.float64))
         self._gpu = [None if g is None else str(g) for g in state.meta["gpus"]]
-        self._parked = ParkedRows(_PARKED_SECONDS)
-        for gpu, when, row in zip(gpus, at.tolist(), parked, strict=True):
-            self._parked.park(str(gpu), when, row.copy(), len(gpus))
+        self._parked = parked
         self._join = None
 
     def judged_by(self, query: str) -> tuple[str, ...]:

@@ -41,6 +41,7 @@ from anomaly.steps import BoolArray, IntArray, reported
 from anomaly.thresholds import AdaptiveThresholds, FloatArray, ThresholdParams
 from gpuwarden.config_anomaly import AnomalyThresholdConfig
 from gpuwarden.errors import InputError
+from gpuwarden.yamlfile import not_utf8
 
 DEFAULT_RESOLVE_AFTER = AnomalyThresholdConfig().resolve_after
 DEFAULT_PARAMS = ThresholdParams.from_config()
@@ -106,9 +107,12 @@ def read_series_csv(path: Path, *, repeated_times: bool = False) -> Series:
 
 def _unreadable(path: Path, reason: object) -> InputError:
     """``in.csv: cannot read it: REASON``, the file first as a bad option's value is said (``--input
-    'in.csv': cannot read it: ...``); an OSError said by its reason alone (``No such file or directory``)."""
+    'in.csv': cannot read it: ...``); an OSError said by its reason alone (``No such file or directory``), a
+    file not in UTF-8 with what to do."""
     if isinstance(reason, OSError) and reason.strerror:
         reason = reason.strerror
+    elif isinstance(reason, UnicodeDecodeError):  # said as a configuration file's is
+        reason = not_utf8(reason)
     return InputError(f"{path}: cannot read it: {reason}", field="input")
 
 

@@ -21,6 +21,11 @@ double-bit ECC counter) and 2-4 hard faults, most while a restart has the servic
 counter series created by it) or a DBE on one GPU. Drawn apart from the stream, so a seed's fleet, faults
 and restarts are those it has without the flag.
 
+``--blank-samples`` adds temperatures read as samples that are no number, for 1-3 ticks from the first tick
+each restart missed and from 1-2 ticks at random: ``NaN`` (Prometheus' answer for 0/0; the frame says those
+cells hold samples, ``Frame.present``) or ``+Inf``. A live tick reads such a GPU as a gap row; the warm-up's
+replay of the ticks a restart missed must read it so too. Drawn apart from the stream, as the hard faults.
+
 The multivariate model is fitted once at the first start (``fit_every_seconds`` a day, past the run): its
 scheduled refits come ``fit_every`` after each process start, so no restart keeps their times.
 
@@ -82,6 +87,7 @@ class Fleet:
     faults: list[Fault]
     t0: float
     hard: list[Fault] | None = None  # XID 79s and DBEs (kind xid or dbe, at tick start), with --hard-faults
+    blanks: list[Fault] = field(default_factory=list)  # temperatures read as NaN or +Inf, --blank-samples
     labels: list[dict[str, str]] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -134,10 +140,30 @@ class FleetSource:
         cube = np.stack([self.fleet.values(t) for t in ts.tolist()], axis=2)  # query x GPU x time
         seen = np.isfinite(cube[0]).any(axis=1)
         labels = [lab for lab, s in zip(self.fleet.labels, seen.tolist(), strict=True) if s]
-        frames = [Frame(q, labels, ts, cube[k][seen]) for k, q in enumerate(QUERIES)]
+        present = self._blank(cube[0], ts)
+        frames = [
+            Frame(
+                q,
+                labels,
+                ts,
+                cube[k][seen],
+                present=present[seen] if k == 0 and present is not None else None,
+            )
+            for k, q in enumerate(QUERIES)
+        ]
         if self.fleet.hard is not None:
             frames.extend(self._hard(ts, np.isfinite(cube[0]), seen))
         return frames
+
+    def _blank(self, temperature: np.ndarray, ts: np.ndarray) -> np.ndarray | None:
+        """Set the blank samples (``Fleet.blanks``) of ``temperature`` (GPU x time) where its GPU is up; which
+        cells hold a sample where one is NaN, else None."""
+        ticks = np.floor((ts - self.fleet.t0) / EVERY)
+        up = np.isfinite(temperature)
+        for f in self.fleet.blanks:
+            at = up[f.target] & (ticks >= f.start) & (ticks < f.end)
+            temperature[f.target, at] = math.nan if f.kind == "nan" else math.inf
+        return up if any(f.kind == "nan" for f in self.fleet.blanks) else None
 
     def _hard(self, ts: np.ndarray, up: np.ndarray, seen: np.ndarray) -> list[Frame]:
         """gpu_up, the DBE counter, and each XID 79 counter series from its first event on (none before)."""
@@ -159,9 +185,12 @@ class FleetSource:
         return self._health
 
 
-def draw(seed: int, steps: int, hard: bool = False) -> tuple[Fleet, dict[int, tuple[int, int]]]:
+def draw(
+    seed: int, steps: int, hard: bool = False, blank: bool = False
+) -> tuple[Fleet, dict[int, tuple[int, int]]]:
     """The seed's fleet and faults, and its restarts: before which tick, ticks down, ticks lost (a crash);
-    with ``hard``, its hard faults too (``--hard-faults``)."""
+    with ``hard``, its hard faults too (``--hard-faults``); with ``blank``, its blank samples
+    (``--blank-samples``)."""
     rng = random.Random(seed)
     nodes = rng.randint(2, 4)
     gpus = nodes * 4
@@ -189,7 +218,18 @@ def draw(seed: int, steps: int, hard: bool = False) -> tuple[Fleet, dict[int, tu
     fleet = Fleet(seed, gpus, nodes, faults, t0=1_767_225_600.0 + rng.randrange(7) * DAY)
     if hard:
         fleet.hard = _hard_faults(seed, steps, gpus, restarts)
+    if blank:
+        fleet.blanks = _blank_samples(seed, steps, gpus, restarts)
     return fleet, restarts
+
+
+def _blank_samples(seed: int, steps: int, gpus: int, restarts: dict[int, tuple[int, int]]) -> list[Fault]:
+    """A GPU's temperature read as NaN or +Inf for 1-3 ticks from each restart (the ticks it missed, a crash's
+    lost ones before them), and from one or two ticks at random."""
+    rng = random.Random(f"blank-samples-{seed}")
+    starts = [max(0, at - lost) for at, (_, lost) in sorted(restarts.items())]
+    starts += [rng.randrange(steps) for _ in range(rng.randint(1, 2))]
+    return [Fault(rng.choice(("nan", "inf")), rng.randrange(gpus), t, t + rng.randint(1, 3)) for t in starts]
 
 
 def _hard_faults(seed: int, steps: int, gpus: int, restarts: dict[int, tuple[int, int]]) -> list[Fault]:
@@ -297,6 +337,11 @@ def main() -> None:
     parser.add_argument(
         "--hard-faults", action="store_true", help="XID 79s and DBEs, most while the service is stopped"
     )
+    parser.add_argument(
+        "--blank-samples",
+        action="store_true",
+        help="temperatures read as NaN or +Inf samples for 1-3 ticks, most while the service is stopped",
+    )
     args = parser.parse_args()
     if args.steps < 4:
         parser.error(f"--steps {args.steps}: at least 4 (a restart needs ticks before and after it)")
@@ -307,7 +352,7 @@ def main() -> None:
     by_detector: dict[str, int] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
-            fleet, restarts = draw(seed, args.steps, args.hard_faults)
+            fleet, restarts = draw(seed, args.steps, args.hard_faults, args.blank_samples)
             straight = run(fleet, args.steps, {}, False, Path(tmp) / "s.npz")
             restarted = run(fleet, args.steps, restarts, args.snapshot, Path(tmp) / "s.npz")
             found, held = first_divergence(straight, restarted)
@@ -323,7 +368,7 @@ def main() -> None:
                         {
                             "seed": seed,
                             "restarts": restarts,
-                            "faults": [vars(f) for f in [*fleet.faults, *(fleet.hard or ())]],
+                            "faults": [vars(f) for f in [*fleet.faults, *(fleet.hard or ()), *fleet.blanks]],
                             "divergence": found,
                             "firing": held,
                         },
@@ -340,6 +385,7 @@ def main() -> None:
                 "seeds": len(args.seeds),
                 "steps": args.steps,
                 "hard_faults": args.hard_faults,
+                "blank_samples": args.blank_samples,
                 "divergent": len(divergent),
                 "divergent_seeds": sorted(divergent),
                 "first_divergence_by": by_detector,

@@ -42,8 +42,9 @@ def auth_handler(credentials: tuple[str, str] | None) -> Callable[..., Callable[
 
 
 class BasicAuth:
-    """prometheus_client's ``basic_auth_handler`` with a user and password, whose repr hides the password
-    (a ``functools.partial``'s writes it, and an error reporter that records a frame's locals sends it on)."""
+    """prometheus_client's ``basic_auth_handler`` with a user and password, whose repr hides the password,
+    and the user when it comes alone (a ``functools.partial``'s writes them, and an error reporter that
+    records a frame's locals sends it on)."""
 
     def __init__(self, user: str, password: str) -> None:
         self._user = user
@@ -57,7 +58,9 @@ class BasicAuth:
         )
 
     def __repr__(self) -> str:
-        return f"BasicAuth(user={self._user!r}, password='***')"
+        # A user given without a password (``https://TOKEN@gateway``) is the credential itself.
+        user = repr(self._user) if self._password else "'***'"
+        return f"BasicAuth(user={user}, password='***')"
 
 
 class PushStats:

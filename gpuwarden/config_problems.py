@@ -19,7 +19,7 @@ from typing import Any, Generic, Protocol, TypeVar, get_args
 
 from pydantic import BaseModel, ValidationError
 
-from gpuwarden.config_source import ENVIRONMENT, Loc, field_loc, located
+from gpuwarden.config_source import ENVIRONMENT, Loc, field_loc, located, setting_variable
 from gpuwarden.errors import ConfigError
 from gpuwarden.yamlfile import detail_to_config_error
 
@@ -102,7 +102,9 @@ def validated(
                 loc = tuple(error["loc"])
                 if (loc, error["msg"]) not in seen and not _under(loc, pruned):
                     seen.add((loc, error["msg"]))
-                    found = detail_to_config_error(error, where, positions)
+                    # A value a variable set is its JSON: a boolean there is no YAML boolean
+                    json = setting_variable(loc, positions, environ) is not None
+                    found = detail_to_config_error(error, where, positions, syntax="JSON" if json else "YAML")
                     if error["type"] == "extra_forbidden" and model is not None:
                         found = _with_suggestion(found, model, loc)
                     problems.append(located(found, loc, where, positions, environ))

@@ -190,22 +190,31 @@ LocalPath = Annotated[str, AfterValidator(_no_nul)]
 
 
 # ASCII digits only: \d would take "٢x٨" (Arabic-Indic digits), which int() then reads.
-_SPEC_RE = re.compile(r"^\s*([0-9]+)\s*[xX]\s*([0-9]+)\s*$", re.ASCII)
+_SPEC_RE = re.compile(r"0*([0-9]+)[xX]0*([0-9]+)", re.ASCII)
 
 
 def parse_simulate_spec(spec: str) -> tuple[int, int]:
     """Parse ``NODESxGPUS`` (e.g. ``2x8``) into ``(nodes, gpus_per_node)``."""
-    match = _SPEC_RE.match(spec or "")
+    match = _SPEC_RE.fullmatch(spec or "")
     if match is None:
-        raise InputError(f"expected NODESxGPUS such as 2x8, got {spec!r}", field="simulate")
-    nodes, gpus = int(match.group(1)), int(match.group(2))
-    if not 1 <= nodes <= MAX_SIM_NODES:
-        raise InputError(f"nodes must be 1..{MAX_SIM_NODES}, got {nodes} in {spec!r}", field="simulate")
-    if not 1 <= gpus <= MAX_GPUS_PER_NODE:
-        raise InputError(
-            f"GPUs per node must be 1..{MAX_GPUS_PER_NODE}, got {gpus} in {spec!r}", field="simulate"
-        )
-    return nodes, gpus
+        # Blanks are refused as every number of the command line refuses them (``--port ' 5'``).
+        bare = "".join((spec or "").split())
+        fix = f": no blanks; write {bare}" if bare != spec and _SPEC_RE.fullmatch(bare) else ""
+        raise InputError(f"expected NODESxGPUS such as 2x8, got {spec!r}{fix}", field="simulate")
+    nodes, gpus = match.groups()
+    return _spec_count(nodes, MAX_SIM_NODES, "nodes", spec), _spec_count(
+        gpus, MAX_GPUS_PER_NODE, "GPUs per node", spec
+    )
+
+
+def _spec_count(digits: str, most: int, what: str, spec: str) -> int:
+    """One count of a ``NODESxGPUS`` spec, 1 to ``most``; ``InputError`` naming ``what`` otherwise."""
+    count = int(digits) if len(digits) <= 9 else None  # int() raises past 4,300 digits
+    if count is None or not 1 <= count <= most:
+        got = count if count is not None else f"a number of {len(digits)} digits"
+        shown = repr(spec) if len(spec) <= 40 else repr(spec[:37]) + "..."
+        raise InputError(f"{what} must be 1..{most}, got {got} in {shown}", field="simulate")
+    return count
 
 
 def _simulate_spec(spec: str | None) -> str | None:

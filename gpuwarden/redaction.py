@@ -3,7 +3,8 @@
 A store URL keeps everything but its password (``postgresql+psycopg://gw:***@db:5432/gw``, and libpq's
 ``?password=***`` and ``?sslpassword=***``, with which psycopg connects as well): the host and the database
 are what a person needs to find the problem. So does any other URL shown whole (a Prometheus, OTLP or
-Pushgateway URL, ``--url``), with the tokens of its query hidden too (``?token=***``, ``?api_key=***``). A
+Pushgateway URL, ``--url``), with the tokens of its query hidden too (``?token=***``, ``?api_key=***``), and
+a user name given alone, which there is a token (``https://***@host``). A
 webhook URL often *is* the credential (Slack's ``/services/T000/B000/XXXX``, a ``?api_key=``), so only its
 scheme and host are shown.
 """
@@ -23,6 +24,9 @@ REPR_QUOTED = re.compile(rf"{REPR_SINGLE}|\"(?:[^\"\\]|\\.)*\"")
 # user:password@ as SQLAlchemy's make_url reads it: the user has no ':' or '/', the password no '@'; and on to
 # the last @ before the path, as an http client reads it (an @ left unescaped in the password).
 _PASSWORD = re.compile(r"(://[^:/]*:)[^@]*(?:@[^@/?#]*(?=@))*@")
+# A user name alone (``https://TOKEN@host``): a token given as the user, as GitHub's URLs and a gateway's
+# basic auth without a password take one. A store's user alone is a database role (``postgresql://gw@db``).
+_LONE_USER = re.compile(r"^((?!postgres|sqlite)[a-z][a-z0-9+.-]*://)[^:/?#]+@", re.IGNORECASE)
 # A credential in the query or the fragment: libpq's password keywords, which SQLAlchemy hands psycopg as
 # connection arguments, and the names APIs take a token by (``?token=``, ``?access_token=``, ``?api_key=``,
 # ``?key=``, ``?sig=``, AWS's ``X-Amz-Signature``, ``#access_token=``): one of those words, in any case,
@@ -38,10 +42,11 @@ _CONNINFO_PASSWORD = re.compile(r"((?:^|\s)(?:ssl)?password\s*=\s*)(?:'(?:[^'\\]
 
 
 def hidden_password(url: str) -> str:
-    """``url`` with the password of its ``user:password@``, the tokens and passwords of its query and
-    fragment (``?token=***``) and the password of a libpq connection string replaced by ``***`` (the rest
-    as given)."""
-    hidden = _QUERY_SECRET.sub(r"\1***", _PASSWORD.sub(r"\1***@", url, count=1))
+    """``url`` with the password of its ``user:password@`` (a lone ``user@``, a token, whole but in a store
+    URL), the tokens and passwords of its query and fragment (``?token=***``) and the password of a libpq
+    connection string replaced by ``***`` (the rest as given)."""
+    hidden = _LONE_USER.sub(r"\1***@", _PASSWORD.sub(r"\1***@", url, count=1), count=1)
+    hidden = _QUERY_SECRET.sub(r"\1***", hidden)
     return _CONNINFO_PASSWORD.sub(r"\1***", hidden)
 
 

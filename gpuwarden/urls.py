@@ -28,6 +28,10 @@ def url_problem(url: str) -> str | None:
         port = parsed.port
     except httpx.InvalidURL as exc:
         return str(exc)
+    try:  # urllib reads it too (the CLI's checks, push_to_gateway): "http://[bad", which httpx escapes
+        urlsplit(url)
+    except ValueError as exc:  # "Invalid IPv6 URL": a [ or ] outside an address's pair
+        return f"{exc}: brackets hold an IPv6 address, closed before the port (http://[::1]:8080)"
     if parsed.scheme not in SCHEMES:
         return "it must start with http:// or https://"
     try:  # httpx decodes an xn-- host as it reads it: an invalid one raises idna's error (xn--a)

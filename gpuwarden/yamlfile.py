@@ -12,7 +12,7 @@ import stat
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -102,6 +102,8 @@ def secret_ref_names(data: Any) -> set[str]:
     return set()
 
 
+Syntax = Literal["YAML", "JSON"]
+"""What a setting's value was written in: the file's YAML, or a ``GPUWARDEN_`` variable's JSON."""
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_FILE_BYTES = 64 * 1024 * 1024
 """Larger files are refused: a 100,000-GPU inventory is a few MiB, and /dev/zero would fill the memory."""
@@ -128,10 +130,12 @@ def read_text_file(path: Path) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); save it as UTF-8",
-            path=str(path),
-        ) from exc
+        raise ConfigError(not_utf8(exc), path=str(path)) from exc
+
+
+def not_utf8(exc: UnicodeDecodeError) -> str:
+    """A file that is not UTF-8 said with where and what to do (Python's words say neither)."""
+    return f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); save it as UTF-8"
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:
@@ -254,17 +258,20 @@ def field_path(loc: Sequence[str | int]) -> str:
     return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
 
 
-def error_message(error: ErrorDetails) -> str:
+def error_message(error: ErrorDetails, *, syntax: Syntax = "YAML") -> str:
     """One pydantic error's message for a person: without pydantic's ``Value error, `` prefix (a validator's
     own text stands alone), and saying what to do about an unknown or a missing field, a value past its
-    bounds or an empty one. An error about a mapping's key names the key."""
+    bounds or an empty one. An error about a mapping's key names the key. ``syntax``: what the value was
+    written in, the file's YAML or a ``GPUWARDEN_`` variable's JSON."""
     loc = error["loc"]
     key = f"key {loc[-2]!r}: " if len(loc) >= 2 and loc[-1] == _KEY else ""
     if error["type"] == "extra_forbidden":
         return "unknown field; remove it or check its spelling"
     if error["type"] == "missing":
         return "required field is missing; add it"
-    message = _constraint_message(error, item=bool(loc) and isinstance(loc[-1], int), key=bool(key))
+    message = _constraint_message(
+        error, item=bool(loc) and isinstance(loc[-1], int), key=bool(key), syntax=syntax
+    )
     if message is None:
         message = error["msg"]
         for prefix in ("Value error, ", "Assertion failed, "):
@@ -272,7 +279,7 @@ def error_message(error: ErrorDetails) -> str:
     return key + message
 
 
-def _constraint_message(error: ErrorDetails, *, item: bool, key: bool) -> str | None:
+def _constraint_message(error: ErrorDetails, *, item: bool, key: bool, syntax: Syntax) -> str | None:
     """A broken ``Field`` constraint said with what to write instead (pydantic's "String should have at
     least 1 character" says neither that the value is empty nor what to do); None for other errors."""
     kind, ctx, value = error["type"], error.get("ctx") or {}, error["input"]
@@ -285,9 +292,9 @@ def _constraint_message(error: ErrorDetails, *, item: bool, key: bool) -> str | 
     if kind == "string_too_long":
         return f"longer than {ctx['max_length']} characters; shorten it"
     if kind in ("model_type", "dict_type"):  # "Input should be a valid dictionary or instance of ApiConfig"
-        return f"is {shown_value(value)}, not a section; write its settings below it as name: value pairs"
+        return f"is {shown_value(value)}, not a section; {_WRITE_SECTION[syntax]}"
     if kind == "list_type":
-        return f"is {shown_value(value)}, not a list; write its items below it, each after '- '"
+        return f"is {shown_value(value)}, not a list; {_WRITE_LIST[syntax]}"
     if kind in ("too_short", "too_long"):
         actual = ctx["actual_length"]
         has = "empty" if actual == 0 else f"{actual} item{'s' if actual != 1 else ''}"
@@ -296,10 +303,9 @@ def _constraint_message(error: ErrorDetails, *, item: bool, key: bool) -> str | 
         return f"{has}, more than {ctx['max_length']}; remove {actual - ctx['max_length']}"
     if kind in ("float_parsing", "int_parsing", "bool_parsing"):
         text = ctx.get("text", value)  # an item's (numerals)
-        if ctx.get("boolean"):  # YAML's yes: a boolean, not the text 'true' that a variable gives
-            return (
-                _parsing_message(kind, text, error["loc"], said=f"{text} (a YAML boolean)") + _YAML_BOOLEANS
-            )
+        if ctx.get("boolean"):  # YAML's yes, a variable's JSON true: a boolean, not the text 'true'
+            said = f"{text} (a {syntax} boolean)"
+            return _parsing_message(kind, text, error["loc"], said=said) + _BOOLEANS[syntax]
         return _parsing_message(kind, text, error["loc"])
     if kind in _NUMBER_TYPES:
         return _not_a_number_message(kind, value)
@@ -316,7 +322,18 @@ def _constraint_message(error: ErrorDetails, *, item: bool, key: bool) -> str | 
     return None
 
 
-_YAML_BOOLEANS = " (YAML reads yes, on and true as true; no, off and false as false)"
+_WRITE_SECTION: dict[Syntax, str] = {
+    "YAML": "write its settings below it as name: value pairs",
+    "JSON": 'write its settings as a JSON object, {"name": value, ...}',
+}
+_WRITE_LIST: dict[Syntax, str] = {
+    "YAML": "write its items below it, each after '- '",
+    "JSON": "write its items as a JSON list, [item, ...]",
+}
+_BOOLEANS: dict[Syntax, str] = {
+    "YAML": " (YAML reads yes, on and true as true; no, off and false as false)",
+    "JSON": " (JSON reads an unquoted true or false as a boolean)",
+}
 # pydantic's errors for a value of no number's type ("Input should be a valid number"), said with a fix.
 _NUMBER_TYPES = {
     "float_type": "a number",
@@ -397,12 +414,13 @@ def validation_to_config_errors(
 
 
 def detail_to_config_error(
-    error: ErrorDetails, path: str, positions: Mapping[tuple[str | int, ...], int]
+    error: ErrorDetails, path: str, positions: Mapping[tuple[str | int, ...], int], *, syntax: Syntax = "YAML"
 ) -> ConfigError:
-    """One pydantic error as a ``ConfigError`` naming file, line and field."""
+    """One pydantic error as a ``ConfigError`` naming file, line and field (``syntax`` as ``error_message``
+    takes it)."""
     loc = tuple(error["loc"])
     line = next((positions[loc[:d]] for d in range(len(loc), -1, -1) if loc[:d] in positions), None)
-    return ConfigError(error_message(error), path=path, field=field_path(loc), line=line)
+    return ConfigError(error_message(error, syntax=syntax), path=path, field=field_path(loc), line=line)
 
 
 def not_a_mapping(data: Any, path: str, sections: Iterable[str]) -> ConfigError:

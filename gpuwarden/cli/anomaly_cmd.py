@@ -570,7 +570,7 @@ def xid(
     output: Annotated[str, output_option(TEXT_OUTPUTS, "text or json (one JSON document).")] = "text",
 ) -> None:
     """What an XID means and what gpuwarden recommends doing about it."""
-    from anomaly.signatures import load_xid_catalog  # noqa: PLC0415
+    from anomaly.xidsignatures import load_xid_catalog  # noqa: PLC0415
     from gpuwarden.xid import xid_action  # noqa: PLC0415
 
     catalog = load_xid_catalog()

@@ -95,7 +95,7 @@ UrlOption = Annotated[
 def checked_url(url: str, envvar: str | None = None) -> str:
     """``url`` if requests can be sent to it; else ``error: --url URL: not a valid URL (why)``, exit 2,
     naming ``envvar`` instead where the URL is that variable's value (the option's fallback)."""
-    problem = url_problem(url) or _not_a_base(url)
+    problem = _blanks(url) or url_problem(url) or _not_a_base(url)
     if problem is not None:
         shown = hidden_password(url)  # serve may sit behind a proxy that takes a password or a token
         origin = envvar if envvar is not None and os.environ.get(envvar) == url else "--url"
@@ -113,6 +113,12 @@ def _tls_hint(url: str, exc: Exception) -> str:
     if url.lower().startswith("https://") and "WRONG_VERSION_NUMBER" in str(exc):
         return " (the server speaks plain HTTP: use http://, or the address of the TLS proxy in front of it)"
     return ""
+
+
+def _blanks(url: str) -> str | None:
+    """A blank around ``url`` (a variable set with a space): before it, it "must start with http://"; after
+    it, the error named a port with a space in it."""
+    return "a blank before or after it; remove it" if url != url.strip() else None
 
 
 def _not_a_base(url: str) -> str | None:

@@ -119,6 +119,14 @@ class FaultRecord:
         }
 
 
+def reaches(spec: FaultSpec, node: str, gpu: int) -> bool:
+    """Whether the fault changes GPU ``gpu`` of ``node``: the GPU it names, or every GPU of its node when it
+    names none (``node_down``, a node's ``power_brake``). No other: a GPU heats from its own power against a
+    fixed ambient (no shared chassis air), and a downed or erroring NVLink shows only on the GPU it is
+    injected on. A training job's other ranks feel a slow or stopped rank through the job, not the fault."""
+    return spec.node == node and (spec.gpu is None or spec.gpu == gpu)
+
+
 _FIELDS = ("kind", "node", "gpu", "xid", "link", "params")
 MAX_GPU_INDEX = 255
 """The largest GPU index a fault may name (``sim inject --gpu`` takes the same bounds)."""

@@ -19,7 +19,7 @@ from gpuwarden.labelnumbers import label_number
 from gpuwarden.model import GpuRef
 from gpuwarden.sim.dynamics import Demand, GpuEffects, inference_activity, step_gpu
 from gpuwarden.sim.events import EventQueue, GpuEvent
-from gpuwarden.sim.faults import ACTION_KINDS, PERSISTENT_XIDS, FaultRecord, FaultSpec
+from gpuwarden.sim.faults import ACTION_KINDS, PERSISTENT_XIDS, FaultRecord, FaultSpec, reaches
 from gpuwarden.sim.topology import MIB, SimGpu, SimNode, build_nodes
 from gpuwarden.sim.workloads import InferenceService, TrainingJob, place_workloads
 
@@ -399,7 +399,7 @@ class Fleet:
             lost = False
             for rec in self._active.values():
                 spec = rec.spec
-                if spec.node != node.name or (spec.gpu is not None and spec.gpu != gpu.index):
+                if not reaches(spec, node.name, gpu.index):
                     continue
                 kind = spec.kind
                 if kind == "gpu_lost" or (kind == "xid" and spec.xid == 79):

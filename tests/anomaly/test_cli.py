@@ -834,8 +834,13 @@ def test_run_says_where_it_serves_metrics_with_an_ipv6_address_in_brackets(tmp_p
             lambda src: src.write_text("timestamp,value\n2024-01-01 00:00:00,x\n"),
             "error: --input '{src}': line 2: 'x' is not a number",
         ),
+        (  # said Python's "'utf-8' codec can't decode byte 0xff in position 0: ...", and no fix
+            lambda src: src.write_bytes(b"timestamp,value\n\xff,1\n"),
+            "error: --input '{src}': cannot read it: not UTF-8 text (byte 0xff at offset 16); save it as"
+            " UTF-8",
+        ),
     ],
-    ids=["missing", "a-directory", "empty", "bad-time", "bad-value"],
+    ids=["missing", "a-directory", "empty", "bad-time", "bad-value", "not-utf-8"],
 )
 def test_score_names_a_bad_input_as_every_bad_option_is_named(tmp_path, make, said):
     """``anomaly score`` said ``error: input: cannot read in.csv: ...`` and ``error: timestamp: in.csv line 2:

@@ -230,15 +230,61 @@ def _quiet_run(monkeypatch, first: tuple[str, float], second: tuple[str, float],
     node, gpu = next((g.node, g.index) for g in fleet.gpu_refs() if fleet.workload_on(g.node, g.index))
     a, b = (Injection(_class(name), node, gpu, clock.time() + at) for name, at in (first, second))
     monkeypatch.setattr("anomaly.faulteval._schedule", lambda plan, fleet, start: [a, b])
-    quiet = SimpleNamespace(
+    report = run_fault_eval(fleet, _quiet(), clock, EvalPlan(duration_seconds=duration, warmup_seconds=0.0))
+    (rec,) = [r for r in fleet.fault_log if r.id == b.fault_id] if b.fault_id else [None]
+    return fleet, report, rec
+
+
+def _quiet() -> SimpleNamespace:
+    """An anomaly service that raises nothing: the harness's own timing alone."""
+    return SimpleNamespace(
         infer=lambda: SimpleNamespace(raised=[], resolved=[]),
         fit=lambda: None,
         cfg=SimpleNamespace(fit_every_seconds=3600.0, pending_ticks=3),
         firing={},
     )
-    report = run_fault_eval(fleet, quiet, clock, EvalPlan(duration_seconds=duration, warmup_seconds=0.0))
-    (rec,) = [r for r in fleet.fault_log if r.id == b.fault_id] if b.fault_id else [None]
-    return fleet, report, rec
+
+
+def test_a_straggler_begun_while_another_rank_hangs_its_job_is_timed_from_when_the_job_runs(monkeypatch):
+    """Seed 906's straggler begun on node-04 GPU 0 while the node was down counted 480 s late: its node
+    came back at 22,020 s with pretrain-01 still hung on node-02 GPU 0 until 22,380 s, every rank idle (0 %,
+    345 MHz, 70 W, the straggler with them: fleet z 0), and the fleet detector raised 120 s after the job
+    ran again. A slower GPU shows only while it works: it is timed from the job's resumption. A job stalled
+    by the straggler's own node being down is its outage (timed from its return), not counted so."""
+    clock = FakeClock()
+    fleet = build_fleet(2, 8, seed=3, clock=clock)
+    (node, hung_gpu), (_, slow), (_, later) = _ranks_of_one_job_on(fleet, 3)
+    other = next(n for n in sorted({g.node for g in fleet.gpu_refs()}) if n != node)
+    (_, behind), *_ = _ranks_of_one_job_on(fleet, 1, other)
+    t0 = clock.time()
+    hang = Injection(_class("hung"), node, hung_gpu, t0 + 100.0)
+    straggler = Injection(_class("straggler"), node, slow, t0 + 160.0)
+    running = Injection(_class("straggler"), node, later, t0 + 1000.0)  # after the hang's repair
+    outage = Injection(LONG_OUTAGE, other, None, t0 + 1200.0, hold_seconds=1300.0)  # stalls running's job
+    down = Injection(WHILE_DOWN_CLASSES[1], other, behind, t0 + 1300.0, hidden_until=t0 + 2500.0)
+    drawn = [hang, straggler, running, outage, down]
+    monkeypatch.setattr("anomaly.faulteval._schedule", lambda plan, fleet, start: list(drawn))
+    plan = EvalPlan(duration_seconds=3600.0, warmup_seconds=0.0)
+    run_fault_eval(fleet, _quiet(), clock, plan)
+    assert hang.repaired_at is not None and hang.repaired_at >= t0 + 700.0
+    assert straggler.seen_from() == hang.repaired_at  # its last stalled tick; the job ran from then on
+    assert (running.stalled_until, running.seen_from()) == (None, t0 + 1000.0)
+    assert (down.stalled_until, down.seen_from()) == (None, outage.repaired_at)
+    straggler.detected_at = hang.repaired_at + 120.0
+    result = _summarise(drawn, plan)["straggler"]
+    assert (result.within_deadline, result.latencies, result.job_stalled_at_start) == (1, [120.0], 1)
+    assert _summarise(drawn, plan)["straggler_while_down"].job_stalled_at_start == 0
+    merged = merge_reports([FaultEvalReport({"straggler": result}, 1.0, 0, [], 30.0)] * 2).to_json()
+    assert merged["classes"]["straggler"]["job_stalled_at_start"] == 2
+
+
+def _ranks_of_one_job_on(fleet, count: int, node: str | None = None) -> list[tuple[str, int]]:
+    """``count`` GPUs of one node (the first with a training job, or ``node``) that run a training job."""
+    ranks = [
+        (g.node, g.index) for g in fleet.gpu_refs() if hasattr(fleet.workload_on(g.node, g.index), "ranks")
+    ]
+    node = node or ranks[0][0]
+    return [r for r in ranks if r[0] == node][:count]
 
 
 def test_a_fault_drawn_after_the_same_one_was_due_for_repair_is_injected(monkeypatch):
@@ -362,7 +408,7 @@ def test_alerts_on_a_faulted_jobs_other_gpus_are_counted_sympathetic_with_their_
     seen: the eval now lists it apart, late past the soft deadline, and still not false."""
     clock = FakeClock()
     fleet = build_fleet(2, 8, seed=3, clock=clock)
-    (node, gpu), (_, mate), (_, neighbour) = _job_mates(fleet)
+    (node, gpu), (_, mate), _ = _job_mates(fleet)
     truth = _Truth(fleet, grace=900.0)
     runaway = Injection(_class("thermal_runaway"), node, gpu, 1000.0)
     truth.injections.append(runaway)
@@ -370,7 +416,6 @@ def test_alerts_on_a_faulted_jobs_other_gpus_are_counted_sympathetic_with_their_
     _attribute(_raise(node, gpu), 1060.0, truth, tally)  # its own alert: the detection
     _attribute(_raise(node, mate), 1120.0, truth, tally)  # a rank, 2 minutes in
     _attribute(_raise(node, mate, "fleet"), 1000.0 + 37 * 60, truth, tally)  # a rank, 37 minutes in
-    _attribute(_raise(node, neighbour), 1200.0, truth, tally)  # another job's GPU on its node
     assert runaway.detected_at == 1060.0
     assert tally.false_alerts == []
     assert [(a["gpu"], a["model"], a["delay_s"]) for a in tally.sympathetic] == [
@@ -387,6 +432,51 @@ def test_alerts_on_a_faulted_jobs_other_gpus_are_counted_sympathetic_with_their_
     }
     (late, _) = merged["late_sympathetic_examples"]
     assert (late["Hostname"], late["gpu"], late["fault"]) == (node, mate, f"thermal_runaway {node} GPU {gpu}")
+
+
+GPU_CLASSES = [c for c in FAULT_CLASSES if not c.node_level]
+
+
+@pytest.mark.parametrize("fault_class", GPU_CLASSES, ids=[c.name for c in GPU_CLASSES])
+def test_an_alert_on_a_neighbour_gpu_of_a_gpu_fault_is_false_and_names_the_fault_beside_it(fault_class):
+    """No GPU fault of the simulator reaches another GPU of its node (``gpuwarden.sim.faults.reaches``): an
+    alert on one that runs no job with the fault's GPU is false. The eval took any alert on a faulted node
+    as the fault's: a straggler on GPU 3 would hide an adaptive alert on GPU 5's memory for the fault's 10
+    minutes and 15 of grace. The false alert names the fault beside it, and the report counts those apart."""
+    clock = FakeClock()
+    fleet = build_fleet(2, 8, seed=3, clock=clock)
+    (node, gpu), _, (_, neighbour) = _job_mates(fleet)
+    truth = _Truth(fleet, grace=900.0)
+    truth.injections.append(Injection(fault_class, node, gpu, 1000.0, repaired_at=1600.0))
+    tally = _Tally(counted_from=0.0)
+    _attribute(_raise(node, neighbour), 1200.0, truth, tally)  # while it is on
+    _attribute(_raise(node, neighbour, "fleet"), 1600.0 + 900.0, truth, tally)  # the last second of its grace
+    assert tally.sympathetic == []
+    assert [(a["gpu"], a["beside"]) for a in tally.false_alerts] == [
+        (str(neighbour), f"{fault_class.name} GPU {gpu}"),
+        (str(neighbour), f"{fault_class.name} GPU {gpu}"),
+    ]
+    report = FaultEvalReport({}, 1.0, 2, tally.false_alerts, 30.0).to_json()
+    assert report["false_alerts_beside_a_fault"] == 2
+    assert report["false_alerts_beside_faults"] == {
+        f"GpuwardenAnomaly:adaptive: beside {fault_class.name}": 1,
+        f"GpuwardenAnomaly:fleet: beside {fault_class.name}": 1,
+    }
+
+
+def test_an_alert_on_any_gpu_of_a_node_wide_fault_is_the_faults_and_names_nothing_beside():
+    """A node down (or a node's power brake) acts on every GPU of the node: alerts there are its own, not
+    false, and a false alert elsewhere names no fault beside it."""
+    clock = FakeClock()
+    fleet = build_fleet(2, 8, seed=3, clock=clock)
+    truth = _Truth(fleet, grace=900.0)
+    truth.injections.append(Injection(_class("node_down"), "node-01", None, 1000.0, repaired_at=1600.0))
+    tally = _Tally(counted_from=0.0)
+    for index in range(8):
+        _attribute(_raise("node-01", index), 1700.0, truth, tally)
+    served = next(i for i in range(8) if not hasattr(fleet.workload_on("node-02", i), "ranks"))
+    _attribute(_raise("node-02", served), 1700.0, truth, tally)  # no rank of a job node-01 runs
+    assert [(a["Hostname"], "beside" in a) for a in tally.false_alerts] == [("node-02", False)]
 
 
 def test_an_alert_on_a_job_mate_after_the_faults_grace_is_false():

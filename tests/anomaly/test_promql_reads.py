@@ -597,3 +597,24 @@ def test_a_catch_up_shortened_before_another_outage_says_what_it_leaves_unread_o
         " unread (a gap)"
     ]
     prom.close()
+
+
+def test_a_nan_sample_is_marked_a_sample_where_a_step_without_one_is_not() -> None:
+    """Prometheus answers ``NaN`` for 0/0: a sample, which the warm-up's replay must take as one (a gap row,
+    as the live read of its window returns it), not as a step the series had no sample at."""
+    clock = FakeClock()
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        start, step = float(request.url.params["start"]), float(request.url.params["step"])
+        result = [
+            {"metric": {"gpu": "0"}, "values": [[start, "1"], [start + step, "2"]]},
+            {"metric": {"gpu": "1"}, "values": [[start + step, "NaN"]]},
+        ]
+        body = {"status": "success", "data": {"resultType": "matrix", "result": result}}
+        return httpx.Response(200, json=body)
+
+    end = clock.time()
+    (frame,) = source({"ratio": answer}, clock).read(end - 60, end)
+    assert [lab["gpu"] for lab in frame.labels] == ["0", "1"]
+    assert np.isnan(frame.values[1]).all()
+    assert frame.samples.tolist() == [[True, True], [False, True]]

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import datetime
+
+import pytest
 
 from anomaly.scheduler import AnomalyScheduler
 from anomaly.service import AnomalyService
@@ -61,3 +64,29 @@ def test_the_background_scheduler_runs_infer_and_fit_on_their_intervals():
     ticks = scheduler.ticks
     time.sleep(0.2)
     assert scheduler.ticks == ticks  # nothing runs after shutdown
+
+
+def _fire_times(scheduler: AnomalyScheduler, job_id: str, n: int) -> list[datetime]:
+    """The next ``n`` times the job ``job_id`` is due."""
+    trigger, at = (
+        scheduler._scheduler.get_job(job_id).trigger,
+        scheduler._scheduler.get_job(job_id).next_run_time,
+    )
+    times = [at]
+    while len(times) < n:
+        times.append(trigger.get_next_fire_time(times[-1], times[-1]))
+    return times
+
+
+def test_the_saves_are_due_half_a_tick_off_the_ticks(tmp_path):
+    """A save copies the state while the ticks run and copies it again when a tick began meanwhile: saves
+    every 300 s due with the 30 s ticks each had a tick beside their copy."""
+    service = make(infer_every_seconds=30, state_save_seconds=300)
+    scheduler = AnomalyScheduler(service, state_file=tmp_path / "anomaly.state.npz")
+    scheduler.start()
+    try:
+        ticks, saves = _fire_times(scheduler, "infer", 120), _fire_times(scheduler, "save", 10)
+    finally:
+        scheduler.shutdown()
+    apart = min(abs((save - tick).total_seconds()) for save in saves for tick in ticks)
+    assert apart == pytest.approx(15, abs=1)

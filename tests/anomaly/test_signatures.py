@@ -486,6 +486,53 @@ def test_a_vanished_gpu_is_lost_until_absent_forget_seconds_not_a_fixed_hour():
     assert lost == [("GPU-b", "firing"), ("GPU-b", "resolved")]
 
 
+def test_a_gpu_whose_up_reads_nan_is_lost_like_one_whose_series_vanished():
+    # NaN is no reading: the GPU did not answer while its host's exporter read the others. It raised nothing,
+    # as if a GPU whose read fails were up.
+    feed = Feed()
+    a, b = GPU, {**GPU, "gpu": "1", "UUID": "GPU-b"}
+    feed.tick(("gpuwarden_gpu_up", [a, b], [1, 1], "gauge"))
+    for _ in range(3):
+        hits = fired(feed.tick(("gpuwarden_gpu_up", [a, b], [1, float("nan")], "gauge")))
+        assert [f.labels[i]["UUID"] for f, i in hits] == ["GPU-b"]
+        assert [lab["UUID"] for lab in hits[0][0].labels] == ["GPU-a", "GPU-b"]  # one row a GPU
+    assert fired(feed.tick(("gpuwarden_gpu_up", [a, b], [1, 1], "gauge"))) == []
+
+
+def test_a_host_whose_every_gpu_up_reads_nan_is_left_to_node_down():
+    feed = Feed()
+    a, b = GPU, {**GPU, "gpu": "1", "UUID": "GPU-b"}
+    other = {**GPU, "Hostname": "node-02", "UUID": "GPU-c"}
+    feed.tick(("gpuwarden_gpu_up", [a, b, other], [1, 1, 1], "gauge"))
+    nan = float("nan")
+    assert fired(feed.tick(("gpuwarden_gpu_up", [a, b, other], [nan, nan, 1], "gauge"))) == []
+
+
+def test_a_running_service_raises_gpu_lost_when_a_gpus_up_turns_nan_and_resolves_it_once_it_reads_again():
+    clock = FakeClock()
+    col = TableCollector()
+    raised = []
+    service = AnomalyService(
+        AnomalyConfig(detectors=["signatures"]),
+        [CollectorSource([col], clock)],
+        clock,
+        on_alert=raised.append,
+    )
+    a, b = _slot("GPU-a", "0", "18"), _slot("GPU-b", "1", "2A")
+    col.set("gpuwarden_gpu_up", [(a, 1.0), (b, 1.0)])
+    service.infer()
+    col.set("gpuwarden_gpu_up", [(a, 1.0), (b, float("nan"))])
+    for _ in range(4):
+        clock.advance(30)
+        service.infer()
+    col.set("gpuwarden_gpu_up", [(a, 1.0), (b, 1.0)])
+    for _ in range(10):
+        clock.advance(30)
+        service.infer()
+    lost = [(x.labels["UUID"], x.status.value) for x in raised if x.labels["alertname"] == "GpuLost"]
+    assert lost == [("GPU-b", "firing"), ("GPU-b", "resolved")]
+
+
 def test_a_whole_host_vanishing_is_left_to_node_down_not_raised_as_lost_gpus():
     feed = Feed()
     a, b = GPU, {**GPU, "gpu": "1", "UUID": "GPU-b"}

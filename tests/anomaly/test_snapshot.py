@@ -11,17 +11,20 @@ import os
 import re
 import stat
 import zipfile
+from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import pytest
 import typer
 from pydantic import ValidationError
 
+from anomaly import scheduler as scheduler_module
 from anomaly import snapshot as snapshot_module
 from anomaly.detectors import SavedDetector
-from anomaly.scheduler import AnomalyScheduler
+from anomaly.scheduler import _COPIES_WHILE_TICKING, AnomalyScheduler
 from anomaly.service import AnomalyService, _Firing
-from anomaly.snapshot import load_snapshot, save_snapshot
+from anomaly.snapshot import Snapshot, load_snapshot, save_snapshot
 from anomaly.sources import Frame, SourceHealth
 from gpuwarden.cli import anomaly_cmd
 from gpuwarden.cli.consoles import CliConsole
@@ -55,9 +58,10 @@ class GridSource:
 
     name = "prometheus"
 
-    def __init__(self) -> None:
+    def __init__(self, gpus: list[dict[str, str]] = GPUS) -> None:
         self.reads: list[tuple[float, float]] = []
         self._health = SourceHealth(self.name)
+        self.gpus = gpus
 
     def read(self, start: float, end: float) -> list[Frame]:
         self.reads.append((start, end))
@@ -67,7 +71,7 @@ class GridSource:
         if not ts.size:
             return []
         return [
-            Frame(q, GPUS, ts, np.column_stack([_value(k, t) for t in ts.tolist()]))
+            Frame(q, self.gpus, ts, np.column_stack([_value(k, t) for t in ts.tolist()]))
             for k, q in enumerate(QUERIES)
         ]
 
@@ -123,9 +127,10 @@ def straight() -> Scores:
     return _ticks(clock, service, AFTER)
 
 
-def _restarted(tmp_path, *, saved: bool, **later: object) -> tuple[GridSource, AnomalyService, Scores]:
+def _restarted(tmp_path, *, saved: bool, **later: object) -> tuple[int, AnomalyService, Scores]:
     """Three days of ticks, the state saved (``saved``), two ticks down, a new service warmed up (from the
-    snapshot when ``saved``): its source, the new service, and its scores of the next hour."""
+    snapshot when ``saved``): the ticks of history its warm-up fed, the new service, and its scores of the
+    next hour."""
     clock = FakeClock()
     _, first = _service(clock)
     first.warm_up()
@@ -134,17 +139,18 @@ def _restarted(tmp_path, *, saved: bool, **later: object) -> tuple[GridSource, A
     assert save_snapshot(path, first.snapshot())
     clock.advance(DOWN * EVERY)
     source, second = _service(clock, **later)
-    second.warm_up(snapshot=load_snapshot(path, second.cfg) if saved else None)
-    return source, second, _ticks(clock, second, AFTER)
+    fed = second.warm_up(snapshot=load_snapshot(path, second.cfg) if saved else None)
+    ((start, end),) = source.reads
+    assert end - start == 3600.0  # the hour of history is read either way (whose fleet it is, it tells)
+    return fed, second, _ticks(clock, second, AFTER)
 
 
 def test_a_restart_from_its_snapshot_scores_the_next_ticks_exactly_as_the_uninterrupted_run(
     tmp_path, straight
 ):
-    source, service, scores = _restarted(tmp_path, saved=True)
+    fed, service, scores = _restarted(tmp_path, saved=True)
     assert _same(scores, straight)
-    ((start, end), *_) = source.reads
-    assert end - start == DOWN * EVERY  # only the history after the snapshot was replayed
+    assert fed == DOWN  # only the history after the snapshot was replayed
     adaptive = next(d for d in service.detectors if d.name == "adaptive")
     model = next(iter(adaptive._models.values()))
     assert np.isfinite(model.day[:8]).all()  # three days of hour-of-day profile, kept
@@ -155,10 +161,9 @@ def test_a_restart_from_its_snapshot_scores_the_next_ticks_exactly_as_the_uninte
 def test_todays_restart_without_a_snapshot_forgets_the_seasonal_profile_and_scores_otherwise(
     tmp_path, straight
 ):
-    source, service, scores = _restarted(tmp_path, saved=False)
+    fed, service, scores = _restarted(tmp_path, saved=False)
     assert not _same(scores, straight)
-    ((start, end), *_) = source.reads
-    assert end - start == 3600.0  # the hour of history, all that is left of three days
+    assert fed == 12  # the hour of history, all that is left of three days
     model = next(iter(next(d for d in service.detectors if d.name == "adaptive")._models.values()))
     assert np.isnan(model.day[:8]).sum() > 8 * 12  # half the day's hours never seen
 
@@ -172,11 +177,14 @@ def _saved(tmp_path, clock: FakeClock, ticks: int = 30) -> tuple[AnomalyService,
     return service, path
 
 
-def _refused(path, clock: FakeClock, caplog, why: str, **later: object) -> None:
-    """Warming up from ``path`` falls back to the whole hour of history, says ``why`` naming the file, and
-    leaves the file as it was."""
+def _refused(
+    path, clock: FakeClock, caplog, why: str, source: GridSource | None = None, **later: object
+) -> AnomalyService:
+    """Warming up from ``path`` (reading ``source``, else the fleet it was saved from) falls back to the
+    whole hour of history, says ``why`` naming the file, and leaves the file as it was: the service."""
     before = path.read_bytes()
-    source, service = _service(clock, **later)
+    source = source or GridSource()
+    service = AnomalyService(_config(**later), [source], clock)
     with caplog.at_level(logging.INFO):
         snapshot = load_snapshot(path, service.cfg)
         fed = service.warm_up(snapshot=snapshot)
@@ -186,6 +194,7 @@ def _refused(path, clock: FakeClock, caplog, why: str, **later: object) -> None:
     assert any(str(path) in line and why in line and "left as it is" in line for line in said), said
     assert path.read_bytes() == before
     assert len(service.index) == 8 * len(QUERIES)  # what the hour held, nothing from the file
+    return service
 
 
 def test_a_snapshot_older_than_the_hour_of_history_is_refused(tmp_path, caplog):
@@ -214,19 +223,48 @@ def test_a_snapshot_saved_under_other_settings_is_refused_naming_what_changed(tm
     _refused(path, clock, caplog, "saved under other settings (anomaly.fleet_k changed)", fleet_k=5.0)
 
 
-def test_where_the_service_reads_and_posts_is_no_setting_that_refuses_a_snapshot(tmp_path):
+def test_where_the_service_reads_and_posts_is_no_setting_that_refuses_a_snapshot(tmp_path, caplog):
+    """The same fleet read through another Prometheus (moved behind Thanos, renamed) takes its state up."""
     clock = FakeClock()
     _, path = _saved(tmp_path, clock)
-    cfg = _config(prometheus_url="http://prom-2:9090", port=9800, state_save_seconds=60.0)
-    assert load_snapshot(path, cfg) is not None
+    cfg = _config(prometheus_url="http://thanos:10902", port=9800, state_save_seconds=60.0)
+    clock.advance(EVERY)
+    service = AnomalyService(cfg, [GridSource()], clock)
+    with caplog.at_level(logging.INFO):
+        assert service.warm_up(snapshot=load_snapshot(path, cfg)) == 1
+    assert f"anomaly state restored from {path}" in caplog.text
+
+
+OTHER_FLEET = [{**gpu, "Hostname": f"b{gpu['Hostname']}", "UUID": f"GPU-B{i}"} for i, gpu in enumerate(GPUS)]
+
+
+@pytest.mark.parametrize("down", [0.0, EVERY], ids=["within-a-step", "a-tick-later"])
+def test_another_fleets_snapshot_is_refused_and_none_of_its_alerts_is_posted(tmp_path, caplog, down):
+    """Two configurations run one after the other in one directory (another ``prometheus_url``, the same
+    default state file): the second took up the first's state, and its first tick posted the first fleet's
+    alerts to its own serve. Told by the series the history holds, also where no step came since the save."""
+    clock = FakeClock()
+    service, path = _saved(tmp_path, clock)
+    alert = Alert(labels={"alertname": "GpuwardenAnomaly", "UUID": "GPU-3"}, source=AlertSource.ANOMALY)
+    service.firing["k"] = _Firing(alert, 24, QUERIES[0], "adaptive", peak=7.5, trough=2.0, reads=40)
+    assert save_snapshot(path, service.snapshot())
+    clock.advance(down)
+    why = "is another fleet's: 0 of 48 series the history holds since 900 s before its save (at most 1,000"
+    other = _refused(path, clock, caplog, why, GridSource(OTHER_FLEET), prometheus_url="http://prom-b:9090")
+    posted: list[Alert] = []
+    other.on_alert = posted.append
+    clock.advance(EVERY)
+    other.infer()
+    assert other.firing == {} and posted == []
 
 
 def test_a_snapshot_of_another_format_version_is_refused(tmp_path, caplog, monkeypatch):
     clock = FakeClock()
-    monkeypatch.setattr(snapshot_module, "VERSION", 2)
+    version = snapshot_module.VERSION
+    monkeypatch.setattr(snapshot_module, "VERSION", version + 1)
     _, path = _saved(tmp_path, clock)
     monkeypatch.undo()
-    _refused(path, clock, caplog, "is of format version 2; this gpuwarden reads 1")
+    _refused(path, clock, caplog, f"is of format version {version + 1}; this gpuwarden reads {version}")
 
 
 @pytest.mark.parametrize("damage", ["truncated", "corrupt", "empty", "not-npz"])
@@ -250,9 +288,13 @@ def test_a_damaged_snapshot_is_refused(tmp_path, caplog, damage):
         (None, "is not an anomaly state snapshot (no header)"),
         (["a", "list"], "is not an anomaly state snapshot (its header is a list)"),
         ({"format": "other"}, "is not an anomaly state snapshot (format 'other')"),
-        ({"format": "gpuwarden-anomaly-state", "version": 1}, "has no 'saved_at' in its header"),
+        (
+            {"format": "gpuwarden-anomaly-state", "version": snapshot_module.VERSION},
+            "has no 'saved_at' in its header",
+        ),
+        ({"format": "gpuwarden-anomaly-state", "version": 1}, "is of format version 1; this gpuwarden reads"),
     ],
-    ids=["no-header", "list", "other-format", "incomplete"],
+    ids=["no-header", "list", "other-format", "incomplete", "before-recalled-alerts-were-kept-apart"],
 )
 def test_an_npz_that_is_no_snapshot_of_this_service_is_refused(tmp_path, caplog, header, why):
     clock = FakeClock()
@@ -422,6 +464,63 @@ def test_the_scheduler_saves_on_its_interval_and_once_more_at_stop(tmp_path):
     scheduler.shutdown()
     assert scheduler.saves == 2
     assert load_snapshot(path, service.cfg).read_until == service.last_view.time  # type: ignore[union-attr]
+
+
+def _assert_same_state(got: Snapshot, want: Snapshot) -> None:
+    """``got`` (read from a file) holds what ``want`` holds: the time read to and every component."""
+    assert (got.read_until, got.last_read) == (want.read_until, want.last_read)
+    assert got.components.keys() == want.components.keys()
+    for name, state in want.components.items():
+        assert got.components[name].meta == json.loads(json.dumps(state.meta)), name
+        assert got.components[name].arrays.keys() == state.arrays.keys(), name
+        for key, array in state.arrays.items():
+            assert np.array_equal(got.components[name].arrays[key], array, equal_nan=True), (name, key)
+
+
+@pytest.mark.parametrize(
+    ("during", "ticks"),
+    [("copy", 1), ("copy", _COPIES_WHILE_TICKING), ("write", 1)],
+    ids=["a-tick-in-the-copy", "a-tick-in-every-copy-while-ticking", "a-tick-in-the-write"],
+)
+def test_a_tick_run_while_a_save_copies_or_writes_the_state_leaves_it_the_state_of_one_instant(
+    tmp_path, monkeypatch, caplog, during, ticks
+):
+    """The ticks run while a save copies the state and while it writes it: a tick that lands in the copy
+    (between two components' copies) must not leave the file half before it and half after, and one that
+    lands in the write must not move what the file holds."""
+    clock = FakeClock()
+    _, service = _service(clock)
+    service.warm_up()
+    _ticks(clock, service, 3)
+    path = tmp_path / "anomaly.state.npz"
+    scheduler = AnomalyScheduler(service, state_file=path)
+    before = service.snapshot()
+    left = [ticks]
+
+    def tick() -> None:
+        if left[0]:
+            left[0] -= 1
+            clock.advance(EVERY)
+            scheduler.infer_job()
+
+    if (
+        during == "copy"
+    ):  # after the series index, counters and evidence were copied, before the last detector
+        last = [d for d in service.detectors if isinstance(d, SavedDetector)][-1]
+        copy = last.state
+        monkeypatch.setattr(last, "state", lambda: (tick(), copy())[1])
+    else:
+        write = snapshot_module.save_snapshot
+        monkeypatch.setattr(scheduler_module, "save_snapshot", lambda *args: (tick(), write(*args))[1])
+    with caplog.at_level(logging.INFO, logger="anomaly.scheduler"):
+        scheduler.save_job()
+    saved = load_snapshot(path, service.cfg)
+    assert saved is not None and scheduler.saves == 1 and scheduler.ticks == ticks
+    _assert_same_state(saved, service.snapshot() if during == "copy" else before)
+    assert (saved.read_until > before.read_until) == (
+        during == "copy"
+    )  # the tick's state, whole, or none of it
+    assert ("copied with the ticks held" in caplog.text) == (ticks == _COPIES_WHILE_TICKING)
 
 
 @pytest.mark.parametrize(
@@ -628,6 +727,27 @@ def _fields(obj: object, at: str, out: dict[str, object]) -> dict[str, object]:
     return out
 
 
+def _assert_same_fields(want: dict[str, object], got: dict[str, object], part: str) -> None:
+    """``got`` (``_fields``) holds every path of ``want``, each with an equal value."""
+    assert want.keys() == got.keys(), part
+    for at, value in want.items():
+        other = got[at]
+        same = (
+            np.array_equal(value, other, equal_nan=True) if isinstance(value, np.ndarray) else value == other
+        )
+        assert same or (value != value and other != other), (at, value, other)  # NaN is NaN
+
+
+_PARTS = ["index", "counters", "evidence", "firing", "_pending", "_last_read", "saved"]
+
+
+def _service_fields(service: AnomalyService) -> dict[str, dict[str, object]]:
+    """Each part of ``service`` a snapshot keeps, by ``_fields``."""
+    return {
+        p: _fields(getattr(service, p) if p != "saved" else _saved_detectors(service), p, {}) for p in _PARTS
+    }
+
+
 def _saved_detectors(service: AnomalyService) -> list[object]:
     """The detectors a snapshot keeps (``SavedDetector``: a third party's may keep none)."""
     return [d for d in service.detectors if isinstance(d, SavedDetector)]
@@ -648,26 +768,33 @@ def test_a_restored_service_holds_every_field_the_saved_one_held(tmp_path):
     for service in (first, second):  # a free id's labels are its last series' until reused: no state
         index = service.index
         index.labels = [lab if key else {} for key, lab in zip(index.keys, index.labels, strict=True)]
-    parts = ["index", "counters", "evidence", "firing", "_pending", "_last_read", "saved"]
-    saved, taken = (
-        {p: _fields(getattr(s, p) if p != "saved" else _saved_detectors(s), p, {}) for p in parts}
-        for s in (first, second)
-    )
+    # The GPUs counted, looked up as the next read of the gauge would: a snapshot no longer fills that cache.
+    next(d for d in first.detectors if d.name == "signatures")._counted_gpus()  # type: ignore[attr-defined]
+    parts = _PARTS
+    saved, taken = (_service_fields(s) for s in (first, second))
     assert np.isfinite(first.counters.last_value).sum() == 2 * len(GPUS)  # the counters hold state
     signatures = next(d for d in first.detectors if d.name == "signatures")
     assert signatures._sbe_read and signatures._vanished and signatures._links_active  # type: ignore[attr-defined]
     for part in parts:
-        assert saved[part].keys() == taken[part].keys(), part
-        for at, value in saved[part].items():
-            other = taken[part][at]
-            same = (
-                np.array_equal(value, other, equal_nan=True)
-                if isinstance(value, np.ndarray)
-                else value == other
-            )
-            assert same or (value != value and other != other), (at, value, other)  # NaN is NaN
+        _assert_same_fields(saved[part], taken[part], part)
     forests = [next(d for d in s.detectors if d.name == "multivariate") for s in (first, second)]
     assert np.array_equal(*(np.vstack(f._rows) for f in forests))  # type: ignore[attr-defined]
+
+
+def test_a_snapshot_changes_nothing_of_the_state_it_copies():
+    """A save copies the state while a tick may run, and drops a copy a tick began during: the copy itself
+    must write nothing. The signatures detector's filled its cache of the GPUs the exporter counts: one filled
+    from the read before a tick's new read (the tick resetting the cache between the two) was kept by the
+    detector, for that new read."""
+    clock = FakeClock()
+    service = AnomalyService(_config(), [CounterGridSource(gone_after=math.inf)], clock)
+    service.warm_up()
+    _ticks(clock, service, 3)
+    before = _service_fields(service)
+    service.snapshot()
+    after = _service_fields(service)
+    for part in _PARTS:
+        _assert_same_fields(before[part], after[part], part)
 
 
 def test_a_state_file_whose_lock_cannot_be_opened_is_refused_naming_it(tmp_path, capsys):
@@ -706,21 +833,78 @@ def test_a_crash_whose_lost_ticks_span_a_node_outage_scores_as_the_uninterrupted
     detector restarted those GPUs' smoothing and the index took them as seen, so the first ticks after the
     restart scored the node otherwise than the uninterrupted run (fuzz seed 28)."""
 
+    straight, restarted = _crashed_across(tmp_path, OutageSource)  # the node down, then back
+    assert any(d == "fleet" for d, _ in straight[0])
+    assert _same(restarted, straight)
+
+
+def _crashed_across(tmp_path, source_for: Callable[[float, float], GridSource]) -> tuple[Scores, Scores]:
+    """The scores of the 6 ticks after a crash that lost the ticks 13-15 (the state saved after 12), and of
+    the same ticks uninterrupted, reading ``source_for(since, until)``: what happens at the ticks 13-14."""
+
     def run(crash: bool) -> Scores:
         clock = FakeClock()
         t0 = clock.time()
-        source = OutageSource(t0 + 12.5 * EVERY, t0 + 14.5 * EVERY)  # the ticks 13 and 14
+        source = source_for(t0 + 12.5 * EVERY, t0 + 14.5 * EVERY)
         service = AnomalyService(_config(), [source], clock)
         service.warm_up()
         _ticks(clock, service, 12)
         path = tmp_path / f"{crash}.npz"
         assert save_snapshot(path, service.snapshot())
-        _ticks(clock, service, 3)  # lost by the crash: the node down, then back
+        _ticks(clock, service, 3)  # lost by the crash
         if crash:
             service = AnomalyService(_config(), [source], clock)
             service.warm_up(snapshot=load_snapshot(path, service.cfg))
         return _ticks(clock, service, 6)
 
-    straight, restarted = run(crash=False), run(crash=True)
+    return run(crash=False), run(crash=True)
+
+
+class BlankSampleSource(GridSource):
+    """GPU 2's temperature read as one ``blank`` sample (``nan``: Prometheus' ``NaN``, 0/0 in a query, the
+    frame saying its cells hold samples; ``inf``: ``+Inf``) at each step from ``since`` to ``until``."""
+
+    def __init__(self, blank: str, since: float, until: float) -> None:
+        super().__init__()
+        self.blank, self.since, self.until = blank, since, until
+
+    def read(self, start: float, end: float) -> list[Frame]:
+        frames = super().read(start, end)
+        if not frames:
+            return frames
+        temperature, *rest = frames
+        values = temperature.values.copy()
+        values[2, (temperature.timestamps >= self.since) & (temperature.timestamps < self.until)] = (
+            math.nan if self.blank == "nan" else math.inf
+        )
+        present = np.ones(values.shape, np.bool_) if self.blank == "nan" else None
+        return [Frame(temperature.query, GPUS, temperature.timestamps, values, present=present), *rest]
+
+
+@pytest.mark.parametrize("blank", ["nan", "inf"])
+def test_a_crash_whose_lost_ticks_read_a_series_only_as_nan_or_inf_scores_as_the_uninterrupted_run(
+    tmp_path, blank
+):
+    """A live tick whose read holds a series only as a NaN or infinite sample reads it as a gap row (the
+    fleet detector restarts its smoothing, the index takes it as seen); the replay of the ticks a crash
+    lost dropped it, as a series without a sample there, and scored the ticks after the restart otherwise."""
+
+    straight, restarted = _crashed_across(tmp_path, partial(BlankSampleSource, blank))
     assert any(d == "fleet" for d, _ in straight[0])
     assert _same(restarted, straight)
+
+
+def test_a_snapshot_is_taken_up_where_prometheus_is_down_at_the_start_and_nothing_tells_its_fleet(
+    tmp_path, caplog
+):
+    """Which fleet a snapshot is of is told by the series the history holds: with Prometheus down at the
+    restart there are none, and the state is kept, as it was before that check (a Prometheus outage during
+    an upgrade must not cost a week of learning)."""
+    clock = FakeClock()
+    _, path = _saved(tmp_path, clock)
+    clock.advance(EVERY)
+    service = AnomalyService(_config(), [DownSource()], clock)
+    with caplog.at_level(logging.INFO):
+        assert service.warm_up(snapshot=load_snapshot(path, service.cfg)) == 0
+    assert f"anomaly state restored from {path}" in caplog.text
+    assert len(service.index) == 8 * len(QUERIES)

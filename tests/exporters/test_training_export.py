@@ -318,7 +318,17 @@ def test_a_refused_pushgateway_url_is_said_without_its_credential(raw: str) -> N
     assert "S3cret" not in str(refused.value)
 
 
-def test_a_failed_push_is_logged_without_the_gateways_password(caplog: pytest.LogCaptureFixture) -> None:
+# A password, and a token given as the user name alone (``https://TOKEN@host``), which showed whole.
+CREDENTIALS = [
+    ("http://pusher:S3cret@127.0.0.1:9", "S3cret", "http://pusher:***@127.0.0.1:9", "'pusher'"),
+    ("http://T0k3n@127.0.0.1:9", "T0k3n", "http://***@127.0.0.1:9", "'***'"),
+]
+
+
+@pytest.mark.parametrize(("url", "secret", "shown", "user"), CREDENTIALS, ids=["password", "token-as-user"])
+def test_a_failed_push_is_logged_without_the_gateways_password(
+    caplog: pytest.LogCaptureFixture, url: str, secret: str, shown: str, user: str
+) -> None:
     """The warning's ``gateway`` field (a column of the exporter's JSON log) was the URL whole."""
     used: list[str] = []
 
@@ -327,15 +337,16 @@ def test_a_failed_push_is_logged_without_the_gateways_password(caplog: pytest.Lo
         raise urllib.error.URLError("connection refused")
 
     group = ({"rank": "0"}, CollectorRegistry())
-    pusher = BackgroundPusher("http://pusher:S3cret@127.0.0.1:9", "pretrain", lambda: [group], push=gateway)
+    pusher = BackgroundPusher(url, "pretrain", lambda: [group], push=gateway)
     with caplog.at_level(logging.WARNING, logger="exporters.training_export"):
         assert not pusher.push_now()
     [record] = caplog.records
-    assert record.gateway == "http://pusher:***@127.0.0.1:9", record.__dict__
+    assert record.gateway == shown and secret not in repr(record.__dict__), record.__dict__
     assert used == ["http://127.0.0.1:9"]  # the password goes in an Authorization header, not the URL
 
 
-def test_the_handler_a_push_is_given_shows_no_password() -> None:
+@pytest.mark.parametrize(("url", "secret", "shown", "user"), CREDENTIALS, ids=["password", "token-as-user"])
+def test_the_handler_a_push_is_given_shows_no_password(url: str, secret: str, shown: str, user: str) -> None:
     """It was ``functools.partial(basic_auth_handler, username=..., password=...)``, whose repr writes the
     password: an error reporter that records a frame's locals (push_to_gateway's ``handler``) sent it on."""
     handlers: list[object] = []
@@ -344,8 +355,8 @@ def test_the_handler_a_push_is_given_shows_no_password() -> None:
         handlers.append(handler)
 
     group = ({"rank": "0"}, CollectorRegistry())
-    pusher = BackgroundPusher("http://pusher:S3cret@127.0.0.1:9", "pretrain", lambda: [group], push=gateway)
+    pusher = BackgroundPusher(url, "pretrain", lambda: [group], push=gateway)
     assert pusher.push_now()
     [handler] = handlers
-    assert "S3cret" not in repr(handler) and "S3cret" not in repr(vars(pusher))
-    assert "pusher" in repr(handler)  # the user is no secret: it says whose credentials they are
+    assert secret not in repr(handler) and secret not in repr(vars(pusher))
+    assert f"user={user}" in repr(handler)  # a user with a password is no secret: it says whose they are

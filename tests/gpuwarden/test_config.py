@@ -868,6 +868,47 @@ def test_a_yaml_boolean_where_a_number_belongs_is_refused_as_its_variable_is(
     assert said in str(refused.value), str(refused.value)
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        (
+            "GPUWARDEN_ANOMALY__QUERIES",
+            '[{"name": "q", "expr": "up", "step_seconds": true}]',
+            "anomaly.queries[0].step_seconds: true (a JSON boolean) is not a number; write the seconds as a"
+            " number (JSON reads an unquoted true or false as a boolean)",
+        ),
+        (
+            "GPUWARDEN_ANOMALY",
+            '{"detectors": true}',
+            "anomaly.detectors: is true, not a list; write its items as a JSON list, [item, ...]",
+        ),
+        (
+            "GPUWARDEN_ANOMALY__QUERIES",
+            "[1]",
+            "anomaly.queries[0]: is 1, not a section; write its settings as a JSON object,"
+            ' {"name": value, ...}',
+        ),
+        (
+            "GPUWARDEN_ANOMALY__QUERIES",
+            '[{"name": "q", "expr": "up", "data_range": [0, Infinity]}]',
+            "anomaly.queries[0].data_range: inf (.inf, Infinity and a number past a float's range",
+        ),
+    ],
+    ids=["boolean", "not-a-list", "not-a-section", "infinite-data-range"],
+)
+def test_a_variables_json_value_is_refused_in_jsons_words_not_yamls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, said: str
+) -> None:
+    """A variable's JSON value was refused in YAML's words: `true` as "(a YAML boolean) ... (YAML reads yes,
+    on and true as true ...)", a list or a section to be written "below it, each after '- '"."""
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as refused:
+        load_config(write(tmp_path, ""))
+    message = str(refused.value)
+    assert said in message and message.endswith(f"(set by {variable})"), message
+    assert "YAML" not in message
+
+
 def test_a_boolean_is_told_apart_from_the_text_true_of_a_variable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -49,6 +49,12 @@ from gpuwarden.redaction import HIDDEN_NAMES, hidden_names, hidden_password, sho
             "postgresql://gw@db/gw?sslkey=/etc/gw/k.pem&sslpassword=S",
             "postgresql://gw@db/gw?sslkey=/etc/gw/k.pem&sslpassword=***",
         ),
+        # A token as the user name (GitHub's https://TOKEN@host, a gateway's basic auth without a password)
+        # showed whole; a store's user is a role, kept.
+        ("https://ghp_T0k3n@pushgateway:9091", "https://***@pushgateway:9091"),
+        ("http://T0k@en@prom/x?a=b", "http://***@prom/x?a=b"),
+        ("HTTP://T0k@prom:9090", "HTTP://***@prom:9090"),
+        ("postgres://gw@db/gw", "postgres://gw@db/gw"),
     ],
     ids=[
         "password",
@@ -67,6 +73,10 @@ from gpuwarden.redaction import HIDDEN_NAMES, hidden_names, hidden_password, sho
         "token-in-the-fragment",
         "empty-token",
         "sslkey-a-path",
+        "token-as-the-user",
+        "at-in-a-token-as-the-user",
+        "upper-case-scheme",
+        "store-user-postgres",
     ],
 )
 def test_a_store_urls_password_is_hidden_and_the_rest_kept(url: str, shown: str) -> None:

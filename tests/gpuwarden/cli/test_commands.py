@@ -244,8 +244,8 @@ def test_every_output_option_shows_its_choices_in_help_and_refuses_another_namin
 @pytest.mark.parametrize(
     ("args", "said"),
     [
-        (["demo", "--warmup-minutes", "-1"], "--warmup-minutes -1: use a whole number of at least 0"),
-        (["demo", "--warmup-minutes", "x"], "--warmup-minutes 'x': use a whole number of at least 0"),
+        (["demo", "--warmup-minutes", "-1"], "--warmup-minutes -1: use a whole number from 0 to 1440"),
+        (["demo", "--warmup-minutes", "x"], "--warmup-minutes 'x': use a whole number from 0 to 1440"),
         (["anomaly", "run", "--ticks", "-1"], "--ticks -1: use a whole number of at least 0"),
         (["anomaly", "run", "--port", "70000"], "--port 70000: use a whole number from 0 to 65535"),
         (["inference-server", "--port", "0"], "--port 0: use a whole number from 1 to 65535"),

@@ -84,6 +84,18 @@ def test_a_negative_warmup_is_refused_naming_the_flag() -> None:
     assert result.exit_code == 2 and "--warmup-minutes" in result.output
 
 
+def test_a_warmup_past_a_simulated_day_is_refused_naming_the_flag_and_its_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Any number was taken: a warm-up of 10 million minutes ran the simulated fleet for years, minute by
+    minute, with no end in sight."""
+    started: list[object] = []
+    monkeypatch.setattr("gpuwarden.app.build_simulated_pipeline", lambda *a, **k: started.append(a) or 1 / 0)
+    result = CliRunner().invoke(app, ["demo", "--warmup-minutes", "10000000"])
+    assert result.exit_code == 2 and not started, result.output
+    assert "--warmup-minutes 10000000: use a whole number from 0 to 1440" in result.output
+
+
 def test_the_json_demo_shows_its_progress_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     """`demo -o json` printed nothing for the whole run (about a minute on 2 cores), where the text demo
     tells each event as it happens; a pipe or a log still gets nothing on stderr (StepProgress)."""

@@ -208,7 +208,11 @@ def test_resolve_and_a_repeated_ack_say_what_happened(
 
 BAD_URLS = {
     "ipv6-unclosed": "http://[::1",
+    # httpx takes these (it escapes a bracket in the host); urllib's urlsplit raised "Invalid IPv6 URL"
+    "bracket-opened-no-port": "http://[bad",
+    "bracket-closed": "http://a]b",
     "newline": "http://127.0.0.1:1\n",
+    "trailing-blank": "http://127.0.0.1:1 ",  # was sent: "cannot connect to http://127.0.0.1:1 :"
     "hostname-300": "http://" + "a" * 300 + ".com",  # the idna codec refuses labels over 63
     "punycode-invalid": "http://xn--a/",  # httpx's decoding of the host raised idna's error: a traceback
     "port-99999": "http://127.0.0.1:99999",
@@ -259,6 +263,15 @@ def test_a_url_the_cli_cannot_use_is_named_without_its_credential(
     said = " ".join(result.stderr.split())
     assert result.exit_code in (1, 2) and "S3cret" not in said, said
     assert shown in said, said
+
+
+@pytest.mark.parametrize("url", [" http://127.0.0.1:1", "http://127.0.0.1:1 "], ids=["before", "after"])
+def test_a_url_with_a_blank_around_it_is_refused_saying_so(url: str) -> None:
+    """Before it, the refusal said "it must start with http:// or https://", which it seems to; after it,
+    the request was sent and failed naming a port with a space in it."""
+    result = runner.invoke(app, ["incidents", "list", "--url", url])
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 2 and "not a valid URL (a blank before or after it; remove it)" in said, said
 
 
 def test_a_malformed_url_from_gpuwarden_url_is_named_too(monkeypatch: pytest.MonkeyPatch) -> None:

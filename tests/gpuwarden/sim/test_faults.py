@@ -6,7 +6,9 @@ import pytest
 
 from gpuwarden.clock import FakeClock
 from gpuwarden.errors import InputError
-from gpuwarden.sim import FAULT_KINDS, FaultSpec, build_fleet, parse_fault
+from gpuwarden.sim import FAULT_KINDS, FaultSpec, Fleet, build_fleet, parse_fault
+from gpuwarden.sim.faults import GPU_KINDS, reaches
+from gpuwarden.sim.workloads import InferenceService, TrainingJob
 
 
 def test_a_valid_xid_payload_becomes_a_fault_spec() -> None:
@@ -135,3 +137,66 @@ def test_with_a_fleet_an_unknown_target_lists_valid_choices() -> None:
         parse_fault({"kind": "nvlink_down", "node": "node-02", "gpu": 0, "link": 20}, fleet)
     assert info.value.field == "link"
     assert parse_fault({"kind": "hung", "node": "node-03", "gpu": 3}, fleet).gpu == 3
+
+
+def _served_gpu(fleet: Fleet) -> tuple[str, int]:
+    """A GPU running an inference replica: a fault there can reach no other GPU through a job."""
+    return next(
+        (g.node, g.index)
+        for g in fleet.gpu_refs()
+        if isinstance(fleet.workload_on(g.node, g.index), InferenceService)
+    )
+
+
+def _changed(faulted: Fleet, twin: Fleet) -> set[tuple[str, int]]:
+    """GPUs whose state, health or links differ between two fleets of one seed."""
+    return {
+        (a.node, a.index)
+        for n_a, n_b in zip(faulted.nodes, twin.nodes, strict=True)
+        for a, b in zip(n_a.gpus, n_b.gpus, strict=True)
+        if (a.state, a.lost, a.nvlink_up, a.nvlink_errors, a.pids)
+        != (b.state, b.lost, b.nvlink_up, b.nvlink_errors, b.pids)
+    }
+
+
+FAULTS_BY_REACH = [
+    *[{"kind": kind} for kind in GPU_KINDS if kind not in ("xid", "reset_gpu")],
+    *[{"kind": "xid", "xid": xid} for xid in (48, 79, 94)],
+    {"kind": "power_brake"},  # on one GPU
+    {"kind": "power_brake", "node_wide": True},
+    {"kind": "node_down", "node_wide": True},
+]
+
+
+@pytest.mark.parametrize(
+    "fault",
+    FAULTS_BY_REACH,
+    ids=[f"{f['kind']}{f.get('xid', '')}{'-node' * ('node_wide' in f)}" for f in FAULTS_BY_REACH],
+)
+def test_a_fault_changes_no_gpu_it_does_not_reach_but_ranks_of_their_jobs(fault: dict[str, Any]) -> None:
+    """The fault eval takes an alert as a fault's only on a GPU the fault ``reaches`` (or on a rank of a job
+    one of those runs): the fleet must change no other GPU (a thermal runaway heats no neighbour, a downed
+    NVLink shows on no peer), or the eval would count an alert the fault caused as false."""
+    clocks = FakeClock(), FakeClock()
+    faulted, twin = (build_fleet(2, 8, seed=3, clock=c) for c in clocks)
+    node, gpu = _served_gpu(faulted)
+    payload = {k: v for k, v in fault.items() if k != "node_wide"} | {"node": node}
+    if "node_wide" not in fault:
+        payload["gpu"] = gpu
+    spec = parse_fault(payload)
+    faulted.inject(spec)
+    for c, f in zip(clocks, (faulted, twin), strict=True):
+        c.advance(300.0)
+        f.advance()
+    reached = {(g.node, g.index) for g in faulted.gpu_refs() if reaches(spec, g.node, g.index)}
+    ranks = {
+        (g.node, g.index)
+        for g in faulted.gpu_refs()
+        if isinstance(work := faulted.workload_on(g.node, g.index), TrainingJob)
+        and any(faulted.workload_on(*r) is work for r in reached)
+    }
+    changed = _changed(faulted, twin)
+    assert (node, gpu) in changed
+    assert changed - ranks <= reached
+    whole_node = {(g.node, g.index) for g in faulted.gpu_refs() if g.node == node}
+    assert reached == (whole_node if spec.gpu is None else {(node, gpu)})

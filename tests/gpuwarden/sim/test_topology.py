@@ -11,8 +11,8 @@ from gpuwarden.sim import Fleet, build_fleet, fleet_from_config, parse_simulate_
 
 @pytest.mark.parametrize(
     ("spec", "expected"),
-    [("2x8", (2, 8)), ("1X1", (1, 1)), (" 16 x 4 ", (16, 4))],
-    ids=["plain", "upper-x", "spaces"],
+    [("2x8", (2, 8)), ("1X1", (1, 1)), ("16x4", (16, 4))],
+    ids=["plain", "upper-x", "two-digits"],
 )
 def test_simulate_spec_parses_nodes_and_gpus(spec: str, expected: tuple[int, int]) -> None:
     assert parse_simulate_spec(spec) == expected
@@ -30,6 +30,7 @@ def test_simulate_spec_parses_nodes_and_gpus(spec: str, expected: tuple[int, int
         ("\u0662x\u0668", "NODESxGPUS"),
         ("\uff12x\uff18", "NODESxGPUS"),
         ("2x8\u00a0", "NODESxGPUS"),
+        ("9" * 5000 + "x8", "nodes must be 1..2048, got a number of 5000 digits"),
     ],
     ids=[
         "empty",
@@ -41,6 +42,7 @@ def test_simulate_spec_parses_nodes_and_gpus(spec: str, expected: tuple[int, int
         "arabic-indic-digits",
         "fullwidth-digits",
         "no-break-space",
+        "past-int-digits",
     ],
 )
 def test_bad_simulate_spec_is_an_input_error_with_the_reason(spec: str, message: str) -> None:
@@ -118,3 +120,17 @@ def test_fleet_from_config_turns_mig_on_where_asked() -> None:
     assert fleet.gpu("node-01", 7).mig == []
     with pytest.raises(InputError, match="NODE:INDEX"):
         fleet_from_config(SimConfig(), FakeClock(), mig_gpus=["node-02"])
+
+
+@pytest.mark.parametrize(
+    ("spec", "fix"),
+    [(" 16 x 4 ", "16x4"), ("2x8\n", "2x8"), ("2\tx8", "2x8"), (" 2x8", "2x8")],
+    ids=["spaces", "newline", "tab", "leading-space"],
+)
+def test_a_simulate_spec_with_blanks_is_refused_saying_what_to_write(spec: str, fix: str) -> None:
+    """Blanks were taken (``--simulate ' 2x8'``, a YAML block's newline) where every number option of the
+    command line refuses them (``--port ' 5'``)."""
+    with pytest.raises(InputError) as info:
+        parse_simulate_spec(spec)
+    assert info.value.field == "simulate"
+    assert info.value.message == f"expected NODESxGPUS such as 2x8, got {spec!r}: no blanks; write {fix}"

@@ -1,0 +1,92 @@
+"""The snapshot's format version is bumped with its schema: a snapshot of an earlier schema is refused for its
+version, not taken up with arrays or meta that mean something else (or refused by luck, a ``KeyError``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+from anomaly import snapshot as snapshot_module
+from anomaly.service import AnomalyService, _Firing
+from anomaly.snapshot import Snapshot
+from gpuwarden.clock import FakeClock
+from gpuwarden.model import Alert, AlertSource, EvidencePoint
+from tests.anomaly.test_snapshot import EVERY, QUERIES, CounterGridSource, _config, _ticks
+
+# A field's name (``recall_ends``, ``label_sets``); any other key is data: a label name (``Hostname``), an
+# alert's fingerprint (16 hex digits), a series.
+_FIELD = re.compile(r"[a-z][a-z0-9_]*")
+_FINGERPRINT = re.compile(r"[0-9a-f]{16}")
+
+
+def _shape(value: Any) -> Any:
+    """The shape of JSON ``value``: a dict of fields by its keys, a dict keyed by data as ``{"*": ...}``
+    with the shapes of its values, a list as the shapes of its items (a list of plain values, or none, is
+    ``"list"``); a plain value is ``"value"``, whatever its type or number."""
+    if isinstance(value, dict):
+        if all(_FIELD.fullmatch(k) and not _FINGERPRINT.fullmatch(k) for k in value):
+            return {k: _shape(v) for k, v in value.items()}
+        return {"*": _union(value.values())}
+    if isinstance(value, list | tuple):
+        items = _union(value)
+        return ["*", *items] if any(item != "value" for item in items) else "list"
+    return "value"
+
+
+def _union(values: Any) -> list[Any]:
+    """The distinct shapes of ``values``, in a fixed order."""
+    shapes = {json.dumps(_shape(v), sort_keys=True) for v in values}
+    return [json.loads(s) for s in sorted(shapes)]
+
+
+def schema(snapshot: Snapshot) -> dict[str, Any]:
+    """What a snapshot holds, per component: each array's name (digits read as ``#``: the adaptive detector's
+    ``m0_level``, ``m1_level``), dtype and dimensions, and its meta's keys (``_shape``)."""
+    return {
+        name: {
+            "arrays": {
+                re.sub(r"\d+", "#", key): [array.dtype.str, array.ndim] for key, array in state.arrays.items()
+            },
+            "meta": _shape(json.loads(json.dumps(state.meta))),
+        }
+        for name, state in snapshot.components.items()
+    }
+
+
+def _small_service() -> AnomalyService:
+    """A fleet of 8 GPUs (every built-in detector; counters, XIDs, NVLinks, a GPU gone) after a day of ticks,
+    with an alert firing, one recalled and one pending, as a fault would have left them."""
+    clock = FakeClock()
+    source = CounterGridSource(gone_after=clock.time() + 290 * EVERY)
+    service = AnomalyService(_config(), [source], clock)
+    service.warm_up()
+    _ticks(clock, service, 300)
+    # Planted, not raised: which alerts the fleet raises, and their labels and annotations, are no schema.
+    service.firing, service._recalled, service._recall_ends, service._pending = {}, {}, {}, {}
+    labels = {"alertname": "GpuwardenAnomaly", "UUID": "GPU-3"}
+    evidence = (EvidencePoint(clock.now(), 7.5),)
+    alert = Alert(labels=labels, source=AlertSource.ANOMALY, evidence=evidence)
+    planted = _Firing(alert, 24, QUERIES[0], "adaptive", peak=7.5, trough=2.0, reads=4)
+    service.firing[alert.fingerprint] = planted
+    service._recalled["0123456789abcdef"] = planted
+    service._recall_ends["0123456789abcdef"] = clock.time()
+    service._pending["fedcba9876543210"] = (1, "adaptive", QUERIES[0])
+    return service
+
+
+def test_the_snapshots_schema_is_the_one_its_format_version_names():
+    """Changing what a component saves (an array added, renamed or of another dtype; a meta key) without
+    bumping ``VERSION`` let a snapshot of before the change be taken up with the new meaning: fails here."""
+    found = schema(_small_service().snapshot())
+    assert {"index", "counters", "evidence", "alerts", "detector:signatures"} <= found.keys()
+    digest = hashlib.sha256(json.dumps(found, sort_keys=True).encode()).hexdigest()[:16]
+    assert digest == snapshot_module.SCHEMA, (
+        f"the snapshot's schema changed (digest {digest}, anomaly.snapshot.SCHEMA {snapshot_module.SCHEMA}"
+        f" for VERSION {snapshot_module.VERSION}): a snapshot saved before the change would be taken up with"
+        " arrays or meta that now mean something else. Bump anomaly.snapshot.VERSION (snapshots of the old"
+        f" one are then refused, said, at the next start) and set anomaly.snapshot.SCHEMA = {digest!r}. Only"
+        " where nothing saved changed (this test's own fleet read otherwise, a list now empty), set SCHEMA"
+        f" alone. The schema now:\n{json.dumps(found, sort_keys=True, indent=1)}"
+    )
