@@ -119,7 +119,8 @@ class ThermalDetector:
         self.ptop = np.zeros(0)  # the highest of it reached by a scored sample (not by guesses alone)
         self.held_for = np.zeros(0)  # the seconds its current hold has been hot (the samples' gaps summed)
         self.hot_at = np.zeros(0)  # its last sample above the band at a learnt power
-        self.hot_in = np.zeros(0)  # 1 where its current run of hot samples began inside the learnt range
+        self.hot_in = np.zeros(0)  # its current run of hot samples' last score where it began inside the
+        # learnt range (or carried on there, ``_carried``), else 0
         self.risen_at = np.zeros(0)  # when its power rose above any its line scored at (0: it is not)
         self.settled_t = np.zeros(0)  # its temperature and lagged power when that power had stayed there
         self.settled_p = np.zeros(0)  # ``settle_seconds`` (``_climbing``)
@@ -286,6 +287,11 @@ class ThermalDetector:
                 score=full,
                 value=temp.value,
                 judged=judged,
+                # It scores only heat above what the power explains: every alert is the hot side's, so a
+                # recovery is its score back under 1, not half its peak while still hot (``_Firing``).
+                # Sideless, a runaway read 4.3 at its stalled job's idle (46 C, its line 33 C) recovered
+                # from 18, and the job's resumption re-raised its alert mid-fault (`eval_gpu_faults`).
+                sign=np.ones(len(temp.labels)),
                 action=RecommendedAction.INVESTIGATE,
                 summary="the GPU runs hotter than its power draw explains (cooling failing?)",
             )
@@ -340,7 +346,8 @@ class ThermalDetector:
             slots, (t, self.slow[slots], slope), guess & (n >= self.warmup), (fallen, ongoing)
         )
         score = np.where(peer, peer_score, np.where(climbing, np.maximum(climb / band, own), own))
-        strict = np.where(peer, peer_score, strict_own)
+        below = (lagged < pbot - self.ridge_watts) & throttled
+        score, strict = self._carried(slots, (score, np.where(peer, peer_score, strict_own)), below, held_for)
         # Learn from the sample winsorised at the band, so a dip teaches little; a sample above the band (an
         # alert's) at a power it has learnt at teaches nothing. Taught at the band, the error scale grew by
         # (k - 1) * alpha a tick (the band is k of it) and the intercept by alpha bands: a runaway held at
@@ -381,11 +388,10 @@ class ThermalDetector:
         anew = (hot_at <= 0.0) | (at - hot_at >= self.hold_seconds)
         held_for = np.where(hot, np.where(anew, 0.0, held_for + np.maximum(gap, 0.0)), held_for)
         held = hot & (held_for < self.hold_seconds)
-        self.held_for[slots] = held_for
-        self.hot_at[slots] = np.where(hot, at, hot_at)
+        self.held_for[slots], self.hot_at[slots] = held_for, np.where(hot, at, hot_at)
         # A run begun climbing from where its stalled GPU had cooled to began below what it knows: not a
         # runaway throttled there, judged by its climb while it lasts.
-        self.hot_in[slots] = np.where(hot, throttled | ((lagged >= pmin) & ~fallen), False)
+        self.hot_in[slots] = np.where(hot & (throttled | ((lagged >= pmin) & ~fallen)), score, 0.0)
         # A sample let off as cooling, hot against its line, teaches it nothing either: taught at the band, a
         # GPU whose power swung every minute (a 90 s lag) taught its line a failing cooler's heat at each
         # swing down, and the runaway scored over 1 for 19 of 140 ticks (never 4 in a row) at 116 C.
@@ -475,6 +481,29 @@ class ThermalDetector:
         held_for = np.where(fresh, 0.0, self.held_for[slots])
         hot_at = np.where(fresh, 0.0, self.hot_at[slots])
         return held_for, hot_at, (hot_at > 0.0) & (hot_at >= self.last[slots]) & (self.hot_in[slots] > 0.0)
+
+    def _carried(
+        self,
+        slots: IntArray,
+        scores: tuple[FloatArray, FloatArray],
+        below: BoolArray,
+        held_for: FloatArray,
+    ) -> tuple[FloatArray, FloatArray]:
+        """The samples' scores and strict scores (``scores``), a runaway's run of hot samples carried on
+        ``below`` any power their line scored at, right after a hot sample of a run begun at a power it knows
+        (``_hold``'s throttled), where the line errs high and cannot tell a failed cooler from a healthy one:
+        a sample read cool there is scored as that run's last (``hot_in``) while its hold lasts and once hot
+        for the slowest lag it allows for (held_for: the GPU's heat, not a reading's spike), until its power
+        is back where its line judges it.
+
+        A runaway hot at its job's power (97 C at 265 W, throttled) whose job stalled at 70 W (another
+        node down) cooled to 46 C, 13 C above a healthy GPU's 33 C, far under the 68 C its line drew
+        there: read 0 for the whole stall, its alert resolved after 12 minutes (a shorter stall: recovered,
+        re-raised when the job resumed), the cooler still failed."""
+        score, strict = scores
+        carried = below & (held_for >= self._slowest_lag()) & (held_for < self.hold_seconds)
+        score = np.where(carried & (score < 1.0), self.hot_in[slots], score)
+        return score, np.where(carried, score, strict)
 
     def _climbs(
         self,

@@ -857,21 +857,22 @@ def test_the_gpus_parked_are_at_most_as_many_as_the_slots_it_scores_in():
     assert sorted(det.n[det.n > 0].tolist()) == [1.0] * len(GPUS)
 
 
-def _stalled(tau: float, stall: int, fails: int | None) -> np.ndarray:
-    """Scores (ticks x GPUs) of six GPUs of one model seen only in their job (620 W) for 75 minutes, from the
-    moment the job stalls (70 W: another node of it down) for ``stall`` ticks, then resumes for an hour; GPU
-    2's cooler fails (x4 over 5 minutes, as the simulator's) ``fails`` ticks into the stall and stays failed,
-    its heat throttling it once the job resumes. Their temperature lags their power ``tau`` seconds."""
+def _stalled(tau: float, stall: int, fails: int | None, busy: int = 0) -> np.ndarray:
+    """Scores (ticks x GPUs) of six GPUs of one model seen only in their job (620 W) for 75 minutes, then
+    ``busy`` ticks more, from the moment the job stalls (70 W: another node of it down) for ``stall`` ticks,
+    then resumes for an hour; GPU 2's cooler fails (x4 over 5 minutes, as the simulator's) ``fails`` ticks
+    after those 75 minutes and stays failed, its heat throttling it at the job's power. Their temperature
+    lags their power ``tau`` seconds."""
     rng = np.random.default_rng(17)
     gpus, det = Gpus(tau=tau, labels=MODEL), ThermalDetector()
     gpus.temp[:] = gpus.room + gpus.resistance * 620.0  # warm from its job, as the simulator's after an hour
     for _ in range(150):
         det.detect(gpus.step(np.full(len(GPUS), 620.0), rng))
     scores = []
-    for tick in range(stall + 120):
+    for tick in range(busy + stall + 120):
         if fails is not None and tick >= fails:
             gpus.resistance[2] = 0.065 * (1.0 + min(3.0, 0.3 * (tick - fails + 1)))
-        power = _throttled(np.full(len(GPUS), 70.0 if tick < stall else 620.0), gpus.temp)
+        power = _throttled(np.full(len(GPUS), 70.0 if busy <= tick < busy + stall else 620.0), gpus.temp)
         scores.append(det.detect(gpus.step(power, rng))[0].score)
     return np.array(scores)
 
@@ -901,6 +902,82 @@ def test_gpus_whose_job_stalls_and_resumes_raise_nothing(tau: float, stall: int)
     """The other side: a healthy GPU cools down as its job stalls and warms up as it resumes, its
     temperature lagging its power up to 2 minutes (the detector assumes 20 s), and is read hot at neither."""
     assert _stalled(tau, stall=stall, fails=None).max() <= 1.0
+
+
+@pytest.mark.parametrize("stall", [20, 80], ids=["10-minute-stall", "40-minute-stall"])
+@pytest.mark.parametrize("tau", [TAU, 90.0], ids=["lag-20s", "lag-90s"])
+def test_a_runaway_whose_job_stalls_stays_flagged_through_the_stall_and_after(tau: float, stall: int):
+    """Its cooler failed at its job's power (97 C at 265 W, throttled) 20 minutes before the job stalled at
+    70 W: the GPU cooled to 46 C, 13 C above its healthy peers' 33 C but far under the 68 C its line (seen
+    only at 620 W, its slope shrunk by the ridge) drew there, and read 0 from the stall's first sample on:
+    its alert resolved after 24 quiet reads (12 minutes) or, over a shorter stall, recovered and was raised
+    again when the job resumed, the cooler failed throughout. Below any power its line scored at, the line
+    cannot tell, and the runaway's hot run carries on."""
+    scores = _stalled(tau, stall=stall, fails=0, busy=40)
+    assert (scores[10:, 2] > 1.0).all()  # from 5 minutes into the failure, through the stall, to the end
+    assert np.delete(scores, 2, axis=1).max() <= 1.0
+
+
+def test_a_minutes_hot_spike_just_before_a_job_stalls_is_not_carried_through_the_stall():
+    """The other side: a run carried below what its line scored at must be a GPU's heat, not a spike (a
+    minute of work its power reading missed, read hot twice) just before its job stalled: carried, it read
+    hot for the whole 40-minute stall, an alert raised on a healthy GPU."""
+    rng = np.random.default_rng(4)
+    gpus, det = Gpus(labels=MODEL), ThermalDetector()
+    gpus.temp[:] = gpus.room + gpus.resistance * 620.0
+    for _ in range(150):
+        det.detect(gpus.step(np.full(len(GPUS), 620.0), rng))
+    spike = []
+    for _ in range(2):
+        gpus.temp[2] += 20.0
+        spike.append(float(det.detect(gpus.step(np.full(len(GPUS), 620.0), rng))[0].score[2]))
+    stalled = [det.detect(gpus.step(np.full(len(GPUS), 70.0), rng))[0].score for _ in range(80)]
+    assert min(spike) > 1.0
+    assert np.array(stalled).max() <= 1.0
+
+
+def _runaway_stalled(idle_first: bool) -> tuple[list[str], list[str], list[float]]:
+    """Thermal alerts raised and resolved through the service, and GPU 2's scores while stalled: six GPUs
+    in their job (620 W; idle 20 minutes first where ``idle_first``), GPU 2's cooler failing (x4 over 5
+    minutes) 75 minutes in, its heat throttling it; 20 minutes later the job stalls at 70 W for 20 minutes,
+    then resumes for half an hour."""
+    rng = np.random.default_rng(17)
+    gpus, clock, table = Gpus(labels=MODEL), FakeClock(), TableCollector()
+    service = AnomalyService(AnomalyConfig(detectors=["thermal"]), [CollectorSource([table], clock)], clock)
+    raised, resolved, stalled = [], [], []
+    for tick in range(290):
+        job = 70.0 if (idle_first and tick < 40) or 190 <= tick < 230 else 620.0
+        if tick >= 150:
+            gpus.resistance[2] = 0.065 * (1.0 + min(3.0, 0.3 * (tick - 149)))
+        view = gpus.step(_throttled(np.full(len(GPUS), job), gpus.temp), rng)
+        table.set(TEMP, list(zip(MODEL, view.latest[TEMP].value.tolist(), strict=True)))
+        table.set(POWER, list(zip(MODEL, view.latest[POWER].value.tolist(), strict=True)))
+        clock.advance(30.0)
+        result = service.infer()
+        raised += [a.labels["UUID"] for a in result.raised]
+        resolved += [a.labels["UUID"] for a in result.resolved]
+        if 195 <= tick < 230:
+            stalled += [float(f.score[2]) for f in result.findings if f.detector == "thermal"]
+    return raised, resolved, stalled
+
+
+def test_a_runaway_read_less_hot_while_its_job_stalls_is_one_alert_through_the_stall():
+    """`eval_gpu_faults` seed 907: a runaway at its job's power (97 C, throttled, scored 17-22) whose job
+    stalled at 70 W, a power its line knew (it had idled there), read 4.3 (46 C where it idles at 33 C):
+    still hot, but under half its peak for 3 reads, which the service took for a recovery, as the thermal
+    alert named no side; the job's resumption re-raised it mid-fault ("score 17.8 after it fell to 4.16")."""
+    raised, resolved, stalled = _runaway_stalled(idle_first=True)
+    assert 1.0 < max(stalled) < 6.0  # still hot at its idle, under half its peak: the case
+    assert raised == ["GPU-2"]
+    assert resolved == []
+
+
+def test_a_runaway_seen_only_in_its_job_is_one_alert_through_its_stall():
+    """The same GPU seen only in its job: its line drew 68 C at the stall's 70 W, the runaway read 0 there
+    and its alert resolved 12 minutes into the stall; raised anew when the job resumed."""
+    raised, resolved, _ = _runaway_stalled(idle_first=False)
+    assert raised == ["GPU-2"]
+    assert resolved == []
 
 
 def test_it_judges_a_gpu_only_past_its_warm_up_and_never_one_without_power():
