@@ -8,6 +8,7 @@ import pytest
 
 from alerting.faults import classify
 from anomaly.ledger import ZERO_MEMORY_READS
+from anomaly.promql import PromQLSource, PromQuery
 from anomaly.series import CounterRates, SeriesIndex, build_view
 from anomaly.service import AnomalyService
 from anomaly.signatures import SignatureDetector, load_xid_catalog
@@ -19,7 +20,7 @@ from gpuwarden.config_anomaly import AnomalyConfig
 from gpuwarden.model import FaultKind, RecommendedAction
 from gpuwarden.sim import build_fleet, parse_fault
 from gpuwarden.xid import xid_action
-from tests.anomaly.fakes import TableCollector
+from tests.anomaly.fakes import FakePrometheus, TableCollector
 
 GPU = {"gpu": "0", "UUID": "GPU-a", "Hostname": "n1"}
 
@@ -968,3 +969,53 @@ def test_a_state_naming_a_name_it_does_not_hold_is_refused():
     state.meta["names"] = state.meta["names"][:1]
     with pytest.raises(ValueError, match="are not numbers into the 1 names"):
         SignatureDetector().restore(state)
+
+
+def _up_read_over_a_window(fake, relabel_at: float, lost_at: float) -> PromQuery:
+    """``min_over_time(gpuwarden_gpu_up[5m])`` of two GPUs of n1 as Prometheus answers it: GPU-b's job ends
+    at ``relabel_at`` (its series loses its ``pod`` label) and the GPU falls off the bus at ``lost_at``."""
+    a, b = _slot("GPU-a", "0", "18"), _slot("GPU-b", "1", "2A")
+    query = PromQuery("gpuwarden_gpu_up", "min_over_time(gpuwarden_gpu_up[5m])")
+
+    def at(t: float) -> list[tuple[dict[str, str], float]]:
+        return [(a, 1.0)] + ([] if t >= lost_at else [(b if t >= relabel_at else {**b, "pod": "train"}, 1.0)])
+
+    fake.answers[query.sent[0]] = at
+    return query
+
+
+def test_a_gpu_whose_series_is_relabelled_under_a_range_query_is_not_lost_while_its_window_fills(request):
+    # RangeEdges blanks a new label set's points (NaN) until its window has filled: the GPU's new series
+    # read NaN for five minutes after its job ended, and GpuLost fired for it, "restart node", though it
+    # answered every scrape. A real loss after is still raised.
+    fake = FakePrometheus()
+    request.addfinalizer(fake.close)
+    clock = FakeClock()
+    start = clock.time()
+    query = _up_read_over_a_window(fake, relabel_at=start + 600, lost_at=start + 1500)
+    source = PromQLSource(fake.url, [query], clock, timeout_seconds=2.0)
+    request.addfinalizer(source.close)
+    service = AnomalyService(AnomalyConfig(detectors=["signatures"]), [source], clock)
+    raised = []
+    while clock.time() < start + 1800:
+        clock.advance(30)
+        raised += service.infer().raised
+    lost = [(x.labels["UUID"], x.starts_at.timestamp() - start) for x in raised]
+    assert [uuid for uuid, _ in lost] == ["GPU-b"], lost
+    assert lost[0][1] >= 1500
+
+
+def test_a_gpu_swapped_in_its_slot_whose_new_series_reads_nan_while_its_range_fills_is_not_lost():
+    # The new GPU's series is blanked by RangeEdges for the range of a gpu_up read over a window: it is in
+    # the slot all the same. GpuLost fired for the old UUID until the new one's window filled.
+    feed = Feed()
+    a, b = _slot("GPU-a", "0", "18"), _slot("GPU-b", "1", "2A")
+    feed.tick(("gpuwarden_gpu_up", [a, b], [1, 1], "gauge"))
+    swapped = [a, _slot("GPU-new", "1", "2A")]
+    for _ in range(3):
+        assert fired(feed.tick(("gpuwarden_gpu_up", swapped, [1, float("nan")], "gauge"))) == []
+    # Every GPU of a host back after a gap reads NaN while its range refills, one of them new: not read.
+    feed.tick(("gpuwarden_gpu_up", [a], [1], "gauge"))
+    nan = float("nan")
+    refilling = [a, _slot("GPU-c", "1", "2A"), {**GPU, "Hostname": "n2", "UUID": "GPU-d"}]
+    assert fired(feed.tick(("gpuwarden_gpu_up", refilling, [nan, nan, 1], "gauge"))) == []
