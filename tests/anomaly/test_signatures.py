@@ -1019,3 +1019,36 @@ def test_a_gpu_swapped_in_its_slot_whose_new_series_reads_nan_while_its_range_fi
     nan = float("nan")
     refilling = [a, _slot("GPU-c", "1", "2A"), {**GPU, "Hostname": "n2", "UUID": "GPU-d"}]
     assert fired(feed.tick(("gpuwarden_gpu_up", refilling, [nan, nan, 1], "gauge"))) == []
+
+
+def test_a_gpu_relabelled_on_a_host_scraped_at_another_phase_than_the_others_is_not_lost(request):
+    # Hosts scraped every 60 s, 30 s apart, read at step 30 with a 30 s lookback: each series is read at its
+    # last answer until its next is due, once its own spacing is seen (ten answers). A GPU whose job ended
+    # (its pod label gone) is a new series: absent from every other read for ten minutes, GpuLost fired
+    # from 30 s after the relabel to 11 minutes after it.
+    fake = FakePrometheus()
+    request.addfinalizer(fake.close)
+    clock = FakeClock()
+    start = clock.time()
+    a, b = _slot("GPU-a", "0", "18"), _slot("GPU-b", "1", "2A")
+    c = {**_slot("GPU-c", "0", "18"), "Hostname": "n2"}
+    query = PromQuery("gpuwarden_gpu_up", "gpuwarden_gpu_up")
+    relabel_at, lost_at = start + 3600, start + 5400
+
+    def at(t: float) -> list[tuple[dict[str, str], float]]:
+        if round(t) // 30 % 2:
+            return [(c, 1.0)]
+        return [(a, 1.0)] + ([] if t >= lost_at else [(b if t >= relabel_at else {**b, "pod": "train"}, 1.0)])
+
+    fake.answers[query.sent[0]] = at
+    source = PromQLSource(fake.url, [query], clock, timeout_seconds=2.0)
+    request.addfinalizer(source.close)
+    service = AnomalyService(AnomalyConfig(detectors=["signatures"]), [source], clock)
+    service.warm_up()
+    raised = []
+    while clock.time() < start + 6000:
+        clock.advance(30)
+        raised += service.infer().raised
+    lost = [(x.labels["UUID"], x.starts_at.timestamp() - start) for x in raised]
+    assert [uuid for uuid, _ in lost] == ["GPU-b"], lost
+    assert lost[0][1] >= 5400
