@@ -27,7 +27,8 @@ with a 30 s lookback) leave no step of the query empty: each series is absent fr
 read as a lost series at each (``GpuLost`` resolved and fired again every minute). So each series' spacing
 is followed as well, by the same rule (``series_seen``: the query's series that answer on a coarser step,
 warned once per query), and its last answer is read again over its empty steps until its next answer is
-due, as Prometheus' own lookback would: a series that ends is gone at the step it was next due. A series is
+due, as Prometheus' own lookback would: a series that ends is gone at the step it was next due. A series new
+to the query (a relabel) is read so on the shortest step seen of its series until its own is seen. A series is
 kept for its next answer up to twice its spacing, at most ``LONGEST``; one answered once is let go of after
 20 steps, its labels' hash kept until ``LONGEST`` after that answer: a rule evaluated every 20 minutes, or
 hourly downsampled data, is seen from its fourth answer. A filter query's series (``up == 0``) are kept 20
