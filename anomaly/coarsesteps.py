@@ -27,7 +27,8 @@ with a 30 s lookback) leave no step of the query empty: each series is absent fr
 read as a lost series at each (``GpuLost`` resolved and fired again every minute). So each series' spacing
 is followed as well, by the same rule (``series_seen``: the query's series that answer on a coarser step,
 warned once per query), and its last answer is read again over its empty steps until its next answer is
-due, as Prometheus' own lookback would: a series that ends is gone at the step it was next due. A series is
+due, as Prometheus' own lookback would: a series that ends is gone at the step it was next due. A series new
+to the query (a relabel) is read so on the shortest step seen of its series until its own is seen. A series is
 kept for its next answer up to twice its spacing, at most ``LONGEST``; one answered once is let go of after
 20 steps, its labels' hash kept until ``LONGEST`` after that answer: a rule evaluated every 20 minutes, or
 hourly downsampled data, is seen from its fourth answer. A filter query's series (``up == 0``) are kept 20
@@ -241,10 +242,9 @@ class SeriesSteps:
             rows = np.flatnonzero(answered[:, j])
             coarse = self._follow(slots[rows], t, step, told=told) or coarse
             self.last[slots[rows]], self.value[slots[rows]] = t, values[rows, j]
+            every = self._carried_step(step)
             with np.errstate(invalid="ignore"):
-                due = np.flatnonzero(
-                    (self.seen > 0) & (self.last < t) & (t < self.last + self.seen - step / 2)
-                )
+                due = np.flatnonzero((every > 0) & (self.last < t) & (t < self.last + every - step / 2))
             if not due.size:
                 continue
             if out is values:
@@ -263,6 +263,22 @@ class SeriesSteps:
         if not runs and (self.spacing[slots] == 0).all() and (self.last[slots] == ts[-1]).all():
             self._reset(frame.labels, float(ts[-1]), np.ascontiguousarray(values[:, -1]))
         return frame if out is values else self._with(frame, out, carried)
+
+    def _carried_step(self, step: float) -> FloatArray:
+        """Per slot, the step its last answer is read again over (0: none): the step seen for it, else, for a
+        series new to the query (answered once) or on its way to the shortest step seen of the query's
+        series, that step.
+
+        A series relabelled among series at different phases (a GPU's job ended and its ``pod`` label went)
+        takes ten answers to be seen on its step: it was absent from every other read until then, and
+        ``GpuLost`` fired for a GPU answering every scrape. A filter's series is not carried so: it passes
+        where it answers."""
+        seen = self.seen[self.seen > 0]
+        if not seen.size or self.reach <= MIN_STEPS * step:
+            return self.seen
+        shortest = float(seen.min())
+        joining = (self.seen == 0) & (np.isnan(self.spacing) | (self.spacing == shortest))
+        return np.where(joining, shortest, self.seen)
 
     def _with(self, frame: Frame, out: FloatArray, carried: list[tuple[IntArray, int, FloatArray]]) -> Frame:
         """``frame`` with the values ``out``, and a row for each series absent from it that was ``carried``

@@ -151,6 +151,11 @@ class Injection:
         slowdown begun while its training job was stalled, the last tick it was (``_note_stalled``)."""
         return max(self.started_at, self.hidden_until or 0.0, self.stalled_until or 0.0)
 
+    def shows_at(self, at: float) -> bool:
+        """Whether an alert on its target at ``at`` can be about it: not while another fault stalls its job
+        (``stalled_until``): every rank idles then, and an alert there is that fault's, sympathetic."""
+        return self.stalled_until is None or at > self.stalled_until
+
     def latency(self) -> float | None:
         """Seconds from when it could first be seen to its detection."""
         return None if self.detected_at is None else max(0.0, self.detected_at - self.seen_from())
@@ -428,7 +433,7 @@ class _Truth:
 
     def on_target(self, node: str, gpu: int | None, at: float) -> bool:
         """Whether an open fault aims at ``node``/``gpu`` itself (its GPU, or its whole node)."""
-        return any(_aims_at(inj, node, gpu) for inj in self.open_at(at))
+        return any(_aims_at(inj, node, gpu) and inj.shows_at(at) for inj in self.open_at(at))
 
     def shares_job(self, node: str, gpu: int | None, at: float) -> Injection | None:
         """The open fault aimed elsewhere, on the training job ``node``/``gpu`` runs, seen latest by ``at``
@@ -666,7 +671,13 @@ def _attribute(alert: Alert, now: float, truth: _Truth, tally: _Tally) -> None:
     if node is not None:
         for inj in truth.injections:
             open_now = inj.started_at <= now and (inj.repaired_at is None or now <= inj.repaired_at)
-            if inj.node == node and inj.gpu == gpu and open_now and inj.detected_at is None:
+            if (
+                inj.node == node
+                and inj.gpu == gpu
+                and open_now
+                and inj.detected_at is None
+                and inj.shows_at(now)
+            ):
                 inj.detected_at = now
                 inj.detected_by = f"{alert.labels.get('alertname', '')}:{alert.labels.get('model', '')}"
         if truth.on_target(node, gpu, now):

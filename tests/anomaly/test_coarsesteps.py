@@ -364,3 +364,23 @@ def test_hashes_of_series_answered_once_are_capped_oldest_first(monkeypatch):
         held.append(len(coarse._series[Q]._once))
     assert max(held) == 1000
     assert coarse.series_seen == {Q: 1050.0}
+
+
+def test_a_series_relabelled_among_series_at_different_phases_is_read_between_its_first_answers():
+    # GPU-1's job ends at 1800 s and its series loses its pod label: a new series, whose own spacing takes
+    # ten answers (ten minutes) to be seen. It was absent from every other read until then, while the
+    # series it replaced and GPU-0 were read between their answers: GpuLost fired for a GPU answering every
+    # scrape. Read on the step its query's series are seen on, it is there at every read.
+    coarse = CoarseSteps("prometheus")
+    relabelled = {"UUID": "GPU-1"}
+    old = {"UUID": "GPU-1", "pod": "train"}
+
+    def answer(t: float) -> Frame:
+        if round(t) // 30 % 2 == 0:
+            return Frame(Q, [LABELS[0]], np.array([t]), np.array([[60.0]]))
+        return Frame(Q, [relabelled if t >= 1800 else old], np.array([t]), np.array([[61.0]]))
+
+    read = {t: coarse.keep(answer(t), 30.0) for t in np.arange(30.0, 2400.0, 30.0).tolist()}
+    for t in np.arange(1830.0, 2400.0, 30.0).tolist():
+        got = sorted((lab.get("pod", ""), lab["UUID"]) for lab in read[t].labels)
+        assert got == [("", "GPU-0"), ("", "GPU-1")], t

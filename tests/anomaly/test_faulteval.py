@@ -434,6 +434,26 @@ def test_alerts_on_a_faulted_jobs_other_gpus_are_counted_sympathetic_with_their_
     assert (late["Hostname"], late["gpu"], late["fault"]) == (node, mate, f"thermal_runaway {node} GPU {gpu}")
 
 
+def test_an_alert_on_a_stragglers_gpu_while_another_rank_stalls_its_job_is_the_stalls_not_its_detection():
+    """Every rank of a job a hang stalls idles, the straggler's GPU with them: an alert there then is the
+    hang's, sympathetic. It was taken as the straggler's detection, timed from the stall's last tick (0 s
+    late), so a straggler never told apart from its idle job counted detected in time."""
+    clock = FakeClock()
+    fleet = build_fleet(2, 8, seed=3, clock=clock)
+    (node, slow), (_, mate), _ = _job_mates(fleet)
+    truth = _Truth(fleet, grace=900.0)
+    hang = Injection(_class("hung"), node, mate, 1000.0, repaired_at=1300.0)
+    straggler = Injection(_class("straggler"), node, slow, 1100.0, stalled_until=1260.0)
+    truth.injections += [hang, straggler]
+    tally = _Tally(counted_from=0.0)
+    _attribute(_raise(node, slow, "fleet"), 1260.0, truth, tally)  # the job still stalled
+    assert straggler.detected_at is None
+    assert [(a["gpu"], a["fault"]) for a in tally.sympathetic] == [(slow, f"hung {node} GPU {mate}")]
+    _attribute(_raise(node, slow), 1380.0, truth, tally)  # the job ran from 1260 s: the straggler seen
+    assert (straggler.detected_at, straggler.latency()) == (1380.0, 120.0)
+    assert tally.false_alerts == []
+
+
 GPU_CLASSES = [c for c in FAULT_CLASSES if not c.node_level]
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from alerting.faults import classify
 from anomaly.ledger import ZERO_MEMORY_READS
+from anomaly.promql import PromQLSource, PromQuery
 from anomaly.series import CounterRates, SeriesIndex, build_view
 from anomaly.service import AnomalyService
 from anomaly.signatures import SignatureDetector, load_xid_catalog
@@ -19,7 +20,7 @@ from gpuwarden.config_anomaly import AnomalyConfig
 from gpuwarden.model import FaultKind, RecommendedAction
 from gpuwarden.sim import build_fleet, parse_fault
 from gpuwarden.xid import xid_action
-from tests.anomaly.fakes import TableCollector
+from tests.anomaly.fakes import FakePrometheus, TableCollector
 
 GPU = {"gpu": "0", "UUID": "GPU-a", "Hostname": "n1"}
 
@@ -452,15 +453,18 @@ def _slot(uuid: str, gpu: str, bus: str) -> dict[str, str]:
     return {"UUID": uuid, "Hostname": "n1", "gpu": gpu, "pci_bus_id": f"00000000:{bus}:00.0"}
 
 
-def test_a_gpu_replaced_in_its_slot_is_not_lost_but_one_whose_neighbour_slid_into_its_index_is():
+@pytest.mark.parametrize("new_up", [1.0, float("nan")], ids=["new-gpu-reads", "new-gpu-range-filling"])
+def test_a_gpu_replaced_in_its_slot_is_not_lost_but_one_whose_neighbour_slid_into_its_index_is(new_up):
     # A GPU swapped in its slot (an RMA): the same host, index and PCI address under a UUID never seen
-    # before. It raised GpuLost for the old UUID, with "restart node" as the action, for an hour.
+    # before. It raised GpuLost for the old UUID, with "restart node" as the action, for an hour. Read
+    # through a gpu_up query over a window, the new GPU's series reads NaN (RangeEdges blanks it) until its
+    # window has filled: GpuLost fired for the old UUID until then.
     feed = Feed()
     a, b = _slot("GPU-a", "0", "18"), _slot("GPU-b", "1", "2A")
     feed.tick(("gpuwarden_gpu_up", [a, b], [1, 1], "gauge"))
     swapped = [a, _slot("GPU-new", "1", "2A")]
     for _ in range(3):
-        assert fired(feed.tick(("gpuwarden_gpu_up", swapped, [1, 1], "gauge"))) == []
+        assert fired(feed.tick(("gpuwarden_gpu_up", swapped, [1, new_up], "gauge"))) == []
     # A GPU that fell off the bus while NVML renumbered the others: a known GPU now has its index.
     feed = Feed()
     c = _slot("GPU-c", "2", "3A")
@@ -968,3 +972,61 @@ def test_a_state_naming_a_name_it_does_not_hold_is_refused():
     state.meta["names"] = state.meta["names"][:1]
     with pytest.raises(ValueError, match="are not numbers into the 1 names"):
         SignatureDetector().restore(state)
+
+
+def _lost_read_through_prometheus(request, expr: str, *, phased: bool) -> list[tuple[str, float]]:
+    """GpuLost raised (UUID, seconds from the start) over 100 minutes of ``expr`` read from a Prometheus
+    whose n1 has GPU-a and GPU-b: GPU-b's job ends at 60 minutes (its series loses its ``pod`` label) and it
+    falls off the bus at 90. ``phased``: n1 answers every other 30 s step and n2 the steps between (hosts
+    scraped every 60 s, 30 s apart, read at step 30 with a 30 s lookback); else n1 alone, every step."""
+    fake = FakePrometheus()
+    request.addfinalizer(fake.close)
+    clock = FakeClock()
+    start = clock.time()
+    a, b = _slot("GPU-a", "0", "18"), _slot("GPU-b", "1", "2A")
+    c = {**_slot("GPU-c", "0", "18"), "Hostname": "n2"}
+    query = PromQuery("gpuwarden_gpu_up", expr)
+
+    def at(t: float) -> list[tuple[dict[str, str], float]]:
+        if phased and round(t) // 30 % 2:
+            return [(c, 1.0)]
+        b_now = [] if t >= start + 5400 else [(b if t >= start + 3600 else {**b, "pod": "train"}, 1.0)]
+        return [(a, 1.0), *b_now]
+
+    fake.answers[query.sent[0]] = at
+    source = PromQLSource(fake.url, [query], clock, timeout_seconds=2.0)
+    request.addfinalizer(source.close)
+    service = AnomalyService(AnomalyConfig(detectors=["signatures"]), [source], clock)
+    service.warm_up()
+    raised = []
+    while clock.time() < start + 6000:
+        clock.advance(30)
+        raised += service.infer().raised
+    return [(x.labels["UUID"], x.starts_at.timestamp() - start) for x in raised]
+
+
+@pytest.mark.parametrize(
+    ("expr", "phased"),
+    [("min_over_time(gpuwarden_gpu_up[5m])", False), ("gpuwarden_gpu_up", True)],
+    ids=["range-query", "hosts-at-two-phases"],
+)
+def test_a_gpu_whose_series_is_relabelled_is_not_lost_but_its_real_loss_is_raised(request, expr, phased):
+    # range-query: RangeEdges blanks a new label set's points (NaN) until its window has filled; since a NaN
+    # is no reading, GpuLost fired for GPU-b for five minutes after its job ended, "restart node", though it
+    # answered every scrape. hosts-at-two-phases: each series is read at its last answer between its
+    # answers once its own spacing is seen (ten answers); the relabelled series was absent from every other
+    # read until then, and GpuLost fired from 30 s after the relabel to 11 minutes after it.
+    assert _lost_read_through_prometheus(request, expr, phased=phased) == [("GPU-b", 5400.0)]
+
+
+def test_a_host_back_after_a_gap_whose_every_gpu_reads_nan_one_of_them_new_raises_nothing():
+    # Every GPU of a host back after a gap reads NaN while its range refills; a new one among them (in the
+    # slot of one lost before) does not make the host read, or the others would be raised as lost.
+    feed = Feed()
+    a, b = _slot("GPU-a", "0", "18"), _slot("GPU-b", "1", "2A")
+    other = {**GPU, "Hostname": "n2", "UUID": "GPU-d"}
+    feed.tick(("gpuwarden_gpu_up", [a, b, other], [1, 1, 1], "gauge"))
+    feed.tick(("gpuwarden_gpu_up", [other], [1], "gauge"))
+    nan = float("nan")
+    refilling = [a, _slot("GPU-c", "1", "2A"), other]
+    assert fired(feed.tick(("gpuwarden_gpu_up", refilling, [nan, nan, 1], "gauge"))) == []
