@@ -20,7 +20,6 @@ from tests.anomaly.test_snapshot import (
     _ticks,
 )
 
-
 SMALL_FLEET = OTHER_FLEET[:2]  # 2 GPUs: 24 rows in the hour of history, fewer than a fit needs (64)
 
 
