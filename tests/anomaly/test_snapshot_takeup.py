@@ -1,9 +1,13 @@
-"""A snapshot refused at the warm-up (another fleet's, one that does not fit the detectors) leaves nothing of
-itself: the service warms up as it would have without one."""
+"""Which snapshot the warm-up takes up: this fleet's, also where it grew or shrank while the service was
+stopped; and one refused (another fleet's, one that does not fit the detectors) leaves nothing of itself, the
+service warmed up as it would have without one."""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
+import pytest
 
 from anomaly.service import AnomalyService
 from anomaly.snapshot import load_snapshot, save_snapshot
@@ -11,6 +15,8 @@ from anomaly.sources import Frame
 from gpuwarden.clock import FakeClock
 from tests.anomaly.test_snapshot import (
     _PARTS,
+    EVERY,
+    GPUS,
     OTHER_FLEET,
     GridSource,
     _assert_same_fields,
@@ -61,3 +67,46 @@ def test_another_fleets_refused_snapshot_leaves_its_fitted_forest_nowhere(tmp_pa
     np.testing.assert_array_equal(
         *(np.vstack(_multivariate(s)._rows) for s in (refused, alone))  # type: ignore[attr-defined]
     )
+
+
+ADDED = [{**gpu, "Hostname": f"c{gpu['Hostname']}", "UUID": f"GPU-C{i}"} for i, gpu in enumerate(GPUS * 2)]
+
+
+class ResizedSource(GridSource):
+    """The fleet the snapshot was saved from, grown to 3 times its GPUs (``factor`` 3: 16 GPUs added, each
+    reading a GPU's values a little apart) or shrunk to its first 2 (``factor`` 0)."""
+
+    def __init__(self, factor: int) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def read(self, start: float, end: float) -> list[Frame]:
+        frames = super().read(start, end)
+        if not self.factor:
+            return [f.rows([0, 1], GPUS[:2]) for f in frames]
+        scaled = [1.0, 1.01, 0.99][: self.factor]
+        return [
+            Frame(f.query, [*GPUS, *ADDED], f.timestamps, np.vstack([f.values * k for k in scaled]), f.kind)
+            for f in frames
+        ]
+
+
+@pytest.mark.parametrize("factor", [3, 0], ids=["grown-3-times", "shrunk-to-a-quarter"])
+def test_this_fleets_snapshot_is_taken_up_where_the_fleet_grew_or_shrank_while_stopped(
+    tmp_path, caplog, factor
+):
+    """A fleet scaled up during an upgrade (3 times its GPUs when the service starts again) holds a third of
+    the hour's series in the snapshot: refused as another fleet's, its GPUs lost a week of seasonal profile.
+    Every series the snapshot held is still read: it is this fleet's. Shrunk, the hour's series are all in
+    it."""
+    clock = FakeClock()
+    _, first = _service(clock)
+    first.warm_up()
+    _ticks(clock, first, 30)
+    path = tmp_path / "anomaly.state.npz"
+    assert save_snapshot(path, first.snapshot())
+    clock.advance(EVERY)
+    service = AnomalyService(_config(), [ResizedSource(factor)], clock)
+    with caplog.at_level(logging.INFO):
+        assert service.warm_up(snapshot=load_snapshot(path, service.cfg)) == 1  # the tick after the save
+    assert f"anomaly state restored from {path}" in caplog.text
