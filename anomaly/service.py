@@ -660,9 +660,10 @@ class AnomalyService:
         stride = max(1, read // _FLEET_SAMPLE)
         keys = [(f.query, tuple(f.labels[i].items())) for f, rows in recent for i in rows[::stride].tolist()]
         known = sum(self.index.id_of(key) is not None for key in keys)
-        # The snapshot's series of then, and how many of them were read since (``known`` scaled to ``read``).
+        # The snapshot's series of then, and how many of them were read since (``known`` scaled to ``read``);
+        # none held (Prometheus down past forget_after_seconds before the save) tells nothing of its fleet.
         held = int(np.count_nonzero(self.index.last_seen[: len(self.index.keys)] > lower))
-        if 2 * known >= len(keys) or 2 * known * read >= len(keys) * held:
+        if 2 * known >= len(keys) or (held and 2 * known * read >= len(keys) * held):
             return None
         return (
             f"is another fleet's: {known:,} of {len(keys):,} series the history holds since"

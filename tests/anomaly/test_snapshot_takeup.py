@@ -9,15 +9,17 @@ import logging
 import numpy as np
 import pytest
 
-from anomaly.service import AnomalyService
+from anomaly.service import AnomalyService, _Firing
 from anomaly.snapshot import load_snapshot, save_snapshot
 from anomaly.sources import Frame
 from gpuwarden.clock import FakeClock
+from gpuwarden.model import Alert, AlertSource
 from tests.anomaly.test_snapshot import (
     _PARTS,
     EVERY,
     GPUS,
     OTHER_FLEET,
+    DownSource,
     GridSource,
     _assert_same_fields,
     _config,
@@ -110,3 +112,29 @@ def test_this_fleets_snapshot_is_taken_up_where_the_fleet_grew_or_shrank_while_s
     with caplog.at_level(logging.INFO):
         assert service.warm_up(snapshot=load_snapshot(path, service.cfg)) == 1  # the tick after the save
     assert f"anomaly state restored from {path}" in caplog.text
+
+
+def test_a_snapshot_holding_no_series_but_a_firing_alert_is_refused_by_another_fleet(tmp_path, caplog):
+    """Prometheus down past ``forget_after_seconds`` before the save: the series index forgot every series,
+    the alert still held firing. Half of none of its series is none: another fleet must not take that
+    alert up and post it to its own serve."""
+    clock = FakeClock()
+    _, first = _service(clock)
+    first.warm_up()
+    _ticks(clock, first, 10)
+    first.sources = [DownSource()]
+    _ticks(clock, first, 4)  # 1,200 s down: every series forgotten
+    assert not np.isfinite(first.index.last_seen).any()
+    alert = Alert(labels={"alertname": "GpuwardenAnomaly", "UUID": "GPU-3"}, source=AlertSource.ANOMALY)
+    first.firing["k"] = _Firing(alert, 24, "DCGM_FI_DEV_GPU_TEMP", "adaptive", peak=7.5, trough=2.0, reads=40)
+    path = tmp_path / "anomaly.state.npz"
+    assert save_snapshot(path, first.snapshot())
+    clock.advance(EVERY)
+    posted: list[Alert] = []
+    other = AnomalyService(_config(), [GridSource(OTHER_FLEET)], clock, on_alert=posted.append)
+    with caplog.at_level(logging.INFO):
+        other.warm_up(snapshot=load_snapshot(path, other.cfg))
+    assert "is another fleet's: 0 of 48 series" in caplog.text
+    clock.advance(EVERY)
+    other.infer()
+    assert other.firing == {} and posted == []
