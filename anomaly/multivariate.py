@@ -146,6 +146,10 @@ class MultivariateDetector:
             if got is not None and (got.ndim != 2 or got.shape[1] != width):
                 raise ValueError(f"multivariate {key}: shape {got.shape}, not (n, {width})")
         self._rows = [np.asarray(state.arrays["rows"], np.float64)] if state.meta["rows"] else []
+        # Unfitted unless ``state`` was: a refused snapshot's rollback (``AnomalyService._take_up``) restores
+        # a state of no forest, and the refused one's, fitted on another fleet's rows, scored this one.
+        self._model, self._scorer, self._train, self._median, self._high = None, None, None, 0.0, 1.0
+        self._key_cache.clear()  # by series id: the ids restored name other series
         if state.meta["fitted"]:
             self._fit_on(np.asarray(state.arrays["train"], np.float64))
 

@@ -644,25 +644,32 @@ class AnomalyService:
     def _other_fleet(self, history: Sequence[Frame], saved: float) -> str | None:
         """Why the series index taken up is another fleet's; None when it holds at least half the series
         ``history`` holds from ``forget_after_seconds`` before it was ``saved`` (what it still knew then, and
-        what came since), or when that holds none (Prometheus down: nothing to tell by).
+        what came since), or when those it holds are at least half of its own series of then (the fleet grew
+        while the service was stopped), or when the history holds none (Prometheus down: nothing to tell by).
 
         ``prometheus_url`` shapes nothing the detectors learn and is no setting that refuses a snapshot (a
         Prometheus moved behind a proxy, or renamed, reads the same series), so two fleets run one after the
         other in one directory took up each other's state, and the first tick posted the one's alerts to the
         other's serve. The series tell them apart: those a detector's state is of, by query and labels. At
-        most ``_FLEET_SAMPLE`` of them are looked up, evenly spread: all 250,000 of 10,000 GPUs took 4 s."""
+        most ``_FLEET_SAMPLE`` of them are looked up, evenly spread: all 250,000 of 10,000 GPUs took 4 s. A
+        fleet scaled up 3 times during an upgrade held a third of the hour's series: refused, its GPUs lost
+        what they had learnt (a week of seasonal profile), though every series of the snapshot was read."""
         lower = saved - self.cfg.forget_after_seconds
         recent = [(f, np.flatnonzero(f.sampled(f.timestamps > lower))) for f in history]
-        stride = max(1, sum(rows.size for _, rows in recent) // _FLEET_SAMPLE)
+        read = sum(rows.size for _, rows in recent)
+        stride = max(1, read // _FLEET_SAMPLE)
         keys = [(f.query, tuple(f.labels[i].items())) for f, rows in recent for i in rows[::stride].tolist()]
         known = sum(self.index.id_of(key) is not None for key in keys)
-        if 2 * known >= len(keys):
+        # The snapshot's series of then, and how many of them were read since (``known`` scaled to ``read``);
+        # none held (Prometheus down past forget_after_seconds before the save) tells nothing of its fleet.
+        held = int(np.count_nonzero(self.index.last_seen[: len(self.index.keys)] > lower))
+        if 2 * known >= len(keys) or (held and 2 * known * read >= len(keys) * held):
             return None
         return (
             f"is another fleet's: {known:,} of {len(keys):,} series the history holds since"
             f" {self.cfg.forget_after_seconds:.0f} s before its save (at most {_FLEET_SAMPLE:,} looked up)"
-            " are in it, where at least half must be (anomaly.prometheus_url reads another Prometheus, or"
-            " the series' labels changed)"
+            f" are in it, where at least half must be, or at least half of the {held:,} it held then"
+            " (anomaly.prometheus_url reads another Prometheus, or the series' labels changed)"
         )
 
     def _recall(self, now: float, held: Mapping[str, datetime] | None) -> None:
