@@ -630,7 +630,7 @@ class AnomalyService:
                 self.restore(snapshot)
                 alerts = _TakenAlerts.restored(snapshot.components["alerts"].meta)
                 why = self._other_fleet(history, snapshot.read_until)
-            except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
+            except (KeyError, ValueError, TypeError, IndexError, AttributeError, OverflowError) as exc:
                 why = f"does not fit the detectors ({type(exc).__name__}: {exc})"
             self._last_read.update(read)
             if why is not None:

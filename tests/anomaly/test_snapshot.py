@@ -318,6 +318,17 @@ def test_a_snapshot_whose_arrays_do_not_fit_the_detectors_is_refused_and_nothing
     _refused(path, clock, caplog, "does not fit the detectors (ValueError: fleet ")
 
 
+def test_a_snapshot_whose_numbers_overflow_the_detectors_is_refused_not_a_traceback(tmp_path, caplog):
+    """A number past a float's range in the JSON (a crafted or damaged file: ``1e400`` reads as infinity,
+    a 400-digit integer as itself) stopped the start with an ``OverflowError``: refused as any misfit."""
+    clock = FakeClock()
+    service, path = _saved(tmp_path, clock)
+    snapshot = service.snapshot()
+    snapshot.components["detector:presence"].meta["last_tick"] = 10**400
+    assert save_snapshot(path, snapshot)
+    _refused(path, clock, caplog, "does not fit the detectors (OverflowError: int too large to convert")
+
+
 def test_a_snapshot_of_before_recalled_alerts_were_kept_apart_is_refused(tmp_path, caplog):
     """Its firing alerts may be recalled ones saved as firing (they would fire on past their recall's end):
     refused, the hour's warm-up recalls what the history left firing."""
