@@ -346,7 +346,7 @@ class ThermalDetector:
             slots, (t, self.slow[slots], slope), guess & (n >= self.warmup), (fallen, ongoing)
         )
         score = np.where(peer, peer_score, np.where(climbing, np.maximum(climb / band, own), own))
-        below = (lagged < pbot - self.ridge_watts) & throttled
+        below = self._not_as_peers(groups, (t, lagged, band), lagged < pbot - self.ridge_watts, throttled)
         score, strict = self._carried(slots, (score, np.where(peer, peer_score, strict_own)), below, held_for)
         # Learn from the sample winsorised at the band, so a dip teaches little; a sample above the band (an
         # alert's) at a power it has learnt at teaches nothing. Taught at the band, the error scale grew by
@@ -494,7 +494,7 @@ class ThermalDetector:
         (``_hold``'s throttled), where the line errs high and cannot tell a failed cooler from a healthy one:
         a sample read cool there is scored as that run's last (``hot_in``) while its hold lasts and once hot
         for the slowest lag it allows for (held_for: the GPU's heat, not a reading's spike), until its power
-        is back where its line judges it.
+        is back where its line judges it, or its peers at that power read it as cool (``_not_as_peers``).
 
         A runaway hot at its job's power (97 C at 265 W, throttled) whose job stalled at 70 W (another
         node down) cooled to 46 C, 13 C above a healthy GPU's 33 C, far under the 68 C its line drew
@@ -504,6 +504,32 @@ class ThermalDetector:
         carried = below & (held_for >= self._slowest_lag()) & (held_for < self.hold_seconds)
         score = np.where(carried & (score < 1.0), self.hot_in[slots], score)
         return score, np.where(carried, score, strict)
+
+    def _not_as_peers(
+        self,
+        groups: IntArray,
+        sample: tuple[FloatArray, FloatArray, FloatArray],
+        below: BoolArray,
+        throttled: BoolArray,
+    ) -> BoolArray:
+        """Which samples of a hot run (``_hold``'s ``throttled``) ``below`` any power their line scored at
+        are not as cool as their peers: hotter, their band allowed, than the median of at least
+        ``min_peers`` GPUs of their model (``peer_labels``) at their power (within ``ridge_watts``, lagged)
+        and in no such run, or with too few such peers to tell.
+
+        Where its line cannot judge, its peers can: a healthy GPU (a fan's 4-minute hiccup at its job's power,
+        over as the job stalled) idled at its peers' 33 C, yet its hot run was carried (``_carried``) through
+        the whole stall, an alert held on a healthy GPU (resolved 12 minutes into the stall before the carry).
+        A runaway idles 13 C above them."""
+        t, lagged, band = sample
+        out = below & throttled
+        if np.count_nonzero(~throttled) < self.min_peers:  # a fleet all in hot runs: none to ask
+            return out
+        for i in np.flatnonzero(out & (groups >= 0)).tolist():
+            near = ~throttled & (groups == groups[i]) & (np.abs(lagged - lagged[i]) <= self.ridge_watts)
+            if np.count_nonzero(near) >= self.min_peers:
+                out[i] = t[i] > float(np.median(t[near])) + band[i]
+        return out
 
     def _climbs(
         self,

@@ -990,3 +990,49 @@ def test_it_judges_a_gpu_only_past_its_warm_up_and_never_one_without_power():
     judged = [det.detect(gpus.step(idle, rng, reported=lost))[0].judged_rows().tolist() for _ in range(12)]
     assert judged[:10] == [[False] * 6] * 10
     assert judged[10:] == [[True, True, True, True, False, True]] * 2
+
+
+def test_a_healthy_gpu_hot_for_minutes_as_its_job_stalls_is_not_carried_while_it_idles_as_its_peers():
+    """A fan's 4-minute hiccup at its job's power (80 C where its peers read 68 C: a real alert), over as the
+    job stalled at 70 W: the GPU idled at its healthy peers' 33 C, yet its hot run was carried at 4.0 through
+    the whole 40-minute stall, its alert held on a healthy GPU (it resolved 12 minutes into the stall before
+    the carry). Below any power its line scored at its line cannot judge; its peers at that power can."""
+    rng = np.random.default_rng(4)
+    gpus, det = Gpus(labels=MODEL), ThermalDetector()
+    gpus.temp[:] = gpus.room + gpus.resistance * 620.0
+    for _ in range(150):
+        det.detect(gpus.step(np.full(len(GPUS), 620.0), rng))
+    gpus.resistance[2] = 0.065 * 1.3
+    hiccup = [float(det.detect(gpus.step(np.full(len(GPUS), 620.0), rng))[0].score[2]) for _ in range(8)]
+    gpus.resistance[2] = 0.065
+    stalled = np.array([det.detect(gpus.step(np.full(len(GPUS), 70.0), rng))[0].score for _ in range(80)])
+    assert min(hiccup[2:]) > 1.0  # hot for 3 minutes at its job's power: the slowest lag's 120 s and more
+    assert stalled[4:].max() <= 1.0
+
+
+@pytest.mark.parametrize("repaired", [True, False], ids=["repaired", "still-failed"])
+def test_a_runaway_repaired_while_its_node_is_down_is_not_carried_when_it_is_back_idle_as_its_peers(
+    repaired: bool,
+):
+    """A runaway's job stalls, then its node is down 30 minutes (its series forgotten, its state parked) and
+    its cooler is replaced: back, the job still stalled, it idled at its peers' 33 C, yet its parked hot run
+    was carried on at 9.7 (until the job resumed or the 6-hour hold ended). Kept failed, it is carried."""
+    rng = np.random.default_rng(17)
+    gpus, det = Gpus(labels=MODEL), ThermalDetector()
+    gpus.temp[:] = gpus.room + gpus.resistance * 620.0
+    for _ in range(150):
+        det.detect(gpus.step(np.full(len(GPUS), 620.0), rng))
+    for tick in range(60):  # its cooler fails at the job's power; the job stalls at tick 40
+        gpus.resistance[2] = 0.065 * (1.0 + min(3.0, 0.3 * (tick + 1)))
+        det.detect(gpus.step(_throttled(np.full(len(GPUS), 70.0 if tick >= 40 else 620.0), gpus.temp), rng))
+    det.forget(gpus.index.expire(gpus.t + 10_000, 1.0))
+    gpus.t += 1800.0 - 30.0
+    gpus.temp[:] = gpus.room
+    if repaired:
+        gpus.resistance[2] = 0.065
+    back = np.array([det.detect(gpus.step(np.full(len(GPUS), 70.0), rng))[0].score for _ in range(40)])
+    assert np.delete(back, 2, axis=1).max() <= 1.0
+    if repaired:
+        assert back[:, 2].max() <= 1.0
+    else:
+        assert back[:, 2].min() > 1.0
