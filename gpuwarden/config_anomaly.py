@@ -144,22 +144,14 @@ def parse_data_range(value: object) -> tuple[float, float] | None:
     return low, high
 
 
-# An infinite float: YAML's .inf, a variable's JSON Infinity, or a number past a float's range that YAML or
-# JSON reads as infinity (1.0e+999; YAML leaves 1e999 text, refused as too large): they cannot be told
-# apart. The text inf / -inf says no bound.
-_READ_AS_INFINITY = ".inf, Infinity and a number past a float's range, 1.0e+999, read so"
-
-
 def _bound(value: object) -> float:
-    """One end of a data range: a finite number, or text written as the command line writes one (2e3, which
-    YAML leaves as text; ``gpuwarden.numerals``), or inf / -inf (any case); never NaN, a bool, an infinite
-    float or more than a float holds."""
+    """One end of a data range: a number, or text written as the command line writes one (2e3, which YAML
+    leaves as text; ``gpuwarden.numerals``), or inf / -inf (any case); never NaN, a bool or more than a
+    float holds."""
     if isinstance(value, str):
         return _text_bound(value)
     if not isinstance(value, int | float) or isinstance(value, bool) or _is_nan(value):
         raise ValueError(f"{shown_value(value)} is not a number; {_DATA_RANGE_FIX}")
-    if isinstance(value, float) and math.isinf(value):  # never one written as no bound: that is text
-        raise ValueError(f"{value} ({_READ_AS_INFINITY}) is ambiguous; {_DATA_RANGE_FIX}")
     try:
         return float(value)
     except OverflowError:  # an integer of hundreds of digits

@@ -26,13 +26,14 @@ def refusal(tmp_path: Path, data_range: str) -> str:
     ("written", "expected"),
     [
         ("[0, inf]", (0.0, float("inf"))),
+        ("[0, .inf]", (0.0, float("inf"))),
         ("['-inf', '+Inf']", (float("-inf"), float("inf"))),
         ("[0, 100]", (0.0, 100.0)),
         ("[-1.5, 2e3]", (-1.5, 2000.0)),
         ("['-INF', '1E3']", (float("-inf"), 1000.0)),
         ("['.5', '+7']", (0.5, 7.0)),
     ],
-    ids=["inf", "quoted-infinities", "percentage", "decimals", "any-case", "option-syntax"],
+    ids=["inf", "yaml-inf", "quoted-infinities", "percentage", "decimals", "any-case", "option-syntax"],
 )
 def test_a_data_range_is_two_numbers_or_infinities(tmp_path: Path, written: str, expected: tuple) -> None:
     cfg = load_config(write(tmp_path, written))
@@ -64,20 +65,12 @@ def test_a_query_without_a_data_range_is_unbounded() -> None:
         ("[0, infinity]", "'infinity' is not a number"),
         ("[0, 'nan']", "'nan' is not a number"),
         ("[0, 1e999]", "'1e999' is more than a number can hold"),
-        (
-            "[0, 1.0e+999]",
-            "inf (.inf, Infinity and a number past a float's range, 1.0e+999, read so) is ambiguous",
-        ),
-        (
-            "[-.inf, 5]",
-            "-inf (.inf, Infinity and a number past a float's range, 1.0e+999, read so) is ambiguous",
-        ),
         (f"[0, {'9' * 400}]", f"{'9' * 400} is more than a number can hold"),
     ],
     ids=[
         *("reversed", "empty", "both-infinite", "three", "one", "scalar", "text", "word", "nan", "bool"),
         *("null", "date", "hex", "arabic-indic-digit", "infinity-spelt-out", "quoted-nan", "overflow"),
-        *("float-overflow", "yaml-minus-inf", "huge-integer"),
+        "huge-integer",
     ],
 )
 def test_a_bad_data_range_names_file_line_field_and_fix(tmp_path: Path, written: str, problem: str) -> None:
