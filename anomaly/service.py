@@ -324,6 +324,7 @@ class AnomalyService:
         # Per query, the end of its last good read: a source that reads each query on from its own (PromQL)
         # reads a failed one again from there, and so does the warm-up after a snapshot (``_after``).
         self._query_read: dict[str, float] = {}
+        self._held_over: list[Frame] = []  # read by the warm-up for the first tick (``warm_up``)
         self._query_source: dict[str, str] = {}
         self._exprs = {q.name: q.expr for q in cfg.queries}
         self._device_level: dict[str, bool] = {}
@@ -342,7 +343,7 @@ class AnomalyService:
         t0 = self.clock.monotonic()
         now = self.clock.time()
         until = now - self.cfg.latency_offset_seconds  # data newer than this is not final in the source
-        frames: list[Frame] = []
+        frames, self._held_over = self._held_over, []
         not_due: set[str] = set()
         for source in self.sources:
             start = max(
@@ -467,10 +468,19 @@ class AnomalyService:
         # Steps where no series had a value (before Prometheus held any data) teach nothing: not replayed.
         stamps = [f.timestamps[f.samples.any(axis=0)] for f in frames]
         # Samples from before the snapshot (of a query that failed then, read again from its own last read)
-        # are fed at the first tick after it, as the live read after it fed them.
+        # are fed with the first tick after it, as the live read after it fed them: the first replayed
+        # (``_replay`` feeds it all up to its end), else the first live one (``_held_over``).
         ends = sorted(
-            {anchor + every * max(1, math.ceil((float(t) - anchor) / every)) for ts in stamps for t in ts}
+            {
+                anchor + every * math.ceil((float(t) - anchor) / every)
+                for ts in stamps
+                for t in ts
+                if t > anchor
+            }
         )
+        if since is not None and not ends:
+            caught_up = (_window(f, -math.inf, since) for f in frames)
+            self._held_over = [f for f in caught_up if f is not None and f.labels]
         suppressed = self.collective_suppressed
         if taken is None:
             self._replay_recalling(frames, ends, now, held)

@@ -3,6 +3,8 @@ a query that failed just before the save is caught up in the replay, not left wi
 
 from __future__ import annotations
 
+import pytest
+
 from anomaly.service import AnomalyService
 from anomaly.snapshot import load_snapshot, save_snapshot
 from anomaly.sources import Frame, QueryHealth
@@ -36,9 +38,9 @@ class QueryReadsSource(GridSource):
         return out
 
 
-def _run(tmp_path, crash: bool) -> tuple[Scores, AnomalyService]:
-    """12 ticks, the temperature query failing at the 12th, the state saved after it, 3 ticks the crash
-    loses (``crash``: a new service and source start from the snapshot), then the scores of 6 more."""
+def _run(tmp_path, crash: bool, lost: int) -> tuple[Scores, AnomalyService]:
+    """12 ticks, the temperature query failing at the 12th, the state saved after it, ``lost`` ticks the
+    crash loses (``crash``: a new service and source start from the snapshot), then the scores of 6 more."""
     clock = FakeClock()
     source = QueryReadsSource()
     service = AnomalyService(_config(), [source], clock)
@@ -49,19 +51,22 @@ def _run(tmp_path, crash: bool) -> tuple[Scores, AnomalyService]:
     source.failing = set()
     path = tmp_path / f"{crash}.npz"
     assert save_snapshot(path, service.snapshot())
-    _ticks(clock, service, 3)
+    _ticks(clock, service, lost)
     if crash:
         service = AnomalyService(_config(), [QueryReadsSource()], clock)
         service.warm_up(snapshot=load_snapshot(path, service.cfg))
     return _ticks(clock, service, 6), service
 
 
-def test_a_query_that_failed_at_the_tick_before_the_save_is_caught_up_by_the_restart(tmp_path):
+@pytest.mark.parametrize("lost", [3, 0], ids=["crash-losing-3-ticks", "stopped-and-started-within-a-tick"])
+def test_a_query_that_failed_at_the_tick_before_the_save_is_caught_up_by_the_restart(tmp_path, lost):
     """The live service reads a failed query again from its own last good read; a restart replayed every
     query only from the source's, so the failed tick's temperatures were never fed to the detectors: the
-    temperature's models held one sample fewer and scored otherwise than the uninterrupted run."""
-    straight, kept = _run(tmp_path, crash=False)
-    restarted, taken = _run(tmp_path, crash=True)
+    temperature's models held one sample fewer and scored otherwise than the uninterrupted run. Where no
+    tick was missed they are fed with the first live tick, as the uninterrupted run fed them, not in a tick
+    of their own."""
+    straight, kept = _run(tmp_path, crash=False, lost=lost)
+    restarted, taken = _run(tmp_path, crash=True, lost=lost)
     assert any(q == QUERIES[0] for tick in straight for _, q in tick)
     assert _same(restarted, straight)
     adaptive = [next(d for d in s.detectors if d.name == "adaptive") for s in (kept, taken)]
