@@ -478,9 +478,8 @@ class AnomalyService:
                 if t > anchor
             }
         )
-        if since is not None and not ends:
-            caught_up = (_window(f, -math.inf, since) for f in frames)
-            self._held_over = [f for f in caught_up if f is not None and f.labels]
+        if snapshot is not None and since is not None and not ends:
+            self._hold_over(frames, snapshot, start, since)
         suppressed = self.collective_suppressed
         if taken is None:
             self._replay_recalling(frames, ends, now, held)
@@ -494,6 +493,14 @@ class AnomalyService:
             "warm-up: fed %d ticks of history (%.0f s)%s to the detectors", len(ends), until - start, after
         )
         return len(ends)
+
+    def _hold_over(self, frames: Sequence[Frame], snapshot: Snapshot, start: float, since: float) -> None:
+        """Keep what ``frames`` hold up to ``since`` (the snapshot's time: a failed query's catch-up) for the
+        first live tick, where no tick after the snapshot is replayed (``_held_over``)."""
+        caught_up = (_window(f, -math.inf, since) for f in frames)
+        self._held_over = [f for f in caught_up if f is not None and f.labels]
+        # Until a tick feeds them, a save keeps these queries read only as far as the snapshot had them.
+        self._query_read.update({f.query: self._read_from(snapshot, start, f.query) for f in self._held_over})
 
     def _replay_recalling(
         self, frames: Sequence[Frame], ends: Sequence[float], now: float, held: Mapping[str, datetime] | None
@@ -552,13 +559,13 @@ class AnomalyService:
         never read the source (one saved while Prometheus was down holds nothing of it). A query whose own
         last good read is older (it failed at the ticks before the save) from there, as the next live read
         would have read it: its failed ticks' samples were never fed before the restart (a hole)."""
-
-        def since(query: str) -> float:
-            read = snapshot.last_read.get(self._query_source[query], start)
-            return max(start, min(read, snapshot.query_read.get(query, read)))
-
-        after = (_window(f, since(f.query), math.inf) for f in frames)
+        after = (_window(f, self._read_from(snapshot, start, f.query), math.inf) for f in frames)
         return [f for f in after if f is not None and f.labels]
+
+    def _read_from(self, snapshot: Snapshot, start: float, query: str) -> float:
+        """Where ``query``'s next read after ``snapshot`` starts, within the history from ``start``."""
+        read = snapshot.last_read.get(self._query_source[query], start)
+        return max(start, min(read, snapshot.query_read.get(query, read)))
 
     def _replay(
         self, frames: Sequence[Frame], ends: Sequence[float], *, alerts: bool, every: bool = False

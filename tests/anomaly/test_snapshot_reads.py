@@ -38,6 +38,12 @@ class QueryReadsSource(GridSource):
         return out
 
 
+def _counts(service: AnomalyService) -> list[list[int]]:
+    """How many samples each adaptive model of ``service`` learnt from, per series."""
+    adaptive = next(d for d in service.detectors if d.name == "adaptive")
+    return [model.count.tolist() for model in adaptive._models.values()]
+
+
 def _run(tmp_path, crash: bool, lost: int) -> tuple[Scores, AnomalyService]:
     """12 ticks, the temperature query failing at the 12th, the state saved after it, ``lost`` ticks the
     crash loses (``crash``: a new service and source start from the snapshot), then the scores of 6 more."""
@@ -69,6 +75,25 @@ def test_a_query_that_failed_at_the_tick_before_the_save_is_caught_up_by_the_res
     restarted, taken = _run(tmp_path, crash=True, lost=lost)
     assert any(q == QUERIES[0] for tick in straight for _, q in tick)
     assert _same(restarted, straight)
-    adaptive = [next(d for d in s.detectors if d.name == "adaptive") for s in (kept, taken)]
-    counts = [[model.count.tolist() for model in d._models.values()] for d in adaptive]
-    assert counts[0] == counts[1]  # as many samples learnt from, every model
+    assert _counts(taken) == _counts(kept)  # as many samples learnt from, every model
+
+
+def test_a_save_before_the_first_tick_keeps_the_caught_up_samples_for_the_next_restart(tmp_path):
+    """Stopped and started within a tick, the failed query's samples wait for the first live tick: a save
+    before it (a stop at once) kept the query read up to the warm-up's read, and they were lost again."""
+    straight, kept = _run(tmp_path, crash=False, lost=0)
+    clock = FakeClock()
+    source = QueryReadsSource()
+    service = AnomalyService(_config(), [source], clock)
+    service.warm_up()
+    _ticks(clock, service, 11)
+    source.failing = {QUERIES[0]}
+    _ticks(clock, service, 1)
+    path = tmp_path / "first.npz"
+    assert save_snapshot(path, service.snapshot())
+    for _ in range(2):  # started and stopped at once, then started again
+        service = AnomalyService(_config(), [QueryReadsSource()], clock)
+        service.warm_up(snapshot=load_snapshot(path, service.cfg))
+        assert save_snapshot(path, service.snapshot())
+    assert _same(_ticks(clock, service, 6), straight)
+    assert _counts(service) == _counts(kept)
