@@ -44,9 +44,10 @@ def _counts(service: AnomalyService) -> list[list[int]]:
     return [model.count.tolist() for model in adaptive._models.values()]
 
 
-def _run(tmp_path, crash: bool, lost: int) -> tuple[Scores, AnomalyService]:
+def _run(tmp_path, crash: bool, lost: int, starts: int = 1) -> tuple[Scores, AnomalyService]:
     """12 ticks, the temperature query failing at the 12th, the state saved after it, ``lost`` ticks the
-    crash loses (``crash``: a new service and source start from the snapshot), then the scores of 6 more."""
+    crash loses (``crash``: a new service and source start from the snapshot, ``starts`` times, each saving
+    again at once as a stop does), then the scores of 6 more."""
     clock = FakeClock()
     source = QueryReadsSource()
     service = AnomalyService(_config(), [source], clock)
@@ -58,9 +59,10 @@ def _run(tmp_path, crash: bool, lost: int) -> tuple[Scores, AnomalyService]:
     path = tmp_path / f"{crash}.npz"
     assert save_snapshot(path, service.snapshot())
     _ticks(clock, service, lost)
-    if crash:
+    for _ in range(starts if crash else 0):
         service = AnomalyService(_config(), [QueryReadsSource()], clock)
         service.warm_up(snapshot=load_snapshot(path, service.cfg))
+        assert save_snapshot(path, service.snapshot())
     return _ticks(clock, service, 6), service
 
 
@@ -82,18 +84,6 @@ def test_a_save_before_the_first_tick_keeps_the_caught_up_samples_for_the_next_r
     """Stopped and started within a tick, the failed query's samples wait for the first live tick: a save
     before it (a stop at once) kept the query read up to the warm-up's read, and they were lost again."""
     straight, kept = _run(tmp_path, crash=False, lost=0)
-    clock = FakeClock()
-    source = QueryReadsSource()
-    service = AnomalyService(_config(), [source], clock)
-    service.warm_up()
-    _ticks(clock, service, 11)
-    source.failing = {QUERIES[0]}
-    _ticks(clock, service, 1)
-    path = tmp_path / "first.npz"
-    assert save_snapshot(path, service.snapshot())
-    for _ in range(2):  # started and stopped at once, then started again
-        service = AnomalyService(_config(), [QueryReadsSource()], clock)
-        service.warm_up(snapshot=load_snapshot(path, service.cfg))
-        assert save_snapshot(path, service.snapshot())
-    assert _same(_ticks(clock, service, 6), straight)
-    assert _counts(service) == _counts(kept)
+    restarted, taken = _run(tmp_path, crash=True, lost=0, starts=2)  # started, stopped at once, started
+    assert _same(restarted, straight)
+    assert _counts(taken) == _counts(kept)
