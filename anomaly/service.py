@@ -321,6 +321,10 @@ class AnomalyService:
         self.not_available: dict[str, int] = {}  # per query, samples read as not-available values (gaps)
         self.last_view = View(time=clock.time())
         self._last_read: dict[str, float] = {}
+        # Per query, the end of its last good read: a source that reads each query on from its own (PromQL)
+        # reads a failed one again from there, and so does the warm-up after a snapshot (``_after``).
+        self._query_read: dict[str, float] = {}
+        self._held_over: list[Frame] = []  # read by the warm-up for the first tick (``warm_up``)
         self._query_source: dict[str, str] = {}
         self._exprs = {q.name: q.expr for q in cfg.queries}
         self._device_level: dict[str, bool] = {}
@@ -339,18 +343,14 @@ class AnomalyService:
         t0 = self.clock.monotonic()
         now = self.clock.time()
         until = now - self.cfg.latency_offset_seconds  # data newer than this is not final in the source
-        frames: list[Frame] = []
+        frames, self._held_over = self._held_over, []
         not_due: set[str] = set()
         for source in self.sources:
             start = max(
                 self._last_read.get(source.name, until - self.cfg.infer_every_seconds),
                 until - self.cfg.max_lookback_seconds,
             )
-            got = source.read(start, until)
-            if source.health().up:
-                self._last_read[source.name] = until
-            for frame in got:
-                self._query_source[frame.query] = source.name
+            got = self._read(source, start, until)
             frames.extend(self._per_gpu(f) for f in got)
             not_due |= _not_due(source, got)
         view = build_view(frames, self.index, self.counters, until, self.data_ranges.ranges)
@@ -460,14 +460,26 @@ class AnomalyService:
         taken = self._take_up(snapshot, start, until, frames) if snapshot is not None else None
         since = taken[0] if taken is not None else None
         if snapshot is not None and taken is not None:
-            frames = self._after(frames, start, snapshot.last_read)
+            frames = self._after(frames, start, snapshot)
         if not frames and taken is None:
             return 0
         every = self.cfg.infer_every_seconds
         anchor = start if since is None else since  # the grid of the ticks replayed
         # Steps where no series had a value (before Prometheus held any data) teach nothing: not replayed.
         stamps = [f.timestamps[f.samples.any(axis=0)] for f in frames]
-        ends = sorted({anchor + every * math.ceil((float(t) - anchor) / every) for ts in stamps for t in ts})
+        # Samples from before the snapshot (of a query that failed then, read again from its own last read)
+        # are fed with the first tick after it, as the live read after it fed them: the first replayed
+        # (``_replay`` feeds it all up to its end), else the first live one (``_held_over``).
+        ends = sorted(
+            {
+                anchor + every * math.ceil((float(t) - anchor) / every)
+                for ts in stamps
+                for t in ts
+                if t > anchor
+            }
+        )
+        if snapshot is not None and since is not None and not ends:
+            self._hold_over(frames, snapshot, start, since)
         suppressed = self.collective_suppressed
         if taken is None:
             self._replay_recalling(frames, ends, now, held)
@@ -481,6 +493,14 @@ class AnomalyService:
             "warm-up: fed %d ticks of history (%.0f s)%s to the detectors", len(ends), until - start, after
         )
         return len(ends)
+
+    def _hold_over(self, frames: Sequence[Frame], snapshot: Snapshot, start: float, since: float) -> None:
+        """Keep what ``frames`` hold up to ``since`` (the snapshot's time: a failed query's catch-up) for the
+        first live tick, where no tick after the snapshot is replayed (``_held_over``)."""
+        caught_up = (_window(f, -math.inf, since) for f in frames)
+        self._held_over = [f for f in caught_up if f is not None and f.labels]
+        # Until a tick feeds them, a save keeps these queries read only as far as the snapshot had them.
+        self._query_read.update({f.query: self._read_from(snapshot, start, f.query) for f in self._held_over})
 
     def _replay_recalling(
         self, frames: Sequence[Frame], ends: Sequence[float], now: float, held: Mapping[str, datetime] | None
@@ -514,27 +534,38 @@ class AnomalyService:
         posted = {id(alert) for alert in told}
         self._catch_up = [*told, *(s.alert for s in self.firing.values() if id(s.alert) not in posted)]
 
+    def _read(self, source: Source, start: float, until: float) -> list[Frame]:
+        """What ``source`` returns over ``(start, until]``, noting where it, and each query it returned, was
+        read up to."""
+        got = source.read(start, until)
+        if source.health().up:
+            self._last_read[source.name] = until
+        for frame in got:
+            self._query_source[frame.query] = source.name
+            self._query_read[frame.query] = until
+        return got
+
     def _history(self, start: float, until: float) -> list[Frame]:
         """What each source holds from ``start`` to ``until``."""
         frames: list[Frame] = []
         for source in self.sources:
-            got = source.read(start, until)
-            if source.health().up:
-                self._last_read[source.name] = until
-            for frame in got:
-                self._query_source[frame.query] = source.name
+            got = self._read(source, start, until)
             frames.extend(self._per_gpu(f) for f in got if f.labels and f.timestamps.size)
         return frames
 
-    def _after(self, frames: Sequence[Frame], start: float, last_read: Mapping[str, float]) -> list[Frame]:
-        """What ``frames`` (the history from ``start``) hold after a snapshot: from where each source was last
-        read (``last_read``) before it was saved, as a read from there returns it; the whole of it where the
-        snapshot never read the source (one saved while Prometheus was down holds nothing of it)."""
-        after = (
-            _window(f, max(start, last_read.get(self._query_source[f.query], start)), math.inf)
-            for f in frames
-        )
+    def _after(self, frames: Sequence[Frame], start: float, snapshot: Snapshot) -> list[Frame]:
+        """What ``frames`` (the history from ``start``) hold after ``snapshot``: from where each source was
+        last read before it was saved, as a read from there returns it; the whole of it where the snapshot
+        never read the source (one saved while Prometheus was down holds nothing of it). A query whose own
+        last good read is older (it failed at the ticks before the save) from there, as the next live read
+        would have read it: its failed ticks' samples were never fed before the restart (a hole)."""
+        after = (_window(f, self._read_from(snapshot, start, f.query), math.inf) for f in frames)
         return [f for f in after if f is not None and f.labels]
+
+    def _read_from(self, snapshot: Snapshot, start: float, query: str) -> float:
+        """Where ``query``'s next read after ``snapshot`` starts, within the history from ``start``."""
+        read = snapshot.last_read.get(self._query_source[query], start)
+        return max(start, min(read, snapshot.query_read.get(query, read)))
 
     def _replay(
         self, frames: Sequence[Frame], ends: Sequence[float], *, alerts: bool, every: bool = False
@@ -581,6 +612,7 @@ class AnomalyService:
             saved_at=self.clock.time(),
             read_until=self.last_view.time,
             last_read=dict(self._last_read),
+            query_read=dict(self._query_read),
             settings=shaping_settings(self.cfg),
             components=components,
         )
@@ -608,6 +640,7 @@ class AnomalyService:
             if isinstance(d, SavedDetector):
                 d.restore(parts[f"detector:{d.name}"])
         self._last_read = dict(snapshot.last_read)
+        self._query_read = dict(snapshot.query_read)
 
     def _take_up(
         self, snapshot: Snapshot, start: float, until: float, history: Sequence[Frame]
@@ -625,7 +658,8 @@ class AnomalyService:
             why = f"was saved {snapshot.read_until - until:.0f} s after now (the clock was set back?)"
         else:
             before = self.snapshot()
-            read = dict(self._last_read)  # the history's reads: the next tick reads on from them
+            # The history's reads: the next tick reads on from them.
+            read, queries = dict(self._last_read), dict(self._query_read)
             try:
                 self.restore(snapshot)
                 alerts = _TakenAlerts.restored(snapshot.components["alerts"].meta)
@@ -633,6 +667,7 @@ class AnomalyService:
             except (KeyError, ValueError, TypeError, IndexError, AttributeError, OverflowError) as exc:
                 why = f"does not fit the detectors ({type(exc).__name__}: {exc})"
             self._last_read.update(read)
+            self._query_read.update(queries)
             if why is not None:
                 self.restore(before)
         if why is not None:

@@ -4,7 +4,8 @@ Without it a restart forgot every adaptive band's long baseline and its hour-of-
 learn again), the thermal lines and the fleet and level-shift state: the warm-up replays one hour. A snapshot
 is one ``.npz`` file (``np.savez``, read with ``allow_pickle=False``: nothing in it runs code): the named
 arrays of each component (``State``) and, as the array ``header``, a JSON header with the format and its
-version, when it was saved, the time the service had read up to, a fingerprint of the settings that shape
+version, when it was saved, the time the service had read up to (and each source and each query: a query
+that failed at the ticks before the save is read again from its own), a fingerprint of the settings that shape
 the state, and each component's small JSON state (the series index's keys among them).
 
 It is written beside its final name, fsynced, renamed over it and the directory fsynced, mode 0600: a crash
@@ -41,11 +42,13 @@ logger = logging.getLogger(__name__)
 
 FORMAT = "gpuwarden-anomaly-state"
 # The format's version, bumped whenever what a snapshot holds changes (a component's arrays, their dtypes and
-# dimensions, its meta's keys) or what any of it means: a snapshot of another version is refused. ``SCHEMA``
-# is the digest of what this version holds, pinned by tests/anomaly/test_snapshot_schema.py, which fails
-# when they part and says what to do. 1: before recalled alerts were kept apart from the firing ones.
-VERSION = 2
-SCHEMA = "91b7a55c154f824d"
+# dimensions, its meta's keys, the header's keys) or what any of it means: a snapshot of another version is
+# refused. ``SCHEMA`` is the digest of what this version holds, pinned by
+# tests/anomaly/test_snapshot_schema.py, which fails when they part and says what to do. 1: before recalled
+# alerts were kept apart from the firing ones. 2: before each query's own last good read was kept
+# (``query_read``).
+VERSION = 3
+SCHEMA = "21eeb4e27534ca6a"
 _HEADER = "header"
 _MODE = 0o600
 # Settings that do not shape what the detectors learn: where the service reads, listens and posts, and the
@@ -81,6 +84,9 @@ class Snapshot:
     saved_at: float
     read_until: float  # the end of the last tick's read: the warm-up replays the history after it
     last_read: dict[str, float]  # per source, the end of its last good read
+    query_read: dict[
+        str, float
+    ]  # per query, the end of its last good read: a failed one is read again from it
     settings: dict[str, Any]
     components: dict[str, State] = field(default_factory=dict)
     origin: str = ""  # the file it was read from, for the warnings that name it
@@ -194,6 +200,7 @@ def write_snapshot(path: Path, snapshot: Snapshot) -> int:
         "saved_at": snapshot.saved_at,
         "read_until": snapshot.read_until,
         "last_read": snapshot.last_read,
+        "query_read": snapshot.query_read,
         "fingerprint": snapshot.fingerprint,
         "settings": snapshot.settings,
         "components": {name: state.meta for name, state in snapshot.components.items()},
@@ -272,6 +279,7 @@ def _snapshot(path: Path, header: dict[str, Any], arrays: Arrays, settings: Mapp
         saved_at=float(header["saved_at"]),
         read_until=float(header["read_until"]),
         last_read={str(k): float(v) for k, v in header["last_read"].items()},
+        query_read={str(k): float(v) for k, v in header["query_read"].items()},
         settings=dict(header["settings"]),
         components=components,
         origin=str(path),
@@ -317,7 +325,7 @@ def _header(npz: Mapping[str, npt.NDArray[Any]]) -> dict[str, Any]:
         raise SnapshotRefused(
             f"is of format version {header.get('version')!r}; this gpuwarden reads {VERSION}"
         )
-    for key in ("saved_at", "read_until", "last_read", "settings", "components"):
+    for key in ("saved_at", "read_until", "last_read", "query_read", "settings", "components"):
         if key not in header:
             raise SnapshotRefused(f"has no {key!r} in its header")
     return header

@@ -26,6 +26,10 @@ each restart missed and from 1-2 ticks at random: ``NaN`` (Prometheus' answer fo
 cells hold samples, ``Frame.present``) or ``+Inf``. A live tick reads such a GPU as a gap row; the warm-up's
 replay of the ticks a restart missed must read it so too. Drawn apart from the stream, as the hard faults.
 
+``--failed-reads`` fails one query's read at the tick before each restart's snapshot, the others read; the
+source reads each query on from its own last good read, as ``PromQLSource`` does, so the straight run reads
+the failed tick's samples at the next tick, and a restart must too. Drawn apart, as the hard faults.
+
 The multivariate model is fitted once at the first start (``fit_every_seconds`` a day, past the run): its
 scheduled refits come ``fit_every`` after each process start, so no restart keeps their times.
 
@@ -88,6 +92,7 @@ class Fleet:
     t0: float
     hard: list[Fault] | None = None  # XID 79s and DBEs (kind xid or dbe, at tick start), with --hard-faults
     blanks: list[Fault] = field(default_factory=list)  # temperatures read as NaN or +Inf, --blank-samples
+    failed: list[Fault] = field(default_factory=list)  # a query's tick reads failing (target), --failed-reads
     labels: list[dict[str, str]] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -130,8 +135,30 @@ class FleetSource:
     def __init__(self, fleet: Fleet) -> None:
         self.fleet = fleet
         self._health = SourceHealth(self.name)
+        self._done: dict[str, float] = {}  # per query, the end of its last good read (``--failed-reads``)
 
     def read(self, start: float, end: float) -> list[Frame]:
+        """As ``_frames``; with failed reads (``Fleet.failed``) each query from its own last good read, as
+        ``PromQLSource`` reads them, a failing query's tick read (one tick long, not a warm-up's) left out."""
+        if not self.fleet.failed:
+            return self._frames(start, end)
+        tick = round((end - self.fleet.t0) / EVERY) - 1
+        failing = {
+            QUERIES[f.target] for f in self.fleet.failed if f.start <= tick < f.end and end - start <= EVERY
+        }
+        out = []
+        for query in QUERIES:
+            if query in failing:
+                continue
+            since = min(start, self._done.get(query, start))
+            got = [f for f in self._frames(since, end) if f.query == query]
+            if got:
+                self._done[query] = end
+            out.extend(got)
+        extra = set(QUERIES)
+        return [*out, *(f for f in self._frames(start, end) if f.query not in extra)]
+
+    def _frames(self, start: float, end: float) -> list[Frame]:
         ts = np.arange(math.floor(start / EVERY) * EVERY + EVERY, end + 1, EVERY)
         ts = ts[(ts > start) & (ts <= end)]
         self._health.succeeded(end, self.fleet.gpus)
@@ -186,11 +213,11 @@ class FleetSource:
 
 
 def draw(
-    seed: int, steps: int, hard: bool = False, blank: bool = False
+    seed: int, steps: int, hard: bool = False, blank: bool = False, failed: bool = False
 ) -> tuple[Fleet, dict[int, tuple[int, int]]]:
     """The seed's fleet and faults, and its restarts: before which tick, ticks down, ticks lost (a crash);
     with ``hard``, its hard faults too (``--hard-faults``); with ``blank``, its blank samples
-    (``--blank-samples``)."""
+    (``--blank-samples``); with ``failed``, its failed reads (``--failed-reads``)."""
     rng = random.Random(seed)
     nodes = rng.randint(2, 4)
     gpus = nodes * 4
@@ -220,7 +247,24 @@ def draw(
         fleet.hard = _hard_faults(seed, steps, gpus, restarts)
     if blank:
         fleet.blanks = _blank_samples(seed, steps, gpus, restarts)
+    if failed:
+        fleet.failed = _failed_reads(seed, restarts)
     return fleet, restarts
+
+
+def _failed_reads(seed: int, restarts: dict[int, tuple[int, int]]) -> list[Fault]:
+    """One query's read failing at the tick before each restart's snapshot (the last tick, or the last the
+    crash did not lose), the others read; not at a tick the restarted run never read (while it was down: the
+    straight run's failure there is no restart's to catch up), nor for a restart ``run`` skips (drawn
+    within another's downtime)."""
+    rng = random.Random(f"failed-reads-{seed}")
+    taken: list[tuple[int, int, int]] = []
+    for at, (down, lost) in sorted(restarts.items()):
+        if not taken or at > taken[-1][0] + taken[-1][1]:
+            taken.append((at, down, lost))
+    stopped = {t for at, down, _ in taken for t in range(at, at + down)}
+    ticks = [at - 1 - lost for at, _, lost in taken if at - 1 - lost >= 0 and at - 1 - lost not in stopped]
+    return [Fault("failed", rng.randrange(len(QUERIES)), t, t + 1) for t in ticks]
 
 
 def _blank_samples(seed: int, steps: int, gpus: int, restarts: dict[int, tuple[int, int]]) -> list[Fault]:
@@ -286,6 +330,7 @@ def run(
             kept = saved[-1 - min(lost, len(saved) - 1)] if saved else None  # the oldest save there was
             clock.advance(down * EVERY)
             step += down
+            source = FleetSource(fleet)  # a new process: no query's last read
             service = AnomalyService(config(), [source], clock)
             state = None
             if snapshot and kept is not None:
@@ -342,6 +387,11 @@ def main() -> None:
         action="store_true",
         help="temperatures read as NaN or +Inf samples for 1-3 ticks, most while the service is stopped",
     )
+    parser.add_argument(
+        "--failed-reads",
+        action="store_true",
+        help="one query's read failing at the tick before each restart's snapshot (read again at the next)",
+    )
     args = parser.parse_args()
     if args.steps < 4:
         parser.error(f"--steps {args.steps}: at least 4 (a restart needs ticks before and after it)")
@@ -352,7 +402,7 @@ def main() -> None:
     by_detector: dict[str, int] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
-            fleet, restarts = draw(seed, args.steps, args.hard_faults, args.blank_samples)
+            fleet, restarts = draw(seed, args.steps, args.hard_faults, args.blank_samples, args.failed_reads)
             straight = run(fleet, args.steps, {}, False, Path(tmp) / "s.npz")
             restarted = run(fleet, args.steps, restarts, args.snapshot, Path(tmp) / "s.npz")
             found, held = first_divergence(straight, restarted)
@@ -368,7 +418,10 @@ def main() -> None:
                         {
                             "seed": seed,
                             "restarts": restarts,
-                            "faults": [vars(f) for f in [*fleet.faults, *(fleet.hard or ()), *fleet.blanks]],
+                            "faults": [
+                                vars(f)
+                                for f in [*fleet.faults, *(fleet.hard or ()), *fleet.blanks, *fleet.failed]
+                            ],
                             "divergence": found,
                             "firing": held,
                         },
@@ -386,6 +439,7 @@ def main() -> None:
                 "steps": args.steps,
                 "hard_faults": args.hard_faults,
                 "blank_samples": args.blank_samples,
+                "failed_reads": args.failed_reads,
                 "divergent": len(divergent),
                 "divergent_seeds": sorted(divergent),
                 "first_divergence_by": by_detector,

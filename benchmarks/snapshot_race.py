@@ -47,7 +47,11 @@ def _same(got: Snapshot, want: Snapshot) -> bool:
             return False
         if not all(np.array_equal(other.arrays[k], a, equal_nan=True) for k, a in state.arrays.items()):
             return False
-    return got.read_until == want.read_until and got.last_read == want.last_read
+    return (got.read_until, got.last_read, got.query_read) == (
+        want.read_until,
+        want.last_read,
+        want.query_read,
+    )
 
 
 def race(seed: int, steps: int, hard: bool, fit_every: int) -> tuple[int, int, Counter[int], int]:

@@ -479,7 +479,11 @@ def test_the_scheduler_saves_on_its_interval_and_once_more_at_stop(tmp_path):
 
 def _assert_same_state(got: Snapshot, want: Snapshot) -> None:
     """``got`` (read from a file) holds what ``want`` holds: the time read to and every component."""
-    assert (got.read_until, got.last_read) == (want.read_until, want.last_read)
+    assert (got.read_until, got.last_read, got.query_read) == (
+        want.read_until,
+        want.last_read,
+        want.query_read,
+    )
     assert got.components.keys() == want.components.keys()
     for name, state in want.components.items():
         assert got.components[name].meta == json.loads(json.dumps(state.meta)), name
@@ -749,7 +753,7 @@ def _assert_same_fields(want: dict[str, object], got: dict[str, object], part: s
         assert same or (value != value and other != other), (at, value, other)  # NaN is NaN
 
 
-_PARTS = ["index", "counters", "evidence", "firing", "_pending", "_last_read", "saved"]
+_PARTS = ["index", "counters", "evidence", "firing", "_pending", "_last_read", "_query_read", "saved"]
 
 
 def _service_fields(service: AnomalyService) -> dict[str, dict[str, object]]:

@@ -6,11 +6,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from anomaly import snapshot as snapshot_module
 from anomaly.service import AnomalyService, _Firing
-from anomaly.snapshot import Snapshot
+from anomaly.snapshot import Snapshot, save_snapshot
 from gpuwarden.clock import FakeClock
 from gpuwarden.model import Alert, AlertSource, EvidencePoint
 from tests.anomaly.test_snapshot import EVERY, QUERIES, CounterGridSource, _config, _ticks
@@ -87,9 +90,17 @@ _HELD = {
 }
 
 
-def test_the_snapshots_schema_is_the_one_its_format_version_names():
-    """Changing what a component saves (an array added, renamed or of another dtype; a meta key) without
-    bumping ``VERSION`` let a snapshot of before the change be taken up with the new meaning: fails here."""
+def _header_keys(snapshot: Snapshot, path: Path) -> list[str]:
+    """The keys of the JSON header ``snapshot`` is written with."""
+    save_snapshot(path, snapshot)
+    with np.load(path, allow_pickle=False) as npz:
+        return sorted(json.loads(npz["header"].tobytes().decode()))
+
+
+def test_the_snapshots_schema_is_the_one_its_format_version_names(tmp_path):
+    """Changing what a component saves (an array added, renamed or of another dtype; a meta key), or what the
+    header holds (each query's last read added), without bumping ``VERSION`` let a snapshot of before the
+    change be taken up with the new meaning: fails here."""
     snapshot = _small_service().snapshot()
     empty = [
         f"{name}.{key}"
@@ -100,7 +111,7 @@ def test_the_snapshots_schema_is_the_one_its_format_version_names():
     assert not empty, (
         f"the fixture holds no entry of {empty}: the digest pins nothing of their entries' shape"
     )
-    found = schema(snapshot)
+    found = {**schema(snapshot), "header": _header_keys(snapshot, tmp_path / "state.npz")}
     assert {"index", "counters", "evidence", "alerts", "detector:signatures"} <= found.keys()
     digest = hashlib.sha256(json.dumps(found, sort_keys=True).encode()).hexdigest()[:16]
     assert digest == snapshot_module.SCHEMA, (
