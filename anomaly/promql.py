@@ -33,7 +33,7 @@ import numpy as np
 from anomaly.catchup import CatchUp
 from anomaly.coarsesteps import CoarseSteps
 from anomaly.rangeedges import RangeEdges, range_seconds
-from anomaly.sources import Frame, QueryHealth, SeriesKind, SourceHealth
+from anomaly.sources import Frame, QueryHealth, SeriesKind, SourceHealth, joined
 from gpuwarden.clock import Clock
 from gpuwarden.errors import SourceError
 from gpuwarden.promql_text import uncommented
@@ -380,7 +380,7 @@ class PromQLSource:
             data = self._get(query, "/api/v1/query_range", params, deadline)
             grid = np.arange(part_first, part_last + 1, step, dtype=np.int64) / 1000.0
             parts.append(_matrix_to_frame(query, data, grid, self.name))
-        return parts[0] if len(parts) == 1 else _joined(parts)
+        return parts[0] if len(parts) == 1 else joined(parts)
 
     def query_instant(self, query: PromQuery, at: float) -> Frame:
         """One ``/api/v1/query`` call at ``at``; raises ``SourceError``."""
@@ -514,29 +514,6 @@ def _matrix_to_frame(query: PromQuery, data: Mapping[str, Any], grid: np.ndarray
         raise SourceError(
             f"query {name}: malformed matrix result: {type(exc).__name__}: {exc}", source=source
         ) from exc
-
-
-def _joined(parts: Sequence[Frame]) -> Frame:
-    """Consecutive parts of one query's read as one frame; a series missing from a part is NaN there."""
-    rows: dict[tuple[tuple[str, str], ...], int] = {}
-    labels: list[dict[str, str]] = []
-    for part in parts:
-        for lab in part.labels:
-            key = tuple(sorted(lab.items()))
-            if key not in rows:
-                rows[key] = len(labels)
-                labels.append(dict(lab))
-    grid = np.concatenate([part.timestamps for part in parts])
-    values = np.full((len(labels), grid.size), np.nan)
-    present = np.zeros(values.shape, np.bool_) if any(p.present is not None for p in parts) else None
-    col = 0
-    for part in parts:
-        at = [rows[tuple(sorted(lab.items()))] for lab in part.labels]
-        values[at, col : col + part.timestamps.size] = part.values
-        if present is not None:
-            present[at, col : col + part.timestamps.size] = part.samples
-        col += part.timestamps.size
-    return Frame(parts[0].query, labels, grid, values, parts[0].kind, present)
 
 
 def _read_matrix(name: str, result: Any, grid: np.ndarray, kind: SeriesKind) -> Frame:

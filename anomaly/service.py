@@ -40,7 +40,7 @@ from anomaly.series import (
 )
 from anomaly.signatures import SignatureDetector
 from anomaly.snapshot import Snapshot, State, alert_state, refused, restored_alert, shaping_settings
-from anomaly.sources import Frame, Source
+from anomaly.sources import Frame, Source, joined
 from anomaly.thermal import ThermalDetector
 from anomaly.writeback import AnomalyCollector, TickStats, exported_score, output_labels
 from gpuwarden.clock import Clock, rfc3339
@@ -343,7 +343,8 @@ class AnomalyService:
         t0 = self.clock.monotonic()
         now = self.clock.time()
         until = now - self.cfg.latency_offset_seconds  # data newer than this is not final in the source
-        frames, self._held_over = self._held_over, []
+        held, self._held_over = self._held_over, []
+        frames: list[Frame] = []
         not_due: set[str] = set()
         for source in self.sources:
             start = max(
@@ -353,7 +354,9 @@ class AnomalyService:
             got = self._read(source, start, until)
             frames.extend(self._per_gpu(f) for f in got)
             not_due |= _not_due(source, got)
-        view = build_view(frames, self.index, self.counters, until, self.data_ranges.ranges)
+        view = build_view(
+            _with_held_over(held, frames), self.index, self.counters, until, self.data_ranges.ranges
+        )
         view.not_due = frozenset(not_due)
         self._count_not_available(view)
         view.forgotten = self.index.expire(until, self.cfg.forget_after_seconds)
@@ -1044,6 +1047,19 @@ def _row_key(f: Findings, i: int) -> SeriesKey:
 def _resolution(alert: Alert, at: datetime) -> Alert:
     """``alert`` resolved at ``at``."""
     return replace(alert, status=AlertStatus.RESOLVED, ends_at=at)
+
+
+def _with_held_over(held: Sequence[Frame], read: Sequence[Frame]) -> list[Frame]:
+    """A tick's ``read`` with the samples the warm-up ``held`` over for it (``_hold_over``): a query's held
+    frame joined to its read, in the read's place, as one read from its own last read returns it (two frames
+    of one query: a series in only one of them read as a gap in the other half, none in a whole read)."""
+    if not held:
+        return list(read)
+    waiting: dict[str, list[Frame]] = {}
+    for frame in held:
+        waiting.setdefault(frame.query, []).append(frame)
+    frames = [joined([*waiting.pop(f.query), f]) if f.query in waiting else f for f in read]
+    return [*(f for parts in waiting.values() for f in parts), *frames]
 
 
 def _window(frame: Frame, lower: float, end: float) -> Frame | None:

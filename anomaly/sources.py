@@ -56,6 +56,30 @@ class Frame:
         return Frame(self.query, labels, self.timestamps, self.values[rows], self.kind, present)
 
 
+def joined(parts: Sequence[Frame]) -> Frame:
+    """Consecutive parts of one query's read (in time order, none overlapping) as one frame; a series missing
+    from a part is NaN there, holding no sample."""
+    rows: dict[tuple[tuple[str, str], ...], int] = {}
+    labels: list[dict[str, str]] = []
+    for part in parts:
+        for lab in part.labels:
+            key = tuple(sorted(lab.items()))
+            if key not in rows:
+                rows[key] = len(labels)
+                labels.append(dict(lab))
+    grid = np.concatenate([part.timestamps for part in parts])
+    values = np.full((len(labels), grid.size), np.nan)
+    present = np.zeros(values.shape, np.bool_) if any(p.present is not None for p in parts) else None
+    col = 0
+    for part in parts:
+        at = [rows[tuple(sorted(lab.items()))] for lab in part.labels]
+        values[at, col : col + part.timestamps.size] = part.values
+        if present is not None:
+            present[at, col : col + part.timestamps.size] = part.samples
+        col += part.timestamps.size
+    return Frame(parts[0].query, labels, grid, values, parts[0].kind, present)
+
+
 @dataclass(slots=True)
 class QueryHealth:
     """Read health of one query of a source; ``series``: what its last good read returned."""
