@@ -255,14 +255,17 @@ def draw(
 def _failed_reads(seed: int, restarts: dict[int, tuple[int, int]]) -> list[Fault]:
     """One query's read failing at the tick before each restart's snapshot (the last tick, or the last the
     crash did not lose), the others read; not at a tick the restarted run never read (while it was down: the
-    straight run's failure there is no restart's to catch up), nor for a restart ``run`` skips (drawn
-    within another's downtime)."""
+    straight run's failure there is no restart's to catch up), nor at one a later crash loses (the restart
+    after it reads that tick again from Prometheus, where it is whole: a failure the dead process saw and
+    lost is no restart's to repeat; seed 42), nor for a restart ``run`` skips (drawn within another's
+    downtime)."""
     rng = random.Random(f"failed-reads-{seed}")
     taken: list[tuple[int, int, int]] = []
     for at, (down, lost) in sorted(restarts.items()):
         if not taken or at > taken[-1][0] + taken[-1][1]:
             taken.append((at, down, lost))
     stopped = {t for at, down, _ in taken for t in range(at, at + down)}
+    stopped |= {t for at, _, lost in taken for t in range(at - lost, at)}  # lost by a crash, read again
     ticks = [at - 1 - lost for at, _, lost in taken if at - 1 - lost >= 0 and at - 1 - lost not in stopped]
     return [Fault("failed", rng.randrange(len(QUERIES)), t, t + 1) for t in ticks]
 
