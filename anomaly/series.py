@@ -22,6 +22,11 @@ from anomaly.thresholds import BoolArray, FloatArray, IntArray
 SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
 
 
+def series_key(query: str, labels: Mapping[str, str]) -> SeriesKey:
+    """The key a series is known by in ``SeriesIndex``: its query and its labels in their order."""
+    return (query, tuple(labels.items()))
+
+
 def key_state(key: SeriesKey) -> list[object]:
     """``key`` as JSON values: ``[query, [[name, value], ...]]`` (``restored_key`` reads it back)."""
     return [key[0], [list(item) for item in key[1]]]
@@ -82,7 +87,7 @@ class SeriesIndex:
         out = np.empty(len(labels), np.int64)
         ids = self._slots.index
         for i, lab in enumerate(labels):
-            key = (query, tuple(lab.items()))
+            key = series_key(query, lab)
             sid = ids.get(key)
             if sid is None:
                 sid = self._assign(key, lab)

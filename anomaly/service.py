@@ -37,6 +37,7 @@ from anomaly.series import (
     build_view,
     key_state,
     restored_key,
+    series_key,
 )
 from anomaly.signatures import SignatureDetector
 from anomaly.snapshot import Snapshot, State, alert_state, refused, restored_alert, shaping_settings
@@ -696,7 +697,7 @@ class AnomalyService:
         recent = [(f, np.flatnonzero(f.sampled(f.timestamps > lower))) for f in history]
         read = sum(rows.size for _, rows in recent)
         stride = max(1, read // _FLEET_SAMPLE)
-        keys = [(f.query, tuple(f.labels[i].items())) for f, rows in recent for i in rows[::stride].tolist()]
+        keys = [series_key(f.query, f.labels[i]) for f, rows in recent for i in rows[::stride].tolist()]
         known = sum(self.index.id_of(key) is not None for key in keys)
         # The snapshot's series of then, and how many of them were read since (``known`` scaled to ``read``);
         # none held (Prometheus down past forget_after_seconds before the save) tells nothing of its fleet.
@@ -1041,7 +1042,7 @@ def _read_rows(findings: Iterable[Findings]) -> tuple[set[int], set[SeriesKey]]:
 def _row_key(f: Findings, i: int) -> SeriesKey:
     """Row ``i`` of ``f`` by its query and labels: what an alert of a detector giving no ids is about,
     recorded when it is raised (``AnomalyService._series``) and matched against each tick's rows."""
-    return (f.query, tuple(f.labels[i].items()))
+    return series_key(f.query, f.labels[i])
 
 
 def _resolution(alert: Alert, at: datetime) -> Alert:
