@@ -1,0 +1,283 @@
+"""The per-tick alert update: which findings raise, hold, re-raise and resolve alerts, and which alerts a
+tick has no evidence about (a source or query down, a query not due) and so leaves as they are."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
+
+import numpy as np
+
+from anomaly.detectors import Findings
+from anomaly.firing import TickResult, _deviation, _Firing, _make_alert, _resolution
+from anomaly.fleet import peer_key
+from anomaly.presence import PresenceDetector
+from anomaly.series import SeriesIndex, SeriesKey, View, series_key
+from anomaly.servicecore import ServiceCore
+from anomaly.writeback import output_labels
+from gpuwarden.model import Alert, label_fingerprint
+
+DEFAULT_ALERTNAME = "GpuwardenAnomaly"
+_COLLECTIVE_MIN = 3
+_COLLECTIVE_SHARE = 0.5
+_COLLECTIVE_SCORE = 0.5
+
+
+class AlertUpdater(ServiceCore):
+    """Raises and resolves the service's alerts from each tick's findings (``_update_alerts``)."""
+
+    def _drop_collective(self, f: Findings, rows: list[int]) -> list[int]:
+        """Rows left after removing workload-wide changes.
+
+        When at least half of a workload's GPUs are more than half-way out of their band on the same metric
+        in the same tick, the workload changed (a job stalled or ended, a service scaled), not a GPU: its
+        anomalous rows do not alert (the GPU that stalled a job is caught by its own signals). Computed
+        whenever a row is anomalous: gated on several anomalous rows, a job slowed by a straggler for half an
+        hour alerted on two of its waiting ranks once the others' widening bands took them under 1, while all
+        four were still half-way out.
+        """
+        moved = np.flatnonzero(f.score > _COLLECTIVE_SCORE)
+        if moved.size < _COLLECTIVE_MIN:
+            return rows
+        counts: dict[tuple[str, ...], int] = {}
+        for i in moved.tolist():
+            key = peer_key(f.labels[i], ())
+            if key is not None:
+                counts[key] = counts.get(key, 0) + 1
+        crowded = {k for k, n in counts.items() if n >= _COLLECTIVE_MIN}
+        if not crowded:
+            return rows
+        sizes: dict[tuple[str, ...], int] = dict.fromkeys(crowded, 0)
+        for lab in f.labels:
+            key = peer_key(lab, ())
+            if key in sizes:
+                sizes[key] += 1
+        collective = {k for k in crowded if counts[k] >= _COLLECTIVE_SHARE * sizes[k]}
+        kept = [i for i in rows if peer_key(f.labels[i], ()) not in collective]
+        self.collective_suppressed += len(rows) - len(kept)
+        return kept
+
+    def _unreadable(self, view: View) -> Callable[[str, str, Mapping[str, str]], bool]:
+        """Which alerts (by detector, query and labels) this tick has no evidence about: their query, or
+        their source, failed, or their query was not due (``View.not_due``).
+
+        Alerts of a query that cannot be read neither resolve nor count quiet ticks (a Prometheus outage
+        must not resolve every alert, then raise them again); nor do those of a source that answers with no
+        series at all (every exporter gone). An alert judged by several queries (``judged_by``) waits while
+        any of them cannot be read: a failing SM-active query resolved GpuHung while the GPU was still hung.
+        One not tied to a query read yet (presence) waits while any source is down. A pending alert keeps its
+        count through such a tick.
+        """
+        down_sources = {s.name for s in self.sources if not s.health().up or s.health().empty}
+        failing = {(s.name, q) for s in self.sources for q, h in s.health().queries.items() if not h.up}
+        not_due = self._not_due_alerts(view)
+
+        def unreadable(detector: str, query: str, labels: Mapping[str, str]) -> bool:
+            if detector == "source":
+                # A failing query's own staleness alert waits out its source's outage (nothing says the
+                # query works again); the source's alert says the source is down meanwhile.
+                return "query" in labels and labels.get("source") in down_sources
+            if not_due(detector, query):
+                return True
+            by = self._judged.get(detector)
+            for q in by(query) if by is not None else (query,):
+                source = self._query_source.get(q)
+                if source is None:
+                    if down_sources:
+                        return True
+                elif source in down_sources or (source, q) in failing:
+                    return True
+            return False
+
+        return unreadable
+
+    def _not_due_alerts(self, view: View) -> Callable[[str, str], bool]:
+        """Whether the tick read nothing an alert (by detector and query) is judged by, its query not due.
+
+        Before, such a tick counted quiet: with ``step_seconds`` 30 and ``infer_every_seconds`` 5, GpuLost
+        resolved 20 s after it fired while the GPU was still lost, and fired again at the next step. An alert
+        judged by several queries (``judged_by``: multivariate, thermal, GpuHung, a load-adjusted fleet
+        metric) is judged at a tick that read every one of them, and held at the others: GpuHung, with the
+        SM-active share on a longer step than utilisation, never raised: each tick between two SM steps read
+        utilisation, found no GpuHung and dropped its pending count. Presence waits when none of its queries
+        was read."""
+        if not view.not_due:
+            return lambda detector, query: False
+        not_due = view.not_due
+        presence = {d.name: d.not_due(view) for d in self.detectors if isinstance(d, PresenceDetector)}
+
+        def held(detector: str, query: str) -> bool:
+            if detector in presence:
+                return presence[detector]
+            by = self._judged.get(detector)
+            return query in not_due if by is None else not not_due.isdisjoint(by(query))
+
+        return held
+
+    def _update_alerts(
+        self, result: TickResult, now: float, unreadable: Callable[[str, str, Mapping[str, str]], bool]
+    ) -> None:
+        at = self.clock.now()
+        if self._recalled:
+            self._recalled = {k: s for k, s in self._recalled.items() if now <= self._recall_ends[k]}
+        active: set[str] = set()
+        pending: dict[str, tuple[int, str, str]] = {}
+        for f in result.findings:
+            rows = list(f.anomalous())
+            if not f.immediate and rows:
+                rows = self._drop_collective(f, rows)
+            for i in rows:
+                labels = output_labels(f.labels[i], f.query, f.detector)
+                labels.update(f.alert_labels)
+                labels.setdefault("alertname", DEFAULT_ALERTNAME)
+                # The series' alert is one, whichever side of its band: a value back from a spike that the
+                # band followed leaves it below, and is no new alert. ``deviation`` is the side it raised on.
+                key = label_fingerprint(labels)
+                deviation = _deviation(f, i)
+                if deviation:
+                    labels.setdefault("deviation", deviation)
+                window = self.evidence.window(int(f.ids[i])) if f.ids is not None else []
+                alert = _make_alert(f, i, labels, at, window)
+                first = key not in active
+                active.add(key)
+                state = self.firing.get(key)
+                if state is not None:
+                    state.quiet = 0
+                    score = float(f.score[i])
+                    if (
+                        self.cfg.reescalate_alerts
+                        and not f.immediate
+                        and first
+                        and state.escalates(score, deviation, self.cfg.pending_ticks)
+                    ):
+                        self._reraise(key, state, alert, score, result)
+                    continue
+                # An alert the warm-up's history left firing reads on as it would have without the restart.
+                recalled = self._recalled.get(key)
+                escalated = (
+                    recalled is not None
+                    and first
+                    and not f.immediate
+                    and recalled.heard(float(f.score[i]), deviation, self.cfg.pending_ticks)
+                )
+                # Learned detectors must agree for `pending_ticks` ticks in a row (Prometheus' `for:`).
+                agreed = self._pending.get(key, (0, "", ""))[0] + 1
+                pending[key] = (agreed, f.detector, f.query)
+                if f.immediate or agreed >= self.cfg.pending_ticks:
+                    pending.pop(key)
+                    hold = (
+                        self.cfg.immediate_resolve_after if f.immediate else self.cfg.thresholds.resolve_after
+                    )
+                    score = float(f.score[i])
+                    self.firing[key] = state = _Firing(
+                        alert,
+                        f.resolve_after or hold,
+                        f.query,
+                        f.detector,
+                        peak=score,
+                        trough=score,
+                        series=self._series(f, i),
+                    )
+                    if recalled is not None:
+                        del self._recalled[key]
+                        if escalated:  # as it would have been without the restart: serve holds it firing
+                            self._reraise(key, recalled, alert, score, result)
+                            continue
+                        state.resume(recalled)
+                    result.raised.append(alert)
+        # A tick that read nothing of a pending alert's query neither agreed nor broke the run: before, the
+        # ticks between two steps dropped every count, and a learned detector never raised at all.
+        for key, (agreed, detector, query) in self._pending.items():
+            if key not in active and unreadable(detector, query, {}):
+                pending[key] = (agreed, detector, query)
+        self._pending = pending
+        read = _reads(result.findings, self.index)
+        for key in [
+            k for k, state in self._recalled.items() if self._rested(k, state, active, unreadable, read)
+        ]:
+            del self._recalled[key]  # it would have resolved without the restart; serve let it end
+        for key, state in list(self.firing.items()):
+            if self._rested(key, state, active, unreadable, read):
+                del self.firing[key]
+                result.resolved.append(_resolution(state.alert, at))
+
+    def _series(self, f: Findings, i: int) -> SeriesKey:
+        """What row ``i`` of ``f`` is about (``_Firing.series``)."""
+        key = None if f.ids is None else self.index.id_key(int(f.ids[i]))
+        return key if key is not None else _row_key(f, i)
+
+    def _rested(
+        self,
+        key: str,
+        state: _Firing,
+        active: set[str],
+        unreadable: Callable[[str, str, Mapping[str, str]], bool],
+        read: Callable[[_Firing], bool],
+    ) -> bool:
+        """Whether this tick, where the alert was not found anomalous, is the quiet read that resolves it;
+        a tick with no evidence about it (``_unreadable``) counts neither way, one that did not ``read`` its
+        series counts towards resolving it but is no recovery (``_Firing.rests``)."""
+        if key in active or unreadable(state.detector, state.query, state.alert.labels):
+            return False
+        return state.rests(self.cfg.pending_ticks, read=read(state))
+
+    def _reraise(self, key: str, state: _Firing, alert: Alert, score: float, result: TickResult) -> None:
+        """End the alert's activity and raise it anew (``alert``, scored ``score``): Alertmanager and
+        ``gpuwarden serve`` take a firing alert posted again as the same one (nothing new reaches anyone), and
+        a resolved one firing again as a new activity."""
+        result.resolved.append(_resolution(state.alert, alert.starts_at or self.clock.now()))
+        why = f"score {score:.3g} after it fell to {state.trough:.3g} from {state.peak:.3g}"
+        again = replace(alert, annotations={**alert.annotations, "reescalated": why})
+        self.firing[key] = _Firing(
+            again,
+            state.resolve_after,
+            state.query,
+            state.detector,
+            peak=score,
+            trough=score,
+            series=state.series,
+        )
+        result.raised.append(again)
+
+
+def _reads(findings: Sequence[Findings], index: SeriesIndex) -> Callable[[_Firing], bool]:
+    """Whether a tick's ``findings`` read a firing alert's series (``_Firing.series``; any score), under the
+    id it has now: a detector giving ids reports every series of its step, one not read (a gap in Prometheus'
+    answer, as an hour of history holds a node's downtime) without a value; one giving none reports the rows
+    it read. A row its detector could not judge (``Findings.judged``: a GPU without power or peers) is none:
+    the thermal detector scored a runaway's GPU whose power read 0 W at 0 for 8 reads, a recovery, and the
+    runaway judged again re-raised its alert mid-fault. Each detector's and query's reads are gathered once,
+    when first asked."""
+    seen: dict[tuple[str, str], tuple[set[int], set[SeriesKey]]] = {}
+
+    def read(state: _Firing) -> bool:
+        if state.series is None:
+            return True
+        pair = (state.detector, state.query)
+        if pair not in seen:
+            seen[pair] = _read_rows(f for f in findings if (f.detector, f.query) == pair)
+        ids, rows = seen[pair]
+        sid = index.id_of(state.series)
+        return (sid is not None and sid in ids) or state.series in rows
+
+    return read
+
+
+def _read_rows(findings: Iterable[Findings]) -> tuple[set[int], set[SeriesKey]]:
+    """The ids of the series ``findings`` judged (``Findings.judged_rows``); the query and labels of their
+    judged rows without ids."""
+    ids: set[int] = set()
+    rows: set[SeriesKey] = set()
+    for f in findings:
+        judged = f.judged_rows()
+        if f.ids is None:
+            rows.update(_row_key(f, i) for i in np.flatnonzero(judged).tolist())
+        else:
+            ids.update(f.ids[judged].tolist())
+    return ids, rows
+
+
+def _row_key(f: Findings, i: int) -> SeriesKey:
+    """Row ``i`` of ``f`` by its query and labels: what an alert of a detector giving no ids is about,
+    recorded when it is raised (``AnomalyService._series``) and matched against each tick's rows."""
+    return series_key(f.query, f.labels[i])

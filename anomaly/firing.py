@@ -1,0 +1,219 @@
+"""A firing alert's state (``_Firing``: its peak, recovery and re-escalation), the alerts a snapshot holds,
+what one tick changed, and the making and resolving of an alert from a detector's findings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from anomaly.detectors import Findings
+from anomaly.series import SeriesKey, key_state, restored_key
+from anomaly.snapshot import alert_state, restored_alert
+from anomaly.writeback import exported_score
+from gpuwarden.clock import rfc3339
+from gpuwarden.model import Alert, AlertSource, AlertStatus, EvidencePoint
+
+# A firing alert re-escalates when, after its score came down to at most half its peak, its value no longer
+# past its band on the side it was raised on, for ``pending_ticks`` reads in a row (a recovery), it climbs to
+# at least twice the lowest it came down to (a quiet read counts as 1, the band's edge) for ``pending_ticks``
+# reads, and no sooner than ``resolve_after`` reads after it was raised (see ``_Firing.escalates``).
+_RECOVERED_SHARE = 0.5
+_ESCALATION_FACTOR = 2.0
+# What a snapshot keeps of a firing alert besides the alert and its series (``_Firing.state``).
+_FIRING_STATE = (
+    "resolve_after",
+    "query",
+    "detector",
+    "quiet",
+    "peak",
+    "trough",
+    "low",
+    "recovered",
+    "rising",
+    "reads",
+)
+
+
+@dataclass(slots=True)
+class _Firing:
+    alert: Alert
+    resolve_after: int
+    query: str
+    detector: str
+    quiet: int = 0
+    peak: float = 0.0  # the highest score since it was raised (or re-raised)
+    trough: float = 0.0  # the lowest score since that peak
+    low: int = 0  # reads in a row at ``_RECOVERED_SHARE`` of the peak or less, off the side raised on
+    recovered: bool = False  # ``low`` reached ``pending_ticks`` since the peak: the fault's effect ended
+    rising: int = 0  # reads in a row at ``_ESCALATION_FACTOR`` times the trough or more, after a recovery
+    reads: int = 0  # reads since it was raised (or re-raised)
+    # What it is about (``_reads``): its series' key in the index, not its id, which is freed once the series
+    # is forgotten and given to the next new one; where the detector gives no ids, its row's query and labels.
+    series: SeriesKey | None = None
+
+    def heard(self, score: float, side: str, pending: int) -> bool:
+        """An anomalous read of an alert the warm-up recalled, not raised again yet: ``escalates``."""
+        self.quiet = 0
+        return self.escalates(score, side, pending)
+
+    def escalates(self, score: float, side: str, pending: int) -> bool:
+        """Whether ``score``, the alert's at a read where it is anomalous (past its band on ``side``, see
+        ``_deviation``), is the ``pending``-th read in a row of a re-escalation: a new fault on its target,
+        which the open alert would otherwise hide.
+
+        A fault that began while an earlier fault's alert was still open (decaying, or held after the repair)
+        raised nothing: every alert it would raise was open (seed 905's straggler 472 s after a power brake's
+        repair: its SM-clock score fell from 8.6 to 1.64, then rose to 5.2). "Recovered" is relative to the
+        alert's own peak, and "worse again" to the level it came down to, so a score hovering at its band's
+        edge, or noisy at one level, does not re-raise. Nor does one sooner than ``resolve_after`` reads after
+        its raise, what a flapping alert that resolved would have needed to be raised again: a GPU drifting
+        out of its peers' band every 50 minutes stays one fleet alert in its 2-hour hold, as built.
+
+        A recovery is the value back in its band (or past its other side), not merely less far out on the side
+        the alert was raised on, and it holds as a raise must: ``pending`` reads in a row. One fault that
+        comes and goes in waves is one alert: a thermal runaway's GPU, its clock halved at 100 C and cut by a
+        fifth below, read SM-clock scores of 6.5 with dips to 2.6 (still below its band) for one to three
+        reads; counted from the lowest dip, the climb back re-raised the alert mid-fault in ``gpuwarden
+        demo``, which serve told as the alert cycling. The repaired brake's clock read back inside its band.
+        """
+        self.reads += 1
+        if self.recovered and score >= _ESCALATION_FACTOR * self.trough and self.reads > self.resolve_after:
+            self.rising += 1
+            return self.rising >= pending
+        self.rising = 0
+        raised_on = self.alert.labels.get("deviation", "")
+        self._settle(score, pending, back=not raised_on or side != raised_on)
+        return False
+
+    def state(self) -> dict[str, Any]:
+        """As JSON values (``anomaly.snapshot``; ``restored`` reads them back)."""
+        return {
+            "alert": alert_state(self.alert),
+            "series": None if self.series is None else key_state(self.series),
+            **{name: getattr(self, name) for name in _FIRING_STATE},
+        }
+
+    @classmethod
+    def restored(cls, state: Mapping[str, Any]) -> _Firing:
+        """The firing alert ``state()`` gave ``state`` of."""
+        series = None if state["series"] is None else restored_key(state["series"])
+        return cls(restored_alert(state["alert"]), series=series, **{k: state[k] for k in _FIRING_STATE})
+
+    def resume(self, recalled: _Firing) -> None:
+        """Raised anew after a restart: take up the peak, trough, recovery, rise and reads since its raise
+        where ``recalled``, its state from the history the warm-up replayed and the reads since, left them."""
+        self.peak, self.trough, self.low = recalled.peak, recalled.trough, recalled.low
+        self.recovered, self.rising, self.reads = recalled.recovered, recalled.rising, recalled.reads
+
+    def rests(self, pending: int, *, read: bool = True) -> bool:
+        """A quiet read: the score was at most 1, the band's edge; or, not ``read``, one without its series
+        (its GPU gone, its node down) or that its detector could not judge (``Findings.judged``): no value
+        back in its band, so no recovery, and it breaks a run of them.
+        Counted as a read at 1, a runaway's alert (9-10) whose node was down for 21 reads recovered, and the
+        runaway read back at 9.4 re-raised it mid-fault (seed 903).
+        Whether it is the read that resolves it."""
+        self.quiet += 1
+        self.reads += 1
+        self.rising = 0
+        if read:
+            self._settle(1.0, pending, back=True)
+        else:
+            self.low = 0
+        return self.quiet >= self.resolve_after
+
+    def _settle(self, score: float, pending: int, *, back: bool) -> None:
+        """Take a read that re-escalates nothing into the peak, the trough and the recovery; ``back``: its
+        value is not past its band on the side the alert was raised on."""
+        if score > self.peak:
+            self.peak = self.trough = score
+            self.low, self.recovered = 0, False
+            return
+        self.trough = min(self.trough, score)
+        self.low = self.low + 1 if back and score <= _RECOVERED_SHARE * self.peak else 0
+        self.recovered = self.recovered or self.low >= pending
+
+
+@dataclass(slots=True)
+class _TakenAlerts:
+    """The alerts a snapshot holds (``AnomalyService._alert_state``), as the service keeps them."""
+
+    firing: dict[str, _Firing]
+    recalled: dict[str, _Firing]
+    recall_ends: dict[str, float]
+    pending: dict[str, tuple[int, str, str]]
+
+    @classmethod
+    def restored(cls, meta: Mapping[str, Any]) -> _TakenAlerts:
+        """The alerts ``_alert_state`` gave ``meta`` of; ``KeyError``, ``ValueError`` or ``TypeError`` for
+        one that does not fit, as a snapshot of before recalled alerts were kept apart (``recalled``)."""
+        recalled = {k: _Firing.restored(v) for k, v in meta["recalled"].items()}
+        return cls(
+            firing={k: _Firing.restored(v) for k, v in meta["firing"].items()},
+            recalled=recalled,
+            recall_ends={k: float(meta["recall_ends"][k]) for k in recalled},
+            pending={k: (int(n), str(d), str(q)) for k, (n, d, q) in meta["pending"].items()},
+        )
+
+
+@dataclass(slots=True)
+class TickResult:
+    """What one tick changed."""
+
+    raised: list[Alert] = field(default_factory=list)
+    resolved: list[Alert] = field(default_factory=list)
+    findings: list[Findings] = field(default_factory=list)
+
+    def changes(self) -> list[Alert]:
+        """The order to apply them in, the forwarder's (``anomaly.forwarder``): a re-escalated alert's old
+        activity resolved before its new one is raised (``_Firing.escalates``), the raised alerts, then the
+        other resolutions. A GPU's alert raised as its other alert resolves joins that alert's incident, in
+        ``gpuwarden demo`` as at ``gpuwarden serve``; taken after the resolution, it opened another."""
+        again = {a.fingerprint for a in self.raised}
+        ended = [a for a in self.resolved if a.fingerprint in again]
+        return [*ended, *self.raised, *(a for a in self.resolved if a.fingerprint not in again)]
+
+
+def _resolution(alert: Alert, at: datetime) -> Alert:
+    """``alert`` resolved at ``at``."""
+    return replace(alert, status=AlertStatus.RESOLVED, ends_at=at)
+
+
+def _deviation(f: Findings, i: int) -> str:
+    """``up`` or ``down``: which side of its band (or of its peers, ``sign``) a learned detector's value
+    left; "" when the detector says neither.
+
+    Alerting reads it: a temperature that fell (a GPU idle after its reset) is no thermal fault."""
+    if f.sign is not None:
+        sign = float(f.sign[i])
+        return "up" if sign > 0 else "down" if sign < 0 else ""
+    if f.lower is None or f.upper is None:
+        return ""
+    value = float(f.value[i])
+    if value < float(f.lower[i]):
+        return "down"
+    return "up" if value > float(f.upper[i]) else ""
+
+
+def _make_alert(
+    f: Findings, i: int, labels: dict[str, str], at: datetime, window: list[tuple[float, float]]
+) -> Alert:
+    annotations = {"summary": f.summary_at(i), "detector": f.detector}
+    if f.onset is not None:  # the postmortem measures MTTD and MTTR from it (alerting.postmortem.alert_onset)
+        annotations["onset"] = rfc3339(datetime.fromtimestamp(float(f.onset[i]), UTC))
+    for name, arr in (("yhat", f.yhat), ("yhat_lower", f.lower), ("yhat_upper", f.upper)):
+        if arr is not None:
+            annotations[name] = f"{float(arr[i]):.6g}"
+    evidence = tuple(EvidencePoint(at=datetime.fromtimestamp(t, UTC), value=v) for t, v in window)
+    if not evidence:
+        evidence = (EvidencePoint(at=at, value=float(f.value[i])),)
+    return Alert(
+        labels=labels,
+        starts_at=at,
+        annotations=annotations,
+        source=AlertSource.ANOMALY,
+        score=exported_score(float(f.score[i])),
+        evidence=evidence,
+        recommended_action=f.action_at(i),
+    )

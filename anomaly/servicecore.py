@@ -1,0 +1,134 @@
+"""The anomaly service's state, and what its tick and its warm-up both do with it: read a source (one series
+per GPU where MIG instances repeat a device-level metric), count not-available samples, refit the detectors.
+
+``AnomalyService`` (``anomaly.service``) is this class with the alert update (``anomaly.alertupdate``), the
+snapshot take-up (``anomaly.takeup``), the warm-up (``anomaly.warmup``) and the tick on it: each a class of
+its own module over this one, which holds every attribute they share, so each reads and types them as one
+service's.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from anomaly.dataranges import DataRanges
+from anomaly.detectors import Detector, JudgedDetector
+from anomaly.firing import _Firing
+from anomaly.promql import selected_metric
+from anomaly.registry import builtin_registry
+from anomaly.series import CounterRates, EvidenceBuffer, SeriesIndex, View
+from anomaly.sources import Frame, Source
+from anomaly.writeback import AnomalyCollector
+from gpuwarden.clock import Clock
+from gpuwarden.config_anomaly import AnomalyConfig
+from gpuwarden.mig import device_level, one_per_gpu
+from gpuwarden.model import Alert
+
+# The service's name: its log lines read as they did before it was split into modules (``anomaly run``
+# logs the logger's name; an operator filters on it).
+logger = logging.getLogger("anomaly.service")
+
+
+class ServiceCore:
+    """The state the service's parts share (see the module's docstring), and the reads that feed it."""
+
+    def __init__(
+        self,
+        cfg: AnomalyConfig,
+        sources: Sequence[Source],
+        clock: Clock,
+        detectors: Sequence[Detector] | None = None,
+        on_alert: Callable[[Alert], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.sources = list(sources)
+        self.clock = clock
+        self.detectors = (
+            list(detectors) if detectors is not None else builtin_registry(cfg).create(cfg.detectors)
+        )
+        self.on_alert = on_alert
+        self.index = SeriesIndex()
+        self.counters = CounterRates()
+        self.evidence = EvidenceBuffer()
+        self.collector = AnomalyCollector()
+        self.data_ranges = DataRanges(cfg)
+        self.firing: dict[str, _Firing] = {}
+        self._pending: dict[str, tuple[int, str, str]] = {}  # key -> ticks agreed, detector, query
+        self._recalled: dict[str, _Firing] = {}  # alerts the warm-up's history left firing (``warm_up``)
+        self._recall_ends: dict[str, float] = {}  # when serve lets each recalled alert end (``warm_up``)
+        # What the ticks a restart missed changed, told at the next (``_replay_resuming``).
+        self._catch_up: list[Alert] = []
+        self.collective_suppressed = 0
+        self.detector_errors: dict[str, int] = {}
+        self.not_available: dict[str, int] = {}  # per query, samples read as not-available values (gaps)
+        self.last_view = View(time=clock.time())
+        self._last_read: dict[str, float] = {}
+        # Per query, the end of its last good read: a source that reads each query on from its own (PromQL)
+        # reads a failed one again from there, and so does the warm-up after a snapshot (``_after``).
+        self._query_read: dict[str, float] = {}
+        self._held_over: list[Frame] = []  # read by the warm-up for the first tick (``warm_up``)
+        self._query_source: dict[str, str] = {}
+        self._exprs = {q.name: q.expr for q in cfg.queries}
+        self._device_level: dict[str, bool] = {}
+        # Per detector whose alerts are judged by several queries: which (by the alert's query). Found by
+        # the method, not a list of classes: a detector that names its queries is never left out.
+        self._judged: dict[str, Callable[[str], tuple[str, ...]]] = {
+            d.name: d.judged_by for d in self.detectors if isinstance(d, JudgedDetector)
+        }
+        self._started = clock.time()
+        self.ticks = 0
+        self.last_tick_end: float | None = None  # clock.monotonic() when the last tick ended (/healthz)
+        self.started_monotonic = clock.monotonic()
+
+    def _read(self, source: Source, start: float, until: float) -> list[Frame]:
+        """What ``source`` returns over ``(start, until]``, noting where it, and each query it returned, was
+        read up to."""
+        got = source.read(start, until)
+        if source.health().up:
+            self._last_read[source.name] = until
+        for frame in got:
+            self._query_source[frame.query] = source.name
+            self._query_read[frame.query] = until
+        return got
+
+    def _per_gpu(self, frame: Frame) -> Frame:
+        """The frame with one series per GPU when its metric is device-level and MIG instances repeat it
+        (``gpuwarden.mig.one_per_gpu``): a hot MIG GPU is one alert and one fleet peer, not one per instance.
+        The metric is the query's name, else its expression's when that is a bare selector."""
+        device = self._device_level.get(frame.query)
+        if device is None:
+            expr = self._exprs.get(frame.query, "")
+            named = selected_metric(expr) or ""
+            device = self._device_level[frame.query] = device_level(frame.query) or device_level(named)
+        if not device:
+            return frame
+        kept = one_per_gpu(frame.labels)
+        if kept is None:
+            return frame
+        rows, labels = kept
+        return frame.rows(rows, labels)
+
+    def _count_not_available(self, view: View) -> None:
+        """Add up the view's not-available samples per query; the first of a query is logged."""
+        for query, count in view.not_available.items():
+            if query not in self.not_available:
+                logger.warning(
+                    "query %s read %d samples holding an NVML/DCGM not-available value (4294967295, a DCGM"
+                    " blank, ...) or an infinite one (+Inf: a division by 0, histogram_quantile past its"
+                    " highest bucket): read as missing data, not scored; counted in"
+                    " gpuwarden_anomaly_not_available_samples_total",
+                    query,
+                    count,
+                    extra={"query": query},
+                )
+            self.not_available[query] = self.not_available.get(query, 0) + count
+
+    def fit(self) -> None:
+        """Refit every detector on the last view."""
+        for detector in self.detectors:
+            try:
+                detector.fit(self.last_view)
+            except Exception:  # loop boundary
+                logger.exception("detector fit failed", extra={"detector": detector.name})
+                self.detector_errors[detector.name] = self.detector_errors.get(detector.name, 0) + 1

@@ -1,0 +1,140 @@
+"""The service's snapshot: what it has learnt, copied for ``anomaly.snapshot.write_snapshot``, and taken up
+again at start when it fits the detectors and is this fleet's (``_take_up``, ``_other_fleet``)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from anomaly.detectors import SavedDetector
+from anomaly.firing import _TakenAlerts
+from anomaly.series import series_key
+from anomaly.servicecore import ServiceCore
+from anomaly.snapshot import Snapshot, State, refused, shaping_settings
+from anomaly.sources import Frame
+
+# The service's name: its log lines read as they did before it was split into modules (``anomaly run``
+# logs the logger's name; an operator filters on it).
+logger = logging.getLogger("anomaly.service")
+
+# Series of the history looked up in a snapshot's series index to tell whether it is this fleet's, at most.
+_FLEET_SAMPLE = 1000
+
+
+class SnapshotKeeper(ServiceCore):
+    """Copies the service's state into a snapshot, restores it, and judges whether one fits at start."""
+
+    def snapshot(self) -> Snapshot:
+        """What the service has learnt, now (copies: later ticks leave them as they are), for
+        ``anomaly.snapshot.write_snapshot``. It only reads: a tick run meanwhile leaves a copy of parts before
+        it and parts after, which the scheduler drops and makes again (``AnomalyScheduler.capture``)."""
+        components = {
+            "index": self.index.state(),
+            "counters": self.counters.state(),
+            "evidence": self.evidence.state(),
+            "alerts": State(self._alert_state()),
+        }
+        for d in self.detectors:
+            if isinstance(d, SavedDetector):
+                components[f"detector:{d.name}"] = d.state()
+        return Snapshot(
+            saved_at=self.clock.time(),
+            read_until=self.last_view.time,
+            last_read=dict(self._last_read),
+            query_read=dict(self._query_read),
+            settings=shaping_settings(self.cfg),
+            components=components,
+        )
+
+    def _alert_state(self) -> dict[str, Any]:
+        """The firing alerts, those recalled after a restart and not raised again (``_recall``) with when
+        their recall ends, and the pending ones, as JSON values (``_TakenAlerts.restored`` reads them back).
+        A recalled alert saved as firing fired on after a restart from the snapshot, where the uninterrupted
+        run ended its recall (fuzz seed 45)."""
+        return {
+            "firing": {key: state.state() for key, state in self.firing.items()},
+            "recalled": {key: state.state() for key, state in self._recalled.items()},
+            "recall_ends": {key: self._recall_ends[key] for key in self._recalled},
+            "pending": {key: list(state) for key, state in self._pending.items()},
+        }
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """Take up ``snapshot``'s series index, counters, evidence and detectors (not its alerts: the warm-up
+        replays from them); ``KeyError`` or ``ValueError`` when it does not fit, some components taken up."""
+        parts = snapshot.components
+        self.index.restore(parts["index"])
+        self.counters.restore(parts["counters"])
+        self.evidence.restore(parts["evidence"])
+        for d in self.detectors:
+            if isinstance(d, SavedDetector):
+                d.restore(parts[f"detector:{d.name}"])
+        self._last_read = dict(snapshot.last_read)
+        self._query_read = dict(snapshot.query_read)
+
+    def _take_up(
+        self, snapshot: Snapshot, start: float, until: float, history: Sequence[Frame]
+    ) -> tuple[float, _TakenAlerts] | None:
+        """Restore ``snapshot`` if it fits: the time it had read up to, and its alerts; None, said in a
+        warning naming its file, when it is older than the ``history`` read (from ``start``), newer than now
+        (``until``: a clock set back), does not fit the detectors or is another fleet's (``_other_fleet``),
+        nothing restored."""
+        why = None
+        if snapshot.read_until < start:
+            why = (
+                f"is {until - snapshot.read_until:.0f} s old, older than the {until - start:.0f} s of history"
+            )
+        elif snapshot.read_until > until:
+            why = f"was saved {snapshot.read_until - until:.0f} s after now (the clock was set back?)"
+        else:
+            before = self.snapshot()
+            # The history's reads: the next tick reads on from them.
+            read, queries = dict(self._last_read), dict(self._query_read)
+            try:
+                self.restore(snapshot)
+                alerts = _TakenAlerts.restored(snapshot.components["alerts"].meta)
+                why = self._other_fleet(history, snapshot.read_until)
+            except (KeyError, ValueError, TypeError, IndexError, AttributeError, OverflowError) as exc:
+                why = f"does not fit the detectors ({type(exc).__name__}: {exc})"
+            self._last_read.update(read)
+            self._query_read.update(queries)
+            if why is not None:
+                self.restore(before)
+        if why is not None:
+            refused(snapshot.origin, why)
+            return None
+        logger.info("anomaly state restored from %s", snapshot.origin, extra={"state_file": snapshot.origin})
+        return snapshot.read_until, alerts
+
+    def _other_fleet(self, history: Sequence[Frame], saved: float) -> str | None:
+        """Why the series index taken up is another fleet's; None when it holds at least half the series
+        ``history`` holds from ``forget_after_seconds`` before it was ``saved`` (what it still knew then, and
+        what came since), or when those it holds are at least half of its own series of then (the fleet grew
+        while the service was stopped), or when the history holds none (Prometheus down: nothing to tell by).
+
+        ``prometheus_url`` shapes nothing the detectors learn and is no setting that refuses a snapshot (a
+        Prometheus moved behind a proxy, or renamed, reads the same series), so two fleets run one after the
+        other in one directory took up each other's state, and the first tick posted the one's alerts to the
+        other's serve. The series tell them apart: those a detector's state is of, by query and labels. At
+        most ``_FLEET_SAMPLE`` of them are looked up, evenly spread: all 250,000 of 10,000 GPUs took 4 s. A
+        fleet scaled up 3 times during an upgrade held a third of the hour's series: refused, its GPUs lost
+        what they had learnt (a week of seasonal profile), though every series of the snapshot was read."""
+        lower = saved - self.cfg.forget_after_seconds
+        recent = [(f, np.flatnonzero(f.sampled(f.timestamps > lower))) for f in history]
+        read = sum(rows.size for _, rows in recent)
+        stride = max(1, read // _FLEET_SAMPLE)
+        keys = [series_key(f.query, f.labels[i]) for f, rows in recent for i in rows[::stride].tolist()]
+        known = sum(self.index.id_of(key) is not None for key in keys)
+        # The snapshot's series of then, and how many of them were read since (``known`` scaled to ``read``);
+        # none held (Prometheus down past forget_after_seconds before the save) tells nothing of its fleet.
+        held = int(np.count_nonzero(self.index.last_seen[: len(self.index.keys)] > lower))
+        if 2 * known >= len(keys) or (held and 2 * known * read >= len(keys) * held):
+            return None
+        return (
+            f"is another fleet's: {known:,} of {len(keys):,} series the history holds since"
+            f" {self.cfg.forget_after_seconds:.0f} s before its save (at most {_FLEET_SAMPLE:,} looked up)"
+            f" are in it, where at least half must be, or at least half of the {held:,} it held then"
+            " (anomaly.prometheus_url reads another Prometheus, or the series' labels changed)"
+        )

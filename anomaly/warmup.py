@@ -1,0 +1,244 @@
+"""The warm-up at start: the source's recent history replayed to the detectors, one tick at a time, from a
+snapshot that fits (``anomaly.takeup``) or from scratch, and what it leaves firing recalled."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+import numpy as np
+
+from anomaly.alertupdate import AlertUpdater
+from anomaly.detectors import Detector, Findings
+from anomaly.firing import TickResult, _TakenAlerts
+from anomaly.forwarder import held_seconds
+from anomaly.series import View, build_view
+from anomaly.snapshot import Snapshot
+from anomaly.sources import Frame
+from anomaly.takeup import SnapshotKeeper
+from gpuwarden.model import Alert
+
+# The service's name: its log lines read as they did before it was split into modules (``anomaly run``
+# logs the logger's name; an operator filters on it).
+logger = logging.getLogger("anomaly.service")
+
+# Detectors not fed the warm-up history: their rules are exact (GpuLost, XID) and need no learning; what
+# they would find in the history is still there, and found, at the first live tick. Presence is fed: a GPU
+# that stopped reporting before the restart is absent from every live tick, so only the history knows it.
+# After a snapshot they are fed the history since it, from the counts it kept: an XID or a DBE counted
+# while the service was stopped raises as it would have without the restart (``_replay_resuming``).
+_NO_WARMUP = frozenset({"signatures"})
+# Ticks of history replayed at start: four times the adaptive warm-up and its pending ticks, an hour at 30 s.
+# Bounded in ticks, not only in time: at sub-second ticks an hour is tens of thousands of steps to read
+# within one tick's read deadline.
+HISTORY_TICKS = 120
+
+
+class HistoryReplayer(AlertUpdater, SnapshotKeeper):
+    """Feeds the detectors the history at start (``warm_up``); alerts raised from it only after a snapshot."""
+
+    def warmup_seconds(self) -> float:
+        """How much history ``warm_up`` reads: ``HISTORY_TICKS`` at the coarsest query step or tick (an hour
+        at 30 s), at most ``max_lookback_seconds``, what the source is asked for at most.
+
+        Not just the adaptive warm-up and the pending ticks: a fault older than those (a GPU running hot for
+        20 minutes when the service restarts) filled that whole window, so the detectors learned it as the
+        GPU's normal, never raised its alert again, and serve resolved it while the fault went on. Replaying
+        the longer history leaves the detectors as they would be without the restart."""
+        cfg = self.cfg
+        step = max([cfg.infer_every_seconds, *(q.step_seconds for q in cfg.queries)])
+        return min(cfg.max_lookback_seconds, HISTORY_TICKS * step)
+
+    def warm_up(self, held: Mapping[str, datetime] | None = None, snapshot: Snapshot | None = None) -> int:
+        """At start, feed the detectors the source's recent history, one tick's worth at a time, raising no
+        alert from it; then fit once. Returns the number of history ticks fed. ``held``: the alerts serve
+        holds firing, by fingerprint, with their ``endsAt`` (``AlertForwarder.held``), for ``_recall``.
+
+        Without it a restart learned from zero: the adaptive detector scored nothing for ``warmup`` ticks
+        and the multivariate one for a whole ``fit_every_seconds``, though Prometheus held the history.
+        The next ``infer`` reads on from where this read ended.
+
+        With a ``snapshot`` that fits (``_take_up``), the detectors, the series index and the alerts take up
+        its state and only the history after it is replayed, on the grid of its ticks, so the next ticks
+        score as they would have without the restart; its firing alerts fire on and its recalled ones stay
+        recalled to the end they had (``_replay_resuming``; no new recall, ``held`` unused) and the models
+        are not fitted again (their next fit comes on the ``fit_every`` schedule, as it would have). One that
+        does not fit is said, and the whole history replayed as without one. The whole history is read
+        either way: whether the snapshot is this fleet's is told by the series it holds (``_other_fleet``).
+        """
+        now = self.clock.time()
+        until = now - self.cfg.latency_offset_seconds
+        start = until - self.warmup_seconds()
+        frames = self._history(start, until)
+        taken = self._take_up(snapshot, start, until, frames) if snapshot is not None else None
+        since = taken[0] if taken is not None else None
+        if snapshot is not None and taken is not None:
+            frames = self._after(frames, start, snapshot)
+        if not frames and taken is None:
+            return 0
+        every = self.cfg.infer_every_seconds
+        anchor = start if since is None else since  # the grid of the ticks replayed
+        # Steps where no series had a value (before Prometheus held any data) teach nothing: not replayed.
+        stamps = [f.timestamps[f.samples.any(axis=0)] for f in frames]
+        # Samples from before the snapshot (of a query that failed then, read again from its own last read)
+        # are fed with the first tick after it, as the live read after it fed them: the first replayed
+        # (``_replay`` feeds it all up to its end), else the first live one (``_held_over``).
+        ends = sorted(
+            {
+                anchor + every * math.ceil((float(t) - anchor) / every)
+                for ts in stamps
+                for t in ts
+                if t > anchor
+            }
+        )
+        if snapshot is not None and since is not None and not ends:
+            self._hold_over(frames, snapshot, start, since)
+        suppressed = self.collective_suppressed
+        if taken is None:
+            self._replay_recalling(frames, ends, now, held)
+        else:
+            self._replay_resuming(frames, ends, taken[1])
+        self.collective_suppressed = suppressed
+        if since is None:
+            self.fit()  # the multivariate model, when the history gave it rows enough, scores at once
+        after = "" if since is None else f" after the state snapshot ({until - since:.0f} s before now)"
+        logger.info(
+            "warm-up: fed %d ticks of history (%.0f s)%s to the detectors", len(ends), until - start, after
+        )
+        return len(ends)
+
+    def _hold_over(self, frames: Sequence[Frame], snapshot: Snapshot, start: float, since: float) -> None:
+        """Keep what ``frames`` hold up to ``since`` (the snapshot's time: a failed query's catch-up) for the
+        first live tick, where no tick after the snapshot is replayed (``_held_over``)."""
+        caught_up = (_window(f, -math.inf, since) for f in frames)
+        self._held_over = [f for f in caught_up if f is not None and f.labels]
+        # Until a tick feeds them, a save keeps these queries read only as far as the snapshot had them.
+        self._query_read.update({f.query: self._read_from(snapshot, start, f.query) for f in self._held_over})
+
+    def _replay_recalling(
+        self, frames: Sequence[Frame], ends: Sequence[float], now: float, held: Mapping[str, datetime] | None
+    ) -> None:
+        """Replay the history with no alert firing, then recall what it left firing (``_recall``)."""
+        live = (self.firing, self._pending)
+        self.firing, self._pending = {}, {}
+        self._replay(frames, ends, alerts=self.cfg.reescalate_alerts)
+        # What the history left firing reads on, recalled, until its alert is raised again
+        # (``_Firing.resume``) or would have resolved: a restart during a recovery took the score it was
+        # raised at for its peak, and the next fault's rise for a new one, so that fault re-raised nothing,
+        # serve still holding the alert firing; and a recall dropped at its first quiet read lost it where the
+        # value was back in its band, the recovery a re-raise needs.
+        # Recalled no longer than serve holds what the old service posted last (its endsAt): re-raised after
+        # that, the post led with the old alert firing then resolved, and serve's incident ended with the
+        # alert resolved while the new fault went on; raised as a first alert, serve takes it as new.
+        self._recall(now, held)
+        self.firing, self._pending = live
+
+    def _replay_resuming(self, frames: Sequence[Frame], ends: Sequence[float], alerts: _TakenAlerts) -> None:
+        """Replay the history after a snapshot from the alerts it left firing, recalled and pending, as the
+        ticks it missed would have; what they raised and resolved, and every alert firing then, is told at
+        the next tick (``_catch_up``): serve takes a firing alert posted again as the one it holds, and the
+        new forwarder holds it from there. Recalled instead (``_recall``), an alert raised again only after
+        ``pending_ticks`` and re-escalated otherwise than without the restart (15 of 20 fuzz seeds). One
+        recalled at the save reads on recalled until its end, not told: serve holds it as the old one posted
+        it, as without the restart."""
+        self.firing, self._pending = alerts.firing, alerts.pending
+        self._recalled, self._recall_ends = alerts.recalled, alerts.recall_ends
+        told = self._replay(frames, ends, alerts=True, every=True)
+        posted = {id(alert) for alert in told}
+        self._catch_up = [*told, *(s.alert for s in self.firing.values() if id(s.alert) not in posted)]
+
+    def _history(self, start: float, until: float) -> list[Frame]:
+        """What each source holds from ``start`` to ``until``."""
+        frames: list[Frame] = []
+        for source in self.sources:
+            got = self._read(source, start, until)
+            frames.extend(self._per_gpu(f) for f in got if f.labels and f.timestamps.size)
+        return frames
+
+    def _after(self, frames: Sequence[Frame], start: float, snapshot: Snapshot) -> list[Frame]:
+        """What ``frames`` (the history from ``start``) hold after ``snapshot``: from where each source was
+        last read before it was saved, as a read from there returns it; the whole of it where the snapshot
+        never read the source (one saved while Prometheus was down holds nothing of it). A query whose own
+        last good read is older (it failed at the ticks before the save) from there, as the next live read
+        would have read it: its failed ticks' samples were never fed before the restart (a hole)."""
+        after = (_window(f, self._read_from(snapshot, start, f.query), math.inf) for f in frames)
+        return [f for f in after if f is not None and f.labels]
+
+    def _read_from(self, snapshot: Snapshot, start: float, query: str) -> float:
+        """Where ``query``'s next read after ``snapshot`` starts, within the history from ``start``."""
+        read = snapshot.last_read.get(self._query_source[query], start)
+        return max(start, min(read, snapshot.query_read.get(query, read)))
+
+    def _replay(
+        self, frames: Sequence[Frame], ends: Sequence[float], *, alerts: bool, every: bool = False
+    ) -> list[Alert]:
+        """Feed ``frames`` to the detectors (the signatures left out unless ``every``), one tick ending at
+        each of ``ends``; with ``alerts``, raise and resolve alerts from their findings too: what was raised
+        and resolved."""
+        told: list[Alert] = []
+        detectors = [d for d in self.detectors if every or d.name not in _NO_WARMUP]
+        read = {f.query for f in frames}
+        lower = -math.inf
+        for end in ends:
+            chunk = [c for c in (_window(f, lower, end) for f in frames) if c is not None]
+            lower = end
+            view = build_view(chunk, self.index, self.counters, end, self.data_ranges.ranges)
+            view.not_due = frozenset(read.difference(c.query for c in chunk))  # a slower step's query
+            self._count_not_available(view)
+            view.forgotten = self.index.expire(end, self.cfg.forget_after_seconds)
+            self.evidence.reset(view.forgotten)
+            self.counters.reset(view.forgotten)
+            for step in view.steps:
+                self.evidence.push(step.ids, step.value, step.at)
+            found = TickResult(findings=self._learn(view, detectors))
+            if alerts:
+                self._update_alerts(found, end, self._unreadable(view))
+                told.extend(found.changes())
+            self.last_view = view
+        return told
+
+    def _recall(self, now: float, held: Mapping[str, datetime] | None) -> None:
+        """Recall what the warm-up's history left firing (``self.firing``), each alert until serve lets it
+        end: its ``endsAt`` in ``held``, and none serve no longer holds; without ``held``, the hold from
+        ``now``, which takes the restart for instant. After a downtime d that outlived serve's endsAt by d:
+        a straggler 2 minutes past it re-raised the alert serve had ended, whose incident ended with the
+        alert resolved while the fault went on."""
+        if held is None:
+            until = now + held_seconds(self.cfg.infer_every_seconds)
+            self._recall_ends = dict.fromkeys(self.firing, until)
+        else:
+            ends = {k: held.get(state.alert.fingerprint) for k, state in self.firing.items()}
+            self._recall_ends = {k: end.timestamp() for k, end in ends.items() if end is not None}
+        self._recalled = {k: self.firing[k] for k in self._recall_ends}
+
+    def _learn(self, view: View, detectors: Sequence[Detector]) -> list[Findings]:
+        """One warm-up step: the detectors learn ``view``; their findings."""
+        found: list[Findings] = []
+        for detector in detectors:
+            try:
+                if view.forgotten.size:
+                    detector.forget(view.forgotten)
+                found.extend(self.data_ranges.apply(f) for f in detector.detect(view))
+            except Exception:  # loop boundary, as in infer
+                logger.exception("detector failed in warm-up", extra={"detector": detector.name})
+                self.detector_errors[detector.name] = self.detector_errors.get(detector.name, 0) + 1
+        return found
+
+
+def _window(frame: Frame, lower: float, end: float) -> Frame | None:
+    """``frame``'s samples after ``lower`` up to ``end`` as a live read of that window returns them: None
+    without a step in it, and only the series with a sample in it (``Frame.samples``). Kept with gaps, the
+    series of a node down then and back later in the replayed history were taken as seen, and the fleet
+    detector restarted their smoothing, where the live ticks, which read them not at all, left both as they
+    were. A sample that is NaN or infinite is one: taken for no sample, the series whose only sample in a
+    tick was one was dropped from the replay, where the live read returned it as a gap row."""
+    mask = (frame.timestamps > lower) & (frame.timestamps <= end)
+    if not mask.any():
+        return None
+    rows = np.flatnonzero(frame.sampled(mask))
+    labels = frame.labels if rows.size == len(frame.labels) else [frame.labels[i] for i in rows.tolist()]
+    cells = np.ix_(rows, mask)
+    kept = None if frame.present is None else frame.present[cells]
+    return Frame(frame.query, labels, frame.timestamps[mask], frame.values[cells], frame.kind, kept)
