@@ -30,10 +30,18 @@ replay of the ticks a restart missed must read it so too. Drawn apart from the s
 source reads each query on from its own last good read, as ``PromQLSource`` does, so the straight run reads
 the failed tick's samples at the next tick, and a restart must too. Drawn apart, as the hard faults.
 
+``--promql`` has every service (the uninterrupted one and each restarted one, a new source per process) read
+through a real ``PromQLSource`` over HTTP from a Prometheus stand-in (``fleet_prometheus.py``: the tests'
+``FakePrometheus`` answering ``query_range`` from the fleet's samples, each node scraped every minute at a
+phase of its own, Prometheus' 5-minute lookback and staleness markers), one bare-selector query per metric on
+the tick's step, and in half the seeds ``min_over_time(gpuwarden_gpu_up[5m])`` (sent guarded): its range
+edges, coarse-step tracking and per-query catch-up after a failed read (``--failed-reads``: an HTTP 503 of
+the query) run as in ``anomaly run``. Drawn apart, as the hard faults.
+
 The multivariate model is fitted once at the first start (``fit_every_seconds`` a day, past the run): its
 scheduled refits come ``fit_every`` after each process start, so no restart keeps their times.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/anomaly_restart_fuzz.py --seeds 0-19 --steps 60 [--snapshot]
+    PYTHONPATH=. .venv/bin/python benchmarks/anomaly_restart_fuzz.py --seeds 0-19 --snapshot --promql
 """
 
 from __future__ import annotations
@@ -46,21 +54,24 @@ import random
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from fleet_prometheus import RANGE_QUERY, FleetPrometheus, scrape_phases, with_range_query
 from seed_list import SEEDS_HELP, seed_list
 
 from anomaly.forwarder import held_seconds
 from anomaly.needs import DBE, GPU_UP, XID_COUNTER
+from anomaly.promql import PromQLSource, PromQuery
 from anomaly.service import AnomalyService
 from anomaly.snapshot import Snapshot, load_snapshot, write_snapshot
-from anomaly.sources import Frame, SourceHealth
+from anomaly.sources import Frame, Source, SourceHealth
 from gpuwarden.clock import FakeClock
-from gpuwarden.config_anomaly import AnomalyConfig
+from gpuwarden.config_anomaly import AnomalyConfig, AnomalyQueryConfig
 
 EVERY = 300.0
 DAY = 86_400.0
@@ -162,8 +173,10 @@ class FleetSource:
         ts = np.arange(math.floor(start / EVERY) * EVERY + EVERY, end + 1, EVERY)
         ts = ts[(ts > start) & (ts <= end)]
         self._health.succeeded(end, self.fleet.gpus)
-        if not ts.size:
-            return []
+        return self.frames_at(ts) if ts.size else []
+
+    def frames_at(self, ts: np.ndarray) -> list[Frame]:
+        """Every query's samples at the times ``ts`` (Prometheus' scrapes of them for ``--promql``)."""
         cube = np.stack([self.fleet.values(t) for t in ts.tolist()], axis=2)  # query x GPU x time
         seen = np.isfinite(cube[0]).any(axis=1)
         labels = [lab for lab, s in zip(self.fleet.labels, seen.tolist(), strict=True) if s]
@@ -288,8 +301,10 @@ def _hard_faults(seed: int, steps: int, gpus: int, restarts: dict[int, tuple[int
     return [Fault(rng.choice(("xid", "dbe")), rng.randrange(gpus), t, steps) for t in ticks]
 
 
-def config() -> AnomalyConfig:
+def config(queries: Sequence[PromQuery] = ()) -> AnomalyConfig:
+    """The service's settings; ``queries``: those it reads from Prometheus (``--promql``)."""
     return AnomalyConfig(
+        queries=[AnomalyQueryConfig(name=q.name, expr=q.expr, step_seconds=q.step_seconds) for q in queries],
         infer_every_seconds=EVERY,
         fit_every_seconds=DAY,
         adaptive_metrics=["*"],
@@ -314,13 +329,65 @@ def _seen(service: AnomalyService, findings: list[Any]) -> Tick:
     return scores, frozenset(firing)
 
 
+def promql_queries(fleet: Fleet) -> list[PromQuery]:
+    """The queries ``--promql`` reads, each a bare selector of its metric on the tick's step; and in half the
+    seeds ``RANGE_QUERY`` (``min_over_time``)."""
+    names = [*QUERIES, *((GPU_UP, DBE, XID_COUNTER) if fleet.hard is not None else ())]
+    queries = [PromQuery(name, name, EVERY) for name in names]
+    return [*queries, RANGE_QUERY] if with_range_query(fleet.seed) else queries
+
+
+class _Reads:
+    """Where a run's services read the fleet: its in-process source, or Prometheus (``--promql``)."""
+
+    def __init__(self, fleet: Fleet, prom: FleetPrometheus | None) -> None:
+        self.fleet, self.prom = fleet, prom
+        self.cfg = config(list(prom.queries) if prom is not None else ())
+        self._open: PromQLSource | None = None
+
+    def source(self, clock: FakeClock) -> Source:
+        """A new process' source (the old one's closed)."""
+        self.close()
+        if self.prom is None:
+            return FleetSource(self.fleet)
+        self._open = self.prom.source(clock)
+        return self._open
+
+    def failing(self, step: int | None) -> None:
+        """Prometheus fails the queries ``Fleet.failed`` fails at ``step`` (``FleetSource`` fails its own);
+        None: none."""
+        if self.prom is not None:
+            failed = () if step is None else self.fleet.failed
+            self.prom.fail([QUERIES[f.target] for f in failed if f.start <= step < f.end])
+
+    def close(self) -> None:
+        if self._open is not None:
+            self._open.close()
+            self._open = None
+
+
 def run(
-    fleet: Fleet, steps: int, restarts: dict[int, tuple[int, int]], snapshot: bool, where: Path
+    fleet: Fleet,
+    steps: int,
+    restarts: dict[int, tuple[int, int]],
+    snapshot: bool,
+    where: Path,
+    prom: FleetPrometheus | None = None,
 ) -> dict[int, Tick]:
-    """Each tick the run scored; restarted before each tick of ``restarts``."""
+    """Each tick the run scored; restarted before each tick of ``restarts``; reading ``prom`` if given."""
+    reads = _Reads(fleet, prom)
+    try:
+        return _run(reads, steps, restarts, snapshot, where)
+    finally:
+        reads.close()
+
+
+def _run(
+    reads: _Reads, steps: int, restarts: dict[int, tuple[int, int]], snapshot: bool, where: Path
+) -> dict[int, Tick]:
+    fleet, cfg = reads.fleet, reads.cfg
     clock = FakeClock(fleet.t0)
-    source = FleetSource(fleet)
-    service = AnomalyService(config(), [source], clock)
+    service = AnomalyService(cfg, [reads.source(clock)], clock)
     service.warm_up()
     saved: list[Snapshot] = []  # the state after each tick: a crash's snapshot is an older one
     out: dict[int, Tick] = {}
@@ -333,8 +400,7 @@ def run(
             kept = saved[-1 - min(lost, len(saved) - 1)] if saved else None  # the oldest save there was
             clock.advance(down * EVERY)
             step += down
-            source = FleetSource(fleet)  # a new process: no query's last read
-            service = AnomalyService(config(), [source], clock)
+            service = AnomalyService(cfg, [reads.source(clock)], clock)  # a new process: no query's last read
             state = None
             if snapshot and kept is not None:
                 write_snapshot(where, kept)  # through the file, as a restart reads it
@@ -343,7 +409,11 @@ def run(
             if step >= steps:
                 break
         clock.advance(EVERY)
+        reads.failing(step)
         result = service.infer()
+        # The tick's read only: a restart's warm-up before the next tick reads Prometheus whole (left failing,
+        # 44 of 60 seeds' warm-ups lost the failed query's history: the harness', not the service's).
+        reads.failing(None)
         out[step] = _seen(service, result.findings)
         if snapshot:
             saved = [*saved[-4:], service.snapshot()]
@@ -395,6 +465,11 @@ def main() -> None:
         action="store_true",
         help="one query's read failing at the tick before each restart's snapshot (read again at the next)",
     )
+    parser.add_argument(
+        "--promql",
+        action="store_true",
+        help="read through PromQLSource over HTTP from a Prometheus stand-in (fleet_prometheus.py)",
+    )
     args = parser.parse_args()
     if args.steps < 4:
         parser.error(f"--steps {args.steps}: at least 4 (a restart needs ticks before and after it)")
@@ -403,11 +478,16 @@ def main() -> None:
     divergent: dict[int, dict[str, Any]] = {}
     held_otherwise: dict[int, dict[str, Any]] = {}
     by_detector: dict[str, int] = {}
+    prom = FleetPrometheus() if args.promql else None
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
             fleet, restarts = draw(seed, args.steps, args.hard_faults, args.blank_samples, args.failed_reads)
-            straight = run(fleet, args.steps, {}, False, Path(tmp) / "s.npz")
-            restarted = run(fleet, args.steps, restarts, args.snapshot, Path(tmp) / "s.npz")
+            if prom is not None:
+                prom.serve(
+                    promql_queries(fleet), FleetSource(fleet).frames_at, scrape_phases(seed, fleet.nodes)
+                )
+            straight = run(fleet, args.steps, {}, False, Path(tmp) / "s.npz", prom)
+            restarted = run(fleet, args.steps, restarts, args.snapshot, Path(tmp) / "s.npz", prom)
             found, held = first_divergence(straight, restarted)
             if found is not None:
                 divergent[seed] = found
@@ -433,6 +513,8 @@ def main() -> None:
                     ),
                     file=sys.stderr,
                 )
+    if prom is not None:
+        prom.close()
     print(
         json.dumps(
             {
@@ -443,6 +525,7 @@ def main() -> None:
                 "hard_faults": args.hard_faults,
                 "blank_samples": args.blank_samples,
                 "failed_reads": args.failed_reads,
+                "promql": args.promql,
                 "divergent": len(divergent),
                 "divergent_seeds": sorted(divergent),
                 "first_divergence_by": by_detector,

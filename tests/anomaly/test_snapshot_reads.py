@@ -3,6 +3,8 @@ a query that failed just before the save is caught up in the replay, not left wi
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -10,7 +12,7 @@ from anomaly.service import AnomalyService
 from anomaly.snapshot import load_snapshot, save_snapshot
 from anomaly.sources import Frame, QueryHealth
 from gpuwarden.clock import FakeClock
-from tests.anomaly.test_snapshot import EVERY, QUERIES, GridSource, Scores, _config, _same, _ticks
+from tests.anomaly.test_snapshot import DAY, EVERY, QUERIES, GridSource, Scores, _config, _same, _ticks
 
 
 class QueryReadsSource(GridSource):
@@ -119,3 +121,43 @@ def test_a_series_in_only_the_held_over_half_is_read_as_one_read_returns_it(tmp_
     restarted, taken = _run(tmp_path, crash=True, lost=0, gone=True)
     assert _same(restarted, straight)
     assert _counts(taken) == _counts(kept)
+
+
+def test_a_save_after_a_warm_up_that_replayed_no_tick_records_where_the_warm_up_read_up_to(tmp_path, caplog):
+    """With ``latency_offset_seconds`` each read ends that long before now. A restart within a tick (no
+    sample after its snapshot) replayed no tick, and its save recorded the time the service was made as
+    read up to, the offset past what it read: the next restart replayed the ticks it missed on a grid
+    shifted by the offset, the last past its own read, and its save, later than its now, was refused by the
+    restart after it ("saved after now") though nothing had changed."""
+    offset = 60.0
+    clock = FakeClock()
+    clock.advance(offset)  # the reads end on the tick grid
+
+    def started(path: object = None) -> AnomalyService:
+        cfg = _config(
+            latency_offset_seconds=offset, fit_every_seconds=DAY
+        )  # no refit: each start keeps its own
+        service = AnomalyService(cfg, [GridSource()], clock)
+        service.warm_up(snapshot=None if path is None else load_snapshot(path, service.cfg))
+        return service
+
+    straight = started()
+    _ticks(clock, straight, 12)
+    path = tmp_path / "state.npz"
+    assert save_snapshot(path, straight.snapshot())
+    restarted = started(path)  # within the tick: no tick replayed
+    assert restarted.snapshot().read_until == clock.time() - offset  # what it read up to, not now
+    assert save_snapshot(path, restarted.snapshot())
+    _ticks(clock, straight, 2)  # stopped for two ticks
+    later = started(path)
+    assert later.snapshot().read_until == clock.time() - offset
+    assert save_snapshot(path, later.snapshot())
+    with caplog.at_level(logging.WARNING):
+        last = started(path)  # stopped and started at once
+    assert "anomaly state" not in caplog.text  # not refused
+    for _ in range(3):
+        clock.advance(EVERY)
+        want, got = straight.infer().findings, last.infer().findings
+        assert [(f.detector, f.query, f.score.tolist()) for f in got] == [
+            (f.detector, f.query, f.score.tolist()) for f in want
+        ]
