@@ -13,7 +13,10 @@ imports the exporter), and every ``fit_every`` a ``fit``. Faults hit a random GP
   rank: those alerts are sympathetic, not false; an inference service's replicas each draw their own load,
   so an alert on another replica is false). A fault on another GPU of its node does not reach it (the
   simulator shares no cooling or NVLink state between GPUs): such a false alert names the faults open beside
-  it (``beside``), counted apart (``false_alerts_beside_a_fault``).
+  it (``beside``), counted apart (``false_alerts_beside_a_fault``). A fault on its own GPU that cannot show
+  yet (a straggler whose job another fault stalls: ``Injection.shows_at``) neither detects nor excuses it;
+  where no open fault elsewhere on its job makes it sympathetic (below), it is false, and names that fault
+  ``on`` its GPU (``false_alerts_on_a_hidden_fault``), not beside it.
   One on a GPU of a faulted job other than the fault's target is counted apart (``sympathetic``: detector
   and delay from when the newest such fault seen by then could be seen: its start, or its node's return,
   below); one raised more than the soft deadline (5 minutes) after that is listed (``late_sympathetic``):
@@ -221,6 +224,9 @@ class FaultEvalReport:
     missed: list[dict[str, Any]] = field(default_factory=list)
     reraised: list[dict[str, Any]] = field(default_factory=list)  # ``new_fault``: the class, or None
     sympathetic: list[dict[str, Any]] = field(default_factory=list)  # alerts on a faulted job's other GPUs
+    # False alerts beside faults on other GPUs of their node, by ``alertname:model:for`` and those classes.
+    beside_faults: dict[tuple[str, tuple[str, ...]], int] = field(default_factory=dict)
+    on_hidden_faults: int = 0  # false alerts on a GPU whose own fault could not show yet
 
     @property
     def false_alerts_per_1000_gpu_days(self) -> float:
@@ -246,13 +252,12 @@ class FaultEvalReport:
     def false_alerts_beside_faults(self) -> dict[str, int]:
         """False alerts raised while a fault was open on another GPU of their node, by ``alertname:model:for``
         and the classes of those faults: the eval took them as the fault's until fix/attrib, though no fault
-        of the simulator reaches a neighbour GPU."""
-        out: dict[str, int] = {}
-        for a in self.false_alert_examples:
-            if a.get("beside"):
-                classes = sorted({f.split(" GPU ")[0] for f in a["beside"].split(", ")})
-                key = f"{_detector(a)} beside {', '.join(classes)}"
-                out[key] = out.get(key, 0) + 1
+        of the simulator reaches a neighbour GPU. Counted from the faults as noted (``beside_faults``), not
+        read back from the ``beside`` text, which a class's name may make ambiguous."""
+        out = {
+            f"{detector} beside {', '.join(classes)}": n
+            for (detector, classes), n in self.beside_faults.items()
+        }
         return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
     def sympathetic_by_detector(self) -> dict[str, dict[str, float]]:
@@ -281,8 +286,9 @@ class FaultEvalReport:
             "false_alerts_per_1000_gpu_days": round(self.false_alerts_per_1000_gpu_days, 3),
             "false_alerts_by_detector": self.false_alerts_by_detector(),
             "false_alerts_by_gpu": self.false_alerts_by_gpu(),
-            "false_alerts_beside_a_fault": sum(bool(a.get("beside")) for a in self.false_alert_examples),
+            "false_alerts_beside_a_fault": sum(self.beside_faults.values()),
             "false_alerts_beside_faults": self.false_alerts_beside_faults(),
+            "false_alerts_on_a_hidden_fault": self.on_hidden_faults,
             "false_alert_examples": self.false_alert_examples[:10],
             "missed": self.missed[:20],
             "reraised": len(self.reraised),
@@ -450,11 +456,17 @@ class _Truth:
         ]
         return max(sharing, key=Injection.seen_from, default=None)
 
-    def beside(self, node: str, at: float) -> list[Injection]:
-        """Open faults on another GPU of ``node``: they do not reach an alert's GPU (``_aims_at``), but a
+    def beside(self, node: str, gpu: int | None, at: float) -> list[Injection]:
+        """Open faults on another GPU of ``node``: they do not reach an alert on ``gpu`` (``_aims_at``), but a
         reader of a false alert raised beside one wants to know (the eval took such alerts as the fault's
         until fix/attrib)."""
-        return [inj for inj in self.open_at(at) if inj.node == node]
+        return [inj for inj in self.open_at(at) if inj.node == node and not _aims_at(inj, node, gpu)]
+
+    def hidden_on(self, node: str, gpu: int | None, at: float) -> list[Injection]:
+        """Open faults that act on ``node``/``gpu`` but cannot show at ``at`` (``Injection.shows_at``: a
+        straggler idling with its stalled job): an alert there is neither their detection nor excused by them,
+        yet they are on its GPU, not beside it."""
+        return [inj for inj in self.open_at(at) if _aims_at(inj, node, gpu) and not inj.shows_at(at)]
 
 
 def _aims_at(inj: Injection, node: str, gpu: int | None) -> bool:
@@ -529,6 +541,8 @@ def run_fault_eval(
         ],
         reraised=reraised,
         sympathetic=tally.sympathetic,
+        beside_faults=tally.beside_faults,
+        on_hidden_faults=tally.on_hidden_faults,
     )
 
 
@@ -664,6 +678,8 @@ class _Tally:
     counted_from: float
     false_alerts: list[dict[str, str]] = field(default_factory=list)
     sympathetic: list[dict[str, Any]] = field(default_factory=list)
+    beside_faults: dict[tuple[str, tuple[str, ...]], int] = field(default_factory=dict)  # see FaultEvalReport
+    on_hidden_faults: int = 0
 
 
 def _attribute(alert: Alert, now: float, truth: _Truth, tally: _Tally) -> None:
@@ -687,13 +703,27 @@ def _attribute(alert: Alert, now: float, truth: _Truth, tally: _Tally) -> None:
             tally.sympathetic.append(_sympathetic(alert, now, shared))
             return
     if now >= tally.counted_from:
-        tally.false_alerts.append({**dict(alert.labels), "at": f"{now:.0f}", **_beside(node, now, truth)})
+        _count_false(alert, now, truth, tally)
 
 
-def _beside(node: str | None, now: float, truth: _Truth) -> dict[str, str]:
-    """``beside``: the open faults on other GPUs of a false alert's node (``hung GPU 3, ...``), if any."""
-    faults = [] if node is None else truth.beside(node, now)
-    return {"beside": ", ".join(f"{inj.fault_class.name} GPU {inj.gpu}" for inj in faults)} if faults else {}
+def _count_false(alert: Alert, now: float, truth: _Truth, tally: _Tally) -> None:
+    """List a false alert with the open faults of its node: ``beside`` it, on other GPUs (``hung GPU 3,
+    ...``), and ``on`` its own GPU but not shown yet (``_Truth.hidden_on``); count the first by detector and
+    classes, kept as data beside the text."""
+    node, gpu = _target(alert)
+    row = {**dict(alert.labels), "at": f"{now:.0f}"}
+    beside = [] if node is None else truth.beside(node, gpu, now)
+    hidden = [] if node is None else truth.hidden_on(node, gpu, now)
+    if beside:
+        row["beside"] = ", ".join(f"{inj.fault_class.name} GPU {inj.gpu}" for inj in beside)
+        key = (_detector(alert.labels), tuple(sorted({inj.fault_class.name for inj in beside})))
+        tally.beside_faults[key] = tally.beside_faults.get(key, 0) + 1
+    if hidden:
+        row["on"] = ", ".join(
+            f"{inj.fault_class.name} GPU {inj.gpu} (not shown yet: its job stalled)" for inj in hidden
+        )
+        tally.on_hidden_faults += 1
+    tally.false_alerts.append(row)
 
 
 def _sympathetic(alert: Alert, now: float, inj: Injection) -> dict[str, Any]:
@@ -772,7 +802,10 @@ def _summarise(
 def merge_reports(reports: list[FaultEvalReport]) -> FaultEvalReport:
     """One report over several independent runs (seeds): counts and GPU-days add up."""
     classes: dict[str, ClassResult] = {}
+    beside: dict[tuple[str, tuple[str, ...]], int] = {}
     for r in reports:
+        for key, n in r.beside_faults.items():
+            beside[key] = beside.get(key, 0) + n
         for name, c in r.classes.items():
             m = classes.setdefault(name, ClassResult(name, c.hard))
             m.injected += c.injected
@@ -798,4 +831,6 @@ def merge_reports(reports: list[FaultEvalReport]) -> FaultEvalReport:
         missed=[m for r in reports for m in r.missed],
         reraised=[m for r in reports for m in r.reraised],
         sympathetic=[m for r in reports for m in r.sympathetic],
+        beside_faults=beside,
+        on_hidden_faults=sum(r.on_hidden_faults for r in reports),
     )
