@@ -15,6 +15,7 @@ from anomaly.faulteval import (
     LONG_OUTAGE_SECONDS,
     WHILE_DOWN_CLASSES,
     EvalPlan,
+    FaultClass,
     FaultEvalReport,
     Injection,
     _attribute,
@@ -454,6 +455,19 @@ def test_an_alert_on_a_stragglers_gpu_while_another_rank_stalls_its_job_is_the_s
     assert tally.false_alerts == []
 
 
+def _false_report(tally: _Tally) -> FaultEvalReport:
+    """A report of ``tally``'s false alerts, as ``run_fault_eval`` makes it."""
+    return FaultEvalReport(
+        {},
+        1.0,
+        len(tally.false_alerts),
+        tally.false_alerts,
+        30.0,
+        beside_faults=tally.beside_faults,
+        on_hidden_faults=tally.on_hidden_faults,
+    )
+
+
 GPU_CLASSES = [c for c in FAULT_CLASSES if not c.node_level]
 
 
@@ -476,7 +490,7 @@ def test_an_alert_on_a_neighbour_gpu_of_a_gpu_fault_is_false_and_names_the_fault
         (str(neighbour), f"{fault_class.name} GPU {gpu}"),
         (str(neighbour), f"{fault_class.name} GPU {gpu}"),
     ]
-    report = FaultEvalReport({}, 1.0, 2, tally.false_alerts, 30.0).to_json()
+    report = _false_report(tally).to_json()
     assert report["false_alerts_beside_a_fault"] == 2
     assert report["false_alerts_beside_faults"] == {
         f"GpuwardenAnomaly:adaptive: beside {fault_class.name}": 1,
@@ -598,3 +612,46 @@ def test_seed_900_draws_the_14_classes_as_it_did_before_the_long_outages():
         ("memory_leak", "node-04", 0, 10873),
         ("xid_79_fell_off_bus", "node-08", 0, 12218),
     ]
+
+
+def test_false_alerts_beside_faults_are_grouped_by_the_classes_whatever_their_names():
+    """The grouping read the classes back out of the ``beside`` text, cut at ", " and " GPU ": a class whose
+    name holds either (an ``EvalPlan`` scores any classes it is given) was cut into classes that do not
+    exist."""
+    clock = FakeClock()
+    fleet = build_fleet(2, 8, seed=3, clock=clock)
+    (node, gpu), _, (_, neighbour) = _job_mates(fleet)
+    odd = FaultClass("hbm, GPU 0 row remap", False, {"kind": "ecc_sbe_storm"})
+    truth = _Truth(fleet, grace=900.0)
+    truth.injections.append(Injection(odd, node, gpu, 1000.0))
+    tally = _Tally(counted_from=0.0)
+    _attribute(_raise(node, neighbour), 1200.0, truth, tally)
+    report = _false_report(tally).to_json()
+    assert report["false_alerts_beside_faults"] == {
+        "GpuwardenAnomaly:adaptive: beside hbm, GPU 0 row remap": 1
+    }
+
+
+def test_a_false_alert_on_a_stalled_stragglers_own_gpu_names_it_on_that_gpu_not_beside():
+    """A straggler's GPU idles with its stalled job (``Injection.shows_at``): an alert there then is not its
+    detection, and where no fault elsewhere on the job is open to explain the stall (``_Truth.shares_job``),
+    not sympathetic either: a false alert. It named the straggler "beside" itself, as if on another GPU of
+    its node; it names it ``on`` its GPU, not shown yet, and only faults on other GPUs beside it."""
+    clock = FakeClock()
+    fleet = build_fleet(2, 8, seed=3, clock=clock)
+    (node, slow), _, (_, neighbour) = _job_mates(fleet)
+    truth = _Truth(fleet, grace=900.0)
+    straggler = Injection(_class("straggler"), node, slow, 1100.0, stalled_until=1260.0)
+    truth.injections += [straggler, Injection(_class("hung"), node, neighbour, 1000.0)]
+    tally = _Tally(counted_from=0.0)
+    _attribute(_raise(node, slow), 1260.0, truth, tally)
+    assert (straggler.detected_at, tally.sympathetic) == (None, [])
+    assert [(a["gpu"], a.get("on"), a.get("beside")) for a in tally.false_alerts] == [
+        (str(slow), f"straggler GPU {slow} (not shown yet: its job stalled)", f"hung GPU {neighbour}")
+    ]
+    report = _false_report(tally).to_json()
+    assert report["false_alerts_beside_faults"] == {"GpuwardenAnomaly:adaptive: beside hung": 1}
+    assert (report["false_alerts_beside_a_fault"], report["false_alerts_on_a_hidden_fault"]) == (1, 1)
+    merged = merge_reports([_false_report(tally), _false_report(tally)]).to_json()
+    assert merged["false_alerts_beside_faults"] == {"GpuwardenAnomaly:adaptive: beside hung": 2}
+    assert (merged["false_alerts_beside_a_fault"], merged["false_alerts_on_a_hidden_fault"]) == (2, 2)
