@@ -72,6 +72,8 @@ _FIELDS = (
     "fell_at",
     "low_t",
     "low_p",
+    "rest_t",
+    "rest_p",
 )
 
 
@@ -128,6 +130,8 @@ class ThermalDetector:
         self.fell_at = np.zeros(0)  # when its power fell below any its line scored at (0: it is not)
         self.low_t = np.zeros(0)  # the lowest temperature it cooled to there, and its power lagged at the
         self.low_p = np.zeros(0)  # slowest lag then (``_rewarming``)
+        self.rest_t = np.zeros(0)  # the temperature it settled at, at the lowest power it settled at in no
+        self.rest_p = np.zeros(0)  # hot run, and that power lagged (0: none yet; ``_rested``)
         self._join: tuple[IntArray, IntArray, IntArray, IntArray, IntArray, IntArray] | None = None
         self._slot: Slots[int] = Slots()  # temperature series id <-> its row of the arrays
         self._gpu: list[str | None] = []  # each slot's GPU (``key_label``), to park its state when forgotten
@@ -207,7 +211,7 @@ class ThermalDetector:
             gpu, self._gpu[slot] = self._gpu[slot], None
             if gpu is not None and self.n[slot] > 0:
                 row = np.array([getattr(self, name)[slot] for name in _FIELDS])
-                # At most as many GPUs as it has slots (465 B a GPU parked, 184 B a slot): 2.5x its state.
+                # At most as many GPUs as it has slots (502 B a GPU parked, 200 B a slot): 2.5x its state.
                 self._parked.park(gpu, float(self.last[slot]), row, self.n.size)
             self._slot.free(slot)
         self.n[slots] = 0
@@ -346,8 +350,14 @@ class ThermalDetector:
             slots, (t, self.slow[slots], slope), guess & (n >= self.warmup), (fallen, ongoing)
         )
         score = np.where(peer, peer_score, np.where(climbing, np.maximum(climb / band, own), own))
-        below = self._not_as_peers(groups, (t, lagged, band), lagged < pbot - self.ridge_watts, throttled)
-        score, strict = self._carried(slots, (score, np.where(peer, peer_score, strict_own)), below, held_for)
+        score, strict = self._carried(
+            slots,
+            (score, np.where(peer, peer_score, strict_own)),
+            self._not_as_peers(
+                (slots, groups), (t, lagged, band), lagged < pbot - self.ridge_watts, throttled
+            ),
+            held_for,
+        )
         # Learn from the sample winsorised at the band, so a dip teaches little; a sample above the band (an
         # alert's) at a power it has learnt at teaches nothing. Taught at the band, the error scale grew by
         # (k - 1) * alpha a tick (the band is k of it) and the intercept by alpha bands: a runaway held at
@@ -392,6 +402,7 @@ class ThermalDetector:
         # A run begun climbing from where its stalled GPU had cooled to began below what it knows: not a
         # runaway throttled there, judged by its climb while it lasts.
         self.hot_in[slots] = np.where(hot & (throttled | ((lagged >= pmin) & ~fallen)), score, 0.0)
+        self._rested(slots, (t, lagged), fresh, (n >= self.warmup) & ~hot & ~throttled & (score < 1.0))
         # A sample let off as cooling, hot against its line, teaches it nothing either: taught at the band, a
         # GPU whose power swung every minute (a 90 s lag) taught its line a failing cooler's heat at each
         # swing down, and the runaway scored over 1 for 19 of 140 ticks (never 4 in a row) at 116 C.
@@ -494,7 +505,8 @@ class ThermalDetector:
         (``_hold``'s throttled), where the line errs high and cannot tell a failed cooler from a healthy one:
         a sample read cool there is scored as that run's last (``hot_in``) while its hold lasts and once hot
         for the slowest lag it allows for (held_for: the GPU's heat, not a reading's spike), until its power
-        is back where its line judges it, or its peers at that power read it as cool (``_not_as_peers``).
+        is back where its line judges it, or its peers at that power (or, too few, its own rest there) read it
+        as cool (``_not_as_peers``).
 
         A runaway hot at its job's power (97 C at 265 W, throttled) whose job stalled at 70 W (another
         node down) cooled to 46 C, 13 C above a healthy GPU's 33 C, far under the 68 C its line drew
@@ -507,7 +519,7 @@ class ThermalDetector:
 
     def _not_as_peers(
         self,
-        groups: IntArray,
+        rows: tuple[IntArray, IntArray],
         sample: tuple[FloatArray, FloatArray, FloatArray],
         below: BoolArray,
         throttled: BoolArray,
@@ -515,21 +527,59 @@ class ThermalDetector:
         """Which samples of a hot run (``_hold``'s ``throttled``) ``below`` any power their line scored at
         are not as cool as their peers: hotter, their band allowed, than the median of at least
         ``min_peers`` GPUs of their model (``peer_labels``) at their power (within ``ridge_watts``, lagged)
-        and in no such run, or with too few such peers to tell.
+        and in no such run; with too few such peers, not as cool as the GPU itself was at rest there
+        (``_not_as_rested``). ``rows``: the samples' slots and peer groups.
 
         Where its line cannot judge, its peers can: a healthy GPU (a fan's 4-minute hiccup at its job's power,
         over as the job stalled) idled at its peers' 33 C, yet its hot run was carried (``_carried``) through
         the whole stall, an alert held on a healthy GPU (resolved 12 minutes into the stall before the carry).
         A runaway idles 13 C above them."""
+        slots, groups = rows
         t, lagged, band = sample
-        out = below & throttled
+        out = self._not_as_rested(slots, sample, below & throttled)
         if np.count_nonzero(~throttled) < self.min_peers:  # a fleet all in hot runs: none to ask
             return out
-        for i in np.flatnonzero(out & (groups >= 0)).tolist():
+        for i in np.flatnonzero(below & throttled & (groups >= 0)).tolist():
             near = ~throttled & (groups == groups[i]) & (np.abs(lagged - lagged[i]) <= self.ridge_watts)
             if np.count_nonzero(near) >= self.min_peers:
                 out[i] = t[i] > float(np.median(t[near])) + band[i]
         return out
+
+    def _not_as_rested(
+        self, slots: IntArray, sample: tuple[FloatArray, FloatArray, FloatArray], carried: BoolArray
+    ) -> BoolArray:
+        """Which samples of ``carried`` (a hot run below any power their line scored at) are not as cool as
+        their GPU itself was at rest at that power (within ``ridge_watts``, lagged) before: hotter, their band
+        allowed, than the temperature it settled at there in no hot run (``_rested``), or with no such rest.
+
+        A lone GPU (too few peers of its model at its power, or none) was carried by ``_carried`` on the
+        word of no one: repaired while its job stalled (or its node was down), it idled at the 33 C it had
+        read at 70 W before the runaway, yet its alert was held (at 4.2, or 11.6) until the job resumed or
+        the 6-hour hold ended. Its line cannot judge there (below any power it scored at it errs high: 6 hours
+        in its job after that rest, it drew 59 C), but its own rest can, as its peers would: a failed cooler
+        idles 13 C above it (46 C)."""
+        t, lagged, band = sample
+        rest_t, rest_p = self.rest_t[slots], self.rest_p[slots]
+        known = carried & (rest_p > 0.0) & (np.abs(lagged - rest_p) <= self.ridge_watts)
+        return np.where(known, t > rest_t + band, carried)
+
+    def _rested(
+        self,
+        slots: IntArray,
+        sample: tuple[FloatArray, FloatArray],
+        fresh: BoolArray,
+        quiet: BoolArray,
+    ) -> None:
+        """Keep each GPU's rest: the temperature of its newest ``quiet`` sample (warm, in no hot run, not hot)
+        whose power has settled (lagged at ``lag_seconds`` and at the slowest lag it allows for, within
+        ``ridge_watts``: a GPU of that lag has then cooled to it) at a power no higher than its rest's (within
+        ``ridge_watts``), and that power; a fresh slot has none (a freed slot's is another GPU's)."""
+        t, lagged = sample
+        rest_p = np.where(fresh, 0.0, self.rest_p[slots])
+        settled = quiet & (np.abs(self.slow[slots] - lagged) <= self.ridge_watts)
+        rest = settled & ((rest_p <= 0.0) | (lagged <= rest_p + self.ridge_watts))
+        self.rest_t[slots] = np.where(rest, t, np.where(fresh, 0.0, self.rest_t[slots]))
+        self.rest_p[slots] = np.where(rest, lagged, rest_p)
 
     def _climbs(
         self,
