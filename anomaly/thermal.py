@@ -141,7 +141,10 @@ class ThermalDetector(ThermalGuesses, ThermalHolds):
             slots,
             (score, np.where(peer, peer_score, strict_own)),
             self._not_as_peers(
-                (slots, groups), (t, lagged, band), lagged < pbot - self.ridge_watts, throttled
+                (slots, groups, self._seen(slots, fresh | (gap > self._slowest_lag()), at)),
+                (t, lagged, band),
+                lagged < pbot - self.ridge_watts,
+                throttled,
             ),
             held_for,
         )

@@ -72,9 +72,22 @@ class ThermalHolds(ThermalLines):
         score = np.where(carried & (score < 1.0), self.hot_in[slots], score)
         return score, np.where(carried, score, strict)
 
+    def _seen(self, slots: IntArray, unseen: BoolArray, at: float) -> BoolArray:
+        """Which samples' temperatures have been read long enough to have settled: ``settle_seconds`` (5 of
+        the slowest lags it allows for) since the first sample after one ``unseen`` (a fresh slot, or a gap
+        longer than the slowest lag: its node down, its GPU off and cooling meanwhile).
+
+        A GPU whose temperature lags 90 s, back cold from its node's 30-minute outage, read 33 C at first
+        with its cooler still failed, no hotter than its rest plus its band (``_not_as_rested``): its carried
+        run was let go and, climbing on to 46 C, it read 0 through its job's stall. A clock set back reads as
+        not settled yet: its rest does not judge until it has."""
+        seen_at = np.where(unseen, at, self.seen_at[slots])
+        self.seen_at[slots] = seen_at
+        return at - seen_at >= self.settle_seconds
+
     def _not_as_peers(
         self,
-        rows: tuple[IntArray, IntArray],
+        rows: tuple[IntArray, IntArray, BoolArray],
         sample: tuple[FloatArray, FloatArray, FloatArray],
         below: BoolArray,
         throttled: BoolArray,
@@ -83,15 +96,16 @@ class ThermalHolds(ThermalLines):
         are not as cool as their peers: hotter, their band allowed, than the median of at least
         ``min_peers`` GPUs of their model (``peer_labels``) at their power (within ``ridge_watts``, lagged)
         and in no such run; with too few such peers, not as cool as the GPU itself was at rest there
-        (``_not_as_rested``). ``rows``: the samples' slots and peer groups.
+        (``_not_as_rested``). ``rows``: the samples' slots, peer groups and whether their temperatures have
+        settled since they were unseen (``_seen``).
 
         Where its line cannot judge, its peers can: a healthy GPU (a fan's 4-minute hiccup at its job's power,
         over as the job stalled) idled at its peers' 33 C, yet its hot run was carried (``_carried``) through
         the whole stall, an alert held on a healthy GPU (resolved 12 minutes into the stall before the carry).
         A runaway idles 13 C above them."""
-        slots, groups = rows
+        slots, groups, settled = rows
         t, lagged, band = sample
-        out = self._not_as_rested(slots, sample, below & throttled)
+        out = self._not_as_rested(slots, sample, below & throttled, settled)
         if np.count_nonzero(~throttled) < self.min_peers:  # a fleet all in hot runs: none to ask
             return out
         for i in np.flatnonzero(below & throttled & (groups >= 0)).tolist():
@@ -101,11 +115,17 @@ class ThermalHolds(ThermalLines):
         return out
 
     def _not_as_rested(
-        self, slots: IntArray, sample: tuple[FloatArray, FloatArray, FloatArray], carried: BoolArray
+        self,
+        slots: IntArray,
+        sample: tuple[FloatArray, FloatArray, FloatArray],
+        carried: BoolArray,
+        settled: BoolArray,
     ) -> BoolArray:
         """Which samples of ``carried`` (a hot run below any power their line scored at) are not as cool as
         their GPU itself was at rest at that power (within ``ridge_watts``, lagged) before: hotter, their band
-        allowed, than the temperature it settled at there in no hot run (``_rested``), or with no such rest.
+        allowed, than the temperature it settled at there in no hot run (``_rested``), or with no such rest,
+        or with a temperature not ``settled`` since it was unseen (``_seen``: a GPU back cold from its node's
+        outage reads cool before its failed cooler has warmed it).
 
         A lone GPU (too few peers of its model at its power, or none) was carried by ``_carried`` on the
         word of no one: repaired while its job stalled (or its node was down), it idled at the 33 C it had
@@ -115,7 +135,7 @@ class ThermalHolds(ThermalLines):
         idles 13 C above it (46 C)."""
         t, lagged, band = sample
         rest_t, rest_p = self.rest_t[slots], self.rest_p[slots]
-        known = carried & (rest_p > 0.0) & (np.abs(lagged - rest_p) <= self.ridge_watts)
+        known = carried & settled & (rest_p > 0.0) & (np.abs(lagged - rest_p) <= self.ridge_watts)
         return np.where(known, t > rest_t + band, carried)
 
     def _rested(

@@ -54,6 +54,7 @@ FIELDS = (  # its per-slot arrays, in the order of a parked GPU's row
     "low_p",
     "rest_t",
     "rest_p",
+    "seen_at",
 )
 
 
@@ -110,6 +111,7 @@ class ThermalLines:
         self.low_p = np.zeros(0)  # slowest lag then (``_rewarming``)
         self.rest_t = np.zeros(0)  # the temperature it settled at, at the lowest power it settled at in no
         self.rest_p = np.zeros(0)  # hot run, and that power lagged (0: none yet; ``_rested``)
+        self.seen_at = np.zeros(0)  # its first sample after one unseen for the slowest lag (``_seen``)
         self._join: tuple[IntArray, IntArray, IntArray, IntArray, IntArray, IntArray] | None = None
         self._slot: Slots[int] = Slots()  # temperature series id <-> its row of the arrays
         self._gpu: list[str | None] = []  # each slot's GPU (``key_label``), to park its state when forgotten
@@ -182,7 +184,7 @@ class ThermalLines:
             gpu, self._gpu[slot] = self._gpu[slot], None
             if gpu is not None and self.n[slot] > 0:
                 row = np.array([getattr(self, name)[slot] for name in FIELDS])
-                # At most as many GPUs as it has slots (502 B a GPU parked, 200 B a slot): 2.5x its state.
+                # At most as many GPUs as it has slots (510 B a GPU parked, 208 B a slot): 2.5x its state.
                 self._parked.park(gpu, float(self.last[slot]), row, self.n.size)
             self._slot.free(slot)
         self.n[slots] = 0

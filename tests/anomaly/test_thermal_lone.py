@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from anomaly.thermal import ThermalDetector
-from tests.anomaly.test_thermal import GPUS, Gpus, _throttled
+from tests.anomaly.test_thermal import GPUS, TAU, Gpus, _throttled
 
 # GPU 2 the only one of its model: its peers' median is never asked, as for a GPU without the label (GPUS).
 ONE_OF_ITS_MODEL = [{**gpu, "modelName": "H100" if gpu["gpu"] == "2" else "A100"} for gpu in GPUS]
@@ -19,13 +19,14 @@ def _fed(gpus: Gpus, det: ThermalDetector, rng: np.random.Generator, watts: floa
 
 
 def _runaway_rested(
-    labels: list[dict[str, str]], busy: int
+    labels: list[dict[str, str]], busy: int, tau: float = TAU
 ) -> tuple[Gpus, ThermalDetector, np.random.Generator]:
     """Six GPUs seen only in their job (620 W) for 75 minutes, whose job stalls at 70 W for 10 minutes (they
     cool to their 33 C idle, too short for their lines to learn it) and runs ``busy`` ticks more; then GPU
-    2's cooler fails (x4 over 5 minutes, as the simulator's), its heat throttling it, for 20 minutes."""
+    2's cooler fails (x4 over 5 minutes, as the simulator's), its heat throttling it, for 20 minutes; their
+    temperature lags their power by ``tau`` seconds."""
     rng = np.random.default_rng(17)
-    gpus, det = Gpus(labels=labels), ThermalDetector()
+    gpus, det = Gpus(tau=tau, labels=labels), ThermalDetector()
     gpus.temp[:] = gpus.room + gpus.resistance * 620.0  # warm from its job, as the simulator's after an hour
     for _ in range(150):
         _fed(gpus, det, rng, 620.0)
@@ -85,7 +86,8 @@ def test_a_lone_gpus_runaway_repaired_while_its_node_is_down_is_not_carried_when
 ):
     """Its job stalled, its node down 30 minutes (its series forgotten, its state parked) and its cooler
     replaced: back, the job still stalled, it idled at its rest's 33 C, yet its parked hot run was carried
-    on. Kept failed, it is carried."""
+    on; it is let go once its temperature has been read ``settle_seconds`` back (20 ticks: a GPU back cold
+    reads cool before a failed cooler has warmed it). Kept failed, it is carried."""
     gpus, det, rng = _runaway_rested(GPUS, busy=720)
     for _ in range(20):
         _fed(gpus, det, rng, 70.0)
@@ -97,6 +99,32 @@ def test_a_lone_gpus_runaway_repaired_while_its_node_is_down_is_not_carried_when
     back = np.array([_fed(gpus, det, rng, 70.0) for _ in range(40)])
     assert np.delete(back, 2, axis=1).max() <= 1.0
     if repaired:
-        assert back[:, 2].max() <= 1.0
+        assert back[20:, 2].max() <= 1.0
     else:
         assert back[:, 2].min() > 1.0
+
+
+@pytest.mark.parametrize("repaired", [True, False], ids=["repaired", "still-failed"])
+def test_a_lone_gpu_back_cold_from_its_nodes_outage_is_judged_by_its_rest_only_once_its_temperature_settled(
+    repaired: bool,
+):
+    """A GPU whose temperature lags 90 s (the detector allows for 120 s), off while its node was down 30
+    minutes, is back at its room's 28 C: its failed cooler read 33 C at first, no hotter than its 32 C rest
+    plus its band, and its carried run was let go; climbing on to 46 C at its stall's 70 W, it read 0 for
+    the whole stall (fix/lone; carried at 1.8 before). A temperature read after so long unseen has not
+    settled: its rest judges it only once it has been read ``settle_seconds`` (20 ticks)."""
+    gpus, det, rng = _runaway_rested(GPUS, busy=720, tau=90.0)
+    for _ in range(20):
+        _fed(gpus, det, rng, 70.0)
+    det.forget(gpus.index.expire(gpus.t + 10_000, 1.0))
+    gpus.t += 1800.0 - 30.0
+    gpus.temp[:] = gpus.room
+    if repaired:
+        gpus.resistance[2] = 0.065
+    # Its healthy neighbours, back as cold, read their rewarming as a climb (1.3) as before fix/lone: not
+    # this case's.
+    back = np.array([_fed(gpus, det, rng, 70.0)[2] for _ in range(40)])
+    if repaired:
+        assert back[20:].max() <= 1.0
+    else:
+        assert back.min() > 1.0
