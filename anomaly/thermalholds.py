@@ -1,0 +1,157 @@
+"""How the ``thermal`` detector holds a hot run: the time it has been hot (``_hold``), a GPU cooling down
+after its power fell (``_cooling``), and a runaway's run carried below any power its line scored at
+(``_carried``) until its peers (``_not_as_peers``) or, too few, its own rest there (``_not_as_rested``,
+``_rested``) read it as cool."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from anomaly.thermallines import ThermalLines, first_order_lag
+from anomaly.thresholds import BoolArray, FloatArray, IntArray
+
+
+class ThermalHolds(ThermalLines):
+    """The thermal detector's hot runs, held and carried (``anomaly.thermal.ThermalDetector``)."""
+
+    def _hold(self, slots: IntArray, fresh: BoolArray) -> tuple[FloatArray, FloatArray, BoolArray]:
+        """Its hold so far: the seconds it has been hot, its last hot sample, and whether the sample before
+        was hot in a run begun at a power it knows (a runaway throttles its GPU down to a power it never ran
+        at: held there as at a power it knows)."""
+        held_for = np.where(fresh, 0.0, self.held_for[slots])
+        hot_at = np.where(fresh, 0.0, self.hot_at[slots])
+        return held_for, hot_at, (hot_at > 0.0) & (hot_at >= self.last[slots]) & (self.hot_in[slots] > 0.0)
+
+    def _cooling(
+        self,
+        slots: IntArray,
+        sample: tuple[FloatArray, FloatArray, FloatArray],
+        line: tuple[FloatArray, FloatArray],
+    ) -> FloatArray:
+        """How far the temperature is above what its power explains, cooling allowed for: once its power has
+        fallen, above the temperature a GPU of the slowest lag would still have (from where it was when the
+        power fell, towards its line), else above its line.
+
+        At a 90 s lag (the detector assumes 20 s) a healthy GPU cooling down after a 3-minute burst read up to
+        3.9 at idle for 4 ticks, an alert raised. Its line, learnt from the burst's lagging climb, is too
+        flat to say how warm the burst left it; where it was when the power fell does. A failing cooler's
+        heat does not decay to the line, and a hot sample's (a runaway throttled from 186 C to 118 C, still
+        70 C above its line) is none to decay from."""
+        t, p, gap = sample
+        yhat, lagged = line
+        slow = np.where(self.n[slots] == 0, p, first_order_lag(self.slow[slots], p, gap, self._slowest_lag()))
+        self.slow[slots] = slow
+        hot_at = self.hot_at[slots]
+        fell = (slow > lagged + self.ridge_watts) & ~((hot_at > 0.0) & (hot_at >= self.last[slots]))
+        decay = np.exp(-np.maximum(gap, 0.0) / self._slowest_lag())
+        cooling = yhat + np.maximum(self.cooling[slots] - yhat, 0.0) * decay
+        self.cooling[slots] = np.where(fell, cooling, t)
+        return np.maximum(t - np.where(fell, cooling, yhat), 0.0)
+
+    def _carried(
+        self,
+        slots: IntArray,
+        scores: tuple[FloatArray, FloatArray],
+        below: BoolArray,
+        held_for: FloatArray,
+    ) -> tuple[FloatArray, FloatArray]:
+        """The samples' scores and strict scores (``scores``), a runaway's run of hot samples carried on
+        ``below`` any power their line scored at, right after a hot sample of a run begun at a power it knows
+        (``_hold``'s throttled), where the line errs high and cannot tell a failed cooler from a healthy one:
+        a sample read cool there is scored as that run's last (``hot_in``) while its hold lasts and once hot
+        for the slowest lag it allows for (held_for: the GPU's heat, not a reading's spike), until its power
+        is back where its line judges it, or its peers at that power (or, too few, its own rest there) read it
+        as cool (``_not_as_peers``).
+
+        A runaway hot at its job's power (97 C at 265 W, throttled) whose job stalled at 70 W (another
+        node down) cooled to 46 C, 13 C above a healthy GPU's 33 C, far under the 68 C its line drew
+        there: read 0 for the whole stall, its alert resolved after 12 minutes (a shorter stall: recovered,
+        re-raised when the job resumed), the cooler still failed."""
+        score, strict = scores
+        carried = below & (held_for >= self._slowest_lag()) & (held_for < self.hold_seconds)
+        score = np.where(carried & (score < 1.0), self.hot_in[slots], score)
+        return score, np.where(carried, score, strict)
+
+    def _seen(self, slots: IntArray, unseen: BoolArray, at: float) -> BoolArray:
+        """Which samples' temperatures have been read long enough to have settled: ``settle_seconds`` (5 of
+        the slowest lags it allows for) since the first sample after one ``unseen`` (a fresh slot, or a gap
+        longer than the slowest lag: its node down, its GPU off and cooling meanwhile).
+
+        A GPU whose temperature lags 90 s, back cold from its node's 30-minute outage, read 33 C at first
+        with its cooler still failed, no hotter than its rest plus its band (``_not_as_rested``): its carried
+        run was let go and, climbing on to 46 C, it read 0 through its job's stall. A clock set back reads as
+        not settled yet: its rest does not judge until it has."""
+        seen_at = np.where(unseen, at, self.seen_at[slots])
+        self.seen_at[slots] = seen_at
+        return at - seen_at >= self.settle_seconds
+
+    def _not_as_peers(
+        self,
+        rows: tuple[IntArray, IntArray, BoolArray],
+        sample: tuple[FloatArray, FloatArray, FloatArray],
+        below: BoolArray,
+        throttled: BoolArray,
+    ) -> BoolArray:
+        """Which samples of a hot run (``_hold``'s ``throttled``) ``below`` any power their line scored at
+        are not as cool as their peers: hotter, their band allowed, than the median of at least
+        ``min_peers`` GPUs of their model (``peer_labels``) at their power (within ``ridge_watts``, lagged)
+        and in no such run; with too few such peers, not as cool as the GPU itself was at rest there
+        (``_not_as_rested``). ``rows``: the samples' slots, peer groups and whether their temperatures have
+        settled since they were unseen (``_seen``).
+
+        Where its line cannot judge, its peers can: a healthy GPU (a fan's 4-minute hiccup at its job's power,
+        over as the job stalled) idled at its peers' 33 C, yet its hot run was carried (``_carried``) through
+        the whole stall, an alert held on a healthy GPU (resolved 12 minutes into the stall before the carry).
+        A runaway idles 13 C above them."""
+        slots, groups, settled = rows
+        t, lagged, band = sample
+        out = self._not_as_rested(slots, sample, below & throttled, settled)
+        if np.count_nonzero(~throttled) < self.min_peers:  # a fleet all in hot runs: none to ask
+            return out
+        for i in np.flatnonzero(below & throttled & (groups >= 0)).tolist():
+            near = ~throttled & (groups == groups[i]) & (np.abs(lagged - lagged[i]) <= self.ridge_watts)
+            if np.count_nonzero(near) >= self.min_peers:
+                out[i] = t[i] > float(np.median(t[near])) + band[i]
+        return out
+
+    def _not_as_rested(
+        self,
+        slots: IntArray,
+        sample: tuple[FloatArray, FloatArray, FloatArray],
+        carried: BoolArray,
+        settled: BoolArray,
+    ) -> BoolArray:
+        """Which samples of ``carried`` (a hot run below any power their line scored at) are not as cool as
+        their GPU itself was at rest at that power (within ``ridge_watts``, lagged) before: hotter, their band
+        allowed, than the temperature it settled at there in no hot run (``_rested``), or with no such rest,
+        or with a temperature not ``settled`` since it was unseen (``_seen``: a GPU back cold from its node's
+        outage reads cool before its failed cooler has warmed it).
+
+        A lone GPU (too few peers of its model at its power, or none) was carried by ``_carried`` on the
+        word of no one: repaired while its job stalled (or its node was down), it idled at the 33 C it had
+        read at 70 W before the runaway, yet its alert was held (at 4.2, or 11.6) until the job resumed or
+        the 6-hour hold ended. Its line cannot judge there (below any power it scored at it errs high: 6 hours
+        in its job after that rest, it drew 59 C), but its own rest can, as its peers would: a failed cooler
+        idles 13 C above it (46 C)."""
+        t, lagged, band = sample
+        rest_t, rest_p = self.rest_t[slots], self.rest_p[slots]
+        known = carried & settled & (rest_p > 0.0) & (np.abs(lagged - rest_p) <= self.ridge_watts)
+        return np.where(known, t > rest_t + band, carried)
+
+    def _rested(
+        self,
+        slots: IntArray,
+        sample: tuple[FloatArray, FloatArray],
+        fresh: BoolArray,
+        quiet: BoolArray,
+    ) -> None:
+        """Keep each GPU's rest: the temperature of its newest ``quiet`` sample (warm, in no hot run, not hot)
+        whose power has settled (lagged at ``lag_seconds`` and at the slowest lag it allows for, within
+        ``ridge_watts``: a GPU of that lag has then cooled to it) at a power no higher than its rest's (within
+        ``ridge_watts``), and that power; a fresh slot has none (a freed slot's is another GPU's)."""
+        t, lagged = sample
+        rest_p = np.where(fresh, 0.0, self.rest_p[slots])
+        settled = quiet & (np.abs(self.slow[slots] - lagged) <= self.ridge_watts)
+        rest = settled & ((rest_p <= 0.0) | (lagged <= rest_p + self.ridge_watts))
+        self.rest_t[slots] = np.where(rest, t, np.where(fresh, 0.0, self.rest_t[slots]))
+        self.rest_p[slots] = np.where(rest, lagged, rest_p)
