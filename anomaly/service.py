@@ -1077,7 +1077,8 @@ def _window(frame: Frame, lower: float, end: float) -> Frame | None:
     labels = frame.labels if rows.size == len(frame.labels) else [frame.labels[i] for i in rows.tolist()]
     cells = np.ix_(rows, mask)
     kept = None if frame.present is None else frame.present[cells]
-    return Frame(frame.query, labels, frame.timestamps[mask], frame.values[cells], frame.kind, kept)
+    partial = None if frame.partial is None else frame.partial[cells]
+    return Frame(frame.query, labels, frame.timestamps[mask], frame.values[cells], frame.kind, kept, partial)
 
 
 def _not_due(source: Source, got: Sequence[Frame]) -> set[str]:
