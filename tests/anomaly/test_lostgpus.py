@@ -9,6 +9,7 @@ import pytest
 
 from anomaly.promql import PromQLSource, PromQuery
 from anomaly.service import AnomalyService
+from anomaly.snapshot import load_snapshot, save_snapshot
 from gpuwarden.clock import FakeClock
 from gpuwarden.config_anomaly import AnomalyConfig
 from tests.anomaly.fakes import FakePrometheus
@@ -18,11 +19,15 @@ A = {"UUID": "GPU-a", "Hostname": "n1", "gpu": "0", "pci_bus_id": "00000000:18:0
 B = {"UUID": "GPU-b", "Hostname": "n1", "gpu": "1", "pci_bus_id": "00000000:2A:00.0"}
 
 
-def lost_alerts(request, b_up: Callable[[float], float | None], until: float) -> list[tuple[str, float]]:
+def lost_alerts(
+    request, b_up: Callable[[float], float | None], until: float, saved_at: float | None = None
+) -> list[tuple[str, float]]:
     """GpuLost's alerts (status, seconds from the start to its start or end) of a service reading
     ``min_over_time(gpuwarden_gpu_up[5m])`` of GPU-a and GPU-b of n1 every ``INTERVAL`` until ``until``;
     ``b_up(seconds)``: GPU-b's answer then, None where its series is missing from the answer. An alert
-    resolves at its first quiet read, so that its end is when the rule first found the GPU back."""
+    resolves at its first quiet read, so that its end is when the rule first found the GPU back.
+    ``saved_at``: the state is saved after that tick and a new service and source start from it one tick
+    later (a restart), reading the tick missed from Prometheus' history."""
     fake = FakePrometheus()
     request.addfinalizer(fake.close)
     clock = FakeClock()
@@ -34,14 +39,24 @@ def lost_alerts(request, b_up: Callable[[float], float | None], until: float) ->
         return [(A, 1.0)] + ([] if b is None else [(B, b)])
 
     fake.answers[query.sent[0]] = answer
-    source = PromQLSource(fake.url, [query], clock, timeout_seconds=2.0)
-    request.addfinalizer(source.close)
     alerts = []
     cfg = AnomalyConfig(detectors=["signatures"], immediate_resolve_after=1)
-    service = AnomalyService(cfg, [source], clock, on_alert=alerts.append)
+
+    def started() -> AnomalyService:
+        source = PromQLSource(fake.url, [query], clock, timeout_seconds=2.0)
+        request.addfinalizer(source.close)
+        return AnomalyService(cfg, [source], clock, on_alert=alerts.append)
+
+    service = started()
     while clock.time() < start + until:
         clock.advance(INTERVAL)
         service.infer()
+        if saved_at is not None and clock.time() == start + saved_at:
+            path = request.getfixturevalue("tmp_path") / "anomaly.npz"
+            assert save_snapshot(path, service.snapshot())
+            clock.advance(INTERVAL)
+            service = started()
+            service.warm_up(snapshot=load_snapshot(path, cfg))
     lost = [x for x in alerts if x.labels["alertname"] == "GpuLost"]
     assert {x.labels["UUID"] for x in lost} <= {"GPU-b"}, lost
     return [(x.status.value, ((x.ends_at or x.starts_at).timestamp() - start)) for x in lost]
@@ -81,3 +96,15 @@ def test_a_gpu_back_reading_down_under_a_range_read_stays_lost_while_its_window_
     # What the partly filled window answers is a reading: down (the exporter's up=0) is still lost.
     alerts = lost_alerts(request, gone_within((600, 660), back=0.0), until=1200)
     assert alerts == [("firing", 600.0)]
+
+
+@pytest.mark.parametrize("saved_at", [690, 780], ids=["saved-while-gone", "saved-while-its-window-refills"])
+def test_a_gpu_back_after_a_gap_is_back_at_the_same_read_across_a_restart_from_a_snapshot(request, saved_at):
+    # The snapshot holds no frame: the restart reads the history again, and its replay and first live tick
+    # slice it per tick (``_window``). What the filling window answered (``Frame.partial``) lost there, the
+    # restarted service held the GPU lost again after the replay had found it back, and resolved it 150 s on.
+    gone = gone_within((600, 720))
+    straight = lost_alerts(request, gone, until=1200)
+    restarted = lost_alerts(request, gone, until=1200, saved_at=saved_at)
+    assert straight == [("firing", 600.0), ("resolved", 720.0)]
+    assert set(restarted) == set(straight), restarted  # the firing alert told again at the restart: one
