@@ -20,14 +20,18 @@ B = {"UUID": "GPU-b", "Hostname": "n1", "gpu": "1", "pci_bus_id": "00000000:2A:0
 
 
 def lost_alerts(
-    request, b_up: Callable[[float], float | None], until: float, saved_at: float | None = None
+    request,
+    b_up: Callable[[float], float | None],
+    until: float,
+    saved_at: float | None = None,
+    a_up: Callable[[float], float | None] = lambda t: 1.0,
 ) -> list[tuple[str, float]]:
     """GpuLost's alerts (status, seconds from the start to its start or end) of a service reading
     ``min_over_time(gpuwarden_gpu_up[5m])`` of GPU-a and GPU-b of n1 every ``INTERVAL`` until ``until``;
     ``b_up(seconds)``: GPU-b's answer then, None where its series is missing from the answer. An alert
     resolves at its first quiet read, so that its end is when the rule first found the GPU back.
-    ``saved_at``: the state is saved after that tick and a new service and source start from it one tick
-    later (a restart), reading the tick missed from Prometheus' history."""
+    ``a_up``: GPU-a's, likewise. ``saved_at``: the state is saved after that tick and a new service and
+    source start from it one tick later (a restart), reading the tick missed from Prometheus' history."""
     fake = FakePrometheus()
     request.addfinalizer(fake.close)
     clock = FakeClock()
@@ -35,8 +39,8 @@ def lost_alerts(
     query = PromQuery("gpuwarden_gpu_up", "min_over_time(gpuwarden_gpu_up[5m])")
 
     def answer(t: float) -> list[tuple[dict[str, str], float]]:
-        b = b_up(t - start)
-        return [(A, 1.0)] + ([] if b is None else [(B, b)])
+        a, b = a_up(t - start), b_up(t - start)
+        return [(gpu, up) for gpu, up in ((A, a), (B, b)) if up is not None]
 
     fake.answers[query.sent[0]] = answer
     alerts = []
@@ -108,3 +112,13 @@ def test_a_gpu_back_after_a_gap_is_back_at_the_same_read_across_a_restart_from_a
     restarted = lost_alerts(request, gone, until=1200, saved_at=saved_at)
     assert straight == [("firing", 600.0), ("resolved", 720.0)]
     assert set(restarted) == set(straight), restarted  # the firing alert told again at the restart: one
+
+
+def test_a_gpu_missing_when_its_host_is_back_from_a_gap_under_a_range_read_is_lost_at_the_first_read_back(
+    request,
+):
+    # Its host's other GPU answers at once (what its filling window answers), so the host is read and the
+    # GPU missing from it is lost there, as with a bare selector; it was raised 330 s later, the window full.
+    host_gone = gone_within((600, 720))
+    alerts = lost_alerts(request, gone_within((600, 1e9)), until=1200, a_up=host_gone)
+    assert alerts == [("firing", 720.0)]
