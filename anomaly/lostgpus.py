@@ -58,8 +58,11 @@ class LostGpuRule(SignatureRules):
         step = view.latest.get(GPU_UP)
         if step is None:
             return []
+        # A point blanked while its range query's window fills is an answer (``Step.partial``): read as none,
+        # a GPU back after a gap of two steps or more stayed lost for the range and a step, 5.5 minutes.
+        raw = step.raw if step.partial is None else np.where(np.isnan(step.raw), step.partial, step.raw)
         keys = [gpu_key(lab) for lab in step.labels]
-        seen, pending = self._read(keys, step.labels, step.raw.tolist())
+        seen, pending = self._read(keys, step.labels, raw.tolist())
         present = seen | pending
         # A GPU never seen before in the slot of a vanished one replaced it (an RMA swap): that one is not
         # lost. A known GPU taking a vanished one's index is NVML renumbering after a loss: it still is.
@@ -85,7 +88,7 @@ class LostGpuRule(SignatureRules):
         vanished = {key: lab for key, (lab, _) in self._vanished.items() if lab.get("Hostname") in hosts}
         rows = [i for i, key in enumerate(keys) if key not in vanished]  # a NaN row of a lost GPU: one row
         labels = [*(step.labels[i] for i in rows), *vanished.values()]
-        values = np.concatenate([step.raw[rows], np.zeros(len(vanished))])
+        values = np.concatenate([raw[rows], np.zeros(len(vanished))])
         fired = np.where(np.isfinite(values) & (values < 0.5), FIRED, 0.0)
         return [
             Findings(

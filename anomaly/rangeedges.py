@@ -5,7 +5,9 @@ target was down longer than the range, a Prometheus restarted on an empty store)
 samples inside the window and extrapolated only a little past them: for the first five minutes it reads
 low, ramping up to the true rate. Scored, that ramp raised a false alert on every series of a rate query
 after each such gap (a wiped Prometheus: one per series). Those points are blanked (NaN: neither scored
-nor learned) until the window has filled. A bare selector has no range and is left as it is.
+nor learned) until the window has filled. A bare selector has no range and is left as it is. What was
+answered there is kept aside (``Frame.partial``) for a rule that asks only whether the series answered: a
+GPU back after a gap answers ``gpuwarden_gpu_up`` at once, and ``GpuLost`` held it lost for the range.
 
 A guarded query (``rate(x[5m]) and x``, ``gpuwarden.range_guard``) has no point while its target misses a
 scrape (Prometheus marks the series stale until the next good one), while its window still holds the
@@ -90,4 +92,5 @@ class RangeEdges:
         # A blanked point is still a sample (``Frame.present``): its series is read as a gap row there.
         blanked = np.isnan(values) & ~np.isnan(frame.values)
         present = frame.present if frame.present is not None or not blanked.any() else frame.samples
-        return Frame(frame.query, frame.labels, ts, values, frame.kind, present)
+        partial = np.where(blanked, frame.values, math.nan) if blanked.any() else frame.partial
+        return Frame(frame.query, frame.labels, ts, values, frame.kind, present, partial)

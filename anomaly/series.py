@@ -289,6 +289,9 @@ class Step:
     outside: BoolArray | None = None
     """Rows whose ``value`` is outside the query's ``data_range``: scored, never learned (a gap to every
     detector's state); None when no row is."""
+    partial: FloatArray | None = None
+    """Per row, what a range query answered over a window still filling where ``raw`` is NaN for it
+    (``Frame.partial``), NaN at the other rows; None when no row's point was blanked so."""
 
     @property
     def outside_ids(self) -> IntArray:
@@ -345,11 +348,21 @@ def build_view(
             else:
                 increase, value = np.full(raw.shape, np.nan), raw
             outside = _outside(value, bounds) if bounds is not None else None
-            step = Step(frame.query, at, ids, frame.labels, raw, value, increase, frame.kind, outside)
+            partial = _partial(frame, j)
+            step = Step(
+                frame.query, at, ids, frame.labels, raw, value, increase, frame.kind, outside, partial
+            )
             view.steps.append(step)
             view.latest[frame.query] = step
     view.steps.sort(key=lambda s: s.at)
     return view
+
+
+def _partial(frame: Frame, col: int) -> FloatArray | None:
+    """The column ``col`` of ``frame.partial``, not-available values read as gaps; None where none is set."""
+    if frame.partial is None or np.isnan(frame.partial[:, col]).all():
+        return None
+    return blank_not_available(np.ascontiguousarray(frame.partial[:, col]))[0]
 
 
 def _outside(value: FloatArray, bounds: tuple[float, float]) -> BoolArray | None:

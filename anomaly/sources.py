@@ -39,6 +39,10 @@ class Frame:
     present: BoolArray | None = None
     """Which cells hold a sample (``values``' shape), where some sample is NaN: a cell without one is NaN
     too. None: every cell that is not NaN holds one (an infinite value is a sample)."""
+    partial: FloatArray | None = None
+    """Where a range query's window was still filling (``anomaly.rangeedges`` blanked the point to NaN in
+    ``values``), the value Prometheus answered over the part filled, NaN at every other cell; None when no
+    point was blanked. Only a rule that asks whether a series answered at all reads it (``GpuLost``)."""
 
     @property
     def samples(self) -> BoolArray:
@@ -53,7 +57,8 @@ class Frame:
     def rows(self, rows: IntArray | list[int], labels: Sequence[Mapping[str, str]]) -> Frame:
         """The frame of its rows ``rows`` (``labels``: their label sets), every step."""
         present = None if self.present is None else self.present[rows]
-        return Frame(self.query, labels, self.timestamps, self.values[rows], self.kind, present)
+        partial = None if self.partial is None else self.partial[rows]
+        return Frame(self.query, labels, self.timestamps, self.values[rows], self.kind, present, partial)
 
 
 def joined(parts: Sequence[Frame]) -> Frame:
@@ -70,14 +75,17 @@ def joined(parts: Sequence[Frame]) -> Frame:
     grid = np.concatenate([part.timestamps for part in parts])
     values = np.full((len(labels), grid.size), np.nan)
     present = np.zeros(values.shape, np.bool_) if any(p.present is not None for p in parts) else None
+    partial = np.full(values.shape, np.nan) if any(p.partial is not None for p in parts) else None
     col = 0
     for part in parts:
         at = [rows[tuple(sorted(lab.items()))] for lab in part.labels]
         values[at, col : col + part.timestamps.size] = part.values
         if present is not None:
             present[at, col : col + part.timestamps.size] = part.samples
+        if partial is not None and part.partial is not None:
+            partial[at, col : col + part.timestamps.size] = part.partial
         col += part.timestamps.size
-    return Frame(parts[0].query, labels, grid, values, parts[0].kind, present)
+    return Frame(parts[0].query, labels, grid, values, parts[0].kind, present, partial)
 
 
 @dataclass(slots=True)

@@ -243,4 +243,5 @@ def _window(frame: Frame, lower: float, end: float) -> Frame | None:
     labels = frame.labels if rows.size == len(frame.labels) else [frame.labels[i] for i in rows.tolist()]
     cells = np.ix_(rows, mask)
     kept = None if frame.present is None else frame.present[cells]
-    return Frame(frame.query, labels, frame.timestamps[mask], frame.values[cells], frame.kind, kept)
+    partial = None if frame.partial is None else frame.partial[cells]
+    return Frame(frame.query, labels, frame.timestamps[mask], frame.values[cells], frame.kind, kept, partial)

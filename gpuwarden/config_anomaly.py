@@ -15,7 +15,7 @@ from pydantic import AfterValidator, AllowInfNan, Field, field_validator
 from gpuwarden.config_rules import MAX_INTERVAL_SECONDS, MAX_WINDOW_SECONDS, HttpUrl, LocalPath, Section
 from gpuwarden.errors import ConfigError
 from gpuwarden.headers import TOKEN_ENV
-from gpuwarden.numerals import AS_WRITTEN, NUMBER, TOO_LARGE, written_as_digits
+from gpuwarden.numerals import AS_WRITTEN, NUMBER, written_as_digits
 from gpuwarden.promql_text import promql_bracket_problem, promql_regex_problem
 from gpuwarden.range_guard import GUARD_UNREAD, range_shape
 from gpuwarden.yamlfile import shown_value
@@ -146,8 +146,12 @@ def parse_data_range(value: object) -> tuple[float, float] | None:
 
 def _bound(value: object) -> float:
     """One end of a data range: a number, or text written as the command line writes one (2e3, which YAML
-    leaves as text; ``gpuwarden.numerals``), or inf / -inf (any case); never NaN, a bool or more than a
-    float holds."""
+    leaves as text; ``gpuwarden.numerals``), or inf / -inf (any case); never NaN or a bool.
+
+    A number past a float's range is no bound in its sign, however written: YAML reads an unquoted
+    ``1.0e+999`` as inf, ``float()`` reads ``'1e999'`` so, and no finite value lies beyond an integer of 400
+    digits either. Refusing the text (fix/sigsmall) while YAML's float passed only made the operator write
+    ``inf``, the bound they had already given."""
     if isinstance(value, str):
         return _text_bound(value)
     if not isinstance(value, int | float) or isinstance(value, bool) or _is_nan(value):
@@ -155,7 +159,7 @@ def _bound(value: object) -> float:
     try:
         return float(value)
     except OverflowError:  # an integer of hundreds of digits
-        raise ValueError(f"{value!r} is {TOO_LARGE}; {_DATA_RANGE_FIX}") from None
+        return math.inf if value > 0 else -math.inf
 
 
 def _is_nan(value: float) -> bool:
@@ -171,10 +175,7 @@ def _text_bound(text: str) -> float:
     if text.lower() in _INFINITIES:
         return _INFINITIES[text.lower()]
     if NUMBER.fullmatch(text):
-        number = float(text)
-        if math.isinf(number):
-            raise ValueError(f"{text!r} is {TOO_LARGE}; {_DATA_RANGE_FIX}")
-        return number
+        return float(text)  # '1e999': inf, no bound (``_bound``)
     digits = written_as_digits(text, whole=False)
     if digits is not None:  # ' 5', '1_000': what float() reads and an option refuses
         raise ValueError(f"{text!r} is not a number {AS_WRITTEN}; write {digits}")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from anomaly.rangeedges import RangeEdges
-from anomaly.sources import Frame
+from anomaly.sources import Frame, joined
 
 STEP = 30.0
 WINDOW = 300.0
@@ -51,3 +51,36 @@ def test_a_missed_scrape_at_the_last_step_of_one_read_is_known_at_the_next():
         out = edges.mask(Frame("requests", labels, np.array([STEP * k]), value), WINDOW, STEP, guarded=True)
         kept.append(bool(np.isfinite(out.values[0, 0])))
     assert [k for k in range(30) if not kept[k]] == [20]
+
+
+def test_what_was_answered_at_a_blanked_point_is_kept_beside_it_and_nowhere_else():
+    # GpuLost asks only whether a series answered: a GPU back after a gap answers at once, blanked or not.
+    ts = 1_767_225_600.0 + STEP * np.arange(40)
+    values = np.ones((2, ts.size))
+    values[0, [20, 21]] = math.nan
+    values[0, 22:] = 0.5
+    out = RangeEdges(forget_after=3600).mask(
+        Frame("up", [{"gpu": "0"}, {"gpu": "1"}], ts, values), WINDOW, STEP
+    )
+    assert out.partial is not None
+    assert np.flatnonzero(np.isfinite(out.partial[0])).tolist() == list(range(22, 33))
+    assert (out.partial[0, 22:33] == 0.5).all() and np.isnan(out.partial[1]).all()
+    assert out.rows([0], [{"gpu": "0"}]).partial[0, 22] == 0.5
+    steady = Frame("up", [{"gpu": "1"}], ts, np.ones((1, ts.size)))
+    assert RangeEdges(forget_after=3600).mask(steady, WINDOW, STEP).partial is None
+
+
+def test_what_was_answered_at_a_blanked_point_stays_at_its_series_and_step_when_reads_are_joined():
+    # A restart's held-over samples are joined to the first live read (``service._with_held_over``): the
+    # live read's rows come in another order, one series only in it, and one part holds no blanked point.
+    edges = RangeEdges(forget_after=3600)
+    ts = 1_767_225_600.0 + STEP * np.arange(12)
+    values = np.ones((2, ts.size))
+    values[1, :10] = math.nan  # gpu 1 new at the tenth step: blanked from there
+    held = edges.mask(Frame("up", [{"gpu": "0"}, {"gpu": "1"}], ts[:6], values[:, :6]), WINDOW, STEP)
+    live = edges.mask(Frame("up", [{"gpu": "1"}, {"gpu": "0"}], ts[6:], values[::-1, 6:]), WINDOW, STEP)
+    assert held.partial is None and live.partial is not None
+    both = joined([held, live])
+    assert both.partial is not None and both.labels == [{"gpu": "0"}, {"gpu": "1"}]
+    assert np.isnan(both.partial[0]).all()
+    assert np.flatnonzero(np.isfinite(both.partial[1])).tolist() == [10, 11]
