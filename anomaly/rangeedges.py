@@ -24,6 +24,7 @@ import re
 
 import numpy as np
 
+from anomaly.needs import GPU_UP
 from anomaly.sources import Frame
 from gpuwarden.durations import UNIT_PATTERN, UNIT_SECONDS
 
@@ -92,5 +93,8 @@ class RangeEdges:
         # A blanked point is still a sample (``Frame.present``): its series is read as a gap row there.
         blanked = np.isnan(values) & ~np.isnan(frame.values)
         present = frame.present if frame.present is not None or not blanked.any() else frame.samples
-        partial = np.where(blanked, frame.values, math.nan) if blanked.any() else frame.partial
+        # What was answered there, kept for GpuLost alone (its only reader): a copy of every range query's
+        # values would double a warm-up's memory for them (250,000 series x 120 steps: 240 MB a query).
+        kept = frame.query == GPU_UP and bool(blanked.any())
+        partial = np.where(blanked, frame.values, math.nan) if kept else frame.partial
         return Frame(frame.query, frame.labels, ts, values, frame.kind, present, partial)
