@@ -114,7 +114,15 @@ class Injection:
         """Seconds from when it could first be seen to its detection."""
         return None if self.detected_at is None else max(0.0, self.detected_at - self.seen_from())
 
+    def held_from(self) -> float:
+        """When its hold starts: its start; for a slowdown begun while its training job was stalled, the last
+        tick it was (``stalled_until``). Held from its start, a straggler begun 557 s before the end of
+        another node's outage that stalled its job was repaired some 40 s after the job ran again (seed
+        1200): no detector had the 5 minutes it is scored against. One begun while its own node is down has
+        a hold that outlasts the outage (``WHILE_DOWN_CLASSES``)."""
+        return max(self.started_at, self.stalled_until or 0.0)
+
     def hold(self, default: float) -> float:
-        """Seconds it stays before the repair."""
+        """Seconds it stays before the repair, from ``held_from``."""
         held = self.hold_seconds if self.hold_seconds is not None else self.fault_class.hold_seconds
         return default if held is None else held

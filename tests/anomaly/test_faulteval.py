@@ -279,6 +279,48 @@ def test_a_straggler_begun_while_another_rank_hangs_its_job_is_timed_from_when_t
     assert merged["classes"]["straggler"]["job_stalled_at_start"] == 2
 
 
+def _raising_once(clock: FakeClock, alert: Alert, when) -> SimpleNamespace:
+    """A quiet service that raises ``alert`` at its first tick at or after ``when()`` (None: not yet)."""
+    told: list[Alert] = []
+
+    def infer() -> SimpleNamespace:
+        at = when()
+        due = not told and at is not None and clock.time() >= at
+        told.extend([alert] if due else [])
+        return SimpleNamespace(raised=[alert] if due else [], resolved=[])
+
+    return SimpleNamespace(**{**vars(_quiet()), "infer": infer})
+
+
+def test_a_straggler_whose_job_was_stalled_for_most_of_its_hold_is_held_its_hold_from_when_it_shows(
+    monkeypatch,
+):
+    """Seed 1200's straggler on node-04 GPU 1 began 557 s before the end of a long outage of another node
+    of its job: timed from the job's resumption, it was repaired some 40 s later (600 s after its start), so
+    no detector had its 5 minutes and it counted as a miss. Held its hold from when it could first be seen,
+    an alert 120 s after the job ran again is its detection in time; the fleet runs the straggler that long
+    too."""
+    clock = FakeClock()
+    fleet = build_fleet(2, 8, seed=3, clock=clock)
+    (node, hung_gpu), (_, slow) = _ranks_of_one_job_on(fleet, 2)
+    t0 = clock.time()
+    hang = Injection(_class("hung"), node, hung_gpu, t0 + 100.0)
+    straggler = Injection(_class("straggler"), node, slow, t0 + 160.0)
+    monkeypatch.setattr("anomaly.faulteval._schedule", lambda plan, fleet, start: [hang, straggler])
+    alert = _raise(node, slow)
+    service = _raising_once(clock, alert, lambda: hang.repaired_at and hang.repaired_at + 120.0)
+    plan = EvalPlan(duration_seconds=2400.0, warmup_seconds=0.0)
+    report = run_fault_eval(fleet, service, clock, plan)
+    seen = straggler.seen_from()
+    assert hang.repaired_at is not None and seen == hang.repaired_at
+    assert straggler.repaired_at is not None and straggler.repaired_at >= seen + plan.hold_seconds
+    (rec,) = [r for r in fleet.fault_log if r.id == straggler.fault_id]
+    assert rec.ended_at is not None and rec.ended_at >= seen + plan.hold_seconds
+    assert straggler.latency() == 120.0
+    assert report.classes["straggler"].within_deadline == 1
+    assert [m for m in report.missed if m["class"] == "straggler"] == []
+
+
 def _ranks_of_one_job_on(fleet, count: int, node: str | None = None) -> list[tuple[str, int]]:
     """``count`` GPUs of one node (the first with a training job, or ``node``) that run a training job."""
     ranks = [
