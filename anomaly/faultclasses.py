@@ -114,15 +114,21 @@ class Injection:
         """Seconds from when it could first be seen to its detection."""
         return None if self.detected_at is None else max(0.0, self.detected_at - self.seen_from())
 
-    def held_from(self) -> float:
-        """When its hold starts: its start; for a slowdown begun while its training job was stalled, the last
-        tick it was (``stalled_until``). Held from its start, a straggler begun 557 s before the end of
-        another node's outage that stalled its job was repaired some 40 s after the job ran again (seed
-        1200): no detector had the 5 minutes it is scored against. One begun while its own node is down has
-        a hold that outlasts the outage (``WHILE_DOWN_CLASSES``)."""
-        return max(self.started_at, self.stalled_until or 0.0)
+    def due_for_repair(self, now: float, default: float) -> bool:
+        """Whether its hold has passed by ``now``: its hold (``default``: the plan's) from its start, and for
+        a slowdown begun while its training job was stalled, at least that much (the plan's at most) from
+        the last tick it was (``stalled_until``), when it is timed from. Held from its start, a straggler
+        begun 557 s before the end of another node's outage that stalled its job was repaired some 40 s
+        after the job ran again (seed 1200): no detector had the 5 minutes it is scored against. A class's
+        longer hold still counts from its start: a straggler begun while its node was down (2400 s, to
+        outlast the outage) held 2400 s from a hang that stalled its job at its node's return stayed 18-33
+        minutes past its class's hold, past the window the plan keeps its node free (fix/reveval)."""
+        held = self.hold(default)
+        if now - self.started_at < held:
+            return False
+        return self.stalled_until is None or now - self.stalled_until >= min(held, default)
 
     def hold(self, default: float) -> float:
-        """Seconds it stays before the repair, from ``held_from``."""
+        """Seconds it stays before the repair, from its start (``due_for_repair``)."""
         held = self.hold_seconds if self.hold_seconds is not None else self.fault_class.hold_seconds
         return default if held is None else held

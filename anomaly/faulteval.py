@@ -276,7 +276,7 @@ def _note_stalled(fleet: Fleet, injections: Sequence[Injection], now: float, int
 
 def _repair_due(fleet: Fleet, injections: list[Injection], now: float, hold: float) -> None:
     for inj in injections:
-        if inj.repaired_at is None and now - inj.held_from() >= inj.hold(hold):
+        if inj.repaired_at is None and inj.due_for_repair(now, hold):
             if any(r.id == inj.fault_id for r in fleet.active_faults()):
                 fleet.clear_fault(inj.fault_id)
             inj.repaired_at = now

@@ -321,6 +321,32 @@ def test_a_straggler_whose_job_was_stalled_for_most_of_its_hold_is_held_its_hold
     assert [m for m in report.missed if m["class"] == "straggler"] == []
 
 
+def test_a_straggler_begun_while_its_node_was_down_keeps_its_class_hold_when_a_hang_stalls_its_job(
+    monkeypatch,
+):
+    """``Injection.held_from`` (fix/evalhunt) counted every hold from the last tick a slowdown's job was
+    stalled, also a ``straggler_while_down``'s, whose class hold (2400 s) counts from its start to outlast
+    the outage: one whose job another rank's hang stalled when its node came back was held 2400 s from the
+    hang's repair, here 1770 s past its class's hold (18-33 minutes in the schedules of seeds 0-299 x 2 days,
+    20 of 563 such stragglers on a training job), past the window the plan keeps its node free. It keeps its
+    class hold, and stays at least the plan's hold after it can first be seen."""
+    clock = FakeClock()
+    fleet = build_fleet(2, 8, seed=3, clock=clock)
+    (down_node, slow), *_ = _ranks_of_one_job_on(fleet, 1, "node-02")
+    (node, hung_gpu), *_ = _ranks_of_one_job_on(fleet, 1, "node-01")  # the same job: pretrain-01
+    t0 = clock.time()
+    outage = Injection(LONG_OUTAGE, down_node, None, t0, hold_seconds=1500.0)
+    down = Injection(WHILE_DOWN_CLASSES[1], down_node, slow, t0 + 300.0, hidden_until=t0 + 1500.0)
+    hang = Injection(_class("hung"), node, hung_gpu, t0 + 1450.0)  # its job stays stalled past the return
+    drawn = [outage, down, hang]
+    monkeypatch.setattr("anomaly.faulteval._schedule", lambda plan, fleet, start: list(drawn))
+    plan = EvalPlan(duration_seconds=6000.0, warmup_seconds=0.0)
+    run_fault_eval(fleet, _quiet(), clock, plan)
+    assert hang.repaired_at is not None and down.seen_from() == hang.repaired_at  # timed from the resumption
+    due = max(down.started_at + down.hold(plan.hold_seconds), down.seen_from() + plan.hold_seconds)
+    assert down.repaired_at is not None and due <= down.repaired_at < due + plan.interval_seconds
+
+
 def _ranks_of_one_job_on(fleet, count: int, node: str | None = None) -> list[tuple[str, int]]:
     """``count`` GPUs of one node (the first with a training job, or ``node``) that run a training job."""
     ranks = [
