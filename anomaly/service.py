@@ -84,6 +84,7 @@ class AnomalyService(HistoryReplayer):
         result.findings.extend(self._staleness(now))
         self._update_alerts(result, now, self._unreadable(view))
         self.last_view = view
+        self.read_until = until
         stats = TickStats(
             series=len(self.index),
             alerts_firing=len(self.firing),

@@ -63,6 +63,9 @@ class ServiceCore:
         self.detector_errors: dict[str, int] = {}
         self.not_available: dict[str, int] = {}  # per query, samples read as not-available values (gaps)
         self.last_view = View(time=clock.time())
+        # Where the reads fed to the detectors ended (a save's ``read_until``): a live tick's read end, or the
+        # warm-up's, whose last replayed tick may end past it on the grid of a snapshot's ticks.
+        self.read_until = clock.time()
         self._last_read: dict[str, float] = {}
         # Per query, the end of its last good read: a source that reads each query on from its own (PromQL)
         # reads a failed one again from there, and so does the warm-up after a snapshot (``_after``).

@@ -42,7 +42,7 @@ class SnapshotKeeper(ServiceCore):
                 components[f"detector:{d.name}"] = d.state()
         return Snapshot(
             saved_at=self.clock.time(),
-            read_until=self.last_view.time,
+            read_until=self.read_until,
             last_read=dict(self._last_read),
             query_read=dict(self._query_read),
             settings=shaping_settings(self.cfg),

@@ -70,8 +70,9 @@ class HistoryReplayer(AlertUpdater, SnapshotKeeper):
         """
         now = self.clock.time()
         until = now - self.cfg.latency_offset_seconds
-        # Read up to ``until``, whether or not a tick is replayed: a save's ``read_until`` (not now).
-        self.last_view = View(time=until)
+        # Read up to ``until``, whether or not a tick is replayed and wherever the last replayed one ends: a
+        # save's ``read_until`` (not now, nor the end of a tick on a snapshot's grid, past ``until``).
+        self.read_until = until
         start = until - self.warmup_seconds()
         frames = self._history(start, until)
         taken = self._take_up(snapshot, start, until, frames) if snapshot is not None else None

@@ -161,3 +161,34 @@ def test_a_save_after_a_warm_up_that_replayed_no_tick_records_where_the_warm_up_
         assert [(f.detector, f.query, f.score.tolist()) for f in got] == [
             (f.detector, f.query, f.score.tolist()) for f in want
         ]
+
+
+def test_a_save_after_a_replayed_tick_ending_past_the_warm_ups_read_records_its_read(tmp_path, caplog):
+    """The replay after a snapshot ends its ticks on the snapshot's grid, so a restart between two ticks of it
+    replayed a last tick ending past what it read (``until``): a save then recorded that end as read up to,
+    and a restart before the clock got there refused it as "saved after now", replaying the whole history
+    without what the detectors had learnt. Its ticks scored otherwise than the process it restarted."""
+    clock = FakeClock(1_767_225_600.0 + 100.0)  # the ticks 100 s past the data's 5-minute grid
+
+    def started(path: object = None) -> AnomalyService:
+        service = AnomalyService(_config(fit_every_seconds=DAY), [GridSource()], clock)
+        service.warm_up(snapshot=None if path is None else load_snapshot(path, service.cfg))
+        return service
+
+    first = started()
+    _ticks(clock, first, 12)
+    path = tmp_path / "state.npz"
+    assert save_snapshot(path, first.snapshot())
+    clock.advance(250.0)  # a sample 200 s after the save: its tick on the old grid ends 50 s from now
+    restarted = started(path)
+    assert restarted.snapshot().read_until == clock.time()  # what it read up to, not the replayed tick's end
+    assert save_snapshot(path, restarted.snapshot())
+    with caplog.at_level(logging.WARNING):
+        again = started(path)  # stopped and started at once
+    assert "anomaly state" not in caplog.text  # not refused
+    for _ in range(3):
+        clock.advance(EVERY)
+        want, got = restarted.infer().findings, again.infer().findings
+        assert [(f.detector, f.query, f.score.tolist()) for f in got] == [
+            (f.detector, f.query, f.score.tolist()) for f in want
+        ]
