@@ -53,6 +53,16 @@ class QueryReadsSource(GridSource):
         return Frame(frame.query, frame.labels, frame.timestamps, values, frame.kind)
 
 
+def _score_alike(clock: FakeClock, want: AnomalyService, got: AnomalyService, n: int) -> None:
+    """The next ``n`` ticks of two services on one clock find the same, in the same order."""
+    for _ in range(n):
+        clock.advance(EVERY)
+        expected, found = want.infer().findings, got.infer().findings
+        assert [(f.detector, f.query, f.score.tolist()) for f in found] == [
+            (f.detector, f.query, f.score.tolist()) for f in expected
+        ]
+
+
 def _counts(service: AnomalyService) -> list[list[int]]:
     """How many samples each adaptive model of ``service`` learnt from, per series."""
     adaptive = next(d for d in service.detectors if d.name == "adaptive")
@@ -155,12 +165,7 @@ def test_a_save_after_a_warm_up_that_replayed_no_tick_records_where_the_warm_up_
     with caplog.at_level(logging.WARNING):
         last = started(path)  # stopped and started at once
     assert "anomaly state" not in caplog.text  # not refused
-    for _ in range(3):
-        clock.advance(EVERY)
-        want, got = straight.infer().findings, last.infer().findings
-        assert [(f.detector, f.query, f.score.tolist()) for f in got] == [
-            (f.detector, f.query, f.score.tolist()) for f in want
-        ]
+    _score_alike(clock, straight, last, 3)
 
 
 def test_a_save_after_a_replayed_tick_ending_past_the_warm_ups_read_records_its_read(tmp_path, caplog):
@@ -186,9 +191,4 @@ def test_a_save_after_a_replayed_tick_ending_past_the_warm_ups_read_records_its_
     with caplog.at_level(logging.WARNING):
         again = started(path)  # stopped and started at once
     assert "anomaly state" not in caplog.text  # not refused
-    for _ in range(3):
-        clock.advance(EVERY)
-        want, got = restarted.infer().findings, again.infer().findings
-        assert [(f.detector, f.query, f.score.tolist()) for f in got] == [
-            (f.detector, f.query, f.score.tolist()) for f in want
-        ]
+    _score_alike(clock, restarted, again, 3)

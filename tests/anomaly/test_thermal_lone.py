@@ -46,6 +46,18 @@ LONE = pytest.mark.parametrize("labels", [GPUS, ONE_OF_ITS_MODEL], ids=["no-mode
 BUSY = pytest.mark.parametrize("busy", [40, 720], ids=["rested-20-minutes-before", "rested-6-hours-before"])
 
 
+def _down_and_back(gpus: Gpus, det: ThermalDetector, rng: np.random.Generator, repaired: bool) -> None:
+    """Its job stalled at 70 W for 20 ticks, then its node down 30 minutes (its series forgotten, its state
+    parked), every GPU back at its room's temperature, GPU 2's cooler replaced if ``repaired``."""
+    for _ in range(20):
+        _fed(gpus, det, rng, 70.0)
+    det.forget(gpus.index.expire(gpus.t + 10_000, 1.0))
+    gpus.t += 1800.0 - 30.0
+    gpus.temp[:] = gpus.room
+    if repaired:
+        gpus.resistance[2] = 0.065
+
+
 @LONE
 @BUSY
 def test_a_lone_gpus_runaway_repaired_as_its_job_stalls_is_not_carried_once_it_idles_as_it_did_before(
@@ -89,13 +101,7 @@ def test_a_lone_gpus_runaway_repaired_while_its_node_is_down_is_not_carried_when
     on; it is let go once its temperature has been read ``settle_seconds`` back (20 ticks: a GPU back cold
     reads cool before a failed cooler has warmed it). Kept failed, it is carried."""
     gpus, det, rng = _runaway_rested(GPUS, busy=720)
-    for _ in range(20):
-        _fed(gpus, det, rng, 70.0)
-    det.forget(gpus.index.expire(gpus.t + 10_000, 1.0))
-    gpus.t += 1800.0 - 30.0
-    gpus.temp[:] = gpus.room
-    if repaired:
-        gpus.resistance[2] = 0.065
+    _down_and_back(gpus, det, rng, repaired)
     back = np.array([_fed(gpus, det, rng, 70.0) for _ in range(40)])
     assert np.delete(back, 2, axis=1).max() <= 1.0
     if repaired:
@@ -114,13 +120,7 @@ def test_a_lone_gpu_back_cold_from_its_nodes_outage_is_judged_by_its_rest_only_o
     the whole stall (fix/lone; carried at 1.8 before). A temperature read after so long unseen has not
     settled: its rest judges it only once it has been read ``settle_seconds`` (20 ticks)."""
     gpus, det, rng = _runaway_rested(GPUS, busy=720, tau=90.0)
-    for _ in range(20):
-        _fed(gpus, det, rng, 70.0)
-    det.forget(gpus.index.expire(gpus.t + 10_000, 1.0))
-    gpus.t += 1800.0 - 30.0
-    gpus.temp[:] = gpus.room
-    if repaired:
-        gpus.resistance[2] = 0.065
+    _down_and_back(gpus, det, rng, repaired)
     # Its healthy neighbours, back as cold, read their rewarming as a climb (1.3) as before fix/lone: not
     # this case's.
     back = np.array([_fed(gpus, det, rng, 70.0)[2] for _ in range(40)])
