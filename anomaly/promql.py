@@ -14,67 +14,49 @@ step than asked (downsampled data, a recording rule evaluated less often) is tol
 leaves empty between two of its points are not read rather than read as gaps (``anomaly.coarsesteps``).
 HTTP and payload errors are translated into ``SourceError`` in one place and then reported through
 ``SourceHealth``; ``read`` itself never raises.
+
+The source is split by what each part does: the queries (``anomaly.promquery``), the requests and their
+errors (``anomaly.promhttp``) and the answers read into frames (``anomaly.promframes``); here is the read.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass
-from typing import Any
 
 import httpx
-import numpy as np
 
 from anomaly.catchup import CatchUp
 from anomaly.coarsesteps import CoarseSteps
+from anomaly.promhttp import MAX_POINTS, OverlongRead, PromQLClient
+from anomaly.promquery import DCGM_COUNTERS, PromQuery, filters_series, inferred_kind, selected_metric
 from anomaly.rangeedges import RangeEdges, range_seconds
-from anomaly.sources import Frame, QueryHealth, SeriesKind, SourceHealth, joined
+from anomaly.sources import Frame, QueryHealth, SourceHealth
 from gpuwarden.clock import Clock
 from gpuwarden.errors import SourceError
-from gpuwarden.promql_text import uncommented
-from gpuwarden.range_guard import range_shape
 from gpuwarden.redaction import hidden_password
+
+# What other modules, the benchmarks and the tests import from here, wherever it is defined.
+__all__ = [
+    "DCGM_COUNTERS",
+    "MAX_POINTS",
+    "MAX_WORKERS",
+    "OverlongRead",
+    "PromQLSource",
+    "PromQuery",
+    "filters_series",
+    "inferred_kind",
+    "named",
+    "selected_metric",
+]
 
 logger = logging.getLogger(__name__)
 
-# dcgm-exporter's counters whose names do not end in _TOTAL.
-DCGM_COUNTERS = frozenset(
-    {
-        "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
-        "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
-        "DCGM_FI_DEV_RETIRED_SBE",
-        "DCGM_FI_DEV_RETIRED_DBE",
-        "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
-        "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
-    }
-)
 MAX_WORKERS = 4  # queries read at once: enough that one slow query waits alone, few for Prometheus
 _NAMED = 3  # queries named per cause of a source outage; the rest are counted
-MAX_POINTS = 11_000  # steps per query_range call: Prometheus refuses more points per series
-# Prometheus' (2.46+) annotations of a whole answer, sent as warnings: an ill-formed histogram bucket, a
-# quantile out of range, a rate() of a name that may not be a counter. Any other warning is a partial answer.
-_ANNOTATIONS = ("PromQL warning: ", "PromQL info: ")
-# Answers that say the read was too long or too big: Prometheus' sample limit and other execution limits
-# (422; Mimir's and Thanos' too), a proxy's gateway timeout (504). Prometheus' own query timeout is 503 with
-# errorType "timeout".
-_OVERLONG_STATUS = frozenset({422, 504})
-_SELECTOR = re.compile(r"\s*([A-Za-z_:][A-Za-z0-9_:]*)\s*(\{[^{}]*\})?\s*")
-_MATCHERS = re.compile(r"\{[^{}]*\}")
-_COMPARISON = re.compile(r"(?:==|!=|>=|<=|>(?!=)|<(?!=))(?!\s*(?i:bool)\b)")  # keywords are any case
-
-
-class OverlongRead(SourceError):
-    """A read its server could not answer in time or within its limits (a read timeout, Prometheus' sample
-    limit, HTTP 422 or 504): a shorter window may be read where the same one fails again."""
-
-    def __init__(self, message: str, *, source: str, why: str, retryable: bool = True) -> None:
-        self.why = why
-        super().__init__(message, source=source, retryable=retryable)
 
 
 def named(names: Sequence[str]) -> str:
@@ -83,61 +65,7 @@ def named(names: Sequence[str]) -> str:
     return ", ".join(names[:_NAMED]) + more
 
 
-def selected_metric(expr: str) -> str | None:
-    """The metric of a bare selector (``X_TOTAL{gpu="0"}``: ``X_TOTAL``); None for any other expression."""
-    match = _SELECTOR.fullmatch(uncommented(expr))
-    return None if match is None else match.group(1)
-
-
-def filters_series(expr: str) -> bool:
-    """Whether ``expr`` compares without ``bool`` (``up == 0``, ``x > 90``): its series answer only the steps
-    where they pass, so a series' absence between two of its answers is no coarser step. Comments are not
-    read: ``x  # alert when > 90`` is no filter."""
-    return _COMPARISON.search(_MATCHERS.sub("", uncommented(expr, blank_strings=True))) is not None
-
-
-def inferred_kind(expr: str) -> SeriesKind:
-    """``counter`` for a bare selector of a counter (``x_total``, ``X_TOTAL{gpu="0"}``, ``DCGM_COUNTERS``)."""
-    name = selected_metric(expr)
-    if name is None:
-        return "gauge"
-    return "counter" if name.lower().endswith("_total") or name in DCGM_COUNTERS else "gauge"
-
-
-@dataclass(frozen=True, slots=True)
-class PromQuery:
-    """A named PromQL expression; the name becomes the ``for`` label of written-back scores.
-
-    ``kind`` None: inferred from the expression (``inferred_kind``). ``guard``: the query's ``guard``
-    setting (``gpuwarden.range_guard``); None: guarded when its shape is guarded unasked.
-    """
-
-    name: str
-    expr: str
-    step_seconds: float = 30.0
-    kind: SeriesKind | None = None
-    guard: bool | None = None
-
-    @property
-    def series_kind(self) -> SeriesKind:
-        """The declared kind, or the one inferred from the expression."""
-        return self.kind or inferred_kind(self.expr)
-
-    @property
-    def sent(self) -> tuple[str, bool]:
-        """The expression sent to Prometheus, and whether it is guarded against its target going away
-        (``rate(x[5m]) and x``: its series end at the target's first failed scrape)."""
-        shape = range_shape(self.expr) if self.guard is not False else None
-        if shape is None:
-            return self.expr, False
-        if shape.written_guard:
-            return self.expr, True
-        if self.guard or shape.self_guarded:
-            return shape.guarded(self.expr), True
-        return self.expr, False
-
-
-class PromQLSource:
+class PromQLSource(PromQLClient):
     """Reads configured queries from a Prometheus-compatible HTTP API.
 
     Queries are read concurrently (``workers`` at a time, within ``deadline_seconds``): one that fails (a
@@ -352,205 +280,3 @@ class PromQLSource:
         if recovered:
             logger.info("promql: read again: %s", ", ".join(recovered), extra=extra)
         self._logged_failures = {q: e for q, e in self._logged_failures.items() if q not in read} | failed
-
-    def query_range(
-        self, query: PromQuery, start: float, end: float, *, deadline: float | None = None
-    ) -> Frame:
-        """``query_range`` calls, aligned on the query's step, of at most ``MAX_POINTS`` steps each (a longer
-        window is read in parts and joined); raises ``SourceError``.
-
-        The grid is computed in whole milliseconds, so every window at least one step wide (to the
-        millisecond) holds a point, and no point falls in two consecutive windows. ``deadline``
-        (``time.monotonic``): no request is sent after it, and none waits past it.
-        """
-        step = max(1, round(query.step_seconds * 1000))
-        first = (_millis(start) // step + 1) * step
-        last = _millis(end) // step * step
-        if last < first:
-            return Frame(query.name, [], np.zeros(0), np.zeros((0, 0)), query.series_kind)
-        parts = []
-        for part_first in range(first, last + 1, MAX_POINTS * step):
-            part_last = min(last, part_first + (MAX_POINTS - 1) * step)
-            params = {
-                "query": query.sent[0],
-                "start": _seconds(part_first),
-                "end": _seconds(part_last),
-                "step": _seconds(step),
-            }
-            data = self._get(query, "/api/v1/query_range", params, deadline)
-            grid = np.arange(part_first, part_last + 1, step, dtype=np.int64) / 1000.0
-            parts.append(_matrix_to_frame(query, data, grid, self.name))
-        return parts[0] if len(parts) == 1 else joined(parts)
-
-    def query_instant(self, query: PromQuery, at: float) -> Frame:
-        """One ``/api/v1/query`` call at ``at``; raises ``SourceError``."""
-        data = self._get(query, "/api/v1/query", {"query": query.sent[0], "time": f"{at:.3f}"})
-        if data.get("resultType") != "vector":
-            raise SourceError(
-                f"query {query.name}: expected a vector, got {data.get('resultType')!r}", source=self.name
-            )
-        labels = []
-        values = []
-        try:
-            for item in data.get("result", []):
-                labels.append(_labels(item))
-                values.append(_number(item["value"][1]))
-        except (AttributeError, TypeError, IndexError, KeyError) as exc:
-            raise SourceError(
-                f"query {query.name}: malformed vector result: {type(exc).__name__}: {exc}", source=self.name
-            ) from exc
-        column = np.array(values, dtype=np.float64).reshape(-1, 1)
-        present = np.ones(column.shape, np.bool_) if np.isnan(column).any() else None  # each has a sample
-        return Frame(query.name, labels, np.array([at]), column, query.series_kind, present)
-
-    def _get(
-        self, query: PromQuery, path: str, params: Mapping[str, str], deadline: float | None = None
-    ) -> dict[str, Any]:
-        where = f"query {query.name}: {path}"
-        timeout = self._client.timeout
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                late = f"query {query.name}: no answer within the read's {self.deadline_seconds:g}s deadline"
-                if self._sent.get(query.name, -math.inf) >= deadline - self.deadline_seconds:
-                    # An earlier part of this read took the time: the window is too long for the server.
-                    raise OverlongRead(late, source=self.name, why="no answer in time")
-                raise SourceError(late, source=self.name)  # never sent: the other queries took the time
-            timeout = httpx.Timeout(min(self._timeout, left))
-            self._sent[query.name] = time.monotonic()
-        try:
-            response = self._client.get(path, params=dict(params), timeout=timeout)
-        except httpx.ReadTimeout as exc:  # sent, no answer in time (a connect or pool timeout: never there)
-            raise OverlongRead(
-                f"{where}: {self._server}: {type(exc).__name__}: {exc}", source=self.name, why="timed out"
-            ) from exc
-        except httpx.HTTPError as exc:  # not reached: which server (a port typo shows here), not only why
-            raise SourceError(
-                f"{where}: {self._server}: {type(exc).__name__}: {exc}", source=self.name
-            ) from exc
-        try:
-            payload = response.json()
-        except ValueError as exc:
-            if response.status_code in _OVERLONG_STATUS:  # a proxy's gateway timeout page
-                raise OverlongRead(
-                    f"{where}: HTTP {response.status_code}, not JSON", source=self.name, why="gateway timeout"
-                ) from exc
-            raise SourceError(f"{where}: HTTP {response.status_code}, not JSON", source=self.name) from exc
-        if not isinstance(payload, dict):
-            raise SourceError(f"{where}: HTTP {response.status_code}, not a JSON object", source=self.name)
-        if response.status_code != 200 or payload.get("status") != "success":
-            error = payload.get("error", "") if isinstance(payload, dict) else ""
-            message = f"{where}: HTTP {response.status_code}: {error}"
-            retryable = response.status_code >= 500
-            if response.status_code in _OVERLONG_STATUS or payload.get("errorType") == "timeout":
-                why = f"HTTP {response.status_code}: {str(error)[:80]}"
-                raise OverlongRead(message, source=self.name, why=why, retryable=retryable)
-            raise SourceError(message, source=self.name, retryable=retryable)
-        data = payload.get("data")
-        if not isinstance(data, dict):
-            raise SourceError(f"{where}: response has no data", source=self.name)
-        warnings = payload.get("warnings")
-        if warnings:
-            notes = [str(w) for w in warnings] if isinstance(warnings, list) else [str(warnings)]
-            if all(note.startswith(_ANNOTATIONS) for note in notes):
-                self._note_annotations(query.name, notes)
-                return data
-            # Thanos' partial_response, a Prometheus that could not read every block: series are missing
-            # from this answer, not from the fleet. Read as a failure, so no detector sees them vanish.
-            text = "; ".join(notes)
-            raise SourceError(f"{where}: partial response: {text[:300]}", source=self.name, retryable=True)
-        return data
-
-    def _note_annotations(self, query: str, notes: list[str]) -> None:
-        """Log a query's PromQL annotations once, and again only when they change (one entry per query)."""
-        text = "; ".join(notes)
-        if self._logged_annotations.get(query) == text:
-            return
-        self._logged_annotations[query] = text
-        logger.warning(
-            "promql: query %s: Prometheus annotated its answer (read and scored; fix the query or its"
-            " metric if this matters): %s",
-            query,
-            text[:300],
-            extra={"source": self.name, "query": query},
-        )
-
-
-def _millis(seconds: float) -> int:
-    """Epoch seconds as whole milliseconds, Prometheus' resolution.
-
-    The step grid is computed on these integers: in floating point ``floor(1.2 / 0.2)`` is 5, so a window
-    one step wide could hold no grid point. Rounding (not flooring) keeps ``4.35`` at 4350 ms, and windows
-    that share an end (``(a, b]`` then ``(b, c]``) still split the grid with no gap and no overlap.
-    """
-    return round(seconds * 1000)
-
-
-def _seconds(millis: int) -> str:
-    """Whole milliseconds as a decimal seconds parameter: ``1767225600.2``, ``30``, never an exponent."""
-    whole, frac = divmod(millis, 1000)
-    return f"{whole}.{frac:03d}".rstrip("0").rstrip(".")
-
-
-def _labels(item: Mapping[str, Any]) -> dict[str, str]:
-    return {str(k): str(v) for k, v in item.get("metric", {}).items()}
-
-
-def _number(text: Any) -> float:
-    try:
-        return float(text)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def _matrix_to_frame(query: PromQuery, data: Mapping[str, Any], grid: np.ndarray, source: str) -> Frame:
-    name = query.name
-    if data.get("resultType") != "matrix":
-        raise SourceError(f"query {name}: expected a matrix, got {data.get('resultType')!r}", source=source)
-    try:
-        return _read_matrix(name, data.get("result", []), grid, query.series_kind)
-    except (AttributeError, TypeError, ValueError, IndexError, KeyError) as exc:
-        # A 200 of another shape (a proxy, a different API): the source is down, not the service.
-        raise SourceError(
-            f"query {name}: malformed matrix result: {type(exc).__name__}: {exc}", source=source
-        ) from exc
-
-
-def _read_matrix(name: str, result: Any, grid: np.ndarray, kind: SeriesKind) -> Frame:
-    """Every series' points placed on ``grid``, all series at once: done series by series, with a few small
-    arrays each, 100,000 series of one point took 5 s on a loaded machine, longer than a tick's read."""
-    if not isinstance(result, list):
-        raise TypeError(f"result is {type(result).__name__}, not a list")
-    labels = [_labels(item) for item in result]
-    points = [item.get("values") or () for item in result]
-    flat = [p for series in points for p in series]
-    values = np.full((len(result), grid.size), np.nan)
-    if not flat:
-        return Frame(name, labels, grid, values, kind)
-    step = grid[1] - grid[0] if grid.size > 1 else 1.0
-    stamps = np.array([float(p[0]) for p in flat])
-    got = np.array([_number(p[1]) for p in flat])
-    rows = np.repeat(np.arange(len(result)), np.fromiter(map(len, points), np.int64, len(points)))
-    cols = np.rint((stamps - grid[0]) / step).astype(np.int64)
-    keep = (cols >= 0) & (cols < grid.size)
-    cells, got = rows[keep] * grid.size + cols[keep], got[keep]
-    ordered = cells.size < 2 or bool((cells[1:] > cells[:-1]).all())  # the usual answer: no sort needed
-    if not ordered and np.unique(cells).size < cells.size:
-        # Two samples on one step: an HA pair merged without dedup (Thanos, a federating proxy), one replica
-        # a scrape behind. Whichever came last was taken, so a counter read 5, 4, 5 across steps: a reset
-        # and 4 new errors. The largest is taken: a counter's lagging replica is behind.
-        np.fmax.at(values.reshape(-1), cells, got)
-    else:
-        values.reshape(-1)[cells] = got
-    return Frame(name, labels, grid, values, kind, _present(values.shape, cells, got))
-
-
-def _present(shape: tuple[int, ...], cells: np.ndarray, got: np.ndarray) -> np.ndarray | None:
-    """Which cells of a matrix of ``shape`` hold a sample (``Frame.present``), where one of the samples
-    ``got`` (at flat ``cells``) is NaN; None where none is. A series whose only sample in a window was
-    ``NaN`` (0/0 in a query) is read as a gap row, and the warm-up's replay must read it so too."""
-    if not np.isnan(got).any():
-        return None
-    present = np.zeros(shape, np.bool_)
-    present.reshape(-1)[cells] = True
-    return present

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from anomaly import univariate
 from anomaly.forwarder import AlertForwarder
 from anomaly.promql import PromQLSource, PromQuery
-from gpuwarden.cli import anomaly_cmd, app
+from gpuwarden.cli import anomaly_cmd, anomaly_run, anomaly_score, app
 from gpuwarden.cli.consoles import CliConsole
 from gpuwarden.clock import FakeClock
 from gpuwarden.model import Alert
@@ -246,7 +246,7 @@ def test_evaluate_nab_shows_its_progress_on_a_terminal_only(tmp_path, monkeypatc
     write_series(tmp_path / "data" / "c" / "y.csv", spike_at=None)  # two files: scored together, in steps
     stderr = io.StringIO()
     monkeypatch.setattr(
-        anomaly_cmd, "err_console", CliConsole(file=stderr, force_terminal=terminal, width=100)
+        anomaly_score, "err_console", CliConsole(file=stderr, force_terminal=terminal, width=100)
     )
     result = runner.invoke(app, [*args, "-o", "json", *flags])
     assert result.exit_code == 0, result.output
@@ -325,7 +325,7 @@ def test_run_exits_1_with_prometheus_down_whether_or_not_its_single_tick_fell_du
         "  queries:\n    - {name: temp, expr: DCGM_FI_DEV_GPU_TEMP, step_seconds: 120}\n"
     )
     start = 1_767_225_600.0 + (0.0 if due else 30.0)  # 1_767_225_600 is a multiple of 120
-    monkeypatch.setattr(anomaly_cmd, "SystemClock", lambda: FakeClock(start))
+    monkeypatch.setattr(anomaly_run, "SystemClock", lambda: FakeClock(start))
     result = runner.invoke(app, ["anomaly", "run", "--config", str(cfg), "--ticks", "1", "--port", "0"])
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
     said = " ".join(result.stderr.split())
@@ -751,7 +751,7 @@ def test_score_shows_its_progress_on_a_terminal_only(tmp_path, monkeypatch, term
     monkeypatch.setattr(univariate, "PROGRESS_EVERY", 100, raising=False)
     stderr = io.StringIO()
     monkeypatch.setattr(
-        anomaly_cmd, "err_console", CliConsole(file=stderr, force_terminal=terminal, width=100)
+        anomaly_score, "err_console", CliConsole(file=stderr, force_terminal=terminal, width=100)
     )
     src, out = tmp_path / "in.csv", tmp_path / "out.csv"
     write_series(src)
@@ -946,8 +946,8 @@ def test_run_warns_and_keeps_no_state_where_the_default_state_file_cannot_be_wri
         raise InputError(f"{field} '{path}': cannot write in .: it is not writable")
 
     stderr = io.StringIO()
-    monkeypatch.setattr(anomaly_cmd, "check_writable", unwritable)
-    monkeypatch.setattr(anomaly_cmd, "err_console", CliConsole(file=stderr, width=400))
+    monkeypatch.setattr(anomaly_run, "check_writable", unwritable)
+    monkeypatch.setattr(anomaly_run, "err_console", CliConsole(file=stderr, width=400))
     assert anomaly_cmd._state_path(AnomalyConfig(), None, 0) is None
     said = stderr.getvalue()
     assert "warning: anomaly.state_file 'gpuwarden-anomaly.state.npz': cannot write in ." in said

@@ -26,7 +26,7 @@ from anomaly.scheduler import _COPIES_WHILE_TICKING, AnomalyScheduler
 from anomaly.service import AnomalyService, _Firing
 from anomaly.snapshot import Snapshot, load_snapshot, save_snapshot
 from anomaly.sources import Frame, SourceHealth
-from gpuwarden.cli import anomaly_cmd
+from gpuwarden.cli import anomaly_cmd, anomaly_run
 from gpuwarden.cli.consoles import CliConsole
 from gpuwarden.clock import FakeClock
 from gpuwarden.config_anomaly import AnomalyConfig
@@ -669,7 +669,7 @@ def test_two_processes_cannot_keep_their_state_in_one_file(tmp_path, monkeypatch
     leftover = tmp_path / ".s.npz.x1y2z3.tmp"
     leftover.write_bytes(b"half a snapshot")
     stderr = io.StringIO()
-    monkeypatch.setattr(anomaly_cmd, "err_console", CliConsole(file=stderr, width=400))
+    monkeypatch.setattr(anomaly_run, "err_console", CliConsole(file=stderr, width=400))
     kept = anomaly_cmd._state_path(AnomalyConfig(state_file=str(path)), None, 0)
     assert kept is not None and not leftover.exists()
     with pytest.raises(typer.Exit):

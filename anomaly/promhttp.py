@@ -1,0 +1,175 @@
+"""The HTTP half of ``PromQLSource``: its ``query_range`` and ``query_instant`` requests, within the read's
+deadline, and every HTTP and payload error translated into ``SourceError`` here, in one place."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+import numpy as np
+
+from anomaly.promframes import _labels, _matrix_to_frame, _millis, _number, _seconds
+from anomaly.promquery import PromQuery
+from anomaly.sources import Frame, joined
+from gpuwarden.errors import SourceError
+
+# The source's logger: an annotated answer is logged as it was before this half left ``anomaly.promql`` (an
+# operator filters on the name).
+logger = logging.getLogger("anomaly.promql")
+
+MAX_POINTS = 11_000  # steps per query_range call: Prometheus refuses more points per series
+# Prometheus' (2.46+) annotations of a whole answer, sent as warnings: an ill-formed histogram bucket, a
+# quantile out of range, a rate() of a name that may not be a counter. Any other warning is a partial answer.
+_ANNOTATIONS = ("PromQL warning: ", "PromQL info: ")
+# Answers that say the read was too long or too big: Prometheus' sample limit and other execution limits
+# (422; Mimir's and Thanos' too), a proxy's gateway timeout (504). Prometheus' own query timeout is 503 with
+# errorType "timeout".
+_OVERLONG_STATUS = frozenset({422, 504})
+
+
+class OverlongRead(SourceError):
+    """A read its server could not answer in time or within its limits (a read timeout, Prometheus' sample
+    limit, HTTP 422 or 504): a shorter window may be read where the same one fails again."""
+
+    def __init__(self, message: str, *, source: str, why: str, retryable: bool = True) -> None:
+        self.why = why
+        super().__init__(message, source=source, retryable=retryable)
+
+
+class PromQLClient:
+    """The requests of ``PromQLSource`` (``anomaly.promql``), its base: the attributes below are set by its
+    ``__init__``, which holds all its state."""
+
+    name: str
+    deadline_seconds: float
+    _client: httpx.Client
+    _server: str  # the base URL, its password hidden
+    _timeout: float
+    _sent: dict[str, float]  # query -> when its last request went out (time.monotonic)
+    _logged_annotations: dict[str, str]  # query -> its PromQL annotations, as last logged
+
+    def query_range(
+        self, query: PromQuery, start: float, end: float, *, deadline: float | None = None
+    ) -> Frame:
+        """``query_range`` calls, aligned on the query's step, of at most ``MAX_POINTS`` steps each (a longer
+        window is read in parts and joined); raises ``SourceError``.
+
+        The grid is computed in whole milliseconds, so every window at least one step wide (to the
+        millisecond) holds a point, and no point falls in two consecutive windows. ``deadline``
+        (``time.monotonic``): no request is sent after it, and none waits past it.
+        """
+        step = max(1, round(query.step_seconds * 1000))
+        first = (_millis(start) // step + 1) * step
+        last = _millis(end) // step * step
+        if last < first:
+            return Frame(query.name, [], np.zeros(0), np.zeros((0, 0)), query.series_kind)
+        parts = []
+        for part_first in range(first, last + 1, MAX_POINTS * step):
+            part_last = min(last, part_first + (MAX_POINTS - 1) * step)
+            params = {
+                "query": query.sent[0],
+                "start": _seconds(part_first),
+                "end": _seconds(part_last),
+                "step": _seconds(step),
+            }
+            data = self._get(query, "/api/v1/query_range", params, deadline)
+            grid = np.arange(part_first, part_last + 1, step, dtype=np.int64) / 1000.0
+            parts.append(_matrix_to_frame(query, data, grid, self.name))
+        return parts[0] if len(parts) == 1 else joined(parts)
+
+    def query_instant(self, query: PromQuery, at: float) -> Frame:
+        """One ``/api/v1/query`` call at ``at``; raises ``SourceError``."""
+        data = self._get(query, "/api/v1/query", {"query": query.sent[0], "time": f"{at:.3f}"})
+        if data.get("resultType") != "vector":
+            raise SourceError(
+                f"query {query.name}: expected a vector, got {data.get('resultType')!r}", source=self.name
+            )
+        labels = []
+        values = []
+        try:
+            for item in data.get("result", []):
+                labels.append(_labels(item))
+                values.append(_number(item["value"][1]))
+        except (AttributeError, TypeError, IndexError, KeyError) as exc:
+            raise SourceError(
+                f"query {query.name}: malformed vector result: {type(exc).__name__}: {exc}", source=self.name
+            ) from exc
+        column = np.array(values, dtype=np.float64).reshape(-1, 1)
+        present = np.ones(column.shape, np.bool_) if np.isnan(column).any() else None  # each has a sample
+        return Frame(query.name, labels, np.array([at]), column, query.series_kind, present)
+
+    def _get(
+        self, query: PromQuery, path: str, params: Mapping[str, str], deadline: float | None = None
+    ) -> dict[str, Any]:
+        where = f"query {query.name}: {path}"
+        timeout = self._client.timeout
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                late = f"query {query.name}: no answer within the read's {self.deadline_seconds:g}s deadline"
+                if self._sent.get(query.name, -math.inf) >= deadline - self.deadline_seconds:
+                    # An earlier part of this read took the time: the window is too long for the server.
+                    raise OverlongRead(late, source=self.name, why="no answer in time")
+                raise SourceError(late, source=self.name)  # never sent: the other queries took the time
+            timeout = httpx.Timeout(min(self._timeout, left))
+            self._sent[query.name] = time.monotonic()
+        try:
+            response = self._client.get(path, params=dict(params), timeout=timeout)
+        except httpx.ReadTimeout as exc:  # sent, no answer in time (a connect or pool timeout: never there)
+            raise OverlongRead(
+                f"{where}: {self._server}: {type(exc).__name__}: {exc}", source=self.name, why="timed out"
+            ) from exc
+        except httpx.HTTPError as exc:  # not reached: which server (a port typo shows here), not only why
+            raise SourceError(
+                f"{where}: {self._server}: {type(exc).__name__}: {exc}", source=self.name
+            ) from exc
+        try:
+            payload = response.json()
+        except ValueError as exc:
+            if response.status_code in _OVERLONG_STATUS:  # a proxy's gateway timeout page
+                raise OverlongRead(
+                    f"{where}: HTTP {response.status_code}, not JSON", source=self.name, why="gateway timeout"
+                ) from exc
+            raise SourceError(f"{where}: HTTP {response.status_code}, not JSON", source=self.name) from exc
+        if not isinstance(payload, dict):
+            raise SourceError(f"{where}: HTTP {response.status_code}, not a JSON object", source=self.name)
+        if response.status_code != 200 or payload.get("status") != "success":
+            error = payload.get("error", "") if isinstance(payload, dict) else ""
+            message = f"{where}: HTTP {response.status_code}: {error}"
+            retryable = response.status_code >= 500
+            if response.status_code in _OVERLONG_STATUS or payload.get("errorType") == "timeout":
+                why = f"HTTP {response.status_code}: {str(error)[:80]}"
+                raise OverlongRead(message, source=self.name, why=why, retryable=retryable)
+            raise SourceError(message, source=self.name, retryable=retryable)
+        data = payload.get("data")
+        if not isinstance(data, dict):
+            raise SourceError(f"{where}: response has no data", source=self.name)
+        warnings = payload.get("warnings")
+        if warnings:
+            notes = [str(w) for w in warnings] if isinstance(warnings, list) else [str(warnings)]
+            if all(note.startswith(_ANNOTATIONS) for note in notes):
+                self._note_annotations(query.name, notes)
+                return data
+            # Thanos' partial_response, a Prometheus that could not read every block: series are missing
+            # from this answer, not from the fleet. Read as a failure, so no detector sees them vanish.
+            text = "; ".join(notes)
+            raise SourceError(f"{where}: partial response: {text[:300]}", source=self.name, retryable=True)
+        return data
+
+    def _note_annotations(self, query: str, notes: list[str]) -> None:
+        """Log a query's PromQL annotations once, and again only when they change (one entry per query)."""
+        text = "; ".join(notes)
+        if self._logged_annotations.get(query) == text:
+            return
+        self._logged_annotations[query] = text
+        logger.warning(
+            "promql: query %s: Prometheus annotated its answer (read and scored; fix the query or its"
+            " metric if this matters): %s",
+            query,
+            text[:300],
+            extra={"source": self.name, "query": query},
+        )

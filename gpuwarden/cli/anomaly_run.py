@@ -1,0 +1,257 @@
+"""``gpuwarden anomaly run``: its settings checked, its state file claimed, its source, service and /metrics
+set up, its warm-up, then its ticks (``gpuwarden.cli.anomaly_ticks``) until it stops.
+
+The anomaly stage is imported inside the command: the rest of the CLI, ``--help`` included, must start
+without it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, BinaryIO, Protocol
+
+import typer
+from rich.markup import escape
+
+from gpuwarden.cli.anomaly_ticks import TickLog, _print_alert, _run_scheduled, _run_ticks
+from gpuwarden.cli.consoles import err_console, option_said, print_error, print_problems
+from gpuwarden.cli.logs import configure_logging
+from gpuwarden.cli.numbers import whole_number
+from gpuwarden.cli.output_file import check_writable
+from gpuwarden.clock import SystemClock
+from gpuwarden.errors import ConfigError, InputError
+from gpuwarden.headers import TOKEN_ENV
+from gpuwarden.redaction import hidden_password
+from gpuwarden.urls import host_port
+
+if TYPE_CHECKING:
+    from anomaly.forwarder import AlertForwarder
+    from anomaly.service import AnomalyService
+    from gpuwarden.config_anomaly import AnomalyConfig
+
+# The command's logger: its start line reads as it did before it left ``gpuwarden.cli.anomaly_cmd`` (``anomaly
+# run`` logs the logger's name; an operator filters on it).
+logger = logging.getLogger("gpuwarden.cli.anomaly_cmd")
+
+RunConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", help="YAML configuration (its anomaly section: source, queries, detectors)."),
+]
+
+
+def run(
+    config: RunConfigOption = None,
+    ticks: Annotated[
+        int, whole_number("--ticks", 0, help="Stop after this many ticks (0: run until interrupted).")
+    ] = 0,
+    port: Annotated[
+        int | None,
+        whole_number(
+            "--port",
+            0,
+            65535,
+            help="Serve /metrics here (default anomaly.port, or none with --ticks; 0: none).",
+        ),
+    ] = None,
+    state_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--state-file",
+            help="Keep what the detectors learnt here across restarts, saved every"
+            " anomaly.state_save_seconds and at stop (default anomaly.state_file, or none with --ticks).",
+        ),
+    ] = None,
+) -> None:
+    """Score the configured PromQL queries every infer_every_seconds; serve scores and bands on /metrics.
+
+    Alerts go to `gpuwarden serve` at anomaly.alert_url (token from GPUWARDEN_API_TOKEN) as Prometheus
+    sends rule alerts, or are printed as JSON lines when no alert_url is set.
+    """
+    cfg = _run_config(config, port, ticks)  # before the stage's imports: a refusal is said at once
+    state, state_lock = _state_path(cfg, state_file, ticks) or (None, None)
+    from prometheus_client import CollectorRegistry  # noqa: PLC0415
+
+    from anomaly.promql import PromQLSource, PromQuery  # noqa: PLC0415
+    from anomaly.service import AnomalyService  # noqa: PLC0415
+    from anomaly.snapshot import load_snapshot  # noqa: PLC0415
+    from gpuwarden.cli.anomaly_http import serve_http  # noqa: PLC0415
+
+    configure_logging(logging.INFO, fmt="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    clock = SystemClock()
+    forwarder = _forwarder(cfg, clock)
+    queries = [PromQuery(q.name, q.expr, q.step_seconds, q.kind, q.guard) for q in cfg.queries]
+    source = PromQLSource(
+        cfg.prometheus_url,
+        queries,
+        clock,
+        timeout_seconds=cfg.query_timeout_seconds,
+        max_lookback_seconds=cfg.max_lookback_seconds,
+        # A slow Prometheus must not hold a tick past the next one: what has not answered by then is a
+        # failed read, held like an outage, and read again from where it stopped.
+        deadline_seconds=cfg.read_deadline_seconds,
+    )
+    tick_log = TickLog([source], forwarder, forwarder.on_alert if forwarder else _print_alert)
+    service = AnomalyService(cfg, [source], clock, on_alert=tick_log.on_alert)
+    registry = CollectorRegistry()
+    registry.register(service.collector)
+    if forwarder is not None:
+        registry.register(forwarder)
+    metrics_port = _metrics_port(cfg, port, ticks)
+    try:
+        server = serve_http(service, registry, cfg.listen_address, metrics_port) if metrics_port else None
+    except OSError as exc:
+        _close(source, forwarder, state_lock)
+        from gpuwarden.cli.preflight import refused_setting  # noqa: PLC0415
+
+        setting = "--port" if port is not None else "anomaly.port / anomaly.listen_address"
+        where = host_port(cfg.listen_address, metrics_port)
+        said = refused_setting(
+            setting, metrics_port, f"cannot serve /metrics on {where}: {exc.strerror or exc}"
+        )
+        err_console.print(f"[red]error:[/red] {escape(str(said))}")
+        raise typer.Exit(1) from exc
+    logger.info(_start_line(service, port, ticks, metrics_port))
+    try:
+        # Prometheus' recent history: the detectors score from the first tick after start. What serve still
+        # holds bounds what the history left firing is recalled for (``AnomalyService.warm_up``).
+        held = forwarder.held() if forwarder is not None and cfg.reescalate_alerts else None
+        # What the detectors learnt before the restart, when a snapshot of it fits; the history after it.
+        service.warm_up(held, load_snapshot(state, cfg) if state is not None else None)
+        if ticks:
+            _run_ticks(service, ticks, tick_log.after, state)
+        else:
+            _run_scheduled(service, tick_log.after, state)
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        _close(source, forwarder, state_lock)
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+def _close(*held: _Closable | None) -> None:
+    """Close what ``anomaly run`` holds (its source, forwarder and hold on the state file; None: not held)."""
+    for each in held:
+        if each is not None:
+            each.close()
+
+
+def _state_path(cfg: AnomalyConfig, option: Path | None, ticks: int) -> tuple[Path, BinaryIO] | None:
+    """Where ``anomaly run`` keeps its state, and its hold on it (``claim_state_file``): ``--state-file``,
+    else none for a ``--ticks`` script, else ``anomaly.state_file``. One that cannot be written, or that
+    another process holds, is refused (exit 1), naming the setting; the default (not written in the file) is
+    a warning, and none is kept: a working directory that cannot be written stopped no ``anomaly run``
+    before there was a state file."""
+    path = (
+        option if option is not None else (None if ticks or cfg.state_file is None else Path(cfg.state_file))
+    )
+    if path is None:
+        return None
+    from anomaly.snapshot import StateFileInUse, claim_state_file  # noqa: PLC0415
+
+    chosen = option is not None or "state_file" in cfg.model_fields_set
+    setting = "--state-file" if option is not None else "anomaly.state_file"
+    try:
+        check_writable(path, setting)
+        try:
+            return path, claim_state_file(path)
+        except StateFileInUse as exc:
+            raise InputError(option_said(setting, str(path), str(exc))) from exc
+    except InputError as exc:
+        if not chosen:
+            err_console.print(
+                f"[yellow]warning:[/yellow] {escape(str(exc))}; what the detectors learn is not kept across a"
+                " restart (set anomaly.state_file to a file that can be written, or null)"
+            )
+            return None
+        print_error(exc)
+        raise typer.Exit(1) from exc
+
+
+def _metrics_port(cfg: AnomalyConfig, port: int | None, ticks: int) -> int:
+    """Where ``anomaly run`` serves /metrics: ``--port``, else none for a ``--ticks`` script, else
+    ``anomaly.port``; 0: nowhere."""
+    return port if port is not None else (0 if ticks else cfg.port)
+
+
+def _start_line(service: AnomalyService, port: int | None, ticks: int, metrics_port: int) -> str:
+    """What ``anomaly run`` says before its warm-up (an hour of history, tens of seconds on a large fleet):
+    what it reads and how often, where /metrics is (or why it is not served) and where alerts go; a
+    password in a URL (basic auth in front of Prometheus) hidden."""
+    cfg = service.cfg
+    count = len(cfg.queries)
+    if metrics_port:
+        metrics = f"/metrics on http://{host_port(cfg.listen_address, metrics_port)}/metrics"
+    else:
+        why = "--port 0" if port is not None else ("--ticks without --port" if ticks else "anomaly.port 0")
+        metrics = f"/metrics not served ({why})"
+    alerts = (
+        f"alerts to {hidden_password(str(cfg.alert_url))}"
+        if cfg.alert_url
+        else "alerts printed as JSON lines (no anomaly.alert_url)"
+    )
+    return (
+        f"anomaly run: {count} quer{'y' if count == 1 else 'ies'} from"
+        f" {hidden_password(str(cfg.prometheus_url))} every"
+        f" {cfg.infer_every_seconds:g} s; {metrics}; {alerts}; warming up from the last"
+        f" {service.warmup_seconds():g} s of history"
+    )
+
+
+def _run_config(config: Path | None, port: int | None, ticks: int) -> AnomalyConfig:
+    """``anomaly run``'s settings, checked as ``config validate`` checks them (``anomaly_checks``): every
+    warning, then every refusal, each naming its file and line; exit 1 when any refuses."""
+    from gpuwarden.cli.anomaly_checks import (  # noqa: PLC0415
+        anomaly_run_refusals,
+        anomaly_run_warnings,
+        check_detectors,
+    )
+    from gpuwarden.cli.preflight import check_listen_address  # noqa: PLC0415
+    from gpuwarden.config import load_config  # noqa: PLC0415
+    from gpuwarden.config_anomaly import AnomalyConfig  # noqa: PLC0415
+
+    try:
+        loaded = load_config(config, secrets_for={"anomaly"}) if config is not None else None
+    except ConfigError as exc:  # every problem of the file, as config validate lists them
+        print_problems(exc)
+        raise typer.Exit(1) from exc
+    cfg = loaded.anomaly if loaded is not None else AnomalyConfig()
+    refusals = []
+    try:
+        check_detectors(cfg)  # the service would refuse them with a traceback
+    except ConfigError as exc:
+        refusals.append(exc)
+    if _metrics_port(cfg, port, ticks):  # in config validate's words, not the bind's errno
+        try:
+            check_listen_address(cfg.listen_address, "anomaly.listen_address")
+        except ConfigError as exc:
+            refusals.append(exc)
+    written = loaded is not None and "source" in cfg.model_fields_set
+    refusals.extend(anomaly_run_refusals(cfg, os.environ, source_written=written))
+    for warning in anomaly_run_warnings(cfg):  # config validate says the same
+        err_console.print(
+            f"[yellow]warning:[/yellow] {escape(str(loaded.locate(warning) if loaded else warning))}"
+        )
+    for refusal in refusals:
+        hint = "; pass --config FILE" if config is None and refusal.field == "anomaly.queries" else ""
+        err_console.print(
+            f"[red]error:[/red] {escape(str(loaded.locate(refusal) if loaded else refusal))}{hint}"
+        )
+    if refusals:
+        raise typer.Exit(1)
+    return cfg
+
+
+def _forwarder(cfg: AnomalyConfig, clock: SystemClock) -> AlertForwarder | None:
+    """The alert forwarder to ``gpuwarden serve`` when anomaly.alert_url is set."""
+    from anomaly.forwarder import AlertForwarder  # noqa: PLC0415
+
+    if not cfg.alert_url:  # a set one is a usable http(s) URL: the configuration checked it
+        return None
+    token = os.environ.get(TOKEN_ENV, "")  # one serve takes: _run_config refused any other
+    return AlertForwarder(cfg.alert_url, token, clock, resend_seconds=cfg.infer_every_seconds)

@@ -1,0 +1,148 @@
+"""What ``gpuwarden anomaly run`` does at and between its ticks: one log line a tick (``TickLog``), a fixed
+number of ticks (``--ticks``) or ticks on a schedule until a signal, and an alert printed as a JSON line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from gpuwarden.cli.consoles import err_console
+from gpuwarden.cli.logs import keep_running_on_sighup
+from gpuwarden.model import Alert, AlertStatus
+
+if TYPE_CHECKING:
+    from anomaly.forwarder import AlertForwarder
+    from anomaly.promql import PromQLSource
+    from anomaly.service import AnomalyService
+
+# The command's logger: the tick's line reads as it did before it left ``gpuwarden.cli.anomaly_cmd``.
+logger = logging.getLogger("gpuwarden.cli.anomaly_cmd")
+
+
+class TickLog:
+    """One log line per scoring tick, in place of a line per HTTP request: the queries read and failed,
+    the alerts raised and resolved, and what was sent to anomaly.alert_url (its host and port)."""
+
+    def __init__(
+        self, sources: list[PromQLSource], forwarder: AlertForwarder | None, on_alert: Callable[[Alert], None]
+    ) -> None:
+        self.sources = sources
+        self.forwarder = forwarder
+        self._on_alert = on_alert
+        self.raised = 0
+        self.resolved = 0
+        self._queries: dict[tuple[str, str], tuple[float | None, int]] = {}
+        self._posted = 0
+
+    def on_alert(self, alert: Alert) -> None:
+        """The service's callback: count the alert, then print or forward it."""
+        if alert.status is AlertStatus.FIRING:
+            self.raised += 1
+        else:
+            self.resolved += 1
+        self._on_alert(alert)
+
+    def after(self) -> None:
+        """After a tick: send what it raised and resolved, then log the tick's line."""
+        from anomaly.promql import named  # noqa: PLC0415 (the anomaly stage loads only for its commands)
+
+        sent = self.forwarder.flush() if self.forwarder is not None else True
+        read, failed = 0, []
+        for source in self.sources:
+            for name, health in source.health().queries.items():
+                state = (health.last_success, health.errors_total)
+                before = self._queries.get((source.name, name), (None, 0))
+                self._queries[source.name, name] = state
+                if state == before:
+                    continue  # not asked this tick (its step not due)
+                # Its last read tells, not its error count: the warm-up's failures, before the first tick,
+                # made a first tick that read the query well say it failed.
+                if health.up:
+                    read += 1
+                else:
+                    failed.append(name)
+        line = f"tick: queries read {read}, failed {len(failed)}"
+        if failed:  # the first few: an outage named every query at every tick, 700 characters a line
+            line += f" ({named(failed)})"
+        elif not read:
+            line += " (none due: a query's step_seconds)"
+        line += f"; alerts raised {self.raised}, resolved {self.resolved}"
+        if self.forwarder is not None:
+            line += f"; sent {self.forwarder.posted - self._posted} to {self.forwarder.receiver}"
+            line += "" if sent else f" (failed, retrying next tick: {self.forwarder.last_error})"
+            self._posted = self.forwarder.posted
+        logger.info(line)
+        self.raised = self.resolved = 0
+
+
+def _run_ticks(
+    service: AnomalyService, ticks: int, after: Callable[[], object] | None, state: Path | None = None
+) -> None:
+    """A fixed number of ticks, one every infer_every_seconds (scripts, tests), the state saved to ``state``
+    every state_save_seconds and after the last; exit 1 when no source could be read at any of them, so
+    that a script learns that nothing was scored."""
+    from anomaly.snapshot import save_snapshot  # noqa: PLC0415
+
+    cfg = service.cfg
+    read = False
+    save_every = max(1, round(cfg.state_save_seconds / cfg.infer_every_seconds))
+    for done in range(1, ticks + 1):
+        service.infer()
+        if after is not None:
+            after()
+        for source in service.sources:
+            health = source.health()
+            read = read or health.up
+            if not health.up:
+                err_console.print(f"source {health.name} down: {health.last_error}", markup=False)
+        if done % max(1, round(cfg.fit_every_seconds / cfg.infer_every_seconds)) == 0:
+            service.fit()
+        if state is not None and (done % save_every == 0 or done == ticks):
+            save_snapshot(state, service.snapshot())
+        if done < ticks:
+            service.clock.sleep(cfg.infer_every_seconds)
+    if not read:
+        err_console.print(
+            f"[red]error:[/red] no source could be read in {ticks} tick{'s' if ticks > 1 else ''}:"
+            " nothing was scored (the lines above say why)"
+        )
+        raise typer.Exit(1)
+
+
+def _run_scheduled(service: AnomalyService, after: Callable[[], object] | None, state: Path | None) -> None:
+    """fit_every / infer_every (and the state's saves to ``state``) on APScheduler until SIGINT or SIGTERM,
+    then the state saved a last time."""
+    from anomaly.scheduler import AnomalyScheduler  # noqa: PLC0415
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    keep_running_on_sighup("anomaly run", " (the detectors warm up again from Prometheus' history)")
+    scheduler = AnomalyScheduler(service, after_infer=after, state_file=state)
+    scheduler.start()
+    try:
+        while not stop.wait(1.0):  # a timed wait: the main thread must return to run the signal handlers
+            pass
+    finally:
+        scheduler.shutdown()
+
+
+def _print_alert(alert: Alert) -> None:
+    typer.echo(
+        json.dumps(
+            {
+                "status": alert.status.value,
+                "labels": dict(alert.labels),
+                "score": alert.score,
+                "recommended_action": alert.recommended_action.value,
+                "summary": alert.annotations.get("summary", ""),
+            }
+        )
+    )

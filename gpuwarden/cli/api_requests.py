@@ -1,0 +1,231 @@
+"""The CLI's requests to a running ``gpuwarden serve``: ``--url`` and ``--request-timeout``, the request and
+its answer, and every way it fails (unreachable, TLS, refused, not gpuwarden) said as a person reads it, exit
+1; every command that calls serve's API (``incidents``, ``outbox``, ``inventory``, ``sim``) uses them.
+
+httpx (~0.2 s) is imported by the commands that call the API, not by every command.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec
+from urllib.parse import urlsplit
+
+import typer
+from rich.markup import escape
+
+from gpuwarden.cli.consoles import err_console
+from gpuwarden.cli.numbers import number
+from gpuwarden.headers import FIELD_HEADER, TOKEN_ENV, TOKEN_UNSENDABLE, token_missing, unsendable_character
+from gpuwarden.redaction import hidden_password, quoting_only
+from gpuwarden.urls import url_problem
+
+if TYPE_CHECKING:
+    import httpx
+
+P = ParamSpec("P")
+DEFAULT_TIMEOUT_SECONDS = 30.0  # above serve's own read wait (10 s) plus a store that answers slowly
+# A day: 1e10 (or inf) overflowed the socket's timeout, a traceback and exit 1 as if serve were unreachable.
+MAX_TIMEOUT_SECONDS = 86_400.0
+
+
+@dataclass
+class RequestSettings:
+    """What the ``incidents`` group's options set for every request of this one CLI invocation."""
+
+    timeout: float = DEFAULT_TIMEOUT_SECONDS
+
+
+settings = RequestSettings()
+
+
+RequestTimeoutOption = Annotated[
+    float,
+    number(
+        "--request-timeout",
+        0.1,
+        MAX_TIMEOUT_SECONDS,
+        envvar="GPUWARDEN_REQUEST_TIMEOUT",
+        help="Seconds to wait for serve's answer (as kubectl's --request-timeout).",
+    ),
+]
+# The same option on each command, after its name, where users type it (``incidents list --request-timeout
+# 5``); given there, it overrides the group's. ``None``: not given on the command.
+CommandTimeoutOption = Annotated[
+    float | None,
+    number(
+        "--request-timeout",
+        0.1,
+        MAX_TIMEOUT_SECONDS,
+        show_default=False,
+        help="Seconds to wait for serve's answer (as kubectl's --request-timeout; default 30,"
+        " or GPUWARDEN_REQUEST_TIMEOUT).",
+    ),
+]
+
+
+def add_request_options(group: typer.Typer) -> None:
+    """Give ``group`` the options that every request of its commands uses (``--request-timeout``), taken
+    before the command's name too (``incidents --request-timeout 5 list``)."""
+
+    def options(request_timeout: RequestTimeoutOption = DEFAULT_TIMEOUT_SECONDS) -> None:
+        settings.timeout = request_timeout
+
+    group.callback(help=group.info.help)(options)
+
+
+UrlOption = Annotated[
+    str, typer.Option("--url", envvar="GPUWARDEN_URL", help="Base URL of `gpuwarden serve`.")
+]
+
+
+def checked_url(url: str, envvar: str | None = None) -> str:
+    """``url`` if requests can be sent to it; else ``error: --url URL: not a valid URL (why)``, exit 2,
+    naming ``envvar`` instead where the URL is that variable's value (the option's fallback)."""
+    problem = _blanks(url) or url_problem(url) or _not_a_base(url)
+    if problem is not None:
+        shown = hidden_password(url)  # serve may sit behind a proxy that takes a password or a token
+        origin = envvar if envvar is not None and os.environ.get(envvar) == url else "--url"
+        err_console.print(
+            f"[red]error:[/red] {origin} {escape(repr(shown))}: not a valid URL"
+            f" ({escape(quoting_only(problem, url, shown))})",
+            soft_wrap=True,
+        )
+        raise typer.Exit(2)
+    return url
+
+
+def _tls_hint(url: str, exc: Exception) -> str:
+    """What to write when https:// met a server speaking plain HTTP (serve has no TLS of its own)."""
+    if url.lower().startswith("https://") and "WRONG_VERSION_NUMBER" in str(exc):
+        return " (the server speaks plain HTTP: use http://, or the address of the TLS proxy in front of it)"
+    return ""
+
+
+def _blanks(url: str) -> str | None:
+    """A blank around ``url`` (a variable set with a space): before it, it "must start with http://"; after
+    it, the error named a port with a space in it."""
+    return "a blank before or after it; remove it" if url != url.strip() else None
+
+
+def _not_a_base(url: str) -> str | None:
+    """Why ``url`` cannot have a path put after it (each command adds its own: ``?x=1`` made every request
+    ``/?x=1/api/...``, a 404)."""
+    split = urlsplit(url)
+    if split.query or split.fragment or url.rstrip("/").endswith(("?", "#")):
+        return "a base URL takes no ?query or #fragment"
+    return None
+
+
+def api_request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Response:
+    checked_url(url, envvar="GPUWARDEN_URL")
+    headers = kwargs.pop("headers", {})
+    token = os.environ.get(TOKEN_ENV)
+    if token:
+        if unsendable_character(token, tab=False) is not None:  # httpx raised UnicodeEncodeError sending it
+            err_console.print(f"[red]error:[/red] {TOKEN_ENV} {TOKEN_UNSENDABLE}")
+            raise typer.Exit(2)
+        headers["Authorization"] = f"Bearer {token}"
+    import httpx  # noqa: PLC0415 - see TYPE_CHECKING above
+
+    timeout = settings.timeout
+    try:
+        response = httpx.request(method, url.rstrip("/") + path, headers=headers, timeout=timeout, **kwargs)
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing listens there (or a standby's port)
+        err_console.print(
+            f"[red]error:[/red] cannot connect to {escape(hidden_password(url))}: {escape(str(exc))}"
+            f"{_tls_hint(url, exc) or '; is `gpuwarden serve` running there? (--url or GPUWARDEN_URL)'}"
+        )
+        raise typer.Exit(1) from exc
+    except httpx.TimeoutException as exc:  # connected: serve took the request and did not answer in time
+        err_console.print(
+            f"[red]error:[/red] timed out after {timeout:g} s waiting for an answer from"
+            f" {escape(hidden_password(url))}"
+            " (raise --request-timeout, or look at serve's log and /-/ready)"
+        )
+        raise typer.Exit(1) from exc
+    except httpx.HTTPError as exc:
+        err_console.print(
+            f"[red]error:[/red] cannot reach {escape(hidden_password(url))}: {escape(str(exc))}"
+        )
+        raise typer.Exit(1) from exc
+    if response.status_code >= 400:
+        err_console.print(f"[red]error:[/red] {escape(_refusal(response, token))}")
+        raise typer.Exit(1)
+    return response
+
+
+def _refusal(response: httpx.Response, token: str | None) -> str:
+    """What an error answer says, and what to check when that alone does not help: a 401 sent without a
+    token, or an answer that is not gpuwarden's (a plain 404 said "HTTP 404: " and no more)."""
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    # gpuwarden's API: {"error", "field"}; Alertmanager's (/api/v2): a JSON string or {"code", "message"}.
+    if isinstance(data, dict) and isinstance(data.get("error"), str):
+        message, ours = data["error"], True
+    elif isinstance(data, dict) and isinstance(data.get("message"), str) and FIELD_HEADER in response.headers:
+        message, ours = data["message"], True  # a real Alertmanager's has no field header: not ours
+    elif isinstance(data, str):
+        message, ours = data, True
+    else:
+        message, ours = response.text.strip() or "an empty answer", False
+    said = f"HTTP {response.status_code}: {message}"
+    if response.status_code == 401 and not token:
+        return f"{said}; {token_missing(token)}"
+    return said if ours else f"{said} (not gpuwarden's answer: is --url a gpuwarden serve?)"
+
+
+def api_json(method: str, url: str, path: str, shape: type, **kwargs: Any) -> Any:
+    """``api_request``'s answer as JSON of the expected shape (an object or a list), or a clear error."""
+    return answer_json(api_request(method, url, path, **kwargs), url, shape)
+
+
+def answer_json(response: httpx.Response, url: str, shape: type) -> Any:
+    """A response's JSON if it has the shape gpuwarden answers with; else ``not_gpuwarden``."""
+    try:
+        data = response.json()
+    except ValueError:
+        not_gpuwarden(url, f"HTTP {response.status_code} with a body that is not JSON")
+    if not isinstance(data, shape):
+        not_gpuwarden(url, f"a JSON {type(data).__name__} where gpuwarden answers a JSON {shape.__name__}")
+    return data
+
+
+def not_gpuwarden(url: str, why: str) -> NoReturn:
+    """The server at ``url`` is not a gpuwarden serve (or not this version): say so, exit 1."""
+    err_console.print(
+        f"[red]error:[/red] {escape(hidden_password(url))} did not answer as gpuwarden serve does"
+        f" ({escape(why)});"
+        " is --url right?"
+    )
+    raise typer.Exit(1)
+
+
+def gpuwarden_answers(command: Callable[P, None]) -> Callable[P, None]:
+    """A command that talks to serve: it takes ``--request-timeout`` after its name, and one that lacks what
+    serve sends in its answer is ``not_gpuwarden``."""
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> None:
+        timeout = kwargs.pop("request_timeout", None)
+        if timeout is not None:
+            settings.timeout = float(timeout)  # type: ignore[arg-type]
+        try:
+            command(*args, **kwargs)
+        except (KeyError, TypeError, AttributeError) as exc:
+            not_gpuwarden(str(kwargs.get("url", "")), f"{type(exc).__name__}: {exc}")
+
+    signature = inspect.signature(command, eval_str=True)  # what typer reads: the annotations evaluated
+    timeout_param = inspect.Parameter(
+        "request_timeout", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=CommandTimeoutOption
+    )
+    run.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[*signature.parameters.values(), timeout_param]
+    )
+    return run
