@@ -162,17 +162,14 @@ class AlertForwarder(Collector):
 
     def _as_served(self, alert: Alert) -> Alert:
         """``alert`` under the labels serve holds it by, where they differ only in informational labels
-        (``INFORMATIONAL_LABELS``): the activity serve held firing at the start (``held``) goes on under
-        those until it resolves. Raised once serve let it end (its endsAt passed), it is new: its own labels.
-        """
+        (``INFORMATIONAL_LABELS``): the activity serve held firing at the start (``held``) goes on, or ends
+        (a restart's replay of the ticks it missed), under those. Raised once serve let it end (its endsAt
+        passed), it is new: its own labels."""
         if not self._serving and not self._renamed:
             return alert
         identity = alert_identity(alert.labels)
         served = self._serving.pop(identity, None)
-        taken_up = (
-            served is not None and alert.status is AlertStatus.FIRING and self._clock.now() <= served[1]
-        )
-        if served is not None and taken_up and served[0] != alert.labels:
+        if served is not None and self._clock.now() <= served[1] and served[0] != alert.labels:
             self._renamed[identity] = served[0]
         labels = self._renamed.get(identity)
         if alert.status is AlertStatus.RESOLVED:

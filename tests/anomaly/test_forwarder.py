@@ -422,5 +422,30 @@ def test_an_alert_serve_holds_without_an_informational_label_is_posted_on_under_
     assert [a["labels"] for a in posted[0]] == [upgraded.labels]
 
 
+def test_a_resolution_of_an_alert_serve_holds_under_other_labels_ends_that_alert() -> None:
+    # Restarted from a snapshot after an upgrade, the ticks missed replay the end of an alert serve holds
+    # without deviation (posted so since the upgrade): sent under its own labels, serve got a new alert
+    # firing, then its end, while the one it held ran on to its endsAt.
+    clock = FakeClock()
+    before = _xid("3", clock)
+    upgraded = replace(before, labels={**before.labels, "deviation": "up"})
+    listed = [{"labels": dict(before.labels), "endsAt": (clock.now() + timedelta(seconds=90)).isoformat()}]
+    posted: list[dict[str, object]] = []
+
+    def receiver(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(200, json=listed)
+        posted.extend(json.loads(request.content))
+        return httpx.Response(200, json={})
+
+    client = httpx.Client(transport=httpx.MockTransport(receiver))
+    forwarder = AlertForwarder("http://serve:9700/", None, clock, resend_seconds=30, client=client)
+    assert forwarder.held()
+    forwarder.on_alert(_resolved(upgraded, clock))
+    assert forwarder.flush()
+    assert {tuple(sorted(a["labels"].items())) for a in posted} == {tuple(sorted(before.labels.items()))}
+    assert posted[-1]["endsAt"] == rfc3339(clock.now())
+
+
 def _resolved(alert: Alert, clock: FakeClock) -> Alert:
     return replace(alert, status=AlertStatus.RESOLVED, ends_at=clock.now())
