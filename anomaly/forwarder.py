@@ -94,6 +94,11 @@ def _ended_before(resolved: Alert, firing: Alert) -> bool:
     )
 
 
+def _valued(labels: Mapping[str, str]) -> dict[str, str]:
+    """``labels`` as serve holds them: empty values dropped."""
+    return {k: v for k, v in labels.items() if v}
+
+
 def _ends(held: tuple[dict[str, str], datetime]) -> datetime:
     return held[1]
 
@@ -169,7 +174,10 @@ class AlertForwarder(Collector):
             return alert
         identity = alert_identity(alert.labels)
         served = self._serving.pop(identity, None)
-        if served is not None and self._clock.now() <= served[1] and served[0] != alert.labels:
+        # Empty values alone are no other labels: serve drops them, so posted with them it is the alert serve
+        # holds, under the forwarder's one fingerprint for it (a re-escalation's end and raise, told apart
+        # by fingerprint, went out new raise first: serve ended the alert while the fault went on).
+        if served is not None and self._clock.now() <= served[1] and served[0] != _valued(alert.labels):
             self._renamed[identity] = served[0]
         labels = self._renamed.get(identity)
         if alert.status is AlertStatus.RESOLVED:

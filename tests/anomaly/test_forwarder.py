@@ -449,3 +449,35 @@ def test_a_resolution_of_an_alert_serve_holds_under_other_labels_ends_that_alert
 
 def _resolved(alert: Alert, clock: FakeClock) -> Alert:
     return replace(alert, status=AlertStatus.RESOLVED, ends_at=clock.now())
+
+
+def test_a_label_serve_holds_without_only_for_its_empty_value_keeps_a_re_escalation_in_order() -> None:
+    # serve drops empty-valued labels (as Alertmanager does) before it fingerprints, so an alert posted with
+    # pod="" is held as the same alert without it. Taken for one held "under other labels", it was posted on
+    # under serve's labels, and its re-escalation's resolution then went under those and the new activity
+    # under its own: two fingerprints to the forwarder, one to serve, so the new activity was posted firing
+    # before the old one's end and serve ended the alert while the fault went on.
+    clock = FakeClock()
+    own = _xid("3", clock)
+    own = replace(own, labels={**own.labels, "pod": ""})
+    held = {k: v for k, v in own.labels.items() if v}
+    listed = [{"labels": held, "endsAt": (clock.now() + timedelta(seconds=90)).isoformat()}]
+    posted: list[Alert] = []
+
+    def receiver(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(200, json=listed)
+        posted.extend(parse_postable_alerts(parse_json(request.content), clock.now()))
+        return httpx.Response(200, json={})
+
+    client = httpx.Client(transport=httpx.MockTransport(receiver))
+    forwarder = AlertForwarder("http://serve:9700/", None, clock, resend_seconds=30, client=client)
+    assert forwarder.held()
+    forwarder.on_alert(own)
+    assert forwarder.flush()
+    clock.advance(30)
+    forwarder.on_alert(_resolved(own, clock))  # a re-escalation: the activity ends, a new one is raised
+    forwarder.on_alert(replace(own, starts_at=clock.now()))
+    assert forwarder.flush()
+    assert {a.fingerprint for a in posted} == {alert_identity(own.labels)}, "one alert to serve"
+    assert posted[-1].ends_at is not None and posted[-1].ends_at > clock.now(), "serve's last word: firing"
