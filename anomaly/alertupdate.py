@@ -4,7 +4,8 @@ tick has no evidence about (a source or query down, a query not due) and so leav
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from datetime import datetime
 
 import numpy as np
 
@@ -21,6 +22,23 @@ DEFAULT_ALERTNAME = "GpuwardenAnomaly"
 _COLLECTIVE_MIN = 3
 _COLLECTIVE_SHARE = 0.5
 _COLLECTIVE_SCORE = 0.5
+
+
+@dataclass(slots=True)
+class _Row:
+    """An anomalous row of a tick's findings, as the alert it raises or holds (``AlertUpdater._row``)."""
+
+    f: Findings
+    i: int
+    key: str  # what the service keys its alerts by: their labels before ``deviation``
+    deviation: str  # the side of its band the value left (``_deviation``)
+    alert: Alert
+    first: bool  # the tick's first row of that key
+
+    @property
+    def score(self) -> float:
+        """The row's score."""
+        return float(self.f.score[self.i])
 
 
 class AlertUpdater(ServiceCore):
@@ -117,6 +135,8 @@ class AlertUpdater(ServiceCore):
     def _update_alerts(
         self, result: TickResult, now: float, unreadable: Callable[[str, str, Mapping[str, str]], bool]
     ) -> None:
+        """Raise, hold, re-raise and resolve the alerts from a tick's findings (``result``, whose ``raised``
+        and ``resolved`` it fills), a tick ending at ``now``; ``unreadable``: what it has no evidence of."""
         at = self.clock.now()
         if self._recalled:
             self._recalled = {k: s for k, s in self._recalled.items() if now <= self._recall_ends[k]}
@@ -127,70 +147,93 @@ class AlertUpdater(ServiceCore):
             if not f.immediate and rows:
                 rows = self._drop_collective(f, rows)
             for i in rows:
-                labels = output_labels(f.labels[i], f.query, f.detector)
-                labels.update(f.alert_labels)
-                labels.setdefault("alertname", DEFAULT_ALERTNAME)
-                # The series' alert is one, whichever side of its band: a value back from a spike that the
-                # band followed leaves it below, and is no new alert. ``deviation`` is the side it raised on.
-                key = label_fingerprint(labels)
-                deviation = _deviation(f, i)
-                if deviation:
-                    labels.setdefault("deviation", deviation)
-                window = self.evidence.window(int(f.ids[i])) if f.ids is not None else []
-                alert = _make_alert(f, i, labels, at, window)
-                first = key not in active
-                active.add(key)
-                state = self.firing.get(key)
+                row = self._row(f, i, at, active)
+                state = self.firing.get(row.key)
                 if state is not None:
-                    state.quiet = 0
-                    score = float(f.score[i])
-                    if (
-                        self.cfg.reescalate_alerts
-                        and not f.immediate
-                        and first
-                        and state.escalates(score, deviation, self.cfg.pending_ticks)
-                    ):
-                        self._reraise(key, state, alert, score, result)
-                    continue
-                # An alert the warm-up's history left firing reads on as it would have without the restart.
-                recalled = self._recalled.get(key)
-                escalated = (
-                    recalled is not None
-                    and first
-                    and not f.immediate
-                    and recalled.heard(float(f.score[i]), deviation, self.cfg.pending_ticks)
-                )
-                # Learned detectors must agree for `pending_ticks` ticks in a row (Prometheus' `for:`).
-                agreed = self._pending.get(key, (0, "", ""))[0] + 1
-                pending[key] = (agreed, f.detector, f.query)
-                if f.immediate or agreed >= self.cfg.pending_ticks:
-                    pending.pop(key)
-                    hold = (
-                        self.cfg.immediate_resolve_after if f.immediate else self.cfg.thresholds.resolve_after
-                    )
-                    score = float(f.score[i])
-                    self.firing[key] = state = _Firing(
-                        alert,
-                        f.resolve_after or hold,
-                        f.query,
-                        f.detector,
-                        peak=score,
-                        trough=score,
-                        series=self._series(f, i),
-                    )
-                    if recalled is not None:
-                        del self._recalled[key]
-                        if escalated:  # as it would have been without the restart: serve holds it firing
-                            self._reraise(key, recalled, alert, score, result)
-                            continue
-                        state.resume(recalled)
-                    result.raised.append(alert)
+                    self._hold(row, state, result)
+                else:
+                    self._pend(row, pending, result)
         # A tick that read nothing of a pending alert's query neither agreed nor broke the run: before, the
         # ticks between two steps dropped every count, and a learned detector never raised at all.
         for key, (agreed, detector, query) in self._pending.items():
             if key not in active and unreadable(detector, query, {}):
                 pending[key] = (agreed, detector, query)
         self._pending = pending
+        self._rest(active, unreadable, result, at)
+
+    def _row(self, f: Findings, i: int, at: datetime, active: set[str]) -> _Row:
+        """Row ``i`` of ``f``, anomalous at ``at``, as its alert; ``active``: the keys met this tick."""
+        labels = output_labels(f.labels[i], f.query, f.detector)
+        labels.update(f.alert_labels)
+        labels.setdefault("alertname", DEFAULT_ALERTNAME)
+        # The series' alert is one, whichever side of its band: a value back from a spike that the
+        # band followed leaves it below, and is no new alert. ``deviation`` is the side it raised on.
+        key = label_fingerprint(labels)
+        deviation = _deviation(f, i)
+        if deviation:
+            labels.setdefault("deviation", deviation)
+        window = self.evidence.window(int(f.ids[i])) if f.ids is not None else []
+        first = key not in active
+        active.add(key)
+        return _Row(f, i, key, deviation, _make_alert(f, i, labels, at, window), first)
+
+    def _hold(self, row: _Row, state: _Firing, result: TickResult) -> None:
+        """An anomalous read of a firing alert: it stays firing, re-raised where it re-escalates."""
+        state.quiet = 0
+        f = row.f
+        if (
+            self.cfg.reescalate_alerts
+            and not f.immediate
+            and row.first
+            and state.escalates(row.score, row.deviation, self.cfg.pending_ticks)
+        ):
+            self._reraise(row.key, state, row.alert, row.score, result)
+
+    def _pend(self, row: _Row, pending: dict[str, tuple[int, str, str]], result: TickResult) -> None:
+        """An anomalous read of an alert not firing: one more tick agreed (``pending``, this tick's counts),
+        raised once ``pending_ticks`` have (an immediate detector's at once)."""
+        f, key = row.f, row.key
+        # An alert the warm-up's history left firing reads on as it would have without the restart.
+        recalled = self._recalled.get(key)
+        escalated = (
+            recalled is not None
+            and row.first
+            and not f.immediate
+            and recalled.heard(row.score, row.deviation, self.cfg.pending_ticks)
+        )
+        # Learned detectors must agree for `pending_ticks` ticks in a row (Prometheus' `for:`).
+        agreed = self._pending.get(key, (0, "", ""))[0] + 1
+        pending[key] = (agreed, f.detector, f.query)
+        if not f.immediate and agreed < self.cfg.pending_ticks:
+            return
+        pending.pop(key)
+        hold = self.cfg.immediate_resolve_after if f.immediate else self.cfg.thresholds.resolve_after
+        self.firing[key] = state = _Firing(
+            row.alert,
+            f.resolve_after or hold,
+            f.query,
+            f.detector,
+            peak=row.score,
+            trough=row.score,
+            series=self._series(f, row.i),
+        )
+        if recalled is not None:
+            del self._recalled[key]
+            if escalated:  # as it would have been without the restart: serve holds it firing
+                self._reraise(key, recalled, row.alert, row.score, result)
+                return
+            state.resume(recalled)
+        result.raised.append(row.alert)
+
+    def _rest(
+        self,
+        active: set[str],
+        unreadable: Callable[[str, str, Mapping[str, str]], bool],
+        result: TickResult,
+        at: datetime,
+    ) -> None:
+        """Count this tick's quiet reads of the recalled and firing alerts not ``active``: drop the recalled
+        ones and resolve (at ``at``) the firing ones it rests."""
         read = _reads(result.findings, self.index)
         for key in [
             k for k, state in self._recalled.items() if self._rested(k, state, active, unreadable, read)

@@ -22,7 +22,8 @@ batch is not retried (it would be refused forever).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -66,6 +67,19 @@ def postable(alert: Alert, ends_at: datetime) -> dict[str, Any]:
     return body
 
 
+# Labels that describe an alert without naming it: which side of its band it raised on. An alert is the
+# same one whatever they read (the service keys its firing alerts without them), but serve and Alertmanager
+# fingerprint every label: thermal alerts gained ``deviation="up"``, so one firing across that upgrade was
+# posted as a second alert for the same GPU and condition.
+INFORMATIONAL_LABELS = frozenset({"deviation"})
+
+
+def alert_identity(labels: Mapping[str, str]) -> str:
+    """What names an alert across releases: the fingerprint of its labels less the informational ones and
+    the empty ones (which Alertmanager and serve drop before they fingerprint)."""
+    return label_fingerprint({k: v for k, v in labels.items() if v and k not in INFORMATIONAL_LABELS})
+
+
 def held_seconds(resend_seconds: float) -> float:
     """How far ahead a firing alert's ``endsAt`` goes: how long serve holds it once posts stop. As
     Prometheus: four resends ahead, resends a minute apart at least (a slow refit delays one)."""
@@ -78,6 +92,15 @@ def _ended_before(resolved: Alert, firing: Alert) -> bool:
     return (
         resolved.ends_at is not None and firing.starts_at is not None and firing.starts_at >= resolved.ends_at
     )
+
+
+def _valued(labels: Mapping[str, str]) -> dict[str, str]:
+    """``labels`` as serve holds them: empty values dropped."""
+    return {k: v for k, v in labels.items() if v}
+
+
+def _ends(held: tuple[dict[str, str], datetime]) -> datetime:
+    return held[1]
 
 
 class AlertForwarder(Collector):
@@ -119,9 +142,14 @@ class AlertForwarder(Collector):
         self.retries = 0
         self.dropped = 0
         self.last_error: str | None = None
+        # What serve held firing at the start (``held``), by identity: each alert's labels there and endsAt.
+        self._serving: dict[str, tuple[dict[str, str], datetime]] = {}
+        # The activities serve held under other labels that this one posts on under those (``_as_served``).
+        self._renamed: dict[str, dict[str, str]] = {}
 
     def on_alert(self, alert: Alert) -> None:
         """The service's callback: an alert raised or resolved this tick."""
+        alert = self._as_served(alert)
         fp = alert.fingerprint
         if alert.status is AlertStatus.FIRING:
             self.firing[fp] = alert
@@ -136,6 +164,25 @@ class AlertForwarder(Collector):
             del self.unsent_resolved[oldest]
             self.delivered.discard(oldest)
             self.dropped += 1
+
+    def _as_served(self, alert: Alert) -> Alert:
+        """``alert`` under the labels serve holds it by, where they differ only in informational labels
+        (``INFORMATIONAL_LABELS``): the activity serve held firing at the start (``held``) goes on, or ends
+        (a restart's replay of the ticks it missed), under those. Raised once serve let it end (its endsAt
+        passed), it is new: its own labels."""
+        if not self._serving and not self._renamed:
+            return alert
+        identity = alert_identity(alert.labels)
+        served = self._serving.pop(identity, None)
+        # Empty values alone are no other labels: serve drops them, so posted with them it is the alert serve
+        # holds, under the forwarder's one fingerprint for it (a re-escalation's end and raise, told apart
+        # by fingerprint, went out new raise first: serve ended the alert while the fault went on).
+        if served is not None and self._clock.now() <= served[1] and served[0] != _valued(alert.labels):
+            self._renamed[identity] = served[0]
+        labels = self._renamed.get(identity)
+        if alert.status is AlertStatus.RESOLVED:
+            self._renamed.pop(identity, None)
+        return alert if labels is None else replace(alert, labels=dict(labels))
 
     def flush(self) -> bool:
         """Post every firing alert and every resolution not yet accepted; True when all were accepted.
@@ -183,10 +230,12 @@ class AlertForwarder(Collector):
         return items
 
     def held(self) -> dict[str, datetime] | None:
-        """The alerts the receiver holds firing now (``GET /api/v2/alerts``), by fingerprint, each with the
-        ``endsAt`` it lets it end at once posts stop: what a restarted service may recall
-        (``AnomalyService.warm_up``). None where it cannot say (not reachable, an error, a body not such a
-        list): logged, and the warm-up falls back to the hold after its start."""
+        """The alerts the receiver holds firing now (``GET /api/v2/alerts``), by identity
+        (``alert_identity``), each with the ``endsAt`` it lets it end at once posts stop: what a restarted
+        service may recall (``AnomalyService.warm_up``). None where it cannot say (not reachable, an error, a
+        body not such a list): logged, and the warm-up falls back to the hold after its start.
+
+        Kept too: the labels each is held under, which ``on_alert`` posts it on under (``_as_served``)."""
         try:
             response = self._client.get(self.url)
         except httpx.HTTPError as exc:
@@ -196,12 +245,13 @@ class AlertForwarder(Collector):
             self._unlisted(f"HTTP {response.status_code}: {response.text[:300]}")
             return None
         try:
-            return {
-                label_fingerprint(a["labels"]): datetime.fromisoformat(a["endsAt"]) for a in response.json()
-            }
-        except (ValueError, KeyError, TypeError) as exc:
+            listed = [({**a["labels"]}, datetime.fromisoformat(a["endsAt"])) for a in response.json()]
+            serving = {alert_identity(labels): (labels, ends) for labels, ends in sorted(listed, key=_ends)}
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             self._unlisted(f"not a list of alerts: {type(exc).__name__}: {exc}")
             return None
+        self._serving = serving  # of two held under one identity, the one held longer
+        return {identity: ends for identity, (_, ends) in serving.items()}
 
     def _unlisted(self, error: str) -> None:
         """Log why ``held`` cannot say."""

@@ -26,6 +26,19 @@ def _slot(labels: Mapping[str, str]) -> tuple[str, str, str]:
     )
 
 
+def _seen(
+    keys: list[GpuKey], labels: Sequence[Mapping[str, str]], ups: list[float]
+) -> dict[GpuKey, Mapping[str, str]]:
+    """The GPUs read, each with its current label set.
+
+    A GPU with no reading (NaN: its series ended, or the read failed) is not seen, as one whose series
+    vanished is not; of several label sets, the one with a reading is current, not one that just ended.
+    A range query's window refilling is no NaN here (``_lost`` reads its answer, ``Step.partial``), under a
+    new label set too: taking a new label set's NaN for present, as before that was read, also took a failed
+    read under it for a reading."""
+    return {key: lab for key, lab, up in zip(keys, labels, ups, strict=True) if math.isfinite(up)}
+
+
 class LostGpuRule(SignatureRules):
     """A GPU lost: reported down, or vanished from its host's series for up to ``lost_memory_seconds``."""
 
@@ -33,26 +46,6 @@ class LostGpuRule(SignatureRules):
     # Keyed by GPU, not label set: a relabelled series (a pod ended, an exporter rollout) is the same GPU.
     _up_seen: dict[GpuKey, Mapping[str, str]]
     _vanished: dict[GpuKey, tuple[Mapping[str, str], float]]
-
-    def _read(
-        self, keys: list[GpuKey], labels: Sequence[Mapping[str, str]], ups: list[float]
-    ) -> tuple[dict[GpuKey, Mapping[str, str]], dict[GpuKey, Mapping[str, str]]]:
-        """The GPUs read (with their current label set) and those pending: present, their reading not there.
-
-        A GPU with no reading (NaN: its series ended, or the read failed) is not seen, as one whose series
-        vanished is not; of several label sets, the one with a reading is current, not one that just ended.
-        Not so a label set the GPU has not read under before (its job ended and a ``pod`` label went, a GPU
-        new in its slot): its NaN is a range query's window still filling (``anomaly.rangeedges`` blanks it
-        for the range), and GpuLost fired for five minutes on a GPU that answered every scrape."""
-        known = {key: lab for key, (lab, _) in self._vanished.items()} | self._up_seen
-        seen: dict[GpuKey, Mapping[str, str]] = {}
-        pending: dict[GpuKey, Mapping[str, str]] = {}
-        for key, lab, up in zip(keys, labels, ups, strict=True):
-            if math.isfinite(up):
-                seen[key] = lab
-            elif key not in known or lab != known[key]:
-                pending.setdefault(key, lab)
-        return seen, {key: lab for key, lab in pending.items() if key not in seen}
 
     def _lost(self, view: View) -> list[Findings]:
         step = view.latest.get(GPU_UP)
@@ -62,28 +55,24 @@ class LostGpuRule(SignatureRules):
         # a GPU back after a gap of two steps or more stayed lost for the range and a step, 5.5 minutes.
         raw = step.raw if step.partial is None else np.where(np.isnan(step.raw), step.partial, step.raw)
         keys = [gpu_key(lab) for lab in step.labels]
-        seen, pending = self._read(keys, step.labels, raw.tolist())
-        present = seen | pending
+        seen = _seen(keys, step.labels, raw.tolist())
         # A GPU never seen before in the slot of a vanished one replaced it (an RMA swap): that one is not
         # lost. A known GPU taking a vanished one's index is NVML renumbering after a loss: it still is.
         new_slots = {
-            _slot(lab) for key, lab in present.items() if key not in self._up_seen | self._vanished.keys()
+            _slot(lab) for key, lab in seen.items() if key not in self._up_seen | self._vanished.keys()
         }
         for key, lab in self._up_seen.items():
-            if key not in present and key not in self._vanished:
+            if key not in seen and key not in self._vanished:
                 self._vanished[key] = (lab, view.time)
         for key in list(self._vanished):
             lab, since = self._vanished[key]
-            if key in present or _slot(lab) in new_slots or view.time - since > self.lost_memory_seconds:
+            if key in seen or _slot(lab) in new_slots or view.time - since > self.lost_memory_seconds:
                 del self._vanished[key]
-        # A pending GPU stays known by the label set it last read under, so that it is lost if it then goes.
-        self._up_seen = {**{k: self._up_seen[k] for k in pending if k in self._up_seen}, **seen}
+        self._up_seen = seen
         # A GPU whose series vanished while its exporter still reports the others fell off the bus; when a
         # whole host's series vanish, the node or its exporter is gone: presence's NodeDown says so, and
         # eight GpuLost alerts would stay open over a later, real loss of one of those GPUs.
         # A host whose every GPU reads NaN was not read (a missed scrape, the node going down): the same.
-        # A pending GPU does not make its host read: after a gap every GPU's range refills (NaN under its own
-        # label set), and one new among them would raise the others.
         hosts = {lab.get("Hostname") for lab in seen.values()}
         vanished = {key: lab for key, (lab, _) in self._vanished.items() if lab.get("Hostname") in hosts}
         rows = [i for i, key in enumerate(keys) if key not in vanished]  # a NaN row of a lost GPU: one row

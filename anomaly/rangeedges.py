@@ -92,9 +92,10 @@ class RangeEdges:
         answered.difference_update([a for a in answered if a < recent])
         # A blanked point is still a sample (``Frame.present``): its series is read as a gap row there.
         blanked = np.isnan(values) & ~np.isnan(frame.values)
-        present = frame.present if frame.present is not None or not blanked.any() else frame.samples
+        any_blanked = bool(blanked.any())  # a pass over every point of the read: once
+        present = frame.present if frame.present is not None or not any_blanked else frame.samples
         # What was answered there, kept for GpuLost alone (its only reader): a copy of every range query's
         # values would double a warm-up's memory for them (250,000 series x 120 steps: 240 MB a query).
-        kept = frame.query == GPU_UP and bool(blanked.any())
+        kept = frame.query == GPU_UP and any_blanked
         partial = np.where(blanked, frame.values, math.nan) if kept else frame.partial
         return Frame(frame.query, frame.labels, ts, values, frame.kind, present, partial)

@@ -13,7 +13,7 @@ import numpy as np
 from anomaly.alertupdate import AlertUpdater
 from anomaly.detectors import Detector, Findings
 from anomaly.firing import TickResult, _TakenAlerts
-from anomaly.forwarder import held_seconds
+from anomaly.forwarder import alert_identity, held_seconds
 from anomaly.series import View, build_view
 from anomaly.snapshot import Snapshot
 from anomaly.sources import Frame
@@ -207,12 +207,13 @@ class HistoryReplayer(AlertUpdater, SnapshotKeeper):
         end: its ``endsAt`` in ``held``, and none serve no longer holds; without ``held``, the hold from
         ``now``, which takes the restart for instant. After a downtime d that outlived serve's endsAt by d:
         a straggler 2 minutes past it re-raised the alert serve had ended, whose incident ended with the
-        alert resolved while the fault went on."""
+        alert resolved while the fault went on. Matched by identity (``alert_identity``): an alert posted
+        under a release's labels is the same one under the next's, which added ``deviation``."""
         if held is None:
             until = now + held_seconds(self.cfg.infer_every_seconds)
             self._recall_ends = dict.fromkeys(self.firing, until)
         else:
-            ends = {k: held.get(state.alert.fingerprint) for k, state in self.firing.items()}
+            ends = {k: held.get(alert_identity(state.alert.labels)) for k, state in self.firing.items()}
             self._recall_ends = {k: end.timestamp() for k, end in ends.items() if end is not None}
         self._recalled = {k: self.firing[k] for k in self._recall_ends}
 

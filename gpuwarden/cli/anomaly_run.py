@@ -115,8 +115,10 @@ def run(
     logger.info(_start_line(service, port, ticks, metrics_port))
     try:
         # Prometheus' recent history: the detectors score from the first tick after start. What serve still
-        # holds bounds what the history left firing is recalled for (``AnomalyService.warm_up``).
-        held = forwarder.held() if forwarder is not None and cfg.reescalate_alerts else None
+        # holds bounds what the history left firing is recalled for (``AnomalyService.warm_up``), and the
+        # labels it holds them by are those the forwarder posts them on under (``AlertForwarder.held``),
+        # re-escalation or not: the first post after an upgrade that added ``deviation`` was a new alert.
+        held = forwarder.held() if forwarder is not None else None
         # What the detectors learnt before the restart, when a snapshot of it fits; the history after it.
         service.warm_up(held, load_snapshot(state, cfg) if state is not None else None)
         if ticks:

@@ -17,8 +17,8 @@ from prometheus_client import CollectorRegistry
 
 from alerting.ingest import parse_json, parse_postable_alerts
 from anomaly import forwarder as forwarder_module
-from anomaly.forwarder import AlertForwarder
-from gpuwarden.clock import FakeClock
+from anomaly.forwarder import AlertForwarder, alert_identity
+from gpuwarden.clock import FakeClock, rfc3339
 from gpuwarden.config import ApiConfig
 from gpuwarden.model import Alert, AlertSource, AlertStatus, RecommendedAction
 
@@ -368,7 +368,7 @@ def test_what_serve_holds_is_listed_by_fingerprint_or_none_when_it_cannot_say(
 
     client = httpx.Client(transport=httpx.MockTransport(listing))
     forwarder = AlertForwarder("http://serve:9700/", "t0ken", clock, resend_seconds=30, client=client)
-    assert forwarder.held() == {alert.fingerprint: ends}
+    assert forwarder.held() == {alert_identity(alert.labels): ends} == {alert.fingerprint: ends}
     assert [(r.method, r.url.path, r.headers["Authorization"]) for r in asked] == [
         ("GET", "/api/v2/alerts", "Bearer t0ken")
     ]
@@ -379,3 +379,105 @@ def test_what_serve_holds_is_listed_by_fingerprint_or_none_when_it_cannot_say(
     )
     assert "cannot list the alerts http://u:***@serve:9700/api/v2/alerts holds" in caplog.text
     assert "pw" not in caplog.text
+
+
+def test_an_alert_serve_holds_without_an_informational_label_is_posted_on_under_the_labels_it_holds() -> None:
+    # Thermal alerts gained deviation="up": one firing across that upgrade, posted with it, was a second
+    # alert at serve (which fingerprints every label). Until it resolves it goes on under serve's labels;
+    # raised after serve let it end (its endsAt passed), or after that activity resolved, it is new.
+    clock = FakeClock()
+    before = _xid("3", clock)
+    upgraded = replace(before, labels={**before.labels, "deviation": "up"})
+    ends = clock.now() + timedelta(seconds=90)
+    listed = [{"labels": dict(before.labels), "endsAt": ends.isoformat()}]
+    posted: list[list[dict[str, object]]] = []
+
+    def receiver(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(200, json=listed)
+        posted.append(json.loads(request.content))
+        return httpx.Response(200, json={})
+
+    def started() -> AlertForwarder:
+        client = httpx.Client(transport=httpx.MockTransport(receiver))
+        forwarder = AlertForwarder("http://serve:9700/", None, clock, resend_seconds=30, client=client)
+        assert forwarder.held() == {alert_identity(upgraded.labels): ends}
+        return forwarder
+
+    forwarder = started()
+    forwarder.on_alert(upgraded)
+    forwarder.on_alert(_resolved(upgraded, clock))
+    forwarder.on_alert(replace(upgraded, starts_at=clock.now()))
+    assert forwarder.flush()
+    now = rfc3339(clock.now())
+    old = [a["endsAt"] for body in posted for a in body if a["labels"] == before.labels]
+    new = [a["endsAt"] for body in posted for a in body if a["labels"] == upgraded.labels]
+    assert old[-1] == now, "the activity serve held ended under its labels"
+    assert len(new) == 1 and new[0] > now, "the next one raised under its own"
+    posted.clear()
+    forwarder = started()
+    clock.advance(91)
+    forwarder.on_alert(upgraded)
+    assert forwarder.flush()
+    assert [a["labels"] for a in posted[0]] == [upgraded.labels]
+
+
+def test_a_resolution_of_an_alert_serve_holds_under_other_labels_ends_that_alert() -> None:
+    # Restarted from a snapshot after an upgrade, the ticks missed replay the end of an alert serve holds
+    # without deviation (posted so since the upgrade): sent under its own labels, serve got a new alert
+    # firing, then its end, while the one it held ran on to its endsAt.
+    clock = FakeClock()
+    before = _xid("3", clock)
+    upgraded = replace(before, labels={**before.labels, "deviation": "up"})
+    listed = [{"labels": dict(before.labels), "endsAt": (clock.now() + timedelta(seconds=90)).isoformat()}]
+    posted: list[dict[str, object]] = []
+
+    def receiver(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(200, json=listed)
+        posted.extend(json.loads(request.content))
+        return httpx.Response(200, json={})
+
+    client = httpx.Client(transport=httpx.MockTransport(receiver))
+    forwarder = AlertForwarder("http://serve:9700/", None, clock, resend_seconds=30, client=client)
+    assert forwarder.held()
+    forwarder.on_alert(_resolved(upgraded, clock))
+    assert forwarder.flush()
+    assert {tuple(sorted(a["labels"].items())) for a in posted} == {tuple(sorted(before.labels.items()))}
+    assert posted[-1]["endsAt"] == rfc3339(clock.now())
+
+
+def _resolved(alert: Alert, clock: FakeClock) -> Alert:
+    return replace(alert, status=AlertStatus.RESOLVED, ends_at=clock.now())
+
+
+def test_a_label_serve_holds_without_only_for_its_empty_value_keeps_a_re_escalation_in_order() -> None:
+    # serve drops empty-valued labels (as Alertmanager does) before it fingerprints, so an alert posted with
+    # pod="" is held as the same alert without it. Taken for one held "under other labels", it was posted on
+    # under serve's labels, and its re-escalation's resolution then went under those and the new activity
+    # under its own: two fingerprints to the forwarder, one to serve, so the new activity was posted firing
+    # before the old one's end and serve ended the alert while the fault went on.
+    clock = FakeClock()
+    own = _xid("3", clock)
+    own = replace(own, labels={**own.labels, "pod": ""})
+    held = {k: v for k, v in own.labels.items() if v}
+    listed = [{"labels": held, "endsAt": (clock.now() + timedelta(seconds=90)).isoformat()}]
+    posted: list[Alert] = []
+
+    def receiver(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(200, json=listed)
+        posted.extend(parse_postable_alerts(parse_json(request.content), clock.now()))
+        return httpx.Response(200, json={})
+
+    client = httpx.Client(transport=httpx.MockTransport(receiver))
+    forwarder = AlertForwarder("http://serve:9700/", None, clock, resend_seconds=30, client=client)
+    assert forwarder.held()
+    forwarder.on_alert(own)
+    assert forwarder.flush()
+    clock.advance(30)
+    forwarder.on_alert(_resolved(own, clock))  # a re-escalation: the activity ends, a new one is raised
+    forwarder.on_alert(replace(own, starts_at=clock.now()))
+    assert forwarder.flush()
+    assert {a.fingerprint for a in posted} == {alert_identity(own.labels)}, "one alert to serve"
+    assert posted[-1].ends_at is not None and posted[-1].ends_at > clock.now(), "serve's last word: firing"

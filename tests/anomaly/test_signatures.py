@@ -36,10 +36,21 @@ class Feed:
         self,
         *frames: tuple[str, list[dict[str, str]], list[float], str],
         not_due: frozenset[str] = frozenset(),
+        partial: dict[str, list[float]] | None = None,
     ):
+        """One read of ``frames``; ``partial``: per query, what a range query answered at points RangeEdges
+        blanked (``Frame.partial``), NaN at the others."""
         self.t += 30
+        partial = partial or {}
         fs = [
-            Frame(q, labels, np.array([self.t]), np.array(vals, dtype=float).reshape(-1, 1), kind=kind)
+            Frame(
+                q,
+                labels,
+                np.array([self.t]),
+                np.array(vals, dtype=float).reshape(-1, 1),
+                kind=kind,
+                partial=np.array(partial[q], dtype=float).reshape(-1, 1) if q in partial else None,
+            )
             for q, labels, vals, kind in frames
         ]
         view = build_view(fs, self.index, self.rates, self.t)
@@ -458,13 +469,15 @@ def test_a_gpu_replaced_in_its_slot_is_not_lost_but_one_whose_neighbour_slid_int
     # A GPU swapped in its slot (an RMA): the same host, index and PCI address under a UUID never seen
     # before. It raised GpuLost for the old UUID, with "restart node" as the action, for an hour. Read
     # through a gpu_up query over a window, the new GPU's series reads NaN (RangeEdges blanks it) until its
-    # window has filled: GpuLost fired for the old UUID until then.
+    # window has filled, what was answered there kept aside (``Frame.partial``): GpuLost fired for the old
+    # UUID until then, when a blanked point was read as no answer.
     feed = Feed()
     a, b = _slot("GPU-a", "0", "18"), _slot("GPU-b", "1", "2A")
     feed.tick(("gpuwarden_gpu_up", [a, b], [1, 1], "gauge"))
     swapped = [a, _slot("GPU-new", "1", "2A")]
+    answered = {"gpuwarden_gpu_up": [float("nan"), 1.0]}  # the blanked point's answer
     for _ in range(3):
-        assert fired(feed.tick(("gpuwarden_gpu_up", swapped, [1, new_up], "gauge"))) == []
+        assert fired(feed.tick(("gpuwarden_gpu_up", swapped, [1, new_up], "gauge"), partial=answered)) == []
     # A GPU that fell off the bus while NVML renumbered the others: a known GPU now has its index.
     feed = Feed()
     c = _slot("GPU-c", "2", "3A")

@@ -4,6 +4,8 @@ a query that failed just before the save is caught up in the replay, not left wi
 from __future__ import annotations
 
 import logging
+from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,6 +135,14 @@ def test_a_series_in_only_the_held_over_half_is_read_as_one_read_returns_it(tmp_
     assert _counts(taken) == _counts(kept)
 
 
+def _started(clock: FakeClock, path: Path | None = None, **settings: float) -> AnomalyService:
+    """A service reading ``GridSource`` with ``settings``, never refitted (each start keeps its own models),
+    warmed up from the snapshot at ``path`` (None: from the history alone)."""
+    service = AnomalyService(_config(fit_every_seconds=DAY, **settings), [GridSource()], clock)
+    service.warm_up(snapshot=None if path is None else load_snapshot(path, service.cfg))
+    return service
+
+
 def test_a_save_after_a_warm_up_that_replayed_no_tick_records_where_the_warm_up_read_up_to(tmp_path, caplog):
     """With ``latency_offset_seconds`` each read ends that long before now. A restart within a tick (no
     sample after its snapshot) replayed no tick, and its save recorded the time the service was made as
@@ -143,13 +153,7 @@ def test_a_save_after_a_warm_up_that_replayed_no_tick_records_where_the_warm_up_
     clock = FakeClock()
     clock.advance(offset)  # the reads end on the tick grid
 
-    def started(path: object = None) -> AnomalyService:
-        cfg = _config(
-            latency_offset_seconds=offset, fit_every_seconds=DAY
-        )  # no refit: each start keeps its own
-        service = AnomalyService(cfg, [GridSource()], clock)
-        service.warm_up(snapshot=None if path is None else load_snapshot(path, service.cfg))
-        return service
+    started = partial(_started, clock, latency_offset_seconds=offset)
 
     straight = started()
     _ticks(clock, straight, 12)
@@ -175,10 +179,7 @@ def test_a_save_after_a_replayed_tick_ending_past_the_warm_ups_read_records_its_
     without what the detectors had learnt. Its ticks scored otherwise than the process it restarted."""
     clock = FakeClock(1_767_225_600.0 + 100.0)  # the ticks 100 s past the data's 5-minute grid
 
-    def started(path: object = None) -> AnomalyService:
-        service = AnomalyService(_config(fit_every_seconds=DAY), [GridSource()], clock)
-        service.warm_up(snapshot=None if path is None else load_snapshot(path, service.cfg))
-        return service
+    started = partial(_started, clock)
 
     first = started()
     _ticks(clock, first, 12)
