@@ -26,6 +26,7 @@ class CatchUp:
         self.max_lookback_seconds = max_lookback_seconds
         self._longest: dict[str, float] = {}  # query -> seconds its next catch-up may span (halved)
         self._cut: dict[str, tuple[float, float]] = {}  # query -> (seconds read, seconds left out) by it
+        self._refused_unread: set[str] = set()  # queries never read whose read failed for its size once
 
     def since(self, query: str, start: float, end: float, done: float | None, step: float) -> float:
         """Where the query's read over ``(start, end]`` starts: at ``done``, its last good read, when earlier
@@ -41,11 +42,23 @@ class CatchUp:
             self._cut[query] = (end - shortened, shortened - since)
         return shortened
 
-    def failed(self, query: str, since: float, end: float, step: float, why: str) -> None:
+    def failed(
+        self, query: str, since: float, end: float, step: float, why: str, *, read_before: bool = True
+    ) -> None:
         """A read of ``(since, end]`` was too slow or too big (``why``): the next asks half as far back, one
-        ``step`` at least."""
+        ``step`` at least.
+
+        A query not ``read_before`` by this process is shortened from its second such failure only: its
+        first is the warm-up's hour, whose next read (the tick's window) has nothing to shorten, and a typo
+        VictoriaMetrics refuses with HTTP 422 was said to be too long for it. But a process restarted from a
+        snapshot asks from the snapshot's last read at its first tick: a catch-up too big for the server
+        failed, asked more at every tick, and the restarted service never read again (source down, every
+        alert held), where the process before it would have read on from a shortened catch-up."""
         if end - since < 1.5 * step:
             return  # one step (and the scheduler's jitter): nothing to leave out
+        if not read_before and query not in self._refused_unread:
+            self._refused_unread.add(query)
+            return
         half = (end - since) / 2
         self._longest[query] = half
         logger.warning(
@@ -63,6 +76,7 @@ class CatchUp:
         says what it left out: the shortening holds until a good read, so an outage after the warning (a
         Prometheus down again for half an hour) was left unread without a word."""
         self._longest.pop(query, None)
+        self._refused_unread.discard(query)
         cut = self._cut.pop(query, None)
         if cut is not None:
             logger.warning(

@@ -23,7 +23,7 @@ Prometheus under load or in maintenance does besides:
   ``errorType: execution`` (its ``--query.max-samples``). Its 11,000-point limit is HTTP 400 ``bad_data``
   (``FakePrometheus``), which no read of ``PromQLSource`` reaches: it reads in parts;
 - Prometheus down for ticks on end: its port closed, connections refused (no HTTP answer at all), in half
-  the seeds across a restart and its warm-up;
+  the seeds across a restart and its warm-up (``_outage`` says which outages a restart can be held to);
 - a query answered on a coarser step than asked: only every ``k``-th step of the grid, as a recording
   rule evaluated less often or Thanos' downsampled blocks answer. Prometheus and Thanos evaluate a range
   at ``start + n * step`` whatever the data's resolution, and VictoriaMetrics rounds ``start`` down to a
@@ -101,21 +101,41 @@ def draw_faults(
     """One seed's ``PromFaults`` for a run of ``steps`` ticks of ``every`` seconds from ``t0`` (tick ``n``
     reads at ``t0 + (n + 1) * every``, a restart before it warms up at ``t0 + n * every``), drawn apart
     from the fuzz's stream: in half the seeds reads of more than 2-16 steps too big (an hour's warm-up is
-    12); in 3 of 4 Prometheus down for the reads of 2-6 ticks, in half of those from the tick before a
-    restart (its warm-up reads while it is down); in a third one of the queries ``names`` answered every
+    12); in 3 of 4 Prometheus down (``_outage``); in a third one of the queries ``names`` answered every
     2nd or 3rd step."""
     rng = random.Random(f"promql-faults-{seed}")
     max_points = rng.randint(2, 16) if rng.random() < 0.5 else None
     too_big = rng.choice(TOO_BIG)
-    down = None
-    if rng.random() < 0.75:
+    down = _outage(rng, steps, restarts) if rng.random() < 0.75 else None
+    span = None if down is None else (t0 + down[0] * every, t0 + down[1] * every)
+    coarse = {rng.choice(list(names)): rng.choice((2, 3))} if rng.random() < 1 / 3 else {}
+    return PromFaults(max_points, too_big, span, coarse)
+
+
+def _outage(
+    rng: random.Random, steps: int, restarts: Mapping[int, tuple[int, int]]
+) -> tuple[int, int] | None:
+    """Ticks ``[a, b)`` whose reads find Prometheus down; the read at tick ``b`` catches them up.
+
+    In half the seeds across a restart before tick ``s`` (down ``d`` ticks, a crash losing ``l``): from
+    tick ``s - 1 - l`` or one before, so the save it restarts from was made while Prometheus was down and
+    reads on from where the uninterrupted run does, to ``s + d`` or up to two ticks later, so its warm-up
+    finds Prometheus down too. Elsewhere 2-6 ticks, kept a tick clear of every restart's lost and down
+    ticks: a restart after the catch-up tick whose save is older (or whose warm-up finds Prometheus back)
+    replays those ticks from the history one by one, which the uninterrupted run read in one catch-up; the
+    restart reads them better, no defect to find (as ``--failed-reads`` draws no failure a crash loses)."""
+    crossing = [s for s, (_, lost) in restarts.items() if s - 1 - lost >= 1]
+    if crossing and rng.random() < 0.5:
+        s = rng.choice(sorted(crossing))
+        down, lost = restarts[s]
+        return max(1, s - 1 - lost - rng.randint(0, 1)), min(steps, s + down + rng.randint(0, 2))
+    busy = {t for s, (down, lost) in restarts.items() for t in range(s - 2 - lost, s + down + 2)}
+    for _ in range(20):
         length = rng.randint(2, 6)
         first = rng.randrange(1, max(2, steps - length))
-        if restarts and rng.random() < 0.5:
-            first = max(1, rng.choice(sorted(restarts)) - 1)
-        down = (t0 + first * every, t0 + min(steps, first + length) * every)
-    coarse = {rng.choice(list(names)): rng.choice((2, 3))} if rng.random() < 1 / 3 else {}
-    return PromFaults(max_points, too_big, down, coarse)
+        if busy.isdisjoint(range(first, first + length + 1)):
+            return first, first + length
+    return None
 
 
 def with_range_query(seed: int) -> bool:
