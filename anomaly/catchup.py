@@ -26,13 +26,17 @@ class CatchUp:
         self.max_lookback_seconds = max_lookback_seconds
         self._longest: dict[str, float] = {}  # query -> seconds its next catch-up may span (halved)
         self._cut: dict[str, tuple[float, float]] = {}  # query -> (seconds read, seconds left out) by it
-        self._refused_unread: set[str] = set()  # queries never read whose read failed for its size once
+        self._asked_to: dict[str, float] = {}  # query -> the end of the read asked before this one
+        self._asked_end: dict[str, float] = {}  # query -> the end of the read asked last
 
     def since(self, query: str, start: float, end: float, done: float | None, step: float) -> float:
         """Where the query's read over ``(start, end]`` starts: at ``done``, its last good read, when earlier
         (a catch-up), within ``max_lookback_seconds`` and the span a failed catch-up left it (one ``step``
         at least)."""
         since = max(min(start, start if done is None else done), end - self.max_lookback_seconds)
+        if query in self._asked_end:
+            self._asked_to[query] = self._asked_end[query]
+        self._asked_end[query] = end
         longest = self._longest.get(query)
         self._cut.pop(query, None)
         if longest is None:
@@ -48,16 +52,16 @@ class CatchUp:
         """A read of ``(since, end]`` was too slow or too big (``why``): the next asks half as far back, one
         ``step`` at least.
 
-        A query not ``read_before`` by this process is shortened from its second such failure only: its
-        first is the warm-up's hour, whose next read (the tick's window) has nothing to shorten, and a typo
-        VictoriaMetrics refuses with HTTP 422 was said to be too long for it. But a process restarted from a
-        snapshot asks from the snapshot's last read at its first tick: a catch-up too big for the server
-        failed, asked more at every tick, and the restarted service never read again (source down, every
-        alert held), where the process before it would have read on from a shortened catch-up."""
+        A query not ``read_before`` by this process is shortened only where the read asked from before the
+        end of the one asked before it (a catch-up): its warm-up's hour and each tick's own window, after
+        the last, miss nothing, and a typo VictoriaMetrics refuses with HTTP 422 was said to be too long for
+        them (at every tick of several steps). But a process restarted from a snapshot asks from the
+        snapshot's last read at its first tick: a catch-up too big for the server failed, asked more at
+        every tick, and the restarted service never read again (source down, every alert held), where the
+        process before it would have read on from a shortened catch-up."""
         if end - since < 1.5 * step:
             return  # one step (and the scheduler's jitter): nothing to leave out
-        if not read_before and query not in self._refused_unread:
-            self._refused_unread.add(query)
+        if not read_before and since >= self._asked_to.get(query, -math.inf):
             return
         half = (end - since) / 2
         self._longest[query] = half
@@ -76,7 +80,6 @@ class CatchUp:
         says what it left out: the shortening holds until a good read, so an outage after the warning (a
         Prometheus down again for half an hour) was left unread without a word."""
         self._longest.pop(query, None)
-        self._refused_unread.discard(query)
         cut = self._cut.pop(query, None)
         if cut is not None:
             logger.warning(

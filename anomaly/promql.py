@@ -273,7 +273,7 @@ class PromQLSource:
 
     def _too_long(self, query: PromQuery, since: float, end: float, why: str) -> None:
         """A read of ``(since, end]`` failed for its size: its next catch-up asks less (``CatchUp.failed``;
-        for a query this process never read, from its second such failure)."""
+        for a query this process never read, where it asked from before its last read's end)."""
         read = query.name in self._read_until
         self._catch_up.failed(query.name, since, end, query.step_seconds, why, read_before=read)
 

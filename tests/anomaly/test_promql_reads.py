@@ -567,6 +567,32 @@ def test_a_query_never_read_is_not_said_to_leave_steps_it_missed_unread(
     prom.close()
 
 
+def test_a_query_never_read_refused_at_every_tick_of_several_steps_is_not_said_to_leave_steps_unread(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A tick of several steps (``infer_every_seconds`` 60 at a 30 s step) whose query is refused whatever
+    # its size (a typo VictoriaMetrics answers with 422) asks nothing it missed: each read is the tick's own
+    # window, after the last. Shortening a never-read query from its second failure for its size said
+    # "reading the 60s it missed failed ... the older steps stay unread" at the second tick and asked
+    # only half the next tick's window.
+    clock = FakeClock()
+    asked: list[tuple[float, float]] = []
+    body = {"status": "error", "errorType": "422", "error": 'cannot execute query: unexpected token ""'}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append((float(request.url.params["start"]), float(request.url.params["end"])))
+        return httpx.Response(422, json=body)
+
+    prom = source({"temp": answer}, clock)
+    prom.read(clock.time() - 3600, clock.time())  # the warm-up
+    for _ in range(3):
+        clock.advance(60)
+        prom.read(clock.time() - 60, clock.time())
+    assert [end - start for start, end in asked[1:]] == [30, 30, 30]  # (t-60, t]: steps t-30 and t
+    assert not [r for r in caplog.records if "it missed failed" in r.getMessage()]
+    prom.close()
+
+
 @pytest.mark.parametrize("kind", ["query-timeout", "sample-limit"])
 def test_a_restarted_process_whose_first_catch_up_is_too_big_shortens_it_and_reads_again(
     kind: str, caplog: pytest.LogCaptureFixture
