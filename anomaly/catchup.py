@@ -26,12 +26,17 @@ class CatchUp:
         self.max_lookback_seconds = max_lookback_seconds
         self._longest: dict[str, float] = {}  # query -> seconds its next catch-up may span (halved)
         self._cut: dict[str, tuple[float, float]] = {}  # query -> (seconds read, seconds left out) by it
+        self._asked_to: dict[str, float] = {}  # query -> the end of the read asked before this one
+        self._asked_end: dict[str, float] = {}  # query -> the end of the read asked last
 
     def since(self, query: str, start: float, end: float, done: float | None, step: float) -> float:
         """Where the query's read over ``(start, end]`` starts: at ``done``, its last good read, when earlier
         (a catch-up), within ``max_lookback_seconds`` and the span a failed catch-up left it (one ``step``
         at least)."""
         since = max(min(start, start if done is None else done), end - self.max_lookback_seconds)
+        if query in self._asked_end:
+            self._asked_to[query] = self._asked_end[query]
+        self._asked_end[query] = end
         longest = self._longest.get(query)
         self._cut.pop(query, None)
         if longest is None:
@@ -41,11 +46,23 @@ class CatchUp:
             self._cut[query] = (end - shortened, shortened - since)
         return shortened
 
-    def failed(self, query: str, since: float, end: float, step: float, why: str) -> None:
+    def failed(
+        self, query: str, since: float, end: float, step: float, why: str, *, read_before: bool = True
+    ) -> None:
         """A read of ``(since, end]`` was too slow or too big (``why``): the next asks half as far back, one
-        ``step`` at least."""
+        ``step`` at least.
+
+        A query not ``read_before`` by this process is shortened only where the read asked from before the
+        end of the one asked before it (a catch-up): its warm-up's hour and each tick's own window, after
+        the last, miss nothing, and a typo VictoriaMetrics refuses with HTTP 422 was said to be too long for
+        them (at every tick of several steps). But a process restarted from a snapshot asks from the
+        snapshot's last read at its first tick: a catch-up too big for the server failed, asked more at
+        every tick, and the restarted service never read again (source down, every alert held), where the
+        process before it would have read on from a shortened catch-up."""
         if end - since < 1.5 * step:
             return  # one step (and the scheduler's jitter): nothing to leave out
+        if not read_before and since >= self._asked_to.get(query, -math.inf):
+            return
         half = (end - since) / 2
         self._longest[query] = half
         logger.warning(

@@ -200,12 +200,10 @@ class PromQLSource(PromQLClient):
         return frames
 
     def _too_long(self, query: PromQuery, since: float, end: float, why: str) -> None:
-        """A read of ``(since, end]`` failed for its size: its next catch-up asks less. A query never read has
-        none, its next read asks the tick's window whatever failed: a failed warm-up was said to leave "the
-        3600s it missed" unread and to ask 1800 s next, and a typo VictoriaMetrics refuses with HTTP 422 to
-        be a read too long for it."""
-        if query.name in self._read_until:
-            self._catch_up.failed(query.name, since, end, query.step_seconds, why)
+        """A read of ``(since, end]`` failed for its size: its next catch-up asks less (``CatchUp.failed``;
+        for a query this process never read, where it asked from before its last read's end)."""
+        read = query.name in self._read_until
+        self._catch_up.failed(query.name, since, end, query.step_seconds, why, read_before=read)
 
     def _up_elsewhere(self, failed: dict[str, str], refused: set[str]) -> bool:
         """Whether a read whose every asked query failed leaves the source up: Prometheus refused each of

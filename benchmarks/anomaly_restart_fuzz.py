@@ -36,7 +36,9 @@ through a real ``PromQLSource`` over HTTP from a Prometheus stand-in (``fleet_pr
 phase of its own, Prometheus' 5-minute lookback and staleness markers), one bare-selector query per metric on
 the tick's step, and in half the seeds ``min_over_time(gpuwarden_gpu_up[5m])`` (sent guarded): its range
 edges, coarse-step tracking and per-query catch-up after a failed read (``--failed-reads``: an HTTP 503 of
-the query) run as in ``anomaly run``. Drawn apart, as the hard faults.
+the query) run as in ``anomaly run``. Drawn apart, as the hard faults. ``--prom-faults`` (with ``--promql``)
+adds the stand-in's ``PromFaults``: reads too big refused (503 timeout, 422 execution), Prometheus down for
+ticks on end (connections refused), a query answered on a coarser step.
 
 The multivariate model is fitted once at the first start (``fit_every_seconds`` a day, past the run): its
 scheduled refits come ``fit_every`` after each process start, so no restart keeps their times.
@@ -61,7 +63,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fleet_prometheus import RANGE_QUERY, FleetPrometheus, scrape_phases, with_range_query
+from fleet_prometheus import RANGE_QUERY, FleetPrometheus, draw_faults, scrape_phases, with_range_query
 from seed_list import SEEDS_HELP, seed_list
 
 from anomaly.forwarder import held_seconds
@@ -470,7 +472,14 @@ def main() -> None:
         action="store_true",
         help="read through PromQLSource over HTTP from a Prometheus stand-in (fleet_prometheus.py)",
     )
+    parser.add_argument(
+        "--prom-faults",
+        action="store_true",
+        help="with --promql: reads too big refused, Prometheus down for ticks, a query on a coarser step",
+    )
     args = parser.parse_args()
+    if args.prom_faults and not args.promql:
+        parser.error("--prom-faults: the stand-in's faults need --promql")
     if args.steps < 4:
         parser.error(f"--steps {args.steps}: at least 4 (a restart needs ticks before and after it)")
     logging.basicConfig(level=logging.ERROR)
@@ -483,8 +492,16 @@ def main() -> None:
         for seed in args.seeds:
             fleet, restarts = draw(seed, args.steps, args.hard_faults, args.blank_samples, args.failed_reads)
             if prom is not None:
+                faults = (
+                    draw_faults(seed, fleet.t0, EVERY, args.steps, restarts, QUERIES)
+                    if args.prom_faults
+                    else None
+                )
                 prom.serve(
-                    promql_queries(fleet), FleetSource(fleet).frames_at, scrape_phases(seed, fleet.nodes)
+                    promql_queries(fleet),
+                    FleetSource(fleet).frames_at,
+                    scrape_phases(seed, fleet.nodes),
+                    faults,
                 )
             straight = run(fleet, args.steps, {}, False, Path(tmp) / "s.npz", prom)
             restarted = run(fleet, args.steps, restarts, args.snapshot, Path(tmp) / "s.npz", prom)
@@ -526,6 +543,7 @@ def main() -> None:
                 "blank_samples": args.blank_samples,
                 "failed_reads": args.failed_reads,
                 "promql": args.promql,
+                "prom_faults": args.prom_faults,
                 "divergent": len(divergent),
                 "divergent_seeds": sorted(divergent),
                 "first_divergence_by": by_detector,

@@ -14,6 +14,21 @@ Prometheus 2.x gives the configured queries:
   ``gpuwarden.range_guard``), it answers only where the selector does at that step.
 
 Failed reads are HTTP 503 answers of one query (``fail``), as a Prometheus that timed a query out gives.
+
+``PromFaults`` (``anomaly_restart_fuzz.py --prom-faults``, drawn per seed by ``draw_faults``) adds what a
+Prometheus under load or in maintenance does besides:
+
+- reads too big: a ``query_range`` of more than ``max_points`` steps is refused as Prometheus refuses one
+  too slow or too big: HTTP 503 ``errorType: timeout`` (its ``--query.timeout``) or HTTP 422
+  ``errorType: execution`` (its ``--query.max-samples``). Its 11,000-point limit is HTTP 400 ``bad_data``
+  (``FakePrometheus``), which no read of ``PromQLSource`` reaches: it reads in parts;
+- Prometheus down for ticks on end: its port closed, connections refused (no HTTP answer at all), in half
+  the seeds across a restart and its warm-up (``_outage`` says which outages a restart can be held to);
+- a query answered on a coarser step than asked: only every ``k``-th step of the grid, as a recording
+  rule evaluated less often or Thanos' downsampled blocks answer. Prometheus and Thanos evaluate a range
+  at ``start + n * step`` whatever the data's resolution, and VictoriaMetrics rounds ``start`` down to a
+  multiple of ``step``: on the grid ``PromQLSource`` asks (whole multiples of the step) both answer on it,
+  so answers off the grid are not modelled.
 """
 
 from __future__ import annotations
@@ -21,9 +36,13 @@ from __future__ import annotations
 import math
 import random
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import httpx
 import numpy as np
 
 from anomaly.needs import GPU_UP
@@ -50,6 +69,75 @@ def scrape_phases(seed: int, nodes: int) -> list[float]:
     return [float(rng.randrange(int(SCRAPE))) for _ in range(nodes)]
 
 
+# Prometheus' answers to a read too big or too slow for it: (HTTP status, errorType, error).
+TOO_BIG = (
+    (503, "timeout", "query timed out in expression evaluation"),
+    (422, "execution", "query processing would load too many samples into memory in query execution"),
+)
+
+
+@dataclass(frozen=True)
+class PromFaults:
+    """What one seed's Prometheus does besides answering (``draw_faults``)."""
+
+    max_points: int | None = None  # a read of more steps than this answers ``too_big``
+    too_big: tuple[int, str, str] = TOO_BIG[0]
+    down: tuple[float, float] | None = None  # clock times (lo, hi]: connections refused
+    coarse: Mapping[str, int] = field(default_factory=dict)  # query -> answered every k-th step only
+
+    def down_at(self, t: float) -> bool:
+        """Whether Prometheus' port is closed when the service's clock reads ``t``."""
+        return self.down is not None and self.down[0] < t <= self.down[1]
+
+
+def draw_faults(
+    seed: int,
+    t0: float,
+    every: float,
+    steps: int,
+    restarts: Mapping[int, tuple[int, int]],
+    names: Sequence[str],
+) -> PromFaults:
+    """One seed's ``PromFaults`` for a run of ``steps`` ticks of ``every`` seconds from ``t0`` (tick ``n``
+    reads at ``t0 + (n + 1) * every``, a restart before it warms up at ``t0 + n * every``), drawn apart
+    from the fuzz's stream: in half the seeds reads of more than 2-16 steps too big (an hour's warm-up is
+    12); in 3 of 4 Prometheus down (``_outage``); in a third one of the queries ``names`` answered every
+    2nd or 3rd step."""
+    rng = random.Random(f"promql-faults-{seed}")
+    max_points = rng.randint(2, 16) if rng.random() < 0.5 else None
+    too_big = rng.choice(TOO_BIG)
+    down = _outage(rng, steps, restarts) if rng.random() < 0.75 else None
+    span = None if down is None else (t0 + down[0] * every, t0 + down[1] * every)
+    coarse = {rng.choice(list(names)): rng.choice((2, 3))} if rng.random() < 1 / 3 else {}
+    return PromFaults(max_points, too_big, span, coarse)
+
+
+def _outage(
+    rng: random.Random, steps: int, restarts: Mapping[int, tuple[int, int]]
+) -> tuple[int, int] | None:
+    """Ticks ``[a, b)`` whose reads find Prometheus down; the read at tick ``b`` catches them up.
+
+    In half the seeds across a restart before tick ``s`` (down ``d`` ticks, a crash losing ``l``): from
+    tick ``s - 1 - l`` or one before, so the save it restarts from was made while Prometheus was down and
+    reads on from where the uninterrupted run does, to ``s + d`` or up to two ticks later, so its warm-up
+    finds Prometheus down too. Elsewhere 2-6 ticks, kept a tick clear of every restart's lost and down
+    ticks: a restart after the catch-up tick whose save is older (or whose warm-up finds Prometheus back)
+    replays those ticks from the history one by one, which the uninterrupted run read in one catch-up; the
+    restart reads them better, no defect to find (as ``--failed-reads`` draws no failure a crash loses)."""
+    crossing = [s for s, (_, lost) in restarts.items() if s - 1 - lost >= 1]
+    if crossing and rng.random() < 0.5:
+        s = rng.choice(sorted(crossing))
+        down, lost = restarts[s]
+        return max(1, s - 1 - lost - rng.randint(0, 1)), min(steps, s + down + rng.randint(0, 2))
+    busy = {t for s, (down, lost) in restarts.items() for t in range(s - 2 - lost, s + down + 2)}
+    for _ in range(20):
+        length = rng.randint(2, 6)
+        first = rng.randrange(1, max(2, steps - length))
+        if busy.isdisjoint(range(first, first + length + 1)):
+            return first, first + length
+    return None
+
+
 def with_range_query(seed: int) -> bool:
     """Whether the seed reads ``RANGE_QUERY`` too: half the seeds, drawn apart from the fuzz's stream."""
     return random.Random(f"promql-range-{seed}").random() < 0.5
@@ -65,20 +153,32 @@ class FleetPrometheus:
         self._samples: Samples = lambda ts: []
         self._phases: list[float] = []
         self._queries: dict[str, PromQuery] = {}
+        self.faults = PromFaults()
+        self._lock = threading.Lock()  # the port opened and closed by the source's worker threads
 
     @property
     def queries(self) -> list[PromQuery]:
         """The queries served now."""
         return list(self._queries.values())
 
-    def serve(self, queries: Sequence[PromQuery], samples: Samples, phases: Sequence[float]) -> None:
+    def serve(
+        self,
+        queries: Sequence[PromQuery],
+        samples: Samples,
+        phases: Sequence[float],
+        faults: PromFaults | None = None,
+    ) -> None:
         """Answer ``queries`` (by the expression each sends) from ``samples``, node ``n`` scraped at phase
-        ``phases[n]``; a query named otherwise than a query of ``samples`` is ``RANGE_QUERY``."""
+        ``phases[n]``, with ``faults``; a query named otherwise than a query of ``samples`` is
+        ``RANGE_QUERY``."""
         self._cache.clear()
         self._samples, self._phases = samples, list(phases)
         self._queries = {q.name: q for q in queries}
+        self.faults = faults or PromFaults()
         self.fake.answers = {q.sent[0]: self._answerer(q) for q in queries}
         self.fake.errors = {}
+        self.fake.refusal = self._too_big
+        self.fake.serve_again()
 
     def fail(self, names: Sequence[str]) -> None:
         """The queries ``names`` answer HTTP 503 (Prometheus' query timeout) until the next call."""
@@ -86,13 +186,44 @@ class FleetPrometheus:
         self.fake.errors = {self._queries[n].sent[0]: (503, message) for n in names}
 
     def source(self, clock: Clock) -> PromQLSource:
-        """A new process' source: a ``PromQLSource`` reading the configured queries from here."""
-        return PromQLSource(self.fake.url, list(self._queries.values()), clock, timeout_seconds=60.0)
+        """A new process' source: a ``PromQLSource`` reading the configured queries from here; each request
+        first opens or closes the port as ``PromFaults.down`` has it at the clock's time."""
+
+        def port(request: httpx.Request) -> None:
+            with self._lock:
+                if self.faults.down_at(clock.time()):
+                    self.fake.refuse()
+                else:
+                    self.fake.serve_again()
+
+        client = httpx.Client(base_url=self.fake.url, timeout=60.0, event_hooks={"request": [port]})
+        return PromQLSource(
+            self.fake.url, list(self._queries.values()), clock, timeout_seconds=60.0, client=client
+        )
 
     def close(self) -> None:
         self.fake.close()
 
+    def _too_big(self, params: dict[str, str]) -> tuple[int, dict[str, Any]] | None:
+        """Prometheus' answer to a read of more than ``PromFaults.max_points`` steps; None to others."""
+        limit = self.faults.max_points
+        points = round((float(params["end"]) - float(params["start"])) / float(params["step"])) + 1
+        if limit is None or points <= limit:
+            return None
+        status, kind, error = self.faults.too_big
+        return status, {"status": "error", "errorType": kind, "error": error}
+
     def _answerer(self, query: PromQuery) -> Callable[[float], list[Sample]]:
+        answer = self._plain(query)
+        every = self.faults.coarse.get(query.name)
+        if every is None:
+            return answer
+        # Answered on a coarser step: only where the grid meets every ``every``-th step from the epoch, as a
+        # rule evaluated less often answers whatever window is asked.
+        coarse = round(query.step_seconds * 1000) * every
+        return lambda t: answer(t) if round(t * 1000) % coarse == 0 else []
+
+    def _plain(self, query: PromQuery) -> Callable[[float], list[Sample]]:
         if query.name != RANGE_QUERY.name:
             return lambda t: self._instant(query.name, t)
         guarded = query.sent[1]

@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-import numpy as np
 from prometheus_client.metrics_core import Metric
 
 
@@ -36,6 +35,16 @@ class TableCollector:
 
 
 Sample = tuple[dict[str, str], float]
+MAX_RESOLUTION = 11_000  # steps past the first that Prometheus answers in one query_range (11,001 points)
+TOO_MANY_POINTS = (
+    "exceeded maximum resolution of 11,000 points per timeseries."
+    " Try decreasing the query resolution (?step=XX)"
+)
+
+
+def _millis(seconds: str) -> int:
+    """A time or step parameter in whole milliseconds, as Prometheus parses and evaluates it."""
+    return round(float(seconds) * 1000)
 
 
 class FakePrometheus:
@@ -43,12 +52,18 @@ class FakePrometheus:
 
     ``answers[expr](t)`` gives the samples of ``expr`` at time ``t``; ``errors[expr] = (status, message)``
     answers an error instead. Every request's parameters are kept in ``requests``.
+
+    As Prometheus, a range is evaluated at ``start``, ``start + step``, ... up to ``end`` and not past it,
+    on whole milliseconds (``end`` off the grid ends at the last step before it), and a range of more than
+    11,000 steps past its start is refused with HTTP 400 ``bad_data``.
     """
 
     def __init__(self) -> None:
         self.answers: dict[str, Callable[[float], list[Sample]]] = {}
         self.errors: dict[str, tuple[int, str]] = {}
         self.requests: list[dict[str, str]] = []
+        # An answer of the server's own to a request before any series is read (its limits), or None.
+        self.refusal: Callable[[dict[str, str]], tuple[int, dict[str, Any]] | None] = lambda params: None
         fake = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -66,19 +81,45 @@ class FakePrometheus:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._handler = Handler
+        self._listen(0)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def _listen(self, port: int) -> None:
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", port), self._handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def refusing(self) -> bool:
+        """Whether the port is closed (``refuse``): a connection to it is refused, as to a Prometheus down."""
+        return self._server.socket.fileno() < 0
+
+    def refuse(self) -> None:
+        """Close the listening port: connections are refused (not answered 503) until ``serve_again``."""
+        if not self.refusing:
+            self.close()
+
+    def serve_again(self) -> None:
+        """Listen again on the same port (and ``url``) after ``refuse``."""
+        if self.refusing:
+            self._listen(int(self.url.rsplit(":", 1)[1]))
 
     def answer(self, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
         expr = params.get("query", "")
         if expr in self.errors:
             status, message = self.errors[expr]
             return status, {"status": "error", "errorType": "bad_data", "error": message}
-        start, end, step = float(params["start"]), float(params["end"]), float(params["step"])
+        start, end, step = (_millis(params[k]) for k in ("start", "end", "step"))
+        if end < start or step <= 0:
+            return 400, {"status": "error", "errorType": "bad_data", "error": "bad start, end or step"}
+        if (end - start) // step > MAX_RESOLUTION:
+            return 400, {"status": "error", "errorType": "bad_data", "error": TOO_MANY_POINTS}
+        refused = self.refusal(params)
+        if refused is not None:
+            return refused
         series: dict[tuple[tuple[str, str], ...], list[list[Any]]] = {}
-        for t in np.arange(start, end + step / 2, step).tolist():
+        for t in (ms / 1000 for ms in range(start, end + 1, step)):
             for labels, value in self.answers.get(expr, lambda _: [])(t):
                 series.setdefault(tuple(sorted(labels.items())), []).append([t, repr(value)])
         result = [{"metric": dict(k), "values": v} for k, v in series.items()]

@@ -567,6 +567,61 @@ def test_a_query_never_read_is_not_said_to_leave_steps_it_missed_unread(
     prom.close()
 
 
+def test_a_query_never_read_refused_at_every_tick_of_several_steps_is_not_said_to_leave_steps_unread(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A tick of several steps (``infer_every_seconds`` 60 at a 30 s step) whose query is refused whatever
+    # its size (a typo VictoriaMetrics answers with 422) asks nothing it missed: each read is the tick's own
+    # window, after the last. Shortening a never-read query from its second failure for its size said
+    # "reading the 60s it missed failed ... the older steps stay unread" at the second tick and asked
+    # only half the next tick's window.
+    clock = FakeClock()
+    asked: list[tuple[float, float]] = []
+    body = {"status": "error", "errorType": "422", "error": 'cannot execute query: unexpected token ""'}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append((float(request.url.params["start"]), float(request.url.params["end"])))
+        return httpx.Response(422, json=body)
+
+    prom = source({"temp": answer}, clock)
+    prom.read(clock.time() - 3600, clock.time())  # the warm-up
+    for _ in range(3):
+        clock.advance(60)
+        prom.read(clock.time() - 60, clock.time())
+    assert [end - start for start, end in asked[1:]] == [30, 30, 30]  # (t-60, t]: steps t-30 and t
+    assert not [r for r in caplog.records if "it missed failed" in r.getMessage()]
+    prom.close()
+
+
+@pytest.mark.parametrize("kind", ["query-timeout", "sample-limit"])
+def test_a_restarted_process_whose_first_catch_up_is_too_big_shortens_it_and_reads_again(
+    kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A process restarted from a snapshot asks from the snapshot's last read at every tick until a read
+    # succeeds. Its queries never read in this process, a catch-up too big for the server was not shortened:
+    # it failed at every tick, asking more each time, and the restarted service never read again
+    # (anomaly_restart_fuzz --prom-faults: no score after the restart; the uninterrupted run's went on).
+    clock = FakeClock()
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        start, end, step = (float(request.url.params[k]) for k in ("start", "end", "step"))
+        return _too_long(kind) if (end - start) / step >= 4 else matrix(request)
+
+    prom = source({"temp": answer}, clock)
+    prom.read(clock.time() - 3600, clock.time())  # the warm-up: refused for its size
+    read_until = clock.time() - 300  # where the snapshot's reads ended
+    ups = []
+    for _ in range(6):
+        clock.advance(30)
+        prom.read(read_until, clock.time())  # the service asks from its last good read (the snapshot's)
+        ups.append(prom.health().up)
+        read_until = clock.time() if ups[-1] else read_until
+    assert ups[-3:] == [True] * 3, ups
+    said = [r.getMessage() for r in caplog.records if "it missed failed" in r.getMessage()]
+    assert said and said[0].startswith("promql: query temp: reading the 330s it missed failed"), said
+    prom.close()
+
+
 def test_a_catch_up_shortened_before_another_outage_says_what_it_leaves_unread_once_read_again(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from types import ModuleType
 
+import httpx
 import numpy as np
 import pytest
 
@@ -123,3 +124,77 @@ def test_a_restart_after_a_failed_tick_read_warms_up_from_prometheus_whole(fuzz,
     finally:
         prom.close()
     assert fuzz.first_divergence(straight, restarted) == (None, None)
+
+
+@pytest.mark.parametrize("too_big", [(503, "timeout"), (422, "execution")], ids=["timeout", "max-samples"])
+def test_a_read_of_more_steps_than_the_limit_is_refused_as_prometheus_refuses_one_too_big(served, too_big):
+    prom_module, prom, fleet = served
+    status, kind = too_big
+    error = next(e for s, k, e in prom_module.TOO_BIG if (s, k) == too_big)
+    faults = prom_module.PromFaults(max_points=3, too_big=(status, kind, error))
+    prom.serve(prom.queries, prom._samples, prom._phases, faults)
+    source = prom.source(FakeClock(fleet.t0))
+    try:
+        query = source.queries[0]
+        assert source.query_range(query, fleet.t0, fleet.t0 + 3 * EVERY).timestamps.size == 3
+        response = httpx.get(
+            f"{prom.fake.url}/api/v1/query_range",
+            params={
+                "query": query.sent[0],
+                "start": str(fleet.t0),
+                "end": str(fleet.t0 + 3 * EVERY),
+                "step": "300",
+            },
+        )
+        assert (response.status_code, response.json()) == (
+            status,
+            {"status": "error", "errorType": kind, "error": error},
+        )
+    finally:
+        source.close()
+
+
+def test_prometheus_down_refuses_connections_at_the_reads_of_its_ticks_and_answers_after(served):
+    prom_module, prom, fleet = served
+    down = (fleet.t0 + 2 * EVERY, fleet.t0 + 4 * EVERY)  # the reads of ticks 2 and 3
+    prom.serve(prom.queries, prom._samples, prom._phases, prom_module.PromFaults(down=down))
+    clock = FakeClock(fleet.t0 + 3 * EVERY)
+    source = prom.source(clock)
+    try:
+        assert source.read(fleet.t0 + 2 * EVERY, clock.time()) == []
+        error = source.health().last_error or ""
+        assert not source.health().up and "ConnectError" in error, error  # refused, not an HTTP answer
+        clock.advance(2 * EVERY)
+        assert {f.query for f in source.read(fleet.t0 + 4 * EVERY, clock.time())} == {
+            q.name for q in source.queries
+        }
+    finally:
+        source.close()
+
+
+def test_a_coarse_query_answers_only_every_kth_step_of_the_grid(served):
+    prom_module, prom, fleet = served
+    name = prom.queries[0].name
+    prom.serve(prom.queries, prom._samples, prom._phases, prom_module.PromFaults(coarse={name: 3}))
+    stamps = [fleet.t0 + k * EVERY for k in range(1, 7)]
+    answered = [bool(prom.fake.answers[prom.queries[0].sent[0]](t)) for t in stamps]
+    assert answered == [round(t * 1000) % round(3 * EVERY * 1000) == 0 for t in stamps]
+    assert answered.count(True) == 2
+
+
+def test_an_outage_across_a_restart_starts_by_its_save_and_lasts_through_its_warm_up(fuzz, monkeypatch):
+    """Else the restart reads ticks again that the uninterrupted run read in one catch-up (a harness
+    artefact: seeds 2 and 25 diverged so, their saves older than the outage or their warm-ups after it)."""
+    prom_module = harness_module(monkeypatch, "fleet_prometheus")
+    crossing = 0
+    for seed in range(60):
+        fleet, restarts = fuzz.draw(seed, 60, True, False, True)
+        faults = prom_module.draw_faults(seed, fleet.t0, EVERY, 60, restarts, fuzz.QUERIES)
+        if faults.down is None:
+            continue
+        a, b = (round((t - fleet.t0) / EVERY) for t in faults.down)
+        across = [s for s, (down, lost) in restarts.items() if a <= s - 1 - lost and s + down <= b]
+        crossing += bool(across)
+        clear = all(b < s - 2 - lost or a >= s + down + 2 for s, (down, lost) in restarts.items())
+        assert across or clear, (seed, (a, b), restarts)
+    assert crossing >= 10

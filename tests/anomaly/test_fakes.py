@@ -1,0 +1,60 @@
+"""The tests' ``FakePrometheus`` answers a range as Prometheus does: the tests (and the restart fuzz's
+Prometheus stand-in) read through it what a real server would give them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.anomaly.fakes import TOO_MANY_POINTS, FakePrometheus
+
+
+@pytest.fixture
+def fake() -> Iterator[FakePrometheus]:
+    prometheus = FakePrometheus()
+    prometheus.answers["x"] = lambda t: [({"__name__": "x"}, t)]
+    yield prometheus
+    prometheus.close()
+
+
+def _range(fake: FakePrometheus, start: str, end: str, step: str) -> httpx.Response:
+    params = {"query": "x", "start": start, "end": end, "step": step}
+    return httpx.get(f"{fake.url}/api/v1/query_range", params=params, timeout=10)
+
+
+def _stamps(response: httpx.Response) -> list[Any]:
+    return [t for t, _ in response.json()["data"]["result"][0]["values"]]
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "step", "stamps"),
+    [
+        ("0", "100", "60", [0, 60]),  # 120 is past the end: Prometheus stops at the last step before it
+        ("0", "120", "60", [0, 60, 120]),  # an end on the grid is evaluated
+        ("10", "40", "20", [10, 30]),  # the grid runs from start, not from the epoch
+        ("0.1", "0.35", "0.1", [0.1, 0.2, 0.3]),  # whole milliseconds: no float drift past the end
+    ],
+    ids=["end-off-grid", "end-on-grid", "grid-from-start", "sub-second"],
+)
+def test_a_range_is_answered_at_its_steps_up_to_its_end_and_never_past_it(fake, start, end, step, stamps):
+    response = _range(fake, start, end, step)
+    assert response.status_code == 200
+    assert _stamps(response) == pytest.approx(stamps)
+
+
+def test_a_range_of_more_than_11000_steps_is_refused_as_bad_data(fake):
+    assert _range(fake, "0", "11000", "1").status_code == 200  # 11,001 points: Prometheus answers
+    refused = _range(fake, "0", "11001", "1")
+    assert refused.status_code == 400
+    assert refused.json() == {"status": "error", "errorType": "bad_data", "error": TOO_MANY_POINTS}
+
+
+def test_a_refused_port_refuses_connections_until_served_again_on_the_same_url(fake):
+    fake.refuse()
+    with pytest.raises(httpx.ConnectError):
+        _range(fake, "0", "60", "60")
+    fake.serve_again()
+    assert _stamps(_range(fake, "0", "60", "60")) == [0, 60]
