@@ -38,6 +38,16 @@ the tick's step, and in half the seeds ``min_over_time(gpuwarden_gpu_up[5m])`` (
 edges, coarse-step tracking and per-query catch-up after a failed read (``--failed-reads``: an HTTP 503 of
 the query) run as in ``anomaly run``. Drawn apart, as the hard faults.
 
+``--mid-tick`` lands restarts between ticks, the service's reads lagging its clock
+(``latency_offset_seconds``) and ending off the grid, some processes stopped again before their first tick
+and started at once from the state saved then; a tick is compared with the straight run's that read the
+same sample (``restart_timing.py``).
+``--failed-warm-ups`` fails one query (HTTP 503) from the first tick a restart misses through its warm-ups'
+reads, the straight run reading it failing at those ticks (not after a crash that lost ticks). Drawn apart.
+
+``firing_divergent`` compares the alerts each run holds by fingerprint and by what each says: labels,
+recommended action, score within a tolerance (``alert_content.py``).
+
 The multivariate model is fitted once at the first start (``fit_every_seconds`` a day, past the run): its
 scheduled refits come ``fit_every`` after each process start, so no restart keeps their times.
 
@@ -54,14 +64,16 @@ import random
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from alert_content import AlertContent, alert_content, firing_divergence
 from fleet_prometheus import RANGE_QUERY, FleetPrometheus, scrape_phases, with_range_query
+from restart_timing import Timing, draw_timing, failed_warm_ups
 from seed_list import SEEDS_HELP, seed_list
 
 from anomaly.forwarder import held_seconds
@@ -104,6 +116,10 @@ class Fleet:
     hard: list[Fault] | None = None  # XID 79s and DBEs (kind xid or dbe, at tick start), with --hard-faults
     blanks: list[Fault] = field(default_factory=list)  # temperatures read as NaN or +Inf, --blank-samples
     failed: list[Fault] = field(default_factory=list)  # a query's tick reads failing (target), --failed-reads
+    timing: Timing = field(default_factory=Timing)  # where restarts land between ticks, --mid-tick
+    warm_failed: dict[int, int] = field(
+        default_factory=dict
+    )  # per restart, a query failing, --failed-warm-ups
     labels: list[dict[str, str]] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -147,19 +163,18 @@ class FleetSource:
         self.fleet = fleet
         self._health = SourceHealth(self.name)
         self._done: dict[str, float] = {}  # per query, the end of its last good read (``--failed-reads``)
+        # The queries whose reads fail now, set by the run around the read it fails (``_Reads.failing``): the
+        # tick was told from the read's end, which reads past the grid after a mid-tick restart.
+        self.failing: frozenset[str] = frozenset()
 
     def read(self, start: float, end: float) -> list[Frame]:
-        """As ``_frames``; with failed reads (``Fleet.failed``) each query from its own last good read, as
-        ``PromQLSource`` reads them, a failing query's tick read (one tick long, not a warm-up's) left out."""
-        if not self.fleet.failed:
+        """As ``_frames``; with failed reads (``Fleet.failed``, ``Fleet.warm_failed``) each query from its own
+        last good read, as ``PromQLSource`` reads them, a query in ``failing`` left out."""
+        if not (self.fleet.failed or self.fleet.warm_failed):
             return self._frames(start, end)
-        tick = round((end - self.fleet.t0) / EVERY) - 1
-        failing = {
-            QUERIES[f.target] for f in self.fleet.failed if f.start <= tick < f.end and end - start <= EVERY
-        }
         out = []
         for query in QUERIES:
-            if query in failing:
+            if query in self.failing:
                 continue
             since = min(start, self._done.get(query, start))
             got = [f for f in self._frames(since, end) if f.query == query]
@@ -168,6 +183,11 @@ class FleetSource:
             out.extend(got)
         extra = set(QUERIES)
         return [*out, *(f for f in self._frames(start, end) if f.query not in extra)]
+
+    def resume(self, read: Mapping[str, float], default: float) -> None:
+        """As ``PromQLSource.resume``: each query not read yet from ``read[query]``, else ``default``."""
+        for query in QUERIES:
+            self._done.setdefault(query, read.get(query, default))
 
     def _frames(self, start: float, end: float) -> list[Frame]:
         ts = np.arange(math.floor(start / EVERY) * EVERY + EVERY, end + 1, EVERY)
@@ -178,7 +198,10 @@ class FleetSource:
     def frames_at(self, ts: np.ndarray) -> list[Frame]:
         """Every query's samples at the times ``ts`` (Prometheus' scrapes of them for ``--promql``)."""
         cube = np.stack([self.fleet.values(t) for t in ts.tolist()], axis=2)  # query x GPU x time
-        seen = np.isfinite(cube[0]).any(axis=1)
+        # Which GPUs report, read before ``_blank`` writes NaN or +Inf into the temperatures: a blank sample
+        # is one of a GPU that is up (read after, ``gpu_up`` lost the GPU for the blank's ticks).
+        up = np.isfinite(cube[0])
+        seen = up.any(axis=1)
         labels = [lab for lab, s in zip(self.fleet.labels, seen.tolist(), strict=True) if s]
         present = self._blank(cube[0], ts)
         frames = [
@@ -192,7 +215,7 @@ class FleetSource:
             for k, q in enumerate(QUERIES)
         ]
         if self.fleet.hard is not None:
-            frames.extend(self._hard(ts, np.isfinite(cube[0]), seen))
+            frames.extend(self._hard(ts, up, seen))
         return frames
 
     def _blank(self, temperature: np.ndarray, ts: np.ndarray) -> np.ndarray | None:
@@ -226,11 +249,19 @@ class FleetSource:
 
 
 def draw(
-    seed: int, steps: int, hard: bool = False, blank: bool = False, failed: bool = False
+    seed: int,
+    steps: int,
+    hard: bool = False,
+    blank: bool = False,
+    failed: bool = False,
+    *,
+    mid_tick: bool = False,
+    failed_warm_up: bool = False,
 ) -> tuple[Fleet, dict[int, tuple[int, int]]]:
     """The seed's fleet and faults, and its restarts: before which tick, ticks down, ticks lost (a crash);
     with ``hard``, its hard faults too (``--hard-faults``); with ``blank``, its blank samples
-    (``--blank-samples``); with ``failed``, its failed reads (``--failed-reads``)."""
+    (``--blank-samples``); with ``failed``, its failed reads (``--failed-reads``); with ``mid_tick``, its
+    restarts' timing (``--mid-tick``); with ``failed_warm_up``, its warm-ups' failed reads."""
     rng = random.Random(seed)
     nodes = rng.randint(2, 4)
     gpus = nodes * 4
@@ -262,6 +293,11 @@ def draw(
         fleet.blanks = _blank_samples(seed, steps, gpus, restarts)
     if failed:
         fleet.failed = _failed_reads(seed, restarts)
+    if mid_tick:
+        fleet.timing = draw_timing(seed, restarts)
+    if failed_warm_up:
+        fleet.warm_failed, straight = failed_warm_ups(seed, restarts, len(QUERIES), fleet.timing)
+        fleet.failed += [Fault("failed", query, start, end) for query, start, end in straight if end > start]
     return fleet, restarts
 
 
@@ -301,9 +337,11 @@ def _hard_faults(seed: int, steps: int, gpus: int, restarts: dict[int, tuple[int
     return [Fault(rng.choice(("xid", "dbe")), rng.randrange(gpus), t, steps) for t in ticks]
 
 
-def config(queries: Sequence[PromQuery] = ()) -> AnomalyConfig:
-    """The service's settings; ``queries``: those it reads from Prometheus (``--promql``)."""
+def config(queries: Sequence[PromQuery] = (), latency: float = 0.0) -> AnomalyConfig:
+    """The service's settings; ``queries``: those it reads from Prometheus (``--promql``); ``latency``: how
+    far behind the clock it reads (``--mid-tick``)."""
     return AnomalyConfig(
+        latency_offset_seconds=latency,
         queries=[AnomalyQueryConfig(name=q.name, expr=q.expr, step_seconds=q.step_seconds) for q in queries],
         infer_every_seconds=EVERY,
         fit_every_seconds=DAY,
@@ -314,8 +352,9 @@ def config(queries: Sequence[PromQuery] = ()) -> AnomalyConfig:
     )
 
 
-Tick = tuple[dict[tuple[str, str, str], float], frozenset[str]]
-"""One tick as users see it: each score (detector, query, series) and the alerts serve holds firing."""
+Tick = tuple[dict[tuple[str, str, str], float], dict[str, AlertContent]]
+"""One tick as users see it: each score (detector, query, series) and the alerts serve holds firing, by
+fingerprint, with what each says (``alert_content``)."""
 
 
 def _seen(service: AnomalyService, findings: list[Any]) -> Tick:
@@ -325,8 +364,8 @@ def _seen(service: AnomalyService, findings: list[Any]) -> Tick:
         if f.detector != "source"
         for i in range(len(f.labels))
     }
-    firing = {s.alert.fingerprint for s in (*service.firing.values(), *service._recalled.values())}
-    return scores, frozenset(firing)
+    held = (s.alert for s in (*service.firing.values(), *service._recalled.values()))
+    return scores, {alert.fingerprint: alert_content(alert) for alert in held}
 
 
 def promql_queries(fleet: Fleet) -> list[PromQuery]:
@@ -342,23 +381,30 @@ class _Reads:
 
     def __init__(self, fleet: Fleet, prom: FleetPrometheus | None) -> None:
         self.fleet, self.prom = fleet, prom
-        self.cfg = config(list(prom.queries) if prom is not None else ())
+        self.cfg = config(list(prom.queries) if prom is not None else (), fleet.timing.latency)
         self._open: PromQLSource | None = None
+        self._fleet_source: FleetSource | None = None
 
     def source(self, clock: FakeClock) -> Source:
         """A new process' source (the old one's closed)."""
         self.close()
         if self.prom is None:
-            return FleetSource(self.fleet)
+            self._fleet_source = FleetSource(self.fleet)
+            return self._fleet_source
         self._open = self.prom.source(clock)
         return self._open
 
     def failing(self, step: int | None) -> None:
-        """Prometheus fails the queries ``Fleet.failed`` fails at ``step`` (``FleetSource`` fails its own);
-        None: none."""
+        """Fail the queries ``Fleet.failed`` fails at ``step``; None: none."""
+        failed = () if step is None else self.fleet.failed
+        self.fail([QUERIES[f.target] for f in failed if step is not None and f.start <= step < f.end])
+
+    def fail(self, queries: list[str]) -> None:
+        """Fail the reads of ``queries`` from now on, by Prometheus' 503 or in ``FleetSource``."""
         if self.prom is not None:
-            failed = () if step is None else self.fleet.failed
-            self.prom.fail([QUERIES[f.target] for f in failed if f.start <= step < f.end])
+            self.prom.fail(queries)
+        elif self._fleet_source is not None:
+            self._fleet_source.failing = frozenset(queries)
 
     def close(self) -> None:
         if self._open is not None:
@@ -385,27 +431,19 @@ def run(
 def _run(
     reads: _Reads, steps: int, restarts: dict[int, tuple[int, int]], snapshot: bool, where: Path
 ) -> dict[int, Tick]:
-    fleet, cfg = reads.fleet, reads.cfg
-    clock = FakeClock(fleet.t0)
-    service = AnomalyService(cfg, [reads.source(clock)], clock)
+    fleet, timing = reads.fleet, reads.fleet.timing
+    clock = FakeClock(timing.first_clock(fleet.t0))
+    service = AnomalyService(reads.cfg, [reads.source(clock)], clock)
     service.warm_up()
     saved: list[Snapshot] = []  # the state after each tick: a crash's snapshot is an older one
     out: dict[int, Tick] = {}
     step = 0
     while step < steps:
         if step in restarts:
-            down, lost = restarts[step]
-            until = datetime.fromtimestamp(clock.time() + held_seconds(EVERY), UTC)  # serve's hold
-            held = dict.fromkeys(_seen(service, [])[1], until)
-            kept = saved[-1 - min(lost, len(saved) - 1)] if saved else None  # the oldest save there was
-            clock.advance(down * EVERY)
-            step += down
-            service = AnomalyService(cfg, [reads.source(clock)], clock)  # a new process: no query's last read
-            state = None
-            if snapshot and kept is not None:
-                write_snapshot(where, kept)  # through the file, as a restart reads it
-                state = load_snapshot(where, service.cfg)
-            service.warm_up(held, state)
+            service = _restart(
+                reads, clock, service, (step, *restarts[step]), saved if snapshot else None, where
+            )
+            step = timing.step(fleet.t0, clock.time() + EVERY)  # a mid-tick start may read a sample later
             if step >= steps:
                 break
         clock.advance(EVERY)
@@ -419,6 +457,55 @@ def _run(
             saved = [*saved[-4:], service.snapshot()]
         step += 1
     return out
+
+
+def _restart(
+    reads: _Reads,
+    clock: FakeClock,
+    old: AnomalyService,
+    restart: tuple[int, int, int],
+    saved: list[Snapshot] | None,
+    where: Path,
+) -> AnomalyService:
+    """The process that replaces ``old`` at ``restart`` (before which tick, ticks down, ticks lost), warmed
+    up (from the save it keeps when ``saved`` is given); with ``--mid-tick`` it starts between ticks and may
+    be stopped again before its first, its state saved then and a process started at once from it."""
+    fleet = reads.fleet
+    at, down, lost = restart
+    until = datetime.fromtimestamp(clock.time() + held_seconds(EVERY), UTC)  # serve's hold
+    held = dict.fromkeys(_seen(old, [])[1], until)
+    kept = saved[-1 - min(lost, len(saved) - 1)] if saved else None  # the oldest save there was
+    clock.advance(down * EVERY + fleet.timing.starts.get(at, 0.0))
+    failing = fleet.warm_failed.get(at)
+    service = _started(reads, clock, held, kept, where, failing)
+    again = fleet.timing.again.get(at)
+    if again is not None:
+        clock.advance(again)
+        held = dict.fromkeys(_seen(service, [])[1], until)
+        kept = service.snapshot() if saved is not None else None
+        service = _started(reads, clock, held, kept, where, failing)
+    return service
+
+
+def _started(
+    reads: _Reads,
+    clock: FakeClock,
+    held: dict[str, datetime],
+    kept: Snapshot | None,
+    where: Path,
+    failing: int | None = None,
+) -> AnomalyService:
+    """A new process (no query's last read), warmed up from ``kept`` if given, its warm-up's read of query
+    ``failing`` failed (``--failed-warm-ups``)."""
+    service = AnomalyService(reads.cfg, [reads.source(clock)], clock)
+    state = None
+    if kept is not None:
+        write_snapshot(where, kept)  # through the file, as a restart reads it
+        state = load_snapshot(where, service.cfg)
+    reads.fail([QUERIES[failing]] if failing is not None else [])
+    service.warm_up(held, state)
+    reads.fail([])
+    return service
 
 
 def first_divergence(
@@ -435,12 +522,8 @@ def first_divergence(
             diff = [(k, a_scores.get(k), b_scores.get(k)) for k in keys if a_scores.get(k) != b_scores.get(k)]
             detectors = sorted({k[0] for k, _, _ in diff})
             scores = {"step": step, "detectors": detectors, "rows": len(diff), "first": diff[0]}
-        if firing is None and a_firing != b_firing:
-            firing = {
-                "step": step,
-                "only_straight": sorted(a_firing - b_firing),
-                "only_restarted": sorted(b_firing - a_firing),
-            }
+        if firing is None:
+            firing = firing_divergence(step, a_firing, b_firing)
     return scores, firing
 
 
@@ -470,6 +553,16 @@ def main() -> None:
         action="store_true",
         help="read through PromQLSource over HTTP from a Prometheus stand-in (fleet_prometheus.py)",
     )
+    parser.add_argument(
+        "--mid-tick",
+        action="store_true",
+        help="restarts land between ticks, reads lag the clock (restart_timing.py), some restarted at once",
+    )
+    parser.add_argument(
+        "--failed-warm-ups",
+        action="store_true",
+        help="one query's read failing (503) at most restarts' warm-up: a restart while Prometheus fails",
+    )
     args = parser.parse_args()
     if args.steps < 4:
         parser.error(f"--steps {args.steps}: at least 4 (a restart needs ticks before and after it)")
@@ -481,7 +574,15 @@ def main() -> None:
     prom = FleetPrometheus() if args.promql else None
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
-            fleet, restarts = draw(seed, args.steps, args.hard_faults, args.blank_samples, args.failed_reads)
+            fleet, restarts = draw(
+                seed,
+                args.steps,
+                args.hard_faults,
+                args.blank_samples,
+                args.failed_reads,
+                mid_tick=args.mid_tick,
+                failed_warm_up=args.failed_warm_ups,
+            )
             if prom is not None:
                 prom.serve(
                     promql_queries(fleet), FleetSource(fleet).frames_at, scrape_phases(seed, fleet.nodes)
@@ -505,6 +606,8 @@ def main() -> None:
                                 vars(f)
                                 for f in [*fleet.faults, *(fleet.hard or ()), *fleet.blanks, *fleet.failed]
                             ],
+                            "timing": vars(fleet.timing),
+                            "failed_warm_ups": fleet.warm_failed,
                             "divergence": found,
                             "firing": held,
                         },
@@ -526,6 +629,8 @@ def main() -> None:
                 "blank_samples": args.blank_samples,
                 "failed_reads": args.failed_reads,
                 "promql": args.promql,
+                "mid_tick": args.mid_tick,
+                "failed_warm_ups": args.failed_warm_ups,
                 "divergent": len(divergent),
                 "divergent_seeds": sorted(divergent),
                 "first_divergence_by": by_detector,
