@@ -89,6 +89,20 @@ def test_a_failed_warm_up_spans_the_restart_and_never_follows_a_crash_that_lost_
         assert straight == [(warm[at], at, at + restarts[at][0]) for at in sorted(warm)]
 
 
+def test_no_failed_warm_up_where_a_later_crash_takes_up_a_save_from_before_it(timing):
+    """A crash at 6 losing 4 saves takes up the one from before the restart at 2 (its process saved after
+    ticks 4 and 5 only): its warm-up reads the ticks the straight run read failing (2, 3) whole again, which
+    the straight run fed late, at its catch-up. The restart's loss, not the service's: seeds 10 and 13 of
+    ``--promql --mid-tick --failed-warm-ups`` diverged by it (fleet, thermal)."""
+    for seed in range(40):
+        warm, _ = timing.failed_warm_ups(seed, {2: (2, 0), 6: (2, 4), 14: (0, 0)}, 6, timing.Timing())
+        assert 2 not in warm
+    drawn = [
+        timing.failed_warm_ups(seed, {2: (2, 0), 6: (2, 1)}, 6, timing.Timing())[0] for seed in range(40)
+    ]
+    assert any(2 in warm for warm in drawn)  # a crash losing less than the process saved keeps its saves
+
+
 def test_a_source_failing_a_query_reads_it_on_from_where_resume_says(fuzz):
     """``FleetSource`` as ``PromQLSource``: a query failing is left out, and after ``resume`` read from the
     position given."""
