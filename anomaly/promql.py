@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 
 import httpx
@@ -111,6 +111,12 @@ class PromQLSource(PromQLClient):
         self._logged_annotations: dict[str, str] = {}  # query -> its PromQL annotations, as last logged
         self._timeout = timeout_seconds
         self._sent: dict[str, float] = {}  # query -> when its last request went out (time.monotonic)
+
+    def resume(self, read: Mapping[str, float], default: float) -> None:
+        """Read each query not read yet from ``read[query]``, else ``default`` (``ResumableSource``): its next
+        read catches it up from there, as after a failed read of it (``CatchUp``)."""
+        for query in self.queries:
+            self._read_until.setdefault(query.name, read.get(query.name, default))
 
     def close(self) -> None:
         """Stop the query pool (queries in flight are not waited for) and close the HTTP client."""

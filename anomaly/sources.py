@@ -13,7 +13,7 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 from prometheus_client.metrics_core import Metric
@@ -166,6 +166,16 @@ class Source(Protocol):
 
     def health(self) -> SourceHealth:
         """Current health of this source."""
+        ...
+
+
+@runtime_checkable
+class ResumableSource(Source, Protocol):
+    """A source that reads each query on from its own last good read (``PromQLSource``)."""
+
+    def resume(self, read: Mapping[str, float], default: float) -> None:
+        """Read each query this source has not read yet from ``read[query]`` (where the process before
+        this one last read it), else from ``default``, as it reads a query after a failed read of it."""
         ...
 
 

@@ -16,7 +16,7 @@ from anomaly.firing import TickResult, _TakenAlerts
 from anomaly.forwarder import alert_identity, held_seconds
 from anomaly.series import View, build_view
 from anomaly.snapshot import Snapshot
-from anomaly.sources import Frame
+from anomaly.sources import Frame, ResumableSource
 from anomaly.takeup import SnapshotKeeper
 from gpuwarden.model import Alert
 
@@ -78,6 +78,8 @@ class HistoryReplayer(AlertUpdater, SnapshotKeeper):
         taken = self._take_up(snapshot, start, until, frames) if snapshot is not None else None
         since = taken[0] if taken is not None else None
         if snapshot is not None and taken is not None:
+            self._resume(snapshot, start)
+        if snapshot is not None and taken is not None:
             frames = self._after(frames, start, snapshot)
         if not frames and taken is None:
             return 0
@@ -111,6 +113,18 @@ class HistoryReplayer(AlertUpdater, SnapshotKeeper):
             "warm-up: fed %d ticks of history (%.0f s)%s to the detectors", len(ends), until - start, after
         )
         return len(ends)
+
+    def _resume(self, snapshot: Snapshot, start: float) -> None:
+        """Tell each source that reads each query on from its own last good read where ``snapshot`` read
+        the queries this warm-up could not (``ResumableSource``): the first tick catches them up from there,
+        as a live tick after a failed read does. A restart while Prometheus failed a query read it at the
+        first tick from the warm-up's end only: its samples since the save were never fed, and its models
+        scored otherwise than the process it replaced (the restart fuzz's ``--failed-warm-ups``)."""
+        for source in self.sources:
+            if isinstance(source, ResumableSource):
+                default = max(start, snapshot.last_read.get(source.name, start))
+                read = {q: max(start, min(default, t)) for q, t in snapshot.query_read.items()}
+                source.resume(read, default)
 
     def _hold_over(self, frames: Sequence[Frame], snapshot: Snapshot, start: float, since: float) -> None:
         """Keep what ``frames`` hold up to ``since`` (the snapshot's time: a failed query's catch-up) for the

@@ -69,3 +69,30 @@ def test_the_step_parameter_is_plain_decimal_seconds_even_when_long():
     source.query_range(PromQuery("q", "up", step_seconds=1_234_567.0), EPOCH, EPOCH + 3 * 1_234_567)
     source.query_range(PromQuery("q", "up", step_seconds=0.25), EPOCH, EPOCH + 1)
     assert [r["step"] for r in requests] == ["1234567", "0.25"]
+
+
+def test_a_resumed_query_is_read_from_where_the_process_before_read_it() -> None:
+    """``resume`` after a warm-up whose reads of two queries failed (HTTP 503): the next read asks each
+    from the snapshot's read of it (its catch-up), else from ``default``; a query read well from the tick's
+    window, as before."""
+    requests: list[dict[str, str]] = []
+    failing = {"temp", "power"}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        params = {k: v[0] for k, v in parse_qs(urlparse(str(request.url)).query).items()}
+        requests.append(params)
+        if params["query"] in failing:
+            return httpx.Response(503, text="overloaded")
+        return httpx.Response(200, json={"status": "success", "data": {"resultType": "matrix", "result": []}})
+
+    client = httpx.Client(base_url="http://prometheus.test", transport=httpx.MockTransport(answer))
+    queries = [PromQuery(name, name, 30.0) for name in ("temp", "power", "util")]
+    source = PromQLSource("http://prometheus.test", queries, FakeClock(), client=client)
+    source.read(EPOCH - 3600, EPOCH)  # the warm-up
+    source.resume({"temp": EPOCH - 600, "util": EPOCH - 600}, EPOCH - 900)
+    failing.clear()
+    requests.clear()
+    source.read(EPOCH, EPOCH + 30)
+    starts = {r["query"]: float(r["start"]) for r in requests}
+    assert starts == {"temp": EPOCH - 570, "power": EPOCH - 870, "util": EPOCH + 30}
+    source.close()

@@ -4,6 +4,7 @@ a query that failed just before the save is caught up in the replay, not left wi
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
 
@@ -42,6 +43,11 @@ class QueryReadsSource(GridSource):
                 self._done[query] = end
                 out.append(self._without_gone(frame))
         return out
+
+    def resume(self, read: Mapping[str, float], default: float) -> None:
+        """As ``PromQLSource.resume``: each query not read yet from ``read[query]``, else ``default``."""
+        for query in QUERIES:
+            self._done.setdefault(query, read.get(query, default))
 
     def _without_gone(self, frame: Frame) -> Frame:
         """``frame`` with the last GPU's samples after ``gone_after`` taken out, and its series with them
@@ -193,3 +199,28 @@ def test_a_save_after_a_replayed_tick_ending_past_the_warm_ups_read_records_its_
         again = started(path)  # stopped and started at once
     assert "anomaly state" not in caplog.text  # not refused
     _score_alike(clock, restarted, again, 3)
+
+
+@pytest.mark.parametrize("down", [3, 0], ids=["down-3-ticks", "started-within-the-tick"])
+def test_a_restart_while_a_query_fails_catches_it_up_from_the_snapshot_at_its_first_tick(tmp_path, down):
+    """Prometheus failing the temperature query from the save through the restart's warm-up: the
+    uninterrupted service catches it up from its last good read at the first tick it reads again. The
+    restarted one read it at that tick from the warm-up's end only, its samples since the save never fed
+    (restart fuzz ``--failed-warm-ups``, 3 of 6 seeds): its models held fewer samples and scored
+    otherwise."""
+    clock = FakeClock()
+    source = QueryReadsSource()
+    straight = AnomalyService(_config(), [source], clock)
+    straight.warm_up()
+    _ticks(clock, straight, 12)
+    path = tmp_path / "state.npz"
+    assert save_snapshot(path, straight.snapshot())
+    source.failing = {QUERIES[0]}
+    _ticks(clock, straight, down)
+    fresh = QueryReadsSource()
+    fresh.failing = {QUERIES[0]}
+    restarted = AnomalyService(_config(), [fresh], clock)
+    restarted.warm_up(snapshot=load_snapshot(path, restarted.cfg))
+    source.failing = fresh.failing = set()
+    _score_alike(clock, straight, restarted, 4)
+    assert _counts(restarted) == _counts(straight)

@@ -1,0 +1,268 @@
+"""The restart fuzz's fleet (``anomaly_restart_fuzz.py``): a seed's GPUs, daily cycle and faults, the samples
+Prometheus holds of them (``FleetSource``), and the draws of each seed's restarts, hard faults, blank samples,
+failed reads and mid-tick timing."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+from restart_timing import Timing, draw_timing, failed_warm_ups
+
+from anomaly.needs import DBE, GPU_UP, XID_COUNTER
+from anomaly.sources import Frame, SourceHealth
+from gpuwarden.config_anomaly import AnomalyConfig
+
+EVERY = 300.0
+DAY = 86_400.0
+# The multivariate detector's (temperature, power, SM clock, utilisation, memory), which the fleet and thermal
+# detectors read too, and a step time for the level-shift detector.
+QUERIES = (*AnomalyConfig().multivariate_queries, "train_step_time_seconds")
+_BASE = (55.0, 250.0, 1400.0, 40.0, 20_000.0, 1.0)
+_BUSY = (25.0, 350.0, 300.0, 50.0, 30_000.0, 0.2)
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One fault, from tick ``start`` to ``end`` (relative to the run's first tick; below 0: the history)."""
+
+    kind: str  # hot, clock, shift, down
+    target: int  # the GPU (the node for down)
+    start: int
+    end: int
+
+
+@dataclass
+class Fleet:
+    """A seed's fleet and faults, and its values at any time: Prometheus' history."""
+
+    seed: int
+    gpus: int
+    nodes: int
+    faults: list[Fault]
+    t0: float
+    hard: list[Fault] | None = None  # XID 79s and DBEs (kind xid or dbe, at tick start), with --hard-faults
+    blanks: list[Fault] = field(default_factory=list)  # temperatures read as NaN or +Inf, --blank-samples
+    failed: list[Fault] = field(default_factory=list)  # a query's tick reads failing (target), --failed-reads
+    timing: Timing = field(default_factory=Timing)  # where restarts land between ticks, --mid-tick
+    warm_failed: dict[int, int] = field(
+        default_factory=dict
+    )  # per restart, a query failing, --failed-warm-ups
+    labels: list[dict[str, str]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        per = self.gpus // self.nodes
+        self.labels = [
+            {"Hostname": f"n{i // per}", "gpu": str(i % per), "UUID": f"GPU-{self.seed}-{i}"}
+            | {"modelName": "H100", "slurm_job": f"job{i // per}"}
+            for i in range(self.gpus)
+        ]
+
+    def values(self, t: float) -> np.ndarray:
+        """Every query's value of every GPU at ``t`` (query x GPU); NaN for a GPU of a node down."""
+        rng = np.random.default_rng([self.seed, int(t)])
+        busy = 0.5 + 0.5 * math.sin(2 * math.pi * ((t % DAY) / 3600.0 - 9) / 24)
+        out = np.array([b + u * busy for b, u in zip(_BASE, _BUSY, strict=True)])[:, None] * (
+            1 + 0.01 * rng.standard_normal((len(QUERIES), self.gpus))
+        )
+        tick = math.floor((t - self.t0) / EVERY)
+        per = self.gpus // self.nodes
+        for f in self.faults:
+            if not f.start <= tick < f.end:
+                continue
+            if f.kind == "hot":
+                out[0, f.target] += 25.0
+            elif f.kind == "clock":
+                out[2, f.target] *= 0.6
+            elif f.kind == "shift":
+                out[5, f.target] *= 1.3
+            else:
+                out[:, f.target * per : (f.target + 1) * per] = np.nan
+        return out
+
+
+class FleetSource:
+    """The fleet's history on the tick's grid, as Prometheus answers a range query: a series without any
+    sample in the range is not returned."""
+
+    name = "prometheus"
+
+    def __init__(self, fleet: Fleet) -> None:
+        self.fleet = fleet
+        self._health = SourceHealth(self.name)
+        self._done: dict[str, float] = {}  # per query, the end of its last good read (``--failed-reads``)
+        # The queries whose reads fail now, set by the run around the read it fails (``_Reads.failing``): the
+        # tick was told from the read's end, which reads past the grid after a mid-tick restart.
+        self.failing: frozenset[str] = frozenset()
+
+    def read(self, start: float, end: float) -> list[Frame]:
+        """As ``_frames``; with failed reads (``Fleet.failed``, ``Fleet.warm_failed``) each query from its own
+        last good read, as ``PromQLSource`` reads them, a query in ``failing`` left out."""
+        if not (self.fleet.failed or self.fleet.warm_failed):
+            return self._frames(start, end)
+        out = []
+        for query in QUERIES:
+            if query in self.failing:
+                continue
+            since = min(start, self._done.get(query, start))
+            got = [f for f in self._frames(since, end) if f.query == query]
+            if got:
+                self._done[query] = end
+            out.extend(got)
+        extra = set(QUERIES)
+        return [*out, *(f for f in self._frames(start, end) if f.query not in extra)]
+
+    def resume(self, read: Mapping[str, float], default: float) -> None:
+        """As ``PromQLSource.resume``: each query not read yet from ``read[query]``, else ``default``."""
+        for query in QUERIES:
+            self._done.setdefault(query, read.get(query, default))
+
+    def _frames(self, start: float, end: float) -> list[Frame]:
+        ts = np.arange(math.floor(start / EVERY) * EVERY + EVERY, end + 1, EVERY)
+        ts = ts[(ts > start) & (ts <= end)]
+        self._health.succeeded(end, self.fleet.gpus)
+        return self.frames_at(ts) if ts.size else []
+
+    def frames_at(self, ts: np.ndarray) -> list[Frame]:
+        """Every query's samples at the times ``ts`` (Prometheus' scrapes of them for ``--promql``)."""
+        cube = np.stack([self.fleet.values(t) for t in ts.tolist()], axis=2)  # query x GPU x time
+        # Which GPUs report, read before ``_blank`` writes NaN or +Inf into the temperatures: a blank sample
+        # is one of a GPU that is up (read after, ``gpu_up`` lost the GPU for the blank's ticks).
+        up = np.isfinite(cube[0])
+        seen = up.any(axis=1)
+        labels = [lab for lab, s in zip(self.fleet.labels, seen.tolist(), strict=True) if s]
+        present = self._blank(cube[0], ts)
+        frames = [
+            Frame(
+                q,
+                labels,
+                ts,
+                cube[k][seen],
+                present=present[seen] if k == 0 and present is not None else None,
+            )
+            for k, q in enumerate(QUERIES)
+        ]
+        if self.fleet.hard is not None:
+            frames.extend(self._hard(ts, up, seen))
+        return frames
+
+    def _blank(self, temperature: np.ndarray, ts: np.ndarray) -> np.ndarray | None:
+        """Set the blank samples (``Fleet.blanks``) of ``temperature`` (GPU x time) where its GPU is up; which
+        cells hold a sample where one is NaN, else None."""
+        ticks = np.floor((ts - self.fleet.t0) / EVERY)
+        up = np.isfinite(temperature)
+        for f in self.fleet.blanks:
+            at = up[f.target] & (ticks >= f.start) & (ticks < f.end)
+            temperature[f.target, at] = math.nan if f.kind == "nan" else math.inf
+        return up if any(f.kind == "nan" for f in self.fleet.blanks) else None
+
+    def _hard(self, ts: np.ndarray, up: np.ndarray, seen: np.ndarray) -> list[Frame]:
+        """gpu_up, the DBE counter, and each XID 79 counter series from its first event on (none before)."""
+        ticks = np.floor((ts - self.fleet.t0) / EVERY)
+        dbe, xid = np.zeros((2, self.fleet.gpus, ts.size))
+        for f in self.fleet.hard or ():
+            (xid if f.kind == "xid" else dbe)[f.target] += ticks >= f.start
+        xid = np.where(up & (xid > 0), xid, np.nan)
+        created = np.isfinite(xid).any(axis=1)
+        labels = [lab for lab, s in zip(self.fleet.labels, seen.tolist(), strict=True) if s]
+        xids = [{**lab, "xid": "79"} for lab, c in zip(self.fleet.labels, created.tolist(), strict=True) if c]
+        frames = [
+            Frame(GPU_UP, labels, ts, np.where(up, 1.0, np.nan)[seen]),
+            Frame(DBE, labels, ts, np.where(up, dbe, np.nan)[seen], kind="counter"),
+        ]
+        return [*frames, Frame(XID_COUNTER, xids, ts, xid[created], kind="counter")] if xids else frames
+
+    def health(self) -> SourceHealth:
+        return self._health
+
+
+def draw(
+    seed: int,
+    steps: int,
+    hard: bool = False,
+    blank: bool = False,
+    failed: bool = False,
+    *,
+    mid_tick: bool = False,
+    failed_warm_up: bool = False,
+) -> tuple[Fleet, dict[int, tuple[int, int]]]:
+    """The seed's fleet and faults, and its restarts: before which tick, ticks down, ticks lost (a crash);
+    with ``hard``, its hard faults too (``--hard-faults``); with ``blank``, its blank samples
+    (``--blank-samples``); with ``failed``, its failed reads (``--failed-reads``); with ``mid_tick``, its
+    restarts' timing (``--mid-tick``); with ``failed_warm_up``, its warm-ups' failed reads."""
+    rng = random.Random(seed)
+    nodes = rng.randint(2, 4)
+    gpus = nodes * 4
+    faults = []
+    for _ in range(rng.randint(2, 5)):
+        kind = rng.choice(("hot", "hot", "clock", "shift", "down"))
+        start = rng.randint(-12, steps - 2)
+        length = rng.randint(2, 8) if kind == "down" else rng.randint(3, 20)
+        target = rng.randrange(nodes if kind == "down" else gpus)
+        faults.append(Fault(kind, target, start, start + length))
+    restarts = {}
+    for at in sorted(rng.sample(range(2, steps - 1), rng.randint(1, 3))):
+        restarts[at] = (rng.randint(0, 3), rng.choice((0, 0, rng.randint(1, 4))))
+    # A restart while a node is down past forget_after_seconds (3 ticks): its GPUs' thermal lines are parked
+    # then, and judge them when it is back. Drawn apart from the stream, so the draws above stay as they were.
+    inside = random.Random(f"restart-while-down-{seed}")
+    for f in faults:
+        if (
+            f.kind == "down"
+            and f.end - f.start > 4
+            and 2 <= f.start + 4 < steps - 1
+            and inside.random() < 0.7
+        ):
+            restarts.setdefault(f.start + 4, (inside.randint(0, 1), 0))
+    fleet = Fleet(seed, gpus, nodes, faults, t0=1_767_225_600.0 + rng.randrange(7) * DAY)
+    if hard:
+        fleet.hard = _hard_faults(seed, steps, gpus, restarts)
+    if blank:
+        fleet.blanks = _blank_samples(seed, steps, gpus, restarts)
+    if failed:
+        fleet.failed = _failed_reads(seed, restarts)
+    if mid_tick:
+        fleet.timing = draw_timing(seed, restarts)
+    if failed_warm_up:
+        fleet.warm_failed, straight = failed_warm_ups(seed, restarts, len(QUERIES), fleet.timing)
+        fleet.failed += [Fault("failed", query, start, end) for query, start, end in straight if end > start]
+    return fleet, restarts
+
+
+def _failed_reads(seed: int, restarts: dict[int, tuple[int, int]]) -> list[Fault]:
+    """One query's read failing at the tick before each restart's snapshot (the last tick, or the last the
+    crash did not lose), the others read; not at a tick the restarted run never read (while it was down: the
+    straight run's failure there is no restart's to catch up), nor at one a later crash loses (the restart
+    after it reads that tick again from Prometheus, where it is whole: a failure the dead process saw and
+    lost is no restart's to repeat; seed 42), nor for a restart ``run`` skips (drawn within another's
+    downtime)."""
+    rng = random.Random(f"failed-reads-{seed}")
+    taken: list[tuple[int, int, int]] = []
+    for at, (down, lost) in sorted(restarts.items()):
+        if not taken or at > taken[-1][0] + taken[-1][1]:
+            taken.append((at, down, lost))
+    stopped = {t for at, down, _ in taken for t in range(at, at + down)}
+    stopped |= {t for at, _, lost in taken for t in range(at - lost, at)}  # lost by a crash, read again
+    ticks = [at - 1 - lost for at, _, lost in taken if at - 1 - lost >= 0 and at - 1 - lost not in stopped]
+    return [Fault("failed", rng.randrange(len(QUERIES)), t, t + 1) for t in ticks]
+
+
+def _blank_samples(seed: int, steps: int, gpus: int, restarts: dict[int, tuple[int, int]]) -> list[Fault]:
+    """A GPU's temperature read as NaN or +Inf for 1-3 ticks from each restart (the ticks it missed, a crash's
+    lost ones before them), and from one or two ticks at random."""
+    rng = random.Random(f"blank-samples-{seed}")
+    starts = [max(0, at - lost) for at, (_, lost) in sorted(restarts.items())]
+    starts += [rng.randrange(steps) for _ in range(rng.randint(1, 2))]
+    return [Fault(rng.choice(("nan", "inf")), rng.randrange(gpus), t, t + rng.randint(1, 3)) for t in starts]
+
+
+def _hard_faults(seed: int, steps: int, gpus: int, restarts: dict[int, tuple[int, int]]) -> list[Fault]:
+    """An XID 79 or a DBE on a GPU while each restart with downtime has the service stopped, and one or two
+    at any tick."""
+    rng = random.Random(f"hard-faults-{seed}")
+    ticks = [rng.randrange(at, at + down) for at, (down, _) in sorted(restarts.items()) if down]
+    ticks += [rng.randrange(steps) for _ in range(rng.randint(1, 2))]
+    return [Fault(rng.choice(("xid", "dbe")), rng.randrange(gpus), t, steps) for t in ticks]
