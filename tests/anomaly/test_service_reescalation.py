@@ -285,6 +285,16 @@ def test_a_recalled_alert_that_would_have_resolved_before_the_next_fault_is_rais
     assert [(a.status, "reescalated" in a.annotations) for a in changes] == [(AlertStatus.FIRING, False)]
 
 
+def deliver(serve: Serve, forwarder: AlertForwarder, engine: IncidentEngine) -> None:
+    """After a tick of ``anomaly run``: the forwarder posts what it raised and resolved, and serve ingests
+    each post and ticks, as over HTTP."""
+    posted = len(serve.bodies)
+    assert forwarder.flush()
+    for body in serve.bodies[posted:]:
+        engine.ingest(parse_postable_alerts(body))
+    engine.tick()
+
+
 class Listing(Serve):
     """``Serve`` that also lists what ``engine`` holds firing, as serve's ``GET /api/v2/alerts`` does."""
 
@@ -328,11 +338,7 @@ def _timeline_at_serve(
             engine.tick()
             continue
         tick(clock, service)
-        posted = len(serve.bodies)
-        assert forwarder.flush()
-        for body in serve.bodies[posted:]:
-            engine.ingest(parse_postable_alerts(body))
-        engine.tick()
+        deliver(serve, forwarder, engine)
     ((row, _),) = engine.store.list_rows()
     return [(e.kind, e.at.isoformat()) for e in engine.store.get(row.id).timeline]
 

@@ -8,7 +8,6 @@ import httpx
 import numpy as np
 
 from alerting.engine import IncidentEngine
-from alerting.ingest import parse_postable_alerts
 from anomaly.detectors import Findings
 from anomaly.forwarder import AlertForwarder
 from anomaly.series import View
@@ -16,7 +15,7 @@ from anomaly.service import AnomalyService
 from gpuwarden.clock import FakeClock
 from gpuwarden.config_anomaly import AnomalyConfig
 from tests.anomaly.test_service import GPUS, TEMP, HistorySource, tick
-from tests.anomaly.test_service_reescalation import Listing
+from tests.anomaly.test_service_reescalation import Listing, deliver
 from tests.migrated_store import migrated_sqlite
 
 
@@ -71,11 +70,7 @@ def _served(tmp_path: Path, *, reescalate: bool) -> tuple[IncidentEngine, list[l
             # Recalled as serve holds it, so it re-escalates as it would have without the upgrade.
             assert len(service._recalled) == int(reescalate)
         tick(clock, service)
-        posted = len(serve.bodies)
-        assert forwarder.flush()
-        for body in serve.bodies[posted:]:
-            engine.ingest(parse_postable_alerts(body))
-        engine.tick()
+        deliver(serve, forwarder, engine)
     return engine, serve.bodies
 
 
