@@ -133,15 +133,18 @@ class ThermalDetector(ThermalGuesses, ThermalHolds):
         peer, peer_score = self._peer_scores(
             groups, (n, var, slope, ptop, pmin, band), t, lagged, mt + slope * (ptop - mp)
         )
+        # Read long enough since it was unseen (its node down) for its temperature to have followed its power:
+        # until then a GPU back cold reads cool whether its cooler works or not.
+        seen = self._seen(slots, fresh | (gap > self._slowest_lag()), at)
         climbing, climb = self._climbs(
-            slots, (t, self.slow[slots], slope), guess & (n >= self.warmup), (fallen, ongoing)
+            slots, (t, self.slow[slots], slope), guess & (n >= self.warmup), (fallen, ongoing, seen)
         )
         score = np.where(peer, peer_score, np.where(climbing, np.maximum(climb / band, own), own))
         score, strict = self._carried(
             slots,
             (score, np.where(peer, peer_score, strict_own)),
             self._not_as_peers(
-                (slots, groups, self._seen(slots, fresh | (gap > self._slowest_lag()), at)),
+                (slots, groups, seen),
                 (t, lagged, band),
                 lagged < pbot - self.ridge_watts,
                 throttled,
@@ -219,8 +222,7 @@ class ThermalDetector(ThermalGuesses, ThermalHolds):
         self.dev[slots] = np.where(
             fresh, 0.0, np.where(guess, dev, dev + w * (np.minimum(np.abs(resid), cap) - dev))
         )
-        self.lagged[slots] = lagged
-        self.last[slots] = at
+        self.lagged[slots], self.last[slots] = lagged, at
         self.n[slots] = n + 1
         # Which it judged: a warm-up sample, or a guess neither its peers nor its climb judge, is scored 0 as
         # no evidence, no quiet read (``Findings.judged``): taken for one, a runaway whose job moved to a
