@@ -195,7 +195,7 @@ class ThermalDetector(ThermalGuesses, ThermalHolds):
         # A run begun climbing from where its stalled GPU had cooled to began below what it knows: not a
         # runaway throttled there, judged by its climb while it lasts.
         self.hot_in[slots] = np.where(hot & (throttled | ((lagged >= pmin) & ~fallen)), score, 0.0)
-        self._rested(slots, (t, lagged), fresh, (n >= self.warmup) & ~hot & ~throttled & (score < 1.0))
+        self._rested(slots, (t, lagged), fresh, (n >= self.warmup) & seen & ~hot & ~throttled & (score < 1.0))
         # A sample let off as cooling, hot against its line, teaches it nothing either: taught at the band, a
         # GPU whose power swung every minute (a 90 s lag) taught its line a failing cooler's heat at each
         # swing down, and the runaway scored over 1 for 19 of 140 ticks (never 4 in a row) at 116 C.

@@ -149,10 +149,16 @@ class ThermalHolds(ThermalLines):
         fresh: BoolArray,
         quiet: BoolArray,
     ) -> None:
-        """Keep each GPU's rest: the temperature of its newest ``quiet`` sample (warm, in no hot run, not hot)
-        whose power has settled (lagged at ``lag_seconds`` and at the slowest lag it allows for, within
-        ``ridge_watts``: a GPU of that lag has then cooled to it) at a power no higher than its rest's (within
-        ``ridge_watts``), and that power; a fresh slot has none (a freed slot's is another GPU's)."""
+        """Keep each GPU's rest: the temperature of its newest ``quiet`` sample (warm, its temperature
+        settled since it was unseen, in no hot run, not hot) whose power has settled (lagged at
+        ``lag_seconds`` and at the slowest lag it allows for, within ``ridge_watts``: a GPU of that lag has
+        then cooled to it) at a power no higher than its rest's (within ``ridge_watts``), and that power; a
+        fresh slot has none (a freed slot's is another GPU's).
+
+        The newest, not the coolest: a cold start or a cold room's night would stay its rest for good, and a
+        repaired GPU idling as before read hotter than it. Nor one read back cold from its node's outage:
+        its power settles at once (both lags caught up over the outage), so a GPU lagging 90 s rested at the
+        29 C of its first read, 4 C under its idle, and its repaired runaway was carried on against it."""
         t, lagged = sample
         rest_p = np.where(fresh, 0.0, self.rest_p[slots])
         settled = quiet & (np.abs(self.slow[slots] - lagged) <= self.ridge_watts)
