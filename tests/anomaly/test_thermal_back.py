@@ -109,3 +109,42 @@ def test_healthy_gpus_back_cold_from_their_nodes_outage_below_any_power_they_sco
     raised, top = _healthy_back(tau, lag_seconds)
     assert raised == []
     assert top <= 1.0
+
+
+def _alerted_within(scores: np.ndarray, ticks: int) -> bool:
+    """Whether ``scores`` were over 1 three reads in a row (an alert's pending reads) within ``ticks``."""
+    hot = scores > 1.0
+    return any(hot[i - 2 : i + 1].all() for i in range(2, min(ticks, hot.size)))
+
+
+@pytest.mark.parametrize(
+    ("tau", "fails"),
+    [(20.0, "on-return"), (90.0, "on-return"), (90.0, "while-down")],
+    ids=["lag-20s-on-return", "lag-90s-on-return", "lag-90s-while-down"],
+)
+def test_a_cooler_failing_on_a_gpu_back_cold_from_its_nodes_outage_is_flagged_within_5_minutes(
+    tau: float, fails: str
+):
+    """The settle wait must not hide a real runaway: six lone GPUs seen only in their job, their node down 30
+    minutes, back at the room's 28 C and idle at 70 W (below any power their lines scored at, no rest there);
+    GPU 2's cooler failed while they were down, or fails on their return (x4 over 5 minutes, as the
+    simulator's), and heats it to 46 C where its neighbours idle at 33 C. Its climb is measured from where it
+    reads until its temperature has settled, yet its line, learning that cold first read at 70 W, reads the
+    heat: alerted within the 5-minute deadline. Failed while down and lagging only 20 s, it reads 42 C at
+    once and 46 C a tick later: not flagged at all (README, ``thermal``), as a healthy GPU lagging 90 s warms
+    as much from its first read."""
+    rng = np.random.default_rng(17)
+    gpus, det = Gpus(tau=tau), ThermalDetector()
+    gpus.temp[:] = gpus.room + gpus.resistance * 620.0
+    every = np.ones(len(GPUS), np.bool_)
+    for _ in range(150):
+        _fed(gpus, det, rng, 620.0, every)
+    det.forget(gpus.index.expire(gpus.t + 10_000, 1.0))
+    gpus.t += 1800.0 - 30.0
+    gpus.temp[:] = gpus.room
+    back = []
+    for tick in range(40):
+        gpus.resistance[2] = 0.26 if fails == "while-down" else 0.065 * (1.0 + min(3.0, 0.3 * (tick + 1)))
+        back.append(_fed(gpus, det, rng, 70.0, every))
+    assert _alerted_within(np.array(back), 10)
+    assert min(back[10:]) > 1.0  # and while it stays failed, past the settle wait
