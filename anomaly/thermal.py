@@ -134,8 +134,12 @@ class ThermalDetector(ThermalGuesses, ThermalHolds):
             groups, (n, var, slope, ptop, pmin, band), t, lagged, mt + slope * (ptop - mp)
         )
         # Read long enough since it was unseen (its node down) for its temperature to have followed its power:
-        # until then a GPU back cold reads cool whether its cooler works or not.
-        seen = self._seen(slots, fresh | (gap > self._slowest_lag()), at)
+        # until then a GPU back cold reads cool whether its cooler works or not. One back warmer than it had
+        # cooled to in its stall was not cooled by the gap (a scrape or two lost): a cooler failing in the
+        # gap, its climb measured from each reading for 10 minutes, scored 1.1 (3.3 from its idle).
+        seen = self._seen(
+            slots, fresh | ((gap > self._slowest_lag()) & ~(ongoing & (t > self.low_t[slots]))), at
+        )
         climbing, climb = self._climbs(
             slots, (t, self.slow[slots], slope), guess & (n >= self.warmup), (fallen, ongoing, seen)
         )

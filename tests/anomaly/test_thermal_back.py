@@ -148,3 +148,28 @@ def test_a_cooler_failing_on_a_gpu_back_cold_from_its_nodes_outage_is_flagged_wi
         back.append(_fed(gpus, det, rng, 70.0, every))
     assert _alerted_within(np.array(back), 10)
     assert min(back[10:]) > 1.0  # and while it stays failed, past the settle wait
+
+
+@pytest.mark.parametrize("tau", [20.0, 90.0], ids=["lag-20s", "lag-90s"])
+def test_a_cooler_failing_on_a_stalled_gpu_unread_for_two_minutes_and_a_half_is_flagged_within_5_minutes(
+    tau: float,
+):
+    """Not every gap longer than the slowest lag is an outage that cooled the GPU: six lone GPUs seen only in
+    their job stall at 70 W, GPU 2's cooler fails 7 ticks in (x4 over 5 minutes) and its readings are lost
+    for 5 ticks then (150 s; a scrape or two missed). Lagging 90 s, it came back at 40 C, warmer than the
+    33 C it had cooled to, yet its climb was measured from each reading for the next 10 minutes as if back
+    cold: it scored 1.1-1.2 (3.3 before fix/coldback), alerted after 8 minutes. A GPU back no cooler than it
+    had cooled to was not cooled by the gap."""
+    rng = np.random.default_rng(17)
+    gpus, det = Gpus(tau=tau), ThermalDetector()
+    gpus.temp[:] = gpus.room + gpus.resistance * 620.0
+    every, lost = np.ones(len(GPUS), np.bool_), np.arange(len(GPUS)) != 2
+    for _ in range(150):
+        _fed(gpus, det, rng, 620.0, every)
+    scores = []
+    for tick in range(40):
+        if tick >= 7:
+            gpus.resistance[2] = 0.065 * (1.0 + min(3.0, 0.3 * (tick - 7 + 1)))
+        scores.append(_fed(gpus, det, rng, 70.0, lost if 7 <= tick < 12 else every))
+    assert _alerted_within(np.array(scores[7:]), 10)
+    assert min(scores[20:]) > 2.0  # scored on its whole climb from its idle, not the last of it
