@@ -133,15 +133,22 @@ class ThermalDetector(ThermalGuesses, ThermalHolds):
         peer, peer_score = self._peer_scores(
             groups, (n, var, slope, ptop, pmin, band), t, lagged, mt + slope * (ptop - mp)
         )
+        # Read long enough since it was unseen (its node down) for its temperature to have followed its power:
+        # until then a GPU back cold reads cool whether its cooler works or not. One back warmer than it had
+        # cooled to in its stall was not cooled by the gap (a scrape or two lost): a cooler failing in the
+        # gap, its climb measured from each reading for 10 minutes, scored 1.1 (3.3 from its idle).
+        seen = self._seen(
+            slots, fresh | ((gap > self._slowest_lag()) & ~(ongoing & (t > self.low_t[slots]))), at
+        )
         climbing, climb = self._climbs(
-            slots, (t, self.slow[slots], slope), guess & (n >= self.warmup), (fallen, ongoing)
+            slots, (t, self.slow[slots], slope), guess & (n >= self.warmup), (fallen, ongoing, seen)
         )
         score = np.where(peer, peer_score, np.where(climbing, np.maximum(climb / band, own), own))
         score, strict = self._carried(
             slots,
             (score, np.where(peer, peer_score, strict_own)),
             self._not_as_peers(
-                (slots, groups, self._seen(slots, fresh | (gap > self._slowest_lag()), at)),
+                (slots, groups, seen),
                 (t, lagged, band),
                 lagged < pbot - self.ridge_watts,
                 throttled,
@@ -192,7 +199,7 @@ class ThermalDetector(ThermalGuesses, ThermalHolds):
         # A run begun climbing from where its stalled GPU had cooled to began below what it knows: not a
         # runaway throttled there, judged by its climb while it lasts.
         self.hot_in[slots] = np.where(hot & (throttled | ((lagged >= pmin) & ~fallen)), score, 0.0)
-        self._rested(slots, (t, lagged), fresh, (n >= self.warmup) & ~hot & ~throttled & (score < 1.0))
+        self._rested(slots, (t, lagged), fresh, (n >= self.warmup) & seen & ~hot & ~throttled & (score < 1.0))
         # A sample let off as cooling, hot against its line, teaches it nothing either: taught at the band, a
         # GPU whose power swung every minute (a 90 s lag) taught its line a failing cooler's heat at each
         # swing down, and the runaway scored over 1 for 19 of 140 ticks (never 4 in a row) at 116 C.
@@ -219,8 +226,7 @@ class ThermalDetector(ThermalGuesses, ThermalHolds):
         self.dev[slots] = np.where(
             fresh, 0.0, np.where(guess, dev, dev + w * (np.minimum(np.abs(resid), cap) - dev))
         )
-        self.lagged[slots] = lagged
-        self.last[slots] = at
+        self.lagged[slots], self.last[slots] = lagged, at
         self.n[slots] = n + 1
         # Which it judged: a warm-up sample, or a guess neither its peers nor its climb judge, is scored 0 as
         # no evidence, no quiet read (``Findings.judged``): taken for one, a runaway whose job moved to a

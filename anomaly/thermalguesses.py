@@ -63,12 +63,13 @@ class ThermalGuesses(ThermalLines):
         slots: IntArray,
         sample: tuple[FloatArray, FloatArray, FloatArray],
         guess: BoolArray,
-        fallen: tuple[BoolArray, BoolArray],
+        fallen: tuple[BoolArray, BoolArray, BoolArray],
     ) -> tuple[BoolArray, FloatArray]:
         """Which guesses are judged by their temperature's climb, above the power its line scored at
-        (``_climbing``) or below it (``_rewarming``; ``fallen``: ``_fallen``'s), and that climb."""
+        (``_climbing``) or below it (``_rewarming``; ``fallen``: ``_fallen``'s, and whether the temperature
+        has settled since it was unseen, ``_seen``), and that climb."""
         climbing, climb = self._climbing(slots, sample, guess)
-        rewarming, rise = self._rewarming(slots, sample, fallen[0] & guess, fallen[1])
+        rewarming, rise = self._rewarming(slots, sample, fallen[0] & guess, fallen[1], ~fallen[2])
         return climbing | rewarming, np.where(rewarming, rise, climb)
 
     def _climbing(
@@ -98,19 +99,29 @@ class ThermalGuesses(ThermalLines):
         sample: tuple[FloatArray, FloatArray, FloatArray],
         fallen: BoolArray,
         ongoing: BoolArray,
+        cold: BoolArray,
     ) -> tuple[BoolArray, FloatArray]:
         """Which ``fallen`` samples are judged by how far their temperature has climbed from the lowest it
         cooled to since, moved by their line's slope for the power since (lagged at the slowest lag it allows
         for), and that climb. A rise of that power (a job resuming warms its GPU) starts it again from there.
+        A ``cold`` sample (not settled since it was unseen: back from its node's outage) climbs from its
+        GPU's rest at that power (``_rested``), or with none, from itself.
 
         Seen only in its job, a GPU whose job stalled (another node of it down) idles below any power its
         line scored at, where the line, its slope shrunk by the ridge, drew 67 C over its 33 C: a cooler
-        failing there (46 C at idle) scored 0. A healthy GPU only cools while its power stays down."""
+        failing there (46 C at idle) scored 0. A healthy GPU only cools while its power stays down, but one
+        back cold from its node's outage warms from the room to its idle: lagging 90 s, it read 29 C first
+        and its climb to its 33 C idle scored 1.33, never settling, a thermal alert on every GPU of the node
+        held for the 6-hour hold. Under its rest, a healthy GPU warming up climbs no band above it."""
         t, slow, slope = sample
         low_t, low_p = self.low_t[slots], self.low_p[slots]
         rose = slow > low_p + self.ridge_watts
         anew = ~ongoing | rose | (t <= low_t)
         low_t, low_p = np.where(anew, t, low_t), np.where(anew, slow, low_p)
+        rest_t, rest_p = self.rest_t[slots], self.rest_p[slots]
+        rested = (rest_p > 0.0) & (np.abs(slow - rest_p) <= self.ridge_watts)
+        low_t = np.where(cold, np.where(rested, rest_t, t), low_t)
+        low_p = np.where(cold, slow, low_p)
         self.low_t[slots], self.low_p[slots] = low_t, low_p
         # Allowed for as it rises only: a GPU quicker than the slowest lag cooled while that power fell on.
         climb = t - low_t - np.maximum(slope, 0.0) * np.maximum(slow - low_p, 0.0)

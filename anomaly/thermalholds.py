@@ -96,8 +96,9 @@ class ThermalHolds(ThermalLines):
         are not as cool as their peers: hotter, their band allowed, than the median of at least
         ``min_peers`` GPUs of their model (``peer_labels``) at their power (within ``ridge_watts``, lagged)
         and in no such run; with too few such peers, not as cool as the GPU itself was at rest there
-        (``_not_as_rested``). ``rows``: the samples' slots, peer groups and whether their temperatures have
-        settled since they were unseen (``_seen``).
+        (``_not_as_rested``); either only once its temperature has settled since it was unseen. ``rows``: the
+        samples' slots, peer groups and whether their temperatures have settled since they were unseen
+        (``_seen``).
 
         Where its line cannot judge, its peers can: a healthy GPU (a fan's 4-minute hiccup at its job's power,
         over as the job stalled) idled at its peers' 33 C, yet its hot run was carried (``_carried``) through
@@ -108,7 +109,10 @@ class ThermalHolds(ThermalLines):
         out = self._not_as_rested(slots, sample, below & throttled, settled)
         if np.count_nonzero(~throttled) < self.min_peers:  # a fleet all in hot runs: none to ask
             return out
-        for i in np.flatnonzero(below & throttled & (groups >= 0)).tolist():
+        # Not before its temperature has settled since it was unseen: back cold from its node's outage, a
+        # failed cooler whose temperature lags 90 s read 33 C, no hotter than its peers' median plus its band,
+        # and was let go at once, climbing on to 46 C (13 C over its peers) unflagged.
+        for i in np.flatnonzero(below & throttled & (groups >= 0) & settled).tolist():
             near = ~throttled & (groups == groups[i]) & (np.abs(lagged - lagged[i]) <= self.ridge_watts)
             if np.count_nonzero(near) >= self.min_peers:
                 out[i] = t[i] > float(np.median(t[near])) + band[i]
@@ -145,10 +149,16 @@ class ThermalHolds(ThermalLines):
         fresh: BoolArray,
         quiet: BoolArray,
     ) -> None:
-        """Keep each GPU's rest: the temperature of its newest ``quiet`` sample (warm, in no hot run, not hot)
-        whose power has settled (lagged at ``lag_seconds`` and at the slowest lag it allows for, within
-        ``ridge_watts``: a GPU of that lag has then cooled to it) at a power no higher than its rest's (within
-        ``ridge_watts``), and that power; a fresh slot has none (a freed slot's is another GPU's)."""
+        """Keep each GPU's rest: the temperature of its newest ``quiet`` sample (warm, its temperature
+        settled since it was unseen, in no hot run, not hot) whose power has settled (lagged at
+        ``lag_seconds`` and at the slowest lag it allows for, within ``ridge_watts``: a GPU of that lag has
+        then cooled to it) at a power no higher than its rest's (within ``ridge_watts``), and that power; a
+        fresh slot has none (a freed slot's is another GPU's).
+
+        The newest, not the coolest: a cold start or a cold room's night would stay its rest for good, and a
+        repaired GPU idling as before read hotter than it. Nor one read back cold from its node's outage:
+        its power settles at once (both lags caught up over the outage), so a GPU lagging 90 s rested at the
+        29 C of its first read, 4 C under its idle, and its repaired runaway was carried on against it."""
         t, lagged = sample
         rest_p = np.where(fresh, 0.0, self.rest_p[slots])
         settled = quiet & (np.abs(self.slow[slots] - lagged) <= self.ridge_watts)

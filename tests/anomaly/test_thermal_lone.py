@@ -128,3 +128,36 @@ def test_a_lone_gpu_back_cold_from_its_nodes_outage_is_judged_by_its_rest_only_o
         assert back[20:].max() <= 1.0
     else:
         assert back.min() > 1.0
+
+
+def test_a_lone_gpus_rest_is_not_a_cold_read_after_its_nodes_outage():
+    """Its rest is the newest settled reading, not the coolest (a cold start would stay its rest for good);
+    but its power settles at once after an outage (both lags caught up meanwhile), so a GPU lagging 90 s,
+    back at its room's 28 C and idle a minute before its job restarted, rested at its 29 C first read, not
+    at the 33 C it had idled at. A runaway later, its cooler replaced as the job stalled, it idled at 33 C,
+    over that rest plus its band: carried (1.004) through the whole 40-minute stall, an alert held on a
+    repaired GPU until the job resumed or the 6-hour hold ended. A rest is taken only from a temperature
+    settled since the GPU was unseen."""
+    rng = np.random.default_rng(17)
+    gpus, det = Gpus(tau=90.0, labels=GPUS), ThermalDetector()
+    gpus.temp[:] = gpus.room + gpus.resistance * 620.0
+    for watts, ticks in ((620.0, 150), (70.0, 20), (620.0, 20)):  # rested at 33 C at 70 W
+        for _ in range(ticks):
+            _fed(gpus, det, rng, watts)
+    det.forget(gpus.index.expire(gpus.t + 10_000, 1.0))
+    gpus.t += 1800.0 - 30.0
+    gpus.temp[:] = gpus.room
+    for watts in (70.0, 70.0, *[620.0] * 40):  # back idle a minute, then its job again
+        _fed(gpus, det, rng, watts)
+    for tick in range(40):
+        gpus.resistance[2] = 0.065 * (1.0 + min(3.0, 0.3 * (tick + 1)))
+        _fed(gpus, det, rng, 620.0)
+    stalled = []
+    for tick in range(80):
+        if tick == 10:
+            gpus.resistance[2] = 0.065  # its cooler replaced while the job is stalled
+        stalled.append(_fed(gpus, det, rng, 70.0))
+    scores = np.array(stalled)
+    assert (scores[:10, 2] > 1.0).all()  # still failed: flagged through the stall's first 5 minutes
+    assert scores[30:, 2].max() <= 1.0  # repaired, cooled to its idle (a 90 s lag): let go
+    assert np.delete(scores, 2, axis=1).max() <= 1.0
