@@ -58,6 +58,16 @@ def _down_and_back(gpus: Gpus, det: ThermalDetector, rng: np.random.Generator, r
         gpus.resistance[2] = 0.065
 
 
+def _repaired_in_a_stall(gpus: Gpus, det: ThermalDetector, rng: np.random.Generator) -> np.ndarray:
+    """80 ticks of its job stalled at 70 W, GPU 2's cooler replaced 10 ticks in: the scores of each tick."""
+    stalled = []
+    for tick in range(80):
+        if tick == 10:
+            gpus.resistance[2] = 0.065  # its cooler replaced while the job is stalled
+        stalled.append(_fed(gpus, det, rng, 70.0))
+    return np.array(stalled)
+
+
 @LONE
 @BUSY
 def test_a_lone_gpus_runaway_repaired_as_its_job_stalls_is_not_carried_once_it_idles_as_it_did_before(
@@ -67,12 +77,7 @@ def test_a_lone_gpus_runaway_repaired_as_its_job_stalls_is_not_carried_once_it_i
     minutes into it, the GPU idled at the 33 C it had read at 70 W before the runaway, yet its alert was held
     (4.2; 11.6 where its line had forgotten that idle) until the job resumed or its 6-hour hold ended."""
     gpus, det, rng = _runaway_rested(labels, busy)
-    stalled = []
-    for tick in range(80):
-        if tick == 10:
-            gpus.resistance[2] = 0.065  # its cooler replaced while the job is stalled
-        stalled.append(_fed(gpus, det, rng, 70.0))
-    scores = np.array(stalled)
+    scores = _repaired_in_a_stall(gpus, det, rng)
     assert (scores[:10, 2] > 1.0).all()  # still failed: flagged through the stall's first 5 minutes
     assert scores[12:, 2].max() <= 1.0  # repaired, back at its idle: let go
     assert np.delete(scores, 2, axis=1).max() <= 1.0
@@ -152,12 +157,7 @@ def test_a_lone_gpus_rest_is_not_a_cold_read_after_its_nodes_outage():
     for tick in range(40):
         gpus.resistance[2] = 0.065 * (1.0 + min(3.0, 0.3 * (tick + 1)))
         _fed(gpus, det, rng, 620.0)
-    stalled = []
-    for tick in range(80):
-        if tick == 10:
-            gpus.resistance[2] = 0.065  # its cooler replaced while the job is stalled
-        stalled.append(_fed(gpus, det, rng, 70.0))
-    scores = np.array(stalled)
+    scores = _repaired_in_a_stall(gpus, det, rng)
     assert (scores[:10, 2] > 1.0).all()  # still failed: flagged through the stall's first 5 minutes
     assert scores[30:, 2].max() <= 1.0  # repaired, cooled to its idle (a 90 s lag): let go
     assert np.delete(scores, 2, axis=1).max() <= 1.0
