@@ -79,7 +79,6 @@ class HistoryReplayer(AlertUpdater, SnapshotKeeper):
         since = taken[0] if taken is not None else None
         if snapshot is not None and taken is not None:
             self._resume(snapshot, start)
-        if snapshot is not None and taken is not None:
             frames = self._after(frames, start, snapshot)
         if not frames and taken is None:
             return 0
