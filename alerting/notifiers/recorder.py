@@ -523,7 +523,7 @@ def main(argv: list[str] | None = None) -> None:
     recorder = SlackRecorder(token=args.token, port=args.port, channels=args.channel)
     try:
         recorder.start()
-    except OSError as exc:  # as serve and exporter say it (gpuwarden.cli.preflight.listen_socket)
+    except OSError as exc:  # as serve and exporter say it (gpuwarden.cli.machine_checks.listen_socket)
         hint = "; another process listens there; stop it or choose another port"
         taken = hint if exc.errno == EADDRINUSE else ""
         where = f"{recorder.host}:{args.port}"

@@ -3,6 +3,7 @@ what it warns of. ``config validate`` says the same, through the same functions 
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -83,13 +84,19 @@ def check_detectors(cfg: AnomalyConfig) -> None:
 
 def anomaly_run_warnings(cfg: AnomalyConfig) -> list[ConfigError]:
     """What ``anomaly run`` warns of at its start, and ``config validate`` with it: detectors without the
-    queries they read, unguarded range functions, query steps longer than the tick. None without queries:
-    anomaly run refuses to start then (``anomaly_run_refusal``), and that is what matters."""
+    queries they read, unguarded range functions, query steps longer than the tick, a presence deadline
+    shorter than the presence queries' step. None without queries: anomaly run refuses to start then
+    (``anomaly_run_refusal``), and that is what matters."""
     from gpuwarden.range_guard import check_range_guards  # noqa: PLC0415
 
     if not cfg.queries:
         return []
-    return [*check_detector_queries(cfg), *check_range_guards(cfg), *check_query_steps(cfg)]
+    return [
+        *check_detector_queries(cfg),
+        *check_range_guards(cfg),
+        *check_query_steps(cfg),
+        *check_absent_after(cfg),
+    ]
 
 
 def check_query_steps(cfg: AnomalyConfig) -> list[ConfigError]:
@@ -113,6 +120,46 @@ def check_query_steps(cfg: AnomalyConfig) -> list[ConfigError]:
         )
         for k, query in enumerate(cfg.queries)
         if query.step_seconds > cfg.infer_every_seconds
+    ]
+
+
+def check_absent_after(cfg: AnomalyConfig) -> list[ConfigError]:
+    """A warning when ``absent_after_seconds`` is shorter than the step of every presence query: a read
+    ends anywhere on that step's grid, so a GPU's newest presence sample is up to a step old at a tick, and
+    at every tick that ends further past the grid than the deadline a GPU still reporting reads absent.
+    Every GPU at once is too many to report (``max_absent_share``), so the detector goes blind: a node that
+    is really down raises nothing. Not an error: it mishandles one detector of a service that still scores
+    the rest, and a file that ran before an upgrade must not stop ``anomaly run`` (``check_query_steps``
+    is a warning for the same reason). The tick does not enter: a read's newest sample is a step old at
+    most, however long the tick."""
+    if "presence" not in cfg.detectors:
+        return []
+    presence = [
+        (k, q)
+        for k, q in enumerate(cfg.queries)
+        if any(fnmatch.fnmatchcase(q.name, pattern) for pattern in cfg.presence_queries)
+    ]
+    if not presence:
+        return []  # check_detector_queries says so
+    k, query = min(presence, key=lambda kq: kq[1].step_seconds)  # a GPU is seen by its freshest series
+    step, absent = query.step_seconds, cfg.absent_after_seconds
+    if absent >= step:
+        return []
+    return [
+        ConfigError(
+            f"{absent:g} s is shorter than step_seconds {step:g} of query {query.name}, the presence query"
+            f" read most often: a GPU's newest sample is up to {step:g} s old at a tick, so at every tick"
+            f" read more than {absent:g} s past that step's grid every GPU still reporting reads absent"
+            " (GpuExporterStale, NodeDown; or, the whole fleet at once, nothing: a node really down raises"
+            f" no alert); set absent_after_seconds to {3 * step:g} (at least {step:g}; three steps, as the"
+            " default 90 s is to the default 30 s step), or shorten that query's step_seconds",
+            field="anomaly.absent_after_seconds",
+            reads=(
+                f"anomaly.queries[{k}].step_seconds",
+                "anomaly.presence_queries",
+                "anomaly.detectors",
+            ),
+        )
     ]
 
 

@@ -103,7 +103,7 @@ def run(
         server = serve_http(service, registry, cfg.listen_address, metrics_port) if metrics_port else None
     except OSError as exc:
         _close(source, forwarder, state_lock)
-        from gpuwarden.cli.preflight import refused_setting  # noqa: PLC0415
+        from gpuwarden.cli.machine_checks import refused_setting  # noqa: PLC0415
 
         setting = "--port" if port is not None else "anomaly.port / anomaly.listen_address"
         where = host_port(cfg.listen_address, metrics_port)
@@ -213,7 +213,7 @@ def _run_config(config: Path | None, port: int | None, ticks: int) -> AnomalyCon
         anomaly_run_warnings,
         check_detectors,
     )
-    from gpuwarden.cli.preflight import check_listen_address  # noqa: PLC0415
+    from gpuwarden.cli.machine_checks import check_listen_address  # noqa: PLC0415
     from gpuwarden.config import load_config  # noqa: PLC0415
     from gpuwarden.config_anomaly import AnomalyConfig  # noqa: PLC0415
 

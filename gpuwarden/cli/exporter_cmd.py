@@ -14,7 +14,7 @@ from rich.markup import escape
 from gpuwarden.cli.consoles import err_console, option_said, print_problems
 from gpuwarden.cli.logs import configure_logging, keep_running_on_sighup
 from gpuwarden.cli.numbers import number, whole_number
-from gpuwarden.cli.preflight import check_sim_section
+from gpuwarden.cli.sim_checks import check_sim_section
 from gpuwarden.clock import SystemClock
 from gpuwarden.config_rules import MAX_INTERVAL_SECONDS, MIN_COLLECT_INTERVAL_SECONDS
 from gpuwarden.errors import ConfigError, InputError, SourceError
@@ -201,7 +201,7 @@ def exporter(
     cfg = _exporter_settings(
         full, port=port, listen_address=listen_address, interval=interval, simulate=simulate
     )
-    from gpuwarden.cli.preflight import check_listen_address, listen_socket  # noqa: PLC0415
+    from gpuwarden.cli.machine_checks import check_listen_address, listen_socket  # noqa: PLC0415
 
     host_field = "--listen-address" if listen_address is not None else "exporter.listen_address"
     try:  # before NVML is touched: a port in use is one line naming the setting, not uvicorn's log line

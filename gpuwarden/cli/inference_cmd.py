@@ -124,7 +124,7 @@ def inference_server(
 def _listen(host: str, port: int, on_error: Callable[[], None]) -> socket.socket:
     """The listening socket, bound before the startup line says where: a port in use is one error line
     naming the option at fault (as for ``serve`` and ``exporter``)."""
-    from gpuwarden.cli.preflight import listen_socket  # noqa: PLC0415
+    from gpuwarden.cli.machine_checks import listen_socket  # noqa: PLC0415
 
     try:
         return listen_socket(host, port, "--host", "--port")

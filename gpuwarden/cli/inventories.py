@@ -306,7 +306,7 @@ def prepare_inventories(cfg: GpuwardenConfig) -> Inventories:
     if cfg.alerting.inventory_file:
         fixed.append((inventory_file(cfg.alerting.inventory_file), f"file {cfg.alerting.inventory_file}"))
     if cfg.alerting.sim_inventory:
-        from gpuwarden.cli.preflight import simulated_fleet  # noqa: PLC0415
+        from gpuwarden.cli.sim_checks import simulated_fleet  # noqa: PLC0415
         from gpuwarden.inventory_api import inventory_from_fleet  # noqa: PLC0415
         from gpuwarden.sim.fleet import fleet_from_config  # noqa: PLC0415
 

@@ -24,7 +24,7 @@ def build_notifiers(cfg: GpuwardenConfig, clock: Clock) -> list[Notifier]:
         # Imported only when Slack is configured: serve must start without slack-sdk work otherwise.
         from alerting.notifiers.slack import SlackNotifier  # noqa: PLC0415
 
-        # A channel name, not an id: serve warned at start (preflight.check_slack_channel).
+        # A channel name, not an id: serve warned at start (alerting_checks.check_slack_channel).
         notifiers.append(SlackNotifier.from_config(cfg.slack))
     if cfg.webhooks:
         from alerting.notifiers.webhook import WebhookNotifier  # noqa: PLC0415

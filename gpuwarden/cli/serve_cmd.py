@@ -21,16 +21,10 @@ from gpuwarden.cli.consoles import (  # one line per error: paths and file:line 
 )
 from gpuwarden.cli.inventories import inventory_refresh, prepare_inventories
 from gpuwarden.cli.logs import configure_logging, keep_running_on_sighup
+from gpuwarden.cli.machine_checks import listen_socket, refused_setting, sqlite_path
 from gpuwarden.cli.notifiers import build_outbox, stored_outbox
 from gpuwarden.cli.numbers import whole_number
-from gpuwarden.cli.preflight import (
-    check_serve,
-    journal_field,
-    listen_socket,
-    refused_setting,
-    serve_token_refusal,
-    sqlite_path,
-)
+from gpuwarden.cli.preflight import check_serve, journal_field, serve_token_refusal
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError
 from gpuwarden.graceful import StopAsked, StopRequest  # stdlib only: light for every command

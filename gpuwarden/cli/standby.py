@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from gpuwarden.cli.preflight import listen_socket
+from gpuwarden.cli.machine_checks import listen_socket
 from gpuwarden.errors import ConfigError
 from gpuwarden.graceful import StopRequest, run_until_stopped
 

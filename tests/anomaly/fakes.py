@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import socket
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -82,28 +83,39 @@ class FakePrometheus:
                 pass
 
         self._handler = Handler
+        self._placeholder: socket.socket | None = None  # holds the port while ``refuse`` has it closed
         self._listen(0)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def _listen(self, port: int) -> None:
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", port), self._handler)
+        # SO_REUSEPORT (same user only) lets the listener and the placeholder be bound to the port at once,
+        # so that it is never free between ``refuse`` and ``serve_again``: closed and bound again, a freed
+        # port could be taken meanwhile by any other process (a test server, an outgoing connection).
+        self._server = _ReusePortServer(("127.0.0.1", port), self._handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
     @property
     def refusing(self) -> bool:
         """Whether the port is closed (``refuse``): a connection to it is refused, as to a Prometheus down."""
-        return self._server.socket.fileno() < 0
+        return self._placeholder is not None
 
     def refuse(self) -> None:
-        """Close the listening port: connections are refused (not answered 503) until ``serve_again``."""
+        """Stop listening: connections are refused (not answered 503) until ``serve_again``. The port stays
+        bound, by a socket that does not listen (a connection to it is refused, as to no socket at all),
+        so no other process can take it meanwhile."""
         if not self.refusing:
-            self.close()
+            placeholder = _reuse_port_socket()
+            placeholder.bind(self._server.server_address)
+            self._placeholder = placeholder
+            self._stop()
 
     def serve_again(self) -> None:
         """Listen again on the same port (and ``url``) after ``refuse``."""
-        if self.refusing:
+        if self._placeholder is not None:
             self._listen(int(self.url.rsplit(":", 1)[1]))
+            self._placeholder.close()
+            self._placeholder = None
 
     def answer(self, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
         expr = params.get("query", "")
@@ -126,6 +138,28 @@ class FakePrometheus:
         return 200, {"status": "success", "data": {"resultType": "matrix", "result": result}}
 
     def close(self) -> None:
+        """Stop serving and free the port."""
+        self._stop()
+        if self._placeholder is not None:
+            self._placeholder.close()
+            self._placeholder = None
+
+    def _stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+def _reuse_port_socket() -> socket.socket:
+    """A TCP socket that may share its port with the fake's other sockets (``SO_REUSEPORT``)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    return sock
+
+
+class _ReusePortServer(http.server.ThreadingHTTPServer):
+    """``ThreadingHTTPServer`` bound with ``SO_REUSEPORT`` (see ``FakePrometheus._listen``)."""
+
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()

@@ -3,6 +3,7 @@ Prometheus stand-in) read through it what a real server would give them."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -56,5 +57,23 @@ def test_a_refused_port_refuses_connections_until_served_again_on_the_same_url(f
     fake.refuse()
     with pytest.raises(httpx.ConnectError):
         _range(fake, "0", "60", "60")
+    fake.serve_again()
+    assert _stamps(_range(fake, "0", "60", "60")) == [0, 60]
+
+
+@pytest.mark.parametrize("reuse_address", [False, True], ids=["plain", "so-reuseaddr"])
+def test_a_refused_port_cannot_be_taken_by_another_socket_until_served_again(
+    fake: FakePrometheus, reuse_address: bool
+) -> None:
+    """``refuse`` closed the listening socket and ``serve_again`` bound the port anew: meanwhile any other
+    process (a server binding with SO_REUSEADDR, as Python's HTTP servers do) could take it, and the fake
+    then failed to listen, or the test read another server's answers at its ``url``."""
+    port = int(fake.url.rsplit(":", 1)[1])
+    fake.refuse()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as other:
+        if reuse_address:
+            other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        with pytest.raises(OSError, match="in use"):
+            other.bind(("127.0.0.1", port))
     fake.serve_again()
     assert _stamps(_range(fake, "0", "60", "60")) == [0, 60]

@@ -201,21 +201,28 @@ def test_a_save_after_a_replayed_tick_ending_past_the_warm_ups_read_records_its_
     _score_alike(clock, restarted, again, 3)
 
 
-@pytest.mark.parametrize("down", [3, 0], ids=["down-3-ticks", "started-within-the-tick"])
-def test_a_restart_while_a_query_fails_catches_it_up_from_the_snapshot_at_its_first_tick(tmp_path, down):
-    """Prometheus failing the temperature query from the save through the restart's warm-up: the
-    uninterrupted service catches it up from its last good read at the first tick it reads again. The
-    restarted one read it at that tick from the warm-up's end only, its samples since the save never fed
-    (restart fuzz ``--failed-warm-ups``, 3 of 6 seeds): its models held fewer samples and scored
-    otherwise."""
+@pytest.mark.parametrize(
+    ("before", "down"), [(0, 3), (2, 0)], ids=["down-3-ticks", "started-within-the-tick"]
+)
+def test_a_restart_while_a_query_fails_catches_it_up_from_the_snapshot_at_its_first_tick(
+    tmp_path, before, down
+):
+    """Prometheus failing the temperature query through the restart's warm-up, from ``before`` ticks before
+    the save: the uninterrupted service catches it up from its last good read at the first tick it reads
+    again. The restarted one read it at that tick from the warm-up's end only, its samples since that read
+    never fed (restart fuzz ``--failed-warm-ups``, 3 of 6 seeds): its models held fewer samples and scored
+    otherwise. Started within the tick (no tick lost), the query fails from before the save: failing only
+    from the save, its last good read was the snapshot's own, where the warm-up's end starts every read
+    anyway, and the case passed without ``ResumableSource.resume``, the fix it guards."""
     clock = FakeClock()
     source = QueryReadsSource()
     straight = AnomalyService(_config(), [source], clock)
     straight.warm_up()
-    _ticks(clock, straight, 12)
+    _ticks(clock, straight, 12 - before)
+    source.failing = {QUERIES[0]}
+    _ticks(clock, straight, before)
     path = tmp_path / "state.npz"
     assert save_snapshot(path, straight.snapshot())
-    source.failing = {QUERIES[0]}
     _ticks(clock, straight, down)
     fresh = QueryReadsSource()
     fresh.failing = {QUERIES[0]}

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from exporters import training_export
 from gpuwarden.cli import app
 from gpuwarden.cli.exporter_cmd import _build, _say_pushes, _simulated_service
-from gpuwarden.cli.preflight import check_sim_section
+from gpuwarden.cli.sim_checks import check_sim_section
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import ExporterConfig, GpuwardenConfig, load_config
 from gpuwarden.errors import ConfigError

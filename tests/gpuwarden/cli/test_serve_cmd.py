@@ -35,7 +35,8 @@ from alerting.subscriptions import ChangeKind, IncidentChange
 from gpuwarden.api import create_app
 from gpuwarden.cli import app
 from gpuwarden.cli.inventories import Inventories
-from gpuwarden.cli.preflight import check_serve, check_store, check_store_directory
+from gpuwarden.cli.machine_checks import check_store, check_store_directory
+from gpuwarden.cli.preflight import check_serve
 from gpuwarden.cli.serve_cmd import _tick_loop, build_applier, build_service, journal_dir, take_locks
 from gpuwarden.clock import FakeClock, SystemClock
 from gpuwarden.config import AlertingConfig, ApiConfig, GpuwardenConfig

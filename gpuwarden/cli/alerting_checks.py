@@ -1,0 +1,108 @@
+"""Checks of ``serve``'s alerting and notification settings that the configuration model cannot make alone:
+they need the time (a maintenance window already over) or say where a secret goes (a webhook's or Slack's
+token over plain http to another machine, a Slack channel named rather than given by id). Each is a warning:
+serve starts, and logs the same line that ``config validate`` prints (``preflight``)."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from gpuwarden.clock import shown
+from gpuwarden.errors import ConfigError
+
+if TYPE_CHECKING:
+    from gpuwarden.config import AlertingConfig, GpuwardenConfig
+    from gpuwarden.config_notify import WebhookConfig
+
+
+def check_slack_channel(cfg: GpuwardenConfig) -> list[ConfigError]:
+    """A warning when Slack is configured with a channel name, not an id: Slack answers a post with the
+    channel's id, so the outbox cannot tell a posted message from one it never sent after a crash."""
+    channel = cfg.slack.channel
+    if cfg.slack.bot_token is None or (channel.startswith(("C", "G")) and channel[1:].isalnum()):
+        return []
+    return [
+        ConfigError(
+            f"{channel!r} is a name, not an id (C...): after a crash between Slack's answer and the"
+            " outbox's record, the incident's message can be posted twice; set the channel id",
+            field="slack.channel",
+        )
+    ]
+
+
+def check_maintenance_windows(cfg: AlertingConfig, now: datetime) -> list[ConfigError]:
+    """Configured maintenance windows against the time ``now``.
+
+    One that ends more than ``MAX_WINDOW_SECONDS`` (a year) from now is refused: an end in year 9999 is a
+    permanent mute written as planned work, and it would hide its targets' faults for good. One that already
+    ended is returned as a warning, not refused: it mutes nothing, and a stale entry in a file must not stop
+    ``serve`` from starting again (Alertmanager refuses an ended silence only when one is created through its
+    API, which gpuwarden's API does too).
+    """
+    # Here, not at the top: every command imports this module, and config_rules brings pydantic.
+    from gpuwarden.config_rules import DAY, MAX_WINDOW_SECONDS  # noqa: PLC0415
+
+    latest = now + timedelta(seconds=MAX_WINDOW_SECONDS)
+    warnings = []
+    for k, window in enumerate(cfg.maintenance_windows):
+        field = f"alerting.maintenance_windows[{k}].ends_at"
+        if window.ends_at > latest:
+            raise ConfigError(
+                f"{shown(window.ends_at)} is more than {MAX_WINDOW_SECONDS / DAY:g} days from now: a"
+                " maintenance window is planned work with an end; give the work's end (at most a year ahead,"
+                " as for a silence) and move it if the work moves, or mute for good in the alert rule",
+                field=field,
+            )
+        if window.ends_at <= now:
+            warnings.append(
+                ConfigError(
+                    f"the window ended at {shown(window.ends_at)}, so it mutes nothing; remove it, or give"
+                    " the work's new starts_at and ends_at",
+                    field=field,
+                )
+            )
+    return warnings
+
+
+def check_webhooks(webhooks: Sequence[WebhookConfig]) -> list[ConfigError]:
+    """Warnings about the ``webhooks``: a bearer token sent over plain HTTP to another machine travels
+    readable by anyone on the path (https, or a receiver on this machine, is meant)."""
+    found = (
+        _over_plain_http(hook.url, "the bearer token", f"webhooks[{k}].url")
+        for k, hook in enumerate(webhooks)
+        if hook.bearer_token is not None
+    )
+    return [warning for warning in found if warning is not None]
+
+
+def check_slack_base_url(cfg: GpuwardenConfig) -> list[ConfigError]:
+    """A warning when Slack's bot token would go over plain HTTP to another machine (``slack.base_url``)."""
+    if cfg.slack.bot_token is None:
+        return []
+    warning = _over_plain_http(cfg.slack.base_url, "the bot token", "slack.base_url")
+    return [] if warning is None else [warning]
+
+
+def _over_plain_http(url: str, secret: str, field: str) -> ConfigError | None:
+    """The warning for ``secret`` sent to ``url`` when that is plain http to another machine, or None."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or _loopback(parts.hostname or ""):
+        return None
+    return ConfigError(
+        f"{secret} goes to {parts.hostname} over plain http, readable on the way; use an https URL",
+        field=field,
+    )
+
+
+def _loopback(host: str) -> bool:
+    """Whether ``host`` names this machine (localhost, 127.0.0.0/8, ::1)."""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,175 @@
+"""Checks of what a command needs of this machine, made before it makes any file: an address it can
+listen on, and a store and journal it can make and keep (a SQLite file, not an in-memory database, in a
+directory that exists). ``serve``, ``exporter``, ``anomaly run`` and ``inference-server`` call them at
+their start, and ``config validate`` through ``preflight``, so each says the same line."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import tempfile
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from gpuwarden.cli.conninfo import libpq_string_problem, password_at_problem
+from gpuwarden.cli.consoles import option_said
+from gpuwarden.errors import ConfigError
+
+
+def check_listen_address(host: str, field: str) -> None:
+    """``host`` is an address or a name this machine can listen on (not ``not an address``, nor the address
+    of another machine): one of its addresses takes a bind on port 0, which listens on nothing."""
+    advice = "give an IP address of this machine (0.0.0.0: all of them) or its host name"
+    subject = "it" if _is_option(field) else repr(host)  # an option says its value before: not twice
+    try:
+        found = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:  # socket.gaierror; UnicodeError: a label IDNA refuses
+        reason = getattr(exc, "strerror", None) or exc
+        raise refused_setting(field, host, f"cannot listen on {subject}: {reason}; {advice}") from exc
+    refused: OSError | None = None
+    for family, kind, proto, _, address in found:
+        try:
+            with socket.socket(family, kind, proto) as probe:
+                probe.bind((address[0], 0, *address[2:]))
+        except OSError as exc:  # EADDRNOTAVAIL: another machine's; EAFNOSUPPORT: IPv6 is off here
+            refused = exc
+            continue
+        return
+    if refused is not None:
+        if refused.errno == errno.EADDRNOTAVAIL:
+            reason = "not an address of this machine"
+        else:
+            reason = refused.strerror or str(refused)
+        raise refused_setting(field, host, f"cannot listen on {subject}: {reason}; {advice}") from refused
+
+
+def listen_socket(host: str, port: int, host_field: str, port_field: str) -> socket.socket:
+    """A socket bound to ``host:port`` as uvicorn binds one (IPv6 when the host has a colon), or a
+    ``ConfigError`` naming the setting at fault: the port when it is taken or not allowed, else the host."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except (OSError, UnicodeError) as exc:
+        sock.close()
+        number = getattr(exc, "errno", None)
+        taken = number in (errno.EADDRINUSE, errno.EACCES)
+        hint = "another process listens there; stop it or choose another port" if taken else ""
+        reason = getattr(exc, "strerror", None) or exc
+        field, value = (port_field, port) if taken else (host_field, host)
+        raise refused_setting(
+            field, value, f"cannot listen on {host}:{port}: {reason}{f'; {hint}' if hint else ''}"
+        ) from exc
+    return sock
+
+
+def refused_setting(field: str, value: object, message: str) -> ConfigError:
+    """The error for ``value`` of ``field``: a setting (``api.port``) is named and located as a setting; a
+    command-line option as every bad option is said, ``--port 9400: message`` (``option_said``)."""
+    if _is_option(field):
+        return ConfigError(option_said(field, value, message))
+    return ConfigError(message, field=field)
+
+
+def _is_option(field: str) -> bool:
+    """Whether ``field`` is a command-line option (``--host``), not a setting of the file."""
+    return field.startswith("-")
+
+
+def check_store(db: str, field: str) -> None:
+    """A SQLite store is a file: an in-memory database would be one per connection, so serve would
+    acknowledge writes into its journal and never store them; a directory would get lock files beside it."""
+    path = sqlite_path(db)
+    if path is None:  # a database server: checked when it is opened, but for a URL it cannot be
+        at = password_at_problem(db)
+        if at is not None:
+            raise ConfigError(at, field=field)
+        return
+    libpq = libpq_string_problem(db)
+    if libpq is not None:
+        raise ConfigError(libpq, field=field)
+    if path in ("", ":memory:") or "mode=memory" in db:
+        raise ConfigError(
+            f"{db!r} is an in-memory database: every connection gets an empty one of its own, so nothing"
+            " would be stored; give a file path (gpuwarden.db)",
+            field=field,
+        )
+    if _sqlite_uri(db):
+        raise ConfigError(
+            f"{db!r} opens its file as a SQLite URI (uri=true), which the store lock and the journal do not"
+            " read: a serve given the file's path would take a lock of its own and run beside this one; give"
+            f" the file's path (sqlite:///{urlsplit(path).path})",
+            field=field,
+        )
+    if _is_dir(path, field):
+        raise ConfigError(
+            f"{path} is a directory; give a file in it ({Path(path) / 'gpuwarden.db'})", field=field
+        )
+
+
+def _is_dir(path: str, field: str) -> bool:
+    """Whether ``path`` is a directory; a path no file can have (a name over the system's limit) is a
+    ``ConfigError`` saying so, where ``is_dir`` raised OSError (a traceback)."""
+    try:
+        return Path(path).is_dir()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot use it: {exc.strerror}", field=field) from exc
+
+
+def check_store_directory(db: str, field: str) -> None:
+    """A SQLite store's directory exists: ``serve`` makes the file, not the directory, and refuses to start
+    without it (``config validate`` said ok before)."""
+    path = sqlite_path(db)
+    if not path or path == ":memory:":
+        return
+    try:
+        directory = Path(os.path.realpath(path)).parent
+        exists = directory.is_dir()
+    except OSError:  # a path no file can have (a name too long): check_store names why
+        return
+    if not exists:
+        raise ConfigError(
+            f"{path}: its directory {directory} does not exist; make it, or give a file in a directory that"
+            " exists",
+            field=field,
+        )
+
+
+def sqlite_path(db: str) -> str | None:
+    """The file of a SQLite store (a path, or ``sqlite[+driver]:///path[?query]``, read as SQLAlchemy reads
+    it, so where the store lock is: ``%20`` is a space), "" for ``sqlite://``; None: a server."""
+    if "://" not in db:
+        return db
+    scheme, _, rest = db.partition("://")
+    if not scheme.startswith("sqlite"):
+        return None
+    return unquote(rest.removeprefix("/").partition("?")[0])
+
+
+def _sqlite_uri(db: str) -> bool:
+    """Whether SQLAlchemy hands the SQLite URL ``db`` to SQLite as a URI (``uri=true``, as its ``asbool``)."""
+    query = db.partition("?")[2] if "://" in db else ""
+    return any(k == "uri" and v.strip().lower() in _TRUE for k, v in parse_qsl(query))
+
+
+_TRUE = frozenset({"true", "yes", "on", "y", "t", "1"})
+
+
+def check_journal_dir(directory: Path, field: str = "alerting.journal_dir") -> None:
+    """The journal directory exists, or can be made, and takes files: a directory is made in it, or in
+    the nearest one above it that exists, and removed at once (``/proc/x`` passes every permission test)."""
+    existing = directory.absolute()
+    try:
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+    except OSError as exc:  # a path no directory can have (a name over the system's limit)
+        raise ConfigError(f"{directory}: cannot use it: {exc.strerror}", field=field) from exc
+    if not existing.is_dir():
+        raise ConfigError(f"{directory}: cannot use it: {existing} is not a directory", field=field)
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".gpuwarden-check-", dir=existing))
+    except OSError as exc:
+        raise ConfigError(
+            f"{directory}: cannot use it: cannot make anything in {existing}: {exc.strerror}", field=field
+        ) from exc

@@ -1,0 +1,57 @@
+"""What ``anomaly run`` warns of at its start (``gpuwarden.cli.anomaly_checks``), as ``config validate``
+says it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gpuwarden.cli import app
+
+runner = CliRunner()
+
+PRESENCE = (
+    "anomaly:\n  source: prometheus\n  detectors: [presence]\n{absent}  queries:\n"
+    "    - {{name: DCGM_FI_DEV_GPU_TEMP, expr: DCGM_FI_DEV_GPU_TEMP, step_seconds: {temp}}}\n"
+    "    - {{name: DCGM_FI_DEV_FB_USED, expr: DCGM_FI_DEV_FB_USED, step_seconds: 600}}\n"
+)
+
+
+def _validate(tmp_path: Path, text: str) -> tuple[int, list[str]]:
+    path = tmp_path / "presence.yaml"
+    path.write_text(text)
+    result = runner.invoke(app, ["config", "validate", str(path)])
+    return result.exit_code, [line for line in result.stderr.splitlines() if "absent_after_seconds" in line]
+
+
+def test_a_presence_deadline_shorter_than_the_presence_step_is_warned_of_with_its_fix(tmp_path: Path) -> None:
+    """The default 90 s deadline with presence queries read every 300 s: a read ending past 90 s on the
+    step's grid found every GPU's newest sample older than 90 s, so every GPU still reporting read absent
+    (the restart fuzz met it); ``config validate`` passed the file without a word."""
+    code, lines = _validate(tmp_path, PRESENCE.format(absent="", temp=300))
+    assert code == 0  # a warning: the file still starts anomaly run
+    (line,) = lines
+    assert "warning:" in line and "presence.yaml" in line and "anomaly.absent_after_seconds:" in line
+    assert "90 s is shorter than step_seconds 300 of query DCGM_FI_DEV_GPU_TEMP" in line
+    assert "set absent_after_seconds to 900 (at least 300;" in line
+
+
+@pytest.mark.parametrize(
+    ("absent", "temp"),
+    [
+        pytest.param("", 30, id="default-step"),
+        pytest.param("  absent_after_seconds: 300\n", 300, id="deadline-of-a-step"),
+        pytest.param("  detectors: [adaptive]\n", 300, id="no-presence-detector"),
+    ],
+)
+def test_a_presence_deadline_the_steps_can_meet_is_not_warned_of(
+    tmp_path: Path, absent: str, temp: int
+) -> None:
+    """The fastest presence query decides (a GPU is seen by any of them): a 600 s one beside it is no trap."""
+    text = PRESENCE.format(absent=absent, temp=temp)
+    if "detectors" in absent:
+        text = text.replace("  detectors: [presence]\n", "")
+    code, lines = _validate(tmp_path, text)
+    assert code == 0 and lines == []
