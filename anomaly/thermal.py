@@ -61,6 +61,7 @@ class ThermalDetector(ThermalGuesses, ThermalHolds):
         # read before) every GPU parked was dropped as it was parked.
         self._parked.expire(temp.at)
         rows_t, rows_p, slots, groups = self._rows(temp, power)
+        self._stepped_back(slots, temp.at)
         x_t, x_p = temp.value[rows_t], power.value[rows_p]
         # A GPU warmer than the room draws power: 0 W is a reading lost (dcgm-exporter's stale zeros), not a
         # sample. Scored, a GPU run at 70-400 W read 0 W for 5 minutes, idle, and scored 1.3 for all of them.
