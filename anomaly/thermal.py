@@ -203,10 +203,11 @@ class ThermalDetector(ThermalGuesses, ThermalHolds):
         # Read long enough since it was unseen (its node down) for its temperature to have followed its power:
         # until then a GPU back cold reads cool whether its cooler works or not. One back warmer than it had
         # cooled to in its stall was not cooled by the gap (a scrape or two lost): a cooler failing in the
-        # gap, its climb measured from each reading for 10 minutes, scored 1.1 (3.3 from its idle).
-        seen = self._seen(
-            slots, line.fresh | ((gap > self._slowest_lag()) & ~(ongoing & (t > self.low_t[slots]))), at
-        )
+        # gap, its climb measured from each reading for 10 minutes, scored 1.1 (3.3 from its idle). Nor was
+        # one back within its band of its line at a power its line judges (readings lost at its job's power):
+        # a cooler failing in a stall begun in the 10 minutes after read 0 for 4 minutes (lagging 90 s).
+        cooled = ~(ongoing & (t > self.low_t[slots])) & ~(judged.warm & ~fallen & (np.abs(line.resid) < band))
+        seen = self._seen(slots, line.fresh | ((gap > self._slowest_lag()) & cooled), at)
         climbing, climb = self._climbs(
             slots,
             (t, self.slow[slots], line.slope),
