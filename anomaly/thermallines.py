@@ -56,6 +56,7 @@ FIELDS = (  # its per-slot arrays, in the order of a parked GPU's row
     "rest_p",
     "seen_at",
 )
+_TIMES = ("last", "hot_at", "risen_at", "fell_at", "seen_at")  # its per-slot times (0: none)
 
 
 class ThermalLines:
@@ -201,6 +202,23 @@ class ThermalLines:
             if row is not None:
                 for name, value in zip(FIELDS, row.tolist(), strict=True):
                     getattr(self, name)[slot] = value
+
+    def _stepped_back(self, slots: IntArray, at: float) -> None:
+        """Move every time kept for the ``slots`` last read after ``at`` (the clock set back: an NTP
+        correction, a VM restored) back with the clock, to ``lag_seconds`` before ``at``, as if the clock had
+        not stepped: how long passed is unknown, and ``lag_seconds`` (shorter than most scrape intervals)
+        moves its lagged power most of the way to the new one.
+
+        Read as they were, the times an hour ahead froze the sample's lagged power (a healthy job's start
+        read 5.4 at the step), and the hour was added to every wait: a first job's heat stayed a guess, its
+        failing cooler unflagged, for 70 minutes instead of 10, and a runaway's carried run was let go."""
+        back = slots[(self.n[slots] > 0) & (self.last[slots] > at)]
+        if not back.size:
+            return
+        shift = at - self.lag_seconds - self.last[back]
+        for name in _TIMES:
+            times = getattr(self, name)
+            times[back] = np.where(times[back] > 0.0, times[back] + shift, 0.0)
 
     def _slots(self, ids: IntArray) -> IntArray:
         """The slot of each temperature series id, a free one (or a new one) for an id not scored yet."""

@@ -173,3 +173,38 @@ def test_a_cooler_failing_on_a_stalled_gpu_unread_for_two_minutes_and_a_half_is_
         scores.append(_fed(gpus, det, rng, 70.0, lost if 7 <= tick < 12 else every))
     assert _alerted_within(np.array(scores[7:]), 10)
     assert min(scores[20:]) > 2.0  # scored on its whole climb from its idle, not the last of it
+
+
+def _stalled_after_lost_readings(tau: float, after: int, fails: bool) -> np.ndarray:
+    """GPU 2's scores from 200 s after its job stalls (70 W), ``after`` ticks after its readings were lost for
+    5 ticks (150 s, longer than the slowest lag, at its job's 620 W); six lone GPUs seen only in their job.
+    Its cooler fails then (x4 over 5 minutes) when ``fails``."""
+    rng = np.random.default_rng(17)
+    gpus, det = Gpus(tau=tau), ThermalDetector()
+    gpus.temp[:] = gpus.room + gpus.resistance * 620.0
+    every, lost = np.ones(len(GPUS), np.bool_), np.arange(len(GPUS)) != 2
+    for tick in range(150 + 5 + after):
+        _fed(gpus, det, rng, 620.0, lost if 150 <= tick < 155 else every)
+    scores = []
+    for tick in range(40):
+        if fails and tick >= 7:
+            gpus.resistance[2] = 0.065 * (1.0 + min(3.0, 0.3 * (tick - 7 + 1)))
+        scores.append(_fed(gpus, det, rng, 70.0, every))
+    return np.array(scores[7:])
+
+
+@pytest.mark.parametrize("after", [1, 5, 12], ids=["30s-after", "2.5min-after", "6min-after"])
+@pytest.mark.parametrize("tau", [20.0, 90.0], ids=["lag-20s", "lag-90s"])
+def test_a_job_stalling_within_10_minutes_of_lost_readings_is_judged_by_its_climb_from_the_stall(
+    tau: float, after: int
+):
+    """Readings lost 150 s at its job's power counted as an outage that cooled the GPU (``_seen``): for 10
+    minutes after, a stalled GPU's climb was measured from each reading (its rest, none: seen only in its
+    job). Lagging 90 s, a cooler failing 200 s into a stall begun then read 0 for 4 minutes and was alerted
+    after 5.5, past the deadline (failing as the stall began: not in 15 minutes). Back within its band of its
+    line at its job's power, it was not cooled by the gap."""
+    healthy = _stalled_after_lost_readings(tau, after, fails=False)
+    failing = _stalled_after_lost_readings(tau, after, fails=True)
+    assert healthy.max() <= 1.0
+    assert _alerted_within(failing, 10)
+    assert failing[10:].min() > 1.0  # and while it stays failed
