@@ -17,13 +17,18 @@ below the shortest keep-alive serve takes (1 s), so a tick's post rarely meets t
 
 A 400 means this service built a body the server refuses; it is logged with the server's message and the
 batch is not retried (it would be refused forever).
+
+At a start, ``held`` lists what serve holds (``GET /api/v2/alerts``): an alert it holds under other labels
+than this release raises it by is posted on under those (``_as_served``). Where serve could not list it then
+(unreachable, 429/5xx), the listing is asked again before each flush, and nothing is posted until it answers
+or the hold from that start has passed (``_listed``).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -99,8 +104,24 @@ def _valued(labels: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in labels.items() if v}
 
 
+def _contradicts(held: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    """Whether ``labels`` give an informational label another value than ``held``, both valued: another
+    activity (a fall of what rose), not the one ``held`` names under a release's other labels."""
+    sides = ((held.get(k, ""), labels.get(k, "")) for k in INFORMATIONAL_LABELS)
+    return any(was and now and was != now for was, now in sides)
+
+
 def _ends(held: tuple[dict[str, str], datetime]) -> datetime:
     return held[1]
+
+
+@dataclass(frozen=True, slots=True)
+class _Unlisted:
+    """Why the receiver did not list what it holds; ``retry``: it may at a later ask (it was unreachable, or
+    answered 408, 429 or 5xx: down, starting, overloaded, its store down)."""
+
+    error: str
+    retry: bool
 
 
 class AlertForwarder(Collector):
@@ -146,9 +167,16 @@ class AlertForwarder(Collector):
         self._serving: dict[str, tuple[dict[str, str], datetime]] = {}
         # The activities serve held under other labels that this one posts on under those (``_as_served``).
         self._renamed: dict[str, dict[str, str]] = {}
+        # Until when ``flush`` asks serve again for what it holds, where it could not say at the start
+        # (``held``), and the alerts told meanwhile, in order: renamed once it lists them (``_listed``).
+        self._list_until: datetime | None = None
+        self._told: list[Alert] = []
 
     def on_alert(self, alert: Alert) -> None:
         """The service's callback: an alert raised or resolved this tick."""
+        if self._list_until is not None:
+            self._told.append(alert)  # which labels it goes under waits on serve's listing (``_listed``)
+            return
         alert = self._as_served(alert)
         fp = alert.fingerprint
         if alert.status is AlertStatus.FIRING:
@@ -177,7 +205,16 @@ class AlertForwarder(Collector):
         # Empty values alone are no other labels: serve drops them, so posted with them it is the alert serve
         # holds, under the forwarder's one fingerprint for it (a re-escalation's end and raise, told apart
         # by fingerprint, went out new raise first: serve ended the alert while the fault went on).
-        if served is not None and self._clock.now() <= served[1] and served[0] != _valued(alert.labels):
+        # Nor is another side: raised as a fall of what serve holds as a rise, it is a new activity (the one
+        # that rose ended, its resolution lost with the process that found it), and serve reads the side: a
+        # temperature posted on as "up" was a thermal fault of a cold GPU. serve lets the rise end at its
+        # endsAt, as it would have had no process started after the one that died.
+        if (
+            served is not None
+            and self._clock.now() <= served[1]
+            and served[0] != _valued(alert.labels)
+            and not _contradicts(served[0], alert.labels)
+        ):
             self._renamed[identity] = served[0]
         labels = self._renamed.get(identity)
         if alert.status is AlertStatus.RESOLVED:
@@ -188,8 +225,11 @@ class AlertForwarder(Collector):
         """Post every firing alert and every resolution not yet accepted; True when all were accepted.
 
         A resolution of an alert serve never accepted as firing is preceded by that alert firing (its
-        ``startsAt``, ``endsAt`` ahead), so serve opens the incident, then records its end.
+        ``startsAt``, ``endsAt`` ahead), so serve opens the incident, then records its end. Nothing is posted
+        while serve's listing is awaited (``_listed``).
         """
+        if self._list_until is not None and not self._listed(self._list_until):
+            return False
         now = self._clock.now()
         resolved = list(self.unsent_resolved.items())
         sent = dict(resolved)
@@ -229,39 +269,83 @@ class AlertForwarder(Collector):
             items.append((fp, False, postable(alert, alert.ends_at or now)))
         return items
 
-    def held(self) -> dict[str, datetime] | None:
+    def held(self, *, recalling: bool = True) -> dict[str, datetime] | None:
         """The alerts the receiver holds firing now (``GET /api/v2/alerts``), by identity
         (``alert_identity``), each with the ``endsAt`` it lets it end at once posts stop: what a restarted
-        service may recall (``AnomalyService.warm_up``). None where it cannot say (not reachable, an error, a
-        body not such a list): logged, and the warm-up falls back to the hold after its start.
+        service may recall (``AnomalyService.warm_up``). Kept too: the labels each is held under, which
+        ``on_alert`` posts it on under (``_as_served``).
 
-        Kept too: the labels each is held under, which ``on_alert`` posts it on under (``_as_served``)."""
+        None where it cannot say (not reachable, an error, a body not such a list), logged. Where it may say
+        later (``_Unlisted.retry``), ``flush`` asks again, and posts nothing until it answers, for the hold
+        from now at most (``_listed``). ``recalling``: whether the caller's warm-up recalls alerts from the
+        answer (re-escalation on; off, it raises none from its history), which the warning then says it
+        does for the hold from now instead."""
+        listed = self._list()
+        if isinstance(listed, _Unlisted):
+            if listed.retry:
+                self._list_until = self._clock.now() + self._hold
+            self._unlisted(listed, recalling)
+            return None
+        self._serving = listed
+        return {identity: ends for identity, (_, ends) in listed.items()}
+
+    def _list(self) -> dict[str, tuple[dict[str, str], datetime]] | _Unlisted:
+        """What the receiver holds firing, by identity (of two held under one, the one held longer)."""
         try:
             response = self._client.get(self.url)
         except httpx.HTTPError as exc:
-            self._unlisted(f"{type(exc).__name__}: {exc}")
-            return None
-        if response.status_code != 200:
-            self._unlisted(f"HTTP {response.status_code}: {response.text[:300]}")
-            return None
+            return _Unlisted(f"{type(exc).__name__}: {exc}", retry=True)
+        status = response.status_code
+        if status != 200:
+            return _Unlisted(
+                f"HTTP {status}: {response.text[:300]}", retry=status in (408, 429) or status >= 500
+            )
         try:
             listed = [({**a["labels"]}, datetime.fromisoformat(a["endsAt"])) for a in response.json()]
-            serving = {alert_identity(labels): (labels, ends) for labels, ends in sorted(listed, key=_ends)}
+            return {alert_identity(labels): (labels, ends) for labels, ends in sorted(listed, key=_ends)}
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            self._unlisted(f"not a list of alerts: {type(exc).__name__}: {exc}")
-            return None
-        self._serving = serving  # of two held under one identity, the one held longer
-        return {identity: ends for identity, (_, ends) in serving.items()}
+            return _Unlisted(f"not a list of alerts: {type(exc).__name__}: {exc}", retry=False)
 
-    def _unlisted(self, error: str) -> None:
-        """Log why ``held`` cannot say."""
+    def _unlisted(self, unlisted: _Unlisted, recalling: bool) -> None:
+        """Log why ``held`` cannot say, and what is done without it."""
+        hold = self._hold.total_seconds()
+        if unlisted.retry:
+            then = (
+                f"asking again before each post, for {hold:.0f} s at most, and posting nothing until it"
+                " answers: an alert it holds under other labels (a release before's) goes on under those"
+            )
+        else:
+            then = (
+                "not asking again: an alert it holds under other labels (a release before's) goes as a second"
+            )
+        if recalling:
+            then += (
+                "; unless a state snapshot resumes, the alerts the warm-up's history leaves firing are"
+                f" recalled for {hold:.0f} s from now"
+            )
         logger.warning(
-            "alert forward: cannot list the alerts %s holds, a restart recalls its alerts as held %.0f s from"
-            " its start: %s",
-            self._shown_url,
-            self._hold.total_seconds(),
-            error,
+            "alert forward: cannot list the alerts %s holds (%s); %s", self._shown_url, unlisted.error, then
         )
+
+    def _listed(self, until: datetime) -> bool:
+        """Ask the receiver again for what it holds (``held`` could not say), until ``until``: whether what
+        was told since may be posted. It answered: each alert is renamed as at a start, in the order told.
+        It will not say, or ``until`` passed (what it held from the process before has ended by then, and
+        alerts must not wait for ever): each goes under its own labels."""
+        asked = self._clock.now() < until
+        listed = self._list() if asked else _Unlisted(f"no answer by {rfc3339(until)}", retry=False)
+        if isinstance(listed, _Unlisted):
+            error = f"cannot list its alerts: {listed.error}"
+            if listed.retry:
+                return self._failed(error)  # a failed forward: the tick's line and the failures say so
+            logger.warning("alert forward: %s; posting the alerts under their own labels", error)
+        else:
+            self._serving = listed
+        self._list_until = None
+        told, self._told = self._told, []
+        for alert in told:
+            self.on_alert(alert)
+        return True
 
     def _post(self, batch: list[dict[str, Any]]) -> bool:
         try:
@@ -311,7 +395,9 @@ class AlertForwarder(Collector):
         )
         posted.add_metric([], self.posted)
         failed = CounterMetricFamily(
-            "gpuwarden_anomaly_alert_forward_failures", "Posts to anomaly.alert_url that failed (retried)."
+            "gpuwarden_anomaly_alert_forward_failures",
+            "Posts to anomaly.alert_url that failed, or were held back while it could not list its alerts"
+            " after a start (retried).",
         )
         failed.add_metric([], self.failures)
         retried = CounterMetricFamily(
@@ -326,7 +412,8 @@ class AlertForwarder(Collector):
         waiting = GaugeMetricFamily(
             "gpuwarden_anomaly_alerts_unsent", "Resolutions not yet accepted at anomaly.alert_url."
         )
-        waiting.add_metric([], len(self.unsent_resolved))
+        told = sum(a.status is AlertStatus.RESOLVED for a in self._told)
+        waiting.add_metric([], len(self.unsent_resolved) + told)
         return [posted, failed, retried, dropped, waiting]
 
     def close(self) -> None:

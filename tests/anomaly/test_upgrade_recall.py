@@ -43,33 +43,49 @@ class Runaway:
         return [Findings(self.name, "q", [GPUS[3]], score=score, value=score, sign=sign)]
 
 
-def _served(tmp_path: Path, *, reescalate: bool) -> tuple[IncidentEngine, list[list[dict[str, object]]]]:
+def _served(
+    tmp_path: Path, *, reescalate: bool, unreachable: int = 0
+) -> tuple[IncidentEngine, list[list[dict[str, object]]]]:
     """What serve holds and was posted after `anomaly run`, firing a runaway's alert under the release
-    before's labels, is upgraded (restarted without a snapshot) while the runaway goes on."""
+    before's labels, is upgraded (restarted without a snapshot) while the runaway goes on; serve out of its
+    reach for the first ``unreachable`` ticks after the restart (serve ticks on alone)."""
     clock = FakeClock()
     start = clock.time()
     scores = [0.0] * 6 + [9.0] * 40
-    engine = IncidentEngine(migrated_sqlite(tmp_path / f"serve-{reescalate}.db"), clock)
+    engine = IncidentEngine(migrated_sqlite(tmp_path / f"serve-{reescalate}-{unreachable}.db"), clock)
     serve = Listing(engine)
+    cut = httpx.ConnectError("connection refused")
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if restart_at <= n < restart_at + unreachable:
+            raise cut
+        return serve.handle(request)
+
     restart_at = 6 + 12
 
     def started(*, sided: bool) -> tuple[AnomalyService, AlertForwarder]:
         cfg = AnomalyConfig(reescalate_alerts=reescalate)
         source = HistorySource({TEMP: lambda t: [60.0] * len(GPUS)})
         service = AnomalyService(cfg, [source], clock, detectors=[Runaway(start, scores, sided=sided)])
-        client = httpx.Client(transport=httpx.MockTransport(serve.handle))
+        client = httpx.Client(transport=httpx.MockTransport(handle))
         forwarder = AlertForwarder("http://serve:9700", None, clock, resend_seconds=30, client=client)
         service.on_alert = forwarder.on_alert
         return service, forwarder
 
+    n = 0
     service, forwarder = started(sided=False)
     for n in range(1, len(scores)):
         if n == restart_at:
             service, forwarder = started(sided=True)  # the upgrade, its snapshot unusable or none
             service.warm_up(forwarder.held())
-            # Recalled as serve holds it, so it re-escalates as it would have without the upgrade.
+            # Recalled as serve holds it, so it re-escalates as it would have without the upgrade; without
+            # serve's word, for the hold from the start.
             assert len(service._recalled) == int(reescalate)
         tick(clock, service)
+        if restart_at <= n < restart_at + unreachable:
+            forwarder.flush()  # what is due fails
+            engine.tick()
+            continue
         deliver(serve, forwarder, engine)
     return engine, serve.bodies
 
@@ -78,11 +94,11 @@ def test_a_thermal_alert_firing_across_the_upgrade_that_added_deviation_is_no_ne
     # Posted again with deviation="up" after the upgrade, the alert had a new fingerprint: serve, which keys
     # its alerts by fingerprint as Alertmanager does, stored a second alert for the same GPU and condition
     # and told it firing, while the first one ran out at its endsAt.
-    for reescalate in (True, False):
-        engine, bodies = _served(tmp_path, reescalate=reescalate)
+    for reescalate, unreachable in ((True, 0), (False, 0), (True, 4), (False, 4)):
+        engine, bodies = _served(tmp_path, reescalate=reescalate, unreachable=unreachable)
         ((row, _),) = engine.store.list_rows()
         timeline = engine.store.get(row.id).timeline
-        assert engine.store.alert_count() == 1, f"reescalate_alerts={reescalate}"
+        assert engine.store.alert_count() == 1, f"reescalate_alerts={reescalate}, unreachable={unreachable}"
         kinds = [e.kind for e in timeline]
         assert (kinds.count("alert_added"), kinds.count("alert_firing")) == (1, 0), kinds
         labels = {tuple(sorted(a["labels"].items())) for body in bodies for a in body}  # type: ignore[union-attr]
