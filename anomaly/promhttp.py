@@ -35,8 +35,13 @@ class OverlongRead(SourceError):
     """A read its server could not answer in time or within its limits (a read timeout, Prometheus' sample
     limit, HTTP 422 or 504): a shorter window may be read where the same one fails again."""
 
-    def __init__(self, message: str, *, source: str, why: str, retryable: bool = True) -> None:
+    def __init__(
+        self, message: str, *, source: str, why: str, retryable: bool = True, refused: bool = True
+    ) -> None:
         self.why = why
+        # The server answered that it refuses the read (HTTP 422, 504, Prometheus' query timeout): a part of
+        # it may be answered. Not where this client gave up waiting: the read's time is spent.
+        self.refused = refused
         super().__init__(message, source=source, retryable=retryable)
 
 
@@ -51,35 +56,90 @@ class PromQLClient:
     _timeout: float
     _sent: dict[str, float]  # query -> when its last request went out (time.monotonic)
     _logged_annotations: dict[str, str]  # query -> its PromQL annotations, as last logged
+    _parts: dict[str, int]  # query -> the most steps a request asks, where its server refused more
+    _unsplit: set[str]  # queries refused at one step since their last good read: not refused for size
 
     def query_range(
-        self, query: PromQuery, start: float, end: float, *, deadline: float | None = None
+        self,
+        query: PromQuery,
+        start: float,
+        end: float,
+        *,
+        deadline: float | None = None,
     ) -> Frame:
-        """``query_range`` calls, aligned on the query's step, of at most ``MAX_POINTS`` steps each (a longer
-        window is read in parts and joined); raises ``SourceError``.
+        """``query_range`` calls, aligned on the query's step, of at most ``MAX_POINTS`` steps each, or the
+        fewer its server was found to answer (``_parts``): a longer window is read in parts and joined as
+        one read returns it; raises ``SourceError``.
+
+        A part the server refuses for its size (``OverlongRead.refused``: its query limit or timeout) is
+        asked again in halves, down to one step, within the read's deadline, and the size read is kept for
+        the query's next reads: a Prometheus whose query limit is under a warm-up's hour refused it whole
+        (a restart replayed nothing), a tick's own window too big failed at every tick for good, and a
+        catch-up was shortened, its older steps left unread, though the server would answer them in parts.
+        A read this client gave up waiting for is not split (``CatchUp`` shortens it): its time is spent.
+        A query refused at one step too is refused for something else (a typo VictoriaMetrics answers with
+        HTTP 422): it is not split again until it reads well.
 
         The grid is computed in whole milliseconds, so every window at least one step wide (to the
-        millisecond) holds a point, and no point falls in two consecutive windows. ``deadline``
-        (``time.monotonic``): no request is sent after it, and none waits past it.
+        millisecond) holds a point, and no point falls in two consecutive windows: each part asks from its
+        first step to its last, both on the grid (Prometheus evaluates ``start + n * step <= end``).
+        ``deadline`` (``time.monotonic``): no request is sent after it, and none waits past it.
         """
         step = max(1, round(query.step_seconds * 1000))
         first = (_millis(start) // step + 1) * step
         last = _millis(end) // step * step
         if last < first:
             return Frame(query.name, [], np.zeros(0), np.zeros((0, 0)), query.series_kind)
-        parts = []
-        for part_first in range(first, last + 1, MAX_POINTS * step):
-            part_last = min(last, part_first + (MAX_POINTS - 1) * step)
-            params = {
-                "query": query.sent[0],
-                "start": _seconds(part_first),
-                "end": _seconds(part_last),
-                "step": _seconds(step),
-            }
-            data = self._get(query, "/api/v1/query_range", params, deadline)
-            grid = np.arange(part_first, part_last + 1, step, dtype=np.int64) / 1000.0
-            parts.append(_matrix_to_frame(query, data, grid, self.name))
+        size = min(MAX_POINTS, self._parts.get(query.name, MAX_POINTS))
+        split = query.name not in self._unsplit
+        parts: list[Frame] = []
+        refused = (0, "")  # the steps of the last request refused for its size, and why
+        part_first = first
+        while part_first <= last:
+            part_last = min(last, part_first + (size - 1) * step)
+            try:
+                parts.append(self._range_part(query, part_first, part_last, step, deadline))
+            except OverlongRead as exc:
+                if not split or not exc.refused:
+                    raise
+                if part_last == part_first:  # refused at one step: not for its size (a typo, say)
+                    self._unsplit.add(query.name)
+                    raise
+                size = (part_last - part_first) // step // 2 + 1  # half its steps, rounded up
+                refused = (part_last - part_first) // step + 1, exc.why
+                continue
+            part_first = part_last + step
+        self._unsplit.discard(query.name)
+        if size < self._parts.get(query.name, MAX_POINTS):
+            self._read_in_parts(query.name, size, *refused)
         return parts[0] if len(parts) == 1 else joined(parts)
+
+    def _range_part(
+        self, query: PromQuery, first: int, last: int, step: int, deadline: float | None
+    ) -> Frame:
+        """One ``query_range`` call from step ``first`` to step ``last`` (whole milliseconds, inclusive)."""
+        params = {
+            "query": query.sent[0],
+            "start": _seconds(first),
+            "end": _seconds(last),
+            "step": _seconds(step),
+        }
+        data = self._get(query, "/api/v1/query_range", params, deadline)
+        grid = np.arange(first, last + 1, step, dtype=np.int64) / 1000.0
+        return _matrix_to_frame(query, data, grid, self.name)
+
+    def _read_in_parts(self, query: str, size: int, asked: int, why: str) -> None:
+        """Keep ``size`` steps as the most a request of ``query`` asks (one of ``asked`` was refused:
+        ``why``), and say so once."""
+        self._parts[query] = size
+        logger.warning(
+            "promql: query %s: a read of %d steps was refused (%s); it is read in parts of at most %d steps",
+            query,
+            asked,
+            why,
+            size,
+            extra={"source": self.name, "query": query},
+        )
 
     def query_instant(self, query: PromQuery, at: float) -> Frame:
         """One ``/api/v1/query`` call at ``at``; raises ``SourceError``."""
@@ -113,7 +173,7 @@ class PromQLClient:
                 late = f"query {query.name}: no answer within the read's {self.deadline_seconds:g}s deadline"
                 if self._sent.get(query.name, -math.inf) >= deadline - self.deadline_seconds:
                     # An earlier part of this read took the time: the window is too long for the server.
-                    raise OverlongRead(late, source=self.name, why="no answer in time")
+                    raise OverlongRead(late, source=self.name, why="no answer in time", refused=False)
                 raise SourceError(late, source=self.name)  # never sent: the other queries took the time
             timeout = httpx.Timeout(min(self._timeout, left))
             self._sent[query.name] = time.monotonic()
@@ -121,7 +181,10 @@ class PromQLClient:
             response = self._client.get(path, params=dict(params), timeout=timeout)
         except httpx.ReadTimeout as exc:  # sent, no answer in time (a connect or pool timeout: never there)
             raise OverlongRead(
-                f"{where}: {self._server}: {type(exc).__name__}: {exc}", source=self.name, why="timed out"
+                f"{where}: {self._server}: {type(exc).__name__}: {exc}",
+                source=self.name,
+                why="timed out",
+                refused=False,
             ) from exc
         except httpx.HTTPError as exc:  # not reached: which server (a port typo shows here), not only why
             raise SourceError(

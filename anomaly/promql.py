@@ -25,7 +25,7 @@ import logging
 import math
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 import httpx
 
@@ -111,6 +111,8 @@ class PromQLSource(PromQLClient):
         self._logged_annotations: dict[str, str] = {}  # query -> its PromQL annotations, as last logged
         self._timeout = timeout_seconds
         self._sent: dict[str, float] = {}  # query -> when its last request went out (time.monotonic)
+        self._parts: dict[str, int] = {}  # query -> the most steps a request asks, where more were refused
+        self._unsplit: set[str] = set()  # queries refused at one step since their last good read
 
     def resume(self, read: Mapping[str, float], default: float) -> None:
         """Read each query not read yet from ``read[query]``, else ``default`` (``ResumableSource``): its next
@@ -134,23 +136,7 @@ class PromQLSource(PromQLClient):
         that has not answered by then is a failed read this tick (its alerts held, as in an outage), so one
         slow query delays neither the others nor the tick. The least recently read go first.
         """
-        # Least recently read (then sent) first: a Prometheus too slow to answer every query within the
-        # deadline left the same queries, last in the configuration, unread at every tick; now each gets
-        # its turn. The deadline is real time, as ``wait`` is: a request still out at it is cut there, so it
-        # holds no worker into the next read (every other tick read nothing while one ran on).
-        order = sorted(
-            self.queries,
-            key=lambda q: (self._read_until.get(q.name, -math.inf), self._sent.get(q.name, -math.inf)),
-        )
-        deadline = time.monotonic() + self.deadline_seconds
-        since = {
-            q.name: self._catch_up.since(q.name, start, end, self._read_until.get(q.name), q.step_seconds)
-            for q in order
-        }
-        futures = {
-            query.name: self._pool.submit(self.query_range, query, since[query.name], end, deadline=deadline)
-            for query in order
-        }
+        since, futures = self._ask(start, end)
         wait(futures.values(), timeout=self.deadline_seconds)
         frames: list[Frame] = []
         failed: dict[str, str] = {}
@@ -201,9 +187,32 @@ class PromQLSource(PromQLClient):
             self._health.succeeded(self._clock.time(), sum(h.series for h in self._health.queries.values()))
         for name, h in self._health.queries.items():
             h.answer_step = self.coarse.answer_step(name)
+            h.part_steps = self._parts.get(name)
         self._log_failures(failed, read)
         self._log_empty(empty, read)
         return frames
+
+    def _ask(self, start: float, end: float) -> tuple[dict[str, float], dict[str, Future[Frame]]]:
+        """Send every query's read over ``(start, end]`` (or from where it last failed) to the pool: where
+        each starts, and its answer to come."""
+        # Least recently read (then sent) first: a Prometheus too slow to answer every query within the
+        # deadline left the same queries, last in the configuration, unread at every tick; now each gets
+        # its turn. The deadline is real time, as ``wait`` is: a request still out at it is cut there, so it
+        # holds no worker into the next read (every other tick read nothing while one ran on).
+        order = sorted(
+            self.queries,
+            key=lambda q: (self._read_until.get(q.name, -math.inf), self._sent.get(q.name, -math.inf)),
+        )
+        deadline = time.monotonic() + self.deadline_seconds
+        since = {
+            q.name: self._catch_up.since(q.name, start, end, self._read_until.get(q.name), q.step_seconds)
+            for q in order
+        }
+        futures = {
+            q.name: self._pool.submit(self.query_range, q, since[q.name], end, deadline=deadline)
+            for q in order
+        }
+        return since, futures
 
     def _too_long(self, query: PromQuery, since: float, end: float, why: str) -> None:
         """A read of ``(since, end]`` failed for its size: its next catch-up asks less (``CatchUp.failed``;

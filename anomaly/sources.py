@@ -99,6 +99,9 @@ class QueryHealth:
     series: int = 0
     answer_step: float | None = None
     """The step its answers come on where coarser than the step asked (``anomaly.coarsesteps``), else None."""
+    part_steps: int | None = None
+    """The most steps one request of it asks where its server refused more (a query limit: it is read in
+    parts, ``anomaly.promhttp``), else None."""
 
     def succeeded(self, at: float, series: int) -> None:
         """Record a good read of the query."""

@@ -153,6 +153,12 @@ class AnomalyCollector:
             " recording rule's interval): the points between are not read. Absent otherwise.",
             "gauge",
         )
+        part_steps = Metric(
+            "gpuwarden_anomaly_query_part_steps",
+            "The most steps one query_range request of a query asks, where its server refused more (a query"
+            " limit, a query timeout): its reads are made in parts of this many. Absent otherwise.",
+            "gauge",
+        )
         for h in self._health:
             up.add_sample(up.name, {"source": h.name}, 1.0 if h.up else 0.0)
             errors.add_sample(errors.name + "_total", {"source": h.name}, float(h.errors_total))
@@ -168,6 +174,8 @@ class AnomalyCollector:
                     query_last.add_sample(query_last.name, labels, q.last_success)
                 if q.answer_step is not None:
                     answer_step.add_sample(answer_step.name, labels, q.answer_step)
+                if q.part_steps is not None:
+                    part_steps.add_sample(part_steps.name, labels, float(q.part_steps))
         return [
             up,
             errors,
@@ -178,4 +186,5 @@ class AnomalyCollector:
             query_series,
             query_last,
             answer_step,
+            part_steps,
         ]
