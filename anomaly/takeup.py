@@ -128,7 +128,7 @@ class SnapshotKeeper(ServiceCore):
         keys = [series_key(f.query, f.labels[i]) for f, rows in recent for i in rows[::stride].tolist()]
         known = sum(self.index.id_of(key) is not None for key in keys)
         # The snapshot's series of then, and how many of them were read since (``known`` scaled to ``read``);
-        # none held (Prometheus down past forget_after_seconds before the save) tells nothing of its fleet.
+        # none held (all exporters gone past forget_after_seconds before the save) tells nothing of its fleet.
         held = int(np.count_nonzero(self.index.last_seen[: len(self.index.keys)] > lower))
         if 2 * known >= len(keys) or (held and 2 * known * read >= len(keys) * held):
             return None
