@@ -69,7 +69,7 @@ class CoarseSteps:
         steps is seen for them, so a series passing now and then on a regular grid (a target down every 30
         minutes) is read as absent between its answers."""
         self.source = source
-        self._filters = frozenset(filters)
+        self.filters = frozenset(filters)
         self._last: dict[str, float] = {}  # query -> the newest step with a point of any series
         self._run: dict[str, tuple[float, int]] = {}  # query -> (spacing in seconds, times in a row)
         self.seen: dict[str, float] = {}
@@ -87,7 +87,7 @@ class CoarseSteps:
             return frame
         series = self._series.get(frame.query)
         if series is None:
-            reach = 0.0 if frame.query in self._filters else LONGEST
+            reach = 0.0 if frame.query in self.filters else LONGEST
             series = self._series[frame.query] = SeriesSteps(self.source, frame.query, reach)
         frame = series.carry(frame, step, told=frame.query in self.seen)
         if series.longest:
@@ -108,7 +108,7 @@ class CoarseSteps:
         seen = self.seen.get(frame.query)
         last = self._last.get(frame.query)
         if answered.size:
-            self._last[frame.query] = float(answered[-1])
+            self._last[frame.query] = max(float(answered[-1]), -np.inf if last is None else last)
         if seen is None or has.all() or (last is None and not answered.size):
             return frame
         if last is None:  # the first read (the warm-up's history): its first answer sets the phase
@@ -129,8 +129,9 @@ class CoarseSteps:
 
     def _follow(self, query: str, answered: np.ndarray, step: float) -> None:
         last = self._last.get(query)
-        stamps = answered if last is None else np.concatenate(([last], answered))
-        if query in self._filters and query not in self.seen:  # a coarser step seen was told already
+        # Answers up to the last one followed were counted (a warm-up's hour read again over a snapshot's).
+        stamps = answered if last is None else np.concatenate(([last], answered[answered > last]))
+        if query in self.filters and query not in self.seen:  # a coarser step seen was told already
             self.periods.follow(query, stamps, step)
         for gap in np.diff(stamps).tolist():
             steps = round(gap / step)
@@ -149,7 +150,7 @@ class CoarseSteps:
             spacing, times = self._run[query] = spacing_run(steps, step, *self._run.get(query, (0.0, 0)))
             # A filter passed for a step every 30 minutes was "seen" on a 30-minute step, its steps between
             # not read: its alert, judged at its answers only, never resolved.
-            longer = query in self._filters and spacing > MIN_STEPS * step
+            longer = query in self.filters and spacing > MIN_STEPS * step
             if confirms(times, steps, self.seen.get(query, 0.0), spacing) and not longer:
                 self.seen[query] = spacing
                 logger.warning(
@@ -233,13 +234,16 @@ class SeriesSteps:
         carried: list[tuple[IntArray, int, FloatArray]] = []  # slots absent from the read, column, values
         skip = _repeated(ts, answered, step)
         coarse = bool(self.seen.any())
+        followed = float(self.last[slots].max(initial=-np.inf))  # answers up to it were (``_after_last``)
         for j, t in enumerate(ts.tolist()):
             if skip[j] and not coarse:
                 continue
             if j and skip[j - 1]:
-                before = np.flatnonzero(answered[:, j - 1])
+                before = self._after_last(
+                    np.flatnonzero(answered[:, j - 1]), slots, float(ts[j - 1]), followed
+                )
                 self.last[slots[before]], self.value[slots[before]] = ts[j - 1], values[before, j - 1]
-            rows = np.flatnonzero(answered[:, j])
+            rows = self._after_last(np.flatnonzero(answered[:, j]), slots, t, followed)
             coarse = self._follow(slots[rows], t, step, told=told) or coarse
             self.last[slots[rows]], self.value[slots[rows]] = t, values[rows, j]
             every = self._carried_step(step)
@@ -263,6 +267,16 @@ class SeriesSteps:
         if not runs and (self.spacing[slots] == 0).all() and (self.last[slots] == ts[-1]).all():
             self._reset(frame.labels, float(ts[-1]), np.ascontiguousarray(values[:, -1]))
         return frame if out is values else self._with(frame, out, carried)
+
+    def _after_last(self, rows: IntArray, slots: IntArray, t: float, followed: float) -> IntArray:
+        """The ``rows`` whose series last answered before ``t`` (or never): an answer at or before a series'
+        last was followed already, by the process before this one (a warm-up's hour read over a snapshot's
+        state, ``anomaly.coarsestate``); counted again, its spacing went back and its run started anew.
+        ``followed``: the newest last answer of the read's series (none is looked at after it)."""
+        if t > followed:
+            return rows
+        known = self.last[slots[rows]] >= t
+        return rows[~known] if known.any() else rows
 
     def _carried_step(self, step: float) -> FloatArray:
         """Per slot, the step its last answer is read again over (0: none): the step seen for it, else, for a

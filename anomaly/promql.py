@@ -30,10 +30,12 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 import httpx
 
 from anomaly.catchup import CatchUp
+from anomaly.coarsestate import coarse_state, restore_coarse
 from anomaly.coarsesteps import CoarseSteps
 from anomaly.promhttp import MAX_POINTS, OverlongRead, PromQLClient
 from anomaly.promquery import DCGM_COUNTERS, PromQuery, filters_series, inferred_kind, selected_metric
 from anomaly.rangeedges import RangeEdges, range_seconds
+from anomaly.snapshot import State
 from anomaly.sources import Frame, QueryHealth, SourceHealth
 from gpuwarden.clock import Clock
 from gpuwarden.errors import SourceError
@@ -120,6 +122,18 @@ class PromQLSource(PromQLClient):
         for query in self.queries:
             self._read_until.setdefault(query.name, read.get(query.name, default))
 
+    def state(self) -> State:
+        """The answer steps learnt (``anomaly.coarsestate``): a new process sees a coarser step again only
+        after 20 asked steps, past the warm-up's hour at a 300 s step."""
+        return coarse_state(self.coarse)
+
+    def restore(self, state: State | None) -> None:
+        """Take up ``state`` (``state()``) before the first read; None: nothing learnt (a snapshot refused
+        after its state was taken up for the warm-up's read)."""
+        self.coarse = CoarseSteps(self.name, filters=self.coarse.filters)
+        if state is not None:
+            restore_coarse(self.coarse, state)
+
     def close(self) -> None:
         """Stop the query pool (queries in flight are not waited for) and close the HTTP client."""
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -167,8 +181,7 @@ class PromQLSource(PromQLClient):
                     self._too_long(query, since[query.name], end, exc.why)
                 continue
             self._catch_up.succeeded(query.name)
-            if frame.timestamps.size:  # an answer on a coarser step leaves no step of it in some windows
-                frame = self.coarse.keep(frame, query.step_seconds)
+            frame = self._kept(query, frame, health, end, read)
             if frame.timestamps.size:  # else the window held no step: nothing was asked
                 read.add(query.name)
                 if not frame.labels:
@@ -213,6 +226,21 @@ class PromQLSource(PromQLClient):
             for q in order
         }
         return since, futures
+
+    def _kept(self, query: PromQuery, frame: Frame, health: QueryHealth, end: float, read: set[str]) -> Frame:
+        """``frame`` without the steps its coarser answers leave empty (``CoarseSteps.keep``). Where that is
+        all of the window, Prometheus answered it between two answers of the coarser step: the query read
+        well, with nothing to feed. Left as not asked, a query that had failed stayed failing until its next
+        answer, up to its step later: ``GpuwardenSourceStale`` and its alerts held while it read well (and
+        a new process, which never saw it fail, did not: restart fuzz, coarse answers alone)."""
+        if not frame.timestamps.size:  # an answer on a coarser step leaves no step of it in some windows
+            return frame
+        kept = self.coarse.keep(frame, query.step_seconds)
+        if not kept.timestamps.size:
+            health.succeeded(self._clock.time(), health.series)
+            self._read_until[query.name] = end
+            read.add(query.name)
+        return kept
 
     def _too_long(self, query: PromQuery, since: float, end: float, why: str) -> None:
         """A read of ``(since, end]`` failed for its size: its next catch-up asks less (``CatchUp.failed``;

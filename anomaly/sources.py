@@ -18,6 +18,7 @@ from typing import Literal, Protocol, runtime_checkable
 import numpy as np
 from prometheus_client.metrics_core import Metric
 
+from anomaly.snapshot import State
 from anomaly.thresholds import BoolArray, FloatArray, IntArray
 from gpuwarden.clock import Clock
 
@@ -179,6 +180,19 @@ class ResumableSource(Source, Protocol):
     def resume(self, read: Mapping[str, float], default: float) -> None:
         """Read each query this source has not read yet from ``read[query]`` (where the process before
         this one last read it), else from ``default``, as it reads a query after a failed read of it."""
+        ...
+
+
+@runtime_checkable
+class SavedSource(Source, Protocol):
+    """A source whose own learnt state (``PromQLSource``'s answer steps) is kept in the state snapshot."""
+
+    def state(self) -> State:
+        """What it has learnt, as copies (``anomaly.snapshot``)."""
+        ...
+
+    def restore(self, state: State | None) -> None:
+        """Take up ``state`` (``state()``) before its first read; None: start again from nothing."""
         ...
 
 

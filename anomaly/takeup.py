@@ -13,8 +13,8 @@ from anomaly.detectors import SavedDetector
 from anomaly.firing import _TakenAlerts
 from anomaly.series import series_key
 from anomaly.servicecore import ServiceCore
-from anomaly.snapshot import Snapshot, State, refused, shaping_settings
-from anomaly.sources import Frame
+from anomaly.snapshot import Arrays, Snapshot, State, refused, shaping_settings
+from anomaly.sources import Frame, SavedSource
 
 # The service's name: its log lines read as they did before it was split into modules (``anomaly run``
 # logs the logger's name; an operator filters on it).
@@ -40,6 +40,7 @@ class SnapshotKeeper(ServiceCore):
         for d in self.detectors:
             if isinstance(d, SavedDetector):
                 components[f"detector:{d.name}"] = d.state()
+        components["sources"] = self._sources_state()
         return Snapshot(
             saved_at=self.clock.time(),
             read_until=self.read_until,
@@ -48,6 +49,40 @@ class SnapshotKeeper(ServiceCore):
             settings=shaping_settings(self.cfg),
             components=components,
         )
+
+    def _sources_state(self) -> State:
+        """Each source's own learnt state (``SavedSource``: PromQL's answer steps), in one component: its
+        arrays numbered by the source's place in ``names``."""
+        names: list[str] = []
+        metas: list[dict[str, Any]] = []
+        arrays: Arrays = {}
+        for source in self.sources:
+            if isinstance(source, SavedSource):
+                state = source.state()
+                arrays.update({f"s{len(names)}_{key}": array for key, array in state.arrays.items()})
+                names.append(source.name)
+                metas.append(state.meta)
+        return State({"names": names, "states": metas}, arrays)
+
+    def restore_sources(self, snapshot: Snapshot | None) -> None:
+        """Give each ``SavedSource`` its state in ``snapshot`` before its first read; None (or a source the
+        snapshot has none of): nothing learnt. One that does not fit is said, and the source starts from
+        nothing, the rest of the snapshot taken up as it would be."""
+        saved = None if snapshot is None else snapshot.components.get("sources")
+        for source in self.sources:
+            if not isinstance(source, SavedSource):
+                continue
+            try:
+                source.restore(None if saved is None else _source_state(saved, source.name))
+            except (KeyError, ValueError, TypeError, IndexError) as exc:
+                source.restore(None)
+                logger.warning(
+                    "anomaly state snapshot %s: what source %s learnt of its answer steps not used (%s: %s)",
+                    "" if snapshot is None else snapshot.origin,
+                    source.name,
+                    type(exc).__name__,
+                    exc,
+                )
 
     def _alert_state(self) -> dict[str, Any]:
         """The firing alerts, those recalled after a restart and not raised again (``_recall``) with when
@@ -128,7 +163,7 @@ class SnapshotKeeper(ServiceCore):
         keys = [series_key(f.query, f.labels[i]) for f, rows in recent for i in rows[::stride].tolist()]
         known = sum(self.index.id_of(key) is not None for key in keys)
         # The snapshot's series of then, and how many of them were read since (``known`` scaled to ``read``);
-        # none held (Prometheus down past forget_after_seconds before the save) tells nothing of its fleet.
+        # none held (all exporters gone past forget_after_seconds before the save) tells nothing of its fleet.
         held = int(np.count_nonzero(self.index.last_seen[: len(self.index.keys)] > lower))
         if 2 * known >= len(keys) or (held and 2 * known * read >= len(keys) * held):
             return None
@@ -138,3 +173,14 @@ class SnapshotKeeper(ServiceCore):
             f" are in it, where at least half must be, or at least half of the {held:,} it held then"
             " (anomaly.prometheus_url reads another Prometheus, or the series' labels changed)"
         )
+
+
+def _source_state(saved: State, name: str) -> State | None:
+    """Source ``name``'s state in the snapshot's ``sources`` component (``_sources_state``); None: none."""
+    names = list(saved.meta["names"])
+    if name not in names:
+        return None
+    i = names.index(name)
+    prefix = f"s{i}_"
+    arrays = {k.removeprefix(prefix): a for k, a in saved.arrays.items() if k.startswith(prefix)}
+    return State(dict(saved.meta["states"][i]), arrays)

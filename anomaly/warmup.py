@@ -74,8 +74,15 @@ class HistoryReplayer(AlertUpdater, SnapshotKeeper):
         # save's ``read_until`` (not now, nor the end of a tick on a snapshot's grid, past ``until``).
         self.read_until = until
         start = until - self.warmup_seconds()
+        # What the sources learnt (a coarser answer step) is taken up before the history is read (its steps
+        # up to the save are not counted twice), and let go of where the snapshot is refused.
+        learnt = snapshot is not None and start <= snapshot.read_until <= until
+        if learnt:
+            self.restore_sources(snapshot)
         frames = self._history(start, until)
         taken = self._take_up(snapshot, start, until, frames) if snapshot is not None else None
+        if learnt and taken is None:
+            self.restore_sources(None)
         since = taken[0] if taken is not None else None
         if snapshot is not None and taken is not None:
             self._resume(snapshot, start)

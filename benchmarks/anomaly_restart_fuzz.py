@@ -38,7 +38,8 @@ the tick's step, and in half the seeds ``min_over_time(gpuwarden_gpu_up[5m])`` (
 edges, coarse-step tracking and per-query catch-up after a failed read (``--failed-reads``: an HTTP 503 of
 the query) run as in ``anomaly run``. Drawn apart, as the hard faults. ``--prom-faults`` (with ``--promql``)
 adds the stand-in's ``PromFaults``: reads too big refused (503 timeout, 422 execution), Prometheus down for
-ticks on end (connections refused), a query answered on a coarser step.
+ticks on end (connections refused), a query answered on a coarser step; ``--prom-faults-only KIND`` keeps
+one kind of them (``size``, ``down``, ``coarse``), each seed's draw otherwise the same.
 
 ``--mid-tick`` lands restarts between ticks, the service's reads lagging its clock
 (``latency_offset_seconds``) and ending off the grid, some processes stopped again before their first tick
@@ -70,7 +71,7 @@ from pathlib import Path
 from typing import Any
 
 from alert_content import AlertContent, alert_content, firing_divergence
-from fleet_prometheus import RANGE_QUERY, FleetPrometheus, draw_faults, scrape_phases, with_range_query
+from fleet_prometheus import RANGE_QUERY, FleetPrometheus, draw_faults, only, scrape_phases, with_range_query
 from restart_fleet import DAY, EVERY, QUERIES, Fault, Fleet, FleetSource, draw
 from seed_list import SEEDS_HELP, seed_list
 
@@ -309,6 +310,12 @@ def main() -> None:
         help="with --promql: reads too big refused, Prometheus down for ticks, a query on a coarser step",
     )
     parser.add_argument(
+        "--prom-faults-only",
+        choices=("size", "down", "coarse"),
+        default=None,
+        help="with --prom-faults: only this kind of them (reads too big, Prometheus down, coarser answers)",
+    )
+    parser.add_argument(
         "--mid-tick",
         action="store_true",
         help="restarts land between ticks, reads lag the clock (restart_timing.py), some restarted at once",
@@ -321,6 +328,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.prom_faults and not args.promql:
         parser.error("--prom-faults: the stand-in's faults need --promql")
+    if args.prom_faults_only and not args.prom_faults:
+        parser.error("--prom-faults-only: a kind of --prom-faults, which it needs")
     if args.steps < 4:
         parser.error(f"--steps {args.steps}: at least 4 (a restart needs ticks before and after it)")
     logging.basicConfig(level=logging.ERROR)
@@ -342,7 +351,10 @@ def main() -> None:
             )
             if prom is not None:
                 faults = (
-                    draw_faults(seed, fleet.t0, EVERY, args.steps, restarts, QUERIES)
+                    only(
+                        draw_faults(seed, fleet.t0, EVERY, args.steps, restarts, QUERIES),
+                        args.prom_faults_only,
+                    )
                     if args.prom_faults
                     else None
                 )
@@ -395,6 +407,7 @@ def main() -> None:
                 "failed_reads": args.failed_reads,
                 "promql": args.promql,
                 "prom_faults": args.prom_faults,
+                "prom_faults_only": args.prom_faults_only,
                 "mid_tick": args.mid_tick,
                 "failed_warm_ups": args.failed_warm_ups,
                 "divergent": len(divergent),

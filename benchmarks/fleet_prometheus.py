@@ -112,6 +112,19 @@ def draw_faults(
     return PromFaults(max_points, too_big, span, coarse)
 
 
+def only(faults: PromFaults, kind: str | None) -> PromFaults:
+    """``faults`` with only one ``kind`` of them (``size``, ``down``, ``coarse``; None: all), to tell which
+    kind a divergence comes from: each seed draws the same."""
+    if kind is None:
+        return faults
+    return PromFaults(
+        faults.max_points if kind == "size" else None,
+        faults.too_big,
+        faults.down if kind == "down" else None,
+        faults.coarse if kind == "coarse" else {},
+    )
+
+
 def _outage(
     rng: random.Random, steps: int, restarts: Mapping[int, tuple[int, int]]
 ) -> tuple[int, int] | None:

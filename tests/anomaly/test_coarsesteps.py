@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import httpx
 import numpy as np
 import pytest
 
@@ -384,3 +385,44 @@ def test_a_series_relabelled_among_series_at_different_phases_is_read_between_it
     for t in np.arange(1830.0, 2400.0, 30.0).tolist():
         got = sorted((lab.get("pod", ""), lab["UUID"]) for lab in read[t].labels)
         assert got == [("", "GPU-0"), ("", "GPU-1")], t
+
+
+def test_a_query_that_failed_reads_well_again_at_a_window_between_two_of_its_coarser_answers():
+    """A query answered every 15 minutes at step 300 failed once; the next read, its catch-up, fell between
+    two answers and Prometheus answered it whole: the query stayed failing until its next answer, 10
+    minutes on (``GpuwardenSourceStale`` and its alerts held meanwhile), where a process started after the
+    failure read it well (restart fuzz, coarse answers alone: firing alerts of seeds 3 and 23)."""
+    clock = FakeClock(1_767_225_600.0)  # on the 900 s grid
+    asked: list[float] = []
+    failing = [False]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        start, end, step = (float(request.url.params[k]) for k in ("start", "end", "step"))
+        asked.append(start)
+        if failing[0]:
+            return httpx.Response(503, json={"status": "error", "errorType": "timeout", "error": "timed out"})
+        stamps = [start + i * step for i in range(round((end - start) / step) + 1)]
+        values = [[t, "60"] for t in stamps if t % 900.0 == 0]
+        result = [{"metric": {"UUID": "GPU-0"}, "values": values}] if values else []
+        return httpx.Response(
+            200, json={"status": "success", "data": {"resultType": "matrix", "result": result}}
+        )
+
+    client = httpx.Client(base_url="http://prom:9090", transport=httpx.MockTransport(answer))
+    queries = [PromQuery(Q, Q, 300.0)]
+    prom = PromQLSource("http://prom:9090", queries, clock, client=client, max_lookback_seconds=10_800.0)
+    now = clock.time()
+    prom.read(now - 9000.0, now)  # 30 steps, 10 answers: the 900 s step is seen
+    assert prom.coarse.seen == {Q: 900.0}
+    failing[0] = True
+    clock.advance(300.0)
+    prom.read(now, clock.time())
+    assert not prom.health().queries[Q].up
+    failing[0] = False
+    clock.advance(300.0)
+    assert prom.read(now + 300.0, clock.time()) == []  # its catch-up: two steps, both between answers
+    assert prom.health().queries[Q].up
+    clock.advance(300.0)
+    frames = prom.read(now + 600.0, clock.time())
+    assert asked[-1] == now + 900.0  # its one step: read on from there, not caught up again
+    assert [f.timestamps.tolist() for f in frames] == [[now + 900.0]]

@@ -12,8 +12,10 @@ from typing import Any
 import numpy as np
 
 from anomaly import snapshot as snapshot_module
+from anomaly.promql import PromQLSource, PromQuery
 from anomaly.service import AnomalyService, _Firing
 from anomaly.snapshot import Snapshot, save_snapshot
+from anomaly.sources import Frame
 from gpuwarden.clock import FakeClock
 from gpuwarden.model import Alert, AlertSource, EvidencePoint
 from tests.anomaly.test_snapshot import EVERY, QUERIES, CounterGridSource, _config, _ticks
@@ -76,7 +78,23 @@ def _small_service() -> AnomalyService:
     service._recalled["0123456789abcdef"] = planted
     service._recall_ends["0123456789abcdef"] = clock.time()
     service._pending["fedcba9876543210"] = (1, "adaptive", QUERIES[0])
+    service.sources.append(_coarse_source(clock))
     return service
+
+
+def _coarse_source(clock: FakeClock) -> PromQLSource:
+    """A PromQL source that has seen a query answer every other step, and has series at two phases of it
+    (``anomaly.coarsestate``): fed its answers directly, no request made."""
+    source = PromQLSource("http://prom:9090", [PromQuery("temp", "temp", 30.0)], clock)
+    source.close()
+    ts = 30.0 * np.arange(40)
+    values = np.full((2, ts.size), np.nan)
+    values[0, ::2], values[1, 1::2] = 60.0, 61.0
+    source.coarse.keep(Frame("temp", [{"UUID": "GPU-0"}, {"UUID": "GPU-1"}], ts, values), 30.0)
+    ts = 30.0 * np.arange(40, 80)
+    values = np.where(ts % 60.0 == 0, 60.0, np.nan)[None, :]
+    source.coarse.keep(Frame("power", [{"UUID": "GPU-0"}], ts, values), 30.0)
+    return source
 
 
 # Lists and maps of entries whose shape the digest pins only where the fixture holds one: an empty one reads
@@ -87,6 +105,7 @@ _HELD = {
     "detector:signatures": ("up_seen", "vanished"),
     "detector:fleet": ("load_moments",),
     "detector:adaptive": ("models",),
+    "sources": ("names", "states"),
 }
 
 

@@ -19,7 +19,6 @@ from tests.anomaly.test_snapshot import (
     EVERY,
     GPUS,
     OTHER_FLEET,
-    DownSource,
     GridSource,
     _assert_same_fields,
     _config,
@@ -114,16 +113,25 @@ def test_this_fleets_snapshot_is_taken_up_where_the_fleet_grew_or_shrank_while_s
     assert f"anomaly state restored from {path}" in caplog.text
 
 
+class EmptySource(GridSource):
+    """Prometheus answering every read with no series: every exporter gone."""
+
+    def read(self, start: float, end: float) -> list[Frame]:
+        self._health.succeeded(end, 0)
+        return []
+
+
 def test_a_snapshot_holding_no_series_but_a_firing_alert_is_refused_by_another_fleet(tmp_path, caplog):
-    """Prometheus down past ``forget_after_seconds`` before the save: the series index forgot every series,
-    the alert still held firing. Half of none of its series is none: another fleet must not take that
-    alert up and post it to its own serve."""
+    """Every exporter gone past ``forget_after_seconds`` before the save (Prometheus answering, with no
+    series): the series index forgot every series, the alert still held firing. Half of none of its series
+    is none: another fleet must not take that alert up and post it to its own serve. (A Prometheus down
+    forgets no series: nothing was read of them.)"""
     clock = FakeClock()
     _, first = _service(clock)
     first.warm_up()
     _ticks(clock, first, 10)
-    first.sources = [DownSource()]
-    _ticks(clock, first, 4)  # 1,200 s down: every series forgotten
+    first.sources = [EmptySource()]
+    _ticks(clock, first, 4)  # 1,200 s with no series: every series forgotten
     assert not np.isfinite(first.index.last_seen).any()
     alert = Alert(labels={"alertname": "GpuwardenAnomaly", "UUID": "GPU-3"}, source=AlertSource.ANOMALY)
     first.firing["k"] = _Firing(alert, 24, "DCGM_FI_DEV_GPU_TEMP", "adaptive", peak=7.5, trough=2.0, reads=40)
