@@ -47,9 +47,10 @@ FORMAT = "gpuwarden-anomaly-state"
 # tests/anomaly/test_snapshot_schema.py, which fails when they part and says what to do. 1: before recalled
 # alerts were kept apart from the firing ones. 2: before each query's own last good read was kept
 # (``query_read``). 3: before the thermal detector kept each GPU's rest (``rest_t``, ``rest_p``). 4: before
-# it kept when each GPU was read again after going unseen (``seen_at``).
-VERSION = 5
-SCHEMA = "0ad490a7ec7da138"
+# it kept when each GPU was read again after going unseen (``seen_at``). 5: before the alerts kept the
+# workloads' moves and the rows they hold (``collective``, ``anomaly.collective``).
+VERSION = 6
+SCHEMA = "dc6508cd28658ea6"
 _HEADER = "header"
 _MODE = 0o600
 # Settings that do not shape what the detectors learn: where the service reads, listens and posts, and the
