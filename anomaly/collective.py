@@ -76,10 +76,11 @@ def _sides(f: Findings) -> FloatArray:
 
 
 def _past_band(f: Findings) -> BoolArray:
-    """Per row, whether its value is past its band's edge (False where the detector gives no band): a
-    rank out by its own value, not by the volatility its job's move left."""
+    """Per row, whether its value is past its band's edge: a rank out by its own value, not by the volatility
+    its job's move left. A detector giving no band scores the value itself: past 1."""
     if f.lower is None or f.upper is None:
-        return np.zeros(len(f.labels), np.bool_)
+        past: BoolArray = np.nan_to_num(np.asarray(f.score, np.float64)) > 1.0
+        return past
     value = np.asarray(f.value, np.float64)
     out: BoolArray = (value < np.asarray(f.lower, np.float64)) | (value > np.asarray(f.upper, np.float64))
     return out
