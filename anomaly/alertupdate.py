@@ -9,6 +9,7 @@ from datetime import datetime
 
 import numpy as np
 
+from anomaly.collective import collective_workloads
 from anomaly.detectors import Findings
 from anomaly.firing import TickResult, _deviation, _Firing, _make_alert, _resolution
 from anomaly.fleet import peer_key
@@ -19,9 +20,6 @@ from anomaly.writeback import output_labels
 from gpuwarden.model import Alert, label_fingerprint
 
 DEFAULT_ALERTNAME = "GpuwardenAnomaly"
-_COLLECTIVE_MIN = 3
-_COLLECTIVE_SHARE = 0.5
-_COLLECTIVE_SCORE = 0.5
 
 
 @dataclass(slots=True)
@@ -45,33 +43,20 @@ class AlertUpdater(ServiceCore):
     """Raises and resolves the service's alerts from each tick's findings (``_update_alerts``)."""
 
     def _drop_collective(self, f: Findings, rows: list[int]) -> list[int]:
-        """Rows left after removing workload-wide changes.
+        """Rows left after removing workload-wide changes (``anomaly.collective``): the rows of a workload
+        whose GPUs moved together this tick, and those that moved with it and have not settled since.
 
-        When at least half of a workload's GPUs are more than half-way out of their band on the same metric
-        in the same tick, the workload changed (a job stalled or ended, a service scaled), not a GPU: its
-        anomalous rows do not alert (the GPU that stalled a job is caught by its own signals). Computed
-        whenever a row is anomalous: gated on several anomalous rows, a job slowed by a straggler for half an
-        hour alerted on two of its waiting ranks once the others' widening bands took them under 1, while all
-        four were still half-way out.
+        Computed whenever a row is anomalous: gated on several anomalous rows, a job slowed by a straggler for
+        half an hour alerted on two of its waiting ranks once the others' widening bands took them under 1,
+        while all four were still half-way out. And at every tick while a move holds rows, so a held row is
+        released at the first read that finds it settled. So a move starts at the first tick its workload
+        moves while a row of ``f`` is anomalous: until then no row of it could alert.
         """
-        moved = np.flatnonzero(f.score > _COLLECTIVE_SCORE)
-        if moved.size < _COLLECTIVE_MIN:
+        if not rows and not self.collective.holds(f.detector, f.query):
             return rows
-        counts: dict[tuple[str, ...], int] = {}
-        for i in moved.tolist():
-            key = peer_key(f.labels[i], ())
-            if key is not None:
-                counts[key] = counts.get(key, 0) + 1
-        crowded = {k for k, n in counts.items() if n >= _COLLECTIVE_MIN}
-        if not crowded:
-            return rows
-        sizes: dict[tuple[str, ...], int] = dict.fromkeys(crowded, 0)
-        for lab in f.labels:
-            key = peer_key(lab, ())
-            if key in sizes:
-                sizes[key] += 1
-        collective = {k for k in crowded if counts[k] >= _COLLECTIVE_SHARE * sizes[k]}
-        kept = [i for i in rows if peer_key(f.labels[i], ()) not in collective]
+        collective, moved = collective_workloads(f)
+        held = self.collective.update(f, collective, moved)
+        kept = [i for i in rows if not held[i] and peer_key(f.labels[i], ()) not in collective]
         self.collective_suppressed += len(rows) - len(kept)
         return kept
 
@@ -144,7 +129,7 @@ class AlertUpdater(ServiceCore):
         pending: dict[str, tuple[int, str, str]] = {}
         for f in result.findings:
             rows = list(f.anomalous())
-            if not f.immediate and rows:
+            if not f.immediate:
                 rows = self._drop_collective(f, rows)
             for i in rows:
                 row = self._row(f, i, at, active)

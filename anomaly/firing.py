@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from anomaly.collective import CollectiveMoves
 from anomaly.detectors import Findings
 from anomaly.series import SeriesKey, key_state, restored_key
 from anomaly.snapshot import alert_state, restored_alert
@@ -143,6 +144,7 @@ class _TakenAlerts:
     recalled: dict[str, _Firing]
     recall_ends: dict[str, float]
     pending: dict[str, tuple[int, str, str]]
+    collective: CollectiveMoves
 
     @classmethod
     def restored(cls, meta: Mapping[str, Any]) -> _TakenAlerts:
@@ -154,6 +156,7 @@ class _TakenAlerts:
             recalled=recalled,
             recall_ends={k: float(meta["recall_ends"][k]) for k in recalled},
             pending={k: (int(n), str(d), str(q)) for k, (n, d, q) in meta["pending"].items()},
+            collective=CollectiveMoves.restored(meta["collective"]),
         )
 
 

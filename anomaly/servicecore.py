@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
+from anomaly.collective import CollectiveMoves
 from anomaly.dataranges import DataRanges
 from anomaly.detectors import Detector, JudgedDetector
 from anomaly.firing import _Firing
@@ -60,6 +61,8 @@ class ServiceCore:
         # What the ticks a restart missed changed, told at the next (``_replay_resuming``).
         self._catch_up: list[Alert] = []
         self.collective_suppressed = 0
+        # The workloads' moves and the rows they hold (``anomaly.collective``).
+        self.collective = CollectiveMoves()
         self.detector_errors: dict[str, int] = {}
         self.not_available: dict[str, int] = {}  # per query, samples read as not-available values (gaps)
         self.last_view = View(time=clock.time())

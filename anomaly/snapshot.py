@@ -48,9 +48,10 @@ FORMAT = "gpuwarden-anomaly-state"
 # alerts were kept apart from the firing ones. 2: before each query's own last good read was kept
 # (``query_read``). 3: before the thermal detector kept each GPU's rest (``rest_t``, ``rest_p``). 4: before
 # it kept when each GPU was read again after going unseen (``seen_at``). 5: before the sources' own state
-# (``sources``: PromQL's answer steps, ``anomaly.coarsestate``) was kept.
-VERSION = 6
-SCHEMA = "68814a5c7a176644"
+# (``sources``: PromQL's answer steps, ``anomaly.coarsestate``) was kept. 6: before the alerts kept the
+# workloads' moves and the rows they hold (``collective``, ``anomaly.collective``).
+VERSION = 7
+SCHEMA = "7466312e239fa1a0"
 _HEADER = "header"
 _MODE = 0o600
 # Settings that do not shape what the detectors learn: where the service reads, listens and posts, and the

@@ -86,14 +86,17 @@ class SnapshotKeeper(ServiceCore):
 
     def _alert_state(self) -> dict[str, Any]:
         """The firing alerts, those recalled after a restart and not raised again (``_recall``) with when
-        their recall ends, and the pending ones, as JSON values (``_TakenAlerts.restored`` reads them back).
-        A recalled alert saved as firing fired on after a restart from the snapshot, where the uninterrupted
-        run ended its recall (fuzz seed 45)."""
+        their recall ends, the pending ones, and the workloads' moves with the rows they hold
+        (``anomaly.collective``: restarted without them, a rank held after its job's slowdown could alert as
+        its job came back, where the uninterrupted service raised nothing), as JSON values
+        (``_TakenAlerts.restored`` reads them back). A recalled alert saved as firing fired on after a
+        restart from the snapshot, where the uninterrupted run ended its recall (fuzz seed 45)."""
         return {
             "firing": {key: state.state() for key, state in self.firing.items()},
             "recalled": {key: state.state() for key, state in self._recalled.items()},
             "recall_ends": {key: self._recall_ends[key] for key in self._recalled},
             "pending": {key: list(state) for key, state in self._pending.items()},
+            "collective": self.collective.state(),
         }
 
     def restore(self, snapshot: Snapshot) -> None:

@@ -167,6 +167,7 @@ class HistoryReplayer(AlertUpdater, SnapshotKeeper):
         recalled at the save reads on recalled until its end, not told: serve holds it as the old one posted
         it, as without the restart."""
         self.firing, self._pending = alerts.firing, alerts.pending
+        self.collective = alerts.collective
         self._recalled, self._recall_ends = alerts.recalled, alerts.recall_ends
         told = self._replay(frames, ends, alerts=True, every=True)
         posted = {id(alert) for alert in told}

@@ -1,0 +1,170 @@
+"""Workload-wide changes: the ticks where a workload's GPUs left their bands together (a job slowed or
+stalled by one rank's fault, a service scaled), and the ranks that moved with it, held as the workload's
+until each settles.
+
+A tick where at least half of a workload's GPUs are more than half-way out of their band on the same metric
+is the workload changing, not a GPU: its anomalous rows do not alert (the GPU that slowed the job is caught
+by its own signals). That tick alone was not enough. The ranks of a job slowed by one GPU's power brake left
+their power bands together and came back with it, but their scores (the value's distance, then the
+volatility term, the fast error) decayed at their own pace: the ranks with wide bands fell under half-way
+first, the job no longer counted as moving, and a rank whose band was learnt narrow, still past 1, alerted
+15-19 minutes after the fault, its power back where it belonged (``eval_gpu_faults.py --seed 1100``: node-06's
+4 of its job's 16 ranks, 549 s after the brake's repair). Holding a rank by its value alone did not cover it:
+there, 12 of the 16 ranks left by volatility alone, fewer than half by value.
+
+So the move is fixed at the tick it starts (``CollectiveMoves``): the side most of its moved rows are on, and
+those rows, by score as the tick judges the workload. Each stays the workload's until a read judges it at or
+under half-way; none is added while the move lasts, and the move ends once the workload no longer moves and
+every held rank has settled (or is no longer reported: forgotten, its job ended). A rank that moved against
+its job (a straggler busier while its job waits) is not held. Nor, once its job stopped moving, is one whose
+value is past its band again: what the move left is the volatility, its value back in its band as in seed
+1100, and a value out is a fault of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from anomaly.detectors import Findings
+from anomaly.fleet import peer_key
+from anomaly.thresholds import BoolArray, FloatArray, IntArray
+
+COLLECTIVE_MIN = 3  # GPUs of a workload that must have moved, at least
+COLLECTIVE_SHARE = 0.5  # of the workload's GPUs in the tick
+COLLECTIVE_SCORE = 0.5  # how far out of its band a GPU has moved: half-way
+
+Workload = tuple[str, ...]
+
+
+def collective_workloads(f: Findings) -> tuple[set[Workload], IntArray]:
+    """The workloads (``peer_key`` without peer labels) at least half of whose rows in ``f``, and at least
+    ``COLLECTIVE_MIN``, scored over ``COLLECTIVE_SCORE``, and the rows that did (every workload's)."""
+    moved = np.flatnonzero(f.score > COLLECTIVE_SCORE)
+    if moved.size < COLLECTIVE_MIN:
+        return set(), moved
+    counts: dict[Workload, int] = {}
+    for i in moved.tolist():
+        key = peer_key(f.labels[i], ())
+        if key is not None:
+            counts[key] = counts.get(key, 0) + 1
+    crowded = {k for k, n in counts.items() if n >= COLLECTIVE_MIN}
+    if not crowded:
+        return set(), moved
+    sizes: dict[Workload, int] = dict.fromkeys(crowded, 0)
+    for lab in f.labels:
+        key = peer_key(lab, ())
+        if key in sizes:
+            sizes[key] += 1
+    return {k for k in crowded if counts[k] >= COLLECTIVE_SHARE * sizes[k]}, moved
+
+
+def _sides(f: Findings) -> FloatArray:
+    """Per row, the side of its expected value its value is on (1 above, -1 below, 0 unknown): ``sign``
+    where the detector gives it, else the value against ``yhat``. Not the band's edge: a rank out by its
+    volatility alone is back inside its band, on the side its job went."""
+    if f.sign is not None:
+        side = np.sign(np.asarray(f.sign, np.float64))
+    elif f.yhat is not None:
+        side = np.sign(np.asarray(f.value, np.float64) - np.asarray(f.yhat, np.float64))
+    else:
+        side = np.zeros(len(f.labels))
+    return np.nan_to_num(side)
+
+
+def _past_band(f: Findings) -> BoolArray:
+    """Per row, whether its value is past its band's edge: a rank out by its own value, not by the volatility
+    its job's move left. A detector giving no band scores the value itself: past 1."""
+    if f.lower is None or f.upper is None:
+        past: BoolArray = np.nan_to_num(np.asarray(f.score, np.float64)) > 1.0
+        return past
+    value = np.asarray(f.value, np.float64)
+    out: BoolArray = (value < np.asarray(f.lower, np.float64)) | (value > np.asarray(f.upper, np.float64))
+    return out
+
+
+@dataclass(slots=True)
+class _Move:
+    """One workload's move on one detector and query: the ranks (series ids) that moved with it, on the
+    side most of its moved ranks went, and have not settled."""
+
+    held: set[int] = field(default_factory=set)
+
+    def settle(self, ids: IntArray, scores: FloatArray, judged: BoolArray, out: BoolArray) -> BoolArray:
+        """Release the held ranks among ``ids`` that a judged read finds settled, or ``out`` of their band
+        by value with the workload no longer moving; whether each row is held after."""
+        held = np.isin(ids, list(self.held)) if self.held else np.zeros(ids.size, np.bool_)
+        free = held & judged & ((np.nan_to_num(scores, nan=np.inf) <= COLLECTIVE_SCORE) | out)
+        self.held.difference_update(ids[free].tolist())
+        result: BoolArray = held & ~free
+        return result
+
+
+class CollectiveMoves:
+    """The workloads' moves (module docstring) by detector, query and workload: the rows they hold raise
+    no alert."""
+
+    def __init__(self, moves: dict[tuple[str, str, Workload], _Move] | None = None) -> None:
+        self._moves: dict[tuple[str, str, Workload], _Move] = dict(moves or {})
+
+    def update(self, f: Findings, collective: set[Workload], moved: IntArray) -> BoolArray:
+        """Take this tick's findings ``f``, whose ``collective`` workloads moved (``moved``: the rows over
+        ``COLLECTIVE_SCORE``, ``collective_workloads``): settle the held rows, start the moves of the
+        workloads that began moving; per row, whether it is held."""
+        held = np.zeros(len(f.labels), np.bool_)
+        if f.ids is None:  # no series to hold
+            return held
+        ids = np.asarray(f.ids, np.int64)
+        keys = [peer_key(lab, ()) for lab in f.labels]
+        scores = np.asarray(f.score, np.float64)
+        judged = f.judged_rows()
+        past = _past_band(f)
+        for (detector, query, workload), move in list(self._moves.items()):
+            if (detector, query) != (f.detector, f.query):
+                continue
+            rows = np.array([i for i, k in enumerate(keys) if k == workload], np.int64)
+            moving = workload in collective
+            if not moving:  # a held series its detector no longer reports (forgotten, its job ended)
+                move.held.intersection_update(ids[rows].tolist())
+            if rows.size:
+                out = np.zeros(rows.size, np.bool_) if moving else past[rows]
+                held[rows] = move.settle(ids[rows], scores[rows], judged[rows], out)
+            if not move.held and not moving:
+                del self._moves[(detector, query, workload)]
+        sides = _sides(f)
+        for workload in collective:
+            if (f.detector, f.query, workload) in self._moves:
+                continue  # none added while it moves
+            rows = np.array([i for i in moved.tolist() if keys[i] == workload], np.int64)
+            values, counts = np.unique(sides[rows], return_counts=True)
+            rows = rows[sides[rows] == values[np.argmax(counts)]]
+            self._moves[(f.detector, f.query, workload)] = _Move(set(ids[rows].tolist()))
+            held[rows] = True
+        return held
+
+    def holds(self, detector: str, query: str) -> bool:
+        """Whether a move of ``detector`` and ``query`` is recorded (its rows are to be settled)."""
+        return any((d, q) == (detector, query) for d, q, _ in self._moves)
+
+    def held(self) -> int:
+        """How many series are held."""
+        return sum(len(move.held) for move in self._moves.values())
+
+    def state(self) -> list[list[Any]]:
+        """As JSON values, one ``[detector, query, workload, [held ids]]`` per move (``restored`` reads
+        it)."""
+        return [[d, q, list(w), sorted(m.held)] for (d, q, w), m in sorted(self._moves.items())]
+
+    @classmethod
+    def restored(cls, state: Sequence[Sequence[Any]]) -> CollectiveMoves:
+        """The moves ``state()`` gave ``state`` of; ``ValueError`` or ``TypeError`` for one that does not
+        fit."""
+        moves: dict[tuple[str, str, Workload], _Move] = {}
+        for detector, query, workload, held in state:
+            moves[(str(detector), str(query), tuple(str(w) for w in workload))] = _Move(
+                {int(i) for i in held}
+            )
+        return cls(moves)

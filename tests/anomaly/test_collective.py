@@ -1,0 +1,172 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from anomaly.collective import CollectiveMoves
+from anomaly.detectors import Findings
+from anomaly.firing import _TakenAlerts
+from tests.anomaly.test_service import setup, tick
+
+POWER = "DCGM_FI_DEV_POWER_USAGE"
+# One 16-rank training job on four nodes, as seed 1100's: node-06's four ranks (4-7) quiet, so their power
+# bands are learnt narrow; the other twelve heavy-tailed, their bands wide.
+RANKS = [
+    {
+        "gpu": str(g),
+        "UUID": f"GPU-{n}-{g}",
+        "Hostname": f"node-{n:02d}",
+        "modelName": "H100",
+        "slurm_job": "7345",
+    }
+    for n in (5, 6, 7, 8)
+    for g in range(4)
+]
+NARROW = slice(4, 8)
+LEVEL, SLOWED = 625.0, 265.0
+
+
+class Job:
+    """A service scoring the power of the 16-rank job with the adaptive detector alone, fed ``LEVEL`` W
+    per rank plus noise: Student-t (3) at 100 W on the wide ranks, normal at 10 W on node-06's."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.clock, self.col, self.service = setup(adaptive_metrics=[POWER], detectors=["adaptive"])
+
+    def run(self, levels: float | np.ndarray, ticks: int) -> tuple[list[tuple[str, str]], list[np.ndarray]]:
+        """``ticks`` ticks at ``levels``; the ranks the adaptive detector raised alerts on and, per tick,
+        the ranks' power scores."""
+        raised, scores = [], []
+        for _ in range(ticks):
+            noise = 100.0 * self.rng.standard_t(3, len(RANKS))
+            noise[NARROW] = self.rng.normal(0, 10.0, 4)
+            self.col.set(POWER, list(zip(RANKS, (levels + noise).tolist(), strict=True)))
+            result = tick(self.clock, self.service)
+            raised += [
+                (a.labels["Hostname"], a.labels["gpu"])
+                for a in result.raised
+                if a.labels["model"] == "adaptive"
+            ]
+            [found] = [f for f in result.findings if f.detector == "adaptive" and f.query == POWER]
+            scores.append(found.score.copy())
+        return raised, scores
+
+    def slowed_and_back(self) -> list[np.ndarray]:
+        """Four hours learnt, then one rank's fault slows the whole job for 10 minutes (every rank's power
+        down 360 W) and it is repaired: the scores of the 20 minutes after, nothing raised."""
+        assert self.run(LEVEL, 480)[0] == []
+        raised, _ = self.run(SLOWED, 20)
+        assert raised == [] and self.service.collective_suppressed > 0
+        raised, scores = self.run(LEVEL, 40)
+        assert raised == []
+        return scores
+
+
+def test_a_narrow_band_rank_that_moved_with_its_job_raises_nothing_while_it_settles_after_the_others():
+    """Seed 1100's late sympathetic alerts, in small. Node-06's ranks leave their narrow bands (scores ~5),
+    the twelve others only move half-way by their volatility (values a quarter of a band off), enough for
+    the job to count as moving; after the repair the twelve fall under 0.5 first, and before, with the job no
+    longer counted as moving, node-06's four ranks alerted 330 s after their power was back."""
+    job = Job()
+    scores = job.slowed_and_back()
+    # The case is there: node-06 past its bands while fewer than half of the job is half-way out.
+    assert any((s[NARROW] > 1.0).all() and (s > 0.5).sum() < 8 for s in scores)
+    assert job.service.collective.held() == 0  # every held rank settled: released
+
+
+def test_a_held_rank_released_once_settled_alerts_on_its_own_later_fault():
+    job = Job()
+    job.slowed_and_back()
+    braked = np.full(len(RANKS), LEVEL)
+    braked[5] = 400.0
+    raised, _ = job.run(braked, 5)
+    assert raised == [("node-06", "1")]
+
+
+def test_a_held_rank_whose_value_leaves_its_band_after_its_job_came_back_alerts_on_its_own_fault():
+    """A fault of node-06 GPU 1's own, 5 minutes after the job came back, while the rank is still held (its
+    score still past 1 from the move): its value past its band again releases it, and it raises."""
+    job = Job()
+    assert job.run(LEVEL, 480)[0] == []
+    job.run(SLOWED, 20)
+    raised, scores = job.run(LEVEL, 10)
+    assert raised == [] and scores[-1][5] > 1.0 and job.service.collective.held() > 0
+    braked = np.full(len(RANKS), LEVEL)
+    braked[5] = 400.0
+    raised, _ = job.run(braked, 5)
+    assert raised == [("node-06", "1")]
+
+
+def test_a_rank_that_moved_against_its_job_is_not_held_as_the_jobs():
+    """A straggler runs busier while its job waits: both are dropped while the job moves, but only the
+    ranks that moved with it are held after; the straggler's own band alerts once its job settled."""
+    job = Job(1)
+    job.run(LEVEL, 480)
+    slowed = np.full(len(RANKS), SLOWED)
+    slowed[0] = 1100.0
+    raised, _ = job.run(slowed, 10)
+    assert raised == []
+    straggling = np.full(len(RANKS), LEVEL)
+    straggling[0] = 1100.0
+    raised, _ = job.run(straggling, 40)
+    assert raised == [("node-05", "0")]
+
+
+def test_the_moves_are_kept_in_the_snapshots_alerts():
+    job = Job()
+    job.run(LEVEL, 480)
+    job.run(SLOWED, 5)
+    assert job.service.collective.held() >= 4
+    meta = job.service.snapshot().components["alerts"].meta
+    assert _TakenAlerts.restored(meta).collective.state() == job.service.collective.state()
+
+
+def test_a_held_row_is_released_by_a_judged_read_at_or_under_half_way_and_none_is_added_while_it_moves():
+    ids = np.arange(4, dtype=np.int64)
+    labels = RANKS[:4]
+    moves = CollectiveMoves()
+
+    def tick_of(scores: list[float], value: list[float], judged: list[bool] | None = None) -> Findings:
+        mask = None if judged is None else np.array(judged)
+        return Findings(
+            "adaptive",
+            POWER,
+            labels,
+            np.array(scores),
+            np.array(value),
+            yhat=np.zeros(4),
+            ids=ids,
+            judged=mask,
+        )
+
+    # Rows 0-2 moved down with their job; row 3 up, against it: not held.
+    f = tick_of([2.0, 2.0, 2.0, 2.0], [-1.0, -1.0, -1.0, 1.0])
+    assert moves.update(f, {("7345",)}, np.arange(4)).tolist() == [True, True, True, False]
+    # Still moving: row 3 is not added later.
+    f = tick_of([2.0, 2.0, 2.0, 2.0], [-1.0, -1.0, -1.0, -1.0])
+    assert moves.update(f, {("7345",)}, np.arange(4)).tolist() == [True, True, True, False]
+    # The job settled: a NaN score, or a row not judged, settles nothing; one at 0.5 does.
+    f = tick_of([0.4, math.nan, 0.6, 0.4], [0.0] * 4, [True, True, False, True])
+    assert moves.update(f, set(), np.array([], np.int64)).tolist() == [False, True, True, False]
+    assert moves.state() == [["adaptive", POWER, ["7345"], [1, 2]]]
+    assert CollectiveMoves.restored(moves.state()).state() == moves.state()
+    f = tick_of([0.1, 0.2, 0.3, 0.1], [0.0] * 4)
+    assert moves.update(f, set(), np.array([], np.int64)).tolist() == [False] * 4
+    assert moves.state() == []  # the move ended with its last held row
+
+
+def test_a_move_ends_when_its_held_series_are_no_longer_reported():
+    """A held rank's series forgotten (its node down past ``forget_after_seconds``, its job ended): the move
+    ends, else it would stand for good and no later move of the job would start."""
+    moves = CollectiveMoves()
+    moved = Findings(
+        "adaptive", POWER, RANKS[:4], np.full(4, 2.0), -np.ones(4), yhat=np.zeros(4), ids=np.arange(4)
+    )
+    assert moves.update(moved, {("7345",)}, np.arange(4)).all()
+    rest = Findings(
+        "adaptive", POWER, RANKS[:2], np.full(2, 0.9), np.zeros(2), yhat=np.zeros(2), ids=np.arange(2)
+    )
+    assert moves.update(rest, set(), np.array([], np.int64)).tolist() == [True, True]
+    assert moves.state() == [["adaptive", POWER, ["7345"], [0, 1]]]
