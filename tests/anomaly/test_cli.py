@@ -492,14 +492,10 @@ class _Receiver(LocalServer):
         super().__init__(Handler)
 
 
-@pytest.mark.parametrize("reescalate", [True, False], ids=["on", "off"])
-def test_run_asks_serve_what_it_holds_before_its_warm_up_recalls_alerts(tmp_path, monkeypatch, reescalate):
-    """A restart recalls the alerts its warm-up left firing only while serve still holds them, until serve's
-    own endsAt (``AlertForwarder.held``): ``anomaly run`` did not ask, so after a downtime it recalled them
-    for 4 minutes past serve's hold. With re-escalation off nothing is recalled, but serve is asked still: the
-    labels it holds each alert by are those the forwarder posts it on under (``AlertForwarder._as_served``),
-    or an alert firing across the upgrade that added ``deviation`` was a second alert at serve."""
-    prometheus, receiver = _Prometheus(), _Receiver()
+def run_one_tick_forwarding_to(receiver, tmp_path, monkeypatch, reescalate: bool):
+    """``anomaly run --ticks 1`` reading a stand-in Prometheus and posting to ``receiver`` (closed after,
+    with the Prometheus), re-escalation on or off; its result, exit status checked."""
+    prometheus = _Prometheus()
     monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
@@ -513,6 +509,18 @@ def test_run_asks_serve_what_it_holds_before_its_warm_up_recalls_alerts(tmp_path
         prometheus.close()
         receiver.close()
     assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.mark.parametrize("reescalate", [True, False], ids=["on", "off"])
+def test_run_asks_serve_what_it_holds_before_its_warm_up_recalls_alerts(tmp_path, monkeypatch, reescalate):
+    """A restart recalls the alerts its warm-up left firing only while serve still holds them, until serve's
+    own endsAt (``AlertForwarder.held``): ``anomaly run`` did not ask, so after a downtime it recalled them
+    for 4 minutes past serve's hold. With re-escalation off nothing is recalled, but serve is asked still: the
+    labels it holds each alert by are those the forwarder posts it on under (``AlertForwarder._as_served``),
+    or an alert firing across the upgrade that added ``deviation`` was a second alert at serve."""
+    receiver = _Receiver()
+    run_one_tick_forwarding_to(receiver, tmp_path, monkeypatch, reescalate)
     assert [a for a in receiver.asked if a[0] == "GET"] == [("GET", "/api/v2/alerts")]
 
 

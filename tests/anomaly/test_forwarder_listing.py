@@ -13,9 +13,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from anomaly.forwarder import AlertForwarder, alert_identity
-from gpuwarden.cli import app
 from gpuwarden.clock import FakeClock
-from tests.anomaly.test_cli import _Prometheus, runner
+from tests.anomaly.test_cli import run_one_tick_forwarding_to
 from tests.anomaly.test_forwarder import _resolved, _xid
 from tests.http_stub import LocalServer, QuietHandler
 
@@ -199,20 +198,7 @@ def test_a_start_that_cannot_list_says_what_it_recalls_only_where_it_recalls(
     # With re-escalation off the warm-up raises nothing from its history, so nothing is recalled; the
     # warning said "a restart recalls its alerts as held 240 s from its start" all the same.
     caplog.set_level(logging.INFO)
-    prometheus, receiver = _Prometheus(), _CannotList()
-    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(
-        f"anomaly:\n  prometheus_url: {prometheus.url}\n  infer_every_seconds: 0.2\n"
-        f"  alert_url: {receiver.url}\n  reescalate_alerts: {str(reescalate).lower()}\n"
-        "  queries:\n    - {name: temp, expr: DCGM_FI_DEV_GPU_TEMP, step_seconds: 0.2}\n"
-    )
-    try:
-        result = runner.invoke(app, ["anomaly", "run", "--config", str(cfg), "--ticks", "1", "--port", "0"])
-    finally:
-        prometheus.close()
-        receiver.close()
-    assert result.exit_code == 0, result.output
+    run_one_tick_forwarding_to(_CannotList(), tmp_path, monkeypatch, reescalate)
     (said,) = [r.getMessage() for r in caplog.records if "cannot list the alerts" in r.getMessage()]
     assert "HTTP 503" in said and "asking again" in said
     assert ("recall" in said) is reescalate, said
