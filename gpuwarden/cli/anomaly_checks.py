@@ -145,6 +145,10 @@ def check_absent_after(cfg: AnomalyConfig) -> list[ConfigError]:
     step, absent = query.step_seconds, cfg.absent_after_seconds
     if absent >= step:
         return []
+    # The detector forgets a GPU older than absent_forget_seconds before it asks whether it is absent: a
+    # deadline raised to that age or past it would leave the detector as blind as the one it replaces.
+    forget = cfg.absent_forget_seconds
+    also = f" and absent_forget_seconds above it (now {forget:g}: older, a GPU is forgotten, not reported)"
     return [
         ConfigError(
             f"{absent:g} s is shorter than step_seconds {step:g} of query {query.name}, the presence query"
@@ -152,12 +156,14 @@ def check_absent_after(cfg: AnomalyConfig) -> list[ConfigError]:
             f" read more than {absent:g} s past that step's grid every GPU still reporting reads absent"
             " (GpuExporterStale, NodeDown; or, the whole fleet at once, nothing: a node really down raises"
             f" no alert); set absent_after_seconds to {3 * step:g} (at least {step:g}; three steps, as the"
-            " default 90 s is to the default 30 s step), or shorten that query's step_seconds",
+            f" default 90 s is to the default 30 s step){also if 3 * step >= forget else ''}, or shorten"
+            " that query's step_seconds",
             field="anomaly.absent_after_seconds",
             reads=(
                 f"anomaly.queries[{k}].step_seconds",
                 "anomaly.presence_queries",
                 "anomaly.detectors",
+                "anomaly.absent_forget_seconds",
             ),
         )
     ]

@@ -106,7 +106,11 @@ class FakePrometheus:
         so no other process can take it meanwhile."""
         if not self.refusing:
             placeholder = _reuse_port_socket()
-            placeholder.bind(self._server.server_address)
+            try:
+                placeholder.bind(self._server.server_address)
+            except OSError:
+                placeholder.close()  # else left to the garbage collector, whose warning blames another test
+                raise
             self._placeholder = placeholder
             self._stop()
 

@@ -77,3 +77,25 @@ def test_a_refused_port_cannot_be_taken_by_another_socket_until_served_again(
             other.bind(("127.0.0.1", port))
     fake.serve_again()
     assert _stamps(_range(fake, "0", "60", "60")) == [0, 60]
+
+
+def test_a_refusal_whose_port_cannot_be_held_closes_its_placeholder_and_keeps_serving(
+    fake: FakePrometheus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``refuse`` bound its placeholder before keeping it: a bind that failed left the socket open, found
+    only by the garbage collector (a ResourceWarning, under warnings as errors, blamed on a later test)."""
+    made: list[socket.socket] = []
+
+    def taken() -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        made.append(sock)
+        sock.bind(("127.0.0.1", 0))  # bound already: the fake's bind of it fails
+        return sock
+
+    monkeypatch.setattr("tests.anomaly.fakes._reuse_port_socket", taken)
+    with pytest.raises(OSError):
+        fake.refuse()
+    (placeholder,) = made
+    assert placeholder.fileno() == -1  # closed
+    assert not fake.refusing
+    assert _stamps(_range(fake, "0", "60", "60")) == [0, 60]

@@ -300,9 +300,8 @@ def test_queries_a_slow_prometheus_could_not_answer_in_time_go_first_at_the_next
             if on_time:
                 answered.append(request.url.params["query"])
         if not on_time:
-            late.wait(
-                60
-            )  # past the read's deadline: answered once the read is over (60: never a hung worker)
+            # Past the read's deadline: answered once the read is over (60: never a hung worker).
+            late.wait(60)
         return matrix(request)
 
     def deadline_once_two_answered(

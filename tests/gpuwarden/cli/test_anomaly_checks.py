@@ -55,3 +55,17 @@ def test_a_presence_deadline_the_steps_can_meet_is_not_warned_of(
         text = text.replace("  detectors: [presence]\n", "")
     code, lines = _validate(tmp_path, text)
     assert code == 0 and lines == []
+
+
+def test_the_fix_offered_for_a_long_presence_step_keeps_the_deadline_under_absent_forget_seconds(
+    tmp_path: Path,
+) -> None:
+    """Presence read every 1800 s: three steps (5400 s) is past ``absent_forget_seconds`` (3600), and the
+    detector forgets a GPU once it is that old, before it reads absent: following the fix as offered, a
+    node really down still raised nothing. The fix says to raise ``absent_forget_seconds`` too."""
+    text = PRESENCE.format(absent="", temp=1800).replace("step_seconds: 600", "step_seconds: 2400")
+    code, lines = _validate(tmp_path, text)
+    assert code == 0
+    (line,) = lines
+    assert "set absent_after_seconds to 5400 (at least 1800;" in line
+    assert "and absent_forget_seconds above it (now 3600" in line
