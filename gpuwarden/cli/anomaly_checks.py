@@ -85,8 +85,8 @@ def check_detectors(cfg: AnomalyConfig) -> None:
 def anomaly_run_warnings(cfg: AnomalyConfig) -> list[ConfigError]:
     """What ``anomaly run`` warns of at its start, and ``config validate`` with it: detectors without the
     queries they read, unguarded range functions, query steps longer than the tick, a presence deadline
-    shorter than the presence queries' step. None without queries: anomaly run refuses to start then
-    (``anomaly_run_refusal``), and that is what matters."""
+    shorter than the presence queries' step or not shorter than the age a GPU is forgotten at. None without
+    queries: anomaly run refuses to start then (``anomaly_run_refusal``), and that is what matters."""
     from gpuwarden.range_guard import check_range_guards  # noqa: PLC0415
 
     if not cfg.queries:
@@ -96,6 +96,7 @@ def anomaly_run_warnings(cfg: AnomalyConfig) -> list[ConfigError]:
         *check_range_guards(cfg),
         *check_query_steps(cfg),
         *check_absent_after(cfg),
+        *check_absent_forget(cfg),
     ]
 
 
@@ -165,6 +166,26 @@ def check_absent_after(cfg: AnomalyConfig) -> list[ConfigError]:
                 "anomaly.detectors",
                 "anomaly.absent_forget_seconds",
             ),
+        )
+    ]
+
+
+def check_absent_forget(cfg: AnomalyConfig) -> list[ConfigError]:
+    """A warning when ``absent_after_seconds`` is not shorter than ``absent_forget_seconds``: the detector
+    forgets a GPU older than the second before it asks whether it is older than the first, so such a GPU
+    is forgotten the tick it would have read absent and a node really down raises nothing. A warning, not
+    an error, for the reason ``check_absent_after`` gives."""
+    absent, forget = cfg.absent_after_seconds, cfg.absent_forget_seconds
+    if "presence" not in cfg.detectors or absent < forget:
+        return []
+    return [
+        ConfigError(
+            f"{absent:g} s is not shorter than absent_forget_seconds {forget:g}: a GPU silent that long is"
+            " forgotten before it reads absent, so GpuExporterStale and NodeDown are never raised; raise"
+            f" absent_forget_seconds above it (to {max(2 * absent, absent + 3600):g}, say) or lower"
+            " absent_after_seconds",
+            field="anomaly.absent_after_seconds",
+            reads=("anomaly.absent_forget_seconds", "anomaly.detectors"),
         )
     ]
 

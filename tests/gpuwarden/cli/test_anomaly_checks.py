@@ -69,3 +69,30 @@ def test_the_fix_offered_for_a_long_presence_step_keeps_the_deadline_under_absen
     (line,) = lines
     assert "set absent_after_seconds to 5400 (at least 1800;" in line
     assert "and absent_forget_seconds above it (now 3600" in line
+
+
+@pytest.mark.parametrize(
+    "absent",
+    [
+        pytest.param("  absent_after_seconds: 3600\n", id="deadline-at-the-forget-age"),
+        pytest.param("  absent_after_seconds: 7200\n", id="deadline-past-the-forget-age"),
+    ],
+)
+def test_a_presence_deadline_at_or_past_absent_forget_seconds_is_warned_of(
+    tmp_path: Path, absent: str
+) -> None:
+    """The detector forgets a GPU older than ``absent_forget_seconds`` before it asks whether it is older
+    than ``absent_after_seconds``: with the deadline there or past it, a GPU is forgotten the tick it would
+    have read absent, and a node really down never raised an alert. ``config validate`` passed it silently."""
+    code, lines = _validate(tmp_path, PRESENCE.format(absent=absent, temp=30))
+    assert code == 0
+    (line,) = lines
+    assert "warning:" in line and "anomaly.absent_after_seconds:" in line
+    assert "is not shorter than absent_forget_seconds 3600" in line
+    assert "raise absent_forget_seconds above it" in line
+
+
+def test_a_presence_deadline_under_a_raised_forget_age_is_not_warned_of(tmp_path: Path) -> None:
+    text = PRESENCE.format(absent="  absent_after_seconds: 7200\n  absent_forget_seconds: 14400\n", temp=30)
+    code, lines = _validate(tmp_path, text)
+    assert code == 0 and lines == []
