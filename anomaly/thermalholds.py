@@ -79,8 +79,8 @@ class ThermalHolds(ThermalLines):
 
         A GPU whose temperature lags 90 s, back cold from its node's 30-minute outage, read 33 C at first
         with its cooler still failed, no hotter than its rest plus its band (``_not_as_rested``): its carried
-        run was let go and, climbing on to 46 C, it read 0 through its job's stall. A clock set back reads as
-        not settled yet: its rest does not judge until it has."""
+        run was let go and, climbing on to 46 C, it read 0 through its job's stall. A clock set back is undone
+        before (``_stepped_back``): read an hour ahead, every GPU read as not settled for an hour."""
         seen_at = np.where(unseen, at, self.seen_at[slots])
         self.seen_at[slots] = seen_at
         return at - seen_at >= self.settle_seconds

@@ -117,6 +117,8 @@ class ThermalLines:
         self._slot: Slots[int] = Slots()  # temperature series id <-> its row of the arrays
         self._gpu: list[str | None] = []  # each slot's GPU (``key_label``), to park its state when forgotten
         self._parked = ParkedRows(_PARKED_SECONDS)  # forgotten GPUs' state, by ``key_label``
+        self._read_at = 0.0  # the time of the tick before (0: none since started or restored)
+        self._interval = 0.0  # the latest interval between ticks (0: none seen; ``_stepped_back``)
 
     def _grow(self, needed: int) -> None:
         if needed <= self.n.size:
@@ -171,6 +173,7 @@ class ThermalLines:
         self._gpu = [None if g is None else str(g) for g in state.meta["gpus"]]
         self._parked = parked
         self._join = None
+        self._read_at, self._interval = 0.0, 0.0
 
     def forget(self, ids: IntArray) -> None:
         """Park the state of vanished series by GPU and free their slots (the cached join may name them).
@@ -204,21 +207,37 @@ class ThermalLines:
                     getattr(self, name)[slot] = value
 
     def _stepped_back(self, slots: IntArray, at: float) -> None:
-        """Move every time kept for the ``slots`` last read after ``at`` (the clock set back: an NTP
-        correction, a VM restored) back with the clock, to ``lag_seconds`` before ``at``, as if the clock had
-        not stepped: how long passed is unknown, and ``lag_seconds`` (shorter than most scrape intervals)
-        moves its lagged power most of the way to the new one.
+        """Undo a wall clock set back (an NTP correction, a VM restored) before tick ``at``: every GPU's kept
+        times move back with it, as if one interval between ticks had passed since the tick before (the
+        latest seen; none seen since started or restored, the slowest lag it allows for: the longest gap no
+        outage, its lagged power caught up, so a job starting then reads low for a tick, never hot). A GPU
+        still read after ``at`` was parked before the step (forgotten: its node down longer than
+        ``forget_after_seconds``), unseen through it: moved to ``settle_seconds`` before ``at``, back from an
+        outage. Neither time is kept in a snapshot: the tick before is the newest read after a restore.
 
         Read as they were, the times an hour ahead froze the sample's lagged power (a healthy job's start
         read 5.4 at the step), and the hour was added to every wait: a first job's heat stayed a guess, its
-        failing cooler unflagged, for 70 minutes instead of 10, and a runaway's carried run was let go."""
-        back = slots[(self.n[slots] > 0) & (self.last[slots] > at)]
-        if not back.size:
-            return
-        shift = at - self.lag_seconds - self.last[back]
+        failing cooler unflagged, for 70 minutes instead of 10. Moved to ``lag_seconds`` before the sample,
+        each GPU's own: read every 60 s, its power lagged a third short (a job starting read 2.2), and a GPU
+        unseen across the step (its node down) was taken for one read just before, its warming from the
+        room for a climb (3.6, 7.6 lagging 90 s; parked, 1.6, 4.4): one shift for all keeps their gaps."""
+        before, self._read_at = self._read_at, at
+        live = self.n > 0
+        if before <= 0.0 and live.any():  # the first tick since started or restored
+            before = float(self.last[live].max())
+        if 0.0 < before < at:
+            self._interval = at - before
+        interval = self._interval or self._slowest_lag()
+        if before > at:
+            self._shift(np.flatnonzero(live), at - interval - before)
+        ahead = slots[(self.n[slots] > 0) & (self.last[slots] > at)]
+        self._shift(ahead, at - max(interval, self.settle_seconds) - self.last[ahead])
+
+    def _shift(self, slots: IntArray, by: FloatArray | float) -> None:
+        """Move the times kept for ``slots`` by ``by`` seconds (a time of 0, none, stays none)."""
         for name in _TIMES:
             times = getattr(self, name)
-            times[back] = np.where(times[back] > 0.0, times[back] + shift, 0.0)
+            times[slots] = np.where(times[slots] > 0.0, times[slots] + by, 0.0)
 
     def _slots(self, ids: IntArray) -> IntArray:
         """The slot of each temperature series id, a free one (or a new one) for an id not scored yet."""

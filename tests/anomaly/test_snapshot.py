@@ -714,11 +714,12 @@ class CounterGridSource(GridSource):
 
 
 # What no snapshot keeps, and need not: caches rebuilt from the next read, counts for /metrics, log-once sets,
-# the forest (fitted again on its rows: compared by its scores) and the rows kept for the next fit (one
-# array instead of a list of them: compared stacked).
+# the forest (fitted again on its rows: compared by its scores), the rows kept for the next fit (one array
+# instead of a list of them: compared stacked), and the thermal detector's tick before and interval between
+# ticks (its newest read after a restore, the interval from the next tick: ``_stepped_back``).
 _REBUILT = re.compile(
     r"\._(last|key_cache|group_cache|group_keys|align_cache|matches|scored|params|floors|warned|join|model"
-    r"|scorer|rows)\b|\.uncompared\b"
+    r"|scorer|rows|read_at|interval)\b|\.uncompared\b"
 )
 
 

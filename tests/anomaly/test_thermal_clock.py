@@ -11,6 +11,7 @@ import pytest
 
 from anomaly.thermal import ThermalDetector
 from tests.anomaly.test_thermal import GPUS, MODEL, Gpus, _throttled
+from tests.anomaly.test_thermal_back import _fed
 
 STEP = 3_600.0  # the clock set back an hour
 BEFORE = 300  # ticks read before the step (2.5 hours: past the warm-up, the jobs' powers all scored at)
@@ -31,18 +32,26 @@ def _stepped(
     ticks: int = 200,
     tau: float = 20.0,
     labels: list[dict[str, str]] = MODEL,
+    scrape: int = 1,
+    restored: bool = False,
 ) -> np.ndarray:
     """Every GPU's scores, a row a tick: ``at + ticks`` ticks at ``power(tick)`` (throttled by its heat),
-    the clock set back ``step`` before tick ``at``; GPU 2's cooler's thermal resistance ``1 + heat(tick)``
-    times the normal one."""
+    read every ``scrape`` 30-second steps, the clock set back ``step`` before tick ``at``; GPU 2's cooler's
+    thermal resistance ``1 + heat(tick)`` times the normal one; ``restored``: a new detector takes up the
+    old one's state at the step (a restart)."""
     rng = np.random.default_rng(11)
     gpus, det = Gpus(tau=tau, labels=labels), ThermalDetector()
     rows = []
     for tick in range(at + ticks):
         if tick == at:
             gpus.t -= step
+            if restored:
+                det, old = ThermalDetector(), det
+                det.restore(old.state())
         gpus.resistance[2] = 0.065 * (1.0 + heat(tick))
-        [found] = det.detect(gpus.step(_throttled(power(tick), gpus.temp), rng))
+        for _ in range(scrape):
+            view = gpus.step(_throttled(power(tick), gpus.temp), rng)
+        [found] = det.detect(view)
         rows.append(found.score)
     return np.array(rows)
 
@@ -63,6 +72,51 @@ def test_a_healthy_fleet_whose_clock_steps_back_an_hour_raises_no_score(at: int,
     before: its power lagged as it was, the jobs starting at that tick read 5.4 (their temperature had
     followed the power)."""
     assert _stepped(_jobs, at=at, tau=tau).max() <= 1.0
+
+
+@pytest.mark.parametrize("step", [STEP, 75.0], ids=["an-hour", "75s"])
+@pytest.mark.parametrize("tau", [20.0, 90.0], ids=["lag-20s", "lag-90s"])
+def test_a_healthy_fleet_scraped_every_minute_whose_clock_steps_back_raises_no_score(tau: float, step: float):
+    """Read every 60 s, the sample after the step was taken as read ``lag_seconds`` (20 s) after the one
+    before: its power lagged a third short of the new one, and the jobs starting at that tick (GPUs lagging
+    20 s) read 2.2. The step is undone by the interval the detector has seen between its reads."""
+    assert _stepped(_jobs, at=BEFORE, tau=tau, step=step, scrape=2).max() <= 1.0
+
+
+@pytest.mark.parametrize("scrape", [1, 2], ids=["30s", "60s"])
+def test_a_healthy_fleet_restored_from_its_snapshot_across_a_clock_step_back_raises_no_score(scrape: int):
+    """Restarted as the clock steps back: no interval between ticks seen yet, and GPUs lagging 20 s whose
+    jobs start then (a 60 s scrape read 2.2 as one read ``lag_seconds`` before)."""
+    assert _stepped(_jobs, at=BEFORE, scrape=scrape, restored=True).max() <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("stepped", "forgotten"), [(10, None), (45, 40)], ids=["read-on", "forgotten-before-the-step"]
+)
+@pytest.mark.parametrize("tau", [20.0, 90.0], ids=["lag-20s", "lag-90s"])
+def test_a_gpu_whose_node_is_down_as_the_clock_steps_back_is_back_from_an_outage_all_the_same(
+    tau: float, stepped: int, forgotten: int | None
+):
+    """Six lone GPUs seen only in their job (620 W); GPU 2's node is down 30 minutes, the clock set back an
+    hour ``stepped`` ticks in (its series forgotten, its state parked, ``forgotten`` ticks in), and it comes
+    back at the room's 28 C, idle. Its time, ahead of the clock, was moved back to just before its first read
+    after: the outage was taken for no gap, its temperature for one settled, and its warming from the room
+    to its idle (lagging 90 s) for a climb (3.6; 7.6 lagging 90 s)."""
+    rng = np.random.default_rng(17)
+    gpus, det = Gpus(tau=tau), ThermalDetector()
+    gpus.temp[:] = gpus.room + gpus.resistance * 620.0
+    every, down = np.ones(len(GPUS), np.bool_), np.arange(len(GPUS)) != 2
+    for _ in range(150):
+        _fed(gpus, det, rng, 620.0, every)
+    for tick in range(60):
+        if tick == stepped:
+            gpus.t -= STEP
+        if tick == forgotten:
+            det.forget(gpus.index.expire(gpus.t - 600.0, 1.0))
+        _fed(gpus, det, rng, 70.0, down)
+    gpus.temp[2] = gpus.room[2]
+    back = [_fed(gpus, det, rng, 70.0, every) for _ in range(60)]
+    assert max(back) <= 1.0
 
 
 def _alerted_within(flagged: np.ndarray, ticks: int) -> bool:
