@@ -11,7 +11,7 @@ and quiet ticks that raise and resolve an alert are reads of what it is about, n
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -103,18 +103,6 @@ class AnomalyService(HistoryReplayer):
         self.ticks += 1
         self.last_tick_end = self.clock.monotonic()
         return result
-
-    def _unread(self) -> Callable[[str], bool] | None:
-        """Which queries this tick could not read (``SeriesIndex.expire``): failed, or of a source down; while
-        one is down, a query no read of this process named too (a restart's first ticks, Prometheus down)."""
-        down = {s.name for s in self.sources if not s.health().up}
-        failing = {q for s in self.sources for q, h in s.health().queries.items() if not h.up}
-        if not down and not failing:
-            return None
-        unknown = bool(down)
-        return lambda q: (
-            q in failing or self._query_source.get(q) in down or (unknown and q not in self._query_source)
-        )
 
     def _staleness(self, now: float) -> list[Findings]:
         """One row per source, and one per query of a source that is up but cannot read that query.

@@ -98,6 +98,21 @@ class ServiceCore:
             self._query_read[frame.query] = until
         return got
 
+    def _unread(self) -> Callable[[str], bool] | None:
+        """Which queries the last read could not read (``SeriesIndex.expire``): failed, or of a source down;
+        while one is down, a query no read of this process named too (a restart's first ticks, Prometheus
+        down). A tick's read, or the warm-up's, whose replayed ticks hold none of such a query's samples: its
+        series were forgotten there (a query failing through a restart longer than forget_after_seconds)
+        where the uninterrupted run, whose ticks held them, kept them."""
+        down = {s.name for s in self.sources if not s.health().up}
+        failing = {q for s in self.sources for q, h in s.health().queries.items() if not h.up}
+        if not down and not failing:
+            return None
+        unknown = bool(down)
+        return lambda q: (
+            q in failing or self._query_source.get(q) in down or (unknown and q not in self._query_source)
+        )
+
     def _per_gpu(self, frame: Frame) -> Frame:
         """The frame with one series per GPU when its metric is device-level and MIG instances repeat it
         (``gpuwarden.mig.one_per_gpu``): a hot MIG GPU is one alert and one fleet peer, not one per instance.

@@ -204,6 +204,7 @@ class HistoryReplayer(AlertUpdater, SnapshotKeeper):
         told: list[Alert] = []
         detectors = [d for d in self.detectors if every or d.name not in _NO_WARMUP]
         read = {f.query for f in frames}
+        unread = self._unread()  # the warm-up's read failed them: their ticks here hold nothing of them
         lower = -math.inf
         for end in ends:
             chunk = [c for c in (_window(f, lower, end) for f in frames) if c is not None]
@@ -211,7 +212,7 @@ class HistoryReplayer(AlertUpdater, SnapshotKeeper):
             view = build_view(chunk, self.index, self.counters, end, self.data_ranges.ranges)
             view.not_due = frozenset(read.difference(c.query for c in chunk))  # a slower step's query
             self._count_not_available(view)
-            view.forgotten = self.index.expire(end, self.cfg.forget_after_seconds)
+            view.forgotten = self.index.expire(end, self.cfg.forget_after_seconds, unread)
             self.evidence.reset(view.forgotten)
             self.counters.reset(view.forgotten)
             for step in view.steps:

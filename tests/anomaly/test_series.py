@@ -25,6 +25,23 @@ def test_series_unseen_for_forget_after_are_dropped_and_their_ids_recycled():
     assert index.ids_for("q", [{"gpu": "9"}], 1000.0)[0] == old[0]
 
 
+def test_a_query_held_unread_keeps_its_series_and_a_node_gone_from_a_query_read_is_forgotten():
+    """``held``: the queries a tick could not read (``ServiceCore._unread``). Their series tell nothing and
+    are kept; a GPU gone from a query that reads well (its node down while Prometheus answers) is forgotten
+    as without ``held``, also where one of the node's ids was freed before (a slot with no key)."""
+    index = SeriesIndex()
+    temp = index.ids_for("temp", [{"gpu": "0"}, {"gpu": "1"}], 0.0)
+    power = index.ids_for("power", [{"gpu": "0"}, {"gpu": "1"}, {"gpu": "2"}], 0.0)
+    assert index.expire(100.0, 50.0, held=lambda q: True).size == 0  # nothing read: nothing forgotten
+    index.ids_for("power", [{"gpu": "0"}, {"gpu": "1"}], 100.0)  # gpu 2's node down; temp failing
+    freed = index.expire(1000.0, 900.0, held=lambda q: q == "temp")
+    assert freed.tolist() == [power[2]]
+    assert index.id_of(("temp", (("gpu", "0"),))) == temp[0]
+    assert index.expire(1000.0, 900.0, held=lambda q: q == "temp").size == 0  # the freed slot: no key
+    index.ids_for("temp", [{"gpu": "0"}], 1000.0)  # read again: gpu 1's series is judged now
+    assert index.expire(1000.0, 900.0, held=lambda q: False).tolist() == [temp[1]]
+
+
 def test_a_counter_reset_counts_the_new_value_as_the_increase_not_a_negative_spike():
     rates = CounterRates()
     ids = np.array([0])

@@ -108,3 +108,27 @@ def test_another_fleets_snapshot_leaves_no_answer_step_learnt(tmp_path):
     source, restarted = _service(clock)
     restarted.warm_up(snapshot=load_snapshot(path, restarted.cfg))
     assert source.coarse.seen == {}
+
+
+def test_answer_steps_that_do_not_fit_are_said_and_the_rest_of_the_snapshot_is_taken_up(tmp_path, caplog):
+    """A ``sources`` component cut short (a series' arrays one row short of its labels): the source starts
+    from nothing, said in a warning naming it, and the detectors, index and alerts are taken up as without
+    it (a torn part of what a source learnt costs 20 asked steps, not the snapshot)."""
+    clock = FakeClock(1_767_225_600.0)
+    _, straight = _service(clock)
+    straight.warm_up()
+    for _ in range(30):
+        clock.advance(EVERY)
+        straight.infer()
+    snapshot = straight.snapshot()
+    arrays = snapshot.components["sources"].arrays
+    assert arrays["s0_last"].size  # POWER's series are kept: each answers every other step
+    arrays["s0_last"] = arrays["s0_last"][:-1]
+    path = tmp_path / "state.npz"
+    assert save_snapshot(path, snapshot)
+    source, restarted = _service(clock)
+    with caplog.at_level("INFO"):
+        restarted.warm_up(snapshot=load_snapshot(path, restarted.cfg))
+    assert "what source prometheus learnt of its answer steps not used (ValueError" in caplog.text
+    assert f"anomaly state restored from {path}" in caplog.text
+    assert source.coarse.seen == {}

@@ -202,7 +202,9 @@ def test_a_save_after_a_replayed_tick_ending_past_the_warm_ups_read_records_its_
 
 
 @pytest.mark.parametrize(
-    ("before", "down"), [(0, 3), (2, 0)], ids=["down-3-ticks", "started-within-the-tick"]
+    ("before", "down"),
+    [(0, 3), (2, 0), (0, 5)],
+    ids=["down-3-ticks", "started-within-the-tick", "down-past-forget-after"],
 )
 def test_a_restart_while_a_query_fails_catches_it_up_from_the_snapshot_at_its_first_tick(
     tmp_path, before, down
@@ -213,7 +215,9 @@ def test_a_restart_while_a_query_fails_catches_it_up_from_the_snapshot_at_its_fi
     never fed (restart fuzz ``--failed-warm-ups``, 3 of 6 seeds): its models held fewer samples and scored
     otherwise. Started within the tick (no tick lost), the query fails from before the save: failing only
     from the save, its last good read was the snapshot's own, where the warm-up's end starts every read
-    anyway, and the case passed without ``ResumableSource.resume``, the fix it guards."""
+    anyway, and the case passed without ``ResumableSource.resume``, the fix it guards. Down past
+    ``forget_after_seconds`` (5 ticks), the warm-up's replay forgot the failing query's series, which the
+    uninterrupted run holds while the query cannot be read (``SeriesIndex.expire(held=)``)."""
     clock = FakeClock()
     source = QueryReadsSource()
     straight = AnomalyService(_config(), [source], clock)
