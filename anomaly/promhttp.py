@@ -135,7 +135,7 @@ class PromQLClient:
             if size < self._parts.get(query.name, MAX_POINTS):
                 self._read_in_parts(query.name, size, *refused)
         self._unsplit.discard(query.name)
-        self._read_well(query.name, size if probe else None)
+        self._read_well(query.name, min(size, (last - first) // step + 1) if probe else None)  # as asked
         return parts
 
     def _range_part(

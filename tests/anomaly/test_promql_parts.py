@@ -13,7 +13,6 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from anomaly import promhttp, promql
-from anomaly.promhttp import GROW_AFTER
 from anomaly.promql import PromQLSource, PromQuery
 from anomaly.service import AnomalyService
 from anomaly.sources import Frame
@@ -252,30 +251,32 @@ def test_a_read_in_parts_past_its_deadline_fails_whole_and_keeps_the_part_size_i
 
 
 def test_a_limit_raised_is_read_in_longer_parts_again_and_a_kept_one_costs_a_request_now_and_then(
-    prometheus: FakePrometheus, caplog: pytest.LogCaptureFixture
+    prometheus: FakePrometheus, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The part size never grew back: a server whose limit was raised (or a refusal under a passing load)
     # was asked in parts of 8 steps for good, 8 requests a tick where one was answered.
+    grow = 3
+    monkeypatch.setattr(promhttp, "GROW_AFTER", grow)  # 30 in use: fewer reads, the same course
     clock = FakeClock()
     prometheus.answers[TEMP] = fleet(clock.time())
     limit(prometheus, 10)
     prom = PromQLSource(prometheus.url, [PromQuery("temp", TEMP, 1.0)], clock)
     refused = 0
-    for _ in range(3 * GROW_AFTER):  # the limit kept: twice the parts asked once every GROW_AFTER reads
+    for _ in range(3 * grow):  # the limit kept: twice the parts asked once every `grow` clean reads
         clock.advance(60)
         prometheus.requests.clear()
         assert prom.read(clock.time() - 60, clock.time())[0].timestamps.size == 60
         refused += sum(prometheus.refusal(params) is not None for params in prometheus.requests)
-    assert refused == 5  # 60, 30, 15 at the first read; parts of 16 steps tried at the 31st and the 61st
+    assert refused == 5  # 60, 30, 15 at the first read; parts of 16 steps tried at the 4th and the 7th
     assert prom.health().queries["temp"].part_steps == 8
     assert len([r for r in caplog.records if "read in parts" in r.getMessage()]) == 1
     prometheus.refusal = lambda params: None  # the limit raised
-    for _ in range(3 * GROW_AFTER + 1):  # 8, 16, 32, 64 steps a part: one request a tick
+    for _ in range(3 * (grow + 1) + 1):  # parts of 16, 32, then 60 tried and answered (not 64: 60 asked)
         clock.advance(60)
         prometheus.requests.clear()
         assert prom.read(clock.time() - 60, clock.time())[0].timestamps.size == 60
     assert len(prometheus.requests) == 1
-    assert prom.health().queries["temp"].part_steps == 64
+    assert prom.health().queries["temp"].part_steps == 60
     prom.close()
 
 
