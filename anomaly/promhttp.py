@@ -22,6 +22,9 @@ from gpuwarden.errors import SourceError
 logger = logging.getLogger("anomaly.promql")
 
 MAX_POINTS = 11_000  # steps per query_range call: Prometheus refuses more points per series
+# Clean reads of a query read in parts before one tries parts twice as long: one refused request in so many
+# reads where the limit stays (at a 60 s tick, one each half hour).
+GROW_AFTER = 30
 # Prometheus' (2.46+) annotations of a whole answer, sent as warnings: an ill-formed histogram bucket, a
 # quantile out of range, a rate() of a name that may not be a counter. Any other warning is a partial answer.
 _ANNOTATIONS = ("PromQL warning: ", "PromQL info: ")
@@ -58,6 +61,7 @@ class PromQLClient:
     _logged_annotations: dict[str, str]  # query -> its PromQL annotations, as last logged
     _parts: dict[str, int]  # query -> the most steps a request asks, where its server refused more
     _unsplit: set[str]  # queries refused at one step since their last good read: not refused for size
+    _clean: dict[str, int]  # query -> its reads in parts since one was refused or tried longer parts
 
     def query_range(
         self,
@@ -78,7 +82,12 @@ class PromQLClient:
         catch-up was shortened, its older steps left unread, though the server would answer them in parts.
         A read this client gave up waiting for is not split (``CatchUp`` shortens it): its time is spent.
         A query refused at one step too is refused for something else (a typo VictoriaMetrics answers with
-        HTTP 422): it is not split again until it reads well.
+        HTTP 422, or a 422 at one step of the window only): it is not split again until it reads well, and
+        keeps no size. Else the size found is kept though the read fails: one that ran out of time (60
+        requests at a 2-point limit) dropped it, and each later read halved again from ``MAX_POINTS``, past
+        its deadline again, and never read. After ``GROW_AFTER`` clean reads a read longer than its parts
+        asks parts twice as long (one request refused where the limit stays): a limit raised, or one refused
+        under a passing load, left the query read in parts for good, several requests a tick for one.
 
         The grid is computed in whole milliseconds, so every window at least one step wide (to the
         millisecond) holds a point, and no point falls in two consecutive windows: each part asks from its
@@ -90,29 +99,44 @@ class PromQLClient:
         last = _millis(end) // step * step
         if last < first:
             return Frame(query.name, [], np.zeros(0), np.zeros((0, 0)), query.series_kind)
-        size = min(MAX_POINTS, self._parts.get(query.name, MAX_POINTS))
+        parts = self._parts_of(query, first, last, step, deadline)
+        return parts[0] if len(parts) == 1 else joined(parts)
+
+    def _parts_of(
+        self, query: PromQuery, first: int, last: int, step: int, deadline: float | None
+    ) -> list[Frame]:
+        """The parts of a read from step ``first`` to ``last``, each of at most the steps its server answers
+        (halved where refused, ``query_range``); the size found is kept whether the read ends well or not."""
+        size, probe = self._part_size(query.name, (last - first) // step + 1)
         split = query.name not in self._unsplit
         parts: list[Frame] = []
         refused = (0, "")  # the steps of the last request refused for its size, and why
         part_first = first
-        while part_first <= last:
-            part_last = min(last, part_first + (size - 1) * step)
-            try:
-                parts.append(self._range_part(query, part_first, part_last, step, deadline))
-            except OverlongRead as exc:
-                if not split or not exc.refused:
-                    raise
-                if part_last == part_first:  # refused at one step: not for its size (a typo, say)
-                    self._unsplit.add(query.name)
-                    raise
-                size = (part_last - part_first) // step // 2 + 1  # half its steps, rounded up
-                refused = (part_last - part_first) // step + 1, exc.why
-                continue
-            part_first = part_last + step
+        try:
+            while part_first <= last:
+                part_last = min(last, part_first + (size - 1) * step)
+                try:
+                    parts.append(self._range_part(query, part_first, part_last, step, deadline))
+                except OverlongRead as exc:
+                    if not split or not exc.refused:
+                        raise
+                    if probe:  # twice its parts still refused: the size it answers, until the next try
+                        size, probe = self._parts[query.name], False
+                        continue
+                    if part_last == part_first:  # refused at one step: not for its size (a typo, say)
+                        self._unsplit.add(query.name)
+                        size = self._parts.get(query.name, MAX_POINTS)  # nor is the size it was halved to
+                        raise
+                    size = (part_last - part_first) // step // 2 + 1  # half its steps, rounded up
+                    refused = (part_last - part_first) // step + 1, exc.why
+                    continue
+                part_first = part_last + step
+        finally:
+            if size < self._parts.get(query.name, MAX_POINTS):
+                self._read_in_parts(query.name, size, *refused)
         self._unsplit.discard(query.name)
-        if size < self._parts.get(query.name, MAX_POINTS):
-            self._read_in_parts(query.name, size, *refused)
-        return parts[0] if len(parts) == 1 else joined(parts)
+        self._read_well(query.name, min(size, (last - first) // step + 1) if probe else None)  # as asked
+        return parts
 
     def _range_part(
         self, query: PromQuery, first: int, last: int, step: int, deadline: float | None
@@ -128,10 +152,40 @@ class PromQLClient:
         grid = np.arange(first, last + 1, step, dtype=np.int64) / 1000.0
         return _matrix_to_frame(query, data, grid, self.name)
 
+    def _part_size(self, query: str, steps: int) -> tuple[int, bool]:
+        """The most steps a request of ``query`` asks in a read of ``steps``, and whether that is a try at
+        twice the parts its server answers (after ``GROW_AFTER`` clean reads; counted again from it)."""
+        known = self._parts.get(query)
+        if known is None:
+            return MAX_POINTS, False
+        if self._clean.get(query, 0) < GROW_AFTER or steps <= known or query in self._unsplit:
+            return known, False
+        self._clean[query] = 0  # a try that fails, however, waits as long again
+        return min(MAX_POINTS, 2 * known), True
+
+    def _read_well(self, query: str, tried: int | None) -> None:
+        """Count a clean read of ``query`` read in parts; keep the longer parts ``tried`` where answered."""
+        if query not in self._parts:
+            return
+        if tried is None:
+            self._clean[query] = self._clean.get(query, 0) + 1
+            return
+        if tried >= MAX_POINTS:
+            del self._parts[query]
+        else:
+            self._parts[query] = tried
+        logger.info(
+            "promql: query %s: parts of %d steps were answered; it is read in parts that long from now on",
+            query,
+            tried,
+            extra={"source": self.name, "query": query},
+        )
+
     def _read_in_parts(self, query: str, size: int, asked: int, why: str) -> None:
         """Keep ``size`` steps as the most a request of ``query`` asks (one of ``asked`` was refused:
         ``why``), and say so once."""
         self._parts[query] = size
+        self._clean[query] = 0
         logger.warning(
             "promql: query %s: a read of %d steps was refused (%s); it is read in parts of at most %d steps",
             query,

@@ -115,6 +115,7 @@ class PromQLSource(PromQLClient):
         self._sent: dict[str, float] = {}  # query -> when its last request went out (time.monotonic)
         self._parts: dict[str, int] = {}  # query -> the most steps a request asks, where more were refused
         self._unsplit: set[str] = set()  # queries refused at one step since their last good read
+        self._clean: dict[str, int] = {}  # query -> its reads in parts since one was refused or tried longer
 
     def resume(self, read: Mapping[str, float], default: float) -> None:
         """Read each query not read yet from ``read[query]``, else ``default`` (``ResumableSource``): its next

@@ -102,7 +102,7 @@ class QueryHealth:
     """The step its answers come on where coarser than the step asked (``anomaly.coarsesteps``), else None."""
     part_steps: int | None = None
     """The most steps one request of it asks where its server refused more (a query limit: it is read in
-    parts, ``anomaly.promhttp``), else None."""
+    parts, ``anomaly.promhttp``; tried twice as long after ``GROW_AFTER`` clean reads), else None."""
 
     def succeeded(self, at: float, series: int) -> None:
         """Record a good read of the query."""

@@ -156,7 +156,8 @@ class AnomalyCollector:
         part_steps = Metric(
             "gpuwarden_anomaly_query_part_steps",
             "The most steps one query_range request of a query asks, where its server refused more (a query"
-            " limit, a query timeout): its reads are made in parts of this many. Absent otherwise.",
+            " limit, a query timeout): its reads are made in parts of this many, tried twice as long after 30"
+            " clean reads. Absent otherwise.",
             "gauge",
         )
         for h in self._health:

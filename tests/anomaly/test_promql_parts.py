@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
+from anomaly import promhttp, promql
 from anomaly.promql import PromQLSource, PromQuery
 from anomaly.service import AnomalyService
 from anomaly.sources import Frame
@@ -211,3 +213,95 @@ def test_a_restart_behind_a_strict_prometheus_replays_its_hour_as_one_without_a_
     assert fed == 12  # the hour at 300 s
     limit(prometheus, 2)  # under the warm-up's 12 steps
     assert warmed() == fed
+
+
+def test_a_read_in_parts_past_its_deadline_fails_whole_and_keeps_the_part_size_it_learnt(
+    prometheus: FakePrometheus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # At a 2-point limit a tick's 60 steps are 30 requests after 5 refused halvings: past the read's deadline
+    # the whole read failed (no part of it fed, its health down) and the size it had found was dropped, so
+    # every tick halved again from 11,000 steps, ran out of time again, and the query never read again.
+    now = [0.0]  # time.monotonic of the read's deadline: each request takes a (fake) second
+    fake = SimpleNamespace(monotonic=lambda: now[0])
+    monkeypatch.setattr(promhttp, "time", fake)
+    monkeypatch.setattr(promql, "time", fake)
+    clock = FakeClock()
+    prometheus.answers[TEMP] = fleet(clock.time())
+    limit(prometheus, 2)
+    refusal = prometheus.refusal
+
+    def slow(params: dict[str, str]) -> tuple[int, dict[str, Any]] | None:
+        now[0] += 1.0
+        return refusal(params)
+
+    prometheus.refusal = slow
+    prom = PromQLSource(prometheus.url, [PromQuery("temp", TEMP, 1.0)], clock, deadline_seconds=33)
+    clock.advance(60)
+    assert prom.read(clock.time() - 60, clock.time()) == []  # 33 requests sent of the 35 it needs
+    health = prom.health().queries["temp"]
+    assert not health.up and "deadline" in (health.last_error or "")
+    assert health.part_steps == 2
+    prometheus.requests.clear()
+    clock.advance(60)
+    frames = prom.read(clock.time() - 60, clock.time())
+    assert prom.health().queries["temp"].up, prom.health().queries["temp"].last_error
+    assert frames[0].timestamps.tolist() == [clock.time() - 59 + i for i in range(60)]
+    assert len(prometheus.requests) == 30 and asked_points(prometheus, answered=False) == []
+    prom.close()
+
+
+def test_a_limit_raised_is_read_in_longer_parts_again_and_a_kept_one_costs_a_request_now_and_then(
+    prometheus: FakePrometheus, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The part size never grew back: a server whose limit was raised (or a refusal under a passing load)
+    # was asked in parts of 8 steps for good, 8 requests a tick where one was answered.
+    grow = 3
+    monkeypatch.setattr(promhttp, "GROW_AFTER", grow)  # 30 in use: fewer reads, the same course
+    clock = FakeClock()
+    prometheus.answers[TEMP] = fleet(clock.time())
+    limit(prometheus, 10)
+    prom = PromQLSource(prometheus.url, [PromQuery("temp", TEMP, 1.0)], clock)
+    refused = 0
+    for _ in range(3 * grow):  # the limit kept: twice the parts asked once every `grow` clean reads
+        clock.advance(60)
+        prometheus.requests.clear()
+        assert prom.read(clock.time() - 60, clock.time())[0].timestamps.size == 60
+        refused += sum(prometheus.refusal(params) is not None for params in prometheus.requests)
+    assert refused == 5  # 60, 30, 15 at the first read; parts of 16 steps tried at the 4th and the 7th
+    assert prom.health().queries["temp"].part_steps == 8
+    assert len([r for r in caplog.records if "read in parts" in r.getMessage()]) == 1
+    prometheus.refusal = lambda params: None  # the limit raised
+    for _ in range(3 * (grow + 1) + 1):  # parts of 16, 32, then 60 tried and answered (not 64: 60 asked)
+        clock.advance(60)
+        prometheus.requests.clear()
+        assert prom.read(clock.time() - 60, clock.time())[0].timestamps.size == 60
+    assert len(prometheus.requests) == 1
+    assert prom.health().queries["temp"].part_steps == 60
+    prom.close()
+
+
+def test_a_query_refused_at_one_step_of_its_window_only_keeps_no_part_size(
+    prometheus: FakePrometheus, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Prometheus answers 422 `execution` for a join that matched two series at one step (a pod's relabel):
+    # halved down to that step, the read fails as before, but the parts answered on the way are no limit.
+    clock = FakeClock()
+    prometheus.answers[TEMP] = fleet(clock.time())
+    bad = clock.time() + 50
+
+    def refusal(params: dict[str, str]) -> tuple[int, dict[str, Any]] | None:
+        if not float(params["start"]) <= bad <= float(params["end"]):
+            return None
+        return 422, {"status": "error", "errorType": "execution", "error": "found duplicate series"}
+
+    prometheus.refusal = refusal
+    prom = PromQLSource(prometheus.url, [PromQuery("temp", TEMP, 1.0)], clock)
+    clock.advance(60)
+    assert prom.read(clock.time() - 60, clock.time()) == []
+    assert prom.health().queries["temp"].part_steps is None
+    assert not [r for r in caplog.records if "read in parts" in r.getMessage()]
+    clock.advance(60)
+    prometheus.requests.clear()
+    assert prom.read(clock.time() - 60, clock.time())[0].timestamps.size == 60  # the window after it
+    assert len(prometheus.requests) == 1
+    prom.close()
