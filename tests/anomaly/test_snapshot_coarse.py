@@ -11,7 +11,7 @@ import pytest
 
 from anomaly.promql import PromQLSource, PromQuery
 from anomaly.service import AnomalyService
-from anomaly.snapshot import load_snapshot, save_snapshot
+from anomaly.snapshot import Snapshot, load_snapshot, save_snapshot
 from gpuwarden.clock import FakeClock
 from gpuwarden.config_anomaly import AnomalyConfig, AnomalyQueryConfig
 
@@ -58,6 +58,16 @@ def _service(clock: FakeClock) -> tuple[PromQLSource, AnomalyService]:
     return source, AnomalyService(_config(), [source], clock)
 
 
+def _snapshot_after_30_ticks(clock: FakeClock) -> Snapshot:
+    """A service warmed up and run 30 ticks, long enough to learn POWER's coarser answer step."""
+    _, straight = _service(clock)
+    straight.warm_up()
+    for _ in range(30):
+        clock.advance(EVERY)
+        straight.infer()
+    return straight.snapshot()
+
+
 def _scores(service: AnomalyService) -> list[tuple[str, str, list[str], list[float]]]:
     found = service.infer().findings
     return [
@@ -95,12 +105,7 @@ def test_another_fleets_snapshot_leaves_no_answer_step_learnt(tmp_path):
     """The answer steps are taken up before the warm-up's read, which tells whether the snapshot is this
     fleet's: one refused so lets go of them, and the source learns from its own reads, as without it."""
     clock = FakeClock(1_767_225_600.0)
-    _, straight = _service(clock)
-    straight.warm_up()
-    for _ in range(30):
-        clock.advance(EVERY)
-        straight.infer()
-    snapshot = straight.snapshot()
+    snapshot = _snapshot_after_30_ticks(clock)
     index = snapshot.components["index"].meta
     index["label_sets"] = [[[k, f"other-{v}"] for k, v in labels] for labels in index["label_sets"]]
     path = tmp_path / "state.npz"
@@ -115,12 +120,7 @@ def test_answer_steps_that_do_not_fit_are_said_and_the_rest_of_the_snapshot_is_t
     from nothing, said in a warning naming it, and the detectors, index and alerts are taken up as without
     it (a torn part of what a source learnt costs 20 asked steps, not the snapshot)."""
     clock = FakeClock(1_767_225_600.0)
-    _, straight = _service(clock)
-    straight.warm_up()
-    for _ in range(30):
-        clock.advance(EVERY)
-        straight.infer()
-    snapshot = straight.snapshot()
+    snapshot = _snapshot_after_30_ticks(clock)
     arrays = snapshot.components["sources"].arrays
     assert arrays["s0_last"].size  # POWER's series are kept: each answers every other step
     arrays["s0_last"] = arrays["s0_last"][:-1]
