@@ -13,17 +13,20 @@ first, the job no longer counted as moving, and a rank whose band was learnt nar
 there, 12 of the 16 ranks left by volatility alone, fewer than half by value.
 
 So the move is fixed at the tick it starts (``CollectiveMoves``): the side most of its moved rows are on, and
-those rows, by score as the tick judges the workload. Each stays the workload's until a read judges it at or
-under half-way; none is added while the move lasts, and the move ends once the workload no longer moves and
-every held rank has settled (or is no longer reported: forgotten, its job ended). A rank that moved against
-its job (a straggler busier while its job waits) is not held. Nor, once its job stopped moving, is one whose
-value is past its band again: what the move left is the volatility, its value back in its band as in seed
-1100, and a value out is a fault of its own.
+those rows, by score as the tick judges the workload, its ranks. Each stays the workload's until a read judges
+it at or under half-way; none is added while the move lasts, and the move ends once the workload no longer
+moves and every held rank has settled (or is no longer reported: forgotten, its job ended). A rank that moved
+against its job (a straggler busier while its job waits) is not held. Nor, once its job stopped moving, is
+one whose value is past its band again: what the move left is the volatility, its value back in its band as in
+seed 1100, and a value out is a fault of its own. But a rank of the move let go is held again at each tick its
+workload moves and it with it: one read mid-move with fewer than half of the job half-way out (the wide ranks'
+noise) let go the ranks still past their narrow bands, and the move, left open on the others, held nothing of
+them as the job moved on and came back, and they alerted as before (the first version, fix/rev_sympathy2).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,85 +89,128 @@ def _past_band(f: Findings) -> BoolArray:
     return out
 
 
+def _rows_by_workload(labels: Sequence[Mapping[str, str]]) -> dict[Workload, IntArray]:
+    """The rows of each workload among ``labels`` (``peer_key`` without peer labels)."""
+    rows: dict[Workload, list[int]] = {}
+    for i, lab in enumerate(labels):
+        key = peer_key(lab, ())
+        if key is not None:
+            rows.setdefault(key, []).append(i)
+    return {key: np.array(found, np.int64) for key, found in rows.items()}
+
+
 @dataclass(slots=True)
 class _Move:
-    """One workload's move on one detector and query: the ranks (series ids) that moved with it, on the
-    side most of its moved ranks went, and have not settled."""
+    """One workload's move on one detector and query: the ranks (series ids) that moved with it at its
+    start, on the side most of its moved ranks went (``ranks``), and those of them not settled (``held``)."""
 
     held: set[int] = field(default_factory=set)
+    ranks: set[int] = field(default_factory=set)
 
     def settle(self, ids: IntArray, scores: FloatArray, judged: BoolArray, out: BoolArray) -> BoolArray:
         """Release the held ranks among ``ids`` that a judged read finds settled, or ``out`` of their band
         by value with the workload no longer moving; whether each row is held after."""
-        held = np.isin(ids, list(self.held)) if self.held else np.zeros(ids.size, np.bool_)
+        held = np.fromiter((i in self.held for i in ids.tolist()), np.bool_, ids.size)
         free = held & judged & ((np.nan_to_num(scores, nan=np.inf) <= COLLECTIVE_SCORE) | out)
         self.held.difference_update(ids[free].tolist())
         result: BoolArray = held & ~free
         return result
 
 
+class _Tick:
+    """What ``CollectiveMoves.update`` reads of one tick's findings, each worked out once: per workload its
+    rows, per row its series id, score, whether it was judged, and whether its value is past its band."""
+
+    def __init__(self, f: Findings, ids: IntArray) -> None:
+        self.ids = ids
+        # Found once: looked up per move, a fleet-wide slowdown (625 jobs of 16 GPUs held on 25 queries) took
+        # 34 s a tick (``bench_anomaly.py --open-moves``).
+        self.rows_of = _rows_by_workload(f.labels)
+        self.scores = np.asarray(f.score, np.float64)
+        self.judged = f.judged_rows()
+        self.past = _past_band(f)
+        self.sides = _sides(f)
+
+    def rows(self, workload: Workload) -> IntArray:
+        """The rows of ``workload`` (none when it is not in the tick)."""
+        return self.rows_of.get(workload, np.zeros(0, np.int64))
+
+
 class CollectiveMoves:
-    """The workloads' moves (module docstring) by detector, query and workload: the rows they hold raise
-    no alert."""
+    """The workloads' moves (module docstring) by detector and query, then workload: the rows they hold
+    raise no alert."""
 
     def __init__(self, moves: dict[tuple[str, str, Workload], _Move] | None = None) -> None:
-        self._moves: dict[tuple[str, str, Workload], _Move] = dict(moves or {})
+        # By detector and query first: a tick settles the moves of one finding's, not every move's.
+        self._moves: dict[tuple[str, str], dict[Workload, _Move]] = {}
+        for (detector, query, workload), move in (moves or {}).items():
+            self._moves.setdefault((detector, query), {})[workload] = move
 
-    def update(self, f: Findings, collective: set[Workload], moved: IntArray) -> BoolArray:
-        """Take this tick's findings ``f``, whose ``collective`` workloads moved (``moved``: the rows over
-        ``COLLECTIVE_SCORE``, ``collective_workloads``): settle the held rows, start the moves of the
-        workloads that began moving; per row, whether it is held."""
+    def update(self, f: Findings, collective: set[Workload]) -> BoolArray:
+        """Take this tick's findings ``f``, whose ``collective`` workloads moved (``collective_workloads``):
+        settle the held rows, start the moves of the workloads that began moving and hold again the ranks
+        of those that move on; per row, whether it is held."""
         held = np.zeros(len(f.labels), np.bool_)
         if f.ids is None:  # no series to hold
             return held
-        ids = np.asarray(f.ids, np.int64)
-        keys = [peer_key(lab, ()) for lab in f.labels]
-        scores = np.asarray(f.score, np.float64)
-        judged = f.judged_rows()
-        past = _past_band(f)
-        for (detector, query, workload), move in list(self._moves.items()):
-            if (detector, query) != (f.detector, f.query):
-                continue
-            rows = np.array([i for i, k in enumerate(keys) if k == workload], np.int64)
+        tick = _Tick(f, np.asarray(f.ids, np.int64))
+        moves = self._moves.setdefault((f.detector, f.query), {})
+        for workload, move in list(moves.items()):
+            rows = tick.rows(workload)
             moving = workload in collective
-            if not moving:  # a held series its detector no longer reports (forgotten, its job ended)
-                move.held.intersection_update(ids[rows].tolist())
+            if not moving:  # a series its detector no longer reports (forgotten, its job ended)
+                reported = tick.ids[rows].tolist()
+                move.held.intersection_update(reported)
+                move.ranks.intersection_update(reported)
             if rows.size:
-                out = np.zeros(rows.size, np.bool_) if moving else past[rows]
-                held[rows] = move.settle(ids[rows], scores[rows], judged[rows], out)
+                out = np.zeros(rows.size, np.bool_) if moving else tick.past[rows]
+                held[rows] = move.settle(tick.ids[rows], tick.scores[rows], tick.judged[rows], out)
             if not move.held and not moving:
-                del self._moves[(detector, query, workload)]
-        sides = _sides(f)
+                del moves[workload]
         for workload in collective:
-            if (f.detector, f.query, workload) in self._moves:
-                continue  # none added while it moves
-            rows = np.array([i for i in moved.tolist() if keys[i] == workload], np.int64)
-            values, counts = np.unique(sides[rows], return_counts=True)
-            rows = rows[sides[rows] == values[np.argmax(counts)]]
-            self._moves[(f.detector, f.query, workload)] = _Move(set(ids[rows].tolist()))
+            rows = _with_workload(tick, workload)
+            move = moves.setdefault(workload, _Move(ranks=set(tick.ids[rows].tolist())))
+            rows = rows[np.fromiter((i in move.ranks for i in tick.ids[rows].tolist()), np.bool_, rows.size)]
+            move.held.update(tick.ids[rows].tolist())  # its ranks only: none added while it moves
             held[rows] = True
+        if not moves:
+            del self._moves[(f.detector, f.query)]
         return held
 
     def holds(self, detector: str, query: str) -> bool:
         """Whether a move of ``detector`` and ``query`` is recorded (its rows are to be settled)."""
-        return any((d, q) == (detector, query) for d, q, _ in self._moves)
+        return bool(self._moves.get((detector, query)))
 
     def held(self) -> int:
         """How many series are held."""
-        return sum(len(move.held) for move in self._moves.values())
+        return sum(len(move.held) for moves in self._moves.values() for move in moves.values())
 
     def state(self) -> list[list[Any]]:
-        """As JSON values, one ``[detector, query, workload, [held ids]]`` per move (``restored`` reads
-        it)."""
-        return [[d, q, list(w), sorted(m.held)] for (d, q, w), m in sorted(self._moves.items())]
+        """As JSON values, one ``[detector, query, workload, [held ids], [its ranks' ids]]`` per move
+        (``restored`` reads it)."""
+        return [
+            [d, q, list(w), sorted(m.held), sorted(m.ranks)]
+            for (d, q), moves in sorted(self._moves.items())
+            for w, m in sorted(moves.items())
+        ]
 
     @classmethod
     def restored(cls, state: Sequence[Sequence[Any]]) -> CollectiveMoves:
         """The moves ``state()`` gave ``state`` of; ``ValueError`` or ``TypeError`` for one that does not
         fit."""
         moves: dict[tuple[str, str, Workload], _Move] = {}
-        for detector, query, workload, held in state:
+        for detector, query, workload, held, ranks in state:
             moves[(str(detector), str(query), tuple(str(w) for w in workload))] = _Move(
-                {int(i) for i in held}
+                {int(i) for i in held}, {int(i) for i in ranks}
             )
         return cls(moves)
+
+
+def _with_workload(tick: _Tick, workload: Workload) -> IntArray:
+    """The rows of ``workload`` that moved this tick (over ``COLLECTIVE_SCORE``) on the side most of them
+    went: a rank moving against its job (a straggler) is not its move's."""
+    rows = tick.rows(workload)
+    rows = rows[tick.scores[rows] > COLLECTIVE_SCORE]
+    values, counts = np.unique(tick.sides[rows], return_counts=True)
+    moved: IntArray = rows[tick.sides[rows] == values[np.argmax(counts)]]
+    return moved

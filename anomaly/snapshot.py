@@ -49,8 +49,9 @@ FORMAT = "gpuwarden-anomaly-state"
 # (``query_read``). 3: before the thermal detector kept each GPU's rest (``rest_t``, ``rest_p``). 4: before
 # it kept when each GPU was read again after going unseen (``seen_at``). 5: before the sources' own state
 # (``sources``: PromQL's answer steps, ``anomaly.coarsestate``) was kept. 6: before the alerts kept the
-# workloads' moves and the rows they hold (``collective``, ``anomaly.collective``).
-VERSION = 7
+# workloads' moves and the rows they hold (``collective``, ``anomaly.collective``). 7: before each move kept
+# its ranks beside the rows it holds (a rank let go mid-move is held again as its job moves on).
+VERSION = 8
 SCHEMA = "7466312e239fa1a0"
 _HEADER = "header"
 _MODE = 0o600

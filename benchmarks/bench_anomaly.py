@@ -17,6 +17,11 @@
   write-back cache); ``service_tick_without_source_read_seconds`` leaves out the read;
   ``of_which_exporter_collect_seconds`` is the part of the tick spent inside the stand-in exporter's
   ``collect`` (building 250,000 prometheus_client samples), which an out-of-process exporter would not cost.
+
+``--open-moves``: the GPUs run 16-GPU Slurm jobs (625), and every job's ranks are held on every query by a
+move of its job (``anomaly.collective``), as after a fleet-wide slowdown (a fabric or storage stall): each
+tick settles every move, whose cost a fleet without moves never shows; ``collective_cpu_seconds`` is the CPU
+time of the tick's workload check (``_drop_collective``), the moves' part of it.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ import numpy as np  # noqa: E402
 from prometheus_client.metrics_core import Metric  # noqa: E402
 
 from anomaly.adaptive import AdaptiveDetector  # noqa: E402
+from anomaly.collective import CollectiveMoves  # noqa: E402
+from anomaly.detectors import Findings  # noqa: E402
 from anomaly.onsets import OnsetTracker  # noqa: E402
 from anomaly.service import AnomalyService  # noqa: E402
 from anomaly.sources import CollectorSource, Frame  # noqa: E402
@@ -46,17 +53,21 @@ from gpuwarden.config_anomaly import AnomalyConfig  # noqa: E402
 GPUS = 10_000
 PER_GPU = 25
 SERIES = GPUS * PER_GPU
+JOB_GPUS = 16  # --open-moves: GPUs per job
 
 
 class FleetCollector:
     """25 gauge families over 10,000 GPUs with fresh random values each collect."""
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int = 0, *, jobs: bool = False) -> None:
         self.rng = np.random.default_rng(seed)
         self.labels = [
             {"gpu": str(i % 8), "UUID": f"GPU-{i:05d}", "Hostname": f"node{i // 8:04d}", "modelName": "H100"}
             for i in range(GPUS)
         ]
+        if jobs:
+            for i, lab in enumerate(self.labels):
+                lab["slurm_job"] = str(i // JOB_GPUS)
         self.names = [
             "DCGM_FI_DEV_GPU_TEMP",
             "DCGM_FI_DEV_POWER_USAGE",
@@ -117,11 +128,39 @@ class TimedSource(CollectorSource):
             self.last_read = time.perf_counter() - t0
 
 
-def bench_service() -> tuple[tuple[float, float, float], AnomalyService]:
-    """(whole infer tick, the part after the source read, the exporter's own collect inside the read) with
-    every series scored by every detector, and the service (for its state)."""
+def open_moves(service: AnomalyService) -> None:
+    """Hold every job's ranks on every adaptive query, each by a move of its job (``--open-moves``)."""
+    by_key: dict[tuple[str, tuple[str, ...]], list[int]] = {}
+    for i, key in enumerate(service.index.keys):
+        job = None if key is None else dict(key[1]).get("slurm_job")
+        if key is not None and job is not None:
+            by_key.setdefault((key[0], (job,)), []).append(i)
+    state = [["adaptive", q, list(w), ids, ids] for (q, w), ids in sorted(by_key.items())]
+    service.collective = CollectiveMoves.restored(state)
+
+
+class _CheckTimer:
+    """The CPU time spent in a service's workload check (``_drop_collective``), summed over its calls."""
+
+    def __init__(self, service: AnomalyService) -> None:
+        self.seconds = 0.0
+        check = service._drop_collective
+
+        def timed(f: Findings, rows: list[int]) -> list[int]:
+            t0 = time.process_time()
+            try:
+                return check(f, rows)
+            finally:
+                self.seconds += time.process_time() - t0
+
+        service._drop_collective = timed  # type: ignore[method-assign]
+
+
+def bench_service(moves: bool) -> tuple[tuple[float, float, float, float], AnomalyService]:
+    """(whole infer tick, the part after the source read, the exporter's own collect inside the read, the
+    workload check's CPU) with every series scored by every detector, and the service (for its state)."""
     clock = FakeClock()
-    exporter = FleetCollector()
+    exporter = FleetCollector(jobs=moves)
     source = TimedSource([exporter], clock)
     cfg = AnomalyConfig(adaptive_metrics=["*"], fleet_queries=FleetCollector().names[:5])
     service = AnomalyService(cfg, [source], clock)
@@ -129,13 +168,17 @@ def bench_service() -> tuple[tuple[float, float, float], AnomalyService]:
         clock.advance(30)
         service.infer()
     service.fit()
-    best = (float("inf"), float("inf"), float("inf"))
+    if moves:
+        open_moves(service)
+    best = (float("inf"), float("inf"), float("inf"), float("inf"))
+    timer = _CheckTimer(service)
     for _ in range(3):
         clock.advance(30)
+        timer.seconds = 0.0
         start = time.perf_counter()
         service.infer()
         total = time.perf_counter() - start
-        best = min(best, (total, total - source.last_read, exporter.last_collect))
+        best = min(best, (total, total - source.last_read, exporter.last_collect, timer.seconds))
     return best, service
 
 
@@ -155,9 +198,10 @@ def parking_state(service: AnomalyService) -> float:
     return adaptive.parking_bytes() / len(service.index)
 
 
-def main() -> None:
+def main(moves: bool) -> None:
     rate, arrays, tick = bench_detector()
-    (service_tick, scoring_tick, exporter_collect), service = bench_service()
+    (service_tick, scoring_tick, exporter_collect, check), service = bench_service(moves)
+    held = service.collective.held()
     thermal, thermal_worst = thermal_state(service)
     state = arrays + parking_state(service)
     print(
@@ -174,6 +218,9 @@ def main() -> None:
                 "service_tick_seconds": round(service_tick, 3),
                 "service_tick_without_source_read_seconds": round(scoring_tick, 3),
                 "of_which_exporter_collect_seconds": round(exporter_collect, 3),
+                "collective_cpu_seconds": round(check, 3),
+                "open_moves": moves,
+                "series_held_after": held,
                 "targets": {
                     "samples_per_second_per_core": 1_000_000,
                     "state_bytes_per_series": 1024,
@@ -185,7 +232,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    ).parse_args()  # --help; no option
-    main()
+    )
+    parser.add_argument("--open-moves", action="store_true", help="every job's ranks held by a move")
+    main(parser.parse_args().open_moves)
