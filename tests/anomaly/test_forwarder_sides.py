@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 import numpy as np
 
 from alerting.engine import IncidentEngine
@@ -17,7 +16,7 @@ from gpuwarden.clock import FakeClock
 from gpuwarden.config_anomaly import AnomalyConfig
 from gpuwarden.model import FaultKind
 from tests.anomaly.test_service import GPUS, TEMP, HistorySource, tick
-from tests.anomaly.test_service_reescalation import Listing, deliver
+from tests.anomaly.test_service_reescalation import Listing, deliver, forwarding
 from tests.migrated_store import migrated_sqlite
 
 
@@ -70,9 +69,7 @@ def test_a_fall_raised_within_the_hold_of_a_rise_its_dead_process_resolved_reach
     def started() -> tuple[AnomalyService, AlertForwarder]:
         source = HistorySource({TEMP: lambda t: [60.0] * len(GPUS)})
         service = AnomalyService(AnomalyConfig(), [source], clock, detectors=[Sided(start, reads)])
-        client = httpx.Client(transport=httpx.MockTransport(serve.handle))
-        forwarder = AlertForwarder("http://serve:9700", None, clock, resend_seconds=30, client=client)
-        service.on_alert = forwarder.on_alert
+        forwarder = forwarding(service, serve.handle, clock)
         return service, forwarder
 
     service, forwarder = started()
@@ -108,9 +105,7 @@ def _across_a_restart(tmp_path: Path, *, restart_at: int | None, reescalate: boo
         source = HistorySource({TEMP: lambda t: [60.0] * len(GPUS)})
         cfg = AnomalyConfig(reescalate_alerts=reescalate)
         service = AnomalyService(cfg, [source], clock, detectors=[Sided(start, reads)])
-        client = httpx.Client(transport=httpx.MockTransport(serve.handle))
-        forwarder = AlertForwarder("http://serve:9700", None, clock, resend_seconds=30, client=client)
-        service.on_alert = forwarder.on_alert
+        forwarder = forwarding(service, serve.handle, clock)
         return service, forwarder
 
     service, forwarder = started()
