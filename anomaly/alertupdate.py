@@ -54,7 +54,7 @@ class AlertUpdater(ServiceCore):
         """
         if not rows and not self.collective.holds(f.detector, f.query):
             return rows
-        collective, _ = collective_workloads(f)
+        collective = collective_workloads(f)
         held = self.collective.update(f, collective)
         kept = [i for i in rows if not held[i] and peer_key(f.labels[i], ()) not in collective]
         self.collective_suppressed += len(rows) - len(kept)
