@@ -22,6 +22,15 @@ seed 1100, and a value out is a fault of its own. But a rank of the move let go 
 workload moves and it with it: one read mid-move with fewer than half of the job half-way out (the wide ranks'
 noise) let go the ranks still past their narrow bands, and the move, left open on the others, held nothing of
 them as the job moved on and came back, and they alerted as before (the first version, fix/rev_sympathy2).
+
+A rank's own fault may show as volatility alone: a power flapping +-80 W inside the band its job's move
+widened was held until that band learnt the flapping, so it never alerted, where without the move it did.
+What the move left decays with each quiet read; the flapping keeps the values away from the band's middle.
+So, its job no longer moving, a held rank's distance from the middle (in half-widths) is averaged over its
+reads since (``_Move.own``, about the last 10 reads), and one whose average passes half-way is let go: one
+noisy read, or a heavy-tailed rank's spike, does not. And a read without a score (NaN, or a row its detector
+did not judge) is no evidence of moving with the job: the rank is let go, as one no longer reported is; held,
+it kept the move open for as long as it read so.
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ from anomaly.thresholds import BoolArray, FloatArray, IntArray
 COLLECTIVE_MIN = 3  # GPUs of a workload that must have moved, at least
 COLLECTIVE_SHARE = 0.5  # of the workload's GPUs in the tick
 COLLECTIVE_SCORE = 0.5  # how far out of its band a GPU has moved: half-way
+OWN_ALPHA = 0.1  # the weight of one read in a held rank's own distance from its band's middle (``_Move.own``)
 
 Workload = tuple[str, ...]
 
@@ -89,6 +99,18 @@ def _past_band(f: Findings) -> BoolArray:
     return out
 
 
+def _off_band(f: Findings) -> FloatArray:
+    """Per row, how far its value is from its band's middle, in half-widths of the band: 0.5 is half-way
+    out, 1 its edge; NaN where the detector gives no band."""
+    if f.lower is None or f.upper is None:
+        return np.full(len(f.labels), np.nan)
+    lower, upper = np.asarray(f.lower, np.float64), np.asarray(f.upper, np.float64)
+    half = (upper - lower) / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        off: FloatArray = np.abs(np.asarray(f.value, np.float64) - (lower + upper) / 2) / half
+    return off
+
+
 def _rows_by_workload(labels: Sequence[Mapping[str, str]]) -> dict[Workload, IntArray]:
     """The rows of each workload among ``labels`` (``peer_key`` without peer labels)."""
     rows: dict[Workload, list[int]] = {}
@@ -102,24 +124,49 @@ def _rows_by_workload(labels: Sequence[Mapping[str, str]]) -> dict[Workload, Int
 @dataclass(slots=True)
 class _Move:
     """One workload's move on one detector and query: the ranks (series ids) that moved with it at its
-    start, on the side most of its moved ranks went (``ranks``), and those of them not settled (``held``)."""
+    start, on the side most of its moved ranks went (``ranks``), those of them not settled (``held``), and per
+    held rank how far its value read from its band's middle since its workload last moved (``own``: an
+    average weighted to the last reads, by ``OWN_ALPHA``)."""
 
     held: set[int] = field(default_factory=set)
     ranks: set[int] = field(default_factory=set)
+    own: dict[int, float] = field(default_factory=dict)
 
-    def settle(self, ids: IntArray, scores: FloatArray, judged: BoolArray, out: BoolArray) -> BoolArray:
-        """Release the held ranks among ``ids`` that a judged read finds settled, or ``out`` of their band
-        by value with the workload no longer moving; whether each row is held after."""
+    def settle(self, ids: IntArray, tick: _Tick, rows: IntArray, moving: bool) -> BoolArray:
+        """Release the held ranks among ``ids`` (``rows`` of ``tick``) that a judged read finds settled, and,
+        with the workload no longer moving, those out of their band by value, those whose value has kept
+        half-way out since (``own``) and those read without a score; whether each row is held after."""
         held = np.fromiter((i in self.held for i in ids.tolist()), np.bool_, ids.size)
-        free = held & judged & ((np.nan_to_num(scores, nan=np.inf) <= COLLECTIVE_SCORE) | out)
-        self.held.difference_update(ids[free].tolist())
+        scores, judged = tick.scores[rows], tick.judged[rows]
+        free = held & judged & (np.nan_to_num(scores, nan=np.inf) <= COLLECTIVE_SCORE)
+        if moving:  # the values are the job's again: what each rank showed of its own is moot
+            self.own.clear()
+        else:
+            unread = ~judged | np.isnan(scores)
+            free |= held & (tick.past[rows] | unread | self._own_past(ids, tick.off[rows], held & ~unread))
+        for i in ids[free].tolist():
+            self.held.discard(i)
+            self.own.pop(i, None)
         result: BoolArray = held & ~free
         return result
+
+    def _own_past(self, ids: IntArray, off: FloatArray, read: BoolArray) -> BoolArray:
+        """Fold each ``read`` rank's distance ``off`` into its own (``OWN_ALPHA``); whether it is past
+        half-way. A rank without a band (``off`` NaN) keeps none."""
+        past = np.zeros(ids.size, np.bool_)
+        for j in np.flatnonzero(read & np.isfinite(off)).tolist():
+            i = int(ids[j])
+            own = self.own.get(i, 0.0)
+            own += OWN_ALPHA * (float(off[j]) - own)
+            self.own[i] = own
+            past[j] = own > COLLECTIVE_SCORE
+        return past
 
 
 class _Tick:
     """What ``CollectiveMoves.update`` reads of one tick's findings, each worked out once: per workload its
-    rows, per row its series id, score, whether it was judged, and whether its value is past its band."""
+    rows, per row its series id, score, whether it was judged, whether its value is past its band, and how
+    far from its band's middle."""
 
     def __init__(self, f: Findings, ids: IntArray) -> None:
         self.ids = ids
@@ -129,6 +176,7 @@ class _Tick:
         self.scores = np.asarray(f.score, np.float64)
         self.judged = f.judged_rows()
         self.past = _past_band(f)
+        self.off = _off_band(f)
         self.sides = _sides(f)
 
     def rows(self, workload: Workload) -> IntArray:
@@ -162,9 +210,9 @@ class CollectiveMoves:
                 reported = tick.ids[rows].tolist()
                 move.held.intersection_update(reported)
                 move.ranks.intersection_update(reported)
+                move.own = {i: d for i, d in move.own.items() if i in move.held}
             if rows.size:
-                out = np.zeros(rows.size, np.bool_) if moving else tick.past[rows]
-                held[rows] = move.settle(tick.ids[rows], tick.scores[rows], tick.judged[rows], out)
+                held[rows] = move.settle(tick.ids[rows], tick, rows, moving)
             if not move.held and not moving:
                 del moves[workload]
         for workload in collective:
@@ -186,10 +234,10 @@ class CollectiveMoves:
         return sum(len(move.held) for moves in self._moves.values() for move in moves.values())
 
     def state(self) -> list[list[Any]]:
-        """As JSON values, one ``[detector, query, workload, [held ids], [its ranks' ids]]`` per move
-        (``restored`` reads it)."""
+        """As JSON values, one ``[detector, query, workload, [held ids], [its ranks' ids], [[id, own], ...]]``
+        per move (``restored`` reads it)."""
         return [
-            [d, q, list(w), sorted(m.held), sorted(m.ranks)]
+            [d, q, list(w), sorted(m.held), sorted(m.ranks), [[i, m.own[i]] for i in sorted(m.own)]]
             for (d, q), moves in sorted(self._moves.items())
             for w, m in sorted(moves.items())
         ]
@@ -199,9 +247,9 @@ class CollectiveMoves:
         """The moves ``state()`` gave ``state`` of; ``ValueError`` or ``TypeError`` for one that does not
         fit."""
         moves: dict[tuple[str, str, Workload], _Move] = {}
-        for detector, query, workload, held, ranks in state:
+        for detector, query, workload, held, ranks, own in state:
             moves[(str(detector), str(query), tuple(str(w) for w in workload))] = _Move(
-                {int(i) for i in held}, {int(i) for i in ranks}
+                {int(i) for i in held}, {int(i) for i in ranks}, {int(i): float(d) for i, d in own}
             )
         return cls(moves)
 

@@ -50,8 +50,9 @@ FORMAT = "gpuwarden-anomaly-state"
 # it kept when each GPU was read again after going unseen (``seen_at``). 5: before the sources' own state
 # (``sources``: PromQL's answer steps, ``anomaly.coarsestate``) was kept. 6: before the alerts kept the
 # workloads' moves and the rows they hold (``collective``, ``anomaly.collective``). 7: before each move kept
-# its ranks beside the rows it holds (a rank let go mid-move is held again as its job moves on).
-VERSION = 8
+# its ranks beside the rows it holds (a rank let go mid-move is held again as its job moves on). 8: before
+# each move kept how far its held ranks' values read from their bands' middles since their job came back.
+VERSION = 9
 SCHEMA = "7466312e239fa1a0"
 _HEADER = "header"
 _MODE = 0o600
