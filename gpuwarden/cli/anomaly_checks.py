@@ -170,20 +170,33 @@ def check_absent_after(cfg: AnomalyConfig) -> list[ConfigError]:
     ]
 
 
+def _num(seconds: float) -> str:
+    """Seconds as a YAML value reads them back: whole seconds without an exponent (``:g`` wrote a year as
+    3.16224e+07)."""
+    return f"{seconds:.0f}" if seconds == int(seconds) else f"{seconds:g}"
+
+
 def check_absent_forget(cfg: AnomalyConfig) -> list[ConfigError]:
     """A warning when ``absent_after_seconds`` is not shorter than ``absent_forget_seconds``: the detector
     forgets a GPU older than the second before it asks whether it is older than the first, so such a GPU
     is forgotten the tick it would have read absent and a node really down raises nothing. A warning, not
     an error, for the reason ``check_absent_after`` gives."""
+    from gpuwarden.config_rules import MAX_WINDOW_SECONDS  # noqa: PLC0415 - config_rules brings pydantic
+
     absent, forget = cfg.absent_after_seconds, cfg.absent_forget_seconds
     if "presence" not in cfg.detectors or absent < forget:
         return []
+    # The forget age is bounded by a year: a fix past it would be refused by the next `config validate`.
+    raised = min(max(2 * absent, absent + 3600), MAX_WINDOW_SECONDS)
+    fix = (
+        f"raise absent_forget_seconds above it (to {_num(raised)}, say) or lower absent_after_seconds"
+        if raised > absent
+        else f"lower absent_after_seconds under {_num(forget)}"
+    )
     return [
         ConfigError(
             f"{absent:g} s is not shorter than absent_forget_seconds {forget:g}: a GPU silent that long is"
-            " forgotten before it reads absent, so GpuExporterStale and NodeDown are never raised; raise"
-            f" absent_forget_seconds above it (to {max(2 * absent, absent + 3600):g}, say) or lower"
-            " absent_after_seconds",
+            f" forgotten before it reads absent, so GpuExporterStale and NodeDown are never raised; {fix}",
             field="anomaly.absent_after_seconds",
             reads=("anomaly.absent_forget_seconds", "anomaly.detectors"),
         )

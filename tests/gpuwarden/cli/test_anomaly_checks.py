@@ -96,3 +96,26 @@ def test_a_presence_deadline_under_a_raised_forget_age_is_not_warned_of(tmp_path
     text = PRESENCE.format(absent="  absent_after_seconds: 7200\n  absent_forget_seconds: 14400\n", temp=30)
     code, lines = _validate(tmp_path, text)
     assert code == 0 and lines == []
+
+
+def test_the_forget_age_offered_for_a_year_long_deadline_is_one_the_configuration_takes(
+    tmp_path: Path,
+) -> None:
+    """``absent_forget_seconds`` is bounded by a year (MAX_WINDOW_SECONDS, 366 days). A deadline of 300 days
+    was told to raise the forget age to 600 days, which ``config validate`` then refuses; the fix offered
+    stays within the bound, and a deadline at the bound is told to come down instead."""
+    text = PRESENCE.format(
+        absent="  absent_after_seconds: 25920000\n  absent_forget_seconds: 3600\n", temp=30
+    )
+    code, lines = _validate(tmp_path, text)
+    assert code == 0
+    (line,) = lines
+    assert "(to 31622400, say)" in line
+    text = PRESENCE.format(
+        absent="  absent_after_seconds: 31622400\n  absent_forget_seconds: 31622400\n", temp=30
+    )
+    code, lines = _validate(tmp_path, text)
+    assert code == 0
+    (line,) = lines
+    assert "raise absent_forget_seconds" not in line
+    assert "lower absent_after_seconds under 31622400" in line
