@@ -238,7 +238,7 @@ class Lifted:
 
 
 ToldAs = tuple[tuple[object, ...], datetime | None]
-"""What notifiers show of an incident's row (``grouping.told_of``) with its ``quiet_since``: what a
+"""What notifiers show of an incident's row (``showing.told_of``) with its ``quiet_since``: what a
 change is weighed against."""
 
 
@@ -269,7 +269,7 @@ class Batch:
     moved: dict[tuple[str, str, str, str], tuple[TimelineRow, TimelineRow]] = field(default_factory=dict)
     # The "root_cause_changed" event of each incident in this transaction, with the root (kind, target) it
     # showed before and what it was told as then: a later move rewrites it (one reply, saying where the root
-    # cause ended), one back to that root takes it back (``grouping.tell_root_moved``).
+    # cause ended), one back to that root takes it back (``showing.tell_root_moved``).
     root_said: dict[str, tuple[TimelineRow, tuple[str, dict[str, Any], ToldAs]]] = field(default_factory=dict)
     # The priority event each incident opened in this transaction last stated (``IncidentGrouping``).
     priority_said: dict[str, str] = field(default_factory=dict)

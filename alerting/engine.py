@@ -5,30 +5,30 @@ commit. An in-memory view of open incidents (rebuilt from the store at start) ke
 This module ingests: dedup, flapping and the transaction; ``alerting.joining`` puts alerts that changed into
 incidents (correlation), ``alerting.grouping`` recomputes and merges the incidents a transaction touched,
 ``alerting.lifecycle`` serves what people do with incidents, ``alerting.announcing`` tells listeners,
-``alerting.reassessment`` follows inventory changes, ``alerting.batch`` holds the state.
+``alerting.reassessment`` follows inventory changes, ``alerting.reloading`` rebuilds the in-memory view
+from the store, ``alerting.batch`` holds the state.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.announcing import IncidentAnnouncing
-from alerting.batch import Batch, IngestResult, OpenIncident, Ticket
+from alerting.batch import Batch, IngestResult, Ticket
 from alerting.db import in_lists
 from alerting.flapping import FlapPolicy, flap_state
 from alerting.handoff import record_on_commit
-from alerting.impact import live_root_cause, measures
+from alerting.impact import measures
 from alerting.incident_index import OpenIncidents
 from alerting.inhibition import Inhibitor
 from alerting.inventory import Inventory
-from alerting.joining import IncidentJoining, earlier_members
+from alerting.joining import IncidentJoining
 from alerting.lifecycle import IncidentLifecycle
 from alerting.member import recommended_by
 from alerting.muting import MuteTracking
@@ -40,24 +40,22 @@ from alerting.pending import (
     insert_pending,
     update_repeats,
 )
-from alerting.reassessment import InventoryReassessment, lost_gpus
-from alerting.reminders import was_announced
+from alerting.reassessment import InventoryReassessment
+from alerting.reloading import EngineReloading
 from alerting.reminding import ParkedCheck, SteadyReminding
 from alerting.retention import StoreRetention
 from alerting.silences import Silence, configured_mutes
-from alerting.silencing import stored_silences
 from alerting.spans import earlier_start, merged_ends
-from alerting.store import IncidentStore, alert_from_row, impact_from_dict
-from alerting.store_models import AlertRow, IncidentRow, TimelineRow
+from alerting.store import IncidentStore, alert_from_row
+from alerting.store_models import AlertRow
 from alerting.subscriptions import IncidentListener
 from gpuwarden.clock import Clock
 from gpuwarden.config import AlertingConfig
-from gpuwarden.model import Alert, AlertStatus, IncidentState, Priority, add_workloads
-
-logger = logging.getLogger(__name__)
+from gpuwarden.model import Alert, AlertStatus
 
 
 class IncidentEngine(
+    EngineReloading,  # first: its _fresh and _rebuild_after_failure are the ones the mixins call
     IncidentAnnouncing,
     InventoryReassessment,
     IncidentJoining,
@@ -153,102 +151,6 @@ class IncidentEngine(
         # is rebuilt before anything uses it again (``_fresh``), not used half cleared.
         self._stale = False
         self._reload()
-
-    # --- state rebuild --------------------------------------------------------------------------
-
-    def _reload(self) -> None:
-        """Rebuild the in-memory view from the store (at start, and after a failed transaction)."""
-        with self._lock, self._sessions() as session:
-            # Announced already, or still held: not held again. At start both are empty.
-            known = self._announced | set(self._unannounced)
-            self._open.clear()
-            self._inhibitor = Inhibitor(self._inhibitor.rules)
-            rows = _in_opening_order(
-                session,
-                session.scalars(
-                    select(IncidentRow).where(
-                        IncidentRow.state != IncidentState.RESOLVED.value, IncidentRow.merged_into.is_(None)
-                    )
-                ).all(),
-            )
-            for row in rows:
-                # At start, a crash may have come between opening and announcing: announce again (listeners
-                # such as the outbox dedupe by the event's idempotency key). After a failed transaction,
-                # the incidents this process already knew were announced or are still held: not again.
-                if row.id not in known and (
-                    row.reopen_count or was_announced(row.opened_at, row.announced_at)
-                ):
-                    # Its reopening was told at once (a reopening is never held; one a crash left untold is
-                    # told from the store): announced, whatever became of its first opening. Or the store
-                    # says its opening was (migration 0019): not offered to the listeners again.
-                    self._announced.add(row.id)
-                elif row.id not in known:
-                    self._unannounced[row.id] = row.opened_at
-                    if self.clock.now() - row.opened_at >= self._hold:
-                        self._reannounce.add(row.id)
-                inc = OpenIncident(
-                    row.id, (), Priority(row.priority), IncidentState(row.state), row.last_alert_at
-                )
-                inc.resume(row.reassessment, row.reopen_count)  # what refreshes left pending of it
-                self._open[row.id] = inc
-            self._reset_reminder_checks((row.id, row.opened_at) for row in rows)
-            self._announced &= set(self._open)  # merged or resolved meanwhile: forgotten
-            self._reannounce &= set(self._unannounced)
-            self._reassessed = False  # what the store holds was not assessed with this inventory
-            self._status = {
-                fp: st for fp, st in session.execute(select(AlertRow.fingerprint, AlertRow.status))
-            }
-            self._muted.clear()
-            self._measures.clear()
-            self._starts.clear()
-            for alert in session.scalars(select(AlertRow).where(AlertRow.status == AlertStatus.FIRING.value)):
-                self._inhibitor.update(alert.fingerprint, alert.labels, True)
-                self._starts[alert.fingerprint] = alert.starts_at
-                key = measures(alert.recommended_action, alert.annotations)
-                if key is not None:
-                    self._measures[alert.fingerprint] = key
-                if alert.muted_by is not None:
-                    self._muted[alert.fingerprint] = (alert.labels, alert.incident_id)
-            if self._open:
-                for alert in session.scalars(
-                    select(AlertRow).where(AlertRow.incident_id.in_(list(self._open)))
-                ):
-                    assert alert.incident_id is not None
-                    self._open[alert.incident_id].members[alert.fingerprint] = self._member(alert)
-            for row in rows:
-                inc = self._open[row.id]
-                inc.earlier = earlier_members(session, row, inc.members)
-                if inc.members:
-                    inc.root_path, root = live_root_cause(inc.members.values(), self.inventory)
-                    # The workloads its last assessment found on its GPUs (stored with its impact), as live:
-                    # its members' labels alone miss a job whose GPUs only the inventory names.
-                    assessed = impact_from_dict(row.impact or {}).workloads
-                    self._set_workloads(inc, add_workloads(self._workloads_of(inc, None), assessed))
-                    inc.lost = lost_gpus(inc, root, self.inventory)
-            now = self.clock.now()
-            configured = [s for s in self._silences if s.configured]
-            self._silences = configured + stored_silences(session, now)
-            self._track_silenced(session, self._open)
-
-    def _rebuild_after_failure(self) -> None:
-        """After a failed transaction: the in-memory view back to what the store holds; when the store
-        cannot be read either (a PostgreSQL restart), marked stale and rebuilt before its next use. The
-        commit may have gone through though its answer was lost: the changes it stored are told next."""
-        self._untold = True
-        try:
-            self._reload()
-        except Exception:  # noqa: BLE001 - the store is down: rebuilt at the next transaction or tick
-            self._stale = True
-            logger.warning("cannot rebuild the open incidents from the store; retrying before the next use")
-        else:
-            self._stale = False
-
-    def _fresh(self) -> None:
-        """Rebuild the in-memory view if a failure left it stale (raises while the store is still down)."""
-        if self._stale:
-            self._reload()
-            self._stale = False
-            logger.info("open incidents rebuilt from the store after a failure")
 
     # --- ingest ---------------------------------------------------------------------------------
 
@@ -537,21 +439,6 @@ class IncidentEngine(
             self._tell_silences_ending(now)
             self._remind_steady(now)  # after the silences' ends: an escalation caught up on is a page
         self._prune_if_due(now)
-
-
-def _in_opening_order(session: Session, rows: Sequence[IncidentRow]) -> list[IncidentRow]:
-    """Open incidents in the order they last opened or reopened, as live holds them (``OpenIncidents``: the
-    tick resolves them, and tells their ends, in that order): by the sequence number of their latest
-    ``opened`` or ``reopened`` event, which one transaction writes in the order it (re)opens them."""
-    opened: dict[str, int] = {}
-    for chunk in in_lists([row.id for row in rows]):
-        query = (
-            select(TimelineRow.incident_id, func.max(TimelineRow.seq))
-            .where(TimelineRow.incident_id.in_(chunk), TimelineRow.kind.in_(("opened", "reopened")))
-            .group_by(TimelineRow.incident_id)
-        )
-        opened.update((incident_id, seq) for incident_id, seq in session.execute(query))
-    return sorted(rows, key=lambda row: opened.get(row.id, -1))
 
 
 def _status_of(alert: Alert, now: datetime) -> AlertStatus:

@@ -3,12 +3,12 @@ impact, priority and title, and fold into it the open incidents its (new) root e
 ``alerting.merging``).
 
 ``IncidentGrouping`` is the part of ``IncidentEngine`` that does it, over the engine's in-memory open
-incidents and the transaction's ``Batch``.
+incidents and the transaction's ``Batch``; the events that tell what changed are ``alerting.showing``'s.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,9 +29,10 @@ from alerting.member import Member, first_onset, recommended_by
 from alerting.merging import IncidentMerging
 from alerting.regrouping import regroup_ranks, regroup_spread
 from alerting.root_cause import kept_root
+from alerting.showing import same_target, tell_reassessed, tell_root_moved, told_of
 from alerting.store import impact_to_dict, with_peak
 from alerting.store_models import AlertRow, IncidentRow
-from alerting.subscriptions import REASSESSED, ChangeKind
+from alerting.subscriptions import ChangeKind
 from alerting.titles import carried, progress, seen, title, title_cluster, without_progress
 from alerting.topology import Path, target_label, target_to_dict
 from gpuwarden.config import AlertingConfig
@@ -211,7 +212,7 @@ class IncidentGrouping(IncidentMerging):
         shown_root_path, shown_root = self._shown_root(inc, row, path, root)
         new_target = target_to_dict(shown_root.target)
         if (
-            row.root_kind != shown_root.kind.value or not _same_target(row.root_target, new_target)
+            row.root_kind != shown_root.kind.value or not same_target(row.root_target, new_target)
         ) and was_shown:
             label = target_label(
                 shown_root.target,
@@ -435,70 +436,6 @@ def keep_reassessment(inc: OpenIncident, row: IncidentRow) -> None:
         row.reassessment = pending
 
 
-def shown_of(row: IncidentRow) -> tuple[object, ...]:
-    """What people see of an incident: priority, title, root cause and impact (a change to none of them
-    tells nobody)."""
-    return (row.priority, row.title, row.root_kind, row.root_target, row.impact)
-
-
-TOLD_IMPACT = ("summary", "parts", "gpus_affected", "nodes_affected", "workloads")
-"""The parts of an incident's stored impact that Slack's message and the webhooks show."""
-
-
-def told_of(row: IncidentRow) -> tuple[object, ...]:
-    """What notifiers show of an incident's row, its title second: not the figures behind its priority
-    (error ratio, burn rate, shares, the priority's reason, the peak), which neither Slack nor a webhook
-    shows (a change of those alone is stored, and told to nobody)."""
-    impact = row.impact or {}
-    return (row.priority, row.title, row.root_kind, row.root_target, *(impact.get(k) for k in TOLD_IMPACT))
-
-
-def tell_root_moved(
-    batch: Batch,
-    incident_id: str,
-    message: str,
-    data: dict[str, Any],
-    shown: tuple[str, dict[str, Any], ToldAs],
-) -> ToldAs | None:
-    """Tell that the incident's root cause moved: once per transaction, the reply saying where it ended (a
-    POST's alerts, grouped one by one, may move it several times). ``shown``: the root (kind, target) it
-    showed before this move, with what it was told as then (``told_of`` and ``quiet_since``); one that
-    ends where it was before the transaction (moved up by a merge, back by regrouping's moves) did not
-    move: its event is taken back, and what it was told as before the move is returned (what the rest of
-    the incident is weighed against: not what it showed halfway, never told)."""
-    said = batch.root_said.get(incident_id)
-    if said is None:
-        event = batch.event(incident_id, "root_cause_changed", message, data, change=ChangeKind.UPDATED)
-        batch.root_said[incident_id] = (event, shown)
-        return None
-    event, (kind, target, told) = said
-    if data["kind"] == kind and _same_target(target, data["target"]):
-        batch.retract(event)
-        del batch.root_said[incident_id]
-        return told
-    event.message, event.data = message, data
-    return None
-
-
-def tell_reassessed(batch: Batch, row: IncidentRow, title: str, recommended: Sequence[str]) -> None:
-    """Tell a change of what an incident shows that no event of its transaction tells (an alert's repeat
-    that changed what it recommends, an incident assessed again because another took replicas of its
-    service, an inventory refresh), with an event of its own: told with the incident's last event, it had
-    the idempotency key that event had when it was told as an update, the outbox took it for a repeat, and
-    Slack and the webhooks kept what they showed. A new title is a ``retitled`` event (``title``: the one
-    it had; Slack replies with it); anything else a ``reassessed`` one, which Slack shows by editing the
-    incident's message alone, with no reply per change (``Notification.edit_only``)."""
-    if row.title != title:
-        data: dict[str, object] = {"from": title, "to": row.title}
-        batch.event(row.id, "retitled", f"retitled: {row.title}", data, change=ChangeKind.UPDATED)
-        return
-    impact = str((row.impact or {}).get("summary") or "no capacity lost")
-    advice = ", ".join(recommended) or "nothing"
-    data = {"impact": impact, "recommended": list(recommended)}
-    message = f"reassessed: impact {impact}; recommended: {advice}"
-    batch.event(row.id, REASSESSED, message, data, change=ChangeKind.UPDATED)
-
-
 def _titled(
     path: Path,
     root: RootCause,
@@ -534,13 +471,3 @@ def _tier(info: WorkloadInfo, lost: frozenset[GpuKey]) -> int:
     """Which of DESIGN.md's service tiers a loss is in: none, some, at least a quarter, all."""
     share = len(units_hit(info, lost)) / len(info.units) if info.units else 0.0
     return 0 if share == 0 else 3 if share >= 1 else 2 if share >= SEVERE_SHARE else 1
-
-
-def _same_target(stored: Mapping[str, object] | None, new: Mapping[str, object]) -> bool:
-    """Whether a stored root target is ``new``; one stored before workloads had clusters lacks the cluster
-    (and is the same workload, not a root cause that changed)."""
-    if stored is None:
-        return False
-    if stored.get("type") == "workload" and "cluster" not in stored:
-        return dict(stored) == {k: v for k, v in new.items() if k != "cluster"}
-    return dict(stored) == dict(new)

@@ -7,10 +7,10 @@ and no cluster label (all in one unnamed cluster, no rack) took tens of seconds 
 answer yes needs something the two share: a place on one path (the incident's root above the alert, the
 same node, the same known rack), a workload, a GPU its workloads run on, or a signal held twice under a
 root that may roll it up to the cluster (a rack, a node of an unknown rack: ``correlation.rolls_up``). So the
-incidents are filed under those, kept up to date as they change (their root, workloads and placement are
-set as attributes; their members through ``Members``), and a question looks only where a yes can be: a
-superset of the incidents that could answer it, in the order of the open set, which the callers' rules
-then filter exactly as they filtered the whole set.
+incidents are filed under those (``alerting.index_tables``), kept up to date as they change (their root,
+workloads and placement are set as attributes; their members through ``Members``), and a question looks
+only where a yes can be: a superset of the incidents that could answer it, in the order of the open set,
+which the callers' rules then filter exactly as they filtered the whole set.
 
 The tick asks which open incidents it may resolve or whose flapping alerts may settle
 (``quiet_candidates``): those with no member firing or flapping (their quiet period), and those with a member
@@ -27,21 +27,29 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Hashable, Iterable, Iterator, Mapping
-from collections.abc import Set as AbstractSet
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from alerting.correlation import gpus_under, rolls_up, spread_root
 from alerting.faults import OUTAGE_KINDS, SYMPTOM_KINDS
+from alerting.index_tables import (
+    Filed,
+    WorkloadKey,
+    count_filing,
+    cross,
+    file_under,
+    pathless_name,
+    rank_clusters,
+    refile_keys,
+    unfile,
+    workload_key,
+)
 from alerting.inventory import GpuKey, Inventory
 from alerting.member import Member, Signal
 from alerting.topology import RACK_DEPTH, UNKNOWN, Path
-from gpuwarden.model import FaultKind, WorkloadRef
+from gpuwarden.model import FaultKind
 
 if TYPE_CHECKING:
     from alerting.batch import OpenIncident
-
-WorkloadKey = tuple[object, str, str]
-"""A workload's kind, namespace and name: workloads alike in these may be one (``shares_workload``)."""
 
 
 class Members(dict[str, Member]):
@@ -97,87 +105,6 @@ class Members(dict[str, Member]):
         return fingerprint, self.pop(fingerprint)
 
 
-class _Filed:
-    """What one incident is filed under (kept to take it out again), and its member counts."""
-
-    __slots__ = ("gpus", "pathless", "ranks", "root", "signal_racks", "signals", "workloads", "xid_nodes")
-
-    def __init__(self) -> None:
-        self.root: Path | None = None
-        self.workloads: frozenset[WorkloadKey] = frozenset()
-        self.gpus: frozenset[GpuKey] = frozenset()
-        self.signals: dict[Signal, int] = {}  # members per signal (every member: a superset of the rules')
-        self.ranks: dict[str, int] = {}  # placed workload symptoms per cluster of their GPUs
-        self.pathless: dict[str, int] = {}  # members without a place in the topology, per alert name
-        self.xid_nodes: dict[Signal, dict[Path, int]] = {}  # members per node of each XID signal
-        self.signal_racks: dict[tuple[Signal, Path], int] = {}  # members per signal and known rack
-
-
-def _file(table: dict[Hashable, set[str]], key: Hashable, incident_id: str) -> None:
-    ids = table.get(key)
-    if ids is None:
-        ids = table[key] = set()
-    ids.add(incident_id)
-
-
-def _unfile(table: dict[Hashable, set[str]], key: Hashable, incident_id: str) -> None:
-    ids = table.get(key)
-    if ids is not None:
-        ids.discard(incident_id)
-        if not ids:
-            del table[key]
-
-
-def _refile(
-    table: dict[Hashable, set[str]], incident_id: str, old: AbstractSet[Hashable], new: AbstractSet[Hashable]
-) -> None:
-    """File ``incident_id`` under the keys ``new`` of ``table`` instead of ``old``."""
-    for key in old - new:
-        _unfile(table, key, incident_id)
-    for key in new - old:
-        _file(table, key, incident_id)
-
-
-def _cross(
-    table: dict[Hashable, set[str]], key: Hashable, incident_id: str, *, least: int, before: int, after: int
-) -> None:
-    """File ``incident_id`` under ``key`` of ``table`` when a count went from ``before`` to ``after``
-    reaches ``least`` (out of it when it fell below)."""
-    if before < least <= after:
-        _file(table, key, incident_id)
-    elif after < least <= before:
-        _unfile(table, key, incident_id)
-
-
-def _count(
-    counts: dict[Any, int],
-    key: Hashable,
-    step: int,
-    incident_id: str,
-    tables: Iterable[tuple[dict[Hashable, set[str]], int]],
-) -> int:
-    """Add ``step`` to ``counts[key]``, and file ``incident_id`` under ``key`` in each table whose least
-    count it now reaches (out of those it fell below); the count before."""
-    before = counts.get(key, 0)
-    after = before + step
-    if after > 0:
-        counts[key] = after
-    else:
-        counts.pop(key, None)
-    for table, least in tables:
-        _cross(table, key, incident_id, least=least, before=before, after=after)
-    return before
-
-
-def _workload_key(ref: WorkloadRef) -> WorkloadKey:
-    return ref.kind, ref.namespace, ref.name
-
-
-def _pathless_name(member: Member) -> str | None:
-    """The alert name a member without a place is filed under (``join_rank``'s rule for such alerts)."""
-    return None if member.location.path else member.labels.get("alertname", "")
-
-
 _NOW = float("-inf")
 
 
@@ -190,12 +117,6 @@ def _tick_due_at(inc: OpenIncident) -> float | None:
     return None if any(m.firing for m in inc.members.values()) else _NOW
 
 
-def _rank_clusters(member: Member) -> set[str]:
-    if member.kind in SYMPTOM_KINDS and member.location.runs_on:
-        return {gpu[0] for gpu in member.location.runs_on}
-    return set()
-
-
 class OpenIncidents(dict[str, "OpenIncident"]):
     """The engine's open incidents by id, in the order they were opened, and their index."""
 
@@ -204,7 +125,7 @@ class OpenIncidents(dict[str, "OpenIncident"]):
         self.full_scan = full_scan
         self._seq: dict[str, int] = {}
         self._counter = itertools.count()
-        self._filed: dict[str, _Filed] = {}
+        self._filed: dict[str, Filed] = {}
         self._by_root: dict[Hashable, set[str]] = {}  # each incident under its root
         self._under: dict[Hashable, set[str]] = {}  # each incident under every prefix of its root
         self._rootless: set[str] = set()
@@ -235,7 +156,7 @@ class OpenIncidents(dict[str, "OpenIncident"]):
         super().__setitem__(incident_id, inc)
         if old is not inc:
             inc.index = self
-            self._filed[incident_id] = _Filed()
+            self._filed[incident_id] = Filed()
             self.refile(inc)
 
     def __delitem__(self, incident_id: str) -> None:
@@ -280,7 +201,7 @@ class OpenIncidents(dict[str, "OpenIncident"]):
         if what in ("", "root_path"):
             self._file_root(inc.id, filed, inc.root_path)
         if what in ("", "workloads"):
-            self._file_workloads(inc.id, filed, frozenset(map(_workload_key, inc.workloads)))
+            self._file_workloads(inc.id, filed, frozenset(map(workload_key, inc.workloads)))
         if what in ("", "placed"):
             self._file_gpus(inc.id, filed, inc.placed)
         if what in ("", "members"):
@@ -289,19 +210,21 @@ class OpenIncidents(dict[str, "OpenIncident"]):
                 self.member_changed(inc.id, None, member)
             self._members_changed(inc.id, filed)
 
-    def _unfile_members(self, incident_id: str, filed: _Filed) -> None:
+    def _unfile_members(self, incident_id: str, filed: Filed) -> None:
         """Take out what the members of ``incident_id`` filed it under (their counts to zero)."""
         for signal in list(filed.signals):
             self._count_signal(incident_id, filed, signal, -filed.signals[signal])
         for cluster in list(filed.ranks):
             self._count_ranks(incident_id, filed, cluster, -filed.ranks[cluster])
         for name in list(filed.pathless):
-            _count(filed.pathless, name, -filed.pathless[name], incident_id, ((self._pathless, 1),))
+            count_filing(filed.pathless, name, -filed.pathless[name], incident_id, ((self._pathless, 1),))
         for signal, nodes in list(filed.xid_nodes.items()):
             for node in list(nodes):
                 self._count_xid_node(incident_id, filed, signal, node, -nodes[node])
         for key in list(filed.signal_racks):
-            _count(filed.signal_racks, key, -filed.signal_racks[key], incident_id, ((self._in_rack, 1),))
+            count_filing(
+                filed.signal_racks, key, -filed.signal_racks[key], incident_id, ((self._in_rack, 1),)
+            )
 
     def member_changed(self, incident_id: str, old: Member | None, new: Member | None) -> None:
         """A member of an open incident was added (``old`` None), replaced or removed (``new`` None)."""
@@ -312,20 +235,20 @@ class OpenIncidents(dict[str, "OpenIncident"]):
             if member is None:
                 continue
             self._count_signal(incident_id, filed, member.signal, step)
-            for cluster in _rank_clusters(member):
+            for cluster in rank_clusters(member):
                 self._count_ranks(incident_id, filed, cluster, step)
-            name = _pathless_name(member)
+            name = pathless_name(member)
             if name is not None:
-                _count(filed.pathless, name, step, incident_id, ((self._pathless, 1),))
+                count_filing(filed.pathless, name, step, incident_id, ((self._pathless, 1),))
             path = member.location.path
             if member.signal[1] is FaultKind.XID:
                 self._count_xid_node(incident_id, filed, member.signal, path[: RACK_DEPTH + 1], step)
             if len(path) >= RACK_DEPTH and path[1] != UNKNOWN:
                 key = (member.signal, path[:RACK_DEPTH])
-                _count(filed.signal_racks, key, step, incident_id, ((self._in_rack, 1),))
+                count_filing(filed.signal_racks, key, step, incident_id, ((self._in_rack, 1),))
         self._members_changed(incident_id, filed)
 
-    def _members_changed(self, incident_id: str, filed: _Filed) -> None:
+    def _members_changed(self, incident_id: str, filed: Filed) -> None:
         if filed.signals:  # every member holds a signal: none, no member
             self._memberless.discard(incident_id)
         else:
@@ -333,31 +256,31 @@ class OpenIncidents(dict[str, "OpenIncident"]):
         self._tick_dirty.add(incident_id)
         self._remind_dirty.add(incident_id)
 
-    def _count_signal(self, incident_id: str, filed: _Filed, signal: Signal, step: int) -> None:
+    def _count_signal(self, incident_id: str, filed: Filed, signal: Signal, step: int) -> None:
         tables = ((self._holding, 1), (self._holding_twice, 2))
-        before = _count(filed.signals, signal, step, incident_id, tables)
+        before = count_filing(filed.signals, signal, step, incident_id, tables)
         if filed.root and rolls_up(filed.root):
             key = (signal, filed.root[0])
-            _cross(self._rolling_up, key, incident_id, least=2, before=before, after=before + step)
+            cross(self._rolling_up, key, incident_id, least=2, before=before, after=before + step)
 
-    def _count_xid_node(self, incident_id: str, filed: _Filed, signal: Signal, node: Path, step: int) -> None:
+    def _count_xid_node(self, incident_id: str, filed: Filed, signal: Signal, node: Path, step: int) -> None:
         """Count a member of an XID signal on ``node``: on two nodes or more it may be a spread's."""
         nodes = filed.xid_nodes.get(signal)
         if nodes is None:
             nodes = filed.xid_nodes[signal] = {}
         before = len(nodes)
-        _count(nodes, node, step, incident_id, ())
+        count_filing(nodes, node, step, incident_id, ())
         if not nodes:
             del filed.xid_nodes[signal]
-        _cross(self._xid_spread, signal, incident_id, least=2, before=before, after=len(nodes))
+        cross(self._xid_spread, signal, incident_id, least=2, before=before, after=len(nodes))
 
-    def _count_ranks(self, incident_id: str, filed: _Filed, cluster: str, step: int) -> None:
-        _count(filed.ranks, cluster, step, incident_id, ((self._ranks_in, 1),))
+    def _count_ranks(self, incident_id: str, filed: Filed, cluster: str, step: int) -> None:
+        count_filing(filed.ranks, cluster, step, incident_id, ((self._ranks_in, 1),))
 
-    def _file_root(self, incident_id: str, filed: _Filed, root: Path | None) -> None:
+    def _file_root(self, incident_id: str, filed: Filed, root: Path | None) -> None:
         if filed.root == root:
             return
-        for path, add in ((filed.root, _unfile), (root, _file)):
+        for path, add in ((filed.root, unfile), (root, file_under)):
             if path is None:
                 continue
             if path and rolls_up(path):
@@ -365,19 +288,19 @@ class OpenIncidents(dict[str, "OpenIncident"]):
                     if count >= 2:
                         add(self._rolling_up, (signal, path[0]), incident_id)
             if not path:
-                (self._rootless.add if add is _file else self._rootless.discard)(incident_id)
+                (self._rootless.add if add is file_under else self._rootless.discard)(incident_id)
                 continue
             add(self._by_root, path, incident_id)
             for depth in range(1, len(path) + 1):
                 add(self._under, path[:depth], incident_id)
         filed.root = root
 
-    def _file_workloads(self, incident_id: str, filed: _Filed, keys: frozenset[WorkloadKey]) -> None:
-        _refile(self._by_workload, incident_id, filed.workloads, keys)
+    def _file_workloads(self, incident_id: str, filed: Filed, keys: frozenset[WorkloadKey]) -> None:
+        refile_keys(self._by_workload, incident_id, filed.workloads, keys)
         filed.workloads = keys
 
-    def _file_gpus(self, incident_id: str, filed: _Filed, gpus: frozenset[GpuKey]) -> None:
-        _refile(self._by_gpu, incident_id, filed.gpus, gpus)
+    def _file_gpus(self, incident_id: str, filed: Filed, gpus: frozenset[GpuKey]) -> None:
+        refile_keys(self._by_gpu, incident_id, filed.gpus, gpus)
         filed.gpus = gpus
 
     # --- questions ----------------------------------------------------------------------------
@@ -409,7 +332,7 @@ class OpenIncidents(dict[str, "OpenIncident"]):
         prefixes = {p[:d] for p in (path, *new.location.runs_on) for d in range(1, len(p) + 1)}
         ids.update(self._lookup(self._by_root, prefixes))
         if new.kind in SYMPTOM_KINDS:
-            ids.update(self._lookup(self._by_workload, map(_workload_key, workloads)))
+            ids.update(self._lookup(self._by_workload, map(workload_key, workloads)))
         if new.is_infra:
             ids |= self._infra_candidates(new, inventory)
         return self._in_order(ids)
@@ -444,7 +367,7 @@ class OpenIncidents(dict[str, "OpenIncident"]):
         ids = set(spread)
         if root:
             ids.update(self._under.get(root, ()))
-        keys = map(_workload_key, inc.workloads)
+        keys = map(workload_key, inc.workloads)
         ids.update(i for i in self._lookup(self._by_workload, keys) if i in self._rootless)
         if len(root) > RACK_DEPTH and root[1] != UNKNOWN:
             ids.update(self._under.get(root[:RACK_DEPTH], ()))

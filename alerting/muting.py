@@ -10,16 +10,16 @@ into it, or such alerts regrouped into it, by one rule: ``root_facts.beside_held
 an end, ``_lift_early``, so that what else comes in beside it is named in the same event; an incident merged
 into another loses its silence: ``_drop_absorbed_silences``), but its changes reach listeners marked
 ``silenced_until``, and notifiers page nobody for them. When its silence ends while it is open, the tick adds
-one ``silence_ended`` event that catches up on what happened meanwhile: a priority change (a broadcast) when
-the incident became more urgent, else an update. Which incidents wait for that event is read from the timeline
-(a ``silenced`` event with no ``silence_ended`` after it), so a restart keeps it. In a silence's last half
-hour, when the Slack button's press extends it, one ``silence_ending`` event (told silenced: an edit in place,
-paging nobody) offers "Extend silence 1 h" on the incident's message (``_tell_silences_ending``).
+one ``silence_ended`` event that catches up on what happened meanwhile (``alerting.catchup``): a priority
+change (a broadcast) when the incident became more urgent, else an update. Which incidents wait for that
+event is read from the timeline (a ``silenced`` event with no ``silence_ended`` after it), so a restart keeps
+it. In a silence's last half hour, when the Slack button's press extends it, one ``silence_ending`` event
+(told silenced: an edit in place, paging nobody) offers "Extend silence 1 h" on the incident's message
+(``_tell_silences_ending``).
 """
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -28,6 +28,15 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.batch import Batch, IngestResult, Lifted, OpenIncident
+from alerting.catchup import (
+    CLOSING,
+    SILENCE_ENDING,
+    SILENCED,
+    catch_up,
+    resolved_at_end,
+    resolved_since,
+    silence_spans,
+)
 from alerting.db import in_lists
 from alerting.faults import classify
 from alerting.incident_index import OpenIncidents
@@ -166,7 +175,7 @@ class MuteTracking:
         """Which incidents wait for a ``silence_ended`` event, as their timelines say (at a reload): the open
         ones, and those resolved whose silence still runs, as live keeps them until the tick sees it end
         (one that reopens before the silence ends catches up on what it held back; one resolved when it
-        ended, or since, does not: ``_resolved_at_end``)."""
+        ended, or since, does not: ``resolved_at_end``)."""
         now = self.clock.now()
         running = select(SilenceRow.incident_id).where(
             SilenceRow.incident_id.is_not(None), SilenceRow.ends_at > now
@@ -179,7 +188,7 @@ class MuteTracking:
         marks = session.execute(
             select(TimelineRow.incident_id, TimelineRow.kind, TimelineRow.at, TimelineRow.data)
             .where(
-                TimelineRow.incident_id.in_(ids), TimelineRow.kind.in_((SILENCED, SILENCE_ENDED, *_CLOSING))
+                TimelineRow.incident_id.in_(ids), TimelineRow.kind.in_((SILENCED, SILENCE_ENDED, *CLOSING))
             )
             .order_by(TimelineRow.seq)
         )
@@ -202,7 +211,7 @@ class MuteTracking:
             if kind != SILENCED:
                 continue
             end = ends.get(incident_id)
-            if end is not None and end <= now and _resolved_since(since[incident_id], end):
+            if end is not None and end <= now and resolved_since(since[incident_id], end):
                 # Resolved when its silence ended, or after, with no catch-up since: the first tick after the
                 # end found it resolved (its quiet period may end in that tick, before the silence's end is
                 # seen) and dropped it, nothing to catch up on; it reopened since.
@@ -290,7 +299,7 @@ class MuteTracking:
         one they were set for joined it (``joining``), which must page. Its ``silence_ended`` event says
         so, with what the silence held back (``catch_up``), so the tick has nothing left to catch up on;
         ``cause``, the event of what ended it (the reopening that fault made), is not of those."""
-        spans = _spans(batch.session, incident_id)  # as set: all that came so far came while they held
+        spans = silence_spans(batch.session, incident_id)  # as set: all that came so far came while they held
         self._expire_silences_of(batch, incident_id)
         incident = batch.session.get(IncidentRow, incident_id)
         assert incident is not None
@@ -308,7 +317,7 @@ class MuteTracking:
         since = self._catch_up_since.pop(incident_id, None)
         message, data, _ = catch_up(events, incident.priority, since, early=why, spans=spans)
         # The spans as the expiry left them (ending now), not as set (``spans``): what _told_first reads.
-        after = _spans(batch.session, incident_id)
+        after = silence_spans(batch.session, incident_id)
         told_first = self._told_first(batch.session, incident_id, events, batch.silence_time(), after)
         data = {**data, "early": why, **told_first}
         event = batch.event(incident_id, SILENCE_ENDED, message, data, change=ChangeKind.UPDATED)
@@ -331,7 +340,8 @@ class MuteTracking:
         ``silence_ended``: its reopening was the first tell) breaks the run of silences from the opening
         before ``now``; else nothing. Its ``pages`` says so, and the reminders count it as the page it is,
         from the event, which retention never deletes while the incident is open (it deletes the silence once
-        ended for the retention period). ``spans``: the incident's silences as ``_spans`` reads them now."""
+        ended for the retention period). ``spans``: the incident's silences as ``silence_spans`` reads them
+        now."""
         opened = next((e for e in timeline if e.kind == "opened"), None)
         if opened is None or any(e.kind == SILENCE_ENDED for e in timeline):
             return {}
@@ -407,10 +417,10 @@ class MuteTracking:
                         .where(TimelineRow.incident_id == incident_id)
                         .order_by(TimelineRow.seq)
                     ).all()
-                    if _resolved_at_end(session, incident_id, events):
+                    if resolved_at_end(session, incident_id, events):
                         continue  # nothing held back to tell: its reopening since pages as such
                     since = self._catch_up_since.get(incident_id)
-                    spans = _spans(session, incident_id)
+                    spans = silence_spans(session, incident_id)
                     message, data, rose = catch_up(events, row.priority, since, spans=spans)
                     data.update(self._told_first(session, incident_id, events, now, spans))
                     row.updated_at = now
@@ -424,12 +434,6 @@ class MuteTracking:
             self._notify(batch.changes)
 
 
-SILENCED, SILENCE_ENDING = "silenced", "silence_ending"
-CAUGHT_UP_EVENTS = 5  # events listed in the catch-up event; the rest are counted
-CAUGHT_UP_CHARS = 200  # of each
-_CLOSING = ("resolved", "reopened")  # the timeline events that close and reopen an incident
-
-
 BESIDE_NAMED = 3  # faults beside a silence that its early end names; the rest are counted
 
 
@@ -439,144 +443,3 @@ def _early(whys: Sequence[str]) -> str:
     if len(whys) > BESIDE_NAMED:
         named.append(f"and {len(whys) - BESIDE_NAMED} more beside it")
     return "; ".join(named)
-
-
-def _spans(session: Session, incident_id: str) -> list[tuple[datetime, datetime]]:
-    """The incident's stored silences, (start, end). The rows, not their columns: a silence
-    ``_lift_silences`` expired in this session, not flushed yet (ingest runs without autoflush), reads as
-    it ends now, not as stored."""
-    held = session.scalars(select(SilenceRow).where(SilenceRow.incident_id == incident_id))
-    return [(row.starts_at, row.ends_at) for row in held]
-
-
-def _resolved_at_end(session: Session, incident_id: str, timeline: Sequence[TimelineRow]) -> bool:
-    """Whether the incident was resolved when its silence ended, or at any time since (``_resolved_since``),
-    by its timeline after its last ``silenced`` event. Such an incident gets no catch-up, even when it is open
-    again by the tick that sees the end (the release of what the silence muted reopens it in that very
-    tick): the reopening pages, and a restart, which cannot know whether a tick saw the end, decides alike
-    (``_track_silenced``)."""
-    end = session.scalar(select(func.max(SilenceRow.ends_at)).where(SilenceRow.incident_id == incident_id))
-    start = max((k for k, e in enumerate(timeline) if e.kind == SILENCED), default=-1)
-    closings = [(e.kind, e.at) for e in timeline[start + 1 :] if e.kind in _CLOSING]
-    return end is not None and _resolved_since(closings, end)
-
-
-def _resolved_since(events: Sequence[tuple[str, datetime]], at: datetime) -> bool:
-    """Whether the incident was resolved at ``at`` or at any time after it, by its resolutions and
-    reopenings in timeline order."""
-    resolved = False
-    for kind, when in events:
-        if when > at and resolved:
-            break
-        resolved = kind == "resolved"
-    return resolved
-
-
-def catch_up(
-    timeline: Sequence[TimelineRow],
-    priority: str,
-    since: datetime | None = None,
-    *,
-    early: str = "",
-    spans: Sequence[tuple[datetime, datetime]] = (),
-) -> tuple[str, dict[str, object], bool]:
-    """The ``silence_ended`` event of an incident now at ``priority``: its message, its data (the priority
-    before and after the silence, who silenced it, how many events were held back: of the run of silences
-    ending now, ``_last_run``) and whether the incident
-    became more urgent meanwhile ("P0" < "P1": more urgent). With ``since``, only what came after it counts
-    (a silence of a version that did not hold notifications back, caught up from the upgrade on). ``early``:
-    why the silence ended before its time (``MuteTracking._lift_silences``). ``spans``: the incident's
-    stored silences (start, end), which say when each really ended (``_silence_ends``)."""
-    real = _silence_ends(timeline, spans)
-    ends = [k for k, e in enumerate(timeline) if e.kind == SILENCE_ENDED]
-    last = timeline[ends[-1] + 1 :] if ends else timeline
-    during = last[_last_run(last, real) :]
-    by = sorted({str(e.data.get("by")) for e in during if e.kind == SILENCED and e.data.get("by")})
-    # Held back: what happened until the last silence ran out, not what came after it.
-    ran_out = (_end_of(e, real) for e in during if e.kind == SILENCED)
-    ends_at = max((end for end in ran_out if end is not None), default=None)
-    held = [
-        e
-        for e in during
-        if e.kind not in (SILENCED, SILENCE_ENDING)
-        and (ends_at is None or e.at < ends_at)
-        and (since is None or e.at >= since)
-    ]
-    changes = [e for e in held if e.kind == "priority" and e.data.get("from") and e.data.get("to")]
-    before = str(changes[0].data["from"]) if changes else priority
-    priority = str(changes[-1].data["to"]) if changes else priority  # where the silence left it
-    rose = priority < before
-    parts = [f"silence ended (silenced by {', '.join(by)})" if by else "silence ended"]
-    if early:  # lifted before its end: why
-        parts[0] = parts[0].replace("silence ended", "silence ended early", 1) + f": {early}"
-    if rose:
-        parts.append(f"priority rose from {before} to {priority} while silenced")
-    if held:
-        listed = [_shorten(e.message) for e in held[:CAUGHT_UP_EVENTS]]
-        if len(held) > CAUGHT_UP_EVENTS:
-            listed.append(f"and {len(held) - CAUGHT_UP_EVENTS} more on the timeline")
-        parts.append(f"{len(held)} event(s) while silenced: " + "; ".join(listed))
-    else:
-        parts.append("nothing happened while silenced")
-    data: dict[str, object] = {"from": before, "to": priority, "held": len(held), "silenced_by": by}
-    return "; ".join(parts), data, rose
-
-
-def _last_run(events: Sequence[TimelineRow], real: Mapping[int, datetime]) -> int:
-    """Where the run of silences that ends last (the one ending now) begins in ``events``: the index of its
-    first ``silenced`` event (0 with none). A silence starting before the run so far has ended (when it
-    really ended, ``real``; else by its event's time and length; one whose length is not said, until the
-    next) is of it; one starting later begins a new run: an earlier silence whose end nobody saw (the
-    incident was resolved then, or serve down; expired early through the API) is not of the catch-up, nor
-    is what came between, told unsilenced."""
-    start, end = 0, -math.inf
-    for k, e in enumerate(events):
-        if e.kind != SILENCED:
-            continue
-        ran_out = _end_of(e, real)
-        until = ran_out.timestamp() if ran_out is not None else math.inf
-        if e.at.timestamp() > end:
-            start, end = k, until
-        else:
-            end = max(end, until)
-    return start
-
-
-def _silence_ends(
-    timeline: Sequence[TimelineRow], spans: Sequence[tuple[datetime, datetime]]
-) -> dict[int, datetime]:
-    """When the silence of each ``silenced`` event of ``timeline`` (by ``id``) really ended, where the
-    incident's stored silences (``spans``: start, end) say: one expired early (``DELETE``), updated in place
-    or ended early by a fault beside it did not run the length its event says. An event's silence is stored
-    just before it, under the engine's lock, so after the event before it: the latest end of those set from
-    that event up to this one (several set in one instant run until the last of them ends). None for an
-    event whose silence retention deleted (it ended long ago): its length stands."""
-    real: dict[int, datetime] = {}
-    after: datetime | None = None
-    for e in timeline:
-        if e.kind != SILENCED:
-            continue
-        ends = [end for start, end in spans if start <= e.at and (after is None or start >= after)]
-        if ends:
-            real[id(e)] = max(ends)
-        after = e.at
-    return real
-
-
-def _end_of(event: TimelineRow, real: Mapping[int, datetime]) -> datetime | None:
-    """When a ``silenced`` event's silence ended: really (``_silence_ends``), else by its length; None when
-    neither says."""
-    length = _length(event)
-    return real.get(id(event)) or (event.at + length if length else None)
-
-
-def _length(event: TimelineRow) -> timedelta:
-    """How long a ``silenced`` event's silence ran (zero when its data does not say)."""
-    try:
-        return timedelta(seconds=float(event.data.get("seconds") or 0))
-    except (TypeError, ValueError):
-        return timedelta(0)
-
-
-def _shorten(text: str) -> str:
-    return text if len(text) <= CAUGHT_UP_CHARS else text[: CAUGHT_UP_CHARS - 1] + "…"

@@ -14,10 +14,11 @@ from datetime import datetime
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.batch import Batch, OpenIncident
-from alerting.grouping import IncidentGrouping, incident_rows, keep_reassessment, shown_of
+from alerting.grouping import IncidentGrouping, incident_rows, keep_reassessment
 from alerting.impact import failed_gpus, live_root_cause
 from alerting.incident_index import OpenIncidents
 from alerting.inventory import GpuKey, Inventory
+from alerting.showing import shown_of
 from alerting.store_models import IncidentRow, TimelineRow
 from alerting.subscriptions import ChangeKind
 from alerting.topology import locate

@@ -401,13 +401,13 @@ def test_a_workload_of_a_known_cluster_takes_the_place_of_the_same_one_of_no_kno
 
 
 def test_a_root_workload_stored_before_clusters_is_the_same_root_cause_after() -> None:
-    from alerting.grouping import _same_target  # noqa: PLC0415 - the one rule, tested alone
+    from alerting.showing import same_target  # noqa: PLC0415 - the one rule, tested alone
 
     stored = {"type": "workload", "kind": "training_job", "namespace": "research", "name": "llm-70b"}
-    assert _same_target(stored, {**stored, "cluster": "c1"})
-    assert not _same_target({**stored, "cluster": "c2"}, {**stored, "cluster": "c1"})
-    assert not _same_target({**stored, "name": "other"}, {**stored, "cluster": "c1"})
-    assert not _same_target(None, stored)
+    assert same_target(stored, {**stored, "cluster": "c1"})
+    assert not same_target({**stored, "cluster": "c2"}, {**stored, "cluster": "c1"})
+    assert not same_target({**stored, "name": "other"}, {**stored, "cluster": "c1"})
+    assert not same_target(None, stored)
 
 
 def test_an_exported_inventory_reads_back_when_a_node_reports_fewer_gpus_than_its_pods_hold(

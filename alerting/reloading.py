@@ -1,0 +1,180 @@
+"""Reloading: the engine's in-memory view of the store, rebuilt from it at start and after a failed
+transaction.
+
+The engine keeps in memory what it must not query at every alert: the open incidents with their members,
+root, workloads and lost GPUs (``OpenIncidents``), each stored alert's status, the firing alerts' starts,
+what impact reads of them and which are muted, the inhibitor's firing alerts, the silences, and which open
+incidents are announced or still held. ``EngineReloading`` (mixed into ``IncidentEngine``) reads all of it
+back from the store; a failed transaction rebuilds it, or marks it stale when the store cannot be read
+either, and it is rebuilt before its next use (``_fresh``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from alerting.batch import OpenIncident
+from alerting.db import in_lists
+from alerting.impact import Assessment, live_root_cause, measures
+from alerting.incident_index import OpenIncidents
+from alerting.inhibition import Inhibitor
+from alerting.inventory import Inventory
+from alerting.joining import earlier_members
+from alerting.member import Member
+from alerting.pending import StoredAlert
+from alerting.reassessment import lost_gpus
+from alerting.reminders import was_announced
+from alerting.silences import Silence
+from alerting.silencing import stored_silences
+from alerting.store import impact_from_dict
+from alerting.store_models import AlertRow, IncidentRow, TimelineRow
+from gpuwarden.clock import Clock
+from gpuwarden.model import AlertStatus, IncidentState, Priority, WorkloadRef, add_workloads
+
+# The engine's logger: the lines of a rebuild are read as the engine's, as before the split.
+logger = logging.getLogger("alerting.engine")
+
+
+class EngineReloading:
+    """Rebuilds the engine's in-memory view from the store; the first base of ``IncidentEngine``, whose
+    other parts set and keep the state below (its methods override the mixins' placeholders of
+    ``_fresh`` and ``_rebuild_after_failure``)."""
+
+    clock: Clock
+    inventory: Inventory | None
+    _lock: threading.RLock
+    _sessions: sessionmaker[Session]
+    _open: OpenIncidents
+    _inhibitor: Inhibitor
+    _silences: list[Silence]
+    _hold: timedelta  # ``alerting.announce_delay_seconds``
+    _announced: set[str]
+    _unannounced: dict[str, datetime]
+    _reannounce: set[str]
+    _reassessed: bool
+    _status: dict[str, str]
+    _muted: dict[str, tuple[dict[str, str], str | None]]
+    _measures: dict[str, tuple[str, ...]]
+    _starts: dict[str, datetime]
+    _untold: bool
+    _stale: bool
+    _member: Callable[[StoredAlert], Member]  # ``alerting.joining``'s
+    _set_workloads: Callable[[OpenIncident, frozenset[WorkloadRef]], None]  # ``alerting.grouping``'s
+    _workloads_of: Callable[[OpenIncident, Assessment | None], frozenset[WorkloadRef]]  # the same
+    _reset_reminder_checks: Callable[[Iterable[tuple[str, datetime]]], None]  # ``alerting.reminding``'s
+    _track_silenced: Callable[[Session, Iterable[str]], None]  # ``alerting.muting``'s
+
+    def _reload(self) -> None:
+        """Rebuild the in-memory view from the store (at start, and after a failed transaction)."""
+        with self._lock, self._sessions() as session:
+            # Announced already, or still held: not held again. At start both are empty.
+            known = self._announced | set(self._unannounced)
+            self._open.clear()
+            self._inhibitor = Inhibitor(self._inhibitor.rules)
+            rows = _in_opening_order(
+                session,
+                session.scalars(
+                    select(IncidentRow).where(
+                        IncidentRow.state != IncidentState.RESOLVED.value, IncidentRow.merged_into.is_(None)
+                    )
+                ).all(),
+            )
+            for row in rows:
+                # At start, a crash may have come between opening and announcing: announce again (listeners
+                # such as the outbox dedupe by the event's idempotency key). After a failed transaction,
+                # the incidents this process already knew were announced or are still held: not again.
+                if row.id not in known and (
+                    row.reopen_count or was_announced(row.opened_at, row.announced_at)
+                ):
+                    # Its reopening was told at once (a reopening is never held; one a crash left untold is
+                    # told from the store): announced, whatever became of its first opening. Or the store
+                    # says its opening was (migration 0019): not offered to the listeners again.
+                    self._announced.add(row.id)
+                elif row.id not in known:
+                    self._unannounced[row.id] = row.opened_at
+                    if self.clock.now() - row.opened_at >= self._hold:
+                        self._reannounce.add(row.id)
+                inc = OpenIncident(
+                    row.id, (), Priority(row.priority), IncidentState(row.state), row.last_alert_at
+                )
+                inc.resume(row.reassessment, row.reopen_count)  # what refreshes left pending of it
+                self._open[row.id] = inc
+            self._reset_reminder_checks((row.id, row.opened_at) for row in rows)
+            self._announced &= set(self._open)  # merged or resolved meanwhile: forgotten
+            self._reannounce &= set(self._unannounced)
+            self._reassessed = False  # what the store holds was not assessed with this inventory
+            self._status = {
+                fp: st for fp, st in session.execute(select(AlertRow.fingerprint, AlertRow.status))
+            }
+            self._muted.clear()
+            self._measures.clear()
+            self._starts.clear()
+            for alert in session.scalars(select(AlertRow).where(AlertRow.status == AlertStatus.FIRING.value)):
+                self._inhibitor.update(alert.fingerprint, alert.labels, True)
+                self._starts[alert.fingerprint] = alert.starts_at
+                key = measures(alert.recommended_action, alert.annotations)
+                if key is not None:
+                    self._measures[alert.fingerprint] = key
+                if alert.muted_by is not None:
+                    self._muted[alert.fingerprint] = (alert.labels, alert.incident_id)
+            if self._open:
+                for alert in session.scalars(
+                    select(AlertRow).where(AlertRow.incident_id.in_(list(self._open)))
+                ):
+                    assert alert.incident_id is not None
+                    self._open[alert.incident_id].members[alert.fingerprint] = self._member(alert)
+            for row in rows:
+                inc = self._open[row.id]
+                inc.earlier = earlier_members(session, row, inc.members)
+                if inc.members:
+                    inc.root_path, root = live_root_cause(inc.members.values(), self.inventory)
+                    # The workloads its last assessment found on its GPUs (stored with its impact), as live:
+                    # its members' labels alone miss a job whose GPUs only the inventory names.
+                    assessed = impact_from_dict(row.impact or {}).workloads
+                    self._set_workloads(inc, add_workloads(self._workloads_of(inc, None), assessed))
+                    inc.lost = lost_gpus(inc, root, self.inventory)
+            now = self.clock.now()
+            configured = [s for s in self._silences if s.configured]
+            self._silences = configured + stored_silences(session, now)
+            self._track_silenced(session, self._open)
+
+    def _rebuild_after_failure(self) -> None:
+        """After a failed transaction: the in-memory view back to what the store holds; when the store
+        cannot be read either (a PostgreSQL restart), marked stale and rebuilt before its next use. The
+        commit may have gone through though its answer was lost: the changes it stored are told next."""
+        self._untold = True
+        try:
+            self._reload()
+        except Exception:  # noqa: BLE001 - the store is down: rebuilt at the next transaction or tick
+            self._stale = True
+            logger.warning("cannot rebuild the open incidents from the store; retrying before the next use")
+        else:
+            self._stale = False
+
+    def _fresh(self) -> None:
+        """Rebuild the in-memory view if a failure left it stale (raises while the store is still down)."""
+        if self._stale:
+            self._reload()
+            self._stale = False
+            logger.info("open incidents rebuilt from the store after a failure")
+
+
+def _in_opening_order(session: Session, rows: Sequence[IncidentRow]) -> list[IncidentRow]:
+    """Open incidents in the order they last opened or reopened, as live holds them (``OpenIncidents``: the
+    tick resolves them, and tells their ends, in that order): by the sequence number of their latest
+    ``opened`` or ``reopened`` event, which one transaction writes in the order it (re)opens them."""
+    opened: dict[str, int] = {}
+    for chunk in in_lists([row.id for row in rows]):
+        query = (
+            select(TimelineRow.incident_id, func.max(TimelineRow.seq))
+            .where(TimelineRow.incident_id.in_(chunk), TimelineRow.kind.in_(("opened", "reopened")))
+            .group_by(TimelineRow.incident_id)
+        )
+        opened.update((incident_id, seq) for incident_id, seq in session.execute(query))
+    return sorted(rows, key=lambda row: opened.get(row.id, -1))
