@@ -108,6 +108,10 @@ class PromQLSource(PromQLClient):
         self._edges = RangeEdges(forget_after=max_lookback_seconds)
         self._catch_up = CatchUp(name, max_lookback_seconds)
         self.coarse = CoarseSteps(name, filters={q.name for q in self.queries if filters_series(q.expr)})
+        # What the read after ``restore`` of a state would have taught without it (``_learning`` while it
+        # runs, ``_untaken`` after): taken up where that state is let go of.
+        self._learning: CoarseSteps | None = None
+        self._untaken: CoarseSteps | None = None
         self._logged_failures: dict[str, str] = {}  # query -> error, as last logged
         self._logged_empty: set[str] = set()  # queries last said to match no series
         self._logged_annotations: dict[str, str] = {}  # query -> its PromQL annotations, as last logged
@@ -131,11 +135,20 @@ class PromQLSource(PromQLClient):
         return coarse_state(self.coarse)
 
     def restore(self, state: State | None) -> None:
-        """Take up ``state`` (``state()``) before the first read; None: nothing learnt (a snapshot refused
-        after its state was taken up for the warm-up's read)."""
-        self.coarse = CoarseSteps(self.name, filters=self.coarse.filters)
-        if state is not None:
-            restore_coarse(self.coarse, state)
+        """Take up ``state`` (``state()``) before the first read; None: what this process' own reads taught,
+        nothing taken up (a snapshot refused after its state was taken up for the warm-up's read).
+
+        The read after a ``state`` is learnt twice, with it and as without it (``_untaken``): a refused
+        snapshot (another fleet's) let go of what the warm-up's hour had taught too, and its spacings of an
+        answer every other step were counted again from nothing (20 asked steps, not the 10 left)."""
+        filters = self.coarse.filters
+        if state is None:
+            self.coarse = self._untaken or self._learning or CoarseSteps(self.name, filters=filters)
+            self._untaken = self._learning = None
+            return
+        self.coarse = CoarseSteps(self.name, filters=filters)
+        self._learning, self._untaken = CoarseSteps(self.name, filters=filters), None
+        restore_coarse(self.coarse, state)
 
     def close(self) -> None:
         """Stop the query pool (queries in flight are not waited for) and close the HTTP client."""
@@ -197,6 +210,8 @@ class PromQLSource(PromQLClient):
             # down. It came up after a failed warm-up, so `anomaly run --ticks 1` exited 0 or 1 by the
             # wall clock (whether its one tick fell on a query's step).
             self._health.succeeded(self._clock.time(), sum(h.series for h in self._health.queries.values()))
+        # Until the next read only: what the read after a state taken up learnt as without it (``restore``).
+        self._untaken, self._learning = self._learning, None
         for name, h in self._health.queries.items():
             h.answer_step = self.coarse.answer_step(name)
             h.part_steps = self._parts.get(name)
@@ -245,7 +260,7 @@ class PromQLSource(PromQLClient):
         a new process, which never saw it fail, did not: restart fuzz, coarse answers alone)."""
         if not frame.timestamps.size:  # an answer on a coarser step leaves no step of it in some windows
             return frame
-        kept = self.coarse.keep(frame, query.step_seconds)
+        kept = self._keep(frame, query.step_seconds)
         if not kept.timestamps.size:
             health.succeeded(self._clock.time(), health.series)
             self._read_until[query.name] = end
@@ -264,13 +279,20 @@ class PromQLSource(PromQLClient):
         read fits in its deadline: a larger ``deadline_seconds`` or step, or a server limit raised."""
         frame = got[0] if len(got) == 1 else joined(got)
         health.last_error += "; its newest steps read and fed, the older ones of its window unread (a gap)"
-        kept = self.coarse.keep(frame, query.step_seconds)
+        kept = self._keep(frame, query.step_seconds)
         self._read_until[query.name] = end
         if not kept.timestamps.size:
             return []
         _, guarded = query.sent
         step = self.coarse.step(query.name, query.step_seconds)
         return [self._edges.mask(kept, self._ranges[query.name], step, guarded=guarded)]
+
+    def _keep(self, frame: Frame, step: float) -> Frame:
+        """``frame`` as ``CoarseSteps.keep`` keeps it; in the read after ``restore`` of a state, learnt as
+        without that state too (``_learning``)."""
+        if self._learning is not None:
+            self._learning.keep(frame, step)
+        return self.coarse.keep(frame, step)
 
     def _too_long(self, query: PromQuery, since: float, end: float, why: str) -> None:
         """A read of ``(since, end]`` failed for its size: its next catch-up asks less (``CatchUp.failed``;
