@@ -62,6 +62,7 @@ class PromQLClient:
     _parts: dict[str, int]  # query -> the most steps a request asks, where its server refused more
     _unsplit: set[str]  # queries refused at one step since their last good read: not refused for size
     _clean: dict[str, int]  # query -> its reads in parts since one was refused or tried longer parts
+    _got: dict[str, list[Frame]]  # query -> the parts its read in progress has got, newest first
 
     def query_range(
         self,
@@ -100,21 +101,33 @@ class PromQLClient:
         if last < first:
             return Frame(query.name, [], np.zeros(0), np.zeros((0, 0)), query.series_kind)
         parts = self._parts_of(query, first, last, step, deadline)
-        return parts[0] if len(parts) == 1 else joined(parts)
+        return parts[0] if len(parts) == 1 else joined(parts[::-1])
+
+    def read_so_far(self, query: str) -> list[Frame]:
+        """The newest parts of ``query``'s last read, in time order: what it had got where its time ran out
+        (``PromQLSource.read`` feeds them). A read still running adds older parts to its own list only."""
+        return self._got.pop(query, [])[::-1]
 
     def _parts_of(
         self, query: PromQuery, first: int, last: int, step: int, deadline: float | None
     ) -> list[Frame]:
-        """The parts of a read from step ``first`` to ``last``, each of at most the steps its server answers
-        (halved where refused, ``query_range``); the size found is kept whether the read ends well or not."""
+        """The parts of a read from step ``first`` to ``last``, newest first, each of at most the steps its
+        server answers (halved where refused, ``query_range``); the size found is kept whether the read ends
+        well or not.
+
+        Newest first, and each part kept in ``_got`` as it comes: a read whose parts take longer than its
+        deadline (a tick's window of 30 requests at a 2-point limit, 20 within the deadline) dropped what it
+        had read, and a query never read asked the same window at every tick and never read; now what its
+        time allowed is the newest steps, fed as they are (``read_so_far``), the older left unread."""
         size, probe = self._part_size(query.name, (last - first) // step + 1)
         split = query.name not in self._unsplit
         parts: list[Frame] = []
+        self._got[query.name] = parts
         refused = (0, "")  # the steps of the last request refused for its size, and why
-        part_first = first
+        part_last = last
         try:
-            while part_first <= last:
-                part_last = min(last, part_first + (size - 1) * step)
+            while part_last >= first:
+                part_first = max(first, part_last - (size - 1) * step)
                 try:
                     parts.append(self._range_part(query, part_first, part_last, step, deadline))
                 except OverlongRead as exc:
@@ -130,7 +143,7 @@ class PromQLClient:
                     size = (part_last - part_first) // step // 2 + 1  # half its steps, rounded up
                     refused = (part_last - part_first) // step + 1, exc.why
                     continue
-                part_first = part_last + step
+                part_last = part_first - step
         finally:
             if size < self._parts.get(query.name, MAX_POINTS):
                 self._read_in_parts(query.name, size, *refused)

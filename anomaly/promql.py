@@ -36,7 +36,7 @@ from anomaly.promhttp import MAX_POINTS, OverlongRead, PromQLClient
 from anomaly.promquery import DCGM_COUNTERS, PromQuery, filters_series, inferred_kind, selected_metric
 from anomaly.rangeedges import RangeEdges, range_seconds
 from anomaly.snapshot import State
-from anomaly.sources import Frame, QueryHealth, SourceHealth
+from anomaly.sources import Frame, QueryHealth, SourceHealth, joined
 from gpuwarden.clock import Clock
 from gpuwarden.errors import SourceError
 from gpuwarden.redaction import hidden_password
@@ -108,6 +108,10 @@ class PromQLSource(PromQLClient):
         self._edges = RangeEdges(forget_after=max_lookback_seconds)
         self._catch_up = CatchUp(name, max_lookback_seconds)
         self.coarse = CoarseSteps(name, filters={q.name for q in self.queries if filters_series(q.expr)})
+        # What the read after ``restore`` of a state would have taught without it (``_learning`` while it
+        # runs, ``_untaken`` after): taken up where that state is let go of.
+        self._learning: CoarseSteps | None = None
+        self._untaken: CoarseSteps | None = None
         self._logged_failures: dict[str, str] = {}  # query -> error, as last logged
         self._logged_empty: set[str] = set()  # queries last said to match no series
         self._logged_annotations: dict[str, str] = {}  # query -> its PromQL annotations, as last logged
@@ -116,6 +120,8 @@ class PromQLSource(PromQLClient):
         self._parts: dict[str, int] = {}  # query -> the most steps a request asks, where more were refused
         self._unsplit: set[str] = set()  # queries refused at one step since their last good read
         self._clean: dict[str, int] = {}  # query -> its reads in parts since one was refused or tried longer
+        # query -> the parts its read in progress has got, newest first (``read_so_far``)
+        self._got: dict[str, list[Frame]] = {}
 
     def resume(self, read: Mapping[str, float], default: float) -> None:
         """Read each query not read yet from ``read[query]``, else ``default`` (``ResumableSource``): its next
@@ -129,11 +135,20 @@ class PromQLSource(PromQLClient):
         return coarse_state(self.coarse)
 
     def restore(self, state: State | None) -> None:
-        """Take up ``state`` (``state()``) before the first read; None: nothing learnt (a snapshot refused
-        after its state was taken up for the warm-up's read)."""
-        self.coarse = CoarseSteps(self.name, filters=self.coarse.filters)
-        if state is not None:
-            restore_coarse(self.coarse, state)
+        """Take up ``state`` (``state()``) before the first read; None: what this process' own reads taught,
+        nothing taken up (a snapshot refused after its state was taken up for the warm-up's read).
+
+        The read after a ``state`` is learnt twice, with it and as without it (``_untaken``): a refused
+        snapshot (another fleet's) let go of what the warm-up's hour had taught too, and its spacings of an
+        answer every other step were counted again from nothing (20 asked steps, not the 10 left)."""
+        filters = self.coarse.filters
+        if state is None:
+            self.coarse = self._untaken or self._learning or CoarseSteps(self.name, filters=filters)
+            self._untaken = self._learning = None
+            return
+        self.coarse = CoarseSteps(self.name, filters=filters)
+        self._learning, self._untaken = CoarseSteps(self.name, filters=filters), None
+        restore_coarse(self.coarse, state)
 
     def close(self) -> None:
         """Stop the query pool (queries in flight are not waited for) and close the HTTP client."""
@@ -157,29 +172,25 @@ class PromQLSource(PromQLClient):
         failed: dict[str, str] = {}
         refused: set[str] = set()  # failed with an answer of Prometheus' own (HTTP 4xx): it is reachable
         read: set[str] = set()
+        partly: set[str] = set()  # failed, their newest steps read (``_partly``): Prometheus answered
         empty: list[str] = []
         for query in self.queries:
             health = self._health.queries.setdefault(query.name, QueryHealth())
-            future = futures[query.name]
-            if not future.done():
-                # One already running ends by the client's timeout; its answer is dropped. One that never
-                # started (the others took the deadline) was not too long: its catch-up is left whole.
-                ran = not future.cancel()
-                error = f"query {query.name}: no answer within the read's {self.deadline_seconds:g}s deadline"
-                health.failed(error)
-                failed[query.name] = error
-                if ran:
-                    self._too_long(query, since[query.name], end, "no answer in time")
-                continue
+            got = self.read_so_far(query.name)  # its newest parts, where its time ran out before the rest
             try:
-                frame = future.result()
+                frame = self._answer(query, futures[query.name])
             except SourceError as exc:
                 health.failed(str(exc))
-                failed[query.name] = str(exc)
                 if not exc.retryable:
                     refused.add(query.name)
-                if isinstance(exc, OverlongRead):
+                # This read's parts only: a worker of the last read, cut at its deadline, may have left some.
+                got = [p for p in got if p.timestamps[0] > since[query.name]]
+                if isinstance(exc, OverlongRead) and not exc.refused and got:  # its time ran out
+                    frames.extend(self._partly(query, got, health, end))
+                    partly.add(query.name)
+                elif isinstance(exc, OverlongRead):
                     self._too_long(query, since[query.name], end, exc.why)
+                failed[query.name] = health.last_error
                 continue
             self._catch_up.succeeded(query.name)
             frame = self._kept(query, frame, health, end, read)
@@ -192,19 +203,32 @@ class PromQLSource(PromQLClient):
                 _, guarded = query.sent
                 step = self.coarse.step(query.name, query.step_seconds)
                 frames.append(self._edges.mask(frame, self._ranges[query.name], step, guarded=guarded))
-        if failed and not read and not self._up_elsewhere(failed, refused):
+        if failed and not read and not partly and not self._up_elsewhere(failed, refused):
             self._health.failed(self._outage(failed))
-        elif read or self._health.up:
+        elif read or partly or self._health.up:
             # A read that asked nothing (no query's step in its window) is no news: a source down stays
             # down. It came up after a failed warm-up, so `anomaly run --ticks 1` exited 0 or 1 by the
             # wall clock (whether its one tick fell on a query's step).
             self._health.succeeded(self._clock.time(), sum(h.series for h in self._health.queries.values()))
+        # Until the next read only: what the read after a state taken up learnt as without it (``restore``).
+        self._untaken, self._learning = self._learning, None
         for name, h in self._health.queries.items():
             h.answer_step = self.coarse.answer_step(name)
             h.part_steps = self._parts.get(name)
         self._log_failures(failed, read)
         self._log_empty(empty, read)
         return frames
+
+    def _answer(self, query: PromQuery, future: Future[Frame]) -> Frame:
+        """``future``'s frame; ``SourceError`` where it failed, or gave no answer within the deadline: one
+        already running ends by the client's timeout, its answer dropped (``OverlongRead``, its time spent);
+        one that never started (the others took the deadline) was not too long, its catch-up left whole."""
+        if future.done():
+            return future.result()
+        error = f"query {query.name}: no answer within the read's {self.deadline_seconds:g}s deadline"
+        if future.cancel():
+            raise SourceError(error)
+        raise OverlongRead(error, source="", why="no answer in time", refused=False)
 
     def _ask(self, start: float, end: float) -> tuple[dict[str, float], dict[str, Future[Frame]]]:
         """Send every query's read over ``(start, end]`` (or from where it last failed) to the pool: where
@@ -236,12 +260,39 @@ class PromQLSource(PromQLClient):
         a new process, which never saw it fail, did not: restart fuzz, coarse answers alone)."""
         if not frame.timestamps.size:  # an answer on a coarser step leaves no step of it in some windows
             return frame
-        kept = self.coarse.keep(frame, query.step_seconds)
+        kept = self._keep(frame, query.step_seconds)
         if not kept.timestamps.size:
             health.succeeded(self._clock.time(), health.series)
             self._read_until[query.name] = end
             read.add(query.name)
         return kept
+
+    def _partly(self, query: PromQuery, got: list[Frame], health: QueryHealth, end: float) -> list[Frame]:
+        """The newest steps of a read whose time ran out (``got``: its parts, in time order), as a read of
+        them; the query stays failing (``health``: no whole read), and reads on from ``end``.
+
+        A read that needed more requests than its deadline allows failed whole: a query never read (no
+        catch-up to shorten, ``CatchUp``) asked the same window at every tick and never read, for good.
+        The newest steps fed keep the detectors current; the older steps of the window are left out, a
+        gap, never fed later (each series' time goes forward only), as a shortened catch-up leaves them.
+        Its alerts are held and its age counts from its last whole read (``GpuwardenSourceStale``) until a
+        read fits in its deadline: a larger ``deadline_seconds`` or step, or a server limit raised."""
+        frame = got[0] if len(got) == 1 else joined(got)
+        health.last_error += "; its newest steps read and fed, the older ones of its window unread (a gap)"
+        kept = self._keep(frame, query.step_seconds)
+        self._read_until[query.name] = end
+        if not kept.timestamps.size:
+            return []
+        _, guarded = query.sent
+        step = self.coarse.step(query.name, query.step_seconds)
+        return [self._edges.mask(kept, self._ranges[query.name], step, guarded=guarded)]
+
+    def _keep(self, frame: Frame, step: float) -> Frame:
+        """``frame`` as ``CoarseSteps.keep`` keeps it; in the read after ``restore`` of a state, learnt as
+        without that state too (``_learning``)."""
+        if self._learning is not None:
+            self._learning.keep(frame, step)
+        return self.coarse.keep(frame, step)
 
     def _too_long(self, query: PromQuery, since: float, end: float, why: str) -> None:
         """A read of ``(since, end]`` failed for its size: its next catch-up asks less (``CatchUp.failed``;

@@ -192,7 +192,8 @@ class SavedSource(Source, Protocol):
         ...
 
     def restore(self, state: State | None) -> None:
-        """Take up ``state`` (``state()``) before its first read; None: start again from nothing."""
+        """Take up ``state`` (``state()``) before its first read; None: let go of one taken up, keeping what
+        its own reads taught as without it."""
         ...
 
 

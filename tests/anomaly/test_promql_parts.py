@@ -58,6 +58,21 @@ def limit(prometheus: FakePrometheus, points: int, kind: str = "query-timeout") 
     prometheus.refusal = refusal
 
 
+def a_second_each(prometheus: FakePrometheus, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each request takes a (fake) second of the read's deadline (``time.monotonic`` of the source)."""
+    now = [0.0]
+    fake = SimpleNamespace(monotonic=lambda: now[0])
+    monkeypatch.setattr(promhttp, "time", fake)
+    monkeypatch.setattr(promql, "time", fake)
+    refusal = prometheus.refusal
+
+    def slow(params: dict[str, str]) -> tuple[int, dict[str, Any]] | None:
+        now[0] += 1.0
+        return refusal(params)
+
+    prometheus.refusal = slow
+
+
 def fleet(t0: float) -> Any:
     """Four GPUs: the fourth's series begins half-way through the hour, the second reads NaN at some steps."""
 
@@ -114,7 +129,8 @@ def test_a_warm_up_refused_for_its_size_is_read_in_parts_joined_as_one_read(
     np.testing.assert_array_equal(parts[0].timestamps, whole[0].timestamps)
     assert rows(parts[0]) == rows(whole[0])
     read = asked_points(prometheus, answered=True)
-    assert read == sorted(set(read)) == whole[0].timestamps.tolist()  # each step once, in order
+    assert sorted(read) == sorted(set(read)) == whole[0].timestamps.tolist()  # each step once
+    assert read[:4] == whole[0].timestamps.tolist()[-4:]  # the newest part first (what a deadline leaves)
     assert strict.health().queries["temp"].part_steps == 4  # 120, 60, 30, 15, 8 refused: 4 read
     strict.close()
 
@@ -215,29 +231,21 @@ def test_a_restart_behind_a_strict_prometheus_replays_its_hour_as_one_without_a_
     assert warmed() == fed
 
 
-def test_a_read_in_parts_past_its_deadline_fails_whole_and_keeps_the_part_size_it_learnt(
+def test_a_read_in_parts_past_its_deadline_keeps_the_part_size_it_learnt(
     prometheus: FakePrometheus, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # At a 2-point limit a tick's 60 steps are 30 requests after 5 refused halvings: past the read's deadline
-    # the whole read failed (no part of it fed, its health down) and the size it had found was dropped, so
-    # every tick halved again from 11,000 steps, ran out of time again, and the query never read again.
-    now = [0.0]  # time.monotonic of the read's deadline: each request takes a (fake) second
-    fake = SimpleNamespace(monotonic=lambda: now[0])
-    monkeypatch.setattr(promhttp, "time", fake)
-    monkeypatch.setattr(promql, "time", fake)
+    # the whole read failed and the size it had found was dropped, so every tick halved again from 11,000
+    # steps, ran out of time again, and the query never read again. (Its newest steps are fed since
+    # fix/promread; the query fails until a whole read.)
     clock = FakeClock()
     prometheus.answers[TEMP] = fleet(clock.time())
     limit(prometheus, 2)
-    refusal = prometheus.refusal
-
-    def slow(params: dict[str, str]) -> tuple[int, dict[str, Any]] | None:
-        now[0] += 1.0
-        return refusal(params)
-
-    prometheus.refusal = slow
+    a_second_each(prometheus, monkeypatch)
     prom = PromQLSource(prometheus.url, [PromQuery("temp", TEMP, 1.0)], clock, deadline_seconds=33)
     clock.advance(60)
-    assert prom.read(clock.time() - 60, clock.time()) == []  # 33 requests sent of the 35 it needs
+    frames = prom.read(clock.time() - 60, clock.time())  # 33 requests sent of the 35 it needs
+    assert frames[0].timestamps.tolist() == [clock.time() - 55 + i for i in range(56)]  # 28 parts answered
     health = prom.health().queries["temp"]
     assert not health.up and "deadline" in (health.last_error or "")
     assert health.part_steps == 2
@@ -304,4 +312,35 @@ def test_a_query_refused_at_one_step_of_its_window_only_keeps_no_part_size(
     prometheus.requests.clear()
     assert prom.read(clock.time() - 60, clock.time())[0].timestamps.size == 60  # the window after it
     assert len(prometheus.requests) == 1
+    prom.close()
+
+
+def test_a_tick_window_needing_more_requests_than_its_deadline_feeds_its_newest_steps_and_stays_failing(
+    prometheus: FakePrometheus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # At a 2-point limit a tick's 60 steps are 30 requests; a deadline of 20 (a fake second each) cut every
+    # read, the parts got were dropped, and a query never read (no catch-up to shorten) asked the same window
+    # at each tick: it never read, for good. Now the newest parts are asked first and what the deadline
+    # left is fed: the detectors get current steps, the older ones of each window stay unread (a gap), and
+    # the query still reads as failing (its alerts held, `GpuwardenSourceStale`) without a whole read.
+    clock = FakeClock()
+    prometheus.answers[TEMP] = fleet(clock.time())
+    limit(prometheus, 2)
+    a_second_each(prometheus, monkeypatch)
+    prom = PromQLSource(prometheus.url, [PromQuery("temp", TEMP, 1.0)], clock, deadline_seconds=20)
+    fed: list[float] = []
+    for tick in range(4):
+        clock.advance(60)
+        prometheus.requests.clear()
+        frames = prom.read(clock.time() - 60, clock.time())
+        assert len(prometheus.requests) <= 21  # bounded by the deadline (the last one cut at it)
+        health = prom.health().queries["temp"]
+        assert not health.up and health.last_success is None and "deadline" in (health.last_error or "")
+        assert prom.health().up  # Prometheus answered: the query fails, the source is not down
+        assert [len(f.labels) for f in frames] == [4]
+        stamps = frames[0].timestamps.tolist()
+        read = 15 * 2 if tick == 0 else 20 * 2  # the first read halved 60, 30, 15, 8 and 4 first
+        assert stamps == [clock.time() - read + 1 + i for i in range(read)]  # the newest, in order
+        fed.extend(stamps)
+    assert fed == sorted(set(fed))  # each step once, never one older than one fed before
     prom.close()

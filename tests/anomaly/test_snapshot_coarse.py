@@ -9,6 +9,7 @@ import httpx
 import numpy as np
 import pytest
 
+from anomaly import snapshot as snapshot_module
 from anomaly.promql import PromQLSource, PromQuery
 from anomaly.service import AnomalyService
 from anomaly.snapshot import Snapshot, load_snapshot, save_snapshot
@@ -132,3 +133,40 @@ def test_answer_steps_that_do_not_fit_are_said_and_the_rest_of_the_snapshot_is_t
     assert "what source prometheus learnt of its answer steps not used (ValueError" in caplog.text
     assert f"anomaly state restored from {path}" in caplog.text
     assert source.coarse.seen == {}
+
+
+@pytest.mark.parametrize("refusal", ["another-fleet", "detectors-misfit", "old-version", "torn-file"])
+def test_a_refused_snapshot_keeps_what_the_warm_ups_read_learnt_of_answer_steps(
+    tmp_path, monkeypatch, refusal
+):
+    """A snapshot refused after its answer steps were taken up for the warm-up's read (another fleet's, or
+    one that does not fit the detectors) let go of everything the source had learnt, the hour's spacings of
+    POWER too: it counted them again from nothing, seeing the coarser step 20 asked steps after the warm-up
+    where a process without the snapshot sees it 10 after. One refused as it is read (its version, a torn
+    file) is never taken up. Either way the source holds what the hour alone teaches."""
+    clock = FakeClock(1_767_225_600.0)
+    snapshot = _snapshot_after_30_ticks(clock)
+    path = tmp_path / "state.npz"
+    if refusal == "another-fleet":
+        index = snapshot.components["index"].meta
+        index["label_sets"] = [[[k, f"other-{v}"] for k, v in labels] for labels in index["label_sets"]]
+    if refusal == "detectors-misfit":
+        del snapshot.components["counters"]
+    if refusal == "old-version":
+        monkeypatch.setattr(snapshot_module, "VERSION", snapshot_module.VERSION - 1)
+    assert save_snapshot(path, snapshot)
+    monkeypatch.undo()
+    if refusal == "torn-file":
+        path.write_bytes(path.read_bytes()[:100])
+    fresh_source, fresh = _service(clock)
+    fresh.warm_up()
+    source, restarted = _service(clock)
+    restarted.warm_up(snapshot=load_snapshot(path, restarted.cfg))
+    learnt = fresh_source.coarse.learnt_queries()
+    assert [row[:4] for row in learnt if row[0] == POWER] == [(POWER, clock.time(), COARSE, 5)]  # the hour's
+    assert source.coarse.learnt_queries() == learnt
+    for _ in range(10):  # 5 more spacings of POWER: 20 asked steps with the hour's
+        clock.advance(EVERY)
+        assert _scores(restarted) == _scores(fresh)
+    assert fresh_source.coarse.seen == {POWER: COARSE}
+    assert source.coarse.seen == fresh_source.coarse.seen
