@@ -178,13 +178,15 @@ class AlertUpdater(ServiceCore):
         """An anomalous read of an alert not firing: one more tick agreed (``pending``, this tick's counts),
         raised once ``pending_ticks`` have (an immediate detector's at once)."""
         f, key = row.f, row.key
-        # An alert the warm-up's history left firing reads on as it would have without the restart.
+        # An alert the warm-up's history left firing reads on as it would have without the restart: heard
+        # (its quiet reads start again) with re-escalation off too, re-raised only with it on.
         recalled = self._recalled.get(key)
         escalated = (
             recalled is not None
             and row.first
             and not f.immediate
             and recalled.heard(row.score, row.deviation, self.cfg.pending_ticks)
+            and self.cfg.reescalate_alerts
         )
         # Learned detectors must agree for `pending_ticks` ticks in a row (Prometheus' `for:`).
         agreed = self._pending.get(key, (0, "", ""))[0] + 1

@@ -217,7 +217,9 @@ class AlertForwarder(Collector):
         # Nor is another side: raised as a fall of what serve holds as a rise, it is a new activity (the one
         # that rose ended, its resolution lost with the process that found it), and serve reads the side: a
         # temperature posted on as "up" was a thermal fault of a cold GPU. serve lets the rise end at its
-        # endsAt, as it would have had no process started after the one that died.
+        # endsAt, as it would have had no process started after the one that died. A rise still firing
+        # whose reads turned to a fall comes here as the rise: the warm-up recalled it, re-escalation on or
+        # off, and raises it again on its side (``anomaly.alertupdate._as_recalled``).
         if (
             served is not None
             and self._clock.now() <= served[1]
@@ -278,7 +280,7 @@ class AlertForwarder(Collector):
             items.append((fp, False, postable(alert, alert.ends_at or now)))
         return items
 
-    def held(self, *, recalling: bool = True) -> dict[str, datetime] | None:
+    def held(self) -> dict[str, datetime] | None:
         """The alerts the receiver holds firing now (``GET /api/v2/alerts``), by identity
         (``alert_identity``), each with the ``endsAt`` it lets it end at once posts stop: what a restarted
         service may recall (``AnomalyService.warm_up``). Kept too: the labels each is held under, which
@@ -286,14 +288,12 @@ class AlertForwarder(Collector):
 
         None where it cannot say (not reachable, an error, a body not such a list), logged. Where it may say
         later (``_Unlisted.retry``), ``flush`` asks again, and posts nothing until it answers, for the hold
-        from now at most (``_listed``). ``recalling``: whether the caller's warm-up recalls alerts from the
-        answer (re-escalation on; off, it raises none from its history), which the warning then says it
-        does for the hold from now instead."""
+        from now at most (``_listed``)."""
         listed = self._list()
         if isinstance(listed, _Unlisted):
             if listed.retry:
                 self._list_until = self._clock.now() + self._hold
-            self._unlisted(listed, recalling)
+            self._unlisted(listed)
             return None
         self._serving = listed
         return {identity: ends for identity, (_, ends) in listed.items()}
@@ -315,8 +315,9 @@ class AlertForwarder(Collector):
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             return _Unlisted(f"not a list of alerts: {type(exc).__name__}: {exc}", retry=False)
 
-    def _unlisted(self, unlisted: _Unlisted, recalling: bool) -> None:
-        """Log why ``held`` cannot say, and what is done without it."""
+    def _unlisted(self, unlisted: _Unlisted) -> None:
+        """Log why ``held`` cannot say, and what is done without it: the warm-up recalls what its history
+        leaves firing (re-escalation on or off) for the hold from now."""
         hold = self._hold.total_seconds()
         if unlisted.retry:
             then = (
@@ -328,11 +329,10 @@ class AlertForwarder(Collector):
             then = (
                 "not asking again: an alert it holds under other labels (a release before's) goes as a second"
             )
-        if recalling:
-            then += (
-                "; unless a state snapshot resumes, the alerts the warm-up's history leaves firing are"
-                f" recalled for {hold:.0f} s from now"
-            )
+        then += (
+            "; unless a state snapshot resumes, the alerts the warm-up's history leaves firing are"
+            f" recalled for {hold:.0f} s from now"
+        )
         logger.warning(
             "alert forward: cannot list the alerts %s holds (%s); %s", self._shown_url, unlisted.error, then
         )

@@ -143,10 +143,14 @@ class HistoryReplayer(AlertUpdater, SnapshotKeeper):
     def _replay_recalling(
         self, frames: Sequence[Frame], ends: Sequence[float], now: float, held: Mapping[str, datetime] | None
     ) -> None:
-        """Replay the history with no alert firing, then recall what it left firing (``_recall``)."""
+        """Replay the history with no alert firing, then recall what it left firing (``_recall``), with
+        re-escalation on or off: the recall is what tells an alert still firing from one that resolved.
+        Replayed without the alert state (re-escalation off, before), a rise whose first reads after the
+        restart were a fall was raised as a first alert on the fall's side: a second alert at serve beside
+        the rise it held, where without the restart the rise fires on whichever side its reads are."""
         live = (self.firing, self._pending)
         self.firing, self._pending = {}, {}
-        self._replay(frames, ends, alerts=self.cfg.reescalate_alerts)
+        self._replay(frames, ends, alerts=True)
         # What the history left firing reads on, recalled, until its alert is raised again
         # (``_Firing.resume``) or would have resolved: a restart during a recovery took the score it was
         # raised at for its peak, and the next fault's rise for a new one, so that fault re-raised nothing,

@@ -118,8 +118,7 @@ def run(
         # holds bounds what the history left firing is recalled for (``AnomalyService.warm_up``), and the
         # labels it holds them by are those the forwarder posts them on under (``AlertForwarder.held``),
         # re-escalation or not: the first post after an upgrade that added ``deviation`` was a new alert.
-        # Only with re-escalation does the warm-up raise (and so recall) anything from its history.
-        held = forwarder.held(recalling=cfg.reescalate_alerts) if forwarder is not None else None
+        held = forwarder.held() if forwarder is not None else None
         # What the detectors learnt before the restart, when a snapshot of it fits; the history after it.
         service.warm_up(held, load_snapshot(state, cfg) if state is not None else None)
         if ticks:

@@ -516,9 +516,10 @@ def run_one_tick_forwarding_to(receiver, tmp_path, monkeypatch, reescalate: bool
 def test_run_asks_serve_what_it_holds_before_its_warm_up_recalls_alerts(tmp_path, monkeypatch, reescalate):
     """A restart recalls the alerts its warm-up left firing only while serve still holds them, until serve's
     own endsAt (``AlertForwarder.held``): ``anomaly run`` did not ask, so after a downtime it recalled them
-    for 4 minutes past serve's hold. With re-escalation off nothing is recalled, but serve is asked still: the
-    labels it holds each alert by are those the forwarder posts it on under (``AlertForwarder._as_served``),
-    or an alert firing across the upgrade that added ``deviation`` was a second alert at serve."""
+    for 4 minutes past serve's hold. Asked with re-escalation off too: the recall keeps the side an alert was
+    raised on, and the labels serve holds each alert by are those the forwarder posts it on under
+    (``AlertForwarder._as_served``), or an alert firing across the upgrade that added ``deviation`` was a
+    second alert at serve."""
     receiver = _Receiver()
     run_one_tick_forwarding_to(receiver, tmp_path, monkeypatch, reescalate)
     assert [a for a in receiver.asked if a[0] == "GET"] == [("GET", "/api/v2/alerts")]

@@ -223,20 +223,22 @@ class ScoredAt:
         return [Findings(self.name, "q", [GPUS[3]], score=score, value=score)]
 
 
-def _straggler_service(clock: FakeClock, scores: list[float], start: float) -> AnomalyService:
+def _straggler_service(
+    clock: FakeClock, scores: list[float], start: float, reescalate: bool = True
+) -> AnomalyService:
     source = HistorySource({TEMP: lambda t: [60.0] * len(GPUS)})
-    cfg = AnomalyConfig(reescalate_alerts=True)
+    cfg = AnomalyConfig(reescalate_alerts=reescalate)
     return AnomalyService(cfg, [source], clock, detectors=[ScoredAt(start, scores)])
 
 
-def _after_restart(scores: list[float], restart_at: int) -> list[TickResult]:
+def _after_restart(scores: list[float], restart_at: int, reescalate: bool = True) -> list[TickResult]:
     """The ticks of a service restarted (its warm-up replaying the history) before read ``restart_at``."""
     clock = FakeClock()
     start = clock.time()
-    before = _straggler_service(clock, scores, start)
+    before = _straggler_service(clock, scores, start, reescalate)
     for _ in range(restart_at - 1):
         tick(clock, before)
-    after = _straggler_service(clock, scores, start)
+    after = _straggler_service(clock, scores, start, reescalate)
     assert after.warm_up() > 0
     return [tick(clock, after) for _ in range(len(scores) - restart_at)]
 
@@ -274,6 +276,19 @@ def test_a_restart_while_the_value_is_back_in_its_band_keeps_the_next_fault_re_r
     ended = [a for a in changes if a.status is AlertStatus.RESOLVED]
     assert [a.ends_at for a in ended] == [again[0].starts_at], "its activity ended as it is raised anew"
     assert _reescalated_without_restart(scores) == [again[0].starts_at], "as it was without the restart"
+
+
+def test_without_re_escalation_a_recalled_alert_is_raised_again_as_it_was_never_re_raised():
+    # Re-escalation off lets the open alert hide the new fault (README). The warm-up recalls what its
+    # history left firing with it off too (the side an alert was raised on: ``test_forwarder_sides.py``);
+    # the recall must not re-raise it at the straggler where the uninterrupted service would not. Here the
+    # recall has recovered (30 quiet reads since its raise, a blip keeping it from resolving) when the
+    # straggler comes at the restart: its first 3 reads would re-raise it, with the option on.
+    scores = [0.0] * 6 + [8.6] * 18 + [0.5] * 20 + [5.2] + [0.5] * 10 + [5.2] * 6
+    assert len(_reescalated_without_restart(scores)) == 1, "with it on, the straggler re-raises the alert"
+    ticks = _after_restart(scores, 6 + 18 + 20 + 1 + 10, reescalate=False)
+    changes = [a for t in ticks for a in t.changes()]
+    assert [(a.status, "reescalated" in a.annotations) for a in changes] == [(AlertStatus.FIRING, False)]
 
 
 def test_a_recalled_alert_that_would_have_resolved_before_the_next_fault_is_raised_as_a_first_one():

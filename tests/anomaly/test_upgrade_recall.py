@@ -76,9 +76,10 @@ def _served(
         if n == restart_at:
             service, forwarder = started(sided=True)  # the upgrade, its snapshot unusable or none
             service.warm_up(forwarder.held())
-            # Recalled as serve holds it, so it re-escalates as it would have without the upgrade; without
-            # serve's word, for the hold from the start.
-            assert len(service._recalled) == int(reescalate)
+            # Recalled as serve holds it, re-escalation on or off (fix/reesc), so it re-escalates as it
+            # would have without the upgrade and keeps its side; without serve's word, for the hold from
+            # the start.
+            assert len(service._recalled) == 1
         tick(clock, service)
         if restart_at <= n < restart_at + unreachable:
             forwarder.flush()  # what is due fails
