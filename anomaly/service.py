@@ -113,8 +113,9 @@ class AnomalyService(HistoryReplayer):
         out = []
         for source in self.sources:
             h = source.health()
+            succeeded, query_succeeded = self._succeeded(h)  # a snapshot's where this process read none well
             # At least 0: a read stamps its success when it ends, after ``now`` (a stale score read -0.0017).
-            age = max(0.0, now - (h.last_success if h.last_success is not None else self._started))
+            age = max(0.0, now - succeeded)
             # The server names which Prometheus an operator must look at (the alert's title says it).
             labels = [{"source": h.name, **({"server": h.server} if h.server else {})}]
             ages, scores = [age], [age / self.cfg.stale_after_seconds]
@@ -125,7 +126,7 @@ class AnomalyService(HistoryReplayer):
                 summaries[0] = f"{h.name} has returned no series for {ages[0]:.0f}s: its targets are gone"
             for query, q in h.queries.items():
                 failing = h.up and not q.up  # a source that is down is one alert, not one per query
-                q_age = max(0.0, now - (q.last_success if q.last_success is not None else self._started))
+                q_age = max(0.0, now - query_succeeded[query])
                 labels.append({**labels[0], "query": query})
                 ages.append(q_age if failing else 0.0)
                 scores.append(ages[-1] / self.cfg.stale_after_seconds)

@@ -19,7 +19,7 @@ from anomaly.firing import _Firing
 from anomaly.promql import selected_metric
 from anomaly.registry import builtin_registry
 from anomaly.series import CounterRates, EvidenceBuffer, SeriesIndex, View
-from anomaly.sources import Frame, Source
+from anomaly.sources import Frame, Source, SourceHealth
 from anomaly.writeback import AnomalyCollector
 from gpuwarden.clock import Clock
 from gpuwarden.config_anomaly import AnomalyConfig
@@ -83,6 +83,11 @@ class ServiceCore:
             d.name: d.judged_by for d in self.detectors if isinstance(d, JudgedDetector)
         }
         self._started = clock.time()
+        # Per source and per query, when a process before this one last read it well (``last_success``,
+        # ``clock.time()``: wall time, which a restart can compare, as it cannot the monotonic clock's), or,
+        # where none did, when the first of them started: a snapshot's, taken up (``restore``).
+        self._source_success: dict[str, float] = {}
+        self._query_success: dict[str, float] = {}
         self.ticks = 0
         self.last_tick_end: float | None = None  # clock.monotonic() when the last tick ended (/healthz)
         self.started_monotonic = clock.monotonic()
@@ -97,6 +102,24 @@ class ServiceCore:
             self._query_source[frame.query] = source.name
             self._query_read[frame.query] = until
         return got
+
+    def _succeeded(self, h: SourceHealth) -> tuple[float, dict[str, float]]:
+        """When ``h``'s source, and each query of it, was last read well: by this process, else by the one
+        whose snapshot it took up (that one's own, or its predecessor's), else when this process started. A
+        query failing through a restart was aged from the new process' start: its ``GpuwardenSourceStale``
+        resolved at the restart and was raised again only ``stale_after_seconds`` later (restart fuzz
+        ``--failed-warm-ups``, 12 of 20 seeds). After a crash it may be older than the true last good read,
+        by the ticks the crash lost (at most ``state_save_seconds``): the last one any process kept."""
+        source = h.last_success
+        if source is None:
+            source = self._source_success.get(h.name, self._started)
+        queries = {
+            name: q.last_success
+            if q.last_success is not None
+            else self._query_success.get(name, self._started)
+            for name, q in h.queries.items()
+        }
+        return source, queries
 
     def _unread(self) -> Callable[[str], bool] | None:
         """Which queries the last read could not read (``SeriesIndex.expire``): failed, or of a source down;

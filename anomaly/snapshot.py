@@ -5,8 +5,9 @@ learn again), the thermal lines and the fleet and level-shift state: the warm-up
 is one ``.npz`` file (``np.savez``, read with ``allow_pickle=False``: nothing in it runs code): the named
 arrays of each component (``State``) and, as the array ``header``, a JSON header with the format and its
 version, when it was saved, the time the service had read up to (and each source and each query: a query
-that failed at the ticks before the save is read again from its own), a fingerprint of the settings that shape
-the state, and each component's small JSON state (the series index's keys among them).
+that failed at the ticks before the save is read again from its own), when each source and query was last
+read well (a restart ages its staleness from there), a fingerprint of the settings that shape the state, and
+each component's small JSON state (the series index's keys among them).
 
 It is written beside its final name, fsynced, renamed over it and the directory fsynced, mode 0600: a crash
 leaves the previous snapshot or the new one, never half of one. A snapshot that cannot be used (corrupt,
@@ -50,9 +51,10 @@ FORMAT = "gpuwarden-anomaly-state"
 # it kept when each GPU was read again after going unseen (``seen_at``). 5: before the sources' own state
 # (``sources``: PromQL's answer steps, ``anomaly.coarsestate``) was kept. 6: before the alerts kept the
 # workloads' moves and the rows they hold (``collective``, ``anomaly.collective``). 7: before each move kept
-# its ranks beside the rows it holds (a rank let go mid-move is held again as its job moves on).
-VERSION = 8
-SCHEMA = "7466312e239fa1a0"
+# its ranks beside the rows it holds (a rank let go mid-move is held again as its job moves on). 8: before
+# each source's and query's last good read was kept (``source_success``, ``query_success``).
+VERSION = 9
+SCHEMA = "99e340f702dac2eb"
 _HEADER = "header"
 _MODE = 0o600
 # Settings that do not shape what the detectors learn: where the service reads, listens and posts, and the
@@ -93,6 +95,11 @@ class Snapshot:
     ]  # per query, the end of its last good read: a failed one is read again from it
     settings: dict[str, Any]
     components: dict[str, State] = field(default_factory=dict)
+    # Per source and per query, when its last good read ended (``clock.time()``, wall time), or, one never
+    # read well, when the first process without a good read of it started: a restart while it fails ages its
+    # ``GpuwardenSourceStale`` from there (``ServiceCore._succeeded``), not from its own start.
+    source_success: dict[str, float] = field(default_factory=dict)
+    query_success: dict[str, float] = field(default_factory=dict)
     origin: str = ""  # the file it was read from, for the warnings that name it
 
     @property
@@ -205,6 +212,8 @@ def write_snapshot(path: Path, snapshot: Snapshot) -> int:
         "read_until": snapshot.read_until,
         "last_read": snapshot.last_read,
         "query_read": snapshot.query_read,
+        "source_success": snapshot.source_success,
+        "query_success": snapshot.query_success,
         "fingerprint": snapshot.fingerprint,
         "settings": snapshot.settings,
         "components": {name: state.meta for name, state in snapshot.components.items()},
@@ -284,6 +293,8 @@ def _snapshot(path: Path, header: dict[str, Any], arrays: Arrays, settings: Mapp
         read_until=float(header["read_until"]),
         last_read={str(k): float(v) for k, v in header["last_read"].items()},
         query_read={str(k): float(v) for k, v in header["query_read"].items()},
+        source_success={str(k): float(v) for k, v in header["source_success"].items()},
+        query_success={str(k): float(v) for k, v in header["query_success"].items()},
         settings=dict(header["settings"]),
         components=components,
         origin=str(path),
@@ -329,7 +340,8 @@ def _header(npz: Mapping[str, npt.NDArray[Any]]) -> dict[str, Any]:
         raise SnapshotRefused(
             f"is of format version {header.get('version')!r}; this gpuwarden reads {VERSION}"
         )
-    for key in ("saved_at", "read_until", "last_read", "query_read", "settings", "components"):
+    keys = ("saved_at", "read_until", "last_read", "query_read", "source_success", "query_success")
+    for key in (*keys, "settings", "components"):
         if key not in header:
             raise SnapshotRefused(f"has no {key!r} in its header")
     return header

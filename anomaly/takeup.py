@@ -41,6 +41,12 @@ class SnapshotKeeper(ServiceCore):
             if isinstance(d, SavedDetector):
                 components[f"detector:{d.name}"] = d.state()
         components["sources"] = self._sources_state()
+        source_success: dict[str, float] = {}
+        query_success: dict[str, float] = {}
+        for source in self.sources:
+            h = source.health()
+            source_success[h.name], queries = self._succeeded(h)
+            query_success.update(queries)
         return Snapshot(
             saved_at=self.clock.time(),
             read_until=self.read_until,
@@ -48,6 +54,8 @@ class SnapshotKeeper(ServiceCore):
             query_read=dict(self._query_read),
             settings=shaping_settings(self.cfg),
             components=components,
+            source_success=source_success,
+            query_success=query_success,
         )
 
     def _sources_state(self) -> State:
@@ -111,6 +119,8 @@ class SnapshotKeeper(ServiceCore):
                 d.restore(parts[f"detector:{d.name}"])
         self._last_read = dict(snapshot.last_read)
         self._query_read = dict(snapshot.query_read)
+        self._source_success = dict(snapshot.source_success)
+        self._query_success = dict(snapshot.query_success)
 
     def _take_up(
         self, snapshot: Snapshot, start: float, until: float, history: Sequence[Frame]
