@@ -54,7 +54,7 @@ class AlertUpdater(ServiceCore):
         """
         if not rows and not self.collective.holds(f.detector, f.query):
             return rows
-        collective, _ = collective_workloads(f)
+        collective = collective_workloads(f)
         held = self.collective.update(f, collective)
         kept = [i for i in rows if not held[i] and peer_key(f.labels[i], ()) not in collective]
         self.collective_suppressed += len(rows) - len(kept)
@@ -192,9 +192,10 @@ class AlertUpdater(ServiceCore):
         if not f.immediate and agreed < self.cfg.pending_ticks:
             return
         pending.pop(key)
+        alert = row.alert if recalled is None or escalated else _as_recalled(row.alert, recalled.alert)
         hold = self.cfg.immediate_resolve_after if f.immediate else self.cfg.thresholds.resolve_after
         self.firing[key] = state = _Firing(
-            row.alert,
+            alert,
             f.resolve_after or hold,
             f.query,
             f.detector,
@@ -208,7 +209,7 @@ class AlertUpdater(ServiceCore):
                 self._reraise(key, recalled, row.alert, row.score, result)
                 return
             state.resume(recalled)
-        result.raised.append(row.alert)
+        result.raised.append(alert)
 
     def _rest(
         self,
@@ -266,6 +267,18 @@ class AlertUpdater(ServiceCore):
             series=state.series,
         )
         result.raised.append(again)
+
+
+def _as_recalled(alert: Alert, recalled: Alert) -> Alert:
+    """``alert``, raised again at a restart as the activity the warm-up recalled (``recalled``), on the side
+    that was raised on: without the restart the alert fires on under it whichever side its reads are on
+    (``_hold``). Raised on the side of its first reads, a rise whose value had come back below the band
+    that followed it was a "down" alert, a second one at serve (another activity than the rise it holds,
+    ``anomaly.forwarder``), and its recovery was judged against the wrong side (``_Firing.escalates``)."""
+    side = recalled.labels.get("deviation", "")
+    if not side or alert.labels.get("deviation", "") == side:
+        return alert
+    return replace(alert, labels={**alert.labels, "deviation": side})
 
 
 def _reads(findings: Sequence[Findings], index: SeriesIndex) -> Callable[[_Firing], bool]:

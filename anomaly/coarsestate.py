@@ -21,25 +21,19 @@ from typing import Any
 import numpy as np
 
 from anomaly.coarsesteps import CoarseSteps, SeriesSteps
+from anomaly.seriessteps import KEPT
 from anomaly.snapshot import Arrays, State
-
-_ARRAYS = ("last", "value", "spacing", "times", "seen")
 
 
 def coarse_state(coarse: CoarseSteps) -> State:
     """``coarse``'s learnt state, as copies (``restore_coarse`` reads it back)."""
-    names = sorted({*coarse._last, *coarse._run, *coarse.seen})
-    queries = [
-        [q, coarse._last.get(q), *coarse._run.get(q, (0.0, 0)), coarse.seen.get(q, 0.0)] for q in names
-    ]
+    queries = [list(row) for row in coarse.learnt_queries()]
     series: list[list[Any]] = []
-    parts: dict[str, list[np.ndarray]] = {key: [] for key in _ARRAYS}
-    for query, steps in sorted(coarse._series.items()):
-        slots = sorted(steps._slots.values())
-        series.append(
-            [query, steps.reach, [list(map(list, (steps._labels[s] or {}).items())) for s in slots]]
-        )
-        for key in _ARRAYS:
+    parts: dict[str, list[np.ndarray]] = {key: [] for key in KEPT}
+    for query, steps in coarse.series_steps():
+        slots, labels = steps.held()
+        series.append([query, steps.reach, [list(map(list, lab.items())) for lab in labels]])
+        for key in KEPT:
             parts[key].append(getattr(steps, key)[slots])
     arrays: Arrays = {
         key: np.concatenate(chunks) if chunks else np.zeros(0, np.int64 if key == "times" else np.float64)
@@ -52,40 +46,28 @@ def restore_coarse(coarse: CoarseSteps, state: State) -> None:
     """Take up ``state`` (``coarse_state``) in ``coarse``, a new process' (nothing read yet);
     ``ValueError``, ``KeyError`` or ``TypeError`` where it does not fit."""
     for query, last, spacing, times, seen in state.meta["queries"]:
-        if last is not None:
-            coarse._last[str(query)] = float(last)
-        coarse._run[str(query)] = (float(spacing), int(times))
-        if seen:
-            coarse.seen[str(query)] = float(seen)
+        coarse.take_up_query(
+            str(query), None if last is None else float(last), float(spacing), int(times), float(seen or 0.0)
+        )
     first = 0
     for query, reach, labels in state.meta["series"]:
         rows = slice(first, first + len(labels))
         first += len(labels)
-        steps = _series(SeriesSteps(coarse.source, str(query), float(reach)), labels, state.arrays, rows)
-        coarse._series[steps.query] = steps
-        if steps.longest:
-            coarse.series_seen[steps.query] = steps.longest
+        steps = _series(coarse.source, str(query), labels, state.arrays, reach=float(reach), rows=rows)
+        coarse.take_up_series(steps)
     if first != state.arrays["last"].size:
         raise ValueError(f"coarse steps: {first} series' labels, {state.arrays['last'].size} kept")
 
 
-def _series(steps: SeriesSteps, labels: list[Any], arrays: Arrays, rows: slice) -> SeriesSteps:
-    """``steps`` (new) holding ``labels``, their state the ``rows`` of ``arrays``."""
-    query = steps.query
+def _series(
+    source: str, query: str, labels: list[Any], arrays: Arrays, *, reach: float, rows: slice
+) -> SeriesSteps:
+    """New steps of ``query`` holding ``labels``, their state the ``rows`` of ``arrays``."""
     n = len(labels)
-    size = max(64, n)
-    for key in _ARRAYS:
-        kept = np.asarray(arrays[key][rows])
-        if kept.shape != (n,):
-            raise ValueError(f"coarse steps of {query}: {key} holds {kept.shape}, not {n} series")
-        whole = np.zeros(size, getattr(steps, key).dtype)
-        whole[:n] = kept
-        setattr(steps, key, whole)
-    steps.last[n:] = np.nan
+    kept: dict[str, np.ndarray] = {}
+    for key in KEPT:
+        kept[key] = np.asarray(arrays[key][rows])
+        if kept[key].shape != (n,):
+            raise ValueError(f"coarse steps of {query}: {key} holds {kept[key].shape}, not {n} series")
     sets = [{str(k): str(v) for k, v in items} for items in labels]
-    steps._slots = {tuple(sorted(lab.items())): slot for slot, lab in enumerate(sets)}
-    steps._labels = [*sets, *([None] * (size - n))]
-    steps._free = list(range(size - 1, n - 1, -1))
-    steps.longest = float(steps.seen.max(initial=0.0))
-    steps._told = bool(steps.longest)  # warned by the process before
-    return steps
+    return SeriesSteps.restored(source, query, reach, sets, kept)

@@ -43,12 +43,12 @@ COLLECTIVE_SCORE = 0.5  # how far out of its band a GPU has moved: half-way
 Workload = tuple[str, ...]
 
 
-def collective_workloads(f: Findings) -> tuple[set[Workload], IntArray]:
+def collective_workloads(f: Findings) -> set[Workload]:
     """The workloads (``peer_key`` without peer labels) at least half of whose rows in ``f``, and at least
-    ``COLLECTIVE_MIN``, scored over ``COLLECTIVE_SCORE``, and the rows that did (every workload's)."""
+    ``COLLECTIVE_MIN``, scored over ``COLLECTIVE_SCORE``."""
     moved = np.flatnonzero(f.score > COLLECTIVE_SCORE)
     if moved.size < COLLECTIVE_MIN:
-        return set(), moved
+        return set()
     counts: dict[Workload, int] = {}
     for i in moved.tolist():
         key = peer_key(f.labels[i], ())
@@ -56,13 +56,13 @@ def collective_workloads(f: Findings) -> tuple[set[Workload], IntArray]:
             counts[key] = counts.get(key, 0) + 1
     crowded = {k for k, n in counts.items() if n >= COLLECTIVE_MIN}
     if not crowded:
-        return set(), moved
+        return set()
     sizes: dict[Workload, int] = dict.fromkeys(crowded, 0)
     for lab in f.labels:
         key = peer_key(lab, ())
         if key in sizes:
             sizes[key] += 1
-    return {k for k in crowded if counts[k] >= COLLECTIVE_SHARE * sizes[k]}, moved
+    return {k for k in crowded if counts[k] >= COLLECTIVE_SHARE * sizes[k]}
 
 
 def _sides(f: Findings) -> FloatArray:

@@ -115,6 +115,15 @@ def _ends(held: tuple[dict[str, str], datetime]) -> datetime:
     return held[1]
 
 
+def _instant(text: str) -> datetime:
+    """An RFC 3339 time, its offset required: a naive one, compared with the clock's, raised TypeError in
+    ``on_alert`` mid-tick, and the warm-up read it as local time."""
+    at = datetime.fromisoformat(text)
+    if at.tzinfo is None:
+        raise ValueError(f"no UTC offset in {text!r}")
+    return at
+
+
 @dataclass(frozen=True, slots=True)
 class _Unlisted:
     """Why the receiver did not list what it holds; ``retry``: it may at a later ask (it was unreachable, or
@@ -301,7 +310,7 @@ class AlertForwarder(Collector):
                 f"HTTP {status}: {response.text[:300]}", retry=status in (408, 429) or status >= 500
             )
         try:
-            listed = [({**a["labels"]}, datetime.fromisoformat(a["endsAt"])) for a in response.json()]
+            listed = [({**a["labels"]}, _instant(a["endsAt"])) for a in response.json()]
             return {alert_identity(labels): (labels, ends) for labels, ends in sorted(listed, key=_ends)}
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             return _Unlisted(f"not a list of alerts: {type(exc).__name__}: {exc}", retry=False)
@@ -313,6 +322,7 @@ class AlertForwarder(Collector):
             then = (
                 f"asking again before each post, for {hold:.0f} s at most, and posting nothing until it"
                 " answers: an alert it holds under other labels (a release before's) goes on under those"
+                " if it answers by then, else as a second"
             )
         else:
             then = (

@@ -35,7 +35,7 @@ from anomaly.thresholds import ThresholdParams
 _INT32_MAX = 2**31 - 1
 _QUIET_MAX = _INT32_MAX - 1  # OnsetTracker's saturation
 _DEV_DAY, _DEV_WEEK, _FAST_DEV, _TAIL = range(4)  # the float32 scalars, in one array("f")
-_HOURS_PER_DAY, _HOURS_PER_WEEK, _WEEK_SHIFT_HOURS = 24, 168, 72  # as in anomaly.thresholds
+_HOURS_PER_DAY, _HOURS_PER_WEEK, _WEEK_SHIFT_HOURS = 24, 168, 72  # as in anomaly.seasonal
 INF = math.inf
 _INVALID = INF - INF  # the NaN this machine's floating-point unit makes for 0/0, as numpy's 0/0 gives it
 
@@ -156,7 +156,7 @@ def _bucket(
     slow: float,
     err_cap: float,
 ) -> float:
-    """``_Season.learn`` for one seasonal model: update the visited bucket, return the model's new error."""
+    """``Season.learn`` (anomaly.seasonal) for one model: update the visited bucket, return its new error."""
     empty = math.isnan(seen)
     resid = r_level if empty else x - seen
     buckets[hour] = x if empty else seen + learn * _clip(resid, cap)

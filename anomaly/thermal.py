@@ -225,7 +225,7 @@ class ThermalDetector(ThermalGuesses, ThermalHolds):
                 lagged < line.scored[0] - self.ridge_watts,
                 throttled,
             ),
-            judged.hold[0],
+            (judged.hold[0], gap),
         )
         return _Judged(
             **judged._asdict(), score=score, strict=strict, climbing=climbing, climb=climb, seen=seen

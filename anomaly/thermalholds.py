@@ -10,6 +10,11 @@ import numpy as np
 from anomaly.thermallines import ThermalLines, first_order_lag
 from anomaly.thresholds import BoolArray, FloatArray, IntArray
 
+# The hot reads that, with its peers or its rest reading it hotter, show a run shorter than the slowest lag is
+# the GPU's heat rather than a reading's spike (``ThermalHolds._carried``): the reads that raise an alert
+# (``pending_ticks``' default), so no alert a runaway raised just before its job stalled resolves in it.
+_HEAT_READS = 3
+
 
 class ThermalHolds(ThermalLines):
     """The thermal detector's hot runs, held and carried (``anomaly.thermal.ThermalDetector``)."""
@@ -52,23 +57,33 @@ class ThermalHolds(ThermalLines):
         self,
         slots: IntArray,
         scores: tuple[FloatArray, FloatArray],
-        below: BoolArray,
-        held_for: FloatArray,
+        below: tuple[BoolArray, BoolArray],
+        held: tuple[FloatArray, FloatArray],
     ) -> tuple[FloatArray, FloatArray]:
         """The samples' scores and strict scores (``scores``), a runaway's run of hot samples carried on
         ``below`` any power their line scored at, right after a hot sample of a run begun at a power it knows
         (``_hold``'s throttled), where the line errs high and cannot tell a failed cooler from a healthy one:
         a sample read cool there is scored as that run's last (``hot_in``) while its hold lasts and once hot
-        for the slowest lag it allows for (held_for: the GPU's heat, not a reading's spike), until its power
-        is back where its line judges it, or its peers at that power (or, too few, its own rest there) read it
-        as cool (``_not_as_peers``).
+        for the slowest lag it allows for (``held``: the seconds hot and since the sample before; the GPU's
+        heat, not a reading's spike), until its power is back where its line judges it, or its peers at that
+        power (or, too few, its own rest there) read it as cool (``below``: not as cool, and whether they were
+        asked, ``_not_as_peers``). A run hot for ``_HEAT_READS`` reads at the sample's interval, but not for
+        the slowest lag, is carried only where they were asked and read it hotter.
 
         A runaway hot at its job's power (97 C at 265 W, throttled) whose job stalled at 70 W (another
         node down) cooled to 46 C, 13 C above a healthy GPU's 33 C, far under the 68 C its line drew
         there: read 0 for the whole stall, its alert resolved after 12 minutes (a shorter stall: recovered,
-        re-raised when the job resumed), the cooler still failed."""
+        re-raised when the job resumed), the cooler still failed. Its cooler failing 90 s before the stall (a
+        90 s lag), it read 1.33, 3.33, 5.67, 1.33, an alert raised, then 0 through the stall: hot for less
+        than the slowest lag (120 s), it was not carried. Hot for as many reads as raise an alert, and hotter
+        than its peers at the stall's power, it is heat (a healthy GPU's hiccup idles as they do, let go at
+        once); on no one's word (a lone GPU that never rested there), a fan's 90 s hiccup read 8.0 through
+        the whole stall: a run that short is carried only on theirs. Two reads are not enough, the peers
+        asked or not: a minute's work its power missed read hot twice, and still warm was read hotter."""
         score, strict = scores
-        carried = below & (held_for >= self._slowest_lag()) & (held_for < self.hold_seconds)
+        (not_cool, asked), (held_for, gap) = below, held
+        short = (held_for >= (_HEAT_READS - 1) * np.maximum(gap, 0.0)) & asked
+        carried = not_cool & ((held_for >= self._slowest_lag()) | short) & (held_for < self.hold_seconds)
         score = np.where(carried & (score < 1.0), self.hot_in[slots], score)
         return score, np.where(carried, score, strict)
 
@@ -91,14 +106,14 @@ class ThermalHolds(ThermalLines):
         sample: tuple[FloatArray, FloatArray, FloatArray],
         below: BoolArray,
         throttled: BoolArray,
-    ) -> BoolArray:
+    ) -> tuple[BoolArray, BoolArray]:
         """Which samples of a hot run (``_hold``'s ``throttled``) ``below`` any power their line scored at
         are not as cool as their peers: hotter, their band allowed, than the median of at least
         ``min_peers`` GPUs of their model (``peer_labels``) at their power (within ``ridge_watts``, lagged)
         and in no such run; with too few such peers, not as cool as the GPU itself was at rest there
         (``_not_as_rested``); either only once its temperature has settled since it was unseen. ``rows``: the
         samples' slots, peer groups and whether their temperatures have settled since they were unseen
-        (``_seen``).
+        (``_seen``). With it, which were judged so: by peers or by a rest, not for want of either.
 
         Where its line cannot judge, its peers can: a healthy GPU (a fan's 4-minute hiccup at its job's power,
         over as the job stalled) idled at its peers' 33 C, yet its hot run was carried (``_carried``) through
@@ -106,17 +121,17 @@ class ThermalHolds(ThermalLines):
         A runaway idles 13 C above them."""
         slots, groups, settled = rows
         t, lagged, band = sample
-        out = self._not_as_rested(slots, sample, below & throttled, settled)
+        out, asked = self._not_as_rested(slots, sample, below & throttled, settled)
         if np.count_nonzero(~throttled) < self.min_peers:  # a fleet all in hot runs: none to ask
-            return out
+            return out, asked
         # Not before its temperature has settled since it was unseen: back cold from its node's outage, a
         # failed cooler whose temperature lags 90 s read 33 C, no hotter than its peers' median plus its band,
         # and was let go at once, climbing on to 46 C (13 C over its peers) unflagged.
         for i in np.flatnonzero(below & throttled & (groups >= 0) & settled).tolist():
             near = ~throttled & (groups == groups[i]) & (np.abs(lagged - lagged[i]) <= self.ridge_watts)
             if np.count_nonzero(near) >= self.min_peers:
-                out[i] = t[i] > float(np.median(t[near])) + band[i]
-        return out
+                out[i], asked[i] = t[i] > float(np.median(t[near])) + band[i], True
+        return out, asked
 
     def _not_as_rested(
         self,
@@ -124,7 +139,7 @@ class ThermalHolds(ThermalLines):
         sample: tuple[FloatArray, FloatArray, FloatArray],
         carried: BoolArray,
         settled: BoolArray,
-    ) -> BoolArray:
+    ) -> tuple[BoolArray, BoolArray]:
         """Which samples of ``carried`` (a hot run below any power their line scored at) are not as cool as
         their GPU itself was at rest at that power (within ``ridge_watts``, lagged) before: hotter, their band
         allowed, than the temperature it settled at there in no hot run (``_rested``), or with no such rest,
@@ -136,11 +151,11 @@ class ThermalHolds(ThermalLines):
         read at 70 W before the runaway, yet its alert was held (at 4.2, or 11.6) until the job resumed or
         the 6-hour hold ended. Its line cannot judge there (below any power it scored at it errs high: 6 hours
         in its job after that rest, it drew 59 C), but its own rest can, as its peers would: a failed cooler
-        idles 13 C above it (46 C)."""
+        idles 13 C above it (46 C). With it, which had such a rest to ask."""
         t, lagged, band = sample
         rest_t, rest_p = self.rest_t[slots], self.rest_p[slots]
         known = carried & settled & (rest_p > 0.0) & (np.abs(lagged - rest_p) <= self.ridge_watts)
-        return np.where(known, t > rest_t + band, carried)
+        return np.where(known, t > rest_t + band, carried), known
 
     def _rested(
         self,

@@ -28,6 +28,8 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from anomaly.levelshift import MAX_SHIFT_RUN, SHIFT_STATE, ShiftState, rebaseline
+from anomaly.seasonal import HOURS_PER_DAY, HOURS_PER_WEEK, Season, clipped
 from anomaly.snapshot import State, rows_to_hold
 from anomaly.steps import unlearned
 from gpuwarden.config_anomaly import AnomalyThresholdConfig
@@ -38,18 +40,11 @@ IntArray = npt.NDArray[np.int64]
 Direction = Literal["up", "down", "both"]
 ShiftTarget = Literal["median", "mean"]
 
-_HOURS_PER_DAY = 24
 _INT32_MAX = int(
     np.iinfo(np.int32).max
 )  # read once: np.iinfo per sample cost 2 % of a single series' scoring
-_HOURS_PER_WEEK = 168
-# The Unix epoch fell on a Thursday; shifting by 3 days makes bucket 0 Monday 00:00 UTC.
-_EPOCH_WEEKDAY_SHIFT_HOURS = 72
-# The per-series arrays a snapshot keeps (``AdaptiveThresholds.state``), and those of the re-baselining.
+# The per-series arrays a snapshot keeps (``AdaptiveThresholds.state``; the re-baselining's: ``SHIFT_STATE``).
 _STATE = ("count", "level", "dev", "dev_day", "dev_week", "day", "week", "last_seen", "fast_dev", "tail")
-_SHIFT_STATE = ("run", "values", "scale0", "tail0")
-_MAX_SHIFT_RUN = 48  # the run's values are kept per series (float32): 48 keeps the state under 1 KB
-_MAD_TO_MEAN_ABS = 1.1829  # sqrt(2/pi) / 0.67449: a Gaussian's mean absolute deviation over its MAD
 MAD_TO_SIGMA = 1.4826  # 1 / 0.67449: a Gaussian's standard deviation over its MAD (median absolute deviation)
 
 
@@ -89,8 +84,8 @@ class ThresholdParams:
     (``volatility_k / width`` bands, at least ``min_deviation``); 0: unbounded (the default)."""
 
     def __post_init__(self) -> None:
-        if self.shift_run < 0 or self.shift_run > _MAX_SHIFT_RUN:
-            raise ValueError(f"shift_run must be 0 (off) to {_MAX_SHIFT_RUN}, got {self.shift_run}")
+        if self.shift_run < 0 or self.shift_run > MAX_SHIFT_RUN:
+            raise ValueError(f"shift_run must be 0 (off) to {MAX_SHIFT_RUN}, got {self.shift_run}")
         if not self.fast_cap >= 0:
             raise ValueError(f"fast_cap must be >= 0, got {self.fast_cap}")
         if not self.shift_separation >= 0:
@@ -130,12 +125,12 @@ class AdaptiveThresholds:
         self.dev = np.zeros(0, np.float64)
         self.dev_day = np.zeros(0, np.float32)
         self.dev_week = np.zeros(0, np.float32)
-        self.day = np.zeros((0, _HOURS_PER_DAY), np.float32)
-        self.week = np.zeros((0, _HOURS_PER_WEEK), np.float32)
+        self.day = np.zeros((0, HOURS_PER_DAY), np.float32)
+        self.week = np.zeros((0, HOURS_PER_WEEK), np.float32)
         self.last_seen = np.zeros(0, np.float64)
         self.fast_dev = np.zeros(0, np.float32)
         self.tail = np.zeros(0, np.float32)
-        self.shift = _ShiftState(self.params.shift_run) if self.params.shift_run > 0 else None
+        self.shift = ShiftState(self.params.shift_run) if self.params.shift_run > 0 else None
         self._grow(max(capacity, 1))
 
     @property
@@ -189,7 +184,7 @@ class AdaptiveThresholds:
         """Each array a snapshot keeps, by its name there: the object holding it and its attribute."""
         held: dict[str, tuple[object, str]] = {name: (self, name) for name in _STATE}
         if self.shift is not None:
-            held.update({f"shift_{name}": (self.shift, name) for name in _SHIFT_STATE})
+            held.update({f"shift_{name}": (self.shift, name) for name in SHIFT_STATE})
         return held
 
     def state(self) -> State:
@@ -289,7 +284,7 @@ class AdaptiveThresholds:
         fresh = n == 0
         level = np.where(fresh, x, self.level[ids])
         dev = self.dev[ids]
-        season = _Season(self, ids, x, timestamps, level=level, dev=dev) if p.seasonality else None
+        season = Season(self, ids, x, timestamps, level=level, dev=dev) if p.seasonality else None
         yhat, scale = (season.yhat, season.scale) if season is not None else (level, dev)
         resid = x - yhat
         width = self._width(ids, resid, scale)
@@ -315,7 +310,7 @@ class AdaptiveThresholds:
         r_level = x - level
         a = np.where(fresh, 1.0, p.alpha)
         slow = np.maximum(p.scale_alpha, 1.0 / (n + 1.0))
-        self.level[ids] = level + a * _clip(r_level, cap)
+        self.level[ids] = level + a * clipped(r_level, cap)
         # The errors are clipped more loosely than the baselines, so a regular pattern that the level model
         # cannot follow (a daily peak) shows up in its error and the seasonal model wins.
         err_cap = p.error_clip * cap
@@ -374,42 +369,7 @@ class AdaptiveThresholds:
             ids, x, n=n, warmup=self.params.warmup, resid=resid, band=band, scale=scale, tail=self.tail[ids]
         )
         if due.any():
-            self._rebaseline(ids[due], scale[due])
-
-    def _rebaseline(self, ids: IntArray, scale: FloatArray) -> None:
-        """Reset the baselines of ``ids`` to their run's values (``scale``: as in ``_follow_shift``)."""
-        shift = self.shift
-        assert shift is not None
-        values = shift.values[ids].astype(np.float64)
-        if self.params.shift_target == "median":
-            centre = np.median(values, axis=1)
-            spread = np.abs(values - centre[:, None])
-            spread = np.maximum(_MAD_TO_MEAN_ABS * np.median(spread, axis=1), spread.mean(axis=1))
-        else:
-            centre = values.mean(axis=1)
-            spread = np.abs(values - centre[:, None]).mean(axis=1)
-        offset = centre - self.level[ids]
-        apart = np.abs(offset) >= self.params.shift_separation * spread
-        if not apart.all():
-            ids, scale, centre, spread, offset = (
-                ids[apart],
-                scale[apart],
-                centre[apart],
-                spread[apart],
-                offset[apart],
-            )
-        if self.params.shift_floor:
-            spread = np.maximum(spread, shift.scale0[ids].astype(np.float64))
-        self.level[ids] = centre
-        self.day[ids] = self.day[ids] + offset[:, None]  # NaN (never visited) buckets stay NaN
-        self.week[ids] = self.week[ids] + offset[:, None]
-        # Every model's error is rescaled alike, so which one the series uses does not change.
-        ratio = spread / np.maximum(scale, 1e-300)
-        self.dev[ids] = self.dev[ids] * ratio
-        self.dev_day[ids] = self.dev_day[ids] * ratio  # inf (no bucket yet) stays inf
-        self.dev_week[ids] = self.dev_week[ids] * ratio
-        self.fast_dev[ids] = spread
-        self.tail[ids] = shift.tail0[ids]
+            rebaseline(self, ids[due], scale[due])
 
     def _width(self, ids: IntArray, resid: FloatArray, scale: FloatArray) -> FloatArray | float:
         """Band half-width in scale units; heavy-tailed series get a streaming high quantile of |r|/scale."""
@@ -421,114 +381,3 @@ class AdaptiveThresholds:
         step = p.tail_rate * np.where(z > tail, p.tail_quantile, p.tail_quantile - 1.0)
         self.tail[ids] = np.minimum(np.maximum(tail + step * np.maximum(tail, 1.0), 0.0), 1e3)
         return np.maximum(p.k, p.tail_k * tail)
-
-
-class _ShiftState:
-    """Per series for the opt-in re-baselining: the signed length of the current run beyond the band (+ above,
-    - below), the last ``length`` values (a ring indexed by the series' sample count), and the error scale and
-    tail the series had when the run began. ``4 * length + 12`` bytes per series."""
-
-    def __init__(self, length: int) -> None:
-        self.length = length
-        self.run = np.zeros(0, np.int32)
-        self.values = np.zeros((0, length), np.float32)
-        self.scale0 = np.zeros(0, np.float32)
-        self.tail0 = np.zeros(0, np.float32)
-
-    def arrays(self) -> tuple[npt.NDArray[np.generic], ...]:
-        """The state arrays (for their size)."""
-        return (self.run, self.values, self.scale0, self.tail0)
-
-    def observe(
-        self,
-        ids: IntArray,
-        x: FloatArray,
-        *,
-        n: npt.NDArray[np.int32],
-        warmup: int,
-        resid: FloatArray,
-        band: FloatArray,
-        scale: FloatArray,
-        tail: npt.NDArray[np.float32],
-    ) -> BoolArray:
-        """Record this step's values and runs; whether each series' run has reached ``length`` (it then starts
-        again from zero)."""
-        self.values[ids, n % self.length] = x
-        side = np.where(resid > band, 1, np.where(resid < -band, -1, 0)).astype(np.int32)
-        side[n < warmup] = 0
-        run = self.run[ids]
-        starting = (side != 0) & (np.sign(run) != side)
-        if starting.any():
-            self.scale0[ids[starting]] = scale[starting]
-            self.tail0[ids[starting]] = tail[starting]
-        run = np.where(starting, side, np.where(side == 0, 0, run + side))
-        due: BoolArray = np.abs(run) >= self.length
-        run[due] = 0
-        self.run[ids] = run
-        return due
-
-
-def _clip(x: FloatArray, cap: FloatArray) -> FloatArray:
-    """``x`` within ``[-cap, cap]``, as ``np.clip`` gives it (NaN stays NaN) without its wrapper's cost, which
-    per sample was several times the two ufuncs'."""
-    clipped: FloatArray = np.minimum(np.maximum(x, -cap), cap)
-    return clipped
-
-
-class _Season:
-    """The seasonal baselines of one batch: which model each series uses, and how they learn."""
-
-    def __init__(
-        self,
-        m: AdaptiveThresholds,
-        ids: IntArray,
-        x: FloatArray,
-        timestamps: FloatArray,
-        *,
-        level: FloatArray,
-        dev: FloatArray,
-    ) -> None:
-        gain = m.params.seasonal_gain
-        hours = (timestamps // 3600.0).astype(np.int64)
-        self.h_day = hours % _HOURS_PER_DAY
-        self.h_week = (hours + _EPOCH_WEEKDAY_SHIFT_HOURS) % _HOURS_PER_WEEK
-        self.s_day = m.day[ids, self.h_day].astype(np.float64)
-        self.s_week = m.week[ids, self.h_week].astype(np.float64)
-        self.e_day = m.dev_day[ids].astype(np.float64)
-        self.e_week = m.dev_week[ids].astype(np.float64)
-        use_day = (self.e_day < gain * dev) & ~np.isnan(self.s_day)
-        use_week = (self.e_week < gain * np.minimum(dev, self.e_day)) & ~np.isnan(self.s_week)
-        self.yhat = np.where(use_week, self.s_week, np.where(use_day, self.s_day, level))
-        self.scale = np.where(use_week, self.e_week, np.where(use_day, self.e_day, dev))
-
-    def learn(
-        self,
-        m: AdaptiveThresholds,
-        ids: IntArray,
-        x: FloatArray,
-        *,
-        r_level: FloatArray,
-        cap: FloatArray,
-        slow: FloatArray,
-        err_cap: FloatArray,
-        frozen: BoolArray,
-    ) -> None:
-        """Update the visited buckets and each seasonal model's error.
-
-        With ``seasonal_freeze`` an anomalous sample does not teach the buckets: an incident at 14:00 must
-        not become tomorrow's 14:00 normal.
-        """
-        sa = (
-            np.where(frozen, 0.0, m.params.seasonal_alpha)
-            if m.params.seasonal_freeze
-            else m.params.seasonal_alpha
-        )
-        r_day = np.where(np.isnan(self.s_day), r_level, x - self.s_day)
-        r_week = np.where(np.isnan(self.s_week), r_level, x - self.s_week)
-        m.day[ids, self.h_day] = np.where(np.isnan(self.s_day), x, self.s_day + sa * _clip(r_day, cap))
-        m.week[ids, self.h_week] = np.where(np.isnan(self.s_week), x, self.s_week + sa * _clip(r_week, cap))
-        # A bucket's error only counts once the bucket has a value: before that it is the level's error.
-        e_day = np.where(np.isinf(self.e_day), np.abs(r_level), self.e_day)
-        e_week = np.where(np.isinf(self.e_week), np.abs(r_level), self.e_week)
-        m.dev_day[ids] = e_day + slow * (np.minimum(np.abs(r_day), err_cap) - e_day)
-        m.dev_week[ids] = e_week + slow * (np.minimum(np.abs(r_week), err_cap) - e_week)

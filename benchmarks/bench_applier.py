@@ -36,7 +36,8 @@ from alerting import scenarios
 from alerting.applier import JournalApplier
 from alerting.inventory_file import inventory_data
 from alerting.journal import KIND_POSTABLE
-from gpuwarden.cli.serve_cmd import build_applier, build_service
+from gpuwarden.cli.serve_cmd import build_service
+from gpuwarden.cli.serve_journal import build_applier
 from gpuwarden.config import load_config
 
 

@@ -66,7 +66,8 @@ from alerting.inventory import StaticInventory, WorkloadInfo
 from alerting.inventory_file import inventory_data
 from alerting.journal import KIND_POSTABLE
 from alerting.notifiers.recorder import SlackRecorder
-from gpuwarden.cli.serve_cmd import build_applier, build_service
+from gpuwarden.cli.serve_cmd import build_service
+from gpuwarden.cli.serve_journal import build_applier
 from gpuwarden.config import load_config
 from gpuwarden.model import Alert
 

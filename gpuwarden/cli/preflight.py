@@ -232,7 +232,7 @@ def check_store_journal(cfg: GpuwardenConfig, db: str, db_field: str) -> None:
     """``check_journal_dir`` of the journal serve keeps for the store ``db``: ``alerting.journal_dir``, else
     beside a SQLite file. A problem said at ``db_field`` read ``alerting.journal_dir`` (unset, or set aside
     for a problem of its own: then the file puts the journal elsewhere, and it is not told)."""
-    from gpuwarden.cli.serve_cmd import journal_dir  # noqa: PLC0415 - serve's own rule for where it is
+    from gpuwarden.cli.serve_journal import journal_dir  # noqa: PLC0415 - serve's own rule for where it is
 
     check = partial(check_journal_dir, journal_dir(cfg, db), journal_field(cfg, db_field))
     _reading(("alerting.journal_dir",), check)

@@ -1,4 +1,7 @@
-"""``gpuwarden serve``: the incident engine behind its Alertmanager-compatible HTTP API."""
+"""``gpuwarden serve``: the incident engine behind its Alertmanager-compatible HTTP API.
+
+Its accept journal (where it lives, its applier) is in ``gpuwarden.cli.serve_journal``.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from gpuwarden.cli.machine_checks import listen_socket, refused_setting, sqlite_
 from gpuwarden.cli.notifiers import build_outbox, stored_outbox
 from gpuwarden.cli.numbers import whole_number
 from gpuwarden.cli.preflight import check_serve, journal_field, serve_token_refusal
+from gpuwarden.cli.serve_journal import build_applier, journal_dir
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError
 from gpuwarden.graceful import StopAsked, StopRequest  # stdlib only: light for every command
@@ -33,11 +37,7 @@ from gpuwarden.headers import TOKEN_ENV
 if TYPE_CHECKING:
     import socket
 
-    from sqlalchemy import Engine
-
-    from alerting.applier import JournalApplier
     from alerting.engine import IncidentEngine
-    from alerting.fencing import LockFence
     from alerting.health import ServiceHealth
     from alerting.instance_lock import InstanceLocks
     from alerting.outbox import Outbox
@@ -215,21 +215,6 @@ def _locked_and_bound(
     return locks, _bound(locks, host, port, host_field, port_field)
 
 
-def journal_dir(cfg: GpuwardenConfig, db: str) -> Path:
-    """Where the accept journal lives: config, else next to a SQLite file, else ./gpuwarden-journal (under
-    the working directory: a PostgreSQL setup should set ``alerting.journal_dir``).
-
-    Next to the file a symlink points to, as the store lock is: a store reached as ``alias.db`` and as
-    ``incidents.db`` got two journals and two locks, so two active servers ran on one store.
-    """
-    if cfg.alerting.journal_dir:
-        return Path(cfg.alerting.journal_dir)
-    given = sqlite_path(db)
-    if given:  # "" is an in-memory store (check_store refuses it): no file to be beside
-        return Path(f"{os.path.realpath(given)}.journal")
-    return Path("gpuwarden-journal")
-
-
 def _store_shown(db: str) -> str:
     """The store as serve's start-up line names it: a SQLite file's absolute path, a server's URL, without
     a password (one a libpq connection string taken for a path holds: ``check_store`` refuses it after)."""
@@ -242,97 +227,6 @@ def _store_shown(db: str) -> str:
 def _holds_password(db: str) -> bool:
     """Whether the store URL ``db`` holds a password (``_store_shown`` hides it)."""
     return sqlite_path(db) is None and _store_shown(db) != db
-
-
-def build_applier(
-    cfg: GpuwardenConfig,
-    db: str,
-    engine: IncidentEngine,
-    health: ServiceHealth | None = None,
-    fence: LockFence | None = None,
-) -> JournalApplier:
-    """Open (and recover) the accept journal and its applier for ``engine``'s store, and log where the
-    journal is and how much of it is still to apply."""
-    from alerting.applier import JournalApplier  # noqa: PLC0415
-    from alerting.journal import AcceptJournal, JournalCorrupt, applied_offset  # noqa: PLC0415
-
-    sql = engine.store.engine
-    directory = journal_dir(cfg, db).resolve()  # absolute in every message and status (quarantine_dir)
-    try:
-        journal = AcceptJournal(directory, lambda journal_id: applied_offset(sql, journal_id))
-    except JournalCorrupt as exc:  # damage, not a torn write: the operator decides
-        if cfg.alerting.journal_dir:
-            raise ConfigError(str(exc), field="alerting.journal_dir") from exc
-        # The directory is the one derived from the store, not a setting: name the file, not the config.
-        raise ConfigError(exc.detail, path=f"journal {exc.segment or directory}") from exc
-    where = directory.resolve()
-    logger.info("journal: %s", where)  # under the working directory for a server's store: check_serve warns
-    if not cfg.alerting.journal_dir:
-        _name_former_journals(db, where, sql)
-    applier = JournalApplier(
-        journal, engine, health=health, fence=fence, stall_seconds=cfg.alerting.applier_stall_seconds
-    )
-    if applier.replay_end > applier.applied:
-        logger.info(
-            "journal: %d bytes acknowledged but not applied before the last stop; replaying them while"
-            " serving (/-/ready answers 503 until done)",
-            applier.replay_end - applier.applied,
-        )
-    return applier
-
-
-def _name_former_journals(db: str, where: Path, sql: Engine) -> None:
-    """Warn of the journals earlier releases kept elsewhere for the SQLite store ``db`` (its journal is now
-    ``where``): alerts they acknowledged and did not apply wait there, and serve does not read them."""
-    from alerting.journal import unapplied_bytes  # noqa: PLC0415 - see build_service
-
-    given = sqlite_path(db)
-    if not given:
-        return
-    beside_link = Path(f"{given}.journal")
-    if beside_link.is_dir() and beside_link.resolve() != where:
-        logger.warning(
-            "journal: %s is beside the link %s; a store's journal is now beside the file it points to. If"
-            " serve was stopped with alerts acknowledged but not applied, start it once with"
-            " alerting.journal_dir set to %s to apply them, then remove that directory",
-            beside_link,
-            given,
-            beside_link,
-        )
-    before = _journal_before_0ce92c9(db).absolute()
-    if before.resolve() == where:
-        return
-    try:
-        held = unapplied_bytes(sql, before)
-    except (OSError, ValueError) as exc:  # serve does not use it, so it starts; what it holds is unknown
-        logger.warning(
-            "journal: cannot read %s, where releases before 0ce92c9 kept this store's journal (%s): it may"
-            " hold alerts acknowledged but not applied; make it readable by serve's user and start serve once"
-            " with alerting.journal_dir set to %s to apply them, then remove that directory",
-            before,
-            exc,
-            before,
-        )
-        return
-    if held:
-        logger.warning(
-            "journal: %s holds %d bytes acknowledged but not applied, kept there for this store by a release"
-            " before 0ce92c9; start serve once with alerting.journal_dir set to %s to apply them, then remove"
-            " that directory",
-            before,
-            held,
-            before,
-        )
-
-
-def _journal_before_0ce92c9(db: str) -> Path:
-    """Where releases before 0ce92c9 kept ``db``'s journal: beside all after ``sqlite:///`` (its query and
-    %-escapes too), and for any other URL (``sqlite+pysqlite://``) ./gpuwarden-journal."""
-    if "://" not in db:
-        return Path(f"{os.path.realpath(db)}.journal")
-    if db.startswith("sqlite:///") and len(db) > len("sqlite:///"):
-        return Path(f"{os.path.realpath(db.removeprefix('sqlite:///'))}.journal")
-    return Path("gpuwarden-journal")
 
 
 def build_service(

@@ -2,7 +2,8 @@
 
 One lock guards everything, so an HTTP thread can inject while a collector thread reads and an event
 thread waits. State advances in fixed steps up to ``clock.time()`` whenever somebody reads, so the same
-seed and the same sequence of clock times give the same values.
+seed and the same sequence of clock times give the same values. What each fault does to a GPU (an XID's
+counters, the effects of the active faults, what a reset clears) is in ``gpuwarden.sim.faulteffects``.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from gpuwarden.labelnumbers import label_number
 from gpuwarden.model import GpuRef
 from gpuwarden.sim.dynamics import Demand, GpuEffects, inference_activity, step_gpu
 from gpuwarden.sim.events import EventQueue, GpuEvent
-from gpuwarden.sim.faults import ACTION_KINDS, PERSISTENT_XIDS, FaultRecord, FaultSpec, reaches
-from gpuwarden.sim.topology import MIB, SimGpu, SimNode, build_nodes
+from gpuwarden.sim.faulteffects import RESET_KEEPS, RMA_XID, clear_on_reset, gpu_effects, is_rma, record_xid
+from gpuwarden.sim.faults import ACTION_KINDS, PERSISTENT_XIDS, FaultRecord, FaultSpec
+from gpuwarden.sim.topology import SimGpu, SimNode, build_nodes
 from gpuwarden.sim.workloads import InferenceService, TrainingJob, place_workloads
 
 if TYPE_CHECKING:  # only an annotation: `gpuwarden --help` starts without the configuration model
@@ -33,12 +35,6 @@ WARMUP_DT = 5.0
 
 EVENT_XID = 0x8  # nvmlEventTypeXidCriticalError
 EVENT_DBE = 0x2  # nvmlEventTypeDoubleBitEccError
-RECOVERY_GPU_RESET = 1
-RECOVERY_NODE_REBOOT = 2
-
-# Kinds a GPU reset does not repair: the cooling fault and the node's power brake are outside the GPU.
-_RESET_KEEPS = frozenset({"thermal_runaway", "power_brake", "node_down"})
-_RMA_XID = 64  # row-remap failure: only a replacement (clear_fault) fixes it
 _UNREADABLE = GpuEffects()  # what acts on a GPU that runs nothing: no fault, no work
 _IDLE = Demand()  # frozen: one for every GPU without work, rather than one per GPU per step
 
@@ -282,7 +278,7 @@ class Fleet:
                 known = any(r.id == fault_id for r in self.fault_log)
                 why = "already ended" if known else "unknown fault id"
                 raise InputError(f"{why}: {fault_id!r}", field="id")
-            if rec.spec.kind == "xid" and rec.spec.xid == _RMA_XID and rec.spec.gpu is not None:
+            if rec.spec.kind == "xid" and rec.spec.xid == RMA_XID and rec.spec.gpu is not None:
                 self._gpus[(rec.spec.node, rec.spec.gpu)].state.remap_failure = 0
             self._end(rec, "cleared", self.clock.time())
 
@@ -309,7 +305,7 @@ class Fleet:
             self._reset(node.gpus[spec.gpu], now)
         elif spec.kind == "reboot_node":
             for rec in list(self._active.values()):
-                if rec.spec.node == node.name and not self._is_rma(rec):
+                if rec.spec.node == node.name and not is_rma(rec):
                     self._end(rec, "reboot_node", now, refresh=False)
             node.up = True
             for gpu in node.gpus:
@@ -320,27 +316,16 @@ class Fleet:
             node.cordoned = node.drained = False
         self._refresh(node)
 
-    @staticmethod
-    def _is_rma(rec: FaultRecord) -> bool:
-        return rec.spec.kind == "xid" and rec.spec.xid == _RMA_XID
-
     def _reset(self, gpu: SimGpu, now: float) -> None:
         for rec in list(self._active.values()):
             if (
                 rec.spec.node == gpu.node
                 and rec.spec.gpu == gpu.index
-                and rec.spec.kind not in _RESET_KEEPS
-                and not self._is_rma(rec)
+                and rec.spec.kind not in RESET_KEEPS
+                and not is_rma(rec)
             ):
                 self._end(rec, "reset_gpu", now, refresh=False)
-        s = gpu.state
-        s.ecc_sbe_vol = s.ecc_dbe_vol = 0
-        s.remap_pending = 0
-        s.recovery_action = 0
-        s.leak_bytes = 0.0
-        s.energy_mj = 0.0  # NVML's energy counter restarts after a reset
-        for counters in gpu.nvlink_errors:
-            counters[:] = [0] * len(counters)
+        clear_on_reset(gpu)
         self._refresh(self._by_name[gpu.node])
 
     def _end(self, rec: FaultRecord, reason: str, at: float, *, refresh: bool = True) -> None:
@@ -353,31 +338,7 @@ class Fleet:
             self._refresh(self._by_name[rec.spec.node])
 
     def _xid_effects(self, gpu: SimGpu, spec: FaultSpec) -> None:
-        s = gpu.state
-        xid = spec.xid or 0
-        s.last_xid = xid
-        if xid in (48, 94, 95):
-            s.ecc_dbe_vol += 1
-            s.ecc_dbe_agg += 1
-            s.remap_unc += 1
-            if spec.param("pending", 1.0):
-                s.remap_pending = 1
-            if xid != 94:
-                s.recovery_action = RECOVERY_GPU_RESET
-        elif xid == 63:
-            s.remap_corr += 1
-            s.remap_pending = 1
-        elif xid == _RMA_XID:
-            s.remap_failure = 1
-        elif xid == 79:
-            s.recovery_action = RECOVERY_NODE_REBOOT
-        elif xid == 92:
-            s.ecc_sbe_vol += 100
-            s.ecc_sbe_agg += 100
-        elif xid == 74 and gpu.nvlink_errors:
-            gpu.nvlink_errors[0][1] += 1
-        elif xid == 154:
-            s.recovery_action = int(spec.param("action", RECOVERY_GPU_RESET))
+        xid = record_xid(gpu, spec)
         count = int(spec.param("count", 1))
         dbe = xid in (48, 94, 95)
         for queue, mask in self._subs[(gpu.node, gpu.index)]:
@@ -394,35 +355,7 @@ class Fleet:
         )
         for gpu in node.gpus:
             key = (gpu.node, gpu.index)
-            old = self._effects[key]
-            fx = GpuEffects()
-            lost = False
-            for rec in self._active.values():
-                spec = rec.spec
-                if not reaches(spec, node.name, gpu.index):
-                    continue
-                kind = spec.kind
-                if kind == "gpu_lost" or (kind == "xid" and spec.xid == 79):
-                    lost = True
-                elif kind == "hung":
-                    fx.hung = True
-                elif kind == "straggler":
-                    fx.straggler = min(fx.straggler, spec.param("factor", 0.6))
-                elif kind == "thermal_runaway":
-                    fx.runaway_rate = spec.param("rate", 0.01)
-                    fx.runaway_heat = old.runaway_heat
-                elif kind == "hw_thermal_slowdown":
-                    fx.hw_thermal = spec.param("factor", 0.5)
-                elif kind == "power_brake":
-                    fx.power_brake = spec.param("factor", 0.35)
-                elif kind == "nvlink_down" and spec.link is not None:
-                    fx.links_down.add(spec.link)
-                elif kind == "nvlink_crc_burst" and spec.link is not None:
-                    fx.crc_rates[spec.link] = spec.param("rate", 500.0)
-                elif kind == "ecc_sbe_storm":
-                    fx.sbe_rate = spec.param("rate", 20.0)
-                elif kind == "memory_leak":
-                    fx.leak_rate = spec.param("rate", 64.0) * MIB
+            fx, lost = gpu_effects(self._active.values(), node.name, gpu.index, self._effects[key])
             gpu.lost = lost
             gpu.nvlink_up = [i not in fx.links_down for i in range(len(gpu.nvlink_up))]
             self._effects[key] = fx

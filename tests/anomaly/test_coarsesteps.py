@@ -8,7 +8,7 @@ import httpx
 import numpy as np
 import pytest
 
-from anomaly import coarsesteps
+from anomaly import seriessteps
 from anomaly.coarsesteps import LONGEST, MIN_STEPS, CoarseSteps
 from anomaly.promql import PromQLSource, PromQuery
 from anomaly.sources import Frame
@@ -355,7 +355,7 @@ def test_hashes_of_series_answered_once_are_capped_oldest_first(monkeypatch):
     # Kept two hours whatever the step, they grew as one over it: 1.4 million at step 5 s with 1,000 pods
     # living one scrape at every read. Capped (here at 1,000), oldest first: GPU-1, answering every 35 steps
     # among 50 fresh label sets a read, has its first spacing counted still, and is seen from its 4th answer.
-    monkeypatch.setattr(coarsesteps, "ONCE_MOST", 1000, raising=False)
+    monkeypatch.setattr(seriessteps, "ONCE_MOST", 1000)
     coarse = CoarseSteps("prometheus")
     held = []
     for k in range(150):

@@ -202,3 +202,17 @@ def test_a_start_that_cannot_list_says_what_it_recalls_only_where_it_recalls(
     (said,) = [r.getMessage() for r in caplog.records if "cannot list the alerts" in r.getMessage()]
     assert "HTTP 503" in said and "asking again" in said
     assert ("recall" in said) is reescalate, said
+
+
+def test_a_listing_whose_ends_name_no_utc_offset_is_no_listing_and_raises_nothing_at_the_next_alert() -> None:
+    # RFC 3339 times carry an offset; one without it was read as a naive time: compared with the clock's at
+    # the first alert of its identity, on_alert raised TypeError mid-tick (the tick's other alerts went
+    # untold, and a late listing's alerts told meanwhile were lost), and the warm-up read it as local time.
+    clock = FakeClock()
+    serve, _, upgraded = _upgrade(clock)
+    serve.listed[0]["endsAt"] = (clock.now() + timedelta(seconds=200)).replace(tzinfo=None).isoformat()
+    forwarder = serve.forwarder(clock)
+    assert forwarder.held() is None
+    forwarder.on_alert(replace(_xid("3", clock), labels=upgraded))
+    assert forwarder.flush() and serve.gets == 1, "a receiver that cannot list: not asked again"
+    assert [a["labels"] for a in serve.posted] == [upgraded]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 import numpy as np
 
 from alerting.engine import IncidentEngine
@@ -17,7 +16,7 @@ from gpuwarden.clock import FakeClock
 from gpuwarden.config_anomaly import AnomalyConfig
 from gpuwarden.model import FaultKind
 from tests.anomaly.test_service import GPUS, TEMP, HistorySource, tick
-from tests.anomaly.test_service_reescalation import Listing, deliver
+from tests.anomaly.test_service_reescalation import Listing, deliver, forwarding
 from tests.migrated_store import migrated_sqlite
 
 
@@ -70,9 +69,7 @@ def test_a_fall_raised_within_the_hold_of_a_rise_its_dead_process_resolved_reach
     def started() -> tuple[AnomalyService, AlertForwarder]:
         source = HistorySource({TEMP: lambda t: [60.0] * len(GPUS)})
         service = AnomalyService(AnomalyConfig(), [source], clock, detectors=[Sided(start, reads)])
-        client = httpx.Client(transport=httpx.MockTransport(serve.handle))
-        forwarder = AlertForwarder("http://serve:9700", None, clock, resend_seconds=30, client=client)
-        service.on_alert = forwarder.on_alert
+        forwarder = forwarding(service, serve.handle, clock)
         return service, forwarder
 
     service, forwarder = started()
@@ -92,3 +89,45 @@ def test_a_fall_raised_within_the_hold_of_a_rise_its_dead_process_resolved_reach
     assert sides == {"down"}, "the restarted process posted the fall under its own side"
     firing = [(r.labels.get("deviation"), classify(r.labels)) for r in engine.store.firing_alerts()]
     assert firing == [("down", FaultKind.UNKNOWN)], "serve holds the GPU as cold, not as a thermal fault"
+
+
+def _across_a_restart(tmp_path: Path, *, restart_at: int | None, reescalate: bool) -> IncidentEngine:
+    """serve after `anomaly run` raised a temperature's rise whose reads then turn to a fall (the band
+    followed the spike: the value comes back below it) while the alert fires; restarted without a snapshot
+    before read ``restart_at`` (None: never), two reads into the fall."""
+    clock = FakeClock()
+    start = clock.time()
+    reads = [(0.0, 0)] * 6 + [(9.0, 1)] * 10 + [(9.0, -1)] * 12
+    engine = IncidentEngine(migrated_sqlite(tmp_path / f"serve-{restart_at}-{reescalate}.db"), clock)
+    serve = Listing(engine)
+
+    def started() -> tuple[AnomalyService, AlertForwarder]:
+        source = HistorySource({TEMP: lambda t: [60.0] * len(GPUS)})
+        cfg = AnomalyConfig(reescalate_alerts=reescalate)
+        service = AnomalyService(cfg, [source], clock, detectors=[Sided(start, reads)])
+        forwarder = forwarding(service, serve.handle, clock)
+        return service, forwarder
+
+    service, forwarder = started()
+    for n in range(1, len(reads)):
+        if n == restart_at:
+            service, forwarder = started()
+            service.warm_up(forwarder.held(recalling=reescalate))
+        tick(clock, service)
+        deliver(serve, forwarder, engine)
+    return engine
+
+
+def test_a_rise_recalled_at_a_restart_whose_reads_turn_to_a_fall_stays_the_one_rise_at_serve(
+    tmp_path: Path,
+) -> None:
+    # The warm-up recalled the rise its history left firing; raised again at the first reads, which fell
+    # below the band that followed the spike, it took their side: a "down" alert, which the forwarder posts
+    # as another activity than the rise serve holds. serve held two alerts, the cold one a new one, where
+    # without the restart the rise goes on as one alert until it resolves.
+    straight = _across_a_restart(tmp_path, restart_at=None, reescalate=True)
+    restarted = _across_a_restart(tmp_path, restart_at=6 + 10 + 2, reescalate=True)
+    for engine in (straight, restarted):
+        assert engine.store.alert_count() == 1
+        firing = [r.labels.get("deviation") for r in engine.store.firing_alerts()]
+        assert firing == ["up"], "serve holds the rise, its side as it was raised"

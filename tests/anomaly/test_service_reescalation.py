@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -143,9 +144,7 @@ def test_a_gpus_alert_raised_as_its_other_alert_resolves_joins_that_incident_in_
     source = CollectorSource([TableCollector()], clock)
     service = AnomalyService(cfg, [source], clock, detectors=[TwoSeries(list(temp), clock_scores)])
     serve = Serve()
-    client = httpx.Client(transport=httpx.MockTransport(serve.handle))
-    forwarder = AlertForwarder("http://serve:9700", None, clock, resend_seconds=30, client=client)
-    service.on_alert = forwarder.on_alert
+    forwarder = forwarding(service, serve.handle, clock)
     demo = IncidentEngine(migrated_sqlite(tmp_path / "demo.db"), clock)
     at_serve = IncidentEngine(migrated_sqlite(tmp_path / "serve.db"), clock)
     both = False
@@ -285,6 +284,17 @@ def test_a_recalled_alert_that_would_have_resolved_before_the_next_fault_is_rais
     assert [(a.status, "reescalated" in a.annotations) for a in changes] == [(AlertStatus.FIRING, False)]
 
 
+def forwarding(
+    service: AnomalyService, handler: Callable[[httpx.Request], httpx.Response], clock: FakeClock
+) -> AlertForwarder:
+    """A forwarder posting ``service``'s alerts to ``handler`` (serve's API, in process), wired as `anomaly
+    run` wires it."""
+    client = httpx.Client(transport=httpx.MockTransport(handler))
+    forwarder = AlertForwarder("http://serve:9700", None, clock, resend_seconds=30, client=client)
+    service.on_alert = forwarder.on_alert
+    return forwarder
+
+
 def deliver(serve: Serve, forwarder: AlertForwarder, engine: IncidentEngine) -> None:
     """After a tick of ``anomaly run``: the forwarder posts what it raised and resolved, and serve ingests
     each post and ticks, as over HTTP."""
@@ -323,9 +333,7 @@ def _timeline_at_serve(
 
     def started() -> tuple[AnomalyService, AlertForwarder]:
         service = _straggler_service(clock, scores, start)
-        client = httpx.Client(transport=httpx.MockTransport(serve.handle))
-        forwarder = AlertForwarder("http://serve:9700", None, clock, resend_seconds=30, client=client)
-        service.on_alert = forwarder.on_alert
+        forwarder = forwarding(service, serve.handle, clock)
         return service, forwarder
 
     service, forwarder = started()

@@ -926,6 +926,18 @@ def test_a_runaway_whose_job_stalls_stays_flagged_through_the_stall_and_after(ta
     assert np.delete(scores, 2, axis=1).max() <= 1.0
 
 
+@pytest.mark.parametrize("tau", [90.0, 120.0], ids=["lag-90s", "lag-120s"])
+def test_a_runaway_hot_for_less_than_the_slowest_lag_before_its_job_stalls_stays_flagged(tau: float):
+    """Its cooler failed 3 reads before its job stalled at 70 W: at a 90 s lag it read 1.33, 3.33, 5.67 (an
+    alert raised) and 1.33 at the stall's first read, then 0 for the whole stall, its alert resolved with
+    the cooler still failed: its run, hot 90 s, was not carried, as only one hot for the slowest lag
+    (120 s) was. One hot for as many reads as raise an alert, and hotter than its peers there, was the GPU's
+    heat, not a reading's spike."""
+    scores = _stalled(tau, stall=40, fails=12, busy=15)
+    assert (scores[13:, 2] > 1.0).all()  # from its second hot read, through the stall, to the end
+    assert np.delete(scores, 2, axis=1).max() <= 1.0
+
+
 def test_a_minutes_hot_spike_just_before_a_job_stalls_is_not_carried_through_the_stall():
     """The other side: a run carried below what its line scored at must be a GPU's heat, not a spike (a
     minute of work its power reading missed, read hot twice) just before its job stalled: carried, it read

@@ -31,6 +31,14 @@ def _fed(
     return float(found.score[rows[0]]) if rows else 0.0
 
 
+def _warm_from_job(gpus: Gpus, det: ThermalDetector, rng: np.random.Generator) -> None:
+    """Every GPU warm from its job, as the simulator's after an hour, and read at its 620 W for 150 ticks:
+    the lines learnt before a test's own ticks."""
+    gpus.temp[:] = gpus.room + gpus.resistance * 620.0
+    for _ in range(150):
+        _fed(gpus, det, rng, 620.0, np.ones(len(GPUS), np.bool_))
+
+
 @pytest.mark.parametrize("repaired", [True, False], ids=["repaired", "still-failed"])
 @pytest.mark.parametrize("tau", [20.0, 90.0], ids=["lag-20s", "lag-90s"])
 def test_a_runaway_back_cold_from_its_nodes_outage_is_judged_by_its_peers_only_once_its_temperature_settled(
@@ -44,10 +52,8 @@ def test_a_runaway_back_cold_from_its_nodes_outage_is_judged_by_its_peers_only_o
     repaired, it is let go then."""
     rng = np.random.default_rng(17)
     gpus, det = Gpus(tau=tau, labels=APART), ThermalDetector()
-    gpus.temp[:] = gpus.room + gpus.resistance * 620.0  # warm from its job, as the simulator's after an hour
     every, peers = np.ones(len(GPUS), np.bool_), np.arange(len(GPUS)) != 2
-    for _ in range(150):
-        _fed(gpus, det, rng, 620.0, every)
+    _warm_from_job(gpus, det, rng)
     for tick in range(60):  # its cooler fails at the job's power; the job stalls at tick 40
         gpus.resistance[2] = 0.065 * (1.0 + min(3.0, 0.3 * (tick + 1)))
         _fed(gpus, det, rng, 70.0 if tick >= 40 else 620.0, every)
@@ -135,10 +141,8 @@ def test_a_cooler_failing_on_a_gpu_back_cold_from_its_nodes_outage_is_flagged_wi
     as much from its first read."""
     rng = np.random.default_rng(17)
     gpus, det = Gpus(tau=tau), ThermalDetector()
-    gpus.temp[:] = gpus.room + gpus.resistance * 620.0
     every = np.ones(len(GPUS), np.bool_)
-    for _ in range(150):
-        _fed(gpus, det, rng, 620.0, every)
+    _warm_from_job(gpus, det, rng)
     det.forget(gpus.index.expire(gpus.t + 10_000, 1.0))
     gpus.t += 1800.0 - 30.0
     gpus.temp[:] = gpus.room
@@ -162,10 +166,8 @@ def test_a_cooler_failing_on_a_stalled_gpu_unread_for_two_minutes_and_a_half_is_
     had cooled to was not cooled by the gap."""
     rng = np.random.default_rng(17)
     gpus, det = Gpus(tau=tau), ThermalDetector()
-    gpus.temp[:] = gpus.room + gpus.resistance * 620.0
     every, lost = np.ones(len(GPUS), np.bool_), np.arange(len(GPUS)) != 2
-    for _ in range(150):
-        _fed(gpus, det, rng, 620.0, every)
+    _warm_from_job(gpus, det, rng)
     scores = []
     for tick in range(40):
         if tick >= 7:

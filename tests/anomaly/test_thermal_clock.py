@@ -11,7 +11,7 @@ import pytest
 
 from anomaly.thermal import ThermalDetector
 from tests.anomaly.test_thermal import GPUS, MODEL, Gpus, _throttled
-from tests.anomaly.test_thermal_back import _fed
+from tests.anomaly.test_thermal_back import _fed, _warm_from_job
 
 STEP = 3_600.0  # the clock set back an hour
 BEFORE = 300  # ticks read before the step (2.5 hours: past the warm-up, the jobs' powers all scored at)
@@ -104,10 +104,8 @@ def test_a_gpu_whose_node_is_down_as_the_clock_steps_back_is_back_from_an_outage
     to its idle (lagging 90 s) for a climb (3.6; 7.6 lagging 90 s)."""
     rng = np.random.default_rng(17)
     gpus, det = Gpus(tau=tau), ThermalDetector()
-    gpus.temp[:] = gpus.room + gpus.resistance * 620.0
     every, down = np.ones(len(GPUS), np.bool_), np.arange(len(GPUS)) != 2
-    for _ in range(150):
-        _fed(gpus, det, rng, 620.0, every)
+    _warm_from_job(gpus, det, rng)
     for tick in range(60):
         if tick == stepped:
             gpus.t -= STEP

@@ -161,3 +161,24 @@ def test_a_lone_gpus_rest_is_not_a_cold_read_after_its_nodes_outage():
     assert (scores[:10, 2] > 1.0).all()  # still failed: flagged through the stall's first 5 minutes
     assert scores[30:, 2].max() <= 1.0  # repaired, cooled to its idle (a 90 s lag): let go
     assert np.delete(scores, 2, axis=1).max() <= 1.0
+
+
+@LONE
+def test_a_lone_gpus_hiccup_of_a_few_reads_just_before_its_job_stalls_is_not_carried_through_the_stall(
+    labels: list[dict[str, str]],
+):
+    """A lone GPU seen only in its job, a fan's hiccup read hot 3 times (an alert) just before the job stalls
+    at 70 W, where it never rested: no peer and no rest of its own to ask. A run hot for less than the
+    slowest lag is carried only on their word (``ThermalDetector._carried``); carried on no one's, a
+    healthy GPU read 8.0 through the whole stall."""
+    rng = np.random.default_rng(4)
+    gpus, det = Gpus(labels=labels), ThermalDetector()
+    gpus.temp[:] = gpus.room + gpus.resistance * 620.0
+    for _ in range(150):
+        _fed(gpus, det, rng, 620.0)
+    gpus.resistance[2] = 0.065 * 1.6
+    hiccup = [float(_fed(gpus, det, rng, 620.0)[2]) for _ in range(3)]
+    gpus.resistance[2] = 0.065
+    stalled = np.array([_fed(gpus, det, rng, 70.0) for _ in range(40)])
+    assert min(hiccup) > 1.0
+    assert stalled[4:].max() <= 1.0

@@ -15,7 +15,7 @@ from anomaly.service import AnomalyService
 from gpuwarden.clock import FakeClock
 from gpuwarden.config_anomaly import AnomalyConfig
 from tests.anomaly.test_service import GPUS, TEMP, HistorySource, tick
-from tests.anomaly.test_service_reescalation import Listing, deliver
+from tests.anomaly.test_service_reescalation import Listing, deliver, forwarding
 from tests.migrated_store import migrated_sqlite
 
 
@@ -67,9 +67,7 @@ def _served(
         cfg = AnomalyConfig(reescalate_alerts=reescalate)
         source = HistorySource({TEMP: lambda t: [60.0] * len(GPUS)})
         service = AnomalyService(cfg, [source], clock, detectors=[Runaway(start, scores, sided=sided)])
-        client = httpx.Client(transport=httpx.MockTransport(handle))
-        forwarder = AlertForwarder("http://serve:9700", None, clock, resend_seconds=30, client=client)
-        service.on_alert = forwarder.on_alert
+        forwarder = forwarding(service, handle, clock)
         return service, forwarder
 
     n = 0

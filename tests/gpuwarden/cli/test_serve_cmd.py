@@ -37,7 +37,8 @@ from gpuwarden.cli import app
 from gpuwarden.cli.inventories import Inventories
 from gpuwarden.cli.machine_checks import check_store, check_store_directory
 from gpuwarden.cli.preflight import check_serve
-from gpuwarden.cli.serve_cmd import _tick_loop, build_applier, build_service, journal_dir, take_locks
+from gpuwarden.cli.serve_cmd import _tick_loop, build_service, take_locks
+from gpuwarden.cli.serve_journal import build_applier, journal_dir
 from gpuwarden.clock import FakeClock, SystemClock
 from gpuwarden.config import AlertingConfig, ApiConfig, GpuwardenConfig
 from gpuwarden.errors import ConfigError, SourceError

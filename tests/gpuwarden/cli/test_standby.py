@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from alerting.instance_lock import InstanceLocks
-from gpuwarden.cli.serve_cmd import journal_dir
+from gpuwarden.cli.serve_journal import journal_dir
 from gpuwarden.cli.standby import OnWait, Sleep, wait_as_standby
 from gpuwarden.config import ApiConfig, GpuwardenConfig
 from gpuwarden.errors import ConfigError
