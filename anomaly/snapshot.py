@@ -52,9 +52,9 @@ FORMAT = "gpuwarden-anomaly-state"
 # (``sources``: PromQL's answer steps, ``anomaly.coarsestate``) was kept. 6: before the alerts kept the
 # workloads' moves and the rows they hold (``collective``, ``anomaly.collective``). 7: before each move kept
 # its ranks beside the rows it holds (a rank let go mid-move is held again as its job moves on). 8: before
-# each source's and query's last good read was kept (``source_success``, ``query_success``).
+# each source's and query's last good read was kept (``source_success``, ``query_success``, ``started``).
 VERSION = 9
-SCHEMA = "99e340f702dac2eb"
+SCHEMA = "b3d6e2693500429e"
 _HEADER = "header"
 _MODE = 0o600
 # Settings that do not shape what the detectors learn: where the service reads, listens and posts, and the
@@ -95,11 +95,13 @@ class Snapshot:
     ]  # per query, the end of its last good read: a failed one is read again from it
     settings: dict[str, Any]
     components: dict[str, State] = field(default_factory=dict)
-    # Per source and per query, when its last good read ended (``clock.time()``, wall time), or, one never
-    # read well, when the first process without a good read of it started: a restart while it fails ages its
-    # ``GpuwardenSourceStale`` from there (``ServiceCore._succeeded``), not from its own start.
+    # Per source and per query, when its last good read ended (``clock.time()``, wall time; none where no
+    # process read it well), and when the first process of the chain of snapshots started (``started``): a
+    # restart while one fails ages its ``GpuwardenSourceStale`` from there (``ServiceCore._succeeded``), not
+    # from its own start, and reports that last good read (``ServiceCore.health``).
     source_success: dict[str, float] = field(default_factory=dict)
     query_success: dict[str, float] = field(default_factory=dict)
+    started: float | None = None  # None: not known (a snapshot built without it); the new process' start
     origin: str = ""  # the file it was read from, for the warnings that name it
 
     @property
@@ -214,6 +216,7 @@ def write_snapshot(path: Path, snapshot: Snapshot) -> int:
         "query_read": snapshot.query_read,
         "source_success": snapshot.source_success,
         "query_success": snapshot.query_success,
+        "started": snapshot.started,
         "fingerprint": snapshot.fingerprint,
         "settings": snapshot.settings,
         "components": {name: state.meta for name, state in snapshot.components.items()},
@@ -295,6 +298,7 @@ def _snapshot(path: Path, header: dict[str, Any], arrays: Arrays, settings: Mapp
         query_read={str(k): float(v) for k, v in header["query_read"].items()},
         source_success={str(k): float(v) for k, v in header["source_success"].items()},
         query_success={str(k): float(v) for k, v in header["query_success"].items()},
+        started=None if header["started"] is None else float(header["started"]),
         settings=dict(header["settings"]),
         components=components,
         origin=str(path),
@@ -340,7 +344,7 @@ def _header(npz: Mapping[str, npt.NDArray[Any]]) -> dict[str, Any]:
         raise SnapshotRefused(
             f"is of format version {header.get('version')!r}; this gpuwarden reads {VERSION}"
         )
-    keys = ("saved_at", "read_until", "last_read", "query_read", "source_success", "query_success")
+    keys = ("saved_at", "read_until", "last_read", "query_read", "source_success", "query_success", "started")
     for key in (*keys, "settings", "components"):
         if key not in header:
             raise SnapshotRefused(f"has no {key!r} in its header")

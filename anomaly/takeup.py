@@ -43,10 +43,12 @@ class SnapshotKeeper(ServiceCore):
         components["sources"] = self._sources_state()
         source_success: dict[str, float] = {}
         query_success: dict[str, float] = {}
-        for source in self.sources:
-            h = source.health()
-            source_success[h.name], queries = self._succeeded(h)
-            query_success.update(queries)
+        for h in self.health():  # the last good reads any process made, none where none did
+            if h.last_success is not None:
+                source_success[h.name] = h.last_success
+            query_success.update(
+                {n: q.last_success for n, q in h.queries.items() if q.last_success is not None}
+            )
         return Snapshot(
             saved_at=self.clock.time(),
             read_until=self.read_until,
@@ -56,6 +58,7 @@ class SnapshotKeeper(ServiceCore):
             components=components,
             source_success=source_success,
             query_success=query_success,
+            started=self._chain_started,
         )
 
     def _sources_state(self) -> State:
@@ -121,6 +124,7 @@ class SnapshotKeeper(ServiceCore):
         self._query_read = dict(snapshot.query_read)
         self._source_success = dict(snapshot.source_success)
         self._query_success = dict(snapshot.query_success)
+        self._chain_started = snapshot.started if snapshot.started is not None else self._started
 
     def _take_up(
         self, snapshot: Snapshot, start: float, until: float, history: Sequence[Frame]
