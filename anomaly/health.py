@@ -49,8 +49,7 @@ def report(service: AnomalyService) -> dict[str, Any]:
         what = "the last tick ended" if service.last_tick_end is not None else "start, and no tick ended"
         reasons.append(f"stalled: {idle:.0f} s since {what} (limit {limit:.0f} s)")
     sources = {}
-    for source in service.sources:
-        h = source.health()
+    for h in service.health():  # a last good read before a restart, from its snapshot, included
         sources[h.name] = {"up": h.up, "last_success": h.last_success, "last_error": h.last_error}
         if not h.up:
             reasons.append(f"source_down: {h.name}: {h.last_error}")

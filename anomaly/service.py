@@ -13,10 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-import numpy as np
-
 from anomaly.alertupdate import DEFAULT_ALERTNAME
-from anomaly.detectors import Findings
 from anomaly.firing import TickResult, _Firing
 from anomaly.fleet import FleetDetector
 from anomaly.registry import builtin_registry
@@ -24,7 +21,6 @@ from anomaly.series import build_view
 from anomaly.sources import Frame, Source, joined
 from anomaly.warmup import HISTORY_TICKS, HistoryReplayer
 from anomaly.writeback import TickStats
-from gpuwarden.model import RecommendedAction
 
 # What other modules, the benchmarks and the tests import from here, wherever it is defined.
 __all__ = [
@@ -95,7 +91,7 @@ class AnomalyService(HistoryReplayer):
                 q: n for d in self.detectors if isinstance(d, FleetDetector) for q, n in d.uncompared.items()
             },
         )
-        self.collector.update(result.findings, [s.health() for s in self.sources], stats)
+        self.collector.update(result.findings, self.health(), stats)
         for alert in [*self._catch_up, *result.changes()]:
             if self.on_alert is not None:
                 self.on_alert(alert)
@@ -103,47 +99,6 @@ class AnomalyService(HistoryReplayer):
         self.ticks += 1
         self.last_tick_end = self.clock.monotonic()
         return result
-
-    def _staleness(self, now: float) -> list[Findings]:
-        """One row per source, and one per query of a source that is up but cannot read that query.
-
-        A source that answers but has returned no series at all for ``absent_after_seconds`` (a Prometheus
-        whose every exporter is gone) is stale too: the presence detector leaves such a mass loss to it.
-        """
-        out = []
-        for source in self.sources:
-            h = source.health()
-            # At least 0: a read stamps its success when it ends, after ``now`` (a stale score read -0.0017).
-            age = max(0.0, now - (h.last_success if h.last_success is not None else self._started))
-            # The server names which Prometheus an operator must look at (the alert's title says it).
-            labels = [{"source": h.name, **({"server": h.server} if h.server else {})}]
-            ages, scores = [age], [age / self.cfg.stale_after_seconds]
-            summaries = [f"no successful read of {h.name} for {age:.0f}s: {h.last_error}"]
-            if h.empty and h.last_series is not None:
-                ages[0] = max(0.0, now - h.last_series)
-                scores[0] = ages[0] / self.cfg.absent_after_seconds
-                summaries[0] = f"{h.name} has returned no series for {ages[0]:.0f}s: its targets are gone"
-            for query, q in h.queries.items():
-                failing = h.up and not q.up  # a source that is down is one alert, not one per query
-                q_age = max(0.0, now - (q.last_success if q.last_success is not None else self._started))
-                labels.append({**labels[0], "query": query})
-                ages.append(q_age if failing else 0.0)
-                scores.append(ages[-1] / self.cfg.stale_after_seconds)
-                summaries.append(f"query {query} of {h.name} failed for {q_age:.0f}s: {q.last_error}")
-            out.append(
-                Findings(
-                    detector="source",
-                    query="source_staleness",
-                    labels=labels,
-                    score=np.array(scores),
-                    value=np.array(ages),
-                    action=RecommendedAction.INVESTIGATE,
-                    summary=summaries,
-                    alert_labels={"alertname": "GpuwardenSourceStale"},
-                    immediate=True,
-                )
-            )
-        return out
 
 
 def _with_held_over(held: Sequence[Frame], read: Sequence[Frame]) -> list[Frame]:

@@ -1,5 +1,7 @@
 """The anomaly service's state, and what its tick and its warm-up both do with it: read a source (one series
-per GPU where MIG instances repeat a device-level metric), count not-available samples, refit the detectors.
+per GPU where MIG instances repeat a device-level metric), count not-available samples, refit the detectors,
+and say how stale each source and query is (``_staleness``: a tick's reads, or the warm-up's after a
+snapshot).
 
 ``AnomalyService`` (``anomaly.service``) is this class with the alert update (``anomaly.alertupdate``), the
 snapshot take-up (``anomaly.takeup``), the warm-up (``anomaly.warmup``) and the tick on it: each a class of
@@ -11,20 +13,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+import numpy as np
 
 from anomaly.collective import CollectiveMoves
 from anomaly.dataranges import DataRanges
-from anomaly.detectors import Detector, JudgedDetector
+from anomaly.detectors import Detector, Findings, JudgedDetector
 from anomaly.firing import _Firing
 from anomaly.promql import selected_metric
 from anomaly.registry import builtin_registry
 from anomaly.series import CounterRates, EvidenceBuffer, SeriesIndex, View
-from anomaly.sources import Frame, Source
+from anomaly.sources import Frame, Source, SourceHealth
 from anomaly.writeback import AnomalyCollector
 from gpuwarden.clock import Clock
 from gpuwarden.config_anomaly import AnomalyConfig
 from gpuwarden.mig import device_level, one_per_gpu
-from gpuwarden.model import Alert
+from gpuwarden.model import Alert, RecommendedAction
 
 # The service's name: its log lines read as they did before it was split into modules (``anomaly run``
 # logs the logger's name; an operator filters on it).
@@ -83,6 +88,13 @@ class ServiceCore:
             d.name: d.judged_by for d in self.detectors if isinstance(d, JudgedDetector)
         }
         self._started = clock.time()
+        # Per source and per query, when a process before this one last read it well (``last_success``,
+        # ``clock.time()``: wall time, which a restart can compare, as it cannot the monotonic clock's), and
+        # when the first process of the chain whose snapshots this one took up started: one none of them read
+        # well is aged from there (``_succeeded``). A snapshot's, taken up (``restore``).
+        self._source_success: dict[str, float] = {}
+        self._query_success: dict[str, float] = {}
+        self._chain_started = self._started
         self.ticks = 0
         self.last_tick_end: float | None = None  # clock.monotonic() when the last tick ended (/healthz)
         self.started_monotonic = clock.monotonic()
@@ -97,6 +109,84 @@ class ServiceCore:
             self._query_source[frame.query] = source.name
             self._query_read[frame.query] = until
         return got
+
+    def _succeeded(self, h: SourceHealth) -> tuple[float, dict[str, float]]:
+        """When ``h``'s source, and each query of it, was last read well: by this process, else by the one
+        whose snapshot it took up (that one's own, or its predecessor's), else when the first process of that
+        chain started. A query failing through a restart was aged from the new process' start: its
+        ``GpuwardenSourceStale`` resolved at the restart and was raised again only ``stale_after_seconds``
+        later. After a crash it may be older than the true last good read, by the ticks the crash lost (at
+        most ``state_save_seconds``): the last one any process kept."""
+        source = h.last_success
+        if source is None:
+            source = self._source_success.get(h.name, self._chain_started)
+        queries = {
+            name: q.last_success
+            if q.last_success is not None
+            else self._query_success.get(name, self._chain_started)
+            for name, q in h.queries.items()
+        }
+        return source, queries
+
+    def health(self) -> list[SourceHealth]:
+        """Each source's health as this service knows it: a last good read this process has not made yet
+        (a query failing since before a restart) is the one its snapshot kept, as ``GpuwardenSourceStale``
+        ages it; one no process read well stays unknown (None). ``gpuwarden_anomaly_*_last_success_*`` and
+        ``/healthz`` showed none after a restart while the alert said how long the query had failed."""
+        out = []
+        for source in self.sources:
+            h = source.health()
+            queries = {
+                name: q
+                if q.last_success is not None or name not in self._query_success
+                else replace(q, last_success=self._query_success[name])
+                for name, q in h.queries.items()
+            }
+            last = h.last_success if h.last_success is not None else self._source_success.get(h.name)
+            out.append(replace(h, last_success=last, queries=queries))
+        return out
+
+    def _staleness(self, now: float) -> list[Findings]:
+        """One row per source, and one per query of a source that is up but cannot read that query.
+
+        A source that answers but has returned no series at all for ``absent_after_seconds`` (a Prometheus
+        whose every exporter is gone) is stale too: the presence detector leaves such a mass loss to it.
+        """
+        out = []
+        for source in self.sources:
+            h = source.health()
+            succeeded, query_succeeded = self._succeeded(h)  # a snapshot's where this process read none well
+            # At least 0: a read stamps its success when it ends, after ``now`` (a stale score read -0.0017).
+            age = max(0.0, now - succeeded)
+            # The server names which Prometheus an operator must look at (the alert's title says it).
+            labels = [{"source": h.name, **({"server": h.server} if h.server else {})}]
+            ages, scores = [age], [age / self.cfg.stale_after_seconds]
+            summaries = [f"no successful read of {h.name} for {age:.0f}s: {h.last_error}"]
+            if h.empty and h.last_series is not None:
+                ages[0] = max(0.0, now - h.last_series)
+                scores[0] = ages[0] / self.cfg.absent_after_seconds
+                summaries[0] = f"{h.name} has returned no series for {ages[0]:.0f}s: its targets are gone"
+            for query, q in h.queries.items():
+                failing = h.up and not q.up  # a source that is down is one alert, not one per query
+                q_age = max(0.0, now - query_succeeded[query])
+                labels.append({**labels[0], "query": query})
+                ages.append(q_age if failing else 0.0)
+                scores.append(ages[-1] / self.cfg.stale_after_seconds)
+                summaries.append(f"query {query} of {h.name} failed for {q_age:.0f}s: {q.last_error}")
+            out.append(
+                Findings(
+                    detector="source",
+                    query="source_staleness",
+                    labels=labels,
+                    score=np.array(scores),
+                    value=np.array(ages),
+                    action=RecommendedAction.INVESTIGATE,
+                    summary=summaries,
+                    alert_labels={"alertname": "GpuwardenSourceStale"},
+                    immediate=True,
+                )
+            )
+        return out
 
     def _unread(self) -> Callable[[str], bool] | None:
         """Which queries the last read could not read (``SeriesIndex.expire``): failed, or of a source down;

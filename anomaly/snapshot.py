@@ -5,8 +5,9 @@ learn again), the thermal lines and the fleet and level-shift state: the warm-up
 is one ``.npz`` file (``np.savez``, read with ``allow_pickle=False``: nothing in it runs code): the named
 arrays of each component (``State``) and, as the array ``header``, a JSON header with the format and its
 version, when it was saved, the time the service had read up to (and each source and each query: a query
-that failed at the ticks before the save is read again from its own), a fingerprint of the settings that shape
-the state, and each component's small JSON state (the series index's keys among them).
+that failed at the ticks before the save is read again from its own), when each source and query was last
+read well (a restart ages its staleness from there), a fingerprint of the settings that shape the state, and
+each component's small JSON state (the series index's keys among them).
 
 It is written beside its final name, fsynced, renamed over it and the directory fsynced, mode 0600: a crash
 leaves the previous snapshot or the new one, never half of one. A snapshot that cannot be used (corrupt,
@@ -52,8 +53,10 @@ FORMAT = "gpuwarden-anomaly-state"
 # workloads' moves and the rows they hold (``collective``, ``anomaly.collective``). 7: before each move kept
 # its ranks beside the rows it holds (a rank let go mid-move is held again as its job moves on). 8: before
 # each move kept how far its held ranks' values read from their bands' middles since their job came back.
-VERSION = 9
-SCHEMA = "7466312e239fa1a0"
+# 9: before each source's and query's last good read was kept (``source_success``, ``query_success``,
+# ``started``).
+VERSION = 10
+SCHEMA = "b3d6e2693500429e"
 _HEADER = "header"
 _MODE = 0o600
 # Settings that do not shape what the detectors learn: where the service reads, listens and posts, and the
@@ -94,6 +97,13 @@ class Snapshot:
     ]  # per query, the end of its last good read: a failed one is read again from it
     settings: dict[str, Any]
     components: dict[str, State] = field(default_factory=dict)
+    # Per source and per query, when its last good read ended (``clock.time()``, wall time; none where no
+    # process read it well), and when the first process of the chain of snapshots started (``started``): a
+    # restart while one fails ages its ``GpuwardenSourceStale`` from there (``ServiceCore._succeeded``), not
+    # from its own start, and reports that last good read (``ServiceCore.health``).
+    source_success: dict[str, float] = field(default_factory=dict)
+    query_success: dict[str, float] = field(default_factory=dict)
+    started: float | None = None  # None: not known (a snapshot built without it); the new process' start
     origin: str = ""  # the file it was read from, for the warnings that name it
 
     @property
@@ -206,6 +216,9 @@ def write_snapshot(path: Path, snapshot: Snapshot) -> int:
         "read_until": snapshot.read_until,
         "last_read": snapshot.last_read,
         "query_read": snapshot.query_read,
+        "source_success": snapshot.source_success,
+        "query_success": snapshot.query_success,
+        "started": snapshot.started,
         "fingerprint": snapshot.fingerprint,
         "settings": snapshot.settings,
         "components": {name: state.meta for name, state in snapshot.components.items()},
@@ -285,6 +298,9 @@ def _snapshot(path: Path, header: dict[str, Any], arrays: Arrays, settings: Mapp
         read_until=float(header["read_until"]),
         last_read={str(k): float(v) for k, v in header["last_read"].items()},
         query_read={str(k): float(v) for k, v in header["query_read"].items()},
+        source_success={str(k): float(v) for k, v in header["source_success"].items()},
+        query_success={str(k): float(v) for k, v in header["query_success"].items()},
+        started=None if header["started"] is None else float(header["started"]),
         settings=dict(header["settings"]),
         components=components,
         origin=str(path),
@@ -330,7 +346,8 @@ def _header(npz: Mapping[str, npt.NDArray[Any]]) -> dict[str, Any]:
         raise SnapshotRefused(
             f"is of format version {header.get('version')!r}; this gpuwarden reads {VERSION}"
         )
-    for key in ("saved_at", "read_until", "last_read", "query_read", "settings", "components"):
+    keys = ("saved_at", "read_until", "last_read", "query_read", "source_success", "query_success", "started")
+    for key in (*keys, "settings", "components"):
         if key not in header:
             raise SnapshotRefused(f"has no {key!r} in its header")
     return header

@@ -41,6 +41,14 @@ class SnapshotKeeper(ServiceCore):
             if isinstance(d, SavedDetector):
                 components[f"detector:{d.name}"] = d.state()
         components["sources"] = self._sources_state()
+        source_success: dict[str, float] = {}
+        query_success: dict[str, float] = {}
+        for h in self.health():  # the last good reads any process made, none where none did
+            if h.last_success is not None:
+                source_success[h.name] = h.last_success
+            query_success.update(
+                {n: q.last_success for n, q in h.queries.items() if q.last_success is not None}
+            )
         return Snapshot(
             saved_at=self.clock.time(),
             read_until=self.read_until,
@@ -48,6 +56,9 @@ class SnapshotKeeper(ServiceCore):
             query_read=dict(self._query_read),
             settings=shaping_settings(self.cfg),
             components=components,
+            source_success=source_success,
+            query_success=query_success,
+            started=self._chain_started,
         )
 
     def _sources_state(self) -> State:
@@ -111,6 +122,9 @@ class SnapshotKeeper(ServiceCore):
                 d.restore(parts[f"detector:{d.name}"])
         self._last_read = dict(snapshot.last_read)
         self._query_read = dict(snapshot.query_read)
+        self._source_success = dict(snapshot.source_success)
+        self._query_success = dict(snapshot.query_success)
+        self._chain_started = snapshot.started if snapshot.started is not None else self._started
 
     def _take_up(
         self, snapshot: Snapshot, start: float, until: float, history: Sequence[Frame]

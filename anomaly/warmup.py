@@ -63,7 +63,8 @@ class HistoryReplayer(AlertUpdater, SnapshotKeeper):
         With a ``snapshot`` that fits (``_take_up``), the detectors, the series index and the alerts take up
         its state and only the history after it is replayed, on the grid of its ticks, so the next ticks
         score as they would have without the restart; its firing alerts fire on and its recalled ones stay
-        recalled to the end they had (``_replay_resuming``; no new recall, ``held`` unused) and the models
+        recalled to the end they had (``_replay_resuming``; no new recall, ``held`` unused), what the
+        warm-up's read found stale raises ``GpuwardenSourceStale`` (``_stale_at_warm_up``), and the models
         are not fitted again (their next fit comes on the ``fit_every`` schedule, as it would have). One that
         does not fit is said, and the whole history replayed as without one. The whole history is read
         either way: whether the snapshot is this fleet's is told by the series it holds (``_other_fleet``).
@@ -110,7 +111,7 @@ class HistoryReplayer(AlertUpdater, SnapshotKeeper):
         if taken is None:
             self._replay_recalling(frames, ends, now, held)
         else:
-            self._replay_resuming(frames, ends, taken[1])
+            self._replay_resuming(frames, ends, taken[1], now)
         self.collective_suppressed = suppressed
         if since is None:
             self.fit()  # the multivariate model, when the history gave it rows enough, scores at once
@@ -162,7 +163,9 @@ class HistoryReplayer(AlertUpdater, SnapshotKeeper):
         self._recall(now, held)
         self.firing, self._pending = live
 
-    def _replay_resuming(self, frames: Sequence[Frame], ends: Sequence[float], alerts: _TakenAlerts) -> None:
+    def _replay_resuming(
+        self, frames: Sequence[Frame], ends: Sequence[float], alerts: _TakenAlerts, now: float
+    ) -> None:
         """Replay the history after a snapshot from the alerts it left firing, recalled and pending, as the
         ticks it missed would have; what they raised and resolved, and every alert firing then, is told at
         the next tick (``_catch_up``): serve takes a firing alert posted again as the one it holds, and the
@@ -174,8 +177,20 @@ class HistoryReplayer(AlertUpdater, SnapshotKeeper):
         self.collective = alerts.collective
         self._recalled, self._recall_ends = alerts.recalled, alerts.recall_ends
         told = self._replay(frames, ends, alerts=True, every=True)
+        told.extend(self._stale_at_warm_up(now))
         posted = {id(alert) for alert in told}
         self._catch_up = [*told, *(s.alert for s in self.firing.values() if id(s.alert) not in posted)]
+
+    def _stale_at_warm_up(self, now: float) -> list[Alert]:
+        """Raise ``GpuwardenSourceStale`` for what the warm-up's read could not read, aged from the snapshot's
+        last good read past ``stale_after_seconds``; what was raised. The warm-up's read is the restarted
+        process' first read, as a tick's: a query failing from the ticks the restart missed through that
+        read, read well again at the first tick, was held firing by the uninterrupted run from its first
+        failed tick and never raised after the restart (restart fuzz ``--failed-warm-ups``, 12 of 20 seeds).
+        Nothing else counts a tick here: every other alert, firing or pending, is left as it is."""
+        found = TickResult(findings=self._staleness(now))
+        self._update_alerts(found, now, lambda detector, query, labels: True)
+        return list(found.changes())
 
     def _history(self, start: float, until: float) -> list[Frame]:
         """What each source holds from ``start`` to ``until``."""

@@ -47,9 +47,12 @@ and started at once from the state saved then; a tick is compared with the strai
 same sample (``restart_timing.py``).
 ``--failed-warm-ups`` fails one query (HTTP 503) from the first tick a restart misses through its warm-ups'
 reads, the straight run reading it failing at those ticks (not after a crash that lost ticks). Drawn apart.
+``--failed-warm-up-ticks N`` (with it) fails that query N ticks more, into the restarted process' own ticks.
 
 ``firing_divergent`` compares the alerts each run holds by fingerprint and by what each says: labels,
-recommended action, score within a tolerance (``alert_content.py``).
+recommended action, score within a tolerance; a ``GpuwardenSourceStale`` by when its failure is aged from,
+not by its score, the age when raised, which a restart that first reads the failure later raises higher
+(``alert_content.py``).
 
 The multivariate model is fitted once at the first start (``fit_every_seconds`` a day, past the run): its
 scheduled refits come ``fit_every`` after each process start, so no restart keeps their times.
@@ -70,7 +73,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from alert_content import AlertContent, alert_content, firing_divergence
+from alert_content import AlertContent, alert_content, firing_divergence, read_at
 from fleet_prometheus import RANGE_QUERY, FleetPrometheus, draw_faults, only, scrape_phases, with_range_query
 from restart_fleet import DAY, EVERY, QUERIES, Fault, Fleet, FleetSource, draw
 from seed_list import SEEDS_HELP, seed_list
@@ -108,7 +111,8 @@ Tick = tuple[dict[tuple[str, str, str], float], dict[str, AlertContent]]
 fingerprint, with what each says (``alert_content``)."""
 
 
-def _seen(service: AnomalyService, findings: list[Any]) -> Tick:
+def _seen(service: AnomalyService, findings: list[Any], ticks: dict[float, int] | None = None) -> Tick:
+    """What users see after a tick (``Tick``); ``ticks``: the run's ticks so far, by time (``read_at``)."""
     scores = {
         (f.detector, f.query, json.dumps(dict(f.labels[i]), sort_keys=True)): round(float(f.score[i]), 12)
         for f in findings
@@ -116,7 +120,7 @@ def _seen(service: AnomalyService, findings: list[Any]) -> Tick:
         for i in range(len(f.labels))
     }
     held = (s.alert for s in (*service.firing.values(), *service._recalled.values()))
-    return scores, {alert.fingerprint: alert_content(alert) for alert in held}
+    return scores, {alert.fingerprint: read_at(alert_content(alert), ticks or {}) for alert in held}
 
 
 def promql_queries(fleet: Fleet) -> list[PromQuery]:
@@ -188,6 +192,7 @@ def _run(
     service.warm_up()
     saved: list[Snapshot] = []  # the state after each tick: a crash's snapshot is an older one
     out: dict[int, Tick] = {}
+    ticks: dict[float, int] = {}  # each tick's time, its step: where a staleness alert is aged from
     step = 0
     while step < steps:
         if step in restarts:
@@ -199,11 +204,12 @@ def _run(
                 break
         clock.advance(EVERY)
         reads.failing(step)
+        ticks[clock.time()] = step
         result = service.infer()
         # The tick's read only: a restart's warm-up before the next tick reads Prometheus whole (left failing,
         # 44 of 60 seeds' warm-ups lost the failed query's history: the harness', not the service's).
         reads.failing(None)
-        out[step] = _seen(service, result.findings)
+        out[step] = _seen(service, result.findings, ticks)
         if snapshot:
             saved = [*saved[-4:], service.snapshot()]
         step += 1
@@ -325,7 +331,15 @@ def main() -> None:
         action="store_true",
         help="one query's read failing (503) at most restarts' warm-up: a restart while Prometheus fails",
     )
+    parser.add_argument(
+        "--failed-warm-up-ticks",
+        type=int,
+        default=0,
+        help="with --failed-warm-ups: its query fails this many ticks more, into the restarted ticks",
+    )
     args = parser.parse_args()
+    if args.failed_warm_up_ticks and not args.failed_warm_ups:
+        parser.error("--failed-warm-up-ticks: how much longer --failed-warm-ups fail, which it needs")
     if args.prom_faults and not args.promql:
         parser.error("--prom-faults: the stand-in's faults need --promql")
     if args.prom_faults_only and not args.prom_faults:
@@ -348,6 +362,7 @@ def main() -> None:
                 args.failed_reads,
                 mid_tick=args.mid_tick,
                 failed_warm_up=args.failed_warm_ups,
+                failed_warm_up_ticks=args.failed_warm_up_ticks,
             )
             if prom is not None:
                 faults = (
@@ -410,6 +425,7 @@ def main() -> None:
                 "prom_faults_only": args.prom_faults_only,
                 "mid_tick": args.mid_tick,
                 "failed_warm_ups": args.failed_warm_ups,
+                "failed_warm_up_ticks": args.failed_warm_up_ticks,
                 "divergent": len(divergent),
                 "divergent_seeds": sorted(divergent),
                 "first_divergence_by": by_detector,

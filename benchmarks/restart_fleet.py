@@ -188,11 +188,13 @@ def draw(
     *,
     mid_tick: bool = False,
     failed_warm_up: bool = False,
+    failed_warm_up_ticks: int = 0,
 ) -> tuple[Fleet, dict[int, tuple[int, int]]]:
     """The seed's fleet and faults, and its restarts: before which tick, ticks down, ticks lost (a crash);
     with ``hard``, its hard faults too (``--hard-faults``); with ``blank``, its blank samples
     (``--blank-samples``); with ``failed``, its failed reads (``--failed-reads``); with ``mid_tick``, its
-    restarts' timing (``--mid-tick``); with ``failed_warm_up``, its warm-ups' failed reads."""
+    restarts' timing (``--mid-tick``); with ``failed_warm_up``, its warm-ups' failed reads, failing
+    ``failed_warm_up_ticks`` more into the restarted process' ticks."""
     rng = random.Random(seed)
     nodes = rng.randint(2, 4)
     gpus = nodes * 4
@@ -227,7 +229,9 @@ def draw(
     if mid_tick:
         fleet.timing = draw_timing(seed, restarts)
     if failed_warm_up:
-        fleet.warm_failed, straight = failed_warm_ups(seed, restarts, len(QUERIES), fleet.timing)
+        fleet.warm_failed, straight = failed_warm_ups(
+            seed, restarts, len(QUERIES), fleet.timing, failed_warm_up_ticks
+        )
         fleet.failed += [Fault("failed", query, start, end) for query, start, end in straight if end > start]
     return fleet, restarts
 

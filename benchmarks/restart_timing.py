@@ -94,7 +94,7 @@ def _offset(rng: random.Random, read: float) -> float:
 
 
 def failed_warm_ups(
-    seed: int, restarts: Mapping[int, tuple[int, int]], queries: int, timing: Timing
+    seed: int, restarts: Mapping[int, tuple[int, int]], queries: int, timing: Timing, longer: int = 0
 ) -> tuple[dict[int, int], list[tuple[int, int, int]]]:
     """A restart while Prometheus fails a query: per restart (most of those that lost no tick), the query
     whose reads fail (HTTP 503) at its warm-ups; and the ticks the straight run reads it failing, (query,
@@ -105,16 +105,24 @@ def failed_warm_ups(
     first tick after it, which is the restarted process's first. Not after a crash that lost ticks: the dead
     process read them whole, the straight run with it; its successor cannot read them again while the query
     fails, and feeds them late, at the first tick it reads the query (a restart's loss, not a defect). Nor
-    before a crash that takes up a save from before it (``_saved_before``)."""
+    before a crash that takes up a save from before it (``_saved_before``).
+
+    ``longer`` (``--failed-warm-up-ticks``): the query fails that many ticks more, into the restarted
+    process' own ticks (the two runs read it failing alike there), up to the next restart's ticks missed or
+    lost: a failure there would be that restart's to miss."""
     rng = random.Random(f"failed-warm-ups-{seed}")
     warm: dict[int, int] = {}
     straight: list[tuple[int, int, int]] = []
-    for at in taken(restarts):
+    runs = taken(restarts)
+    for k, at in enumerate(runs):
         down, lost = restarts[at]
         if lost or rng.random() >= 0.7 or _saved_before(at, restarts, timing):
             continue
         warm[at] = rng.randrange(queries)
-        straight.append((warm[at], at, timing.first_live(at, down)))
+        end = timing.first_live(at, down) + longer
+        if k + 1 < len(runs):
+            end = min(end, runs[k + 1] - restarts[runs[k + 1]][1])
+        straight.append((warm[at], at, end))
     return warm, straight
 
 
