@@ -52,7 +52,9 @@ FORMAT = "gpuwarden-anomaly-state"
 # workloads' moves and the rows they hold (``collective``, ``anomaly.collective``). 7: before each move kept
 # its ranks beside the rows it holds (a rank let go mid-move is held again as its job moves on). 8: before
 # each move kept how far its held ranks' values read from their bands' middles since their job came back.
-VERSION = 9
+# 9: before each move kept the ranks its start read that did not move with it (``others``: the ranks it
+# could not read then join it when they move with their job).
+VERSION = 10
 SCHEMA = "7466312e239fa1a0"
 _HEADER = "header"
 _MODE = 0o600
