@@ -31,6 +31,16 @@ reads since (``_Move.own``, about the last 10 reads), and one whose average pass
 noisy read, or a heavy-tailed rank's spike, does not. And a read without a score (NaN, or a row its detector
 did not judge) is no evidence of moving with the job: the rank is let go, as one no longer reported is; held,
 it kept the move open for as long as it read so.
+
+None added while a move lasts kept out the ranks read at its start that did not move with it (a straggler
+moving against its job, a rank that stayed). It kept out too the ranks its start could not read: those of a
+node down that had stalled the job. And a move lasts while its own ranks' scores decay, tens of minutes after
+the job is back: a second slowdown meanwhile is no new move. Seed 901: node-07's outage stalled its job, the
+move's ranks the 12 read then; 15 minutes on, 12 of the 16 still past half-way by volatility, a straggler
+slowed the job again, node-07 GPU 1 left its narrow band with it (59 % under 67-122 %), was held by nothing
+and, once the job no longer counted as moving, alerted by volatility with its value back in band, 702 s after
+the fault. So a move keeps the ranks its start read without them (``_Move.others``), and a rank of neither,
+moving with its job at a tick the job moves, on the side most of its moved ranks went, is one of its ranks.
 """
 
 from __future__ import annotations
@@ -124,13 +134,15 @@ def _rows_by_workload(labels: Sequence[Mapping[str, str]]) -> dict[Workload, Int
 @dataclass(slots=True)
 class _Move:
     """One workload's move on one detector and query: the ranks (series ids) that moved with it at its
-    start, on the side most of its moved ranks went (``ranks``), those of them not settled (``held``), and per
-    held rank how far its value read from its band's middle since its workload last moved (``own``: an
-    average weighted to the last reads, by ``OWN_ALPHA``)."""
+    start, on the side most of its moved ranks went, and those its start could not read that moved with it
+    since (``ranks``), those of them not settled (``held``), per held rank how far its value read from its
+    band's middle since its workload last moved (``own``: an average weighted to the last reads, by
+    ``OWN_ALPHA``), and the ranks its start read that did not move with it (``others``: never its ranks)."""
 
     held: set[int] = field(default_factory=set)
     ranks: set[int] = field(default_factory=set)
     own: dict[int, float] = field(default_factory=dict)
+    others: set[int] = field(default_factory=set)
 
     def settle(self, ids: IntArray, tick: _Tick, rows: IntArray, moving: bool) -> BoolArray:
         """Release the held ranks among ``ids`` (``rows`` of ``tick``) that a judged read finds settled, and,
@@ -210,6 +222,7 @@ class CollectiveMoves:
                 reported = tick.ids[rows].tolist()
                 move.held.intersection_update(reported)
                 move.ranks.intersection_update(reported)
+                move.others.intersection_update(reported)
                 move.own = {i: d for i, d in move.own.items() if i in move.held}
             if rows.size:
                 held[rows] = move.settle(tick.ids[rows], tick, rows, moving)
@@ -217,9 +230,14 @@ class CollectiveMoves:
                 del moves[workload]
         for workload in collective:
             rows = _with_workload(tick, workload)
-            move = moves.setdefault(workload, _Move(ranks=set(tick.ids[rows].tolist())))
+            moved = set(tick.ids[rows].tolist())
+            if workload in moves:  # none added but those its start could not read (module docstring)
+                move = moves[workload]
+                move.ranks |= moved - move.others
+            else:
+                move = moves[workload] = _Move(ranks=moved, others=_read(tick, workload) - moved)
             rows = rows[np.fromiter((i in move.ranks for i in tick.ids[rows].tolist()), np.bool_, rows.size)]
-            move.held.update(tick.ids[rows].tolist())  # its ranks only: none added while it moves
+            move.held.update(tick.ids[rows].tolist())
             held[rows] = True
         if not moves:
             del self._moves[(f.detector, f.query)]
@@ -234,10 +252,18 @@ class CollectiveMoves:
         return sum(len(move.held) for moves in self._moves.values() for move in moves.values())
 
     def state(self) -> list[list[Any]]:
-        """As JSON values, one ``[detector, query, workload, [held ids], [its ranks' ids], [[id, own], ...]]``
-        per move (``restored`` reads it)."""
+        """As JSON values, one ``[detector, query, workload, [held ids], [its ranks' ids], [[id, own], ...],
+        [its others' ids]]`` per move (``restored`` reads it)."""
         return [
-            [d, q, list(w), sorted(m.held), sorted(m.ranks), [[i, m.own[i]] for i in sorted(m.own)]]
+            [
+                d,
+                q,
+                list(w),
+                sorted(m.held),
+                sorted(m.ranks),
+                [[i, m.own[i]] for i in sorted(m.own)],
+                sorted(m.others),
+            ]
             for (d, q), moves in sorted(self._moves.items())
             for w, m in sorted(moves.items())
         ]
@@ -247,9 +273,12 @@ class CollectiveMoves:
         """The moves ``state()`` gave ``state`` of; ``ValueError`` or ``TypeError`` for one that does not
         fit."""
         moves: dict[tuple[str, str, Workload], _Move] = {}
-        for detector, query, workload, held, ranks, own in state:
+        for detector, query, workload, held, ranks, own, others in state:
             moves[(str(detector), str(query), tuple(str(w) for w in workload))] = _Move(
-                {int(i) for i in held}, {int(i) for i in ranks}, {int(i): float(d) for i, d in own}
+                {int(i) for i in held},
+                {int(i) for i in ranks},
+                {int(i): float(d) for i, d in own},
+                {int(i) for i in others},
             )
         return cls(moves)
 
@@ -262,3 +291,11 @@ def _with_workload(tick: _Tick, workload: Workload) -> IntArray:
     values, counts = np.unique(tick.sides[rows], return_counts=True)
     moved: IntArray = rows[tick.sides[rows] == values[np.argmax(counts)]]
     return moved
+
+
+def _read(tick: _Tick, workload: Workload) -> set[int]:
+    """The series ids of ``workload`` that ``tick`` read: judged, with a score (a rank of a node down, or
+    read without a score, is none)."""
+    rows = tick.rows(workload)
+    rows = rows[tick.judged[rows] & np.isfinite(tick.scores[rows])]
+    return set(tick.ids[rows].tolist())

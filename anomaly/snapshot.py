@@ -54,8 +54,9 @@ FORMAT = "gpuwarden-anomaly-state"
 # its ranks beside the rows it holds (a rank let go mid-move is held again as its job moves on). 8: before
 # each move kept how far its held ranks' values read from their bands' middles since their job came back.
 # 9: before each source's and query's last good read was kept (``source_success``, ``query_success``,
-# ``started``).
-VERSION = 10
+# ``started``). 10: before each move kept the ranks its start read that did not move with it (``others``:
+# the ranks it could not read then join it when they move with their job).
+VERSION = 11
 SCHEMA = "b3d6e2693500429e"
 _HEADER = "header"
 _MODE = 0o600

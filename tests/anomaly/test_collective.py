@@ -153,7 +153,7 @@ def test_a_held_row_is_released_by_a_judged_read_at_or_under_half_way_and_none_i
     assert moves.update(f, {("7345",)}).tolist() == [False, True, True, False]
     f = tick_of([0.4, 0.9, 0.6, 0.4], [0.0, 0.4, 0.0, 0.0], [True, True, True, True])
     assert moves.update(f, set()).tolist() == [False, True, True, False]
-    assert moves.state() == [["adaptive", POWER, ["7345"], [1, 2], [0, 1, 2], []]]
+    assert moves.state() == [["adaptive", POWER, ["7345"], [1, 2], [0, 1, 2], [], [3]]]
     assert CollectiveMoves.restored(moves.state()).state() == moves.state()
     f = tick_of([0.1, 0.2, 0.3, 0.1], [0.0] * 4)
     assert moves.update(f, set()).tolist() == [False] * 4
@@ -172,7 +172,7 @@ def test_a_move_ends_when_its_held_series_are_no_longer_reported():
         "adaptive", POWER, RANKS[:2], np.full(2, 0.9), np.zeros(2), yhat=np.zeros(2), ids=np.arange(2)
     )
     assert moves.update(rest, set()).tolist() == [True, True]
-    assert moves.state() == [["adaptive", POWER, ["7345"], [0, 1], [0, 1], []]]
+    assert moves.state() == [["adaptive", POWER, ["7345"], [0, 1], [0, 1], [], []]]
 
 
 def test_the_ranks_of_a_move_are_held_again_when_their_job_moves_on_after_a_tick_under_half():
@@ -252,4 +252,26 @@ def test_a_held_rank_read_without_a_score_after_its_job_came_back_is_let_go_and_
     assert moves.state() == []
     # The job's next move is a move of its own: every rank that moves then is held.
     assert moves.update(moved, {("7345",)}).all()
-    assert moves.state() == [["thermal", "temp", ["7345"], [0, 1, 2, 3], [0, 1, 2, 3], []]]
+    assert moves.state() == [["thermal", "temp", ["7345"], [0, 1, 2, 3], [0, 1, 2, 3], [], []]]
+
+
+def test_a_rank_its_moves_start_could_not_read_is_held_when_it_moves_with_its_job_later():
+    """Seed 901: node-07's outage stalls its job and the move starts on the 12 ranks read (node-07's are
+    not); node-07 back, the move lasts on the others' volatility, and a straggler slows the job again.
+    Node-07 GPU 1, leaving its band with its job, was held by nothing and alerted 702 s after the fault,
+    its value back in band. A rank its start could not read that moves with its job is the move's; one its
+    start read that did not move with it (here one that moved against it) is still never added."""
+    moves = CollectiveMoves()
+    up = [r for r in RANKS if r["Hostname"] != "node-07"]
+    ids = np.array([i for i, r in enumerate(RANKS) if r["Hostname"] != "node-07"], np.int64)
+    stalled = -np.ones(12)
+    stalled[0] = 1.0  # node-05 GPU 0 moved against its job: never one of its ranks
+    f = Findings("adaptive", POWER, up, np.full(12, 2.0), stalled, yhat=np.zeros(12), ids=ids)
+    assert moves.update(f, {("7345",)}).sum() == 11
+    # Every rank read again; the job slowed anew, node-07's with it and node-05 GPU 0 too this time.
+    f = Findings(
+        "adaptive", POWER, RANKS, np.full(16, 1.5), -np.ones(16), yhat=np.zeros(16), ids=np.arange(16)
+    )
+    held = moves.update(f, {("7345",)})
+    assert held[8:12].all() and not held[0] and held.sum() == 15
+    assert moves.state()[0][6] == [0]  # the ranks its start read that did not move with it
