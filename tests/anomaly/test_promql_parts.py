@@ -231,6 +231,20 @@ def test_a_restart_behind_a_strict_prometheus_replays_its_hour_as_one_without_a_
     assert warmed() == fed
 
 
+def _slow_at_two_points(
+    prometheus: FakePrometheus, monkeypatch: pytest.MonkeyPatch, deadline: float
+) -> tuple[FakeClock, PromQLSource]:
+    """A source of the fleet's temperatures from a server answering 2 points a request, each request a fake
+    second of a read's ``deadline``."""
+    clock = FakeClock()
+    prometheus.answers[TEMP] = fleet(clock.time())
+    limit(prometheus, 2)
+    a_second_each(prometheus, monkeypatch)
+    return clock, PromQLSource(
+        prometheus.url, [PromQuery("temp", TEMP, 1.0)], clock, deadline_seconds=deadline
+    )
+
+
 def test_a_read_in_parts_past_its_deadline_keeps_the_part_size_it_learnt(
     prometheus: FakePrometheus, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -238,11 +252,7 @@ def test_a_read_in_parts_past_its_deadline_keeps_the_part_size_it_learnt(
     # the whole read failed and the size it had found was dropped, so every tick halved again from 11,000
     # steps, ran out of time again, and the query never read again. (Its newest steps are fed since
     # fix/promread; the query fails until a whole read.)
-    clock = FakeClock()
-    prometheus.answers[TEMP] = fleet(clock.time())
-    limit(prometheus, 2)
-    a_second_each(prometheus, monkeypatch)
-    prom = PromQLSource(prometheus.url, [PromQuery("temp", TEMP, 1.0)], clock, deadline_seconds=33)
+    clock, prom = _slow_at_two_points(prometheus, monkeypatch, deadline=33)
     clock.advance(60)
     frames = prom.read(clock.time() - 60, clock.time())  # 33 requests sent of the 35 it needs
     assert frames[0].timestamps.tolist() == [clock.time() - 55 + i for i in range(56)]  # 28 parts answered
@@ -323,11 +333,7 @@ def test_a_tick_window_needing_more_requests_than_its_deadline_feeds_its_newest_
     # at each tick: it never read, for good. Now the newest parts are asked first and what the deadline
     # left is fed: the detectors get current steps, the older ones of each window stay unread (a gap), and
     # the query still reads as failing (its alerts held, `GpuwardenSourceStale`) without a whole read.
-    clock = FakeClock()
-    prometheus.answers[TEMP] = fleet(clock.time())
-    limit(prometheus, 2)
-    a_second_each(prometheus, monkeypatch)
-    prom = PromQLSource(prometheus.url, [PromQuery("temp", TEMP, 1.0)], clock, deadline_seconds=20)
+    clock, prom = _slow_at_two_points(prometheus, monkeypatch, deadline=20)
     fed: list[float] = []
     for tick in range(4):
         clock.advance(60)

@@ -62,6 +62,18 @@ def _fail(source: OutageSource, down: bool) -> None:
         source.failing = {QUERIES[0]}
 
 
+def _saved_failing(clock: FakeClock, tmp_path: Path, down: bool) -> tuple[AnomalyService, Path]:
+    """A service warm for 12 ticks, then failing (a query, or ``down`` the whole source) for one tick,
+    its snapshot saved then: the uninterrupted run, and the path a restart takes it up from."""
+    straight = _service(clock, failing=False, down=False)
+    _stale(clock, straight, 12)
+    _fail(straight.sources[0], down)  # type: ignore[arg-type]
+    _stale(clock, straight, 1)
+    path = tmp_path / "state.npz"
+    assert save_snapshot(path, straight.snapshot())
+    return straight, path
+
+
 @pytest.mark.parametrize("down", [False, True], ids=["a-query-failing", "the-source-down"])
 @pytest.mark.parametrize("lost", [0, 1], ids=["restarted-at-once", "down-a-tick"])
 def test_a_restart_ages_what_fails_through_it_from_its_last_good_read(tmp_path, down, lost):
@@ -71,12 +83,7 @@ def test_a_restart_ages_what_fails_through_it_from_its_last_good_read(tmp_path, 
     ``stale_after_seconds``, was raised after the restart only ``stale_after_seconds`` after it (restart fuzz
     ``--mid-tick --failed-warm-ups``: 12 of 20 seeds held that alert otherwise)."""
     clock = FakeClock()
-    straight = _service(clock, failing=False, down=False)
-    _stale(clock, straight, 12)
-    _fail(straight.sources[0], down)  # type: ignore[arg-type]
-    _stale(clock, straight, 1)
-    path = tmp_path / "state.npz"
-    assert save_snapshot(path, straight.snapshot())
+    straight, path = _saved_failing(clock, tmp_path, down)
     _stale(clock, straight, lost)
     restarted = _service(clock, failing=not down, down=down, path=path)
     row = 0 if down else 1  # the source's, else the query's (a source down reports no query after a start)
@@ -169,12 +176,7 @@ def test_a_restart_reports_the_last_good_read_before_it_while_the_failure_goes_o
     last good read before the restart, which the snapshot kept, as the alert ages it; they showed none
     (the metric absent, ``null``) while the failure went on through the restart."""
     clock = FakeClock()
-    straight = _service(clock, failing=False, down=False)
-    _stale(clock, straight, 12)
-    _fail(straight.sources[0], down)  # type: ignore[arg-type]
-    _stale(clock, straight, 1)
-    path = tmp_path / "state.npz"
-    assert save_snapshot(path, straight.snapshot())
+    straight, path = _saved_failing(clock, tmp_path, down)
     restarted = _service(clock, failing=not down, down=down, path=path)
     clock.advance(EVERY)
     for service in (straight, restarted):
