@@ -57,7 +57,7 @@ FORMAT = "gpuwarden-anomaly-state"
 # ``started``). 10: before each move kept the ranks its start read that did not move with it (``others``:
 # the ranks it could not read then join it when they move with their job).
 VERSION = 11
-SCHEMA = "b3d6e2693500429e"
+SCHEMA = "db40beee5923af27"
 _HEADER = "header"
 _MODE = 0o600
 # Settings that do not shape what the detectors learn: where the service reads, listens and posts, and the

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from anomaly import snapshot as snapshot_module
+from anomaly.collective import CollectiveMoves
 from anomaly.promql import PromQLSource, PromQuery
 from anomaly.service import AnomalyService, _Firing
 from anomaly.snapshot import Snapshot, save_snapshot
@@ -29,13 +30,19 @@ _FINGERPRINT = re.compile(r"[0-9a-f]{16}")
 def _shape(value: Any) -> Any:
     """The shape of JSON ``value``: a dict of fields by its keys, a dict keyed by data as ``{"*": ...}``
     with the shapes of its values, a list as the shapes of its items (a list of plain values, or none, is
-    ``"list"``); a plain value is ``"value"``, whatever its type or number."""
+    ``"list"``); one whose items differ in shape is a record, ``["#", ...]`` with each item's shape in its
+    place (a field appended to a move's record changed no union of shapes); a plain value is ``"value"``,
+    whatever its type or number."""
     if isinstance(value, dict):
         if all(_FIELD.fullmatch(k) and not _FINGERPRINT.fullmatch(k) for k in value):
             return {k: _shape(v) for k, v in value.items()}
         return {"*": _union(value.values())}
     if isinstance(value, list | tuple):
         items = _union(value)
+        if (
+            len(items) > 1
+        ):  # a record (a move's detector, query, ids...): its fields by place, as many as it has
+            return ["#", *(_shape(item) for item in value)]
         return ["*", *items] if any(item != "value" for item in items) else "list"
     return "value"
 
@@ -78,6 +85,9 @@ def _small_service() -> AnomalyService:
     service._recalled["0123456789abcdef"] = planted
     service._recall_ends["0123456789abcdef"] = clock.time()
     service._pending["fedcba9876543210"] = (1, "adaptive", QUERIES[0])
+    # A workload's move holding a rank (``anomaly.collective``): its record's fields pinned by place.
+    move = ["adaptive", QUERIES[0], ["7345"], [1], [1, 2], [[1, 0.5]], [3]]
+    service.collective = CollectiveMoves.restored([move])
     service.sources.append(_coarse_source(clock))
     return service
 
@@ -101,7 +111,7 @@ def _coarse_source(clock: FakeClock) -> PromQLSource:
 # "list" or ``{}`` (``_shape``), so a change of its entries went unseen, and the digest moved with no schema
 # change (at 40 or at 1,000 ticks no GPU is held as vanished: another digest).
 _HELD = {
-    "alerts": ("firing", "recalled", "recall_ends", "pending"),
+    "alerts": ("firing", "recalled", "recall_ends", "pending", "collective"),
     "detector:signatures": ("up_seen", "vanished"),
     "detector:fleet": ("load_moments",),
     "detector:adaptive": ("models",),
