@@ -39,8 +39,19 @@ the job is back: a second slowdown meanwhile is no new move. Seed 901: node-07's
 move's ranks the 12 read then; 15 minutes on, 12 of the 16 still past half-way by volatility, a straggler
 slowed the job again, node-07 GPU 1 left its narrow band with it (59 % under 67-122 %), was held by nothing
 and, once the job no longer counted as moving, alerted by volatility with its value back in band, 702 s after
-the fault. So a move keeps the ranks its start read without them (``_Move.others``), and a rank of neither,
-moving with its job at a tick the job moves, on the side most of its moved ranks went, is one of its ranks.
+the fault. So a rank its start could not read, moving with its job at a tick the job moves, is one of its
+ranks.
+
+A rank its start read under half-way was kept out all the same (fix/trace901), and is as often a healthy one:
+one tick behind its job (9 of 16 ranks past half-way at the first tick of a slowdown, in
+``test_collective.py``), or one the first slowdown did not reach and a second, while the move lasts, did. A
+narrow band's rank kept out so alerted 450 s after its job came back, as node-07 GPU 1 did. So ``others``
+holds only the ranks that moved against the job (past half-way on the other side). But a straggler busier
+while its job waits can read under half-way at the start too (its band wide), and past it as the job comes
+back, its ranks then all above the bands their slowdown lowered: joined there, it was held through the 40
+reads after and never alerted. So a move keeps the side its start went (``_Move.side``): at a tick its job
+moves to that side, a rank moving with it joins its ranks (held and let go by the same rules), and one moving
+against it joins ``others``, for good.
 """
 
 from __future__ import annotations
@@ -133,16 +144,17 @@ def _rows_by_workload(labels: Sequence[Mapping[str, str]]) -> dict[Workload, Int
 
 @dataclass(slots=True)
 class _Move:
-    """One workload's move on one detector and query: the ranks (series ids) that moved with it at its
-    start, on the side most of its moved ranks went, and those its start could not read that moved with it
-    since (``ranks``), those of them not settled (``held``), per held rank how far its value read from its
-    band's middle since its workload last moved (``own``: an average weighted to the last reads, by
-    ``OWN_ALPHA``), and the ranks its start read that did not move with it (``others``: never its ranks)."""
+    """One workload's move on one detector and query: the side most of its moved ranks went at its start
+    (``side``: 1 up, -1 down), the ranks (series ids) that moved with it to that side then or at a later tick
+    (``ranks``), those of them not settled (``held``), per held rank how far its value read from its band's
+    middle since its workload last moved (``own``: an average weighted to the last reads, by ``OWN_ALPHA``),
+    and those that moved against it at such a tick (``others``: never its ranks)."""
 
     held: set[int] = field(default_factory=set)
     ranks: set[int] = field(default_factory=set)
     own: dict[int, float] = field(default_factory=dict)
     others: set[int] = field(default_factory=set)
+    side: float = 0.0
 
     def settle(self, ids: IntArray, tick: _Tick, rows: IntArray, moving: bool) -> BoolArray:
         """Release the held ranks among ``ids`` (``rows`` of ``tick``) that a judged read finds settled, and,
@@ -229,13 +241,12 @@ class CollectiveMoves:
             if not move.held and not moving:
                 del moves[workload]
         for workload in collective:
-            rows = _with_workload(tick, workload)
+            rows, side = _with_workload(tick, workload)
             moved = set(tick.ids[rows].tolist())
-            if workload in moves:  # none added but those its start could not read (module docstring)
-                move = moves[workload]
+            move = moves.setdefault(workload, _Move(side=side))
+            if side == move.side:  # its start, or a tick it moves to its start's side (module docstring)
                 move.ranks |= moved - move.others
-            else:
-                move = moves[workload] = _Move(ranks=moved, others=_read(tick, workload) - moved)
+                move.others |= _against(tick, workload, moved) - move.ranks
             rows = rows[np.fromiter((i in move.ranks for i in tick.ids[rows].tolist()), np.bool_, rows.size)]
             move.held.update(tick.ids[rows].tolist())
             held[rows] = True
@@ -253,7 +264,7 @@ class CollectiveMoves:
 
     def state(self) -> list[list[Any]]:
         """As JSON values, one ``[detector, query, workload, [held ids], [its ranks' ids], [[id, own], ...],
-        [its others' ids]]`` per move (``restored`` reads it)."""
+        [its others' ids], side]`` per move (``restored`` reads it)."""
         return [
             [
                 d,
@@ -263,6 +274,7 @@ class CollectiveMoves:
                 sorted(m.ranks),
                 [[i, m.own[i]] for i in sorted(m.own)],
                 sorted(m.others),
+                m.side,
             ]
             for (d, q), moves in sorted(self._moves.items())
             for w, m in sorted(moves.items())
@@ -273,29 +285,31 @@ class CollectiveMoves:
         """The moves ``state()`` gave ``state`` of; ``ValueError`` or ``TypeError`` for one that does not
         fit."""
         moves: dict[tuple[str, str, Workload], _Move] = {}
-        for detector, query, workload, held, ranks, own, others in state:
+        for detector, query, workload, held, ranks, own, others, side in state:
             moves[(str(detector), str(query), tuple(str(w) for w in workload))] = _Move(
                 {int(i) for i in held},
                 {int(i) for i in ranks},
                 {int(i): float(d) for i, d in own},
                 {int(i) for i in others},
+                float(side),
             )
         return cls(moves)
 
 
-def _with_workload(tick: _Tick, workload: Workload) -> IntArray:
+def _with_workload(tick: _Tick, workload: Workload) -> tuple[IntArray, float]:
     """The rows of ``workload`` that moved this tick (over ``COLLECTIVE_SCORE``) on the side most of them
-    went: a rank moving against its job (a straggler) is not its move's."""
+    went, and that side: a rank moving against its job (a straggler) is not its move's."""
     rows = tick.rows(workload)
     rows = rows[tick.scores[rows] > COLLECTIVE_SCORE]
     values, counts = np.unique(tick.sides[rows], return_counts=True)
-    moved: IntArray = rows[tick.sides[rows] == values[np.argmax(counts)]]
-    return moved
+    side = float(values[np.argmax(counts)])
+    moved: IntArray = rows[tick.sides[rows] == side]
+    return moved, side
 
 
-def _read(tick: _Tick, workload: Workload) -> set[int]:
-    """The series ids of ``workload`` that ``tick`` read: judged, with a score (a rank of a node down, or
-    read without a score, is none)."""
+def _against(tick: _Tick, workload: Workload, moved: set[int]) -> set[int]:
+    """The series ids of ``workload`` that moved this tick (over ``COLLECTIVE_SCORE``) but not with it
+    (``moved``, ``_with_workload``): a straggler moving against its job."""
     rows = tick.rows(workload)
-    rows = rows[tick.judged[rows] & np.isfinite(tick.scores[rows])]
-    return set(tick.ids[rows].tolist())
+    rows = rows[tick.scores[rows] > COLLECTIVE_SCORE]
+    return set(tick.ids[rows].tolist()) - moved

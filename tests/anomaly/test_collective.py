@@ -3,8 +3,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
-from anomaly.collective import CollectiveMoves
+from anomaly.collective import CollectiveMoves, collective_workloads
 from anomaly.detectors import Findings
 from anomaly.firing import _TakenAlerts
 from tests.anomaly.test_service import setup, tick
@@ -153,7 +154,7 @@ def test_a_held_row_is_released_by_a_judged_read_at_or_under_half_way_and_none_i
     assert moves.update(f, {("7345",)}).tolist() == [False, True, True, False]
     f = tick_of([0.4, 0.9, 0.6, 0.4], [0.0, 0.4, 0.0, 0.0], [True, True, True, True])
     assert moves.update(f, set()).tolist() == [False, True, True, False]
-    assert moves.state() == [["adaptive", POWER, ["7345"], [1, 2], [0, 1, 2], [], [3]]]
+    assert moves.state() == [["adaptive", POWER, ["7345"], [1, 2], [0, 1, 2], [], [3], -1.0]]
     assert CollectiveMoves.restored(moves.state()).state() == moves.state()
     f = tick_of([0.1, 0.2, 0.3, 0.1], [0.0] * 4)
     assert moves.update(f, set()).tolist() == [False] * 4
@@ -172,7 +173,7 @@ def test_a_move_ends_when_its_held_series_are_no_longer_reported():
         "adaptive", POWER, RANKS[:2], np.full(2, 0.9), np.zeros(2), yhat=np.zeros(2), ids=np.arange(2)
     )
     assert moves.update(rest, set()).tolist() == [True, True]
-    assert moves.state() == [["adaptive", POWER, ["7345"], [0, 1], [0, 1], [], []]]
+    assert moves.state() == [["adaptive", POWER, ["7345"], [0, 1], [0, 1], [], [], -1.0]]
 
 
 def test_the_ranks_of_a_move_are_held_again_when_their_job_moves_on_after_a_tick_under_half():
@@ -252,7 +253,7 @@ def test_a_held_rank_read_without_a_score_after_its_job_came_back_is_let_go_and_
     assert moves.state() == []
     # The job's next move is a move of its own: every rank that moves then is held.
     assert moves.update(moved, {("7345",)}).all()
-    assert moves.state() == [["thermal", "temp", ["7345"], [0, 1, 2, 3], [0, 1, 2, 3], [], []]]
+    assert moves.state() == [["thermal", "temp", ["7345"], [0, 1, 2, 3], [0, 1, 2, 3], [], [], -1.0]]
 
 
 def test_a_rank_its_moves_start_could_not_read_is_held_when_it_moves_with_its_job_later():
@@ -275,3 +276,80 @@ def test_a_rank_its_moves_start_could_not_read_is_held_when_it_moves_with_its_jo
     held = moves.update(f, {("7345",)})
     assert held[8:12].all() and not held[0] and held.sum() == 15
     assert moves.state()[0][6] == [0]  # the ranks its start read that did not move with it
+
+
+def _behind(ticks: int) -> np.ndarray:
+    """The job slowed, node-06 GPU 1 (narrow band) still at its level: ``ticks`` ticks of it."""
+    behind = np.full(len(RANKS), SLOWED)
+    behind[5] = LEVEL
+    return np.tile(behind, (ticks, 1))
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        pytest.param([(_behind(1), 1), (SLOWED, 19)], id="one-tick-behind-its-job"),
+        pytest.param([(_behind(10), 10), (LEVEL, 10), (SLOWED, 10)], id="stayed-then-a-second-slowdown"),
+    ],
+)
+def test_a_rank_its_moves_start_read_under_half_way_is_held_when_it_moves_with_its_job_later(first):
+    """Node-06 GPU 1 read at the move's start but under half-way (0.15, one tick behind its job while 9 of
+    16 were past it; or not slowed by the first slowdown at all, then slowed with the second while the first
+    move lasts): it was kept out for good (``_Move.others``) and dropped only while its job counted as moving.
+    After the job's return, 7 of 16 past half-way at the 13th read, it raised at the 15th (score 1.48 from
+    5.58, its power back at its level): a sympathetic alert on a healthy rank. Now it joins its move when it
+    moves with it on the move's side, is held, and released once settled like the others."""
+    job = Job()
+    assert job.run(LEVEL, 480)[0] == []
+    for levels, ticks in first:
+        if isinstance(levels, np.ndarray):
+            for row in levels:
+                assert job.run(row, 1)[0] == []
+        else:
+            assert job.run(levels, ticks)[0] == []
+    raised, scores = job.run(LEVEL, 40)
+    assert scores[14][5] > 1.0 and (scores[14] > 0.5).sum() < 8  # the case is there
+    assert raised == []
+    assert job.service.collective.held() == 0
+
+
+def test_a_rank_that_joined_its_move_late_and_dies_while_its_job_is_slowed_alerts_once_its_job_is_back():
+    """A rank added after the move's start is let go by the same rules as its start's: node-06 GPU 1, one
+    tick behind its job, then at idle power mid-move, raises once the job is back (its value past its
+    band)."""
+    job = Job()
+    assert job.run(LEVEL, 480)[0] == []
+    assert job.run(_behind(1)[0], 1)[0] == []
+    slowed = np.full(len(RANKS), SLOWED)
+    assert job.run(slowed, 9)[0] == []
+    assert 5 in job.service.collective.state()[0][3]  # held: it joined
+    slowed[5] = 60.0
+    assert job.run(slowed, 10)[0] == []
+    back = np.full(len(RANKS), LEVEL)
+    back[5] = 60.0
+    raised, _ = job.run(back, 20)
+    assert raised == [("node-06", "1")]
+
+
+def test_a_rank_that_moves_against_its_job_is_never_added_to_its_move_nor_on_the_other_side():
+    """A straggler busier while its job waits can read under half-way at the move's start (its band wide:
+    0.49 in ``test_a_rank_that_moved_against_its_job_is_not_held_as_the_jobs``), then past it, against. As
+    the job comes back the ranks read above their lowered bands, the straggler too: joined then, it was held
+    for the 40 reads that test runs and never alerted. A rank joins only on the side its move's start went,
+    and one moving against it at such a tick is kept out for good, even when it later moves with the job."""
+    ranks, ids = RANKS[:6], np.arange(6, dtype=np.int64)
+    moves = CollectiveMoves()
+
+    def update(scores: list[float], side: list[float]) -> list[bool]:
+        f = Findings("adaptive", POWER, ranks, np.array(scores), np.array(side), yhat=np.zeros(6), ids=ids)
+        return moves.update(f, collective_workloads(f)).tolist()
+
+    # Rows 2-5 move down with their job; 0 (the straggler) and 1 read under half-way.
+    assert update([0.49, 0.2, 2, 2, 2, 2], [1, 0, -1, -1, -1, -1]) == [False, False] + [True] * 4
+    # Row 1 moves with its job: it joins; row 0 against it: kept out.
+    assert update([2.0] * 6, [1, -1, -1, -1, -1, -1]) == [False] + [True] * 5
+    # The job comes back (every rank above its band's middle): nobody joins on that side.
+    assert update([2.0] * 6, [1.0] * 6) == [False] + [True] * 5
+    # The job stalls, the straggler with it: still not its move's.
+    assert update([2.0] * 6, [-1.0] * 6) == [False] + [True] * 5
+    assert moves.state() == [["adaptive", POWER, ["7345"], [1, 2, 3, 4, 5], [1, 2, 3, 4, 5], [], [0], -1.0]]
