@@ -24,12 +24,12 @@ from alerting.batch import Batch, IngestResult, Ticket
 from alerting.db import in_lists
 from alerting.flapping import FlapPolicy, flap_state
 from alerting.handoff import record_on_commit
-from alerting.impact import measures
 from alerting.incident_index import OpenIncidents
 from alerting.inhibition import Inhibitor
 from alerting.inventory import Inventory
 from alerting.joining import IncidentJoining
 from alerting.lifecycle import IncidentLifecycle
+from alerting.measures import measures
 from alerting.member import recommended_by
 from alerting.muting import MuteTracking
 from alerting.pending import (

@@ -21,12 +21,13 @@ from alerting.capacity import units_hit
 from alerting.correlation import placement
 from alerting.db import in_lists
 from alerting.flapping import FlapPolicy, flap_state
-from alerting.impact import SEVERE_SHARE, Assessment, assess, live_root_cause, root_down_now
+from alerting.impact import Assessment, assess, live_root_cause, root_down_now
 from alerting.incident_index import OpenIncidents
 from alerting.inventory import GpuKey, Inventory, WorkloadInfo
 from alerting.lifecycle import close
 from alerting.member import Member, first_onset, recommended_by
 from alerting.merging import IncidentMerging
+from alerting.priority import SEVERE_SHARE
 from alerting.regrouping import regroup_ranks, regroup_spread
 from alerting.root_cause import kept_root
 from alerting.showing import same_target, tell_reassessed, tell_root_moved, told_of

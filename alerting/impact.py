@@ -1,27 +1,23 @@
 """Impact of a root cause on the workloads it touches, and the P0-P3 priority computed from it.
 
-Priorities follow DESIGN.md exactly:
-P0 service completely unavailable (endpoint down or >50 % errors) or a training job fully stopped with
-no spare capacity; P1 >= 25 % of a service's capacity lost, SLO fast burn (>= 14.4x) or a training job
-stalled by a fatal fault while spare capacity exists; P2 latency SLO slow burn, thermal/power throttling, one
-redundant replica lost, or capacity lost with no workload on it; P3 anything else (correctable ECC trend,
-a single non-fatal XID, rising temperature).
+``assess`` counts what the fault takes: the GPUs and nodes its live outages took, the workloads on them and
+the share of each, the jobs it stopped and whether there is spare capacity to run them again, and what the
+alerts measure (``alerting.measures``). The priority that impact implies, by DESIGN.md's table, and its
+reason are ``alerting.priority``'s.
 """
 
 from __future__ import annotations
 
-import functools
-import math
 import operator
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from alerting.capacity import PodSet, gpus_lost, has_spare, units_hit
 from alerting.correlation import gpu_keys
-from alerting.faults import normalised
 from alerting.inventory import GpuKey, Inventory, WorkloadInfo, workloads_on
-from alerting.member import Member, onset_key
+from alerting.measures import read_measures
+from alerting.member import Member
+from alerting.priority import first_degrading, priority_of, reason_notes, says_down, throttles
 from alerting.root_cause import root_cause
 from alerting.topology import RACK_DEPTH, UNKNOWN, Path, alert_pod, target_label
 from gpuwarden.model import (
@@ -34,28 +30,6 @@ from gpuwarden.model import (
     WorkloadRef,
     percent,
 )
-
-FAST_BURN = 14.4
-SLOW_BURN = 1.0
-SERVICE_DOWN_ERRORS = 0.5
-SEVERE_SHARE = 0.25
-DEGRADING_KINDS = frozenset(
-    {
-        FaultKind.STRAGGLER,
-        FaultKind.NVLINK,
-        FaultKind.ECC_DBE,
-        FaultKind.ROW_REMAP_FAILURE,
-        FaultKind.SERVICE_DEGRADED,  # latency or errors with no measure the rule gave: some users
-    }
-)
-_DOWN_NAME = re.compile(r"(service|endpoint|inference)(is)?(down|unavailable)$")
-
-
-@functools.lru_cache(maxsize=1024)
-def _says_down(alertname: str) -> bool:
-    """``InferenceServiceDown``, ``chat_service_down``, ``EndpointUnavailable``: compared as ``classify``
-    compares names, lower case without separators."""
-    return _DOWN_NAME.search(normalised(alertname)) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,62 +47,7 @@ class Assessment:
     root_down_now: bool = True
 
 
-MEASURES = ("error_ratio", "burn_rate", "slo_burn_rate")
-"""What impact reads from an alert besides its labels: a label, else an annotation (Prometheus rules put
-``{{ $value }}`` in annotations; a label that changes with the value would make a new alert each time)."""
-
-
-def measures(recommended_action: str, annotations: Mapping[str, str]) -> tuple[str, ...] | None:
-    """What a repeat of a firing alert may change that impact depends on; None when it carries none."""
-    values = tuple(annotations.get(name, "") for name in MEASURES)
-    if recommended_action == "none" and not any(values):
-        return None
-    return (recommended_action, *values)
-
-
-def _ratio(member: Member) -> float:
-    """``error_ratio`` as a fraction: a value over 1 and up to 100 was written as a percentage."""
-    value = _float(member, "error_ratio")
-    return value / 100 if 1 < value <= 100 else min(value, 1.0)
-
-
 _ERROR_RATIO, _BURN_RATE = operator.attrgetter("error_ratio"), operator.attrgetter("burn_rate")
-
-
-def read_measures(member: Member) -> None:
-    """Read the member's error ratio (``_ratio``) and burn rate into it (a burn-rate rule that gives no value
-    says fast or slow in its name; a value it gives wins), with the annotations they were read from
-    (``Member.measured_of``). Every recompute of an incident needs them of each member, and a 10,000-alert
-    incident is recomputed at each batch: ``assess`` reads them again only when the member's annotations
-    are others than those (its labels and kind never change; its annotations are replaced, never changed
-    in place)."""
-    member.error_ratio = _ratio(member)
-    member.burn_rate = _float(member, "burn_rate", "slo_burn_rate") or (
-        _named_burn(member.labels) if member.kind is FaultKind.SERVICE_DEGRADED else 0.0
-    )
-    member.measured_of = member.annotations
-
-
-def _float(member: Member, *names: str) -> float:
-    """The first of these labels or annotations that reads as a number: ``0.7``, ``70%`` (0.7, as
-    ``humanizePercentage`` writes it), ``14.4x``; 0 when none does."""
-    for source in (member.labels, member.annotations):
-        for name in names:
-            raw = source.get(name)
-            if raw is None:  # the usual case, without an exception per member per recompute
-                continue
-            text, scale = raw.strip(), 1.0
-            if text.endswith("%"):
-                text, scale = text[:-1].strip(), 0.01
-            elif text[-1:] in ("x", "X"):
-                text = text[:-1].strip()
-            try:
-                value = float(text) * scale
-            except ValueError:
-                continue
-            if math.isfinite(value):
-                return value
-    return 0.0
 
 
 def failed_gpus(
@@ -238,35 +157,6 @@ def _unready_too(
     return more
 
 
-def _reason_notes(
-    reason: str,
-    combined: bool,
-    shares: Mapping[WorkloadRef, float],
-    unready: Mapping[WorkloadRef, int],
-    own: Mapping[WorkloadRef, float],
-) -> str:
-    """The priority's reason with what its share counted beyond this fault's own losses. A service down only
-    with what other incidents took says what this one holds, as its title does ("50% of replicas lost
-    (more in other incidents)"): not "completely unavailable" as if this fault alone took it."""
-    if combined and ("capacity lost" in reason or "replicas lost" in reason):
-        reason += f", counting what other open incidents took ({percent(max(shares.values()))})"
-    elif reason == UNAVAILABLE:
-        down = sorted(
-            (r for r, v in shares.items() if r.kind is WorkloadKind.INFERENCE_SERVICE and v >= 1.0), key=str
-        )
-        if down and all(r in own for r in down):
-            reason = (
-                f"{target_label(down[0])} completely unavailable: {percent(own[down[0]])} of its replicas"
-                " lost here, the rest in other open incidents"
-            )
-    if unready:
-        counts = sorted(unready.items(), key=lambda kv: str(kv[0]))
-        reason += ", counting replicas that were not ready: " + ", ".join(
-            f"{target_label(ref)} {count}" for ref, count in counts
-        )
-    return reason
-
-
 def assess(
     root_path: Path,
     root: RootCause,
@@ -321,7 +211,7 @@ def assess(
             if m.kind is FaultKind.JOB_STALLED and ref.kind is WorkloadKind.TRAINING_JOB:
                 stopped.setdefault(ref, 0)
                 shares[ref] = 1.0
-            if ref.kind is WorkloadKind.INFERENCE_SERVICE and _says_down(m.labels.get("alertname", "")):
+            if ref.kind is WorkloadKind.INFERENCE_SERVICE and says_down(m.labels.get("alertname", "")):
                 shares[ref] = 1.0
                 unavailable.add(ref)
     spare = assume_spare_capacity
@@ -330,10 +220,10 @@ def assess(
             others = elsewhere()
         spare = has_spare(inventory, root_path, stopped, assume_spare_capacity, failed | (others or set()))
     throttling = any(
-        m.kind is FaultKind.POWER_BRAKE or _throttles(m.labels.get("alertname", "")) for m in live
+        m.kind is FaultKind.POWER_BRAKE or throttles(m.labels.get("alertname", "")) for m in live
     )
     nodes = _nodes(live, failed)
-    priority, reason = _priority(
+    priority, reason = priority_of(
         root,
         shares=shares,
         stopped=stopped,
@@ -342,9 +232,9 @@ def assess(
         burn=burn,
         throttling=throttling,
         capacity_lost=bool(failed or nodes),
-        degrading=_first_degrading(live),
+        degrading=first_degrading(live),
     )
-    reason = _reason_notes(reason, combined, shares, unready, own)
+    reason = reason_notes(reason, combined, shares, unready, own)
     namespaced = namesakes([*shares, root.target], inventory)
     parts = _impact_parts(
         root,
@@ -388,89 +278,6 @@ def root_down_now(root_path: Path, root: RootCause, members: Sequence[Member], i
     if root.kind is FaultKind.NODE_DOWN:
         return len(root_path) != RACK_DEPTH + 1  # a node's: only its own outage says it is down
     return len(root_path) != RACK_DEPTH or _every_node_down(root_path, live, inv)
-
-
-_THROTTLING = re.compile("throttl|slowdown|clocksreduced|clockevent|powercap")
-
-
-@functools.lru_cache(maxsize=1024)
-def _throttles(alertname: str) -> bool:
-    """``GpuThermalThrottling``, ``GpuHwThermalSlowdown`` (NVML's own name for it),
-    ``GpuOverheatingClocksReduced``: the clocks are held down, not only a temperature that rises."""
-    return _THROTTLING.search(normalised(alertname)) is not None
-
-
-_FAST, _SLOW = re.compile("fastburn"), re.compile("slowburn")
-
-
-def _named_burn(labels: Mapping[str, str]) -> float:
-    """The burn rate an SLO alert's name or Sloth's ``sloth_severity`` says, for rules that put no value in
-    an annotation: a fast burn pages at 14.4x, a slow one (ticket) at 1x."""
-    name = normalised(labels.get("alertname", ""))
-    severity = labels.get("sloth_severity", "")
-    if _FAST.search(name) or severity == "page":
-        return FAST_BURN
-    if _SLOW.search(name) or severity == "ticket":
-        return SLOW_BURN
-    return 0.0
-
-
-UNAVAILABLE = "inference service completely unavailable"  # the P0 reason of a service down
-
-
-def _priority(
-    root: RootCause,
-    *,
-    shares: Mapping[WorkloadRef, float],
-    stopped: Mapping[WorkloadRef, int],
-    spare: bool,
-    error_ratio: float,
-    burn: float,
-    throttling: bool,
-    capacity_lost: bool,
-    degrading: FaultKind | None = None,
-) -> tuple[Priority, str]:
-    services = {k: v for k, v in shares.items() if k.kind is WorkloadKind.INFERENCE_SERVICE}
-    if any(v >= 1.0 for v in services.values()):
-        return Priority.P0, UNAVAILABLE
-    if error_ratio > SERVICE_DOWN_ERRORS:
-        return Priority.P0, f"error ratio {percent(error_ratio)} > 50%"
-    if stopped and not spare:
-        return Priority.P0, "training job fully stopped with no spare capacity"
-    if any(v >= SEVERE_SHARE for v in services.values()):
-        return Priority.P1, "at least 25% of a service's capacity lost"
-    if error_ratio >= SEVERE_SHARE:
-        return Priority.P1, f"error ratio {percent(error_ratio)}: at least 25% of requests fail"
-    if burn >= FAST_BURN:
-        return Priority.P1, f"SLO fast burn {burn:g}x, at least 14.4x"
-    if stopped:
-        return Priority.P1, "training job stalled by a fatal fault (spare capacity available)"
-    if burn >= SLOW_BURN:
-        return Priority.P2, f"SLO slow burn {burn:g}x"
-    if throttling:
-        return Priority.P2, "thermal/power throttling"
-    if error_ratio > 0:
-        return Priority.P2, f"error ratio {percent(error_ratio)}: some requests fail"
-    if any(v > 0 for v in services.values()):
-        share = max(v for v in services.values() if v > 0)
-        return Priority.P2, f"redundant replicas lost ({percent(share)} of a service's capacity)"
-    if capacity_lost:
-        return Priority.P2, "GPU capacity lost, no workload affected"
-    kind = root.kind if root.kind in DEGRADING_KINDS else degrading
-    if kind is not None:
-        # Any member's, not only the root's: the alert that pinpoints a straggler's GPU must not lower
-        # the priority its step-time alert gave.
-        what = "service degraded" if kind is FaultKind.SERVICE_DEGRADED else kind.value
-        return Priority.P2, f"{what}: performance degraded"
-    return Priority.P3, "potential problem, not urgent"
-
-
-def _first_degrading(live: Iterable[Member]) -> FaultKind | None:
-    """The kind of the earliest (``onset_key``) member whose fault degrades performance, if any: not the first
-    in member order, which is the order alerts joined while ``serve`` runs and the store's after a restart
-    (a job's straggler and a GPU's NVLink errors under an XID 13 said "straggler" or "nvlink" by that)."""
-    degrading = [m for m in live if m.kind in DEGRADING_KINDS]
-    return min(degrading, key=onset_key).kind if degrading else None
 
 
 def _impact_parts(

@@ -66,7 +66,7 @@ class Member:
     XID 119 on sixteen nodes and an XID 48 on another are two faults, though both alerts are ``GPUXid``."""
     is_infra: bool = field(init=False)
     """An infrastructure fault with a place in the topology (not a workload symptom)."""
-    # What impact last read of the annotations (``impact.read_measures``): which, the error ratio, the burn.
+    # What impact last read of the annotations (``measures.read_measures``): which, the error ratio, the burn.
     measured_of: Mapping[str, str] | None = field(default=None, init=False, compare=False)
     error_ratio: float = field(default=0.0, init=False, compare=False)
     burn_rate: float = field(default=0.0, init=False, compare=False)

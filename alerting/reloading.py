@@ -21,11 +21,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.batch import OpenIncident
 from alerting.db import in_lists
-from alerting.impact import Assessment, live_root_cause, measures
+from alerting.impact import Assessment, live_root_cause
 from alerting.incident_index import OpenIncidents
 from alerting.inhibition import Inhibitor
 from alerting.inventory import Inventory
 from alerting.joining import earlier_members
+from alerting.measures import measures
 from alerting.member import Member
 from alerting.pending import StoredAlert
 from alerting.reassessment import lost_gpus

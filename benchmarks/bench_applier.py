@@ -30,6 +30,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import alert_feed as feed
 import bench_incidents as bench
 
 from alerting import scenarios
@@ -44,7 +45,7 @@ from gpuwarden.config import load_config
 def _apply(applier: JournalApplier, bodies: list[bytes], profile: cProfile.Profile | None = None) -> float:
     """Journal the bodies, then apply everything; alerts per second of the applying."""
     for body in bodies:
-        applier.journal.append(KIND_POSTABLE, body, bench.BATCH)
+        applier.journal.append(KIND_POSTABLE, body, feed.BATCH)
     start = time.perf_counter()
     if profile is not None:
         profile.enable()
@@ -74,14 +75,14 @@ def main() -> None:
     base = scenarios.rack_failure(7, datetime.now(UTC))
     stream = [a for cluster in bench.THROUGHPUT_CLUSTERS for a in bench.in_cluster(base, cluster)]
     later = datetime.now(UTC) + timedelta(minutes=10)
-    items = [bench.as_postable(a, later) for a in stream]
+    items = [feed.as_postable(a, later) for a in stream]
     gc.freeze()  # as serve does
     gc.set_threshold(10_000, 10, 10)
     profile = cProfile.Profile() if profiled else None
     rates = []
     bodies: list[bytes] = []
     for k in range(3):
-        bodies = bench.encode([{**a, "labels": {**a["labels"], "pass": str(k)}} for a in items])
+        bodies = feed.encode([{**a, "labels": {**a["labels"], "pass": str(k)}} for a in items])
         rates.append(_apply(applier, bodies, profile if k == 1 else None))
     repeats = [_apply(applier, bodies) for _ in range(2)]
     result = {

@@ -34,7 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import bench_incidents as bench
+import alert_feed as feed
 
 from alerting import correlation, regrouping
 from gpuwarden.model import Alert
@@ -79,17 +79,17 @@ def _phases(shape: str, count: int) -> list[list[dict[str, str]]]:
     raise ValueError(f"unknown shape {shape!r} (one of {', '.join(SHAPES)})")
 
 
-def _run(shape: str, count: int, batch: int = bench.BATCH) -> dict[str, object]:
+def _run(shape: str, count: int, batch: int = feed.BATCH) -> dict[str, object]:
     """Apply each phase of ``shape`` to a fresh store: seconds, alerts/s and join_rank calls per phase."""
-    engine, applier = bench.in_process("bench-correlation-shapes-")
+    engine, applier = feed.in_process("bench-correlation-shapes-")
     start_at = datetime.now(UTC) - timedelta(minutes=1)
     ends = datetime.now(UTC) + timedelta(minutes=30)
     result: dict[str, object] = {}
     for phase, labels in zip(("first", "second"), _phases(shape, count), strict=False):
         alerts = [Alert(one, starts_at=start_at) for one in labels]
-        bodies = bench.encode([bench.as_postable(a, ends) for a in alerts], batch)  # one transaction each
+        bodies = feed.encode([feed.as_postable(a, ends) for a in alerts], batch)  # one transaction each
         _calls[0] = 0
-        applied, seconds = bench.apply_timed(applier, bodies, batch)
+        applied, seconds = feed.apply_timed(applier, bodies, batch)
         result[f"{shape}_{count}_{phase}_seconds"] = round(seconds, 3)
         result[f"{shape}_{count}_{phase}_per_second"] = round(applied / seconds)
         result[f"{shape}_{count}_{phase}_join_rank_calls"] = _calls[0]
@@ -107,7 +107,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     parser.add_argument("--shapes", nargs="+", choices=SHAPES, default=list(SHAPES))
-    parser.add_argument("--batch", type=int, default=bench.BATCH, help="alerts per POST (default 64)")
+    parser.add_argument("--batch", type=int, default=feed.BATCH, help="alerts per POST (default 64)")
     args = parser.parse_args()
     _patch(_counted_join_rank)
     gc.freeze()  # as serve does

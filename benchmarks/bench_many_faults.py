@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import bench_incidents as bench
+import alert_feed as feed
 
 from gpuwarden.model import Alert
 
@@ -30,7 +30,7 @@ SIZES = (250, 500, 1000, 2000)
 
 def _run(count: int, cluster: str | None) -> tuple[float, int]:
     """Apply ``count`` NodeDown alerts on distinct nodes to a fresh store: (alerts per second, incidents)."""
-    engine, applier = bench.in_process("bench-many-faults-")
+    engine, applier = feed.in_process("bench-many-faults-")
     start_at = datetime.now(UTC) - timedelta(minutes=1)
     extra = {"cluster": cluster} if cluster else {}
     alerts = [
@@ -38,7 +38,7 @@ def _run(count: int, cluster: str | None) -> tuple[float, int]:
         for i in range(count)
     ]
     ends = datetime.now(UTC) + timedelta(minutes=10)
-    applied, seconds = bench.apply_timed(applier, bench.encode([bench.as_postable(a, ends) for a in alerts]))
+    applied, seconds = feed.apply_timed(applier, feed.encode([feed.as_postable(a, ends) for a in alerts]))
     rate = applied / seconds
     return rate, len(engine.store.list_rows(limit=count + 1))
 

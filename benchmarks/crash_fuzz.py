@@ -27,6 +27,9 @@ receiver (the stand-in's ``/hooks/crash``):
   both runs wait until serve applied it and then for ticks begun after that (``TICKS``, counted by serve's
   ``GET /api/v1/ingest/status``), so that time decides alike in both. The two runs of a seed run at once.
 
+The storm and the kill plan are drawn by ``crash_storm.py``; one serve, the steps done against it and the
+waits on it are ``crash_serve.py``'s; this script kills and runs the seeds.
+
 Once both runs are quiet (journal applied, every outbox message sent, or discarded as superseded) and stopped,
 it compares what users see (``crash_view.py``), incidents keyed by their root and members (ids are random per
 run): every incident with the same state and priority (``divergent``); per incident, its Slack message as
@@ -63,11 +66,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -76,43 +77,25 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-from crash_view import DONE, HOOK, Seen, compare, observe
+from crash_serve import CHANNEL, EDIT_INTERVAL, Serve, do, do_once, settle, ticked
+from crash_storm import Step, kill_plan, stream
+from crash_view import HOOK, Seen, compare, observe
 from seed_list import SEEDS_HELP, seed_list
 
 from alerting.notifiers.recorder import RecordedCall, SlackRecorder
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: its tests package
-from tests.integration.gpuwarden_server import AUTH, TOKEN, gpuwarden_binary
+from tests.integration.gpuwarden_server import AUTH
 from tests.integration.postgres import Postgres, throwaway_postgres
-from tests.integration.servers import free_port, stop, wait_http_ok
+from tests.integration.servers import free_port
 
-Step = tuple[str, dict[str, Any]]
-NODES = ("n1", "n2", "n3", "n4")
-GPUS = (0, 1, 2, 3)
-CHANNEL = "C0CRASHFUZZ"  # a channel id: the notifier's lookup after a crash is exact with one
 SENDS = ("chat.postMessage", "chat.update", f"hook:{HOOK}")
 """The calls a ``send`` kill lands in (the first of them after its step starts)."""
-KILLS = ("batch", "tick", "send", "start", "hold", "early")
-TICK_SECONDS = 0.1
-"""serve's tick interval here."""
-TICKS = 2
-"""After each step the harness waits until its alerts are applied and then for this many ticks begun after
-that (serve counts them: ``ticks`` in ``GET /api/v1/ingest/status``), so that both runs tick between the same
-steps: a tick applies what time decides (a resolution after the quiet period, alerts a silence's expiry
-unmuted, an announcement), and a tick that came before or after the next step's alerts in one run only made
-the two runs differ with no crash at all."""
-SLACK_TOKEN_ENV = "CRASH_FUZZ_SLACK_TOKEN"
-ADVISE_AFTER = 0.3
-"""How often a post is followed by an ``advise`` step."""
-EDIT_INTERVAL = 5.0
-"""The webhook's ``edit_interval_seconds`` here (300 by default in serve): a held update is released, or
-replaced, within a run."""
 LATE_SECONDS = 8.0
 """A webhook change that is no ``reassessed`` update goes at once (none is held); one POSTed more than this
 after it was stored, or after the serve that sent it was ready (a kill between; a start-up takes 10-15 s on
@@ -120,355 +103,7 @@ a loaded machine), is ``late``: held back behind an update. Seen only with ``--e
 it and a start-up (40)."""
 
 
-# --- the storm ---------------------------------------------------------------------------------------
-
-
-def _alert(rng: random.Random) -> dict[str, str]:
-    node = rng.choice(NODES)
-    kind = rng.choice(("xid", "xid", "thermal", "node", "lost"))
-    if kind == "node":
-        return {"alertname": "NodeDown", "cluster": "c1", "node": node}
-    gpu = str(rng.choice(GPUS))
-    if kind == "lost":
-        return {"alertname": "GPULost", "cluster": "c1", "Hostname": node, "gpu": gpu}
-    if kind == "thermal":
-        return {"alertname": "GPUTemperatureHigh", "cluster": "c1", "Hostname": node, "gpu": gpu}
-    return {
-        "alertname": "GPUXid",
-        "cluster": "c1",
-        "Hostname": node,
-        "gpu": gpu,
-        "xid": rng.choice(("13", "48", "79")),
-    }
-
-
-MUTE_AFTER = 0.5
-"""How often an ``advise`` step is followed by an incident silence of the first alert it repeated."""
-UNMUTE_AFTER = 0.15
-"""How often, after a step, one of the incident silences set is expired (``iexpire``)."""
-ADVICE = ("reset_gpu", "restart_node", "investigate", "drain_and_reset")
-"""What an ``advise`` step's repeats recommend (their ``recommended_action`` annotation)."""
-
-
-def _advise(rng: random.Random, firing: list[dict[str, str]]) -> Step:
-    """A batch repeating one or two firing alerts with another ``recommended_action``: what their incident
-    recommends changes and nothing else does, a ``reassessed`` update, which the webhook holds
-    (``edit_interval_seconds``)."""
-    picked = rng.sample(firing, min(len(firing), rng.randint(1, 2)))
-    alerts = [{"labels": labels, "resolved": False, "advice": rng.choice(ADVICE)} for labels in picked]
-    return "post", {"alerts": alerts}
-
-
-def stream(seed: int, steps: int) -> list[Step]:
-    """The seed's steps: ``post`` (a batch of alerts, each firing or resolved), ``silence`` (a matcher
-    silence on one node, named by its comment) and ``expire`` (of a silence set earlier); after some posts
-    (drawn apart, so the rest of the storm is the one drawn without them), a post that repeats firing
-    alerts with other advice (``_advise``), maybe followed by a silence of its incident (``_muted``); and
-    now and then the end of one of those (``iexpire``)."""
-    rng = random.Random(seed)
-    advice = random.Random(f"advice-{seed}")
-    muting = random.Random(f"muting-{seed}")  # incident silences: drawn apart too
-    muted: list[str] = []  # incident silences set and not expired
-    out: list[Step] = []
-    fired: list[dict[str, str]] = []
-    firing: list[dict[str, str]] = []  # fired and not resolved since, each once
-    silences: list[str] = []
-    for k in range(steps):
-        roll = rng.random()
-        if roll < 0.1:
-            name = f"crash-fuzz-{seed}-{k}"
-            silences.append(name)
-            out.append(("silence", {"comment": name, "node": rng.choice(NODES)}))
-        elif roll < 0.15 and silences:
-            out.append(("expire", {"comment": silences.pop(rng.randrange(len(silences)))}))
-        else:
-            batch = []
-            for _ in range(rng.randint(1, 6)):
-                resolve = fired and rng.random() < 0.35
-                labels = rng.choice(fired) if resolve else _alert(rng)
-                fired.append(labels)
-                batch.append({"labels": labels, "resolved": bool(resolve)})
-                firing = [a for a in firing if a != labels] + ([] if resolve else [labels])
-            out.append(("post", {"alerts": batch}))
-            if firing and advice.random() < ADVISE_AFTER:
-                out.append(_advise(advice, firing))
-                out += _muted(muting, out[-1], f"crash-fuzz-{seed}-{k}", muted, firing)
-        if muted and muting.random() < UNMUTE_AFTER:
-            out.append(("iexpire", {"name": muted.pop(muting.randrange(len(muted)))}))
-    return out
-
-
-def _muted(
-    rng: random.Random, advised: Step, name: str, muted: list[str], firing: list[dict[str, str]]
-) -> list[Step]:
-    """Maybe silence the incident of an alert an ``advise`` step just repeated (``isilence``, named
-    ``name``, noted in ``muted`` for a later ``iexpire``), and maybe then resolve the alerts ``firing`` on
-    its node (its incident's, most often): the silence is told behind the update the webhook holds, and
-    cannot take its place (the update goes early), and the resolution told under it is POSTed (to a
-    receiver told of the incident), the one change told under a silence that is. The storm's ``firing``
-    is left as it was (drawn apart): a later advice may fire one of them again."""
-    if rng.random() >= MUTE_AFTER:
-        return []
-    labels = advised[1]["alerts"][0]["labels"]
-    muted.append(name)
-    steps: list[Step] = [("isilence", {"name": name, "labels": labels})]
-    if rng.random() < 0.6:
-        node = _node(labels)
-        ended = [{"labels": alert, "resolved": True} for alert in firing if _node(alert) == node]
-        steps.append(("post", {"alerts": ended}))
-    return steps
-
-
-def _node(labels: dict[str, str]) -> str:
-    return labels.get("Hostname") or labels["node"]
-
-
-def kill_plan(seed: int, steps: int, kills: int) -> dict[int, str]:
-    """Before which steps serve is killed, and how: drawn apart from the stream."""
-    rng = random.Random(f"kills-{seed}")
-    at = rng.sample(range(steps), min(kills, steps))
-    return {k: rng.choice(KILLS) for k in sorted(at)}
-
-
-# --- one serve, restartable ----------------------------------------------------------------------------
-
-
-def _config(folder: Path, recorder: SlackRecorder, channel: str, edit_interval: float) -> Path:
-    config = folder / "gpuwarden.yaml"
-    config.write_text(
-        f"alerting:\n  journal_dir: {folder / 'journal'}\n  tick_interval_seconds: {TICK_SECONDS}\n"
-        "  quiet_period_seconds: 0\n"
-        "  announce_delay_seconds: 0\n  priority_settle_seconds: 0\n"
-        f"slack:\n  bot_token: {{env: {SLACK_TOKEN_ENV}}}\n  channel: '{channel}'\n"
-        f"  base_url: {recorder.base_url}\n  charts: false\n"
-        f"webhooks:\n  - name: {HOOK}\n    url: {recorder.root_url}/hooks/{HOOK}\n"
-        f"    edit_interval_seconds: {edit_interval}\n"
-    )
-    return config
-
-
-@dataclass
-class Serve:
-    """``gpuwarden serve`` on one store (a SQLite file or a PostgreSQL URL), started again after each kill;
-    its journal, configuration and logs in ``folder``."""
-
-    folder: Path
-    recorder: SlackRecorder
-    db: str
-    channel: str = CHANNEL
-    edit_interval: float = EDIT_INTERVAL
-    proc: subprocess.Popen[bytes] | None = None
-    url: str = ""
-    starts: int = 0
-    kills: list[str] = field(default_factory=list)
-    exits: list[str] = field(default_factory=list)  # what went wrong with no kill: exits, dropped requests
-    unlanded: list[str] = field(default_factory=list)  # kills drawn that found no moment to land
-    launches: list[float] = field(default_factory=list)  # wall-clock time of each start
-    ready: list[float | None] = field(default_factory=list)  # and when it was ready (None: never)
-    killed: bool = False
-
-    def start(self) -> None:
-        """Start serve and wait until it is ready (its journal's backlog applied); again when a kill armed
-        for a POST (``_arm``) landed while it started."""
-        while True:
-            self.launch()
-            assert self.proc is not None
-            try:
-                wait_http_ok(f"{self.url}/-/ready", self.proc)
-                self.ready[-1] = time.time()
-                return
-            except RuntimeError:
-                if not self.killed:
-                    raise
-
-    def launch(self) -> None:
-        """Start serve, not waiting for it."""
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        argv = [gpuwarden_binary(), "serve", "--port", str(port), "--db", self.db]
-        argv += ["--config", str(_config(self.folder, self.recorder, self.channel, self.edit_interval))]
-        env = {**os.environ, "GPUWARDEN_API_TOKEN": TOKEN, SLACK_TOKEN_ENV: self.recorder.token}
-        self.starts += 1
-        self.killed = False
-        self.launches.append(time.time())
-        self.ready.append(None)
-        log = (self.folder / f"serve{self.starts}.log").open("wb")
-        self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
-        log.close()
-
-    def kill(self, how: str) -> None:
-        """SIGKILL, once per start (a kill armed for a send may race one of a step)."""
-        proc = self.proc
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            self.killed = True
-            self.kills.append(how)
-
-    def gone(self, exc: httpx.HTTPError) -> bool:
-        """Whether serve is gone after a request it did not answer (``exc``): killed, or exited by itself,
-        which ``exits`` notes with its log's end, as it does a request dropped by a serve still running."""
-        assert self.proc is not None
-        try:
-            code = self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.exits.append(f"start {self.starts}: request dropped while running: {exc!r}")
-            return False
-        if not self.killed:
-            log = (self.folder / f"serve{self.starts}.log").read_text(errors="replace")[-600:]
-            self.exits.append(f"start {self.starts}: exited {code} unkilled: {log}")
-        return True
-
-    def dead(self) -> bool:
-        return self.proc is None or self.proc.poll() is not None
-
-    def ensure(self) -> None:
-        """Start again when it was killed."""
-        if self.dead():
-            self.start()
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop(self.proc)
-
-
-# --- the steps, against one serve ------------------------------------------------------------------
-
-
-def _postable(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    now = datetime.now(UTC)
-    ended = (now - timedelta(seconds=1)).isoformat()
-    return [
-        {
-            "labels": a["labels"],
-            **({"endsAt": ended} if a["resolved"] else {}),
-            **({"annotations": {"recommended_action": a["advice"]}} if "advice" in a else {}),
-        }
-        for a in alerts
-    ]
-
-
-def _silence_body(comment: str, node: str) -> dict[str, Any]:
-    now = datetime.now(UTC)
-    matchers = [{"name": "Hostname", "value": node, "isRegex": False, "isEqual": True}]
-    return {
-        "matchers": matchers,
-        "startsAt": now.isoformat(),
-        "endsAt": (now + timedelta(hours=2)).isoformat(),
-        "createdBy": "crash-fuzz",
-        "comment": comment,
-    }
-
-
-def _silence_id(serve: Serve, comment: str) -> str | None:
-    listed = httpx.get(f"{serve.url}/api/v2/silences", headers=AUTH, timeout=30).json()
-    return next((s["id"] for s in listed if s["comment"] == comment), None)
-
-
-def _once(serve: Serve, step: Step, ids: dict[str, str]) -> None:
-    """Do one step; ``httpx.HTTPError`` when serve died under it."""
-    kind, args = step
-    if kind == "post":
-        response = httpx.post(
-            f"{serve.url}/api/v2/alerts", json=_postable(args["alerts"]), headers=AUTH, timeout=30
-        )
-    elif kind == "silence":
-        found = _silence_id(serve, args["comment"])  # set before a crash that ate its answer
-        if found is not None:
-            ids[args["comment"]] = found
-            return
-        body = _silence_body(args["comment"], args["node"])
-        response = httpx.post(f"{serve.url}/api/v2/silences", json=body, headers=AUTH, timeout=30)
-        if response.status_code == 200:
-            ids[args["comment"]] = response.json()["silenceID"]
-    elif kind == "isilence":
-        response = _silence_incident(serve, args["name"], args["labels"], ids)
-    elif kind == "iexpire":
-        response = _expire_incident_silence(serve, ids.get(args["name"]))
-    else:
-        silence_id = ids[args["comment"]]
-        response = httpx.delete(f"{serve.url}/api/v2/silence/{silence_id}", headers=AUTH, timeout=30)
-    if response.status_code != 200:
-        raise RuntimeError(f"{kind} answered {response.status_code}: {response.text}")
-
-
-def _incident_of(serve: Serve, labels: dict[str, str]) -> str | None:
-    """The open incident that holds the alert with ``labels``; None when none does (resolved since)."""
-    listed = httpx.get(f"{serve.url}/api/v1/incidents", headers=AUTH, timeout=30).json()
-    for incident in listed:
-        if incident["state"] == "resolved":
-            continue
-        detail = httpx.get(f"{serve.url}/api/v1/incidents/{incident['id']}", headers=AUTH, timeout=30)
-        if any(alert["labels"] == labels for alert in detail.json()["alerts"]):
-            return str(incident["id"])
-    return None
-
-
-def _silence_incident(serve: Serve, name: str, labels: dict[str, str], ids: dict[str, str]) -> httpx.Response:
-    """Silence the incident of the alert with ``labels`` for an hour (a repeat after a crash that ate the
-    answer changes nothing: ``changed`` false); noted in ``ids`` under ``name``. One resolved meanwhile
-    (409), or none found, is nothing to silence: alike in both runs, as the incidents are."""
-    incident_id = _incident_of(serve, labels)
-    if incident_id is None:
-        return httpx.Response(200)
-    ids[name] = incident_id
-    body = {"duration": "1h", "by": "crash-fuzz"}
-    url = f"{serve.url}/api/v1/incidents/{incident_id}/silence"
-    response = httpx.post(url, json=body, headers=AUTH, timeout=30)
-    return httpx.Response(200) if response.status_code == 409 else response
-
-
-def _expire_incident_silence(serve: Serve, incident_id: str | None) -> httpx.Response:
-    """Expire the incident silences of ``incident_id`` still active (none: nothing to do, as after a crash
-    that ate the answer)."""
-    listed = httpx.get(f"{serve.url}/api/v2/silences", headers=AUTH, timeout=30).json()
-    comment = f"silence of {incident_id}"
-    for silence in listed:
-        if silence["comment"] == comment and silence["status"]["state"] == "active":
-            response = httpx.delete(f"{serve.url}/api/v2/silence/{silence['id']}", headers=AUTH, timeout=30)
-            if response.status_code != 200:
-                return response
-    return httpx.Response(200)
-
-
-def do(serve: Serve, step: Step, ids: dict[str, str]) -> None:
-    """Do one step until serve answers it, starting serve again whenever it died."""
-    while True:
-        serve.ensure()
-        try:
-            _once(serve, step, ids)
-            return
-        except httpx.HTTPError as exc:
-            serve.gone(exc)  # started again, or the request made again
-            if len(serve.exits) > 10:
-                raise RuntimeError(f"serve keeps failing: {serve.exits}") from exc
-
-
-def _status(serve: Serve) -> dict[str, Any]:
-    """serve's ``GET /api/v1/ingest/status``: the journal's lag and the engine ticks done."""
-    status: dict[str, Any] = httpx.get(f"{serve.url}/api/v1/ingest/status", timeout=10).json()
-    return status
-
-
-def ticked(serve: Serve, timeout: float = 60.0) -> None:
-    """Wait until serve applied what it accepted and then ticked ``TICKS`` times (ticks begun after the
-    apply, ended: ``ticks`` read with no lag, plus one for the tick maybe under way then); on a kill under
-    it, start serve again and wait there."""
-    deadline = time.monotonic() + timeout
-    mark: tuple[int, int] | None = None  # (start, ticks read with no lag)
-    while time.monotonic() < deadline:
-        serve.ensure()
-        try:
-            status = _status(serve)
-        except httpx.HTTPError as exc:
-            serve.gone(exc)
-            continue
-        if mark is None or mark[0] != serve.starts:
-            mark = (serve.starts, status["ticks"]) if status["lag_bytes"] == 0 else None
-        elif status["ticks"] > mark[1] + TICKS:
-            return
-        time.sleep(TICK_SECONDS / 4)
-    raise RuntimeError(f"serve did not apply its journal and tick within {timeout} s")
+# --- the kills, against one serve ---------------------------------------------------------------------
 
 
 def _kill_mid_batch(serve: Serve, step: Step, ids: dict[str, str], rng: random.Random) -> None:
@@ -490,7 +125,7 @@ def _kill_mid_batch(serve: Serve, step: Step, ids: dict[str, str], rng: random.R
 
 def _quietly(serve: Serve, step: Step, ids: dict[str, str], answered: threading.Event) -> None:
     with suppress(httpx.HTTPError, RuntimeError):  # serve was killed under it: the step is done again
-        _once(serve, step, ids)
+        do_once(serve, step, ids)
         answered.set()
 
 
@@ -628,39 +263,6 @@ def run_steps(serve: Serve, steps: list[Step], kills: dict[int, str], seed: int)
     serve.ensure()
     settle(serve)
     serve.stop()
-
-
-def settle(serve: Serve, killed: threading.Event | None = None) -> None:
-    """Wait until the journal is applied and every outbox message is done, alike after ``TICKS`` more
-    ticks (one may have more to tell), or until ``killed`` is set (a send kill landed); a minute at most
-    beyond the webhook's hold (an update held at the end goes then)."""
-    timeout = 60.0 + serve.edit_interval
-    deadline = time.monotonic() + timeout
-    last: tuple[int, dict[str, int]] | None = None  # ticks when it was last quiet, with the outbox's counts
-    while time.monotonic() < deadline:
-        try:
-            status = _status(serve)
-            counts = httpx.get(f"{serve.url}/api/v1/outbox", headers=AUTH, timeout=10).json()["counts"]
-        except httpx.HTTPError:
-            if killed is not None and killed.is_set():
-                return
-            raise
-        if killed is not None and killed.is_set():
-            return
-        if not settled(status["lag_bytes"], counts):
-            last = None
-        elif last is None or last[1] != counts:
-            last = (status["ticks"], counts)
-        elif status["ticks"] > last[0] + TICKS:
-            return
-        time.sleep(TICK_SECONDS / 2)
-    raise RuntimeError(f"serve not quiet within {timeout} s: {last}")
-
-
-def settled(lag: int, counts: dict[str, int]) -> bool:
-    """Whether serve applied its journal (``lag`` bytes behind) and its outbox (``counts`` by status) is
-    done."""
-    return lag == 0 and set(counts) <= DONE
 
 
 # --- seeds -------------------------------------------------------------------------------------------

@@ -17,17 +17,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from errno import EADDRINUSE
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from http.server import ThreadingHTTPServer
 
+from alerting.notifiers.recorder_http import RecorderServer, handler_for
 from alerting.notifiers.workspace import JsonDict, RecordedFile, RecordedMessage, SlackWorkspace
 
 logger = logging.getLogger(__name__)
@@ -55,31 +53,6 @@ class InjectedFailure:
     error: str = "internal_error"
     retry_after: int | str | None = None  # a string is sent as it is (``1.5``, an HTTP date)
     errors: tuple[str, ...] = ()
-
-
-_JSON_FIELDS = ("blocks", "attachments", "metadata", "files")
-
-
-class _Server(ThreadingHTTPServer):
-    """The HTTP server, quiet when a client goes away mid-request (a test killed it): socketserver printed
-    a traceback to stderr for each such connection."""
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            return
-        super().handle_error(request, client_address)
-
-
-def _decode_fields(params: JsonDict) -> JsonDict:
-    """Form-encoded calls carry JSON in strings; decode the fields Slack defines as JSON."""
-    for key in _JSON_FIELDS:
-        value = params.get(key)
-        if isinstance(value, str):
-            try:
-                params[key] = json.loads(value)
-            except json.JSONDecodeError:
-                params[key] = {"__invalid_json__": value}
-    return {k: v for k, v in params.items() if v is not None}
 
 
 class SlackRecorder:
@@ -120,7 +93,7 @@ class SlackRecorder:
         """Listen (again) on the port; the first start picks a free port when ``port`` is 0."""
         if self._server is not None:
             return self
-        server = _Server((self.host, self.port), _handler_for(self))
+        server = RecorderServer((self.host, self.port), handler_for(self))
         server.daemon_threads = True
         self.port = int(server.server_address[1])
         self._server = server
@@ -385,114 +358,6 @@ class SlackRecorder:
             self._hooks.setdefault(name, []).append(payload)
         self._record(f"hook:{name}", payload, None, 200, {"ok": True})
         return 200, {"ok": True}
-
-
-def _parse_params(query: str, content_type: str, body: bytes) -> JsonDict:
-    params: JsonDict = dict(parse_qsl(query, keep_blank_values=True))
-    if body:
-        if content_type.startswith("application/json"):
-            loaded = json.loads(body)
-            if isinstance(loaded, dict):
-                params.update(loaded)
-        elif content_type.startswith("application/x-www-form-urlencoded"):
-            params.update(parse_qsl(body.decode(), keep_blank_values=True))
-    return _decode_fields(params)
-
-
-def _handler_for(recorder: SlackRecorder) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            logger.debug("recorder %s", format % args)
-
-        def _send(
-            self,
-            status: int,
-            body: bytes,
-            content_type: str,
-            headers: dict[str, str] | None = None,
-            *,
-            trickle: float | None = None,
-        ) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            if trickle is None:
-                self.send_header("Content-Length", str(len(body)))
-            else:
-                self.send_header("Transfer-Encoding", "chunked")
-            for k, v in (headers or {}).items():
-                self.send_header(k, v)
-            self.end_headers()
-            if trickle is None:
-                self.wfile.write(body)
-                return
-            try:
-                self.wfile.write(f"{len(body):x}\r\n".encode() + body + b"\r\n")
-                self.wfile.flush()
-                recorder.trickle(self._write_now, trickle)
-                self.wfile.write(b"0\r\n\r\n")
-            except OSError:  # the client gave up on the answer (a deadline): nothing more to say
-                self.close_connection = True
-
-        def _write_now(self, data: bytes) -> None:
-            self.wfile.write(data)
-            self.wfile.flush()
-
-        def _json(
-            self,
-            status: int,
-            data: JsonDict,
-            headers: dict[str, str] | None = None,
-            *,
-            trickle: float | None = None,
-        ) -> None:
-            body = json.dumps(data).encode()
-            self._send(status, body, "application/json; charset=utf-8", headers, trickle=trickle)
-
-        def _body(self) -> bytes:
-            length = int(self.headers.get("Content-Length") or 0)
-            return self.rfile.read(length) if length else b""
-
-        def do_GET(self) -> None:
-            self._route(b"")
-
-        def do_POST(self) -> None:
-            self._route(self._body())
-
-        def _route(self, body: bytes) -> None:
-            url = urlsplit(self.path)
-            path = url.path
-            if path.startswith("/api/"):
-                auth = self.headers.get("Authorization", "")
-                token = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else None
-                try:
-                    params = _parse_params(url.query, self.headers.get("Content-Type", ""), body)
-                except (json.JSONDecodeError, UnicodeDecodeError):
-                    self._json(200, {"ok": False, "error": "invalid_json"})
-                    return
-                if token is None and isinstance(params.get("token"), str):
-                    token = params.pop("token")
-                method = path.removeprefix("/api/")
-                status, headers, data = recorder.handle_api(method, params, token)
-                self._json(status, data, headers, trickle=recorder.take_trickle(method))
-            elif path.startswith("/upload/v1/"):
-                status, text = recorder.handle_upload(path.removeprefix("/upload/v1/"), body)
-                trickle = recorder.take_trickle("upload")
-                self._send(status, text.encode(), "text/plain; charset=utf-8", trickle=trickle)
-            elif path.startswith("/actions/"):
-                status, text = recorder.handle_response(path, body)
-                trickle = recorder.take_trickle("response_url")
-                self._send(status, text.encode(), "text/plain; charset=utf-8", trickle=trickle)
-            elif path.startswith("/hooks/"):
-                status, data = recorder.handle_hook(path.removeprefix("/hooks/"), body)
-                self._json(status, data)
-            elif path == "/_recorder/state":
-                self._json(200, recorder.state())
-            else:
-                self._json(404, {"ok": False, "error": "not_found"})
-
-    return Handler
 
 
 def _port(text: str) -> int:

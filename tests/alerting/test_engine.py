@@ -959,7 +959,7 @@ def test_a_cluster_root_of_a_services_outages_does_not_take_in_unrelated_faults(
 
 def test_what_alert_names_and_labels_say_is_read_as_they_mean() -> None:
     from alerting.faults import classify, is_outage  # noqa: PLC0415 - the rules, alone
-    from alerting.impact import _says_down  # noqa: PLC0415
+    from alerting.priority import says_down  # noqa: PLC0415
 
     assert (
         classify({"alertname": "InstanceDown", "job": "kubelet", "instance": "n1:10250"})
@@ -975,8 +975,8 @@ def test_what_alert_names_and_labels_say_is_read_as_they_mean() -> None:
         classify({"alertname": "InstanceDown", "job": "nodejs-api", "instance": "a:80"})
         is not FaultKind.NODE_DOWN
     )
-    assert not _says_down("chat_service_downstream_latency_high")
-    assert _says_down("chat_service_down") and _says_down("InferenceServiceDown")
+    assert not says_down("chat_service_downstream_latency_high")
+    assert says_down("chat_service_down") and says_down("InferenceServiceDown")
     exit_code = {"alertname": "JobFailed", "code": "79"}  # an exit code, not an XID
     assert not is_outage(classify(exit_code), exit_code)
 

@@ -37,13 +37,25 @@ def fuzz(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     return harness_module(monkeypatch, "crash_fuzz")
 
 
-def test_kills_are_drawn_apart_from_the_storm_and_each_is_one_of_the_three_moments(fuzz: ModuleType) -> None:
-    steps = fuzz.stream(3, 30)
-    assert fuzz.stream(3, 30) == steps and {kind for kind, _ in steps} >= {"post", "silence"}
+@pytest.fixture
+def storm(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """``benchmarks/crash_storm.py``: the steps and kills a seed draws."""
+    return harness_module(monkeypatch, "crash_storm")
+
+
+@pytest.fixture
+def serving(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """``benchmarks/crash_serve.py``: one serve of a run, and waiting on it."""
+    return harness_module(monkeypatch, "crash_serve")
+
+
+def test_kills_are_drawn_apart_from_the_storm_and_each_is_one_of_the_three_moments(storm: ModuleType) -> None:
+    steps = storm.stream(3, 30)
+    assert storm.stream(3, 30) == steps and {kind for kind, _ in steps} >= {"post", "silence"}
     assert any(a["resolved"] for kind, args in steps if kind == "post" for a in args["alerts"])
-    plans = [fuzz.kill_plan(seed, 30, 3) for seed in range(20)]
-    assert all(len(plan) == 3 and set(plan.values()) <= set(fuzz.KILLS) for plan in plans)
-    assert {how for plan in plans for how in plan.values()} == set(fuzz.KILLS)
+    plans = [storm.kill_plan(seed, 30, 3) for seed in range(20)]
+    assert all(len(plan) == 3 and set(plan.values()) <= set(storm.KILLS) for plan in plans)
+    assert {how for plan in plans for how in plan.values()} == set(storm.KILLS)
 
 
 @pytest.mark.integration
@@ -147,15 +159,15 @@ def test_a_retried_edit_that_changed_nothing_is_left_out_of_the_messages_edits(v
 
 @pytest.mark.integration
 def test_a_crash_that_pages_twice_is_reported_as_a_duplicate(
-    fuzz: ModuleType, monkeypatch: pytest.MonkeyPatch
+    fuzz: ModuleType, storm: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With a channel name (``#...``), not an id, serve cannot look its message up after a crash and posts
     it again (at least once, as the README says): killed while Slack holds the first post of an incident's
     message unanswered, the restarted serve posts it twice, which the fuzz must tell."""
     monkeypatch.setattr(fuzz, "SENDS", ("chat.postMessage",))  # the kill lands in the parent's post
-    monkeypatch.setattr(fuzz, "KILLS", ("send",))
-    monkeypatch.setattr(fuzz, "ADVISE_AFTER", 0.0)  # the one step alone
-    assert fuzz.kill_plan(0, 1, 1) == {0: "send"} and [kind for kind, _ in fuzz.stream(0, 1)] == ["post"]
+    monkeypatch.setattr(storm, "KILLS", ("send",))
+    monkeypatch.setattr(storm, "ADVISE_AFTER", 0.0)  # the one step alone
+    assert storm.kill_plan(0, 1, 1) == {0: "send"} and [kind for kind, _ in storm.stream(0, 1)] == ["post"]
     result = fuzz.main(["--seeds", "0", "--steps", "1", "--kills", "1", "--slack-channel", "#crash-fuzz"])
     assert result["kills_by"] == {"send": 1}
     assert result["duplicates"] == [0]
@@ -164,7 +176,7 @@ def test_a_crash_that_pages_twice_is_reported_as_a_duplicate(
 
 
 def test_an_edit_superseded_by_a_later_one_is_no_finding(
-    fuzz: ModuleType, view: ModuleType, tmp_path: Path
+    serving: ModuleType, view: ModuleType, tmp_path: Path
 ) -> None:
     """The outbox discards a waiting edit that a later message of its incident shows (fix/measures); the
     fuzz read every status but ``sent`` as half written, and its settle waited for ``sent`` alone: an
@@ -182,7 +194,7 @@ def test_an_edit_superseded_by_a_later_one_is_no_finding(
     engine.dispose()
     seen = view.observe(recorder, str(tmp_path / "gw.db"), tmp_path / "journal")
     assert (seen.half_written, seen.lost, seen.superseded) == ([], [], {"?"})
-    assert fuzz.settled(0, outbox.counts())
+    assert serving.settled(0, outbox.counts())
 
 
 def _hook_body(key: str, message: str) -> dict[str, Any]:
@@ -283,28 +295,28 @@ def test_a_held_update_set_aside_with_nothing_sent_after_it_is_lost(view: Module
 
 
 def test_the_storm_repeats_firing_alerts_with_other_advice_without_redrawing_the_rest(
-    fuzz: ModuleType, monkeypatch: pytest.MonkeyPatch
+    storm: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The webhook holds a ``reassessed`` update; the storm had none (review fix/revM). Steps repeating
     firing alerts with another ``recommended_action`` are drawn apart: the other steps are as before."""
-    monkeypatch.setattr(fuzz, "MUTE_AFTER", 0.0)  # no incident silence after an advice (the test below)
-    steps = fuzz.stream(2, 30)
+    monkeypatch.setattr(storm, "MUTE_AFTER", 0.0)  # no incident silence after an advice (the test below)
+    steps = storm.stream(2, 30)
     advised = [args["alerts"] for kind, args in steps if kind == "post" and "advice" in args["alerts"][0]]
-    assert advised and all(not a["resolved"] and a["advice"] in fuzz.ADVICE for b in advised for a in b)
+    assert advised and all(not a["resolved"] and a["advice"] in storm.ADVICE for b in advised for a in b)
     others = [step for step in steps if not (step[0] == "post" and "advice" in step[1]["alerts"][0])]
     assert len(others) == 30
-    monkeypatch.setattr(fuzz, "ADVISE_AFTER", 0.0)
-    assert fuzz.stream(2, 30) == others
+    monkeypatch.setattr(storm, "ADVISE_AFTER", 0.0)
+    assert storm.stream(2, 30) == others
 
 
 def test_the_storm_silences_incidents_it_advised_on_and_expires_them_without_redrawing_the_rest(
-    fuzz: ModuleType, monkeypatch: pytest.MonkeyPatch
+    storm: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The storms set matcher silences only (review revU): a change told under an incident's silence, which
     cannot take a held update's place, never came. After some ``advise`` steps the incident of the alert it
     repeated is silenced (``isilence``), maybe the alerts firing on its node resolved under it, and some
     silences expired later (``iexpire``); drawn apart, the rest of the storm is as before."""
-    steps = [step for seed in range(6) for step in fuzz.stream(seed, 20)]
+    steps = [step for seed in range(6) for step in storm.stream(seed, 20)]
     silenced = [k for k, (kind, _) in enumerate(steps) if kind == "isilence"]
     assert silenced and all(steps[k - 1][1]["alerts"][0]["advice"] for k in silenced)
     assert all(steps[k - 1][1]["alerts"][0]["labels"] == steps[k][1]["labels"] for k in silenced)
@@ -313,9 +325,9 @@ def test_the_storm_silences_incidents_it_advised_on_and_expires_them_without_red
     names = {args["name"] for kind, args in steps if kind == "isilence"}
     expired = [args["name"] for kind, args in steps if kind == "iexpire"]
     assert expired and set(expired) <= names and len(set(expired)) == len(expired)
-    with_silences = fuzz.stream(2, 30)
-    monkeypatch.setattr(fuzz, "MUTE_AFTER", 0.0)
-    assert _without_mutes(with_silences) == fuzz.stream(2, 30) != with_silences
+    with_silences = storm.stream(2, 30)
+    monkeypatch.setattr(storm, "MUTE_AFTER", 0.0)
+    assert _without_mutes(with_silences) == storm.stream(2, 30) != with_silences
 
 
 def _without_mutes(steps: list[Any]) -> list[Any]:

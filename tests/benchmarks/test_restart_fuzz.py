@@ -28,6 +28,18 @@ def fuzz(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     return harness_module(monkeypatch, "restart_fuzz")
 
 
+@pytest.fixture
+def drawing(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """``benchmarks/restart_stream.py``: what a seed draws."""
+    return harness_module(monkeypatch, "restart_stream")
+
+
+@pytest.fixture
+def running(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """``benchmarks/restart_run.py``: one run, an engine and its outbox."""
+    return harness_module(monkeypatch, "restart_run")
+
+
 def test_a_few_seeds_run_straight_and_restarted_alike() -> None:
     result = run_harness("restart_fuzz.py", "--seeds", "0-1", "--steps", "20", timeout=120)
     assert (result["seeds"], result["steps"], result["divergent"]) == (2, 20, [])
@@ -92,14 +104,14 @@ def test_a_restart_before_the_tick_that_sees_a_silence_end_is_exercised(
 
 
 def test_posts_without_ends_at_are_drawn_apart_from_the_stream(
-    fuzz: ModuleType, monkeypatch: pytest.MonkeyPatch
+    drawing: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Some fires come without endsAt (by the API or a journal batch), some later fires of those alerts
     with an endsAt of their own, earlier than the resolve timeout's end (300 s) or later, a restart before
     some of those; the seed's configuration, steps and restarts are otherwise as they were."""
-    config, steps, restarts = fuzz.stream(5, 60)
-    monkeypatch.setattr(fuzz, "_timeout_posts", lambda _rng, _out: set())
-    config_before, before, restarts_before = fuzz.stream(5, 60)
+    config, steps, restarts = drawing.stream(5, 60)
+    monkeypatch.setattr(drawing, "_timeout_posts", lambda _rng, _out: set())
+    config_before, before, restarts_before = drawing.stream(5, 60)
     assert config == config_before and set(restarts) >= set(restarts_before)
     changed = [(now, was) for now, was in zip(steps, before, strict=True) if now != was]
     assert {now[0] for now, _ in changed} == {"fire"}
@@ -128,32 +140,33 @@ def test_a_rebuild_that_loses_the_resolve_timeout_mark_is_reported(
 
 
 def test_records_accepted_before_a_silence_step_and_alerts_stored_first_are_drawn_apart_from_the_stream(
-    fuzz: ModuleType, monkeypatch: pytest.MonkeyPatch
+    drawing: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Some fires after a step that sets, extends or expires a silence, or brings time to its end, are
     accepted before that step acts and applied at their own step (a restart between in some); some fires of
     several alerts find some stored already. The seed's configuration and steps are otherwise as they were."""
-    config, steps, restarts = fuzz.stream(9, 60)
-    monkeypatch.setattr(fuzz, "_accepted_before", lambda _rng, _out: set())
-    monkeypatch.setattr(fuzz, "_stored_first", lambda _rng, _out: None)
-    config_before, before, restarts_before = fuzz.stream(9, 60)
+    config, steps, restarts = drawing.stream(9, 60)
+    monkeypatch.setattr(drawing, "_accepted_before", lambda _rng, _out: set())
+    monkeypatch.setattr(drawing, "_stored_first", lambda _rng, _out: None)
+    config_before, before, restarts_before = drawing.stream(9, 60)
     assert config == config_before and set(restarts) >= set(restarts_before)
     changed = [(k, now, was) for k, (now, was) in enumerate(zip(steps, before, strict=True)) if now != was]
     assert all(now[0] == was[0] for _, now, was in changed)
     accepting = {k for k, now, _ in changed if "accept" in now[1]}
-    assert accepting and {steps[k][0] for k in accepting} <= set(fuzz._ACCEPTING)
+    assert accepting and {steps[k][0] for k in accepting} <= set(drawing._ACCEPTING)
     assert {k + 1 for k in accepting} == {k for k, now, _ in changed if "accepted" in now[1]}
     assert any("stored_first" in now[1] for _, now, _ in changed)
 
 
 def test_reversed_members_reverse_each_open_incidents_members_at_a_restart(
-    fuzz: ModuleType, tmp_path: Path
+    running: ModuleType, tmp_path: Path
 ) -> None:
     """``--reversed-members``: a stress under which whatever depends on member order diverges."""
     config = AlertingConfig(announce_delay_seconds=0)
-    runs = [fuzz.Run(tmp_path / f"{k}.db", config, reversed_members=k == 1) for k in range(2)]
+    runs = [running.Run(tmp_path / f"{k}.db", config, reversed_members=k == 1) for k in range(2)]
     rack = [
-        ({"cluster": "c1", "alertname": "NodeDown", "node": fuzz.sc.node_name(7, n)}, {}) for n in (1, 2, 3)
+        ({"cluster": "c1", "alertname": "NodeDown", "node": running.sc.node_name(7, n)}, {})
+        for n in (1, 2, 3)
     ]
     orders = []
     for run in runs:

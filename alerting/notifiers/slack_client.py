@@ -1,0 +1,148 @@
+"""The slack-sdk client the Slack notifier calls through, and the one place its errors are translated.
+
+Short rate limits are retried inside slack-sdk by ``RateLimitErrorRetryHandler`` (it honours
+``Retry-After``), up to ``MAX_RETRY_AFTER_SECONDS`` and within the call's deadline; a longer one, or one
+left after those retries, is a ``BackendError`` with ``retry_after``, and the outbox makes no call to the
+notifier until it has passed. ``translate`` turns every slack-sdk and transport error into
+``BackendError(retryable=...)``; ``alerting.notifiers.slack.SlackNotifier._call`` is its only caller.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+from urllib.error import HTTPError
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackRequestError
+from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
+from slack_sdk.web import SlackResponse
+
+from alerting.notifiers.deadline import CallAbandoned, time_left
+from alerting.notifiers.unredirected import UnredirectedWebClient
+from gpuwarden.errors import BackendError
+from gpuwarden.redaction import shown_redirect
+
+RETRYABLE_API_ERRORS = frozenset(
+    {"ratelimited", "rate_limited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
+# The longest Retry-After slept inside the client: the outbox's dispatcher is one thread, so a 429 asking
+# for an hour held every other incident's messages (the outbox retries such a message later instead).
+MAX_RETRY_AFTER_SECONDS = 30
+
+
+class _ShortRateLimitRetries(RateLimitErrorRetryHandler):
+    """slack-sdk's 429 retry, only when Slack asks to wait at most ``MAX_RETRY_AFTER_SECONDS``."""
+
+    def _can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if response is None or response.status_code != 429:
+            return False
+        wait = next((v for k, v in response.headers.items() if k.lower() == "retry-after"), ["1"])
+        seconds = str(wait[0] if isinstance(wait, list) and wait else wait).strip()
+        # slack-sdk sleeps int(header): anything else (1.5, -3, an HTTP date) raised a ValueError out of the
+        # client. Those are left to the outbox, which reads them as it can (``_retry_after``).
+        if not (seconds.isascii() and seconds.isdigit() and int(seconds) <= MAX_RETRY_AFTER_SECONDS):
+            return False
+        # Nor one the call's deadline would cut short (slack-sdk sleeps up to a second more than asked):
+        # slept past it, the call was abandoned as a timeout (no pause) and went on unwaited; the outbox
+        # waits it out as a rate limit instead.
+        left = time_left()
+        return left is None or int(seconds) + 1 < left
+
+
+def make_client(
+    token: str, *, base_url: str = "https://slack.com/api/", timeout: int = 10, rate_limit_retries: int = 3
+) -> WebClient:
+    """A WebClient that retries short 429s after ``Retry-After``; every other retry is the outbox's. It
+    follows no redirect (``alerting.notifiers.unredirected``)."""
+    return UnredirectedWebClient(
+        token=token,
+        base_url=base_url,
+        timeout=timeout,
+        retry_handlers=[_ShortRateLimitRetries(max_retry_count=rate_limit_retries)],
+    )
+
+
+def _header(headers: object, name: str, default: Any) -> Any:
+    """The value of header ``name`` (lower case) in an answer's headers (any case), or ``default``."""
+    items = headers.items() if isinstance(headers, dict) else ()
+    return next((v for k, v in items if str(k).lower() == name), default)
+
+
+def _retry_after(headers: object) -> float:
+    """Seconds a rate-limited answer asks to wait (``Retry-After``); 1 s when it names none, as slack-sdk,
+    or none it is sure of (negative, not a number, an HTTP date). The outbox bounds a long one."""
+    wait = _header(headers, "retry-after", "1")
+    try:
+        seconds = float(wait[0] if isinstance(wait, list) else wait)
+    except (TypeError, ValueError, IndexError):
+        return 1.0
+    return seconds if math.isfinite(seconds) and seconds >= 0 else 1.0
+
+
+def _detail(data: object) -> str:
+    """What Slack says is wrong besides the error code: ``errors`` (with ``invalid_blocks``, the offending
+    fields) and ``response_metadata.messages``; empty when it says nothing more."""
+    if not isinstance(data, dict):
+        return ""
+    said = data.get("errors")
+    notes = [str(e) for e in said] if isinstance(said, list) else ([str(said)] if said else [])
+    meta = data.get("response_metadata")
+    messages = meta.get("messages") if isinstance(meta, dict) else None
+    notes += [str(m) for m in messages] if isinstance(messages, list) else []
+    shown = "; ".join(notes[:10]) + (f"; and {len(notes) - 10} more" if len(notes) > 10 else "")
+    return f" ({shown[:2000]})" if shown else ""
+
+
+def _redirect(response: SlackResponse) -> str:
+    """Where a redirect points (its scheme and host, as ``config show`` shows URLs), and that it is not
+    followed; nothing when it names no place."""
+    location = str(_header(response.headers, "location", ""))
+    if not location:
+        return ""
+    target = shown_redirect(response.api_url, location)
+    return f", a redirect to {target} (not followed: Slack's Web API does not redirect; check slack.base_url)"
+
+
+def translate(method: str, exc: Exception) -> BackendError:
+    """The one place where slack-sdk and transport errors become gpuwarden errors."""
+    if isinstance(exc, SlackApiError):
+        status = exc.response.status_code
+        data = exc.response.data
+        error = str(data.get("error", "")) if isinstance(data, dict) else ""
+        retryable = status == 429 or status >= 500 or error in RETRYABLE_API_ERRORS
+        limited = status == 429 or error in ("ratelimited", "rate_limited")
+        if 300 <= status < 400:  # not followed (``unredirected``): its body is no Slack answer
+            return BackendError(f"{method} failed: HTTP {status}{_redirect(exc.response)}", backend="slack")
+        return BackendError(
+            f"{method} failed: {error or f'HTTP {status}'}{_detail(data)}",
+            backend="slack",
+            retryable=retryable,
+            code=error,
+            retry_after=_retry_after(exc.response.headers) if limited else None,
+        )
+    if isinstance(exc, CallAbandoned):  # a TimeoutError: before the OSErrors below
+        return BackendError(f"{method}: {exc}", backend="slack", retryable=True)
+    if isinstance(exc, SlackRequestError):
+        # files_upload_v2 raises this when the upload URL answers non-200: a transient failure.
+        retryable = str(exc).startswith("Failed to upload a file")
+        return BackendError(f"{method} request failed: {exc}", backend="slack", retryable=retryable)
+    if isinstance(exc, HTTPError):  # an OSError too: files_upload_v2's upload URL answered an error status
+        return BackendError(
+            f"{method}: Slack answered HTTP {exc.code}",
+            backend="slack",
+            retryable=exc.code >= 500 or exc.code in (408, 429),
+        )
+    if isinstance(exc, OSError):
+        return BackendError(f"{method}: cannot reach Slack: {exc}", backend="slack", retryable=True)
+    return BackendError(f"{method} failed: {exc}", backend="slack", retryable=False)
