@@ -55,9 +55,11 @@ FORMAT = "gpuwarden-anomaly-state"
 # each move kept how far its held ranks' values read from their bands' middles since their job came back.
 # 9: before each source's and query's last good read was kept (``source_success``, ``query_success``,
 # ``started``). 10: before each move kept the ranks its start read that did not move with it (``others``:
-# the ranks it could not read then join it when they move with their job).
-VERSION = 11
-SCHEMA = "db40beee5923af27"
+# the ranks it could not read then join it when they move with their job). 11: before the thermal detector
+# kept each GPU's latest gap end and its settle clock before that gap (``gapped_at``, ``seen_was``: a gap
+# that recurs is a flapping exporter's, its restart undone).
+VERSION = 12
+SCHEMA = "47894646085a76c5"
 _HEADER = "header"
 _MODE = 0o600
 # Settings that do not shape what the detectors learn: where the service reads, listens and posts, and the
