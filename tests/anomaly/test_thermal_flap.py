@@ -64,8 +64,10 @@ def test_a_cooler_failing_as_a_job_stalls_while_its_nodes_exporter_flaps_is_flag
     """GPUs lagging 90 s, their node's exporter read in bursts from ``phase`` on: a gap as the job stalled
     showed the GPU cooler (its power had fallen) and was taken for an outage each time, so the failing GPU's
     climb was measured from each reading and its heat then learnt at idle: 10 of these 40 runs read 0 through
-    the whole 40-minute stall, 14 raised no alert within 10 minutes of reads (alerted, at last, as the job
-    resumed). Now alerted within 12 minutes (3 reads in a row over 1, at most 2 reads in 8) and held."""
+    the whole 40-minute stall (alerted, at last, as the job resumed), and 12 failed here. Now each is alerted
+    within 12 minutes (3 reads in a row over 1: read 2 ticks in 8, those span two bursts) and held. Undoing
+    the restart alone left 3 reading 0, their cooler failing in the reads between the first two gaps: the
+    lowest the GPU cooled to is kept through them (``_rewarming``)."""
     rows = _scores(90.0, _read(burst, gap, phase), fails=fails)
     stall = rows[(rows[:, 0] >= BUSY + fails) & (rows[:, 0] < BUSY + STALL)]
     hot = stall[:, 1 + 2] > 1.0
