@@ -56,9 +56,11 @@ FORMAT = "gpuwarden-anomaly-state"
 # 9: before each source's and query's last good read was kept (``source_success``, ``query_success``,
 # ``started``). 10: before each move kept the ranks its start read that did not move with it (``others``:
 # the ranks it could not read then join it when they move with their job). 11: before each move kept the side
-# its start went (a rank joins it only on that side; ``others`` now only those that moved against it).
-VERSION = 12
-SCHEMA = "5383424aeba97fde"
+# its start went (a rank joins it only on that side; ``others`` now only those that moved against it). 12:
+# before the thermal detector kept each GPU's latest gap end and its settle clock before that gap
+# (``gapped_at``, ``seen_was``: a gap that recurs is a flapping exporter's, its restart undone).
+VERSION = 13
+SCHEMA = "34dd37b93ce2d55f"
 _HEADER = "header"
 _MODE = 0o600
 # Settings that do not shape what the detectors learn: where the service reads, listens and posts, and the

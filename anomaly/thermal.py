@@ -206,13 +206,14 @@ class ThermalDetector(ThermalGuesses, ThermalHolds):
         # gap, its climb measured from each reading for 10 minutes, scored 1.1 (3.3 from its idle). Nor was
         # one back within its band of its line at a power its line judges (readings lost at its job's power):
         # a cooler failing in a stall begun in the 10 minutes after read 0 for 4 minutes (lagging 90 s).
+        # A gap recurring within ``settle_seconds`` of reads is a flapping exporter's, no outage (``_seen``).
         cooled = ~(ongoing & (t > self.low_t[slots])) & ~(judged.warm & ~fallen & (np.abs(line.resid) < band))
-        seen = self._seen(slots, line.fresh | ((gap > self._slowest_lag()) & cooled), at)
+        seen, woke = self._seen(slots, line.fresh, gap, cooled, at)
         climbing, climb = self._climbs(
             slots,
             (t, self.slow[slots], line.slope),
             judged.guess & (n >= self.warmup),
-            (fallen, ongoing, seen),
+            (fallen, ongoing, seen, woke),
         )
         own, peer, peer_score = judged.own, judged.peer, judged.peer_score
         score = np.where(peer, peer_score, np.where(climbing, np.maximum(climb / band, own), own))

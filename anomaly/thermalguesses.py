@@ -63,13 +63,15 @@ class ThermalGuesses(ThermalLines):
         slots: IntArray,
         sample: tuple[FloatArray, FloatArray, FloatArray],
         guess: BoolArray,
-        fallen: tuple[BoolArray, BoolArray, BoolArray],
+        fallen: tuple[BoolArray, BoolArray, BoolArray, BoolArray],
     ) -> tuple[BoolArray, FloatArray]:
         """Which guesses are judged by their temperature's climb, above the power its line scored at
         (``_climbing``) or below it (``_rewarming``; ``fallen``: ``_fallen``'s, and whether the temperature
         has settled since it was unseen, ``_seen``), and that climb."""
         climbing, climb = self._climbing(slots, sample, guess)
-        rewarming, rise = self._rewarming(slots, sample, fallen[0] & guess, fallen[1], ~fallen[2])
+        rewarming, rise = self._rewarming(
+            slots, sample, fallen[0] & guess, fallen[1], (~fallen[2], fallen[3])
+        )
         return climbing | rewarming, np.where(rewarming, rise, climb)
 
     def _climbing(
@@ -99,30 +101,34 @@ class ThermalGuesses(ThermalLines):
         sample: tuple[FloatArray, FloatArray, FloatArray],
         fallen: BoolArray,
         ongoing: BoolArray,
-        cold: BoolArray,
+        unseen: tuple[BoolArray, BoolArray],
     ) -> tuple[BoolArray, FloatArray]:
         """Which ``fallen`` samples are judged by how far their temperature has climbed from the lowest it
         cooled to since, moved by their line's slope for the power since (lagged at the slowest lag it allows
         for), and that climb. A rise of that power (a job resuming warms its GPU) starts it again from there.
-        A ``cold`` sample (not settled since it was unseen: back from its node's outage) climbs from its
-        GPU's rest at that power (``_rested``), or with none, from itself.
+        A cold sample (``unseen``'s first: not settled since it was unseen, back from its node's outage)
+        climbs from its GPU's rest at that power (``_rested``), or with none, from itself, and so does the
+        first settled since (``unseen``'s second, ``_seen``'s woke), the lowest from there on.
 
         Seen only in its job, a GPU whose job stalled (another node of it down) idles below any power its
         line scored at, where the line, its slope shrunk by the ridge, drew 67 C over its 33 C: a cooler
         failing there (46 C at idle) scored 0. A healthy GPU only cools while its power stays down, but one
         back cold from its node's outage warms from the room to its idle: lagging 90 s, it read 29 C first
         and its climb to its 33 C idle scored 1.33, never settling, a thermal alert on every GPU of the node
-        held for the 6-hour hold. Under its rest, a healthy GPU warming up climbs no band above it."""
+        held for the 6-hour hold. Under its rest, a healthy GPU warming up climbs no band above it. The
+        lowest it cooled to is kept through the cold reads (not the last of them): a gap taken for an outage
+        is undone as a flapping exporter's at the next (``_seen``), and a cooler failing in the reads between
+        climbs from that low on (from the last of them, 3 of 40 flapping runs read 0 through the stall)."""
         t, slow, slope = sample
-        low_t, low_p = self.low_t[slots], self.low_p[slots]
+        (cold, woke), low_t, low_p = unseen, self.low_t[slots], self.low_p[slots]
         rose = slow > low_p + self.ridge_watts
         anew = ~ongoing | rose | (t <= low_t)
         low_t, low_p = np.where(anew, t, low_t), np.where(anew, slow, low_p)
         rest_t, rest_p = self.rest_t[slots], self.rest_p[slots]
         rested = (rest_p > 0.0) & (np.abs(slow - rest_p) <= self.ridge_watts)
-        low_t = np.where(cold, np.where(rested, rest_t, t), low_t)
-        low_p = np.where(cold, slow, low_p)
-        self.low_t[slots], self.low_p[slots] = low_t, low_p
+        from_t = np.where(rested, rest_t, t)  # where a cold sample climbs from
+        self.low_t[slots], self.low_p[slots] = np.where(woke, from_t, low_t), np.where(woke, slow, low_p)
+        low_t, low_p = np.where(cold | woke, from_t, low_t), np.where(cold | woke, slow, low_p)
         # Allowed for as it rises only: a GPU quicker than the slowest lag cooled while that power fell on.
         climb = t - low_t - np.maximum(slope, 0.0) * np.maximum(slow - low_p, 0.0)
         return fallen & ongoing & ~rose, np.maximum(climb, 0.0)

@@ -87,18 +87,42 @@ class ThermalHolds(ThermalLines):
         score = np.where(carried & (score < 1.0), self.hot_in[slots], score)
         return score, np.where(carried, score, strict)
 
-    def _seen(self, slots: IntArray, unseen: BoolArray, at: float) -> BoolArray:
+    def _seen(
+        self, slots: IntArray, fresh: BoolArray, gap: FloatArray, cooled: BoolArray, at: float
+    ) -> tuple[BoolArray, BoolArray]:
         """Which samples' temperatures have been read long enough to have settled: ``settle_seconds`` (5 of
-        the slowest lags it allows for) since the first sample after one ``unseen`` (a fresh slot, or a gap
-        longer than the slowest lag: its node down, its GPU off and cooling meanwhile).
+        the slowest lags it allows for) since a ``fresh`` slot's first sample or the first after an outage (a
+        lone ``gap`` longer than the slowest lag, back ``cooled``: its node down, its GPU off and cooling
+        meanwhile); and which settled just now (woke: not at the sample before). A gap shorter than
+        ``settle_seconds`` begun less than that of reads after the gap before ended is a flapping exporter's,
+        no outage (its GPU stayed powered): the clock stops over it (the time unread does not count) and a
+        restart by the gap before is undone (``seen_was``). A longer gap is an outage whatever came before.
 
         A GPU whose temperature lags 90 s, back cold from its node's 30-minute outage, read 33 C at first
         with its cooler still failed, no hotter than its rest plus its band (``_not_as_rested``): its carried
-        run was let go and, climbing on to 46 C, it read 0 through its job's stall. A clock set back is undone
+        run was let go and, climbing on to 46 C, it read 0 through its job's stall. Restarted at every gap,
+        the wait never ended while a node's exporter flapped (2-6 reads in every 8-12): one gap as its job
+        stalled (the GPU read cooler as its power fell) and a cooler failing then was measured from each
+        read, then learnt at idle (10 of 40 flapping runs read 0 through a 40-minute stall). Stopped at any
+        gap under ``settle_seconds`` instead (fix/flap), a healthy GPU powered off 2-9 minutes in a stall (one
+        gap: a reboot) read 0.67-1.33 warming back from the room (0.01 restarted). A clock set back is undone
         before (``_stepped_back``): read an hour ahead, every GPU read as not settled for an hour."""
-        seen_at = np.where(unseen, at, self.seen_at[slots])
+        clock, was, gapped_at = self.seen_at[slots], self.seen_was[slots], self.gapped_at[slots]
+        unread = ~fresh & (gap > self._slowest_lag())
+        short = unread & (gap < self.settle_seconds)
+        flaps = short & (gapped_at > 0.0) & (self.last[slots] - gapped_at < self.settle_seconds)
+        outage = unread & cooled & ~flaps
+        # Flapping: the clock as if the gap before was none either, stopped over this one where it cooled.
+        kept = np.where(was > 0.0, was, clock) + np.where(cooled, gap, 0.0)
+        seen_at = np.where(fresh | outage, at, np.where(flaps, kept, clock))
+        # A gap of ``settle_seconds`` or more is an outage whatever follows: its restart is never undone.
+        self.seen_was[slots] = np.where(outage & short, clock + gap, np.where(fresh | unread, 0.0, was))
+        self.gapped_at[slots] = np.where(fresh, 0.0, np.where(unread, at, gapped_at))
         self.seen_at[slots] = seen_at
-        return at - seen_at >= self.settle_seconds
+        # Woke: settled now, not at the sample before, and not by undoing the restart that kept it cold.
+        cold_before = self.last[slots] - clock < self.settle_seconds
+        seen = at - seen_at >= self.settle_seconds
+        return seen, seen & cold_before & ~(flaps & (was > 0.0))
 
     def _not_as_peers(
         self,

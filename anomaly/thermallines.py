@@ -55,8 +55,11 @@ FIELDS = (  # its per-slot arrays, in the order of a parked GPU's row
     "rest_t",
     "rest_p",
     "seen_at",
+    "gapped_at",
+    "seen_was",
 )
-_TIMES = ("last", "hot_at", "risen_at", "fell_at", "seen_at")  # its per-slot times (0: none)
+# Its per-slot times (0: none).
+_TIMES = ("last", "hot_at", "risen_at", "fell_at", "seen_at", "gapped_at", "seen_was")
 
 
 class ThermalLines:
@@ -112,7 +115,10 @@ class ThermalLines:
         self.low_p = np.zeros(0)  # slowest lag then (``_rewarming``)
         self.rest_t = np.zeros(0)  # the temperature it settled at, at the lowest power it settled at in no
         self.rest_p = np.zeros(0)  # hot run, and that power lagged (0: none yet; ``_rested``)
-        self.seen_at = np.zeros(0)  # its first sample after one unseen for the slowest lag (``_seen``)
+        self.seen_at = np.zeros(0)  # when its settle clock started, less the time unread since (``_seen``)
+        self.gapped_at = np.zeros(0)  # its first sample after its latest gap over the slowest lag (0: none)
+        self.seen_was = np.zeros(0)  # ``seen_at`` before that gap restarted it, plus the gap (0: it did not,
+        # or the gap was of ``settle_seconds`` or more: an outage's restart is never undone)
         self._join: tuple[IntArray, IntArray, IntArray, IntArray, IntArray, IntArray] | None = None
         self._slot: Slots[int] = Slots()  # temperature series id <-> its row of the arrays
         self._gpu: list[str | None] = []  # each slot's GPU (``key_label``), to park its state when forgotten
@@ -188,7 +194,7 @@ class ThermalLines:
             gpu, self._gpu[slot] = self._gpu[slot], None
             if gpu is not None and self.n[slot] > 0:
                 row = np.array([getattr(self, name)[slot] for name in FIELDS])
-                # At most as many GPUs as it has slots (510 B a GPU parked, 208 B a slot): 2.5x its state.
+                # At most as many GPUs as it has slots (526 B a GPU parked, 224 B a slot): 2.3x its state.
                 self._parked.park(gpu, float(self.last[slot]), row, self.n.size)
             self._slot.free(slot)
         self.n[slots] = 0

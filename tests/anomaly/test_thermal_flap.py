@@ -1,0 +1,120 @@
+"""A node's exporter that flaps (reads in bursts, gaps longer than the slowest lag between them) is no outage:
+its GPUs stay powered, so a gap that recurs within ``thermal_settle_seconds`` of reads must not restart the
+wait for their temperature to settle (``ThermalDetector._seen``), while a lone gap (a reboot, an outage) and
+one of ``thermal_settle_seconds`` or more still do."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from anomaly.thermal import ThermalDetector
+from tests.anomaly.test_thermal import GPUS, Gpus, _throttled
+
+BUSY = 10  # ticks in the job (620 W) after the warm-up before it stalls at 70 W
+STALL = 80  # ticks the stall lasts (40 minutes)
+PATTERNS = [(3, 5), (2, 6), (4, 8), (6, 6)]  # (burst, gap): ticks read, then ticks not read, over and over
+GRID = [(b, g, phase, fails) for b, g in PATTERNS for phase in range(0, 10, 2) for fails in (3, 7)]
+
+
+def _read(burst: int, gap: int, phase: int) -> Callable[[int], bool]:
+    """Whether a tick is read: each before ``phase``, then ``burst`` ticks read in every ``burst + gap``."""
+    return lambda tick: tick < phase or (tick - phase) % (burst + gap) < burst
+
+
+def _scores(
+    tau: float,
+    read: Callable[[int], bool],
+    *,
+    fails: int | None = None,
+    off: Callable[[int], bool] = lambda tick: False,
+    ticks: int = BUSY + STALL + 40,
+) -> np.ndarray:
+    """Scores (reads x GPUs, each row's first column the tick it was read at) of six lone GPUs seen only in
+    their job (620 W) for 75 minutes, their thermal lag ``tau``: ``BUSY`` ticks (30 s) on, the job stalls at
+    70 W for ``STALL`` ticks, then resumes; only the ticks ``read`` are scored, and the GPUs are powered off
+    (cooling towards the room's 28 C, unread) at the ticks ``off``. GPU 2's cooler fails (x4 over 5 minutes)
+    ``fails`` ticks into the stall."""
+    rng = np.random.default_rng(17)
+    gpus, det = Gpus(tau=tau), ThermalDetector()
+    gpus.temp[:] = gpus.room + gpus.resistance * 620.0
+    for _ in range(150):
+        det.detect(gpus.step(np.full(len(GPUS), 620.0), rng))
+    rows = []
+    for tick in range(ticks):
+        if fails is not None and tick >= BUSY + fails:
+            gpus.resistance[2] = 0.065 * (1.0 + min(3.0, 0.3 * (tick - BUSY - fails + 1)))
+        watts = 0.0 if off(tick) else 70.0 if BUSY <= tick < BUSY + STALL else 620.0
+        view = gpus.step(_throttled(np.full(len(GPUS), watts), gpus.temp), rng)
+        if read(tick) and not off(tick):
+            rows.append([tick, *det.detect(view)[0].score.tolist()])
+    return np.array(rows)
+
+
+@pytest.mark.parametrize(
+    ("burst", "gap", "phase", "fails"),
+    GRID,
+    ids=[f"{b}-in-{b + g}-from-{ph}-fails-{f * 30}s-in" for b, g, ph, f in GRID],
+)
+def test_a_cooler_failing_as_a_job_stalls_while_its_nodes_exporter_flaps_is_flagged(
+    burst: int, gap: int, phase: int, fails: int
+):
+    """GPUs lagging 90 s, their node's exporter read in bursts from ``phase`` on: a gap as the job stalled
+    showed the GPU cooler (its power had fallen) and was taken for an outage each time, so the failing GPU's
+    climb was measured from each reading and its heat then learnt at idle: 10 of these 40 runs read 0 through
+    the whole 40-minute stall (alerted, at last, as the job resumed), and 12 failed here. Now each is alerted
+    within 12 minutes (3 reads in a row over 1: read 2 ticks in 8, those span two bursts) and held. Undoing
+    the restart alone left 3 reading 0, their cooler failing in the reads between the first two gaps: the
+    lowest the GPU cooled to is kept through them (``_rewarming``)."""
+    rows = _scores(90.0, _read(burst, gap, phase), fails=fails)
+    stall = rows[(rows[:, 0] >= BUSY + fails) & (rows[:, 0] < BUSY + STALL)]
+    hot = stall[:, 1 + 2] > 1.0
+    alert = next((i for i in range(2, hot.size) if hot[i - 2 : i + 1].all()), None)
+    assert alert is not None and stall[alert, 0] - BUSY - fails <= 24
+    assert hot[alert:].all()
+    assert np.delete(rows[:, 1:], 2, axis=1).max() <= 1.0
+
+
+@pytest.mark.parametrize(("burst", "gap"), PATTERNS, ids=[f"{b}-in-{b + g}" for b, g in PATTERNS])
+@pytest.mark.parametrize("tau", [20.0, 90.0, 120.0], ids=["lag-20s", "lag-90s", "lag-120s"])
+def test_healthy_gpus_whose_nodes_exporter_flaps_through_a_stall_raise_nothing(
+    tau: float, burst: int, gap: int
+):
+    """The other side: healthy GPUs cooling as their job stalls and warming as it resumes, read in bursts,
+    are read hot at no burst (their climb is measured from the lowest they read, across the gaps)."""
+    for phase in (0, 3, 6):
+        assert _scores(tau, _read(burst, gap, phase))[:, 1:].max() <= 1.0
+
+
+@pytest.mark.parametrize("minutes", [2, 4, 6, 9], ids=lambda m: f"off-{m}min")
+@pytest.mark.parametrize("tau", [90.0, 120.0], ids=["lag-90s", "lag-120s"])
+def test_healthy_gpus_powered_off_a_few_minutes_in_a_stall_read_as_back_from_an_outage(
+    tau: float, minutes: int
+):
+    """A node rebooted in a stall: one gap, far more common than a flapping exporter. Its GPUs, off 2-9
+    minutes five minutes into the stall, are back colder than they had cooled to and warm to their idle from
+    there: a lone gap restarts the settle wait, and they read at most 0.01 through the rest of the stall.
+    With every gap shorter than ``thermal_settle_seconds`` only stopping that wait (fix/flap), they read
+    0.67-1.33 (their warming from the room measured as a climb from before the reboot), alerted."""
+    down = range(BUSY + 10, BUSY + 10 + 2 * minutes)
+    rows = _scores(tau, lambda tick: True, off=lambda tick: tick in down, ticks=BUSY + STALL)
+    assert rows[:, 1:].max() <= 0.2
+
+
+@pytest.mark.parametrize("tau", [90.0, 120.0], ids=["lag-90s", "lag-120s"])
+def test_healthy_gpus_back_cold_from_a_long_outage_after_their_exporter_flapped_raise_nothing(tau: float):
+    """A gap of ``thermal_settle_seconds`` or more is an outage, whatever came before: the node's exporter
+    flaps (3 reads in every 8) through the stall's first 12 minutes, then the node is off 11.5 minutes
+    (cooling towards the room) and back, still stalled, read every tick. Taken for one more flapping gap, the
+    outage only stopped the settle wait and the GPUs' warming from the room read as a climb (1.33 lagging
+    90 s)."""
+    flaps, down = _read(3, 5, BUSY), range(BUSY + 24, BUSY + 24 + 23)
+    rows = _scores(
+        tau,
+        lambda tick: tick >= down.stop or flaps(tick),
+        off=lambda tick: tick in down,
+        ticks=BUSY + STALL,
+    )
+    assert rows[:, 1:].max() <= 1.0
