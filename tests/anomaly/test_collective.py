@@ -353,3 +353,24 @@ def test_a_rank_that_moves_against_its_job_is_never_added_to_its_move_nor_on_the
     # The job stalls, the straggler with it: still not its move's.
     assert update([2.0] * 6, [-1.0] * 6) == [False] + [True] * 5
     assert moves.state() == [["adaptive", POWER, ["7345"], [1, 2, 3, 4, 5], [1, 2, 3, 4, 5], [], [0], -1.0]]
+
+
+def test_a_straggler_under_half_way_while_its_job_is_slowed_is_not_added_as_the_job_comes_back():
+    """The shape ``_Move.side`` is for (module docstring): a straggler busier while its job waits, its band
+    wide, reads under half-way (against) at every tick the job is slowed, so it never joins ``others``; as
+    the job comes back every rank reads above the bands the slowdown lowered, the straggler too. Were any
+    side joined, it would join there and be held as the job's; the move joins ranks only on its start's
+    side. (Every other test here passed with the side check removed.)"""
+    ranks, ids = RANKS[:6], np.arange(6, dtype=np.int64)
+    moves = CollectiveMoves()
+
+    def update(scores: list[float], side: list[float]) -> list[bool]:
+        f = Findings("adaptive", POWER, ranks, np.array(scores), np.array(side), yhat=np.zeros(6), ids=ids)
+        return moves.update(f, collective_workloads(f)).tolist()
+
+    slowed = [1.0] + [-1.0] * 5
+    assert update([0.49] + [2.0] * 5, slowed) == [False] + [True] * 5
+    assert update([0.45] + [2.0] * 5, slowed) == [False] + [True] * 5
+    # The job comes back: every rank above its band's middle, the straggler past half-way with them.
+    assert update([2.0] * 6, [1.0] * 6) == [False] + [True] * 5
+    assert moves.state()[0][4] == [1, 2, 3, 4, 5] and moves.state()[0][6] == []
