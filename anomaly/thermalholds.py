@@ -102,7 +102,8 @@ class ThermalHolds(ThermalLines):
         ``settle_seconds`` begun less than that of reads after the gap before ended is a flapping exporter's,
         no outage (its GPU stayed powered): the clock stops over it (the time unread does not count) and a
         restart by the gap before is undone (``seen_was``). A longer gap is an outage whatever came before,
-        and so is one after which it read off (``back``'s second: colder than a powered GPU cools).
+        and so is one it came back off from (``back``'s second: colder than a powered GPU cools), never
+        undone.
 
         A GPU whose temperature lags 90 s, back cold from its node's 30-minute outage, read 33 C at first
         with its cooler still failed, no hotter than its rest plus its band (``_not_as_rested``): its carried
@@ -111,15 +112,17 @@ class ThermalHolds(ThermalLines):
         stalled (the GPU read cooler as its power fell) and a cooler failing then was measured from each
         read, then learnt at idle (10 of 40 flapping runs read 0 through a 40-minute stall). Stopped at any
         gap under ``settle_seconds`` instead (fix/flap), a healthy GPU powered off 2-9 minutes in a stall (one
-        gap: a reboot) read 0.67-1.33 warming back from the room (0.01 restarted), and 1.0-1.33 where scrapes
-        lost 2 minutes after the reboot (read as flapping) undid its restart: one back off is not undone. A
-        clock set back is undone before (``_stepped_back``): read an hour ahead, every GPU read as not
-        settled for an hour."""
+        gap: a reboot) read 0.67-1.33 warming back from the room (0.01 restarted), and 1.0-1.33 where a gap
+        read as flapping, scrapes lost just after the reboot or the reboot just after one, undid its restart
+        or stopped the wait over it: a gap it came back off from is an outage. A clock set back is undone
+        before (``_stepped_back``): read an hour ahead, every GPU read as not settled for an hour."""
         (cooled, off), clock, was = back, self.seen_at[slots], self.seen_was[slots]
         gapped_at = self.gapped_at[slots]
         unread = ~fresh & (gap > self._slowest_lag())
         short = unread & (gap < self.settle_seconds)
-        flaps = short & (gapped_at > 0.0) & (self.last[slots] - gapped_at < self.settle_seconds)
+        # Back off (no powered GPU cools so), a gap is an outage however soon after the one before it.
+        recurs = (gapped_at > 0.0) & (self.last[slots] - gapped_at < self.settle_seconds)
+        flaps = short & recurs & ~off
         outage = unread & cooled & ~flaps
         # Flapping: the clock as if the gap before was none either, stopped over this one where it cooled.
         kept = np.where(was > 0.0, was, clock) + np.where(cooled, gap, 0.0)
