@@ -208,7 +208,10 @@ class ThermalDetector(ThermalGuesses, ThermalHolds):
         # a cooler failing in a stall begun in the 10 minutes after read 0 for 4 minutes (lagging 90 s).
         # A gap recurring within ``settle_seconds`` of reads is a flapping exporter's, no outage (``_seen``).
         cooled = ~(ongoing & (t > self.low_t[slots])) & ~(judged.warm & ~fallen & (np.abs(line.resid) < band))
-        seen, woke = self._seen(slots, line.fresh, gap, cooled, at)
+        # Back over half a band colder than it had cooled to, its power settled (no longer falling at the
+        # slowest lag): no powered GPU cools so, it was off (a reboot), its restart not undone as a flap's.
+        low = (t < self.low_t[slots] - 0.5 * band) & (self.slow[slots] <= lagged + self.ridge_watts)
+        seen, woke = self._seen(slots, line.fresh, gap, (cooled, cooled & low), at)
         climbing, climb = self._climbs(
             slots,
             (t, self.slow[slots], line.slope),

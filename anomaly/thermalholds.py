@@ -88,15 +88,22 @@ class ThermalHolds(ThermalLines):
         return score, np.where(carried, score, strict)
 
     def _seen(
-        self, slots: IntArray, fresh: BoolArray, gap: FloatArray, cooled: BoolArray, at: float
+        self,
+        slots: IntArray,
+        fresh: BoolArray,
+        gap: FloatArray,
+        back: tuple[BoolArray, BoolArray],
+        at: float,
     ) -> tuple[BoolArray, BoolArray]:
         """Which samples' temperatures have been read long enough to have settled: ``settle_seconds`` (5 of
         the slowest lags it allows for) since a ``fresh`` slot's first sample or the first after an outage (a
-        lone ``gap`` longer than the slowest lag, back ``cooled``: its node down, its GPU off and cooling
+        lone ``gap`` longer than the slowest lag, ``back`` cooled: its node down, its GPU off and cooling
         meanwhile); and which settled just now (woke: not at the sample before). A gap shorter than
         ``settle_seconds`` begun less than that of reads after the gap before ended is a flapping exporter's,
         no outage (its GPU stayed powered): the clock stops over it (the time unread does not count) and a
-        restart by the gap before is undone (``seen_was``). A longer gap is an outage whatever came before.
+        restart by the gap before is undone (``seen_was``). A longer gap is an outage whatever came before,
+        and so is one it came back off from (``back``'s second: colder than a powered GPU cools), never
+        undone.
 
         A GPU whose temperature lags 90 s, back cold from its node's 30-minute outage, read 33 C at first
         with its cooler still failed, no hotter than its rest plus its band (``_not_as_rested``): its carried
@@ -105,18 +112,25 @@ class ThermalHolds(ThermalLines):
         stalled (the GPU read cooler as its power fell) and a cooler failing then was measured from each
         read, then learnt at idle (10 of 40 flapping runs read 0 through a 40-minute stall). Stopped at any
         gap under ``settle_seconds`` instead (fix/flap), a healthy GPU powered off 2-9 minutes in a stall (one
-        gap: a reboot) read 0.67-1.33 warming back from the room (0.01 restarted). A clock set back is undone
+        gap: a reboot) read 0.67-1.33 warming back from the room (0.01 restarted), and 1.0-1.33 where a gap
+        read as flapping, scrapes lost just after the reboot or the reboot just after one, undid its restart
+        or stopped the wait over it: a gap it came back off from is an outage. A clock set back is undone
         before (``_stepped_back``): read an hour ahead, every GPU read as not settled for an hour."""
-        clock, was, gapped_at = self.seen_at[slots], self.seen_was[slots], self.gapped_at[slots]
+        (cooled, off), clock, was = back, self.seen_at[slots], self.seen_was[slots]
+        gapped_at = self.gapped_at[slots]
         unread = ~fresh & (gap > self._slowest_lag())
         short = unread & (gap < self.settle_seconds)
-        flaps = short & (gapped_at > 0.0) & (self.last[slots] - gapped_at < self.settle_seconds)
+        # Back off (no powered GPU cools so), a gap is an outage however soon after the one before it.
+        recurs = (gapped_at > 0.0) & (self.last[slots] - gapped_at < self.settle_seconds)
+        flaps = short & recurs & ~off
         outage = unread & cooled & ~flaps
         # Flapping: the clock as if the gap before was none either, stopped over this one where it cooled.
         kept = np.where(was > 0.0, was, clock) + np.where(cooled, gap, 0.0)
         seen_at = np.where(fresh | outage, at, np.where(flaps, kept, clock))
-        # A gap of ``settle_seconds`` or more is an outage whatever follows: its restart is never undone.
-        self.seen_was[slots] = np.where(outage & short, clock + gap, np.where(fresh | unread, 0.0, was))
+        # A gap of ``settle_seconds`` or more, or one it came back off from, is an outage whatever follows:
+        # its restart is never undone.
+        undoable = outage & short & ~off
+        self.seen_was[slots] = np.where(undoable, clock + gap, np.where(fresh | unread, 0.0, was))
         self.gapped_at[slots] = np.where(fresh, 0.0, np.where(unread, at, gapped_at))
         self.seen_at[slots] = seen_at
         # Woke: settled now, not at the sample before, and not by undoing the restart that kept it cold.

@@ -103,6 +103,24 @@ def test_healthy_gpus_powered_off_a_few_minutes_in_a_stall_read_as_back_from_an_
     assert rows[:, 1:].max() <= 0.2
 
 
+@pytest.mark.parametrize("lost", [5, 8], ids=lambda n: f"lost-{n * 30}s")
+@pytest.mark.parametrize("minutes", [4, 6, 9], ids=lambda m: f"off-{m}min")
+@pytest.mark.parametrize("tau", [90.0, 120.0], ids=["lag-90s", "lag-120s"])
+def test_healthy_gpus_rebooted_in_a_stall_then_losing_scrapes_read_as_back_from_an_outage(
+    tau: float, minutes: int, lost: int
+):
+    """The reboot above, then its exporter's scrapes lost 2.5-4 minutes (GPUs powered) two minutes after
+    the node is back: that second gap, begun within ``thermal_settle_seconds`` of reads after the reboot,
+    is read as flapping. It undid the reboot's restart too, and the GPUs' warming from the room (29 C back,
+    their idle 33 C) was measured from the lowest cold read: 1.0-1.33, every GPU of the node alerted
+    (off 6-9 minutes) for the rest of the stall. Back over half a band colder than they had cooled to, their
+    power settled, no powered GPU cools so: that restart is not undone, and they read 0."""
+    down = range(BUSY + 10, BUSY + 10 + 2 * minutes)
+    unread = range(down.stop + 4, down.stop + 4 + lost)
+    rows = _scores(tau, lambda tick: tick not in unread, off=lambda tick: tick in down, ticks=BUSY + STALL)
+    assert rows[:, 1:].max() <= 0.2
+
+
 @pytest.mark.parametrize("tau", [90.0, 120.0], ids=["lag-90s", "lag-120s"])
 def test_healthy_gpus_back_cold_from_a_long_outage_after_their_exporter_flapped_raise_nothing(tau: float):
     """A gap of ``thermal_settle_seconds`` or more is an outage, whatever came before: the node's exporter
@@ -118,3 +136,24 @@ def test_healthy_gpus_back_cold_from_a_long_outage_after_their_exporter_flapped_
         ticks=BUSY + STALL,
     )
     assert rows[:, 1:].max() <= 1.0
+
+
+@pytest.mark.parametrize("minutes", [4, 6, 9], ids=lambda m: f"off-{m}min")
+@pytest.mark.parametrize("tau", [90.0, 120.0], ids=["lag-90s", "lag-120s"])
+def test_healthy_gpus_rebooted_while_their_nodes_exporter_flaps_read_as_back_from_an_outage(
+    tau: float, minutes: int
+):
+    """The exporter flaps (3 reads in every 8) through the stall's first 12 minutes, then the node is off
+    4-9 minutes (under ``thermal_settle_seconds``) and back, read every tick. Begun within that of reads
+    after a flapping gap, the reboot was read as one more: the settle wait only stopped over it, and the
+    GPUs' warming from the room read as a climb (1.0-1.33, fix/flap2's stated cost). Back over half a band
+    colder than they had cooled to, their power settled, they were off: an outage, and they read at most
+    0.1."""
+    flaps, down = _read(3, 5, BUSY), range(BUSY + 24, BUSY + 24 + 2 * minutes)
+    rows = _scores(
+        tau,
+        lambda tick: tick >= down.stop or flaps(tick),
+        off=lambda tick: tick in down,
+        ticks=BUSY + STALL,
+    )
+    assert rows[:, 1:].max() <= 0.1
