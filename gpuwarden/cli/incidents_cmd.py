@@ -65,9 +65,9 @@ add_request_options(incidents_app)
 
 def incident_path(incident_id: str, suffix: str = "") -> str:
     """The API path of an incident, its id percent-encoded: ``a/../b`` must not reach incident ``b``."""
-    if not incident_id.strip():
-        err_console.print("[red]error:[/red] the incident id is empty; `gpuwarden incidents list` shows them")
-        raise typer.Exit(1)
+    # Empty, it named the incidents collection (or "/ack" under it); said as a bad argument (exit 2), as a
+    # missing one is: no request went out, so it is not serve failing (1).
+    written("INCIDENT_ID", incident_id, "the incident's id (`gpuwarden incidents list` shows them)")
     return f"/api/v1/incidents/{quote(incident_id, safe='')}{suffix}"
 
 
@@ -189,7 +189,7 @@ def show(
 
 
 ByOption = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--by",
         "--author",
@@ -198,11 +198,13 @@ ByOption = Annotated[
 ]
 
 
-def who(by: str) -> str:
+def who(by: str | None) -> str:
     """Who a command says did it: ``--by``, else ``$USER``, else the OS user name (``LOGNAME``, the password
-    database), else ``uid N``. A cron job or container has no ``$USER``, and every action read "by cli"."""
-    if by:
-        return by
+    database), else ``uid N``. A cron job or container has no ``$USER``, and every action read "by cli".
+    A ``--by`` given empty (``--by "$ONCALL"`` with the variable unset) is refused, not taken as left out:
+    it was recorded as ``$USER``, and a blank one was serve's 400 (exit 1)."""
+    if by is not None:
+        return written("--by", by, "who does it, or leave --by out for $USER")
     if os.environ.get("USER"):
         return os.environ["USER"]
     try:
@@ -219,7 +221,7 @@ def written(name: str, text: str, what: str) -> str:
     return text
 
 
-def _act(url: str, incident_id: str, action: str, body: dict[str, str], by: str) -> dict[str, Any]:
+def _act(url: str, incident_id: str, action: str, body: dict[str, str], by: str | None) -> dict[str, Any]:
     body = {**body, "by": who(by)}
     inc: dict[str, Any] = api_json("POST", url, incident_path(incident_id, f"/{action}"), dict, json=body)
     return inc
@@ -227,7 +229,7 @@ def _act(url: str, incident_id: str, action: str, body: dict[str, str], by: str)
 
 @incidents_app.command("ack")
 @gpuwarden_answers
-def ack(incident_id: str, url: UrlOption = "http://127.0.0.1:8080", by: ByOption = "") -> None:
+def ack(incident_id: str, url: UrlOption = "http://127.0.0.1:8080", by: ByOption = None) -> None:
     """Acknowledge an incident (needs GPUWARDEN_API_TOKEN); says so when someone already did."""
     inc = _act(url, incident_id, "ack", {}, by)
     _said(inc)
@@ -239,7 +241,7 @@ def mitigate(
     incident_id: str,
     action: Annotated[str, typer.Option(help="What is being done, e.g. 'draining node r07-n03'.")],
     url: UrlOption = "http://127.0.0.1:8080",
-    by: ByOption = "",
+    by: ByOption = None,
 ) -> None:
     """Mark an incident mitigating: someone is working on it (needs GPUWARDEN_API_TOKEN); says so when
     someone already marked the same action."""
@@ -255,7 +257,7 @@ def note(
     incident_id: str,
     text: Annotated[str, typer.Argument(help="The note (timeline, Slack thread, postmortem).")],
     url: UrlOption = "http://127.0.0.1:8080",
-    by: ByOption = "",
+    by: ByOption = None,
 ) -> None:
     """Add a note to an incident's timeline (needs GPUWARDEN_API_TOKEN)."""
     inc = _act(url, incident_id, "notes", {"text": written("TEXT", text, "the note")}, by)
@@ -268,7 +270,7 @@ def silence(
     incident_id: str,
     duration: Annotated[str, typer.Option("--for", help="How long: 30m, 1h, 1h30m, 2d.")] = "1h",
     url: UrlOption = "http://127.0.0.1:8080",
-    by: ByOption = "",
+    by: ByOption = None,
 ) -> None:
     """Silence an incident's alerts for a while (needs GPUWARDEN_API_TOKEN); says so when a silence that
     has at least half of that left holds it already."""
@@ -287,7 +289,7 @@ def silence(
 
 @incidents_app.command("resolve")
 @gpuwarden_answers
-def resolve(incident_id: str, url: UrlOption = "http://127.0.0.1:8080", by: ByOption = "") -> None:
+def resolve(incident_id: str, url: UrlOption = "http://127.0.0.1:8080", by: ByOption = None) -> None:
     """Resolve an incident now, without its quiet period, once none of its alerts fires (needs
     GPUWARDEN_API_TOKEN)."""
     inc = _act(url, incident_id, "resolve", {}, by)

@@ -100,7 +100,10 @@ def inference_server(
         server = create_inference_server(
             cfg, fleet, node=node, gpu=gpu, allow_remote_faults=allow_remote_faults
         )
-    except (InputError, ValueError) as exc:
+    except InputError as exc:  # the fleet lacks --node or --gpu: said as the option, not the fleet's field
+        option, value = ("--gpu", gpu) if exc.field == "gpu" else ("--node", node)
+        refuse_option(escape(option_said(option, value, exc.message)))
+    except ValueError as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
     sock = _listen(host, port, on_error=server.shutdown)

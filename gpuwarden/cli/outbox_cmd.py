@@ -21,11 +21,15 @@ from gpuwarden.cli.incidents_cmd import (
     gpuwarden_answers,
     output_option,
     who,
+    written,
 )
 from gpuwarden.cli.listings import say_none_found
 from gpuwarden.cli.numbers import whole_number
 from gpuwarden.clock import shown_text
 from gpuwarden.printable import escape_controls, escape_controls_in
+
+# What an empty --incident of retry or discard is told to write (serve's 400 made it an exit 1).
+_INCIDENT_ID = "the incident's id (`gpuwarden incidents list` shows them), or leave --incident out"
 
 outbox_app = typer.Typer(
     help="Notifications (Slack, webhooks) a running `gpuwarden serve` holds: waiting, sent, failed.",
@@ -130,7 +134,7 @@ def retry(
     incident: Annotated[str | None, typer.Option(help="Only this incident's failed messages.")] = None,
 ) -> None:
     """Queue failed messages again (after fixing the Slack token, scopes or channel, or a webhook)."""
-    body = {} if incident is None else {"incident": incident}
+    body = {} if incident is None else {"incident": written("--incident", incident, _INCIDENT_ID)}
     data: dict[str, Any] = api_json("POST", url, "/api/v1/outbox/retry", dict, json=body)
     console.print(f"queued again: {data['requeued']}")
     if data["overtaken"]:
@@ -154,7 +158,7 @@ def discard(
     ] = None,
     incident: Annotated[str | None, typer.Option(help="Only this incident's messages.")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    by: ByOption = "",
+    by: ByOption = None,
     output: Annotated[str, output_option(TABLE_OUTPUTS, "table (or text) or json")] = "table",
 ) -> None:
     """Drop a notifier's orphaned messages for good (a notifier removed from the config for good); they are
@@ -167,12 +171,12 @@ def discard(
                 " can be discarded (pending and sending ones are a configured notifier's backlog)"
             )
     body: dict[str, Any] = {
-        "notifier": notifier,
+        "notifier": written("--notifier", notifier, "the notifier, as `outbox list` names it (webhook:NAME)"),
         "statuses": statuses,
         "by": who(by),
     }
     if incident is not None:
-        body["incident"] = incident
+        body["incident"] = written("--incident", incident, _INCIDENT_ID)
     if not yes:
         planned = _discard(url, {**body, "dry_run": True})
         if not planned["total"]:

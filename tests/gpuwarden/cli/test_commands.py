@@ -118,6 +118,17 @@ CLOSED = "http://127.0.0.1:9"  # the discard port: nothing answers, so a request
             ["incidents", "mitigate", "inc-1", "--action", " "],
             "--action ' ': empty; write what is being done",
         ),
+        (["incidents", "show", ""], "INCIDENT_ID '': empty; write the incident's id"),
+        (["incidents", "ack", " "], "INCIDENT_ID ' ': empty; write the incident's id"),
+        (["incidents", "ack", "inc-1", "--by", " "], "--by ' ': empty; write who does it"),
+        (["incidents", "note", "inc-1", "hi", "--by", ""], "--by '': empty; write who does it"),
+        (["outbox", "retry", "--incident", " "], "--incident ' ': empty; write the incident's id"),
+        (["outbox", "discard", "--notifier", "", "--yes"], "--notifier '': empty; write the notifier"),
+        (
+            ["outbox", "discard", "--notifier", "slack", "--incident", "", "--yes"],
+            "--incident '': empty; write the incident's id",
+        ),
+        (["outbox", "discard", "--notifier", "slack", "--by", " ", "--yes"], "--by ' ': empty; write who"),
     ],
     ids=[
         "list-output",
@@ -133,6 +144,14 @@ CLOSED = "http://127.0.0.1:9"  # the discard port: nothing answers, so a request
         "note-empty",
         "note-blank",
         "mitigate-blank",
+        "show-empty-id",
+        "ack-blank-id",
+        "ack-blank-by",
+        "note-empty-by",
+        "retry-blank-incident",
+        "discard-empty-notifier",
+        "discard-empty-incident",
+        "discard-blank-by",
     ],
 )
 def test_a_bad_option_value_exits_2_naming_it_before_any_request(

@@ -165,7 +165,7 @@ def test_an_incident_id_is_sent_as_one_path_segment_and_an_empty_one_is_refused(
     finally:
         stub.close()
     assert stub.paths == ["/api/v1/incidents/inc-x%2F..%2Finc-y/notes"]  # not /api/v1/incidents/inc-y/notes
-    assert empty.exit_code == 1 and "empty" in empty.output
+    assert empty.exit_code == 2 and "INCIDENT_ID '': empty" in empty.output  # no request: a bad argument
 
 
 def test_resolve_and_a_repeated_ack_say_what_happened(

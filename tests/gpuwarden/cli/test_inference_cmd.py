@@ -242,3 +242,25 @@ def test_a_fleet_larger_than_any_simulated_one_is_refused_before_it_is_built() -
     result = CliRunner().invoke(app, ["inference-server", "--nodes", "99999"])
     assert result.exit_code == 2, result.output
     assert result.stderr == "error: --nodes 99999: use a whole number from 1 to 2048\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (
+            ["--gpu", "9", "--gpus-per-node", "2"],
+            "error: --gpu 9: node-01 has no GPU 9; valid indices: 0..1\n",
+        ),
+        (
+            ["--node", "node-09", "--nodes", "2"],
+            "error: --node 'node-09': unknown node 'node-09'; valid nodes: node-01, node-02\n",
+        ),
+    ],
+    ids=["gpu", "node"],
+)
+def test_a_node_or_gpu_the_fleet_lacks_is_said_as_the_option_given(args: list[str], said: str) -> None:
+    """README: a bad option is said `error: OPTION VALUE: what to give`; these said the fleet's field name
+    (`error: gpu: node-01 has no GPU 9; ...`), which is no option of the command."""
+    result = CliRunner().invoke(app, ["inference-server", "--port", str(free_port()), *args])
+    assert result.exit_code == 2, result.output
+    assert result.stderr == said
