@@ -119,6 +119,7 @@ def load_corpus(data_dir: Path, windows_file: Path) -> list[NabFile]:
         raise InputError(f"{windows_file}: is not JSON: {exc}", field="windows") from exc
     if not isinstance(windows, dict):
         raise InputError(f"{windows_file}: expected an object of file name -> windows", field="windows")
+    _check_data_dir(data_dir)
     files = []
     for name in sorted(windows):
         path = data_dir / name
@@ -132,8 +133,23 @@ def load_corpus(data_dir: Path, windows_file: Path) -> list[NabFile]:
         ]
         files.append(NabFile(name=name, series=series, windows=tuple(ranges)))
     if not files:
-        raise InputError(f"no data file named in {windows_file} exists under {data_dir}", field="data")
+        raise InputError(
+            f"holds none of the {len(windows)} files {windows_file} names"
+            f"{f' (such as {min(windows)})' if windows else ''}; {_GIVE_DATA}",
+            field="data",
+        )
     return files
+
+
+_GIVE_DATA = "give the folder of NAB's data files (category/file.csv), its data/"
+
+
+def _check_data_dir(data_dir: Path) -> None:
+    """Refuse a ``data_dir`` that is no folder, saying so: "no data file ... exists under" it did not."""
+    if not data_dir.exists():
+        raise InputError(f"no such folder; {_GIVE_DATA}", field="data")
+    if not data_dir.is_dir():
+        raise InputError(f"not a folder; {_GIVE_DATA}", field="data")
 
 
 def _rows(stamps: npt.NDArray[np.float64], pair: tuple[object, object], where: str) -> tuple[int, int]:

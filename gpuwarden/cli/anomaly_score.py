@@ -18,7 +18,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gpuwarden.cli.consoles import console, err_console, option_said, print_error
+from gpuwarden.cli.consoles import console, err_console, option_said, print_error, refuse_option
 from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, output_option
 from gpuwarden.cli.output_file import STDOUT, cannot_write, check_writable, write_whole, writes_stdout
 from gpuwarden.cli.progress import StepProgress
@@ -132,6 +132,16 @@ def _write_scores(scored: ScoredSeries, output: Path, *, to_stdout: bool) -> Non
         raise typer.Exit(1) from exc
 
 
+def _one_format(ctx: typer.Context, output: str, *, as_json: bool) -> None:
+    """Refuse ``--json`` with another format given to ``-o`` (exit 2), as the CLI refuses options that
+    contradict each other: ``--json -o text`` printed JSON, the ``-o`` given left unsaid."""
+    source = ctx.get_parameter_source("output")
+    if as_json and output != "json" and source is not None and source.name != "DEFAULT":
+        refuse_option(
+            f"--output {escape(repr(output))}: --json asks for json; give --json or -o {output}, not both"
+        )
+
+
 def _not_the_input(output: Path, input_path: Path) -> None:
     """Refuse an ``--output`` that is the ``--input`` file (by another name or link too): writing the scores
     replaced the series they came from."""
@@ -144,6 +154,7 @@ def _not_the_input(output: Path, input_path: Path) -> None:
 
 
 def evaluate_nab(
+    ctx: typer.Context,
     *,
     data: Annotated[Path, typer.Option("--data", help="NAB data folder (category/file.csv).")],
     windows: Annotated[Path, typer.Option("--windows", help="NAB combined_windows.json.")],
@@ -164,6 +175,7 @@ def evaluate_nab(
     from anomaly import nab  # noqa: PLC0415
     from anomaly.thresholds import ThresholdParams  # noqa: PLC0415
 
+    _one_format(ctx, output, as_json=as_json)
     as_json = as_json or output == "json"
     try:
         cfg = _thresholds(config)

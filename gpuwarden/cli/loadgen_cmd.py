@@ -71,7 +71,7 @@ def loadgen(
     ] = False,
     output: Annotated[str, output_option(TEXT_OUTPUTS, "Report format (table is text).")] = "text",
     quiet: Annotated[
-        bool, typer.Option("--quiet", help="No progress bar on stderr (shown only at a terminal).")
+        bool, typer.Option("--quiet", "-q", help="No progress bar on stderr (shown only at a terminal).")
     ] = False,
 ) -> None:
     """Drive a local inference server at a given rate, bounded in count and time; print P50/P95/P99.

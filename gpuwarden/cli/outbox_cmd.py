@@ -28,7 +28,7 @@ from gpuwarden.cli.numbers import whole_number
 from gpuwarden.clock import shown_text
 from gpuwarden.printable import escape_controls, escape_controls_in
 
-# What an empty --incident of retry or discard is told to write (serve's 400 made it an exit 1).
+# What an empty --incident of list, retry or discard is told to write (serve's 400 made retry's an exit 1).
 _INCIDENT_ID = "the incident's id (`gpuwarden incidents list` shows them), or leave --incident out"
 
 outbox_app = typer.Typer(
@@ -64,8 +64,8 @@ def list_messages(
     params: dict[str, str | int] = {"limit": limit or MOST_MESSAGES}
     if status is not None:
         params["status"] = status
-    if incident is not None:
-        params["incident"] = incident
+    if incident is not None:  # empty, it listed nothing and said so, as if the incident had no messages
+        params["incident"] = written("--incident", incident, _INCIDENT_ID)
     data: dict[str, Any] = api_json("GET", url, "/api/v1/outbox", dict, params=params)
     # serve counts only the statuses it holds messages in: a script reads every one, 0 where none, as the
     # table shows them (a status a newer serve adds is kept, after these).

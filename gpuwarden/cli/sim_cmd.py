@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gpuwarden.cli.consoles import console, err_console, option_said
+from gpuwarden.cli.consoles import console, err_console, option_said, refuse_option
 from gpuwarden.cli.incidents_cmd import (
     MAX_TIMEOUT_SECONDS,
     TABLE_OUTPUTS,
@@ -24,7 +24,7 @@ from gpuwarden.errors import InputError
 from gpuwarden.numerals import AS_WRITTEN, NUMBER, TOO_LARGE, WHOLE_NUMBER, written_as_digits
 from gpuwarden.redaction import hidden_password
 from gpuwarden.sim import FAULT_KINDS  # light: the package loads the fleet's modules on first use
-from gpuwarden.sim.faults import MAX_GPU_INDEX, MAX_NVLINK, MAX_PARAM, MAX_XID
+from gpuwarden.sim.faults import MAX_GPU_INDEX, MAX_NVLINK, MAX_PARAM, MAX_XID, fault_params
 
 sim_app = typer.Typer(
     help="Break a running simulated fleet, or show what a simulated fleet looks like.", no_args_is_help=True
@@ -33,26 +33,41 @@ sim_app = typer.Typer(
 
 def _param(text: str) -> tuple[str, float | str]:
     """``NAME=VALUE`` as posted: a value written as a number option writes one (``gpuwarden.numerals``) as
-    that number, any other as text for the exporter to refuse with its own message (``'abc'``, ``nan``)."""
+    that number, any other as text, which ``_params`` refuses with the exporter's own message (``'abc'``)."""
     name, sep, value = text.partition("=")
     if not sep or not name:
-        raise typer.BadParameter(f"expected NAME=VALUE, got {text!r}", param_hint="--param")
+        _refuse_param(text, "expected NAME=VALUE such as duration=60")
     if WHOLE_NUMBER.fullmatch(value):
         return name, int(value)
     if NUMBER.fullmatch(value):
         if math.isinf(float(value)):  # JSON has no inf: json.dumps raised out of httpx
-            raise typer.BadParameter(
-                f"{text}: {value} is {TOO_LARGE}; write at most {MAX_PARAM:g}",
-                param_hint="--param",
-            )
+            _refuse_param(text, f"{value} is {TOO_LARGE}; write at most {MAX_PARAM:g}")
         return name, float(value)
     digits = written_as_digits(value, whole=False)
     if digits is not None:  # ' 5', '1_000': what int() reads and every number option refuses
-        raise typer.BadParameter(
-            f"{text}: not a number {AS_WRITTEN}; write {name}={digits}",
-            param_hint="--param",
-        )
+        _refuse_param(text, f"not a number {AS_WRITTEN}; write {name}={digits}")
     return name, value
+
+
+def _params(kind: str, given: list[str]) -> dict[str, float | str]:
+    """Each ``--param`` of a fault of ``kind``, checked as the exporter checks it (``fault_params``), before
+    posting: an unknown name or a value it refuses was its 400, exit 1, as if the exporter had failed."""
+    params: dict[str, float | str] = {}
+    for text in given:
+        name, value = _param(text)
+        if name in params:  # the last one was posted, the others dropped unsaid
+            _refuse_param(text, f"{name} given twice; give it once")
+        try:
+            fault_params(kind, {name: value})
+        except InputError as exc:
+            _refuse_param(text, exc.message)
+        params[name] = value
+    return params
+
+
+def _refuse_param(text: str, message: str) -> NoReturn:
+    """``error: --param 'NAME=VALUE': what to give``, exit 2, as every bad option is said."""
+    refuse_option(escape(option_said("--param", text, message)))
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -88,7 +103,7 @@ def inject(
         if value is not None:
             payload[name] = value
     if param:
-        payload["params"] = dict(_param(p) for p in param)
+        payload["params"] = _params(payload["kind"], param)
     target = checked_url(url).rstrip("/") + "/sim/faults"
     shown = hidden_password(target)  # what errors name: a password or token of --url stays out
     import httpx  # noqa: PLC0415 - only this command posts

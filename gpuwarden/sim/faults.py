@@ -150,7 +150,9 @@ def _int_field(payload: Mapping[str, Any], name: str, low: int, high: int) -> in
     return value
 
 
-def _params(kind: str, raw: Any) -> dict[str, float]:
+def fault_params(kind: str, raw: Any) -> dict[str, float]:
+    """The parameters of a fault of ``kind`` (a valid kind), checked; ``InputError`` naming the first bad
+    one (``sim inject --param`` checks each with this before posting, as the exporter will)."""
     if raw is None:
         return {}
     if not isinstance(raw, Mapping):
@@ -229,7 +231,7 @@ def parse_fault(payload: Mapping[str, Any], fleet: TargetChecker | None = None) 
         raise InputError(f"only valid for nvlink_down and nvlink_crc_burst, not {kind}", field="link")
     if kind in ("nvlink_down", "nvlink_crc_burst") and link is None:
         link = 0
-    params = _params(kind, payload.get("params"))
+    params = fault_params(kind, payload.get("params"))
     spec = FaultSpec(kind=kind, node=node, gpu=gpu, xid=xid, link=link, params=params)
     if fleet is not None:
         fleet.check_target(spec)

@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import socket
 import urllib.parse
 from pathlib import Path
@@ -864,6 +865,11 @@ def test_score_names_a_bad_input_as_every_bad_option_is_named(tmp_path, make, sa
     assert result.exit_code == 1 and output.startswith(said.format(src=src)), output
 
 
+def _data_as_a_file(tmp: Path) -> None:
+    shutil.rmtree(tmp / "data")
+    (tmp / "data").touch()
+
+
 @pytest.mark.parametrize(
     ("windows", "change", "said"),
     [
@@ -879,7 +885,13 @@ def test_score_names_a_bad_input_as_every_bad_option_is_named(tmp_path, make, sa
             None,
             "--windows '{w}': c/x.csv window 0: 'soon' is not a time",
         ),
-        ({"c/nope.csv": []}, None, "--data '{d}': no data file named in {w} exists under {d}"),
+        (
+            {"c/nope.csv": [], "c/zz.csv": []},
+            None,
+            "--data '{d}': holds none of the 2 files {w} names (such as c/nope.csv); {give}",
+        ),
+        ({"c/x.csv": []}, lambda tmp: shutil.rmtree(tmp / "data"), "--data '{d}': no such folder; {give}"),
+        ({"c/x.csv": []}, _data_as_a_file, "--data '{d}': not a folder; {give}"),
         (
             {"c/x.csv": []},
             lambda tmp: (tmp / "data" / "c" / "x.csv").write_text("timestamp,value\nsoon,1\n"),
@@ -892,18 +904,22 @@ def test_score_names_a_bad_input_as_every_bad_option_is_named(tmp_path, make, sa
         "windows-not-an-object",
         "bad-window",
         "no-data",
+        "missing-data",
+        "data-not-a-folder",
         "bad-data-file",
     ],
 )
 def test_evaluate_nab_names_a_bad_file_as_every_bad_option_is_named(tmp_path, windows, change, said):
     """``anomaly evaluate nab`` said ``error: windows: cannot read windows file w.json: ...`` and ``error:
-    input: ...`` for a file of ``--data``."""
+    input: ...`` for a file of ``--data``; a ``--data`` that does not exist, is no folder or holds none of
+    the files said "no data file named in W exists under D", neither the reason nor what to give."""
     args = evaluate_args(tmp_path, windows)
     if change is not None:
         change(tmp_path)
     result = runner.invoke(app, [*args, "-q"])
     output = " ".join(result.output.split())
-    expected = "error: " + said.format(w=tmp_path / "w.json", d=tmp_path / "data")
+    give = "give the folder of NAB's data files (category/file.csv), its data/"
+    expected = "error: " + said.format(w=tmp_path / "w.json", d=tmp_path / "data", give=give)
     assert result.exit_code == 1 and output.startswith(expected), output
 
 

@@ -10,11 +10,19 @@ import httpx
 import pytest
 import typer
 import yaml
+from pydantic import SecretStr
 from typer.testing import CliRunner
 
+from alerting import scenarios
+from alerting.engine import IncidentEngine
 from alerting.inventory_file import load_inventory
+from alerting.outbox import Outbox
+from gpuwarden.api import create_app
 from gpuwarden.cli import app
-from tests.gpuwarden.api_client import api_client, fleet_engine, route_httpx
+from gpuwarden.clock import FakeClock
+from gpuwarden.config import ApiConfig
+from tests.gpuwarden.api_client import AUTH, TOKEN, TestClient, api_client, fleet_engine, route_httpx
+from tests.migrated_store import migrated_sqlite
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[3]
@@ -44,6 +52,22 @@ def test_every_command_with_an_output_format_takes_both_o_and_output() -> None:
     assert {path: sorted(opts) for path, opts in with_output.items()} == {
         path: ["--output", "-o"] for path in with_output
     }
+
+
+def test_every_command_with_quiet_takes_both_q_and_quiet() -> None:
+    """``loadgen`` took ``--quiet`` alone while ``anomaly score`` and ``evaluate nab`` took ``-q`` too, as
+    curl, pip and apt users type it: ``loadgen -q`` was "no such option"."""
+    root = typer.main.get_command(app)
+    with_quiet = {
+        path: sorted(param.opts)
+        for path, command in _commands(root, "gpuwarden")
+        for param in command.params
+        if param.name == "quiet"
+    }
+    assert {"gpuwarden loadgen", "gpuwarden anomaly score", "gpuwarden anomaly evaluate nab"} <= set(
+        with_quiet
+    )
+    assert with_quiet == {path: ["--quiet", "-q"] for path in with_quiet}
 
 
 @pytest.mark.parametrize("flag", ["-o", "--output"])
@@ -123,6 +147,7 @@ CLOSED = "http://127.0.0.1:9"  # the discard port: nothing answers, so a request
         (["incidents", "ack", "inc-1", "--by", " "], "--by ' ': empty; write who does it"),
         (["incidents", "note", "inc-1", "hi", "--by", ""], "--by '': empty; write who does it"),
         (["outbox", "retry", "--incident", " "], "--incident ' ': empty; write the incident's id"),
+        (["outbox", "list", "--incident", ""], "--incident '': empty; write the incident's id"),
         (["outbox", "discard", "--notifier", "", "--yes"], "--notifier '': empty; write the notifier"),
         (
             ["outbox", "discard", "--notifier", "slack", "--incident", "", "--yes"],
@@ -149,6 +174,7 @@ CLOSED = "http://127.0.0.1:9"  # the discard port: nothing answers, so a request
         "ack-blank-by",
         "note-empty-by",
         "retry-blank-incident",
+        "list-empty-incident",
         "discard-empty-notifier",
         "discard-empty-incident",
         "discard-blank-by",
@@ -347,8 +373,7 @@ def test_a_request_timeout_variable_out_of_bounds_is_named_as_the_variable(
         (["incidents", "list", "--limit"], "error: option '--limit' requires an argument"),
         (
             ["sim", "inject", "xid", "--url", "http://127.0.0.1:9", "--node", "n", "--param", "bad"],
-            "error: invalid value for --param: expected NAME=VALUE, got 'bad';"
-            " see gpuwarden sim inject --help",
+            "error: --param 'bad': expected NAME=VALUE such as duration=60",  # as every bad option
         ),
     ],
     ids=[
@@ -379,3 +404,50 @@ def test_completing_a_command_line_with_a_wrong_output_format_prints_no_error() 
     result = runner.invoke(app, [], env={**complete, "COMP_CWORD": "5"}, prog_name="gpuwarden")
     assert result.exit_code == 0 and "--limit" in result.stdout.split(), result.output
     assert result.stderr == ""
+
+
+# What README says each listing prints with -o json: a list (of items with these keys, the second set only
+# where serve's source reports them) or an object (with these keys).
+LISTED_JSON = {
+    "incidents list": (
+        {"id", "title", "priority", "state", "root_cause", "alert_count", "opened_at", "last_opened_at"}
+        | {"resolved_at", "merged_into", "silenced_until"},
+        set(),
+    ),
+    "inventory nodes": (
+        {"name", "cluster", "rack", "gpus", "gpu_uuids"},
+        {"state", "usable", "free_gpus", "partitions"},
+    ),
+    "inventory workloads": (
+        {"kind", "namespace", "name", "cluster", "units"},
+        {"state", "kept_units", "gpus_held"},
+    ),
+}
+LISTED_OBJECTS = {
+    "outbox list": {"counts", "held", "messages", "paused"},
+    "sim show": {"nodes", "inference_services", "training_jobs", "active_faults"},
+}
+
+
+def test_each_listing_prints_with_o_json_the_document_the_readme_describes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = "http://gpuwarden.test"
+    sql = migrated_sqlite(tmp_path / "api.db")
+    engine = IncidentEngine(sql, FakeClock(), inventory=scenarios.fleet_inventory())
+    created = create_app(engine, ApiConfig(token=SecretStr(TOKEN)), outbox=Outbox(sql, [], FakeClock()))
+    printed: dict[str, Any] = {}
+    with TestClient(created, base_url=url) as client:
+        route_httpx(client, url, monkeypatch)
+        down = {"labels": {"alertname": "NodeDown", "cluster": "c1", "node": "r01-n01"}}
+        assert client.post("/api/v2/alerts", json=[down], headers=AUTH).status_code == 200
+        for command in (*LISTED_JSON, "outbox list"):
+            result = runner.invoke(app, [*command.split(), "--url", url, "-o", "json"])
+            assert result.exit_code == 0, result.output
+            printed[command] = json.loads(result.stdout)
+    printed["sim show"] = json.loads(runner.invoke(app, ["sim", "show", "-o", "json"]).stdout)
+    for command, (always, reported) in LISTED_JSON.items():
+        assert isinstance(printed[command], list) and printed[command], command
+        for item in printed[command]:
+            assert always <= set(item) <= always | reported, (command, set(item) ^ always)
+    assert {command: set(printed[command]) for command in LISTED_OBJECTS} == LISTED_OBJECTS

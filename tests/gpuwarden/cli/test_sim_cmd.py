@@ -61,9 +61,9 @@ def test_inject_refuses_an_option_out_of_bounds_in_one_line_before_posting(
 @pytest.mark.parametrize(
     ("param", "said"),
     [
-        ("factor=1e999", "factor=1e999: 1e999 is more than a number can hold"),
-        ("duration=1_000", "duration=1_000: not a number as the command line takes one"),
-        ("duration= 5", "duration= 5: not a number as the command line takes one"),
+        ("factor=1e999", "'factor=1e999': 1e999 is more than a number can hold"),
+        ("duration=1_000", "'duration=1_000': not a number as the command line takes one"),
+        ("duration= 5", "'duration= 5': not a number as the command line takes one"),
     ],
     ids=["overflows", "underscore", "blank"],
 )
@@ -74,4 +74,48 @@ def test_inject_refuses_a_param_not_written_as_a_number_option_takes_one(param: 
     result = runner.invoke(app, [*argv, "--param", param])
     assert result.exit_code == 2, result.output
     (line,) = result.stderr.strip().splitlines()
-    assert line.startswith(f"error: invalid value for --param: {said}"), line
+    assert line.startswith(f"error: --param {said}"), line
+
+
+@pytest.mark.parametrize(
+    ("kind", "params", "said"),
+    [
+        ("straggler", ["bogus"], "--param 'bogus': expected NAME=VALUE such as duration=60"),
+        (
+            "straggler",
+            ["bogus=1"],
+            "--param 'bogus=1': unknown parameter 'bogus' for kind straggler; valid: duration, factor",
+        ),
+        (
+            "reset_gpu",
+            ["duration=5"],
+            "--param 'duration=5': unknown parameter 'duration' for kind reset_gpu; valid: none",
+        ),
+        ("straggler", ["factor=-1"], "--param 'factor=-1': must be between 0 and 1e+12, got -1"),
+        ("straggler", ["factor=abc"], "--param 'factor=abc': must be a finite number, got 'abc'"),
+        (
+            "straggler",
+            ["duration=5min"],
+            "--param 'duration=5min': '5min' is not a number; write the seconds",
+        ),
+        ("xid", ["count=0"], "--param 'count=0': must be between 1 and 10000"),
+        (
+            "straggler",
+            ["duration=5", "factor=2", "duration=6"],
+            "--param 'duration=6': duration given twice; give it once",
+        ),
+    ],
+    ids=["no-equals", "unknown", "none-taken", "negative", "text", "spoken-duration", "count-0", "twice"],
+)
+def test_inject_refuses_a_bad_param_naming_it_as_typed_before_posting(
+    kind: str, params: list[str], said: str
+) -> None:
+    """An unknown name or a value the exporter refuses was posted: exit 1 with the server's ``400: params:
+    ...`` (or "cannot reach"), and ``--param bogus`` said ``invalid value for --param: ...; see --help``;
+    every other bad option is said ``error: OPTION VALUE: what to give``, exit 2, before any request."""
+    argv = ["sim", "inject", kind, "--url", "http://127.0.0.1:9", "--node", "node-01", "--gpu", "0"]
+    argv += ["--xid", "79"] if kind == "xid" else []
+    result = runner.invoke(app, [*argv, *(item for p in params for item in ("--param", p))])
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {said}"), line
