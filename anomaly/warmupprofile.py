@@ -9,6 +9,9 @@ settings the rest of the series is scored with, through one declared rule: a war
 slower re-arm of the adaptive alerts (``resolve_after``), so a noisy series' excursions that come and go
 raise once rather than every time they return.
 
+Not in the default: cross-validated on NAB it scored 71.7 (a category left out) and 72.05 (five folds) against
+the default's 71.95, and the rule frozen on tune lowered held-out 64.7 -> 62.4 (``benchmarks/README.md``).
+
 Causality: ``score_profiled`` scores every series with the base settings and, for a series whose profile
 chose other settings, also with those from its first sample; the output is the base's before the profile is
 complete and the chosen settings' from then on. A streaming service would run both side by side for the
