@@ -92,9 +92,10 @@ def print_report(
     seconds: dict[str, float],
     bench: str,
     started: float,
+    extra: dict[str, object] | None = None,
 ) -> None:
     """The report of a grid whose alerts (per setting, then file; ``off``: the default) and seconds per
-    setting are known: one JSON line."""
+    setting are known: one JSON line (``extra``'s keys added to it)."""
     samples = sum(len(f.series.values) for f in files)
     table: dict[str, dict[str, FileScore]] = {}
     found: dict[str, dict[str, dict[int, bool]]] = {}
@@ -120,6 +121,7 @@ def print_report(
     report |= {
         "settings": settings,
         "missed_by_default": missed,
+        **(extra or {}),
         "seconds": round(time.perf_counter() - started, 1),
     }
     print(json.dumps({"bench": bench, **report}))
