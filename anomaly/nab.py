@@ -112,7 +112,7 @@ def scaled_sigmoid(position: float) -> float:
 def load_corpus(data_dir: Path, windows_file: Path) -> list[NabFile]:
     """Read every CSV named in the windows file; window bounds become index ranges."""
     try:  # a FIFO would block and /dev/zero fill the memory: refused like a config file
-        windows = json.loads(read_text_file(windows_file))
+        windows = json.loads(read_text_file(windows_file, give=_GIVE_WINDOWS))
     except ConfigError as exc:
         raise InputError(f"{windows_file}: {exc.message}", field="windows") from exc
     except ValueError as exc:
@@ -142,6 +142,7 @@ def load_corpus(data_dir: Path, windows_file: Path) -> list[NabFile]:
 
 
 _GIVE_DATA = "give the folder of NAB's data files (category/file.csv), its data/"
+_GIVE_WINDOWS = "give NAB's window file, its labels/combined_windows.json"
 
 
 def _check_data_dir(data_dir: Path) -> None:

@@ -73,27 +73,29 @@ class ScoredSeries:
     raised: np.ndarray
 
 
-def read_series_csv(path: Path, *, repeated_times: bool = False) -> Series:
+def read_series_csv(path: Path, *, repeated_times: bool = False, give: str = "") -> Series:
     """Read ``timestamp,value``; a timestamp is Unix epoch seconds, milliseconds, or a time pandas parses.
 
     Numbers are seconds (decimals allowed), or milliseconds from 1e11 (which as seconds would be after the
     year 5000); the unit is judged from the first row. Text times are assumed UTC unless they say otherwise.
     A time repeated by the next row is refused (two exports merged, a row written twice) unless
     ``repeated_times``: then both are scored in file order (NAB's own files, in local time, repeat an hour
-    where clocks went back). Empty, NaN and NA values are gaps, scored as no sample.
+    where clocks went back). Empty, NaN and NA values are gaps, scored as no sample. ``give``: what the
+    caller's option takes, said after the reason when the file cannot be read (``No such file or directory;
+    give a CSV file ...``).
     """
     try:  # it is read twice (fields counted, then values): a FIFO would give nothing the second time
         regular = path.is_dir() or stat.S_ISREG(path.stat().st_mode)
     except OSError as exc:
-        raise _unreadable(path, exc) from exc
+        raise _unreadable(path, exc, give) from exc
     if not regular:
         raise _unreadable(path, "not a regular file (a FIFO or a device); save it to a file first")
-    rows = _scan_rows(path)
+    rows = _scan_rows(path, give)
     try:
         # Blank lines are kept here, so that pandas' rows are the csv module's records, and dropped below.
         frame = pd.read_csv(path, usecols=["value"], skip_blank_lines=False)
     except (OSError, ValueError) as exc:
-        raise _unreadable(path, exc) from exc
+        raise _unreadable(path, exc, give) from exc
     values = frame["value"].iloc[rows.records].reset_index(drop=True)
     seconds = _epoch_seconds(path, rows)
     _check_order(path, rows, seconds, repeated_times=repeated_times)
@@ -105,12 +107,12 @@ def read_series_csv(path: Path, *, repeated_times: bool = False) -> Series:
     )
 
 
-def _unreadable(path: Path, reason: object) -> InputError:
+def _unreadable(path: Path, reason: object, give: str = "") -> InputError:
     """``in.csv: cannot read it: REASON``, the file first as a bad option's value is said (``--input
-    'in.csv': cannot read it: ...``); an OSError said by its reason alone (``No such file or directory``), a
-    file not in UTF-8 with what to do."""
+    'in.csv': cannot read it: ...``); an OSError said by its reason alone (``No such file or directory``),
+    then ``give`` (what the option takes) where there is one, a file not in UTF-8 with what to do."""
     if isinstance(reason, OSError) and reason.strerror:
-        reason = reason.strerror
+        reason = f"{reason.strerror}; {give}" if give else reason.strerror
     elif isinstance(reason, UnicodeDecodeError):  # said as a configuration file's is
         reason = not_utf8(reason)
     return InputError(f"{path}: cannot read it: {reason}", field="input")
@@ -143,7 +145,7 @@ class _Rows:
     stamps: list[str]
 
 
-def _scan_rows(path: Path) -> _Rows:
+def _scan_rows(path: Path, give: str = "") -> _Rows:
     """Find the data rows, refusing one whose field count is not the header's; blank lines are skipped.
 
     pandas reads a row with one field too many as if the first column were an index (the value becoming
@@ -165,7 +167,7 @@ def _scan_rows(path: Path) -> _Rows:
                     rows.stamps.append(fields[column])
                 line = reader.line_num + 1
     except (OSError, ValueError, csv.Error) as exc:
-        raise _unreadable(path, exc) from exc
+        raise _unreadable(path, exc, give) from exc
     if not rows.records:
         raise InputError(
             f"{path} has the header but no rows; nothing to score: add one row per sample (TIME,VALUE)",

@@ -115,18 +115,23 @@ aliases, nine levels deep) expands a few lines into billions of values."""
 _STR, _MERGE = "tag:yaml.org,2002:str", "tag:yaml.org,2002:merge"
 
 
-def read_text_file(path: Path) -> str:
-    """The file's text; a FIFO (which would block), a device or a file over ``MAX_FILE_BYTES`` is refused."""
+def read_text_file(path: Path, *, give: str = "") -> str:
+    """The file's text; a FIFO (which would block), a device or a file over ``MAX_FILE_BYTES`` is refused.
+    ``give``: what the caller's option takes (``give NAB's window file, ...``), said after the reason when
+    the file cannot be read or is too large; a configuration file's refusal names the file alone."""
+    hint = f"; {give}" if give else ""
     try:
         mode = path.stat().st_mode
         if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):  # a directory: open() names it below
-            raise ConfigError("cannot read file: not a regular file (a FIFO or a device)", path=str(path))
+            raise ConfigError(
+                f"cannot read file: not a regular file (a FIFO or a device){hint}", path=str(path)
+            )
         with path.open("rb") as file:
             raw = file.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
-        raise ConfigError(f"cannot read file: {exc.strerror}", path=str(path)) from exc
+        raise ConfigError(f"cannot read file: {exc.strerror}{hint}", path=str(path)) from exc
     if len(raw) > MAX_FILE_BYTES:
-        raise ConfigError(f"larger than the limit of {MAX_FILE_BYTES:,} bytes", path=str(path))
+        raise ConfigError(f"larger than the limit of {MAX_FILE_BYTES:,} bytes{hint}", path=str(path))
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -81,7 +81,7 @@ def score(
         cfg = _thresholds(config)
         with StepProgress(err_console, quiet=quiet) as progress:
             progress.phase(f"reading {input_path.name}")
-            series = read_series_csv(input_path, repeated_times=keep_repeated)
+            series = read_series_csv(input_path, repeated_times=keep_repeated, give=_GIVE_INPUT)
             rows = len(series.values)
             progress.phase("scoring", total=rows)
             params = ThresholdParams.from_config(cfg)
@@ -97,6 +97,7 @@ def score(
     typer.echo(f"{where}: {rows} rows, {alerts} alert{'' if alerts == 1 else 's'}", err=to_stdout)
 
 
+_GIVE_INPUT = "give a CSV file with the header timestamp,value"  # what --input takes, said when unreadable
 # The fields of a refusal of a series file (``read_series_csv``), and of a NAB corpus' data folder.
 _SERIES_FIELDS = ("input", "timestamp", "value")
 _DATA_FIELDS = ("data", *_SERIES_FIELDS)

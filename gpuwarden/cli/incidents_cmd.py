@@ -22,8 +22,8 @@ from gpuwarden.cli.api_requests import (
     checked_url,
     gpuwarden_answers,
 )
-from gpuwarden.cli.consoles import console, err_console, option_said, refuse_option
-from gpuwarden.cli.listings import say_none_found
+from gpuwarden.cli.consoles import console, option_said, refuse_option
+from gpuwarden.cli.listings import say_cut_off, say_none_found
 from gpuwarden.cli.numbers import whole_number
 from gpuwarden.cli.output_options import (
     EXPORT_OUTPUTS,
@@ -44,6 +44,7 @@ __all__ = [
     "MAX_TIMEOUT_SECONDS",
     "TABLE_OUTPUTS",
     "TEXT_OUTPUTS",
+    "AuthorOption",
     "ByOption",
     "UrlOption",
     "add_request_options",
@@ -115,8 +116,11 @@ def list_incidents(
         params["limit"] = limit
     response = api_request("GET", url, "/api/v1/incidents", params=params)
     items = answer_json(response, url, list)
+    total = int(response.headers.get("X-Total-Count", len(items)))
     if output == "json":
         typer.echo(json.dumps(items, indent=2))
+        # The list cannot say it was cut without changing its shape: stderr does, as below the table.
+        say_cut_off(len(items), total)
         return
     if not items:
         say_none_found("incidents", {"state": state, "priority": priority})
@@ -134,9 +138,7 @@ def list_incidents(
             i["title"],
         )
     console.print(table, markup=False)  # titles and names are data, not markup
-    total = int(response.headers.get("X-Total-Count", len(items)))
-    if total > len(items):
-        err_console.print(f"showing the newest {len(items)} of {total}; --limit 0 lists all")
+    say_cut_off(len(items), total)
 
 
 def _state(inc: dict[str, Any]) -> str:
@@ -191,20 +193,28 @@ def show(
 ByOption = Annotated[
     str | None,
     typer.Option(
-        "--by",
-        "--author",
-        help="Who does it (default: $USER, else the OS user, as amtool's --author; else uid N).",
+        "--by", help="Who does it (default: $USER, else the OS user, as amtool's --author; else uid N)."
     ),
 ]
+# Its own option, not another name of --by: click does not say which name was typed, and a refusal names the
+# option as typed (``--author ''``), as `anomaly evaluate nab`'s --json beside -o json.
+AuthorOption = Annotated[str | None, typer.Option("--author", help="The same as --by, as amtool spells it.")]
 
 
-def who(by: str | None) -> str:
-    """Who a command says did it: ``--by``, else ``$USER``, else the OS user name (``LOGNAME``, the password
-    database), else ``uid N``. A cron job or container has no ``$USER``, and every action read "by cli".
-    A ``--by`` given empty (``--by "$ONCALL"`` with the variable unset) is refused, not taken as left out:
-    it was recorded as ``$USER``, and a blank one was serve's 400 (exit 1)."""
-    if by is not None:
-        return written("--by", by, "who does it, or leave --by out for $USER")
+def who(by: str | None, author: str | None = None) -> str:
+    """Who a command says did it: ``--by`` (or ``--author``), else ``$USER``, else the OS user name
+    (``LOGNAME``, the password database), else ``uid N``. A cron job or container has no ``$USER``, and
+    every action read "by cli". One given empty (``--by "$ONCALL"`` with the variable unset) is refused,
+    naming the option as typed, not taken as left out: it was recorded as ``$USER``, and a blank one was
+    serve's 400 (exit 1). Both naming different people are refused (click kept the last)."""
+    if by is not None and author is not None and by != author:
+        refuse_option(
+            f"--author {escape(repr(author))}: --by {escape(repr(by))} names someone else; give --by or"
+            " --author, not both"
+        )
+    name, given = ("--by", by) if by is not None else ("--author", author)
+    if given is not None:
+        return written(name, given, f"who does it, or leave {name} out for $USER")
     if os.environ.get("USER"):
         return os.environ["USER"]
     try:
@@ -221,17 +231,23 @@ def written(name: str, text: str, what: str) -> str:
     return text
 
 
-def _act(url: str, incident_id: str, action: str, body: dict[str, str], by: str | None) -> dict[str, Any]:
-    body = {**body, "by": who(by)}
+def _act(url: str, incident_id: str, action: str, body: dict[str, str], by: str) -> dict[str, Any]:
+    """POST ``action`` on the incident, ``by`` (``who``'s answer) as who did it."""
+    body = {**body, "by": by}
     inc: dict[str, Any] = api_json("POST", url, incident_path(incident_id, f"/{action}"), dict, json=body)
     return inc
 
 
 @incidents_app.command("ack")
 @gpuwarden_answers
-def ack(incident_id: str, url: UrlOption = "http://127.0.0.1:8080", by: ByOption = None) -> None:
+def ack(
+    incident_id: str,
+    url: UrlOption = "http://127.0.0.1:8080",
+    by: ByOption = None,
+    author: AuthorOption = None,
+) -> None:
     """Acknowledge an incident (needs GPUWARDEN_API_TOKEN); says so when someone already did."""
-    inc = _act(url, incident_id, "ack", {}, by)
+    inc = _act(url, incident_id, "ack", {}, who(by, author))
     _said(inc)
 
 
@@ -242,12 +258,12 @@ def mitigate(
     action: Annotated[str, typer.Option(help="What is being done, e.g. 'draining node r07-n03'.")],
     url: UrlOption = "http://127.0.0.1:8080",
     by: ByOption = None,
+    author: AuthorOption = None,
 ) -> None:
     """Mark an incident mitigating: someone is working on it (needs GPUWARDEN_API_TOKEN); says so when
     someone already marked the same action."""
-    inc = _act(
-        url, incident_id, "mitigate", {"action": written("--action", action, "what is being done")}, by
-    )
+    body = {"action": written("--action", action, "what is being done")}
+    inc = _act(url, incident_id, "mitigate", body, who(by, author))
     _said(inc)
 
 
@@ -258,9 +274,10 @@ def note(
     text: Annotated[str, typer.Argument(help="The note (timeline, Slack thread, postmortem).")],
     url: UrlOption = "http://127.0.0.1:8080",
     by: ByOption = None,
+    author: AuthorOption = None,
 ) -> None:
     """Add a note to an incident's timeline (needs GPUWARDEN_API_TOKEN)."""
-    inc = _act(url, incident_id, "notes", {"text": written("TEXT", text, "the note")}, by)
+    inc = _act(url, incident_id, "notes", {"text": written("TEXT", text, "the note")}, who(by, author))
     typer.echo(f"{inc['id']}: noted")
 
 
@@ -271,6 +288,7 @@ def silence(
     duration: Annotated[str, typer.Option("--for", help="How long: 30m, 1h, 1h30m, 2d.")] = "1h",
     url: UrlOption = "http://127.0.0.1:8080",
     by: ByOption = None,
+    author: AuthorOption = None,
 ) -> None:
     """Silence an incident's alerts for a while (needs GPUWARDEN_API_TOKEN); says so when a silence that
     has at least half of that left holds it already."""
@@ -280,7 +298,7 @@ def silence(
         parse_duration(duration, field="--for")
     except InputError as exc:  # serve would refuse it (400): said here, as a bad option
         refuse_option(escape(option_said("--for", duration, exc.message)))
-    inc = _act(url, incident_id, "silence", {"duration": duration}, by)
+    inc = _act(url, incident_id, "silence", {"duration": duration}, who(by, author))
     if inc.get("changed") is False:  # a silence holds it already: whose, and until when
         _said(inc)
     else:
@@ -289,10 +307,15 @@ def silence(
 
 @incidents_app.command("resolve")
 @gpuwarden_answers
-def resolve(incident_id: str, url: UrlOption = "http://127.0.0.1:8080", by: ByOption = None) -> None:
+def resolve(
+    incident_id: str,
+    url: UrlOption = "http://127.0.0.1:8080",
+    by: ByOption = None,
+    author: AuthorOption = None,
+) -> None:
     """Resolve an incident now, without its quiet period, once none of its alerts fires (needs
     GPUWARDEN_API_TOKEN)."""
-    inc = _act(url, incident_id, "resolve", {}, by)
+    inc = _act(url, incident_id, "resolve", {}, who(by, author))
     _said(inc)
 
 

@@ -1,4 +1,5 @@
-"""What a listing command says when it lists nothing: kubectl's ``No resources found``, not an empty table."""
+"""What a listing command says on stderr when it lists nothing (kubectl's ``No resources found``, not an empty
+table), and when ``--limit`` cut it short."""
 
 from __future__ import annotations
 
@@ -12,3 +13,11 @@ def say_none_found(what: str, filters: dict[str, object | None]) -> None:
     given = [f"{name} {escape_controls(str(value))}" for name, value in filters.items() if value is not None]
     where = f" ({', '.join(given)})" if given else ""
     err_console.print(f"No {what} found{where}.", markup=False, highlight=False, soft_wrap=True)
+
+
+def say_cut_off(shown: int, total: int) -> None:
+    """``showing the newest 50 of 240; --limit 0 lists all`` on stderr when ``total`` match and only
+    ``shown`` are listed, whatever ``-o``: a JSON list cannot carry the count without changing its shape, and
+    a script's log showed 50 incidents where 240 matched without a word."""
+    if total > shown:
+        err_console.print(f"showing the newest {shown} of {total}; --limit 0 lists all", soft_wrap=True)

@@ -13,6 +13,7 @@ from rich.table import Table
 from gpuwarden.cli.consoles import console, err_console, refuse_option
 from gpuwarden.cli.incidents_cmd import (
     TABLE_OUTPUTS,
+    AuthorOption,
     ByOption,
     UrlOption,
     add_request_options,
@@ -23,7 +24,7 @@ from gpuwarden.cli.incidents_cmd import (
     who,
     written,
 )
-from gpuwarden.cli.listings import say_none_found
+from gpuwarden.cli.listings import say_cut_off, say_none_found
 from gpuwarden.cli.numbers import whole_number
 from gpuwarden.clock import shown_text
 from gpuwarden.printable import escape_controls, escape_controls_in
@@ -72,6 +73,7 @@ def list_messages(
     data["counts"] = {**{s: 0 for s in STATUSES}, **data["counts"]}
     if output == "json":
         typer.echo(json.dumps(data, indent=2))
+        say_cut_off(len(data["messages"]), _matching(data["counts"], status))  # as below the table
         return
     data = escape_controls_in(data)  # a receiver's error text: shown, never obeyed by the terminal
     counts = data["counts"]
@@ -112,12 +114,15 @@ def _count(status: str, count: int, held: int) -> str:
     return f"{status} {count} (held {held})" if status == "pending" and held else f"{status} {count}"
 
 
+def _matching(counts: dict[str, int], status: str | None) -> int:
+    """How many messages the filters match: the counts are of ``--incident``'s messages already."""
+    return counts.get(status, 0) if status is not None else sum(counts.values())
+
+
 def _say_after_listing(counts: dict[str, int], shown: int, status: str | None) -> None:
     """On stderr, below the table: that it shows only the newest of more, and what failed and orphaned
     messages wait for."""
-    total = counts.get(status, 0) if status is not None else sum(counts.values())  # what the filters match
-    if total > shown:
-        err_console.print(f"showing the newest {shown} of {total}; --limit 0 lists them all")
+    say_cut_off(shown, _matching(counts, status))
     if counts.get("failed"):
         err_console.print("failed messages wait for `gpuwarden outbox retry` once the cause is fixed")
     if counts.get("orphaned"):
@@ -132,10 +137,14 @@ def _say_after_listing(counts: dict[str, int], shown: int, status: str | None) -
 def retry(
     url: UrlOption = "http://127.0.0.1:8080",
     incident: Annotated[str | None, typer.Option(help="Only this incident's failed messages.")] = None,
+    output: Annotated[str, output_option(TABLE_OUTPUTS, "table (or text) or json")] = "table",
 ) -> None:
     """Queue failed messages again (after fixing the Slack token, scopes or channel, or a webhook)."""
     body = {} if incident is None else {"incident": written("--incident", incident, _INCIDENT_ID)}
     data: dict[str, Any] = api_json("POST", url, "/api/v1/outbox/retry", dict, json=body)
+    if output == "json":  # serve's answer, {"requeued", "overtaken"}: the note below is its second field
+        typer.echo(json.dumps(data, indent=2))
+        return
     console.print(f"queued again: {data['requeued']}")
     if data["overtaken"]:
         err_console.print(
@@ -159,6 +168,7 @@ def discard(
     incident: Annotated[str | None, typer.Option(help="Only this incident's messages.")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     by: ByOption = None,
+    author: AuthorOption = None,
     output: Annotated[str, output_option(TABLE_OUTPUTS, "table (or text) or json")] = "table",
 ) -> None:
     """Drop a notifier's orphaned messages for good (a notifier removed from the config for good); they are
@@ -173,7 +183,7 @@ def discard(
     body: dict[str, Any] = {
         "notifier": written("--notifier", notifier, "the notifier, as `outbox list` names it (webhook:NAME)"),
         "statuses": statuses,
-        "by": who(by),
+        "by": who(by, author),
     }
     if incident is not None:
         body["incident"] = written("--incident", incident, _INCIDENT_ID)

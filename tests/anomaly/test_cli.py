@@ -831,8 +831,16 @@ def test_run_says_where_it_serves_metrics_with_an_ipv6_address_in_brackets(tmp_p
 @pytest.mark.parametrize(
     ("make", "said"),
     [
-        (lambda src: None, "error: --input '{src}': cannot read it: No such file or directory"),
-        (lambda src: src.mkdir(), "error: --input '{src}': cannot read it: "),
+        (
+            lambda src: None,
+            "error: --input '{src}': cannot read it: No such file or directory; give a CSV file with the"
+            " header timestamp,value",
+        ),
+        (
+            lambda src: src.mkdir(),
+            "error: --input '{src}': cannot read it: Is a directory; give a CSV file with the header"
+            " timestamp,value",
+        ),
         (
             lambda src: src.write_text(""),
             "error: --input '{src}': is empty; write the header timestamp,value",
@@ -876,7 +884,14 @@ def _data_as_a_file(tmp: Path) -> None:
         (
             {},
             lambda tmp: (tmp / "w.json").unlink(),
-            "--windows '{w}': cannot read file: No such file or directory",
+            "--windows '{w}': cannot read file: No such file or directory; give NAB's window file, its"
+            " labels/combined_windows.json",
+        ),
+        (
+            {},
+            lambda tmp: ((tmp / "w.json").unlink(), (tmp / "w.json").mkdir()),
+            "--windows '{w}': cannot read file: Is a directory; give NAB's window file, its"
+            " labels/combined_windows.json",
         ),
         ({}, lambda tmp: (tmp / "w.json").write_text("{"), "--windows '{w}': is not JSON: "),
         (["c/x.csv"], None, "--windows '{w}': expected an object of file name -> windows"),
@@ -900,6 +915,7 @@ def _data_as_a_file(tmp: Path) -> None:
     ],
     ids=[
         "missing-windows",
+        "windows-a-directory",
         "windows-not-json",
         "windows-not-an-object",
         "bad-window",

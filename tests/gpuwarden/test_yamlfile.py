@@ -146,3 +146,17 @@ def test_a_document_that_is_one_scalar_reads_as_that_value(tmp_path: Path, text:
     path = tmp_path / "c.yaml"
     path.write_text(text)  # the readers then say what they expected instead (a mapping); no traceback
     assert read_yaml(path)[0] == data
+
+
+def test_an_unreadable_file_is_said_with_what_its_caller_takes_and_a_config_file_by_its_reason_alone(
+    tmp_path: Path,
+) -> None:
+    """``anomaly evaluate nab --windows`` said why the file could not be read but not what to give; the hint
+    is the caller's, so a configuration file's refusal (``config validate``, ``serve``) stays as it was."""
+    missing = tmp_path / "w.json"
+    with pytest.raises(ConfigError) as config:
+        read_yaml(missing)
+    assert str(config.value) == f"{missing}: cannot read file: No such file or directory"
+    with pytest.raises(ConfigError) as given:
+        yamlfile.read_text_file(missing, give="give the windows file")
+    assert given.value.message == "cannot read file: No such file or directory; give the windows file"

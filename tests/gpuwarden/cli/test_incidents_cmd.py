@@ -585,6 +585,55 @@ def test_author_is_the_same_option_as_by_as_amtool_spells_it(
         assert any(e["message"] == "note by carol: reseated" for e in timeline), timeline
 
 
+def test_list_json_cut_at_the_limit_says_so_on_stderr_and_prints_a_list_still(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``-o json`` a list cut at --limit gave no sign of it (the table's note was left out with the
+    table); the list cannot carry a count without changing its documented shape, so stderr says it."""
+    with _in_process(tmp_path, monkeypatch) as (client, _):
+        for node in ("r01-n01", "r02-n01"):
+            down = {"labels": {"alertname": "NodeDown", "cluster": "c1", "node": node}}
+            client.post("/api/v2/alerts", json=[down], headers=AUTH)
+        cut = runner.invoke(app, ["incidents", "list", "--url", URL, "--limit", "1", "-o", "json"])
+        whole = runner.invoke(app, ["incidents", "list", "--url", URL, "-o", "json"])
+    assert cut.exit_code == whole.exit_code == 0, cut.output
+    assert "showing the newest 1 of 2; --limit 0 lists all" in cut.stderr
+    assert whole.stderr == ""
+    listed = json.loads(cut.stdout)
+    assert isinstance(listed, list) and [i["id"] for i in listed] == [json.loads(whole.stdout)[0]["id"]]
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["--author", ""], "--author '': empty; write who does it, or leave --author out for $USER"),
+        (["--by", " "], "--by ' ': empty; write who does it, or leave --by out for $USER"),
+        (
+            ["--by", "alice", "--author", "bob"],
+            "--author 'bob': --by 'alice' names someone else; give --by or --author, not both",
+        ),
+    ],
+    ids=["empty-author", "blank-by", "both-differ"],
+)
+def test_a_bad_by_is_named_as_the_option_typed(argv: list[str], said: str) -> None:
+    """``--author ''`` was refused as ``--by ''``, an option the user never typed."""
+    for command in (["incidents", "ack", "inc-1"], ["outbox", "discard", "--notifier", "webhook:x"]):
+        result = runner.invoke(app, [*command, "--url", "http://127.0.0.1:9", *argv])
+        assert result.exit_code == 2 and said in " ".join(result.stderr.split()), result.output
+
+
+def test_by_and_author_naming_the_same_person_are_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with _in_process(tmp_path, monkeypatch) as (client, _):
+        item = _one_node_down(client, monkeypatch)
+        argv = ["incidents", "ack", item["id"], "--url", URL, "--by", "carol", "--author", "carol"]
+        result = runner.invoke(app, argv)
+        assert result.exit_code == 0, result.output
+        timeline = client.get(f"/api/v1/incidents/{item['id']}").json()["timeline"]
+        assert any(e["kind"] == "acknowledged" and e["message"].endswith("by carol") for e in timeline)
+
+
 def test_a_server_that_takes_the_connection_but_does_not_answer_is_a_timeout_not_unreachable() -> None:
     """The probe's `incidents list` during a store outage said "cannot reach ...: timed out": the server was
     up, its read waited 10 s and the CLI gave up at 10 s. A timeout now says so and honours the option."""

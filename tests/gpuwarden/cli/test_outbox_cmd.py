@@ -237,8 +237,8 @@ def test_list_says_when_it_shows_only_the_newest_of_more_messages(
         # 0 lists all, as `incidents list --limit 0` does (it was refused: "greater than or equal to 1")
         whole = runner.invoke(app, ["outbox", "list", "--url", URL, "--limit", "0", "-o", "json"])
     assert some.exit_code == failed.exit_code == every.exit_code == whole.exit_code == 0, whole.output
-    assert "showing the newest 4 of 15; --limit 0 lists them all" in " ".join(some.stderr.split())
-    assert "showing the newest 2 of 5; --limit 0 lists them all" in " ".join(failed.stderr.split())
+    assert "showing the newest 4 of 15; --limit 0 lists all" in " ".join(some.stderr.split())
+    assert "showing the newest 2 of 5; --limit 0 lists all" in " ".join(failed.stderr.split())
     assert "showing the newest" not in every.stderr
     assert len(json.loads(whole.stdout)["messages"]) == 15
     assert outbox_cmd.MOST_MESSAGES == outbox_api.MAX_MESSAGES  # what 0 asks serve for: all it lists
@@ -298,3 +298,31 @@ def test_list_counts_the_held_among_the_pending_it_counts_as_a_message_is_stored
     assert listed.exit_code == 0 and stored == [1], listed.output
     data = json.loads(listed.stdout)
     assert data["held"] <= data["counts"]["pending"], data
+
+
+def test_list_json_cut_at_the_limit_says_so_on_stderr_and_prints_the_same_document(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``-o json`` a listing cut at --limit said nothing (the table's note was left out with the
+    table), so a script's log showed 4 messages where 15 matched; stdout stays the documented object."""
+    with _serving_orphans(tmp_path, monkeypatch):
+        some = runner.invoke(app, ["outbox", "list", "--url", URL, "--limit", "4", "-o", "json"])
+        every = runner.invoke(app, ["outbox", "list", "--url", URL, "-o", "json"])
+    assert some.exit_code == every.exit_code == 0, some.output
+    assert "showing the newest 4 of 15; --limit 0 lists all" in " ".join(some.stderr.split())
+    assert every.stderr == ""
+    listed = json.loads(some.stdout)
+    assert set(listed) == set(json.loads(every.stdout)) and len(listed["messages"]) == 4
+
+
+def test_retry_prints_its_answer_as_json_with_o_json_as_discard_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``outbox retry`` had no ``-o``: a script parsed "queued again: 5" out of the text."""
+    with _serving_orphans(tmp_path, monkeypatch) as outbox:
+        retried = runner.invoke(app, ["outbox", "retry", "--url", URL, "-o", "json"])
+        assert retried.exit_code == 0, retried.output
+        assert json.loads(retried.stdout) == {"requeued": 5, "overtaken": 0}
+        assert outbox.counts().get(FAILED, 0) == 0  # queued again, not only said to be
+        bad = runner.invoke(app, ["outbox", "retry", "--url", URL, "-o", "yaml"])
+        assert bad.exit_code == 2 and "--output 'yaml': use one of table, text, json" in bad.stderr
