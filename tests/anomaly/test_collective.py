@@ -54,6 +54,16 @@ class Job:
             scores.append(found.score.copy())
         return raised, scores
 
+    def dies_mid_move(self) -> list[tuple[str, str]]:
+        """Node-06 GPU 1 drops to idle power while its job is slowed (10 ticks, nothing raised) and stays
+        there as the job comes back: the ranks raised in the 20 ticks after the return."""
+        slowed = np.full(len(RANKS), SLOWED)
+        slowed[5] = 60.0
+        assert self.run(slowed, 10)[0] == []
+        back = np.full(len(RANKS), LEVEL)
+        back[5] = 60.0
+        return self.run(back, 20)[0]
+
     def slowed_and_back(self) -> list[np.ndarray]:
         """Four hours learnt, then one rank's fault slows the whole job for 10 minutes (every rank's power
         down 360 W) and it is repaired: the scores of the 20 minutes after, nothing raised."""
@@ -202,14 +212,8 @@ def test_a_rank_that_dies_while_its_job_is_slowed_alerts_once_its_job_is_back():
     past its band) and raises; the hold does not mask it."""
     job = Job()
     assert job.run(LEVEL, 480)[0] == []
-    slowed = np.full(len(RANKS), SLOWED)
-    job.run(slowed, 10)
-    slowed[5] = 60.0
-    assert job.run(slowed, 10)[0] == []
-    back = np.full(len(RANKS), LEVEL)
-    back[5] = 60.0
-    raised, _ = job.run(back, 20)
-    assert raised == [("node-06", "1")]
+    job.run(SLOWED, 10)
+    assert job.dies_mid_move() == [("node-06", "1")]
 
 
 def test_a_held_rank_flapping_inside_its_band_after_its_job_came_back_alerts_on_its_own_fault():
@@ -323,12 +327,7 @@ def test_a_rank_that_joined_its_move_late_and_dies_while_its_job_is_slowed_alert
     slowed = np.full(len(RANKS), SLOWED)
     assert job.run(slowed, 9)[0] == []
     assert 5 in job.service.collective.state()[0][3]  # held: it joined
-    slowed[5] = 60.0
-    assert job.run(slowed, 10)[0] == []
-    back = np.full(len(RANKS), LEVEL)
-    back[5] = 60.0
-    raised, _ = job.run(back, 20)
-    assert raised == [("node-06", "1")]
+    assert job.dies_mid_move() == [("node-06", "1")]
 
 
 def test_a_rank_that_moves_against_its_job_is_never_added_to_its_move_nor_on_the_other_side():
