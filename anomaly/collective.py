@@ -15,7 +15,7 @@ there, 12 of the 16 ranks left by volatility alone, fewer than half by value.
 So the move is fixed at the tick it starts (``CollectiveMoves``): the side most of its moved rows are on, and
 those rows, by score as the tick judges the workload, its ranks. Each stays the workload's until a read judges
 it at or under half-way; none is added while the move lasts, and the move ends once the workload no longer
-moves and every held rank has settled (or is no longer reported: forgotten, its job ended). A rank that moved
+moves and every held rank read has settled (one not read is let go with it: below). A rank that moved
 against its job (a straggler busier while its job waits) is not held. Nor, once its job stopped moving, is
 one whose value is past its band again: what the move left is the volatility, its value back in its band as in
 seed 1100, and a value out is a fault of its own. But a rank of the move let go is held again at each tick its
@@ -29,8 +29,8 @@ What the move left decays with each quiet read; the flapping keeps the values aw
 So, its job no longer moving, a held rank's distance from the middle (in half-widths) is averaged over its
 reads since (``_Move.own``, about the last 10 reads), and one whose average passes half-way is let go: one
 noisy read, or a heavy-tailed rank's spike, does not. And a read without a score (NaN, or a row its detector
-did not judge) is no evidence of moving with the job: the rank is let go, as one no longer reported is; held,
-it kept the move open for as long as it read so.
+did not judge) is no evidence of moving with the job: the rank is let go; held, it kept the move open for as
+long as it read so.
 
 None added while a move lasts kept out the ranks read at its start that did not move with it (a straggler
 moving against its job, a rank that stayed). It kept out too the ranks its start could not read: those of a
@@ -52,6 +52,23 @@ back, its ranks then all above the bands their slowdown lowered: joined there, i
 reads after and never alerted. So a move keeps the side its start went (``_Move.side``): at a tick its job
 moves to that side, a rank moving with it joins its ranks (held and let go by the same rules), and one moving
 against it joins ``others``, for good.
+
+That side was the one most of the start's moved ranks went, and on a tie "down", the first of the sorted
+sides, whatever the job did: a job going up whose narrow ranks rose first, as many wide ones read half-way
+down by their noise, started a "down" move, its own ranks kept out for good, not held as it went on up, and
+those still past 1 as it settled alerted. A tie now takes the side the job's rows lean to (each row's score
+signed by its side, summed over the workload's rows: the job's mean); where they lean to neither, no move
+starts until a tick breaks the tie (its rows are dropped meanwhile as the workload's).
+
+And a rank the tick did not read (a scrape gap: the adaptive detector reports no row for a NaN value) was
+dropped as one no longer reported: a held narrow-band rank missing one read as its job settled alerted at
+the next (its score still past 1: seed 1100's alert, back for one missed scrape), and a straggler kept out
+was let out, to join the move at its job's next stall. Such a rank now keeps its place (held, its ranks or
+``others``) while the move lasts, as the detectors keep a series' state across a gap; the move ends once its
+job no longer moves and none of the ranks read is held, the unread let go with it, so a rank never read
+again (its node down, its job restarted on other GPUs) holds it open no longer than its read ranks. A series
+the service forgets (``forget_after_seconds``) leaves every move as it leaves the detectors
+(``CollectiveMoves.forget``): its id goes to the next new series, which a move would judge as the old rank.
 """
 
 from __future__ import annotations
@@ -174,6 +191,14 @@ class _Move:
         result: BoolArray = held & ~free
         return result
 
+    def forget(self, ids: set[int]) -> None:
+        """Drop the series ``ids`` (forgotten: their ids may be given to other series)."""
+        self.held -= ids
+        self.ranks -= ids
+        self.others -= ids
+        for i in ids & self.own.keys():
+            del self.own[i]
+
     def _own_past(self, ids: IntArray, off: FloatArray, read: BoolArray) -> BoolArray:
         """Fold each ``read`` rank's distance ``off`` into its own (``OWN_ALPHA``); whether it is past
         half-way. A rank without a band (``off`` NaN) keeps none."""
@@ -230,29 +255,43 @@ class CollectiveMoves:
         for workload, move in list(moves.items()):
             rows = tick.rows(workload)
             moving = workload in collective
-            if not moving:  # a series its detector no longer reports (forgotten, its job ended)
-                reported = tick.ids[rows].tolist()
-                move.held.intersection_update(reported)
-                move.ranks.intersection_update(reported)
-                move.others.intersection_update(reported)
-                move.own = {i: d for i, d in move.own.items() if i in move.held}
             if rows.size:
                 held[rows] = move.settle(tick.ids[rows], tick, rows, moving)
-            if not move.held and not moving:
+            # A held rank this tick did not read (a gap) stays held while the move lasts: it ends once its job
+            # no longer moves and none of the ranks read is held (its job gone, the unread let go with it).
+            if not moving and not held[rows].any():
                 del moves[workload]
         for workload in collective:
             rows, side = _with_workload(tick, workload)
-            moved = set(tick.ids[rows].tolist())
-            move = moves.setdefault(workload, _Move(side=side))
+            if workload not in moves:
+                if side is None:  # a tie its job's lean does not break: no side yet (module docstring)
+                    continue
+                moves[workload] = _Move(side=side)
+            move = moves[workload]
+            ids = tick.ids[rows]
             if side == move.side:  # its start, or a tick it moves to its start's side (module docstring)
+                moved = set(ids[tick.sides[rows] == side].tolist())
                 move.ranks |= moved - move.others
-                move.others |= _against(tick, workload, moved) - move.ranks
-            rows = rows[np.fromiter((i in move.ranks for i in tick.ids[rows].tolist()), np.bool_, rows.size)]
+                move.others |= set(ids.tolist()) - moved - move.ranks
+            # Held again: its ranks among the rows moving on the tick's side (a tie's: the move's own).
+            along = tick.sides[rows] == (move.side if side is None else side)
+            rows = rows[along & np.fromiter((i in move.ranks for i in ids.tolist()), np.bool_, rows.size)]
             move.held.update(tick.ids[rows].tolist())
             held[rows] = True
         if not moves:
             del self._moves[(f.detector, f.query)]
         return held
+
+    def forget(self, ids: IntArray) -> None:
+        """Drop the series ``ids`` the service forgot (``SeriesIndex.expire``) from every move: their ids go
+        to the next new series, which a move would judge as the old one's (its rank, or kept out); a move
+        left holding none ends at its next tick."""
+        if not ids.size:
+            return
+        gone = set(np.asarray(ids, np.int64).tolist())
+        for moves in self._moves.values():
+            for move in moves.values():
+                move.forget(gone)
 
     def holds(self, detector: str, query: str) -> bool:
         """Whether a move of ``detector`` and ``query`` is recorded (its rows are to be settled)."""
@@ -296,20 +335,16 @@ class CollectiveMoves:
         return cls(moves)
 
 
-def _with_workload(tick: _Tick, workload: Workload) -> tuple[IntArray, float]:
-    """The rows of ``workload`` that moved this tick (over ``COLLECTIVE_SCORE``) on the side most of them
-    went, and that side: a rank moving against its job (a straggler) is not its move's."""
-    rows = tick.rows(workload)
-    rows = rows[tick.scores[rows] > COLLECTIVE_SCORE]
+def _with_workload(tick: _Tick, workload: Workload) -> tuple[IntArray, float | None]:
+    """The rows of ``workload`` that moved this tick (over ``COLLECTIVE_SCORE``), and the side most of them
+    went: a rank moving against its job (a straggler) is not its move's. Where as many went one way as
+    another, the side its rows lean to on the whole (their scores, signed by side, summed over every row
+    of the workload: the job's mean); None where that does not break the tie either."""
+    every = tick.rows(workload)
+    rows = every[tick.scores[every] > COLLECTIVE_SCORE]
     values, counts = np.unique(tick.sides[rows], return_counts=True)
-    side = float(values[np.argmax(counts)])
-    moved: IntArray = rows[tick.sides[rows] == side]
-    return moved, side
-
-
-def _against(tick: _Tick, workload: Workload, moved: set[int]) -> set[int]:
-    """The series ids of ``workload`` that moved this tick (over ``COLLECTIVE_SCORE``) but not with it
-    (``moved``, ``_with_workload``): a straggler moving against its job."""
-    rows = tick.rows(workload)
-    rows = rows[tick.scores[rows] > COLLECTIVE_SCORE]
-    return set(tick.ids[rows].tolist()) - moved
+    tied = values[counts == counts.max()]
+    if tied.size == 1:
+        return rows, float(tied[0])
+    lean = float(np.sign(np.nansum(tick.sides[every] * tick.scores[every])))
+    return rows, lean if lean and lean in tied else None

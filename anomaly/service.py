@@ -63,9 +63,7 @@ class AnomalyService(HistoryReplayer):
         )
         view.not_due = frozenset(not_due)
         self._count_not_available(view)
-        view.forgotten = self.index.expire(until, self.cfg.forget_after_seconds, self._unread())
-        self.evidence.reset(view.forgotten)
-        self.counters.reset(view.forgotten)  # a recycled id must not diff against the old series
+        self._expire(view, until, self._unread())
         for step in view.steps:
             self.evidence.push(step.ids, step.value, step.at)
         result = TickResult()

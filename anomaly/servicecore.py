@@ -203,6 +203,17 @@ class ServiceCore:
             q in failing or self._query_source.get(q) in down or (unknown and q not in self._query_source)
         )
 
+    def _expire(self, view: View, until: float, unread: Callable[[str], bool] | None) -> None:
+        """Forget the series unseen for ``forget_after_seconds`` up to ``until``, but those of the ``unread``
+        queries (``view.forgotten``: their ids go to the next new series), in what the service keeps by
+        series id, the detectors aside: the evidence, the counters (a recycled id must not diff against the
+        old series) and the workloads' moves (a move would judge the new series as the old rank, held as
+        its job's or kept out)."""
+        view.forgotten = self.index.expire(until, self.cfg.forget_after_seconds, unread)
+        self.evidence.reset(view.forgotten)
+        self.counters.reset(view.forgotten)
+        self.collective.forget(view.forgotten)
+
     def _per_gpu(self, frame: Frame) -> Frame:
         """The frame with one series per GPU when its metric is device-level and MIG instances repeat it
         (``gpuwarden.mig.one_per_gpu``): a hot MIG GPU is one alert and one fleet peer, not one per instance.

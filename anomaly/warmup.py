@@ -231,9 +231,7 @@ class HistoryReplayer(AlertUpdater, SnapshotKeeper):
             view = build_view(chunk, self.index, self.counters, end, self.data_ranges.ranges)
             view.not_due = frozenset(read.difference(c.query for c in chunk))  # a slower step's query
             self._count_not_available(view)
-            view.forgotten = self.index.expire(end, self.cfg.forget_after_seconds, unread)
-            self.evidence.reset(view.forgotten)
-            self.counters.reset(view.forgotten)
+            self._expire(view, end, unread)
             for step in view.steps:
                 self.evidence.push(step.ids, step.value, step.at)
             found = TickResult(findings=self._learn(view, detectors))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pytest
@@ -36,14 +37,20 @@ class Job:
         self.rng = np.random.default_rng(seed)
         self.clock, self.col, self.service = setup(adaptive_metrics=[POWER], detectors=["adaptive"])
 
-    def run(self, levels: float | np.ndarray, ticks: int) -> tuple[list[tuple[str, str]], list[np.ndarray]]:
-        """``ticks`` ticks at ``levels``; the ranks the adaptive detector raised alerts on and, per tick,
-        the ranks' power scores."""
+    def run(
+        self, levels: float | np.ndarray, ticks: int, gap: Sequence[int] = (), gone: Sequence[int] = ()
+    ) -> tuple[list[tuple[str, str]], list[np.ndarray]]:
+        """``ticks`` ticks at ``levels``, the ranks ``gap`` read as NaN (a scrape gap) and ``gone`` not
+        reported (their node down); the ranks the adaptive detector raised alerts on and, per tick, the
+        ranks' power scores (those read)."""
         raised, scores = [], []
         for _ in range(ticks):
             noise = 100.0 * self.rng.standard_t(3, len(RANKS))
             noise[NARROW] = self.rng.normal(0, 10.0, 4)
-            self.col.set(POWER, list(zip(RANKS, (levels + noise).tolist(), strict=True)))
+            read = levels + noise
+            read[list(gap)] = math.nan
+            pairs = zip(RANKS, read.tolist(), strict=True)
+            self.col.set(POWER, [p for i, p in enumerate(pairs) if i not in gone])
             result = tick(self.clock, self.service)
             raised += [
                 (a.labels["Hostname"], a.labels["gpu"])
@@ -53,6 +60,16 @@ class Job:
             [found] = [f for f in result.findings if f.detector == "adaptive" and f.query == POWER]
             scores.append(found.score.copy())
         return raised, scores
+
+    def dies_mid_move(self) -> list[tuple[str, str]]:
+        """Node-06 GPU 1 drops to idle power while its job is slowed (10 ticks, nothing raised) and stays
+        there as the job comes back: the ranks raised in the 20 ticks after the return."""
+        slowed = np.full(len(RANKS), SLOWED)
+        slowed[5] = 60.0
+        assert self.run(slowed, 10)[0] == []
+        back = np.full(len(RANKS), LEVEL)
+        back[5] = 60.0
+        return self.run(back, 20)[0]
 
     def slowed_and_back(self) -> list[np.ndarray]:
         """Four hours learnt, then one rank's fault slows the whole job for 10 minutes (every rank's power
@@ -161,9 +178,11 @@ def test_a_held_row_is_released_by_a_judged_read_at_or_under_half_way_and_none_i
     assert moves.state() == []  # the move ended with its last held row
 
 
-def test_a_move_ends_when_its_held_series_are_no_longer_reported():
-    """A held rank's series forgotten (its node down past ``forget_after_seconds``, its job ended): the move
-    ends, else it would stand for good and no later move of the job would start."""
+def test_a_move_drops_its_forgotten_series_and_ends_when_its_job_is_read_without_them():
+    """A held rank's series forgotten (its node down past ``forget_after_seconds``) is dropped when the
+    service tells the moves (its id goes to the next new series); a tick that reads its job but none of its
+    move's held ranks (the job restarted on other GPUs) ends the move, else it would stand for good and no
+    later move of the job would start."""
     moves = CollectiveMoves()
     moved = Findings(
         "adaptive", POWER, RANKS[:4], np.full(4, 2.0), -np.ones(4), yhat=np.zeros(4), ids=np.arange(4)
@@ -173,7 +192,13 @@ def test_a_move_ends_when_its_held_series_are_no_longer_reported():
         "adaptive", POWER, RANKS[:2], np.full(2, 0.9), np.zeros(2), yhat=np.zeros(2), ids=np.arange(2)
     )
     assert moves.update(rest, set()).tolist() == [True, True]
+    moves.forget(np.array([2, 3]))
     assert moves.state() == [["adaptive", POWER, ["7345"], [0, 1], [0, 1], [], [], -1.0]]
+    elsewhere = Findings(
+        "adaptive", POWER, RANKS[4:8], np.full(4, 0.9), np.zeros(4), yhat=np.zeros(4), ids=np.arange(4, 8)
+    )
+    assert moves.update(elsewhere, set()).tolist() == [False] * 4
+    assert moves.state() == []
 
 
 def test_the_ranks_of_a_move_are_held_again_when_their_job_moves_on_after_a_tick_under_half():
@@ -202,14 +227,8 @@ def test_a_rank_that_dies_while_its_job_is_slowed_alerts_once_its_job_is_back():
     past its band) and raises; the hold does not mask it."""
     job = Job()
     assert job.run(LEVEL, 480)[0] == []
-    slowed = np.full(len(RANKS), SLOWED)
-    job.run(slowed, 10)
-    slowed[5] = 60.0
-    assert job.run(slowed, 10)[0] == []
-    back = np.full(len(RANKS), LEVEL)
-    back[5] = 60.0
-    raised, _ = job.run(back, 20)
-    assert raised == [("node-06", "1")]
+    job.run(SLOWED, 10)
+    assert job.dies_mid_move() == [("node-06", "1")]
 
 
 def test_a_held_rank_flapping_inside_its_band_after_its_job_came_back_alerts_on_its_own_fault():
@@ -323,12 +342,7 @@ def test_a_rank_that_joined_its_move_late_and_dies_while_its_job_is_slowed_alert
     slowed = np.full(len(RANKS), SLOWED)
     assert job.run(slowed, 9)[0] == []
     assert 5 in job.service.collective.state()[0][3]  # held: it joined
-    slowed[5] = 60.0
-    assert job.run(slowed, 10)[0] == []
-    back = np.full(len(RANKS), LEVEL)
-    back[5] = 60.0
-    raised, _ = job.run(back, 20)
-    assert raised == [("node-06", "1")]
+    assert job.dies_mid_move() == [("node-06", "1")]
 
 
 def test_a_rank_that_moves_against_its_job_is_never_added_to_its_move_nor_on_the_other_side():
@@ -374,3 +388,109 @@ def test_a_straggler_under_half_way_while_its_job_is_slowed_is_not_added_as_the_
     # The job comes back: every rank above its band's middle, the straggler past half-way with them.
     assert update([2.0] * 6, [1.0] * 6) == [False] + [True] * 5
     assert moves.state()[0][4] == [1, 2, 3, 4, 5] and moves.state()[0][6] == []
+
+
+def test_a_held_rank_that_misses_one_read_while_its_job_settles_raises_nothing():
+    """One scrape gap of node-06 GPU 1 while its job's move still holds it (score 1.6, its narrow band not
+    settled, the job no longer counted as moving): the move let go the rank its tick did not read, and at the
+    next read, still past 1 by volatility with its power back at its level, it raised: seed 1100's
+    sympathetic alert, back for one missed scrape. A rank its tick does not read keeps its place in the move
+    while the move lasts."""
+    job = Job()
+    assert job.run(LEVEL, 480)[0] == []
+    assert job.run(SLOWED, 20)[0] == []
+    raised, scores = job.run(LEVEL, 14)
+    assert raised == [] and scores[-1][5] > 1.0 and 5 in job.service.collective.state()[0][3]
+    raised, _ = job.run(LEVEL, 1, gap=[5])
+    raised += job.run(LEVEL, 30)[0]
+    assert raised == []
+    assert job.service.collective.held() == 0
+
+
+def _moves_of_six() -> tuple[CollectiveMoves, Callable[..., list[bool]]]:
+    """Moves, and a tick of a 6-rank job's power findings (``update(scores, sides, rows)``: the rows read,
+    every one by default; each value on its side of its band's middle, inside the band): per row read,
+    whether it is held."""
+    moves = CollectiveMoves()
+
+    def update(scores: list[float], sides: list[float], rows: Sequence[int] = range(6)) -> list[bool]:
+        read = list(rows)
+        n = len(read)
+        f = Findings(
+            "adaptive",
+            POWER,
+            [RANKS[i] for i in read],
+            np.array(scores, np.float64),
+            np.array(sides, np.float64),
+            yhat=np.zeros(n),
+            lower=np.full(n, -2.0),
+            upper=np.full(n, 2.0),
+            ids=np.array(read, np.int64),
+        )
+        return moves.update(f, collective_workloads(f)).tolist()
+
+    return moves, update
+
+
+def test_a_rank_kept_out_of_its_move_stays_out_across_a_tick_that_did_not_read_it():
+    """A straggler that moved against its job is kept out of its move for good (``others``). One tick that did
+    not read it (a scrape gap) while its job settled let it out, and at the job's next stall, the straggler
+    down with it, it joined the move's ranks: held once the job came back, its own signal (past 1, its value
+    inside its band) raised nothing."""
+    moves, update = _moves_of_six()
+    assert update([2.0] * 6, [1, -1, -1, -1, -1, -1]) == [False] + [True] * 5
+    # The job settles, two ranks still held; the straggler not read.
+    assert update([0.4, 0.4, 0.9, 0.9, 0.3], [-1] * 5, rows=range(1, 6)) == [False] * 2 + [True] * 2 + [False]
+    # The job stalls, the straggler with it; then the job is back, the straggler still past 1.
+    assert update([2.0] * 6, [-1.0] * 6) == [False] + [True] * 5
+    assert update([1.5, 0.2, 0.2, 0.9, 0.9, 0.2], [-1.0] * 6) == [False, False, False, True, True, False]
+    assert moves.state()[0][6] == [0]
+
+
+def test_a_rank_its_move_no_longer_reads_is_let_go_with_the_move():
+    """A held rank read at no tick since (its field not available, its node down) stays held only while its
+    move lasts: the move ends once every rank read has settled, and a later move of the job is its own."""
+    moves, update = _moves_of_six()
+    assert update([2.0] * 6, [-1.0] * 6) == [True] * 6
+    assert update([0.9, 0.2, 0.2, 0.2, 0.2], [-1] * 5, rows=range(5)) == [True] + [False] * 4
+    assert moves.held() == 2  # row 5, unread, kept
+    assert update([0.2] * 5, [-1] * 5, rows=range(5)) == [False] * 5
+    assert moves.state() == []
+    assert update([2.0] * 6, [1.0] * 6) == [True] * 6
+    assert moves.state()[0][7] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("start", "held"),
+    [
+        pytest.param(([3.0] * 3 + [0.6] * 3, [1.0] * 3 + [-1.0] * 3), [True] * 3 + [False] * 3, id="lean"),
+        pytest.param(([2.0] * 6, [1.0] * 3 + [-1.0] * 3), [True] * 6, id="a-later-tick"),
+    ],
+)
+def test_a_move_whose_start_is_a_tie_takes_the_side_its_job_went(start, held):
+    """As many ranks past half-way up as down at a move's start: the move took 'down', the first of the
+    sorted sides. A job going up whose narrow ranks rose first (scores 3), as many wide ones reading half-way
+    down by their noise, started a 'down' move: the ranks going up, the job's, were kept out for good, not
+    held as the job went on up, and those still past 1 as it settled raised. A tie now takes the side its
+    job's rows lean to (their scores signed by side, summed); where they lean to neither, no move starts
+    until a tick breaks it."""
+    moves, update = _moves_of_six()
+    update(*start)  # the job moves: every row is dropped this tick, held or not
+    assert update([2.0] * 6, [1.0] * 6) == held
+    assert update([1.5, 1.5, 0.2, 0.2, 0.2, 0.2], [1.0] * 6) == [True, True] + [False] * 4
+    assert moves.state()[0][7] == 1.0
+
+
+def test_a_series_forgotten_while_its_move_lasts_leaves_the_move():
+    """Node-08 GPU 3 down from the job's slowdown on: held through its gap while the move lasts, its series is
+    forgotten after ``forget_after_seconds`` (900 s) and its id given to the next new series; the service
+    tells the moves as it tells the detectors, else the move would judge that series as this rank."""
+    job = Job()
+    assert job.run(LEVEL, 480)[0] == []
+    assert job.run(SLOWED, 2)[0] == []
+    assert 15 in job.service.collective.state()[0][3]
+    job.run(SLOWED, 18, gone=[15])
+    assert 15 in job.service.collective.state()[0][3]  # unread, still held
+    job.run(LEVEL, 14, gone=[15])  # unseen past 900 s: forgotten
+    [move] = job.service.collective.state()
+    assert 15 not in move[3] + move[4] + move[6] and move[3]
