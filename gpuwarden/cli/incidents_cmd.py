@@ -22,6 +22,7 @@ from gpuwarden.cli.api_requests import (
     api_request,
     checked_url,
     gpuwarden_answers,
+    not_gpuwarden,
 )
 from gpuwarden.cli.consoles import console, option_said, refuse_option
 from gpuwarden.cli.listings import say_cut_off, say_none_found
@@ -118,7 +119,7 @@ def list_incidents(
         params["limit"] = limit
     response = api_request("GET", url, "/api/v1/incidents", params=params)
     items = answer_json(response, url, list)
-    total = int(response.headers.get("X-Total-Count", len(items)))
+    total = _total_count(response.headers.get("X-Total-Count"), url, len(items))
     if output == "json":
         typer.echo(json.dumps(items, indent=2))
         # The list cannot say it was cut without changing its shape: stderr does, as below the table.
@@ -141,6 +142,17 @@ def list_incidents(
         )
     console.print(table, markup=False)  # titles and names are data, not markup
     say_cut_off(len(items), total)
+
+
+def _total_count(header: str | None, url: str, listed: int) -> int:
+    """How many incidents match, ``--limit`` aside (serve's ``X-Total-Count``; ``listed`` without one); one
+    that is no number is not serve's (it raised ValueError, a traceback, with ``-o json`` too)."""
+    if header is None:
+        return listed
+    try:
+        return int(header)
+    except ValueError:
+        not_gpuwarden(url, f"X-Total-Count {header!r} is not a whole number")
 
 
 def _state(inc: dict[str, Any]) -> str:

@@ -157,6 +157,24 @@ def test_a_server_that_is_not_gpuwarden_is_named_not_a_traceback(
     assert "did not answer as gpuwarden serve does" in result.output or f"HTTP {status}" in result.output
 
 
+@pytest.mark.parametrize("output", ["json", "table"])
+def test_a_total_count_that_is_not_a_number_is_named_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, output: str
+) -> None:
+    """``X-Total-Count: many`` (not serve: it sends the number) raised ValueError out of the command, a
+    traceback; with ``-o json`` too since fix/audit3 read it there for the stderr note."""
+
+    def answer(method: str, target: str, **_: object) -> httpx.Response:
+        request = httpx.Request(method, target)
+        return httpx.Response(200, json=[], headers={"X-Total-Count": "many"}, request=request)
+
+    monkeypatch.setattr(httpx, "request", answer)
+    result = runner.invoke(app, ["incidents", "list", "--url", "http://gpuwarden.test", "-o", output])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    said = " ".join(result.stderr.split())
+    assert "did not answer as gpuwarden serve does (X-Total-Count 'many' is not a whole number)" in said
+
+
 def test_an_incident_id_is_sent_as_one_path_segment_and_an_empty_one_is_refused() -> None:
     stub = FixedAnswer(404, b'{"error": "no such incident"}')
     try:
