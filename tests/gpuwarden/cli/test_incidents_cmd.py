@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+import typer
 from click.testing import Result
 from pydantic import SecretStr
 from rich.console import Console
@@ -30,6 +31,7 @@ from gpuwarden.clock import FakeClock
 from gpuwarden.config import ApiConfig
 from gpuwarden.model import WorkloadKind, WorkloadRef
 from tests.gpuwarden.api_client import TestClient, route_httpx
+from tests.gpuwarden.cli.test_commands import _commands
 from tests.http_stub import FixedAnswer
 from tests.integration.gpuwarden_server import AUTH, TOKEN, gpuwarden_serve
 from tests.integration.servers import free_port
@@ -649,6 +651,18 @@ def test_a_bad_by_is_named_as_the_option_typed(command: list[str], argv: list[st
     """``--author ''`` was refused as ``--by ''``, an option the user never typed."""
     result = runner.invoke(app, [*command, "--url", "http://127.0.0.1:9", *argv])
     assert result.exit_code == 2 and said in " ".join(result.stderr.split()), result.output
+
+
+def test_the_commands_that_say_who_are_every_command_with_author() -> None:
+    """A command given ``--author`` without ``ByCommand`` would take ``--by`` over it whatever the order: each
+    is in ``BY_COMMANDS``, which the tests here run."""
+    root = typer.main.get_command(app)
+    with_author = {
+        path.removeprefix("gpuwarden ")
+        for path, command in _commands(root, "gpuwarden")
+        if any(param.name == "author" for param in command.params)
+    }
+    assert with_author == {" ".join(argv[:2]) for argv in BY_COMMANDS.values()}
 
 
 @pytest.mark.parametrize("command", BY_COMMANDS.values(), ids=BY_COMMANDS.keys())
