@@ -11,6 +11,7 @@ from urllib.parse import quote
 import typer
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperCommand
 
 from gpuwarden.cli.api_requests import (
     MAX_TIMEOUT_SECONDS,
@@ -21,6 +22,7 @@ from gpuwarden.cli.api_requests import (
     api_request,
     checked_url,
     gpuwarden_answers,
+    not_gpuwarden,
 )
 from gpuwarden.cli.consoles import console, option_said, refuse_option
 from gpuwarden.cli.listings import say_cut_off, say_none_found
@@ -45,6 +47,7 @@ __all__ = [
     "TABLE_OUTPUTS",
     "TEXT_OUTPUTS",
     "AuthorOption",
+    "ByCommand",
     "ByOption",
     "UrlOption",
     "add_request_options",
@@ -116,7 +119,7 @@ def list_incidents(
         params["limit"] = limit
     response = api_request("GET", url, "/api/v1/incidents", params=params)
     items = answer_json(response, url, list)
-    total = int(response.headers.get("X-Total-Count", len(items)))
+    total = _total_count(response.headers.get("X-Total-Count"), url, len(items))
     if output == "json":
         typer.echo(json.dumps(items, indent=2))
         # The list cannot say it was cut without changing its shape: stderr does, as below the table.
@@ -139,6 +142,17 @@ def list_incidents(
         )
     console.print(table, markup=False)  # titles and names are data, not markup
     say_cut_off(len(items), total)
+
+
+def _total_count(header: str | None, url: str, listed: int) -> int:
+    """How many incidents match, ``--limit`` aside (serve's ``X-Total-Count``; ``listed`` without one); one
+    that is no number is not serve's (it raised ValueError, a traceback, with ``-o json`` too)."""
+    if header is None:
+        return listed
+    try:
+        return int(header)
+    except ValueError:
+        not_gpuwarden(url, f"X-Total-Count {header!r} is not a whole number")
 
 
 def _state(inc: dict[str, Any]) -> str:
@@ -197,21 +211,35 @@ ByOption = Annotated[
     ),
 ]
 # Its own option, not another name of --by: click does not say which name was typed, and a refusal names the
-# option as typed (``--author ''``), as `anomaly evaluate nab`'s --json beside -o json.
+# option as typed (``--author ''``); ``ByCommand`` keeps them one option to the user.
 AuthorOption = Annotated[str | None, typer.Option("--author", help="The same as --by, as amtool spells it.")]
+_WHO_OPTIONS = ("by", "author")
+
+
+class ByCommand(TyperCommand):
+    """A command taking ``--by`` and ``--author``: given both, the one typed last is who, as ``--by a --by b``
+    is b (click, kubectl), so that a script's ``--by "$ONCALL"`` followed by the user's ``--author bob`` is
+    bob; the other is dropped before the command sees it (and is not checked: ``--by '' --by bob`` is bob)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        """click's, then the earlier of ``--by`` and ``--author`` left out."""
+        # The parser lists every option as typed, each time (click keeps only the last value of each); it
+        # consumes its list, which click's own parse below needs whole.
+        order = self.make_parser(ctx).parse_args(args=list(args))[2]
+        rest = super().parse_args(ctx, args)
+        typed = [param.name for param in order if param.name in _WHO_OPTIONS]
+        for name in _WHO_OPTIONS if typed else ():
+            if name != typed[-1]:
+                ctx.params[name] = None
+        return rest
 
 
 def who(by: str | None, author: str | None = None) -> str:
-    """Who a command says did it: ``--by`` (or ``--author``), else ``$USER``, else the OS user name
-    (``LOGNAME``, the password database), else ``uid N``. A cron job or container has no ``$USER``, and
-    every action read "by cli". One given empty (``--by "$ONCALL"`` with the variable unset) is refused,
-    naming the option as typed, not taken as left out: it was recorded as ``$USER``, and a blank one was
-    serve's 400 (exit 1). Both naming different people are refused (click kept the last)."""
-    if by is not None and author is not None and by != author:
-        refuse_option(
-            f"--author {escape(repr(author))}: --by {escape(repr(by))} names someone else; give --by or"
-            " --author, not both"
-        )
+    """Who a command says did it: ``--by`` or ``--author`` (the one typed last: ``ByCommand``), else
+    ``$USER``, else the OS user name (``LOGNAME``, the password database), else ``uid N``. A cron job or
+    container has no ``$USER``, and every action read "by cli". One given empty (``--by "$ONCALL"`` with the
+    variable unset) is refused, naming the option as typed, not taken as left out: it was recorded as
+    ``$USER``, and a blank one was serve's 400 (exit 1)."""
     name, given = ("--by", by) if by is not None else ("--author", author)
     if given is not None:
         return written(name, given, f"who does it, or leave {name} out for $USER")
@@ -238,7 +266,7 @@ def _act(url: str, incident_id: str, action: str, body: dict[str, str], by: str)
     return inc
 
 
-@incidents_app.command("ack")
+@incidents_app.command("ack", cls=ByCommand)
 @gpuwarden_answers
 def ack(
     incident_id: str,
@@ -251,7 +279,7 @@ def ack(
     _said(inc)
 
 
-@incidents_app.command("mitigate")
+@incidents_app.command("mitigate", cls=ByCommand)
 @gpuwarden_answers
 def mitigate(
     incident_id: str,
@@ -267,7 +295,7 @@ def mitigate(
     _said(inc)
 
 
-@incidents_app.command("note")
+@incidents_app.command("note", cls=ByCommand)
 @gpuwarden_answers
 def note(
     incident_id: str,
@@ -281,7 +309,7 @@ def note(
     typer.echo(f"{inc['id']}: noted")
 
 
-@incidents_app.command("silence")
+@incidents_app.command("silence", cls=ByCommand)
 @gpuwarden_answers
 def silence(
     incident_id: str,
@@ -305,7 +333,7 @@ def silence(
         typer.echo(f"{inc['id']}: silenced for {duration}")
 
 
-@incidents_app.command("resolve")
+@incidents_app.command("resolve", cls=ByCommand)
 @gpuwarden_answers
 def resolve(
     incident_id: str,

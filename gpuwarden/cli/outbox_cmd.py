@@ -14,6 +14,7 @@ from gpuwarden.cli.consoles import console, err_console, refuse_option
 from gpuwarden.cli.incidents_cmd import (
     TABLE_OUTPUTS,
     AuthorOption,
+    ByCommand,
     ByOption,
     UrlOption,
     add_request_options,
@@ -153,7 +154,7 @@ def retry(
         )
 
 
-@outbox_app.command("discard")
+@outbox_app.command("discard", cls=ByCommand)
 @gpuwarden_answers
 def discard(
     notifier: Annotated[

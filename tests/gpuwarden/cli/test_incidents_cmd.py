@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+import typer
 from click.testing import Result
 from pydantic import SecretStr
 from rich.console import Console
@@ -30,6 +31,7 @@ from gpuwarden.clock import FakeClock
 from gpuwarden.config import ApiConfig
 from gpuwarden.model import WorkloadKind, WorkloadRef
 from tests.gpuwarden.api_client import TestClient, route_httpx
+from tests.gpuwarden.cli.test_commands import _commands
 from tests.http_stub import FixedAnswer
 from tests.integration.gpuwarden_server import AUTH, TOKEN, gpuwarden_serve
 from tests.integration.servers import free_port
@@ -155,6 +157,24 @@ def test_a_server_that_is_not_gpuwarden_is_named_not_a_traceback(
         stub.close()
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
     assert "did not answer as gpuwarden serve does" in result.output or f"HTTP {status}" in result.output
+
+
+@pytest.mark.parametrize("output", ["json", "table"])
+def test_a_total_count_that_is_not_a_number_is_named_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, output: str
+) -> None:
+    """``X-Total-Count: many`` (not serve: it sends the number) raised ValueError out of the command, a
+    traceback; with ``-o json`` too since fix/audit3 read it there for the stderr note."""
+
+    def answer(method: str, target: str, **_: object) -> httpx.Response:
+        request = httpx.Request(method, target)
+        return httpx.Response(200, json=[], headers={"X-Total-Count": "many"}, request=request)
+
+    monkeypatch.setattr(httpx, "request", answer)
+    result = runner.invoke(app, ["incidents", "list", "--url", "http://gpuwarden.test", "-o", output])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    said = " ".join(result.stderr.split())
+    assert "did not answer as gpuwarden serve does (X-Total-Count 'many' is not a whole number)" in said
 
 
 def test_an_incident_id_is_sent_as_one_path_segment_and_an_empty_one_is_refused() -> None:
@@ -603,35 +623,79 @@ def test_list_json_cut_at_the_limit_says_so_on_stderr_and_prints_a_list_still(
     assert isinstance(listed, list) and [i["id"] for i in listed] == [json.loads(whole.stdout)[0]["id"]]
 
 
+# Every command that says who does it, with what else it needs.
+BY_COMMANDS = {
+    "ack": ["incidents", "ack", "inc-1"],
+    "mitigate": ["incidents", "mitigate", "inc-1", "--action", "draining"],
+    "note": ["incidents", "note", "inc-1", "reseated"],
+    "silence": ["incidents", "silence", "inc-1"],
+    "resolve": ["incidents", "resolve", "inc-1"],
+    "discard": ["outbox", "discard", "--notifier", "webhook:x", "--yes"],
+}
+
+
 @pytest.mark.parametrize(
     ("argv", "said"),
     [
         (["--author", ""], "--author '': empty; write who does it, or leave --author out for $USER"),
         (["--by", " "], "--by ' ': empty; write who does it, or leave --by out for $USER"),
         (
-            ["--by", "alice", "--author", "bob"],
-            "--author 'bob': --by 'alice' names someone else; give --by or --author, not both",
+            ["--by", "alice", "--author", ""],
+            "--author '': empty; write who does it, or leave --author out for $USER",
         ),
     ],
-    ids=["empty-author", "blank-by", "both-differ"],
+    ids=["empty-author", "blank-by", "empty-author-typed-last"],
 )
-def test_a_bad_by_is_named_as_the_option_typed(argv: list[str], said: str) -> None:
+@pytest.mark.parametrize("command", BY_COMMANDS.values(), ids=BY_COMMANDS.keys())
+def test_a_bad_by_is_named_as_the_option_typed(command: list[str], argv: list[str], said: str) -> None:
     """``--author ''`` was refused as ``--by ''``, an option the user never typed."""
-    for command in (["incidents", "ack", "inc-1"], ["outbox", "discard", "--notifier", "webhook:x"]):
-        result = runner.invoke(app, [*command, "--url", "http://127.0.0.1:9", *argv])
-        assert result.exit_code == 2 and said in " ".join(result.stderr.split()), result.output
+    result = runner.invoke(app, [*command, "--url", "http://127.0.0.1:9", *argv])
+    assert result.exit_code == 2 and said in " ".join(result.stderr.split()), result.output
 
 
-def test_by_and_author_naming_the_same_person_are_taken(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_the_commands_that_say_who_are_every_command_with_author() -> None:
+    """A command given ``--author`` without ``ByCommand`` would take ``--by`` over it whatever the order: each
+    is in ``BY_COMMANDS``, which the tests here run."""
+    root = typer.main.get_command(app)
+    with_author = {
+        path.removeprefix("gpuwarden ")
+        for path, command in _commands(root, "gpuwarden")
+        if any(param.name == "author" for param in command.params)
+    }
+    assert with_author == {" ".join(argv[:2]) for argv in BY_COMMANDS.values()}
+
+
+@pytest.mark.parametrize("command", BY_COMMANDS.values(), ids=BY_COMMANDS.keys())
+def test_an_empty_author_overridden_by_a_later_by_is_not_refused(command: list[str]) -> None:
+    """As ``--by '' --by alice`` is alice: a wrapper's default overridden by the user's own option. fix/audit3
+    refused ``--by`` and ``--author`` naming different people, exit 2, where the last one typed was taken."""
+    result = runner.invoke(app, [*command, "--url", "http://127.0.0.1:9", "--author", "", "--by", "alice"])
+    assert result.exit_code == 1 and "cannot connect" in result.stderr, result.output  # it asked serve
+
+
+@pytest.mark.parametrize(
+    ("argv", "recorded"),
+    [
+        (["--by", "alice", "--author", "bob"], "bob"),
+        (["--author", "bob", "--by", "alice"], "alice"),
+        (["--by", "alice", "--author", "bob", "--by", "carol"], "carol"),
+        (["--by", "carol", "--author", "carol"], "carol"),
+    ],
+    ids=["author-last", "by-last", "by-again-last", "the-same"],
+)
+def test_by_and_author_given_together_take_the_one_typed_last_as_an_option_given_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str], recorded: str
 ) -> None:
+    """``--author`` is ``--by`` as amtool spells it: given both, the last one typed is who, as ``--by a
+    --by b`` is b and ``-o json --output text`` is text (click, kubectl); a script that passes ``--by
+    "$ONCALL"`` and then the user's ``--author bob`` was refused, exit 2."""
     with _in_process(tmp_path, monkeypatch) as (client, _):
         item = _one_node_down(client, monkeypatch)
-        argv = ["incidents", "ack", item["id"], "--url", URL, "--by", "carol", "--author", "carol"]
-        result = runner.invoke(app, argv)
+        result = runner.invoke(app, ["incidents", "ack", item["id"], "--url", URL, *argv])
         assert result.exit_code == 0, result.output
         timeline = client.get(f"/api/v1/incidents/{item['id']}").json()["timeline"]
-        assert any(e["kind"] == "acknowledged" and e["message"].endswith("by carol") for e in timeline)
+        (acked,) = [e for e in timeline if e["kind"] == "acknowledged"]
+        assert acked["message"].endswith(f"by {recorded}"), acked
 
 
 def test_a_server_that_takes_the_connection_but_does_not_answer_is_a_timeout_not_unreachable() -> None:
