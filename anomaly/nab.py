@@ -110,7 +110,13 @@ def scaled_sigmoid(position: float) -> float:
 
 
 def load_corpus(data_dir: Path, windows_file: Path) -> list[NabFile]:
-    """Read every CSV named in the windows file; window bounds become index ranges."""
+    """Read every CSV named in the windows file that ``data_dir`` holds; window bounds become index ranges."""
+    return read_corpus(data_dir, windows_file)[0]
+
+
+def read_corpus(data_dir: Path, windows_file: Path) -> tuple[list[NabFile], list[str]]:
+    """The files of ``load_corpus``, and the names the windows file gives that ``data_dir`` lacks (sorted):
+    a score over a partial corpus is not the corpus's, and the caller decides whether to refuse or say it."""
     try:  # a FIFO would block and /dev/zero fill the memory: refused like a config file
         windows = json.loads(read_text_file(windows_file, give=_GIVE_WINDOWS))
     except ConfigError as exc:
@@ -120,10 +126,11 @@ def load_corpus(data_dir: Path, windows_file: Path) -> list[NabFile]:
     if not isinstance(windows, dict):
         raise InputError(f"{windows_file}: expected an object of file name -> windows", field="windows")
     _check_data_dir(data_dir)
-    files = []
+    files, missing = [], []
     for name in sorted(windows):
         path = data_dir / name
         if not path.exists():
+            missing.append(name)
             continue
         series = read_series_csv(path, repeated_times=True)  # NAB's files repeat clock-change hours
         pairs = _pairs(windows[name], f"{windows_file}: {name}")
@@ -138,7 +145,7 @@ def load_corpus(data_dir: Path, windows_file: Path) -> list[NabFile]:
             f"{f' (such as {min(windows)})' if windows else ''}; {_GIVE_DATA}",
             field="data",
         )
-    return files
+    return files, missing
 
 
 _GIVE_DATA = "give the folder of NAB's data files (category/file.csv), its data/"
@@ -336,6 +343,7 @@ class NabReport:
     splits: dict[str, Summary]
     categories: dict[str, Summary]
     split_categories: dict[str, dict[str, Summary]] = field(default_factory=dict)
+    missing_files: list[str] = field(default_factory=list)  # named by the windows, not scored: not there
 
     def to_json(self) -> dict[str, object]:
         """A JSON-ready dict."""
@@ -368,6 +376,7 @@ class NabReport:
                 }
                 for name, parts in self.per_file.items()
             },
+            "missing_files": list(self.missing_files),
         }
 
 

@@ -4,7 +4,8 @@ missing one.
 The defaults are found from this file, never from the current directory: ``shared/data/nab`` inside the
 repository, else beside it (``../shared``, the layout of the development machines), else beside the main
 checkout when this is a git worktree of it. A corpus that is not there is refused naming ``--data`` or
-``--windows``, with the paths that were tried, instead of a traceback.
+``--windows``, with the paths that were tried, instead of a traceback; so is a ``--data`` lacking some of the
+files ``--windows`` names.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from anomaly.nab import NabFile, load_corpus
+from anomaly.nab import NabFile, read_corpus
 from gpuwarden.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,10 +81,16 @@ def load_checked_corpus(
     if not windows.is_file():
         parser.error(f"--windows {windows}: no such file (the NAB corpus's {WINDOWS})")
     try:
-        files = load_corpus(data, windows)
+        files, missing = read_corpus(data, windows)
     except InputError as exc:
         option, value = ("--windows", windows) if exc.field == "windows" else ("--data", data)
         parser.error(f"{option} {value}: {exc.message.removeprefix(f'{value}: ')}")  # the file said once
     if not files:
         parser.error(f"--data {data}: holds none of the files that --windows {windows} names")
+    if missing:  # a partial corpus' figures read as the whole corpus' (as `anomaly evaluate nab` refuses)
+        first = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        parser.error(
+            f"--data {data}: lacks {len(missing)} of the {len(files) + len(missing)} files {windows} names"
+            f" ({first}); give the whole corpus, or a --windows naming only the files to score"
+        )
     return files

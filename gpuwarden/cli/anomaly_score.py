@@ -164,6 +164,14 @@ def evaluate_nab(
     tune_only: Annotated[
         bool, typer.Option("--tune-only", help="Score only the tuning split (for development).")
     ] = False,
+    allow_missing: Annotated[
+        bool,
+        typer.Option(
+            "--allow-missing",
+            help="Score the files --data holds when it lacks some --windows names (said on stderr and in"
+            " the JSON's missing_files); refused otherwise.",
+        ),
+    ] = False,
     config: ConfigOption = None,
     quiet: Annotated[
         bool,
@@ -182,14 +190,23 @@ def evaluate_nab(
         cfg = _thresholds(config)
         with StepProgress(err_console, quiet=quiet) as progress:
             progress.phase(f"reading {data.name}")
-            files = nab.load_corpus(data, windows)
-            if tune_only:
+            files, missing = nab.read_corpus(data, windows)
+            if tune_only:  # the held-out files are left out on purpose: one missing changes nothing here
                 files = nab.tuning_files(files)
+                missing = [name for name in missing if nab.is_tuning_file(name)]
+            which = f"{len(files) + len(missing)} {'tuning ' if tune_only else ''}files"
+            if missing and not allow_missing:  # a partial corpus' score read as the whole corpus'
+                raise InputError(
+                    f"lacks {len(missing)} of the {which} {windows} names ({_first(missing)}); give the"
+                    f" whole corpus, or --allow-missing to score the {len(files)} it holds",
+                    field="data",
+                )
             progress.phase(
                 f"scoring {len(files)} files", total=max((len(f.series.values) for f in files), default=0)
             )
             params = ThresholdParams.from_config(cfg)
             report = nab.evaluate(files, params, cfg.resolve_after, progress=progress.advance)
+            report.missing_files = missing
     except (InputError, ConfigError) as exc:  # a data file's problem names the folder it is in
         _print_refusal(
             exc, {"windows": ("--windows", windows)} | dict.fromkeys(_DATA_FIELDS, ("--data", data))
@@ -197,6 +214,7 @@ def evaluate_nab(
         raise typer.Exit(1) from exc
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2))
+        _say_missing(len(files), which, missing)
         return
     files_table = Table("file", "split", "windows", "detected", "alerts", "raw standard")
     for name, parts in report.per_file.items():
@@ -212,3 +230,18 @@ def evaluate_nab(
         summary_table.add_row(label, str(summary.files), str(summary.windows), *cells, f"{summary.f1:.3f}")
     console.print(summary_table, markup=False)
     console.print("held-out = files never used to choose the defaults (anomaly.nab.is_tuning_file)")
+    _say_missing(len(files), which, missing)
+
+
+def _first(names: list[str], shown: int = 3) -> str:
+    """``a.csv, b.csv, c.csv and 5 more``: the first of many names, enough to see which part is missing."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
+def _say_missing(scored: int, which: str, missing: list[str]) -> None:
+    """``scored 55 of 58 files; --data lacks ...`` on stderr, whatever ``-o``, where ``--allow-missing`` let
+    files be missing: the scores are not the whole corpus'."""
+    if missing:
+        text = f"scored {scored} of {which}; --data lacks {_first(missing)}"
+        err_console.print(text, markup=False, highlight=False, soft_wrap=True)

@@ -38,14 +38,21 @@ def _fetch(url: str) -> dict[str, Any]:
     return data
 
 
-def _about(data: dict[str, Any]) -> None:
+def _about(data: dict[str, Any], *, stale_only: bool = False) -> None:
+    """``source: slurm, read T`` on stderr, with each stale source's failure and last read; ``stale_only``
+    (``-o json``) says it only when one is stale: the list cannot say its data may be old without changing
+    its shape, and a script read a list that a failing source had left hours old without a word."""
     about = data.get("about", {})
     line = f"source: {about.get('source') or 'unknown'}, read {shown_text(str(about.get('read_at')))}"
-    for part in about.get("refreshed_sources", []):
-        if part.get("stale"):
-            last = f"last read {shown_text(part['read_at'])}" if part.get("read_at") else "never read"
+    stale = [part for part in about.get("refreshed_sources", []) if part.get("stale")]
+    for part in stale:
+        last = f"last read {shown_text(part['read_at'])}" if part.get("read_at") else "never read"
+        if part.get("failed_at"):
             line += f"; {part['name']}: failed at {shown_text(part['failed_at'])}, {last}"
-    err_console.print(line, markup=False, highlight=False)
+        else:  # its first read still runs (serve just started): it did not fail, it is not in the list yet
+            line += f"; {part['name']}: not read yet"
+    if stale or not stale_only:
+        err_console.print(line, markup=False, highlight=False)
 
 
 @inventory_app.command("nodes")
@@ -69,6 +76,7 @@ def nodes(
     ]
     if output == "json":
         typer.echo(json.dumps(items, indent=2))
+        _about(data, stale_only=True)  # as below the table, where a source is stale
         return
     if not items:
         say_none_found("nodes", {"rack": rack})
@@ -112,6 +120,7 @@ def workloads(
     ]
     if output == "json":
         typer.echo(json.dumps(items, indent=2))
+        _about(data, stale_only=True)  # as below the table, where a source is stale
         return
     if not items:
         say_none_found("workloads", {"node": node})

@@ -996,3 +996,53 @@ def test_run_warns_and_keeps_no_state_where_the_default_state_file_cannot_be_wri
     assert "is not kept across a restart" in said
     with pytest.raises(typer.Exit):
         anomaly_cmd._state_path(AnomalyConfig(state_file="kept.npz"), None, 0)
+
+
+NAB_GIVE_ALL = "give the whole corpus, or --allow-missing to score the 1 it holds"
+
+
+def test_evaluate_nab_refuses_a_data_folder_that_lacks_files_the_windows_name(tmp_path):
+    # It scored the files it found without a word: a partial download gave a score that looked like the
+    # whole corpus's. c/x.csv is there, c/y.csv and c/z.csv are not.
+    args = evaluate_args(tmp_path, {"c/x.csv": [], "c/y.csv": [], "c/z.csv": []})
+    result = runner.invoke(app, [*args, "-q"])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1, said
+    assert said.startswith(
+        f"error: --data '{tmp_path / 'data'}': lacks 2 of the 3 files {tmp_path / 'w.json'} names"
+        f" (c/y.csv, c/z.csv); {NAB_GIVE_ALL}"
+    ), said
+
+
+@pytest.mark.parametrize("output", ["json", "text"])
+def test_evaluate_nab_scores_what_the_data_folder_holds_when_allowed_and_says_what_it_lacks(tmp_path, output):
+    args = evaluate_args(tmp_path, {"c/x.csv": [], "c/y.csv": [], "c/z.csv": []})
+    result = runner.invoke(app, [*args, "-q", "--allow-missing", "-o", output])
+    assert result.exit_code == 0, result.output
+    assert "scored 1 of 3 files; --data lacks c/y.csv, c/z.csv" in " ".join(result.stderr.split())
+    if output == "json":
+        report = json.loads(result.stdout)
+        assert report["splits"]["all"]["files"] == 1
+        assert report["missing_files"] == ["c/y.csv", "c/z.csv"]
+    whole = runner.invoke(app, [*evaluate_args(tmp_path / "whole", {"c/x.csv": []}), "-q", "-o", "json"])
+    assert json.loads(whole.stdout)["missing_files"] == [] and whole.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("missing", "refused"),
+    [("c/y.csv", False), ("c/z.csv", True)],
+    ids=["held-out-file-missing", "tuning-file-missing"],
+)
+def test_evaluate_nab_tune_only_minds_only_the_tuning_files_missing(tmp_path, missing, refused):
+    # --tune-only leaves the held-out files out on purpose: one missing changes nothing it scores. c/x.csv
+    # and c/z.csv are of the tuning split, c/y.csv held out.
+    args = evaluate_args(tmp_path, {"c/x.csv": [], missing: []})
+    result = runner.invoke(app, [*args, "-q", "--tune-only", "-o", "json"])
+    said = " ".join(result.output.split())
+    if refused:
+        assert result.exit_code == 1, said
+        assert f"lacks 1 of the 2 tuning files {tmp_path / 'w.json'} names (c/z.csv);" in said
+        return
+    assert result.exit_code == 0 and result.stderr == "", said
+    report = json.loads(result.stdout)
+    assert report["splits"]["all"]["files"] == 1 and report["missing_files"] == []

@@ -103,3 +103,27 @@ def test_a_windows_file_that_is_not_an_object_is_named_once(
     said = capsys.readouterr().err
     assert stopped.value.code == 2
     assert f"error: --windows {windows}: expected an object of file name -> windows" in said, said
+
+
+def test_a_data_folder_lacking_files_the_windows_name_is_refused_naming_them(
+    tmp_path: Path, inputs: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The harnesses scored the files they found without a word: a partial corpus' figures read as the whole
+    # corpus'. c/x.csv is there, c/y.csv is not.
+    import argparse  # noqa: PLC0415
+
+    (tmp_path / "data" / "c").mkdir(parents=True)
+    rows = ["timestamp,value"] + [f"2020-01-01 00:{m:02d}:00,{m}" for m in range(60)]
+    (tmp_path / "data" / "c" / "x.csv").write_text("\n".join(rows))
+    windows = tmp_path / "windows.json"
+    windows.write_text('{"c/x.csv": [], "c/y.csv": []}')
+    parser = argparse.ArgumentParser(prog="nab_cv.py")
+    inputs.add_corpus_options(parser)
+    args = parser.parse_args([f"--data={tmp_path / 'data'}", f"--windows={windows}"])
+    with pytest.raises(SystemExit) as stopped:
+        inputs.load_checked_corpus(parser, args)
+    said = " ".join(capsys.readouterr().err.split())
+    assert stopped.value.code == 2
+    assert f"error: --data {tmp_path / 'data'}: lacks 1 of the 2 files {windows} names (c/y.csv);" in said, (
+        said
+    )

@@ -142,3 +142,43 @@ def test_export_to_a_directory_is_refused_naming_the_option_and_the_directory(tm
     said = " ".join(result.output.split())
     assert result.exit_code == 2
     assert said == f"error: --file '{tmp_path}': cannot write a directory; give a file name in it", said
+
+
+@pytest.mark.parametrize("listing", ["nodes", "workloads"])
+def test_a_json_listing_says_on_stderr_that_a_source_is_stale_as_the_table_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, listing: str
+) -> None:
+    # serve's Slurm refresh failed after its last good read: what it lists may be old. The table says so on
+    # stderr; with -o json a script got the same list and no word of it.
+    slurm, clock = RecordedSlurm("D-running"), FakeClock()
+    live = _engine(tmp_path / "live.db", SlurmInventory(clock, slurm).read())
+    live.inventory_source = "slurm"
+    read_at = clock.now()
+    live.inventory_sources = {"slurm": {"read_at": read_at, "failed_at": None}}
+    with api_client(live) as client:
+        monkeypatch.setattr(inventory_cmd, "_fetch", lambda url: client.get("/api/v1/inventory").json())
+        fresh = runner.invoke(app, ["inventory", listing, "-o", "json"])
+        clock.advance(600)
+        live.inventory_sources = {"slurm": {"read_at": read_at, "failed_at": clock.now()}}
+        stale = runner.invoke(app, ["inventory", listing, "-o", "json"])
+        table = runner.invoke(app, ["inventory", listing], env=WIDE)
+    assert fresh.exit_code == stale.exit_code == 0, stale.output
+    assert json.loads(stale.stdout) == json.loads(fresh.stdout) != []  # the document is unchanged
+    assert fresh.stderr == ""  # nothing to say: the source line is the table's, as before
+    note = " ".join(stale.stderr.split())
+    assert "slurm: failed at 2026-01-01T00:10:00Z, last read 2026-01-01T00:00:00Z" in note
+    assert note in " ".join(table.stderr.split())  # the same words as below the table
+
+
+def test_a_source_not_read_yet_is_said_so_not_failed_at_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two refreshed sources just after serve started: Kubernetes read, Slurm's first read still running.
+    parts = [
+        {"name": "kubernetes", "read_at": "2026-01-01T00:00:00Z", "failed_at": None, "stale": False},
+        {"name": "slurm", "read_at": None, "failed_at": None, "stale": True},
+    ]
+    about = {"source": "kubernetes+slurm", "read_at": "2026-01-01T00:00:00Z", "refreshed_sources": parts}
+    answer = {"about": about}
+    monkeypatch.setattr(inventory_cmd, "_fetch", lambda url: {**answer, "nodes": [], "spare_gpus": {}})
+    result = runner.invoke(app, ["inventory", "nodes", "-o", "json"])
+    assert result.exit_code == 0 and result.stdout.strip() == "[]"
+    assert "slurm: not read yet" in result.stderr and "None" not in result.stderr
