@@ -68,7 +68,15 @@ was let out, to join the move at its job's next stall. Such a rank now keeps its
 job no longer moves and none of the ranks read is held, the unread let go with it, so a rank never read
 again (its node down, its job restarted on other GPUs) holds it open no longer than its read ranks. A series
 the service forgets (``forget_after_seconds``) leaves every move as it leaves the detectors
-(``CollectiveMoves.forget``): its id goes to the next new series, which a move would judge as the old rank.
+(``CollectiveMoves.forget``, in the live ticks and the warm-up's replay alike): its id goes to the next new
+series, which a move would judge as the old rank.
+
+But a tick that read none of the job's ranks (a gap on all its nodes at once, every row of it NaN) ended its
+move, none of its ranks read held: seed 1100's narrow ranks, still past 1.5 by volatility, alerted at the next
+read, all four. Such a tick tells nothing of the move, which is left as it was; a job no longer read at all
+(its nodes down, the job ended) ends its move once the service has forgotten its held ranks, at most
+``forget_after_seconds`` after their last read (a Prometheus outage, whose ticks read nothing and forget
+nothing, leaves it as it was too).
 """
 
 from __future__ import annotations
@@ -254,11 +262,15 @@ class CollectiveMoves:
         moves = self._moves.setdefault((f.detector, f.query), {})
         for workload, move in list(moves.items()):
             rows = tick.rows(workload)
+            if not rows.size:  # none of its job read (a gap on all its nodes): no evidence; ended once
+                if not move.held:  # its held ranks are forgotten (``forget``: its job gone)
+                    del moves[workload]
+                continue
             moving = workload in collective
-            if rows.size:
-                held[rows] = move.settle(tick.ids[rows], tick, rows, moving)
+            held[rows] = move.settle(tick.ids[rows], tick, rows, moving)
             # A held rank this tick did not read (a gap) stays held while the move lasts: it ends once its job
-            # no longer moves and none of the ranks read is held (its job gone, the unread let go with it).
+            # no longer moves and none of the ranks read is held (the job restarted elsewhere, the unread let
+            # go with it).
             if not moving and not held[rows].any():
                 del moves[workload]
         for workload in collective:
