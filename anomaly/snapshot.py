@@ -58,9 +58,11 @@ FORMAT = "gpuwarden-anomaly-state"
 # the ranks it could not read then join it when they move with their job). 11: before each move kept the side
 # its start went (a rank joins it only on that side; ``others`` now only those that moved against it). 12:
 # before the thermal detector kept each GPU's latest gap end and its settle clock before that gap
-# (``gapped_at``, ``seen_was``: a gap that recurs is a flapping exporter's, its restart undone).
-VERSION = 13
-SCHEMA = "34dd37b93ce2d55f"
+# (``gapped_at``, ``seen_was``: a gap that recurs is a flapping exporter's, its restart undone). 13: before
+# it kept the read each GPU's cooling began at (``cooled_at``, ``cooled_t``, ``cooled_p``: back from a gap
+# colder than a powered GPU could have cooled since, while its power still fell, it was off).
+VERSION = 14
+SCHEMA = "5bdc4d33cc28313a"
 _HEADER = "header"
 _MODE = 0o600
 # Settings that do not shape what the detectors learn: where the service reads, listens and posts, and the

@@ -210,13 +210,19 @@ class ThermalDetector(ThermalGuesses, ThermalHolds):
         cooled = ~(ongoing & (t > self.low_t[slots])) & ~(judged.warm & ~fallen & (np.abs(line.resid) < band))
         # Back over half a band colder than it had cooled to, its power settled (no longer falling at the
         # slowest lag): no powered GPU cools so, it was off (a reboot), its restart not undone as a flap's.
-        low = (t < self.low_t[slots] - 0.5 * band) & (self.slow[slots] <= lagged + self.ridge_watts)
+        # Its power still falling, over half a band colder than the cooling it had left allows: lagging
+        # 120 s (the slowest at the bound of ``settle_seconds``), off 6 minutes a minute into a stall at
+        # 85 W, then scrapes lost 2 minutes after, its restart was undone and its warming from the room read
+        # 1.33 for 23 minutes, every GPU of the node alerted; stalled at 150 W, 2.33.
+        settled = self.slow[slots] <= lagged + self.ridge_watts
+        low = (t < self.low_t[slots] - 0.5 * band) & (settled | self._unpowered(slots, t, band, lagged))
         seen, woke = self._seen(slots, line.fresh, gap, (cooled, cooled & low), at)
         climbing, climb = self._climbs(
             slots,
             (t, self.slow[slots], line.slope),
             judged.guess & (n >= self.warmup),
             (fallen, ongoing, seen, woke),
+            now=(at, lagged),
         )
         own, peer, peer_score = judged.own, judged.peer, judged.peer_score
         score = np.where(peer, peer_score, np.where(climbing, np.maximum(climb / band, own), own))

@@ -64,13 +64,15 @@ class ThermalGuesses(ThermalLines):
         sample: tuple[FloatArray, FloatArray, FloatArray],
         guess: BoolArray,
         fallen: tuple[BoolArray, BoolArray, BoolArray, BoolArray],
+        *,
+        now: tuple[float, FloatArray],
     ) -> tuple[BoolArray, FloatArray]:
         """Which guesses are judged by their temperature's climb, above the power its line scored at
         (``_climbing``) or below it (``_rewarming``; ``fallen``: ``_fallen``'s, and whether the temperature
         has settled since it was unseen, ``_seen``), and that climb."""
         climbing, climb = self._climbing(slots, sample, guess)
         rewarming, rise = self._rewarming(
-            slots, sample, fallen[0] & guess, fallen[1], (~fallen[2], fallen[3])
+            slots, sample, fallen[0] & guess, fallen[1], (~fallen[2], fallen[3]), now=now
         )
         return climbing | rewarming, np.where(rewarming, rise, climb)
 
@@ -102,6 +104,8 @@ class ThermalGuesses(ThermalLines):
         fallen: BoolArray,
         ongoing: BoolArray,
         unseen: tuple[BoolArray, BoolArray],
+        *,
+        now: tuple[float, FloatArray],
     ) -> tuple[BoolArray, FloatArray]:
         """Which ``fallen`` samples are judged by how far their temperature has climbed from the lowest it
         cooled to since, moved by their line's slope for the power since (lagged at the slowest lag it allows
@@ -121,9 +125,16 @@ class ThermalGuesses(ThermalLines):
         climbs from that low on (from the last of them, 3 of 40 flapping runs read 0 through the stall)."""
         t, slow, slope = sample
         (cold, woke), low_t, low_p = unseen, self.low_t[slots], self.low_p[slots]
+        at, lagged = now
         rose = slow > low_p + self.ridge_watts
         anew = ~ongoing | rose | (t <= low_t)
         low_t, low_p = np.where(anew, t, low_t), np.where(anew, slow, low_p)
+        # Where its cooling to that lowest began (``_unpowered``): its last read before the fall (its lags
+        # agree there, where its power had settled), moved by a rise, not by the cooler reads of one fall.
+        began = ~fallen | rose | woke
+        self.cooled_at[slots] = np.where(began, at, self.cooled_at[slots])
+        self.cooled_t[slots] = np.where(began, t, self.cooled_t[slots])
+        self.cooled_p[slots] = np.where(began, np.minimum(lagged, slow), self.cooled_p[slots])
         rest_t, rest_p = self.rest_t[slots], self.rest_p[slots]
         rested = (rest_p > 0.0) & (np.abs(slow - rest_p) <= self.ridge_watts)
         from_t = np.where(rested, rest_t, t)  # where a cold sample climbs from
@@ -169,3 +180,23 @@ class ThermalGuesses(ThermalLines):
         over = np.where(peer, over, 0.0)
         excess = t - (at_top + peer_slope * over)
         return peer, np.maximum(excess, 0.0) / (band + tolerance * over)
+
+    def _unpowered(self, slots: IntArray, t: FloatArray, band: FloatArray, lagged: FloatArray) -> BoolArray:
+        """Which samples read colder, by over half a band, than their GPU could have cooled to powered: below
+        the lowest it had cooled to (``_rewarming``'s) by more than its thermal resistance, at most what that
+        cooling showed, times the fall of its power since, at any lag from ``lag_seconds`` to the slowest.
+        Only where it was read without a gap from the read its cooling began at to the read before (its
+        power unread in a gap, its lags are guesses)."""
+        low_t, low_p = self.low_t[slots], self.low_p[slots]
+        from_t, from_p = self.cooled_t[slots], self.cooled_p[slots]
+        # Lagged at any of those lags, a falling power lies between its fast and slow lags: from the read its
+        # cooling began at to the lowest, the GPU's lagged power fell by at least ``from_p - low_p`` (the
+        # lower lag there, the slower at the lowest), and its temperature by ``from_t - low_t``, so its
+        # resistance is at most their ratio; since the lowest, its lagged power fell by at most ``low_p``
+        # less the lower lag now, and a powered GPU cooled by at most the resistance times that.
+        read = (self.cooled_at[slots] > 0.0) & (self.cooled_at[slots] >= self.gapped_at[slots])
+        fell = read & (from_p > low_p + self.ridge_watts) & (from_t > low_t)
+        resistance = (from_t - low_t) / np.where(fell, from_p - low_p, 1.0)
+        now = np.minimum(lagged, self.slow[slots])
+        left = np.where(fell, resistance * np.maximum(low_p - now, 0.0), np.inf)
+        return t < low_t - left - 0.5 * band

@@ -52,6 +52,9 @@ FIELDS = (  # its per-slot arrays, in the order of a parked GPU's row
     "fell_at",
     "low_t",
     "low_p",
+    "cooled_at",
+    "cooled_t",
+    "cooled_p",
     "rest_t",
     "rest_p",
     "seen_at",
@@ -59,7 +62,7 @@ FIELDS = (  # its per-slot arrays, in the order of a parked GPU's row
     "seen_was",
 )
 # Its per-slot times (0: none).
-_TIMES = ("last", "hot_at", "risen_at", "fell_at", "seen_at", "gapped_at", "seen_was")
+_TIMES = ("last", "hot_at", "risen_at", "fell_at", "cooled_at", "seen_at", "gapped_at", "seen_was")
 
 
 class ThermalLines:
@@ -113,6 +116,9 @@ class ThermalLines:
         self.fell_at = np.zeros(0)  # when its power fell below any its line scored at (0: it is not)
         self.low_t = np.zeros(0)  # the lowest temperature it cooled to there, and its power lagged at the
         self.low_p = np.zeros(0)  # slowest lag then (``_rewarming``)
+        self.cooled_at = np.zeros(0)  # the read its cooling to that lowest began at: its time, temperature
+        self.cooled_t = np.zeros(0)  # and power (the lower of its two lags; ``_unpowered``)
+        self.cooled_p = np.zeros(0)
         self.rest_t = np.zeros(0)  # the temperature it settled at, at the lowest power it settled at in no
         self.rest_p = np.zeros(0)  # hot run, and that power lagged (0: none yet; ``_rested``)
         self.seen_at = np.zeros(0)  # when its settle clock started, less the time unread since (``_seen``)
@@ -194,7 +200,7 @@ class ThermalLines:
             gpu, self._gpu[slot] = self._gpu[slot], None
             if gpu is not None and self.n[slot] > 0:
                 row = np.array([getattr(self, name)[slot] for name in FIELDS])
-                # At most as many GPUs as it has slots (526 B a GPU parked, 224 B a slot): 2.3x its state.
+                # At most as many GPUs as it has slots (550 B a GPU parked, 248 B a slot): 2.3x its state.
                 self._parked.park(gpu, float(self.last[slot]), row, self.n.size)
             self._slot.free(slot)
         self.n[slots] = 0

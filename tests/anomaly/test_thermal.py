@@ -275,7 +275,7 @@ def test_its_state_grows_with_the_gpus_it_scores_not_with_their_series_ids():
     # 200,000 others (pods, another query) held 20 MB, against 106 KB for the same GPUs numbered first.
     low, high = _fed(0), _fed(200_000)
     assert (
-        high.state_bytes() == low.state_bytes() <= (224 + 8) * 64 + 1024
+        high.state_bytes() == low.state_bytes() <= (248 + 8) * 64 + 1024
     )  # 64 slots and their GPUs, the id map
     assert np.array_equal(low.mt[: len(GPUS)], high.mt[: len(GPUS)])
 

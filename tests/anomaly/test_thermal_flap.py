@@ -31,12 +31,13 @@ def _scores(
     fails: int | None = None,
     off: Callable[[int], bool] = lambda tick: False,
     ticks: int = BUSY + STALL + 40,
+    stall_watts: float = 70.0,
 ) -> np.ndarray:
     """Scores (reads x GPUs, each row's first column the tick it was read at) of six lone GPUs seen only in
     their job (620 W) for 75 minutes, their thermal lag ``tau``: ``BUSY`` ticks (30 s) on, the job stalls at
-    70 W for ``STALL`` ticks, then resumes; only the ticks ``read`` are scored, and the GPUs are powered off
-    (cooling towards the room's 28 C, unread) at the ticks ``off``. GPU 2's cooler fails (x4 over 5 minutes)
-    ``fails`` ticks into the stall."""
+    ``stall_watts`` (their idle) for ``STALL`` ticks, then resumes; only the ticks ``read`` are scored, and
+    the GPUs are powered off (cooling towards the room's 28 C, unread) at the ticks ``off``. GPU 2's cooler
+    fails (x4 over 5 minutes) ``fails`` ticks into the stall."""
     rng = np.random.default_rng(17)
     gpus, det = Gpus(tau=tau), ThermalDetector()
     gpus.temp[:] = gpus.room + gpus.resistance * 620.0
@@ -46,7 +47,7 @@ def _scores(
     for tick in range(ticks):
         if fails is not None and tick >= BUSY + fails:
             gpus.resistance[2] = 0.065 * (1.0 + min(3.0, 0.3 * (tick - BUSY - fails + 1)))
-        watts = 0.0 if off(tick) else 70.0 if BUSY <= tick < BUSY + STALL else 620.0
+        watts = 0.0 if off(tick) else stall_watts if BUSY <= tick < BUSY + STALL else 620.0
         view = gpus.step(_throttled(np.full(len(GPUS), watts), gpus.temp), rng)
         if read(tick) and not off(tick):
             rows.append([tick, *det.detect(view)[0].score.tolist()])
@@ -119,6 +120,30 @@ def test_healthy_gpus_rebooted_in_a_stall_then_losing_scrapes_read_as_back_from_
     unread = range(down.stop + 4, down.stop + 4 + lost)
     rows = _scores(tau, lambda tick: tick not in unread, off=lambda tick: tick in down, ticks=BUSY + STALL)
     assert rows[:, 1:].max() <= 0.2
+
+
+@pytest.mark.parametrize("after", [2, 4], ids=lambda n: f"lost-{n * 30}s-after")
+@pytest.mark.parametrize("idle", [85.0, 100.0], ids=lambda w: f"idle-{w:.0f}W")
+def test_healthy_gpus_rebooted_as_their_job_stalls_then_losing_scrapes_read_as_back_from_an_outage(
+    idle: float, after: int
+):
+    """The reboot above a minute into the stall, the GPUs (lagging 120 s: the slowest a
+    ``thermal_settle_seconds`` of 600 allows for) off 6 minutes and idling at 85-100 W, their exporter's
+    scrapes then lost 3 minutes. Back while their power still fell at the slowest lag, they were not read as
+    off: the lost scrapes undid the reboot's restart, and their warming from the room (back at 29-30 C, idling
+    at 33.5-34.5 C) read 1.33 for 23-29 minutes, every GPU of the node alerted. Over half a band colder than
+    the most a powered GPU could have cooled (its resistance from its cooling since the job stalled, times its
+    power's fall since), they were off, and read at most 1.0."""
+    down = range(BUSY + 2, BUSY + 2 + 12)
+    unread = range(down.stop + after, down.stop + after + 6)
+    rows = _scores(
+        120.0,
+        lambda tick: tick not in unread,
+        off=lambda tick: tick in down,
+        ticks=BUSY + STALL,
+        stall_watts=idle,
+    )
+    assert rows[:, 1:].max() <= 1.0
 
 
 @pytest.mark.parametrize("tau", [90.0, 120.0], ids=["lag-90s", "lag-120s"])
