@@ -32,16 +32,6 @@ noisy read, or a heavy-tailed rank's spike, does not. And a read without a score
 did not judge) is no evidence of moving with the job: the rank is let go; held, it kept the move open for as
 long as it read so.
 
-But a job can stay where its move took it and still not count as moving: seed 1300's 16 ranks all fell to
-about 47 % for a rank's 10-minute thermal slowdown, and 15 of them, their bands learnt wide by the job's
-earlier slowdowns, scored 0.43-0.56, under half-way from the third tick on. The one narrow rank's distance,
-the job's and not its own, passed half-way in 9 reads: let go, it alerted 428 s into the fault. So a held
-rank's distance counts as its own only at a read where no more than half of the move's other ranks read are
-on the move's side of their expected value (``_sides``); while more are, the job is still slowed and its
-average is left as it was. A job back where it was reads its ranks on either side of their expected values
-(or above the bands its slowdown lowered): a rank's own flapping is still let go, its average taken over the
-reads where its job does not lean the move's way.
-
 None added while a move lasts kept out the ranks read at its start that did not move with it (a straggler
 moving against its job, a rank that stayed). It kept out too the ranks its start could not read: those of a
 node down that had stalled the job. And a move lasts while its own ranks' scores decay, tens of minutes after
@@ -202,9 +192,7 @@ class _Move:
             self.own.clear()
         else:
             unread = ~judged | np.isnan(scores)
-            # Its distance is its own only where the rest of its job no longer shows the move (seed 1300).
-            own = held & ~unread & ~self._with_job(ids, tick, rows, ~unread)
-            free |= held & (tick.past[rows] | unread | self._own_past(ids, tick.off[rows], own))
+            free |= held & (tick.past[rows] | unread | self._own_past(ids, tick.off[rows], held & ~unread))
         for i in ids[free].tolist():
             self.held.discard(i)
             self.own.pop(i, None)
@@ -218,15 +206,6 @@ class _Move:
         self.others -= ids
         for i in ids & self.own.keys():
             del self.own[i]
-
-    def _with_job(self, ids: IntArray, tick: _Tick, rows: IntArray, read: BoolArray) -> BoolArray:
-        """Per row, whether more than half of the move's other ranks ``read`` are on the move's side of their
-        expected value: the job still where its move took it, though too few of its ranks score half-way."""
-        ranks = read & np.fromiter((i in self.ranks for i in ids.tolist()), np.bool_, ids.size)
-        along = ranks & (tick.sides[rows] == self.side)
-        others = int(ranks.sum()) - ranks.astype(np.int64)
-        with_job: BoolArray = (int(along.sum()) - along.astype(np.int64)) > COLLECTIVE_SHARE * others
-        return with_job
 
     def _own_past(self, ids: IntArray, off: FloatArray, read: BoolArray) -> BoolArray:
         """Fold each ``read`` rank's distance ``off`` into its own (``OWN_ALPHA``); whether it is past
