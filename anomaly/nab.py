@@ -148,6 +148,12 @@ def read_corpus(data_dir: Path, windows_file: Path) -> tuple[list[NabFile], list
     return files, missing
 
 
+def first_names(names: list[str], shown: int = 3) -> str:
+    """``a.csv, b.csv, c.csv and 5 more``: the first of many names, enough to see which part is missing."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
 _GIVE_DATA = "give the folder of NAB's data files (category/file.csv), its data/"
 _GIVE_WINDOWS = "give NAB's window file, its labels/combined_windows.json"
 

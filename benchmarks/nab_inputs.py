@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from anomaly.nab import NabFile, read_corpus
+from anomaly.nab import NabFile, first_names, read_corpus
 from gpuwarden.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,9 +88,8 @@ def load_checked_corpus(
     if not files:
         parser.error(f"--data {data}: holds none of the files that --windows {windows} names")
     if missing:  # a partial corpus' figures read as the whole corpus' (as `anomaly evaluate nab` refuses)
-        first = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
         parser.error(
             f"--data {data}: lacks {len(missing)} of the {len(files) + len(missing)} files {windows} names"
-            f" ({first}); give the whole corpus, or a --windows naming only the files to score"
+            f" ({first_names(missing)}); give the whole corpus, or a --windows naming only the files to score"
         )
     return files

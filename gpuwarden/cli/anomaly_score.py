@@ -197,8 +197,8 @@ def evaluate_nab(
             which = f"{len(files) + len(missing)} {'tuning ' if tune_only else ''}files"
             if missing and not allow_missing:  # a partial corpus' score read as the whole corpus'
                 raise InputError(
-                    f"lacks {len(missing)} of the {which} {windows} names ({_first(missing)}); give the"
-                    f" whole corpus, or --allow-missing to score the {len(files)} it holds",
+                    f"lacks {len(missing)} of the {which} {windows} names ({nab.first_names(missing)});"
+                    f" give the whole corpus, or --allow-missing to score the {len(files)} it holds",
                     field="data",
                 )
             progress.phase(
@@ -233,15 +233,11 @@ def evaluate_nab(
     _say_missing(len(files), which, missing)
 
 
-def _first(names: list[str], shown: int = 3) -> str:
-    """``a.csv, b.csv, c.csv and 5 more``: the first of many names, enough to see which part is missing."""
-    more = f" and {len(names) - shown} more" if len(names) > shown else ""
-    return ", ".join(names[:shown]) + more
-
-
 def _say_missing(scored: int, which: str, missing: list[str]) -> None:
     """``scored 55 of 58 files; --data lacks ...`` on stderr, whatever ``-o``, where ``--allow-missing`` let
     files be missing: the scores are not the whole corpus'."""
     if missing:
-        text = f"scored {scored} of {which}; --data lacks {_first(missing)}"
+        from anomaly.nab import first_names  # noqa: PLC0415 (imported already by the evaluation)
+
+        text = f"scored {scored} of {which}; --data lacks {first_names(missing)}"
         err_console.print(text, markup=False, highlight=False, soft_wrap=True)
