@@ -112,6 +112,9 @@ OWN_ALPHA = 0.1  # the weight of one read in a held rank's own distance from its
 # How far out of its band a rank still reads with its slowed job (``_Move.waiting``): a quarter of the way.
 WITH_JOB_SCORE = COLLECTIVE_SCORE / 2
 OWN_WAIT = 20  # the ticks a move may hold its ranks' own distances back (``_Move.waiting``): 10 min at 30 s
+# How close to its job's value a rank reads with its slowed job (``_Move.waiting``), in its own band's
+# half-widths: nearer than a still-slowed rank reads from its band's middle (``WITH_JOB_SCORE``).
+WITH_JOB_VALUE = WITH_JOB_SCORE
 
 Workload = tuple[str, ...]
 
@@ -174,6 +177,32 @@ def _off_band(f: Findings) -> FloatArray:
     return off
 
 
+def _half_width(f: Findings) -> FloatArray:
+    """Per row, half its band's width; NaN where the detector gives no band."""
+    if f.lower is None or f.upper is None:
+        return np.full(len(f.labels), np.nan)
+    half: FloatArray = (np.asarray(f.upper, np.float64) - np.asarray(f.lower, np.float64)) / 2
+    return half
+
+
+def _median_of_others(values: FloatArray, among: BoolArray) -> FloatArray:
+    """Per row, the median of ``values`` at the rows ``among`` but its own; NaN where there is none."""
+    ranked = np.sort(values[among])
+    n = ranked.size
+    median = np.full(values.size, np.nan)
+    if not n:
+        return median
+    # A row among them is left out: the rank of its value in ``ranked`` is skipped.
+    skip = np.where(among, np.searchsorted(ranked, values), n)
+    m = n - among.astype(np.int64)
+    some = m > 0
+    lo, hi = (m - 1) // 2, m // 2
+    at_lo = ranked[np.minimum(lo + (lo >= skip), n - 1)]
+    at_hi = ranked[np.minimum(hi + (hi >= skip), n - 1)]
+    median[some] = ((at_lo + at_hi) / 2)[some]
+    return median
+
+
 def _rows_by_workload(labels: Sequence[Mapping[str, str]]) -> dict[Workload, IntArray]:
     """The rows of each workload among ``labels`` (``peer_key`` without peer labels)."""
     rows: dict[Workload, list[int]] = {}
@@ -232,7 +261,8 @@ class _Move:
     def waiting(self, ids: IntArray, tick: _Tick, rows: IntArray, read: BoolArray) -> BoolArray:
         """Per row (``rows`` of ``tick``, series ``ids``), whether its read is held back from its distance:
         on the move's side, with more than half of the move's other ranks ``read`` on that side past
-        ``WITH_JOB_SCORE``, at one of the move's first ``OWN_WAIT`` ticks of holding back (module docstring).
+        ``WITH_JOB_SCORE``, its value within ``WITH_JOB_VALUE`` of its band's half-width of their median
+        value, at one of the move's first ``OWN_WAIT`` ticks of holding back (module docstring).
         Counts the tick in ``waited`` where any is."""
         if self.waited >= OWN_WAIT:
             return np.zeros(ids.size, np.bool_)
@@ -241,9 +271,12 @@ class _Move:
         out = ranks & along & (np.nan_to_num(tick.scores[rows]) > WITH_JOB_SCORE)
         others = int(ranks.sum()) - ranks.astype(np.int64)
         with_job = (int(out.sum()) - out.astype(np.int64)) > COLLECTIVE_SHARE * others
-        waiting: BoolArray = (
-            along & with_job & np.fromiter((i in self.held for i in ids.tolist()), np.bool_, ids.size)
-        )
+        held = np.fromiter((i in self.held for i in ids.tolist()), np.bool_, ids.size)
+        # Its value as its job's: within a quarter of its band's half-width of theirs (module docstring).
+        job = _median_of_others(tick.values[rows], out)
+        with np.errstate(invalid="ignore"):
+            close = np.abs(tick.values[rows] - job) <= WITH_JOB_VALUE * tick.half[rows]
+        waiting: BoolArray = along & with_job & close & held
         self.waited += bool(waiting.any())
         return waiting
 
@@ -275,6 +308,8 @@ class _Tick:
         self.past = _past_band(f)
         self.off = _off_band(f)
         self.sides = _sides(f)
+        self.values = np.asarray(f.value, np.float64)
+        self.half = _half_width(f)
 
     def rows(self, workload: Workload) -> IntArray:
         """The rows of ``workload`` (none when it is not in the tick)."""

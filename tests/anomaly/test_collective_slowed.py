@@ -52,6 +52,21 @@ def test_a_narrow_rank_stays_held_while_its_whole_job_stays_slowed_with_wide_ban
     assert all(held)
 
 
+def test_a_narrow_rank_stays_held_while_its_job_stays_slowed_with_three_of_its_ranks_far_below_the_rest():
+    """Its job's value is its ranks' median, not their mean: three wide ranks read at -60 % (0.84 of the way
+    out, on the move's side) would draw a mean of the others to 26 %, a fifth of the narrow band's width
+    from its 47 %; the median stays at the 47 % the narrow rank reads with its job."""
+    moves = CollectiveMoves()
+    first = _tick(0.51)
+    assert moves.update(first, collective_workloads(first))[NARROW]
+    held = []
+    for _ in range(OWN_WAIT):
+        f = _tick(0.49)
+        f.value[:3], f.score[:3] = -60.0, 0.84
+        held.append(bool(moves.update(f, collective_workloads(f))[NARROW]))
+    assert all(held)
+
+
 def test_the_narrow_rank_of_a_job_slowed_for_good_is_let_go_after_a_bounded_wait():
     """Its job held where the move took it does not hide the rank's own distance for ever: after ``OWN_WAIT``
     ticks of holding it back, its average counts again (a rank's own fault shows so too)."""
@@ -140,6 +155,13 @@ def test_a_rank_flapping_in_its_band_is_let_go_by_its_reads_off_the_move_side_wh
     assert let_go is not None and let_go <= OWN_WAIT
 
 
+def test_a_rank_flapping_far_from_its_slowed_jobs_value_is_let_go_as_soon_as_with_its_job_back():
+    """Its job's other ranks at 45 % still scoring 0.4, the flapping rank's reads on the move's side (5 %) are
+    0.8 of its band's half-width from its job's value: its own, not its job's, so none is held back and it
+    is let go at the read it is when its job's ranks are back near their middles (scoring 0.2)."""
+    assert _flapping_let_go(16, 45.0, 0.4) == _flapping_let_go(16, 45.0, 0.2)
+
+
 def _held_reads(moves: CollectiveMoves, reads: int, wide_score: float = 0.49) -> list[bool]:
     """Whether the narrow rank is held at each of ``reads`` more reads of the slowed job."""
     held = []
@@ -191,12 +213,6 @@ def _job_tick(values: list[float], scores: list[float]) -> Findings:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fix/slowed2 holds back every read on the move's side while the job's other ranks score past "
-    "WITH_JOB_SCORE, however far past them the rank reads: its own fault counts only after OWN_WAIT reads "
-    "(let go at read 30, main at 10); told apart only by its value against its job's, which no rule reads",
-)
 def test_a_rank_reading_four_times_as_far_out_as_its_slowed_job_is_let_go_as_soon_as_without_the_wait():
     """Review of fix/slowed2: a job slowed by another rank's fault, its 15 other ranks at 40 % (a fifth of
     the way out, scoring 0.3); one rank's own fault takes it to 10 % (0.8 of the way out, scoring 1.2),
