@@ -42,9 +42,16 @@ band's width: held after 500 reads). So a held rank's read is held back from its
 only where all of these hold: it is on the move's side itself (a read on the other side is surely its own,
 so a flapping rank's every other read still counts); more than half of the move's other ranks read are on
 that side and score past ``WITH_JOB_SCORE`` (a quarter of the way out: still slowed, if under half-way, not
-back in their bands' middles with a trace of noise); and the move has held reads back at fewer than
-``OWN_WAIT`` ticks since its job last moved (``_Move.waited``), so that no rank's own fault hides behind its
-job for more than about 14 minutes at 30 s ticks (``OWN_WAIT`` reads, then the average's).
+back in their bands' middles with a trace of noise); its value is within a quarter of its band's half-width
+(``WITH_JOB_VALUE``) of those ranks' median value (the rank reads what its job reads: seed 1300's all read
+47 %; one whose own fault took it to 10 % while its job read 40 % was held back 20 reads for nothing); and the
+move has held reads back at fewer than ``OWN_WAIT`` ticks since its job last moved (``_Move.waited``), so that
+no rank's own fault hides behind its job for more than about 14 minutes at 30 s ticks (``OWN_WAIT`` reads,
+then the average's). The job's value is read where the job shows it is still slowed, the ranks scoring past
+``WITH_JOB_SCORE``, and as their median: one or a few of them off on faults of their own do not move it. The
+difference is measured in the rank's own half-widths, the unit of its distance and of its average, and a
+quarter is ``WITH_JOB_SCORE``'s reading turned on the job's value: a rank that far from it has moved away
+from its job as far as a slowed rank has from its band's middle, a move of its own.
 
 None added while a move lasts kept out the ranks read at its start that did not move with it (a straggler
 moving against its job, a rank that stayed). It kept out too the ranks its start could not read: those of a
