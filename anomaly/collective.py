@@ -32,6 +32,27 @@ noisy read, or a heavy-tailed rank's spike, does not. And a read without a score
 did not judge) is no evidence of moving with the job: the rank is let go; held, it kept the move open for as
 long as it read so.
 
+But a job can stay where its move took it and still not count as moving: seed 1300's 16 ranks all fell to
+about 47 % for a rank's 10-minute thermal slowdown, and 15 of them, their bands learnt wide by the job's
+earlier slowdowns, scored 0.43-0.56, under half-way from the third tick on. The one narrow rank's distance,
+the job's and not its own, passed half-way in 9 reads: let go, it alerted 428 s into the fault. Holding back
+its average while more than half of the move's other ranks merely sat on the move's side (fix/slowed,
+reverted) hid a rank's own flapping for as long as its job's ranks read even slightly that way (5 % of a
+band's width: held after 500 reads). So a held rank's read is held back from its average (``_Move.waiting``)
+only where all of these hold: it is on the move's side itself (a read on the other side is surely its own,
+so a flapping rank's every other read still counts); more than half of the move's other ranks read are on
+that side and score past ``WITH_JOB_SCORE`` (a quarter of the way out: still slowed, if under half-way, not
+back in their bands' middles with a trace of noise); its value is within a quarter of its band's half-width
+(``WITH_JOB_VALUE``) of those ranks' median value (the rank reads what its job reads: seed 1300's all read
+47 %; one whose own fault took it to 10 % while its job read 40 % was held back 20 reads for nothing); and the
+move has held reads back at fewer than ``OWN_WAIT`` ticks since its job last moved (``_Move.waited``), so that
+no rank's own fault hides behind its job for more than about 14 minutes at 30 s ticks (``OWN_WAIT`` reads,
+then the average's). The job's value is read where the job shows it is still slowed, the ranks scoring past
+``WITH_JOB_SCORE``, and as their median: one or a few of them off on faults of their own do not move it. The
+difference is measured in the rank's own half-widths, the unit of its distance and of its average, and a
+quarter is ``WITH_JOB_SCORE``'s reading turned on the job's value: a rank that far from it has moved away
+from its job as far as a slowed rank has from its band's middle, a move of its own.
+
 None added while a move lasts kept out the ranks read at its start that did not move with it (a straggler
 moving against its job, a rank that stayed). It kept out too the ranks its start could not read: those of a
 node down that had stalled the job. And a move lasts while its own ranks' scores decay, tens of minutes after
@@ -95,6 +116,12 @@ COLLECTIVE_MIN = 3  # GPUs of a workload that must have moved, at least
 COLLECTIVE_SHARE = 0.5  # of the workload's GPUs in the tick
 COLLECTIVE_SCORE = 0.5  # how far out of its band a GPU has moved: half-way
 OWN_ALPHA = 0.1  # the weight of one read in a held rank's own distance from its band's middle (``_Move.own``)
+# How far out of its band a rank still reads with its slowed job (``_Move.waiting``): a quarter of the way.
+WITH_JOB_SCORE = COLLECTIVE_SCORE / 2
+OWN_WAIT = 20  # the ticks a move may hold its ranks' own distances back (``_Move.waiting``): 10 min at 30 s
+# How close to its job's value a rank reads with its slowed job (``_Move.waiting``), in its own band's
+# half-widths: nearer than a still-slowed rank reads from its band's middle (``WITH_JOB_SCORE``).
+WITH_JOB_VALUE = WITH_JOB_SCORE
 
 Workload = tuple[str, ...]
 
@@ -157,6 +184,32 @@ def _off_band(f: Findings) -> FloatArray:
     return off
 
 
+def _half_width(f: Findings) -> FloatArray:
+    """Per row, half its band's width; NaN where the detector gives no band."""
+    if f.lower is None or f.upper is None:
+        return np.full(len(f.labels), np.nan)
+    half: FloatArray = (np.asarray(f.upper, np.float64) - np.asarray(f.lower, np.float64)) / 2
+    return half
+
+
+def _median_of_others(values: FloatArray, among: BoolArray) -> FloatArray:
+    """Per row, the median of ``values`` at the rows ``among`` but its own; NaN where there is none."""
+    ranked = np.sort(values[among])
+    n = ranked.size
+    median = np.full(values.size, np.nan)
+    if not n:
+        return median
+    # A row among them is left out: the rank of its value in ``ranked`` is skipped.
+    skip = np.where(among, np.searchsorted(ranked, values), n)
+    m = n - among.astype(np.int64)
+    some = m > 0
+    lo, hi = (m - 1) // 2, m // 2
+    at_lo = ranked[np.minimum(lo + (lo >= skip), n - 1)]
+    at_hi = ranked[np.minimum(hi + (hi >= skip), n - 1)]
+    median[some] = ((at_lo + at_hi) / 2)[some]
+    return median
+
+
 def _rows_by_workload(labels: Sequence[Mapping[str, str]]) -> dict[Workload, IntArray]:
     """The rows of each workload among ``labels`` (``peer_key`` without peer labels)."""
     rows: dict[Workload, list[int]] = {}
@@ -173,13 +226,15 @@ class _Move:
     (``side``: 1 up, -1 down), the ranks (series ids) that moved with it to that side then or at a later tick
     (``ranks``), those of them not settled (``held``), per held rank how far its value read from its band's
     middle since its workload last moved (``own``: an average weighted to the last reads, by ``OWN_ALPHA``),
-    and those that moved against it at such a tick (``others``: never its ranks)."""
+    those that moved against it at such a tick (``others``: never its ranks), and at how many ticks since its
+    workload last moved it held a read back from ``own`` (``waited``, up to ``OWN_WAIT``)."""
 
     held: set[int] = field(default_factory=set)
     ranks: set[int] = field(default_factory=set)
     own: dict[int, float] = field(default_factory=dict)
     others: set[int] = field(default_factory=set)
     side: float = 0.0
+    waited: int = 0
 
     def settle(self, ids: IntArray, tick: _Tick, rows: IntArray, moving: bool) -> BoolArray:
         """Release the held ranks among ``ids`` (``rows`` of ``tick``) that a judged read finds settled, and,
@@ -190,9 +245,12 @@ class _Move:
         free = held & judged & (np.nan_to_num(scores, nan=np.inf) <= COLLECTIVE_SCORE)
         if moving:  # the values are the job's again: what each rank showed of its own is moot
             self.own.clear()
+            self.waited = 0
         else:
             unread = ~judged | np.isnan(scores)
-            free |= held & (tick.past[rows] | unread | self._own_past(ids, tick.off[rows], held & ~unread))
+            # Its distance is its own unless its job still sits where the move took it (seed 1300).
+            own = held & ~unread & ~self.waiting(ids, tick, rows, ~unread)
+            free |= held & (tick.past[rows] | unread | self._own_past(ids, tick.off[rows], own))
         for i in ids[free].tolist():
             self.held.discard(i)
             self.own.pop(i, None)
@@ -206,6 +264,28 @@ class _Move:
         self.others -= ids
         for i in ids & self.own.keys():
             del self.own[i]
+
+    def waiting(self, ids: IntArray, tick: _Tick, rows: IntArray, read: BoolArray) -> BoolArray:
+        """Per row (``rows`` of ``tick``, series ``ids``), whether its read is held back from its distance:
+        on the move's side, with more than half of the move's other ranks ``read`` on that side past
+        ``WITH_JOB_SCORE``, its value within ``WITH_JOB_VALUE`` of its band's half-width of their median
+        value, at one of the move's first ``OWN_WAIT`` ticks of holding back (module docstring).
+        Counts the tick in ``waited`` where any is."""
+        if self.waited >= OWN_WAIT:
+            return np.zeros(ids.size, np.bool_)
+        ranks = read & np.fromiter((i in self.ranks for i in ids.tolist()), np.bool_, ids.size)
+        along = tick.sides[rows] == self.side
+        out = ranks & along & (np.nan_to_num(tick.scores[rows]) > WITH_JOB_SCORE)
+        others = int(ranks.sum()) - ranks.astype(np.int64)
+        with_job = (int(out.sum()) - out.astype(np.int64)) > COLLECTIVE_SHARE * others
+        held = np.fromiter((i in self.held for i in ids.tolist()), np.bool_, ids.size)
+        # Its value as its job's: within a quarter of its band's half-width of theirs (module docstring).
+        job = _median_of_others(tick.values[rows], out)
+        with np.errstate(invalid="ignore"):
+            close = np.abs(tick.values[rows] - job) <= WITH_JOB_VALUE * tick.half[rows]
+        waiting: BoolArray = along & with_job & close & held
+        self.waited += bool(waiting.any())
+        return waiting
 
     def _own_past(self, ids: IntArray, off: FloatArray, read: BoolArray) -> BoolArray:
         """Fold each ``read`` rank's distance ``off`` into its own (``OWN_ALPHA``); whether it is past
@@ -235,6 +315,8 @@ class _Tick:
         self.past = _past_band(f)
         self.off = _off_band(f)
         self.sides = _sides(f)
+        self.values = np.asarray(f.value, np.float64)
+        self.half = _half_width(f)
 
     def rows(self, workload: Workload) -> IntArray:
         """The rows of ``workload`` (none when it is not in the tick)."""
@@ -315,7 +397,7 @@ class CollectiveMoves:
 
     def state(self) -> list[list[Any]]:
         """As JSON values, one ``[detector, query, workload, [held ids], [its ranks' ids], [[id, own], ...],
-        [its others' ids], side]`` per move (``restored`` reads it)."""
+        [its others' ids], side, waited]`` per move (``restored`` reads it)."""
         return [
             [
                 d,
@@ -326,6 +408,7 @@ class CollectiveMoves:
                 [[i, m.own[i]] for i in sorted(m.own)],
                 sorted(m.others),
                 m.side,
+                m.waited,
             ]
             for (d, q), moves in sorted(self._moves.items())
             for w, m in sorted(moves.items())
@@ -336,13 +419,14 @@ class CollectiveMoves:
         """The moves ``state()`` gave ``state`` of; ``ValueError`` or ``TypeError`` for one that does not
         fit."""
         moves: dict[tuple[str, str, Workload], _Move] = {}
-        for detector, query, workload, held, ranks, own, others, side in state:
+        for detector, query, workload, held, ranks, own, others, side, waited in state:
             moves[(str(detector), str(query), tuple(str(w) for w in workload))] = _Move(
                 {int(i) for i in held},
                 {int(i) for i in ranks},
                 {int(i): float(d) for i, d in own},
                 {int(i) for i in others},
                 float(side),
+                int(waited),
             )
         return cls(moves)
 

@@ -60,9 +60,10 @@ FORMAT = "gpuwarden-anomaly-state"
 # before the thermal detector kept each GPU's latest gap end and its settle clock before that gap
 # (``gapped_at``, ``seen_was``: a gap that recurs is a flapping exporter's, its restart undone). 13: before
 # it kept the read each GPU's cooling began at (``cooled_at``, ``cooled_t``, ``cooled_p``: back from a gap
-# colder than a powered GPU could have cooled since, while its power still fell, it was off).
-VERSION = 14
-SCHEMA = "5bdc4d33cc28313a"
+# colder than a powered GPU could have cooled since, while its power still fell, it was off). 14: before each
+# move kept at how many ticks it held its ranks' own distances back as its job stayed slowed (``waited``).
+VERSION = 15
+SCHEMA = "e94de885b357cd7c"
 _HEADER = "header"
 _MODE = 0o600
 # Settings that do not shape what the detectors learn: where the service reads, listens and posts, and the
