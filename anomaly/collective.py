@@ -172,24 +172,23 @@ def _past_band(f: Findings) -> BoolArray:
     return out
 
 
-def _off_band(f: Findings) -> FloatArray:
-    """Per row, how far its value is from its band's middle, in half-widths of the band: 0.5 is half-way
-    out, 1 its edge; NaN where the detector gives no band."""
-    if f.lower is None or f.upper is None:
-        return np.full(len(f.labels), np.nan)
-    lower, upper = np.asarray(f.lower, np.float64), np.asarray(f.upper, np.float64)
-    half = (upper - lower) / 2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        off: FloatArray = np.abs(np.asarray(f.value, np.float64) - (lower + upper) / 2) / half
-    return off
-
-
 def _half_width(f: Findings) -> FloatArray:
     """Per row, half its band's width; NaN where the detector gives no band."""
     if f.lower is None or f.upper is None:
         return np.full(len(f.labels), np.nan)
     half: FloatArray = (np.asarray(f.upper, np.float64) - np.asarray(f.lower, np.float64)) / 2
     return half
+
+
+def _off_band(f: Findings, half: FloatArray) -> FloatArray:
+    """Per row, how far its value is from its band's middle, in half-widths of the band (``half``, as
+    ``_half_width`` gives it): 0.5 is half-way out, 1 its edge; NaN where the detector gives no band."""
+    if f.lower is None or f.upper is None:
+        return np.full(len(f.labels), np.nan)
+    middle = (np.asarray(f.lower, np.float64) + np.asarray(f.upper, np.float64)) / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        off: FloatArray = np.abs(np.asarray(f.value, np.float64) - middle) / half
+    return off
 
 
 def _median_of_others(values: FloatArray, among: BoolArray) -> FloatArray:
@@ -249,7 +248,7 @@ class _Move:
         else:
             unread = ~judged | np.isnan(scores)
             # Its distance is its own unless its job still sits where the move took it (seed 1300).
-            own = held & ~unread & ~self.waiting(ids, tick, rows, ~unread)
+            own = held & ~unread & ~self.waiting(ids, tick, rows, ~unread, held)
             free |= held & (tick.past[rows] | unread | self._own_past(ids, tick.off[rows], own))
         for i in ids[free].tolist():
             self.held.discard(i)
@@ -265,11 +264,13 @@ class _Move:
         for i in ids & self.own.keys():
             del self.own[i]
 
-    def waiting(self, ids: IntArray, tick: _Tick, rows: IntArray, read: BoolArray) -> BoolArray:
-        """Per row (``rows`` of ``tick``, series ``ids``), whether its read is held back from its distance:
-        on the move's side, with more than half of the move's other ranks ``read`` on that side past
-        ``WITH_JOB_SCORE``, its value within ``WITH_JOB_VALUE`` of its band's half-width of their median
-        value, at one of the move's first ``OWN_WAIT`` ticks of holding back (module docstring).
+    def waiting(
+        self, ids: IntArray, tick: _Tick, rows: IntArray, read: BoolArray, held: BoolArray
+    ) -> BoolArray:
+        """Per row (``rows`` of ``tick``, series ``ids``; ``held`` by the move), whether its read is held back
+        from its distance: on the move's side, with more than half of the move's other ranks ``read`` on that
+        side past ``WITH_JOB_SCORE``, its value within ``WITH_JOB_VALUE`` of its band's half-width of their
+        median value, at one of the move's first ``OWN_WAIT`` ticks of holding back (module docstring).
         Counts the tick in ``waited`` where any is."""
         if self.waited >= OWN_WAIT:
             return np.zeros(ids.size, np.bool_)
@@ -278,7 +279,6 @@ class _Move:
         out = ranks & along & (np.nan_to_num(tick.scores[rows]) > WITH_JOB_SCORE)
         others = int(ranks.sum()) - ranks.astype(np.int64)
         with_job = (int(out.sum()) - out.astype(np.int64)) > COLLECTIVE_SHARE * others
-        held = np.fromiter((i in self.held for i in ids.tolist()), np.bool_, ids.size)
         # Its value as its job's: within a quarter of its band's half-width of theirs (module docstring).
         job = _median_of_others(tick.values[rows], out)
         with np.errstate(invalid="ignore"):
@@ -313,10 +313,10 @@ class _Tick:
         self.scores = np.asarray(f.score, np.float64)
         self.judged = f.judged_rows()
         self.past = _past_band(f)
-        self.off = _off_band(f)
+        self.half = _half_width(f)
+        self.off = _off_band(f, self.half)
         self.sides = _sides(f)
         self.values = np.asarray(f.value, np.float64)
-        self.half = _half_width(f)
 
     def rows(self, workload: Workload) -> IntArray:
         """The rows of ``workload`` (none when it is not in the tick)."""
