@@ -369,6 +369,20 @@ def test_an_announcement_whose_time_could_not_be_stored_is_announced_again_to_st
         assert announced is not None and announced.announced_at == start + timedelta(seconds=10)
 
 
+def _announced_before_0019(serve: Serve) -> datetime:
+    """The node's incident opens now and is announced at the end of its announce delay by a release before
+    0019 (the store taken back to 0018, as that release left it, and upgraded again); when it opened."""
+    start = serve.clock.now()
+    serve.engine.ingest([_DOWN])
+    serve.clock.advance(serve.config.announce_delay_seconds)
+    serve.engine.tick()
+    store = alerting.db.make_engine(serve.db)
+    downgrade(store, "0018_silences_incident_index")
+    upgrade(store)
+    store.dispose()
+    return start
+
+
 def test_an_incident_announced_before_the_upgrade_to_0019_is_reminded_from_its_page_not_the_restart(
     tmp_path: Path,
 ) -> None:
@@ -377,14 +391,7 @@ def test_an_incident_announced_before_the_upgrade_to_0019_is_reminded_from_its_p
     # its first tick (the outbox dedupes it: nobody is paged then). The reminder comes 4 h after the page,
     # as before the upgrade, not 4 h after the restart.
     serve = _Serve(tmp_path / "serve")
-    start = serve.clock.now()
-    serve.engine.ingest([_DOWN])
-    serve.clock.advance(serve.config.announce_delay_seconds)
-    serve.engine.tick()
-    store = alerting.db.make_engine(serve.db)
-    downgrade(store, "0018_silences_incident_index")  # as the release before 0019 left it
-    upgrade(store)
-    store.dispose()
+    start = _announced_before_0019(serve)
     for at in range(_TICK, 5 * 3600, _TICK):
         serve.clock.advance(_TICK)
         if at == 3600:
@@ -462,14 +469,7 @@ def test_an_incident_of_before_0019_is_offered_to_the_outbox_at_one_start_only_a
     serve = _Serve(tmp_path / "serve")
     serve.config = AlertingConfig(announce_delay_seconds=delay)
     serve.restart()
-    start = serve.clock.now()
-    serve.engine.ingest([_DOWN])
-    serve.clock.advance(delay)
-    serve.engine.tick()
-    store = alerting.db.make_engine(serve.db)
-    downgrade(store, "0018_silences_incident_index")  # as the release before 0019 left it
-    upgrade(store)
-    store.dispose()
+    start = _announced_before_0019(serve)
     offered: list[int] = []
     for at in range(_TICK, 5 * 3600, _TICK):
         serve.clock.advance(_TICK)
@@ -837,6 +837,16 @@ def test_a_reminder_of_an_incident_whose_alerts_only_flap_says_still_flapping(
     assert reminder.event_message == f"still {what} 10m after the last page, not acknowledged: reminding"
 
 
+def _silenced_within_its_delay(serve: Serve) -> None:
+    """The node's incident opens now and is silenced for 10 minutes by alice 5 s later, within its 10 s
+    announce delay; serve's clock at the end of that delay."""
+    serve.engine.ingest([_DOWN])
+    [incident_id] = serve.engine.open_incident_ids()
+    serve.clock.advance(5)
+    serve.engine.silence_incident(incident_id, 600, "alice")
+    serve.clock.advance(5)
+
+
 def test_an_opening_told_while_silenced_paged_nobody_and_the_silences_end_starts_the_reminder_clock(
     tmp_path: Path,
 ) -> None:
@@ -846,11 +856,7 @@ def test_an_opening_told_while_silenced_paged_nobody_and_the_silences_end_starts
     # an opening page that never was.
     serve = _Serve(tmp_path / "serve", remind_after_seconds=1200)
     start = serve.clock.now()
-    serve.engine.ingest([_DOWN])
-    [incident_id] = serve.engine.open_incident_ids()
-    serve.clock.advance(5)
-    serve.engine.silence_incident(incident_id, 600, "alice")
-    serve.clock.advance(5)
+    _silenced_within_its_delay(serve)
     for _ in range(40):
         serve.engine.tick()
         serve.clock.advance(60)
@@ -1076,11 +1082,7 @@ def test_retention_deleting_the_silence_that_held_the_opening_moves_no_reminder(
         serve = _Serve(tmp_path / f"pruned-{pruned}", remind_after_seconds=1200)
         serve.config = AlertingConfig(remind_after_seconds=1200, retention_days=0.01)
         serve.restart()
-        serve.engine.ingest([_DOWN])
-        [incident_id] = serve.engine.open_incident_ids()
-        serve.clock.advance(5)
-        serve.engine.silence_incident(incident_id, 600, "alice")
-        serve.clock.advance(5)
+        _silenced_within_its_delay(serve)
         for second in range(10, 2000, 120):
             if pruned and second == 1690:
                 assert serve.engine.prune().silences == 1

@@ -79,6 +79,29 @@ def _both(tmp_path: Path, steps: Callable[[Serve, bool], object], **config: floa
 _DOWN = Alert({"cluster": sc.CLUSTER, "alertname": "NodeDown", "node": "r03-n02"})
 
 
+def _resolved(alert: Alert) -> Alert:
+    """``alert`` posted resolved."""
+    return Alert(alert.labels, status=AlertStatus.RESOLVED)
+
+
+def _silenced_and_resolved(serve: Serve, seconds: int) -> None:
+    """Node r03-n02 down (its incident), the incident silenced for ``seconds`` by carol, and its alert
+    resolved, all at one instant."""
+    serve.engine.ingest([_DOWN])
+    (incident_id,) = serve.engine.open_incident_ids()
+    serve.engine.silence_incident(incident_id, seconds, "carol")
+    serve.engine.ingest([_resolved(_DOWN)])
+
+
+def _assert_reopened_alike(live: Serve, restarted: Serve) -> None:
+    """The first incident resolved and then reopened, and the restarted serve's timeline of it and what it
+    told are live's."""
+    kinds = [s.kinds()[0] for s in (live, restarted)]
+    assert kinds[0][-2:] == ["resolved", "reopened"]
+    assert kinds[1] == kinds[0]
+    assert restarted.told() == live.told()
+
+
 def _gpu(node: str, gpu: int, name: str) -> Alert:
     return Alert({"cluster": sc.CLUSTER, "alertname": name, "Hostname": node, "gpu": str(gpu)})
 
@@ -112,7 +135,7 @@ def test_an_incident_held_at_a_restart_and_resolved_before_its_announcement_is_n
     def steps(serve: Serve, restart: bool) -> None:
         serve.engine.ingest([_DOWN])
         serve.clock.advance(5)
-        serve.engine.ingest([Alert(_DOWN.labels, status=AlertStatus.RESOLVED)])
+        serve.engine.ingest([_resolved(_DOWN)])
         serve.clock.advance(20)
         if restart:
             serve.restart()
@@ -131,7 +154,7 @@ def test_a_restart_does_not_announce_as_opened_an_incident_whose_reopening_was_t
     def steps(serve: Serve, restart: bool) -> None:
         serve.engine.ingest([_DOWN])
         serve.clock.advance(5)
-        serve.engine.ingest([Alert(_DOWN.labels, status=AlertStatus.RESOLVED)])
+        serve.engine.ingest([_resolved(_DOWN)])
         serve.clock.advance(61)
         serve.engine.tick()
         serve.clock.advance(60)
@@ -152,10 +175,7 @@ def test_an_incident_resolved_when_its_silence_ended_catches_up_on_nothing_after
     # Its silence ended while it was resolved: the tick dropped it. It reopened; a restarted serve read the
     # silence as still waiting (no silence_ended after it) and added a catch-up of everything since.
     def steps(serve: Serve, restart: bool) -> None:
-        serve.engine.ingest([_DOWN])
-        (incident_id,) = serve.engine.open_incident_ids()
-        serve.engine.silence_incident(incident_id, 120, "carol")
-        serve.engine.ingest([Alert(_DOWN.labels, status=AlertStatus.RESOLVED)])
+        _silenced_and_resolved(serve, 120)
         serve.clock.advance(61)
         serve.engine.tick()  # resolved by the quiet period
         serve.clock.advance(60)
@@ -167,10 +187,7 @@ def test_an_incident_resolved_when_its_silence_ended_catches_up_on_nothing_after
         serve.engine.tick()
 
     live, restarted = _both(tmp_path, steps, announce_delay_seconds=0, quiet_period_seconds=60)
-    kinds = [s.kinds()[0] for s in (live, restarted)]
-    assert kinds[0][-2:] == ["resolved", "reopened"]
-    assert kinds[1] == kinds[0]
-    assert restarted.told() == live.told()
+    _assert_reopened_alike(live, restarted)
 
 
 def test_an_incident_resolved_while_silenced_at_a_restart_reopens_as_the_silence_ends_alike(
@@ -182,10 +199,7 @@ def test_an_incident_resolved_while_silenced_at_a_restart_reopens_as_the_silence
     # an incident resolved when its silence ended gets no catch-up at all, reopened by that tick or not (a
     # restart cannot know whether a tick saw the end: ``muting._resolved_at_end``); its reopening pages.
     def steps(serve: Serve, restart: bool) -> None:
-        serve.engine.ingest([_DOWN])
-        (incident_id,) = serve.engine.open_incident_ids()
-        serve.engine.silence_incident(incident_id, 300, "carol")
-        serve.engine.ingest([Alert(_DOWN.labels, status=AlertStatus.RESOLVED)])
+        _silenced_and_resolved(serve, 300)
         serve.clock.advance(61)
         serve.engine.tick()  # resolved by the quiet period, still silenced
         if restart:
@@ -197,10 +211,7 @@ def test_an_incident_resolved_while_silenced_at_a_restart_reopens_as_the_silence
         serve.engine.tick()
 
     live, restarted = _both(tmp_path, steps, announce_delay_seconds=0, quiet_period_seconds=60)
-    kinds = [s.kinds()[0] for s in (live, restarted)]
-    assert kinds[0][-2:] == ["resolved", "reopened"]
-    assert kinds[1] == kinds[0]
-    assert restarted.told() == live.told()
+    _assert_reopened_alike(live, restarted)
 
 
 def test_a_lower_priority_an_inventory_brought_settles_in_the_same_time_across_a_restart(
@@ -247,10 +258,7 @@ def test_an_incident_the_tick_resolved_as_its_silence_ended_catches_up_on_nothin
     # silence ended and dropped it. It reopened; a restarted serve read it as open at the silence's end, so
     # still waiting, and added a catch-up that live never adds.
     def steps(serve: Serve, restart: bool) -> None:
-        serve.engine.ingest([_DOWN])
-        (incident_id,) = serve.engine.open_incident_ids()
-        serve.engine.silence_incident(incident_id, 100, "carol")
-        serve.engine.ingest([Alert(_DOWN.labels, status=AlertStatus.RESOLVED)])
+        _silenced_and_resolved(serve, 100)
         serve.clock.advance(130)
         serve.engine.tick()  # resolved by the quiet period; the silence ended at 100 s
         serve.clock.advance(5)
@@ -261,10 +269,7 @@ def test_an_incident_the_tick_resolved_as_its_silence_ended_catches_up_on_nothin
         serve.engine.tick()
 
     live, restarted = _both(tmp_path, steps, announce_delay_seconds=0, quiet_period_seconds=120)
-    kinds = [s.kinds()[0] for s in (live, restarted)]
-    assert kinds[0][-2:] == ["resolved", "reopened"]
-    assert kinds[1] == kinds[0]
-    assert restarted.told() == live.told()
+    _assert_reopened_alike(live, restarted)
 
 
 def test_incidents_resolved_in_one_tick_are_told_in_the_same_order_after_a_restart(tmp_path: Path) -> None:
@@ -277,11 +282,11 @@ def test_incidents_resolved_in_one_tick_are_told_in_the_same_order_after_a_resta
         )
         serve.engine.ingest([first])
         serve.engine.ingest([second])
-        serve.engine.ingest([Alert(first.labels, status=AlertStatus.RESOLVED)])
+        serve.engine.ingest([_resolved(first)])
         serve.clock.advance(61)
         serve.engine.tick()  # the first resolved
         serve.engine.ingest([first])  # and reopened: now after the second
-        serve.engine.ingest([Alert(a.labels, status=AlertStatus.RESOLVED) for a in (first, second)])
+        serve.engine.ingest([_resolved(a) for a in (first, second)])
         if restart:
             serve.restart()
         serve.clock.advance(61)
@@ -459,7 +464,7 @@ def test_an_incident_merged_away_as_it_escalated_pages_nobody_when_told_after_a_
         if restart:
             monkeypatch.setattr(serve.outbox, "enqueue", _unreachable)
         serve.engine.ingest([*first, rack])
-        serve.engine.ingest([Alert(lost.labels, status=AlertStatus.RESOLVED)])  # another POST, same instant
+        serve.engine.ingest([_resolved(lost)])  # another POST, same instant
         if restart:
             serve.restart()
         serve.engine.tick()
@@ -488,7 +493,7 @@ def test_what_a_post_did_besides_its_told_change_is_said_alike_after_a_restart(
             monkeypatch.setattr(serve.outbox, "enqueue", _unreachable)
         serve.engine.ingest([first, second])
         serve.engine.ingest([first, second])  # Prometheus sends them again: nothing new
-        serve.engine.ingest([Alert(first.labels, status=AlertStatus.RESOLVED)])
+        serve.engine.ingest([_resolved(first)])
         if restart:
             serve.restart()
         serve.engine.tick()

@@ -6,25 +6,15 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pytest
 
-from anomaly.collective import CollectiveMoves, collective_workloads
+from anomaly.collective import CollectiveMoves
 from anomaly.detectors import Findings
 from anomaly.firing import _TakenAlerts
+from tests.anomaly.collective_rows import POWER, banded, holds, job_ranks
 from tests.anomaly.test_service import setup, tick
 
-POWER = "DCGM_FI_DEV_POWER_USAGE"
 # One 16-rank training job on four nodes, as seed 1100's: node-06's four ranks (4-7) quiet, so their power
 # bands are learnt narrow; the other twelve heavy-tailed, their bands wide.
-RANKS = [
-    {
-        "gpu": str(g),
-        "UUID": f"GPU-{n}-{g}",
-        "Hostname": f"node-{n:02d}",
-        "modelName": "H100",
-        "slurm_job": "7345",
-    }
-    for n in (5, 6, 7, 8)
-    for g in range(4)
-]
+RANKS = job_ranks("7345", modelName="H100")
 NARROW = slice(4, 8)
 LEVEL, SLOWED = 625.0, 265.0
 
@@ -356,7 +346,7 @@ def test_a_rank_that_moves_against_its_job_is_never_added_to_its_move_nor_on_the
 
     def update(scores: list[float], side: list[float]) -> list[bool]:
         f = Findings("adaptive", POWER, ranks, np.array(scores), np.array(side), yhat=np.zeros(6), ids=ids)
-        return moves.update(f, collective_workloads(f)).tolist()
+        return holds(moves, f).tolist()
 
     # Rows 2-5 move down with their job; 0 (the straggler) and 1 read under half-way.
     assert update([0.49, 0.2, 2, 2, 2, 2], [1, 0, -1, -1, -1, -1]) == [False, False] + [True] * 4
@@ -382,7 +372,7 @@ def test_a_straggler_under_half_way_while_its_job_is_slowed_is_not_added_as_the_
 
     def update(scores: list[float], side: list[float]) -> list[bool]:
         f = Findings("adaptive", POWER, ranks, np.array(scores), np.array(side), yhat=np.zeros(6), ids=ids)
-        return moves.update(f, collective_workloads(f)).tolist()
+        return holds(moves, f).tolist()
 
     slowed = [1.0] + [-1.0] * 5
     assert update([0.49] + [2.0] * 5, slowed) == [False] + [True] * 5
@@ -418,18 +408,10 @@ def _moves_of_six() -> tuple[CollectiveMoves, Callable[..., list[bool]]]:
     def update(scores: list[float], sides: list[float], rows: Sequence[int] = range(6)) -> list[bool]:
         read = list(rows)
         n = len(read)
-        f = Findings(
-            "adaptive",
-            POWER,
-            [RANKS[i] for i in read],
-            np.array(scores, np.float64),
-            np.array(sides, np.float64),
-            yhat=np.zeros(n),
-            lower=np.full(n, -2.0),
-            upper=np.full(n, 2.0),
-            ids=np.array(read, np.int64),
+        f = banded(
+            POWER, [RANKS[i] for i in read], scores, sides, np.full(n, -2.0), np.full(n, 2.0), ids=read
         )
-        return moves.update(f, collective_workloads(f)).tolist()
+        return holds(moves, f).tolist()
 
     return moves, update
 

@@ -11,7 +11,8 @@ from anomaly.service import AnomalyService
 from anomaly.snapshot import load_snapshot, save_snapshot
 from anomaly.sources import Frame
 from gpuwarden.clock import FakeClock
-from tests.anomaly.test_collective import LEVEL, POWER, RANKS, SLOWED, Job, _moves_of_six
+from tests.anomaly.collective_rows import POWER
+from tests.anomaly.test_collective import LEVEL, RANKS, SLOWED, Job, _moves_of_six
 from tests.anomaly.test_snapshot import EVERY, GPUS, GridSource, _config, _ticks
 
 

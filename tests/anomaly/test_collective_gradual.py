@@ -6,19 +6,13 @@ as traced."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from anomaly.collective import CollectiveMoves, collective_workloads
+from anomaly.collective import CollectiveMoves
 from anomaly.detectors import Findings
-from anomaly.fleet import peer_key
+from tests.anomaly.collective_rows import POWER, alerting, banded, job_ranks
 
-POWER = "DCGM_FI_DEV_POWER_USAGE"
-RANKS = [
-    {"gpu": str(g), "UUID": f"GPU-{n}-{g}", "Hostname": f"node-{n:02d}", "slurm_job": "pretrain-02"}
-    for n in (5, 6, 7, 8)
-    for g in range(4)
-]
+RANKS = job_ranks("pretrain-02")
 HEALTHY_NARROW = [12, 13, 14]  # node-08 GPUs 0-2, healthy, their bands narrower than the job's others'
 # (value, score, lower, upper) per rank at 81,150, 81,180 and 81,210 s; row 15, node-08 GPU 3, the straggler.
 READS = [
@@ -197,25 +191,8 @@ READS = [
 
 
 def _read(values: list[float], scores: list[float], lower: list[float], upper: list[float]) -> Findings:
-    lo, hi = np.array(lower, np.float64), np.array(upper, np.float64)
-    return Findings(
-        "adaptive",
-        POWER,
-        RANKS,
-        np.array(scores),
-        np.array(values),
-        yhat=(lo + hi) / 2,
-        lower=lo,
-        upper=hi,
-        ids=np.arange(len(RANKS), dtype=np.int64),
-    )
-
-
-def _alerting(moves: CollectiveMoves, f: Findings) -> set[int]:
-    """The anomalous rows left to alert, the workload's dropped (``AlertUpdater._drop_collective``)."""
-    collective = collective_workloads(f)
-    held = moves.update(f, collective)
-    return {i for i in f.anomalous() if not held[i] and peer_key(f.labels[i], ()) not in collective}
+    """One of ``READS``: the job's 16 ranks' power, scores and bands."""
+    return banded(POWER, RANKS, scores, values, lower, upper)
 
 
 @pytest.mark.xfail(
@@ -228,8 +205,8 @@ def _alerting(moves: CollectiveMoves, f: Findings) -> set[int]:
 )
 def test_healthy_ranks_reading_their_slowed_jobs_value_do_not_alert_before_half_the_job_is_half_way_out():
     moves = CollectiveMoves()
-    alerting = [_alerting(moves, _read(*read)) for read in READS]
-    assert all(not (set(HEALTHY_NARROW) & rows) for rows in alerting)
+    raised = [alerting(moves, _read(*read)) for read in READS]
+    assert all(not (set(HEALTHY_NARROW) & rows) for rows in raised)
 
 
 def test_a_nodes_ranks_far_below_their_jobs_value_alert_while_the_rest_of_the_job_sits_a_quarter_out():
@@ -239,4 +216,4 @@ def test_a_nodes_ranks_far_below_their_jobs_value_alert_while_the_rest_of_the_jo
     for job_values, job_scores, lower, upper in READS:
         values = [*job_values[:12], 150.0, 150.0, 150.0, 150.0]
         scores = [*job_scores[:12], 1.3, 1.3, 1.3, 1.9]
-        assert _alerting(moves, _read(values, scores, lower, upper)) == {12, 13, 14, 15}
+        assert alerting(moves, _read(values, scores, lower, upper)) == {12, 13, 14, 15}

@@ -9,15 +9,11 @@ import json
 import numpy as np
 import pytest
 
-from anomaly.collective import OWN_WAIT, CollectiveMoves, collective_workloads
+from anomaly.collective import OWN_WAIT, CollectiveMoves
 from anomaly.detectors import Findings
+from tests.anomaly.collective_rows import UTIL, banded, holds, job_ranks, node_ranks
 
-UTIL = "DCGM_FI_DEV_GPU_UTIL"
-RANKS = [
-    {"gpu": str(g), "UUID": f"GPU-{n}-{g}", "Hostname": f"node-{n:02d}", "slurm_job": "8171"}
-    for n in (1, 2, 3, 4)
-    for g in range(4)
-]
+RANKS = job_ranks("8171", nodes=(1, 2, 3, 4))
 NARROW = 15  # node-04 GPU 3: its band learnt high and narrow as the busy rank of its own earlier runaway
 
 
@@ -28,27 +24,17 @@ def _tick(wide_score: float) -> Findings:
     score = np.full(n, wide_score)
     lower, upper, yhat = np.full(n, -85.0), np.full(n, 230.0), np.full(n, 72.0)
     score[NARROW], lower[NARROW], upper[NARROW], yhat[NARROW] = 1.2, 45.0, 146.0, 95.5
-    return Findings(
-        "adaptive",
-        UTIL,
-        RANKS,
-        score,
-        np.full(n, 47.0),
-        yhat=yhat,
-        lower=lower,
-        upper=upper,
-        ids=np.arange(n, dtype=np.int64),
-    )
+    return banded(UTIL, RANKS, score, np.full(n, 47.0), lower, upper, yhat)
 
 
 def test_a_narrow_rank_stays_held_while_its_whole_job_stays_slowed_with_wide_banded_ranks_under_half_way():
     moves = CollectiveMoves()
     first = _tick(0.51)  # the slowdown's first read: the job moves, the narrow rank with it
-    assert moves.update(first, collective_workloads(first))[NARROW]
+    assert holds(moves, first)[NARROW]
     held = []
     for _ in range(18):  # nine minutes more of the same slowed job, its wide ranks at 0.49
         f = _tick(0.49)
-        held.append(bool(moves.update(f, collective_workloads(f))[NARROW]))
+        held.append(bool(holds(moves, f)[NARROW]))
     assert all(held)
 
 
@@ -58,12 +44,12 @@ def test_a_narrow_rank_stays_held_while_its_job_stays_slowed_with_three_of_its_r
     from its 47 %; the median stays at the 47 % the narrow rank reads with its job."""
     moves = CollectiveMoves()
     first = _tick(0.51)
-    assert moves.update(first, collective_workloads(first))[NARROW]
+    assert holds(moves, first)[NARROW]
     held = []
     for _ in range(OWN_WAIT):
         f = _tick(0.49)
         f.value[:3], f.score[:3] = -60.0, 0.84
-        held.append(bool(moves.update(f, collective_workloads(f))[NARROW]))
+        held.append(bool(holds(moves, f)[NARROW]))
     assert all(held)
 
 
@@ -72,8 +58,8 @@ def test_the_narrow_rank_of_a_job_slowed_for_good_is_let_go_after_a_bounded_wait
     ticks of holding it back, its average counts again (a rank's own fault shows so too)."""
     moves = CollectiveMoves()
     first = _tick(0.51)
-    assert moves.update(first, collective_workloads(first))[NARROW]
-    held = [bool(moves.update(f, collective_workloads(f))[NARROW]) for f in (_tick(0.49) for _ in range(100))]
+    assert holds(moves, first)[NARROW]
+    held = [bool(holds(moves, f)[NARROW]) for f in (_tick(0.49) for _ in range(100))]
     assert all(held[:OWN_WAIT]) and not all(held[: OWN_WAIT + 10])
 
 
@@ -81,24 +67,11 @@ def _flapping(ranks: int, k: int, others: float, other_score: float, unread: tup
     """Read ``k`` after a job's move down: its ranks at ``others`` of their 0..100 bands (middle 50), scoring
     ``other_score``, those in ``unread`` not read (NaN), the last one flapping 45 points either side of its
     middle on alternate reads (0.9 of the way out), scoring 1.3 by its volatility."""
-    labels = [
-        {"gpu": str(g), "UUID": f"GPU-{g}", "Hostname": "node-01", "slurm_job": "1"} for g in range(ranks)
-    ]
     value, score = np.full(ranks, others), np.full(ranks, other_score)
     value[-1], score[-1] = 50.0 + (45.0 if k % 2 else -45.0), 1.3
     for u in unread:
         value[u], score[u] = np.nan, np.nan
-    return Findings(
-        "adaptive",
-        UTIL,
-        labels,
-        score,
-        value,
-        yhat=np.full(ranks, 50.0),
-        lower=np.zeros(ranks),
-        upper=np.full(ranks, 100.0),
-        ids=np.arange(ranks, dtype=np.int64),
-    )
+    return banded(UTIL, node_ranks(ranks), score, value, np.zeros(ranks), np.full(ranks, 100.0))
 
 
 def _flapping_let_go(
@@ -107,24 +80,18 @@ def _flapping_let_go(
     """After how many reads the flapping rank of a job that moved down together (every rank at 20 %, scoring
     0.7) is let go; None if still held after 100."""
     moves = CollectiveMoves()
-    labels = [
-        {"gpu": str(g), "UUID": f"GPU-{g}", "Hostname": "node-01", "slurm_job": "1"} for g in range(ranks)
-    ]
-    first = Findings(
-        "adaptive",
+    first = banded(
         UTIL,
-        labels,
+        node_ranks(ranks),
         np.full(ranks, 0.7),
         np.full(ranks, 20.0),
-        yhat=np.full(ranks, 50.0),
-        lower=np.zeros(ranks),
-        upper=np.full(ranks, 100.0),
-        ids=np.arange(ranks, dtype=np.int64),
+        np.zeros(ranks),
+        np.full(ranks, 100.0),
     )
-    assert moves.update(first, collective_workloads(first))[-1]
+    assert holds(moves, first)[-1]
     for k in range(100):
         f = _flapping(ranks, k, others, other_score, unread)
-        if not moves.update(f, collective_workloads(f))[-1]:
+        if not holds(moves, f)[-1]:
             return k + 1
     return None
 
@@ -167,7 +134,7 @@ def _held_reads(moves: CollectiveMoves, reads: int, wide_score: float = 0.49) ->
     held = []
     for _ in range(reads):
         f = _tick(wide_score)
-        held.append(bool(moves.update(f, collective_workloads(f))[NARROW]))
+        held.append(bool(holds(moves, f)[NARROW]))
     return held
 
 
@@ -176,10 +143,10 @@ def test_a_narrow_rank_is_held_back_for_a_whole_wait_again_once_its_job_moves_ag
     held (its first wait spent, its own distance counting again), the job gives it a whole wait again."""
     moves = CollectiveMoves()
     first = _tick(0.51)
-    assert moves.update(first, collective_workloads(first))[NARROW]
+    assert holds(moves, first)[NARROW]
     assert all(_held_reads(moves, OWN_WAIT + 2))  # the wait spent, two reads of its own distance counted
     again = _tick(0.51)
-    assert moves.update(again, collective_workloads(again))[NARROW]
+    assert holds(moves, again)[NARROW]
     assert all(_held_reads(moves, OWN_WAIT))
 
 
@@ -188,7 +155,7 @@ def test_a_move_restored_mid_wait_lets_its_narrow_rank_go_at_the_read_the_uninte
     wait it had, not a fresh one: the narrow rank is let go at the same read as without the restart."""
     moves = CollectiveMoves()
     first = _tick(0.51)
-    assert moves.update(first, collective_workloads(first))[NARROW]
+    assert holds(moves, first)[NARROW]
     assert all(_held_reads(moves, 10))
     restarted = CollectiveMoves.restored(json.loads(json.dumps(moves.state())))
     held = _held_reads(moves, 30)
@@ -199,18 +166,7 @@ def test_a_move_restored_mid_wait_lets_its_narrow_rank_go_at_the_read_the_uninte
 def _job_tick(values: list[float], scores: list[float]) -> Findings:
     """One read of a job of ``len(values)`` ranks on node-01, every band 0..100 % (middle 50)."""
     n = len(values)
-    labels = [{"gpu": str(g), "UUID": f"GPU-{g}", "Hostname": "node-01", "slurm_job": "1"} for g in range(n)]
-    return Findings(
-        "adaptive",
-        UTIL,
-        labels,
-        np.array(scores),
-        np.array(values),
-        yhat=np.full(n, 50.0),
-        lower=np.zeros(n),
-        upper=np.full(n, 100.0),
-        ids=np.arange(n, dtype=np.int64),
-    )
+    return banded(UTIL, node_ranks(n), scores, values, np.zeros(n), np.full(n, 100.0))
 
 
 def test_a_rank_reading_four_times_as_far_out_as_its_slowed_job_is_let_go_as_soon_as_without_the_wait():
@@ -220,9 +176,9 @@ def test_a_rank_reading_four_times_as_far_out_as_its_slowed_job_is_let_go_as_soo
     the 5-minute deadline of a soft fault."""
     moves = CollectiveMoves()
     first = _job_tick([20.0] * 16, [0.7] * 16)
-    assert moves.update(first, collective_workloads(first))[-1]
+    assert holds(moves, first)[-1]
     held = []
     for _ in range(OWN_WAIT + 10):
         f = _job_tick([40.0] * 15 + [10.0], [0.3] * 15 + [1.2])
-        held.append(bool(moves.update(f, collective_workloads(f))[-1]))
+        held.append(bool(holds(moves, f)[-1]))
     assert not all(held[:10])

@@ -12,16 +12,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from anomaly.collective import CollectiveMoves, collective_workloads
+from anomaly.collective import CollectiveMoves
 from anomaly.detectors import Findings
-from anomaly.fleet import peer_key
+from tests.anomaly.collective_rows import UTIL, alerting, banded, job_ranks
 
-UTIL = "DCGM_FI_DEV_GPU_UTIL"
-RANKS = [
-    {"gpu": str(g), "UUID": f"GPU-{n}-{g}", "Hostname": f"node-{n:02d}", "slurm_job": "7345"}
-    for n in (5, 6, 7, 8)
-    for g in range(4)
-]
+RANKS = job_ranks("7345")
 FAULTED = 1  # node-05 GPU 1: the runaway, throttled, busy at 100 % while its job waits on it
 NARROW = 2  # node-05 GPU 2: its band learnt narrow as the busy rank of its own earlier runaway
 
@@ -34,29 +29,17 @@ def _tick(
     ``narrow_score``, the faulted rank at 100 % scoring 0.25 above its band's middle."""
     n = len(RANKS)
     value, score = np.full(n, level), np.full(n, wide_score)
-    lower, upper, yhat = np.full(n, -50.0), np.full(n, 223.0), np.full(n, 86.5)
+    lower, upper = np.full(n, -50.0), np.full(n, 223.0)
     value[NARROW] = level if narrow_level is None else narrow_level
-    score[NARROW], lower[NARROW], upper[NARROW], yhat[NARROW] = narrow_score, 30.0, 157.0, 93.5
+    score[NARROW], lower[NARROW], upper[NARROW] = narrow_score, 30.0, 157.0
     value[FAULTED], score[FAULTED] = 100.0, 0.25
-    return Findings(
-        "adaptive",
-        UTIL,
-        RANKS,
-        score,
-        value,
-        yhat=yhat,
-        lower=lower,
-        upper=upper,
-        ids=np.arange(n, dtype=np.int64),
-    )
+    return banded(UTIL, RANKS, score, value, lower, upper)
 
 
 def _alerting(moves: CollectiveMoves, f: Findings) -> bool:
     """Whether the narrow rank's row is left to alert, as ``AlertUpdater._drop_collective`` leaves it: past 1,
     not held by a move and its job not moving this tick."""
-    collective = collective_workloads(f)
-    held = moves.update(f, collective)
-    return bool(f.score[NARROW] > 1.0) and not held[NARROW] and peer_key(RANKS[NARROW], ()) not in collective
+    return NARROW in alerting(moves, f)
 
 
 @pytest.mark.xfail(
@@ -69,11 +52,11 @@ def test_a_narrow_rank_does_not_alert_while_its_whole_job_falls_with_it_under_wi
     moves = CollectiveMoves()
     for _ in range(4):  # the job at work before the fault: nothing moves
         assert not _alerting(moves, _tick(95.0, 0.23, 0.06))
-    alerting = []
+    raised = []
     for k in range(10):  # five minutes of the slowed job: the wide ranks' scores climb 0.26 -> 0.47
         f = _tick(47.0, 0.26 + 0.023 * k, 0.83 + 0.07 * k)
-        alerting.append(_alerting(moves, f))
-    assert not any(alerting)
+        raised.append(_alerting(moves, f))
+    assert not any(raised)
 
 
 def test_a_narrow_rank_leaving_its_band_alone_alerts_while_its_job_stays_at_work():
@@ -82,5 +65,5 @@ def test_a_narrow_rank_leaving_its_band_alone_alerts_while_its_job_stays_at_work
     moves = CollectiveMoves()
     for _ in range(4):
         assert not _alerting(moves, _tick(95.0, 0.23, 0.06))
-    alerting = [_alerting(moves, _tick(95.0, 0.23, 0.83 + 0.07 * k, narrow_level=47.0)) for k in range(10)]
-    assert alerting[-1]
+    raised = [_alerting(moves, _tick(95.0, 0.23, 0.83 + 0.07 * k, narrow_level=47.0)) for k in range(10)]
+    assert raised[-1]
