@@ -16,7 +16,6 @@ from alerting import announcing
 from alerting import scenarios as sc
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
-from alerting.migrate import upgrade
 from alerting.notifiers.recorder import SlackRecorder
 from alerting.notifiers.slack import SlackNotifier, make_client
 from alerting.notifiers.webhook import WebhookNotifier
@@ -29,6 +28,7 @@ from gpuwarden.model import Alert, AlertStatus, RecommendedAction
 from tests.alerting.notifiers.incidents import lifecycle
 from tests.alerting.test_arrival_order import START, _batches, _onset, _ranks
 from tests.alerting.test_handoff import _down, _kinds, _serve
+from tests.migrated_store import migrated_sqlite
 
 
 @contextmanager
@@ -38,7 +38,7 @@ def _served(
     """An engine with no announce delay at the alerts' last onset, its outbox sending to Slack (the
     recorder) and to the webhook ``oncall``, as ``serve`` wires them."""
     path = str(tmp_path / "s.db")
-    upgrade(make_engine(path))
+    migrated_sqlite(Path(path)).dispose()
     clock = FakeClock(max(_onset(a) for a in alerts).timestamp())
     engine = IncidentEngine(
         make_engine(path), clock, AlertingConfig(announce_delay_seconds=0), sc.fleet_inventory()
@@ -101,7 +101,7 @@ def test_the_end_of_an_incident_never_announced_reaches_only_a_notifier_that_hea
     # A crash between the outbox storing an "opened" and the engine forgetting it: the next process finds
     # the incident ended before it announced it, and says nothing of it, but for its end to whoever heard.
     path = str(tmp_path / "s.db")
-    upgrade(make_engine(path))
+    migrated_sqlite(Path(path)).dispose()
     with SlackRecorder() as recorder:
         told = WebhookNotifier(f"{recorder.root_url}/hooks/told", name="webhook:told")
         later = WebhookNotifier(f"{recorder.root_url}/hooks/later", name="webhook:later")
@@ -123,7 +123,7 @@ def test_an_opened_handed_over_before_a_crash_is_followed_by_its_end_after_the_r
     # The outbox stored "opened", but the engine died before forgetting it; the incident then resolved and
     # that was never told. The next process finds an incident opened and ended, never announced by it.
     db = str(tmp_path / "incidents.db")
-    upgrade(make_engine(db))
+    migrated_sqlite(Path(db)).dispose()
     clock = FakeClock()
     engine, outbox = _serve(db, clock)
     with monkeypatch.context() as patch:
@@ -316,7 +316,7 @@ def test_an_incident_whose_alerts_ended_before_its_announcement_says_so_when_ann
     # (waiting for its quiet period) as "incident opened", triggered, with nothing saying that no alert
     # fires any more: the "quiet" event was folded into the announcement and never told.
     path = str(tmp_path / "s.db")
-    upgrade(make_engine(path))
+    migrated_sqlite(Path(path)).dispose()
     clock = FakeClock(START.timestamp())
     config = AlertingConfig(announce_delay_seconds=10, quiet_period_seconds=300)
     engine = IncidentEngine(make_engine(path), clock, config, sc.fleet_inventory())

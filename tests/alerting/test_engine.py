@@ -12,7 +12,6 @@ from alerting.db import make_engine
 from alerting.engine import IncidentEngine
 from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo
 from alerting.matchers import parse_matcher
-from alerting.migrate import upgrade
 from alerting.store import IncidentNotFound
 from alerting.subscriptions import ChangeKind, IncidentChange
 from gpuwarden.clock import FakeClock
@@ -31,13 +30,15 @@ from gpuwarden.model import (
     WorkloadKind,
     WorkloadRef,
 )
+from tests.migrated_store import migrated_sqlite
 
 
 @pytest.fixture
 def db(tmp_path: Path) -> str:
-    path = str(tmp_path / "incidents.db")
-    upgrade(make_engine(path))
-    return path
+    """A store at the newest revision: a copy of one migrated once per process (``migrated_sqlite``)."""
+    path = tmp_path / "incidents.db"
+    migrated_sqlite(path).dispose()
+    return str(path)
 
 
 @pytest.fixture
@@ -1033,7 +1034,7 @@ def test_where_alerts_land_does_not_depend_on_how_they_were_batched(tmp_path: Pa
     outcomes = []
     for batches in ([[node_down, *hot, *later]], [[node_down, *hot], later]):
         path = str(tmp_path / f"b{len(batches)}.db")
-        upgrade(make_engine(path))
+        migrated_sqlite(Path(path)).dispose()
         engine = _engine(path, FakeClock(), scenarios.fleet_inventory())
         for batch in batches:
             engine.ingest(batch)

@@ -14,18 +14,18 @@ from alerting.faults import classify
 from alerting.impact import assess
 from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo
 from alerting.member import Member
-from alerting.migrate import upgrade
 from alerting.root_cause import root_cause
 from alerting.topology import locate
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert, AlertStatus, FaultKind, WorkloadKind, WorkloadRef, label_fingerprint
+from tests.migrated_store import migrated_sqlite
 
 
 def _priority_of(tmp_path: Path, alert: Alert, spare_gpus: int = 0) -> tuple[str, str]:
     tmp_path.mkdir(parents=True, exist_ok=True)
     path = str(tmp_path / "incidents.db")
-    upgrade(make_engine(path))
+    migrated_sqlite(Path(path)).dispose()
     config = AlertingConfig(announce_delay_seconds=0)
     engine = IncidentEngine(
         make_engine(path), FakeClock(), config, scenarios.fleet_inventory(spare_gpus=spare_gpus)
@@ -74,7 +74,7 @@ def test_an_out_of_service_xid_on_an_idle_gpu_is_lost_capacity(tmp_path: Path) -
 
 def test_an_xid_incident_is_titled_with_the_xid_and_its_meaning(tmp_path: Path) -> None:
     path = str(tmp_path / "incidents.db")
-    upgrade(make_engine(path))
+    migrated_sqlite(Path(path)).dispose()
     config = AlertingConfig(announce_delay_seconds=0)
     engine = IncidentEngine(make_engine(path), FakeClock(), config, scenarios.fleet_inventory())
     engine.ingest([_xid("r03-n02", 5, 119), _xid("r03-n02", 6, 119)])
@@ -84,7 +84,7 @@ def test_an_xid_incident_is_titled_with_the_xid_and_its_meaning(tmp_path: Path) 
 
 def test_an_xid_on_every_gpu_of_a_rack_is_an_xid_fault_not_a_power_loss(tmp_path: Path) -> None:
     path = str(tmp_path / "incidents.db")
-    upgrade(make_engine(path))
+    migrated_sqlite(Path(path)).dispose()
     config = AlertingConfig(announce_delay_seconds=0)
     engine = IncidentEngine(make_engine(path), FakeClock(), config, scenarios.fleet_inventory())
     engine.ingest([_xid(f"r03-n0{n}", gpu, 119) for n in range(1, 9) for gpu in range(8)])
@@ -121,7 +121,7 @@ def test_a_service_alert_is_prioritised_by_what_it_says_of_users(
 
 def test_a_service_said_down_is_unavailable_not_its_replicas_lost(tmp_path: Path) -> None:
     path = str(tmp_path / "incidents.db")
-    upgrade(make_engine(path))
+    migrated_sqlite(Path(path)).dispose()
     engine = IncidentEngine(
         make_engine(path), FakeClock(), AlertingConfig(announce_delay_seconds=0), scenarios.fleet_inventory()
     )
@@ -163,7 +163,7 @@ def test_a_stalled_job_with_no_fault_under_it_counts_its_own_clusters_spare_gpus
 
 def test_some_lost_gpus_of_a_node_are_lost_gpus_not_the_node_down(tmp_path: Path) -> None:
     path = str(tmp_path / "incidents.db")
-    upgrade(make_engine(path))
+    migrated_sqlite(Path(path)).dispose()
     engine = IncidentEngine(
         make_engine(path), FakeClock(), AlertingConfig(announce_delay_seconds=0), scenarios.fleet_inventory()
     )
@@ -193,7 +193,7 @@ def test_a_sloth_slo_alert_is_about_the_service_it_names(tmp_path: Path) -> None
     labels = {"alertname": "ErrorBudgetFastBurn", "cluster": "c1", "namespace": "serving"}
     alert = Alert({**labels, "sloth_service": "chat", "sloth_slo": "availability", "sloth_severity": "page"})
     path = str(tmp_path / "incidents.db")
-    upgrade(make_engine(path))
+    migrated_sqlite(Path(path)).dispose()
     engine = IncidentEngine(
         make_engine(path), FakeClock(), AlertingConfig(announce_delay_seconds=0), scenarios.fleet_inventory()
     )
@@ -208,7 +208,7 @@ def test_an_alert_firing_again_with_another_error_ratio_sets_the_priority_by_the
     # The incident keeps the alert's member while it is quiet; the error ratio read from its annotations
     # before it resolved must not be the one its priority keeps when it fires again.
     path = str(tmp_path / "incidents.db")
-    upgrade(make_engine(path))
+    migrated_sqlite(Path(path)).dispose()
     clock = FakeClock()
     config = AlertingConfig(announce_delay_seconds=0)
     engine = IncidentEngine(make_engine(path), clock, config, scenarios.fleet_inventory())
@@ -242,7 +242,7 @@ def test_a_lost_mig_gpu_takes_every_replica_whose_slice_its_alerts_name_not_only
         unit_pods=tuple((p,) for p in pods),
     )
     path = str(tmp_path / "incidents.db")
-    upgrade(make_engine(path))
+    migrated_sqlite(Path(path)).dispose()
     inventory = StaticInventory([NodeInfo("a01", "k", "r1", 8)], [llm])
     engine = IncidentEngine(
         make_engine(path), FakeClock(), AlertingConfig(announce_delay_seconds=0), inventory

@@ -11,7 +11,6 @@ from alerting import scenarios
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
 from alerting.inventory import StaticInventory
-from alerting.migrate import upgrade
 from alerting.notifiers.base import build_notification
 from alerting.notifiers.blocks import incident_message
 from alerting.notifiers.webhook import webhook_payload
@@ -357,7 +356,7 @@ def _on(gpu: int, status: AlertStatus = AlertStatus.FIRING, **labels: str) -> Al
 def _lost_gpu_3_silenced(tmp_path: Path, *, quiet: bool = True) -> tuple[FakeClock, IncidentEngine, str]:
     """GPU 3 of r07-n01 lost (incident A, P1), A silenced for an hour; with ``quiet``, the GPU back since."""
     path = str(tmp_path / "incidents.db")
-    upgrade(make_engine(path))
+    migrated_sqlite(Path(path)).dispose()
     clock = FakeClock()
     config = AlertingConfig(announce_delay_seconds=0)
     engine = IncidentEngine(make_engine(path), clock, config, scenarios.fleet_inventory(spare_gpus=8))
@@ -553,7 +552,7 @@ def test_a_fault_beside_a_resolved_silenced_incident_reopens_it_and_ends_its_sil
 
 def _engine_fleet(tmp_path: Path) -> tuple[FakeClock, IncidentEngine]:
     path = str(tmp_path / "incidents.db")
-    upgrade(make_engine(path))
+    migrated_sqlite(Path(path)).dispose()
     clock = FakeClock()
     config = AlertingConfig(announce_delay_seconds=0)
     return clock, IncidentEngine(make_engine(path), clock, config, scenarios.fleet_inventory(spare_gpus=8))

@@ -19,6 +19,7 @@ from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert, AlertStatus, IncidentState
 from tests.alerting.test_arrival_order import _batches, _engine, _onset, _ranks
+from tests.migrated_store import migrated_sqlite
 
 START = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
@@ -32,7 +33,7 @@ def test_merged_incidents_name_the_incident_that_goes_on(tmp_path: Path, seed: i
         a.fingerprint: ((a.starts_at or START) - START).total_seconds() + rng.random() * 30 for a in alerts
     }
     path = str(tmp_path / "gpuwarden.db")
-    upgrade(make_engine(path))
+    migrated_sqlite(Path(path)).dispose()
     clock = FakeClock(START.timestamp())
     engine = IncidentEngine(
         make_engine(path), clock, AlertingConfig(announce_delay_seconds=0), sc.fleet_inventory()
@@ -84,7 +85,7 @@ def test_an_alert_firing_again_through_a_merged_incident_is_on_the_timeline_of_t
     row, so only a store written otherwise has it) joined that open one with no timeline event at all,
     where a join says ``alert_added`` and a member's re-fire ``alert_firing``."""
     path = str(tmp_path / "gpuwarden.db")
-    upgrade(make_engine(path))
+    migrated_sqlite(Path(path)).dispose()
     clock = FakeClock(START.timestamp())
     config = AlertingConfig(announce_delay_seconds=0)
     engine = IncidentEngine(make_engine(path), clock, config, sc.fleet_inventory())
@@ -160,7 +161,7 @@ def _open_ids(engine: IncidentEngine) -> list[str]:
 def test_the_incident_that_takes_another_in_says_what_that_one_was(tmp_path: Path) -> None:
     # Its thread said "• also: absorbed inc-3f2a... (10 alerts)": an id nobody on call knows by heart.
     path = str(tmp_path / "gpuwarden.db")
-    upgrade(make_engine(path))
+    migrated_sqlite(Path(path)).dispose()
     clock = FakeClock(START.timestamp())
     engine = IncidentEngine(
         make_engine(path), clock, AlertingConfig(announce_delay_seconds=0), sc.fleet_inventory()

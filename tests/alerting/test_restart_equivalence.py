@@ -22,13 +22,13 @@ from alerting.db import make_engine
 from alerting.engine import IncidentEngine
 from alerting.inventory import StaticInventory
 from alerting.matchers import parse_matcher
-from alerting.migrate import upgrade
 from alerting.notifiers.base import Notification, Notifier
 from alerting.outbox import Outbox
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert, AlertStatus
 from tests.alerting.outbox_only import Quiet
+from tests.migrated_store import migrated_sqlite
 
 
 class Serve:
@@ -37,7 +37,7 @@ class Serve:
     def __init__(self, path: Path, **config: float) -> None:
         path.mkdir()
         self.db = str(path / "incidents.db")
-        upgrade(make_engine(self.db))
+        migrated_sqlite(path / "incidents.db").dispose()  # a copy of a store migrated once per process
         self.clock = FakeClock()
         self.config = AlertingConfig(**config)  # type: ignore[arg-type]
         self.inventory = sc.fleet_inventory()

@@ -40,6 +40,7 @@ from gpuwarden.config import AlertingConfig
 from gpuwarden.errors import InputError
 from gpuwarden.model import Incident, IncidentState
 from tests.alerting.notifiers.incidents import huge_notification, make_incident
+from tests.migrated_store import migrated_sqlite
 
 with warnings.catch_warnings():
     # Starlette's TestClient now asks for httpx2, which the project does not ship; with httpx it still works.
@@ -97,9 +98,7 @@ def actions() -> RecordingActions:
 
 @pytest.fixture
 def handled(tmp_path: Path) -> HandledSlackRequests:
-    sql = make_engine(str(tmp_path / "handled.db"))
-    upgrade(sql)
-    return HandledSlackRequests(sql)
+    return HandledSlackRequests(migrated_sqlite(tmp_path / "handled.db"))
 
 
 @pytest.fixture

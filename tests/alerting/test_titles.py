@@ -12,7 +12,6 @@ from alerting.db import make_engine
 from alerting.engine import IncidentEngine
 from alerting.impact import Assessment
 from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo
-from alerting.migrate import upgrade
 from alerting.notifiers.base import build_notification
 from alerting.notifiers.blocks import incident_message
 from alerting.notifiers.webhook import webhook_payload
@@ -118,7 +117,7 @@ def test_a_fault_on_nodes_of_an_unnamed_cluster_is_not_titled_location_unknown(t
     # the cluster, which has no name. It was titled "GpuXid, location unknown", as for alerts naming no
     # place at all, though every alert names its node.
     path = str(tmp_path / "incidents.db")
-    upgrade(make_engine(path))
+    migrated_sqlite(Path(path)).dispose()
     clock = FakeClock()
     engine = IncidentEngine(make_engine(path), clock, AlertingConfig(announce_delay_seconds=0))
     for node, gpu in (("node-02", "1"), ("node-02", "2"), ("node-09", "5")):
@@ -157,7 +156,7 @@ def test_the_anomaly_services_own_source_stale_is_titled_for_that_source(
     # incident was titled 'GpuwardenSourceStale {for="source_staleness", model="source",
     # source="prometheus"}, location unknown'. It is the service's own input, named from its labels.
     path = str(tmp_path / "incidents.db")
-    upgrade(make_engine(path))
+    migrated_sqlite(Path(path)).dispose()
     engine = IncidentEngine(make_engine(path), FakeClock(), AlertingConfig(announce_delay_seconds=0))
     engine.ingest([Alert({**STALE, **labels})])
     [(row, _)] = engine.store.list_rows()
@@ -167,7 +166,7 @@ def test_the_anomaly_services_own_source_stale_is_titled_for_that_source(
 def _a01_down(tmp_path: Path, inventory: StaticInventory) -> IncidentEngine:
     """An engine over ``inventory`` that has been told node a01 of cluster k is down."""
     path = str(tmp_path / "incidents.db")
-    upgrade(make_engine(path))
+    migrated_sqlite(Path(path)).dispose()
     engine = IncidentEngine(
         make_engine(path), FakeClock(), AlertingConfig(announce_delay_seconds=0), inventory
     )
@@ -215,7 +214,7 @@ def _llama_in_two_namespaces(tmp_path: Path) -> tuple[IncidentEngine, list[Incid
         service("prod", "mistral", "a01", "a03"),
     ]
     path = str(tmp_path / "incidents.db")
-    upgrade(make_engine(path))
+    migrated_sqlite(Path(path)).dispose()
     engine = IncidentEngine(
         make_engine(path),
         FakeClock(),
@@ -325,7 +324,7 @@ def _llama_in_two_clusters(tmp_path: Path) -> IncidentEngine:
         for c in ("a", "b")
     ]
     path = str(tmp_path / "incidents.db")
-    upgrade(make_engine(path))
+    migrated_sqlite(Path(path)).dispose()
     config = AlertingConfig(announce_delay_seconds=0)
     return IncidentEngine(make_engine(path), FakeClock(), config, StaticInventory(nodes, services))
 

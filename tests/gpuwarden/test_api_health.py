@@ -19,11 +19,9 @@ from sqlalchemy.exc import OperationalError
 import gpuwarden.api
 from alerting import scenarios
 from alerting.applier import JournalApplier
-from alerting.db import make_engine
 from alerting.engine import IncidentEngine
 from alerting.health import Heartbeat
 from alerting.journal import KIND_POSTABLE, AcceptJournal, applied_offset
-from alerting.migrate import upgrade
 from alerting.subscriptions import ChangeKind
 from gpuwarden.api import LAG_HEADER, create_app
 from gpuwarden.cli.serve_cmd import _tick_loop
@@ -32,6 +30,7 @@ from gpuwarden.config import ApiConfig
 from gpuwarden.model import label_fingerprint
 from tests.gpuwarden.api_client import AUTH, TOKEN, TestClient
 from tests.gpuwarden.api_error import error_text
+from tests.migrated_store import migrated_sqlite
 
 LABELS = {"alertname": "NodeDown", "cluster": "c1", "node": "r02-n03"}
 FIRING = {"labels": LABELS, "startsAt": "2026-01-01T00:00:00Z"}
@@ -39,8 +38,7 @@ RESOLVED = {**FIRING, "endsAt": "2026-01-01T00:00:30Z"}
 
 
 def _engine(tmp_path: Path) -> IncidentEngine:
-    sql = make_engine(str(tmp_path / "api.db"))
-    upgrade(sql)
+    sql = migrated_sqlite(tmp_path / "api.db")
     return IncidentEngine(sql, FakeClock(), inventory=scenarios.fleet_inventory())
 
 

@@ -21,10 +21,8 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from alerting import scenarios
-from alerting.db import make_engine
 from alerting.engine import IncidentEngine
 from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo
-from alerting.migrate import upgrade
 from gpuwarden.api import create_app
 from gpuwarden.cli import app, incidents_cmd
 from gpuwarden.clock import FakeClock
@@ -35,6 +33,7 @@ from tests.gpuwarden.cli.test_commands import _commands
 from tests.http_stub import FixedAnswer
 from tests.integration.gpuwarden_server import AUTH, TOKEN, gpuwarden_serve
 from tests.integration.servers import free_port
+from tests.migrated_store import migrated_sqlite
 
 runner = CliRunner()
 
@@ -192,8 +191,7 @@ def test_resolve_and_a_repeated_ack_say_what_happened(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`incidents resolve` and `incidents ack` against serve's app, in process (no port opened)."""
-    sql = make_engine(str(tmp_path / "cli.db"))
-    upgrade(sql)
+    sql = migrated_sqlite(tmp_path / "cli.db")
     engine = IncidentEngine(sql, FakeClock())
     url = "http://gpuwarden.test"
     with TestClient(create_app(engine, ApiConfig(token=SecretStr(TOKEN))), base_url=url) as client:
@@ -272,7 +270,8 @@ def test_a_malformed_url_is_named_with_exit_2_not_a_traceback(argv: list[str], u
 )
 @pytest.mark.parametrize(
     "argv",
-    [["incidents", "list"], ["outbox", "list"], ["sim", "inject", "xid"], ["loadgen"]],
+    # loadgen's one request: its default 100 at 10 a second took 10 s to find that none could connect
+    [["incidents", "list"], ["outbox", "list"], ["sim", "inject", "xid"], ["loadgen", "--requests", "1"]],
     ids=["incidents", "outbox", "sim-inject", "loadgen"],
 )
 def test_a_url_the_cli_cannot_use_is_named_without_its_credential(
@@ -353,8 +352,7 @@ def test_serves_alertmanager_shaped_404_is_read_as_its_own_not_printed_raw(
 ) -> None:
     # --url with Alertmanager's /api/v2 on it: serve's 404 there is go-openapi's {"code", "message"}; it was
     # printed as raw JSON and called "not gpuwarden's answer".
-    sql = make_engine(str(tmp_path / "cli.db"))
-    upgrade(sql)
+    sql = migrated_sqlite(tmp_path / "cli.db")
     url = "http://gpuwarden.test"
     with TestClient(create_app(IncidentEngine(sql, FakeClock()), ApiConfig()), base_url=url) as client:
         route_httpx(client, url, monkeypatch)
@@ -475,8 +473,7 @@ def _in_process(
 ) -> Iterator[tuple[TestClient, IncidentEngine]]:
     """serve's app over the scenario fleet, which the CLI reaches at ``URL`` (no port opened); the CLI's
     tables as wide as they need."""
-    sql = make_engine(str(tmp_path / "cli.db"))
-    upgrade(sql)
+    sql = migrated_sqlite(tmp_path / "cli.db")
     engine = IncidentEngine(sql, FakeClock(), inventory=scenarios.fleet_inventory())
     with TestClient(create_app(engine, ApiConfig(token=SecretStr(TOKEN))), base_url=URL) as client:
         route_httpx(client, URL, monkeypatch)

@@ -98,16 +98,18 @@ def test_otel_sdk_disabled_keeps_the_request_metrics_and_the_start_up_line_says_
     ],
     ids=["ftp", "no-scheme", "password", "query-token", "with-trace-console"],
 )
-def test_a_bad_otlp_endpoint_option_stops_the_server_before_it_starts(args: list[str], message: str) -> None:
-    proc = subprocess.run(
-        [*CLI, "inference-server", "--port", str(free_port()), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,  # the unfixed server started and served; this only ends that hang
-        check=False,
-    )
-    assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.startswith(message), proc.stderr
+def test_a_bad_otlp_endpoint_option_stops_the_server_before_it_starts(
+    args: list[str], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import exporters.server  # noqa: PLC0415 - inference-server serves as the exporter does
+
+    def started(_server: object, _sockets: list[socket.socket]) -> None:
+        raise AssertionError("the server started")  # the unfixed server started and served
+
+    monkeypatch.setattr(exporters.server, "run_until_stopped", started)
+    result = runner.invoke(app, ["inference-server", "--port", str(free_port()), *args])
+    assert result.exit_code == 2, (result.exception, result.output)
+    assert result.stderr.startswith(message), result.stderr
 
 
 def test_a_port_in_use_is_one_error_line() -> None:

@@ -17,9 +17,7 @@ from pydantic import SecretStr
 from sqlalchemy import Connection, Engine, event, update
 from typer.testing import CliRunner
 
-from alerting.db import make_engine
 from alerting.engine import IncidentEngine
-from alerting.migrate import upgrade
 from alerting.notifiers.recorder import SlackRecorder
 from alerting.notifiers.webhook import WebhookNotifier
 from alerting.outbox import Outbox
@@ -35,6 +33,7 @@ from tests.alerting.test_outbox_orphans import CLOCK, NOW, Destination, queued_f
 from tests.gpuwarden.api_client import TestClient, route_httpx
 from tests.http_stub import FixedAnswer
 from tests.integration.gpuwarden_server import AUTH, TOKEN, gpuwarden_serve
+from tests.migrated_store import migrated_sqlite
 
 runner = CliRunner()
 
@@ -110,8 +109,7 @@ URL = "http://gpuwarden.test"
 def _serving_orphans(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Outbox]:
     """serve's app, reached by the CLI at ``URL`` in process, over a store where webhook:gone (removed from
     the config) left 5 orphaned messages and webhook:ops 5 failed ones; slack sent its 5."""
-    sql = make_engine(str(tmp_path / "outbox.db"))
-    upgrade(sql)
+    sql = migrated_sqlite(tmp_path / "outbox.db")
     queued_for(sql, Destination("slack"), Destination("webhook:gone", mode="down"))
     queued_for(sql, Destination("webhook:ops", mode="refused"))
     reconcile_orphans(sql, ["slack", "webhook:ops"], now=NOW)
@@ -248,8 +246,7 @@ def test_list_shows_when_a_held_webhook_update_goes(tmp_path: Path, monkeypatch:
     # A webhook's ``reassessed`` update waits ``edit_interval_seconds`` (300 by default) for a later one: the
     # table showed it "pending", 0 attempts, no error, for those 5 minutes, as it shows a message stuck; the
     # README said ``outbox list`` shows held updates with when they go. It says when each pending one goes.
-    sql = make_engine(str(tmp_path / "outbox.db"))
-    upgrade(sql)
+    sql = migrated_sqlite(tmp_path / "outbox.db")
     clock = FakeClock(NOW)
     hook = WebhookNotifier(
         "http://127.0.0.1:9/hook", name="webhook:ops", edit_interval_seconds=300, clock=clock
@@ -275,8 +272,7 @@ def test_list_counts_the_held_among_the_pending_it_counts_as_a_message_is_stored
 ) -> None:
     # serve counted the statuses and then, in a read of its own, the held: an update stored between the two
     # was held and not pending, "pending 0 (held 1)". One read counts both.
-    sql = make_engine(str(tmp_path / "outbox.db"))
-    upgrade(sql)
+    sql = migrated_sqlite(tmp_path / "outbox.db")
     clock = FakeClock(NOW)
     hook = WebhookNotifier(
         "http://127.0.0.1:9/hook", name="webhook:ops", edit_interval_seconds=300, clock=clock
