@@ -5,15 +5,13 @@ one of ``thermal_settle_seconds`` or more still do."""
 
 from __future__ import annotations
 
-import copy
-import functools
 from collections.abc import Callable
 
 import numpy as np
 import pytest
 
-from anomaly.thermal import ThermalDetector
-from tests.anomaly.test_thermal import GPUS, Gpus, _throttled
+from tests.anomaly.test_thermal import _throttled
+from tests.anomaly.thermal_gpus import GPUS, warmed_from_job
 
 BUSY = 10  # ticks in the job (620 W) after the warm-up before it stalls at 70 W
 STALL = 80  # ticks the stall lasts (40 minutes)
@@ -24,18 +22,6 @@ GRID = [(b, g, phase, fails) for b, g in PATTERNS for phase in range(0, 10, 2) f
 def _read(burst: int, gap: int, phase: int) -> Callable[[int], bool]:
     """Whether a tick is read: each before ``phase``, then ``burst`` ticks read in every ``burst + gap``."""
     return lambda tick: tick < phase or (tick - phase) % (burst + gap) < burst
-
-
-@functools.cache
-def _warmed_up(tau: float) -> tuple[Gpus, ThermalDetector, np.random.Generator]:
-    """Six lone GPUs lagging ``tau`` seconds seen 75 minutes in their job (620 W), and the detector that
-    learnt them: the warm-up every run of ``_scores`` starts from, computed once per lag (and copied)."""
-    rng = np.random.default_rng(17)
-    gpus, det = Gpus(tau=tau), ThermalDetector()
-    gpus.temp[:] = gpus.room + gpus.resistance * 620.0
-    for _ in range(150):
-        det.detect(gpus.step(np.full(len(GPUS), 620.0), rng))
-    return gpus, det, rng
 
 
 def _scores(
@@ -52,7 +38,7 @@ def _scores(
     ``stall_watts`` (their idle) for ``STALL`` ticks, then resumes; only the ticks ``read`` are scored, and
     the GPUs are powered off (cooling towards the room's 28 C, unread) at the ticks ``off``. GPU 2's cooler
     fails (x4 over 5 minutes) ``fails`` ticks into the stall."""
-    gpus, det, rng = copy.deepcopy(_warmed_up(tau))  # a copy each: no run sees another's state
+    gpus, det, rng = warmed_from_job(tau)
     rows = []
     for tick in range(ticks):
         if fails is not None and tick >= BUSY + fails:
