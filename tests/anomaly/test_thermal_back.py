@@ -168,11 +168,9 @@ def _stalled_after_lost_readings(tau: float, after: int, fails: bool) -> np.ndar
     """GPU 2's scores from 200 s after its job stalls (70 W), ``after`` ticks after its readings were lost for
     5 ticks (150 s, longer than the slowest lag, at its job's 620 W); six lone GPUs seen only in their job.
     Its cooler fails then (x4 over 5 minutes) when ``fails``."""
-    rng = np.random.default_rng(17)
-    gpus, det = Gpus(tau=tau), ThermalDetector()
-    gpus.temp[:] = gpus.room + gpus.resistance * 620.0
+    gpus, det, rng = warmed_from_job(tau)  # its first 150 ticks, every GPU read
     every, lost = np.ones(len(GPUS), np.bool_), np.arange(len(GPUS)) != 2
-    for tick in range(150 + 5 + after):
+    for tick in range(150, 150 + 5 + after):
         _fed(gpus, det, rng, 620.0, lost if 150 <= tick < 155 else every)
     scores = []
     for tick in range(40):
