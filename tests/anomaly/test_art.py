@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -28,6 +30,18 @@ def with_square_bump(n: int, at: int) -> np.ndarray:
     return values
 
 
+@functools.cache
+def _bump_scored() -> tuple[np.ndarray, np.ndarray]:
+    """``feed`` of a new detector on ``with_square_bump(3000, 2000)``: run once for the tests that read it."""
+    return feed(ArtNovelty(PARAMS), with_square_bump(3000, 2000)[:, None])
+
+
+@functools.cache
+def _bump_raised() -> np.ndarray:
+    """``raise_many`` on ``with_square_bump(3000, 2000)`` alone, run once for the tests that read it."""
+    return raise_many([with_square_bump(3000, 2000)], PARAMS)[0]
+
+
 def test_a_repeated_shape_is_learned_and_raises_nothing_after_the_warm_up() -> None:
     scores, raised = feed(ArtNovelty(PARAMS), triangles(3000)[:, None])
     assert not raised.any()
@@ -38,7 +52,7 @@ def test_a_repeated_shape_is_learned_and_raises_nothing_after_the_warm_up() -> N
 def test_a_new_shape_inside_the_range_raises_where_it_starts() -> None:
     values = with_square_bump(3000, 2000)
     assert values[:2000].min() <= 5.0 <= values[:2000].max()  # no breakout to lean on
-    scores, raised = feed(ArtNovelty(PARAMS), values[:, None])
+    scores, raised = (a.copy() for a in _bump_scored())
     onsets = np.flatnonzero(raised[:, 0]).tolist()
     assert len(onsets) == 1 and 2000 <= onsets[0] < 2000 + PARAMS.window
     assert scores[onsets[0], 0] > 1.0
@@ -72,7 +86,7 @@ def test_the_score_at_each_sample_does_not_change_when_later_samples_change() ->
 
 def test_appending_samples_never_changes_the_alerts_before_them() -> None:
     values = with_square_bump(3000, 2000)
-    full = raise_many([values], PARAMS)[0]
+    full = _bump_raised().copy()
     for end in (1000, 2005, 2500):
         np.testing.assert_array_equal(raise_many([values[:end]], PARAMS)[0], full[:end])
 
@@ -82,7 +96,7 @@ def test_gaps_are_skipped_as_if_the_sample_had_not_come() -> None:
     gappy = np.insert(values, [500, 500, 1700, 2300], np.nan)
     kept = ~np.isnan(gappy)
     scores, raised = feed(ArtNovelty(PARAMS), gappy[:, None])
-    plain_scores, plain_raised = feed(ArtNovelty(PARAMS), values[:, None])
+    plain_scores, plain_raised = (a.copy() for a in _bump_scored())
     assert (scores[~kept, 0] == 0.0).all() and not raised[~kept, 0].any()
     np.testing.assert_array_equal(scores[kept, 0], plain_scores[:, 0])
     np.testing.assert_array_equal(raised[kept, 0], plain_raised[:, 0])
@@ -91,8 +105,9 @@ def test_gaps_are_skipped_as_if_the_sample_had_not_come() -> None:
 def test_series_do_not_affect_each_other_and_a_reset_series_starts_again() -> None:
     columns = [triangles(3000), with_square_bump(3000, 2000)]
     together = raise_many(columns, PARAMS)
+    alone = [raise_many([columns[0]], PARAMS)[0], _bump_raised()]  # each column raised on its own
     for j in range(2):
-        np.testing.assert_array_equal(together[j], raise_many([columns[j]], PARAMS)[0])
+        np.testing.assert_array_equal(together[j], alone[j])
     detector = ArtNovelty(PARAMS, capacity=1)
     fresh = ArtNovelty(PARAMS, capacity=1)
     feed(detector, triangles(1000)[:, None])

@@ -13,6 +13,7 @@ import stat
 import zipfile
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,25 +119,36 @@ BEFORE, DOWN, AFTER = 3 * 288, 2, 12  # three days of ticks, a restart of two ti
 
 
 @pytest.fixture(scope="module")
-def straight() -> Scores:
-    """The uninterrupted run's scores of the hour after the restart's downtime."""
+def uninterrupted(tmp_path_factory) -> tuple[Path, float, Scores]:
+    """One run of three days, the restarts' snapshot saved from it at their end (taking one only reads, as
+    ``anomaly run`` does while ticking), then the ticks a restart is down and the hour after: the saved file,
+    the time it was saved at, and the uninterrupted run's scores of that hour. Both restarts take up the
+    same file instead of ticking three days each."""
     clock = FakeClock()
     _, service = _service(clock)
     service.warm_up()
-    _ticks(clock, service, BEFORE + DOWN)
-    return _ticks(clock, service, AFTER)
+    _ticks(clock, service, BEFORE)
+    path = tmp_path_factory.mktemp("saved") / "anomaly.state.npz"
+    assert save_snapshot(path, service.snapshot())
+    saved_at = clock.time()
+    _ticks(clock, service, DOWN)
+    return path, saved_at, _ticks(clock, service, AFTER)
 
 
-def _restarted(tmp_path, *, saved: bool, **later: object) -> tuple[int, AnomalyService, Scores]:
-    """Three days of ticks, the state saved (``saved``), two ticks down, a new service warmed up (from the
-    snapshot when ``saved``): the ticks of history its warm-up fed, the new service, and its scores of the
-    next hour."""
-    clock = FakeClock()
-    _, first = _service(clock)
-    first.warm_up()
-    _ticks(clock, first, BEFORE)
-    path = tmp_path / "anomaly.state.npz"
-    assert save_snapshot(path, first.snapshot())
+@pytest.fixture
+def straight(uninterrupted: tuple[Path, float, Scores]) -> Scores:
+    """The uninterrupted run's scores of the hour after the restart's downtime."""
+    return uninterrupted[2]
+
+
+def _restarted(
+    uninterrupted: tuple[Path, float, Scores], *, saved: bool, **later: object
+) -> tuple[int, AnomalyService, Scores]:
+    """The state saved after three days of ticks (``uninterrupted``), two ticks down, a new service warmed up
+    (from the snapshot when ``saved``): the ticks of history its warm-up fed, the new service, and its scores
+    of the next hour."""
+    path, saved_at, _ = uninterrupted
+    clock = FakeClock(saved_at)
     clock.advance(DOWN * EVERY)
     source, second = _service(clock, **later)
     fed = second.warm_up(snapshot=load_snapshot(path, second.cfg) if saved else None)
@@ -146,9 +158,9 @@ def _restarted(tmp_path, *, saved: bool, **later: object) -> tuple[int, AnomalyS
 
 
 def test_a_restart_from_its_snapshot_scores_the_next_ticks_exactly_as_the_uninterrupted_run(
-    tmp_path, straight
+    uninterrupted, straight
 ):
-    fed, service, scores = _restarted(tmp_path, saved=True)
+    fed, service, scores = _restarted(uninterrupted, saved=True)
     assert _same(scores, straight)
     assert fed == DOWN  # only the history after the snapshot was replayed
     adaptive = next(d for d in service.detectors if d.name == "adaptive")
@@ -159,9 +171,9 @@ def test_a_restart_from_its_snapshot_scores_the_next_ticks_exactly_as_the_uninte
 
 
 def test_todays_restart_without_a_snapshot_forgets_the_seasonal_profile_and_scores_otherwise(
-    tmp_path, straight
+    uninterrupted, straight
 ):
-    fed, service, scores = _restarted(tmp_path, saved=False)
+    fed, service, scores = _restarted(uninterrupted, saved=False)
     assert not _same(scores, straight)
     assert fed == 12  # the hour of history, all that is left of three days
     model = next(iter(next(d for d in service.detectors if d.name == "adaptive")._models.values()))
@@ -175,6 +187,24 @@ def _saved(tmp_path, clock: FakeClock, ticks: int = 30) -> tuple[AnomalyService,
     path = tmp_path / "anomaly.state.npz"
     assert save_snapshot(path, service.snapshot())
     return service, path
+
+
+@pytest.fixture(scope="module")
+def thirty_ticks(tmp_path_factory) -> tuple[float, bytes]:
+    """What ``_saved`` writes (a quiet fleet's 30 ticks) and when, made once for the tests that only read or
+    damage the file: each takes its own copy (``_saved_file``)."""
+    clock = FakeClock()
+    _, path = _saved(tmp_path_factory.mktemp("thirty"), clock)
+    return clock.time(), path.read_bytes()
+
+
+def _saved_file(tmp_path, thirty_ticks: tuple[float, bytes]) -> tuple[FakeClock, Path]:
+    """``_saved``'s file, copied into ``tmp_path``, and a clock at its save."""
+    saved_at, data = thirty_ticks
+    path = tmp_path / "anomaly.state.npz"
+    path.write_bytes(data)
+    path.chmod(0o600)
+    return FakeClock(saved_at), path
 
 
 def _refused(
@@ -197,16 +227,14 @@ def _refused(
     return service
 
 
-def test_a_snapshot_older_than_the_hour_of_history_is_refused(tmp_path, caplog):
-    clock = FakeClock()
-    _, path = _saved(tmp_path, clock)
+def test_a_snapshot_older_than_the_hour_of_history_is_refused(tmp_path, thirty_ticks, caplog):
+    clock, path = _saved_file(tmp_path, thirty_ticks)
     clock.advance(3600.0 + EVERY)
     _refused(path, clock, caplog, "s old, older than the 3600 s of history")
 
 
-def test_a_snapshot_saved_after_now_is_refused_as_a_clock_set_back(tmp_path, caplog):
-    clock = FakeClock()
-    _, path = _saved(tmp_path, clock)
+def test_a_snapshot_saved_after_now_is_refused_as_a_clock_set_back(tmp_path, thirty_ticks, caplog):
+    clock, path = _saved_file(tmp_path, thirty_ticks)
     _refused(path, FakeClock(clock.time() - 2 * EVERY), caplog, "s after now (the clock was set back?)")
 
 
@@ -217,16 +245,16 @@ def test_no_snapshot_yet_is_no_warning_and_the_whole_hour_is_replayed(tmp_path, 
     assert f"no anomaly state snapshot at {tmp_path / 'none.npz'} yet" in caplog.text
 
 
-def test_a_snapshot_saved_under_other_settings_is_refused_naming_what_changed(tmp_path, caplog):
-    clock = FakeClock()
-    _, path = _saved(tmp_path, clock)
+def test_a_snapshot_saved_under_other_settings_is_refused_naming_what_changed(tmp_path, thirty_ticks, caplog):
+    clock, path = _saved_file(tmp_path, thirty_ticks)
     _refused(path, clock, caplog, "saved under other settings (anomaly.fleet_k changed)", fleet_k=5.0)
 
 
-def test_where_the_service_reads_and_posts_is_no_setting_that_refuses_a_snapshot(tmp_path, caplog):
+def test_where_the_service_reads_and_posts_is_no_setting_that_refuses_a_snapshot(
+    tmp_path, thirty_ticks, caplog
+):
     """The same fleet read through another Prometheus (moved behind Thanos, renamed) takes its state up."""
-    clock = FakeClock()
-    _, path = _saved(tmp_path, clock)
+    clock, path = _saved_file(tmp_path, thirty_ticks)
     cfg = _config(prometheus_url="http://thanos:10902", port=9800, state_save_seconds=60.0)
     clock.advance(EVERY)
     service = AnomalyService(cfg, [GridSource()], clock)
@@ -268,9 +296,8 @@ def test_a_snapshot_of_another_format_version_is_refused(tmp_path, caplog, monke
 
 
 @pytest.mark.parametrize("damage", ["truncated", "corrupt", "empty", "not-npz"])
-def test_a_damaged_snapshot_is_refused(tmp_path, caplog, damage):
-    clock = FakeClock()
-    _, path = _saved(tmp_path, clock)
+def test_a_damaged_snapshot_is_refused(tmp_path, thirty_ticks, caplog, damage):
+    clock, path = _saved_file(tmp_path, thirty_ticks)
     data = path.read_bytes()
     damaged = {
         "truncated": data[: len(data) // 2],
@@ -296,9 +323,8 @@ def test_a_damaged_snapshot_is_refused(tmp_path, caplog, damage):
     ],
     ids=["no-header", "list", "other-format", "incomplete", "before-recalled-alerts-were-kept-apart"],
 )
-def test_an_npz_that_is_no_snapshot_of_this_service_is_refused(tmp_path, caplog, header, why):
-    clock = FakeClock()
-    _, path = _saved(tmp_path, clock)
+def test_an_npz_that_is_no_snapshot_of_this_service_is_refused(tmp_path, thirty_ticks, caplog, header, why):
+    clock, path = _saved_file(tmp_path, thirty_ticks)
     arrays = {"x": np.zeros(3)}
     if header is not None:
         arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
@@ -616,12 +642,13 @@ def _deflated(path) -> None:
     ],
     ids=["shape-claimed-past-its-data", "compressed", "header-nested-past-the-limit"],
 )
-def test_a_crafted_snapshot_is_refused_before_it_allocates_anything(tmp_path, caplog, craft, why):
+def test_a_crafted_snapshot_is_refused_before_it_allocates_anything(
+    tmp_path, thirty_ticks, caplog, craft, why
+):
     """Numpy allocates an array's claimed shape before it reads it, and inflates a compressed member whole:
     a crafted file must be a refusal (a warning, the hour's warm-up), not a MemoryError or an
     out-of-memory kill at start."""
-    clock = FakeClock()
-    _, path = _saved(tmp_path, clock)
+    clock, path = _saved_file(tmp_path, thirty_ticks)
     craft(path)
     _refused(path, clock, caplog, why)
 
@@ -911,13 +938,12 @@ def test_a_crash_whose_lost_ticks_read_a_series_only_as_nan_or_inf_scores_as_the
 
 
 def test_a_snapshot_is_taken_up_where_prometheus_is_down_at_the_start_and_nothing_tells_its_fleet(
-    tmp_path, caplog
+    tmp_path, thirty_ticks, caplog
 ):
     """Which fleet a snapshot is of is told by the series the history holds: with Prometheus down at the
     restart there are none, and the state is kept, as it was before that check (a Prometheus outage during
     an upgrade must not cost a week of learning)."""
-    clock = FakeClock()
-    _, path = _saved(tmp_path, clock)
+    clock, path = _saved_file(tmp_path, thirty_ticks)
     clock.advance(EVERY)
     service = AnomalyService(_config(), [DownSource()], clock)
     with caplog.at_level(logging.INFO):

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 
 from anomaly.needs import POWER, TEMP
-from anomaly.series import CounterRates, SeriesIndex, build_view
 from anomaly.service import AnomalyService, builtin_registry
-from anomaly.sources import CollectorSource, Frame
+from anomaly.sources import CollectorSource
 from anomaly.thermal import ThermalDetector
 from exporters.simulated import sim_collectors
 from gpuwarden.clock import FakeClock
@@ -18,44 +17,7 @@ from gpuwarden.config import AnomalyConfig, load_config
 from gpuwarden.model import Alert
 from gpuwarden.sim import FaultSpec, build_fleet
 from tests.anomaly.fakes import TableCollector
-
-GPUS = [{"UUID": f"GPU-{i}", "gpu": str(i), "Hostname": "n1"} for i in range(6)]
-TAU = 20.0  # the simulated thermal lag
-
-
-class Gpus:
-    """First-order thermal model: temperature follows 28 C + R * power, lagged; R grows if a cooler fails."""
-
-    def __init__(self, tau: float = TAU, labels: list[dict[str, str]] = GPUS) -> None:
-        self.tau, self.labels = tau, labels
-        self.temp = np.full(len(GPUS), 32.0)
-        self.resistance = np.full(len(GPUS), 0.065)
-        self.room = np.full(len(GPUS), 28.0)  # the air it takes in
-        self.index, self.rates = SeriesIndex(), CounterRates()
-        self.t = 1_767_225_600.0
-
-    def step(
-        self,
-        power: np.ndarray,
-        rng: np.random.Generator,
-        reported: np.ndarray | None = None,
-        shown: np.ndarray | None = None,
-    ):
-        """Thirty seconds at ``power``; the power read is ``reported`` where given (a glitch; 0 W exactly, a
-        lost reading); only the ``shown`` GPUs are read where given (the others' node down)."""
-        for _ in range(30):  # one second at a time, like the simulator
-            target = self.room + self.resistance * power
-            self.temp += (target - self.temp) / self.tau
-        self.t += 30.0
-        read = power if reported is None else reported
-        read = np.where(read > 0.0, read + rng.normal(0, 4, len(GPUS)), read)
-        rows = np.arange(len(GPUS)) if shown is None else np.flatnonzero(shown)
-        labels = [self.labels[i] for i in rows.tolist()]
-        frames = [
-            Frame(TEMP, labels, np.array([self.t]), np.round(self.temp)[rows, None]),
-            Frame(POWER, labels, np.array([self.t]), read[rows, None]),
-        ]
-        return build_view(frames, self.index, self.rates, self.t)
+from tests.anomaly.thermal_gpus import GPUS, TAU, Gpus, warmed_from_job
 
 
 def test_an_idle_gpu_whose_cooling_fails_is_flagged_within_a_few_minutes_and_its_peers_are_not():
@@ -643,11 +605,11 @@ def test_a_job_started_as_the_warm_up_ends_is_not_held_hot_when_its_temperature_
     assert np.array(scores).max() <= 1.0
 
 
-def _node_back(runaway: bool, ticks: int = 200) -> tuple[list[float], list[Alert]]:
+def _node_back(runaway: bool, ticks: int = 200) -> tuple[list[float], list[list[Alert]]]:
     """node-01 of a simulated fleet down for 20 minutes (longer than ``forget_after_seconds``: its series
     are forgotten) after an hour up, then back until ``ticks`` (20 minutes by default); its GPU 2's cooler
-    failed while it was down when ``runaway``. That GPU's thermal scores after its node is back, and every
-    alert raised."""
+    failed while it was down when ``runaway``. That GPU's thermal scores after its node is back, and the
+    alerts raised at each tick."""
     clock = FakeClock()
     fleet = build_fleet(2, 8, seed=3, clock=clock)
     service = AnomalyService(
@@ -663,7 +625,7 @@ def _node_back(runaway: bool, ticks: int = 200) -> tuple[list[float], list[Alert
             fleet.clear_fault(down)
         clock.advance(30.0)
         result = service.infer()
-        raised += result.raised
+        raised.append(result.raised)
         [found] = [f for f in result.findings if f.detector == "thermal"]
         on = [
             s for lab, s in zip(found.labels, found.score.tolist(), strict=True) if _is(lab, "node-01", "2")
@@ -672,15 +634,27 @@ def _node_back(runaway: bool, ticks: int = 200) -> tuple[list[float], list[Alert
     return scores, raised
 
 
+NodeBack = tuple[list[float], list[list[Alert]]]
+
+
+@pytest.fixture(scope="module")
+def runaway_back() -> NodeBack:
+    """``_node_back`` with the runaway, run once to 250 ticks for the tests that read it: its first 200
+    ticks are the 200-tick run's (the fleet and the service are seeded; nothing else runs between)."""
+    return _node_back(runaway=True, ticks=250)
+
+
 def _is(labels: Mapping[str, str], node: str, gpu: str) -> bool:
     return labels.get("Hostname") == node and labels.get("gpu") == gpu
 
 
-def test_a_gpu_back_from_a_long_node_outage_with_its_cooler_failed_is_flagged_within_5_minutes():
+def test_a_gpu_back_from_a_long_node_outage_with_its_cooler_failed_is_flagged_within_5_minutes(
+    runaway_back: NodeBack,
+):
     """Its series forgotten while its node was down (20 minutes, over the 15 it is kept), the GPU warmed
     up anew when back: the runaway (100 C at 620 W) was learnt as its normal and never flagged (a score of
     0.0-0.1 for the 20 minutes). The same GPU takes its own line up again."""
-    scores, raised = _node_back(runaway=True)
+    scores, raised = runaway_back[0][:40], [a for tick in runaway_back[1][:200] for a in tick]
     assert len(scores) == 40
     assert min(scores[1:]) > 1.0  # from its second read back (its first: 67 C, still cool) to the end
     assert [(a.labels["Hostname"], a.labels["gpu"]) for a in _thermal(raised)] == [("node-01", "2")]
@@ -689,17 +663,21 @@ def test_a_gpu_back_from_a_long_node_outage_with_its_cooler_failed_is_flagged_wi
 def test_a_healthy_node_back_from_a_long_outage_raises_nothing_but_its_outage():
     scores, raised = _node_back(runaway=False)
     assert len(scores) == 40 and max(scores) <= 1.0
-    assert [(a.labels["alertname"], a.labels["Hostname"]) for a in raised] == [("NodeDown", "node-01")]
+    assert [(a.labels["alertname"], a.labels["Hostname"]) for tick in raised for a in tick] == [
+        ("NodeDown", "node-01")
+    ]
 
 
-def test_the_ranks_a_gpu_back_with_its_cooler_failed_slows_raise_nothing_of_their_own():
+def test_the_ranks_a_gpu_back_with_its_cooler_failed_slows_raise_nothing_of_their_own(
+    runaway_back: NodeBack,
+):
     """The runaway GPU in HW slowdown (990 MHz) holds back its job's 7 other ranks at every collective:
     node-02's four drop from 625 W and 95 % to 350 W and 47 % two minutes after node-01 is back, a change of
     the whole job, held back as one (node-01's other three, forgotten, learnt anew at the slower pace). Their
     bands widening, two of them fell under a score of 1 half an hour later, all four still half-way out: the
     workload check, run only when 3 were over 1, let GPUs 0-2 alert at 37-39 minutes, on nothing wrong with
     them. The GPU at fault is alerted on its own, the node on its outage."""
-    _, raised = _node_back(runaway=True, ticks=250)
+    raised = [a for tick in runaway_back[1] for a in tick]
     assert {(a.labels["Hostname"], a.labels.get("gpu", "")) for a in raised} == {
         ("node-01", ""),
         ("node-01", "2"),
@@ -871,11 +849,7 @@ def _stalled(tau: float, stall: int, fails: int | None, busy: int = 0) -> np.nda
     then resumes for an hour; GPU 2's cooler fails (x4 over 5 minutes, as the simulator's) ``fails`` ticks
     after those 75 minutes and stays failed, its heat throttling it at the job's power. Their temperature
     lags their power ``tau`` seconds."""
-    rng = np.random.default_rng(17)
-    gpus, det = Gpus(tau=tau, labels=MODEL), ThermalDetector()
-    gpus.temp[:] = gpus.room + gpus.resistance * 620.0  # warm from its job, as the simulator's after an hour
-    for _ in range(150):
-        det.detect(gpus.step(np.full(len(GPUS), 620.0), rng))
+    gpus, det, rng = warmed_from_job(tau, MODEL)
     scores = []
     for tick in range(busy + stall + 120):
         if fails is not None and tick >= fails:

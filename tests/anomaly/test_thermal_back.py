@@ -14,7 +14,8 @@ from anomaly.thermal import ThermalDetector
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AnomalyConfig
 from tests.anomaly.fakes import TableCollector
-from tests.anomaly.test_thermal import GPUS, MODEL, Gpus, _throttled
+from tests.anomaly.test_thermal import MODEL, _throttled
+from tests.anomaly.thermal_gpus import GPUS, Gpus, warmed_from_job
 
 # GPU 2 alone on node n2; its five peers of the same model on n1, up while n2 is down.
 APART = [{**gpu, "Hostname": "n2" if gpu["gpu"] == "2" else "n1"} for gpu in MODEL]
@@ -31,14 +32,6 @@ def _fed(
     return float(found.score[rows[0]]) if rows else 0.0
 
 
-def _warm_from_job(gpus: Gpus, det: ThermalDetector, rng: np.random.Generator) -> None:
-    """Every GPU warm from its job, as the simulator's after an hour, and read at its 620 W for 150 ticks:
-    the lines learnt before a test's own ticks."""
-    gpus.temp[:] = gpus.room + gpus.resistance * 620.0
-    for _ in range(150):
-        _fed(gpus, det, rng, 620.0, np.ones(len(GPUS), np.bool_))
-
-
 @pytest.mark.parametrize("repaired", [True, False], ids=["repaired", "still-failed"])
 @pytest.mark.parametrize("tau", [20.0, 90.0], ids=["lag-20s", "lag-90s"])
 def test_a_runaway_back_cold_from_its_nodes_outage_is_judged_by_its_peers_only_once_its_temperature_settled(
@@ -50,10 +43,8 @@ def test_a_runaway_back_cold_from_its_nodes_outage_is_judged_by_its_peers_only_o
     46 C, 13 C over its peers, it read 0 for the next 20 minutes (its line then learnt that heat at idle),
     the cooler still failed. Its peers judge it once it has been read ``settle_seconds`` (20 ticks);
     repaired, it is let go then."""
-    rng = np.random.default_rng(17)
-    gpus, det = Gpus(tau=tau, labels=APART), ThermalDetector()
+    gpus, det, rng = warmed_from_job(tau, APART)
     every, peers = np.ones(len(GPUS), np.bool_), np.arange(len(GPUS)) != 2
-    _warm_from_job(gpus, det, rng)
     for tick in range(60):  # its cooler fails at the job's power; the job stalls at tick 40
         gpus.resistance[2] = 0.065 * (1.0 + min(3.0, 0.3 * (tick + 1)))
         _fed(gpus, det, rng, 70.0 if tick >= 40 else 620.0, every)
@@ -139,10 +130,8 @@ def test_a_cooler_failing_on_a_gpu_back_cold_from_its_nodes_outage_is_flagged_wi
     heat: alerted within the 5-minute deadline. Failed while down and lagging only 20 s, it reads 42 C at
     once and 46 C a tick later: not flagged at all (README, ``thermal``), as a healthy GPU lagging 90 s warms
     as much from its first read."""
-    rng = np.random.default_rng(17)
-    gpus, det = Gpus(tau=tau), ThermalDetector()
+    gpus, det, rng = warmed_from_job(tau)
     every = np.ones(len(GPUS), np.bool_)
-    _warm_from_job(gpus, det, rng)
     det.forget(gpus.index.expire(gpus.t + 10_000, 1.0))
     gpus.t += 1800.0 - 30.0
     gpus.temp[:] = gpus.room
@@ -164,10 +153,8 @@ def test_a_cooler_failing_on_a_stalled_gpu_unread_for_two_minutes_and_a_half_is_
     33 C it had cooled to, yet its climb was measured from each reading for the next 10 minutes as if back
     cold: it scored 1.1-1.2 (3.3 before fix/coldback), alerted after 8 minutes. A GPU back no cooler than it
     had cooled to was not cooled by the gap."""
-    rng = np.random.default_rng(17)
-    gpus, det = Gpus(tau=tau), ThermalDetector()
+    gpus, det, rng = warmed_from_job(tau)
     every, lost = np.ones(len(GPUS), np.bool_), np.arange(len(GPUS)) != 2
-    _warm_from_job(gpus, det, rng)
     scores = []
     for tick in range(40):
         if tick >= 7:
@@ -181,11 +168,9 @@ def _stalled_after_lost_readings(tau: float, after: int, fails: bool) -> np.ndar
     """GPU 2's scores from 200 s after its job stalls (70 W), ``after`` ticks after its readings were lost for
     5 ticks (150 s, longer than the slowest lag, at its job's 620 W); six lone GPUs seen only in their job.
     Its cooler fails then (x4 over 5 minutes) when ``fails``."""
-    rng = np.random.default_rng(17)
-    gpus, det = Gpus(tau=tau), ThermalDetector()
-    gpus.temp[:] = gpus.room + gpus.resistance * 620.0
+    gpus, det, rng = warmed_from_job(tau)  # its first 150 ticks, every GPU read
     every, lost = np.ones(len(GPUS), np.bool_), np.arange(len(GPUS)) != 2
-    for tick in range(150 + 5 + after):
+    for tick in range(150, 150 + 5 + after):
         _fed(gpus, det, rng, 620.0, lost if 150 <= tick < 155 else every)
     scores = []
     for tick in range(40):

@@ -4,14 +4,16 @@ score nor hide a runaway seen before or after it."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import numpy as np
 import pytest
 
 from anomaly.thermal import ThermalDetector
-from tests.anomaly.test_thermal import GPUS, MODEL, Gpus, _throttled
-from tests.anomaly.test_thermal_back import _fed, _warm_from_job
+from tests.anomaly.test_thermal import MODEL, _throttled
+from tests.anomaly.test_thermal_back import _fed
+from tests.anomaly.thermal_gpus import GPUS, Gpus, warmed_from_job
 
 STEP = 3_600.0  # the clock set back an hour
 BEFORE = 300  # ticks read before the step (2.5 hours: past the warm-up, the jobs' powers all scored at)
@@ -21,6 +23,34 @@ def _jobs(tick: int) -> np.ndarray:
     """Ten-minute jobs at 400 W with ten minutes idle at 70 W between, GPUs 3-5 offset by five minutes."""
     offset = np.where(np.arange(len(GPUS)) >= 3, 10, 0)
     return np.where(((tick + offset) // 20) % 2 == 1, 400.0, 70.0)
+
+
+_BEFORE: dict[tuple[object, ...], tuple[Gpus, ThermalDetector, np.random.Generator, list[np.ndarray]]] = {}
+
+
+def _before(
+    power: Callable[[int], np.ndarray],
+    heat: Callable[[int], float],
+    tau: float,
+    labels: list[dict[str, str]],
+    scrape: int,
+    ticks: int,
+) -> tuple[Gpus, ThermalDetector, np.random.Generator, list[np.ndarray]]:
+    """``_stepped``'s first ``ticks`` ticks, none of them stepped (the GPUs, the detector, the random
+    generator and the scores), run once per set of arguments (``labels`` by identity) for the runs that
+    share them; a caller takes a copy, so no run sees another's state."""
+    key = (power, heat, tau, id(labels), scrape, ticks)
+    if key not in _BEFORE:
+        rng = np.random.default_rng(11)
+        gpus, det, rows = Gpus(tau=tau, labels=labels), ThermalDetector(), []
+        for tick in range(ticks):
+            gpus.resistance[2] = 0.065 * (1.0 + heat(tick))
+            for _ in range(scrape):
+                view = gpus.step(_throttled(power(tick), gpus.temp), rng)
+            [found] = det.detect(view)
+            rows.append(found.score)
+        _BEFORE[key] = gpus, det, rng, rows
+    return _BEFORE[key]
 
 
 def _stepped(
@@ -39,10 +69,9 @@ def _stepped(
     read every ``scrape`` 30-second steps, the clock set back ``step`` before tick ``at``; GPU 2's cooler's
     thermal resistance ``1 + heat(tick)`` times the normal one; ``restored``: a new detector takes up the
     old one's state at the step (a restart)."""
-    rng = np.random.default_rng(11)
-    gpus, det = Gpus(tau=tau, labels=labels), ThermalDetector()
-    rows = []
-    for tick in range(at + ticks):
+    start = min(at, BEFORE)  # the ticks before any step: the same run for every step, restart or none
+    gpus, det, rng, rows = copy.deepcopy(_before(power, heat, tau, labels, scrape, start))
+    for tick in range(start, at + ticks):
         if tick == at:
             gpus.t -= step
             if restored:
@@ -102,10 +131,8 @@ def test_a_gpu_whose_node_is_down_as_the_clock_steps_back_is_back_from_an_outage
     back at the room's 28 C, idle. Its time, ahead of the clock, was moved back to just before its first read
     after: the outage was taken for no gap, its temperature for one settled, and its warming from the room
     to its idle (lagging 90 s) for a climb (3.6; 7.6 lagging 90 s)."""
-    rng = np.random.default_rng(17)
-    gpus, det = Gpus(tau=tau), ThermalDetector()
+    gpus, det, rng = warmed_from_job(tau)
     every, down = np.ones(len(GPUS), np.bool_), np.arange(len(GPUS)) != 2
-    _warm_from_job(gpus, det, rng)
     for tick in range(60):
         if tick == stepped:
             gpus.t -= STEP

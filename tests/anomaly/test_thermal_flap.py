@@ -10,8 +10,8 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from anomaly.thermal import ThermalDetector
-from tests.anomaly.test_thermal import GPUS, Gpus, _throttled
+from tests.anomaly.test_thermal import _throttled
+from tests.anomaly.thermal_gpus import GPUS, warmed_from_job
 
 BUSY = 10  # ticks in the job (620 W) after the warm-up before it stalls at 70 W
 STALL = 80  # ticks the stall lasts (40 minutes)
@@ -38,11 +38,7 @@ def _scores(
     ``stall_watts`` (their idle) for ``STALL`` ticks, then resumes; only the ticks ``read`` are scored, and
     the GPUs are powered off (cooling towards the room's 28 C, unread) at the ticks ``off``. GPU 2's cooler
     fails (x4 over 5 minutes) ``fails`` ticks into the stall."""
-    rng = np.random.default_rng(17)
-    gpus, det = Gpus(tau=tau), ThermalDetector()
-    gpus.temp[:] = gpus.room + gpus.resistance * 620.0
-    for _ in range(150):
-        det.detect(gpus.step(np.full(len(GPUS), 620.0), rng))
+    gpus, det, rng = warmed_from_job(tau)
     rows = []
     for tick in range(ticks):
         if fails is not None and tick >= BUSY + fails:

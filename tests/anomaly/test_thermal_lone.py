@@ -3,11 +3,14 @@ rest at that power judges whether it is still hot (``ThermalDetector._not_as_res
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
 from anomaly.thermal import ThermalDetector
-from tests.anomaly.test_thermal import GPUS, TAU, Gpus, _throttled
+from tests.anomaly.test_thermal import _throttled
+from tests.anomaly.thermal_gpus import GPUS, TAU, Gpus, warmed_from_job
 
 # GPU 2 the only one of its model: its peers' median is never asked, as for a GPU without the label (GPUS).
 ONE_OF_ITS_MODEL = [{**gpu, "modelName": "H100" if gpu["gpu"] == "2" else "A100"} for gpu in GPUS]
@@ -18,18 +21,28 @@ def _fed(gpus: Gpus, det: ThermalDetector, rng: np.random.Generator, watts: floa
     return det.detect(gpus.step(_throttled(np.full(len(GPUS), watts), gpus.temp), rng))[0].score
 
 
+_RESTED: dict[tuple[int, int, float], tuple[object, Gpus, ThermalDetector, np.random.Generator]] = {}
+
+
 def _runaway_rested(
     labels: list[dict[str, str]], busy: int, tau: float = TAU
 ) -> tuple[Gpus, ThermalDetector, np.random.Generator]:
     """Six GPUs seen only in their job (620 W) for 75 minutes, whose job stalls at 70 W for 10 minutes (they
     cool to their 33 C idle, too short for their lines to learn it) and runs ``busy`` ticks more; then GPU
     2's cooler fails (x4 over 5 minutes, as the simulator's), its heat throttling it, for 20 minutes; their
-    temperature lags their power by ``tau`` seconds."""
-    rng = np.random.default_rng(17)
-    gpus, det = Gpus(tau=tau, labels=labels), ThermalDetector()
-    gpus.temp[:] = gpus.room + gpus.resistance * 620.0  # warm from its job, as the simulator's after an hour
-    for _ in range(150):
-        _fed(gpus, det, rng, 620.0)
+    temperature lags their power by ``tau`` seconds. Run once per set of arguments (``labels``: a module's
+    list, kept beside it); each call gets a copy, so no test sees another's state."""
+    key = (id(labels), busy, tau)
+    if key not in _RESTED:
+        _RESTED[key] = labels, *_rested(labels, busy, tau)
+    return copy.deepcopy(_RESTED[key][1:])
+
+
+def _rested(
+    labels: list[dict[str, str]], busy: int, tau: float
+) -> tuple[Gpus, ThermalDetector, np.random.Generator]:
+    """``_runaway_rested``, run."""
+    gpus, det, rng = warmed_from_job(tau, labels)  # warm from its job, as the simulator's after an hour
     for _ in range(20):
         _fed(gpus, det, rng, 70.0)
     for _ in range(busy):
@@ -143,10 +156,8 @@ def test_a_lone_gpus_rest_is_not_a_cold_read_after_its_nodes_outage():
     over that rest plus its band: carried (1.004) through the whole 40-minute stall, an alert held on a
     repaired GPU until the job resumed or the 6-hour hold ended. A rest is taken only from a temperature
     settled since the GPU was unseen."""
-    rng = np.random.default_rng(17)
-    gpus, det = Gpus(tau=90.0, labels=GPUS), ThermalDetector()
-    gpus.temp[:] = gpus.room + gpus.resistance * 620.0
-    for watts, ticks in ((620.0, 150), (70.0, 20), (620.0, 20)):  # rested at 33 C at 70 W
+    gpus, det, rng = warmed_from_job(90.0, GPUS)
+    for watts, ticks in ((70.0, 20), (620.0, 20)):  # rested at 33 C at 70 W, after 150 ticks at 620 W
         for _ in range(ticks):
             _fed(gpus, det, rng, watts)
     det.forget(gpus.index.expire(gpus.t + 10_000, 1.0))

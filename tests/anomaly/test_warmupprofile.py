@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from anomaly.univariate import Series, Settings, score_together
+from anomaly.univariate import ScoredSeries, Series, Settings, score_together
 from anomaly.warmupprofile import (
     WHITE_NOISE_ROUGHNESS,
     ProfileRule,
@@ -30,6 +31,13 @@ def smooth(seed: int = 2) -> Series:
     values = 10.0 + 3.0 * np.sin(2 * np.pi * np.arange(STAMPS.size) / 288) + noise
     values[1_000::40] += 12.0
     return Series(name="smooth", timestamps=STAMPS, values=values)
+
+
+@functools.cache
+def _default_scores(both: bool) -> list[ScoredSeries]:
+    """``score_together`` of ``returning_spikes()`` (and ``smooth()`` when ``both``) under the base settings:
+    run once for the tests that compare against it (they only read it)."""
+    return score_together([returning_spikes(), smooth()] if both else [returning_spikes()])
 
 
 def test_white_noise_is_about_as_rough_as_its_differences_and_a_smooth_wave_is_not() -> None:
@@ -79,7 +87,7 @@ def test_the_choice_reads_only_the_first_samples() -> None:
 
 def test_a_noisy_series_raises_its_returning_spikes_once_and_a_smooth_one_as_the_default_does() -> None:
     series = [returning_spikes(), smooth()]
-    default = score_together(series)
+    default = _default_scores(both=True)
     profiled = score_profiled(series, ProfileRule())
     spikes = set(range(1_040, 1_280, 40))  # the returning spikes after the first
     assert spikes <= set(np.flatnonzero(default[0].raised).tolist())  # re-armed after 24 quiet samples
@@ -92,7 +100,7 @@ def test_a_noisy_series_raises_its_returning_spikes_once_and_a_smooth_one_as_the
 def test_before_the_profile_is_complete_the_output_is_the_base_settings() -> None:
     series = [returning_spikes()]
     rule = ProfileRule(samples=1_100)  # complete after the first spikes
-    default, profiled = score_together(series)[0], score_profiled(series, rule)[0]
+    default, profiled = _default_scores(both=False)[0], score_profiled(series, rule)[0]
     np.testing.assert_array_equal(profiled.raised[:1_100], default.raised[:1_100])
     assert profiled.raised[1_000] and profiled.raised[1_040]  # the base's re-arm raised both
     assert not profiled.raised[
@@ -108,13 +116,13 @@ def test_scoring_a_prefix_gives_the_prefix_of_the_scores() -> None:
     for a, b in zip(full, part, strict=True):
         np.testing.assert_array_equal(a.raised[:1_150], b.raised)
         np.testing.assert_array_equal(a.score[:1_150], b.score)
-    assert not np.array_equal(full[0].raised, score_together(whole[:1])[0].raised)  # the rule acted
+    assert not np.array_equal(full[0].raised, _default_scores(both=False)[0].raised)  # the rule acted
 
 
 def test_a_rule_that_matches_no_series_scores_as_the_default() -> None:
     series = [returning_spikes(), smooth()]
     profiled = score_profiled(series, ProfileRule(roughness=np.inf))
-    for a, b in zip(profiled, score_together(series), strict=True):
+    for a, b in zip(profiled, _default_scores(both=True), strict=True):
         np.testing.assert_array_equal(a.raised, b.raised)
 
 

@@ -1,0 +1,71 @@
+"""Six simulated GPUs under a first-order thermal model, and their warm-up from a job: what the thermal
+detector's tests (``test_thermal*.py``) feed it."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from anomaly.needs import POWER, TEMP
+from anomaly.series import CounterRates, SeriesIndex, build_view
+from anomaly.sources import Frame
+from anomaly.thermal import ThermalDetector
+
+GPUS = [{"UUID": f"GPU-{i}", "gpu": str(i), "Hostname": "n1"} for i in range(6)]
+TAU = 20.0  # the simulated thermal lag
+
+
+class Gpus:
+    """First-order thermal model: temperature follows 28 C + R * power, lagged; R grows if a cooler fails."""
+
+    def __init__(self, tau: float = TAU, labels: list[dict[str, str]] = GPUS) -> None:
+        self.tau, self.labels = tau, labels
+        self.temp = np.full(len(GPUS), 32.0)
+        self.resistance = np.full(len(GPUS), 0.065)
+        self.room = np.full(len(GPUS), 28.0)  # the air it takes in
+        self.index, self.rates = SeriesIndex(), CounterRates()
+        self.t = 1_767_225_600.0
+
+    def step(
+        self,
+        power: np.ndarray,
+        rng: np.random.Generator,
+        reported: np.ndarray | None = None,
+        shown: np.ndarray | None = None,
+    ):
+        """Thirty seconds at ``power``; the power read is ``reported`` where given (a glitch; 0 W exactly, a
+        lost reading); only the ``shown`` GPUs are read where given (the others' node down)."""
+        for _ in range(30):  # one second at a time, like the simulator
+            target = self.room + self.resistance * power
+            self.temp += (target - self.temp) / self.tau
+        self.t += 30.0
+        read = power if reported is None else reported
+        read = np.where(read > 0.0, read + rng.normal(0, 4, len(GPUS)), read)
+        rows = np.arange(len(GPUS)) if shown is None else np.flatnonzero(shown)
+        labels = [self.labels[i] for i in rows.tolist()]
+        frames = [
+            Frame(TEMP, labels, np.array([self.t]), np.round(self.temp)[rows, None]),
+            Frame(POWER, labels, np.array([self.t]), read[rows, None]),
+        ]
+        return build_view(frames, self.index, self.rates, self.t)
+
+
+_WARMED: dict[tuple[float, int], tuple[list[dict[str, str]], Gpus, ThermalDetector, np.random.Generator]] = {}
+
+
+def warmed_from_job(
+    tau: float, labels: list[dict[str, str]] = GPUS
+) -> tuple[Gpus, ThermalDetector, np.random.Generator]:
+    """Six GPUs (``labels``) lagging ``tau`` seconds, warm from their job as the simulator's after an hour and
+    read at its 620 W for 150 ticks by a new detector, their noise seeded 17: where many tests start. Run once
+    per lag and labels (a module's list, kept beside it); each call gets a copy: no test sees another's."""
+    key = (tau, id(labels))
+    if key not in _WARMED:
+        rng = np.random.default_rng(17)
+        gpus, det = Gpus(tau=tau, labels=labels), ThermalDetector()
+        gpus.temp[:] = gpus.room + gpus.resistance * 620.0
+        for _ in range(150):
+            det.detect(gpus.step(np.full(len(GPUS), 620.0), rng))
+        _WARMED[key] = labels, gpus, det, rng
+    return copy.deepcopy(_WARMED[key][1:])
