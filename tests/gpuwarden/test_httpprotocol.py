@@ -23,7 +23,7 @@ from starlette.routing import Route
 from gpuwarden.httpprotocol import MAX_HEAD_BYTES, header_deadline_protocol
 from tests.integration.servers import free_port, uvicorn_in_thread
 
-DEADLINE = 0.5  # the deadline the tests wait out; a 1 MiB header block on localhost arrives well within it
+DEADLINE = 1.0
 GIVE_UP = 30.0  # a connection still open this long after its deadline was never going to be closed
 
 
@@ -50,7 +50,7 @@ async def after_a_refusal(request: Request) -> Response:
 
 @pytest.fixture(scope="module", params=["httptools", "h11"])
 def server(request: pytest.FixtureRequest) -> Iterator[int]:
-    """serve's protocol for ``http`` with a 0.5 s header deadline, on a free port, in a thread.
+    """serve's protocol for ``http`` with a 1 s header deadline, on a free port, in a thread.
 
     One server per parser for the module: it keeps nothing between connections, and each test opens and
     closes its own (starting and stopping uvicorn cost about 0.2 s a test)."""

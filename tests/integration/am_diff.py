@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import yaml
 
+from tests.integration import http_probe
 from tests.integration.gpuwarden_server import AUTH, TOKEN, gpuwarden_serve
 from tests.integration.servers import free_port, require_binary, running
 
@@ -753,7 +753,7 @@ class Probe:
         content = step.raw.encode() if step.raw is not None else None
         if body is not None:
             content = json.dumps(body).encode()
-        response = httpx.request(  # with bytes and no Content-Type given, httpx declares none
+        response = http_probe.request(  # with bytes and no Content-Type given, httpx declares none
             step.method,
             target.url + path,
             content=content,

@@ -9,8 +9,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-
+from tests.integration import http_probe
 from tests.integration.servers import free_port, running
 
 TOKEN = "integration-test-token"
@@ -56,7 +55,7 @@ def gpuwarden_serve(
 
 def serve_metric(url: str, name: str) -> float:
     """One unlabelled sample of serve's /metrics."""
-    for line in httpx.get(f"{url}/metrics", timeout=5).text.splitlines():
+    for line in http_probe.get(f"{url}/metrics", timeout=5).text.splitlines():
         if line.startswith(f"{name} "):
             return float(line.split()[1])
     raise AssertionError(f"{name} not in /metrics")

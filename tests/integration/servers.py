@@ -17,6 +17,8 @@ import httpx
 import pytest
 import uvicorn
 
+from tests.integration import http_probe
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago, below the ephemeral range (32768 and up on
@@ -87,7 +89,7 @@ def wait_http_ok(url: str, proc: subprocess.Popen[bytes], timeout: float = READY
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode} before {url} was ready")
         try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
+            if http_probe.get(url, timeout=1.0).status_code == 200:
                 return
         except httpx.HTTPError as exc:
             last = str(exc)

@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 
 from gpuwarden.model import label_fingerprint
+from tests.integration import http_probe
 from tests.integration.gpuwarden_server import TOKEN, gpuwarden_serve
 from tests.integration.servers import free_port, require_binary, running
 
@@ -94,9 +94,9 @@ def test_alertmanager_fingerprints_match_ours_and_its_webhook_reaches_gpuwarden(
                 }
                 for labels in LABEL_SETS
             ]
-            assert httpx.post(f"{am_url}/api/v2/alerts", json=posted, timeout=10).status_code == 200
+            assert http_probe.post(f"{am_url}/api/v2/alerts", json=posted, timeout=10).status_code == 200
             got = _wait(
-                lambda: httpx.get(f"{am_url}/api/v2/alerts", timeout=10).json(), "alerts in Alertmanager"
+                lambda: http_probe.get(f"{am_url}/api/v2/alerts", timeout=10).json(), "alerts in Alertmanager"
             )
             theirs = {a["fingerprint"]: a["labels"] for a in got}
             assert {label_fingerprint(_without_empty(labels)) for labels in LABEL_SETS} == set(theirs)
@@ -104,12 +104,12 @@ def test_alertmanager_fingerprints_match_ours_and_its_webhook_reaches_gpuwarden(
                 assert label_fingerprint(labels) == fingerprint
 
             def stored() -> list[dict[str, Any]]:
-                items: list[dict[str, Any]] = httpx.get(f"{gw_url}/api/v1/incidents", timeout=10).json()
+                items: list[dict[str, Any]] = http_probe.get(f"{gw_url}/api/v1/incidents", timeout=10).json()
                 return items if sum(i["alert_count"] for i in items) == len(LABEL_SETS) else []
 
             incidents = _wait(stored, "Alertmanager's webhook to deliver all alerts to gpuwarden")
             # Alertmanager sends a firing alert's end as Go's zero time; its API never shows that.
-            ends = [a["endsAt"] for a in httpx.get(f"{gw_url}/api/v2/alerts", timeout=10).json()]
+            ends = [a["endsAt"] for a in http_probe.get(f"{gw_url}/api/v2/alerts", timeout=10).json()]
             assert len(ends) == len(LABEL_SETS) and all(e > now.isoformat()[:19] for e in ends), ends
             # One node down and a GPU lost on another node of the rack: two faults, two incidents.
             roots = sorted(
@@ -127,24 +127,25 @@ def test_alertmanager_fingerprints_match_ours_and_its_webhook_reaches_gpuwarden(
             # as in Alertmanager's, and no new alert beside the webhook's copies.
             auth = {"Authorization": f"Bearer {TOKEN}"}
             assert (
-                httpx.post(f"{gw_url}/api/v2/alerts", json=posted, headers=auth, timeout=10).status_code
+                http_probe.post(f"{gw_url}/api/v2/alerts", json=posted, headers=auth, timeout=10).status_code
                 == 200
             )
             ours = {
-                a["fingerprint"]: a["labels"] for a in httpx.get(f"{gw_url}/api/v2/alerts", timeout=10).json()
+                a["fingerprint"]: a["labels"]
+                for a in http_probe.get(f"{gw_url}/api/v2/alerts", timeout=10).json()
             }
             assert ours == theirs
 
             assert sum(
-                i["alert_count"] for i in httpx.get(f"{gw_url}/api/v1/incidents", timeout=10).json()
+                i["alert_count"] for i in http_probe.get(f"{gw_url}/api/v1/incidents", timeout=10).json()
             ) == len(LABEL_SETS)
 
             # Resolving in Alertmanager sends a resolved notification that gpuwarden records.
             ended = [dict(p, endsAt=datetime.now(UTC).isoformat()) for p in posted[:1]]
-            assert httpx.post(f"{am_url}/api/v2/alerts", json=ended, timeout=10).status_code == 200
+            assert http_probe.post(f"{am_url}/api/v2/alerts", json=ended, timeout=10).status_code == 200
 
             def resolved() -> bool:
-                detail = httpx.get(f"{gw_url}/api/v1/incidents/{node_incident['id']}", timeout=10).json()
+                detail = http_probe.get(f"{gw_url}/api/v1/incidents/{node_incident['id']}", timeout=10).json()
                 node = [a for a in detail["alerts"] if a["labels"].get("node") == "r07-n01"]
                 return bool(node) and node[0]["status"] == "resolved"
 

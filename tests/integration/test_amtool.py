@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
+from tests.integration import http_probe
 from tests.integration.gpuwarden_server import AUTH, TOKEN, gpuwarden_serve
 from tests.integration.servers import require_binary
 
@@ -42,7 +42,9 @@ def test_amtool_queries_alerts_and_adds_queries_and_expires_silences(tmp_path: P
         },
     ]
     with gpuwarden_serve(tmp_path, str(tmp_path / "amtool.db")) as (url, _):
-        assert httpx.post(f"{url}/api/v2/alerts", json=alerts, headers=AUTH, timeout=10).status_code == 200
+        assert (
+            http_probe.post(f"{url}/api/v2/alerts", json=alerts, headers=AUTH, timeout=10).status_code == 200
+        )
 
         listed = _json(_amtool(url, http_config, "alert", "query", "-o", "json"))
         assert sorted(a["labels"]["node"] for a in listed) == ["n1", "n2"]
@@ -102,15 +104,17 @@ def test_amtool_queries_alerts_and_adds_queries_and_expires_silences(tmp_path: P
         counted = 0
         while time.monotonic() < deadline and counted < 2:
             time.sleep(0.5)
-            counted = sum(i["alert_count"] for i in httpx.get(f"{url}/api/v1/incidents", timeout=10).json())
+            counted = sum(
+                i["alert_count"] for i in http_probe.get(f"{url}/api/v1/incidents", timeout=10).json()
+            )
         assert counted == 2
         assert {
             a["status"]["state"] for a in _json(_amtool(url, http_config, "alert", "query", "-o", "json"))
         } == {"active"}
 
         # An incident's silence mutes an incident, not labels: it is no Alertmanager silence, not listed.
-        incident = httpx.get(f"{url}/api/v1/incidents", timeout=10).json()[0]
-        silenced_incident = httpx.post(
+        incident = http_probe.get(f"{url}/api/v1/incidents", timeout=10).json()[0]
+        silenced_incident = http_probe.post(
             f"{url}/api/v1/incidents/{incident['id']}/silence", json={"duration": "1h"}, headers=AUTH
         )
         assert silenced_incident.status_code == 200
@@ -133,7 +137,7 @@ def test_the_status_config_is_one_alertmanager_checks_and_routes(tmp_path: Path)
     http_config = tmp_path / "http.yml"
     http_config.write_text(f"authorization:\n  credentials: {TOKEN}\n")
     with gpuwarden_serve(tmp_path, str(tmp_path / "s.db"), extra_args=["--config", str(config)]) as (url, _):
-        original = httpx.get(f"{url}/api/v2/status", timeout=10).json()["config"]["original"]
+        original = http_probe.get(f"{url}/api/v2/status", timeout=10).json()["config"]["original"]
         routes = _amtool(url, http_config, "config", "routes")
     assert routes.returncode == 0 and "gpuwarden" in routes.stdout, routes.stderr
     (tmp_path / "am.yml").write_text(original)

@@ -14,12 +14,12 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 
 from anomaly.signatures import load_xid_catalog
 from gpuwarden.xid import xid_action
+from tests.integration import http_probe
 from tests.integration.gpuwarden_server import (
     TOKEN,
     gpuwarden_binary,
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.integration
 
 
 def _incidents(url: str) -> list[dict[str, object]]:
-    return list(httpx.get(f"{url}/api/v1/incidents", timeout=5).json())
+    return list(http_probe.get(f"{url}/api/v1/incidents", timeout=5).json())
 
 
 def test_an_xid_in_the_exporter_becomes_an_incident_through_prometheus_and_anomaly_run(
@@ -94,7 +94,7 @@ def test_an_xid_in_the_exporter_becomes_an_incident_through_prometheus_and_anoma
                     60,
                 )
                 assert _incidents(serve) == []  # a healthy fleet: nothing raised
-                reply = httpx.post(
+                reply = http_probe.post(
                     f"{exporter}/sim/faults",
                     json={"kind": "xid", "node": "node-01", "gpu": 2, "xid": 79},
                     timeout=5,
@@ -102,7 +102,7 @@ def test_an_xid_in_the_exporter_becomes_an_incident_through_prometheus_and_anoma
                 assert reply.status_code == 201, reply.text
                 wait_for("an incident in serve", lambda: len(_incidents(serve)) == 1, 60)
                 (incident,) = _incidents(serve)
-                detail = httpx.get(f"{serve}/api/v1/incidents/{incident['id']}", timeout=5).json()
+                detail = http_probe.get(f"{serve}/api/v1/incidents/{incident['id']}", timeout=5).json()
                 names = {a["labels"]["alertname"] for a in detail["alerts"]}
                 assert "GpuXidError" in names, detail["alerts"]
                 xid = next(a for a in detail["alerts"] if a["labels"]["alertname"] == "GpuXidError")

@@ -23,6 +23,7 @@ from alerting.journal import KIND_POSTABLE, AcceptJournal, applied_offset
 from alerting.migrate import upgrade
 from alerting.store import IncidentStore
 from gpuwarden.model import label_fingerprint
+from tests.integration import http_probe
 from tests.integration.gpuwarden_server import AUTH, gpuwarden_serve, serve_metric
 
 
@@ -89,7 +90,7 @@ def test_sigkill_mid_ingest_loses_no_acknowledged_alert_and_keeps_incidents(tmp_
 
     # Restart: the journal is replayed while serving; ready once it has caught up.
     with gpuwarden_serve(tmp_path, db, "replay") as (url, _):
-        httpx.get(f"{url}/api/v1/incidents", timeout=30)
+        http_probe.get(f"{url}/api/v1/incidents", timeout=30)
     assert store.alert_count() > stored_before
     missing = []
     for labels in acked:
@@ -108,14 +109,16 @@ def test_sigkill_mid_ingest_loses_no_acknowledged_alert_and_keeps_incidents(tmp_
 
     # The restarted service serves the same incidents and keeps correlating new alerts into them.
     with gpuwarden_serve(tmp_path, db, "second") as (url, _):
-        listed = httpx.get(f"{url}/api/v1/incidents", timeout=10).json()
+        listed = http_probe.get(f"{url}/api/v1/incidents", timeout=10).json()
         assert {i["id"] for i in listed} >= {
             i for i in incident_ids if i is not None and store.get(i).state.value != "resolved"
         }
         before = len(listed)
         again = [{"labels": dict(acked[0], seq="after-restart")}]
-        assert httpx.post(f"{url}/api/v2/alerts", json=again, headers=AUTH, timeout=10).status_code == 200
-        assert len(httpx.get(f"{url}/api/v1/incidents", timeout=10).json()) == before
+        assert (
+            http_probe.post(f"{url}/api/v2/alerts", json=again, headers=AUTH, timeout=10).status_code == 200
+        )
+        assert len(http_probe.get(f"{url}/api/v1/incidents", timeout=10).json()) == before
 
 
 @pytest.mark.integration
@@ -136,21 +139,22 @@ def test_serve_answers_liveness_while_it_replays_a_backlog_and_is_ready_once_app
     writer.execute("BEGIN IMMEDIATE")
     try:
         with gpuwarden_serve(tmp_path, db, "replay", ready="/healthz") as (url, _):
-            ready = httpx.get(f"{url}/-/ready", timeout=5)
+            ready = http_probe.get(f"{url}/-/ready", timeout=5)
             assert ready.status_code == 503 and "not ready" in ready.text, ready.text
             assert serve_metric(url, "gpuwarden_ingest_replaying") == 1
-            listing = httpx.get(f"{url}/api/v1/incidents", timeout=30)  # after the 10 s read barrier
+            listing = http_probe.get(f"{url}/api/v1/incidents", timeout=30)  # after the 10 s read barrier
             assert listing.status_code == 200 and int(listing.headers["X-Gpuwarden-Ingest-Lag"]) > 0
             resolved = [{**firing[0], "endsAt": (now - timedelta(seconds=1)).isoformat()}]
             assert (
-                httpx.post(f"{url}/api/v2/alerts", json=resolved, headers=AUTH, timeout=5).status_code == 200
+                http_probe.post(f"{url}/api/v2/alerts", json=resolved, headers=AUTH, timeout=5).status_code
+                == 200
             )
             writer.execute("ROLLBACK")
             deadline = time.monotonic() + 60
-            while httpx.get(f"{url}/-/ready", timeout=5).status_code != 200:
+            while http_probe.get(f"{url}/-/ready", timeout=5).status_code != 200:
                 assert time.monotonic() < deadline, "not ready a minute after the store took writes again"
                 time.sleep(0.2)
-            assert httpx.get(f"{url}/api/v1/ingest/status", timeout=5).json()["lag_bytes"] == 0
+            assert http_probe.get(f"{url}/api/v1/ingest/status", timeout=5).json()["lag_bytes"] == 0
     finally:
         writer.close()
     # The write accepted during the replay was applied after the backlog: the alert ends resolved.

@@ -9,11 +9,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.integration import http_probe
 from tests.integration.gpuwarden_server import simulated_exporter_argv
 from tests.integration.servers import free_port, prometheus_argv, require_binary, running
 
@@ -26,7 +26,7 @@ def gpuwarden_argv() -> list[str]:
 
 
 def query(prom: str, promql: str) -> list[dict[str, Any]]:
-    body = httpx.get(f"{prom}/api/v1/query", params={"query": promql}, timeout=5).json()
+    body = http_probe.get(f"{prom}/api/v1/query", params={"query": promql}, timeout=5).json()
     assert body["status"] == "success", body
     return list(body["data"]["result"])
 
@@ -71,7 +71,7 @@ def test_prometheus_reads_the_fleet_and_sees_one_gpu_fall_off_the_bus(tmp_path: 
         assert all(0 <= float(r["value"][1]) <= 100 for r in utils)
         assert {"gpu", "UUID", "pci_bus_id", "device", "modelName"} <= set(utils[0]["metric"])
 
-        reply = httpx.post(
+        reply = http_probe.post(
             f"{exporter}/sim/faults", json={"kind": "xid", "node": "node-01", "gpu": 3, "xid": 79}, timeout=5
         )
         assert reply.status_code == 201, reply.text
@@ -83,7 +83,7 @@ def test_prometheus_reads_the_fleet_and_sees_one_gpu_fall_off_the_bus(tmp_path: 
         assert [float(r["value"][1]) for r in dcgm_xid] == [79.0]
 
         # Served as text 0.0.4 although Prometheus asks for OpenMetrics first: DCGM counters keep their type.
-        metadata = httpx.get(
+        metadata = http_probe.get(
             f"{prom}/api/v1/targets/metadata",
             params={"match_target": '{job="gpuwarden"}', "metric": "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"},
             timeout=5,
@@ -119,7 +119,7 @@ def test_the_example_config_keeps_the_workloads_pod_where_service_discovery_labe
         running(exporter_argv, f"http://127.0.0.1:{port}/healthz", tmp_path / "exporter.log"),
         running(prom_argv, f"{prom}/-/ready", tmp_path / "prometheus.log"),
     ):
-        served = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        served = http_probe.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
         workloads = {
             s.labels["UUID"]: s.labels["pod"]
             for family in text_string_to_metric_families(served)

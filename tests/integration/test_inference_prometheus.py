@@ -9,9 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
+from tests.integration import http_probe
 from tests.integration.servers import free_port, require_binary, running
 
 pytestmark = pytest.mark.integration
@@ -38,7 +38,7 @@ def prometheus_argv(tmp_path: Path, port: int, target: str) -> list[str]:
 
 
 def query(prom: str, expr: str) -> list[dict[str, object]]:
-    r = httpx.get(f"{prom}/api/v1/query", params={"query": expr}, timeout=5)
+    r = http_probe.get(f"{prom}/api/v1/query", params={"query": expr}, timeout=5)
     r.raise_for_status()
     result: list[dict[str, object]] = r.json()["data"]["result"]
     return result
@@ -125,13 +125,13 @@ def test_thermal_fault_on_the_servers_gpu_raises_p95_seen_by_prometheus(tmp_path
         wait_for_requests(prom, 61)
         healthy = p95(prom, int(time.monotonic() - start) + 2)
 
-        r = httpx.post(
+        r = http_probe.post(
             f"{server_url}/sim/faults",
             json={"kind": "hw_thermal_slowdown", "node": "node-01", "gpu": 0, "params": {"factor": 0.2}},
         )
         assert r.status_code == 201, r.text
         deadline = time.monotonic() + 10
-        while httpx.get(f"{server_url}/healthz").json()["speed_factor"] > 0.5:
+        while http_probe.get(f"{server_url}/healthz").json()["speed_factor"] > 0.5:
             assert time.monotonic() < deadline, "the thermal fault never slowed the GPU"
             time.sleep(0.2)
 
@@ -145,7 +145,7 @@ def test_thermal_fault_on_the_servers_gpu_raises_p95_seen_by_prometheus(tmp_path
         assert hot > 2 * healthy, (healthy, hot)
 
         # Exemplars made it into Prometheus: a slow bucket links to a trace id.
-        r = httpx.get(
+        r = http_probe.get(
             f"{prom}/api/v1/query_exemplars",
             params={"query": f"{LATENCY}_bucket", "start": time.time() - 120, "end": time.time()},
         )

@@ -13,7 +13,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 from kubernetes import config as kube_config
@@ -27,6 +26,7 @@ from gpuwarden.clock import FakeClock, SystemClock
 from gpuwarden.config import KubernetesInventoryConfig
 from gpuwarden.errors import ConfigError, SourceError
 from gpuwarden.model import WorkloadKind, WorkloadRef
+from tests.integration import http_probe
 from tests.integration.gpuwarden_server import (
     AUTH,
     gpuwarden_binary,
@@ -127,7 +127,7 @@ def kube(_seeded_kube: KubeApi) -> Iterator[KubeApi]:
 
 def _resource_version(kube: KubeApi) -> str:
     """The stand-in's one counter, which every create and merge patch bumps."""
-    listed = httpx.get(f"{kube.url}/api/v1/nodes", timeout=5).json()
+    listed = http_probe.get(f"{kube.url}/api/v1/nodes", timeout=5).json()
     return str(listed["metadata"]["resourceVersion"])
 
 
@@ -232,8 +232,10 @@ def test_serve_places_a_node_failure_on_the_service_whose_replica_ran_there(
                 | pod("llama-7f9c-3")
             },
         ]
-        assert httpx.post(f"{url}/api/v2/alerts", json=alerts, headers=AUTH, timeout=10).status_code == 200
-        incidents = httpx.get(f"{url}/api/v1/incidents", timeout=10).json()
+        assert (
+            http_probe.post(f"{url}/api/v2/alerts", json=alerts, headers=AUTH, timeout=10).status_code == 200
+        )
+        incidents = http_probe.get(f"{url}/api/v1/incidents", timeout=10).json()
         by_kind = {i["root_cause"]["kind"]: i for i in incidents}
         assert set(by_kind) == {"node_down", "gpu_lost"}, incidents
         assert by_kind["node_down"]["root_cause"]["target"] | {"type": "node"} == {
@@ -242,7 +244,9 @@ def test_serve_places_a_node_failure_on_the_service_whose_replica_ran_there(
             "rack": "r1",
             "name": "g2",
         }
-        (xid,) = httpx.get(f"{url}/api/v1/incidents/{by_kind['gpu_lost']['id']}", timeout=10).json()["alerts"]
+        (xid,) = http_probe.get(f"{url}/api/v1/incidents/{by_kind['gpu_lost']['id']}", timeout=10).json()[
+            "alerts"
+        ]
         assert xid["recommended_action"] == "restart_node"  # the XID catalog's RESTART_BM for XID 79
         for incident in incidents:
             # One replica of four lost each: ">=25% of a service's capacity lost" is P1.
@@ -287,7 +291,7 @@ def test_serve_places_a_node_failure_on_the_service_whose_replica_ran_there(
             30,
         )
         assert serve_metric(url, "gpuwarden_inventory_workloads") == 2
-        assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+        assert http_probe.get(f"{url}/healthz", timeout=5).status_code == 200
 
 
 def pod(name: str) -> dict[str, str]:
@@ -428,7 +432,7 @@ def test_serve_combines_a_training_inventory_with_the_kubernetes_one(kube: KubeA
     config = tmp_path / "gpuwarden.yaml"
     config.write_text(yaml.safe_dump({"alerting": settings}))
     with gpuwarden_serve(tmp_path, str(tmp_path / "gw.db"), extra_args=["--config", str(config)]) as (url, _):
-        shown = httpx.get(f"{url}/api/v1/inventory", timeout=10).json()
+        shown = http_probe.get(f"{url}/api/v1/inventory", timeout=10).json()
         assert shown["about"]["source"] == f"file {training} + kubernetes"
         names = {w["name"] for w in shown["workloads"]}
         assert names == {"llm-70b (41)", "llama", "finetune"}
@@ -436,11 +440,13 @@ def test_serve_combines_a_training_inventory_with_the_kubernetes_one(kube: KubeA
             {"labels": {"alertname": "NodeDown", "node": "t1"}},  # training cluster
             {"labels": {"alertname": "NodeDown", "node": "g4"}},  # inference cluster
         ]
-        assert httpx.post(f"{url}/api/v2/alerts", json=alerts, headers=AUTH, timeout=10).status_code == 200
-        titles = sorted(i["title"] for i in httpx.get(f"{url}/api/v1/incidents", timeout=10).json())
+        assert (
+            http_probe.post(f"{url}/api/v2/alerts", json=alerts, headers=AUTH, timeout=10).status_code == 200
+        )
+        titles = sorted(i["title"] for i in http_probe.get(f"{url}/api/v1/incidents", timeout=10).json())
         assert any("llm-70b (41)" in t for t in titles) and any("llama" in t for t in titles), titles
         never = 'gpuwarden_inventory_last_failure_timestamp_seconds{source="kubernetes"} 0.0'
-        metrics = httpx.get(f"{url}/metrics", timeout=5).text
+        metrics = http_probe.get(f"{url}/metrics", timeout=5).text
         assert 'gpuwarden_inventory_last_read_timestamp_seconds{source="kubernetes"}' in metrics
         assert never in metrics
         kube.fail_next(40, 503)  # the Kubernetes API goes away for a while
@@ -449,8 +455,8 @@ def test_serve_combines_a_training_inventory_with_the_kubernetes_one(kube: KubeA
             lambda: serve_metric(url, "gpuwarden_inventory_refresh_failures_total") >= 1,
             30,
         )
-        after = httpx.get(f"{url}/api/v1/inventory", timeout=10).json()
+        after = http_probe.get(f"{url}/api/v1/inventory", timeout=10).json()
         assert {w["name"] for w in after["workloads"]} == names  # both parts kept
         kubernetes = next(p for p in after["about"]["refreshed_sources"] if p["name"] == "kubernetes")
         assert kubernetes["stale"] and after["about"]["stale"]
-        assert never not in httpx.get(f"{url}/metrics", timeout=5).text
+        assert never not in http_probe.get(f"{url}/metrics", timeout=5).text

@@ -46,6 +46,7 @@ from tests.alerting.test_reminding import (
     a_restart_offers_the_outbox_no_opening_the_store_says_was_announced,
     an_incident_of_before_0019_is_stored_as_announced_at_the_end_of_its_delay,
 )
+from tests.integration import http_probe
 from tests.integration.gpuwarden_server import AUTH, gpuwarden_serve, serve_metric
 from tests.integration.postgres import Postgres
 from tests.integration.servers import free_port
@@ -398,7 +399,7 @@ def test_serve_stops_when_a_standby_took_the_postgres_lock_it_lost(
 def _wait_ready(url: str, status: int, timeout: float = 60.0) -> httpx.Response:
     deadline = time.monotonic() + timeout
     while True:
-        response = httpx.get(f"{url}/-/ready", timeout=5)
+        response = http_probe.get(f"{url}/-/ready", timeout=5)
         if response.status_code == status:
             return response
         assert time.monotonic() < deadline, f"/-/ready still {response.status_code}: {response.text}"
@@ -427,14 +428,17 @@ def test_a_postgres_outage_fails_readiness_and_shows_on_metrics_and_nothing_ackn
             time.sleep(0.2)
             not_ready = _wait_ready(url, 503)
         assert "127.0.0.1" not in not_ready.text, not_ready.text
-        assert [httpx.get(f"{url}{p}", timeout=5).status_code for p in ("/healthz", "/-/healthy")] == [
+        assert [http_probe.get(f"{url}{p}", timeout=5).status_code for p in ("/healthz", "/-/healthy")] == [
             200,
             200,
         ]
         assert serve_metric(url, "gpuwarden_store_up") == 0
-        listing = httpx.get(f"{url}/api/v1/incidents", timeout=30)
+        listing = http_probe.get(f"{url}/api/v1/incidents", timeout=30)
         assert listing.status_code == 503 and "could not be read" in listing.json()["error"], listing.text
-        assert httpx.post(f"{url}/api/v2/alerts", json=[{"labels": labels}], headers=AUTH).status_code == 200
+        assert (
+            http_probe.post(f"{url}/api/v2/alerts", json=[{"labels": labels}], headers=AUTH).status_code
+            == 200
+        )
         deadline = time.monotonic() + 30
         while serve_metric(url, "gpuwarden_ingest_apply_failures_total") < 1:
             assert time.monotonic() < deadline, "the applier never tried the store"
@@ -443,7 +447,7 @@ def test_a_postgres_outage_fails_readiness_and_shows_on_metrics_and_nothing_ackn
         postgres.start()
         _wait_ready(url, 200)
         assert serve_metric(url, "gpuwarden_store_up") == 1
-        (incident,) = httpx.get(f"{url}/api/v1/incidents", timeout=30).json()
+        (incident,) = http_probe.get(f"{url}/api/v1/incidents", timeout=30).json()
         assert incident["root_cause"]["kind"] == "node_down"
         assert serve_metric(url, "gpuwarden_ingest_lag_bytes") == 0
 

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-import httpx
 import pytest
 import yaml
 
+from tests.integration import http_probe
 from tests.integration.gpuwarden_server import TOKEN, gpuwarden_serve
 from tests.integration.servers import free_port, require_binary, running
 
@@ -71,7 +71,7 @@ def test_prometheus_rule_alerts_arrive_as_one_incident(tmp_path: Path) -> None:
             incidents: list[dict[str, Any]] = []
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
-                incidents = httpx.get(f"{gw_url}/api/v1/incidents", timeout=10).json()
+                incidents = http_probe.get(f"{gw_url}/api/v1/incidents", timeout=10).json()
                 if incidents and incidents[0]["alert_count"] == 2:
                     break
                 time.sleep(0.3)
@@ -83,10 +83,10 @@ def test_prometheus_rule_alerts_arrive_as_one_incident(tmp_path: Path) -> None:
                 "target": {"type": "node", "cluster": "c1", "rack": "r03", "name": "r03-n05"},
                 "cluster": "",  # named only in a fleet of more than one cluster
             }
-            detail = httpx.get(f"{gw_url}/api/v1/incidents/{incident['id']}", timeout=10).json()
+            detail = http_probe.get(f"{gw_url}/api/v1/incidents/{incident['id']}", timeout=10).json()
             by_name = {a["labels"]["alertname"]: a for a in detail["alerts"]}
             # Prometheus re-sends firing alerts with endsAt in the future; gpuwarden dedups them.
             assert by_name["NodeDown"]["status"] == "firing"
             assert by_name["NodeDown"]["endsAt"] is not None
-            metrics = httpx.get(f"{gw_url}/metrics", timeout=10).text
+            metrics = http_probe.get(f"{gw_url}/metrics", timeout=10).text
             assert 'route="/api/v2/alerts"' in metrics

@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 from typing import IO
 
-import httpx
 import pytest
 
+from tests.integration import http_probe
 from tests.integration.gpuwarden_server import AUTH, TOKEN, gpuwarden_binary, gpuwarden_serve, serve_metric
 from tests.integration.servers import free_port, stop, wait_http_ok
 
@@ -49,10 +49,10 @@ def _wait_for_line(path: Path, text: str, proc: subprocess.Popen[bytes], timeout
 def _assert_answers_as_a_standby_of(url: str, active_pid: int) -> None:
     """The standby's port answers: alive, not ready, every request 503 naming the active server; the CLI
     prints that (it used to say "Connection refused"); no alert is taken."""
-    assert httpx.get(f"{url}/-/healthy", timeout=10).status_code == 200
-    assert httpx.get(f"{url}/-/ready", timeout=10).status_code == 503
+    assert http_probe.get(f"{url}/-/healthy", timeout=10).status_code == 200
+    assert http_probe.get(f"{url}/-/ready", timeout=10).status_code == 503
     assert serve_metric(url, "gpuwarden_serve_standby") == 1
-    response = httpx.post(f"{url}/api/v2/alerts", json=_node_down("n9"), headers=AUTH, timeout=10)
+    response = http_probe.post(f"{url}/api/v2/alerts", json=_node_down("n9"), headers=AUTH, timeout=10)
     assert response.status_code == 503 and f"pid {active_pid} on " in response.json()
     cli = subprocess.run(
         [gpuwarden_binary(), "incidents", "list", "--url", url],
@@ -84,7 +84,7 @@ def test_a_second_server_on_the_same_store_is_refused_naming_the_first(tmp_path:
         assert f"store {db} is in use by another gpuwarden serve (pid {first.pid} on " in said
         assert "--standby" in said
         # The first one is untouched and still takes alerts.
-        response = httpx.post(f"{url}/api/v2/alerts", json=_node_down("n1"), headers=AUTH, timeout=10)
+        response = http_probe.post(f"{url}/api/v2/alerts", json=_node_down("n1"), headers=AUTH, timeout=10)
         assert response.status_code == 200
 
 
@@ -98,7 +98,9 @@ def test_a_standby_takes_over_when_the_active_server_is_killed(tmp_path: Path) -
         standby = _start_standby(db, port, log)
         try:
             for node in ("n1", "n2"):
-                response = httpx.post(f"{url}/api/v2/alerts", json=_node_down(node), headers=AUTH, timeout=10)
+                response = http_probe.post(
+                    f"{url}/api/v2/alerts", json=_node_down(node), headers=AUTH, timeout=10
+                )
                 assert response.status_code == 200
             _wait_for_line(tmp_path / "standby.log", "standby, waiting", standby)
             _assert_answers_as_a_standby_of(standby_url, active.pid)
@@ -106,9 +108,9 @@ def test_a_standby_takes_over_when_the_active_server_is_killed(tmp_path: Path) -
             active.wait(timeout=10)
             wait_http_ok(f"{standby_url}/-/ready", standby, timeout=60)
             assert serve_metric(standby_url, "gpuwarden_serve_standby") == 0
-            incidents = httpx.get(f"{standby_url}/api/v1/incidents", timeout=10).json()
+            incidents = http_probe.get(f"{standby_url}/api/v1/incidents", timeout=10).json()
             assert [i["alert_count"] for i in incidents] == [2]
-            response = httpx.post(
+            response = http_probe.post(
                 f"{standby_url}/api/v2/alerts", json=_node_down("n3"), headers=AUTH, timeout=10
             )
             assert response.status_code == 200
@@ -163,4 +165,4 @@ def test_a_standby_waiting_with_its_port_closed_stops_on_sigterm_with_exit_0(tmp
             assert standby.wait(timeout=30) == 0, (tmp_path / "standby.log").read_text()
         finally:
             stop(standby)
-        assert httpx.get(f"{url}/-/ready", timeout=10).status_code == 200  # the active one is untouched
+        assert http_probe.get(f"{url}/-/ready", timeout=10).status_code == 200  # the active one is untouched

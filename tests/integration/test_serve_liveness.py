@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.integration import http_probe
 from tests.integration.gpuwarden_server import AUTH, gpuwarden_serve
 
 PROBE_TIMEOUT = 5.0  # deploy/kubernetes-serve.yaml's livenessProbe.timeoutSeconds
@@ -41,7 +42,7 @@ def test_healthy_passes_for_a_busy_serve_and_fails_for_a_stopped_one(tmp_path: P
                 assert all(t.is_alive() for t in senders)
                 threading.Event().wait(0.05)
             for _ in range(5):
-                assert httpx.get(f"{url}/-/healthy", timeout=PROBE_TIMEOUT).status_code == 200
+                assert http_probe.get(f"{url}/-/healthy", timeout=PROBE_TIMEOUT).status_code == 200
         finally:
             stop.set()
             for t in senders:
@@ -49,7 +50,7 @@ def test_healthy_passes_for_a_busy_serve_and_fails_for_a_stopped_one(tmp_path: P
         proc.send_signal(signal.SIGSTOP)  # hung: the kernel still accepts connections, nothing answers
         try:
             with pytest.raises(httpx.ReadTimeout):
-                httpx.get(f"{url}/-/healthy", timeout=PROBE_TIMEOUT)
+                http_probe.get(f"{url}/-/healthy", timeout=PROBE_TIMEOUT)
         finally:
             proc.send_signal(signal.SIGCONT)
-        assert httpx.get(f"{url}/-/healthy", timeout=30).status_code == 200
+        assert http_probe.get(f"{url}/-/healthy", timeout=30).status_code == 200

@@ -15,10 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.http_stub import LocalServer, QuietHandler
+from tests.integration import http_probe
 from tests.integration.gpuwarden_server import AUTH, gpuwarden_serve
 
 HOOK_TOKEN = "hook-token-for-the-test"
@@ -93,12 +93,12 @@ def post_alert(url: str, *, resolved: bool = False) -> None:
     alert: dict[str, Any] = {"labels": ALERT}
     if resolved:
         alert["endsAt"] = "2000-01-01T00:00:00Z"
-    response = httpx.post(f"{url}/api/v2/alerts", json=[alert], headers=AUTH, timeout=10)
+    response = http_probe.post(f"{url}/api/v2/alerts", json=[alert], headers=AUTH, timeout=10)
     assert response.status_code == 200, response.text
 
 
 def metric(url: str, line_start: str) -> float:
-    for line in httpx.get(f"{url}/metrics", timeout=5).text.splitlines():
+    for line in http_probe.get(f"{url}/metrics", timeout=5).text.splitlines():
         if line.startswith(line_start):
             return float(line.rsplit(" ", 1)[1])
     raise AssertionError(f"{line_start} not in /metrics")
@@ -126,9 +126,9 @@ def test_a_webhook_survives_a_receiver_outage_and_a_sigkill_losing_and_duplicati
             assert metric(url, 'gpuwarden_notification_retries_total{notifier="webhook:oncall"}') >= 2
             receiver.mode = "up"
             wait_for("opened delivered", lambda: receiver.changes() == ["opened"])
-            [incident] = httpx.get(f"{url}/api/v1/incidents", headers=AUTH, timeout=10).json()
+            [incident] = http_probe.get(f"{url}/api/v1/incidents", headers=AUTH, timeout=10).json()
             note = {"text": "looking at n1", "by": "test"}
-            response = httpx.post(
+            response = http_probe.post(
                 f"{url}/api/v1/incidents/{incident['id']}/notes", json=note, headers=AUTH, timeout=10
             )
             assert response.status_code == 200, response.text
@@ -149,13 +149,13 @@ def test_a_webhook_survives_a_receiver_outage_and_a_sigkill_losing_and_duplicati
             return keys.count(key) == 2 and receiver.changes()[-1] == "resolved"
 
         def all_sent() -> bool:
-            counts = httpx.get(f"{url}/api/v1/outbox", headers=AUTH, timeout=10).json()["counts"]
+            counts = http_probe.get(f"{url}/api/v1/outbox", headers=AUTH, timeout=10).json()["counts"]
             return set(counts) == {"sent"}
 
         with gpuwarden_serve(tmp_path, db, "second", args) as (url, _):
             wait_for("the held POST again, then resolved", all_told)
             wait_for("every message marked sent", all_sent)
-            messages = httpx.get(f"{url}/api/v1/outbox", headers=AUTH, timeout=10).json()["messages"]
+            messages = http_probe.get(f"{url}/api/v1/outbox", headers=AUTH, timeout=10).json()["messages"]
             assert metric(url, 'gpuwarden_notifications_sent_total{notifier="webhook:oncall"}') >= 1
 
     keys = [b["idempotency_key"] for b in receiver.accepted]
@@ -205,7 +205,7 @@ def test_a_webhook_url_holding_a_credential_never_reaches_serves_log(tmp_path: P
             wait_for(
                 "marked sent",
                 lambda: (
-                    httpx.get(f"{url}/api/v1/outbox", headers=AUTH, timeout=10).json()["counts"]
+                    http_probe.get(f"{url}/api/v1/outbox", headers=AUTH, timeout=10).json()["counts"]
                     == {"sent": 1}
                 ),
             )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 
@@ -15,6 +14,7 @@ from alerting.migrate import upgrade
 from alerting.slurm_inventory import SlurmInventory
 from gpuwarden.clock import FakeClock, SystemClock
 from gpuwarden.model import Alert, Priority, WorkloadKind
+from tests.integration import http_probe
 from tests.integration.gpuwarden_server import AUTH, gpuwarden_serve, serve_metric
 from tests.integration.slurm_cluster import slurm_cluster
 from tests.integration.test_exporter_prometheus import wait_for
@@ -112,9 +112,9 @@ def test_serve_reads_its_inventory_from_slurm(tmp_path: Path, monkeypatch: pytes
                 {"labels": {"alertname": "NodeDown", "cluster": "c1", "node": "node-02"}},
                 {"labels": {"alertname": "TrainingJobStalled", "cluster": "c1", "slurm_job": job_id}},
             ]
-            response = httpx.post(f"{url}/api/v2/alerts", json=alerts, headers=AUTH, timeout=10)
+            response = http_probe.post(f"{url}/api/v2/alerts", json=alerts, headers=AUTH, timeout=10)
             assert response.status_code == 200
-            listed = httpx.get(f"{url}/api/v1/incidents", timeout=10).json()
+            listed = http_probe.get(f"{url}/api/v1/incidents", timeout=10).json()
             # One incident; one that the node's took in (opened first, then merged) is listed as merged.
             (incident,) = [i for i in listed if not i.get("merged_into")]
             assert (
@@ -202,8 +202,8 @@ def test_a_requeued_job_is_still_named_by_its_node_incident_after_serve_restarts
     node_down = [{"labels": {"alertname": "NodeDown", "cluster": "c1", "node": "node-01"}}]
 
     def the_incident(url: str) -> dict[str, str]:
-        httpx.post(f"{url}/api/v2/alerts", json=node_down, headers=AUTH, timeout=10).raise_for_status()
-        (incident,) = httpx.get(f"{url}/api/v1/incidents", timeout=10).json()
+        http_probe.post(f"{url}/api/v2/alerts", json=node_down, headers=AUTH, timeout=10).raise_for_status()
+        (incident,) = http_probe.get(f"{url}/api/v1/incidents", timeout=10).json()
         return {"priority": incident["priority"], "title": incident["title"]}
 
     with slurm_cluster() as cluster:

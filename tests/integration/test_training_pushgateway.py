@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -19,6 +18,7 @@ from exporters.training import TrainingMetrics
 from exporters.training_sim import SimTrainingAdapter
 from gpuwarden.clock import FakeClock
 from gpuwarden.sim import FaultSpec, build_fleet
+from tests.integration import http_probe
 from tests.integration.servers import free_port, require_binary, running
 from tests.integration.test_exporter_prometheus import gpuwarden_argv
 
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 
 def query(prom: str, expr: str) -> dict[str, float]:
     """Instant query; the result keyed by the ``rank`` label."""
-    r = httpx.get(f"{prom}/api/v1/query", params={"query": expr}, timeout=5)
+    r = http_probe.get(f"{prom}/api/v1/query", params={"query": expr}, timeout=5)
     r.raise_for_status()
     return {s["metric"].get("rank", ""): float(s["value"][1]) for s in r.json()["data"]["result"]}
 
@@ -126,7 +126,7 @@ def pushgateway(tmp_path: Path) -> tuple[list[str], str]:
 
 def gateway_samples(address: str, job: str) -> dict[str, dict[str, float]]:
     """What the Pushgateway exposes for ``job``: metric name -> rank -> value."""
-    body = httpx.get(f"http://{address}/metrics", timeout=5).text
+    body = http_probe.get(f"http://{address}/metrics", timeout=5).text
     found: dict[str, dict[str, float]] = {}
     for family in text_string_to_metric_families(body):
         for sample in family.samples:
@@ -166,7 +166,7 @@ def test_exporter_simulate_pushes_its_training_jobs_when_a_pushgateway_is_config
 
     def inject(kind: str, node: str, gpu: int, **params: float) -> None:
         fault = {"kind": kind, "node": node, "gpu": gpu, "params": params}
-        httpx.post(f"{exporter}/sim/faults", json=fault, timeout=5).raise_for_status()
+        http_probe.post(f"{exporter}/sim/faults", json=fault, timeout=5).raise_for_status()
 
     with (
         running(gateway_argv, f"http://{gateway}/-/ready", tmp_path / "pushgateway.log"),
@@ -222,10 +222,10 @@ def test_a_served_rank_has_the_labels_of_its_pushed_group(tmp_path: Path) -> Non
         assert metrics.flush(timeout=30)
         port = metrics.serve(2, 0)
         try:
-            served = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            served = http_probe.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
         finally:
             metrics.close()
-        body = httpx.get(f"http://{gateway}/metrics", timeout=5).text
+        body = http_probe.get(f"http://{gateway}/metrics", timeout=5).text
 
     def labels(text: str) -> dict[str, str]:
         [sample] = [
@@ -256,7 +256,7 @@ def test_a_pushgateway_behind_a_route_prefix_takes_pushes_to_its_base_url_with_t
             pass
         assert metrics.flush(timeout=30)
         metrics.close()
-        text = httpx.get(f"http://127.0.0.1:{port}/pgw/metrics", timeout=5).text
+        text = http_probe.get(f"http://127.0.0.1:{port}/pgw/metrics", timeout=5).text
         steps = [
             s
             for family in text_string_to_metric_families(text)
@@ -286,14 +286,14 @@ def test_a_pushgateway_behind_basic_auth_takes_pushes_with_the_credentials_of_it
     ]
     authed = f"http://trainer:s3cr%40t%3Apw@{address}"
     with running(argv, f"{authed}/-/ready", tmp_path / "pushgateway.log"):
-        assert httpx.get(f"http://{address}/metrics", timeout=5).status_code == 401  # it does check
+        assert http_probe.get(f"http://{address}/metrics", timeout=5).status_code == 401  # it does check
         metrics = TrainingMetrics("authed", rank=0, pushgateway=f"{authed}/")
         with metrics.step_timer():
             pass
         with caplog.at_level(logging.WARNING, logger="exporters.training_export"):
             assert metrics.flush(timeout=30), caplog.text
         metrics.close()
-        text = httpx.get(f"{authed}/metrics", timeout=5).text
+        text = http_probe.get(f"{authed}/metrics", timeout=5).text
     steps = [
         (s.labels["job"], s.labels["rank"], s.value)
         for family in text_string_to_metric_families(text)
