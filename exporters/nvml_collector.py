@@ -369,6 +369,7 @@ class NvmlCollector(MigInstances, NvLinkStates):
             return
         throughput: list[tuple[float, int]] = []
         got: set[int] = set()
+        isfinite, add, plan, own = math.isfinite, out.add, _FIELD_PLAN, gpu.own  # locals: ~32 rounds per GPU
         for i, (ret, value, at_us) in enumerate(field_answers(values)):
             if ret:
                 if ret == NOT_SUPPORTED:
@@ -377,13 +378,13 @@ class NvmlCollector(MigInstances, NvLinkStates):
                     raise GpuLost("nvmlDeviceGetFieldValues", ret)
                 self._count_error(f"nvmlDeviceGetFieldValues({_FIELD_NAMES[i]})", error_name(ret))
                 continue
-            if not math.isfinite(value):  # a double field: NaN or Inf would poison every sum and avg
+            if not isfinite(value):  # a double field: NaN or Inf would poison every sum and avg
                 self._count_error(f"nvmlDeviceGetFieldValues({_FIELD_NAMES[i]})", NON_FINITE)
                 continue
             if i < _N_FIELD_FAMILIES:
-                fid, family, scale, dcgm = _FIELD_PLAN[i]
+                fid, family, scale, dcgm = plan[i]
                 got.add(fid)
-                out.add(family, labels if dcgm else gpu.own, value * scale)
+                add(family, labels if dcgm else own, value * scale)
             else:
                 throughput.append((value, at_us))
         if len(throughput) == len(fams.NVLINK_THROUGHPUT_FIELDS):

@@ -6,6 +6,7 @@ import ctypes
 import functools
 import struct
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 
 import pynvml
 
@@ -20,7 +21,8 @@ _raw_setattr = ctypes.Structure.__setattr__
 
 
 def _link_total(counter: int) -> Getter:
-    return lambda g: sum(errors[counter] for errors in g.nvlink_errors)
+    pick = itemgetter(counter)  # map() in C: a generator here cost a Python frame step per link and field
+    return lambda g: sum(map(pick, g.nvlink_errors))
 
 
 def _state(name: str) -> Getter:

@@ -80,15 +80,15 @@ class SimNvml(NvmlEvents, NvmlGpm, NvmlBase):
 
     def nvmlDeviceGetSerial(self, handle: Any) -> str:
         """Board serial number."""
-        return self._gpu(handle, "nvmlDeviceGetSerial").serial
+        return self._dev(handle, "nvmlDeviceGetSerial").gpu.serial
 
     def nvmlDeviceGetMinorNumber(self, handle: Any) -> int:
         """The /dev/nvidiaN number."""
-        return self._gpu(handle, "nvmlDeviceGetMinorNumber").minor_number
+        return self._dev(handle, "nvmlDeviceGetMinorNumber").gpu.minor_number
 
     def nvmlDeviceGetPciInfo_v3(self, handle: Any) -> Any:
         """PCI identity as pynvml's ``nvmlPciInfo_t``."""
-        gpu = self._gpu(handle, "nvmlDeviceGetPciInfo_v3")
+        gpu = self._dev(handle, "nvmlDeviceGetPciInfo_v3").gpu
         info = pynvml.nvmlPciInfo_t()
         bus_id = gpu.pci_bus_id.encode()
         info.busId = bus_id
@@ -106,16 +106,16 @@ class SimNvml(NvmlEvents, NvmlGpm, NvmlBase):
 
     def nvmlDeviceGetArchitecture(self, device: Any) -> int:
         """``NVML_DEVICE_ARCH_*``."""
-        return self._gpu(device, "nvmlDeviceGetArchitecture").model.architecture
+        return self._dev(device, "nvmlDeviceGetArchitecture").gpu.model.architecture
 
     def nvmlDeviceGetPersistenceMode(self, handle: Any) -> int:
         """Persistence mode is on, as on every managed GPU node."""
-        self._gpu(handle, "nvmlDeviceGetPersistenceMode")
+        self._dev(handle, "nvmlDeviceGetPersistenceMode")
         return int(pynvml.NVML_FEATURE_ENABLED)
 
     def nvmlDeviceGetPerformanceState(self, handle: Any) -> int:
         """P0 when busy, P8 when idle."""
-        gpu = self._gpu(handle, "nvmlDeviceGetPerformanceState")
+        gpu = self._dev(handle, "nvmlDeviceGetPerformanceState").gpu
         return 0 if gpu.state.util_gpu > 1 else 8
 
     # --- gauges ----------------------------------------------------------------------------------
@@ -123,7 +123,7 @@ class SimNvml(NvmlEvents, NvmlGpm, NvmlBase):
     def nvmlDeviceGetUtilizationRates(self, handle: Any) -> Any:
         """GPU and memory utilisation in percent (``c_nvmlUtilization_t``); NotSupported on a MIG-enabled GPU,
         as NVML documents ("querying device utilization rates is not currently supported")."""
-        gpu = self._gpu(handle, "nvmlDeviceGetUtilizationRates")
+        gpu = self._dev(handle, "nvmlDeviceGetUtilizationRates").gpu
         if gpu.mig:
             raise pynvml.NVMLError_NotSupported()
         s = gpu.state
@@ -141,50 +141,47 @@ class SimNvml(NvmlEvents, NvmlGpm, NvmlBase):
             return pynvml.c_nvmlMemory_t(total, total - used, used)
         if version != pynvml.nvmlMemory_v2:
             raise pynvml.NVMLError_ArgumentVersionMismatch()
-        memory = pynvml.c_nvmlMemory_v2_t()
-        memory.version = version
-        memory.total = total
-        memory.reserved = RESERVED_FB_BYTES
-        memory.used = max(0, used - RESERVED_FB_BYTES)
-        memory.free = total - used
-        return memory
+        # Positional (version, total, reserved, free, used): pynvml's __setattr__ is a Python call per field.
+        return pynvml.c_nvmlMemory_v2_t(
+            version, total, RESERVED_FB_BYTES, total - used, max(0, used - RESERVED_FB_BYTES)
+        )
 
     def nvmlDeviceGetEncoderUtilization(self, handle: Any) -> list[int]:
         """``[utilization %, sampling period us]`` of the video encoder: idle, no fleet workload encodes."""
-        self._gpu(handle, "nvmlDeviceGetEncoderUtilization")
+        self._dev(handle, "nvmlDeviceGetEncoderUtilization")
         return [0, VIDEO_SAMPLING_PERIOD_US]
 
     def nvmlDeviceGetDecoderUtilization(self, handle: Any) -> list[int]:
         """``[utilization %, sampling period us]`` of the video decoder: idle, as on the H200 we measured."""
-        self._gpu(handle, "nvmlDeviceGetDecoderUtilization")
+        self._dev(handle, "nvmlDeviceGetDecoderUtilization")
         return [0, VIDEO_SAMPLING_PERIOD_US]
 
     def nvmlDeviceGetTemperature(self, handle: Any, sensor: int) -> int:
         """GPU temperature in C (``NVML_TEMPERATURE_GPU``)."""
-        gpu = self._gpu(handle, "nvmlDeviceGetTemperature")
+        gpu = self._dev(handle, "nvmlDeviceGetTemperature").gpu
         if sensor != pynvml.NVML_TEMPERATURE_GPU:
             raise pynvml.NVMLError_InvalidArgument()
         return int(gpu.state.temp_c + 0.5)
 
     def nvmlDeviceGetPowerUsage(self, handle: Any) -> int:
         """Power draw in mW."""
-        return int(self._gpu(handle, "nvmlDeviceGetPowerUsage").state.power_mw)
+        return int(self._dev(handle, "nvmlDeviceGetPowerUsage").gpu.state.power_mw)
 
     def nvmlDeviceGetEnforcedPowerLimit(self, handle: Any) -> int:
         """Enforced power limit in mW."""
-        return self._gpu(handle, "nvmlDeviceGetEnforcedPowerLimit").model.power_limit_mw
+        return self._dev(handle, "nvmlDeviceGetEnforcedPowerLimit").gpu.model.power_limit_mw
 
     def nvmlDeviceGetPowerManagementLimit(self, handle: Any) -> int:
         """Configured power limit in mW."""
-        return self._gpu(handle, "nvmlDeviceGetPowerManagementLimit").model.power_limit_mw
+        return self._dev(handle, "nvmlDeviceGetPowerManagementLimit").gpu.model.power_limit_mw
 
     def nvmlDeviceGetTotalEnergyConsumption(self, handle: Any) -> int:
         """Energy in mJ since the driver loaded (restarts after a GPU reset)."""
-        return int(self._gpu(handle, "nvmlDeviceGetTotalEnergyConsumption").state.energy_mj)
+        return int(self._dev(handle, "nvmlDeviceGetTotalEnergyConsumption").gpu.state.energy_mj)
 
     def nvmlDeviceGetClockInfo(self, handle: Any, type: int) -> int:
         """Current clock in MHz for ``NVML_CLOCK_GRAPHICS/SM/MEM/VIDEO``."""
-        gpu = self._gpu(handle, "nvmlDeviceGetClockInfo")
+        gpu = self._dev(handle, "nvmlDeviceGetClockInfo").gpu
         s = gpu.state
         if type in (pynvml.NVML_CLOCK_SM, pynvml.NVML_CLOCK_GRAPHICS):
             return int(s.sm_clock)
@@ -196,7 +193,7 @@ class SimNvml(NvmlEvents, NvmlGpm, NvmlBase):
 
     def nvmlDeviceGetMaxClockInfo(self, handle: Any, type: int) -> int:
         """Maximum clock in MHz."""
-        model = self._gpu(handle, "nvmlDeviceGetMaxClockInfo").model
+        model = self._dev(handle, "nvmlDeviceGetMaxClockInfo").gpu.model
         if type in (pynvml.NVML_CLOCK_SM, pynvml.NVML_CLOCK_GRAPHICS):
             return model.sm_clock_max
         if type == pynvml.NVML_CLOCK_MEM:
@@ -207,7 +204,7 @@ class SimNvml(NvmlEvents, NvmlGpm, NvmlBase):
 
     def nvmlDeviceGetPcieThroughput(self, device: Any, counter: int) -> int:
         """PCIe throughput in KB/s for ``NVML_PCIE_UTIL_TX_BYTES/RX_BYTES``."""
-        s = self._gpu(device, "nvmlDeviceGetPcieThroughput").state
+        s = self._dev(device, "nvmlDeviceGetPcieThroughput").gpu.state
         if counter == pynvml.NVML_PCIE_UTIL_TX_BYTES:
             return int(s.pcie_tx_kbs)
         if counter == pynvml.NVML_PCIE_UTIL_RX_BYTES:
@@ -216,11 +213,11 @@ class SimNvml(NvmlEvents, NvmlGpm, NvmlBase):
 
     def nvmlDeviceGetPcieReplayCounter(self, handle: Any) -> int:
         """PCIe replays since the driver loaded."""
-        return self._gpu(handle, "nvmlDeviceGetPcieReplayCounter").state.pcie_replay
+        return self._dev(handle, "nvmlDeviceGetPcieReplayCounter").gpu.state.pcie_replay
 
     def nvmlDeviceGetFieldValues(self, handle: Any, fieldIds: Sequence[int | tuple[int, int]]) -> Any:
         """A ``c_nvmlFieldValue_t`` array; unsupported fields carry ``nvmlReturn = NOT_SUPPORTED``."""
-        gpu = self._gpu(handle, "nvmlDeviceGetFieldValues")
+        gpu = self._dev(handle, "nvmlDeviceGetFieldValues").gpu
         with self._fleet.state_lock:  # the stamp and every value from one step
             return fill_field_values(gpu, fieldIds, int(self._fleet.stepped_to * 1e6))
 
@@ -228,12 +225,12 @@ class SimNvml(NvmlEvents, NvmlGpm, NvmlBase):
 
     def nvmlDeviceGetEccMode(self, handle: Any) -> list[int]:
         """``[current, pending]`` ECC mode: both enabled."""
-        self._gpu(handle, "nvmlDeviceGetEccMode")
+        self._dev(handle, "nvmlDeviceGetEccMode")
         return [1, 1]
 
     def nvmlDeviceGetTotalEccErrors(self, handle: Any, errorType: int, counterType: int) -> int:
         """ECC error total for corrected/uncorrected x volatile/aggregate."""
-        s = self._gpu(handle, "nvmlDeviceGetTotalEccErrors").state
+        s = self._dev(handle, "nvmlDeviceGetTotalEccErrors").gpu.state
         table = {
             (pynvml.NVML_MEMORY_ERROR_TYPE_CORRECTED, pynvml.NVML_VOLATILE_ECC): s.ecc_sbe_vol,
             (pynvml.NVML_MEMORY_ERROR_TYPE_CORRECTED, pynvml.NVML_AGGREGATE_ECC): s.ecc_sbe_agg,
@@ -247,7 +244,7 @@ class SimNvml(NvmlEvents, NvmlGpm, NvmlBase):
 
     def nvmlDeviceGetRemappedRows(self, device: Any) -> tuple[int, int, int, int]:
         """``(corrRows, uncRows, isPending, failureOccurred)``; NotSupported before Ampere."""
-        gpu = self._gpu(device, "nvmlDeviceGetRemappedRows")
+        gpu = self._dev(device, "nvmlDeviceGetRemappedRows").gpu
         if gpu.model.retired_pages:
             raise pynvml.NVMLError_NotSupported()
         s = gpu.state
@@ -255,39 +252,39 @@ class SimNvml(NvmlEvents, NvmlGpm, NvmlBase):
 
     def nvmlDeviceGetRetiredPages(self, device: Any, sourceFilter: int) -> list[int]:
         """Retired page addresses; NotSupported on Ampere and later (row remapping replaced it)."""
-        gpu = self._gpu(device, "nvmlDeviceGetRetiredPages")
+        gpu = self._dev(device, "nvmlDeviceGetRetiredPages").gpu
         if not gpu.model.retired_pages:
             raise pynvml.NVMLError_NotSupported()
         return []
 
     def nvmlDeviceGetRetiredPagesPendingStatus(self, device: Any) -> int:
         """Whether pages wait for retirement; NotSupported on Ampere and later."""
-        gpu = self._gpu(device, "nvmlDeviceGetRetiredPagesPendingStatus")
+        gpu = self._dev(device, "nvmlDeviceGetRetiredPagesPendingStatus").gpu
         if not gpu.model.retired_pages:
             raise pynvml.NVMLError_NotSupported()
         return 0
 
     def nvmlDeviceGetCurrentClocksEventReasons(self, handle: Any) -> int:
         """Bitmask of ``nvmlClocksEventReason*``."""
-        return self._gpu(handle, "nvmlDeviceGetCurrentClocksEventReasons").state.clock_reasons
+        return self._dev(handle, "nvmlDeviceGetCurrentClocksEventReasons").gpu.state.clock_reasons
 
     def nvmlDeviceGetCurrentClocksThrottleReasons(self, handle: Any) -> int:
         """Old name of ``nvmlDeviceGetCurrentClocksEventReasons``."""
-        return self._gpu(handle, "nvmlDeviceGetCurrentClocksThrottleReasons").state.clock_reasons
+        return self._dev(handle, "nvmlDeviceGetCurrentClocksThrottleReasons").gpu.state.clock_reasons
 
     def nvmlDeviceGetSupportedClocksEventReasons(self, handle: Any) -> int:
         """Every reason bit the GPU can report."""
-        self._gpu(handle, "nvmlDeviceGetSupportedClocksEventReasons")
+        self._dev(handle, "nvmlDeviceGetSupportedClocksEventReasons")
         return int(pynvml.nvmlClocksEventReasonAll)
 
     def nvmlDeviceGetSupportedClocksThrottleReasons(self, handle: Any) -> int:
         """Old name of ``nvmlDeviceGetSupportedClocksEventReasons``."""
-        self._gpu(handle, "nvmlDeviceGetSupportedClocksThrottleReasons")
+        self._dev(handle, "nvmlDeviceGetSupportedClocksThrottleReasons")
         return int(pynvml.nvmlClocksThrottleReasonAll)
 
     def nvmlDeviceGetViolationStatus(self, device: Any, perfPolicyType: int) -> Any:
         """Time (ns) held back by a policy (power, thermal, low utilisation) as ``c_nvmlViolationTime_t``."""
-        s = self._gpu(device, "nvmlDeviceGetViolationStatus").state
+        s = self._dev(device, "nvmlDeviceGetViolationStatus").gpu.state
         if not 0 <= perfPolicyType < pynvml.NVML_PERF_POLICY_COUNT:
             raise pynvml.NVMLError_InvalidArgument()
         with self._fleet.state_lock:  # the time and the stamp from one step
@@ -306,14 +303,14 @@ class SimNvml(NvmlEvents, NvmlGpm, NvmlBase):
 
     def nvmlDeviceGetNvLinkState(self, device: Any, link: int) -> int:
         """1 when the link is active, 0 when down."""
-        gpu = self._gpu(device, "nvmlDeviceGetNvLinkState")
+        gpu = self._dev(device, "nvmlDeviceGetNvLinkState").gpu
         if not 0 <= link < len(gpu.nvlink_up):
             raise pynvml.NVMLError_InvalidArgument()
         return 1 if gpu.nvlink_up[link] else 0
 
     def nvmlDeviceGetNvLinkErrorCounter(self, device: Any, link: int, counter: int) -> int:
         """``NVML_NVLINK_ERROR_DL_REPLAY/RECOVERY/CRC_FLIT/CRC_DATA/ECC_DATA`` count on one link."""
-        gpu = self._gpu(device, "nvmlDeviceGetNvLinkErrorCounter")
+        gpu = self._dev(device, "nvmlDeviceGetNvLinkErrorCounter").gpu
         if not 0 <= link < len(gpu.nvlink_errors) or not 0 <= counter < 5:
             raise pynvml.NVMLError_InvalidArgument()
         return gpu.nvlink_errors[link][counter]
@@ -322,7 +319,7 @@ class SimNvml(NvmlEvents, NvmlGpm, NvmlBase):
 
     def nvmlDeviceGetComputeRunningProcesses_v3(self, handle: Any) -> list[Any]:
         """Compute processes as pynvml's friendly objects: ``pid``, ``usedGpuMemory`` (bytes), ids."""
-        gpu = self._gpu(handle, "nvmlDeviceGetComputeRunningProcesses_v3")
+        gpu = self._dev(handle, "nvmlDeviceGetComputeRunningProcesses_v3").gpu
         used = max(0, gpu.state.fb_used - RESERVED_FB_BYTES)
         return [
             pynvml.nvmlStructToFriendlyObject(pynvml.c_nvmlProcessInfo_t(pid, used, NO_INSTANCE, NO_INSTANCE))
@@ -339,14 +336,14 @@ class SimNvml(NvmlEvents, NvmlGpm, NvmlBase):
 
     def nvmlDeviceGetGraphicsRunningProcesses(self, handle: Any) -> list[Any]:
         """No graphics processes on a compute node."""
-        self._gpu(handle, "nvmlDeviceGetGraphicsRunningProcesses")
+        self._dev(handle, "nvmlDeviceGetGraphicsRunningProcesses")
         return []
 
     # --- MIG -------------------------------------------------------------------------------------
 
     def nvmlDeviceGetMigMode(self, device: Any) -> list[int]:
         """``[current, pending]`` MIG mode; NotSupported on GPUs without MIG."""
-        gpu = self._gpu(device, "nvmlDeviceGetMigMode")
+        gpu = self._dev(device, "nvmlDeviceGetMigMode").gpu
         if gpu.model.architecture < pynvml.NVML_DEVICE_ARCH_AMPERE:
             raise pynvml.NVMLError_NotSupported()
         mode = pynvml.NVML_DEVICE_MIG_ENABLE if gpu.mig else pynvml.NVML_DEVICE_MIG_DISABLE
@@ -354,14 +351,14 @@ class SimNvml(NvmlEvents, NvmlGpm, NvmlBase):
 
     def nvmlDeviceGetMaxMigDeviceCount(self, device: Any) -> int:
         """How many MIG devices the GPU can hold."""
-        gpu = self._gpu(device, "nvmlDeviceGetMaxMigDeviceCount")
+        gpu = self._dev(device, "nvmlDeviceGetMaxMigDeviceCount").gpu
         if gpu.model.architecture < pynvml.NVML_DEVICE_ARCH_AMPERE:
             raise pynvml.NVMLError_NotSupported()
         return MAX_MIG_DEVICES
 
     def nvmlDeviceGetMigDeviceHandleByIndex(self, device: Any, index: int) -> Any:
         """The handle of MIG device ``index``; NotFound for an empty slot."""
-        gpu = self._gpu(device, "nvmlDeviceGetMigDeviceHandleByIndex")
+        gpu = self._dev(device, "nvmlDeviceGetMigDeviceHandleByIndex").gpu
         if not gpu.mig:
             raise pynvml.NVMLError_InvalidArgument()
         devices = self._mig[gpu.index]

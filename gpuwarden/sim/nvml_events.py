@@ -28,12 +28,12 @@ class NvmlEvents(NvmlBase):
 
     def nvmlDeviceGetSupportedEventTypes(self, handle: Any) -> int:
         """Event types this GPU can deliver."""
-        self._gpu(handle, "nvmlDeviceGetSupportedEventTypes")
+        self._dev(handle, "nvmlDeviceGetSupportedEventTypes")
         return SUPPORTED_EVENTS
 
     def nvmlDeviceRegisterEvents(self, handle: Any, eventTypes: int, eventSet: Any) -> None:
         """Deliver this GPU's events of ``eventTypes`` to ``eventSet`` from now on."""
-        gpu = self._gpu(handle, "nvmlDeviceRegisterEvents")
+        gpu = self._dev(handle, "nvmlDeviceRegisterEvents").gpu
         if eventTypes & ~SUPPORTED_EVENTS:
             raise pynvml.NVMLError_NotSupported()
         self._fleet.subscribe(gpu.node, gpu.index, self._queue(eventSet), eventTypes)

@@ -19,7 +19,7 @@ class NvmlGpm(NvmlBase):
 
     def nvmlGpmQueryDeviceSupport(self, device: Any) -> Any:
         """``c_nvmlGpmSupport_t``; supported on Hopper and later."""
-        gpu = self._gpu(device, "nvmlGpmQueryDeviceSupport")
+        gpu = self._dev(device, "nvmlGpmQueryDeviceSupport").gpu
         support = pynvml.c_nvmlGpmSupport_t()
         support.version = pynvml.NVML_GPM_SUPPORT_VERSION
         support.isSupportedDevice = 1 if gpu.model.gpm else 0
