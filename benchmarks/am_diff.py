@@ -16,17 +16,26 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: its tests package, when
-# run as `python benchmarks/am_diff.py` without PYTHONPATH (`tests` is no installed package)
-from tests.integration.am_diff import Probe, alertmanager_and_gpuwarden, summary
 
-
-def main() -> None:
+def _options() -> argparse.Namespace:
+    """The command line, read before the probe (its servers' modules) is imported: ``--help`` and an unknown
+    option answer at once."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--verbose", action="store_true", help="print every step's answers")
-    verbose = parser.parse_args().verbose
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    OPTIONS = _options()
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: its tests package, when
+# run as `python benchmarks/am_diff.py` without PYTHONPATH (`tests` is no installed package)
+from tests.integration.am_diff import Probe, alertmanager_and_gpuwarden, summary  # noqa: E402
+
+
+def main(verbose: bool) -> None:
     with (
         tempfile.TemporaryDirectory(prefix="am-diff-") as work,
         alertmanager_and_gpuwarden(Path(work)) as (am, gw),
@@ -39,4 +48,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(OPTIONS.verbose)

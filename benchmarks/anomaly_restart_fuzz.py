@@ -73,19 +73,91 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from alert_content import AlertContent, alert_content, firing_divergence, read_at
-from fleet_prometheus import RANGE_QUERY, FleetPrometheus, draw_faults, only, scrape_phases, with_range_query
-from restart_fleet import DAY, EVERY, QUERIES, Fault, Fleet, FleetSource, draw
 from seed_list import SEEDS_HELP, seed_list
 
-from anomaly.forwarder import held_seconds
-from anomaly.needs import DBE, GPU_UP, XID_COUNTER
-from anomaly.promql import PromQLSource, PromQuery
-from anomaly.service import AnomalyService
-from anomaly.snapshot import Snapshot, load_snapshot, write_snapshot
-from anomaly.sources import Source
-from gpuwarden.clock import FakeClock
-from gpuwarden.config_anomaly import AnomalyConfig, AnomalyQueryConfig
+
+def _options() -> argparse.Namespace:
+    """The command line, read and checked before the heavy imports below: ``--help``, an unknown option and
+    a refused combination answer at once."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seeds", type=seed_list, default=seed_list("0-19"), help=SEEDS_HELP)
+    parser.add_argument("--steps", type=int, default=60, help="ticks of 5 minutes per run (at least 4)")
+    parser.add_argument("--snapshot", action="store_true", help="restart from the state snapshot")
+    parser.add_argument("--show", type=int, default=None, help="print this seed's divergences to stderr")
+    parser.add_argument(
+        "--hard-faults", action="store_true", help="XID 79s and DBEs, most while the service is stopped"
+    )
+    parser.add_argument(
+        "--blank-samples",
+        action="store_true",
+        help="temperatures read as NaN or +Inf samples for 1-3 ticks, most while the service is stopped",
+    )
+    parser.add_argument(
+        "--failed-reads",
+        action="store_true",
+        help="one query's read failing at the tick before each restart's snapshot (read again at the next)",
+    )
+    parser.add_argument(
+        "--promql",
+        action="store_true",
+        help="read through PromQLSource over HTTP from a Prometheus stand-in (fleet_prometheus.py)",
+    )
+    parser.add_argument(
+        "--prom-faults",
+        action="store_true",
+        help="with --promql: reads too big refused, Prometheus down for ticks, a query on a coarser step",
+    )
+    parser.add_argument(
+        "--prom-faults-only",
+        choices=("size", "down", "coarse"),
+        default=None,
+        help="with --prom-faults: only this kind of them (reads too big, Prometheus down, coarser answers)",
+    )
+    parser.add_argument(
+        "--mid-tick",
+        action="store_true",
+        help="restarts land between ticks, reads lag the clock (restart_timing.py), some restarted at once",
+    )
+    parser.add_argument(
+        "--failed-warm-ups",
+        action="store_true",
+        help="one query's read failing (503) at most restarts' warm-up: a restart while Prometheus fails",
+    )
+    parser.add_argument(
+        "--failed-warm-up-ticks",
+        type=int,
+        default=0,
+        help="with --failed-warm-ups: its query fails this many ticks more, into the restarted ticks",
+    )
+    args = parser.parse_args()
+    if args.failed_warm_up_ticks and not args.failed_warm_ups:
+        parser.error("--failed-warm-up-ticks: how much longer --failed-warm-ups fail, which it needs")
+    if args.prom_faults and not args.promql:
+        parser.error("--prom-faults: the stand-in's faults need --promql")
+    if args.prom_faults_only and not args.prom_faults:
+        parser.error("--prom-faults-only: a kind of --prom-faults, which it needs")
+    if args.steps < 4:
+        parser.error(f"--steps {args.steps}: at least 4 (a restart needs ticks before and after it)")
+    return args
+
+
+if __name__ == "__main__":
+    OPTIONS = _options()
+
+from alert_content import AlertContent, alert_content, firing_divergence, read_at  # noqa: E402
+from fleet_prometheus import RANGE_QUERY, FleetPrometheus, draw_faults, only, scrape_phases, with_range_query  # noqa: E402
+from restart_fleet import DAY, EVERY, QUERIES, Fault, Fleet, FleetSource, draw  # noqa: E402
+
+from anomaly.forwarder import held_seconds  # noqa: E402
+from anomaly.needs import DBE, GPU_UP, XID_COUNTER  # noqa: E402
+from anomaly.promql import PromQLSource, PromQuery  # noqa: E402
+from anomaly.service import AnomalyService  # noqa: E402
+from anomaly.snapshot import Snapshot, load_snapshot, write_snapshot  # noqa: E402
+from anomaly.sources import Source  # noqa: E402
+from gpuwarden.clock import FakeClock  # noqa: E402
+from gpuwarden.config_anomaly import AnomalyConfig, AnomalyQueryConfig  # noqa: E402
 
 # The fleet's names the harness tests reach through this module, as before they moved to ``restart_fleet``.
 __all__ = ["GPU_UP", "QUERIES", "Fault", "Fleet", "FleetSource", "draw", "first_divergence", "run"]
@@ -284,68 +356,7 @@ def first_divergence(
     return scores, firing
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--seeds", type=seed_list, default=seed_list("0-19"), help=SEEDS_HELP)
-    parser.add_argument("--steps", type=int, default=60, help="ticks of 5 minutes per run (at least 4)")
-    parser.add_argument("--snapshot", action="store_true", help="restart from the state snapshot")
-    parser.add_argument("--show", type=int, default=None, help="print this seed's divergences to stderr")
-    parser.add_argument(
-        "--hard-faults", action="store_true", help="XID 79s and DBEs, most while the service is stopped"
-    )
-    parser.add_argument(
-        "--blank-samples",
-        action="store_true",
-        help="temperatures read as NaN or +Inf samples for 1-3 ticks, most while the service is stopped",
-    )
-    parser.add_argument(
-        "--failed-reads",
-        action="store_true",
-        help="one query's read failing at the tick before each restart's snapshot (read again at the next)",
-    )
-    parser.add_argument(
-        "--promql",
-        action="store_true",
-        help="read through PromQLSource over HTTP from a Prometheus stand-in (fleet_prometheus.py)",
-    )
-    parser.add_argument(
-        "--prom-faults",
-        action="store_true",
-        help="with --promql: reads too big refused, Prometheus down for ticks, a query on a coarser step",
-    )
-    parser.add_argument(
-        "--prom-faults-only",
-        choices=("size", "down", "coarse"),
-        default=None,
-        help="with --prom-faults: only this kind of them (reads too big, Prometheus down, coarser answers)",
-    )
-    parser.add_argument(
-        "--mid-tick",
-        action="store_true",
-        help="restarts land between ticks, reads lag the clock (restart_timing.py), some restarted at once",
-    )
-    parser.add_argument(
-        "--failed-warm-ups",
-        action="store_true",
-        help="one query's read failing (503) at most restarts' warm-up: a restart while Prometheus fails",
-    )
-    parser.add_argument(
-        "--failed-warm-up-ticks",
-        type=int,
-        default=0,
-        help="with --failed-warm-ups: its query fails this many ticks more, into the restarted ticks",
-    )
-    args = parser.parse_args()
-    if args.failed_warm_up_ticks and not args.failed_warm_ups:
-        parser.error("--failed-warm-up-ticks: how much longer --failed-warm-ups fail, which it needs")
-    if args.prom_faults and not args.promql:
-        parser.error("--prom-faults: the stand-in's faults need --promql")
-    if args.prom_faults_only and not args.prom_faults:
-        parser.error("--prom-faults-only: a kind of --prom-faults, which it needs")
-    if args.steps < 4:
-        parser.error(f"--steps {args.steps}: at least 4 (a restart needs ticks before and after it)")
+def main(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.ERROR)
     started = time.perf_counter()
     divergent: dict[int, dict[str, Any]] = {}
@@ -439,4 +450,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(OPTIONS)

@@ -29,6 +29,20 @@ from __future__ import annotations
 import argparse
 import os
 
+
+def _options() -> argparse.Namespace:
+    """The command line, read before the heavy imports below (numpy, the anomaly stage): ``--help`` and an
+    unknown option answer at once rather than after seconds of imports."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--open-moves", action="store_true", help="every job's ranks held by a move")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    OPTIONS = _options()
+
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
@@ -235,8 +249,4 @@ def main(moves: bool) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--open-moves", action="store_true", help="every job's ranks held by a move")
-    main(parser.parse_args().open_moves)
+    main(OPTIONS.open_moves)

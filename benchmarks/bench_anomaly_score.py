@@ -22,6 +22,18 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+
+def _options() -> argparse.Namespace:
+    """The command line, read before the heavy imports below: ``--help`` and an unknown option answer
+    at once rather than after seconds of imports."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=200_000)
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    OPTIONS = _options()
+
 import numpy as np  # noqa: E402
 
 from anomaly.thresholds import ThresholdParams  # noqa: E402
@@ -43,11 +55,9 @@ def write_input(path: Path, rows: int) -> None:
         handle.writelines(lines)
 
 
-def main() -> None:
+def main(args: argparse.Namespace) -> None:
     """Time each phase of ``anomaly score`` on a generated file and print one JSON line."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=200_000)
-    rows = parser.parse_args().rows
+    rows = args.rows
     cfg = AnomalyThresholdConfig()
     with tempfile.TemporaryDirectory() as folder:
         source, target = Path(folder) / "in.csv", Path(folder) / "out.csv"
@@ -74,4 +84,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(OPTIONS)

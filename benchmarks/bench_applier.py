@@ -26,20 +26,34 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import yaml
+
+def _options() -> argparse.Namespace:
+    """The command line, read before the heavy imports below (the alerting stage, ``serve``'s wiring):
+    ``--help`` and an unknown option answer at once rather than after seconds of imports."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--profile", action="store_true", help="print a cProfile of the applier on stderr")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    OPTIONS = _options()
+
+import yaml  # noqa: E402 - imported after the command line is read
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import alert_feed as feed
-import bench_incidents as bench
+import alert_feed as feed  # noqa: E402
+import bench_incidents as bench  # noqa: E402
 
-from alerting import scenarios
-from alerting.applier import JournalApplier
-from alerting.inventory_file import inventory_data
-from alerting.journal import KIND_POSTABLE
-from gpuwarden.cli.serve_cmd import build_service
-from gpuwarden.cli.serve_journal import build_applier
-from gpuwarden.config import load_config
+from alerting import scenarios  # noqa: E402
+from alerting.applier import JournalApplier  # noqa: E402
+from alerting.inventory_file import inventory_data  # noqa: E402
+from alerting.journal import KIND_POSTABLE  # noqa: E402
+from gpuwarden.cli.serve_cmd import build_service  # noqa: E402
+from gpuwarden.cli.serve_journal import build_applier  # noqa: E402
+from gpuwarden.config import load_config  # noqa: E402
 
 
 def _apply(applier: JournalApplier, bodies: list[bytes], profile: cProfile.Profile | None = None) -> float:
@@ -57,12 +71,7 @@ def _apply(applier: JournalApplier, bodies: list[bytes], profile: cProfile.Profi
     return applied / (time.perf_counter() - start)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--profile", action="store_true", help="print a cProfile of the applier on stderr")
-    profiled = parser.parse_args().profile
+def main(profiled: bool) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-applier-"))
     inventory = work / "inventory.yaml"
     inventory.write_text(yaml.safe_dump(inventory_data(bench.bench_inventory())))
@@ -100,4 +109,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(OPTIONS.profile)

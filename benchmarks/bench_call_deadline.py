@@ -13,9 +13,23 @@ import statistics
 import time
 from collections.abc import Callable
 
-from alerting.notifiers.deadline import DeadlineCaller
-from alerting.notifiers.recorder import SlackRecorder
-from alerting.notifiers.slack import make_client
+
+def _options() -> argparse.Namespace:
+    """The command line, read before the heavy imports below: ``--help`` and an unknown option answer
+    at once rather than after seconds of imports."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--posts", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=3)
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    OPTIONS = _options()
+
+from alerting.notifiers.deadline import DeadlineCaller  # noqa: E402 - imported after the command line is read
+from alerting.notifiers.recorder import SlackRecorder  # noqa: E402
+from alerting.notifiers.slack import make_client  # noqa: E402
 
 
 def per_call_us(n: int, call: Callable[[], object]) -> float:
@@ -25,12 +39,7 @@ def per_call_us(n: int, call: Callable[[], object]) -> float:
     return (time.perf_counter() - start) / n * 1e6
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--calls", type=int, default=2000)
-    parser.add_argument("--posts", type=int, default=300)
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
+def main(args: argparse.Namespace) -> None:
     caller = DeadlineCaller(30.0, name="bench")
     noop: Callable[[], object] = lambda: None  # noqa: E731
     results: dict[str, list[float]] = {
@@ -54,4 +63,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(OPTIONS)

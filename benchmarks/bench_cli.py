@@ -23,11 +23,23 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
+
+def _options() -> argparse.Namespace:
+    """The command line (no option), read before the heavy imports below (httpx, ``bench_incidents``'s):
+    ``--help`` and an unknown option answer at once rather than after seconds of imports."""
+    return argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args()
+
+
+if __name__ == "__main__":
+    _options()
+
+import httpx  # noqa: E402 - imported after the command line is read
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import bench_incidents as bench  # its server start-up and free port
+import bench_incidents as bench  # noqa: E402 - its server start-up and free port
 
 RUNS = 5
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,7 +118,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    ).parse_args()  # --help; no option
     main()

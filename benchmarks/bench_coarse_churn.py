@@ -16,12 +16,29 @@ import gc
 import json
 import tracemalloc
 
-import numpy as np
-
-from anomaly.coarsesteps import CoarseSteps
-from anomaly.sources import Frame
-
 STEP = 30.0
+
+
+def _options() -> argparse.Namespace:
+    """The command line, read before the heavy imports below: ``--help`` and an unknown option answer
+    at once rather than after seconds of imports."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hours", type=float, default=3.0)
+    parser.add_argument(
+        "--step", type=float, default=STEP, help="seconds between two reads (the query's step)"
+    )
+    parser.add_argument("--only", choices=("pods", "one_scrape"), help="run one of the two loads only")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    OPTIONS = _options()
+
+import numpy as np  # noqa: E402 - imported after the command line is read
+
+from anomaly.coarsesteps import CoarseSteps  # noqa: E402
+from anomaly.sources import Frame  # noqa: E402
+
 REPLACED_EVERY = 180.0  # seconds between two replacements of 5 % of the pods
 
 
@@ -63,14 +80,7 @@ def run(reads: int, one_scrape: bool, step: float = STEP) -> tuple[int, int, int
     return series, hashes, held
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hours", type=float, default=3.0)
-    parser.add_argument(
-        "--step", type=float, default=STEP, help="seconds between two reads (the query's step)"
-    )
-    parser.add_argument("--only", choices=("pods", "one_scrape"), help="run one of the two loads only")
-    args = parser.parse_args()
+def main(args: argparse.Namespace) -> None:
     reads = round(args.hours * 3600 / args.step)
     out: dict[str, object] = {"benchmark": "coarse_churn", "step": args.step, "reads": reads}
     for name, once in (("pods", False), ("one_scrape", True)):
@@ -84,4 +94,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(OPTIONS)

@@ -14,10 +14,23 @@ import argparse
 import json
 import time
 
-import numpy as np
 
-from anomaly.coarsesteps import CoarseSteps
-from anomaly.sources import Frame
+def _options() -> argparse.Namespace:
+    """The command line, read before the heavy imports below: ``--help`` and an unknown option answer
+    at once rather than after seconds of imports."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--series", type=int, default=250_000)
+    parser.add_argument("--ticks", type=int, default=5)
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    OPTIONS = _options()
+
+import numpy as np  # noqa: E402 - imported after the command line is read
+
+from anomaly.coarsesteps import CoarseSteps  # noqa: E402
+from anomaly.sources import Frame  # noqa: E402
 
 STEP = 30.0
 
@@ -59,11 +72,7 @@ def tick_seconds(series: int, ticks: int, phased: bool) -> float:
     return best
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--series", type=int, default=250_000)
-    parser.add_argument("--ticks", type=int, default=5)
-    args = parser.parse_args()
+def main(args: argparse.Namespace) -> None:
     steady = tick_seconds(args.series, args.ticks, phased=False)
     phased = tick_seconds(args.series, args.ticks, phased=True)
     print(
@@ -79,4 +88,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(OPTIONS)

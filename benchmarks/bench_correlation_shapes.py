@@ -34,13 +34,28 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import alert_feed as feed
-
-from alerting import correlation, regrouping
-from gpuwarden.model import Alert
-
 SIZES = (250, 500, 1000, 2000)
 SHAPES = ("link", "process", "rollout", "node_down")
+
+
+def _options() -> argparse.Namespace:
+    """The command line, read before the heavy imports below: ``--help`` and an unknown option answer
+    at once rather than after seconds of imports."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    parser.add_argument("--shapes", nargs="+", choices=SHAPES, default=list(SHAPES))
+    parser.add_argument("--batch", type=int, help="alerts per POST (default 64)")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    OPTIONS = _options()
+
+import alert_feed as feed  # noqa: E402 - imported after the command line is read
+
+from alerting import correlation, regrouping  # noqa: E402
+from gpuwarden.model import Alert  # noqa: E402
+
 CLUSTER = "bench"
 NODES_PER_RACK = 8
 
@@ -103,12 +118,7 @@ def _patch(counted: Callable[..., int | None]) -> None:
     regrouping.join_rank = counted  # type: ignore[assignment]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
-    parser.add_argument("--shapes", nargs="+", choices=SHAPES, default=list(SHAPES))
-    parser.add_argument("--batch", type=int, default=feed.BATCH, help="alerts per POST (default 64)")
-    args = parser.parse_args()
+def main(args: argparse.Namespace) -> None:
     _patch(_counted_join_rank)
     gc.freeze()  # as serve does
     gc.set_threshold(10_000, 10, 10)
@@ -116,9 +126,9 @@ def main() -> None:
     _run("link", 50)  # warm up (SQLAlchemy compiles its statements once): not counted
     for count in args.sizes:
         for shape in args.shapes:
-            result.update(_run(shape, count, args.batch))
+            result.update(_run(shape, count, feed.BATCH if args.batch is None else args.batch))
     print(json.dumps(result))
 
 
 if __name__ == "__main__":
-    main()
+    main(OPTIONS)

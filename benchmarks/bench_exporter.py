@@ -18,13 +18,27 @@ import logging
 import statistics
 import time
 
-from exporters.collection import CollectionLoop
-from exporters.exposition import LabelTexts, render
-from exporters.nvml_collector import NvmlCollector
-from exporters.server import create_app
-from exporters.xid import XidLedger, XidWatcher
-from gpuwarden.clock import FakeClock
-from gpuwarden.sim import SimNvml, build_fleet
+
+def _options() -> argparse.Namespace:
+    """The command line, read before the heavy imports below: ``--help`` and an unknown option answer
+    at once rather than after seconds of imports."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--scrape", help="NODESxGPUS: also time the first gzip scrape of that fleet (32x8)")
+    parser.add_argument("--scrape-only", action="store_true", help="only the --scrape measure")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    OPTIONS = _options()
+
+from exporters.collection import CollectionLoop  # noqa: E402 - imported after the command line is read
+from exporters.exposition import LabelTexts, render  # noqa: E402
+from exporters.nvml_collector import NvmlCollector  # noqa: E402
+from exporters.server import create_app  # noqa: E402
+from exporters.xid import XidLedger, XidWatcher  # noqa: E402
+from gpuwarden.clock import FakeClock  # noqa: E402
+from gpuwarden.sim import SimNvml, build_fleet  # noqa: E402
 
 
 def setup(nodes: int, gpus: int) -> tuple[FakeClock, object, list[NvmlCollector]]:
@@ -165,12 +179,7 @@ def measure_scrape(nodes: int, gpus: int, runs: int) -> dict[str, float]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=200)
-    parser.add_argument("--scrape", help="NODESxGPUS: also time the first gzip scrape of that fleet (32x8)")
-    parser.add_argument("--scrape-only", action="store_true", help="only the --scrape measure")
-    args = parser.parse_args()
+def main(args: argparse.Namespace) -> None:
     logging.getLogger("exporters").setLevel(logging.ERROR)  # the simulator lacks encoder stats; fine here
     result: dict[str, object] = {"benchmark": "exporter", "runs": args.runs}
     if not args.scrape_only:
@@ -186,4 +195,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(OPTIONS)

@@ -14,10 +14,23 @@ import logging
 import statistics
 import time
 
-from exporters.service import NvmlInstance, build_service
-from exporters.simulated import SimCgroupResolver
-from gpuwarden.clock import SystemClock
-from gpuwarden.sim import SimNvml, build_fleet
+
+def _options() -> argparse.Namespace:
+    """The command line, read before the heavy imports below: ``--help`` and an unknown option answer
+    at once rather than after seconds of imports."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--runs", type=int, default=5)
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    OPTIONS = _options()
+
+from exporters.service import NvmlInstance, build_service  # noqa: E402 - imported after the command line is read
+from exporters.simulated import SimCgroupResolver  # noqa: E402
+from gpuwarden.clock import SystemClock  # noqa: E402
+from gpuwarden.sim import SimNvml, build_fleet  # noqa: E402
 
 
 def stop_seconds(nodes: int) -> float:
@@ -37,11 +50,7 @@ def stop_seconds(nodes: int) -> float:
     return time.perf_counter() - began
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--nodes", type=int, nargs="+", default=[1, 2, 4])
-    parser.add_argument("--runs", type=int, default=5)
-    args = parser.parse_args()
+def main(args: argparse.Namespace) -> None:
     logging.disable(logging.WARNING)
     out: dict[str, float] = {}
     for nodes in args.nodes:
@@ -53,4 +62,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(OPTIONS)

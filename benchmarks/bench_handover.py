@@ -34,7 +34,20 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-import httpx
+
+def _options() -> argparse.Namespace:
+    """The command line, read before httpx is imported: ``--help`` and an unknown option answer at once."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--postgres", action="store_true", help="on a throwaway PostgreSQL 15, not SQLite")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    OPTIONS = _options()
+
+import httpx  # noqa: E402 - imported after the command line is read
 
 RUNS = 5
 GPUWARDEN = str(Path(sys.executable).with_name("gpuwarden"))
@@ -128,12 +141,7 @@ def store(work: Path, postgres: bool) -> Iterator[Path | str]:
         yield server.url
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--postgres", action="store_true", help="on a throwaway PostgreSQL 15, not SQLite")
-    postgres = parser.parse_args().postgres
+def main(postgres: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-handover-") as tmp, store(Path(tmp), postgres) as db:
         work = Path(tmp)
         ports = [free_port(), free_port()]
@@ -177,4 +185,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(OPTIONS.postgres)

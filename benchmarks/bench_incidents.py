@@ -54,19 +54,36 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
-import yaml
-from alert_feed import BATCH, CLIENTS, as_postable, post_all, throughput
 
-from alerting import scenarios
-from alerting.inventory import StaticInventory, WorkloadInfo
-from alerting.inventory_file import inventory_data
-from alerting.notifiers.recorder import SlackRecorder
-from gpuwarden.model import Alert
+def _options() -> argparse.Namespace:
+    """The command line, read before the heavy imports below (httpx, the alerting stage): ``--help`` and an
+    unknown option answer at once rather than after seconds of imports."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    half = parser.add_mutually_exclusive_group()
+    half.add_argument("--storms-only", action="store_true", help="only the notifications per storm")
+    half.add_argument("--throughput-only", action="store_true", help="only the alerts per second")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    OPTIONS = _options()
+
+import httpx  # noqa: E402 - imported after the command line is read
+import yaml  # noqa: E402
+from alert_feed import BATCH, CLIENTS, as_postable, post_all, throughput  # noqa: E402
+
+from alerting import scenarios  # noqa: E402
+from alerting.inventory import StaticInventory, WorkloadInfo  # noqa: E402
+from alerting.inventory_file import inventory_data  # noqa: E402
+from alerting.notifiers.recorder import SlackRecorder  # noqa: E402
+from gpuwarden.model import Alert  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: its tests package, when
 # run as `python benchmarks/X.py` without PYTHONPATH (as CI's harness tests and `make bench` run it)
-from tests.integration.servers import free_port  # in GPUWARDEN_TEST_PORTS when set, as the tests' servers
+# in GPUWARDEN_TEST_PORTS when set, as the tests' servers
+from tests.integration.servers import free_port  # noqa: E402
 
 TOKEN = "bench-token"
 CHECK = "two_unrelated_faults"  # a correctness check (two incidents), not a storm
@@ -264,14 +281,7 @@ def throughput_section(
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    half = parser.add_mutually_exclusive_group()
-    half.add_argument("--storms-only", action="store_true", help="only the notifications per storm")
-    half.add_argument("--throughput-only", action="store_true", help="only the alerts per second")
-    args = parser.parse_args()
+def main(args: argparse.Namespace) -> None:
     storms_only, throughput_only = args.storms_only, args.throughput_only
     am_bin = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
     gw_bin = str(Path(sys.executable).with_name("gpuwarden"))
@@ -427,4 +437,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(OPTIONS)

@@ -33,10 +33,28 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from alerting.jsonload import loads_without_gc
-from alerting.k8s_inventory import Assignment, KubernetesInventory
-from alerting.slurm_inventory import SlurmInventory
-from gpuwarden.clock import FakeClock
+
+def _options() -> argparse.Namespace:
+    """The command line, read before the heavy imports below: ``--help`` and an unknown option answer
+    at once rather than after seconds of imports."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=1250)
+    parser.add_argument("--cpu-pods", type=int, default=40_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--assigned", action="store_true", help="give every pod's GPU indices")
+    parser.add_argument("--slurm", action="store_true", help="measure the Slurm inventory instead")
+    parser.add_argument("--jobs", type=int, default=5000, help="running Slurm jobs (--slurm)")
+    parser.add_argument("--pending", type=int, default=0, help="pending Slurm jobs asking GPUs (--slurm)")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    OPTIONS = _options()
+
+from alerting.jsonload import loads_without_gc  # noqa: E402 - imported after the command line is read
+from alerting.k8s_inventory import Assignment, KubernetesInventory  # noqa: E402
+from alerting.slurm_inventory import SlurmInventory  # noqa: E402
+from gpuwarden.clock import FakeClock  # noqa: E402
 
 RACK = "topology.kubernetes.io/rack"
 
@@ -253,16 +271,7 @@ def bench_slurm(args: argparse.Namespace) -> None:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--nodes", type=int, default=1250)
-    parser.add_argument("--cpu-pods", type=int, default=40_000)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--assigned", action="store_true", help="give every pod's GPU indices")
-    parser.add_argument("--slurm", action="store_true", help="measure the Slurm inventory instead")
-    parser.add_argument("--jobs", type=int, default=5000, help="running Slurm jobs (--slurm)")
-    parser.add_argument("--pending", type=int, default=0, help="pending Slurm jobs asking GPUs (--slurm)")
-    args = parser.parse_args()
+def main(args: argparse.Namespace) -> None:
     if args.slurm:
         bench_slurm(args)
         return
@@ -305,4 +314,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(OPTIONS)

@@ -21,11 +21,23 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import alert_feed as feed
-
-from gpuwarden.model import Alert
-
 SIZES = (250, 500, 1000, 2000)
+
+
+def _options() -> argparse.Namespace:
+    """The command line, read before the heavy imports below: ``--help`` and an unknown option answer
+    at once rather than after seconds of imports."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    OPTIONS = _options()
+
+import alert_feed as feed  # noqa: E402 - imported after the command line is read
+
+from gpuwarden.model import Alert  # noqa: E402
 
 
 def _run(count: int, cluster: str | None) -> tuple[float, int]:
@@ -43,10 +55,7 @@ def _run(count: int, cluster: str | None) -> tuple[float, int]:
     return rate, len(engine.store.list_rows(limit=count + 1))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
-    args = parser.parse_args()
+def main(args: argparse.Namespace) -> None:
     gc.freeze()  # as serve does
     gc.set_threshold(10_000, 10, 10)
     result: dict[str, object] = {"benchmark": "many_faults"}
@@ -60,4 +69,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(OPTIONS)

@@ -12,10 +12,22 @@ import argparse
 import json
 import time
 
-import httpx
 
-from anomaly.promql import PromQLSource, PromQuery
-from gpuwarden.clock import FakeClock
+def _options() -> argparse.Namespace:
+    """The command line, read before the heavy imports below: ``--help`` and an unknown option answer
+    at once rather than after seconds of imports."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=3)
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    OPTIONS = _options()
+
+import httpx  # noqa: E402 - imported after the command line is read
+
+from anomaly.promql import PromQLSource, PromQuery  # noqa: E402
+from gpuwarden.clock import FakeClock  # noqa: E402
 
 STEP = 30.0
 
@@ -53,10 +65,7 @@ def read_seconds(series: int, steps: int, runs: int) -> float:
     return best
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
+def main(args: argparse.Namespace) -> None:
     print(
         json.dumps(
             {
@@ -69,4 +78,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(OPTIONS)

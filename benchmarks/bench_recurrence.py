@@ -18,12 +18,26 @@ import tempfile
 import time
 from pathlib import Path
 
-from alerting.db import make_engine
-from alerting.engine import IncidentEngine
-from alerting.migrate import upgrade
-from gpuwarden.clock import FakeClock
-from gpuwarden.config import AlertingConfig
-from gpuwarden.model import Alert, AlertStatus
+
+def _options() -> argparse.Namespace:
+    """The command line, read before the heavy imports below: ``--help`` and an unknown option answer
+    at once rather than after seconds of imports."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--resolved", type=int, default=300, help="incidents resolved within the window")
+    parser.add_argument("--older", type=int, default=0, help="incidents resolved before the window")
+    parser.add_argument("--faults", type=int, default=100, help="new faults timed, one POST each")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    OPTIONS = _options()
+
+from alerting.db import make_engine  # noqa: E402 - imported after the command line is read
+from alerting.engine import IncidentEngine  # noqa: E402
+from alerting.migrate import upgrade  # noqa: E402
+from gpuwarden.clock import FakeClock  # noqa: E402
+from gpuwarden.config import AlertingConfig  # noqa: E402
+from gpuwarden.model import Alert, AlertStatus  # noqa: E402
 
 
 def node_down(cluster: str, node: str) -> list[Alert]:
@@ -50,12 +64,7 @@ def resolve(engine: IncidentEngine, clock: FakeClock, prefix: str, count: int) -
         raise SystemExit("the old faults did not resolve: the figure would not be the one named")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--resolved", type=int, default=300, help="incidents resolved within the window")
-    parser.add_argument("--older", type=int, default=0, help="incidents resolved before the window")
-    parser.add_argument("--faults", type=int, default=100, help="new faults timed, one POST each")
-    args = parser.parse_args()
+def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as work:
         url = str(Path(work) / "incidents.db")
         upgrade(make_engine(url))
@@ -84,4 +93,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(OPTIONS)

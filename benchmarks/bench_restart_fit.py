@@ -18,9 +18,25 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from alerting.capacity import can_restart
-from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo
-from gpuwarden.model import WorkloadKind, WorkloadRef
+
+def _options() -> argparse.Namespace:
+    """The command line, read before the heavy imports below: ``--help`` and an unknown option answer
+    at once rather than after seconds of imports."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=2048)
+    parser.add_argument("--jobs", type=int, default=20)
+    parser.add_argument("--checks", type=int, default=20)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--per-node", type=int, default=0, help="GPUs each job asks per node (0: counted)")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    OPTIONS = _options()
+
+from alerting.capacity import can_restart  # noqa: E402 - imported after the command line is read
+from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo  # noqa: E402
+from gpuwarden.model import WorkloadKind, WorkloadRef  # noqa: E402
 
 FEATURES = ("a100", "h100", "ib", "nvl", "big")
 
@@ -55,15 +71,8 @@ def fleet(
     return StaticInventory(infos, workloads, {}), refs, lost
 
 
-def main() -> None:
+def main(args: argparse.Namespace) -> None:
     """Time the checks and print one JSON line."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--nodes", type=int, default=2048)
-    parser.add_argument("--jobs", type=int, default=20)
-    parser.add_argument("--checks", type=int, default=20)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--per-node", type=int, default=0, help="GPUs each job asks per node (0: counted)")
-    args = parser.parse_args()
     inventory, refs, lost = fleet(args.nodes, args.jobs, args.per_node)
     best = float("inf")
     for _ in range(args.repeat):
@@ -86,4 +95,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(OPTIONS)

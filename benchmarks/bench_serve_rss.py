@@ -23,12 +23,27 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
-import yaml
+
+def _options() -> argparse.Namespace:
+    """The command line, read before the heavy imports below: ``--help`` and an unknown option answer
+    at once rather than after seconds of imports."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--minutes", type=float, default=15)
+    parser.add_argument("--rate", type=int, default=200)
+    parser.add_argument("--pool", type=int, default=4000)
+    parser.add_argument("--quiet-seconds", type=float, default=60)
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    OPTIONS = _options()
+
+import httpx  # noqa: E402 - imported after the command line is read
+import yaml  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench_handover import AUTH, GPUWARDEN, TOKEN, free_port, ready, wait_until
+from bench_handover import AUTH, GPUWARDEN, TOKEN, free_port, ready, wait_until  # noqa: E402
 
 
 def _pool(size: int) -> list[dict[str, str]]:
@@ -86,13 +101,7 @@ def _stream(port: int, proc: subprocess.Popen[bytes], args: argparse.Namespace) 
     return samples, sent
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--minutes", type=float, default=15)
-    parser.add_argument("--rate", type=int, default=200)
-    parser.add_argument("--pool", type=int, default=4000)
-    parser.add_argument("--quiet-seconds", type=float, default=60)
-    args = parser.parse_args()
+def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-serve-rss-") as tmp:
         work = Path(tmp)
         config = work / "gw.yml"
@@ -125,4 +134,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(OPTIONS)

@@ -36,6 +36,22 @@ from typing import TypeVar  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+
+def _options() -> argparse.Namespace:
+    """The command line, read before the heavy imports below: ``--help`` and an unknown option answer
+    at once rather than after seconds of imports."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--dir", type=Path, default=None, help="where to write the snapshot (default: a temp dir)"
+    )
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    OPTIONS = _options()
+
 from bench_anomaly import GPUS, FleetCollector  # noqa: E402
 from bench_warmup import STEP, HistorySource  # noqa: E402
 
@@ -125,14 +141,7 @@ def _tick_beside_copy(
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--dir", type=Path, default=None, help="where to write the snapshot (default: a temp dir)"
-    )
-    args = parser.parse_args()
+def main(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.ERROR)  # the fleet detector's missing-label warnings: one JSON line
     if args.dir is not None:
         print(json.dumps(measure(args.dir)))
@@ -142,4 +151,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(OPTIONS)

@@ -29,19 +29,42 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import func, select
 
-from alerting.db import make_engine
-from alerting.engine import IncidentEngine
-from alerting.matchers import parse_matcher
-from alerting.migrate import upgrade
-from alerting.notifiers.base import Notification, ThreadSaver, ThreadState
-from alerting.outbox import Outbox
-from alerting.reminders import REMINDER
-from alerting.store_models import TimelineRow
-from gpuwarden.clock import FakeClock
-from gpuwarden.config import AlertingConfig
-from gpuwarden.model import Alert, AlertStatus
+def _parser() -> argparse.ArgumentParser:
+    """The command line's parser; ``main`` reads it again (tests pass ``argv``)."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--incidents", type=int, default=10_000)
+    parser.add_argument("--quiet", type=int, default=100)
+    parser.add_argument("--ticks", type=int, default=9)
+    parser.add_argument("--flapping", action="store_true", help="every alert flaps first")
+    parser.add_argument(
+        "--muted", action="store_true", help="a silence mutes every alert, past reminder time"
+    )
+    parser.add_argument(
+        "--silence-changes", action="store_true", help="a silence of another alert set before each tick"
+    )
+    parser.add_argument(
+        "--restart", action="store_true", help="time a restart's rebuild and first tick instead"
+    )
+    return parser
+
+
+if __name__ == "__main__":  # before the heavy imports below: --help and an unknown option answer at once
+    _parser().parse_args()
+
+from sqlalchemy import func, select  # noqa: E402 - imported after the command line is read
+
+from alerting.db import make_engine  # noqa: E402
+from alerting.engine import IncidentEngine  # noqa: E402
+from alerting.matchers import parse_matcher  # noqa: E402
+from alerting.migrate import upgrade  # noqa: E402
+from alerting.notifiers.base import Notification, ThreadSaver, ThreadState  # noqa: E402
+from alerting.outbox import Outbox  # noqa: E402
+from alerting.reminders import REMINDER  # noqa: E402
+from alerting.store_models import TimelineRow  # noqa: E402
+from gpuwarden.clock import FakeClock  # noqa: E402
+from gpuwarden.config import AlertingConfig  # noqa: E402
+from gpuwarden.model import Alert, AlertStatus  # noqa: E402
 
 START = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 BATCH = 500
@@ -113,21 +136,7 @@ def _restart(count: int) -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--incidents", type=int, default=10_000)
-    parser.add_argument("--quiet", type=int, default=100)
-    parser.add_argument("--ticks", type=int, default=9)
-    parser.add_argument("--flapping", action="store_true", help="every alert flaps first")
-    parser.add_argument(
-        "--muted", action="store_true", help="a silence mutes every alert, past reminder time"
-    )
-    parser.add_argument(
-        "--silence-changes", action="store_true", help="a silence of another alert set before each tick"
-    )
-    parser.add_argument(
-        "--restart", action="store_true", help="time a restart's rebuild and first tick instead"
-    )
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
     if args.restart:
         print(json.dumps(_restart(args.incidents)))
         return

@@ -34,20 +34,34 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response, StreamingResponse
-from starlette.routing import Route
 
-from exporters.inference_server import create_inference_server
-from exporters.spanmetrics import SpanMetrics
-from exporters.tracing import TracingMiddleware, build_tracer_provider
-from gpuwarden.clock import FakeClock
-from gpuwarden.config import TracingConfig
-from gpuwarden.sim import build_fleet
+def _options() -> argparse.Namespace:
+    """The command line, read before the heavy imports below (OpenTelemetry, starlette, the exporters):
+    ``--help`` and an unknown option answer at once rather than after a second of imports."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer requests and repeats (about a minute)")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    OPTIONS = _options()
+
+from opentelemetry.sdk.trace import ReadableSpan  # noqa: E402 - imported after the command line is read
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult  # noqa: E402
+from starlette.applications import Starlette  # noqa: E402
+from starlette.middleware import Middleware  # noqa: E402
+from starlette.requests import Request  # noqa: E402
+from starlette.responses import PlainTextResponse, Response, StreamingResponse  # noqa: E402
+from starlette.routing import Route  # noqa: E402
+
+from exporters.inference_server import create_inference_server  # noqa: E402
+from exporters.spanmetrics import SpanMetrics  # noqa: E402
+from exporters.tracing import TracingMiddleware, build_tracer_provider  # noqa: E402
+from gpuwarden.clock import FakeClock  # noqa: E402
+from gpuwarden.config import TracingConfig  # noqa: E402
+from gpuwarden.sim import build_fleet  # noqa: E402
 
 
 class NullExporter(SpanExporter):
@@ -237,12 +251,7 @@ def loss(token_seconds: float, requests: int, repeats: int) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--quick", action="store_true", help="fewer requests and repeats (about a minute)")
-    quick = parser.parse_args().quick
+def main(quick: bool) -> None:
     repeats = 3 if quick else 7
     lat = added_latency(4000 if quick else 20000)
     stream = added_latency(2000 if quick else 10000, "/v1/chat/completions")
@@ -290,4 +299,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(OPTIONS.quick)

@@ -16,6 +16,18 @@ from __future__ import annotations
 import argparse
 import os
 
+
+def _options() -> argparse.Namespace:
+    """The command line (no option), read before the heavy imports below (numpy, the anomaly stage):
+    ``--help`` and an unknown option answer at once rather than after seconds of imports."""
+    return argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args()
+
+
+if __name__ == "__main__":
+    _options()
+
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
@@ -97,7 +109,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    ).parse_args()  # --help; no option
     main()

@@ -17,16 +17,30 @@ import tempfile
 import time
 from pathlib import Path
 
-from alerting.db import make_engine
-from alerting.engine import IncidentEngine
-from alerting.inventory import NodeInfo, StaticInventory
-from alerting.migrate import upgrade
-from gpuwarden.clock import FakeClock
-from gpuwarden.config import AlertingConfig
-from gpuwarden.model import Alert
-
 RACKS, NODES_PER_RACK, GPUS = 125, 10, 8
 BATCH = 64
+
+
+def _options() -> argparse.Namespace:
+    """The command line, read before the heavy imports below (the alerting stage): ``--help`` and an
+    unknown option answer at once rather than after seconds of imports."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--racks", type=int, default=RACKS, help=f"racks of the cluster (default {RACKS})")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    OPTIONS = _options()
+
+from alerting.db import make_engine  # noqa: E402 - imported after the command line is read
+from alerting.engine import IncidentEngine  # noqa: E402
+from alerting.inventory import NodeInfo, StaticInventory  # noqa: E402
+from alerting.migrate import upgrade  # noqa: E402
+from gpuwarden.clock import FakeClock  # noqa: E402
+from gpuwarden.config import AlertingConfig  # noqa: E402
+from gpuwarden.model import Alert  # noqa: E402
 
 
 def main(racks: int = RACKS) -> None:
@@ -65,8 +79,4 @@ def main(racks: int = RACKS) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--racks", type=int, default=RACKS, help=f"racks of the cluster (default {RACKS})")
-    main(parser.parse_args().racks)
+    main(OPTIONS.racks)

@@ -19,15 +19,39 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from scipy.stats import chi2
 
-from anomaly.faulteval import EvalPlan, FaultEvalReport, merge_reports, run_fault_eval
-from anomaly.service import AnomalyService
-from anomaly.sources import CollectorSource
-from exporters.simulated import sim_collectors
-from gpuwarden.clock import FakeClock
-from gpuwarden.config_anomaly import AnomalyConfig
-from gpuwarden.sim import build_fleet
+def _options() -> argparse.Namespace:
+    """The command line, read before the heavy imports below: ``--help`` and an unknown option answer
+    at once rather than after seconds of imports."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--days", type=float, default=2.0, help="simulated days per seed")
+    parser.add_argument("--nodes", type=int, default=8)
+    parser.add_argument("--gpus", type=int, default=8)
+    parser.add_argument("--interval", type=float, default=30.0)
+    parser.add_argument("--seed", type=int, default=0, help="first seed")
+    parser.add_argument("--seeds", type=int, default=1, help="independent fleets: seeds seed .. seed+seeds-1")
+    parser.add_argument("--workers", type=int, default=1, help="processes (one seed each at a time)")
+    parser.add_argument(
+        "--reescalate-alerts",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="anomaly.reescalate_alerts on or off (default: the configuration's default)",
+    )
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    OPTIONS = _options()
+
+from scipy.stats import chi2  # noqa: E402 - imported after the command line is read
+
+from anomaly.faulteval import EvalPlan, FaultEvalReport, merge_reports, run_fault_eval  # noqa: E402
+from anomaly.service import AnomalyService  # noqa: E402
+from anomaly.sources import CollectorSource  # noqa: E402
+from exporters.simulated import sim_collectors  # noqa: E402
+from gpuwarden.clock import FakeClock  # noqa: E402
+from gpuwarden.config_anomaly import AnomalyConfig  # noqa: E402
+from gpuwarden.sim import build_fleet  # noqa: E402
 
 
 def build(nodes: int, gpus: int, seed: int, interval: float, reescalate: bool | None = None):
@@ -65,22 +89,7 @@ def poisson_upper(k: int, confidence: float = 0.95) -> float:
     return float(chi2.ppf(confidence, 2 * k + 2) / 2.0)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--days", type=float, default=2.0, help="simulated days per seed")
-    parser.add_argument("--nodes", type=int, default=8)
-    parser.add_argument("--gpus", type=int, default=8)
-    parser.add_argument("--interval", type=float, default=30.0)
-    parser.add_argument("--seed", type=int, default=0, help="first seed")
-    parser.add_argument("--seeds", type=int, default=1, help="independent fleets: seeds seed .. seed+seeds-1")
-    parser.add_argument("--workers", type=int, default=1, help="processes (one seed each at a time)")
-    parser.add_argument(
-        "--reescalate-alerts",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="anomaly.reescalate_alerts on or off (default: the configuration's default)",
-    )
-    args = parser.parse_args()
+def main(args: argparse.Namespace) -> None:
     seeds = list(range(args.seed, args.seed + args.seeds))
     jobs = [(args.nodes, args.gpus, seed, args.days, args.interval, args.reescalate_alerts) for seed in seeds]
     started = time.perf_counter()
@@ -110,4 +119,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(OPTIONS)

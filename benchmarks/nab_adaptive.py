@@ -46,18 +46,36 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import numpy.typing as npt
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+# light: the anomaly stage only once a corpus is read
 from nab_inputs import add_corpus_options, load_checked_corpus
-from nab_rebaseline import print_report
 
-from anomaly.nab import NabFile, is_tuning_file, score_corpus, summarise
-from anomaly.univariate import Settings, score_together
-from anomaly.warmupprofile import ProfileRule, choose_settings, score_profiled
+
+def _options() -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """The command line (and its parser, which refuses a missing corpus), read before the heavy imports
+    below (numpy, the anomaly stage): ``--help`` and an unknown option answer at once."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_corpus_options(parser)
+    parser.add_argument(
+        "--held-out",
+        action="store_true",
+        help="score ProfileRule() (frozen on tune) and the default per split instead of the grid",
+    )
+    return parser, parser.parse_args()
+
+
+if __name__ == "__main__":
+    PARSER, OPTIONS = _options()
+
+import numpy as np  # noqa: E402 - imported after the command line is read
+import numpy.typing as npt  # noqa: E402
+from nab_rebaseline import print_report  # noqa: E402
+
+from anomaly.nab import NabFile, is_tuning_file, score_corpus, summarise  # noqa: E402
+from anomaly.univariate import Settings, score_together  # noqa: E402
+from anomaly.warmupprofile import ProfileRule, choose_settings, score_profiled  # noqa: E402
 
 SAMPLES = (30, 150)
 ROUGHNESS = (1.2, 1.4)
@@ -130,15 +148,7 @@ def held_out(files: list[NabFile], started: float) -> None:
     print(json.dumps(report))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_corpus_options(parser)
-    parser.add_argument(
-        "--held-out",
-        action="store_true",
-        help="score ProfileRule() (frozen on tune) and the default per split instead of the grid",
-    )
-    args = parser.parse_args()
+def main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     started = time.perf_counter()
     files = load_checked_corpus(parser, args)
     if args.held_out:
@@ -156,4 +166,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(PARSER, OPTIONS)

@@ -36,12 +36,26 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from nab_cv import grid_report
-from nab_discords import newly_found, scores, summary
+# light: the anomaly stage only once a corpus is read
 from nab_inputs import add_corpus_options, load_checked_corpus
 
-from anomaly.art import ArtParams, raise_many
-from anomaly.nab import FileScore, detect_corpus
+
+def _options() -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """The command line (and its parser, which refuses a missing corpus), read before the heavy imports
+    below (numpy, the anomaly stage): ``--help`` and an unknown option answer at once."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_corpus_options(parser)
+    return parser, parser.parse_args()
+
+
+if __name__ == "__main__":
+    PARSER, OPTIONS = _options()
+
+from nab_cv import grid_report  # noqa: E402 - imported after the command line is read
+from nab_discords import newly_found, scores, summary  # noqa: E402
+
+from anomaly.art import ArtParams, raise_many  # noqa: E402
+from anomaly.nab import FileScore, detect_corpus  # noqa: E402
 
 WINDOW = (8, 32)
 VIGILANCE = (0.8, 0.9, 0.95)
@@ -59,11 +73,9 @@ def grid() -> dict[str, ArtParams]:
     }
 
 
-def main() -> None:
+def main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     started = time.perf_counter()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_corpus_options(parser)
-    files = load_checked_corpus(parser, parser.parse_args())
+    files = load_checked_corpus(parser, args)
     tick = time.process_time()
     default = detect_corpus(files)
     seconds = {"off": time.process_time() - tick}
@@ -98,4 +110,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(PARSER, OPTIONS)

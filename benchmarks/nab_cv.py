@@ -36,17 +36,31 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import numpy.typing as npt
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+# light: the anomaly stage only once a corpus is read
 from nab_inputs import add_corpus_options, load_checked_corpus
 
-from anomaly.entropy import EntropyParams
-from anomaly.levels import LevelParams
-from anomaly.nab import PROFILES, FileScore, NabFile, detect_corpus, probation_length, score_file
-from anomaly.surprise import SurpriseParams
+
+def _options() -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """The command line (and its parser, which refuses a missing corpus), read before the heavy imports
+    below (numpy, the anomaly stage): ``--help`` and an unknown option answer at once."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_corpus_options(parser)
+    parser.add_argument("--candidate", choices=("entropy", "surprise", "levels"), default="entropy")
+    return parser, parser.parse_args()
+
+
+if __name__ == "__main__":
+    PARSER, OPTIONS = _options()
+
+import numpy as np  # noqa: E402 - imported after the command line is read
+import numpy.typing as npt  # noqa: E402
+
+from anomaly.entropy import EntropyParams  # noqa: E402
+from anomaly.levels import LevelParams  # noqa: E402
+from anomaly.nab import PROFILES, FileScore, NabFile, detect_corpus, probation_length, score_file  # noqa: E402
+from anomaly.surprise import SurpriseParams  # noqa: E402
 
 SIGNIFICANCE = (0.01, 0.001, 1e-5)
 REARM = (200, 1000)
@@ -160,11 +174,7 @@ def grid_report(
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_corpus_options(parser)
-    parser.add_argument("--candidate", choices=("entropy", "surprise", "levels"), default="entropy")
-    args = parser.parse_args()
+def main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     started = time.perf_counter()
     files: list[NabFile] = load_checked_corpus(parser, args)
     names = [f.name for f in files]
@@ -202,4 +212,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(PARSER, OPTIONS)

@@ -49,18 +49,32 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from nab_cv import cross_validate, fold_schemes, normalised
+# light: the anomaly stage only once a corpus is read
 from nab_inputs import add_corpus_options, load_checked_corpus
-from nab_package import found_windows
 
-from anomaly.discords import DiscordParams, judge_profile, profile
-from anomaly.levels import LevelParams
-from anomaly.nab import (
+
+def _options() -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """The command line (and its parser, which refuses a missing corpus), read before the heavy imports
+    below (numpy, the anomaly stage): ``--help`` and an unknown option answer at once."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_corpus_options(parser)
+    parser.add_argument("--grid", choices=("first", "early"), default="first")
+    return parser, parser.parse_args()
+
+
+if __name__ == "__main__":
+    PARSER, OPTIONS = _options()
+
+import numpy as np  # noqa: E402 - imported after the command line is read
+from nab_cv import cross_validate, fold_schemes, normalised  # noqa: E402
+from nab_package import found_windows  # noqa: E402
+
+from anomaly.discords import DiscordParams, judge_profile, profile  # noqa: E402
+from anomaly.levels import LevelParams  # noqa: E402
+from anomaly.nab import (  # noqa: E402
     PROFILES,
     FileScore,
     NabFile,
@@ -68,7 +82,7 @@ from anomaly.nab import (
     is_tuning_file,
     score_file,
 )
-from anomaly.steps import BoolArray
+from anomaly.steps import BoolArray  # noqa: E402
 
 M = (None, 12, 24)
 MEMORY = (None, 1000)
@@ -134,11 +148,7 @@ def newly_found(files: list[NabFile], part: dict[str, BoolArray], base: dict[str
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_corpus_options(parser)
-    parser.add_argument("--grid", choices=("first", "early"), default="first")
-    args = parser.parse_args()
+def main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     started = time.perf_counter()
     files = load_checked_corpus(parser, args)
     names = [f.name for f in files]
@@ -218,4 +228,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(PARSER, OPTIONS)

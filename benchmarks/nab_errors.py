@@ -34,16 +34,33 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from nab_cv import cross_validate, fold_schemes, normalised
+# light: the anomaly stage only once a corpus is read
 from nab_inputs import WINDOWS, add_corpus_options, default_corpus, load_checked_corpus
 
-from anomaly.breakout import RangeBreakout
-from anomaly.nab import (
+
+def _options() -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """The command line (and its parser, which refuses a missing corpus), read before the heavy imports
+    below (numpy, the anomaly stage): ``--help`` and an unknown option answer at once."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_corpus_options(parser)
+    parser.add_argument(
+        "--labels", type=Path, help="the corpus's combined_labels.json (default: beside --windows)"
+    )
+    parser.add_argument("--candidate", choices=("breakdown", "rarity", "gated"), required=True)
+    return parser, parser.parse_args()
+
+
+if __name__ == "__main__":
+    PARSER, OPTIONS = _options()
+
+import numpy as np  # noqa: E402 - imported after the command line is read
+from nab_cv import cross_validate, fold_schemes, normalised  # noqa: E402
+
+from anomaly.breakout import RangeBreakout  # noqa: E402
+from anomaly.nab import (  # noqa: E402
     PROFILES,
     FileScore,
     NabFile,
@@ -54,11 +71,11 @@ from anomaly.nab import (
     scaled_sigmoid,
     score_file,
 )
-from anomaly.novelty import ContextNovelty
-from anomaly.recurrence import RecurrenceParams
-from anomaly.steps import BoolArray
-from anomaly.thresholds import FloatArray
-from anomaly.univariate import DEFAULT_BREAKOUT, DEFAULT_NOVELTY, Series, _grid, score_many
+from anomaly.novelty import ContextNovelty  # noqa: E402
+from anomaly.recurrence import RecurrenceParams  # noqa: E402
+from anomaly.steps import BoolArray  # noqa: E402
+from anomaly.thresholds import FloatArray  # noqa: E402
+from anomaly.univariate import DEFAULT_BREAKOUT, DEFAULT_NOVELTY, Series, _grid, score_many  # noqa: E402
 
 RARITY_Q = (0.002, 0.005, 0.01, 0.02, 0.05)
 RARITY_HISTORY = (None, 2016)
@@ -218,14 +235,7 @@ def breakdown(files: list[NabFile], labels_file: Path) -> dict[str, object]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_corpus_options(parser)
-    parser.add_argument(
-        "--labels", type=Path, help="the corpus's combined_labels.json (default: beside --windows)"
-    )
-    parser.add_argument("--candidate", choices=("breakdown", "rarity", "gated"), required=True)
-    args = parser.parse_args()
+def main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     started = time.perf_counter()
     files = load_checked_corpus(parser, args)
     if args.candidate == "breakdown":
@@ -278,4 +288,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(PARSER, OPTIONS)

@@ -24,10 +24,23 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from nab_inputs import add_corpus_options
-from nab_rebaseline import report_grid
+from nab_inputs import add_corpus_options  # light: the anomaly stage only once a corpus is read
 
-from anomaly.thresholds import ThresholdParams
+
+def _options() -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """The command line (and its parser, which refuses a missing corpus), read before the heavy imports
+    below (numpy, the anomaly stage): ``--help`` and an unknown option answer at once."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_corpus_options(parser)
+    return parser, parser.parse_args()
+
+
+if __name__ == "__main__":
+    PARSER, OPTIONS = _options()
+
+from nab_rebaseline import report_grid  # noqa: E402 - imported after the command line is read
+
+from anomaly.thresholds import ThresholdParams  # noqa: E402
 
 CAPS = (20.0, 40.0, 160.0, 640.0, 2560.0)
 
@@ -40,11 +53,9 @@ def grid() -> dict[str, ThresholdParams | None]:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_corpus_options(parser)
-    report_grid(parser, parser.parse_args(), grid(), "nab_fastcap")
+def main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    report_grid(parser, args, grid(), "nab_fastcap")
 
 
 if __name__ == "__main__":
-    main()
+    main(PARSER, OPTIONS)

@@ -35,19 +35,32 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from nab_cv import grid_report, normalised
-from nab_discords import newly_found, scores, summary
-from nab_inputs import add_corpus_options, load_checked_corpus
-from nab_vs_htm import htm_scores
+from nab_inputs import add_corpus_options, load_checked_corpus  # light: numpy only once a corpus is read
 
-from anomaly.htm import LikelihoodParams, likelihood_alerts, raw_scores
-from anomaly.nab import FileScore, NabFile, detect_corpus, is_tuning_file, probation_length
-from anomaly.steps import BoolArray, FloatArray
+
+def _options() -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """The command line (and its parser, which refuses a missing corpus), read before the heavy imports
+    below (numpy, the anomaly stage): ``--help`` and an unknown option answer at once."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_corpus_options(parser)
+    parser.add_argument("--raw-cache", type=Path, help="an .npz file to keep (or read) the raw HTM scores")
+    return parser, parser.parse_args()
+
+
+if __name__ == "__main__":
+    PARSER, OPTIONS = _options()
+
+import numpy as np  # noqa: E402 - imported after the command line is read
+from nab_cv import grid_report, normalised  # noqa: E402
+from nab_discords import newly_found, scores, summary  # noqa: E402
+from nab_vs_htm import htm_scores  # noqa: E402
+
+from anomaly.htm import LikelihoodParams, likelihood_alerts, raw_scores  # noqa: E402
+from anomaly.nab import FileScore, NabFile, detect_corpus, is_tuning_file, probation_length  # noqa: E402
+from anomaly.steps import BoolArray, FloatArray  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SPREAD = ("raw", "mean")
@@ -106,12 +119,8 @@ def published_htm(files: list[NabFile]) -> dict[str, FileScore]:
     return {n: FileScore(raw=raw[n], windows=s.windows) for n, s in base.items()}
 
 
-def main() -> None:
+def main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     started = time.perf_counter()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_corpus_options(parser)
-    parser.add_argument("--raw-cache", type=Path, help="an .npz file to keep (or read) the raw HTM scores")
-    args = parser.parse_args()
     files = load_checked_corpus(parser, args)
     samples = sum(len(f.series.values) for f in files)
     default = detect_corpus(files)
@@ -158,4 +167,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(PARSER, OPTIONS)

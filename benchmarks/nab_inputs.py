@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from anomaly.nab import NabFile, first_names, read_corpus
 from gpuwarden.errors import InputError
+
+if TYPE_CHECKING:
+    from anomaly.nab import NabFile
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = Path("shared") / "data" / "nab"
@@ -80,6 +83,10 @@ def load_checked_corpus(
         parser.error(f"--data {data}: not a directory (the NAB corpus's data/ folder)")
     if not windows.is_file():
         parser.error(f"--windows {windows}: no such file (the NAB corpus's {WINDOWS})")
+    # The anomaly stage (numpy, pandas: seconds) only once the corpus is read, so that a harness's --help and
+    # a refused option, which need only add_corpus_options, answer at once.
+    from anomaly.nab import first_names, read_corpus  # noqa: PLC0415
+
     try:
         files, missing = read_corpus(data, windows)
     except InputError as exc:

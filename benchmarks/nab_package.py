@@ -45,14 +45,28 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from nab_cv import found_windows, grid_report
+# light: the anomaly stage only once a corpus is read
 from nab_inputs import add_corpus_options, load_checked_corpus
 
-from anomaly.levels import LevelParams
-from anomaly.nab import PROFILES, FileScore, NabFile, detect_corpus, score_file
-from anomaly.recurrence import RecurrenceParams
-from anomaly.silence import SilenceParams
-from anomaly.steps import BoolArray
+
+def _options() -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """The command line (and its parser, which refuses a missing corpus), read before the heavy imports
+    below (numpy, the anomaly stage): ``--help`` and an unknown option answer at once."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_corpus_options(parser)
+    return parser, parser.parse_args()
+
+
+if __name__ == "__main__":
+    PARSER, OPTIONS = _options()
+
+from nab_cv import found_windows, grid_report  # noqa: E402 - imported after the command line is read
+
+from anomaly.levels import LevelParams  # noqa: E402
+from anomaly.nab import PROFILES, FileScore, NabFile, detect_corpus, score_file  # noqa: E402
+from anomaly.recurrence import RecurrenceParams  # noqa: E402
+from anomaly.silence import SilenceParams  # noqa: E402
+from anomaly.steps import BoolArray  # noqa: E402
 
 LEVEL_SCALES = ((12,), (12, 48, 192))
 LEVEL_MARGIN = 0.05
@@ -102,10 +116,7 @@ def detect(files: list[NabFile], package: Package | None) -> dict[str, BoolArray
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_corpus_options(parser)
-    args = parser.parse_args()
+def main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     started = time.perf_counter()
     files = load_checked_corpus(parser, args)
     samples = sum(len(f.series.values) for f in files)
@@ -132,4 +143,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(PARSER, OPTIONS)

@@ -34,17 +34,30 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import numpy.typing as npt
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from nab_cv import found_windows, grid_report
+# light: the anomaly stage only once a corpus is read
 from nab_inputs import add_corpus_options, load_checked_corpus
 
-from anomaly.nab import PROFILES, FileScore, NabFile, detect_corpus, score_file
-from anomaly.thresholds import ShiftTarget, ThresholdParams
+
+def _options() -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """The command line (and its parser, which refuses a missing corpus), read before the heavy imports
+    below (numpy, the anomaly stage): ``--help`` and an unknown option answer at once."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_corpus_options(parser)
+    return parser, parser.parse_args()
+
+
+if __name__ == "__main__":
+    PARSER, OPTIONS = _options()
+
+import numpy as np  # noqa: E402 - imported after the command line is read
+import numpy.typing as npt  # noqa: E402
+from nab_cv import found_windows, grid_report  # noqa: E402
+
+from anomaly.nab import PROFILES, FileScore, NabFile, detect_corpus, score_file  # noqa: E402
+from anomaly.thresholds import ShiftTarget, ThresholdParams  # noqa: E402
 
 RUNS = (6, 12, 24)
 TARGETS: tuple[ShiftTarget, ...] = ("median", "mean")
@@ -61,10 +74,8 @@ def grid() -> dict[str, ThresholdParams | None]:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_corpus_options(parser)
-    report_grid(parser, parser.parse_args(), grid(), "nab_rebaseline")
+def main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    report_grid(parser, args, grid(), "nab_rebaseline")
 
 
 def report_grid(
@@ -128,4 +139,4 @@ def print_report(
 
 
 if __name__ == "__main__":
-    main()
+    main(PARSER, OPTIONS)

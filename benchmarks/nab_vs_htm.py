@@ -21,11 +21,25 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+# light: the anomaly stage only once a corpus is read
 from nab_inputs import add_corpus_options, load_checked_corpus
 
-from anomaly.nab import FileScore, evaluate, is_tuning_file
-
 HERE = Path(__file__).resolve().parent
+
+
+def _options() -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """The command line (and its parser, which refuses a missing corpus), read before the heavy imports
+    below (numpy, the anomaly stage): ``--help`` and an unknown option answer at once."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_corpus_options(parser)
+    parser.add_argument("--htm", type=Path, default=HERE / "data" / "nab_numenta_htm_standard.csv")
+    return parser, parser.parse_args()
+
+
+if __name__ == "__main__":
+    PARSER, OPTIONS = _options()
+
+from anomaly.nab import FileScore, evaluate, is_tuning_file  # noqa: E402 - imported after the command line is read
 
 
 def htm_scores(path: Path) -> dict[str, float]:
@@ -38,11 +52,7 @@ def normalised(raw: float, windows: int) -> float | None:
     return round(100.0 * (raw + windows) / (2 * windows), 1) if windows else None
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_corpus_options(parser)
-    parser.add_argument("--htm", type=Path, default=HERE / "data" / "nab_numenta_htm_standard.csv")
-    args = parser.parse_args()
+def main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     files = load_checked_corpus(parser, args)
     if not args.htm.is_file():
         parser.error(f"--htm {args.htm}: no such file (Numenta HTM's per-file scores)")
@@ -77,4 +87,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(PARSER, OPTIONS)

@@ -61,15 +61,34 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from restart_run import Run, drawn_ids
-from restart_stream import Step, stream
 from seed_list import SEEDS_HELP, seed_list
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from alerting.outbox_tables import OutboxMessage
-from alerting.store_models import AlertRow, IncidentRow, SilenceRow, TimelineRow, UntoldChangeRow
-from gpuwarden.config import AlertingConfig
+
+def _parser() -> argparse.ArgumentParser:
+    """The command line's parser; ``main`` reads it again (tests pass ``argv``)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=seed_list, default="0-9", help=f"{SEEDS_HELP} (default %(default)s)")
+    parser.add_argument("--steps", type=int, default=60, help="steps per stream (default 60)")
+    parser.add_argument("--show", type=int, help="print this seed's steps and full diff to stderr")
+    parser.add_argument(
+        "--reversed-members",
+        action="store_true",
+        help="a stress: each restart reverses every open incident's members (what depends on their order)",
+    )
+    return parser
+
+
+if __name__ == "__main__":  # before the heavy imports below: --help and an unknown option answer at once
+    _parser().parse_args()
+
+from restart_run import Run, drawn_ids  # noqa: E402 - imported after the command line is read
+from restart_stream import Step, stream  # noqa: E402
+from sqlalchemy import select  # noqa: E402
+from sqlalchemy.orm import Session  # noqa: E402
+
+from alerting.outbox_tables import OutboxMessage  # noqa: E402
+from alerting.store_models import AlertRow, IncidentRow, SilenceRow, TimelineRow, UntoldChangeRow  # noqa: E402
+from gpuwarden.config import AlertingConfig  # noqa: E402
 
 # --- what users see -----------------------------------------------------------------------------------
 
@@ -190,16 +209,7 @@ def run_seed(
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=seed_list, default="0-9", help=f"{SEEDS_HELP} (default %(default)s)")
-    parser.add_argument("--steps", type=int, default=60, help="steps per stream (default 60)")
-    parser.add_argument("--show", type=int, help="print this seed's steps and full diff to stderr")
-    parser.add_argument(
-        "--reversed-members",
-        action="store_true",
-        help="a stress: each restart reverses every open incident's members (what depends on their order)",
-    )
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
     started = time.perf_counter()
     chosen = [args.show] if args.show is not None else args.seeds
     found: list[Divergence] = []

@@ -27,14 +27,32 @@ import sys
 import threading
 from collections import Counter
 
-import numpy as np
-from anomaly_restart_fuzz import EVERY, FleetSource, config, draw
 from seed_list import SEEDS_HELP, seed_list
 
-from anomaly.scheduler import AnomalyScheduler
-from anomaly.service import AnomalyService
-from anomaly.snapshot import Snapshot
-from gpuwarden.clock import FakeClock
+
+def _options() -> argparse.Namespace:
+    """The command line, read before the heavy imports below: ``--help`` and an unknown option answer
+    at once rather than after seconds of imports."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seeds", default="0-4", help=SEEDS_HELP)
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--hard-faults", action="store_true", help="XID 79s and DBEs, as the fuzz's")
+    parser.add_argument("--fit-every", type=int, default=10, help="ticks between refits (0: none)")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    OPTIONS = _options()
+
+import numpy as np  # noqa: E402 - imported after the command line is read
+from anomaly_restart_fuzz import EVERY, FleetSource, config, draw  # noqa: E402
+
+from anomaly.scheduler import AnomalyScheduler  # noqa: E402
+from anomaly.service import AnomalyService  # noqa: E402
+from anomaly.snapshot import Snapshot  # noqa: E402
+from gpuwarden.clock import FakeClock  # noqa: E402
 
 
 def _same(got: Snapshot, want: Snapshot) -> bool:
@@ -96,15 +114,7 @@ def race(seed: int, steps: int, hard: bool, fit_every: int) -> tuple[int, int, C
     return len(captured), bad, copies, scheduler.failures
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--seeds", default="0-4", help=SEEDS_HELP)
-    parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--hard-faults", action="store_true", help="XID 79s and DBEs, as the fuzz's")
-    parser.add_argument("--fit-every", type=int, default=10, help="ticks between refits (0: none)")
-    args = parser.parse_args()
+def main(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.ERROR)
     sys.setswitchinterval(1e-5)
     captures = inconsistent = failures = 0
@@ -131,4 +141,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(OPTIONS)
