@@ -37,25 +37,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # light: the anomaly stage only once a corpus is read
-from nab_inputs import add_corpus_options, load_checked_corpus
+from nab_inputs import corpus_parser, load_checked_corpus
 
-
-def _options() -> tuple[argparse.ArgumentParser, argparse.Namespace]:
-    """The command line (and its parser, which refuses a missing corpus), read before the heavy imports
-    below (numpy, the anomaly stage): ``--help`` and an unknown option answer at once."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_corpus_options(parser)
-    return parser, parser.parse_args()
-
-
+# The command line (and its parser, which refuses a missing corpus), read before the heavy imports below
+# (numpy, the anomaly stage): ``--help`` and an unknown option answer at once.
 if __name__ == "__main__":
-    PARSER, OPTIONS = _options()
+    PARSER = corpus_parser(__doc__)
+    OPTIONS = PARSER.parse_args()
 
-from nab_cv import grid_report  # noqa: E402 - imported after the command line is read
-from nab_discords import newly_found, scores, summary  # noqa: E402
+from nab_cv import grid_report
+from nab_discords import newly_found, scores, summary
 
-from anomaly.art import ArtParams, raise_many  # noqa: E402
-from anomaly.nab import FileScore, detect_corpus  # noqa: E402
+from anomaly.art import ArtParams, raise_many
+from anomaly.nab import FileScore, detect_corpus
 
 WINDOW = (8, 32)
 VIGILANCE = (0.8, 0.9, 0.95)

@@ -38,14 +38,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # light: the anomaly stage only once a corpus is read
-from nab_inputs import WINDOWS, add_corpus_options, default_corpus, load_checked_corpus
+from nab_inputs import WINDOWS, corpus_parser, default_corpus, load_checked_corpus
 
 
 def _options() -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     """The command line (and its parser, which refuses a missing corpus), read before the heavy imports
     below (numpy, the anomaly stage): ``--help`` and an unknown option answer at once."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_corpus_options(parser)
+    parser = corpus_parser(__doc__)
     parser.add_argument(
         "--labels", type=Path, help="the corpus's combined_labels.json (default: beside --windows)"
     )

@@ -24,23 +24,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from nab_inputs import add_corpus_options  # light: the anomaly stage only once a corpus is read
+from nab_inputs import corpus_parser  # light: the anomaly stage only once a corpus is read
 
-
-def _options() -> tuple[argparse.ArgumentParser, argparse.Namespace]:
-    """The command line (and its parser, which refuses a missing corpus), read before the heavy imports
-    below (numpy, the anomaly stage): ``--help`` and an unknown option answer at once."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_corpus_options(parser)
-    return parser, parser.parse_args()
-
-
+# The command line (and its parser, which refuses a missing corpus), read before the heavy imports below
+# (numpy, the anomaly stage): ``--help`` and an unknown option answer at once.
 if __name__ == "__main__":
-    PARSER, OPTIONS = _options()
+    PARSER = corpus_parser(__doc__)
+    OPTIONS = PARSER.parse_args()
 
-from nab_rebaseline import report_grid  # noqa: E402 - imported after the command line is read
+from nab_rebaseline import report_grid
 
-from anomaly.thresholds import ThresholdParams  # noqa: E402
+from anomaly.thresholds import ThresholdParams
 
 CAPS = (20.0, 40.0, 160.0, 640.0, 2560.0)
 

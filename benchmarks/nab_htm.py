@@ -38,14 +38,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from nab_inputs import add_corpus_options, load_checked_corpus  # light: numpy only once a corpus is read
+from nab_inputs import corpus_parser, load_checked_corpus  # light: numpy only once a corpus is read
 
 
 def _options() -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     """The command line (and its parser, which refuses a missing corpus), read before the heavy imports
     below (numpy, the anomaly stage): ``--help`` and an unknown option answer at once."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_corpus_options(parser)
+    parser = corpus_parser(__doc__)
     parser.add_argument("--raw-cache", type=Path, help="an .npz file to keep (or read) the raw HTM scores")
     return parser, parser.parse_args()
 

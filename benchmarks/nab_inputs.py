@@ -55,6 +55,13 @@ def default_corpus(repo: Path = REPO) -> Path | None:
     return next((path for path in corpus_candidates(repo) if path.is_dir()), None)
 
 
+def corpus_parser(doc: str) -> argparse.ArgumentParser:
+    """A NAB harness's parser: its docstring's first line as description, the corpus options added."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    add_corpus_options(parser)
+    return parser
+
+
 def add_corpus_options(parser: argparse.ArgumentParser) -> None:
     """``--data`` and ``--windows``, defaulting to the corpus found from this repository."""
     found = default_corpus()

@@ -46,27 +46,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # light: the anomaly stage only once a corpus is read
-from nab_inputs import add_corpus_options, load_checked_corpus
+from nab_inputs import corpus_parser, load_checked_corpus
 
-
-def _options() -> tuple[argparse.ArgumentParser, argparse.Namespace]:
-    """The command line (and its parser, which refuses a missing corpus), read before the heavy imports
-    below (numpy, the anomaly stage): ``--help`` and an unknown option answer at once."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_corpus_options(parser)
-    return parser, parser.parse_args()
-
-
+# The command line (and its parser, which refuses a missing corpus), read before the heavy imports below
+# (numpy, the anomaly stage): ``--help`` and an unknown option answer at once.
 if __name__ == "__main__":
-    PARSER, OPTIONS = _options()
+    PARSER = corpus_parser(__doc__)
+    OPTIONS = PARSER.parse_args()
 
-from nab_cv import found_windows, grid_report  # noqa: E402 - imported after the command line is read
+from nab_cv import found_windows, grid_report
 
-from anomaly.levels import LevelParams  # noqa: E402
-from anomaly.nab import PROFILES, FileScore, NabFile, detect_corpus, score_file  # noqa: E402
-from anomaly.recurrence import RecurrenceParams  # noqa: E402
-from anomaly.silence import SilenceParams  # noqa: E402
-from anomaly.steps import BoolArray  # noqa: E402
+from anomaly.levels import LevelParams
+from anomaly.nab import PROFILES, FileScore, NabFile, detect_corpus, score_file
+from anomaly.recurrence import RecurrenceParams
+from anomaly.silence import SilenceParams
+from anomaly.steps import BoolArray
 
 LEVEL_SCALES = ((12,), (12, 48, 192))
 LEVEL_MARGIN = 0.05
