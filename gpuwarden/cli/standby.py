@@ -100,9 +100,12 @@ def wait_as_standby(
 
 
 def standby_socket(host: str, port: int, host_field: str, port_field: str) -> socket.socket | None:
-    """The standby's bound socket; None when the port is in use (the standby then waits with it closed)."""
+    """The standby's bound and listening socket; None when the port is in use (the standby then waits with it
+    closed). It listens at once: its server starts on another thread while the lock's first attempt says
+    "standby, waiting", and a connection made meanwhile queues for that server instead of being refused
+    (uvicorn calls ``listen`` again with its own backlog)."""
     try:
-        return listen_socket(host, port, host_field, port_field)
+        sock = listen_socket(host, port, host_field, port_field)
     except ConfigError as exc:
         if not (isinstance(exc.__cause__, OSError) and exc.__cause__.errno == errno.EADDRINUSE):
             raise
@@ -113,6 +116,8 @@ def standby_socket(host: str, port: int, host_field: str, port_field: str) -> so
             port,
         )
         return None
+    sock.listen(socket.SOMAXCONN)
+    return sock
 
 
 # What ``serve`` imports only once it holds the lock (the store's migrations, the journal, the engine's

@@ -138,3 +138,19 @@ def test_a_sigterm_during_the_handover_stops_serve_with_exit_0_and_the_lock_rele
     locks = InstanceLocks.for_server(db, journal_dir(GpuwardenConfig(), db))
     locks.acquire(wait=False, sleep=lambda _: None)  # given back: the next server takes it at once
     locks.release()
+
+
+def test_a_standbys_port_takes_connections_from_the_moment_it_is_bound() -> None:
+    """The standby says it waits (the lock's first attempt) while its server is still starting on another
+    thread: a connection made then must queue for that server, not be refused (a health check or a CLI
+    call right after the log line met "Connection refused" on a loaded machine)."""
+    from gpuwarden.cli.standby import standby_socket  # noqa: PLC0415 - what this test is about
+
+    port = free_port()
+    sock = standby_socket("127.0.0.1", port, "api.host", "api.port")
+    assert sock is not None
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass
+    finally:
+        sock.close()
