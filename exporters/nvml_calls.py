@@ -107,23 +107,8 @@ class NvmlCalls:
         return True
 
     def _call(self, name: str, *args: Any) -> Any:
-        """Call one NVML function; None when its series must be left out. GPU loss raises ``GpuLost``.
-
-        ``_attempt(name, name, *args)[0]``, written out: most of a collection's calls come here, and the extra
-        frame, the argument repacking and the result tuple were a measurable part of each."""
-        fn = self._function(name, name)
-        if fn is None:
-            return None
-        self.current_call = name
-        try:
-            result = fn(*args)
-            self._answers += 1
-            return result
-        except pynvml.NVMLError as exc:
-            self._failed(name, exc)
-            return None
-        finally:
-            self.current_call = None
+        """Call one NVML function; None when its series must be left out. GPU loss raises ``GpuLost``."""
+        return self._attempt(name, name, *args)[0]
 
     def _attempt(self, key: str, name: str, *args: Any) -> tuple[Any, int | None]:
         """(result, None) or (None, NVML error code): ``_call`` for callers that act on the code.
