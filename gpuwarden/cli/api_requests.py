@@ -22,7 +22,7 @@ from gpuwarden.cli.consoles import err_console
 from gpuwarden.cli.numbers import number
 from gpuwarden.headers import FIELD_HEADER, TOKEN_ENV, TOKEN_UNSENDABLE, token_missing, unsendable_character
 from gpuwarden.redaction import hidden_password, quoting_only
-from gpuwarden.urls import url_problem
+from gpuwarden.urls import url_problem, verify_tls
 
 if TYPE_CHECKING:
     import httpx
@@ -134,7 +134,9 @@ def api_request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Respon
 
     timeout = settings.timeout
     try:
-        response = httpx.request(method, url.rstrip("/") + path, headers=headers, timeout=timeout, **kwargs)
+        response = httpx.request(
+            method, url.rstrip("/") + path, headers=headers, timeout=timeout, verify=verify_tls(url), **kwargs
+        )
     except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing listens there (or a standby's port)
         err_console.print(
             f"[red]error:[/red] cannot connect to {escape(hidden_password(url))}: {escape(str(exc))}"

@@ -25,6 +25,7 @@ from gpuwarden.numerals import AS_WRITTEN, NUMBER, TOO_LARGE, WHOLE_NUMBER, writ
 from gpuwarden.redaction import hidden_password
 from gpuwarden.sim import FAULT_KINDS  # light: the package loads the fleet's modules on first use
 from gpuwarden.sim.faults import MAX_GPU_INDEX, MAX_NVLINK, MAX_PARAM, MAX_XID, fault_params
+from gpuwarden.urls import verify_tls
 
 sim_app = typer.Typer(
     help="Break a running simulated fleet, or show what a simulated fleet looks like.", no_args_is_help=True
@@ -109,7 +110,7 @@ def inject(
     import httpx  # noqa: PLC0415 - only this command posts
 
     try:
-        response = httpx.post(target, json=payload, timeout=timeout)
+        response = httpx.post(target, json=payload, timeout=timeout, verify=verify_tls(target))
     except httpx.HTTPError as exc:
         raise _fail(f"cannot reach {shown}: {exc}; is the exporter running with --simulate?") from exc
     try:

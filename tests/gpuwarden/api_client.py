@@ -53,6 +53,7 @@ def route_httpx(client: TestClient, url: str, monkeypatch: pytest.MonkeyPatch) -
 
     def request(method: str, target: str, **kwargs: object) -> httpx.Response:
         kwargs.pop("timeout", None)  # TestClient takes no timeout: the app answers in process
+        kwargs.pop("verify", None)  # nor TLS settings: nothing is sent over a connection
         return client.request(method, target.removeprefix(url), **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(httpx, "request", request)

@@ -7,6 +7,7 @@ import os
 import pwd
 import re
 import socket
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -1011,3 +1012,31 @@ def test_list_help_names_each_state_it_takes() -> None:
     result = runner.invoke(app, ["incidents", "list", "--help"], env={"COLUMNS": "200"})
     said = " ".join(result.output.replace("│", " ").split())
     assert "Only this state: triggered, acknowledged, mitigating, resolved." in said, said
+
+
+@pytest.mark.parametrize(
+    ("scheme", "proxy", "loads"),
+    [("http", None, False), ("https", None, True), ("http", "https://proxy.invalid:3128", True)],
+    ids=["plain-http", "https", "http-through-a-proxy"],
+)
+def test_a_plain_http_request_loads_no_ca_bundle_unless_tls_may_be_spoken(
+    monkeypatch: pytest.MonkeyPatch, scheme: str, proxy: str | None, loads: bool
+) -> None:
+    # Loading it cost ~60 ms of CPU per command, for a connection that never handshakes.
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    if proxy:
+        monkeypatch.setenv("http_proxy", proxy)
+    loaded: list[object] = []
+    real = ssl.SSLContext.load_verify_locations
+    monkeypatch.setattr(
+        ssl.SSLContext, "load_verify_locations", lambda self, *a, **k: loaded.append(a) or real(self, *a, **k)
+    )
+    server = FixedAnswer(200, b"[]")
+    try:
+        result = runner.invoke(app, ["incidents", "list", "--url", server.url.replace("http", scheme, 1)])
+    finally:
+        server.close()
+    assert bool(loaded) is loads, result.output
+    if scheme == "http" and not proxy:
+        assert result.exit_code == 0, result.output
