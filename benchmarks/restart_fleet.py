@@ -206,7 +206,9 @@ def draw(
         target = rng.randrange(nodes if kind == "down" else gpus)
         faults.append(Fault(kind, target, start, start + length))
     restarts = {}
-    for at in sorted(rng.sample(range(2, steps - 1), rng.randint(1, 3))):
+    between = range(2, steps - 1)  # a restart after the first tick and before the last
+    wanted = rng.randint(1, 3)  # drawn before the sample, as it always was: the streams stay as they were
+    for at in sorted(rng.sample(between, min(wanted, len(between)))):  # a short run (--steps 5) has fewer
         restarts[at] = (rng.randint(0, 3), rng.choice((0, 0, rng.randint(1, 4))))
     # A restart while a node is down past forget_after_seconds (3 ticks): its GPUs' thermal lines are parked
     # then, and judge them when it is back. Drawn apart from the stream, so the draws above stay as they were.
