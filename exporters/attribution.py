@@ -195,6 +195,11 @@ class WorkloadMemory:
         if current:
             agrees = prev is not None and all(prev.labels.get(k, v) == v for k, v in current.items())
             merged = {**prev.labels, **current} if agrees and prev is not None else dict(current)
+            if prev is not None and merged == prev.labels:
+                # The same labels as last time: the same dict, so the collector can keep the GPU's label
+                # set and a render find its text by identity (callers never change the dicts returned).
+                prev.seen_at = now
+                return prev.labels
             self._by_gpu[gpu] = _Remembered(merged, now)
             return merged
         if prev is not None and now - prev.seen_at <= self.grace_seconds:

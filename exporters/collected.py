@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,8 @@ class Gpu:
     nvlink_prev: tuple[float, int] | None = None  # (KiB over all links, NVML timestamp in us)
     nvlinks: int | None = None  # its NVLink count (0: none, or NotSupported); None until NVML says
     workload: dict[str, str] = field(default_factory=dict)  # namespace/pod/container/slurm_job labels
+    # (labels, workload, both merged): the merged dict is served again while the other two are the same dicts.
+    labelled: tuple[dict[str, str], dict[str, str], dict[str, str]] | None = None
     _derived: dict[str, tuple[dict[str, str], tuple[str, ...], list[dict[str, str]]]] = field(
         default_factory=dict
     )
@@ -69,19 +72,27 @@ class FamilyBuilder:
 
     def __init__(self) -> None:
         self._metrics: dict[str, Metric] = {}
+        # Each family's sample list by name, in the order of ``_metrics``: ``add`` appends without going
+        # through the Metric, and ``mark``/``grew`` (twice per GPU) measure them all in one C-level pass.
+        self._samples: dict[str, list[Sample]] = {}
+        self._lists: list[list[Sample]] = []
 
     def add(self, family: fams.Family, labels: Mapping[str, str], value: float) -> None:
         """One sample of ``family``."""
-        metric = self._metrics.get(family.name) or self._create(family)
+        samples = self._samples.get(family.name)
+        if samples is None:
+            samples = self._create(family)
         sample = (family.sample_name, labels, value) + _SAMPLE_DEFAULTS  # noqa: RUF005 - cheaper than *unpacking
-        metric.samples.append(_new_tuple(Sample, sample))
+        samples.append(_new_tuple(Sample, sample))
 
     def add_each(self, family: fams.Family, samples: Iterable[tuple[Mapping[str, str], float]]) -> None:
         """Samples of ``family`` from (labels, value) pairs (a GPU's links, its clock-event reasons)."""
-        metric = self._metrics.get(family.name) or self._create(family)
+        kept = self._samples.get(family.name)
+        if kept is None:
+            kept = self._create(family)
         name, tail = family.sample_name, _SAMPLE_DEFAULTS
         rows = [(name, labels, value) + tail for labels, value in samples]  # noqa: RUF005 - as in add()
-        metric.samples.extend([_new_tuple(Sample, row) for row in rows])
+        kept.extend([_new_tuple(Sample, row) for row in rows])
 
     def added_with(
         self, mark: Mapping[str, int], labels: Mapping[str, str], families: Iterable[fams.Family]
@@ -102,17 +113,24 @@ class FamilyBuilder:
         for metric, sample in samples:
             metric.samples.append(_new_tuple(Sample, (sample.name, labels, sample.value, *sample[3:])))
 
-    def _create(self, family: fams.Family) -> Metric:
+    def _create(self, family: fams.Family) -> list[Sample]:
         metric = self._metrics[family.name] = Metric(family.name, family.help, family.kind.value)
-        return metric
+        samples: list[Sample] = metric.samples
+        self._samples[family.name] = samples
+        self._lists.append(samples)
+        return samples
 
     def mark(self) -> dict[str, int]:
         """Remember how many samples each family has, to drop a lost GPU's partial samples."""
-        return {name: len(m.samples) for name, m in self._metrics.items()}
+        return dict(zip(self._samples, map(len, self._lists), strict=True))
 
     def grew(self, mark: dict[str, int]) -> bool:
-        """True when a sample was added since ``mark``."""
-        return any(len(m.samples) > mark.get(name, 0) for name, m in self._metrics.items())
+        """True when a sample was added since ``mark`` (a mark of this builder: families are only ever added,
+        in order, so the families it names come first, in its order)."""
+        marked = len(mark)
+        return any(map(operator.gt, map(len, self._lists), mark.values())) or any(
+            map(len, self._lists[marked:])
+        )
 
     def rollback(self, mark: dict[str, int]) -> None:
         """Drop every sample added since ``mark``."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -20,6 +21,11 @@ _KB_PER_MIB = 1024.0  # NVML's PCIe "KB/s" are KiB/s
 # until then, and the older sample is kept so the next pass has a longer interval.
 MIN_RATE_INTERVAL_SECONDS = 1.0
 GPM_MIN_INTERVAL_SECONDS = 0.1
+# ctypes' own member access: pynvml's printable structs wrap it in a Python-level __getattribute__ and
+# __setattr__ (for decoding char arrays) that cost more than the read; the members used here are numbers and
+# pointers, which both read and write the same either way.
+_raw_get = ctypes.Structure.__getattribute__
+_raw_set = ctypes.Structure.__setattr__
 
 
 def min_rate_interval(collect_interval: float) -> float:
@@ -95,14 +101,16 @@ class GpmSampling(NvmlCalls):
             return
         if gpm.prev is not None:
             mg = gpm.metrics_get
-            mg.sample1, mg.sample2 = gpm.prev, sample
+            _raw_set(mg, "sample1", gpm.prev)
+            _raw_set(mg, "sample2", sample)
             if self._call("nvmlGpmMetricsGet", mg) is not None:
                 answered = 0
+                metrics = _raw_get(mg, "metrics")
                 for i, (metric_id, family, scale) in enumerate(fams.GPM_FAMILIES):
-                    metric = mg.metrics[i]
-                    if int(metric.nvmlReturn) != 0:
+                    metric = metrics[i]
+                    if int(_raw_get(metric, "nvmlReturn")) != 0:
                         continue
-                    got = float(metric.value)
+                    got = float(_raw_get(metric, "value"))
                     if not math.isfinite(got):  # NaN or Inf (across a reset, say): left out, counted
                         self._count_error(f"nvmlGpmMetricsGet({family.name})", NON_FINITE)
                         continue

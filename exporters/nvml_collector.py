@@ -76,7 +76,8 @@ _FIELD_IDS += [(fid, scope) for fid, scope, _ in fams.NVLINK_THROUGHPUT_FIELDS]
 _VIOLATION_FALLBACK = ((74, 0, fams.POWER_VIOLATION), (75, 1, fams.THERMAL_VIOLATION))
 # (field id, family, scale, whether it carries the DCGM labels), by position in the field-value answer.
 _FIELD_PLAN = [(fid, family, scale, family.dcgm) for fid, family, scale in fams.FIELD_FAMILIES]
-_N_FIELD_FAMILIES = len(_FIELD_PLAN)
+_FIELD_PLAN_PADDED: list[tuple[int, fams.Family, float, bool] | None] = [*_FIELD_PLAN]
+_FIELD_PLAN_PADDED += [None] * (len(_FIELD_IDS) - len(_FIELD_PLAN))
 _FIELD_NAMES = [fam.name for _, fam, _ in fams.FIELD_FAMILIES] + [
     "NVLINK_THROUGHPUT_DATA_TX",
     "NVLINK_THROUGHPUT_DATA_RX",
@@ -345,7 +346,12 @@ class NvmlCollector(MigInstances, NvLinkStates):
             plabels = {**gpu.own, "pid": str(proc.pid), **process_labels(ident, gpu_pods)}
             out.add(fams.PROCESS_MEMORY, plabels, proc.usedGpuMemory)
         gpu.workload = extra
-        return {**gpu.labels, **extra} if extra else gpu.labels
+        if not extra:
+            return gpu.labels
+        kept = gpu.labelled
+        if kept is None or kept[0] is not gpu.labels or kept[1] is not extra:
+            kept = gpu.labelled = (gpu.labels, extra, {**gpu.labels, **extra})
+        return kept[2]
 
     def _clock_reasons(self, gpu: Gpu, out: FamilyBuilder, labels: dict[str, str]) -> None:
         name = "nvmlDeviceGetCurrentClocksEventReasons"
@@ -369,8 +375,10 @@ class NvmlCollector(MigInstances, NvLinkStates):
             return
         throughput: list[tuple[float, int]] = []
         got: set[int] = set()
-        isfinite, add, plan, own = math.isfinite, out.add, _FIELD_PLAN, gpu.own  # locals: ~32 rounds per GPU
-        for i, (ret, value, at_us) in enumerate(field_answers(values)):
+        isfinite, add, own, seen = math.isfinite, out.add, gpu.own, got.add  # locals: ~32 rounds per GPU
+        # Each answer beside its plan entry; the NVLink throughput answers, past the plan, pair with None.
+        answers = zip(field_answers(values), _FIELD_PLAN_PADDED, strict=False)
+        for i, ((ret, value, at_us), entry) in enumerate(answers):
             if ret:
                 if ret == NOT_SUPPORTED:
                     continue
@@ -381,9 +389,9 @@ class NvmlCollector(MigInstances, NvLinkStates):
             if not isfinite(value):  # a double field: NaN or Inf would poison every sum and avg
                 self._count_error(f"nvmlDeviceGetFieldValues({_FIELD_NAMES[i]})", NON_FINITE)
                 continue
-            if i < _N_FIELD_FAMILIES:
-                fid, family, scale, dcgm = plan[i]
-                got.add(fid)
+            if entry is not None:
+                fid, family, scale, dcgm = entry
+                seen(fid)
                 add(family, labels if dcgm else own, value * scale)
             else:
                 throughput.append((value, at_us))
@@ -427,7 +435,7 @@ class NvmlCollector(MigInstances, NvLinkStates):
             out.add(fams.XID_ERRORS, {**gpu.labels, **gpu.workload, **err}, last)
             for instance in gpu.mig_labels:  # a device-level field: repeated per MIG instance, as DCGM does
                 out.add(fams.XID_ERRORS, {**instance, **err}, last)
-        own = {**gpu.own, **gpu.workload}
+        own = {**gpu.own, **gpu.workload} if counts else gpu.own
         for xid in sorted(counts):
             labels = _with(own, "xid", str(xid))
             out.add(fams.XID_TOTAL, labels, counts[xid].count)

@@ -9,6 +9,7 @@ pod-resources API would. Pod UIDs and job ids are derived from names, so they ar
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import uuid
@@ -30,9 +31,24 @@ def _pod_name(service: InferenceService, node: str, index: int) -> str:
     return f"{service.name}-{replica}"
 
 
+# A pure function of its names, cached: uuid5 and the container's sha256 were 5 % of a simulated collection
+# (every process of every GPU, every collection), where a real node reads a small /proc file.
+@functools.lru_cache(maxsize=4096)
 def sim_pod_uid(namespace: str, pod: str) -> str:
     """The stable UID of a simulated pod."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"gpuwarden-sim/{namespace}/{pod}"))
+
+
+@functools.lru_cache(maxsize=4096)
+def _pod_cgroup(namespace: str, pod: str) -> str:
+    uid = sim_pod_uid(namespace, pod)
+    container = hashlib.sha256(uid.encode()).hexdigest()
+    pod_slice = f"kubepods-burstable-pod{uid.replace('-', '_')}.slice"
+    return f"0::/kubepods.slice/kubepods-burstable.slice/{pod_slice}/cri-containerd-{container}.scope\n"
+
+
+# The same text always parses to the same (frozen) identity: parsed once per distinct cgroup text.
+_parsed_cgroup = functools.lru_cache(maxsize=4096)(parse_cgroup)
 
 
 def sim_job_id(job: TrainingJob) -> int:
@@ -44,10 +60,7 @@ def sim_cgroup(fleet: Fleet, node: str, index: int) -> str:
     """The ``/proc/<pid>/cgroup`` text of the process running on a simulated GPU."""
     work = fleet.workload_on(node, index)
     if isinstance(work, InferenceService):
-        uid = sim_pod_uid(work.namespace, _pod_name(work, node, index))
-        container = hashlib.sha256(uid.encode()).hexdigest()
-        pod_slice = f"kubepods-burstable-pod{uid.replace('-', '_')}.slice"
-        return f"0::/kubepods.slice/kubepods-burstable.slice/{pod_slice}/cri-containerd-{container}.scope\n"
+        return _pod_cgroup(work.namespace, _pod_name(work, node, index))
     if isinstance(work, TrainingJob):
         rank = next((r for r, ref in work.ranks.items() if ref.node == node and ref.index == index), 0)
         return f"0::/system.slice/slurmstepd.scope/job_{sim_job_id(work)}/step_0/user/task_{rank}\n"
@@ -65,7 +78,7 @@ class SimCgroupResolver:
         """The identity of a simulated process (unknown when no GPU runs that PID)."""
         for gpu in self._fleet.node(self._node).gpus:
             if pid in gpu.pids:
-                return parse_cgroup(sim_cgroup(self._fleet, self._node, gpu.index))
+                return _parsed_cgroup(sim_cgroup(self._fleet, self._node, gpu.index))
         return ProcessIdentity()
 
     def retain(self, pids: Sequence[int]) -> None:

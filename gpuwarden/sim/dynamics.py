@@ -230,7 +230,8 @@ def _interconnect(
     s.pcie_tx_bytes += tx_kbs * 1000.0 * dt
     s.pcie_replay += _counts(rng, 2e-5, dt)
     links = gpu.nvlink_up
-    share = sum(links) / len(links) if links else 0.0
+    # list.count compares by identity first; sum() of bools leaves its int fast path at every item.
+    share = links.count(True) / len(links) if links else 0.0
     kib = form.nvlink_gbs * 1e9 / 1024.0 * util * share * dt
     s.nvlink_tx_kib += kib
     s.nvlink_rx_kib += kib * 0.98

@@ -147,9 +147,10 @@ _Write = tuple[int, int, ScopedGetter | None, struct.Struct | None, Getter | Non
 @functools.lru_cache(maxsize=64)
 def _field_plan(
     field_ids: tuple[int | tuple[int, int], ...], retired_pages: bool
-) -> tuple[bytes, list[_Write]]:
+) -> tuple[bytes, list[_Write], list[tuple[int | None, bytes]]]:
     """What never changes for one list of field ids: the array with ids, scopes, types and NOT_SUPPORTED
-    answers already in place (built as a plain fill would), and the slots whose value depends on the GPU."""
+    answers already in place (built as a plain fill would), the slots whose value depends on the GPU, and a
+    one-entry cache of (timestamp, the array stamped with it) that ``fill_field_values`` keeps."""
     values = (_FV * len(field_ids))()
     put = _raw_setattr  # pynvml's printable __setattr__ costs more than the value itself
     writes: list[_Write] = []
@@ -175,7 +176,7 @@ def _field_plan(
             value_type, getter = entry
             put(slot, "valueType", value_type)
             writes.append((i * _FV_SIZE, 0, None, _UINT_VALUE if value_type == _UINT else _ULL_VALUE, getter))
-    return bytes(values), writes
+    return bytes(values), writes, [(None, b"")]
 
 
 def _plan_key(field_ids: Sequence[int | tuple[int, int]]) -> tuple[int | tuple[int, int], ...]:
@@ -192,12 +193,20 @@ def fill_field_values(gpu: SimGpu, field_ids: Sequence[int | tuple[int, int]], n
 
     The parts that depend only on the ids come from a cached template; each call copies it, stamps the time
     and packs the GPU's values straight into the array's memory (no ctypes attribute access per field)."""
-    template, writes = _field_plan(_plan_key(field_ids), gpu.model.retired_pages)
+    template, writes, stamped = _field_plan(_plan_key(field_ids), gpu.model.retired_pages)
     count = len(template) // _FV_SIZE
-    values = (_FV * count).from_buffer_copy(template)
-    stamp = _TIMESTAMP.pack_into
-    for at in range(_TIMESTAMP_AT, len(template), _FV_SIZE):
-        stamp(values, at, now_us)
+    # Every GPU of a node, and every node, is read at the same step: the template is stamped once per step,
+    # not once per GPU. The cache is one tuple, replaced whole, so a reader on another thread never sees a
+    # stamp paired with another time's bytes.
+    at_us, stamped_bytes = stamped[0]
+    if at_us != now_us:
+        values = (_FV * count).from_buffer_copy(template)
+        stamp = _TIMESTAMP.pack_into
+        for at in range(_TIMESTAMP_AT, len(template), _FV_SIZE):
+            stamp(values, at, now_us)
+        stamped[0] = (now_us, bytes(values))
+    else:
+        values = (_FV * count).from_buffer_copy(stamped_bytes)
     links = gpu.nvlink_up
     for at, scope_id, scoped, value_format, getter in writes:
         if getter is not None and value_format is not None:
@@ -262,7 +271,9 @@ def gpm_value(
         per_second = (
             (second[1][counter] - first[1][counter]) / dt if dt > 0 else getattr(state, gauge_kbs) * 1e3
         )
-        return max(0.0, per_second) * share / _MIB
+        # Conditional clamps, not min()/max() (which parse keyword arguments on every call in Python 3.11):
+        # the same operand for every input, NaN included (see gpuwarden.sim.dynamics).
+        return (per_second if per_second > 0.0 else 0.0) * share / _MIB
     names = GPM_METRICS.get(metric_id)
     if names is None:
         return None
@@ -270,4 +281,6 @@ def gpm_value(
     ratio = (second[1][integral] - first[1][integral]) / dt if dt > 0 else float(getattr(state, gauge))
     if metric_id == pynvml.NVML_GPM_METRIC_SM_OCCUPANCY:
         ratio *= _OCCUPANCY_SHARE
-    return max(0.0, min(100.0, abs(ratio) * 100.0 * share))
+    percent = abs(ratio) * 100.0 * share
+    percent = percent if percent < 100.0 else 100.0
+    return percent if percent > 0.0 else 0.0

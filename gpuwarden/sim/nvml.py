@@ -27,6 +27,8 @@ from gpuwarden.sim.nvml_gpm import NvmlGpm
 from gpuwarden.sim.topology import MAX_MIG_DEVICES
 
 VIDEO_SAMPLING_PERIOD_US = 100_000  # what an idle H200 answers for its encoder and decoder
+# The members of pynvml's process struct, in order: what ``nvmlStructToFriendlyObject`` copies out of it.
+_PROCESS_FIELDS = tuple(name for name, *_ in pynvml.c_nvmlProcessInfo_t._fields_)
 
 
 class SimNvml(NvmlEvents, NvmlGpm, NvmlBase):
@@ -321,8 +323,13 @@ class SimNvml(NvmlEvents, NvmlGpm, NvmlBase):
         """Compute processes as pynvml's friendly objects: ``pid``, ``usedGpuMemory`` (bytes), ids."""
         gpu = self._dev(handle, "nvmlDeviceGetComputeRunningProcesses_v3").gpu
         used = max(0, gpu.state.fb_used - RESERVED_FB_BYTES)
+        # The object nvmlStructToFriendlyObject makes of c_nvmlProcessInfo_t(pid, used, NO_INSTANCE,
+        # NO_INSTANCE), built from its numbers directly: each struct member read back went through pynvml's
+        # Python-level __getattribute__, once per GPU per collection.
         return [
-            pynvml.nvmlStructToFriendlyObject(pynvml.c_nvmlProcessInfo_t(pid, used, NO_INSTANCE, NO_INSTANCE))
+            pynvml.nvmlFriendlyObject(
+                dict(zip(_PROCESS_FIELDS, (pid, used, NO_INSTANCE, NO_INSTANCE), strict=True))
+            )
             for pid in gpu.pids
         ]
 

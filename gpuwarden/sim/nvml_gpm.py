@@ -70,21 +70,23 @@ class NvmlGpm(NvmlBase):
     def nvmlGpmMetricsGet(self, metricsGet: Any) -> Any:
         """Fill ``c_nvmlGpmMetricsGet_t.metrics[i].value`` (percent) from ``sample1`` and ``sample2``."""
         self._check("nvmlGpmMetricsGet")
-        if metricsGet.version != pynvml.NVML_GPM_METRICS_GET_VERSION:
+        # Numbers and pointers only: ctypes' own attribute access gives what pynvml's printable wrapper would,
+        # for less.
+        get, put = _raw_getattr, _raw_setattr
+        if get(metricsGet, "version") != pynvml.NVML_GPM_METRICS_GET_VERSION:
             raise pynvml.NVMLError_ArgumentVersionMismatch()
-        if metricsGet.numMetrics > pynvml.NVML_GPM_METRIC_MAX:
+        count = get(metricsGet, "numMetrics")
+        if count > pynvml.NVML_GPM_METRIC_MAX:
             raise pynvml.NVMLError_InvalidArgument()
-        first = self._gpm_samples.get(pointer_address(metricsGet.sample1) or 0)
-        second = self._gpm_samples.get(pointer_address(metricsGet.sample2) or 0)
+        first = self._gpm_samples.get(pointer_address(get(metricsGet, "sample1")) or 0)
+        second = self._gpm_samples.get(pointer_address(get(metricsGet, "sample2")) or 0)
         if first is None or second is None or first[0] is not second[0]:
             raise pynvml.NVMLError_InvalidArgument()
         dev = second[0]
         if dev.gpu.lost:
             raise pynvml.NVMLError_GpuIsLost()
-        # Numbers only: ctypes' own attribute access gives what pynvml's printable wrapper would, for less.
-        get, put = _raw_getattr, _raw_setattr
         metrics, state, since, until = get(metricsGet, "metrics"), dev.gpu.state, first[1:], second[1:]
-        for i in range(metricsGet.numMetrics):
+        for i in range(count):
             metric = metrics[i]
             value = gpm_value(get(metric, "metricId"), since, until, state, 1.0)
             if value is None:

@@ -113,3 +113,36 @@ def test_another_workload_replaces_the_remembered_labels_at_once() -> None:
     assert memory.labels("GPU-2", pod, 400.0)["pod_uid"] == "u1"  # the same pod, assigned by the kubelet
     assert memory.labels("GPU-2", {**pod, "pod_uid": "u2"}, 401.0)["pod_uid"] == "u2"  # re-created pod
     assert memory.labels("GPU-2", {}, 402.0, ambiguous=True) == {}  # shared: no single workload
+
+
+def test_a_busy_gpus_labels_stay_one_dict_across_collections_for_the_render_to_find_by_identity() -> None:
+    # The text render reuses a label set's text when it meets the same dict again; a GPU whose workload
+    # stays must not get a new (equal) dict every collection, nor keep the old one once its labels change.
+    clock = FakeClock()
+    fleet = build_fleet(1, 8, seed=7, clock=clock)
+    node = fleet.nodes[0].name
+    sim = SimNvml(fleet, node)
+    sim.nvmlInit()
+    collector = NvmlCollector(
+        sim, hostname=node, resolver=SimCgroupResolver(fleet, node), pods=SimPodAssignments(fleet)
+    )
+
+    def util_labels() -> dict[str, dict[str, str]]:
+        return {
+            s.labels["gpu"]: s.labels
+            for m in collector.collect()
+            for s in m.samples
+            if m.name.endswith("GPU_UTIL")
+        }
+
+    first = util_labels()
+    clock.advance(10)
+    second = util_labels()
+    busy = [gpu for gpu, labels in first.items() if "pod" in labels or "slurm_job" in labels]
+    assert busy, "the seed should place workloads on this node"
+    assert all(second[gpu] is first[gpu] for gpu in busy)
+    memory = WorkloadMemory(grace_seconds=300)
+    job = memory.labels("GPU-1", {"slurm_job": "17"}, 0.0)
+    assert memory.labels("GPU-1", {"slurm_job": "17"}, 5.0) is job
+    assert memory.labels("GPU-1", {"slurm_job": "18"}, 6.0) == {"slurm_job": "18"}
+    assert job == {"slurm_job": "17"}  # the dict handed out before is left as it was

@@ -428,6 +428,22 @@ def test_field_values_asked_twice_are_separate_arrays_that_follow_the_gpu(
     assert after[2].fieldId == pynvml.NVML_FI_DEV_MEMORY_TEMP and after[2].value.uiVal > 0
 
 
+def test_field_values_of_every_gpu_carry_the_step_each_was_read_at(
+    nvml: SimNvml, fleet: Fleet, clock: FakeClock
+) -> None:
+    # The stamped array is made once per step and shared by the GPUs read at it: a read after the next step
+    # must carry that step's time, and the arrays handed out before must keep theirs.
+    ids = [pynvml.NVML_FI_DEV_ECC_SBE_VOL_TOTAL, pynvml.NVML_FI_DEV_RETIRED_DBE]
+    handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(2)]
+    first = [nvml.nvmlDeviceGetFieldValues(h, ids) for h in handles]
+    then = int(fleet.stepped_to * 1e6)
+    clock.advance(3)
+    later = nvml.nvmlDeviceGetFieldValues(handles[1], ids)
+    assert [fv.timestamp for fv in later] == [then + 3_000_000] * 2
+    assert [fv.timestamp for values in first for fv in values] == [then] * 4
+    assert [int(fv.nvmlReturn) for fv in later] == [0, pynvml.NVML_ERROR_NOT_SUPPORTED]
+
+
 def test_rates_over_collections_between_simulated_steps_read_the_gpus_steady_work(
     nvml: SimNvml, clock: FakeClock
 ) -> None:
