@@ -14,17 +14,25 @@ from exporters.simulated import (
 )
 from gpuwarden.clock import FakeClock
 from gpuwarden.sim import InferenceService, SimNvml, TrainingJob, build_fleet, parse_fault
+from gpuwarden.sim.fleet import Fleet
 
 
-def test_simulated_gpus_carry_the_pod_or_job_of_their_workload() -> None:
-    clock = FakeClock()
-    fleet = build_fleet(2, 8, seed=7, clock=clock)
+def _first_nodes_collector(nodes: int, clock: FakeClock) -> tuple[Fleet, NvmlCollector]:
+    """A seed-7 fleet of ``nodes`` 8-GPU nodes and a collector of its first node, attributing workloads."""
+    fleet = build_fleet(nodes, 8, seed=7, clock=clock)
     node = fleet.nodes[0].name
     sim = SimNvml(fleet, node)
     sim.nvmlInit()
     collector = NvmlCollector(
         sim, hostname=node, resolver=SimCgroupResolver(fleet, node), pods=SimPodAssignments(fleet)
     )
+    return fleet, collector
+
+
+def test_simulated_gpus_carry_the_pod_or_job_of_their_workload() -> None:
+    clock = FakeClock()
+    fleet, collector = _first_nodes_collector(2, clock)
+    node = fleet.nodes[0].name
     samples = [s for m in collector.collect() for s in m.samples]
     util = {int(s.labels["gpu"]): s.labels for s in samples if s.name == "DCGM_FI_DEV_GPU_UTIL"}
     mem = {int(s.labels["gpu"]): s.labels for s in samples if s.name == "gpuwarden_process_memory_used_bytes"}
@@ -119,13 +127,7 @@ def test_a_busy_gpus_labels_stay_one_dict_across_collections_for_the_render_to_f
     # The text render reuses a label set's text when it meets the same dict again; a GPU whose workload
     # stays must not get a new (equal) dict every collection, nor keep the old one once its labels change.
     clock = FakeClock()
-    fleet = build_fleet(1, 8, seed=7, clock=clock)
-    node = fleet.nodes[0].name
-    sim = SimNvml(fleet, node)
-    sim.nvmlInit()
-    collector = NvmlCollector(
-        sim, hostname=node, resolver=SimCgroupResolver(fleet, node), pods=SimPodAssignments(fleet)
-    )
+    _, collector = _first_nodes_collector(1, clock)
 
     def util_labels() -> dict[str, dict[str, str]]:
         return {
