@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from anomaly.replay import replay_alerts
+from anomaly.replay import replay_alerts, replay_raised
 from anomaly.steps import (
     NEVER,
     BoolArray,
@@ -138,8 +138,15 @@ class ArtNovelty(SeriesArrays):
         score, raised, rows, s, x = self._begin(ids, values)
         if not rows.size:
             return StepScores(ids=ids, score=score, raised=raised)
+        learnt = self._learn(s, x)
+        raised[rows], score[rows] = learnt.judge(self.params, self.since)
+        return StepScores(ids=ids, score=score, raised=raised)
+
+    def _learn(self, s: IntArray, x: FloatArray) -> Learnt:
+        """Take the finite samples ``x`` of the series ``s``: their windows resonate (categories learnt), the
+        range and count move on. What ``margin``, ``rearm`` and ``warmup`` judge of them is ``Learnt``'s."""
         p = self.params
-        n = self.count[s]
+        n = self.count[s].copy()
         self.recent[s, :-1] = self.recent[s, 1:]
         self.recent[s, -1] = x
         full = n + 1 >= p.window
@@ -151,15 +158,10 @@ class ArtNovelty(SeriesArrays):
             if known is None:
                 known = self._categories[series] = Categories(p)
             best[k] = known.resonate(pattern)
-        anomalous = full & (best < p.floor)
-        fires, self.since[s] = rearmed(anomalous, self.since[s], p.rearm)
-        live = n >= p.warmup
-        raised[rows] = fires & live
-        score[rows] = np.where(live & full, (1.0 - best) / (1.0 - p.floor), 0.0)
         self.low[s] = np.minimum(self.low[s], x)
         self.high[s] = np.maximum(self.high[s], x)
         self.count[s] = n + 1
-        return StepScores(ids=ids, score=score, raised=raised)
+        return Learnt(s, n, full, best)
 
     def _patterns(self, ids: IntArray) -> FloatArray:
         """The complement-coded block means of each series' last ``window`` values, scaled by its range so
@@ -178,6 +180,64 @@ class ArtNovelty(SeriesArrays):
         return patterns
 
 
+@dataclass(frozen=True, slots=True)
+class Learnt:
+    """One step's learning for the series ``s``: their sample counts before it (``n``), whether their
+    windows were full and their best matches."""
+
+    s: IntArray
+    n: IntArray
+    full: BoolArray
+    best: FloatArray
+
+    def judge(self, p: ArtParams, since: IntArray) -> tuple[BoolArray, FloatArray]:
+        """Which raise under ``p`` (its ``margin``, ``rearm`` and ``warmup``; ``since`` moved on) and their
+        scores."""
+        anomalous = self.full & (self.best < p.floor)
+        fires, since[self.s] = rearmed(anomalous, since[self.s], p.rearm)
+        live = self.n >= p.warmup
+        return fires & live, np.where(live & self.full, (1.0 - self.best) / (1.0 - p.floor), 0.0)
+
+
 def raise_many(values: list[FloatArray], params: ArtParams | None = None) -> list[BoolArray]:
     """Alerts per series when each series' ``i``-th sample arrives at step ``i`` (as ``score_many`` does)."""
     return replay_alerts(ArtNovelty(params, capacity=max(len(values), 1)).update, values)
+
+
+Learning = tuple[int, int, float, float, float, int]
+
+
+def learning(p: ArtParams) -> Learning:
+    """What of ``p`` the categories and best matches depend on: settings alike in it learn alike."""
+    return (p.window, p.blocks, p.vigilance, p.alpha, p.beta, p.capacity)
+
+
+def raise_grid(values: list[FloatArray], grid: list[ArtParams]) -> list[list[BoolArray]]:
+    """``raise_many(values, params)`` for each ``params`` of ``grid``, alike, with the learning shared:
+    settings that differ only in ``margin``, ``rearm`` and ``warmup`` learn the same categories and best
+    matches, so each group of them is stepped once and only judged apart."""
+    groups: dict[Learning, list[int]] = {}
+    for k, p in enumerate(grid):
+        groups.setdefault(learning(p), []).append(k)
+    found: list[list[BoolArray]] = [[] for _ in grid]
+    for members in groups.values():
+        for k, alerts in zip(members, _raise_group(values, [grid[k] for k in members]), strict=True):
+            found[k] = alerts
+    return found
+
+
+def _raise_group(values: list[FloatArray], heads: list[ArtParams]) -> list[list[BoolArray]]:
+    """``raise_grid`` for settings that learn alike: one detector learns, each setting judges."""
+    detector = ArtNovelty(heads[0], capacity=max(len(values), 1))
+    since = [np.full(max(len(values), 1), NEVER, np.int64) for _ in heads]
+
+    def judged(ids: IntArray, step: FloatArray) -> list[BoolArray]:
+        raised = [np.zeros(ids.size, np.bool_) for _ in heads]
+        _, _, rows, s, x = detector._begin(ids, step)
+        if rows.size:
+            learnt = detector._learn(s, x)
+            for head, params in enumerate(heads):
+                raised[head][rows] = learnt.judge(params, since[head])[0]
+        return raised
+
+    return replay_raised(judged, values, len(heads))

@@ -180,7 +180,7 @@ def _kill_at_start(serve: Serve, step: Step, ids: dict[str, str], rng: random.Ra
 def _held_until(serve: Serve) -> float | None:
     """When (wall clock) the first update the webhook holds goes; None when it holds none."""
     try:
-        listed = httpx.get(
+        listed = serve.http.get(
             f"{serve.url}/api/v1/outbox",
             params={"status": "pending", "limit": 1000},
             headers=AUTH,
@@ -284,7 +284,7 @@ def run_once(
         try:
             run_steps(serve, steps, kills, seed)
         finally:
-            serve.stop()
+            serve.close()
         return observe(recorder, serve.db, serve.folder / "journal"), serve
 
 

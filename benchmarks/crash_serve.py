@@ -40,6 +40,9 @@ steps: a tick applies what time decides (a resolution after the quiet period, al
 unmuted, an announcement), and a tick that came before or after the next step's alerts in one run only made
 the two runs differ with no crash at all."""
 SLACK_TOKEN_ENV = "CRASH_FUZZ_SLACK_TOKEN"
+NO_KEEPALIVE = httpx.Limits(max_keepalive_connections=0)
+"""A connection per request: a kept one that serve closes as it idles out could drop the next request, which
+the fuzz would report (``exits``)."""
 EDIT_INTERVAL = 5.0
 """The webhook's ``edit_interval_seconds`` here (300 by default in serve): a held update is released, or
 replaced, within a run."""
@@ -81,6 +84,9 @@ class Serve:
     launches: list[float] = field(default_factory=list)  # wall-clock time of each start
     ready: list[float | None] = field(default_factory=list)  # and when it was ready (None: never)
     killed: bool = False
+    http: httpx.Client = field(default_factory=lambda: httpx.Client(limits=NO_KEEPALIVE))
+    """Every request to serve, of every start: a new client per request (``httpx.get``) built an SSL context
+    each time, 60 ms of CPU, and the waits poll every 25-50 ms."""
 
     def start(self) -> None:
         """Start serve and wait until it is ready (its journal's backlog applied); again when a kill armed
@@ -146,6 +152,11 @@ class Serve:
         if self.proc is not None:
             stop(self.proc)
 
+    def close(self) -> None:
+        """Stop serve and close the client."""
+        self.stop()
+        self.http.close()
+
 
 # --- the steps, against one serve ------------------------------------------------------------------
 
@@ -176,7 +187,7 @@ def _silence_body(comment: str, node: str) -> dict[str, Any]:
 
 
 def _silence_id(serve: Serve, comment: str) -> str | None:
-    listed = httpx.get(f"{serve.url}/api/v2/silences", headers=AUTH, timeout=30).json()
+    listed = serve.http.get(f"{serve.url}/api/v2/silences", headers=AUTH, timeout=30).json()
     return next((s["id"] for s in listed if s["comment"] == comment), None)
 
 
@@ -184,7 +195,7 @@ def do_once(serve: Serve, step: Step, ids: dict[str, str]) -> None:
     """Do one step; ``httpx.HTTPError`` when serve died under it."""
     kind, args = step
     if kind == "post":
-        response = httpx.post(
+        response = serve.http.post(
             f"{serve.url}/api/v2/alerts", json=_postable(args["alerts"]), headers=AUTH, timeout=30
         )
     elif kind == "silence":
@@ -193,7 +204,7 @@ def do_once(serve: Serve, step: Step, ids: dict[str, str]) -> None:
             ids[args["comment"]] = found
             return
         body = _silence_body(args["comment"], args["node"])
-        response = httpx.post(f"{serve.url}/api/v2/silences", json=body, headers=AUTH, timeout=30)
+        response = serve.http.post(f"{serve.url}/api/v2/silences", json=body, headers=AUTH, timeout=30)
         if response.status_code == 200:
             ids[args["comment"]] = response.json()["silenceID"]
     elif kind == "isilence":
@@ -202,18 +213,18 @@ def do_once(serve: Serve, step: Step, ids: dict[str, str]) -> None:
         response = _expire_incident_silence(serve, ids.get(args["name"]))
     else:
         silence_id = ids[args["comment"]]
-        response = httpx.delete(f"{serve.url}/api/v2/silence/{silence_id}", headers=AUTH, timeout=30)
+        response = serve.http.delete(f"{serve.url}/api/v2/silence/{silence_id}", headers=AUTH, timeout=30)
     if response.status_code != 200:
         raise RuntimeError(f"{kind} answered {response.status_code}: {response.text}")
 
 
 def _incident_of(serve: Serve, labels: dict[str, str]) -> str | None:
     """The open incident that holds the alert with ``labels``; None when none does (resolved since)."""
-    listed = httpx.get(f"{serve.url}/api/v1/incidents", headers=AUTH, timeout=30).json()
+    listed = serve.http.get(f"{serve.url}/api/v1/incidents", headers=AUTH, timeout=30).json()
     for incident in listed:
         if incident["state"] == "resolved":
             continue
-        detail = httpx.get(f"{serve.url}/api/v1/incidents/{incident['id']}", headers=AUTH, timeout=30)
+        detail = serve.http.get(f"{serve.url}/api/v1/incidents/{incident['id']}", headers=AUTH, timeout=30)
         if any(alert["labels"] == labels for alert in detail.json()["alerts"]):
             return str(incident["id"])
     return None
@@ -229,18 +240,20 @@ def _silence_incident(serve: Serve, name: str, labels: dict[str, str], ids: dict
     ids[name] = incident_id
     body = {"duration": "1h", "by": "crash-fuzz"}
     url = f"{serve.url}/api/v1/incidents/{incident_id}/silence"
-    response = httpx.post(url, json=body, headers=AUTH, timeout=30)
+    response = serve.http.post(url, json=body, headers=AUTH, timeout=30)
     return httpx.Response(200) if response.status_code == 409 else response
 
 
 def _expire_incident_silence(serve: Serve, incident_id: str | None) -> httpx.Response:
     """Expire the incident silences of ``incident_id`` still active (none: nothing to do, as after a crash
     that ate the answer)."""
-    listed = httpx.get(f"{serve.url}/api/v2/silences", headers=AUTH, timeout=30).json()
+    listed = serve.http.get(f"{serve.url}/api/v2/silences", headers=AUTH, timeout=30).json()
     comment = f"silence of {incident_id}"
     for silence in listed:
         if silence["comment"] == comment and silence["status"]["state"] == "active":
-            response = httpx.delete(f"{serve.url}/api/v2/silence/{silence['id']}", headers=AUTH, timeout=30)
+            response = serve.http.delete(
+                f"{serve.url}/api/v2/silence/{silence['id']}", headers=AUTH, timeout=30
+            )
             if response.status_code != 200:
                 return response
     return httpx.Response(200)
@@ -261,7 +274,7 @@ def do(serve: Serve, step: Step, ids: dict[str, str]) -> None:
 
 def _status(serve: Serve) -> dict[str, Any]:
     """serve's ``GET /api/v1/ingest/status``: the journal's lag and the engine ticks done."""
-    status: dict[str, Any] = httpx.get(f"{serve.url}/api/v1/ingest/status", timeout=10).json()
+    status: dict[str, Any] = serve.http.get(f"{serve.url}/api/v1/ingest/status", timeout=10).json()
     return status
 
 
@@ -296,7 +309,7 @@ def settle(serve: Serve, killed: threading.Event | None = None) -> None:
     while time.monotonic() < deadline:
         try:
             status = _status(serve)
-            counts = httpx.get(f"{serve.url}/api/v1/outbox", headers=AUTH, timeout=10).json()["counts"]
+            counts = serve.http.get(f"{serve.url}/api/v1/outbox", headers=AUTH, timeout=10).json()["counts"]
         except httpx.HTTPError:
             if killed is not None and killed.is_set():
                 return

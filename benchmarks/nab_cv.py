@@ -42,12 +42,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from nab_inputs import corpus_parser, load_checked_corpus
 
 
-def _options() -> tuple[argparse.ArgumentParser, argparse.Namespace]:
-    """The command line (and its parser, which refuses a missing corpus), read before the heavy imports
-    below (numpy, the anomaly stage): ``--help`` and an unknown option answer at once."""
+def _options(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """The command line (``argv``, else the process's) and its parser, which refuses a missing corpus; read
+    before the heavy imports below (numpy, the anomaly stage): ``--help`` and an unknown option answer at
+    once."""
     parser = corpus_parser(__doc__)
     parser.add_argument("--candidate", choices=("entropy", "surprise", "levels"), default="entropy")
-    return parser, parser.parse_args()
+    return parser, parser.parse_args(argv)
 
 
 if __name__ == "__main__":
@@ -58,8 +59,10 @@ import numpy.typing as npt  # noqa: E402
 
 from anomaly.entropy import EntropyParams  # noqa: E402
 from anomaly.levels import LevelParams  # noqa: E402
+from anomaly.levels import raise_many as raise_levels  # noqa: E402
 from anomaly.nab import PROFILES, FileScore, NabFile, detect_corpus, probation_length, score_file  # noqa: E402
 from anomaly.surprise import SurpriseParams  # noqa: E402
+from anomaly.surprise import raise_many as raise_surprise  # noqa: E402
 
 SIGNIFICANCE = (0.01, 0.001, 1e-5)
 REARM = (200, 1000)
@@ -91,13 +94,30 @@ def candidates(kind: str = "entropy") -> dict[str, Part | None]:
     return grid
 
 
-def detect(files: list[NabFile], part: Part | None) -> dict[str, npt.NDArray[np.bool_]]:
-    """The default detector's alerts with ``part`` joined (none: the default alone)."""
-    if isinstance(part, SurpriseParams):
-        return detect_corpus(files, surprise=part)
-    if isinstance(part, LevelParams):
-        return detect_corpus(files, levels=part)
-    return detect_corpus(files, entropy=part)
+Alerts = dict[str, npt.NDArray[np.bool_]]
+
+
+def grid_alerts(files: list[NabFile], kind: str = "entropy") -> dict[str, Alerts]:
+    """Each setting of ``candidates(kind)`` and its alerts on ``files``. The entropy part is a part of the
+    default detector's own step, stepped once per setting; a surprise or levels part is OR-ed with the
+    default's alerts (as ``detect_corpus`` does), which are stepped once for the whole grid (``off``: the
+    default alone), not again for each setting."""
+    grid = candidates(kind)
+    if kind == "entropy":
+        return {label: detect_corpus(files, entropy=part) for label, part in grid.items()}
+    default = detect_corpus(files)
+    values = [f.series.values for f in files]
+    table = {}
+    for label, part in grid.items():
+        if isinstance(part, SurpriseParams):
+            extra = raise_surprise(values, part)
+        elif isinstance(part, LevelParams):
+            extra = raise_levels(values, part)
+        else:
+            table[label] = default
+            continue
+        table[label] = {f.name: default[f.name] | raised for f, raised in zip(files, extra, strict=True)}
+    return table
 
 
 def normalised(raw: float, windows: int) -> float:
@@ -179,8 +199,7 @@ def main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     names = [f.name for f in files]
     grid = candidates(args.candidate)
     table: dict[str, dict[str, FileScore]] = {}
-    for label, params in grid.items():
-        alerts = detect(files, params)
+    for label, alerts in grid_alerts(files, args.candidate).items():
         table[label] = {f.name: score_file(f, alerts[f.name], PROFILES["standard"]) for f in files}
     windows = sum(s.windows for s in table["off"].values())
     all_files = {label: normalised(sum(s.raw for s in t.values()), windows) for label, t in table.items()}

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -195,6 +197,28 @@ def test_an_edit_superseded_by_a_later_one_is_no_finding(
     seen = view.observe(recorder, str(tmp_path / "gw.db"), tmp_path / "journal")
     assert (seen.half_written, seen.lost, seen.superseded) == ([], [], {"?"})
     assert serving.settled(0, outbox.counts())
+
+
+def test_the_waits_on_a_serve_poll_it_through_the_one_client_of_its_run(serving: ModuleType) -> None:
+    """``ticked`` polls serve every 25 ms and ``settle`` every 50 ms: each poll built a client of its own
+    (``httpx.get``: an SSL context, 60 ms of CPU), more than a serve's ticks cost."""
+    ticks = itertools.count()
+    asked = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.path)
+        if request.url.path == "/api/v1/outbox":
+            return httpx.Response(200, json={"counts": {SENT: 3}})
+        return httpx.Response(200, json={"lag_bytes": 0, "ticks": next(ticks)})
+
+    client = httpx.Client(transport=httpx.MockTransport(answer))
+    alive = SimpleNamespace(poll=lambda: None)  # a serve that runs
+    serve = serving.Serve(
+        Path("unused"), None, "unused.db", proc=alive, url="http://serve.invalid", http=client
+    )
+    serving.ticked(serve, timeout=5.0)
+    serving.settle(serve)
+    assert asked.count("/api/v1/ingest/status") > serving.TICKS and "/api/v1/outbox" in asked
 
 
 def _hook_body(key: str, message: str) -> dict[str, Any]:
