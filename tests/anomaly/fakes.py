@@ -92,7 +92,9 @@ class FakePrometheus:
         # so that it is never free between ``refuse`` and ``serve_again``: closed and bound again, a freed
         # port could be taken meanwhile by any other process (a test server, an outgoing connection).
         self._server = _ReusePortServer(("127.0.0.1", port), self._handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(  # its shutdown waits out one poll: 0.5 s by default, at every close
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
 
     @property

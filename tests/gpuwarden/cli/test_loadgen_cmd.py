@@ -45,7 +45,7 @@ class EveryThirdFails(BaseHTTPRequestHandler):
 @pytest.fixture
 def flaky_server() -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), EveryThirdFails)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
@@ -128,7 +128,7 @@ class TwoThenHang(BaseHTTPRequestHandler):
 
 def test_ctrl_c_prints_the_report_of_what_finished_and_exits_130() -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), TwoThenHang)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def interrupt_once_all_arrived() -> None:
         while TwoThenHang.arrived < 5:
