@@ -1,8 +1,6 @@
 from __future__ import annotations
 
-import http.server
 import math
-import threading
 import time
 
 import numpy as np
@@ -227,7 +225,7 @@ def test_prometheus_going_down_mid_run_does_not_crash_the_service(tmp_path, requ
     ids=["list", "string", "result-string", "result-items-strings", "metric-list", "time-not-a-number"],
 )
 def test_a_200_of_another_shape_marks_the_source_down_instead_of_failing_the_tick(request, body):
-    class Handler(http.server.BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
@@ -235,15 +233,10 @@ def test_a_200_of_another_shape_marks_the_source_down_instead_of_failing_the_tic
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    request.addfinalizer(server.server_close)
-    request.addfinalizer(server.shutdown)
+    server = LocalServer(Handler)  # polled every 50 ms: its close does not wait out a 0.5 s poll
+    request.addfinalizer(server.close)
     clock = SystemClock()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
+    url = server.url
     source = PromQLSource(url, [PromQuery("q", "up", step_seconds=1.0)], clock, timeout_seconds=2.0)
     request.addfinalizer(source.close)
     assert source.read(clock.time() - 60, clock.time()) == []
