@@ -447,22 +447,22 @@ def test_a_tick_reads_a_flapping_incident_only_once_its_flap_may_settle(tmp_path
 
 def _flapping_nodes_stream(nodes: int) -> list[tuple[str, object]]:
     """``nodes`` nodes going down and up every 20 s, each starting 5 s after the last and stopping after its
-    own number of changes (6 to 10: firing at the end, or resolved); then ticks 5 s apart until every flap
-    window has passed: they start flapping, settle and resolve at their own ticks."""
+    own number of changes (6 to 10: firing at the end, or resolved); then ticks 5 s apart past every flap
+    window and quiet period: they start flapping, settle and resolve at their own ticks."""
     steps: list[tuple[str, object]] = []
     labels = [{"alertname": "NodeDown", "cluster": "a", "node": f"n{k:02d}"} for k in range(nodes)]
     changes = [6 + k % 5 for k in range(nodes)]
-    for second in range(0, 40 * 20, 5):
+    for second in range(0, max(5 * k + 20 * n for k, n in enumerate(changes)) + 5, 5):
         post = []
         for k, one in enumerate(labels):
             flip, at = divmod(second - 5 * k, 20)
             if at == 0 and 0 <= flip <= changes[k]:
-                firing = flip % 2 == 0
                 post.append(
-                    Alert(one, starts_at=START) if firing else Alert(one, status=AlertStatus.RESOLVED)
+                    Alert(one, starts_at=START) if flip % 2 == 0 else Alert(one, status=AlertStatus.RESOLVED)
                 )
         steps += [("post", post), ("advance", 5.0)]
-    steps += [("advance", 5.0)] * (int(AlertingConfig().flap_window_seconds) // 5 + 80)
+    config = AlertingConfig()
+    steps += [("advance", 5.0)] * (int(config.flap_window_seconds + config.quiet_period_seconds) // 5 + 12)
     return steps
 
 
