@@ -5,7 +5,6 @@ label over 63 characters fails in the idna codec with a ``UnicodeError``, both a
 from __future__ import annotations
 
 from urllib.parse import unquote, urlsplit
-from urllib.request import getproxies
 
 from gpuwarden.redaction import hidden_password, quoting_only
 
@@ -104,5 +103,7 @@ def verify_tls(url: str) -> bool:
     Through a proxy from the environment (``http_proxy``, ``all_proxy``), which may speak TLS, it verifies."""
     if urlsplit(url).scheme.lower() != "http":
         return True
+    from urllib.request import getproxies  # noqa: PLC0415 - httpx loads it; at import, every command paid 38 ms
+
     proxies = getproxies()
     return bool(proxies.get("http") or proxies.get("all"))
