@@ -148,3 +148,30 @@ def test_the_tick_is_given_a_flapping_incident_at_the_very_time_its_flap_may_set
     assert [i.id for i in engine._open.quiet_candidates(now)] == [inc.id]
     engine.tick()  # the tick looks at it and, the window still holding the change, leaves it flapping
     assert member.flapping
+
+
+def test_a_node_holding_a_rollouts_xid_beside_a_fault_of_its_own_gives_it_to_the_rollout(
+    tmp_path: Path,
+) -> None:
+    """XID 119 on two GPUs of node n1 (rack r1); two hours later on two GPUs each of n2 and n3 (rack r2): a
+    rollout, too far apart from n1's to fold it in, and n1's holds nothing else (the merge pass's, not the
+    XID regrouping's). Then an XID 74 on n1: its incident now holds another fault, and is the only one
+    touched; it finds the rollout through its XID held on two nodes (``signal_partners``' ``xid_spread``
+    lookup) and gives it its XID 119s, as the rollout, touched, would have taken them."""
+    later = 7200.0
+
+    def xid(node: str, gpu: str, code: str, rack: str, at: float) -> Alert:
+        labels = {"cluster": "a", "rack": rack, "alertname": "GPUXid", "xid": code, "node": node, "gpu": gpu}
+        return Alert(labels, starts_at=START + timedelta(seconds=at))
+
+    n1 = [xid("n1", g, "119", "r1", 0.0) for g in "01"]
+    rollout = [xid(n, g, "119", "r2", later) for n in ("n2", "n3") for g in "01"]
+    nvswitch = xid("n1", "0", "74", "r1", later)
+    got = _both(tmp_path, _posts(n1, rollout[:2], rollout[2:], [nvswitch]))
+    live = {fps for _, fps in _folded(got)[0]}
+    assert live == {frozenset(a.fingerprint for a in (*n1, *rollout)), frozenset({nvswitch.fingerprint})}
+    moved = [m for *_, timeline in got for _, kind, m in timeline if kind == "alerts_moved"]
+    assert sorted(moved) == [
+        "2 XID alerts moved to inc-?: they are its XID spreading (a rollout)",
+        "took 2 XID alerts from inc-?: they are its XID spreading (a rollout)",
+    ]
