@@ -29,14 +29,14 @@ from prometheus_client.samples import Sample
 
 from exporters import fields as fams
 from exporters.exposition import EMPTY, Exposition, LabelTexts, merge
-from gpuwarden import config_rules
 from gpuwarden.clock import Clock
+from gpuwarden.limits import MAX_INTERVAL_SECONDS as CONFIGURED_MAX_INTERVAL_SECONDS
 
 logger = logging.getLogger(__name__)
 
 # The longest collection interval (and NVML call deadline) the loop takes is the one the configuration and
 # --interval take (a week, which the README promises); a longer one is clamped with a warning.
-MAX_INTERVAL_SECONDS = config_rules.MAX_INTERVAL_SECONDS
+MAX_INTERVAL_SECONDS = CONFIGURED_MAX_INTERVAL_SECONDS
 # /healthz reports a stalled loop when no tick ended for this many intervals (plus one deadline).
 STALL_INTERVALS = 3
 # Ticks a hung collection's previous GPU values are still served: the tick it overran on, no more.

@@ -32,11 +32,6 @@ from gpuwarden.config_anomaly import AnomalyConfig, check_anomaly_queries
 from gpuwarden.config_notify import WebhookConfig, check_webhook_names
 from gpuwarden.config_problems import ConfigReport, miscased_sections, validated
 from gpuwarden.config_rules import (
-    MAX_BODY_BYTES,
-    MAX_GPUS_PER_NODE,
-    MAX_INTERVAL_SECONDS,
-    MAX_WINDOW_SECONDS,
-    MIN_COLLECT_INTERVAL_SECONDS,
     HttpUrl,
     Secret,
     Section,
@@ -58,6 +53,13 @@ from gpuwarden.config_source import (
 )
 from gpuwarden.errors import ConfigError
 from gpuwarden.headers import HEADER_TIMEOUT_SECONDS
+from gpuwarden.limits import (
+    MAX_BODY_BYTES,
+    MAX_GPUS_PER_NODE,
+    MAX_INTERVAL_SECONDS,
+    MAX_WINDOW_SECONDS,
+    MIN_COLLECT_INTERVAL_SECONDS,
+)
 from gpuwarden.urls import pushgateway_base_url
 from gpuwarden.yamlfile import not_a_mapping, read_yaml, resolve_secret_refs, secret_ref_names
 

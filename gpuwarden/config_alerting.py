@@ -13,14 +13,8 @@ from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
 
-from gpuwarden.config_rules import (
-    MAX_INTERVAL_SECONDS,
-    MAX_RETENTION_DAYS,
-    MAX_WINDOW_SECONDS,
-    HttpUrl,
-    LocalPath,
-    Section,
-)
+from gpuwarden.config_rules import HttpUrl, LocalPath, Section
+from gpuwarden.limits import MAX_INTERVAL_SECONDS, MAX_RETENTION_DAYS, MAX_WINDOW_SECONDS
 
 
 class InhibitRuleConfig(Section):

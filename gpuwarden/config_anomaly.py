@@ -13,9 +13,10 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, field_validator
 
 from gpuwarden.config_anomaly_queries import AnomalyQueryConfig, parse_data_range
-from gpuwarden.config_rules import MAX_INTERVAL_SECONDS, MAX_WINDOW_SECONDS, HttpUrl, LocalPath, Section
+from gpuwarden.config_rules import HttpUrl, LocalPath, Section
 from gpuwarden.errors import ConfigError
 from gpuwarden.headers import TOKEN_ENV
+from gpuwarden.limits import MAX_INTERVAL_SECONDS, MAX_WINDOW_SECONDS
 from gpuwarden.promql_text import promql_bracket_problem, promql_regex_problem
 from gpuwarden.range_guard import GUARD_UNREAD, range_shape
 

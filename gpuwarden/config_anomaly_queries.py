@@ -12,7 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import AllowInfNan, Field, field_validator
 
-from gpuwarden.config_rules import MAX_INTERVAL_SECONDS, Section
+from gpuwarden.config_rules import Section
+from gpuwarden.limits import MAX_INTERVAL_SECONDS
 from gpuwarden.numerals import AS_WRITTEN, NUMBER, written_as_digits
 from gpuwarden.yamlfile import shown_value
 

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from gpuwarden.clock import shown
 from gpuwarden.errors import ConfigError
+from gpuwarden.limits import DAY, MAX_WINDOW_SECONDS
 
 if TYPE_CHECKING:
     from gpuwarden.config import AlertingConfig, GpuwardenConfig
@@ -44,7 +45,6 @@ def check_maintenance_windows(cfg: AlertingConfig, now: datetime) -> list[Config
     API, which gpuwarden's API does too).
     """
     # Here, not at the top: every command imports this module, and config_rules brings pydantic.
-    from gpuwarden.config_rules import DAY, MAX_WINDOW_SECONDS  # noqa: PLC0415
 
     latest = now + timedelta(seconds=MAX_WINDOW_SECONDS)
     warnings = []

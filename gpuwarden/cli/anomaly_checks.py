@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from gpuwarden.errors import ConfigError
 from gpuwarden.headers import TOKEN_ENV, token_missing
+from gpuwarden.limits import MAX_WINDOW_SECONDS
 
 if TYPE_CHECKING:
     from gpuwarden.config_anomaly import AnomalyConfig
@@ -181,7 +182,6 @@ def check_absent_forget(cfg: AnomalyConfig) -> list[ConfigError]:
     forgets a GPU older than the second before it asks whether it is older than the first, so such a GPU
     is forgotten the tick it would have read absent and a node really down raises nothing. A warning, not
     an error, for the reason ``check_absent_after`` gives."""
-    from gpuwarden.config_rules import MAX_WINDOW_SECONDS  # noqa: PLC0415 - config_rules brings pydantic
 
     absent, forget = cfg.absent_after_seconds, cfg.absent_forget_seconds
     if "presence" not in cfg.detectors or absent < forget:

@@ -16,8 +16,8 @@ from gpuwarden.cli.logs import configure_logging, keep_running_on_sighup
 from gpuwarden.cli.numbers import number, whole_number
 from gpuwarden.cli.sim_checks import check_sim_section
 from gpuwarden.clock import SystemClock
-from gpuwarden.config_rules import MAX_INTERVAL_SECONDS, MIN_COLLECT_INTERVAL_SECONDS
 from gpuwarden.errors import ConfigError, InputError, SourceError
+from gpuwarden.limits import MAX_INTERVAL_SECONDS, MIN_COLLECT_INTERVAL_SECONDS
 from gpuwarden.redaction import hidden_password
 
 if TYPE_CHECKING:

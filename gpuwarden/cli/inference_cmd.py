@@ -15,8 +15,8 @@ from gpuwarden.cli.consoles import err_console, option_said, print_problems, ref
 from gpuwarden.cli.logs import keep_running_on_sighup
 from gpuwarden.cli.numbers import number, whole_number
 from gpuwarden.clock import AcceleratedClock, Clock, SystemClock
-from gpuwarden.config_rules import MAX_GPUS_PER_NODE, MAX_SIM_NODES
 from gpuwarden.errors import ConfigError, InputError
+from gpuwarden.limits import MAX_GPUS_PER_NODE, MAX_SIM_NODES
 from gpuwarden.urls import host_port
 
 LISTEN_BACKLOG = 2048  # uvicorn's default backlog, which it sets again when it starts serving

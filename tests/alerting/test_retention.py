@@ -20,7 +20,7 @@ from alerting.store_models import AlertRow, SilenceRow, TimelineRow
 from gpuwarden.api_metrics import ApiMetrics
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
-from gpuwarden.config_rules import MAX_RETENTION_DAYS, MAX_WINDOW_SECONDS
+from gpuwarden.limits import MAX_RETENTION_DAYS, MAX_WINDOW_SECONDS
 from gpuwarden.model import Alert, AlertStatus, IncidentState
 from tests.alerting.test_outbox_orphans import Destination
 

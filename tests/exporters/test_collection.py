@@ -12,7 +12,7 @@ from exporters.collection import MAX_INTERVAL_SECONDS, CollectionLoop
 from exporters.nvml_collector import NvmlCollector
 from exporters.xid import XidLedger
 from gpuwarden.clock import FakeClock, SystemClock
-from gpuwarden.config_rules import MAX_INTERVAL_SECONDS as WEEK
+from gpuwarden.limits import MAX_INTERVAL_SECONDS as WEEK
 from gpuwarden.sim import Fleet, SimNvml, build_fleet, parse_fault
 
 from .conftest import NODE
