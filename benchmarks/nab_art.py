@@ -22,7 +22,8 @@ brief's rule: it joins the default only if it beats the default in both schemes 
 project's earlier bar, +1.5 in both, is ``adoptable``. Also per setting: the part alone, its OR-ed score on
 all files and on tune, alerts, false positives, windows found, the windows it finds that the default misses,
 and its CPU cost per sample (``us_per_sample``: the part alone, every file stepped together; settings that
-differ only in ``margin`` and ``rearm`` learn alike and are stepped once together, each given that time).
+differ only in ``margin``, ``rearm`` and ``warmup`` learn alike and are stepped once together, each given that
+time).
 """
 
 from __future__ import annotations
