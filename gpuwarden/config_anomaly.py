@@ -33,7 +33,7 @@ __all__ = [
 
 # A GPU's temperature follows its power over tens of seconds to a few minutes, and a failed cooler is a soft
 # fault, due within 5 minutes: the thermal detector's settings are bounded by both (the reasons at the fields,
-# each bound proven in tests/anomaly/test_thermal.py).
+# each bound proven in tests/anomaly/test_thermal_outage.py).
 THERMAL_MAX_LAG_SECONDS = 180.0
 THERMAL_MAX_SETTLE_SECONDS = 600.0
 THERMAL_MAX_ALPHA = 0.1

@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 
 from anomaly.thermal import ThermalDetector
-from tests.anomaly.test_thermal import MODEL, _throttled
 from tests.anomaly.test_thermal_back import _fed
-from tests.anomaly.thermal_gpus import GPUS, Gpus, warmed_from_job
+from tests.anomaly.thermal_gpus import GPUS, MODEL, Gpus, throttled, warmed_from_job
 
 STEP = 3_600.0  # the clock set back an hour
 BEFORE = 300  # ticks read before the step (2.5 hours: past the warm-up, the jobs' powers all scored at)
@@ -46,7 +45,7 @@ def _before(
         for tick in range(ticks):
             gpus.resistance[2] = 0.065 * (1.0 + heat(tick))
             for _ in range(scrape):
-                view = gpus.step(_throttled(power(tick), gpus.temp), rng)
+                view = gpus.step(throttled(power(tick), gpus.temp), rng)
             [found] = det.detect(view)
             rows.append(found.score)
         _BEFORE[key] = gpus, det, rng, rows
@@ -79,7 +78,7 @@ def _stepped(
                 det.restore(old.state())
         gpus.resistance[2] = 0.065 * (1.0 + heat(tick))
         for _ in range(scrape):
-            view = gpus.step(_throttled(power(tick), gpus.temp), rng)
+            view = gpus.step(throttled(power(tick), gpus.temp), rng)
         [found] = det.detect(view)
         rows.append(found.score)
     return np.array(rows)

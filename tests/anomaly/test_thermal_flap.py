@@ -10,8 +10,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from tests.anomaly.test_thermal import _throttled
-from tests.anomaly.thermal_gpus import GPUS, warmed_from_job
+from tests.anomaly.thermal_gpus import GPUS, throttled, warmed_from_job
 
 BUSY = 10  # ticks in the job (620 W) after the warm-up before it stalls at 70 W
 STALL = 80  # ticks the stall lasts (40 minutes)
@@ -44,7 +43,7 @@ def _scores(
         if fails is not None and tick >= BUSY + fails:
             gpus.resistance[2] = 0.065 * (1.0 + min(3.0, 0.3 * (tick - BUSY - fails + 1)))
         watts = 0.0 if off(tick) else stall_watts if BUSY <= tick < BUSY + STALL else 620.0
-        view = gpus.step(_throttled(np.full(len(GPUS), watts), gpus.temp), rng)
+        view = gpus.step(throttled(np.full(len(GPUS), watts), gpus.temp), rng)
         if read(tick) and not off(tick):
             rows.append([tick, *det.detect(view)[0].score.tolist()])
     return np.array(rows)

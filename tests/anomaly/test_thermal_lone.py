@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from anomaly.thermal import ThermalDetector
-from tests.anomaly.test_thermal import _throttled
-from tests.anomaly.thermal_gpus import GPUS, TAU, Gpus, warmed_from_job
+from tests.anomaly.thermal_gpus import GPUS, TAU, Gpus, throttled, warmed_from_job
 
 # GPU 2 the only one of its model: its peers' median is never asked, as for a GPU without the label (GPUS).
 ONE_OF_ITS_MODEL = [{**gpu, "modelName": "H100" if gpu["gpu"] == "2" else "A100"} for gpu in GPUS]
@@ -18,7 +17,7 @@ ONE_OF_ITS_MODEL = [{**gpu, "modelName": "H100" if gpu["gpu"] == "2" else "A100"
 
 def _fed(gpus: Gpus, det: ThermalDetector, rng: np.random.Generator, watts: float) -> np.ndarray:
     """One tick of every GPU at ``watts`` (throttled by its heat, as the simulator's): its scores."""
-    return det.detect(gpus.step(_throttled(np.full(len(GPUS), watts), gpus.temp), rng))[0].score
+    return det.detect(gpus.step(throttled(np.full(len(GPUS), watts), gpus.temp), rng))[0].score
 
 
 _RESTED: dict[tuple[int, int, float], tuple[object, Gpus, ThermalDetector, np.random.Generator]] = {}

@@ -18,9 +18,8 @@ from anomaly.needs import POWER, TEMP
 from anomaly.series import View, build_view
 from anomaly.sources import Frame
 from anomaly.thermal import ThermalDetector
-from tests.anomaly.test_thermal import _throttled
 from tests.anomaly.test_thermal_flap import BUSY, STALL, _scores
-from tests.anomaly.thermal_gpus import GPUS, Gpus
+from tests.anomaly.thermal_gpus import GPUS, Gpus, throttled
 
 DEADLINE = 10  # reads (30 s) from the cooler's first failing tick to its alert's third read over 1
 # Per ``fails``, a healthy GPU 2 (its lag, intake and thermal resistance) read within 1 C of GPU 2 lagging
@@ -68,7 +67,7 @@ def _twin_scores(fails: int) -> tuple[np.ndarray, np.ndarray]:
     temps, scores = [], []
     for tick in range(BUSY + STALL + 40):
         watts = 70.0 if BUSY <= tick < BUSY + STALL else 620.0
-        view = gpus.step(_throttled(np.full(len(GPUS), watts), gpus.temp), rng)
+        view = gpus.step(throttled(np.full(len(GPUS), watts), gpus.temp), rng)
         temps.append(np.round(gpus.temp[2]))
         scores.append(det.detect(view)[0].score[2])
     return np.array(temps), np.array(scores)
@@ -84,7 +83,7 @@ def _failing_temps(fails: int) -> np.ndarray:
         if tick >= BUSY + fails:
             gpus.resistance[2] = 0.065 * (1.0 + min(3.0, 0.3 * (tick - BUSY - fails + 1)))
         watts = 70.0 if tick >= BUSY else 620.0
-        gpus.step(_throttled(np.full(len(GPUS), watts), gpus.temp), rng)
+        gpus.step(throttled(np.full(len(GPUS), watts), gpus.temp), rng)
         temps.append(np.round(gpus.temp[2]))
     return np.array(temps)
 
@@ -131,6 +130,6 @@ def test_healthy_gpus_whose_temperature_reads_jitter_as_their_job_stalls_raise_n
     scores = []
     for tick in range(BUSY + STALL):
         watts = 70.0 if tick >= BUSY else 620.0
-        scores.append(det.detect(gpus.step(_throttled(np.full(len(GPUS), watts), gpus.temp), rng))[0].score)
+        scores.append(det.detect(gpus.step(throttled(np.full(len(GPUS), watts), gpus.temp), rng))[0].score)
     hot = np.array(scores) > 1.0
     assert not any(hot[i - 2 : i + 1].all(axis=0).any() for i in range(2, hot.shape[0]))

@@ -14,6 +14,13 @@ from anomaly.thermal import ThermalDetector
 
 GPUS = [{"UUID": f"GPU-{i}", "gpu": str(i), "Hostname": "n1"} for i in range(6)]
 TAU = 20.0  # the simulated thermal lag
+MODEL = [{**gpu, "modelName": "NVIDIA H100 80GB HBM3"} for gpu in GPUS]
+
+
+def throttled(power: np.ndarray, temp: np.ndarray) -> np.ndarray:
+    """The simulator's clocks slow to 0.8 at 87 C and 0.5 at 92 C, and power above idle follows clock**1.5."""
+    clock = np.where(temp >= 92.0, 0.5, np.where(temp >= 87.0, 0.8, 1.0))
+    return 70.0 + (power - 70.0) * clock**1.5
 
 
 class Gpus:
