@@ -38,7 +38,7 @@ from tests.migrated_store import migrated_sqlite
 runner = CliRunner()
 
 
-def _wait(what: str, check: object, seconds: float = 20.0) -> None:
+def _wait(what: str, check: object, seconds: float = 60.0) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if check():  # type: ignore[operator]
