@@ -27,7 +27,8 @@ def _no_terminal_size_from_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
 # worker ran them alone while the others idled. Starting the longest first is the usual greedy balance; a
 # module missing here runs in file order after them. test_thermal.py (76 s) was split in four on 2026-12-05;
 # its two parts of 15 s or more are placed by their share of its time. Split by subject on 2026-12-05 too,
-# each part timed alone (junit): test_reminding.py (no part of 15 s or more; it left the list).
+# each part timed alone (junit): test_reminding.py and anomaly/test_cli.py (no part of 15 s or more; they
+# left the list).
 _SLOWEST_FIRST = (
     "tests/gpuwarden/cli/test_demo_cmd.py",
     "tests/alerting/test_arrival_order.py",
@@ -52,7 +53,6 @@ _SLOWEST_FIRST = (
     "tests/anomaly/test_service_reescalation.py",
     "tests/integration/test_inference_prometheus.py",
     "tests/integration/test_victoriametrics.py",
-    "tests/anomaly/test_cli.py",
     "tests/alerting/test_outbox.py",
     "tests/anomaly/test_promql.py",
     "tests/anomaly/test_snapshot_reads.py",

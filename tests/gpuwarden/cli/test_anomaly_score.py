@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gpuwarden.cli import app
-from tests.anomaly.test_cli import evaluate_args
+from tests.anomaly.cli_runs import evaluate_args
 
 runner = CliRunner()
 
