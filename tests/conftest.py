@@ -27,9 +27,9 @@ def _no_terminal_size_from_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
 # worker ran them alone while the others idled. Starting the longest first is the usual greedy balance; a
 # module missing here runs in file order after them. test_thermal.py (76 s) was split in four on 2026-12-05;
 # its two parts of 15 s or more are placed by their share of its time. Split by subject on 2026-12-05 too,
-# each part timed alone (junit) and placed by that beside test_muting.py's 15.5 s alone: test_reminding.py and
-# anomaly/test_cli.py (no part of 15 s or more; they left the list), test_incidents_cmd.py (its connection
-# part, 17.6 s; the rest under 15 s).
+# each part timed alone (junit) and placed by that beside test_muting.py's 15.5 s alone: test_reminding.py,
+# anomaly/test_cli.py and test_serve_cmd.py (no part of 15 s or more; they left the list),
+# test_incidents_cmd.py (its connection part, 17.6 s; the rest under 15 s).
 _SLOWEST_FIRST = (
     "tests/gpuwarden/cli/test_demo_cmd.py",
     "tests/alerting/test_arrival_order.py",
@@ -74,7 +74,6 @@ _SLOWEST_FIRST = (
     "tests/anomaly/test_thermal_clock.py",
     "tests/gpuwarden/cli/test_commands.py",
     "tests/alerting/test_migrate.py",
-    "tests/gpuwarden/cli/test_serve_cmd.py",
     "tests/anomaly/test_thresholds.py",
     "tests/benchmarks/test_bench_applier.py",
     "tests/anomaly/test_snapshot_stale.py",
