@@ -1,4 +1,4 @@
-"""`gpuwarden anomaly evaluate nab`'s options (its scoring and its files: tests/anomaly/test_cli.py)."""
+"""`gpuwarden anomaly evaluate nab`'s options (its scoring and files: tests/anomaly/test_cli_evaluate.py)."""
 
 from __future__ import annotations
 
