@@ -1,16 +1,48 @@
-"""Fixtures shared by the incident engine's tests."""
+"""Fixtures shared by the incident engine's tests, and the Slack button tests' actions and client."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
+from starlette.applications import Starlette
+from starlette.exceptions import StarletteDeprecationWarning
 
+from alerting.slack_interactions import slack_interaction_routes
+from alerting.slack_replays import HandledSlackRequests
+from gpuwarden.clock import FakeClock
+from tests.alerting.slack_presses import SECRET, RecordingActions
 from tests.migrated_store import migrated_sqlite
+
+with warnings.catch_warnings():
+    # Starlette's TestClient now asks for httpx2, which the project does not ship; with httpx it still works.
+    warnings.simplefilter("ignore", StarletteDeprecationWarning)
+    from starlette.testclient import TestClient
 
 
 @pytest.fixture
 def sql(tmp_path: Path) -> Engine:
     """A migrated SQLite store in the test's temp directory."""
     return migrated_sqlite(tmp_path / "gpuwarden.db")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def actions() -> RecordingActions:
+    return RecordingActions()
+
+
+@pytest.fixture
+def handled(tmp_path: Path) -> HandledSlackRequests:
+    return HandledSlackRequests(migrated_sqlite(tmp_path / "handled.db"))
+
+
+@pytest.fixture
+def client(clock: FakeClock, actions: RecordingActions, handled: HandledSlackRequests) -> TestClient:
+    return TestClient(Starlette(routes=slack_interaction_routes(SECRET, actions, clock, handled=handled)))

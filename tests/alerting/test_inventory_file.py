@@ -19,8 +19,8 @@ from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.errors import ConfigError
 from gpuwarden.model import Alert
+from tests.alerting.k8s_objects import FakeApi, node, pod, serving_cluster
 from tests.alerting.slurm_recorded import RecordedSlurm
-from tests.alerting.test_k8s_inventory import FakeApi, node, pod, serving_cluster
 
 
 def slurm(*captures: str) -> StaticInventory:

@@ -11,7 +11,7 @@ from alerting.engine import IncidentEngine
 from alerting.k8s_inventory import Assignment, KubernetesInventory
 from gpuwarden.clock import FakeClock
 from gpuwarden.model import Alert
-from tests.alerting.test_k8s_inventory import FakeApi, node, pod
+from tests.alerting.k8s_objects import FakeApi, node, pod
 
 SLICE = "nvidia.com/mig-1g.10gb"
 RESOURCES = ("nvidia.com/gpu", SLICE)

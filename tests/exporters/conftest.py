@@ -1,4 +1,4 @@
-"""Shared fixtures: a simulated node behind the pynvml API, on a fake clock."""
+"""Shared fixtures: a simulated node behind the pynvml API, on a fake clock; the toy inference server."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 
 from gpuwarden.clock import FakeClock
 from gpuwarden.sim import Fleet, SimNvml, build_fleet
+from tests.exporters.inference_harness import Harness
 
 NODE = "node-01"
 
@@ -28,3 +29,8 @@ def nvml(fleet: Fleet) -> Iterator[SimNvml]:
     sim.nvmlInit()
     yield sim
     sim.clear_failures()
+
+
+@pytest.fixture
+def h() -> Harness:
+    return Harness()

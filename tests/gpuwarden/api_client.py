@@ -1,4 +1,4 @@
-"""What the API tests share: the test client, the token, an engine on a fresh store, a client of it."""
+"""What the API tests share: the test client, the token, a silence, an engine on a fresh store, its client."""
 
 from __future__ import annotations
 
@@ -57,3 +57,11 @@ def route_httpx(client: TestClient, url: str, monkeypatch: pytest.MonkeyPatch) -
         return client.request(method, target.removeprefix(url), **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(httpx, "request", request)
+
+
+SILENCE = {
+    "matchers": [{"name": "node", "value": "r02-n03", "isRegex": False}],
+    "startsAt": "2026-01-01T00:00:00Z",  # now, as the fake clock has it: a past one would be moved to now
+    "endsAt": "2026-01-02T00:00:00Z",
+    "createdBy": "bob",
+}

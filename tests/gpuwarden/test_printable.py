@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gpuwarden.printable import escape_controls
-from tests.gpuwarden.cli.test_incidents_cmd import DETAIL, stdout_for
+from tests.gpuwarden.cli.incidents_answers import DETAIL, stdout_for
 
 # Stored "node-<RLO>01<PDF>": shown raw, a terminal's bidi rendering shows "node-10", another node.
 SPOOF = "node-\u202e01\u202c \u2066x\u2069\u200b\u200e\u200f\ufeff\u00ad\u2028\U000e0001"

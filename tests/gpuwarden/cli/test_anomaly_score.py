@@ -1,4 +1,4 @@
-"""`gpuwarden anomaly evaluate nab`'s options (its scoring and its files: tests/anomaly/test_cli.py)."""
+"""`gpuwarden anomaly evaluate nab`'s options (its scoring and files: tests/anomaly/test_cli_evaluate.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gpuwarden.cli import app
-from tests.anomaly.test_cli import evaluate_args
+from tests.anomaly.cli_runs import evaluate_args
 
 runner = CliRunner()
 

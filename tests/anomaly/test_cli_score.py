@@ -1,0 +1,311 @@
+"""``anomaly score``: the scores and alerts it writes, the CSV input it reads or refuses, its output, progress
+and summary."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from anomaly import univariate
+from gpuwarden.cli import anomaly_score, app
+from gpuwarden.cli.consoles import CliConsole
+from tests.anomaly.cli_runs import runner, write_series
+
+
+def test_score_writes_scores_and_labels_an_alert_at_the_spike(tmp_path):
+    src, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    write_series(src)
+    result = runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    frame = pd.read_csv(out)
+    assert list(frame.columns) == ["timestamp", "value", "anomaly_score", "label"]
+    assert len(frame) == 600
+    assert frame.loc[400, "label"] == 1
+    assert frame.loc[400, "anomaly_score"] > 1
+    assert frame["label"].sum() <= 3
+
+
+def test_score_counts_one_alert_in_the_singular(tmp_path):
+    src, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    write_series(src, spike_at=None)  # its noise alone raised one: "600 rows, 1 alerts" it said
+    result = runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    alerts = int(pd.read_csv(out)["label"].sum())  # a detector's change may move it: the grammar follows
+    assert result.stdout == f"{out}: 600 rows, {alerts} alert{'' if alerts == 1 else 's'}\n"
+
+
+def test_score_rejects_a_csv_without_a_value_column(tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_text("timestamp,v\n2024-01-01,1\n")
+    result = runner.invoke(
+        app, ["anomaly", "score", "--input", str(src), "--output", str(tmp_path / "o.csv")]
+    )
+    assert result.exit_code == 1
+    assert "value" in result.output
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ("2024-01-01 00:00:00,1\n2024-01-01 00:05:00,1\nsoon,2\n", "line 4: 'soon' is not a time"),
+        ("2024-01-01 00:00:00,1\n2024-01-01 00:05:00,1O\n", "line 3: '1O' is not a number"),
+        ("2024-01-01 00:05:00,1\n2024-01-01 00:00:00,2\n", "line 3: '2024-01-01 00:00:00' is before the row"),
+        (
+            "2024-01-01 00:00:00,1\n2024-01-01 00:05:00,1e400\n",
+            "line 3: the value is inf, not a finite number",
+        ),
+        ("2024-01-01 00:00:00,-inf\n", "line 2: the value is -inf, not a finite number"),
+        ("2024-01-01 00:00:00,1,5\n", "line 2: 3 fields under a header of 2 (timestamp,value); remove the"),
+        ("2024-01-01 00:00:00,1\n2024-01-01 00:05:00,2,5\n", "line 3: 3 fields under a header of 2"),
+        ("2024-01-01 00:00:00,1\n2024-01-01 00:05:00\n", "line 3: 1 field under a header of 2"),
+        ("2024-01-01 00:00:00,1\n,2\n", "line 3: the timestamp is empty"),
+        ("2024-01-01 00:00:00,1\n\n2024-01-01 00:05:00,1O\n", "line 4: '1O' is not a number"),
+        (
+            "1704067200,1\n1704067200000,2\n",
+            "line 3: '1704067200000' is not a time like the rows above (Unix",
+        ),
+        ("1704067200000000000,1\n", "line 2: '1704067200000000000' is not Unix seconds or milliseconds"),
+        (
+            "soon,1\n2024-01-01 00:05:00,1\n",
+            "in.csv': line 2: 'soon' is not a time; write epoch seconds (1704067200) or a time"
+            " (2024-01-01T00:00:00Z)",
+        ),
+        ("1704067200x,1\n", "line 2: '1704067200x' is not a time; write epoch seconds (1704067200) or a"),
+    ],
+    ids=[
+        "bad-time",
+        "typo-value",
+        "backwards",
+        "overflow",
+        "infinity",
+        "extra-field-first-row",
+        "extra-field",
+        "missing-field",
+        "empty-time",
+        "line-after-a-blank-line",
+        "seconds-then-milliseconds",
+        "nanoseconds",
+        "bad-time-first",
+        "typo-in-first-unix-time",
+    ],
+)
+def test_score_refuses_a_bad_row_naming_its_line_and_writes_nothing(tmp_path, rows, message):
+    src, out = tmp_path / "in.csv", tmp_path / "o.csv"
+    src.write_text("timestamp,value\n" + rows)
+    result = runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", str(out)])
+    assert result.exit_code == 1
+    assert message in " ".join(result.output.split())
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "epoch",
+    [
+        lambda t: str(int(t)),
+        lambda t: f"{t:.1f}",
+        lambda t: str(int(t) * 1000),
+    ],
+    ids=["seconds", "decimal-seconds", "milliseconds"],
+)
+def test_score_reads_unix_timestamps_as_the_same_times_and_gives_them_back_as_written(tmp_path, epoch):
+    iso, unix = tmp_path / "iso.csv", tmp_path / "unix.csv"
+    write_series(iso)
+    frame = pd.read_csv(iso)
+    seconds = (pd.to_datetime(frame["timestamp"], utc=True) - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+    written = [epoch(float(t)) for t in seconds]
+    frame.assign(timestamp=written).to_csv(unix, index=False)
+    for src in (iso, unix):
+        result = runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", str(src) + ".out"])
+        assert result.exit_code == 0, result.output
+    scored = pd.read_csv(str(unix) + ".out", dtype={"timestamp": str})
+    from_iso = pd.read_csv(str(iso) + ".out", dtype={"timestamp": str})
+    assert list(scored["timestamp"]) == written  # a join back to the input keeps working
+    assert list(from_iso["timestamp"]) == list(frame["timestamp"])
+    assert scored["label"].sum() > 0
+    pd.testing.assert_frame_equal(scored.drop(columns="timestamp"), from_iso.drop(columns="timestamp"))
+
+
+def test_score_keeps_empty_nan_and_na_values_as_gaps_scored_zero(tmp_path):
+    src, out = tmp_path / "in.csv", tmp_path / "o.csv"
+    rows = "".join(f"2024-01-01 00:{m:02d}:00,{v}\n" for m, v in enumerate(["1", "", "NaN", "NA", "2"]))
+    src.write_text("timestamp,value\n" + rows)
+    result = runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    scored = pd.read_csv(out)
+    assert len(scored) == 5
+    assert scored["value"].isna().tolist() == [False, True, True, True, False]
+    assert scored["anomaly_score"][1:4].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_score_refuses_a_repeated_timestamp_unless_told_to_keep_it(tmp_path):
+    src, out = tmp_path / "in.csv", tmp_path / "o.csv"
+    src.write_text("timestamp,value\n2024-01-01 00:00:00,1\n2024-01-01 00:05:00,2\n2024-01-01 00:05:00,3\n")
+    args = ["anomaly", "score", "--input", str(src), "--output", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1
+    said = " ".join(result.output.split())
+    assert (
+        f"{src}': line 4: '2024-01-01 00:05:00' repeats the time of line 3; remove the repeated row" in said
+    )
+    assert "--keep-repeated-timestamps" in said
+    assert not out.exists()
+    result = runner.invoke(app, [*args, "--keep-repeated-timestamps"])  # local times at a clock change
+    assert result.exit_code == 0, result.output
+    assert pd.read_csv(out)["value"].tolist() == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "in.csv': is empty; write the header timestamp,value"),
+        ("\n\n", "in.csv': line 1 is blank; the first line must be the header"),
+        (
+            "1704067200,1\n1704067260,2\n",
+            "in.csv': line 1: '1704067200,1' lacks the column(s) timestamp, value;",
+        ),
+        ("timestamp,val\n1704067200,1\n", "in.csv': line 1: 'timestamp,val' lacks the column(s) value;"),
+        ("timestamp,value\n", "in.csv': has the header but no rows; nothing to score"),
+        ("timestamp,value\n\n\n", "in.csv': has the header but no rows; nothing to score"),
+    ],
+    ids=["empty", "blank-lines", "no-header", "misspelt-header", "header-only", "header-and-blank-lines"],
+)
+def test_score_refuses_a_file_without_header_or_rows_and_writes_nothing(tmp_path, text, message):
+    src, out = tmp_path / "in.csv", tmp_path / "o.csv"
+    src.write_text(text)
+    result = runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", str(out)])
+    assert result.exit_code == 1
+    assert message in " ".join(result.output.split())
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("where", ["missing/o.csv", "."], ids=["no-directory", "a-directory"])
+def test_score_names_an_output_it_cannot_write(tmp_path, where):
+    src = tmp_path / "in.csv"
+    write_series(src)
+    out = tmp_path / where
+    result = runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", str(out)])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and f"error: --output '{out}': cannot write " in said, said
+
+
+@pytest.mark.parametrize("spelling", ["same", "dotted", "symlink", "hardlink"])
+def test_score_refuses_an_output_that_is_its_input_and_leaves_the_input_alone(tmp_path, spelling):
+    src = tmp_path / "in.csv"
+    write_series(src)
+    before = src.read_bytes()
+    out = {"same": src, "dotted": tmp_path / "." / "in.csv"}.get(spelling, tmp_path / "other.csv")
+    if spelling == "symlink":
+        out.symlink_to(src)
+    elif spelling == "hardlink":
+        out.hardlink_to(src)
+    result = runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", str(out)])
+    assert result.exit_code == 1, result.output
+    said = " ".join(result.stderr.split())
+    assert said == f"error: --output '{out}': cannot write the --input file; write the scores to another file"
+    assert src.read_bytes() == before
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_score_and_evaluate_refuse_a_fifo_or_a_device_instead_of_hanging_or_filling_memory(tmp_path, kind):
+    # /dev/zero had evaluate's windows reader killed for memory, and a FIFO blocked it until killed.
+    if kind == "fifo":
+        special = tmp_path / "pipe"
+        os.mkfifo(special)
+    else:
+        special = Path("/dev/zero")
+    score = runner.invoke(
+        app, ["anomaly", "score", "--input", str(special), "--output", str(tmp_path / "o.csv")]
+    )
+    assert score.exit_code == 1 and "not a regular file" in score.output
+    data = tmp_path / "data"
+    data.mkdir()
+    evaluate = runner.invoke(
+        app, ["anomaly", "evaluate", "nab", "--data", str(data), "--windows", str(special)]
+    )
+    assert evaluate.exit_code == 1 and "not a regular file" in evaluate.output
+    assert not (tmp_path / "o.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("terminal", "flags", "shown"),
+    [
+        pytest.param(True, [], True, id="terminal"),
+        pytest.param(True, ["--quiet"], False, id="terminal-quiet"),
+        pytest.param(False, [], False, id="pipe"),
+    ],
+)
+def test_score_shows_its_progress_on_a_terminal_only(tmp_path, monkeypatch, terminal, flags, shown):
+    # A million rows take minutes: at a terminal a bar says how far it got; a pipe or a log gets no noise.
+    monkeypatch.setattr(univariate, "PROGRESS_EVERY", 100, raising=False)
+    stderr = io.StringIO()
+    monkeypatch.setattr(
+        anomaly_score, "err_console", CliConsole(file=stderr, force_terminal=terminal, width=100)
+    )
+    src, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    write_series(src)
+    result = runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", str(out), *flags])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"{out}: 600 rows, ")
+    assert ("scoring" in stderr.getvalue() and "600/600" in stderr.getvalue()) is shown
+    assert stderr.getvalue() == "" or shown
+
+
+@pytest.mark.parametrize("spelling", ["-", "/dev/stdout"])
+def test_score_to_stdout_keeps_its_summary_off_the_csv_stream(tmp_path, spelling):
+    # `... --output /dev/stdout | next-tool` read "N rows, M alerts" as a last CSV row: a corrupt file.
+    src, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    write_series(src)
+    assert runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", str(out)]).exit_code == 0
+    result = runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", spelling])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == out.read_text()
+    assert result.stderr.startswith("stdout: 600 rows, " if spelling == "-" else f"{spelling}: 600 rows, ")
+
+
+@pytest.mark.parametrize(
+    ("make", "said"),
+    [
+        (
+            lambda src: None,
+            "error: --input '{src}': cannot read it: No such file or directory; give a CSV file with the"
+            " header timestamp,value",
+        ),
+        (
+            lambda src: src.mkdir(),
+            "error: --input '{src}': cannot read it: Is a directory; give a CSV file with the header"
+            " timestamp,value",
+        ),
+        (
+            lambda src: src.write_text(""),
+            "error: --input '{src}': is empty; write the header timestamp,value",
+        ),
+        (
+            lambda src: src.write_text("timestamp,value\nsoon,1\n"),
+            "error: --input '{src}': line 2: 'soon' is not a time;",
+        ),
+        (
+            lambda src: src.write_text("timestamp,value\n2024-01-01 00:00:00,x\n"),
+            "error: --input '{src}': line 2: 'x' is not a number",
+        ),
+        (  # said Python's "'utf-8' codec can't decode byte 0xff in position 0: ...", and no fix
+            lambda src: src.write_bytes(b"timestamp,value\n\xff,1\n"),
+            "error: --input '{src}': cannot read it: not UTF-8 text (byte 0xff at offset 16); save it as"
+            " UTF-8",
+        ),
+    ],
+    ids=["missing", "a-directory", "empty", "bad-time", "bad-value", "not-utf-8"],
+)
+def test_score_names_a_bad_input_as_every_bad_option_is_named(tmp_path, make, said):
+    """``anomaly score`` said ``error: input: cannot read in.csv: ...`` and ``error: timestamp: in.csv line 2:
+    ...``: a field name no option has, where every other refusal says ``OPTION VALUE: reason``."""
+    src = tmp_path / "in.csv"
+    make(src)
+    result = runner.invoke(
+        app, ["anomaly", "score", "--input", str(src), "--output", str(tmp_path / "o.csv")]
+    )
+    output = " ".join(result.output.split())
+    assert result.exit_code == 1 and output.startswith(said.format(src=src)), output

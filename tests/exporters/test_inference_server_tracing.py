@@ -1,0 +1,227 @@
+"""The toy inference server traced: request spans with the GPU's UUID and finish reasons, its own metrics,
+an answer stopped when its client has gone, faults injected over HTTP and who may inject them, and the
+SDK turned off."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from exporters.inference_server import (
+    InferenceServer,
+    ServedGpu,
+    build_inference_app,
+    create_inference_server,
+)
+from exporters.tracing import build_tracer_provider
+from gpuwarden.clock import FakeClock
+from gpuwarden.config import TracingConfig
+from gpuwarden.sim import build_fleet
+from tests.exporters.asgi_client import AsgiClient, asgi_call
+from tests.exporters.inference_harness import CHAT, MODEL, FakeGpu
+
+
+@pytest.fixture
+def traced() -> Iterator[tuple[InferenceServer, InMemorySpanExporter, FakeClock]]:
+    clock = FakeClock()
+    fleet = build_fleet(1, 1, seed=1, clock=clock)
+    exporter = InMemorySpanExporter()
+
+    async def sleep(seconds: float) -> None:
+        clock.advance(seconds)
+
+    server = create_inference_server(
+        TracingConfig(token_seconds=0.01),
+        fleet,
+        node="node-01",
+        gpu=0,
+        clock=clock,
+        sleep=sleep,
+        span_exporter=exporter,
+    )
+    yield server, exporter, clock
+    server.shutdown()
+
+
+def test_server_traces_requests_with_the_gpu_uuid_and_serves_its_own_metrics(
+    traced: tuple[InferenceServer, InMemorySpanExporter, FakeClock],
+) -> None:
+    server, exporter, _ = traced
+    client = AsgiClient(server.app)
+    client.post("/v1/chat/completions", json={**CHAT, "stream": True})
+    assert server.tracer_provider is not None
+    server.tracer_provider.force_flush()
+    [span] = exporter.get_finished_spans()
+    attrs = dict(span.attributes or {})
+    assert attrs["gen_ai.operation.name"] == "chat"
+    assert attrs["gen_ai.usage.output_tokens"] == 5
+    ttft = attrs["gpuwarden.server.time_to_first_token"]
+    assert isinstance(ttft, float) and ttft > 0
+    uuids = span.resource.attributes["gpuwarden.gpu.uuids"]
+    assert isinstance(uuids, tuple) and uuids[0].startswith("GPU-")
+    metrics = client.get("/metrics").text
+    assert (
+        'gpuwarden_inference_requests_total{route="/v1/chat/completions",status_class="2xx"} 1.0' in metrics
+    )
+
+
+def test_thermal_fault_injected_over_http_slows_the_servers_tokens(
+    traced: tuple[InferenceServer, InMemorySpanExporter, FakeClock],
+) -> None:
+    server, _, clock = traced
+    client = AsgiClient(server.app)
+    before = server.gpu.token_delay()
+    r = client.post(
+        "/sim/faults",
+        json={"kind": "hw_thermal_slowdown", "node": "node-01", "gpu": 0, "params": {"factor": 0.3}},
+    )
+    assert r.status_code == 201, r.text
+    clock.advance(5.0)
+    assert server.gpu.token_delay() > 2 * before
+
+
+def test_tracing_disabled_serves_the_same_api_without_metrics() -> None:
+    fleet = build_fleet(1, 1, seed=1, clock=FakeClock())
+    server = create_inference_server(TracingConfig(enabled=False), fleet, node="node-01", gpu=0)
+    client = AsgiClient(server.app)
+    assert server.tracer_provider is None
+    assert client.get("/v1/models").json()["data"][0]["id"] == MODEL
+    assert client.get("/metrics").status_code == 404
+
+
+def test_gpu_lost_mid_stream_marks_the_request_span_with_the_error_type() -> None:
+    exporter = InMemorySpanExporter()
+    provider = build_tracer_provider(TracingConfig(), span_exporter=exporter)
+    gpu = FakeGpu()
+    gpu.after_calls = (2, 0.0)
+    clock = FakeClock()
+
+    async def sleep(seconds: float) -> None:
+        clock.advance(seconds)
+
+    app = build_inference_app(
+        ServedGpu(gpu, "node-01", 0, 0.01), model=MODEL, tracer_provider=provider, clock=clock, sleep=sleep
+    )
+    AsgiClient(app).post("/v1/chat/completions", json={**CHAT, "stream": True})
+    provider.force_flush()
+    [span] = exporter.get_finished_spans()
+    attrs = dict(span.attributes or {})
+    assert attrs["error.type"] == "gpu_unavailable"
+    assert attrs["http.response.status_code"] == 200  # the status line went out before the GPU was lost
+    assert "gen_ai.usage.output_tokens" not in attrs
+    assert attrs["gpuwarden.server.time_to_first_token"] == pytest.approx(0.01 * 1.05, abs=1e-6)
+    provider.shutdown()
+
+
+def test_a_plain_answer_stops_generating_when_the_client_has_gone(
+    traced: tuple[InferenceServer, InMemorySpanExporter, FakeClock],
+) -> None:
+    server, exporter, clock = traced
+    started = clock.time()
+    body = json.dumps({**CHAT, "max_tokens": 2000}).encode()
+    asyncio.run(asgi_call(server.app, body, leave_when=lambda: clock.time() - started > 0.5))
+    assert clock.time() - started < 1.0  # not the 20 s that 2000 tokens at 10 ms take
+    assert server.tracer_provider is not None
+    server.tracer_provider.force_flush()
+    [span] = exporter.get_finished_spans()
+    attrs = dict(span.attributes or {})
+    assert attrs["error.type"] == "cancelled"
+    assert attrs["http.response.status_code"] == 499
+    assert 0 < attrs["gen_ai.usage.output_tokens"] < 100  # type: ignore[operator]
+    assert server.span_metrics is not None
+    registry = server.span_metrics.registry
+    assert (
+        registry.get_sample_value(
+            "gpuwarden_inference_cancelled_requests_total", {"route": "/v1/chat/completions"}
+        )
+        == 1
+    )
+
+
+def test_the_request_span_carries_provider_finish_reasons_response_id_and_sampling(
+    traced: tuple[InferenceServer, InMemorySpanExporter, FakeClock],
+) -> None:
+    server, exporter, _ = traced
+    answer = AsgiClient(server.app).post(
+        "/v1/chat/completions", json={**CHAT, "temperature": 0.3, "top_p": 0.9}
+    )
+    assert server.tracer_provider is not None
+    server.tracer_provider.force_flush()
+    [span] = exporter.get_finished_spans()
+    attrs = dict(span.attributes or {})
+    assert attrs["gen_ai.provider.name"] == "gpuwarden"
+    assert attrs["gen_ai.response.finish_reasons"] == ("length",)
+    assert attrs["gen_ai.response.id"] == answer.json()["id"]
+    assert (attrs["gen_ai.request.temperature"], attrs["gen_ai.request.top_p"]) == (0.3, 0.9)
+
+
+FAULT = {"kind": "hw_thermal_slowdown", "node": "node-01", "gpu": 0, "params": {"factor": 0.3}}
+
+
+def test_faults_are_injected_from_this_machine_only_unless_remote_injection_is_allowed() -> None:
+    fleet = build_fleet(1, 1, seed=1, clock=FakeClock())
+    server = create_inference_server(TracingConfig(span_exporter="none"), fleet, node="node-01", gpu=0)
+    remote = AsgiClient(server.app, client=("10.1.2.3", 40000))
+    r = remote.post("/sim/faults", json=FAULT)
+    assert r.status_code == 403
+    assert "--allow-remote-faults" in r.json()["error"]["message"]
+    assert remote.get("/sim/faults").status_code == 200  # reading the fault log changes nothing
+    assert fleet.active_faults() == []
+    assert (
+        AsgiClient(server.app, client=("::ffff:127.0.0.1", 40000)).post("/sim/faults", json=FAULT).status_code
+        == 201
+    )
+    server.shutdown()
+    allowed = create_inference_server(
+        TracingConfig(span_exporter="none"), fleet, node="node-01", gpu=0, allow_remote_faults=True
+    )
+    assert (
+        AsgiClient(allowed.app, client=("10.1.2.3", 40000)).post("/sim/faults", json=FAULT).status_code == 201
+    )
+    allowed.shutdown()
+
+
+def test_fault_injection_and_wrong_methods_stay_out_of_the_request_metrics(
+    traced: tuple[InferenceServer, InMemorySpanExporter, FakeClock],
+) -> None:
+    server, _, _ = traced
+    client = AsgiClient(server.app)
+    assert client.post("/sim/faults", json=FAULT).status_code == 201
+    assert client.request("OPTIONS", "/v1/chat/completions").status_code == 405
+    assert client.request("HEAD", "/v1/chat/completions").status_code == 405
+    metrics = client.get("/metrics").text
+    assert "/sim/faults" not in metrics
+    assert 'route="/v1/chat/completions"' not in metrics
+    assert 'gpuwarden_inference_requests_total{route="unmatched",status_class="4xx"} 2.0' in metrics
+
+
+def test_requests_are_counted_when_otel_sdk_disabled_turns_the_sdk_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")  # the SDK's TracerProvider reads it itself
+    clock = FakeClock()
+
+    async def sleep(seconds: float) -> None:
+        clock.advance(seconds)
+
+    server = create_inference_server(
+        TracingConfig(span_exporter="none"),
+        build_fleet(1, 1, seed=1, clock=clock),
+        node="node-01",
+        gpu=0,
+        clock=clock,
+        sleep=sleep,
+    )
+    client = AsgiClient(server.app)
+    for _ in range(2):
+        assert client.post("/v1/chat/completions", json=CHAT).status_code == 200
+    metrics = client.get("/metrics").text
+    server.shutdown()
+    assert (
+        'gpuwarden_inference_requests_total{route="/v1/chat/completions",status_class="2xx"} 2.0' in metrics
+    )
+    assert 'gpuwarden_inference_output_tokens_total{route="/v1/chat/completions"} 10.0' in metrics

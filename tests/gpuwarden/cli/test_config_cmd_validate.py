@@ -1,0 +1,266 @@
+"""``gpuwarden config validate`` naming problems: every one at once at its line, in the file's order, the
+variable of each, durations in words, typos, and the checks after loading."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gpuwarden.cli import app
+from tests.gpuwarden.cli.config_problems import problem_lines
+from tests.gpuwarden.startable import startable
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(
+    ("text", "environ"),
+    [
+        ("", {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}),
+        ("tracing:\n  otlp_endpoint: http://c:4318/v1/traces\n", {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}),
+        ("", {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "ftp://c"}),
+    ],
+    ids=["grpc-variable-endpoint", "grpc-config-endpoint", "bad-endpoint-variable"],
+)
+def test_config_validate_refuses_otel_variables_the_inference_server_refuses_with_its_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, environ: dict[str, str]
+) -> None:
+    path = tmp_path / "gpuwarden.yaml"
+    path.write_text(startable(monkeypatch, text))  # nothing else stops serve or anomaly run
+    validated = runner.invoke(app, ["config", "validate", str(path)], env=environ)
+    served = runner.invoke(app, ["inference-server", "--config", str(path)], env=environ)
+    assert validated.exit_code == served.exit_code == 1, validated.output
+    assert served.stderr.startswith("error: OTEL_EXPORTER_OTLP_")
+    assert validated.stderr == served.stderr
+
+
+def test_config_validate_lists_every_problem_of_the_file_each_at_its_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "three.yaml"
+    path.write_text(startable(monkeypatch, "api:\n  prot: 1\n  port: x\n") + "  infer_every_seconds: -1\n")
+    result = runner.invoke(app, ["config", "validate", str(path)])
+    lines = [" ".join(line.split()) for line in result.stderr.strip().splitlines()]
+    assert result.exit_code == 1, result.stderr
+    assert len(lines) == 3 and all(line.startswith(f"error: {path}:") for line in lines), lines
+    said = "\n".join(lines)
+    assert f"{path}:2: api.prot: unknown field" in said
+    assert f"{path}:3: api.port: 'x' is not a whole number; write one" in said
+    assert f"{path}:8: anomaly.infer_every_seconds: -1 is less than 0.001" in said
+    assert "more problem" not in said  # the first line said "(and 2 more problems)" above the two
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        pytest.param(
+            "alerting:\n  quiet_period_seconds: 5 min\n",
+            "alerting.quiet_period_seconds: '5 min' is not a number; write the seconds as a number: 300",
+            id="seconds-as-5-min",
+        ),
+        pytest.param(
+            "anomaly:\n  infer_every_seconds: 1h30m\n",
+            "anomaly.infer_every_seconds: '1h30m' is not a number; write the seconds as a number: 5400",
+            id="seconds-as-1h30m",
+        ),
+        pytest.param(
+            "alerting:\n  remind_after_seconds: 4h\n",
+            "alerting.remind_after_seconds: '4h' is not a number; write the seconds as a number: 14400",
+            id="remind-after-as-4h",
+        ),
+        pytest.param(
+            "alerting:\n  retention_days: 2 weeks\n",
+            "alerting.retention_days: '2 weeks' is not a number; write the days as a number: 14",
+            id="days-as-weeks",
+        ),
+        pytest.param(
+            "alerting:\n  quiet_period_seconds: soon\n",
+            "alerting.quiet_period_seconds: 'soon' is not a number; write the seconds as a number",
+            id="seconds-as-a-word",
+        ),
+        pytest.param(
+            "slack:\n  broadcast_resolutions: maybe\n",
+            "slack.broadcast_resolutions: 'maybe' is not true or false; write true or false",
+            id="not-a-boolean",
+        ),
+    ],
+)
+def test_config_validate_says_the_number_to_write_for_a_duration_written_in_words(
+    tmp_path: Path, text: str, said: str
+) -> None:
+    """`quiet_period_seconds: 5 min` said "Input should be a valid number, unable to parse string as a
+    number": the field and line, but not that the setting takes seconds, nor how many."""
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    result = runner.invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code == 1
+    assert f"error: {path}:2: {said}" in " ".join(result.stderr.split()), result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        pytest.param(
+            "alertin:\n  quiet_period_seconds: 30\n",
+            "alertin: unknown field; did you mean alerting?",
+            id="section",
+        ),
+        pytest.param(
+            "alerting:\n  quiet_perod_seconds: 30\n",
+            "alerting.quiet_perod_seconds: unknown field; did you mean quiet_period_seconds?",
+            id="field",
+        ),
+        pytest.param(
+            "alerting:\n  quiet_period: 30\n",
+            "alerting.quiet_period: unknown field; did you mean quiet_period_seconds?",
+            id="without-unit",
+        ),
+        pytest.param(
+            "anomaly:\n  queries:\n    - name: a\n      expr: up\n      step: 5\n",
+            "anomaly.queries[0].step: unknown field; did you mean step_seconds?",
+            id="list-item",
+        ),
+        pytest.param(
+            "colour: blue\n", "colour: unknown field; remove it or check its spelling", id="nothing-close"
+        ),
+    ],
+)
+def test_config_validate_suggests_the_field_a_typo_was_meant_to_be(
+    tmp_path: Path, text: str, said: str
+) -> None:
+    """A typo'd key said "unknown field; remove it or check its spelling", leaving the operator to find the
+    right name in the README."""
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    result = runner.invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code == 1
+    assert f"error: {path}:" in result.stderr and said in " ".join(result.stderr.split()), result.stderr
+
+
+def test_config_validate_names_the_variable_of_each_problem_set_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("api:\n  port: x\n")
+    monkeypatch.setenv("GPUWARDEN_EXPORTER__PORT", "y")
+    result = runner.invoke(app, ["config", "validate", str(path)])
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 1 and f"{path}:2: api.port:" in said, said
+    assert (
+        "exporter.port: 'y' is not a whole number; write one" in said
+        and "(set by GPUWARDEN_EXPORTER__PORT)" in said
+    )
+
+
+MANY_PROBLEMS = """\
+alerting:
+  sim_inventory: true
+  slurm_inventory: true
+  correlation_window_seconds: -1
+anomaly:
+  source: prometheus
+  queries:
+    - {name: up, expr: "rate(x[5m]"}
+    - {name: up, expr: up}
+webhooks:
+  - {name: oncall, url: "http://127.0.0.1:9/a"}
+  - {name: oncall, url: "http://127.0.0.1:9/b"}
+tracing:
+  sample_ratio: 5
+api:
+  port: 0
+"""
+"""A problem at lines 1 and 4 (one section: a cross-field check and a bound), 8 and 9 (found after
+loading), 12 (likewise), 14 and 16 (bounds): pydantic's field errors, in its model's order, hid the rest."""
+
+
+def test_config_validate_lists_every_problem_at_once_in_the_files_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It listed pydantic's field errors only (api.port before tracing before alerting), hiding the
+    cross-field check of a section with a bad field and every check made after loading, so an operator
+    fixed the file one run at a time."""
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")  # serve's: the file is about its other problems
+    path = tmp_path / "many.yaml"
+    path.write_text(MANY_PROBLEMS)
+    result = runner.invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code == 1, result.stderr
+    assert problem_lines(result.stderr, path) == [1, 4, 8, 9, 12, 14, 16], result.stderr
+    said = " ".join(result.stderr.split())
+    assert "cannot be combined with slurm_inventory" in said
+    assert "'up' is also the name of anomaly.queries[0]" in said
+    assert "'oncall' is also the name of webhooks[0]" in said
+
+
+def test_a_check_of_a_section_with_a_bad_value_is_left_out_rather_than_run_on_its_default(
+    tmp_path: Path,
+) -> None:
+    """The query without expr is left out of the model that the later checks see: "declares no query"
+    would be about the file's default, not what it says."""
+    path = tmp_path / "one.yaml"
+    path.write_text("anomaly:\n  source: prometheus\n  queries:\n    - {name: up}\n")
+    result = runner.invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code == 1
+    assert problem_lines(result.stderr, path) == [4], result.stderr
+    assert "anomaly.queries[0].expr: required field is missing" in " ".join(result.stderr.split())
+
+
+@pytest.mark.parametrize("command", [["serve", "--db", "{tmp}/x.db"], ["anomaly", "run"], ["exporter"]])
+def test_a_command_refusing_its_configuration_at_start_lists_every_problem_as_validate_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    """They printed the first problem and "(and 6 more problems)" without naming them. Each runs as a
+    process: the exporter sets up logging before it reads its file, which CliRunner's closed stderr would
+    leave behind for later tests."""
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")  # only serve needs it: validate would name it alone
+    path = tmp_path / "many.yaml"
+    path.write_text(MANY_PROBLEMS)
+    validated = runner.invoke(app, ["config", "validate", str(path)])
+    args = [part.format(tmp=tmp_path) for part in command]
+    started = subprocess.run(
+        [sys.executable, "-c", "from gpuwarden.cli import main; main()", *args, "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert started.returncode == 1, started.stderr
+    assert problem_lines(started.stderr, path) == problem_lines(validated.stderr, path), started.stderr
+
+
+def test_config_validate_lists_every_problem_its_checks_after_loading_find(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its checks beyond the model (matchers, the store, the inventory file) stopped at the first."""
+    path = tmp_path / "after.yaml"
+    path.write_text(
+        startable(monkeypatch) + "api:\n  db: ':memory:'\n"
+        "alerting:\n  inventory_file: /nonexistent/inventory.yaml\n"
+        "  inhibit_rules:\n    - source_matchers: ['a=~\"(\"']\n      target_matchers: ['b=\"1\"']\n"
+    )
+    result = runner.invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code == 1
+    assert problem_lines(result.stderr, path) == [6, 8, 10], result.stderr
+
+
+def test_config_validate_lists_every_problem_of_the_inventory_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An inventory file with three problems showed the first "(and 2 more problems)" and hid the others, so
+    each took a run of its own to find."""
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text("nodes:\n  - name: n1\n    gpus: many\n")
+    path = tmp_path / "c.yaml"
+    path.write_text(startable(monkeypatch) + f"alerting:\n  inventory_file: {inventory}\n")
+    validated = runner.invoke(app, ["config", "validate", str(path)])
+    started = runner.invoke(app, ["serve", "--db", str(tmp_path / "x.db"), "--config", str(path)])
+    for result in (validated, started):  # serve listed them too, below the first's "(and 2 more problems)"
+        said = result.stderr
+        assert result.exit_code == 1 and "more problem" not in said, said
+        for field in ("nodes[0].cluster", "nodes[0].rack", "nodes[0].gpus"):
+            assert f"alerting.inventory_file: {inventory}:" in said and f": {field}: " in said, said
+    assert not (tmp_path / "x.db").exists()

@@ -1,0 +1,275 @@
+"""What `gpuwarden serve` refuses before it makes any file: matchers, inventory settings, ports, a newer
+database, write tokens and settings it cannot use; and a port another process holds."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+import yaml
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+from typer.testing import CliRunner
+
+from alerting.db import make_engine
+from alerting.migrate import alembic_config, upgrade
+from gpuwarden.cli import app
+
+runner = CliRunner()
+
+
+def test_serve_refuses_a_config_whose_matcher_does_not_parse_naming_the_field(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    config = tmp_path / "gw.yaml"
+    config.write_text(
+        "alerting:\n  inhibit_rules:\n    - source_matchers: ['node=~\"(\"']\n      target_matchers: [a=b]\n"
+    )
+    result = runner.invoke(app, ["serve", "--db", str(tmp_path / "x.db"), "--config", str(config)])
+    assert result.exit_code == 1
+    assert "alerting.inhibit_rules[0].source_matchers[0]" in " ".join(result.output.split())
+
+
+def test_serve_logs_a_maintenance_window_that_already_ended_and_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    config = tmp_path / "gw.yaml"
+    config.write_text(
+        "alerting:\n  inventory_file: missing.yaml\n  maintenance_windows:\n    - matchers: [rack=r07]\n"
+        "      starts_at: 2020-01-01T00:00:00Z\n      ends_at: 2020-01-01T02:00:00Z\n"
+    )
+    result = runner.invoke(app, ["serve", "--db", str(tmp_path / "x.db"), "--config", str(config)])
+    output = " ".join(result.output.split())
+    # It went on past the window to the next check, the inventory file, which stops it here.
+    assert result.exit_code == 1 and "alerting.inventory_file" in output, output
+    logged = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    assert [(r["level"], r["msg"].split(", so")[0]) for r in logged if r["level"] != "info"] == [
+        (
+            "warning",
+            f"{config}:6: alerting.maintenance_windows[0].ends_at: the window ended at 2020-01-01T02:00:00Z",
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("alerting", "expected"),
+    [
+        ({"inventory_file": "{tmp}/missing.yaml"}, "alerting.inventory_file"),
+        ({"inventory_file": "{tmp}"}, "alerting.inventory_file"),
+        (
+            {"kubernetes_inventory": {"cluster": "k", "kubeconfig": "{tmp}/kubeconfig"}},
+            "inventory.kubeconfig:",
+        ),
+    ],
+    ids=["missing-inventory", "inventory-is-a-directory", "kubeconfig-not-yaml"],
+)
+def test_a_wrong_inventory_setting_stops_serve_before_it_makes_any_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, alerting: dict[str, object], expected: str
+) -> None:
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    (tmp_path / "kubeconfig").write_text("apiVersion: v1\nclusters: [\n")  # a YAML syntax error
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"alerting": alerting}).replace("{tmp}", str(tmp_path)))
+    store = tmp_path / "store"
+    store.mkdir()
+    result = runner.invoke(app, ["serve", "--db", str(store / "x.db"), "--config", str(config)])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 1 and expected in output and "Traceback" not in output, output
+    assert list(store.iterdir()) == []  # no store, lock or journal
+
+
+@pytest.mark.parametrize("port", ["83537", "-5", "0"])
+def test_serve_refuses_a_port_out_of_range_before_making_any_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, port: str
+) -> None:
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    result = runner.invoke(app, ["serve", "--db", str(tmp_path / "x.db"), "--port", port])
+    assert result.exit_code == 2 and "--port" in result.output  # a usage error, as click gives them
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_serve_refuses_a_database_a_newer_version_migrated_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    db = tmp_path / "x.db"
+    sql = make_engine(str(db))
+    upgrade(sql)
+    with sql.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0099_future'"))
+    sql.dispose()
+    result = runner.invoke(app, ["serve", "--db", str(db)])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), output
+    assert output.count("error:") == 1 and "Traceback" not in output, output
+    assert (
+        f"error: --db '{db}': cannot open the store: the database was migrated by a newer gpuwarden" in output
+    )
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert f"'0099_future' is unknown to this version, which knows up to '{head}'" in output
+    assert "newer gpuwarden" in output and "restore a backup" in output
+
+
+@pytest.mark.parametrize("token", ["", "  ", "tok\n"], ids=["empty", "blank", "newline"])
+def test_serve_refuses_a_write_token_no_request_could_match_or_every_one_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, token: str
+) -> None:
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", token)
+    result = runner.invoke(app, ["serve", "--db", str(tmp_path / "x.db")])
+    assert result.exit_code == 1 and "GPUWARDEN_API_TOKEN" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_serve_refuses_a_write_token_no_client_can_send_as_the_cli_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Clients send header values as ASCII: with this token serve started and answered every write 401."""
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "tökén")
+    result = runner.invoke(app, ["serve", "--db", str(tmp_path / "x.db")])
+    assert result.exit_code == 1
+    said = " ".join(result.output.split())
+    assert "GPUWARDEN_API_TOKEN: holds characters an HTTP header cannot carry" in said and "tökén" not in said
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "config", "expected"),
+    [
+        (["--db", "{store}"], "", "--db '{store}': is a directory"),
+        (["--db", "sqlite://"], "", "--db 'sqlite://': is an in-memory database"),
+        (["--db", ":memory:"], "", "--db ':memory:': is an in-memory database"),
+        ([], "api:\n  db: 'sqlite:///:memory:'\n", "c.yaml:2: api.db: 'sqlite:///:memory:' is an in-memory"),
+        (
+            ["--db", "sqlite:///file:{store}/x.db?uri=true"],
+            "",
+            "--db 'sqlite:///file:{store}/x.db?uri=true': opens its file as a SQLite URI",
+        ),
+        (  # psql's way to say a server: it was taken for a SQLite file's name, made in the working directory
+            ["--db", "host=db.example user=gw password=S3cret dbname=gw"],
+            "",
+            "--db 'host=db.example user=gw password=*** dbname=gw': is a libpq connection string, not a"
+            " file; give it as a URL: postgresql+psycopg://gw@db.example/gw",
+        ),
+        (
+            [],
+            "api:\n  db: \"dbname=gw password='S3 cret'\"\n",
+            "c.yaml:2: api.db: 'dbname=gw password=***' is a libpq connection string, not a file;",
+        ),
+        (  # an @ of the password left unescaped: psycopg said "failed to resolve host 'S3cret@127.0.0.1'"
+            ["--db", "postgresql+psycopg://gw:S3@S3cret@127.0.0.1:9/gw"],
+            "",
+            "--db 'postgresql+psycopg://gw:***@127.0.0.1:9/gw': has an @ in its password that is not"
+            " percent-encoded, so what follows that @ would be taken for the host; write each @ of the"
+            " password as %40",
+        ),
+        (
+            [],
+            "api:\n  db: postgresql+psycopg://gw:S3@S3x@db.invalid/gw\n",
+            "c.yaml:2: api.db: 'postgresql+psycopg://gw:***@db.invalid/gw' has an @ in its password",
+        ),
+        (
+            ["--db", "{db}"],
+            "api:\n  listen_address: not an address\n",
+            "c.yaml:2: api.listen_address: cannot",
+        ),
+        (["--host", "a b", "--db", "{db}"], "", "--host 'a b': cannot listen on it:"),
+        (  # TEST-NET-1 (RFC 5737): no machine has it
+            ["--host", "192.0.2.1", "--db", "{db}"],
+            "",
+            "--host '192.0.2.1': cannot listen on it: not an address of this machine",
+        ),
+        (
+            ["--db", "{db}"],
+            "alerting:\n  journal_dir: /proc/gpuwarden\n",
+            "c.yaml:2: alerting.journal_dir: /proc/gpuwarden:",
+        ),
+        (
+            ["--db", "{db}"],
+            "alerting:\n  kubernetes_inventory:\n    cluster: k\n    kubeconfig: {store}/../k.yaml\n",
+            "is not a kubeconfig: its YAML is str",
+        ),
+    ],
+    ids=[
+        "db-a-directory",
+        "db-in-memory-url",
+        "db-in-memory",
+        "db-in-memory-setting",
+        "db-a-sqlite-uri",
+        "db-a-libpq-string",
+        "db-a-libpq-string-setting",
+        "db-password-with-an-at",
+        "db-password-with-an-at-setting",
+        "address",
+        "host",
+        "host-of-another-machine",
+        "journal-in-proc",
+        "kubeconfig-a-string",
+    ],
+)
+def test_serve_refuses_a_setting_it_cannot_use_before_it_makes_any_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], config: str, expected: str
+) -> None:
+    if "/proc" in config and not Path("/proc/self").exists():
+        pytest.skip("no /proc")
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    monkeypatch.chdir(tmp_path)
+    store = tmp_path / "store"
+    store.mkdir()
+    (tmp_path / "k.yaml").write_text("just a string\n")  # YAML, but not a kubeconfig's mapping
+    (tmp_path / "c.yaml").write_text(config.replace("{store}", str(store)))
+    argv = [a.replace("{store}", str(store)).replace("{db}", str(store / "x.db")) for a in args]
+    result = runner.invoke(app, ["serve", "--config", "c.yaml", *argv])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 1 and "Traceback" not in output, output
+    assert expected.replace("{store}", str(store)) in output and "S3" not in output
+    assert list(store.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == [
+        "c.yaml",
+        "k.yaml",
+        "store",
+    ]
+
+
+def test_serve_on_a_taken_port_leaves_an_older_store_unmigrated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """serve migrated the store, then failed to bind: the release being rolled back to refused the store."""
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    db = tmp_path / "x.db"
+    older = make_engine(str(db))
+    upgrade(older, "0004_incident_last_opened")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(app, ["serve", "--db", str(db), "--port", str(port)])
+    assert result.exit_code == 1 and f"--port {port}: cannot listen" in " ".join(result.output.split())
+    with older.connect() as conn:
+        assert (
+            conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            == "0004_incident_last_opened"
+        )
+    older.dispose()
+
+
+@pytest.mark.parametrize("flag", [True, False], ids=["option", "setting"])
+def test_serve_names_the_port_when_another_process_listens_on_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flag: bool
+) -> None:
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        (tmp_path / "c.yaml").write_text(f"api:\n  port: {port}\n")
+        args = ["--port", str(port)] if flag else ["--config", str(tmp_path / "c.yaml")]
+        result = runner.invoke(app, ["serve", "--db", str(tmp_path / "x.db"), *args])
+    output = " ".join(result.output.split())
+    named = f"--port {port}" if flag else f"{tmp_path / 'c.yaml'}:2: api.port"
+    assert (
+        result.exit_code == 1
+        and f"{named}: cannot listen on 127.0.0.1:{port}: Address already in use" in output
+    )
