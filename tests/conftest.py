@@ -37,7 +37,7 @@ _SLOWEST_FIRST = (
     "tests/benchmarks/test_crash_fuzz.py",
     "tests/anomaly/test_faulteval.py",
     "tests/integration/test_slurm_inventory.py",
-    "tests/integration/test_postgres_store.py",
+    "tests/integration/test_postgres_store_locks.py",
     "tests/anomaly/test_snapshot.py",
     "tests/integration/test_kubernetes_inventory.py",
     "tests/alerting/test_incident_index.py",
