@@ -54,7 +54,6 @@ _SLOWEST_FIRST = (
     "tests/integration/test_inference_prometheus.py",
     "tests/integration/test_victoriametrics.py",
     "tests/alerting/test_outbox.py",
-    "tests/anomaly/test_promql.py",
     "tests/anomaly/test_snapshot_reads.py",
     "tests/alerting/test_joining.py",
     "tests/benchmarks/test_nab_art.py",

@@ -1,4 +1,4 @@
-"""Answers of a mock Prometheus and a source reading them, for the ``PromQLSource.read`` tests."""
+"""Answers of a mock Prometheus, a source reading them and a GPU's labels, for the ``PromQLSource`` tests."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import httpx
 from anomaly.promql import PromQLSource, PromQuery
 from gpuwarden.clock import FakeClock
 
+GPU0 = {"Hostname": "n1", "gpu": "0", "UUID": "GPU-0"}
 Answer = Callable[[httpx.Request], httpx.Response]
 
 
