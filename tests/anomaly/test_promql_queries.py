@@ -136,5 +136,5 @@ def test_a_range_query_is_sent_guarded_where_its_shape_and_guard_say(fake_promet
 )
 def test_a_query_is_a_filter_where_it_compares_without_bool(expr, filters):
     # Its series answer only the steps where they pass: carried over their absence, a series passing for a
-    # step every 30 minutes read as present throughout (see test_service_due).
+    # step every 30 minutes read as present throughout (see test_service_due_steps).
     assert filters_series(expr) is filters
