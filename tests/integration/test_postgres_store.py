@@ -23,20 +23,22 @@ from alerting.notifiers.recorder import SlackRecorder
 from alerting.store_models import IncidentRow
 from gpuwarden.clock import FakeClock
 from gpuwarden.model import Alert, AlertStatus, IncidentState, RackRef, label_fingerprint
-from tests.alerting.query_plans import incident_silence_query_plan, resolved_incident_query_plans
-from tests.alerting.test_kept_jobs import requeued_job_named_after_restart
-from tests.alerting.test_merge_chain import a_merged_incident_shows_the_alerts_it_handed_over
-from tests.alerting.test_migrate import (
+from tests.alerting.migrate_steps import (
     an_opening_stored_before_0019_is_read_as_told_at_the_end_of_its_delay,
     downgrade,
 )
-from tests.alerting.test_outbox import webhook_edits_flipping_every_30_s
-from tests.alerting.test_outbox_metrics import a_held_update_is_counted_held_not_pending
-from tests.alerting.test_outbox_pauses import a_rate_limit_pause_outlives_a_restart
-from tests.alerting.test_reminding import (
+from tests.alerting.query_plans import incident_silence_query_plan, resolved_incident_query_plans
+from tests.alerting.reminding_night import (
     a_restart_offers_the_outbox_no_opening_the_store_says_was_announced,
     an_incident_of_before_0019_is_stored_as_announced_at_the_end_of_its_delay,
 )
+from tests.alerting.store_scenarios import (
+    a_held_update_is_counted_held_not_pending,
+    a_merged_incident_shows_the_alerts_it_handed_over,
+    a_rate_limit_pause_outlives_a_restart,
+    requeued_job_named_after_restart,
+)
+from tests.alerting.test_outbox import webhook_edits_flipping_every_30_s
 
 
 @pytest.mark.integration
