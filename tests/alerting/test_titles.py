@@ -27,8 +27,8 @@ from gpuwarden.model import (
     WorkloadKind,
     WorkloadRef,
 )
-from tests.alerting.test_grouping import _engine as _grouping_engine
-from tests.alerting.test_grouping import _heat
+from tests.alerting.grouping_engine import _engine as _grouping_engine
+from tests.alerting.grouping_engine import _heat
 from tests.alerting.title_engines import _a01_down
 from tests.gpuwarden.api_client import AUTH, api_client
 from tests.migrated_store import migrated_sqlite
