@@ -25,9 +25,9 @@ from alerting.subscriptions import ChangeKind
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert, AlertStatus, RecommendedAction
+from tests.alerting.handoff_serve import _down, _kinds, _serve
 from tests.alerting.notifiers.incidents import lifecycle
 from tests.alerting.test_arrival_order import START, _batches, _onset, _ranks
-from tests.alerting.test_handoff import _down, _kinds, _serve
 from tests.migrated_store import migrated_sqlite
 
 

@@ -17,17 +17,10 @@ from alerting.subscriptions import IncidentChange
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert, AlertStatus, RecommendedAction, WorkloadKind, WorkloadRef
+from tests.alerting.grouping_engine import BASE, _engine, _heat
+from tests.alerting.muting_pipeline import Pipeline
 from tests.alerting.outbox_only import Quiet
-from tests.alerting.test_muting import Pipeline
 from tests.migrated_store import migrated_sqlite
-
-BASE = {"cluster": sc.CLUSTER, "severity": "critical"}
-
-
-def _engine(tmp_path: Path, clock: FakeClock) -> IncidentEngine:
-    sql = migrated_sqlite(tmp_path / "incidents.db")
-    config = AlertingConfig(announce_delay_seconds=0)
-    return IncidentEngine(sql, clock, config, sc.fleet_inventory())
 
 
 def _gpu_lost(node: str) -> list[Alert]:
@@ -71,11 +64,6 @@ def test_root_cause_stays_the_rack_after_its_nodes_recover_while_a_lost_gpu_stil
     engine.ingest([Alert(a.labels, status=AlertStatus.RESOLVED) for a in _gpu_lost(gpu_node)])
     # All back: the list and the postmortem show what happened, not the last alert to resolve.
     assert engine.store.get(row.id).title.startswith("rack r01 partial outage: 5 nodes, 40 GPUs, ")
-
-
-def _heat(node: str, gpu: int, status: AlertStatus = AlertStatus.FIRING) -> Alert:
-    labels = {**BASE, "alertname": "GPUThermal", "Hostname": node, "gpu": str(gpu), "severity": "warning"}
-    return Alert(labels, status=status)
 
 
 def test_title_and_root_cause_stay_the_rack_while_its_gpus_cool_one_by_one(tmp_path: Path) -> None:

@@ -3,7 +3,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy.exc import OperationalError
 
 from alerting import scenarios
 from alerting.db import make_engine
@@ -11,10 +10,11 @@ from alerting.engine import IncidentEngine
 from alerting.migrate import upgrade
 from alerting.notifiers.base import Notification
 from alerting.outbox import Outbox
-from alerting.subscriptions import ChangeKind, IncidentChange
+from alerting.subscriptions import ChangeKind
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert, AlertStatus, IncidentState
+from tests.alerting.handoff_serve import _down, _kinds, _serve
 from tests.alerting.outbox_only import Quiet
 
 
@@ -23,23 +23,6 @@ def db(tmp_path: Path) -> str:
     path = str(tmp_path / "incidents.db")
     upgrade(make_engine(path))
     return path
-
-
-def _serve(db: str, clock: FakeClock) -> tuple[IncidentEngine, Outbox]:
-    """An engine and its outbox on the store, as ``serve`` wires them."""
-    config = AlertingConfig(announce_delay_seconds=0, quiet_period_seconds=60)
-    engine = IncidentEngine(make_engine(db), clock, config, scenarios.fleet_inventory())
-    outbox = Outbox(make_engine(db), [Quiet()], clock)
-    engine.subscribe(outbox)
-    return engine, outbox
-
-
-def _kinds(outbox: Outbox) -> list[ChangeKind]:
-    return [Notification.model_validate_json(m.payload).change for m in outbox.messages()]
-
-
-def _down(change: IncidentChange) -> int:
-    raise OperationalError("INSERT INTO notification_outbox", {}, Exception("server closed the connection"))
 
 
 def test_changes_committed_before_the_outbox_stored_them_reach_it_after_a_restart(

@@ -8,58 +8,18 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from alerting.engine import IncidentEngine
 from alerting.inventory import WorkloadInfo
 from alerting.kept_jobs import KeptJobStore
 from alerting.slurm_inventory import SlurmInventory
 from alerting.store_models import KeptJobRow
 from gpuwarden.clock import FakeClock
-from gpuwarden.config import AlertingConfig
 from gpuwarden.errors import SourceError
-from gpuwarden.model import Alert
 from tests.alerting.slurm_recorded import RecordedSlurm
-
-CONFIG = AlertingConfig(announce_delay_seconds=0, priority_settle_seconds=0)
-
-
-def serve(sql: Engine, clock: FakeClock, slurm: RecordedSlurm) -> tuple[IncidentEngine, SlurmInventory]:
-    """What ``serve`` builds at its start: a Slurm reader that keeps stopped jobs in the store; the engine."""
-    reader = SlurmInventory(clock, slurm)
-    reader.keep_in(KeptJobStore(sql))
-    return IncidentEngine(sql, clock, CONFIG, reader.read()), reader
+from tests.alerting.store_scenarios import requeued_job_named_after_restart
 
 
 def test_a_requeued_job_is_still_named_by_its_node_incident_after_serve_restarts(sql: Engine) -> None:
     requeued_job_named_after_restart(sql)
-
-
-def requeued_job_named_after_restart(sql: Engine) -> None:
-    """The scenario, on any migrated store (the PostgreSQL integration test runs it too)."""
-    # llm ran on node-01,02; node-01 went DOWN and Slurm requeued it: PENDING, no nodes in squeue.
-    slurm, clock = RecordedSlurm("D-running"), FakeClock()
-    gw, reader = serve(sql, clock, slurm)
-    gw.ingest([Alert({"alertname": "NodeDown", "cluster": "cap", "node": "node-01"})])
-    slurm.capture = "D-requeued"
-    clock.advance(30)
-    gw.replace_inventory(reader.read())
-    ((row, _),) = gw.store.list_rows(None)
-    assert row.priority == "P0" and "training job llm (14) stopped" in row.title
-    # serve restarts: a new reader, which never saw llm run, and a new engine on the same store.
-    clock.advance(60)
-    again, reader = serve(sql, clock, slurm)
-    clock.advance(60)
-    again.replace_inventory(reader.read())
-    again.ingest([Alert({"alertname": "NodeDown", "cluster": "cap", "node": "node-01", "again": "1"})])
-    incident = again.store.get(row.id)
-    assert (incident.priority.value, "training job llm (14) stopped" in incident.title) == ("P0", True)
-    (kept,) = reader.read().workload_list
-    assert (kept.ref.name, kept.state, kept.held) == ("llm (14)", "pending", 8)
-    # --gres=gpu:4 on each of its 2 nodes (-N2: at least 2), read back from the store
-    assert (kept.per_node, kept.min_nodes) == (4, 2)
-    # kept an hour from when it stopped, as without the restart
-    clock.advance(3600)
-    assert reader.read().workload_list == []
-    assert KeptJobStore(sql).load("cap") == {}
 
 
 class BrokenStore:

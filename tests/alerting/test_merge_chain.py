@@ -4,24 +4,22 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, select, update
+from sqlalchemy import event, update
 
 from alerting import scenarios as sc
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
-from alerting.migrate import upgrade
 from alerting.store_models import AlertRow, IncidentRow
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert, AlertStatus, IncidentState
+from tests.alerting.store_scenarios import START, _rows, a_merged_incident_shows_the_alerts_it_handed_over
 from tests.alerting.test_arrival_order import _batches, _engine, _onset, _ranks
 from tests.migrated_store import migrated_sqlite
-
-START = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -51,11 +49,6 @@ def test_merged_incidents_name_the_incident_that_goes_on(tmp_path: Path, seed: i
     merged = [r for r in rows.values() if r.merged_into]
     assert merged, "the scenario merges incidents"
     assert all(rows[r.merged_into].merged_into is None for r in merged)
-
-
-def _rows(engine: IncidentEngine) -> list[IncidentRow]:
-    with engine._sessions() as session:
-        return list(session.scalars(select(IncidentRow)))
 
 
 def test_an_incident_merged_twice_in_one_post_names_the_incident_that_goes_on(tmp_path: Path) -> None:
@@ -215,33 +208,3 @@ def test_an_incident_merged_into_another_shows_the_alerts_it_handed_over_not_non
     # detail, its alerts and its postmortem said 0 alerts ("Evidence: 0 alerts (none)"): the one it had
     # is counted, listed and named, as on the incident that took it.
     a_merged_incident_shows_the_alerts_it_handed_over(str(tmp_path / "gpuwarden.db"))
-
-
-def a_merged_incident_shows_the_alerts_it_handed_over(path: str) -> None:
-    """The test above on the store at ``path`` (a SQLite file or a PostgreSQL URL)."""
-    store = make_engine(path)
-    upgrade(store)
-    clock = FakeClock(START.timestamp())
-    engine = IncidentEngine(store, clock, AlertingConfig(announce_delay_seconds=0), sc.fleet_inventory())
-    try:
-        _shows_what_it_handed_over(engine, clock)
-    finally:
-        store.dispose()  # PostgreSQL: no connection left to the garbage collector
-
-
-def _shows_what_it_handed_over(engine: IncidentEngine, clock: FakeClock) -> None:
-    node = sc.node_name(1, 1)
-    lost = Alert(
-        {"alertname": "GPULost", "Hostname": node, "gpu": "3", "cluster": sc.CLUSTER}, starts_at=START
-    )
-    engine.ingest([lost, *sc.node_failure(1, 2, START)])
-    clock.advance(60)
-    rack = Alert({"alertname": "RackPowerLoss", "rack": "r01", "cluster": sc.CLUSTER}, starts_at=clock.now())
-    engine.ingest([rack])
-    counts = {row.id: n for row, n in engine.store.list_rows(include_merged=True)}
-    (gone,) = [r for r in _rows(engine) if r.merged_into]
-    assert counts[gone.id] == 1
-    assert engine.store.get(gone.id).alert_fingerprints == [lost.fingerprint]
-    assert [a.fingerprint for a in engine.store.alerts_of(gone.id)] == [lost.fingerprint]
-    evidence = [line for line in engine.postmortem(gone.id).splitlines() if "Evidence" in line]
-    assert evidence == [f"- Evidence: 1 alert, moved into {gone.merged_into} (GPULost)"]

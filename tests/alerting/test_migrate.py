@@ -4,27 +4,26 @@ import os
 import signal
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, insert, inspect, select, text
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import inspect, text
+from sqlalchemy.orm import sessionmaker
 
 import alerting.store_models  # noqa: F401 - the tables under test
 from alerting.db import Base, make_engine
 from alerting.handoff import Telling, UntoldChange, untold
 from alerting.migrate import NewerSchema, alembic_config, open_store, upgrade
-from alerting.reminders import TOLD_AT
-from alerting.reminding import stored_pages
 from alerting.store import IncidentStore
-from alerting.store_models import IncidentRow, TimelineRow
 from alerting.subscriptions import ChangeKind
 from gpuwarden.errors import ConfigError
+from tests.alerting.migrate_steps import (
+    an_opening_stored_before_0019_is_read_as_told_at_the_end_of_its_delay,
+    downgrade,
+)
 from tests.alerting.query_plans import (
     incident_silence_query,
     incident_silence_query_plan,
@@ -307,14 +306,6 @@ def _untold_stored_before(tmp_path: Path, revision: str, insert: str) -> UntoldC
     return stored
 
 
-def downgrade(engine: Engine, revision: str) -> None:
-    """Take the store behind ``engine`` back to ``revision``, as ``alembic downgrade`` does."""
-    cfg = alembic_config()
-    with engine.begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.downgrade(cfg, revision)
-
-
 def test_an_alert_stored_before_0017_is_no_resolve_timeout_and_0017_downgrades(tmp_path: Path) -> None:
     """Since 0017 the store says whether an alert's endsAt is a resolve timeout (it was posted without one);
     one stored before is read as its sender's end, as the version before read it (its next post marks it).
@@ -357,42 +348,6 @@ def test_the_silences_of_the_incidents_due_a_reminder_are_read_through_the_incid
     assert "SCAN silences" in incident_silence_query_plan(engine, "EXPLAIN QUERY PLAN", query=query)
     upgrade(engine)
     assert "ix_silences_incident_id" in {ix["name"] for ix in inspect(engine).get_indexes("silences")}
-
-
-def an_opening_stored_before_0019_is_read_as_told_at_the_end_of_its_delay(engine: Engine) -> None:
-    """Since 0019 the store says when an incident's opening was announced (``announced_at``), the page the
-    reminders count from; an incident stored before gets its opening's time (not NULL: the first serve after
-    the upgrade announces it again and would store that), and its opening is read as told at the end of its
-    announce delay, as before. Downgraded, the column goes. ``engine``: a store at the newest revision
-    (taken down to 0018 first, which is cheaper than migrating up to it); shared with the PostgreSQL test."""
-    downgrade(engine, "0018_silences_incident_index")
-    opened = datetime(2026, 1, 1, 23, 0, tzinfo=UTC)
-    at = {"opened_at": opened, "updated_at": opened, "last_alert_at": opened, "first_onset_at": opened}
-    with engine.begin() as conn:  # the columns 0018 has: no announced_at
-        conn.execute(
-            insert(IncidentRow.__table__).values(
-                id="inc-a",
-                title="",
-                priority="P1",
-                state="triggered",
-                root_kind="xid",
-                root_target={},
-                impact={},
-                **at,
-            )
-        )
-        conn.execute(
-            insert(TimelineRow.__table__).values(
-                incident_id="inc-a", at=opened, kind="opened", message="", data={}
-            )
-        )
-    upgrade(engine)
-    with Session(engine) as session:
-        assert session.scalar(select(IncidentRow.announced_at)) == opened  # no time a restart overwrites
-        [(kind, _, data)] = stored_pages(session, ["inc-a"], 10)["inc-a"]
-    assert (kind, data[TOLD_AT]) == ("opened", opened + timedelta(seconds=10))
-    downgrade(engine, "0018_silences_incident_index")
-    assert "announced_at" not in {c["name"] for c in inspect(engine).get_columns("incidents")}
 
 
 def test_an_opening_stored_before_0019_is_read_as_told_at_the_end_of_its_delay_and_0019_downgrades(

@@ -14,7 +14,8 @@ from alerting.notifiers.webhook import WebhookNotifier
 from alerting.outbox import Outbox
 from alerting.outbox_metrics import OutboxCollector
 from gpuwarden.clock import FakeClock
-from tests.alerting.notifiers.incidents import lifecycle, reassessed
+from tests.alerting.notifiers.incidents import lifecycle
+from tests.alerting.store_scenarios import a_held_update_is_counted_held_not_pending
 
 
 @pytest.fixture
@@ -105,32 +106,6 @@ def test_a_webhook_update_held_on_purpose_is_counted_held_not_pending(
     # A webhook's ``reassessed`` update waits ``edit_interval_seconds`` (300 s) on purpose: an alert on
     # pending > 0 for 5 minutes must not page for it. It is counted held until it is due, then pending.
     a_held_update_is_counted_held_not_pending(sql, recorder)
-
-
-def a_held_update_is_counted_held_not_pending(sql: Engine, recorder: SlackRecorder) -> None:
-    """The test above on the store ``sql`` (SQLite or PostgreSQL, which groups by the held expression)."""
-    clock = FakeClock()
-    registry = CollectorRegistry()
-    hook = WebhookNotifier(f"{recorder.root_url}/hooks/ops", name="webhook:ops", edit_interval_seconds=300)
-    outbox = Outbox(sql, [hook], clock)
-    registry.register(OutboxCollector(outbox))
-    outbox(lifecycle()[0])
-    outbox.dispatch_due()
-    outbox(reassessed("reset_gpu", 1))
-    assert outbox.dispatch_due() == 0  # held
-
-    def depth(status: str) -> float | None:
-        return registry.get_sample_value(
-            "gpuwarden_outbox_messages", {"notifier": "webhook:ops", "status": status}
-        )
-
-    assert (depth("held"), depth("pending"), depth("sent")) == (1, 0, 1)
-    assert outbox.depths() == ({"pending": 1, "sent": 1}, 1)  # what ``outbox list`` shows: pending 1 (held 1)
-    clock.advance(301)  # due now, not yet sent (the dispatcher polls): the backlog again
-    assert (depth("held"), depth("pending")) == (0, 1)
-    assert outbox.dispatch_due() == 1
-    assert (depth("held"), depth("pending"), depth("sent")) == (0, 0, 2)
-    hook.close()
 
 
 def test_a_message_waiting_out_a_rate_limit_is_pending_not_held(sql: Engine, recorder: SlackRecorder) -> None:

@@ -6,43 +6,15 @@ import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
-from alerting.notifiers.base import Notification, ThreadSaver, ThreadState
 from alerting.outbox import Outbox
 from alerting.outbox_metrics import OutboxCollector
 from alerting.outbox_orphans import OrphanReport, reconcile_orphans
 from alerting.outbox_tables import DISCARDED, FAILED, ORPHANED, PENDING, SENT
 from alerting.store import NotFound
 from gpuwarden.clock import FakeClock
-from gpuwarden.errors import BackendError, InputError
+from gpuwarden.errors import InputError
 from tests.alerting.notifiers.incidents import lifecycle
-
-
-class Destination:
-    """A notifier that records what it delivered (key, retry) and can be down or refuse for good."""
-
-    def __init__(self, name: str, *, mode: str = "up") -> None:
-        self.name = name
-        self.mode = mode
-        self.delivered: list[tuple[str, bool]] = []
-
-    def deliver(
-        self, notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
-    ) -> None:
-        if self.mode != "up":
-            raise BackendError(self.mode, backend=self.name, retryable=self.mode == "down")
-        self.delivered.append((notification.change.value, retry))
-
-
-CLOCK = FakeClock()  # never advanced: a message backing off is due again only when queued again
-NOW = CLOCK.time()
-
-
-def queued_for(sql: Engine, *notifiers: Destination) -> None:
-    """Store an incident's lifecycle for ``notifiers`` and try each once."""
-    outbox = Outbox(sql, list(notifiers), CLOCK)
-    for c in lifecycle():
-        outbox(c)
-    outbox.dispatch_due()
+from tests.alerting.outbox_destinations import CLOCK, NOW, Destination, queued_for
 
 
 def depth(outbox: Outbox, notifier: str, status: str) -> float | None:

@@ -7,21 +7,16 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 import alerting.db
-from alerting import scenarios as sc
-from alerting.engine import IncidentEngine
 from alerting.migrate import upgrade
-from alerting.notifiers.base import Notification
 from alerting.notifiers.webhook import webhook_payload
-from alerting.outbox import Outbox
 from alerting.outbox_tables import DISCARDED, OutboxMessage
 from alerting.store_models import IncidentRow
-from alerting.subscriptions import IncidentChange
-from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
+from tests.alerting.migrate_steps import downgrade
 from tests.alerting.outbox_only import Quiet
 from tests.alerting.reminding_night import (
     _DOWN,
@@ -32,8 +27,9 @@ from tests.alerting.reminding_night import (
     _reminders,
     _Serve,
     _told,
+    a_restart_offers_the_outbox_no_opening_the_store_says_was_announced,
+    an_incident_of_before_0019_is_stored_as_announced_at_the_end_of_its_delay,
 )
-from tests.alerting.test_migrate import downgrade
 from tests.alerting.test_restart_equivalence import Serve
 from tests.migrated_store import migrated_sqlite
 
@@ -192,47 +188,6 @@ def test_a_restart_offers_the_outbox_no_opening_the_store_says_was_announced(
     restart(str(db), delay)
 
 
-def _announced(sql: Engine, delay: float) -> tuple[FakeClock, AlertingConfig]:
-    """A serve on ``sql`` whose node incident opens at 23:00 and is announced ``delay`` seconds later (stored:
-    announced_at); its clock and configuration, for the restarts that follow."""
-    clock, config = FakeClock(), AlertingConfig(announce_delay_seconds=delay)
-    engine = IncidentEngine(sql, clock, config, sc.fleet_inventory())
-    engine.subscribe(Outbox(sql, [Quiet()], clock))
-    engine.ingest([_DOWN])
-    clock.advance(delay)
-    engine.tick()
-    return clock, config
-
-
-def a_restart_offers_the_outbox_no_opening_the_store_says_was_announced(db: str, delay: float) -> None:
-    """The node's incident opens at 23:00 and is announced ``delay`` seconds later (stored: announced_at).
-    serve restarts an hour later: its first tick announced it again, the outbox dropping the duplicate by its
-    key, for every open incident (10,000 read and offered at start); the store says it was announced, so
-    nothing is. With no delay it is announced in the instant it opened (a clock that did not move, or was set
-    back): stored as its opening's time, it read as stored before 0019, offered again at every start."""
-    sql = alerting.db.make_engine(db)
-    try:
-        clock, config = _announced(sql, delay)
-        start = clock.now() - timedelta(seconds=delay)
-        clock.advance(3600)
-        engine = IncidentEngine(sql, clock, config, sc.fleet_inventory())  # the restart
-        outbox = Outbox(sql, [Quiet()], clock)
-        heard: list[IncidentChange] = []
-        engine.subscribe(outbox)
-        engine.subscribe(heard.append)
-        clock.advance(5)
-        engine.tick()
-        assert heard == []
-        assert outbox.stats.duplicates == 0
-        told = [Notification.model_validate_json(m.payload).change.value for m in outbox.messages()]
-        assert told == ["opened"]
-        with Session(sql) as session:
-            (announced,) = session.scalars(select(IncidentRow.announced_at))
-        assert announced is not None and announced - start == timedelta(seconds=delay or 1e-6)
-    finally:
-        sql.dispose()
-
-
 @pytest.mark.parametrize("delay", [10, 0], ids=["delay-10s", "no-delay"])
 def test_an_incident_of_before_0019_is_offered_to_the_outbox_at_one_start_only_and_reminded_as_before(
     tmp_path: Path, delay: float
@@ -258,30 +213,6 @@ def test_an_incident_of_before_0019_is_offered_to_the_outbox_at_one_start_only_a
     assert [((n.event_at - start).total_seconds(), n.reminder) for n in _reminders(serve)] == [
         (14400 + delay, 14400.0)
     ]
-
-
-def an_incident_of_before_0019_is_stored_as_announced_at_the_end_of_its_delay(db: str, delay: float) -> None:
-    """The first start after the upgrade stores an incident of before 0019 (``announced_at`` its opening's
-    time) as announced at the end of its delay, a microsecond after its opening with none; shared with the
-    PostgreSQL test."""
-    sql = alerting.db.make_engine(db)
-    try:
-        clock, config = _announced(sql, delay)
-        start = clock.now() - timedelta(seconds=delay)
-        with sql.begin() as connection:  # as 0019 stores an incident of before it
-            connection.execute(update(IncidentRow).values(announced_at=IncidentRow.opened_at))
-        for _ in range(2):
-            clock.advance(3600)
-            engine = IncidentEngine(sql, clock, config, sc.fleet_inventory())  # a restart
-            outbox = Outbox(sql, [Quiet()], clock)
-            engine.subscribe(outbox)
-            engine.tick()
-            with Session(sql) as session:
-                (announced,) = session.scalars(select(IncidentRow.announced_at))
-            assert announced - start == timedelta(seconds=delay or 1e-6)
-        assert outbox.stats.duplicates == 0  # the second start offered it nothing
-    finally:
-        sql.dispose()
 
 
 def test_an_incident_held_in_its_delay_at_the_upgrade_to_0019_is_still_announced(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.limits import MAX_RETENTION_DAYS, MAX_WINDOW_SECONDS
 from gpuwarden.model import Alert, AlertStatus, IncidentState
-from tests.alerting.test_outbox_orphans import Destination
+from tests.alerting.outbox_destinations import Destination
 
 DAY = 86_400.0
 NODE_DOWN = {"alertname": "NodeDown", "cluster": "c1", "node": "x1"}

@@ -15,7 +15,7 @@ import pytest
 from alerting.slurm_inventory import SlurmInventory
 from gpuwarden.clock import FakeClock
 from gpuwarden.errors import SourceError
-from tests.alerting.test_slurm_jobs import job_24_05, no_val
+from tests.alerting.slurm_json import job_24_05, no_val
 
 
 class Slurm24:

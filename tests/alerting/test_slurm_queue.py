@@ -10,8 +10,8 @@ import pytest
 from alerting.slurm_inventory import SlurmInventory
 from alerting.slurm_queue import Queued, QueueIndex, gpus_ahead, parse_queue
 from gpuwarden.clock import FakeClock
+from tests.alerting.slurm_json import job_24_05, no_val
 from tests.alerting.slurm_recorded import RecordedSlurm
-from tests.alerting.test_slurm_jobs import job_24_05, no_val
 
 
 def test_each_job_of_a_real_22_05_queue_knows_the_gpus_queued_ahead_of_it() -> None:

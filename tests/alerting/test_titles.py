@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -12,10 +11,7 @@ from alerting.db import make_engine
 from alerting.engine import IncidentEngine
 from alerting.impact import Assessment
 from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo
-from alerting.notifiers.base import build_notification
-from alerting.notifiers.blocks import incident_message
-from alerting.notifiers.webhook import webhook_payload
-from alerting.subscriptions import ChangeKind, IncidentChange
+from alerting.subscriptions import IncidentChange
 from alerting.titles import NAME_MAX, TITLE_BUDGET, title
 from gpuwarden.cli.incidents_cmd import describe_root
 from gpuwarden.clock import FakeClock
@@ -31,8 +27,9 @@ from gpuwarden.model import (
     WorkloadKind,
     WorkloadRef,
 )
-from tests.alerting.test_grouping import _engine as _grouping_engine
-from tests.alerting.test_grouping import _heat
+from tests.alerting.grouping_engine import _engine as _grouping_engine
+from tests.alerting.grouping_engine import _heat
+from tests.alerting.title_engines import _a01_down
 from tests.gpuwarden.api_client import AUTH, api_client
 from tests.migrated_store import migrated_sqlite
 
@@ -163,127 +160,6 @@ def test_the_anomaly_services_own_source_stale_is_titled_for_that_source(
     assert row.title == expected
 
 
-def _a01_down(tmp_path: Path, inventory: StaticInventory) -> IncidentEngine:
-    """An engine over ``inventory`` that has been told node a01 of cluster k is down."""
-    path = str(tmp_path / "incidents.db")
-    migrated_sqlite(Path(path)).dispose()
-    engine = IncidentEngine(
-        make_engine(path), FakeClock(), AlertingConfig(announce_delay_seconds=0), inventory
-    )
-    engine.ingest([Alert({"alertname": "KubeNodeNotReady", "cluster": "k", "node": "a01"})])
-    return engine
-
-
-def _node_down_under(jobs: list[str], tmp_path: Path) -> IncidentEngine:
-    """An engine whose node a01 goes down under one single-rank training job of each name."""
-    workloads = [
-        WorkloadInfo(
-            WorkloadRef(WorkloadKind.TRAINING_JOB, "research", name, "k"), (frozenset({("k", "a01", i)}),)
-        )
-        for i, name in enumerate(jobs)
-    ]
-    return _a01_down(tmp_path, StaticInventory([NodeInfo("a01", "k", "r1", 8)], workloads))
-
-
-def test_a_workload_name_with_a_comma_is_one_workload_in_the_title_and_the_impact(tmp_path: Path) -> None:
-    # Slurm job names may hold ", ": five jobs are five, listed in full, not six parts of which two
-    # "workloads" are counted as more.
-    engine = _node_down_under(["a", "b", "etl, nightly", "c", "d"], tmp_path)
-    ((row, _),) = engine.store.list_rows()
-    assert row.title == (
-        "node a01 is down: 1 node, 8 GPUs, training job a stopped, training job b stopped, training job c"
-        " stopped, training job d stopped, training job etl, nightly stopped"
-    )
-    impact = engine.store.get(row.id).impact
-    assert "training job etl, nightly stopped" in impact.parts
-    assert len(impact.parts) == 7  # the node, its GPUs and five jobs
-
-
-def _llama_in_two_namespaces(tmp_path: Path) -> tuple[IncidentEngine, list[IncidentChange]]:
-    """prod/llama runs on a01 and a03, staging/llama on a02 and a03, mistral (one namespace) on a01 and
-    a03, each node in a rack of its own; the engine tells ``changes`` every incident change."""
-    a = {n: NodeInfo(n, "k", f"r{n}", 8) for n in ("a01", "a02", "a03")}
-
-    def service(namespace: str, name: str, *nodes: str) -> WorkloadInfo:
-        ref = WorkloadRef(WorkloadKind.INFERENCE_SERVICE, namespace, name, "k")
-        return WorkloadInfo(ref, tuple(frozenset({("k", n, i)}) for i, n in enumerate(nodes)))
-
-    services = [
-        service("prod", "llama", "a01", "a03"),
-        service("staging", "llama", "a02", "a03"),
-        service("prod", "mistral", "a01", "a03"),
-    ]
-    path = str(tmp_path / "incidents.db")
-    migrated_sqlite(Path(path)).dispose()
-    engine = IncidentEngine(
-        make_engine(path),
-        FakeClock(),
-        AlertingConfig(announce_delay_seconds=0),
-        StaticInventory(list(a.values()), services),
-    )
-    changes: list[IncidentChange] = []
-    engine.subscribe(changes.append)
-    return engine, changes
-
-
-def test_a_service_name_two_namespaces_share_is_shown_as_namespace_slash_name(tmp_path: Path) -> None:
-    # prod/llama and staging/llama each lose a replica with their node: both incidents read "inference
-    # service llama 50% of replicas lost", in the title, in Slack and in the webhook, and nobody can tell
-    # which one is hit. mistral is the only one of its name and keeps its short name.
-    engine, changes = _llama_in_two_namespaces(tmp_path)
-    for node in ("a01", "a02"):
-        engine.ingest([Alert({"alertname": "KubeNodeNotReady", "cluster": "k", "node": node})])
-    titles = {row.title for row, _ in engine.store.list_rows()}
-    assert titles == {
-        "node a01 is down: 1 node, 8 GPUs, inference service prod/llama 50% of replicas lost,"
-        " inference service mistral 50% of replicas lost",
-        "node a02 is down: 1 node, 8 GPUs, inference service staging/llama 50% of replicas lost",
-    }
-    told = build_notification(next(c for c in reversed(changes) if "a02" in c.incident.title))
-    assert "inference service staging/llama 50% of replicas lost" in told.impact_parts
-    payload = webhook_payload(told)["incident"]
-    assert "staging/llama" in payload["title"] and "staging/llama" in payload["impact"]["summary"]
-    message = incident_message(told)
-    slack = json.dumps([message.text, message.attachments])
-    assert "inference service staging/llama 50% of replicas lost" in slack
-    assert "inference service llama" not in slack
-
-
-def test_a_service_root_cause_whose_name_two_namespaces_share_names_its_namespace(tmp_path: Path) -> None:
-    engine, _ = _llama_in_two_namespaces(tmp_path)
-    slow = {"alertname": "InferenceLatencyHigh", "cluster": "k", "service": "llama"}
-    engine.ingest([Alert({**slow, "namespace": "staging"}), Alert({**slow, "service": "mistral"})])
-    titles = sorted(row.title for row, _ in engine.store.list_rows())
-    assert titles == ["inference service mistral degraded", "inference service staging/llama degraded"]
-
-
-@pytest.mark.parametrize(
-    ("alert", "title"),
-    [
-        (
-            {"alertname": "KubeNodeNotReady", "cluster": "k", "node": "a02"},
-            "node a02 is down: 1 node, 8 GPUs, inference service staging/llama 50% of replicas lost",
-        ),
-        (
-            {"alertname": "InferenceLatencyHigh", "cluster": "k", "service": "llama", "namespace": "staging"},
-            "inference service staging/llama degraded",
-        ),
-    ],
-    ids=["node-down", "service-root"],
-)
-def test_a_postmortem_names_a_workload_as_its_title_does_when_two_namespaces_share_its_name(
-    tmp_path: Path, alert: dict[str, str], title: str
-) -> None:
-    # The title said "staging/llama", the postmortem draft's Workloads line "inference service llama".
-    engine, _ = _llama_in_two_namespaces(tmp_path)
-    engine.ingest([Alert(alert)])
-    ((row, _),) = engine.store.list_rows()
-    assert row.title == title
-    draft = engine.postmortem(row.id)
-    assert "- Workloads: inference service staging/llama\n" in draft
-    assert "inference service llama" not in draft
-
-
 def test_after_a_reopening_the_recovered_count_is_of_the_current_opening_only(tmp_path: Path) -> None:
     # Six GPUs of rack r01 ran hot and cooled; two of them heat again within the reopen window, and one
     # cools. The title said "5 of 6 GPUs recovered": the four of the earlier opening counted as recovered.
@@ -311,97 +187,6 @@ def test_after_a_reopening_the_recovered_count_is_of_the_current_opening_only(tm
     assert restarted.store.get(row.id).title == "rack r01 thermal"
     restarted.ingest([_heat(*again[1], AlertStatus.RESOLVED)])
     assert restarted.store.get(row.id).title == "rack r01 thermal; 1 of 2 GPUs recovered"
-
-
-def _llama_in_two_clusters(tmp_path: Path) -> IncidentEngine:
-    """inference/llama runs in cluster a (nodes a01, a02) and in cluster b (nodes b01, b02)."""
-    nodes = [NodeInfo(f"{c}0{i}", c, f"{c}r{i}", 8) for c in ("a", "b") for i in (1, 2)]
-    services = [
-        WorkloadInfo(
-            WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "inference", "llama", c),
-            (frozenset({(c, f"{c}01", 0)}), frozenset({(c, f"{c}02", 0)})),
-        )
-        for c in ("a", "b")
-    ]
-    path = str(tmp_path / "incidents.db")
-    migrated_sqlite(Path(path)).dispose()
-    config = AlertingConfig(announce_delay_seconds=0)
-    return IncidentEngine(make_engine(path), FakeClock(), config, StaticInventory(nodes, services))
-
-
-def test_in_a_fleet_of_two_clusters_a_title_says_which_cluster_its_root_cause_is_in(tmp_path: Path) -> None:
-    # The same inference/llama in clusters a and b, each slow: two incidents both titled "inference service
-    # llama degraded", and a node of each down read "node a01 is down" beside "node b01 is down" with the
-    # same service named: nobody could tell which cluster's llama was hit.
-    engine = _llama_in_two_clusters(tmp_path)
-    slow = {"alertname": "InferenceLatencyHigh", "service": "llama", "namespace": "inference"}
-    engine.ingest([Alert({**slow, "cluster": c}) for c in ("a", "b")])
-    assert sorted(row.title for row, _ in engine.store.list_rows()) == [
-        "inference service llama in cluster a degraded",
-        "inference service llama in cluster b degraded",
-    ]
-    incident = engine.store.get(next(r.id for r, _ in engine.store.list_rows() if "cluster a" in r.title))
-    told = build_notification(IncidentChange(ChangeKind.OPENED, incident, incident.timeline[0]))
-    assert webhook_payload(told)["incident"]["root_cause"]["fields"]["cluster"] == "a"
-    engine.ingest([Alert({"alertname": "KubeNodeNotReady", "cluster": "b", "node": "b02"})])
-    assert sorted(row.title for row, _ in engine.store.list_rows()) == [
-        "inference service llama in cluster a degraded",
-        "node b02 in cluster b is down: 1 node, 8 GPUs, inference service llama 50% of replicas lost",
-    ]
-
-
-def test_a_title_keeps_its_cluster_once_everything_has_resolved(tmp_path: Path) -> None:
-    # In a fleet of two clusters, node b01's two GPUs ran hot and cooled one after the other. While one
-    # still fired the title said "node b01 in cluster b thermal; 1 of 2 GPUs recovered"; once both had
-    # cooled the title (and the Slack message and incident list showing it) lost "in cluster b".
-    engine = _llama_in_two_clusters(tmp_path)
-    hot = {"alertname": "GPUThermal", "cluster": "b", "Hostname": "b01", "severity": "warning"}
-    engine.ingest([Alert({**hot, "gpu": str(g)}) for g in (0, 1)])
-    engine.ingest([Alert({**hot, "gpu": "0"}, status=AlertStatus.RESOLVED)])
-    ((row, _),) = engine.store.list_rows()
-    assert row.title.startswith("node b01 in cluster b thermal")
-    engine.ingest([Alert({**hot, "gpu": "1"}, status=AlertStatus.RESOLVED)])
-    assert engine.store.get(row.id).title.startswith("node b01 in cluster b thermal")
-
-
-def test_in_a_fleet_of_two_clusters_slack_webhooks_the_postmortem_and_the_api_name_the_root_causes_cluster(
-    tmp_path: Path,
-) -> None:
-    # The title said `node b02 in cluster b is down`, but Slack's Root cause field said `node/b02`, the
-    # postmortem draft `Node down on node b02`, and `incidents list`/`show` `node down @ node b02`: a node of
-    # that name may be in either cluster (a workload's `@b` was the only one named).
-    engine = _llama_in_two_clusters(tmp_path)
-    told: list[IncidentChange] = []
-    engine.subscribe(told.append)
-    engine.ingest([Alert({"alertname": "KubeNodeNotReady", "cluster": "b", "node": "b02"})])
-    (incident,) = (engine.store.get(r.id) for r, _ in engine.store.list_rows())
-    notification = build_notification(told[-1])
-    assert "node/b02@b" in json.dumps(incident_message(notification).attachments)
-    assert webhook_payload(notification)["incident"]["root_cause"]["cluster"] == "b"
-    assert "on node b02 in cluster b\n" in engine.postmortem(incident.id)
-    with api_client(engine) as client:
-        listed = client.get("/api/v1/incidents", headers=AUTH).json()
-        shown = client.get(f"/api/v1/incidents/{incident.id}", headers=AUTH).json()
-    assert describe_root(listed[0]["root_cause"]) == describe_root(shown["root_cause"])
-    assert describe_root(shown["root_cause"]) == "node down @ node b02 in cluster b"
-
-
-def test_in_a_fleet_of_two_clusters_a_reopening_by_another_alert_names_a_gpu_roots_cluster(
-    tmp_path: Path,
-) -> None:
-    # A GPU of cluster b lost, resolved, then its exporter went stale: the title and the timeline's root cause
-    # said `gpu b02/0 in cluster b`, the reopening `which its root cause gpu b02/0 explains` (a GPU names no
-    # cluster of its own: only its place did, which the reopening did not look at).
-    engine = _llama_in_two_clusters(tmp_path)
-    lost = {"alertname": "GPULost", "cluster": "b", "Hostname": "b02", "gpu": "0"}
-    engine.ingest([Alert(lost)])
-    engine.ingest([Alert(lost, status=AlertStatus.RESOLVED)])
-    engine.clock.advance(AlertingConfig().quiet_period_seconds + 1)
-    engine.tick()
-    engine.ingest([Alert({**lost, "alertname": "DCGMExporterStale"})])
-    ((row, _),) = engine.store.list_rows()
-    (reopened,) = [e.message for e in engine.store.get(row.id).timeline if e.kind == "reopened"]
-    assert reopened.endswith("which its root cause gpu b02/0 in cluster b explains")
 
 
 def _reopened_rack_heat_absorbing_others(tmp_path: Path, *, restart: bool) -> str:

@@ -1,4 +1,4 @@
-"""What the ``anomaly`` command tests share: a runner, series and NAB files to read, a fake Prometheus."""
+"""What the ``anomaly`` command tests share: a runner, series and NAB files, a fake Prometheus, one tick."""
 
 from __future__ import annotations
 
@@ -83,3 +83,23 @@ def _run_on_fake_prometheus(
         return prometheus.url, runner.invoke(app, args)
     finally:
         prometheus.close()
+
+
+def run_one_tick_forwarding_to(receiver, tmp_path, monkeypatch, reescalate: bool):
+    """``anomaly run --ticks 1`` reading a stand-in Prometheus and posting to ``receiver`` (closed after,
+    with the Prometheus), re-escalation on or off; its result, exit status checked."""
+    prometheus = _Prometheus()
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"anomaly:\n  prometheus_url: {prometheus.url}\n  infer_every_seconds: 0.2\n"
+        f"  alert_url: {receiver.url}\n  reescalate_alerts: {str(reescalate).lower()}\n"
+        "  queries:\n    - {name: temp, expr: DCGM_FI_DEV_GPU_TEMP, step_seconds: 0.2}\n"
+    )
+    try:
+        result = runner.invoke(app, ["anomaly", "run", "--config", str(cfg), "--ticks", "1", "--port", "0"])
+    finally:
+        prometheus.close()
+        receiver.close()
+    assert result.exit_code == 0, result.output
+    return result

@@ -15,7 +15,7 @@ from anomaly.promql import PromQLSource, PromQuery
 from gpuwarden.cli import anomaly_cmd, anomaly_run, app
 from gpuwarden.clock import FakeClock
 from gpuwarden.model import Alert
-from tests.anomaly.cli_runs import _Prometheus, _run_on_fake_prometheus, runner
+from tests.anomaly.cli_runs import _run_on_fake_prometheus, run_one_tick_forwarding_to, runner
 from tests.http_stub import LocalServer, QuietHandler
 
 
@@ -96,26 +96,6 @@ class _Receiver(LocalServer):
                 self.wfile.write(data)
 
         super().__init__(Handler)
-
-
-def run_one_tick_forwarding_to(receiver, tmp_path, monkeypatch, reescalate: bool):
-    """``anomaly run --ticks 1`` reading a stand-in Prometheus and posting to ``receiver`` (closed after,
-    with the Prometheus), re-escalation on or off; its result, exit status checked."""
-    prometheus = _Prometheus()
-    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(
-        f"anomaly:\n  prometheus_url: {prometheus.url}\n  infer_every_seconds: 0.2\n"
-        f"  alert_url: {receiver.url}\n  reescalate_alerts: {str(reescalate).lower()}\n"
-        "  queries:\n    - {name: temp, expr: DCGM_FI_DEV_GPU_TEMP, step_seconds: 0.2}\n"
-    )
-    try:
-        result = runner.invoke(app, ["anomaly", "run", "--config", str(cfg), "--ticks", "1", "--port", "0"])
-    finally:
-        prometheus.close()
-        receiver.close()
-    assert result.exit_code == 0, result.output
-    return result
 
 
 @pytest.mark.parametrize("reescalate", [True, False], ids=["on", "off"])

@@ -20,43 +20,13 @@ from anomaly import forwarder as forwarder_module
 from anomaly.forwarder import AlertForwarder, alert_identity
 from gpuwarden.clock import FakeClock, rfc3339
 from gpuwarden.config import ApiConfig
-from gpuwarden.model import Alert, AlertSource, AlertStatus, RecommendedAction
-
-
-class Serve:
-    """Stands in for `gpuwarden serve`'s POST /api/v2/alerts: records bodies, answers as scripted."""
-
-    def __init__(self) -> None:
-        self.bodies: list[list[dict[str, object]]] = []
-        self.answers: list[int | Exception] = []
-
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        answer = self.answers.pop(0) if self.answers else 200
-        if isinstance(answer, Exception):
-            raise answer
-        if answer == 200:
-            body = json.loads(request.content)
-            parse_postable_alerts(parse_json(request.content))  # what serve would refuse, this test refuses
-            self.bodies.append(body)
-        return httpx.Response(answer, json={"error": "scripted"} if answer != 200 else {})
+from gpuwarden.model import Alert, AlertStatus, RecommendedAction
+from tests.anomaly.forwarder_serve import Serve, _resolved, _xid
 
 
 def _forwarder(serve: Serve, clock: FakeClock, **kwargs: int) -> AlertForwarder:
     client = httpx.Client(transport=httpx.MockTransport(serve.handle))
     return AlertForwarder("http://serve:9700/", "t0ken", clock, resend_seconds=30, client=client, **kwargs)
-
-
-def _xid(gpu: str, clock: FakeClock, status: AlertStatus = AlertStatus.FIRING) -> Alert:
-    return Alert(
-        {"alertname": "GpuXid", "Hostname": "node-01", "gpu": gpu, "xid": "79"},
-        status=status,
-        starts_at=clock.now() - timedelta(seconds=30),
-        ends_at=clock.now() if status is AlertStatus.RESOLVED else None,
-        annotations={"summary": "XID 79: GPU has fallen off the bus"},
-        source=AlertSource.ANOMALY,
-        score=12.5,
-        recommended_action=RecommendedAction.DRAIN_AND_RESET,
-    )
 
 
 def test_firing_alerts_are_reposted_every_tick_with_their_score_and_action() -> None:
@@ -445,10 +415,6 @@ def test_a_resolution_of_an_alert_serve_holds_under_other_labels_ends_that_alert
     assert forwarder.flush()
     assert {tuple(sorted(a["labels"].items())) for a in posted} == {tuple(sorted(before.labels.items()))}
     assert posted[-1]["endsAt"] == rfc3339(clock.now())
-
-
-def _resolved(alert: Alert, clock: FakeClock) -> Alert:
-    return replace(alert, status=AlertStatus.RESOLVED, ends_at=clock.now())
 
 
 def test_a_label_serve_holds_without_only_for_its_empty_value_keeps_a_re_escalation_in_order() -> None:

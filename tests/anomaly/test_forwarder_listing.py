@@ -14,8 +14,8 @@ from prometheus_client import CollectorRegistry
 
 from anomaly.forwarder import AlertForwarder, alert_identity
 from gpuwarden.clock import FakeClock
-from tests.anomaly.test_cli import run_one_tick_forwarding_to
-from tests.anomaly.test_forwarder import _resolved, _xid
+from tests.anomaly.cli_runs import run_one_tick_forwarding_to
+from tests.anomaly.forwarder_serve import _resolved, _xid
 from tests.http_stub import LocalServer, QuietHandler
 
 

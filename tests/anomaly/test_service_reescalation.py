@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 
@@ -18,13 +16,12 @@ from anomaly.series import View
 from anomaly.service import AnomalyService, TickResult
 from anomaly.sources import CollectorSource
 from exporters.simulated import sim_collectors
-from gpuwarden.alertmanager_api import gettable_alert
 from gpuwarden.clock import FakeClock
 from gpuwarden.config_anomaly import AnomalyConfig
 from gpuwarden.model import Alert, AlertStatus
 from gpuwarden.sim import FaultSpec, build_fleet
 from tests.anomaly.fakes import TableCollector
-from tests.anomaly.test_forwarder import Serve
+from tests.anomaly.forwarder_serve import Listing, Serve, deliver, forwarding
 from tests.anomaly.test_service import GPUS, TEMP, HistorySource, setup, tick
 from tests.migrated_store import migrated_sqlite
 
@@ -297,42 +294,6 @@ def test_a_recalled_alert_that_would_have_resolved_before_the_next_fault_is_rais
     scores = [0.0] * 6 + [8.6] * 18 + [0.5] * 30 + [5.2] * 6
     changes = [a for t in _after_restart(scores, 6 + 18 + 8) for a in t.changes()]
     assert [(a.status, "reescalated" in a.annotations) for a in changes] == [(AlertStatus.FIRING, False)]
-
-
-def forwarding(
-    service: AnomalyService, handler: Callable[[httpx.Request], httpx.Response], clock: FakeClock
-) -> AlertForwarder:
-    """A forwarder posting ``service``'s alerts to ``handler`` (serve's API, in process), wired as `anomaly
-    run` wires it."""
-    client = httpx.Client(transport=httpx.MockTransport(handler))
-    forwarder = AlertForwarder("http://serve:9700", None, clock, resend_seconds=30, client=client)
-    service.on_alert = forwarder.on_alert
-    return forwarder
-
-
-def deliver(serve: Serve, forwarder: AlertForwarder, engine: IncidentEngine) -> None:
-    """After a tick of ``anomaly run``: the forwarder posts what it raised and resolved, and serve ingests
-    each post and ticks, as over HTTP."""
-    posted = len(serve.bodies)
-    assert forwarder.flush()
-    for body in serve.bodies[posted:]:
-        engine.ingest(parse_postable_alerts(body))
-    engine.tick()
-
-
-class Listing(Serve):
-    """``Serve`` that also lists what ``engine`` holds firing, as serve's ``GET /api/v2/alerts`` does."""
-
-    def __init__(self, engine: IncidentEngine) -> None:
-        super().__init__()
-        self.engine = engine
-
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        if request.method != "GET":
-            return super().handle(request)
-        now = self.engine.clock.now()
-        rows = [r for r in self.engine.store.firing_alerts() if r.ends_at is None or r.ends_at > now]
-        return httpx.Response(200, json=[gettable_alert(r, [], [], now) for r in rows])
 
 
 def _timeline_at_serve(

@@ -10,25 +10,13 @@ import pytest
 from anomaly.needs import POWER, TEMP
 from anomaly.service import AnomalyService
 from anomaly.sources import CollectorSource
-from anomaly.thermal import ThermalDetector
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AnomalyConfig
 from tests.anomaly.fakes import TableCollector
-from tests.anomaly.thermal_gpus import GPUS, MODEL, Gpus, throttled, warmed_from_job
+from tests.anomaly.thermal_gpus import GPUS, MODEL, Gpus, _fed, warmed_from_job
 
 # GPU 2 alone on node n2; its five peers of the same model on n1, up while n2 is down.
 APART = [{**gpu, "Hostname": "n2" if gpu["gpu"] == "2" else "n1"} for gpu in MODEL]
-
-
-def _fed(
-    gpus: Gpus, det: ThermalDetector, rng: np.random.Generator, watts: float, shown: np.ndarray
-) -> float:
-    """One tick of every GPU at ``watts`` (throttled by its heat), only the ``shown`` ones read: GPU 2's score
-    (0 while it is not read)."""
-    view = gpus.step(throttled(np.full(len(GPUS), watts), gpus.temp), rng, shown=shown)
-    [found] = det.detect(view)
-    rows = [i for i, lab in enumerate(found.labels) if lab["gpu"] == "2"]
-    return float(found.score[rows[0]]) if rows else 0.0
 
 
 @pytest.mark.parametrize("repaired", [True, False], ids=["repaired", "still-failed"])

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from anomaly.thermal import ThermalDetector
-from tests.anomaly.test_thermal_back import _fed
-from tests.anomaly.thermal_gpus import GPUS, MODEL, Gpus, throttled, warmed_from_job
+from tests.anomaly.thermal_gpus import GPUS, MODEL, Gpus, _fed, throttled, warmed_from_job
 
 STEP = 3_600.0  # the clock set back an hour
 BEFORE = 300  # ticks read before the step (2.5 hours: past the warm-up, the jobs' powers all scored at)

@@ -10,10 +10,8 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from tests.anomaly.thermal_gpus import GPUS, throttled, warmed_from_job
+from tests.anomaly.thermal_gpus import BUSY, STALL, _scores
 
-BUSY = 10  # ticks in the job (620 W) after the warm-up before it stalls at 70 W
-STALL = 80  # ticks the stall lasts (40 minutes)
 PATTERNS = [(3, 5), (2, 6), (4, 8), (6, 6)]  # (burst, gap): ticks read, then ticks not read, over and over
 GRID = [(b, g, phase, fails) for b, g in PATTERNS for phase in range(0, 10, 2) for fails in (3, 7)]
 
@@ -21,32 +19,6 @@ GRID = [(b, g, phase, fails) for b, g in PATTERNS for phase in range(0, 10, 2) f
 def _read(burst: int, gap: int, phase: int) -> Callable[[int], bool]:
     """Whether a tick is read: each before ``phase``, then ``burst`` ticks read in every ``burst + gap``."""
     return lambda tick: tick < phase or (tick - phase) % (burst + gap) < burst
-
-
-def _scores(
-    tau: float,
-    read: Callable[[int], bool],
-    *,
-    fails: int | None = None,
-    off: Callable[[int], bool] = lambda tick: False,
-    ticks: int = BUSY + STALL + 40,
-    stall_watts: float = 70.0,
-) -> np.ndarray:
-    """Scores (reads x GPUs, each row's first column the tick it was read at) of six lone GPUs seen only in
-    their job (620 W) for 75 minutes, their thermal lag ``tau``: ``BUSY`` ticks (30 s) on, the job stalls at
-    ``stall_watts`` (their idle) for ``STALL`` ticks, then resumes; only the ticks ``read`` are scored, and
-    the GPUs are powered off (cooling towards the room's 28 C, unread) at the ticks ``off``. GPU 2's cooler
-    fails (x4 over 5 minutes) ``fails`` ticks into the stall."""
-    gpus, det, rng = warmed_from_job(tau)
-    rows = []
-    for tick in range(ticks):
-        if fails is not None and tick >= BUSY + fails:
-            gpus.resistance[2] = 0.065 * (1.0 + min(3.0, 0.3 * (tick - BUSY - fails + 1)))
-        watts = 0.0 if off(tick) else stall_watts if BUSY <= tick < BUSY + STALL else 620.0
-        view = gpus.step(throttled(np.full(len(GPUS), watts), gpus.temp), rng)
-        if read(tick) and not off(tick):
-            rows.append([tick, *det.detect(view)[0].score.tolist()])
-    return np.array(rows)
 
 
 @pytest.mark.parametrize(

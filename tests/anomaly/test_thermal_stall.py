@@ -18,8 +18,7 @@ from anomaly.needs import POWER, TEMP
 from anomaly.series import View, build_view
 from anomaly.sources import Frame
 from anomaly.thermal import ThermalDetector
-from tests.anomaly.test_thermal_flap import BUSY, STALL, _scores
-from tests.anomaly.thermal_gpus import GPUS, Gpus, throttled
+from tests.anomaly.thermal_gpus import BUSY, GPUS, STALL, Gpus, _scores, throttled
 
 DEADLINE = 10  # reads (30 s) from the cooler's first failing tick to its alert's third read over 1
 # Per ``fails``, a healthy GPU 2 (its lag, intake and thermal resistance) read within 1 C of GPU 2 lagging

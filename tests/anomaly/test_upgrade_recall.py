@@ -14,8 +14,8 @@ from anomaly.series import View
 from anomaly.service import AnomalyService
 from gpuwarden.clock import FakeClock
 from gpuwarden.config_anomaly import AnomalyConfig
+from tests.anomaly.forwarder_serve import Listing, deliver, forwarding
 from tests.anomaly.test_service import GPUS, TEMP, HistorySource, tick
-from tests.anomaly.test_service_reescalation import Listing, deliver, forwarding
 from tests.migrated_store import migrated_sqlite
 
 

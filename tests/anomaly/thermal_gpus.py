@@ -1,9 +1,10 @@
-"""Six simulated GPUs under a first-order thermal model, and their warm-up from a job: what the thermal
-detector's tests (``test_thermal*.py``) feed it."""
+"""Six simulated GPUs under a first-order thermal model, their warm-up from a job, a tick fed to the detector
+and its scores over a stalled job: what the thermal detector's tests (``test_thermal*.py``) feed it."""
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import numpy as np
 
@@ -76,3 +77,44 @@ def warmed_from_job(
             det.detect(gpus.step(np.full(len(GPUS), 620.0), rng))
         _WARMED[key] = labels, gpus, det, rng
     return copy.deepcopy(_WARMED[key][1:])
+
+
+def _fed(
+    gpus: Gpus, det: ThermalDetector, rng: np.random.Generator, watts: float, shown: np.ndarray
+) -> float:
+    """One tick of every GPU at ``watts`` (throttled by its heat), only the ``shown`` ones read: GPU 2's score
+    (0 while it is not read)."""
+    view = gpus.step(throttled(np.full(len(GPUS), watts), gpus.temp), rng, shown=shown)
+    [found] = det.detect(view)
+    rows = [i for i, lab in enumerate(found.labels) if lab["gpu"] == "2"]
+    return float(found.score[rows[0]]) if rows else 0.0
+
+
+BUSY = 10  # ticks in the job (620 W) after the warm-up before it stalls at 70 W
+STALL = 80  # ticks the stall lasts (40 minutes)
+
+
+def _scores(
+    tau: float,
+    read: Callable[[int], bool],
+    *,
+    fails: int | None = None,
+    off: Callable[[int], bool] = lambda tick: False,
+    ticks: int = BUSY + STALL + 40,
+    stall_watts: float = 70.0,
+) -> np.ndarray:
+    """Scores (reads x GPUs, each row's first column the tick it was read at) of six lone GPUs seen only in
+    their job (620 W) for 75 minutes, their thermal lag ``tau``: ``BUSY`` ticks (30 s) on, the job stalls at
+    ``stall_watts`` (their idle) for ``STALL`` ticks, then resumes; only the ticks ``read`` are scored, and
+    the GPUs are powered off (cooling towards the room's 28 C, unread) at the ticks ``off``. GPU 2's cooler
+    fails (x4 over 5 minutes) ``fails`` ticks into the stall."""
+    gpus, det, rng = warmed_from_job(tau)
+    rows = []
+    for tick in range(ticks):
+        if fails is not None and tick >= BUSY + fails:
+            gpus.resistance[2] = 0.065 * (1.0 + min(3.0, 0.3 * (tick - BUSY - fails + 1)))
+        watts = 0.0 if off(tick) else stall_watts if BUSY <= tick < BUSY + STALL else 620.0
+        view = gpus.step(throttled(np.full(len(GPUS), watts), gpus.temp), rng)
+        if read(tick) and not off(tick):
+            rows.append([tick, *det.detect(view)[0].score.tolist()])
+    return np.array(rows)

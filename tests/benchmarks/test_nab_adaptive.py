@@ -10,7 +10,7 @@ import pytest
 from anomaly.nab import NabFile, detect_corpus, load_corpus
 from anomaly.warmupprofile import ProfileRule, warmup_profile
 from tests.benchmarks.harness import BENCHMARKS
-from tests.benchmarks.test_nab_cv import NAB, small_corpus
+from tests.benchmarks.nab_corpus import NAB, small_corpus
 
 sys.path.insert(0, str(BENCHMARKS))
 from nab_adaptive import changed_series, detect, grid, split_scores

@@ -12,7 +12,7 @@ import pytest
 from anomaly.art import ArtParams, raise_grid, raise_many
 from anomaly.nab import evaluate, load_corpus
 from tests.benchmarks.harness import run_harness
-from tests.benchmarks.test_nab_cv import FILES, NAB
+from tests.benchmarks.nab_corpus import FILES, NAB
 
 
 @pytest.mark.skipif(not NAB.is_dir(), reason="the NAB data of ../shared is not here")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,26 +14,7 @@ import pytest
 from anomaly.nab import FileScore, NabFile, detect_corpus, evaluate, load_corpus
 from anomaly.univariate import Series
 from tests.benchmarks.harness import BENCHMARKS, harness_module, run_harness
-
-NAB = Path("/work/shared/data/nab")  # as tests/anomaly/test_nab.py: the project's ../shared
-# The shortest labelled files of three categories, two in one (a category fold of two files): the harness
-# steps every file together, as long as the longest, so these 1,625 steps a candidate, not 4,032.
-FILES = [
-    "realAWSCloudwatch/iio_us-east-1_i-a2eb1cd9_NetworkIn.csv",
-    "realAdExchange/exchange-2_cpm_results.csv",
-    "realAdExchange/exchange-3_cpm_results.csv",
-    "realTraffic/speed_7578.csv",
-]
-
-
-def small_corpus(folder: Path) -> tuple[Path, Path]:
-    """``FILES`` copied under ``folder``: its data folder and windows file."""
-    windows = json.loads((NAB / "labels" / "combined_windows.json").read_text())
-    for name in FILES:
-        (folder / "data" / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(NAB / "data" / name, folder / "data" / name)
-    (folder / "windows.json").write_text(json.dumps({n: windows[n] for n in FILES}))
-    return folder / "data", folder / "windows.json"
+from tests.benchmarks.nab_corpus import FILES, NAB, small_corpus
 
 
 @pytest.mark.skipif(not NAB.is_dir(), reason="the NAB data of ../shared is not here")

@@ -11,7 +11,7 @@ import pytest
 
 from anomaly.nab import evaluate, load_corpus
 from tests.benchmarks.harness import run_harness
-from tests.benchmarks.test_nab_cv import NAB, small_corpus
+from tests.benchmarks.nab_corpus import NAB, small_corpus
 
 
 @pytest.mark.skipif(not NAB.is_dir(), reason="the NAB data of ../shared is not here")

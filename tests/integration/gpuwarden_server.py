@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -59,3 +60,8 @@ def serve_metric(url: str, name: str) -> float:
         if line.startswith(f"{name} "):
             return float(line.split()[1])
     raise AssertionError(f"{name} not in /metrics")
+
+
+def gpuwarden_argv() -> list[str]:
+    script = Path(sys.executable).parent / "gpuwarden"
+    return [str(script)] if script.exists() else [shutil.which("gpuwarden") or "gpuwarden"]

@@ -26,8 +26,8 @@ from tests.integration.gpuwarden_server import (
     gpuwarden_serve,
     simulated_exporter_argv,
 )
+from tests.integration.prometheus_queries import query, wait_for
 from tests.integration.servers import free_port, prometheus_argv, require_binary, running
-from tests.integration.test_exporter_prometheus import query, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -2,43 +2,18 @@
 
 from __future__ import annotations
 
-import shutil
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration import http_probe
-from tests.integration.gpuwarden_server import simulated_exporter_argv
+from tests.integration.gpuwarden_server import gpuwarden_argv, simulated_exporter_argv
+from tests.integration.prometheus_queries import query, wait_for
 from tests.integration.servers import free_port, prometheus_argv, require_binary, running
 
 pytestmark = pytest.mark.integration
-
-
-def gpuwarden_argv() -> list[str]:
-    script = Path(sys.executable).parent / "gpuwarden"
-    return [str(script)] if script.exists() else [shutil.which("gpuwarden") or "gpuwarden"]
-
-
-def query(prom: str, promql: str) -> list[dict[str, Any]]:
-    body = http_probe.get(f"{prom}/api/v1/query", params={"query": promql}, timeout=5).json()
-    assert body["status"] == "success", body
-    return list(body["data"]["result"])
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float) -> None:
-    """Poll ``check`` until true; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.25)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
 def test_prometheus_reads_the_fleet_and_sees_one_gpu_fall_off_the_bus(tmp_path: Path) -> None:

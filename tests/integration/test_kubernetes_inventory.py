@@ -35,8 +35,8 @@ from tests.integration.gpuwarden_server import (
     simulated_exporter_argv,
 )
 from tests.integration.kube_api import KubeApi, kube_api
+from tests.integration.prometheus_queries import query, wait_for
 from tests.integration.servers import free_port, prometheus_argv, running
-from tests.integration.test_exporter_prometheus import query, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,8 @@ from gpuwarden.clock import FakeClock, SystemClock
 from gpuwarden.model import Alert, Priority, WorkloadKind
 from tests.integration import http_probe
 from tests.integration.gpuwarden_server import AUTH, gpuwarden_serve, serve_metric
+from tests.integration.prometheus_queries import wait_for
 from tests.integration.slurm_cluster import slurm_cluster
-from tests.integration.test_exporter_prometheus import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -19,8 +19,8 @@ from exporters.training_sim import SimTrainingAdapter
 from gpuwarden.clock import FakeClock
 from gpuwarden.sim import FaultSpec, build_fleet
 from tests.integration import http_probe
+from tests.integration.gpuwarden_server import gpuwarden_argv
 from tests.integration.servers import free_port, require_binary, running
-from tests.integration.test_exporter_prometheus import gpuwarden_argv
 
 pytestmark = pytest.mark.integration
 

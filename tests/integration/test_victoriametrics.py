@@ -23,8 +23,8 @@ from anomaly.sources import Frame
 from gpuwarden.clock import SystemClock
 from gpuwarden.config_anomaly import AnomalyConfig
 from tests.integration.gpuwarden_server import gpuwarden_binary
+from tests.integration.prometheus_queries import query, wait_for
 from tests.integration.servers import free_port, require_binary, running
-from tests.integration.test_exporter_prometheus import query, wait_for
 
 pytestmark = pytest.mark.integration
 

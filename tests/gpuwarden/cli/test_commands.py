@@ -22,19 +22,13 @@ from gpuwarden.cli import app
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import ApiConfig
 from tests.gpuwarden.api_client import AUTH, TOKEN, TestClient, api_client, fleet_engine, route_httpx
+from tests.gpuwarden.cli.command_tree import _commands
 from tests.migrated_store import migrated_sqlite
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[3]
 # `anomaly score --output FILE` names the file it writes, as it always has; it is no format choice.
 FILE_OUTPUTS = {"gpuwarden anomaly score"}
-
-
-def _commands(command: Any, path: str) -> list[tuple[str, Any]]:
-    """Every leaf command under ``command`` with its full name (Typer's click commands)."""
-    if hasattr(command, "commands"):
-        return [item for name, sub in command.commands.items() for item in _commands(sub, f"{path} {name}")]
-    return [(path, command)]
 
 
 def test_every_command_with_an_output_format_takes_both_o_and_output() -> None:

@@ -13,8 +13,8 @@ import typer
 
 from gpuwarden.cli import app
 from tests.gpuwarden.api_client import TestClient
+from tests.gpuwarden.cli.command_tree import _commands
 from tests.gpuwarden.cli.incidents_answers import URL, _in_process, runner
-from tests.gpuwarden.cli.test_commands import _commands
 from tests.integration.gpuwarden_server import AUTH, TOKEN
 
 NAME_VARIABLES = ("USER", "LOGNAME", "LNAME", "USERNAME")  # what getpass.getuser() reads before pwd

@@ -29,7 +29,7 @@ from gpuwarden.cli import app, outbox_cmd
 from gpuwarden.clock import FakeClock, shown
 from gpuwarden.config import ApiConfig
 from tests.alerting.notifiers.incidents import lifecycle, reassessed
-from tests.alerting.test_outbox_orphans import CLOCK, NOW, Destination, queued_for
+from tests.alerting.outbox_destinations import CLOCK, NOW, Destination, queued_for
 from tests.gpuwarden.api_client import TestClient, route_httpx
 from tests.http_stub import FixedAnswer
 from tests.integration.gpuwarden_server import AUTH, TOKEN, gpuwarden_serve

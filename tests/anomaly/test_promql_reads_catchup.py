@@ -1,0 +1,195 @@
+"""``PromQLSource.read``'s catch-up after an outage: shortened where the server refuses it, said once read."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from anomaly.service import AnomalyService
+from gpuwarden.clock import FakeClock
+from gpuwarden.config_anomaly import AnomalyConfig
+from tests.anomaly.promql_answers import _read_well_then_failing, _too_long, matrix, source
+
+
+@pytest.mark.parametrize("kind", ["timeout"])
+def test_a_catch_up_too_long_for_the_server_is_shortened_until_the_source_is_read_again(
+    kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # After an outage a big fleet's queries asked every step they missed at once, which the server could not
+    # answer in time; they failed again and asked more at the next tick, and were never read again. (One the
+    # server refuses for its size, HTTP 422, 504 or a 503 timeout, is read in parts: test_promql_parts.py.)
+    clock, down = FakeClock(), [False]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if down[0]:
+            return httpx.Response(502, json={"status": "error", "error": "bad gateway"})
+        start, end, step = (float(request.url.params[k]) for k in ("start", "end", "step"))
+        return _too_long(kind) if (end - start) / step >= 4 else matrix(request)
+
+    prom = source({"temp": answer, "power": answer}, clock)
+    service = AnomalyService(AnomalyConfig(), [prom], clock, detectors=[])
+
+    def tick() -> bool:
+        clock.advance(30)
+        service.infer()
+        return prom.health().up
+
+    assert tick()
+    down[0] = True
+    assert not any(tick() for _ in range(20))  # ten minutes of outage
+    down[0] = False
+    ups = [tick() for _ in range(8)]
+    assert ups[-3:] == [True] * 3, ups  # read again, and at every tick after
+    assert all(h.up for h in prom.health().queries.values())
+    shortened = [r.getMessage() for r in caplog.records if "it missed failed" in r.getMessage()]
+    assert shortened and shortened[0].startswith("promql: query temp: reading the 630s it missed failed")
+    prom.close()
+
+
+@pytest.mark.parametrize("error", [httpx.ConnectTimeout, httpx.PoolTimeout], ids=["connect", "pool"])
+def test_an_outage_where_the_server_cannot_be_reached_is_caught_up_whole_once_it_is_back(
+    error: type[httpx.TimeoutException], caplog: pytest.LogCaptureFixture
+) -> None:
+    # A host down or cut off (its packets dropped) times out connecting: the request never reached the
+    # server, so its size says nothing. Read as a catch-up too long for the server, the second tick of the
+    # outage cut the catch-up to one step, and every step missed in the outage stayed unread once it ended.
+    clock, unreachable = FakeClock(), [False]
+    asked: list[float] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if unreachable[0]:
+            raise error("timed out", request=request)
+        asked.append(float(request.url.params["start"]))
+        return matrix(request)
+
+    prom = source({"temp": answer}, clock)
+    good = _read_well_then_failing(prom, clock, unreachable, 10)
+    unreachable[0] = False
+    clock.advance(30)
+    prom.read(clock.time() - 30, clock.time())
+    assert asked[-1] == good + 30  # every step it missed, from the first
+    assert not [r for r in caplog.records if "it missed failed" in r.getMessage()]
+    prom.close()
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        # VictoriaMetrics answers a query it cannot parse with 422, as Prometheus its execution limits.
+        (422, {"errorType": "422", "error": 'cannot execute query: singleExpr: unexpected token ""'}),
+        (503, {"errorType": "timeout", "error": "query timed out in query execution"}),
+    ],
+    ids=["victoriametrics-typo", "warm-up-too-long"],
+)
+def test_a_query_never_read_is_not_said_to_leave_steps_it_missed_unread(
+    refusal: tuple[int, dict[str, str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    # A query never read has nothing to catch up: its next read asks the tick's window whatever failed. Its
+    # failed warm-up (an hour) was logged as "reading the 3600s it missed failed (...); the next read asks
+    # only the last 1800s", and a typo sent to VictoriaMetrics (HTTP 422) as a read too long for the server.
+    clock = FakeClock()
+    status, body = refusal
+    asked: list[float] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(float(request.url.params["start"]))
+        return httpx.Response(status, json={"status": "error", **body})
+
+    prom = source({"temp": answer}, clock)
+    prom.read(clock.time() - 3600, clock.time())  # the warm-up
+    clock.advance(30)
+    prom.read(clock.time() - 30, clock.time())
+    assert asked[-1] == clock.time()  # the tick's one step: nothing to catch up
+    assert not [r for r in caplog.records if "it missed failed" in r.getMessage()]
+    assert prom.health().queries["temp"].last_error.endswith(body["error"])
+    prom.close()
+
+
+def test_a_query_never_read_refused_at_every_tick_of_several_steps_is_not_said_to_leave_steps_unread(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A tick of several steps (``infer_every_seconds`` 60 at a 30 s step) whose query is refused whatever
+    # its size (a typo VictoriaMetrics answers with 422) asks nothing it missed: each read is the tick's own
+    # window, after the last. Shortening a never-read query from its second failure for its size said
+    # "reading the 60s it missed failed ... the older steps stay unread" at the second tick and asked
+    # only half the next tick's window.
+    clock = FakeClock()
+    asked: list[tuple[float, float]] = []
+    body = {"status": "error", "errorType": "422", "error": 'cannot execute query: unexpected token ""'}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append((float(request.url.params["start"]), float(request.url.params["end"])))
+        return httpx.Response(422, json=body)
+
+    prom = source({"temp": answer}, clock)
+    prom.read(clock.time() - 3600, clock.time())  # the warm-up: asked in halves down to one step, refused
+    asked.clear()
+    for _ in range(3):
+        clock.advance(60)
+        prom.read(clock.time() - 60, clock.time())
+    assert [end - start for start, end in asked] == [30, 30, 30]  # (t-60, t]: steps t-30 and t, not halved
+    assert not [r for r in caplog.records if "it missed failed" in r.getMessage()]
+    prom.close()
+
+
+@pytest.mark.parametrize("kind", ["timeout"])
+def test_a_restarted_process_whose_first_catch_up_is_too_big_shortens_it_and_reads_again(
+    kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A process restarted from a snapshot asks from the snapshot's last read at every tick until a read
+    # succeeds. Its queries never read in this process, a catch-up too big for the server was not shortened:
+    # it failed at every tick, asking more each time, and the restarted service never read again
+    # (anomaly_restart_fuzz --prom-faults: no score after the restart; the uninterrupted run's went on).
+    # A read the server refuses for its size is read in parts (test_promql_parts.py); one this client gave up
+    # waiting for is shortened.
+    clock = FakeClock()
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        start, end, step = (float(request.url.params[k]) for k in ("start", "end", "step"))
+        return _too_long(kind) if (end - start) / step >= 4 else matrix(request)
+
+    prom = source({"temp": answer}, clock)
+    prom.read(clock.time() - 3600, clock.time())  # the warm-up: too long for the server
+    read_until = clock.time() - 300  # where the snapshot's reads ended
+    ups = []
+    for _ in range(6):
+        clock.advance(30)
+        prom.read(read_until, clock.time())  # the service asks from its last good read (the snapshot's)
+        ups.append(prom.health().up)
+        read_until = clock.time() if ups[-1] else read_until
+    assert ups[-3:] == [True] * 3, ups
+    said = [r.getMessage() for r in caplog.records if "it missed failed" in r.getMessage()]
+    assert said and said[0].startswith("promql: query temp: reading the 330s it missed failed"), said
+    prom.close()
+
+
+def test_a_catch_up_shortened_before_another_outage_says_what_it_leaves_unread_once_read_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The shortened catch-up holds until a good read: after a second outage (here half an hour) the read asks
+    # only the last 90 s again, and the half hour stayed unread without a word (the warning, 30 min before,
+    # spoke of 90 s).
+    clock, mode = FakeClock(), ["up"]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if mode[0] == "down":
+            return httpx.Response(502, json={"status": "error", "error": "bad gateway"})
+        start, end, step = (float(request.url.params[k]) for k in ("start", "end", "step"))
+        return _too_long("timeout") if (end - start) / step >= 4 else matrix(request)
+
+    prom = source({"temp": answer}, clock)
+    good = _read_well_then_failing(prom, clock, [False], 0)
+    for state, ticks in (("down", 5), ("up", 1), ("down", 60), ("up", 1)):
+        mode[0] = state
+        caplog.clear()
+        for _ in range(ticks):
+            clock.advance(30)
+            prom.read(clock.time() - 30, clock.time())
+    assert prom.health().queries["temp"].up
+    said = [r.getMessage() for r in caplog.records if r.name == "anomaly.catchup"]
+    unread = clock.time() - 90 - good
+    assert said == [
+        f"promql: query temp: read the last 90s; the {unread:.0f}s before, since its last good read, stay"
+        " unread (a gap)"
+    ]
+    prom.close()
