@@ -5,8 +5,10 @@ Ingest runs without autoflush, and every incident it opens was flushed at once s
 ``UPDATE`` of the title and impact its first assessment gives it, in every transaction that opened one
 (Prometheus' small POST of one new fault: two flushes where one does; benchmarks/README.md, "Single
 ingest"). ``get`` now answers from the rows the transaction opened, the very objects the flush would
-have put in the identity map, and the transaction's next flush inserts them whole, before the timeline rows
-and alerts that point to them (the unit of work orders inserts by foreign key).
+have put in the identity map, and the transaction's next flush inserts them whole, before the alerts and
+timeline rows that point to them: the unit of work orders tables by relationships (``AlertRow.incident``,
+declared for that alone), otherwise by class name (IncidentRow before TimelineRow; a relationship there
+cost every flush that writes timeline rows more than it saved).
 
 What a flush would have changed for anything else in the transaction: SQL that reads the ``incidents``
 table itself. Ingest reads it (the recurrence of resolved incidents, a silence's announcement time) only

@@ -75,9 +75,9 @@ class AlertRow(Base):
     # Its endsAt is the resolve timeout (last posted without one, ``Alert.timeout``): a later post's own
     # endsAt replaces it even when earlier (``spans.merged_ends``). Migration 0017.
     ends_by_timeout: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
-    # Never read (``raise``): declared so that a flush inserts an incident before the alerts and timeline
-    # rows that point to it. The unit of work orders tables only by relationships, otherwise by class name
-    # (AlertRow before IncidentRow), and ingest flushes an incident it opens with them (``ingest_session``).
+    # Never read (``raise``): declared so that a flush inserts an incident before the alerts that point to it.
+    # The unit of work orders tables by relationships, otherwise by class name (AlertRow before IncidentRow,
+    # IncidentRow before TimelineRow), and ingest flushes an incident it opens with them (``ingest_session``).
     incident: Mapped[IncidentRow | None] = relationship(lazy="raise")
 
 
@@ -132,7 +132,6 @@ class TimelineRow(Base):
     kind: Mapped[str] = mapped_column(String(32))
     message: Mapped[str] = mapped_column(Text)
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
-    incident: Mapped[IncidentRow] = relationship(lazy="raise")  # never read: see ``AlertRow.incident``
 
 
 class SilenceRow(Base):
