@@ -25,6 +25,7 @@ from alerting.db import in_lists
 from alerting.flapping import FlapPolicy, flap_state
 from alerting.handoff import record_on_commit
 from alerting.incident_index import OpenIncidents
+from alerting.ingest_session import IngestSession
 from alerting.inhibition import Inhibitor
 from alerting.inventory import Inventory
 from alerting.joining import IncidentJoining
@@ -41,6 +42,7 @@ from alerting.pending import (
     update_repeats,
 )
 from alerting.reassessment import InventoryReassessment
+from alerting.recurrence import LatestResolved
 from alerting.reloading import EngineReloading
 from alerting.reminding import ParkedCheck, SteadyReminding
 from alerting.retention import StoreRetention
@@ -87,7 +89,7 @@ class IncidentEngine(
         # Prometheus collectors of the parts wired around the engine (the outbox), served on /metrics.
         self.extra_metrics: list[Collector] = []
         self.store = IncidentStore(engine)
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._sessions = sessionmaker(engine, class_=IngestSession, expire_on_commit=False)
         # Each transaction stores its changes, deleted once told (``alerting.handoff``).
         record_on_commit(self._sessions, lambda: bool(self._listeners), self.config.fold_repeats_seconds)
         self._untold = self._telling_failed = False
@@ -103,6 +105,7 @@ class IncidentEngine(
         self._window = timedelta(seconds=self.config.correlation_window_seconds)
         self._quiet = timedelta(seconds=self.config.quiet_period_seconds)
         self._reopen_within = timedelta(seconds=self.config.reopen_window_seconds)
+        self._latest_resolved = LatestResolved()  # the store's, remembered: see ``alerting.recurrence``
         self._cycling_within = self.config.cycling_reopens_seconds
         self._remind_after = self.config.remind_after_seconds
         self._remind_checks: dict[str, float] = {}  # see ``alerting.reminding``

@@ -21,11 +21,12 @@ from alerting.faults import OUTAGE_KINDS, SYMPTOM_KINDS, classify
 from alerting.flapping import repeats_reopening, settles_after
 from alerting.grouping import IncidentGrouping
 from alerting.impact import live_root_cause
+from alerting.ingest_session import add_opened
 from alerting.member import Member, live
 from alerting.member import describe as _describe
 from alerting.muting import MuteTracking
 from alerting.pending import StoredAlert
-from alerting.recurrence import RecentlyResolved
+from alerting.recurrence import LatestResolved, RecentlyResolved
 from alerting.reminders import held_text, reminder_due
 from alerting.reminding import stored_pages
 from alerting.root_cause import kept_root, root_cause
@@ -53,6 +54,7 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
 
     counters: dict[str, int]
     _reopen_within: timedelta
+    _latest_resolved: LatestResolved  # when the latest incident resolved (``alerting.recurrence``)
     _cycling_within: float  # ``alerting.cycling_reopens_seconds``
     _remind_after: float  # ``alerting.remind_after_seconds``
     _remind_from: Callable[[str, datetime], None]  # ``alerting.reminding.SteadyReminding``'s
@@ -177,7 +179,8 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         inc = OpenIncident(f"inc-{uuid.uuid4().hex[:12]}", path, Priority.P3, IncidentState.TRIGGERED, now)
         self._open[inc.id] = inc
         self._remind_from(inc.id, now)
-        batch.session.add(
+        add_opened(
+            batch.session,
             IncidentRow(
                 id=inc.id,
                 title="",
@@ -198,9 +201,8 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
                 impact={},
                 actions=[],
                 reopen_count=0,
-            )
+            ),
         )
-        batch.session.flush()
         batch.event(inc.id, "opened", "incident opened", {}, change=ChangeKind.OPENED)
         self.counters["incidents_opened"] += 1
         return inc
@@ -213,7 +215,9 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         reopened only by its own fault, not one beside it (``beside_held``: another GPU of its node lost)."""
         if batch.resolved is None:
             since = batch.now - self._reopen_within
-            batch.resolved = RecentlyResolved(batch.session, since, self._member, self._load_resolved)
+            batch.resolved = RecentlyResolved(
+                batch.session, since, self._member, self._load_resolved, self._latest_resolved
+            )
         candidates = [
             c
             for c in (p.candidate() for p in batch.resolved.near(member.location.path, batch.now))

@@ -3,7 +3,9 @@ through another alert than the one that was their member (``IncidentJoining._reo
 is ``alerting.root_facts.recurs``).
 
 A transaction asks the store only for those whose stored root may hold a new alert's node, and loads their
-alerts once: a fleet keeps hundreds of incidents resolved within a day, and every new fault asks.
+alerts once: a fleet keeps hundreds of incidents resolved within a day, and every new fault asks. Whether
+any resolved within the window at all is answered from when the latest resolved (``LatestResolved``),
+remembered until an incident resolves again: a quiet fleet's new fault asks the store nothing.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Select, String, and_, bindparam, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, String, and_, bindparam, event, or_, select
+from sqlalchemy.orm import Session, SessionTransaction, object_session
 
 from alerting.batch import OpenIncident
 from alerting.member import Member
@@ -26,7 +28,81 @@ _RESOLVED_SINCE = (
     IncidentRow.merged_into.is_(None),
     IncidentRow.resolved_at >= bindparam("since"),
 )
-_ANY = select(IncidentRow.id).where(*_RESOLVED_SINCE).limit(1)
+_LATEST = (
+    select(IncidentRow.resolved_at)
+    .where(*_RESOLVED_SINCE[:2], IncidentRow.resolved_at.is_not(None))
+    .order_by(IncidentRow.resolved_at.desc())
+    .limit(1)
+)
+_resolutions = 0  # incidents that may have joined the resolved, unmerged ones in this process, ever
+_RESOLVING = "gpuwarden.resolving"  # Session.info key: its transaction set an incident resolved
+
+
+def _may_resolve(column: str, value: object, old: object) -> bool:
+    """Whether setting ``column`` of an incident's row to ``value`` may make it one resolved (and not merged):
+    a resolution, a later resolution time, a merge taken back. Opening one (NULL, ``triggered``) is not."""
+    if column == "merged_into":
+        return value is None and isinstance(old, str)
+    if column == "state":
+        return value == IncidentState.RESOLVED.value
+    return value is not None
+
+
+def _watch(column: str) -> None:
+    def counted(target: IncidentRow, value: object, old: object, _initiator: object) -> None:
+        global _resolutions  # noqa: PLW0603 - one count for every engine of the process: see LatestResolved
+        if not _may_resolve(column, value, old):
+            return
+        session = object_session(target)
+        if session is None:  # a row made resolved (none is): counted now
+            _resolutions += 1
+        else:  # counted when its transaction ends (``_ended``), committed or rolled back
+            session.info[_RESOLVING] = True
+
+    event.listen(getattr(IncidentRow, column), "set", counted)
+
+
+for _column in ("state", "resolved_at", "merged_into"):
+    _watch(_column)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _ended(session: Session, transaction: SessionTransaction) -> None:
+    """A transaction that set an incident resolved ended: counted then, not at the set, so that an answer read
+    in it before its flush (ingest runs without autoflush), which did not see the resolution, is not kept."""
+    global _resolutions  # noqa: PLW0603
+    if transaction.parent is None and session.info.pop(_RESOLVING, False):
+        _resolutions += 1
+
+
+class LatestResolved:
+    """When the latest incident resolved (not merged), as the store has it, remembered between transactions.
+
+    Every new infrastructure fault asks whether any incident resolved within the reopen window; the answer
+    is "no" while the latest resolved before it, with no query. Forgotten, so read again at the next ask,
+    whenever a transaction that set an incident's row resolved, gave it a resolution time or unmerged it ends
+    anywhere in the process (the ORM's attribute events: SQL that bypasses the ORM changes no
+    incident's state or resolution; the count is the process's, so another engine's resolution costs this
+    one a query, never a wrong answer); and when the engine rebuilds its view of the store (at start, and
+    after a failed transaction, whose changes the answer may have seen and which rolled back). ``serve`` is
+    the store's one writer.
+    """
+
+    def __init__(self) -> None:
+        self._at: datetime | None = None
+        self._seen: int | None = None  # ``_resolutions`` when ``_at`` was read; None: not read
+
+    def none_since(self, session: Session, since: datetime) -> bool:
+        """Whether no incident resolved at ``since`` or later (and is not merged), read in ``session``."""
+        if self._seen != _resolutions:
+            seen = _resolutions
+            self._at = session.scalar(_LATEST)
+            self._seen = seen
+        return self._at is None or self._at < since
+
+    def forget(self) -> None:
+        """Read it again at the next ask."""
+        self._seen = None
 
 
 def _near_query() -> Select[str, str]:
@@ -58,6 +134,7 @@ class RecentlyResolved:
     since: datetime
     member_of: Callable[[AlertRow], Member]
     load: Callable[[OpenIncident], None]  # fills in an incident's root path and workloads from its members
+    latest: LatestResolved = field(default_factory=LatestResolved)  # the engine's, across transactions
     loaded: dict[str, OpenIncident] = field(default_factory=dict)
     found: dict[Path, list[str]] = field(default_factory=dict)  # the ids near each node path asked
     none: bool | None = None  # whether no incident resolved within the window at all (asked once)
@@ -66,7 +143,7 @@ class RecentlyResolved:
         """Those whose stored root may hold ``path``, with their members: each node asked and each incident
         loaded once per transaction."""
         if self.none is None:  # most transactions of a quiet fleet: one query, not one per new node
-            self.none = self.session.execute(_ANY, {"since": self.since}).first() is None
+            self.none = self.latest.none_since(self.session, self.since)
         if self.none:
             return []
         node = path[: RACK_DEPTH + 1]

@@ -30,6 +30,7 @@ from alerting.measures import measures
 from alerting.member import Member
 from alerting.pending import StoredAlert
 from alerting.reassessment import lost_gpus
+from alerting.recurrence import LatestResolved
 from alerting.reminders import was_announced
 from alerting.silences import Silence
 from alerting.silencing import stored_silences
@@ -52,6 +53,7 @@ class EngineReloading:
     _lock: threading.RLock
     _sessions: sessionmaker[Session]
     _open: OpenIncidents
+    _latest_resolved: LatestResolved  # ``alerting.recurrence``
     _inhibitor: Inhibitor
     _silences: list[Silence]
     _hold: timedelta  # ``alerting.announce_delay_seconds``
@@ -73,6 +75,7 @@ class EngineReloading:
 
     def _reload(self) -> None:
         """Rebuild the in-memory view from the store (at start, and after a failed transaction)."""
+        self._latest_resolved.forget()  # a failed transaction's answer may have seen what it rolled back
         with self._lock, self._sessions() as session:
             # Announced already, or still held: not held again. At start both are empty.
             known = self._announced | set(self._unannounced)

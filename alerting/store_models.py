@@ -19,7 +19,7 @@ from sqlalchemy import (
     false,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 from alerting.db import Base
@@ -75,6 +75,10 @@ class AlertRow(Base):
     # Its endsAt is the resolve timeout (last posted without one, ``Alert.timeout``): a later post's own
     # endsAt replaces it even when earlier (``spans.merged_ends``). Migration 0017.
     ends_by_timeout: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Never read (``raise``): declared so that a flush inserts an incident before the alerts that point to it.
+    # The unit of work orders tables by relationships, otherwise by class name (AlertRow before IncidentRow,
+    # IncidentRow before TimelineRow), and ingest flushes an incident it opens with them (``ingest_session``).
+    incident: Mapped[IncidentRow | None] = relationship(lazy="raise")
 
 
 class IncidentRow(Base):

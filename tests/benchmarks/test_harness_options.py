@@ -17,6 +17,7 @@ HARNESSES = {
     "bench_cli.py": None,
     "bench_handover.py": "--postgres",
     "bench_incidents.py": "--throughput-only",
+    "bench_single_ingest.py": "--quick",
     "bench_sim_nvml.py": None,
     "bench_tracing.py": "--quick",
     "bench_warmup.py": None,
