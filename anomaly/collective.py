@@ -415,7 +415,7 @@ def _after_still(move: _Move, tick: Tick, rows: IntArray, holds: bool) -> _Move 
 def _sits(tick: Tick, rows: IntArray, side: float, score: float) -> bool:
     """Whether more than half of ``rows`` of ``tick``, and at least ``COLLECTIVE_MIN``, read on ``side`` past
     ``score``: the job sits where a move took it, or one that fell together under wide bands."""
-    out = int(((tick.sides[rows] == side) & (np.nan_to_num(tick.scores[rows]) > score)).sum())
+    out = int(np.count_nonzero(tick.out_past(score)[rows] == side))
     return out >= COLLECTIVE_MIN and out > COLLECTIVE_SHARE * rows.size
 
 
