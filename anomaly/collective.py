@@ -61,9 +61,9 @@ ranks those of them within ``WITH_JOB_VALUE`` half-widths of the others' median 
 below their job's); it keeps out none (``others``). It is the job's sitting, not its moving: ``waited`` is
 not reset, and the move holds its ranks for ``SIT_READS`` reads at most (``_Move.sat``): a rank's own fault
 that keeps it at its job's value, or flaps about it in a band so wide its own distance never averages
-half-way (fix/movestart held such a one for good), alerts 15 minutes after it began at the latest. Once its
-job counts as moving the move is the job's as any other, its held ranks kept (one unread then keeps its
-place); moving the other way, or holding none, it gives way to a move begun afresh, nothing of it carried
+half-way (fix/movestart held such a one for good), is let go 15 minutes after the start at the latest.
+Once its job counts as moving the move is the job's as any other, its held ranks kept (one unread then keeps
+its place); moving the other way, or holding none, it gives way to a move begun afresh, nothing of it carried
 (fix/movestart's kept its ``others``: the rank busy at the sitting went unheld at the job's next fall).
 
 The bound must not begin again while the job stays: a move ended as its job read a quarter out one read and
