@@ -17,16 +17,22 @@ SECOND = 3  # node-05 GPU 3: given a narrow band too where a test says so
 PENDING_TICKS = 3  # the anomalous reads in a row a learned detector's row needs to alert (``pending_ticks``)
 
 
-def _tick(level: float, wide: float, narrow: float, second: float | None = None) -> Findings:
+def _tick(
+    level: float,
+    wide: float,
+    narrow: float,
+    second: float | None = None,
+    second_band: tuple[float, float] = (30.0, 157.0),
+) -> Findings:
     """One read of the job: every rank but the faulted one at ``level`` %, scoring ``wide`` in its wide band;
-    the narrow rank scoring ``narrow`` in its narrow band, and the second rank scoring ``second`` in one as
-    narrow (None: a wide rank like the others); the faulted rank at 100 % scoring 0.25 above."""
+    the narrow rank scoring ``narrow`` in its narrow band, and the second rank scoring ``second`` in
+    ``second_band`` (None: a wide rank like the others); the faulted rank at 100 % scoring 0.25 above."""
     n = len(RANKS)
     value, score = np.full(n, level), np.full(n, wide)
     lower, upper = np.full(n, -50.0), np.full(n, 223.0)
     score[NARROW], lower[NARROW], upper[NARROW] = narrow, 30.0, 157.0
     if second is not None:
-        score[SECOND], lower[SECOND], upper[SECOND] = second, 30.0, 157.0
+        score[SECOND], (lower[SECOND], upper[SECOND]) = second, second_band
     value[FAULTED], score[FAULTED] = 100.0, 0.25
     return banded(UTIL, RANKS, score, value, lower, upper)
 
@@ -63,14 +69,17 @@ def test_a_narrow_rank_unread_as_its_jobs_sitting_starts_a_move_is_held_with_its
 
 
 def test_a_narrow_rank_reading_under_a_quarter_as_its_jobs_sitting_starts_a_move_is_held_once_past_1():
-    """The second narrow rank reads under a quarter at the read its job's sitting starts a move (0.2; its
-    score climbs at its own band's pace), then past 1 three reads later, at its job's value, with the job
-    still sitting a quarter out and the first narrow rank held: it is its job's noise too and must be held,
-    not alert from its sixth read on."""
+    """A second rank, its band between the wide and the narrow ones (-10..200 %: 47 % is 0.46 of its
+    half-width out), reads under a quarter at the read its job's sitting starts a move (0.2: its score
+    climbs at its own band's pace), then past 1 three reads later, at its job's value, with the job still
+    sitting a quarter out and the narrow rank held: it is its job's noise too and must be held, not alert
+    from its seventh read on."""
     moves = CollectiveMoves()
     _at_work(moves)
     raised = [
-        alerting(moves, _tick(47.0, 0.26 + 0.023 * k, 0.83 + 0.07 * k, 0.2 + 0.3 * max(k - 3, 0)))
+        alerting(
+            moves, _tick(47.0, 0.26 + 0.023 * k, 0.83 + 0.07 * k, 0.2 + 0.3 * max(k - 3, 0), (-10.0, 200.0))
+        )
         for k in range(10)
     ]
     assert not set().union(*raised)
