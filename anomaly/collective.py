@@ -290,23 +290,31 @@ class CollectiveMoves:
                     del moves[workload]
                 continue
             moving = workload in collective
+            sits = not moving and _sits(tick, rows, move.side, WITH_JOB_SCORE)
             if move.sat and not moving:  # a read since its job's sitting started it: bounded (SIT_READS)
                 move.sat = min(move.sat + 1, SIT_READS + 1)
                 if move.sat > SIT_READS:
                     move.held.clear()
                     move.own.clear()
+                else:  # a rank come to read its job's value as it sits, past half-way (unread, or under, before)
+                    unsettled = rows[np.nan_to_num(tick.scores[rows]) > COLLECTIVE_SCORE]
+                    new = _near_job(tick, rows, move.side, unsettled) - move.ranks
+                    move.ranks |= new
+                    move.held |= new
             held[rows] = move.settle(tick.ids[rows], tick, rows, moving)
             if moving:
                 continue
-            if (after := _after_still(move, tick, rows, bool(held[rows].any()))) is None:
+            part = bool(np.any(tick.out_past(WITH_JOB_SCORE)[rows] == move.side))
+            if (after := _after_still(move, bool(held[rows].any()), sits, part)) is None:
                 del moves[workload]
             else:
                 moves[workload] = after
         for workload in collective:
             rows, side = _with_workload(tick, workload)
             if (sat := moves.get(workload)) and sat.sat and side is not None:  # its job's sitting started it
-                if side == sat.side and sat.held:  # its start: its ranks and held kept, a move as any other
+                if side == sat.side and sat.held:  # its start: its held kept, a move as any other
                     sat.sat = sat.back = 0
+                    sat.ranks = set(sat.held)  # those it let go, not moving with the job now, kept out
                 else:  # none held, or the job gone the other way: a new move, nothing of it carried
                     del moves[workload]
             if workload not in moves:
@@ -397,19 +405,22 @@ class CollectiveMoves:
         return cls(moves)
 
 
-def _after_still(move: _Move, tick: Tick, rows: IntArray, holds: bool) -> _Move | None:
-    """``move`` after a tick (``rows`` of ``tick``) its job did not move at, holding a rank read or not
-    (``holds``): itself, kept; a move holding none, its sitting bound spent, in its place; or None, ended."""
+def _after_still(move: _Move, holds: bool, sits: bool, part: bool) -> _Move | None:
+    """``move`` after a tick its job did not move at, holding a rank read or not (``holds``), its job sitting
+    a quarter out on its side or not (``sits``), a rank of it read a quarter out its way or not (``part``):
+    itself, kept; a move holding none, its sitting bound spent, in its place; or None, ended."""
     # A held rank this tick did not read (a gap) stays held while the move lasts: it ends once its job no
     # longer moves and none of the ranks read is held (the job restarted elsewhere, the unread let go with
     # it).
     if move.sat:  # ends, holding none, once its job has read back BACK_READS in a row (module docstring)
-        move.back = 0 if _sits(tick, rows, move.side, WITH_JOB_SCORE) else move.back + 1
-        return None if move.back >= BACK_READS and not holds else move
-    if holds:  # not read a quarter out at each tick of each move held (``bench_anomaly.py --open-moves``)
+        move.back = 0 if sits or holds else move.back + 1
+        return None if move.back >= BACK_READS else move
+    if holds:
         return move
-    # Its job still sitting a quarter out: kept, holding none, as if its sitting had started it.
-    return _Move(side=move.side, sat=SIT_READS + 1) if _sits(tick, rows, move.side, WITH_JOB_SCORE) else None
+    # Holding none where a rank of its job still reads a quarter out its way: kept so, its sitting bound
+    # spent, until its job has read back BACK_READS in a row (a job flickering about a quarter starts no
+    # sitting move to hold again a rank its moving let go).
+    return _Move(side=move.side, sat=SIT_READS + 1, back=0 if sits else 1) if part else None
 
 
 def _sits(tick: Tick, rows: IntArray, side: float, score: float) -> bool:
@@ -419,16 +430,26 @@ def _sits(tick: Tick, rows: IntArray, side: float, score: float) -> bool:
     return out >= COLLECTIVE_MIN and out > COLLECTIVE_SHARE * rows.size
 
 
+def _near_job(tick: Tick, rows: IntArray, side: float, among: IntArray | None = None) -> set[int]:
+    """The series of ``rows`` (of ``tick``; of ``among`` them only, where given) reading a quarter out on
+    ``side`` within ``WITH_JOB_VALUE`` of their band's half-width of the others' median value there: those
+    reading their job's value."""
+    along, scores, values = tick.sides[rows] == side, np.nan_to_num(tick.scores[rows]), tick.values[rows]
+    out = along & (scores > WITH_JOB_SCORE)
+    with np.errstate(invalid="ignore"):
+        near = np.abs(values - median_of_others(values, out)) <= WITH_JOB_VALUE * tick.half[rows]
+    if among is not None:
+        near &= np.isin(rows, among)
+    found: set[int] = set(tick.ids[rows][out & near].tolist())
+    return found
+
+
 def _sitting(tick: Tick, rows: IntArray) -> _Move | None:
     """A move of the workload of ``rows`` (of ``tick``) where it sits a quarter out on a side (module
     docstring), holding its ranks: those reading its value there; None where it sits on neither or none do."""
     for side in (-1.0, 1.0):
-        along, scores, values = tick.sides[rows] == side, np.nan_to_num(tick.scores[rows]), tick.values[rows]
         if _sits(tick, rows, side, WITH_JOB_SCORE):
-            out = along & (scores > WITH_JOB_SCORE)
-            with np.errstate(invalid="ignore"):
-                near = np.abs(values - median_of_others(values, out)) <= WITH_JOB_VALUE * tick.half[rows]
-            ranks = set(tick.ids[rows][out & near].tolist())
+            ranks = _near_job(tick, rows, side)
             return _Move(set(ranks), ranks, side=side, sat=1) if ranks else None
     return None
 
