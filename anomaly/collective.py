@@ -68,14 +68,19 @@ its place); moving the other way, or holding none, it gives way to a move begun 
 
 The bound must not begin again while the job stays: a move ended as its job read a quarter out one read and
 an eighth the next, the next read started another, and a rank's own fault alerted at single reads, never
-raised. So a sitting move ends only once it holds none and its job has read back (under a quarter on its
-side) ``BACK_READS`` reads in a row, its bound spent or not, and a move of the job's moving that ends, holding
-none, while its job still sits a quarter out is kept so, holding none, its bound spent (seed 1300's rank let
-go after ``OWN_WAIT`` is not held again by a sitting start). What the sitting start may hide is thus a rank's
-own fault at or near its job's value, for ``SIT_READS`` reads per stay of its job a quarter out, and a stay
-ends only after ``BACK_READS`` reads back, more than a learned detector's ``pending_ticks``: the rank let go
-is raised before a new start holds it. What it leaves is a job's second fall within ``BACK_READS`` reads of
-its partial return: no sitting start holds its narrow ranks then (a fall past half-way still starts a move).
+raised. So a sitting move ends only once it has held none, its job read back (under a quarter on its side),
+``BACK_READS`` reads in a row, its bound spent or not: a rank it let go (its own distance, through the reads
+back) is raised before a new start can hold it (fix/movestart2 ended the move counting the reads back alone,
+and a job sitting by spells of 5 reads, 12 back, had its rank let go at the 11th and held again 2 reads
+later: never raised). A move of the job's moving that ends, holding none, where a rank of its job still reads
+a quarter out its way is kept so, its bound spent, on the same terms (its rank let go as its job flickered
+about a quarter was held again by a sitting start). What the sitting start may hide is thus a rank's own
+fault at or near its job's value, for ``SIT_READS`` reads, then until it is raised. What it leaves is a
+job's second fall within ``BACK_READS`` reads of its partial return: no sitting start holds its narrow ranks
+then (a fall past half-way still starts a move). While its job sits, within that bound, a sitting move takes
+in a rank come to read its job's value past half-way (unread at its start, or under a quarter then): its
+job's noise as much as the others. Carried into a move of its job's moving, it keeps as ranks only those it
+holds: one it let go is judged afresh there (a straggler it held in a job's noise was held as its rank).
 
 None added while a move lasts kept out the ranks read at its start that did not move with it (a straggler
 moving against its job, a rank that stayed). It kept out too the ranks its start could not read: those of a
@@ -150,9 +155,9 @@ WITH_JOB_VALUE = WITH_JOB_SCORE
 # The reads a move its job's sitting started (``_Move.sat``) may hold a rank: ``OWN_WAIT``, then about the ten
 # a rank's own distance takes to pass half-way (0.73 of its band: ``test_collective_wide.py``).
 SIT_READS = OWN_WAIT + 10
-# The reads in a row its job must read back (under a quarter on its side) for a move its sitting started, or
-# one left holding none where its job sits, to end: more than a learned detector's ``pending_ticks`` (3), so
-# a rank let go at ``SIT_READS`` is raised before such a move can start again and hold it.
+# The reads in a row a move its job's sitting started, or one kept holding none, must hold none with its job
+# read back (under a quarter on its side) to end: more than a learned detector's ``pending_ticks`` (3), so a
+# rank it let go is raised before a sitting start can hold it again.
 BACK_READS = OWN_WAIT // 2
 
 
@@ -219,6 +224,20 @@ class _Move:
             self.own.pop(i, None)
         result: BoolArray = held & ~free
         return result
+
+    def sit(self, tick: Tick, rows: IntArray, sits: bool) -> None:
+        """Count a read (``rows`` of ``tick``, its job sitting a quarter out or not: ``sits``) of a move its
+        job's sitting started: past ``SIT_READS`` it holds none; before, where its job sits, it takes in the
+        ranks come to read its job's value past half-way (unread at its start, or under a quarter then)."""
+        self.sat = min(self.sat + 1, SIT_READS + 1)
+        if self.sat > SIT_READS:
+            self.held.clear()
+            self.own.clear()
+        elif sits:
+            unsettled = rows[np.nan_to_num(tick.scores[rows]) > COLLECTIVE_SCORE]
+            new = _near_job(tick, rows, self.side, unsettled) - self.ranks
+            self.ranks |= new
+            self.held |= new
 
     def forget(self, ids: set[int]) -> None:
         """Drop the series ``ids`` (forgotten: their ids may be given to other series)."""
@@ -292,15 +311,7 @@ class CollectiveMoves:
             moving = workload in collective
             sits = not moving and _sits(tick, rows, move.side, WITH_JOB_SCORE)
             if move.sat and not moving:  # a read since its job's sitting started it: bounded (SIT_READS)
-                move.sat = min(move.sat + 1, SIT_READS + 1)
-                if move.sat > SIT_READS:
-                    move.held.clear()
-                    move.own.clear()
-                else:  # a rank come to read its job's value as it sits, past half-way (unread, or under, before)
-                    unsettled = rows[np.nan_to_num(tick.scores[rows]) > COLLECTIVE_SCORE]
-                    new = _near_job(tick, rows, move.side, unsettled) - move.ranks
-                    move.ranks |= new
-                    move.held |= new
+                move.sit(tick, rows, sits)
             held[rows] = move.settle(tick.ids[rows], tick, rows, moving)
             if moving:
                 continue
@@ -345,7 +356,8 @@ class CollectiveMoves:
     def forget(self, ids: IntArray) -> None:
         """Drop the series ``ids`` the service forgot (``SeriesIndex.expire``) from every move: their ids go
         to the next new series, which a move would judge as the old one's (its rank, or kept out); a move
-        left holding none ends at its next tick."""
+        left holding none ends at its next tick its job is read at, or, one kept for its job's sitting or
+        part-way return, once that job has read back ``BACK_READS`` in a row (``_after_still``)."""
         if not ids.size:
             return
         gone = set(np.asarray(ids, np.int64).tolist())
@@ -363,9 +375,7 @@ class CollectiveMoves:
 
     def state(self) -> list[list[Any]]:
         """As JSON values, one ``[detector, query, workload, [held ids], [its ranks' ids], [[id, own], ...],
-        [its others' ids], side, waited]`` per move (``restored`` reads it), and ``sat, back`` after them for
-        one its job's sitting started: a move of any other is written as before them (snapshot version 15),
-        so a snapshot of that version is taken up as it was."""
+        [its others' ids], side, waited, sat, back]`` per move (``restored`` reads it)."""
         return [
             [
                 d,
@@ -377,7 +387,8 @@ class CollectiveMoves:
                 sorted(m.others),
                 m.side,
                 m.waited,
-                *((m.sat, m.back) if m.sat else ()),
+                m.sat,
+                m.back,
             ]
             for (d, q), moves in sorted(self._moves.items())
             for w, m in sorted(moves.items())
@@ -386,12 +397,10 @@ class CollectiveMoves:
     @classmethod
     def restored(cls, state: Sequence[Sequence[Any]]) -> CollectiveMoves:
         """The moves ``state()`` gave ``state`` of; ``ValueError`` or ``TypeError`` for one that does not
-        fit. A record of 9 fields (a move its job's moving started, as snapshot version 15 wrote every move)
-        has ``sat`` and ``back`` 0."""
+        fit."""
         moves: dict[tuple[str, str, Workload], _Move] = {}
         for record in state:
-            detector, query, workload, held, ranks, own, others, side, waited, *sitting = record
-            sat, back = sitting if sitting else (0, 0)
+            detector, query, workload, held, ranks, own, others, side, waited, sat, back = record
             moves[(str(detector), str(query), tuple(str(w) for w in workload))] = _Move(
                 {int(i) for i in held},
                 {int(i) for i in ranks},

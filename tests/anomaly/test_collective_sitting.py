@@ -4,11 +4,13 @@ faulted one fallen from 95 % to 47 % in a wide -50..223 % band, narrow-banded ra
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from anomaly.collective import BACK_READS, OWN_WAIT, SIT_READS, CollectiveMoves
 from anomaly.detectors import Findings
-from tests.anomaly.collective_rows import UTIL, alerting, banded, job_ranks
+from tests.anomaly.collective_rows import UTIL, alerting, banded, holds, job_ranks
 
 RANKS = job_ranks("7345")
 FAULTED = 1  # node-05 GPU 1: the runaway, busy at 100 % while its job waits on it
@@ -115,3 +117,22 @@ def test_a_rank_at_its_job_value_by_its_own_fault_is_raised_as_its_job_sits_a_qu
     reads = [NARROW in alerting(moves, _tick(47.0, 0.3 if k % 17 < 5 else 0.1, 1.5)) for k in range(200)]
     raised = [k for k in range(len(reads)) if all(reads[k : k + PENDING_TICKS])]
     assert raised and raised[0] <= SIT_READS + BACK_READS
+
+
+def test_moves_restored_from_their_state_at_any_read_hold_what_the_moves_kept_in_memory_hold():
+    """A service restarted from its snapshot must hold the rows it would have held: at every read of a job
+    sitting, flickering, falling and coming back at random (a rank unread at some), moves restored from
+    ``state()`` hold the same rows as the moves kept, and give the same state after."""
+    rng = np.random.default_rng(1301)
+    kept = CollectiveMoves()
+    _at_work(kept)
+    # The job's wide ranks by spells of 1-15 reads (under a quarter, a quarter out, moving).
+    levels = [
+        w for _ in range(60) for w in [float(rng.choice([0.1, 0.2, 0.3, 0.4, 0.6]))] * rng.integers(1, 16)
+    ]
+    for wide in levels:
+        f = _tick(47.0, wide, float(rng.uniform(0.5, 2.0)))
+        f = _without(f, SECOND) if rng.random() < 0.1 else f
+        restored = CollectiveMoves.restored(json.loads(json.dumps(kept.state())))
+        assert list(holds(restored, f)) == list(holds(kept, f))
+        assert restored.state() == kept.state()

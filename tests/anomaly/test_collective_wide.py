@@ -83,7 +83,8 @@ def test_a_rank_whose_own_fault_keeps_it_at_its_slowed_jobs_value_alerts_within_
 def test_a_rank_whose_own_fault_keeps_it_at_its_job_value_still_alerts_as_its_job_flickers_about_a_quarter():
     """The bound holds while the job's wide ranks read about a quarter out, over it at one read and under it
     at the next: a move started anew at each read over a quarter would hold the rank again, its wait begun
-    again, for as long as the job flickered. The move is kept while its job sits more than an eighth out."""
+    again, for as long as the job flickered. The move is kept until its job has read back under a quarter
+    ``BACK_READS`` reads in a row, holding none, so its ``SIT_READS`` bound runs on through the flicker."""
     moves = CollectiveMoves()
     for _ in range(4):
         assert not _alerting(moves, _tick(95.0, 0.23, 0.06))
