@@ -53,6 +53,35 @@ difference is measured in the rank's own half-widths, the unit of its distance a
 quarter is ``WITH_JOB_SCORE``'s reading turned on the job's value: a rank that far from it has moved away
 from its job as far as a slowed rank has from its band's middle, a move of its own.
 
+And a job can fall together and never count as moving: wide bands kept seeds 1401-1403's slowed ranks under
+half-way for minutes, seed 1301's climbed there by volatility at each band's pace, and a narrow rank alerted
+first. So at a tick where one of a workload's rows scores past 1 and more than half of them (and
+``COLLECTIVE_MIN``) read on one side past ``WITH_JOB_SCORE`` (``_sits``), a move starts where none is, its
+ranks those of them within ``WITH_JOB_VALUE`` half-widths of the others' median value (not a node's ranks far
+below their job's); it keeps out none (``others``). It is the job's sitting, not its moving: ``waited`` is
+not reset, and the move holds its ranks for ``SIT_READS`` reads at most (``_Move.sat``): a rank's own fault
+that keeps it at its job's value, or flaps about it in a band so wide its own distance never averages
+half-way (fix/movestart held such a one for good), is let go 15 minutes after the start at the latest.
+Once its job counts as moving the move is the job's as any other, its held ranks kept (one unread then keeps
+its place); moving the other way, or holding none, it gives way to a move begun afresh, nothing of it carried
+(fix/movestart's kept its ``others``: the rank busy at the sitting went unheld at the job's next fall).
+
+The bound must not begin again while the job stays: a move ended as its job read a quarter out one read and
+an eighth the next, the next read started another, and a rank's own fault alerted at single reads, never
+raised. So a sitting move ends only once it has held none, its job read back (under a quarter on its side),
+``BACK_READS`` reads in a row, its bound spent or not: a rank it let go (its own distance, through the reads
+back) is raised before a new start can hold it (fix/movestart2 ended the move counting the reads back alone,
+and a job sitting by spells of 5 reads, 12 back, had its rank let go at the 11th and held again 2 reads
+later: never raised). A move of the job's moving that ends, holding none, where a rank of its job still reads
+a quarter out its way is kept so, its bound spent, on the same terms (its rank let go as its job flickered
+about a quarter was held again by a sitting start). What the sitting start may hide is thus a rank's own
+fault at or near its job's value, for ``SIT_READS`` reads, then until it is raised. What it leaves is a
+job's second fall within ``BACK_READS`` reads of its partial return: no sitting start holds its narrow ranks
+then (a fall past half-way still starts a move). While its job sits, within that bound, a sitting move takes
+in a rank come to read its job's value past half-way (unread at its start, or under a quarter then): its
+job's noise as much as the others. Carried into a move of its job's moving, it keeps as ranks only those it
+holds: one it let go is judged afresh there (a straggler it held in a job's noise was held as its rank).
+
 None added while a move lasts kept out the ranks read at its start that did not move with it (a straggler
 moving against its job, a rank that stayed). It kept out too the ranks its start could not read: those of a
 node down that had stalled the job. And a move lasts while its own ranks' scores decay, tens of minutes after
@@ -102,12 +131,13 @@ nothing, leaves it as it was too).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from anomaly.collectivetick import Tick, Workload, median_of_others
 from anomaly.detectors import Findings
 from anomaly.fleet import peer_key
 from anomaly.thresholds import BoolArray, FloatArray, IntArray
@@ -122,8 +152,13 @@ OWN_WAIT = 20  # the ticks a move may hold its ranks' own distances back (``_Mov
 # How close to its job's value a rank reads with its slowed job (``_Move.waiting``), in its own band's
 # half-widths: nearer than a still-slowed rank reads from its band's middle (``WITH_JOB_SCORE``).
 WITH_JOB_VALUE = WITH_JOB_SCORE
-
-Workload = tuple[str, ...]
+# The reads a move its job's sitting started (``_Move.sat``) may hold a rank: ``OWN_WAIT``, then about the ten
+# a rank's own distance takes to pass half-way (0.73 of its band: ``test_collective_wide.py``).
+SIT_READS = OWN_WAIT + 10
+# The reads in a row a move its job's sitting started, or one kept holding none, must hold none with its job
+# read back (under a quarter on its side) to end: more than a learned detector's ``pending_ticks`` (3), so a
+# rank it let go is raised before a sitting start can hold it again.
+BACK_READS = OWN_WAIT // 2
 
 
 def collective_workloads(f: Findings) -> set[Workload]:
@@ -148,77 +183,6 @@ def collective_workloads(f: Findings) -> set[Workload]:
     return {k for k in crowded if counts[k] >= COLLECTIVE_SHARE * sizes[k]}
 
 
-def _sides(f: Findings) -> FloatArray:
-    """Per row, the side of its expected value its value is on (1 above, -1 below, 0 unknown): ``sign``
-    where the detector gives it, else the value against ``yhat``. Not the band's edge: a rank out by its
-    volatility alone is back inside its band, on the side its job went."""
-    if f.sign is not None:
-        side = np.sign(np.asarray(f.sign, np.float64))
-    elif f.yhat is not None:
-        side = np.sign(np.asarray(f.value, np.float64) - np.asarray(f.yhat, np.float64))
-    else:
-        side = np.zeros(len(f.labels))
-    return np.nan_to_num(side)
-
-
-def _past_band(f: Findings) -> BoolArray:
-    """Per row, whether its value is past its band's edge: a rank out by its own value, not by the volatility
-    its job's move left. A detector giving no band scores the value itself: past 1."""
-    if f.lower is None or f.upper is None:
-        past: BoolArray = np.nan_to_num(np.asarray(f.score, np.float64)) > 1.0
-        return past
-    value = np.asarray(f.value, np.float64)
-    out: BoolArray = (value < np.asarray(f.lower, np.float64)) | (value > np.asarray(f.upper, np.float64))
-    return out
-
-
-def _half_width(f: Findings) -> FloatArray:
-    """Per row, half its band's width; NaN where the detector gives no band."""
-    if f.lower is None or f.upper is None:
-        return np.full(len(f.labels), np.nan)
-    half: FloatArray = (np.asarray(f.upper, np.float64) - np.asarray(f.lower, np.float64)) / 2
-    return half
-
-
-def _off_band(f: Findings, half: FloatArray) -> FloatArray:
-    """Per row, how far its value is from its band's middle, in half-widths of the band (``half``, as
-    ``_half_width`` gives it): 0.5 is half-way out, 1 its edge; NaN where the detector gives no band."""
-    if f.lower is None or f.upper is None:
-        return np.full(len(f.labels), np.nan)
-    middle = (np.asarray(f.lower, np.float64) + np.asarray(f.upper, np.float64)) / 2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        off: FloatArray = np.abs(np.asarray(f.value, np.float64) - middle) / half
-    return off
-
-
-def _median_of_others(values: FloatArray, among: BoolArray) -> FloatArray:
-    """Per row, the median of ``values`` at the rows ``among`` but its own; NaN where there is none."""
-    ranked = np.sort(values[among])
-    n = ranked.size
-    median = np.full(values.size, np.nan)
-    if not n:
-        return median
-    # A row among them is left out: the rank of its value in ``ranked`` is skipped.
-    skip = np.where(among, np.searchsorted(ranked, values), n)
-    m = n - among.astype(np.int64)
-    some = m > 0
-    lo, hi = (m - 1) // 2, m // 2
-    at_lo = ranked[np.minimum(lo + (lo >= skip), n - 1)]
-    at_hi = ranked[np.minimum(hi + (hi >= skip), n - 1)]
-    median[some] = ((at_lo + at_hi) / 2)[some]
-    return median
-
-
-def _rows_by_workload(labels: Sequence[Mapping[str, str]]) -> dict[Workload, IntArray]:
-    """The rows of each workload among ``labels`` (``peer_key`` without peer labels)."""
-    rows: dict[Workload, list[int]] = {}
-    for i, lab in enumerate(labels):
-        key = peer_key(lab, ())
-        if key is not None:
-            rows.setdefault(key, []).append(i)
-    return {key: np.array(found, np.int64) for key, found in rows.items()}
-
-
 @dataclass(slots=True)
 class _Move:
     """One workload's move on one detector and query: the side most of its moved ranks went at its start
@@ -226,7 +190,10 @@ class _Move:
     (``ranks``), those of them not settled (``held``), per held rank how far its value read from its band's
     middle since its workload last moved (``own``: an average weighted to the last reads, by ``OWN_ALPHA``),
     those that moved against it at such a tick (``others``: never its ranks), and at how many ticks since its
-    workload last moved it held a read back from ``own`` (``waited``, up to ``OWN_WAIT``)."""
+    workload last moved it held a read back from ``own`` (``waited``, up to ``OWN_WAIT``); for a move its
+    job's sitting started (module docstring), the reads since (``sat``, 0 for one its job's moving started;
+    past ``SIT_READS`` it holds none) and how many in a row its job has read back, under a quarter
+    (``back``)."""
 
     held: set[int] = field(default_factory=set)
     ranks: set[int] = field(default_factory=set)
@@ -234,8 +201,10 @@ class _Move:
     others: set[int] = field(default_factory=set)
     side: float = 0.0
     waited: int = 0
+    sat: int = 0
+    back: int = 0
 
-    def settle(self, ids: IntArray, tick: _Tick, rows: IntArray, moving: bool) -> BoolArray:
+    def settle(self, ids: IntArray, tick: Tick, rows: IntArray, moving: bool) -> BoolArray:
         """Release the held ranks among ``ids`` (``rows`` of ``tick``) that a judged read finds settled, and,
         with the workload no longer moving, those out of their band by value, those whose value has kept
         half-way out since (``own``) and those read without a score; whether each row is held after."""
@@ -256,6 +225,20 @@ class _Move:
         result: BoolArray = held & ~free
         return result
 
+    def sit(self, tick: Tick, rows: IntArray, sits: bool) -> None:
+        """Count a read (``rows`` of ``tick``, its job sitting a quarter out or not: ``sits``) of a move its
+        job's sitting started: past ``SIT_READS`` it holds none; before, where its job sits, it takes in the
+        ranks come to read its job's value past half-way (unread at its start, or under a quarter then)."""
+        self.sat = min(self.sat + 1, SIT_READS + 1)
+        if self.sat > SIT_READS:
+            self.held.clear()
+            self.own.clear()
+        elif sits:
+            unsettled = rows[np.nan_to_num(tick.scores[rows]) > COLLECTIVE_SCORE]
+            new = _near_job(tick, rows, self.side, unsettled) - self.ranks
+            self.ranks |= new
+            self.held |= new
+
     def forget(self, ids: set[int]) -> None:
         """Drop the series ``ids`` (forgotten: their ids may be given to other series)."""
         self.held -= ids
@@ -265,7 +248,7 @@ class _Move:
             del self.own[i]
 
     def waiting(
-        self, ids: IntArray, tick: _Tick, rows: IntArray, read: BoolArray, held: BoolArray
+        self, ids: IntArray, tick: Tick, rows: IntArray, read: BoolArray, held: BoolArray
     ) -> BoolArray:
         """Per row (``rows`` of ``tick``, series ``ids``; ``held`` by the move), whether its read is held back
         from its distance: on the move's side, with more than half of the move's other ranks ``read`` on that
@@ -280,7 +263,7 @@ class _Move:
         others = int(ranks.sum()) - ranks.astype(np.int64)
         with_job = (int(out.sum()) - out.astype(np.int64)) > COLLECTIVE_SHARE * others
         # Its value as its job's: within a quarter of its band's half-width of theirs (module docstring).
-        job = _median_of_others(tick.values[rows], out)
+        job = median_of_others(tick.values[rows], out)
         with np.errstate(invalid="ignore"):
             close = np.abs(tick.values[rows] - job) <= WITH_JOB_VALUE * tick.half[rows]
         waiting: BoolArray = along & with_job & close & held
@@ -300,29 +283,6 @@ class _Move:
         return past
 
 
-class _Tick:
-    """What ``CollectiveMoves.update`` reads of one tick's findings, each worked out once: per workload its
-    rows, per row its series id, score, whether it was judged, whether its value is past its band, and how
-    far from its band's middle."""
-
-    def __init__(self, f: Findings, ids: IntArray) -> None:
-        self.ids = ids
-        # Found once: looked up per move, a fleet-wide slowdown (625 jobs of 16 GPUs held on 25 queries) took
-        # 34 s a tick (``bench_anomaly.py --open-moves``).
-        self.rows_of = _rows_by_workload(f.labels)
-        self.scores = np.asarray(f.score, np.float64)
-        self.judged = f.judged_rows()
-        self.past = _past_band(f)
-        self.half = _half_width(f)
-        self.off = _off_band(f, self.half)
-        self.sides = _sides(f)
-        self.values = np.asarray(f.value, np.float64)
-
-    def rows(self, workload: Workload) -> IntArray:
-        """The rows of ``workload`` (none when it is not in the tick)."""
-        return self.rows_of.get(workload, np.zeros(0, np.int64))
-
-
 class CollectiveMoves:
     """The workloads' moves (module docstring) by detector and query, then workload: the rows they hold
     raise no alert."""
@@ -340,7 +300,7 @@ class CollectiveMoves:
         held = np.zeros(len(f.labels), np.bool_)
         if f.ids is None:  # no series to hold
             return held
-        tick = _Tick(f, np.asarray(f.ids, np.int64))
+        tick = Tick(f, np.asarray(f.ids, np.int64))
         moves = self._moves.setdefault((f.detector, f.query), {})
         for workload, move in list(moves.items()):
             rows = tick.rows(workload)
@@ -349,14 +309,25 @@ class CollectiveMoves:
                     del moves[workload]
                 continue
             moving = workload in collective
+            sits = not moving and _sits(tick, rows, move.side, WITH_JOB_SCORE)
+            if move.sat and not moving:  # a read since its job's sitting started it: bounded (SIT_READS)
+                move.sit(tick, rows, sits)
             held[rows] = move.settle(tick.ids[rows], tick, rows, moving)
-            # A held rank this tick did not read (a gap) stays held while the move lasts: it ends once its job
-            # no longer moves and none of the ranks read is held (the job restarted elsewhere, the unread let
-            # go with it).
-            if not moving and not held[rows].any():
+            if moving:
+                continue
+            part = bool(np.any(tick.out_past(WITH_JOB_SCORE)[rows] == move.side))
+            if (after := _after_still(move, bool(held[rows].any()), sits, part)) is None:
                 del moves[workload]
+            else:
+                moves[workload] = after
         for workload in collective:
             rows, side = _with_workload(tick, workload)
+            if (sat := moves.get(workload)) and sat.sat and side is not None:  # its job's sitting started it
+                if side == sat.side and sat.held:  # its start: its held kept, a move as any other
+                    sat.sat = sat.back = 0
+                    sat.ranks = set(sat.held)  # those it let go, not moving with the job now, kept out
+                else:  # none held, or the job gone the other way: a new move, nothing of it carried
+                    del moves[workload]
             if workload not in moves:
                 if side is None:  # a tie its job's lean does not break: no side yet (module docstring)
                     continue
@@ -372,6 +343,12 @@ class CollectiveMoves:
             rows = rows[along & np.fromiter((i in move.ranks for i in ids.tolist()), np.bool_, rows.size)]
             move.held.update(tick.ids[rows].tolist())
             held[rows] = True
+        # A job sitting a quarter out (module docstring) where a row of it alerts: not every job at each tick.
+        alerting = {peer_key(f.labels[i], ()) for i in f.anomalous()} - moves.keys() - collective
+        for workload in sorted(w for w in alerting if w is not None):
+            if sat := _sitting(tick, rows := tick.rows(workload)):
+                moves[workload] = sat
+                held[rows[np.isin(tick.ids[rows], list(sat.held))]] = True
         if not moves:
             del self._moves[(f.detector, f.query)]
         return held
@@ -379,7 +356,8 @@ class CollectiveMoves:
     def forget(self, ids: IntArray) -> None:
         """Drop the series ``ids`` the service forgot (``SeriesIndex.expire``) from every move: their ids go
         to the next new series, which a move would judge as the old one's (its rank, or kept out); a move
-        left holding none ends at its next tick."""
+        left holding none ends at its next tick its job is read at, or, one kept for its job's sitting or
+        part-way return, once that job has read back ``BACK_READS`` in a row (``_after_still``)."""
         if not ids.size:
             return
         gone = set(np.asarray(ids, np.int64).tolist())
@@ -397,7 +375,7 @@ class CollectiveMoves:
 
     def state(self) -> list[list[Any]]:
         """As JSON values, one ``[detector, query, workload, [held ids], [its ranks' ids], [[id, own], ...],
-        [its others' ids], side, waited]`` per move (``restored`` reads it)."""
+        [its others' ids], side, waited, sat, back]`` per move (``restored`` reads it)."""
         return [
             [
                 d,
@@ -409,6 +387,8 @@ class CollectiveMoves:
                 sorted(m.others),
                 m.side,
                 m.waited,
+                m.sat,
+                m.back,
             ]
             for (d, q), moves in sorted(self._moves.items())
             for w, m in sorted(moves.items())
@@ -419,7 +399,8 @@ class CollectiveMoves:
         """The moves ``state()`` gave ``state`` of; ``ValueError`` or ``TypeError`` for one that does not
         fit."""
         moves: dict[tuple[str, str, Workload], _Move] = {}
-        for detector, query, workload, held, ranks, own, others, side, waited in state:
+        for record in state:
+            detector, query, workload, held, ranks, own, others, side, waited, sat, back = record
             moves[(str(detector), str(query), tuple(str(w) for w in workload))] = _Move(
                 {int(i) for i in held},
                 {int(i) for i in ranks},
@@ -427,11 +408,62 @@ class CollectiveMoves:
                 {int(i) for i in others},
                 float(side),
                 int(waited),
+                int(sat),
+                int(back),
             )
         return cls(moves)
 
 
-def _with_workload(tick: _Tick, workload: Workload) -> tuple[IntArray, float | None]:
+def _after_still(move: _Move, holds: bool, sits: bool, part: bool) -> _Move | None:
+    """``move`` after a tick its job did not move at, holding a rank read or not (``holds``), its job sitting
+    a quarter out on its side or not (``sits``), a rank of it read a quarter out its way or not (``part``):
+    itself, kept; a move holding none, its sitting bound spent, in its place; or None, ended."""
+    # A held rank this tick did not read (a gap) stays held while the move lasts: it ends once its job no
+    # longer moves and none of the ranks read is held (the job restarted elsewhere, the unread let go with
+    # it).
+    if move.sat:  # ends, holding none, once its job has read back BACK_READS in a row (module docstring)
+        move.back = 0 if sits or holds else move.back + 1
+        return None if move.back >= BACK_READS else move
+    if holds:
+        return move
+    # Holding none where a rank of its job still reads a quarter out its way: kept so, its sitting bound
+    # spent, until its job has read back BACK_READS in a row (a job flickering about a quarter starts no
+    # sitting move to hold again a rank its moving let go).
+    return _Move(side=move.side, sat=SIT_READS + 1, back=0 if sits else 1) if part else None
+
+
+def _sits(tick: Tick, rows: IntArray, side: float, score: float) -> bool:
+    """Whether more than half of ``rows`` of ``tick``, and at least ``COLLECTIVE_MIN``, read on ``side`` past
+    ``score``: the job sits where a move took it, or one that fell together under wide bands."""
+    out = int(np.count_nonzero(tick.out_past(score)[rows] == side))
+    return out >= COLLECTIVE_MIN and out > COLLECTIVE_SHARE * rows.size
+
+
+def _near_job(tick: Tick, rows: IntArray, side: float, among: IntArray | None = None) -> set[int]:
+    """The series of ``rows`` (of ``tick``; of ``among`` them only, where given) reading a quarter out on
+    ``side`` within ``WITH_JOB_VALUE`` of their band's half-width of the others' median value there: those
+    reading their job's value."""
+    along, scores, values = tick.sides[rows] == side, np.nan_to_num(tick.scores[rows]), tick.values[rows]
+    out = along & (scores > WITH_JOB_SCORE)
+    with np.errstate(invalid="ignore"):
+        near = np.abs(values - median_of_others(values, out)) <= WITH_JOB_VALUE * tick.half[rows]
+    if among is not None:
+        near &= np.isin(rows, among)
+    found: set[int] = set(tick.ids[rows][out & near].tolist())
+    return found
+
+
+def _sitting(tick: Tick, rows: IntArray) -> _Move | None:
+    """A move of the workload of ``rows`` (of ``tick``) where it sits a quarter out on a side (module
+    docstring), holding its ranks: those reading its value there; None where it sits on neither or none do."""
+    for side in (-1.0, 1.0):
+        if _sits(tick, rows, side, WITH_JOB_SCORE):
+            ranks = _near_job(tick, rows, side)
+            return _Move(set(ranks), ranks, side=side, sat=1) if ranks else None
+    return None
+
+
+def _with_workload(tick: Tick, workload: Workload) -> tuple[IntArray, float | None]:
     """The rows of ``workload`` that moved this tick (over ``COLLECTIVE_SCORE``), and the side most of them
     went: a rank moving against its job (a straggler) is not its move's. Where as many went one way as
     another, the side its rows lean to on the whole (their scores, signed by side, summed over every row

@@ -62,8 +62,10 @@ FORMAT = "gpuwarden-anomaly-state"
 # it kept the read each GPU's cooling began at (``cooled_at``, ``cooled_t``, ``cooled_p``: back from a gap
 # colder than a powered GPU could have cooled since, while its power still fell, it was off). 14: before each
 # move kept at how many ticks it held its ranks' own distances back as its job stayed slowed (``waited``).
-VERSION = 15
-SCHEMA = "e94de885b357cd7c"
+# 15: before each move kept the reads since its job's sitting started it and those its job read back since
+# (``sat``, ``back``; a move of version 15 would be taken up as one its job's moving started).
+VERSION = 16
+SCHEMA = "2b7d8095c53d3d34"
 _HEADER = "header"
 _MODE = 0o600
 # Settings that do not shape what the detectors learn: where the service reads, listens and posts, and the

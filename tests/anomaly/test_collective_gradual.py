@@ -6,8 +6,6 @@ as traced."""
 
 from __future__ import annotations
 
-import pytest
-
 from anomaly.collective import CollectiveMoves
 from anomaly.detectors import Findings
 from tests.anomaly.collective_rows import POWER, alerting, banded, job_ranks
@@ -195,14 +193,6 @@ def _read(values: list[float], scores: list[float], lower: list[float], upper: l
     return banded(POWER, RANKS, scores, values, lower, upper)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not fixed (fix/trace1301): a move starts only at a tick where at least half of a job's ranks"
-    " score past half-way (COLLECTIVE_SCORE); 12 of these 16 ranks, their bands learnt 2,200-4,000 W wide,"
-    " climb by volatility alone and read 0.29-0.49 (all on the down side, all at the job's ~400 W) while"
-    " node-08's narrower ranks pass 1, so no move holds them; the job counts as moving one tick later"
-    " (81,240 s), after their alerts were raised (81,210 s)",
-)
 def test_healthy_ranks_reading_their_slowed_jobs_value_do_not_alert_before_half_the_job_is_half_way_out():
     moves = CollectiveMoves()
     raised = [alerting(moves, _read(*read)) for read in READS]

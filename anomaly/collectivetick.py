@@ -1,0 +1,116 @@
+"""One tick's findings as ``anomaly.collective`` reads them: per workload its rows, per row its series id,
+score, side, value, band and distance from the band's middle, each worked out once."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from anomaly.detectors import Findings
+from anomaly.fleet import peer_key
+from anomaly.thresholds import BoolArray, FloatArray, IntArray
+
+Workload = tuple[str, ...]
+
+
+def sides_of(f: Findings) -> FloatArray:
+    """Per row, the side of its expected value its value is on (1 above, -1 below, 0 unknown): ``sign``
+    where the detector gives it, else the value against ``yhat``. Not the band's edge: a rank out by its
+    volatility alone is back inside its band, on the side its job went."""
+    if f.sign is not None:
+        side = np.sign(np.asarray(f.sign, np.float64))
+    elif f.yhat is not None:
+        side = np.sign(np.asarray(f.value, np.float64) - np.asarray(f.yhat, np.float64))
+    else:
+        side = np.zeros(len(f.labels))
+    return np.nan_to_num(side)
+
+
+def past_band(f: Findings) -> BoolArray:
+    """Per row, whether its value is past its band's edge: a rank out by its own value, not by the volatility
+    its job's move left. A detector giving no band scores the value itself: past 1."""
+    if f.lower is None or f.upper is None:
+        past: BoolArray = np.nan_to_num(np.asarray(f.score, np.float64)) > 1.0
+        return past
+    value = np.asarray(f.value, np.float64)
+    out: BoolArray = (value < np.asarray(f.lower, np.float64)) | (value > np.asarray(f.upper, np.float64))
+    return out
+
+
+def half_width(f: Findings) -> FloatArray:
+    """Per row, half its band's width; NaN where the detector gives no band."""
+    if f.lower is None or f.upper is None:
+        return np.full(len(f.labels), np.nan)
+    half: FloatArray = (np.asarray(f.upper, np.float64) - np.asarray(f.lower, np.float64)) / 2
+    return half
+
+
+def off_band(f: Findings, half: FloatArray) -> FloatArray:
+    """Per row, how far its value is from its band's middle, in half-widths of the band (``half``, as
+    ``half_width`` gives it): 0.5 is half-way out, 1 its edge; NaN where the detector gives no band."""
+    if f.lower is None or f.upper is None:
+        return np.full(len(f.labels), np.nan)
+    middle = (np.asarray(f.lower, np.float64) + np.asarray(f.upper, np.float64)) / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        off: FloatArray = np.abs(np.asarray(f.value, np.float64) - middle) / half
+    return off
+
+
+def median_of_others(values: FloatArray, among: BoolArray) -> FloatArray:
+    """Per row, the median of ``values`` at the rows ``among`` but its own; NaN where there is none."""
+    ranked = np.sort(values[among])
+    n = ranked.size
+    median = np.full(values.size, np.nan)
+    if not n:
+        return median
+    # A row among them is left out: the rank of its value in ``ranked`` is skipped.
+    skip = np.where(among, np.searchsorted(ranked, values), n)
+    m = n - among.astype(np.int64)
+    some = m > 0
+    lo, hi = (m - 1) // 2, m // 2
+    at_lo = ranked[np.minimum(lo + (lo >= skip), n - 1)]
+    at_hi = ranked[np.minimum(hi + (hi >= skip), n - 1)]
+    median[some] = ((at_lo + at_hi) / 2)[some]
+    return median
+
+
+def rows_by_workload(labels: Sequence[Mapping[str, str]]) -> dict[Workload, IntArray]:
+    """The rows of each workload among ``labels`` (``peer_key`` without peer labels)."""
+    rows: dict[Workload, list[int]] = {}
+    for i, lab in enumerate(labels):
+        key = peer_key(lab, ())
+        if key is not None:
+            rows.setdefault(key, []).append(i)
+    return {key: np.array(found, np.int64) for key, found in rows.items()}
+
+
+class Tick:
+    """What ``anomaly.collective.CollectiveMoves.update`` reads of one tick's findings, each worked out once:
+    per workload its rows, per row its series id, score, whether it was judged, whether its value is past its
+    band, and how far from its band's middle."""
+
+    def __init__(self, f: Findings, ids: IntArray) -> None:
+        self.ids = ids
+        # Found once: looked up per move, a fleet-wide slowdown (625 jobs of 16 GPUs held on 25 queries) took
+        # 34 s a tick (``bench_anomaly.py --open-moves``).
+        self.rows_of = rows_by_workload(f.labels)
+        self.scores = np.asarray(f.score, np.float64)
+        self.judged = f.judged_rows()
+        self.past = past_band(f)
+        self.half = half_width(f)
+        self.off = off_band(f, self.half)
+        self.sides = sides_of(f)
+        self.values = np.asarray(f.value, np.float64)
+        self._out: dict[float, FloatArray] = {}
+
+    def rows(self, workload: Workload) -> IntArray:
+        """The rows of ``workload`` (none when it is not in the tick)."""
+        return self.rows_of.get(workload, np.zeros(0, np.int64))
+
+    def out_past(self, score: float) -> FloatArray:
+        """Per row, its side where it scores past ``score``, else 0; worked out once per ``score``: asked of
+        every move at each tick (``bench_anomaly.py --open-moves``)."""
+        if (out := self._out.get(score)) is None:
+            out = self._out[score] = np.where(np.nan_to_num(self.scores) > score, self.sides, 0.0)
+        return out
