@@ -262,11 +262,7 @@ class _Move:
         out = ranks & along & (np.nan_to_num(tick.scores[rows]) > WITH_JOB_SCORE)
         others = int(ranks.sum()) - ranks.astype(np.int64)
         with_job = (int(out.sum()) - out.astype(np.int64)) > COLLECTIVE_SHARE * others
-        # Its value as its job's: within a quarter of its band's half-width of theirs (module docstring).
-        job = median_of_others(tick.values[rows], out)
-        with np.errstate(invalid="ignore"):
-            close = np.abs(tick.values[rows] - job) <= WITH_JOB_VALUE * tick.half[rows]
-        waiting: BoolArray = along & with_job & close & held
+        waiting: BoolArray = along & with_job & _at_job_value(tick, rows, out) & held
         self.waited += bool(waiting.any())
         return waiting
 
@@ -309,7 +305,7 @@ class CollectiveMoves:
                     del moves[workload]
                 continue
             moving = workload in collective
-            sits = not moving and _sits(tick, rows, move.side, WITH_JOB_SCORE)
+            sits = not moving and _sits(tick, rows, move.side)
             if move.sat and not moving:  # a read since its job's sitting started it: bounded (SIT_READS)
                 move.sit(tick, rows, sits)
             held[rows] = move.settle(tick.ids[rows], tick, rows, moving)
@@ -432,10 +428,10 @@ def _after_still(move: _Move, holds: bool, sits: bool, part: bool) -> _Move | No
     return _Move(side=move.side, sat=SIT_READS + 1, back=0 if sits else 1) if part else None
 
 
-def _sits(tick: Tick, rows: IntArray, side: float, score: float) -> bool:
+def _sits(tick: Tick, rows: IntArray, side: float) -> bool:
     """Whether more than half of ``rows`` of ``tick``, and at least ``COLLECTIVE_MIN``, read on ``side`` past
-    ``score``: the job sits where a move took it, or one that fell together under wide bands."""
-    out = int(np.count_nonzero(tick.out_past(score)[rows] == side))
+    ``WITH_JOB_SCORE``: the job sits where a move took it, or one that fell together under wide bands."""
+    out = int(np.count_nonzero(tick.out_past(WITH_JOB_SCORE)[rows] == side))
     return out >= COLLECTIVE_MIN and out > COLLECTIVE_SHARE * rows.size
 
 
@@ -443,21 +439,28 @@ def _near_job(tick: Tick, rows: IntArray, side: float, among: IntArray | None = 
     """The series of ``rows`` (of ``tick``; of ``among`` them only, where given) reading a quarter out on
     ``side`` within ``WITH_JOB_VALUE`` of their band's half-width of the others' median value there: those
     reading their job's value."""
-    along, scores, values = tick.sides[rows] == side, np.nan_to_num(tick.scores[rows]), tick.values[rows]
-    out = along & (scores > WITH_JOB_SCORE)
-    with np.errstate(invalid="ignore"):
-        near = np.abs(values - median_of_others(values, out)) <= WITH_JOB_VALUE * tick.half[rows]
+    out = tick.out_past(WITH_JOB_SCORE)[rows] == side
+    near = _at_job_value(tick, rows, out)
     if among is not None:
         near &= np.isin(rows, among)
     found: set[int] = set(tick.ids[rows][out & near].tolist())
     return found
 
 
+def _at_job_value(tick: Tick, rows: IntArray, out: BoolArray) -> BoolArray:
+    """Per row of ``rows`` (of ``tick``), whether its value reads as its job's: within ``WITH_JOB_VALUE`` of
+    its band's half-width of the median value of the others ``out`` (module docstring)."""
+    values = tick.values[rows]
+    with np.errstate(invalid="ignore"):
+        close: BoolArray = np.abs(values - median_of_others(values, out)) <= WITH_JOB_VALUE * tick.half[rows]
+    return close
+
+
 def _sitting(tick: Tick, rows: IntArray) -> _Move | None:
     """A move of the workload of ``rows`` (of ``tick``) where it sits a quarter out on a side (module
     docstring), holding its ranks: those reading its value there; None where it sits on neither or none do."""
     for side in (-1.0, 1.0):
-        if _sits(tick, rows, side, WITH_JOB_SCORE):
+        if _sits(tick, rows, side):
             ranks = _near_job(tick, rows, side)
             return _Move(set(ranks), ranks, side=side, sat=1) if ranks else None
     return None
