@@ -21,7 +21,6 @@ from alerting.correlation import Candidate
 from alerting.faults import SYMPTOM_KINDS
 from alerting.handoff import watch
 from alerting.incident_index import Members, OpenIncidents
-from alerting.ingest_session import IngestSession
 from alerting.inventory import GpuKey
 from alerting.member import Member
 from alerting.pending import PendingAlert, StoredAlert
@@ -195,25 +194,15 @@ def hold_rows(session: Session) -> None:
     ``session.get`` in the same transaction, one query each (a rollout merging 1,000 incidents: 6,000 reads
     for some 2,000 rows). Within a transaction the row held is the row the store has: nothing changes it
     underneath (``merged_into``'s UPDATE refreshes those it changes)."""
-    if _HELD in session.info:
-        return
-    held: list[object] = []
-    session.info[_HELD] = held
-    if isinstance(session, IngestSession):  # its class's listeners keep them (``_keep_held``)
-        return
-
-    def keep(_session: Session, instance: object) -> None:
-        held.append(instance)
-
-    event.listen(session, "loaded_as_persistent", keep)
-    event.listen(session, "pending_to_persistent", keep)
+    session.info.setdefault(_HELD, [])  # filled by ``_keep_held``
 
 
-@event.listens_for(IngestSession, "loaded_as_persistent")
-@event.listens_for(IngestSession, "pending_to_persistent")
+@event.listens_for(Session, "loaded_as_persistent")
+@event.listens_for(Session, "pending_to_persistent")
 def _keep_held(session: Session, instance: object) -> None:
-    """``hold_rows`` for the engine's sessions: listeners on a session of its own cost ~0.1 ms a transaction
-    (SQLAlchemy builds the session's own dispatch), a sixth of a repeat's POST; these are set up once."""
+    """``hold_rows``'s keeping, for every session that asked for it: listeners set up once on the class, not
+    on each session (SQLAlchemy builds a session's own dispatch for those, ~0.1 ms a transaction, a sixth of
+    a repeat's POST)."""
     held: list[object] | None = session.info.get(_HELD)
     if held is not None:
         held.append(instance)
