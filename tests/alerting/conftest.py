@@ -29,6 +29,14 @@ def sql(tmp_path: Path) -> Engine:
 
 
 @pytest.fixture
+def db(tmp_path: Path) -> str:
+    """A store at the newest revision: a copy of one migrated once per process (``migrated_sqlite``)."""
+    path = tmp_path / "incidents.db"
+    migrated_sqlite(path).dispose()
+    return str(path)
+
+
+@pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
 
