@@ -1,8 +1,10 @@
-"""Fixtures shared by the incident engine's tests, and the Slack button tests' actions and client."""
+"""Fixtures shared by the incident engine's tests, the outbox's (its store and the Slack recorder), and the
+Slack button tests' actions and client."""
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.exceptions import StarletteDeprecationWarning
 
+from alerting.notifiers.recorder import SlackRecorder
 from alerting.slack_interactions import slack_interaction_routes
 from alerting.slack_replays import HandledSlackRequests
 from gpuwarden.clock import FakeClock
@@ -34,6 +37,18 @@ def db(tmp_path: Path) -> str:
     path = tmp_path / "incidents.db"
     migrated_sqlite(path).dispose()
     return str(path)
+
+
+@pytest.fixture
+def engine(sql: Engine) -> Engine:
+    """The store under the name these tests give it (the outbox's SQLAlchemy engine)."""
+    return sql
+
+
+@pytest.fixture
+def recorder() -> Iterator[SlackRecorder]:
+    with SlackRecorder() as rec:
+        yield rec
 
 
 @pytest.fixture
