@@ -1,8 +1,10 @@
-"""Fixtures shared by the incident engine's tests, and the Slack button tests' actions and client."""
+"""Fixtures shared by the incident engine's tests, the outbox's (its store and the Slack recorder), and the
+Slack button tests' actions and client."""
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.exceptions import StarletteDeprecationWarning
 
+from alerting.notifiers.recorder import SlackRecorder
 from alerting.slack_interactions import slack_interaction_routes
 from alerting.slack_replays import HandledSlackRequests
 from gpuwarden.clock import FakeClock
@@ -26,6 +29,26 @@ with warnings.catch_warnings():
 def sql(tmp_path: Path) -> Engine:
     """A migrated SQLite store in the test's temp directory."""
     return migrated_sqlite(tmp_path / "gpuwarden.db")
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    """A store at the newest revision: a copy of one migrated once per process (``migrated_sqlite``)."""
+    path = tmp_path / "incidents.db"
+    migrated_sqlite(path).dispose()
+    return str(path)
+
+
+@pytest.fixture
+def engine(sql: Engine) -> Engine:
+    """The store under the name these tests give it (the outbox's SQLAlchemy engine)."""
+    return sql
+
+
+@pytest.fixture
+def recorder() -> Iterator[SlackRecorder]:
+    with SlackRecorder() as rec:
+        yield rec
 
 
 @pytest.fixture

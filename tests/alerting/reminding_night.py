@@ -23,7 +23,7 @@ from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert
 from tests.alerting.outbox_only import Quiet
-from tests.alerting.test_restart_equivalence import Serve
+from tests.alerting.restart_serves import Serve
 from tests.migrated_store import migrated_sqlite
 
 # A node fell off the fleet at 23:00 and stays down: its alert fires without a break all night.

@@ -16,7 +16,7 @@ from alerting.member import Member
 from alerting.topology import locate
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert, AlertStatus, IncidentState, Priority
-from tests.alerting.test_incident_index import START, Outcome, _engine, _flapped, _run
+from tests.alerting.index_runs import START, Outcome, _engine, _flapped, _run
 
 RACK = {"cluster": "a", "rack": "r1"}
 

@@ -30,7 +30,7 @@ from tests.alerting.reminding_night import (
     a_restart_offers_the_outbox_no_opening_the_store_says_was_announced,
     an_incident_of_before_0019_is_stored_as_announced_at_the_end_of_its_delay,
 )
-from tests.alerting.test_restart_equivalence import Serve
+from tests.alerting.restart_serves import Serve
 from tests.migrated_store import migrated_sqlite
 
 

@@ -21,10 +21,10 @@ from alerting.subscriptions import IncidentChange
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert, AlertStatus
+from tests.alerting.joining_alerts import _on
 from tests.alerting.notifiers.slack_threads import Threads, deliver, notifier_for
 from tests.alerting.reminding_night import _DOWN, _advance_to, _past_due_muted, _reminders, _Serve, _told
-from tests.alerting.test_joining import _on
-from tests.alerting.test_restart_equivalence import Serve
+from tests.alerting.restart_serves import Serve
 from tests.migrated_store import migrated_sqlite
 
 

@@ -22,7 +22,7 @@ from alerting.outbox import Outbox
 from alerting.outbox_tables import DISCARDED, SENT, OutboxMessage
 from gpuwarden.clock import FakeClock
 from tests.alerting.notifiers.incidents import lifecycle, reassessed
-from tests.alerting.test_outbox import slack
+from tests.alerting.outbox_deliveries import slack
 from tests.benchmarks.harness import harness_module
 from tests.migrated_store import migrated_sqlite
 

@@ -27,6 +27,7 @@ from tests.alerting.migrate_steps import (
     an_opening_stored_before_0019_is_read_as_told_at_the_end_of_its_delay,
     downgrade,
 )
+from tests.alerting.outbox_deliveries import webhook_edits_flipping_every_30_s
 from tests.alerting.query_plans import incident_silence_query_plan, resolved_incident_query_plans
 from tests.alerting.reminding_night import (
     a_restart_offers_the_outbox_no_opening_the_store_says_was_announced,
@@ -38,7 +39,6 @@ from tests.alerting.store_scenarios import (
     a_rate_limit_pause_outlives_a_restart,
     requeued_job_named_after_restart,
 )
-from tests.alerting.test_outbox import webhook_edits_flipping_every_30_s
 
 
 @pytest.mark.integration

@@ -1,0 +1,151 @@
+"""The outbox when the process dies mid-delivery (before a message is marked sent, before a first post's
+ts is saved, killed as Slack takes a reply) or a first post outlives its deadline: nothing lost or sent
+twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from alerting.notifiers.base import ThreadState
+from alerting.notifiers.recorder import RecordedCall, SlackRecorder
+from alerting.notifiers.slack import SlackNotifier, make_client
+from alerting.outbox import Outbox
+from alerting.outbox_tables import PENDING, SENDING, SENT
+from gpuwarden.clock import FakeClock
+from tests.alerting.notifiers.incidents import (
+    lifecycle,
+)
+from tests.alerting.outbox_deliveries import REPLY_ORDER, Crash, CrashAfterSend, reply_kinds, slack
+
+
+def test_crash_after_send_before_marking_sent_does_not_post_twice(
+    engine: Engine, recorder: SlackRecorder
+) -> None:
+    channel = recorder.channel_id("#gpu-incidents")
+    changes = lifecycle()
+    first = Outbox(engine, [slack(recorder, channel)], FakeClock())
+    first(changes[0])
+    first.dispatch_due()
+    first(changes[1])
+    dying = Outbox(engine, [CrashAfterSend(slack(recorder, channel))], FakeClock())
+    with pytest.raises(Crash):
+        dying.dispatch_due()
+    assert [m.status for m in dying.messages()] == [SENT, SENDING]
+
+    restarted = Outbox(engine, [slack(recorder, channel)], FakeClock())
+    assert restarted.dispatch_due() == 1
+    [parent] = recorder.channel_messages()
+    assert reply_kinds(recorder, parent.ts) == ["opened", "priority_changed"]
+    assert parent.edits == 2, "the replay only updated the stored message in place"
+
+
+def test_crash_between_first_post_and_saving_its_ts_recovers_the_message(
+    engine: Engine, recorder: SlackRecorder
+) -> None:
+    channel = recorder.channel_id("#gpu-incidents")
+    dying = Outbox(engine, [CrashAfterSend(slack(recorder, channel), before_saving_thread=True)], FakeClock())
+    dying(lifecycle()[0])
+    with pytest.raises(Crash):
+        dying.dispatch_due()
+    assert dying.thread("slack", "inc-r07") is None
+
+    restarted = Outbox(engine, [slack(recorder, channel)], FakeClock())
+    for c in lifecycle()[1:]:
+        restarted(c)
+    assert restarted.dispatch_due() == 5
+    [parent] = recorder.channel_messages()
+    assert restarted.thread("slack", "inc-r07") == ThreadState(channel, parent.ts)
+    assert reply_kinds(recorder, parent.ts) == REPLY_ORDER
+
+
+def test_a_first_post_abandoned_at_its_deadline_is_found_by_its_retry_not_posted_twice(
+    engine: Engine, recorder: SlackRecorder
+) -> None:
+    # Slack carried out the post but trickled its answer past the call's deadline: the outbox retries the
+    # message as one that may have reached Slack, and the retry adopts the message instead of posting again.
+    channel = recorder.channel_id("#gpu-incidents")
+    client = make_client(recorder.token, base_url=recorder.base_url, rate_limit_retries=0)
+    clock = FakeClock()
+    notifier = SlackNotifier(client, channel, call_deadline_seconds=0.5)  # the trickled post: late anyway
+    outbox = Outbox(engine, [notifier], clock)
+    recorder.trickle_next("chat.postMessage", seconds=10.0)
+    outbox(lifecycle()[0])
+    assert outbox.dispatch_due() == 0
+    [waiting] = outbox.messages(PENDING)
+    assert "abandoned" in (waiting.last_error or "")
+    recorder.end_trickles()
+    # The retry waits for the abandoned post to end, then looks it up: calls that must answer, so 30 s (a
+    # bound not waited out); at 0.5 s a stalled test process saw Slack's retry lookup abandoned too.
+    notifier._deadline.seconds = 30.0
+    clock.advance(60)
+    assert outbox.dispatch_due() == 1
+    [parent] = recorder.channel_messages()
+    assert outbox.thread("slack", "inc-r07") == ThreadState(channel, parent.ts)
+    assert reply_kinds(recorder, parent.ts) == ["opened"]
+
+
+DISPATCHER = """
+import sys
+from alerting.db import Base, make_engine
+from alerting.notifiers.slack import SlackNotifier, make_client
+from alerting.outbox import Outbox
+from gpuwarden.clock import SystemClock
+db, base_url, token, channel = sys.argv[1:5]
+notifier = SlackNotifier(make_client(token, base_url=base_url, rate_limit_retries=0), channel)
+Outbox(make_engine(db), [notifier], SystemClock()).dispatch_due()
+"""
+
+
+def test_sigkill_while_slack_accepts_a_reply_loses_and_duplicates_nothing(
+    tmp_path: Path, engine: Engine, recorder: SlackRecorder
+) -> None:
+    channel = recorder.channel_id("#gpu-incidents")
+    queue = Outbox(engine, [slack(recorder, channel)], FakeClock())
+    for incident_id in ("inc-a", "inc-b", "inc-c"):
+        for c in lifecycle(incident_id):
+            queue(c)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            DISPATCHER,
+            str(tmp_path / "gpuwarden.db"),
+            recorder.base_url,
+            recorder.token,
+            channel,
+        ],
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    replies = 0
+
+    def kill_on_seventh_reply(call: RecordedCall) -> None:
+        nonlocal replies
+        if call.method == "chat.postMessage" and "thread_ts" in call.params and call.response.get("ok"):
+            replies += 1
+            if replies == 7:  # Slack has the reply; the dispatcher dies before it hears so
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    recorder.on_call = kill_on_seventh_reply
+    try:
+        assert proc.wait(timeout=120) == -signal.SIGKILL
+    finally:
+        recorder.on_call = None
+        if proc.poll() is None:
+            proc.kill()
+    assert [m.status for m in queue.messages(SENDING)] == [SENDING]
+
+    restarted = Outbox(engine, [slack(recorder, channel)], FakeClock())
+    restarted.dispatch_due()
+    assert {m.status for m in restarted.messages()} == {SENT}
+    parents = recorder.channel_messages()
+    assert len(parents) == 3
+    for parent in parents:
+        assert reply_kinds(recorder, parent.ts) == REPLY_ORDER
