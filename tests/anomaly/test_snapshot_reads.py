@@ -15,7 +15,7 @@ from anomaly.service import AnomalyService
 from anomaly.snapshot import load_snapshot, save_snapshot
 from anomaly.sources import Frame, QueryHealth
 from gpuwarden.clock import FakeClock
-from tests.anomaly.test_snapshot import DAY, EVERY, QUERIES, GridSource, Scores, _config, _same, _ticks
+from tests.anomaly.snapshot_grid import DAY, EVERY, QUERIES, GridSource, Scores, _config, _same, _ticks
 
 
 class QueryReadsSource(GridSource):
