@@ -1,5 +1,6 @@
 """Differential probe of gpuwarden's Alertmanager API v2 against a real Alertmanager 0.25 and amtool: one
-JSON line. The steps, the comparison and the known differences are in ``tests/integration/am_diff.py``.
+JSON line. The comparison and the known differences are in ``tests/integration/am_diff.py``, the steps in
+``am_diff_alerts.py``, ``am_diff_silences.py`` and ``am_diff_odd.py`` beside it.
 
 ``steps``: requests (and amtool calls) sent to both servers in the same order; ``same``: those whose
 answers agree (status class, and for listings the alerts or silences); ``known``: differing steps that are

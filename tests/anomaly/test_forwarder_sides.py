@@ -21,7 +21,7 @@ from gpuwarden.clock import FakeClock
 from gpuwarden.config_anomaly import AnomalyConfig
 from gpuwarden.model import FaultKind
 from tests.anomaly.forwarder_serve import Listing, deliver, forwarding
-from tests.anomaly.test_service import GPUS, TEMP, HistorySource, tick
+from tests.anomaly.service_ticks import GPUS, TEMP, HistorySource, tick
 from tests.migrated_store import migrated_sqlite
 
 QUIET, UP, DOWN = (0.0, 0), (9.0, 1), (9.0, -1)

@@ -1,3 +1,7 @@
+"""The anomaly service tick by tick: what raises an alert and what resolves it (pending ticks, lasting spikes,
+lost GPUs, XIDs, whole jobs changing at once, fleet outliers), scores and bands written back, broken sources
+and detectors, source outages that hide alerts, and the side of its band an alert says."""
+
 from __future__ import annotations
 
 import math
@@ -9,45 +13,14 @@ from prometheus_client import CollectorRegistry
 from anomaly.detectors import Findings
 from anomaly.series import View
 from anomaly.service import AnomalyService, builtin_registry
-from anomaly.sources import CollectorSource, Frame, SourceHealth
+from anomaly.sources import CollectorSource
 from anomaly.writeback import SCORE_CAP
 from gpuwarden.clock import FakeClock
 from gpuwarden.config_anomaly import AnomalyConfig, AnomalyThresholdConfig
 from gpuwarden.errors import ConfigError
 from gpuwarden.model import AlertSource, AlertStatus, RecommendedAction
 from tests.anomaly.fakes import TableCollector
-
-GPUS = [{"gpu": str(i), "UUID": f"GPU-{i}", "Hostname": "n1", "modelName": "H100"} for i in range(8)]
-TEMP = "DCGM_FI_DEV_GPU_TEMP"
-
-
-def setup(**cfg):
-    cfg.setdefault("adaptive_metrics", [TEMP])  # the default set leaves temperatures to the fleet detector
-    clock = FakeClock()
-    col = TableCollector()
-    service = AnomalyService(AnomalyConfig(**cfg), [CollectorSource([col], clock)], clock)
-    return clock, col, service
-
-
-def warmed(rng, ticks):
-    """``setup()``, then ``ticks`` ticks of normal temperatures, none of which raised anything."""
-    clock, col, service = setup()
-    for _ in range(ticks):
-        col.set(TEMP, temps(rng))
-        assert tick(clock, service).raised == []
-    return clock, col, service
-
-
-def tick(clock, service, seconds=30.0):
-    clock.advance(seconds)
-    return service.infer()
-
-
-def temps(rng, spike=None):
-    vals = 60 + rng.normal(0, 0.5, len(GPUS))
-    if spike is not None:
-        vals[spike] = 95
-    return list(zip(GPUS, vals.tolist(), strict=True))
+from tests.anomaly.service_ticks import GPUS, TEMP, HistorySource, setup, temps, tick, warmed
 
 
 def test_a_one_tick_blip_raises_nothing_because_learned_detectors_need_pending_ticks():
@@ -340,112 +313,6 @@ def test_an_alert_held_through_an_outage_resolves_after_its_quiet_ticks_once_the
     assert resolved == [0, 0, 0, 1, 0]  # immediate_resolve_after quiet ticks, counted from the recovery
 
 
-class HistorySource:
-    """A source holding history, as Prometheus does: ``values(t)`` per query, on a 30 s grid."""
-
-    name = "history"
-
-    def __init__(self, values, labels=GPUS):
-        self.values = values
-        self.labels = labels
-        self.reads: list[tuple[float, float]] = []
-        self._health = SourceHealth(self.name)
-
-    def read(self, start, end):
-        self.reads.append((start, end))
-        ts = np.arange(math.floor(start / 30) * 30 + 30, end + 1, 30.0)
-        ts = ts[ts <= end]
-        ts = ts[ts > start]
-        if ts.size == 0:
-            return []
-        frames = []
-        for query, fn in self.values.items():
-            cols = np.column_stack([np.asarray(fn(t), dtype=float) for t in ts.tolist()])
-            frames.append(Frame(query, self.labels, ts, cols))
-        self._health.succeeded(end, len(GPUS))
-        return frames
-
-    def health(self):
-        return self._health
-
-
-def _history_service(spike_from=math.inf, on_alert=None):
-    rng = np.random.default_rng(1)
-    base = {q: 100 + 10 * k for k, q in enumerate(AnomalyConfig().multivariate_queries)}
-
-    def series(query):
-        def at(t):
-            vals = base[query] + rng.normal(0, 1, len(GPUS))
-            if query == TEMP and t >= spike_from:
-                vals[2] = base[query] + 60
-            return vals
-
-        return at
-
-    clock = FakeClock()
-    source = HistorySource({q: series(q) for q in base})
-    cfg = AnomalyConfig(adaptive_metrics=["*"], detectors=["adaptive", "multivariate"])
-    return clock, source, AnomalyService(cfg, [source], clock, on_alert=on_alert)
-
-
-def test_warm_up_reads_recent_history_so_the_first_live_tick_after_a_restart_already_scores():
-    clock, source, service = _history_service(spike_from=FakeClock().time() + 30)
-    fed = service.warm_up()
-    cfg = service.cfg
-    ((start, end),) = source.reads
-    assert end == clock.time() and end - start == cfg.max_lookback_seconds
-    assert fed >= cfg.thresholds.warmup  # one view per tick of history, on the 30 s grid
-    multivariate = next(d for d in service.detectors if d.name == "multivariate")
-    assert multivariate.fitted  # fitted at start: 8 GPUs x 120 ticks of history
-    result = tick(clock, service)
-    assert source.reads[-1] == (end, clock.time())  # reads on from where the warm-up ended
-    adaptive = next(f for f in result.findings if f.detector == "adaptive" and f.query == TEMP)
-    row = next(i for i, lab in enumerate(adaptive.labels) if lab["UUID"] == "GPU-2")
-    assert adaptive.score[row] > 1 and adaptive.score.max() == adaptive.score[row]
-    mv = next(f for f in result.findings if f.detector == "multivariate")
-    assert mv.score.max() > 0
-
-
-def test_warm_up_raises_no_alert_from_an_anomaly_in_the_history():
-    got = []
-    _, _, service = _history_service(spike_from=FakeClock().time() - 300, on_alert=got.append)
-    assert service.warm_up() > 0
-    assert got == [] and service.firing == {}
-
-
-def test_an_anomaly_older_than_the_adaptive_warm_up_still_fires_after_a_restart():
-    # GPU-2 has run hot for 20 minutes when `anomaly run` restarts: longer than the adaptive warm-up (30
-    # ticks) plus the pending ticks. A warm-up that read only that much history learned the fault as the
-    # GPU's normal, so the alert was never raised again and serve resolved it while the GPU stayed hot.
-    raised = []
-    clock, _, service = _history_service(spike_from=FakeClock().time() - 1200, on_alert=raised.append)
-    assert service.warm_up() > 0
-    assert raised == []
-    for _ in range(service.cfg.pending_ticks):
-        tick(clock, service)
-    hot = [a.labels for a in raised if a.labels.get("for") == TEMP and a.labels.get("model") == "adaptive"]
-    assert [lab["UUID"] for lab in hot] == ["GPU-2"]
-
-
-def test_a_node_that_stopped_reporting_shortly_before_a_restart_is_reported_down_after_it():
-    clock = FakeClock()
-    stopped = clock.time() - 300  # n2's exporter went quiet 5 minutes before `anomaly run` (re)started
-    n2 = [{"gpu": str(i), "UUID": f"GPU-n2-{i}", "Hostname": "n2"} for i in range(4)]
-
-    def temp(t):
-        return [60.0] * len(GPUS) + [60.0 if t <= stopped else math.nan] * len(n2)
-
-    raised = []
-    source = HistorySource({TEMP: temp}, labels=GPUS + n2)
-    cfg = AnomalyConfig(detectors=["presence"])
-    service = AnomalyService(cfg, [source], clock, on_alert=raised.append)
-    assert service.warm_up() > 0
-    assert raised == []  # what the history shows raises nothing by itself...
-    tick(clock, service)
-    down = [a.labels for a in raised if a.labels["alertname"] == "NodeDown"]
-    assert [lab["Hostname"] for lab in down] == ["n2"]  # ...but the node still down is found at once
-
-
 def test_a_first_counter_increase_on_a_flat_series_exports_a_capped_score_but_still_alerts():
     dbe = "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL"
     clock, col, service = setup(adaptive_metrics=["*"], detectors=["adaptive"])
@@ -550,114 +417,3 @@ def test_a_source_read_well_during_the_tick_is_zero_stale_not_negatively_stale()
     registry.register(service.collector)
     labels = {"for": "source_staleness", "model": "source", "source": "history"}
     assert registry.get_sample_value("gpuwarden_anomaly_score", labels) == 0.0  # it read -0.0017 live
-
-
-def test_one_not_available_sample_raises_nothing_and_hides_no_fault_that_starts_after_it():
-    # Issue 4: one read of NVML's 0xFFFFFFFF on a GPU, scored as a sample, kept an adaptive alert open for
-    # about 190 ticks (1.5 h), and a real fault starting 10 minutes later raised nothing inside it.
-    rng = np.random.default_rng(0)
-    clock, col, service = warmed(rng, 60)
-    raised: list[tuple[int, str]] = []
-    for t in range(40):
-        vals = temps(rng)
-        if t == 0:
-            vals[3] = (GPUS[3], float(0xFFFFFFFF))
-        elif t >= 20:  # the fault: GPU 3 runs 15 C hotter from here on
-            vals[3] = (GPUS[3], vals[3][1] + 15)
-        col.set(TEMP, vals)
-        raised += [
-            (t, a.labels["gpu"]) for a in tick(clock, service).raised if a.labels["model"] == "adaptive"
-        ]
-    assert [gpu for _, gpu in raised] == ["3"]
-    assert 20 <= raised[0][0] < 20 + service.cfg.pending_ticks + 1
-    registry = CollectorRegistry()
-    registry.register(service.collector)
-    assert registry.get_sample_value("gpuwarden_anomaly_not_available_samples_total", {"query": TEMP}) == 1
-
-
-UTIL = "DCGM_FI_DEV_GPU_UTIL"
-WILD = 808334905.0  # dcgm-exporter served this for a utilisation (its issue 418): no NVML/DCGM sentinel
-
-
-def busy_gpus(rng):
-    return list(zip(GPUS, (80 + rng.normal(0, 2, len(GPUS))).tolist(), strict=True))
-
-
-def run_wild_utilisation(data_range, ticks, fault_at=None, wild_ticks=1):
-    """Eight GPUs' utilisation (``data_range`` on its query) for 60 ticks, then ``wild_ticks`` of ``WILD`` on
-    GPU 3 (from tick 0), then normal ticks up to tick ``ticks``, GPU 3 at 20 % from ``fault_at`` on; the
-    adaptive alerts raised and resolved, with their tick."""
-    rng = np.random.default_rng(0)
-    query = {"name": UTIL, "expr": UTIL, "data_range": data_range}
-    clock, col, service = setup(queries=[query], adaptive_metrics=[UTIL])
-    for _ in range(60):
-        col.set(UTIL, busy_gpus(rng))
-        assert tick(clock, service).raised == []
-    events = []
-    for t in range(ticks + 1):
-        vals = busy_gpus(rng)
-        if t < wild_ticks:
-            vals[3] = (GPUS[3], WILD)
-        elif fault_at is not None and t >= fault_at:
-            vals[3] = (GPUS[3], 20 + rng.normal(0, 2))
-        col.set(UTIL, vals)
-        result = tick(clock, service)
-        events += [(t, a) for a in (*result.raised, *result.resolved)]
-    return service, [(t, a) for t, a in events if a.labels["model"] == "adaptive"]
-
-
-def test_one_out_of_range_sample_teaches_nothing_so_it_holds_no_alert_open():
-    # Issue 4: one utilisation of 808,334,905 (not a sentinel, outside [0, 100]) taught the adaptive fast
-    # error, which kept GPU 3's alert open from tick 2 to tick 172 (85 minutes).
-    _, events = run_wild_utilisation([0, 100], ticks=2 * alert_ticks())
-    assert events == []  # one tick is a blip: learned findings wait pending_ticks, and the next is normal
-
-
-def test_a_real_fault_after_an_out_of_range_sample_raises_its_own_alert_quickly():
-    # On main the fault at tick 20 raised nothing: the glitch's alert, still open, swallowed it.
-    service, events = run_wild_utilisation([0, 100], ticks=40, fault_at=20)
-    assert [(a.status, a.labels["gpu"], a.labels.get("deviation")) for _, a in events] == [
-        (AlertStatus.FIRING, "3", "down")
-    ]
-    assert 20 <= events[0][0] < 20 + service.cfg.pending_ticks + 1
-
-
-def test_an_alert_on_out_of_range_values_resolves_its_quiet_ticks_after_they_end():
-    cfg = AnomalyConfig()
-    _, events = run_wild_utilisation([0, 100], ticks=2 * alert_ticks(), wild_ticks=cfg.pending_ticks)
-    raised_at = cfg.pending_ticks - 1  # the last out-of-range tick
-    assert [(t, a.status, a.labels["deviation"]) for t, a in events] == [
-        (raised_at, AlertStatus.FIRING, "up"),
-        (raised_at + cfg.thresholds.resolve_after, AlertStatus.RESOLVED, "up"),
-    ]  # main resolved it ~170 ticks later
-
-
-def test_without_a_data_range_a_wild_sample_is_a_sample_and_holds_the_alert_open():
-    # Documented limit: nothing tells an unbounded query's wild value from a real one (set data_range).
-    _, events = run_wild_utilisation(None, ticks=alert_ticks())
-    assert [(a.status, a.labels["gpu"]) for _, a in events] == [(AlertStatus.FIRING, "3")]
-
-
-def alert_ticks():
-    """The ticks an alert of a one-tick glitch would take to raise and resolve (27), were the glitch gone at
-    once; main held it 170."""
-    cfg = AnomalyConfig()
-    return cfg.pending_ticks + cfg.thresholds.resolve_after
-
-
-def test_an_out_of_range_sample_in_the_warm_up_history_teaches_nothing_either():
-    rng = np.random.default_rng(2)
-    clock = FakeClock()
-    glitch = clock.time() - 600  # ten minutes before the restart
-
-    def util(t):
-        vals = 80 + rng.normal(0, 2, len(GPUS))
-        vals[3] = WILD if t == glitch else vals[3]
-        return vals
-
-    query = {"name": UTIL, "expr": UTIL, "data_range": [0, 100]}
-    cfg = AnomalyConfig(queries=[query], adaptive_metrics=[UTIL], detectors=["adaptive"])
-    service = AnomalyService(cfg, [HistorySource({UTIL: util})], clock)
-    assert service.warm_up() > 0
-    raised = [a for _ in range(cfg.pending_ticks + 2) for a in tick(clock, service).raised]
-    assert raised == []  # the history's glitch held GPU 3's alert open past the restart

@@ -10,7 +10,7 @@ from anomaly.sources import CollectorSource
 from gpuwarden.clock import FakeClock
 from gpuwarden.config_anomaly import AnomalyConfig
 from tests.anomaly.fakes import TableCollector
-from tests.anomaly.test_service import GPUS, tick
+from tests.anomaly.service_ticks import GPUS, tick
 
 AWAY = 3
 # Its series forgotten after 10 reads away; the warm-up is 30 reads.

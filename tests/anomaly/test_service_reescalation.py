@@ -22,7 +22,7 @@ from gpuwarden.model import Alert, AlertStatus
 from gpuwarden.sim import FaultSpec, build_fleet
 from tests.anomaly.fakes import TableCollector
 from tests.anomaly.forwarder_serve import Listing, Serve, deliver, forwarding
-from tests.anomaly.test_service import GPUS, TEMP, HistorySource, setup, tick
+from tests.anomaly.service_ticks import GPUS, TEMP, HistorySource, setup, tick
 from tests.migrated_store import migrated_sqlite
 
 

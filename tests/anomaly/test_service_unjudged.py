@@ -21,7 +21,7 @@ from anomaly.thermal import ThermalDetector
 from gpuwarden.clock import FakeClock
 from gpuwarden.config_anomaly import AnomalyConfig
 from tests.anomaly.fakes import TableCollector
-from tests.anomaly.test_service import GPUS, TEMP, tick
+from tests.anomaly.service_ticks import GPUS, TEMP, tick
 
 FAULTY = 3
 Rows = list[tuple[dict[str, str], float]]

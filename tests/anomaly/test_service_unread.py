@@ -17,7 +17,7 @@ from gpuwarden.clock import FakeClock
 from gpuwarden.config_anomaly import AnomalyConfig
 from gpuwarden.model import Alert, AlertStatus
 from tests.anomaly.fakes import TableCollector
-from tests.anomaly.test_service import GPUS, TEMP, HistorySource, tick
+from tests.anomaly.service_ticks import GPUS, TEMP, HistorySource, tick
 
 HOT, COOL, DOWN = 90.0, 60.0, math.nan
 

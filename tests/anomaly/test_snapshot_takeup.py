@@ -14,18 +14,8 @@ from anomaly.snapshot import load_snapshot, save_snapshot
 from anomaly.sources import Frame
 from gpuwarden.clock import FakeClock
 from gpuwarden.model import Alert, AlertSource
-from tests.anomaly.test_snapshot import (
-    _PARTS,
-    EVERY,
-    GPUS,
-    OTHER_FLEET,
-    GridSource,
-    _assert_same_fields,
-    _config,
-    _service,
-    _service_fields,
-    _ticks,
-)
+from tests.anomaly.snapshot_fields import _PARTS, _assert_same_fields, _service_fields
+from tests.anomaly.snapshot_grid import EVERY, GPUS, OTHER_FLEET, GridSource, _config, _service, _ticks
 
 SMALL_FLEET = OTHER_FLEET[:2]  # 2 GPUs: 24 rows in the hour of history, fewer than a fit needs (64)
 

@@ -15,7 +15,7 @@ from anomaly.service import AnomalyService
 from gpuwarden.clock import FakeClock
 from gpuwarden.config_anomaly import AnomalyConfig
 from tests.anomaly.forwarder_serve import Listing, deliver, forwarding
-from tests.anomaly.test_service import GPUS, TEMP, HistorySource, tick
+from tests.anomaly.service_ticks import GPUS, TEMP, HistorySource, tick
 from tests.migrated_store import migrated_sqlite
 
 

@@ -18,16 +18,8 @@ from gpuwarden.clock import FakeClock
 from gpuwarden.sim import SimNvml, parse_fault
 from tests.exporters.asgi_client import AsgiClient
 
+from .collection_loops import loop_for
 from .conftest import NODE
-
-
-def loop_for(nvml: SimNvml, clock: FakeClock) -> CollectionLoop:
-    # deadline: real time, an upper bound the tick does not wait out; 5 s was passed once under six busy
-    # loops on two cores beside other test runs, and the collection's GPU families were missing.
-    loop = CollectionLoop([NvmlCollector(nvml, hostname=NODE)], clock=clock, interval=5, deadline=30)
-    loop.run_once()
-    return loop
-
 
 PROMETHEUS_ACCEPT = (  # what Prometheus 2.x sends
     "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,"

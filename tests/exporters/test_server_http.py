@@ -14,7 +14,7 @@ from gpuwarden.clock import FakeClock
 from gpuwarden.sim import SimNvml
 from tests.integration.servers import free_port, uvicorn_in_thread
 
-from .test_server import loop_for
+from .collection_loops import loop_for
 
 DEADLINE = 1.0
 

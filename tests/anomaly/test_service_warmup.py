@@ -1,0 +1,91 @@
+"""The anomaly service's warm-up at a restart, from the source's recent history: the first live tick already
+scores, the history raises no alert by itself, an older fault still fires and a node down since before the
+restart is found at once."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from anomaly.service import AnomalyService
+from gpuwarden.clock import FakeClock
+from gpuwarden.config_anomaly import AnomalyConfig
+from tests.anomaly.service_ticks import GPUS, TEMP, HistorySource, tick
+
+
+def _history_service(spike_from=math.inf, on_alert=None):
+    rng = np.random.default_rng(1)
+    base = {q: 100 + 10 * k for k, q in enumerate(AnomalyConfig().multivariate_queries)}
+
+    def series(query):
+        def at(t):
+            vals = base[query] + rng.normal(0, 1, len(GPUS))
+            if query == TEMP and t >= spike_from:
+                vals[2] = base[query] + 60
+            return vals
+
+        return at
+
+    clock = FakeClock()
+    source = HistorySource({q: series(q) for q in base})
+    cfg = AnomalyConfig(adaptive_metrics=["*"], detectors=["adaptive", "multivariate"])
+    return clock, source, AnomalyService(cfg, [source], clock, on_alert=on_alert)
+
+
+def test_warm_up_reads_recent_history_so_the_first_live_tick_after_a_restart_already_scores():
+    clock, source, service = _history_service(spike_from=FakeClock().time() + 30)
+    fed = service.warm_up()
+    cfg = service.cfg
+    ((start, end),) = source.reads
+    assert end == clock.time() and end - start == cfg.max_lookback_seconds
+    assert fed >= cfg.thresholds.warmup  # one view per tick of history, on the 30 s grid
+    multivariate = next(d for d in service.detectors if d.name == "multivariate")
+    assert multivariate.fitted  # fitted at start: 8 GPUs x 120 ticks of history
+    result = tick(clock, service)
+    assert source.reads[-1] == (end, clock.time())  # reads on from where the warm-up ended
+    adaptive = next(f for f in result.findings if f.detector == "adaptive" and f.query == TEMP)
+    row = next(i for i, lab in enumerate(adaptive.labels) if lab["UUID"] == "GPU-2")
+    assert adaptive.score[row] > 1 and adaptive.score.max() == adaptive.score[row]
+    mv = next(f for f in result.findings if f.detector == "multivariate")
+    assert mv.score.max() > 0
+
+
+def test_warm_up_raises_no_alert_from_an_anomaly_in_the_history():
+    got = []
+    _, _, service = _history_service(spike_from=FakeClock().time() - 300, on_alert=got.append)
+    assert service.warm_up() > 0
+    assert got == [] and service.firing == {}
+
+
+def test_an_anomaly_older_than_the_adaptive_warm_up_still_fires_after_a_restart():
+    # GPU-2 has run hot for 20 minutes when `anomaly run` restarts: longer than the adaptive warm-up (30
+    # ticks) plus the pending ticks. A warm-up that read only that much history learned the fault as the
+    # GPU's normal, so the alert was never raised again and serve resolved it while the GPU stayed hot.
+    raised = []
+    clock, _, service = _history_service(spike_from=FakeClock().time() - 1200, on_alert=raised.append)
+    assert service.warm_up() > 0
+    assert raised == []
+    for _ in range(service.cfg.pending_ticks):
+        tick(clock, service)
+    hot = [a.labels for a in raised if a.labels.get("for") == TEMP and a.labels.get("model") == "adaptive"]
+    assert [lab["UUID"] for lab in hot] == ["GPU-2"]
+
+
+def test_a_node_that_stopped_reporting_shortly_before_a_restart_is_reported_down_after_it():
+    clock = FakeClock()
+    stopped = clock.time() - 300  # n2's exporter went quiet 5 minutes before `anomaly run` (re)started
+    n2 = [{"gpu": str(i), "UUID": f"GPU-n2-{i}", "Hostname": "n2"} for i in range(4)]
+
+    def temp(t):
+        return [60.0] * len(GPUS) + [60.0 if t <= stopped else math.nan] * len(n2)
+
+    raised = []
+    source = HistorySource({TEMP: temp}, labels=GPUS + n2)
+    cfg = AnomalyConfig(detectors=["presence"])
+    service = AnomalyService(cfg, [source], clock, on_alert=raised.append)
+    assert service.warm_up() > 0
+    assert raised == []  # what the history shows raises nothing by itself...
+    tick(clock, service)
+    down = [a.labels for a in raised if a.labels["alertname"] == "NodeDown"]
+    assert [lab["Hostname"] for lab in down] == ["n2"]  # ...but the node still down is found at once

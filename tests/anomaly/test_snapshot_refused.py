@@ -1,0 +1,325 @@
+"""A state snapshot that cannot be used (too old, saved after now, under other settings, another fleet's, of
+another format version, damaged, crafted, not fitting the detectors) is said, left alone, and the warm-up
+replays the whole hour as without one; one that can is taken up (Prometheus down at the start)."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from anomaly import snapshot as snapshot_module
+from anomaly.service import AnomalyService, _Firing
+from anomaly.snapshot import load_snapshot, save_snapshot
+from anomaly.sources import Frame
+from gpuwarden.clock import FakeClock
+from gpuwarden.model import Alert, AlertSource
+from tests.anomaly.snapshot_grid import (
+    EVERY,
+    OTHER_FLEET,
+    QUERIES,
+    GridSource,
+    _config,
+    _saved,
+    _service,
+    _ticks,
+)
+
+
+@pytest.fixture(scope="module")
+def thirty_ticks(tmp_path_factory) -> tuple[float, bytes]:
+    """What ``_saved`` writes (a quiet fleet's 30 ticks) and when, made once for the tests that only read or
+    damage the file: each takes its own copy (``_saved_file``)."""
+    clock = FakeClock()
+    _, path = _saved(tmp_path_factory.mktemp("thirty"), clock)
+    return clock.time(), path.read_bytes()
+
+
+def _saved_file(tmp_path, thirty_ticks: tuple[float, bytes]) -> tuple[FakeClock, Path]:
+    """``_saved``'s file, copied into ``tmp_path``, and a clock at its save."""
+    saved_at, data = thirty_ticks
+    path = tmp_path / "anomaly.state.npz"
+    path.write_bytes(data)
+    path.chmod(0o600)
+    return FakeClock(saved_at), path
+
+
+def _refused(
+    path, clock: FakeClock, caplog, why: str, source: GridSource | None = None, **later: object
+) -> AnomalyService:
+    """Warming up from ``path`` (reading ``source``, else the fleet it was saved from) falls back to the
+    whole hour of history, says ``why`` naming the file, and leaves the file as it was: the service."""
+    before = path.read_bytes()
+    source = source or GridSource()
+    service = AnomalyService(_config(**later), [source], clock)
+    with caplog.at_level(logging.INFO):
+        snapshot = load_snapshot(path, service.cfg)
+        fed = service.warm_up(snapshot=snapshot)
+    ((start, end),) = source.reads
+    assert end - start == 3600.0 and fed == 12
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(str(path) in line and why in line and "left as it is" in line for line in said), said
+    assert path.read_bytes() == before
+    assert len(service.index) == 8 * len(QUERIES)  # what the hour held, nothing from the file
+    return service
+
+
+def test_a_snapshot_older_than_the_hour_of_history_is_refused(tmp_path, thirty_ticks, caplog):
+    clock, path = _saved_file(tmp_path, thirty_ticks)
+    clock.advance(3600.0 + EVERY)
+    _refused(path, clock, caplog, "s old, older than the 3600 s of history")
+
+
+def test_a_snapshot_saved_after_now_is_refused_as_a_clock_set_back(tmp_path, thirty_ticks, caplog):
+    clock, path = _saved_file(tmp_path, thirty_ticks)
+    _refused(path, FakeClock(clock.time() - 2 * EVERY), caplog, "s after now (the clock was set back?)")
+
+
+def test_no_snapshot_yet_is_no_warning_and_the_whole_hour_is_replayed(tmp_path, caplog):
+    with caplog.at_level(logging.INFO):
+        assert load_snapshot(tmp_path / "none.npz", _config()) is None
+    assert [r.levelno for r in caplog.records] == [logging.INFO]
+    assert f"no anomaly state snapshot at {tmp_path / 'none.npz'} yet" in caplog.text
+
+
+def test_a_snapshot_saved_under_other_settings_is_refused_naming_what_changed(tmp_path, thirty_ticks, caplog):
+    clock, path = _saved_file(tmp_path, thirty_ticks)
+    _refused(path, clock, caplog, "saved under other settings (anomaly.fleet_k changed)", fleet_k=5.0)
+
+
+def test_where_the_service_reads_and_posts_is_no_setting_that_refuses_a_snapshot(
+    tmp_path, thirty_ticks, caplog
+):
+    """The same fleet read through another Prometheus (moved behind Thanos, renamed) takes its state up."""
+    clock, path = _saved_file(tmp_path, thirty_ticks)
+    cfg = _config(prometheus_url="http://thanos:10902", port=9800, state_save_seconds=60.0)
+    clock.advance(EVERY)
+    service = AnomalyService(cfg, [GridSource()], clock)
+    with caplog.at_level(logging.INFO):
+        assert service.warm_up(snapshot=load_snapshot(path, cfg)) == 1
+    assert f"anomaly state restored from {path}" in caplog.text
+
+
+@pytest.mark.parametrize("down", [0.0, EVERY], ids=["within-a-step", "a-tick-later"])
+def test_another_fleets_snapshot_is_refused_and_none_of_its_alerts_is_posted(tmp_path, caplog, down):
+    """Two configurations run one after the other in one directory (another ``prometheus_url``, the same
+    default state file): the second took up the first's state, and its first tick posted the first fleet's
+    alerts to its own serve. Told by the series the history holds, also where no step came since the save."""
+    clock = FakeClock()
+    service, path = _saved(tmp_path, clock)
+    alert = Alert(labels={"alertname": "GpuwardenAnomaly", "UUID": "GPU-3"}, source=AlertSource.ANOMALY)
+    service.firing["k"] = _Firing(alert, 24, QUERIES[0], "adaptive", peak=7.5, trough=2.0, reads=40)
+    assert save_snapshot(path, service.snapshot())
+    clock.advance(down)
+    why = "is another fleet's: 0 of 48 series the history holds since 900 s before its save (at most 1,000"
+    other = _refused(path, clock, caplog, why, GridSource(OTHER_FLEET), prometheus_url="http://prom-b:9090")
+    posted: list[Alert] = []
+    other.on_alert = posted.append
+    clock.advance(EVERY)
+    other.infer()
+    assert other.firing == {} and posted == []
+
+
+def test_a_snapshot_of_another_format_version_is_refused(tmp_path, caplog, monkeypatch):
+    clock = FakeClock()
+    version = snapshot_module.VERSION
+    monkeypatch.setattr(snapshot_module, "VERSION", version + 1)
+    _, path = _saved(tmp_path, clock)
+    monkeypatch.undo()
+    _refused(path, clock, caplog, f"is of format version {version + 1}; this gpuwarden reads {version}")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupt", "empty", "not-npz"])
+def test_a_damaged_snapshot_is_refused(tmp_path, thirty_ticks, caplog, damage):
+    clock, path = _saved_file(tmp_path, thirty_ticks)
+    data = path.read_bytes()
+    damaged = {
+        "truncated": data[: len(data) // 2],
+        "corrupt": data[:1000] + bytes(b ^ 0xFF for b in data[1000:3000]) + data[3000:],
+        "empty": b"",
+        "not-npz": b"timestamp,value\n1,2\n",
+    }[damage]
+    path.write_bytes(damaged)
+    _refused(path, clock, caplog, "cannot be read (cut short or corrupt?)")
+
+
+@pytest.mark.parametrize(
+    ("header", "why"),
+    [
+        (None, "is not an anomaly state snapshot (no header)"),
+        (["a", "list"], "is not an anomaly state snapshot (its header is a list)"),
+        ({"format": "other"}, "is not an anomaly state snapshot (format 'other')"),
+        (
+            {"format": "gpuwarden-anomaly-state", "version": snapshot_module.VERSION},
+            "has no 'saved_at' in its header",
+        ),
+        ({"format": "gpuwarden-anomaly-state", "version": 1}, "is of format version 1; this gpuwarden reads"),
+    ],
+    ids=["no-header", "list", "other-format", "incomplete", "before-recalled-alerts-were-kept-apart"],
+)
+def test_an_npz_that_is_no_snapshot_of_this_service_is_refused(tmp_path, thirty_ticks, caplog, header, why):
+    clock, path = _saved_file(tmp_path, thirty_ticks)
+    arrays = {"x": np.zeros(3)}
+    if header is not None:
+        arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    with path.open("wb") as out:
+        np.savez(out, **arrays)
+    _refused(path, clock, caplog, why)
+
+
+def test_a_snapshot_whose_arrays_do_not_fit_the_detectors_is_refused_and_nothing_of_it_kept(
+    tmp_path, caplog, monkeypatch
+):
+    clock = FakeClock()
+    service, path = _saved(tmp_path, clock)
+    fleet = next(d for d in service.detectors if d.name == "fleet")
+    monkeypatch.setattr(fleet, "smooth", fleet.smooth[:10])  # fewer rows than its other arrays
+    assert save_snapshot(path, service.snapshot())
+    _refused(path, clock, caplog, "does not fit the detectors (ValueError: fleet ")
+
+
+def test_a_snapshot_whose_numbers_overflow_the_detectors_is_refused_not_a_traceback(tmp_path, caplog):
+    """A number past a float's range in the JSON (a crafted or damaged file: ``1e400`` reads as infinity,
+    a 400-digit integer as itself) stopped the start with an ``OverflowError``: refused as any misfit."""
+    clock = FakeClock()
+    service, path = _saved(tmp_path, clock)
+    snapshot = service.snapshot()
+    snapshot.components["detector:presence"].meta["last_tick"] = 10**400
+    assert save_snapshot(path, snapshot)
+    _refused(path, clock, caplog, "does not fit the detectors (OverflowError: int too large to convert")
+
+
+def test_a_snapshot_of_before_recalled_alerts_were_kept_apart_is_refused(tmp_path, caplog):
+    """Its firing alerts may be recalled ones saved as firing (they would fire on past their recall's end):
+    refused, the hour's warm-up recalls what the history left firing."""
+    clock = FakeClock()
+    service, path = _saved(tmp_path, clock)
+    snapshot = service.snapshot()
+    alerts = snapshot.components["alerts"].meta
+    del alerts["recalled"], alerts["recall_ends"]  # as saved before: recalled alerts among the firing
+    assert save_snapshot(path, snapshot)
+    _refused(path, clock, caplog, "does not fit the detectors (KeyError: 'recalled')")
+
+
+class DownSource(GridSource):
+    """Prometheus unreachable: every read fails."""
+
+    def read(self, start: float, end: float) -> list[Frame]:
+        self.reads.append((start, end))
+        self._health.failed("connection refused")
+        return []
+
+
+def test_a_snapshot_saved_before_prometheus_was_ever_read_leaves_the_whole_hour_to_the_warm_up(tmp_path):
+    """Saved by a service that never read its source (Prometheus down since its start), the snapshot holds
+    nothing of it: the next start must replay the hour of history as without one, not only what came after
+    the save (the adaptive bands then scored nothing for their ``warmup`` ticks)."""
+    clock = FakeClock()
+    first = AnomalyService(_config(), [DownSource()], clock)
+    first.warm_up()
+    _ticks(clock, first, 3)
+    path = tmp_path / "s.npz"
+    assert save_snapshot(path, first.snapshot())
+    clock.advance(EVERY)
+    source, second = _service(clock)
+    fed = second.warm_up(snapshot=load_snapshot(path, second.cfg))
+    ((start, end), *_) = source.reads
+    assert (end - start, fed) == (3600.0, 12)
+
+
+def _with_member(path, name: str, shape: tuple[int, ...]) -> None:
+    """Add to the zip at ``path`` an array member whose header claims ``shape`` (float64) over 16 bytes."""
+    header = np.lib.format.header_data_from_array_1_0(np.zeros(1))
+    header["shape"] = shape
+    data = io.BytesIO()
+    np.lib.format.write_array_header_1_0(data, header)
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr(name, data.getvalue() + bytes(16))
+
+
+def _deflated(path) -> None:
+    """Store every member of the zip at ``path`` compressed (a few KB can inflate to gigabytes)."""
+    with zipfile.ZipFile(path) as archive:
+        members = {info.filename: archive.read(info) for info in archive.infolist()}
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+@pytest.mark.parametrize(
+    ("craft", "why"),
+    [
+        (
+            lambda path: _with_member(path, "index.huge.npy", (10**12,)),
+            "holds an array 'index.huge.npy' of float64 (1000000000000,) (8,000,000,000,000 bytes) in a"
+            " member of 144 bytes",
+        ),
+        (_deflated, "holds a compressed array"),
+        (lambda path: np.savez(path, header=np.frombuffer(b"[" * 100_000, np.uint8)), "RecursionError"),
+    ],
+    ids=["shape-claimed-past-its-data", "compressed", "header-nested-past-the-limit"],
+)
+def test_a_crafted_snapshot_is_refused_before_it_allocates_anything(
+    tmp_path, thirty_ticks, caplog, craft, why
+):
+    """Numpy allocates an array's claimed shape before it reads it, and inflates a compressed member whole:
+    a crafted file must be a refusal (a warning, the hour's warm-up), not a MemoryError or an
+    out-of-memory kill at start."""
+    clock, path = _saved_file(tmp_path, thirty_ticks)
+    craft(path)
+    _refused(path, clock, caplog, why)
+
+
+@pytest.mark.parametrize(
+    "claim",
+    [
+        lambda s: s.components["evidence"].meta.update(size=10**12),
+        lambda s: s.components["detector:adaptive"].meta["models"][0].update(capacity=10**12),
+    ],
+    ids=["evidence-size", "adaptive-capacity"],
+)
+def test_a_size_claimed_in_the_header_is_not_allocated_past_the_rows_the_file_holds(tmp_path, caplog, claim):
+    """The evidence buffer's and an adaptive model's sizes are numbers in the JSON header: a billion claimed
+    there made the restore allocate terabytes (a MemoryError out of the warm-up, the process gone)."""
+    clock = FakeClock()
+    service, path = _saved(tmp_path, clock)
+    snapshot = service.snapshot()
+    claim(snapshot)
+    assert save_snapshot(path, snapshot)
+    _, other = _service(clock)
+    with caplog.at_level(logging.INFO):
+        other.warm_up(snapshot=load_snapshot(path, other.cfg))
+    assert f"anomaly state restored from {path}" in caplog.text
+    model = next(iter(next(d for d in other.detectors if d.name == "adaptive")._models.values()))
+    assert (other.evidence.pos.size, model.capacity) == (1024, 1024)
+
+
+def test_a_series_index_whose_free_ids_are_in_use_is_refused(tmp_path, caplog):
+    """An id both free and held would be given to the next new series, which would then share the old one's
+    state in every detector."""
+    clock = FakeClock()
+    service, path = _saved(tmp_path, clock)
+    snapshot = service.snapshot()
+    snapshot.components["index"].meta["free"] = [0]
+    assert save_snapshot(path, snapshot)
+    _refused(path, clock, caplog, "does not fit the detectors (ValueError: the free slots listed (1) are not")
+
+
+def test_a_snapshot_is_taken_up_where_prometheus_is_down_at_the_start_and_nothing_tells_its_fleet(
+    tmp_path, thirty_ticks, caplog
+):
+    """Which fleet a snapshot is of is told by the series the history holds: with Prometheus down at the
+    restart there are none, and the state is kept, as it was before that check (a Prometheus outage during
+    an upgrade must not cost a week of learning)."""
+    clock, path = _saved_file(tmp_path, thirty_ticks)
+    clock.advance(EVERY)
+    service = AnomalyService(_config(), [DownSource()], clock)
+    with caplog.at_level(logging.INFO):
+        assert service.warm_up(snapshot=load_snapshot(path, service.cfg)) == 0
+    assert f"anomaly state restored from {path}" in caplog.text
+    assert len(service.index) == 8 * len(QUERIES)
