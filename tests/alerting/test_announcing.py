@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -25,34 +23,11 @@ from alerting.subscriptions import ChangeKind
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert, AlertStatus, RecommendedAction
+from tests.alerting.announcing_serve import _served
+from tests.alerting.arrival_streams import START, _batches, _ranks
 from tests.alerting.handoff_serve import _down, _kinds, _serve
 from tests.alerting.notifiers.incidents import lifecycle
-from tests.alerting.test_arrival_order import START, _batches, _onset, _ranks
 from tests.migrated_store import migrated_sqlite
-
-
-@contextmanager
-def _served(
-    tmp_path: Path, alerts: list[Alert], broadcast_resolutions: bool = False
-) -> Iterator[tuple[IncidentEngine, Outbox, SlackRecorder, WebhookNotifier]]:
-    """An engine with no announce delay at the alerts' last onset, its outbox sending to Slack (the
-    recorder) and to the webhook ``oncall``, as ``serve`` wires them."""
-    path = str(tmp_path / "s.db")
-    migrated_sqlite(Path(path)).dispose()
-    clock = FakeClock(max(_onset(a) for a in alerts).timestamp())
-    engine = IncidentEngine(
-        make_engine(path), clock, AlertingConfig(announce_delay_seconds=0), sc.fleet_inventory()
-    )
-    with SlackRecorder() as recorder:
-        slack = SlackNotifier(
-            make_client(recorder.token, base_url=recorder.base_url),
-            "#gpu-incidents",
-            broadcast_resolutions=broadcast_resolutions,
-        )
-        hook = WebhookNotifier(f"{recorder.root_url}/hooks/oncall", name="webhook:oncall")
-        outbox = Outbox(make_engine(path), [slack, hook], clock)
-        engine.subscribe(outbox)
-        yield engine, outbox, recorder, hook
 
 
 def test_with_no_announce_delay_an_incident_merged_in_the_batch_that_opened_it_is_never_announced(

@@ -10,7 +10,7 @@ import itertools
 import random
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -23,22 +23,9 @@ from alerting.migrate import upgrade
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert
-from tests.migrated_store import migrated_sqlite
+from tests.alerting.arrival_streams import START, _batches, _engine, _onset, _ranks
 
-START = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 Outcome = frozenset[tuple[str, str, str, str, frozenset[str]]]
-
-
-def _ranks(alerts: list[Alert]) -> list[Alert]:
-    """The job's stalls: one alert per rank (a pair of faults may stall a rank twice: keep the first)."""
-    out: dict[frozenset[tuple[str, str]], Alert] = {}
-    for a in sorted(alerts, key=_onset):
-        out.setdefault(frozenset(a.labels.items()), a)
-    return list(out.values())
-
-
-def _onset(a: Alert) -> datetime:
-    return a.starts_at or START
 
 
 PAIRS = {
@@ -74,12 +61,6 @@ PAIRS = {
 }
 
 
-def _engine(tmp_path: Path, at: datetime) -> IncidentEngine:
-    sql = migrated_sqlite(tmp_path / f"{uuid.uuid4().hex}.db")
-    config = AlertingConfig(announce_delay_seconds=0)
-    return IncidentEngine(sql, FakeClock(at.timestamp()), config, sc.fleet_inventory())
-
-
 def _outcome(engine: IncidentEngine) -> Outcome:
     """Each open incident: root kind and target, priority, title and its alerts (not its random id)."""
     found = set()
@@ -97,10 +78,6 @@ def _feed(tmp_path: Path, posts: list[list[Alert]], at: datetime) -> Outcome:
     for post in posts:
         engine.ingest(post)
     return _outcome(engine)
-
-
-def _batches(alerts: list[Alert], size: int) -> list[list[Alert]]:
-    return [alerts[i : i + size] for i in range(0, len(alerts), size)]
 
 
 def _orders(alerts: list[Alert]) -> Iterator[tuple[str, list[list[Alert]]]]:

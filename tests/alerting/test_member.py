@@ -12,8 +12,8 @@ from alerting.faults import classify
 from alerting.member import Member, describe, recommended_by, recommended_by_alerts
 from alerting.topology import locate
 from gpuwarden.model import Alert, AlertStatus
-from tests.alerting.test_announcing import _served
-from tests.alerting.test_arrival_order import START
+from tests.alerting.announcing_serve import _served
+from tests.alerting.arrival_streams import START
 
 NODE = sc.node_name(1, 1)
 GPU = {"Hostname": NODE, "gpu": "5", "UUID": sc.gpu_uuid(NODE, 5), "cluster": sc.CLUSTER}

@@ -17,8 +17,8 @@ from alerting.store_models import AlertRow, IncidentRow
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert, AlertStatus, IncidentState
+from tests.alerting.arrival_streams import _batches, _engine, _onset, _ranks
 from tests.alerting.store_scenarios import START, _rows, a_merged_incident_shows_the_alerts_it_handed_over
-from tests.alerting.test_arrival_order import _batches, _engine, _onset, _ranks
 from tests.migrated_store import migrated_sqlite
 
 

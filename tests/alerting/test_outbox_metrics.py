@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
@@ -16,12 +13,6 @@ from alerting.outbox_metrics import OutboxCollector
 from gpuwarden.clock import FakeClock
 from tests.alerting.notifiers.incidents import lifecycle
 from tests.alerting.store_scenarios import a_held_update_is_counted_held_not_pending
-
-
-@pytest.fixture
-def recorder() -> Iterator[SlackRecorder]:
-    with SlackRecorder() as rec:
-        yield rec
 
 
 def slack(recorder: SlackRecorder) -> SlackNotifier:

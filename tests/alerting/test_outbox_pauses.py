@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
@@ -19,12 +17,6 @@ from gpuwarden.clock import FakeClock
 from gpuwarden.errors import BackendError
 from tests.alerting.notifiers.incidents import lifecycle, reassessed
 from tests.alerting.store_scenarios import a_rate_limit_pause_outlives_a_restart
-
-
-@pytest.fixture
-def recorder() -> Iterator[SlackRecorder]:
-    with SlackRecorder() as rec:
-        yield rec
 
 
 def test_a_restarted_outbox_calls_slack_no_sooner_than_the_retry_after_it_was_given(

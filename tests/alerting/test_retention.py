@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -31,12 +30,6 @@ NODE_DOWN = {"alertname": "NodeDown", "cluster": "c1", "node": "x1"}
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
-
-
-@pytest.fixture
-def recorder() -> Iterator[SlackRecorder]:
-    with SlackRecorder() as rec:
-        yield rec
 
 
 def _engine(sql: Engine, clock: FakeClock, **cfg: object) -> IncidentEngine:
