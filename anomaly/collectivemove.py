@@ -53,8 +53,9 @@ class Move:
 
     def settle(self, ids: IntArray, tick: Tick, rows: IntArray, moving: bool) -> BoolArray:
         """Release the held ranks among ``ids`` (``rows`` of ``tick``) that a judged read finds settled, and,
-        with the workload no longer moving, those out of their band by value, those whose value has kept
-        half-way out since (``own``) and those read without a score; whether each row is held after."""
+        with the workload no longer moving, those out of their band by value but not at their still slowed
+        job's (``waiting``), those whose value has kept half-way out since (``own``) and those read without a
+        score; whether each row is held after."""
         held = np.fromiter((i in self.held for i in ids.tolist()), np.bool_, ids.size)
         scores, judged = tick.scores[rows], tick.judged[rows]
         free = held & judged & (np.nan_to_num(scores, nan=np.inf) <= COLLECTIVE_SCORE)
@@ -63,9 +64,13 @@ class Move:
             self.waited = 0
         else:
             unread = ~judged | np.isnan(scores)
-            # Its distance is its own unless its job still sits where the move took it (seed 1300).
-            own = held & ~unread & ~self.waiting(ids, tick, rows, ~unread, held)
-            free |= held & (tick.past[rows] | unread | self._own_past(ids, tick.off[rows], own))
+            # Its distance is its own unless its job still sits where the move took it (seed 1300), and so
+            # is a value past its band, unless it is its job's there (seed 1401: a band narrower than the
+            # job's fall).
+            waiting = self.waiting(ids, tick, rows, ~unread, held)
+            own = held & ~unread & ~waiting
+            past = tick.past[rows] & ~waiting
+            free |= held & (past | unread | self._own_past(ids, tick.off[rows], own))
         for i in ids[free].tolist():
             self.held.discard(i)
             self.own.pop(i, None)
