@@ -1,7 +1,7 @@
 """Seed 1401's last sympathetic alert (``eval_gpu_faults.py --seed 1401``, benchmarks/README.md) in small:
 an ``nvlink_down`` on node-01 GPU 3 slowed its job, its 15 other ranks falling from about 95 % to 47 %
-utilisation at one tick. Nine ranks' bands were wide (about -52..220 %) and scored 0.32-0.48, five middling
-ones 0.50-0.70, so fewer than half were past half-way for five reads; node-02 GPU 3's band was learnt so
+utilisation at one tick. Nine ranks' bands were wide (about -52..220 %) and scored 0.31-0.49, five middling
+ones 0.47-0.70, so fewer than half were past half-way for five reads; node-02 GPU 3's band was learnt so
 narrow (68..118 %) that its job's 47 % lay past its edge: it scored 1.73, and the move its job's sitting
 started held it at that read. At the next the move let it go as a rank whose value is past its band, its
 job not moving (``Move.settle``: a value out is a fault of its own), though it read its job's value: it
