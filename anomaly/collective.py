@@ -18,16 +18,17 @@ it at or under half-way; none is added while the move lasts, and the move ends o
 moves and every held rank read has settled (one not read is let go with it: below). A rank that moved
 against its job (a straggler busier while its job waits) is not held. Nor, once its job stopped moving, is
 one whose value is past its band again: what the move left is the volatility, its value back in its band as in
-seed 1100, and a value out is a fault of its own. But a rank of the move let go is held again at each tick its
-workload moves and it with it: one read mid-move with fewer than half of the job half-way out (the wide ranks'
-noise) let go the ranks still past their narrow bands, and the move, left open on the others, held nothing of
-them as the job moved on and came back, and they alerted as before (the first version, fix/rev_sympathy2).
+seed 1100, and a value out is a fault of its own (unless it is its still slowed job's value: below). But a
+rank of the move let go is held again at each tick its workload moves and it with it: one read mid-move with
+fewer than half of the job half-way out (the wide ranks' noise) let go the ranks still past their narrow
+bands, and the move, left open on the others, held nothing of them as the job moved on and came back, and
+they alerted as before (the first version, fix/rev_sympathy2).
 
 A rank's own fault may show as volatility alone: a power flapping +-80 W inside the band its job's move
 widened was held until that band learnt the flapping, so it never alerted, where without the move it did.
 What the move left decays with each quiet read; the flapping keeps the values away from the band's middle.
 So, its job no longer moving, a held rank's distance from the middle (in half-widths) is averaged over its
-reads since (``_Move.own``, about the last 10 reads), and one whose average passes half-way is let go: one
+reads since (``Move.own``, about the last 10 reads), and one whose average passes half-way is let go: one
 noisy read, or a heavy-tailed rank's spike, does not. And a read without a score (NaN, or a row its detector
 did not judge) is no evidence of moving with the job: the rank is let go; held, it kept the move open for as
 long as it read so.
@@ -38,14 +39,14 @@ earlier slowdowns, scored 0.43-0.56, under half-way from the third tick on. The 
 the job's and not its own, passed half-way in 9 reads: let go, it alerted 428 s into the fault. Holding back
 its average while more than half of the move's other ranks merely sat on the move's side (fix/slowed,
 reverted) hid a rank's own flapping for as long as its job's ranks read even slightly that way (5 % of a
-band's width: held after 500 reads). So a held rank's read is held back from its average (``_Move.waiting``)
+band's width: held after 500 reads). So a held rank's read is held back from its average (``Move.waiting``)
 only where all of these hold: it is on the move's side itself (a read on the other side is surely its own,
 so a flapping rank's every other read still counts); more than half of the move's other ranks read are on
 that side and score past ``WITH_JOB_SCORE`` (a quarter of the way out: still slowed, if under half-way, not
 back in their bands' middles with a trace of noise); its value is within a quarter of its band's half-width
 (``WITH_JOB_VALUE``) of those ranks' median value (the rank reads what its job reads: seed 1300's all read
 47 %; one whose own fault took it to 10 % while its job read 40 % was held back 20 reads for nothing); and the
-move has held reads back at fewer than ``OWN_WAIT`` ticks since its job last moved (``_Move.waited``), so that
+move has held reads back at fewer than ``OWN_WAIT`` ticks since its job last moved (``Move.waited``), so that
 no rank's own fault hides behind its job for more than about 14 minutes at 30 s ticks (``OWN_WAIT`` reads,
 then the average's). The job's value is read where the job shows it is still slowed, the ranks scoring past
 ``WITH_JOB_SCORE``, and as their median: one or a few of them off on faults of their own do not move it. The
@@ -59,7 +60,7 @@ first. So at a tick where one of a workload's rows scores past 1 and more than h
 ``COLLECTIVE_MIN``) read on one side past ``WITH_JOB_SCORE`` (``_sits``), a move starts where none is, its
 ranks those of them within ``WITH_JOB_VALUE`` half-widths of the others' median value (not a node's ranks far
 below their job's); it keeps out none (``others``). It is the job's sitting, not its moving: ``waited`` is
-not reset, and the move holds its ranks for ``SIT_READS`` reads at most (``_Move.sat``): a rank's own fault
+not reset, and the move holds its ranks for ``SIT_READS`` reads at most (``Move.sat``): a rank's own fault
 that keeps it at its job's value, or flaps about it in a band so wide its own distance never averages
 half-way (fix/movestart held such a one for good), is let go 15 minutes after the start at the latest.
 Once its job counts as moving the move is the job's as any other, its held ranks kept (one unread then keeps
@@ -77,10 +78,21 @@ a quarter out its way is kept so, its bound spent, on the same terms (its rank l
 about a quarter was held again by a sitting start). What the sitting start may hide is thus a rank's own
 fault at or near its job's value, for ``SIT_READS`` reads, then until it is raised. What it leaves is a
 job's second fall within ``BACK_READS`` reads of its partial return: no sitting start holds its narrow ranks
-then (a fall past half-way still starts a move). While its job sits, within that bound, a sitting move takes
-in a rank come to read its job's value past half-way (unread at its start, or under a quarter then): its
-job's noise as much as the others. Carried into a move of its job's moving, it keeps as ranks only those it
-holds: one it let go is judged afresh there (a straggler it held in a job's noise was held as its rank).
+then (a fall past half-way still starts a move; a strict xfail in ``test_collective_sitting.py``). While its
+job sits, within that bound, a sitting move takes in a rank come to read its job's value past half-way
+(unread at its start, or under a quarter then): its job's noise as much as the others. Carried into a move of
+its job's moving, it keeps as ranks only those it holds: one it let go is judged afresh there (a straggler it
+held in a job's noise was held as its rank).
+
+A value past its band was let go as the rank's own at any read its job did not count as moving, the job
+sitting where it fell or not: seed 1401's node-02 GPU 3, its band learnt narrow (68-118 %), read its job's
+47 % past the band's edge (1.73), was held by its job's sitting start and let go at the next read, and
+alerted at its third, 97 s into node-01 GPU 3's ``nvlink_down``, two reads before its job counted as moving.
+So a value past its band is a rank's own only where its read is not held back from its distance
+(``Move.waiting``: on the move's side, more than half of the move's other ranks a quarter out there, its
+value within ``WITH_JOB_VALUE`` of their median, at one of the move's first ``OWN_WAIT`` ticks of holding
+back), in a move of its job's sitting or moving alike: past ``OWN_WAIT`` such ticks it is let go as before.
+What this may hide is a rank's own fault taking it past its band to its job's value, for ``OWN_WAIT`` reads.
 
 None added while a move lasts kept out the ranks read at its start that did not move with it (a straggler
 moving against its job, a rank that stayed). It kept out too the ranks its start could not read: those of a
@@ -99,7 +111,7 @@ narrow band's rank kept out so alerted 450 s after its job came back, as node-07
 holds only the ranks that moved against the job (past half-way on the other side). But a straggler busier
 while its job waits can read under half-way at the start too (its band wide), and past it as the job comes
 back, its ranks then all above the bands their slowdown lowered: joined there, it was held through the 40
-reads after and never alerted. So a move keeps the side its start went (``_Move.side``): at a tick its job
+reads after and never alerted. So a move keeps the side its start went (``Move.side``): at a tick its job
 moves to that side, a rank moving with it joins its ranks (held and let go by the same rules), and one moving
 against it joins ``others``, for good.
 
@@ -132,33 +144,37 @@ nothing, leaves it as it was too).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from anomaly.collectivetick import Tick, Workload, median_of_others
+from anomaly.collectivemove import (
+    BACK_READS,
+    COLLECTIVE_MIN,
+    COLLECTIVE_SCORE,
+    COLLECTIVE_SHARE,
+    OWN_WAIT,
+    SIT_READS,
+    WITH_JOB_SCORE,
+    Move,
+    near_job,
+)
+from anomaly.collectivetick import Tick, Workload
 from anomaly.detectors import Findings
 from anomaly.fleet import peer_key
-from anomaly.thresholds import BoolArray, FloatArray, IntArray
+from anomaly.thresholds import BoolArray, IntArray
 
-COLLECTIVE_MIN = 3  # GPUs of a workload that must have moved, at least
-COLLECTIVE_SHARE = 0.5  # of the workload's GPUs in the tick
-COLLECTIVE_SCORE = 0.5  # how far out of its band a GPU has moved: half-way
-OWN_ALPHA = 0.1  # the weight of one read in a held rank's own distance from its band's middle (``_Move.own``)
-# How far out of its band a rank still reads with its slowed job (``_Move.waiting``): a quarter of the way.
-WITH_JOB_SCORE = COLLECTIVE_SCORE / 2
-OWN_WAIT = 20  # the ticks a move may hold its ranks' own distances back (``_Move.waiting``): 10 min at 30 s
-# How close to its job's value a rank reads with its slowed job (``_Move.waiting``), in its own band's
-# half-widths: nearer than a still-slowed rank reads from its band's middle (``WITH_JOB_SCORE``).
-WITH_JOB_VALUE = WITH_JOB_SCORE
-# The reads a move its job's sitting started (``_Move.sat``) may hold a rank: ``OWN_WAIT``, then about the ten
-# a rank's own distance takes to pass half-way (0.73 of its band: ``test_collective_wide.py``).
-SIT_READS = OWN_WAIT + 10
-# The reads in a row a move its job's sitting started, or one kept holding none, must hold none with its job
-# read back (under a quarter on its side) to end: more than a learned detector's ``pending_ticks`` (3), so a
-# rank it let go is raised before a sitting start can hold it again.
-BACK_READS = OWN_WAIT // 2
+__all__ = [
+    "BACK_READS",
+    "COLLECTIVE_MIN",
+    "COLLECTIVE_SCORE",
+    "COLLECTIVE_SHARE",
+    "OWN_WAIT",
+    "SIT_READS",
+    "WITH_JOB_SCORE",
+    "CollectiveMoves",
+    "collective_workloads",
+]
 
 
 def collective_workloads(f: Findings) -> set[Workload]:
@@ -183,109 +199,13 @@ def collective_workloads(f: Findings) -> set[Workload]:
     return {k for k in crowded if counts[k] >= COLLECTIVE_SHARE * sizes[k]}
 
 
-@dataclass(slots=True)
-class _Move:
-    """One workload's move on one detector and query: the side most of its moved ranks went at its start
-    (``side``: 1 up, -1 down), the ranks (series ids) that moved with it to that side then or at a later tick
-    (``ranks``), those of them not settled (``held``), per held rank how far its value read from its band's
-    middle since its workload last moved (``own``: an average weighted to the last reads, by ``OWN_ALPHA``),
-    those that moved against it at such a tick (``others``: never its ranks), and at how many ticks since its
-    workload last moved it held a read back from ``own`` (``waited``, up to ``OWN_WAIT``); for a move its
-    job's sitting started (module docstring), the reads since (``sat``, 0 for one its job's moving started;
-    past ``SIT_READS`` it holds none) and how many in a row its job has read back, under a quarter
-    (``back``)."""
-
-    held: set[int] = field(default_factory=set)
-    ranks: set[int] = field(default_factory=set)
-    own: dict[int, float] = field(default_factory=dict)
-    others: set[int] = field(default_factory=set)
-    side: float = 0.0
-    waited: int = 0
-    sat: int = 0
-    back: int = 0
-
-    def settle(self, ids: IntArray, tick: Tick, rows: IntArray, moving: bool) -> BoolArray:
-        """Release the held ranks among ``ids`` (``rows`` of ``tick``) that a judged read finds settled, and,
-        with the workload no longer moving, those out of their band by value, those whose value has kept
-        half-way out since (``own``) and those read without a score; whether each row is held after."""
-        held = np.fromiter((i in self.held for i in ids.tolist()), np.bool_, ids.size)
-        scores, judged = tick.scores[rows], tick.judged[rows]
-        free = held & judged & (np.nan_to_num(scores, nan=np.inf) <= COLLECTIVE_SCORE)
-        if moving:  # the values are the job's again: what each rank showed of its own is moot
-            self.own.clear()
-            self.waited = 0
-        else:
-            unread = ~judged | np.isnan(scores)
-            # Its distance is its own unless its job still sits where the move took it (seed 1300).
-            own = held & ~unread & ~self.waiting(ids, tick, rows, ~unread, held)
-            free |= held & (tick.past[rows] | unread | self._own_past(ids, tick.off[rows], own))
-        for i in ids[free].tolist():
-            self.held.discard(i)
-            self.own.pop(i, None)
-        result: BoolArray = held & ~free
-        return result
-
-    def sit(self, tick: Tick, rows: IntArray, sits: bool) -> None:
-        """Count a read (``rows`` of ``tick``, its job sitting a quarter out or not: ``sits``) of a move its
-        job's sitting started: past ``SIT_READS`` it holds none; before, where its job sits, it takes in the
-        ranks come to read its job's value past half-way (unread at its start, or under a quarter then)."""
-        self.sat = min(self.sat + 1, SIT_READS + 1)
-        if self.sat > SIT_READS:
-            self.held.clear()
-            self.own.clear()
-        elif sits:
-            unsettled = rows[np.nan_to_num(tick.scores[rows]) > COLLECTIVE_SCORE]
-            new = _near_job(tick, rows, self.side, unsettled) - self.ranks
-            self.ranks |= new
-            self.held |= new
-
-    def forget(self, ids: set[int]) -> None:
-        """Drop the series ``ids`` (forgotten: their ids may be given to other series)."""
-        self.held -= ids
-        self.ranks -= ids
-        self.others -= ids
-        for i in ids & self.own.keys():
-            del self.own[i]
-
-    def waiting(
-        self, ids: IntArray, tick: Tick, rows: IntArray, read: BoolArray, held: BoolArray
-    ) -> BoolArray:
-        """Per row (``rows`` of ``tick``, series ``ids``; ``held`` by the move), whether its read is held back
-        from its distance: on the move's side, with more than half of the move's other ranks ``read`` on that
-        side past ``WITH_JOB_SCORE``, its value within ``WITH_JOB_VALUE`` of its band's half-width of their
-        median value, at one of the move's first ``OWN_WAIT`` ticks of holding back (module docstring).
-        Counts the tick in ``waited`` where any is."""
-        if self.waited >= OWN_WAIT:
-            return np.zeros(ids.size, np.bool_)
-        ranks = read & np.fromiter((i in self.ranks for i in ids.tolist()), np.bool_, ids.size)
-        along = tick.sides[rows] == self.side
-        out = ranks & along & (np.nan_to_num(tick.scores[rows]) > WITH_JOB_SCORE)
-        others = int(ranks.sum()) - ranks.astype(np.int64)
-        with_job = (int(out.sum()) - out.astype(np.int64)) > COLLECTIVE_SHARE * others
-        waiting: BoolArray = along & with_job & _at_job_value(tick, rows, out) & held
-        self.waited += bool(waiting.any())
-        return waiting
-
-    def _own_past(self, ids: IntArray, off: FloatArray, read: BoolArray) -> BoolArray:
-        """Fold each ``read`` rank's distance ``off`` into its own (``OWN_ALPHA``); whether it is past
-        half-way. A rank without a band (``off`` NaN) keeps none."""
-        past = np.zeros(ids.size, np.bool_)
-        for j in np.flatnonzero(read & np.isfinite(off)).tolist():
-            i = int(ids[j])
-            own = self.own.get(i, 0.0)
-            own += OWN_ALPHA * (float(off[j]) - own)
-            self.own[i] = own
-            past[j] = own > COLLECTIVE_SCORE
-        return past
-
-
 class CollectiveMoves:
     """The workloads' moves (module docstring) by detector and query, then workload: the rows they hold
     raise no alert."""
 
-    def __init__(self, moves: dict[tuple[str, str, Workload], _Move] | None = None) -> None:
+    def __init__(self, moves: dict[tuple[str, str, Workload], Move] | None = None) -> None:
         # By detector and query first: a tick settles the moves of one finding's, not every move's.
-        self._moves: dict[tuple[str, str], dict[Workload, _Move]] = {}
+        self._moves: dict[tuple[str, str], dict[Workload, Move]] = {}
         for (detector, query, workload), move in (moves or {}).items():
             self._moves.setdefault((detector, query), {})[workload] = move
 
@@ -327,7 +247,7 @@ class CollectiveMoves:
             if workload not in moves:
                 if side is None:  # a tie its job's lean does not break: no side yet (module docstring)
                     continue
-                moves[workload] = _Move(side=side)
+                moves[workload] = Move(side=side)
             move = moves[workload]
             ids = tick.ids[rows]
             if side == move.side:  # its start, or a tick it moves to its start's side (module docstring)
@@ -394,10 +314,10 @@ class CollectiveMoves:
     def restored(cls, state: Sequence[Sequence[Any]]) -> CollectiveMoves:
         """The moves ``state()`` gave ``state`` of; ``ValueError`` or ``TypeError`` for one that does not
         fit."""
-        moves: dict[tuple[str, str, Workload], _Move] = {}
+        moves: dict[tuple[str, str, Workload], Move] = {}
         for record in state:
             detector, query, workload, held, ranks, own, others, side, waited, sat, back = record
-            moves[(str(detector), str(query), tuple(str(w) for w in workload))] = _Move(
+            moves[(str(detector), str(query), tuple(str(w) for w in workload))] = Move(
                 {int(i) for i in held},
                 {int(i) for i in ranks},
                 {int(i): float(d) for i, d in own},
@@ -410,7 +330,7 @@ class CollectiveMoves:
         return cls(moves)
 
 
-def _after_still(move: _Move, holds: bool, sits: bool, part: bool) -> _Move | None:
+def _after_still(move: Move, holds: bool, sits: bool, part: bool) -> Move | None:
     """``move`` after a tick its job did not move at, holding a rank read or not (``holds``), its job sitting
     a quarter out on its side or not (``sits``), a rank of it read a quarter out its way or not (``part``):
     itself, kept; a move holding none, its sitting bound spent, in its place; or None, ended."""
@@ -425,7 +345,7 @@ def _after_still(move: _Move, holds: bool, sits: bool, part: bool) -> _Move | No
     # Holding none where a rank of its job still reads a quarter out its way: kept so, its sitting bound
     # spent, until its job has read back BACK_READS in a row (a job flickering about a quarter starts no
     # sitting move to hold again a rank its moving let go).
-    return _Move(side=move.side, sat=SIT_READS + 1, back=0 if sits else 1) if part else None
+    return Move(side=move.side, sat=SIT_READS + 1, back=0 if sits else 1) if part else None
 
 
 def _sits(tick: Tick, rows: IntArray, side: float) -> bool:
@@ -435,34 +355,13 @@ def _sits(tick: Tick, rows: IntArray, side: float) -> bool:
     return out >= COLLECTIVE_MIN and out > COLLECTIVE_SHARE * rows.size
 
 
-def _near_job(tick: Tick, rows: IntArray, side: float, among: IntArray | None = None) -> set[int]:
-    """The series of ``rows`` (of ``tick``; of ``among`` them only, where given) reading a quarter out on
-    ``side`` within ``WITH_JOB_VALUE`` of their band's half-width of the others' median value there: those
-    reading their job's value."""
-    out = tick.out_past(WITH_JOB_SCORE)[rows] == side
-    near = _at_job_value(tick, rows, out)
-    if among is not None:
-        near &= np.isin(rows, among)
-    found: set[int] = set(tick.ids[rows][out & near].tolist())
-    return found
-
-
-def _at_job_value(tick: Tick, rows: IntArray, out: BoolArray) -> BoolArray:
-    """Per row of ``rows`` (of ``tick``), whether its value reads as its job's: within ``WITH_JOB_VALUE`` of
-    its band's half-width of the median value of the others ``out`` (module docstring)."""
-    values = tick.values[rows]
-    with np.errstate(invalid="ignore"):
-        close: BoolArray = np.abs(values - median_of_others(values, out)) <= WITH_JOB_VALUE * tick.half[rows]
-    return close
-
-
-def _sitting(tick: Tick, rows: IntArray) -> _Move | None:
+def _sitting(tick: Tick, rows: IntArray) -> Move | None:
     """A move of the workload of ``rows`` (of ``tick``) where it sits a quarter out on a side (module
     docstring), holding its ranks: those reading its value there; None where it sits on neither or none do."""
     for side in (-1.0, 1.0):
         if _sits(tick, rows, side):
-            ranks = _near_job(tick, rows, side)
-            return _Move(set(ranks), ranks, side=side, sat=1) if ranks else None
+            ranks = near_job(tick, rows, side)
+            return Move(set(ranks), ranks, side=side, sat=1) if ranks else None
     return None
 
 

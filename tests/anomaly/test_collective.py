@@ -225,7 +225,7 @@ def test_a_held_rank_flapping_inside_its_band_after_its_job_came_back_alerts_on_
     """Node-06 GPU 1's power flaps +-80 W once its job is back: a fault of its own shown by volatility alone,
     its value inside the band the move widened (scores 1.1-1.3 without the move). Held until its score fell
     to half-way, it never alerted, its band learning the flapping meanwhile; its value read half-way out
-    on average since the job came back lets it go (``_Move.own``)."""
+    on average since the job came back lets it go (``Move.own``)."""
     job = Job()
     assert job.run(LEVEL, 480)[0] == []
     job.run(SLOWED, 20)
@@ -304,7 +304,7 @@ def _behind(ticks: int) -> np.ndarray:
 def test_a_rank_its_moves_start_read_under_half_way_is_held_when_it_moves_with_its_job_later(first):
     """Node-06 GPU 1 read at the move's start but under half-way (0.15, one tick behind its job while 9 of
     16 were past it; or not slowed by the first slowdown at all, then slowed with the second while the first
-    move lasts): it was kept out for good (``_Move.others``) and dropped only while its job counted as moving.
+    move lasts): it was kept out for good (``Move.others``) and dropped only while its job counted as moving.
     After the job's return, 7 of 16 past half-way at the 13th read, it raised at the 15th (score 1.48 from
     5.58, its power back at its level): a sympathetic alert on a healthy rank. Now it joins its move when it
     moves with it on the move's side, is held, and released once settled like the others."""
@@ -362,7 +362,7 @@ def test_a_rank_that_moves_against_its_job_is_never_added_to_its_move_nor_on_the
 
 
 def test_a_straggler_under_half_way_while_its_job_is_slowed_is_not_added_as_the_job_comes_back():
-    """The shape ``_Move.side`` is for (module docstring): a straggler busier while its job waits, its band
+    """The shape ``Move.side`` is for (module docstring): a straggler busier while its job waits, its band
     wide, reads under half-way (against) at every tick the job is slowed, so it never joins ``others``; as
     the job comes back every rank reads above the bands the slowdown lowered, the straggler too. Were any
     side joined, it would join there and be held as the job's; the move joins ranks only on its start's
