@@ -11,9 +11,9 @@ from anomaly.service import AnomalyService
 from anomaly.snapshot import load_snapshot, save_snapshot
 from anomaly.sources import Frame
 from gpuwarden.clock import FakeClock
+from tests.anomaly.collective_job import LEVEL, RANKS, SLOWED, Job, _moves_of_six
 from tests.anomaly.collective_rows import POWER
-from tests.anomaly.test_collective import LEVEL, RANKS, SLOWED, Job, _moves_of_six
-from tests.anomaly.test_snapshot import EVERY, GPUS, GridSource, _config, _ticks
+from tests.anomaly.snapshot_grid import EVERY, GPUS, GridSource, _config, _ticks
 
 
 def test_a_scrape_gap_of_every_rank_of_a_job_while_its_move_holds_them_raises_nothing():

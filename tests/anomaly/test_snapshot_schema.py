@@ -19,7 +19,7 @@ from anomaly.snapshot import Snapshot, save_snapshot
 from anomaly.sources import Frame
 from gpuwarden.clock import FakeClock
 from gpuwarden.model import Alert, AlertSource, EvidencePoint
-from tests.anomaly.test_snapshot import EVERY, QUERIES, CounterGridSource, _config, _ticks
+from tests.anomaly.snapshot_grid import EVERY, QUERIES, CounterGridSource, _config, _ticks
 
 # A field's name (``recall_ends``, ``label_sets``); any other key is data: a label name (``Hostname``), an
 # alert's fingerprint (16 hex digits), a series.
