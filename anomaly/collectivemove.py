@@ -58,7 +58,7 @@ class Move:
         score; whether each row is held after."""
         held = np.fromiter((i in self.held for i in ids.tolist()), np.bool_, ids.size)
         scores, judged = tick.scores[rows], tick.judged[rows]
-        free = held & judged & (np.nan_to_num(scores, nan=np.inf) <= COLLECTIVE_SCORE)
+        free = held & judged & (scores <= COLLECTIVE_SCORE)  # a NaN score settles nothing
         if moving:  # the values are the job's again: what each rank showed of its own is moot
             self.own.clear()
             self.waited = 0
@@ -86,7 +86,7 @@ class Move:
             self.held.clear()
             self.own.clear()
         elif sits:
-            unsettled = rows[np.nan_to_num(tick.scores[rows]) > COLLECTIVE_SCORE]
+            unsettled = rows[tick.scored_past(COLLECTIVE_SCORE)[rows]]
             new = near_job(tick, rows, self.side, unsettled) - self.ranks
             self.ranks |= new
             self.held |= new
@@ -111,7 +111,7 @@ class Move:
             return np.zeros(ids.size, np.bool_)
         ranks = read & np.fromiter((i in self.ranks for i in ids.tolist()), np.bool_, ids.size)
         along = tick.sides[rows] == self.side
-        out = ranks & along & (np.nan_to_num(tick.scores[rows]) > WITH_JOB_SCORE)
+        out = ranks & along & tick.scored_past(WITH_JOB_SCORE)[rows]
         others = int(ranks.sum()) - ranks.astype(np.int64)
         with_job = (int(out.sum()) - out.astype(np.int64)) > COLLECTIVE_SHARE * others
         waiting: BoolArray = along & with_job & at_job_value(tick, rows, out) & held

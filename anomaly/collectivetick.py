@@ -103,14 +103,21 @@ class Tick:
         self.sides = sides_of(f)
         self.values = np.asarray(f.value, np.float64)
         self._out: dict[float, FloatArray] = {}
+        self._past: dict[float, BoolArray] = {}
 
     def rows(self, workload: Workload) -> IntArray:
         """The rows of ``workload`` (none when it is not in the tick)."""
         return self.rows_of.get(workload, np.zeros(0, np.int64))
 
+    def scored_past(self, score: float) -> BoolArray:
+        """Per row, whether it scores past ``score`` (a NaN score never does); worked out once per ``score``:
+        asked of every move at each tick (``bench_anomaly.py --open-moves``)."""
+        if (past := self._past.get(score)) is None:
+            past = self._past[score] = np.nan_to_num(self.scores) > score
+        return past
+
     def out_past(self, score: float) -> FloatArray:
-        """Per row, its side where it scores past ``score``, else 0; worked out once per ``score``: asked of
-        every move at each tick (``bench_anomaly.py --open-moves``)."""
+        """Per row, its side where it scores past ``score``, else 0; worked out once per ``score``."""
         if (out := self._out.get(score)) is None:
-            out = self._out[score] = np.where(np.nan_to_num(self.scores) > score, self.sides, 0.0)
+            out = self._out[score] = np.where(self.scored_past(score), self.sides, 0.0)
         return out
