@@ -11,6 +11,10 @@ series id is in the move's record: the record's ids are looked up among the tick
 kept where that row is the move's own, as ``id in move.held`` asked of each of its rows. That needs the
 tick's ids to be unique (a row per series, as the detectors give them); where they are not, ``update`` takes
 each move in turn as before (``settle_each``).
+
+So the rules are written twice, here and in ``Move`` (which settles the moves of a job moving, and those of a
+tick whose ids repeat): a rule changed in one is changed in the other, and
+``tests/anomaly/test_collective_still.py`` holds the two to the same holds and records on random reads.
 """
 
 from __future__ import annotations
