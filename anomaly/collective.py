@@ -159,6 +159,7 @@ from anomaly.collectivemove import (
     Move,
     near_job,
 )
+from anomaly.collectivestill import after_still, settle_still
 from anomaly.collectivetick import Tick, Workload
 from anomaly.detectors import Findings
 from anomaly.fleet import peer_key
@@ -218,21 +219,21 @@ class CollectiveMoves:
             return held
         tick = Tick(f, np.asarray(f.ids, np.int64))
         moves = self._moves.setdefault((f.detector, f.query), {})
+        still: list[tuple[Workload, Move]] = []
         for workload, move in list(moves.items()):
-            rows = tick.rows(workload)
-            if not rows.size:  # none of its job read (a gap on all its nodes): no evidence; ended once
-                if not move.held:  # its held ranks are forgotten (``forget``: its job gone)
+            if workload not in tick.index:  # none of its job read (a gap on all its nodes): no evidence;
+                if not move.held:  # ended once its held ranks are forgotten (``forget``: its job gone)
                     del moves[workload]
-                continue
-            moving = workload in collective
-            sits = not moving and _sits(tick, rows, move.side)
-            if move.sat and not moving:  # a read since its job's sitting started it: bounded (SIT_READS)
-                move.sit(tick, rows, sits)
-            held[rows] = move.settle(tick.ids[rows], tick, rows, moving)
-            if moving:
-                continue
-            part = bool(np.any(tick.out_past(WITH_JOB_SCORE)[rows] == move.side))
-            if (after := _after_still(move, bool(held[rows].any()), sits, part)) is None:
+            elif workload in collective:
+                rows = tick.rows(workload)
+                held[rows] = move.settle(tick.ids[rows], tick, rows, True)
+            else:
+                still.append((workload, move))
+        # Those of a job read not moving: all at once where each row is a series of its own, as the detectors
+        # give them (``anomaly.collectivestill``).
+        settle = settle_still if tick.unique else settle_each
+        for workload, after in settle(tick, still, held):
+            if after is None:
                 del moves[workload]
             else:
                 moves[workload] = after
@@ -260,8 +261,9 @@ class CollectiveMoves:
             move.held.update(tick.ids[rows].tolist())
             held[rows] = True
         # A job sitting a quarter out (module docstring) where a row of it alerts: not every job at each tick.
-        alerting = {peer_key(f.labels[i], ()) for i in f.anomalous()} - moves.keys() - collective
-        for workload in sorted(w for w in alerting if w is not None):
+        workloads = list(tick.index)
+        alerting = {workloads[g] for g in tick.group[list(f.anomalous())].tolist() if g >= 0}
+        for workload in sorted(alerting - moves.keys() - collective):
             if sat := _sitting(tick, rows := tick.rows(workload)):
                 moves[workload] = sat
                 held[rows[np.isin(tick.ids[rows], list(sat.held))]] = True
@@ -273,7 +275,7 @@ class CollectiveMoves:
         """Drop the series ``ids`` the service forgot (``SeriesIndex.expire``) from every move: their ids go
         to the next new series, which a move would judge as the old one's (its rank, or kept out); a move
         left holding none ends at its next tick its job is read at, or, one kept for its job's sitting or
-        part-way return, once that job has read back ``BACK_READS`` in a row (``_after_still``)."""
+        part-way return, once that job has read back ``BACK_READS`` in a row (``after_still``)."""
         if not ids.size:
             return
         gone = set(np.asarray(ids, np.int64).tolist())
@@ -330,22 +332,21 @@ class CollectiveMoves:
         return cls(moves)
 
 
-def _after_still(move: Move, holds: bool, sits: bool, part: bool) -> Move | None:
-    """``move`` after a tick its job did not move at, holding a rank read or not (``holds``), its job sitting
-    a quarter out on its side or not (``sits``), a rank of it read a quarter out its way or not (``part``):
-    itself, kept; a move holding none, its sitting bound spent, in its place; or None, ended."""
-    # A held rank this tick did not read (a gap) stays held while the move lasts: it ends once its job no
-    # longer moves and none of the ranks read is held (the job restarted elsewhere, the unread let go with
-    # it).
-    if move.sat:  # ends, holding none, once its job has read back BACK_READS in a row (module docstring)
-        move.back = 0 if sits or holds else move.back + 1
-        return None if move.back >= BACK_READS else move
-    if holds:
-        return move
-    # Holding none where a rank of its job still reads a quarter out its way: kept so, its sitting bound
-    # spent, until its job has read back BACK_READS in a row (a job flickering about a quarter starts no
-    # sitting move to hold again a rank its moving let go).
-    return Move(side=move.side, sat=SIT_READS + 1, back=0 if sits else 1) if part else None
+def settle_each(
+    tick: Tick, still: Sequence[tuple[Workload, Move]], held: BoolArray
+) -> list[tuple[Workload, Move | None]]:
+    """Settle the moves ``still`` (each of a workload ``tick`` read, not moving at it) one after another: set
+    ``held`` at their rows; per move, itself, a move in its place, or None (ended)."""
+    after: list[tuple[Workload, Move | None]] = []
+    for workload, move in still:
+        rows = tick.rows(workload)
+        sits = _sits(tick, rows, move.side)
+        if move.sat:  # a read since its job's sitting started it: bounded (SIT_READS)
+            move.sit(tick, rows, sits)
+        held[rows] = move.settle(tick.ids[rows], tick, rows, False)
+        part = bool(np.any(tick.out_past(WITH_JOB_SCORE)[rows] == move.side))
+        after.append((workload, after_still(move, bool(held[rows].any()), sits, part)))
+    return after
 
 
 def _sits(tick: Tick, rows: IntArray, side: float) -> bool:

@@ -1,6 +1,7 @@
 """One workload's move as ``anomaly.collective`` (its module docstring says why each rule is there) keeps
 it: the side it went, its ranks, those it holds, their own distances and its sitting bounds; and the
-parameters those rules read."""
+parameters those rules read. ``anomaly.collectivestill`` settles the moves of jobs read not moving by the same
+rules, all at once: a rule changed here is changed there."""
 
 from __future__ import annotations
 

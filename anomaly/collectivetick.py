@@ -75,14 +75,51 @@ def median_of_others(values: FloatArray, among: BoolArray) -> FloatArray:
     return median
 
 
-def rows_by_workload(labels: Sequence[Mapping[str, str]]) -> dict[Workload, IntArray]:
-    """The rows of each workload among ``labels`` (``peer_key`` without peer labels)."""
-    rows: dict[Workload, list[int]] = {}
-    for i, lab in enumerate(labels):
-        key = peer_key(lab, ())
-        if key is not None:
-            rows.setdefault(key, []).append(i)
-    return {key: np.array(found, np.int64) for key, found in rows.items()}
+def workload_groups(labels: Sequence[Mapping[str, str]]) -> tuple[dict[Workload, int], IntArray]:
+    """The workloads among ``labels`` (``peer_key`` without peer labels), each numbered in the order it is
+    first met, and per row its workload's number (-1 for a row of none)."""
+    found: dict[str, int] = {}
+    group: list[int] = []
+    for lab in labels:
+        # ``peer_key(lab, ())`` is ``(job,)`` for a Slurm job's GPU: read here, not called, for 250,000
+        # rows a tick (``bench_anomaly.py --open-moves``); the rest as it says.
+        workload = lab.get("slurm_job", "")
+        if not workload:
+            key = peer_key(lab, ())
+            if key is None:
+                group.append(-1)
+                continue
+            (workload,) = key
+        if (at := found.get(workload)) is None:
+            at = found[workload] = len(found)
+        group.append(at)
+    return {(w,): at for w, at in found.items()}, np.array(group, np.int64)
+
+
+def medians_of_others(values: FloatArray, among: BoolArray, group: IntArray, groups: int) -> FloatArray:
+    """Per row, the median of ``values`` at the rows ``among`` in its ``group`` (per row, 0 to ``groups`` - 1)
+    but its own; NaN where there is none: ``median_of_others`` of every group at once."""
+    median = np.full(values.size, np.nan)
+    at = np.flatnonzero(among)
+    if not at.size:
+        return median
+    at = at[np.lexsort((values[at], group[at]))]  # by group, then value (NaN last, as ``np.sort``)
+    ranked, ranked_group = values[at], group[at]
+    n = np.bincount(ranked_group, minlength=groups)
+    start = np.cumsum(n) - n
+    count, base = n[group], start[group]
+    # A row among them is left out: its own place in its group's ranked values is skipped (that of any value
+    # equal to it, as ``median_of_others`` skips, leaves the same others).
+    skip = count.copy()
+    skip[at] = np.arange(at.size) - start[ranked_group]
+    m = count - among.astype(np.int64)
+    some = m > 0
+    lo, hi = (m - 1) // 2, m // 2
+    last = at.size - 1
+    at_lo = ranked[np.clip(base + np.minimum(lo + (lo >= skip), count - 1), 0, last)]
+    at_hi = ranked[np.clip(base + np.minimum(hi + (hi >= skip), count - 1), 0, last)]
+    median[some] = ((at_lo + at_hi) / 2)[some]
+    return median
 
 
 class Tick:
@@ -93,8 +130,15 @@ class Tick:
     def __init__(self, f: Findings, ids: IntArray) -> None:
         self.ids = ids
         # Found once: looked up per move, a fleet-wide slowdown (625 jobs of 16 GPUs held on 25 queries) took
-        # 34 s a tick (``bench_anomaly.py --open-moves``).
-        self.rows_of = rows_by_workload(f.labels)
+        # 34 s a tick (``bench_anomaly.py --open-moves``). Per row its workload's number (``group``, -1 for
+        # none), and the rows in the order of their workloads' numbers, workload g's from ``_start[g]``.
+        self.index, self.group = workload_groups(f.labels)
+        self._order = np.argsort(self.group, kind="stable")
+        self._start = np.searchsorted(self.group[self._order], np.arange(len(self.index) + 1))
+        # Series ids in order, to find the row of an id (``rows_of_ids``), and whether any repeats.
+        self._by_id = np.argsort(ids, kind="stable")
+        self._sorted_ids = ids[self._by_id]
+        self.unique = not bool(np.any(self._sorted_ids[1:] == self._sorted_ids[:-1]))
         self.scores = np.asarray(f.score, np.float64)
         self.judged = f.judged_rows()
         self.past = past_band(f)
@@ -107,7 +151,18 @@ class Tick:
 
     def rows(self, workload: Workload) -> IntArray:
         """The rows of ``workload`` (none when it is not in the tick)."""
-        return self.rows_of.get(workload, np.zeros(0, np.int64))
+        if (at := self.index.get(workload)) is None:
+            return np.zeros(0, np.int64)
+        rows: IntArray = self._order[self._start[at] : self._start[at + 1]]
+        return rows
+
+    def rows_of_ids(self, ids: IntArray) -> IntArray:
+        """Per series of ``ids``, its row (-1 where the tick has none); for a tick of ``unique`` ids."""
+        at = np.minimum(np.searchsorted(self._sorted_ids, ids), max(self._sorted_ids.size - 1, 0))
+        if not self._sorted_ids.size:
+            return np.full(ids.size, -1, np.int64)
+        rows: IntArray = np.where(self._sorted_ids[at] == ids, self._by_id[at], -1)
+        return rows
 
     def scored_past(self, score: float) -> BoolArray:
         """Per row, whether it scores past ``score`` (a NaN score never does); worked out once per ``score``:

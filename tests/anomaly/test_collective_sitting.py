@@ -93,7 +93,7 @@ def test_a_rank_let_go_by_its_jobs_move_as_the_job_flickers_about_a_quarter_is_r
     0.1) with its narrow rank past 1 at its value by a fault of its own. The move of its moving lets the
     rank go at the 22nd read (its own distance past half-way), and on main it alerts from then on. Let go at
     a read under a quarter, the move ends instead of being kept, holding none, as one let go where its job
-    sits is (``_after_still``); the next read a quarter out starts a sitting move that holds the rank again,
+    sits is (``after_still``); the next read a quarter out starts a sitting move that holds the rank again,
     its wait begun again: it alerts again only from the 44th read. The rank must be raised within
     ``OWN_WAIT`` and ten reads of the job's move, as on main and as the kept move makes it where the job
     does not flicker."""
@@ -147,7 +147,7 @@ def test_moves_restored_from_their_state_at_any_read_hold_what_the_moves_kept_in
 def test_a_narrow_rank_falling_again_with_its_job_soon_after_its_partial_return_is_held_with_its_job():
     """The job counts as moving at one read (0.6), comes part way back (70 %: its wide ranks under a quarter,
     the narrow rank a quarter out, 0.3, so the move ends holding none and is kept so, its sitting bound
-    spent: ``_after_still``) for three reads, and falls again to 47 %: its wide ranks a quarter out and
+    spent: ``after_still``) for three reads, and falls again to 47 %: its wide ranks a quarter out and
     climbing, under half-way, the narrow rank past 1 at its job's value, its job's noise as at the first
     fall. A sitting start would hold it; the kept move, holding none, blocks one until its job has read back
     ``BACK_READS`` in a row, and the rank alerts from its third read of the second fall."""
