@@ -13,7 +13,8 @@ import pytest
 from anomaly.service import AnomalyService
 from anomaly.snapshot import load_snapshot, save_snapshot
 from gpuwarden.clock import FakeClock
-from tests.anomaly.snapshot_grid import DAY, EVERY, QUERIES, GridSource, Scores, _config, _same, _ticks
+from tests.anomaly.snapshot_grid import DAY, EVERY, QUERIES, GridSource, Scores, _same, _ticks
+from tests.anomaly.snapshot_grid import _few_trees as _config
 from tests.anomaly.snapshot_query_reads import OutageSource, QueryReadsSource
 
 

@@ -20,16 +20,21 @@ from anomaly.snapshot import Snapshot, load_snapshot, save_snapshot
 from anomaly.sources import Frame
 from gpuwarden.clock import FakeClock
 from gpuwarden.model import Alert, AlertSource
-from tests.anomaly.snapshot_grid import (
-    EVERY,
-    OTHER_FLEET,
-    QUERIES,
-    GridSource,
-    _config,
-    _saved,
-    _service,
-    _ticks,
-)
+from tests.anomaly import snapshot_grid as grid
+from tests.anomaly.snapshot_grid import EVERY, FEW_TREES, OTHER_FLEET, QUERIES, GridSource, _ticks
+from tests.anomaly.snapshot_grid import _few_trees as _config
+
+
+def _service(clock: FakeClock) -> tuple[GridSource, AnomalyService]:
+    """``grid._service`` with the smallest forest."""
+    return grid._service(clock, **FEW_TREES)
+
+
+def _saved(tmp_path, clock: FakeClock) -> tuple[AnomalyService, Path]:
+    """``grid._saved`` (a quiet fleet's 30 ticks, saved) with the smallest forest."""
+    service, path = grid._saved(tmp_path, clock, **FEW_TREES)
+    assert isinstance(path, Path)
+    return service, path
 
 
 @pytest.fixture(scope="module")
