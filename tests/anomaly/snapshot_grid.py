@@ -76,6 +76,17 @@ def _config(**overrides: object) -> AnomalyConfig:
     )
 
 
+# The multivariate detector's forest at its floor (``multivariate_trees``), for the tests of what a snapshot
+# keeps, refuses and reads on: its fit at each warm-up is most of their CPU at the default 100 trees, and
+# its size is none of what they check (its state is saved, refused and restored alike at either size).
+FEW_TREES: dict[str, object] = {"multivariate_trees": 10}
+
+
+def _few_trees(**overrides: object) -> AnomalyConfig:
+    """``_config`` with the multivariate detector's forest at its floor (``FEW_TREES``)."""
+    return _config(**FEW_TREES, **overrides)
+
+
 def _service(clock: FakeClock, **overrides: object) -> tuple[GridSource, AnomalyService]:
     source = GridSource()
     return source, AnomalyService(_config(**overrides), [source], clock)
@@ -101,8 +112,8 @@ def _same(a: Scores, b: Scores) -> bool:
     )
 
 
-def _saved(tmp_path, clock: FakeClock, ticks: int = 30) -> tuple[AnomalyService, object]:
-    _, service = _service(clock)
+def _saved(tmp_path, clock: FakeClock, ticks: int = 30, **overrides: object) -> tuple[AnomalyService, object]:
+    _, service = _service(clock, **overrides)
     service.warm_up()
     _ticks(clock, service, ticks)
     path = tmp_path / "anomaly.state.npz"

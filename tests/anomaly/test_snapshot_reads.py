@@ -7,12 +7,14 @@ import logging
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from anomaly.service import AnomalyService
 from anomaly.snapshot import load_snapshot, save_snapshot
 from gpuwarden.clock import FakeClock
-from tests.anomaly.snapshot_grid import DAY, EVERY, QUERIES, GridSource, Scores, _config, _same, _ticks
+from tests.anomaly.snapshot_grid import DAY, EVERY, QUERIES, GridSource, Scores, _same, _ticks
+from tests.anomaly.snapshot_grid import _few_trees as _config
 from tests.anomaly.snapshot_query_reads import OutageSource, QueryReadsSource
 
 
@@ -26,39 +28,51 @@ def _score_alike(clock: FakeClock, want: AnomalyService, got: AnomalyService, n:
         ]
 
 
+def _scored(service: AnomalyService) -> dict[tuple[str, str], np.ndarray]:
+    """One tick of ``service`` at the clock's time: its scores by detector and query (as ``_ticks``)."""
+    return {(f.detector, f.query): f.score.copy() for f in service.infer().findings if f.detector != "source"}
+
+
 def _counts(service: AnomalyService) -> list[list[int]]:
     """How many samples each adaptive model of ``service`` learnt from, per series."""
     adaptive = next(d for d in service.detectors if d.name == "adaptive")
     return [model.count.tolist() for model in adaptive._models.values()]
 
 
-def _run(
-    tmp_path, crash: bool, lost: int, starts: int = 1, gone: bool = False
-) -> tuple[Scores, AnomalyService]:
-    """12 ticks, the temperature query failing at the 12th, the state saved after it, ``lost`` ticks the
-    crash loses (``crash``: a new service and source start from the snapshot, ``starts`` times, each saving
-    again at once as a stop does), then the scores of 6 more; with ``gone``, the last GPU's series end
-    with the failed tick."""
+def _runs(
+    tmp_path, lost: int, starts: int = 1, gone: bool = False
+) -> tuple[tuple[Scores, AnomalyService], tuple[Scores, AnomalyService]]:
+    """12 ticks, the temperature query failing at the 12th, the state saved after it, ``lost`` ticks a crash
+    loses; then the scores of 6 more ticks, each with its service, of the uninterrupted run and of a new
+    service and source started from the snapshot (``starts`` times, each saving again at once as a stop
+    does), the two ticking together on one clock; with ``gone``, the last GPU's series end with the failed
+    tick. The ticks before the save are run once: the restart reads only the file they left."""
     clock = FakeClock()
     source = QueryReadsSource()
     gone_after = clock.time() + 12 * EVERY if gone else None
     source.gone_after = gone_after
-    service = AnomalyService(_config(), [source], clock)
-    service.warm_up()
-    _ticks(clock, service, 11)
+    straight = AnomalyService(_config(), [source], clock)
+    straight.warm_up()
+    _ticks(clock, straight, 11)
     source.failing = {QUERIES[0]}
-    _ticks(clock, service, 1)
+    _ticks(clock, straight, 1)
     source.failing = set()
-    path = tmp_path / f"{crash}.npz"
-    assert save_snapshot(path, service.snapshot())
-    _ticks(clock, service, lost)
-    for _ in range(starts if crash else 0):
-        source = QueryReadsSource()
-        source.gone_after = gone_after
-        service = AnomalyService(_config(), [source], clock)
-        service.warm_up(snapshot=load_snapshot(path, service.cfg))
-        assert save_snapshot(path, service.snapshot())
-    return _ticks(clock, service, 6), service
+    path = tmp_path / "state.npz"
+    assert save_snapshot(path, straight.snapshot())
+    _ticks(clock, straight, lost)
+    for _ in range(starts):
+        fresh = QueryReadsSource()
+        fresh.gone_after = gone_after
+        restarted = AnomalyService(_config(), [fresh], clock)
+        restarted.warm_up(snapshot=load_snapshot(path, restarted.cfg))
+        assert save_snapshot(path, restarted.snapshot())
+    want: Scores = []
+    got: Scores = []
+    for _ in range(6):
+        clock.advance(EVERY)
+        want.append(_scored(straight))
+        got.append(_scored(restarted))
+    return (want, straight), (got, restarted)
 
 
 @pytest.mark.parametrize("lost", [3, 0], ids=["crash-losing-3-ticks", "stopped-and-started-within-a-tick"])
@@ -68,8 +82,7 @@ def test_a_query_that_failed_at_the_tick_before_the_save_is_caught_up_by_the_res
     temperature's models held one sample fewer and scored otherwise than the uninterrupted run. Where no
     tick was missed they are fed with the first live tick, as the uninterrupted run fed them, not in a tick
     of their own."""
-    straight, kept = _run(tmp_path, crash=False, lost=lost)
-    restarted, taken = _run(tmp_path, crash=True, lost=lost)
+    (straight, kept), (restarted, taken) = _runs(tmp_path, lost=lost)
     assert any(q == QUERIES[0] for tick in straight for _, q in tick)
     assert _same(restarted, straight)
     assert _counts(taken) == _counts(kept)  # as many samples learnt from, every model
@@ -78,8 +91,7 @@ def test_a_query_that_failed_at_the_tick_before_the_save_is_caught_up_by_the_res
 def test_a_save_before_the_first_tick_keeps_the_caught_up_samples_for_the_next_restart(tmp_path):
     """Stopped and started within a tick, the failed query's samples wait for the first live tick: a save
     before it (a stop at once) kept the query read up to the warm-up's read, and they were lost again."""
-    straight, kept = _run(tmp_path, crash=False, lost=0)
-    restarted, taken = _run(tmp_path, crash=True, lost=0, starts=2)  # started, stopped at once, started
+    (straight, kept), (restarted, taken) = _runs(tmp_path, lost=0, starts=2)  # started, stopped, started
     assert _same(restarted, straight)
     assert _counts(taken) == _counts(kept)
 
@@ -90,8 +102,7 @@ def test_a_series_in_only_the_held_over_half_is_read_as_one_read_returns_it(tmp_
     (in the held frame, not in the live one) came through as a gap row besides its samples, where the
     uninterrupted run's one read from the query's last read returned it once (fuzz --failed-reads seed 37:
     the fleet detector scored a GPU the uninterrupted run did not)."""
-    straight, kept = _run(tmp_path, crash=False, lost=0, gone=True)
-    restarted, taken = _run(tmp_path, crash=True, lost=0, gone=True)
+    (straight, kept), (restarted, taken) = _runs(tmp_path, lost=0, gone=True)
     assert _same(restarted, straight)
     assert _counts(taken) == _counts(kept)
 
@@ -192,29 +203,33 @@ def test_a_restart_while_a_query_fails_catches_it_up_from_the_snapshot_at_its_fi
     assert _counts(restarted) == _counts(straight)
 
 
-def _outage_run(tmp_path: Path, restart: bool) -> tuple[Scores, AnomalyService]:
+def _outage_runs(tmp_path: Path) -> tuple[tuple[Scores, AnomalyService], tuple[Scores, AnomalyService]]:
     """24 ticks, Prometheus down for the next 4 (past ``forget_after_seconds``, 3 ticks), then the scores of
-    3 more, the first catching the outage up; with ``restart``, the service saved at the outage's first
-    tick and started again at its end, Prometheus still down for its warm-up."""
+    3 more, the first catching the outage up, each with its service: of the uninterrupted run, and of one
+    saved at the outage's first tick and started again at its end, Prometheus still down for its warm-up,
+    the two ticking together on one clock. The ticks before the save are run once."""
     clock = FakeClock()
     source = OutageSource()
-    service = AnomalyService(_config(), [source], clock)
-    service.warm_up()
-    _ticks(clock, service, 24)
+    straight = AnomalyService(_config(), [source], clock)
+    straight.warm_up()
+    _ticks(clock, straight, 24)
     source.down = True
-    _ticks(clock, service, 1)
+    _ticks(clock, straight, 1)
     path = tmp_path / "outage.npz"
-    assert save_snapshot(path, service.snapshot())
-    if restart:
-        clock.advance(3 * EVERY)
-        source = OutageSource()
-        source.down = True
-        service = AnomalyService(_config(), [source], clock)
-        service.warm_up(snapshot=load_snapshot(path, service.cfg))
-    else:
-        _ticks(clock, service, 3)
-    source.down = False
-    return _ticks(clock, service, 3), service
+    assert save_snapshot(path, straight.snapshot())
+    _ticks(clock, straight, 3)
+    fresh = OutageSource()
+    fresh.down = True
+    restarted = AnomalyService(_config(), [fresh], clock)
+    restarted.warm_up(snapshot=load_snapshot(path, restarted.cfg))
+    source.down = fresh.down = False
+    want: Scores = []
+    got: Scores = []
+    for _ in range(3):
+        clock.advance(EVERY)
+        want.append(_scored(straight))
+        got.append(_scored(restarted))
+    return (want, straight), (got, restarted)
 
 
 def test_a_prometheus_outage_longer_than_forget_after_forgets_no_series(tmp_path):
@@ -223,8 +238,7 @@ def test_a_prometheus_outage_longer_than_forget_after_forgets_no_series(tmp_path
     again from nothing (a week's profile lost), where a restart during the outage, which ran no tick then,
     kept it and scored otherwise (restart fuzz, outages alone: seeds 9, 23, 28). A query not read tells
     nothing of its series."""
-    straight, kept = _outage_run(tmp_path, restart=False)
-    restarted, taken = _outage_run(tmp_path, restart=True)
+    (straight, kept), (restarted, taken) = _outage_runs(tmp_path)
     assert _same(restarted, straight)
     assert _counts(taken) == _counts(kept)
     # Each model learnt from the samples before the outage too (ids not in use hold 0).

@@ -4,6 +4,7 @@ replays the whole hour as without one; one that can is taken up (Prometheus down
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import logging
@@ -15,38 +16,53 @@ import pytest
 
 from anomaly import snapshot as snapshot_module
 from anomaly.service import AnomalyService, _Firing
-from anomaly.snapshot import load_snapshot, save_snapshot
+from anomaly.snapshot import Snapshot, load_snapshot, save_snapshot
 from anomaly.sources import Frame
 from gpuwarden.clock import FakeClock
 from gpuwarden.model import Alert, AlertSource
-from tests.anomaly.snapshot_grid import (
-    EVERY,
-    OTHER_FLEET,
-    QUERIES,
-    GridSource,
-    _config,
-    _saved,
-    _service,
-    _ticks,
-)
+from tests.anomaly import snapshot_grid as grid
+from tests.anomaly.snapshot_grid import EVERY, FEW_TREES, OTHER_FLEET, QUERIES, GridSource, _ticks
+from tests.anomaly.snapshot_grid import _few_trees as _config
+
+
+def _service(clock: FakeClock) -> tuple[GridSource, AnomalyService]:
+    """``grid._service`` with the smallest forest."""
+    return grid._service(clock, **FEW_TREES)
+
+
+def _saved(tmp_path, clock: FakeClock) -> tuple[AnomalyService, Path]:
+    """``grid._saved`` (a quiet fleet's 30 ticks, saved) with the smallest forest."""
+    service, path = grid._saved(tmp_path, clock, **FEW_TREES)
+    assert isinstance(path, Path)
+    return service, path
 
 
 @pytest.fixture(scope="module")
-def thirty_ticks(tmp_path_factory) -> tuple[float, bytes]:
-    """What ``_saved`` writes (a quiet fleet's 30 ticks) and when, made once for the tests that only read or
-    damage the file: each takes its own copy (``_saved_file``)."""
+def thirty_ticks(tmp_path_factory) -> tuple[float, bytes, Snapshot]:
+    """What ``_saved`` writes (a quiet fleet's 30 ticks), when, and the service's snapshot then, made once for
+    the tests that only read the file, damage it or save a changed snapshot: each takes its own copy
+    (``_saved_file``, ``_saved_snapshot``)."""
     clock = FakeClock()
-    _, path = _saved(tmp_path_factory.mktemp("thirty"), clock)
-    return clock.time(), path.read_bytes()
+    service, path = _saved(tmp_path_factory.mktemp("thirty"), clock)
+    return clock.time(), path.read_bytes(), service.snapshot()
 
 
-def _saved_file(tmp_path, thirty_ticks: tuple[float, bytes]) -> tuple[FakeClock, Path]:
+def _saved_file(tmp_path, thirty_ticks: tuple[float, bytes, Snapshot]) -> tuple[FakeClock, Path]:
     """``_saved``'s file, copied into ``tmp_path``, and a clock at its save."""
-    saved_at, data = thirty_ticks
+    saved_at, data, _ = thirty_ticks
     path = tmp_path / "anomaly.state.npz"
     path.write_bytes(data)
     path.chmod(0o600)
     return FakeClock(saved_at), path
+
+
+def _saved_snapshot(
+    tmp_path, thirty_ticks: tuple[float, bytes, Snapshot]
+) -> tuple[FakeClock, Path, Snapshot]:
+    """``_saved_file``, and a copy of the snapshot saved in it (``service.snapshot()`` after ``_saved``) for
+    the test to change and save over it."""
+    clock, path = _saved_file(tmp_path, thirty_ticks)
+    return clock, path, copy.deepcopy(thirty_ticks[2])
 
 
 def _refused(
@@ -106,15 +122,17 @@ def test_where_the_service_reads_and_posts_is_no_setting_that_refuses_a_snapshot
 
 
 @pytest.mark.parametrize("down", [0.0, EVERY], ids=["within-a-step", "a-tick-later"])
-def test_another_fleets_snapshot_is_refused_and_none_of_its_alerts_is_posted(tmp_path, caplog, down):
+def test_another_fleets_snapshot_is_refused_and_none_of_its_alerts_is_posted(
+    tmp_path, thirty_ticks, caplog, down
+):
     """Two configurations run one after the other in one directory (another ``prometheus_url``, the same
     default state file): the second took up the first's state, and its first tick posted the first fleet's
     alerts to its own serve. Told by the series the history holds, also where no step came since the save."""
-    clock = FakeClock()
-    service, path = _saved(tmp_path, clock)
+    clock, path, snapshot = _saved_snapshot(tmp_path, thirty_ticks)
     alert = Alert(labels={"alertname": "GpuwardenAnomaly", "UUID": "GPU-3"}, source=AlertSource.ANOMALY)
-    service.firing["k"] = _Firing(alert, 24, QUERIES[0], "adaptive", peak=7.5, trough=2.0, reads=40)
-    assert save_snapshot(path, service.snapshot())
+    firing = _Firing(alert, 24, QUERIES[0], "adaptive", peak=7.5, trough=2.0, reads=40)
+    snapshot.components["alerts"].meta["firing"]["k"] = firing.state()  # as saved with it in service.firing
+    assert save_snapshot(path, snapshot)
     clock.advance(down)
     why = "is another fleet's: 0 of 48 series the history holds since 900 s before its save (at most 1,000"
     other = _refused(path, clock, caplog, why, GridSource(OTHER_FLEET), prometheus_url="http://prom-b:9090")
@@ -125,11 +143,11 @@ def test_another_fleets_snapshot_is_refused_and_none_of_its_alerts_is_posted(tmp
     assert other.firing == {} and posted == []
 
 
-def test_a_snapshot_of_another_format_version_is_refused(tmp_path, caplog, monkeypatch):
-    clock = FakeClock()
+def test_a_snapshot_of_another_format_version_is_refused(tmp_path, thirty_ticks, caplog, monkeypatch):
+    clock, path, snapshot = _saved_snapshot(tmp_path, thirty_ticks)
     version = snapshot_module.VERSION
     monkeypatch.setattr(snapshot_module, "VERSION", version + 1)
-    _, path = _saved(tmp_path, clock)
+    assert save_snapshot(path, snapshot)
     monkeypatch.undo()
     _refused(path, clock, caplog, f"is of format version {version + 1}; this gpuwarden reads {version}")
 
@@ -173,33 +191,30 @@ def test_an_npz_that_is_no_snapshot_of_this_service_is_refused(tmp_path, thirty_
 
 
 def test_a_snapshot_whose_arrays_do_not_fit_the_detectors_is_refused_and_nothing_of_it_kept(
-    tmp_path, caplog, monkeypatch
+    tmp_path, thirty_ticks, caplog
 ):
-    clock = FakeClock()
-    service, path = _saved(tmp_path, clock)
-    fleet = next(d for d in service.detectors if d.name == "fleet")
-    monkeypatch.setattr(fleet, "smooth", fleet.smooth[:10])  # fewer rows than its other arrays
-    assert save_snapshot(path, service.snapshot())
+    clock, path, snapshot = _saved_snapshot(tmp_path, thirty_ticks)
+    fleet = snapshot.components["detector:fleet"].arrays
+    fleet["smooth"] = fleet["smooth"][:10]  # fewer rows than its other arrays
+    assert save_snapshot(path, snapshot)
     _refused(path, clock, caplog, "does not fit the detectors (ValueError: fleet ")
 
 
-def test_a_snapshot_whose_numbers_overflow_the_detectors_is_refused_not_a_traceback(tmp_path, caplog):
+def test_a_snapshot_whose_numbers_overflow_the_detectors_is_refused_not_a_traceback(
+    tmp_path, thirty_ticks, caplog
+):
     """A number past a float's range in the JSON (a crafted or damaged file: ``1e400`` reads as infinity,
     a 400-digit integer as itself) stopped the start with an ``OverflowError``: refused as any misfit."""
-    clock = FakeClock()
-    service, path = _saved(tmp_path, clock)
-    snapshot = service.snapshot()
+    clock, path, snapshot = _saved_snapshot(tmp_path, thirty_ticks)
     snapshot.components["detector:presence"].meta["last_tick"] = 10**400
     assert save_snapshot(path, snapshot)
     _refused(path, clock, caplog, "does not fit the detectors (OverflowError: int too large to convert")
 
 
-def test_a_snapshot_of_before_recalled_alerts_were_kept_apart_is_refused(tmp_path, caplog):
+def test_a_snapshot_of_before_recalled_alerts_were_kept_apart_is_refused(tmp_path, thirty_ticks, caplog):
     """Its firing alerts may be recalled ones saved as firing (they would fire on past their recall's end):
     refused, the hour's warm-up recalls what the history left firing."""
-    clock = FakeClock()
-    service, path = _saved(tmp_path, clock)
-    snapshot = service.snapshot()
+    clock, path, snapshot = _saved_snapshot(tmp_path, thirty_ticks)
     alerts = snapshot.components["alerts"].meta
     del alerts["recalled"], alerts["recall_ends"]  # as saved before: recalled alerts among the firing
     assert save_snapshot(path, snapshot)
@@ -283,12 +298,12 @@ def test_a_crafted_snapshot_is_refused_before_it_allocates_anything(
     ],
     ids=["evidence-size", "adaptive-capacity"],
 )
-def test_a_size_claimed_in_the_header_is_not_allocated_past_the_rows_the_file_holds(tmp_path, caplog, claim):
+def test_a_size_claimed_in_the_header_is_not_allocated_past_the_rows_the_file_holds(
+    tmp_path, thirty_ticks, caplog, claim
+):
     """The evidence buffer's and an adaptive model's sizes are numbers in the JSON header: a billion claimed
     there made the restore allocate terabytes (a MemoryError out of the warm-up, the process gone)."""
-    clock = FakeClock()
-    service, path = _saved(tmp_path, clock)
-    snapshot = service.snapshot()
+    clock, path, snapshot = _saved_snapshot(tmp_path, thirty_ticks)
     claim(snapshot)
     assert save_snapshot(path, snapshot)
     _, other = _service(clock)
@@ -299,12 +314,10 @@ def test_a_size_claimed_in_the_header_is_not_allocated_past_the_rows_the_file_ho
     assert (other.evidence.pos.size, model.capacity) == (1024, 1024)
 
 
-def test_a_series_index_whose_free_ids_are_in_use_is_refused(tmp_path, caplog):
+def test_a_series_index_whose_free_ids_are_in_use_is_refused(tmp_path, thirty_ticks, caplog):
     """An id both free and held would be given to the next new series, which would then share the old one's
     state in every detector."""
-    clock = FakeClock()
-    service, path = _saved(tmp_path, clock)
-    snapshot = service.snapshot()
+    clock, path, snapshot = _saved_snapshot(tmp_path, thirty_ticks)
     snapshot.components["index"].meta["free"] = [0]
     assert save_snapshot(path, snapshot)
     _refused(path, clock, caplog, "does not fit the detectors (ValueError: the free slots listed (1) are not")

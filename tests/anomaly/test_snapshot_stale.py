@@ -14,7 +14,8 @@ from anomaly.health import report
 from anomaly.service import AnomalyService
 from anomaly.snapshot import load_snapshot, save_snapshot
 from gpuwarden.clock import FakeClock
-from tests.anomaly.snapshot_grid import EVERY, QUERIES, _config
+from tests.anomaly.snapshot_grid import EVERY, QUERIES
+from tests.anomaly.snapshot_grid import _few_trees as _config
 from tests.anomaly.snapshot_query_reads import OutageSource
 
 STALE_AFTER = 3 * EVERY  # raised past 3 ticks of failing: when it is raised tells the ages apart

@@ -3,6 +3,7 @@ after bursts, and the thermal settings that reach it from the config."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +19,26 @@ from gpuwarden.config import AnomalyConfig, load_config
 from tests.anomaly.fakes import TableCollector
 from tests.anomaly.thermal_gpus import GPUS, MODEL, TAU, Gpus, throttled
 
+_PREFIXES: dict[tuple[object, ...], tuple[Gpus, ThermalDetector, np.random.Generator]] = {}
+
+
+def _idle_beside_jobs(
+    tau: float, labels: list[dict[str, str]], hold_seconds: float, room: float
+) -> tuple[Gpus, ThermalDetector, np.random.Generator]:
+    """``_first_job``'s two hours before the job (GPU 2 idle, its peers running 20-minute jobs), which its
+    ``heat`` does not change: run once per lag, labels (by identity), hold and intake; a caller takes a copy,
+    so no run sees another's state."""
+    key = ("first-job", tau, id(labels), hold_seconds, room)
+    if key not in _PREFIXES:
+        rng = np.random.default_rng(5)
+        gpus, det = Gpus(tau=tau, labels=labels), ThermalDetector(hold_seconds=hold_seconds)
+        gpus.room[2] = room
+        peers = np.arange(len(GPUS)) != 2
+        for tick in range(240):
+            det.detect(gpus.step(np.where(peers, 690.0 if (tick // 40) % 2 else 75.0, 70.0), rng))
+        _PREFIXES[key] = gpus, det, rng
+    return _PREFIXES[key]
+
 
 def _first_job(
     heat: Callable[[int], float],
@@ -30,12 +51,8 @@ def _first_job(
     """GPU 2's scores at its first job (690 W, its cooler's thermal resistance ``1 + heat(tick)`` times the
     normal one, its intake air at ``room``) after two hours idle beside five GPUs of its model (``labels``)
     running 20-minute jobs; their top score."""
-    rng = np.random.default_rng(5)
-    gpus, det = Gpus(tau=tau, labels=labels), ThermalDetector(hold_seconds=hold_seconds)
-    gpus.room[2] = room
+    gpus, det, rng = copy.deepcopy(_idle_beside_jobs(tau, labels, hold_seconds, room))
     peers = np.arange(len(GPUS)) != 2
-    for tick in range(240):
-        det.detect(gpus.step(np.where(peers, 690.0 if (tick // 40) % 2 else 75.0, 70.0), rng))
     scores, top = [], 0.0
     for tick in range(240, 240 + ticks):
         gpus.resistance[2] = 0.065 * (1.0 + heat(tick - 240))
@@ -97,10 +114,15 @@ def _idle_then(
 ) -> np.ndarray:
     """Scores (ticks x GPUs) of six GPUs of one model over two hours at ``after(tick)`` watts, following two
     hours at ``before(tick)``; their temperature lags their power ``tau`` seconds."""
-    rng = np.random.default_rng(11)
-    gpus, det = Gpus(tau=tau, labels=MODEL), ThermalDetector()
-    for tick in range(240):
-        det.detect(gpus.step(before(tick), rng))
+    powers = np.array([before(tick) for tick in range(240)])
+    key = ("idle-then", tau, powers.tobytes())  # the powers themselves: many ``before`` are alike
+    if key not in _PREFIXES:
+        rng = np.random.default_rng(11)
+        gpus, det = Gpus(tau=tau, labels=MODEL), ThermalDetector()
+        for power in powers:
+            det.detect(gpus.step(power, rng))
+        _PREFIXES[key] = gpus, det, rng
+    gpus, det, rng = copy.deepcopy(_PREFIXES[key])  # the two hours before: run once per lag and powers
     return np.array([det.detect(gpus.step(after(tick), rng))[0].score for tick in range(240)])
 
 

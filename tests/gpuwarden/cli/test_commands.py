@@ -8,10 +8,8 @@ from typing import Any
 
 import httpx
 import pytest
-import typer
 import yaml
 from pydantic import SecretStr
-from typer.testing import CliRunner
 
 from alerting import scenarios
 from alerting.engine import IncidentEngine
@@ -22,17 +20,18 @@ from gpuwarden.cli import app
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import ApiConfig
 from tests.gpuwarden.api_client import AUTH, TOKEN, TestClient, api_client, fleet_engine, route_httpx
+from tests.gpuwarden.cli.built_runner import BuiltCliRunner
 from tests.gpuwarden.cli.command_tree import _commands
 from tests.migrated_store import migrated_sqlite
 
-runner = CliRunner()
+runner = BuiltCliRunner()
 ROOT = Path(__file__).resolve().parents[3]
 # `anomaly score --output FILE` names the file it writes, as it always has; it is no format choice.
 FILE_OUTPUTS = {"gpuwarden anomaly score"}
 
 
 def test_every_command_with_an_output_format_takes_both_o_and_output() -> None:
-    root = typer.main.get_command(app)
+    root = runner.command(app)
     with_output = {
         path: param.opts
         for path, command in _commands(root, "gpuwarden")
@@ -51,7 +50,7 @@ def test_every_command_with_an_output_format_takes_both_o_and_output() -> None:
 def test_every_command_with_quiet_takes_both_q_and_quiet() -> None:
     """``loadgen`` took ``--quiet`` alone while ``anomaly score`` and ``evaluate nab`` took ``-q`` too, as
     curl, pip and apt users type it: ``loadgen -q`` was "no such option"."""
-    root = typer.main.get_command(app)
+    root = runner.command(app)
     with_quiet = {
         path: sorted(param.opts)
         for path, command in _commands(root, "gpuwarden")
@@ -95,7 +94,7 @@ def test_sim_show_takes_o_and_text_for_the_table() -> None:
 
 def test_the_example_config_points_serve_and_its_clients_at_the_same_port() -> None:
     example = yaml.safe_load((ROOT / "deploy" / "gpuwarden.example.yaml").read_text())
-    root = typer.main.get_command(app)
+    root = runner.command(app)
     url_defaults = {
         path: param.default
         for path, command in _commands(root, "gpuwarden")
@@ -212,7 +211,7 @@ def test_python_dash_m_gpuwarden_is_the_gpuwarden_command(monkeypatch: pytest.Mo
 def test_no_help_text_shows_restructuredtext_markup() -> None:
     """``config show --help`` printed "shown as ``<unset: set NAME>``" and ``inventory export --help``
     "With ``--file`` ...": the docstring's double backticks, which --help renders as they are."""
-    root = typer.main.get_command(app)
+    root = runner.command(app)
     raw = {
         path: text
         for path, command in _commands(root, "gpuwarden")
@@ -244,7 +243,7 @@ def test_a_malformed_gpuwarden_url_is_named_as_the_variable_not_as_url() -> None
 
 def _output_commands() -> list[tuple[str, Any]]:
     """Every command with an -o/--output format choice, with that option."""
-    root = typer.main.get_command(app)
+    root = runner.command(app)
     return [
         (path, param)
         for path, command in _commands(root, "gpuwarden")

@@ -15,10 +15,12 @@ from gpuwarden.cli import app
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import ApiConfig
 from tests.gpuwarden.api_client import TestClient, route_httpx
-from tests.gpuwarden.cli.incidents_answers import runner
+from tests.gpuwarden.cli.built_runner import BuiltCliRunner
 from tests.http_stub import FixedAnswer
 from tests.integration.servers import free_port
 from tests.migrated_store import migrated_sqlite
+
+runner = BuiltCliRunner()
 
 BAD_URLS = {
     "ipv6-unclosed": "http://[::1",
