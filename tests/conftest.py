@@ -42,6 +42,9 @@ def _no_terminal_size_from_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
 # So was (fix/split3b) anomaly/test_snapshot.py: its restart part keeps its place (44 s alone: the module-
 # scoped three days stay in it), test_snapshot_refused.py (33 s alone, test_snapshot_reads.py 30 s in the next
 # run) sits before test_snapshot_reads.py, test_snapshot_saving.py (9 s) is not listed.
+# fix/suitecpu (session 52) cut test_snapshot_refused.py, test_snapshot_reads.py, cli/test_commands.py and
+# cli/test_incidents_cmd_connection.py to a few seconds each (benchmarks/README.md "Suite CPU"): they left
+# the list.
 _SLOWEST_FIRST = (
     "tests/gpuwarden/cli/test_demo_cmd.py",
     "tests/alerting/test_arrival_order.py",
@@ -64,8 +67,6 @@ _SLOWEST_FIRST = (
     "tests/anomaly/test_service_reescalation.py",
     "tests/integration/test_inference_prometheus.py",
     "tests/integration/test_victoriametrics.py",
-    "tests/anomaly/test_snapshot_refused.py",
-    "tests/anomaly/test_snapshot_reads.py",
     "tests/benchmarks/test_nab_art.py",
     "tests/benchmarks/test_anomaly_restart_fuzz.py",
     "tests/benchmarks/test_restart_fuzz.py",
@@ -75,14 +76,12 @@ _SLOWEST_FIRST = (
     "tests/integration/test_am_diff.py",
     "tests/integration/test_training_pushgateway.py",
     "tests/integration/test_postgres_store.py",
-    "tests/gpuwarden/cli/test_incidents_cmd_connection.py",
     "tests/anomaly/test_promql.py",
     "tests/alerting/test_muting.py",
     "tests/anomaly/test_run_signals.py",
     "tests/integration/test_exporter_prometheus.py",
     "tests/gpuwarden/test_httpprotocol.py",
     "tests/anomaly/test_thermal_clock.py",
-    "tests/gpuwarden/cli/test_commands.py",
     "tests/alerting/test_migrate.py",
     "tests/anomaly/test_thresholds.py",
     "tests/benchmarks/test_bench_applier.py",
