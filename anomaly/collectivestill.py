@@ -66,13 +66,15 @@ def settle_still(
     # Written back, move by move: what changed of its record, and the move after (``after_still``).
     taken, freed = rows.by_move(rows.ids, new), rows.by_move(rows.ids, free)
     folded, values = rows.by_move(rows.ids, folds), rows.by_move(own, folds)
-    neared, distances = rows.by_move(rows.ids, near.folds), rows.by_move(near.after, near.folds)
+    neared, distances = [], []
+    if np.any(near.folds):
+        neared, distances = rows.by_move(rows.ids, near.folds), rows.by_move(near.after, near.folds)
     kept_by_sit = rows.by_move(rows.ids, held_by) if np.any(spent) else []
     result: list[tuple[Workload, Move | None]] = []
     for j, (workload, move) in enumerate(still):
         if move.sat:
             move.sat = int(sat[j])
-            if neared[j]:
+            if neared and neared[j]:
                 move.near.update(zip(neared[j], distances[j], strict=True))
             if spent[j]:
                 move.held = set(kept_by_sit[j])
@@ -86,9 +88,12 @@ def settle_still(
             move.own.update(zip(folded[j], values[j], strict=True))
         if freed[j]:
             move.held.difference_update(freed[j])
-            for i in freed[j]:
-                move.own.pop(i, None)
-                move.near.pop(i, None)
+            if move.own:  # most are empty: 250,000 rows freed at once (``--open-moves``)
+                for i in freed[j]:
+                    move.own.pop(i, None)
+            if move.near:
+                for i in freed[j]:
+                    move.near.pop(i, None)
         result.append((workload, after_still(move, bool(holds[j]), bool(sits[j]), bool(n_on[j]))))
     return result
 
@@ -127,8 +132,10 @@ class _Near:
 
     def __init__(self, rows: _Rows, moves: Sequence[Move], on_side: BoolArray, folds: BoolArray) -> None:
         records = [m.near for m in moves]
-        has = rows.flags([set(r) for r in records])
-        before = rows.values(records, np.ones(len(moves), np.bool_))
+        has, before = np.zeros(rows.k.size, np.bool_), np.zeros(rows.k.size)
+        if any(records):  # none but in a sitting move's: looked up only where one is (``--open-moves``)
+            has = rows.flags([set(r) for r in records])
+            before = rows.values(records, np.ones(len(moves), np.bool_))
         after = np.where(has, before, np.inf)
         if np.any(folds):
             tick = rows.tick
