@@ -60,9 +60,10 @@ first. So at a tick where one of a workload's rows scores past 1 and more than h
 ``COLLECTIVE_MIN``) read on one side past ``WITH_JOB_SCORE`` (``_sits``), a move starts where none is, its
 ranks those of them within ``WITH_JOB_VALUE`` half-widths of the others' median value (not a node's ranks far
 below their job's); it keeps out none (``others``). It is the job's sitting, not its moving: ``waited`` is
-not reset, and the move holds its ranks for ``SIT_READS`` reads at most (``Move.sat``): a rank's own fault
-that keeps it at its job's value, or flaps about it in a band so wide its own distance never averages
-half-way (fix/movestart held such a one for good), is let go 15 minutes after the start at the latest.
+not reset, and the move holds its ranks for ``SIT_READS`` reads (``Move.sat``), then only those reading its
+job's noise (below): a rank's own fault that keeps it near its job's value, or flaps about it in a band so
+wide its own distance never averages half-way (fix/movestart held such a one for good), is let go 15 minutes
+after the start at the latest.
 Once its job counts as moving the move is the job's as any other, its held ranks kept (one unread then keeps
 its place); moving the other way, or holding none, it gives way to a move begun afresh, nothing of it carried
 (fix/movestart's kept its ``others``: the rank busy at the sitting went unheld at the job's next fall).
@@ -76,13 +77,30 @@ and a job sitting by spells of 5 reads, 12 back, had its rank let go at the 11th
 later: never raised). A move of the job's moving that ends, holding none, where a rank of its job still reads
 a quarter out its way is kept so, its bound spent, on the same terms (its rank let go as its job flickered
 about a quarter was held again by a sitting start). What the sitting start may hide is thus a rank's own
-fault at or near its job's value, for ``SIT_READS`` reads, then until it is raised. What it leaves is a
-job's second fall within ``BACK_READS`` reads of its partial return: no sitting start holds its narrow ranks
-then (a fall past half-way still starts a move; a strict xfail in ``test_collective_sitting.py``). While its
-job sits, within that bound, a sitting move takes in a rank come to read its job's value past half-way
-(unread at its start, or under a quarter then): its job's noise as much as the others. Carried into a move of
-its job's moving, it keeps as ranks only those it holds: one it let go is judged afresh there (a straggler it
-held in a job's noise was held as its rank).
+fault at or near its job's value, for ``SIT_READS`` reads, then until it is raised (or, within its job's
+spread, for as long as its job sits: below). What it leaves is a job's second fall within ``BACK_READS`` reads
+of its partial return: no sitting start holds its narrow ranks then (a fall past half-way still starts a
+move; a strict xfail in ``test_collective_sitting.py``). While its job sits, within that bound, a sitting move
+takes in a rank come to read its job's value past half-way (unread at its start, or under a quarter then): its
+job's noise as much as the others. Carried into a move of its job's moving, it keeps as ranks only those it
+holds: one it let go is judged afresh there (a straggler it held in a job's noise was held as its rank).
+
+But the bound let a healthy rank go too: seed 1402's node-02 GPU 3, its band narrower than its 15 fellow
+ranks', read its job's 44-52 % within 0-4 points of the others' median (their own spread 1.0-1.4 points),
+inside its band, past 1 by the volatility its job's fall left; let go at its sitting move's 31st read, it
+alerted 3 reads later, 1,270 s into node-02 GPU 1's hour-long thermal runaway, its job never counting as
+moving. What tells it from a rank flapping about its job's value by a fault of its own is how far from its job
+it reads against how far its job's ranks read from each other. So at each read its job sits, a sitting move
+folds each held rank's distance from the median value of its job's other ranks a quarter out its way, in its
+job's spreads (those others' mean such distance, at least ``SPREAD_FLOOR`` of the rank's band's half-width:
+integer utilisation often gives a spread of 0), into an average since its start (``Move.near``, by
+``OWN_ALPHA``); past ``SIT_READS`` it keeps holding a rank only while its value is inside its band, its job
+sits, and that average is within ``SPREAD_TIMES`` (3). The rest are let go as before, for good: past its bound
+a move takes in none. A rank flapping 20 points about its job's 47 % is 0.2 of its band's half-width from it,
+at its job's value as ``WITH_JOB_VALUE`` reads it, but 4-5 of its job's spreads away (the floor's): let go at
+the bound (``test_collective_runaway.py``). What this may hide is a rank's own fault that keeps it inside its
+band within three of its job's spreads of its job's value, for as long as its job sits: a fault that makes it
+read as its job's others do.
 
 A value past its band was let go as the rank's own at any read its job did not count as moving, the job
 sitting where it fell or not: seed 1401's node-02 GPU 3, its band learnt narrow (68-118 %), read its job's
@@ -242,6 +260,7 @@ class CollectiveMoves:
             if (sat := moves.get(workload)) and sat.sat and side is not None:  # its job's sitting started it
                 if side == sat.side and sat.held:  # its start: its held kept, a move as any other
                     sat.sat = sat.back = 0
+                    sat.near.clear()  # its ranks' distances from their job's value: a sitting move's alone
                     sat.ranks = set(sat.held)  # those it let go, not moving with the job now, kept out
                 else:  # none held, or the job gone the other way: a new move, nothing of it carried
                     del moves[workload]
@@ -293,7 +312,7 @@ class CollectiveMoves:
 
     def state(self) -> list[list[Any]]:
         """As JSON values, one ``[detector, query, workload, [held ids], [its ranks' ids], [[id, own], ...],
-        [its others' ids], side, waited, sat, back]`` per move (``restored`` reads it)."""
+        [its others' ids], side, waited, sat, back, [[id, near], ...]]`` per move (``restored`` reads it)."""
         return [
             [
                 d,
@@ -307,6 +326,7 @@ class CollectiveMoves:
                 m.waited,
                 m.sat,
                 m.back,
+                [[i, m.near[i]] for i in sorted(m.near)],
             ]
             for (d, q), moves in sorted(self._moves.items())
             for w, m in sorted(moves.items())
@@ -318,7 +338,7 @@ class CollectiveMoves:
         fit."""
         moves: dict[tuple[str, str, Workload], Move] = {}
         for record in state:
-            detector, query, workload, held, ranks, own, others, side, waited, sat, back = record
+            detector, query, workload, held, ranks, own, others, side, waited, sat, back, near = record
             moves[(str(detector), str(query), tuple(str(w) for w in workload))] = Move(
                 {int(i) for i in held},
                 {int(i) for i in ranks},
@@ -328,6 +348,7 @@ class CollectiveMoves:
                 int(waited),
                 int(sat),
                 int(back),
+                {int(i): float(d) for i, d in near},
             )
         return cls(moves)
 

@@ -29,6 +29,15 @@ SIT_READS = OWN_WAIT + 10
 # read back (under a quarter on its side) to end: more than a learned detector's ``pending_ticks`` (3), so a
 # rank it let go is raised before a sitting start can hold it again.
 BACK_READS = OWN_WAIT // 2
+# Past ``SIT_READS`` a move its job's sitting started keeps holding a rank whose distance from its job's
+# value, averaged since (``Move.near``), is within this many of its job's spreads (``job_spreads``): a healthy
+# rank reads its job's noise, no farther from the others than they are from each other.
+SPREAD_TIMES = 3.0
+# The least a job's spread is taken to be, in the rank's own band's half-widths: integer utilisation gives a
+# spread of 0. ``SPREAD_TIMES`` of it is half ``WITH_JOB_VALUE``: held past the bound, a rank must read
+# nearer its job than at its job's value, which the bound already allows it (a fault flapping 0.2 of its
+# band about its job's value is let go: ``test_collective_runaway.py``).
+SPREAD_FLOOR = WITH_JOB_VALUE / 2 / SPREAD_TIMES
 
 
 @dataclass(slots=True)
@@ -40,8 +49,10 @@ class Move:
     those that moved against it at such a tick (``others``: never its ranks), and at how many ticks since its
     workload last moved it held a read back from ``own`` (``waited``, up to ``OWN_WAIT``); for a move its
     job's sitting started (``anomaly.collective``), the reads since (``sat``, 0 for one its job's moving
-    started; past ``SIT_READS`` it holds none) and how many in a row its job has read back, under a quarter
-    (``back``)."""
+    started; past ``SIT_READS`` it holds only ranks its job's noise keeps near its job: ``near``) and how many
+    in a row its job has read back, under a quarter (``back``), and per held rank its distance from its job's
+    value in its job's spreads, averaged (``OWN_ALPHA``) over the reads its job sat since the start
+    (``near``)."""
 
     held: set[int] = field(default_factory=set)
     ranks: set[int] = field(default_factory=set)
@@ -51,6 +62,7 @@ class Move:
     waited: int = 0
     sat: int = 0
     back: int = 0
+    near: dict[int, float] = field(default_factory=dict)
 
     def settle(self, ids: IntArray, tick: Tick, rows: IntArray, moving: bool) -> BoolArray:
         """Release the held ranks among ``ids`` (``rows`` of ``tick``) that a judged read finds settled, and,
@@ -75,17 +87,32 @@ class Move:
         for i in ids[free].tolist():
             self.held.discard(i)
             self.own.pop(i, None)
+            self.near.pop(i, None)
         result: BoolArray = held & ~free
         return result
 
     def sit(self, tick: Tick, rows: IntArray, sits: bool) -> None:
         """Count a read (``rows`` of ``tick``, its job sitting a quarter out or not: ``sits``) of a move its
-        job's sitting started: past ``SIT_READS`` it holds none; before, where its job sits, it takes in the
-        ranks come to read its job's value past half-way (unread at its start, or under a quarter then)."""
+        job's sitting started, folding its held ranks' distances from their job's value into ``near`` where
+        its job sits: past ``SIT_READS`` it keeps holding only those inside their bands, their job sitting,
+        ``near`` within ``SPREAD_TIMES`` (the rest let go for good); before, where its job sits, it takes
+        in the ranks come to read its job's value past half-way (unread at its start, or under a quarter
+        then)."""
         self.sat = min(self.sat + 1, SIT_READS + 1)
+        ids = tick.ids[rows]
+        held = np.fromiter((i in self.held for i in ids.tolist()), np.bool_, ids.size)
+        if sits:
+            apart = job_spreads(tick, rows, tick.out_past(WITH_JOB_SCORE)[rows] == self.side)
+            for j in np.flatnonzero(held & np.isfinite(apart)).tolist():
+                i, d = int(ids[j]), float(apart[j])
+                near = self.near.get(i, d)
+                self.near[i] = near + OWN_ALPHA * (d - near)
         if self.sat > SIT_READS:
-            self.held.clear()
-            self.own.clear()
+            nears = np.fromiter((self.near.get(i, np.inf) for i in ids.tolist()), np.float64, ids.size)
+            keep = held & ~tick.past[rows] & (nears <= SPREAD_TIMES) if sits else np.zeros(ids.size, np.bool_)
+            self.held = set(ids[keep].tolist())
+            self.own = {i: d for i, d in self.own.items() if i in self.held}
+            self.near = {i: d for i, d in self.near.items() if i in self.held}
         elif sits:
             unsettled = rows[tick.scored_past(COLLECTIVE_SCORE)[rows]]
             new = near_job(tick, rows, self.side, unsettled) - self.ranks
@@ -99,6 +126,8 @@ class Move:
         self.others -= ids
         for i in ids & self.own.keys():
             del self.own[i]
+        for i in ids & self.near.keys():
+            del self.near[i]
 
     def waiting(
         self, ids: IntArray, tick: Tick, rows: IntArray, read: BoolArray, held: BoolArray
@@ -151,3 +180,26 @@ def at_job_value(tick: Tick, rows: IntArray, out: BoolArray) -> BoolArray:
     with np.errstate(invalid="ignore"):
         close: BoolArray = np.abs(values - median_of_others(values, out)) <= WITH_JOB_VALUE * tick.half[rows]
     return close
+
+
+def job_spreads(tick: Tick, rows: IntArray, out: BoolArray) -> FloatArray:
+    """Per row of ``rows`` (of ``tick``), its distance from the median value of the others ``out`` in its
+    job's spreads: the mean of those others' own such distances, at least ``SPREAD_FLOOR`` of its band's
+    half-width; NaN where it has none (``job_spreads_of``)."""
+    median = median_of_others(tick.values[rows], out)
+    return job_spreads_of(tick, rows, out, k=np.zeros(rows.size, np.int64), size=1, median=median)
+
+
+def job_spreads_of(
+    tick: Tick, rows: IntArray, out: BoolArray, *, k: IntArray, size: int, median: FloatArray
+) -> FloatArray:
+    """``job_spreads`` of the rows of ``size`` jobs at once (``k``: per row, its job's place; ``median``: per
+    row, that of its job's others ``out``), summed in the same order as one job's alone."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        apart = np.abs(tick.values[rows] - median)
+        counted = out & np.isfinite(apart)
+        total = np.bincount(k[counted], apart[counted], size)[k] - np.where(counted, apart, 0.0)
+        n = np.bincount(k[counted], minlength=size)[k] - counted
+        spread = np.maximum(total / n, SPREAD_FLOOR * tick.half[rows])
+        spreads: FloatArray = apart / spread
+    return spreads

@@ -1,8 +1,9 @@
 """The moves of the workloads a tick read that did not move at it (``anomaly.collective``), settled all at
-once: the rules of ``Move.sit``, ``Move.settle`` (``Move.waiting``, ``at_job_value``, ``Move._own_past``) and
-the move after (``after_still``), each worked out for every row of every such move in one pass of array
-operations, then written back to each move. One pass per move, each rule its own numpy calls on 16 rows, took
-3.2 s of a 10,000-GPU tick whose 625 jobs were held on 25 queries (``bench_anomaly.py --open-moves``).
+once: the rules of ``Move.sit`` (``job_spreads``), ``Move.settle`` (``Move.waiting``, ``at_job_value``,
+``Move._own_past``) and the move after (``after_still``), each worked out for every row of every such move
+in one pass of array operations, then written back to each move. One pass per move, each rule its own numpy
+calls on 16 rows, took 3.2 s of a 10,000-GPU tick whose 625 jobs were held on 25 queries
+(``bench_anomaly.py --open-moves``).
 
 Every rule reads only its own move's rows, so its arrays are grouped by move (``k``: per row, its move's
 place in ``still``): per move, a count is a ``bincount`` of its rows and a median of others is one of its
@@ -33,9 +34,11 @@ from anomaly.collectivemove import (
     OWN_ALPHA,
     OWN_WAIT,
     SIT_READS,
+    SPREAD_TIMES,
     WITH_JOB_SCORE,
     WITH_JOB_VALUE,
     Move,
+    job_spreads_of,
 )
 from anomaly.collectivetick import Tick, Workload, medians_of_others
 from anomaly.thresholds import BoolArray, FloatArray, IntArray
@@ -56,20 +59,27 @@ def settle_still(
     on_side = tick.out_past(WITH_JOB_SCORE)[rows.rows] == side
     n_on = rows.count(on_side)
     sits = (n_on >= COLLECTIVE_MIN) & (n_on > COLLECTIVE_SHARE * rows.count(np.ones(rows.k.size, np.bool_)))
-    sat, spent, new, held_by, ranks = _sit(rows, moves, on_side, sits)
-    waited, kept, free, folds, own = _settle(rows, moves, side, held_by, ranks, spent=spent)
+    sat, spent, near, new, held_by, ranks = _sit(rows, moves, on_side, sits)
+    waited, kept, free, folds, own = _settle(rows, moves, side, held_by, ranks)
     held[rows.rows] = kept
     holds = rows.count(kept) > 0
     # Written back, move by move: what changed of its record, and the move after (``after_still``).
     taken, freed = rows.by_move(rows.ids, new), rows.by_move(rows.ids, free)
     folded, values = rows.by_move(rows.ids, folds), rows.by_move(own, folds)
+    neared, distances = [], []
+    if np.any(near.folds):
+        neared, distances = rows.by_move(rows.ids, near.folds), rows.by_move(near.after, near.folds)
+    kept_by_sit = rows.by_move(rows.ids, held_by) if np.any(spent) else []
     result: list[tuple[Workload, Move | None]] = []
     for j, (workload, move) in enumerate(still):
         if move.sat:
             move.sat = int(sat[j])
+            if neared and neared[j]:
+                move.near.update(zip(neared[j], distances[j], strict=True))
             if spent[j]:
-                move.held.clear()
-                move.own.clear()
+                move.held = set(kept_by_sit[j])
+                move.own = {i: d for i, d in move.own.items() if i in move.held}
+                move.near = {i: d for i, d in move.near.items() if i in move.held}
             elif taken[j]:
                 move.ranks.update(taken[j])
                 move.held.update(taken[j])
@@ -78,34 +88,63 @@ def settle_still(
             move.own.update(zip(folded[j], values[j], strict=True))
         if freed[j]:
             move.held.difference_update(freed[j])
-            if move.own:
+            if move.own:  # most are empty: 250,000 rows freed at once (``--open-moves``)
                 for i in freed[j]:
                     move.own.pop(i, None)
+            if move.near:
+                for i in freed[j]:
+                    move.near.pop(i, None)
         result.append((workload, after_still(move, bool(holds[j]), bool(sits[j]), bool(n_on[j]))))
     return result
 
 
 def _sit(
     rows: _Rows, moves: Sequence[Move], on_side: BoolArray, sits: BoolArray
-) -> tuple[IntArray, BoolArray, BoolArray, BoolArray, BoolArray]:
-    """``Move.sit`` of each move its job's sitting started (``sat``): counted, past ``SIT_READS`` holding
-    none (``spent``); before, where its job ``sits``, taking in the ranks come to read its job's value past
-    half-way (``new``). Per move its ``sat`` and whether ``spent``; per row whether ``new``, held and a rank
-    after."""
+) -> tuple[IntArray, BoolArray, _Near, BoolArray, BoolArray, BoolArray]:
+    """``Move.sit`` of each move its job's sitting started (``sat``): counted, its held ranks' distances from
+    their job's value folded into ``near`` where its job ``sits``; past ``SIT_READS`` (``spent``) holding only
+    those inside their bands, their job sitting, ``near`` within ``SPREAD_TIMES``; before, where its job sits,
+    taking in the ranks come to read its job's value past half-way (``new``). Per move its ``sat`` and whether
+    ``spent``; the distances folded; per row whether ``new``, held and a rank after."""
     held = rows.flags([m.held for m in moves])
     ranks = rows.flags([m.ranks for m in moves])
     sat = np.array([m.sat for m in moves], np.int64)
     sitting = sat > 0
     sat = np.where(sitting, np.minimum(sat + 1, SIT_READS + 1), sat)
     spent = sitting & (sat > SIT_READS)
-    held &= ~spent[rows.k]
+    near = _Near(rows, moves, on_side, held & (sitting & sits)[rows.k])
+    held &= ~spent[rows.k] | (sits[rows.k] & ~rows.tick.past[rows.rows] & (near.after <= SPREAD_TIMES))
     new = np.zeros(rows.k.size, np.bool_)
     if np.any(taking := sitting & ~spent & sits):
-        near = rows.at_job_value(on_side)
-        new = taking[rows.k] & on_side & near & rows.tick.scored_past(COLLECTIVE_SCORE)[rows.rows] & ~ranks
+        near_job = rows.at_job_value(on_side)
+        new = (
+            taking[rows.k] & on_side & near_job & rows.tick.scored_past(COLLECTIVE_SCORE)[rows.rows] & ~ranks
+        )
         ranks |= new
         held |= new
-    return sat, spent, new, held, ranks
+    return sat, spent, near, new, held, ranks
+
+
+class _Near:
+    """``Move.near`` of the held ranks of moves its job's sitting started, folded at the rows ``folds`` (a
+    held rank of such a move, its job sitting): per row its distance after (``after``; that before where not
+    folded, infinite where none)."""
+
+    def __init__(self, rows: _Rows, moves: Sequence[Move], on_side: BoolArray, folds: BoolArray) -> None:
+        records = [m.near for m in moves]
+        has, before = np.zeros(rows.k.size, np.bool_), np.zeros(rows.k.size)
+        if any(records):  # none but in a sitting move's: looked up only where one is (``--open-moves``)
+            has = rows.flags([set(r) for r in records])
+            before = rows.values(records, np.ones(len(moves), np.bool_))
+        after = np.where(has, before, np.inf)
+        if np.any(folds):
+            tick = rows.tick
+            median = medians_of_others(tick.values[rows.rows], on_side, rows.k, rows.size)
+            apart = job_spreads_of(tick, rows.rows, on_side, k=rows.k, size=rows.size, median=median)
+            folds = folds & np.isfinite(apart)
+            start = np.where(has, before, apart)
+            after = np.where(folds, start + OWN_ALPHA * (apart - start), after)
+        self.after, self.folds = after, folds
 
 
 def _settle(
@@ -114,8 +153,6 @@ def _settle(
     side: FloatArray,
     held: BoolArray,
     ranks: BoolArray,
-    *,
-    spent: BoolArray,
 ) -> tuple[IntArray, BoolArray, BoolArray, BoolArray, FloatArray]:
     """``Move.settle`` of each move, its job not moving, with ``Move.waiting`` and ``Move._own_past``; per
     move its ``waited``, per row whether it is held after, freed, read into its own distance (``folds``),
@@ -136,7 +173,7 @@ def _settle(
     waited += rows.count(waiting) > 0
     off = tick.off[at]
     folds = held & ~unread & ~waiting & np.isfinite(off)
-    before = rows.values([m.own for m in moves], ~spent)
+    before = rows.values([m.own for m in moves], np.ones(len(moves), np.bool_))
     own = before + OWN_ALPHA * (off - before)
     free |= held & ((tick.past[at] & ~waiting) | unread | (folds & (own > COLLECTIVE_SCORE)))
     return waited, held & ~free, free, folds, own

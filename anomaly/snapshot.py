@@ -63,9 +63,11 @@ FORMAT = "gpuwarden-anomaly-state"
 # colder than a powered GPU could have cooled since, while its power still fell, it was off). 14: before each
 # move kept at how many ticks it held its ranks' own distances back as its job stayed slowed (``waited``).
 # 15: before each move kept the reads since its job's sitting started it and those its job read back since
-# (``sat``, ``back``; a move of version 15 would be taken up as one its job's moving started).
-VERSION = 16
-SCHEMA = "2b7d8095c53d3d34"
+# (``sat``, ``back``; a move of version 15 would be taken up as one its job's moving started). 16: before each
+# move kept its held ranks' distances from their sitting job's value, averaged (``near``: past its bound a
+# sitting move keeps holding the ranks near their job; a version-16 sitting move would let them all go).
+VERSION = 17
+SCHEMA = "98ade644085f08c3"
 _HEADER = "header"
 _MODE = 0o600
 # Settings that do not shape what the detectors learn: where the service reads, listens and posts, and the

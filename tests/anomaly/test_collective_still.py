@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from anomaly.collective import settle_each
-from anomaly.collectivemove import OWN_WAIT, SIT_READS, Move
+from anomaly.collectivemove import OWN_WAIT, SIT_READS, SPREAD_TIMES, Move
 from anomaly.collectivestill import settle_still
 from anomaly.collectivetick import Tick, median_of_others, medians_of_others
 from anomaly.detectors import Findings
@@ -21,14 +21,16 @@ def _record(move: Move | None) -> tuple[object, ...] | None:
     if move is None:
         return None
     own = [[i, move.own[i]] for i in sorted(move.own)]
+    near = [[i, move.near[i]] for i in sorted(move.near)]
     return (sorted(move.held), sorted(move.ranks), own, sorted(move.others), move.side, move.waited,
-            move.sat, move.back)  # fmt: skip
+            move.sat, move.back, near)  # fmt: skip
 
 
 def _read(rng: np.random.Generator, jobs: int) -> tuple[Findings, dict[tuple[str, ...], Move]]:
     """One adaptive read of ``jobs`` jobs of 4-16 ranks (and two idle GPUs), each sitting or fallen part of
     the way, its ranks' bands narrow or wide, ties of values, unjudged and NaN scores, rows shuffled; and a
-    random move of each job: its ranks and those held of them, own distances, side, waits and sitting."""
+    random move of each job: its ranks and those held of them, own distances, side, waits and sitting, and
+    for a sitting one its held ranks' distances from their job (``near``)."""
     labels: list[dict[str, str]] = []
     value: list[float] = []
     half: list[float] = []
@@ -60,6 +62,7 @@ def _read(rng: np.random.Generator, jobs: int) -> tuple[Findings, dict[tuple[str
             int(rng.choice([0, 3, OWN_WAIT - 1, OWN_WAIT])),
             sat,
             int(rng.integers(0, 10)) if sat else 0,
+            {i: float(rng.uniform(0, 2 * SPREAD_TIMES)) for i in held if sat and rng.random() < 0.8},
         )
     labels += [{"gpu": "0"}, {"gpu": "1"}]
     value += [60.0, 61.0]
