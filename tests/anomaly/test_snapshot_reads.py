@@ -33,6 +33,20 @@ def _scored(service: AnomalyService) -> dict[tuple[str, str], np.ndarray]:
     return {(f.detector, f.query): f.score.copy() for f in service.infer().findings if f.detector != "source"}
 
 
+def _tick_both(
+    clock: FakeClock, straight: AnomalyService, restarted: AnomalyService, n: int
+) -> tuple[tuple[Scores, AnomalyService], tuple[Scores, AnomalyService]]:
+    """The scores of the next ``n`` ticks of the uninterrupted run and of the restarted one, on one clock,
+    each with its service."""
+    want: Scores = []
+    got: Scores = []
+    for _ in range(n):
+        clock.advance(EVERY)
+        want.append(_scored(straight))
+        got.append(_scored(restarted))
+    return (want, straight), (got, restarted)
+
+
 def _counts(service: AnomalyService) -> list[list[int]]:
     """How many samples each adaptive model of ``service`` learnt from, per series."""
     adaptive = next(d for d in service.detectors if d.name == "adaptive")
@@ -66,13 +80,7 @@ def _runs(
         restarted = AnomalyService(_config(), [fresh], clock)
         restarted.warm_up(snapshot=load_snapshot(path, restarted.cfg))
         assert save_snapshot(path, restarted.snapshot())
-    want: Scores = []
-    got: Scores = []
-    for _ in range(6):
-        clock.advance(EVERY)
-        want.append(_scored(straight))
-        got.append(_scored(restarted))
-    return (want, straight), (got, restarted)
+    return _tick_both(clock, straight, restarted, 6)
 
 
 @pytest.mark.parametrize("lost", [3, 0], ids=["crash-losing-3-ticks", "stopped-and-started-within-a-tick"])
@@ -223,13 +231,7 @@ def _outage_runs(tmp_path: Path) -> tuple[tuple[Scores, AnomalyService], tuple[S
     restarted = AnomalyService(_config(), [fresh], clock)
     restarted.warm_up(snapshot=load_snapshot(path, restarted.cfg))
     source.down = fresh.down = False
-    want: Scores = []
-    got: Scores = []
-    for _ in range(3):
-        clock.advance(EVERY)
-        want.append(_scored(straight))
-        got.append(_scored(restarted))
-    return (want, straight), (got, restarted)
+    return _tick_both(clock, straight, restarted, 3)
 
 
 def test_a_prometheus_outage_longer_than_forget_after_forgets_no_series(tmp_path):
