@@ -20,7 +20,7 @@ tick whose ids repeat): a rule changed in one is changed in the other, and
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from itertools import chain
 from typing import Any
 
@@ -134,7 +134,7 @@ class _Near:
         records = [m.near for m in moves]
         has, before = np.zeros(rows.k.size, np.bool_), np.zeros(rows.k.size)
         if any(records):  # none but in a sitting move's: looked up only where one is (``--open-moves``)
-            has = rows.flags([set(r) for r in records])
+            has = rows.flags(records)  # a record's ids are its keys: no copy of them
             before = rows.values(records, np.ones(len(moves), np.bool_))
         after = np.where(has, before, np.inf)
         if np.any(folds):
@@ -242,8 +242,9 @@ class _Rows:
         mine = (row >= 0) & (self.of_row[row] == owner)
         return self.place[row], mine
 
-    def flags(self, records: Sequence[set[int]]) -> BoolArray:
-        """Per row, whether its id is in its move's record (``records``, one per move)."""
+    def flags(self, records: Sequence[Collection[int]]) -> BoolArray:
+        """Per row, whether its id is in its move's record (``records``, one per move: a set of ids, or a
+        dict keyed by them)."""
         flags = np.zeros(self.rows.size, np.bool_)
         place, mine = self._found(records, [len(r) for r in records])
         flags[place[mine]] = True

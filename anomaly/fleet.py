@@ -46,14 +46,25 @@ _STATE = ("smooth", "fresh", "latched", "above")  # the per-series arrays a snap
 _REPLICA_SUFFIX = re.compile(r"(-[0-9a-f]{8,10})?(-[a-z0-9]{5}|-\d+)$")
 
 
-def peer_key(labels: Mapping[str, str], peer_labels: Sequence[str]) -> tuple[str, ...] | None:
-    """The peer group of a GPU: its model plus its workload (Slurm job, or namespace and pod without the
-    replica suffix). None for a GPU that runs nothing known: idle GPUs are not compared with busy ones."""
-    job = labels.get("slurm_job", "")
-    pod = labels.get("pod", "")
-    if not job and not pod:
+def workload_of(labels: Mapping[str, str]) -> str | None:
+    """The workload a GPU runs: its Slurm job, else its namespace and pod without the replica suffix; None
+    for a GPU that runs nothing known. The Slurm job is one look-up: the collective check asks it of 250,000
+    rows a tick (``bench_anomaly.py --open-moves``)."""
+    job = labels.get("slurm_job")
+    if job:
+        return job
+    pod = labels.get("pod")
+    if not pod:
         return None
-    workload = job or f"{labels.get('namespace', '')}/{_REPLICA_SUFFIX.sub('', pod)}"
+    return f"{labels.get('namespace', '')}/{_REPLICA_SUFFIX.sub('', pod)}"
+
+
+def peer_key(labels: Mapping[str, str], peer_labels: Sequence[str]) -> tuple[str, ...] | None:
+    """The peer group of a GPU: its model plus its workload (``workload_of``). None for a GPU that runs
+    nothing known: idle GPUs are not compared with busy ones."""
+    workload = workload_of(labels)
+    if workload is None:
+        return None
     return (*(labels.get(p, "") for p in peer_labels), workload)
 
 

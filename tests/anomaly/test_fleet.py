@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from anomaly.fleet import FleetDetector, peer_key
+from anomaly.collectivetick import workload_groups
+from anomaly.fleet import FleetDetector, peer_key, workload_of
 from anomaly.series import CounterRates, SeriesIndex, build_view
 from anomaly.sources import Frame
 
@@ -83,6 +85,52 @@ def test_inference_replicas_of_one_service_are_peers_and_other_services_are_not(
     d = peer_key({"modelName": "H100", "namespace": "inf", "pod": "api-7d9f8b6c5d-x2x7q"}, ["modelName"])
     assert a == b != c
     assert d == ("H100", "inf/api")
+
+
+# Each label shape the workload rule knows, and the workload it names (None: the GPU runs none).
+WORKLOAD_SHAPES = [
+    ({"UUID": "GPU-0", "slurm_job": "42"}, "42"),
+    ({"UUID": "GPU-0", "namespace": "inf", "pod": "llm-chat-12"}, "inf/llm-chat"),  # StatefulSet
+    ({"UUID": "GPU-0", "namespace": "inf", "pod": "api-7d9f8b6c5d-x2x7q"}, "inf/api"),  # Deployment
+    ({"UUID": "GPU-0", "namespace": "inf", "pod": "node-agent-x2x7q"}, "inf/node-agent"),  # DaemonSet, Job
+    ({"UUID": "GPU-0", "namespace": "inf", "pod": "notebook"}, "inf/notebook"),  # a bare pod
+    ({"UUID": "GPU-0", "pod": "llm-chat-0"}, "/llm-chat"),
+    ({"UUID": "GPU-0", "slurm_job": "42", "namespace": "inf", "pod": "llm-chat-0"}, "42"),
+    ({"UUID": "GPU-0", "slurm_job": "", "namespace": "inf", "pod": "llm-chat-0"}, "inf/llm-chat"),
+    ({"UUID": "GPU-0", "modelName": "H100"}, None),
+    ({"UUID": "GPU-0", "slurm_job": "", "namespace": "inf", "pod": ""}, None),
+]
+SHAPE_IDS = [
+    "slurm_job",
+    "statefulset_pod",
+    "deployment_pod",
+    "daemonset_pod",
+    "bare_pod",
+    "pod_without_namespace",
+    "slurm_job_and_pod",
+    "empty_slurm_job_and_pod",
+    "none",
+    "empty_labels",
+]
+
+
+@pytest.mark.parametrize(("lab", "workload"), WORKLOAD_SHAPES, ids=SHAPE_IDS)
+def test_the_collective_check_and_the_peer_groups_name_the_same_workload_of_each_label_shape(lab, workload):
+    """``workload_groups`` (the collective check's rows by workload) names a GPU's workload as ``peer_key``
+    does: a rule changed in one and not the other would hold one job's ranks in another's move."""
+    index, group = workload_groups([lab, {"UUID": "GPU-1"}, lab])
+    expected = None if workload is None else (workload,)
+    assert workload_of(lab) == workload
+    assert peer_key(lab, ()) == expected
+    assert peer_key(lab, ("modelName",)) == (
+        None if workload is None else (lab.get("modelName", ""), workload)
+    )
+    if workload is None:
+        assert index == {}
+        assert group.tolist() == [-1, -1, -1]
+    else:
+        assert index == {expected: 0}
+        assert group.tolist() == [0, -1, 0]
 
 
 def test_a_metric_floor_keeps_integer_temperatures_of_replicas_at_different_load_from_alerting():
