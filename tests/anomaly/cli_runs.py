@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from typer.testing import CliRunner
 
 from gpuwarden.cli import app
+from tests.gpuwarden.cli.built_runner import BuiltCliRunner
 from tests.http_stub import LocalServer, QuietHandler
 
-runner = CliRunner()
+runner = BuiltCliRunner()
 
 
 def write_series(path: Path, spike_at: int | None = 400) -> None:

@@ -4,12 +4,14 @@ references, each command's own sections, and errors that name the file, line or 
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from gpuwarden.cli import app
 from gpuwarden.config import load_config
 from gpuwarden.errors import ConfigError
+from tests.gpuwarden.cli.built_runner import BuiltCliRunner
 from tests.gpuwarden.config_files import write
+
+runner = BuiltCliRunner()
 
 
 def test_defaults_need_no_file() -> None:
@@ -66,7 +68,7 @@ def test_a_section_written_in_another_case_is_refused_at_its_line(
 def test_a_literal_secret_in_a_capitalised_section_is_not_taken(tmp_path: Path) -> None:
     """`Slack: {bot_token: xoxb-...}` passed `config validate`: the literal-secret check read `slack`."""
     path = write(tmp_path, "Slack:\n  bot_token: xoxb-1-2\n  channel: C1\n")
-    result = CliRunner().invoke(app, ["config", "validate", str(path)], env={"GPUWARDEN_API_TOKEN": "t"})
+    result = runner.invoke(app, ["config", "validate", str(path)], env={"GPUWARDEN_API_TOKEN": "t"})
     assert result.exit_code == 1
     assert f"{path}:1: Slack: section names are lower case: write slack:" in result.output
 
@@ -137,7 +139,7 @@ def test_a_shared_config_scores_a_csv_without_serves_and_slacks_secrets(
     src, out = tmp_path / "in.csv", tmp_path / "out.csv"
     src.write_text("timestamp,value\n" + "".join(f"{1700000000 + 30 * i},{i % 3}\n" for i in range(20)))
     args = ["anomaly", "score", "--config", str(write(tmp_path, SHARED)), "--input", str(src)]
-    result = CliRunner().invoke(app, [*args, "--output", str(out)])
+    result = runner.invoke(app, [*args, "--output", str(out)])
     assert result.exit_code == 0, result.output
     assert out.read_text().startswith("timestamp,value,anomaly_score,label")
 
@@ -211,7 +213,7 @@ def test_an_empty_secret_is_refused_naming_the_setting_and_the_variable(
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, text))
     assert words in str(info.value) and variable in str(info.value)
-    result = CliRunner().invoke(app, ["config", "validate", str(write(tmp_path, text))])
+    result = runner.invoke(app, ["config", "validate", str(write(tmp_path, text))])
     assert result.exit_code == 1 and words in " ".join(result.output.split())
 
 
@@ -243,7 +245,7 @@ def test_a_store_given_as_a_libpq_connection_string_is_refused_without_its_passw
     that file in its working directory and named it, password and all, in its log."""
     monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
     path = write(tmp_path, "api:\n  db: host=db.example dbname=gw user=gw password=S3cret\n")
-    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    result = runner.invoke(app, ["config", "validate", str(path)])
     said = " ".join(result.output.split())
     assert result.exit_code == 1 and "S3cret" not in said, said
     assert f"{path}:2: api.db: 'host=db.example dbname=gw user=gw password=***' is a libpq connection" in said

@@ -6,14 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from gpuwarden.cli import app
 from gpuwarden.config import load_config
 from gpuwarden.errors import ConfigError
+from tests.gpuwarden.cli.built_runner import BuiltCliRunner
 from tests.gpuwarden.startable import startable
 
-runner = CliRunner()
+runner = BuiltCliRunner()
 ONE = "webhooks:\n  - name: ops\n    url: {url}\n"
 
 

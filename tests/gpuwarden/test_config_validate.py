@@ -4,20 +4,21 @@ inventories, values no setting can use, mutes, and anomaly queries."""
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from alerting.matchers import parse_matcher
 from gpuwarden.cli import app
 from gpuwarden.config import load_config
 from gpuwarden.errors import ConfigError
+from tests.gpuwarden.cli.built_runner import BuiltCliRunner
 from tests.gpuwarden.config_files import write
 from tests.gpuwarden.startable import startable
+
+runner = BuiltCliRunner()
 
 
 def test_config_validate_command_reports_ok_and_errors(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    runner = CliRunner()
     text = startable(monkeypatch, "exporter:\n  port: 9401\n")
     good = runner.invoke(app, ["config", "validate", str(write(tmp_path, text))])
     assert good.exit_code == 0
@@ -81,7 +82,7 @@ def test_config_validate_refuses_what_serve_could_not_run_naming_file_and_field(
     tmp_path: Path, alerting: str, expected: str
 ) -> None:
     path = write(tmp_path, "alerting:\n" + alerting)
-    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    result = runner.invoke(app, ["config", "validate", str(path)])
     assert result.exit_code == 1
     output = " ".join(result.output.split())
     assert str(path) in output and expected in output
@@ -99,14 +100,12 @@ def test_config_validate_reads_the_inventory_file_the_config_names(tmp_path: Pat
     inventory = tmp_path / "inventory.yaml"
     inventory.write_text("nodes:\n  - name: n1\n    cluster: c1\n    rack: r1\n    gpus: many\n")
     path = write(tmp_path, f"alerting:\n  inventory_file: {inventory}\n")
-    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    result = runner.invoke(app, ["config", "validate", str(path)])
     assert result.exit_code == 1
     output = " ".join(result.output.split())
     assert "alerting.inventory_file" in output and "nodes[0].gpus" in output
     inventory.unlink()
-    assert "cannot read" in " ".join(
-        CliRunner().invoke(app, ["config", "validate", str(path)]).output.split()
-    )
+    assert "cannot read" in " ".join(runner.invoke(app, ["config", "validate", str(path)]).output.split())
 
 
 def test_the_simulated_fleet_does_not_combine_with_other_inventories(tmp_path: Path) -> None:
@@ -219,10 +218,10 @@ def test_mutes_that_would_hold_back_every_alert_or_that_are_typos_are_refused_at
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, alerting: str, expected: str
 ) -> None:
     path = write(tmp_path, "api:\n  port: 9700\nalerting:\n" + alerting)
-    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    result = runner.invoke(app, ["config", "validate", str(path)])
     assert result.exit_code == 1 and f"{path}{expected}" in " ".join(result.output.split())
     monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
-    served = CliRunner().invoke(app, ["serve", "--db", str(tmp_path / "x.db"), "--config", str(path)])
+    served = runner.invoke(app, ["serve", "--db", str(tmp_path / "x.db"), "--config", str(path)])
     assert served.exit_code == 1 and f"{path}{expected}" in " ".join(served.output.split())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gpuwarden.yaml"]  # no store, lock or journal
 
@@ -232,7 +231,7 @@ def test_an_inhibition_whose_targets_are_every_alert_is_taken(
 ) -> None:
     rule = "  inhibit_rules:\n    - source_matchers: [alertname=X]\n      target_matchers: ['a=~\".*\"']\n"
     path = write(tmp_path, startable(monkeypatch, "alerting:\n" + rule))
-    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    result = runner.invoke(app, ["config", "validate", str(path)])
     assert result.exit_code == 0, result.output  # "while the node is down, mute everything on it"
 
 
@@ -292,7 +291,7 @@ def test_config_validate_refuses_what_serve_exporter_or_anomaly_run_would_refuse
 ) -> None:
     (tmp_path / "k.yaml").write_text("just a string\n")
     path = write(tmp_path, text.replace("{tmp}", str(tmp_path)))
-    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    result = runner.invoke(app, ["config", "validate", str(path)])
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
     squeezed = "".join(result.output.split())  # the console wraps long paths anywhere
     assert "".join(f"{path}{expected.replace('{tmp}', str(tmp_path))}".split()) in squeezed
@@ -355,7 +354,7 @@ def test_anomaly_queries_that_run_would_refuse_or_drop_are_refused_at_load_namin
     with pytest.raises(ConfigError) as err:
         load_config(path)
     assert (f"{path}{message}" if message.startswith(":") else message) in str(err.value), str(err.value)
-    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    result = runner.invoke(app, ["config", "validate", str(path)])
     assert result.exit_code == 1 and message in " ".join(result.output.split()), result.output
 
 

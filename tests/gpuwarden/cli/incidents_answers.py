@@ -12,7 +12,6 @@ import pytest
 from click.testing import Result
 from pydantic import SecretStr
 from rich.console import Console
-from typer.testing import CliRunner
 
 from alerting import scenarios
 from alerting.engine import IncidentEngine
@@ -21,11 +20,12 @@ from gpuwarden.cli import app, incidents_cmd
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import ApiConfig
 from tests.gpuwarden.api_client import TestClient, route_httpx
+from tests.gpuwarden.cli.built_runner import BuiltCliRunner
 from tests.http_stub import FixedAnswer
 from tests.integration.gpuwarden_server import TOKEN
 from tests.migrated_store import migrated_sqlite
 
-runner = CliRunner()
+runner = BuiltCliRunner()
 
 
 DETAIL = {

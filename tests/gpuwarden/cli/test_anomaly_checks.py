@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from gpuwarden.cli import app
+from tests.gpuwarden.cli.built_runner import BuiltCliRunner
 
-runner = CliRunner()
+runner = BuiltCliRunner()
 
 PRESENCE = (
     "anomaly:\n  source: prometheus\n  detectors: [presence]\n{absent}  queries:\n"

@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from gpuwarden.cli import app
+from tests.gpuwarden.cli.built_runner import BuiltCliRunner
 
-runner = CliRunner()
+runner = BuiltCliRunner()
 
 
 @pytest.mark.parametrize(

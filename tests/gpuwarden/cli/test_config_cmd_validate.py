@@ -8,13 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from gpuwarden.cli import app
+from tests.gpuwarden.cli.built_runner import BuiltCliRunner
 from tests.gpuwarden.cli.config_problems import problem_lines
 from tests.gpuwarden.startable import startable
 
-runner = CliRunner()
+runner = BuiltCliRunner()
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,6 @@ import urllib.error
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from exporters import training_export
 from gpuwarden.cli import app
@@ -21,11 +20,12 @@ from gpuwarden.config import ExporterConfig, GpuwardenConfig, load_config
 from gpuwarden.errors import ConfigError
 from gpuwarden.sim import build_fleet
 from tests.exporters.asgi_client import AsgiClient
+from tests.gpuwarden.cli.built_runner import BuiltCliRunner
 from tests.gpuwarden.cli.stopping import run_then_sigterm
 from tests.gpuwarden.startable import startable
 from tests.integration.servers import free_port
 
-runner = CliRunner()
+runner = BuiltCliRunner()
 
 
 def run_exporter(args: list[str]) -> subprocess.CompletedProcess[str]:
@@ -58,7 +58,7 @@ def run_exporter(args: list[str]) -> subprocess.CompletedProcess[str]:
 def test_startup_errors_print_one_line_and_a_bad_option_exits_2_as_click_does(
     argv: list[str], words: str, code: int
 ) -> None:
-    result = CliRunner().invoke(app, argv)
+    result = runner.invoke(app, argv)
     said = " ".join(result.output.split())
     assert result.exit_code == code
     assert words in said and said.count(f"'{argv[-1]}'") <= 1, (
@@ -71,14 +71,14 @@ def test_startup_errors_print_one_line_and_a_bad_option_exits_2_as_click_does(
 def test_a_bad_exporter_setting_in_the_file_exits_1_not_as_a_usage_error(tmp_path: Path) -> None:
     config = tmp_path / "gpuwarden.yaml"
     config.write_text("exporter:\n  simulate: 2y8\n")
-    result = CliRunner().invoke(app, ["exporter", "--config", str(config)])
+    result = runner.invoke(app, ["exporter", "--config", str(config)])
     assert result.exit_code == 1 and "exporter.simulate" in result.output, result.output
 
 
 def test_a_bad_config_file_names_the_field(tmp_path: Path) -> None:
     config = tmp_path / "gpuwarden.yaml"
     config.write_text("exporter:\n  prot: 9400\n")
-    result = CliRunner().invoke(app, ["exporter", "--config", str(config)])
+    result = runner.invoke(app, ["exporter", "--config", str(config)])
     assert result.exit_code == 1
     assert "exporter.prot" in result.output
 
@@ -92,7 +92,7 @@ def test_a_port_another_process_listens_on_is_named(tmp_path: Path, flag: bool) 
         config = tmp_path / "gpuwarden.yaml"
         config.write_text(f"exporter:\n  listen_address: 127.0.0.1\n  port: {port}\n")
         args = ["--port", str(port), "--listen-address", "127.0.0.1"] if flag else ["--config", str(config)]
-        result = CliRunner().invoke(app, ["exporter", "--simulate", "1x1", *args])
+        result = runner.invoke(app, ["exporter", "--simulate", "1x1", *args])
     named = f"--port {port}" if flag else f"{config}:3: exporter.port"
     assert result.exit_code == 1 and f"{named}: cannot listen on 127.0.0.1:{port}" in " ".join(
         result.output.split()
@@ -103,7 +103,7 @@ def test_an_address_that_does_not_resolve_fails_naming_the_option_before_saying_
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     with caplog.at_level(logging.INFO):
-        result = CliRunner().invoke(
+        result = runner.invoke(
             app,
             ["exporter", "--simulate", "1x1", "--listen-address", "no-such-host.invalid", "--port", "19999"],
         )

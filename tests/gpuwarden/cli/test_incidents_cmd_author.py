@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
 
 from gpuwarden.cli import app
 from tests.gpuwarden.api_client import TestClient
@@ -102,7 +101,7 @@ def test_a_bad_by_is_named_as_the_option_typed(command: list[str], argv: list[st
 def test_the_commands_that_say_who_are_every_command_with_author() -> None:
     """A command given ``--author`` without ``ByCommand`` would take ``--by`` over it whatever the order: each
     is in ``BY_COMMANDS``, which the tests here run."""
-    root = typer.main.get_command(app)
+    root = runner.command(app)
     with_author = {
         path.removeprefix("gpuwarden ")
         for path, command in _commands(root, "gpuwarden")

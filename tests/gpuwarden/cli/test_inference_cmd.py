@@ -13,13 +13,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from typer.testing import CliRunner
 
 from gpuwarden.cli import app
+from tests.gpuwarden.cli.built_runner import BuiltCliRunner
 from tests.gpuwarden.cli.stopping import otlp_collector, run_then_sigterm
 from tests.integration.servers import free_port
 
-runner = CliRunner()
+runner = BuiltCliRunner()
 CLI = [sys.executable, "-c", "from gpuwarden.cli import main; main()"]
 OTLP = "http://127.0.0.1:4318/v1/traces"
 
@@ -241,7 +241,7 @@ def test_the_server_refuses_headers_past_the_limit_as_serve_does() -> None:
 def test_a_fleet_larger_than_any_simulated_one_is_refused_before_it_is_built() -> None:
     """``--nodes`` had no upper bound: ``--nodes 99999`` spent minutes building the fleet in silence (the
     exporter's and the config's ``--simulate`` stop at 2048 nodes)."""
-    result = CliRunner().invoke(app, ["inference-server", "--nodes", "99999"])
+    result = runner.invoke(app, ["inference-server", "--nodes", "99999"])
     assert result.exit_code == 2, result.output
     assert result.stderr == "error: --nodes 99999: use a whole number from 1 to 2048\n"
 
@@ -263,6 +263,6 @@ def test_a_fleet_larger_than_any_simulated_one_is_refused_before_it_is_built() -
 def test_a_node_or_gpu_the_fleet_lacks_is_said_as_the_option_given(args: list[str], said: str) -> None:
     """README: a bad option is said `error: OPTION VALUE: what to give`; these said the fleet's field name
     (`error: gpu: node-01 has no GPU 9; ...`), which is no option of the command."""
-    result = CliRunner().invoke(app, ["inference-server", "--port", str(free_port()), *args])
+    result = runner.invoke(app, ["inference-server", "--port", str(free_port()), *args])
     assert result.exit_code == 2, result.output
     assert result.stderr == said

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
@@ -22,8 +21,9 @@ from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert
 from tests.alerting.slurm_recorded import RecordedSlurm
 from tests.gpuwarden.api_client import api_client
+from tests.gpuwarden.cli.built_runner import BuiltCliRunner
 
-runner = CliRunner()
+runner = BuiltCliRunner()
 WIDE = {"COLUMNS": "250"}  # a table row on one line
 
 

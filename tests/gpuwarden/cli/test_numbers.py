@@ -6,9 +6,11 @@ from typing import Annotated
 
 import pytest
 import typer
-from typer.testing import CliRunner
 
 from gpuwarden.cli.numbers import number, whole_number
+from tests.gpuwarden.cli.built_runner import BuiltCliRunner
+
+runner = BuiltCliRunner()
 
 app = typer.Typer()
 
@@ -39,7 +41,7 @@ def _show(
     ids=lambda value: "_".join(value) if isinstance(value, list) else None,
 )
 def test_decimal_numbers_a_sign_and_an_exponent_for_a_fraction_are_taken(args: list[str], shown: str) -> None:
-    result = CliRunner().invoke(app, args)
+    result = runner.invoke(app, args)
     assert result.exit_code == 0 and result.output == f"{shown}\n", result.output
 
 
@@ -65,7 +67,7 @@ def test_decimal_numbers_a_sign_and_an_exponent_for_a_fraction_are_taken(args: l
 def test_what_python_alone_reads_as_a_number_is_refused_naming_the_value(args: list[str], said: str) -> None:
     """Python's int()/float() take ``9_400``, blanks around the digits, other scripts' digits and ``inf``: a
     typo an operator meant otherwise (``--port 9_400``) is refused, as Prometheus and kubectl refuse it."""
-    result = CliRunner().invoke(app, args)
+    result = runner.invoke(app, args)
     assert result.exit_code == 2 and result.stderr == f"error: {said}\n", result.stderr
 
 
@@ -84,7 +86,7 @@ def test_a_seed_is_read_as_every_other_whole_number(command: list[str], value: s
     integer" instead of the option, its value and what to give."""
     from gpuwarden.cli import app as gpuwarden_app  # noqa: PLC0415
 
-    result = CliRunner().invoke(gpuwarden_app, [*command, "--seed", value])
+    result = runner.invoke(gpuwarden_app, [*command, "--seed", value])
     assert result.exit_code == 2 and result.stderr == f"error: --seed {value!r}: use a whole number\n", (
         result.stderr
     )
@@ -93,7 +95,7 @@ def test_a_seed_is_read_as_every_other_whole_number(command: list[str], value: s
 def test_any_whole_seed_is_taken_as_before() -> None:
     from gpuwarden.cli import app as gpuwarden_app  # noqa: PLC0415
 
-    result = CliRunner().invoke(gpuwarden_app, ["sim", "show", "--seed", "-5"])
+    result = runner.invoke(gpuwarden_app, ["sim", "show", "--seed", "-5"])
     assert result.exit_code == 0 and "(seed -5)" in result.output, result.output
 
 
@@ -101,7 +103,7 @@ def test_a_number_past_a_floats_range_is_said_so_where_the_option_has_no_upper_b
     """``--rate 1e999`` (read as inf) was told "use a number of at least 0", which it seemed to be."""
     from gpuwarden.cli import app as gpuwarden_app  # noqa: PLC0415
 
-    result = CliRunner().invoke(gpuwarden_app, ["loadgen", "--rate", "1e999"])
+    result = runner.invoke(gpuwarden_app, ["loadgen", "--rate", "1e999"])
     assert result.exit_code == 2, result.output
     assert result.stderr == "error: --rate 1e999: more than a number can hold; use a number of at least 0\n"
 
@@ -109,7 +111,7 @@ def test_a_number_past_a_floats_range_is_said_so_where_the_option_has_no_upper_b
 def test_a_whole_number_of_hundreds_of_digits_is_said_too_large_not_a_traceback() -> None:
     """``math.isfinite`` converts an int to a float: one past a float's range raised OverflowError out of the
     option's parser (``--count 999...9``, ``anomaly xid 999...9``)."""
-    result = CliRunner().invoke(app, ["--count", "9" * 400])
+    result = runner.invoke(app, ["--count", "9" * 400])
     assert result.exit_code == 2, result.output
     assert result.stderr == (
         f"error: --count {'9' * 400}: more than a number can hold; use a whole number from -5 to 10000\n"
@@ -126,7 +128,7 @@ def test_a_whole_number_option_holds_64_bits_as_gos_strconv(value: str, taken: b
     traceback where the minutes met ``float()``; Go's ParseInt refuses past 64 bits ("value out of range")."""
     from gpuwarden.cli import app as gpuwarden_app  # noqa: PLC0415
 
-    result = CliRunner().invoke(gpuwarden_app, ["sim", "show", "--seed", value])
+    result = runner.invoke(gpuwarden_app, ["sim", "show", "--seed", value])
     if taken:
         assert result.exit_code == 0 and f"(seed {value})" in result.output, result.output
     else:

@@ -15,7 +15,6 @@ import yaml
 from click.testing import Result
 from pydantic import SecretStr
 from sqlalchemy import Connection, Engine, event, update
-from typer.testing import CliRunner
 
 from alerting.engine import IncidentEngine
 from alerting.notifiers.recorder import SlackRecorder
@@ -31,11 +30,12 @@ from gpuwarden.config import ApiConfig
 from tests.alerting.notifiers.incidents import lifecycle, reassessed
 from tests.alerting.outbox_destinations import CLOCK, NOW, Destination, queued_for
 from tests.gpuwarden.api_client import TestClient, route_httpx
+from tests.gpuwarden.cli.built_runner import BuiltCliRunner
 from tests.http_stub import FixedAnswer
 from tests.integration.gpuwarden_server import AUTH, TOKEN, gpuwarden_serve
 from tests.migrated_store import migrated_sqlite
 
-runner = CliRunner()
+runner = BuiltCliRunner()
 
 
 def _wait(what: str, check: object, seconds: float = 60.0) -> None:

@@ -7,12 +7,12 @@ import os
 from pathlib import Path
 
 import pandas as pd
-from typer.testing import CliRunner
 
 from anomaly import univariate
 from gpuwarden.cli import app
+from tests.gpuwarden.cli.built_runner import BuiltCliRunner
 
-runner = CliRunner()
+runner = BuiltCliRunner()
 
 
 def write_short_series(path: Path) -> None:

@@ -8,11 +8,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from gpuwarden.cli import app
 from gpuwarden.clock import SystemClock
+from tests.gpuwarden.cli.built_runner import BuiltCliRunner
 from tests.gpuwarden.startable import startable
+
+runner = BuiltCliRunner()
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -46,13 +48,13 @@ def test_a_maintenance_window_ending_more_than_a_year_ahead_is_refused_naming_en
     times: Callable[[datetime], tuple[datetime, datetime]],
 ) -> None:
     path = write(tmp_path, _window(*times(datetime.now(UTC).replace(microsecond=0))))
-    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    result = runner.invoke(app, ["config", "validate", str(path)])
     output = " ".join(result.output.split())
     assert result.exit_code == 1, output
     assert f"{path}:5: alerting.maintenance_windows[0].ends_at:" in output
     assert "more than 366 days from now" in output and "give the work's end" in output
     monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
-    served = CliRunner().invoke(app, ["serve", "--db", str(tmp_path / "x.db"), "--config", str(path)])
+    served = runner.invoke(app, ["serve", "--db", str(tmp_path / "x.db"), "--config", str(path)])
     assert served.exit_code == 1 and "alerting.maintenance_windows[0].ends_at" in served.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gpuwarden.yaml"]  # no store, lock or journal
 
@@ -62,7 +64,7 @@ def test_a_maintenance_window_that_already_ended_is_warned_of_not_refused(
 ) -> None:
     window = _window(datetime(2020, 1, 1, tzinfo=UTC), datetime(2020, 1, 1, 2, tzinfo=UTC))
     path = write(tmp_path, startable(monkeypatch, window))
-    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    result = runner.invoke(app, ["config", "validate", str(path)])
     output = " ".join(result.output.split())
     assert result.exit_code == 0, output
     assert (
@@ -78,7 +80,7 @@ def test_a_maintenance_window_ahead_within_a_year_passes_without_a_warning(
     now = datetime.now(UTC).replace(microsecond=0)
     window = _window(now + timedelta(days=300), now + YEAR - timedelta(days=1))
     path = write(tmp_path, startable(monkeypatch, window))
-    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    result = runner.invoke(app, ["config", "validate", str(path)])
     assert result.exit_code == 0 and "warning" not in result.output, result.output
 
 
@@ -91,7 +93,7 @@ def test_config_validate_warns_of_a_detector_whose_queries_are_missing_and_not_o
         "  queries:\n    - {name: DCGM_FI_DEV_GPU_TEMP, expr: DCGM_FI_DEV_GPU_TEMP}\n",
     )
     monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")  # serve's, as it takes it
-    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    result = runner.invoke(app, ["config", "validate", str(path)])
     output = " ".join(result.output.split())
     assert result.exit_code == 0, output
     assert (
@@ -103,7 +105,7 @@ def test_config_validate_warns_of_a_detector_whose_queries_are_missing_and_not_o
         monkeypatch.setenv(name, f"secret-{name}")
     example = Path(__file__).resolve().parents[3] / "deploy" / "gpuwarden.example.yaml"
     monkeypatch.setenv("GPUWARDEN_API__DB", str(tmp_path / "incidents.db"))  # no /var/lib/gpuwarden here
-    result = CliRunner().invoke(app, ["config", "validate", str(example)])
+    result = runner.invoke(app, ["config", "validate", str(example)])
     assert result.exit_code == 0 and "warning" not in result.output, result.output
 
 
@@ -157,7 +159,7 @@ def test_config_validate_refuses_the_store_and_journal_places_serve_refuses(
     start with it)."""
     path = tmp_path / "gpuwarden.yaml"
     path.write_text(text.format(tmp=tmp_path))
-    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    result = runner.invoke(app, ["config", "validate", str(path)])
     assert result.exit_code == 1, result.output
     assert said.format(tmp=tmp_path) in " ".join(result.output.split())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gpuwarden.yaml"]  # it made nothing
@@ -174,7 +176,7 @@ def test_the_example_config_stays_valid_without_a_warning_next_year(
         monkeypatch.setenv(name, f"secret-{name}")
     monkeypatch.setenv("GPUWARDEN_API__DB", str(tmp_path / "incidents.db"))
     example = Path(__file__).resolve().parents[3] / "deploy" / "gpuwarden.example.yaml"
-    result = CliRunner().invoke(app, ["config", "validate", str(example)])
+    result = runner.invoke(app, ["config", "validate", str(example)])
     assert result.exit_code == 0 and "warning" not in result.output, result.output
 
 
@@ -196,7 +198,7 @@ def test_config_validate_warns_of_missing_queries_only_for_a_file_that_writes_an
     already knew: five paragraphs about detectors it does not configure buried what mattered."""
     monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
     path = write(tmp_path, text.format(db=tmp_path / "s.db"))
-    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    result = runner.invoke(app, ["config", "validate", str(path)])
     assert result.exit_code == 0 and "warning" not in result.output, result.output
 
 
@@ -239,7 +241,7 @@ def test_config_validate_refuses_what_stops_serve_or_anomaly_run_naming_the_comm
     if token is not None:
         monkeypatch.setenv("GPUWARDEN_API_TOKEN", token)
     path = write(tmp_path, f"api:\n  db: {tmp_path}/s.db\n" + text)
-    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    result = runner.invoke(app, ["config", "validate", str(path)])
     assert result.exit_code == 1, result.output
     assert said in " ".join(result.output.split())
 
@@ -249,7 +251,7 @@ def test_config_validate_takes_the_token_from_the_environment_as_serve_does(
 ) -> None:
     monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
     path = write(tmp_path, f"api:\n  db: {tmp_path}/s.db\n" + QUERIES)
-    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    result = runner.invoke(app, ["config", "validate", str(path)])
     assert result.exit_code == 0, result.output
     # the default source reads the queries from Prometheus, so a detector's missing queries are warned of
     assert "detector 'thermal' reads queries named DCGM_FI_DEV_GPU_TEMP" in " ".join(result.output.split())
@@ -257,7 +259,7 @@ def test_config_validate_takes_the_token_from_the_environment_as_serve_does(
 
 def test_anomaly_run_refuses_in_process_naming_the_setting(tmp_path: Path) -> None:
     path = write(tmp_path, QUERIES + "  source: in-process\n")
-    result = CliRunner().invoke(app, ["anomaly", "run", "--config", str(path), "--ticks", "1"])
+    result = runner.invoke(app, ["anomaly", "run", "--config", str(path), "--ticks", "1"])
     assert result.exit_code == 1
     assert f"{path}:4: anomaly.source: anomaly run refuses in-process" in " ".join(result.output.split())
 
@@ -271,7 +273,7 @@ def test_config_validate_warns_when_signatures_lacks_the_throttle_reasons_query(
         f"    - {{name: {name}, expr: {name}}}\n" for name in ("gpuwarden_gpu_up", "DCGM_FI_DEV_XID_ERRORS")
     )
     path = write(tmp_path, f"anomaly:\n  detectors: [signatures]\n  queries:\n{queries}")
-    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    result = runner.invoke(app, ["config", "validate", str(path)])
     output = " ".join(result.output.split())
     assert result.exit_code == 0, output
     assert (
@@ -295,7 +297,7 @@ def test_config_validate_warns_of_each_signature_rule_the_queries_leave_unable_t
     )
     queries = "".join(f"    - {{name: {name}, expr: {name}}}\n" for name in old_example)
     path = write(tmp_path, f"anomaly:\n  detectors: [signatures]\n  queries:\n{queries}")
-    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    result = runner.invoke(app, ["config", "validate", str(path)])
     output = " ".join(result.output.split())
     assert result.exit_code == 0, output
     missing = (
@@ -314,7 +316,7 @@ def test_a_file_for_the_exporter_alone_needs_no_api_token_nor_queries(
     # A GPU node's exporter has no GPUWARDEN_API_TOKEN and scores nothing: its file must validate there.
     monkeypatch.delenv("GPUWARDEN_API_TOKEN", raising=False)
     path = write(tmp_path, "exporter:\n  port: 9401\ntracing:\n  enabled: false\n")
-    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    result = runner.invoke(app, ["config", "validate", str(path)])
     assert result.exit_code == 0, result.output
 
 
@@ -331,7 +333,7 @@ def test_serve_lists_every_problem_of_its_start_up_check_and_makes_nothing(
         "api:\n  listen_address: 203.0.113.7\n",
     )
     monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
-    served = CliRunner().invoke(app, ["serve", "--db", str(tmp_path / "x.db"), "--config", str(path)])
+    served = runner.invoke(app, ["serve", "--db", str(tmp_path / "x.db"), "--config", str(path)])
     output = " ".join(served.output.split())
     assert served.exit_code == 1, output
     for said in (
@@ -350,7 +352,7 @@ def test_serve_without_a_token_lists_the_missing_token_with_the_file_s_problems(
 ) -> None:
     path = write(tmp_path, "alerting:\n  journal_dir: /proc/x\n")
     monkeypatch.delenv("GPUWARDEN_API_TOKEN", raising=False)
-    served = CliRunner().invoke(app, ["serve", "--db", str(tmp_path / "x.db"), "--config", str(path)])
+    served = runner.invoke(app, ["serve", "--db", str(tmp_path / "x.db"), "--config", str(path)])
     output = " ".join(served.output.split())
     assert served.exit_code == 1, output
     assert "api.token: serve refuses to start without an API token: set api.token" in output
@@ -380,7 +382,7 @@ def test_an_alert_url_without_a_token_says_whether_the_variable_is_unset_or_empt
         ["anomaly", "run", "--config", str(path), "--ticks", "1"],
         ["config", "validate", str(path)],
     ):
-        result = CliRunner().invoke(app, argv)
+        result = runner.invoke(app, argv)
         assert result.exit_code == 1, result.output
         assert expected in " ".join(result.output.split()), result.output
 
@@ -410,6 +412,6 @@ def test_config_validate_refuses_a_store_url_whose_password_holds_an_unescaped_a
     monkeypatch.setenv("DB", db)
     path = tmp_path / "c.yaml"
     path.write_text("api:\n  db: {env: DB}\n")
-    said = " ".join(CliRunner().invoke(app, ["config", "validate", str(path)]).output.split())
+    said = " ".join(runner.invoke(app, ["config", "validate", str(path)]).output.split())
     assert ("write each @ of the password as %40" in said) is refused, said
     assert "ss@db" not in said and "s@[" not in said, said  # the password's end, quoted as a host

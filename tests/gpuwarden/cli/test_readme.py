@@ -15,11 +15,13 @@ from pathlib import Path
 import pytest
 import yaml
 from pydantic import BaseModel
-from typer.testing import CliRunner
 
 from gpuwarden.cli import app
 from gpuwarden.config import GpuwardenConfig
+from tests.gpuwarden.cli.built_runner import BuiltCliRunner
 from tests.gpuwarden.startable import startable
+
+runner = BuiltCliRunner()
 
 README = Path(__file__).resolve().parents[3] / "README.md"
 TEXT = README.read_text()
@@ -60,7 +62,7 @@ def test_the_readme_shows_command_lines_to_check() -> None:
 def test_every_command_line_in_the_readme_parses(line: str) -> None:
     """Subcommands and option names as the README writes them; ``--help`` stops before values are used."""
     args = shlex.split(line)[1:]
-    result = CliRunner().invoke(app, [*args, "--help"])
+    result = runner.invoke(app, [*args, "--help"])
     assert result.exit_code == 0, f"{line}: {result.output}"
 
 
@@ -117,5 +119,5 @@ def test_every_configuration_example_in_the_readme_validates(
     # An example shows one section: the rest of a file serve and anomaly run start with comes from elsewhere.
     path.write_text(block if "anomaly" in yaml.safe_load(block) else startable(monkeypatch, block))
     monkeypatch.chdir(tmp_path)  # api.db and its journal, if the example leaves them default
-    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    result = runner.invoke(app, ["config", "validate", str(path)])
     assert result.exit_code == 0 and "warning" not in result.output, result.output

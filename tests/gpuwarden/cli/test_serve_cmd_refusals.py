@@ -11,13 +11,13 @@ import pytest
 import yaml
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
-from typer.testing import CliRunner
 
 from alerting.db import make_engine
 from alerting.migrate import alembic_config, upgrade
 from gpuwarden.cli import app
+from tests.gpuwarden.cli.built_runner import BuiltCliRunner
 
-runner = CliRunner()
+runner = BuiltCliRunner()
 
 
 def test_serve_refuses_a_config_whose_matcher_does_not_parse_naming_the_field(

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
 from alerting.instance_lock import FileLock, store_lock
 from alerting.journal import KIND_POSTABLE, AcceptJournal, applied_offset
@@ -22,9 +21,10 @@ from gpuwarden.cli.serve_cmd import build_service, take_locks
 from gpuwarden.cli.serve_journal import build_applier, journal_dir
 from gpuwarden.config import GpuwardenConfig
 from gpuwarden.errors import ConfigError
+from tests.gpuwarden.cli.built_runner import BuiltCliRunner
 from tests.integration.servers import free_port
 
-runner = CliRunner()
+runner = BuiltCliRunner()
 
 
 @pytest.mark.parametrize(

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
 
 from gpuwarden.cli import app
+from tests.gpuwarden.cli.built_runner import BuiltCliRunner
 
-runner = CliRunner()
+runner = BuiltCliRunner()
 
 
 def test_the_table_shows_pci_bus_ids_as_they_are_not_as_emoji() -> None:
