@@ -154,8 +154,17 @@ class ThermalDetector(ThermalGuesses, ThermalHolds):
         # idle read 35 C under its line there, and a cooler failing at that idle (33 C to 46 C) scored 0.
         # Not while a hot run that began at a power it knows throttled it there (that runaway is held).
         held_for, hot_at, throttled = self._hold(slots, line.fresh)
+        # At its rest's power too, where its line has drifted from that rest (``_drifted``): hours in its job
+        # after it rested at idle, its line drew that idle 11 C too hot, a cooler failing there scored 0.7.
+        drifted = self._drifted(slots, lagged, (n, line.moments[0], line.moments[1], line.slope), band)
         fallen, ongoing = self._fallen(
-            slots, lagged, pbot, ~throttled, at=at, z=(resid / band, (t - self.low_t[slots]) / band)
+            slots,
+            lagged,
+            pbot,
+            ~throttled,
+            at=at,
+            z=(resid / band, (t - self.low_t[slots]) / band),
+            drifted=drifted,
         )
         above = (lagged > line.learnt[1] + self.ridge_watts) | self._unsettled(
             slots, lagged, ptop, at=at, z=resid / band

@@ -39,24 +39,49 @@ class ThermalGuesses(ThermalLines):
         *,
         at: float,
         z: tuple[FloatArray, FloatArray],
+        drifted: BoolArray,
     ) -> tuple[BoolArray, BoolArray]:
-        """Which samples are below any power their line scored at (``free``: not a runaway throttled there)
-        and still a guess there, and which of them fell before this sample (``_rewarming`` has a temperature
-        to climb from): a guess until the power has stayed below it for ``settle_seconds``, the line (learnt
-        from them) is within half a band of the sample either side (it errs high there, and so hides heat),
-        and the temperature is within half a band of the lowest it cooled to (``z``: both in bands).
+        """Which samples are below any power their line scored at, or at a rest their line has drifted from
+        (``drifted``, ``_drifted``), (``free``: not a runaway throttled there) and still a guess there, and
+        which of them fell before this sample (``_rewarming`` has a temperature to climb from): a guess until
+        the power has stayed below it for ``settle_seconds``, the line (learnt from them) is within half a
+        band of the sample either side (it errs high there, and so hides heat), and the temperature is within
+        half a band of the lowest it cooled to (``z``: both in bands).
 
         Learnt whole, a cooler failing as the job stalled taught the line its climb while it was under a
         band: settled there once the power had stayed down 10 minutes, the line scored it 0.4, the GPU
         climbing on."""
         line, climb = z
         fell = self.fell_at[slots]
-        below = (lagged < pbot - self.ridge_watts) & free
+        below = ((lagged < pbot - self.ridge_watts) | drifted) & free
         ongoing = below & (fell > 0.0)
         fell = np.where(below, np.where(ongoing, fell, at), 0.0)
         self.fell_at[slots] = fell
         settled = (at - fell >= self.settle_seconds) & (np.abs(line) < 0.5) & (~ongoing | (climb < 0.5))
         return below & ~settled, ongoing
+
+    def _drifted(
+        self,
+        slots: IntArray,
+        lagged: FloatArray,
+        line: tuple[FloatArray, FloatArray, FloatArray, FloatArray],
+        band: FloatArray,
+    ) -> BoolArray:
+        """Which samples are at their GPU's rest power (``_rested``: within ``ridge_watts``, lagged) where its
+        line (``line``: the samples it learnt, its mean power and temperature, its slope) draws that rest
+        over a ``band`` hotter than the GPU rested at: the line has drifted from its rest, and errs high
+        there as below any power it scored at (``_fallen``).
+
+        Its line's moments are exponentially weighted: hours in its job after it rested at idle, the idle
+        samples had faded and the ridge had shrunk its slope, and its line drew that idle 11-30 C too hot,
+        yet the idle stayed a power it had scored at, judged by that line. Back from its node's outage to its
+        job stalled at that idle, a cooler failed while the node was down heated the GPU to 46 C, 13 C over
+        its 33 C rest: it read 0.36-0.75 against its line's 42-44 C, unflagged until the job resumed 8
+        minutes later (`eval_gpu_faults` seed 1505)."""
+        n, mp, mt, slope = line
+        rest_t, rest_p = self.rest_t[slots], self.rest_p[slots]
+        at_rest = (n > 0) & (rest_p > 0.0) & (np.abs(lagged - rest_p) <= self.ridge_watts)
+        return at_rest & (mt + slope * (rest_p - mp) > rest_t + band)
 
     def _climbs(
         self,
