@@ -17,11 +17,17 @@
   write-back cache); ``service_tick_without_source_read_seconds`` leaves out the read;
   ``of_which_exporter_collect_seconds`` is the part of the tick spent inside the stand-in exporter's
   ``collect`` (building 250,000 prometheus_client samples), which an out-of-process exporter would not cost.
+  The GPUs run 16-GPU Slurm jobs (625), each GPU labelled with its job as gpuwarden's exporter labels it, so
+  the fleet (peer) detector compares every GPU of its 5 queries with its job's (``fleet_series_compared``:
+  50,000). The ``..._unlabelled`` fields time the same fleet without job labels, where the fleet detector
+  compares none (``fleet_series_compared_unlabelled``: 0): the figure this harness gave alone until
+  fix/fleetfast, 0.7-0.9 s short of a real fleet's tick while the detector looped over its peer groups.
 
-``--open-moves``: the GPUs run 16-GPU Slurm jobs (625), and every job's ranks are held on every query by a
-move of its job (``anomaly.collective``), as after a fleet-wide slowdown (a fabric or storage stall): each
-tick settles every move, whose cost a fleet without moves never shows; ``collective_cpu_seconds`` is the CPU
-time of the tick's workload check (``_drop_collective``), the moves' part of it.
+``--open-moves``: every job's ranks are held on every query by a move of its job (``anomaly.collective``), as
+after a fleet-wide slowdown (a fabric or storage stall): each tick settles every move, whose cost a fleet
+without moves never shows; ``collective_cpu_seconds`` is the CPU time of the tick's workload check
+(``_drop_collective``), the moves' part of it. The unlabelled fleet is not timed (it has no jobs to move):
+its fields are null.
 """
 
 from __future__ import annotations
@@ -56,6 +62,7 @@ from prometheus_client.metrics_core import Metric  # noqa: E402
 from anomaly.adaptive import AdaptiveDetector  # noqa: E402
 from anomaly.collective import CollectiveMoves  # noqa: E402
 from anomaly.detectors import Findings  # noqa: E402
+from anomaly.fleet import FleetDetector  # noqa: E402
 from anomaly.onsets import OnsetTracker  # noqa: E402
 from anomaly.service import AnomalyService  # noqa: E402
 from anomaly.sources import CollectorSource, Frame  # noqa: E402
@@ -178,11 +185,14 @@ class _CheckTimer:
         service._drop_collective = timed  # type: ignore[method-assign]
 
 
-def bench_service(moves: bool) -> tuple[tuple[float, float, float, float], AnomalyService]:
+def bench_service(
+    moves: bool, *, jobs: bool = True
+) -> tuple[tuple[float, float, float, float], AnomalyService]:
     """(whole infer tick, the part after the source read, the exporter's own collect inside the read, the
-    workload check's CPU) with every series scored by every detector, and the service (for its state)."""
+    workload check's CPU) with every series scored by every detector, and the service (for its state);
+    ``jobs``: the GPUs labelled with their Slurm jobs (``moves`` needs them)."""
     clock = FakeClock()
-    exporter = FleetCollector(jobs=moves)
+    exporter = FleetCollector(jobs=jobs or moves)
     source = TimedSource([exporter], clock)
     cfg = AnomalyConfig(adaptive_metrics=["*"], fleet_queries=FleetCollector().names[:5])
     service = AnomalyService(cfg, [source], clock)
@@ -220,8 +230,24 @@ def parking_state(service: AnomalyService) -> float:
     return adaptive.parking_bytes() / len(service.index)
 
 
+def fleet_compared(service: AnomalyService) -> int:
+    """The series the fleet detector compared with their peers at the last tick (each query's GPUs less those
+    it compared with none)."""
+    (fleet,) = [d for d in service.detectors if isinstance(d, FleetDetector)]
+    return sum(GPUS - uncompared for uncompared in fleet.uncompared.values())
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
 def main(moves: bool) -> None:
     rate, arrays, tick = bench_detector()
+    bare: list[float | None] = [None, None, None, None]
+    if not moves:  # first, its service let go before the labelled fleet's is built
+        (tick_bare, scoring_bare, collect_bare, _), unlabelled = bench_service(False, jobs=False)
+        bare = [tick_bare, scoring_bare, collect_bare, fleet_compared(unlabelled)]
+        del unlabelled
     (service_tick, scoring_tick, exporter_collect, check), service = bench_service(moves)
     held = service.collective.held()
     thermal, thermal_worst = thermal_state(service)
@@ -240,6 +266,11 @@ def main(moves: bool) -> None:
                 "service_tick_seconds": round(service_tick, 3),
                 "service_tick_without_source_read_seconds": round(scoring_tick, 3),
                 "of_which_exporter_collect_seconds": round(exporter_collect, 3),
+                "fleet_series_compared": fleet_compared(service),
+                "service_tick_unlabelled_seconds": _round(bare[0], 3),
+                "service_tick_without_source_read_unlabelled_seconds": _round(bare[1], 3),
+                "of_which_exporter_collect_unlabelled_seconds": _round(bare[2], 3),
+                "fleet_series_compared_unlabelled": bare[3],
                 "collective_cpu_seconds": round(check, 3),
                 "open_moves": moves,
                 "series_held_after": held,

@@ -8,6 +8,7 @@ import pytest
 
 from anomaly.collective import CollectiveMoves
 from anomaly.detectors import Findings
+from anomaly.fleet import FleetDetector
 from anomaly.thresholds import BoolArray
 from tests.benchmarks.harness import harness_module
 
@@ -53,3 +54,20 @@ def test_open_moves_are_open_at_each_timed_tick_of_the_service_bench(monkeypatch
     monkeypatch.setattr(CollectiveMoves, "update", spied)
     bench.bench_service(True)
     assert len({id(moves) for moves in settled}) == 3
+
+
+def test_the_service_bench_times_a_fleet_whose_gpus_carry_their_jobs_so_the_peer_detector_compares_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its GPUs unlabelled, the headline tick timed a fleet detector that compared no GPU (no ``slurm_job``
+    label), 0.7-0.9 s short of a real fleet's tick at 10,000 GPUs. The labelled fleet is the headline; the
+    unlabelled one is timed beside it, its detector comparing none (a small fleet: 10 jobs of 16)."""
+    bench = harness_module(monkeypatch, "bench_anomaly")
+    monkeypatch.setattr(bench, "GPUS", 160)
+    queries = bench.FleetCollector().names[:5]
+    _, labelled = bench.bench_service(False)
+    (fleet,) = [d for d in labelled.detectors if isinstance(d, FleetDetector)]
+    assert fleet.uncompared == {query: 0 for query in queries}
+    assert bench.fleet_compared(labelled) == 160 * 5
+    _, unlabelled = bench.bench_service(False, jobs=False)
+    assert bench.fleet_compared(unlabelled) == 0
