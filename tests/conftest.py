@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -18,6 +20,36 @@ def _no_terminal_size_from_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
     """The same for consoles made during a test; a test that wants a width sets it itself."""
     monkeypatch.delenv("COLUMNS", raising=False)
     monkeypatch.delenv("LINES", raising=False)
+
+
+def _loggers() -> list[logging.Logger]:
+    """The root logger and every named one made so far."""
+    named = logging.root.manager.loggerDict.values()
+    return [logging.root, *(logger for logger in named if isinstance(logger, logging.Logger))]
+
+
+def _writes_to_a_closed_stream(handler: logging.Handler) -> bool:
+    return bool(getattr(getattr(handler, "stream", None), "closed", False))
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Every logger's handlers, level and propagation as before the test; a logger made in it keeps no handler
+    on a closed stream. serve (and anomaly run, the exporter, demo) set up the root logger, and the exporter's
+    and inference-server's uvicorn its own, with the stderr that click's CliRunner gave the command and closed
+    after it: later tests must not log there ("--- Logging error ---", their lines lost). Every test, not only
+    tests/gpuwarden/cli's: test_config_validate.py runs serve too (tests/test_conftest.py)."""
+    before = [(logger, logger.handlers[:], logger.level, logger.propagate) for logger in _loggers()]
+    yield
+    for logger, handlers, level, propagate in before:
+        logger.handlers[:] = handlers
+        logger.propagate = propagate
+        if logger.level != level:  # setLevel clears every logger's cache: only where it changed
+            logger.setLevel(level)
+    kept = {id(logger) for logger, *_ in before}
+    for logger in _loggers():  # made in the test: what its library gave it at import stays
+        if id(logger) not in kept:
+            logger.handlers[:] = [h for h in logger.handlers if not _writes_to_a_closed_stream(h)]
 
 
 # The slowest modules, slowest first: their summed test time (junit) in a three-worker run of the suite
