@@ -12,7 +12,6 @@ import numpy as np
 from anomaly.collective import collective_workloads
 from anomaly.detectors import Findings
 from anomaly.firing import TickResult, _deviation, _Firing, _make_alert, _resolution
-from anomaly.fleet import peer_key
 from anomaly.presence import PresenceDetector
 from anomaly.series import SeriesIndex, SeriesKey, View, series_key
 from anomaly.servicecore import ServiceCore
@@ -54,9 +53,7 @@ class AlertUpdater(ServiceCore):
         """
         if not rows and not self.collective.holds(f.detector, f.query):
             return rows
-        collective = collective_workloads(f)
-        held = self.collective.update(f, collective)
-        kept = [i for i in rows if not held[i] and peer_key(f.labels[i], ()) not in collective]
+        kept = self.collective.kept(f, collective_workloads(f), rows)
         self.collective_suppressed += len(rows) - len(kept)
         return kept
 
@@ -127,10 +124,14 @@ class AlertUpdater(ServiceCore):
             self._recalled = {k: s for k, s in self._recalled.items() if now <= self._recall_ends[k]}
         active: set[str] = set()
         pending: dict[str, tuple[int, str, str]] = {}
+        # Per detector and query with an alert firing, the series of the rows dropped as their workload's.
+        dropped: dict[tuple[str, str], set[int]] = {
+            (s.detector, s.query): set() for s in self.firing.values()
+        }
         for f in result.findings:
             rows = list(f.anomalous())
             if not f.immediate:
-                rows = self._drop_collective(f, rows)
+                rows = self._drop_workloads(f, rows, dropped)
             for i in rows:
                 row = self._row(f, i, at, active)
                 state = self.firing.get(row.key)
@@ -144,7 +145,19 @@ class AlertUpdater(ServiceCore):
             if key not in active and unreadable(detector, query, {}):
                 pending[key] = (agreed, detector, query)
         self._pending = pending
-        self._rest(active, unreadable, result, at)
+        self._rest(active, unreadable, result, at, dropped)
+
+    def _drop_workloads(
+        self, f: Findings, rows: list[int], dropped: dict[tuple[str, str], set[int]]
+    ) -> list[int]:
+        """``_drop_collective``, noting in ``dropped`` the series of the rows it dropped where an alert of
+        ``f``'s detector and query fires (``_reads``: such a row is no read of its alert)."""
+        kept = self._drop_collective(f, rows)
+        ids = dropped.get((f.detector, f.query))
+        if ids is not None and f.ids is not None and len(kept) < len(rows):
+            gone = sorted(set(rows).difference(kept))
+            ids.update(np.asarray(f.ids)[gone].tolist())
+        return kept
 
     def _row(self, f: Findings, i: int, at: datetime, active: set[str]) -> _Row:
         """Row ``i`` of ``f``, anomalous at ``at``, as its alert; ``active``: the keys met this tick."""
@@ -219,10 +232,12 @@ class AlertUpdater(ServiceCore):
         unreadable: Callable[[str, str, Mapping[str, str]], bool],
         result: TickResult,
         at: datetime,
+        dropped: Mapping[tuple[str, str], set[int]],
     ) -> None:
         """Count this tick's quiet reads of the recalled and firing alerts not ``active``: drop the recalled
-        ones and resolve (at ``at``) the firing ones it rests."""
-        read = _reads(result.findings, self.index)
+        ones and resolve (at ``at``) the firing ones it rests; ``dropped``: the series whose rows were dropped
+        as their workload's (``_reads``)."""
+        read = _reads(result.findings, self.index, dropped)
         for key in [
             k for k, state in self._recalled.items() if self._rested(k, state, active, unreadable, read)
         ]:
@@ -283,14 +298,20 @@ def _as_recalled(alert: Alert, recalled: Alert) -> Alert:
     return replace(alert, labels={**alert.labels, "deviation": side})
 
 
-def _reads(findings: Sequence[Findings], index: SeriesIndex) -> Callable[[_Firing], bool]:
+def _reads(
+    findings: Sequence[Findings], index: SeriesIndex, dropped: Mapping[tuple[str, str], set[int]]
+) -> Callable[[_Firing], bool]:
     """Whether a tick's ``findings`` read a firing alert's series (``_Firing.series``; any score), under the
     id it has now: a detector giving ids reports every series of its step, one not read (a gap in Prometheus'
     answer, as an hour of history holds a node's downtime) without a value; one giving none reports the rows
     it read. A row its detector could not judge (``Findings.judged``: a GPU without power or peers) is none:
     the thermal detector scored a runaway's GPU whose power read 0 W at 0 for 8 reads, a recovery, and the
-    runaway judged again re-raised its alert mid-fault. Each detector's and query's reads are gathered once,
-    when first asked."""
+    runaway judged again re-raised its alert mid-fault. Nor is an anomalous row dropped as its workload's
+    (``dropped``, per detector and query: ``_drop_collective``), no evidence that the alert's own fault ended:
+    a runaway's SM-clock alert (6.6) whose job another fault stalled read 7.5-10 at the job's idle clock,
+    dropped with its job for 20 reads, each taken as a quiet read at 1, a recovery, and once the job ran again
+    the runaway's clock, past its band against its job, re-raised it mid-fault (fix/trace1507: eval seeds
+    1504, 1508-1510). Each detector's and query's reads are gathered once, when first asked."""
     seen: dict[tuple[str, str], tuple[set[int], set[SeriesKey]]] = {}
 
     def read(state: _Firing) -> bool:
@@ -301,6 +322,8 @@ def _reads(findings: Sequence[Findings], index: SeriesIndex) -> Callable[[_Firin
             seen[pair] = _read_rows(f for f in findings if (f.detector, f.query) == pair)
         ids, rows = seen[pair]
         sid = index.id_of(state.series)
+        if sid is not None and sid in dropped.get(pair, ()):
+            return False
         return (sid is not None and sid in ids) or state.series in rows
 
     return read

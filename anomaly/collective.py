@@ -157,11 +157,29 @@ read, all four. Such a tick tells nothing of the move, which is left as it was; 
 (its nodes down, the job ended) ends its move once the service has forgotten its held ranks, at most
 ``forget_after_seconds`` after their last read (a Prometheus outage, whose ticks read nothing and forget
 nothing, leaves it as it was too).
+
+A rank past its band against its job. At a tick its workload counts as moving, every anomalous row of it was
+dropped as the workload's, held or not: a straggler busier while its job waits among them. A move's volatility
+keeps its job counting as moving for as long as it decays, tens of minutes after the job is back: seed 1507's
+node-05 went down for 30 minutes, its job's 12 other ranks waited at the idle clock, and at its return they
+ran at 1,980 MHz inside their bands, above the middles the stall had lowered, still scoring 9.6 falling to 1.4
+ten minutes on. Node-05 GPU 2 came back a straggler (``straggler_while_down``): 1,188 MHz, past its band
+below, scoring 5.2, dropped as its job's at every read; the fleet alerts that would have told it were open
+from a power brake 75 minutes before, in their hold, and it was raised 630 s after the return, when one
+re-escalated. So a rank whose value is past its band on the side against the one most of its workload's
+moved rows went that tick (``_with_workload``; none on a tie), and not at its job's value (``at_job_value``:
+within ``WITH_JOB_VALUE`` of its band's half-width of the median of its job's other ranks read), is its own
+fault, not its job's move, and is not dropped (``CollectiveMoves.judge``, ``kept``), held or not: a rank its
+move held from its job's fall that stays past its band as the job comes back, away from the job's value, has
+not come back with it. At its job's value it is its job's level (a job back at another level, the rank's band
+narrower than its fellows' or parked through its node's outage, their middles lowered by the stall: its side
+and theirs differ for the bands', not the values'). Past its band the way its job went, or out by its
+volatility alone, it is dropped as before (``test_collective_against.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -175,6 +193,7 @@ from anomaly.collectivemove import (
     SIT_READS,
     WITH_JOB_SCORE,
     Move,
+    at_job_value,
     near_job,
 )
 from anomaly.collectivestill import after_still, settle_still
@@ -232,10 +251,23 @@ class CollectiveMoves:
         """Take this tick's findings ``f``, whose ``collective`` workloads moved (``collective_workloads``):
         settle the held rows, start the moves of the workloads that began moving and hold again the ranks
         of those that move on; per row, whether it is held."""
+        return self.judge(f, collective)[0]
+
+    def kept(self, f: Findings, collective: set[Workload], rows: Iterable[int]) -> list[int]:
+        """``update``, then the rows of ``rows`` (of ``f``) left to alert: those neither held by a move nor of
+        a workload moving this tick (``collective``), and a rank its own there, held or not (``judge``)."""
+        held, own = self.judge(f, collective)
+        return [i for i in rows if own[i] or (not held[i] and peer_key(f.labels[i], ()) not in collective)]
+
+    def judge(self, f: Findings, collective: set[Workload]) -> tuple[BoolArray, BoolArray]:
+        """``update``'s work: per row of ``f``, whether a move holds it, and whether it is a rank of a
+        workload moving this tick whose value is past its band against the side its workload went, away from
+        its job's value (``_against``; module docstring: its own fault, not its job's move)."""
         held = np.zeros(len(f.labels), np.bool_)
         if f.ids is None:  # no series to hold
-            return held
+            return held, np.zeros(len(f.labels), np.bool_)
         tick = Tick(f, np.asarray(f.ids, np.int64))
+        went: dict[Workload, tuple[IntArray, float | None]] = {}  # per workload moving, ``_with_workload``
         moves = self._moves.setdefault((f.detector, f.query), {})
         still: list[tuple[Workload, Move]] = []
         for workload, move in list(moves.items()):
@@ -256,7 +288,7 @@ class CollectiveMoves:
             else:
                 moves[workload] = after
         for workload in collective:
-            rows, side = _with_workload(tick, workload)
+            rows, side = went[workload] = _with_workload(tick, workload)
             if (sat := moves.get(workload)) and sat.sat and side is not None:  # its job's sitting started it
                 if side == sat.side and sat.held:  # its start: its held kept, a move as any other
                     sat.sat = sat.back = 0
@@ -288,7 +320,7 @@ class CollectiveMoves:
                 held[rows[np.isin(tick.ids[rows], list(sat.held))]] = True
         if not moves:
             del self._moves[(f.detector, f.query)]
-        return held
+        return held, _against(tick, went)
 
     def forget(self, ids: IntArray) -> None:
         """Drop the series ``ids`` the service forgot (``SeriesIndex.expire``) from every move: their ids go
@@ -385,6 +417,23 @@ def _sitting(tick: Tick, rows: IntArray) -> Move | None:
             ranks = near_job(tick, rows, side)
             return Move(set(ranks), ranks, side=side, sat=1) if ranks else None
     return None
+
+
+def _against(tick: Tick, went: dict[Workload, tuple[IntArray, float | None]]) -> BoolArray:
+    """Per row of ``tick``, whether it is a rank of a workload moving this tick (``went``: each one's moved
+    rows and the side most of them went, ``_with_workload``) whose value is past its band against that side,
+    not at its job's value (``at_job_value``, among the workload's other rows read): its own fault, not its
+    job's move (module docstring)."""
+    out = np.zeros(tick.ids.size, np.bool_)
+    for workload, (_, side) in went.items():
+        if side is None:
+            continue
+        every = tick.rows(workload)
+        against = tick.past[every] & (tick.sides[every] == -side)
+        if against.any():  # not where it reads its job's value (the job's level, not the rank)
+            against &= ~at_job_value(tick, every, ~np.isnan(tick.values[every]))
+            out[every[against]] = True
+    return out
 
 
 def _with_workload(tick: Tick, workload: Workload) -> tuple[IntArray, float | None]:

@@ -10,7 +10,6 @@ import numpy.typing as npt
 
 from anomaly.collective import CollectiveMoves, collective_workloads
 from anomaly.detectors import Findings
-from anomaly.fleet import peer_key
 
 UTIL = "DCGM_FI_DEV_GPU_UTIL"
 POWER = "DCGM_FI_DEV_POWER_USAGE"
@@ -67,6 +66,4 @@ def holds(moves: CollectiveMoves, f: Findings) -> npt.NDArray[np.bool_]:
 def alerting(moves: CollectiveMoves, f: Findings) -> set[int]:
     """The anomalous rows of ``f`` left to alert once ``AlertUpdater._drop_collective`` dropped its moving
     workloads' rows and the rows their moves hold."""
-    collective = collective_workloads(f)
-    kept = moves.update(f, collective)
-    return {i for i in f.anomalous() if not kept[i] and peer_key(f.labels[i], ()) not in collective}
+    return set(moves.kept(f, collective_workloads(f), f.anomalous()))

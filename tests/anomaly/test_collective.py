@@ -48,8 +48,10 @@ def test_a_held_rank_whose_value_leaves_its_band_after_its_job_came_back_alerts_
 
 
 def test_a_rank_that_moved_against_its_job_is_not_held_as_the_jobs():
-    """A straggler runs busier while its job waits: both are dropped while the job moves, but only the
-    ranks that moved with it are held after; the straggler's own band alerts once its job settled."""
+    """A straggler runs busier while its job waits: both are dropped while the job moves (the straggler's
+    power inside its wide band at all but one of those reads: one past its band against its job is its own,
+    ``test_collective_against.py``), but only the ranks that moved with it are held after; the straggler's
+    own band alerts once its job settled."""
     job = Job(1)
     job.run(LEVEL, 480)
     slowed = np.full(len(RANKS), SLOWED)

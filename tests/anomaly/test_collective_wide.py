@@ -16,7 +16,6 @@ import numpy as np
 
 from anomaly.collective import OWN_WAIT, CollectiveMoves, collective_workloads
 from anomaly.detectors import Findings
-from anomaly.fleet import peer_key
 from tests.anomaly.collective_rows import UTIL, alerting, banded, job_ranks
 
 RANKS = job_ranks("7345")
@@ -151,8 +150,7 @@ def test_the_rank_busy_at_its_jobs_fall_is_held_with_its_job_at_a_later_fall_whi
     alerting = []
     for k in range(30):
         f = _with_faulted(_tick(20.0, 0.8 if k < 5 else 0.4, 0.3), 20.0, 1.5)
-        held = moves.update(f, collective := collective_workloads(f))
-        alerting.append(not held[FAULTED] and peer_key(RANKS[FAULTED], ()) not in collective)
+        alerting.append(FAULTED in moves.kept(f, collective_workloads(f), [FAULTED]))
     assert not any(alerting)
 
 
@@ -169,8 +167,7 @@ def test_a_wide_rank_flapping_alone_about_its_sitting_jobs_value_alerts_within_t
     for k in range(100):
         f = _tick(47.0, 0.3, 0.3)
         f.value[flapping], f.score[flapping] = 47.0 + (20.0 if k % 2 else -20.0), 1.5
-        held = moves.update(f, collective := collective_workloads(f))
-        alerting.append(not held[flapping] and peer_key(RANKS[flapping], ()) not in collective)
+        alerting.append(flapping in moves.kept(f, collective_workloads(f), [flapping]))
     raised = [k for k in range(len(alerting)) if all(alerting[k : k + PENDING_TICKS])]
     assert raised and raised[0] <= OWN_WAIT + 12
 
