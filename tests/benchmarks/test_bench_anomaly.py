@@ -44,14 +44,16 @@ def test_open_moves_are_open_at_each_timed_tick_of_the_service_bench(monkeypatch
     bench = harness_module(monkeypatch, "bench_anomaly")
     monkeypatch.setattr(bench, "GPUS", 160)
     settled: list[CollectiveMoves] = []
-    update = CollectiveMoves.update
+    judge = CollectiveMoves.judge  # what the service's tick calls (``kept``), and ``update`` too
 
-    def spied(self: CollectiveMoves, f: Findings, collective: set[tuple[str, ...]]) -> BoolArray:
+    def spied(
+        self: CollectiveMoves, f: Findings, collective: set[tuple[str, ...]]
+    ) -> tuple[BoolArray, BoolArray]:
         if self.held():
             settled.append(self)
-        return update(self, f, collective)
+        return judge(self, f, collective)
 
-    monkeypatch.setattr(CollectiveMoves, "update", spied)
+    monkeypatch.setattr(CollectiveMoves, "judge", spied)
     bench.bench_service(True)
     assert len({id(moves) for moves in settled}) == 3
 
