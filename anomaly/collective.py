@@ -267,7 +267,7 @@ class CollectiveMoves:
         if f.ids is None:  # no series to hold
             return held, np.zeros(len(f.labels), np.bool_)
         tick = Tick(f, np.asarray(f.ids, np.int64))
-        went: dict[Workload, tuple[IntArray, float | None]] = {}  # per workload moving, ``_with_workload``
+        went: dict[Workload, float | None] = {}  # per workload moving, the side it went (``_with_workload``)
         moves = self._moves.setdefault((f.detector, f.query), {})
         still: list[tuple[Workload, Move]] = []
         for workload, move in list(moves.items()):
@@ -288,7 +288,8 @@ class CollectiveMoves:
             else:
                 moves[workload] = after
         for workload in collective:
-            rows, side = went[workload] = _with_workload(tick, workload)
+            rows, side = _with_workload(tick, workload)
+            went[workload] = side
             if (sat := moves.get(workload)) and sat.sat and side is not None:  # its job's sitting started it
                 if side == sat.side and sat.held:  # its start: its held kept, a move as any other
                     sat.sat = sat.back = 0
@@ -419,13 +420,13 @@ def _sitting(tick: Tick, rows: IntArray) -> Move | None:
     return None
 
 
-def _against(tick: Tick, went: dict[Workload, tuple[IntArray, float | None]]) -> BoolArray:
-    """Per row of ``tick``, whether it is a rank of a workload moving this tick (``went``: each one's moved
-    rows and the side most of them went, ``_with_workload``) whose value is past its band against that side,
+def _against(tick: Tick, went: dict[Workload, float | None]) -> BoolArray:
+    """Per row of ``tick``, whether it is a rank of a workload moving this tick (``went``: the side most of
+    each one's moved rows went, ``_with_workload``) whose value is past its band against that side,
     not at its job's value (``at_job_value``, among the workload's other rows read): its own fault, not its
     job's move (module docstring)."""
     out = np.zeros(tick.ids.size, np.bool_)
-    for workload, (_, side) in went.items():
+    for workload, side in went.items():
         if side is None:
             continue
         every = tick.rows(workload)

@@ -3,16 +3,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 from anomaly.collective import CollectiveMoves
 from anomaly.detectors import Findings
-from anomaly.service import AnomalyService
 from tests.anomaly.collective_job import LEVEL, RANKS, SLOWED, Job
 from tests.anomaly.collective_rows import POWER, alerting, banded
-from tests.anomaly.service_ticks import setup, tick
 
 IDLE = 60.0  # a stalled job's ranks wait at idle power
 STRAGGLER = 5  # node-06 GPU 1, its power band learnt narrow
@@ -105,35 +101,18 @@ def test_a_held_rank_that_stays_past_its_band_as_its_job_comes_back_alerts():
     assert 2 in moves.state()[0][3]  # still held by the move
 
 
-def _quiet_job() -> tuple[Callable[[np.ndarray, int], list[tuple[str, str]]], AnomalyService]:
-    """A service scoring the 16-rank job's power with the adaptive detector alone, every rank's noise normal
-    at 10 W (every band narrow); and a run of ``ticks`` reads at ``levels`` giving the ranks raised."""
-    rng = np.random.default_rng(0)
-    clock, col, service = setup(adaptive_metrics=[POWER], detectors=["adaptive"])
-
-    def run(levels: np.ndarray, ticks: int) -> list[tuple[str, str]]:
-        raised = []
-        for _ in range(ticks):
-            read = levels + rng.normal(0.0, 10.0, len(RANKS))
-            col.set(POWER, list(zip(RANKS, read.tolist(), strict=True)))
-            raised += [(a.labels["Hostname"], a.labels["gpu"]) for a in tick(clock, service).raised]
-        return raised
-
-    return run, service
-
-
 def test_a_ranks_alert_dropped_with_its_stalled_job_is_not_re_raised_when_the_job_runs_again():
     """Node-06 GPU 1's own fault (its power held at 300 W, past its band) raises its alert; another fault
     stalls its whole job for 20 reads, the rank idling with it, dropped as the job's. Those reads are no
     evidence its fault ended: taken as quiet reads at 1, they made a recovery, and the job running again (the
     rank still at 300 W, past its band against the job's return: its own) re-raised the alert mid-fault, the
     same fault told twice (eval seeds 1504, 1508-1510's runaways). It stays one alert, firing."""
-    run, service = _quiet_job()
-    assert run(np.full(len(RANKS), LEVEL), 480) == []
+    job = Job(quiet=True)
+    assert job.run(LEVEL, 480)[0] == []
     braked = np.full(len(RANKS), LEVEL)
     braked[STRAGGLER] = 300.0
-    assert run(braked, 30) == [("node-06", "1")]
-    assert run(np.full(len(RANKS), IDLE), 20) == []
-    assert run(braked, 10) == []
-    firing = [(s.alert.labels["Hostname"], s.alert.labels["gpu"]) for s in service.firing.values()]
+    assert job.run(braked, 30)[0] == [("node-06", "1")]
+    assert job.run(np.full(len(RANKS), IDLE), 20)[0] == []
+    assert job.run(braked, 10)[0] == []
+    firing = [(s.alert.labels["Hostname"], s.alert.labels["gpu"]) for s in job.service.firing.values()]
     assert firing == [("node-06", "1")]
