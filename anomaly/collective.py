@@ -312,13 +312,7 @@ class CollectiveMoves:
             rows = rows[along & np.fromiter((i in move.ranks for i in ids.tolist()), np.bool_, rows.size)]
             move.held.update(tick.ids[rows].tolist())
             held[rows] = True
-        # A job sitting a quarter out (module docstring) where a row of it alerts: not every job at each tick.
-        workloads = list(tick.index)
-        alerting = {workloads[g] for g in tick.group[list(f.anomalous())].tolist() if g >= 0}
-        for workload in sorted(alerting - moves.keys() - collective):
-            if sat := _sitting(tick, rows := tick.rows(workload)):
-                moves[workload] = sat
-                held[rows[np.isin(tick.ids[rows], list(sat.held))]] = True
+        _sittings(tick, f, moves, collective, held)
         if not moves:
             del self._moves[(f.detector, f.query)]
         return held, _against(tick, went)
@@ -386,6 +380,26 @@ class CollectiveMoves:
         return cls(moves)
 
 
+def _sittings(
+    tick: Tick, f: Findings, moves: dict[Workload, Move], collective: set[Workload], held: BoolArray
+) -> None:
+    """Where a job of ``tick`` (of ``f``) sits a quarter out (module docstring) and a row of it alerts (not
+    every job at each tick): a move lingering on that side outside its sitting bound takes in the ranks it
+    never had (``_taken_in``, "A rank a lingering move never had"); a job without a move gets a sitting
+    start. Sets ``held`` at the rows they hold."""
+    workloads = list(tick.index)
+    alerting = {workloads[g] for g in tick.group[list(f.anomalous())].tolist() if g >= 0}
+    for workload in sorted(alerting & moves.keys() - collective):
+        rows = tick.rows(workload)
+        if after := _taken_in(moves[workload], tick, rows):
+            moves[workload] = after
+            held[rows[np.isin(tick.ids[rows], list(after.held))]] = True
+    for workload in sorted(alerting - moves.keys() - collective):
+        if sat := _sitting(tick, rows := tick.rows(workload)):
+            moves[workload] = sat
+            held[rows[np.isin(tick.ids[rows], list(sat.held))]] = True
+
+
 def settle_each(
     tick: Tick, still: Sequence[tuple[Workload, Move]], held: BoolArray
 ) -> list[tuple[Workload, Move | None]]:
@@ -418,6 +432,25 @@ def _sitting(tick: Tick, rows: IntArray) -> Move | None:
             ranks = near_job(tick, rows, side)
             return Move(set(ranks), ranks, side=side, sat=1) if ranks else None
     return None
+
+
+def _taken_in(move: Move, tick: Tick, rows: IntArray) -> Move | None:
+    """``move`` (of the workload of ``rows`` of ``tick``, which does not move at it) having taken in the ranks
+    it never had (neither its ranks nor kept out) that read their job's value past half-way where the job sits
+    on its side, outside a sitting bound (module docstring); None where it takes in none. A move of its job's
+    moving holds them as its ranks; one its bound spent holding none gives way to a sitting move holding them,
+    which keeps out the ranks it had; one of its bound spent still holding ranks takes in none."""
+    if 0 < move.sat <= SIT_READS or (move.sat and move.held) or not _sits(tick, rows, move.side):
+        return None
+    unsettled = rows[tick.scored_past(COLLECTIVE_SCORE)[rows]]
+    new = near_job(tick, rows, move.side, unsettled) - move.ranks - move.others
+    if not new:
+        return None
+    if not move.sat:
+        move.ranks |= new
+        move.held |= new
+        return move
+    return Move(set(new), move.ranks | move.others | new, side=move.side, sat=1)
 
 
 def _against(tick: Tick, went: dict[Workload, float | None]) -> BoolArray:
