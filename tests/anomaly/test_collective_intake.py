@@ -80,3 +80,25 @@ def test_a_rank_away_from_its_jobs_value_is_not_taken_in():
     scores = [1.05 if i == 5 else 0.3 for i in range(16)]
     values = [-9.0 if i == 5 else -3.0 for i in range(16)]
     assert _read(moves, scores, values) == {17}
+
+
+def test_a_rank_that_moved_against_its_job_is_not_taken_in():
+    """Rank 1 rose past its band at the stall (against its job: kept out, ``Move.others``); reading its job's
+    value past 1 as the job sits, it is still kept out (a straggler's, as ever) while node-06's are held."""
+    moves = CollectiveMoves()
+    values = [20.0 if i == 1 else -20.0 for i in UP]
+    assert _read(moves, [2.0] * 12, values, UP) == {1}
+    scores = [0.9 if i in UP else 0.1 for i in range(16)]
+    assert _read(moves, scores, [5.0 if i in UP else 0.0 for i in range(16)]) == set()
+    scores = [1.05 if i in (1, *NODE) else 0.3 for i in range(16)]
+    assert _read(moves, scores, [-3.0] * 16) == {1}
+
+
+def test_ranks_past_one_where_their_job_does_not_sit_are_not_taken_in():
+    """Node-06's four past 1 together at -3 while the twelve others read back under a quarter: the job does
+    not sit, so nothing is its job's (their node's fault, for all the reads tell)."""
+    moves = CollectiveMoves()
+    _stalled_and_back(moves)
+    scores = [1.05 if i in NODE else 0.1 for i in range(16)]
+    values = [-3.0 if i in NODE else 0.0 for i in range(16)]
+    assert _read(moves, scores, values) == {16, 17, 18, 19}
