@@ -175,6 +175,26 @@ not come back with it. At its job's value it is its job's level (a job back at a
 narrower than its fellows' or parked through its node's outage, their middles lowered by the stall: its side
 and theirs differ for the bands', not the values'). Past its band the way its job went, or out by its
 volatility alone, it is dropped as before (``test_collective_against.py``).
+
+A rank a lingering move never had. A job's move can outlast the fall that started it: seed 1534's node-06 was
+down 27 minutes, its job stalled, and the move (down) held the twelve ranks read; back, the job counted as
+moving up for ten minutes on the stall's volatility, the move holding them still, and then node-08 GPU 2's
+``nvlink_down`` cut the job to 48 % (util) and 350 W. Its twelve, their bands widened by the stall, read a
+quarter out, one to four past half-way: the job never counted as moving, and the move held one rank (or,
+holding none, was kept so, its bound spent, ``after_still``). Node-06's four, new series since their return
+and so never the move's ranks, climbed past 1 by volatility at their job's value, inside their bands, and
+five alerts were raised 393-423 s into the fault (seed 1519's six the same, node-07's, under a power brake).
+A sitting start would have held them, but one is tried only where the job has no move. So where a job sits a
+quarter out on its move's side, not moving, and a row of it alerts, the move (outside a sitting bound) takes
+in the ranks reading its job's value past half-way (``near_job``, as a sitting move's intake) that it never
+had: neither its ranks (held or let go) nor kept out (``others``) (``_taken_in``). A move of the job's moving
+holds them as its ranks, by its rules (``OWN_WAIT``, ``own``); one kept holding none, its bound spent, gives
+way to a sitting move holding them, which keeps out the ranks it carried (``after_still`` now keeps its
+ranks and ``others``); one its bound spent still holding ranks takes in none (not seen in the evals). A rank
+the move let go, or kept out, is not taken in again; one away from its job's value, or of a job not sitting,
+alerts as before (``test_collective_intake.py``). What this may hide is a fault of a rank its job's move never
+had that keeps it at its job's value while the job sits: for a sitting move's bound, or, in a move of the
+job's moving, while its value stays in its band and its own distance averages under half-way.
 """
 
 from __future__ import annotations
