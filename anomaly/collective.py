@@ -462,7 +462,7 @@ def _taken_in(move: Move, tick: Tick, rows: IntArray) -> Move | None:
     which keeps out the ranks it had; one of its bound spent still holding ranks takes in none."""
     if 0 < move.sat <= SIT_READS or (move.sat and move.held) or not _sits(tick, rows, move.side):
         return None
-    unsettled = rows[tick.scored_past(COLLECTIVE_SCORE)[rows]]
+    unsettled = rows[tick.scored_past(COLLECTIVE_SCORE)[rows] & ~tick.past[rows]]  # inside their bands
     new = near_job(tick, rows, move.side, unsettled) - move.ranks - move.others
     if not new:
         return None
