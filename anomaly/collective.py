@@ -186,8 +186,12 @@ and so never the move's ranks, climbed past 1 by volatility at their job's value
 five alerts were raised 393-423 s into the fault (seed 1519's six the same, node-07's, under a power brake).
 A sitting start would have held them, but one is tried only where the job has no move. So where a job sits a
 quarter out on its move's side, not moving, and a row of it alerts, the move (outside a sitting bound) takes
-in the ranks reading its job's value past half-way (``near_job``, as a sitting move's intake) that it never
-had: neither its ranks (held or let go) nor kept out (``others``) (``_taken_in``). A move of the job's moving
+in the ranks reading its job's value past half-way (``near_job``, as a sitting move's intake) inside their
+bands that it never had: neither its ranks (held or let go) nor kept out (``others``) (``_taken_in``). Not
+one past its band: a move holds such a one back only ``OWN_WAIT`` reads, so taking it in only moves its alert
+to the bound's end (seed 1511's node-02 GPU 0, back from its outage with its narrow band, past it at its
+job's 47 %: held the bound, the fault's whole 600 s, let go as its own and raised by its return's volatility
+682 s after the fault, where left alone it was raised beside it, at 82 s). A move of the job's moving
 holds them as its ranks, by its rules (``OWN_WAIT``, ``own``); one kept holding none, its bound spent, gives
 way to a sitting move holding them, which keeps out the ranks it carried (``after_still`` now keeps its
 ranks and ``others``); one its bound spent still holding ranks takes in none (not seen in the evals). A rank

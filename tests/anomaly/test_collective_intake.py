@@ -4,6 +4,7 @@ lingering move never held")."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from anomaly.collective import CollectiveMoves
@@ -16,14 +17,18 @@ BACK_IDS = [*range(4), 16, 17, 18, 19, *range(8, 16)]  # the series ids of RANKS
 
 
 def _read(
-    moves: CollectiveMoves, scores: list[float], values: list[float], rows: list[int] | None = None
+    moves: CollectiveMoves,
+    scores: list[float],
+    values: list[float],
+    rows: list[int] | None = None,
+    half: list[float] | None = None,
 ) -> set[int]:
-    """One read of the job's power (every rank's band -10..10 about 0), of ``rows`` (every rank by default,
-    node-06's as their new series): the rows left to alert, as series ids."""
+    """One read of the job's power (every rank's band -10..10 about 0, or -h..h by ``half``), of ``rows``
+    (every rank by default, node-06's as their new series): the rows left to alert, as series ids."""
     rows = list(range(len(RANKS))) if rows is None else rows
     ids = [i for i in rows] if rows == UP else [BACK_IDS[i] for i in rows]
-    n = len(rows)
-    f = banded(POWER, [RANKS[i] for i in rows], scores, values, [-10.0] * n, [10.0] * n, ids=ids)
+    h = np.array([10.0] * len(rows) if half is None else half)
+    f = banded(POWER, [RANKS[i] for i in rows], scores, values, -h, h, ids=ids)
     return {ids[i] for i in alerting(moves, f)}
 
 
@@ -102,3 +107,17 @@ def test_ranks_past_one_where_their_job_does_not_sit_are_not_taken_in():
     scores = [1.05 if i in NODE else 0.1 for i in range(16)]
     values = [-3.0 if i in NODE else 0.0 for i in range(16)]
     assert _read(moves, scores, values) == {16, 17, 18, 19}
+
+
+def test_a_rank_past_its_band_at_its_jobs_value_is_not_taken_in():
+    """Seed 1511: node-02 GPU 0, back from its node's outage with its narrow band (77-112 %), read its job's
+    47 % past it as another rank's ``nvlink_down`` sat the job a quarter out. Taken in, it was held back the
+    bound a move holds a value past its band at its job's (``OWN_WAIT``, 20 reads: the fault's whole 600 s),
+    let go as its own then, and alerted by its return's volatility 682 s after the fault, where left alone it
+    alerted beside it (82 s). A rank past its band is not taken in: only one inside it, climbing by
+    volatility, is its job's for longer than the bound."""
+    moves = CollectiveMoves()
+    _stalled_and_back(moves)
+    scores = [2.5 if i == 5 else 0.3 for i in range(16)]
+    half = [2.0 if i == 5 else 10.0 for i in range(16)]  # -3 is past node-06 GPU 1's band, at its job's value
+    assert _read(moves, scores, [-3.0] * 16, half=half) == {17}
