@@ -175,6 +175,30 @@ not come back with it. At its job's value it is its job's level (a job back at a
 narrower than its fellows' or parked through its node's outage, their middles lowered by the stall: its side
 and theirs differ for the bands', not the values'). Past its band the way its job went, or out by its
 volatility alone, it is dropped as before (``test_collective_against.py``).
+
+A rank a lingering move never had. A job's move can outlast the fall that started it: seed 1534's node-06 was
+down 27 minutes, its job stalled, and the move (down) held the twelve ranks read; back, the job counted as
+moving up for ten minutes on the stall's volatility, the move holding them still, and then node-08 GPU 2's
+``nvlink_down`` cut the job to 48 % (util) and 350 W. Its twelve, their bands widened by the stall, read a
+quarter out, one to four past half-way: the job never counted as moving, and the move held one rank (or,
+holding none, was kept so, its bound spent, ``after_still``). Node-06's four, new series since their return
+and so never the move's ranks, climbed past 1 by volatility at their job's value, inside their bands, and
+five alerts were raised 393-423 s into the fault (seed 1519's six the same, node-07's, under a power brake).
+A sitting start would have held them, but one is tried only where the job has no move. So where a job sits a
+quarter out on its move's side, not moving, and a row of it alerts, the move (outside a sitting bound) takes
+in the ranks reading its job's value past half-way (``near_job``, as a sitting move's intake) inside their
+bands that it never had: neither its ranks (held or let go) nor kept out (``others``) (``_taken_in``). Not
+one past its band: a move holds such a one back only ``OWN_WAIT`` reads, so taking it in only moves its alert
+to the bound's end (seed 1511's node-02 GPU 0, back from its outage with its narrow band, past it at its
+job's 47 %: held the bound, the fault's whole 600 s, let go as its own and raised by its return's volatility
+682 s after the fault, where left alone it was raised beside it, at 82 s). A move of the job's moving
+holds them as its ranks, by its rules (``OWN_WAIT``, ``own``); one kept holding none, its bound spent, gives
+way to a sitting move holding them, which keeps out the ranks it carried (``after_still`` now keeps its
+ranks and ``others``); one its bound spent still holding ranks takes in none (not seen in the evals). A rank
+the move let go, or kept out, is not taken in again; one away from its job's value, or of a job not sitting,
+alerts as before (``test_collective_intake.py``). What this may hide is a fault of a rank its job's move never
+had that keeps it at its job's value while the job sits: for a sitting move's bound, or, in a move of the
+job's moving, while its value stays in its band and its own distance averages under half-way.
 """
 
 from __future__ import annotations
@@ -312,13 +336,7 @@ class CollectiveMoves:
             rows = rows[along & np.fromiter((i in move.ranks for i in ids.tolist()), np.bool_, rows.size)]
             move.held.update(tick.ids[rows].tolist())
             held[rows] = True
-        # A job sitting a quarter out (module docstring) where a row of it alerts: not every job at each tick.
-        workloads = list(tick.index)
-        alerting = {workloads[g] for g in tick.group[list(f.anomalous())].tolist() if g >= 0}
-        for workload in sorted(alerting - moves.keys() - collective):
-            if sat := _sitting(tick, rows := tick.rows(workload)):
-                moves[workload] = sat
-                held[rows[np.isin(tick.ids[rows], list(sat.held))]] = True
+        _sittings(tick, f, moves, collective, held)
         if not moves:
             del self._moves[(f.detector, f.query)]
         return held, _against(tick, went)
@@ -386,6 +404,26 @@ class CollectiveMoves:
         return cls(moves)
 
 
+def _sittings(
+    tick: Tick, f: Findings, moves: dict[Workload, Move], collective: set[Workload], held: BoolArray
+) -> None:
+    """Where a job of ``tick`` (of ``f``) sits a quarter out (module docstring) and a row of it alerts (not
+    every job at each tick): a move lingering on that side outside its sitting bound takes in the ranks it
+    never had (``_taken_in``, "A rank a lingering move never had"); a job without a move gets a sitting
+    start. Sets ``held`` at the rows they hold."""
+    workloads = list(tick.index)
+    alerting = {workloads[g] for g in tick.group[list(f.anomalous())].tolist() if g >= 0}
+    for workload in sorted(alerting & moves.keys() - collective):
+        rows = tick.rows(workload)
+        if after := _taken_in(moves[workload], tick, rows):
+            moves[workload] = after
+            held[rows[np.isin(tick.ids[rows], list(after.held))]] = True
+    for workload in sorted(alerting - moves.keys() - collective):
+        if sat := _sitting(tick, rows := tick.rows(workload)):
+            moves[workload] = sat
+            held[rows[np.isin(tick.ids[rows], list(sat.held))]] = True
+
+
 def settle_each(
     tick: Tick, still: Sequence[tuple[Workload, Move]], held: BoolArray
 ) -> list[tuple[Workload, Move | None]]:
@@ -418,6 +456,25 @@ def _sitting(tick: Tick, rows: IntArray) -> Move | None:
             ranks = near_job(tick, rows, side)
             return Move(set(ranks), ranks, side=side, sat=1) if ranks else None
     return None
+
+
+def _taken_in(move: Move, tick: Tick, rows: IntArray) -> Move | None:
+    """``move`` (of the workload of ``rows`` of ``tick``, which does not move at it) having taken in the ranks
+    it never had (neither its ranks nor kept out) that read their job's value past half-way where the job sits
+    on its side, outside a sitting bound (module docstring); None where it takes in none. A move of its job's
+    moving holds them as its ranks; one its bound spent holding none gives way to a sitting move holding them,
+    which keeps out the ranks it had; one of its bound spent still holding ranks takes in none."""
+    if 0 < move.sat <= SIT_READS or (move.sat and move.held) or not _sits(tick, rows, move.side):
+        return None
+    unsettled = rows[tick.scored_past(COLLECTIVE_SCORE)[rows] & ~tick.past[rows]]  # inside their bands
+    new = near_job(tick, rows, move.side, unsettled) - move.ranks - move.others
+    if not new:
+        return None
+    if not move.sat:
+        move.ranks |= new
+        move.held |= new
+        return move
+    return Move(set(new), move.ranks | move.others | new, side=move.side, sat=1)
 
 
 def _against(tick: Tick, went: dict[Workload, float | None]) -> BoolArray:

@@ -194,7 +194,11 @@ def after_still(move: Move, holds: bool, sits: bool, part: bool) -> Move | None:
     # Holding none where a rank of its job still reads a quarter out its way: kept so, its sitting bound
     # spent, until its job has read back BACK_READS in a row (a job flickering about a quarter starts no
     # sitting move to hold again a rank its moving let go).
-    return Move(side=move.side, sat=SIT_READS + 1, back=0 if sits else 1) if part else None
+    # Its ranks and those it kept out carried: one it never had may be taken in (``anomaly.collective``).
+    kept = Move(
+        ranks=move.ranks, others=move.others, side=move.side, sat=SIT_READS + 1, back=0 if sits else 1
+    )
+    return kept if part else None
 
 
 class _Rows:
