@@ -413,15 +413,12 @@ def _sittings(
     start. Sets ``held`` at the rows they hold."""
     workloads = list(tick.index)
     alerting = {workloads[g] for g in tick.group[list(f.anomalous())].tolist() if g >= 0}
-    for workload in sorted(alerting & moves.keys() - collective):
+    for workload in sorted(alerting - collective):
         rows = tick.rows(workload)
-        if after := _taken_in(moves[workload], tick, rows):
+        move = moves.get(workload)
+        if after := _taken_in(move, tick, rows) if move else _sitting(tick, rows):
             moves[workload] = after
             held[rows[np.isin(tick.ids[rows], list(after.held))]] = True
-    for workload in sorted(alerting - moves.keys() - collective):
-        if sat := _sitting(tick, rows := tick.rows(workload)):
-            moves[workload] = sat
-            held[rows[np.isin(tick.ids[rows], list(sat.held))]] = True
 
 
 def settle_each(
