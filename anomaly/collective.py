@@ -316,7 +316,7 @@ class CollectiveMoves:
             went[workload] = side
             if (sat := moves.get(workload)) and sat.sat and side is not None:  # its job's sitting started it
                 if side == sat.side and sat.held:  # its start: its held kept, a move as any other
-                    sat.sat = sat.back = 0
+                    sat.sat = sat.back = sat.returned = 0
                     sat.near.clear()  # its ranks' distances from their job's value: a sitting move's alone
                     sat.ranks = set(sat.held)  # those it let go, not moving with the job now, kept out
                 else:  # none held, or the job gone the other way: a new move, nothing of it carried
@@ -363,7 +363,8 @@ class CollectiveMoves:
 
     def state(self) -> list[list[Any]]:
         """As JSON values, one ``[detector, query, workload, [held ids], [its ranks' ids], [[id, own], ...],
-        [its others' ids], side, waited, sat, back, [[id, near], ...]]`` per move (``restored`` reads it)."""
+        [its others' ids], side, waited, sat, back, [[id, near], ...], returned]`` per move (``restored``
+        reads it)."""
         return [
             [
                 d,
@@ -378,6 +379,7 @@ class CollectiveMoves:
                 m.sat,
                 m.back,
                 [[i, m.near[i]] for i in sorted(m.near)],
+                m.returned,
             ]
             for (d, q), moves in sorted(self._moves.items())
             for w, m in sorted(moves.items())
@@ -388,9 +390,8 @@ class CollectiveMoves:
         """The moves ``state()`` gave ``state`` of; ``ValueError`` or ``TypeError`` for one that does not
         fit."""
         moves: dict[tuple[str, str, Workload], Move] = {}
-        for record in state:
-            detector, query, workload, held, ranks, own, others, side, waited, sat, back, near = record
-            moves[(str(detector), str(query), tuple(str(w) for w in workload))] = Move(
+        for d, q, workload, held, ranks, own, others, side, waited, sat, back, near, returned in state:
+            moves[(str(d), str(q), tuple(str(w) for w in workload))] = Move(
                 {int(i) for i in held},
                 {int(i) for i in ranks},
                 {int(i): float(d) for i, d in own},
@@ -400,6 +401,7 @@ class CollectiveMoves:
                 int(sat),
                 int(back),
                 {int(i): float(d) for i, d in near},
+                int(returned),
             )
         return cls(moves)
 
