@@ -102,6 +102,21 @@ the bound (``test_collective_runaway.py``). What this may hide is a rank's own f
 band within three of its job's spreads of its job's value, for as long as its job sits: a fault that makes it
 read as its job's others do.
 
+And the bound let go the ranks that came back with their job: seed 1511's node-02 GPU 0, held by its job's
+sitting start through node-03 GPU 1's power brake, came back with its job to 95 % nine reads before the
+bound, inside its band (58-123 %), its own distance 0.02-0.1, scoring 3.1 by the volatility the fall left and
+decaying about 9 % a read (the detector's fast error); at the bound its job no longer sat, so every held rank
+was let go, this one at 1.39, raised two reads later, 330 s after its job's return (seed 1522's the same).
+So a sitting move counts the reads in a row its job has read back, under a quarter on its side
+(``Move.returned``, from the return, before its bound or past it), and past ``SIT_READS``, its job back,
+keeps holding for ``RETURN_READS`` such reads the ranks that came back with it: inside their bands, at its
+value (``at_job_value`` among all its other ranks read), ``near`` within ``SPREAD_TIMES`` from its sitting.
+The return's volatility settles them under half-way (``Move.settle``) within those reads (a score of 20
+takes about 29); a rank not back with its job is let go at the bound as before, one whose score does not
+fall is let go after ``RETURN_READS`` (``test_collective_return.py``). What this may hide is a rank's own
+fault that keeps it at its job's value inside its band after its job's return, for ``RETURN_READS`` reads
+(15 minutes) at most.
+
 A value past its band was let go as the rank's own at any read its job did not count as moving, the job
 sitting where it fell or not: seed 1401's node-02 GPU 3, its band learnt narrow (68-118 %), read its job's
 47 % past the band's edge (1.73), was held by its job's sitting start and let go at the next read, and
@@ -316,7 +331,7 @@ class CollectiveMoves:
             went[workload] = side
             if (sat := moves.get(workload)) and sat.sat and side is not None:  # its job's sitting started it
                 if side == sat.side and sat.held:  # its start: its held kept, a move as any other
-                    sat.sat = sat.back = 0
+                    sat.sat = sat.back = sat.returned = 0
                     sat.near.clear()  # its ranks' distances from their job's value: a sitting move's alone
                     sat.ranks = set(sat.held)  # those it let go, not moving with the job now, kept out
                 else:  # none held, or the job gone the other way: a new move, nothing of it carried
@@ -363,7 +378,8 @@ class CollectiveMoves:
 
     def state(self) -> list[list[Any]]:
         """As JSON values, one ``[detector, query, workload, [held ids], [its ranks' ids], [[id, own], ...],
-        [its others' ids], side, waited, sat, back, [[id, near], ...]]`` per move (``restored`` reads it)."""
+        [its others' ids], side, waited, sat, back, [[id, near], ...], returned]`` per move (``restored``
+        reads it)."""
         return [
             [
                 d,
@@ -378,6 +394,7 @@ class CollectiveMoves:
                 m.sat,
                 m.back,
                 [[i, m.near[i]] for i in sorted(m.near)],
+                m.returned,
             ]
             for (d, q), moves in sorted(self._moves.items())
             for w, m in sorted(moves.items())
@@ -388,9 +405,8 @@ class CollectiveMoves:
         """The moves ``state()`` gave ``state`` of; ``ValueError`` or ``TypeError`` for one that does not
         fit."""
         moves: dict[tuple[str, str, Workload], Move] = {}
-        for record in state:
-            detector, query, workload, held, ranks, own, others, side, waited, sat, back, near = record
-            moves[(str(detector), str(query), tuple(str(w) for w in workload))] = Move(
+        for d, q, workload, held, ranks, own, others, side, waited, sat, back, near, returned in state:
+            moves[(str(d), str(q), tuple(str(w) for w in workload))] = Move(
                 {int(i) for i in held},
                 {int(i) for i in ranks},
                 {int(i): float(d) for i, d in own},
@@ -400,6 +416,7 @@ class CollectiveMoves:
                 int(sat),
                 int(back),
                 {int(i): float(d) for i, d in near},
+                int(returned),
             )
         return cls(moves)
 

@@ -38,6 +38,12 @@ SPREAD_TIMES = 3.0
 # nearer its job than at its job's value, which the bound already allows it (a fault flapping 0.2 of its
 # band about its job's value is let go: ``test_collective_runaway.py``).
 SPREAD_FLOOR = WITH_JOB_VALUE / 2 / SPREAD_TIMES
+# The reads since its job came back (under a quarter on its side) for which a move its job's sitting started
+# keeps holding, past ``SIT_READS``, the ranks that came back with it (inside their bands, at its value, near
+# it while it sat): what such a rank still scores is its return's volatility, the detector's fast error
+# decaying (``fast_alpha``, 0.1 a read), which takes a score of 3 under 1 in about 11 reads and one of 20 in
+# about 29 (seeds 1511 and 1522: let go at the bound, raised by it ~330 s after their job's return).
+RETURN_READS = SIT_READS
 
 
 @dataclass(slots=True)
@@ -52,7 +58,8 @@ class Move:
     started; past ``SIT_READS`` it holds only ranks its job's noise keeps near its job: ``near``) and how many
     in a row its job has read back, under a quarter (``back``), and per held rank its distance from its job's
     value in its job's spreads, averaged (``OWN_ALPHA``) over the reads its job sat since the start
-    (``near``)."""
+    (``near``), and how many reads in a row its job has read back, holding or not (``returned``, up to
+    ``RETURN_READS`` + 1)."""
 
     held: set[int] = field(default_factory=set)
     ranks: set[int] = field(default_factory=set)
@@ -63,6 +70,7 @@ class Move:
     sat: int = 0
     back: int = 0
     near: dict[int, float] = field(default_factory=dict)
+    returned: int = 0
 
     def settle(self, ids: IntArray, tick: Tick, rows: IntArray, moving: bool) -> BoolArray:
         """Release the held ranks among ``ids`` (``rows`` of ``tick``) that a judged read finds settled, and,
@@ -94,11 +102,12 @@ class Move:
     def sit(self, tick: Tick, rows: IntArray, sits: bool) -> None:
         """Count a read (``rows`` of ``tick``, its job sitting a quarter out or not: ``sits``) of a move its
         job's sitting started, folding its held ranks' distances from their job's value into ``near`` where
-        its job sits: past ``SIT_READS`` it keeps holding only those inside their bands, their job sitting,
-        ``near`` within ``SPREAD_TIMES`` (the rest let go for good); before, where its job sits, it takes
-        in the ranks come to read its job's value past half-way (unread at its start, or under a quarter
-        then)."""
+        its job sits: past ``SIT_READS`` it keeps holding only those inside their bands, ``near`` within
+        ``SPREAD_TIMES``, their job sitting or, at their job's value, back for at most ``RETURN_READS``
+        reads (``returned``; the rest let go for good); before, where its job sits, it takes in the ranks
+        come to read its job's value past half-way (unread at its start, or under a quarter then)."""
         self.sat = min(self.sat + 1, SIT_READS + 1)
+        self.returned = 0 if sits else min(self.returned + 1, RETURN_READS + 1)
         ids = tick.ids[rows]
         held = np.fromiter((i in self.held for i in ids.tolist()), np.bool_, ids.size)
         if sits:
@@ -109,7 +118,11 @@ class Move:
                 self.near[i] = near + OWN_ALPHA * (d - near)
         if self.sat > SIT_READS:
             nears = np.fromiter((self.near.get(i, np.inf) for i in ids.tolist()), np.float64, ids.size)
-            keep = held & ~tick.past[rows] & (nears <= SPREAD_TIMES) if sits else np.zeros(ids.size, np.bool_)
+            keep = held & ~tick.past[rows] & (nears <= SPREAD_TIMES)
+            if not sits:  # come back with their job: at its value, for a bound
+                keep &= self.returned <= RETURN_READS
+                if keep.any():
+                    keep &= at_job_value(tick, rows, ~np.isnan(tick.values[rows]))
             self.held = set(ids[keep].tolist())
             self.own = {i: d for i, d in self.own.items() if i in self.held}
             self.near = {i: d for i, d in self.near.items() if i in self.held}

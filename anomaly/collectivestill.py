@@ -33,6 +33,7 @@ from anomaly.collectivemove import (
     COLLECTIVE_SHARE,
     OWN_ALPHA,
     OWN_WAIT,
+    RETURN_READS,
     SIT_READS,
     SPREAD_TIMES,
     WITH_JOB_SCORE,
@@ -59,7 +60,7 @@ def settle_still(
     on_side = tick.out_past(WITH_JOB_SCORE)[rows.rows] == side
     n_on = rows.count(on_side)
     sits = (n_on >= COLLECTIVE_MIN) & (n_on > COLLECTIVE_SHARE * rows.count(np.ones(rows.k.size, np.bool_)))
-    sat, spent, near, new, held_by, ranks = _sit(rows, moves, on_side, sits)
+    sat, returned, spent, near, new, held_by, ranks = _sit(rows, moves, on_side, sits)
     waited, kept, free, folds, own = _settle(rows, moves, side, held_by, ranks)
     held[rows.rows] = kept
     holds = rows.count(kept) > 0
@@ -73,7 +74,7 @@ def settle_still(
     result: list[tuple[Workload, Move | None]] = []
     for j, (workload, move) in enumerate(still):
         if move.sat:
-            move.sat = int(sat[j])
+            move.sat, move.returned = int(sat[j]), int(returned[j])
             if neared and neared[j]:
                 move.near.update(zip(neared[j], distances[j], strict=True))
             if spent[j]:
@@ -100,20 +101,28 @@ def settle_still(
 
 def _sit(
     rows: _Rows, moves: Sequence[Move], on_side: BoolArray, sits: BoolArray
-) -> tuple[IntArray, BoolArray, _Near, BoolArray, BoolArray, BoolArray]:
+) -> tuple[IntArray, IntArray, BoolArray, _Near, BoolArray, BoolArray, BoolArray]:
     """``Move.sit`` of each move its job's sitting started (``sat``): counted, its held ranks' distances from
     their job's value folded into ``near`` where its job ``sits``; past ``SIT_READS`` (``spent``) holding only
-    those inside their bands, their job sitting, ``near`` within ``SPREAD_TIMES``; before, where its job sits,
-    taking in the ranks come to read its job's value past half-way (``new``). Per move its ``sat`` and whether
-    ``spent``; the distances folded; per row whether ``new``, held and a rank after."""
+    those inside their bands, ``near`` within ``SPREAD_TIMES``, their job sitting or, at its value, back for
+    at most ``RETURN_READS`` reads (``returned``); before, where its job sits, taking in the ranks come to
+    read its job's value past half-way (``new``). Per move its ``sat``, ``returned`` and whether ``spent``;
+    the distances folded; per row whether ``new``, held and a rank after."""
     held = rows.flags([m.held for m in moves])
     ranks = rows.flags([m.ranks for m in moves])
     sat = np.array([m.sat for m in moves], np.int64)
     sitting = sat > 0
     sat = np.where(sitting, np.minimum(sat + 1, SIT_READS + 1), sat)
+    returned = np.array([m.returned for m in moves], np.int64)
+    returned = np.where(sitting, np.where(sits, 0, np.minimum(returned + 1, RETURN_READS + 1)), returned)
     spent = sitting & (sat > SIT_READS)
     near = _Near(rows, moves, on_side, held & (sitting & sits)[rows.k])
-    held &= ~spent[rows.k] | (sits[rows.k] & ~rows.tick.past[rows.rows] & (near.after <= SPREAD_TIMES))
+    keeps = ~rows.tick.past[rows.rows] & (near.after <= SPREAD_TIMES)
+    back = spent & ~sits & (returned <= RETURN_READS)  # come back with their job: at its value, for a bound
+    keeps &= sits[rows.k] | back[rows.k]
+    if np.any(back):
+        keeps &= sits[rows.k] | rows.at_job_value(~np.isnan(rows.tick.values[rows.rows]))
+    held &= ~spent[rows.k] | keeps
     new = np.zeros(rows.k.size, np.bool_)
     if np.any(taking := sitting & ~spent & sits):
         near_job = rows.at_job_value(on_side)
@@ -122,7 +131,7 @@ def _sit(
         )
         ranks |= new
         held |= new
-    return sat, spent, near, new, held, ranks
+    return sat, returned, spent, near, new, held, ranks
 
 
 class _Near:

@@ -66,8 +66,11 @@ FORMAT = "gpuwarden-anomaly-state"
 # (``sat``, ``back``; a move of version 15 would be taken up as one its job's moving started). 16: before each
 # move kept its held ranks' distances from their sitting job's value, averaged (``near``: past its bound a
 # sitting move keeps holding the ranks near their job; a version-16 sitting move would let them all go).
-VERSION = 17
-SCHEMA = "98ade644085f08c3"
+# 17: before each move kept the reads in a row its job has read back (``returned``: past its bound a sitting
+# move keeps holding the ranks that came back with their job, for a bound; a version-17 move would start it
+# from 0 at any read back).
+VERSION = 18
+SCHEMA = "35024bcb02b32653"
 _HEADER = "header"
 _MODE = 0o600
 # Settings that do not shape what the detectors learn: where the service reads, listens and posts, and the

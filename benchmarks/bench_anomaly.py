@@ -157,12 +157,12 @@ def open_moves(service: AnomalyService) -> None:
         if key is not None and job is not None:
             by_key.setdefault((key[0], (job,)), []).append(i)
     # A record as ``CollectiveMoves.state()`` writes it: held, ranks, own distances, others, the side it went
-    # (down: a slowdown), waited, sat and back (0: a move its job's moving started), near (none). Left at 5
-    # fields as the record grew to 8 (fix/moves on), at 8 as it grew to 9 (fix/slowed2), at 9 as it grew to
-    # 11 (fix/movestart3), and at 11 as it grew to 12 (fix/sitfix), the harness failed before its first timed
-    # tick.
+    # (down: a slowdown), waited, sat and back (0: a move its job's moving started), near (none), returned.
+    # Left at 5 fields as the record grew to 8 (fix/moves on), at 8 as it grew to 9 (fix/slowed2), at 9 as it
+    # grew to 11 (fix/movestart3), at 11 as it grew to 12 (fix/sitfix), and at 12 as it grew to 13
+    # (fix/return), the harness failed before its first timed tick.
     state = [
-        ["adaptive", q, list(w), ids, ids, [], [], -1.0, 0, 0, 0, []]
+        ["adaptive", q, list(w), ids, ids, [], [], -1.0, 0, 0, 0, [], 0]
         for (q, w), ids in sorted(by_key.items())
     ]
     service.collective = CollectiveMoves.restored(state)

@@ -103,7 +103,7 @@ def test_a_held_row_is_released_by_a_judged_read_at_or_under_half_way_and_none_i
     assert moves.update(f, {("7345",)}).tolist() == [False, True, True, False]
     f = tick_of([0.4, 0.9, 0.6, 0.4], [0.0, 0.4, 0.0, 0.0], [True, True, True, True])
     assert moves.update(f, set()).tolist() == [False, True, True, False]
-    assert moves.state() == [["adaptive", POWER, ["7345"], [1, 2], [0, 1, 2], [], [3], -1.0, 0, 0, 0, []]]
+    assert moves.state() == [["adaptive", POWER, ["7345"], [1, 2], [0, 1, 2], [], [3], -1.0, 0, 0, 0, [], 0]]
     assert CollectiveMoves.restored(moves.state()).state() == moves.state()
     f = tick_of([0.1, 0.2, 0.3, 0.1], [0.0] * 4)
     assert moves.update(f, set()).tolist() == [False] * 4
@@ -125,7 +125,7 @@ def test_a_move_drops_its_forgotten_series_and_ends_when_its_job_is_read_without
     )
     assert moves.update(rest, set()).tolist() == [True, True]
     moves.forget(np.array([2, 3]))
-    assert moves.state() == [["adaptive", POWER, ["7345"], [0, 1], [0, 1], [], [], -1.0, 0, 0, 0, []]]
+    assert moves.state() == [["adaptive", POWER, ["7345"], [0, 1], [0, 1], [], [], -1.0, 0, 0, 0, [], 0]]
     elsewhere = Findings(
         "adaptive", POWER, RANKS[4:8], np.full(4, 0.9), np.zeros(4), yhat=np.zeros(4), ids=np.arange(4, 8)
     )
@@ -205,7 +205,7 @@ def test_a_held_rank_read_without_a_score_after_its_job_came_back_is_let_go_and_
     # The job's next move is a move of its own: every rank that moves then is held.
     assert moves.update(moved, {("7345",)}).all()
     assert moves.state() == [
-        ["thermal", "temp", ["7345"], [0, 1, 2, 3], [0, 1, 2, 3], [], [], -1.0, 0, 0, 0, []]
+        ["thermal", "temp", ["7345"], [0, 1, 2, 3], [0, 1, 2, 3], [], [], -1.0, 0, 0, 0, [], 0]
     ]
 
 
@@ -301,7 +301,7 @@ def test_a_rank_that_moves_against_its_job_is_never_added_to_its_move_nor_on_the
     # The job stalls, the straggler with it: still not its move's.
     assert update([2.0] * 6, [-1.0] * 6) == [False] + [True] * 5
     assert moves.state() == [
-        ["adaptive", POWER, ["7345"], [1, 2, 3, 4, 5], [1, 2, 3, 4, 5], [], [0], -1.0, 0, 0, 0, []]
+        ["adaptive", POWER, ["7345"], [1, 2, 3, 4, 5], [1, 2, 3, 4, 5], [], [0], -1.0, 0, 0, 0, [], 0]
     ]
 
 

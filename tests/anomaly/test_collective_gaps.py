@@ -95,7 +95,7 @@ def test_a_series_the_warm_up_replay_forgets_leaves_the_moves_restored_from_the_
         if k is not None and k[0] == query and ("UUID", "GPU-7") in k[1]
     ]
     first.collective = CollectiveMoves.restored(
-        [["adaptive", query, ["8"], [sid], [sid], [], [], 1.0, 0, 0, 0, []]]
+        [["adaptive", query, ["8"], [sid], [sid], [], [], 1.0, 0, 0, 0, [], 0]]
     )
     path = tmp_path / "anomaly.state.npz"
     assert save_snapshot(path, first.snapshot())

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from anomaly.collective import settle_each
-from anomaly.collectivemove import OWN_WAIT, SIT_READS, SPREAD_TIMES, Move
+from anomaly.collectivemove import OWN_WAIT, RETURN_READS, SIT_READS, SPREAD_TIMES, Move
 from anomaly.collectivestill import settle_still
 from anomaly.collectivetick import Tick, median_of_others, medians_of_others
 from anomaly.detectors import Findings
@@ -23,7 +23,7 @@ def _record(move: Move | None) -> tuple[object, ...] | None:
     own = [[i, move.own[i]] for i in sorted(move.own)]
     near = [[i, move.near[i]] for i in sorted(move.near)]
     return (sorted(move.held), sorted(move.ranks), own, sorted(move.others), move.side, move.waited,
-            move.sat, move.back, near)  # fmt: skip
+            move.sat, move.back, near, move.returned)  # fmt: skip
 
 
 def _read(rng: np.random.Generator, jobs: int) -> tuple[Findings, dict[tuple[str, ...], Move]]:
@@ -63,6 +63,7 @@ def _read(rng: np.random.Generator, jobs: int) -> tuple[Findings, dict[tuple[str
             sat,
             int(rng.integers(0, 10)) if sat else 0,
             {i: float(rng.uniform(0, 2 * SPREAD_TIMES)) for i in held if sat and rng.random() < 0.8},
+            int(rng.choice([0, 1, RETURN_READS - 1, RETURN_READS, RETURN_READS + 1])) if sat else 0,
         )
     labels += [{"gpu": "0"}, {"gpu": "1"}]
     value += [60.0, 61.0]

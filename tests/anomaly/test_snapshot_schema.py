@@ -86,7 +86,7 @@ def _small_service() -> AnomalyService:
     service._recall_ends["0123456789abcdef"] = clock.time()
     service._pending["fedcba9876543210"] = (1, "adaptive", QUERIES[0])
     # A workload's move holding a rank (``anomaly.collective``): its record's fields pinned by place.
-    move = ["adaptive", QUERIES[0], ["7345"], [1], [1, 2], [[1, 0.5]], [3], -1.0, 2, 3, 1, [[1, 0.8]]]
+    move = ["adaptive", QUERIES[0], ["7345"], [1], [1, 2], [[1, 0.5]], [3], -1.0, 2, 3, 1, [[1, 0.8]], 4]
     service.collective = CollectiveMoves.restored([move])
     service.sources.append(_coarse_source(clock))
     return service
