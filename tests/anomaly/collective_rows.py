@@ -67,3 +67,12 @@ def alerting(moves: CollectiveMoves, f: Findings) -> set[int]:
     """The anomalous rows of ``f`` left to alert once ``AlertUpdater._drop_collective`` dropped its moving
     workloads' rows and the rows their moves hold."""
     return set(moves.kept(f, collective_workloads(f), f.anomalous()))
+
+
+def at_work(moves: CollectiveMoves, labels: Sequence[dict[str, str]]) -> None:
+    """Four reads of the job of ``labels`` at work, every rank at 95 % utilisation scoring 0.2 in a wide
+    -100..260 % band: nothing moves, nothing alerts."""
+    n = len(labels)
+    reads = banded(UTIL, labels, np.full(n, 0.2), np.full(n, 95.0), np.full(n, -100.0), np.full(n, 260.0))
+    for _ in range(4):
+        assert not alerting(moves, reads)

@@ -21,7 +21,7 @@ import numpy as np
 from anomaly.collective import SIT_READS, CollectiveMoves
 from anomaly.collectivemove import RETURN_READS
 from anomaly.detectors import Findings
-from tests.anomaly.collective_rows import UTIL, alerting, banded, holds, job_ranks
+from tests.anomaly.collective_rows import UTIL, alerting, at_work, banded, holds, job_ranks
 
 RANKS = job_ranks("8171", nodes=(1, 2, 3, 4))
 FAULTED = 5  # the braked GPU, its power cut: busy at 100 % while its job waits on it, 95 % once repaired
@@ -53,20 +53,11 @@ def _tick(k: int, noise: np.ndarray, *, stays: bool = False, steady: bool = Fals
     return banded(UTIL, RANKS, score, value, lower, upper)
 
 
-def _at_work(moves: CollectiveMoves) -> None:
-    """Four reads of the job at work at 95 % (nothing moves then)."""
-    at_work = banded(
-        UTIL, RANKS, np.full(16, 0.2), np.full(16, 95.0), np.full(16, -100.0), np.full(16, 260.0)
-    )
-    for _ in range(4):
-        assert not alerting(moves, at_work)
-
-
 def _narrow_alerting(*, stays: bool = False, steady: bool = False) -> list[bool]:
     """Per read after four at work, whether the narrow rank is left to alert (past 1, held by no move, its
     job not moving)."""
     moves = CollectiveMoves()
-    _at_work(moves)
+    at_work(moves, RANKS)
     rng = np.random.default_rng(1511)
     return [
         NARROW in alerting(moves, _tick(k, rng.normal(0.0, 1.5, 16), stays=stays, steady=steady))
@@ -110,7 +101,7 @@ def test_a_sitting_move_restored_after_its_jobs_return_keeps_holding_what_the_mo
     read, moves restored from ``state()`` hold the same rows as those kept and give the same state after,
     the reads its job has read back (``returned``, the record's last field) among it."""
     kept = CollectiveMoves()
-    _at_work(kept)
+    at_work(kept, RANKS)
     rng = np.random.default_rng(1511)
     returned = []
     for k in range(READS):

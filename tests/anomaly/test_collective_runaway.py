@@ -22,7 +22,7 @@ import numpy as np
 
 from anomaly.collective import SIT_READS, CollectiveMoves
 from anomaly.detectors import Findings
-from tests.anomaly.collective_rows import UTIL, alerting, banded, holds, job_ranks
+from tests.anomaly.collective_rows import UTIL, alerting, at_work, banded, holds, job_ranks
 
 RANKS = job_ranks("8171", nodes=(1, 2, 3, 4))
 FAULTED = 5  # node-02 GPU 1: the runaway, throttled, busy at 100 % while its job waits on it
@@ -49,21 +49,12 @@ def _tick(k: int, noise: np.ndarray, flap: float = 0.0) -> Findings:
     return banded(UTIL, RANKS, score, value, lower, upper)
 
 
-def _at_work(moves: CollectiveMoves) -> None:
-    """Four reads of the job at work at 95 % (nothing moves then)."""
-    at_work = banded(
-        UTIL, RANKS, np.full(16, 0.2), np.full(16, 95.0), np.full(16, -100.0), np.full(16, 260.0)
-    )
-    for _ in range(4):
-        assert not alerting(moves, at_work)
-
-
 def _narrow_alerting(flap: float = 0.0, flaps_for: int = READS) -> list[bool]:
     """Per read of the job's half hour sitting at 47 % after four reads at work, whether the narrow rank is
     left to alert (past 1, held by no move, its job not moving); it flaps by ``flap`` for the first
     ``flaps_for`` reads."""
     moves = CollectiveMoves()
-    _at_work(moves)
+    at_work(moves, RANKS)
     rng = np.random.default_rng(1402)
     return [
         NARROW in alerting(moves, _tick(k, rng.normal(0.0, 1.5, 16), flap if k < flaps_for else 0.0))
@@ -118,7 +109,7 @@ def test_a_sitting_move_restored_past_its_bound_keeps_holding_what_the_move_kept
     ``state()`` hold the same rows as those kept, past the bound as before it, and give the same state after,
     the ranks' averaged distances from their job (``near``) among it."""
     kept = CollectiveMoves()
-    _at_work(kept)
+    at_work(kept, RANKS)
     rng = np.random.default_rng(1402)
     nears = []
     for k in range(READS):
