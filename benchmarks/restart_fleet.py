@@ -123,7 +123,10 @@ class FleetSource:
     def _frames(self, start: float, end: float) -> list[Frame]:
         ts = np.arange(math.floor(start / EVERY) * EVERY + EVERY, end + 1, EVERY)
         ts = ts[(ts > start) & (ts <= end)]
-        self._health.succeeded(end, self.fleet.gpus)
+        # Stamped when read, as ``PromQLSource`` and ``InProcessSource`` stamp theirs (the clock's time),
+        # not at the read's end: that lags the clock by ``--mid-tick``'s latency, which past
+        # ``stale_after_seconds`` (240 s) held ``GpuwardenSourceStale`` firing while every read succeeded.
+        self._health.succeeded(end + self.fleet.timing.latency, self.fleet.gpus)
         return self.frames_at(ts) if ts.size else []
 
     def frames_at(self, ts: np.ndarray) -> list[Frame]:

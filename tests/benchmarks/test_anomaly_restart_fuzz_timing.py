@@ -129,3 +129,18 @@ def test_a_mid_tick_restart_started_again_at_once_scores_as_the_straight_run(fuz
     straight = fuzz.run(fleet, 20, {}, True, tmp_path / "s.npz")
     restarted = fuzz.run(fleet, 20, restarts, True, tmp_path / "s.npz")
     assert fuzz.first_divergence(straight, restarted) == (None, None)
+
+
+def test_a_source_read_behind_the_clock_is_stamped_when_read_not_stale(fuzz, timing):
+    """``FleetSource`` stamps a good read at the clock's time, as ``PromQLSource`` and ``InProcessSource`` do.
+    It stamped the read's end, which ``--mid-tick``'s latency (240 s) put past ``stale_after_seconds``: the
+    whole run held ``GpuwardenSourceStale`` while every read succeeded, and a restart re-raised it aged from
+    its own warm-up (seeds 222, 254 and 257 of 200-259 diverged in firing alerts)."""
+    fleet = fuzz.Fleet(3, 8, 2, [], t0=T0, timing=timing.Timing(latency=240.0, phase=69.0))
+    clock = fuzz.FakeClock(fleet.timing.first_clock(T0))
+    service = fuzz.AnomalyService(fuzz.config(latency=240.0), [fuzz.FleetSource(fleet)], clock)
+    service.warm_up()
+    for _ in range(3):
+        clock.advance(EVERY)
+        service.infer()
+    assert not [a for a in service.firing.values() if a.alert.labels["alertname"] == "GpuwardenSourceStale"]
