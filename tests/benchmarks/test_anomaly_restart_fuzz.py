@@ -195,6 +195,8 @@ def test_an_outage_across_a_restart_starts_by_its_save_and_lasts_through_its_war
         a, b = (round((t - fleet.t0) / EVERY) for t in faults.down)
         across = [s for s, (down, lost) in restarts.items() if a <= s - 1 - lost and s + down <= b]
         crossing += bool(across)
-        clear = all(b < s - 2 - lost or a >= s + down + 2 for s, (down, lost) in restarts.items())
-        assert across or clear, (seed, (a, b), restarts)
+        near = [s for s, (down, lost) in restarts.items() if not (b < s - 2 - lost or a >= s + down + 2)]
+        # Across one restart, clear of every other (seeds 48 and 58 here, 228 of 200-239 at 30 steps: another
+        # restart's save older than the catch-up, or its warm-up finding Prometheus back); else clear of all.
+        assert (len(across) == 1 and near == across) or not near, (seed, (a, b), restarts)
     assert crossing >= 10

@@ -144,3 +144,13 @@ def test_a_source_read_behind_the_clock_is_stamped_when_read_not_stale(fuzz, tim
         clock.advance(EVERY)
         service.infer()
     assert not [a for a in service.firing.values() if a.alert.labels["alertname"] == "GpuwardenSourceStale"]
+
+
+@pytest.mark.parametrize(("seed", "mid_tick"), [(275, False), (284, True)])
+def test_failed_reads_around_restarts_score_as_the_straight_run(fuzz, tmp_path, seed, mid_tick):
+    """Seeds 275 and 284 of ``--failed-reads --hard-faults --blank-samples`` (the draws above): each diverged
+    in scores (fleet, thermal) when the failure fell at a tick the restarted run lost or never ran."""
+    fleet, restarts = fuzz.draw(seed, 40, True, True, True, mid_tick=mid_tick)
+    straight = fuzz.run(fleet, 40, {}, False, tmp_path / "s.npz")
+    restarted = fuzz.run(fleet, 40, restarts, True, tmp_path / "s.npz")
+    assert fuzz.first_divergence(straight, restarted) == (None, None)
