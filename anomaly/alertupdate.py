@@ -65,11 +65,14 @@ class AlertUpdater(ServiceCore):
         must not resolve every alert, then raise them again); nor do those of a source that answers with no
         series at all (every exporter gone). An alert judged by several queries (``judged_by``) waits while
         any of them cannot be read: a failing SM-active query resolved GpuHung while the GPU was still hung.
-        One not tied to a query read yet (presence) waits while any source is down. A pending alert keeps its
-        count through such a tick.
+        One not tied to a query read yet (presence) waits while any source is down; so does one of a query
+        this process has not read yet that a source reports failing (a restart whose warm-up read failed it:
+        its pending alerts lost their counts at the replayed ticks, restart fuzz seed 205). A pending alert
+        keeps its count through such a tick.
         """
         down_sources = {s.name for s in self.sources if not s.health().up or s.health().empty}
         failing = {(s.name, q) for s in self.sources for q, h in s.health().queries.items() if not h.up}
+        failing_names = {q for _, q in failing}
         not_due = self._not_due_alerts(view)
 
         def unreadable(detector: str, query: str, labels: Mapping[str, str]) -> bool:
@@ -82,8 +85,8 @@ class AlertUpdater(ServiceCore):
             by = self._judged.get(detector)
             for q in by(query) if by is not None else (query,):
                 source = self._query_source.get(q)
-                if source is None:
-                    if down_sources:
+                if source is None:  # not read by this process yet: a restart's warm-up read failed it
+                    if down_sources or q in failing_names:
                         return True
                 elif source in down_sources or (source, q) in failing:
                     return True

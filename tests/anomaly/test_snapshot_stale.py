@@ -214,3 +214,16 @@ def _last_successes(service: AnomalyService) -> tuple[float | None, float | None
         at("gpuwarden_anomaly_query_last_success_timestamp_seconds", {"source": name, "query": QUERIES[0]}),
         report(service)["sources"][name]["last_success"],
     )
+
+
+def test_a_query_a_restarts_warm_up_read_failed_holds_its_alerts_though_never_read_by_it(tmp_path):
+    """A restarted process whose warm-up read failed a query has not read it yet, so it knew no source for
+    it and took the query for readable: a pending alert judged by it lost its count at the warm-up's replayed
+    ticks, where the uninterrupted service kept it, and was raised a tick later (restart fuzz ``--promql
+    --mid-tick --failed-warm-ups`` seed 205: a thermal alert, its power query failing through the restart)."""
+    clock = FakeClock(1_767_225_600.0)
+    _, path = _saved_failing(clock, tmp_path, down=False)
+    restarted = _service(clock, failing=True, down=False, path=path)
+    unreadable = restarted._unreadable(restarted.last_view)
+    assert QUERIES[0] not in restarted._query_source
+    assert unreadable("adaptive", QUERIES[0], {}) and not unreadable("adaptive", QUERIES[1], {})
