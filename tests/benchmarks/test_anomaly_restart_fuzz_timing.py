@@ -66,7 +66,7 @@ def test_mid_tick_restarts_keep_every_read_phase_off_the_grid_and_under_absent_a
     assert timing.taken(restarts) == [3, 9, 15]
     t = timing.draw_timing(seed, restarts)
     read = t.phase
-    for at in timing.taken(restarts):
+    for at in timing.taken(restarts, t):
         assert t.before[at] == read and timing.PHASES[0] <= read <= timing.PHASES[1]
         read = (read + t.starts[at] + t.again.get(at, 0.0)) % EVERY
     assert timing.PHASES[0] <= read <= timing.PHASES[1]
@@ -151,6 +151,26 @@ def test_failed_reads_around_restarts_score_as_the_straight_run(fuzz, tmp_path, 
     """Seeds 275 and 284 of ``--failed-reads --hard-faults --blank-samples`` (the draws above): each diverged
     in scores (fleet, thermal) when the failure fell at a tick the restarted run lost or never ran."""
     fleet, restarts = fuzz.draw(seed, 40, True, True, True, mid_tick=mid_tick)
+    straight = fuzz.run(fleet, 40, {}, False, tmp_path / "s.npz")
+    restarted = fuzz.run(fleet, 40, restarts, True, tmp_path / "s.npz")
+    assert fuzz.first_divergence(straight, restarted) == (None, None)
+
+
+def test_a_restart_drawn_before_a_mid_tick_restarts_first_tick_is_not_taken(fuzz, timing, tmp_path):
+    """Seed 228 (40 steps, ``--failed-reads --mid-tick``): the process started before tick 21 (down 3) scores
+    first at tick 26, so the restart drawn before tick 25 is never made. ``draw_timing`` took it (whole-tick
+    downtimes only) and moved the read phase on by its start: the live reads after the restart at 30 ended
+    278 s past the grid, every GPU older than ``absent_after_seconds``, and the node truly down got no
+    ``NodeDown`` (the presence detector reads a mass absence as the source's)."""
+    fleet, restarts = fuzz.draw(228, 40, False, False, True, mid_tick=True)
+    t = fleet.timing
+    assert 25 in restarts and t.first_live(21, restarts[21][0]) == 26
+    assert timing.taken(restarts, t) == [21, 28, 30] == sorted(t.before)
+    read = t.phase
+    for at in timing.taken(restarts, t):
+        assert t.before[at] == read
+        read = (read + t.starts[at] + t.again.get(at, 0.0)) % EVERY
+        assert timing.PHASES[0] <= read <= timing.PHASES[1]
     straight = fuzz.run(fleet, 40, {}, False, tmp_path / "s.npz")
     restarted = fuzz.run(fleet, 40, restarts, True, tmp_path / "s.npz")
     assert fuzz.first_divergence(straight, restarted) == (None, None)
