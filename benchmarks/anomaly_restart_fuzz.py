@@ -275,6 +275,11 @@ def _run(
             service = _restart(
                 reads, clock, service, (step, *restarts[step]), saved if snapshot else None, where
             )
+            # Each start's warm-up read is a good read a staleness alert may be aged from: named as the
+            # straight run's tick that read the same newest sample, where the straight run read it at a tick
+            # (seed 310 of --promql --failed-reads: the same read, "tick 15" there and a bare time here).
+            for start in {clock.time(), clock.time() - timing.again.get(step, 0.0)}:
+                ticks.setdefault(start, timing.step(fleet.t0, start))
             step = timing.step(fleet.t0, clock.time() + EVERY)  # a mid-tick start may read a sample later
             if step >= steps:
                 break

@@ -211,3 +211,21 @@ def test_a_restart_whose_warm_up_read_fails_a_query_raises_its_pending_alerts_as
         timeout=300,
     )
     assert (result["divergent"], result["firing_divergent"]) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        # Seed 310: a restart's warm-up read was the good read its staleness alert aged from, named "tick 15"
+        # in the straight run and a bare time in the restarted one (the harness' comparison).
+        ("--seeds", "310", "--failed-reads"),
+        # Seed 317: the warm-up's replayed ticks resolved a staleness alert whose query failed again.
+        ("--seeds", "317", "--failed-reads", "--failed-warm-ups"),
+    ],
+    ids=["warm-up-read-named-as-its-tick", "staleness-held-through-a-second-failure"],
+)
+def test_failed_reads_around_restarts_through_promql_leave_staleness_alerts_alike(flags) -> None:
+    result = run_harness(
+        "anomaly_restart_fuzz.py", *flags, "--steps", "30", "--snapshot", "--promql", timeout=300
+    )
+    assert (result["divergent"], result["firing_divergent"]) == (0, 0)
