@@ -65,25 +65,34 @@ class AlertUpdater(ServiceCore):
         must not resolve every alert, then raise them again); nor do those of a source that answers with no
         series at all (every exporter gone). An alert judged by several queries (``judged_by``) waits while
         any of them cannot be read: a failing SM-active query resolved GpuHung while the GPU was still hung.
-        One not tied to a query read yet (presence) waits while any source is down. A pending alert keeps its
-        count through such a tick.
+        One not tied to a query read yet (presence) waits while any source is down; so does one of a query
+        this process has not read yet that a source reports failing (a restart whose warm-up read failed it:
+        its pending alerts lost their counts at the replayed ticks, restart fuzz seed 205). A pending alert
+        keeps its count through such a tick.
         """
         down_sources = {s.name for s in self.sources if not s.health().up or s.health().empty}
         failing = {(s.name, q) for s in self.sources for q, h in s.health().queries.items() if not h.up}
+        failing_names = {q for _, q in failing}
         not_due = self._not_due_alerts(view)
 
         def unreadable(detector: str, query: str, labels: Mapping[str, str]) -> bool:
             if detector == "source":
-                # A failing query's own staleness alert waits out its source's outage (nothing says the
-                # query works again); the source's alert says the source is down meanwhile.
-                return "query" in labels and labels.get("source") in down_sources
+                # A failing query's own staleness alert waits out its source's outage, and its own failing
+                # (nothing says the query works again): a restart's warm-up replays ticks with no staleness
+                # row, and their quiet resolved the alert the uninterrupted service held through a second
+                # failure, raised again aged from a later read (restart fuzz seed 317). The source's alert
+                # says the source is down meanwhile.
+                if "query" not in labels:
+                    return False
+                source = labels.get("source")
+                return source in down_sources or (source, labels["query"]) in failing
             if not_due(detector, query):
                 return True
             by = self._judged.get(detector)
             for q in by(query) if by is not None else (query,):
                 source = self._query_source.get(q)
-                if source is None:
-                    if down_sources:
+                if source is None:  # not read by this process yet: a restart's warm-up read failed it
+                    if down_sources or q in failing_names:
                         return True
                 elif source in down_sources or (source, q) in failing:
                     return True

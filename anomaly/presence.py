@@ -65,11 +65,13 @@ class PresenceDetector:
         self.resolve_after = resolve_after
         self._slots: Slots[GpuKey] = Slots()
         self.labels: list[Mapping[str, str]] = []
-        self.last_seen = np.zeros(0)  # per GPU slot; NaN for a free slot
+        self.last_seen = np.zeros(0)  # per GPU slot, moved on through outages; NaN for a free slot
+        self.seen = np.zeros(0)  # per GPU slot, its newest sample's time, never moved; NaN for a free slot
         self._series_slot = np.full(1024, _UNRESOLVED, np.int64)  # per series id
         self._by_uuid: dict[str, set[int]] = {}  # the slots of each GPU UUID (one, unless it was renamed)
         self._matches: dict[str, bool] = {}
         self._last_tick: float | None = None
+        self._outage: float | None = None  # the first tick that read nothing, while none has read since
 
     @property
     def slots(self) -> dict[GpuKey, int]:
@@ -99,8 +101,10 @@ class PresenceDetector:
             "free": self._slots.freed(),
             "labels": [dict(lab) for lab in self.labels],
             "last_tick": self._last_tick,
+            "outage": self._outage,
         }
-        return State(meta, {"last_seen": self.last_seen.copy(), "series_slot": self._series_slot.copy()})
+        arrays = {"last_seen": self.last_seen.copy(), "seen": self.seen.copy()}
+        return State(meta, {**arrays, "series_slot": self._series_slot.copy()})
 
     def restore(self, state: State) -> None:
         """Take up ``state`` (``state()``)."""
@@ -110,18 +114,24 @@ class PresenceDetector:
         labels: list[Mapping[str, str]] = [
             {str(k): str(v) for k, v in lab.items()} for lab in state.meta["labels"]
         ]
-        last_seen, series_slot = state.arrays["last_seen"], state.arrays["series_slot"]
-        if len(labels) != len(keys) or last_seen.size < len(keys) or series_slot.dtype != np.int64:
+        last_seen, seen = state.arrays["last_seen"], state.arrays["seen"]
+        series_slot = state.arrays["series_slot"]
+        if (
+            len(labels) != len(keys)
+            or min(last_seen.size, seen.size) < len(keys)
+            or series_slot.dtype != np.int64
+        ):
             raise ValueError(f"presence: {len(keys)} GPUs, {len(labels)} label sets, {last_seen.size} times")
         self._slots = Slots.restored(keys, [int(i) for i in state.meta["free"]])
-        self.labels, self.last_seen, self._series_slot = labels, last_seen, series_slot
+        self.labels, self.last_seen, self.seen, self._series_slot = labels, last_seen, seen, series_slot
         self._by_uuid = {}
         for slot, key in enumerate(keys):
             uuid = labels[slot].get("UUID")
             if key is not None and uuid:
                 self._by_uuid.setdefault(uuid, set()).add(slot)
-        tick = state.meta["last_tick"]
+        tick, outage = state.meta["last_tick"], state.meta["outage"]
         self._last_tick = None if tick is None else float(tick)
+        self._outage = None if outage is None else float(outage)
 
     def forget(self, ids: IntArray) -> None:
         """Series ids about to be reused: their GPU is looked up again when they reappear."""
@@ -145,17 +155,19 @@ class PresenceDetector:
             else:
                 self.labels.append(kept)
                 if slot >= self.last_seen.size:
-                    grown = np.full(max(64, 2 * self.last_seen.size), np.nan)
-                    grown[: self.last_seen.size] = self.last_seen
-                    self.last_seen = grown
-            self.last_seen[slot] = -np.inf
+                    size = max(64, 2 * self.last_seen.size)
+                    self.last_seen, self.seen = (_grown(a, size) for a in (self.last_seen, self.seen))
+            self.last_seen[slot] = self.seen[slot] = -np.inf
             if kept.get("UUID"):
                 self._by_uuid.setdefault(kept["UUID"], set()).add(slot)
         return slot
 
     def _observe(self, view: View) -> bool:
-        """Mark the GPUs that reported; False when the tick read no presence series at all."""
+        """Mark the GPUs that reported; False when the tick read no presence series at all. The first read
+        after an outage that holds samples from its first tick (a catch-up: Prometheus kept them) tells each
+        GPU's newest sample: the clocks moved on through the outage go back to it (``_outage``)."""
         seen_any = False
+        earliest = np.inf
         for step in view.steps:
             if not self.matches(step.query) or not step.labels:
                 continue
@@ -171,6 +183,16 @@ class PresenceDetector:
             self._series_slot[ids] = slots
             use = slots[(slots >= 0) & np.isfinite(step.raw)]
             np.maximum.at(self.last_seen, use, step.at)
+            np.maximum.at(self.seen, use, step.at)
+            earliest = min(earliest, step.at)
+        if seen_any and self._outage is not None:
+            if earliest <= self._outage:
+                # Each GPU's newest sample, not the moved clock: a node gone during an outage of the read
+                # was absent from its last sample (restart fuzz seed 228: its NodeDown came a tick late
+                # after a restart whose reads ended otherwise in the outage, the clocks moved to there).
+                n = len(self.keys)
+                self.last_seen[:n] = self.seen[:n]
+            self._outage = None
         return seen_any
 
     def _drop(self, slots: IntArray) -> None:
@@ -181,7 +203,7 @@ class PresenceDetector:
                     self._by_uuid[uuid].discard(slot)
                     if not self._by_uuid[uuid]:
                         del self._by_uuid[uuid]
-        self.last_seen[slots] = np.nan
+        self.last_seen[slots] = self.seen[slots] = np.nan
         self._series_slot[np.isin(self._series_slot, slots)] = _UNRESOLVED
 
     def _lost(self, view: View) -> set[GpuKey]:
@@ -207,6 +229,8 @@ class PresenceDetector:
             # at step 30 and a 5 s tick a node's absence grew 5 s a step and NodeDown came 9 minutes late.
             if self._last_tick is not None and not self.not_due(view):
                 self.last_seen += now - self._last_tick
+                if self._outage is None:
+                    self._outage = now
             self._last_tick = now
             return []
         self._last_tick = now
@@ -291,3 +315,10 @@ class PresenceDetector:
     def _node(self, slot: int) -> str:
         key = self.keys[slot]
         return key[0] if key is not None else ""
+
+
+def _grown(a: np.ndarray, size: int) -> np.ndarray:
+    """``a`` grown to ``size``, NaN (a free slot) past its end."""
+    grown = np.full(size, np.nan)
+    grown[: a.size] = a
+    return grown

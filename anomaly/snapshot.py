@@ -68,9 +68,11 @@ FORMAT = "gpuwarden-anomaly-state"
 # sitting move keeps holding the ranks near their job; a version-16 sitting move would let them all go).
 # 17: before each move kept the reads in a row its job has read back (``returned``: past its bound a sitting
 # move keeps holding the ranks that came back with their job, for a bound; a version-17 move would start it
-# from 0 at any read back).
-VERSION = 18
-SCHEMA = "35024bcb02b32653"
+# from 0 at any read back). 18: before the presence detector kept each GPU's newest sample apart from its
+# clock moved on through an outage, and the outage's first tick (``seen``, ``outage``: a catch-up read
+# after the outage sets the clocks back to the samples; a version-18 state would keep them moved on).
+VERSION = 19
+SCHEMA = "6db6ff9a76f9d3ca"
 _HEADER = "header"
 _MODE = 0o600
 # Settings that do not shape what the detectors learn: where the service reads, listens and posts, and the

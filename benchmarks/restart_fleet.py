@@ -123,7 +123,10 @@ class FleetSource:
     def _frames(self, start: float, end: float) -> list[Frame]:
         ts = np.arange(math.floor(start / EVERY) * EVERY + EVERY, end + 1, EVERY)
         ts = ts[(ts > start) & (ts <= end)]
-        self._health.succeeded(end, self.fleet.gpus)
+        # Stamped when read, as ``PromQLSource`` and ``InProcessSource`` stamp theirs (the clock's time),
+        # not at the read's end: that lags the clock by ``--mid-tick``'s latency, which past
+        # ``stale_after_seconds`` (240 s) held ``GpuwardenSourceStale`` firing while every read succeeded.
+        self._health.succeeded(end + self.fleet.timing.latency, self.fleet.gpus)
         return self.frames_at(ts) if ts.size else []
 
     def frames_at(self, ts: np.ndarray) -> list[Frame]:
@@ -226,10 +229,10 @@ def draw(
         fleet.hard = _hard_faults(seed, steps, gpus, restarts)
     if blank:
         fleet.blanks = _blank_samples(seed, steps, gpus, restarts)
-    if failed:
-        fleet.failed = _failed_reads(seed, restarts)
     if mid_tick:
         fleet.timing = draw_timing(seed, restarts)
+    if failed:
+        fleet.failed = _failed_reads(seed, restarts, fleet.timing, steps)
     if failed_warm_up:
         fleet.warm_failed, straight = failed_warm_ups(
             seed, restarts, len(QUERIES), fleet.timing, failed_warm_up_ticks
@@ -238,22 +241,40 @@ def draw(
     return fleet, restarts
 
 
-def _failed_reads(seed: int, restarts: dict[int, tuple[int, int]]) -> list[Fault]:
-    """One query's read failing at the tick before each restart's snapshot (the last tick, or the last the
-    crash did not lose), the others read; not at a tick the restarted run never read (while it was down: the
-    straight run's failure there is no restart's to catch up), nor at one a later crash loses (the restart
-    after it reads that tick again from Prometheus, where it is whole: a failure the dead process saw and
-    lost is no restart's to repeat; seed 42), nor for a restart ``run`` skips (drawn within another's
-    downtime)."""
+def _failed_reads(seed: int, restarts: dict[int, tuple[int, int]], timing: Timing, steps: int) -> list[Fault]:
+    """One query's read failing at the tick whose save each restart takes up (the last tick before it, or the
+    last a crash did not lose), the others read. So not at a tick the restarted run never ran (while it was
+    down, or with ``--mid-tick`` before the first tick of the process started then, ``Timing.first_live``:
+    the straight run's failure there is no restart's to catch up; seed 284), nor at one a later crash loses
+    (it takes up an older save and reads that tick again from Prometheus, where it is whole: a failure the
+    dead process saw and lost is no restart's to repeat; seed 42). A crash loses saves, one per tick run, not
+    ticks: one losing 4 across an earlier restart's downtime takes up a save from before the tick 4 ticks
+    back (seed 275). The ticks and restarts are those ``run`` runs (``_kept_saves``)."""
     rng = random.Random(f"failed-reads-{seed}")
-    taken: list[tuple[int, int, int]] = []
-    for at, (down, lost) in sorted(restarts.items()):
-        if not taken or at > taken[-1][0] + taken[-1][1]:
-            taken.append((at, down, lost))
-    stopped = {t for at, down, _ in taken for t in range(at, at + down)}
-    stopped |= {t for at, _, lost in taken for t in range(at - lost, at)}  # lost by a crash, read again
-    ticks = [at - 1 - lost for at, _, lost in taken if at - 1 - lost >= 0 and at - 1 - lost not in stopped]
+    kept = _kept_saves(restarts, timing, steps)
+    ticks: list[int] = []
+    for k, tick in enumerate(kept):
+        if tick is not None and tick not in ticks and all(t is None or t >= tick for t in kept[k + 1 :]):
+            ticks.append(tick)
     return [Fault("failed", rng.randrange(len(QUERIES)), t, t + 1) for t in ticks]
+
+
+def _kept_saves(restarts: dict[int, tuple[int, int]], timing: Timing, steps: int) -> list[int | None]:
+    """Per restart ``run`` takes, in order, the tick whose save it takes up (None: no tick ran before it): the
+    ``lost``-th before the last of the saves kept so far (``run`` keeps the last five, one per tick run)."""
+    saves: list[int] = []
+    kept: list[int | None] = []
+    step = 0
+    while step < steps:
+        if step in restarts:
+            down, lost = restarts[step]
+            kept.append(saves[-1 - min(lost, len(saves) - 1)] if saves else None)
+            step = timing.first_live(step, down)
+            if step >= steps:
+                break
+        saves = [*saves[-4:], step]
+        step += 1
+    return kept
 
 
 def _blank_samples(seed: int, steps: int, gpus: int, restarts: dict[int, tuple[int, int]]) -> list[Fault]:

@@ -57,13 +57,20 @@ class Timing:
         return at + down + math.floor(moved / EVERY)
 
 
-def taken(restarts: Mapping[int, tuple[int, int]]) -> list[int]:
-    """The restarts ``run`` takes: one drawn within another's downtime is skipped."""
-    out: list[tuple[int, int]] = []
+def taken(restarts: Mapping[int, tuple[int, int]], timing: Timing | None = None) -> list[int]:
+    """The restarts ``run`` takes: one drawn within another's downtime is skipped, or with ``timing``
+    (``--mid-tick``) before the first tick of the process the other started (``Timing.first_live``): ``run``
+    goes on from there. Seed 228 (40 steps): the restart before tick 25 lay there, ``draw_timing`` moved the
+    read phase on by a start never made, and the live reads ended 278 s past the grid, past
+    ``absent_after_seconds``: every GPU read as absent, so no ``NodeDown`` for the node truly down."""
+    timing = timing if timing is not None else Timing()
+    out: list[int] = []
+    live = -math.inf
     for at, (down, _) in sorted(restarts.items()):
-        if not out or at > out[-1][0] + out[-1][1]:
-            out.append((at, down))
-    return [at for at, _ in out]
+        if at > live:
+            out.append(at)
+            live = timing.first_live(at, down)
+    return out
 
 
 def draw_timing(seed: int, restarts: Mapping[int, tuple[int, int]]) -> Timing:
@@ -74,13 +81,17 @@ def draw_timing(seed: int, restarts: Mapping[int, tuple[int, int]]) -> Timing:
     starts: dict[int, float] = {}
     again: dict[int, float] = {}
     before: dict[int, float] = {}
-    for at in taken(restarts):
+    live = -math.inf
+    for at, (down, _) in sorted(restarts.items()):
+        if at <= live:  # not taken (``taken``): within the downtime of the one before, as it ends mid-tick
+            continue
         before[at] = read
         starts[at] = _offset(rng, read)
         read = (read + starts[at]) % EVERY
         if rng.random() < 0.5:
             again[at] = _offset(rng, read)
             read = (read + again[at]) % EVERY
+        live = Timing(latency, phase, starts, again, before).first_live(at, down)
     return Timing(latency, phase, starts, again, before)
 
 
@@ -113,7 +124,7 @@ def failed_warm_ups(
     rng = random.Random(f"failed-warm-ups-{seed}")
     warm: dict[int, int] = {}
     straight: list[tuple[int, int, int]] = []
-    runs = taken(restarts)
+    runs = taken(restarts, timing)
     for k, at in enumerate(runs):
         down, lost = restarts[at]
         if lost or rng.random() >= 0.7 or _saved_before(at, restarts, timing):
@@ -132,7 +143,7 @@ def _saved_before(at: int, restarts: Mapping[int, tuple[int, int]], timing: Timi
     where the straight run fed them late, at its catch-up: the crash's loss, not the service's (seeds 10
     and 13 of ``--promql --mid-tick --failed-warm-ups``, 20 steps)."""
     ran, first = 0, timing.first_live(at, restarts[at][0])
-    for later in (t for t in taken(restarts) if t > at):
+    for later in (t for t in taken(restarts, timing) if t > at):
         down, lost = restarts[later]
         ran += max(0, later - first)
         if lost >= ran:

@@ -214,3 +214,30 @@ def _last_successes(service: AnomalyService) -> tuple[float | None, float | None
         at("gpuwarden_anomaly_query_last_success_timestamp_seconds", {"source": name, "query": QUERIES[0]}),
         report(service)["sources"][name]["last_success"],
     )
+
+
+def test_a_query_a_restarts_warm_up_read_failed_holds_its_alerts_though_never_read_by_it(tmp_path):
+    """A restarted process whose warm-up read failed a query has not read it yet, so it knew no source for
+    it and took the query for readable: a pending alert judged by it lost its count at the warm-up's replayed
+    ticks, where the uninterrupted service kept it, and was raised a tick later (restart fuzz ``--promql
+    --mid-tick --failed-warm-ups`` seed 205: a thermal alert, its power query failing through the restart)."""
+    clock = FakeClock(1_767_225_600.0)
+    _, path = _saved_failing(clock, tmp_path, down=False)
+    restarted = _service(clock, failing=True, down=False, path=path)
+    unreadable = restarted._unreadable(restarted.last_view)
+    assert QUERIES[0] not in restarted._query_source
+    assert unreadable("adaptive", QUERIES[0], {}) and not unreadable("adaptive", QUERIES[1], {})
+
+
+def test_a_failing_querys_staleness_alert_counts_no_quiet_tick_while_it_fails(tmp_path):
+    """A restart's warm-up replays the ticks it missed with no staleness row: their quiet resolved the
+    ``GpuwardenSourceStale`` the uninterrupted service held through the query's second failure, and the
+    warm-up raised it again aged from a later read (restart fuzz ``--promql --failed-warm-ups
+    --failed-reads``, seed 317). While its query fails, nothing says it works again."""
+    clock = FakeClock(1_767_225_600.0)
+    straight, _ = _saved_failing(clock, tmp_path, down=False)
+    unreadable = straight._unreadable(straight.last_view)
+    source = straight.sources[0].name
+    assert unreadable("source", "source_staleness", {"source": source, "query": QUERIES[0]})
+    assert not unreadable("source", "source_staleness", {"source": source, "query": QUERIES[1]})
+    assert not unreadable("source", "source_staleness", {"source": source})

@@ -195,6 +195,37 @@ def test_an_outage_across_a_restart_starts_by_its_save_and_lasts_through_its_war
         a, b = (round((t - fleet.t0) / EVERY) for t in faults.down)
         across = [s for s, (down, lost) in restarts.items() if a <= s - 1 - lost and s + down <= b]
         crossing += bool(across)
-        clear = all(b < s - 2 - lost or a >= s + down + 2 for s, (down, lost) in restarts.items())
-        assert across or clear, (seed, (a, b), restarts)
+        near = [s for s, (down, lost) in restarts.items() if not (b < s - 2 - lost or a >= s + down + 2)]
+        # Across one restart, clear of every other (seeds 48 and 58 here, 228 of 200-239 at 30 steps: another
+        # restart's save older than the catch-up, or its warm-up finding Prometheus back); else clear of all.
+        assert (len(across) == 1 and near == across) or not near, (seed, (a, b), restarts)
     assert crossing >= 10
+
+
+def test_a_restart_whose_warm_up_read_fails_a_query_raises_its_pending_alerts_as_the_straight_run() -> None:
+    # Seed 205: a thermal alert pending as the restart came, its power query failing through the warm-up,
+    # was raised a tick later than by the uninterrupted run (`anomaly.alertupdate`'s `_unreadable`).
+    result = run_harness(
+        "anomaly_restart_fuzz.py",
+        *("--seeds", "205", "--steps", "30", "--snapshot", "--promql", "--mid-tick", "--failed-warm-ups"),
+        timeout=300,
+    )
+    assert (result["divergent"], result["firing_divergent"]) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        # Seed 310: a restart's warm-up read was the good read its staleness alert aged from, named "tick 15"
+        # in the straight run and a bare time in the restarted one (the harness' comparison).
+        ("--seeds", "310", "--failed-reads"),
+        # Seed 317: the warm-up's replayed ticks resolved a staleness alert whose query failed again.
+        ("--seeds", "317", "--failed-reads", "--failed-warm-ups"),
+    ],
+    ids=["warm-up-read-named-as-its-tick", "staleness-held-through-a-second-failure"],
+)
+def test_failed_reads_around_restarts_through_promql_leave_staleness_alerts_alike(flags) -> None:
+    result = run_harness(
+        "anomaly_restart_fuzz.py", *flags, "--steps", "30", "--snapshot", "--promql", timeout=300
+    )
+    assert (result["divergent"], result["firing_divergent"]) == (0, 0)

@@ -66,7 +66,7 @@ def test_mid_tick_restarts_keep_every_read_phase_off_the_grid_and_under_absent_a
     assert timing.taken(restarts) == [3, 9, 15]
     t = timing.draw_timing(seed, restarts)
     read = t.phase
-    for at in timing.taken(restarts):
+    for at in timing.taken(restarts, t):
         assert t.before[at] == read and timing.PHASES[0] <= read <= timing.PHASES[1]
         read = (read + t.starts[at] + t.again.get(at, 0.0)) % EVERY
     assert timing.PHASES[0] <= read <= timing.PHASES[1]
@@ -128,4 +128,49 @@ def test_a_mid_tick_restart_started_again_at_once_scores_as_the_straight_run(fuz
     assert (fleet.timing.before[8], fleet.timing.starts[8], fleet.timing.again[8]) == (67.0, 261.0, 14.0)
     straight = fuzz.run(fleet, 20, {}, True, tmp_path / "s.npz")
     restarted = fuzz.run(fleet, 20, restarts, True, tmp_path / "s.npz")
+    assert fuzz.first_divergence(straight, restarted) == (None, None)
+
+
+def test_a_source_read_behind_the_clock_is_stamped_when_read_not_stale(fuzz, timing):
+    """``FleetSource`` stamps a good read at the clock's time, as ``PromQLSource`` and ``InProcessSource`` do.
+    It stamped the read's end, which ``--mid-tick``'s latency (240 s) put past ``stale_after_seconds``: the
+    whole run held ``GpuwardenSourceStale`` while every read succeeded, and a restart re-raised it aged from
+    its own warm-up (seeds 222, 254 and 257 of 200-259 diverged in firing alerts)."""
+    fleet = fuzz.Fleet(3, 8, 2, [], t0=T0, timing=timing.Timing(latency=240.0, phase=69.0))
+    clock = fuzz.FakeClock(fleet.timing.first_clock(T0))
+    service = fuzz.AnomalyService(fuzz.config(latency=240.0), [fuzz.FleetSource(fleet)], clock)
+    service.warm_up()
+    for _ in range(3):
+        clock.advance(EVERY)
+        service.infer()
+    assert not [a for a in service.firing.values() if a.alert.labels["alertname"] == "GpuwardenSourceStale"]
+
+
+@pytest.mark.parametrize(("seed", "mid_tick"), [(275, False), (284, True)])
+def test_failed_reads_around_restarts_score_as_the_straight_run(fuzz, tmp_path, seed, mid_tick):
+    """Seeds 275 and 284 of ``--failed-reads --hard-faults --blank-samples`` (the draws above): each diverged
+    in scores (fleet, thermal) when the failure fell at a tick the restarted run lost or never ran."""
+    fleet, restarts = fuzz.draw(seed, 40, True, True, True, mid_tick=mid_tick)
+    straight = fuzz.run(fleet, 40, {}, False, tmp_path / "s.npz")
+    restarted = fuzz.run(fleet, 40, restarts, True, tmp_path / "s.npz")
+    assert fuzz.first_divergence(straight, restarted) == (None, None)
+
+
+def test_a_restart_drawn_before_a_mid_tick_restarts_first_tick_is_not_taken(fuzz, timing, tmp_path):
+    """Seed 228 (40 steps, ``--failed-reads --mid-tick``): the process started before tick 21 (down 3) scores
+    first at tick 26, so the restart drawn before tick 25 is never made. ``draw_timing`` took it (whole-tick
+    downtimes only) and moved the read phase on by its start: the live reads after the restart at 30 ended
+    278 s past the grid, every GPU older than ``absent_after_seconds``, and the node truly down got no
+    ``NodeDown`` (the presence detector reads a mass absence as the source's)."""
+    fleet, restarts = fuzz.draw(228, 40, False, False, True, mid_tick=True)
+    t = fleet.timing
+    assert 25 in restarts and t.first_live(21, restarts[21][0]) == 26
+    assert timing.taken(restarts, t) == [21, 28, 30] == sorted(t.before)
+    read = t.phase
+    for at in timing.taken(restarts, t):
+        assert t.before[at] == read
+        read = (read + t.starts[at] + t.again.get(at, 0.0)) % EVERY
+        assert timing.PHASES[0] <= read <= timing.PHASES[1]
+    straight = fuzz.run(fleet, 40, {}, False, tmp_path / "s.npz")
+    restarted = fuzz.run(fleet, 40, restarts, True, tmp_path / "s.npz")
     assert fuzz.first_divergence(straight, restarted) == (None, None)

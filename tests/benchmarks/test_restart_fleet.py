@@ -16,3 +16,30 @@ def test_a_short_run_draws_the_restarts_it_has_room_for_instead_of_failing(
     for seed in range(20):
         _, restarts = restart_fleet.draw(seed, steps)
         assert all(2 <= at <= steps - 2 for at in restarts), (seed, restarts)
+
+
+def test_a_failed_read_falls_at_the_tick_whose_save_its_restart_takes_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``--failed-reads`` fails a query at the tick whose save a restart takes up, so both runs read it
+    failing and catch it up alike. Seed 275 (40 steps): the crash before tick 38 loses 4 saves, one per tick
+    run; the restart before tick 35 ran none at 35, so the save it takes up is tick 32's, not 33's (drawn at
+    38 - 1 - 4 = 33 before: a failure the crash lost, read whole by the restart, the runs diverging at tick
+    39). The failure at tick 34, before the restart at 35, is one that crash loses: none there."""
+    restart_fleet = harness_module(monkeypatch, "restart_fleet")
+    fleet, restarts = restart_fleet.draw(275, 40, True, True, True)
+    assert restarts == {4: (2, 0), 35: (1, 0), 38: (1, 4)}
+    assert [f.start for f in fleet.failed] == [3, 32]
+
+
+def test_a_failed_read_falls_at_no_tick_a_mid_tick_restart_did_not_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Seed 284 with ``--mid-tick``: the process started before tick 20 (down 1) starts 278 s into its
+    tick and again 269 s later, its first tick 23 (``Timing.first_live``), so the restart drawn before tick
+    22 is never run and the straight run's failure at tick 21 was no restart's to catch up (drawn before,
+    the runs diverging at tick 23)."""
+    restart_fleet = harness_module(monkeypatch, "restart_fleet")
+    fleet, restarts = restart_fleet.draw(284, 40, True, True, True, mid_tick=True)
+    assert restarts == {20: (1, 0), 22: (2, 0), 34: (2, 0)} and fleet.timing.first_live(20, 1) == 23
+    assert [f.start for f in fleet.failed] == [19, 33]
