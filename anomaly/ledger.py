@@ -44,7 +44,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 
 from anomaly.series import Step, View
-from anomaly.slots import Slots
+from anomaly.slots import Slots, grown
 from anomaly.snapshot import State
 from anomaly.thresholds import BoolArray, FloatArray, IntArray
 from gpuwarden.model import NODE_LABELS
@@ -102,14 +102,6 @@ def decoded(names: Sequence[str], codes: IntArray) -> list[str | None]:
     ):
         raise ValueError(f"codes {codes.dtype}{codes.shape} are not numbers into the {len(names)} names")
     return [None if c < 0 else names[c] for c in codes.tolist()]
-
-
-def _grown(arr: np.ndarray, size: int, fill: float) -> np.ndarray:
-    if size <= arr.size:
-        return arr
-    new = np.full(max(size, 2 * arr.size), fill, dtype=arr.dtype)
-    new[: arr.size] = arr
-    return new
 
 
 class GpuValueLedger:
@@ -307,8 +299,8 @@ class GpuValueLedger:
         ids = step.ids
         if ids.size:
             size = int(ids.max()) + 1
-            self._key_of_id = _grown(self._key_of_id, size, -1)
-            self._gpu_of_id = _grown(self._gpu_of_id, size, -1)
+            self._key_of_id = grown(self._key_of_id, size, -1)
+            self._gpu_of_id = grown(self._gpu_of_id, size, -1)
         missing = np.flatnonzero(self._key_of_id[ids] < 0)
         for i in missing.tolist():
             labels = step.labels[i]
@@ -324,11 +316,11 @@ class GpuValueLedger:
             return k
         k = self._slots.take(name)
         if k >= self.last.size:
-            self.last = _grown(self.last, k + 1, np.nan)
-            self.seen = _grown(self.seen, k + 1, np.nan)
-            self.since = _grown(self.since, k + 1, np.nan)
-            self.held = _grown(self.held, k + 1, np.nan)
-            self.before_zero = _grown(self.before_zero, k + 1, np.nan)
-            self.zero_reads = _grown(self.zero_reads, k + 1, 0.0)
+            self.last = grown(self.last, k + 1, np.nan)
+            self.seen = grown(self.seen, k + 1, np.nan)
+            self.since = grown(self.since, k + 1, np.nan)
+            self.held = grown(self.held, k + 1, np.nan)
+            self.before_zero = grown(self.before_zero, k + 1, np.nan)
+            self.zero_reads = grown(self.zero_reads, k + 1, 0.0)
         self.since[k] = self.seen[k] = now
         return k

@@ -29,7 +29,7 @@ from anomaly.detectors import Findings
 from anomaly.needs import GPU_UP
 from anomaly.series import View
 from anomaly.signaturefindings import FIRED
-from anomaly.slots import Slots
+from anomaly.slots import Slots, grown
 from anomaly.snapshot import State
 from anomaly.thresholds import IntArray
 from gpuwarden.model import RecommendedAction
@@ -154,9 +154,11 @@ class PresenceDetector:
                 self.labels[slot] = kept
             else:
                 self.labels.append(kept)
-                if slot >= self.last_seen.size:
-                    size = max(64, 2 * self.last_seen.size)
-                    self.last_seen, self.seen = (_grown(a, size) for a in (self.last_seen, self.seen))
+                size = max(64, slot + 1)
+                self.last_seen, self.seen = (
+                    grown(self.last_seen, size, np.nan),
+                    grown(self.seen, size, np.nan),
+                )
             self.last_seen[slot] = self.seen[slot] = -np.inf
             if kept.get("UUID"):
                 self._by_uuid.setdefault(kept["UUID"], set()).add(slot)
@@ -173,10 +175,8 @@ class PresenceDetector:
                 continue
             seen_any = True
             ids = step.ids
-            if ids.size and int(ids.max()) >= self._series_slot.size:
-                grown = np.full(max(int(ids.max()) + 1, 2 * self._series_slot.size), _UNRESOLVED, np.int64)
-                grown[: self._series_slot.size] = self._series_slot
-                self._series_slot = grown
+            if ids.size:
+                self._series_slot = grown(self._series_slot, int(ids.max()) + 1, _UNRESOLVED)
             slots = self._series_slot[ids]
             for i in np.flatnonzero(slots == _UNRESOLVED).tolist():
                 slots[i] = self._slot_for(step.labels[i])
@@ -315,10 +315,3 @@ class PresenceDetector:
     def _node(self, slot: int) -> str:
         key = self.keys[slot]
         return key[0] if key is not None else ""
-
-
-def _grown(a: np.ndarray, size: int) -> np.ndarray:
-    """``a`` grown to ``size``, NaN (a free slot) past its end."""
-    grown = np.full(size, np.nan)
-    grown[: a.size] = a
-    return grown

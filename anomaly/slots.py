@@ -8,7 +8,19 @@ from __future__ import annotations
 
 from typing import Generic, TypeVar
 
+import numpy as np
+
 K = TypeVar("K")
+
+
+def grown(arr: np.ndarray, size: int, fill: float) -> np.ndarray:
+    """``arr`` at least ``size`` long (doubled at least, so slots taken one by one grow it rarely), ``fill``
+    past its old end; ``arr`` itself where it is long enough."""
+    if size <= arr.size:
+        return arr
+    new = np.full(max(size, 2 * arr.size), fill, dtype=arr.dtype)
+    new[: arr.size] = arr
+    return new
 
 
 class Slots(Generic[K]):
