@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-from restart_timing import Timing, draw_timing, failed_warm_ups
+from restart_timing import Timing, draw_timing, failed_warm_ups, taken
 
 from anomaly.needs import DBE, GPU_UP, XID_COUNTER
 from anomaly.sources import Frame, SourceHealth
@@ -260,20 +260,17 @@ def _failed_reads(seed: int, restarts: dict[int, tuple[int, int]], timing: Timin
 
 
 def _kept_saves(restarts: dict[int, tuple[int, int]], timing: Timing, steps: int) -> list[int | None]:
-    """Per restart ``run`` takes, in order, the tick whose save it takes up (None: no tick ran before it): the
-    ``lost``-th before the last of the saves kept so far (``run`` keeps the last five, one per tick run)."""
-    saves: list[int] = []
+    """Per restart ``run`` takes (``taken``), in order, the tick whose save it takes up (None: no tick ran
+    before it): the ``lost``-th before the last of the ticks run before it, one save each (``run`` keeps the
+    last five; a crash loses at most four). No tick runs from a restart to its process' first
+    (``Timing.first_live``)."""
+    runs = [at for at in taken(restarts, timing) if at < steps]
+    stopped = [(at, timing.first_live(at, restarts[at][0])) for at in runs]
+    ran = [t for t in range(steps) if not any(at <= t < live for at, live in stopped)]
     kept: list[int | None] = []
-    step = 0
-    while step < steps:
-        if step in restarts:
-            down, lost = restarts[step]
-            kept.append(saves[-1 - min(lost, len(saves) - 1)] if saves else None)
-            step = timing.first_live(step, down)
-            if step >= steps:
-                break
-        saves = [*saves[-4:], step]
-        step += 1
+    for at in runs:
+        saves = [t for t in ran if t < at]
+        kept.append(saves[-1 - min(restarts[at][1], len(saves) - 1)] if saves else None)
     return kept
 
 
