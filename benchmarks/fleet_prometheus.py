@@ -141,14 +141,15 @@ def _outage(
     tick of it, through its catch-up: seed 228's (30 steps) across the restart before tick 11 (ticks 5-14)
     took in the one before tick 15, whose save (tick 13) was older than the catch-up and whose warm-up found
     Prometheus back; elsewhere the draw goes on as if there were no crossing restart."""
-    busy = {t for s, (down, lost) in restarts.items() for t in range(s - 2 - lost, s + down + 2)}
+    # Per restart, its lost and down ticks and a tick either side.
+    near = {s: set(range(s - 2 - lost, s + down + 2)) for s, (down, lost) in restarts.items()}
+    busy = set().union(*near.values())
     crossing = [s for s, (_, lost) in restarts.items() if s - 1 - lost >= 1]
     if crossing and rng.random() < 0.5:
         s = rng.choice(sorted(crossing))
         down, lost = restarts[s]
         first, end = max(1, s - 1 - lost - rng.randint(0, 1)), min(steps, s + down + rng.randint(0, 2))
-        others = {t for r, (d, k) in restarts.items() if r != s for t in range(r - 2 - k, r + d + 2)}
-        if others.isdisjoint(range(first, end + 1)):
+        if set().union(*(ticks for r, ticks in near.items() if r != s)).isdisjoint(range(first, end + 1)):
             return first, end
     for _ in range(20):
         length = rng.randint(2, 6)
