@@ -87,8 +87,8 @@ class RangeEdges:
 
     @staticmethod
     def saved(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> Runs:
-        """The runs ``state`` gave; ``ValueError``, ``KeyError``, ``TypeError`` or ``IndexError`` where they do
-        not fit."""
+        """The runs ``state`` gave; ``ValueError``, ``KeyError``, ``TypeError`` or ``IndexError`` where they
+        do not fit."""
         keys = [tuple((str(k), str(v)) for k, v in pairs) for pairs in meta["edge_labels"]]
         kept = [np.asarray(arrays[name]) for name in ("edge_series", "edge_start", "edge_last")]
         if any(a.shape != kept[0].shape for a in kept) or kept[0].ndim != 1:
