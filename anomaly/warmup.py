@@ -85,9 +85,12 @@ class HistoryReplayer(AlertUpdater, SnapshotKeeper):
         if learnt and taken is None:
             self.restore_sources(None)
         since = taken[0] if taken is not None else None
-        answered = _answered(frames)  # before ``_after``, which leaves out a query with no step after it
         if snapshot is not None and taken is not None:
             self._resume(snapshot, start)
+            # Each query's steps after the snapshot, none for one ``_after`` leaves out (no step there).
+            answered = {
+                q: ts[ts > self._read_from(snapshot, start, q)] for q, ts in _answered(frames).items()
+            }
             frames = self._after(frames, start, snapshot)
         if not frames and taken is None:
             return 0
@@ -231,11 +234,12 @@ class HistoryReplayer(AlertUpdater, SnapshotKeeper):
     ) -> list[Alert]:
         """Feed ``frames`` to the detectors (the signatures left out unless ``every``), one tick ending at
         each of ``ends``; with ``alerts``, raise and resolve alerts from their findings too: what was raised
-        and resolved. ``answered``: each query's steps in the warm-up's read (``frames``' when None); one with
-        no step in a tick was not due there (``View.not_due``). Taken from the history after a snapshot, a
-        query answered on a coarser step with no answer after it was left out, and so due at every tick
-        replayed: the fleet detector judged its load-adjusted metric with no load, where the uninterrupted
-        service waited for the next tick that read both (restart fuzz, coarse answers: seeds 332, 335)."""
+        and resolved. ``answered``: each query's steps in ``frames``, and none of those the warm-up read
+        with no step in them (``frames``' when None); one with no step in a tick was not due there
+        (``View.not_due``). Taken from the history after a snapshot alone, a query answered on a coarser step
+        with no answer after it was left out, and so due at every tick replayed: the fleet detector judged
+        its load-adjusted metric with no load, where the uninterrupted service waited for the next tick that
+        read both (restart fuzz, coarse answers: seeds 332, 335, 442)."""
         told: list[Alert] = []
         detectors = [d for d in self.detectors if every or d.name not in _NO_WARMUP]
         steps = _answered(frames) if answered is None else answered
@@ -244,10 +248,8 @@ class HistoryReplayer(AlertUpdater, SnapshotKeeper):
         for end in ends:
             chunk = [c for c in (_window(f, lower, end) for f in frames) if c is not None]
             view = build_view(chunk, self.index, self.counters, end, self.data_ranges.ranges)
-            # A slower step's query, or a coarser answer's: no step of it in the tick, as a live read finds
-            # (the first tick's window is a tick's: it is fed what the snapshot's last read left too).
-            since = lower if lower > -math.inf else end - self.cfg.infer_every_seconds
-            view.not_due = frozenset(q for q, ts in steps.items() if not ((ts > since) & (ts <= end)).any())
+            # A slower step's query, or a coarser answer's: no step of it in the tick, as a live read finds.
+            view.not_due = frozenset(q for q, ts in steps.items() if not ((ts > lower) & (ts <= end)).any())
             lower = end
             self._count_not_available(view)
             self._expire(view, end, unread)
