@@ -34,7 +34,7 @@ from anomaly.coarsestate import coarse_state, restore_coarse
 from anomaly.coarsesteps import CoarseSteps
 from anomaly.promhttp import MAX_POINTS, OverlongRead, PromQLClient
 from anomaly.promquery import DCGM_COUNTERS, PromQuery, filters_series, inferred_kind, selected_metric
-from anomaly.rangeedges import RangeEdges, range_seconds
+from anomaly.rangeedges import RangeEdges, Runs, range_seconds
 from anomaly.snapshot import State
 from anomaly.sources import Frame, QueryHealth, SourceHealth, joined
 from gpuwarden.clock import Clock
@@ -106,6 +106,7 @@ class PromQLSource(PromQLClient):
         self._read_until: dict[str, float] = {}
         self._ranges = {q.name: range_seconds(q.expr) for q in self.queries}
         self._edges = RangeEdges(forget_after=max_lookback_seconds)
+        self._saved_edges: Runs | None = None  # a state's range edges, for the queries its warm-up misses
         self._catch_up = CatchUp(name, max_lookback_seconds)
         self.coarse = CoarseSteps(name, filters={q.name for q in self.queries if filters_series(q.expr)})
         # What the read after ``restore`` of a state would have taught without it (``_learning`` while it
@@ -125,14 +126,21 @@ class PromQLSource(PromQLClient):
 
     def resume(self, read: Mapping[str, float], default: float) -> None:
         """Read each query not read yet from ``read[query]``, else ``default`` (``ResumableSource``): its next
-        read catches it up from there, as after a failed read of it (``CatchUp``)."""
+        read catches it up from there, as after a failed read of it (``CatchUp``), going on from the range
+        edges of the state taken up (``restore``) where no read of this process rebuilt them."""
         for query in self.queries:
             self._read_until.setdefault(query.name, read.get(query.name, default))
+        if self._saved_edges is not None:
+            self._edges.take_up(self._saved_edges)
+            self._saved_edges = None
 
     def state(self) -> State:
         """The answer steps learnt (``anomaly.coarsestate``): a new process sees a coarser step again only
-        after 20 asked steps, past the warm-up's hour at a 300 s step."""
-        return coarse_state(self.coarse)
+        after 20 asked steps, past the warm-up's hour at a 300 s step; and the range edges
+        (``anomaly.rangeedges``: when each series' run of points began)."""
+        coarse = coarse_state(self.coarse)
+        meta, arrays = self._edges.state()
+        return State({**coarse.meta, **meta}, {**coarse.arrays, **arrays})
 
     def restore(self, state: State | None) -> None:
         """Take up ``state`` (``state()``) before the first read; None: what this process' own reads taught,
@@ -142,13 +150,16 @@ class PromQLSource(PromQLClient):
         snapshot (another fleet's) let go of what the warm-up's hour had taught too, and its spacings of an
         answer every other step were counted again from nothing (20 asked steps, not the 10 left)."""
         filters = self.coarse.filters
+        self._saved_edges = None
         if state is None:
             self.coarse = self._untaken or self._learning or CoarseSteps(self.name, filters=filters)
             self._untaken = self._learning = None
             return
+        saved_edges = RangeEdges.saved(state.meta, state.arrays)
         self.coarse = CoarseSteps(self.name, filters=filters)
         self._learning, self._untaken = CoarseSteps(self.name, filters=filters), None
         restore_coarse(self.coarse, state)
+        self._saved_edges = saved_edges  # taken up for the queries the warm-up does not read (``resume``)
 
     def close(self) -> None:
         """Stop the query pool (queries in flight are not waited for) and close the HTTP client."""

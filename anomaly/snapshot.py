@@ -70,9 +70,11 @@ FORMAT = "gpuwarden-anomaly-state"
 # move keeps holding the ranks that came back with their job, for a bound; a version-17 move would start it
 # from 0 at any read back). 18: before the presence detector kept each GPU's newest sample apart from its
 # clock moved on through an outage, and the outage's first tick (``seen``, ``outage``: a catch-up read
-# after the outage sets the clocks back to the samples; a version-18 state would keep them moved on).
-VERSION = 19
-SCHEMA = "6db6ff9a76f9d3ca"
+# after the outage sets the clocks back to the samples; a version-18 state would keep them moved on). 19:
+# before the PromQL source kept its range edges (``edges``, ``edge_start``, ``edge_last``: where each series'
+# run of points began, for a query its warm-up could not read; ``anomaly.rangeedges``).
+VERSION = 20
+SCHEMA = "a40afe2a5add818c"
 _HEADER = "header"
 _MODE = 0o600
 # Settings that do not shape what the detectors learn: where the service reads, listens and posts, and the

@@ -88,7 +88,8 @@ class SnapshotKeeper(ServiceCore):
             except (KeyError, ValueError, TypeError, IndexError) as exc:
                 source.restore(None)
                 logger.warning(
-                    "anomaly state snapshot %s: what source %s learnt of its answer steps not used (%s: %s)",
+                    "anomaly state snapshot %s: what source %s learnt of its answer steps and range edges"
+                    " not used (%s: %s)",
                     "" if snapshot is None else snapshot.origin,
                     source.name,
                     type(exc).__name__,

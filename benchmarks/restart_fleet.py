@@ -249,28 +249,37 @@ def _failed_reads(seed: int, restarts: dict[int, tuple[int, int]], timing: Timin
     (it takes up an older save and reads that tick again from Prometheus, where it is whole: a failure the
     dead process saw and lost is no restart's to repeat; seed 42). A crash loses saves, one per tick run, not
     ticks: one losing 4 across an earlier restart's downtime takes up a save from before the tick 4 ticks
-    back (seed 275). The ticks and restarts are those ``run`` runs (``_kept_saves``)."""
+    back (seed 275). Every restart after the tick counts, not only those after the one taking it up: one
+    whose crash took up an older save came before a later restart that took up the tick's again (seed 469:
+    restarts before ticks 19 and 22, each losing 3 saves, took up those of ticks 12 and 13). The ticks and
+    restarts are those ``run`` runs (``_kept_saves``)."""
     rng = random.Random(f"failed-reads-{seed}")
     kept = _kept_saves(restarts, timing, steps)
     ticks: list[int] = []
-    for k, tick in enumerate(kept):
-        if tick is not None and tick not in ticks and all(t is None or t >= tick for t in kept[k + 1 :]):
+    for _, tick in kept:
+        if (
+            tick is not None
+            and tick not in ticks
+            and all(t is None or t >= tick for at, t in kept if at > tick)
+        ):
             ticks.append(tick)
     return [Fault("failed", rng.randrange(len(QUERIES)), t, t + 1) for t in ticks]
 
 
-def _kept_saves(restarts: dict[int, tuple[int, int]], timing: Timing, steps: int) -> list[int | None]:
-    """Per restart ``run`` takes (``taken``), in order, the tick whose save it takes up (None: no tick ran
-    before it): the ``lost``-th before the last of the ticks run before it, one save each (``run`` keeps the
-    last five; a crash loses at most four). No tick runs from a restart to its process' first
+def _kept_saves(
+    restarts: dict[int, tuple[int, int]], timing: Timing, steps: int
+) -> list[tuple[int, int | None]]:
+    """Per restart ``run`` takes (``taken``), in order, its tick and the tick whose save it takes up (None: no
+    tick ran before it): the ``lost``-th before the last of the ticks run before it, one save each (``run``
+    keeps the last five; a crash loses at most four). No tick runs from a restart to its process' first
     (``Timing.first_live``)."""
     runs = [at for at in taken(restarts, timing) if at < steps]
     stopped = [(at, timing.first_live(at, restarts[at][0])) for at in runs]
     ran = [t for t in range(steps) if not any(at <= t < live for at, live in stopped)]
-    kept: list[int | None] = []
+    kept: list[tuple[int, int | None]] = []
     for at in runs:
         saves = [t for t in ran if t < at]
-        kept.append(saves[-1 - min(restarts[at][1], len(saves) - 1)] if saves else None)
+        kept.append((at, saves[-1 - min(restarts[at][1], len(saves) - 1)] if saves else None))
     return kept
 
 

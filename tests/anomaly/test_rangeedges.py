@@ -1,3 +1,4 @@
+import json
 import math
 
 import numpy as np
@@ -90,3 +91,53 @@ def test_what_was_answered_at_a_blanked_point_stays_at_its_series_and_step_when_
     assert both.partial is not None and both.labels == [{"gpu": "0"}, {"gpu": "1"}]
     assert np.isnan(both.partial[0]).all()
     assert np.flatnonzero(np.isfinite(both.partial[1])).tolist() == [10, 11]
+
+
+def _read(edges: RangeEdges, k: int, gone: set[int], query: str = "requests") -> list[bool]:
+    """Step ``k`` read alone (as a tick reads it): whether pods a and b come back scored; a has no point at
+    the steps in ``gone``."""
+    values = np.array([[math.nan if k in gone else 1.0], [1.0]])
+    frame = Frame(query, [{"pod": "a"}, {"pod": "b"}], np.array([STEP * k]), values)
+    return np.isfinite(edges.mask(frame, WINDOW, STEP).values[:, 0]).tolist()
+
+
+def test_runs_taken_up_from_a_state_go_on_as_the_edges_that_saved_them():
+    # Pod a misses steps 20-21; saved at step 21, a new process whose first read is step 22 (a failed
+    # warm-up's catch-up) takes a back from a gap, unscored for the range, as the process before it did.
+    gone = {20, 21}
+    before = RangeEdges(forget_after=3600)
+    for k in range(22):
+        _read(before, k, gone)
+    meta, arrays = before.state()
+    after = RangeEdges(forget_after=3600)
+    after.take_up(RangeEdges.saved(json.loads(json.dumps(meta)), arrays))
+    without = RangeEdges(forget_after=3600)
+    reads = [(_read(before, k, gone), _read(after, k, gone), _read(without, k, gone)) for k in range(22, 40)]
+    assert [b for b, _, _ in reads] == [a for _, a, _ in reads]
+    assert [k for k, (b, _, _) in zip(range(22, 40), reads, strict=True) if not b[0]] == list(range(22, 33))
+    assert all(w == [True, True] for _, _, w in reads)  # a first read takes a as running before it
+
+
+def test_taking_up_runs_leaves_a_query_this_process_read_as_its_reads_built_it():
+    saved = RangeEdges(forget_after=3600)
+    for k in range(10):
+        _read(saved, k, set())
+    edges = RangeEdges(forget_after=3600)
+    for k in range(20):  # pod a back from a gap, read by this process: a new run at 15
+        _read(edges, k, set(range(10, 15)))
+    edges.take_up(RangeEdges.saved(*saved.state()))
+    assert [_read(edges, k, set())[0] for k in range(20, 28)] == [False] * 6 + [True] * 2
+
+
+def test_saved_runs_that_do_not_fit_are_refused():
+    edges = RangeEdges(forget_after=3600)
+    _read(edges, 0, set())
+    _read(edges, 0, set(), query="errors")
+    meta, arrays = edges.state()
+    assert len(meta["edge_labels"]) == 2  # pods a and b, each once for both queries
+    with pytest.raises(ValueError, match="4 runs in the queries' rows, 3 kept"):
+        RangeEdges.saved(meta, {key: array[:3] for key, array in arrays.items()})
+    with pytest.raises(ValueError, match=r"\(4,\), \(3,\), \(4,\)"):
+        RangeEdges.saved(meta, {**arrays, "edge_start": arrays["edge_start"][:3]})
+    with pytest.raises(IndexError, match="beyond the 2 kept"):
+        RangeEdges.saved(meta, {**arrays, "edge_series": arrays["edge_series"] + 1})

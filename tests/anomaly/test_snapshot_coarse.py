@@ -130,7 +130,10 @@ def test_answer_steps_that_do_not_fit_are_said_and_the_rest_of_the_snapshot_is_t
     source, restarted = _service(clock)
     with caplog.at_level("INFO"):
         restarted.warm_up(snapshot=load_snapshot(path, restarted.cfg))
-    assert "what source prometheus learnt of its answer steps not used (ValueError" in caplog.text
+    assert (
+        "what source prometheus learnt of its answer steps and range edges not used (ValueError"
+        in caplog.text
+    )
     assert f"anomaly state restored from {path}" in caplog.text
     assert source.coarse.seen == {}
 

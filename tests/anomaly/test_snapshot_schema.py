@@ -94,7 +94,8 @@ def _small_service() -> AnomalyService:
 
 def _coarse_source(clock: FakeClock) -> PromQLSource:
     """A PromQL source that has seen a query answer every other step, and has series at two phases of it
-    (``anomaly.coarsestate``): fed its answers directly, no request made."""
+    (``anomaly.coarsestate``), and a range query's series run (``anomaly.rangeedges``): fed its answers
+    directly, no request made."""
     source = PromQLSource("http://prom:9090", [PromQuery("temp", "temp", 30.0)], clock)
     source.close()
     ts = 30.0 * np.arange(40)
@@ -104,6 +105,9 @@ def _coarse_source(clock: FakeClock) -> PromQLSource:
     ts = 30.0 * np.arange(40, 80)
     values = np.where(ts % 60.0 == 0, 60.0, np.nan)[None, :]
     source.coarse.keep(Frame("power", [{"UUID": "GPU-0"}], ts, values), 30.0)
+    # A range query's runs of points (``anomaly.rangeedges``), as its reads would have left them.
+    frame = Frame("rate", [{"UUID": "GPU-0"}], ts, np.ones((1, ts.size)))
+    source._edges.mask(frame, 300.0, 30.0, guarded=True)
     return source
 
 

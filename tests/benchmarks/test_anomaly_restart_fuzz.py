@@ -229,3 +229,30 @@ def test_failed_reads_around_restarts_through_promql_leave_staleness_alerts_alik
         "anomaly_restart_fuzz.py", *flags, "--steps", "30", "--snapshot", "--promql", timeout=300
     )
     assert (result["divergent"], result["firing_divergent"]) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        # Seed 308: a Prometheus outage across a restart whose warm-up read failed; the range query's runs
+        # of points were rebuilt by its catch-up read, which took a GPU back from a gap as running before it.
+        ("--seeds", "308", "--prom-faults-only", "down"),
+        # Seed 335: the restart's replay took the coarse load query as due at a tick with no answer of it.
+        ("--seeds", "335", "--prom-faults-only", "coarse"),
+        # Seed 469: a read failing at a tick a later crash's older save read again whole (the harness' draw).
+        ("--seeds", "469", "--prom-faults-only", "coarse", "--failed-reads"),
+    ],
+    ids=["range-edges-across-an-outage", "coarse-load-not-due-in-the-replay", "failure-no-restart-repeats"],
+)
+def test_prometheus_faults_across_restarts_score_as_the_straight_run(flags) -> None:
+    result = run_harness(
+        "anomaly_restart_fuzz.py",
+        *flags,
+        "--steps",
+        "30",
+        "--snapshot",
+        "--promql",
+        "--prom-faults",
+        timeout=300,
+    )
+    assert (result["divergent"], result["firing_divergent"]) == (0, 0)

@@ -43,3 +43,15 @@ def test_a_failed_read_falls_at_no_tick_a_mid_tick_restart_did_not_run(
     fleet, restarts = restart_fleet.draw(284, 40, True, True, True, mid_tick=True)
     assert restarts == {20: (1, 0), 22: (2, 0), 34: (2, 0)} and fleet.timing.first_live(20, 1) == 23
     assert [f.start for f in fleet.failed] == [19, 33]
+
+
+def test_a_failed_read_falls_at_no_tick_an_earlier_restarts_crash_reads_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Seed 469 (30 steps): the restart before tick 22 loses 3 saves and takes up tick 13's, but the one
+    before tick 19, losing 3 too, took up tick 12's and read tick 13 again whole from Prometheus: a failure
+    there is one the straight run saw and that restart could not (drawn before, the runs diverging at 21)."""
+    restart_fleet = harness_module(monkeypatch, "restart_fleet")
+    fleet, restarts = restart_fleet.draw(469, 30, False, False, True)
+    assert restarts == {14: (3, 0), 19: (2, 3), 22: (0, 3)}
+    assert [f.start for f in fleet.failed] == [12]
