@@ -126,20 +126,29 @@ class CoarseSteps:
         ts = frame.timestamps
         has = np.isfinite(frame.values).any(axis=0) if frame.labels else np.zeros(ts.size, np.bool_)
         answered = ts[has]
-        self._follow(frame.query, answered, step)
-        seen = self.seen.get(frame.query)
+        before = self.seen.get(frame.query, 0.0)
+        changes = self._follow(frame.query, answered, step)
         last = self._last.get(frame.query)
+        # After a first read, the step seen at each empty step is the one its answers before it left, as a
+        # read of each step alone finds it. Taken as the one the whole read ends with, a read of many steps
+        # (a restart's warm-up over a snapshot, a catch-up) in which the step came to be believed dropped
+        # the empty steps before that, which the process reading each on its own had read as gaps (restart
+        # fuzz, coarse answers: seeds 744, 778). A first read (a new process' history, no state taken up)
+        # is the whole of what it knows: the step it ends with holds for all of it.
+        seen = np.full(ts.size, self.seen.get(frame.query, 0.0) if last is None else before)
+        for at, now in changes if last is not None else ():
+            seen[ts > at] = now
         if answered.size:
             self._last[frame.query] = max(float(answered[-1]), -np.inf if last is None else last)
-        if seen is None or has.all() or (last is None and not answered.size):
+        if not seen.any() or has.all() or (last is None and not answered.size):
             return frame
-        if last is None:  # the first read (the warm-up's history): its first answer sets the phase
-            last = float(answered[0]) - seen
+        # The first read (the warm-up's history): its first answer sets the phase.
+        first = float(answered[0]) - seen if last is None else last
         # Empty steps before the next expected answer are the coarser grid's in-between, not gaps; the
         # answered steps fix the phase as they come.
         expected = np.maximum.accumulate(np.where(has, ts, -np.inf))
-        expected = np.maximum(expected, last) + seen - step / 2
-        keep = has | (ts >= expected)
+        expected = np.maximum(expected, first) + seen - step / 2
+        keep = has | (ts >= expected) | (seen == 0)
         if keep.all():
             return frame
         present = None if frame.present is None else frame.present[:, keep]
@@ -149,13 +158,16 @@ class CoarseSteps:
         """The step the query's points come on: the one seen where coarser, else ``asked``."""
         return self.seen.get(query, asked)
 
-    def _follow(self, query: str, answered: np.ndarray, step: float) -> None:
+    def _follow(self, query: str, answered: np.ndarray, step: float) -> list[tuple[float, float]]:
+        """Count the spacings of ``query``'s ``answered`` steps after its last answer followed; where the step
+        seen changed, at which answer and to what (0: none)."""
+        changes: list[tuple[float, float]] = []
         last = self._last.get(query)
         # Answers up to the last one followed were counted (a warm-up's hour read again over a snapshot's).
         stamps = answered if last is None else np.concatenate(([last], answered[answered > last]))
         if query in self.filters and query not in self.seen:  # a coarser step seen was told already
             self.periods.follow(query, stamps, step)
-        for gap in np.diff(stamps).tolist():
+        for end, gap in zip(stamps[1:].tolist(), np.diff(stamps).tolist(), strict=True):
             steps = round(gap / step)
             seen = self.seen.get(query, 0.0)
             if seen and off_grid(np.array([steps], np.float64), np.array([seen]), step)[0]:
@@ -188,3 +200,6 @@ class CoarseSteps:
                     spacing,
                     extra={"source": self.source, "query": query},
                 )
+            if self.seen.get(query, 0.0) != seen:
+                changes.append((float(end), self.seen.get(query, 0.0)))
+        return changes

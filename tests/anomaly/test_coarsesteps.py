@@ -426,3 +426,22 @@ def test_a_query_that_failed_reads_well_again_at_a_window_between_two_of_its_coa
     frames = prom.read(now + 600.0, clock.time())
     assert asked[-1] == now + 900.0  # its one step: read on from there, not caught up again
     assert [f.timestamps.tolist() for f in frames] == [[now + 900.0]]
+
+
+@pytest.mark.parametrize("phase", [0.0, 30.0], ids=["on-the-minute", "half-past"])
+def test_a_read_of_many_steps_drops_only_the_empty_steps_after_the_answer_that_showed_the_step(phase):
+    """After a first read, a read of many steps (a restart's warm-up over a snapshot, a catch-up) in which
+    the coarser step comes to be believed keeps the empty steps before the answer that showed it, as gaps:
+    read a step at a time, each of them was read before the step was believed. Dropped as well, the restart
+    replayed ticks without the gaps the process before it had read, and the fleet detector judged power with
+    no load where that process had (restart fuzz, coarse answers: seeds 744, 778)."""
+    window = [30.0 * i for i in range(40)]
+    answered = {t for t in window if (t - phase) % 60 == 0}
+    one_by_one, at_once = CoarseSteps("prometheus"), CoarseSteps("prometheus")
+    for c in (one_by_one, at_once):
+        c.keep(frame(window[:4], answered), 30.0)  # a first read: the phase, a spacing or two
+    kept = [t for k in reads(one_by_one, 120.0, 1200.0, answered) for t in k]
+    assert at_once.keep(frame(window[4:], answered), 30.0).timestamps.tolist() == kept
+    assert one_by_one.seen == at_once.seen == {Q: 60.0}
+    gaps = [t for t in kept if t not in answered]
+    assert gaps and max(gaps) < 30.0 * MIN_STEPS + 120.0  # the in-betweens before the step was believed

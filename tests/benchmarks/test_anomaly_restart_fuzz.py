@@ -241,8 +241,16 @@ def test_failed_reads_around_restarts_through_promql_leave_staleness_alerts_alik
         ("--seeds", "335", "--prom-faults-only", "coarse"),
         # Seed 469: a read failing at a tick a later crash's older save read again whole (the harness' draw).
         ("--seeds", "469", "--prom-faults-only", "coarse", "--failed-reads"),
+        # Seed 778: the restart's warm-up read learnt the coarse step mid-read and dropped the empty steps
+        # before it, which the process before it had read as gaps.
+        ("--seeds", "778", "--prom-faults-only", "coarse"),
     ],
-    ids=["range-edges-across-an-outage", "coarse-load-not-due-in-the-replay", "failure-no-restart-repeats"],
+    ids=[
+        "range-edges-across-an-outage",
+        "coarse-load-not-due-in-the-replay",
+        "failure-no-restart-repeats",
+        "coarse-step-believed-mid-read",
+    ],
 )
 def test_prometheus_faults_across_restarts_score_as_the_straight_run(flags) -> None:
     result = run_harness(
