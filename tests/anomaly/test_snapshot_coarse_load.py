@@ -5,6 +5,7 @@ judges its load-adjusted metric only at the ticks that read both (``View.not_due
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -76,14 +77,32 @@ def _fleet_scores(service: AnomalyService) -> list[list[float]]:
     return [np.round(f.score, 12).tolist() for f in service.infer().findings if f.detector == "fleet"]
 
 
-def _run_to_a_util_tick(clock: FakeClock, service: AnomalyService) -> None:
-    """Ticks past the 20 asked steps that make UTIL's coarser step believed, to the last before one that
-    reads UTIL."""
-    while True:
+def _at_a_util_tick(failing: bool = False) -> tuple[FakeClock, _Prometheus, AnomalyService]:
+    """A service run past the 20 asked steps that make UTIL's coarser step believed, through a tick that
+    reads UTIL (its read failing there when ``failing``)."""
+    clock = FakeClock(T0)
+    prometheus = _Prometheus()
+    straight = _service(clock, prometheus)
+    straight.warm_up()
+    while straight.ticks < 24 or (clock.time() + EVERY) % COARSE:
         clock.advance(EVERY)
-        service.infer()
-        if service.ticks >= 24 and (clock.time() + EVERY) % COARSE == 0:
-            return
+        straight.infer()
+    clock.advance(EVERY)
+    prometheus.failing = {UTIL} if failing else set()
+    straight.infer()  # with UTIL failing, POWER judged as is: its load failed, not due later
+    prometheus.failing = set()
+    return clock, prometheus, straight
+
+
+def _restarted_scores_alike(
+    clock: FakeClock, prometheus: _Prometheus, straight: AnomalyService, path: Path
+) -> None:
+    """A process restarted now from the snapshot at ``path`` scores as ``straight`` for 8 ticks."""
+    restarted = _service(clock, prometheus)
+    restarted.warm_up(snapshot=load_snapshot(path, restarted.cfg))
+    for _ in range(8):
+        clock.advance(EVERY)
+        assert _fleet_scores(restarted) == _fleet_scores(straight)
 
 
 def test_a_restart_replays_a_tick_its_coarse_load_query_left_unread_as_not_due(tmp_path):
@@ -92,23 +111,13 @@ def test_a_restart_replays_a_tick_its_coarse_load_query_left_unread_as_not_due(t
     at all, and UTIL was left out of the queries it read: its tick scored POWER without a load, where the
     uninterrupted service skipped it as not due, and its fleet scores differed from there (restart fuzz
     ``--promql --prom-faults``, coarse answers: seed 335 of 300-339)."""
-    clock = FakeClock(T0)
-    prometheus = _Prometheus()
-    straight = _service(clock, prometheus)
-    straight.warm_up()
-    _run_to_a_util_tick(clock, straight)
-    clock.advance(EVERY)
-    straight.infer()
+    clock, prometheus, straight = _at_a_util_tick()
     path = tmp_path / "state.npz"
     assert save_snapshot(path, straight.snapshot())
     clock.advance(EVERY)
     missed = straight.infer()
     assert not [f for f in missed.findings if f.detector == "fleet"]  # UTIL not due: POWER not judged
-    restarted = _service(clock, prometheus)
-    restarted.warm_up(snapshot=load_snapshot(path, restarted.cfg))
-    for _ in range(8):
-        clock.advance(EVERY)
-        assert _fleet_scores(restarted) == _fleet_scores(straight)
+    _restarted_scores_alike(clock, prometheus, straight, path)
 
 
 def test_a_restart_replays_the_load_its_save_failed_to_read_as_due_at_the_tick_that_caught_it_up(tmp_path):
@@ -117,21 +126,9 @@ def test_a_restart_replays_the_load_its_save_failed_to_read_as_due_at_the_tick_t
     missed that tick replays it so: the sample, from before the snapshot, makes UTIL due at the first tick
     replayed (restart fuzz ``--promql --prom-faults-only coarse --failed-reads``, seed 485 of 460-519,
     against a first draft that took each replayed tick's own window alone)."""
-    clock = FakeClock(T0)
-    prometheus = _Prometheus()
-    straight = _service(clock, prometheus)
-    straight.warm_up()
-    _run_to_a_util_tick(clock, straight)
-    clock.advance(EVERY)
-    prometheus.failing = {UTIL}
-    straight.infer()  # POWER judged as is: its load failed, not due later
-    prometheus.failing = set()
+    clock, prometheus, straight = _at_a_util_tick(failing=True)
     path = tmp_path / "state.npz"
     assert save_snapshot(path, straight.snapshot())
     clock.advance(EVERY)
     assert _fleet_scores(straight)  # UTIL caught up: POWER judged with it
-    restarted = _service(clock, prometheus)
-    restarted.warm_up(snapshot=load_snapshot(path, restarted.cfg))
-    for _ in range(8):
-        clock.advance(EVERY)
-        assert _fleet_scores(restarted) == _fleet_scores(straight)
+    _restarted_scores_alike(clock, prometheus, straight, path)
