@@ -135,9 +135,12 @@ class CoarseSteps:
         # the empty steps before that, which the process reading each on its own had read as gaps (restart
         # fuzz, coarse answers: seeds 744, 778). A first read (a new process' history, no state taken up)
         # is the whole of what it knows: the step it ends with holds for all of it.
-        seen = np.full(ts.size, self.seen.get(frame.query, 0.0) if last is None else before)
-        for at, now in changes if last is not None else ():
-            seen[ts > at] = now
+        if last is None:
+            seen = np.full(ts.size, self.seen.get(frame.query, 0.0))
+        else:
+            seen = np.full(ts.size, before)
+            for at, now in changes:
+                seen[ts > at] = now
         if answered.size:
             self._last[frame.query] = max(float(answered[-1]), -np.inf if last is None else last)
         if not seen.any() or has.all() or (last is None and not answered.size):
@@ -200,6 +203,7 @@ class CoarseSteps:
                     spacing,
                     extra={"source": self.source, "query": query},
                 )
-            if self.seen.get(query, 0.0) != seen:
-                changes.append((float(end), self.seen.get(query, 0.0)))
+            after = self.seen.get(query, 0.0)
+            if after != seen:
+                changes.append((float(end), after))
         return changes

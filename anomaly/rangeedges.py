@@ -113,8 +113,8 @@ class RangeEdges:
         return runs
 
     def take_up(self, saved: Runs) -> None:
-        """Take up ``saved`` (``saved``) for each query not read yet: its first read goes on from them, not
-        from a series present at its first step taken as running before it."""
+        """Take up ``saved`` (what ``saved()`` read back) for each query not read yet: its first read goes on
+        from them, not from a series present at its first step taken as running before it."""
         for query, (runs, answered) in saved.items():
             if query not in self._runs:
                 self._runs[query] = dict(runs)
