@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.benchmarks.harness import run_script
+from tests.benchmarks.harness import run_harness, run_script
 
 # What the README and benchmarks/README.md tell an operator to type; each read its options from sys.argv
 # by hand (or not at all), so `bench_incidents.py --throughput_only` ran both halves (minutes) and
@@ -17,6 +17,7 @@ HARNESSES = {
     "bench_cli.py": None,
     "bench_handover.py": "--postgres",
     "bench_incidents.py": "--throughput-only",
+    "bench_range_edges.py": "--gpus",
     "bench_single_ingest.py": "--quick",
     "bench_sim_nvml.py": None,
     "bench_tracing.py": "--quick",
@@ -46,3 +47,9 @@ def test_the_restart_fuzz_refuses_prometheus_faults_with_mid_tick_restarts() -> 
     done = run_script("anomaly_restart_fuzz.py", "--seeds", "1", "--promql", "--prom-faults", "--mid-tick")
     assert done.returncode == 2 and done.stdout == "", (done.stdout, done.stderr[-500:])
     assert "--prom-faults: its outage is drawn on whole ticks; not with --mid-tick" in done.stderr
+
+
+def test_the_range_edge_harness_counts_every_run_it_saves_and_reads_back() -> None:
+    result = run_harness("bench_range_edges.py", "--gpus", "10", "--queries", "3", "--repeats", "1")
+    assert result["runs"] == 30 and result["bytes"] == result["meta_bytes"] + result["array_bytes"]
+    assert result["array_bytes"] == 30 * 3 * 8  # each run's label set, start and last point
