@@ -333,6 +333,13 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         self._set_workloads(inc, self._workloads_of(inc, None))
         self._open[target.id] = inc
         self._remind_from(target.id, target.opened_at)
+        self._reopened_event(batch, target, row, explained)
+        self._track_reopened(batch, target.id)  # open when its silence ended: it catches up on it
+        batch.touched.add(target.id)
+        return True
+
+    def _reopened_event(self, batch: Batch, target: IncidentRow, row: StoredAlert, explained: bool) -> None:
+        """The ``reopened`` event of ``target``, which alert ``row`` brought back (see ``_reopen``)."""
         # A flapping alert's re-fire (the one that made it flapping) is held: the incident stays open while
         # it flaps, its message says so, and nobody is paged for each flap (Alertmanager pages for none).
         # So is a reopening that only repeats the incident's slower resolve / reopen cycle (``_cycling``).
@@ -357,8 +364,6 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
             data,
             change=ChangeKind.REOPENED,
         )
-        batch.touched.add(target.id)
-        return True
 
     def _cycling(self, batch: Batch, incident_id: str, fingerprint: str) -> int:
         """How often the incident reopened within ``alerting.cycling_reopens_seconds``, this reopening by
