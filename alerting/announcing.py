@@ -135,6 +135,12 @@ class IncidentAnnouncing:
                 # restarted process, whose tick may not have come, tells the same. (With no delay, only one
                 # its opening batch ended is held: it is never announced.)
                 self._reannounce.add(incident_id)
+            if kind is ChangeKind.OPENED and incident_id in self._reannounce:
+                # Held at start to be announced again, its opening untold (the outbox was unreachable; with
+                # no delay, the only opening told, not held): this telling is its announcement, as of its
+                # opening, as the process that stored it would have told it.
+                self._reannounce.discard(incident_id)
+                self._unannounced.pop(incident_id, None)
             if incident_id in self._unannounced and incident_id not in self._reannounce:
                 if kind is ChangeKind.RESOLVED:
                     del self._unannounced[incident_id]

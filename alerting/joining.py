@@ -420,9 +420,10 @@ _CAME = ("merged", "alerts_moved")  # kinds naming alerts another incident hande
 def earlier_members(session: Session, row: IncidentRow, members: Mapping[str, Member]) -> set[str]:
     """The members of an incident (as the store has it) that are of an earlier opening
     (``OpenIncident.earlier``), replayed from its timeline as the live engine kept them: at a reopening
-    every resolved one; since then, one that fired, or that a merge or a regrouping brought as of the
-    giving incident's opening, is of this one; one a merge brought as of an earlier opening of the
-    incident it left stays earlier (``IncidentMerging._fold``). Only resolved members count."""
+    every resolved one; since then, one that fired or resolved (it fired in this opening: muted when it
+    reopened, say), or that a merge or a regrouping brought as of the giving incident's opening, is of this
+    one; one a merge brought as of an earlier opening of the incident it left stays earlier
+    (``IncidentMerging._fold``). Only resolved members count."""
     resolved = {fp for fp, m in members.items() if not m.firing}
     if not resolved:
         return set()
@@ -441,7 +442,11 @@ def earlier_members(session: Session, row: IncidentRow, members: Mapping[str, Me
         since = TimelineRow.seq >= last if last is not None else TimelineRow.at >= row.last_opened_at
     events = session.execute(
         select(TimelineRow.kind, TimelineRow.data)
-        .where(TimelineRow.incident_id == row.id, since, TimelineRow.kind.in_(_FIRED + _CAME))
+        .where(
+            TimelineRow.incident_id == row.id,
+            since,
+            TimelineRow.kind.in_((*_FIRED, "alert_resolved", *_CAME)),
+        )
         .order_by(TimelineRow.seq)
     )
     earlier = set(resolved) if reopened else set()

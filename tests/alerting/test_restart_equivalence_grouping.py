@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from alerting import scenarios as sc
+from alerting.matchers import parse_matcher
 from gpuwarden.model import Alert
 from tests.alerting.restart_serves import Serve, _both, _resolved
 
@@ -156,3 +157,31 @@ def test_a_muted_alert_moved_to_another_incident_is_released_there_as_after_a_re
     assert sorted(restarted.kinds()) == sorted(live.kinds())  # listed by opening, then by id (each run's own)
     assert restarted.told() == live.told()
     assert _grouped(restarted) == _grouped(live)
+
+
+def test_an_alert_muted_as_its_incident_reopened_is_of_that_opening_after_a_restart(tmp_path: Path) -> None:
+    # Seed 664: an XID's incident resolved by hand; the XID fired again under a silence of its GPU (muted: the
+    # incident stayed resolved), and an XID 79 its root explains reopened it, the muted one firing then. It
+    # resolved since: live counts it of this opening (the GPUs it recovers), a restart read it as of the
+    # earlier one (it named no alert firing since the reopening) and retitled the incident at its next change.
+    xid119 = _gpu("GPUXid", "r01-n02", 3, xid="119")
+
+    def steps(serve: Serve, restart: bool) -> None:
+        serve.engine.ingest([xid119])
+        serve.engine.ingest([_resolved(xid119)])
+        now = serve.clock.now()
+        uuid = sc.gpu_uuid("r01-n02", 3)
+        serve.engine.add_silence([parse_matcher(f'UUID="{uuid}"')], now, now + timedelta(seconds=60), "dave")
+        [incident_id] = serve.engine.open_incident_ids()
+        serve.engine.resolve(incident_id, "alice")
+        serve.clock.advance(5)
+        serve.engine.ingest([xid119])  # muted: its incident stays resolved
+        serve.engine.ingest([_gpu("GPUXid", "r01-n02", 0, xid="79")])  # its root explains it: reopened
+        serve.clock.advance(30)
+        serve.engine.ingest([_resolved(xid119)])
+        if restart:
+            serve.restart()
+
+    live, restarted = _both(tmp_path, steps, announce_delay_seconds=0)
+    earlier = [sorted(inc.earlier) for s in (live, restarted) for inc in s.engine._open.values()]
+    assert earlier == [[], []]

@@ -160,6 +160,32 @@ def test_an_incident_resolved_while_its_announcement_failed_is_told_to_nobody_af
     assert restarted.told() == live.told()
 
 
+def test_an_opening_left_untold_by_an_outage_is_told_as_it_opened_after_a_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Restart fuzz seed 860: no announce delay, the outbox unreachable as the incident opened, acknowledged
+    # after a restart. Live told the stored "opened" as the incident was then (triggered); a restarted serve
+    # held it to be announced again and announced it as it was at the acknowledgement, whose "opened" the
+    # outbox kept (the same event, so the same key) in place of the stored one's.
+    def steps(serve: Serve, restart: bool) -> None:
+        with monkeypatch.context() as down:
+            down.setattr(serve.outbox, "enqueue", _unreachable)
+            serve.engine.ingest([_DOWN])
+        if restart:
+            serve.restart()
+        serve.clock.advance(5)
+        [incident_id] = serve.engine.open_incident_ids()
+        serve.engine.acknowledge(incident_id, "alice")
+
+    live, restarted = _both(tmp_path, steps, announce_delay_seconds=0)
+    told = _payloads(live)
+    assert [(p["change"], p["state"]) for p in told] == [
+        ("opened", "triggered"),
+        ("acknowledged", "acknowledged"),
+    ]
+    assert _payloads(restarted) == told
+
+
 def test_a_change_left_untold_by_an_outage_is_told_at_an_inventory_refresh_alike_after_a_restart(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
