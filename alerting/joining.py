@@ -414,6 +414,9 @@ def _beside(row: StoredAlert) -> str:
 
 
 _FIRED = ("reopened", "alert_added", "alert_firing")  # timeline kinds naming alerts that fired then
+# Kinds naming alerts that fired or resolved then, so of the opening then (``earlier_members``). A flapping
+# alert's changes are no events but the one that made it flapping (a tick, not a change, ends that).
+_CHANGED = (*_FIRED, "alert_resolved", "flapping_started")
 _CAME = ("merged", "alerts_moved")  # kinds naming alerts another incident handed over (its "from" side)
 
 
@@ -421,9 +424,10 @@ def earlier_members(session: Session, row: IncidentRow, members: Mapping[str, Me
     """The members of an incident (as the store has it) that are of an earlier opening
     (``OpenIncident.earlier``), replayed from its timeline as the live engine kept them: at a reopening
     every resolved one; since then, one that fired or resolved (it fired in this opening: muted when it
-    reopened, say), or that a merge or a regrouping brought as of the giving incident's opening, is of this
-    one; one a merge brought as of an earlier opening of the incident it left stays earlier
-    (``IncidentMerging._fold``). Only resolved members count."""
+    reopened, say), started flapping (its changes since are no events), or that a merge or a regrouping
+    brought as of the giving incident's opening, is of this one; one a merge brought as of an earlier
+    opening of the incident it left stays earlier (``IncidentMerging._fold``). Only resolved members
+    count."""
     resolved = {fp for fp, m in members.items() if not m.firing}
     if not resolved:
         return set()
@@ -442,11 +446,7 @@ def earlier_members(session: Session, row: IncidentRow, members: Mapping[str, Me
         since = TimelineRow.seq >= last if last is not None else TimelineRow.at >= row.last_opened_at
     events = session.execute(
         select(TimelineRow.kind, TimelineRow.data)
-        .where(
-            TimelineRow.incident_id == row.id,
-            since,
-            TimelineRow.kind.in_((*_FIRED, "alert_resolved", *_CAME)),
-        )
+        .where(TimelineRow.incident_id == row.id, since, TimelineRow.kind.in_(_CHANGED + _CAME))
         .order_by(TimelineRow.seq)
     )
     earlier = set(resolved) if reopened else set()

@@ -185,3 +185,34 @@ def test_an_alert_muted_as_its_incident_reopened_is_of_that_opening_after_a_rest
     live, restarted = _both(tmp_path, steps, announce_delay_seconds=0)
     earlier = [sorted(inc.earlier) for s in (live, restarted) for inc in s.engine._open.values()]
     assert earlier == [[], []]
+
+
+def test_an_alert_that_started_flapping_since_its_incident_reopened_is_of_that_opening_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    # An XID changed five times (not flapping yet), its incident was resolved by hand and another XID its
+    # root explains reopened it; the first XID's sixth change made it flapping (an event of that, none of
+    # the change) and it resolved, flapping (none either). Live counts it of this opening; a restart read no
+    # event of it firing or resolving since the reopening and took it for one of the earlier opening.
+    xid119, xid79 = _gpu("GPUXid", "r01-n02", 3, xid="119"), _gpu("GPUXid", "r01-n02", 0, xid="79")
+
+    def steps(serve: Serve, restart: bool) -> None:
+        serve.engine.ingest([xid119, xid79])
+        for alert in (_resolved(xid119), xid119, _resolved(xid119), xid119, _resolved(xid119)):
+            serve.clock.advance(5)
+            serve.engine.ingest([alert])
+        serve.engine.ingest([_resolved(xid79)])
+        [incident_id] = serve.engine.open_incident_ids()
+        serve.engine.resolve(incident_id, "alice")
+        serve.clock.advance(5)
+        serve.engine.ingest([xid79])  # reopened
+        for alert in (xid119, _resolved(xid119)):
+            serve.clock.advance(5)
+            serve.engine.ingest([alert])
+        if restart:
+            serve.restart()
+
+    live, restarted = _both(tmp_path, steps, announce_delay_seconds=0)
+    assert "flapping_started" in live.kinds()[0]
+    earlier = [sorted(inc.earlier) for s in (live, restarted) for inc in s.engine._open.values()]
+    assert earlier == [[], []]
