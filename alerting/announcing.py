@@ -35,7 +35,7 @@ from alerting.incident_index import OpenIncidents
 from alerting.inventory import Inventory
 from alerting.member import flapping_in, recommended_by
 from alerting.outbox_tables import OutboxMessage, first_taken
-from alerting.reminders import INSTANT
+from alerting.reminders import INSTANT, was_announced
 from alerting.silences import Silence, incident_silenced_until
 from alerting.store import IncidentNotFound, IncidentStore
 from alerting.store_models import IncidentRow, TimelineRow
@@ -135,6 +135,12 @@ class IncidentAnnouncing:
                 # restarted process, whose tick may not have come, tells the same. (With no delay, only one
                 # its opening batch ended is held: it is never announced.)
                 self._reannounce.add(incident_id)
+            if kind is ChangeKind.OPENED and incident_id in self._reannounce:
+                # Held at start to be announced again, its opening untold (the outbox was unreachable; with
+                # no delay, the only opening told, not held): this telling is its announcement, as of its
+                # opening, as the process that stored it would have told it.
+                self._reannounce.discard(incident_id)
+                self._unannounced.pop(incident_id, None)
             if incident_id in self._unannounced and incident_id not in self._reannounce:
                 if kind is ChangeKind.RESOLVED:
                     del self._unannounced[incident_id]
@@ -149,6 +155,17 @@ class IncidentAnnouncing:
                     if incident_id not in self._announced:
                         # Resolved before it was announced (as a held one): told only to those that know it.
                         unseen.add(incident_id)
+                elif (
+                    kind not in (ChangeKind.OPENED, ChangeKind.REOPENED)
+                    and incident_id not in self._announced
+                    and incident_id not in unseen
+                    and self._never_announced(incident_id)
+                ):
+                    # Neither announced nor held here (resolved or merged since): as the store says, never
+                    # announced. A tick found it resolved when its delay passed (``_announce_due``), or it
+                    # was dropped from the held ones as its end was told and that telling failed: told only
+                    # to those that know it, here as in a process restarted since.
+                    unseen.add(incident_id)
                 if kind is ChangeKind.RESOLVED:
                     self._unannounced.pop(incident_id, None)
                 if kind in (ChangeKind.OPENED, ChangeKind.REOPENED):  # a reopened one was announced
@@ -157,6 +174,17 @@ class IncidentAnnouncing:
                     self._announced.discard(incident_id)
                 out.append((incident_id, kind, event, incident_id in unseen, telling))
         self._emit(out)
+
+    def _never_announced(self, incident_id: str) -> bool:
+        """Whether the store says the incident's opening was never handed to the listeners, nor its
+        reopening (``reminders.was_announced``)."""
+        with self._sessions() as session:
+            row = session.execute(
+                select(IncidentRow.opened_at, IncidentRow.announced_at, IncidentRow.reopen_count).where(
+                    IncidentRow.id == incident_id
+                )
+            ).first()
+        return row is not None and not row.reopen_count and not was_announced(row.opened_at, row.announced_at)
 
     def _emit(self, changes: Sequence[_Told]) -> None:
         if not self._listeners or not changes:

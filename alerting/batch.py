@@ -25,7 +25,7 @@ from alerting.inventory import GpuKey
 from alerting.member import Member
 from alerting.pending import PendingAlert, StoredAlert
 from alerting.root_facts import FactsBuilder, RootFacts, root_facts
-from alerting.store_models import TimelineRow
+from alerting.store_models import AlertRow, TimelineRow
 from alerting.subscriptions import ChangeKind
 from alerting.topology import Path
 from gpuwarden.model import (
@@ -299,6 +299,18 @@ class Batch:
             self.session, self.changes, self.events
         )  # stored with the commit, told after it (``alerting.handoff``)
         hold_rows(self.session)
+
+    def refile(self, fingerprint: str, incident_id: str) -> None:
+        """File a stored alert into another incident (a merge, a move). Its row, read here when the
+        transaction had not read it, joins ``rows``: what the engine keeps of it after the commit follows
+        (a muted one is released into the incident it is of now, as a restart reads it)."""
+        row = self.rows.get(fingerprint)
+        if row is None:
+            row = self.session.get(AlertRow, fingerprint)
+            if row is None:
+                return
+            self.rows[fingerprint] = row
+        row.incident_id = incident_id
 
     def event(
         self,

@@ -355,7 +355,7 @@ class IncidentEngine(
                 earlier := earlier_start(row.starts_at, alert.starts_at, alert.ends_at)
             ):
                 row.starts_at = earlier
-                self._moved_onset(row)
+                self._moved_onset(batch, row)
         self._remember_post(fp, row.starts_at, status)
         changed = previous is not None and previous != status.value
         if changed or previous is None:
@@ -384,14 +384,17 @@ class IncidentEngine(
         else:
             self._starts.pop(fp, None)
 
-    def _moved_onset(self, row: StoredAlert) -> None:
+    def _moved_onset(self, batch: Batch, row: StoredAlert) -> None:
         """An alert's startsAt moved earlier (another replica saw it first): its member's onset with it, as
-        a restarted engine would read it from the store. Its incident is not recomputed for that alone; the
-        postmortem's first onset (and MTTD, MTTR) reads the alerts' startsAt."""
+        a restarted engine would read it from the store, and its incident assessed again as it would be
+        then (at its first inventory refresh): the alert may now have started before the others and
+        explain them (the root cause, and where new alerts join it), and the first onset moves (the
+        postmortem's MTTD and MTTR read it)."""
         inc = self._open.get(row.incident_id) if row.incident_id else None
         member = inc.members.get(row.fingerprint) if inc is not None else None
-        if member is not None:
+        if inc is not None and member is not None:
             member.onset = row.starts_at
+            batch.touched.add(inc.id)
 
     def _remeasure(self, batch: Batch, row: StoredAlert) -> None:
         """A repeat whose error ratio, burn rate or recommended action changed: its incident is assessed

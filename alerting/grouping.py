@@ -21,7 +21,7 @@ from alerting.capacity import units_hit
 from alerting.correlation import placement
 from alerting.db import in_lists
 from alerting.flapping import FlapPolicy, flap_state
-from alerting.impact import Assessment, assess, live_root_cause, root_down_now
+from alerting.impact import Assessment, assess, failed_gpus, live_root_cause, root_down_now
 from alerting.incident_index import OpenIncidents
 from alerting.inventory import GpuKey, Inventory, WorkloadInfo
 from alerting.lifecycle import close
@@ -65,6 +65,14 @@ class IncidentGrouping(IncidentMerging):
     def _set_workloads(self, inc: OpenIncident, workloads: frozenset[WorkloadRef]) -> None:
         if workloads != inc.workloads:
             inc.workloads, inc.placed = workloads, placement(workloads, self.inventory)
+
+    def _place_root(self, inc: OpenIncident) -> None:
+        """Its root path (where alerts join it) and the GPUs its live outages take (counted lost in others'
+        shares), from its members as they are now and the current inventory, as its assessment finds them
+        and a restart reads them (``reloading``); where no assessment follows, as when all its alerts
+        resolved (the quiet period), it follows them all the same."""
+        inc.root_path, root = live_root_cause(inc.members.values(), self.inventory)
+        inc.lost = frozenset(failed_gpus(inc.root_path, root, list(inc.members.values()), self.inventory))
 
     def _workloads_of(self, inc: OpenIncident, assessment: Assessment | None) -> frozenset[WorkloadRef]:
         found: list[WorkloadRef] = list(assessment.impact.workloads) if assessment is not None else []
@@ -198,6 +206,7 @@ class IncidentGrouping(IncidentMerging):
             return
         if row.title and not any(m.firing or m.flapping for m in members):
             # Everything resolved: keep the peak impact and priority for the record, start the quiet period.
+            self._place_root(inc)
             self._start_quiet(batch, inc, row)
             return
         told: ToldAs = (told_of(row), row.quiet_since)

@@ -333,6 +333,13 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         self._set_workloads(inc, self._workloads_of(inc, None))
         self._open[target.id] = inc
         self._remind_from(target.id, target.opened_at)
+        self._reopened_event(batch, target, row, explained)
+        self._track_reopened(batch, target.id)  # open when its silence ended: it catches up on it
+        batch.touched.add(target.id)
+        return True
+
+    def _reopened_event(self, batch: Batch, target: IncidentRow, row: StoredAlert, explained: bool) -> None:
+        """The ``reopened`` event of ``target``, which alert ``row`` brought back (see ``_reopen``)."""
         # A flapping alert's re-fire (the one that made it flapping) is held: the incident stays open while
         # it flaps, its message says so, and nobody is paged for each flap (Alertmanager pages for none).
         # So is a reopening that only repeats the incident's slower resolve / reopen cycle (``_cycling``).
@@ -357,8 +364,6 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
             data,
             change=ChangeKind.REOPENED,
         )
-        batch.touched.add(target.id)
-        return True
 
     def _cycling(self, batch: Batch, incident_id: str, fingerprint: str) -> int:
         """How often the incident reopened within ``alerting.cycling_reopens_seconds``, this reopening by
@@ -409,15 +414,20 @@ def _beside(row: StoredAlert) -> str:
 
 
 _FIRED = ("reopened", "alert_added", "alert_firing")  # timeline kinds naming alerts that fired then
+# Kinds naming alerts that fired or resolved then, so of the opening then (``earlier_members``). A flapping
+# alert's changes are no events but the one that made it flapping (a tick, not a change, ends that).
+_CHANGED = (*_FIRED, "alert_resolved", "flapping_started")
 _CAME = ("merged", "alerts_moved")  # kinds naming alerts another incident handed over (its "from" side)
 
 
 def earlier_members(session: Session, row: IncidentRow, members: Mapping[str, Member]) -> set[str]:
     """The members of an incident (as the store has it) that are of an earlier opening
     (``OpenIncident.earlier``), replayed from its timeline as the live engine kept them: at a reopening
-    every resolved one; since then, one that fired, or that a merge or a regrouping brought as of the
-    giving incident's opening, is of this one; one a merge brought as of an earlier opening of the
-    incident it left stays earlier (``IncidentMerging._fold``). Only resolved members count."""
+    every resolved one; since then, one that fired or resolved (it fired in this opening: muted when it
+    reopened, say), started flapping (its changes since are no events), or that a merge or a regrouping
+    brought as of the giving incident's opening, is of this one; one a merge brought as of an earlier
+    opening of the incident it left stays earlier (``IncidentMerging._fold``). Only resolved members
+    count."""
     resolved = {fp for fp, m in members.items() if not m.firing}
     if not resolved:
         return set()
@@ -436,7 +446,7 @@ def earlier_members(session: Session, row: IncidentRow, members: Mapping[str, Me
         since = TimelineRow.seq >= last if last is not None else TimelineRow.at >= row.last_opened_at
     events = session.execute(
         select(TimelineRow.kind, TimelineRow.data)
-        .where(TimelineRow.incident_id == row.id, since, TimelineRow.kind.in_(_FIRED + _CAME))
+        .where(TimelineRow.incident_id == row.id, since, TimelineRow.kind.in_(_CHANGED + _CAME))
         .order_by(TimelineRow.seq)
     )
     earlier = set(resolved) if reopened else set()

@@ -19,7 +19,7 @@ from alerting.member import Member, describe, first_onset, flapping_in, live, re
 from alerting.root_facts import down_nodes, recurs, takes_in
 from alerting.spreading import spread_candidates
 from alerting.store import with_absorbed_peak
-from alerting.store_models import AlertRow, IncidentRow
+from alerting.store_models import IncidentRow
 from alerting.subscriptions import ChangeKind
 from alerting.titles import ABSORBED_MAX, shortened
 from alerting.topology import RACK_DEPTH, UNKNOWN, contains
@@ -122,9 +122,7 @@ class IncidentMerging:
         members = list(other.members.values())
         for fp, member in other.members.items():
             inc.members[fp] = member
-            alert = batch.rows.get(fp) or batch.session.get(AlertRow, fp)
-            if alert is not None:
-                alert.incident_id = inc.id
+            batch.refile(fp, inc.id)
         other_row = batch.session.get(IncidentRow, other.id)
         row = batch.session.get(IncidentRow, inc.id)
         assert other_row is not None and row is not None

@@ -56,6 +56,8 @@ from alerting.topology import UNKNOWN, Path, locate
 from gpuwarden.clock import Clock, rfc3339, shown
 from gpuwarden.model import Alert, AlertStatus
 
+_MARKS = (SILENCED, SILENCE_ENDED, *CLOSING)  # the timeline events ``MuteTracking._track_waiting`` reads
+
 
 class MuteTracking:
     """The engine's muted firing alerts; see the module docstring."""
@@ -187,11 +189,45 @@ class MuteTracking:
             return
         marks = session.execute(
             select(TimelineRow.incident_id, TimelineRow.kind, TimelineRow.at, TimelineRow.data)
-            .where(
-                TimelineRow.incident_id.in_(ids), TimelineRow.kind.in_((SILENCED, SILENCE_ENDED, *CLOSING))
-            )
+            .where(TimelineRow.incident_id.in_(ids), TimelineRow.kind.in_(_MARKS))
             .order_by(TimelineRow.seq)
         )
+        self._track_waiting(session, ids, marks, now)
+
+    def _track_reopened(self, batch: Batch, incident_id: str) -> None:
+        """A resolved incident reopened: whether it waits for a ``silence_ended`` event, as its timeline says
+        now, by ``_track_silenced``'s rule. Live keeps a resolved incident waiting while its silence runs and
+        drops it at the first tick that sees the silence end; a reopening dated before that end (a journal
+        record applied late) makes it open when the silence ended, so it waits for its catch-up, tick or
+        restart between or not (one restarted in between forgets it: it was resolved then)."""
+        if incident_id in self._silenced_incidents:
+            return
+        stored = batch.session.scalars(
+            select(TimelineRow)
+            .where(TimelineRow.incident_id == incident_id, TimelineRow.kind.in_(_MARKS))
+            .order_by(TimelineRow.seq)
+        ).all()
+        flushed = {id(e) for e in stored}  # and what this transaction wrote of it, not flushed yet
+        events = [
+            *stored,
+            *(
+                e
+                for e in batch.events
+                if e.incident_id == incident_id and e.kind in _MARKS and id(e) not in flushed
+            ),
+        ]
+        marks = [(e.incident_id, e.kind, e.at, e.data) for e in events]
+        self._track_waiting(batch.session, [incident_id], marks, batch.silence_time())
+
+    def _track_waiting(
+        self,
+        session: Session,
+        ids: Sequence[str],
+        marks: Iterable[tuple[str, str, datetime, dict[str, object] | None]],
+        now: datetime,
+    ) -> None:
+        """Add those of incidents ``ids`` that wait for a ``silence_ended`` event, by their ``marks`` (their
+        silences, catch-ups, resolutions and reopenings in timeline order), to ``_silenced_incidents``."""
         last: dict[str, tuple[str, dict[str, object]]] = {}
         since: dict[str, list[tuple[str, datetime]]] = {}  # resolutions and reopenings after the last mark
         for incident_id, kind, at, data in marks:

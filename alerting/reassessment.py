@@ -15,22 +15,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.batch import Batch, OpenIncident
 from alerting.grouping import IncidentGrouping, incident_rows, keep_reassessment
-from alerting.impact import failed_gpus, live_root_cause
 from alerting.incident_index import OpenIncidents
-from alerting.inventory import GpuKey, Inventory
+from alerting.inventory import Inventory
 from alerting.showing import shown_of
+from alerting.store import impact_from_dict
 from alerting.store_models import IncidentRow, TimelineRow
 from alerting.subscriptions import ChangeKind
 from alerting.topology import locate
 from gpuwarden.clock import Clock
 from gpuwarden.config import AlertingConfig
-from gpuwarden.model import RootCause, WorkloadRef, workload_from_dict
-
-
-def lost_gpus(inc: OpenIncident, root: RootCause, inventory: Inventory | None) -> frozenset[GpuKey]:
-    """The GPUs an open incident's live outages take, as its assessment would find them (other incidents
-    count them in a service's share; see ``IncidentGrouping._sharers``)."""
-    return frozenset(failed_gpus(inc.root_path, root, list(inc.members.values()), inventory))
+from gpuwarden.model import WorkloadRef, add_workloads, workload_from_dict
 
 
 class InventoryReassessment(IncidentGrouping):
@@ -91,16 +85,21 @@ class InventoryReassessment(IncidentGrouping):
                 inc.members[fp] = replace(m, location=locate(m.labels, m.kind, inventory))
             inc.forget_facts()  # the members moved
             if inc.members:
-                inc.root_path, root = live_root_cause(inc.members.values(), inventory)
-                inc.lost = lost_gpus(inc, root, inventory)  # all of them, before any is assessed
-            self._set_workloads(inc, self._workloads_of(inc, None))
+                self._place_root(inc)  # all of them, before any is assessed
         live = [i for i in self._open.values() if any(m.firing or m.flapping for m in i.members.values())]
         batch = None
-        if live:
+        if self._open:
             try:
                 with self._sessions() as session, session.begin():
                     batch = Batch(session, self.clock.now())
-                    incident_rows(session, [inc.id for inc in live])  # held: one query a chunk, not each
+                    rows = incident_rows(session, list(self._open))  # held: one query a chunk, not each
+                    for inc in self._open.values():
+                        # Its members' workloads, placed anew, and those its last assessment found on its
+                        # GPUs (stored with its impact) until one replaces it: a reassessment that waits
+                        # (a lower priority settling) or is skipped keeps them, as a restart reads them.
+                        row = rows.get(inc.id)
+                        assessed = impact_from_dict(row.impact or {}).workloads if row and inc.members else ()
+                        self._set_workloads(inc, add_workloads(self._workloads_of(inc, None), assessed))
                     for inc in live:
                         self._reassess(batch, inc, inventory, previous)
             except Exception:

@@ -16,7 +16,6 @@ from alerting.batch import Batch, OpenIncident
 from alerting.correlation import join_rank
 from alerting.inventory import Inventory
 from alerting.member import Member
-from alerting.store_models import AlertRow
 from alerting.topology import Path, contains
 
 
@@ -159,9 +158,7 @@ def _move(
         # Of the taker's opening, as a restart reads the event (``joining.earlier_members``).
         source.earlier.discard(fp)
         target.earlier.discard(fp)
-        alert = batch.rows.get(fp) or batch.session.get(AlertRow, fp)
-        if alert is not None:
-            alert.incident_id = target.id
+        batch.refile(fp, target.id)
     source.forget_facts()  # members left: the facts builder only ever adds
     source.root_moved = True
     target.last_alert_at = max(target.last_alert_at, source.last_alert_at)

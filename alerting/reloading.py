@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.batch import OpenIncident
 from alerting.db import in_lists
-from alerting.impact import Assessment, live_root_cause
+from alerting.impact import Assessment
 from alerting.incident_index import OpenIncidents
 from alerting.inhibition import Inhibitor
 from alerting.inventory import Inventory
@@ -29,7 +29,6 @@ from alerting.joining import earlier_members
 from alerting.measures import measures
 from alerting.member import Member
 from alerting.pending import StoredAlert
-from alerting.reassessment import lost_gpus
 from alerting.recurrence import LatestResolved
 from alerting.reminders import was_announced
 from alerting.silences import Silence
@@ -69,6 +68,7 @@ class EngineReloading:
     _stale: bool
     _member: Callable[[StoredAlert], Member]  # ``alerting.joining``'s
     _set_workloads: Callable[[OpenIncident, frozenset[WorkloadRef]], None]  # ``alerting.grouping``'s
+    _place_root: Callable[[OpenIncident], None]  # ``alerting.grouping``'s
     _workloads_of: Callable[[OpenIncident, Assessment | None], frozenset[WorkloadRef]]  # the same
     _reset_reminder_checks: Callable[[Iterable[tuple[str, datetime]]], None]  # ``alerting.reminding``'s
     _track_silenced: Callable[[Session, Iterable[str]], None]  # ``alerting.muting``'s
@@ -137,12 +137,11 @@ class EngineReloading:
                 inc = self._open[row.id]
                 inc.earlier = earlier_members(session, row, inc.members)
                 if inc.members:
-                    inc.root_path, root = live_root_cause(inc.members.values(), self.inventory)
+                    self._place_root(inc)
                     # The workloads its last assessment found on its GPUs (stored with its impact), as live:
                     # its members' labels alone miss a job whose GPUs only the inventory names.
                     assessed = impact_from_dict(row.impact or {}).workloads
                     self._set_workloads(inc, add_workloads(self._workloads_of(inc, None), assessed))
-                    inc.lost = lost_gpus(inc, root, self.inventory)
             now = self.clock.now()
             configured = [s for s in self._silences if s.configured]
             self._silences = configured + stored_silences(session, now)

@@ -97,6 +97,57 @@ def test_an_incident_the_tick_resolved_as_its_silence_ended_catches_up_on_nothin
     _assert_reopened_alike(live, restarted)
 
 
+def _reopened_by_a_record_from_before_the_end(serve: Serve, restart: bool, tick_at_end: bool) -> None:
+    """The incident silenced for 300 s and resolved by its quiet period; a journal record of its alert from
+    5 s before the silence ended, applied at the end (after a tick there with ``tick_at_end``), reopens it;
+    a restart just before the apply with ``restart`` (and none with ``tick_at_end``: just after it)."""
+    _silenced_and_resolved(serve, 300)
+    serve.clock.advance(61)
+    serve.engine.tick()  # resolved by the quiet period, still silenced
+    serve.clock.advance(234)
+    serve.engine.tick()
+    serve.clock.advance(5)  # the silence ends now
+    if tick_at_end:
+        serve.engine.tick()  # sees it end while the incident is resolved
+    elif restart:
+        serve.restart()
+    at = serve.clock.now()
+    serve.engine.apply_accepted([(at - timedelta(seconds=5), [_DOWN]), (at, [])], lambda _session: None)
+    if tick_at_end and restart:
+        serve.restart()
+    serve.clock.advance(5)
+    serve.engine.tick()
+
+
+def test_an_incident_a_record_from_before_its_silence_ended_reopens_catches_up_alike_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    # Seed 376: serve restarted as the silence ended, before a tick saw the end, and the record reopened the
+    # incident as of before the end. Live still waited for that end (no tick had seen it) and caught up on
+    # what the silence held back; a restarted serve tracked only running silences and open incidents, and
+    # did not.
+    def steps(serve: Serve, restart: bool) -> None:
+        _reopened_by_a_record_from_before_the_end(serve, restart, tick_at_end=False)
+
+    live, restarted = _both(tmp_path, steps, announce_delay_seconds=0, quiet_period_seconds=60)
+    assert live.kinds()[0][-2:] == ["reopened", "silence_ended"]
+    assert restarted.kinds() == live.kinds() and restarted.told() == live.told()
+
+
+def test_an_incident_a_record_from_before_its_silence_ended_reopens_catches_up_whether_a_tick_saw_the_end(
+    tmp_path: Path,
+) -> None:
+    # As above, a tick seeing the end (the incident resolved then) before the record is applied: live had
+    # dropped it and never caught up, while a restart after the reopening reads the timeline (open when the
+    # silence ended) and caught up. The reopening reads it as the restart does.
+    def steps(serve: Serve, restart: bool) -> None:
+        _reopened_by_a_record_from_before_the_end(serve, restart, tick_at_end=True)
+
+    live, restarted = _both(tmp_path, steps, announce_delay_seconds=0, quiet_period_seconds=60)
+    assert live.kinds()[0][-2:] == ["reopened", "silence_ended"]
+    assert restarted.kinds() == live.kinds() and restarted.told() == live.told()
+
+
 def test_an_alert_two_silences_mute_names_the_same_one_after_a_restart(tmp_path: Path) -> None:
     # Live names the first silence set of those that match; a restarted serve read the silences in the
     # store's order (by their end) and named the one ending first.

@@ -132,6 +132,60 @@ def test_an_incident_past_its_delay_unannounced_is_announced_at_its_next_change_
     assert restarted.told() == live.told()
 
 
+def test_an_incident_resolved_while_its_announcement_failed_is_told_to_nobody_after_a_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Restart fuzz seed 291: the outbox unreachable from the incident's opening to its resolution (its
+    # announcement failed at each tick). Trying again, the engine found it resolved, never announced, and
+    # dropped it from the held ones; that telling failed too, and live told its end to every listener once
+    # the outbox was back, as one that had been announced. A restarted serve, which reads only open
+    # incidents, did the same. Both tell it only to those that know it: here nobody.
+    def steps(serve: Serve, restart: bool) -> None:
+        with monkeypatch.context() as down:
+            down.setattr(serve.outbox, "enqueue", _unreachable)
+            serve.engine.ingest([_DOWN])
+            serve.clock.advance(31)
+            serve.engine.tick()  # due: its announcement fails
+            serve.engine.ingest([_resolved(_DOWN)])
+            serve.clock.advance(61)
+            serve.engine.tick()  # resolved by the quiet period: told to nobody yet
+        if restart:
+            serve.restart()
+        serve.clock.advance(5)
+        serve.engine.tick()
+
+    live, restarted = _both(tmp_path, steps, announce_delay_seconds=30, quiet_period_seconds=60)
+    assert [kinds[-1] for kinds in live.kinds()] == ["resolved"]
+    assert live.told() == []
+    assert restarted.told() == live.told()
+
+
+def test_an_opening_left_untold_by_an_outage_is_told_as_it_opened_after_a_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Restart fuzz seed 860: no announce delay, the outbox unreachable as the incident opened, acknowledged
+    # after a restart. Live told the stored "opened" as the incident was then (triggered); a restarted serve
+    # held it to be announced again and announced it as it was at the acknowledgement, whose "opened" the
+    # outbox kept (the same event, so the same key) in place of the stored one's.
+    def steps(serve: Serve, restart: bool) -> None:
+        with monkeypatch.context() as down:
+            down.setattr(serve.outbox, "enqueue", _unreachable)
+            serve.engine.ingest([_DOWN])
+        if restart:
+            serve.restart()
+        serve.clock.advance(5)
+        [incident_id] = serve.engine.open_incident_ids()
+        serve.engine.acknowledge(incident_id, "alice")
+
+    live, restarted = _both(tmp_path, steps, announce_delay_seconds=0)
+    told = _payloads(live)
+    assert [(p["change"], p["state"]) for p in told] == [
+        ("opened", "triggered"),
+        ("acknowledged", "acknowledged"),
+    ]
+    assert _payloads(restarted) == told
+
+
 def test_a_change_left_untold_by_an_outage_is_told_at_an_inventory_refresh_alike_after_a_restart(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
