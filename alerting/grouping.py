@@ -337,7 +337,9 @@ class IncidentGrouping(IncidentMerging):
         """Clear the flag of members that stopped changing state (the tick's check: a flapping alert that went
         quiet has no transition left to clear it), and start the quiet period if nothing fires any more."""
         stopped = False
-        for fingerprint, member in inc.members.items():
+        # In fingerprint order, the events too: a restart reads the members in the store's order, not the
+        # order they joined in.
+        for fingerprint, member in sorted(inc.members.items()):
             if not member.flapping or batch.now.timestamp() < member.settles_at:
                 continue  # before ``settles_at`` its flag stays: no need to read its transitions
             alert = batch.session.get(AlertRow, fingerprint)
