@@ -141,6 +141,20 @@ class IncidentAnnouncing:
                 # opening, as the process that stored it would have told it.
                 self._reannounce.discard(incident_id)
                 self._unannounced.pop(incident_id, None)
+            if (
+                kind
+                not in (ChangeKind.OPENED, ChangeKind.REOPENED)  # a reopening is told at once, never held
+                and incident_id not in self._announced
+                and incident_id not in self._unannounced
+                and incident_id not in unseen
+                and (opened := self._unannounced_opening(incident_id)) is not None
+            ):
+                # Neither announced nor held here, and the store says its opening never was: a tick's retry
+                # found it resolved and dropped it (``_announce``), or a restart read only open incidents.
+                # Held again to be announced first, as it is now (reopened since), or, resolved, told only
+                # to those that know it, as a process that still held it does.
+                self._unannounced[incident_id] = opened
+                self._reannounce.add(incident_id)
             if incident_id in self._unannounced and incident_id not in self._reannounce:
                 if kind is ChangeKind.RESOLVED:
                     del self._unannounced[incident_id]
@@ -155,17 +169,6 @@ class IncidentAnnouncing:
                     if incident_id not in self._announced:
                         # Resolved before it was announced (as a held one): told only to those that know it.
                         unseen.add(incident_id)
-                elif (
-                    kind not in (ChangeKind.OPENED, ChangeKind.REOPENED)
-                    and incident_id not in self._announced
-                    and incident_id not in unseen
-                    and self._never_announced(incident_id)
-                ):
-                    # Neither announced nor held here (resolved or merged since): as the store says, never
-                    # announced. A tick found it resolved when its delay passed (``_announce_due``), or it
-                    # was dropped from the held ones as its end was told and that telling failed: told only
-                    # to those that know it, here as in a process restarted since.
-                    unseen.add(incident_id)
                 if kind is ChangeKind.RESOLVED:
                     self._unannounced.pop(incident_id, None)
                 if kind in (ChangeKind.OPENED, ChangeKind.REOPENED):  # a reopened one was announced
@@ -175,16 +178,14 @@ class IncidentAnnouncing:
                 out.append((incident_id, kind, event, incident_id in unseen, telling))
         self._emit(out)
 
-    def _never_announced(self, incident_id: str) -> bool:
-        """Whether the store says the incident's opening was never handed to the listeners, nor its
-        reopening (``reminders.was_announced``)."""
+    def _unannounced_opening(self, incident_id: str) -> datetime | None:
+        """When the incident opened, if the store says that opening was never handed to the listeners
+        (``reminders.was_announced``); else None."""
         with self._sessions() as session:
             row = session.execute(
-                select(IncidentRow.opened_at, IncidentRow.announced_at, IncidentRow.reopen_count).where(
-                    IncidentRow.id == incident_id
-                )
+                select(IncidentRow.opened_at, IncidentRow.announced_at).where(IncidentRow.id == incident_id)
             ).first()
-        return row is not None and not row.reopen_count and not was_announced(row.opened_at, row.announced_at)
+        return None if row is None or was_announced(row.opened_at, row.announced_at) else row.opened_at
 
     def _emit(self, changes: Sequence[_Told]) -> None:
         if not self._listeners or not changes:

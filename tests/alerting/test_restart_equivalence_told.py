@@ -186,6 +186,35 @@ def test_an_opening_left_untold_by_an_outage_is_told_as_it_opened_after_a_restar
     assert _payloads(restarted) == told
 
 
+def test_an_unannounced_incident_resolved_in_an_outage_and_reopened_is_announced_first_alike(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Restart fuzz seed 1184's shape: the outbox unreachable from the incident's opening to its resolution
+    # (its announcement failing at each tick), then its alert fired again, with or without a restart
+    # between. A restarted serve told the reopening as the first word; live did too when the tick's retry
+    # had found the incident resolved and dropped it, and announced it first when it still held it. Now each
+    # announces it first, as it is now, then tells what waited.
+    def steps(serve: Serve, restart: bool) -> None:
+        with monkeypatch.context() as down:
+            down.setattr(serve.outbox, "enqueue", _unreachable)
+            serve.engine.ingest([_DOWN])
+            serve.clock.advance(31)
+            serve.engine.tick()  # due: its announcement fails
+            serve.engine.ingest([_resolved(_DOWN)])
+            serve.clock.advance(61)
+            serve.engine.tick()  # resolved by the quiet period, untold
+        if restart:
+            serve.restart()
+        serve.clock.advance(5)
+        serve.engine.ingest([_DOWN])  # reopened
+
+    live, restarted = _both(tmp_path, steps, announce_delay_seconds=30, quiet_period_seconds=60)
+    told = _payloads(live)
+    assert [(p["change"], p["state"]) for p in told][:1] == [("opened", "triggered")]
+    assert [p["change"] for p in told][-1] == "reopened"
+    assert _payloads(restarted) == told
+
+
 def test_a_change_left_untold_by_an_outage_is_told_at_an_inventory_refresh_alike_after_a_restart(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
