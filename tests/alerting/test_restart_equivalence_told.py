@@ -132,6 +132,22 @@ def test_an_incident_past_its_delay_unannounced_is_announced_at_its_next_change_
     assert restarted.told() == live.told()
 
 
+def _resolved_in_an_outage(serve: Serve, monkeypatch: pytest.MonkeyPatch, restart: bool) -> None:
+    """Node r03-n02 down (announce delay 30 s) and resolved by the quiet period (60 s) while the outbox is
+    unreachable (its announcement failing at each tick), a restart with ``restart``, and 5 s later."""
+    with monkeypatch.context() as down:
+        down.setattr(serve.outbox, "enqueue", _unreachable)
+        serve.engine.ingest([_DOWN])
+        serve.clock.advance(31)
+        serve.engine.tick()  # due: its announcement fails
+        serve.engine.ingest([_resolved(_DOWN)])
+        serve.clock.advance(61)
+        serve.engine.tick()  # resolved by the quiet period: told to nobody yet
+    if restart:
+        serve.restart()
+    serve.clock.advance(5)
+
+
 def test_an_incident_resolved_while_its_announcement_failed_is_told_to_nobody_after_a_restart(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -141,17 +157,7 @@ def test_an_incident_resolved_while_its_announcement_failed_is_told_to_nobody_af
     # the outbox was back, as one that had been announced. A restarted serve, which reads only open
     # incidents, did the same. Both tell it only to those that know it: here nobody.
     def steps(serve: Serve, restart: bool) -> None:
-        with monkeypatch.context() as down:
-            down.setattr(serve.outbox, "enqueue", _unreachable)
-            serve.engine.ingest([_DOWN])
-            serve.clock.advance(31)
-            serve.engine.tick()  # due: its announcement fails
-            serve.engine.ingest([_resolved(_DOWN)])
-            serve.clock.advance(61)
-            serve.engine.tick()  # resolved by the quiet period: told to nobody yet
-        if restart:
-            serve.restart()
-        serve.clock.advance(5)
+        _resolved_in_an_outage(serve, monkeypatch, restart)
         serve.engine.tick()
 
     live, restarted = _both(tmp_path, steps, announce_delay_seconds=30, quiet_period_seconds=60)
@@ -195,17 +201,7 @@ def test_an_unannounced_incident_resolved_in_an_outage_and_reopened_is_announced
     # had found the incident resolved and dropped it, and announced it first when it still held it. Now each
     # announces it first, as it is now, then tells what waited.
     def steps(serve: Serve, restart: bool) -> None:
-        with monkeypatch.context() as down:
-            down.setattr(serve.outbox, "enqueue", _unreachable)
-            serve.engine.ingest([_DOWN])
-            serve.clock.advance(31)
-            serve.engine.tick()  # due: its announcement fails
-            serve.engine.ingest([_resolved(_DOWN)])
-            serve.clock.advance(61)
-            serve.engine.tick()  # resolved by the quiet period, untold
-        if restart:
-            serve.restart()
-        serve.clock.advance(5)
+        _resolved_in_an_outage(serve, monkeypatch, restart)
         serve.engine.ingest([_DOWN])  # reopened
 
     live, restarted = _both(tmp_path, steps, announce_delay_seconds=30, quiet_period_seconds=60)
