@@ -8,7 +8,7 @@ commit and told to listeners after it; ``Ticket`` is one ingest call waiting for
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -299,6 +299,22 @@ class Batch:
             self.session, self.changes, self.events
         )  # stored with the commit, told after it (``alerting.handoff``)
         hold_rows(self.session)
+
+    def timeline(self, incident_id: str, kinds: Collection[str] | None = None) -> list[TimelineRow]:
+        """The incident's timeline events (of ``kinds`` only, when given) in order: those stored, then those
+        this transaction wrote of it and has not flushed yet (ingest runs without autoflush: an alert that
+        joined earlier in the same POST is among them)."""
+        query = select(TimelineRow).where(TimelineRow.incident_id == incident_id)
+        if kinds is not None:
+            query = query.where(TimelineRow.kind.in_(list(kinds)))
+        stored = self.session.scalars(query.order_by(TimelineRow.seq)).all()
+        flushed = {id(e) for e in stored}
+        pending = [
+            e
+            for e in self.events
+            if e.incident_id == incident_id and id(e) not in flushed and (kinds is None or e.kind in kinds)
+        ]
+        return [*stored, *pending]
 
     def refile(self, fingerprint: str, incident_id: str) -> None:
         """File a stored alert into another incident (a merge, a move). Its row, read here when the

@@ -31,7 +31,7 @@ from alerting.priority import SEVERE_SHARE
 from alerting.regrouping import regroup_ranks, regroup_spread
 from alerting.root_cause import kept_root
 from alerting.showing import same_target, tell_reassessed, tell_root_moved, told_of
-from alerting.store import impact_to_dict, with_peak
+from alerting.store import impact_from_dict, impact_to_dict, with_peak
 from alerting.store_models import AlertRow, IncidentRow
 from alerting.subscriptions import ChangeKind
 from alerting.titles import carried, progress, seen, title, title_cluster, without_progress
@@ -73,6 +73,13 @@ class IncidentGrouping(IncidentMerging):
         resolved (the quiet period), it follows them all the same."""
         inc.root_path, root = live_root_cause(inc.members.values(), self.inventory)
         inc.lost = frozenset(failed_gpus(inc.root_path, root, list(inc.members.values()), self.inventory))
+
+    def _set_assessed_workloads(self, inc: OpenIncident, row: IncidentRow | None) -> None:
+        """Its members' workloads and those its last assessment found on its GPUs, stored with its impact
+        (``row``'s): its members' labels alone miss a job whose GPUs only the inventory names. What a
+        restart reads, and what an inventory refresh keeps until an assessment replaces it."""
+        assessed = impact_from_dict(row.impact or {}).workloads if row is not None and inc.members else ()
+        self._set_workloads(inc, add_workloads(self._workloads_of(inc, None), assessed))
 
     def _workloads_of(self, inc: OpenIncident, assessment: Assessment | None) -> frozenset[WorkloadRef]:
         found: list[WorkloadRef] = list(assessment.impact.workloads) if assessment is not None else []

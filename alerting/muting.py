@@ -202,20 +202,7 @@ class MuteTracking:
         restart between or not (one restarted in between forgets it: it was resolved then)."""
         if incident_id in self._silenced_incidents:
             return
-        stored = batch.session.scalars(
-            select(TimelineRow)
-            .where(TimelineRow.incident_id == incident_id, TimelineRow.kind.in_(_MARKS))
-            .order_by(TimelineRow.seq)
-        ).all()
-        flushed = {id(e) for e in stored}  # and what this transaction wrote of it, not flushed yet
-        events = [
-            *stored,
-            *(
-                e
-                for e in batch.events
-                if e.incident_id == incident_id and e.kind in _MARKS and id(e) not in flushed
-            ),
-        ]
+        events = batch.timeline(incident_id, _MARKS)  # the reopening this transaction wrote too
         marks = [(e.incident_id, e.kind, e.at, e.data) for e in events]
         self._track_waiting(batch.session, [incident_id], marks, batch.silence_time())
 
@@ -339,17 +326,9 @@ class MuteTracking:
         self._expire_silences_of(batch, incident_id)
         incident = batch.session.get(IncidentRow, incident_id)
         assert incident is not None
-        stored = batch.session.scalars(
-            select(TimelineRow).where(TimelineRow.incident_id == incident_id).order_by(TimelineRow.seq)
-        ).all()
-        # And what this transaction wrote of it before now, not flushed yet (ingest runs without autoflush):
-        # an alert that joined under the silence earlier in the same POST happened while silenced.
-        flushed = {id(e) for e in stored}
-        events = [
-            *stored,
-            *(e for e in batch.events if e.incident_id == incident_id and id(e) not in flushed),
-        ]
-        events = [e for e in events if e is not cause]
+        # With what this transaction wrote of it before now: an alert that joined under the silence earlier
+        # in the same POST happened while silenced.
+        events = [e for e in batch.timeline(incident_id) if e is not cause]
         since = self._catch_up_since.pop(incident_id, None)
         message, data, _ = catch_up(events, incident.priority, since, early=why, spans=spans)
         # The spans as the expiry left them (ending now), not as set (``spans``): what _told_first reads.

@@ -18,13 +18,12 @@ from alerting.grouping import IncidentGrouping, incident_rows, keep_reassessment
 from alerting.incident_index import OpenIncidents
 from alerting.inventory import Inventory
 from alerting.showing import shown_of
-from alerting.store import impact_from_dict
 from alerting.store_models import IncidentRow, TimelineRow
 from alerting.subscriptions import ChangeKind
 from alerting.topology import locate
 from gpuwarden.clock import Clock
 from gpuwarden.config import AlertingConfig
-from gpuwarden.model import WorkloadRef, add_workloads, workload_from_dict
+from gpuwarden.model import WorkloadRef, workload_from_dict
 
 
 class InventoryReassessment(IncidentGrouping):
@@ -94,12 +93,9 @@ class InventoryReassessment(IncidentGrouping):
                     batch = Batch(session, self.clock.now())
                     rows = incident_rows(session, list(self._open))  # held: one query a chunk, not each
                     for inc in self._open.values():
-                        # Its members' workloads, placed anew, and those its last assessment found on its
-                        # GPUs (stored with its impact) until one replaces it: a reassessment that waits
-                        # (a lower priority settling) or is skipped keeps them, as a restart reads them.
-                        row = rows.get(inc.id)
-                        assessed = impact_from_dict(row.impact or {}).workloads if row and inc.members else ()
-                        self._set_workloads(inc, add_workloads(self._workloads_of(inc, None), assessed))
+                        # Its members placed anew: a reassessment that waits (a lower priority settling) or
+                        # is skipped keeps the workloads its last one found.
+                        self._set_assessed_workloads(inc, rows.get(inc.id))
                     for inc in live:
                         self._reassess(batch, inc, inventory, previous)
             except Exception:

@@ -33,10 +33,9 @@ from alerting.recurrence import LatestResolved
 from alerting.reminders import was_announced
 from alerting.silences import Silence
 from alerting.silencing import stored_silences
-from alerting.store import impact_from_dict
 from alerting.store_models import AlertRow, IncidentRow, TimelineRow
 from gpuwarden.clock import Clock
-from gpuwarden.model import AlertStatus, IncidentState, Priority, WorkloadRef, add_workloads
+from gpuwarden.model import AlertStatus, IncidentState, Priority, WorkloadRef
 
 # The engine's logger: the lines of a rebuild are read as the engine's, as before the split.
 logger = logging.getLogger("alerting.engine")
@@ -69,6 +68,7 @@ class EngineReloading:
     _member: Callable[[StoredAlert], Member]  # ``alerting.joining``'s
     _set_workloads: Callable[[OpenIncident, frozenset[WorkloadRef]], None]  # ``alerting.grouping``'s
     _place_root: Callable[[OpenIncident], None]  # ``alerting.grouping``'s
+    _set_assessed_workloads: Callable[[OpenIncident, IncidentRow | None], None]  # the same
     _workloads_of: Callable[[OpenIncident, Assessment | None], frozenset[WorkloadRef]]  # the same
     _reset_reminder_checks: Callable[[Iterable[tuple[str, datetime]]], None]  # ``alerting.reminding``'s
     _track_silenced: Callable[[Session, Iterable[str]], None]  # ``alerting.muting``'s
@@ -138,10 +138,7 @@ class EngineReloading:
                 inc.earlier = earlier_members(session, row, inc.members)
                 if inc.members:
                     self._place_root(inc)
-                    # The workloads its last assessment found on its GPUs (stored with its impact), as live:
-                    # its members' labels alone miss a job whose GPUs only the inventory names.
-                    assessed = impact_from_dict(row.impact or {}).workloads
-                    self._set_workloads(inc, add_workloads(self._workloads_of(inc, None), assessed))
+                    self._set_assessed_workloads(inc, row)
             now = self.clock.now()
             configured = [s for s in self._silences if s.configured]
             self._silences = configured + stored_silences(session, now)
