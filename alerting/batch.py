@@ -162,7 +162,7 @@ class OpenIncident:
         return got
 
 
-_FILED = frozenset({"root_path", "workloads", "placed", "members"})
+_FILED = frozenset({"root_path", "workloads", "placed", "members", "lost"})
 """What the index of open incidents files an incident under (see ``OpenIncident.index``)."""
 
 

@@ -246,11 +246,13 @@ def _free(
         if free is None:
             return None
         total += free
-    for cluster, name in {(key[0], key[1]) for key in lost if key[0] in clusters}:
-        node = inventory.node(name, cluster)
-        if node is None or not node.usable or not node.free or not reach.allows(node):
-            continue
-        total -= _idle_lost(node, lost)
+        # Only a lost GPU idle on a node with free ones counts against them: looked for among those (in C),
+        # not among every GPU the open incidents took, which made a refresh quadratic in them.
+        taken: Counter[str] = Counter(key[1] for key in inventory.idle_gpus(cluster).intersection(lost))
+        for name, count in taken.items():
+            node = inventory.node(name, cluster)
+            if node is not None and reach.allows(node):
+                total -= min(node.free or 0, count)
     return total
 
 

@@ -183,7 +183,7 @@ class IncidentGrouping(IncidentMerging):
 
     def _lost_by_others(self, skip: str | None) -> frozenset[GpuKey]:
         """The GPUs the open incidents' outages took, but for incident ``skip``'s."""
-        return frozenset().union(*(o.lost for o in self._open.values() if o.id != skip and o.lost))
+        return self._open.lost_by_others(skip)
 
     def _assessed(
         self, inc: OpenIncident, members: Sequence[Member], inventory: Inventory | None

@@ -144,6 +144,8 @@ class OpenIncidents(dict[str, "OpenIncident"]):
         self._tick_looked: set[str] = set()  # what the last tick was given (it may have changed them)
         self._tick_dirty: set[str] = set()  # members changed since: to look at again
         self._remind_dirty: set[str] = set()  # members changed since the reminders last asked
+        self._lost_counts: dict[GpuKey, int] = {}  # per GPU, how many incidents' outages took it
+        self._all_lost: frozenset[GpuKey] | None = None  # its keys, made again once one changed
 
     # --- the open set -------------------------------------------------------------------------
 
@@ -189,12 +191,14 @@ class OpenIncidents(dict[str, "OpenIncident"]):
         self._file_root(inc.id, filed, None)
         self._file_workloads(inc.id, filed, frozenset())
         self._file_gpus(inc.id, filed, frozenset())
+        self._file_lost(filed, frozenset())
         self._unfile_members(inc.id, filed)
 
     # --- keeping it up to date ----------------------------------------------------------------
 
     def refile(self, inc: OpenIncident, what: str = "") -> None:
-        """File ``inc`` again: under its root, workloads or placement (``what``), else all and its members."""
+        """File ``inc`` again: under its root, workloads, placement or lost GPUs (``what``), else all and its
+        members."""
         filed = self._filed.get(inc.id)
         if filed is None or self.get(inc.id) is not inc:
             return
@@ -204,6 +208,8 @@ class OpenIncidents(dict[str, "OpenIncident"]):
             self._file_workloads(inc.id, filed, frozenset(map(workload_key, inc.workloads)))
         if what in ("", "placed"):
             self._file_gpus(inc.id, filed, inc.placed)
+        if what in ("", "lost"):
+            self._file_lost(filed, inc.lost)
         if what in ("", "members"):
             self._unfile_members(inc.id, filed)
             for member in inc.members.values():
@@ -303,7 +309,33 @@ class OpenIncidents(dict[str, "OpenIncident"]):
         refile_keys(self._by_gpu, incident_id, filed.gpus, gpus)
         filed.gpus = gpus
 
+    def _file_lost(self, filed: Filed, lost: frozenset[GpuKey]) -> None:
+        if lost == filed.lost:
+            return
+        counts = self._lost_counts
+        for key in filed.lost - lost:
+            if counts[key] == 1:
+                del counts[key]
+            else:
+                counts[key] -= 1
+        for key in lost - filed.lost:
+            counts[key] = counts.get(key, 0) + 1
+        filed.lost = lost
+        self._all_lost = None
+
     # --- questions ----------------------------------------------------------------------------
+
+    def lost_by_others(self, skip: str | None) -> frozenset[GpuKey]:
+        """The GPUs the open incidents' outages took (``OpenIncident.lost``), but for incident ``skip``'s
+        (those no other took too). Asked for each incident an inventory refresh assesses: the union of every
+        other's lost GPUs, made afresh each time, made a refresh quadratic in the open incidents."""
+        if self.full_scan:
+            return frozenset().union(*(o.lost for o in self.values() if o.id != skip and o.lost))
+        if self._all_lost is None:
+            self._all_lost = frozenset(self._lost_counts)
+        filed = self._filed.get(skip) if skip is not None else None
+        only = [key for key in filed.lost if self._lost_counts[key] == 1] if filed is not None else []
+        return self._all_lost.difference(only) if only else self._all_lost
 
     def _in_order(self, ids: Iterable[str], skip: str = "") -> list[OpenIncident]:
         """The incidents of ``ids`` (but ``skip``) in the order of the open set."""

@@ -27,12 +27,23 @@ WorkloadKey = tuple[object, str, str]
 class Filed:
     """What one incident is filed under (kept to take it out again), and its member counts."""
 
-    __slots__ = ("gpus", "pathless", "ranks", "root", "signal_racks", "signals", "workloads", "xid_nodes")
+    __slots__ = (
+        "gpus",
+        "lost",
+        "pathless",
+        "ranks",
+        "root",
+        "signal_racks",
+        "signals",
+        "workloads",
+        "xid_nodes",
+    )
 
     def __init__(self) -> None:
         self.root: Path | None = None
         self.workloads: frozenset[WorkloadKey] = frozenset()
         self.gpus: frozenset[GpuKey] = frozenset()
+        self.lost: frozenset[GpuKey] = frozenset()  # the GPUs its outages took (``OpenIncident.lost``)
         self.signals: dict[Signal, int] = {}  # members per signal (every member: a superset of the rules')
         self.ranks: dict[str, int] = {}  # placed workload symptoms per cluster of their GPUs
         self.pathless: dict[str, int] = {}  # members without a place in the topology, per alert name

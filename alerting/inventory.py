@@ -132,6 +132,10 @@ class Inventory(Protocol):
         where the source does not say per node (``NodeInfo.free``)."""
         ...
 
+    def idle_gpus(self, cluster: str) -> frozenset[GpuKey]:
+        """The idle GPUs (``NodeInfo.idle``) of the cluster's nodes that take new work and have free GPUs."""
+        ...
+
     def workloads_on(self, gpus: Iterable[GpuKey]) -> list[WorkloadInfo]:
         """Workloads with at least one unit on these GPUs, in ``workloads()`` order."""
         ...
@@ -204,6 +208,7 @@ class StaticInventory:
         self._infos: dict[WorkloadRef, WorkloadInfo] = {}
         self._groups: dict[tuple[WorkloadKind, str], list[WorkloadRef]] = {}
         self._free: dict[tuple[str, frozenset[str]], int | None] = {}
+        self._idle: dict[str, frozenset[GpuKey]] = {}
         self._named: dict[tuple[WorkloadKind, str], list[WorkloadRef]] = {}
         self._aliases: dict[tuple[WorkloadKind, str], list[WorkloadRef]] = {}
         for position, w in enumerate(self.workload_list):
@@ -273,6 +278,16 @@ class StaticInventory:
                     if n.usable and (not partitions or not key[1].isdisjoint(n.partitions))
                 )
         return self._free[key]
+
+    def idle_gpus(self, cluster: str) -> frozenset[GpuKey]:
+        """The idle GPUs of the cluster's usable nodes with free GPUs (kept: asked for every stopped job, with
+        every open incident's lost GPUs, which it narrows to those that count against a node's free ones)."""
+        idle = self._idle.get(cluster)
+        if idle is None:
+            nodes = self._racks.get((cluster, None), [])
+            idle = frozenset((n.cluster, n.name, i) for n in nodes if n.usable and n.free for i in n.idle)
+            self._idle[cluster] = idle
+        return idle
 
     def workloads_on(self, gpus: Iterable[GpuKey]) -> list[WorkloadInfo]:
         """Workloads with at least one unit on these GPUs, in ``workload_list`` order."""

@@ -89,9 +89,16 @@ def _expected(inc: OpenIncident) -> dict[str, frozenset[Hashable]]:
     }
 
 
+def _lost_by_others(engine: IncidentEngine, skip: str | None) -> frozenset[tuple[str, str, int]]:
+    """The GPUs the open incidents but ``skip`` took, from scratch."""
+    return frozenset().union(*(o.lost for o in engine._open.values() if o.id != skip))
+
+
 def _check_filed(engine: IncidentEngine) -> None:
     for inc in engine._open.values():
         assert engine._open.filed(inc.id) == _expected(inc), inc.id
+        assert engine._open.lost_by_others(inc.id) == _lost_by_others(engine, inc.id), inc.id
+    assert engine._open.lost_by_others(None) == _lost_by_others(engine, None)
     now = engine.clock.now().timestamp()
     due = [
         i

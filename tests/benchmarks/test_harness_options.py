@@ -18,6 +18,7 @@ HARNESSES = {
     "bench_handover.py": "--postgres",
     "bench_incidents.py": "--throughput-only",
     "bench_range_edges.py": "--gpus",
+    "bench_refresh.py": "--sizes",
     "bench_single_ingest.py": "--quick",
     "bench_sim_nvml.py": None,
     "bench_tracing.py": "--quick",
