@@ -162,10 +162,12 @@ class IncidentAnnouncing:
             else:
                 if incident_id in self._reannounce:
                     # Announced by the process before this one, maybe not (it stopped during the hold):
-                    # announced again first (the outbox dedupes it), then the change.
+                    # announced again first (the outbox dedupes it), then the change. Silenced as of now,
+                    # not of the change: a silence that ended since is in a live engine's list and not in a
+                    # restarted one's (``stored_silences``); now, both find it ended.
                     self._emit(out)
                     out = []
-                    self._announce(incident_id, event.at)
+                    self._announce(incident_id, now)
                     if incident_id not in self._announced:
                         # Resolved before it was announced (as a held one): told only to those that know it.
                         unseen.add(incident_id)
