@@ -216,3 +216,35 @@ def test_an_alert_that_started_flapping_since_its_incident_reopened_is_of_that_o
     assert "flapping_started" in live.kinds()[0]
     earlier = [sorted(inc.earlier) for s in (live, restarted) for inc in s.engine._open.values()]
     assert earlier == [[], []]
+
+
+def test_an_incident_whose_last_flapping_alert_settled_is_rooted_where_its_alerts_were_as_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    # Seed 1660: rack r07's power loss, a node of it and llm-70b's stalls in one incident, all resolved; then
+    # one stall flapped (the incident rooted at the job while only it was live) and settled resolved. Live
+    # kept the job's root through the quiet period; a restart roots it where all its alerts were (the rack),
+    # and a stalled rank later moved to a GPU's incident in the restarted serve only.
+    power = Alert({**_C, "alertname": "RackPowerLoss", "rack": "r07"})
+    down = Alert({**_C, "alertname": "NodeDown", "node": "r07-n03"})
+    stalls = [_stall(rank) for rank in (9, 10, 64, 75)]
+
+    def steps(serve: Serve, restart: bool) -> None:
+        serve.engine.ingest([power, down])
+        serve.engine.ingest(stalls)
+        serve.clock.advance(5)
+        serve.engine.ingest([_resolved(a) for a in (power, down, *stalls)])
+        for k in range(6):  # rank 75 flaps, and ends resolved
+            serve.clock.advance(5)
+            serve.engine.ingest([_stall(75) if k % 2 == 0 else _resolved(_stall(75))])
+        assert any(m.flapping for inc in serve.engine._open.values() for m in inc.members.values())
+        serve.clock.advance(310)
+        serve.engine.tick()  # the flap settles: nothing fires
+        if restart:
+            serve.restart()
+
+    live, restarted = _both(
+        tmp_path, steps, announce_delay_seconds=0, quiet_period_seconds=600, flap_window_seconds=300
+    )
+    assert [root for _, root, _, _ in _grouped(live)] == [("c1", "r07")]
+    assert _grouped(restarted) == _grouped(live)
