@@ -248,3 +248,41 @@ def test_an_incident_whose_last_flapping_alert_settled_is_rooted_where_its_alert
     )
     assert [root for _, root, _, _ in _grouped(live)] == [("c1", "r07")]
     assert _grouped(restarted) == _grouped(live)
+
+
+def test_an_incident_in_its_quiet_period_that_takes_another_in_stores_the_later_last_alert(
+    tmp_path: Path,
+) -> None:
+    # Seed 1701: rack r01's incident, reopened by a node of it going down again (rooted at that node); a GPU
+    # of another node of the rack fell off the bus (its own incident) and came back; then the node came
+    # back too, and its incident, rooted at the rack once nothing fired, took the GPU's in. Live kept the
+    # GPU's later last alert in memory only, and wrote it to the row at the incident's next change; a
+    # restart read the row's earlier one.
+    power = Alert({**_C, "alertname": "RackPowerLoss", "rack": "r01"})
+    down = Alert({**_C, "alertname": "NodeDown", "node": "r01-n03"})
+    lost = _gpu("GPULost", "r01-n02", 0)
+
+    def steps(serve: Serve, restart: bool) -> None:
+        serve.engine.ingest([power, down])
+        serve.engine.ingest([_resolved(power), _resolved(down)])
+        serve.clock.advance(601)
+        serve.engine.tick()  # resolved
+        serve.engine.ingest([down])  # reopened, rooted at the node
+        serve.clock.advance(5)
+        serve.engine.ingest([lost])
+        assert len(serve.engine._open) == 2
+        serve.clock.advance(5)
+        serve.engine.ingest([_resolved(lost)])
+        serve.clock.advance(5)
+        serve.engine.ingest([_resolved(down)])  # quiet: rooted at the rack, it takes the GPU's in
+        assert len(serve.engine._open) == 1
+        if restart:
+            serve.restart()
+
+    live, restarted = _both(tmp_path, steps, announce_delay_seconds=0, quiet_period_seconds=600)
+    [(live_row, _)] = live.engine.store.list_rows()
+    [(restarted_row, _)] = restarted.engine.store.list_rows()
+    [inc] = live.engine._open.values()
+    assert live_row.last_alert_at == inc.last_alert_at == live.clock.now() - timedelta(seconds=10)
+    assert restarted_row.last_alert_at == live_row.last_alert_at
+    assert [i.last_alert_at for i in restarted.engine._open.values()] == [inc.last_alert_at]
