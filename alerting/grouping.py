@@ -213,7 +213,6 @@ class IncidentGrouping(IncidentMerging):
             return
         if row.title and not any(m.firing or m.flapping for m in members):
             # Everything resolved: keep the peak impact and priority for the record, start the quiet period.
-            self._place_root(inc)
             self._start_quiet(batch, inc, row)
             return
         told: ToldAs = (told_of(row), row.quiet_since)
@@ -370,6 +369,10 @@ class IncidentGrouping(IncidentMerging):
             self._recompute(batch, inc)
 
     def _start_quiet(self, batch: Batch, inc: OpenIncident, row: IncidentRow) -> None:
+        """Nothing of it fires any more (its last alert resolved, or its last flapping one settled): its root
+        placed from all its members, as a restart places it (restart fuzz seed 1660: a settled flap left the
+        root its live alert had), and its quiet period started."""
+        self._place_root(inc)
         inc.lost = frozenset()  # nothing fires: it takes no capacity from anyone's share any more
         self._record_title(inc, row)
         row.updated_at = batch.now

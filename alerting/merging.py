@@ -170,7 +170,9 @@ class IncidentMerging:
             f"absorbed {other.id}{what} ({alerts}{ended})",
             {"from": other.id, "fingerprints": fresh, "earlier": sorted(carried)},
         )
-        inc.last_alert_at = max(inc.last_alert_at, other.last_alert_at)
+        # Stored with it: a restart reads it, and nothing else may write the row before then (one in its
+        # quiet period is not assessed again; restart fuzz seed 1701).
+        inc.last_alert_at = row.last_alert_at = max(inc.last_alert_at, other.last_alert_at)
         del self._open[other.id]
         # Its pages and take-ups are now ``inc``'s (``reminding.stored_pages``): one may make a reminder
         # of ``inc`` due sooner than its check said (a page after the acknowledgement it found).

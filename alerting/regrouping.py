@@ -16,6 +16,7 @@ from alerting.batch import Batch, OpenIncident
 from alerting.correlation import join_rank
 from alerting.inventory import Inventory
 from alerting.member import Member
+from alerting.store_models import IncidentRow
 from alerting.topology import Path, contains
 
 
@@ -162,6 +163,9 @@ def _move(
     source.forget_facts()  # members left: the facts builder only ever adds
     source.root_moved = True
     target.last_alert_at = max(target.last_alert_at, source.last_alert_at)
+    row = batch.session.get(IncidentRow, target.id)
+    if row is not None:  # stored with it, as a merge stores it (``merging``)
+        row.last_alert_at = target.last_alert_at
     key = (source.id, target.id, what, why)
     earlier = batch.moved.get(key)
     if earlier is not None:  # moved between the same two before in this transaction: one entry each side

@@ -33,7 +33,8 @@ from alerting.recurrence import LatestResolved
 from alerting.reminders import was_announced
 from alerting.silences import Silence
 from alerting.silencing import stored_silences
-from alerting.store_models import AlertRow, IncidentRow, TimelineRow
+from alerting.store_models import AlertRow, IncidentRow, TimelineRow, UntoldChangeRow
+from alerting.subscriptions import ChangeKind
 from gpuwarden.clock import Clock
 from gpuwarden.model import AlertStatus, IncidentState, Priority, WorkloadRef
 
@@ -89,18 +90,22 @@ class EngineReloading:
                     )
                 ).all(),
             )
+            reopening_untold = _reopening_untold(session)
             for row in rows:
                 # At start, a crash may have come between opening and announcing: announce again (listeners
                 # such as the outbox dedupe by the event's idempotency key). After a failed transaction,
                 # the incidents this process already knew were announced or are still held: not again.
-                if row.id not in known and (
-                    row.reopen_count or was_announced(row.opened_at, row.announced_at)
-                ):
+                if row.id in known or row.id in reopening_untold:
+                    # Its reopening waits untold (the outbox was unreachable): neither announced nor held,
+                    # as a process that tried to tell it holds it, so telling what waits decides, as there
+                    # (``IncidentAnnouncing._tell``: an opening never announced is announced first).
+                    pass
+                elif row.reopen_count or was_announced(row.opened_at, row.announced_at):
                     # Its reopening was told at once (a reopening is never held; one a crash left untold is
                     # told from the store): announced, whatever became of its first opening. Or the store
                     # says its opening was (migration 0019): not offered to the listeners again.
                     self._announced.add(row.id)
-                elif row.id not in known:
+                else:
                     self._unannounced[row.id] = row.opened_at
                     if self.clock.now() - row.opened_at >= self._hold:
                         self._reannounce.add(row.id)
@@ -178,3 +183,10 @@ def _in_opening_order(session: Session, rows: Sequence[IncidentRow]) -> list[Inc
         )
         opened.update((incident_id, seq) for incident_id, seq in session.execute(query))
     return sorted(rows, key=lambda row: opened.get(row.id, -1))
+
+
+def _reopening_untold(session: Session) -> set[str]:
+    """The incidents with a reopening stored untold (``alerting.handoff``): few, and only after an outbox
+    outage."""
+    query = select(UntoldChangeRow.incident_id).where(UntoldChangeRow.change == ChangeKind.REOPENED.value)
+    return set(session.scalars(query.distinct()))

@@ -216,3 +216,73 @@ def test_an_alert_that_started_flapping_since_its_incident_reopened_is_of_that_o
     assert "flapping_started" in live.kinds()[0]
     earlier = [sorted(inc.earlier) for s in (live, restarted) for inc in s.engine._open.values()]
     assert earlier == [[], []]
+
+
+def test_an_incident_whose_last_flapping_alert_settled_is_rooted_where_its_alerts_were_as_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    # Seed 1660: rack r07's power loss, a node of it and llm-70b's stalls in one incident, all resolved; then
+    # one stall flapped (the incident rooted at the job while only it was live) and settled resolved. Live
+    # kept the job's root through the quiet period; a restart roots it where all its alerts were (the rack),
+    # and a stalled rank later moved to a GPU's incident in the restarted serve only.
+    power = Alert({**_C, "alertname": "RackPowerLoss", "rack": "r07"})
+    down = Alert({**_C, "alertname": "NodeDown", "node": "r07-n03"})
+    stalls = [_stall(rank) for rank in (9, 10, 64, 75)]
+
+    def steps(serve: Serve, restart: bool) -> None:
+        serve.engine.ingest([power, down])
+        serve.engine.ingest(stalls)
+        serve.clock.advance(5)
+        serve.engine.ingest([_resolved(a) for a in (power, down, *stalls)])
+        for k in range(6):  # rank 75 flaps, and ends resolved
+            serve.clock.advance(5)
+            serve.engine.ingest([_stall(75) if k % 2 == 0 else _resolved(_stall(75))])
+        assert any(m.flapping for inc in serve.engine._open.values() for m in inc.members.values())
+        serve.clock.advance(310)
+        serve.engine.tick()  # the flap settles: nothing fires
+        if restart:
+            serve.restart()
+
+    live, restarted = _both(
+        tmp_path, steps, announce_delay_seconds=0, quiet_period_seconds=600, flap_window_seconds=300
+    )
+    assert [root for _, root, _, _ in _grouped(live)] == [("c1", "r07")]
+    assert _grouped(restarted) == _grouped(live)
+
+
+def test_an_incident_in_its_quiet_period_that_takes_another_in_stores_the_later_last_alert(
+    tmp_path: Path,
+) -> None:
+    # Seed 1701: rack r01's incident, reopened by a node of it going down again (rooted at that node); a GPU
+    # of another node of the rack fell off the bus (its own incident) and came back; then the node came
+    # back too, and its incident, rooted at the rack once nothing fired, took the GPU's in. Live kept the
+    # GPU's later last alert in memory only, and wrote it to the row at the incident's next change; a
+    # restart read the row's earlier one.
+    power = Alert({**_C, "alertname": "RackPowerLoss", "rack": "r01"})
+    down = Alert({**_C, "alertname": "NodeDown", "node": "r01-n03"})
+    lost = _gpu("GPULost", "r01-n02", 0)
+
+    def steps(serve: Serve, restart: bool) -> None:
+        serve.engine.ingest([power, down])
+        serve.engine.ingest([_resolved(power), _resolved(down)])
+        serve.clock.advance(601)
+        serve.engine.tick()  # resolved
+        serve.engine.ingest([down])  # reopened, rooted at the node
+        serve.clock.advance(5)
+        serve.engine.ingest([lost])
+        assert len(serve.engine._open) == 2
+        serve.clock.advance(5)
+        serve.engine.ingest([_resolved(lost)])
+        serve.clock.advance(5)
+        serve.engine.ingest([_resolved(down)])  # quiet: rooted at the rack, it takes the GPU's in
+        assert len(serve.engine._open) == 1
+        if restart:
+            serve.restart()
+
+    live, restarted = _both(tmp_path, steps, announce_delay_seconds=0, quiet_period_seconds=600)
+    [(live_row, _)] = live.engine.store.list_rows()
+    [(restarted_row, _)] = restarted.engine.store.list_rows()
+    [inc] = live.engine._open.values()
+    assert live_row.last_alert_at == inc.last_alert_at == live.clock.now() - timedelta(seconds=10)
+    assert restarted_row.last_alert_at == live_row.last_alert_at
+    assert [i.last_alert_at for i in restarted.engine._open.values()] == [inc.last_alert_at]

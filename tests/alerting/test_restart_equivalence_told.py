@@ -211,6 +211,80 @@ def test_an_unannounced_incident_resolved_in_an_outage_and_reopened_is_announced
     assert _payloads(restarted) == told
 
 
+def test_an_opening_whose_telling_failed_and_then_merged_away_is_told_alike_after_a_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Restart fuzz seed 1502: no announce delay; a GPU ran hot and its incident resolved; llm-70b's ranks
+    # stalled while the outbox was unreachable (a new incident, its telling failed); the GPU ran hot again,
+    # reopening its incident, which took the stall in. Live kept what the failed telling decided (announced)
+    # and told the stall's opening and merge once the outbox was back; a restarted serve, which reads no
+    # announcement in the store, found it opened and merged away in what waited and told nobody. Live now
+    # forgets what a failed telling decided, as a restart does.
+    ranks = [
+        Alert({"cluster": sc.CLUSTER, "alertname": "TrainingJobStalled", "slurm_job": "llm-70b", "rank": r})
+        for r in ("1", "19", "66", "67")
+    ]
+    hot = Alert({**_lost(sc.node_name(7, 3), 1).labels, "alertname": "GPUTemperatureHigh"})
+
+    def steps(serve: Serve, restart: bool) -> None:
+        serve.engine.ingest([hot])
+        serve.engine.ingest([_resolved(hot)])
+        serve.clock.advance(61)
+        serve.engine.tick()  # resolved by the quiet period
+        with monkeypatch.context() as down:
+            down.setattr(serve.outbox, "enqueue", _unreachable)
+            serve.engine.ingest(ranks)  # opened: telling it fails
+        if restart:
+            serve.restart()
+        serve.engine.ingest([hot])  # reopens the GPU's incident, which takes the stall in
+
+    live, restarted = _both(tmp_path, steps, announce_delay_seconds=0, quiet_period_seconds=60)
+    told = _payloads(live)
+    assert {p["incident_id"] for p in told} == {"inc-0"}
+    assert [p["change"] for p in told][-2:] == ["reopened", "priority_changed"]
+    assert len(live.engine.store.list_rows(include_merged=True)) == 2  # the stall's, merged away
+    assert _payloads(restarted) == told
+
+
+@pytest.mark.parametrize("silenced", [False, True])
+def test_an_unannounced_incident_reopened_in_an_outage_is_announced_first_alike_after_a_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, silenced: bool
+) -> None:
+    # Restart fuzz seed 1767: the outbox unreachable from the incident's opening through its resolution and
+    # its reopening, a restart before it came back. Live announced it first, as it is now, at the first
+    # change that waited; a restarted serve took the reopening, untold, for its announcement and told what
+    # waited without it. And an incident silenced for a while: live announced it as silenced as of that
+    # change, a silence that had ended since, which a restarted serve no longer holds.
+    def steps(serve: Serve, restart: bool) -> None:
+        with monkeypatch.context() as down:
+            down.setattr(serve.outbox, "enqueue", _unreachable)
+            serve.engine.ingest([_DOWN])
+            if silenced:
+                [incident_id] = serve.engine.open_incident_ids()
+                serve.engine.silence_incident(incident_id, 120, "op")
+            serve.clock.advance(31)
+            serve.engine.tick()  # due: its announcement fails
+            serve.engine.ingest([_resolved(_DOWN)])
+            serve.clock.advance(61)
+            serve.engine.tick()  # resolved by the quiet period
+            serve.clock.advance(60)
+            serve.engine.ingest([_DOWN])  # reopened, the silence over
+        if restart:
+            serve.restart()
+        serve.clock.advance(5)
+        serve.engine.tick()
+
+    live, restarted = _both(tmp_path, steps, announce_delay_seconds=30, quiet_period_seconds=60)
+    told = _payloads(live)
+    assert [(p["change"], p["state"]) for p in told][:1] == [("opened", "triggered")]
+    assert "reopened" in [p["change"] for p in told]
+    assert _payloads(restarted) == told
+    silences = [
+        [json.loads(m.payload)["silenced_until"] for m in s.outbox.messages()] for s in (live, restarted)
+    ]
+    assert silences[0] == silences[1] == [None] * len(told)
+
+
 def test_a_change_left_untold_by_an_outage_is_told_at_an_inventory_refresh_alike_after_a_restart(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
