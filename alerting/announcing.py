@@ -38,7 +38,7 @@ from alerting.outbox_tables import OutboxMessage, first_taken
 from alerting.reminders import INSTANT, was_announced
 from alerting.silences import Silence, incident_silenced_until
 from alerting.store import IncidentNotFound, IncidentStore
-from alerting.store_models import IncidentRow, TimelineRow
+from alerting.store_models import IncidentRow, TimelineRow, UntoldChangeRow
 from alerting.subscriptions import ChangeKind, IncidentChange, IncidentListener
 from alerting.titles import root_cluster
 from gpuwarden.clock import Clock
@@ -159,7 +159,7 @@ class IncidentAnnouncing:
                 and incident_id not in self._announced
                 and incident_id not in self._unannounced
                 and incident_id not in unseen
-                and (opened := self._unannounced_opening(incident_id)) is not None
+                and (opened := self._unannounced_opening(incident_id, event)) is not None
             ):
                 # Neither announced nor held here, and the store says its opening never was: a tick's retry
                 # found it resolved and dropped it (``_announce``), or a restart read only open incidents.
@@ -192,14 +192,21 @@ class IncidentAnnouncing:
                 out.append((incident_id, kind, event, incident_id in unseen, telling))
         self._emit(out)
 
-    def _unannounced_opening(self, incident_id: str) -> datetime | None:
+    def _unannounced_opening(self, incident_id: str, event: TimelineRow) -> datetime | None:
         """When the incident opened, if the store says that opening was never handed to the listeners
-        (``reminders.was_announced``); else None."""
+        (``reminders.was_announced``) and no reopening told since, before ``event``, announced it (a
+        reopening is told at once: restart fuzz seed 1829, whose end waited untold after such a reopening,
+        and a restart had dropped the resolved incident from those it knew announced); else None."""
         with self._sessions() as session:
             row = session.execute(
                 select(IncidentRow.opened_at, IncidentRow.announced_at).where(IncidentRow.id == incident_id)
             ).first()
-        return None if row is None or was_announced(row.opened_at, row.announced_at) else row.opened_at
+            if row is None or was_announced(row.opened_at, row.announced_at):
+                return None
+            if event.seq is not None and _reopening_told(session, incident_id, event.seq):
+                return None
+        opened: datetime = row.opened_at
+        return opened
 
     def _emit(self, changes: Sequence[_Told]) -> None:
         if not self._listeners or not changes:
@@ -455,3 +462,24 @@ def _ended_at_birth(changes: Sequence[tuple[str, ChangeKind, TimelineRow]], anno
         elif kind is ChangeKind.RESOLVED and incident_id in opened:
             ended.add(incident_id)
     return ended
+
+
+def _reopening_told(session: Session, incident_id: str, before: int) -> bool:
+    """Whether the incident's last opening or reopening before timeline event ``before`` is a reopening that
+    was told (no change of it waits untold, ``alerting.handoff``)."""
+    last = session.execute(
+        select(TimelineRow.kind, TimelineRow.seq)
+        .where(
+            TimelineRow.incident_id == incident_id,
+            TimelineRow.kind.in_(("opened", "reopened")),
+            TimelineRow.seq < before,
+        )
+        .order_by(TimelineRow.seq.desc())
+        .limit(1)
+    ).first()
+    if last is None or last.kind != "reopened":
+        return False
+    waiting = select(UntoldChangeRow.id).where(
+        UntoldChangeRow.incident_id == incident_id, UntoldChangeRow.event_seq == last.seq
+    )
+    return session.execute(waiting.limit(1)).first() is None

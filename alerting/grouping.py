@@ -79,7 +79,10 @@ class IncidentGrouping(IncidentMerging):
         (``row``'s): its members' labels alone miss a job whose GPUs only the inventory names. What a
         restart reads, and what an inventory refresh keeps until an assessment replaces it."""
         assessed = impact_from_dict(row.impact or {}).workloads if row is not None and inc.members else ()
-        self._set_workloads(inc, add_workloads(self._workloads_of(inc, None), assessed))
+        # Placed anew with the current inventory (a refresh's) though they stay: a workload that left it, or
+        # moved, no longer holds the GPUs it had, as a restart places it (restart fuzz seed 2232).
+        workloads = add_workloads(self._workloads_of(inc, None), assessed)
+        inc.workloads, inc.placed = workloads, placement(workloads, self.inventory)
 
     def _workloads_of(self, inc: OpenIncident, assessment: Assessment | None) -> frozenset[WorkloadRef]:
         found: list[WorkloadRef] = list(assessment.impact.workloads) if assessment is not None else []

@@ -387,12 +387,12 @@ class MuteTracking:
         with self._sessions() as session, session.begin():
             batch = Batch(session, now)
             for incident_id, until in due:
-                last = session.scalars(
-                    select(TimelineRow.at)
-                    .where(TimelineRow.incident_id == incident_id)
-                    .order_by(TimelineRow.seq.desc())
-                    .limit(1)
-                ).first()
+                # The latest time on its timeline, not its last event's: an event added since may carry an
+                # earlier time (an alert's), and a restart, which reads this anew, would decide otherwise
+                # (restart fuzz seed 2142).
+                last = session.scalar(
+                    select(func.max(TimelineRow.at)).where(TimelineRow.incident_id == incident_id)
+                )
                 if last is not None and until - last < EXTENDABLE:
                     continue  # told that close to its end already: its message offers the extension
                 by = sorted(

@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from alerting import scenarios as sc
+from alerting.inventory import StaticInventory
 from alerting.matchers import parse_matcher
 from gpuwarden.model import Alert
 from tests.alerting.restart_serves import Serve, _both, _resolved
@@ -286,3 +287,32 @@ def test_an_incident_in_its_quiet_period_that_takes_another_in_stores_the_later_
     assert live_row.last_alert_at == inc.last_alert_at == live.clock.now() - timedelta(seconds=10)
     assert restarted_row.last_alert_at == live_row.last_alert_at
     assert [i.last_alert_at for i in restarted.engine._open.values()] == [inc.last_alert_at]
+
+
+def test_a_refresh_places_the_open_incidents_workloads_anew_as_a_restart_does(tmp_path: Path) -> None:
+    # Seed 2232: a double-bit ECC error on a GPU of llm-70b (an incident filed under the job's GPUs), then a
+    # refresh no longer listed the job; the incident's lower priority waited to settle, so its assessment
+    # kept the job it had shown. Live kept the GPUs the job had held too, and another of them running hot
+    # later joined the incident; a restart places the job anew (nowhere), and that GPU opened its own.
+    fleet = sc.fleet_inventory()
+    gone = StaticInventory(
+        fleet.node_list, [w for w in fleet.workload_list if w.ref.name != "llm-70b"], fleet.spare
+    )
+
+    def steps(serve: Serve, restart: bool) -> None:
+        serve.refresh(fleet)
+        serve.engine.ingest([_gpu("GPUDoubleBitEccErrors", "r07-n03", 3)])
+        [inc] = serve.engine._open.values()
+        assert ("c1", "r07-n02", 1) in inc.placed  # the job's GPUs
+        serve.clock.advance(5)
+        serve.refresh(gone)  # a lower priority waits to settle
+        if restart:
+            serve.restart()
+            serve.refresh(gone)
+        serve.clock.advance(5)
+        serve.engine.ingest([_gpu("GPUTemperatureHigh", "r07-n02", 1)])
+
+    live, restarted = _both(tmp_path, steps, announce_delay_seconds=0, priority_settle_seconds=120)
+    assert [sorted(i.placed) for i in live.engine._open.values()] == [[], []]
+    assert _grouped(restarted) == _grouped(live)
+    assert restarted.incidents() == live.incidents()

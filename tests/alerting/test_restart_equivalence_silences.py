@@ -258,3 +258,32 @@ def test_a_fault_beside_accepted_before_its_incident_was_silenced_ends_the_silen
         [silence] = serve.engine.all_silences()
         assert silence.starts_at <= silence.ends_at == serve.clock.now()  # ended when it was applied
     assert restarted.kinds() == live.kinds() and restarted.told() == live.told()
+
+
+def test_a_silence_ending_is_told_alike_after_a_restart_when_a_late_record_adds_an_older_event(
+    tmp_path: Path,
+) -> None:
+    # Restart fuzz seed 2142: an incident silenced for an hour; in its last half hour an alert joined it (an
+    # event close to the end, whose message offers the extension), so the tick wrote no `silence_ending`;
+    # then a journal record accepted long before was applied, its event dated at its accept. After a
+    # restart the tick read the incident's last event, the old one, and wrote a `silence_ending` live did
+    # not. Both read the latest time on its timeline now.
+    node = sc.node_name(3, 2)
+
+    def steps(serve: Serve, restart: bool) -> None:
+        serve.engine.ingest([_DOWN])
+        [incident_id] = serve.engine.open_incident_ids()
+        serve.engine.silence_incident(incident_id, 3600, "erin")
+        accepted = serve.clock.now() + timedelta(seconds=10)
+        serve.clock.advance(1801)  # its last half hour
+        serve.engine.ingest([_lost(node, 1)])  # joins it: an event close to the end
+        serve.engine.tick()
+        serve.engine.apply_accepted([(accepted, [_lost(node, 2)])], lambda _session: None)
+        if restart:
+            serve.restart()
+        serve.clock.advance(5)
+        serve.engine.tick()
+
+    live, restarted = _both(tmp_path, steps, announce_delay_seconds=0)
+    assert "silence_ending" not in live.kinds()[0]
+    assert restarted.kinds() == live.kinds() and restarted.told() == live.told()

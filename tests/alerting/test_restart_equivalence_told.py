@@ -285,6 +285,35 @@ def test_an_unannounced_incident_reopened_in_an_outage_is_announced_first_alike_
     assert silences[0] == silences[1] == [None] * len(told)
 
 
+def test_an_incident_announced_by_its_reopening_whose_end_waited_untold_is_told_alike_after_a_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Restart fuzz seed 1829: an incident resolved by hand within its announce delay (never announced),
+    # reopened (told at once: that announced it), then resolved while the outbox was unreachable; after a
+    # restart it reopened again. Live told the waiting end to everyone, as of an announced incident; the
+    # restarted serve, which reads only open incidents, found its opening never announced in the store and
+    # announced it first.
+    def steps(serve: Serve, restart: bool) -> None:
+        serve.engine.ingest([_DOWN])
+        [incident_id] = serve.engine.open_incident_ids()
+        serve.engine.ingest([_resolved(_DOWN)])
+        serve.engine.resolve(incident_id, "alice")  # within the delay: never announced
+        serve.engine.ingest([_DOWN])  # reopened: told
+        with monkeypatch.context() as down:
+            down.setattr(serve.outbox, "enqueue", _unreachable)
+            serve.engine.ingest([_resolved(_DOWN)])
+            serve.clock.advance(61)
+            serve.engine.tick()  # resolved by the quiet period: told to nobody yet
+        if restart:
+            serve.restart()
+        serve.engine.ingest([_DOWN])  # reopened again
+
+    live, restarted = _both(tmp_path, steps, announce_delay_seconds=10, quiet_period_seconds=60)
+    told = _payloads(live)
+    assert [p["change"] for p in told] == ["reopened", "updated", "resolved", "reopened"]
+    assert _payloads(restarted) == told
+
+
 def test_a_change_left_untold_by_an_outage_is_told_at_an_inventory_refresh_alike_after_a_restart(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -62,7 +62,7 @@ def test_seeds_a_start_up_reassessment_made_diverge_run_alike(
     [
         *((403, 11), (406, 50), (422, 41), (472, 28), (474, 19), (364, 60), (311, 13), (376, 16), (291, 60)),
         *((860, 3), (664, 47), (1392, 21), (1184, 25)),
-        *((1502, 60), (1660, 60), (1701, 60), (1767, 60)),
+        *((1502, 60), (1660, 60), (1701, 60), (1767, 60), (1829, 60), (2142, 60), (2232, 60)),
     ],
 )
 def test_seeds_whose_live_grouping_kept_what_no_longer_held_run_alike(
@@ -80,7 +80,10 @@ def test_seeds_whose_live_grouping_kept_what_no_longer_held_run_alike(
     # told from its reopening on, where live announced it first (1184). Fresh seeds 1500-1999 (session 63):
     # live kept what a failed telling decided (1502), a restart took an untold reopening for told (1767), a
     # settled flap left its incident's root where its alert had it (1660), and a merge kept the later last
-    # alert in memory only (1701).
+    # alert in memory only (1701); and, with the failed telling mended, a restart announced an incident
+    # whose reopening had been told, its end waiting untold, as never announced (1829). Fresh seeds
+    # 2000-2249: a late record's older event made a restart tell a silence's end live had found told
+    # (2142), and a refresh that left a job out kept its GPUs in the incidents filed under it (2232).
     # ``tests/alerting/test_restart_equivalence_*`` have each alone.
     result = fuzz.main(["--seeds", str(seed), "--steps", str(steps)])
     assert (result["seeds"], result["divergent"]) == (1, [])
