@@ -153,7 +153,7 @@ class IncidentGrouping(IncidentMerging):
         ]
         if not infos:
             return due
-        now = self._lost_by_others(None)
+        now = self._open.lost_by_others(None)
         before = (now - inc.lost) | lost
         for info in infos:
             if _tier(info, before) == _tier(info, now):
@@ -182,11 +182,7 @@ class IncidentGrouping(IncidentMerging):
 
     def _elsewhere(self, inc: OpenIncident) -> Callable[[], frozenset[GpuKey]]:
         """The GPUs other open incidents' outages took (``assess`` asks when ``inc`` hits a service)."""
-        return lambda: self._lost_by_others(inc.id)
-
-    def _lost_by_others(self, skip: str | None) -> frozenset[GpuKey]:
-        """The GPUs the open incidents' outages took, but for incident ``skip``'s."""
-        return self._open.lost_by_others(skip)
+        return lambda: self._open.lost_by_others(inc.id)
 
     def _assessed(
         self, inc: OpenIncident, members: Sequence[Member], inventory: Inventory | None

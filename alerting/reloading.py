@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.batch import OpenIncident
 from alerting.db import in_lists
-from alerting.impact import Assessment
 from alerting.incident_index import OpenIncidents
 from alerting.inhibition import Inhibitor
 from alerting.inventory import Inventory
@@ -36,7 +35,7 @@ from alerting.silencing import stored_silences
 from alerting.store_models import AlertRow, IncidentRow, TimelineRow, UntoldChangeRow
 from alerting.subscriptions import ChangeKind
 from gpuwarden.clock import Clock
-from gpuwarden.model import AlertStatus, IncidentState, Priority, WorkloadRef
+from gpuwarden.model import AlertStatus, IncidentState, Priority
 
 # The engine's logger: the lines of a rebuild are read as the engine's, as before the split.
 logger = logging.getLogger("alerting.engine")
@@ -67,10 +66,8 @@ class EngineReloading:
     _untold: bool
     _stale: bool
     _member: Callable[[StoredAlert], Member]  # ``alerting.joining``'s
-    _set_workloads: Callable[[OpenIncident, frozenset[WorkloadRef]], None]  # ``alerting.grouping``'s
     _place_root: Callable[[OpenIncident], None]  # ``alerting.grouping``'s
     _set_assessed_workloads: Callable[[OpenIncident, IncidentRow | None], None]  # the same
-    _workloads_of: Callable[[OpenIncident, Assessment | None], frozenset[WorkloadRef]]  # the same
     _reset_reminder_checks: Callable[[Iterable[tuple[str, datetime]]], None]  # ``alerting.reminding``'s
     _track_silenced: Callable[[Session, Iterable[str]], None]  # ``alerting.muting``'s
 
