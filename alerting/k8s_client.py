@@ -8,9 +8,9 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from alerting.jsonload import loads_without_gc
 from alerting.k8s_inventory import PAGE, Lister, ListExpired
 from gpuwarden.errors import SourceError
+from gpuwarden.jsonload import loads_without_gc
 
 
 def _api_message(exc: Any) -> str:

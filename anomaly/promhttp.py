@@ -16,6 +16,7 @@ from anomaly.promframes import _labels, _matrix_to_frame, _millis, _number, _sec
 from anomaly.promquery import PromQuery
 from anomaly.sources import Frame, joined
 from gpuwarden.errors import SourceError
+from gpuwarden.jsonload import collector_paused, loads_without_gc
 
 # The source's logger: an annotated answer is logged as it was before this half left ``anomaly.promql`` (an
 # operator filters on the name).
@@ -163,7 +164,8 @@ class PromQLClient:
         }
         data = self._get(query, "/api/v1/query_range", params, deadline)
         grid = np.arange(first, last + 1, step, dtype=np.int64) / 1000.0
-        return _matrix_to_frame(query, data, grid, self.name)
+        with collector_paused():  # a label set per series: 100,000 dicts made set off full collections
+            return _matrix_to_frame(query, data, grid, self.name)
 
     def _part_size(self, query: str, steps: int) -> tuple[int, bool]:
         """The most steps a request of ``query`` asks in a read of ``steps``, and whether that is a try at
@@ -258,7 +260,7 @@ class PromQLClient:
                 f"{where}: {self._server}: {type(exc).__name__}: {exc}", source=self.name
             ) from exc
         try:
-            payload = response.json()
+            payload = loads_without_gc(response.content)  # response.json() without the collector's passes
         except ValueError as exc:
             if response.status_code in _OVERLONG_STATUS:  # a proxy's gateway timeout page
                 raise OverlongRead(

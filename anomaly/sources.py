@@ -21,6 +21,7 @@ from prometheus_client.metrics_core import Metric
 from anomaly.snapshot import State
 from anomaly.thresholds import BoolArray, FloatArray, IntArray
 from gpuwarden.clock import Clock
+from gpuwarden.jsonload import collector_paused
 
 logger = logging.getLogger(__name__)
 _NAME, _LABELS, _VALUE = itemgetter(0), itemgetter(1), itemgetter(2)  # prometheus_client Sample fields
@@ -241,10 +242,11 @@ class CollectorSource:
         now = self._clock.time()
         groups: dict[str, _Group] = {}
         try:
-            for collector in self._collectors:
-                for family in collector.collect():
-                    if family.samples:
-                        self._add_family(family, groups)
+            with collector_paused():  # a sample tuple and a label dict per series: no cycles among them
+                for collector in self._collectors:
+                    for family in collector.collect():
+                        if family.samples:
+                            self._add_family(family, groups)
         except Exception as exc:  # loop boundary: a collector must not crash scoring
             logger.exception("in-process source read failed", extra={"source": self.name})
             self._health.failed(f"{type(exc).__name__}: {exc}")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import math
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -50,3 +51,19 @@ def test_a_nan_sample_is_kept_as_nan_and_the_source_stays_healthy():
     frame = source.read(0, 1)[0]
     assert math.isnan(frame.values[0, 0]) and math.isnan(frame.values[1, 0])
     assert source.health().up and source.health().series == 2
+
+
+def test_the_collectors_are_read_with_the_garbage_collector_paused_and_it_is_on_again_after():
+    seen = []
+
+    class Spy(TableCollector):
+        def collect(self):
+            seen.append(gc.isenabled())
+            return super().collect()
+
+    col = Spy()
+    col.set("a", [({"gpu": "0"}, 1.0)])
+    frames = CollectorSource([col], FakeClock()).read(0, 1)
+    assert [f.query for f in frames] == ["a"]
+    assert seen == [False]
+    assert gc.isenabled()
