@@ -80,11 +80,12 @@ JOB_GPUS = 16  # --open-moves: GPUs per job
 class FleetCollector:
     """25 gauge families over 10,000 GPUs with fresh random values each collect."""
 
-    def __init__(self, seed: int = 0, *, jobs: bool = False) -> None:
+    def __init__(self, seed: int = 0, *, jobs: bool = False, gpus: int = GPUS) -> None:
         self.rng = np.random.default_rng(seed)
+        self.gpus = gpus
         self.labels = [
             {"gpu": str(i % 8), "UUID": f"GPU-{i:05d}", "Hostname": f"node{i // 8:04d}", "modelName": "H100"}
-            for i in range(GPUS)
+            for i in range(gpus)
         ]
         if jobs:
             for i, lab in enumerate(self.labels):
@@ -110,7 +111,7 @@ class FleetCollector:
         out = []
         for j, name in enumerate(self.names):
             family = Metric(name, "bench", "gauge")
-            values = 50 + j + self.rng.normal(0, 1, GPUS)
+            values = 50 + j + self.rng.normal(0, 1, self.gpus)
             for lab, v in zip(self.labels, values.tolist(), strict=True):
                 family.add_sample(name, lab, v)
             out.append(family)

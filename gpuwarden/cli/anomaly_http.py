@@ -29,18 +29,26 @@ ALLOWED = "GET, HEAD"
 ALLOWED_TEXT = f"method not allowed: this port answers {ALLOWED}\n".encode()
 
 
+def metrics_body(service: AnomalyService, registry: CollectorRegistry, accept: str) -> tuple[bytes, str]:
+    """``/metrics``' body and content type for a scrape's ``Accept``: the service's scores and bands as the
+    chosen encoder writes them (``AnomalyCollector.render_bands``, once a tick), then ``registry``'s families
+    (``service.collector.status``, a forwarder's), which must not hold the bands again."""
+    encoder, content_type = choose_encoder(accept)
+    return service.collector.render_bands(encoder, content_type) + encoder(registry), content_type
+
+
 def serve_http(
     service: AnomalyService, registry: CollectorRegistry, host: str, port: int
 ) -> ThreadingHTTPServer:
     """Start serving in a daemon thread; ``shutdown()`` and ``server_close()`` stop it. Raises ``OSError``
-    when the address cannot be bound."""
+    when the address cannot be bound. ``registry``: what ``/metrics`` serves after the scores and bands."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             path = urlsplit(self.path).path
             if path == "/metrics":
-                encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-                self._send(200, content_type, encoder(registry))
+                exposition, content_type = metrics_body(service, registry, self.headers.get("Accept", ""))
+                self._send(200, content_type, exposition)
             elif path in PROBES:
                 status, body = PROBES[path](service)
                 self._send(status, "application/json", json.dumps(body).encode())

@@ -95,7 +95,7 @@ def run(
     tick_log = TickLog([source], forwarder, forwarder.on_alert if forwarder else _print_alert)
     service = AnomalyService(cfg, [source], clock, on_alert=tick_log.on_alert)
     registry = CollectorRegistry()
-    registry.register(service.collector)
+    registry.register(service.collector.status)  # /metrics writes the scores and bands before it
     if forwarder is not None:
         registry.register(forwarder)
     metrics_port = _metrics_port(cfg, port, ticks)

@@ -75,7 +75,7 @@ def test_the_port_serves_metrics_healthz_an_index_and_404_for_anything_else():
     clock.advance(30)
     service.infer()
     registry = CollectorRegistry()
-    registry.register(service.collector)
+    registry.register(service.collector.status)  # as anomaly run: /metrics writes the bands itself
     server = serve_http(service, registry, "127.0.0.1", 0)
     base = f"http://127.0.0.1:{server.server_address[1]}"
     try:
@@ -87,6 +87,10 @@ def test_the_port_serves_metrics_healthz_an_index_and_404_for_anything_else():
         server.shutdown()
         server.server_close()
     assert metrics[0] == 200 and "gpuwarden_anomaly_series" in metrics[1]
+    lines = metrics[1].splitlines()
+    assert lines.count("# TYPE gpuwarden_anomaly_score gauge") == 1
+    assert lines.count("# TYPE gpuwarden_anomaly_series gauge") == 1
+    assert any(line.startswith("gpuwarden_anomaly_score{") for line in lines)
     assert healthz[0] == 200 and json.loads(healthz[1])["status"] == "ok"
     assert index[0] == 200 and "/healthz" in index[1] and "gpuwarden_anomaly_series" not in index[1]
     assert other[0] == 404 and "gpuwarden_anomaly_series" not in other[1]

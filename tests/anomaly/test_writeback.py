@@ -48,3 +48,22 @@ def test_an_input_model_label_is_kept_and_the_detector_goes_to_model_alias() -> 
         out = {"model": model, "model_alias": "adaptive", "for": "p99_latency"}
         assert registry.get_sample_value(SCORE, out) == score
     assert output_labels({"gpu": "0"}, "temp", "adaptive") == {"gpu": "0", "for": "temp", "model": "adaptive"}
+
+
+def test_a_series_whose_first_score_is_nan_is_exported_with_the_next_one() -> None:
+    labels = [{"__name__": "A", "gpu": "0"}, {"__name__": "B", "gpu": "0"}, {"__name__": "C", "gpu": "0"}]
+    findings = Findings(
+        detector="adaptive",
+        query="q",
+        labels=labels,
+        score=np.array([np.nan, 0.5, 0.25]),  # NaN held: 0.5 replaces it; 0.25 does not replace 0.5
+        value=np.zeros(3),
+    )
+    collector = AnomalyCollector()
+    collector.update([findings], [], TickStats())
+    registry = CollectorRegistry()
+    registry.register(collector)
+    text = generate_latest(registry).decode()
+    assert [line for line in text.splitlines() if line.startswith(SCORE + "{")] == [
+        f'{SCORE}{{for="q",gpu="0",model="adaptive"}} 0.5'
+    ]

@@ -1,0 +1,109 @@
+"""``/metrics``' scores and bands written by ``AnomalyCollector.render_bands``: byte for byte what
+prometheus_client's encoders write of ``collect()``, in every format and escaping a scrape may ask for."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+from anomaly.detectors import Findings
+from anomaly.sources import QueryHealth, SourceHealth
+from anomaly.writeback import AnomalyCollector, TickStats
+from gpuwarden.cli.anomaly_http import metrics_body
+
+ACCEPTS = [
+    "",
+    "text/plain;version=0.0.4",
+    "text/plain; version=1.0.0; escaping=underscores",
+    "text/plain; version=1.0.0; escaping=allow-utf-8",
+    "text/plain; version=1.0.0; escaping=dots",
+    "text/plain; version=1.0.0; escaping=values",
+    "application/openmetrics-text",
+    "application/openmetrics-text;version=1.0.0",
+    "application/openmetrics-text; version=1.0.0; escaping=allow-utf-8",
+    "application/openmetrics-text; version=1.0.0; escaping=dots",
+    "application/openmetrics-text; version=1.0.0; escaping=values",
+    # Prometheus 2.x's scrape header: OpenMetrics preferred, the text format after it
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+]
+NAMES = ["Hostname", "gpu", "UUID", "job", "instance", "model", "k8s.pod", "lé", "_x", "a1", "__name__"]
+TEXTS = ["n1", "0", 'say "hi"', "back\\slash", "new\nline", "ünï", "", "GPU-1f2e", "a,b=c}", "0.5"]
+NUMBERS = [0.0, -0.0, 1.0, 0.1, 2.5, 1e-7, 123456789.0, 1e22, -3.25, math.inf, -math.inf, math.nan, 42.0, 1e6]
+
+
+def _array(rng: random.Random, n: int) -> np.ndarray | None:
+    return None if rng.random() < 0.25 else np.array([rng.choice(NUMBERS) for _ in range(n)])
+
+
+def _findings(rng: random.Random) -> list[Findings]:
+    out = []
+    for k in range(rng.randint(1, 4)):
+        n = rng.randint(0, 12)
+        labels = [
+            {name: rng.choice(TEXTS) for name in rng.sample(NAMES, rng.randint(0, 5))} for _ in range(n)
+        ]
+        if labels and rng.random() < 0.5:  # series the same but for __name__, or repeated: one output series
+            labels.append({**labels[0], "__name__": "other"})
+            labels.append(dict(labels[-1]))
+        n = len(labels)
+        out.append(
+            Findings(
+                detector=rng.choice(["adaptive", "fleet", "thermal"]),
+                query=rng.choice(["q", "DCGM_FI_DEV_GPU_TEMP", f"q{k}"]),
+                labels=labels,
+                score=np.array([rng.choice([*NUMBERS, 20.0, 0.9]) for _ in range(n)]),
+                value=np.zeros(n),
+                yhat=_array(rng, n),
+                lower=_array(rng, n),
+                upper=_array(rng, n),
+            )
+        )
+    return out
+
+
+def _collector(seed: int) -> AnomalyCollector:
+    rng = random.Random(seed)
+    health = SourceHealth(name="prometheus", up=True, series=12)
+    health.queries["q"] = QueryHealth(up=False, errors_total=2)
+    collector = AnomalyCollector()
+    collector.update(_findings(rng), [health], TickStats(series=12, alerts_firing=1, tick_seconds=0.25))
+    return collector
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_bands_are_written_as_the_encoder_writes_the_collected_samples(seed):
+    collector = _collector(seed)
+    whole, status = CollectorRegistry(), CollectorRegistry()
+    whole.register(collector)
+    status.register(collector.status)
+    for accept in ACCEPTS:
+        encoder, content_type = choose_encoder(accept)
+        rendered = collector.render_bands(encoder, content_type) + encoder(status)
+        assert rendered.decode() == encoder(whole).decode(), accept
+
+
+def test_the_bands_are_rendered_once_a_tick_per_content_type():
+    collector = _collector(7)
+    status = CollectorRegistry()
+    status.register(collector.status)
+
+    class Service:
+        pass
+
+    service = Service()
+    service.collector = collector
+    first, kind = metrics_body(service, status, "")
+    again, _ = metrics_body(service, status, "")
+    om, om_kind = metrics_body(service, status, "application/openmetrics-text;version=1.0.0")
+    assert kind != om_kind and first == again and om.endswith(b"# EOF\n") and not first.endswith(b"# EOF\n")
+    encoder, content_type = choose_encoder("")
+    assert collector.render_bands(encoder, content_type) is collector.render_bands(encoder, content_type)
+    before = collector.render_bands(encoder, content_type)
+    collector.update([], [], TickStats())
+    assert collector.render_bands(encoder, content_type) != before  # a new tick: rendered again
