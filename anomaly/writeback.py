@@ -96,13 +96,15 @@ class AnomalyCollector:
         self._findings: Sequence[Findings] = ()
         self._health: Sequence[SourceHealth] = ()
         self._stats = TickStats()
-        self._rendered: tuple[str, bytes] | None = None  # this tick's bands as last written, and for what
-        self._render_lock = threading.Lock()
+        # This tick's bands as last written: for which findings and content type, and the body.
+        self._rendered: tuple[Sequence[Findings], str, bytes] | None = None
+        self._lock = threading.Lock()  # the cache's fields, each held for an instant
+        self._render_lock = threading.Lock()  # scrapes only: one renders, a second waits for its body
         self.status = _StatusCollector(self)
 
     def update(self, findings: Sequence[Findings], health: Sequence[SourceHealth], stats: TickStats) -> None:
-        """Replace the cache (called by the service after each tick)."""
-        with self._render_lock:
+        """Replace the cache (called by the service after each tick; a render under way does not hold it)."""
+        with self._lock:
             self._findings = tuple(findings)
             self._health = tuple(health)
             self._stats = stats
@@ -129,12 +131,16 @@ class AnomalyCollector:
         OpenMetrics ``# EOF``: the rest of the exposition follows). Rendered once a tick for the content type
         scraped last (a Prometheus pair scrapes alike): at 10,000 GPUs the body is 170 MB."""
         with self._render_lock:
-            if self._rendered is not None and self._rendered[0] == content_type:
-                return self._rendered[1]
-            self._rendered = None  # the other format's body let go before this one is made
+            with self._lock:
+                findings, rendered = self._findings, self._rendered
+                if rendered is not None and rendered[0] is findings and rendered[1] == content_type:
+                    return rendered[2]
+                self._rendered = None  # the other format's body let go before this one is made
             with collector_paused():  # tuples and strings per series, none in a cycle
-                body = _render(encoder, _chosen(self._findings))
-            self._rendered = (content_type, body)
+                body = _render(encoder, _chosen(findings))
+            with self._lock:
+                if self._findings is findings:  # else a tick ended meanwhile: its scrape renders it
+                    self._rendered = (findings, content_type, body)
             return body
 
     def _status_families(self) -> list[Metric]:

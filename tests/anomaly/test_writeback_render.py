@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from anomaly import writeback
 from anomaly.detectors import Findings
 from anomaly.sources import QueryHealth, SourceHealth
 from anomaly.writeback import AnomalyCollector, TickStats
@@ -107,3 +109,34 @@ def test_the_bands_are_rendered_once_a_tick_per_content_type():
     before = collector.render_bands(encoder, content_type)
     collector.update([], [], TickStats())
     assert collector.render_bands(encoder, content_type) != before  # a new tick: rendered again
+
+
+def test_a_tick_ending_while_a_scrape_renders_is_not_held_by_it_nor_served_the_old_body(monkeypatch):
+    started, release = threading.Event(), threading.Event()
+    real = writeback._render
+
+    def slow(encoder, rows):
+        started.set()
+        release.wait(10)
+        return real(encoder, rows)
+
+    monkeypatch.setattr(writeback, "_render", slow)
+    collector = _collector(3)
+    encoder, content_type = choose_encoder("")
+    bodies = []
+    scrape = threading.Thread(target=lambda: bodies.append(collector.render_bands(encoder, content_type)))
+    scrape.start()
+    assert started.wait(10)
+    tick = threading.Thread(target=collector.update, args=([], [], TickStats()))
+    tick.start()
+    tick.join(5)
+    tick_waited = tick.is_alive()
+    release.set()
+    scrape.join(10)
+    tick.join(10)
+    assert not tick_waited  # the tick's update did not wait for the render
+    monkeypatch.setattr(writeback, "_render", real)
+    assert b"gpuwarden_anomaly_score{" in bodies[0]  # the scrape got the tick it began with
+    assert b"gpuwarden_anomaly_score{" not in collector.render_bands(
+        encoder, content_type
+    )  # not kept for the new one
