@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
+from prometheus_client.exposition import choose_encoder, gzip_accepted
 
 from anomaly.health import liveness, readiness
 from anomaly.service import AnomalyService
@@ -39,7 +39,7 @@ def metrics_body(
     (``service.collector.status``, a forwarder's), which must not hold the bands again. Gzipped where the
     scrape takes it (Prometheus asks for it): two gzip members, the bands' compressed once a tick."""
     encoder, content_type = choose_encoder(accept)
-    gzipped = "gzip" in accept_encoding.lower()
+    gzipped = gzip_accepted(accept_encoding)  # as prometheus_client's own server reads the header
     bands = service.collector.render_bands(encoder, content_type, gzipped=gzipped)
     rest = encoder(registry)
     return bands + (gzip.compress(rest, compresslevel=1, mtime=0) if gzipped else rest), content_type, gzipped
