@@ -8,6 +8,8 @@ header (OpenMetrics) and for a plain one (the text format):
 
 * ``scrape_seconds`` / ``scrape_text_seconds``: the first scrape of the tick in each format (rendered);
 * ``scrape_again_seconds``: a second scrape of the same tick (an HA pair's other Prometheus), from the cache;
+* ``scrape_gzip_seconds``: then one asking for gzip as Prometheus does (the cached bands compressed, once a
+  tick), ``scrape_gzip_again_seconds`` a second such, ``gzip_bytes`` its body;
 * ``library_seconds``: what ``/metrics`` cost before: prometheus_client's encoder over the collector's samples
   (``collect()``), for the same header; ``identical``: whether both wrote the same bytes (left out, null,
   with ``--skip-library``: 13.5 s at 10,000 GPUs);
@@ -76,9 +78,11 @@ def scored_service(gpus: int) -> AnomalyService:
     return service
 
 
-def _timed(accept: str, service: AnomalyService, registry: CollectorRegistry) -> tuple[float, bytes]:
+def _timed(
+    accept: str, service: AnomalyService, registry: CollectorRegistry, encoding: str = ""
+) -> tuple[float, bytes]:
     start = time.perf_counter()
-    body, _ = metrics_body(service, registry, accept)
+    body, _, _ = metrics_body(service, registry, accept, encoding)
     return time.perf_counter() - start, body
 
 
@@ -89,6 +93,8 @@ def main(args: argparse.Namespace) -> None:
     status.register(service.collector.status)
     first, body = _timed(PROMETHEUS_ACCEPT, service, status)
     again, _ = _timed(PROMETHEUS_ACCEPT, service, status)
+    zipped, gz_body = _timed(PROMETHEUS_ACCEPT, service, status, "gzip")
+    zipped_again, _ = _timed(PROMETHEUS_ACCEPT, service, status, "gzip")
     text, _ = _timed("", service, status)
     library: float | None = None
     identical: bool | None = None
@@ -109,6 +115,9 @@ def main(args: argparse.Namespace) -> None:
                 "scrape_seconds": round(first, 3),
                 "scrape_text_seconds": round(text, 3),
                 "scrape_again_seconds": round(again, 4),
+                "scrape_gzip_seconds": round(zipped, 3),
+                "scrape_gzip_again_seconds": round(zipped_again, 4),
+                "gzip_bytes": len(gz_body),
                 "library_seconds": library,
                 "identical": identical,
                 "samples": samples,

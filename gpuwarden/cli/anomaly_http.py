@@ -7,6 +7,7 @@ prometheus_client's own server answered every path with the whole of ``/metrics`
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import socket
@@ -17,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
+from prometheus_client.exposition import choose_encoder, gzip_accepted
 
 from anomaly.health import liveness, readiness
 from anomaly.service import AnomalyService
@@ -29,12 +30,19 @@ ALLOWED = "GET, HEAD"
 ALLOWED_TEXT = f"method not allowed: this port answers {ALLOWED}\n".encode()
 
 
-def metrics_body(service: AnomalyService, registry: CollectorRegistry, accept: str) -> tuple[bytes, str]:
-    """``/metrics``' body and content type for a scrape's ``Accept``: the service's scores and bands as the
-    chosen encoder writes them (``AnomalyCollector.render_bands``, once a tick), then ``registry``'s families
-    (``service.collector.status``, a forwarder's), which must not hold the bands again."""
+def metrics_body(
+    service: AnomalyService, registry: CollectorRegistry, accept: str, accept_encoding: str = ""
+) -> tuple[bytes, str, bool]:
+    """``/metrics``' body, content type and whether it is gzipped, for a scrape's ``Accept`` and
+    ``Accept-Encoding``: the service's scores and bands as the chosen encoder writes them
+    (``AnomalyCollector.render_bands``, once a tick), then ``registry``'s families
+    (``service.collector.status``, a forwarder's), which must not hold the bands again. Gzipped where the
+    scrape takes it (Prometheus asks for it): two gzip members, the bands' compressed once a tick."""
     encoder, content_type = choose_encoder(accept)
-    return service.collector.render_bands(encoder, content_type) + encoder(registry), content_type
+    gzipped = gzip_accepted(accept_encoding)  # as prometheus_client's own server reads the header
+    bands = service.collector.render_bands(encoder, content_type, gzipped=gzipped)
+    rest = encoder(registry)
+    return bands + (gzip.compress(rest, compresslevel=1, mtime=0) if gzipped else rest), content_type, gzipped
 
 
 def serve_http(
@@ -47,8 +55,10 @@ def serve_http(
         def do_GET(self) -> None:
             path = urlsplit(self.path).path
             if path == "/metrics":
-                exposition, content_type = metrics_body(service, registry, self.headers.get("Accept", ""))
-                self._send(200, content_type, exposition)
+                exposition, content_type, gzipped = metrics_body(
+                    service, registry, self.headers.get("Accept", ""), self.headers.get("Accept-Encoding", "")
+                )
+                self._send(200, content_type, exposition, encoding="gzip" if gzipped else "")
             elif path in PROBES:
                 status, body = PROBES[path](service)
                 self._send(status, "application/json", json.dumps(body).encode())
@@ -73,9 +83,13 @@ def serve_http(
         def _not_allowed(self) -> None:
             self._send(405, "text/plain; charset=utf-8", ALLOWED_TEXT, allow=ALLOWED)
 
-        def _send(self, status: int, content_type: str, body: bytes, allow: str = "") -> None:
+        def _send(
+            self, status: int, content_type: str, body: bytes, allow: str = "", encoding: str = ""
+        ) -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
+            if encoding:
+                self.send_header("Content-Encoding", encoding)
             self.send_header("Content-Length", str(len(body)))
             if allow:
                 self.send_header("Allow", allow)

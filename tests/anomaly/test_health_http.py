@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import socket
@@ -37,6 +38,12 @@ def _get(url):
             return resp.status, resp.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
+
+
+def _get_gzip(url):
+    request = urllib.request.Request(url, headers={"Accept-Encoding": "gzip"})
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        return resp.headers.get("Content-Encoding"), gzip.decompress(resp.read()).decode()
 
 
 def test_readiness_is_ok_after_a_tick_and_503_with_a_reason_when_ticks_stall_or_the_source_is_down():
@@ -80,6 +87,7 @@ def test_the_port_serves_metrics_healthz_an_index_and_404_for_anything_else():
     base = f"http://127.0.0.1:{server.server_address[1]}"
     try:
         metrics = _get(f"{base}/metrics")
+        zipped = _get_gzip(f"{base}/metrics")  # as Prometheus asks
         healthz = _get(f"{base}/healthz")
         index = _get(f"{base}/")
         other = _get(f"{base}/api/v1/whatever")
@@ -91,6 +99,7 @@ def test_the_port_serves_metrics_healthz_an_index_and_404_for_anything_else():
     assert lines.count("# TYPE gpuwarden_anomaly_score gauge") == 1
     assert lines.count("# TYPE gpuwarden_anomaly_series gauge") == 1
     assert any(line.startswith("gpuwarden_anomaly_score{") for line in lines)
+    assert zipped == ("gzip", metrics[1])
     assert healthz[0] == 200 and json.loads(healthz[1])["status"] == "ok"
     assert index[0] == 200 and "/healthz" in index[1] and "gpuwarden_anomaly_series" not in index[1]
     assert other[0] == 404 and "gpuwarden_anomaly_series" not in other[1]

@@ -3,6 +3,7 @@ prometheus_client's encoders write of ``collect()``, in every format and escapin
 
 from __future__ import annotations
 
+import gzip
 import math
 import random
 import threading
@@ -100,9 +101,9 @@ def test_the_bands_are_rendered_once_a_tick_per_content_type():
 
     service = Service()
     service.collector = collector
-    first, kind = metrics_body(service, status, "")
-    again, _ = metrics_body(service, status, "")
-    om, om_kind = metrics_body(service, status, "application/openmetrics-text;version=1.0.0")
+    first, kind, _ = metrics_body(service, status, "")
+    again, _, _ = metrics_body(service, status, "")
+    om, om_kind, _ = metrics_body(service, status, "application/openmetrics-text;version=1.0.0")
     assert kind != om_kind and first == again and om.endswith(b"# EOF\n") and not first.endswith(b"# EOF\n")
     encoder, content_type = choose_encoder("")
     assert collector.render_bands(encoder, content_type) is collector.render_bands(encoder, content_type)
@@ -140,3 +141,22 @@ def test_a_tick_ending_while_a_scrape_renders_is_not_held_by_it_nor_served_the_o
     assert b"gpuwarden_anomaly_score{" not in collector.render_bands(
         encoder, content_type
     )  # not kept for the new one
+
+
+@pytest.mark.parametrize("accept", ["", ACCEPTS[-1]])
+def test_a_scrape_that_takes_gzip_gets_the_same_exposition_gzipped(accept):
+    collector = _collector(11)
+    status = CollectorRegistry()
+    status.register(collector.status)
+
+    class Service:
+        pass
+
+    service = Service()
+    service.collector = collector
+    plain, kind, plain_zipped = metrics_body(service, status, accept)
+    zipped, zipped_kind, is_zipped = metrics_body(service, status, accept, "gzip, deflate")
+    again, _, _ = metrics_body(service, status, accept, "gzip")
+    assert (plain_zipped, is_zipped, zipped_kind) == (False, True, kind)
+    assert gzip.decompress(zipped) == plain == gzip.decompress(again)
+    assert zipped[:2] == b"\x1f\x8b" and len(zipped) < len(plain)

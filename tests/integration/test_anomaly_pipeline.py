@@ -179,6 +179,10 @@ def test_the_example_prometheus_config_keeps_the_scored_series_instance_and_job(
         )
         honored = [s["metric"] for s in query(prom, f'gpuwarden_anomaly_score{{for="{power}",job="dcgm"}}')]
         plain = [s["metric"] for s in query(prom, f'gpuwarden_anomaly_score{{for="{power}",job="plain"}}')]
+        # Scraped gzipped, the scores in one gzip member and the service's own families in a second after
+        # it (with the OpenMetrics "# EOF", without which Prometheus 2.42 drops the whole scrape): both read.
+        own = {s["metric"]["job"] for s in query(prom, "gpuwarden_anomaly_series")}
+    assert own == {"gpuwarden-anomaly", "plain"}
     # The example's job: the score carries its input series' instance and job, so it joins it on them.
     assert {(m["instance"], m["job"], "exported_instance" in m) for m in honored} == {
         (exporter, "dcgm", False)
