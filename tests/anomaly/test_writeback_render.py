@@ -35,7 +35,21 @@ ACCEPTS = [
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
     "text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
 ]
-NAMES = ["Hostname", "gpu", "UUID", "job", "instance", "model", "k8s.pod", "lé", "_x", "a1", "__name__"]
+NAMES = [
+    "Hostname",
+    "gpu",
+    "UUID",
+    "job",
+    "instance",
+    "model",
+    "model_alias",
+    "for",
+    "k8s.pod",
+    "lé",
+    "_x",
+    "a1",
+    "__name__",
+]
 TEXTS = ["n1", "0", 'say "hi"', "back\\slash", "new\nline", "ünï", "", "GPU-1f2e", "a,b=c}", "0.5"]
 NUMBERS = [0.0, -0.0, 1.0, 0.1, 2.5, 1e-7, 123456789.0, 1e22, -3.25, math.inf, -math.inf, math.nan, 42.0, 1e6]
 
