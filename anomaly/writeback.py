@@ -140,15 +140,15 @@ class AnomalyCollector:
                     rendered = self._rendered = None  # the other format's body let go before this one is made
             if rendered is None:
                 with collector_paused():  # tuples and strings per series, none in a cycle
-                    rendered = (findings, content_type, _render(encoder, _chosen(findings)), None)
-            if gzipped and rendered[3] is None:
-                rendered = (*rendered[:3], gzip.compress(rendered[2], compresslevel=1, mtime=0))
+                    plain, zipped = _render(encoder, _chosen(findings)), None
+            else:
+                plain, zipped = rendered[2], rendered[3]
+            if gzipped and zipped is None:
+                zipped = gzip.compress(plain, compresslevel=1, mtime=0)
             with self._lock:
                 if self._findings is findings:  # else a tick ended meanwhile: its scrape renders it
-                    self._rendered = rendered
-            body = rendered[3] if gzipped else rendered[2]
-            assert body is not None
-            return body
+                    self._rendered = (findings, content_type, plain, zipped)
+            return zipped if gzipped and zipped is not None else plain
 
     def _status_families(self) -> list[Metric]:
         """Every family but the bands: the service's own numbers and its sources' health."""
