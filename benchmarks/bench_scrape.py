@@ -13,6 +13,8 @@ header (OpenMetrics) and for a plain one (the text format):
 * ``library_seconds``: what ``/metrics`` cost before: prometheus_client's encoder over the collector's samples
   (``collect()``), for the same header; ``identical``: whether both wrote the same bytes (left out, null,
   with ``--skip-library``: 13.5 s at 10,000 GPUs);
+* ``scrape_peak_rss_growth_mb``: how far the first scrape raised the process' peak RSS (MiB; 0 where
+  scoring had peaked higher);
 * ``samples`` and ``bytes`` of the OpenMetrics body.
 """
 
@@ -41,6 +43,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import json  # noqa: E402
 import logging  # noqa: E402
+import resource  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -82,8 +85,8 @@ def _timed(
     accept: str, service: AnomalyService, registry: CollectorRegistry, encoding: str = ""
 ) -> tuple[float, bytes]:
     start = time.perf_counter()
-    body, _, _ = metrics_body(service, registry, accept, encoding)
-    return time.perf_counter() - start, body
+    chunks, _, _ = metrics_body(service, registry, accept, encoding)  # the handler writes them in turn
+    return time.perf_counter() - start, b"".join(chunks)
 
 
 def main(args: argparse.Namespace) -> None:
@@ -91,7 +94,9 @@ def main(args: argparse.Namespace) -> None:
     service = scored_service(args.gpus)
     status = CollectorRegistry()
     status.register(service.collector.status)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     first, body = _timed(PROMETHEUS_ACCEPT, service, status)
+    grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024  # KiB on Linux
     again, _ = _timed(PROMETHEUS_ACCEPT, service, status)
     zipped, gz_body = _timed(PROMETHEUS_ACCEPT, service, status, "gzip")
     zipped_again, _ = _timed(PROMETHEUS_ACCEPT, service, status, "gzip")
@@ -115,6 +120,7 @@ def main(args: argparse.Namespace) -> None:
                 "scrape_seconds": round(first, 3),
                 "scrape_text_seconds": round(text, 3),
                 "scrape_again_seconds": round(again, 4),
+                "scrape_peak_rss_growth_mb": round(grown, 1),
                 "scrape_gzip_seconds": round(zipped, 3),
                 "scrape_gzip_again_seconds": round(zipped_again, 4),
                 "gzip_bytes": len(gz_body),

@@ -22,6 +22,7 @@ from prometheus_client.exposition import choose_encoder, gzip_accepted
 
 from anomaly.health import liveness, readiness
 from anomaly.service import AnomalyService
+from anomaly.writeback import Chunks
 
 logger = logging.getLogger(__name__)
 INDEX = b"gpuwarden anomaly run: see /metrics, /healthz (liveness) and /-/ready (readiness)\n"
@@ -32,8 +33,8 @@ ALLOWED_TEXT = f"method not allowed: this port answers {ALLOWED}\n".encode()
 
 def metrics_body(
     service: AnomalyService, registry: CollectorRegistry, accept: str, accept_encoding: str = ""
-) -> tuple[bytes, str, bool]:
-    """``/metrics``' body, content type and whether it is gzipped, for a scrape's ``Accept`` and
+) -> tuple[Chunks, str, bool]:
+    """``/metrics``' body in chunks, its content type and whether it is gzipped, for a scrape's ``Accept`` and
     ``Accept-Encoding``: the service's scores and bands as the chosen encoder writes them
     (``AnomalyCollector.render_bands``, once a tick), then ``registry``'s families
     (``service.collector.status``, a forwarder's), which must not hold the bands again. Gzipped where the
@@ -42,7 +43,7 @@ def metrics_body(
     gzipped = gzip_accepted(accept_encoding)  # as prometheus_client's own server reads the header
     bands = service.collector.render_bands(encoder, content_type, gzipped=gzipped)
     rest = encoder(registry)
-    return bands + (gzip.compress(rest, compresslevel=1, mtime=0) if gzipped else rest), content_type, gzipped
+    return (*bands, gzip.compress(rest, compresslevel=1, mtime=0) if gzipped else rest), content_type, gzipped
 
 
 def serve_http(
@@ -84,18 +85,20 @@ def serve_http(
             self._send(405, "text/plain; charset=utf-8", ALLOWED_TEXT, allow=ALLOWED)
 
         def _send(
-            self, status: int, content_type: str, body: bytes, allow: str = "", encoding: str = ""
+            self, status: int, content_type: str, body: bytes | Chunks, allow: str = "", encoding: str = ""
         ) -> None:
+            chunks = (body,) if isinstance(body, bytes) else body  # written in turn, never joined
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             if encoding:
                 self.send_header("Content-Encoding", encoding)
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Length", str(sum(map(len, chunks))))
             if allow:
                 self.send_header("Allow", allow)
             self.end_headers()
             if self.command != "HEAD":
-                self.wfile.write(body)
+                for chunk in chunks:
+                    self.wfile.write(chunk)
 
         def log_message(self, format: str, *args: object) -> None:
             """One line per tick says what the service did; a line per scrape would drown it."""
