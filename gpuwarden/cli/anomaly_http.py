@@ -20,9 +20,9 @@ from urllib.parse import urlsplit
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 
+from anomaly.exposition import Chunks
 from anomaly.health import liveness, readiness
 from anomaly.service import AnomalyService
-from anomaly.writeback import Chunks
 
 logger = logging.getLogger(__name__)
 INDEX = b"gpuwarden anomaly run: see /metrics, /healthz (liveness) and /-/ready (readiness)\n"

@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from anomaly import writeback
+from anomaly import exposition
 from anomaly.detectors import Findings
 from anomaly.sources import QueryHealth, SourceHealth
 from anomaly.writeback import AnomalyCollector, TickStats
@@ -100,7 +100,7 @@ def _body(service, registry, accept):
 
 @pytest.mark.parametrize("seed", range(40))
 def test_the_bands_are_written_as_the_encoder_writes_the_collected_samples(seed, monkeypatch):
-    monkeypatch.setattr(writeback, "_BATCH", 1 + seed % 7)  # lines encoded in batches across the rows
+    monkeypatch.setattr(exposition, "_BATCH", 1 + seed % 7)  # lines encoded in batches across the rows
     collector = _collector(seed)
     whole, status = CollectorRegistry(), CollectorRegistry()
     whole.register(collector)
@@ -134,14 +134,14 @@ def test_the_bands_are_rendered_once_a_tick_per_content_type():
 
 def test_a_tick_ending_while_a_scrape_renders_is_not_held_by_it_nor_served_the_old_body(monkeypatch):
     started, release = threading.Event(), threading.Event()
-    real = writeback._render
+    real = exposition.render
 
-    def slow(encoder, rows):
+    def slow(*args):
         started.set()
         release.wait(10)
-        return real(encoder, rows)
+        return real(*args)
 
-    monkeypatch.setattr(writeback, "_render", slow)
+    monkeypatch.setattr(exposition, "render", slow)
     collector = _collector(3)
     encoder, content_type = choose_encoder("")
     bodies = []
@@ -156,7 +156,7 @@ def test_a_tick_ending_while_a_scrape_renders_is_not_held_by_it_nor_served_the_o
     scrape.join(10)
     tick.join(10)
     assert not tick_waited  # the tick's update did not wait for the render
-    monkeypatch.setattr(writeback, "_render", real)
+    monkeypatch.setattr(exposition, "render", real)
     assert b"gpuwarden_anomaly_score{" in b"".join(bodies[0])  # the scrape got the tick it began with
     new = b"".join(collector.render_bands(encoder, content_type))
     assert b"gpuwarden_anomaly_score{" not in new  # not kept for the new one
