@@ -7,6 +7,7 @@ import gzip
 import math
 import random
 import threading
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -93,6 +94,14 @@ def _collector(seed: int) -> AnomalyCollector:
     return collector
 
 
+def _served(seed):
+    """A tick's collector, a service holding it (what ``metrics_body`` reads) and its status registry."""
+    collector = _collector(seed)
+    status = CollectorRegistry()
+    status.register(collector.status)
+    return collector, SimpleNamespace(collector=collector), status
+
+
 def _body(service, registry, accept):
     chunks, content_type, _ = metrics_body(service, registry, accept)
     return b"".join(chunks), content_type
@@ -112,15 +121,7 @@ def test_the_bands_are_written_as_the_encoder_writes_the_collected_samples(seed,
 
 
 def test_the_bands_are_rendered_once_a_tick_per_content_type():
-    collector = _collector(7)
-    status = CollectorRegistry()
-    status.register(collector.status)
-
-    class Service:
-        pass
-
-    service = Service()
-    service.collector = collector
+    collector, service, status = _served(7)
     first, kind = _body(service, status, "")
     again, _ = _body(service, status, "")
     om, om_kind = _body(service, status, "application/openmetrics-text;version=1.0.0")
@@ -164,15 +165,7 @@ def test_a_tick_ending_while_a_scrape_renders_is_not_held_by_it_nor_served_the_o
 
 @pytest.mark.parametrize("accept", ["", ACCEPTS[-1]])
 def test_a_scrape_that_takes_gzip_gets_the_same_exposition_gzipped(accept):
-    collector = _collector(11)
-    status = CollectorRegistry()
-    status.register(collector.status)
-
-    class Service:
-        pass
-
-    service = Service()
-    service.collector = collector
+    _, service, status = _served(11)
     plain, kind, plain_zipped = metrics_body(service, status, accept)
     zipped, zipped_kind, is_zipped = metrics_body(service, status, accept, "gzip, deflate")
     again, _, _ = metrics_body(service, status, accept, "gzip")
