@@ -125,7 +125,7 @@ def _escaped(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
-def gzipped(chunks: Chunks) -> Chunks:
+def gzip_member(chunks: Chunks) -> Chunks:
     """``chunks`` as one gzip member, compressed at level 1 as they come."""
     member = zlib.compressobj(1, zlib.DEFLATED, 31)  # 31: a gzip header and trailer
     return (b"".join([*map(member.compress, chunks), member.flush()]),)

@@ -98,7 +98,7 @@ class AnomalyCollector:
 
     def describe(self) -> list[Metric]:
         """Families without samples, so registering does not render anything."""
-        return [Metric(name, "", "gauge") for name in (SCORE, YHAT, YHAT_LOWER, YHAT_UPPER)]
+        return [Metric(name, "", "gauge") for name, _ in _BANDS]
 
     def collect(self) -> Iterable[Metric]:
         """Fresh families from the cache: the four bands, then ``status``'s."""
@@ -133,7 +133,7 @@ class AnomalyCollector:
             else:
                 plain, zipped = rendered[2], rendered[3]
             if gzipped and zipped is None:
-                zipped = exposition.gzipped(plain)
+                zipped = exposition.gzip_member(plain)
             with self._lock:
                 if self._findings is findings:  # else a tick ended meanwhile: its scrape renders it
                     self._rendered = (findings, content_type, plain, zipped)

@@ -21,7 +21,6 @@ header (OpenMetrics) and for a plain one (the text format):
 from __future__ import annotations
 
 import argparse
-import os
 
 
 def _options() -> argparse.Namespace:
@@ -38,9 +37,6 @@ def _options() -> argparse.Namespace:
 if __name__ == "__main__":
     OPTIONS = _options()
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-
 import json  # noqa: E402
 import logging  # noqa: E402
 import resource  # noqa: E402
@@ -51,7 +47,7 @@ from pathlib import Path  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_anomaly import FleetCollector  # noqa: E402
+from bench_anomaly import FleetCollector  # noqa: E402 - first: it sets numpy to one thread before importing it
 from prometheus_client import CollectorRegistry  # noqa: E402
 from prometheus_client.exposition import choose_encoder  # noqa: E402
 

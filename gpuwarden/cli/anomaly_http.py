@@ -7,7 +7,6 @@ prometheus_client's own server answered every path with the whole of ``/metrics`
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import socket
@@ -20,7 +19,7 @@ from urllib.parse import urlsplit
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 
-from anomaly.exposition import Chunks
+from anomaly.exposition import Chunks, gzip_member
 from anomaly.health import liveness, readiness
 from anomaly.service import AnomalyService
 
@@ -43,7 +42,7 @@ def metrics_body(
     gzipped = gzip_accepted(accept_encoding)  # as prometheus_client's own server reads the header
     bands = service.collector.render_bands(encoder, content_type, gzipped=gzipped)
     rest = encoder(registry)
-    return (*bands, gzip.compress(rest, compresslevel=1, mtime=0) if gzipped else rest), content_type, gzipped
+    return (*bands, *(gzip_member((rest,)) if gzipped else (rest,))), content_type, gzipped
 
 
 def serve_http(
