@@ -1,10 +1,13 @@
-"""``gpuwarden sim``: inject faults into a running simulated fleet and show a fleet's topology."""
+"""``gpuwarden sim``: inject faults into a running simulated fleet, list and clear them, and show a fleet's
+topology."""
 
 from __future__ import annotations
 
 import json
 import math
-from typing import Annotated, Any, NoReturn
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from urllib.parse import quote
 
 import typer
 from rich.markup import escape
@@ -17,15 +20,20 @@ from gpuwarden.cli.incidents_cmd import (
     check_choice,
     checked_url,
     output_option,
+    written,
 )
+from gpuwarden.cli.listings import say_none_found
 from gpuwarden.cli.numbers import number, whole_number
-from gpuwarden.clock import FakeClock
+from gpuwarden.clock import FakeClock, shown
 from gpuwarden.errors import InputError
 from gpuwarden.numerals import AS_WRITTEN, NUMBER, TOO_LARGE, WHOLE_NUMBER, written_as_digits
 from gpuwarden.redaction import hidden_password
 from gpuwarden.sim import FAULT_KINDS  # light: the package loads the fleet's modules on first use
 from gpuwarden.sim.faults import MAX_GPU_INDEX, MAX_NVLINK, MAX_PARAM, MAX_XID, fault_params
 from gpuwarden.urls import verify_tls
+
+if TYPE_CHECKING:
+    import httpx
 
 sim_app = typer.Typer(
     help="Break a running simulated fleet, or show what a simulated fleet looks like.", no_args_is_help=True
@@ -76,11 +84,20 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+# The options every command that talks to a running simulated fleet takes.
+FaultsUrl = Annotated[
+    str, typer.Option(help="Base URL of the exporter (or inference server) running with --simulate.")
+]
+FaultsTimeout = Annotated[
+    float, number("--timeout", 0.1, MAX_TIMEOUT_SECONDS, help="HTTP timeout in seconds.")
+]
+
+
 @sim_app.command("inject")
 def inject(
     kind: Annotated[str, typer.Argument(help=f"Fault kind: {', '.join(FAULT_KINDS)}.")],
     *,
-    url: Annotated[str, typer.Option(help="Base URL of the exporter running with --simulate.")],
+    url: FaultsUrl,
     node: Annotated[str | None, typer.Option(help="Target node, e.g. node-01.")] = None,
     gpu: Annotated[
         int | None, whole_number("--gpu", 0, MAX_GPU_INDEX, help="Target GPU index on the node.")
@@ -93,9 +110,7 @@ def inject(
     param: Annotated[
         list[str] | None, typer.Option(help="Fault parameter NAME=VALUE, e.g. duration=60; repeatable.")
     ] = None,
-    timeout: Annotated[
-        float, number("--timeout", 0.1, MAX_TIMEOUT_SECONDS, help="HTTP timeout in seconds.")
-    ] = 10.0,
+    timeout: FaultsTimeout = 10.0,
 ) -> None:
     """POST a fault to URL/sim/faults and print the answer; exit 1 with the server's message on error."""
     # KIND in any case, as every choice of the CLI (XID is xid); an unknown one is refused before posting.
@@ -105,14 +120,27 @@ def inject(
             payload[name] = value
     if param:
         payload["params"] = _params(payload["kind"], param)
-    target = checked_url(url).rstrip("/") + "/sim/faults"
-    shown = hidden_password(target)  # what errors name: a password or token of --url stays out
-    import httpx  # noqa: PLC0415 - only this command posts
+    body = _answered(_request("POST", url, "/sim/faults", timeout, json=payload), "id")
+    typer.echo(json.dumps(body))
+
+
+def _request(method: str, url: str, path: str, timeout: float, **kwargs: Any) -> httpx.Response:
+    """``method`` to ``url`` + ``path`` (``/sim/faults``...); exit 1 saying which exporter could not be
+    reached, its password or token kept out."""
+    target = checked_url(url).rstrip("/") + path
+    import httpx  # noqa: PLC0415 - only the commands that talk to an exporter load it
 
     try:
-        response = httpx.post(target, json=payload, timeout=timeout, verify=verify_tls(target))
+        return httpx.request(method, target, timeout=timeout, verify=verify_tls(target), **kwargs)
     except httpx.HTTPError as exc:
-        raise _fail(f"cannot reach {shown}: {exc}; is the exporter running with --simulate?") from exc
+        shown_url = hidden_password(target)
+        raise _fail(f"cannot reach {shown_url}: {exc}; is the exporter running with --simulate?") from exc
+
+
+def _answered(response: httpx.Response, key: str) -> dict[str, Any]:
+    """The JSON object the simulated exporter answered ``response`` with, which carries ``key``; exit 1 with
+    its message on an error, and on a page that is not its answer (a proxy's, another server's)."""
+    shown_url = hidden_password(str(response.request.url))
     try:
         body = response.json()
     except ValueError:
@@ -120,11 +148,89 @@ def inject(
     if not isinstance(body, dict):
         body = {"error": response.text.strip()}
     if response.status_code == 404 and "field" not in body:
-        raise _fail(f"{shown} not found; fault injection exists only when the exporter runs with --simulate")
+        raise _fail(
+            f"{shown_url} not found; fault injection exists only when the exporter runs with --simulate"
+        )
     if response.is_error:
         raise _fail(f"{response.status_code}: {body.get('error', body)}")
-    if "id" not in body:  # a 200 from something else (a proxy's page, another server)
-        raise _fail(f"{shown} answered {response.status_code} but not as the simulated exporter does: {body}")
+    if key not in body:
+        raise _fail(
+            f"{shown_url} answered {response.status_code} but not as the simulated exporter does: {body}"
+        )
+    return body
+
+
+def _when(at: object) -> str:
+    """A fault's time as the exporter gives it (seconds since the epoch) in the CLI's one format for people
+    (``2026-12-02T16:00:05Z``); ``-`` where it has none."""
+    if isinstance(at, int | float) and not isinstance(at, bool) and math.isfinite(at):
+        return shown(datetime.fromtimestamp(at, UTC))
+    return "-"
+
+
+def _fault_row(fault: dict[str, Any]) -> list[str]:
+    """One fault as the table writes it: its id, kind, target, the XID, link and parameters it was given, when
+    it began and, once over, when and why it ended."""
+    given = [f"xid {fault['xid']}" if fault.get("xid") is not None else ""]
+    given.append(f"link {fault['link']}" if fault.get("link") is not None else "")
+    given += [f"{name}={value}" for name, value in sorted((fault.get("params") or {}).items())]
+    ended = fault.get("ended_at")
+    state = "active" if ended is None else f"ended ({fault.get('end_reason') or 'ended'})"
+    return [
+        str(fault.get("id", "")),
+        str(fault.get("kind", "")),
+        str(fault.get("target", "")),
+        " ".join(g for g in given if g) or "-",
+        _when(fault.get("started_at")),
+        state,
+        _when(ended),
+    ]
+
+
+@sim_app.command("faults")
+def faults(
+    *,
+    url: FaultsUrl,
+    all_faults: Annotated[
+        bool, typer.Option("--all", help="Every fault injected since the exporter started, ended ones too.")
+    ] = False,
+    output: Annotated[str, output_option(TABLE_OUTPUTS, "table (or text) or json.")] = "table",
+    timeout: FaultsTimeout = 10.0,
+) -> None:
+    """List the faults active in a running simulated fleet (--all: its whole fault log), oldest first."""
+    body = _answered(_request("GET", url, "/sim/faults", timeout), "active")
+    listed = body.get("log") if all_faults else body.get("active")
+    if not isinstance(listed, list) or not all(isinstance(f, dict) for f in listed):
+        raise _fail(f"{hidden_password(url)} answered a fault list that is not one: {body}")
+    if output == "json":
+        typer.echo(json.dumps(listed, indent=2))
+        return
+    if not listed:
+        say_none_found("faults" if all_faults else "active faults", {})
+        return
+    table = Table()
+    for column in ("id", "kind", "target", "given", "started", "state", "ended"):
+        table.add_column(column)
+    for fault in listed:
+        table.add_row(*_fault_row(fault))
+    console.print(table, markup=False)
+
+
+@sim_app.command("clear")
+def clear(
+    fault_id: Annotated[str, typer.Argument(help="The fault's id, as `sim inject` printed it (f-0001).")],
+    *,
+    url: FaultsUrl,
+    timeout: FaultsTimeout = 10.0,
+) -> None:
+    """End an active fault, as if its cause went away (a part replaced), and print the answer; exit 1 with
+    the exporter's message for an unknown or already ended id."""
+    what = "the fault's id, as `gpuwarden sim faults` lists it (f-0001)"
+    written("FAULT_ID", fault_id, what)
+    if "/" in fault_id:  # no id has one; encoded, it reached no route, and the 404 blamed --simulate
+        refuse_option(f"FAULT_ID {escape(repr(fault_id))}: no fault id has a '/'; write {what}")
+    path = f"/sim/faults/{quote(fault_id, safe='')}"
+    body = _answered(_request("DELETE", url, path, timeout), "cleared")
     typer.echo(json.dumps(body))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 import typer
@@ -13,7 +14,7 @@ from starlette.applications import Starlette
 from typer.testing import CliRunner
 
 from gpuwarden.cli import sim_cmd
-from gpuwarden.sim import Fleet, fault_routes
+from gpuwarden.sim import FaultSpec, Fleet, fault_routes
 from tests.integration.servers import free_port
 
 runner = CliRunner()
@@ -133,3 +134,69 @@ def test_show_table_and_bad_spec() -> None:
     # A bad option, as `exporter --simulate` says it: exit 2, the option and the value named once each.
     said = " ".join(bad.stderr.split())
     assert bad.exit_code == 2 and said == "error: --simulate 'two-by-eight': expected NODESxGPUS such as 2x8"
+
+
+def test_faults_lists_the_active_faults_and_all_of_them_with_all(server: str, fleet: Fleet) -> None:
+    lost = fleet.inject(FaultSpec("xid", "node-01", gpu=3, xid=79))
+    burst = fleet.inject(FaultSpec("nvlink_crc_burst", "node-02", gpu=1, link=4, params={"rate": 50.0}))
+    fleet.clear_fault(lost)
+    as_json = runner.invoke(_app(), ["sim", "faults", "--url", server, "-o", "json"])
+    assert as_json.exit_code == 0, as_json.output
+    listed = json.loads(as_json.stdout)
+    assert [f["id"] for f in listed] == [burst]
+    assert listed[0] | {"started_at": 0} == fleet.active_faults()[0].to_dict() | {"started_at": 0}
+    everything = json.loads(
+        runner.invoke(_app(), ["sim", "faults", "--url", server, "--all", "-o", "json"]).stdout
+    )
+    assert [(f["id"], f["end_reason"]) for f in everything] == [(lost, "cleared"), (burst, "")]
+
+    table = runner.invoke(_app(), ["sim", "faults", "--url", server, "--all"])
+    assert table.exit_code == 0, table.output
+    rows = {line.split("│")[1].strip(): line for line in table.stdout.splitlines() if line.count("│") > 2}
+    assert set(rows) == {lost, burst}
+    assert "xid 79" in rows[lost] and "ended (cleared)" in rows[lost] and "gpu/node-01/3" in rows[lost]
+    assert "link 4 rate=50.0" in rows[burst] and "active" in rows[burst]
+    # The CLI's one format for times people read: RFC 3339 in UTC to the second.
+    started = datetime.fromtimestamp(fleet.fault_log[0].started_at, UTC).replace(microsecond=0)
+    assert started.isoformat().replace("+00:00", "Z") in rows[lost]
+
+
+def test_faults_with_none_says_so_on_stderr_and_prints_an_empty_list_as_json(server: str) -> None:
+    table = runner.invoke(_app(), ["sim", "faults", "--url", server])
+    assert table.exit_code == 0 and table.stdout == "" and table.stderr.strip() == "No active faults found."
+    logged = runner.invoke(_app(), ["sim", "faults", "--url", server, "--all"])
+    assert logged.exit_code == 0 and logged.stderr.strip() == "No faults found."
+    as_json = runner.invoke(_app(), ["sim", "faults", "--url", server, "-o", "json"])
+    assert as_json.exit_code == 0 and json.loads(as_json.stdout) == [] and as_json.stderr == ""
+
+
+def test_clear_ends_the_fault_and_says_why_it_cannot_end_one_twice(server: str, fleet: Fleet) -> None:
+    hung = fleet.inject(FaultSpec("hung", "node-01", gpu=0))
+    cleared = runner.invoke(_app(), ["sim", "clear", hung, "--url", server])
+    assert cleared.exit_code == 0, cleared.output
+    assert json.loads(cleared.stdout) == {"id": hung, "cleared": True}
+    assert fleet.active_faults() == [] and fleet.fault_log[0].end_reason == "cleared"
+    again = runner.invoke(_app(), ["sim", "clear", hung, "--url", server])
+    assert again.exit_code == 1 and f"404: id: already ended: '{hung}'" in again.stderr
+    unknown = runner.invoke(_app(), ["sim", "clear", "f-9999", "--url", server])
+    assert unknown.exit_code == 1 and "unknown fault id: 'f-9999'" in unknown.stderr
+
+
+@pytest.mark.parametrize(
+    ("fault_id", "said"),
+    [(" ", "FAULT_ID ' ': empty;"), ("f-1/../x", "FAULT_ID 'f-1/../x': no fault id has a '/';")],
+)
+def test_clear_refuses_a_blank_id_or_one_with_a_slash_before_any_request(fault_id: str, said: str) -> None:
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens: a request would exit 1, "cannot reach"
+    result = runner.invoke(_app(), ["sim", "clear", fault_id, "--url", url])
+    assert result.exit_code == 2, result.output
+    assert said in " ".join(result.stderr.split())
+
+
+def test_faults_and_clear_explain_a_url_that_is_no_simulated_exporter(server: str) -> None:
+    nobody = f"http://127.0.0.1:{free_port()}"
+    down = runner.invoke(_app(), ["sim", "faults", "--url", nobody])
+    assert down.exit_code == 1 and "cannot reach" in down.stderr and "--simulate" in down.stderr
+    elsewhere = runner.invoke(_app(), ["sim", "clear", "f-0001", "--url", f"{server}/metrics"])
+    assert elsewhere.exit_code == 1
+    assert "not found; fault injection exists only when the exporter runs with --simulate" in elsewhere.stderr
