@@ -37,6 +37,7 @@ _FIRING_STATE = (
     "reads",
     "rearm_after",
     "calm",
+    "calmed",
 )
 
 
@@ -54,7 +55,11 @@ class _Firing:
     rising: int = 0  # reads in a row at ``_ESCALATION_FACTOR`` times the trough or more, after a recovery
     reads: int = 0  # reads since it was raised (or re-raised)
     rearm_after: int | None = None  # ``Findings.rearm_after`` of the detector that raised it
-    calm: int = 0  # reads since its recovery (0 until it recovered, and again at a new peak)
+    # Reads since its last read out (not back at half its peak or less): unread ones count, as time passing.
+    calm: int = 0
+    calmed: int = (
+        0  # ``calm`` as it stood before the read out that ended it: the calm a departure began after
+    )
     # What it is about (``_reads``): its series' key in the index, not its id, which is freed once the series
     # is forgotten and given to the next new one; where the detector gives no ids, its row's query and labels.
     series: SeriesKey | None = None
@@ -84,7 +89,9 @@ class _Firing:
         widened by the runaway's throttled hour, was held as a rank of its job's earlier move
         (``anomaly.collective``). Never raised. Seed 1649's the same, raised at the 241st read, 1,170 s late.
         So an alert whose detector gives ``rearm_after`` (the fleet's, ``anomaly.fleet_rearm_ticks``: half an
-        hour) re-escalates sooner once it has been recovered for that many reads (``calm``), where no alert
+        hour) re-escalates sooner once it has been recovered and read out at none of the last that many reads
+        (``calm``; reads without its series count, as time passing: seed 1649's GPU came back from its
+        node's outage a straggler, 45 reads after the runaway's repair and 20 minutes down), where no alert
         of another kind is open on its GPU (``alone``, the caller's to tell): the GPU is healthy by every
         other measure, and back among its peers longer than a lemon drifts back between departures (40
         reads, ``test_a_gpu_drifting_in_and_out_of_its_peers_band_is_one_fleet_alert_that_stays_open``). A
@@ -99,7 +106,6 @@ class _Firing:
         demo``, which serve told as the alert cycling. The repaired brake's clock read back inside its band.
         """
         self.reads += 1
-        self.calm += self.recovered
         if self.recovered and score >= _ESCALATION_FACTOR * self.trough and self._rearmed(alone):
             self.rising += 1
             return self.rising >= pending
@@ -110,10 +116,16 @@ class _Firing:
 
     def _rearmed(self, alone: bool) -> bool:
         """Whether a climb may re-escalate it (``escalates``): past ``resolve_after`` reads since its raise,
-        or, ``alone`` on its GPU, ``rearm_after`` reads since its recovery."""
+        or, ``alone`` on its GPU and recovered, ``rearm_after`` reads since its last read out (``calm``)."""
         if self.reads > self.resolve_after:
             return True
-        return alone and self.rearm_after is not None and self.calm >= self.rearm_after
+        return alone and self.rearm_after is not None and self._calm_before() >= self.rearm_after
+
+    def _calm_before(self) -> int:
+        """The reads it was calm before its departure now: ``calm`` where this read is the first out (a climb
+        read before ``_settle``), else ``calmed`` (a departure whose first reads climbed less than twice the
+        trough: seed 1621's straggler read 1.02 and 1.29, then 3.0)."""
+        return self.calm or self.calmed
 
     def wants_alone(self) -> bool:
         """Whether ``escalates`` may need to know if it is ``alone`` on its GPU: recovered long enough, and
@@ -122,7 +134,7 @@ class _Firing:
             self.rearm_after is not None
             and self.recovered
             and self.reads < self.resolve_after
-            and self.calm + 1 >= self.rearm_after
+            and self._calm_before() >= self.rearm_after
         )
 
     def state(self) -> dict[str, Any]:
@@ -144,7 +156,7 @@ class _Firing:
         where ``recalled``, its state from the history the warm-up replayed and the reads since, left them."""
         self.peak, self.trough, self.low = recalled.peak, recalled.trough, recalled.low
         self.recovered, self.rising, self.reads = recalled.recovered, recalled.rising, recalled.reads
-        self.calm = recalled.calm
+        self.calm, self.calmed = recalled.calm, recalled.calmed
 
     def rests(self, pending: int, *, read: bool = True) -> bool:
         """A quiet read: the score was at most 1, the band's edge; or, not ``read``, one without its series
@@ -155,12 +167,12 @@ class _Firing:
         Whether it is the read that resolves it."""
         self.quiet += 1
         self.reads += 1
-        self.calm += self.recovered
         self.rising = 0
         if read:
             self._settle(1.0, pending, back=True)
         else:
             self.low = 0
+            self.calm += 1
         return self.quiet >= self.resolve_after
 
     def _settle(self, score: float, pending: int, *, back: bool) -> None:
@@ -168,10 +180,15 @@ class _Firing:
         value is not past its band on the side the alert was raised on."""
         if score > self.peak:
             self.peak = self.trough = score
-            self.low, self.recovered, self.calm = 0, False, 0
+            self.low, self.recovered, self.calm, self.calmed = 0, False, 0, 0
             return
         self.trough = min(self.trough, score)
-        self.low = self.low + 1 if back and score <= _RECOVERED_SHARE * self.peak else 0
+        low = back and score <= _RECOVERED_SHARE * self.peak
+        self.low = self.low + 1 if low else 0
+        if low:
+            self.calm += 1
+        elif self.calm:
+            self.calm, self.calmed = 0, self.calm
         self.recovered = self.recovered or self.low >= pending
 
 
