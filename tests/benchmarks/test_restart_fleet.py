@@ -55,3 +55,14 @@ def test_a_failed_read_falls_at_no_tick_an_earlier_restarts_crash_reads_again(
     fleet, restarts = restart_fleet.draw(469, 30, False, False, True)
     assert restarts == {14: (3, 0), 19: (2, 3), 22: (0, 3)}
     assert [f.start for f in fleet.failed] == [12]
+
+
+def test_a_failed_read_falls_at_no_tick_a_process_scores_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seed 1346 (60 steps): restarts before ticks 40 (down 0) and 41, the temperature drawn failing at 39 and
+    40, the ticks whose saves they take up. The process started before 40 read it whole in its warm-up (live
+    reads alone fail) and scored at 40 the sample that failed at 39, which the straight run, failing it at 40
+    too, caught up at 41: the runs diverged at tick 40 in every detector reading it. None at 40 now."""
+    restart_fleet = harness_module(monkeypatch, "restart_fleet")
+    fleet, restarts = restart_fleet.draw(1346, 60, failed=True)
+    assert restarts == {40: (0, 0), 41: (2, 0)} and fleet.timing.first_live(40, 0) == 40
+    assert [f.start for f in fleet.failed] == [39]
