@@ -12,6 +12,7 @@ import numpy as np
 from anomaly.collective import collective_workloads
 from anomaly.detectors import Findings
 from anomaly.firing import TickResult, _deviation, _Firing, _make_alert, _resolution
+from anomaly.ledger import GpuKey, gpu_key
 from anomaly.presence import PresenceDetector
 from anomaly.series import SeriesIndex, SeriesKey, View, series_key
 from anomaly.servicecore import ServiceCore
@@ -133,6 +134,7 @@ class AlertUpdater(ServiceCore):
             self._recalled = {k: s for k, s in self._recalled.items() if now <= self._recall_ends[k]}
         active: set[str] = set()
         pending: dict[str, tuple[int, str, str]] = {}
+        self._busy = self._busy_gpus()
         # Per detector and query with an alert firing, the series of the rows dropped as their workload's.
         dropped: dict[tuple[str, str], set[int]] = {
             (s.detector, s.query): set() for s in self.firing.values()
@@ -155,6 +157,19 @@ class AlertUpdater(ServiceCore):
                 pending[key] = (agreed, detector, query)
         self._pending = pending
         self._rest(active, unreadable, result, at, dropped)
+
+    def _busy_gpus(self) -> frozenset[GpuKey]:
+        """The GPUs (``gpu_key``) with an alert firing at the tick's start whose detector gives no
+        ``rearm_after``: where a recovered fleet alert is not ``alone`` (``_Firing.escalates``). Only where a
+        firing or recalled alert may ask (``wants_alone``): none most ticks."""
+        held = (*self.firing.values(), *self._recalled.values())
+        if not any(s.wants_alone() for s in held):
+            return frozenset()
+        return frozenset(gpu_key(s.alert.labels) for s in self.firing.values() if s.rearm_after is None)
+
+    def _alone(self, state: _Firing, alert: Alert) -> bool:
+        """Whether ``state``'s alert may re-escalate as alone on its GPU (``_Firing.escalates``)."""
+        return state.wants_alone() and gpu_key(alert.labels) not in self._busy
 
     def _drop_workloads(
         self, f: Findings, rows: list[int], dropped: dict[tuple[str, str], set[int]]
@@ -192,7 +207,9 @@ class AlertUpdater(ServiceCore):
             self.cfg.reescalate_alerts
             and not f.immediate
             and row.first
-            and state.escalates(row.score, row.deviation, self.cfg.pending_ticks)
+            and state.escalates(
+                row.score, row.deviation, self.cfg.pending_ticks, alone=self._alone(state, row.alert)
+            )
         ):
             self._reraise(row.key, state, row.alert, row.score, result)
 
@@ -207,7 +224,9 @@ class AlertUpdater(ServiceCore):
             recalled is not None
             and row.first
             and not f.immediate
-            and recalled.heard(row.score, row.deviation, self.cfg.pending_ticks)
+            and recalled.heard(
+                row.score, row.deviation, self.cfg.pending_ticks, alone=self._alone(recalled, row.alert)
+            )
             and self.cfg.reescalate_alerts
         )
         # Learned detectors must agree for `pending_ticks` ticks in a row (Prometheus' `for:`).
@@ -226,6 +245,7 @@ class AlertUpdater(ServiceCore):
             peak=row.score,
             trough=row.score,
             series=self._series(f, row.i),
+            rearm_after=f.rearm_after,
         )
         if recalled is not None:
             del self._recalled[key]
@@ -291,6 +311,7 @@ class AlertUpdater(ServiceCore):
             peak=score,
             trough=score,
             series=state.series,
+            rearm_after=state.rearm_after,
         )
         result.raised.append(again)
 

@@ -19,7 +19,8 @@ from gpuwarden.model import Alert, AlertSource, AlertStatus, EvidencePoint
 # A firing alert re-escalates when, after its score came down to at most half its peak, its value no longer
 # past its band on the side it was raised on, for ``pending_ticks`` reads in a row (a recovery), it climbs to
 # at least twice the lowest it came down to (a quiet read counts as 1, the band's edge) for ``pending_ticks``
-# reads, and no sooner than ``resolve_after`` reads after it was raised (see ``_Firing.escalates``).
+# reads, and no sooner than ``resolve_after`` reads after it was raised, unless it was recovered for
+# ``rearm_after`` reads with no alert of another kind open on its GPU (see ``_Firing.escalates``).
 _RECOVERED_SHARE = 0.5
 _ESCALATION_FACTOR = 2.0
 # What a snapshot keeps of a firing alert besides the alert and its series (``_Firing.state``).
@@ -34,6 +35,9 @@ _FIRING_STATE = (
     "recovered",
     "rising",
     "reads",
+    "rearm_after",
+    "calm",
+    "calmed",
 )
 
 
@@ -50,16 +54,22 @@ class _Firing:
     recovered: bool = False  # ``low`` reached ``pending_ticks`` since the peak: the fault's effect ended
     rising: int = 0  # reads in a row at ``_ESCALATION_FACTOR`` times the trough or more, after a recovery
     reads: int = 0  # reads since it was raised (or re-raised)
+    rearm_after: int | None = None  # ``Findings.rearm_after`` of the detector that raised it
+    # Reads since its last read out (not back at half its peak or less): unread ones count, as time passing.
+    calm: int = 0
+    calmed: int = (
+        0  # ``calm`` as it stood before the read out that ended it: the calm a departure began after
+    )
     # What it is about (``_reads``): its series' key in the index, not its id, which is freed once the series
     # is forgotten and given to the next new one; where the detector gives no ids, its row's query and labels.
     series: SeriesKey | None = None
 
-    def heard(self, score: float, side: str, pending: int) -> bool:
+    def heard(self, score: float, side: str, pending: int, *, alone: bool = False) -> bool:
         """An anomalous read of an alert the warm-up recalled, not raised again yet: ``escalates``."""
         self.quiet = 0
-        return self.escalates(score, side, pending)
+        return self.escalates(score, side, pending, alone=alone)
 
-    def escalates(self, score: float, side: str, pending: int) -> bool:
+    def escalates(self, score: float, side: str, pending: int, *, alone: bool = False) -> bool:
         """Whether ``score``, the alert's at a read where it is anomalous (past its band on ``side``, see
         ``_deviation``), is the ``pending``-th read in a row of a re-escalation: a new fault on its target,
         which the open alert would otherwise hide.
@@ -72,6 +82,22 @@ class _Firing:
         its raise, what a flapping alert that resolved would have needed to be raised again: a GPU drifting
         out of its peers' band every 50 minutes stays one fleet alert in its 2-hour hold, as built.
 
+        But that hold hid a new fault begun a while after an earlier one's repair: eval seed 1621's straggler
+        began 38 minutes after its GPU's hour-long thermal runaway was repaired. Its fleet SM-clock alert,
+        raised for the runaway, recovered minutes after the repair and read 6.7 for the straggler, 192 reads
+        after its raise; every other alert of the GPU had resolved, and the adaptive SM clock, its band
+        widened by the runaway's throttled hour, was held as a rank of its job's earlier move
+        (``anomaly.collective``). Never raised. Seed 1649's the same, raised at the 241st read, 1,170 s late.
+        So an alert whose detector gives ``rearm_after`` (the fleet's, ``anomaly.fleet_rearm_ticks``: half an
+        hour) re-escalates sooner once it has been recovered and read out at none of the last that many reads
+        (``calm``; reads without its series count, as time passing: seed 1649's GPU came back from its
+        node's outage a straggler, 45 reads after the runaway's repair and 20 minutes down), where no alert
+        of another kind is open on its GPU (``alone``, the caller's to tell): the GPU is healthy by every
+        other measure, and back among its peers longer than a lemon drifts back between departures (40
+        reads, ``test_a_gpu_drifting_in_and_out_of_its_peers_band_is_one_fleet_alert_that_stays_open``). A
+        thermal runaway's waves, its thermal alert open, stay one alert (seed 1649's node-07 GPU 1, its fleet
+        power back in band half an hour mid-fault, re-raised without ``alone``).
+
         A recovery is the value back in its band (or past its other side), not merely less far out on the side
         the alert was raised on, and it holds as a raise must: ``pending`` reads in a row. One fault that
         comes and goes in waves is one alert: a thermal runaway's GPU, its clock halved at 100 C and cut by a
@@ -80,13 +106,36 @@ class _Firing:
         demo``, which serve told as the alert cycling. The repaired brake's clock read back inside its band.
         """
         self.reads += 1
-        if self.recovered and score >= _ESCALATION_FACTOR * self.trough and self.reads > self.resolve_after:
+        if self.recovered and score >= _ESCALATION_FACTOR * self.trough and self._rearmed(alone):
             self.rising += 1
             return self.rising >= pending
         self.rising = 0
         raised_on = self.alert.labels.get("deviation", "")
         self._settle(score, pending, back=not raised_on or side != raised_on)
         return False
+
+    def _rearmed(self, alone: bool) -> bool:
+        """Whether a climb may re-escalate it (``escalates``): past ``resolve_after`` reads since its raise,
+        or, ``alone`` on its GPU and recovered, ``rearm_after`` reads since its last read out (``calm``)."""
+        if self.reads > self.resolve_after:
+            return True
+        return alone and self.rearm_after is not None and self._calm_before() >= self.rearm_after
+
+    def _calm_before(self) -> int:
+        """The reads it was calm before its departure now: ``calm`` where this read is the first out (a climb
+        read before ``_settle``), else ``calmed`` (a departure whose first reads climbed less than twice the
+        trough: seed 1621's straggler read 1.02 and 1.29, then 3.0)."""
+        return self.calm or self.calmed
+
+    def wants_alone(self) -> bool:
+        """Whether ``escalates`` may need to know if it is ``alone`` on its GPU: recovered long enough, and
+        within ``resolve_after`` reads of its raise (so the caller asks only then)."""
+        return (
+            self.rearm_after is not None
+            and self.recovered
+            and self.reads < self.resolve_after
+            and self._calm_before() >= self.rearm_after
+        )
 
     def state(self) -> dict[str, Any]:
         """As JSON values (``anomaly.snapshot``; ``restored`` reads them back)."""
@@ -107,6 +156,7 @@ class _Firing:
         where ``recalled``, its state from the history the warm-up replayed and the reads since, left them."""
         self.peak, self.trough, self.low = recalled.peak, recalled.trough, recalled.low
         self.recovered, self.rising, self.reads = recalled.recovered, recalled.rising, recalled.reads
+        self.calm, self.calmed = recalled.calm, recalled.calmed
 
     def rests(self, pending: int, *, read: bool = True) -> bool:
         """A quiet read: the score was at most 1, the band's edge; or, not ``read``, one without its series
@@ -122,6 +172,7 @@ class _Firing:
             self._settle(1.0, pending, back=True)
         else:
             self.low = 0
+            self.calm += 1
         return self.quiet >= self.resolve_after
 
     def _settle(self, score: float, pending: int, *, back: bool) -> None:
@@ -129,10 +180,15 @@ class _Firing:
         value is not past its band on the side the alert was raised on."""
         if score > self.peak:
             self.peak = self.trough = score
-            self.low, self.recovered = 0, False
+            self.low, self.recovered, self.calm, self.calmed = 0, False, 0, 0
             return
         self.trough = min(self.trough, score)
-        self.low = self.low + 1 if back and score <= _RECOVERED_SHARE * self.peak else 0
+        low = back and score <= _RECOVERED_SHARE * self.peak
+        self.low = self.low + 1 if low else 0
+        if low:
+            self.calm += 1
+        elif self.calm:
+            self.calm, self.calmed = 0, self.calm
         self.recovered = self.recovered or self.low >= pending
 
 

@@ -94,6 +94,7 @@ class FleetDetector:
         min_deviation: Mapping[str, float] | None = None,
         k_exit: float | None = None,
         hold_ticks: int | None = None,
+        rearm_ticks: int | None = None,
         enter_ticks: int = 3,
         load_query: str | None = None,
         load_adjusted: Sequence[str] = (),
@@ -105,6 +106,7 @@ class FleetDetector:
         self.k, self.min_peers, self.alpha = k, min_peers, alpha
         self.k_exit = k / 2.0 if k_exit is None else min(k_exit, k)
         self.hold_ticks = hold_ticks
+        self.rearm_ticks = rearm_ticks
         self.enter_ticks = enter_ticks
         self.min_relative_spread = min_relative_spread
         # Smallest gap from the peers' median that may alert, per metric (fnmatch patterns): integer-valued
@@ -401,6 +403,7 @@ class FleetDetector:
                     action=RecommendedAction.INVESTIGATE,
                     summary=f"{query} differs from its peers",
                     resolve_after=self.hold_ticks,
+                    rearm_after=self.rearm_ticks,
                     sign=np.sign(smooth),
                     judged=np.isfinite(z),  # a GPU with no peers is compared with none: reported at 0
                 )

@@ -33,6 +33,7 @@ def builtin_registry(cfg: AnomalyConfig) -> DetectorRegistry:
             min_deviation=cfg.fleet_min_deviation_by_metric,
             k_exit=cfg.fleet_k_exit,
             hold_ticks=cfg.fleet_hold_ticks,
+            rearm_ticks=cfg.fleet_rearm_ticks,
             load_query=cfg.fleet_load_query,
             load_adjusted=cfg.fleet_load_adjusted,
         ),

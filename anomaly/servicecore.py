@@ -61,6 +61,8 @@ class ServiceCore:
         self.data_ranges = DataRanges(cfg)
         self.firing: dict[str, _Firing] = {}
         self._pending: dict[str, tuple[int, str, str]] = {}  # key -> ticks agreed, detector, query
+        # This tick's GPUs where a recovered fleet alert is not alone (``AlertUpdater._busy_gpus``).
+        self._busy: frozenset[tuple[str, str]] = frozenset()
         self._recalled: dict[str, _Firing] = {}  # alerts the warm-up's history left firing (``warm_up``)
         self._recall_ends: dict[str, float] = {}  # when serve lets each recalled alert end (``warm_up``)
         # What the ticks a restart missed changed, told at the next (``_replay_resuming``).

@@ -72,9 +72,12 @@ FORMAT = "gpuwarden-anomaly-state"
 # clock moved on through an outage, and the outage's first tick (``seen``, ``outage``: a catch-up read
 # after the outage sets the clocks back to the samples; a version-18 state would keep them moved on). 19:
 # before the PromQL source kept its range edges (``edges``, ``edge_start``, ``edge_last``: where each series'
-# run of points began, for a query its warm-up could not read; ``anomaly.rangeedges``).
-VERSION = 20
-SCHEMA = "a40afe2a5add818c"
+# run of points began, for a query its warm-up could not read; ``anomaly.rangeedges``). 20: before each firing
+# alert kept its reads since it last read out, the same before its departure now, and its detector's
+# ``rearm_after`` (``calm``, ``calmed``, ``rearm_after``: a fleet alert back among its peers half an hour
+# re-escalates at a new departure; a version-20 alert would count from 0 and hide it up to half an hour more).
+VERSION = 21
+SCHEMA = "80f17943c36203f7"
 _HEADER = "header"
 _MODE = 0o600
 # Settings that do not shape what the detectors learn: where the service reads, listens and posts, and the

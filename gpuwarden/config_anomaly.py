@@ -230,6 +230,16 @@ class AnomalyConfig(Section):
         ge=1,
         description="quiet ticks before a fleet alert resolves: a lemon GPU drifting in and out is one alert",
     )
+    fleet_rearm_ticks: int = Field(
+        60,
+        ge=1,
+        description=(
+            "reads a fleet alert's GPU must have been back among its peers, with no other alert open on it,"
+            " before a new departure raises that alert again within fleet_hold_ticks of its raise: a fault"
+            " begun half an hour after an earlier one's repair is told, not hidden in the earlier one's hold"
+            " (eval seeds 1621 and 1649)"
+        ),
+    )
     fleet_load_query: str | None = Field(
         "DCGM_FI_DEV_GPU_UTIL",
         description="the load metric the fleet detector nets load-following metrics of (null: compare as is)",
