@@ -230,16 +230,6 @@ class AnomalyConfig(Section):
         ge=1,
         description="quiet ticks before a fleet alert resolves: a lemon GPU drifting in and out is one alert",
     )
-    fleet_rearm_ticks: int = Field(
-        60,
-        ge=1,
-        description=(
-            "reads a fleet alert's GPU must have been back among its peers, with no other alert open on it,"
-            " before a new departure raises that alert again within fleet_hold_ticks of its raise: a fault"
-            " begun half an hour after an earlier one's repair is told, not hidden in the earlier one's hold"
-            " (eval seeds 1621 and 1649)"
-        ),
-    )
     fleet_load_query: str | None = Field(
         "DCGM_FI_DEV_GPU_UTIL",
         description="the load metric the fleet detector nets load-following metrics of (null: compare as is)",
@@ -393,6 +383,17 @@ class AnomalyConfig(Section):
         le=MAX_INTERVAL_SECONDS,
         description="how often `anomaly run` saves its state_file (and once more when it stops); a crash"
         " loses what was learnt since, which the warm-up replays from the history",
+    )
+    # New settings come after the previous release's, so `config show` diffs between releases line up.
+    fleet_rearm_ticks: int = Field(
+        60,
+        ge=1,
+        description=(
+            "reads a fleet alert's GPU must have been back among its peers, with no other alert open on it,"
+            " before a new departure raises that alert again within fleet_hold_ticks of its raise: a fault"
+            " begun half an hour after an earlier one's repair is told, not hidden in the earlier one's hold"
+            " (eval seeds 1621 and 1649)"
+        ),
     )
 
     @field_validator("state_file")
