@@ -159,13 +159,14 @@ class AlertUpdater(ServiceCore):
         self._rest(active, unreadable, result, at, dropped)
 
     def _busy_gpus(self) -> frozenset[GpuKey]:
-        """The GPUs (``gpu_key``) with an alert firing at the tick's start whose detector gives no
-        ``rearm_after``: where a recovered fleet alert is not ``alone`` (``_Firing.escalates``). Only where a
-        firing or recalled alert may ask (``wants_alone``): none most ticks."""
+        """The GPUs (``gpu_key``) with an alert firing at the tick's start, or recalled by the warm-up (firing
+        before the restart, not raised again yet), whose detector gives no ``rearm_after``: where a recovered
+        fleet alert is not ``alone`` (``_Firing.escalates``). Only where a firing or recalled alert may ask
+        (``wants_alone``): none most ticks."""
         held = (*self.firing.values(), *self._recalled.values())
         if not any(s.wants_alone() for s in held):
             return frozenset()
-        return frozenset(gpu_key(s.alert.labels) for s in self.firing.values() if s.rearm_after is None)
+        return frozenset(gpu_key(s.alert.labels) for s in held if s.rearm_after is None)
 
     def _alone(self, state: _Firing, alert: Alert) -> bool:
         """Whether ``state``'s alert may re-escalate as alone on its GPU (``_Firing.escalates``)."""

@@ -38,9 +38,9 @@ class Findings:
     immediate: bool = False  # deterministic evidence: alert on the first anomalous tick
     ids: IntArray | None = None  # series ids of the rows, so the service can attach an evidence window
     resolve_after: int | None = None  # quiet ticks before the alert resolves; None: thresholds.resolve_after
-    # Reads after its recovery past which a firing alert of a row re-escalates at a new departure, even within
-    # ``resolve_after`` reads of its raise, where no alert of another kind is open on its GPU (the fleet
-    # detector's long hold: ``anomaly.firing``); None: only past ``resolve_after`` reads.
+    # Reads recovered and out at none of which a firing alert of a row re-escalates at a new departure,
+    # even within ``resolve_after`` reads of its raise, where no alert of another kind is open on its GPU
+    # (the fleet detector's long hold: ``anomaly.firing``); None: only past ``resolve_after`` reads.
     rearm_after: int | None = None
     # When each row's condition began (Unix seconds), where the detector knows it before the tick that
     # raises it (the presence detector: the last sample seen); told as the alert's ``onset`` annotation.

@@ -94,3 +94,21 @@ def test_a_snapshot_keeps_the_reads_since_the_recovery_and_the_rearm_bound() -> 
     assert held.recovered and 40 <= held.calm < 50 and held.rearm_after == 60
     again = _Firing.restored(held.state())
     assert (again.calm, again.rearm_after, again.reads) == (held.calm, 60, held.reads)
+
+
+def test_an_alert_the_warm_up_recalled_on_its_gpu_keeps_the_fleet_alert_from_re_raising_early() -> None:
+    """After a restart without a state file the warm-up recalls what was firing (held at serve, not raised
+    again yet): such an alert of another detector is open on the GPU as it was in the process before, so
+    the fleet alert is not alone there, as it would not have been without the restart."""
+    _, _, service = setup(detectors=["fleet"], fleet_queries=[POWER], adaptive_metrics=[])
+    gpu5 = {"UUID": "GPU-5", "gpu": "5", "Hostname": "n1"}
+    fleet = _Firing(Alert(labels={**gpu5, "for": POWER}), 240, POWER, "fleet", peak=6.8, rearm_after=60)
+    fleet.recovered, fleet.calm, fleet.reads = True, 70, 190
+    other = _Firing(Alert(labels={**gpu5, "alertname": "GpuClockSlowdown"}), 4, THROTTLE, "signatures")
+    service.firing, service._recalled = {"f": fleet}, {"o": other}
+    service._busy = service._busy_gpus()  # as the tick takes it, at its start
+    assert service._busy == {("GPU-5", "")}
+    assert not service._alone(fleet, fleet.alert)
+    service._recalled = {}
+    service._busy = service._busy_gpus()
+    assert service._alone(fleet, fleet.alert)
