@@ -57,9 +57,8 @@ class _Firing:
     rearm_after: int | None = None  # ``Findings.rearm_after`` of the detector that raised it
     # Reads since its last read out (not back at half its peak or less): unread ones count, as time passing.
     calm: int = 0
-    calmed: int = (
-        0  # ``calm`` as it stood before the read out that ended it: the calm a departure began after
-    )
+    # ``calm`` as it stood before the read out that ended it: the calm a departure began after.
+    calmed: int = 0
     # What it is about (``_reads``): its series' key in the index, not its id, which is freed once the series
     # is forgotten and given to the next new one; where the detector gives no ids, its row's query and labels.
     series: SeriesKey | None = None
@@ -119,23 +118,18 @@ class _Firing:
         or, ``alone`` on its GPU and recovered, ``rearm_after`` reads since its last read out (``calm``)."""
         if self.reads > self.resolve_after:
             return True
-        return alone and self.rearm_after is not None and self._calm_before() >= self.rearm_after
+        return alone and self._calm_long()
 
-    def _calm_before(self) -> int:
-        """The reads it was calm before its departure now: ``calm`` where this read is the first out (a climb
-        read before ``_settle``), else ``calmed`` (a departure whose first reads climbed less than twice the
-        trough: seed 1621's straggler read 1.02 and 1.29, then 3.0)."""
-        return self.calm or self.calmed
+    def _calm_long(self) -> bool:
+        """Whether it was calm ``rearm_after`` reads before its departure now (never without one): ``calm``
+        where this read is the first out (a climb read before ``_settle``), else ``calmed`` (a departure
+        whose first reads climbed less than twice the trough: seed 1621's straggler read 1.02, 1.29, 3.0)."""
+        return self.rearm_after is not None and (self.calm or self.calmed) >= self.rearm_after
 
     def wants_alone(self) -> bool:
         """Whether ``escalates`` may need to know if it is ``alone`` on its GPU: recovered long enough, and
         within ``resolve_after`` reads of its raise (so the caller asks only then)."""
-        return (
-            self.rearm_after is not None
-            and self.recovered
-            and self.reads < self.resolve_after
-            and self._calm_before() >= self.rearm_after
-        )
+        return self.recovered and self.reads < self.resolve_after and self._calm_long()
 
     def state(self) -> dict[str, Any]:
         """As JSON values (``anomaly.snapshot``; ``restored`` reads them back)."""

@@ -171,8 +171,7 @@ def _when(at: object) -> str:
 def _fault_row(fault: dict[str, Any]) -> list[str]:
     """One fault as the table writes it: its id, kind, target, the XID, link and parameters it was given, when
     it began and, once over, when and why it ended."""
-    given = [f"xid {fault['xid']}" if fault.get("xid") is not None else ""]
-    given.append(f"link {fault['link']}" if fault.get("link") is not None else "")
+    given = [f"{name} {fault[name]}" for name in ("xid", "link") if fault.get(name) is not None]
     given += [f"{name}={value}" for name, value in sorted((fault.get("params") or {}).items())]
     ended = fault.get("ended_at")
     state = "active" if ended is None else f"ended ({fault.get('end_reason') or 'ended'})"
@@ -180,7 +179,7 @@ def _fault_row(fault: dict[str, Any]) -> list[str]:
         str(fault.get("id", "")),
         str(fault.get("kind", "")),
         str(fault.get("target", "")),
-        " ".join(g for g in given if g) or "-",
+        " ".join(given) or "-",
         _when(fault.get("started_at")),
         state,
         _when(ended),

@@ -18,11 +18,11 @@ JOB = [{**g, "slurm_job": "7"} for g in GPUS]
 
 
 def _run(
-    phases: list[tuple[float, int]], *, slowed: bool = False, **cfg
+    phases: list[tuple[float | None, int]], *, slowed: bool = False, **cfg
 ) -> tuple[AnomalyService, list[list]]:
     """Tick a fleet-detector service (and the signatures, with ``slowed``: GPU 5's clock slowed by hardware
-    throughout, an alert of another kind open on it) over ``phases``: (GPU 5's power below its peers, ticks).
-    Per tick, GPU 5's fleet alerts raised and resolved."""
+    throughout, an alert of another kind open on it) over ``phases``: (GPU 5's power below its peers, or None
+    for GPU 5 not read at all, its node down; ticks). Per tick, GPU 5's fleet alerts raised and resolved."""
     rng = np.random.default_rng(11)
     detectors = ["fleet", "signatures"] if slowed else ["fleet"]
     clock, col, service = setup(detectors=detectors, fleet_queries=[POWER], adaptive_metrics=[], **cfg)
