@@ -394,9 +394,9 @@ class AnomalyConfig(Section):
         description=(
             "reads a fleet alert's GPU must have been back among its peers, with no other alert open on it,"
             " before the alert resolves (quiet reads in a row) or a new departure raises it again within"
-            " fleet_hold_ticks of its raise: a fault begun half an hour after an earlier one's repair is told,"
-            " not hidden in the earlier one's hold (eval seeds 1621 and 1649), and a repaired GPU's incident"
-            " is not held open 2 hours"
+            " fleet_hold_ticks of its raise: a fault begun half an hour after an earlier one's repair is"
+            " told, not hidden in the earlier one's hold (eval seeds 1621 and 1649), and a repaired GPU's"
+            " incident is not held open 2 hours"
         ),
     )
 

@@ -77,7 +77,8 @@ def test_back_among_its_peers_fleet_rearm_ticks_alone_the_fleet_alert_resolves_a
 def test_read_out_past_its_peers_other_side_the_alert_is_held_and_raised_again_after_the_calm() -> None:
     # After the repair GPU 5 draws 80 W over its peers: read out on the other side, never a quiet read, so its
     # alert is not resolved; once the calm since its recovery (reads back from the side it was raised on) is
-    # fleet_rearm_ticks long, that departure re-raises it (``_Firing.escalates``), as before the early resolve.
+    # fleet_rearm_ticks long, that departure re-raises it (``_Firing.escalates``), as before the early
+    # resolve.
     _, changes = _run([(200.0, 120), (-80.0, 70)])
     raised, back = _raised_at(changes), 10 + 120
     assert len(raised) == 2 and back + 60 <= raised[1] <= back + 66, raised
