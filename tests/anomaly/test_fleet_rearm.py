@@ -101,6 +101,10 @@ def test_reads_without_the_gpu_its_node_down_count_as_time_back_among_its_peers(
     _, changes = _run([(200.0, 120), (0.0, 40), (None, 30), (120.0, 20)])
     raised = _raised_at(changes)
     assert len(raised) == 2 and 10 + 120 + 40 + 30 <= raised[1] <= 10 + 120 + 40 + 30 + 5, raised
+    # Its 60th quiet read fell in the outage: resolved then, and raised anew on its return.
+    (resolved,) = _resolved_at(changes)
+    assert 10 + 120 + 40 < resolved < 10 + 120 + 40 + 30
+    assert "reescalated" not in changes[raised[1]][0][0].annotations
 
 
 def test_with_another_alert_open_on_its_gpu_the_fleet_alert_is_not_raised_again_within_its_hold() -> None:
