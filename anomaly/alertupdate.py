@@ -169,7 +169,8 @@ class AlertUpdater(ServiceCore):
         return frozenset(gpu_key(s.alert.labels) for s in held if s.rearm_after is None)
 
     def _alone(self, state: _Firing, alert: Alert) -> bool:
-        """Whether ``state``'s alert may re-escalate as alone on its GPU (``_Firing.escalates``)."""
+        """Whether ``state``'s alert may re-escalate, or resolve, as alone on its GPU (``_Firing.escalates``,
+        ``_Firing.rests``)."""
         return state.wants_alone() and gpu_key(alert.labels) not in self._busy
 
     def _drop_workloads(
@@ -295,7 +296,7 @@ class AlertUpdater(ServiceCore):
         series counts towards resolving it but is no recovery (``_Firing.rests``)."""
         if key in active or unreadable(state.detector, state.query, state.alert.labels):
             return False
-        return state.rests(self.cfg.pending_ticks, read=read(state))
+        return state.rests(self.cfg.pending_ticks, read=read(state), alone=self._alone(state, state.alert))
 
     def _reraise(self, key: str, state: _Firing, alert: Alert, score: float, result: TickResult) -> None:
         """End the alert's activity and raise it anew (``alert``, scored ``score``): Alertmanager and

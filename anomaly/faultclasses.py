@@ -87,6 +87,10 @@ class Injection:
     resolved_early_by: list[str] = field(default_factory=list)  # ``alertname:model`` resolved while active
     quiet: bool = False  # its target had no alert firing left while it was still active
     stuck: bool | None = None  # an alert still firing ``stuck_seconds`` after the repair; None: not checked
+    # Seconds from its repair to the first tick its target had no alert firing that was raised for it
+    # (``faulteval._check_clear``); None: not yet, or never told (``clear_interrupted``).
+    clear_after: float | None = None
+    clear_interrupted: bool = False  # a later fault on its target began before it was clear: not timed
     open_at_start: tuple[str, ...] = ()  # ``detector:query`` of the alerts firing on its target at its start
     hold_seconds: float | None = None  # drawn for this one (a long outage); None: its class's or the plan's
     hidden_until: float | None = None  # begun on a node that was down: timed from its return

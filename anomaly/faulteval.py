@@ -147,6 +147,7 @@ def run_fault_eval(
             result.raised, result.resolved, now, truth.injections, rise=rise, grace=truth.grace
         )
         _check_stuck(truth.injections, service, now, plan.stuck_seconds, grace=plan.grace_seconds)
+        _check_clear(truth.injections, service, now, grace=plan.grace_seconds)
     gpus = len(fleet.gpu_refs())
     observed = max(0.0, plan.duration_seconds - plan.warmup_seconds)
     return FaultEvalReport(
@@ -321,3 +322,35 @@ def _check_stuck(
             and inj.started_at <= f.alert.starts_at.timestamp() <= inj.repaired_at + grace
             for f in service.firing.values()
         )
+
+
+def _check_clear(injections: list[Injection], service: AnomalyService, now: float, *, grace: float) -> None:
+    """Time each repaired fault's all-clear: the first tick (``now``) its target (its GPU; every GPU of its
+    node for a node-wide fault) has no alert firing that was raised for it (from its start to ``grace`` after
+    its repair, as ``_check_stuck`` reads it), what an operator waits for before the incident can end. Not
+    timed where a later fault on the same target began first (``clear_interrupted``): its alerts are that
+    fault's too."""
+    for inj in injections:
+        if inj.repaired_at is None or inj.clear_after is not None or inj.clear_interrupted:
+            continue
+        if any(
+            o.node == inj.node
+            and (inj.gpu is None or o.gpu in (None, inj.gpu))
+            and inj.started_at < o.started_at <= now
+            for o in injections
+        ):
+            inj.clear_interrupted = True
+            continue
+        if not any(
+            _on_target(f.alert, inj)
+            and f.alert.starts_at is not None
+            and inj.started_at <= f.alert.starts_at.timestamp() <= inj.repaired_at + grace
+            for f in service.firing.values()
+        ):
+            inj.clear_after = now - inj.repaired_at
+
+
+def _on_target(alert: Alert, inj: Injection) -> bool:
+    """Whether ``alert`` names ``inj``'s target: its GPU, or any GPU of its node for a node-wide fault."""
+    node, gpu = _target(alert)
+    return node == inj.node and (inj.gpu is None or gpu == inj.gpu)

@@ -26,13 +26,15 @@ class ClassResult:
     resolved_early_by: dict[str, int] = field(default_factory=dict)
     quiet_while_active: int = 0  # ... of which the target then had no alert firing (its incident resolves)
     stuck_after_repair: int = 0  # injections with an alert on their target firing ``stuck_seconds`` after it
+    clear_after_repair: list[float] = field(default_factory=list)  # ``Injection.clear_after`` of each timed
+    clear_interrupted: int = 0  # repaired ones a later fault on their target began on before they were clear
     began_inside_open_alerts: int = 0  # injections whose target had alerts firing at their start
     not_injected_already_active: int = 0  # drawn where the same fault was still active: not injected
     job_stalled_at_start: int = 0  # slowdowns begun while another fault stalled their job: timed from after
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        lat = sorted(self.latencies)
+        lat, clear = sorted(self.latencies), sorted(self.clear_after_repair)
         return {
             "hard": self.hard,
             "injected": self.injected,
@@ -48,6 +50,11 @@ class ClassResult:
             "resolved_early_by": dict(sorted(self.resolved_early_by.items(), key=lambda kv: -kv[1])),
             "quiet_while_active": self.quiet_while_active,
             "stuck_after_repair": self.stuck_after_repair,
+            "clear_after_repair_timed": len(clear),
+            "clear_after_repair_p50_s": clear[len(clear) // 2] if clear else None,
+            "clear_after_repair_p90_s": clear[min(len(clear) - 1, (9 * len(clear)) // 10)] if clear else None,
+            "clear_after_repair_max_s": clear[-1] if clear else None,
+            "clear_interrupted": self.clear_interrupted,
             "began_inside_open_alerts": self.began_inside_open_alerts,
             "not_injected_already_active": self.not_injected_already_active,
             "job_stalled_at_start": self.job_stalled_at_start,
@@ -159,6 +166,9 @@ def summarise_classes(
         res = out[inj.fault_class.name]
         res.injected += 1
         res.stuck_after_repair += bool(inj.stuck)
+        res.clear_interrupted += inj.clear_interrupted
+        if inj.clear_after is not None:
+            res.clear_after_repair.append(round(inj.clear_after, 1))
         res.began_inside_open_alerts += bool(inj.open_at_start)
         res.job_stalled_at_start += inj.stalled_until is not None
         if inj.resolved_early_by:
@@ -195,6 +205,8 @@ def merge_reports(reports: list[FaultEvalReport]) -> FaultEvalReport:
             m.resolved_while_active += c.resolved_while_active
             m.quiet_while_active += c.quiet_while_active
             m.stuck_after_repair += c.stuck_after_repair
+            m.clear_after_repair.extend(c.clear_after_repair)
+            m.clear_interrupted += c.clear_interrupted
             m.began_inside_open_alerts += c.began_inside_open_alerts
             m.not_injected_already_active += c.not_injected_already_active
             m.job_stalled_at_start += c.job_stalled_at_start

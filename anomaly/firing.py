@@ -127,9 +127,13 @@ class _Firing:
         return self.rearm_after is not None and (self.calm or self.calmed) >= self.rearm_after
 
     def wants_alone(self) -> bool:
-        """Whether ``escalates`` may need to know if it is ``alone`` on its GPU: recovered long enough, and
-        within ``resolve_after`` reads of its raise (so the caller asks only then)."""
-        return self.recovered and self.reads < self.resolve_after and self._calm_long()
+        """Whether ``escalates`` or ``rests`` may need to know if it is ``alone`` on its GPU (so the caller
+        asks only then): recovered long enough, and within ``resolve_after`` reads of its raise; or quiet,
+        with this tick's read, ``rearm_after`` reads and not yet ``resolve_after``."""
+        if self.rearm_after is None:
+            return False
+        calm = self.recovered and self.reads < self.resolve_after and self._calm_long()
+        return calm or self.rearm_after <= self.quiet + 1 < self.resolve_after
 
     def state(self) -> dict[str, Any]:
         """As JSON values (``anomaly.snapshot``; ``restored`` reads them back)."""
@@ -152,13 +156,17 @@ class _Firing:
         self.recovered, self.rising, self.reads = recalled.recovered, recalled.rising, recalled.reads
         self.calm, self.calmed = recalled.calm, recalled.calmed
 
-    def rests(self, pending: int, *, read: bool = True) -> bool:
+    def rests(self, pending: int, *, read: bool = True, alone: bool = False) -> bool:
         """A quiet read: the score was at most 1, the band's edge; or, not ``read``, one without its series
         (its GPU gone, its node down) or that its detector could not judge (``Findings.judged``): no value
         back in its band, so no recovery, and it breaks a run of them.
         Counted as a read at 1, a runaway's alert (9-10) whose node was down for 21 reads recovered, and the
         runaway read back at 9.4 re-raised it mid-fault (seed 903).
-        Whether it is the read that resolves it."""
+        Whether it is the read that resolves it: its ``resolve_after``-th quiet read in a row, or, ``alone``
+        on its GPU (no alert of another kind open there, ``escalates``), its ``rearm_after``-th. A fleet
+        alert held its 240 quiet reads (2 hours) after every repair, and its incident with it; a departure
+        after ``rearm_after`` quiet reads alone re-raises it anyway, so resolving it then tells the operator
+        the GPU is clear without telling a lemon's drifts apart any less."""
         self.quiet += 1
         self.reads += 1
         self.rising = 0
@@ -167,7 +175,8 @@ class _Firing:
         else:
             self.low = 0
             self.calm += 1
-        return self.quiet >= self.resolve_after
+        early = alone and self.rearm_after is not None and self.quiet >= self.rearm_after
+        return early or self.quiet >= self.resolve_after
 
     def _settle(self, score: float, pending: int, *, back: bool) -> None:
         """Take a read that re-escalates nothing into the peak, the trough and the recovery; ``back``: its

@@ -228,7 +228,10 @@ class AnomalyConfig(Section):
     fleet_hold_ticks: int = Field(
         240,
         ge=1,
-        description="quiet ticks before a fleet alert resolves: a lemon GPU drifting in and out is one alert",
+        description=(
+            "quiet ticks before a fleet alert resolves: a lemon GPU drifting in and out is one alert"
+            " (fleet_rearm_ticks where no other alert is open on its GPU)"
+        ),
     )
     fleet_load_query: str | None = Field(
         "DCGM_FI_DEV_GPU_UTIL",
@@ -390,9 +393,10 @@ class AnomalyConfig(Section):
         ge=1,
         description=(
             "reads a fleet alert's GPU must have been back among its peers, with no other alert open on it,"
-            " before a new departure raises that alert again within fleet_hold_ticks of its raise: a fault"
-            " begun half an hour after an earlier one's repair is told, not hidden in the earlier one's hold"
-            " (eval seeds 1621 and 1649)"
+            " before the alert resolves (quiet reads in a row) or a new departure raises it again within"
+            " fleet_hold_ticks of its raise: a fault begun half an hour after an earlier one's repair is"
+            " told, not hidden in the earlier one's hold (eval seeds 1621 and 1649), and a repaired GPU's"
+            " incident is not held open 2 hours"
         ),
     )
 

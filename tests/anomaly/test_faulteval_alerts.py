@@ -1,4 +1,5 @@
-"""The fault evaluation reading alerts against faults: resolved while the fault is on, re-raised, stuck."""
+"""The fault evaluation reading alerts against faults: resolved while the fault is on, re-raised, stuck,
+clear after the repair."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from anomaly.faulteval import (
     EvalPlan,
     FaultEvalReport,
     Injection,
+    _check_clear,
     _check_stuck,
     _reraised,
     _resolved_early,
@@ -101,3 +103,54 @@ def test_an_alert_raised_on_the_target_long_after_the_repair_is_not_counted_stuc
         [inj], service, inj.repaired_at + plan.stuck_seconds, plan.stuck_seconds, grace=plan.grace_seconds
     )
     assert inj.stuck is False
+
+
+def test_a_repaired_fault_is_timed_to_the_tick_its_target_has_no_alert_raised_for_it_left():
+    """What an operator waits for after a repair: every alert the fault raised on its GPU resolved. An alert
+    raised before the fault (an earlier one's) or long after its repair (a false one) does not hold it; one
+    on another GPU does not either, except for a node-wide fault, whose target is every GPU of its node."""
+    runaway, down = _class_named("thermal_runaway"), _class_named("node_down")
+    inj = Injection(runaway, "node-01", 2, 1000.0)
+    node = Injection(down, "node-01", None, 1000.0)
+    inj.repaired_at = node.repaired_at = 2000.0
+    older, own = _alert("A", "2", 900.0), _alert("A", "2", 1060.0)
+    beside, late = _alert("A", "3", 1060.0), _alert("A", "2", 2000.0 + 900.0 + 1.0)
+    _check_clear([inj, node], _firing(older, own, beside, late), 2030.0, grace=900.0)
+    assert (inj.clear_after, node.clear_after) == (None, None)
+    _check_clear([inj, node], _firing(older, beside, late), 5000.0, grace=900.0)
+    assert (inj.clear_after, node.clear_after) == (3000.0, None)
+    _check_clear([inj, node], _firing(older, late), 9000.0, grace=900.0)
+    assert (inj.clear_after, node.clear_after) == (3000.0, 7000.0)
+    _check_clear([inj, node], _firing(), 9030.0, grace=900.0)  # timed once
+    assert (inj.clear_after, node.clear_after) == (3000.0, 7000.0)
+    result = _summarise([inj, node], EvalPlan(duration_seconds=3600))
+    assert result["thermal_runaway"].to_json()["clear_after_repair_p50_s"] == 3000.0
+    assert result["node_down"].to_json()["clear_after_repair_max_s"] == 7000.0
+
+
+def test_a_fault_whose_target_another_fault_hits_before_it_is_clear_is_not_timed():
+    """The later fault's alerts keep the target busy: that wait is not the first fault's."""
+    runaway, straggler, down = (_class_named(n) for n in ("thermal_runaway", "straggler", "node_down"))
+    first = Injection(runaway, "node-01", 2, 1000.0)
+    first.repaired_at = 2000.0
+    second = Injection(straggler, "node-01", 2, 2500.0)
+    elsewhere = Injection(runaway, "node-01", 3, 1000.0)
+    elsewhere.repaired_at = 2000.0
+    outage = Injection(down, "node-01", None, 2600.0)  # reaches every GPU of node-01
+    holding = _firing(_alert("A", "2", 1060.0), _alert("A", "3", 1060.0))
+    _check_clear([first, second, elsewhere], holding, 2400.0, grace=900.0)
+    assert not first.clear_interrupted and first.clear_after is None
+    _check_clear([first, second, elsewhere], holding, 2500.0, grace=900.0)
+    assert (first.clear_interrupted, elsewhere.clear_interrupted) == (True, False)
+    _check_clear([first, second, elsewhere, outage], holding, 2600.0, grace=900.0)
+    assert elsewhere.clear_interrupted
+    _check_clear([first, second, elsewhere, outage], _firing(), 9000.0, grace=900.0)
+    assert (first.clear_after, elsewhere.clear_after) == (None, None)
+    merged = merge_reports(
+        [FaultEvalReport(_summarise([first, elsewhere], EvalPlan(duration_seconds=3600)), 1.0, 0, [], 30.0)]
+    )
+    assert merged.classes["thermal_runaway"].to_json()["clear_interrupted"] == 2
+
+
+def _class_named(name: str):
+    return next(c for c in FAULT_CLASSES if c.name == name)
