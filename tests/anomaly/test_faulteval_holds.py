@@ -158,6 +158,38 @@ def test_a_straggler_whose_job_was_stalled_for_most_of_its_hold_is_held_its_hold
     assert [m for m in report.missed if m["class"] == "straggler"] == []
 
 
+def test_a_straggler_read_at_fewer_ticks_than_an_alert_needs_before_its_job_stalls_is_timed_from_after(
+    monkeypatch,
+):
+    """Eval seed 1701's straggler was read at two ticks, then another node's outage stalled its job past its
+    hold: every rank idled, and it was counted a miss, though no learned detector raises before
+    ``pending_ticks`` (3) reads in a row. Shown fewer reads than that before the stall, it is timed, and
+    held, from when its job runs again; shown that many, it stays timed from its start."""
+    clock = FakeClock()
+    fleet = build_fleet(2, 8, seed=3, clock=clock)
+    (node, hung_gpu), (_, slow) = _ranks_of_one_job_on(fleet, 2)
+    t0 = clock.time()
+    straggler = Injection(_class("straggler"), node, slow, t0 + 100.0)  # read at t0 + 120 and t0 + 150
+    hang = Injection(_class("hung"), node, hung_gpu, t0 + 155.0)  # its job stalled from the next tick on
+    monkeypatch.setattr("anomaly.faulteval._schedule", lambda plan, fleet, start: [straggler, hang])
+    service = _raising_once(clock, _raise(node, slow), lambda: hang.repaired_at and hang.repaired_at + 120.0)
+    plan = EvalPlan(duration_seconds=2400.0, warmup_seconds=0.0)
+    report = run_fault_eval(fleet, service, clock, plan)
+    assert hang.repaired_at is not None and straggler.seen_from() == hang.repaired_at
+    assert straggler.repaired_at is not None and straggler.repaired_at >= hang.repaired_at + plan.hold_seconds
+    assert straggler.latency() == 120.0
+    assert report.classes["straggler"].within_deadline == 1
+    # Read at three ticks before the stall: an alert could have been raised, so its start stays its time.
+    clock = FakeClock()
+    fleet = build_fleet(2, 8, seed=3, clock=clock)
+    t0 = clock.time()
+    shown = Injection(_class("straggler"), node, slow, t0 + 70.0)  # read at t0 + 90, 120 and 150
+    hang = Injection(_class("hung"), node, hung_gpu, t0 + 155.0)
+    monkeypatch.setattr("anomaly.faulteval._schedule", lambda plan, fleet, start: [shown, hang])
+    run_fault_eval(fleet, _quiet(), clock, plan)
+    assert shown.stalled_until is None and shown.seen_from() == shown.started_at
+
+
 def test_a_straggler_begun_while_its_node_was_down_keeps_its_class_hold_when_a_hang_stalls_its_job(
     monkeypatch,
 ):
