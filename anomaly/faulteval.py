@@ -327,8 +327,7 @@ def _check_stuck(
         )
         inj.stuck = not later and any(
             _target(f.alert) == (inj.node, inj.gpu)
-            and f.alert.starts_at is not None
-            and inj.started_at <= f.alert.starts_at.timestamp() <= inj.repaired_at + grace
+            and _raised_within(f.alert, inj.started_at, inj.repaired_at + grace)
             for f in service.firing.values()
         )
 
@@ -351,9 +350,7 @@ def _check_clear(injections: list[Injection], service: AnomalyService, now: floa
             inj.clear_interrupted = True
             continue
         if not any(
-            _on_target(f.alert, inj)
-            and f.alert.starts_at is not None
-            and inj.started_at <= f.alert.starts_at.timestamp() <= inj.repaired_at + grace
+            _on_target(f.alert, inj) and _raised_within(f.alert, inj.started_at, inj.repaired_at + grace)
             for f in service.firing.values()
         ):
             inj.clear_after = now - inj.repaired_at
@@ -363,3 +360,10 @@ def _on_target(alert: Alert, inj: Injection) -> bool:
     """Whether ``alert`` names ``inj``'s target: its GPU, or any GPU of its node for a node-wide fault."""
     node, gpu = _target(alert)
     return node == inj.node and (inj.gpu is None or gpu == inj.gpu)
+
+
+def _raised_within(alert: Alert, start: float, end: float) -> bool:
+    """Whether ``alert`` was raised from ``start`` to ``end``: a fault's window that explains it, from its
+    start to ``grace`` after its repair (a later one is false)."""
+    raised = alert.starts_at
+    return raised is not None and start <= raised.timestamp() <= end
