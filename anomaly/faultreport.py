@@ -34,7 +34,6 @@ class ClassResult:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        lat, clear = sorted(self.latencies), sorted(self.clear_after_repair)
         return {
             "hard": self.hard,
             "injected": self.injected,
@@ -42,23 +41,31 @@ class ClassResult:
             if self.injected
             else None,
             "recall_any_time_in_window": round(self.detected / self.injected, 4) if self.injected else None,
-            "latency_p50_s": lat[len(lat) // 2] if lat else None,
-            "latency_p90_s": lat[min(len(lat) - 1, (9 * len(lat)) // 10)] if lat else None,
-            "latency_max_s": lat[-1] if lat else None,
+            **_spread("latency", self.latencies),
             "detected_by": dict(sorted(self.detected_by.items(), key=lambda kv: -kv[1])),
             "resolved_while_active": self.resolved_while_active,
             "resolved_early_by": dict(sorted(self.resolved_early_by.items(), key=lambda kv: -kv[1])),
             "quiet_while_active": self.quiet_while_active,
             "stuck_after_repair": self.stuck_after_repair,
-            "clear_after_repair_timed": len(clear),
-            "clear_after_repair_p50_s": clear[len(clear) // 2] if clear else None,
-            "clear_after_repair_p90_s": clear[min(len(clear) - 1, (9 * len(clear)) // 10)] if clear else None,
-            "clear_after_repair_max_s": clear[-1] if clear else None,
+            "clear_after_repair_timed": len(self.clear_after_repair),
+            **_spread("clear_after_repair", self.clear_after_repair),
             "clear_interrupted": self.clear_interrupted,
             "began_inside_open_alerts": self.began_inside_open_alerts,
             "not_injected_already_active": self.not_injected_already_active,
             "job_stalled_at_start": self.job_stalled_at_start,
         }
+
+
+def _spread(name: str, seconds: Sequence[float]) -> dict[str, float | None]:
+    """``name``'s median, 90th percentile and maximum (``NAME_p50_s``, ``_p90_s``, ``_max_s``; None without
+    any): the sorted values at n // 2 and 9n // 10, and the last, as the report has always given latencies."""
+    ranked = sorted(seconds)
+    n = len(ranked)
+    return {
+        f"{name}_p50_s": ranked[n // 2] if ranked else None,
+        f"{name}_p90_s": ranked[min(n - 1, (9 * n) // 10)] if ranked else None,
+        f"{name}_max_s": ranked[-1] if ranked else None,
+    }
 
 
 @dataclass(slots=True)
