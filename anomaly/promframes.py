@@ -46,7 +46,8 @@ def _matrix_to_frame(query: PromQuery, data: Mapping[str, Any], grid: np.ndarray
     if data.get("resultType") != "matrix":
         raise SourceError(f"query {name}: expected a matrix, got {data.get('resultType')!r}", source=source)
     try:
-        return _read_matrix(name, data.get("result", []), grid, query.series_kind)
+        # No "result" at all is another shape, not an answer of no series (every series gone).
+        return _read_matrix(name, data["result"], grid, query.series_kind)
     except (AttributeError, TypeError, ValueError, IndexError, KeyError) as exc:
         # A 200 of another shape (a proxy, a different API): the source is down, not the service.
         raise SourceError(

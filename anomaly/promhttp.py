@@ -3,8 +3,11 @@ deadline, and every HTTP and payload error translated into ``SourceError`` here,
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import socket
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -17,6 +20,7 @@ from anomaly.promquery import PromQuery
 from anomaly.sources import Frame, joined
 from gpuwarden.errors import SourceError
 from gpuwarden.jsonload import collector_paused, loads_without_gc
+from gpuwarden.redaction import shown_redirect
 
 # The source's logger: an annotated answer is logged as it was before this half left ``anomaly.promql`` (an
 # operator filters on the name).
@@ -57,6 +61,7 @@ class PromQLClient:
     deadline_seconds: float
     _client: httpx.Client
     _server: str  # the base URL, its password hidden
+    _setting: str  # the setting that gives the base URL, named where an answer says to use another
     _timeout: float
     _sent: dict[str, float]  # query -> when its last request went out (time.monotonic)
     _logged_annotations: dict[str, str]  # query -> its PromQL annotations, as last logged
@@ -220,7 +225,7 @@ class PromQLClient:
         labels = []
         values = []
         try:
-            for item in data.get("result", []):
+            for item in data["result"]:  # none at all: another shape, not every series gone
                 labels.append(_labels(item))
                 values.append(_number(item["value"][1]))
         except (AttributeError, TypeError, IndexError, KeyError) as exc:
@@ -247,7 +252,7 @@ class PromQLClient:
             timeout = httpx.Timeout(min(self._timeout, left))
             self._sent[query.name] = time.monotonic()
         try:
-            response = self._client.get(path, params=dict(params), timeout=timeout)
+            response = self._fetch(path, params, timeout, deadline)
         except httpx.ReadTimeout as exc:  # sent, no answer in time (a connect or pool timeout: never there)
             raise OverlongRead(
                 f"{where}: {self._server}: {type(exc).__name__}: {exc}",
@@ -259,6 +264,16 @@ class PromQLClient:
             raise SourceError(
                 f"{where}: {self._server}: {type(exc).__name__}: {exc}", source=self.name
             ) from exc
+        if response.is_redirect:
+            # An http -> https move, a proxy's path prefix, a login page: not followed (the request's
+            # parameters would go wherever it says), so say where it points and which setting to change.
+            location = response.headers.get("Location", "")
+            target = shown_redirect(str(response.request.url), location) if location else "nowhere named"
+            raise SourceError(
+                f"{where}: {self._server}: HTTP {response.status_code}, a redirect to {target} (not"
+                f" followed: set {self._setting} to where it points)",
+                source=self.name,
+            )
         try:
             payload = loads_without_gc(response.content)  # response.json() without the collector's passes
         except ValueError as exc:
@@ -266,7 +281,11 @@ class PromQLClient:
                 raise OverlongRead(
                     f"{where}: HTTP {response.status_code}, not JSON", source=self.name, why="gateway timeout"
                 ) from exc
-            raise SourceError(f"{where}: HTTP {response.status_code}, not JSON", source=self.name) from exc
+            raise SourceError(
+                f"{where}: {self._server}: HTTP {response.status_code}, not JSON"
+                f"{_content_type(response)}: is {self._setting} a Prometheus HTTP API?",
+                source=self.name,
+            ) from exc
         if not isinstance(payload, dict):
             raise SourceError(f"{where}: HTTP {response.status_code}, not a JSON object", source=self.name)
         if response.status_code != 200 or payload.get("status") != "success":
@@ -280,6 +299,14 @@ class PromQLClient:
         data = payload.get("data")
         if not isinstance(data, dict):
             raise SourceError(f"{where}: response has no data", source=self.name)
+        if payload.get("isPartial") is True:
+            # A VictoriaMetrics cluster whose vmselect could not reach every vmstorage node: the series those
+            # nodes hold are missing from this answer, not from the fleet (as Thanos' partial response).
+            raise SourceError(
+                f"{where}: partial response (isPartial: a storage node did not answer)",
+                source=self.name,
+                retryable=True,
+            )
         warnings = payload.get("warnings")
         if warnings:
             notes = [str(w) for w in warnings] if isinstance(warnings, list) else [str(warnings)]
@@ -291,6 +318,32 @@ class PromQLClient:
             text = "; ".join(notes)
             raise SourceError(f"{where}: partial response: {text[:300]}", source=self.name, retryable=True)
         return data
+
+    def _fetch(
+        self, path: str, params: Mapping[str, str], timeout: httpx.Timeout | float, deadline: float | None
+    ) -> httpx.Response:
+        """GET ``path``, its answer read whole; one whose body is still coming at ``deadline`` is cut there
+        (``ReadTimeout``). The timeout bounds each wait for a byte, not the request: a body sent slowly (a
+        big answer over a slow link or proxy) held its worker past the deadline, 12 s for a 2 s deadline,
+        and the reads after it sent nothing while it ran on."""
+        if deadline is None:
+            return self._client.get(path, params=dict(params), timeout=timeout)
+        request = self._client.build_request("GET", path, params=dict(params), timeout=timeout)
+        response = self._client.send(request, stream=True)  # the headers: within the timeout, at most left
+        cut = _Cut(response)
+        timer = threading.Timer(max(0.0, deadline - time.monotonic()), cut)
+        timer.daemon = True
+        timer.start()
+        try:
+            response.read()
+        except httpx.HTTPError as exc:
+            response.close()
+            if cut.fired:
+                raise httpx.ReadTimeout("cut at the read's deadline, its answer still coming") from exc
+            raise
+        finally:
+            timer.cancel()
+        return response
 
     def _note_annotations(self, query: str, notes: list[str]) -> None:
         """Log a query's PromQL annotations once, and again only when they change (one entry per query)."""
@@ -305,3 +358,26 @@ class PromQLClient:
             text[:300],
             extra={"source": self.name, "query": query},
         )
+
+
+def _content_type(response: httpx.Response) -> str:
+    """`` (text/html)``: what the answer said it was, where it said; else nothing."""
+    kind = response.headers.get("Content-Type", "").split(";")[0].strip()
+    return f" ({kind[:60]})" if kind else ""
+
+
+class _Cut:
+    """Called at a read's deadline: ends its answer's connection, so the worker waiting on its body wakes.
+    A connection the answer already left for the pool is found closed there and not used again."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self.fired = False
+
+    def __call__(self) -> None:
+        self.fired = True
+        stream = self.response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if isinstance(sock, socket.socket):  # none for a transport without one (a test's mock)
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)

@@ -88,10 +88,13 @@ class PromQLSource(PromQLClient):
         max_lookback_seconds: float = 3600.0,
         deadline_seconds: float | None = None,
         workers: int = MAX_WORKERS,
+        setting: str = "the source's URL",
     ) -> None:
         """``deadline_seconds``: the most a whole ``read`` waits (``timeout_seconds`` when None); give it
-        less than the tick interval. ``workers``: queries read at once."""
+        less than the tick interval. ``workers``: queries read at once. ``setting``: what gives
+        ``base_url``, named where an answer says to ask elsewhere (a redirect)."""
         self.name = name
+        self._setting = setting
         self.deadline_seconds = timeout_seconds if deadline_seconds is None else deadline_seconds
         self.queries = list(queries)
         self.max_lookback_seconds = max_lookback_seconds

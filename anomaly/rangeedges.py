@@ -133,14 +133,17 @@ class RangeEdges:
         first_read = frame.query not in self._runs
         runs = self._runs.setdefault(frame.query, {})
         values = frame.values.copy()
+        # A point is a sample whatever its value: a ratio's NaN (0/0, an idle GPU) or +Inf (x/0) was computed
+        # over a full window, and read as no point it began a new run, blanked for the range after it.
+        samples = frame.samples
         answered = self._answered.setdefault(frame.query, set())
-        answered.update(ts[np.isfinite(values).any(axis=0)].tolist())
+        answered.update(ts[samples.any(axis=0)].tolist())
         for row, labels in enumerate(frame.labels):
             key = tuple(sorted(labels.items()))
             start, last = runs.get(
                 key, (-math.inf, float(ts[0]) - step) if first_read else (math.nan, math.nan)
             )
-            for col in np.flatnonzero(np.isfinite(values[row])).tolist():
+            for col in np.flatnonzero(samples[row]).tolist():
                 t = float(ts[col])
                 if not t - last <= _GAP_STEPS * step and not (
                     guarded

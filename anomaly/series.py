@@ -16,7 +16,7 @@ import numpy as np
 from anomaly.sentinels import blank_not_available
 from anomaly.slots import Slots
 from anomaly.snapshot import Arrays, State, rows_to_hold
-from anomaly.sources import Frame, SeriesKind
+from anomaly.sources import Frame, SeriesKind, one_row_each
 from anomaly.thresholds import BoolArray, FloatArray, IntArray
 
 SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
@@ -47,7 +47,8 @@ class SeriesIndex:
         self._slots: Slots[SeriesKey] = Slots()
         self.labels: list[Mapping[str, str]] = []
         self.last_seen = np.zeros(0, np.float64)
-        self._last: dict[str, tuple[Sequence[Mapping[str, str]], IntArray]] = {}
+        # Per query, its last label sets, their ids, and whether a series came twice among them.
+        self._last: dict[str, tuple[Sequence[Mapping[str, str]], IntArray, bool]] = {}
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -79,9 +80,16 @@ class SeriesIndex:
             return cached[1]
         out = self._lookup(query, labels)
         out.flags.writeable = False
-        self._last[query] = (labels if isinstance(labels, list) else list(labels), out)
+        repeated = np.unique(out).size < out.size
+        self._last[query] = (labels if isinstance(labels, list) else list(labels), out, repeated)
         self.last_seen[out] = now
         return out
+
+    def repeated(self, query: str) -> bool:
+        """Whether a series came as several rows in the label sets ``ids_for`` was last given for ``query``
+        (a proxy that concatenates an HA pair's answers without dedup; Prometheus never does)."""
+        last = self._last.get(query)
+        return last is not None and last[2]
 
     def _lookup(self, query: str, labels: Sequence[Mapping[str, str]]) -> IntArray:
         out = np.empty(len(labels), np.int64)
@@ -345,10 +353,12 @@ def build_view(
     """Assign ids, read not-available values as gaps, turn counters into increases and rates, mark the values
     outside their query's ``ranges`` (``data_range``), and order the steps in time."""
     view = View(time=now)
-    for frame in frames:
-        if not frame.labels:
+    for read in frames:
+        if not read.labels:
             continue
-        ids = index.ids_for(frame.query, frame.labels, float(frame.timestamps[-1]))
+        ids = index.ids_for(read.query, read.labels, float(read.timestamps[-1]))
+        # A series twice in the answer: the detectors would keep whichever row came last.
+        frame, ids = one_row_each(read, ids) if index.repeated(read.query) else (read, ids)
         values, blanked = blank_not_available(frame.values)
         if blanked:
             view.not_available[frame.query] = view.not_available.get(frame.query, 0) + blanked

@@ -62,6 +62,34 @@ class Frame:
         partial = None if self.partial is None else self.partial[rows]
         return Frame(self.query, labels, self.timestamps, self.values[rows], self.kind, present, partial)
 
+    def merged(self, inverse: IntArray, firsts: IntArray) -> Frame:
+        """One row per series where a series came as several rows (a proxy that concatenates an HA pair's
+        answers without dedup): ``inverse``, each row's place among the series; ``firsts``, each series'
+        first row. At each step the largest of its samples: a counter's lagging replica is behind, and the
+        last one read, whichever it was, read a counter 5, 4, 5, 4 (a reset and new errors at every read)."""
+        shape = (firsts.size, self.timestamps.size)
+        values = np.full(shape, np.nan)
+        np.fmax.at(values, inverse, self.values)
+        present = None
+        if self.present is not None:
+            present = np.zeros(shape, np.bool_)
+            np.logical_or.at(present, inverse, self.present)
+        partial = None
+        if self.partial is not None:
+            partial = np.full(shape, np.nan)
+            np.fmax.at(partial, inverse, self.partial)
+        labels = [self.labels[i] for i in firsts.tolist()]
+        return Frame(self.query, labels, self.timestamps, values, self.kind, present, partial)
+
+
+def one_row_each(frame: Frame, rows: Sequence[int] | IntArray) -> tuple[Frame, IntArray]:
+    """``frame`` with one row per series (``rows``: each row's, an id or a place) and the series of its rows:
+    as given where none came twice, else ``Frame.merged``, its rows in the series' order."""
+    places, firsts, inverse = np.unique(rows, return_index=True, return_inverse=True)
+    if places.size == len(rows):
+        return frame, np.asarray(rows, np.int64)
+    return frame.merged(inverse, firsts), places
+
 
 def joined(parts: Sequence[Frame]) -> Frame:
     """Consecutive parts of one query's read (in time order, none overlapping) as one frame; a series missing
@@ -80,13 +108,13 @@ def joined(parts: Sequence[Frame]) -> Frame:
     partial = np.full(values.shape, np.nan) if any(p.partial is not None for p in parts) else None
     col = 0
     for part in parts:
-        at = [rows[tuple(sorted(lab.items()))] for lab in part.labels]
-        values[at, col : col + part.timestamps.size] = part.values
+        once, at = one_row_each(part, [rows[tuple(sorted(lab.items()))] for lab in part.labels])
+        values[at, col : col + once.timestamps.size] = once.values
         if present is not None:
-            present[at, col : col + part.timestamps.size] = part.samples
-        if partial is not None and part.partial is not None:
-            partial[at, col : col + part.timestamps.size] = part.partial
-        col += part.timestamps.size
+            present[at, col : col + once.timestamps.size] = once.samples
+        if partial is not None and once.partial is not None:
+            partial[at, col : col + once.timestamps.size] = once.partial
+        col += once.timestamps.size
     return Frame(parts[0].query, labels, grid, values, parts[0].kind, present, partial)
 
 

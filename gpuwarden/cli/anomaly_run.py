@@ -91,6 +91,7 @@ def run(
         # A slow Prometheus must not hold a tick past the next one: what has not answered by then is a
         # failed read, held like an outage, and read again from where it stopped.
         deadline_seconds=cfg.read_deadline_seconds,
+        setting="anomaly.prometheus_url",
     )
     tick_log = TickLog([source], forwarder, forwarder.on_alert if forwarder else _print_alert)
     service = AnomalyService(cfg, [source], clock, on_alert=tick_log.on_alert)

@@ -273,6 +273,7 @@ def kubernetes_inventory(cfg: KubernetesInventoryConfig, clock: SystemClock) -> 
             clock,
             timeout_seconds=cfg.request_timeout_seconds,
             name="gpu_assignment",
+            setting="alerting.kubernetes_inventory.gpu_assignment_url",
         )
         query = PromQuery("gpu_assignment", cfg.gpu_assignment_query)
 

@@ -24,8 +24,18 @@ from tests.http_stub import LocalServer, QuietHandler
         b'{"status": "success", "data": {"resultType": "matrix", "result": ["x"]}}',
         b'{"status": "success", "data": {"resultType": "matrix", "result": [{"metric": ["a"]}]}}',
         b'{"status": "success", "data": {"resultType": "matrix", "result": [{"values": [["abc", "1"]]}]}}',
+        # No result at all: read as an answer of no series, every series gone, the query up.
+        b'{"status": "success", "data": {"resultType": "matrix"}}',
     ],
-    ids=["list", "string", "result-string", "result-items-strings", "metric-list", "time-not-a-number"],
+    ids=[
+        "list",
+        "string",
+        "result-string",
+        "result-items-strings",
+        "metric-list",
+        "time-not-a-number",
+        "no-result",
+    ],
 )
 def test_a_200_of_another_shape_marks_the_source_down_instead_of_failing_the_tick(request, body):
     class Handler(QuietHandler):

@@ -37,6 +37,68 @@ def test_a_partial_response_is_a_failed_read_of_its_query_not_half_the_fleet_gon
     assert registry.get_sample_value("gpuwarden_anomaly_query_errors_total", labels) == 1
 
 
+def test_a_victoriametrics_clusters_partial_answer_is_a_failed_read_of_its_query() -> None:
+    # vmselect marks an answer that misses a vmstorage node's series "isPartial": true, with no warning.
+    clock = FakeClock()
+    prom = source(
+        {"up": lambda r: matrix(r, 1, isPartial=True), "temp": lambda r: matrix(r, isPartial=False)}, clock
+    )
+    end = clock.time()
+    frames = prom.read(end - 60, end)
+    assert [f.query for f in frames] == ["temp"]  # 1 of 4 GPUs answered: not fed as 3 GPUs gone
+    health = prom.health()
+    assert health.queries["temp"].up and not health.queries["up"].up
+    assert "partial response (isPartial" in health.queries["up"].last_error
+    prom.close()
+
+
+@pytest.mark.parametrize(
+    ("location", "shown"),
+    [
+        ("https://prom.example:9443/api/v1/query_range?query=up", "https://prom.example:9443/"),
+        ("/prometheus/api/v1/query_range", "http://prom:9090/"),
+    ],
+    ids=["to-https", "path-prefix"],
+)
+def test_a_redirect_names_the_server_where_it_points_and_the_setting_to_change(
+    location: str, shown: str
+) -> None:
+    clock = FakeClock()
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(308, headers={"Location": location})
+
+    client = httpx.Client(base_url="http://prom:9090", transport=httpx.MockTransport(handle))
+    prom = PromQLSource(
+        "http://prom:9090", [PromQuery("up", "up")], clock, client=client, setting="anomaly.prometheus_url"
+    )
+    end = clock.time()
+    assert prom.read(end - 60, end) == []
+    error = prom.health().queries["up"].last_error
+    assert "http://prom:9090: HTTP 308, a redirect to " in error
+    assert shown in error
+    assert "(not followed: set anomaly.prometheus_url to where it points)" in error
+    prom.close()
+
+
+def test_an_html_page_answered_200_names_the_server_what_it_was_and_the_setting() -> None:
+    clock = FakeClock()
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        page = "<html><body>Sign in</body></html>"
+        return httpx.Response(200, text=page, headers={"Content-Type": "text/html; charset=utf-8"})
+
+    client = httpx.Client(base_url="http://prom:9090", transport=httpx.MockTransport(handle))
+    prom = PromQLSource(
+        "http://prom:9090", [PromQuery("up", "up")], clock, client=client, setting="anomaly.prometheus_url"
+    )
+    end = clock.time()
+    assert prom.read(end - 60, end) == []
+    error = prom.health().queries["up"].last_error
+    assert "http://prom:9090: HTTP 200, not JSON (text/html): is anomaly.prometheus_url a Prometheus" in error
+    prom.close()
+
+
 def test_metrics_say_since_when_a_query_fails_while_its_source_reads_well() -> None:
     clock, broken = FakeClock(), [False]
 
@@ -235,6 +297,51 @@ def test_an_ha_pairs_duplicate_samples_of_a_counter_are_no_reset_and_a_real_erro
         clock.advance(30)
         raised += service.infer().raised
     assert [(a.labels["alertname"], a.labels["gpu"]) for a in raised] == [("GpuDoubleBitEcc", "0")]
+
+
+def test_a_series_a_proxy_answers_twice_is_one_series_at_its_larger_value() -> None:
+    # A proxy concatenating an HA pair's answers without dedup sends each series twice, the replica that
+    # scraped earlier one error behind, in either order: the rows were two series of one id, whichever came
+    # last read (here read in parts, a query limit of one step, and joined), a counter 5, 4, 5, 4, and
+    # every GPU was drained and reset.
+    clock = FakeClock()
+    errors_at = clock.time() + 300  # a real double-bit error on GPU 0
+
+    def concatenated(request: httpx.Request) -> httpx.Response:
+        start, end = float(request.url.params["start"]), float(request.url.params["end"])
+        if end > start:
+            body = {"status": "error", "errorType": "execution", "error": "too many samples"}
+            return httpx.Response(422, json=body)
+        ahead, behind = [], []
+        for sample in matrix(request, gpus=2).json()["data"]["result"]:
+            gpu = sample["metric"]["gpu"]
+            metric = {**sample["metric"], "UUID": f"GPU-{gpu}"}
+            counts = [5 + (gpu == "0" and t >= errors_at) for t, _ in sample["values"]]
+            ahead.append(
+                {
+                    "metric": metric,
+                    "values": [[t, str(c)] for (t, _), c in zip(sample["values"], counts, strict=True)],
+                }
+            )
+            behind.append(
+                {
+                    "metric": metric,
+                    "values": [[t, str(c - 1)] for (t, _), c in zip(sample["values"], counts, strict=True)],
+                }
+            )
+        result = ahead + behind if (end // 60) % 2 else behind + ahead  # whichever replica answered first
+        return httpx.Response(
+            200, json={"status": "success", "data": {"resultType": "matrix", "result": result}}
+        )
+
+    prom = source({DBE: concatenated}, clock)
+    service = AnomalyService(AnomalyConfig(detectors=["signatures"]), [prom], clock)
+    raised = []
+    for _ in range(20):
+        clock.advance(60)
+        raised += service.infer().raised
+    assert [(a.labels["alertname"], a.labels["gpu"]) for a in raised] == [("GpuDoubleBitEcc", "0")]
+    prom.close()
 
 
 ANNOTATION = (

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future
 from concurrent.futures import wait as futures_wait
@@ -16,6 +18,7 @@ from anomaly.promql import PromQLSource, PromQuery
 from gpuwarden.clock import FakeClock
 from tests.anomaly.fakes import FakePrometheus
 from tests.anomaly.promql_answers import Answer, _read_well_then_failing, _too_long, matrix, source
+from tests.http_stub import LocalServer, QuietHandler
 
 
 def test_a_slow_query_is_a_failed_read_at_the_deadline_and_does_not_delay_the_others() -> None:
@@ -150,6 +153,52 @@ def test_a_query_still_unanswered_at_the_deadline_does_not_hold_a_worker_into_th
         release.set()
         prom.close()
         prometheus.close()
+
+
+def test_an_answer_whose_body_comes_slowly_is_cut_at_the_deadline_and_holds_no_worker() -> None:
+    # The timeout bounds each wait for a byte, not the request: a body sent a little at a time (a big answer
+    # over a slow link or proxy) ran 12 s past a 2 s deadline on the only worker, and the reads after it
+    # sent no request while it ran on.
+    served: list[str] = []
+
+    class Trickle(QuietHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            body = json.dumps({"status": "success", "data": {"resultType": "matrix", "result": []}})
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            try:
+                for char in body:  # 72 bytes, 0.1 s apart: 7 s
+                    self.wfile.write(char.encode())
+                    self.wfile.flush()
+                    time.sleep(0.1)
+                served.append("whole")
+            except OSError:
+                served.append("cut")
+
+    server = LocalServer(Trickle)
+    clock = FakeClock()
+    prom = PromQLSource(
+        server.url, [PromQuery("q", "up")], clock, timeout_seconds=10, deadline_seconds=1.0, workers=1
+    )
+    try:
+        for _ in range(3):
+            began = time.monotonic()
+            end = clock.time()
+            assert prom.read(end - 30, end) == []
+            assert time.monotonic() - began < 3.0  # returned at its deadline, not after the whole body
+            clock.advance(30)
+        deadline = time.monotonic() + 5
+        while len(served) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert served == ["cut"] * 3  # each read sent its request: no worker was held by the one before
+        assert "deadline" in prom.health().queries["q"].last_error
+    finally:
+        prom.close()
+        server.close()
 
 
 def test_a_read_of_one_step_too_slow_for_its_deadline_is_not_said_to_leave_steps_out(

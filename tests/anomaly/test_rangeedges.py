@@ -55,6 +55,33 @@ def test_a_missed_scrape_at_the_last_step_of_one_read_is_known_at_the_next():
     assert [k for k in range(30) if not kept[k]] == [20]
 
 
+@pytest.mark.parametrize("answered", [math.nan, math.inf], ids=["nan-0-over-0", "inf-x-over-0"])
+def test_a_point_answered_nan_or_inf_is_a_sample_of_a_running_series_not_a_gap(answered):
+    # `rate(a[5m]) / rate(b[5m])` answers NaN (0/0, an idle GPU) or +Inf (x/0) over a full window: read as
+    # no point, two of them began a new run and the range after them went unscored.
+    edges = RangeEdges(forget_after=3600)
+    ts = 1_767_225_600.0 + STEP * np.arange(40)
+    values = np.ones((1, ts.size))
+    values[0, 20:22] = answered
+    present = np.ones(values.shape, np.bool_)  # as the reader gives a NaN sample (``Frame.present``)
+    out = edges.mask(Frame("ratio", [{"gpu": "0"}], ts, values, "gauge", present), WINDOW, STEP)
+    assert np.isfinite(out.values[0, 22:]).all()
+    assert np.array_equal(out.values[0, 20:22], values[0, 20:22], equal_nan=True)
+
+
+def test_a_series_twice_in_the_parts_of_a_read_is_joined_as_one_row_of_its_larger_samples():
+    # A proxy that concatenates an HA pair's answers without dedup, read in parts: the row read last in
+    # each part was kept, replicas in either order, a counter 5, 4, 5 across the read.
+    gpu = {"gpu": "0"}
+    first = Frame("dbe", [gpu, {"gpu": "1"}, gpu], np.array([30.0]), np.array([[4.0], [7.0], [5.0]]))
+    present = np.array([[True], [False]])  # the second row: no sample
+    second = Frame("dbe", [gpu, gpu], np.array([60.0]), np.array([[5.0], [math.nan]]), "gauge", present)
+    both = joined([first, second])
+    assert both.labels == [gpu, {"gpu": "1"}]
+    assert np.array_equal(both.values, [[5.0, 5.0], [7.0, math.nan]], equal_nan=True)
+    assert both.samples.tolist() == [[True, True], [True, False]]
+
+
 def test_what_was_answered_at_a_blanked_point_is_kept_beside_it_and_nowhere_else():
     # GpuLost asks only whether a series answered: a GPU back after a gap answers at once, blanked or not.
     ts = 1_767_225_600.0 + STEP * np.arange(40)

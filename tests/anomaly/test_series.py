@@ -74,6 +74,20 @@ def test_build_view_orders_steps_in_time_and_keeps_the_newest_per_query():
     assert np.isnan(view.latest["c_total"].value[0])
 
 
+def test_a_series_answered_twice_is_one_row_of_the_view_at_its_larger_sample():
+    # A proxy concatenating an HA pair's answers without dedup: two rows of one id went to the detectors,
+    # and each kept whichever came last, the replica behind at every other read.
+    index, rates = SeriesIndex(), CounterRates()
+    gpu0, gpu1 = {"gpu": "0"}, {"gpu": "1"}
+    for at, order in ((30.0, (5.0, 4.0)), (60.0, (4.0, 5.0))):
+        values = np.array([[order[0]], [9.0], [order[1]]])
+        frame = Frame("dbe_total", [gpu0, gpu1, gpu0], np.array([at]), values, kind="counter")
+        step = build_view([frame], index, rates, at).latest["dbe_total"]
+        assert step.labels == [gpu0, gpu1] and len(set(step.ids.tolist())) == 2
+        assert step.raw.tolist() == [5.0, 9.0]
+    assert step.increase.tolist() == [0.0, 0.0]  # no reset: 5 then 5, not 5, 4, 5
+
+
 def test_the_label_to_id_mapping_is_reused_between_ticks_and_dropped_when_ids_are_freed():
     index = SeriesIndex()
     a = [{"gpu": "0"}, {"gpu": "1"}]
