@@ -17,6 +17,7 @@ alerts inside a window / all alerts).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 from collections.abc import Iterable
@@ -125,6 +126,8 @@ def read_corpus(data_dir: Path, windows_file: Path) -> tuple[list[NabFile], list
         raise InputError(f"{windows_file}: is not JSON: {exc}", field="windows") from exc
     if not isinstance(windows, dict):
         raise InputError(f"{windows_file}: expected an object of file name -> windows", field="windows")
+    if not windows:  # else "--data holds none of the 0 files": the wrong option blamed
+        raise InputError(f"{windows_file}: names no files; {_GIVE_WINDOWS}", field="windows")
     _check_data_dir(data_dir)
     files, missing = [], []
     for name in sorted(windows):
@@ -133,12 +136,9 @@ def read_corpus(data_dir: Path, windows_file: Path) -> tuple[list[NabFile], list
             missing.append(name)
             continue
         series = read_series_csv(path, repeated_times=True)  # NAB's files repeat clock-change hours
-        pairs = _pairs(windows[name], f"{windows_file}: {name}")
-        ranges = [
-            _rows(series.timestamps, pair, f"{windows_file}: {name} window {w}")
-            for w, pair in enumerate(pairs)
-        ]
-        files.append(NabFile(name=name, series=series, windows=tuple(ranges)))
+        where = f"{windows_file}: {name}"
+        ranges = _ranges(series.timestamps, _pairs(windows[name], where), where)
+        files.append(NabFile(name=name, series=series, windows=ranges))
     if not files:
         raise InputError(
             f"holds none of the {len(windows)} files {windows_file} names"
@@ -164,6 +164,26 @@ def _check_data_dir(data_dir: Path) -> None:
         raise InputError(f"no such folder; {_GIVE_DATA}", field="data")
     if not data_dir.is_dir():
         raise InputError(f"not a folder; {_GIVE_DATA}", field="data")
+
+
+def _ranges(
+    stamps: npt.NDArray[np.float64], pairs: list[tuple[object, object]], where: str
+) -> tuple[tuple[int, int], ...]:
+    """A file's windows as index ranges sorted by start, which ``score_file`` takes them to be: listed out
+    of order, an alert was measured against the wrong window, and the score was wrong without a word. Two
+    windows that share a row are refused: NAB's scoring has a row in one window at most."""
+    ranges = [_rows(stamps, pair, f"{where} window {w}") for w, pair in enumerate(pairs)]
+    order = sorted(range(len(ranges)), key=lambda w: ranges[w])
+    for a, b in itertools.pairwise(order):
+        if ranges[b][0] <= ranges[a][1]:  # sorted by start: a window that overlaps any overlaps the next
+            first, second = sorted((a, b))
+            raise InputError(
+                f"{where} window {first} ({pairs[first][0]} to {pairs[first][1]}) overlaps window {second}"
+                f" ({pairs[second][0]} to {pairs[second][1]}); merge them into one window, or move a bound so"
+                " that no row is in both",
+                field="windows",
+            )
+    return tuple(ranges[w] for w in order)
 
 
 def _rows(stamps: npt.NDArray[np.float64], pair: tuple[object, object], where: str) -> tuple[int, int]:
@@ -201,14 +221,20 @@ def _pairs(value: object, where: str) -> list[tuple[object, object]]:
 
 
 def _epoch(text: object, where: str = "") -> float:
+    """A window bound in seconds since the epoch; ``""``, ``"NaT"`` and ``"nan"``, which pandas reads as a
+    missing time (NaN: a window that ran to the end of the file), are refused as ``null`` is."""
     try:
-        return float((pd.Timestamp(str(text), tz="UTC") - pd.Timestamp(0, tz="UTC")).total_seconds())
+        stamp = pd.Timestamp(str(text), tz="UTC")
     except (ValueError, TypeError) as exc:
         raise InputError(f"{where}: {text!r} is not a time", field="windows") from exc
+    if pd.isna(stamp):
+        raise InputError(f"{where}: {text!r} is not a time", field="windows")
+    return float((stamp - pd.Timestamp(0, tz="UTC")).total_seconds())
 
 
 def score_file(file: NabFile, alerts: npt.NDArray[np.bool_], profile: CostProfile) -> FileScore:
-    """Score one file's alert onsets under one profile."""
+    """Score one file's alert onsets under one profile; its windows sorted by start and disjoint, as
+    ``read_corpus`` reads them."""
     rows = len(file.series.values)
     probation = probation_length(rows)
     result = FileScore()

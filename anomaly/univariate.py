@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import stat
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,7 +103,7 @@ def read_series_csv(path: Path, *, repeated_times: bool = False, give: str = "")
     return Series(
         name=path.name,
         timestamps=seconds,
-        values=_values(path, values, rows.lines),
+        values=_values(path, values, rows),
         stamps=tuple(rows.stamps),
     )
 
@@ -194,6 +195,13 @@ def _header(path: Path, reader: Iterator[list[str]]) -> list[str]:
             " must be the header timestamp,value (add it above the first row if the file starts with data)",
             field="input",
         )
+    twice = [name for name in ("timestamp", "value") if header.count(name) > 1]
+    if twice:  # pandas would read the first and rename the other: which one was meant is not known
+        raise InputError(
+            f"{path} line 1: {','.join(header)!r} has the column {twice[0]} more than once; keep one (rename"
+            " the others)",
+            field="input",
+        )
     return header
 
 
@@ -217,22 +225,63 @@ def _epoch_seconds(path: Path, rows: _Rows) -> FloatArray:
     numbers = pd.to_numeric(stamps, errors="coerce").to_numpy(np.float64)
     if len(numbers) and not np.isnan(numbers[0]):
         return _unix_seconds(path, texts, lines, numbers)
-    # The format is inferred from the first row; a row that does not parse the same way is reported. The
-    # first one has no rows above to be like: it is told what a time looks like.
     if not _a_time(texts[0]):
         raise InputError(
             f"{path} line {lines[0]}: {texts[0]!r} is not a time; {TIME_FORMS}", field="timestamp"
         )
-    try:
-        parsed = pd.to_datetime(stamps, utc=True, errors="coerce")
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"{path}: unparseable timestamp: {exc}", field="timestamp") from exc
+    parsed, iso = _parse_times(path, stamps)
     if parsed.isna().any():
         row = int(np.flatnonzero(parsed.isna().to_numpy())[0])
         like = " like the rows above" if row else f"; {TIME_FORMS}"
+        if row and iso:
+            like += f" (ISO 8601, judged from line {lines[0]})"
         raise InputError(f"{path} line {lines[row]}: {texts[row]!r} is not a time{like}", field="timestamp")
+    if iso:
+        _check_offsets(path, rows, stamps)
     seconds: FloatArray = (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(np.float64)
     return seconds
+
+
+def _parse_times(path: Path, stamps: pd.Series) -> tuple[pd.Series, bool]:
+    """The times as UTC (NaT where a row is not one), and whether they were read as ISO 8601.
+
+    ISO 8601 is read row by row in that form, so that a row with fractional seconds (``isoformat()`` writes
+    them only where they are not 0) or a ``T`` where the row above has a space is read like the others.
+    Any other form is inferred from the first row and every row must be written alike; pandas' warning that
+    it could not infer one (``01/02/2024 1:00 PM``) is not passed on: each row is then read on its own."""
+    try:
+        iso = pd.to_datetime(stamps, utc=True, errors="coerce", format="ISO8601")
+        if not pd.isna(iso.iloc[0]):
+            return iso, True
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return pd.to_datetime(stamps, utc=True, errors="coerce"), False
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{path}: unparseable timestamp: {exc}", field="timestamp") from exc
+
+
+_OFFSET = r"[Tt ].*(?:[+-]\d|[Zz]$)"
+"""An ISO 8601 time with a UTC offset: a sign or a ``Z`` after the date (whose own hyphens come first)."""
+
+
+def _check_offsets(path: Path, rows: _Rows, stamps: pd.Series) -> None:
+    """Refuse ISO 8601 times of which some carry a UTC offset and some do not: the latter would be read as
+    UTC, which they need not be (pandas reads both, as ``utc=True`` tells it)."""
+    aware = stamps.str.strip().str.contains(_OFFSET, regex=True).to_numpy(np.bool_)
+    other = np.flatnonzero(aware != aware[0])
+    if not len(other):
+        return
+    row, first = int(other[0]), f"line {rows.lines[0]} ({rows.stamps[0]!r})"
+    said = (
+        f"has a UTC offset where {first} has none"
+        if aware[row]
+        else f"has no UTC offset where {first} has one"
+    )
+    raise InputError(
+        f"{path} line {rows.lines[row]}: {rows.stamps[row]!r} {said}; give every time an offset (such as Z"
+        " or +00:00), or none for UTC",
+        field="timestamp",
+    )
 
 
 TIME_FORMS = "write epoch seconds (1704067200) or a time (2024-01-01T00:00:00Z)"
@@ -269,14 +318,18 @@ def _unix_seconds(path: Path, texts: list[str], lines: list[int], numbers: Float
     return seconds
 
 
-def _values(path: Path, column: pd.Series, lines: list[int]) -> FloatArray:
+def _values(path: Path, column: pd.Series, rows: _Rows) -> FloatArray:
     """The values as floats; empty, NaN and NA are gaps, anything else that is not a number is refused."""
     numbers = pd.to_numeric(column, errors="coerce")
     typos = numbers.isna() & column.notna()  # empty, NaN, NA: a gap; anything else: a mistake
+    typos |= _booleans(column)  # pandas reads TRUE and false as booleans, and to_numeric makes them 1 and 0
     if typos.any():
         row = int(np.flatnonzero(typos.to_numpy())[0])
+        text = column.iloc[row]
+        if isinstance(text, bool | np.bool_):
+            text = _value_text(path, rows.records[row])
         raise InputError(
-            f"{path} line {lines[row]}: {column.iloc[row]!r} is not a number (leave it empty for a gap)",
+            f"{path} line {rows.lines[row]}: {text!r} is not a number (leave it empty for a gap)",
             field="value",
         )
     values: FloatArray = numbers.to_numpy(np.float64)
@@ -284,9 +337,25 @@ def _values(path: Path, column: pd.Series, lines: list[int]) -> FloatArray:
     if len(infinite):
         row = int(infinite[0])
         raise InputError(
-            f"{path} line {lines[row]}: the value is {values[row]}, not a finite number", field="value"
+            f"{path} line {rows.lines[row]}: the value is {values[row]}, not a finite number", field="value"
         )
     return values
+
+
+def _booleans(column: pd.Series) -> pd.Series:
+    """Where pandas read a value as a boolean (``TRUE``, ``false``, any case): the whole column, or, in a
+    column with gaps or text too, each such row."""
+    if column.dtype == np.bool_:
+        return pd.Series(True, index=column.index)
+    if column.dtype == object:
+        return column.map(lambda v: isinstance(v, bool | np.bool_)).astype(np.bool_)
+    return pd.Series(False, index=column.index)
+
+
+def _value_text(path: Path, record: int) -> str:
+    """The value of a record as the file writes it (read again: only a refusal needs it)."""
+    frame = pd.read_csv(path, usecols=["value"], dtype=str, keep_default_na=False, skip_blank_lines=False)
+    return str(frame["value"].iloc[record])
 
 
 PROGRESS_EVERY = 10_000

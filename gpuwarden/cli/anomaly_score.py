@@ -94,7 +94,8 @@ def score(
     # Only the CSV on stdout when it carries the CSV: `... --output - | next-tool` reads rows, nothing else.
     where = "stdout" if str(output) == STDOUT else str(output)
     alerts = int(scored.raised.sum())
-    typer.echo(f"{where}: {rows} rows, {alerts} alert{'' if alerts == 1 else 's'}", err=to_stdout)
+    said = f"{rows} row{'' if rows == 1 else 's'}, {alerts} alert{'' if alerts == 1 else 's'}"
+    typer.echo(f"{where}: {said}", err=to_stdout)
 
 
 _GIVE_INPUT = "give a CSV file with the header timestamp,value"  # what --input takes, said when unreadable

@@ -110,6 +110,11 @@ def _data_as_a_file(tmp: Path) -> None:
             " labels/combined_windows.json",
         ),
         ({}, lambda tmp: (tmp / "w.json").write_text("{"), "--windows '{w}': is not JSON: "),
+        (  # said "--data 'D': holds none of the 0 files w.json names": the wrong option blamed
+            {},
+            None,
+            "--windows '{w}': names no files; give NAB's window file, its labels/combined_windows.json",
+        ),
         (["c/x.csv"], None, "--windows '{w}': expected an object of file name -> windows"),
         (
             {"c/x.csv": [["soon", "2024-01-02"]]},
@@ -133,6 +138,7 @@ def _data_as_a_file(tmp: Path) -> None:
         "missing-windows",
         "windows-a-directory",
         "windows-not-json",
+        "windows-names-no-files",
         "windows-not-an-object",
         "bad-window",
         "no-data",

@@ -38,6 +38,14 @@ def test_score_counts_one_alert_in_the_singular(tmp_path):
     assert result.stdout == f"{out}: 600 rows, {alerts} alert{'' if alerts == 1 else 's'}\n"
 
 
+def test_score_counts_one_row_in_the_singular(tmp_path):
+    src, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    src.write_text("timestamp,value\n1704067200,5\n")  # said "1 rows"
+    result = runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"{out}: 1 row, 0 alerts\n"
+
+
 def test_score_rejects_a_csv_without_a_value_column(tmp_path):
     src = tmp_path / "in.csv"
     src.write_text("timestamp,v\n2024-01-01,1\n")
@@ -75,6 +83,22 @@ def test_score_rejects_a_csv_without_a_value_column(tmp_path):
             " (2024-01-01T00:00:00Z)",
         ),
         ("1704067200x,1\n", "line 2: '1704067200x' is not a time; write epoch seconds (1704067200) or a"),
+        (
+            "2024-01-01T00:00:00Z,1\n2024-01-01T00:05:00,2\n",
+            "line 3: '2024-01-01T00:05:00' has no UTC offset where line 2 ('2024-01-01T00:00:00Z') has one;"
+            " give every time an offset (such as Z or +00:00), or none for UTC",
+        ),
+        (
+            "2024-01-01 00:00:00,1\n2024-01-01 00:05:00.5+01:00,2\n",
+            "line 3: '2024-01-01 00:05:00.5+01:00' has a UTC offset where line 2 ('2024-01-01 00:00:00') has"
+            " none; give every time an offset",
+        ),
+        (
+            "2024-01-01T00:00:00,1\n2024-01-01T00:00:00.5,1\nsoon,2\n",
+            "line 4: 'soon' is not a time like the rows above (ISO 8601, judged from line 2)",
+        ),
+        ("1704067200,TRUE\n1704067260,false\n", "line 2: 'TRUE' is not a number (leave it empty for a gap)"),
+        ("1704067200,\n1704067260,tRuE\n", "line 3: 'tRuE' is not a number (leave it empty for a gap)"),
     ],
     ids=[
         "bad-time",
@@ -91,6 +115,11 @@ def test_score_rejects_a_csv_without_a_value_column(tmp_path):
         "nanoseconds",
         "bad-time-first",
         "typo-in-first-unix-time",
+        "offset-then-none",
+        "none-then-offset",
+        "not-iso-after-iso",
+        "booleans",  # pandas read them as booleans: scored as 1 and 0
+        "a-boolean-after-a-gap",
     ],
 )
 def test_score_refuses_a_bad_row_naming_its_line_and_writes_nothing(tmp_path, rows, message):
@@ -127,6 +156,37 @@ def test_score_reads_unix_timestamps_as_the_same_times_and_gives_them_back_as_wr
     assert list(from_iso["timestamp"]) == list(frame["timestamp"])
     assert scored["label"].sum() > 0
     pd.testing.assert_frame_equal(scored.drop(columns="timestamp"), from_iso.drop(columns="timestamp"))
+
+
+@pytest.mark.parametrize(
+    ("stamps", "seconds"),
+    [
+        (["2024-01-01T00:00:00+00:00", "2024-01-01T00:00:00.250000+00:00"], [0.0, 0.25]),
+        (["2024-01-01T00:00:00.5Z", "2024-01-01T00:00:01Z"], [0.5, 1.0]),
+        (["2024-01-01 00:00:00", "2024-01-01 00:00:00.5", "2024-01-01T00:00:01"], [0.0, 0.5, 1.0]),
+    ],
+    ids=["isoformat", "fraction-first", "space-then-fraction-then-t"],
+)
+def test_score_reads_iso_times_whose_rows_differ_in_fractional_seconds(tmp_path, stamps, seconds):
+    # Python's isoformat() writes the fraction only where it is not 0: pandas judged one form from the first
+    # row and refused the others as "not a time like the rows above".
+    src, out = tmp_path / "in.csv", tmp_path / "o.csv"
+    src.write_text("timestamp,value\n" + "".join(f"{t},1\n" for t in stamps))
+    result = runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert pd.read_csv(out, dtype={"timestamp": str})["timestamp"].tolist() == stamps
+    read = univariate.read_series_csv(src).timestamps - 1704067200.0
+    assert read.tolist() == seconds
+
+
+def test_score_reads_a_time_whose_format_pandas_cannot_infer_without_printing_its_warning(tmp_path):
+    # pandas' UserWarning ("Could not infer format, ...") was printed on stderr, two lines of it.
+    src, out = tmp_path / "in.csv", tmp_path / "o.csv"
+    src.write_text("timestamp,value\n01/02/2024 1:00 PM,1\n01/02/2024 2:00 PM,2\n")
+    result = runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+    assert univariate.read_series_csv(src).timestamps.tolist() == [1704200400.0, 1704204000.0]  # month first
 
 
 def test_score_keeps_empty_nan_and_na_values_as_gaps_scored_zero(tmp_path):
@@ -170,8 +230,20 @@ def test_score_refuses_a_repeated_timestamp_unless_told_to_keep_it(tmp_path):
         ("timestamp,val\n1704067200,1\n", "in.csv': line 1: 'timestamp,val' lacks the column(s) value;"),
         ("timestamp,value\n", "in.csv': has the header but no rows; nothing to score"),
         ("timestamp,value\n\n\n", "in.csv': has the header but no rows; nothing to score"),
+        (  # the first was scored, the other left out without a word
+            "timestamp,value,value\n1704067200,1,9\n",
+            "in.csv': line 1: 'timestamp,value,value' has the column value more than once; keep one",
+        ),
     ],
-    ids=["empty", "blank-lines", "no-header", "misspelt-header", "header-only", "header-and-blank-lines"],
+    ids=[
+        "empty",
+        "blank-lines",
+        "no-header",
+        "misspelt-header",
+        "header-only",
+        "header-and-blank-lines",
+        "a-column-twice",
+    ],
 )
 def test_score_refuses_a_file_without_header_or_rows_and_writes_nothing(tmp_path, text, message):
     src, out = tmp_path / "in.csv", tmp_path / "o.csv"

@@ -155,10 +155,22 @@ def test_window_bounds_from_the_labels_file_become_index_ranges(tmp_path):
             ["2021-01-01 00:10:00", "2021-01-01 00:19:00"],
             "window 1: 2021-01-01 00:10:00 to 2021-01-01 00:19:00 holds no row",
         ),
+        # pandas reads these as a missing time (NaN): the window ran to the end of the file without a word
+        (["2020-01-01 00:10:00", ""], "window 1: '' is not a time"),
+        (["2020-01-01 00:10:00", "NaT"], "window 1: 'NaT' is not a time"),
+        (["nan", "2020-01-01 00:19:00"], "window 1: 'nan' is not a time"),
+        (["2020-01-01 00:10:00", None], "window 1: None is not a time"),
+        (
+            ["2020-01-01 00:02:00", "2020-01-01 00:05:00"],
+            "window 0 (2020-01-01 00:01:00 to 2020-01-01 00:02:00) overlaps window 1 (2020-01-01 00:02:00 to"
+            " 2020-01-01 00:05:00); merge them into one window",
+        ),
     ],
-    ids=["reversed", "another-year"],
+    ids=["reversed", "another-year", "empty-end", "nat-end", "nan-start", "null-end", "overlapping"],
 )
-def test_a_window_that_ends_before_it_starts_or_holds_no_row_is_refused_naming_it(tmp_path, window, message):
+def test_a_window_reversed_empty_unbounded_or_overlapping_another_is_refused_naming_it(
+    tmp_path, window, message
+):
     # Both were dropped silently: the file was scored with one window less and "windows: 0" was the only hint.
     (tmp_path / "data" / "c").mkdir(parents=True)
     rows = ["timestamp,value"] + [f"2020-01-01 00:{m:02d}:00,{m}" for m in range(60)]
@@ -169,6 +181,37 @@ def test_a_window_that_ends_before_it_starts_or_holds_no_row_is_refused_naming_i
         nab.load_corpus(tmp_path / "data", tmp_path / "w.json")
     assert info.value.field == "windows"
     assert f"w.json: c/x.csv {message}" in str(info.value)
+
+
+def test_a_data_file_of_iso_times_with_fractional_seconds_on_some_rows_is_read(tmp_path):
+    # the data files are read as `anomaly score` reads its input: isoformat() output was refused there
+    (tmp_path / "data" / "c").mkdir(parents=True)
+    rows = ["timestamp,value"] + [f"2020-01-01T00:{m:02d}:00{'.5' * (m % 2)}+00:00,{m}" for m in range(60)]
+    (tmp_path / "data" / "c" / "x.csv").write_text("\n".join(rows))
+    (tmp_path / "w.json").write_text(
+        json.dumps({"c/x.csv": [["2020-01-01 00:10:00", "2020-01-01 00:19:00"]]})
+    )
+    (f,) = nab.load_corpus(tmp_path / "data", tmp_path / "w.json")
+    assert f.windows == ((10, 18),)  # 00:19:00.5 is past the window's end
+
+
+def test_windows_listed_out_of_time_order_are_scored_as_in_order(tmp_path):
+    # score_file looks an alert's window up among the starts, assumed sorted: listed late-first, an alert in
+    # the early window was measured against the late one, and the score was wrong without a word.
+    (tmp_path / "data" / "c").mkdir(parents=True)
+    rows = ["timestamp,value"] + [f"2020-01-01 {m // 60:02d}:{m % 60:02d}:00,{m}" for m in range(1000)]
+    (tmp_path / "data" / "c" / "x.csv").write_text("\n".join(rows))
+    early, late = (
+        ["2020-01-01 05:00:00", "2020-01-01 06:39:00"],
+        ["2020-01-01 10:00:00", "2020-01-01 11:39:00"],
+    )
+    scored = []
+    for listed in ([early, late], [late, early]):
+        (tmp_path / "w.json").write_text(json.dumps({"c/x.csv": listed}))
+        (f,) = nab.load_corpus(tmp_path / "data", tmp_path / "w.json")
+        assert f.windows == ((300, 399), (600, 699))
+        scored.append(nab.score_file(f, alerts_at(1000, 300, 450, 600), STANDARD).raw)
+    assert scored[1] == scored[0] == pytest.approx(2.0 - 0.85857 * 0.11, abs=1e-5)
 
 
 def test_the_split_is_fixed_and_holds_files_out():
