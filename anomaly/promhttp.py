@@ -380,4 +380,6 @@ class _Cut:
         sock = stream.get_extra_info("socket") if stream is not None else None
         if isinstance(sock, socket.socket):  # none for a transport without one (a test's mock)
             with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+                # The plain socket's shutdown, also under TLS: ``SSLSocket.shutdown`` drops its TLS object,
+                # which the worker's read is still using.
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
