@@ -21,6 +21,10 @@ from gpuwarden.model import Alert, label_fingerprint
 
 DEFAULT_ALERTNAME = "GpuwardenAnomaly"
 
+# Labels an alert says of itself: an input series' own (a query over ``ALERTS``, a recording rule's
+# ``deviation``) named the alert after another and set the side it raised on, which its re-escalation reads.
+_OWN_LABELS = ("alertname", "deviation")
+
 
 @dataclass(slots=True)
 class _Row:
@@ -188,6 +192,9 @@ class AlertUpdater(ServiceCore):
     def _row(self, f: Findings, i: int, at: datetime, active: set[str]) -> _Row:
         """Row ``i`` of ``f``, anomalous at ``at``, as its alert; ``active``: the keys met this tick."""
         labels = output_labels(f.labels[i], f.query, f.detector)
+        for own in _OWN_LABELS:  # the input's, kept beside as Prometheus keeps a target's clashing label
+            if own in labels:
+                labels[f"exported_{own}"] = labels.pop(own)
         labels.update(f.alert_labels)
         labels.setdefault("alertname", DEFAULT_ALERTNAME)
         # The series' alert is one, whichever side of its band: a value back from a spike that the

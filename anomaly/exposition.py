@@ -50,6 +50,10 @@ class _Shape:
     names: tuple[str, ...]
     sources: tuple[str | None, ...]
     take: Callable[[Mapping[str, str]], tuple[str, ...]]  # the input-sourced values, in ``names``' order
+    # Where its names hold ``model_alias``, which of ``model`` and ``model_alias`` is the detector's depends
+    # on the input (``{model="llama"}`` or ``{model_alias="llama"}``): every output value, in ``names``'
+    # order, from the input-sourced ones. None: the names tell where each comes from.
+    full: Callable[[tuple[str, ...]], tuple[str, ...]] | None
 
     @classmethod
     def of(cls, keys: tuple[str, ...], query: str, detector: str) -> _Shape:
@@ -68,7 +72,18 @@ class _Shape:
             take = lambda labels: (labels[one],)  # noqa: E731 - itemgetter of one name gives no tuple
         else:
             take = lambda labels: ()  # noqa: E731
-        return cls(query, detector, names, sources, take)
+        full = None
+        if "model_alias" in names:
+            # The input values, then the two constants: each name's place in that.
+            places = iter(range(len(inputs)))
+            order = [
+                next(places) if k is not None else len(inputs) + (name != "for")
+                for name, k in zip(names, sources, strict=True)
+            ]
+            pick = itemgetter(*order)  # names hold for, model and model_alias: never one name
+            constants = (query, detector)
+            full = lambda values: pick(values + constants)  # noqa: E731
+        return cls(query, detector, names, sources, take, full)
 
     def constant(self, name: str) -> str:
         """What the shape writes for a label of its own (``for``, or the detector's)."""
@@ -76,11 +91,12 @@ class _Shape:
 
 
 def chosen(findings: Sequence[Findings]) -> list[Row]:
-    """The rows exported. Series that differ only by ``__name__`` (a query over several metrics) or that a
-    source repeats would be one output series twice, which Prometheus keeps only one of: the most anomalous
-    is kept, in the place of the first. Each row's output labels are told by its shape and values, not made:
-    a dict and its sorted items per series were most of the work at 270,000 series."""
-    kept: dict[tuple[str, str, tuple[str, ...], tuple[str, ...]], Row] = {}
+    """The rows exported. Series that differ only by ``__name__`` (a query over several metrics), that a
+    source repeats, or whose input's ``model`` or ``model_alias`` meets another detector's (``_Shape.full``)
+    would be one output series twice, which Prometheus keeps only one of: the most anomalous is kept, in the
+    place of the first. Each row's output labels are told by its shape and values, not made: a dict and its
+    sorted items per series were most of the work at 270,000 series."""
+    kept: dict[tuple[object, ...], Row] = {}
     for f in findings:
         scores = f.score.tolist()
         shapes: dict[tuple[str, ...], _Shape] = {}
@@ -90,7 +106,8 @@ def chosen(findings: Sequence[Findings]) -> list[Row]:
             if shape is None:
                 shape = shapes[keys] = _Shape.of(keys, f.query, f.detector)
             values = shape.take(lab)
-            key = (f.query, f.detector, shape.names, values)
+            full = shape.full
+            key = (f.query, f.detector, shape.names, values) if full is None else (shape.names, full(values))
             value = float(scores[i])
             held = kept.get(key)
             if held is None or value > held[0] or held[0] != held[0]:  # a NaN held: any value replaces it
@@ -113,7 +130,8 @@ def _probe(encoder: Encoder, name: str, doc: str, label: str = "a") -> tuple[str
     sample's text before its labels, and ``label`` as it writes it."""
     family = Metric(name, doc, "gauge")
     family.add_sample(name, {label: ""}, 0.0)
-    lines = encoder(_Families([family])).decode().splitlines(keepends=True)
+    # Lines end at "\n" only: a quoted UTF-8 label name may hold a "\r" or "\u2028" (splitlines' ends).
+    lines = [line + "\n" for line in encoder(_Families([family])).decode().split("\n")[:-1]]
     at = next(i for i, line in enumerate(lines) if not line.startswith("#"))
     sample = lines[at]
     start = sample.index("{")

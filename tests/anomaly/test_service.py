@@ -367,6 +367,24 @@ def test_a_learned_alert_says_which_side_of_its_band_the_value_left(value, devia
     assert [(a.labels["UUID"], a.labels["deviation"]) for a in raised] == [("GPU-3", deviation)]
 
 
+def test_an_input_series_own_alertname_and_deviation_are_kept_beside_the_alerts_own():
+    # A query over ALERTS, or a recording rule's labels: the input's alertname named the alert (routed as
+    # KubeNodeNotReady) and its deviation stood for the side it raised on, which re-escalation reads.
+    rng = np.random.default_rng(0)
+    clock, col, service = setup(detectors=["adaptive"])
+    own = {"alertname": "KubeNodeNotReady", "deviation": "sideways"}
+    for k in range(60 + service.cfg.pending_ticks):
+        rows = [({**labels, **own} if labels["gpu"] == "3" else labels, v) for labels, v in temps(rng)]
+        if k >= 60:
+            rows[3] = (rows[3][0], 95.0)
+        col.set(TEMP, rows)
+        raised = tick(clock, service).raised
+    (alert,) = raised
+    assert alert.labels["alertname"] == "GpuwardenAnomaly" and alert.labels["deviation"] == "up"
+    assert alert.labels["exported_alertname"] == "KubeNodeNotReady"
+    assert alert.labels["exported_deviation"] == "sideways"
+
+
 @pytest.mark.parametrize(("sign", "deviation"), [(1.0, "up"), (-1.0, "down")], ids=["above", "below"])
 def test_a_detector_without_bands_gives_the_side_by_its_sign(sign, deviation):
     class Peers:

@@ -17,7 +17,7 @@ from prometheus_client.exposition import choose_encoder
 from anomaly import exposition
 from anomaly.detectors import Findings
 from anomaly.sources import QueryHealth, SourceHealth
-from anomaly.writeback import AnomalyCollector, TickStats
+from anomaly.writeback import AnomalyCollector, TickStats, output_labels
 from gpuwarden.cli.anomaly_http import metrics_body
 
 ACCEPTS = [
@@ -50,6 +50,8 @@ NAMES = [
     "_x",
     "a1",
     "__name__",
+    "a\u2028b",  # a UTF-8 name holding a line separator: allow-utf-8 writes it quoted, as it is
+    "c\rd",
 ]
 TEXTS = ["n1", "0", 'say "hi"', "back\\slash", "new\nline", "ünï", "", "GPU-1f2e", "a,b=c}", "0.5"]
 NUMBERS = [0.0, -0.0, 1.0, 0.1, 2.5, 1e-7, 123456789.0, 1e22, -3.25, math.inf, -math.inf, math.nan, 42.0, 1e6]
@@ -118,6 +120,35 @@ def test_the_bands_are_written_as_the_encoder_writes_the_collected_samples(seed,
         encoder, content_type = choose_encoder(accept)
         rendered = b"".join(collector.render_bands(encoder, content_type)) + encoder(status)
         assert rendered.decode() == encoder(whole).decode(), accept
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_every_output_series_is_written_once_at_its_highest_score(seed):
+    # Series that differ by __name__, repeat, or whose input model or model_alias meets another detector's
+    # (`{model="llama"}` beside `{model_alias="llama"}`: two series; adaptive's `{model="fleet"}` beside the
+    # fleet detector's `{model_alias="adaptive"}`: one) were told apart by their input values only.
+    rng = random.Random(seed)
+    findings = _findings(rng)
+    for f in findings[: rng.randint(0, len(findings))]:
+        if f.labels:
+            f.labels[0] = {
+                "gpu": "0",
+                rng.choice(["model", "model_alias"]): rng.choice(["fleet", "adaptive"]),
+            }
+    best: dict[frozenset[tuple[str, str]], float] = {}
+    for f in findings:
+        for i, labels in enumerate(f.labels):
+            key = frozenset(output_labels(labels, f.query, f.detector).items())
+            score = float(f.score[i])
+            held = best.setdefault(key, score)
+            if score > held or held != held:
+                best[key] = score
+    rows = exposition.chosen(findings)
+    written = [frozenset(output_labels(f.labels[i], f.query, f.detector).items()) for _, f, i, _, _ in rows]
+    assert len(written) == len(set(written)) and set(written) == set(best)
+    for score, f, i, _, _ in rows:
+        want = best[frozenset(output_labels(f.labels[i], f.query, f.detector).items())]
+        assert score == want or (math.isnan(score) and math.isnan(want))
 
 
 def test_the_bands_are_rendered_once_a_tick_per_content_type():
