@@ -56,6 +56,7 @@ _ACTION_NO_PARAMS = frozenset(ACTION_KINDS)
 # XIDs whose effect lasts until a reset, reboot or clear; other XIDs are one-off events.
 PERSISTENT_XIDS = frozenset({48, 64, 79, 94, 95, 154})
 MAX_XID_BURST = 10_000
+MAX_RECOVERY_ACTION = 7  # NVML_GPU_RECOVERY_ACTION_SYSTEM_REBOOT, the last of NVML's enum
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,10 +180,37 @@ def fault_params(kind: str, raw: Any) -> dict[str, float]:
                 " (DELETE /sim/faults/ID)",
                 field="params.duration",
             )
+        _check_meaning(str(key), value)
         out[str(key)] = float(value)
-    if "count" in out and not 1 <= out["count"] <= MAX_XID_BURST:
-        raise InputError(f"must be between 1 and {MAX_XID_BURST}", field="params.count")
     return out
+
+
+# What a fault's parameter means past "a number from 0 to MAX_PARAM": taken as that, a factor of 0 did
+# nothing (the effect reads 0 as off) while the fault was listed active, a factor over 1 sped the GPU up,
+# an action of 1e12 was exported wrapped to 3567587328, and a count of 2.5 was 2 XIDs.
+_FACTOR = "more than 0 and less than 1 (the share of its clock or speed the GPU keeps)"
+_WHOLE = {"count": (1, MAX_XID_BURST), "action": (0, MAX_RECOVERY_ACTION), "pending": (0, 1)}
+_WHOLE_SAYS = {
+    "action": " (NVML's recovery action: 0 none, 1 GPU reset, 2 node reboot, ... 7 system reboot)",
+    "pending": " (1: a row remap pending, 0: none)",
+}
+
+
+def _check_meaning(key: str, value: float) -> None:
+    """Refuse a parameter value in bounds but meaningless for ``key`` (``InputError``)."""
+    if key == "factor" and not 0 < value < 1:
+        raise InputError(f"must be {_FACTOR}, got {value:g}", field="params.factor")
+    if key == "rate" and value <= 0:
+        raise InputError(
+            f"must be more than 0 (a rate of 0 changes nothing), got {value:g}", field="params.rate"
+        )
+    if key in _WHOLE:
+        low, high = _WHOLE[key]
+        if value != int(value) or not low <= value <= high:
+            raise InputError(
+                f"must be a whole number from {low} to {high}{_WHOLE_SAYS.get(key, '')}, got {value:g}",
+                field=f"params.{key}",
+            )
 
 
 class TargetChecker(Protocol):

@@ -98,14 +98,25 @@ def test_inject_refuses_a_param_not_written_as_a_number_option_takes_one(param: 
             ["duration=5min"],
             "--param 'duration=5min': '5min' is not a number; write the seconds",
         ),
-        ("xid", ["count=0"], "--param 'count=0': must be between 1 and 10000"),
+        ("xid", ["count=0"], "--param 'count=0': must be a whole number from 1 to 10000"),
+        ("straggler", ["factor=0"], "--param 'factor=0': must be more than 0 and less than 1"),
         (
             "straggler",
-            ["duration=5", "factor=2", "duration=6"],
+            ["duration=5", "factor=0.5", "duration=6"],
             "--param 'duration=6': duration given twice; give it once",
         ),
     ],
-    ids=["no-equals", "unknown", "none-taken", "negative", "text", "spoken-duration", "count-0", "twice"],
+    ids=[
+        "no-equals",
+        "unknown",
+        "none-taken",
+        "negative",
+        "text",
+        "spoken-duration",
+        "count-0",
+        "factor-0",
+        "twice",
+    ],
 )
 def test_inject_refuses_a_bad_param_naming_it_as_typed_before_posting(
     kind: str, params: list[str], said: str

@@ -84,7 +84,44 @@ def test_every_documented_kind_is_accepted() -> None:
         (
             {"kind": "xid", "node": "node-01", "gpu": 0, "xid": 13, "params": {"count": 0}},
             "params.count",
-            "between",
+            "a whole number from 1 to 10000",
+        ),
+        # In bounds but meaningless: a factor of 0 changed nothing while the fault was listed active, one
+        # over 1 sped the GPU up, an action of 1e12 was exported wrapped, a count of 2.5 was 2 XIDs.
+        (
+            {"kind": "hw_thermal_slowdown", "node": "node-01", "gpu": 0, "params": {"factor": 0}},
+            "params.factor",
+            "more than 0 and less than 1",
+        ),
+        (
+            {"kind": "power_brake", "node": "node-01", "params": {"factor": 5}},
+            "params.factor",
+            "more than 0 and less than 1",
+        ),
+        (
+            {"kind": "xid", "node": "node-01", "gpu": 0, "xid": 154, "params": {"action": 1e12}},
+            "params.action",
+            "a whole number from 0 to 7 \\(NVML's recovery action",
+        ),
+        (
+            {"kind": "xid", "node": "node-01", "gpu": 0, "xid": 154, "params": {"action": 2.7}},
+            "params.action",
+            "whole number",
+        ),
+        (
+            {"kind": "xid", "node": "node-01", "gpu": 0, "xid": 13, "params": {"count": 2.5}},
+            "params.count",
+            "whole number",
+        ),
+        (
+            {"kind": "xid", "node": "node-01", "gpu": 0, "xid": 63, "params": {"pending": 2}},
+            "params.pending",
+            "from 0 to 1",
+        ),
+        (
+            {"kind": "thermal_runaway", "node": "node-01", "gpu": 0, "params": {"rate": 0}},
+            "params.rate",
+            "more than 0",
         ),
         (
             {"kind": "reset_gpu", "node": "node-01", "gpu": 0, "params": {"duration": 1}},
@@ -116,6 +153,13 @@ def test_every_documented_kind_is_accepted() -> None:
         "zero-duration",
         "huge-integer-param",
         "zero-burst",
+        "factor-0",
+        "factor-over-1",
+        "action-past-nvmls-enum",
+        "action-fraction",
+        "count-fraction",
+        "pending-2",
+        "rate-0",
         "params-on-action",
     ],
 )
