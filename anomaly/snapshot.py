@@ -85,6 +85,9 @@ _MODE = 0o600
 # fleet it is of is told by its series, not by ``prometheus_url`` (``AnomalyService._other_fleet``).
 _NOT_SHAPING = frozenset(
     {
+        # `anomaly run` reads Prometheus whether `source: prometheus` is written or left unset (read
+        # `in-process`): adding or removing the line threw away weeks of learnt profiles.
+        "source",
         "prometheus_url",
         "query_timeout_seconds",
         "alert_url",
@@ -304,10 +307,13 @@ def _snapshot(path: Path, header: dict[str, Any], arrays: Arrays, settings: Mapp
     """The snapshot ``header`` and ``arrays`` make, checked against ``settings``."""
     if header.get("fingerprint") != settings_fingerprint(settings):
         saved = header["settings"]
-        changed = sorted(k for k in {*settings, *saved} if settings.get(k) != saved.get(k))
-        raise SnapshotRefused(
-            f"was saved under other settings (anomaly.{', anomaly.'.join(changed)} changed)"
-        )
+        # A setting found not to shape what is learnt after a snapshot was saved with it: not compared.
+        keys = {*settings, *saved} - _NOT_SHAPING
+        changed = sorted(k for k in keys if settings.get(k) != saved.get(k))
+        if changed:
+            raise SnapshotRefused(
+                f"was saved under other settings (anomaly.{', anomaly.'.join(changed)} changed)"
+            )
     components = {name: State(dict(meta)) for name, meta in header["components"].items()}
     for key, array in arrays.items():
         name, _, part = key.rpartition(".")  # a detector's name may hold a dot, an array's name none

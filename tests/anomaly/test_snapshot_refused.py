@@ -121,6 +121,25 @@ def test_where_the_service_reads_and_posts_is_no_setting_that_refuses_a_snapshot
     assert f"anomaly state restored from {path}" in caplog.text
 
 
+@pytest.mark.parametrize("saved_before", [False, True], ids=["saved-now", "saved-with-source-compared"])
+def test_writing_or_leaving_out_source_prometheus_does_not_refuse_a_snapshot(
+    tmp_path, thirty_ticks, caplog, saved_before
+):
+    """`anomaly run` reads Prometheus whether `source: prometheus` is written or left unset (`in-process`):
+    adding the line threw away the state, weeks of learnt profiles. A snapshot saved while `source` was
+    still compared (in its header's settings) is taken up too."""
+    clock, path, snapshot = _saved_snapshot(tmp_path, thirty_ticks)
+    if saved_before:
+        snapshot.settings = {**snapshot.settings, "source": "in-process"}
+        assert save_snapshot(path, snapshot)
+    cfg = _config(source="prometheus")
+    clock.advance(EVERY)
+    service = AnomalyService(cfg, [GridSource()], clock)
+    with caplog.at_level(logging.INFO):
+        assert service.warm_up(snapshot=load_snapshot(path, cfg)) == 1
+    assert f"anomaly state restored from {path}" in caplog.text
+
+
 @pytest.mark.parametrize("down", [0.0, EVERY], ids=["within-a-step", "a-tick-later"])
 def test_another_fleets_snapshot_is_refused_and_none_of_its_alerts_is_posted(
     tmp_path, thirty_ticks, caplog, down
