@@ -331,9 +331,13 @@ class PromQLClient:
         request = self._client.build_request("GET", path, params=dict(params), timeout=timeout)
         response = self._client.send(request, stream=True)  # the headers: within the timeout, at most left
         cut = _Cut(response)
-        timer = threading.Timer(max(0.0, deadline - time.monotonic()), cut)
-        timer.daemon = True
-        timer.start()
+        left = deadline - time.monotonic()
+        # Headers come by the deadline (the timeout); at it, its body is read as it comes, each wait for a
+        # byte bounded by the timeout still: a cut at once raced the read of a body already there.
+        timer = threading.Timer(left, cut) if left > 0 else None
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
         try:
             response.read()
         except httpx.HTTPError as exc:
@@ -342,7 +346,8 @@ class PromQLClient:
                 raise httpx.ReadTimeout("cut at the read's deadline, its answer still coming") from exc
             raise
         finally:
-            timer.cancel()
+            if timer is not None:
+                timer.cancel()
         return response
 
     def _note_annotations(self, query: str, notes: list[str]) -> None:
