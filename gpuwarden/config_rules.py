@@ -25,7 +25,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from gpuwarden.errors import InputError
-from gpuwarden.headers import TOKEN_UNSENDABLE, unsendable_character
+from gpuwarden.headers import BLANKS_AROUND, TOKEN_UNSENDABLE, unsendable_character
 from gpuwarden.limits import MAX_GPUS_PER_NODE, MAX_SIM_NODES
 from gpuwarden.numerals import NUMBER, WHOLE_NUMBER
 from gpuwarden.redaction import hidden_password, quoting_only, shown_url
@@ -94,7 +94,7 @@ def secret_problem(text: str) -> str | None:
     if not text.strip():
         return "is empty; give the secret's value"
     if text != text.strip():
-        return "begins or ends with a space or a newline, which no client sends; remove it"
+        return BLANKS_AROUND
     return None
 
 

@@ -28,6 +28,10 @@ def token_missing(token: str | None) -> str:
     return f"{TOKEN_ENV} is {'empty' if token == '' else 'not set'}"
 
 
+BLANKS_AROUND = "begins or ends with a space or a newline, which no client sends; remove it"
+"""Why a secret with blanks around it is refused: clients and the HTTP stack strip them, or refuse to send
+them (h11: "Illegal header value"), so it matches no request."""
+
 TOKEN_UNSENDABLE = "holds characters an HTTP header cannot carry (a token is printable ASCII)"  # noqa: S105
 """Why a bearer token is refused; its characters are not shown (it is a secret)."""
 

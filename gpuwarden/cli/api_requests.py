@@ -20,7 +20,14 @@ from rich.markup import escape
 
 from gpuwarden.cli.consoles import err_console
 from gpuwarden.cli.numbers import number
-from gpuwarden.headers import FIELD_HEADER, TOKEN_ENV, TOKEN_UNSENDABLE, token_missing, unsendable_character
+from gpuwarden.headers import (
+    BLANKS_AROUND,
+    FIELD_HEADER,
+    TOKEN_ENV,
+    TOKEN_UNSENDABLE,
+    token_missing,
+    unsendable_character,
+)
 from gpuwarden.redaction import hidden_password, quoting_only
 from gpuwarden.urls import url_problem, verify_tls
 
@@ -126,6 +133,9 @@ def api_request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Respon
     headers = kwargs.pop("headers", {})
     token = os.environ.get(TOKEN_ENV)
     if token:
+        if token != token.strip():  # h11 refused it, "cannot reach" serve, the token printed after it
+            err_console.print(f"[red]error:[/red] {TOKEN_ENV} {BLANKS_AROUND}")
+            raise typer.Exit(2)
         if unsendable_character(token, tab=False) is not None:  # httpx raised UnicodeEncodeError sending it
             err_console.print(f"[red]error:[/red] {TOKEN_ENV} {TOKEN_UNSENDABLE}")
             raise typer.Exit(2)
@@ -151,9 +161,8 @@ def api_request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Respon
         )
         raise typer.Exit(1) from exc
     except httpx.HTTPError as exc:
-        err_console.print(
-            f"[red]error:[/red] cannot reach {escape(hidden_password(url))}: {escape(str(exc))}"
-        )
+        said = str(exc).replace(token, "***") if token else str(exc)  # a header's error quotes its value
+        err_console.print(f"[red]error:[/red] cannot reach {escape(hidden_password(url))}: {escape(said)}")
         raise typer.Exit(1) from exc
     if response.status_code >= 400:
         err_console.print(f"[red]error:[/red] {escape(_refusal(response, token))}")

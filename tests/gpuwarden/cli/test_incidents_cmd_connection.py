@@ -124,6 +124,24 @@ def test_a_token_that_cannot_be_sent_is_named_not_a_traceback(monkeypatch: pytes
     assert "GPUWARDEN_API_TOKEN" in result.stderr
 
 
+@pytest.mark.parametrize(
+    "token", ["secretvalue ", " secretvalue", "secretvalue\n"], ids=["after", "before", "newline"]
+)
+@pytest.mark.parametrize(
+    "command", [["incidents", "list"], ["incidents", "ack", "inc-1"]], ids=["list", "ack"]
+)
+def test_a_token_with_blanks_around_it_is_refused_without_showing_it(
+    monkeypatch: pytest.MonkeyPatch, token: str, command: list[str]
+) -> None:
+    # h11 refused the header: "cannot reach" a serve that was up, exit 1, the token printed after it.
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", token)
+    result = runner.invoke(app, [*command, "--url", "http://127.0.0.1:9"])
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+    assert "GPUWARDEN_API_TOKEN begins or ends with a space or a newline" in said, said
+    assert "secretvalue" not in result.output + result.stderr
+
+
 @pytest.mark.parametrize("body", [b"", b"Not Found", b"<html>404</html>"], ids=["empty", "text", "html"])
 def test_an_error_that_is_not_gpuwardens_asks_whether_url_is_a_gpuwarden_serve(body: bytes) -> None:
     stub = FixedAnswer(404, body)
