@@ -37,6 +37,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from anomaly.snapshot import Snapshot, State, alert_state, restored_alert
 from gpuwarden.clock import Clock, rfc3339
 from gpuwarden.model import Alert, AlertStatus, label_fingerprint
 from gpuwarden.redaction import hidden_password, shown_host
@@ -49,6 +50,9 @@ KEEPALIVE_SECONDS = 0.5
 """How long an idle pooled connection is kept. serve closes one idle for ``api.keep_alive_seconds`` (5 s by
 default, 1 s at least); httpx kept one 5 s, so with a 5 s tick a post went out on a connection as serve
 closed it (one lost tick in a 35-minute soak). The batches of one flush still share a connection."""
+
+STATE_COMPONENT = "forwarder"
+"""The forwarder's component of the service's snapshot (``AnomalyService.kept_with``)."""
 
 # Errors of a post that went out on a connection the server was closing: it never answered it.
 _CLOSED_UNDER_IT = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
@@ -268,6 +272,49 @@ class AlertForwarder(Collector):
                     del self.unsent_resolved[fp]
             start = end
         return True
+
+    def state(self) -> State:
+        """The resolutions serve has not accepted, oldest first, each with whether it accepted the alert
+        firing, for the state file: an alert that fired and cleared while serve was down, the process then
+        restarted, left no trace (``take_up`` reads them back)."""
+        unsent = [
+            {"alert": alert_state(alert), "delivered": fp in self.delivered}
+            for fp, alert in self.unsent_resolved.items()
+        ]
+        return State({"unsent_resolved": unsent})
+
+    def take_up(self, snapshot: Snapshot | None) -> None:
+        """Go on posting the resolutions a snapshot's process had not got accepted (``state``), before the
+        warm-up replays the history after it. One that does not fit is said and left out."""
+        kept = None if snapshot is None else snapshot.components.get(STATE_COMPONENT)
+        if kept is None:
+            return
+        try:
+            items = [
+                (restored_alert(item["alert"]), bool(item["delivered"]))
+                for item in kept.meta["unsent_resolved"]
+            ]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            logger.warning(
+                "anomaly state snapshot %s: the resolutions serve had not received are not taken up (%s: %s)",
+                snapshot.origin if snapshot is not None else "",
+                type(exc).__name__,
+                exc,
+            )
+            return
+        for alert, delivered in items:
+            fp = alert.fingerprint
+            if fp in self.unsent_resolved or alert.status is not AlertStatus.RESOLVED:
+                continue
+            self.unsent_resolved[fp] = alert
+            if delivered:
+                self.delivered.add(fp)
+        if items:
+            logger.info(
+                "%d resolution(s) %s had not received before the restart are posted again",
+                len(items),
+                self.receiver,
+            )
 
     def _ends(
         self, resolved: list[tuple[str, Alert]], now: datetime

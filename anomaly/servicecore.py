@@ -24,6 +24,7 @@ from anomaly.firing import _Firing
 from anomaly.promql import selected_metric
 from anomaly.registry import builtin_registry
 from anomaly.series import CounterRates, EvidenceBuffer, SeriesIndex, View
+from anomaly.snapshot import State
 from anomaly.sources import Frame, Source, SourceHealth
 from anomaly.writeback import AnomalyCollector
 from gpuwarden.clock import Clock
@@ -76,6 +77,9 @@ class ServiceCore:
         # Where the reads fed to the detectors ended (a save's ``read_until``): a live tick's read end, or the
         # warm-up's, whose last replayed tick may end past it on the grid of a snapshot's ticks.
         self.read_until = clock.time()
+        # State of parts outside the service kept in its snapshot, by component name (``anomaly run``'s alert
+        # forwarder: the resolutions serve has not received). Taken up by their owner, not by the service.
+        self.kept_with: dict[str, Callable[[], State]] = {}
         self._last_read: dict[str, float] = {}
         # Per query, the end of its last good read: a source that reads each query on from its own (PromQL)
         # reads a failed one again from there, and so does the warm-up after a snapshot (``_after``).

@@ -41,6 +41,7 @@ class SnapshotKeeper(ServiceCore):
             if isinstance(d, SavedDetector):
                 components[f"detector:{d.name}"] = d.state()
         components["sources"] = self._sources_state()
+        components.update({name: state() for name, state in self.kept_with.items()})
         source_success: dict[str, float] = {}
         query_success: dict[str, float] = {}
         for h in self.health():  # the last good reads any process made, none where none did

@@ -73,6 +73,7 @@ def run(
     state, state_lock = _state_path(cfg, state_file, ticks) or (None, None)
     from prometheus_client import CollectorRegistry  # noqa: PLC0415
 
+    from anomaly.forwarder import STATE_COMPONENT  # noqa: PLC0415
     from anomaly.promql import PromQLSource, PromQuery  # noqa: PLC0415
     from anomaly.service import AnomalyService  # noqa: PLC0415
     from anomaly.snapshot import load_snapshot  # noqa: PLC0415
@@ -121,7 +122,11 @@ def run(
         # re-escalation or not: the first post after an upgrade that added ``deviation`` was a new alert.
         held = forwarder.held() if forwarder is not None else None
         # What the detectors learnt before the restart, when a snapshot of it fits; the history after it.
-        service.warm_up(held, load_snapshot(state, cfg) if state is not None else None)
+        snapshot = load_snapshot(state, cfg) if state is not None else None
+        if forwarder is not None:  # the resolutions serve had not received go on, and into each save
+            forwarder.take_up(snapshot)
+            service.kept_with[STATE_COMPONENT] = forwarder.state
+        service.warm_up(held, snapshot)
         if ticks:
             _run_ticks(service, ticks, tick_log.after, state)
         else:

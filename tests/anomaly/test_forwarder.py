@@ -17,9 +17,12 @@ from prometheus_client import CollectorRegistry
 
 from alerting.ingest import parse_json, parse_postable_alerts
 from anomaly import forwarder as forwarder_module
-from anomaly.forwarder import AlertForwarder, alert_identity
+from anomaly.forwarder import STATE_COMPONENT, AlertForwarder, alert_identity
+from anomaly.service import AnomalyService
+from anomaly.snapshot import Snapshot, load_snapshot, read_snapshot, save_snapshot
 from gpuwarden.clock import FakeClock, rfc3339
 from gpuwarden.config import ApiConfig
+from gpuwarden.config_anomaly import AnomalyConfig
 from gpuwarden.model import Alert, AlertStatus, RecommendedAction
 from tests.anomaly.forwarder_serve import Serve, _resolved, _xid
 
@@ -96,6 +99,46 @@ def test_an_alert_raised_and_cleared_while_serve_is_down_still_opens_an_incident
     assert forwarder.unsent_resolved == {}
     assert forwarder.flush()
     assert len(serve.bodies) == 1  # delivered once: nothing goes again
+
+
+def test_resolutions_serve_never_received_outlive_a_restart_through_the_state_file(tmp_path) -> None:
+    # Kept in memory only: an alert that fired and cleared while serve was down, `anomaly run` then restarted
+    # (a graceful stop, its state saved), left no trace in serve, a hard fault forgotten.
+    clock, serve = FakeClock(), Serve()
+    before = _forwarder(serve, clock)
+    before.on_alert(_xid("3", clock))
+    assert before.flush()  # GPU 3's alert reached serve firing; GPU 7's never did
+    serve.answers = [httpx.ConnectError("connection refused")] * 2
+    before.on_alert(_xid("7", clock))
+    assert not before.flush()
+    clock.advance(30)
+    before.on_alert(_xid("3", clock, AlertStatus.RESOLVED))
+    before.on_alert(_xid("7", clock, AlertStatus.RESOLVED))
+    assert not before.flush()
+    saved = Snapshot(0.0, 0.0, {}, {}, {"k": 1}, {STATE_COMPONENT: before.state()})
+    assert save_snapshot(tmp_path / "s.npz", saved)
+    clock.advance(30)
+    after = _forwarder(serve, clock)  # the restarted process, serve back
+    after.take_up(read_snapshot(tmp_path / "s.npz", {"k": 1}))
+    assert after.flush()
+    posted = [(item["labels"]["gpu"], item["endsAt"] <= rfc3339(clock.now())) for item in serve.bodies[-1]]
+    assert posted == [("3", True), ("7", False), ("7", True)]  # 7 fires, then ends; 3 only ends
+    assert after.unsent_resolved == {} and after.flush() and len(serve.bodies) == 2  # nothing again
+
+
+def test_the_services_snapshot_keeps_what_its_forwarder_has_not_delivered(tmp_path) -> None:
+    # `anomaly run` hands the forwarder's state to the service (`kept_with`), whose saves keep it beside
+    # what the detectors learnt; the next process's forwarder takes it up from the file.
+    clock, serve = FakeClock(), Serve()
+    cfg = AnomalyConfig(detectors=["signatures"])
+    service = AnomalyService(cfg, [], clock)
+    forwarder = _forwarder(serve, clock)
+    service.kept_with[STATE_COMPONENT] = forwarder.state
+    forwarder.on_alert(_resolved(_xid("2", clock), clock))
+    assert save_snapshot(tmp_path / "s.npz", service.snapshot())
+    later = _forwarder(serve, clock)
+    later.take_up(load_snapshot(tmp_path / "s.npz", cfg))
+    assert list(later.unsent_resolved.values()) == list(forwarder.unsent_resolved.values())
 
 
 def test_a_resolution_of_an_alert_serve_saw_firing_goes_alone() -> None:
