@@ -15,7 +15,8 @@ from gpuwarden.durations import UNIT_SECONDS
 from gpuwarden.errors import ConfigError, InputError
 
 # Prometheus' duration syntax (amtool's): ASCII digits, each unit at most once, largest first ("1h1h" and
-# "30m1h" are not durations; \d took other scripts' digits). Its "y" is 365 days, so "1y" is the longest.
+# "30m1h" are not durations; \d took other scripts' digits). Its "y" is 365 days, the largest unit; a silence
+# lasts at most 366 days (a year, a leap day included), as a maintenance window may.
 _UNITS = ("y", "w", "d", "h", "m", "s", "ms")  # Prometheus' order
 _DURATION = re.compile("".join(f"(?:([0-9]+){unit})?" for unit in _UNITS))
 MAX_DURATION_SECONDS = 366 * 86400.0
