@@ -72,6 +72,11 @@ def incident_path(incident_id: str, suffix: str = "") -> str:
     # Empty, it named the incidents collection (or "/ack" under it); said as a bad argument (exit 2), as a
     # missing one is: no request went out, so it is not serve failing (1).
     written("INCIDENT_ID", incident_id, "the incident's id (`gpuwarden incidents list` shows them)")
+    if "/" in incident_id:  # serve routes on the decoded path: %2F split it, `inc-1/` a redirect, not a 404
+        refuse_option(
+            f"INCIDENT_ID {escape(repr(incident_id))}: an incident's id holds no '/' (`gpuwarden incidents"
+            " list` shows them)"
+        )
     return f"/api/v1/incidents/{quote(incident_id, safe='')}{suffix}"
 
 

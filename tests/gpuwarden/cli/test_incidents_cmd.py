@@ -163,12 +163,25 @@ def test_a_total_count_that_is_not_a_number_is_named_not_a_traceback(
 def test_an_incident_id_is_sent_as_one_path_segment_and_an_empty_one_is_refused() -> None:
     stub = FixedAnswer(404, b'{"error": "no such incident"}')
     try:
-        runner.invoke(app, ["incidents", "note", "inc-x/../inc-y", "hello", "--url", stub.url])
+        runner.invoke(app, ["incidents", "note", "inc-x?y#z", "hello", "--url", stub.url])
         empty = runner.invoke(app, ["incidents", "show", "", "--url", stub.url])
+        # serve routes on the decoded path: `a/../b` reached incident b's notes, `inc-1/postmortem` the
+        # postmortem ("not JSON; is --url right?"), `inc-1/` a redirect; no id holds a "/"
+        slashed = [
+            runner.invoke(app, [*command, "--url", stub.url])
+            for command in (
+                ["incidents", "note", "inc-x/../inc-y", "hello"],
+                ["incidents", "show", "inc-1/postmortem"],
+                ["incidents", "show", "inc-1/"],
+            )
+        ]
     finally:
         stub.close()
-    assert stub.paths == ["/api/v1/incidents/inc-x%2F..%2Finc-y/notes"]  # not /api/v1/incidents/inc-y/notes
+    assert stub.paths == ["/api/v1/incidents/inc-x%3Fy%23z/notes"]  # the slashed ones sent nothing
     assert empty.exit_code == 2 and "INCIDENT_ID '': empty" in empty.output  # no request: a bad argument
+    for result in slashed:
+        said = " ".join(result.output.split())
+        assert result.exit_code == 2 and "an incident's id holds no '/'" in said, said
 
 
 def test_resolve_and_a_repeated_ack_say_what_happened(
