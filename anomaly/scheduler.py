@@ -58,6 +58,7 @@ class AnomalyScheduler:
         self.skipped = 0
         self._skipping = 0
         self._fitting = False  # a refit holds the lock: ticks due meanwhile wait for it, not for a read
+        self._after = False  # the tick's ``after_infer`` runs (the alerts' post): a slow receiver, not a read
         self._changes = 0  # jobs begun that change the service (under the lock): a copy they missed is torn
         self.held_seconds = 0.0  # how long the last save held the ticks back (``capture``)
         self.copies = 0  # the copies of the state the last save made (more than one: a tick began during one)
@@ -70,11 +71,12 @@ class AnomalyScheduler:
         self.skipped += 1
         self._skipping += 1
         if self._skipping == 1:
-            what = (
-                "the models' refit (fit_every_seconds) is still running"
-                if self._fitting
-                else "the previous tick is still running (a slow read?)"
-            )
+            if self._fitting:
+                what = "the models' refit (fit_every_seconds) is still running"
+            elif self._after:
+                what = "the previous tick is still posting its alerts (a receiver slow to answer?)"
+            else:
+                what = "the previous tick is still running (a slow read?)"
             logger.warning("anomaly tick skipped: %s; skipping ticks until it ends", what)
 
     def tick_ran(self) -> None:
@@ -99,7 +101,11 @@ class AnomalyScheduler:
                 self.service.infer()
                 self.ticks += 1
                 if self.after_infer is not None:
-                    self.after_infer()
+                    self._after = True
+                    try:
+                        self.after_infer()
+                    finally:
+                        self._after = False
             except Exception:  # loop boundary
                 self.failures += 1
                 logger.exception("anomaly tick failed")

@@ -92,6 +92,32 @@ def test_skipped_ticks_are_one_warning_when_skipping_starts_and_one_when_ticks_r
     assert scheduler.skipped == 5
 
 
+def test_ticks_skipped_behind_a_slow_alert_post_are_said_to_wait_for_the_receiver_not_a_read(caplog):
+    # The post to serve runs in the tick (after_infer): a receiver that accepts and never answers held each
+    # tick its 10 s, and the warning sent the operator to Prometheus ("a slow read?").
+    clock, entered, release = FakeClock(), threading.Event(), threading.Event()
+
+    def slow_post() -> None:
+        entered.set()
+        release.wait(10)
+
+    service = AnomalyService(AnomalyConfig(), [CollectorSource([TableCollector()], clock)], clock)
+    scheduler = AnomalyScheduler(service, after_infer=slow_post)
+    ticking = threading.Thread(target=scheduler.infer_job)
+    ticking.start()
+    try:
+        assert entered.wait(10)
+        with caplog.at_level(logging.WARNING, logger="anomaly.scheduler"):
+            scheduler._on_event(
+                JobSubmissionEvent(EVENT_JOB_MAX_INSTANCES, "infer", None, [datetime.now(UTC)])
+            )
+    finally:
+        release.set()
+        ticking.join(10)
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "anomaly.scheduler"]
+    assert line.startswith("anomaly tick skipped: the previous tick is still posting its alerts"), line
+
+
 def test_ticks_skipped_behind_a_slow_refit_are_said_to_wait_for_the_refit_not_a_read(caplog):
     # The refit holds the loop's lock: the tick due meanwhile waits, those after are skipped, and the warning
     # sent the operator to Prometheus ("a slow read?") while the fit was what ran long.
