@@ -5,7 +5,8 @@ Bodies are parsed with orjson: a nesting deeper than 1024 levels, invalid UTF-8 
 ``RecursionError`` or let a surrogate through to crash the tokenizer later. Fields the toy model cannot
 honour (``n`` > 1, several prompts, non-text content parts, ``best_of``, ``echo``, ``logprobs``,
 ``suffix``) are refused with a 400 naming the field rather than silently ignored. Types are strict, as
-OpenAI's are: ``"NaN"`` is not a temperature, ``"yes"`` not a boolean, ``true`` not a token count.
+OpenAI's are: ``"NaN"`` is not a temperature, ``"yes"`` not a boolean, ``true`` not a token count;
+``null`` is a field not given (``stream``, ``n`` included), as OpenAI's API and vLLM take it.
 """
 
 from __future__ import annotations
@@ -78,6 +79,14 @@ class OpenAIBody(BaseModel):
     n: StrictInt = Field(1, ge=1)
     temperature: StrictFloat | None = Field(None, ge=0, le=2, allow_inf_nan=False)
     top_p: StrictFloat | None = Field(None, ge=0, le=1, allow_inf_nan=False)
+
+    @field_validator("stream", "n", mode="before")
+    @classmethod
+    def _null_is_the_default(cls, value: object, info: ValidationInfo) -> object:
+        # OpenAI's API and vLLM take null for "not given": stream false, one choice.
+        if value is None:
+            return cls.model_fields[info.field_name or ""].default
+        return value
 
     @field_validator("n")
     @classmethod
