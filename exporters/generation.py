@@ -9,6 +9,10 @@ A request whose client goes away before the last byte was sent is *cancelled*: i
 and the tokens counted until then, and its span status stays UNSET. The client's leaving is not the
 server's failure, as for gRPC server spans, where CANCELLED is not an error status; span metrics count it
 as a cancellation, not as a 5xx.
+
+A request that fails after its 2xx status line went out (a stream ended by an in-band error event) has
+its ``error.type`` set by the handler or read from the stream: its span keeps that status, gets status
+ERROR and the tokens sent until then, and span metrics count it as an error.
 """
 
 from __future__ import annotations
@@ -170,6 +174,10 @@ class GenerationSpan:
                 attributes[GEN_AI_OUTPUT_TOKENS] = self.tokens  # what was produced before the client left
         elif status >= 500:
             attributes[ERROR_TYPE] = str(status)
+            span.set_status(_ERROR_STATUS)
+        elif status < 400 and ERROR_TYPE in attributes:  # failed after its 2xx went out: an in-band error
+            if self.tokens and GEN_AI_OUTPUT_TOKENS not in attributes:
+                attributes[GEN_AI_OUTPUT_TOKENS] = self.tokens  # what the client got before the failure
             span.set_status(_ERROR_STATUS)
         span.set_attributes(attributes)
         if self._name is not None:

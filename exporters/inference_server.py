@@ -286,11 +286,12 @@ class InferenceHandlers:
                 if gen is not None:  # counted once the server took the chunk: tokens sent, not made
                     gen.token()
         except GpuUnavailable as exc:
+            if gen is not None:  # a failed generation: its span keeps the tokens the client already got
+                gen.finish(response_model=self.model, response_id=job.ident)
+                gen.set_attribute(ERROR_TYPE, "gpu_unavailable")
             # The status line is already sent; tell the client in-band, as OpenAI does.
             error = {"error": {"message": str(exc), "type": "service_unavailable", "code": 503}}
             yield f"data: {json.dumps(error)}\n\n".encode()
-            if gen is not None:
-                gen.set_attribute(ERROR_TYPE, "gpu_unavailable")
             return
         if gen is not None:
             gen.finish(response_model=self.model, finish_reasons=["length"], response_id=job.ident)

@@ -5,13 +5,14 @@ way to load someone else's service. Both bounds hold: it stops sending at the re
 ``duration_seconds``, and at that deadline it cancels every request still running and reports it as
 unfinished, so a hung server or a long generation cannot stretch a run.
 
-Latency percentiles (and time to first token when streaming) cover successful (2xx) requests only; every
-other outcome is counted by kind: HTTP status (``503``) or transport error (``ReadTimeout``,
-``ConnectError``). Latency is measured two ways: from the moment the request was sent, and, in a paced
-run, from the moment it was scheduled to be sent. When the concurrency cap or a slow client holds a
-request back, only the second counts that wait (the coordinated-omission problem: a closed loop that
-waits for the server sends less exactly when the server is slow, and its own latencies look better than
-what users arriving at the target rate would see).
+Latency percentiles (and time to first token when streaming) cover successful requests only: a 2xx, and
+when streaming no error event in the stream. Every other outcome is counted by kind: HTTP status
+(``503``), an error event after the 200 (``stream_error:503``, its ``code``) or transport error
+(``ReadTimeout``, ``ConnectError``). Latency is measured two ways: from the moment the request was sent,
+and, in a paced run, from the moment it was scheduled to be sent. When the concurrency cap or a slow
+client holds a request back, only the second counts that wait (the coordinated-omission problem: a closed
+loop that waits for the server sends less exactly when the server is slow, and its own latencies look
+better than what users arriving at the target rate would see).
 """
 
 from __future__ import annotations
@@ -101,8 +102,8 @@ class LoadReport:
     """What happened: outcomes by kind, rates, and percentiles (seconds) of the successful requests."""
 
     sent: int = 0  # requests started
-    ok: int = 0  # finished with a 2xx status
-    failed: int = 0  # finished with another status or a transport error (timeouts included)
+    ok: int = 0  # finished with a 2xx status (and, streamed, no error event in the stream)
+    failed: int = 0  # another status, an error event in a stream, or a transport error (timeouts included)
     unfinished: int = 0  # still running at the duration deadline, cancelled
     statuses: dict[str, int] = field(default_factory=dict)  # every finished request, by status or error
     errors: dict[str, int] = field(default_factory=dict)  # the failed ones, by status or error
@@ -185,6 +186,41 @@ class _Tally:
         self.errors[kind] += 1
 
 
+class _StreamEvents:
+    """Reads a streamed answer's SSE events for an in-band error (``data: {"error": ...}``): the server
+    sent its 200 before the generation failed, and says so in the stream, as OpenAI's API does."""
+
+    __slots__ = ("_data", "_rest", "error")
+
+    def __init__(self) -> None:
+        self._rest = b""
+        self._data: list[bytes] = []
+        self.error: str | None = None  # the failure's kind: stream_error, or stream_error:CODE
+
+    def feed(self, chunk: bytes) -> None:
+        """Take the next bytes of the body; an event is read once its blank line has come."""
+        *lines, self._rest = (self._rest + chunk).split(b"\n")
+        for raw in lines:
+            line = raw.removesuffix(b"\r")
+            if line.startswith(b"data:"):
+                self._data.append(line[5:].removeprefix(b" "))
+            elif not line and self._data:
+                self._event(b"\n".join(self._data))
+                self._data = []
+
+    def _event(self, data: bytes) -> None:
+        if self.error is not None or b'"error"' not in data:  # no JSON parse for each token's chunk
+            return
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            return
+        if isinstance(payload, dict) and payload.get("error") is not None:
+            error = payload["error"]
+            code = error.get("code") if isinstance(error, dict) else None
+            self.error = "stream_error" if code is None or code == "" else f"stream_error:{code}"
+
+
 class _LoadRun:
     """One run of a plan: a sender that paces requests and the requests it started."""
 
@@ -210,13 +246,19 @@ class _LoadRun:
         try:
             t0 = now()
             first: float | None = None
+            events = _StreamEvents() if plan.stream else None
             async with self.client.stream("POST", plan.endpoint(), json=plan.body(i)) as response:
                 async for chunk in response.aiter_bytes():
                     if first is None and chunk:
                         first = now() - t0
+                    if events is not None:
+                        events.feed(chunk)
             done = now()
             if not response.is_success:
                 tally.failed(str(response.status_code))
+                return
+            if events is not None and events.error is not None:  # a 200 whose stream ended in an error
+                tally.failed(events.error)
                 return
             tally.ok += 1
             tally.statuses[str(response.status_code)] += 1

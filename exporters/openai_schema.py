@@ -3,9 +3,10 @@
 Bodies are parsed with orjson: a nesting deeper than 1024 levels, invalid UTF-8 and lone surrogates in
 ``\\u`` escapes are all "not valid JSON" (400), where the standard library's parser raised
 ``RecursionError`` or let a surrogate through to crash the tokenizer later. Fields the toy model cannot
-honour (``n`` > 1, several prompts, non-text content parts, ``best_of``, ``echo``, ``logprobs``,
-``suffix``) are refused with a 400 naming the field rather than silently ignored. Types are strict, as
-OpenAI's are: ``"NaN"`` is not a temperature, ``"yes"`` not a boolean, ``true`` not a token count.
+honour (``n`` > 1, several prompts, token-id prompts, non-text content parts, tool calls, ``best_of``,
+``echo``, ``logprobs``, ``suffix``) are refused with a 400 naming the field rather than silently ignored.
+Types are strict, as OpenAI's are: ``"NaN"`` is not a temperature, ``"yes"`` not a boolean, ``true`` not a
+token count; ``null`` is a field not given (``stream``, ``n`` included), as OpenAI's API and vLLM take it.
 """
 
 from __future__ import annotations
@@ -79,6 +80,14 @@ class OpenAIBody(BaseModel):
     temperature: StrictFloat | None = Field(None, ge=0, le=2, allow_inf_nan=False)
     top_p: StrictFloat | None = Field(None, ge=0, le=1, allow_inf_nan=False)
 
+    @field_validator("stream", "n", mode="before")
+    @classmethod
+    def _null_is_the_default(cls, value: object, info: ValidationInfo) -> object:
+        # OpenAI's API and vLLM take null for "not given": stream false, one choice.
+        if value is None:
+            return cls.model_fields[info.field_name or ""].default
+        return value
+
     @field_validator("n")
     @classmethod
     def _one_choice(cls, value: int) -> int:
@@ -102,7 +111,17 @@ class ChatMessage(BaseModel):
     """One chat message: text, or a list of text content parts (the toy model reads text only)."""
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
+    # Before content: an assistant turn that called tools has content null, and its refusal should say why.
+    tool_calls: list[Any] | None = None
+    function_call: dict[str, Any] | None = None
     content: str | list[dict[str, Any]]
+
+    @field_validator("tool_calls", "function_call")
+    @classmethod
+    def _no_tool_calls(cls, value: list[Any] | dict[str, Any] | None) -> list[Any] | dict[str, Any] | None:
+        if value:
+            raise ValueError("tool calls are not supported: the toy model reads and writes text only")
+        return value
 
     @field_validator("content")
     @classmethod
@@ -170,6 +189,8 @@ class CompletionRequest(OpenAIBody):
     def _one_prompt(cls, value: str | list[Any]) -> str | list[Any]:
         if isinstance(value, str):
             return value
+        if value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise ValueError("token-id prompts are not understood by the toy model; send text")
         if len(value) != 1:
             raise ValueError(
                 f"{len(value)} prompts: this server completes one prompt per request; send one each"

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import CollectorRegistry
 from prometheus_client.asgi import make_asgi_app
 from prometheus_client.metrics_core import (
@@ -167,7 +167,7 @@ class SpanMetrics(SpanProcessor):
             self._requests[key] = self._requests.get(key, 0) + 1
             if attrs.get(ERROR_TYPE) == CANCELLED:  # the client left: not the server's error
                 self._cancelled[route] = self._cancelled.get(route, 0) + 1
-            elif status >= 400 or status == 0:
+            elif status >= 400 or status == 0 or span.status.status_code is StatusCode.ERROR:
                 self._errors[key] = self._errors.get(key, 0) + 1
             series = self._routes.get(route)
             if series is None:
@@ -191,7 +191,8 @@ class SpanMetrics(SpanProcessor):
         )
         errors = CounterMetricFamily(
             f"{p}_errors",
-            "Requests answered 4xx or 5xx (cancelled ones are counted apart).",
+            "Requests answered 4xx or 5xx, or failed after a 2xx (an in-band stream error); cancelled ones"
+            " are counted apart.",
             labels=["route", "status_class"],
         )
         cancelled = CounterMetricFamily(

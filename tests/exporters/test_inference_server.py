@@ -110,6 +110,17 @@ def test_sampling_values_in_range_and_integers_for_decimals_are_accepted(h: Harn
     assert h.client.post("/v1/completions", json=completion).status_code == 200
 
 
+def test_null_n_and_stream_are_taken_as_not_given(h: Harness) -> None:
+    # OpenAI's API and vLLM take null as the default (one choice, not streamed); they were refused 400.
+    r = h.client.post("/v1/chat/completions", json={**CHAT, "n": None, "stream": None})
+    assert r.status_code == 200, r.text
+    assert r.json()["object"] == "chat.completion"
+    completion = {"model": MODEL, "prompt": "a b", "max_tokens": 2, "n": None, "stream": None}
+    r = h.client.post("/v1/completions", json=completion)
+    assert r.status_code == 200, r.text
+    assert r.json()["usage"]["completion_tokens"] == 2
+
+
 def test_a_list_holding_one_prompt_is_served_like_the_prompt(h: Harness) -> None:
     one = h.client.post("/v1/completions", json={"model": MODEL, "prompt": ["a b"], "max_tokens": 3})
     plain = h.client.post("/v1/completions", json={"model": MODEL, "prompt": "a b", "max_tokens": 3})

@@ -175,6 +175,41 @@ def test_what_the_toy_model_cannot_honour_is_refused_not_ignored(
     assert r.json()["error"]["param"] == param
 
 
+TOOL_CALL = {"id": "call_1", "type": "function", "function": {"name": "get_gpu", "arguments": "{}"}}
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "param", "says"),
+    [
+        ("/v1/completions", {"model": MODEL, "prompt": [1, 2, 3]}, "prompt", "token-id prompts"),
+        ("/v1/completions", {"model": MODEL, "prompt": [[1, 2]]}, "prompt", "token-id prompts"),
+        (
+            "/v1/chat/completions",
+            {
+                **CHAT,
+                "messages": [
+                    {"role": "user", "content": "which gpu is hot"},
+                    {"role": "assistant", "content": None, "tool_calls": [TOOL_CALL]},
+                ],
+            },
+            "messages[1].tool_calls",
+            "tool calls are not supported",
+        ),
+    ],
+    ids=["token-ids", "nested-token-ids", "assistant-tool-calls"],
+)
+def test_token_id_prompts_and_tool_calls_are_refused_saying_what_is_not_supported(
+    h: Harness, route: str, body: dict[str, Any], param: str, says: str
+) -> None:
+    # [1, 2, 3] is one prompt of three token ids, not "3 prompts"; an assistant turn with tool calls and
+    # content null was told its content must be a string.
+    r = h.client.post(route, json=body)
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert error["param"] == param
+    assert says in error["message"]
+
+
 @pytest.mark.parametrize(
     ("body", "param"),
     [

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 
 from exporters.inference_server import (
     InferenceServer,
@@ -17,6 +18,7 @@ from exporters.inference_server import (
     build_inference_app,
     create_inference_server,
 )
+from exporters.spanmetrics import SpanMetrics
 from exporters.tracing import build_tracer_provider
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import TracingConfig
@@ -93,9 +95,12 @@ def test_tracing_disabled_serves_the_same_api_without_metrics() -> None:
     assert client.get("/metrics").status_code == 404
 
 
-def test_gpu_lost_mid_stream_marks_the_request_span_with_the_error_type() -> None:
+def test_gpu_lost_mid_stream_is_an_error_span_and_metric_with_the_tokens_sent() -> None:
+    # The 200 went out before the GPU was lost and the stream ended with an error event: the span stayed
+    # UNSET without its tokens, and /metrics counted a success.
     exporter = InMemorySpanExporter()
-    provider = build_tracer_provider(TracingConfig(), span_exporter=exporter)
+    metrics = SpanMetrics()
+    provider = build_tracer_provider(TracingConfig(), span_exporter=exporter, processors=[metrics])
     gpu = FakeGpu()
     gpu.after_calls = (2, 0.0)
     clock = FakeClock()
@@ -111,9 +116,17 @@ def test_gpu_lost_mid_stream_marks_the_request_span_with_the_error_type() -> Non
     [span] = exporter.get_finished_spans()
     attrs = dict(span.attributes or {})
     assert attrs["error.type"] == "gpu_unavailable"
+    assert span.status.status_code is StatusCode.ERROR
     assert attrs["http.response.status_code"] == 200  # the status line went out before the GPU was lost
-    assert "gen_ai.usage.output_tokens" not in attrs
+    assert attrs["gen_ai.usage.output_tokens"] == 2
     assert attrs["gpuwarden.server.time_to_first_token"] == pytest.approx(0.01 * 1.05, abs=1e-6)
+    route = {"route": "/v1/chat/completions"}
+    registry = metrics.registry
+    assert (
+        registry.get_sample_value("gpuwarden_inference_errors_total", {**route, "status_class": "2xx"}) == 1
+    )
+    assert registry.get_sample_value("gpuwarden_inference_output_tokens_total", route) == 2
+    assert registry.get_sample_value("gpuwarden_inference_cancelled_requests_total", route) is None
     provider.shutdown()
 
 

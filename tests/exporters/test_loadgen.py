@@ -232,6 +232,49 @@ def test_failed_requests_are_left_out_of_the_latency_percentiles() -> None:
     assert report.latency["p99"] == pytest.approx(0.1)
 
 
+def test_a_stream_that_ends_in_an_error_event_is_a_failure_by_kind_not_a_success() -> None:
+    # The 200 went out before the server's GPU was lost; the stream's last event says so (OpenAI's client
+    # raises on it). It was counted ok, its cut-short duration in the percentiles, and the run exited 0.
+    clock = FakeClock(0.0)
+    token = b'data: {"choices":[{"index":0,"text":" a"}]}\n\n'
+    error = b'data: {"error":{"message":"GPU node-01/0 is unavailable","type":"service_unavailable",'
+    error += b'"code":503}}\n\n'
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        i = int(json.loads(request.content)["prompt"].split(":")[0].split()[1])
+        clock.advance(0.01 if i % 2 else 0.1)
+        body = token + (error if i % 2 else token + b"data: [DONE]\n\n")
+        return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
+
+    plan = LoadPlan(
+        url="http://127.0.0.1:1", requests=4, rate=0, concurrency=1, stream=True, route="completions"
+    )
+    report = bounded(plan, handler, clock)
+    assert (report.ok, report.failed) == (2, 2)
+    assert report.errors == {"stream_error:503": 2}
+    assert report.statuses == {"200": 2, "stream_error:503": 2}
+    assert report.latency["p50"] == pytest.approx(0.1)  # the failed streams' 0.01 s left out
+    assert report.exit_code() == 1
+    assert "failed 2 (stream_error:503 2)" in report.to_text()
+
+
+def test_a_stream_the_toy_server_cuts_when_its_gpu_is_lost_is_a_failure() -> None:
+    class DyingGpu:
+        calls = 0
+
+        def gpu_speed_factor(self, node: str, index: int) -> float:
+            self.calls += 1
+            return 1.0 if self.calls <= 3 else 0.0
+
+    app = build_inference_app(
+        ServedGpu(DyingGpu(), "node-01", 0, 0.001), model="gpuwarden-toy-1", sleep=no_wait
+    )
+    plan = LoadPlan(url="http://127.0.0.1:1", requests=1, rate=0, stream=True, max_tokens=50)
+    report = asyncio.run(run_load(plan, transport=httpx.ASGITransport(app=app)))
+    assert (report.ok, report.failed, report.errors) == (0, 1, {"stream_error:503": 1})
+    assert report.ttft["p50"] != report.ttft["p50"]  # no successful stream: NaN, not the cut one's
+
+
 def test_an_unpaced_run_reports_requests_finished_per_second_not_how_fast_they_were_sent() -> None:
     # Three requests into eight slots all go at once: their send rate was thousands per second (a real
     # clock moves a little between reads, as this one does); what the run did is 3 requests in 0.3 s.

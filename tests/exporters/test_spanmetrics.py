@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics import exposition as openmetrics
 from starlette.applications import Starlette
@@ -45,6 +45,7 @@ class Stack:
             routes=[
                 Route("/v1/chat/completions", self.chat, methods=["POST"]),
                 Route("/v1/status/{code:int}", self.status, methods=["POST"]),
+                Route("/v1/completions", self.broken_stream, methods=["POST"]),
                 Route("/metrics", self.metrics.asgi_app()),
             ],
             middleware=[Middleware(TracingMiddleware, tracer_provider=self.provider, clock=self.clock)],
@@ -70,6 +71,17 @@ class Stack:
             gen.finish(response_model="toy-1")
 
         return StreamingResponse(tokens(), media_type="text/event-stream")
+
+    async def broken_stream(self, request: Request) -> Response:
+        """A third-party server's stream (it reports nothing itself): two tokens, then an in-band error."""
+
+        async def events() -> AsyncIterator[bytes]:
+            for piece in ("a", "b"):
+                self.clock.advance(0.02)
+                yield b'data: {"choices":[{"index":0,"text":"%s"}]}\n\n' % piece.encode()
+            yield b'data: {"error":{"message":"gpu lost","type":"service_unavailable","code":503}}\n\n'
+
+        return StreamingResponse(events(), media_type="text/event-stream")
 
     async def status(self, request: Request) -> Response:
         self.clock.advance(0.04)
@@ -101,6 +113,19 @@ def test_requests_are_counted_by_route_and_status_class_and_errors_by_4xx_and_5x
     assert stack.value("errors_total", route=route, status_class="2xx") is None
     assert stack.value("request_duration_seconds_count", route=route) == 4
     assert stack.value("request_duration_seconds_sum", route=route) == pytest.approx(0.16, abs=1e-5)
+
+
+def test_a_stream_ended_by_an_in_band_error_is_an_error_with_the_tokens_sent(stack: Stack) -> None:
+    # Its 200 went out before the failure: it was counted a success, its span UNSET, its tokens lost.
+    assert stack.client.post("/v1/completions", json={"model": "toy-1", "stream": True}).status_code == 200
+    route = "/v1/completions"
+    assert stack.value("errors_total", route=route, status_class="2xx") == 1
+    assert stack.value("output_tokens_total", route=route) == 2
+    assert stack.value("cancelled_requests_total", route=route) is None
+    stack.provider.force_flush()
+    [span] = stack.exporter.get_finished_spans()
+    assert span.status.status_code is StatusCode.ERROR
+    assert dict(span.attributes or {})["error.type"] == "service_unavailable"
 
 
 def test_streamed_chat_fills_ttft_inter_token_tokens_and_throughput_histograms(stack: Stack) -> None:
