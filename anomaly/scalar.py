@@ -34,6 +34,7 @@ from anomaly.thresholds import ThresholdParams
 
 _INT32_MAX = 2**31 - 1
 _QUIET_MAX = _INT32_MAX - 1  # OnsetTracker's saturation
+_FLOAT32_MAX = 3.4028234663852886e38  # float32's largest finite value (numpy's finfo, without importing it)
 _DEV_DAY, _DEV_WEEK, _FAST_DEV, _TAIL = range(4)  # the float32 scalars, in one array("f")
 _HOURS_PER_DAY, _HOURS_PER_WEEK, _WEEK_SHIFT_HOURS = 24, 168, 72  # as in anomaly.seasonal
 INF = math.inf
@@ -119,7 +120,7 @@ class ScalarThresholds:
             shared = {"r_level": r_level, "learn": learn, "cap": cap, "slow": slow, "err_cap": err_cap}
             f32[_DEV_DAY] = _bucket(self.day, h_day, x, s_day, e_day, **shared)
             f32[_DEV_WEEK] = _bucket(self.week, h_week, x, s_week, e_week, **shared)
-        f32[_FAST_DEV] = fast_dev
+        f32[_FAST_DEV] = fmin(fast_dev, _FLOAT32_MAX)  # as the vectorised one holds it (no inf, then NaN)
         self.count = min(n + 1, _INT32_MAX)
         return score, yhat
 

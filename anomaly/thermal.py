@@ -67,9 +67,16 @@ class ThermalDetector(ThermalGuesses, ThermalHolds):
         # sample. Scored, a GPU run at 70-400 W read 0 W for 5 minutes, idle, and scored 1.3 for all of them.
         ok = np.flatnonzero(np.isfinite(x_t) & np.isfinite(x_p) & (x_p > 0.0))
         rows, t, p = rows_t[ok], x_t[ok], x_p[ok]
-        wild = slots[ok][_wild(temp, power, rows_t, rows_p)[ok]]
-        with unlearned([getattr(self, name) for name in FIELDS], wild):
+        wild = slots[ok][(_wild(temp, power, rows_t, rows_p) | _beyond_squares(x_t, x_p))[ok]]
+        # Past a float's range a reading's square overflows (``_SQUARE_SAFE``): it teaches nothing, and its
+        # own score, not a number, is no judgement of it.
+        with (
+            unlearned([getattr(self, name) for name in FIELDS], wild),
+            np.errstate(over="ignore", invalid="ignore"),
+        ):
             score, judged_ok = self._update(slots[ok], groups[ok], t, p, temp.at)
+        unjudged = ~np.isfinite(score)
+        score, judged_ok = np.where(unjudged, 0.0, score), judged_ok & ~unjudged
         full, judged = np.zeros(len(temp.labels)), np.zeros(len(temp.labels), np.bool_)
         full[rows], judged[rows] = score, judged_ok
         return [
@@ -351,6 +358,18 @@ def _wild(temp: Step, power: Step, rows_t: IntArray, rows_p: IntArray) -> BoolAr
     if power.outside is not None:
         wild |= power.outside[rows_p]
     return wild
+
+
+_SQUARE_SAFE = 1e150
+"""Past this a reading's square (the line's moments hold power squared and power times temperature) is past
+a float's range: a power of 1e160, learnt, made them inf, the line's slope NaN for good, and the GPU's heat
+unjudged from then on. Scored, never learnt, as a value outside its query's data range."""
+
+
+def _beyond_squares(t: FloatArray, p: FloatArray) -> BoolArray:
+    """Per pair, whether its temperature or power is too large for the line's moments (``_SQUARE_SAFE``)."""
+    with np.errstate(invalid="ignore"):
+        return np.asarray((np.abs(t) > _SQUARE_SAFE) | (np.abs(p) > _SQUARE_SAFE), np.bool_)
 
 
 class _Line(NamedTuple):

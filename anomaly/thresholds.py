@@ -45,6 +45,7 @@ _INT32_MAX = int(
 )  # read once: np.iinfo per sample cost 2 % of a single series' scoring
 # The per-series arrays a snapshot keeps (``AdaptiveThresholds.state``; the re-baselining's: ``SHIFT_STATE``).
 _STATE = ("count", "level", "dev", "dev_day", "dev_week", "day", "week", "last_seen", "fast_dev", "tail")
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 MAD_TO_SIGMA = 1.4826  # 1 / 0.67449: a Gaussian's standard deviation over its MAD (median absolute deviation)
 
 
@@ -319,7 +320,9 @@ class AdaptiveThresholds:
             season.learn(
                 self, ids, x, r_level=r_level, cap=cap, slow=slow, err_cap=err_cap, frozen=score > 1.0
             )
-        self.fast_dev[ids] = fast_dev
+        # Kept in float32: one sample past its range (1e40) stored inf, and inf - inf read NaN at the next,
+        # the series' scores NaN for good and its faults unraised. Held at its largest finite value instead.
+        self.fast_dev[ids] = np.clip(fast_dev, -_FLOAT32_MAX, _FLOAT32_MAX)
         # Saturate before adding: ``n + 1`` in int32 wraps to -2**31, which reads as "not warmed up".
         self.count[ids] = np.minimum(n, _INT32_MAX - 1) + 1
         self.last_seen[ids] = timestamps

@@ -35,6 +35,8 @@ def varied_series() -> list[Series]:
     gappy = wave.copy()
     gappy[[10, 11, 305, 306]] = np.nan
     gappy[[40, 410]] = [np.inf, -np.inf]
+    one_huge = wave.copy()
+    one_huge[200] = 1e40  # past float32: the fast error the state keeps in it
     huge = np.clip(rng.standard_t(1.5, ROWS), -17.0, 17.0) * 1e307
     huge[[320, 330]] = [1.7e308, -1.7e308]
     fives, hours = T0 + i * 300.0, T0 + i * 3600.0
@@ -48,6 +50,7 @@ def varied_series() -> list[Series]:
         Series("zeros", fives, signed_zeros),
         Series("gappy", odd_times, gappy),
         Series("huge", hours, huge),
+        Series("one_huge", fives, one_huge),
         Series("repeats", np.repeat(fives[: ROWS // 2], 2), np.repeat(wave[: ROWS // 2], 2)),
     ]
 
