@@ -148,10 +148,19 @@ def retry(
         return
     console.print(f"queued again: {data['requeued']}")
     if data["overtaken"]:
-        err_console.print(
-            f"{data['overtaken']} failed messages stay failed: a later message of their incident was sent, "
-            "and sending them now would set its Slack message back to what it said then"
-        )
+        err_console.print(overtaken_said(data["overtaken"]))
+
+
+def overtaken_said(count: int) -> str:
+    """Why ``count`` failed messages stay failed, for Slack and webhooks alike (a webhook-only serve was told
+    of a Slack message it never had)."""
+    many = count != 1
+    return (
+        f"{count} failed message{'s' if many else ''} stay{'' if many else 's'} failed: a later message of"
+        f" {'their' if many else 'its'} incident was sent since, and sending {'them' if many else 'it'} now"
+        " would set what the incident shows (its Slack message, a webhook receiver's copy) back to what it"
+        " said then"
+    )
 
 
 @outbox_app.command("discard", cls=ByCommand)

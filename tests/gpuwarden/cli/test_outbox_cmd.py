@@ -25,6 +25,7 @@ from alerting.outbox_tables import DISCARDED, FAILED, ORPHANED, SENT, OutboxMess
 from gpuwarden import outbox_api
 from gpuwarden.api import create_app
 from gpuwarden.cli import app, outbox_cmd
+from gpuwarden.cli.outbox_cmd import overtaken_said
 from gpuwarden.clock import FakeClock, shown
 from gpuwarden.config import ApiConfig
 from tests.alerting.notifiers.incidents import lifecycle, reassessed
@@ -322,3 +323,19 @@ def test_retry_prints_its_answer_as_json_with_o_json_as_discard_does(
         assert outbox.counts().get(FAILED, 0) == 0  # queued again, not only said to be
         bad = runner.invoke(app, ["outbox", "retry", "--url", URL, "-o", "yaml"])
         assert bad.exit_code == 2 and "--output 'yaml': use one of table, text, json" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("count", "said"),
+    [
+        (1, "1 failed message stays failed: a later message of its incident was sent since, and sending it"),
+        (
+            3,
+            "3 failed messages stay failed: a later message of their incident was sent since, and sending them",
+        ),
+    ],
+)
+def test_overtaken_messages_are_explained_for_slack_and_webhooks_alike(count: int, said: str) -> None:
+    # A webhook-only serve was told "would set its Slack message back", of a Slack message it never had.
+    text = overtaken_said(count)
+    assert text.startswith(said) and "(its Slack message, a webhook receiver's copy)" in text
