@@ -331,7 +331,7 @@ def test_retry_prints_its_answer_as_json_with_o_json_as_discard_does(
         (1, "1 failed message stays failed: a later message of its incident was sent since, and sending it"),
         (
             3,
-            "3 failed messages stay failed: a later message of their incident was sent since, and sending them",
+            "3 failed messages stay failed: a later message of their incident was sent since, and sending",
         ),
     ],
 )
