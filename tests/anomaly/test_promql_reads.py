@@ -63,40 +63,31 @@ def test_a_victoriametrics_clusters_partial_answer_is_a_failed_read_of_its_query
 def test_a_redirect_names_the_server_where_it_points_and_the_setting_to_change(
     location: str, shown: str
 ) -> None:
-    clock = FakeClock()
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(308, headers={"Location": location})
-
-    client = httpx.Client(base_url="http://prom:9090", transport=httpx.MockTransport(handle))
-    prom = PromQLSource(
-        "http://prom:9090", [PromQuery("up", "up")], clock, client=client, setting="anomaly.prometheus_url"
-    )
-    end = clock.time()
-    assert prom.read(end - 60, end) == []
-    error = prom.health().queries["up"].last_error
+    error = _failed_read(httpx.Response(308, headers={"Location": location}))
     assert "http://prom:9090: HTTP 308, a redirect to " in error
     assert shown in error
     assert "(not followed: set anomaly.prometheus_url to where it points)" in error
-    prom.close()
 
 
 def test_an_html_page_answered_200_names_the_server_what_it_was_and_the_setting() -> None:
+    page = "<html><body>Sign in</body></html>"
+    error = _failed_read(httpx.Response(200, text=page, headers={"Content-Type": "text/html; charset=utf-8"}))
+    assert "http://prom:9090: HTTP 200, not JSON (text/html): is anomaly.prometheus_url a Prometheus" in error
+
+
+def _failed_read(answer: httpx.Response) -> str:
+    """The error of a read of `up` from a server answering ``answer``, the source's URL set by
+    ``anomaly.prometheus_url``."""
     clock = FakeClock()
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        page = "<html><body>Sign in</body></html>"
-        return httpx.Response(200, text=page, headers={"Content-Type": "text/html; charset=utf-8"})
-
-    client = httpx.Client(base_url="http://prom:9090", transport=httpx.MockTransport(handle))
+    client = httpx.Client(base_url="http://prom:9090", transport=httpx.MockTransport(lambda request: answer))
     prom = PromQLSource(
         "http://prom:9090", [PromQuery("up", "up")], clock, client=client, setting="anomaly.prometheus_url"
     )
     end = clock.time()
     assert prom.read(end - 60, end) == []
     error = prom.health().queries["up"].last_error
-    assert "http://prom:9090: HTTP 200, not JSON (text/html): is anomaly.prometheus_url a Prometheus" in error
     prom.close()
+    return error
 
 
 def test_metrics_say_since_when_a_query_fails_while_its_source_reads_well() -> None:

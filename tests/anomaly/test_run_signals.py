@@ -9,9 +9,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from apscheduler.events import (
     EVENT_JOB_EXECUTED,
     EVENT_JOB_MAX_INSTANCES,
@@ -92,6 +94,30 @@ def test_skipped_ticks_are_one_warning_when_skipping_starts_and_one_when_ticks_r
     assert scheduler.skipped == 5
 
 
+def _skip_warning_while(
+    scheduler: AnomalyScheduler,
+    job: Callable[[], None],
+    entered: threading.Event,
+    release: threading.Event,
+    caplog: pytest.LogCaptureFixture,
+) -> str:
+    """``scheduler``'s warning for a tick due while its ``job`` runs (the job sets ``entered``, then waits for
+    ``release``)."""
+    running = threading.Thread(target=job)
+    running.start()
+    try:
+        assert entered.wait(10)
+        with caplog.at_level(logging.WARNING, logger="anomaly.scheduler"):
+            scheduler._on_event(
+                JobSubmissionEvent(EVENT_JOB_MAX_INSTANCES, "infer", None, [datetime.now(UTC)])
+            )
+    finally:
+        release.set()
+        running.join(10)
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "anomaly.scheduler"]
+    return line
+
+
 def test_ticks_skipped_behind_a_slow_alert_post_are_said_to_wait_for_the_receiver_not_a_read(caplog):
     # The post to serve runs in the tick (after_infer): a receiver that accepts and never answers held each
     # tick its 10 s, and the warning sent the operator to Prometheus ("a slow read?").
@@ -103,18 +129,7 @@ def test_ticks_skipped_behind_a_slow_alert_post_are_said_to_wait_for_the_receive
 
     service = AnomalyService(AnomalyConfig(), [CollectorSource([TableCollector()], clock)], clock)
     scheduler = AnomalyScheduler(service, after_infer=slow_post)
-    ticking = threading.Thread(target=scheduler.infer_job)
-    ticking.start()
-    try:
-        assert entered.wait(10)
-        with caplog.at_level(logging.WARNING, logger="anomaly.scheduler"):
-            scheduler._on_event(
-                JobSubmissionEvent(EVENT_JOB_MAX_INSTANCES, "infer", None, [datetime.now(UTC)])
-            )
-    finally:
-        release.set()
-        ticking.join(10)
-    (line,) = [r.getMessage() for r in caplog.records if r.name == "anomaly.scheduler"]
+    line = _skip_warning_while(scheduler, scheduler.infer_job, entered, release, caplog)
     assert line.startswith("anomaly tick skipped: the previous tick is still posting its alerts"), line
 
 
@@ -130,18 +145,7 @@ def test_ticks_skipped_behind_a_slow_refit_are_said_to_wait_for_the_refit_not_a_
 
     service = SlowFit(AnomalyConfig(), [CollectorSource([TableCollector()], clock)], clock)
     scheduler = AnomalyScheduler(service)
-    fitting = threading.Thread(target=scheduler.fit_job)
-    fitting.start()
-    try:
-        assert entered.wait(10)
-        with caplog.at_level(logging.WARNING, logger="anomaly.scheduler"):
-            scheduler._on_event(
-                JobSubmissionEvent(EVENT_JOB_MAX_INSTANCES, "infer", None, [datetime.now(UTC)])
-            )
-    finally:
-        release.set()
-        fitting.join(10)
-    (line,) = [r.getMessage() for r in caplog.records if r.name == "anomaly.scheduler"]
+    line = _skip_warning_while(scheduler, scheduler.fit_job, entered, release, caplog)
     assert line.startswith("anomaly tick skipped: the models' refit (fit_every_seconds) is still running"), (
         line
     )
