@@ -49,6 +49,7 @@ from gpuwarden.api_errors import failure_text, no_route
 from gpuwarden.api_metrics import ApiMetrics
 from gpuwarden.config import ApiConfig
 from gpuwarden.errors import InputError
+from gpuwarden.headers import LAG_HEADER
 from gpuwarden.health_api import HealthApi
 from gpuwarden.httpbody import BodyRefused, check_json_body, read_limited
 from gpuwarden.incident_api import IncidentActionsApi, detail_response
@@ -64,7 +65,6 @@ logger = logging.getLogger(__name__)
 
 BackgroundTask = Callable[[threading.Event], None]
 READ_BARRIER_SECONDS = 10.0
-LAG_HEADER = "X-Gpuwarden-Ingest-Lag"
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 

@@ -28,6 +28,10 @@ def token_missing(token: str | None) -> str:
     return f"{TOKEN_ENV} is {'empty' if token == '' else 'not set'}"
 
 
+LAG_HEADER = "X-Gpuwarden-Ingest-Lag"
+"""serve's answer to a read made while it was still applying alerts it had acknowledged (bytes not applied
+after ``READ_BARRIER_SECONDS``): the answer may be behind."""
+
 BLANKS_AROUND = "begins or ends with a space or a newline, which no client sends; remove it"
 """Why a secret with blanks around it is refused: clients and the HTTP stack strip them, or refuse to send
 them (h11: "Illegal header value"), so it matches no request."""

@@ -23,6 +23,7 @@ from gpuwarden.cli.numbers import number
 from gpuwarden.headers import (
     BLANKS_AROUND,
     FIELD_HEADER,
+    LAG_HEADER,
     TOKEN_ENV,
     TOKEN_UNSENDABLE,
     token_missing,
@@ -167,6 +168,12 @@ def api_request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Respon
     if response.status_code >= 400:
         err_console.print(f"[red]error:[/red] {escape(_refusal(response, token))}")
         raise typer.Exit(1)
+    lag = response.headers.get(LAG_HEADER)
+    if lag is not None:  # a listing of 4 incidents while 1,255 were coming said nothing of it
+        err_console.print(
+            f"[yellow]warning:[/yellow] serve was still applying {escape(lag)} bytes of alerts it had taken;"
+            " this answer may be behind them: ask again shortly (serve's /api/v1/ingest/status shows the lag)"
+        )
     return response
 
 

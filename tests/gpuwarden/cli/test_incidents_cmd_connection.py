@@ -16,7 +16,7 @@ from gpuwarden.clock import FakeClock
 from gpuwarden.config import ApiConfig
 from tests.gpuwarden.api_client import TestClient, route_httpx
 from tests.gpuwarden.cli.built_runner import BuiltCliRunner
-from tests.http_stub import FixedAnswer
+from tests.http_stub import FixedAnswer, LocalServer, QuietHandler
 from tests.integration.servers import free_port
 from tests.migrated_store import migrated_sqlite
 
@@ -304,3 +304,30 @@ def test_a_plain_http_request_loads_no_ca_bundle_unless_tls_may_be_spoken(
     assert bool(loaded) is loads, result.output
     if scheme == "http" and not proxy:
         assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("output", ["table", "json"])
+def test_a_listing_serve_answered_while_still_applying_alerts_says_it_may_be_behind(output: str) -> None:
+    # serve waits 10 s for what it took to be applied, then answers with X-Gpuwarden-Ingest-Lag: a listing of
+    # 4 incidents while 1,255 were coming said nothing of it.
+    class Lagging(QuietHandler):
+        def do_GET(self) -> None:
+            body = b"[]"
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("X-Total-Count", "0")
+            self.send_header("X-Gpuwarden-Ingest-Lag", "831204")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = LocalServer(Lagging)
+    try:
+        result = runner.invoke(app, ["incidents", "list", "--url", server.url, "-o", output])
+    finally:
+        server.close()
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 0, result.output
+    assert "warning: serve was still applying 831204 bytes of alerts it had taken; this answer may be" in said
+    if output == "json":
+        assert result.stdout.strip() == "[]"  # the warning stays off the document
