@@ -164,6 +164,9 @@ def check_serve(
     warnings = _alerting_checks(cfg, check)
     check(partial(check_listen_address, host, host_field))
     check(partial(check_store, db, db_field))
+    # As config validate: a missing directory was said only once the store failed to open (after the other
+    # problems were listed without it), in other words than validate's.
+    check(partial(check_store_directory, db, db_field))
     check(partial(check_store_journal, cfg, db, db_field))
     warnings.extend(check_journal_kept(cfg, db))
     return problems, warnings

@@ -33,6 +33,26 @@ def test_serve_refuses_a_config_whose_matcher_does_not_parse_naming_the_field(
     assert "alerting.inhibit_rules[0].source_matchers[0]" in " ".join(result.output.split())
 
 
+def test_serve_lists_a_store_directory_that_does_not_exist_with_its_other_problems_as_validate_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # serve listed the matcher alone, then failed on the store's lock file in other words than validate's.
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    config = tmp_path / "gw.yaml"
+    config.write_text(
+        f"api:\n  db: {tmp_path / 'nodir' / 'x.db'}\n"
+        "alerting:\n  inhibit_rules:\n    - source_matchers: [a==b]\n      target_matchers: [c=d]\n"
+    )
+    served = " ".join(runner.invoke(app, ["serve", "--config", str(config)]).output.split())
+    validated = " ".join(runner.invoke(app, ["config", "validate", str(config)]).output.split())
+    said = (
+        f"api.db: {tmp_path / 'nodir' / 'x.db'}: its directory {tmp_path / 'nodir'} does not exist; make it"
+    )
+    assert said in served and said in validated, served
+    assert "alerting.inhibit_rules[0].source_matchers[0]" in served
+    assert not (tmp_path / "nodir").exists()
+
+
 def test_serve_logs_a_maintenance_window_that_already_ended_and_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
