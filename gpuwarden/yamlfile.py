@@ -237,6 +237,10 @@ def read_yaml(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
         problem = getattr(exc, "problem", None) or str(exc)
         if line is not None and _indented_with_tab(text, line):  # libyaml's words do not say "tab"
             problem += "; the line is indented with a tab: YAML indents with spaces only"
+        if "another document" in problem:  # libyaml said only "but found another document"
+            problem = (
+                "a second document (after a `---` line); gpuwarden reads one: remove the `---` and merge them"
+            )
         raise ConfigError(f"invalid YAML: {problem}", path=str(path), line=line) from exc
     finally:
         loader.dispose()

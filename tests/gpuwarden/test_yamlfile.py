@@ -129,6 +129,18 @@ def test_a_broken_constraint_says_what_to_write_at_the_path_every_error_uses(
     assert (info.value.field, info.value.message, info.value.line) == (field, message, 1)
 
 
+def test_a_second_yaml_document_is_named_with_what_to_do(tmp_path: Path) -> None:
+    # libyaml's "but found another document" alone said neither what nor what to write.
+    path = tmp_path / "c.yaml"
+    path.write_text("api: {port: 9000}\n---\napi: {port: 9001}\n")
+    with pytest.raises(ConfigError) as info:
+        read_yaml(path)
+    assert info.value.line == 2 and "a second document (after a `---` line)" in str(info.value)
+    assert "remove the `---`" in str(info.value)
+    path.write_text("---\napi: {port: 9000}\n")  # one document, marked: read
+    assert read_yaml(path)[0] == {"api": {"port": 9000}}
+
+
 @pytest.mark.parametrize(
     "text", ["api:\n\tport: 8080\n", "api:\n  port: 8080\n\tdb: x.db\n"], ids=["first-key", "later-key"]
 )
