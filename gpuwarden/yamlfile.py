@@ -304,6 +304,13 @@ def _constraint_message(error: ErrorDetails, *, item: bool, key: bool, syntax: S
         return f"is {shown_value(value)}, not a section; {_WRITE_SECTION[syntax]}"
     if kind == "list_type":
         return f"is {shown_value(value)}, not a list; {_WRITE_LIST[syntax]}"
+    if kind == "string_type" and isinstance(value, dict):  # `{ENV: X}`, `{env: X, default: y}`: no secret
+        return (
+            "is a mapping, not text; a secret from the environment is written {env: NAME} (that key"
+            " alone, in lower case), anything else as text"  # not shown: it may hold a secret
+        )
+    if kind == "string_type" and isinstance(value, list):
+        return f"is {shown_value(value)}, a list, not text; write one value"
     if kind in ("too_short", "too_long"):
         actual = ctx["actual_length"]
         has = "empty" if actual == 0 else f"{actual} item{'s' if actual != 1 else ''}"

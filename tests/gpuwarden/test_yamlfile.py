@@ -129,6 +129,28 @@ def test_a_broken_constraint_says_what_to_write_at_the_path_every_error_uses(
     assert (info.value.field, info.value.message, info.value.line) == (field, message, 1)
 
 
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("api:\n  token: {ENV: X}\n", "api.token: is a mapping, not text; a secret from the environment is"),
+        ("api:\n  token: {env: X, default: hunter2}\n", "api.token: is a mapping, not text; a secret"),
+        ("api:\n  listen_address: [1, 2]\n", "api.listen_address: is [1, 2], a list, not text; write one"),
+    ],
+    ids=["env-in-capitals", "env-with-a-default", "list"],
+)
+def test_a_mapping_or_list_where_text_belongs_says_what_to_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, said: str
+) -> None:
+    # pydantic's "Input should be a valid string" said neither what was wrong nor how a secret is written.
+    monkeypatch.setenv("X", "x")
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 1 and said in output, output
+    assert "hunter2" not in output  # a mapping is not shown: it may hold the secret
+
+
 def test_a_second_yaml_document_is_named_with_what_to_do(tmp_path: Path) -> None:
     # libyaml's "but found another document" alone said neither what nor what to write.
     path = tmp_path / "c.yaml"
