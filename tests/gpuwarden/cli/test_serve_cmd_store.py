@@ -37,7 +37,7 @@ runner = BuiltCliRunner()
         ("mysql://host/x", "--db 'mysql://host/x': not a database gpuwarden can use"),
         (
             "{tmp}/missing/dir/x.db",
-            "--db '{tmp}/missing/dir/x.db': cannot open the store: [Errno 2] No such file or directory",
+            "--db '{tmp}/missing/dir/x.db': its directory {tmp}/missing/dir does not exist; make it",
         ),
     ],
     ids=["postgres-down", "unknown-database", "sqlite-no-directory"],
