@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection, Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,7 +21,13 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from gpuwarden.config_alerting import (
     AlertingConfig,
@@ -231,6 +238,11 @@ class TracingConfig(Section):
         return value
 
 
+_SET_ASIDE: ContextVar[frozenset[str]] = ContextVar("gpuwarden_config_set_aside", default=frozenset())
+"""``GPUWARDEN_`` variables (upper case) the settings source does not read: found wrong while the file's own
+problems are sought (``examine_config``)."""
+
+
 class GpuwardenConfig(BaseSettings):
     """The whole configuration. Environment variables ``GPUWARDEN_<SECTION>__<FIELD>`` override YAML."""
 
@@ -262,7 +274,11 @@ class GpuwardenConfig(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Environment beats the YAML file (passed as init values); no dotenv or secret dirs."""
+        """Environment beats the YAML file (passed as init values); no dotenv or secret dirs. A variable set
+        aside (``_SET_ASIDE``: found wrong, while the file's problems are sought) is not read."""
+        aside = _SET_ASIDE.get()
+        if aside and isinstance(env_settings, EnvSettingsSource):
+            env_settings.env_vars = {k: v for k, v in env_settings.env_vars.items() if k.upper() not in aside}
         return (env_settings, init_settings)
 
     _file: str = PrivateAttr(default=ENVIRONMENT)
@@ -347,15 +363,25 @@ def examine_config(
         check_variable_names(os.environ, _SECTIONS, _LISTS, referenced)
     except ConfigError as exc:
         problems.append(exc)
+    aside: set[str] = set()
+
+    def build(values: dict[str, Any]) -> GpuwardenConfig:
+        token = _SET_ASIDE.set(frozenset(aside))
+        try:
+            return GpuwardenConfig(**values)
+        finally:
+            _SET_ASIDE.reset(token)
+
     try:  # each problem at its line, or naming the variable that set it
         cfg, found, doubtful = validated(
-            lambda values: GpuwardenConfig(**values),
+            build,
             data,
             where,
             positions,
             os.environ,
             left_out=[loc for loc, _ in unresolved],
             model=GpuwardenConfig,
+            set_aside=lambda name: aside.add(name.upper()),
         )
     except SettingsError as exc:  # a GPUWARDEN_ variable of a section or list that is not valid JSON
         return ConfigReport[GpuwardenConfig](None, [*problems, settings_error(exc, os.environ)], set())

@@ -80,6 +80,7 @@ def validated(
     *,
     left_out: Sequence[Loc] = (),
     model: type[BaseModel] | None = None,
+    set_aside: Callable[[str], None] | None = None,
 ) -> tuple[ModelT | None, list[ConfigError], set[Loc]]:
     """The model ``build`` makes of ``data``, every validation problem (at its line, or naming the variable
     that set it), and the settings that had one (those left out, and those a problem was about). On a
@@ -87,12 +88,15 @@ def validated(
     builds (without them: their defaults hold) or nothing more can be left out (None). ``left_out``:
     settings already known to be wrong (a secret whose variable is unset), whose own errors are not
     repeated. ``model``: what ``build`` makes, whose field names an unknown field's error suggests (``step``
-    -> ``step_seconds``)."""
+    -> ``step_seconds``). ``set_aside``: told the ``GPUWARDEN_`` variable behind a problem, which ``data``
+    cannot leave out, for ``build`` to read the environment without it (else the file's problems stayed
+    hidden behind it)."""
     data = _copied(data)
     pruned = list(left_out)
     doubtful = {loc for loc in left_out if loc}
     problems: list[ConfigError] = []
     seen: set[tuple[Loc, str]] = set()
+    aside: set[str] = set()
     for _ in range(MAX_ROUNDS):
         try:
             return build(data), problems, doubtful
@@ -109,6 +113,11 @@ def validated(
                         found = _with_suggestion(found, model, loc)
                     problems.append(located(found, loc, where, positions, environ))
                 removed = _prune(data, loc)
+                variable = setting_variable(loc, positions, environ) if removed is None else None
+                if variable is not None and set_aside is not None and variable not in aside:
+                    aside.add(variable)
+                    set_aside(variable)
+                    removed = loc
                 if removed is not None:
                     pruned.append(removed)
                     doubtful.add(removed)

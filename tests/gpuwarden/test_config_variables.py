@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuwarden.config import load_config
+from gpuwarden.config import examine_config, load_config
 from gpuwarden.errors import ConfigError
 from tests.gpuwarden.config_files import write
 
@@ -125,3 +125,20 @@ def test_a_boolean_is_told_apart_from_the_text_true_of_a_variable(
     assert "sim.seed: true (a YAML boolean) is not a whole number" in str(boolean.value)
     assert "sim.seed: 'true' is not a whole number; write one" in str(text.value)
     assert "YAML" not in str(text.value)
+
+
+def test_a_wrong_variable_hides_none_of_the_files_own_problems(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The file cannot leave out a variable's value, so no model was built past it and the checks made on
+    # one (queries, names) never ran: config validate said the variable's problem alone, though "every
+    # problem in one run" is the promise.
+    monkeypatch.setenv("GPUWARDEN_EXPORTER__PORT", "0")
+    path = write(tmp_path, "anomaly:\n  queries: [{name: q, expr: up}, {name: q, expr: 'rate(x[5m]'}]\n")
+    report = examine_config(path)
+    said = " | ".join(str(p) for p in report.problems)
+    assert "exporter.port: 0 is less than 1" in said and "(set by GPUWARDEN_EXPORTER__PORT)" in said, said
+    assert "anomaly.queries[1]" in said, said  # the file's own: found once the variable is set aside
+    monkeypatch.setenv("GPUWARDEN_EXPORTER__PORT", "9500")  # set aside in that run only: read again
+    fixed = write(tmp_path, "api:\n  port: 9000\n")
+    assert load_config(fixed).exporter.port == 9500
