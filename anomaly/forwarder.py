@@ -302,17 +302,19 @@ class AlertForwarder(Collector):
                 exc,
             )
             return
+        taken = 0
         for alert, delivered in items:
             fp = alert.fingerprint
             if fp in self.unsent_resolved or alert.status is not AlertStatus.RESOLVED:
                 continue
             self.unsent_resolved[fp] = alert
+            taken += 1
             if delivered:
                 self.delivered.add(fp)
-        if items:
+        if taken:  # those left out (already held, or not a resolution) are not counted
             logger.info(
                 "%d resolution(s) %s had not received before the restart are posted again",
-                len(items),
+                taken,
                 self.receiver,
             )
 

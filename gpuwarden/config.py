@@ -372,6 +372,11 @@ def examine_config(
         finally:
             _SET_ASIDE.reset(token)
 
+    def set_aside(name: str) -> bool:
+        new = name.upper() not in aside
+        aside.add(name.upper())
+        return new
+
     try:  # each problem at its line, or naming the variable that set it
         cfg, found, doubtful = validated(
             build,
@@ -381,7 +386,7 @@ def examine_config(
             os.environ,
             left_out=[loc for loc, _ in unresolved],
             model=GpuwardenConfig,
-            set_aside=lambda name: aside.add(name.upper()),
+            set_aside=set_aside,
         )
     except SettingsError as exc:  # a GPUWARDEN_ variable of a section or list that is not valid JSON
         return ConfigReport[GpuwardenConfig](None, [*problems, settings_error(exc, os.environ)], set())

@@ -80,7 +80,7 @@ def validated(
     *,
     left_out: Sequence[Loc] = (),
     model: type[BaseModel] | None = None,
-    set_aside: Callable[[str], None] | None = None,
+    set_aside: Callable[[str], bool] | None = None,
 ) -> tuple[ModelT | None, list[ConfigError], set[Loc]]:
     """The model ``build`` makes of ``data``, every validation problem (at its line, or naming the variable
     that set it), and the settings that had one (those left out, and those a problem was about). On a
@@ -90,13 +90,12 @@ def validated(
     repeated. ``model``: what ``build`` makes, whose field names an unknown field's error suggests (``step``
     -> ``step_seconds``). ``set_aside``: told the ``GPUWARDEN_`` variable behind a problem, which ``data``
     cannot leave out, for ``build`` to read the environment without it (else the file's problems stayed
-    hidden behind it)."""
+    hidden behind it); True where it was not set aside before."""
     data = _copied(data)
     pruned = list(left_out)
     doubtful = {loc for loc in left_out if loc}
     problems: list[ConfigError] = []
     seen: set[tuple[Loc, str]] = set()
-    aside: set[str] = set()
     for _ in range(MAX_ROUNDS):
         try:
             return build(data), problems, doubtful
@@ -114,9 +113,7 @@ def validated(
                     problems.append(located(found, loc, where, positions, environ))
                 removed = _prune(data, loc)
                 variable = setting_variable(loc, positions, environ) if removed is None else None
-                if variable is not None and set_aside is not None and variable not in aside:
-                    aside.add(variable)
-                    set_aside(variable)
+                if variable is not None and set_aside is not None and set_aside(variable):
                     removed = loc
                 if removed is not None:
                     pruned.append(removed)

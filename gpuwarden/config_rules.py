@@ -25,7 +25,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from gpuwarden.errors import InputError
-from gpuwarden.headers import BLANKS_AROUND, TOKEN_UNSENDABLE, unsendable_character
+from gpuwarden.headers import secret_problem, token_problem
 from gpuwarden.limits import MAX_GPUS_PER_NODE, MAX_SIM_NODES
 from gpuwarden.numerals import NUMBER, WHOLE_NUMBER
 from gpuwarden.redaction import hidden_password, quoting_only, shown_url
@@ -87,17 +87,6 @@ def _number_problem(whole: bool, value: Any) -> PydanticCustomError | None:
     return None
 
 
-def secret_problem(text: str) -> str | None:
-    """Why a secret cannot work, or None: an empty one would let every request through (an empty bearer
-    token matches an empty header), and one with spaces or a newline around it matches no request (clients
-    and the HTTP stack strip them) and no Slack token."""
-    if not text.strip():
-        return "is empty; give the secret's value"
-    if text != text.strip():
-        return BLANKS_AROUND
-    return None
-
-
 def _refusing(problem_of: Callable[[str], str | None]) -> Callable[[SecretStr | None], SecretStr | None]:
     """A validator that refuses a secret for which ``problem_of`` names a problem."""
 
@@ -112,16 +101,6 @@ def _refusing(problem_of: Callable[[str], str | None]) -> Callable[[SecretStr | 
 
 Secret = Annotated[SecretStr | None, AfterValidator(_refusing(secret_problem))]
 """An optional secret setting: absent, or a value that can work (see ``secret_problem``)."""
-
-
-def token_problem(text: str) -> str | None:
-    """Why a bearer token cannot work, or None: as any secret (``secret_problem``), and it must be printable
-    ASCII, which is all an ``Authorization`` header can carry (a server holding another token answered every
-    write 401, since no client can send it)."""
-    problem = secret_problem(text)
-    if problem is None and unsendable_character(text, tab=False) is not None:
-        return TOKEN_UNSENDABLE
-    return problem
 
 
 Token = Annotated[SecretStr | None, AfterValidator(_refusing(token_problem))]

@@ -61,3 +61,24 @@ def header_value_problem(text: str) -> str | None:
         f"holds {char!r}, which an HTTP header cannot carry (only printable ASCII is sent); write the value"
         " in ASCII, for instance percent-encoded"
     )
+
+
+def secret_problem(text: str) -> str | None:
+    """Why a secret cannot work, or None: an empty one would let every request through (an empty bearer
+    token matches an empty header), and one with spaces or a newline around it matches no request (clients
+    and the HTTP stack strip them) and no Slack token."""
+    if not text.strip():
+        return "is empty; give the secret's value"
+    if text != text.strip():
+        return BLANKS_AROUND
+    return None
+
+
+def token_problem(text: str) -> str | None:
+    """Why a bearer token cannot work, or None: as any secret (``secret_problem``), and it must be printable
+    ASCII, which is all an ``Authorization`` header can carry (a server holding another token answered every
+    write 401, since no client can send it)."""
+    problem = secret_problem(text)
+    if problem is None and unsendable_character(text, tab=False) is not None:
+        return TOKEN_UNSENDABLE
+    return problem

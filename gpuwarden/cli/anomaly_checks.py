@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from gpuwarden.errors import ConfigError
-from gpuwarden.headers import TOKEN_ENV, token_missing
+from gpuwarden.headers import TOKEN_ENV, token_missing, token_problem
 from gpuwarden.limits import MAX_WINDOW_SECONDS
 
 if TYPE_CHECKING:
@@ -20,8 +20,6 @@ def anomaly_run_refusals(
 ) -> list[ConfigError]:
     """Why ``anomaly run`` refuses to start with these settings and variables (``anomaly_run_refusal``,
     and an ``alert_url`` without the token it sends there), each naming its setting or variable."""
-    from gpuwarden.config_rules import token_problem  # noqa: PLC0415 - config_rules brings pydantic
-
     refusals = []
     refusal = anomaly_run_refusal(cfg, source_written=source_written)
     if refusal is not None:

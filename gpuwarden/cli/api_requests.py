@@ -20,15 +20,7 @@ from rich.markup import escape
 
 from gpuwarden.cli.consoles import err_console
 from gpuwarden.cli.numbers import number
-from gpuwarden.headers import (
-    BLANKS_AROUND,
-    FIELD_HEADER,
-    LAG_HEADER,
-    TOKEN_ENV,
-    TOKEN_UNSENDABLE,
-    token_missing,
-    unsendable_character,
-)
+from gpuwarden.headers import FIELD_HEADER, LAG_HEADER, TOKEN_ENV, token_missing, token_problem
 from gpuwarden.redaction import hidden_password, quoting_only
 from gpuwarden.urls import url_problem, verify_tls
 
@@ -134,11 +126,11 @@ def api_request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Respon
     headers = kwargs.pop("headers", {})
     token = os.environ.get(TOKEN_ENV)
     if token:
-        if token != token.strip():  # h11 refused it, "cannot reach" serve, the token printed after it
-            err_console.print(f"[red]error:[/red] {TOKEN_ENV} {BLANKS_AROUND}")
-            raise typer.Exit(2)
-        if unsendable_character(token, tab=False) is not None:  # httpx raised UnicodeEncodeError sending it
-            err_console.print(f"[red]error:[/red] {TOKEN_ENV} {TOKEN_UNSENDABLE}")
+        # As serve and anomaly run refuse it: with blanks around it h11 refused the header ("cannot reach"
+        # serve, the token printed after it); with other characters httpx raised UnicodeEncodeError.
+        problem = token_problem(token)
+        if problem is not None:
+            err_console.print(f"[red]error:[/red] {TOKEN_ENV} {problem}")
             raise typer.Exit(2)
         headers["Authorization"] = f"Bearer {token}"
     import httpx  # noqa: PLC0415 - see TYPE_CHECKING above

@@ -41,7 +41,7 @@ from gpuwarden.cli.machine_checks import (
 )
 from gpuwarden.cli.sim_checks import SIM_FLEET_READS, check_sim_inventory, check_sim_section, simulated_fleet
 from gpuwarden.errors import ConfigError
-from gpuwarden.headers import TOKEN_ENV
+from gpuwarden.headers import TOKEN_ENV, token_problem
 
 if TYPE_CHECKING:
     from gpuwarden.config import GpuwardenConfig
@@ -136,8 +136,6 @@ def serve_token_refusal(api_token_set: bool, environ: Mapping[str, str]) -> Conf
     """Why ``serve`` refuses to start with the write token it has, or None: a ``GPUWARDEN_API_TOKEN`` no
     client can send (an empty one would let every request write), or no token at all (``api_token_set``:
     the file's ``api.token``)."""
-    from gpuwarden.config_rules import token_problem  # noqa: PLC0415 - see check_maintenance_windows
-
     token = environ.get(TOKEN_ENV)
     problem = None if token is None else token_problem(token)
     if problem is not None:
