@@ -101,7 +101,7 @@ def stored_name(value: object, field: str) -> str:
         raise InputError("must be a non-empty string", field=field)
     stored_text(value, field, NAME_LIMIT)
     if escape_controls(value) != value:
-        raise InputError(f"a name is one line of visible text; got {escape_controls(value)!r}", field=field)
+        raise InputError(f"a name is one line of visible text; got {value!r}", field=field)
     return value
 
 

@@ -230,7 +230,7 @@ def _said_discarded(answer: dict[str, Any], output: str) -> None:
         return
     counts = ", ".join(f"{s} {n}" for s, n in answer["discarded"].items())
     console.print(
-        f"discarded {answer['total']} messages of {escape_controls(answer['notifier'])!r} ({counts})",
+        f"discarded {answer['total']} messages of {answer['notifier']!r} ({counts})",
         markup=False,
     )
 

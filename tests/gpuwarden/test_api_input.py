@@ -91,6 +91,8 @@ def test_a_silence_created_by_nobody_or_a_forged_line_is_refused_naming_created_
     assert (refused.status_code, error_field(refused)) == (400, "createdBy"), refused.text
     said = "who creates the silence" if not value.strip() else "one line of visible text"
     assert said in error_text(refused) and client.get("/api/v2/silences").json() == []
+    if value.strip():  # the name as Python writes it, each hidden character escaped once: \u202e, not \\u202e
+        assert f"got {value!r}" in error_text(refused), error_text(refused)
     made = client.post("/api/v2/silences", json=SILENCE, headers=AUTH).json()["silenceID"]
     update = {**SILENCE, "id": made, "createdBy": value, "comment": "changed"}
     assert client.post("/api/v2/silences", json=update, headers=AUTH).status_code == 400
