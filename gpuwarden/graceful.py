@@ -31,6 +31,12 @@ class StopAsked(Exception):
     """A stop signal came while waiting (``StopRequest.sleep``)."""
 
 
+class StopSignal(BaseException):
+    """SIGINT or SIGTERM came during ``raising_on_stop``'s block. Not an ``Exception``, as KeyboardInterrupt
+    is not: the work interrupted may catch every ``Exception`` (a source read takes any as a failed read)
+    and would go on, the signal lost."""
+
+
 class StopRequest:
     """Whether SIGINT or SIGTERM came while ``caught()``; the servers run meanwhile are asked to stop."""
 
@@ -79,6 +85,27 @@ class StopRequest:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+@contextmanager
+def raising_on_stop() -> Iterator[None]:
+    """Within the block, SIGINT or SIGTERM raises ``StopSignal`` in the main thread, at once (a lock or socket
+    wait is interrupted): a long piece of work with nothing to save (``anomaly run``'s warm-up) ends at a stop
+    and its caller cleans up, instead of SIGTERM's default action killing the process with no line said
+    (exit 143). Outside the main thread, which alone receives signals, the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise StopSignal(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, stop) for sig in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run_until_stopped(

@@ -22,13 +22,18 @@ from gpuwarden.cli.numbers import whole_number
 from gpuwarden.cli.output_file import check_writable
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError, InputError
+from gpuwarden.graceful import StopSignal, raising_on_stop
 from gpuwarden.headers import TOKEN_ENV
 from gpuwarden.redaction import hidden_password
 from gpuwarden.urls import host_port
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from datetime import datetime
+
     from anomaly.forwarder import AlertForwarder
     from anomaly.service import AnomalyService
+    from anomaly.snapshot import Snapshot
     from gpuwarden.config_anomaly import AnomalyConfig
 
 # The command's logger: its start line reads as it did before it left ``gpuwarden.cli.anomaly_cmd`` (``anomaly
@@ -126,7 +131,8 @@ def run(
         if forwarder is not None:  # the resolutions serve had not received go on, and into each save
             forwarder.take_up(snapshot)
             service.kept_with[STATE_COMPONENT] = forwarder.state
-        service.warm_up(held, snapshot)
+        if not _warmed_up(service, held, snapshot, state):
+            return
         if ticks:
             _run_ticks(service, ticks, tick_log.after, state)
         else:
@@ -136,6 +142,25 @@ def run(
             server.shutdown()
             server.server_close()
         _close(source, forwarder, state_lock)
+
+
+def _warmed_up(
+    service: AnomalyService,
+    held: Mapping[str, datetime] | None,
+    snapshot: Snapshot | None,
+    state: Path | None,
+) -> bool:
+    """``service.warm_up``, or False where SIGTERM or SIGINT stopped it: tens of seconds of history reads on
+    a large fleet, so a pod stop comes then too, and SIGTERM's default action (exit 143, no line said) was
+    not the stop after the warm-up (exit 0, said). Nothing was learnt, so nothing is saved."""
+    try:
+        with raising_on_stop():
+            service.warm_up(held, snapshot)
+    except StopSignal as stop:
+        saved = f"the state file {state} is as it was" if state is not None else "no state file is kept"
+        logger.info("anomaly run stopped by %s during its warm-up: nothing learnt yet; %s", stop, saved)
+        return False
+    return True
 
 
 class _Closable(Protocol):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -149,3 +150,40 @@ def test_ticks_skipped_behind_a_slow_refit_are_said_to_wait_for_the_refit_not_a_
     assert line.startswith("anomaly tick skipped: the models' refit (fit_every_seconds) is still running"), (
         line
     )
+
+
+def test_sigterm_during_the_warm_up_stops_with_a_line_exit_0_and_the_state_file_as_it_was(tmp_path):
+    """A pod stop during the warm-up (tens of seconds of history reads on a large fleet) was SIGTERM's
+    default action: exit 143, no line said, nothing closed. It ends the run as a stop after the warm-up
+    does: exit 0, said, and the state file left as it was (nothing was learnt to save). The read in flight
+    is not waited for past its timeout (2 s here; 10 s by default, within Kubernetes' 30 s grace period)."""
+    silent = socket.create_server(("127.0.0.1", 0))  # a Prometheus that takes the read and never answers
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"anomaly:\n  prometheus_url: http://127.0.0.1:{silent.getsockname()[1]}\n"
+        "  query_timeout_seconds: 2\n  infer_every_seconds: 60\n"
+        "  queries:\n    - {name: up, expr: up, step_seconds: 15}\n"
+    )
+    log = tmp_path / "log"
+    state = tmp_path / "anomaly.state.npz"
+    cli = [sys.executable, "-c", "from gpuwarden.cli import main; main()"]
+    argv = [*cli, "anomaly", "run", "--config", str(cfg), "--port", "0", "--state-file", str(state)]
+    with silent, log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            silent.settimeout(READY_SECONDS)
+            reader, _ = silent.accept()  # the warm-up's first read has been sent
+            with reader:
+                proc.send_signal(signal.SIGTERM)
+                code = proc.wait(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    text = log.read_text()
+    assert code == 0, text
+    assert (
+        f"anomaly run stopped by SIGTERM during its warm-up: nothing learnt yet; the state file {state}"
+        in text
+    )
+    assert not state.exists() and "Traceback" not in text, text
