@@ -7,7 +7,8 @@ unfinished, so a hung server or a long generation cannot stretch a run.
 
 Latency percentiles (and time to first token when streaming) cover successful requests only: a 2xx, and
 when streaming no error event in the stream. Every other outcome is counted by kind: HTTP status
-(``503``), an error event after the 200 (``stream_error:503``, its ``code``) or transport error
+(``503``), an error event after the 200 (``stream_error:503``, its ``code``), a stream that ended without
+its ``data: [DONE]`` (``stream_incomplete``) or transport error
 (``ReadTimeout``, ``ConnectError``). Latency is measured two ways: from the moment the request was sent,
 and, in a paced run, from the moment it was scheduled to be sent. When the concurrency cap or a slow
 client holds a request back, only the second counts that wait (the coordinated-omission problem: a closed
@@ -188,14 +189,23 @@ class _Tally:
 
 class _StreamEvents:
     """Reads a streamed answer's SSE events for an in-band error (``data: {"error": ...}``): the server
-    sent its 200 before the generation failed, and says so in the stream, as OpenAI's API does."""
+    sent its 200 before the generation failed, and says so in the stream, as OpenAI's API does. An answer
+    that ends with neither an error nor ``data: [DONE]`` (a proxy or a server that closed it cleanly
+    mid-answer) was cut short: ``stream_incomplete``."""
 
-    __slots__ = ("_data", "_rest", "error")
+    __slots__ = ("_data", "_rest", "done", "error")
 
     def __init__(self) -> None:
         self._rest = b""
         self._data: list[bytes] = []
         self.error: str | None = None  # the failure's kind: stream_error, or stream_error:CODE
+        self.done = False  # the closing ``data: [DONE]`` came
+
+    def failure(self) -> str | None:
+        """How the stream, ended, failed; None when it ended as a whole answer does."""
+        if self.error is None and not self.done:
+            return "stream_incomplete"
+        return self.error
 
     def feed(self, chunk: bytes) -> None:
         """Take the next bytes of the body; an event is read once its blank line has come."""
@@ -209,6 +219,9 @@ class _StreamEvents:
                 self._data = []
 
     def _event(self, data: bytes) -> None:
+        if data == b"[DONE]":
+            self.done = True
+            return
         if self.error is not None or b'"error"' not in data:  # no JSON parse for each token's chunk
             return
         try:
@@ -257,8 +270,9 @@ class _LoadRun:
             if not response.is_success:
                 tally.failed(str(response.status_code))
                 return
-            if events is not None and events.error is not None:  # a 200 whose stream ended in an error
-                tally.failed(events.error)
+            failure = events.failure() if events is not None else None
+            if failure is not None:  # a 200 whose stream ended in an error, or before its end
+                tally.failed(failure)
                 return
             tally.ok += 1
             tally.statuses[str(response.status_code)] += 1

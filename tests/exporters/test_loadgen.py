@@ -403,3 +403,23 @@ def test_a_stopped_run_reports_what_finished_and_cancels_the_rest_as_unfinished(
     assert (report.sent, report.ok, report.unfinished) == (6, 3, 3)
     assert report.warnings[0].startswith("interrupted after"), report.warnings
     assert not any("duration bound" in w for w in report.warnings)  # it was Ctrl-C, not --duration
+
+
+def test_a_stream_closed_before_its_done_without_an_error_event_is_incomplete_not_a_success() -> None:
+    # A proxy or a server that closed the answer cleanly mid-generation: a 200, tokens, then nothing. It was
+    # counted ok, its short duration in the percentiles; OpenAI's streams always end with ``data: [DONE]``.
+    clock = FakeClock(0.0)
+    token = b'data: {"choices":[{"index":0,"text":" a"}]}\n\n'
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        i = int(json.loads(request.content)["prompt"].split(":")[0].split()[1])
+        clock.advance(0.01 if i % 2 else 0.1)
+        body = token if i % 2 else token + b"data: [DONE]\r\n\r\n"  # CRLF lines are SSE too
+        return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
+
+    plan = LoadPlan(
+        url="http://127.0.0.1:1", requests=4, rate=0, concurrency=1, stream=True, route="completions"
+    )
+    report = bounded(plan, handler, clock)
+    assert (report.ok, report.failed, report.errors) == (2, 2, {"stream_incomplete": 2})
+    assert report.latency["p50"] == pytest.approx(0.1) and report.exit_code() == 1
