@@ -46,7 +46,9 @@ _NAME_PATTERNS: tuple[tuple[str, FaultKind], ...] = (
         FaultKind.SERVICE_DEGRADED,
     ),
     ("stale|exporter|scrape", FaultKind.EXPORTER_STALE),
-    ("xid", FaultKind.XID),
+    # The driver's request to reset the GPU or reboot its node (NVML's GPU recovery action), which follows an
+    # XID: gpuwarden's own GpuRecoveryActionPending was an incident of unknown cause.
+    ("xid|recoveryaction", FaultKind.XID),
 )
 _COMPILED = tuple((re.compile(p), k) for p, k in _NAME_PATTERNS)
 _SCRAPE_DOWN = re.compile("instancedown|targetdown")

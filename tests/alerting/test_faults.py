@@ -12,6 +12,7 @@ from gpuwarden.model import FaultKind
         ({"alertname": "GpuXidError", "xid": "79"}, FaultKind.GPU_LOST),
         ({"alertname": "GpuXidError", "xid": "48"}, FaultKind.ECC_DBE),
         ({"alertname": "GpuXidError", "xid": "13"}, FaultKind.XID),
+        ({"alertname": "GpuRecoveryActionPending"}, FaultKind.XID),  # the anomaly service's own
         ({"alertname": "GpuDoubleBitEcc"}, FaultKind.ECC_DBE),
         ({"alertname": "GpuRetirePending"}, FaultKind.ROW_REMAP_PENDING),
         ({"alertname": "GpuRowRemapFailure"}, FaultKind.ROW_REMAP_FAILURE),
