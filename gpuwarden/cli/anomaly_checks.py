@@ -31,9 +31,9 @@ def anomaly_run_refusals(
     if state_file_read and cfg.state_file is not None and "state_file" in cfg.model_fields_set:
         # Left unset, the default in the working directory is a warning at the start only.
         path = Path(cfg.state_file)
-        problem = unwritable(path)
-        if problem is not None:
-            of, reason = problem
+        unusable = unwritable(path)
+        if unusable is not None:
+            of, reason = unusable
             refusals.append(ConfigError(f"'{path}': cannot write {of}{reason}", field="anomaly.state_file"))
     token = environ.get(TOKEN_ENV)
     problem = token_problem(token) if token else None
