@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gpuwarden.cli.output_file import unwritable
 from gpuwarden.errors import ConfigError
 from gpuwarden.headers import TOKEN_ENV, token_missing, token_problem
 from gpuwarden.limits import MAX_WINDOW_SECONDS
@@ -16,14 +18,23 @@ if TYPE_CHECKING:
 
 
 def anomaly_run_refusals(
-    cfg: AnomalyConfig, environ: Mapping[str, str], *, source_written: bool
+    cfg: AnomalyConfig, environ: Mapping[str, str], *, source_written: bool, state_file_read: bool = True
 ) -> list[ConfigError]:
-    """Why ``anomaly run`` refuses to start with these settings and variables (``anomaly_run_refusal``,
-    and an ``alert_url`` without the token it sends there), each naming its setting or variable."""
+    """Why ``anomaly run`` refuses to start with these settings and variables (``anomaly_run_refusal``, an
+    ``alert_url`` without the token it sends there, and a ``state_file`` written in the file that cannot be
+    written: ``config validate`` said ok to it), each naming its setting or variable. ``state_file_read``:
+    false where ``--state-file`` or ``--ticks`` leaves the setting unread."""
     refusals = []
     refusal = anomaly_run_refusal(cfg, source_written=source_written)
     if refusal is not None:
         refusals.append(refusal)
+    if state_file_read and cfg.state_file is not None and "state_file" in cfg.model_fields_set:
+        # Left unset, the default in the working directory is a warning at the start only.
+        path = Path(cfg.state_file)
+        unusable = unwritable(path)
+        if unusable is not None:
+            of, reason = unusable
+            refusals.append(ConfigError(f"'{path}': cannot write {of}{reason}", field="anomaly.state_file"))
     token = environ.get(TOKEN_ENV)
     problem = token_problem(token) if token else None
     if cfg.alert_url and not token:

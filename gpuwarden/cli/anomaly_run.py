@@ -74,7 +74,8 @@ def run(
     Alerts go to `gpuwarden serve` at anomaly.alert_url (token from GPUWARDEN_API_TOKEN) as Prometheus
     sends rule alerts, or are printed as JSON lines when no alert_url is set.
     """
-    cfg = _run_config(config, port, ticks)  # before the stage's imports: a refusal is said at once
+    # Before the stage's imports: a refusal is said at once.
+    cfg = _run_config(config, port, ticks, state_file_read=state_file is None and not ticks)
     state, state_lock = _state_path(cfg, state_file, ticks) or (None, None)
     from prometheus_client import CollectorRegistry  # noqa: PLC0415
 
@@ -236,9 +237,10 @@ def _start_line(service: AnomalyService, port: int | None, ticks: int, metrics_p
     )
 
 
-def _run_config(config: Path | None, port: int | None, ticks: int) -> AnomalyConfig:
+def _run_config(config: Path | None, port: int | None, ticks: int, *, state_file_read: bool) -> AnomalyConfig:
     """``anomaly run``'s settings, checked as ``config validate`` checks them (``anomaly_checks``): every
-    warning, then every refusal, each naming its file and line; exit 1 when any refuses."""
+    warning, then every refusal, each naming its file and line; exit 1 when any refuses.
+    ``state_file_read``: the file's ``anomaly.state_file`` is used (no ``--state-file``, no ``--ticks``)."""
     from gpuwarden.cli.anomaly_checks import (  # noqa: PLC0415
         anomaly_run_refusals,
         anomaly_run_warnings,
@@ -265,7 +267,9 @@ def _run_config(config: Path | None, port: int | None, ticks: int) -> AnomalyCon
         except ConfigError as exc:
             refusals.append(exc)
     written = loaded is not None and "source" in cfg.model_fields_set
-    refusals.extend(anomaly_run_refusals(cfg, os.environ, source_written=written))
+    refusals.extend(
+        anomaly_run_refusals(cfg, os.environ, source_written=written, state_file_read=state_file_read)
+    )
     for warning in anomaly_run_warnings(cfg):  # config validate says the same
         err_console.print(
             f"[yellow]warning:[/yellow] {escape(str(loaded.locate(warning) if loaded else warning))}"

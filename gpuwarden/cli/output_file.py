@@ -35,18 +35,23 @@ def writes_stdout(path: Path) -> bool:
 def check_writable(path: Path, field: str) -> None:
     """Refuse, naming the option ``field`` and ``path``, an output that is a directory or whose directory is
     missing or read-only."""
+    problem = unwritable(path)
+    if problem is not None:
+        raise cannot_write(path, field, problem[1], of=problem[0])
+
+
+def unwritable(path: Path) -> tuple[str, str] | None:
+    """Why ``path`` cannot be written, as ``cannot_write`` says it (what comes between ``cannot write`` and
+    the reason, then the reason), or None: a directory, or a file whose directory is missing or
+    read-only."""
     if path.is_dir():
-        raise cannot_write(path, field, "a directory; give a file name in it", of="")
+        return "", "a directory; give a file name in it"
     parent = path.parent
     if not parent.is_dir():
-        raise cannot_write(
-            path,
-            field,
-            f"{parent}: it does not exist; make it, or give a file in a directory that exists",
-            of="in ",
-        )
+        return "in ", f"{parent}: it does not exist; make it, or give a file in a directory that exists"
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise cannot_write(path, field, f"{parent}: it is not writable", of="in ")
+        return "in ", f"{parent}: it is not writable"
+    return None
 
 
 def cannot_write(path: Path, field: str, reason: object, *, of: str = "it: ") -> InputError:

@@ -248,6 +248,33 @@ def test_run_refuses_a_state_file_in_a_directory_that_does_not_exist(tmp_path):
     ), said
 
 
+def test_run_refuses_the_files_unwritable_state_file_with_its_line_unless_an_option_leaves_it_unread(
+    tmp_path,
+):
+    """As ``config validate`` says it, with the file and line; ``--state-file`` or ``--ticks`` does not use
+    the setting, so it refuses nothing then."""
+    cfg = tmp_path / "c.yaml"
+    state = tmp_path / "gone" / "s.npz"
+    cfg.write_text(
+        f"anomaly:\n  queries:\n    - {{name: temp, expr: DCGM_FI_DEV_GPU_TEMP}}\n  state_file: {state}\n"
+    )
+    result = runner.invoke(app, ["anomaly", "run", "--config", str(cfg), "--port", "0"])
+    assert result.exit_code == 1, result.output
+    said = " ".join(result.stderr.split())
+    assert f"error: {cfg}:4: anomaly.state_file: '{state}': cannot write in {state.parent}: it does" in said
+    prometheus = _Prometheus()
+    try:
+        cfg.write_text(cfg.read_text() + f"  prometheus_url: {prometheus.url}\n")
+        for option in (["--ticks", "1"], ["--ticks", "1", "--state-file", str(tmp_path / "s.npz")]):
+            result = runner.invoke(app, ["anomaly", "run", "--config", str(cfg), "--port", "0", *option])
+            assert result.exit_code == 0 and "anomaly.state_file" not in result.output, (
+                option,
+                result.output,
+            )
+    finally:
+        prometheus.close()
+
+
 def test_run_warns_and_keeps_no_state_where_the_default_state_file_cannot_be_written(monkeypatch):
     """The default (not written in the file) must not stop an ``anomaly run`` whose working directory is
     read-only, as none did before there was a state file; one chosen is refused."""

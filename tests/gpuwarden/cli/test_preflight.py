@@ -105,6 +105,7 @@ def test_config_validate_warns_of_a_detector_whose_queries_are_missing_and_not_o
         monkeypatch.setenv(name, f"secret-{name}")
     example = Path(__file__).resolve().parents[3] / "deploy" / "gpuwarden.example.yaml"
     monkeypatch.setenv("GPUWARDEN_API__DB", str(tmp_path / "incidents.db"))  # no /var/lib/gpuwarden here
+    monkeypatch.setenv("GPUWARDEN_ANOMALY__STATE_FILE", str(tmp_path / "anomaly.state.npz"))
     result = runner.invoke(app, ["config", "validate", str(example)])
     assert result.exit_code == 0 and "warning" not in result.output, result.output
 
@@ -150,6 +151,11 @@ def test_config_validate_warns_of_a_detector_whose_queries_are_missing_and_not_o
             ":6: alerting.kubernetes_inventory.kubeconfig: {tmp}/" + "k" * 300 + ": cannot use it: File name",
             id="kubeconfig-name-too-long",
         ),
+        pytest.param(  # anomaly run refused it at its start, validate said ok
+            "anomaly:\n  queries:\n    - {{name: up, expr: up}}\n  state_file: {tmp}/missing/a.npz\n",
+            ":4: anomaly.state_file: '{tmp}/missing/a.npz': cannot write in {tmp}/missing: it does not exist",
+            id="anomaly-state-file-in-a-missing-directory",
+        ),
     ],
 )
 def test_config_validate_refuses_the_store_and_journal_places_serve_refuses(
@@ -175,6 +181,7 @@ def test_the_example_config_stays_valid_without_a_warning_next_year(
     for name in ("GPUWARDEN_API_TOKEN", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"):
         monkeypatch.setenv(name, f"secret-{name}")
     monkeypatch.setenv("GPUWARDEN_API__DB", str(tmp_path / "incidents.db"))
+    monkeypatch.setenv("GPUWARDEN_ANOMALY__STATE_FILE", str(tmp_path / "anomaly.state.npz"))
     example = Path(__file__).resolve().parents[3] / "deploy" / "gpuwarden.example.yaml"
     result = runner.invoke(app, ["config", "validate", str(example)])
     assert result.exit_code == 0 and "warning" not in result.output, result.output

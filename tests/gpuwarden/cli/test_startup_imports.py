@@ -57,8 +57,10 @@ def run_cli_fresh(args: list[str], watched: tuple[str, ...]) -> dict[str, Any]:
     env = {**os.environ}
     for name in ("GPUWARDEN_API_TOKEN", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"):
         env[name] = f"secret-{name}"  # the example configuration references these
-    # The example's store is the deployment's /var/lib/gpuwarden, which config validate checks exists here.
+    # The example's store and anomaly state are in the deployment's /var/lib/gpuwarden, which config validate
+    # checks exists here.
     env["GPUWARDEN_API__DB"] = os.path.join(tempfile.gettempdir(), "gpuwarden-example.db")
+    env["GPUWARDEN_ANOMALY__STATE_FILE"] = os.path.join(tempfile.gettempdir(), "gpuwarden-example.state.npz")
     proc = subprocess.run(
         [sys.executable, "-c", PROBE, *args],
         input=json.dumps(watched),
