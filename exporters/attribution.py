@@ -206,3 +206,7 @@ class WorkloadMemory:
             return prev.labels
         self._by_gpu.pop(gpu, None)
         return {}
+
+    def forget(self, gpu: str) -> None:
+        """Drop what is remembered of GPU ``gpu`` (one whose series name no workload, as a MIG GPU's)."""
+        self._by_gpu.pop(gpu, None)

@@ -59,12 +59,18 @@ class MigInstances(GpmSampling):
             return None  # a real error, counted: leave the series out rather than switch meaning for a pass
         return self._call("nvmlDeviceGetMemoryInfo", handle)
 
-    def _mig(self, gpu: Gpu, out: FamilyBuilder, mark: dict[str, int], parent: dict[str, str]) -> None:
+    def _mig_enabled(self, handle: Any) -> bool:
+        """Whether the GPU is in MIG mode now (read once per pass: its workload labels depend on it too)."""
+        mode = self._call("nvmlDeviceGetMigMode", handle)
+        return mode is not None and int(mode[0]) == _MIG_ENABLED
+
+    def _mig(
+        self, gpu: Gpu, out: FamilyBuilder, mark: dict[str, int], parent: dict[str, str], enabled: bool
+    ) -> None:
         """The MIG instances' series: their own framebuffer and GPM values, and the GPU's device-level DCGM
         values (``parent``'s since ``mark``) again under each instance's labels, as dcgm-exporter serves
         them, so ``DCGM_FI_DEV_GPU_TEMP{GPU_I_ID!=""}`` and joins on a MIG pod's series find them."""
-        mode = self._call("nvmlDeviceGetMigMode", gpu.handle)
-        if mode is None or int(mode[0]) != _MIG_ENABLED:
+        if not enabled:
             gpu.mig_labels = []
             self._retire_mig_gpm(gpu, set())
             return

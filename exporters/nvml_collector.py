@@ -288,7 +288,8 @@ class NvmlCollector(MigInstances, NvLinkStates):
 
     def _collect_gpu(self, gpu: Gpu, out: FamilyBuilder, pids: list[int], mark: dict[str, int]) -> None:
         call, h, ok = self._call, gpu.handle, self._available
-        labels = self._attribute(gpu, out, pids)
+        mig = self._mig_enabled(h)
+        labels = self._attribute(gpu, out, pids, mig)
         util = call("nvmlDeviceGetUtilizationRates", h)
         if util is not None:
             for family, reading in ((fams.GPU_UTIL, util.gpu), (fams.MEM_COPY_UTIL, util.memory)):
@@ -320,11 +321,15 @@ class NvmlCollector(MigInstances, NvLinkStates):
         self._field_values(gpu, out, labels)
         self._nvlink_states(gpu, out, labels)
         self._gpm(gpu, out, labels)
-        self._mig(gpu, out, mark, labels)
+        self._mig(gpu, out, mark, labels, mig)
 
-    def _attribute(self, gpu: Gpu, out: FamilyBuilder, pids: list[int]) -> dict[str, str]:
-        """Per-process memory series; returns the GPU's labels, with its pod/job when it has exactly one."""
-        pods = list(self._pods.pods_for(gpu.uuid)) if self._pods is not None else []
+    def _attribute(self, gpu: Gpu, out: FamilyBuilder, pids: list[int], mig: bool) -> dict[str, str]:
+        """Per-process memory series; returns the GPU's labels, with its pod/job when it has exactly one.
+
+        A MIG GPU's own series name no workload: NVML lists every slice's processes on the GPU, so their
+        cgroups gave it the pod of whichever slice ran one (the kubelet assigns the slices, never their GPU).
+        Each instance's series carry the pod of its own MIG device instead (``MigInstances._mig_pod``)."""
+        pods = list(self._pods.pods_for(gpu.uuid)) if self._pods is not None and not mig else []
         procs = self._call("nvmlDeviceGetComputeRunningProcesses", gpu.handle) or []
         identities: list[tuple[Any, ProcessIdentity]] = []
         for proc in procs:
@@ -333,12 +338,14 @@ class NvmlCollector(MigInstances, NvLinkStates):
             ident = self._resolver.resolve(pid) if self._resolver is not None else UNKNOWN
             identities.append((proc, ident))
         idents = [i for _, i in identities]
-        extra = self._workloads.labels(
-            gpu.uuid or gpu.labels["gpu"],
-            workload_labels(idents, pods),
-            self._clock.monotonic(),
-            ambiguous=shared(idents, pods),
-        )
+        key = gpu.uuid or gpu.labels["gpu"]
+        if mig:
+            self._workloads.forget(key)  # MIG turned off later starts from what is seen then
+            extra: dict[str, str] = {}
+        else:
+            extra = self._workloads.labels(
+                key, workload_labels(idents, pods), self._clock.monotonic(), ambiguous=shared(idents, pods)
+            )
         gpu_pods: dict[str, str] = {k: extra[k] for k in ("namespace", "pod", "container") if k in extra}
         for proc, ident in identities:
             if proc.usedGpuMemory is None:

@@ -11,9 +11,11 @@ from prometheus_client import CollectorRegistry, Metric
 from exporters import fields as fams
 from exporters.attribution import PodRef
 from exporters.nvml_collector import NvmlCollector
+from exporters.simulated import SimCgroupResolver
 from exporters.xid import XidLedger
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import KubernetesInventoryConfig
+from gpuwarden.mig import PER_INSTANCE_LABELS
 from gpuwarden.sim import SimNvml, build_fleet
 from gpuwarden.sim.topology import MigDevice
 from tests.exporters.nvml_scrapes import scrape
@@ -64,6 +66,44 @@ def test_mig_instances_carry_the_pod_the_kubelet_assigned_their_mig_device(clock
             "main",
         )
     assert "pod" not in by_instance[None]  # the parent GPU is no single pod's
+
+
+def test_a_mig_gpu_s_own_series_carry_no_workload_even_with_its_slices_processes_resolved(
+    clock: FakeClock,
+) -> None:
+    """NVML lists every slice's processes on the MIG GPU itself; their cgroups gave the GPU's own series the
+    pod_uid and container of one slice's pod, as if the whole GPU were that pod's."""
+    fleet = build_fleet(1, 8, seed=0, clock=clock, mig_gpus=[(NODE, 4)])  # GPU 4 runs an inference pod
+    sim = SimNvml(fleet, NODE)
+    sim.nvmlInit()
+    gpu = fleet.gpu(NODE, 4)
+    first = next(iter(gpu.mig))
+    owners = {first.uuid: PodRef("inference", "llm-chat-0", "server")}
+
+    class Kubelet:  # as a real kubelet: the MIG device by its own UUID, never its GPU
+        def pods_for(self, uuid: str) -> list[PodRef]:
+            return [owners[uuid]] if uuid in owners else []
+
+    ledger = XidLedger()
+    ledger.record(gpu.uuid, 48, clock.time())
+    resolver = SimCgroupResolver(fleet, NODE)
+    assert resolver.resolve(next(iter(gpu.pids))).pod_uid  # the slices' processes do name a pod
+    collector = NvmlCollector(sim, hostname=NODE, pods=Kubelet(), resolver=resolver, xids=ledger, clock=clock)
+    samples = [
+        (m.name, s.labels) for m in collector.collect() for s in m.samples if s.labels.get("gpu") == "4"
+    ]
+    workload = PER_INSTANCE_LABELS - {"GPU_I_ID", "GPU_I_PROFILE"}
+    parent = [(name, labels) for name, labels in samples if "GPU_I_ID" not in labels]
+    assert {name for name, _ in parent} >= {"DCGM_FI_DEV_POWER_USAGE", "DCGM_FI_DEV_XID_ERRORS"}
+    named = [
+        (name, sorted(workload & set(labels)))
+        for name, labels in parent
+        if workload & set(labels) and name != fams.PROCESS_MEMORY.name  # a process names its own
+    ]
+    assert named == []
+    power = [labels for name, labels in samples if name == "DCGM_FI_DEV_POWER_USAGE" and "GPU_I_ID" in labels]
+    by_instance = {labels["GPU_I_ID"]: labels.get("pod") for labels in power}
+    assert by_instance[str(first.gpu_instance_id)] == "llm-chat-0"  # its slice still names its pod
 
 
 def test_the_series_serve_reads_gpu_assignments_from_carry_the_pods_of_mig_slices(clock: FakeClock) -> None:
