@@ -292,7 +292,8 @@ XID_LAST_SEEN = _g(
 )
 XID_WATCHER_UP = _g(
     "gpuwarden_xid_watcher_up",
-    "1 while this host's XID watcher waits on its NVML event set; 0 when it has none (XIDs are not seen).",
+    "1 while this host's XID watcher waits on its NVML event set; 0 when it has none or its waits keep "
+    "failing (XIDs are not seen).",
     "XidWatcher",
 )
 XID_WATCHER_GPUS = _g(

@@ -86,8 +86,8 @@ def health(loop: CollectionLoop, xid_watchers: Mapping[str, XidWatcher]) -> tupl
     503 when the exporter is not serving current GPU values, with the reason: ``stalled`` (the collection
     loop has not ticked for several intervals: its thread died or hangs), ``nvml_unavailable`` (not one
     NVML call answered on a host), ``stale`` (a host's collection overran its deadline: a hung NVML
-    call). 200 with ``degraded`` when metrics are current but an XID watcher has no event set, else
-    ``ok``.
+    call). 200 with ``degraded`` when metrics are current but an XID watcher is not watching (no event set,
+    or its waits keep failing), else ``ok``.
     """
     stale, blind, stalled = loop.stale_hosts(), loop.blind_hosts(), loop.stalled_for()
     reasons = []

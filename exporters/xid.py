@@ -25,6 +25,11 @@ _NVML_ERROR_TIMEOUT = 10
 # What a wait on an event set answers once NVML was shut down (Uninitialized) or initialised again since
 # (InvalidArgument: the set is unknown): the set is gone for good.
 _EVENT_SET_GONE = frozenset({1, 2})
+# Failed waits in a row after which the watcher counts as not watching and builds a new event set. The
+# thread backs off a second after each, so three is about 3 s in which no XID could arrive: one failed wait
+# (a driver hiccup) leaves gpuwarden_xid_watcher_up alone, a set that fails for good reads 0 by the next
+# scrape. Every third failure after that builds it again.
+FAILED_WAITS_BEFORE_REBUILD = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +90,9 @@ class XidWatcher:
     GPUs are registered at start and, for any that could not be then (lost at start, added later), when
     the collector offers them once they answer again (``offer``); the registration itself runs on the
     watcher's thread, between two waits, so the event set is only ever touched there. A watcher whose
-    event set could not be created keeps trying, and says so (``watching``, ``errors``, ``last_error``).
+    event set could not be created, or whose waits keep failing (``FAILED_WAITS_BEFORE_REBUILD`` in a row),
+    is not watching, builds a new set, and says so (``watching``, ``errors``, ``last_error``) until a wait
+    answers again.
     """
 
     def __init__(self, nvml: Any, ledger: XidLedger, clock: Clock, *, wait_ms: int = 500) -> None:
@@ -101,14 +108,17 @@ class XidWatcher:
         self._pending: dict[str, Any] = {}  # UUID -> handle, offered by the collector
         self._registered: set[str] = set()
         self._unsupported: set[str] = set()  # GPUs without XID events: never asked again
+        self._failed_waits = 0  # in a row; a wait that answers (an event or a timeout) ends the run
         self.errors = 0  # failed waits, registrations and event-set creations
         self.last_error = ""
 
     @property
     def watching(self) -> bool:
-        """True while the event set exists and the thread (when started) runs."""
+        """True while the event set exists, its waits answer and the thread (when started) runs. Counting
+        only the set's existence kept it 1 while every wait failed and no XID arrived."""
         alive = self._thread is None or self._thread.is_alive()
-        return self._event_set is not None and alive and not self._stop.is_set()
+        waits = self._failed_waits < FAILED_WAITS_BEFORE_REBUILD
+        return self._event_set is not None and waits and alive and not self._stop.is_set()
 
     @property
     def registered(self) -> int:
@@ -158,8 +168,12 @@ class XidWatcher:
         return True
 
     def _register_offered(self) -> None:
+        """Register the GPUs offered since the last wait, but none that a new event set's ``register`` took
+        meanwhile: the collector offers every GPU while the set is being replaced, and a GPU registered
+        twice on one set delivered each XID twice (in the simulator)."""
         with self._lock:
             offered, self._pending = self._pending, {}
+            offered = {uuid: h for uuid, h in offered.items() if uuid not in self._registered}
         for uuid, handle in offered.items():
             self._register(handle, uuid)
 
@@ -209,10 +223,15 @@ class XidWatcher:
         except pynvml.NVMLError as exc:
             code = getattr(exc, "value", None)
             if code == _NVML_ERROR_TIMEOUT:
+                self._waits_answer()
                 return False
+            self._failed_waits += 1
             if code in _EVENT_SET_GONE:
                 self._drop_event_set()
+            elif self._failed_waits % FAILED_WAITS_BEFORE_REBUILD == 0:
+                self._rebuild_event_set()
             raise
+        self._waits_answer()
         if int(data.eventType) & XID_EVENT:
             with self._lock:
                 uuid = self._devices.get(handle_key(data.device))
@@ -220,6 +239,20 @@ class XidWatcher:
                 uuid = _text(self._nvml.nvmlDeviceGetUUID(data.device))
             self._ledger.record(uuid, int(data.eventData), self._clock.time())
         return True
+
+    def _waits_answer(self) -> None:
+        if self._failed_waits >= FAILED_WAITS_BEFORE_REBUILD:
+            logger.info("xid watcher: NVML waits answer again after %d failed", self._failed_waits)
+        self._failed_waits = 0
+
+    def _rebuild_event_set(self) -> None:
+        """Free an event set whose waits keep failing (NVML still knows it: not freeing it would leak one
+        each time) and drop it, so the next poll builds a new one and registers every GPU on it."""
+        try:
+            self._nvml.nvmlEventSetFree(self._event_set)
+        except pynvml.NVMLError as exc:
+            logger.debug("event set free failed error=%s", exc)
+        self._drop_event_set()
 
     def _drop_event_set(self) -> None:
         """Forget an event set NVML no longer knows (shut down and initialised again, as after a driver
@@ -236,7 +269,18 @@ class XidWatcher:
                 self.poll()
             except Exception as exc:  # a loop boundary: log (once per kind), count, keep watching
                 message = f"wait failed: {exc!r}"
-                if message != self.last_error and isinstance(exc, pynvml.NVMLError):
+                if self._failed_waits >= FAILED_WAITS_BEFORE_REBUILD:
+                    # Said in /healthz too: the watcher is down although its event set may exist.
+                    message = f"not watching: NVML waits keep failing, XIDs are not seen: {exc!r}"
+                    if message != self.last_error:
+                        logger.warning(
+                            "xid watcher: %d NVML waits failed in a row, XIDs are not seen: %s; building a "
+                            "new event set every %d failures",
+                            self._failed_waits,
+                            exc,
+                            FAILED_WAITS_BEFORE_REBUILD,
+                        )
+                elif message != self.last_error and isinstance(exc, pynvml.NVMLError):
                     # NVML said why (a GPU or node gone, the driver reloading): its words, not a traceback
                     logger.warning("xid watcher: NVML wait failed: %s; trying again every second", exc)
                 elif message != self.last_error:

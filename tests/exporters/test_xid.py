@@ -9,9 +9,11 @@ import pynvml
 import pytest
 from prometheus_client import CollectorRegistry, Metric
 
+from exporters.collection import CollectionLoop
 from exporters.nvml_collector import NvmlCollector, xid_message
+from exporters.server import health
 from exporters.simulated import sim_collectors
-from exporters.xid import XidLedger, XidWatcher
+from exporters.xid import FAILED_WAITS_BEFORE_REBUILD, XidLedger, XidWatcher
 from gpuwarden.clock import FakeClock
 from gpuwarden.sim import Fleet, SimNvml, build_fleet, parse_fault
 
@@ -230,6 +232,70 @@ def test_failing_event_waits_are_counted_where_a_scrape_sees_them(
     [said] = [r for r in caplog.records if r.name == "exporters.xid"]
     assert said.levelno == logging.WARNING and said.exc_info is None
     assert said.getMessage().startswith("xid watcher: NVML wait failed: Unknown Error")
+
+
+def test_waits_that_keep_failing_take_the_watcher_down_until_a_new_event_set_answers(
+    nvml: SimNvml, fleet: Fleet, clock: FakeClock
+) -> None:
+    # Every nvmlEventSetWait failed: no XID arrived while gpuwarden_xid_watcher_up read 1, the GPU count
+    # stayed and /healthz said ok, since only the event set's existence was counted.
+    ledger = XidLedger()
+    watcher = XidWatcher(nvml, ledger, clock, wait_ms=0)
+    assert watcher.register() == 8
+    collector = NvmlCollector(nvml, hostname=NODE, xids=ledger, watcher=watcher)
+    host = {"Hostname": NODE}
+
+    def up() -> float | None:
+        return scrape(collector).get_sample_value("gpuwarden_xid_watcher_up", host)
+
+    nvml.fail("nvmlEventSetWait", pynvml.NVMLError_Unknown, times=FAILED_WAITS_BEFORE_REBUILD - 1)
+    for _ in range(FAILED_WAITS_BEFORE_REBUILD - 1):
+        with pytest.raises(pynvml.NVMLError):
+            watcher.poll()
+    assert up() == 1.0  # a failure or two does not flap it
+    assert not watcher.poll()  # a wait that times out answers: the run of failures ends
+    nvml.fail("nvmlEventSetWait", pynvml.NVMLError_Unknown)  # for good
+    for _ in range(FAILED_WAITS_BEFORE_REBUILD):
+        with pytest.raises(pynvml.NVMLError):
+            watcher.poll()
+    assert up() == 0.0
+    with pytest.raises(pynvml.NVMLError):
+        watcher.poll()  # a new event set, every GPU registered on it, and its wait fails too
+    assert watcher.registered == 8 and up() == 0.0
+    nvml.clear_failures()
+    assert not watcher.poll()
+    assert up() == 1.0
+    fleet.inject(parse_fault({"kind": "xid", "node": NODE, "gpu": 2, "xid": 31}))
+    assert drain(watcher) == 1  # on the new set, once: the old one was freed
+    assert ledger.snapshot(nvml.nvmlDeviceGetUUID(nvml.nvmlDeviceGetHandleByIndex(2)))[0] == 31
+
+
+def test_healthz_says_the_watcher_is_down_while_its_waits_keep_failing(
+    nvml: SimNvml, clock: FakeClock
+) -> None:
+    ledger = XidLedger()
+    watcher = XidWatcher(nvml, ledger, clock, wait_ms=10)
+    loop = CollectionLoop(
+        [NvmlCollector(nvml, hostname=NODE, xids=ledger, watcher=watcher)],
+        clock=clock,
+        interval=5,
+        deadline=30,
+    )
+    nvml.fail("nvmlEventSetWait", pynvml.NVMLError_Unknown)
+    watcher.start()
+    try:
+        # the thread backs off 1 s after each failure
+        assert wait_until(lambda: "XIDs are not seen" in watcher.last_error, FAILED_WAITS_BEFORE_REBUILD + 5)
+        loop.run_once()
+        status, body = health(loop, {NODE: watcher})
+        assert (status, body["status"]) == (200, "degraded")
+        assert body["xid_watchers"][NODE]["watching"] is False
+        assert body["xid_watchers"][NODE]["last_error"].startswith("not watching: NVML waits keep failing")
+        nvml.clear_failures()
+        assert wait_until(lambda: watcher.watching)
+        assert health(loop, {NODE: watcher})[1]["status"] == "ok"
+    finally:
+        watcher.stop()
 
 
 def dcgm_xid(registry: CollectorRegistry, gpu: int) -> tuple[dict[str, str], float]:
