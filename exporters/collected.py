@@ -108,6 +108,16 @@ class FamilyBuilder:
                 ]
         return found
 
+    def drop_with(
+        self, mark: Mapping[str, int], labels: Mapping[str, str], families: Iterable[fams.Family]
+    ) -> None:
+        """Drop the samples of ``families`` added since ``mark`` under ``labels`` itself (the same dict)."""
+        for family in families:
+            metric = self._metrics.get(family.name)
+            if metric is not None:
+                start = mark.get(family.name, 0)
+                metric.samples[start:] = [s for s in metric.samples[start:] if s.labels is not labels]
+
     def add_again(self, samples: Iterable[tuple[Metric, Sample]], labels: Mapping[str, str]) -> None:
         """Each of ``samples`` once more, under ``labels`` (a MIG instance repeating its GPU's values)."""
         for metric, sample in samples:

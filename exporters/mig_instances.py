@@ -3,8 +3,9 @@
 A GPU in MIG mode is also served as a whole (dcgm-exporter's ``--devices g+i`` shape); each of its
 instances gets ``GPU_I_PROFILE``/``GPU_I_ID`` labels, its own framebuffer and GPM values, the pod the
 kubelet assigned its ``MIG-`` UUID to, and the GPU's device-level DCGM values (``fields.MIG_REPEATED``)
-repeated under its labels, as dcgm-exporter serves them. Framebuffer info (``_memory``) lives here because
-the GPU and its instances read it alike.
+repeated under its labels, as dcgm-exporter serves them. The utilisations not supported for MIG
+(``fields.MIG_UNSUPPORTED``) are left off the GPU's own series too. Framebuffer info (``_memory``) lives
+here because the GPU and its instances read it alike.
 """
 
 from __future__ import annotations
@@ -74,6 +75,9 @@ class MigInstances(GpmSampling):
             gpu.mig_labels = []
             self._retire_mig_gpm(gpu, set())
             return
+        # On no series of a MIG GPU, whatever NVML answers: it answers NotSupported in MIG mode, and a value
+        # from one that answers anyway (the simulator served 0) is no utilisation of the whole GPU.
+        out.drop_with(mark, parent, fams.MIG_UNSUPPORTED)
         device = out.added_with(mark, parent, fams.MIG_REPEATED)
         slots = self._call("nvmlDeviceGetMaxMigDeviceCount", gpu.handle) or 0
         seen: set[str] = set()

@@ -149,13 +149,19 @@ class SimNvml(NvmlEvents, NvmlGpm, NvmlBase):
         )
 
     def nvmlDeviceGetEncoderUtilization(self, handle: Any) -> list[int]:
-        """``[utilization %, sampling period us]`` of the video encoder: idle, no fleet workload encodes."""
-        self._dev(handle, "nvmlDeviceGetEncoderUtilization")
+        """``[utilization %, sampling period us]`` of the video encoder: idle, no fleet workload encodes.
+        NotSupported on a MIG-enabled GPU, as NVML documents ("querying encoder utilization is not currently
+        supported"); answering 0 there served a utilisation the exporter says no MIG GPU has."""
+        if self._dev(handle, "nvmlDeviceGetEncoderUtilization").gpu.mig:
+            raise pynvml.NVMLError_NotSupported()
         return [0, VIDEO_SAMPLING_PERIOD_US]
 
     def nvmlDeviceGetDecoderUtilization(self, handle: Any) -> list[int]:
-        """``[utilization %, sampling period us]`` of the video decoder: idle, as on the H200 we measured."""
-        self._dev(handle, "nvmlDeviceGetDecoderUtilization")
+        """``[utilization %, sampling period us]`` of the video decoder: idle, as on the H200 we measured.
+        NotSupported on a MIG-enabled GPU, like the encoder's and the GPU's utilisation (DCGM: "not supported
+        for MIG configurations"; NVML's reference says so for those two, nothing for this one)."""
+        if self._dev(handle, "nvmlDeviceGetDecoderUtilization").gpu.mig:
+            raise pynvml.NVMLError_NotSupported()
         return [0, VIDEO_SAMPLING_PERIOD_US]
 
     def nvmlDeviceGetTemperature(self, handle: Any, sensor: int) -> int:

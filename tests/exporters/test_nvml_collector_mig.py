@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pynvml
 from prometheus_client import CollectorRegistry, Metric
 
 from exporters import fields as fams
@@ -152,20 +153,54 @@ def test_mig_reconfigured_while_running_frees_old_instances_and_rates_new_ones_a
     assert set(prof(scrape(collector))) == {"7g.80gb"}
 
 
+def _utilisation_gpus(registry: CollectorRegistry) -> dict[str, set[str]]:
+    """The GPUs (``gpu`` label) on whose series each MIG-unsupported family is, by family."""
+    found: dict[str, set[str]] = {family.name: set() for family in fams.MIG_UNSUPPORTED}
+    for metric in registry.collect():
+        for sample in metric.samples:
+            if sample.name in found:
+                found[sample.name].add(sample.labels["gpu"])
+    return found
+
+
 def test_a_mig_enabled_gpu_has_no_utilisation_series_as_nvml_answers_not_supported(clock: FakeClock) -> None:
-    # NVML: "On MIG-enabled GPUs, querying device utilization rates is not currently supported."
+    # NVML: "On MIG-enabled GPUs, querying device utilization rates is not currently supported", and the
+    # same of the encoder's; the simulator answered the encoder's and decoder's 0 there.
     fleet = build_fleet(1, 2, seed=7, clock=clock, mig_gpus=[(NODE, 0)])
     sim = SimNvml(fleet, NODE)
     sim.nvmlInit()
     registry = scrape(NvmlCollector(sim, hostname=NODE, clock=clock))
-    utils = {
-        s.labels["gpu"] for m in registry.collect() for s in m.samples if s.name == "DCGM_FI_DEV_GPU_UTIL"
-    }
-    assert utils == {"1"}
+    assert _utilisation_gpus(registry) == {family.name: {"1"} for family in fams.MIG_UNSUPPORTED}
     errors = [
         s for m in registry.collect() for s in m.samples if s.name == "gpuwarden_nvml_call_errors_total"
     ]
     assert errors == []
+
+
+class _AnsweringNvml(SimNvml):
+    """An NVML that answers the utilisations NVIDIA says are not supported in MIG mode, on every GPU."""
+
+    def nvmlDeviceGetUtilizationRates(self, handle: Any) -> Any:
+        self._dev(handle, "nvmlDeviceGetUtilizationRates")
+        return pynvml.c_nvmlUtilization_t(40, 30)
+
+    def nvmlDeviceGetEncoderUtilization(self, handle: Any) -> list[int]:
+        self._dev(handle, "nvmlDeviceGetEncoderUtilization")
+        return [0, 167_000]
+
+    def nvmlDeviceGetDecoderUtilization(self, handle: Any) -> list[int]:
+        self._dev(handle, "nvmlDeviceGetDecoderUtilization")
+        return [0, 167_000]
+
+
+def test_a_mig_gpu_has_no_utilisation_series_even_when_nvml_answers_one(clock: FakeClock) -> None:
+    fleet = build_fleet(1, 2, seed=7, clock=clock, mig_gpus=[(NODE, 0)])
+    sim = _AnsweringNvml(fleet, NODE)
+    sim.nvmlInit()
+    registry = scrape(NvmlCollector(sim, hostname=NODE, clock=clock))
+    assert _utilisation_gpus(registry) == {family.name: {"1"} for family in fams.MIG_UNSUPPORTED}
+    power = [s.labels for m in registry.collect() for s in m.samples if s.name == "DCGM_FI_DEV_POWER_USAGE"]
+    assert len([labels for labels in power if labels["gpu"] == "0"]) == 1 + len(fleet.gpu(NODE, 0).mig)
 
 
 def _mig_node(clock: FakeClock) -> tuple[Any, list[Metric]]:
@@ -193,7 +228,8 @@ def test_mig_instances_repeat_their_gpu_s_device_level_values_as_dcgm_exporter_s
         # The filter dcgm-exporter users apply to count each GPU once keeps one series per GPU.
         assert len([s for s in by_name[family.name].samples if "GPU_I_ID" not in s.labels]) == 2
     # Utilisation is not supported for MIG (dcgm-exporter issue #430): on no series of the MIG GPU.
-    assert {s.labels["gpu"] for s in by_name["DCGM_FI_DEV_GPU_UTIL"].samples} == {"1"}
+    for family in fams.MIG_UNSUPPORTED:
+        assert {s.labels["gpu"] for s in by_name[family.name].samples} == {"1"}, family.name
     # Its framebuffer is the instance's own, its total included (DCGM 3.1.3+ reports it per MIG device).
     totals = {
         s.labels.get("GPU_I_ID"): s.value

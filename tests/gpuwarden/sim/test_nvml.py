@@ -252,6 +252,13 @@ def test_mig_gpu_exposes_instances_with_profile_names_and_ids(fleet: Fleet) -> N
         assert sim.nvmlDeviceGetMemoryInfo(mig).total < sim.nvmlDeviceGetMemoryInfo(parent).total
         with pytest.raises(pynvml.NVMLError_NotSupported):
             sim.nvmlDeviceGetUtilizationRates(mig)
+    for unsupported in (  # in MIG mode, on the GPU itself too, as real NVML answers
+        sim.nvmlDeviceGetUtilizationRates,
+        sim.nvmlDeviceGetEncoderUtilization,
+        sim.nvmlDeviceGetDecoderUtilization,
+    ):
+        with pytest.raises(pynvml.NVMLError_NotSupported):
+            unsupported(parent)
     assert instances == [
         ("NVIDIA H100 80GB HBM3 MIG 3g.40gb", 1, 0, "MIG-"),
         ("NVIDIA H100 80GB HBM3 MIG 2g.20gb", 5, 0, "MIG-"),
