@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from gpuwarden.cli.consoles import err_console
 from gpuwarden.graceful import StopRequest, run_until_stopped
+from gpuwarden.urls import host_port
 
 if TYPE_CHECKING:
     import socket
@@ -110,7 +111,7 @@ def uvicorn_server(app: Starlette, address: str, port_number: int, api: ApiConfi
     # is long-lived: frozen out of collections; young passes every 10,000 allocations.
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
-    logger.info("serving on %s:%s", address, port_number)
+    logger.info("serving on %s", host_port(address, port_number))  # [::1]:8080, not ::1:8080
     return uvicorn.Server(api_server_config(app, api, host=address, port=port_number))
 
 

@@ -19,6 +19,7 @@ from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError, InputError, SourceError
 from gpuwarden.limits import MAX_INTERVAL_SECONDS, MIN_COLLECT_INTERVAL_SECONDS
 from gpuwarden.redaction import hidden_password
+from gpuwarden.urls import host_port
 
 if TYPE_CHECKING:
     from exporters.service import ExporterService
@@ -220,7 +221,8 @@ def exporter(
 
     service.start()
     mode = f"simulated fleet {cfg.simulate}" if cfg.simulate else "NVML"
-    logger.info("exporter serving %s on http://%s:%s/metrics", mode, cfg.listen_address, cfg.port)
+    # An IPv6 address in brackets: http://::1:9400/metrics is no URL a browser or Prometheus takes.
+    logger.info("exporter serving %s on http://%s/metrics", mode, host_port(cfg.listen_address, cfg.port))
     if publisher is not None:
         publisher.start()
     _say_pushes(publisher, full.tracing)

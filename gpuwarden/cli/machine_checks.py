@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from gpuwarden.cli.conninfo import libpq_string_problem, password_at_problem
 from gpuwarden.cli.consoles import option_said
 from gpuwarden.errors import ConfigError
+from gpuwarden.urls import host_port
 
 
 def check_listen_address(host: str, field: str) -> None:
@@ -58,8 +59,9 @@ def listen_socket(host: str, port: int, host_field: str, port_field: str) -> soc
         hint = "another process listens there; stop it or choose another port" if taken else ""
         reason = getattr(exc, "strerror", None) or exc
         field, value = (port_field, port) if taken else (host_field, host)
+        where = host_port(host, port)  # [::]:9400: ":::9400" reads as no address at all
         raise refused_setting(
-            field, value, f"cannot listen on {host}:{port}: {reason}{f'; {hint}' if hint else ''}"
+            field, value, f"cannot listen on {where}: {reason}{f'; {hint}' if hint else ''}"
         ) from exc
     return sock
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from gpuwarden.cli.machine_checks import listen_socket
 from gpuwarden.errors import ConfigError
 from gpuwarden.graceful import StopRequest, run_until_stopped
+from gpuwarden.urls import host_port
 
 if TYPE_CHECKING:
     from alerting.instance_lock import InstanceLocks
@@ -110,10 +111,9 @@ def standby_socket(host: str, port: int, host_field: str, port_field: str) -> so
         if not (isinstance(exc.__cause__, OSError) and exc.__cause__.errno == errno.EADDRINUSE):
             raise
         logger.warning(
-            "standby: %s:%s is in use (by the active serve on this host?); waiting with the port closed,"
+            "standby: %s is in use (by the active serve on this host?); waiting with the port closed,"
             " it is bound when this serve takes over",
-            host,
-            port,
+            host_port(host, port),
         )
         return None
     sock.listen(socket.SOMAXCONN)

@@ -46,6 +46,16 @@ def free_port() -> int:
 _HANDED_OUT: set[int] = set()
 
 
+def ipv6_loopback() -> bool:
+    """Whether this machine can listen on ``::1`` (a container or CI runner may have IPv6 turned off)."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
 def _port_range() -> tuple[int, int]:
     """``GPUWARDEN_TEST_PORTS`` (default 20000-32000), or this xdist worker's slice of it."""
     first, _, last = os.environ.get("GPUWARDEN_TEST_PORTS", "20000-32000").partition("-")

@@ -23,7 +23,7 @@ from tests.exporters.asgi_client import AsgiClient
 from tests.gpuwarden.cli.built_runner import BuiltCliRunner
 from tests.gpuwarden.cli.stopping import run_then_sigterm
 from tests.gpuwarden.startable import startable
-from tests.integration.servers import free_port
+from tests.integration.servers import free_port, ipv6_loopback
 
 runner = BuiltCliRunner()
 
@@ -97,6 +97,32 @@ def test_a_port_another_process_listens_on_is_named(tmp_path: Path, flag: bool) 
     assert result.exit_code == 1 and f"{named}: cannot listen on 127.0.0.1:{port}" in " ".join(
         result.output.split()
     )
+
+
+@pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback on this machine")
+def test_an_ipv6_listen_address_is_in_brackets_in_the_start_line_and_a_taken_port_s_error(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # They said http://::1:19310/metrics, no URL a browser or Prometheus takes, and "cannot listen on
+    # :::19300".
+    import exporters.server  # noqa: PLC0415
+
+    with socket.socket(socket.AF_INET6) as taken:
+        taken.bind(("::1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = ["exporter", "--simulate", "1x1", "--listen-address", "::1", "--port", str(port)]
+        refused = runner.invoke(app, args)
+    assert refused.exit_code == 1
+    assert f"--port {port}: cannot listen on [::1]:{port}: Address already in use" in " ".join(
+        refused.output.split()
+    )
+    monkeypatch.setattr(exporters.server, "run_until_stopped", lambda _server, _sockets: None)  # no serving
+    with caplog.at_level(logging.INFO):
+        started = runner.invoke(app, args)
+    assert started.exit_code == 0, started.output
+    said = [r.getMessage() for r in caplog.records if "exporter serving" in r.getMessage()]
+    assert said == [f"exporter serving simulated fleet 1x1 on http://[::1]:{port}/metrics"]
 
 
 def test_an_address_that_does_not_resolve_fails_naming_the_option_before_saying_serving(

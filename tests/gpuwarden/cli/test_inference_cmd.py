@@ -17,7 +17,7 @@ import pytest
 from gpuwarden.cli import app
 from tests.gpuwarden.cli.built_runner import BuiltCliRunner
 from tests.gpuwarden.cli.stopping import otlp_collector, run_then_sigterm
-from tests.integration.servers import free_port
+from tests.integration.servers import free_port, ipv6_loopback
 
 runner = BuiltCliRunner()
 CLI = [sys.executable, "-c", "from gpuwarden.cli import main; main()"]
@@ -123,6 +123,25 @@ def test_a_port_in_use_is_one_error_line() -> None:
         f"error: --port {port}: cannot listen on 127.0.0.1:{port}: Address already in use; another process"
         " listens there; stop it or choose another port\n"
     )
+
+
+@pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback on this machine")
+def test_an_ipv6_host_is_in_brackets_in_the_start_line_and_a_taken_port_s_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import exporters.server  # noqa: PLC0415 - inference-server serves as the exporter does
+
+    with socket.socket(socket.AF_INET6) as taken:
+        taken.bind(("::1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        refused = runner.invoke(app, ["inference-server", "--host", "::1", "--port", str(port)])
+    assert refused.exit_code == 1
+    assert refused.stderr.startswith(f"error: --port {port}: cannot listen on [::1]:{port}: Address already")
+    monkeypatch.setattr(exporters.server, "run_until_stopped", lambda _server, _sockets: None)  # no serving
+    started = runner.invoke(app, ["inference-server", "--host", "::1", "--port", str(port)])
+    assert started.exit_code == 0, started.output
+    assert started.stderr.startswith(f"inference server on http://[::1]:{port} (")
 
 
 @pytest.mark.parametrize("output", ["text", "json"])

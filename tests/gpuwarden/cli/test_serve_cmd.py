@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import sys
 import threading
 import time
@@ -42,7 +43,7 @@ from gpuwarden.model import Alert
 from tests.alerting.notifiers.incidents import lifecycle
 from tests.gpuwarden.api_client import AUTH, TOKEN, TestClient
 from tests.gpuwarden.cli.stopping import run_then_sigterm
-from tests.integration.servers import free_port
+from tests.integration.servers import free_port, ipv6_loopback, running
 
 runner = CliRunner()
 
@@ -305,6 +306,31 @@ def test_sigterm_stops_serve_gracefully_with_exit_0_not_killed_by_the_signal(tmp
     with make_engine(str(copy)).connect() as conn:
         labels = conn.execute(text("SELECT labels FROM alerts")).scalars().all()
     assert [json.loads(x)["node"] for x in labels] == ["r01-n01"]
+
+
+@pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback on this machine")
+def test_serve_writes_an_ipv6_address_in_brackets_where_it_listens_and_where_it_cannot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "serving on ::1:8080" and "cannot listen on ::1:8080" read as no address and port at all.
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "ipv6-test-token-123")
+    with socket.socket(socket.AF_INET6) as taken:
+        taken.bind(("::1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        refused = runner.invoke(
+            app, ["serve", "--host", "::1", "--port", str(busy), "--db", str(tmp_path / "a.db")]
+        )
+    assert refused.exit_code == 1
+    assert f"--port {busy}: cannot listen on [::1]:{busy}: Address already in use" in " ".join(
+        refused.output.split()
+    )
+    port = free_port()
+    argv = [sys.executable, "-c", "from gpuwarden.cli import main; main()", "serve", "--host", "::1"]
+    argv += ["--port", str(port), "--db", str(tmp_path / "serve.db")]
+    with running(argv, f"http://[::1]:{port}/-/ready", tmp_path / "serve.log"):
+        pass
+    assert f"serving on [::1]:{port}" in (tmp_path / "serve.log").read_text()
 
 
 def test_a_relist_during_serves_first_inventory_read_is_counted_once(
