@@ -9,11 +9,13 @@ a pipe (systemd, CI, ``2>file``, ``| grep``) tables take the width they need, no
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import IO, NoReturn
 
 import typer
 from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
+from rich.table import Column
 
 from gpuwarden.errors import ConfigError
 
@@ -44,6 +46,13 @@ def cli_console(*, stderr: bool = False, file: IO[str] | None = None) -> CliCons
 
 console = cli_console()
 err_console = cli_console(stderr=True)
+
+
+def whole_column(header: str, values: Iterable[str]) -> Column:
+    """A table column never cut short or wrapped (an id to copy into the next command): as wide as its
+    longest value, the other columns narrowed instead. At an 80-column terminal rich cut ``inc-746c1a2b9f0e``
+    to ``inc-746c…``, which no command takes."""
+    return Column(header, no_wrap=True, min_width=max([len(header), *(len(v) for v in values)]))
 
 
 def print_problems(error: ConfigError) -> None:

@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import typer
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 from typer.core import TyperCommand
 
 from gpuwarden.cli.api_requests import (
@@ -24,7 +24,7 @@ from gpuwarden.cli.api_requests import (
     gpuwarden_answers,
     not_gpuwarden,
 )
-from gpuwarden.cli.consoles import console, option_said, refuse_option
+from gpuwarden.cli.consoles import console, option_said, refuse_option, whole_column
 from gpuwarden.cli.listings import say_cut_off, say_none_found
 from gpuwarden.cli.numbers import whole_number
 from gpuwarden.cli.output_options import (
@@ -134,7 +134,16 @@ def list_incidents(
         say_none_found("incidents", {"state": state, "priority": priority})
         return
     items = escape_controls_in(items)  # label text: an ESC sequence or a newline is shown, not obeyed
-    table = Table("id", "priority", "state", "root cause", "alerts", "opened", "title")
+    # The ids whole, a merged one's too (folded in its state, never cut): the next command takes them.
+    table = Table(
+        whole_column("id", (i["id"] for i in items)),
+        "priority",
+        Column("state", overflow="fold"),
+        "root cause",
+        "alerts",
+        "opened",
+        "title",
+    )
     for i in items:
         table.add_row(
             i["id"],

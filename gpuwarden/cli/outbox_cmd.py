@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gpuwarden.cli.consoles import console, err_console, refuse_option
+from gpuwarden.cli.consoles import console, err_console, refuse_option, whole_column
 from gpuwarden.cli.incidents_cmd import (
     TABLE_OUTPUTS,
     AuthorOption,
@@ -88,7 +88,15 @@ def list_messages(
     if not data["messages"]:
         say_none_found("messages", {"status": status, "incident": incident})
         return
-    table = Table("id", "notifier", "incident", "event", "status", "attempts")
+    messages = data["messages"]
+    table = Table(
+        whole_column("id", (str(m["id"]) for m in messages)),
+        "notifier",
+        whole_column("incident", (m["incident_id"] for m in messages)),
+        "event",
+        "status",
+        "attempts",
+    )
     # When a pending one goes: a webhook's held update (``edit_interval_seconds``) or a retry's backoff, not
     # a message stuck.
     table.add_column("next attempt", no_wrap=True)

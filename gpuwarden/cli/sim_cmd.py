@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gpuwarden.cli.consoles import console, err_console, option_said, refuse_option
+from gpuwarden.cli.consoles import console, err_console, option_said, refuse_option, whole_column
 from gpuwarden.cli.incidents_cmd import (
     MAX_TIMEOUT_SECONDS,
     TABLE_OUTPUTS,
@@ -207,11 +207,12 @@ def faults(
     if not listed:
         say_none_found("faults" if all_faults else "active faults", {})
         return
-    table = Table()
-    for column in ("id", "kind", "target", "given", "started", "state", "ended"):
-        table.add_column(column)
-    for fault in listed:
-        table.add_row(*_fault_row(fault))
+    rows = [_fault_row(fault) for fault in listed]
+    table = Table(whole_column("id", (row[0] for row in rows)))  # what `sim clear` takes
+    for column in ("kind", "target", "given", "started", "state", "ended"):
+        table.add_column(column, overflow="fold")  # a node and a time cut short say nothing
+    for row in rows:
+        table.add_row(*row)
     console.print(table, markup=False)
 
 

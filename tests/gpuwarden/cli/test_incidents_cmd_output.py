@@ -354,3 +354,22 @@ def test_list_help_names_each_state_it_takes() -> None:
     result = runner.invoke(app, ["incidents", "list", "--help"], env={"COLUMNS": "200"})
     said = " ".join(result.output.replace("│", " ").split())
     assert "Only this state: triggered, acknowledged, mitigating, resolved." in said, said
+
+
+def test_list_at_an_80_column_terminal_shows_every_id_whole_a_merged_ones_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The ids are what `incidents ack ID` takes: rich cut them to `inc-746c…` to fit 80 columns."""
+    monkeypatch.setenv("COLUMNS", "80")
+    merged = {
+        **DETAIL,
+        "id": "inc-746c1a2b9f0e",
+        "merged_into": "inc-29d4e5f6a7b8",
+        "title": "gpu node-01/3 GpuRecoveryActionPending on gpuwarden_gpu_recovery_action, rack r01",
+    }
+    result = _answered([merged, DETAIL], "incidents", "list")
+    assert result.exit_code == 0, result.output
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80, result.stdout
+    assert "inc-746c1a2b9f0e" in result.stdout and "inc-0123456789ab" in result.stdout, result.stdout
+    state = "".join(line.split("│")[3].strip() for line in result.stdout.splitlines() if line.count("│") > 3)
+    assert "(mergedintoinc-29d4e5f6a7b8)" in state.replace(" ", ""), result.stdout  # folded, never cut
