@@ -23,7 +23,8 @@
   ``namespace``/``pod`` labels) is placed on the workload that runs it. A service also answers to its pods'
   ``app.kubernetes.io/name`` and ``app`` labels, which is what an inference server usually reports as its
   ``service``, unless another workload carries the same label;
-* spare GPUs: the allocatable GPUs of Ready, schedulable nodes that no bound pod requests.
+* spare GPUs: the allocatable GPUs of Ready, schedulable nodes that no bound pod requests, whole GPUs only
+  (a MIG slice is no room for a pod asking ``nvidia.com/gpu``, ``k8s_mig``).
 
 The Kubernetes API says how many GPUs a pod got, not which: only the kubelet knows (its pod-resources API,
 which the gpuwarden exporter and dcgm-exporter read to label each GPU's series with its pod). So the
@@ -59,7 +60,7 @@ from datetime import datetime
 from typing import Any
 
 from alerting.inventory import RUNNING, GpuKey, NodeInfo, StaticInventory, WorkloadInfo, in_cluster
-from alerting.k8s_mig import MigNode, MigNotices, mig_node, pod_slices
+from alerting.k8s_mig import MigNode, MigNotices, mig_node, pod_slices, whole_gpu_resources
 from alerting.k8s_resources import mig_devices, node_gpus, node_ready, pod_gpus
 from alerting.k8s_workloads import workload_of
 from alerting.topology import UNKNOWN
@@ -148,7 +149,7 @@ class _Read:
     ended: list[_Pod] = field(default_factory=list)  # lost with their node, or failed for a node reason
     leaving: list[_Pod] = field(default_factory=list)  # Terminating on a healthy node: hold their GPUs
     ready: set[str] = field(default_factory=set)
-    usable: dict[str, int] = field(default_factory=dict)  # Ready, schedulable node -> allocatable GPUs
+    usable: dict[str, int] = field(default_factory=dict)  # Ready, schedulable node -> allocatable full GPUs
     states: dict[str, str] = field(default_factory=dict)  # node -> ready / notready, +cordoned, +no_gpus
     mig: dict[str, MigNode] = field(default_factory=dict)  # nodes whose counted GPUs include MIG slices
 
@@ -326,7 +327,7 @@ class KubernetesInventory:
 
     def _read_nodes(self, out: _Read) -> None:
         """The nodes with GPUs into ``out``: their GPU count (a MIG node's physical GPUs when a label says,
-        see ``k8s_mig``), rack, state and allocatable GPUs."""
+        see ``k8s_mig``), rack, state and allocatable whole GPUs."""
         uncounted: dict[str, tuple[str, ...]] = {}
         partly: dict[str, tuple[str, ...]] = {}  # full GPUs counted, MIG slices not: their pods unplaced
         for node in self._list("nodes"):
@@ -355,8 +356,9 @@ class KubernetesInventory:
             out.states[name] = "+".join([*words, *([] if capacity else ["no_gpus"])])
             if node_ready(node):
                 out.ready.add(name)
-                if capacity and not cordoned:
-                    out.usable[name] = node_gpus(node, self._resources, "allocatable")
+                if capacity and not cordoned:  # MIG slices are no GPU for a pod asking whole ones
+                    whole = self._resources if mig is None else whole_gpu_resources(self._resources, mig)
+                    out.usable[name] = node_gpus(node, whole, "allocatable")
         self._mig.left_out(uncounted)
         self._mig.partly_left_out(partly)
         self._mig.uncounted([n for n, m in out.mig.items() if m.physical is None])
@@ -372,19 +374,19 @@ class KubernetesInventory:
 
 
 def _nodes(seen: _Read, uuids: Mapping[str, tuple[str, ...]]) -> list[NodeInfo]:
-    """The nodes with their state and free GPUs: on a Ready, schedulable node, its allocatable GPUs that no
-    bound pod requests (a Terminating one included, as the scheduler counts it), somewhere among the indices
-    no pod is known to hold."""
+    """The nodes with their state and free GPUs: on a Ready, schedulable node, its allocatable whole GPUs
+    (not MIG slices, ``k8s_mig``) that no bound pod requests (a Terminating one included, as the scheduler
+    counts it), at most its GPUs, somewhere among the indices no pod is known to hold."""
     requested: dict[str, int] = {}
     known: dict[str, set[int]] = {}
     for pod in [*seen.pods, *seen.leaving]:
-        requested[pod.node] = requested.get(pod.node, 0) + pod.count
+        requested[pod.node] = requested.get(pod.node, 0) + pod.count - pod.slices
         if len(pod.gpus) == pod.size:  # its indices are known (or its MIG slices may be on any GPU)
             known.setdefault(pod.node, set()).update(i for _, _, i in pod.gpus)
     out = []
     for n in seen.nodes:
         usable = n.name in seen.usable
-        free = max(0, seen.usable[n.name] - requested.get(n.name, 0)) if usable else 0
+        free = min(n.gpu_count, max(0, seen.usable[n.name] - requested.get(n.name, 0))) if usable else 0
         idle = frozenset(range(n.gpu_count)) - known.get(n.name, set()) if free else frozenset()
         state = seen.states.get(n.name, "")
         out.append(

@@ -18,6 +18,11 @@ MIG device, and only the kubelet (its pod-resources API, which dcgm-exporter rea
 So a slice's GPU is known from the exporter's series (``gpu_assignment_url``), and otherwise not at all:
 such a pod is placed on every GPU of its node, and a fault on any of them counts against it (the node as a
 whole), never against one pod picked by its slice number.
+
+A MIG node's free GPUs (what a stopped job could start again on) are whole GPUs only: a pod asking for
+``nvidia.com/gpu`` cannot use a MIG slice, so 56 idle 1g.10gb slices of an 8-GPU node are no room for an
+8-GPU job. Under the mixed strategy they are the allocatable GPUs not in MIG mode less what pods ask of them;
+under the single strategy none.
 """
 
 from __future__ import annotations
@@ -57,6 +62,16 @@ def mig_node(node: Mapping[str, Any], resources: Sequence[str]) -> MigNode | Non
         return None
     physical = quantity(labels.get(GPU_COUNT_LABEL)) if strategy == "mixed" else 0
     return MigNode(strategy or "mixed", physical or None)
+
+
+def whole_gpu_resources(resources: Sequence[str], mig: MigNode) -> tuple[str, ...]:
+    """The counted resources of a MIG node that hand out whole GPUs, what a pod asking ``nvidia.com/gpu: 8``
+    can get there: under the mixed strategy those that are not MIG profiles (``nvidia.com/gpu`` counts the
+    GPUs not in MIG mode), under the single strategy none (every GPU is split, ``nvidia.com/gpu`` counts
+    slices)."""
+    if mig.strategy == "single":
+        return ()
+    return tuple(r for r in resources if not r.startswith(MIG_PREFIX))
 
 
 def pod_slices(pod: Mapping[str, Any], resources: Sequence[str], mig: MigNode) -> int:

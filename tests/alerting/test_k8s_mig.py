@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from sqlalchemy import Engine
 
 from alerting.engine import IncidentEngine
+from alerting.inventory_file import inventory_data, load_inventory
 from alerting.k8s_inventory import Assignment, KubernetesInventory
 from gpuwarden.clock import FakeClock
 from gpuwarden.model import Alert
@@ -158,3 +161,84 @@ def test_a_node_with_some_gpus_in_mig_mode_names_its_uncounted_slices_and_counts
     engine.ingest([Alert({"alertname": "NodeDown", "node": "p1"})])
     ((row, _),) = engine.store.list_rows(None)
     assert (row.priority, "inference service whisper 100% of replicas lost" in row.title) == ("P0", True)
+
+
+def training_cluster(*extra: dict[str, Any]) -> FakeApi:
+    """g1 and g2, 8 GPUs each, both held by the Job train (one 8-GPU pod on each), beside ``extra`` nodes."""
+    pods = [pod("ml", f"train-{i}", f"g{i + 1}", 8, ("Job", "train")) for i in range(2)]
+    return cluster([node("g1"), node("g2"), *extra], pods)
+
+
+def test_idle_mig_slices_are_no_spare_gpus_for_a_training_job_stopped_with_its_node(sql: Engine) -> None:
+    # m1: 8 GPUs cut in 56 slices, 2 of them taken. The slices read as 54 free GPUs, so g1's loss was "P1
+    # training job train stopped", as if it could start again there: a pod asking nvidia.com/gpu: 8 cannot
+    # run on MIG slices. Without the slices counted the same cluster gave P0.
+    slices = [on_slice(f"whisper-5d8f-{i}", "m1", "whisper") for i in (0, 1)]
+    api = training_cluster(mixed("m1", 8, 56))
+    api.objects["pods"] += slices
+    engine, reader = engine_over(sql, api)
+    engine.ingest([Alert({"alertname": "NodeDown", "node": "g1"})])
+    ((row, _),) = engine.store.list_rows(None)
+    assert (row.priority, "training job train stopped" in row.title) == ("P0", True)
+    read = reader.read()
+    assert [(n.name, n.gpu_count, n.free) for n in read.node_list] == [
+        ("g1", 8, 0),
+        ("g2", 8, 0),
+        ("m1", 8, 0),
+    ]
+    assert read.spare_gpus("k1") == 0
+
+
+def test_a_mig_node_with_full_gpus_free_is_spare_for_the_job_as_any_node(sql: Engine) -> None:
+    # m1: 8 GPUs in MIG mode (56 slices, all idle) beside 8 full GPUs nobody holds: room for train's 8.
+    spare = mixed("m1", 16, 56)
+    spare["status"]["capacity"]["nvidia.com/gpu"] = "8"
+    engine, reader = engine_over(sql, training_cluster(spare))
+    assert [(n.name, n.free) for n in reader.read().node_list][-1] == ("m1", 8)
+    engine.ingest([Alert({"alertname": "NodeDown", "node": "g1"})])
+    ((row, _),) = engine.store.list_rows(None)
+    assert (row.priority, "training job train stopped" in row.title) == ("P1", True)
+
+
+def single(name: str, slices: int) -> dict[str, Any]:
+    """A node of the "single" MIG strategy: ``nvidia.com/gpu`` counts its ``slices`` 1g.5gb devices."""
+    out = node(name, slices)
+    out["metadata"]["labels"] |= {
+        "nvidia.com/mig.strategy": "single",
+        "nvidia.com/gpu.product": "A100-SXM4-40GB-MIG-1g.5gb",
+        "nvidia.com/gpu.count": str(slices),
+    }
+    return out
+
+
+def partly(name: str) -> dict[str, Any]:
+    """8 GPUs under the mixed strategy, 4 of them in MIG mode (28 slices) and 4 full."""
+    out = mixed(name, 8, 28)
+    out["status"]["capacity"]["nvidia.com/gpu"] = "4"
+    return out
+
+
+@pytest.mark.parametrize(
+    ("nodes", "pods", "free"),
+    [
+        ([mixed("m1", 8, 56)], [], 0),
+        ([partly("m1")], [on_slice("whisper-5d8f-0", "m1", "whisper")], 4),
+        ([partly("m1")], [pod("ml", "tune-0", "m1", 1), on_slice("whisper-5d8f-0", "m1", "whisper")], 3),
+        ([mixed("m1", None, 56)], [], 0),  # no physical count: its GPUs are numbered as slices, none whole
+        ([single("m1", 7)], [on_slice("whisper-5d8f-0", "m1", "whisper", "nvidia.com/gpu")], 0),
+    ],
+    ids=["mixed-all-mig", "mixed-partly", "mixed-partly-one-taken", "mixed-uncounted", "single"],
+)
+def test_a_mig_nodes_free_gpus_are_its_whole_gpus_no_pod_holds(
+    nodes: list[dict[str, Any]], pods: list[dict[str, Any]], free: int, tmp_path: Path
+) -> None:
+    read = KubernetesInventory(
+        FakeClock(1000.0), cluster(nodes, pods), cluster="k1", gpu_resources=RESOURCES
+    ).read()
+    ((name, gpus, found),) = [(n.name, n.gpu_count, n.free) for n in read.node_list]
+    assert (name, found) == ("m1", free) and found <= gpus
+    assert read.spare_gpus("k1") == free
+    # inventory export writes what config validate reads back: free_gpus 54 for gpus 8 was refused
+    path = tmp_path / "inventory.yaml"
+    path.write_text(yaml.safe_dump(inventory_data(read)))
+    assert load_inventory(path).node("m1").free == free  # type: ignore[union-attr]
