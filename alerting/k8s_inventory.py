@@ -8,7 +8,8 @@
   a node with only some GPUs in MIG mode counts its full GPUs and warns that its slices (and the pods on
   them) are left out until ``gpu_resources`` lists them.
   A MIG node's GPUs are its physical ones where a label says, and a pod's slices are on the GPUs the
-  exporter says, else on its node as a whole (``k8s_mig``);
+  exporter says, else on its node as a whole (``k8s_mig``); so are a time-sliced node's GPUs and its pods'
+  replicas (``nvidia.com/gpu.replicas`` over 1, ``k8s_timeslicing``);
 * workloads: every pod bound to a node that requests GPUs, grouped by what runs it:
 
   - an inference service: a Deployment or Argo Rollout (the owning ReplicaSet's name less the
@@ -24,7 +25,8 @@
   ``app.kubernetes.io/name`` and ``app`` labels, which is what an inference server usually reports as its
   ``service``, unless another workload carries the same label;
 * spare GPUs: the allocatable GPUs of Ready, schedulable nodes that no bound pod requests, whole GPUs only
-  (a MIG slice is no room for a pod asking ``nvidia.com/gpu``, ``k8s_mig``).
+  (a MIG slice is no room for a pod asking ``nvidia.com/gpu``, ``k8s_mig``; on a time-sliced node, the GPUs
+  no replica is on).
 
 The Kubernetes API says how many GPUs a pod got, not which: only the kubelet knows (its pod-resources API,
 which the gpuwarden exporter and dcgm-exporter read to label each GPU's series with its pod). So the
@@ -54,7 +56,7 @@ nothing of the expired list is kept, and a second expiry fails the read (the cal
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -62,6 +64,7 @@ from typing import Any
 from alerting.inventory import RUNNING, GpuKey, NodeInfo, StaticInventory, WorkloadInfo, in_cluster
 from alerting.k8s_mig import MigNode, MigNotices, mig_node, pod_slices, whole_gpu_resources
 from alerting.k8s_resources import mig_devices, node_gpus, node_ready, pod_gpus
+from alerting.k8s_timeslicing import TimeSliceNotices, gpu_replicas, physical_gpus, whole_free
 from alerting.k8s_workloads import workload_of
 from alerting.topology import UNKNOWN
 from gpuwarden.clock import Clock
@@ -152,13 +155,16 @@ class _Read:
     usable: dict[str, int] = field(default_factory=dict)  # Ready, schedulable node -> allocatable full GPUs
     states: dict[str, str] = field(default_factory=dict)  # node -> ready / notready, +cordoned, +no_gpus
     mig: dict[str, MigNode] = field(default_factory=dict)  # nodes whose counted GPUs include MIG slices
+    shared: dict[str, int] = field(default_factory=dict)  # time-sliced node -> replicas per GPU
 
 
 def _place(
-    pods: list[_Pod], nodes: Mapping[str, NodeInfo], assigned: Sequence[Assignment], migs: Collection[str]
+    seen: _Read, nodes: Mapping[str, NodeInfo], assigned: Sequence[Assignment]
 ) -> tuple[int, set[str]]:
-    """Give each pod its GPUs (see the module text): the number of pods placed on a guess, and the MIG nodes
-    (``migs``) with pods whose slices' GPUs are unknown, placed on every GPU of their node (``k8s_mig``)."""
+    """Give each placed pod its GPUs (see the module text): the number of pods placed on a guess, and the MIG
+    nodes with pods whose slices' GPUs are unknown and the time-sliced nodes with pods whose replicas' GPUs
+    are, placed on every GPU of their node (``k8s_mig``, ``k8s_timeslicing``)."""
+    pods, migs, shared = seen.pods, seen.mig, seen.shared
     known: dict[tuple[str, str, str], set[int]] = {}
     for a in assigned:
         if a.pod:
@@ -168,7 +174,7 @@ def _place(
         indices = known.get((pod.node, *pod.key))
         if indices:
             pod.gpus = frozenset(("", pod.node, i) for i in indices)  # in_cluster stamps the cluster
-            if pod.slices:  # the exporter's physical GPUs of its slices, which other pods' slices may share
+            if pod.slices or pod.node in shared:  # GPUs of its slices or replicas, which others may share
                 pod.size = len(indices)
             else:
                 held.setdefault(pod.node, set()).update(indices)
@@ -176,7 +182,7 @@ def _place(
     for pod in [p for p in pods if not p.gpus]:
         info = nodes.get(pod.node)
         total = info.gpu_count if info is not None else pod.count
-        if pod.slices and pod.node in migs:  # on some GPU of the node, which unknown: on the node as a whole
+        if (pod.slices and pod.node in migs) or pod.node in shared:  # on some GPU of the node: the whole
             pod.gpus, pod.size = frozenset(("", pod.node, i) for i in range(total)), total
             unmapped.add(pod.node)
             continue
@@ -216,6 +222,7 @@ class KubernetesInventory:
         self._expired: set[tuple[str, str]] = set()  # kept their while and still listed (Terminating, Failed)
         self._gpu_counts: dict[str, int] = {}  # the last GPU count each node reported
         self._mig = MigNotices()
+        self._shared = TimeSliceNotices()
         self.ambiguous_pods = 0
         self.relists = 0  # lists started again at once because their continue token expired
 
@@ -231,8 +238,9 @@ class KubernetesInventory:
         assigned = self._read_assignments()
         nodes = {n.name: n for n in seen.nodes}
         ambiguous = self.ambiguous_pods
-        self.ambiguous_pods, unmapped = _place(seen.pods, nodes, assigned, seen.mig)
-        self._mig.unmapped(sorted(unmapped))
+        self.ambiguous_pods, unmapped = _place(seen, nodes, assigned)
+        self._mig.unmapped(sorted(unmapped - set(seen.shared)))
+        self._shared.unmapped(sorted(unmapped & set(seen.shared)))
         if self.ambiguous_pods and self.ambiguous_pods != ambiguous:  # said when it changes, not every read
             logger.info(
                 "kubernetes inventory: %d pods share a node and their GPU indices are unknown; a GPU fault"
@@ -264,6 +272,8 @@ class KubernetesInventory:
             if not pod.gpus:  # never seen placed: its node's GPUs
                 info = nodes.get(pod.node)
                 pod.gpus = frozenset(("", pod.node, i) for i in range(info.gpu_count if info else 0))
+                if pod.node in seen.shared:  # replicas of GPUs unknown: on all of them, as when placed
+                    pod.size = len(pod.gpus)
             self._kept[pod.key] = _Kept(since, self._placed.get(pod.key, pod), before)
         self._placed = placed
         listed = set(placed) | {p.key for p in seen.ended}
@@ -327,7 +337,8 @@ class KubernetesInventory:
 
     def _read_nodes(self, out: _Read) -> None:
         """The nodes with GPUs into ``out``: their GPU count (a MIG node's physical GPUs when a label says,
-        see ``k8s_mig``), rack, state and allocatable whole GPUs."""
+        see ``k8s_mig``; a time-sliced node's, ``k8s_timeslicing``), rack, state and allocatable whole
+        GPUs."""
         uncounted: dict[str, tuple[str, ...]] = {}
         partly: dict[str, tuple[str, ...]] = {}  # full GPUs counted, MIG slices not: their pods unplaced
         for node in self._list("nodes"):
@@ -336,6 +347,9 @@ class KubernetesInventory:
             capacity = node_gpus(node, self._resources)
             mig = mig_node(node, self._resources)
             physical = mig.physical if mig is not None else None
+            replicas = gpu_replicas(node) if mig is None else 1
+            if replicas > 1 and capacity:  # time-sliced: its capacity counts replicas
+                physical = physical_gpus(node, capacity, replicas)
             count = (
                 physical or capacity or self._gpu_counts.get(name, 0)
             )  # device plugin down: GPUs still there
@@ -348,6 +362,8 @@ class KubernetesInventory:
             self._gpu_counts[name] = count
             if mig is not None:
                 out.mig[name] = mig
+            if replicas > 1:
+                out.shared[name] = replicas
             labels = meta.get("labels") or {}
             rack = next((str(labels[k]) for k in self._rack_labels if labels.get(k)), UNKNOWN)
             out.nodes.append(NodeInfo(name, self._cluster, rack, count))
@@ -376,7 +392,8 @@ class KubernetesInventory:
 def _nodes(seen: _Read, uuids: Mapping[str, tuple[str, ...]]) -> list[NodeInfo]:
     """The nodes with their state and free GPUs: on a Ready, schedulable node, its allocatable whole GPUs
     (not MIG slices, ``k8s_mig``) that no bound pod requests (a Terminating one included, as the scheduler
-    counts it), at most its GPUs, somewhere among the indices no pod is known to hold."""
+    counts it; on a time-sliced node those no replica is on, ``k8s_timeslicing``), at most its GPUs,
+    somewhere among the indices no pod is known to hold."""
     requested: dict[str, int] = {}
     known: dict[str, set[int]] = {}
     for pod in [*seen.pods, *seen.leaving]:
@@ -386,7 +403,8 @@ def _nodes(seen: _Read, uuids: Mapping[str, tuple[str, ...]]) -> list[NodeInfo]:
     out = []
     for n in seen.nodes:
         usable = n.name in seen.usable
-        free = min(n.gpu_count, max(0, seen.usable[n.name] - requested.get(n.name, 0))) if usable else 0
+        left = whole_free(seen.usable.get(n.name, 0), requested.get(n.name, 0), seen.shared.get(n.name, 1))
+        free = min(n.gpu_count, left)
         idle = frozenset(range(n.gpu_count)) - known.get(n.name, set()) if free else frozenset()
         state = seen.states.get(n.name, "")
         out.append(
