@@ -58,12 +58,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from typing import Any
 
 from alerting.inventory import RUNNING, GpuKey, NodeInfo, StaticInventory, WorkloadInfo, in_cluster
 from alerting.k8s_mig import MigNode, MigNotices, mig_node, pod_slices, whole_gpu_resources
-from alerting.k8s_resources import mig_devices, node_gpus, node_ready, pod_gpus
+from alerting.k8s_resources import (
+    mig_devices,
+    node_gpus,
+    node_ready,
+    pod_finished_at,
+    pod_gpus,
+    pod_ready,
+)
 from alerting.k8s_timeslicing import TimeSliceNotices, gpu_replicas, physical_gpus, whole_free
 from alerting.k8s_workloads import workload_of
 from alerting.topology import UNKNOWN
@@ -324,14 +330,14 @@ class KubernetesInventory:
                 if node_lost or status.get("reason") in _NODE_REASONS:
                     out.ended.append(found)
                 elif phase == "Failed":  # its own failure: an XID it died of, say (not Succeeded)
-                    found.failed_here, found.failed_at = True, _finished_at(status)
+                    found.failed_here, found.failed_at = True, pod_finished_at(status)
                     out.ended.append(found)
                 elif phase in _PLACED_PHASES:  # going away on a healthy node (a rollout): no replica, but
                     out.leaving.append(found)  # its GPUs are no one else's until the pod is gone
                 continue  # else it ended on a healthy node (Succeeded): its GPUs are free
             if phase in _PLACED_PHASES:
                 found.running = phase == "Running"
-                found.ready = _ready(status)
+                found.ready = pod_ready(status)
                 out.pods.append(found)
         return out
 
@@ -411,28 +417,6 @@ def _nodes(seen: _Read, uuids: Mapping[str, tuple[str, ...]]) -> list[NodeInfo]:
             replace(n, gpu_uuids=uuids.get(n.name, ()), state=state, usable=usable, free=free, idle=idle)
         )
     return out
-
-
-def _ready(status: Mapping[str, Any]) -> bool:
-    """Whether a pod serves: its ``Ready`` condition, True where it has none (a pod's status always has one
-    once it runs; a stand-in's may not)."""
-    for condition in status.get("conditions") or []:
-        if condition.get("type") == "Ready":
-            return bool(condition.get("status") == "True")
-    return True
-
-
-def _finished_at(status: Mapping[str, Any]) -> float | None:
-    """When the last of a pod's containers terminated (``state.terminated.finishedAt``), if it says."""
-    times = []
-    for container in status.get("containerStatuses") or []:
-        finished = ((container.get("state") or {}).get("terminated") or {}).get("finishedAt")
-        if finished:
-            try:
-                times.append(datetime.fromisoformat(str(finished).replace("Z", "+00:00")).timestamp())
-            except ValueError:
-                continue
-    return max(times) if times else None
 
 
 def _key(obj: Mapping[str, Any]) -> tuple[str, str]:

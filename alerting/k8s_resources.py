@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 MIG_PREFIX = "nvidia.com/mig-"  # the GPU operator's "mixed" strategy: one resource per MIG profile
@@ -59,3 +60,25 @@ def pod_gpus(pod: Mapping[str, Any], resources: Sequence[str]) -> int:
         else:
             peak = max(peak, sidecars + wanted(init))
     return max(sum(wanted(c) for c in pod_spec.get("containers") or []) + sidecars, peak)
+
+
+def pod_ready(status: Mapping[str, Any]) -> bool:
+    """Whether a pod serves: its ``Ready`` condition, True where it has none (a pod's status always has one
+    once it runs; a stand-in's may not)."""
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "Ready":
+            return bool(condition.get("status") == "True")
+    return True
+
+
+def pod_finished_at(status: Mapping[str, Any]) -> float | None:
+    """When the last of a pod's containers terminated (``state.terminated.finishedAt``), if it says."""
+    times = []
+    for container in status.get("containerStatuses") or []:
+        finished = ((container.get("state") or {}).get("terminated") or {}).get("finishedAt")
+        if finished:
+            try:
+                times.append(datetime.fromisoformat(str(finished).replace("Z", "+00:00")).timestamp())
+            except ValueError:
+                continue
+    return max(times) if times else None
