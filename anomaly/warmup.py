@@ -24,12 +24,15 @@ from gpuwarden.model import Alert
 # logs the logger's name; an operator filters on it).
 logger = logging.getLogger("anomaly.service")
 
-# Detectors not fed the warm-up history: their rules are exact (GpuLost, XID) and need no learning; what
-# they would find in the history is still there, and found, at the first live tick. Presence is fed: a GPU
+# Detectors whose findings in the warm-up history are dropped: their rules are exact (GpuLost, XID) and
+# what a level rule finds there is still there, and found, at the first live tick. They are fed it all the
+# same, for the values a change is read against: unfed, an XID in the first tick after start was the last-XID
+# gauge's first read, history, never raised (and a counter's or a DBE's the same); fed, what changed after
+# the history is new at the first live tick, what the history held is not. Presence is fed and heard: a GPU
 # that stopped reporting before the restart is absent from every live tick, so only the history knows it.
-# After a snapshot they are fed the history since it, from the counts it kept: an XID or a DBE counted
-# while the service was stopped raises as it would have without the restart (``_replay_resuming``).
-_NO_WARMUP = frozenset({"signatures"})
+# After a snapshot they are heard too, from the counts it kept: an XID or a DBE counted while the service
+# was stopped raises as it would have without the restart (``_replay_resuming``).
+_NOT_HEARD_IN_WARMUP = frozenset({"signatures"})
 # Ticks of history replayed at start: four times the adaptive warm-up and its pending ticks, an hour at 30 s.
 # Bounded in ticks, not only in time: at sub-second ticks an hour is tens of thousands of steps to read
 # within one tick's read deadline.
@@ -232,16 +235,17 @@ class HistoryReplayer(AlertUpdater, SnapshotKeeper):
         every: bool = False,
         answered: Mapping[str, np.ndarray] | None = None,
     ) -> list[Alert]:
-        """Feed ``frames`` to the detectors (the signatures left out unless ``every``), one tick ending at
-        each of ``ends``; with ``alerts``, raise and resolve alerts from their findings too: what was raised
-        and resolved. ``answered``: each query's steps in ``frames``, and none of those the warm-up read
-        with no step in them (``frames``' when None); one with no step in a tick was not due there
-        (``View.not_due``). Taken from the history after a snapshot alone, a query answered on a coarser step
-        with no answer after it was left out, and so due at every tick replayed: the fleet detector judged
-        its load-adjusted metric with no load, where the uninterrupted service waited for the next tick that
-        read both (restart fuzz, coarse answers: seeds 332, 335, 442)."""
+        """Feed ``frames`` to the detectors (the signatures' findings dropped unless ``every``), one tick
+        ending at each of ``ends``; with ``alerts``, raise and resolve alerts from their findings too: what
+        was raised and resolved. ``answered``: each query's steps in ``frames``, and none of those the
+        warm-up read with no step in them (``frames``' when None); one with no step in a tick was not due
+        there (``View.not_due``). Taken from the history after a snapshot alone, a query answered on a coarser
+        step with no answer after it was left out, and so due at every tick replayed: the fleet detector
+        judged its load-adjusted metric with no load, where the uninterrupted service waited for the next
+        tick that read both (restart fuzz, coarse answers: seeds 332, 335, 442)."""
         told: list[Alert] = []
-        detectors = [d for d in self.detectors if every or d.name not in _NO_WARMUP]
+        detectors = [d for d in self.detectors if every or d.name not in _NOT_HEARD_IN_WARMUP]
+        unheard = [d for d in self.detectors if d not in detectors]
         steps = _answered(frames) if answered is None else answered
         unread = self._unread()  # the warm-up's read failed them: their ticks here hold nothing of them
         lower = -math.inf
@@ -256,6 +260,7 @@ class HistoryReplayer(AlertUpdater, SnapshotKeeper):
             for step in view.steps:
                 self.evidence.push(step.ids, step.value, step.at)
             found = TickResult(findings=self._learn(view, detectors))
+            self._learn(view, unheard)
             if alerts:
                 self._update_alerts(found, end, self._unreadable(view))
                 told.extend(found.changes())

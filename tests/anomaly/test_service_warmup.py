@@ -89,3 +89,47 @@ def test_a_node_that_stopped_reporting_shortly_before_a_restart_is_reported_down
     tick(clock, service)
     down = [a.labels for a in raised if a.labels["alertname"] == "NodeDown"]
     assert [lab["Hostname"] for lab in down] == ["n2"]  # ...but the node still down is found at once
+
+
+def _first_ticks_raised(values, labels=GPUS) -> list[list[tuple[str, str]]]:
+    """What a started service with the signatures alone raises in its warm-up and each of its first two
+    ticks: (UUID, xid) of each alert."""
+    clock = FakeClock()
+    raised: list[tuple[str, str]] = []
+    service = AnomalyService(
+        AnomalyConfig(detectors=["signatures"]),
+        [HistorySource(values, labels=labels)],
+        clock,
+        on_alert=lambda a: raised.append((a.labels["UUID"], a.labels.get("xid", ""))),
+    )
+    assert service.warm_up() > 0
+    out = [raised[:]]
+    for _ in range(2):
+        del raised[:]
+        tick(clock, service)
+        out.append(sorted(raised))
+    return out
+
+
+def test_an_xid_in_the_first_tick_after_a_start_raises_and_one_the_history_holds_does_not():
+    # The last-XID gauge (dcgm-exporter's, the example config's). The signatures detector was not fed the
+    # warm-up, so its first live read was its first: GPU-5's XID 79 ten seconds after `anomaly run` started
+    # was history, never raised (GpuLost alone told of the GPU). GPU-0's XID 13 came long before the start.
+    start = FakeClock().time()
+    before, after = np.zeros(len(GPUS)), np.zeros(len(GPUS))
+    before[0] = after[0] = 13
+    after[5] = 79
+    gauge = {"DCGM_FI_DEV_XID_ERRORS": lambda t: after if t > start else before}
+    assert _first_ticks_raised(gauge) == [[], [("GPU-5", "79")], []]
+
+
+def test_an_xid_counted_in_the_first_tick_after_a_start_raises_and_one_counted_before_it_does_not():
+    start = FakeClock().time()
+    labels = [{**lab, "xid": "48"} for lab in GPUS]
+    counts = {  # GPU-1's XID 48 counted once before the start, again after it; GPU-2's once, long ago
+        "gpuwarden_gpu_up": lambda t: np.ones(len(GPUS)),
+        "gpuwarden_xid_errors_total": lambda t: np.array(
+            [np.nan, 2.0 if t > start else 1.0, 1.0, *[np.nan] * (len(GPUS) - 3)]
+        ),
+    }
+    assert _first_ticks_raised(counts, labels) == [[], [("GPU-1", "48")], []]
