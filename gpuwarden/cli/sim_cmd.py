@@ -224,7 +224,9 @@ def clear(
     timeout: FaultsTimeout = 10.0,
 ) -> None:
     """End an active fault, as if its cause went away (a part replaced), and print the answer; exit 1 with
-    the exporter's message for an unknown or already ended id."""
+    the exporter's message for an unknown or already ended id. What the driver asks for after an XID (its
+    recovery action: reboot after XID 79) stays until `sim inject reset_gpu` or `reboot_node`, as on a
+    real node."""
     what = "the fault's id, as `gpuwarden sim faults` lists it (f-0001)"
     written("FAULT_ID", fault_id, what)
     if "/" in fault_id:  # no id has one; encoded, it reached no route, and the 404 blamed --simulate
