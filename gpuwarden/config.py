@@ -9,6 +9,7 @@ are references in YAML (``{env: SLACK_BOT_TOKEN}``) and become ``SecretStr``. Fi
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Collection, Mapping
 from contextvars import ContextVar
 from pathlib import Path
@@ -89,6 +90,9 @@ __all__ = [
 ]
 
 
+_SIM_GPU = re.compile(r"node-\d{2,}:\d+")  # the simulated fleet's node names (``node-01``) and a GPU index
+
+
 class SimConfig(Section):
     """The simulated fleet."""
 
@@ -98,6 +102,17 @@ class SimConfig(Section):
     nodes_per_rack: int = Field(2, ge=1)
     gpus_per_node: int = Field(8, ge=1, le=MAX_GPUS_PER_NODE)
     gpu_model: str = "NVIDIA H100 80GB HBM3"
+    # GPUs the simulated exporter runs in MIG mode, each ``node-NN:INDEX`` (``node-01:7``), split into its
+    # MIG instances: MIG series, their pods and the anomaly service's MIG handling, tried without a MIG GPU.
+    mig_gpus: list[str] = Field(default_factory=list)
+
+    @field_validator("mig_gpus")
+    @classmethod
+    def _mig_gpus_named(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if _SIM_GPU.fullmatch(item) is None:
+                raise ValueError(f"{item!r}: write each GPU as node-NN:INDEX, such as node-01:7")
+        return value
 
     @model_validator(mode="after")
     def _fleet_size(self) -> SimConfig:

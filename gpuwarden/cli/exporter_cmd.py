@@ -14,7 +14,7 @@ from rich.markup import escape
 from gpuwarden.cli.consoles import err_console, option_said, print_problems
 from gpuwarden.cli.logs import configure_logging, keep_running_on_sighup
 from gpuwarden.cli.numbers import number, whole_number
-from gpuwarden.cli.sim_checks import check_sim_section
+from gpuwarden.cli.sim_checks import check_sim_section, mig_gpus
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError, InputError, SourceError
 from gpuwarden.limits import MAX_INTERVAL_SECONDS, MIN_COLLECT_INTERVAL_SECONDS
@@ -107,7 +107,10 @@ def _build(
     from gpuwarden.sim import build_fleet, parse_simulate_spec  # noqa: PLC0415
 
     nodes, gpus = parse_simulate_spec(cfg.simulate)
-    fleet = build_fleet(nodes, gpus, seed=full.sim.seed, clock=clock, gpu_model=full.sim.gpu_model)
+    mig = mig_gpus(full, cfg.simulate, "exporter.simulate")  # checked with the settings (_exporter_settings)
+    fleet = build_fleet(
+        nodes, gpus, seed=full.sim.seed, clock=clock, gpu_model=full.sim.gpu_model, mig_gpus=mig
+    )
     publisher = _training_publisher(fleet, full.tracing)
     service = _simulated_service(fleet, cfg, clock, allow_remote_faults=allow_remote_faults)
     if publisher is not None:
@@ -147,10 +150,10 @@ def _exporter_settings(
             raise _fail(said, USAGE_ERROR) from exc
         raise _fail(f"invalid option: exporter.{field}: {error_message(first)}") from exc
     if cfg.simulate:
+        flag = "--simulate" if simulate is not None else "exporter.simulate"
         try:
-            check_sim_section(
-                full, cfg.simulate, "--simulate" if simulate is not None else "exporter.simulate"
-            )
+            check_sim_section(full, cfg.simulate, flag)
+            mig_gpus(full, cfg.simulate, flag)
         except ConfigError as exc:
             raise _fail(str(full.locate(exc))) from exc
     return cfg

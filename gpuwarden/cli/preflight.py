@@ -39,7 +39,13 @@ from gpuwarden.cli.machine_checks import (
     refused_setting,
     sqlite_path,
 )
-from gpuwarden.cli.sim_checks import SIM_FLEET_READS, check_sim_inventory, check_sim_section, simulated_fleet
+from gpuwarden.cli.sim_checks import (
+    SIM_FLEET_READS,
+    check_sim_inventory,
+    check_sim_section,
+    mig_gpus,
+    simulated_fleet,
+)
 from gpuwarden.errors import ConfigError
 from gpuwarden.headers import TOKEN_ENV, token_problem
 
@@ -105,6 +111,7 @@ def check_config(cfg: GpuwardenConfig) -> tuple[list[ConfigError], list[ConfigEr
         check(partial(_reading, reads, lambda: kubernetes_inventory(kube, SystemClock()).close()))
     if cfg.exporter.simulate:
         check(partial(check_sim_section, cfg, cfg.exporter.simulate, "exporter.simulate"))
+        check(partial(mig_gpus, cfg, cfg.exporter.simulate, "exporter.simulate"))
     return problems, warnings
 
 

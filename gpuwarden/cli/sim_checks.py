@@ -96,3 +96,24 @@ def check_sim_inventory(full: GpuwardenConfig) -> list[ConfigError]:
             reads=SIM_FLEET_READS,
         )
     ]
+
+
+def mig_gpus(full: GpuwardenConfig, spec: str, flag: str) -> list[tuple[str, int]]:
+    """``sim.mig_gpus`` as ``(node, index)``, each checked against the fleet ``spec`` (``NODESxGPUS``) serves:
+    a GPU it does not have is refused (``ConfigError`` naming the setting and ``flag``), not left in whole-GPU
+    mode without a word. ``config validate`` and ``exporter`` call it alike."""
+    from gpuwarden.sim import parse_simulate_spec  # noqa: PLC0415
+
+    nodes, gpus = parse_simulate_spec(spec)
+    chosen = []
+    for item in full.sim.mig_gpus:
+        node, _, index = item.rpartition(":")
+        number, gpu = int(node.removeprefix("node-")), int(index)
+        if not 1 <= number <= nodes or gpu >= gpus:
+            raise ConfigError(
+                f"{item!r}: {flag} {spec} serves node-01 to node-{nodes:02d} with GPUs 0 to {gpus - 1}; name"
+                " one of those GPUs",
+                field="sim.mig_gpus",
+            )
+        chosen.append((f"node-{number:02d}", gpu))
+    return chosen

@@ -242,6 +242,41 @@ def test_the_simulated_exporter_takes_the_sim_sections_gpu_model_as_serve_does()
     assert 'modelName="NVIDIA H200"' in text and "H100" not in text
 
 
+def test_the_sim_sections_mig_gpus_are_served_split_into_their_instances() -> None:
+    """MIG could be simulated only from Python (``build_fleet(mig_gpus=...)``): no setting reached it."""
+    full = GpuwardenConfig.model_validate({"sim": {"mig_gpus": ["node-01:1"]}})
+    service, _ = _build(ExporterConfig(simulate="1x2"), full, FakeClock())  # type: ignore[arg-type]
+    service.loop.run_once()
+    text = AsgiClient(service.app).get("/metrics").text
+    split = {line.split('gpu="')[1].split('"')[0] for line in text.splitlines() if "GPU_I_ID=" in line}
+    assert split == {"1"}, text
+
+
+def test_a_mig_gpu_the_simulated_fleet_lacks_or_misnamed_is_refused_naming_the_setting(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "gpuwarden.yaml"
+    config.write_text("sim:\n  mig_gpus: [node-03:1]\n")
+    done = run_exporter(
+        [
+            "--config",
+            str(config),
+            "--port",
+            str(free_port()),
+            "--listen-address",
+            "127.0.0.1",
+            "--simulate",
+            "2x8",
+        ]
+    )
+    said = " ".join(done.stderr.split())
+    assert done.returncode == 1, said
+    assert f"{config}:2: sim.mig_gpus: 'node-03:1': --simulate 2x8 serves node-01 to node-02" in said, said
+    config.write_text("sim:\n  mig_gpus: [gpu1]\n")
+    with pytest.raises(ConfigError, match="write each GPU as node-NN:INDEX"):
+        load_config(config)
+
+
 def test_serves_simulated_inventory_is_the_fleet_of_the_files_exporter_simulate(tmp_path: Path) -> None:
     """``sim_inventory: true`` beside ``exporter.simulate: 8x8`` gave serve the default fleet of two nodes:
     alerts from node-03 to node-08 named nodes its inventory lacked."""
