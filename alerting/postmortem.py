@@ -181,7 +181,9 @@ def render_postmortem(
         recovered, mttr = "not yet", _duration(None)
     else:
         recovered = mttr = "n/a (merged into another incident)"
-    names = sorted(set(alert_names))
+    # An alert posted without an alertname (or an empty one) is "alert", as its incident's title calls it: the
+    # evidence read "(, GpuLost)" and "1 alert (none)".
+    names = sorted({name or "alert" for name in alert_names})
     moved = f", moved into {incident.merged_into}" if incident.merged_into else ""  # its fault goes on there
     root = incident.root_cause.target
     seen = incident.impact.namespaced | (peak_impact[1].namespaced if peak_impact else frozenset())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -59,6 +60,13 @@ def test_an_incident_whose_priority_never_changed_shows_it_once() -> None:
     inc = incident([("P2", "degraded")])
     assert peak_priority(inc)[0] == Priority.P2
     assert "- Priority: **P2**\n" in render_postmortem(inc, T0, ["GpuClockSlowdown"], inc.resolved_at)
+
+
+def test_alerts_without_an_alertname_are_evidence_named_alert_not_an_empty_name() -> None:
+    inc = replace(incident([("P3", "potential problem")]), alert_fingerprints=("a", "b"))
+    assert "- Evidence: 2 alerts (GpuLost, alert)\n" in render_postmortem(inc, T0, ["", "GpuLost"], None)
+    inc = replace(inc, alert_fingerprints=("a",))
+    assert "- Evidence: 1 alert (alert)\n" in render_postmortem(inc, T0, [""], None)
 
 
 def test_a_note_of_several_lines_stays_inside_its_timeline_item() -> None:
