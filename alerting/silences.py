@@ -36,7 +36,9 @@ def parse_duration(text: str, field: str = "duration") -> float:
     if seconds <= 0:
         raise InputError(f"{text!r} is not a positive duration", field=field)
     if seconds > MAX_DURATION_SECONDS:
-        raise InputError(f"{text!r} is longer than a year; expire and renew long silences", field=field)
+        raise InputError(
+            f"{text!r} is longer than 366 days (1y1d); expire and renew long silences", field=field
+        )
     return seconds
 
 

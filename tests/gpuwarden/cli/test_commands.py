@@ -128,7 +128,7 @@ CLOSED = "http://127.0.0.1:9"  # the discard port: nothing answers, so a request
             "--state 'open': use one of triggered, acknowledged, mitigating, resolved",
         ),
         (["incidents", "silence", "inc-1", "--for", "1x"], "--for '1x': is not a duration like 30m, 1h"),
-        (["incidents", "silence", "inc-1", "--for", "400d"], "--for '400d': is longer than a year"),
+        (["incidents", "silence", "inc-1", "--for", "400d"], "--for '400d': is longer than 366 days (1y1d)"),
         (["incidents", "note", "inc-1", ""], "TEXT '': empty; write the note"),
         (["incidents", "note", "inc-1", " \t"], "TEXT ' \\t': empty; write the note"),
         (
