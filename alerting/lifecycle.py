@@ -278,7 +278,7 @@ class IncidentLifecycle(SilenceKeeping):
             holding = _holding(held, now, duration, by)
             if holding is not None:
                 return ActionOutcome(current, already_silenced(holding.ends_at, holding.created_by))
-            self.add_silence(
+            silence_id = self.add_silence(
                 [], now, now + duration, by, comment=f"silence of {incident_id}", incident_id=incident_id
             )
             self._silenced_incidents.add(incident_id)  # the tick catches up when the silence ends
@@ -286,12 +286,14 @@ class IncidentLifecycle(SilenceKeeping):
                 incident_id,
                 by,
                 "silenced",
-                f"silenced for {duration_text(duration_seconds)} by {by}",
+                # The id, the one handle that lifts it early (``DELETE /api/v2/silence/{id}``): no alert
+                # names it once the incident resolved, and ``GET /api/v2/silences`` does not list it.
+                f"silenced for {duration_text(duration_seconds)} by {by} (silence {silence_id})",
                 change=ChangeKind.UPDATED,
                 state=None,
                 # Said so that a reload knows this silence held notifications back (before this version
                 # silences did not, and their incidents have nothing to catch up on).
-                data={"seconds": duration_seconds, "holds_notifications": True},
+                data={"seconds": duration_seconds, "holds_notifications": True, "silence_id": silence_id},
             )
 
     def _merged_into(self, incident_id: str) -> str | None:

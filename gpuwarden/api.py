@@ -69,9 +69,14 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def incident_summary(
-    row: IncidentRow, alert_count: int, silenced_until: datetime | None = None, cluster: str = ""
+    row: IncidentRow,
+    alert_count: int,
+    silenced_until: datetime | None = None,
+    cluster: str = "",
+    silence_ids: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The list shape of ``GET /api/v1/incidents``; ``cluster``: its root cause's, as titles name it."""
+    """The list shape of ``GET /api/v1/incidents``; ``cluster``: its root cause's, as titles name it;
+    ``silence_ids``: the silences holding it."""
     return {
         "id": row.id,
         "title": row.title,
@@ -84,6 +89,7 @@ def incident_summary(
         "last_opened_at": iso(row.last_opened_at or row.opened_at),  # a reopen's time: the list's order
         "merged_into": row.merged_into,  # resolved into another, which took its alerts (``alert_count``)
         "silenced_until": iso(silenced_until),  # notifies nobody until then
+        "silence_ids": list(silence_ids),  # expiring each lifts the silence early: DELETE /api/v2/silence/ID
     }
 
 
@@ -283,11 +289,16 @@ class _Handlers:
                 else store.count_rows(state, include_merged=True, priority=priority)
             )
             until = self.engine.silenced_until()  # waits for the engine's lock: never on the event loop
+            held = self.engine.incident_silence_ids()
             inventory = self.engine.inventory
             return JSONResponse(
                 [
                     incident_summary(
-                        r, n, until.get(r.id), root_cluster(target_from_dict(r.root_target), inventory)
+                        r,
+                        n,
+                        until.get(r.id),
+                        root_cluster(target_from_dict(r.root_target), inventory),
+                        held.get(r.id, ()),
                     )
                     for r, n in rows
                 ],

@@ -9,7 +9,9 @@ with the incident's detail; ``ack``, ``mitigate``, ``silence`` and ``resolve`` a
 ``message`` (``changed`` false: it was already so, and ``message`` says by whom and since when, e.g. "already
 acknowledged by alice at ...", "already mitigating (drain r07-n03) by bob since ...", "already silenced until
 ... by bob" or "already resolved by bob at ..."), so that a retried request changes nothing. A note is
-stored each time it is posted: the same words may be said twice on purpose.
+stored each time it is posted: the same words may be said twice on purpose. A silence's id (in its timeline
+event, "silenced for 1h by bob (silence sil-...)", and the detail's ``silence_ids``) is what lifts it early:
+``DELETE /api/v2/silence/{id}``, as ``amtool silence expire`` sends it.
 Routes and their auth are wired in ``gpuwarden.api``.
 """
 
@@ -43,9 +45,11 @@ def incident_detail(
     alerts: Sequence[dict[str, Any]],
     silenced_until: datetime | None = None,
     cluster: str = "",
+    silence_ids: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The detail shape: the summary plus impact, timeline and member alerts. ``cluster``: the root cause's,
-    as titles name it (``titles.root_cluster``)."""
+    as titles name it (``titles.root_cluster``); ``silence_ids``: the silences holding it
+    (``SilenceKeeping.incident_silence_ids``)."""
     impact = incident.impact
     return {
         "id": incident.id,
@@ -63,6 +67,7 @@ def incident_detail(
         "last_opened_at": iso(incident.last_opened_at or incident.opened_at),
         "merged_into": incident.merged_into,
         "silenced_until": iso(silenced_until),
+        "silence_ids": list(silence_ids),  # expiring each lifts the silence early: DELETE /api/v2/silence/ID
         # The stored shape, with workloads as "kind/namespace/name" strings for people and scripts.
         "impact": {
             **impact_to_dict(impact),
@@ -142,9 +147,7 @@ class IncidentActionsApi:
     def _outcome(self, outcome: ActionOutcome, message: str) -> Response:
         """The detail of an action's incident, with whether the action changed it and what it did (in the
         thread pool: it waits for the engine's lock)."""
-        alerts = alert_dicts(self.engine.store, outcome.incident.id)
-        until = self.engine.silenced_until().get(outcome.incident.id)
-        detail = incident_detail(outcome.incident, alerts, until, _cluster(self.engine, outcome.incident))
+        detail = _detail(self.engine, outcome.incident)
         return JSONResponse({**detail, "changed": outcome.changed, "message": message})
 
     async def mitigate(self, request: Request, body: bytes) -> Response:
@@ -173,15 +176,24 @@ class IncidentActionsApi:
         seconds = parse_duration(duration)
         incident_id, by = request.path_params["incident_id"], data["by"]
         outcome = await run_in_threadpool(self.engine.silence_incident_outcome, incident_id, seconds, by)
-        done = f"silenced for {duration_text(seconds)} by {by}"
+        # What the timeline says of it, with the new silence's id; the one the engine just added (under its
+        # lock) is the last "silenced" event.
+        made = next((e for e in reversed(outcome.incident.timeline) if e.kind == "silenced"), None)
+        done = made.message if made is not None else f"silenced for {duration_text(seconds)} by {by}"
         return await run_in_threadpool(self._outcome, outcome, outcome.already or done)
 
 
 def detail_response(engine: IncidentEngine, incident: Incident) -> Response:
     """An incident's detail with its alerts (in the thread pool: it waits for the engine's lock)."""
+    return JSONResponse(_detail(engine, incident))
+
+
+def _detail(engine: IncidentEngine, incident: Incident) -> dict[str, Any]:
+    """``incident_detail`` of the incident, with its alerts and the silences holding it."""
     alerts = alert_dicts(engine.store, incident.id)
     until = engine.silenced_until().get(incident.id)
-    return JSONResponse(incident_detail(incident, alerts, until, _cluster(engine, incident)))
+    held = engine.incident_silence_ids().get(incident.id, ())
+    return incident_detail(incident, alerts, until, _cluster(engine, incident), held)
 
 
 def _cluster(engine: IncidentEngine, incident: Incident) -> str:

@@ -37,8 +37,10 @@ from gpuwarden.cli.output_options import (
 )
 from gpuwarden.clock import shown_text
 from gpuwarden.errors import InputError
+from gpuwarden.headers import TOKEN_ENV
 from gpuwarden.model import IncidentState, Priority, fault_name, impact_text
 from gpuwarden.printable import escape_controls, escape_controls_in
+from gpuwarden.redaction import hidden_password
 
 # What other commands and the tests import from here, wherever it is defined.
 __all__ = [
@@ -214,6 +216,8 @@ def show(
     actions = inc.get("recommended_actions", [])  # as Slack and webhooks say them, the most drastic first
     if actions:
         console.print(f"recommended: {', '.join(actions)}", markup=False)
+    for line in lifting(url, inc):
+        console.print(line, markup=False)
     for event in inc["timeline"]:
         console.print(f"  {shown_text(event['at'])}  {event['kind']:<20} {event['message']}", markup=False)
 
@@ -340,11 +344,35 @@ def silence(
         parse_duration(duration, field="--for")
     except InputError as exc:  # serve would refuse it (400): said here, as a bad option
         refuse_option(escape(option_said("--for", duration, exc.message)))
-    inc = _act(url, incident_id, "silence", {"duration": duration}, who(by, author))
+    inc = escape_controls_in(_act(url, incident_id, "silence", {"duration": duration}, who(by, author)))
     if inc.get("changed") is False:  # a silence holds it already: whose, and until when
         _said(inc)
     else:
         typer.echo(f"{inc['id']}: silenced for {duration}")
+    for line in lifting(url, inc):
+        typer.echo(line)
+
+
+def lifting(url: str, inc: dict[str, Any]) -> list[str]:
+    """The silences holding the incident and how to lift them early: expire each, as ``amtool silence
+    expire`` does (serve's ``DELETE /api/v2/silence/{id}``); nothing when none holds it. Said because no
+    other command lifts one: once the incident resolved no alert names its silence in ``silencedBy``, and
+    ``amtool silence query`` does not list an incident's silences (they have no matchers)."""
+    ids = [str(i) for i in inc.get("silence_ids") or ()]
+    if not ids:
+        return []
+    base = hidden_password(url).rstrip("/")
+    curls = [
+        f'curl -X DELETE -H "Authorization: Bearer ${TOKEN_ENV}" {base}/api/v2/silence/{quote(i, safe="")}'
+        for i in ids
+    ]
+    amtool = f"amtool silence expire {' '.join(ids)}"
+    if len(ids) == 1:
+        return [f"silence {ids[0]}; to lift it early: {curls[0]} (or {amtool})"]
+    return [
+        f"silences {', '.join(ids)}; to lift them early, expire each ({amtool}):",
+        *(f"  {c}" for c in curls),
+    ]
 
 
 @incidents_app.command("resolve", cls=ByCommand)

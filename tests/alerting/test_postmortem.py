@@ -310,7 +310,8 @@ def test_a_silence_is_in_the_actions_as_long_as_it_was_asked_for(sql: Engine, cl
     [incident_id] = engine.open_incident_ids()
     engine.silence_incident(incident_id, 5400, "alice")
     actions = engine.postmortem(incident_id).split("## Actions\n\n", 1)[1].split("\n\n", 1)[0]
-    assert actions.endswith("— silenced for 1h30m by alice")
+    (silence,) = engine.all_silences()
+    assert actions.endswith(f"— silenced for 1h30m by alice (silence {silence.id})")
 
 
 INJECTED = (

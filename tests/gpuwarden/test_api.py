@@ -35,6 +35,7 @@ def test_posted_alert_is_stored_before_200_and_opens_an_incident(
         "last_opened_at",
         "merged_into",
         "silenced_until",
+        "silence_ids",
     }
     assert item["root_cause"] == {
         "kind": "node_down",

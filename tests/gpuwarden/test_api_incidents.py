@@ -58,15 +58,16 @@ def test_mitigate_note_and_silence_an_incident(client: TestClient, engine: Incid
     assert client.get(path).json()["silenced_until"] is None
     silenced = client.post(f"{path}/silence", json={"duration": "1h30m", "by": "carol"}, headers=AUTH)
     assert (silenced.status_code, silenced.json()["silenced_until"]) == (200, "2026-01-01T01:30:00Z")
-    assert (silenced.json()["changed"], silenced.json()["message"]) == (True, "silenced for 1h30m by carol")
+    (silence,) = engine.all_silences()
+    said = f"silenced for 1h30m by carol (silence {silence.id})"
+    assert (silenced.json()["changed"], silenced.json()["message"]) == (True, said)
     assert client.get(path).json()["silenced_until"] == "2026-01-01T01:30:00Z"
     assert client.get("/api/v1/incidents").json()[0]["silenced_until"] == "2026-01-01T01:30:00Z"
     assert [e["message"] for e in client.get(path).json()["timeline"]][-3:] == [
         "mitigating: power-cycling r02-n03",
         "note by bob: BMC says PSU 2 failed",
-        "silenced for 1h30m by carol",
+        said,
     ]
-    (silence,) = engine.all_silences()
     assert (silence.comment, rfc3339(silence.ends_at)) == (f"silence of {item['id']}", "2026-01-01T01:30:00Z")
     # Not an Alertmanager silence (it has no matchers, which Alertmanager refuses and shows as muting
     # everything): not listed there, though an alert it mutes names it in silencedBy, whose id answers.
@@ -89,9 +90,7 @@ def test_mitigate_note_and_silence_an_incident(client: TestClient, engine: Incid
     assert longer.status_code == 200 and not longer.json()["changed"] and len(engine.all_silences()) == 1
     much_longer = client.post(f"{path}/silence", json={"duration": "4h", "by": "dan"}, headers=AUTH)
     assert much_longer.json()["silenced_until"] == "2026-01-01T04:00:00Z" and len(engine.all_silences()) == 2
-    assert [e["message"] for e in client.get(path).json()["timeline"]].count(
-        "silenced for 1h30m by carol"
-    ) == 1
+    assert [e["message"] for e in client.get(path).json()["timeline"]].count(said) == 1
     assert "note by bob: BMC says PSU 2 failed" in client.get(f"{path}/postmortem").text
     assert (
         client.post("/api/v1/incidents/inc-nope/notes", json={"text": "x"}, headers=AUTH).status_code == 404
@@ -117,6 +116,37 @@ def test_a_resolved_incident_takes_notes_but_cannot_be_mitigated_acknowledged_or
         refused = client.post(f"{path}/{action}", json={"by": "ana", **body}, headers=AUTH)
         assert (refused.status_code, error_field(refused)) == (409, "incident"), action
     assert engine.all_silences() == []  # the refused silence was not made
+
+
+def test_an_incident_silence_names_its_id_where_people_look_and_the_id_lifts_it_once_resolved(
+    client: TestClient, engine: IncidentEngine
+) -> None:
+    """No alert names the silence of a resolved incident in ``silencedBy``, ``GET /api/v2/silences`` does not
+    list it and ``/silence`` answers 409: its id, in the timeline and the incident, is what lifts it."""
+    clock: FakeClock = engine.clock  # type: ignore[assignment]
+    client.post("/api/v2/alerts", json=[NODE_DOWN], headers=AUTH)
+    (item,) = client.get("/api/v1/incidents").json()
+    assert item["silence_ids"] == []
+    path = f"/api/v1/incidents/{item['id']}"
+    client.post(f"{path}/silence", json={"duration": "1h", "by": "carol"}, headers=AUTH)
+    clock.advance(45 * 60)  # a quarter of an hour left: bob's hour is a second silence, both hold it
+    client.post(f"{path}/silence", json={"duration": "1h", "by": "bob"}, headers=AUTH)
+    first, second = (s.id for s in sorted(engine.all_silences(), key=lambda s: s.ends_at))
+    events = [e for e in client.get(path).json()["timeline"] if e["kind"] == "silenced"]
+    assert [(e["data"]["silence_id"], e["message"]) for e in events] == [
+        (first, f"silenced for 1h by carol (silence {first})"),
+        (second, f"silenced for 1h by bob (silence {second})"),
+    ]
+    client.post("/api/v2/alerts", json=[{**NODE_DOWN, "endsAt": rfc3339(clock.now())}], headers=AUTH)
+    clock.advance(engine.config.quiet_period_seconds + 1)
+    engine.tick()
+    (resolved,) = client.get("/api/v1/incidents").json()
+    assert (resolved["state"], resolved["silence_ids"]) == ("resolved", [first, second])
+    assert client.get(path).json()["silence_ids"] == [first, second]
+    for silence_id in (first, second):
+        assert client.delete(f"/api/v2/silence/{silence_id}", headers=AUTH).status_code == 200
+    lifted = client.get(path).json()
+    assert (lifted["silenced_until"], lifted["silence_ids"]) == (None, [])
 
 
 def test_silence_api_mutes_matching_alerts(client: TestClient, engine: IncidentEngine) -> None:

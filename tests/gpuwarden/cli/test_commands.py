@@ -404,7 +404,7 @@ def test_completing_a_command_line_with_a_wrong_output_format_prints_no_error() 
 LISTED_JSON = {
     "incidents list": (
         {"id", "title", "priority", "state", "root_cause", "alert_count", "opened_at", "last_opened_at"}
-        | {"resolved_at", "merged_into", "silenced_until"},
+        | {"resolved_at", "merged_into", "silenced_until", "silence_ids"},
         set(),
     ),
     "inventory nodes": (

@@ -16,7 +16,7 @@ from gpuwarden.cli import app
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import ApiConfig
 from tests.gpuwarden.api_client import TestClient, route_httpx
-from tests.gpuwarden.cli.incidents_answers import _invoke_against, runner
+from tests.gpuwarden.cli.incidents_answers import DETAIL, _invoke_against, runner, stdout_for
 from tests.http_stub import FixedAnswer
 from tests.integration.gpuwarden_server import AUTH, TOKEN, gpuwarden_serve
 from tests.migrated_store import migrated_sqlite
@@ -67,11 +67,12 @@ def test_list_show_ack_mitigate_note_silence_and_postmortem_through_the_api(
         noted = runner.invoke(app, ["incidents", "note", item["id"], "PSU 2 was loose", *base])
         assert noted.exit_code == 0 and noted.stdout.strip() == f"{item['id']}: noted"
         hushed = runner.invoke(app, ["incidents", "silence", item["id"], "--for", "2h", *base])
-        assert hushed.exit_code == 0 and hushed.stdout.strip() == f"{item['id']}: silenced for 2h"
+        assert hushed.exit_code == 0 and hushed.stdout.splitlines()[0] == f"{item['id']}: silenced for 2h"
         hushed_again = runner.invoke(app, ["incidents", "silence", item["id"], "--for", "1h", "--url", url])
         assert hushed_again.exit_code == 0, hushed_again.output
         assert hushed_again.stdout.startswith(f"{item['id']}: already silenced until ")
-        assert hushed_again.stdout.strip().endswith(" by alice")
+        assert hushed_again.stdout.splitlines()[0].endswith(" by alice")
+        assert "to lift it early: curl -X DELETE" in hushed_again.stdout.splitlines()[1]
         wrong = runner.invoke(app, ["incidents", "silence", item["id"], "--for", "2 hours", *base])
         assert wrong.exit_code == 2 and "duration" in wrong.stderr
 
@@ -219,6 +220,67 @@ def test_resolve_and_a_repeated_ack_say_what_happened(
         assert twice.stdout.strip() == f"{inc}: already resolved by alice at 2026-01-01T00:00:00Z"
         missing = runner.invoke(app, ["incidents", "resolve", "inc-none", *base])
         assert missing.exit_code == 1 and "HTTP 404" in missing.stderr
+
+
+def test_silence_and_show_name_the_silence_and_how_to_lift_it_early_once_resolved_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing named an incident's silence: a resolved incident "resolved (silenced until ...)" kept muting
+    its alerts, and no command said which silence to expire."""
+    sql = migrated_sqlite(tmp_path / "cli.db")
+    clock = FakeClock()
+    engine = IncidentEngine(sql, clock)
+    url = "http://gpuwarden.test"
+    with TestClient(create_app(engine, ApiConfig(token=SecretStr(TOKEN))), base_url=url) as client:
+        route_httpx(client, url, monkeypatch)
+        monkeypatch.setenv("GPUWARDEN_API_TOKEN", TOKEN)
+        alert = {"labels": {"alertname": "NodeDown", "cluster": "c1", "node": "r01-n01"}}
+        assert client.post("/api/v2/alerts", json=[alert], headers=AUTH).status_code == 200
+        (item,) = client.get("/api/v1/incidents").json()
+        inc = item["id"]
+
+        hushed = runner.invoke(app, ["incidents", "silence", inc, "--for", "2h", "--url", url, "--by", "al"])
+        assert hushed.exit_code == 0, hushed.output
+        (silence,) = engine.all_silences()
+        lift = (
+            f"silence {silence.id}; to lift it early: curl -X DELETE -H"
+            f' "Authorization: Bearer $GPUWARDEN_API_TOKEN" {url}/api/v2/silence/{silence.id}'
+            f" (or amtool silence expire {silence.id})"
+        )
+        assert hushed.stdout.splitlines() == [f"{inc}: silenced for 2h", lift]
+
+        client.post("/api/v2/alerts", json=[{**alert, "endsAt": "2026-01-01T00:00:00Z"}], headers=AUTH)
+        clock.advance(engine.config.quiet_period_seconds + 1)
+        engine.tick()
+        shown = runner.invoke(app, ["incidents", "show", inc, "--url", url])
+        assert shown.exit_code == 0 and "resolved (silenced until 2026-01-01T02:00:00Z)" in shown.stdout
+        assert lift in shown.stdout.splitlines()
+        as_json = json.loads(
+            runner.invoke(app, ["incidents", "show", inc, "--url", url, "-o", "json"]).stdout
+        )
+        assert as_json["silence_ids"] == [silence.id]
+        (event,) = [e for e in as_json["timeline"] if e["kind"] == "silenced"]
+        assert (event["data"]["silence_id"], event["message"]) == (
+            silence.id,
+            f"silenced for 2h by al (silence {silence.id})",
+        )
+        assert client.delete(f"/api/v2/silence/{silence.id}", headers=AUTH).status_code == 200
+        lifted = runner.invoke(app, ["incidents", "show", inc, "--url", url])
+        assert lifted.exit_code == 0 and "to lift it early" not in lifted.stdout
+
+
+def test_show_of_an_older_serve_without_silence_ids_says_no_silence_to_lift() -> None:
+    """A serve of an earlier release answers no ``silence_ids``, and its timeline's silences no id."""
+    silenced = {
+        "at": "2026-01-01T00:00:00Z",
+        "kind": "silenced",
+        "message": "silenced for 1h by bob",
+        "data": {"by": "bob", "seconds": 3600, "holds_notifications": True},
+    }
+    old = {**DETAIL, "silenced_until": "2026-01-01T01:00:00Z", "timeline": [silenced]}
+    shown = stdout_for(["incidents", "show", "inc-0123456789ab"], old)
+    assert "(inc-0123456789ab, triggered (silenced until 2026-01-01T01:00:00Z))" in shown
+    assert "silenced for 1h by bob" in shown and "to lift it early" not in shown
 
 
 @pytest.mark.parametrize(
