@@ -36,6 +36,14 @@ def parse_json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        try:  # orjson says "str is not valid UTF-8: surrogates not allowed ... (char 0)" of any bad byte
+            body.decode()
+        except UnicodeDecodeError as bad:
+            raise InputError(
+                f"body is not UTF-8 (a bad byte, 0x{body[bad.start]:02x}, at offset {bad.start});"
+                " send JSON encoded in UTF-8",
+                field="body",
+            ) from exc
         raise InputError(f"body is not valid JSON: {exc}", field="body") from exc
 
 

@@ -58,13 +58,14 @@ from gpuwarden.inventory_api import (
     inventory_from_fleet,  # noqa: F401 - imported from here before the split
 )
 from gpuwarden.model import IncidentState, Priority
-from gpuwarden.outbox_api import OutboxApi
-from gpuwarden.params import choice, positive, single
+from gpuwarden.outbox_api import LIST_QUERY, OutboxApi
+from gpuwarden.params import choice, known_query, positive, single
 
 logger = logging.getLogger(__name__)
 
 BackgroundTask = Callable[[threading.Event], None]
 READ_BARRIER_SECONDS = 10.0
+INCIDENT_QUERY = ("state", "priority", "limit")  # ``list_incidents``' parameters
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -181,8 +182,11 @@ class _Handlers:
         handler: Callable[[Request, bytes], Awaitable[Response]],
         *,
         barrier: bool = False,
+        query: bool = True,
     ) -> Endpoint:
-        """Wrap a write endpoint: token, size limit, input errors (and the read barrier if asked)."""
+        """Wrap a write endpoint: token, size limit, input errors (and the read barrier if asked). It takes
+        no query parameter (its fields are the body's: ``/ack?by=alice`` acknowledged "by api"), unless
+        ``query`` is False: Alertmanager's API ignores them, and a webhook's URL is Alertmanager's config."""
 
         async def endpoint(request: Request) -> Response:
             lag = 0
@@ -192,6 +196,9 @@ class _Handlers:
             else:
                 lag = await self.barrier() if barrier else 0
                 try:
+                    if query:
+                        where = f"{request.method} {route}"
+                        known_query(request.query_params, (), where, ": send its fields in the body")
                     body = await self.read_body(request)
                     check_json_body(request, body)
                     response = await handler(request, body)
@@ -213,12 +220,21 @@ class _Handlers:
 
         return endpoint
 
-    def read(self, route: str, handler: Callable[[Request], Awaitable[Response]]) -> Endpoint:
-        """Wrap a read endpoint: the read barrier, input errors and not-found."""
+    def read(
+        self,
+        route: str,
+        handler: Callable[[Request], Awaitable[Response]],
+        query: Sequence[str] | None = (),
+    ) -> Endpoint:
+        """Wrap a read endpoint: the read barrier, input errors and not-found. A query parameter not in
+        ``query`` is refused, naming those it takes, where gpuwarden's own API silently ignored it (a
+        misspelt filter listed everything); None: any is taken, as Alertmanager's API ignores the unknown."""
 
         async def endpoint(request: Request) -> Response:
             lag = await self.barrier()
             try:
+                if query is not None:
+                    known_query(request.query_params, query, f"{request.method} {route}")
                 response = await handler(request)
             except NotFound as exc:
                 response = _error(404, str(exc), exc.field, route=route)
@@ -328,31 +344,43 @@ class _Handlers:
         inventory = InventoryApi(self.engine)
         probes = HealthApi(self.engine, self.metrics, self.health, self.applier, self.fence)
         routes = [
-            Route("/api/v2/alerts", self.write("/api/v2/alerts", self.post_alerts), methods=["POST"]),
             Route(
-                "/api/v1/webhook/alertmanager",
-                self.write("/api/v1/webhook/alertmanager", self.post_webhook),
+                "/api/v2/alerts",
+                self.write("/api/v2/alerts", self.post_alerts, query=False),
                 methods=["POST"],
             ),
-            Route("/api/v2/alerts", self.read("/api/v2/alerts", am.list_alerts), methods=["GET"]),
             Route(
-                "/api/v2/alerts/groups", self.read("/api/v2/alerts/groups", am.list_groups), methods=["GET"]
+                "/api/v1/webhook/alertmanager",
+                self.write("/api/v1/webhook/alertmanager", self.post_webhook, query=False),
+                methods=["POST"],
+            ),
+            Route("/api/v2/alerts", self.read("/api/v2/alerts", am.list_alerts, None), methods=["GET"]),
+            Route(
+                "/api/v2/alerts/groups",
+                self.read("/api/v2/alerts/groups", am.list_groups, None),
+                methods=["GET"],
             ),
             Route(
                 "/api/v2/silences",
-                self.write("/api/v2/silences", am.post_silence, barrier=True),
+                self.write("/api/v2/silences", am.post_silence, barrier=True, query=False),
                 methods=["POST"],
             ),
-            Route("/api/v2/silences", self.read("/api/v2/silences", am.list_silences), methods=["GET"]),
-            Route(silence, self.read("/api/v2/silence/{id}", am.get_silence), methods=["GET"]),
+            Route("/api/v2/silences", self.read("/api/v2/silences", am.list_silences, None), methods=["GET"]),
+            Route(silence, self.read("/api/v2/silence/{id}", am.get_silence, None), methods=["GET"]),
             Route(
                 silence,
-                self.write("/api/v2/silence/{id}", am.expire_silence, barrier=True),
+                self.write("/api/v2/silence/{id}", am.expire_silence, barrier=True, query=False),
                 methods=["DELETE"],
             ),
-            Route("/api/v2/status", self.read("/api/v2/status", am.status), methods=["GET"]),
-            Route("/api/v2/receivers", self.read("/api/v2/receivers", am.list_receivers), methods=["GET"]),
-            Route("/api/v1/incidents", self.read("/api/v1/incidents", self.list_incidents), methods=["GET"]),
+            Route("/api/v2/status", self.read("/api/v2/status", am.status, None), methods=["GET"]),
+            Route(
+                "/api/v2/receivers", self.read("/api/v2/receivers", am.list_receivers, None), methods=["GET"]
+            ),
+            Route(
+                "/api/v1/incidents",
+                self.read("/api/v1/incidents", self.list_incidents, INCIDENT_QUERY),
+                methods=["GET"],
+            ),
             Route(
                 "/api/v1/inventory", self.read("/api/v1/inventory", inventory.show_inventory), methods=["GET"]
             ),
@@ -370,7 +398,11 @@ class _Handlers:
                 self.read("/api/v1/incidents/{id}/postmortem", self.postmortem),
                 methods=["GET"],
             ),
-            Route("/api/v1/outbox", self.read("/api/v1/outbox", outbox.list_messages), methods=["GET"]),
+            Route(
+                "/api/v1/outbox",
+                self.read("/api/v1/outbox", outbox.list_messages, LIST_QUERY),
+                methods=["GET"],
+            ),
             Route("/api/v1/outbox/retry", self.write("/api/v1/outbox/retry", outbox.retry), methods=["POST"]),
             Route(
                 "/api/v1/outbox/discard",

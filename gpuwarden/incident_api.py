@@ -4,7 +4,8 @@
 on it, by hand or by a tool gpuwarden does not drive), ``.../notes`` (``{"text", "by"}``: on the timeline, in
 the Slack thread and in the postmortem), ``.../silence`` (``{"duration": "1h", "by"}``, the Slack
 button's silence for any duration) and ``.../resolve`` (``{"by"}``: resolved by hand once none of its alerts
-fires, without waiting for the quiet period; 409 while any does). ``by`` defaults to ``api``. Each answers
+fires, without waiting for the quiet period; 409 while any does). ``by`` defaults to ``api``; another key is
+refused 400 naming it (``author``: "did you mean by?"). Each answers
 with the incident's detail; ``ack``, ``mitigate``, ``silence`` and ``resolve`` add ``changed`` and
 ``message`` (``changed`` false: it was already so, and ``message`` says by whom and since when, e.g. "already
 acknowledged by alice at ...", "already mitigating (drain r07-n03) by bob since ...", "already silenced until
@@ -26,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from alerting.engine import IncidentEngine
-from alerting.ingest import parse_json, stored_name, stored_text
+from alerting.ingest import stored_name, stored_text
 from alerting.member import recommended_by_alerts
 from alerting.outcomes import ActionOutcome, duration_text
 from alerting.silences import parse_duration
@@ -36,6 +37,7 @@ from alerting.topology import target_to_dict
 from gpuwarden.alertmanager_api import iso
 from gpuwarden.errors import InputError
 from gpuwarden.model import Incident
+from gpuwarden.params import json_object
 
 Handler = Callable[[Request, bytes], Awaitable[Response]]
 
@@ -92,10 +94,10 @@ def incident_detail(
     }
 
 
-def _fields(body: bytes) -> dict[str, Any]:
-    data = parse_json(body) if body.strip() else {}
-    if not isinstance(data, dict):
-        raise InputError("must be a JSON object", field="body")
+def _fields(body: bytes, *names: str) -> dict[str, Any]:
+    """The action's body: ``names`` and ``by``, no other key (``{"author": "alice"}`` acknowledged it "by
+    api"); ``by`` is ``api`` when absent."""
+    data = json_object(body, (*names, "by"))
     stored_name(data.setdefault("by", "api"), "by")
     return data
 
@@ -153,7 +155,7 @@ class IncidentActionsApi:
     async def mitigate(self, request: Request, body: bytes) -> Response:
         """Mark mitigating, saying what is being done (idempotent as ``ack``: the same action again while it
         is mitigating answers 200, ``changed`` false, saying who marked it and since when)."""
-        data = _fields(body)
+        data = _fields(body, "action")
         action = _text(data, "action")
         incident_id, by = request.path_params["incident_id"], data["by"]
         outcome = await run_in_threadpool(self.engine.mark_mitigating_outcome, incident_id, by, action)
@@ -161,7 +163,7 @@ class IncidentActionsApi:
 
     async def note(self, request: Request, body: bytes) -> Response:
         """Add a note to the timeline."""
-        data = _fields(body)
+        data = _fields(body, "text")
         text = _text(data, "text")
         return await self._answer(self.engine.add_note, request.path_params["incident_id"], data["by"], text)
 
@@ -169,7 +171,7 @@ class IncidentActionsApi:
         """Silence the incident's alerts for ``duration`` (idempotent as ``ack``: a request while a silence
         holds it, ``lifecycle.silence_incident_outcome``'s repeat, answers 200, ``changed`` false, saying
         until when and whose)."""
-        data = _fields(body)
+        data = _fields(body, "duration")
         duration = data.get("duration")
         if not isinstance(duration, str):
             raise InputError("must be a duration like 30m, 1h or 1h30m", field="duration")

@@ -24,16 +24,17 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from alerting.ingest import parse_json, stored_name
+from alerting.ingest import stored_name
 from alerting.outbox import Outbox
 from alerting.outbox_orphans import DISCARDABLE
 from alerting.outbox_tables import ORPHANED, PENDING, SENDING, STATUSES, OutboxMessage
 from alerting.store import IncidentStore, NotFound
 from gpuwarden.clock import rfc3339
 from gpuwarden.errors import InputError
-from gpuwarden.params import choice, positive, single
+from gpuwarden.params import choice, json_object, positive, single
 
 DEFAULT_LIMIT = 100
+LIST_QUERY = ("status", "incident", "limit")
 RETRY_FIELDS = ("incident",)
 DISCARD_FIELDS = ("notifier", "statuses", "incident", "by", "dry_run")
 MAX_MESSAGES = 1_000_000
@@ -109,7 +110,7 @@ class OutboxApi:
     async def retry(self, request: Request, body: bytes) -> Response:
         """Queue failed messages again (of one incident if the body names it)."""
         outbox = self._outbox()
-        data = _object(body, RETRY_FIELDS)
+        data = json_object(body, RETRY_FIELDS)
         incident = await self._incident(data)
         requeued, overtaken = await run_in_threadpool(outbox.requeue_failed, incident)
         return JSONResponse({"requeued": requeued, "overtaken": overtaken})
@@ -117,7 +118,7 @@ class OutboxApi:
     async def discard(self, request: Request, body: bytes) -> Response:
         """Drop a notifier's orphaned (or, asked, failed) messages for good, or say what would go."""
         outbox = self._outbox()
-        data = _object(body, DISCARD_FIELDS)
+        data = json_object(body, DISCARD_FIELDS)
         notifier = _name(data.get("notifier"), "notifier")
         by = stored_name(data.get("by", "api"), "by")
         incident = await self._incident(data)
@@ -143,19 +144,6 @@ class OutboxApi:
         if not await run_in_threadpool(self.store.rows_by_id, [incident]):
             raise NotFound(f"no incident {incident!r} (incidents list shows them)", field="incident")
         return incident
-
-
-def _object(body: bytes, fields: tuple[str, ...]) -> dict[str, Any]:
-    """The body as a JSON object (empty: ``{}``) holding no key but ``fields``: these requests act on all
-    that their fields do not narrow, so a misspelt one (``dryrun``, or ``id`` for ``incident``) would widen
-    them, or make a dry run real, without a word."""
-    data = parse_json(body) if body.strip() else {}
-    if not isinstance(data, dict):
-        raise InputError("must be a JSON object", field="body")
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise InputError(f"unknown field; this request takes {', '.join(fields)}", field=unknown[0])
-    return data
 
 
 def _name(value: object, field: str) -> str:

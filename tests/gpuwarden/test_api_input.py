@@ -7,7 +7,7 @@ import pytest
 from alerting.engine import IncidentEngine
 from alerting.outbox import Outbox
 from gpuwarden.clock import FakeClock, rfc3339
-from tests.gpuwarden.api_client import AUTH, TestClient, api_client
+from tests.gpuwarden.api_client import AUTH, NODE_DOWN, TestClient, api_client
 from tests.gpuwarden.api_error import error_field, error_text
 
 # Each is a valid RFC 3339 time whose instant in UTC is past year 9999 or before year 1: Python's datetime
@@ -192,3 +192,130 @@ def test_an_empty_or_zero_silence_start_is_now_as_in_alertmanager(
         assert silence["startsAt"] == rfc3339(engine.clock.now()) and silence["status"]["state"] == "active"
     else:
         assert listed == []
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "said"),
+    [
+        pytest.param(
+            "/api/v1/incidents",
+            {"priorty": "P0"},
+            "priorty: unknown query parameter; did you mean priority? GET /api/v1/incidents takes state,"
+            " priority, limit",
+            id="incidents-typo",
+        ),
+        pytest.param(
+            "/api/v1/incidents",
+            {"status": "triggered"},
+            "status: unknown query parameter; did you mean state? GET /api/v1/incidents takes state,"
+            " priority, limit",
+            id="incidents-outbox-word",
+        ),
+        pytest.param(
+            "/api/v1/outbox",
+            {"state": "failed"},
+            "state: unknown query parameter; did you mean status? GET /api/v1/outbox takes status,"
+            " incident, limit",
+            id="outbox-incidents-word",
+        ),
+        pytest.param(
+            "/api/v1/inventory",
+            {"cluster": "c1"},
+            "cluster: unknown query parameter; GET /api/v1/inventory takes none",
+            id="inventory",
+        ),
+    ],
+)
+def test_an_unknown_query_parameter_of_gpuwardens_api_is_refused_naming_it_and_those_taken(
+    engine: IncidentEngine, path: str, params: dict[str, str], said: str
+) -> None:
+    """``?priorty=P0`` and the outbox's ``?state=failed`` answered 200 with everything, as if it matched."""
+    with api_client(engine, outbox=Outbox(engine.store.engine, [], FakeClock())) as client:
+        refused = client.get(path, params=params)
+        assert (refused.status_code, error_field(refused), error_text(refused)) == (
+            400,
+            next(iter(params)),
+            said,
+        )
+
+
+def test_alertmanagers_api_ignores_unknown_query_parameters_as_alertmanager_does(client: TestClient) -> None:
+    """Alertmanager 0.25 answers ``/api/v2/alerts?bogus=1`` (and ``silences``, ``status``...) 200 (measured):
+    its clients may send what gpuwarden does not read."""
+    for path in ("/api/v2/alerts", "/api/v2/alerts/groups", "/api/v2/silences", "/api/v2/status"):
+        assert client.get(path, params={"bogus": "1"}).status_code == 200, path
+
+
+@pytest.mark.parametrize(
+    ("action", "body", "said"),
+    [
+        pytest.param(
+            "ack",
+            {"author": "alice"},
+            "author: unknown field; did you mean by? this request takes by",
+            id="ack",
+        ),
+        pytest.param(
+            "mitigate",
+            {"action": "drain", "actor": "bob"},
+            "actor: unknown field; did you mean action? this request takes action, by",
+            id="mitigate",
+        ),
+        pytest.param(
+            "notes",
+            {"note": "PSU", "by": "bob"},
+            "note: unknown field; did you mean text? this request takes text, by",
+            id="notes",
+        ),
+        pytest.param(
+            "silence",
+            {"for": "1h", "by": "bob"},
+            "for: unknown field; did you mean duration? this request takes duration, by",
+            id="silence",
+        ),
+        pytest.param(
+            "resolve",
+            {"by": "bob", "force": True},
+            "force: unknown field; this request takes by",
+            id="resolve",
+        ),
+    ],
+)
+def test_an_unknown_key_of_an_incident_action_is_refused_naming_it_and_changes_nothing(
+    client: TestClient, action: str, body: dict[str, object], said: str
+) -> None:
+    """``{"author": "alice"}`` acknowledged the incident "by api": the key was ignored."""
+    client.post("/api/v2/alerts", json=[NODE_DOWN], headers=AUTH)
+    (item,) = client.get("/api/v1/incidents").json()
+    path = f"/api/v1/incidents/{item['id']}"
+    before = client.get(path).json()["timeline"]
+    refused = client.post(f"{path}/{action}", json=body, headers=AUTH)
+    assert (refused.status_code, error_field(refused), error_text(refused)) == (
+        400,
+        said.partition(":")[0],
+        said,
+    )
+    assert client.get(path).json()["timeline"] == before
+
+
+def test_a_query_parameter_on_an_incident_action_is_refused_as_its_fields_go_in_the_body(
+    client: TestClient,
+) -> None:
+    """``POST .../ack?by=alice`` acknowledged it "by api"."""
+    client.post("/api/v2/alerts", json=[NODE_DOWN], headers=AUTH)
+    (item,) = client.get("/api/v1/incidents").json()
+    refused = client.post(f"/api/v1/incidents/{item['id']}/ack", params={"by": "alice"}, headers=AUTH)
+    assert (refused.status_code, error_field(refused)) == (400, "by")
+    assert error_text(refused).endswith("takes none: send its fields in the body")
+    assert client.get("/api/v1/incidents").json()[0]["state"] == "triggered"
+
+
+def test_a_body_that_is_not_utf8_is_said_so_with_the_bytes_offset(client: TestClient) -> None:
+    """It said "str is not valid UTF-8: surrogates not allowed: line 1 column 1 (char 0)"."""
+    body = b'{"text": "caf\xe9"}'  # Latin-1's é
+    headers = {**AUTH, "Content-Type": "application/json"}
+    refused = client.post("/api/v1/incidents/inc-x/notes", content=body, headers=headers)
+    assert (refused.status_code, error_field(refused)) == (400, "body")
+    assert error_text(refused) == (
+        "body: body is not UTF-8 (a bad byte, 0xe9, at offset 13); send JSON encoded in UTF-8"
+    )
