@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gpuwarden.cli.consoles import console, err_console, refuse_option
+from gpuwarden.cli.consoles import console, err_console, print_error
 from gpuwarden.cli.incidents_cmd import (
     EXPORT_OUTPUTS,
     TABLE_OUTPUTS,
@@ -184,8 +184,9 @@ def export(
     if file is not None and str(file) != STDOUT:
         try:
             check_writable(file, "--file")
-        except InputError as exc:
-            refuse_option(escape(str(exc)))
+        except InputError as exc:  # a file it cannot use, as `anomaly score --output` says it: exit 1
+            print_error(exc)
+            raise typer.Exit(1) from exc
     data = _fetch(url)
     _about(data)
     data.pop("about", None)
