@@ -246,14 +246,15 @@ def _silence_incident(serve: Serve, name: str, labels: dict[str, str], ids: dict
 
 def _expire_incident_silence(serve: Serve, incident_id: str | None) -> httpx.Response:
     """Expire the incident silences of ``incident_id`` still active (none: nothing to do, as after a crash
-    that ate the answer)."""
-    listed = serve.http.get(f"{serve.url}/api/v2/silences", headers=AUTH, timeout=30).json()
-    comment = f"silence of {incident_id}"
-    for silence in listed:
-        if silence["comment"] == comment and silence["status"]["state"] == "active":
-            response = serve.http.delete(
-                f"{serve.url}/api/v2/silence/{silence['id']}", headers=AUTH, timeout=30
-            )
+    that ate the answer). They are the incident's ``silence_ids``: ``GET /api/v2/silences`` lists none of
+    them (no matchers), so the step read there expired nothing."""
+    if incident_id is None:
+        return httpx.Response(200)
+    detail = serve.http.get(f"{serve.url}/api/v1/incidents/{incident_id}", headers=AUTH, timeout=30)
+    for silence_id in detail.json().get("silence_ids", []):
+        state = serve.http.get(f"{serve.url}/api/v2/silence/{silence_id}", headers=AUTH, timeout=30)
+        if state.status_code == 200 and state.json()["status"]["state"] == "active":
+            response = serve.http.delete(f"{serve.url}/api/v2/silence/{silence_id}", headers=AUTH, timeout=30)
             if response.status_code != 200:
                 return response
     return httpx.Response(200)
