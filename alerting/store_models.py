@@ -19,10 +19,11 @@ from sqlalchemy import (
     false,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 from sqlalchemy.types import TypeDecorator
 
 from alerting.db import Base
+from alerting.root_places import root_key
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -85,8 +86,18 @@ class IncidentRow(Base):
     """One incident: root cause, priority, lifecycle state and impact."""
 
     __tablename__ = "incidents"
-    # Retention and recurrence read resolved incidents by when they resolved (migration 0007).
-    __table_args__ = (Index("ix_incidents_state_resolved_at", "state", "resolved_at"),)
+    # Retention and recurrence read resolved incidents by when they resolved (migration 0007); recurrence
+    # those of a new fault's places by their root's place too (migration 0020).
+    __table_args__ = (
+        Index("ix_incidents_state_resolved_at", "state", "resolved_at"),
+        Index(
+            "ix_incidents_root_key_state_merged_into_resolved_at",
+            "root_key",
+            "state",
+            "merged_into",
+            "resolved_at",
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     title: Mapped[str] = mapped_column(Text)
@@ -118,6 +129,16 @@ class IncidentRow(Base):
     # (``reminders.announced_at``), as before; the latter is stored so once offered to the listeners again
     # (``announcing._settle_upgraded``).
     announced_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # The digest of its root's place (``alerting.root_places``), set with ``root_target`` (``_keyed``): the
+    # recurrence of resolved incidents looks a new fault's node up by it. NULL: a root with no place (a
+    # workload). Migration 0020 computed it for the rows stored before.
+    root_key: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+    @validates("root_target")
+    def _keyed(self, _name: str, target: dict[str, Any]) -> dict[str, Any]:
+        """Every root set through the ORM (the row made, a root moved) sets its key with it."""
+        self.root_key = root_key(target)
+        return target
 
 
 class TimelineRow(Base):

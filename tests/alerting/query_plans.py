@@ -1,22 +1,30 @@
-"""The plans a store chooses for the queries that read resolved incidents by when they resolved, and the
-silences of incidents by incident."""
+"""The plans a store chooses for the queries that read resolved incidents by when they resolved (and by
+their root's place), and the silences of incidents by incident."""
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, event
+from datetime import datetime
+
+from sqlalchemy import Engine, event, insert
 from sqlalchemy.orm import Session
 
 from alerting.engine import IncidentEngine
 from alerting.reminding import stored_pages
+from alerting.root_places import root_key
+from alerting.store_models import IncidentRow
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert, AlertStatus
 
 
-def resolved_incident_query_plans(engine: Engine, explain: str, *setup: str) -> list[str]:
+def resolved_incident_query_plans(
+    engine: Engine, explain: str, *setup: str, beside: int = 0
+) -> list[tuple[str, str]]:
     """Resolve one incident in the (migrated) store behind ``engine``, then bring a new fault (recurrence
-    asks) and prune (retention asks): the plan of each query sent that picks incidents by ``resolved_at``,
-    as ``explain`` (``EXPLAIN QUERY PLAN``, ``EXPLAIN``) gives it after the ``setup`` statements."""
+    asks) and prune (retention asks): each query sent that picks incidents by ``resolved_at`` and its plan,
+    as ``explain`` (``EXPLAIN QUERY PLAN``, ``EXPLAIN``) gives it after the ``setup`` statements.
+    ``beside``: that many more incidents resolved just before, each rooted at a node of its own (written
+    directly: a planner that reads the table's statistics, PostgreSQL's, sees a day's worth)."""
     clock = FakeClock()
     incidents = IncidentEngine(
         engine, clock, AlertingConfig(announce_delay_seconds=0, quiet_period_seconds=1)
@@ -27,6 +35,8 @@ def resolved_incident_query_plans(engine: Engine, explain: str, *setup: str) -> 
     for _ in range(3):
         clock.advance(1)
         incidents.tick()
+    if beside:
+        _resolved_beside(engine, clock.now(), beside)
     sent: list[tuple[str, object]] = []
 
     def record(conn: object, cursor: object, statement: str, parameters: object, *_: object) -> None:
@@ -44,9 +54,52 @@ def resolved_incident_query_plans(engine: Engine, explain: str, *setup: str) -> 
         for statement in setup:
             conn.exec_driver_sql(statement)
         return [
-            " / ".join(str(row[-1]) for row in conn.exec_driver_sql(f"{explain} {s}", p))  # type: ignore[arg-type]
+            (s, " / ".join(str(row[-1]) for row in conn.exec_driver_sql(f"{explain} {s}", p)))  # type: ignore[arg-type]
             for s, p in sent
         ]
+
+
+def _resolved_beside(engine: Engine, at: datetime, count: int) -> None:
+    """``count`` incidents resolved at ``at``, each rooted at node ``b<i>`` of cluster c1."""
+    rows = []
+    for i in range(count):
+        target = {"type": "node", "cluster": "c1", "rack": "?", "name": f"b{i}"}
+        rows.append(
+            {
+                "id": f"inc-b{i}",
+                "title": "",
+                "priority": "P2",
+                "state": "resolved",
+                "root_kind": "node_down",
+                "root_target": target,
+                "root_key": root_key(target),
+                "opened_at": at,
+                "updated_at": at,
+                "last_alert_at": at,
+                "first_onset_at": at,
+                "resolved_at": at,
+                "impact": {},
+                "actions": [],
+                "reopen_count": 0,
+            }
+        )
+    with engine.begin() as conn:
+        conn.execute(insert(IncidentRow.__table__), rows)
+
+
+def resolved_incident_indexes(plans: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """For each query of ``resolved_incident_query_plans`` the index it should be read through (recurrence
+    by the new fault's places: ``root_key``'s; when the latest resolved and retention: ``(state,
+    resolved_at)``) and its plan."""
+    return [
+        (
+            "ix_incidents_root_key_state_merged_into_resolved_at"
+            if "root_key" in statement.split("WHERE", 1)[-1]
+            else "ix_incidents_state_resolved_at",
+            plan,
+        )
+        for statement, plan in plans
+    ]
 
 
 def incident_silence_query(engine: Engine) -> tuple[str, object]:

@@ -23,10 +23,12 @@ from gpuwarden.errors import ConfigError
 from tests.alerting.migrate_steps import (
     an_opening_stored_before_0019_is_read_as_told_at_the_end_of_its_delay,
     downgrade,
+    roots_stored_before_0020_get_their_key_and_a_fault_back_reopens_its_incident,
 )
 from tests.alerting.query_plans import (
     incident_silence_query,
     incident_silence_query_plan,
+    resolved_incident_indexes,
     resolved_incident_query_plans,
 )
 from tests.migrated_store import migrated_sqlite
@@ -230,14 +232,19 @@ def test_a_store_error_blames_the_directory_only_when_it_is_missing(tmp_path: Pa
     assert str(err.value).endswith(f"(its directory {tmp_path / 'missing'} does not exist)")
 
 
-def test_resolved_incidents_are_read_through_the_state_resolved_at_index(tmp_path: Path) -> None:
+def test_resolved_incidents_are_read_through_the_state_resolved_at_and_root_key_indexes(
+    tmp_path: Path,
+) -> None:
     """Recurrence (every new fault asks) and retention read resolved incidents by ``(state, resolved_at)``;
-    with only ``state`` indexed each read every resolved incident the store keeps (90 days of them)."""
+    with only ``state`` indexed each read every resolved incident the store keeps (90 days of them). Those
+    near a new fault's node are read by their root's place too (``root_key``, 0020): by ``(state,
+    resolved_at)`` alone each new node read every incident resolved within the window."""
     engine = make_engine(str(tmp_path / "s.db"))
     upgrade(engine)
-    plans = resolved_incident_query_plans(engine, "EXPLAIN QUERY PLAN")
+    plans = resolved_incident_indexes(resolved_incident_query_plans(engine, "EXPLAIN QUERY PLAN"))
     assert len(plans) >= 3, plans  # recurrence: any at all, those near the node; retention
-    assert all("USING INDEX ix_incidents_state_resolved_at" in plan for plan in plans), plans
+    assert any(index.startswith("ix_incidents_root_key") for index, _ in plans), plans
+    assert all(f"USING INDEX {index} " in plan for index, plan in plans), plans
 
 
 def test_messages_waiting_at_the_upgrade_to_0013_take_their_priority_from_their_notification(
@@ -354,3 +361,9 @@ def test_an_opening_stored_before_0019_is_read_as_told_at_the_end_of_its_delay_a
     tmp_path: Path,
 ) -> None:
     an_opening_stored_before_0019_is_read_as_told_at_the_end_of_its_delay(migrated_sqlite(tmp_path / "s.db"))
+
+
+def test_roots_stored_before_0020_get_their_key_and_a_fault_back_reopens_its_incident(tmp_path: Path) -> None:
+    roots_stored_before_0020_get_their_key_and_a_fault_back_reopens_its_incident(
+        migrated_sqlite(tmp_path / "s.db")
+    )

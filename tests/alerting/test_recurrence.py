@@ -17,10 +17,12 @@ from sqlalchemy.orm import Session
 
 from alerting.engine import IncidentEngine
 from alerting.recurrence import LatestResolved
+from alerting.root_places import root_key
 from alerting.store_models import IncidentRow
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert, AlertStatus, IncidentState
+from tests.alerting.recurrence_shapes import near_both_ways
 
 
 def _node_down(node: str) -> list[Alert]:
@@ -129,3 +131,45 @@ def test_after_a_failed_transaction_the_engine_reads_when_the_latest_resolved_ag
     clock.advance(1)
     engine.ingest([_gpu_lost("n1", 5)])
     assert first in engine.open_incident_ids()
+
+
+def test_a_new_fault_asks_about_the_incidents_the_json_query_picked_for_every_shape_of_root_and_path(
+    sql: Engine,
+) -> None:
+    """Recurrence picks the resolved incidents near a new fault's node by their root's place key (0020):
+    the same ones, for every shape, as when it read their roots out of the JSON (which incident a fault back
+    reopens is chosen among them)."""
+    picked = near_both_ways(sql)
+    assert [(path, after) for path, _, after in picked] == [(path, before) for path, before, _ in picked]
+    by_path = {path: after for path, _, after in picked}
+    assert by_path[("c1", "?", "n1", "3")] == {
+        "cluster-c1",
+        "rack-c1-unknown",
+        "node-c1-n1",
+        "node-c1-n1-unracked",
+        "gpu-n1",
+    }
+    assert by_path[("c2", "r1", "n1")] == {"rack-c2-r1", "node-c2-n1", "gpu-n1"}
+    assert by_path[("c1", "?", 'n"1\\ü')] == {"cluster-c1", "rack-c1-unknown", "node-quoted", "gpu-quoted"}
+    assert by_path[("c3", "?", "n9")] == set()
+
+
+def test_an_incident_row_keys_its_root_as_it_opens_and_as_the_root_moves(
+    engine: IncidentEngine, clock: FakeClock, sql: Engine
+) -> None:
+    """``root_key`` is set with ``root_target`` through the ORM: at the opening and when the root moves."""
+
+    def stored(incident_id: str) -> tuple[str, str | None, str | None]:
+        with Session(sql) as session:
+            row = session.get(IncidentRow, incident_id)
+            assert row is not None
+            return row.root_target["type"], row.root_key, root_key(row.root_target)
+
+    engine.ingest([_gpu_lost("n1", 0)])
+    [incident_id] = engine.open_incident_ids()
+    kind, key, expected = stored(incident_id)
+    assert (kind, key) == ("gpu", expected) and key is not None
+    clock.advance(1)
+    engine.ingest(_node_down("n1"))  # the node down: the root moves up to the node
+    kind, key, expected = stored(incident_id)
+    assert (kind, key) == ("node", expected) and key is not None

@@ -26,9 +26,15 @@ from gpuwarden.model import Alert, AlertStatus, IncidentState, RackRef, label_fi
 from tests.alerting.migrate_steps import (
     an_opening_stored_before_0019_is_read_as_told_at_the_end_of_its_delay,
     downgrade,
+    roots_stored_before_0020_get_their_key_and_a_fault_back_reopens_its_incident,
 )
 from tests.alerting.outbox_deliveries import webhook_edits_flipping_every_30_s
-from tests.alerting.query_plans import incident_silence_query_plan, resolved_incident_query_plans
+from tests.alerting.query_plans import (
+    incident_silence_query_plan,
+    resolved_incident_indexes,
+    resolved_incident_query_plans,
+)
+from tests.alerting.recurrence_shapes import near_both_ways
 from tests.alerting.reminding_night import (
     a_restart_offers_the_outbox_no_opening_the_store_says_was_announced,
     an_incident_of_before_0019_is_stored_as_announced_at_the_end_of_its_delay,
@@ -254,17 +260,22 @@ def test_an_ack_or_resolve_waits_for_a_concurrent_one_in_flight_and_then_changes
 
 
 @pytest.mark.integration
-def test_on_postgres_resolved_incidents_are_read_through_the_state_resolved_at_index(
+def test_on_postgres_resolved_incidents_are_read_through_the_state_resolved_at_and_root_key_indexes(
     postgres_url: str,
 ) -> None:
     sql = make_engine(postgres_url)
     upgrade(sql)
     indexes = {ix["name"]: ix["column_names"] for ix in inspect(sql).get_indexes("incidents")}
     assert indexes.get("ix_incidents_state_resolved_at") == ["state", "resolved_at"]
-    # A store this small is read whole; forbid that to see which index the planner would pick.
-    plans = resolved_incident_query_plans(sql, "EXPLAIN", "SET enable_seqscan = off")
+    root_key = indexes.get("ix_incidents_root_key_state_merged_into_resolved_at")
+    assert root_key == ["root_key", "state", "merged_into", "resolved_at"]
+    # A day's incidents resolved, with the table's statistics: the planner weighs the indexes by them (with
+    # one incident, it takes either). A store this small is read whole; forbid that to see which index.
+    setup = ("ANALYZE incidents", "SET enable_seqscan = off")
+    plans = resolved_incident_indexes(resolved_incident_query_plans(sql, "EXPLAIN", *setup, beside=2000))
     assert len(plans) >= 3, plans  # recurrence: any at all, those near the node; retention
-    assert all("ix_incidents_state_resolved_at" in plan for plan in plans), plans
+    assert any(index.startswith("ix_incidents_root_key") for index, _ in plans), plans
+    assert all(f" {index} " in plan for index, plan in plans), "\n".join(p for _, p in plans)
     sql.dispose()
 
 
@@ -283,6 +294,29 @@ def test_on_postgres_the_silences_of_incidents_are_read_through_the_incident_id_
     assert "ix_silences_incident_id" not in {ix["name"] for ix in inspect(sql).get_indexes("silences")}
     upgrade(sql)
     assert "ix_silences_incident_id" in {ix["name"] for ix in inspect(sql).get_indexes("silences")}
+    sql.dispose()
+
+
+@pytest.mark.integration
+def test_on_postgres_a_new_fault_asks_about_the_incidents_the_json_query_picked_for_every_shape(
+    postgres_url: str,
+) -> None:
+    """As on SQLite (``tests/alerting/test_recurrence.py``): PostgreSQL's ``->>`` read the JSON then."""
+    sql = make_engine(postgres_url)
+    upgrade(sql)
+    picked = near_both_ways(sql)
+    assert [(path, after) for path, _, after in picked] == [(path, before) for path, before, _ in picked]
+    assert sum(len(after) for _, _, after in picked) >= 20  # the shapes are asked about, not missed
+    sql.dispose()
+
+
+@pytest.mark.integration
+def test_on_postgres_roots_stored_before_0020_get_their_key_and_a_fault_back_reopens_its_incident(
+    postgres_url: str,
+) -> None:
+    sql = make_engine(postgres_url)
+    upgrade(sql)
+    roots_stored_before_0020_get_their_key_and_a_fault_back_reopens_its_incident(sql)
     sql.dispose()
 
 
