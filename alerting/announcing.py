@@ -20,7 +20,6 @@ before migration 0019 (then stored as announced at the end of their delay, as th
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -29,6 +28,7 @@ from sqlalchemy import ColumnElement, CursorResult, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.db import in_lists
+from alerting.engine_lock import EngineLock
 from alerting.event_state import incident_as_of
 from alerting.handoff import NOTHING_ELSE, Change, Telling, forget, untold
 from alerting.incident_index import OpenIncidents
@@ -58,7 +58,7 @@ class IncidentAnnouncing:
     store: IncidentStore
     inventory: Inventory | None
     counters: dict[str, int]
-    _lock: threading.RLock
+    _lock: EngineLock  # the engine's (``alerting.engine_lock``)
     _listeners: list[IncidentListener]
     _open: OpenIncidents
     _silences: list[Silence]

@@ -67,7 +67,8 @@ class JournalApplier:
         holds the store lock (a store that cannot be asked fails the transaction anyway).
 
         ``stall_seconds``: ``heartbeat`` (liveness) fails when the loop has not beaten this long; it beats
-        between batches, while idle and while waiting to retry."""
+        between batches, while idle, while waiting to retry, for each alert and incident a transaction works
+        through, and, while it waits for the engine's lock, as its holder (a tick) makes progress."""
         self.journal = journal
         self.engine = engine
         self.batch_bytes = batch_bytes
@@ -212,7 +213,8 @@ class JournalApplier:
         for alert in alerts:
             self.heartbeat.beat()  # a record of thousands of alerts, one transaction each, takes a while
             try:
-                self.engine.apply_accepted([(at, [alert])], lambda _session: None)
+                with self.heartbeat.waiting_for(self.engine.lock):
+                    self.engine.apply_accepted([(at, [alert])], lambda _session: None, self.heartbeat.beat)
             except Exception as alert_exc:  # the store refused this alert (or is down: checked next)
                 if not self._store_takes_writes():
                     raise
@@ -264,8 +266,10 @@ class JournalApplier:
                 update(_OFFSETS).where(_OFFSETS.c.journal_id == journal_id).values(applied_offset=end)
             )
 
-        # It beats as the transaction works through the alerts: one record may hold 100,000 of them.
-        self.engine.apply_accepted(batches, commit_offset, self.heartbeat.beat)
+        # It beats as the transaction works through the alerts: one record may hold 100,000 of them; and while
+        # it waits for the engine, what holds it beats it as it works (a tick of 12,000 alerts timing out).
+        with self.heartbeat.waiting_for(self.engine.lock):
+            self.engine.apply_accepted(batches, commit_offset, self.heartbeat.beat)
         self.health.store_ok()
         self.last_error = None
         applied = sum(len(a) for _, a in batches)

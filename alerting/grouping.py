@@ -20,6 +20,7 @@ from alerting.batch import Batch, OpenIncident, ToldAs
 from alerting.capacity import units_hit
 from alerting.correlation import placement
 from alerting.db import in_lists
+from alerting.engine_lock import EngineLock
 from alerting.flapping import FlapPolicy, flap_state
 from alerting.impact import Assessment, assess, failed_gpus, live_root_cause, root_down_now
 from alerting.incident_index import OpenIncidents
@@ -61,6 +62,7 @@ class IncidentGrouping(IncidentMerging):
     _window: timedelta
     _quiet: timedelta
     _sessions: sessionmaker[Session]
+    _lock: EngineLock  # the engine's (``alerting.engine_lock``)
 
     def _set_workloads(self, inc: OpenIncident, workloads: frozenset[WorkloadRef]) -> None:
         if workloads != inc.workloads:
@@ -411,11 +413,12 @@ class IncidentGrouping(IncidentMerging):
         (``quiet_candidates``): every tick walked every open incident and read its row, 10,000 reads a tick
         with 10,000 incidents open (and under a stream where every alert flaps, every one still was)."""
         with self._sessions() as session, session.begin():
-            batch = Batch(session, now)
+            batch = Batch(session, now, progress=self._lock.progress)  # the tick's (``engine_lock``)
             gave_back = []
             candidates = self._open.quiet_candidates(now.timestamp())
             rows = incident_rows(session, [inc.id for inc in candidates])
             for inc in candidates:
+                batch.progress()
                 row = rows.get(inc.id)
                 if row is None:
                     continue

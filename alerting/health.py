@@ -6,7 +6,9 @@ readiness (``/-/ready`` answers 503) and ``/metrics`` (``gpuwarden_store_up 0``,
 
 A stuck or dead applier is different: ``serve`` keeps acknowledging alerts that no incident will ever show,
 and only a restart helps. The applier's loop beats a ``Heartbeat``; liveness fails when it has not beaten
-for its deadline or when the loop ended with an exception.
+for its deadline or when the loop ended with an exception. While it waits for the engine's lock, whatever
+holds the lock beats it as it makes progress (``Heartbeat.waiting_for``, ``alerting.engine_lock``): a long
+tick is no stuck applier; a holder stuck itself is, and liveness says what holds the lock.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -24,6 +27,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, Opera
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from alerting.db import connection_names, store_failure
+from alerting.engine_lock import EngineLock
 from alerting.store_names import shown_reason
 from gpuwarden.clock import rfc3339
 
@@ -121,6 +125,7 @@ class Heartbeat:
         self.last: float | None = None  # None until the loop starts: nothing to judge yet
         self.beats = 0
         self.error: str | None = None
+        self._waits: tuple[EngineLock, int] | None = None  # the lock the loop waits for, and its thread
 
     @property
     def interval(self) -> float:
@@ -131,6 +136,18 @@ class Heartbeat:
         """The loop is alive and between steps."""
         self.last = self._now()
         self.beats += 1
+
+    @contextmanager
+    def waiting_for(self, lock: EngineLock) -> Iterator[None]:
+        """While the loop (the calling thread) waits for the engine's ``lock``, and works under it, the
+        progress of another thread holding it beats this heartbeat: a long tick that works is no stall of
+        the loop waiting behind it; a holder that shows none leaves it unbeaten (``alerting.engine_lock``)."""
+        self._waits = (lock, threading.get_ident())
+        try:
+            with lock.waiting(self.beat):
+                yield
+        finally:
+            self._waits = None
 
     def ended(self, exc: BaseException) -> None:
         """The loop ended with ``exc``: liveness fails from now on."""
@@ -146,9 +163,14 @@ class Heartbeat:
             return f"{self.name} stopped: {self.error}"
         age = self.age()
         if age is not None and age > self.deadline_seconds:
+            waits = self._waits
+            holder = waits[0].held_against(waits[1]) if waits is not None else None
+            behind = (
+                f" waiting for the engine, held by {holder} that shows no progress either" if holder else ""
+            )
             return (
                 f"{self.name} has not made progress for {age:.1f} s (the deadline, {self.setting}, is"
-                f" {self.deadline_seconds:g} s): it is stuck"
+                f" {self.deadline_seconds:g} s): it is stuck{behind}"
             )
         return None
 
@@ -186,8 +208,9 @@ class HealthCollector(Collector):
         )
         yield GaugeMetricFamily(
             "gpuwarden_ingest_applier_heartbeat_age_seconds",
-            "Seconds since the journal applier's loop last showed progress (liveness fails past"
-            " alerting.applier_stall_seconds); 0 before it started.",
+            "Seconds since the journal applier's loop last showed progress, or, while it waits for the"
+            " engine, what holds the engine did (liveness fails past alerting.applier_stall_seconds); 0"
+            " before it started.",
             value=applier.heartbeat.age() or 0.0,
         )
         yield GaugeMetricFamily(

@@ -8,7 +8,6 @@ executor. Each change runs under the engine's lock in one transaction; listeners
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 
@@ -17,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.batch import Batch
 from alerting.db import locked_row
+from alerting.engine_lock import EngineLock
 from alerting.incident_index import OpenIncidents
 from alerting.inventory import Inventory
 from alerting.outcomes import (
@@ -74,7 +74,7 @@ class IncidentLifecycle(SilenceKeeping):
     clock: Clock
     store: IncidentStore
     inventory: Inventory | None
-    _lock: threading.RLock
+    _lock: EngineLock  # the engine's (``alerting.engine_lock``)
     _sessions: sessionmaker[Session]
     _open: OpenIncidents
     _stale: bool

@@ -20,7 +20,6 @@ it. In a silence's last half hour, when the Slack button's press extends it, one
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
@@ -38,6 +37,7 @@ from alerting.catchup import (
     silence_spans,
 )
 from alerting.db import in_lists
+from alerting.engine_lock import EngineLock
 from alerting.faults import classify
 from alerting.incident_index import OpenIncidents
 from alerting.inhibition import Inhibitor
@@ -63,7 +63,7 @@ class MuteTracking:
     """The engine's muted firing alerts; see the module docstring."""
 
     clock: Clock
-    _lock: threading.RLock
+    _lock: EngineLock  # the engine's (``alerting.engine_lock``)
     _sessions: sessionmaker[Session]
     _silences: list[Silence]
     _inhibitor: Inhibitor

@@ -6,7 +6,6 @@ listeners hear of a change.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -14,6 +13,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.batch import Batch, OpenIncident
+from alerting.engine_lock import EngineLock
 from alerting.grouping import IncidentGrouping, incident_rows, keep_reassessment
 from alerting.incident_index import OpenIncidents
 from alerting.inventory import Inventory
@@ -33,7 +33,7 @@ class InventoryReassessment(IncidentGrouping):
     config: AlertingConfig
     inventory: Inventory | None
     inventory_state: tuple[Inventory | None, datetime | None]
-    _lock: threading.RLock
+    _lock: EngineLock  # the engine's (``alerting.engine_lock``)
     _sessions: sessionmaker[Session]
     _open: OpenIncidents
     _reassessed: bool  # the open incidents were assessed with the current inventory

@@ -12,7 +12,6 @@ either, and it is rebuilt before its next use (``_fresh``).
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 
@@ -21,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.batch import OpenIncident
 from alerting.db import in_lists
+from alerting.engine_lock import EngineLock
 from alerting.incident_index import OpenIncidents
 from alerting.inhibition import Inhibitor
 from alerting.inventory import Inventory
@@ -48,7 +48,7 @@ class EngineReloading:
 
     clock: Clock
     inventory: Inventory | None
-    _lock: threading.RLock
+    _lock: EngineLock  # the engine's (``alerting.engine_lock``)
     _sessions: sessionmaker[Session]
     _open: OpenIncidents
     _latest_resolved: LatestResolved  # ``alerting.recurrence``

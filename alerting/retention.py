@@ -16,13 +16,13 @@ short slices rather than minutes; the caller repeats while there is more.
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from alerting.engine_lock import EngineLock
 from alerting.outbox_tables import DISCARDED, SENT, NotificationThread, OutboxMessage
 from alerting.silences import Silence
 from alerting.store_models import AlertRow, IncidentRow, SilenceRow, TimelineRow
@@ -120,7 +120,7 @@ class StoreRetention:
     config: AlertingConfig
     clock: Clock
     counters: dict[str, int]
-    _lock: threading.RLock
+    _lock: EngineLock  # the engine's (``alerting.engine_lock``)
     _sessions: sessionmaker[Session]
     _status: dict[str, str]
     _measures: dict[str, tuple[str, ...]]

@@ -7,7 +7,6 @@ alerts by them is ``alerting.muting``'s.
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import replace
@@ -16,6 +15,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from alerting.engine_lock import EngineLock
 from alerting.matchers import Matcher
 from alerting.silences import Silence, SilenceKind
 from alerting.store import SilenceNotFound, silence_from_row
@@ -29,7 +29,7 @@ class SilenceKeeping:
     ``IncidentLifecycle``), whose state it uses."""
 
     clock: Clock
-    _lock: threading.RLock
+    _lock: EngineLock  # the engine's (``alerting.engine_lock``)
     _sessions: sessionmaker[Session]
     _silences: list[Silence]
 

@@ -179,9 +179,10 @@ class AlertingConfig(Section):
         ge=1,
         le=MAX_INTERVAL_SECONDS,
         description="liveness (/healthz, /-/healthy) and readiness answer 503 once the journal applier has"
-        " not made progress, nor waited idle or for a retry, this long: it is stuck and serve needs a restart"
-        " (keep it above the longest batch and a PostgreSQL lock wait; a store host that stops answering"
-        " costs at most store.connect_timeout_seconds per connect, about a minute on an open connection)",
+        " not made progress, nor waited idle or for a retry, this long, nor waited for the engine while what"
+        " holds it (a tick) made progress: it is stuck and serve needs a restart (keep it above the longest"
+        " batch and a PostgreSQL lock wait; a store host that stops answering costs at most"
+        " store.connect_timeout_seconds per connect, about a minute on an open connection)",
     )
     reopen_window_seconds: float = Field(
         86_400.0,

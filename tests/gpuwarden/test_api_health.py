@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,6 @@ from sqlalchemy import Engine, event
 from sqlalchemy.exc import OperationalError
 
 import gpuwarden.api
-from alerting import scenarios
 from alerting.applier import JournalApplier
 from alerting.engine import IncidentEngine
 from alerting.health import Heartbeat
@@ -30,21 +28,10 @@ from gpuwarden.config import ApiConfig
 from gpuwarden.model import label_fingerprint
 from tests.gpuwarden.api_client import AUTH, TOKEN, TestClient
 from tests.gpuwarden.api_error import error_text
-from tests.migrated_store import migrated_sqlite
-
-LABELS = {"alertname": "NodeDown", "cluster": "c1", "node": "r02-n03"}
-FIRING = {"labels": LABELS, "startsAt": "2026-01-01T00:00:00Z"}
-RESOLVED = {**FIRING, "endsAt": "2026-01-01T00:00:30Z"}
-
-
-def _engine(tmp_path: Path) -> IncidentEngine:
-    sql = migrated_sqlite(tmp_path / "api.db")
-    return IncidentEngine(sql, FakeClock(), inventory=scenarios.fleet_inventory())
-
-
-def _client(applier: JournalApplier) -> TestClient:
-    app = create_app(applier.engine, ApiConfig(token=SecretStr(TOKEN)), applier=applier)
-    return TestClient(app, raise_server_exceptions=False)
+from tests.gpuwarden.applier_serve import FIRING, LABELS, RESOLVED, applier_at
+from tests.gpuwarden.applier_serve import client_of as _client
+from tests.gpuwarden.applier_serve import engine_at as _engine
+from tests.gpuwarden.applier_serve import eventually as _eventually
 
 
 def _metric(client: TestClient, name: str) -> float:
@@ -52,13 +39,6 @@ def _metric(client: TestClient, name: str) -> float:
         if line.startswith(f"{name} "):
             return float(line.split()[1])
     raise AssertionError(f"{name} not in /metrics")
-
-
-def _eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
 
 
 @contextmanager
@@ -78,13 +58,7 @@ def store_down(sql: Engine, said: str = "unable to open database file") -> Itera
 
 @pytest.fixture
 def applier(tmp_path: Path) -> JournalApplier:
-    engine = _engine(tmp_path)
-    sql = engine.store.engine
-    applier = JournalApplier(
-        AcceptJournal(tmp_path / "journal", lambda jid: applied_offset(sql, jid)), engine
-    )
-    applier.retry_seconds = 0.05
-    return applier
+    return applier_at(tmp_path)
 
 
 def test_a_store_outage_fails_readiness_and_shows_on_metrics_while_liveness_stays_ok(
