@@ -114,7 +114,33 @@ def parse_matcher(text: str) -> Matcher:
             field="matchers",
         )
     value = _unescape(quoted) if quoted is not None else (bare or "")
-    return Matcher(name, MatchOp(m.group(3)), value)
+    return go_checked(Matcher(name, MatchOp(m.group(3)), value))
+
+
+def go_checked(matcher: Matcher) -> Matcher:
+    """``matcher``, refused where Alertmanager's Go regexp refuses its regex and C++ RE2 takes it: ``\\C``,
+    any single byte, which can split a character. Asked of what a request or a filter gives, not of a
+    stored matcher, which mutes as it did."""
+    if matcher.op in (MatchOp.RE, MatchOp.NRE) and _single_byte(matcher.value):
+        raise InputError(
+            f"invalid regular expression {matcher.value!r}: invalid escape sequence \\C (any single byte,"
+            " which Alertmanager's Go regexp refuses); write . for any character",
+            field=matcher.name or "value",
+        )
+    return matcher
+
+
+def _single_byte(pattern: str) -> bool:
+    """Whether ``pattern`` holds RE2's ``\\C`` (an escaped backslash before a C is no such escape)."""
+    i = 0
+    while i < len(pattern) - 1:
+        if pattern[i] == "\\":
+            if pattern[i + 1] == "C":
+                return True
+            i += 2
+        else:
+            i += 1
+    return False
 
 
 _BARE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -160,7 +186,7 @@ def matcher_from_dict(data: Mapping[str, Any], where: str = "matchers") -> Match
             raise InputError("must be true or false", field=f"{where}.{flag}")
         flags.append(raw)
     try:
-        return Matcher(name, _op(flags[0], flags[1]), value)
+        return go_checked(Matcher(name, _op(flags[0], flags[1]), value))
     except InputError as exc:
         raise InputError(exc.message, field=f"{where}.value") from exc
 
