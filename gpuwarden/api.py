@@ -161,7 +161,9 @@ class _Handlers:
 
     async def read_body(self, request: Request) -> bytes:
         """The body, refusing more than the limit before reading it all."""
-        return await read_limited(request, self.config.max_body_bytes, self.config.body_timeout_seconds)
+        return await read_limited(
+            request, self.config.max_body_bytes, self.config.body_timeout_seconds, "api.max_body_bytes"
+        )
 
     async def barrier(self) -> int:
         """Wait until what was acknowledged before now is applied; returns the bytes still behind."""

@@ -37,8 +37,9 @@ class BodyTooLarge(BodyRefused):
 
     status = 413
 
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"body larger than {limit} bytes")
+    def __init__(self, limit: int, setting: str = "") -> None:
+        raise_it = f"; send it in smaller parts, or raise {setting}" if setting else ""
+        super().__init__(f"body larger than {limit} bytes{raise_it}")
 
 
 class BodyTimeout(BodyRefused):
@@ -162,16 +163,17 @@ def parse_media_type(header: str) -> str:
     return media_type
 
 
-async def read_limited(request: Request, limit: int, timeout: float = 30.0) -> bytes:
+async def read_limited(request: Request, limit: int, timeout: float = 30.0, setting: str = "") -> bytes:
     """The body, or ``BodyTooLarge`` as soon as more than ``limit`` bytes are declared or received,
     ``BodyTimeout`` when it is not all there ``timeout`` seconds after the request, ``BodyEncoded`` for a
-    compressed one, ``BodyAbandoned`` (logged) when the client goes away: each a ``BodyRefused``."""
+    compressed one, ``BodyAbandoned`` (logged) when the client goes away: each a ``BodyRefused``.
+    ``setting``: the setting ``limit`` comes from, which a refusal names (a fixed limit: none)."""
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
         raise BodyEncoded(encoding)
     declared = request.headers.get("content-length", "")
     if declared.isascii() and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(limit)
+        raise BodyTooLarge(limit, setting)
     chunks: list[bytes] = []
     size = 0
     try:
@@ -179,7 +181,7 @@ async def read_limited(request: Request, limit: int, timeout: float = 30.0) -> b
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > limit:
-                    raise BodyTooLarge(limit)
+                    raise BodyTooLarge(limit, setting)
                 chunks.append(chunk)
     except TimeoutError as exc:
         raise BodyTimeout(timeout) from exc

@@ -59,7 +59,11 @@ def test_writes_without_the_right_bearer_token_are_refused(
 
 def test_oversized_body_gets_413_and_nothing_is_stored(client: TestClient, engine: IncidentEngine) -> None:
     big = [{"labels": {"alertname": "X", "pad": "x" * 5000}}]
-    assert client.post("/api/v2/alerts", json=big, headers=AUTH).status_code == 413
+    refused = client.post("/api/v2/alerts", json=big, headers=AUTH)
+    assert refused.status_code == 413
+    assert (
+        "send it in smaller parts, or raise api.max_body_bytes" in refused.text
+    )  # the setting it comes from
     assert engine.store.alert_count() == 0
 
 
