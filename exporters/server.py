@@ -138,7 +138,11 @@ def create_app(
             # The first such scrape of a collection compresses (163 ms for 32x8 simulated GPUs) or renders
             # OpenMetrics: on a worker thread, so other scrapes and /healthz are answered meanwhile.
             body = await run_in_threadpool(snapshot.body, openmetrics=openmetrics, gzipped=gzipped)
-        headers = {"Content-Encoding": "gzip"} if gzipped else None
+        # The answer depends on both headers: a cache between Prometheus and the exporter (a proxy that keeps
+        # answers) must not hand a gzipped or OpenMetrics body to a scraper that asked for neither.
+        headers = {"Vary": "Accept, Accept-Encoding"}
+        if gzipped:
+            headers["Content-Encoding"] = "gzip"
         return Response(body, media_type=content_type, headers=headers)
 
     async def healthz(request: Request) -> JSONResponse:

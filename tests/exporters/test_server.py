@@ -63,6 +63,7 @@ def test_gzip_is_served_when_asked(nvml: SimNvml, clock: FakeClock) -> None:
     zipped = client.get("/metrics", headers={"Accept-Encoding": "gzip"})
     assert zipped.headers["content-encoding"] == "gzip"
     assert zipped.content == raw  # httpx decodes it
+    assert zipped.headers["vary"] == "Accept, Accept-Encoding"  # no cache hands it to a plain scraper
     assert len(gzip.compress(raw)) < len(raw)
 
 
