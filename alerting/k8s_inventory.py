@@ -66,11 +66,18 @@ from alerting.k8s_resources import (
     mig_devices,
     node_gpus,
     node_ready,
+    object_key,
     pod_finished_at,
     pod_gpus,
     pod_ready,
 )
-from alerting.k8s_timeslicing import TimeSliceNotices, gpu_replicas, physical_gpus, whole_free
+from alerting.k8s_timeslicing import (
+    TimeSliceNotices,
+    gpu_replicas,
+    physical_gpus,
+    shared_uncounted,
+    whole_free,
+)
 from alerting.k8s_workloads import workload_of
 from alerting.topology import UNKNOWN
 from gpuwarden.clock import Clock
@@ -322,7 +329,7 @@ class KubernetesInventory:
             status = pod.get("status") or {}
             phase = str(status.get("phase", ""))
             ref, unit, aliases = workload_of(pod)
-            found = _Pod(_key(pod), on, count, ref, unit, aliases, size=count)
+            found = _Pod(object_key(pod), on, count, ref, unit, aliases, size=count)
             if on in out.mig:
                 found.slices = pod_slices(pod, self._resources, out.mig[on])
             node_lost = on not in out.ready
@@ -347,6 +354,7 @@ class KubernetesInventory:
         GPUs."""
         uncounted: dict[str, tuple[str, ...]] = {}
         partly: dict[str, tuple[str, ...]] = {}  # full GPUs counted, MIG slices not: their pods unplaced
+        shared_left: list[str] = []  # GPUs handed out as nvidia.com/gpu.shared, not counted
         for node in self._list("nodes"):
             meta = node.get("metadata") or {}
             name = str(meta.get("name", ""))
@@ -362,6 +370,8 @@ class KubernetesInventory:
             if not name or count == 0:
                 if devices := mig_devices(node, self._resources):
                     uncounted[name] = devices
+                elif shared_uncounted(node, self._resources):
+                    shared_left.append(name)
                 continue
             if devices := mig_devices(node, self._resources):
                 partly[name] = devices
@@ -382,6 +392,7 @@ class KubernetesInventory:
                     whole = self._resources if mig is None else whole_gpu_resources(self._resources, mig)
                     out.usable[name] = node_gpus(node, whole, "allocatable")
         self._mig.left_out(uncounted)
+        self._shared.left_out(shared_left)
         self._mig.partly_left_out(partly)
         self._mig.uncounted([n for n, m in out.mig.items() if m.physical is None])
 
@@ -417,11 +428,6 @@ def _nodes(seen: _Read, uuids: Mapping[str, tuple[str, ...]]) -> list[NodeInfo]:
             replace(n, gpu_uuids=uuids.get(n.name, ()), state=state, usable=usable, free=free, idle=idle)
         )
     return out
-
-
-def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
-    meta = obj.get("metadata") or {}
-    return str(meta.get("namespace") or "default"), str(meta.get("name", ""))
 
 
 def _uuids(assigned: Sequence[Assignment]) -> dict[str, tuple[str, ...]]:

@@ -82,3 +82,9 @@ def pod_finished_at(status: Mapping[str, Any]) -> float | None:
             except ValueError:
                 continue
     return max(times) if times else None
+
+
+def object_key(obj: Mapping[str, Any]) -> tuple[str, str]:
+    """An object's namespace (``default`` where it names none) and name."""
+    meta = obj.get("metadata") or {}
+    return str(meta.get("namespace") or "default"), str(meta.get("name", ""))

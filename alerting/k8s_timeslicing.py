@@ -34,6 +34,14 @@ from alerting.k8s_resources import quantity
 logger = logging.getLogger("alerting.k8s_inventory")  # said where the inventory's other notices are
 
 REPLICAS_LABEL = "nvidia.com/gpu.replicas"
+SHARED_RESOURCE = "nvidia.com/gpu.shared"  # the replicas' resource under ``renameByDefault``
+
+
+def shared_uncounted(node: Mapping[str, Any], counted: Sequence[str]) -> bool:
+    """Whether the node hands its GPUs out as ``nvidia.com/gpu.shared`` replicas, which ``counted``
+    (``gpu_resources``) lacks: such a node has no GPU the inventory counts, and was left out unsaid."""
+    capacity = (node.get("status") or {}).get("capacity") or {}
+    return SHARED_RESOURCE not in counted and quantity(capacity.get(SHARED_RESOURCE)) > 0
 
 
 def gpu_replicas(node: Mapping[str, Any]) -> int:
@@ -61,6 +69,23 @@ class TimeSliceNotices:
 
     def __init__(self) -> None:
         self._said: tuple[str, ...] = ()
+        self._left_out: tuple[str, ...] = ()
+
+    def left_out(self, nodes: Sequence[str]) -> None:
+        """Nodes left out because their GPUs are ``nvidia.com/gpu.shared`` replicas ``gpu_resources`` does
+        not list: their GPUs and pods are not in the inventory, so a fault there hits no workload."""
+        about = tuple(sorted(nodes))
+        if about and about != self._left_out:
+            logger.warning(
+                "kubernetes inventory: %d nodes left out, their GPUs are time-sliced replicas of %s, which"
+                " gpu_resources does not count (nodes %s): add %s to"
+                " alerting.kubernetes_inventory.gpu_resources",
+                len(about),
+                SHARED_RESOURCE,
+                ", ".join(about[:10]) + (", ..." if len(about) > 10 else ""),
+                SHARED_RESOURCE,
+            )
+        self._left_out = about
 
     def unmapped(self, nodes: Sequence[str]) -> None:
         """Pods on time-sliced GPUs of these nodes whose GPU is unknown: each is placed on every GPU of its

@@ -159,3 +159,23 @@ def test_a_pod_first_seen_failed_on_a_time_sliced_node_is_on_every_gpu_of_it() -
     read = reader([sliced("ts1", 2, 4)], [failed, replica("chat", 1, "ts1")]).read()
     (chat,) = read.workload_list
     assert chat.sizes == () and chat.units == (frozenset({("k1", "ts1", 0), ("k1", "ts1", 1)}),) * 2
+
+
+def test_a_node_of_renamed_shared_replicas_gpu_resources_lacks_is_left_out_and_said_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``renameByDefault`` hands the replicas out as ``nvidia.com/gpu.shared``: a node of them counted no GPU
+    and was left out without a word, its pods' faults hitting no workload."""
+    renamed = sliced("ts1", 2, 4)
+    renamed["status"]["capacity"] = {"nvidia.com/gpu.shared": "8"}
+    renamed["status"]["allocatable"] = {"nvidia.com/gpu.shared": "8"}
+    caplog.set_level("WARNING", logger="alerting.k8s_inventory")
+    inventory = reader([renamed, node("p1", 1)], [])
+    assert [n.name for n in inventory.read().node_list] == ["p1"]
+    inventory.read()
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1, said  # once
+    assert "1 nodes left out" in said[0] and "(nodes ts1)" in said[0]
+    assert "add nvidia.com/gpu.shared to alerting.kubernetes_inventory.gpu_resources" in said[0]
+    counted = reader([renamed], [], gpu_resources=["nvidia.com/gpu", "nvidia.com/gpu.shared"]).read()
+    assert [(n.name, n.gpu_count) for n in counted.node_list] == [("ts1", 2)]
