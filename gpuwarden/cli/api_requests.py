@@ -188,6 +188,11 @@ def _refusal(response: httpx.Response, token: str | None) -> str:
     said = f"HTTP {response.status_code}: {message}"
     if response.status_code == 401 and not token:
         return f"{said}; {token_missing(token)}"
+    if response.status_code == 401 and ours:  # one was sent: not the one serve takes
+        return (
+            f"{said}; the GPUWARDEN_API_TOKEN sent is not the one this serve takes (its own"
+            " GPUWARDEN_API_TOKEN, or api.token)"
+        )
     return said if ours else f"{said} (not gpuwarden's answer: is --url a gpuwarden serve?)"
 
 

@@ -115,6 +115,20 @@ def test_a_401_without_a_token_says_gpuwarden_api_token_is_not_set(
     assert f"GPUWARDEN_API_TOKEN is {'empty' if token == '' else 'not set'}" in said, said
 
 
+def test_a_401_with_a_token_says_it_is_not_the_one_serve_takes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "stale")
+    stub = FixedAnswer(401, b'{"error": "missing or wrong bearer token"}')
+    try:
+        result = runner.invoke(app, ["incidents", "ack", "inc-1", "--url", stub.url])
+    finally:
+        stub.close()
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 1 and "HTTP 401: missing or wrong bearer token" in said, said
+    assert "the GPUWARDEN_API_TOKEN sent is not the one this serve takes" in said and "stale" not in said, (
+        said
+    )
+
+
 def test_a_token_that_cannot_be_sent_is_named_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(
         "GPUWARDEN_API_TOKEN", "t\u00f6ken"
