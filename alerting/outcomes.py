@@ -106,11 +106,12 @@ def still_firing(
 
 
 def resolved_conflict(incident_id: str, merged_into: str | None = None) -> Conflict:
+    # Said after the field: "incident: inc-1 is resolved; ...", not "incident: incident inc-1 ...".
     if merged_into:  # its fault goes on in the other: that is where to act
         return Conflict(
-            f"incident {incident_id} was merged into {merged_into}; act on {merged_into}", field="incident"
+            f"{incident_id} was merged into {merged_into}; act on {merged_into}", field="incident"
         )
-    return Conflict(f"incident {incident_id} is resolved; only notes can be added", field="incident")
+    return Conflict(f"{incident_id} is resolved; only notes can be added", field="incident")
 
 
 _UNITS = tuple((unit, round(seconds)) for unit, seconds in UNIT_SECONDS.items() if seconds >= 1)

@@ -203,8 +203,9 @@ def test_an_action_on_an_incident_merged_into_another_names_where_to_act(
         lambda: engine.mark_mitigating(folded, "dave", "draining r06-n01"),
         lambda: engine.add_note(folded, "erin", "swapped the fan"),  # it was "noted" on the folded one
     ):
-        with pytest.raises(Conflict, match=f"merged into {rack}; act on {rack}"):
+        with pytest.raises(Conflict, match=f"merged into {rack}; act on {rack}") as refused:
             act()
+        assert str(refused.value).startswith(f"incident: {folded} was merged")  # the word said once
 
 
 def test_marking_the_same_action_mitigating_again_changes_nothing_and_another_action_is_recorded(
