@@ -81,8 +81,9 @@ def pod_slices(pod: Mapping[str, Any], resources: Sequence[str], mig: MigNode) -
     return pod_gpus(pod, [r for r in resources if r.startswith(MIG_PREFIX)])
 
 
-class MigNotices:
-    """Warnings about MIG nodes, each said once and again only when what it says changes."""
+class Notices:
+    """Warnings of the Kubernetes inventory, each kind said once and again only when what it is about
+    changes (``about``: empty, nothing to say)."""
 
     def __init__(self) -> None:
         self._said: dict[str, object] = {}
@@ -91,6 +92,10 @@ class MigNotices:
         if about and about != self._said.get(kind):
             logger.warning(message, *args)
         self._said[kind] = about
+
+
+class MigNotices(Notices):
+    """Warnings about MIG nodes."""
 
     def left_out(self, nodes: dict[str, tuple[str, ...]]) -> None:
         """Nodes left out because their GPUs are MIG devices (the "mixed" strategy) of resources
@@ -124,7 +129,7 @@ class MigNotices:
             message,
             len(nodes),
             ", ".join(sorted({r for mig in nodes.values() for r in mig})),
-            _names(sorted(nodes)),
+            node_names(sorted(nodes)),
         )
 
     def unmapped(self, nodes: Sequence[str]) -> None:
@@ -138,7 +143,7 @@ class MigNotices:
             " configure gpu_assignment_url (dcgm-exporter's MIG series carry the physical gpu and the pod)"
             " to place a GPU's fault on the pods that hold its slices",
             len(nodes),
-            _names(sorted(nodes)),
+            node_names(sorted(nodes)),
         )
 
     def uncounted(self, nodes: Sequence[str]) -> None:
@@ -150,10 +155,11 @@ class MigNotices:
             " feature discovery writes under the mixed MIG strategy and overrides under the single one):"
             " their GPUs are numbered as their MIG devices and GPU resources, more than they have",
             len(nodes),
-            _names(sorted(nodes)),
+            node_names(sorted(nodes)),
             GPU_COUNT_LABEL,
         )
 
 
-def _names(nodes: Sequence[str], most: int = 10) -> str:
+def node_names(nodes: Sequence[str], most: int = 10) -> str:
+    """The first ``most`` of ``nodes``, and ``...`` for the rest."""
     return ", ".join(nodes[:most]) + (", ..." if len(nodes) > most else "")

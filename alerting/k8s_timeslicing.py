@@ -24,14 +24,11 @@ ending in ``-SHARED`` (not when renamed). So a node whose replicas label says mo
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from alerting.k8s_mig import GPU_COUNT_LABEL
+from alerting.k8s_mig import GPU_COUNT_LABEL, Notices, node_names
 from alerting.k8s_resources import quantity
-
-logger = logging.getLogger("alerting.k8s_inventory")  # said where the inventory's other notices are
 
 REPLICAS_LABEL = "nvidia.com/gpu.replicas"
 SHARED_RESOURCE = "nvidia.com/gpu.shared"  # the replicas' resource under ``renameByDefault``
@@ -63,42 +60,36 @@ def whole_free(allocatable: int, requested: int, replicas: int) -> int:
     return max(0, allocatable // replicas - requested)
 
 
-class TimeSliceNotices:
-    """The warning about pods placed on their whole time-sliced node, said once and again only when the
-    nodes change."""
-
-    def __init__(self) -> None:
-        self._said: tuple[str, ...] = ()
-        self._left_out: tuple[str, ...] = ()
+class TimeSliceNotices(Notices):
+    """Warnings about time-sliced nodes."""
 
     def left_out(self, nodes: Sequence[str]) -> None:
         """Nodes left out because their GPUs are ``nvidia.com/gpu.shared`` replicas ``gpu_resources`` does
         not list: their GPUs and pods are not in the inventory, so a fault there hits no workload."""
         about = tuple(sorted(nodes))
-        if about and about != self._left_out:
-            logger.warning(
-                "kubernetes inventory: %d nodes left out, their GPUs are time-sliced replicas of %s, which"
-                " gpu_resources does not count (nodes %s): add %s to"
-                " alerting.kubernetes_inventory.gpu_resources",
-                len(about),
-                SHARED_RESOURCE,
-                ", ".join(about[:10]) + (", ..." if len(about) > 10 else ""),
-                SHARED_RESOURCE,
-            )
-        self._left_out = about
+        self._say(
+            "left_out",
+            about,
+            "kubernetes inventory: %d nodes left out, their GPUs are time-sliced replicas of %s, which"
+            " gpu_resources does not count (nodes %s): add %s to alerting.kubernetes_inventory.gpu_resources",
+            len(about),
+            SHARED_RESOURCE,
+            node_names(about),
+            SHARED_RESOURCE,
+        )
 
     def unmapped(self, nodes: Sequence[str]) -> None:
         """Pods on time-sliced GPUs of these nodes whose GPU is unknown: each is placed on every GPU of its
         node."""
         about = tuple(sorted(nodes))
-        if about and about != self._said:
-            logger.warning(
-                "kubernetes inventory: which GPU holds the time-sliced replicas of pods on %d nodes (%s) is"
-                " not known: the Kubernetes API says how many replicas a pod got, not of which GPU, so a"
-                " fault on any GPU of such a node counts against every pod there; configure"
-                " gpu_assignment_url (dcgm-exporter's series with --kubernetes-virtual-gpus carry the gpu"
-                " and every pod sharing it) to place a GPU's fault on the pods holding its replicas",
-                len(about),
-                ", ".join(about[:10]) + (", ..." if len(about) > 10 else ""),
-            )
-        self._said = about
+        self._say(
+            "unmapped",
+            about,
+            "kubernetes inventory: which GPU holds the time-sliced replicas of pods on %d nodes (%s) is"
+            " not known: the Kubernetes API says how many replicas a pod got, not of which GPU, so a"
+            " fault on any GPU of such a node counts against every pod there; configure"
+            " gpu_assignment_url (dcgm-exporter's series with --kubernetes-virtual-gpus carry the gpu"
+            " and every pod sharing it) to place a GPU's fault on the pods holding its replicas",
+            len(about),
+            node_names(about),
+        )

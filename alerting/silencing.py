@@ -113,29 +113,25 @@ class SilenceKeeping:
             return [s for s in self._silences if s.state(now) != "expired"]
 
     def silenced_until(self) -> dict[str, datetime]:
-        """When the active silences of each silenced incident end (the last of them).
+        """When the active silences of each silenced incident end (the last of them), without the engine's
+        lock (``incident_silences``)."""
+        return {i: held[-1].ends_at for i, held in self.incident_silences().items()}
+
+    def incident_silences(self) -> dict[str, list[Silence]]:
+        """The active silences of each silenced incident, the one ending last last: its end is the
+        incident's ``silenced_until``, and expiring each (``DELETE /api/v2/silence/{id}``) lifts its silence
+        early.
 
         Without the engine's lock: a change replaces the list, never edits it, so the one read here is
         whole. The API's reads call this, and the applier holds the lock for a whole transaction (minutes
         for one record of 100,000 alerts), past the 10 s that reads promise to wait.
         """
         now = self.clock.now()
-        until: dict[str, datetime] = {}
-        for s in self._silences:
-            if s.incident_id is not None and s.state(now) == "active":
-                until[s.incident_id] = max(s.ends_at, until.get(s.incident_id, s.ends_at))
-        return until
-
-    def incident_silence_ids(self) -> dict[str, list[str]]:
-        """The ids of the active silences of each silenced incident, the one ending last last: expiring each
-        (``DELETE /api/v2/silence/{id}``) lifts the incident's silence early. Without the engine's lock, as
-        ``silenced_until``."""
-        now = self.clock.now()
         held: dict[str, list[Silence]] = {}
         for s in self._silences:
             if s.incident_id is not None and s.state(now) == "active":
                 held.setdefault(s.incident_id, []).append(s)
-        return {i: [s.id for s in sorted(ss, key=lambda s: s.ends_at)] for i, ss in held.items()}
+        return {i: sorted(ss, key=lambda s: s.ends_at) for i, ss in held.items()}
 
     def all_silences(self) -> list[Silence]:
         """Every stored silence, expired ones too until retention deletes them, and the config's windows."""

@@ -306,17 +306,16 @@ class _Handlers:
                 if limit is None
                 else store.count_rows(state, include_merged=True, priority=priority)
             )
-            until = self.engine.silenced_until()  # waits for the engine's lock: never on the event loop
-            held = self.engine.incident_silence_ids()
+            held = self.engine.incident_silences()  # one read: each incident's end and ids agree
             inventory = self.engine.inventory
             return JSONResponse(
                 [
                     incident_summary(
                         r,
                         n,
-                        until.get(r.id),
+                        held[r.id][-1].ends_at if r.id in held else None,
                         root_cluster(target_from_dict(r.root_target), inventory),
-                        held.get(r.id, ()),
+                        [h.id for h in held.get(r.id, ())],
                     )
                     for r, n in rows
                 ],

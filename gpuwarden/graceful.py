@@ -16,7 +16,7 @@ from __future__ import annotations
 import signal
 import socket
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -76,15 +76,23 @@ class StopRequest:
     def caught(self) -> Iterator[StopRequest]:
         """Record stop signals instead of their default action (death) until the block ends; nothing in a
         thread other than the main one, which alone receives signals."""
-        if threading.current_thread() is not threading.main_thread():
+        with _on_stop(self._handle):
             yield self
-            return
-        previous = {sig: signal.signal(sig, self._handle) for sig in _STOP_SIGNALS}
-        try:
-            yield self
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+
+
+@contextmanager
+def _on_stop(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
+    """``handler`` for SIGINT and SIGTERM within the block, the handlers found restored after it; in a thread
+    other than the main one, which alone receives signals (and alone may set handlers), nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, before in previous.items():
+            signal.signal(sig, before)
 
 
 @contextmanager
@@ -93,19 +101,12 @@ def raising_on_stop() -> Iterator[None]:
     wait is interrupted): a long piece of work with nothing to save (``anomaly run``'s warm-up) ends at a stop
     and its caller cleans up, instead of SIGTERM's default action killing the process with no line said
     (exit 143). Outside the main thread, which alone receives signals, the block runs as it is."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
 
     def stop(signum: int, frame: FrameType | None) -> None:
         raise StopSignal(signal.Signals(signum).name)
 
-    previous = {sig: signal.signal(sig, stop) for sig in _STOP_SIGNALS}
-    try:
+    with _on_stop(stop):
         yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def run_until_stopped(

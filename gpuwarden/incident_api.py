@@ -51,7 +51,7 @@ def incident_detail(
 ) -> dict[str, Any]:
     """The detail shape: the summary plus impact, timeline and member alerts. ``cluster``: the root cause's,
     as titles name it (``titles.root_cluster``); ``silence_ids``: the silences holding it
-    (``SilenceKeeping.incident_silence_ids``)."""
+    (``SilenceKeeping.incident_silences``)."""
     impact = incident.impact
     return {
         "id": incident.id,
@@ -193,9 +193,9 @@ def detail_response(engine: IncidentEngine, incident: Incident) -> Response:
 def _detail(engine: IncidentEngine, incident: Incident) -> dict[str, Any]:
     """``incident_detail`` of the incident, with its alerts and the silences holding it."""
     alerts = alert_dicts(engine.store, incident.id)
-    until = engine.silenced_until().get(incident.id)
-    held = engine.incident_silence_ids().get(incident.id, ())
-    return incident_detail(incident, alerts, until, _cluster(engine, incident), held)
+    held = engine.incident_silences().get(incident.id, [])  # one read: its end and ids agree
+    until = held[-1].ends_at if held else None
+    return incident_detail(incident, alerts, until, _cluster(engine, incident), [h.id for h in held])
 
 
 def _cluster(engine: IncidentEngine, incident: Incident) -> str:

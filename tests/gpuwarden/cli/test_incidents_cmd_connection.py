@@ -97,6 +97,18 @@ def test_a_malformed_url_from_gpuwarden_url_is_named_too(monkeypatch: pytest.Mon
     assert result.exit_code == 2 and "not a valid URL" in result.stderr, result.output
 
 
+def _refused_ack() -> str:
+    """What ``incidents ack`` says on stderr (exit 1) when serve answers its 401."""
+    stub = FixedAnswer(401, b'{"error": "missing or wrong bearer token"}')
+    try:
+        result = runner.invoke(app, ["incidents", "ack", "inc-1", "--url", stub.url])
+    finally:
+        stub.close()
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 1 and "HTTP 401: missing or wrong bearer token" in said, said
+    return said
+
+
 @pytest.mark.parametrize("token", [None, ""], ids=["unset", "empty"])
 def test_a_401_without_a_token_says_gpuwarden_api_token_is_not_set(
     monkeypatch: pytest.MonkeyPatch, token: str | None
@@ -105,25 +117,13 @@ def test_a_401_without_a_token_says_gpuwarden_api_token_is_not_set(
         monkeypatch.delenv("GPUWARDEN_API_TOKEN", raising=False)
     else:
         monkeypatch.setenv("GPUWARDEN_API_TOKEN", token)
-    stub = FixedAnswer(401, b'{"error": "missing or wrong bearer token"}')
-    try:
-        result = runner.invoke(app, ["incidents", "ack", "inc-1", "--url", stub.url])
-    finally:
-        stub.close()
-    said = " ".join(result.stderr.split())
-    assert result.exit_code == 1 and "HTTP 401: missing or wrong bearer token" in said, said
+    said = _refused_ack()
     assert f"GPUWARDEN_API_TOKEN is {'empty' if token == '' else 'not set'}" in said, said
 
 
 def test_a_401_with_a_token_says_it_is_not_the_one_serve_takes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GPUWARDEN_API_TOKEN", "stale")
-    stub = FixedAnswer(401, b'{"error": "missing or wrong bearer token"}')
-    try:
-        result = runner.invoke(app, ["incidents", "ack", "inc-1", "--url", stub.url])
-    finally:
-        stub.close()
-    said = " ".join(result.stderr.split())
-    assert result.exit_code == 1 and "HTTP 401: missing or wrong bearer token" in said, said
+    said = _refused_ack()
     assert "the GPUWARDEN_API_TOKEN sent is not the one this serve takes" in said and "stale" not in said, (
         said
     )
