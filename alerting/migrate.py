@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +23,8 @@ from gpuwarden.errors import ConfigError
 from gpuwarden.redaction import hidden_password
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+logger = logging.getLogger(__name__)
 
 
 class NewerSchema(Exception):
@@ -47,10 +51,39 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the database behind ``engine`` to ``revision`` (idempotent); ``NewerSchema`` if the database
     is at a revision these migrations do not know (gpuwarden was rolled back after an upgrade)."""
     cfg = alembic_config()
+    scripts = ScriptDirectory.from_config(cfg)
     with migration_transaction(engine) as connection:
-        _check_known(ScriptDirectory.from_config(cfg), connection)
+        _check_known(scripts, connection)
+        steps = _steps(scripts, connection, revision)
+        started = time.monotonic()
+        if steps:
+            logger.info("store schema: %s", steps)
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, revision)
+    if steps:
+        logger.info(
+            "store schema: now at %s (%.1f s)", _target(scripts, revision), time.monotonic() - started
+        )
+
+
+def _target(scripts: ScriptDirectory, revision: str) -> str:
+    """The revision ``revision`` names (``head`` resolved)."""
+    return scripts.get_current_head() if revision == "head" else revision  # type: ignore[return-value]
+
+
+def _steps(scripts: ScriptDirectory, connection: Connection, revision: str) -> str:
+    """What an upgrade to ``revision`` will do, said in one line ("" when nothing): alembic's own lines, one
+    per migration and two of its dialect, are quieted (``gpuwarden.cli.logs``), so a first start or an upgrade
+    logs this, and its end, instead of 24 lines."""
+    current = MigrationContext.configure(connection).get_current_revision()
+    target = _target(scripts, revision)
+    if current == target:
+        return ""
+    count = sum(1 for _ in scripts.iterate_revisions(target, current))
+    plural = "" if count == 1 else "s"
+    if current is None:
+        return f"new store, creating it at {target} ({count} migration{plural})"
+    return f"migrating {current} to {target} ({count} migration{plural}, in one transaction)"
 
 
 @contextmanager

@@ -16,6 +16,7 @@ QUIET_LOGGERS = {
     "httpcore": logging.WARNING,  # the same connection's steps, at DEBUG
     "apscheduler": logging.WARNING,  # "Running job", "executed" every tick of anomaly run
     "alembic.runtime.plugins": logging.WARNING,  # "setup plugin ..." for each of its plugins at start
+    "alembic.runtime.migration": logging.WARNING,  # 4 lines a start, 1 a migration: see alerting.migrate
 }
 
 

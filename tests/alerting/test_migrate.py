@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -367,3 +368,20 @@ def test_roots_stored_before_0020_get_their_key_and_a_fault_back_reopens_its_inc
     roots_stored_before_0020_get_their_key_and_a_fault_back_reopens_its_incident(
         migrated_sqlite(tmp_path / "s.db")
     )
+
+
+def test_an_upgrade_says_from_which_revision_to_which_and_how_many_migrations(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = make_engine(str(tmp_path / "s.db"))
+    upgrade(engine)
+    downgrade(engine, "0017_alert_ends_by_timeout")
+    with caplog.at_level(logging.INFO, logger="alerting.migrate"):
+        upgrade(engine)
+        upgrade(engine)  # at its head already: nothing said
+    said = [r.getMessage() for r in caplog.records if r.name == "alerting.migrate"]
+    assert said[0] == (
+        "store schema: migrating 0017_alert_ends_by_timeout to 0020_incidents_root_key (3 migrations, in one"
+        " transaction)"
+    )
+    assert said[1].startswith("store schema: now at 0020_incidents_root_key (") and len(said) == 2

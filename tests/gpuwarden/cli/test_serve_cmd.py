@@ -358,3 +358,24 @@ def test_a_relist_during_serves_first_inventory_read_is_counted_once(
     source.expires = True
     inventories.read(engine)  # and one that relists again is counted
     assert engine.counters["inventory_relists"] == 2
+
+
+def test_serve_says_in_one_line_that_it_creates_the_store_and_nothing_of_it_at_the_next_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # alembic logged 24 lines at a first start (4 of its dialect, 1 per migration) and 4 at every later one.
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "migrate-log-test-token-123")
+    argv = [sys.executable, "-c", "from gpuwarden.cli import main; main()", "serve"]
+    argv += ["--db", str(tmp_path / "serve.db")]
+    said = []
+    for start in ("first", "second"):
+        port = free_port()
+        log = tmp_path / f"{start}.log"
+        with running([*argv, "--port", str(port)], f"http://127.0.0.1:{port}/-/ready", log):
+            pass
+        said.append([json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")])
+    first, second = ([line["msg"] for line in lines if line["logger"] != "gpuwarden.serve"] for lines in said)
+    head = "0020_incidents_root_key"
+    assert first[0] == f"store schema: new store, creating it at {head} (20 migrations)"
+    assert first[1].startswith(f"store schema: now at {head} (")
+    assert len(first) == 2 and second == []
