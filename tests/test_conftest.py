@@ -35,7 +35,7 @@ def test_logging_set_up_in_a_cli_runner_is_left_bound_to_the_streams_the_runner_
     before = _handlers()
     _LEVELS_BEFORE_THE_FIRST.update(root=logging.root.level, httpx=logging.getLogger("httpx").level)
     with CliRunner().isolation():  # what CliRunner.invoke runs a command in
-        configure_logging(logging.INFO, logging.StreamHandler(sys.stderr))  # as serve does
+        configure_logging(logging.INFO, handler=logging.StreamHandler(sys.stderr))  # as serve does
         server_config(Starlette())  # as the exporter and inference-server do
     for name, handlers in _handlers().items():
         added = [handler for handler in handlers if handler not in before[name]]

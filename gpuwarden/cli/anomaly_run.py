@@ -17,7 +17,7 @@ from rich.markup import escape
 
 from gpuwarden.cli.anomaly_ticks import TickLog, _print_alert, _run_scheduled, _run_ticks
 from gpuwarden.cli.consoles import err_console, option_said, print_error, print_problems
-from gpuwarden.cli.logs import configure_logging
+from gpuwarden.cli.logs import LOG_FORMAT_HELP, LogFormat, configure_logging
 from gpuwarden.cli.numbers import whole_number
 from gpuwarden.cli.output_file import check_writable
 from gpuwarden.clock import SystemClock
@@ -68,6 +68,7 @@ def run(
             " anomaly.state_save_seconds and at stop (default anomaly.state_file, or none with --ticks).",
         ),
     ] = None,
+    log_format: Annotated[LogFormat, typer.Option(help=LOG_FORMAT_HELP)] = LogFormat.TEXT,
 ) -> None:
     """Score the configured PromQL queries every infer_every_seconds; serve scores and bands on /metrics.
 
@@ -85,7 +86,7 @@ def run(
     from anomaly.snapshot import load_snapshot  # noqa: PLC0415
     from gpuwarden.cli.anomaly_http import serve_http  # noqa: PLC0415
 
-    configure_logging(logging.INFO, fmt="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(logging.INFO, log_format)
     clock = SystemClock()
     forwarder = _forwarder(cfg, clock)
     queries = [PromQuery(q.name, q.expr, q.step_seconds, q.kind, q.guard) for q in cfg.queries]

@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 
 from gpuwarden.cli.consoles import err_console, option_said, print_problems
-from gpuwarden.cli.logs import configure_logging, keep_running_on_sighup
+from gpuwarden.cli.logs import LOG_FORMAT_HELP, LogFormat, configure_logging, keep_running_on_sighup
 from gpuwarden.cli.numbers import number, whole_number
 from gpuwarden.cli.sim_checks import check_sim_section, mig_gpus
 from gpuwarden.clock import SystemClock
@@ -183,6 +183,7 @@ def exporter(
         str | None, typer.Option(help="Serve a simulated fleet of NODESxGPUS (e.g. 2x8) instead of NVML.")
     ] = None,
     config: Annotated[Path | None, typer.Option("--config", help="YAML configuration file.")] = None,
+    log_format: Annotated[LogFormat, typer.Option(help=LOG_FORMAT_HELP)] = LogFormat.TEXT,
     allow_remote_faults: Annotated[
         bool,
         typer.Option(
@@ -195,7 +196,7 @@ def exporter(
     # must start without uvicorn (exporters.server.serve) and the configuration model.
     from gpuwarden.config import load_config  # noqa: PLC0415
 
-    configure_logging(logging.INFO, fmt="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(logging.INFO, log_format)
     keep_running_on_sighup("exporter")
     try:
         full = load_config(config, secrets_for=EXPORTER_SECTIONS)

@@ -1,5 +1,10 @@
 """The logging setup of every long-running command (serve, anomaly run, exporter, demo), in one place.
 
+Every command logs in one of two formats, chosen with ``--log-format`` as Prometheus' ``--log.format``:
+``text``, ``2026-12-06T20:20:02.057Z INFO gpuwarden.serve: serving on 127.0.0.1:8080``, or ``json``, one
+object per line (``ts``, ``level``, ``logger``, ``msg``, and ``exc`` with a traceback). The time is UTC in
+RFC 3339 with milliseconds in both: a log shipper reads it without knowing the machine's zone.
+
 httpx logs each request at INFO with its full URL (``HTTP Request: POST http://.../services/T000/B000/XXXX?
 api_key=... "HTTP/1.1 200 OK"``): a webhook URL that holds a credential reached the log at every delivery,
 though ``config show`` hides it. httpx and httpcore speak at WARNING and above here; gpuwarden's own lines say
@@ -8,8 +13,12 @@ what was delivered or why not, with URLs shown by ``gpuwarden.redaction``.
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
+import sys
+import time
+from enum import StrEnum
 
 QUIET_LOGGERS = {
     "httpx": logging.WARNING,  # a line per request, with its whole URL (a webhook's credential)
@@ -20,12 +29,57 @@ QUIET_LOGGERS = {
 }
 
 
-def configure_logging(level: int, handler: logging.Handler | None = None, fmt: str | None = None) -> None:
-    """Log at ``level`` to ``handler`` (else stderr, in ``fmt``), with the chatty libraries quieted."""
+class LogFormat(StrEnum):
+    """What ``--log-format`` takes."""
+
+    TEXT = "text"
+    JSON = "json"
+
+
+LOG_FORMAT_HELP = "How log lines are written to stderr: text, or json (one object per line); times in UTC."
+
+
+def utc_time(record: logging.LogRecord) -> str:
+    """When ``record`` was made, in UTC, RFC 3339 with milliseconds: ``2026-12-06T20:20:02.057Z``."""
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(record.created))}.{int(record.msecs):03d}Z"
+
+
+class TextLogFormatter(logging.Formatter):
+    """``TIME LEVEL LOGGER: MESSAGE``, the traceback on the lines after."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        """The record's time in UTC (``utc_time``), not the machine's zone without saying which."""
+        return utc_time(record)
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per log line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render time, level, logger, message (and the exception, if any)."""
+        out = {"ts": utc_time(record), "level": record.levelname.lower(), "logger": record.name}
+        out["msg"] = record.getMessage()
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out)
+
+
+def configure_logging(
+    level: int, log_format: LogFormat = LogFormat.TEXT, handler: logging.Handler | None = None
+) -> None:
+    """Log at ``level`` in ``log_format``, with the chatty libraries quieted: to ``handler``, replacing the
+    root's handlers, else to stderr unless the root has a handler already (as ``logging.basicConfig``)."""
+    formatter = JsonLogFormatter() if log_format is LogFormat.JSON else TextLogFormatter()
     if handler is not None:
+        handler.setFormatter(formatter)
         logging.basicConfig(level=level, handlers=[handler], force=True)
     else:
-        logging.basicConfig(level=level, format=fmt or logging.BASIC_FORMAT)
+        stream = logging.StreamHandler(sys.stderr)
+        stream.setFormatter(formatter)
+        logging.basicConfig(level=level, handlers=[stream])
     for name, quiet in QUIET_LOGGERS.items():
         logging.getLogger(name).setLevel(quiet)
 

@@ -5,7 +5,6 @@ Its accept journal (where it lives, its applier) is in ``gpuwarden.cli.serve_jou
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -23,7 +22,7 @@ from gpuwarden.cli.consoles import (  # one line per error: paths and file:line 
     print_problems,
 )
 from gpuwarden.cli.inventories import inventory_refresh, prepare_inventories
-from gpuwarden.cli.logs import configure_logging, keep_running_on_sighup
+from gpuwarden.cli.logs import LOG_FORMAT_HELP, LogFormat, configure_logging, keep_running_on_sighup
 from gpuwarden.cli.machine_checks import listen_socket, refused_setting, sqlite_path
 from gpuwarden.cli.notifiers import build_outbox, stored_outbox
 from gpuwarden.cli.numbers import whole_number
@@ -46,18 +45,6 @@ if TYPE_CHECKING:
     from gpuwarden.config import ApiConfig, GpuwardenConfig
 
 logger = logging.getLogger("gpuwarden.serve")
-
-
-class JsonLogFormatter(logging.Formatter):
-    """One JSON object per log line."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        """Render time, level, logger, message (and the exception, if any)."""
-        out = {"ts": self.formatTime(record), "level": record.levelname.lower(), "logger": record.name}
-        out["msg"] = record.getMessage()
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out)
 
 
 def _tick_loop(engine: IncidentEngine, interval: float, health: ServiceHealth) -> BackgroundTask:
@@ -125,11 +112,10 @@ def _failed(cfg: GpuwardenConfig, exc: ConfigError, store: str, store_field: str
     return typer.Exit(1)
 
 
-def _log_json() -> None:
-    """``serve`` logs one JSON object per line to stderr."""
+def _log(log_format: LogFormat) -> None:
+    """``serve`` logs to stderr in ``log_format`` (one JSON object per line unless told otherwise)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonLogFormatter())
-    configure_logging(logging.INFO, handler)  # httpx's request lines (full URLs) quieted there
+    configure_logging(logging.INFO, log_format, handler)  # httpx's request lines (full URLs) quieted there
 
 
 def take_locks(
@@ -300,6 +286,7 @@ def _fenced_service(cfg: GpuwardenConfig, db: str, locks: InstanceLocks) -> Serv
 
 
 def serve(
+    *,
     port: Annotated[
         int | None, whole_number("--port", 1, 65535, help="TCP port (default from config: api.port).")
     ] = None,
@@ -320,6 +307,7 @@ def serve(
             " answers 503 naming the active one (/-/healthy 200, /-/ready 503).",
         ),
     ] = False,
+    log_format: Annotated[LogFormat, typer.Option(help=LOG_FORMAT_HELP)] = LogFormat.JSON,
 ) -> None:
     """Run the incident engine and its HTTP API; the write token comes from GPUWARDEN_API_TOKEN.
 
@@ -330,7 +318,7 @@ def serve(
     store, store_field = (db, "--db") if db else (api.db, "api.db")
     address, address_field = (host, "--host") if host else (api.listen_address, "api.listen_address")
     port_number, port_field = (port, "--port") if port else (api.port, "api.port")
-    _log_json()
+    _log(log_format)
     logger.info("store: %s (%s)", _store_shown(store), store_field)  # api.db's default: the working directory
     if store_field == "--db" and _holds_password(store):
         logger.warning(

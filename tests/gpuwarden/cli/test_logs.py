@@ -1,0 +1,84 @@
+"""How the long-running commands log: ``--log-format text|json``, the time in UTC (RFC 3339) in both."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gpuwarden.cli.logs import JsonLogFormatter, TextLogFormatter
+from tests.integration.servers import free_port, running
+
+COMMAND = [sys.executable, "-c", "from gpuwarden.cli import main; main()"]
+UTC_TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+
+
+@pytest.fixture
+def tokyo(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The machine's zone is nine hours ahead of UTC."""
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def a_record(created: float, exc: bool = False) -> logging.LogRecord:
+    record = logging.LogRecord("gpuwarden.serve", logging.WARNING, __file__, 1, "store %s", ("down",), None)
+    record.created, record.msecs = created, (created % 1) * 1000
+    if exc:
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            record.exc_info = sys.exc_info()
+    return record
+
+
+def test_both_formats_write_the_time_in_utc_whatever_the_machines_zone(tokyo: None) -> None:
+    # Before, serve wrote "2026-12-06 20:20:02,057" in the machine's zone without saying which; a shipper
+    # reading the logs of two zones could not order them.
+    record = a_record(1_796_587_202.25)  # 2026-12-06T20:00:02.250Z
+    text = TextLogFormatter().format(record)
+    assert text == "2026-12-06T20:00:02.250Z WARNING gpuwarden.serve: store down"
+    line = json.loads(JsonLogFormatter().format(record))
+    assert line == {"ts": "2026-12-06T20:00:02.250Z", "level": "warning", "logger": "gpuwarden.serve"} | {
+        "msg": "store down"
+    }
+
+
+def test_an_exception_follows_the_line_in_text_and_is_a_field_in_json() -> None:
+    record = a_record(1_796_587_202.0, exc=True)
+    first, *rest = TextLogFormatter().format(record).splitlines()
+    assert first == "2026-12-06T20:00:02.000Z WARNING gpuwarden.serve: store down"
+    assert rest[-1] == "ValueError: boom"
+    assert json.loads(JsonLogFormatter().format(record))["exc"].endswith("ValueError: boom")
+
+
+def test_the_exporter_logs_json_and_serve_logs_text_when_told(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = free_port()
+    exporter = [*COMMAND, "exporter", "--simulate", "1x1", "--listen-address", "127.0.0.1"]
+    with running(
+        [*exporter, "--port", str(port), "--log-format", "json"],
+        f"http://127.0.0.1:{port}/",
+        tmp_path / "e.log",
+    ):
+        pass
+    lines = [json.loads(line) for line in (tmp_path / "e.log").read_text().splitlines()]
+    assert all(re.fullmatch(UTC_TIME, line["ts"]) for line in lines)
+    assert any(line["msg"].startswith("exporter serving simulated fleet 1x1") for line in lines)
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "log-format-test-token-123")
+    port = free_port()
+    serve = [*COMMAND, "serve", "--db", str(tmp_path / "s.db"), "--port", str(port), "--log-format", "text"]
+    with running(serve, f"http://127.0.0.1:{port}/-/ready", tmp_path / "s.log"):
+        pass
+    said = (tmp_path / "s.log").read_text().splitlines()
+    assert f"INFO gpuwarden.serve: serving on 127.0.0.1:{port}" in "\n".join(said)
+    assert all(re.match(rf"{UTC_TIME} [A-Z]+ [\w.]+: ", line) for line in said), said
