@@ -27,6 +27,9 @@ In synchronous data-parallel training every rank's step takes as long as the slo
 shows in ``gpuwarden_training_compute_seconds`` (its own compute is longer), and a hung rank stalls the whole
 job: ``gpuwarden_training_last_progress_timestamp_seconds`` stops moving on every rank. A gauge has no
 sample until its value is known (no step yet: no last-progress time), never a 0 that reads as 1970.
+The Pushgateway keeps a group after its job ends, so ``close()`` marks a run that ended cleanly
+(``gpuwarden_training_finished_timestamp_seconds``): leave finished ranks out of a stall or hang query with
+``unless on (job, namespace, rank) gpuwarden_training_finished_timestamp_seconds``.
 """
 
 from __future__ import annotations
@@ -129,6 +132,9 @@ class RankMetrics:
         self.step_started = gauge(
             "step_started_timestamp_seconds",
             "When this rank began its current step (the end of its last step until the next one begins).",
+        )
+        self.finished = gauge(
+            "finished_timestamp_seconds", "When this rank's run ended cleanly (close()): no stall, no hang."
         )
 
 
@@ -437,11 +443,18 @@ class TrainingMetrics:
             return False
         return self._pusher.wait_idle(timeout) and bool(self._pusher.last_ok)
 
-    def close(self, timeout: float | None = None) -> bool:
+    def close(self, timeout: float | None = None, *, finished: bool = True) -> bool:
         """One last push of what changed since the last one, then stop pushing and serving.
 
+        ``finished`` marks every rank's run as ended (``gpuwarden_training_finished_timestamp_seconds``): the
+        Pushgateway keeps a group after its job ends, and a finished run's last progress would otherwise
+        read as a stall for ever. ``finished=False`` (or leaving ``with`` by an exception) leaves it out.
         Bounded by ``timeout`` (default: two push timeouts); False if the pusher did not finish in time.
         """
+        if finished:
+            now = self.clock.time()
+            for rank in self.ranks():
+                self.rank(rank).finished.set(now)
         done = True
         if self._pusher is not None:
             self._pusher.request()
@@ -454,8 +467,8 @@ class TrainingMetrics:
     def __enter__(self) -> TrainingMetrics:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        self.close(finished=kind is None)
 
     def serve(self, rank: int, port: int, addr: str = "127.0.0.1") -> int:
         """Serve one rank's metrics on ``addr:port`` from a daemon thread; returns the port (0: any free).

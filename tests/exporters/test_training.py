@@ -243,3 +243,21 @@ def test_step_timers_of_different_ranks_may_overlap() -> None:
     assert value(m, 0, "steps_total") == 1
     assert value(m, 1, "steps_total") == 1
     assert m.rejected["nested_step"] == 0
+
+
+def test_close_marks_every_rank_finished_and_an_exception_leaving_the_with_block_does_not() -> None:
+    clock = FakeClock(50.0)
+    with TrainingMetrics("pretrain", clock=clock) as done:
+        for rank in (0, 1):
+            with done.step_timer(rank=rank):
+                clock.advance(1.0)
+        assert value(done, 0, "finished_timestamp_seconds") is None  # running: no sample, never a 0
+    assert [value(done, r, "finished_timestamp_seconds") for r in (0, 1)] == [52.0, 52.0]
+    with pytest.raises(RuntimeError), TrainingMetrics("pretrain", rank=0, clock=clock) as crashed:
+        with crashed.step_timer():
+            clock.advance(1.0)
+        raise RuntimeError("NCCL error")
+    assert value(crashed, 0, "finished_timestamp_seconds") is None  # a crashed run still reads as stalled
+    stopped = TrainingMetrics("pretrain", rank=0, clock=clock)
+    stopped.close(finished=False)
+    assert value(stopped, 0, "finished_timestamp_seconds") is None

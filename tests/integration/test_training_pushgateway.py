@@ -5,6 +5,7 @@ for scraping carries the labels its pushed group has."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -20,7 +21,7 @@ from gpuwarden.clock import FakeClock
 from gpuwarden.sim import FaultSpec, build_fleet
 from tests.integration import http_probe
 from tests.integration.gpuwarden_server import gpuwarden_argv
-from tests.integration.servers import free_port, require_binary, running
+from tests.integration.servers import free_port, prometheus_argv, require_binary, running
 
 pytestmark = pytest.mark.integration
 
@@ -302,3 +303,57 @@ def test_a_pushgateway_behind_basic_auth_takes_pushes_with_the_credentials_of_it
     ]
     assert steps == [("authed", "0", 1.0)]
     assert metrics.pushgateway == f"http://{address}"  # what it pushes to: the password is not in it
+
+
+# The README's hung-step and stalled-job queries, at a threshold of 0 s: what they would say 600 s on.
+FINISHED = "unless on (job, namespace, rank) gpuwarden_training_finished_timestamp_seconds"
+HUNG = f"time() - gpuwarden_training_step_started_timestamp_seconds > 0 {FINISHED}"
+STALLED = (
+    f"time() - max by (job, namespace) (gpuwarden_training_last_progress_timestamp_seconds {FINISHED}) > 0"
+)
+
+
+def test_a_run_that_finished_is_neither_hung_nor_stalled_while_its_groups_stay_on_the_pushgateway(
+    tmp_path: Path,
+) -> None:
+    """The Pushgateway keeps a group after its job ends: a finished run's last progress read as a stall."""
+    gateway_argv, gateway = pushgateway(tmp_path)
+    prom_port = free_port()
+    prom = f"http://127.0.0.1:{prom_port}"
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s}\n"
+        "scrape_configs:\n"
+        "  - job_name: pushgateway\n    honor_labels: true\n"
+        f"    static_configs: [{{targets: ['{gateway}']}}]\n"
+    )
+
+    def run(job: str, crash: bool) -> None:
+        with (
+            pytest.raises(RuntimeError) if crash else contextlib.nullcontext(),
+            TrainingMetrics(job, namespace="research", pushgateway=gateway) as metrics,
+        ):
+            for rank in (0, 1):
+                with metrics.step_timer(rank=rank) as step:
+                    step.compute_done()
+                    metrics.report(samples=8, loss=1.0)
+            if crash:
+                raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    def jobs(expr: str) -> set[tuple[str, str]]:
+        r = http_probe.get(f"{prom}/api/v1/query", params={"query": expr}, timeout=5)
+        r.raise_for_status()
+        return {(s["metric"]["job"], s["metric"].get("rank", "")) for s in r.json()["data"]["result"]}
+
+    with (
+        running(gateway_argv, f"http://{gateway}/-/ready", tmp_path / "pushgateway.log"),
+        running(prometheus_argv(config, prom_port), f"{prom}/-/ready", tmp_path / "prometheus.log"),
+    ):
+        run("finished", crash=False)
+        run("crashed", crash=True)
+        deadline = time.monotonic() + 20.0
+        while len(jobs('gpuwarden_training_steps_total{job=~"finished|crashed"}')) < 4:
+            assert time.monotonic() < deadline, "Prometheus never scraped both jobs' ranks"
+            time.sleep(0.3)
+        assert jobs(HUNG) == {("crashed", "0"), ("crashed", "1")}
+        assert jobs(STALLED) == {("crashed", "")}
