@@ -10,6 +10,7 @@ makes one last push of what is new or not yet pushed.
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import urllib.error
@@ -21,7 +22,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from gpuwarden.redaction import hidden_password
-from gpuwarden.urls import pushgateway_base_url, without_credentials
+from gpuwarden.urls import host_port, pushgateway_base_url, without_credentials
 
 logger = logging.getLogger(__name__)
 
@@ -283,7 +284,13 @@ def serve_registry(
     """
     served = CollectorRegistry(auto_describe=True)
     served.register(LabelledCollector(registry, labels))
-    server, thread = start_http_server(port, addr=addr, registry=served)
+    try:
+        server, thread = start_http_server(port, addr=addr, registry=served)
+    except OSError as exc:  # bare "[Errno 98] Address already in use" said neither where nor what to do
+        taken = exc.errno in (errno.EADDRINUSE, errno.EACCES)
+        hint = "; another process listens there: stop it or give serve() another port" if taken else ""
+        where = host_port(addr, port)
+        raise OSError(exc.errno, f"cannot listen on {where}: {exc.strerror or exc}{hint}") from exc
 
     def stop() -> None:
         server.shutdown()

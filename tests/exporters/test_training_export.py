@@ -3,6 +3,7 @@ carries the same labels as push mode."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 import threading
@@ -293,6 +294,16 @@ def test_serve_on_port_0_returns_the_port_and_labels_samples_as_push_mode_groups
 def test_serve_refuses_an_impossible_port(served: TrainingMetrics) -> None:
     with pytest.raises(ValueError, match="port"):
         served.serve(0, 70000)
+
+
+def test_serve_on_a_port_in_use_says_where_it_could_not_listen(served: TrainingMetrics) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError, match=rf"cannot listen on 127\.0\.0\.1:{port}: .*another port") as caught:
+            served.serve(0, port)
+    assert caught.value.errno == errno.EADDRINUSE  # code that tells it apart still can
 
 
 def test_a_push_path_is_refused_with_the_base_url_to_give_instead() -> None:
