@@ -57,8 +57,9 @@ logger = logging.getLogger(__name__)
 
 STEP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 # Why a value was dropped: the label values of gpuwarden_training_rejected_values_total.
-REJECT_REASONS = ("negative", "not_finite", "not_a_number", "bad_steps", "nested_step", "no_rank")
-INVALID_RANK = "invalid_rank"  # counted in TrainingMetrics.rejected only: there is no rank to label
+INVALID_RANK = "invalid_rank"
+VALUE_REASONS = ("negative", "not_finite", "not_a_number", "bad_steps", "nested_step")
+REJECT_REASONS = (*VALUE_REASONS, "no_rank", INVALID_RANK)  # and calls that named no valid rank
 
 
 def checked_rank(rank: object) -> int:
@@ -252,8 +253,13 @@ class TrainingMetrics:
 
     def _reject(self, rank: int | None, reason: str, what: str) -> None:
         self.rejected[reason] += 1
-        if rank is not None and reason in REJECT_REASONS:
-            self.rank(rank).rejected[reason].inc()
+        # A call that names no valid rank is counted on the process's rank (its rank=, else the lowest it
+        # has, e.g. serve()'s): its served or pushed group read 0 drops while every step was dropped.
+        counted = rank if rank is not None else self.default_rank
+        if counted is None:
+            counted = min(self.ranks(), default=None)  # none yet: the log and self.rejected only
+        if counted is not None:
+            self.rank(counted).rejected[reason].inc()
         first = (rank, reason) not in self._warned
         self._warned.add((rank, reason))
         logger.log(

@@ -211,6 +211,25 @@ def test_the_loop_drops_and_counts_an_invalid_rank_but_runs_the_step(rank: objec
     assert m.ranks() == []  # no rank "1" for 1.5 or True
 
 
+def test_steps_dropped_for_naming_no_valid_rank_are_counted_in_the_group_the_process_serves() -> None:
+    """The served group read 0 steps and 0 drops while every step of the loop was dropped."""
+    m = TrainingMetrics("pretrain", clock=FakeClock(0.0))
+    m.rank(4)  # declared, as serve(4, port) does, but not the default of loop calls
+    m.rank(7)
+    for _ in range(3):
+        with m.step_timer():  # forgot rank=
+            m.report(samples=8)
+    with m.step_timer(rank=-1):
+        pass
+    assert value(m, 4, "steps_total") == 0
+    assert rejected(m, 4, "no_rank") == 6  # three steps and three reports, on the lowest rank: once each
+    assert rejected(m, 4, "invalid_rank") == 1
+    assert rejected(m, 7, "no_rank") == 0
+    fixed = TrainingMetrics("pretrain", rank=2, clock=FakeClock(0.0))
+    fixed.report(samples=1, rank=True)  # type: ignore[arg-type]
+    assert rejected(fixed, 2, "invalid_rank") == 1  # on the process's own rank
+
+
 def test_a_numpy_style_integer_rank_is_accepted() -> None:
     class Index:  # what numpy.int64 offers
         def __index__(self) -> int:
