@@ -124,7 +124,7 @@ class RankMetrics:
         self.last_step_seconds = gauge("last_step_duration_seconds", "Wall time of the last step.")
         self.compute_seconds = gauge(
             "compute_seconds",
-            "Compute time of this rank in its last step (before waiting on the others); +Inf while hung.",
+            "Compute time of this rank in its last step (before waiting on the others); +Inf: reported hung.",
         )
         self.samples_per_second = gauge("samples_per_second", "Samples per second in the last step.")
         self.tokens_per_second = gauge("tokens_per_second", "Tokens per second in the last step.")
