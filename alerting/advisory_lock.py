@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from alerting.db import DEFAULT_CONNECT_TIMEOUT, server_connect_args, store_url
+from alerting.db import DEFAULT_CONNECT_TIMEOUT, pin_server_session, server_connect_args, store_url
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +88,7 @@ class AdvisoryLock:
         self.what = what
         args = server_connect_args(store_url(url), connect_timeout) | {"application_name": application_name()}
         self._engine: Engine = create_engine(url, poolclass=NullPool, connect_args=args)
+        pin_server_session(self._engine)  # backend_start is a timestamptz
         self._conn: Connection | None = None
         self._waiter: Connection | None = None  # a standby's session blocked in pg_advisory_lock
         self.backend: tuple[int, datetime] | None = None  # the lock connection's pid and backend_start

@@ -116,6 +116,31 @@ def server_connect_args(url: URL, connect_timeout: int = DEFAULT_CONNECT_TIMEOUT
     return {k: v for k, v in wanted.items() if k not in url.query}
 
 
+# What a PostgreSQL session reads timestamps in: the server's or the database's own TimeZone and DateStyle
+# (postgresql.conf, ALTER DATABASE/ROLE ... SET) reach every session otherwise. psycopg parses timestamptz
+# in the ISO DateStyle only (with 'SQL, DMY' serve stopped at start with a traceback), and a zone east of UTC
+# renders a silence ending 9999-12-31T23:59:59Z (which the API takes) in year 10000, which Python's datetime
+# cannot hold: the silence list answered 503 and serve no longer started.
+_SERVER_SESSION = ("SET TIME ZONE 'UTC'", "SET DateStyle TO 'ISO, YMD'")
+
+
+def _server_session(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        for statement in _SERVER_SESSION:
+            cursor.execute(statement)
+    finally:
+        cursor.close()
+    dbapi_connection.commit()  # a SET in a transaction rolled back (the pool's reset) would be undone
+
+
+def pin_server_session(engine: Engine) -> None:
+    """Make every new connection of a PostgreSQL ``engine`` read and write timestamps in UTC and ISO,
+    whatever the server's defaults; nothing for SQLite."""
+    if engine.dialect.name == "postgresql":
+        event.listen(engine, "connect", _server_session)
+
+
 def store_failure(exc: BaseException) -> str:
     """Why the store failed, in one line: the driver's first line, naming the setting when a connect ran
     out of time (psycopg says only "connection timeout expired")."""
@@ -163,6 +188,7 @@ def make_engine(url: str, connect_timeout: int = DEFAULT_CONNECT_TIMEOUT) -> Eng
     )
     if sqlite:
         event.listen(engine, "connect", _sqlite_pragmas)
+    pin_server_session(engine)
     return engine
 
 
