@@ -194,25 +194,23 @@ class AdvisoryLock:
         """
         try:
             with self._engine.connect() as conn:
-                row = conn.execute(
-                    text(
-                        "SELECT a.application_name, a.backend_start, a.client_addr FROM pg_locks l"
-                        " JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory'"
-                        " AND l.granted AND CAST(l.classid AS bigint) = :hi"
-                        " AND CAST(l.objid AS bigint) = :lo"
-                        " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-                    ),
-                    _KEY_PARTS,
-                ).first()
+                row = conn.execute(_HOLDER, _KEY_PARTS).first()
         except SQLAlchemyError:
             return "holder unknown"
-        if row is None:
-            return "holder unknown"
-        name, started, addr = row
-        since = (
-            f", holding it since {started.astimezone(UTC).isoformat(timespec='seconds')}" if started else ""
-        )
-        return f"{holder_name(name) if name else 'a session'}{since}" + (f" from {addr}" if addr else "")
+        return _holder_said(row)
+
+    def holder_while_waiting(self) -> str:
+        """``holder``, asked on the session that waits for the lock, between two waits: the holder changes
+        while a standby waits (another standby took over from a killed server), and one that went on naming
+        the holder it found first named a dead server. Raises, and stops waiting, when the server is down."""
+        conn = self.open_waiter()
+        try:
+            row = conn.execute(_HOLDER, _KEY_PARTS).first()
+            conn.rollback()
+        except BaseException:
+            self.stop_waiting()
+            raise
+        return _holder_said(row)
 
     def _drop(self) -> None:
         self.backend = None
@@ -224,6 +222,24 @@ class AdvisoryLock:
         self.stop_waiting()
         self._drop()
         self._engine.dispose()
+
+
+_HOLDER = text(
+    "SELECT a.application_name, a.backend_start, a.client_addr FROM pg_locks l"
+    " JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory'"
+    " AND l.granted AND CAST(l.classid AS bigint) = :hi"
+    " AND CAST(l.objid AS bigint) = :lo"
+    " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+
+
+def _holder_said(row: Any) -> str:
+    """The holder as a refusal names it, from a row of ``_HOLDER`` (None: no session holds the lock)."""
+    if row is None:
+        return "holder unknown"
+    name, started, addr = row
+    since = f", holding it since {started.astimezone(UTC).isoformat(timespec='seconds')}" if started else ""
+    return f"{holder_name(name) if name else 'a session'}{since}" + (f" from {addr}" if addr else "")
 
 
 def _close(conn: Connection | None, which: str) -> None:

@@ -265,8 +265,14 @@ class InstanceLocks:
                 sleep(grace)
                 advisory.open_waiter()  # the session that will wait: raises while the store is down
                 sleep(grace)  # the store answers: the active server's turn to take its lock back
+            said = "" if unreachable else str(busy)  # what was told last: the store's error, if unreachable
             while not advisory.wait_acquire(ADVISORY_WAIT_SECONDS):
                 sleep(0)  # a stop asked meanwhile ends the wait
+                # Another standby may have taken over meanwhile: name the holder of now, not a dead one.
+                now = InstanceBusy(advisory.what, advisory.holder_while_waiting())
+                if str(now) != said:
+                    said = str(now)
+                    tell(now)
         except SQLAlchemyError as exc:
             tell(exc)
             return True

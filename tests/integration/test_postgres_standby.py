@@ -15,6 +15,7 @@ from typing import IO
 import pytest
 from sqlalchemy import Engine, text
 
+from alerting import advisory_lock
 from alerting.advisory_lock import ADVISORY_KEY
 from alerting.db import make_engine
 from alerting.fencing import LockState
@@ -130,6 +131,8 @@ def test_after_a_postgres_restart_the_active_server_takes_its_lock_back_before_t
     assert active.check() is None  # the active server's next check: its lock taken back
     active_back.set()
     _until(lambda: _waiting_sessions(admin) == 1, "the standby did not wait again")
+    # What it answers names the active server again, not the restart's error (which it said for good).
+    _until(lambda: isinstance(standby.found[-1], InstanceBusy), "the standby still says the store is down")
     assert active.status().state is LockState.HELD
     assert standby.is_alive()
     assert [s for s in standby.slept if s > 0] == [ADVISORY_POLL_SECONDS] * 2
@@ -137,6 +140,41 @@ def test_after_a_postgres_restart_the_active_server_takes_its_lock_back_before_t
     standby.join(PATIENCE)
     assert standby.failure is None and standby.locks.status().state is LockState.HELD
     standby.locks.release()
+    admin.dispose()
+
+
+@pytest.mark.integration
+def test_a_second_postgres_standby_names_the_server_that_took_over_not_the_killed_one(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two standbys wait; the active server dies and one of them takes over. The other went on telling
+    (its 503, ``incidents list --url``, its log) that the killed server held the store, until it took over
+    itself; it now names the one that holds it, as a SQLite standby, which reads the lock file, did."""
+    admin = make_engine(postgres_url)
+    names = iter(["gpuwarden serve, pid 101 on active", "gpuwarden serve, pid 202 on one"])
+    monkeypatch.setattr(advisory_lock, "application_name", lambda: next(names))
+    active = InstanceLocks.for_server(postgres_url, tmp_path / "active")
+    active.try_acquire()
+    one = _Standby(postgres_url, tmp_path / "one")
+    one.start()
+    _until(lambda: _waiting_sessions(admin) == 1, "the first standby never waited in pg_advisory_lock")
+    monkeypatch.setattr(advisory_lock, "application_name", lambda: "gpuwarden serve, pid 303 on two")
+    two = _Standby(postgres_url, tmp_path / "two")
+    two.start()
+    _until(lambda: _waiting_sessions(admin) == 2, "the second standby never waited in pg_advisory_lock")
+    assert "pid 101 on active" in str(one.found[-1]) and "pid 101 on active" in str(two.found[-1])
+    active.release()  # killed: its session ends, and one of the standbys takes the lock
+    _until(lambda: not (one.is_alive() and two.is_alive()), "no standby took over")
+    taker, other, taker_name = (
+        (one, two, "pid 202 on one") if not one.is_alive() else (two, one, "pid 303 on two")
+    )
+    assert taker.failure is None and taker.locks.status().state is LockState.HELD
+    _until(lambda: taker_name in str(other.found[-1]), "the other standby still names the killed server")
+    assert isinstance(other.found[-1], InstanceBusy)
+    taker.locks.release()
+    other.join(PATIENCE)
+    assert other.failure is None and other.locks.status().state is LockState.HELD
+    other.locks.release()
     admin.dispose()
 
 
