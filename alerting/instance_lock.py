@@ -226,7 +226,10 @@ class InstanceLocks:
                 on_wait(exc)
             said = str(exc).splitlines()[0]
             if said != announced[0]:
-                logger.info("instance lock: standby, waiting: %s", said)
+                # A store that cannot be asked is a warning: a wrong password or database name keeps every
+                # replica waiting (none is active), and an info line among the start-up ones went unseen.
+                level = logging.INFO if isinstance(exc, InstanceBusy) else logging.WARNING
+                logger.log(level, "instance lock: standby, waiting: %s", said)
                 announced[0] = said
 
         unreachable = False

@@ -21,6 +21,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from alerting.db import connection_names
+from alerting.instance_lock import InstanceBusy
 from gpuwarden.api_errors import error_response, slash_redirect
 from gpuwarden.redaction import hidden_names
 
@@ -36,6 +37,7 @@ class StandbyState:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._why = "waiting for the store lock"
+        self._held_elsewhere = True  # the last attempt found a holder (not a store it could not ask)
 
     def waiting(self, reason: Exception) -> None:
         """Record what the last attempt found (``InstanceBusy`` names the holder; a store error, why the
@@ -44,12 +46,22 @@ class StandbyState:
         said = str(reason).splitlines()[0] if str(reason) else type(reason).__name__
         with self._lock:
             self._why = hidden_names(said, known=connection_names(reason))
+            self._held_elsewhere = isinstance(reason, InstanceBusy)
 
     @property
     def message(self) -> str:
         """What every refused request is told."""
         with self._lock:
-            why = self._why
+            why, held_elsewhere = self._why, self._held_elsewhere
+        if not held_elsewhere:
+            # No active server is known: one whose store refuses it (a wrong password or database name in
+            # the shared configuration) waits as this one does, and "send requests to the active one" sent
+            # people looking for a server that did not exist.
+            return (
+                f"this serve is a standby and takes no requests: it cannot ask the store for its lock: {why};"
+                " whether another serve is active is unknown: check the store's address and credentials"
+                " (api.db); this one takes over once the store answers and no other serve holds it"
+            )
         return (
             f"this serve is a standby and takes no requests: {why}; send requests to the active one (through"
             " the one address, Service or VIP, in front of both); this one takes over when that one stops"

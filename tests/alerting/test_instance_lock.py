@@ -81,6 +81,38 @@ def test_standby_waits_until_the_active_server_is_gone(
     standby.release()
 
 
+class _Stopped(Exception):
+    """The test's stop of a standby's wait."""
+
+
+def test_a_standby_that_cannot_ask_the_store_warns_while_one_waiting_behind_a_holder_informs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A wrong password or database name keeps every replica of a Deployment waiting as a standby: its one
+    line was logged at info among the start-up lines, where a holder's name belongs."""
+    with socket.socket() as probe:  # a port nothing listens on: the store is refused at once
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    unreachable = InstanceLocks.for_server(
+        f"postgresql+psycopg://gw:secret@127.0.0.1:{port}/gw", tmp_path / "journal", connect_timeout=2
+    )
+
+    def stop(seconds: float) -> None:
+        raise _Stopped
+
+    with caplog.at_level(logging.INFO, logger="alerting.instance_lock"), pytest.raises(_Stopped):
+        unreachable.acquire(wait=True, sleep=stop)
+    waiting = [r for r in caplog.records if "standby, waiting" in r.getMessage()]
+    assert [r.levelno for r in waiting] == [logging.WARNING], waiting
+    caplog.clear()
+    active = _locks(tmp_path)
+    active.try_acquire()
+    with caplog.at_level(logging.INFO, logger="alerting.instance_lock"), pytest.raises(_Stopped):
+        _locks(tmp_path).acquire(wait=True, sleep=stop)
+    assert [r.levelno for r in caplog.records if "standby, waiting" in r.getMessage()] == [logging.INFO]
+    active.release()
+
+
 def test_without_standby_acquire_raises_at_once(tmp_path: Path) -> None:
     active = _locks(tmp_path)
     active.try_acquire()

@@ -73,6 +73,29 @@ def test_a_standby_that_cannot_reach_the_store_says_why(tmp_path: Path) -> None:
     assert "standby" in said and "connection refused" in said and "second line" not in said
 
 
+def test_a_standby_whose_store_refuses_it_names_the_setting_and_sends_nobody_to_an_active_one() -> None:
+    """A wrong password in the configuration both replicas share keeps both waiting as standbys: neither is
+    active, yet each told every request to go to "the active one"."""
+    state = StandbyState()
+    state.waiting(
+        OperationalError(
+            "SELECT pg_try_advisory_lock(1)",
+            {},
+            Exception(
+                'connection to server at "db.internal", port 5432 failed: FATAL:  password'
+                ' authentication failed for user "gw"'
+            ),
+        )
+    )
+    client = TestClient(standby_app(state))
+    for said in (client.get("/-/ready").text, client.get("/api/v1/incidents").json()["error"]):
+        assert "password authentication failed" in said and "takes no requests" in said, said
+        assert "cannot ask the store for its lock" in said and "(api.db)" in said, said
+        assert "send requests to the active one" not in said, said
+    state.waiting(InstanceBusy("store postgresql+psycopg://gw:***@db.internal:5432/gw", HOLDER))
+    assert "send requests to the active one" in client.get("/api/v1/incidents").json()["error"]
+
+
 @pytest.mark.parametrize(
     ("path", "location", "status"),
     [("/-/healthy/", "../healthy", 200), ("/healthz/", "../healthz", 200), ("/-/ready/", "../ready", 503)],
