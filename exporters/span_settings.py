@@ -37,7 +37,7 @@ OPTION_ENDPOINT = "--otlp-endpoint"
 class TracingOptions:
     """What the command line asked of tracing; ``None`` or ``False`` where an option was not given."""
 
-    enabled: bool = True
+    enabled: bool | None = None  # --tracing / --no-tracing; None: tracing.enabled decides
     otlp_endpoint: str | None = None
     trace_console: bool = False
     quiet_spans: bool = False
@@ -142,7 +142,14 @@ def _apply_options(
             f"spans go to one place: give {OPTION_ENDPOINT} (OTLP) or {other}, not both",
             field=OPTION_ENDPOINT,
         )
-    update: dict[str, object] = {"enabled": options.enabled}
+    # Not given, --tracing leaves tracing.enabled as the file says (its default turned a file's false on),
+    # but an option that says where spans go asks for them.
+    enabled = options.enabled
+    if enabled is None and (
+        options.otlp_endpoint is not None or options.trace_console or options.quiet_spans
+    ):
+        enabled = True
+    update: dict[str, object] = {} if enabled is None else {"enabled": enabled}
     why = "tracing.span_exporter"
     if options.otlp_endpoint is not None:
         problem = endpoint_problem(options.otlp_endpoint)

@@ -44,7 +44,13 @@ def inference_server(
             help="Simulated time runs this many times faster (thermal faults build up).",
         ),
     ] = 1.0,
-    tracing: Annotated[bool, typer.Option(help="Trace requests and serve span metrics on /metrics.")] = True,
+    tracing: Annotated[
+        bool | None,
+        typer.Option(
+            help="Trace requests and serve span metrics on /metrics (default: tracing.enabled, else on).",
+            show_default=False,
+        ),
+    ] = None,
     otlp_endpoint: Annotated[
         str | None,
         typer.Option(

@@ -226,3 +226,23 @@ def test_a_grpc_protocol_refusal_says_what_to_set_instead() -> None:
         "; set OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http/protobuf (or unset it) and point the endpoint at the"
         " collector's OTLP/HTTP port (4318 by default, not gRPC's 4317)"
     ), str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("options", "enabled"),
+    [
+        (TracingOptions(), False),
+        (TracingOptions(enabled=True), True),
+        (TracingOptions(trace_console=True), True),
+        (TracingOptions(otlp_endpoint=OTLP), True),
+        (TracingOptions(enabled=False, trace_console=True), False),
+    ],
+    ids=["no-option", "tracing-option", "console-option", "endpoint-option", "no-tracing-option"],
+)
+def test_tracing_enabled_false_holds_unless_an_option_asks_for_tracing(
+    options: TracingOptions, enabled: bool
+) -> None:
+    """``--tracing`` defaulted to on, and turned a file's ``tracing.enabled: false`` on whatever it said."""
+    settings = resolve_tracing(TracingConfig(enabled=False), {}, options)
+    assert settings.config.enabled is enabled
+    assert (settings.destination == "none") is not enabled

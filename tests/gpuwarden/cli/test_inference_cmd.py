@@ -75,6 +75,30 @@ def test_otel_sdk_disabled_keeps_the_request_metrics_and_the_start_up_line_says_
     )
 
 
+def test_tracing_enabled_false_in_the_file_turns_tracing_off_without_an_option(tmp_path: Path) -> None:
+    """The --tracing option's default (on) beat the file's tracing.enabled: false: it traced all the same."""
+    config = tmp_path / "gpuwarden.yaml"
+    config.write_text("tracing:\n  enabled: false\n")
+    port = free_port()
+    proc = subprocess.Popen(
+        [*CLI, "inference-server", "--port", str(port), "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()
+        assert "tracing off, spans exported: none" in first, first
+        chat_once(port)()
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+    assert "gpuwarden_inference_requests_total" not in metrics
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
