@@ -87,7 +87,10 @@ def check_store(db: str, field: str) -> None:
         at = password_at_problem(db)
         if at is not None:
             raise ConfigError(at, field=field)
+        check_store_driver(db, field)
         return
+    if "://" in db:  # sqlite+driver://
+        check_store_driver(db, field)
     libpq = libpq_string_problem(db)
     if libpq is not None:
         raise ConfigError(libpq, field=field)
@@ -108,6 +111,25 @@ def check_store(db: str, field: str) -> None:
         raise ConfigError(
             f"{path} is a directory; give a file in it ({Path(path) / 'gpuwarden.db'})", field=field
         )
+
+
+def check_store_driver(db: str, field: str) -> None:
+    """The database a store URL names is one gpuwarden can open: its SQLAlchemy dialect and driver load
+    (``postgres://``, ``mysql://``, ``postgresql+asyncpg://`` do not). The engine connects to nothing until
+    used. ``config validate`` said ok to such a URL, which ``serve`` refused only once it had made the store
+    lock's file."""
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError  # noqa: PLC0415 - config validate starts light
+
+    from alerting.db import make_engine, store_url  # noqa: PLC0415
+    from alerting.migrate import store_error  # noqa: PLC0415
+
+    try:
+        backend = store_url(db).get_backend_name()
+        if backend not in ("sqlite", "postgresql"):  # the store lock's rule (alerting.instance_lock)
+            raise ArgumentError(f"{backend} is not supported")
+        make_engine(db).dispose()
+    except (ArgumentError, NoSuchModuleError, ModuleNotFoundError) as exc:  # as open_store says them
+        raise store_error(db, exc, field) from exc
 
 
 def _is_dir(path: str, field: str) -> bool:

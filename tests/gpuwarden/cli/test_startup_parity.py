@@ -79,6 +79,13 @@ ROWS = {
     # serve's refusals
     "serve-no-token": Row(SERVE, DB, "api.token"),
     "serve-token-with-a-space": Row(SERVE, DB, "GPUWARDEN_API_TOKEN", token=" t"),
+    # a database serve cannot open: validate said ok; serve refused it (SQLite: after making its lock file)
+    "serve-store-not-supported": Row(
+        SERVE, "api:\n  db: postgres://gw@127.0.0.1:1/gw\n", "api.db", token="t"
+    ),
+    "serve-store-driver-missing": Row(
+        SERVE, "api:\n  db: sqlite+aiosqlite:///{tmp}/s.db\n", "api.db", token="t"
+    ),
     "serve-listen-address-not-here": Row(
         SERVE, DB + "  listen_address: 203.0.113.7\n", "api.listen_address", token="t"
     ),
