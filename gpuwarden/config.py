@@ -41,6 +41,7 @@ from gpuwarden.config_notify import WebhookConfig, check_webhook_names
 from gpuwarden.config_problems import ConfigReport, miscased_sections, validated
 from gpuwarden.config_rules import (
     HttpUrl,
+    PrometheusUrl,
     Secret,
     Section,
     ShownUrl,
@@ -163,7 +164,9 @@ class SlackConfig(Section):
         3, ge=0, le=100, description="429s retried inside slack-sdk after Retry-After"
     )
     charts: bool = True
-    chart_prometheus_url: HttpUrl | None = Field(None, description="Prometheus read for incident charts")
+    chart_prometheus_url: PrometheusUrl | None = Field(
+        None, description="Prometheus read for incident charts"
+    )
     chart_window_seconds: float = Field(3600.0, gt=0, le=MAX_WINDOW_SECONDS)
     chart_latency_offset_seconds: float = Field(
         0.0,

@@ -13,7 +13,7 @@ from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
 
-from gpuwarden.config_rules import HttpUrl, LocalPath, Section
+from gpuwarden.config_rules import LocalPath, PrometheusUrl, Section
 from gpuwarden.limits import MAX_INTERVAL_SECONDS, MAX_RETENTION_DAYS, MAX_WINDOW_SECONDS
 
 
@@ -62,7 +62,7 @@ class KubernetesInventoryConfig(Section):
     gpu_resources: list[str] = Field(
         ["nvidia.com/gpu"], min_length=1, description="extended resources that are GPUs"
     )
-    gpu_assignment_url: HttpUrl | None = Field(
+    gpu_assignment_url: PrometheusUrl | None = Field(
         None,
         description="Prometheus-compatible API to learn which GPU each pod holds from the exporter's labels; "
         "without it, pods sharing a node are placed on every GPU of it no other pod holds",

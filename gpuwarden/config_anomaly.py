@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, field_validator
 
 from gpuwarden.config_anomaly_queries import AnomalyQueryConfig, parse_data_range
-from gpuwarden.config_rules import HttpUrl, LocalPath, Section
+from gpuwarden.config_rules import LocalPath, PrometheusUrl, Section, ServeUrl
 from gpuwarden.errors import ConfigError
 from gpuwarden.headers import TOKEN_ENV
 from gpuwarden.limits import MAX_INTERVAL_SECONDS, MAX_WINDOW_SECONDS
@@ -81,7 +81,7 @@ class AnomalyConfig(Section):
     """The anomaly detection service."""
 
     source: Literal["prometheus", "in-process"] = "in-process"
-    prometheus_url: HttpUrl = "http://127.0.0.1:9090"
+    prometheus_url: PrometheusUrl = "http://127.0.0.1:9090"
     query_timeout_seconds: float = Field(10.0, gt=0, le=MAX_INTERVAL_SECONDS)
     queries: list[AnomalyQueryConfig] = Field(default_factory=list)
     detectors: list[str] = Field(
@@ -167,7 +167,7 @@ class AnomalyConfig(Section):
     )
     infer_every_seconds: float = Field(30.0, ge=0.001, le=MAX_INTERVAL_SECONDS)
     fit_every_seconds: float = Field(3600.0, gt=0, le=MAX_WINDOW_SECONDS)
-    alert_url: HttpUrl | None = Field(
+    alert_url: ServeUrl | None = Field(
         None,
         description=(
             "base URL of `gpuwarden serve` that `anomaly run` posts its alerts to (token from"

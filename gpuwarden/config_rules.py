@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -133,10 +134,38 @@ def _no_nul(value: str) -> str:
     return value
 
 
+_API_PATH = re.compile(r"/api/v[0-9]+(?:/|$)")
+
+
+def _base_url(appended: str) -> Callable[[str], str]:
+    """The check of a base URL its client appends ``appended`` to (``/api/v1/query_range``): one that holds
+    an API path already (``http://prom:9090/api/v1/query``, Prometheus' ``alerting`` config's
+    ``http://serve:8080/api/v2/alerts``) sends every request to ``.../api/v1/query/api/v1/query_range``,
+    answered 404 at each tick or post, which no check said before (a path prefix, a proxy's, is kept)."""
+
+    def base(value: str) -> str:
+        parts = urlsplit(value)
+        found = _API_PATH.search(parts.path)
+        if found is not None:
+            base = parts._replace(path=parts.path[: found.start()], query="", fragment="").geturl()
+            raise ValueError(
+                f"{hidden_password(value)!r} holds an API path ({parts.path[found.start() :]}): every request"
+                f" appends its own ({appended}), so each would be answered 404; write the base URL:"
+                f" {hidden_password(base)}"
+            )
+        return value
+
+    return base
+
+
 # Shown (``config show``, the Alertmanager configuration's comment) with a password in it hidden, as serve's
 # own errors write a store URL: ``http://prom:***@host/``.
 _SHOWN_WITHOUT_PASSWORD = PlainSerializer(hidden_password, when_used="json")
 HttpUrl = Annotated[str, AfterValidator(_http_url(hidden_password)), _SHOWN_WITHOUT_PASSWORD]
+PrometheusUrl = Annotated[HttpUrl, AfterValidator(_base_url("/api/v1/query_range or /api/v1/query"))]
+"""The base URL of a Prometheus-compatible HTTP API (a path prefix allowed, not ``/api/v1``)."""
+ServeUrl = Annotated[HttpUrl, AfterValidator(_base_url("/api/v2/alerts"))]
+"""The base URL of ``gpuwarden serve`` (not its ``/api/v2/alerts``)."""
 CredentialUrl = Annotated[
     str, AfterValidator(_http_url(shown_url)), PlainSerializer(shown_url, when_used="json")
 ]

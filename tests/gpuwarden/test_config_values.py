@@ -259,3 +259,51 @@ def test_a_number_refused_in_a_mapping_is_said_at_its_own_line_and_key(
     assert str(refused.value).startswith(f"{path}:4: anomaly.min_deviation_by_metric.temp: {said}"), str(
         refused.value
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "base"),
+    [
+        (
+            "anomaly:\n  prometheus_url: http://prom:9090/api/v1/query\n",
+            "anomaly.prometheus_url",
+            "http://prom:9090",
+        ),
+        (
+            "anomaly:\n  alert_url: http://serve:8080/api/v2/alerts\n",
+            "anomaly.alert_url",
+            "http://serve:8080",
+        ),
+        (
+            "slack:\n  chart_prometheus_url: https://vm/select/0/prometheus/api/v1/\n",
+            "slack.chart_prometheus_url",
+            "https://vm/select/0/prometheus",
+        ),
+        (
+            "alerting:\n  kubernetes_inventory:\n    cluster: c\n    gpu_assignment_url: http://prom/api/v1\n",
+            "alerting.kubernetes_inventory.gpu_assignment_url",
+            "http://prom",
+        ),
+    ],
+    ids=["prometheus-query-path", "serve-alerts-path", "chart-prefix-and-api", "assignment-api-root"],
+)
+def test_a_url_its_client_appends_an_api_path_to_is_refused_with_one_already(
+    tmp_path: Path, text: str, field: str, base: str
+) -> None:
+    """validate said ok; anomaly run then posted every alert to /api/v2/alerts/api/v2/alerts (or read
+    /api/v1/query/api/v1/query_range), answered 404 at each tick."""
+    with pytest.raises(ConfigError) as refused:
+        load_config(write(tmp_path, text), environ={})
+    said = str(refused.value)
+    assert f"gpuwarden.yaml:{text.count(chr(10))}: {field}: " in said, said
+    assert "holds an API path" in said and said.endswith(f"write the base URL: {base}"), said
+
+
+def test_a_url_with_a_path_prefix_is_a_base_url(tmp_path: Path) -> None:
+    text = (
+        "anomaly:\n  prometheus_url: https://vm/select/0/prometheus/\n  alert_url: https://gw/gpuwarden\n"
+        "slack:\n  chart_prometheus_url: http://thanos/apis/v1\n"
+    )
+    cfg = load_config(write(tmp_path, text), environ={})
+    assert cfg.anomaly.prometheus_url == "https://vm/select/0/prometheus/"
+    assert cfg.anomaly.alert_url == "https://gw/gpuwarden"

@@ -374,7 +374,7 @@ def test_an_alert_url_without_a_token_says_whether_the_variable_is_unset_or_empt
     # An exported but empty GPUWARDEN_API_TOKEN was told "it is set but GPUWARDEN_API_TOKEN is not".
     path = write(
         tmp_path,
-        "anomaly:\n  prometheus_url: http://127.0.0.1:1\n  alert_url: http://127.0.0.1:1/api/v2/alerts\n"
+        "anomaly:\n  prometheus_url: http://127.0.0.1:1\n  alert_url: http://127.0.0.1:1\n"
         "  queries:\n    - {name: temp, expr: DCGM_FI_DEV_GPU_TEMP}\n",
     )
     monkeypatch.delenv("GPUWARDEN_API_TOKEN", raising=False)

@@ -27,7 +27,7 @@ SCORED = "anomaly:\n  prometheus_url: http://127.0.0.1:1\n  detectors: [adaptive
 QUERY = "  queries:\n    - {name: temp, expr: DCGM_FI_DEV_GPU_TEMP}\n"
 # What stops each command once its warnings are said, in the variables alone: no token for serve; for
 # anomaly run, an alert_url without one. config validate is run with the token: the warning alone, exit 0.
-FORWARDS = "  alert_url: http://127.0.0.1:1/api/v2/alerts\n"
+FORWARDS = "  alert_url: http://127.0.0.1:1\n"
 ENDED = (datetime.now(UTC) - timedelta(days=1)).replace(microsecond=0).isoformat()
 
 
