@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from gpuwarden.config import TracingConfig
-from gpuwarden.errors import InputError
+from gpuwarden.errors import ConfigError, InputError
 from gpuwarden.redaction import hidden_password
 
 # Standard variables (OpenTelemetry SDK environment specification and the OTLP exporter specification).
@@ -72,7 +72,8 @@ def resolve_tracing(
     """Merge the configuration, the ``OTEL_*`` variables and the command line into the settings to run with.
 
     Raises ``InputError`` naming the option for a bad or contradictory option (a person typed it: the
-    command exits 2), ``ValueError`` naming the variable or setting for anything else.
+    command exits 2), ``ConfigError`` for a setting (its ``field``, to be located in the file), ``ValueError``
+    naming the variable for anything else.
     """
     options = options or TracingOptions()
     config, source = _from_environment(config, environ)
@@ -89,10 +90,11 @@ def resolve_tracing(
     config = config.model_copy(update={"span_exporter": kind})
     if kind != "otlp":
         return SpanSettings(config, f"{kind} ({why})")
-    if config.otlp_endpoint is None:
-        raise ValueError(
-            f"tracing.span_exporter is otlp but no OTLP endpoint is set: set {CONFIG_ENDPOINT},"
-            f" {OPTION_ENDPOINT} or {OTEL_TRACES_ENDPOINT}"
+    if config.otlp_endpoint is None:  # a setting's problem: said at its line (it was said with none)
+        raise ConfigError(
+            f"otlp, but no OTLP endpoint is set: set {CONFIG_ENDPOINT}, {OPTION_ENDPOINT} or"
+            f" {OTEL_TRACES_ENDPOINT}",
+            field="tracing.span_exporter",
         )
     _check_protocol(environ, source)
     return SpanSettings(config, f"otlp to {hidden_password(str(config.otlp_endpoint))} (from {source})")

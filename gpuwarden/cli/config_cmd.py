@@ -52,6 +52,8 @@ def validate(
         if not report.doubts("tracing"):
             try:  # the OTEL_* variables inference-server would refuse at start, with its message
                 resolve_tracing(cfg.tracing, os.environ)
+            except ConfigError as exc:  # a tracing setting: at its line
+                report.add([exc])
             except ValueError as exc:
                 report.problems.append(ConfigError(str(exc)))
     error = report.error()

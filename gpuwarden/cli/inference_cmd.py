@@ -86,13 +86,18 @@ def inference_server(
         enabled=tracing, otlp_endpoint=otlp_endpoint, trace_console=trace_console, quiet_spans=quiet_spans
     )
     try:
-        settings = resolve_tracing(load_config(config, secrets_for={"tracing"}).tracing, os.environ, options)
+        loaded = load_config(config, secrets_for={"tracing"})
+    except ConfigError as exc:  # every problem of the file, as config validate lists them
+        print_problems(exc)
+        raise typer.Exit(1) from exc
+    try:
+        settings = resolve_tracing(loaded.tracing, os.environ, options)
     except InputError as exc:  # --otlp-endpoint: a usage error, said with its value (password hidden, as
         from gpuwarden.redaction import hidden_password  # noqa: PLC0415 - the setting's refusal shows it)
 
         refuse_option(escape(option_said(exc.field, hidden_password(otlp_endpoint or ""), exc.message)))
-    except ConfigError as exc:  # every problem of the file, as config validate lists them
-        print_problems(exc)
+    except ConfigError as exc:  # a tracing setting, at its file and line as config validate says it
+        print_problems(loaded.locate(exc))
         raise typer.Exit(1) from exc
     except ValueError as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}")

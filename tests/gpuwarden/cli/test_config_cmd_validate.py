@@ -38,6 +38,21 @@ def test_config_validate_refuses_otel_variables_the_inference_server_refuses_wit
     assert validated.stderr == served.stderr
 
 
+def test_an_otlp_span_exporter_without_an_endpoint_is_said_at_its_line_by_validate_and_inference_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both said "tracing.span_exporter is otlp but ..." with no file or line, unlike every other setting."""
+    path = tmp_path / "gpuwarden.yaml"
+    path.write_text(startable(monkeypatch, "tracing:\n  span_exporter: otlp\n"))
+    line = path.read_text().splitlines().index("  span_exporter: otlp") + 1
+    validated = runner.invoke(app, ["config", "validate", str(path)])
+    served = runner.invoke(app, ["inference-server", "--config", str(path)])
+    assert validated.exit_code == served.exit_code == 1, validated.output
+    expected = f"error: {path}:{line}: tracing.span_exporter: otlp, but no OTLP endpoint is set"
+    assert " ".join(served.stderr.split()).startswith(expected), served.stderr
+    assert validated.stderr == served.stderr
+
+
 def test_config_validate_lists_every_problem_of_the_file_each_at_its_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
