@@ -4,6 +4,7 @@ what it warns of. ``config validate`` says the same, through the same functions 
 from __future__ import annotations
 
 import fnmatch
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,9 +33,12 @@ def anomaly_run_refusals(
         # Left unset, the default in the working directory is a warning at the start only.
         path = Path(cfg.state_file)
         unusable = unwritable(path)
+        foreign = foreign_state_file(path) if unusable is None else None
         if unusable is not None:
             of, reason = unusable
             refusals.append(ConfigError(f"'{path}': cannot write {of}{reason}", field="anomaly.state_file"))
+        elif foreign is not None:
+            refusals.append(ConfigError(f"'{path}': {foreign}", field="anomaly.state_file"))
     token = environ.get(TOKEN_ENV)
     problem = token_problem(token) if token else None
     if cfg.alert_url and not token:
@@ -53,6 +57,33 @@ def anomaly_run_refusals(
             )
         )
     return refusals
+
+
+_SNAPSHOT_START = b"PK\x03\x04"  # a state file is an .npz, a ZIP archive: every one starts so, damaged or not
+
+
+def foreign_state_file(path: Path) -> str | None:
+    """Why ``path`` is another program's file that ``anomaly run``'s first save would replace, or None: one
+    that exists, is not empty and does not start as a state file does (the incident store's SQLite file,
+    the configuration: the snapshot's warning said "cut short or corrupt?", and the save replaced it). A
+    snapshot of ours that cannot be used (damaged, of another version) is left to the warning and the save."""
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO would hold the read; a save renames over it
+            return (
+                "it is not a regular file, and its first save would replace it; give a file name of its own"
+            )
+        with path.open("rb") as file:
+            start = file.read(len(_SNAPSHOT_START))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"cannot read it: {exc.strerror or exc}; give a file anomaly run can read and write"
+    if not start or start == _SNAPSHOT_START:
+        return None
+    return (
+        "it is not an anomaly state file (an .npz that anomaly run wrote), and its first save would replace"
+        " it; give a file name of its own"
+    )
 
 
 def anomaly_run_refusal(cfg: AnomalyConfig, *, source_written: bool) -> ConfigError | None:

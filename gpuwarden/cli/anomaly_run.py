@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, BinaryIO, Protocol
 import typer
 from rich.markup import escape
 
+from gpuwarden.cli.anomaly_checks import foreign_state_file
 from gpuwarden.cli.anomaly_ticks import TickLog, _print_alert, _run_scheduled, _run_ticks
 from gpuwarden.cli.consoles import err_console, option_said, print_error, print_problems
 from gpuwarden.cli.logs import LOG_FORMAT_HELP, LogFormat, configure_logging
@@ -193,6 +194,9 @@ def _state_path(cfg: AnomalyConfig, option: Path | None, ticks: int) -> tuple[Pa
     setting = "--state-file" if option is not None else "anomaly.state_file"
     try:
         check_writable(path, setting)
+        foreign = foreign_state_file(path)
+        if foreign is not None:
+            raise InputError(option_said(setting, str(path), foreign))
         try:
             return path, claim_state_file(path)
         except StateFileInUse as exc:

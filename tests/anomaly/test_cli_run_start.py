@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import socket
 from pathlib import Path
 
@@ -293,3 +294,43 @@ def test_run_warns_and_keeps_no_state_where_the_default_state_file_cannot_be_wri
     assert "is not kept across a restart" in said
     with pytest.raises(typer.Exit):
         anomaly_cmd._state_path(AnomalyConfig(state_file="kept.npz"), None, 0)
+
+
+def test_run_refuses_a_state_file_that_is_another_programs_file_and_leaves_it_as_it_was(tmp_path):
+    """``state_file`` naming the incident store (or the configuration) passed ``config validate``; ``anomaly
+    run`` warned that the "snapshot" was "cut short or corrupt?" and its first save replaced the file."""
+    store = tmp_path / "incidents.db"
+    store.write_bytes(b"SQLite format 3\x00" + bytes(100))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"anomaly:\n  queries:\n    - {{name: temp, expr: DCGM_FI_DEV_GPU_TEMP}}\n  state_file: {store}\n"
+    )
+    reason = (
+        "it is not an anomaly state file (an .npz that anomaly run wrote), and its first save would replace"
+        " it"
+    )
+    for args in (["config", "validate", str(cfg)], ["anomaly", "run", "--config", str(cfg), "--port", "0"]):
+        result = runner.invoke(app, args)  # validate first: it said ok, and anomaly run then ran
+        assert result.exit_code == 1, result.output
+        said = " ".join(result.stderr.split())
+        assert f"error: {cfg}:4: anomaly.state_file: '{store}': {reason}" in said, said
+    args = ["anomaly", "run", "--config", str(cfg), "--ticks", "1", "--state-file", str(store)]
+    option = runner.invoke(app, args)
+    assert option.exit_code == 1, option.output
+    assert f"error: --state-file '{store}': {reason}" in " ".join(option.stderr.split())
+    assert store.read_bytes().startswith(b"SQLite format 3\x00")
+
+
+def test_run_refuses_a_state_file_that_is_a_fifo_rather_than_hang_reading_it(tmp_path):
+    """Taking up the "snapshot" waited on the FIFO for a writer: ``anomaly run --ticks 1`` never ended."""
+    fifo = tmp_path / "state.npz"
+    os.mkfifo(fifo)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"anomaly:\n  queries:\n    - {{name: temp, expr: DCGM_FI_DEV_GPU_TEMP}}\n  state_file: {fifo}\n"
+    )
+    reason = "it is not a regular file, and its first save would replace it"
+    for args in (["config", "validate", str(cfg)], ["anomaly", "run", "--config", str(cfg), "--port", "0"]):
+        result = runner.invoke(app, args)  # validate first: it said ok, and anomaly run then hung
+        assert result.exit_code == 1, result.output
+        assert f"error: {cfg}:4: anomaly.state_file: '{fifo}': {reason}" in " ".join(result.stderr.split())
