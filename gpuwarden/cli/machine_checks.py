@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import stat
 import tempfile
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -111,6 +112,35 @@ def check_store(db: str, field: str) -> None:
         raise ConfigError(
             f"{path} is a directory; give a file in it ({Path(path) / 'gpuwarden.db'})", field=field
         )
+    foreign = _not_sqlite(path)
+    if foreign is not None:
+        raise ConfigError(
+            f"{path} {foreign}, so serve could not open the store in it; give the store's file, or the name"
+            " of a new one",
+            field=field,
+        )
+
+
+_SQLITE_START = b"SQLite format 3\x00"  # the header of every SQLite database file
+
+
+def _not_sqlite(path: str) -> str | None:
+    """Why the existing ``path`` cannot be a SQLite store (a FIFO, a file of another kind: the configuration,
+    the anomaly state file), or None: it does not exist, is empty (SQLite makes it one) or is a database.
+    ``config validate`` said ok to such a file, and ``serve`` refused it only once it opened the store,
+    leaving the lock file and journal directory it had made beside it."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return "is not a regular file"
+        with open(path, "rb") as file:
+            start = file.read(len(_SQLITE_START))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:  # unreadable: serve's open says why, in SQLite's words
+        return None if exc.errno == errno.EACCES else f"cannot be read ({exc.strerror})"
+    if not start or start == _SQLITE_START:
+        return None
+    return "is not a SQLite database (it does not start with SQLite's header)"
 
 
 def check_store_driver(db: str, field: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,35 @@ def test_serve_refuses_a_store_it_cannot_open_naming_it_without_its_password(
     assert result.exit_code == 1
     assert "--db: " not in output and "pw-secret" not in output  # the store said once, as every option is
     assert f"error: {expected.format(tmp=tmp_path)}" in output, output
+
+
+@pytest.mark.parametrize(
+    ("kind", "said"),
+    [
+        ("itself", "is not a SQLite database (it does not start with SQLite's header)"),
+        ("fifo", "is not a regular file"),
+    ],
+    ids=["the-config-file", "fifo"],
+)
+def test_a_store_file_that_is_no_database_is_refused_by_validate_and_serve_before_any_file_is_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, said: str
+) -> None:
+    """validate said ok; serve refused it only once it opened the store (SQLite's "file is not a
+    database", "disk I/O error"), with the store's lock file and journal directory made beside it."""
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    config = tmp_path / "c.yaml"
+    store = config if kind == "itself" else tmp_path / "fifo.db"
+    if kind == "fifo":
+        os.mkfifo(store)
+    config.write_text(f"api:\n  db: {store}\n")
+    before = sorted(tmp_path.iterdir())
+    for args in (["config", "validate", str(config)], ["serve", "--config", str(config)]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 1, result.output
+        assert f"error: {config}:2: api.db: {store} {said}, so serve could not open the store in it" in (
+            " ".join(result.stderr.split())
+        ), result.stderr
+    assert sorted(tmp_path.iterdir()) == before
 
 
 def test_serve_names_the_journal_dir_when_it_cannot_use_it(
