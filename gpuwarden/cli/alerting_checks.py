@@ -20,6 +20,21 @@ if TYPE_CHECKING:
     from gpuwarden.config_notify import WebhookConfig
 
 
+def check_slack_token(cfg: GpuwardenConfig) -> list[ConfigError]:
+    """A warning when the file (or a variable) writes a ``slack`` section without ``bot_token``: Slack's
+    notifier is made only with a token, so serve ran with Slack off and said nothing of it (no ``notifier:
+    slack`` line, no warning), however the rest of the section was filled in."""
+    if "slack" not in cfg.model_fields_set or cfg.slack.bot_token is not None:
+        return []
+    return [
+        ConfigError(
+            "no bot_token, so serve sends nothing to Slack; set bot_token: {env: SLACK_BOT_TOKEN}, or remove"
+            " the slack section",
+            field="slack",
+        )
+    ]
+
+
 def check_slack_channel(cfg: GpuwardenConfig) -> list[ConfigError]:
     """A warning when Slack is configured with a channel name, not an id: Slack answers a post with the
     channel's id, so the outbox cannot tell a posted message from one it never sent after a crash."""

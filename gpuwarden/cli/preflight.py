@@ -23,6 +23,7 @@ from gpuwarden.cli.alerting_checks import (
     check_maintenance_windows,
     check_slack_base_url,
     check_slack_channel,
+    check_slack_token,
     check_webhooks,
 )
 from gpuwarden.cli.anomaly_checks import (
@@ -209,6 +210,7 @@ def _alerting_checks(
     check(lambda: warnings.extend(check_maintenance_windows(cfg.alerting, SystemClock().now())))
     warnings.extend(check_webhooks(cfg.webhooks))
     warnings.extend(check_slack_base_url(cfg))
+    warnings.extend(check_slack_token(cfg))
     warnings.extend(check_slack_channel(cfg))
     warnings.extend(check_sim_inventory(cfg))
     return warnings

@@ -70,6 +70,9 @@ ROWS = {
         warning=True,
         env={"SLACK_BOT_TOKEN": "xoxb-1"},
     ),
+    "slack-without-bot-token": Row(  # serve ran with Slack off, and said nothing of it
+        SERVE, DB + "slack:\n  channel: C0123456789\n", "slack: no bot_token", warning=True
+    ),
     "postgresql-store-without-journal-dir": Row(
         SERVE,
         "api:\n  db: postgresql+psycopg://gw@127.0.0.1:1/gw\n",
