@@ -8,10 +8,9 @@ still exports these names: it is the second largest section, and the one the ale
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from gpuwarden.config_rules import LocalPath, PrometheusUrl, Section
 from gpuwarden.limits import MAX_INTERVAL_SECONDS, MAX_RETENTION_DAYS, MAX_WINDOW_SECONDS
@@ -80,20 +79,9 @@ class KubernetesInventoryConfig(Section):
         description="how long a pod lost with its node stays placed on its GPUs",
     )
     request_timeout_seconds: float = Field(10.0, gt=0, le=MAX_INTERVAL_SECONDS)
-
-    @field_validator("kubeconfig")
-    @classmethod
-    def _kubeconfig_is_a_file(cls, value: str | None) -> str | None:
-        try:
-            is_file = value is None or Path(value).is_file()
-        except OSError as exc:  # a name over the system's limit: a traceback, not a validation error
-            raise ValueError(f"{value}: cannot use it: {exc.strerror}") from exc
-        if not is_file:
-            raise ValueError(
-                f"{value} is not a file: give a kubeconfig's path, or leave the setting out to use the pod's"
-                " service account (in a cluster) or KUBECONFIG"
-            )
-        return value
+    # Whether ``kubeconfig`` is a file is checked where serve reads it (``gpuwarden.cli.inventories``), not
+    # here: every command loads this model, and the exporter, anomaly run and inference-server refused a
+    # shared file whose kubeconfig is mounted in serve's pod only.
 
 
 class AlertingConfig(Section):

@@ -204,6 +204,21 @@ def inventory_file(path: str) -> StaticInventory:
         raise ConfigError.first_of(problems) from exc
 
 
+def _kubeconfig_file(path: str) -> None:
+    """The kubeconfig is a file (a ``ConfigError`` naming the setting otherwise): the client said only "No
+    configuration found" for a path that is not there."""
+    try:
+        is_file = Path(path).is_file()
+    except OSError as exc:  # a name over the system's limit: a traceback, not a refusal
+        raise ConfigError(f"{path}: cannot use it: {exc.strerror}", field=KUBECONFIG_FIELD) from exc
+    if not is_file:
+        raise ConfigError(
+            f"{path} is not a file: give a kubeconfig's path, or leave the setting out to use the pod's"
+            " service account (in a cluster) or KUBECONFIG",
+            field=KUBECONFIG_FIELD,
+        )
+
+
 def _kubeconfig_mapping(path: str) -> None:
     """A kubeconfig is a YAML mapping (clusters, users, contexts): the client fails on anything else with a
     ``TypeError`` that says nothing of the file."""
@@ -233,6 +248,7 @@ def kubernetes_inventory(cfg: KubernetesInventoryConfig, clock: SystemClock) -> 
 
     in_cluster = cfg.kubeconfig is None and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
     if cfg.kubeconfig is not None:
+        _kubeconfig_file(cfg.kubeconfig)
         _kubeconfig_mapping(cfg.kubeconfig)
     try:
         if in_cluster:

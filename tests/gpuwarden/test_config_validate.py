@@ -124,8 +124,9 @@ def test_a_kubernetes_inventory_needs_the_cluster_name_and_is_one_source(tmp_pat
         load_config(path)
     assert "alerting.kubernetes_inventory.cluster" in str(err.value)
     path.write_text(f"alerting:\n  kubernetes_inventory:\n    cluster: k1\n    kubeconfig: {tmp_path}/nope\n")
-    with pytest.raises(ConfigError, match=r"kubeconfig.*nope is not a file"):
-        load_config(path)
+    # Whether it is a file is checked where serve reads it (tests/gpuwarden/cli/test_preflight.py): the file
+    # may be on serve's machine only, and every command loads the model.
+    assert load_config(path).alerting.kubernetes_inventory.kubeconfig == f"{tmp_path}/nope"  # type: ignore[union-attr]
     path.write_text("alerting:\n  slurm_inventory: true\n  kubernetes_inventory:\n    cluster: k1\n")
     both = load_config(path).alerting  # a Slurm training cluster beside a Kubernetes inference one
     assert both.slurm_inventory and both.kubernetes_inventory is not None

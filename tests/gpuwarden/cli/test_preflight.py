@@ -422,3 +422,30 @@ def test_config_validate_refuses_a_store_url_whose_password_holds_an_unescaped_a
     said = " ".join(runner.invoke(app, ["config", "validate", str(path)]).output.split())
     assert ("write each @ of the password as %40" in said) is refused, said
     assert "ss@db" not in said and "s@[" not in said, said  # the password's end, quoted as a host
+
+
+def test_a_kubeconfig_only_serve_has_stops_serve_and_validate_but_no_command_that_reads_no_inventory(
+    tmp_path: Path,
+) -> None:
+    """One file serves every command; the kubeconfig is mounted in serve's pod only. The model refused it
+    where it was not a file, so anomaly score (and run, the exporter, inference-server) refused the shared
+    file for a setting none of them reads."""
+    path = write(
+        tmp_path,
+        "anomaly:\n  thresholds:\n    k: 6\nalerting:\n  kubernetes_inventory:\n    cluster: k1\n"
+        f"    kubeconfig: {tmp_path}/serve-only/kubeconfig\n",
+    )
+    series = tmp_path / "in.csv"
+    series.write_text("timestamp,value\n" + "".join(f"{60 * i},{i % 3}\n" for i in range(50)))
+    scored = runner.invoke(
+        app, ["anomaly", "score", "--input", str(series), "--output", "-", "--config", str(path), "-q"]
+    )
+    assert scored.exit_code == 0, scored.output
+    said = (
+        f"{path}:7: alerting.kubernetes_inventory.kubeconfig: {tmp_path}/serve-only/kubeconfig is not a file"
+    )
+    validated = runner.invoke(app, ["config", "validate", str(path)], env={"GPUWARDEN_API_TOKEN": "t"})
+    served = runner.invoke(app, ["serve", "--config", str(path), "--db", str(tmp_path / "s.db")])
+    for result in (validated, served):
+        assert result.exit_code == 1 and said in " ".join(result.stderr.split()), result.stderr
+    assert not (tmp_path / "s.db").exists()
