@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import stat
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
@@ -22,6 +21,7 @@ from pydantic_core import ErrorDetails
 from gpuwarden.durations import spoken_seconds
 from gpuwarden.errors import ConfigError
 from gpuwarden.numerals import AS_WRITTEN, TOO_LARGE, written_as_digits
+from gpuwarden.yamlloader import NumbersAsWrittenLoader
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -105,32 +105,7 @@ def secret_ref_names(data: Any) -> set[str]:
 
 Syntax = Literal["YAML", "JSON"]
 """What a setting's value was written in: the file's YAML, or a ``GPUWARDEN_`` variable's JSON."""
-_BASE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_DECIMAL_INT = re.compile(r"[-+]?(?:0|[1-9][0-9]*)")
-
-
-class _Loader(_BASE_LOADER):  # type: ignore[misc]  # PyYAML's loaders are untyped
-    """PyYAML's safe loader, but a number is read only as gpuwarden reads one everywhere else
-    (``gpuwarden.numerals``: decimal digits, as Prometheus' and kubectl's flags): YAML 1.1's other ways to
-    write one (``0x1F90`` hex, ``01234`` octal, ``9_400``, ``1:30`` base 60, ``0b1``) are kept as the text
-    written, which the setting then reads as the command line would (``01234`` is 1234) or refuses naming
-    it. YAML read ``port: 01234`` as 668 and ``announce_delay_seconds: 1:30`` as 90, silently, where the
-    same text quoted was refused."""
-
-
-def _int_as_written(loader: Any, node: yaml.ScalarNode) -> int | str:
-    text = loader.construct_scalar(node)
-    return int(text) if _DECIMAL_INT.fullmatch(text) else text
-
-
-def _float_as_written(loader: Any, node: yaml.ScalarNode) -> float | str:
-    text = loader.construct_scalar(node)
-    return text if "_" in text or ":" in text else float(loader.construct_yaml_float(node))
-
-
-_Loader.add_constructor("tag:yaml.org,2002:int", _int_as_written)
-_Loader.add_constructor("tag:yaml.org,2002:float", _float_as_written)
-_LOADER = _Loader
+_LOADER = NumbersAsWrittenLoader  # libyaml when PyYAML was built with it
 MAX_FILE_BYTES = 64 * 1024 * 1024
 """Larger files are refused: a 100,000-GPU inventory is a few MiB, and /dev/zero would fill the memory."""
 MAX_DEPTH = 100
