@@ -21,6 +21,7 @@ from pydantic_core import ErrorDetails
 from gpuwarden.durations import spoken_seconds
 from gpuwarden.errors import ConfigError
 from gpuwarden.numerals import AS_WRITTEN, TOO_LARGE, written_as_digits
+from gpuwarden.yamlloader import NumbersAsWrittenLoader
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -104,7 +105,7 @@ def secret_ref_names(data: Any) -> set[str]:
 
 Syntax = Literal["YAML", "JSON"]
 """What a setting's value was written in: the file's YAML, or a ``GPUWARDEN_`` variable's JSON."""
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_LOADER = NumbersAsWrittenLoader  # libyaml when PyYAML was built with it
 MAX_FILE_BYTES = 64 * 1024 * 1024
 """Larger files are refused: a 100,000-GPU inventory is a few MiB, and /dev/zero would fill the memory."""
 MAX_DEPTH = 100

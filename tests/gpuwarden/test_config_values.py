@@ -307,3 +307,33 @@ def test_a_url_with_a_path_prefix_is_a_base_url(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, text), environ={})
     assert cfg.anomaly.prometheus_url == "https://vm/select/0/prometheus/"
     assert cfg.anomaly.alert_url == "https://gw/gpuwarden"
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("exporter:\n  port: 0x1F90\n", "exporter.port: '0x1F90' is not a whole number; write one"),
+        ("exporter:\n  port: 9_400\n", "exporter.port: '9_400' is not a whole number as the command line"),
+        ("alerting:\n  announce_delay_seconds: 1:30\n", "alerting.announce_delay_seconds: '1:30' is not a"),
+        (
+            "exporter:\n  collect_interval_seconds: 2_0.5\n",
+            "exporter.collect_interval_seconds: '2_0.5' is not a number as the command",
+        ),
+    ],
+    ids=["hex", "underscore", "base-60", "underscore-fraction"],
+)
+def test_a_number_yaml_1_1_writes_another_way_is_refused_as_its_quoted_text_is(
+    tmp_path: Path, text: str, said: str
+) -> None:
+    """Unquoted, YAML read them as 8080, 9400, 90 and 20.5 and they were taken; quoted, refused."""
+    with pytest.raises(ConfigError) as refused:
+        load_config(write(tmp_path, text), environ={})
+    assert f"gpuwarden.yaml:2: {said}" in str(refused.value), str(refused.value)
+
+
+def test_a_number_with_a_leading_zero_is_decimal_not_yaml_1_1_octal(tmp_path: Path) -> None:
+    """``port: 01234`` was read as octal, 668, and the exporter listened there; Go's flags read 1234."""
+    cfg = load_config(
+        write(tmp_path, "exporter:\n  port: 01234\n  collect_interval_seconds: 010\n"), environ={}
+    )
+    assert (cfg.exporter.port, cfg.exporter.collect_interval_seconds) == (1234, 10.0)
