@@ -312,6 +312,8 @@ def _constraint_message(error: ErrorDetails, *, item: bool, key: bool, syntax: S
         )
     if kind == "string_type" and isinstance(value, list):
         return f"is {shown_value(value)}, a list, not text; write one value"
+    if kind == "string_type":  # pydantic said "Input should be a valid string": not why, nor what to write
+        return _not_text_message(value, syntax)
     if kind in ("too_short", "too_long"):
         actual = ctx["actual_length"]
         has = "empty" if actual == 0 else f"{actual} item{'s' if actual != 1 else ''}"
@@ -371,6 +373,23 @@ def _not_a_number_message(kind: str, value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool) and kind == "float_type":
         return f"{shown_value(value, quoted=False)} is {TOO_LARGE}; write a smaller one"
     return f"{shown_value(value, quoted=False)} is not {what}; write one"
+
+
+def _not_text_message(value: Any, syntax: Syntax) -> str:
+    """A value where text belongs that the file's syntax read as something else: YAML's ``no`` (false),
+    ``1.0``, ``2026-01-01``, an empty value; said with what it was read as and to quote it."""
+    if value is None:
+        return "is empty; write a value, or remove the line for the default"
+    if isinstance(value, bool):
+        read = f"a boolean, {shown_value(value)}{_BOOLEANS[syntax]}"
+    elif isinstance(value, int | float):
+        read = f"a number, {shown_value(value, quoted=False)}"
+    elif isinstance(value, date):
+        read = f"a date, {shown_value(value)}"
+    else:
+        return f"{shown_value(value)} is not text; write text"
+    quote = "'...'" if syntax == "YAML" else '"..."'
+    return f"is read as {read}, not as text; quote it as written, in {quote}"
 
 
 _UNIT_FIELDS = {"_seconds": ("seconds", 1.0), "_days": ("days", 86400.0)}

@@ -337,3 +337,34 @@ def test_a_number_with_a_leading_zero_is_decimal_not_yaml_1_1_octal(tmp_path: Pa
         write(tmp_path, "exporter:\n  port: 01234\n  collect_interval_seconds: 010\n"), environ={}
     )
     assert (cfg.exporter.port, cfg.exporter.collect_interval_seconds) == (1234, 10.0)
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        (
+            "tracing:\n  service_name: no\n",
+            "is read as a boolean, false (YAML reads yes, on and true as true;",
+        ),
+        ("anomaly:\n  fleet_peer_labels: [on]\n", "[0]: is read as a boolean, true (YAML reads"),
+        (
+            "tracing:\n  model_name: 1.0\n",
+            "is read as a number, 1.0, not as text; quote it as written, in '...'",
+        ),
+        (
+            "sim:\n  gpu_model: 2026-01-01\n",
+            "is read as a date, 2026-01-01, not as text; quote it as written",
+        ),
+        ("tracing:\n  service_name:\n", "is empty; write a value, or remove the line for the default"),
+    ],
+    ids=["boolean", "boolean-item", "number", "date", "empty"],
+)
+def test_a_value_yaml_reads_as_no_text_where_text_belongs_says_so_and_to_quote_it(
+    tmp_path: Path, text: str, said: str
+) -> None:
+    """pydantic's "Input should be a valid string" said neither that YAML read ``no`` as false nor to
+    quote it."""
+    with pytest.raises(ConfigError) as refused:
+        load_config(write(tmp_path, text), environ={})
+    assert said in str(refused.value), str(refused.value)
+    assert "Input should" not in str(refused.value)
