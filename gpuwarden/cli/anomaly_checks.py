@@ -66,7 +66,8 @@ def foreign_state_file(path: Path) -> str | None:
     """Why ``path`` is another program's file that ``anomaly run``'s first save would replace, or None: one
     that exists, is not empty and does not start as a state file does (the incident store's SQLite file,
     the configuration: the snapshot's warning said "cut short or corrupt?", and the save replaced it). A
-    snapshot of ours that cannot be used (damaged, of another version) is left to the warning and the save."""
+    snapshot of ours that cannot be used (damaged, of another version, or the zeros a power cut can leave of
+    one) is left to the warning and the save: refused, ``anomaly run`` would not start again after one."""
     try:
         if not stat.S_ISREG(path.stat().st_mode):  # a FIFO would hold the read; a save renames over it
             return (
@@ -78,7 +79,7 @@ def foreign_state_file(path: Path) -> str | None:
         return None
     except OSError as exc:
         return f"cannot read it: {exc.strerror or exc}; give a file anomaly run can read and write"
-    if not start or start == _SNAPSHOT_START:
+    if start == _SNAPSHOT_START or not start.strip(b"\x00"):  # empty, or zeros: a save a power cut lost
         return None
     return (
         "it is not an anomaly state file (an .npz that anomaly run wrote), and its first save would replace"

@@ -321,6 +321,19 @@ def test_run_refuses_a_state_file_that_is_another_programs_file_and_leaves_it_as
     assert store.read_bytes().startswith(b"SQLite format 3\x00")
 
 
+def test_a_state_file_of_zeros_a_power_cut_left_is_taken_as_a_damaged_snapshot_not_refused(tmp_path):
+    """Refused as another program's file, it would keep ``anomaly run`` from starting again after a power
+    cut; it is warned of and saved over, as a snapshot cut short is."""
+    state = tmp_path / "anomaly.state.npz"
+    state.write_bytes(bytes(4096))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"anomaly:\n  queries:\n    - {{name: temp, expr: DCGM_FI_DEV_GPU_TEMP}}\n  state_file: {state}\n"
+    )
+    result = runner.invoke(app, ["config", "validate", str(cfg)])
+    assert result.exit_code == 0, result.output
+
+
 def test_run_refuses_a_state_file_that_is_a_fifo_rather_than_hang_reading_it(tmp_path):
     """Taking up the "snapshot" waited on the FIFO for a writer: ``anomaly run --ticks 1`` never ended."""
     fifo = tmp_path / "state.npz"
