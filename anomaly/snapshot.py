@@ -309,7 +309,7 @@ def _snapshot(path: Path, header: dict[str, Any], arrays: Arrays, settings: Mapp
         saved = header["settings"]
         # A setting found not to shape what is learnt after a snapshot was saved with it: not compared.
         keys = {*settings, *saved} - _NOT_SHAPING
-        changed = sorted(k for k in keys if settings.get(k) != saved.get(k))
+        changed = sorted(k for k in keys if _compared(k, settings.get(k)) != _compared(k, saved.get(k)))
         if changed:
             raise SnapshotRefused(
                 f"was saved under other settings (anomaly.{', anomaly.'.join(changed)} changed)"
@@ -332,6 +332,16 @@ def _snapshot(path: Path, header: dict[str, Any], arrays: Arrays, settings: Mapp
         components=components,
         origin=str(path),
     )
+
+
+def _compared(key: str, value: Any) -> Any:
+    """A shaping setting as it is compared with a snapshot's: ``queries`` in any order. Each query is found
+    by its name, unique in the section, so their order in the file shapes nothing learnt; sorting the list, or
+    moving a query beside its neighbours, threw weeks of learnt profiles away ("anomaly.queries changed"). The
+    other lists keep their order (``multivariate_queries`` is the order of its model's columns)."""
+    if key == "queries" and isinstance(value, list):
+        return sorted(value, key=lambda query: json.dumps(query, sort_keys=True))
+    return value
 
 
 def _check_members(archive: zipfile.ZipFile | None) -> None:

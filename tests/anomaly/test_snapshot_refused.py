@@ -16,7 +16,7 @@ import pytest
 
 from anomaly import snapshot as snapshot_module
 from anomaly.service import AnomalyService, _Firing
-from anomaly.snapshot import Snapshot, load_snapshot, save_snapshot
+from anomaly.snapshot import Snapshot, load_snapshot, save_snapshot, shaping_settings
 from anomaly.sources import Frame
 from gpuwarden.clock import FakeClock
 from gpuwarden.model import Alert, AlertSource
@@ -355,3 +355,23 @@ def test_a_snapshot_is_taken_up_where_prometheus_is_down_at_the_start_and_nothin
         assert service.warm_up(snapshot=load_snapshot(path, service.cfg)) == 0
     assert f"anomaly state restored from {path}" in caplog.text
     assert len(service.index) == 8 * len(QUERIES)
+
+
+def test_the_queries_written_in_another_order_do_not_refuse_a_snapshot_and_a_changed_one_does(
+    tmp_path, thirty_ticks, caplog
+):
+    """Each query is found by its name: sorting `anomaly.queries` in the file, or moving one beside its
+    neighbours, changes nothing learnt, and threw the state (weeks of learnt profiles) away as
+    "anomaly.queries changed". A query whose expr changed still refuses it."""
+    queries = [{"name": name, "expr": name} for name in QUERIES]
+    clock, path, snapshot = _saved_snapshot(tmp_path, thirty_ticks)
+    snapshot.settings = shaping_settings(_config(queries=queries))
+    assert save_snapshot(path, snapshot)
+    clock.advance(EVERY)
+    cfg = _config(queries=queries[::-1])
+    service = AnomalyService(cfg, [GridSource()], clock)
+    with caplog.at_level(logging.INFO):
+        assert service.warm_up(snapshot=load_snapshot(path, cfg)) == 1
+    assert f"anomaly state restored from {path}" in caplog.text
+    changed = [*queries[1:], {**queries[0], "expr": f"avg_over_time({queries[0]['name']}[1m])"}]
+    _refused(path, clock, caplog, "saved under other settings (anomaly.queries changed)", queries=changed)
