@@ -137,7 +137,12 @@ class Snapshot:
 
 
 class SnapshotRefused(Exception):
-    """A snapshot that cannot be used; the message says why."""
+    """A snapshot that cannot be used; the message says why. ``snapshot``: the one read whole and refused for
+    its settings alone, whose alerts not yet delivered no setting shapes (``load_state``); else None."""
+
+    def __init__(self, why: str, snapshot: Snapshot | None = None) -> None:
+        super().__init__(why)
+        self.snapshot = snapshot
 
 
 def shaping_settings(cfg: AnomalyConfig) -> dict[str, Any]:
@@ -155,14 +160,22 @@ def settings_fingerprint(settings: Mapping[str, Any]) -> str:
 def load_snapshot(path: Path, cfg: AnomalyConfig) -> Snapshot | None:
     """The snapshot at ``path`` when there is one that can be used with ``cfg``; otherwise None, said in a
     warning naming the file and why (``refused``), or, when there is no file yet, in an info line."""
+    return load_state(path, cfg)[0]
+
+
+def load_state(path: Path, cfg: AnomalyConfig) -> tuple[Snapshot | None, Snapshot | None]:
+    """``load_snapshot``, and the snapshot at ``path`` refused for its settings alone (None where it was
+    taken, or could not be read whole): the alerts its process had not delivered are shaped by no setting,
+    and a restart to change one (a threshold, a query) lost a fault that fired and cleared while serve was
+    down (``AlertForwarder.take_up``)."""
     if not path.exists():
         logger.info("no anomaly state snapshot at %s yet: warming up from the history alone", path)
-        return None
+        return None, None
     try:
-        return read_snapshot(path, shaping_settings(cfg))
+        return read_snapshot(path, shaping_settings(cfg)), None
     except SnapshotRefused as exc:
         refused(str(path), str(exc))
-        return None
+        return None, exc.snapshot
 
 
 def refused(origin: str, why: str) -> None:
@@ -305,6 +318,7 @@ def read_snapshot(path: Path, settings: Mapping[str, Any]) -> Snapshot:
 
 def _snapshot(path: Path, header: dict[str, Any], arrays: Arrays, settings: Mapping[str, Any]) -> Snapshot:
     """The snapshot ``header`` and ``arrays`` make, checked against ``settings``."""
+    snapshot = _made(path, header, arrays)
     if header.get("fingerprint") != settings_fingerprint(settings):
         saved = header["settings"]
         # A setting found not to shape what is learnt after a snapshot was saved with it: not compared.
@@ -312,8 +326,13 @@ def _snapshot(path: Path, header: dict[str, Any], arrays: Arrays, settings: Mapp
         changed = sorted(k for k in keys if _compared(k, settings.get(k)) != _compared(k, saved.get(k)))
         if changed:
             raise SnapshotRefused(
-                f"was saved under other settings (anomaly.{', anomaly.'.join(changed)} changed)"
+                f"was saved under other settings (anomaly.{', anomaly.'.join(changed)} changed)", snapshot
             )
+    return snapshot
+
+
+def _made(path: Path, header: dict[str, Any], arrays: Arrays) -> Snapshot:
+    """The snapshot ``header`` and ``arrays`` make, read from ``path``."""
     components = {name: State(dict(meta)) for name, meta in header["components"].items()}
     for key, array in arrays.items():
         name, _, part = key.rpartition(".")  # a detector's name may hold a dot, an array's name none

@@ -11,7 +11,7 @@ import numpy as np
 
 from anomaly.detectors import SavedDetector
 from anomaly.firing import _TakenAlerts
-from anomaly.series import series_key
+from anomaly.series import SeriesIndex, series_key
 from anomaly.servicecore import ServiceCore
 from anomaly.snapshot import Arrays, Snapshot, State, refused, shaping_settings
 from anomaly.sources import Frame, SavedSource
@@ -192,6 +192,27 @@ class SnapshotKeeper(ServiceCore):
             f" are in it, where at least half must be, or at least half of the {held:,} it held then"
             " (anomaly.prometheus_url reads another Prometheus, or the series' labels changed)"
         )
+
+
+def read_by_this_fleet(service: SnapshotKeeper, snapshot: Snapshot) -> bool:
+    """Whether ``snapshot``, not taken up (saved under other settings), is of the fleet ``service`` read since
+    its start (its warm-up's history, in its series index): at least half of the series it held in its last
+    ``forget_after_seconds`` are read now, or nothing tells (it held none; nothing was read, Prometheus
+    down), as ``SnapshotKeeper._other_fleet`` judges a snapshot taken up. The alerts it had not delivered go
+    to this fleet's serve only (two configurations run one after the other in one directory, the default
+    state file, must not post each other's); a series index that cannot be read tells no fleet."""
+    saved = SeriesIndex()
+    try:
+        saved.restore(snapshot.components["index"])
+    except (KeyError, ValueError, TypeError, IndexError, AttributeError):
+        return False
+    lower = snapshot.read_until - service.cfg.forget_after_seconds
+    seen = saved.last_seen[: len(saved.keys)]
+    held = [key for key, at in zip(saved.keys, seen.tolist(), strict=True) if key is not None and at > lower]
+    if not held or not len(service.index):
+        return True
+    looked = held[:: max(1, len(held) // _FLEET_SAMPLE)]
+    return 2 * sum(service.index.id_of(key) is not None for key in looked) >= len(looked)
 
 
 def _source_state(saved: State, name: str) -> State | None:

@@ -84,7 +84,6 @@ def run(
     from anomaly.forwarder import STATE_COMPONENT  # noqa: PLC0415
     from anomaly.promql import PromQLSource, PromQuery  # noqa: PLC0415
     from anomaly.service import AnomalyService  # noqa: PLC0415
-    from anomaly.snapshot import load_snapshot  # noqa: PLC0415
     from gpuwarden.cli.anomaly_http import serve_http  # noqa: PLC0415
 
     configure_logging(logging.INFO, log_format)
@@ -130,12 +129,14 @@ def run(
         # re-escalation or not: the first post after an upgrade that added ``deviation`` was a new alert.
         held = forwarder.held() if forwarder is not None else None
         # What the detectors learnt before the restart, when a snapshot of it fits; the history after it.
-        snapshot = load_snapshot(state, cfg) if state is not None else None
+        snapshot, other_settings = _state_read(state, cfg)
         if forwarder is not None:  # the resolutions serve had not received go on, and into each save
             forwarder.take_up(snapshot)
             service.kept_with[STATE_COMPONENT] = forwarder.state
         if not _warmed_up(service, held, snapshot, state):
             return
+        # Saved under other settings, which shape none of them: this fleet's go on (its history now read).
+        _take_up_undelivered(service, forwarder, other_settings)
         if ticks:
             _run_ticks(service, ticks, tick_log.after, state)
         else:
@@ -164,6 +165,43 @@ def _warmed_up(
         logger.info("anomaly run stopped by %s during its warm-up: nothing learnt yet; %s", stop, saved)
         return False
     return True
+
+
+def _state_read(state: Path | None, cfg: AnomalyConfig) -> tuple[Snapshot | None, Snapshot | None]:
+    """The state file's snapshot when it can be used, and the one refused for its settings alone
+    (``load_state``) with only what ``_take_up_undelivered`` reads of it: the rest (the detectors' arrays,
+    hundreds of MB for a large fleet) is not held for the life of the process."""
+    from anomaly.forwarder import STATE_COMPONENT  # noqa: PLC0415
+    from anomaly.snapshot import load_state  # noqa: PLC0415
+
+    if state is None:
+        return None, None
+    snapshot, other = load_state(state, cfg)
+    if other is not None:
+        kept = ("index", STATE_COMPONENT)
+        other.components = {name: part for name, part in other.components.items() if name in kept}
+    return snapshot, other
+
+
+def _take_up_undelivered(
+    service: AnomalyService, forwarder: AlertForwarder | None, snapshot: Snapshot | None
+) -> None:
+    """The alerts serve had not received that ``snapshot``, refused for its settings, holds: posted where it
+    is this fleet's (``read_by_this_fleet``), else said and left out (None: no snapshot so refused, or no
+    serve). A restart to change a setting lost them: a fault that fired and cleared while serve was down
+    never reached it."""
+    from anomaly.takeup import read_by_this_fleet  # noqa: PLC0415
+
+    if forwarder is None or snapshot is None:
+        return
+    if read_by_this_fleet(service, snapshot):
+        forwarder.take_up(snapshot)
+    else:
+        logger.warning(
+            "anomaly state snapshot %s: the alerts serve had not received are not posted: it is another"
+            " fleet's (fewer than half the series it held are read now)",
+            snapshot.origin,
+        )
 
 
 class _Closable(Protocol):

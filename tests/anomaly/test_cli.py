@@ -6,16 +6,22 @@ from __future__ import annotations
 import json
 import logging
 import re
+from typing import Any
 
 import httpx
 import pytest
+import yaml
 
-from anomaly.forwarder import AlertForwarder
+from anomaly.forwarder import STATE_COMPONENT, AlertForwarder
 from anomaly.promql import PromQLSource, PromQuery
+from anomaly.series import SeriesIndex
+from anomaly.snapshot import read_snapshot, save_snapshot, shaping_settings
 from gpuwarden.cli import anomaly_cmd, anomaly_run, app
 from gpuwarden.clock import FakeClock
+from gpuwarden.config_anomaly import AnomalyConfig
 from gpuwarden.model import Alert
-from tests.anomaly.cli_runs import _run_on_fake_prometheus, run_one_tick_forwarding_to, runner
+from tests.anomaly.cli_runs import _Prometheus, _run_on_fake_prometheus, run_one_tick_forwarding_to, runner
+from tests.anomaly.forwarder_serve import _resolved, _xid
 from tests.http_stub import LocalServer, QuietHandler
 
 
@@ -73,11 +79,13 @@ def test_run_exits_1_with_prometheus_down_whether_or_not_its_single_tick_fell_du
 
 
 class _Receiver(LocalServer):
-    """A gpuwarden serve that holds no alert: what it was asked, method and path, in order."""
+    """A gpuwarden serve that holds no alert: what it was asked, method and path, in order, and the alerts
+    posted to it."""
 
     def __init__(self) -> None:
         asked: list[tuple[str, str]] = []
-        self.asked = asked
+        posted: list[dict[str, Any]] = []
+        self.asked, self.posted = asked, posted
 
         class Handler(QuietHandler):
             def do_GET(self) -> None:
@@ -85,7 +93,7 @@ class _Receiver(LocalServer):
                 self._answer(b"[]")
 
             def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                posted.extend(json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0)))))
                 asked.append(("POST", self.path))
                 self._answer(b"")
 
@@ -210,3 +218,52 @@ def test_a_tick_line_names_the_host_the_alerts_went_to_not_gpuwarden_serve(caplo
         " resolved 0; sent 1 to am.example:9093"
     ]
     forwarder.close()
+
+
+@pytest.mark.parametrize("fleet", ["this", "another"])
+def test_run_posts_what_serve_never_received_after_a_restart_that_changed_a_setting(
+    tmp_path, monkeypatch, caplog, fleet
+):
+    """An alert that fired and cleared while serve was down waits in the state file
+    (``AlertForwarder.state``). A restart to change a setting (``fleet_k`` here) refused the snapshot, and
+    that alert with it: the hard fault never reached serve. What the detectors learnt is still refused; the
+    alert is posted, where the snapshot is this fleet's (its series are read now): another fleet's (two
+    configurations run one after the other in one directory) is not posted to this one's serve."""
+    prometheus, receiver = _Prometheus(), _Receiver()
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    text = (
+        f"anomaly:\n  prometheus_url: {prometheus.url}\n  infer_every_seconds: 0.2\n"
+        f"  alert_url: {receiver.url}\n"
+        "  queries:\n    - {name: temp, expr: DCGM_FI_DEV_GPU_TEMP, step_seconds: 0.2}\n"
+    )
+    (tmp_path / "c.yaml").write_text(text)
+    state = tmp_path / "s.npz"
+    args = ["anomaly", "run", "--config", str(tmp_path / "c.yaml"), "--ticks", "1", "--port", "0"]
+    args += ["--state-file", str(state)]
+    try:
+        assert runner.invoke(app, args).exit_code == 0
+        snapshot = read_snapshot(state, shaping_settings(AnomalyConfig(**yaml.safe_load(text)["anomaly"])))
+        clock = FakeClock()
+        before = AlertForwarder(receiver.url, "t", clock, resend_seconds=0.2)
+        before.on_alert(_resolved(_xid("7", clock), clock))  # fired and cleared while serve was down
+        snapshot.components[STATE_COMPONENT] = before.state()
+        if fleet == "another":
+            index = SeriesIndex()
+            index.ids_for("temp", [{"Hostname": "elsewhere", "gpu": "0"}], snapshot.read_until)
+            snapshot.components["index"] = index.state()
+        assert save_snapshot(state, snapshot)
+        before.close()
+        (tmp_path / "c.yaml").write_text(text + "  fleet_k: 5\n")
+        receiver.posted.clear()
+        with caplog.at_level(logging.INFO):
+            result = runner.invoke(app, args)
+    finally:
+        prometheus.close()
+        receiver.close()
+    assert result.exit_code == 0, result.output
+    assert "saved under other settings (anomaly.fleet_k changed)" in caplog.text
+    xid = [(a["labels"]["gpu"], "endsAt" in a) for a in receiver.posted if a["labels"].get("xid")]
+    if fleet == "this":
+        assert xid == [("7", True), ("7", True)]  # it fires, then ends: serve never had it
+    else:
+        assert xid == [] and "the alerts serve had not received are not posted: it is another" in caplog.text
