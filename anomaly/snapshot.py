@@ -179,10 +179,13 @@ def load_state(path: Path, cfg: AnomalyConfig) -> tuple[Snapshot | None, Snapsho
 
 
 def refused(origin: str, why: str) -> None:
-    """Say that the snapshot read from ``origin`` is not used, and ``why`` (its verb first)."""
+    """Say that the snapshot read from ``origin`` is not used, and ``why`` (its verb first), and when it is
+    replaced: the save at stop comes first where the process stops within ``state_save_seconds`` (an
+    operator who rolled back, saw a newer format refused and stopped it at once found the file replaced)."""
     logger.warning(
         "anomaly state snapshot %s not used: it %s; warming up from the history alone (the file is left as"
-        " it is until the first save replaces it, anomaly.state_save_seconds from now: copy it to keep it)",
+        " it is until the first save replaces it, anomaly.state_save_seconds from now or when this process"
+        " stops, whichever comes first: copy it now to keep it)",
         origin,
         why,
         extra={"state_file": origin},

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from anomaly import snapshot as snapshot_module
+from anomaly.scheduler import AnomalyScheduler
 from anomaly.service import AnomalyService, _Firing
 from anomaly.snapshot import Snapshot, load_snapshot, save_snapshot, shaping_settings
 from anomaly.sources import Frame
@@ -375,3 +376,20 @@ def test_the_queries_written_in_another_order_do_not_refuse_a_snapshot_and_a_cha
     assert f"anomaly state restored from {path}" in caplog.text
     changed = [*queries[1:], {**queries[0], "expr": f"avg_over_time({queries[0]['name']}[1m])"}]
     _refused(path, clock, caplog, "saved under other settings (anomaly.queries changed)", queries=changed)
+
+
+def test_a_refused_snapshot_is_said_to_be_replaced_at_stop_when_that_comes_before_the_first_save(
+    tmp_path, thirty_ticks, caplog
+):
+    """The warning promised the file anomaly.state_save_seconds from now, and the save at stop replaced it
+    sooner: an operator who rolled back, saw a snapshot of a newer format refused and stopped the process at
+    once, to copy it, found it replaced."""
+    clock, path = _saved_file(tmp_path, thirty_ticks)
+    before = path.read_bytes()
+    service = _refused(
+        path, clock, caplog, "saved under other settings (anomaly.fleet_k changed)", fleet_k=5.0
+    )
+    AnomalyScheduler(service, state_file=path).shutdown()  # stopped before its first save was due
+    assert path.read_bytes() != before
+    said = [r.getMessage() for r in caplog.records if "not used" in r.getMessage()]
+    assert len(said) == 1 and "anomaly.state_save_seconds from now or when this process stops" in said[0]
