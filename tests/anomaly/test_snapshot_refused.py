@@ -355,3 +355,29 @@ def test_a_snapshot_is_taken_up_where_prometheus_is_down_at_the_start_and_nothin
         assert service.warm_up(snapshot=load_snapshot(path, service.cfg)) == 0
     assert f"anomaly state restored from {path}" in caplog.text
     assert len(service.index) == 8 * len(QUERIES)
+
+
+@pytest.mark.parametrize(
+    ("data", "begins"),
+    [
+        (bytes(300_000), "b'\\x00\\x00\\x00\\x00\\x00\\x00'"),
+        (b'{"version": 21}', "b'{\"vers'"),
+        (b"timestamp,value\n1,2\n", "b'timest'"),
+    ],
+    ids=["zeros-after-a-power-cut", "json", "csv"],
+)
+def test_a_file_that_is_no_npz_is_refused_saying_so_not_as_pickled_data(
+    tmp_path, thirty_ticks, caplog, data, begins
+):
+    """numpy reads a file that begins as no .npz does as a pickle: refused (no pickle is ever loaded), it was
+    said to "contain pickled (object) data", with how to load it unsafely (``allow_pickle``, ``pickle.load``),
+    of a file of zeros that a write lost in a power cut leaves."""
+    clock, path = _saved_file(tmp_path, thirty_ticks)
+    path.write_bytes(data)
+    _refused(
+        path,
+        clock,
+        caplog,
+        f"cannot be read (cut short or corrupt?): it is no .npz file (it begins with {begins})",
+    )
+    assert "pickle" not in caplog.text
