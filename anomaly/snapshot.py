@@ -80,6 +80,10 @@ VERSION = 21
 SCHEMA = "80f17943c36203f7"
 _HEADER = "header"
 _MODE = 0o600
+# What an .npz (a zip archive, or an empty one) or an .npy begins with. numpy reads any other file as a
+# pickle, and refused it (allow_pickle=False) saying that it "contains pickled (object) data" and how to load
+# it unsafely: said of a file of zeros (a write lost in a power cut) or a JSON or CSV written in its place.
+_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")
 # Settings that do not shape what the detectors learn: where the service reads, listens and posts, and the
 # snapshot's own. Any other change of the anomaly section (a query, a detector's parameter) refuses it. Which
 # fleet it is of is told by its series, not by ``prometheus_url`` (``AnomalyService._other_fleet``).
@@ -300,6 +304,7 @@ def read_snapshot(path: Path, settings: Mapping[str, Any]) -> Snapshot:
     or corrupt, not a snapshot, of another format version, or written under other ``settings``."""
     try:
         with path.open("rb") as file:
+            _check_magic(file)
             npz = np.load(file, allow_pickle=False)
             if not isinstance(npz, np.lib.npyio.NpzFile):
                 raise SnapshotRefused("is not an anomaly state snapshot (a single array, not an .npz)")
@@ -364,6 +369,17 @@ def _compared(key: str, value: Any) -> Any:
     if key == "queries" and isinstance(value, list):
         return sorted(value, key=lambda query: json.dumps(query, sort_keys=True))
     return value
+
+
+def _check_magic(file: BinaryIO) -> None:
+    """Refuse a file that begins as no .npz or .npy does (``_MAGIC``), saying what it begins with; an empty
+    one is left to numpy (``No data left in file``)."""
+    head = file.read(len(_MAGIC[-1]))
+    file.seek(0)
+    if head and not head.startswith(_MAGIC):
+        raise SnapshotRefused(
+            f"cannot be read (cut short or corrupt?): it is no .npz file (it begins with {head!r})"
+        )
 
 
 def _check_members(archive: zipfile.ZipFile | None) -> None:

@@ -393,3 +393,29 @@ def test_a_refused_snapshot_is_said_to_be_replaced_at_stop_when_that_comes_befor
     assert path.read_bytes() != before
     said = [r.getMessage() for r in caplog.records if "not used" in r.getMessage()]
     assert len(said) == 1 and "anomaly.state_save_seconds from now or when this process stops" in said[0]
+
+
+@pytest.mark.parametrize(
+    ("data", "begins"),
+    [
+        (bytes(300_000), "b'\\x00\\x00\\x00\\x00\\x00\\x00'"),
+        (b'{"version": 21}', "b'{\"vers'"),
+        (b"timestamp,value\n1,2\n", "b'timest'"),
+    ],
+    ids=["zeros-after-a-power-cut", "json", "csv"],
+)
+def test_a_file_that_is_no_npz_is_refused_saying_so_not_as_pickled_data(
+    tmp_path, thirty_ticks, caplog, data, begins
+):
+    """numpy reads a file that begins as no .npz does as a pickle: refused (no pickle is ever loaded), it was
+    said to "contain pickled (object) data", with how to load it unsafely (``allow_pickle``, ``pickle.load``),
+    of a file of zeros that a write lost in a power cut leaves."""
+    clock, path = _saved_file(tmp_path, thirty_ticks)
+    path.write_bytes(data)
+    _refused(
+        path,
+        clock,
+        caplog,
+        f"cannot be read (cut short or corrupt?): it is no .npz file (it begins with {begins})",
+    )
+    assert "pickle" not in caplog.text
