@@ -134,7 +134,7 @@ def _not_sqlite(path: str) -> str | None:
             return "is not a regular file"
         with open(path, "rb") as file:
             start = file.read(len(_SQLITE_START))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no such file: its directory's own check says why
         return None
     except OSError as exc:  # unreadable: serve's open says why, in SQLite's words
         return None if exc.errno == errno.EACCES else f"cannot be read ({exc.strerror})"
