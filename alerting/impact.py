@@ -85,6 +85,15 @@ def _every_node_down(root_path: Path, members: Iterable[Member], inv: Inventory 
     return size > 0 and len(down) >= size
 
 
+def workloads_hit(member: Member, inventory: Inventory | None) -> frozenset[WorkloadRef]:
+    """The workloads on the GPUs of an infrastructure alert (all its node's for a node's alert) that
+    ``assess`` counts its fault touching, but for one that had stopped before it; empty for another alert."""
+    if inventory is None or not member.is_infra:
+        return frozenset()
+    gpus = gpu_keys(member.location.path, inventory)
+    return frozenset(info.ref for info in workloads_on(inventory, gpus) if info.kept < len(info.units))
+
+
 def pods_on(members: Iterable[Member], inv: Inventory | None) -> dict[GpuKey, PodSet]:
     """GPU -> the namespaces and pods that the alerts on that one GPU name (dcgm-exporter labels a GPU's
     series with the pod it is assigned to; a MIG GPU's, one per instance, with each instance's pod: every
