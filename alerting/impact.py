@@ -18,8 +18,8 @@ from alerting.inventory import GpuKey, Inventory, WorkloadInfo, workloads_on
 from alerting.measures import read_measures
 from alerting.member import Member
 from alerting.priority import first_degrading, priority_of, reason_notes, says_down, throttles
-from alerting.root_cause import root_cause
-from alerting.topology import RACK_DEPTH, UNKNOWN, Path, alert_pod, target_label
+from alerting.root_cause import gpus_take_node, root_cause
+from alerting.topology import RACK_DEPTH, UNKNOWN, Path, alert_pod, contains, target_label
 from gpuwarden.model import (
     FaultKind,
     Impact,
@@ -285,7 +285,10 @@ def root_down_now(root_path: Path, root: RootCause, members: Sequence[Member], i
     if any(m.location.path == root_path for m in live):
         return True
     if root.kind is FaultKind.NODE_DOWN:
-        return len(root_path) != RACK_DEPTH + 1  # a node's: only its own outage says it is down
+        # A node's: its own outage says it is down, and so does every GPU of it lost (as its root was found:
+        # the GPU exporter's alerts before node_exporter's NodeDown, or without one).
+        on_node = [m for m in live if contains(root_path, m.location.path)]
+        return len(root_path) != RACK_DEPTH + 1 or gpus_take_node(root_path, on_node, inv)
     return len(root_path) != RACK_DEPTH or _every_node_down(root_path, live, inv)
 
 

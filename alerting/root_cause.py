@@ -58,7 +58,7 @@ def _first_fault(basis: Sequence[Member]) -> list[Member]:
     return [m for m in basis if m.location.path[: RACK_DEPTH + 1] == node]
 
 
-def _node_down(path: Path, outages: Sequence[Member], inventory: Inventory | None) -> bool:
+def gpus_take_node(path: Path, outages: Sequence[Member], inventory: Inventory | None) -> bool:
     """Whether GPU outages on one node took all of it: every GPU the inventory knows it has (two of eight
     lost are two lost GPUs, not a dead host). Never where no inventory knows the node: how many GPUs it has
     is unknown, so two GPUs with a double-bit ECC error are two GPU faults, not the node down."""
@@ -104,7 +104,7 @@ def root_cause(members: Iterable[Member], inventory: Inventory | None) -> tuple[
             kind = FaultKind.RACK_DOWN
         elif len(path) == RACK_DEPTH + 1 and outages:
             # Every GPU of one node lost at once: the node is the common fault; some of them, not a node down.
-            kind = FaultKind.NODE_DOWN if _node_down(path, outages, inventory) else outages[0].kind
+            kind = FaultKind.NODE_DOWN if gpus_take_node(path, outages, inventory) else outages[0].kind
         elif basis is outages and any(whole_node(m.location.path) for m in outages):
             # Whole nodes down with a GPU lost elsewhere: the nodes are the larger fault, whichever came first
             # (a GPU incident absorbed into a rack's must not turn its root into "gpu_lost").
