@@ -18,7 +18,7 @@ from alerting.inventory import GpuKey, Inventory, WorkloadInfo, workloads_on
 from alerting.measures import read_measures
 from alerting.member import Member
 from alerting.priority import first_degrading, priority_of, reason_notes, says_down, throttles
-from alerting.root_cause import gpus_take_node, root_cause
+from alerting.root_cause import gpus_take_node, nodes_down, root_cause
 from alerting.topology import RACK_DEPTH, UNKNOWN, Path, alert_pod, contains, target_label
 from gpuwarden.model import (
     FaultKind,
@@ -80,7 +80,8 @@ def _every_node_down(root_path: Path, members: Iterable[Member], inv: Inventory 
     another path, or without an inventory)."""
     if inv is None or len(root_path) != RACK_DEPTH:
         return False
-    down = {m.location.path for m in members if m.is_outage and _live(m) and len(m.location.path) == 3}
+    live = [m for m in members if m.is_outage and _live(m)]
+    down = {path for path in nodes_down(live, inv) if len(path) == RACK_DEPTH + 1}  # every GPU lost too
     size = len(inv.nodes_in(root_path[0], root_path[1]))
     return size > 0 and len(down) >= size
 

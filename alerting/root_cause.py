@@ -70,9 +70,23 @@ def gpus_take_node(path: Path, outages: Sequence[Member], inventory: Inventory |
 def _rack_down(path: Path, outages: Sequence[Member], inventory: Inventory | None) -> bool:
     """Whether the outages say the whole rack is down: every node of it the inventory knows (two of
     eight down are two nodes), or, without one, two whole nodes."""
-    down = {m.location.path for m in outages if whole_node(m.location.path)}
+    down = nodes_down(outages, inventory)
     size = len(inventory.nodes_in(path[0], path[1])) if inventory is not None else 0
     return len(down) >= max(size, 2)
+
+
+def nodes_down(outages: Iterable[Member], inventory: Inventory | None) -> set[Path]:
+    """The places these outages take whole: where one is of a node or wider (``whole_node``), and each node
+    whose every GPU they lost (``gpus_take_node``: the node down, as its own root would say)."""
+    down: set[Path] = set()
+    on_node: dict[Path, list[Member]] = {}
+    for m in outages:
+        path = m.location.path
+        if whole_node(path):
+            down.add(path)
+        elif len(path) > RACK_DEPTH + 1:
+            on_node.setdefault(path[: RACK_DEPTH + 1], []).append(m)
+    return down | {node for node, lost in on_node.items() if gpus_take_node(node, lost, inventory)}
 
 
 def root_cause(members: Iterable[Member], inventory: Inventory | None) -> tuple[Path, RootCause]:
