@@ -325,7 +325,8 @@ class IncidentGrouping(IncidentMerging):
         theirs."""
         kept = None
         if row.title and not inc.root_moved:
-            kept = kept_root(row.root_kind, row.root_target, path, root, self.inventory)
+            members = inc.members.values()
+            kept = kept_root(row.root_kind, row.root_target, path, root, self.inventory, members=members)
         inc.root_moved = False
         return kept or (path, root)
 

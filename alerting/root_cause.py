@@ -138,6 +138,12 @@ def root_cause(members: Iterable[Member], inventory: Inventory | None) -> tuple[
     return (), RootCause(first.kind, ClusterRef(first.labels.get("cluster", "")))
 
 
+def _takes(path: Path, members: Iterable[Member]) -> int:
+    """1 when an outage among ``members`` fires (or flaps) at ``path`` itself, else 0 (``_breadth``'s
+    scale): an XID that takes its GPU out of service is of kind ``xid``, no outage kind."""
+    return int(any(m.is_outage and (m.firing or m.flapping) and m.location.path == path for m in members))
+
+
 def _breadth(kind: FaultKind) -> int:
     """How much of a place a fault kind says is out: a rack down, a node down, an outage under it, other
     faults, and below them all the kind not known (any known one says more)."""
@@ -154,14 +160,17 @@ def kept_root(
     path: Path,
     root: RootCause,
     inventory: Inventory | None,
+    *,
+    members: Iterable[Member] = (),
 ) -> tuple[Path, RootCause] | None:
     """The root cause an open incident showed (``shown_kind`` on ``shown_target``, as stored), and its path,
     when it still stands against ``root`` at ``path``, the root of what fires now; None when ``root`` takes
     over. It stands while what fires lies within it: parts of a rack recovered (a lost GPU of it still
     fires) are the rack's fault recovering, not a narrower incident, as on-call tools keep a title that
     widens but never shrinks. At the same place the wider kind stands (a node that was down, its GPU still
-    lost). A root elsewhere or wider is another fault, and takes over; so does any root of a workload (its
-    place is no path to compare)."""
+    lost; a fault that takes capacity there, one of ``members`` firing or flapping at ``path``, of whatever
+    kind: an XID 48 or 119 on a GPU running hot). A root elsewhere or wider is another fault, and takes
+    over; so does any root of a workload (its place is no path to compare)."""
     for depth in range(len(path), 0, -1):
         if target_to_dict(path_target(path[:depth], inventory)) != dict(shown_target):
             continue
@@ -169,7 +178,7 @@ def kept_root(
             kind = FaultKind(shown_kind)
         except ValueError:
             return None  # a kind this version does not know: the new root, which it does
-        if depth == len(path) and _breadth(root.kind) > _breadth(kind):
+        if depth == len(path) and max(_breadth(root.kind), _takes(path, members)) > _breadth(kind):
             return None  # the same place, a wider fault: a node running hot that went down
         return path[:depth], RootCause(kind, path_target(path[:depth], inventory))
     return None
