@@ -134,8 +134,8 @@ def has_spare(
     """Whether the stopped jobs (with the GPUs each lost) can start again, ``lost`` being every GPU the open
     incidents took. Per node where the inventory says which GPUs are free (``can_restart``); else (an
     inventory file) whether the clusters' spare GPUs cover what the jobs lost: the root's cluster, or, for an
-    incident rooted at a job (a stall with no fault found under it), the clusters the jobs run in; ``assume``
-    where the inventory knows none of them."""
+    incident rooted at a job (a stall with no fault found under it), the clusters the jobs run in, counting
+    what each job lost in ``lost``; ``assume`` where the inventory knows none of them."""
     restart = can_restart(inventory, stopped, lost)
     if restart is not None:
         return restart
@@ -150,7 +150,8 @@ def has_spare(
     known = [c for c in clusters if inventory.nodes_in(c)]
     if not known:
         return assume
-    need = max(1, sum(stopped.values()))
+    # What each job lost in every open incident (a GPU here, a node in another): all of it must come back.
+    need = max(1, sum(max(n, len(inventory.placement(ref) & lost)) for ref, n in stopped.items()))
     return all(inventory.spare_gpus(c) >= need for c in known)
 
 

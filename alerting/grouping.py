@@ -166,19 +166,20 @@ class IncidentGrouping(IncidentMerging):
         return due
 
     def _restart_sharers(self, inc: OpenIncident, changed: frozenset[GpuKey]) -> set[str]:
-        """Other open incidents with a training job in a cluster where ``inc`` took (or gave back) free GPUs:
-        whether their jobs can start again depends on those (see ``capacity``)."""
-        assert self.inventory is not None
-        clusters = set()
-        for key in changed:
-            node = self.inventory.node(key[1], key[0])
-            if node is not None and key[2] in node.idle:
-                clusters.add(key[0])
+        """Other open incidents with a training job in a cluster where ``inc`` took or gave back free GPUs, or
+        with a job it took or gave back GPUs of: whether those jobs can start again depends on it."""
+        inv = self.inventory
+        assert inv is not None
+        clusters = {k[0] for k in changed if (node := inv.node(k[1], k[0])) is not None and k[2] in node.idle}
+        jobs = {i.ref for i in inv.workloads_on(changed) if i.ref.kind is WorkloadKind.TRAINING_JOB}
         return {
             o.id
             for o in self._open.values()
             if o.id != inc.id
-            and any(w.kind is WorkloadKind.TRAINING_JOB and w.cluster in clusters for w in o.workloads)
+            and any(
+                w in jobs or (w.kind is WorkloadKind.TRAINING_JOB and w.cluster in clusters)
+                for w in o.workloads
+            )
             and any(m.firing or m.flapping for m in o.members.values())
         }
 
@@ -324,7 +325,8 @@ class IncidentGrouping(IncidentMerging):
         theirs."""
         kept = None
         if row.title and not inc.root_moved:
-            kept = kept_root(row.root_kind, row.root_target, path, root, self.inventory)
+            members = inc.members.values()
+            kept = kept_root(row.root_kind, row.root_target, path, root, self.inventory, members=members)
         inc.root_moved = False
         return kept or (path, root)
 

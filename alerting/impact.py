@@ -18,8 +18,8 @@ from alerting.inventory import GpuKey, Inventory, WorkloadInfo, workloads_on
 from alerting.measures import read_measures
 from alerting.member import Member
 from alerting.priority import first_degrading, priority_of, reason_notes, says_down, throttles
-from alerting.root_cause import root_cause
-from alerting.topology import RACK_DEPTH, UNKNOWN, Path, alert_pod, target_label
+from alerting.root_cause import gpus_take_node, nodes_down, root_cause
+from alerting.topology import RACK_DEPTH, UNKNOWN, Path, alert_pod, contains, target_label
 from gpuwarden.model import (
     FaultKind,
     Impact,
@@ -80,9 +80,19 @@ def _every_node_down(root_path: Path, members: Iterable[Member], inv: Inventory 
     another path, or without an inventory)."""
     if inv is None or len(root_path) != RACK_DEPTH:
         return False
-    down = {m.location.path for m in members if m.is_outage and _live(m) and len(m.location.path) == 3}
+    live = [m for m in members if m.is_outage and _live(m)]
+    down = {path for path in nodes_down(live, inv) if len(path) == RACK_DEPTH + 1}  # every GPU lost too
     size = len(inv.nodes_in(root_path[0], root_path[1]))
     return size > 0 and len(down) >= size
+
+
+def workloads_hit(member: Member, inventory: Inventory | None) -> frozenset[WorkloadRef]:
+    """The workloads on the GPUs of an infrastructure alert (all its node's for a node's alert) that
+    ``assess`` counts its fault touching, but for one that had stopped before it; empty for another alert."""
+    if inventory is None or not member.is_infra:
+        return frozenset()
+    gpus = gpu_keys(member.location.path, inventory)
+    return frozenset(info.ref for info in workloads_on(inventory, gpus) if info.kept < len(info.units))
 
 
 def pods_on(members: Iterable[Member], inv: Inventory | None) -> dict[GpuKey, PodSet]:
@@ -276,7 +286,10 @@ def root_down_now(root_path: Path, root: RootCause, members: Sequence[Member], i
     if any(m.location.path == root_path for m in live):
         return True
     if root.kind is FaultKind.NODE_DOWN:
-        return len(root_path) != RACK_DEPTH + 1  # a node's: only its own outage says it is down
+        # A node's: its own outage says it is down, and so does every GPU of it lost (as its root was found:
+        # the GPU exporter's alerts before node_exporter's NodeDown, or without one).
+        on_node = [m for m in live if contains(root_path, m.location.path)]
+        return len(root_path) != RACK_DEPTH + 1 or gpus_take_node(root_path, on_node, inv)
     return len(root_path) != RACK_DEPTH or _every_node_down(root_path, live, inv)
 
 

@@ -20,7 +20,7 @@ from alerting.correlation import best_candidate, foreign
 from alerting.faults import OUTAGE_KINDS, SYMPTOM_KINDS, classify
 from alerting.flapping import repeats_reopening, settles_after
 from alerting.grouping import IncidentGrouping
-from alerting.impact import live_root_cause
+from alerting.impact import live_root_cause, workloads_hit
 from alerting.ingest_session import add_opened
 from alerting.member import Member, live
 from alerting.member import describe as _describe
@@ -162,8 +162,11 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
             # any), until the batch recomputes it: the next alert of this batch sees it (a rule evaluation
             # posts a whole rack's alerts in one batch).
             inc.root_path = common_ancestor([inc.root_path, path]) or inc.root_path
-        if not member.location.workloads <= inc.workloads:
-            self._set_workloads(inc, add_workloads(inc.workloads, member.location.workloads))
+        # And those on its GPUs, as the batch's assessment will count them: the next alert of this batch
+        # sees them (a service's latency alert joins the XID on its GPU posted just before it).
+        found = member.location.workloads | workloads_hit(member, self.inventory)
+        if not found <= inc.workloads:
+            self._set_workloads(inc, add_workloads(inc.workloads, found))
         inc.last_alert_at = now
         row.incident_id = inc.id
         key = f"{inc.id}\0alert_added"

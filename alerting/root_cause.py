@@ -58,7 +58,7 @@ def _first_fault(basis: Sequence[Member]) -> list[Member]:
     return [m for m in basis if m.location.path[: RACK_DEPTH + 1] == node]
 
 
-def _node_down(path: Path, outages: Sequence[Member], inventory: Inventory | None) -> bool:
+def gpus_take_node(path: Path, outages: Sequence[Member], inventory: Inventory | None) -> bool:
     """Whether GPU outages on one node took all of it: every GPU the inventory knows it has (two of eight
     lost are two lost GPUs, not a dead host). Never where no inventory knows the node: how many GPUs it has
     is unknown, so two GPUs with a double-bit ECC error are two GPU faults, not the node down."""
@@ -70,9 +70,23 @@ def _node_down(path: Path, outages: Sequence[Member], inventory: Inventory | Non
 def _rack_down(path: Path, outages: Sequence[Member], inventory: Inventory | None) -> bool:
     """Whether the outages say the whole rack is down: every node of it the inventory knows (two of
     eight down are two nodes), or, without one, two whole nodes."""
-    down = {m.location.path for m in outages if whole_node(m.location.path)}
+    down = nodes_down(outages, inventory)
     size = len(inventory.nodes_in(path[0], path[1])) if inventory is not None else 0
     return len(down) >= max(size, 2)
+
+
+def nodes_down(outages: Iterable[Member], inventory: Inventory | None) -> set[Path]:
+    """The places these outages take whole: where one is of a node or wider (``whole_node``), and each node
+    whose every GPU they lost (``gpus_take_node``: the node down, as its own root would say)."""
+    down: set[Path] = set()
+    on_node: dict[Path, list[Member]] = {}
+    for m in outages:
+        path = m.location.path
+        if whole_node(path):
+            down.add(path)
+        elif len(path) > RACK_DEPTH + 1:
+            on_node.setdefault(path[: RACK_DEPTH + 1], []).append(m)
+    return down | {node for node, lost in on_node.items() if gpus_take_node(node, lost, inventory)}
 
 
 def root_cause(members: Iterable[Member], inventory: Inventory | None) -> tuple[Path, RootCause]:
@@ -104,7 +118,7 @@ def root_cause(members: Iterable[Member], inventory: Inventory | None) -> tuple[
             kind = FaultKind.RACK_DOWN
         elif len(path) == RACK_DEPTH + 1 and outages:
             # Every GPU of one node lost at once: the node is the common fault; some of them, not a node down.
-            kind = FaultKind.NODE_DOWN if _node_down(path, outages, inventory) else outages[0].kind
+            kind = FaultKind.NODE_DOWN if gpus_take_node(path, outages, inventory) else outages[0].kind
         elif basis is outages and any(whole_node(m.location.path) for m in outages):
             # Whole nodes down with a GPU lost elsewhere: the nodes are the larger fault, whichever came first
             # (a GPU incident absorbed into a rack's must not turn its root into "gpu_lost").
@@ -124,6 +138,12 @@ def root_cause(members: Iterable[Member], inventory: Inventory | None) -> tuple[
     return (), RootCause(first.kind, ClusterRef(first.labels.get("cluster", "")))
 
 
+def _takes(path: Path, members: Iterable[Member]) -> int:
+    """1 when an outage among ``members`` fires (or flaps) at ``path`` itself, else 0 (``_breadth``'s
+    scale): an XID that takes its GPU out of service is of kind ``xid``, no outage kind."""
+    return int(any(m.is_outage and (m.firing or m.flapping) and m.location.path == path for m in members))
+
+
 def _breadth(kind: FaultKind) -> int:
     """How much of a place a fault kind says is out: a rack down, a node down, an outage under it, other
     faults, and below them all the kind not known (any known one says more)."""
@@ -140,14 +160,17 @@ def kept_root(
     path: Path,
     root: RootCause,
     inventory: Inventory | None,
+    *,
+    members: Iterable[Member] = (),
 ) -> tuple[Path, RootCause] | None:
     """The root cause an open incident showed (``shown_kind`` on ``shown_target``, as stored), and its path,
     when it still stands against ``root`` at ``path``, the root of what fires now; None when ``root`` takes
     over. It stands while what fires lies within it: parts of a rack recovered (a lost GPU of it still
     fires) are the rack's fault recovering, not a narrower incident, as on-call tools keep a title that
     widens but never shrinks. At the same place the wider kind stands (a node that was down, its GPU still
-    lost). A root elsewhere or wider is another fault, and takes over; so does any root of a workload (its
-    place is no path to compare)."""
+    lost; a fault that takes capacity there, one of ``members`` firing or flapping at ``path``, of whatever
+    kind: an XID 48 or 119 on a GPU running hot). A root elsewhere or wider is another fault, and takes
+    over; so does any root of a workload (its place is no path to compare)."""
     for depth in range(len(path), 0, -1):
         if target_to_dict(path_target(path[:depth], inventory)) != dict(shown_target):
             continue
@@ -155,7 +178,7 @@ def kept_root(
             kind = FaultKind(shown_kind)
         except ValueError:
             return None  # a kind this version does not know: the new root, which it does
-        if depth == len(path) and _breadth(root.kind) > _breadth(kind):
+        if depth == len(path) and max(_breadth(root.kind), _takes(path, members)) > _breadth(kind):
             return None  # the same place, a wider fault: a node running hot that went down
         return path[:depth], RootCause(kind, path_target(path[:depth], inventory))
     return None

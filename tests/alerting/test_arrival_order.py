@@ -19,11 +19,13 @@ import alerting.joining
 from alerting import scenarios as sc
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
+from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo
 from alerting.migrate import upgrade
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
-from gpuwarden.model import Alert
+from gpuwarden.model import Alert, WorkloadKind, WorkloadRef
 from tests.alerting.arrival_streams import START, _batches, _engine, _onset, _ranks
+from tests.migrated_store import migrated_sqlite
 
 Outcome = frozenset[tuple[str, str, str, str, frozenset[str]]]
 
@@ -278,3 +280,40 @@ def test_an_announced_incident_survives_when_a_larger_fault_takes_it_in(tmp_path
         "rack_down",
         len(switch) + len(rack),
     )
+
+
+def _served_node() -> StaticInventory:
+    """Node s1 of rack ra, cluster c1: a replica of service llama on GPUs 0-1 and one on GPUs 2-3."""
+    ref = WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "prod", "llama", "c1")
+    units = (frozenset({("c1", "s1", 0), ("c1", "s1", 1)}), frozenset({("c1", "s1", 2), ("c1", "s1", 3)}))
+    return StaticInventory([NodeInfo("s1", "c1", "ra", 8)], [WorkloadInfo(ref, units)], {"c1": 0})
+
+
+@pytest.mark.parametrize("together", [False, True], ids=["one POST each", "one POST"])
+def test_a_services_symptom_joins_the_fault_on_its_gpus_that_came_first_in_the_same_post_too(
+    tmp_path: Path, together: bool
+) -> None:
+    # An XID 13 on a replica's GPU, the service's latency alert, then an XID 13 on another replica's GPU
+    # of the same node. Posted one by one, the latency joined the first XID's incident and so did the second
+    # XID (the same signal on another GPU of the node). Posted together, the first XID's new incident did
+    # not yet count the service, so the latency opened an incident of its own, which took the second XID:
+    # two incidents, the service's "degraded" holding the second XID, and the first XID alone at P3.
+    def xid(gpu: int, at: float) -> Alert:
+        labels = {"alertname": "GPUXid", "cluster": "c1", "Hostname": "s1", "gpu": str(gpu), "xid": "13"}
+        return Alert(labels, starts_at=START + timedelta(seconds=at))
+
+    latency = Alert(
+        {"alertname": "LlamaLatencyHigh", "service": "llama", "namespace": "prod"},
+        starts_at=START + timedelta(seconds=30),
+    )
+    alerts = [xid(0, 0), latency, xid(2, 40)]
+    sql = migrated_sqlite(tmp_path / "served.db")
+    clock = FakeClock((START + timedelta(seconds=60)).timestamp())
+    engine = IncidentEngine(sql, clock, AlertingConfig(announce_delay_seconds=0), _served_node())
+    for post in [alerts] if together else [[a] for a in alerts]:
+        engine.ingest(post)
+    [incident_id] = engine.open_incident_ids()
+    incident = engine.store.get(incident_id)
+    assert set(incident.alert_fingerprints) == {a.fingerprint for a in alerts}
+    assert (incident.root_cause.kind.value, incident.priority.value) == ("xid", "P2")
+    assert [row.merged_into for row, _ in engine.store.list_rows()] == [None]  # no incident opened to merge

@@ -239,6 +239,38 @@ def test_a_node_back_up_while_its_lost_gpu_still_fires_stays_the_nodes_incident(
     assert (shown.root_cause.kind.value, str(shown.root_cause.target)) == ("node_down", "node/r03-n04")
 
 
+def test_a_node_whose_every_gpu_is_lost_is_down_not_was_down_before_its_node_down_fires(
+    db: str, clock: FakeClock
+) -> None:
+    # The GPU exporter says every GPU fell off the bus before node_exporter's NodeDown comes (or it never
+    # does): the node is the fault and it is down now, not back up ("was down") with its GPUs still lost.
+    engine = _engine(db, clock, scenarios.fleet_inventory())
+    engine.ingest([_gpu_alert("r03-n04", g, "GPULost") for g in range(8)])
+    ((incident, *_),) = _open(engine)
+    shown = engine.store.get(incident)
+    assert (shown.root_cause.kind.value, str(shown.root_cause.target)) == ("node_down", "node/r03-n04")
+    assert shown.title.startswith("node r03-n04 is down: 1 node, 8 GPUs"), shown.title
+    clock.advance(30)
+    engine.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": "r03-n04"})])
+    assert engine.store.get(incident).title == shown.title  # no retitle: nothing changed
+    assert not [e for e in engine.store.get(incident).timeline if e.kind == "retitled"]
+
+
+def test_a_rack_whose_last_node_lost_every_gpu_while_the_others_went_down_lost_power(
+    db: str, clock: FakeClock
+) -> None:
+    # Every node of r03 is down: seven by NodeDown, the last by every GPU lost (its GPU exporter's alerts
+    # came first, or its node_exporter's NodeDown never did). The rack lost power, not a "partial outage"
+    # of all its nodes.
+    engine = _engine(db, clock, scenarios.fleet_inventory())
+    down = [Alert({"alertname": "NodeDown", "cluster": "c1", "node": f"r03-n0{n}"}) for n in range(1, 8)]
+    engine.ingest([*down, *(_gpu_alert("r03-n08", g, "GPULost") for g in range(8))])
+    ((incident, *_),) = _open(engine)
+    shown = engine.store.get(incident)
+    assert (shown.root_cause.kind.value, str(shown.root_cause.target)) == ("rack_down", "rack/r03")
+    assert shown.title.startswith("rack r03 lost power: 8 nodes, 64 GPUs"), shown.title
+
+
 def test_a_rack_that_lost_power_and_has_one_node_down_again_keeps_the_racks_root_partly_back(
     db: str, clock: FakeClock
 ) -> None:

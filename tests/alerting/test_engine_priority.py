@@ -358,3 +358,25 @@ def test_an_incident_opened_by_one_post_states_its_priority_once_when_nothing_ab
     ((incident_id, *_),) = _open(engine)
     said = [e.message for e in engine.store.get(incident_id).timeline if e.kind == "priority"]
     assert said == ["priority P0: training job fully stopped with no spare capacity"]
+
+
+def test_a_job_stopped_by_two_faults_counts_all_it_lost_against_the_spare_gpus_in_both(
+    db: str, clock: FakeClock
+) -> None:
+    # Job llm holds every GPU of t1 (rack ra) and of t2 (rack rb); the cluster has 8 spare GPUs (an inventory
+    # file: no free GPUs per node). A GPU of t1 lost: it can start again on the spare GPUs, P1. Then t2 goes
+    # down, a fault of its own: the job has lost 9 GPUs, more than the 8 spare, in both incidents.
+    job = WorkloadRef(WorkloadKind.TRAINING_JOB, "", "llm", "k")
+    units = tuple(frozenset({("k", node, i) for i in range(8)}) for node in ("t1", "t2"))
+    nodes = [NodeInfo("t1", "k", "ra", 8), NodeInfo("t2", "k", "rb", 8)]
+    engine = _engine(db, clock, StaticInventory(nodes, [WorkloadInfo(job, units)], {"k": 8}))
+    lost = Alert({"alertname": "GPULost", "cluster": "k", "Hostname": "t1", "gpu": "1"})
+    engine.ingest([lost])
+    assert [r[1] for r in _open(engine)] == ["P1"]
+    clock.advance(30)
+    down = Alert({"alertname": "NodeDown", "cluster": "k", "node": "t2"})
+    engine.ingest([down])
+    assert sorted((_node_of(r[3]), r[1]) for r in _open(engine)) == [("t1", "P0"), ("t2", "P0")]
+    clock.advance(30)
+    engine.ingest([Alert(down.labels, status=AlertStatus.RESOLVED)])  # t2 is back: 1 GPU lost, 8 spare
+    assert [r[1] for r in _open(engine) if _node_of(r[3]) == "t1"] == ["P1"]

@@ -113,3 +113,26 @@ def test_a_node_down_before_its_rack_ran_hot_stays_its_own_incident(db: str, clo
     clock.advance(60)
     engine.ingest([_gpu_alert(f"r05-n0{n}", 1, HOT) for n in (1, 2, 3)])
     assert sorted((r[2], r[3]["type"]) for r in _open(engine)) == [("node_down", "node"), ("thermal", "rack")]
+
+
+@pytest.mark.parametrize(
+    ("xid", "kind", "shown"),
+    [("48", "ecc_dbe", "double-bit ECC error"), ("119", "xid", "XID 119")],
+    ids=["xid48", "xid119"],
+)
+@pytest.mark.parametrize("together", [False, True], ids=["one POST each", "one POST"])
+def test_an_xid_that_takes_a_hot_gpu_out_of_service_becomes_its_root_however_it_is_posted(
+    db: str, clock: FakeClock, xid: str, kind: str, shown: str, together: bool
+) -> None:
+    # A rank's GPU runs hot, then an XID takes it out of service (the job stops, P0). Posted after the heat,
+    # the incident kept showing "gpu r07-n02/3 thermal: ... training job llm-70b stopped", the root it had
+    # shown at that GPU, where the same two alerts in one POST gave the XID's root.
+    engine = _engine(db, clock, scenarios.fleet_inventory())
+    hot = _gpu_alert("r07-n02", 3, "GpuTemperatureHigh")
+    lost = _gpu_alert("r07-n02", 3, "GPUXid", xid=xid)
+    for post in [[hot, lost]] if together else [[hot], [lost]]:
+        engine.ingest(post)
+        clock.advance(20)
+    ((incident, priority, root_kind, _, _),) = _open(engine)
+    assert (priority, root_kind) == ("P0", kind)
+    assert engine.store.get(incident).title.startswith(f"gpu r07-n02/3 {shown}")
