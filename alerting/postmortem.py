@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
+from alerting.reminders import TAKEN_UP
 from alerting.topology import target_label
 from gpuwarden.clock import shown
 from gpuwarden.model import (
@@ -170,7 +171,9 @@ def render_postmortem(
     priority = f"**{incident.priority.value}**"
     if peak != incident.priority:
         priority = f"**{peak.value}** at its worst ({_md(peak_reason)}); {incident.priority.value} at the end"
-    ack = next((e.at for e in incident.timeline if e.kind == "acknowledged"), None)
+    # Marked mitigating (or a remediation approved) is taken up as an ack is: serve refuses an ack after it
+    # ("already mitigating"), so counting "acknowledged" alone said "not acknowledged" of a handled incident.
+    ack = next((e for e in incident.timeline if e.kind in TAKEN_UP), None)
     mttd = incident.opened_at - first_onset
     if recovered_at is not None:
         recovered = (
@@ -215,7 +218,7 @@ def render_postmortem(
         " earlier onset one gave, reopens included)",
         f"- Recovered: {recovered}",
         f"- MTTD (first onset to incident opened): {_duration(mttd)}",
-        f"- Time to acknowledge: {_duration(ack - incident.opened_at) if ack else 'not acknowledged'}",
+        f"- Time to acknowledge: {_acknowledged(ack, incident.opened_at)}",
         f"- MTTR (first onset to recovery): {mttr}",
         "",
         "## Actions",
@@ -247,6 +250,14 @@ def render_postmortem(
         "",
     ]
     return "\n".join(out)
+
+
+def _acknowledged(first: TimelineEvent | None, opened_at: datetime) -> str:
+    """Time to acknowledge: to the first event that took the incident up, named where it was no ack."""
+    if first is None:
+        return "not acknowledged"
+    taken_by = "" if first.kind == "acknowledged" else f", when {_md(action_text(first))}"
+    return f"{_duration(first.at - opened_at)}{taken_by}"
 
 
 def _impact(final: Impact, priority: Priority, peak: tuple[Priority, Impact] | None) -> list[str]:

@@ -295,6 +295,31 @@ def test_a_resolve_whose_ends_at_lies_ahead_ends_the_fault_when_it_was_seen_reso
     assert "2026-03-02T16:49:19Z — fault ended (all its alerts seen resolved)" in _timeline(md)
 
 
+def test_an_incident_marked_mitigating_before_anyone_acked_it_counts_as_acknowledged_then(
+    sql: Engine, clock: FakeClock
+) -> None:
+    engine = IncidentEngine(sql, clock, AlertingConfig(quiet_period_seconds=20, announce_delay_seconds=0))
+    _fire(engine, clock, starts="16:47:09", posted="16:47:19")
+    [incident_id] = engine.open_incident_ids()
+    _at(clock, "16:47:34")
+    engine.mark_mitigating(incident_id, "dave", "drain n4")
+    _at(clock, "16:47:37")
+    assert engine.acknowledge_outcome(incident_id, "erin").changed is False  # "already mitigating"
+    metrics = _metrics(engine.postmortem(incident_id))
+    assert metrics["Time to acknowledge"] == "0m 15s, when mitigating: drain n4 (by dave)"
+
+
+def test_time_to_acknowledge_runs_to_the_first_ack_not_a_later_one(sql: Engine, clock: FakeClock) -> None:
+    engine = IncidentEngine(sql, clock, AlertingConfig(quiet_period_seconds=20, announce_delay_seconds=0))
+    _fire(engine, clock, starts="16:47:09", posted="16:47:19")
+    [incident_id] = engine.open_incident_ids()
+    _at(clock, "16:47:26")
+    engine.acknowledge(incident_id, "alice")
+    _at(clock, "16:47:30")
+    engine.mark_mitigating(incident_id, "alice", "reset gpu")
+    assert _metrics(engine.postmortem(incident_id))["Time to acknowledge"] == "0m 07s"
+
+
 def test_one_alert_is_one_alert_and_follow_ups_start_with_no_empty_checkbox() -> None:
     inc = incident([("P2", "degraded")])
     inc.alert_fingerprints = ["fp-1"]
