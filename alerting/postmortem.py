@@ -155,6 +155,7 @@ def render_postmortem(
     *,
     peak_impact: tuple[Priority, Impact] | None = None,
     cluster: str = "",
+    absorbed: Sequence[TimelineEvent] = (),
 ) -> str:
     """Markdown postmortem draft of one incident.
 
@@ -165,12 +166,17 @@ def render_postmortem(
     too, among the events.
     ``peak_impact``: the worst impact it had and its priority (``store.peak_impact``), shown beside the final
     one when they differ. ``cluster``: the root cause's, named in a fleet of more than one
-    (``titles.root_cluster``)."""
+    (``titles.root_cluster``). ``absorbed``: what people did on incidents merged into this one, before they
+    merged (``ABSORBED_KINDS``, ``data["incident"]`` naming each one's): their acks count as its own, and they
+    are its actions."""
     peak, peak_reason = peak_priority(incident)
     priority = f"**{incident.priority.value}**"
     if peak != incident.priority:
         priority = f"**{peak.value}** at its worst ({_md(peak_reason)}); {incident.priority.value} at the end"
-    ack = next((e.at for e in incident.timeline if e.kind == "acknowledged"), None)
+    handled = sorted([*incident.timeline, *absorbed], key=lambda e: e.at)
+    ack = next((e.at for e in handled if e.kind == "acknowledged"), None)
+    # An absorbed incident's ack may precede this one's opening: the fault was taken up before it opened.
+    acked = _duration(max(ack - incident.opened_at, timedelta(0))) if ack else "not acknowledged"
     mttd = incident.opened_at - first_onset
     if recovered_at is not None:
         recovered = (
@@ -215,7 +221,7 @@ def render_postmortem(
         " earlier onset one gave, reopens included)",
         f"- Recovered: {recovered}",
         f"- MTTD (first onset to incident opened): {_duration(mttd)}",
-        f"- Time to acknowledge: {_duration(ack - incident.opened_at) if ack else 'not acknowledged'}",
+        f"- Time to acknowledge: {acked}",
         f"- MTTR (first onset to recovery): {mttr}",
         "",
         "## Actions",
@@ -223,10 +229,12 @@ def render_postmortem(
     ]
     actions = [
         e
-        for e in incident.timeline
+        for e in handled
         if e.kind in _HANDLED or (e.kind == "resolved" and "by" in e.data)  # resolved by hand
     ]
-    out += [f"- {shown(e.at)} — {_md(action_text(e))}" for e in actions] or ["- none recorded"]
+    out += [f"- {shown(e.at)} — {_md(action_text(e))}{_on_absorbed(e)}" for e in actions] or [
+        "- none recorded"
+    ]
     out += [
         f"- {_md(r.request.action)} on {_md(r.request.target)}: {r.outcome.value} {_md(r.message)}"
         for r in incident.actions
@@ -247,6 +255,16 @@ def render_postmortem(
         "",
     ]
     return "\n".join(out)
+
+
+ABSORBED_KINDS = TAKEN | {"acknowledged"}
+"""Timeline kinds of an incident merged into another that the other's postmortem counts as its own actions."""
+
+
+def _on_absorbed(event: TimelineEvent) -> str:
+    """Where an action taken on an incident merged into this one was taken; empty for this one's own."""
+    absorbed_from = event.data.get("incident")
+    return f" (on {_md(absorbed_from)}, merged in since)" if absorbed_from else ""
 
 
 def _impact(final: Impact, priority: Priority, peak: tuple[Priority, Impact] | None) -> list[str]:
