@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.batch import Batch
-from alerting.db import locked_row
+from alerting.db import in_lists, locked_row
 from alerting.engine_lock import EngineLock
 from alerting.incident_index import OpenIncidents
 from alerting.inventory import Inventory
@@ -31,6 +31,7 @@ from alerting.outcomes import (
     still_firing,
 )
 from alerting.postmortem import (
+    ABSORBED_KINDS,
     RECOVERED_FROM_ENDS_AT,
     RECOVERED_FROM_QUIET,
     alert_onset,
@@ -44,7 +45,7 @@ from alerting.subscriptions import ChangeKind
 from alerting.titles import root_cluster
 from gpuwarden.clock import Clock
 from gpuwarden.errors import InputError
-from gpuwarden.model import AlertStatus, Incident, IncidentState, Priority
+from gpuwarden.model import AlertStatus, Incident, IncidentState, Priority, TimelineEvent
 
 APPROVED = "remediation_approved"  # timeline kinds
 MITIGATING = "mitigating"
@@ -347,6 +348,7 @@ class IncidentLifecycle(SilenceKeeping):
             row = session.get(IncidentRow, incident_id)
             assert row is not None
             alerts = member_alerts(session, incident_id)
+            absorbed = _absorbed_actions(session, incident_id)
         # An alert that fires again gets a new startsAt; the incident keeps the earliest it saw. An alert
         # raised a while after its fault began says when it began (``alert_onset``).
         onsets = (alert_onset(a.starts_at, a.annotations) for a in alerts)
@@ -356,8 +358,35 @@ class IncidentLifecycle(SilenceKeeping):
         peak = peak_impact(row.impact or {})
         cluster = root_cluster(incident.root_cause.target, self.inventory)
         if recovered is None:
-            return render_postmortem(incident, onset, names, None, peak_impact=peak, cluster=cluster)
-        return render_postmortem(incident, onset, names, *recovered, peak_impact=peak, cluster=cluster)
+            return render_postmortem(
+                incident, onset, names, None, peak_impact=peak, cluster=cluster, absorbed=absorbed
+            )
+        return render_postmortem(
+            incident, onset, names, *recovered, peak_impact=peak, cluster=cluster, absorbed=absorbed
+        )
+
+
+def _absorbed_actions(session: Session, incident_id: str) -> list[TimelineEvent]:
+    """What people did on the incidents merged into this one, merges into those included, before they
+    merged (``postmortem.ABSORBED_KINDS``), each event's ``data["incident"]`` naming its incident: an ack
+    there is the fault's ack, as reminders count it (``reminding.stored_pages``)."""
+    found: list[TimelineEvent] = []
+    seen, into = {incident_id}, [incident_id]
+    while into:
+        merged: list[str] = []
+        for chunk in in_lists(into):
+            merged += session.scalars(select(IncidentRow.id).where(IncidentRow.merged_into.in_(chunk)))
+        into = sorted(set(merged) - seen)
+        seen.update(into)
+        for chunk in in_lists(into):
+            query = select(TimelineRow).where(
+                TimelineRow.incident_id.in_(chunk), TimelineRow.kind.in_(sorted(ABSORBED_KINDS))
+            )
+            found += [
+                TimelineEvent(t.at, t.kind, t.message, {**t.data, "incident": t.incident_id}, t.seq)
+                for t in session.scalars(query)
+            ]
+    return sorted(found, key=lambda e: (e.at, e.seq or 0))
 
 
 def _holding(held: Sequence[Silence], now: datetime, duration: timedelta, by: str) -> Silence | None:

@@ -156,6 +156,7 @@ def render_postmortem(
     *,
     peak_impact: tuple[Priority, Impact] | None = None,
     cluster: str = "",
+    absorbed: Sequence[TimelineEvent] = (),
 ) -> str:
     """Markdown postmortem draft of one incident.
 
@@ -166,14 +167,18 @@ def render_postmortem(
     too, among the events.
     ``peak_impact``: the worst impact it had and its priority (``store.peak_impact``), shown beside the final
     one when they differ. ``cluster``: the root cause's, named in a fleet of more than one
-    (``titles.root_cluster``)."""
+    (``titles.root_cluster``). ``absorbed``: what people did on incidents merged into this one, before they
+    merged (``ABSORBED_KINDS``, ``data["incident"]`` naming each one's): their acks count as its own, and they
+    are its actions."""
     peak, peak_reason = peak_priority(incident)
     priority = f"**{incident.priority.value}**"
     if peak != incident.priority:
         priority = f"**{peak.value}** at its worst ({_md(peak_reason)}); {incident.priority.value} at the end"
     # Marked mitigating (or a remediation approved) is taken up as an ack is: serve refuses an ack after it
     # ("already mitigating"), so counting "acknowledged" alone said "not acknowledged" of a handled incident.
-    ack = next((e for e in incident.timeline if e.kind in TAKEN_UP), None)
+    # What was done on incidents merged into this one counts as its own (``absorbed``).
+    handled = sorted([*incident.timeline, *absorbed], key=lambda e: e.at)
+    ack = next((e for e in handled if e.kind in TAKEN_UP), None)
     mttd = incident.opened_at - first_onset
     if recovered_at is not None:
         recovered = (
@@ -226,10 +231,12 @@ def render_postmortem(
     ]
     actions = [
         e
-        for e in incident.timeline
+        for e in handled
         if e.kind in _HANDLED or (e.kind == "resolved" and "by" in e.data)  # resolved by hand
     ]
-    out += [f"- {shown(e.at)} — {_md(action_text(e))}" for e in actions] or ["- none recorded"]
+    out += [f"- {shown(e.at)} — {_md(action_text(e))}{_on_absorbed(e)}" for e in actions] or [
+        "- none recorded"
+    ]
     out += [
         f"- {_md(r.request.action)} on {_md(r.request.target)}: {r.outcome.value} {_md(r.message)}"
         for r in incident.actions
@@ -253,11 +260,22 @@ def render_postmortem(
 
 
 def _acknowledged(first: TimelineEvent | None, opened_at: datetime) -> str:
-    """Time to acknowledge: to the first event that took the incident up, named where it was no ack."""
+    """Time to acknowledge: to the first event that took the incident up, named where it was no ack. One on an
+    incident merged into this one may precede this one's opening: the fault was taken up before it opened."""
     if first is None:
         return "not acknowledged"
     taken_by = "" if first.kind == "acknowledged" else f", when {_md(action_text(first))}"
-    return f"{_duration(first.at - opened_at)}{taken_by}"
+    return f"{_duration(max(first.at - opened_at, timedelta(0)))}{taken_by}"
+
+
+ABSORBED_KINDS = TAKEN | {"acknowledged"}
+"""Timeline kinds of an incident merged into another that the other's postmortem counts as its own actions."""
+
+
+def _on_absorbed(event: TimelineEvent) -> str:
+    """Where an action taken on an incident merged into this one was taken; empty for this one's own."""
+    absorbed_from = event.data.get("incident")
+    return f" (on {_md(absorbed_from)}, merged in since)" if absorbed_from else ""
 
 
 def _impact(final: Impact, priority: Priority, peak: tuple[Priority, Impact] | None) -> list[str]:

@@ -229,6 +229,29 @@ def test_an_incident_keeps_the_first_onset_of_the_incidents_merged_with_it(
     assert merged["MTTR (first onset to recovery)"] == "n/a (merged into another incident)"
 
 
+def test_an_ack_of_an_incident_merged_in_is_the_survivors_ack_and_action(
+    sql: Engine, clock: FakeClock
+) -> None:
+    engine = IncidentEngine(sql, clock, AlertingConfig(announce_delay_seconds=0))
+    hot = {"alertname": "GpuTemperatureHigh", "node": "n10", "gpu": "0"}
+    xid = {"alertname": "GpuXidError", "node": "n10", "gpu": "1"}
+    _fire(engine, clock, starts="16:47:19", posted="16:47:20", labels=hot)
+    [survivor] = engine.open_incident_ids()
+    _fire(engine, clock, starts="16:47:21", posted="16:47:21", labels=xid)
+    [absorbed] = set(engine.open_incident_ids()) - {survivor}
+    _at(clock, "16:47:28")
+    engine.acknowledge(absorbed, "bea")
+    # The node goes down: one fault, the incident opened first takes the other in.
+    _fire(
+        engine, clock, starts="16:47:30", posted="16:47:31", labels={"alertname": "NodeDown", "node": "n10"}
+    )
+    assert engine.store.get(absorbed).merged_into == survivor
+    md = engine.postmortem(survivor)
+    assert _metrics(md)["Time to acknowledge"] == "0m 08s"  # bea's ack, 16:47:20 to 16:47:28
+    actions = md.split("## Actions\n\n", 1)[1].split("\n\n", 1)[0]
+    assert actions == f"- 2026-03-02T16:47:28Z — acknowledged by bea (on {absorbed}, merged in since)"
+
+
 def _timeline(md: str) -> list[str]:
     section = md.split("## Timeline\n\n", 1)[1].split("\n\n## ", 1)[0]
     return [line.removeprefix("- ") for line in section.splitlines() if line.startswith("- ")]
