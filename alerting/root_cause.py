@@ -131,11 +131,23 @@ def root_cause(members: Iterable[Member], inventory: Inventory | None) -> tuple[
     first = items[0]
     workloads = sorted(first.location.workloads, key=str)
     if workloads:
-        return (), RootCause(first.kind, workloads[0])
+        return (), RootCause(_symptom_kind(first, items), workloads[0])
     path = first.location.path
     if path:
         return path, RootCause(first.kind, path_target(path, inventory))
     return (), RootCause(first.kind, ClusterRef(first.labels.get("cluster", "")))
+
+
+def _symptom_kind(first: Member, items: Sequence[Member]) -> FaultKind:
+    """What a workload's symptoms with no fault under them say of it: stalled where any of its alerts says
+    so, else the first's. A deadlocked job raises its ranks' step-time alerts and their stall alerts within
+    one evaluation; which began first named the incident a "straggler" (one slow rank) or "stalled" by
+    chance, and the storm of ``scenarios.job_wide_stall`` was one or the other with the alerts' order."""
+    if first.kind is FaultKind.STRAGGLER and any(
+        m.kind is FaultKind.JOB_STALLED and m.location.workloads & first.location.workloads for m in items
+    ):
+        return FaultKind.JOB_STALLED
+    return first.kind
 
 
 def _takes(path: Path, members: Iterable[Member]) -> int:

@@ -317,3 +317,17 @@ def test_a_services_symptom_joins_the_fault_on_its_gpus_that_came_first_in_the_s
     assert set(incident.alert_fingerprints) == {a.fingerprint for a in alerts}
     assert (incident.root_cause.kind.value, incident.priority.value) == ("xid", "P2")
     assert [row.merged_into for row, _ in engine.store.list_rows()] == [None]  # no incident opened to merge
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_deadlocked_job_is_stalled_whichever_of_its_ranks_alerts_began_first(
+    tmp_path: Path, seed: int
+) -> None:
+    # Every rank of a deadlocked job raises its step-time alert and its stall alert within one evaluation:
+    # the incident was a "straggler" (one slow rank) where a step-time alert began first (three seeds here),
+    # "stalled" where a stall did, and so told two stories of one storm (bench_incidents' job-wide stall).
+    alerts = sc.job_wide_stall(START, ranks=16, seed=seed)
+    for posts in ([alerts], _batches(sorted(alerts, key=_onset), 4)):
+        (tmp_path / str(len(posts))).mkdir()
+        where = _where(tmp_path / str(len(posts)), posts)
+        assert set(where.values()) == {("job_stalled", "llm-70b", "P0")}, where
