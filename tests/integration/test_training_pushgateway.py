@@ -45,10 +45,8 @@ def wait_until(prom: str, expr: str, check: object, timeout: float = 20.0) -> di
     raise AssertionError(f"{expr} never satisfied the check; last result {result}")
 
 
-def test_simulated_job_metrics_reach_prometheus_through_the_pushgateway(tmp_path: Path) -> None:
-    pg_port, prom_port = free_port(), free_port()
-    gateway = f"127.0.0.1:{pg_port}"
-    prom = f"http://127.0.0.1:{prom_port}"
+def scraping_the_gateway(tmp_path: Path, gateway: str) -> Path:
+    """A Prometheus configuration that scrapes the Pushgateway at ``gateway`` every second, labels kept."""
     config = tmp_path / "prometheus.yml"
     config.write_text(
         "global: {scrape_interval: 1s}\n"
@@ -56,6 +54,14 @@ def test_simulated_job_metrics_reach_prometheus_through_the_pushgateway(tmp_path
         "  - job_name: pushgateway\n    honor_labels: true\n"
         f"    static_configs: [{{targets: ['{gateway}']}}]\n"
     )
+    return config
+
+
+def test_simulated_job_metrics_reach_prometheus_through_the_pushgateway(tmp_path: Path) -> None:
+    pg_port, prom_port = free_port(), free_port()
+    gateway = f"127.0.0.1:{pg_port}"
+    prom = f"http://127.0.0.1:{prom_port}"
+    config = scraping_the_gateway(tmp_path, gateway)
     pushgateway = [
         require_binary("prometheus-pushgateway"),
         f"--web.listen-address={gateway}",
@@ -320,13 +326,7 @@ def test_a_run_that_finished_is_neither_hung_nor_stalled_while_its_groups_stay_o
     gateway_argv, gateway = pushgateway(tmp_path)
     prom_port = free_port()
     prom = f"http://127.0.0.1:{prom_port}"
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        "global: {scrape_interval: 1s}\n"
-        "scrape_configs:\n"
-        "  - job_name: pushgateway\n    honor_labels: true\n"
-        f"    static_configs: [{{targets: ['{gateway}']}}]\n"
-    )
+    config = scraping_the_gateway(tmp_path, gateway)
 
     def run(job: str, crash: bool) -> None:
         with (

@@ -53,23 +53,8 @@ def test_the_server_says_where_it_listens_and_prints_no_span_by_default() -> Non
 def test_otel_sdk_disabled_keeps_the_request_metrics_and_the_start_up_line_says_spans_are_not_exported() -> (
     None
 ):
-    port = free_port()
-    proc = subprocess.Popen(
-        [*CLI, "inference-server", "--port", str(port), "--otlp-endpoint", OTLP],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "OTEL_SDK_DISABLED": "true"},
-    )
-    try:
-        assert proc.stderr is not None
-        first = proc.stderr.readline()
-        assert "tracing on, spans exported: none (OTEL_SDK_DISABLED=true)" in first, first
-        chat_once(port)()
-        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=30)
+    first, metrics = _first_line_and_metrics(["--otlp-endpoint", OTLP], OTEL_SDK_DISABLED="true")
+    assert "tracing on, spans exported: none (OTEL_SDK_DISABLED=true)" in first, first
     assert (
         'gpuwarden_inference_requests_total{route="/v1/chat/completions",status_class="2xx"} 1.0' in metrics
     )
@@ -79,24 +64,29 @@ def test_tracing_enabled_false_in_the_file_turns_tracing_off_without_an_option(t
     """The --tracing option's default (on) beat the file's tracing.enabled: false: it traced all the same."""
     config = tmp_path / "gpuwarden.yaml"
     config.write_text("tracing:\n  enabled: false\n")
+    first, metrics = _first_line_and_metrics(["--config", str(config)])
+    assert "tracing off, spans exported: none" in first, first
+    assert "gpuwarden_inference_requests_total" not in metrics
+
+
+def _first_line_and_metrics(options: list[str], **environ: str) -> tuple[str, str]:
+    """An inference server's start-up line and its /metrics after one chat request, with ``options``."""
     port = free_port()
     proc = subprocess.Popen(
-        [*CLI, "inference-server", "--port", str(port), "--config", str(config)],
+        [*CLI, "inference-server", "--port", str(port), *options],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **environ},
     )
     try:
         assert proc.stderr is not None
         first = proc.stderr.readline()
-        assert "tracing off, spans exported: none" in first, first
         chat_once(port)()
-        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        return first, httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
-    assert "gpuwarden_inference_requests_total" not in metrics
 
 
 @pytest.mark.parametrize(
