@@ -5,7 +5,8 @@ failure between the commit and the outbox's enqueue delays the message, it never
 
 ``IncidentAnnouncing`` (mixed into the engine) holds a new incident back for the announce delay, as
 Alertmanager's group_wait does: one merged or resolved before then is never announced, and what changes
-meanwhile folds into its announcement. With no delay, one that the batch opening it also ends (merged into
+meanwhile folds into its announcement, but for a person's change, which announces it at once. With no
+delay, one that the batch opening it also ends (merged into
 another as the batch correlates) is not announced either: its "opened" would describe an incident already
 closed, and only the incident that goes on speaks. The end of an incident never announced is still told,
 ``only_if_told``: a process that crashed before forgetting its "opened" may have handed that to the outbox.
@@ -49,6 +50,8 @@ logger = logging.getLogger(__name__)
 # what its transaction decided it is told with.
 _Told = tuple[str, ChangeKind, TimelineRow, bool, Telling]
 _TELL_AT_ONCE = 500  # stored changes read per round (after an outage thousands may wait)
+# A person's change ends a held incident's hold: it is known to people, and theirs is told, not folded.
+_PERSON_KINDS = frozenset({"acknowledged", "mitigating", "note"})
 
 
 class IncidentAnnouncing:
@@ -112,7 +115,8 @@ class IncidentAnnouncing:
 
         An incident merged or resolved before its announcement is never announced, with no delay too (one
         that the batch that opened it ends): its end is told ``only_if_told``. Changes of a held incident
-        fold into its announcement. Raises what a listener or the store raised, which and when each incident
+        fold into its announcement, but a person's (``_PERSON_KINDS``): it is announced, then told. Raises
+        what a listener or the store raised, which and when each incident
         was announced or held left as they were: the changes stay stored, and telling them again decides
         afresh, as a process started then does from the store (an opening whose telling failed is not
         announced, restart fuzz seed 1502).
@@ -141,8 +145,10 @@ class IncidentAnnouncing:
                 self._unannounced[incident_id] = event.at
                 continue
             opened_at = self._unannounced.get(incident_id)
-            if self._hold > timedelta(0) and opened_at is not None and now - opened_at >= self._hold:
-                # Its delay has passed and no tick announced it yet: announced at this change, as one whose
+            due = opened_at is not None and (now - opened_at >= self._hold or event.kind in _PERSON_KINDS)
+            if self._hold > timedelta(0) and due:
+                # Its delay has passed (or a person acted on it) and no tick announced it yet: announced at
+                # this change, the change told after it, as one whose
                 # announcement failed or that a process before this one held is (``_announce_due``), so a
                 # restarted process, whose tick may not have come, tells the same. (With no delay, only one
                 # its opening batch ended is held: it is never announced.)

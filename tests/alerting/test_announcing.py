@@ -312,6 +312,45 @@ def test_an_incident_whose_alerts_ended_before_its_announcement_says_so_when_ann
         assert "quiet: all its alerts ended" in str(parent.attachments)
 
 
+def test_a_persons_ack_and_note_within_the_announce_delay_announce_the_incident_and_are_told(
+    tmp_path: Path,
+) -> None:
+    # Probe: an incident acknowledged, noted and mitigated 2 s after it opened (announce delay 8 s) was
+    # announced at the delay as "opened", mitigating, and nothing else: no acknowledged or mitigating POST,
+    # and the note's text reached neither the webhook nor the Slack thread (folded into the announcement).
+    path = str(tmp_path / "s.db")
+    migrated_sqlite(Path(path)).dispose()
+    clock = FakeClock(START.timestamp())
+    config = AlertingConfig(announce_delay_seconds=10, quiet_period_seconds=300)
+    engine = IncidentEngine(make_engine(path), clock, config, sc.fleet_inventory())
+    node = sc.node_name(1, 1)
+    labels = {"alertname": "GPULost", "Hostname": node, "gpu": "3", "UUID": sc.gpu_uuid(node, 3)}
+    with SlackRecorder() as recorder:
+        slack = SlackNotifier(make_client(recorder.token, base_url=recorder.base_url), "#gpu-incidents")
+        hook = WebhookNotifier(f"{recorder.root_url}/hooks/oncall", name="webhook:oncall")
+        outbox = Outbox(make_engine(path), [slack, hook], clock)
+        engine.subscribe(outbox)
+        engine.ingest([Alert({**labels, "cluster": sc.CLUSTER}, starts_at=START)])
+        (incident_id,) = engine.open_incident_ids()
+        clock.advance(2)
+        engine.acknowledge(incident_id, "alice")
+        engine.add_note(incident_id, "alice", "swapping the riser")
+        clock.advance(10)
+        engine.tick()
+        outbox.dispatch_due()
+        posts = recorder.hook_posts("oncall")
+        assert [(p["change"], p["event"]["kind"]) for p in posts] == [
+            ("opened", "opened"),
+            ("acknowledged", "acknowledged"),
+            ("updated", "note"),
+        ]
+        assert [p["first_for_receiver"] for p in posts] == [True, False, False]
+        assert posts[2]["event"]["message"] == "note by alice: swapping the riser"
+        (parent,) = recorder.channel_messages()
+        replies = [r.text for r in recorder.replies(parent.ts)]
+        assert any("swapping the riser" in text for text in replies), replies
+
+
 def _cycle(engine: IncidentEngine, alert: Alert, on: float, off: float) -> None:
     """The alert fires ``on`` seconds, then is resolved ``off`` seconds (as a rule near its threshold
     makes it), ticked every 100 s."""
