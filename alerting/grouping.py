@@ -17,20 +17,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.batch import Batch, OpenIncident, ToldAs
-from alerting.capacity import units_hit
 from alerting.correlation import placement
 from alerting.db import in_lists
 from alerting.engine_lock import EngineLock
 from alerting.flapping import FlapPolicy, flap_state
 from alerting.impact import Assessment, assess, failed_gpus, live_root_cause, root_down_now
 from alerting.incident_index import OpenIncidents
-from alerting.inventory import GpuKey, Inventory, WorkloadInfo
+from alerting.inventory import GpuKey, Inventory
 from alerting.lifecycle import close
 from alerting.member import Member, first_onset, recommended_by
 from alerting.merging import IncidentMerging
-from alerting.priority import SEVERE_SHARE
 from alerting.regrouping import regroup_ranks, regroup_spread
 from alerting.root_cause import kept_root
+from alerting.sharers import sharers
 from alerting.showing import same_target, tell_reassessed, tell_root_moved, told_of
 from alerting.store import impact_from_dict, impact_to_dict, with_peak
 from alerting.store_models import AlertRow, IncidentRow
@@ -38,14 +37,7 @@ from alerting.subscriptions import ChangeKind
 from alerting.titles import carried, progress, seen, title, title_cluster, without_progress
 from alerting.topology import Path, target_label, target_to_dict
 from gpuwarden.config import AlertingConfig
-from gpuwarden.model import (
-    IncidentState,
-    RootCause,
-    WorkloadKind,
-    WorkloadRef,
-    add_workloads,
-    fault_name,
-)
+from gpuwarden.model import IncidentState, RootCause, WorkloadRef, add_workloads, fault_name
 
 REGROUP_PASSES = 2
 """Times one transaction lets an incident move stalled ranks (``regroup_ranks``): a move may change the roots
@@ -141,47 +133,9 @@ class IncidentGrouping(IncidentMerging):
                 self._recompute(batch, self._open[incident_id])
 
     def _sharers(self, inc: OpenIncident, lost: frozenset[GpuKey]) -> set[str]:
-        """Other open incidents to assess again because ``inc`` took (or gave back) replicas of a service they
-        take replicas from too, so that the service's loss across incidents crossed a priority tier (none,
-        some, 25%, all): their priority counts it. Only then: reassessing every sharer at every alert made
-        a storm of single-GPU incidents on one service quadratic in Slack edits. And those with a stopped job
-        when ``inc`` took free GPUs of its cluster (``_restart_sharers``)."""
-        if self.inventory is None or lost == inc.lost:
-            return set()
-        changed = lost ^ inc.lost
-        due = self._restart_sharers(inc, changed)
-        infos = [
-            i for i in self.inventory.workloads_on(changed) if i.ref.kind is WorkloadKind.INFERENCE_SERVICE
-        ]
-        if not infos:
-            return due
-        now = self._open.lost_by_others(None)
-        before = (now - inc.lost) | lost
-        for info in infos:
-            if _tier(info, before) == _tier(info, now):
-                continue
-            due |= {
-                o.id for o in self._open.values() if o.id != inc.id and o.lost and info.ref in o.workloads
-            }
-        return due
-
-    def _restart_sharers(self, inc: OpenIncident, changed: frozenset[GpuKey]) -> set[str]:
-        """Other open incidents with a training job in a cluster where ``inc`` took or gave back free GPUs, or
-        with a job it took or gave back GPUs of: whether those jobs can start again depends on it."""
-        inv = self.inventory
-        assert inv is not None
-        clusters = {k[0] for k in changed if (node := inv.node(k[1], k[0])) is not None and k[2] in node.idle}
-        jobs = {i.ref for i in inv.workloads_on(changed) if i.ref.kind is WorkloadKind.TRAINING_JOB}
-        return {
-            o.id
-            for o in self._open.values()
-            if o.id != inc.id
-            and any(
-                w in jobs or (w.kind is WorkloadKind.TRAINING_JOB and w.cluster in clusters)
-                for w in o.workloads
-            )
-            and any(m.firing or m.flapping for m in o.members.values())
-        }
+        """Other open incidents to assess again because ``inc`` took (or gave back) ``lost``'s GPUs
+        (``alerting.sharers``)."""
+        return sharers(self._open, inc, lost, self.inventory)
 
     def _elsewhere(self, inc: OpenIncident) -> Callable[[], frozenset[GpuKey]]:
         """The GPUs other open incidents' outages took (``assess`` asks when ``inc`` hits a service)."""
@@ -491,9 +445,3 @@ def _impact_of(assessment: Assessment) -> dict[str, Any]:
         stopped_jobs=list(assessment.stopped_jobs),
         priority_reason=assessment.reason,
     )
-
-
-def _tier(info: WorkloadInfo, lost: frozenset[GpuKey]) -> int:
-    """Which of DESIGN.md's service tiers a loss is in: none, some, at least a quarter, all."""
-    share = len(units_hit(info, lost)) / len(info.units) if info.units else 0.0
-    return 0 if share == 0 else 3 if share >= 1 else 2 if share >= SEVERE_SHARE else 1

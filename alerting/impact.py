@@ -322,7 +322,7 @@ def _impact_parts(
             parts.append(f"{label(ref)} unavailable")
         elif ref.kind is WorkloadKind.INFERENCE_SERVICE and own and ref in own:
             # The service's loss across incidents is in the priority's reason; a sharer's title is not
-            # rewritten each time another incident takes a replica (see ``IncidentGrouping._sharers``).
+            # rewritten each time another incident takes a replica (see ``alerting.sharers``).
             parts.append(f"{label(ref)} {percent(own[ref])} of replicas lost (more in other incidents)")
         elif ref.kind is WorkloadKind.INFERENCE_SERVICE and share > 0:
             parts.append(f"{label(ref)} {percent(share)} of replicas lost")

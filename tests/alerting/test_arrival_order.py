@@ -331,3 +331,38 @@ def test_a_deadlocked_job_is_stalled_whichever_of_its_ranks_alerts_began_first(
         (tmp_path / str(len(posts))).mkdir()
         where = _where(tmp_path / str(len(posts)), posts)
         assert set(where.values()) == {("job_stalled", "llm-70b", "P0")}, where
+
+
+def test_a_services_replicas_lost_in_two_incidents_are_titled_alike_in_one_post_and_one_by_one(
+    tmp_path: Path,
+) -> None:
+    # Service llama has two replicas on s1 and two on s2. A GPU of s1 lost, one of s2 lost 10 s later (two
+    # faults, two incidents), then the service's latency alert, which joins s1's. One by one, s1's incident
+    # was assessed again for the latency after s2's took its replica, and said "(more in other incidents)";
+    # in one POST it was assessed before s2's incident counted its GPU, and s2's loss crossed no priority
+    # tier, so it was not assessed again: its title did not say so.
+    ref = WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "prod", "llama", "c1")
+    units = tuple(frozenset({("c1", n, g), ("c1", n, g + 1)}) for n in ("s1", "s2") for g in (0, 2))
+    nodes = [NodeInfo("s1", "c1", "ra", 8), NodeInfo("s2", "c1", "ra", 8)]
+
+    def lost(node: str, at: float) -> Alert:
+        labels = {"alertname": "GPULost", "cluster": "c1", "Hostname": node, "gpu": "0"}
+        return Alert(labels, starts_at=START + timedelta(seconds=at))
+
+    latency = Alert(
+        {"alertname": "LlamaLatencyHigh", "service": "llama", "namespace": "prod"},
+        starts_at=START + timedelta(seconds=20),
+    )
+    alerts = [lost("s1", 0), lost("s2", 10), latency]
+    titles = []
+    for posts in ([[a] for a in alerts], [alerts]):
+        sql = migrated_sqlite(tmp_path / f"{len(posts)}.db")
+        clock = FakeClock((START + timedelta(seconds=60)).timestamp())
+        inventory = StaticInventory(nodes, [WorkloadInfo(ref, units)], {"c1": 0})
+        engine = IncidentEngine(sql, clock, AlertingConfig(announce_delay_seconds=0), inventory)
+        for post in posts:
+            engine.ingest(post)
+        titles.append(sorted(engine.store.get(i).title for i in engine.open_incident_ids()))
+    assert titles[0] == titles[1]
+    assert len(titles[0]) == 2
+    assert all(t.endswith("25% of replicas lost (more in other incidents)") for t in titles[0])
