@@ -29,7 +29,7 @@ from alerting.pending import StoredAlert
 from alerting.recurrence import LatestResolved, RecentlyResolved
 from alerting.reminders import held_text, reminder_due
 from alerting.reminding import stored_pages
-from alerting.root_cause import kept_root, root_cause
+from alerting.root_cause import evidence, kept_root, root_cause
 from alerting.root_facts import beside_held, recurs
 from alerting.store import ALERT_MOVED
 from alerting.store_models import AlertRow, IncidentRow, TimelineRow
@@ -146,11 +146,18 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
             self._lift_if_beside(batch, inc, row, member)
         inc.members[row.fingerprint] = member
         path = member.location.path
-        if chosen is not None and member.is_infra and not inc.root_path:
-            # An incident its job's stalls opened, now rooted by this fault until the batch recomputes it:
-            # the next fault of this batch joins only if this one explains it, not because it hits the job
-            # too (two unrelated faults on the job's GPUs are two incidents; their stalls follow their GPUs).
-            inc.root_path = path
+        if (
+            chosen is not None
+            and member.is_infra
+            and not inc.root_path
+            and not evidence(inc.members.values(), member)
+        ):
+            # An incident its job's stalls opened, now rooted where the batch's recompute will root it: the
+            # next fault of this batch joins only if this one explains it, not because it hits the job too
+            # (two unrelated faults on the job's GPUs are two incidents; their stalls follow their GPUs). A
+            # fault that began after the symptoms and takes nothing is evidence (``evidence``): the root
+            # stays the workload, as the next POST would find it.
+            inc.root_path = live_root_cause(inc.members.values(), self.inventory)[0]
         elif (
             chosen is not None
             and member.is_infra

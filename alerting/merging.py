@@ -22,7 +22,7 @@ from alerting.store import with_absorbed_peak
 from alerting.store_models import IncidentRow
 from alerting.subscriptions import ChangeKind
 from alerting.titles import ABSORBED_MAX, shortened
-from alerting.topology import RACK_DEPTH, UNKNOWN, contains
+from alerting.topology import RACK_DEPTH, UNKNOWN, Path, contains
 from gpuwarden.model import FaultKind, IncidentState, shares_workload
 
 RACK_CAUSED = ENVIRONMENT | {FaultKind.EXPORTER_STALE}
@@ -195,7 +195,11 @@ class IncidentMerging:
             ):
                 found.add(other.id)
                 nodes |= {m.location.path[: RACK_DEPTH + 1] for m in other.members.values()}
-        return found if len(nodes) >= SPREAD_NODES else set()
+        if len(nodes) < SPREAD_NODES:
+            return set()
+        return found | {
+            o.id for o in self._open.values() if o.id != inc.id and _rootless_signal(o, rack, signal)
+        }
 
 
 NAMED_ALERTS = 3  # of an incident merged into a silenced one: the rest are counted
@@ -251,6 +255,20 @@ def _one_signal(inc: OpenIncident, since: datetime) -> tuple[str, str] | None:
     if not any(m.firing and m.onset >= since for m in inc.members.values()):
         return None
     return next(iter(signals))
+
+
+def _rootless_signal(other: OpenIncident, rack: Path, signal: tuple[str, str]) -> bool:
+    """Whether ``other`` is a workload's incident with no topology root whose faults are all ``signal`` in
+    ``rack``."""
+    infra = [m for m in other.members.values() if m.is_infra]
+    return (
+        not other.root_path
+        and bool(infra)
+        and all(
+            m.location.path[:RACK_DEPTH] == rack and (m.labels.get("alertname", ""), m.kind.value) == signal
+            for m in infra
+        )
+    )
 
 
 def _sibling_nodes_down(inc: OpenIncident, other: OpenIncident) -> bool:

@@ -150,6 +150,16 @@ def _symptom_kind(first: Member, items: Sequence[Member]) -> FaultKind:
     return first.kind
 
 
+def evidence(members: Iterable[Member], new: Member) -> bool:
+    """Whether the fault ``new`` began after a workload's symptom among ``members`` that fires and takes
+    nothing: ``root_cause`` does not root the symptom at it (a GPU hot after a job deadlocked), so it moves no
+    root (told without reading every member's root again for each such fault)."""
+    return not new.is_outage and any(
+        m.kind in SYMPTOM_KINDS and m.location.workloads and (m.firing or m.flapping) and m.onset < new.onset
+        for m in members
+    )
+
+
 def _takes(path: Path, members: Iterable[Member]) -> int:
     """1 when an outage among ``members`` fires (or flaps) at ``path`` itself, else 0 (``_breadth``'s
     scale): an XID that takes its GPU out of service is of kind ``xid``, no outage kind."""

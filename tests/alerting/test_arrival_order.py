@@ -366,3 +366,62 @@ def test_a_services_replicas_lost_in_two_incidents_are_titled_alike_in_one_post_
     assert titles[0] == titles[1]
     assert len(titles[0]) == 2
     assert all(t.endswith("25% of replicas lost (more in other incidents)") for t in titles[0])
+
+
+def _latency(at: float) -> Alert:
+    labels = {"alertname": "LlamaLatencyHigh", "service": "llama", "namespace": "prod"}
+    return Alert(labels, starts_at=START + timedelta(seconds=at))
+
+
+def _fault(name: str, node: str, gpu: int, at: float) -> Alert:
+    labels = {"alertname": name, "cluster": "c1", "Hostname": node, "gpu": str(gpu)}
+    return Alert(labels, starts_at=START + timedelta(seconds=at))
+
+
+def _incidents(tmp_path: Path, posts: list[list[Alert]], inventory: StaticInventory) -> list[tuple[str, int]]:
+    """Each incident's root kind and number of alerts, merged-away ones left out."""
+    sql = migrated_sqlite(tmp_path / f"{uuid.uuid4().hex}.db")
+    clock = FakeClock((START + timedelta(seconds=120)).timestamp())
+    engine = IncidentEngine(sql, clock, AlertingConfig(announce_delay_seconds=0), inventory)
+    for post in posts:
+        engine.ingest(post)
+    return sorted((row.root_kind, n) for row, n in engine.store.list_rows() if row.merged_into is None)
+
+
+@pytest.mark.parametrize("together", [False, True], ids=["one POST each", "one POST"])
+def test_a_fault_begun_after_a_services_symptom_does_not_root_its_incident_for_the_rest_of_the_post(
+    tmp_path: Path, together: bool
+) -> None:
+    # Service llama's latency alert, a power brake on GPU 7 of its node s1 a minute later (not a GPU of the
+    # service: no capacity taken, evidence, the root stays the service), then NVLink errors on GPU 6. One by
+    # one, both faults joined the service's incident. In one POST the brake rooted the incident at its GPU
+    # until the end of the transaction, so the NVLink errors, which a brake does not explain, opened an
+    # incident of their own ("gpu s1/6 NVLink errors").
+    alerts = [_latency(0), _fault("GpuPowerBrake", "s1", 7, 60), _fault("NVLinkErrors", "s1", 6, 70)]
+    posts = [alerts] if together else [[a] for a in alerts]
+    assert _incidents(tmp_path, posts, _served_node()) == [("service_degraded", 3)]
+
+
+@pytest.mark.parametrize("together", [False, True], ids=["one POST each", "one POST"])
+def test_a_racks_heat_takes_in_a_services_incident_whose_fault_is_that_heat(
+    tmp_path: Path, together: bool
+) -> None:
+    # GPUs running hot on s2 and s3, llama's latency alert, a GPU hot on s4 (three nodes: the rack's heat),
+    # then one hot on s1, a GPU of llama's. One by one, the last joined the rack's heat, which took the
+    # service's incident in. In one POST the rack's heat rolls up only as the transaction ends, and the last
+    # one joined the service's incident (its node hosts llama; evidence only, it began after the symptom):
+    # the heat now takes that incident in too, its one fault being the heat on a GPU of the rack.
+    ref = WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "prod", "llama", "c1")
+    units = (frozenset({("c1", "s1", 0), ("c1", "s1", 1)}), frozenset({("c1", "s1", 2), ("c1", "s1", 3)}))
+    nodes = [NodeInfo(f"s{i}", "c1", "ra", 8) for i in (1, 2, 3, 4)]
+    inventory = StaticInventory(nodes, [WorkloadInfo(ref, units)], {"c1": 0})
+    hot = "GpuTemperatureHigh"
+    alerts = [
+        _fault(hot, "s2", 2, 3),
+        _fault(hot, "s3", 0, 25),
+        _latency(28),
+        _fault(hot, "s4", 7, 59),
+        _fault(hot, "s1", 3, 76),
+    ]
+    posts = [alerts] if together else [[a] for a in alerts]
+    assert _incidents(tmp_path, posts, inventory) == [("thermal", 5)]
