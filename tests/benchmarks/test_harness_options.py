@@ -12,6 +12,7 @@ from tests.benchmarks.harness import run_harness, run_script
 # `bench_cli.py --help` started a serve and timed it.
 HARNESSES = {
     "am_diff.py": "--verbose",
+    "batch_order_fuzz.py": "--seeds",
     "bench_anomaly.py": None,
     "bench_applier.py": "--profile",
     "bench_cli.py": None,
