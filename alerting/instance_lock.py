@@ -330,6 +330,11 @@ class InstanceLocks:
             cursor = conn.connection.cursor()
             try:
                 for lock in advisory:
+                    if (
+                        lock.backend is None
+                    ):  # its connection went (a PostgreSQL restart): not taken again yet
+                        detail = f"{lock.what}: its lock connection is being opened again"
+                        raise NotActive(LockStatus(LockState.UNREACHABLE, detail))
                     if not lock.held_by_backend(cursor):
                         detail = f"{lock.what}: its lock connection no longer holds the lock"
                         raise NotActive(LockStatus(LockState.LOST, detail))

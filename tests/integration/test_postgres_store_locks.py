@@ -17,7 +17,7 @@ from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.pool import NullPool
 
 from alerting import scenarios
-from alerting.advisory_lock import ADVISORY_KEY
+from alerting.advisory_lock import ADVISORY_KEY, AdvisoryLock
 from alerting.applier import JournalApplier
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
@@ -349,5 +349,31 @@ def test_a_commit_after_the_postgres_lock_went_to_another_server_is_rolled_back(
         assert conn.execute(select(func.count()).select_from(IncidentRow)).scalar_one() == 1
     assert locks.status().state is LockState.LOST
     standby.release()
+    locks.release()
+    sql.dispose()
+
+
+@pytest.mark.integration
+def test_a_commit_between_a_lost_lock_connection_and_its_retaking_is_refused_without_saying_serve_stops(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """After a PostgreSQL restart a tick's commit came before the once-a-second check took the lock again: it
+    was refused as "this serve lost the store lock (...); it is stopping", and serve went on (rightly)."""
+    locks = InstanceLocks.for_server(postgres_url, tmp_path / "a")
+    locks.try_acquire()
+    sql = make_engine(postgres_url)
+    upgrade(sql)
+    locks.fence_commits(sql)
+    engine = IncidentEngine(sql, FakeClock(), inventory=scenarios.fleet_inventory())
+    (advisory,) = [lock for lock in locks.locks if isinstance(lock, AdvisoryLock)]
+    advisory._drop()  # what a check that found the connection gone does, before it takes the lock again
+    with pytest.raises(NotActive) as refused:
+        engine.ingest(scenarios.node_failure(3, 2, engine.clock.now())[:1])
+    assert "cannot verify that it still holds the store lock" in str(refused.value)
+    assert "stopping" not in str(refused.value)
+    assert locks.status().state is LockState.HELD  # taken again: the next commit goes through
+    engine.ingest(scenarios.node_failure(3, 2, engine.clock.now())[:1])
+    with sql.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(IncidentRow)).scalar_one() == 1
     locks.release()
     sql.dispose()
