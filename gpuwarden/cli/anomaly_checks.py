@@ -4,11 +4,11 @@ what it warns of. ``config validate`` says the same, through the same functions 
 from __future__ import annotations
 
 import fnmatch
-import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gpuwarden.cli.machine_checks import NotRegularFile, file_start
 from gpuwarden.cli.output_file import unwritable
 from gpuwarden.errors import ConfigError
 from gpuwarden.headers import TOKEN_ENV, token_missing, token_problem
@@ -69,12 +69,9 @@ def foreign_state_file(path: Path) -> str | None:
     snapshot of ours that cannot be used (damaged, of another version, or the zeros a power cut can leave of
     one) is left to the warning and the save: refused, ``anomaly run`` would not start again after one."""
     try:
-        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO would hold the read; a save renames over it
-            return (
-                "it is not a regular file, and its first save would replace it; give a file name of its own"
-            )
-        with path.open("rb") as file:
-            start = file.read(len(_SNAPSHOT_START))
+        start = file_start(path, len(_SNAPSHOT_START))
+    except NotRegularFile:  # a FIFO would hold the read; a save renames over it
+        return "it is not a regular file, and its first save would replace it; give a file name of its own"
     except FileNotFoundError:
         return None
     except OSError as exc:

@@ -124,16 +124,29 @@ def check_store(db: str, field: str) -> None:
 _SQLITE_START = b"SQLite format 3\x00"  # the header of every SQLite database file
 
 
+class NotRegularFile(Exception):
+    """A path that names a FIFO, a device, a directory or a socket where a file of data belongs."""
+
+
+def file_start(path: str | Path, size: int) -> bytes:
+    """The first ``size`` bytes of the regular file at ``path`` (fewer for a shorter one), to tell what wrote
+    it; ``NotRegularFile`` for anything else (a FIFO's read would wait for a writer), ``OSError`` (a missing
+    file's ``FileNotFoundError`` among them) when it cannot be read."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise NotRegularFile(path)
+    with open(path, "rb") as file:
+        return file.read(size)
+
+
 def _not_sqlite(path: str) -> str | None:
     """Why the existing ``path`` cannot be a SQLite store (a FIFO, a file of another kind: the configuration,
     the anomaly state file), or None: it does not exist, is empty (SQLite makes it one) or is a database.
     ``config validate`` said ok to such a file, and ``serve`` refused it only once it opened the store,
     leaving the lock file and journal directory it had made beside it."""
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            return "is not a regular file"
-        with open(path, "rb") as file:
-            start = file.read(len(_SQLITE_START))
+        start = file_start(path, len(_SQLITE_START))
+    except NotRegularFile:
+        return "is not a regular file"
     except (FileNotFoundError, NotADirectoryError):  # no such file: its directory's own check says why
         return None
     except OSError as exc:  # unreadable: serve's open says why, in SQLite's words

@@ -284,19 +284,25 @@ def test_what_a_batch_did_besides_its_told_changes_is_said_in_the_thread_once(tm
         assert joined in moved  # said with the change of its batch, not as a reply of its own
 
 
+def _held_ten_seconds(tmp_path: Path) -> tuple[str, IncidentEngine, dict[str, str]]:
+    """A store's path, an engine over it holding an incident back 10 s (quiet period 300 s) and the labels
+    of GPU 3 of ``r01-n01`` lost."""
+    path = str(tmp_path / "s.db")
+    migrated_sqlite(Path(path)).dispose()
+    config = AlertingConfig(announce_delay_seconds=10, quiet_period_seconds=300)
+    engine = IncidentEngine(make_engine(path), FakeClock(START.timestamp()), config, sc.fleet_inventory())
+    node = sc.node_name(1, 1)
+    return path, engine, {"alertname": "GPULost", "Hostname": node, "gpu": "3", "UUID": sc.gpu_uuid(node, 3)}
+
+
 def test_an_incident_whose_alerts_ended_before_its_announcement_says_so_when_announced(
     tmp_path: Path,
 ) -> None:
     # Probe walk: a power-brake alert ended a second after it fired; its incident was announced 10 s later
     # (waiting for its quiet period) as "incident opened", triggered, with nothing saying that no alert
     # fires any more: the "quiet" event was folded into the announcement and never told.
-    path = str(tmp_path / "s.db")
-    migrated_sqlite(Path(path)).dispose()
-    clock = FakeClock(START.timestamp())
-    config = AlertingConfig(announce_delay_seconds=10, quiet_period_seconds=300)
-    engine = IncidentEngine(make_engine(path), clock, config, sc.fleet_inventory())
-    node = sc.node_name(1, 1)
-    labels = {"alertname": "GPULost", "Hostname": node, "gpu": "3", "UUID": sc.gpu_uuid(node, 3)}
+    path, engine, labels = _held_ten_seconds(tmp_path)
+    clock = engine.clock
     fired = Alert({**labels, "cluster": sc.CLUSTER}, starts_at=START)
     with SlackRecorder() as recorder:
         slack = SlackNotifier(make_client(recorder.token, base_url=recorder.base_url), "#gpu-incidents")
@@ -318,13 +324,8 @@ def test_a_persons_ack_and_note_within_the_announce_delay_announce_the_incident_
     # Probe: an incident acknowledged, noted and mitigated 2 s after it opened (announce delay 8 s) was
     # announced at the delay as "opened", mitigating, and nothing else: no acknowledged or mitigating POST,
     # and the note's text reached neither the webhook nor the Slack thread (folded into the announcement).
-    path = str(tmp_path / "s.db")
-    migrated_sqlite(Path(path)).dispose()
-    clock = FakeClock(START.timestamp())
-    config = AlertingConfig(announce_delay_seconds=10, quiet_period_seconds=300)
-    engine = IncidentEngine(make_engine(path), clock, config, sc.fleet_inventory())
-    node = sc.node_name(1, 1)
-    labels = {"alertname": "GPULost", "Hostname": node, "gpu": "3", "UUID": sc.gpu_uuid(node, 3)}
+    path, engine, labels = _held_ten_seconds(tmp_path)
+    clock = engine.clock
     with SlackRecorder() as recorder:
         slack = SlackNotifier(make_client(recorder.token, base_url=recorder.base_url), "#gpu-incidents")
         hook = WebhookNotifier(f"{recorder.root_url}/hooks/oncall", name="webhook:oncall")

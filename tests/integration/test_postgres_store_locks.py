@@ -328,17 +328,22 @@ def test_a_paused_server_whose_postgres_lock_was_taken_meanwhile_writes_nothing_
     admin.dispose()
 
 
+def _fenced_engine(postgres_url: str, journal: Path) -> tuple[InstanceLocks, Engine, IncidentEngine]:
+    """A server's locks taken, and an engine over its migrated store whose commits they fence."""
+    locks = InstanceLocks.for_server(postgres_url, journal)
+    locks.try_acquire()
+    sql = make_engine(postgres_url)
+    upgrade(sql)
+    locks.fence_commits(sql)
+    return locks, sql, IncidentEngine(sql, FakeClock(), inventory=scenarios.fleet_inventory())
+
+
 @pytest.mark.integration
 def test_a_commit_after_the_postgres_lock_went_to_another_server_is_rolled_back(
     postgres_url: str, tmp_path: Path
 ) -> None:
     """The check inside the transaction: a write already past every other check does not commit."""
-    locks = InstanceLocks.for_server(postgres_url, tmp_path / "a")
-    locks.try_acquire()
-    sql = make_engine(postgres_url)
-    upgrade(sql)
-    locks.fence_commits(sql)
-    engine = IncidentEngine(sql, FakeClock(), inventory=scenarios.fleet_inventory())
+    locks, sql, engine = _fenced_engine(postgres_url, tmp_path / "a")
     engine.ingest(scenarios.node_failure(3, 2, engine.clock.now())[:1])  # held: it commits
     admin = make_engine(postgres_url)  # not fenced: it is another server's connection
     standby = _lock_taken_over(admin, postgres_url, tmp_path / "b")
@@ -359,12 +364,7 @@ def test_a_commit_between_a_lost_lock_connection_and_its_retaking_is_refused_wit
 ) -> None:
     """After a PostgreSQL restart a tick's commit came before the once-a-second check took the lock again: it
     was refused as "this serve lost the store lock (...); it is stopping", and serve went on (rightly)."""
-    locks = InstanceLocks.for_server(postgres_url, tmp_path / "a")
-    locks.try_acquire()
-    sql = make_engine(postgres_url)
-    upgrade(sql)
-    locks.fence_commits(sql)
-    engine = IncidentEngine(sql, FakeClock(), inventory=scenarios.fleet_inventory())
+    locks, sql, engine = _fenced_engine(postgres_url, tmp_path / "a")
     (advisory,) = [lock for lock in locks.locks if isinstance(lock, AdvisoryLock)]
     advisory._drop()  # what a check that found the connection gone does, before it takes the lock again
     with pytest.raises(NotActive) as refused:

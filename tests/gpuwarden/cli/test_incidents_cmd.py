@@ -4,6 +4,8 @@ end to end, servers that are not serve, and options taken in any case."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -185,20 +187,31 @@ def test_an_incident_id_is_sent_as_one_path_segment_and_an_empty_one_is_refused(
         assert result.exit_code == 2 and "an incident's id holds no '/'" in said, said
 
 
+SERVED = "http://gpuwarden.test"
+NODE_DOWN = {"labels": {"alertname": "NodeDown", "cluster": "c1", "node": "r01-n01"}}
+
+
+@contextmanager
+def _node_down_served(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[TestClient, IncidentEngine, str]]:
+    """serve's app, which the CLI reaches at ``SERVED`` (no port opened, the token exported), holding the
+    incident of ``NODE_DOWN``: the client, the engine and the incident's id."""
+    engine = IncidentEngine(migrated_sqlite(tmp_path / "cli.db"), FakeClock())
+    with TestClient(create_app(engine, ApiConfig(token=SecretStr(TOKEN))), base_url=SERVED) as client:
+        route_httpx(client, SERVED, monkeypatch)
+        monkeypatch.setenv("GPUWARDEN_API_TOKEN", TOKEN)
+        assert client.post("/api/v2/alerts", json=[NODE_DOWN], headers=AUTH).status_code == 200
+        (item,) = client.get("/api/v1/incidents").json()
+        yield client, engine, item["id"]
+
+
 def test_resolve_and_a_repeated_ack_say_what_happened(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`incidents resolve` and `incidents ack` against serve's app, in process (no port opened)."""
-    sql = migrated_sqlite(tmp_path / "cli.db")
-    engine = IncidentEngine(sql, FakeClock())
-    url = "http://gpuwarden.test"
-    with TestClient(create_app(engine, ApiConfig(token=SecretStr(TOKEN))), base_url=url) as client:
-        route_httpx(client, url, monkeypatch)
-        monkeypatch.setenv("GPUWARDEN_API_TOKEN", TOKEN)
-        alert = {"labels": {"alertname": "NodeDown", "cluster": "c1", "node": "r01-n01"}}
-        assert client.post("/api/v2/alerts", json=[alert], headers=AUTH).status_code == 200
-        (item,) = client.get("/api/v1/incidents").json()
-        inc = item["id"]
+    url, alert = SERVED, NODE_DOWN
+    with _node_down_served(tmp_path, monkeypatch) as (client, _, inc):
         base = ["--url", url]
 
         acked = runner.invoke(app, ["incidents", "ack", inc, *base, "--by", "alice"])
@@ -227,17 +240,9 @@ def test_silence_and_show_name_the_silence_and_how_to_lift_it_early_once_resolve
 ) -> None:
     """Nothing named an incident's silence: a resolved incident "resolved (silenced until ...)" kept muting
     its alerts, and no command said which silence to expire."""
-    sql = migrated_sqlite(tmp_path / "cli.db")
-    clock = FakeClock()
-    engine = IncidentEngine(sql, clock)
-    url = "http://gpuwarden.test"
-    with TestClient(create_app(engine, ApiConfig(token=SecretStr(TOKEN))), base_url=url) as client:
-        route_httpx(client, url, monkeypatch)
-        monkeypatch.setenv("GPUWARDEN_API_TOKEN", TOKEN)
-        alert = {"labels": {"alertname": "NodeDown", "cluster": "c1", "node": "r01-n01"}}
-        assert client.post("/api/v2/alerts", json=[alert], headers=AUTH).status_code == 200
-        (item,) = client.get("/api/v1/incidents").json()
-        inc = item["id"]
+    url, alert = SERVED, NODE_DOWN
+    with _node_down_served(tmp_path, monkeypatch) as (client, engine, inc):
+        clock = engine.clock
 
         hushed = runner.invoke(app, ["incidents", "silence", inc, "--for", "2h", "--url", url, "--by", "al"])
         assert hushed.exit_code == 0, hushed.output
