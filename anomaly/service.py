@@ -90,10 +90,15 @@ class AnomalyService(HistoryReplayer):
             },
         )
         self.collector.update(result.findings, self.health(), stats)
-        for alert in [*self._catch_up, *result.changes()]:
-            if self.on_alert is not None:
-                self.on_alert(alert)
-        self._catch_up = []
+        resend = self.on_resend or self.on_alert
+        for alert, tell in [
+            *((a, self.on_alert) for a in self._catch_up),
+            *((a, resend) for a in self._resend),
+            *((a, self.on_alert) for a in result.changes()),
+        ]:
+            if tell is not None:
+                tell(alert)
+        self._catch_up, self._resend = [], []
         self.ticks += 1
         self.last_tick_end = self.clock.monotonic()
         return result

@@ -47,6 +47,8 @@ class ServiceCore:
         clock: Clock,
         detectors: Sequence[Detector] | None = None,
         on_alert: Callable[[Alert], None] | None = None,
+        *,
+        on_resend: Callable[[Alert], None] | None = None,
     ) -> None:
         self.cfg = cfg
         self.sources = list(sources)
@@ -55,6 +57,9 @@ class ServiceCore:
             list(detectors) if detectors is not None else builtin_registry(cfg).create(cfg.detectors)
         )
         self.on_alert = on_alert
+        # Where an alert the snapshot left firing goes when it is posted again after a restart (``on_alert``
+        # when None): ``anomaly run``'s tick line tells it from one raised now.
+        self.on_resend = on_resend
         self.index = SeriesIndex()
         self.counters = CounterRates()
         self.evidence = EvidenceBuffer()
@@ -68,6 +73,8 @@ class ServiceCore:
         self._recall_ends: dict[str, float] = {}  # when serve lets each recalled alert end (``warm_up``)
         # What the ticks a restart missed changed, told at the next (``_replay_resuming``).
         self._catch_up: list[Alert] = []
+        # What the snapshot left firing and those ticks did not change: posted again at the next tick.
+        self._resend: list[Alert] = []
         self.collective_suppressed = 0
         # The workloads' moves and the rows they hold (``anomaly.collective``).
         self.collective = CollectiveMoves()

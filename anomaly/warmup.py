@@ -179,9 +179,10 @@ class HistoryReplayer(AlertUpdater, SnapshotKeeper):
         answered: Mapping[str, np.ndarray],
     ) -> None:
         """Replay the history after a snapshot from the alerts it left firing, recalled and pending, as the
-        ticks it missed would have; what they raised and resolved, and every alert firing then, is told at
-        the next tick (``_catch_up``): serve takes a firing alert posted again as the one it holds, and the
-        new forwarder holds it from there. Recalled instead (``_recall``), an alert raised again only after
+        ticks it missed would have; what they raised and resolved (``_catch_up``), and every other alert
+        firing then (``_resend``: ``anomaly run``'s tick line says "re-sent", not "raised"), is told at the
+        next tick: serve takes a firing alert posted again as the one it holds, and the new forwarder holds
+        it from there. Recalled instead (``_recall``), an alert raised again only after
         ``pending_ticks`` and re-escalated otherwise than without the restart (15 of 20 fuzz seeds). One
         recalled at the save reads on recalled until its end, not told: serve holds it as the old one posted
         it, as without the restart."""
@@ -191,7 +192,8 @@ class HistoryReplayer(AlertUpdater, SnapshotKeeper):
         told = self._replay(frames, ends, alerts=True, every=True, answered=answered)
         told.extend(self._stale_at_warm_up(now))
         posted = {id(alert) for alert in told}
-        self._catch_up = [*told, *(s.alert for s in self.firing.values() if id(s.alert) not in posted)]
+        self._catch_up = told
+        self._resend = [s.alert for s in self.firing.values() if id(s.alert) not in posted]
 
     def _stale_at_warm_up(self, now: float) -> list[Alert]:
         """Raise ``GpuwardenSourceStale`` for what the warm-up's read could not read, aged from the snapshot's

@@ -102,7 +102,7 @@ def run(
         setting="anomaly.prometheus_url",
     )
     tick_log = TickLog([source], forwarder, forwarder.on_alert if forwarder else _print_alert)
-    service = AnomalyService(cfg, [source], clock, on_alert=tick_log.on_alert)
+    service = AnomalyService(cfg, [source], clock, on_alert=tick_log.on_alert, on_resend=tick_log.on_resend)
     registry = CollectorRegistry()
     registry.register(service.collector.status)  # /metrics writes the scores and bands before it
     if forwarder is not None:

@@ -28,7 +28,8 @@ logger = logging.getLogger("gpuwarden.cli.anomaly_cmd")
 
 class TickLog:
     """One log line per scoring tick, in place of a line per HTTP request: the queries read and failed,
-    the alerts raised and resolved, and what was sent to anomaly.alert_url (its host and port)."""
+    the alerts raised and resolved (and those re-sent after a restart, which fired before it), and what was
+    sent to anomaly.alert_url (its host and port)."""
 
     def __init__(
         self, sources: list[PromQLSource], forwarder: AlertForwarder | None, on_alert: Callable[[Alert], None]
@@ -38,6 +39,7 @@ class TickLog:
         self._on_alert = on_alert
         self.raised = 0
         self.resolved = 0
+        self.resent = 0
         self._queries: dict[tuple[str, str], tuple[float | None, int]] = {}
         self._posted = 0
 
@@ -47,6 +49,11 @@ class TickLog:
             self.raised += 1
         else:
             self.resolved += 1
+        self._on_alert(alert)
+
+    def on_resend(self, alert: Alert) -> None:
+        """The service's callback for an alert that fired before a restart, posted again: not raised now."""
+        self.resent += 1
         self._on_alert(alert)
 
     def after(self) -> None:
@@ -74,12 +81,14 @@ class TickLog:
         elif not read:
             line += " (none due: a query's step_seconds)"
         line += f"; alerts raised {self.raised}, resolved {self.resolved}"
+        if self.resent:  # after a restart, what fired before it: counted as raised, it read as a new fault
+            line += f", re-sent {self.resent} (firing before the restart)"
         if self.forwarder is not None:
             line += f"; sent {self.forwarder.posted - self._posted} to {self.forwarder.receiver}"
             line += "" if sent else f" (failed, retrying next tick: {self.forwarder.last_error})"
             self._posted = self.forwarder.posted
         logger.info(line)
-        self.raised = self.resolved = 0
+        self.raised = self.resolved = self.resent = 0
 
 
 def _run_ticks(

@@ -15,13 +15,15 @@ import yaml
 from anomaly.forwarder import STATE_COMPONENT, AlertForwarder
 from anomaly.promql import PromQLSource, PromQuery
 from anomaly.series import SeriesIndex
-from anomaly.snapshot import read_snapshot, save_snapshot, shaping_settings
+from anomaly.service import AnomalyService, _Firing
+from anomaly.snapshot import load_snapshot, read_snapshot, save_snapshot, shaping_settings
 from gpuwarden.cli import anomaly_cmd, anomaly_run, app
 from gpuwarden.clock import FakeClock
 from gpuwarden.config_anomaly import AnomalyConfig
-from gpuwarden.model import Alert
+from gpuwarden.model import Alert, AlertSource
 from tests.anomaly.cli_runs import _Prometheus, _run_on_fake_prometheus, run_one_tick_forwarding_to, runner
 from tests.anomaly.forwarder_serve import _resolved, _xid
+from tests.anomaly.snapshot_grid import EVERY, QUERIES, GridSource, _config, _service, _ticks
 from tests.http_stub import LocalServer, QuietHandler
 
 
@@ -218,6 +220,41 @@ def test_a_tick_line_names_the_host_the_alerts_went_to_not_gpuwarden_serve(caplo
         " resolved 0; sent 1 to am.example:9093"
     ]
     forwarder.close()
+
+
+def test_the_first_tick_after_a_restart_says_re_sent_for_an_alert_that_fired_before_it_not_raised(
+    tmp_path, caplog
+):
+    """An alert firing at the save is posted again at the first tick after the restart (serve takes it as the
+    one it holds). The tick's line said "alerts raised 1" for it, which read as a new fault at every restart;
+    it says "re-sent 1", and a raise of that tick is still a raise."""
+    clock = FakeClock()
+    _, service = _service(clock)
+    service.warm_up()
+    _ticks(clock, service, 30)
+    alert = Alert(labels={"alertname": "GpuwardenAnomaly", "UUID": "GPU-3"}, source=AlertSource.ANOMALY)
+    service.firing["k"] = _Firing(alert, 24, QUERIES[0], "adaptive", peak=7.5, trough=2.0, reads=40)
+    path = tmp_path / "s.npz"
+    assert save_snapshot(path, service.snapshot())
+    clock.advance(EVERY)
+    posted: list[Alert] = []
+    tick_log = anomaly_cmd.TickLog([], None, posted.append)
+    other = AnomalyService(
+        _config(), [GridSource()], clock, on_alert=tick_log.on_alert, on_resend=tick_log.on_resend
+    )
+    other.warm_up({alert.fingerprint: clock.now()}, load_snapshot(path, other.cfg))
+    caplog.set_level(logging.INFO, logger=anomaly_cmd.logger.name)
+    for _ in range(2):
+        clock.advance(EVERY)
+        other.infer()
+        tick_log.after()
+    ticks = [r.getMessage() for r in caplog.records if r.getMessage().startswith("tick:")]
+    assert ticks == [
+        "tick: queries read 0, failed 0 (none due: a query's step_seconds); alerts raised 0, resolved 0,"
+        " re-sent 1 (firing before the restart)",
+        "tick: queries read 0, failed 0 (none due: a query's step_seconds); alerts raised 0, resolved 0",
+    ]
+    assert posted == [alert]  # posted again all the same, once
 
 
 @pytest.mark.parametrize("fleet", ["this", "another"])
