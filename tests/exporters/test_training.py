@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from exporters.training import REJECT_REASONS, TrainingMetrics
@@ -175,6 +176,19 @@ def test_bad_step_records_are_dropped_whole_and_counted(record: dict[str, object
     assert value(m, 0, "step_duration_seconds_sum") == 3.0  # not poisoned by a NaN
     assert value(m, 0, "steps_total") == 1
     assert rejected(m, 0, reason) == 1
+
+
+def test_a_catch_up_of_steps_counted_by_numpy_is_recorded_as_an_int_would_be() -> None:
+    # A loop's step counts are often numpy (or torch) integers: record_step(steps=np.int64(3)) was dropped
+    # whole as bad_steps, its progress and step times lost, where a rank of the same type is taken.
+    m = TrainingMetrics("pretrain", rank=0, clock=FakeClock(0.0))
+    assert m.record_step(seconds=2.0, end_time=100.0, steps=np.int64(3))
+    assert value(m, 0, "steps_total") == 3
+    assert value(m, 0, "step_duration_seconds_count") == 3
+    assert value(m, 0, "last_progress_timestamp_seconds") == 100.0
+    assert sum(m.rejected.values()) == 0
+    assert m.record_step(seconds=2.0, end_time=102.0, steps=True) is False  # a bool is no count
+    assert rejected(m, 0, "bad_steps") == 1
 
 
 def test_a_hung_rank_may_report_infinite_compute() -> None:
