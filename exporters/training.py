@@ -298,8 +298,7 @@ class TrainingMetrics:
             checked[name] = number
         seconds, end_time = checked["seconds"], checked["end_time"]
         m = self.rank(which)
-        for _ in range(count):
-            m.step_seconds.observe(seconds)
+        m.step_seconds.observe(seconds, count)
         m.steps.inc(count)
         m.last_step_seconds.set(seconds)
         m.last_progress.set(end_time)

@@ -3,9 +3,15 @@ Pushgateway group) and what a rank is (``checked_rank``)."""
 
 from __future__ import annotations
 
+import bisect
+import math
 import operator
+import threading
+from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
 
 STEP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 # Why a value was dropped: the label values of gpuwarden_training_rejected_values_total.
@@ -25,6 +31,47 @@ def checked_rank(rank: object) -> int:
     if value < 0:
         raise ValueError(f"rank must be >= 0, got {value}")
     return value
+
+
+class StepHistogram(Collector):
+    """``gpuwarden_training_step_duration_seconds`` of one rank, taking many steps of one duration at once.
+
+    prometheus_client's ``Histogram`` observes one value per call: ``record_step(steps=n)`` looped ``n``
+    times, and a loop that passed its global step (a million) instead of the steps since its last record was
+    held 4 s per call, hours for larger counts, in a call that must never hold a step."""
+
+    NAME = "gpuwarden_training_step_duration_seconds"
+    DOC = "Wall time of training steps."
+
+    def __init__(self, rank: str) -> None:
+        self._rank = rank
+        self._lock = threading.Lock()
+        self._counts = [0] * (len(STEP_BUCKETS) + 1)  # steps per bucket (not cumulative), +Inf's last
+        self._sum = 0.0
+
+    def observe(self, seconds: float, count: int = 1) -> None:
+        """``count`` steps of ``seconds`` each (a finite number >= 0: the caller checks it)."""
+        where = bisect.bisect_left(STEP_BUCKETS, seconds)  # the first bucket whose bound is >= seconds
+        with self._lock:
+            self._counts[where] += count
+            self._sum += seconds * count
+
+    def describe(self) -> Iterator[HistogramMetricFamily]:
+        """The family, without its samples: registering reads no state."""
+        yield HistogramMetricFamily(self.NAME, self.DOC, labels=["rank"])
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        """The rank's buckets (cumulative, as the exposition has them), sum and count."""
+        with self._lock:
+            counts, total = list(self._counts), self._sum
+        buckets: list[tuple[str, float]] = []
+        seen = 0
+        for bound, count in zip((*STEP_BUCKETS, math.inf), counts, strict=True):
+            seen += count
+            buckets.append(("+Inf" if math.isinf(bound) else repr(bound), seen))  # le as Histogram writes it
+        family = HistogramMetricFamily(self.NAME, self.DOC, labels=["rank"])
+        family.add_metric([self._rank], buckets, total)
+        yield family
 
 
 class _LazyGauge:
@@ -55,13 +102,8 @@ class RankMetrics:
         def counter(name: str, doc: str) -> Counter:
             return Counter(f"gpuwarden_training_{name}", doc, labels, registry=r).labels(value)
 
-        self.step_seconds = Histogram(
-            "gpuwarden_training_step_duration_seconds",
-            "Wall time of training steps.",
-            labels,
-            buckets=STEP_BUCKETS,
-            registry=r,
-        ).labels(value)
+        self.step_seconds = StepHistogram(value)
+        r.register(self.step_seconds)
         self.steps = counter("steps", "Steps completed.")
         self.samples = counter("samples", "Samples processed.")
         self.tokens = counter("tokens", "Tokens processed.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -189,6 +190,22 @@ def test_a_catch_up_of_steps_counted_by_numpy_is_recorded_as_an_int_would_be() -
     assert sum(m.rejected.values()) == 0
     assert m.record_step(seconds=2.0, end_time=102.0, steps=True) is False  # a bool is no count
     assert rejected(m, 0, "bad_steps") == 1
+
+
+def test_a_record_of_millions_of_steps_returns_at_once_with_every_step_in_the_histogram() -> None:
+    # The histogram observed one step at a time: record_step(steps=global_step), a count of ten million, held
+    # the loop about 40 s (a loop call must never hold a step), and a billion for hours.
+    m = TrainingMetrics("pretrain", rank=0, clock=FakeClock(0.0))
+    started = time.monotonic()
+    assert m.record_step(seconds=0.7, end_time=100.0, steps=10_000_000)
+    assert time.monotonic() - started < 1.0
+    assert value(m, 0, "step_duration_seconds_count") == 10_000_000
+    assert value(m, 0, "steps_total") == 10_000_000
+    bucket = "gpuwarden_training_step_duration_seconds_bucket"
+    assert m.rank(0).registry.get_sample_value(bucket, {"rank": "0", "le": "0.5"}) == 0
+    assert m.rank(0).registry.get_sample_value(bucket, {"rank": "0", "le": "1.0"}) == 10_000_000
+    total = value(m, 0, "step_duration_seconds_sum")
+    assert total == pytest.approx(7_000_000.0)
 
 
 def test_a_hung_rank_may_report_infinite_compute() -> None:
