@@ -377,15 +377,21 @@ class TrainingMetrics:
     def push(self) -> bool:
         """Ask the background thread to push every rank's group; returns at once and never raises.
 
-        False when no Pushgateway was configured (logged once).
+        False when no Pushgateway was configured, or after ``close()``, which made the run's last push
+        (each logged once).
         """
         if self._pusher is None:
-            if (None, "no_gateway") not in self._warned:
-                self._warned.add((None, "no_gateway"))
-                logger.warning("training metrics push() without a pushgateway=", extra={"job": self.job})
+            self._warn_once("no_gateway", "training metrics push() without a pushgateway=")
             return False
-        self._pusher.request()
+        if not self._pusher.request():
+            self._warn_once("closed", "training metrics push() after close(): not pushed, the run was closed")
+            return False
         return True
+
+    def _warn_once(self, what: str, message: str) -> None:
+        if (None, what) not in self._warned:
+            self._warned.add((None, what))
+            logger.warning(message, extra={"job": self.job})
 
     def push_now(self) -> bool:
         """Push every rank's group in this thread (for callers that are not a training loop); never raises."""

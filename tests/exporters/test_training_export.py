@@ -210,6 +210,23 @@ def test_close_flushes_the_last_steps(gateway: RecordingGateway) -> None:
     assert gateway.pushes[-1] == ("http://127.0.0.1:9", "pretrain", {"rank": "0"}, 3.0)
 
 
+def test_a_push_after_close_says_that_nothing_is_pushed(
+    gateway: RecordingGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    # After close() (leaving `with`), push() answered True and flush() "that push succeeded" while the
+    # step recorded since never left the process: the gateway kept the closed run's last push.
+    clock = FakeClock(0.0)
+    m = TrainingMetrics("pretrain", rank=0, pushgateway="http://127.0.0.1:9", clock=clock)
+    with m, m.step_timer():
+        clock.advance(1.0)
+    with m.step_timer():  # an evaluation after the run, say
+        clock.advance(1.0)
+    assert m.push() is False
+    assert m.flush(timeout=5) is False
+    assert [steps for *_, steps in gateway.pushes] == [1.0]
+    assert caplog.text.count("push() after close(): not pushed") == 1
+
+
 def test_close_is_bounded_when_the_gateway_hangs(monkeypatch: pytest.MonkeyPatch) -> None:
     release = threading.Event()
     monkeypatch.setattr(training_export, "push_to_gateway", lambda *a, **k: release.wait(60))
