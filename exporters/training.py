@@ -156,6 +156,7 @@ class TrainingMetrics:
         self._open: dict[int, StepTimer] = {}
         self._last_step: dict[int, float] = {}
         self._last_rank: int | None = self.default_rank
+        self._stepped: set[int] = set()  # ranks whose first step began (its start pushed at once)
         self._warned: set[tuple[int | None, str]] = set()
         self._stops: list[Callable[[], None]] = []
         self._lock = threading.Lock()
@@ -236,6 +237,8 @@ class TrainingMetrics:
     def step_timer(self, *, rank: int | None = None) -> Iterator[StepTimer]:
         """Time one training step of ``rank`` (default: the job's rank); a step that raises is not progress.
 
+        A rank's first step is pushed as it begins (with a Pushgateway): a rank hung in it shows as hung.
+
         A timer opened while the same rank has one open is refused: it records nothing, the outer step
         counts once.
         """
@@ -253,6 +256,11 @@ class TrainingMetrics:
             return
         self.rank(which).step_started.set(self.clock.time())
         self._last_rank = which
+        if self._pusher is not None and which not in self._stepped:
+            # The loop pushes after its steps: a rank hung in its first one (the first all-reduce, NCCL's
+            # set-up) had pushed nothing, no group on the gateway for the hung-step query to find.
+            self._stepped.add(which)
+            self._pusher.request()
         try:
             yield timer
         finally:
