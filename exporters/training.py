@@ -156,6 +156,9 @@ class TrainingMetrics:
         self._open: dict[int, StepTimer] = {}
         self._last_step: dict[int, float] = {}
         self._last_rank: int | None = self.default_rank
+        # The rank of this thread's open or last step: a process that runs a thread per rank reports each
+        # rank's samples inside its own step, where the last step begun by any thread is another rank's.
+        self._thread_rank = threading.local()
         self._stepped: set[int] = set()  # ranks whose first step began (its start pushed at once)
         self._warned: set[tuple[int | None, str]] = set()
         self._stops: list[Callable[[], None]] = []
@@ -255,7 +258,7 @@ class TrainingMetrics:
             yield timer
             return
         self.rank(which).step_started.set(self.clock.time())
-        self._last_rank = which
+        self._last_rank = self._thread_rank.rank = which
         if self._pusher is not None and which not in self._stepped:
             # The loop pushes after its steps: a rank hung in its first one (the first all-reduce, NCCL's
             # set-up) had pushed nothing, no group on the gateway for the hung-step query to find.
@@ -314,7 +317,7 @@ class TrainingMetrics:
         if "compute_seconds" in checked:
             m.compute_seconds.set(checked["compute_seconds"])
         self._last_step[which] = seconds * count  # reports after a catch-up cover all of them
-        self._last_rank = which
+        self._last_rank = self._thread_rank.rank = which
         return True
 
     def report(
@@ -325,11 +328,13 @@ class TrainingMetrics:
         loss: float | None = None,
         rank: int | None = None,
     ) -> None:
-        """Samples, tokens and loss of the current step (inside ``step_timer``) or of the last one."""
-        if rank is None and self._last_rank is None:
+        """Samples, tokens and loss of the current step (inside ``step_timer``) or of the last one: this
+        thread's, or where this thread has stepped none, the last step of any."""
+        last = getattr(self._thread_rank, "rank", self._last_rank)
+        if rank is None and last is None:
             self._reject(None, "no_rank", "report() before any step and without rank=")
             return
-        which = self._last_rank if rank is None else self._loop_rank(rank, "report")
+        which = last if rank is None else self._loop_rank(rank, "report")
         if which is None:
             return
         pending = _Pending()

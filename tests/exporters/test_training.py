@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 
 import numpy as np
@@ -51,6 +52,29 @@ def test_the_job_rank_given_at_setup_is_the_default_of_every_loop_call() -> None
     assert m.ranks() == [2]
     assert value(m, 2, "steps_total") == 1
     assert value(m, 2, "samples_total") == 4
+
+
+def test_a_process_with_a_thread_per_rank_reports_each_ranks_samples_in_its_own_step() -> None:
+    # report() without rank= went to the rank whose step any thread began last: with two ranks' steps open
+    # at once, as in a collective, rank 1's samples were counted on rank 0 and the other way round.
+    m = TrainingMetrics("pretrain")
+    both_in_step = threading.Barrier(2, timeout=10)
+
+    def loop(rank: int, samples: int) -> None:
+        for _ in range(20):
+            with m.step_timer(rank=rank):
+                both_in_step.wait()
+                m.report(samples=samples)
+                both_in_step.wait()
+            m.report(tokens=samples)  # after its step: that step's, this thread's
+
+    threads = [threading.Thread(target=loop, args=(r, n)) for r, n in ((0, 1), (1, 1000))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert [value(m, r, "samples_total") for r in (0, 1)] == [20, 20_000]
+    assert [value(m, r, "tokens_total") for r in (0, 1)] == [20, 20_000]
 
 
 def test_report_after_the_step_applies_to_that_step() -> None:
