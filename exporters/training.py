@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
 
 from exporters.training_export import (
     DEFAULT_PUSH_TIMEOUT_SECONDS,
@@ -51,92 +51,29 @@ from exporters.training_export import (
     PushStats,
     serve_registry,
 )
+from exporters.training_ranks import (
+    INVALID_RANK,
+    REJECT_REASONS,
+    STEP_BUCKETS,
+    VALUE_REASONS,
+    RankMetrics,
+    checked_rank,
+)
 from gpuwarden.clock import Clock, SystemClock
 
 logger = logging.getLogger(__name__)
 
-STEP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
-# Why a value was dropped: the label values of gpuwarden_training_rejected_values_total.
-INVALID_RANK = "invalid_rank"
-VALUE_REASONS = ("negative", "not_finite", "not_a_number", "bad_steps", "nested_step")
-REJECT_REASONS = (*VALUE_REASONS, "no_rank", INVALID_RANK)  # and calls that named no valid rank
-
-
-def checked_rank(rank: object) -> int:
-    """``rank`` as an int >= 0; ``TypeError`` for a bool, float, string or None, ``ValueError`` if < 0."""
-    if isinstance(rank, bool):
-        raise TypeError(f"rank must be an int >= 0, got the bool {rank!r}")
-    try:
-        value = operator.index(rank)  # type: ignore[arg-type]  # int, numpy ints; not 1.5 or "3"
-    except TypeError:
-        raise TypeError(f"rank must be an int >= 0, got {type(rank).__name__} {rank!r}") from None
-    if value < 0:
-        raise ValueError(f"rank must be >= 0, got {value}")
-    return value
-
-
-class _LazyGauge:
-    """One rank's child of a gauge, exported only once set: an unknown value is absent, never 0."""
-
-    __slots__ = ("_parent", "_rank")
-
-    def __init__(self, parent: Gauge, rank: str) -> None:
-        self._parent = parent
-        self._rank = rank
-
-    def set(self, value: float) -> None:
-        """Set (and from now on export) the value."""
-        self._parent.labels(self._rank).set(value)
-
-
-class RankMetrics:
-    """The metrics of one rank, in a registry of their own so each rank pushes its own group."""
-
-    def __init__(self, rank: int) -> None:
-        self.rank = rank
-        self.registry = CollectorRegistry()
-        r, labels, value = self.registry, ["rank"], str(rank)
-
-        def gauge(name: str, doc: str) -> _LazyGauge:
-            return _LazyGauge(Gauge(f"gpuwarden_training_{name}", doc, labels, registry=r), value)
-
-        def counter(name: str, doc: str) -> Counter:
-            return Counter(f"gpuwarden_training_{name}", doc, labels, registry=r).labels(value)
-
-        self.step_seconds = Histogram(
-            "gpuwarden_training_step_duration_seconds",
-            "Wall time of training steps.",
-            labels,
-            buckets=STEP_BUCKETS,
-            registry=r,
-        ).labels(value)
-        self.steps = counter("steps", "Steps completed.")
-        self.samples = counter("samples", "Samples processed.")
-        self.tokens = counter("tokens", "Tokens processed.")
-        self.push_failures = counter("push_failures", "Pushes of this rank's group that failed.")
-        rejected = Counter(
-            "gpuwarden_training_rejected_values",
-            "Values the training loop reported that were dropped, by reason.",
-            ["rank", "reason"],
-            registry=r,
-        )
-        self.rejected = {reason: rejected.labels(value, reason) for reason in REJECT_REASONS}
-        self.last_step_seconds = gauge("last_step_duration_seconds", "Wall time of the last step.")
-        self.compute_seconds = gauge(
-            "compute_seconds",
-            "Compute time of this rank in its last step (before waiting on the others); +Inf: reported hung.",
-        )
-        self.samples_per_second = gauge("samples_per_second", "Samples per second in the last step.")
-        self.tokens_per_second = gauge("tokens_per_second", "Tokens per second in the last step.")
-        self.loss = gauge("loss", "Loss reported for the last step.")
-        self.last_progress = gauge("last_progress_timestamp_seconds", "When this rank last finished a step.")
-        self.step_started = gauge(
-            "step_started_timestamp_seconds",
-            "When this rank began its current step (the end of its last step until the next one begins).",
-        )
-        self.finished = gauge(
-            "finished_timestamp_seconds", "When this rank's run ended cleanly (close()): no stall, no hang."
-        )
+# What other modules and the tests import from here, wherever it is defined.
+__all__ = [
+    "INVALID_RANK",
+    "REJECT_REASONS",
+    "STEP_BUCKETS",
+    "VALUE_REASONS",
+    "RankMetrics",
+    "StepTimer",
+    "TrainingMetrics",
+    "checked_rank",
+]
 
 
 @dataclass(slots=True)
@@ -164,6 +101,17 @@ class StepTimer:
     def compute_done(self) -> None:
         """The rank's forward/backward is done; what follows is waiting on the collective."""
         self.compute_seconds = self.clock.monotonic() - self.started
+
+
+def _whole(value: object) -> int | None:
+    """``value`` as an int (numpy's and torch's integers too, as a rank), or None: a bool, float or string is
+    no count of steps."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        return None
 
 
 def _number(value: object, *, allow_inf: bool = False) -> tuple[float, str | None]:
@@ -208,6 +156,10 @@ class TrainingMetrics:
         self._open: dict[int, StepTimer] = {}
         self._last_step: dict[int, float] = {}
         self._last_rank: int | None = self.default_rank
+        # The rank of this thread's open or last step: a process that runs a thread per rank reports each
+        # rank's samples inside its own step, where the last step begun by any thread is another rank's.
+        self._thread_rank = threading.local()
+        self._stepped: set[int] = set()  # ranks whose first step began (its start pushed at once)
         self._warned: set[tuple[int | None, str]] = set()
         self._stops: list[Callable[[], None]] = []
         self._lock = threading.Lock()
@@ -288,6 +240,8 @@ class TrainingMetrics:
     def step_timer(self, *, rank: int | None = None) -> Iterator[StepTimer]:
         """Time one training step of ``rank`` (default: the job's rank); a step that raises is not progress.
 
+        A rank's first step is pushed as it begins (with a Pushgateway): a rank hung in it shows as hung.
+
         A timer opened while the same rank has one open is refused: it records nothing, the outer step
         counts once.
         """
@@ -304,7 +258,12 @@ class TrainingMetrics:
             yield timer
             return
         self.rank(which).step_started.set(self.clock.time())
-        self._last_rank = which
+        self._last_rank = self._thread_rank.rank = which
+        if self._pusher is not None and which not in self._stepped:
+            # The loop pushes after its steps: a rank hung in its first one (the first all-reduce, NCCL's
+            # set-up) had pushed nothing, no group on the gateway for the hung-step query to find.
+            self._stepped.add(which)
+            self._pusher.request()
         try:
             yield timer
         finally:
@@ -334,7 +293,8 @@ class TrainingMetrics:
         which = self._loop_rank(rank, "record_step")
         if which is None:
             return False
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        count = _whole(steps)
+        if count is None or count < 1:
             self._reject(which, "bad_steps", f"record_step(steps={steps!r})")
             return False
         given = {"seconds": seconds, "end_time": end_time}
@@ -349,16 +309,15 @@ class TrainingMetrics:
             checked[name] = number
         seconds, end_time = checked["seconds"], checked["end_time"]
         m = self.rank(which)
-        for _ in range(steps):
-            m.step_seconds.observe(seconds)
-        m.steps.inc(steps)
+        m.step_seconds.observe(seconds, count)
+        m.steps.inc(count)
         m.last_step_seconds.set(seconds)
         m.last_progress.set(end_time)
         m.step_started.set(end_time)  # the next step starts when this one ends, until step_timer says
         if "compute_seconds" in checked:
             m.compute_seconds.set(checked["compute_seconds"])
-        self._last_step[which] = seconds * steps  # reports after a catch-up cover all of them
-        self._last_rank = which
+        self._last_step[which] = seconds * count  # reports after a catch-up cover all of them
+        self._last_rank = self._thread_rank.rank = which
         return True
 
     def report(
@@ -369,11 +328,13 @@ class TrainingMetrics:
         loss: float | None = None,
         rank: int | None = None,
     ) -> None:
-        """Samples, tokens and loss of the current step (inside ``step_timer``) or of the last one."""
-        if rank is None and self._last_rank is None:
+        """Samples, tokens and loss of the current step (inside ``step_timer``) or of the last one: this
+        thread's, or where this thread has stepped none, the last step of any."""
+        last = getattr(self._thread_rank, "rank", self._last_rank)
+        if rank is None and last is None:
             self._reject(None, "no_rank", "report() before any step and without rank=")
             return
-        which = self._last_rank if rank is None else self._loop_rank(rank, "report")
+        which = last if rank is None else self._loop_rank(rank, "report")
         if which is None:
             return
         pending = _Pending()
@@ -429,15 +390,21 @@ class TrainingMetrics:
     def push(self) -> bool:
         """Ask the background thread to push every rank's group; returns at once and never raises.
 
-        False when no Pushgateway was configured (logged once).
+        False when no Pushgateway was configured, or after ``close()``, which made the run's last push
+        (each logged once).
         """
         if self._pusher is None:
-            if (None, "no_gateway") not in self._warned:
-                self._warned.add((None, "no_gateway"))
-                logger.warning("training metrics push() without a pushgateway=", extra={"job": self.job})
+            self._warn_once("no_gateway", "training metrics push() without a pushgateway=")
             return False
-        self._pusher.request()
+        if not self._pusher.request():
+            self._warn_once("closed", "training metrics push() after close(): not pushed, the run was closed")
+            return False
         return True
+
+    def _warn_once(self, what: str, message: str) -> None:
+        if (None, what) not in self._warned:
+            self._warned.add((None, what))
+            logger.warning(message, extra={"job": self.job})
 
     def push_now(self) -> bool:
         """Push every rank's group in this thread (for callers that are not a training loop); never raises."""

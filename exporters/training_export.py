@@ -146,10 +146,12 @@ class BackgroundPusher:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
 
-    def request(self) -> None:
-        """Push the current state soon; returns at once (a request while one is pending adds nothing)."""
+    def request(self) -> bool:
+        """Push the current state soon; returns at once (a request while one is pending adds nothing).
+
+        False once ``close()`` began: nothing more is pushed."""
         if self._closing.is_set():
-            return
+            return False
         self._dirty.set()
         self._wake.set()
         if self._thread is None:
@@ -157,6 +159,7 @@ class BackgroundPusher:
                 if self._thread is None:
                     self._thread = threading.Thread(target=self._run, name=f"push-{self.job}", daemon=True)
                     self._thread.start()
+        return True
 
     def push_now(self) -> bool:
         """Push every group in the calling thread; True when all succeeded. Never raises."""

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import threading
+import time
 
+import numpy as np
 import pytest
 
 from exporters.training import REJECT_REASONS, TrainingMetrics
@@ -49,6 +52,29 @@ def test_the_job_rank_given_at_setup_is_the_default_of_every_loop_call() -> None
     assert m.ranks() == [2]
     assert value(m, 2, "steps_total") == 1
     assert value(m, 2, "samples_total") == 4
+
+
+def test_a_process_with_a_thread_per_rank_reports_each_ranks_samples_in_its_own_step() -> None:
+    # report() without rank= went to the rank whose step any thread began last: with two ranks' steps open
+    # at once, as in a collective, rank 1's samples were counted on rank 0 and the other way round.
+    m = TrainingMetrics("pretrain")
+    both_in_step = threading.Barrier(2, timeout=10)
+
+    def loop(rank: int, samples: int) -> None:
+        for _ in range(20):
+            with m.step_timer(rank=rank):
+                both_in_step.wait()
+                m.report(samples=samples)
+                both_in_step.wait()
+            m.report(tokens=samples)  # after its step: that step's, this thread's
+
+    threads = [threading.Thread(target=loop, args=(r, n)) for r, n in ((0, 1), (1, 1000))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert [value(m, r, "samples_total") for r in (0, 1)] == [20, 20_000]
+    assert [value(m, r, "tokens_total") for r in (0, 1)] == [20, 20_000]
 
 
 def test_report_after_the_step_applies_to_that_step() -> None:
@@ -175,6 +201,35 @@ def test_bad_step_records_are_dropped_whole_and_counted(record: dict[str, object
     assert value(m, 0, "step_duration_seconds_sum") == 3.0  # not poisoned by a NaN
     assert value(m, 0, "steps_total") == 1
     assert rejected(m, 0, reason) == 1
+
+
+def test_a_catch_up_of_steps_counted_by_numpy_is_recorded_as_an_int_would_be() -> None:
+    # A loop's step counts are often numpy (or torch) integers: record_step(steps=np.int64(3)) was dropped
+    # whole as bad_steps, its progress and step times lost, where a rank of the same type is taken.
+    m = TrainingMetrics("pretrain", rank=0, clock=FakeClock(0.0))
+    assert m.record_step(seconds=2.0, end_time=100.0, steps=np.int64(3))
+    assert value(m, 0, "steps_total") == 3
+    assert value(m, 0, "step_duration_seconds_count") == 3
+    assert value(m, 0, "last_progress_timestamp_seconds") == 100.0
+    assert sum(m.rejected.values()) == 0
+    assert m.record_step(seconds=2.0, end_time=102.0, steps=True) is False  # a bool is no count
+    assert rejected(m, 0, "bad_steps") == 1
+
+
+def test_a_record_of_millions_of_steps_returns_at_once_with_every_step_in_the_histogram() -> None:
+    # The histogram observed one step at a time: record_step(steps=global_step), a count of ten million, held
+    # the loop about 40 s (a loop call must never hold a step), and a billion for hours.
+    m = TrainingMetrics("pretrain", rank=0, clock=FakeClock(0.0))
+    started = time.monotonic()
+    assert m.record_step(seconds=0.7, end_time=100.0, steps=10_000_000)
+    assert time.monotonic() - started < 1.0
+    assert value(m, 0, "step_duration_seconds_count") == 10_000_000
+    assert value(m, 0, "steps_total") == 10_000_000
+    bucket = "gpuwarden_training_step_duration_seconds_bucket"
+    assert m.rank(0).registry.get_sample_value(bucket, {"rank": "0", "le": "0.5"}) == 0
+    assert m.rank(0).registry.get_sample_value(bucket, {"rank": "0", "le": "1.0"}) == 10_000_000
+    total = value(m, 0, "step_duration_seconds_sum")
+    assert total == pytest.approx(7_000_000.0)
 
 
 def test_a_hung_rank_may_report_infinite_compute() -> None:

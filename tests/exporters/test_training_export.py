@@ -7,6 +7,7 @@ import errno
 import logging
 import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -208,6 +209,39 @@ def test_close_flushes_the_last_steps(gateway: RecordingGateway) -> None:
             with m.step_timer():
                 clock.advance(1.0)
     assert gateway.pushes[-1] == ("http://127.0.0.1:9", "pretrain", {"rank": "0"}, 3.0)
+
+
+def test_a_push_after_close_says_that_nothing_is_pushed(
+    gateway: RecordingGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    # After close() (leaving `with`), push() answered True and flush() "that push succeeded" while the
+    # step recorded since never left the process: the gateway kept the closed run's last push.
+    clock = FakeClock(0.0)
+    m = TrainingMetrics("pretrain", rank=0, pushgateway="http://127.0.0.1:9", clock=clock)
+    with m, m.step_timer():
+        clock.advance(1.0)
+    with m.step_timer():  # an evaluation after the run, say
+        clock.advance(1.0)
+    assert m.push() is False
+    assert m.flush(timeout=5) is False
+    pushed = [steps for *_, steps in gateway.pushes]
+    assert pushed[-1] == 1.0 and 2.0 not in pushed
+    assert caplog.text.count("push() after close(): not pushed") == 1
+
+
+def test_a_ranks_first_step_is_pushed_as_it_begins_so_a_hang_in_it_shows(gateway: RecordingGateway) -> None:
+    # The loop pushes after its steps, so a rank hung in its first one (the first all-reduce) had pushed
+    # nothing: no group on the gateway, and the README's hung-step query found nothing to flag.
+    m = TrainingMetrics("pretrain", rank=0, pushgateway="http://127.0.0.1:9", clock=FakeClock(50.0))
+    with m.step_timer():
+        deadline = time.monotonic() + 10.0
+        while not gateway.pushes and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [steps for *_, steps in gateway.pushes] == [0.0]  # its start, before any step ended
+    with m.step_timer():  # later steps are pushed when the loop asks
+        pass
+    m.close()
+    assert [steps for *_, steps in gateway.pushes] == [0.0, 2.0]
 
 
 def test_close_is_bounded_when_the_gateway_hangs(monkeypatch: pytest.MonkeyPatch) -> None:

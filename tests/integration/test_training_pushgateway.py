@@ -357,3 +357,34 @@ def test_a_run_that_finished_is_neither_hung_nor_stalled_while_its_groups_stay_o
             time.sleep(0.3)
         assert jobs(HUNG) == {("crashed", "0"), ("crashed", "1")}
         assert jobs(STALLED) == {("crashed", "")}
+
+
+def test_pushes_failed_while_the_gateway_was_down_raise_the_readmes_alert_once_it_is_back(
+    tmp_path: Path,
+) -> None:
+    """The README's alert on failed pushes, ``increase(gpuwarden_training_push_failures_total[15m]) > 0``:
+    the failures are counted in the process and reach Prometheus with the first push after the outage."""
+    gateway_argv, gateway = pushgateway(tmp_path)
+    prom_port = free_port()
+    prom = f"http://127.0.0.1:{prom_port}"
+    config = scraping_the_gateway(tmp_path, gateway)
+    failures = "gpuwarden_training_push_failures_total"
+    metrics = TrainingMetrics(
+        "failing-pushes", namespace="research", rank=0, pushgateway=gateway, push_timeout=1
+    )
+    with running(prometheus_argv(config, prom_port), f"{prom}/-/ready", tmp_path / "prometheus.log"):
+        with running(gateway_argv, f"http://{gateway}/-/ready", tmp_path / "pushgateway.log"):
+            with metrics.step_timer():
+                metrics.report(samples=8)
+            assert metrics.flush(timeout=30)
+            assert wait_until(prom, failures, lambda r: r == {"0": 0.0})
+        for _ in range(3):  # the gateway is down: every push fails, and is counted
+            with metrics.step_timer():
+                metrics.report(samples=8)
+            assert metrics.flush(timeout=30) is False
+        assert metrics.push_failures >= 3
+        with running(gateway_argv, f"http://{gateway}/-/ready", tmp_path / "pushgateway-again.log"):
+            assert metrics.flush(timeout=30)
+            alert = wait_until(prom, f"increase({failures}[15m]) > 0", lambda r: list(r) == ["0"])
+            assert alert["0"] >= 3
+            metrics.close()
