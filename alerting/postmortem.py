@@ -177,7 +177,10 @@ def render_postmortem(
     # Marked mitigating (or a remediation approved) is taken up as an ack is: serve refuses an ack after it
     # ("already mitigating"), so counting "acknowledged" alone said "not acknowledged" of a handled incident.
     # What was done on incidents merged into this one counts as its own (``absorbed``).
-    handled = sorted([*incident.timeline, *absorbed], key=lambda e: e.at)
+    # An ack a merge carried over (``merging._carry_take_up``) is the one on the incident merged in, listed.
+    handled = sorted(
+        (e for e in [*incident.timeline, *absorbed] if "carried_from" not in e.data), key=lambda e: e.at
+    )
     ack = next((e for e in handled if e.kind in TAKEN_UP), None)
     mttd = incident.opened_at - first_onset
     if recovered_at is not None:
