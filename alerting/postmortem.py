@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
-from alerting.reminders import TAKEN_UP
+from alerting.reminders import TAKEN_UP, held_reopening
 from alerting.topology import target_label
 from gpuwarden.clock import shown
 from gpuwarden.model import (
@@ -181,7 +181,7 @@ def render_postmortem(
     handled = sorted(
         (e for e in [*incident.timeline, *absorbed] if "carried_from" not in e.data), key=lambda e: e.at
     )
-    ack = next((e for e in handled if e.kind in TAKEN_UP), None)
+    acks = _acknowledgements(incident, handled)
     mttd = incident.opened_at - first_onset
     if recovered_at is not None:
         recovered = (
@@ -226,7 +226,7 @@ def render_postmortem(
         " earlier onset one gave, reopens included)",
         f"- Recovered: {recovered}",
         f"- MTTD (first onset to incident opened): {_duration(mttd)}",
-        f"- Time to acknowledge: {_acknowledged(ack, incident.opened_at)}",
+        *acks,
         f"- MTTR (first onset to recovery): {mttr}",
         "",
         "## Actions",
@@ -260,6 +260,30 @@ def render_postmortem(
         "",
     ]
     return "\n".join(out)
+
+
+def _acknowledgements(incident: Incident, handled: Sequence[TimelineEvent]) -> list[str]:
+    """The Metrics lines of time to acknowledge: one for the opening and one for each reopening that paged
+    (not one held as cycling or a flap's, which paged nobody): each page needs its own ack, as a
+    re-triggered PagerDuty incident does, so an ack of an earlier opening does not count for a later one.
+    Each runs to the first take-up (``handled``, oldest first) after its page and before the next."""
+    pages = [incident.opened_at] + [
+        e.at for e in incident.timeline if e.kind == "reopened" and not held_reopening(e.data)
+    ]
+    lines = []
+    for i, page in enumerate(pages):
+        until = pages[i + 1] if i + 1 < len(pages) else None
+        ack = next(
+            (
+                e
+                for e in handled
+                if e.kind in TAKEN_UP and (i == 0 or e.at >= page) and (until is None or e.at < until)
+            ),
+            None,
+        )
+        label = "Time to acknowledge" if i == 0 else f"Time to acknowledge, reopened {shown(page)}"
+        lines.append(f"- {label}: {_acknowledged(ack, page)}")
+    return lines
 
 
 def _acknowledged(first: TimelineEvent | None, opened_at: datetime) -> str:
