@@ -35,6 +35,13 @@ def _duration(delta: timedelta | None) -> str:
     return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
 
 
+def _between(start: datetime, end: datetime) -> timedelta:
+    """From ``start`` to ``end`` as the draft shows both, to the second (``shown``): a figure is the
+    difference of the two times it prints, not a second less where their fractions say so (a first onset
+    at 16:00:00.9 and an opening at 16:00:31.2 are 31 s apart as shown, not 30)."""
+    return end.replace(microsecond=0) - start.replace(microsecond=0)
+
+
 # Markdown's inline syntax (emphasis, code, links, images, strikethrough, tables, a heading's closing #s) is
 # escaped with a backslash; HTML's three characters become entities, so no tag or entity of a label is live.
 _MARKDOWN = str.maketrans({**{c: f"\\{c}" for c in "\\`*_[]!|~#"}, "<": "&lt;", ">": "&gt;", "&": "&amp;"})
@@ -182,12 +189,12 @@ def render_postmortem(
         (e for e in [*incident.timeline, *absorbed] if "carried_from" not in e.data), key=lambda e: e.at
     )
     acks = _acknowledgements(incident, handled)
-    mttd = incident.opened_at - first_onset
+    mttd = _between(first_onset, incident.opened_at)
     if recovered_at is not None:
         recovered = (
             f"{shown(recovered_at)} (its last alert resolved; the quiet period after it is not counted)"
         )
-        mttr = _duration(recovered_at - first_onset)
+        mttr = _duration(_between(first_onset, recovered_at))
     elif incident.resolved_at is None:
         recovered, mttr = "not yet", _duration(None)
     else:
@@ -292,7 +299,7 @@ def _acknowledged(first: TimelineEvent | None, opened_at: datetime) -> str:
     if first is None:
         return "not acknowledged"
     taken_by = "" if first.kind == "acknowledged" else f", when {_md(action_text(first))}"
-    return f"{_duration(max(first.at - opened_at, timedelta(0)))}{taken_by}"
+    return f"{_duration(max(_between(opened_at, first.at), timedelta(0)))}{taken_by}"
 
 
 ABSORBED_KINDS = TAKEN | {"acknowledged"}
