@@ -184,10 +184,7 @@ def render_postmortem(
     # Marked mitigating (or a remediation approved) is taken up as an ack is: serve refuses an ack after it
     # ("already mitigating"), so counting "acknowledged" alone said "not acknowledged" of a handled incident.
     # What was done on incidents merged into this one counts as its own (``absorbed``).
-    # An ack a merge carried over (``merging._carry_take_up``) is the one on the incident merged in, listed.
-    handled = sorted(
-        (e for e in [*incident.timeline, *absorbed] if "carried_from" not in e.data), key=lambda e: e.at
-    )
+    handled = sorted([*incident.timeline, *absorbed], key=lambda e: e.at)
     acks = _acknowledgements(incident, handled)
     mttd = _between(first_onset, incident.opened_at)
     if recovered_at is not None:
@@ -242,7 +239,9 @@ def render_postmortem(
     actions = [
         e
         for e in handled
-        if e.kind in _HANDLED or (e.kind == "resolved" and "by" in e.data)  # resolved by hand
+        # An ack a merge carried over (``merging._carry_take_up``) is listed as the one on the incident merged
+        # in; it takes up a reopening of this one that came between the two.
+        if (e.kind in _HANDLED and "carried_from" not in e.data) or (e.kind == "resolved" and "by" in e.data)
     ]
     out += [f"- {shown(e.at)} — {_md(action_text(e))}{_on_absorbed(e)}" for e in actions] or [
         "- none recorded"

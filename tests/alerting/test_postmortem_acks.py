@@ -9,9 +9,20 @@ import pytest
 from sqlalchemy import Engine
 
 from alerting.engine import IncidentEngine
+from alerting.postmortem import render_postmortem
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
-from gpuwarden.model import Alert, AlertStatus
+from gpuwarden.model import (
+    Alert,
+    AlertStatus,
+    FaultKind,
+    Incident,
+    IncidentState,
+    NodeRef,
+    Priority,
+    RootCause,
+    TimelineEvent,
+)
 
 ECC = {"alertname": "GpuEccDbe", "node": "n04", "gpu": "3"}
 DAY = datetime(2026, 3, 2, tzinfo=UTC)
@@ -78,3 +89,37 @@ def test_an_ack_after_a_reopening_counts_for_it_not_for_the_opening(sql: Engine,
     metrics = _metrics(engine.postmortem(incident_id))
     assert metrics["Time to acknowledge"] == "not acknowledged"
     assert metrics["Time to acknowledge, reopened 2026-03-02T16:50:00Z"] == "0m 05s"
+
+
+def test_an_ack_a_merge_carried_over_takes_up_the_reopening_it_came_in() -> None:
+    # bea acknowledged inc-2 before this incident reopened; inc-2 merged into it after, carrying her ack over:
+    # the reopening was taken up at the merge, and her ack is listed once, as the one on inc-2.
+    opened, reopened = _t("16:47:19"), _t("16:50:00")
+    incident = Incident(
+        id="inc-1",
+        title="node n10 is down",
+        priority=Priority.P2,
+        state=IncidentState.ACKNOWLEDGED,
+        root_cause=RootCause(FaultKind.NODE_DOWN, NodeRef("n10")),
+        opened_at=opened,
+        timeline=[
+            TimelineEvent(opened, "opened", "incident opened"),
+            TimelineEvent(_t("16:47:49"), "resolved", "resolved: all alerts quiet for the quiet period"),
+            TimelineEvent(reopened, "reopened", "reopened: NodeDown (n10) fired again"),
+            TimelineEvent(
+                _t("16:50:09"),
+                "acknowledged",
+                "acknowledged by bea on inc-2, merged in since",
+                {"by": "bea", "carried_from": "inc-2"},
+            ),
+        ],
+    )
+    absorbed = [
+        TimelineEvent(
+            _t("16:49:00"), "acknowledged", "acknowledged by bea", {"by": "bea", "incident": "inc-2"}
+        )
+    ]
+    md = render_postmortem(incident, opened, ["NodeDown"], None, absorbed=absorbed)
+    assert _metrics(md)["Time to acknowledge, reopened 2026-03-02T16:50:00Z"] == "0m 09s"
+    actions = md.split("## Actions\n\n", 1)[1].split("\n\n", 1)[0]
+    assert actions == "- 2026-03-02T16:49:00Z — acknowledged by bea (on inc-2, merged in since)"
