@@ -10,16 +10,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from alerting.batch import Batch, OpenIncident
 from alerting.faults import ENVIRONMENT
 from alerting.incident_index import OpenIncidents
 from alerting.member import Member, describe, first_onset, flapping_in, live, recommended_by
+from alerting.reminders import TAKEN_UP
 from alerting.root_facts import down_nodes, recurs, takes_in
 from alerting.spreading import spread_candidates
 from alerting.store import with_absorbed_peak
-from alerting.store_models import IncidentRow
+from alerting.store_models import IncidentRow, TimelineRow
 from alerting.subscriptions import ChangeKind
 from alerting.titles import ABSORBED_MAX, shortened
 from alerting.topology import RACK_DEPTH, UNKNOWN, Path, contains
@@ -143,6 +145,7 @@ class IncidentMerging:
             update(IncidentRow).where(IncidentRow.merged_into == other.id).values(merged_into=inc.id),
             execution_options={"synchronize_session": "fetch"},
         )
+        taken_up = other_row.state in _TAKEN_UP_STATES  # before it resolves
         other_row.state = IncidentState.RESOLVED.value
         other_row.resolved_at = batch.now
         # What its alerts recommended and which flapped, until now: told with its changes of this batch (and
@@ -170,6 +173,8 @@ class IncidentMerging:
             f"absorbed {other.id}{what} ({alerts}{ended})",
             {"from": other.id, "fingerprints": fresh, "earlier": sorted(carried)},
         )
+        if taken_up:
+            _carry_take_up(batch, inc, row, other.id)
         # Stored with it: a restart reads it, and nothing else may write the row before then (one in its
         # quiet period is not assessed again; restart fuzz seed 1701).
         inc.last_alert_at = row.last_alert_at = max(inc.last_alert_at, other.last_alert_at)
@@ -200,6 +205,40 @@ class IncidentMerging:
         return found | {
             o.id for o in self._open.values() if o.id != inc.id and _rootless_signal(o, rack, signal)
         }
+
+
+_TAKEN_UP_STATES = frozenset({IncidentState.ACKNOWLEDGED.value, IncidentState.MITIGATING.value})
+
+
+def _carry_take_up(batch: Batch, inc: OpenIncident, row: IncidentRow, other_id: str) -> None:
+    """``inc`` takes in ``other_id``, which someone took up (acknowledged, marked mitigating, approved its
+    remediation): that person is on the fault ``inc`` now holds, so a triggered ``inc`` is acknowledged too,
+    by them, as its timeline says and listeners hear (an ack, not a mitigation: what they do may be of the
+    other root cause). One acknowledged or mitigating already keeps its own state."""
+    if row.state != IncidentState.TRIGGERED.value:
+        return
+    by = _taken_up_by(batch.session, other_id)
+    row.state = IncidentState.ACKNOWLEDGED.value
+    inc.state = IncidentState.ACKNOWLEDGED
+    row.acknowledged_at, row.acknowledged_by = batch.now, by or None
+    row.updated_at = batch.now
+    who = f" by {by}" if by else ""
+    batch.event(
+        inc.id,
+        "acknowledged",
+        f"acknowledged{who} on {other_id}, merged in since",
+        {"by": by, "carried_from": other_id},
+        change=ChangeKind.ACKNOWLEDGED,
+    )
+
+
+def _taken_up_by(session: Session, incident_id: str) -> str:
+    """Who last took the incident up (``reminders.TAKEN_UP``); empty when its timeline does not say."""
+    query = select(TimelineRow.data).where(
+        TimelineRow.incident_id == incident_id, TimelineRow.kind.in_(sorted(TAKEN_UP))
+    )
+    data = session.scalars(query.order_by(TimelineRow.seq.desc()).limit(1)).first()
+    return str(data.get("by", "")) if data else ""
 
 
 NAMED_ALERTS = 3  # of an incident merged into a silenced one: the rest are counted

@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
-from alerting.reminders import TAKEN_UP
+from alerting.reminders import TAKEN_UP, held_reopening
 from alerting.topology import target_label
 from gpuwarden.clock import shown
 from gpuwarden.model import (
@@ -33,6 +33,13 @@ def _duration(delta: timedelta | None) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
+
+
+def _between(start: datetime, end: datetime) -> timedelta:
+    """From ``start`` to ``end`` as the draft shows both, to the second (``shown``): a figure is the
+    difference of the two times it prints, not a second less where their fractions say so (a first onset
+    at 16:00:00.9 and an opening at 16:00:31.2 are 31 s apart as shown, not 30)."""
+    return end.replace(microsecond=0) - start.replace(microsecond=0)
 
 
 # Markdown's inline syntax (emphasis, code, links, images, strikethrough, tables, a heading's closing #s) is
@@ -178,13 +185,13 @@ def render_postmortem(
     # ("already mitigating"), so counting "acknowledged" alone said "not acknowledged" of a handled incident.
     # What was done on incidents merged into this one counts as its own (``absorbed``).
     handled = sorted([*incident.timeline, *absorbed], key=lambda e: e.at)
-    ack = next((e for e in handled if e.kind in TAKEN_UP), None)
-    mttd = incident.opened_at - first_onset
+    acks = _acknowledgements(incident, handled)
+    mttd = _between(first_onset, incident.opened_at)
     if recovered_at is not None:
         recovered = (
             f"{shown(recovered_at)} (its last alert resolved; the quiet period after it is not counted)"
         )
-        mttr = _duration(recovered_at - first_onset)
+        mttr = _duration(_between(first_onset, recovered_at))
     elif incident.resolved_at is None:
         recovered, mttr = "not yet", _duration(None)
     else:
@@ -223,7 +230,7 @@ def render_postmortem(
         " earlier onset one gave, reopens included)",
         f"- Recovered: {recovered}",
         f"- MTTD (first onset to incident opened): {_duration(mttd)}",
-        f"- Time to acknowledge: {_acknowledged(ack, incident.opened_at)}",
+        *acks,
         f"- MTTR (first onset to recovery): {mttr}",
         "",
         "## Actions",
@@ -232,7 +239,9 @@ def render_postmortem(
     actions = [
         e
         for e in handled
-        if e.kind in _HANDLED or (e.kind == "resolved" and "by" in e.data)  # resolved by hand
+        # An ack a merge carried over (``merging._carry_take_up``) is listed as the one on the incident merged
+        # in; it takes up a reopening of this one that came between the two.
+        if (e.kind in _HANDLED and "carried_from" not in e.data) or (e.kind == "resolved" and "by" in e.data)
     ]
     out += [f"- {shown(e.at)} — {_md(action_text(e))}{_on_absorbed(e)}" for e in actions] or [
         "- none recorded"
@@ -259,13 +268,37 @@ def render_postmortem(
     return "\n".join(out)
 
 
+def _acknowledgements(incident: Incident, handled: Sequence[TimelineEvent]) -> list[str]:
+    """The Metrics lines of time to acknowledge: one for the opening and one for each reopening that paged
+    (not one held as cycling or a flap's, which paged nobody): each page needs its own ack, as a
+    re-triggered PagerDuty incident does, so an ack of an earlier opening does not count for a later one.
+    Each runs to the first take-up (``handled``, oldest first) after its page and before the next."""
+    pages = [incident.opened_at] + [
+        e.at for e in incident.timeline if e.kind == "reopened" and not held_reopening(e.data)
+    ]
+    lines = []
+    for i, page in enumerate(pages):
+        until = pages[i + 1] if i + 1 < len(pages) else None
+        ack = next(
+            (
+                e
+                for e in handled
+                if e.kind in TAKEN_UP and (i == 0 or e.at >= page) and (until is None or e.at < until)
+            ),
+            None,
+        )
+        label = "Time to acknowledge" if i == 0 else f"Time to acknowledge, reopened {shown(page)}"
+        lines.append(f"- {label}: {_acknowledged(ack, page)}")
+    return lines
+
+
 def _acknowledged(first: TimelineEvent | None, opened_at: datetime) -> str:
     """Time to acknowledge: to the first event that took the incident up, named where it was no ack. One on an
     incident merged into this one may precede this one's opening: the fault was taken up before it opened."""
     if first is None:
         return "not acknowledged"
     taken_by = "" if first.kind == "acknowledged" else f", when {_md(action_text(first))}"
-    return f"{_duration(max(first.at - opened_at, timedelta(0)))}{taken_by}"
+    return f"{_duration(max(_between(opened_at, first.at), timedelta(0)))}{taken_by}"
 
 
 ABSORBED_KINDS = TAKEN | {"acknowledged"}
