@@ -195,6 +195,17 @@ class AlertingConfig(Section):
     )
 
     @model_validator(mode="after")
+    def _flap_hysteresis(self) -> AlertingConfig:
+        # The engine's ``FlapPolicy`` refuses it too, but only as serve starts, with a traceback.
+        if self.flap_stop_transitions >= self.flap_start_transitions:
+            raise ValueError(
+                f"flap_stop_transitions ({self.flap_stop_transitions}) must be below flap_start_transitions"
+                f" ({self.flap_start_transitions}): an alert stops flapping only once its state changes"
+                " within flap_window_seconds fall to it (the gap is the hysteresis)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _one_inventory(self) -> AlertingConfig:
         others = [
             name

@@ -108,6 +108,20 @@ def test_config_validate_reads_the_inventory_file_the_config_names(tmp_path: Pat
     assert "cannot read" in " ".join(runner.invoke(app, ["config", "validate", str(path)]).output.split())
 
 
+def test_flap_stop_transitions_not_below_start_is_refused_by_validate_not_by_a_serve_traceback(
+    tmp_path: Path,
+) -> None:
+    # `config validate` said ok, then serve died at start with "ValueError: stop_transitions must be below
+    # start_transitions (hysteresis)" and a traceback from the engine's FlapPolicy.
+    path = tmp_path / "c.yaml"
+    path.write_text("alerting:\n  flap_start_transitions: 4\n  flap_stop_transitions: 4\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "flap_stop_transitions (4) must be below flap_start_transitions (4)" in str(err.value)
+    path.write_text("alerting:\n  flap_start_transitions: 4\n  flap_stop_transitions: 3\n")
+    assert load_config(path).alerting.flap_stop_transitions == 3
+
+
 def test_the_simulated_fleet_does_not_combine_with_other_inventories(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("alerting:\n  sim_inventory: true\n  slurm_inventory: true\n")
