@@ -4,6 +4,7 @@ label over 63 characters fails in the idna codec with a ``UnicodeError``, both a
 
 from __future__ import annotations
 
+import re
 from urllib.parse import unquote, urlsplit
 
 from gpuwarden.redaction import hidden_password, quoting_only
@@ -12,6 +13,9 @@ from gpuwarden.redaction import hidden_password, quoting_only
 # httpx (~0.2 s) would be loaded by an exporter or a demo that never parses one.
 
 SCHEMES = ("http", "https")
+# A host name as httpx sends it (an IDN already xn--; an IPv6 address, without brackets, is not one)
+_HOST_NAME = re.compile(rb"[A-Za-z0-9._-]+")
+_NOT_IN_HOST_NAME = re.compile(r"[^A-Za-z0-9._\-\x80-\U0010ffff]")  # a character of none, as written
 
 
 def host_port(host: str, port: int) -> str:
@@ -40,6 +44,13 @@ def url_problem(url: str) -> str | None:
         parsed.host.encode("idna")  # what the resolver does with it
     except UnicodeError as exc:
         return f"host: {exc}"
+    if b":" not in parsed.raw_host and not _HOST_NAME.fullmatch(parsed.raw_host):
+        # httpx percent-encodes a space or a quote in the host ("hooks%20example.com"), and only the
+        # resolver failed, at every request ("Name or service not known")
+        host = urlsplit(url).hostname or parsed.host  # as written (lower case), not as httpx escapes it
+        found = _NOT_IN_HOST_NAME.search(host)
+        bad = found.group() if found is not None else host
+        return f"host {host!r} holds {bad!r}, which no host name can (letters, digits, '-' and '.')"
     if port is not None and not 1 <= port <= 65535:
         return f"port {port} is not in 1-65535"
     return None

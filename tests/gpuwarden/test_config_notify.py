@@ -50,6 +50,12 @@ def test_webhooks_are_read_with_their_secrets_and_defaults(
         (ONE.format(url="hooks.example.com"), 3, "webhooks[0].url", "not an http(s) URL"),
         # The fix named no port of its own: it told every URL field to look like Prometheus' :9090.
         (ONE.format(url="hooks.example.com"), 3, "webhooks[0].url", "write it as http://HOST:PORT/PATH"),
+        (
+            ONE.format(url="http://hooks example.com/x"),
+            3,
+            "webhooks[0].url",
+            "host 'hooks example.com' holds ' '",
+        ),
         ("webhooks:\n  - url: http://x/\n", 2, "webhooks[0].name", "required field is missing"),
         (ONE.format(url="http://x/") + "    retries: 3\n", 4, "webhooks[0].retries", "unknown field"),
         (ONE.format(url="http://x/") + "    events: [open]\n", 4, "webhooks[0].events[0]", "'opened'"),
@@ -111,6 +117,7 @@ def test_webhooks_are_read_with_their_secrets_and_defaults(
         *(
             "no-scheme",
             "no-scheme-fix",
+            "space-in-host",
             "no-name",
             "unknown-field",
             "unknown-event",
