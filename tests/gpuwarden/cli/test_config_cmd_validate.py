@@ -303,3 +303,20 @@ def test_an_empty_slack_channel_is_refused_at_its_line_saying_it_names_no_channe
         assert " ".join(expected.split()) in said
         assert "set the channel's id (C0123456789" in said
         assert "not an id" not in said
+
+
+def test_a_slack_channel_id_with_blanks_around_it_is_warned_of_as_such_not_as_a_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The warning said "' C0123456789' is a name, not an id (C...)" and to set the channel id: it is one."""
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-1")
+    path = tmp_path / "gpuwarden.yaml"
+    path.write_text(
+        startable(monkeypatch, "slack:\n  bot_token: {env: SLACK_BOT_TOKEN}\n  channel: ' C0123456789'\n")
+    )
+    result = runner.invoke(app, ["config", "validate", str(path)])
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 0, said  # a warning, as for a name
+    expected = f"warning: {path}:3: slack.channel: ' C0123456789' has blanks around a channel id"
+    assert f"{expected}, which no Slack channel id has; write C0123456789" in said
+    assert "is a name" not in said
