@@ -183,6 +183,18 @@ class SlackConfig(Section):
         "send_resolved, off by default for Slack",
     )
 
+    @field_validator("channel")
+    @classmethod
+    def _channel_named(cls, value: str) -> str:
+        # Slack refuses a post to no channel (channel_not_found): every message would fail. serve warned only
+        # that '' was "a name, not an id", and config validate passed it.
+        if not value.strip():
+            raise ValueError(
+                f"{value!r} names no channel, so Slack would refuse every post (channel_not_found); set the"
+                " channel's id (C0123456789: Slack's channel details, at the bottom)"
+            )
+        return value
+
 
 class ApiConfig(Section):
     """The HTTP API of ``gpuwarden serve``."""

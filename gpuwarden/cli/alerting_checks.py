@@ -39,8 +39,16 @@ def check_slack_channel(cfg: GpuwardenConfig) -> list[ConfigError]:
     """A warning when Slack is configured with a channel name, not an id: Slack answers a post with the
     channel's id, so the outbox cannot tell a posted message from one it never sent after a crash."""
     channel = cfg.slack.channel
-    if cfg.slack.bot_token is None or (channel.startswith(("C", "G")) and channel[1:].isalnum()):
+    if cfg.slack.bot_token is None or _channel_id(channel):
         return []
+    if _channel_id(channel.strip()):  # an id with blanks around it was called "a name"
+        return [
+            ConfigError(
+                f"{channel!r} has blanks around a channel id, which no Slack channel id has; write"
+                f" {channel.strip()}",
+                field="slack.channel",
+            )
+        ]
     return [
         ConfigError(
             f"{channel!r} is a name, not an id (C...): after a crash between Slack's answer and the"
@@ -48,6 +56,11 @@ def check_slack_channel(cfg: GpuwardenConfig) -> list[ConfigError]:
             field="slack.channel",
         )
     ]
+
+
+def _channel_id(channel: str) -> bool:
+    """Whether ``channel`` is a Slack channel id (``C0123456789``; ``G...`` for an old private channel)."""
+    return channel.startswith(("C", "G")) and channel[1:].isalnum()
 
 
 def check_maintenance_windows(cfg: AlertingConfig, now: datetime) -> list[ConfigError]:

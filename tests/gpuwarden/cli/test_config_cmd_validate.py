@@ -279,3 +279,44 @@ def test_config_validate_lists_every_problem_of_the_inventory_file(
         for field in ("nodes[0].cluster", "nodes[0].rack", "nodes[0].gpus"):
             assert f"alerting.inventory_file: {inventory}:" in said and f": {field}: " in said, said
     assert not (tmp_path / "x.db").exists()
+
+
+@pytest.mark.parametrize("channel", ["''", "'  '"], ids=["empty", "blank"])
+def test_an_empty_slack_channel_is_refused_at_its_line_saying_it_names_no_channel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, channel: str
+) -> None:
+    """validate passed it and serve started, warning only that it was "a name, not an id" (C...), though Slack
+    refuses every post to no channel."""
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-1")
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "gpuwarden.yaml"
+    path.write_text(
+        startable(monkeypatch, f"slack:\n  bot_token: {{env: SLACK_BOT_TOKEN}}\n  channel: {channel}\n")
+    )
+    expected = f"{path}:3: slack.channel: {channel} names no channel, so Slack would refuse every post"
+    validated = runner.invoke(app, ["config", "validate", str(path)])
+    # An address not of this machine stops serve with or without the channel's refusal: the test ends.
+    served = runner.invoke(app, ["serve", "--config", str(path), "--host", "203.0.113.7"])
+    for result in (validated, served):
+        said = " ".join(result.output.split())
+        assert result.exit_code == 1, said
+        assert " ".join(expected.split()) in said
+        assert "set the channel's id (C0123456789" in said
+        assert "not an id" not in said
+
+
+def test_a_slack_channel_id_with_blanks_around_it_is_warned_of_as_such_not_as_a_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The warning said "' C0123456789' is a name, not an id (C...)" and to set the channel id: it is one."""
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-1")
+    path = tmp_path / "gpuwarden.yaml"
+    path.write_text(
+        startable(monkeypatch, "slack:\n  bot_token: {env: SLACK_BOT_TOKEN}\n  channel: ' C0123456789'\n")
+    )
+    result = runner.invoke(app, ["config", "validate", str(path)])
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 0, said  # a warning, as for a name
+    expected = f"warning: {path}:3: slack.channel: ' C0123456789' has blanks around a channel id"
+    assert f"{expected}, which no Slack channel id has; write C0123456789" in said
+    assert "is a name" not in said
