@@ -48,6 +48,7 @@ from gpuwarden.config_rules import (
     SimulateSpec,
     StoreUrl,
     Token,
+    repeated_entries,
     sim_fleet_nodes,
 )
 from gpuwarden.config_source import (
@@ -425,4 +426,34 @@ def examine_config(
         cfg._file, cfg._positions = where, positions
         report.add(check_webhook_names(cfg.webhooks))
         report.add(check_anomaly_queries(cfg.anomaly))
+        report.add(_repeated_list_entries(cfg))
     return report
+
+
+_NAME_LISTS = (
+    "adaptive_metrics",
+    "level_shift_queries",
+    "fleet_queries",
+    "multivariate_queries",
+    "fleet_peer_labels",
+    "fleet_load_adjusted",
+    "thermal_peer_labels",
+    "presence_queries",
+)
+"""The ``anomaly`` settings that list query, metric or label names (``config_anomaly.Name``)."""
+
+
+def _repeated_list_entries(cfg: GpuwardenConfig) -> list[ConfigError]:
+    """A problem per entry given twice in a list setting that names each thing once: two ``adaptive`` in
+    ``anomaly.detectors`` ran two adaptive detectors on every series; the others were taken silently."""
+    once = "list each once"
+    problems = repeated_entries(
+        "anomaly.detectors", cfg.anomaly.detectors, f"{once} (each entry runs a detector: it would run twice)"
+    )
+    for name in _NAME_LISTS:
+        problems += repeated_entries(f"anomaly.{name}", getattr(cfg.anomaly, name), once)
+    problems += repeated_entries("sim.mig_gpus", cfg.sim.mig_gpus, once)
+    for k, hook in enumerate(cfg.webhooks):
+        problems += repeated_entries(f"webhooks[{k}].events", hook.events, once)
+        problems += repeated_entries(f"webhooks[{k}].priorities", hook.priorities, once)
+    return problems

@@ -400,6 +400,18 @@ class AnomalyConfig(Section):
         ),
     )
 
+    @field_validator("fleet_load_query")
+    @classmethod
+    def _load_query_named(cls, value: str | None) -> str | None:
+        # '' waited for a query of no name: the load-following metrics were compared as is, without the
+        # warning a misspelt name gets (a detector lacking a query it reads)
+        if value is not None and not value.strip():
+            raise ValueError(
+                f"{value!r} names no query; write the load query's name (DCGM_FI_DEV_GPU_UTIL), or null to"
+                " compare the fleet's metrics as they are"
+            )
+        return value
+
     @field_validator("state_file")
     @classmethod
     def _names_a_file(cls, value: str | None) -> str | None:

@@ -8,7 +8,7 @@ from elsewhere (``GPUWARDEN_API_TOKEN``, ``--simulate``).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
 from urllib.parse import urlsplit
@@ -25,7 +25,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from gpuwarden.errors import InputError
+from gpuwarden.errors import ConfigError, InputError
 from gpuwarden.headers import secret_problem, token_problem
 from gpuwarden.limits import MAX_GPUS_PER_NODE, MAX_SIM_NODES
 from gpuwarden.numerals import NUMBER, WHOLE_NUMBER
@@ -229,3 +229,18 @@ def sim_fleet_nodes(nodes: int) -> None:
             f"clusters x racks_per_cluster x nodes_per_rack is {nodes:,} nodes; a simulated fleet has at most"
             f" {MAX_SIM_NODES}"
         )
+
+
+def repeated_entries(field: str, values: Sequence[str], why: str) -> list[ConfigError]:
+    """A problem per entry of the list setting ``field`` (``anomaly.detectors``) that an earlier one already
+    is, at the entry's own line, saying ``why`` a list names each once."""
+    first: dict[str, int] = {}
+    problems = []
+    for k, value in enumerate(values):
+        if value in first:
+            problems.append(
+                ConfigError(f"{value!r} is also {field}[{first[value]}]; {why}", field=f"{field}[{k}]")
+            )
+        else:
+            first[value] = k
+    return problems

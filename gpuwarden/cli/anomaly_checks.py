@@ -106,11 +106,17 @@ def anomaly_run_refusal(cfg: AnomalyConfig, *, source_written: bool) -> ConfigEr
 
 
 def check_detectors(cfg: AnomalyConfig) -> None:
-    """Every name in ``anomaly.detectors`` is a detector (the defaults are: the registry, which imports
-    numpy and scikit-learn, is asked only about other names)."""
+    """``anomaly.detectors`` names at least one detector, and every name in it is one (the defaults are: the
+    registry, which imports numpy and scikit-learn, is asked only about other names)."""
     from gpuwarden.config_anomaly import AnomalyConfig  # noqa: PLC0415
 
     defaults = AnomalyConfig().detectors
+    if not cfg.detectors:  # anomaly run read every query at each tick, scored nothing and said nothing
+        raise ConfigError(
+            "[] names no detector, so anomaly run would score nothing and raise no alert; list those to run"
+            f" ({', '.join(defaults)}), or leave the setting out for all of them",
+            field="anomaly.detectors",
+        )
     if all(name in defaults for name in cfg.detectors):
         return
     from anomaly.service import builtin_registry  # noqa: PLC0415

@@ -114,6 +114,23 @@ def test_the_score_outside_a_data_range_must_be_anomalous(tmp_path: Path) -> Non
         load_config(path)
 
 
+@pytest.mark.parametrize("written", ["''", "'  '"], ids=["empty", "blank"])
+def test_an_empty_fleet_load_query_is_refused_at_its_line_saying_to_write_null(
+    tmp_path: Path, written: str
+) -> None:
+    """It was taken: the fleet detector waited for a query of no name and compared the load-following metrics
+    as they were, without the warning a misspelt name gets."""
+    path = tmp_path / "gpuwarden.yaml"
+    path.write_text(f"anomaly:\n  detectors: [fleet]\n  fleet_load_query: {written}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    message = str(caught.value)
+    assert message.startswith(f"{path}:3: anomaly.fleet_load_query: {written} names no query"), message
+    assert "or null to compare the fleet's metrics as they are" in message
+    (tmp_path / "null.yaml").write_text("anomaly:\n  fleet_load_query: null\n")
+    assert load_config(tmp_path / "null.yaml", environ={}).anomaly.fleet_load_query is None
+
+
 @pytest.mark.parametrize(
     "setting",
     [

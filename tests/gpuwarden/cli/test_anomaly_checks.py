@@ -119,3 +119,41 @@ def test_the_forget_age_offered_for_a_year_long_deadline_is_one_the_configuratio
     (line,) = lines
     assert "raise absent_forget_seconds" not in line
     assert "lower absent_after_seconds under 31622400" in line
+
+
+@pytest.mark.parametrize(
+    ("detectors", "field", "words"),
+    [
+        pytest.param(
+            "[]",
+            "anomaly.detectors",
+            "[] names no detector, so anomaly run would score nothing and raise no alert; list those to run"
+            " (adaptive, level_shift, multivariate, fleet, signatures, thermal, presence)",
+            id="empty",
+        ),
+        pytest.param(
+            "[adaptive, adaptive]",
+            "anomaly.detectors[1]",
+            "'adaptive' is also anomaly.detectors[0]; list each once (each entry runs a detector: it would"
+            " run twice)",
+            id="repeated",
+        ),
+    ],
+)
+def test_a_detector_list_naming_none_or_one_twice_is_refused_at_its_line_by_validate_and_anomaly_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, detectors: str, field: str, words: str
+) -> None:
+    """Both passed: ``[]`` read every query at each tick and scored nothing without a word; a name given twice
+    ran that detector twice on every series."""
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    path = tmp_path / "detectors.yaml"
+    path.write_text(
+        "anomaly:\n  prometheus_url: http://127.0.0.1:1\n  queries:\n    - {name: up, expr: up}\n"
+        f"  detectors: {detectors}\n"
+    )
+    expected = f"error: {path}:5: {field}: {words}"
+    validated = runner.invoke(app, ["config", "validate", str(path)])
+    ran = runner.invoke(app, ["anomaly", "run", "--config", str(path), "--ticks", "1"])
+    for result in (validated, ran):
+        assert result.exit_code == 1, result.output
+        assert expected in " ".join(result.stderr.split()), result.stderr

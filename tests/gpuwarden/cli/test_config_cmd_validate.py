@@ -320,3 +320,49 @@ def test_a_slack_channel_id_with_blanks_around_it_is_warned_of_as_such_not_as_a_
     expected = f"warning: {path}:3: slack.channel: ' C0123456789' has blanks around a channel id"
     assert f"{expected}, which no Slack channel id has; write C0123456789" in said
     assert "is a name" not in said
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "field", "value"),
+    [
+        pytest.param(
+            "  fleet_queries:\n    - DCGM_FI_DEV_GPU_TEMP\n    - DCGM_FI_DEV_GPU_TEMP\n",  # under ANOMALY's
+            7,
+            "anomaly.fleet_queries[1]",
+            "'DCGM_FI_DEV_GPU_TEMP' is also anomaly.fleet_queries[0]",
+            id="anomaly-name-list",
+        ),
+        pytest.param(
+            "webhooks:\n  - name: ops\n    url: http://127.0.0.1:1/\n"
+            "    events: [opened, resolved, opened]\n",
+            8,
+            "webhooks[0].events[2]",
+            "'opened' is also webhooks[0].events[0]",
+            id="webhook-events",
+        ),
+        pytest.param(
+            "webhooks:\n  - name: ops\n    url: http://127.0.0.1:1/\n    priorities: [P0, P0]\n",
+            8,
+            "webhooks[0].priorities[1]",
+            "'P0' is also webhooks[0].priorities[0]",
+            id="webhook-priorities",
+        ),
+        pytest.param(
+            "sim:\n  mig_gpus: [node-01:7, node-01:7]\n",
+            6,
+            "sim.mig_gpus[1]",
+            "'node-01:7' is also sim.mig_gpus[0]",
+            id="mig-gpus",
+        ),
+    ],
+)
+def test_an_entry_given_twice_in_a_list_setting_is_refused_at_its_line_naming_the_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, line: int, field: str, value: str
+) -> None:
+    """Each was taken silently: a list that names each query, event, priority or GPU once."""
+    path = tmp_path / "gpuwarden.yaml"
+    path.write_text(startable(monkeypatch) + text)  # after the anomaly section startable writes
+    result = runner.invoke(app, ["config", "validate", str(path)])
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 1, said
+    assert f"error: {path}:{line}: {field}: {value}; list each once" in said
