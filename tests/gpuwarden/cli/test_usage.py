@@ -1,0 +1,28 @@
+"""How ``--help`` shows the options of every command."""
+
+from __future__ import annotations
+
+import pytest
+
+from gpuwarden.cli import app
+from tests.gpuwarden.cli.built_runner import BuiltCliRunner
+from tests.gpuwarden.cli.command_tree import _commands
+
+runner = BuiltCliRunner()
+PATHS = ["gpuwarden", *(path for path, _ in _commands(runner.command(app), "gpuwarden"))]
+
+
+@pytest.mark.parametrize("path", PATHS, ids=PATHS)
+def test_help_shows_no_type_after_a_flag_which_takes_no_value(path: str) -> None:
+    """typer showed ``--help <bool>``, ``sim faults --all <bool>``, ``--version <bool>``: as if a flag took a
+    value, ``--all true``, which is refused (``option '--all' does not take a value``)."""
+    shown = runner.invoke(app, [*path.split()[1:], "--help"], env={"COLUMNS": "250"})
+    assert shown.exit_code == 0, shown.output
+    flags = [line for line in shown.stdout.splitlines() if "--help" in line or "<bool>" in line]
+    assert flags and not [line for line in flags if "<bool>" in line], flags
+
+
+def test_a_flag_still_refuses_a_value_in_one_line() -> None:
+    refused = runner.invoke(app, ["sim", "faults", "--all=true"])
+    said = " ".join(refused.stderr.split())
+    assert refused.exit_code == 2 and "error: option '--all' does not take a value" in said, said
