@@ -89,7 +89,7 @@ def checked_url(url: str, envvar: str | None = None) -> str:
     problem = _blanks(url) or url_problem(url) or _not_a_base(url)
     if problem is not None:
         shown = hidden_password(url)  # serve may sit behind a proxy that takes a password or a token
-        origin = envvar if envvar is not None and os.environ.get(envvar) == url else "--url"
+        origin = _origin(url, envvar)
         err_console.print(
             f"[red]error:[/red] {origin} {escape(repr(shown))}: not a valid URL"
             f" ({escape(quoting_only(problem, url, shown))})",
@@ -97,6 +97,12 @@ def checked_url(url: str, envvar: str | None = None) -> str:
         )
         raise typer.Exit(2)
     return url
+
+
+def _origin(url: str, envvar: str | None = "GPUWARDEN_URL") -> str:
+    """Where ``url`` was given: ``envvar`` where it is that variable's value (the option's fallback), else
+    ``--url``."""
+    return envvar if envvar is not None and os.environ.get(envvar) == url else "--url"
 
 
 def _tls_hint(url: str, exc: Exception) -> str:
@@ -158,7 +164,7 @@ def api_request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Respon
         err_console.print(f"[red]error:[/red] cannot reach {escape(hidden_password(url))}: {escape(said)}")
         raise typer.Exit(1) from exc
     if response.status_code >= 400:
-        err_console.print(f"[red]error:[/red] {escape(_refusal(response, token))}")
+        err_console.print(f"[red]error:[/red] {escape(_refusal(response, token, url))}")
         raise typer.Exit(1)
     lag = response.headers.get(LAG_HEADER)
     if lag is not None:  # a listing of 4 incidents while 1,255 were coming said nothing of it
@@ -169,9 +175,11 @@ def api_request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Respon
     return response
 
 
-def _refusal(response: httpx.Response, token: str | None) -> str:
+def _refusal(response: httpx.Response, token: str | None, url: str) -> str:
     """What an error answer says, and what to check when that alone does not help: a 401 sent without a
-    token, or an answer that is not gpuwarden's (a plain 404 said "HTTP 404: " and no more)."""
+    token, an answer that is not gpuwarden's (a plain 404 said "HTTP 404: " and no more), serve's "no route"
+    under a ``url`` with a path, or serve failing (5xx); the last three name ``url``, which the line did not
+    (``HTTP 502: <html>...``, ``HTTP 404: path: no route for GET /foo/api/v1/incidents``)."""
     try:
         data = response.json()
     except ValueError:
@@ -193,7 +201,28 @@ def _refusal(response: httpx.Response, token: str | None) -> str:
             f"{said}; the GPUWARDEN_API_TOKEN sent is not the one this serve takes (its own"
             " GPUWARDEN_API_TOKEN, or api.token)"
         )
-    return said if ours else f"{said} (not gpuwarden's answer: is --url a gpuwarden serve?)"
+    shown = hidden_password(url)
+    if not ours:
+        return f"{said} (not gpuwarden's answer, from {shown}: is --url a gpuwarden serve?)"
+    base = _base_of(url) if _no_route(response, data) else None
+    if base is not None:  # serve saw the path: nothing in front of it strips a prefix
+        given = f"{_origin(url)} {shown}"
+        return f"{said}; {given} is not serve's base URL: give {hidden_password(base)}, without the path"
+    if response.status_code >= 500:
+        return f"{said} (from serve at {shown}; its log says more)"
+    return said
+
+
+def _no_route(response: httpx.Response, data: object) -> bool:
+    """Whether the answer is serve's 404 for a path it has no route for (its field ``path``)."""
+    field = data.get("field") if isinstance(data, dict) else None
+    return response.status_code == 404 and "path" in (field, response.headers.get(FIELD_HEADER))
+
+
+def _base_of(url: str) -> str | None:
+    """``url`` without its path (``http://host:8080`` of ``http://host:8080/api/v2``); None without one."""
+    split = urlsplit(url)
+    return f"{split.scheme}://{split.netloc}" if split.path.strip("/") else None
 
 
 def api_json(method: str, url: str, path: str, shape: type, **kwargs: Any) -> Any:

@@ -193,6 +193,54 @@ def test_serves_alertmanager_shaped_404_is_read_as_its_own_not_printed_raw(
     assert '"code"' not in said and "not gpuwarden's answer" not in said, said
 
 
+@pytest.mark.parametrize("given", ["--url", "GPUWARDEN_URL"])
+def test_serves_no_route_under_a_url_with_a_path_names_the_url_and_its_base_to_give(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str
+) -> None:
+    # `--url http://host:8080/foo` said "HTTP 404: path: no route for GET /foo/api/v1/incidents": neither
+    # the URL nor what to give instead.
+    url = "http://gpuwarden.test"
+    argv = ["incidents", "list"] + (["--url", f"{url}/foo/"] if given == "--url" else [])
+    if given == "GPUWARDEN_URL":
+        monkeypatch.setenv("GPUWARDEN_URL", f"{url}/foo/")
+    sql = migrated_sqlite(tmp_path / "cli.db")
+    with TestClient(create_app(IncidentEngine(sql, FakeClock()), ApiConfig()), base_url=url) as client:
+        route_httpx(client, url, monkeypatch)
+        result = runner.invoke(app, argv)
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 1, said
+    assert f"{given} {url}/foo/ is not serve's base URL: give {url}, without the path" in said, said
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "told"),
+    [
+        (
+            503,
+            b'{"error": "internal error; the store could not be read, retry later"}',
+            "from serve at {}; its log says more",
+        ),
+        (500, b'{"error": "boom"}', "from serve at {}; its log says more"),
+        (
+            502,
+            b"<html>502 Bad Gateway</html>",
+            "not gpuwarden's answer, from {}: is --url a gpuwarden serve?",
+        ),
+    ],
+    ids=["serve-503", "serve-500", "proxy-502"],
+)
+def test_a_server_error_names_the_url_it_came_from(status: int, body: bytes, told: str) -> None:
+    # "error: HTTP 500: boom" and "error: HTTP 502: <html>..." named no URL: which serve, or which proxy.
+    stub = FixedAnswer(status, body)
+    try:
+        result = runner.invoke(app, ["outbox", "list", "--url", stub.url])
+    finally:
+        stub.close()
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 1 and f"HTTP {status}: " in said and told.format(stub.url) in said, said
+    assert said.count("error:") == 1 and "Traceback" not in result.output, said
+
+
 def test_another_servers_code_and_message_still_asks_whether_url_is_a_gpuwarden_serve() -> None:
     stub = FixedAnswer(404, b'{"code": 404, "message": "path /api/v1/incidents/inc-1 was not found"}')
     try:  # a real Alertmanager's 404: the same shape, without serve's field header
