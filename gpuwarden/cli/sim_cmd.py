@@ -144,15 +144,22 @@ def _answered(response: httpx.Response, key: str) -> dict[str, Any]:
     try:
         body = response.json()
     except ValueError:
-        body = {"error": response.text.strip() or response.reason_phrase}
-    if not isinstance(body, dict):
-        body = {"error": response.text.strip()}
-    if response.status_code == 404 and "field" not in body:
+        body = None
+    # A 404 of no route: another server's, or serve's (``{"field": "path"}``: --url gpuwarden serve's).
+    if response.status_code == 404 and (not isinstance(body, dict) or body.get("field") in (None, "path")):
         raise _fail(
             f"{shown_url} not found; fault injection exists only when the exporter runs with --simulate"
         )
+    if not isinstance(body, dict) or (response.is_error and not isinstance(body.get("error"), str)):
+        # Not the exporter's answer (a proxy's 502 page, another server): said with where it came from, as
+        # it is ("answered 200 but not as ...: {'error': 'hello'}" showed a dict the CLI had made up).
+        said = response.text.strip() or response.reason_phrase
+        raise _fail(
+            f"{shown_url} answered {response.status_code}: {said} (not the simulated exporter's answer: is"
+            " --url an exporter or inference server running with --simulate?)"
+        )
     if response.is_error:
-        raise _fail(f"{response.status_code}: {body.get('error', body)}")
+        raise _fail(f"{response.status_code}: {body['error']}")
     if key not in body:
         raise _fail(
             f"{shown_url} answered {response.status_code} but not as the simulated exporter does: {body}"

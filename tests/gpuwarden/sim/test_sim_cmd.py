@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from gpuwarden.cli import sim_cmd
 from gpuwarden.sim import FaultSpec, Fleet, fault_routes
+from tests.http_stub import FixedAnswer
 from tests.integration.servers import free_port
 
 runner = CliRunner()
@@ -200,3 +201,35 @@ def test_faults_and_clear_explain_a_url_that_is_no_simulated_exporter(server: st
     elsewhere = runner.invoke(_app(), ["sim", "clear", "f-0001", "--url", f"{server}/metrics"])
     assert elsewhere.exit_code == 1
     assert "not found; fault injection exists only when the exporter runs with --simulate" in elsewhere.stderr
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "told"),
+    [
+        (
+            404,
+            b'{"error": "path: no route for GET /sim/faults", "field": "path"}',
+            "{}/sim/faults not found; fault injection exists only when the exporter runs with --simulate",
+        ),
+        (
+            502,
+            b"<html>502 Bad Gateway</html>",
+            "{}/sim/faults answered 502: <html>502 Bad Gateway</html> (not",
+        ),
+        (200, b"hello", "{}/sim/faults answered 200: hello (not the simulated exporter's answer: is --url"),
+    ],
+    ids=["gpuwarden-serve", "proxy-502", "not-json"],
+)
+def test_faults_at_a_url_that_is_no_simulated_exporter_name_the_url(
+    status: int, body: bytes, told: str
+) -> None:
+    """`sim faults --url` at gpuwarden serve said "error: 404: path: no route for GET /sim/faults", at a
+    proxy "error: 502: <html>...": neither named the URL; a 200 not JSON was shown as {'error': 'hello'}."""
+    stub = FixedAnswer(status, body)
+    try:
+        result = runner.invoke(_app(), ["sim", "faults", "--url", stub.url])
+    finally:
+        stub.close()
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 1 and told.format(stub.url) in said, said
+    assert "{'error'" not in said, said
