@@ -25,6 +25,7 @@ from gpuwarden.cli.listings import say_none_found
 from gpuwarden.cli.output_file import STDOUT, check_writable, write_whole, writes_stdout
 from gpuwarden.clock import shown_text
 from gpuwarden.errors import InputError
+from gpuwarden.printable import escape_controls, escape_controls_in
 
 inventory_app = typer.Typer(
     help="The inventory of a running `gpuwarden serve`: nodes, racks, workloads and their GPUs.",
@@ -82,12 +83,14 @@ def nodes(
         say_none_found("nodes", {"rack": rack})
         _about(data)
         return
+    items = escape_controls_in(items)  # names from a file or Kubernetes: an ESC sequence is shown, not obeyed
     table = Table("node", "cluster", "rack", "gpus", "state", "free")
     for n in items:
         free = "-" if n.get("free_gpus") is None else str(n["free_gpus"])
         table.add_row(n["name"], n["cluster"], n["rack"], str(n["gpus"]), n.get("state") or "-", free)
     console.print(table, markup=False)  # names are data, not markup
     spare = ", ".join(f"{cluster} {count}" for cluster, count in sorted(data.get("spare_gpus", {}).items()))
+    spare = escape_controls(spare)
     err_console.print(f"{len(items)} nodes; spare GPUs: {spare or 'unknown'}", markup=False, highlight=False)
     _about(data)
 
@@ -126,6 +129,7 @@ def workloads(
         say_none_found("workloads", {"node": node})
         _about(data)
         return
+    items = escape_controls_in(items)  # as the nodes' names
     table = Table("kind", "cluster", "namespace", "name", "state", "units", "gpus", "nodes", "also known as")
     for w in items:
         gpus = {g for unit in w["units"] for g in unit}

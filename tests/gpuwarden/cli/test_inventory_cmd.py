@@ -184,3 +184,22 @@ def test_a_source_not_read_yet_is_said_so_not_failed_at_none(monkeypatch: pytest
     result = runner.invoke(app, ["inventory", "nodes", "-o", "json"])
     assert result.exit_code == 0 and result.stdout.strip() == "[]"
     assert "slurm: not read yet" in result.stderr and "None" not in result.stderr
+
+
+@pytest.mark.parametrize("listing", ["nodes", "workloads"])
+def test_a_control_character_in_a_name_is_shown_escaped_in_the_table_not_sent_to_the_terminal(
+    monkeypatch: pytest.MonkeyPatch, listing: str
+) -> None:
+    # An inventory file's (or a Kubernetes label's) names reached the terminal as they were: `evil\x1b[31m`
+    # turned the table red, `ns\x1b[2J` cleared the screen, a newline split a row; incidents list shows them.
+    node = {"name": "evil\x1b[31m", "cluster": "c1", "rack": "r\n1", "gpus": 1, "gpu_uuids": []}
+    job = {"kind": "pod", "namespace": "ns\x1b[2J", "name": "job\x07", "cluster": "c1", "units": [["n1:0"]]}
+    answer = {"about": {"source": "file"}, "nodes": [node], "workloads": [job], "spare_gpus": {"c\x1b1": 1}}
+    monkeypatch.setattr(inventory_cmd, "_fetch", lambda url: json.loads(json.dumps(answer)))
+    table = runner.invoke(app, ["inventory", listing], env=WIDE)
+    assert table.exit_code == 0, table.output
+    assert "\x1b" not in table.stdout + table.stderr and "\x07" not in table.stdout, table.stdout
+    shown = {"nodes": ["evil\\x1b[31m", "r\\n1"], "workloads": ["ns\\x1b[2J", "job\\x07"]}[listing]
+    assert all(name in table.stdout for name in shown), table.stdout
+    as_json = runner.invoke(app, ["inventory", listing, "-o", "json"])
+    assert json.loads(as_json.stdout)[0]["name"] == (node if listing == "nodes" else job)["name"]
