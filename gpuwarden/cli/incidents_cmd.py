@@ -33,6 +33,7 @@ from gpuwarden.cli.output_options import (
     TABLE_OUTPUTS,
     TEXT_OUTPUTS,
     check_choice,
+    choice_metavar,
     output_option,
 )
 from gpuwarden.clock import shown_text
@@ -109,9 +110,16 @@ def list_incidents(
     url: UrlOption = "http://127.0.0.1:8080",
     output: Annotated[str, output_option(TABLE_OUTPUTS, "table (or text) or json")] = "table",
     state: Annotated[
-        str | None, typer.Option(help=f"Only this state: {', '.join(s.value for s in IncidentState)}.")
+        str | None,
+        typer.Option(
+            metavar=choice_metavar([s.value for s in IncidentState]),
+            help=f"Only this state: {', '.join(s.value for s in IncidentState)}.",
+        ),
     ] = None,
-    priority: Annotated[str | None, typer.Option(help="Only this priority (P0-P3).")] = None,
+    priority: Annotated[
+        str | None,
+        typer.Option(metavar=choice_metavar([p.value for p in Priority]), help="Only this priority (P0-P3)."),
+    ] = None,
     limit: Annotated[
         int, whole_number("--limit", 0, MAX_LIMIT, help="At most this many, newest first; 0 lists all.")
     ] = 50,

@@ -27,6 +27,7 @@ from gpuwarden.cli.incidents_cmd import (
 )
 from gpuwarden.cli.listings import say_cut_off, say_none_found
 from gpuwarden.cli.numbers import whole_number
+from gpuwarden.cli.output_options import choice_metavar
 from gpuwarden.clock import shown_text
 from gpuwarden.printable import escape_controls, escape_controls_in
 
@@ -53,7 +54,10 @@ def list_messages(
     url: UrlOption = "http://127.0.0.1:8080",
     status: Annotated[
         str | None,
-        typer.Option(help="Only this status: pending, sending, sent, failed, orphaned, discarded."),
+        typer.Option(
+            metavar=choice_metavar(STATUSES),
+            help="Only this status: pending, sending, sent, failed, orphaned, discarded.",
+        ),
     ] = None,
     incident: Annotated[str | None, typer.Option(help="Only this incident's messages.")] = None,
     limit: Annotated[

@@ -30,7 +30,7 @@ def output_option(allowed: Sequence[str], help_text: str) -> Any:
     def checked(ctx: typer.Context, value: str) -> str:
         return value if ctx.resilient_parsing else check_output(value, choices)
 
-    return typer.Option("--output", "-o", metavar=f"<{'|'.join(choices)}>", help=help_text, callback=checked)
+    return typer.Option("--output", "-o", metavar=choice_metavar(choices), help=help_text, callback=checked)
 
 
 def check_output(output: str, allowed: tuple[str, ...]) -> str:
@@ -49,3 +49,9 @@ def check_choice(option: str, value: str | None, allowed: Sequence[str]) -> str 
         if value.casefold() == choice.casefold():
             return choice
     refuse_option(f"{option} {escape(repr(value))}: use one of {', '.join(allowed)}")
+
+
+def choice_metavar(allowed: Sequence[str]) -> str:
+    """How ``--help`` shows an option taking one of ``allowed``: ``<triggered|acknowledged|...>``, as it shows
+    ``-o <table|text|json>``, rather than ``<str>``."""
+    return f"<{'|'.join(allowed)}>"

@@ -241,6 +241,24 @@ def test_a_malformed_gpuwarden_url_is_named_as_the_variable_not_as_url() -> None
     assert given.exit_code == 2 and "--url 'ftp://y': not a valid URL" in " ".join(given.stderr.split())
 
 
+@pytest.mark.parametrize(
+    ("argv", "option", "choices"),
+    [
+        (["incidents", "list"], "--state", "<triggered|acknowledged|mitigating|resolved>"),
+        (["incidents", "list"], "--priority", "<P0|P1|P2|P3>"),
+        (["outbox", "list"], "--status", "<pending|sending|sent|failed|orphaned|discarded>"),
+    ],
+    ids=["state", "priority", "status"],
+)
+def test_a_filter_taking_one_of_some_values_shows_them_in_help(
+    argv: list[str], option: str, choices: str
+) -> None:
+    """--help showed `--state <str>`, `--priority <str>`, `--status <str>`, where `-o` shows its choices."""
+    help_text = runner.invoke(app, [*argv, "--help"], env={"COLUMNS": "250"}).stdout
+    line = next(line for line in help_text.splitlines() if option in line)
+    assert line.split()[2] == choices, line
+
+
 def _output_commands() -> list[tuple[str, Any]]:
     """Every command with an -o/--output format choice, with that option."""
     root = runner.command(app)
