@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -70,4 +71,15 @@ outbox_cmd.register(app)
 
 def main() -> None:
     """Console-script entry point."""
+    _escape_what_stdout_cannot_encode()
     app()
+
+
+def _escape_what_stdout_cannot_encode() -> None:
+    """Let stdout write a character its encoding lacks as an escape (``\\u4e2d``), as Python's stderr does:
+    under ``LANG=C`` or ``PYTHONIOENCODING=ascii`` (cron, a minimal container) an incident titled from a
+    non-ASCII label stopped ``incidents list`` with a UnicodeEncodeError traceback, rich drawing the table's
+    borders in ASCII by then."""
+    reconfigure = getattr(sys.stdout, "reconfigure", None)  # a text file; not a replaced stream
+    if reconfigure is not None:  # under LANG=C it is surrogateescape, which fails on them too
+        reconfigure(errors="backslashreplace")

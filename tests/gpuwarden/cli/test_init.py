@@ -1,0 +1,51 @@
+"""The ``gpuwarden`` console script itself: what it sets up before any command runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.http_stub import FixedAnswer
+
+ROOT = Path(__file__).resolve().parents[3]
+INCIDENT = {
+    "id": "inc-1",
+    "title": "gpu n1/0 Xid 中文",
+    "priority": "P3",
+    "state": "triggered",
+    "root_cause": {"kind": "xid", "target": {"type": "gpu", "node": "n1", "index": 0}},
+    "alert_count": 1,
+    "opened_at": "2026-01-01T00:00:00Z",
+    "last_opened_at": "2026-01-01T00:00:00Z",
+}
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"PYTHONIOENCODING": "ascii"}, {"LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0"}],
+    ids=["pythonioencoding-ascii", "lang-c"],
+)
+def test_a_title_stdout_cannot_encode_is_shown_escaped_not_a_traceback(env: dict[str, str]) -> None:
+    """Under LANG=C or PYTHONIOENCODING=ascii (cron, a minimal container), an incident titled from a
+    non-ASCII label stopped `incidents list` with a UnicodeEncodeError traceback, exit 1."""
+    stub = FixedAnswer(200, json.dumps([INCIDENT]).encode())
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "PYTHONIO", "PYTHONUTF8"))}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "gpuwarden", "incidents", "list", "--url", stub.url],
+            env={**clean, "PYTHONPATH": str(ROOT), **env},
+            cwd=ROOT,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        stub.close()
+    said = done.stdout.decode("ascii") + done.stderr.decode("ascii", "replace")
+    assert done.returncode == 0 and "Traceback" not in said, said
+    assert "Xid \\u4e2d\\u6587" in said and "inc-1" in said, said
