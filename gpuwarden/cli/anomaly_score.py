@@ -22,6 +22,7 @@ from gpuwarden.cli.consoles import console, err_console, option_said, print_erro
 from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, output_option
 from gpuwarden.cli.output_file import STDOUT, cannot_write, check_writable, write_whole, writes_stdout
 from gpuwarden.cli.progress import StepProgress
+from gpuwarden.cli.stopping import stopped_as_interrupted
 from gpuwarden.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
@@ -79,7 +80,8 @@ def score(
             _not_the_input(output, input_path)
             check_writable(output, "--output")
         cfg = _thresholds(config)
-        with StepProgress(err_console, quiet=quiet) as progress:
+        # SIGTERM too ends it by the clean-up: its default action left the temporary output file behind.
+        with stopped_as_interrupted(), StepProgress(err_console, quiet=quiet) as progress:
             progress.phase(f"reading {input_path.name}")
             series = read_series_csv(input_path, repeated_times=keep_repeated, give=_GIVE_INPUT)
             rows = len(series.values)

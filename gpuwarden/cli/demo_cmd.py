@@ -24,6 +24,7 @@ from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, describe_root, output_opti
 from gpuwarden.cli.logs import configure_logging
 from gpuwarden.cli.numbers import whole_number
 from gpuwarden.cli.progress import StepProgress
+from gpuwarden.cli.stopping import stopped_as_interrupted
 from gpuwarden.sim import FaultSpec
 
 if TYPE_CHECKING:
@@ -225,7 +226,8 @@ def demo(
     from gpuwarden.app import build_simulated_pipeline  # noqa: PLC0415
 
     configure_logging(logging.ERROR)
-    with tempfile.TemporaryDirectory(prefix="gpuwarden-demo-") as tmp:
+    # SIGTERM too ends it by the clean-up: its default action left the temporary store folder behind.
+    with stopped_as_interrupted(), tempfile.TemporaryDirectory(prefix="gpuwarden-demo-") as tmp:
         pipeline = build_simulated_pipeline(Path(tmp) / "demo.db", seed=seed)
         try:
             story = Story(pipeline, quiet=output == "json")

@@ -51,6 +51,18 @@ def run_then_sigterm(
                 proc.wait()
 
 
+@contextmanager
+def sigterm_uncaught() -> Iterator[list[int]]:
+    """Within the block, a SIGTERM that the code under test does not catch is put in the list instead of
+    killing the test process (its default action): that code went on past the signal."""
+    uncaught: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, _frame: uncaught.append(signum))
+    try:
+        yield uncaught
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @dataclass
 class ReceivedSpan:
     """One span as an OTLP/HTTP collector received it."""

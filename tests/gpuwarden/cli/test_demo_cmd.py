@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,7 @@ from gpuwarden.cli import app, demo_cmd
 from gpuwarden.cli.consoles import CliConsole
 from gpuwarden.cli.demo_cmd import Story, _report, _run
 from gpuwarden.model import FaultKind, IncidentState
+from tests.gpuwarden.cli.stopping import sigterm_uncaught
 
 
 def test_the_demo_tells_the_same_story_as_text_and_as_json(
@@ -109,3 +113,22 @@ def test_the_json_demo_shows_its_progress_on_a_terminal(monkeypatch: pytest.Monk
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["warmup_minutes"] == 0
     assert "simulated minutes" in stderr.getvalue() and "2/2" in stderr.getvalue()
+
+
+def test_the_demo_stopped_by_sigterm_exits_143_and_leaves_no_temporary_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM (``timeout``, ``kill``) killed it where it stood: its store, ``gpuwarden-demo-*/demo.db``
+    with its WAL, was left in the temporary directory."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+    def terminated(story: Story, warmup_minutes: int) -> int:
+        os.kill(os.getpid(), signal.SIGTERM)
+        return 0
+
+    monkeypatch.setattr(demo_cmd, "_run", terminated)
+    with sigterm_uncaught() as uncaught:
+        result = CliRunner().invoke(app, ["demo", "-o", "json"])
+    assert result.exit_code == 143 and not uncaught, result.output
+    assert result.stdout == ""
+    assert list(tmp_path.iterdir()) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +12,7 @@ import pandas as pd
 from anomaly import univariate
 from gpuwarden.cli import app
 from tests.gpuwarden.cli.built_runner import BuiltCliRunner
+from tests.gpuwarden.cli.stopping import sigterm_uncaught
 
 runner = BuiltCliRunner()
 
@@ -61,6 +63,25 @@ def test_score_interrupted_while_writing_leaves_no_output(tmp_path, monkeypatch)
     monkeypatch.setattr(univariate, "write_scored_csv", interrupted)
     result = runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", str(out)])
     assert result.exit_code != 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+
+
+def test_score_stopped_by_sigterm_while_writing_exits_143_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    """SIGTERM (``timeout``, ``kill``, the end of a batch job) killed it where it stood: the temporary
+    output being written, ``.out.csv.XXXX.tmp``, was left beside the output."""
+    src, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    write_short_series(src)
+    real = univariate.write_scored_csv
+
+    def terminated(scored, path):
+        real(scored, path)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(univariate, "write_scored_csv", terminated)
+    with sigterm_uncaught() as uncaught:
+        result = runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", str(out)])
+    assert result.exit_code == 143 and not uncaught, result.output
+    assert result.stderr == ""  # no traceback
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
 
 
