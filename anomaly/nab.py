@@ -119,7 +119,8 @@ def read_corpus(data_dir: Path, windows_file: Path) -> tuple[list[NabFile], list
     """The files of ``load_corpus``, and the names the windows file gives that ``data_dir`` lacks (sorted):
     a score over a partial corpus is not the corpus's, and the caller decides whether to refuse or say it."""
     try:  # a FIFO would block and /dev/zero fill the memory: refused like a config file
-        windows = json.loads(read_text_file(windows_file, give=_GIVE_WINDOWS))
+        # A byte-order mark (Notepad, PowerShell's utf8) is no JSON: json refused it, naming utf-8-sig.
+        windows = json.loads(read_text_file(windows_file, give=_GIVE_WINDOWS).removeprefix("\ufeff"))
     except ConfigError as exc:
         raise InputError(f"{windows_file}: {exc.message}", field="windows") from exc
     except ValueError as exc:

@@ -89,6 +89,18 @@ def test_evaluate_nab_names_a_bad_windows_file(tmp_path, windows, message):
     assert result.exit_code == 1 and message in output and "Traceback" not in output, output
 
 
+def test_evaluate_nab_reads_a_windows_file_that_starts_with_a_byte_order_mark(tmp_path):
+    """Saved by Notepad or PowerShell, combined_windows.json starts with a UTF-8 byte-order mark: it was
+    refused, ``is not JSON: Unexpected UTF-8 BOM (decode using utf-8-sig)``, advice for Python code."""
+    args = evaluate_args(tmp_path, {"c/x.csv": [["2024-01-02 08:00:00", "2024-01-02 11:00:00"]]})
+    plain = runner.invoke(app, [*args, "-o", "json"])
+    windows = tmp_path / "w.json"
+    windows.write_bytes(b"\xef\xbb\xbf" + windows.read_bytes().replace(b"\n", b"\r\n"))
+    marked = runner.invoke(app, [*args, "-o", "json"])
+    assert marked.exit_code == 0 and plain.exit_code == 0, marked.output
+    assert json.loads(marked.stdout) == json.loads(plain.stdout)
+
+
 def _data_as_a_file(tmp: Path) -> None:
     shutil.rmtree(tmp / "data")
     (tmp / "data").touch()
