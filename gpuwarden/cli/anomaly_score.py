@@ -131,9 +131,17 @@ def _write_scores(scored: ScoredSeries, output: Path, *, to_stdout: bool) -> Non
         write_scored_rows(scored, sys.stdout.buffer)
         sys.stdout.flush()
     except BrokenPipeError as exc:  # the reader stopped early (`| head`): as `cat` does, no traceback
-        with contextlib.suppress(OSError, ValueError):  # and none when Python flushes stdout at exit
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _stdout_to_devnull()
         raise typer.Exit(1) from exc
+    except OSError as exc:  # `--output - > out.csv` on a full disk: said as --output FILE's is, no traceback
+        _stdout_to_devnull()
+        raise cannot_write(output, "--output", exc.strerror or exc) from exc
+
+
+def _stdout_to_devnull() -> None:
+    """Point stdout at /dev/null: the flush of what is left, at exit, would fail again with a traceback."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _one_format(ctx: typer.Context, output: str, *, as_json: bool) -> None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from gpuwarden.cli.consoles import option_said
@@ -70,8 +71,9 @@ def write_whole(path: Path, write: Callable[[Path], None], field: str) -> None:
         special = not stat.S_ISREG(path.stat().st_mode)
     except FileNotFoundError:
         special = False
-    if special:
-        write(path)
+    if special:  # a failure said as a file's is (`/dev/full`: `--output '/dev/full': cannot write it: ...`)
+        with _said_as(path, field):
+            write(path)
         return
     target = Path(os.path.realpath(path))
     try:
@@ -81,17 +83,26 @@ def write_whole(path: Path, write: Callable[[Path], None], field: str) -> None:
     os.close(handle)
     temporary = Path(name)
     try:
-        os.chmod(temporary, _new_file_mode(target))
-        write(temporary)
-        os.replace(temporary, target)
-    except InputError as exc:  # raised naming the temporary file: name the one the user gave
+        with _said_as(path, field):
+            os.chmod(temporary, _new_file_mode(target))
+            write(temporary)
+            os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+@contextmanager
+def _said_as(path: Path, field: str) -> Iterator[None]:
+    """A failure to write within the block said as ``cannot_write`` says it, naming ``path`` as the user gave
+    it (the error raised names the temporary file, or says ``output: cannot write ...``)."""
+    try:
+        yield
+    except InputError as exc:
         cause = exc.__cause__
         reason = cause.strerror or str(cause) if isinstance(cause, OSError) else exc.message
         raise cannot_write(path, field, reason) from exc
     except OSError as exc:
         raise cannot_write(path, field, exc.strerror or exc) from exc
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def _new_file_mode(target: Path) -> int:

@@ -8,8 +8,9 @@ import signal
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
-from anomaly import univariate
+from anomaly import scored_csv, univariate
 from gpuwarden.cli import app
 from tests.gpuwarden.cli.built_runner import BuiltCliRunner
 from tests.gpuwarden.cli.stopping import sigterm_uncaught
@@ -127,4 +128,32 @@ def test_an_output_named_as_the_refusals_first_word_is_said_whole(tmp_path, monk
     said = " ".join(result.output.split())
     assert result.exit_code == 1 and said == (
         "error: --output 'cannot': cannot write a directory; give a file name in it"
+    ), said
+
+
+def test_score_to_stdout_on_a_full_disk_says_so_naming_the_option(tmp_path, monkeypatch):
+    """``--output - > out.csv`` on a full disk ended in a traceback (``OSError: [Errno 28]``)."""
+    src = tmp_path / "in.csv"
+    write_short_series(src)
+
+    def full(scored, handle):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(scored_csv, "write_scored_rows", full)
+    result = runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", "-"])
+    said = " ".join(result.stderr.split())
+    assert isinstance(result.exception, SystemExit) and result.exit_code == 1, result.exception
+    assert said == "error: --output '-': cannot write it: No space left on device", said
+
+
+@pytest.mark.skipif(not Path("/dev/full").is_char_device(), reason="needs Linux's /dev/full")
+def test_score_to_a_full_device_names_the_option_as_for_a_file(tmp_path):
+    """A device written in place was said ``error: output: cannot write /dev/full: ...``, not as every
+    other --output is."""
+    src = tmp_path / "in.csv"
+    write_short_series(src)
+    result = runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", "/dev/full"])
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 1 and said == (
+        "error: --output '/dev/full': cannot write it: No space left on device"
     ), said
