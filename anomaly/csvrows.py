@@ -97,3 +97,16 @@ def _ragged(path: Path, line: int, fields: int, header: list[str]) -> str:
     if fields > len(header):
         return f"{shape} ({','.join(header)}); remove the extra field, or quote a field that holds a comma"
     return f"{shape} ({','.join(header)}); write every field (an empty value is a gap: TIME,)"
+
+
+def unclosed_quote(path: Path, rows: Rows, error: Exception) -> InputError | None:
+    """pandas' ``EOF inside string starting at row N`` said with the line and what to do, or None for
+    another error: the csv module took the rest of the file for a field of the last row, which holds the
+    quote that is never closed."""
+    if "EOF inside string" not in str(error):
+        return None
+    return InputError(
+        f'{path} line {rows.lines[-1]}: a quote (") opens a field that is never closed, so the rest of the'
+        " file reads as one value; close the quote, or remove it",
+        field="input",
+    )

@@ -32,6 +32,7 @@ import pandas as pd
 from anomaly.breakout import BreakoutParams, RangeBreakout
 from anomaly.csvrows import Rows as _Rows
 from anomaly.csvrows import scan_rows as _scan_rows
+from anomaly.csvrows import unclosed_quote
 from anomaly.csvrows import unreadable as _unreadable
 from anomaly.entropy import EntropyParams, RelativeEntropy
 from anomaly.novelty import ContextNovelty, NoveltyParams
@@ -97,7 +98,7 @@ def read_series_csv(path: Path, *, repeated_times: bool = False, give: str = "")
         # Blank lines are kept here, so that pandas' rows are the csv module's records, and dropped below.
         frame = pd.read_csv(path, usecols=["value"], skip_blank_lines=False)
     except (OSError, ValueError) as exc:
-        raise _unreadable(path, exc, give) from exc
+        raise unclosed_quote(path, rows, exc) or _unreadable(path, exc, give) from exc
     values = frame["value"].iloc[rows.records].reset_index(drop=True)
     seconds = _epoch_seconds(path, rows)
     _check_order(path, rows, seconds, repeated_times=repeated_times)
