@@ -20,10 +20,9 @@ corpus in seconds. Everything is causal: a sample's score depends only on the sa
 
 from __future__ import annotations
 
-import csv
 import stat
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +30,10 @@ import numpy as np
 import pandas as pd
 
 from anomaly.breakout import BreakoutParams, RangeBreakout
+from anomaly.csvrows import Rows as _Rows
+from anomaly.csvrows import scan_rows as _scan_rows
+from anomaly.csvrows import unclosed_quote
+from anomaly.csvrows import unreadable as _unreadable
 from anomaly.entropy import EntropyParams, RelativeEntropy
 from anomaly.novelty import ContextNovelty, NoveltyParams
 from anomaly.onsets import OnsetTracker
@@ -42,7 +45,6 @@ from anomaly.steps import BoolArray, IntArray, reported
 from anomaly.thresholds import AdaptiveThresholds, FloatArray, ThresholdParams
 from gpuwarden.config_anomaly import AnomalyThresholdConfig
 from gpuwarden.errors import InputError
-from gpuwarden.yamlfile import not_utf8
 
 DEFAULT_RESOLVE_AFTER = AnomalyThresholdConfig().resolve_after
 DEFAULT_PARAMS = ThresholdParams.from_config()
@@ -96,7 +98,7 @@ def read_series_csv(path: Path, *, repeated_times: bool = False, give: str = "")
         # Blank lines are kept here, so that pandas' rows are the csv module's records, and dropped below.
         frame = pd.read_csv(path, usecols=["value"], skip_blank_lines=False)
     except (OSError, ValueError) as exc:
-        raise _unreadable(path, exc, give) from exc
+        raise unclosed_quote(path, rows, exc) or _unreadable(path, exc, give) from exc
     values = frame["value"].iloc[rows.records].reset_index(drop=True)
     seconds = _epoch_seconds(path, rows)
     _check_order(path, rows, seconds, repeated_times=repeated_times)
@@ -106,17 +108,6 @@ def read_series_csv(path: Path, *, repeated_times: bool = False, give: str = "")
         values=_values(path, values, rows),
         stamps=tuple(rows.stamps),
     )
-
-
-def _unreadable(path: Path, reason: object, give: str = "") -> InputError:
-    """``in.csv: cannot read it: REASON``, the file first as a bad option's value is said (``--input
-    'in.csv': cannot read it: ...``); an OSError said by its reason alone (``No such file or directory``),
-    then ``give`` (what the option takes) where there is one, a file not in UTF-8 with what to do."""
-    if isinstance(reason, OSError) and reason.strerror:
-        reason = f"{reason.strerror}; {give}" if give else reason.strerror
-    elif isinstance(reason, UnicodeDecodeError):  # said as a configuration file's is
-        reason = not_utf8(reason)
-    return InputError(f"{path}: cannot read it: {reason}", field="input")
 
 
 def _check_order(path: Path, rows: _Rows, seconds: FloatArray, *, repeated_times: bool) -> None:
@@ -135,81 +126,6 @@ def _check_order(path: Path, rows: _Rows, seconds: FloatArray, *, repeated_times
         " where clocks go back)",
         field="timestamp",
     )
-
-
-@dataclass(frozen=True, slots=True)
-class _Rows:
-    """The data rows of a CSV file: record index (blank lines included), line number, timestamp text."""
-
-    records: list[int]
-    lines: list[int]
-    stamps: list[str]
-
-
-def _scan_rows(path: Path, give: str = "") -> _Rows:
-    """Find the data rows, refusing one whose field count is not the header's; blank lines are skipped.
-
-    pandas reads a row with one field too many as if the first column were an index (the value becoming
-    the time, the extra field the value) and fills a short row with gaps, so fields are counted here.
-    """
-    rows = _Rows(records=[], lines=[], stamps=[])
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            reader = csv.reader(handle)
-            header = _header(path, reader)
-            column = header.index("timestamp")
-            line = reader.line_num + 1
-            for record, fields in enumerate(reader):
-                if fields and not (len(fields) == 1 and not fields[0].strip()):
-                    if len(fields) != len(header):
-                        raise InputError(_ragged(path, line, len(fields), header), field="input")
-                    rows.records.append(record)
-                    rows.lines.append(line)
-                    rows.stamps.append(fields[column])
-                line = reader.line_num + 1
-    except (OSError, ValueError, csv.Error) as exc:
-        raise _unreadable(path, exc, give) from exc
-    if not rows.records:
-        raise InputError(
-            f"{path} has the header but no rows; nothing to score: add one row per sample (TIME,VALUE)",
-            field="input",
-        )
-    return rows
-
-
-def _header(path: Path, reader: Iterator[list[str]]) -> list[str]:
-    """The first line's column names; an empty file, or a first line that lacks a column, is refused."""
-    header = next(reader, None)
-    if header is None:
-        raise InputError(
-            f"{path} is empty; write the header timestamp,value, then one row per sample", field="input"
-        )
-    if not header:
-        raise InputError(
-            f"{path} line 1 is blank; the first line must be the header timestamp,value", field="input"
-        )
-    missing = sorted({"timestamp", "value"} - set(header))
-    if missing:
-        raise InputError(
-            f"{path} line 1: {','.join(header)!r} lacks the column(s) {', '.join(missing)}; the first line"
-            " must be the header timestamp,value (add it above the first row if the file starts with data)",
-            field="input",
-        )
-    twice = [name for name in ("timestamp", "value") if header.count(name) > 1]
-    if twice:  # pandas would read the first and rename the other: which one was meant is not known
-        raise InputError(
-            f"{path} line 1: {','.join(header)!r} has the column {twice[0]} more than once; keep one (rename"
-            " the others)",
-            field="input",
-        )
-    return header
-
-
-def _ragged(path: Path, line: int, fields: int, header: list[str]) -> str:
-    shape = f"{path} line {line}: {fields} field{'s' if fields != 1 else ''} under a header of {len(header)}"
-    if fields > len(header):
-        return f"{shape} ({','.join(header)}); remove the extra field, or quote a field that holds a comma"
-    return f"{shape} ({','.join(header)}); write every field (an empty value is a gap: TIME,)"
 
 
 def _epoch_seconds(path: Path, rows: _Rows) -> FloatArray:

@@ -99,6 +99,11 @@ def test_score_rejects_a_csv_without_a_value_column(tmp_path):
         ),
         ("1704067200,TRUE\n1704067260,false\n", "line 2: 'TRUE' is not a number (leave it empty for a gap)"),
         ("1704067200,\n1704067260,tRuE\n", "line 3: 'tRuE' is not a number (leave it empty for a gap)"),
+        (  # said in pandas' words: "Error tokenizing data. C error: EOF inside string starting at row 2"
+            '1704067200,1\n1704067260,"2\n1704067320,3\n',
+            'line 3: a quote (") opens a field that is never closed, so the rest of the file reads as one'
+            " value; close the quote, or remove it",
+        ),
     ],
     ids=[
         "bad-time",
@@ -120,6 +125,7 @@ def test_score_rejects_a_csv_without_a_value_column(tmp_path):
         "not-iso-after-iso",
         "booleans",  # pandas read them as booleans: scored as 1 and 0
         "a-boolean-after-a-gap",
+        "a-quote-never-closed",
     ],
 )
 def test_score_refuses_a_bad_row_naming_its_line_and_writes_nothing(tmp_path, rows, message):
