@@ -210,7 +210,7 @@ def join_rank(
         runs_on
         and root
         and new.kind in SYMPTOM_KINDS
-        and any(_holds(root, candidate, gpu) for gpu in runs_on)
+        and any(holds_gpu(root, candidate, gpu) for gpu in runs_on)
     ):
         return 1  # a rank whose GPU the incident's fault holds (its members may not name the job yet)
     if new.kind in SYMPTOM_KINDS and shares(new.location.workloads, candidate.workloads):
@@ -264,7 +264,7 @@ def join_rank(
     return None
 
 
-def _holds(root: Path, candidate: Candidate, gpu: Path) -> bool:
+def holds_gpu(root: Path, candidate: Candidate, gpu: Path) -> bool:
     """Whether the fault of an incident rooted at ``root`` holds ``gpu``: a rack or node root holds what is
     under it; a cluster root (a signal spread over racks, faults of nodes of unknown racks) only the nodes
     its alerts are on, not every GPU of the cluster (a job stalled elsewhere is not a rollout's)."""

@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from alerting.batch import Batch, OpenIncident
+from alerting.correlation import holds_gpu
 from alerting.faults import ENVIRONMENT
 from alerting.incident_index import OpenIncidents
 from alerting.member import Member, describe, first_onset, flapping_in, live, recommended_by
@@ -67,7 +68,10 @@ class IncidentMerging:
                 return first.id
         takes: list[OpenIncident] = []
         spread = self._spread_in_rack(inc, batch.now) | rollout
-        for other in self._open.merge_candidates(inc, spread):
+        found = {o.id: o for o in self._open.merge_candidates(inc, spread)}
+        if inc.root_path:  # stall-only incidents whose ranks' GPUs it may hold (``_holds_a_rank``)
+            found.update((o.id, o) for o in self._open.rank_partners(inc) if not o.root_path)
+        for other in found.values():
             if other.id == inc.id or not other.members or _quiet_apart(inc, other):
                 continue
             inside = (
@@ -75,7 +79,9 @@ class IncidentMerging:
                 and contains(inc.root_path, other.root_path)
                 and takes_in(inc.root_path, inc.facts, other.members.values())
             )
-            symptom_only = not other.root_path and shares_workload(other.workloads, inc.workloads)
+            symptom_only = not other.root_path and (
+                shares_workload(other.workloads, inc.workloads) or _holds_a_rank(inc, other)
+            )
             if not (inside or symptom_only or other.id in spread or _sibling_nodes_down(inc, other)):
                 continue
             if inside and _before_the_heat(inc, other):
@@ -307,6 +313,19 @@ def _rootless_signal(other: OpenIncident, rack: Path, signal: tuple[str, str]) -
             m.location.path[:RACK_DEPTH] == rack and (m.labels.get("alertname", ""), m.kind.value) == signal
             for m in infra
         )
+    )
+
+
+def _holds_a_rank(inc: OpenIncident, other: OpenIncident) -> bool:
+    """Whether ``other`` is a workload's symptoms alone (its job's stalls) and the fault of ``inc`` holds the
+    GPU of one of its ranks: such a stall posted after ``inc``'s root moved there joins it
+    (``correlation.join_rank``), though the fault takes nothing of the job (a rack's partial outage holds
+    the rank's node, an XID there on another job's GPU); so does the incident it opened before."""
+    if not inc.root_path or any(m.is_infra for m in other.members.values()):
+        return False
+    candidate = inc.candidate()
+    return any(
+        holds_gpu(inc.root_path, candidate, gpu) for m in other.members.values() for gpu in m.location.runs_on
     )
 
 

@@ -16,6 +16,7 @@ from alerting.batch import Batch, OpenIncident
 from alerting.correlation import join_rank
 from alerting.inventory import Inventory
 from alerting.member import Member
+from alerting.root_cause import evidence
 from alerting.store_models import IncidentRow
 from alerting.topology import Path, contains
 
@@ -23,6 +24,16 @@ from alerting.topology import Path, contains
 def holds(root: Path, member: Member) -> bool:
     """Whether an incident rooted at ``root`` holds the GPU of ``member``'s rank."""
     return bool(root) and any(contains(root, gpu) for gpu in member.location.runs_on)
+
+
+def roots(inc: OpenIncident, member: Member) -> bool:
+    """Whether a fault of ``inc`` would root ``member``, a stalled rank, were it moved there: an outage, or a
+    fault that began no later than the stall. Only faults that began after it and take nothing (a GPU of the
+    rank's braking after the job stalled) are evidence (``root_cause.evidence``): moved there, the stall would
+    re-root the incident at the job, which then merges into the job's fault elsewhere, evidence and all, where
+    posted with an outage of its GPU the evidence stays with that outage."""
+    infra = [m for m in inc.members.values() if m.is_infra]
+    return not infra or any(not evidence([member], m) for m in infra)
 
 
 def regroup_ranks(batch: Batch, inc: OpenIncident, others: Iterable[OpenIncident]) -> set[str]:
@@ -57,6 +68,7 @@ def regroup_ranks(batch: Batch, inc: OpenIncident, others: Iterable[OpenIncident
             for fp in ranks
             if held(inc.root_path, fp, other.members[fp])
             and (wider or not held(other.root_path, fp, other.members[fp]))
+            and roots(inc, other.members[fp])
         ]
         if due and len(due) < len(other.members):  # a rooted incident keeps its fault's alerts
             _move(batch, other, inc, sorted(due))  # as a restart reads them too (not in join order)
@@ -69,7 +81,9 @@ def regroup_ranks(batch: Batch, inc: OpenIncident, others: Iterable[OpenIncident
         # wider (a rollout's cluster holds every GPU; an NVSwitch's node is where the rank's fault is).
         member = inc.members[fp]
         mine = len(inc.root_path) if holds(inc.root_path, member) else -1
-        holders = [o for o in rest if len(o.root_path) > mine and holds(o.root_path, member)]
+        holders = [
+            o for o in rest if len(o.root_path) > mine and holds(o.root_path, member) and roots(o, member)
+        ]
         target = max(holders, key=lambda o: len(o.root_path), default=None)
         if target is not None:
             moves.append((fp, target))
