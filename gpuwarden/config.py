@@ -175,7 +175,7 @@ class SlackConfig(Section):
         le=MAX_WINDOW_SECONDS,
         description="charts end this long before now: VictoriaMetrics' -search.latencyOffset (30)",
     )
-    runbook_base_url: ShownUrl | None = Field(None, description="runbook links: <base>/<fault_kind>.yaml")
+    runbook_base_url: HttpUrl | None = Field(None, description="runbook links: <base>/<fault_kind>.yaml")
     broadcast_resolutions: bool = Field(
         False,
         description="also post each resolution to the channel (it always edits the incident's message in "

@@ -171,8 +171,7 @@ CredentialUrl = Annotated[
 ]
 """An http(s) URL whose path or query may be the credential (a webhook's): shown by its scheme and host."""
 ShownUrl = Annotated[str, _SHOWN_WITHOUT_PASSWORD]
-"""A URL its own validator checks (a Pushgateway's, a runbook base), shown with its password and tokens
-hidden."""
+"""A URL its own validator checks (a Pushgateway's), shown with its password and tokens hidden."""
 StoreUrl = Annotated[str, AfterValidator(_no_nul), _SHOWN_WITHOUT_PASSWORD]
 """A SQLite path or SQLAlchemy URL; ``config show`` prints it with its password hidden."""
 LocalPath = Annotated[str, AfterValidator(_no_nul)]

@@ -395,3 +395,27 @@ def test_brackets_and_quotes_inside_strings_and_comments_are_not_counted(tmp_pat
 def test_a_regex_prometheus_accepts_is_never_refused_at_load(tmp_path: Path, matcher: str) -> None:
     path = write(tmp_path, _PROM + f"    - name: q\n      expr: '{matcher.replace(chr(39), chr(39) * 2)}'\n")
     assert load_config(path).anomaly.queries[0].expr.startswith("{")
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("http://run books.example/rb", "host 'run books.example' holds ' '"),
+        ("ftp://files.example/rb", "it must start with http:// or https://"),
+        ("runbooks.example/rb", "it must start with http:// or https://"),
+    ],
+    ids=["space-in-host", "ftp", "no-scheme"],
+)
+def test_a_runbook_base_url_no_link_could_open_is_refused_at_its_line(
+    tmp_path: Path, url: str, words: str
+) -> None:
+    # It passed `config validate`, and each Slack message then linked '<base>/<fault_kind>.yaml', broken.
+    path = write(tmp_path, f"api:\n  port: 9700\nslack:\n  runbook_base_url: '{url}'\n")
+    result = runner.invoke(app, ["config", "validate", str(path)])
+    output = " ".join(result.output.split())
+    assert (
+        result.exit_code == 1 and f"{path}:4: slack.runbook_base_url: {url!r} is not an http(s) URL" in output
+    )
+    assert words in output
+    path.write_text("slack:\n  runbook_base_url: https://wiki.example/runbooks/\n")
+    assert load_config(path).slack.runbook_base_url == "https://wiki.example/runbooks/"
