@@ -85,7 +85,7 @@ def check_json_body(request: Request, body: bytes) -> None:
     case, parameters such as ``charset`` aside) or as none (an empty ``Content-Type`` too: Alertmanager 0.25
     reads either as ``application/octet-stream`` and answers 415), ``InputError`` (400) for a
     ``Content-Type`` that does not parse (``garbage;;``), as Alertmanager answers. A request without a body
-    passes, whatever it declares (``POST .../ack`` with nothing to say)."""
+    passes, whatever it declares: it is read as ``{}``, and the route says what that lacks (``by``)."""
     if not body:
         return
     declared = request.headers.get("content-type", "")

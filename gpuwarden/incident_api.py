@@ -96,9 +96,12 @@ def incident_detail(
 
 def _fields(body: bytes, *names: str) -> dict[str, Any]:
     """The action's body: ``names`` and ``by``, no other key (``{"author": "alice"}`` acknowledged it "by
-    api"); ``by`` is ``api`` when absent."""
+    api"). ``by`` is required, as the README lists it: without it ``{}`` was acknowledged "by api", on the
+    timeline, in Slack and in the postmortem, naming nobody."""
     data = json_object(body, (*names, "by"))
-    stored_name(data.setdefault("by", "api"), "by")
+    if "by" not in data:
+        raise InputError("is required: who acts, a name (the CLI sends --by, by default $USER)", field="by")
+    stored_name(data["by"], "by")
     return data
 
 

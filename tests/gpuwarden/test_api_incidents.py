@@ -39,10 +39,10 @@ def test_mitigate_note_and_silence_an_incident(client: TestClient, engine: Incid
     assert mitigating.status_code == 200 and mitigating.json()["state"] == "mitigating"
     noted = client.post(f"{path}/notes", json={"text": "BMC says PSU 2 failed", "by": "bob"}, headers=AUTH)
     assert noted.status_code == 200
-    blank = client.post(f"{path}/notes", json={"text": "  "}, headers=AUTH)
+    blank = client.post(f"{path}/notes", json={"text": "  ", "by": "bob"}, headers=AUTH)
     assert (blank.status_code, error_field(blank)) == (400, "text")
     # What PostgreSQL would refuse is refused on every store, naming the field, not answered 503.
-    nul = client.post(f"{path}/notes", json={"text": "a\u0000b"}, headers=AUTH)
+    nul = client.post(f"{path}/notes", json={"text": "a\u0000b", "by": "bob"}, headers=AUTH)
     assert (nul.status_code, error_field(nul)) == (400, "text")
     long_name = client.post(f"{path}/ack", json={"by": "x" * 200}, headers=AUTH)
     assert (long_name.status_code, error_field(long_name)) == (400, "by")
@@ -53,7 +53,7 @@ def test_mitigate_note_and_silence_an_incident(client: TestClient, engine: Incid
     silence = {**SILENCE, "createdBy": "y" * 300}
     refused_silence = client.post("/api/v2/silences", json=silence, headers=AUTH)
     assert (refused_silence.status_code, error_field(refused_silence)) == (400, "createdBy")
-    bad = client.post(f"{path}/silence", json={"duration": "an hour"}, headers=AUTH)
+    bad = client.post(f"{path}/silence", json={"duration": "an hour", "by": "bob"}, headers=AUTH)
     assert (bad.status_code, error_field(bad)) == (400, "duration")
     assert client.get(path).json()["silenced_until"] is None
     silenced = client.post(f"{path}/silence", json={"duration": "1h30m", "by": "carol"}, headers=AUTH)
@@ -93,7 +93,10 @@ def test_mitigate_note_and_silence_an_incident(client: TestClient, engine: Incid
     assert [e["message"] for e in client.get(path).json()["timeline"]].count(said) == 1
     assert "note by bob: BMC says PSU 2 failed" in client.get(f"{path}/postmortem").text
     assert (
-        client.post("/api/v1/incidents/inc-nope/notes", json={"text": "x"}, headers=AUTH).status_code == 404
+        client.post(
+            "/api/v1/incidents/inc-nope/notes", json={"text": "x", "by": "bob"}, headers=AUTH
+        ).status_code
+        == 404
     )
 
 
@@ -109,7 +112,9 @@ def test_a_resolved_incident_takes_notes_but_cannot_be_mitigated_acknowledged_or
     assert item["state"] == "resolved"
     path = f"/api/v1/incidents/{item['id']}"
     assert (
-        client.post(f"{path}/notes", json={"text": "root cause: PDU breaker"}, headers=AUTH).status_code
+        client.post(
+            f"{path}/notes", json={"text": "root cause: PDU breaker", "by": "bob"}, headers=AUTH
+        ).status_code
         == 200
     )
     for action, body in (("mitigate", {"action": "reboot"}), ("ack", {}), ("silence", {"duration": "1h"})):

@@ -319,3 +319,30 @@ def test_a_body_that_is_not_utf8_is_said_so_with_the_bytes_offset(client: TestCl
     assert error_text(refused) == (
         "body: body is not UTF-8 (a bad byte, 0xe9, at offset 13); send JSON encoded in UTF-8"
     )
+
+
+@pytest.mark.parametrize(
+    ("action", "body"),
+    [
+        ("ack", {}),
+        ("mitigate", {"action": "drain n1"}),
+        ("notes", {"text": "PSU 2 failed"}),
+        ("silence", {"duration": "1h"}),
+    ],
+    ids=["ack", "mitigate", "notes", "silence"],
+)
+def test_an_incident_action_without_by_is_refused_naming_it_and_changes_nothing(
+    client: TestClient, action: str, body: dict[str, object]
+) -> None:
+    """``POST .../ack`` with ``{}`` acknowledged the incident "by api", naming nobody: the README lists
+    ``{"by"}`` as each action's body, no default."""
+    client.post("/api/v2/alerts", json=[NODE_DOWN], headers=AUTH)
+    (item,) = client.get("/api/v1/incidents").json()
+    path = f"/api/v1/incidents/{item['id']}"
+    before = client.get(path).json()["timeline"]
+    refused = client.post(f"{path}/{action}", json=body, headers=AUTH)
+    assert (refused.status_code, error_field(refused)) == (400, "by")
+    assert "is required" in error_text(refused)
+    assert client.get(path).json()["timeline"] == before
+    taken = client.post(f"{path}/{action}", json={**body, "by": "alice"}, headers=AUTH)
+    assert taken.status_code == 200 and taken.json()["timeline"][-1]["data"]["by"] == "alice"

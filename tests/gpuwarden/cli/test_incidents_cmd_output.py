@@ -157,7 +157,9 @@ def test_list_and_show_say_until_when_an_incident_is_silenced(
         down = {"labels": {"alertname": "NodeDown", "cluster": "c1", "node": "r01-n01"}}
         client.post("/api/v2/alerts", json=[down], headers=AUTH)
         (item,) = client.get("/api/v1/incidents").json()
-        client.post(f"/api/v1/incidents/{item['id']}/silence", json={"duration": "2h"}, headers=AUTH)
+        client.post(
+            f"/api/v1/incidents/{item['id']}/silence", json={"duration": "2h", "by": "bob"}, headers=AUTH
+        )
         listed = runner.invoke(app, ["incidents", "list", "--url", URL])
         assert "triggered (silenced until 2026-01-01T02:00:00Z)" in listed.stdout, listed.output
         shown = runner.invoke(app, ["incidents", "show", item["id"], "--url", URL])
