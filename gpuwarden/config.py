@@ -445,7 +445,8 @@ _NAME_LISTS = (
 
 def _repeated_list_entries(cfg: GpuwardenConfig) -> list[ConfigError]:
     """A problem per entry given twice in a list setting that names each thing once: two ``adaptive`` in
-    ``anomaly.detectors`` ran two adaptive detectors on every series; the others were taken silently."""
+    ``anomaly.detectors`` ran two adaptive detectors on every series; the others (an inhibition rule's
+    ``equal``, ``kubernetes_inventory.rack_labels`` too) were taken silently."""
     once = "list each once"
     problems = repeated_entries(
         "anomaly.detectors", cfg.anomaly.detectors, f"{once} (each entry runs a detector: it would run twice)"
@@ -456,4 +457,9 @@ def _repeated_list_entries(cfg: GpuwardenConfig) -> list[ConfigError]:
     for k, hook in enumerate(cfg.webhooks):
         problems += repeated_entries(f"webhooks[{k}].events", hook.events, once)
         problems += repeated_entries(f"webhooks[{k}].priorities", hook.priorities, once)
+    for k, rule in enumerate(cfg.alerting.inhibit_rules):
+        problems += repeated_entries(f"alerting.inhibit_rules[{k}].equal", rule.equal, once)
+    if cfg.alerting.kubernetes_inventory is not None:
+        rack_labels = cfg.alerting.kubernetes_inventory.rack_labels
+        problems += repeated_entries("alerting.kubernetes_inventory.rack_labels", rack_labels, once)
     return problems

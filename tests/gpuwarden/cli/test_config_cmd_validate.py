@@ -354,6 +354,22 @@ def test_a_slack_channel_id_with_blanks_around_it_is_warned_of_as_such_not_as_a_
             "'node-01:7' is also sim.mig_gpus[0]",
             id="mig-gpus",
         ),
+        pytest.param(
+            "alerting:\n  inhibit_rules:\n    - source_matchers: [a=b]\n      target_matchers: [c=d]\n"
+            "      equal: [node, node]\n",
+            9,
+            "alerting.inhibit_rules[0].equal[1]",
+            "'node' is also alerting.inhibit_rules[0].equal[0]",
+            id="inhibit-equal",
+        ),
+        pytest.param(
+            "alerting:\n  kubernetes_inventory:\n    cluster: k1\n"
+            "    rack_labels:\n      - rack\n      - rack\n",
+            10,
+            "alerting.kubernetes_inventory.rack_labels[1]",
+            "'rack' is also alerting.kubernetes_inventory.rack_labels[0]",
+            id="k8s-rack-labels",
+        ),
     ],
 )
 def test_an_entry_given_twice_in_a_list_setting_is_refused_at_its_line_naming_the_first(
