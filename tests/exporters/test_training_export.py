@@ -216,6 +216,7 @@ def test_a_push_after_close_says_that_nothing_is_pushed(
 ) -> None:
     # After close() (leaving `with`), push() answered True and flush() "that push succeeded" while the
     # step recorded since never left the process: the gateway kept the closed run's last push.
+    caplog.set_level(logging.WARNING, logger="exporters.training")  # whatever level an earlier test left
     clock = FakeClock(0.0)
     m = TrainingMetrics("pretrain", rank=0, pushgateway="http://127.0.0.1:9", clock=clock)
     with m, m.step_timer():

@@ -115,7 +115,9 @@ def test_amtool_queries_alerts_and_adds_queries_and_expires_silences(tmp_path: P
         # An incident's silence mutes an incident, not labels: it is no Alertmanager silence, not listed.
         incident = http_probe.get(f"{url}/api/v1/incidents", timeout=10).json()[0]
         silenced_incident = http_probe.post(
-            f"{url}/api/v1/incidents/{incident['id']}/silence", json={"duration": "1h"}, headers=AUTH
+            f"{url}/api/v1/incidents/{incident['id']}/silence",
+            json={"duration": "1h", "by": "test"},
+            headers=AUTH,
         )
         assert silenced_incident.status_code == 200
         assert _json(_amtool(url, http_config, "silence", "query", "-o", "json")) == []
