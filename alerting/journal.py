@@ -52,6 +52,9 @@ KIND_POSTABLE = 1  # Prometheus' postableAlerts (``POST /api/v2/alerts``)
 KIND_WEBHOOK = 2  # Alertmanager's webhook v4
 _SUFFIX = ".seg"
 _OFFSETS = cast(Table, JournalOffsetRow.__table__)
+_DELETED = (
+    "it was deleted (its directory removed?) while serve runs; restart serve to start a new journal there"
+)
 
 
 class JournalCorrupt(Exception):
@@ -224,6 +227,8 @@ class AcceptJournal:
             if self._size >= self.segment_bytes:
                 self._rotate()
             path = self.directory / _name(self._base)
+            if os.fstat(self._fd).st_nlink == 0:  # a write would succeed, into a file no reader can open
+                raise self._unwritable(path, _DELETED)
             try:
                 written = os.write(self._fd, record)
             except OSError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import orjson
@@ -88,3 +89,18 @@ def test_a_segment_that_cannot_be_made_leaves_appends_in_the_current_one_and_oth
     patched_back = journal.append(KIND_POSTABLE, _body("r01-n04"), 1)  # inodes again: the next segment
     assert journal_module._create is real_create and journal.segments() == [0, ends[-1]]
     assert journal.read(ends[-1])[0].end == patched_back
+
+
+def test_a_journal_whose_directory_was_deleted_refuses_batches_instead_of_acknowledging_them_unreadable(
+    sql: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    journal = _open(sql, tmp_path / "j")
+    end = journal.append(KIND_POSTABLE, _body("r01-n01"), 1)
+    shutil.rmtree(tmp_path / "j")  # rm -rf of the store's directory while serve runs
+    for node in ("r01-n02", "r01-n03"):
+        with pytest.raises(JournalUnwritable, match="was deleted") as refused:
+            journal.append(KIND_POSTABLE, _body(node), 1)
+    assert refused.value.path == tmp_path / "j" / "00000000000000000000.seg"
+    assert journal.end == end and journal.alerts_appended == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "restart serve" in errors[0]
