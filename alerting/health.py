@@ -13,6 +13,7 @@ tick is no stuck applier; a holder stuck itself is, and liveness says what holds
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import time
@@ -50,6 +51,35 @@ def store_unreachable(exc: BaseException) -> bool:
         if isinstance(seen, DBAPIError) and seen.connection_invalidated:
             return True
         seen = seen.__cause__ or seen.__context__
+    return False
+
+
+# SQLite's primary result codes for a store file that cannot be written: SQLITE_READONLY, SQLITE_IOERR,
+# SQLITE_FULL ("database or disk is full"), SQLITE_CANTOPEN.
+_SQLITE_FILE_FAULTS = frozenset({8, 10, 13, 14})
+_PG_FILE_FAULTS = ("53", "58")  # PostgreSQL's classes "insufficient resources" (disk_full) and "system error"
+_OS_FILE_FAULTS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
+
+
+def store_file_fault(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) says the store cannot write its files (a full disk, a file made
+    read-only, an I/O error): never the fault of what was being written, so nothing may be quarantined
+    for it (a smaller write, such as the applied offset, can still commit and made such a store look like
+    one that refuses a single alert)."""
+    seen: BaseException | None = exc
+    for _ in range(10):  # a cause chain is short; a cycle must not hang the applier
+        if seen is None:
+            return False
+        code = getattr(seen, "sqlite_errorcode", None)
+        if isinstance(code, int) and code & 0xFF in _SQLITE_FILE_FAULTS:  # extended codes: primary & 0xff
+            return True
+        sqlstate = getattr(seen, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(_PG_FILE_FAULTS):
+            return True
+        if isinstance(seen, OSError) and seen.errno in _OS_FILE_FAULTS:
+            return True
+        orig = seen.orig if isinstance(seen, DBAPIError) else None  # the driver's error
+        seen = orig or seen.__cause__ or seen.__context__
     return False
 
 
