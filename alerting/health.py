@@ -29,6 +29,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from alerting.db import connection_names, store_failure
 from alerting.engine_lock import EngineLock
+from alerting.store_file import StoreFile
 from alerting.store_names import shown_reason
 from gpuwarden.clock import rfc3339
 
@@ -95,6 +96,7 @@ class ServiceHealth:
         self.replayed = threading.Event()  # set by the applier once the startup backlog is applied
         self.ticks = 0  # engine ticks completed since this serve started
         self.last_tick_at: datetime | None = None
+        self.store_file: StoreFile | None = None  # a SQLite store's file, checked at every engine tick
 
     def store_ok(self) -> None:
         """A transaction committed (or a query answered): the store is up."""
@@ -134,6 +136,8 @@ class ServiceHealth:
 
     def not_ready(self, lag_bytes: int = 0) -> str | None:
         """Why serve is not ready, or None when it is."""
+        if self.store_file is not None and self.store_file.problem is not None:  # the log names the file
+            return f"{self.store_file.problem} (serve's log names it)"
         if not self.store_up:  # anyone may read it: the error's host and user names are in serve's log only
             return f"the store is unreachable: {shown_reason(self.store_error or '', self._store_names)}"
         if not self.replayed.is_set():
