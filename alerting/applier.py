@@ -217,9 +217,8 @@ class JournalApplier:
             try:
                 with self.heartbeat.waiting_for(self.engine.lock):
                     self.engine.apply_accepted([(at, [alert])], lambda _session: None, self.heartbeat.beat)
-            except (
-                Exception
-            ) as alert_exc:  # the store refused this alert (or is down, its files: checked next)
+            # The store refused this alert, or is down or cannot write its files: checked next.
+            except Exception as alert_exc:
                 if store_file_fault(alert_exc) or not self._store_takes_writes():
                     raise
                 refused.append((alert, alert_exc))
