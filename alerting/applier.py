@@ -11,8 +11,10 @@ only the alerts that fail alone are moved to ``quarantine/`` beside the segments
 ``alerting.quarantine``: the alert as posted, the record's accept time and the error, as JSON); then the
 applied offset moves past the record. A crash during that replays the whole record: the alerts applied
 already come again as repeats, which change nothing (Prometheus re-posts firing alerts all the time). A
-store that takes no write at all (down, locked, full) quarantines nothing: the applier retries until it is
-back. Quarantined alerts and records are counted in the ingest status and logged with the fingerprint.
+store that takes no write at all (down, locked), or cannot write its files (a full disk, a file made
+read-only, an I/O error; even where a small write such as the offset still commits), quarantines nothing:
+the applier retries until it is back. Quarantined alerts and records are counted in the ingest status and
+logged with the fingerprint.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from alerting.engine import IncidentEngine
 from alerting.fencing import LockFence, unfenced
-from alerting.health import Heartbeat, ServiceHealth
+from alerting.health import Heartbeat, ServiceHealth, store_file_fault
 from alerting.journal import AcceptJournal, JournalRecord
 from alerting.quarantine import keep_alert, keep_record
 from alerting.store_models import JournalOffsetRow
@@ -173,7 +175,7 @@ class JournalApplier:
             )
             self._isolate_until, self._failures_here = records[-1].end, 0
             return False
-        if not self._store_takes_writes():
+        if store_file_fault(exc) or not self._store_takes_writes():
             return False
         self._apply_alone(records[0], exc)
         return True
@@ -215,8 +217,9 @@ class JournalApplier:
             try:
                 with self.heartbeat.waiting_for(self.engine.lock):
                     self.engine.apply_accepted([(at, [alert])], lambda _session: None, self.heartbeat.beat)
-            except Exception as alert_exc:  # the store refused this alert (or is down: checked next)
-                if not self._store_takes_writes():
+            # The store refused this alert, or is down or cannot write its files: checked next.
+            except Exception as alert_exc:
+                if store_file_fault(alert_exc) or not self._store_takes_writes():
                     raise
                 refused.append((alert, alert_exc))
         for alert, why in refused:

@@ -13,6 +13,7 @@ tick is no stuck applier; a holder stuck itself is, and liveness says what holds
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import time
@@ -28,6 +29,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from alerting.db import connection_names, store_failure
 from alerting.engine_lock import EngineLock
+from alerting.store_file import StoreFile
 from alerting.store_names import shown_reason
 from gpuwarden.clock import rfc3339
 
@@ -53,6 +55,35 @@ def store_unreachable(exc: BaseException) -> bool:
     return False
 
 
+# SQLite's primary result codes for a store file that cannot be written: SQLITE_READONLY, SQLITE_IOERR,
+# SQLITE_FULL ("database or disk is full"), SQLITE_CANTOPEN.
+_SQLITE_FILE_FAULTS = frozenset({8, 10, 13, 14})
+_PG_FILE_FAULTS = ("53", "58")  # PostgreSQL's classes "insufficient resources" (disk_full) and "system error"
+_OS_FILE_FAULTS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
+
+
+def store_file_fault(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) says the store cannot write its files (a full disk, a file made
+    read-only, an I/O error): never the fault of what was being written, so nothing may be quarantined
+    for it (a smaller write, such as the applied offset, can still commit and made such a store look like
+    one that refuses a single alert)."""
+    seen: BaseException | None = exc
+    for _ in range(10):  # a cause chain is short; a cycle must not hang the applier
+        if seen is None:
+            return False
+        code = getattr(seen, "sqlite_errorcode", None)
+        if isinstance(code, int) and code & 0xFF in _SQLITE_FILE_FAULTS:  # extended codes: primary & 0xff
+            return True
+        sqlstate = getattr(seen, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(_PG_FILE_FAULTS):
+            return True
+        if isinstance(seen, OSError) and seen.errno in _OS_FILE_FAULTS:
+            return True
+        orig = seen.orig if isinstance(seen, DBAPIError) else None  # the driver's error
+        seen = orig or seen.__cause__ or seen.__context__
+    return False
+
+
 class ServiceHealth:
     """Readiness of one ``serve``: whether the store answered the last transaction that reached it (the
     applier's, a tick's, a read's) and whether the journal backlog found at start has been applied."""
@@ -65,6 +96,7 @@ class ServiceHealth:
         self.replayed = threading.Event()  # set by the applier once the startup backlog is applied
         self.ticks = 0  # engine ticks completed since this serve started
         self.last_tick_at: datetime | None = None
+        self.store_file: StoreFile | None = None  # a SQLite store's file, checked at every engine tick
 
     def store_ok(self) -> None:
         """A transaction committed (or a query answered): the store is up."""
@@ -104,6 +136,8 @@ class ServiceHealth:
 
     def not_ready(self, lag_bytes: int = 0) -> str | None:
         """Why serve is not ready, or None when it is."""
+        if self.store_file is not None and self.store_file.problem is not None:  # the log names the file
+            return f"{self.store_file.problem} (serve's log names it)"
         if not self.store_up:  # anyone may read it: the error's host and user names are in serve's log only
             return f"the store is unreachable: {shown_reason(self.store_error or '', self._store_names)}"
         if not self.replayed.is_set():

@@ -21,6 +21,7 @@ applied offset in the store, so a lost directory starts a fresh journal instead 
 
 from __future__ import annotations
 
+import errno
 import itertools
 import logging
 import os
@@ -51,6 +52,9 @@ KIND_POSTABLE = 1  # Prometheus' postableAlerts (``POST /api/v2/alerts``)
 KIND_WEBHOOK = 2  # Alertmanager's webhook v4
 _SUFFIX = ".seg"
 _OFFSETS = cast(Table, JournalOffsetRow.__table__)
+_DELETED = (
+    "it was deleted (its directory removed?) while serve runs; restart serve to start a new journal there"
+)
 
 
 class JournalCorrupt(Exception):
@@ -61,6 +65,16 @@ class JournalCorrupt(Exception):
         self.detail = detail  # what is wrong, without the file
         self.segment = segment  # the segment file at fault, when one is
         super().__init__(f"journal {segment}: {detail}" if segment else f"journal: {detail}")
+
+
+class JournalUnwritable(Exception):
+    """A batch could not be appended (a full disk, a directory gone or read-only): nothing of it was kept,
+    so the POST is refused and its sender retries."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"the alert journal cannot be written: {path}: {reason}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +206,8 @@ class AcceptJournal:
         self.records_appended = 0
         self.alerts_appended = 0
         self.last_append = 0.0
+        self.problem: str | None = None  # why the last append failed; None once one succeeds
+        self._rotate_failed = False  # said once, not at every append
 
     def segments(self) -> list[int]:
         """Base offsets of the segment files, ascending."""
@@ -203,15 +219,27 @@ class AcceptJournal:
         return self._end
 
     def append(self, kind: int, body: bytes, alerts: int, accepted_at: float | None = None) -> int:
-        """Append one validated batch; returns its end offset. After this returns it may be acknowledged."""
+        """Append one validated batch; returns its end offset. After this returns it may be acknowledged.
+
+        Raises ``JournalUnwritable`` when the batch cannot be written whole (nothing of it is kept)."""
         record = encode_record(kind, time.time() if accepted_at is None else accepted_at, body)
         with self._lock:
             if self._size >= self.segment_bytes:
                 self._rotate()
-            written = os.write(self._fd, record)
+            path = self.directory / _name(self._base)
+            if os.fstat(self._fd).st_nlink == 0:  # a write would succeed, into a file no reader can open
+                raise self._unwritable(path, _DELETED)
+            try:
+                written = os.write(self._fd, record)
+            except OSError as exc:
+                raise self._unwritable(path, exc.strerror or str(exc)) from exc
             if written != len(record):  # disk full: undo the partial record, refuse the batch
                 os.ftruncate(self._fd, self._size)
-                raise OSError(f"journal: short write ({written} of {len(record)} bytes)")
+                why = f"{os.strerror(errno.ENOSPC)} (wrote {written} of {len(record)} bytes)"
+                raise self._unwritable(path, why)
+            if self.problem is not None:
+                logger.info("journal: %s takes alerts again", self.directory)
+                self.problem = None
             self._size += written
             self._end += written
             self.last_append = time.monotonic()
@@ -219,10 +247,35 @@ class AcceptJournal:
             self.alerts_appended += alerts
             return self._end
 
+    def _unwritable(self, path: Path, reason: str) -> JournalUnwritable:
+        """The error for a failed append, logged once until an append succeeds again (not once per POST)."""
+        error = JournalUnwritable(path, reason)
+        if self.problem is None:
+            logger.error("%s; alerts are refused (503) until it can be written again", error)
+        self.problem = str(error)
+        return error
+
     def _rotate(self) -> None:
+        """Start the next segment. Its file is opened before the current one is closed: one that cannot be
+        made (no inode left, a read-only directory) leaves the journal appending to the current segment,
+        not to a closed descriptor whose number the process may since have given to a socket or the store's
+        file (a client was sent journal bytes as its answer, and the records were lost)."""
+        path = self.directory / _name(self._end)
+        try:
+            fd = _create(path, os.O_APPEND | os.O_EXCL)
+        except OSError as exc:
+            if not self._rotate_failed:
+                logger.warning(
+                    "journal: cannot start the segment %s: %s; appending to %s meanwhile",
+                    path,
+                    exc.strerror or exc,
+                    _name(self._base),
+                )
+            self._rotate_failed = True
+            return
         os.close(self._fd)
-        self._base, self._size = self._end, 0
-        self._fd = _create(self.directory / _name(self._base), os.O_APPEND | os.O_EXCL)
+        self._fd, self._base, self._size = fd, self._end, 0
+        self._rotate_failed = False
 
     def read(self, start: int, max_bytes: int = 4 << 20) -> list[JournalRecord]:
         """Records from ``start`` (a record boundary) up to about ``max_bytes``, never past ``end``."""

@@ -37,7 +37,7 @@ from alerting.engine import IncidentEngine
 from alerting.fencing import LockFence, NotActive, unfenced
 from alerting.health import ServiceHealth
 from alerting.ingest import parse_json, parse_postable_alerts, parse_webhook
-from alerting.journal import KIND_POSTABLE, KIND_WEBHOOK
+from alerting.journal import KIND_POSTABLE, KIND_WEBHOOK, JournalUnwritable
 from alerting.outbox import Outbox
 from alerting.store import Conflict, NotFound
 from alerting.store_models import IncidentRow
@@ -215,6 +215,9 @@ class _Handlers:
                 except NotActive as exc:  # nothing was journaled; a store commit was rolled back
                     response = _error(503, str(exc), route=route)
                     response.headers["Retry-After"] = "1"
+                except JournalUnwritable as exc:  # logged by the journal, once until it takes alerts again
+                    response = _error(503, f"{exc}; nothing was stored, a retry is safe", route=route)
+                    response.headers["Retry-After"] = "10"
             if lag:
                 response.headers[LAG_HEADER] = str(lag)
             self.metrics.count(route, response.status_code)

@@ -70,6 +70,8 @@ def _tick_loop(engine: IncidentEngine, interval: float, health: ServiceHealth) -
                 health.store_ok()
                 if engine.counters["listener_errors"] == untold:
                     health.ticked(engine.clock.now())
+            if health.store_file is not None:
+                health.store_file.check()
 
     return run
 
@@ -230,6 +232,7 @@ def build_service(
     from alerting.engine import IncidentEngine  # noqa: PLC0415
     from alerting.health import ServiceHealth  # noqa: PLC0415
     from alerting.migrate import open_store  # noqa: PLC0415
+    from alerting.store_file import StoreFile  # noqa: PLC0415
 
     if health is None:  # no journal to replay
         health = ServiceHealth()
@@ -240,6 +243,7 @@ def build_service(
     sql = open_store(
         db, connect_timeout=cfg.store.connect_timeout_seconds
     )  # after the inventory's settings were checked: a wrong one changes nothing
+    health.store_file = StoreFile.watch(sqlite_path(db))
     if locks is not None:
         locks.fence_commits(sql)
     inventories.keep_in(sql)

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import errno
 import logging
 import sqlite3
 
+import psycopg.errors
 import pytest
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
-from alerting.health import ServiceHealth, store_unreachable
+from alerting.health import ServiceHealth, store_file_fault, store_unreachable
 
 
 def _wrapped() -> Exception:
@@ -90,3 +92,40 @@ def test_readiness_keeps_what_went_wrong_and_the_port() -> None:
         'the store is unreachable: connection failed: connection to server at "***" (***), port 5432 failed:'
         ' FATAL:  password authentication failed for user "***" (names hidden: serve\'s log has them)'
     )
+
+
+def _sqlite(message: str, code: int) -> sqlite3.OperationalError:
+    exc = sqlite3.OperationalError(message)
+    exc.sqlite_errorcode = code  # as sqlite3 sets it
+    return exc
+
+
+@pytest.mark.parametrize(
+    ("exc", "fault"),
+    [
+        (OperationalError("INSERT", {}, _sqlite("database or disk is full", sqlite3.SQLITE_FULL)), True),
+        (OperationalError("COMMIT", {}, _sqlite("disk I/O error", sqlite3.SQLITE_IOERR_WRITE)), True),
+        (OperationalError("INSERT", {}, _sqlite("attempt to write a readonly database", 8)), True),
+        (OperationalError("COMMIT", {}, psycopg.errors.IoError("could not write block")), True),
+        (OperationalError("COMMIT", {}, psycopg.errors.DiskFull("could not extend file")), True),
+        (OSError(errno.ENOSPC, "No space left on device"), True),
+        (OperationalError("INSERT", {}, _sqlite("database is locked", sqlite3.SQLITE_BUSY)), False),
+        (IntegrityError("INSERT", {}, sqlite3.IntegrityError("value refused")), False),
+        (DataError("INSERT", {}, psycopg.errors.DataError("database or disk is full")), False),
+    ],
+    ids=[
+        "sqlite-full",
+        "sqlite-io-error",
+        "sqlite-read-only",
+        "postgresql-io-error",
+        "postgresql-disk-full",
+        "enospc",
+        "sqlite-locked",
+        "refused-value",
+        "said-in-a-value",
+    ],
+)
+def test_a_store_that_cannot_write_its_files_is_told_apart_from_a_refused_value(
+    exc: BaseException, fault: bool
+) -> None:
+    assert store_file_fault(exc) is fault

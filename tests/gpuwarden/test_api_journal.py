@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -129,3 +131,35 @@ def test_a_journal_record_with_an_alert_that_starts_too_late_keeps_the_rest_of_i
     applier.journal.append(KIND_POSTABLE, body, 2, accepted_at=applier.engine.clock.time())
     (item,) = client.get("/api/v1/incidents").json()  # the read barrier applies the record
     assert item["alert_count"] == 1 and item["root_cause"]["kind"] == "node_down"
+
+
+@pytest.mark.parametrize("route", ["/api/v2/alerts", "/api/v1/webhook/alertmanager"])
+def test_a_post_the_full_disk_cannot_journal_gets_503_saying_so_and_a_retry_is_taken_once_it_has_room(
+    client: TestClient,
+    applier: JournalApplier,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    route: str,
+) -> None:
+    payload = [NODE_DOWN] if route == "/api/v2/alerts" else {"version": "4", "alerts": [NODE_DOWN]}
+    real_write = os.write
+    journal = applier.journal
+
+    def full_disk(fd: int, data: bytes) -> int:
+        if fd == journal._fd:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "write", full_disk)
+        response = client.post(route, json=payload, headers=AUTH)
+    assert response.status_code == 503 and response.headers["Retry-After"]
+    message = response.text
+    assert "journal cannot be written" in message and "No space left on device" in message
+    assert "nothing was stored, a retry is safe" in message and "internal error" not in message
+    assert str(journal.directory) in message
+    assert not [r for r in caplog.records if r.exc_info]  # one line in the log, no traceback per POST
+    assert journal.end == 0
+    assert client.post(route, json=payload, headers=AUTH).status_code == 200
+    (item,) = client.get("/api/v1/incidents").json()
+    assert item["alert_count"] == 1
