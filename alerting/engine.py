@@ -48,7 +48,7 @@ from alerting.reloading import EngineReloading
 from alerting.reminding import ParkedCheck, SteadyReminding
 from alerting.retention import StoreRetention
 from alerting.silences import Silence, configured_mutes
-from alerting.spans import earlier_start, merged_ends
+from alerting.spans import earlier_start, merged_ends, replays_resolved
 from alerting.store import IncidentStore, alert_from_row
 from alerting.store_models import AlertRow
 from alerting.subscriptions import IncidentListener
@@ -339,6 +339,8 @@ class IncidentEngine(
         else:
             previous = row.status
             refires = previous != status.value and status is AlertStatus.FIRING
+            if refires and replays_resolved(alert, row.ends_at):
+                return  # an HA peer's late firing notification of what its peer resolved (``alerting.spans``)
             if refires:
                 # What its incident saw of it, should a new incident take it (see ``_reopen``).
                 batch.spans[fp] = (row.starts_at, row.ends_at, dict(row.annotations), row.recommended_action)

@@ -9,11 +9,17 @@ takes its own ``endsAt`` (a resolution ends the alert; a re-fire starts again). 
 resolve timeout (the last post had no ``endsAt``: ``Alert.timeout``, Alertmanager's ``Timeout``) yields to a
 firing post's own ``endsAt``, earlier or not: a script that posted the alert open-ended and then says when
 it ends is taken at its word, as Alertmanager takes it.
+
+Alertmanager's webhook tells a resolved alert's range, so a firing notification of that same range is old
+news (``replays_resolved``): the lagging peer of an HA pair sends the firing group it read before the
+resolution, after its peer delivered the resolution.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+
+from gpuwarden.model import Alert, AlertSource
 
 
 def merged_ends(
@@ -42,3 +48,15 @@ def earlier_start(stored_starts: datetime, starts: datetime | None, ends: dateti
     if starts is None or starts >= stored_starts:
         return None
     return starts if ends is None or ends > stored_starts else None
+
+
+def replays_resolved(alert: Alert, stored_ends: datetime | None) -> bool:
+    """A webhook alert firing from a ``startsAt`` that is no later than the end of the stored, resolved one:
+    a notification of the activity already resolved, not a new one. The lagging peer of an Alertmanager HA
+    pair waits (``--cluster.peer-timeout``, 15 s per peer before it) and then sends the firing group it
+    read before the alert resolved, when the resolution it lost to has not yet reached its notification
+    log's view of the group. A new activity after a resolution starts after it: Prometheus starts it at a
+    later evaluation, and Alertmanager replaces a resolved alert whose range the new one does not overlap."""
+    if alert.source is not AlertSource.WEBHOOK or alert.starts_at is None or stored_ends is None:
+        return False
+    return alert.starts_at <= stored_ends

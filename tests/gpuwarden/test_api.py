@@ -272,3 +272,29 @@ def test_an_alert_is_not_listed_once_its_ends_at_has_passed_before_the_next_tick
     assert [a["labels"]["alertname"] for a in client.get("/api/v2/alerts").json()] == ["NodeDown"]
     groups = client.get("/api/v2/alerts/groups").json()
     assert [a["labels"]["alertname"] for g in groups for a in g["alerts"]] == ["NodeDown"]
+
+
+def test_an_ha_peers_late_firing_webhook_of_a_resolved_alert_does_not_reopen_it(
+    client: TestClient, engine: IncidentEngine
+) -> None:
+    """Alertmanager HA: the peer that lost the race sends the firing group it read before the resolution
+    (same ``startsAt``) after the other peer delivered the resolution; a new activity still reopens."""
+    resolved = _webhook("resolved")
+    resolved["alerts"][0]["endsAt"] = "2026-01-01T00:00:30Z"  # type: ignore[index]
+    for payload in (_webhook(), resolved):
+        assert client.post("/api/v1/webhook/alertmanager", json=payload, headers=AUTH).status_code == 200
+    engine.clock.advance(3600)  # type: ignore[attr-defined]
+    engine.tick()
+    (item,) = client.get("/api/v1/incidents").json()
+    assert item["state"] == "resolved"
+    for payload in (_webhook(), resolved):  # the late peer: its firing, then its resolution
+        assert client.post("/api/v1/webhook/alertmanager", json=payload, headers=AUTH).status_code == 200
+    engine.tick()
+    detail = client.get(f"/api/v1/incidents/{item['id']}").json()
+    assert detail["state"] == "resolved"
+    assert [e["kind"] for e in detail["timeline"]].count("reopened") == 0
+    assert client.get("/api/v2/alerts").json() == []
+    again = _webhook()
+    again["alerts"][0]["startsAt"] = "2026-01-01T00:30:00Z"  # type: ignore[index]
+    assert client.post("/api/v1/webhook/alertmanager", json=again, headers=AUTH).status_code == 200
+    assert client.get(f"/api/v1/incidents/{item['id']}").json()["state"] == "triggered"
