@@ -274,3 +274,11 @@ def parse_webhook(data: Any, *, strict: bool = True) -> list[Alert]:
     if not isinstance(alerts, list):
         raise InputError("must be an array", field="alerts")
     return [_alert(item, f"alerts[{i}]", AlertSource.WEBHOOK, strict) for i, item in enumerate(alerts)]
+
+
+def webhook_truncated(data: Mapping[str, Any]) -> int:
+    """How many alerts Alertmanager left out of a webhook notification (``truncatedAlerts``: its
+    ``max_alerts`` cut the group); 0 when absent or not a count (a field it adds later must not refuse the
+    notification's alerts)."""
+    value = data.get("truncatedAlerts")
+    return value if type(value) is int and value > 0 else 0

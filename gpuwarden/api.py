@@ -36,7 +36,7 @@ from alerting.applier import JournalApplier
 from alerting.engine import IncidentEngine
 from alerting.fencing import LockFence, NotActive, unfenced
 from alerting.health import ServiceHealth
-from alerting.ingest import parse_json, parse_postable_alerts, parse_webhook
+from alerting.ingest import parse_json, parse_postable_alerts, parse_webhook, webhook_truncated
 from alerting.journal import KIND_POSTABLE, KIND_WEBHOOK, JournalUnwritable
 from alerting.outbox import Outbox
 from alerting.store import Conflict, NotFound
@@ -282,7 +282,15 @@ class _Handlers:
 
     async def post_webhook(self, request: Request, body: bytes) -> Response:
         """Alertmanager's webhook v4 (idempotent: the same payload twice changes nothing more)."""
-        alerts = parse_webhook(parse_json(body))
+        data = parse_json(body)
+        alerts = parse_webhook(data)
+        if truncated := webhook_truncated(data):
+            self.metrics.count_truncated(truncated)
+            logger.warning(
+                "Alertmanager left %d alert(s) of group %s out of its webhook notification (max_alerts of "
+                "receiver %r): they open no incident; set max_alerts: 0 on gpuwarden's webhook_config",
+                truncated, str(data.get("groupKey", "?"))[:200], str(data.get("receiver", "?"))[:200],
+            )  # fmt: skip
         if self.applier is not None:
             await self.fenced()
             self.accept(KIND_WEBHOOK, body, len(alerts))

@@ -20,6 +20,7 @@ class ApiMetrics(Collector):
         self.engine = engine
         self.requests: dict[tuple[str, str], int] = {}
         self.errors = 0
+        self.truncated = 0
         self._lock = threading.Lock()
 
     def count(self, route: str, code: int) -> None:
@@ -27,6 +28,11 @@ class ApiMetrics(Collector):
         with self._lock:
             key = (route, str(code))
             self.requests[key] = self.requests.get(key, 0) + 1
+
+    def count_truncated(self, alerts: int) -> None:
+        """Count alerts an Alertmanager webhook notification said it left out (``truncatedAlerts``)."""
+        with self._lock:
+            self.truncated += alerts
 
     def collect(self) -> Any:
         """Counters of requests, alerts and incidents; open incidents by priority."""
@@ -36,8 +42,13 @@ class ApiMetrics(Collector):
         with self._lock:
             for (route, code), n in sorted(self.requests.items()):
                 requests.add_metric([route, code], n)
-            errors = self.errors
+            errors, truncated = self.errors, self.truncated
         yield requests
+        yield CounterMetricFamily(
+            "gpuwarden_webhook_truncated_alerts",
+            "Alerts Alertmanager left out of its webhook notifications (its max_alerts): they open nothing.",
+            value=truncated,
+        )
         yield CounterMetricFamily(
             "gpuwarden_api_internal_errors", "Requests that failed unexpectedly.", value=errors
         )

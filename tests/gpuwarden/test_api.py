@@ -298,3 +298,19 @@ def test_an_ha_peers_late_firing_webhook_of_a_resolved_alert_does_not_reopen_it(
     again["alerts"][0]["startsAt"] = "2026-01-01T00:30:00Z"  # type: ignore[index]
     assert client.post("/api/v1/webhook/alertmanager", json=again, headers=AUTH).status_code == 200
     assert client.get(f"/api/v1/incidents/{item['id']}").json()["state"] == "triggered"
+
+
+def test_alerts_alertmanager_left_out_of_a_webhook_are_counted_and_logged(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``max_alerts`` on the webhook_config: Alertmanager sends the first alerts of the group and says how
+    many it left out (``truncatedAlerts``); those faults open nothing, so the operator must hear of it."""
+    payload = {**_webhook(), "truncatedAlerts": 2}
+    with caplog.at_level("WARNING", logger="gpuwarden.api"):
+        for _ in range(2):  # a repeat notification is cut again
+            assert client.post("/api/v1/webhook/alertmanager", json=payload, headers=AUTH).status_code == 200
+    assert "gpuwarden_webhook_truncated_alerts_total 4.0" in client.get("/metrics").text
+    assert 'left 2 alert(s) of group {}:{alertname="NodeDown"} out' in caplog.text
+    assert "max_alerts" in caplog.text
+    assert client.post("/api/v1/webhook/alertmanager", json=_webhook(), headers=AUTH).status_code == 200
+    assert "gpuwarden_webhook_truncated_alerts_total 4.0" in client.get("/metrics").text
