@@ -82,6 +82,9 @@ def main() -> None:
             if sys.stdout is not None:
                 sys.stdout.flush()
     except OSError as exc:
+        if exc.errno == errno.EPIPE and exc.filename is None:  # found by the flush above: as click, quiet
+            _stdout_to_devnull()
+            raise SystemExit(1) from None
         if exc.errno not in _DISK_ERRNOS or exc.filename is not None:
             raise
         _say_stdout_unwritable(exc)
@@ -96,10 +99,15 @@ def _say_stdout_unwritable(exc: OSError) -> None:
     ``gpuwarden ... > /dev/full`` ended in a traceback. Every command says its own files' errors, naming
     the file (``--output 'out.csv': cannot write it: ...``); an error of a write that names no file and
     reached here is stdout's."""
-    with contextlib.suppress(OSError, ValueError):  # the flush of what is left, at exit, would fail again
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    _stdout_to_devnull()
     sys.stderr.write(f"error: cannot write standard output: {exc.strerror or exc}\n")
-    raise SystemExit(1)
+    raise SystemExit(1) from None
+
+
+def _stdout_to_devnull() -> None:
+    """Point stdout at /dev/null: the flush of what is left, at exit, would fail again with a traceback."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _escape_what_stdout_cannot_encode() -> None:
