@@ -84,6 +84,10 @@ def store_file_fault(exc: BaseException) -> bool:
     return False
 
 
+_UNREACHABLE = "is unreachable"
+_CANNOT_WRITE = "cannot write its files"
+
+
 class ServiceHealth:
     """Readiness of one ``serve``: whether the store answered the last transaction that reached it (the
     applier's, a tick's, a read's) and whether the journal backlog found at start has been applied."""
@@ -92,6 +96,8 @@ class ServiceHealth:
         self._lock = threading.Lock()
         self.store_up = True  # serve opened and migrated the store just before
         self.store_error: str | None = None
+        # What is wrong with the store, said after "the store" and before the reason.
+        self.store_trouble = _UNREACHABLE
         self._store_names: tuple[str, ...] = ()  # the failed connection's user, database, host (hidden)
         self.replayed = threading.Event()  # set by the applier once the startup backlog is applied
         self.ticks = 0  # engine ticks completed since this serve started
@@ -116,8 +122,12 @@ class ServiceHealth:
             was_up = self.store_up
             self.store_up, self.store_error = False, reason
             self._store_names = connection_names(exc)
+            # A full disk or a read-only file: the store answers but cannot write; "unreachable" sent
+            # operators to look at a network or a server that were fine.
+            self.store_trouble = _CANNOT_WRITE if store_file_fault(exc) else _UNREACHABLE
         if was_up:
-            logger.error("store: unreachable: %s; not ready until a transaction succeeds", reason)
+            said = "unreachable" if self.store_trouble == _UNREACHABLE else self.store_trouble
+            logger.error("store: %s: %s; not ready until a transaction succeeds", said, reason)
         return True
 
     def ticked(self, at: datetime) -> None:
@@ -139,7 +149,9 @@ class ServiceHealth:
         if self.store_file is not None and self.store_file.problem is not None:  # the log names the file
             return f"{self.store_file.problem} (serve's log names it)"
         if not self.store_up:  # anyone may read it: the error's host and user names are in serve's log only
-            return f"the store is unreachable: {shown_reason(self.store_error or '', self._store_names)}"
+            return (
+                f"the store {self.store_trouble}: {shown_reason(self.store_error or '', self._store_names)}"
+            )
         if not self.replayed.is_set():
             return f"replaying the accept journal ({lag_bytes} bytes not applied yet)"
         return None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 import sys
 from typing import Annotated
 
@@ -72,7 +75,39 @@ outbox_cmd.register(app)
 def main() -> None:
     """Console-script entry point."""
     _escape_what_stdout_cannot_encode()
-    app()
+    try:
+        try:
+            app()
+        finally:  # what is still buffered fails here, not at exit as "Exception ignored ... OSError"
+            if sys.stdout is not None:
+                sys.stdout.flush()
+    except OSError as exc:
+        if exc.errno == errno.EPIPE and exc.filename is None:  # found by the flush above: as click, quiet
+            _stdout_to_devnull()
+            raise SystemExit(1) from None
+        if exc.errno not in _DISK_ERRNOS or exc.filename is not None:
+            raise
+        _say_stdout_unwritable(exc)
+
+
+# What writing to a full, over-quota or failing disk raises; a broken pipe (`| head`) is click's (quiet, 1).
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+
+
+def _say_stdout_unwritable(exc: OSError) -> None:
+    """``error: cannot write standard output: No space left on device`` and exit 1, as coreutils say it:
+    ``gpuwarden ... > /dev/full`` ended in a traceback. Every command says its own files' errors, naming
+    the file (``--output 'out.csv': cannot write it: ...``); an error of a write that names no file and
+    reached here is stdout's."""
+    _stdout_to_devnull()
+    sys.stderr.write(f"error: cannot write standard output: {exc.strerror or exc}\n")
+    raise SystemExit(1) from None
+
+
+def _stdout_to_devnull() -> None:
+    """Point stdout at /dev/null: the flush of what is left, at exit, would fail again with a traceback."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _escape_what_stdout_cannot_encode() -> None:

@@ -74,6 +74,8 @@ def score(
     from anomaly.thresholds import ThresholdParams  # noqa: PLC0415
     from anomaly.univariate import read_series_csv, score_many  # noqa: PLC0415
 
+    if str(input_path) == STDOUT:  # read as a file named `-`: "No such file", while --output - is stdout
+        refuse_option(f"--input '-': standard input is not read; {_GIVE_INPUT} (save it to a file first)")
     to_stdout = writes_stdout(output)
     try:
         if str(output) != STDOUT:

@@ -9,6 +9,7 @@ a pipe (systemd, CI, ``2>file``, ``| grep``) tables take the width they need, no
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import IO, NoReturn
 
@@ -85,7 +86,9 @@ def option_said(option: str, value: object, message: str) -> str:
     for told in (f", got {shown}", f" in {shown}"):
         message = message.removesuffix(told)
     plain_word = str(value).isalpha()
-    for told in (f"{shown} ", f"{value}: ", *(() if plain_word else (f"{value} ",))):
+    # A file in a folder given (`--data D`: `D/c/x.csv line 2: ...`) is named from that folder, `c/x.csv`.
+    inside = (f"{value}{os.sep}",) if isinstance(value, str) and value.rstrip(os.sep) else ()
+    for told in (f"{shown} ", f"{value}: ", *(() if plain_word else (f"{value} ",)), *inside):
         if message.startswith(told):
             return f"{option} {shown}: {message.removeprefix(told)}"
     return f"{option} {shown}: {message}"

@@ -63,7 +63,9 @@ def _tick_loop(engine: IncidentEngine, interval: float, health: ServiceHealth) -
                 engine.tick()
             except Exception as exc:  # loop boundary: keep ticking, log with the exception
                 if health.store_failed(exc):
-                    logger.warning("engine tick failed: the store is unreachable: %s", health.store_error)
+                    logger.warning(
+                        "engine tick failed: the store %s: %s", health.store_trouble, health.store_error
+                    )
                 else:
                     logger.exception("engine tick failed")
             else:

@@ -129,3 +129,35 @@ def test_a_store_that_cannot_write_its_files_is_told_apart_from_a_refused_value(
     exc: BaseException, fault: bool
 ) -> None:
     assert store_file_fault(exc) is fault
+
+
+@pytest.mark.parametrize(
+    ("exc", "said"),
+    [
+        (
+            OperationalError("INSERT", {}, _sqlite("database or disk is full", sqlite3.SQLITE_FULL)),
+            "the store cannot write its files: database or disk is full",
+        ),
+        (
+            OperationalError("INSERT", {}, _sqlite("attempt to write a readonly database", 8)),
+            "the store cannot write its files: attempt to write a readonly database",
+        ),
+        (
+            OperationalError("SELECT 1", {}, Exception("connection refused")),
+            "the store is unreachable: connection refused",
+        ),
+    ],
+    ids=["sqlite-full", "sqlite-read-only", "connection-refused"],
+)
+def test_readiness_and_the_log_say_a_store_that_cannot_write_its_files_is_not_unreachable(
+    exc: Exception, said: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A SQLite store on a full disk, or whose file was made read-only, was said "the store is unreachable:
+    database or disk is full", sending operators to a network or server that were fine."""
+    health = ServiceHealth()
+    health.replayed.set()
+    with caplog.at_level(logging.ERROR, logger="alerting.health"):
+        assert health.store_failed(exc)
+    assert health.not_ready() == said
+    logged = said.replace("the store is ", "store: ").replace("the store ", "store: ")
+    assert [r.getMessage() for r in caplog.records] == [f"{logged}; not ready until a transaction succeeds"]

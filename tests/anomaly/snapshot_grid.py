@@ -7,11 +7,12 @@ import math
 
 import numpy as np
 
-from anomaly.service import AnomalyService
+from anomaly.service import AnomalyService, _Firing
 from anomaly.snapshot import save_snapshot
 from anomaly.sources import Frame, SourceHealth
 from gpuwarden.clock import FakeClock
 from gpuwarden.config_anomaly import AnomalyConfig
+from gpuwarden.model import Alert, AlertSource
 
 EVERY = 300.0  # a tick every 5 minutes: three days are 864 ticks
 
@@ -119,6 +120,20 @@ def _saved(tmp_path, clock: FakeClock, ticks: int = 30, **overrides: object) -> 
     path = tmp_path / "anomaly.state.npz"
     assert save_snapshot(path, service.snapshot())
     return service, path
+
+
+def saved_with_one_firing(tmp_path, clock: FakeClock) -> tuple[AnomalyService, Alert, object]:
+    """A quiet fleet's service after 30 ticks with one firing alert planted, as a fault would have left it,
+    saved: the service, the alert and the snapshot's path."""
+    _, service = _service(clock)
+    service.warm_up()
+    _ticks(clock, service, 30)
+    assert service.firing == {}
+    alert = Alert(labels={"alertname": "GpuwardenAnomaly", "UUID": "GPU-3"}, source=AlertSource.ANOMALY)
+    service.firing["k"] = _Firing(alert, 24, QUERIES[0], "adaptive", peak=7.5, trough=2.0, reads=40)
+    path = tmp_path / "s.npz"
+    assert save_snapshot(path, service.snapshot())
+    return service, alert, path
 
 
 OTHER_FLEET = [{**gpu, "Hostname": f"b{gpu['Hostname']}", "UUID": f"GPU-B{i}"} for i, gpu in enumerate(GPUS)]

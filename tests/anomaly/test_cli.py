@@ -15,15 +15,20 @@ import yaml
 from anomaly.forwarder import STATE_COMPONENT, AlertForwarder
 from anomaly.promql import PromQLSource, PromQuery
 from anomaly.series import SeriesIndex
-from anomaly.service import AnomalyService, _Firing
+from anomaly.service import AnomalyService
 from anomaly.snapshot import load_snapshot, read_snapshot, save_snapshot, shaping_settings
 from gpuwarden.cli import anomaly_cmd, anomaly_run, app
 from gpuwarden.clock import FakeClock
 from gpuwarden.config_anomaly import AnomalyConfig
-from gpuwarden.model import Alert, AlertSource
+from gpuwarden.model import Alert
 from tests.anomaly.cli_runs import _Prometheus, _run_on_fake_prometheus, run_one_tick_forwarding_to, runner
 from tests.anomaly.forwarder_serve import _resolved, _xid
-from tests.anomaly.snapshot_grid import EVERY, QUERIES, GridSource, _config, _service, _ticks
+from tests.anomaly.snapshot_grid import (
+    EVERY,
+    GridSource,
+    _config,
+    saved_with_one_firing,
+)
 from tests.http_stub import LocalServer, QuietHandler
 
 
@@ -229,13 +234,7 @@ def test_the_first_tick_after_a_restart_says_re_sent_for_an_alert_that_fired_bef
     one it holds). The tick's line said "alerts raised 1" for it, which read as a new fault at every restart;
     it says "re-sent 1", and a raise of that tick is still a raise."""
     clock = FakeClock()
-    _, service = _service(clock)
-    service.warm_up()
-    _ticks(clock, service, 30)
-    alert = Alert(labels={"alertname": "GpuwardenAnomaly", "UUID": "GPU-3"}, source=AlertSource.ANOMALY)
-    service.firing["k"] = _Firing(alert, 24, QUERIES[0], "adaptive", peak=7.5, trough=2.0, reads=40)
-    path = tmp_path / "s.npz"
-    assert save_snapshot(path, service.snapshot())
+    _, alert, path = saved_with_one_firing(tmp_path, clock)
     clock.advance(EVERY)
     posted: list[Alert] = []
     tick_log = anomaly_cmd.TickLog([], None, posted.append)

@@ -387,3 +387,20 @@ def test_score_names_a_bad_input_as_every_bad_option_is_named(tmp_path, make, sa
     )
     output = " ".join(result.output.split())
     assert result.exit_code == 1 and output.startswith(said.format(src=src)), output
+
+
+def test_score_refuses_input_dash_saying_stdin_is_not_read(tmp_path, monkeypatch):
+    """``--input -`` was read as a file named ``-`` (``cannot read it: No such file or directory``) while
+    ``--output -`` is stdout; it is refused, saying so, and writes nothing."""
+    src, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    write_series(src)
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(
+        app, ["anomaly", "score", "--input", "-", "--output", str(out)], input=src.read_text()
+    )
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 2 and said == (
+        "error: --input '-': standard input is not read; give a CSV file with the header timestamp,value "
+        "(save it to a file first)"
+    ), said
+    assert not out.exists()

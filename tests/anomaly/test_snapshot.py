@@ -31,6 +31,7 @@ from tests.anomaly.snapshot_grid import (
     _saved,
     _service,
     _ticks,
+    saved_with_one_firing,
 )
 
 BEFORE, DOWN, AFTER = 3 * 288, 2, 12  # three days of ticks, a restart of two ticks, an hour after it
@@ -123,14 +124,7 @@ def test_an_alert_firing_at_the_save_fires_on_after_the_restart_and_is_posted_ag
     raised again after ``pending_ticks``; the first tick posts it again, so the new forwarder holds it at
     serve (one firing alert posted again is the same one there)."""
     clock = FakeClock()
-    _, service = _service(clock)
-    service.warm_up()
-    _ticks(clock, service, 30)
-    assert service.firing == {}  # a quiet fleet: plant one firing alert, as a fault would have left it
-    alert = Alert(labels={"alertname": "GpuwardenAnomaly", "UUID": "GPU-3"}, source=AlertSource.ANOMALY)
-    service.firing["k"] = _Firing(alert, 24, QUERIES[0], "adaptive", peak=7.5, trough=2.0, reads=40)
-    path = tmp_path / "s.npz"
-    assert save_snapshot(path, service.snapshot())
+    _, alert, path = saved_with_one_firing(tmp_path, clock)
     clock.advance(EVERY)
     posted: list[Alert] = []
     other = AnomalyService(_config(), [GridSource()], clock, on_alert=posted.append)

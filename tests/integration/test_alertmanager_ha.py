@@ -16,20 +16,10 @@ import yaml
 from tests.integration import http_probe
 from tests.integration.gpuwarden_server import gpuwarden_serve
 from tests.integration.servers import free_port, require_binary, running
-from tests.integration.test_alertmanager_webhook import alertmanager_config
+from tests.integration.test_alertmanager_webhook import alertmanager_config, wait_until
 
 PEER_TIMEOUT = 8  # seconds the second peer waits before it sends what it read
 NODES = ["r01-n01", "r01-n02", "r01-n03"]
-
-
-def _wait(predicate: Any, what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def _incidents(url: str) -> list[dict[str, Any]]:
@@ -90,12 +80,14 @@ def test_an_alertmanager_ha_pair_pages_each_fault_once_and_its_late_peer_reopens
             for url in urls:  # as Prometheus sends to every Alertmanager it is given
                 assert http_probe.post(f"{url}/api/v2/alerts", json=[alert], timeout=10).status_code == 200
             time.sleep(PEER_TIMEOUT / len(alerts))
-        _wait(lambda: len(_incidents(gw_url)) == len(NODES), "an incident per fault")
+        wait_until(lambda: len(_incidents(gw_url)) == len(NODES), "an incident per fault")
         time.sleep(2 * (PEER_TIMEOUT + 1))  # both peers deliver, the second one a peer timeout late
         ended = [dict(a, endsAt=datetime.now(UTC).isoformat()) for a in alerts]
         for url in urls:
             assert http_probe.post(f"{url}/api/v2/alerts", json=ended, timeout=10).status_code == 200
-        _wait(lambda: all(i["state"] == "resolved" for i in _incidents(gw_url)), "every incident resolved")
+        wait_until(
+            lambda: all(i["state"] == "resolved" for i in _incidents(gw_url)), "every incident resolved"
+        )
         time.sleep(2 * (PEER_TIMEOUT + 1) + 2)  # the late peer's firing, read before, then its resolution
         incidents = _incidents(gw_url)
         assert len(incidents) == len(NODES)

@@ -59,7 +59,7 @@ def alertmanager_config(receiver_url: str) -> dict[str, Any]:
     }
 
 
-def _wait(predicate: Any, what: str, timeout: float = 60.0) -> Any:
+def wait_until(predicate: Any, what: str, timeout: float = 60.0) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -95,7 +95,7 @@ def test_alertmanager_fingerprints_match_ours_and_its_webhook_reaches_gpuwarden(
                 for labels in LABEL_SETS
             ]
             assert http_probe.post(f"{am_url}/api/v2/alerts", json=posted, timeout=10).status_code == 200
-            got = _wait(
+            got = wait_until(
                 lambda: http_probe.get(f"{am_url}/api/v2/alerts", timeout=10).json(), "alerts in Alertmanager"
             )
             theirs = {a["fingerprint"]: a["labels"] for a in got}
@@ -107,7 +107,7 @@ def test_alertmanager_fingerprints_match_ours_and_its_webhook_reaches_gpuwarden(
                 items: list[dict[str, Any]] = http_probe.get(f"{gw_url}/api/v1/incidents", timeout=10).json()
                 return items if sum(i["alert_count"] for i in items) == len(LABEL_SETS) else []
 
-            incidents = _wait(stored, "Alertmanager's webhook to deliver all alerts to gpuwarden")
+            incidents = wait_until(stored, "Alertmanager's webhook to deliver all alerts to gpuwarden")
             # Alertmanager sends a firing alert's end as Go's zero time; its API never shows that.
             ends = [a["endsAt"] for a in http_probe.get(f"{gw_url}/api/v2/alerts", timeout=10).json()]
             assert len(ends) == len(LABEL_SETS) and all(e > now.isoformat()[:19] for e in ends), ends
@@ -149,4 +149,4 @@ def test_alertmanager_fingerprints_match_ours_and_its_webhook_reaches_gpuwarden(
                 node = [a for a in detail["alerts"] if a["labels"].get("node") == "r07-n01"]
                 return bool(node) and node[0]["status"] == "resolved"
 
-            _wait(resolved, "the resolved notification")
+            wait_until(resolved, "the resolved notification")

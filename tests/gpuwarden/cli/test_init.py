@@ -49,3 +49,24 @@ def test_a_title_stdout_cannot_encode_is_shown_escaped_not_a_traceback(env: dict
     said = done.stdout.decode("ascii") + done.stderr.decode("ascii", "replace")
     assert done.returncode == 0 and "Traceback" not in said, said
     assert "Xid \\u4e2d\\u6587" in said and "inc-1" in said, said
+
+
+@pytest.mark.skipif(not Path("/dev/full").is_char_device(), reason="needs Linux's /dev/full")
+@pytest.mark.parametrize(
+    "args", [["config", "show"], ["--help"], ["--version"]], ids=["config-show", "help", "version"]
+)
+def test_stdout_on_a_full_disk_is_said_in_one_line_not_a_traceback(args: list[str]) -> None:
+    """`gpuwarden config show > /dev/full` (stdout on a full disk) ended in an OSError traceback."""
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "gpuwarden", *args],
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            cwd=ROOT,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            timeout=60,
+            check=False,
+        )
+    said = done.stderr.decode()
+    assert done.returncode == 1, said
+    assert said == "error: cannot write standard output: No space left on device\n", said
