@@ -84,6 +84,12 @@ def store_file_fault(exc: BaseException) -> bool:
     return False
 
 
+def cannot_write_reason(exc: BaseException) -> str:
+    """Why the store cannot write its files, as readiness says it (host and user names hidden), or "" when
+    ``exc`` says nothing of its files (``store_file_fault``)."""
+    return shown_reason(store_failure(exc), connection_names(exc)) if store_file_fault(exc) else ""
+
+
 _UNREACHABLE = "is unreachable"
 _CANNOT_WRITE = "cannot write its files"
 

@@ -35,7 +35,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from alerting.applier import JournalApplier
 from alerting.engine import IncidentEngine
 from alerting.fencing import LockFence, NotActive, unfenced
-from alerting.health import ServiceHealth
+from alerting.health import ServiceHealth, cannot_write_reason
 from alerting.ingest import parse_json, parse_postable_alerts, parse_webhook, webhook_truncated
 from alerting.journal import KIND_POSTABLE, KIND_WEBHOOK, JournalUnwritable
 from alerting.outbox import Outbox
@@ -123,7 +123,9 @@ class CatchAll:
             unreachable = self.health.store_failed(exc)
             logger.exception("request failed", extra={"path": scope.get("path")})
             if not started:
-                failed = failure_text(scope.get("method", ""), scope["path"], unreachable)
+                # A full disk is no unreachable store, and it refused the write: say what readiness says.
+                why = cannot_write_reason(exc) if unreachable else ""
+                failed = failure_text(scope.get("method", ""), scope["path"], unreachable, why)
                 response = _error(503, failed, route=scope["path"])
                 response.headers["Retry-After"] = "1"
                 await response(scope, receive, send)

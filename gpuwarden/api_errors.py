@@ -22,10 +22,18 @@ mitigate (the same action), resolve and silence (the same person's, or one a sil
 silence, queueing failed messages again. Not a note (stored again) nor a new silence (added again)."""
 
 
-def failure_text(method: str, path: str, unreachable: bool) -> str:
+def failure_text(method: str, path: str, unreachable: bool, cannot_write: str = "") -> str:
     """What a request that failed unexpectedly says (a 503). A read changed nothing. A write may have: the
     store can fail after its COMMIT went through (the answer lost with the connection), so it says the
-    outcome is unknown, and whether sending it again is safe."""
+    outcome is unknown, and whether sending it again is safe. ``cannot_write``: why the store could not
+    write its files (a full disk, a read-only file), as readiness says it; the store itself refused the
+    write then (SQLite rolls a failed COMMIT of SQLITE_FULL back, PostgreSQL aborts the transaction), and a
+    request writes in one transaction, so nothing of it was stored."""
+    if cannot_write:
+        cause = f"the store cannot write its files: {cannot_write}"
+        if method in ("GET", "HEAD"):
+            return f"{cause}; the store could not be read, retry later"
+        return f"{cause}; the change was not stored: send it again once the store can write"
     cause = "the store is unreachable" if unreachable else "internal error"
     if method in ("GET", "HEAD"):
         return f"{cause}; the store could not be read, retry later"
