@@ -8,10 +8,10 @@ on purpose, ``edit_interval_seconds``), each message without its payload but wit
 fixed the token or the channel, and answers ``{"requeued": n, "overtaken": m}``; 404 for an incident the
 store does not hold (both POSTs).
 ``POST /api/v1/outbox/discard`` (``{"notifier": name, "statuses": ["orphaned"], "incident": id, "by": who,
-"dry_run": false}``; only ``notifier`` is required) drops a notifier's orphaned (and, asked, failed) messages
-for good and answers ``{"notifier", "discarded": {status: n}, "total", "dry_run"}``: 404 when no message of
-that notifier is stored, 400 naming the field for a status that cannot be discarded. Routes and their auth are
-wired in ``gpuwarden.api``; without a notifier configured they answer 404 saying so.
+"dry_run": false}``; ``notifier`` and ``by`` are required) drops a notifier's orphaned (and, asked, failed)
+messages for good and answers ``{"notifier", "discarded": {status: n}, "total", "dry_run"}``: 404 when no
+message of that notifier is stored, 400 naming the field for a status that cannot be discarded. Routes and
+their auth are wired in ``gpuwarden.api``; without a notifier configured they answer 404 saying so.
 """
 
 from __future__ import annotations
@@ -120,7 +120,11 @@ class OutboxApi:
         outbox = self._outbox()
         data = json_object(body, DISCARD_FIELDS)
         notifier = _name(data.get("notifier"), "notifier")
-        by = stored_name(data.get("by", "api"), "by")
+        if "by" not in data:  # it defaulted to "api": the discard was recorded as by nobody, as the ack was
+            raise InputError(
+                "is required: who acts, a name (the CLI sends --by, by default $USER)", field="by"
+            )
+        by = stored_name(data["by"], "by")
         incident = await self._incident(data)
         statuses = data.get("statuses", [ORPHANED])
         if not isinstance(statuses, list) or not all(isinstance(s, str) for s in statuses):

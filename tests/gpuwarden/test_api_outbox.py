@@ -37,7 +37,7 @@ def test_the_outbox_routes_say_so_when_no_notifier_is_configured_and_check_their
         done = c.post("/api/v1/outbox/retry", headers=AUTH)
         assert done.json() == {"requeued": 0, "overtaken": 0}
         # An incident that does not exist (a typo) answered 200 having requeued nothing, as if it had none.
-        for path, body in (("retry", {}), ("discard", {"notifier": "slack", "dry_run": True})):
+        for path, body in (("retry", {}), ("discard", {"notifier": "slack", "by": "alice", "dry_run": True})):
             typo = c.post(f"/api/v1/outbox/{path}", json={**body, "incident": "inc-nope"}, headers=AUTH)
             assert (typo.status_code, error_field(typo)) == (404, "incident"), typo.text
             assert "no incident 'inc-nope'" in error_text(typo)
@@ -56,13 +56,15 @@ def test_the_outbox_routes_say_so_when_no_notifier_is_configured_and_check_their
     [
         ({}, "notifier"),
         ({"notifier": " "}, "notifier"),
-        ({"notifier": "slack", "statuses": "orphaned"}, "statuses"),
-        ({"notifier": "slack", "statuses": ["sent"]}, "statuses"),
-        ({"notifier": "slack", "dry_run": "yes"}, "dry_run"),
+        ({"notifier": "slack", "statuses": "orphaned", "by": "alice"}, "statuses"),
+        ({"notifier": "slack", "statuses": ["sent"], "by": "alice"}, "statuses"),
+        ({"notifier": "slack", "dry_run": "yes", "by": "alice"}, "dry_run"),
         ({"notifier": "slack", "by": "x" * 129}, "by"),
         # A name is one line of visible text, by the incident actions' check: it is recorded in last_error.
         ({"notifier": "slack", "by": "bob\nEVIL: approved"}, "by"),
-        ({"notifier": "slack", "incident": ""}, "incident"),
+        ({"notifier": "slack", "incident": "", "by": "alice"}, "incident"),
+        # It defaulted to "api": the discard was recorded as by nobody, as the incident actions refuse.
+        ({"notifier": "slack", "dry_run": True}, "by"),
         ([], "body"),
         # A misspelt dry_run was ignored: the messages were discarded for good, not counted.
         ({"notifier": "slack", "dryrun": True}, "dryrun"),
@@ -76,6 +78,7 @@ def test_the_outbox_routes_say_so_when_no_notifier_is_configured_and_check_their
         "long-by",
         "by-newline",
         "incident",
+        "no-by",
         "list",
         "unknown-field",
     ],

@@ -136,7 +136,9 @@ def test_messages_of_the_only_notifier_removed_can_still_be_listed_and_discarded
     with TestClient(create_app(engine, ApiConfig(token=SecretStr(TOKEN)), outbox=left)) as c:
         listed = c.get("/api/v1/outbox", params={"status": "orphaned"})
         assert listed.status_code == 200 and listed.json()["counts"] == {"orphaned": 5}
-        dropped = c.post("/api/v1/outbox/discard", headers=AUTH, json={"notifier": "webhook:gone"})
+        dropped = c.post(
+            "/api/v1/outbox/discard", headers=AUTH, json={"notifier": "webhook:gone", "by": "alice"}
+        )
         assert dropped.status_code == 200 and dropped.json()["total"] == 5
         assert c.post("/api/v1/outbox/retry", headers=AUTH).json() == {"requeued": 0, "overtaken": 0}
 
