@@ -78,6 +78,8 @@ def score(
         refuse_option(f"--input '-': standard input is not read; {_GIVE_INPUT} (save it to a file first)")
     to_stdout = writes_stdout(output)
     try:
+        if to_stdout and sys.stdout is None:  # `>&-`: said before the scoring, not an AttributeError after it
+            raise cannot_write(output, "--output", "standard output is closed")
         if str(output) != STDOUT:
             _not_the_input(output, input_path)
             check_writable(output, "--output")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -342,6 +344,25 @@ def test_score_to_stdout_keeps_its_summary_off_the_csv_stream(tmp_path, spelling
     assert result.exit_code == 0, result.output
     assert result.stdout == out.read_text()
     assert result.stderr.startswith("stdout: 600 rows, " if spelling == "-" else f"{spelling}: 600 rows, ")
+
+
+def test_score_to_a_closed_stdout_says_so_in_one_line_and_exits_1(tmp_path):
+    # `--output - >&-` ended in a traceback, "AttributeError: 'NoneType' object has no attribute 'flush'".
+    src = tmp_path / "in.csv"
+    write_series(src)
+    cli = [sys.executable, "-c", "from gpuwarden.cli import main; main()"]
+    argv = [*cli, "anomaly", "score", "--input", str(src), "--output", "-"]
+    done = subprocess.run(
+        ["sh", "-c", '"$@" >&-', "sh", *argv],
+        cwd=Path(__file__).parents[2],
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == "error: --output '-': cannot write it: standard output is closed\n"
 
 
 @pytest.mark.parametrize(
