@@ -113,6 +113,14 @@ def stored_name(value: object, field: str) -> str:
     return value
 
 
+def acted_by(data: Mapping[str, Any]) -> str:
+    """The ``by`` of an action's body (an incident's ack, note, ...; an outbox discard), required: without it
+    the action was recorded "by api", on the timeline, in Slack and in the postmortem, naming nobody."""
+    if "by" not in data:
+        raise InputError("is required: who acts, a name (the CLI sends --by, by default $USER)", field="by")
+    return stored_name(data["by"], "by")
+
+
 def _string_map(value: Any, field: str, *, required: bool) -> dict[str, str]:
     if value is None and not required:
         return {}

@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from alerting.engine import IncidentEngine
-from alerting.ingest import stored_name, stored_text
+from alerting.ingest import acted_by, stored_text
 from alerting.member import recommended_by_alerts
 from alerting.outcomes import ActionOutcome, duration_text
 from alerting.silences import parse_duration
@@ -99,9 +99,7 @@ def _fields(body: bytes, *names: str) -> dict[str, Any]:
     api"). ``by`` is required, as the README lists it: without it ``{}`` was acknowledged "by api", on the
     timeline, in Slack and in the postmortem, naming nobody."""
     data = json_object(body, (*names, "by"))
-    if "by" not in data:
-        raise InputError("is required: who acts, a name (the CLI sends --by, by default $USER)", field="by")
-    stored_name(data["by"], "by")
+    acted_by(data)
     return data
 
 

@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from alerting.ingest import stored_name
+from alerting.ingest import acted_by
 from alerting.outbox import Outbox
 from alerting.outbox_orphans import DISCARDABLE
 from alerting.outbox_tables import ORPHANED, PENDING, SENDING, STATUSES, OutboxMessage
@@ -120,11 +120,7 @@ class OutboxApi:
         outbox = self._outbox()
         data = json_object(body, DISCARD_FIELDS)
         notifier = _name(data.get("notifier"), "notifier")
-        if "by" not in data:  # it defaulted to "api": the discard was recorded as by nobody, as the ack was
-            raise InputError(
-                "is required: who acts, a name (the CLI sends --by, by default $USER)", field="by"
-            )
-        by = stored_name(data["by"], "by")
+        by = acted_by(data)
         incident = await self._incident(data)
         statuses = data.get("statuses", [ORPHANED])
         if not isinstance(statuses, list) or not all(isinstance(s, str) for s in statuses):
