@@ -18,10 +18,11 @@ an unusable Pushgateway URL, a rank that is not an int >= 0 (``TypeError`` for a
 ``ValueError`` for a negative one), a port in use. Declare every rank this process reports for there (the
 ``rank=`` of the constructor, or ``rank(r)``) and its type is checked before the first step. The loop
 (``step_timer``, ``report``, ``record_step``, ``push``) never raises: a bad value (negative, NaN or infinite
-samples, tokens or durations, a rank that is not an int >= 0, a step timer nested in an open one of the
-same rank) is dropped, logged (warning the first time per rank and reason) and counted in
-``gpuwarden_training_rejected_values_total{rank,reason}``; a failed push is logged and counted in
-``gpuwarden_training_push_failures_total``. A NaN or infinite loss is kept: a diverging run is news.
+samples, tokens or durations, one whose read raises as a tensor's does after a CUDA error, a rank that is
+not an int >= 0, a step timer nested in an open one of the same rank) is dropped, logged (warning the first
+time per rank and reason) and counted in ``gpuwarden_training_rejected_values_total{rank,reason}``; a failed
+push is logged and counted in ``gpuwarden_training_push_failures_total``. A NaN or infinite loss is kept: a
+diverging run is news.
 
 In synchronous data-parallel training every rank's step takes as long as the slowest rank's, so a straggler
 shows in ``gpuwarden_training_compute_seconds`` (its own compute is longer), and a hung rank stalls the whole
@@ -35,8 +36,6 @@ The Pushgateway keeps a group after its job ends, so ``close()`` marks a run tha
 from __future__ import annotations
 
 import logging
-import math
-import operator
 import threading
 from collections import Counter as Tally
 from collections.abc import Callable, Iterator
@@ -59,6 +58,7 @@ from exporters.training_ranks import (
     RankMetrics,
     checked_rank,
 )
+from exporters.training_values import error_text, float_value, number_value, shown_value, whole_count
 from gpuwarden.clock import Clock, SystemClock
 
 logger = logging.getLogger(__name__)
@@ -103,32 +103,6 @@ class StepTimer:
         self.compute_seconds = self.clock.monotonic() - self.started
 
 
-def _whole(value: object) -> int | None:
-    """``value`` as an int (numpy's and torch's integers too, as a rank), or None: a bool, float or string is
-    no count of steps."""
-    if isinstance(value, bool):
-        return None
-    try:
-        return operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        return None
-
-
-def _number(value: object, *, allow_inf: bool = False) -> tuple[float, str | None]:
-    """``value`` as a float >= 0, or the reason it is not one."""
-    if isinstance(value, bool | str | bytes):  # float("64") and float(True) work; neither is a count
-        return 0.0, "not_a_number"
-    try:
-        number = float(value)  # type: ignore[arg-type]  # ints, floats, numpy and torch scalars
-    except (TypeError, ValueError, OverflowError):
-        return 0.0, "not_a_number"
-    if math.isnan(number) or (math.isinf(number) and not (allow_inf and number > 0)):
-        return 0.0, "not_finite"
-    if number < 0:
-        return 0.0, "negative"
-    return number, None
-
-
 class TrainingMetrics:
     """Per-rank training metrics of one job."""
 
@@ -143,8 +117,8 @@ class TrainingMetrics:
         clock: Clock | None = None,
         push_stats: PushStats | None = None,
     ) -> None:
-        if not isinstance(job, str) or not job:
-            raise ValueError("a training job needs a name")
+        if not isinstance(job, str) or not job.strip():  # " " made a group no query would think to name
+            raise ValueError(f"job must name the training job (the Pushgateway's job label), got {job!r}")
         if not isinstance(namespace, str):
             raise TypeError(f"namespace must be a string, got {type(namespace).__name__}")
         self.job = job
@@ -204,6 +178,8 @@ class TrainingMetrics:
             return sorted(self._ranks)
 
     def _reject(self, rank: int | None, reason: str, what: str) -> None:
+        reason, _, error = reason.partition(": ")  # "unreadable: RuntimeError: CUDA error: ..."
+        what = f"{what}: {error}" if error else what
         self.rejected[reason] += 1
         # A call that names no valid rank is counted on the process's rank (its rank=, else the lowest it
         # has, e.g. serve()'s): its served or pushed group read 0 drops while every step was dropped.
@@ -232,6 +208,11 @@ class TrainingMetrics:
             which = checked_rank(rank)
         except (TypeError, ValueError) as exc:
             self._reject(None, INVALID_RANK, f"{what}: {exc}")
+            return None
+        except Exception as exc:  # noqa: BLE001 - a tensor rank whose read failed: never kill the loop
+            self._reject(
+                None, INVALID_RANK, f"{what}: rank {shown_value(rank)} unreadable: {error_text(exc)}"
+            )
             return None
         self.rank(which)
         return which
@@ -293,18 +274,18 @@ class TrainingMetrics:
         which = self._loop_rank(rank, "record_step")
         if which is None:
             return False
-        count = _whole(steps)
+        count, why = whole_count(steps)
         if count is None or count < 1:
-            self._reject(which, "bad_steps", f"record_step(steps={steps!r})")
+            self._reject(which, why, f"record_step(steps={shown_value(steps)})")
             return False
         given = {"seconds": seconds, "end_time": end_time}
         if compute_seconds is not None:
             given["compute_seconds"] = compute_seconds
         checked: dict[str, float] = {}
         for name, raw in given.items():
-            number, reason = _number(raw, allow_inf=name == "compute_seconds")  # +Inf compute: hung
+            number, reason = number_value(raw, allow_inf=name == "compute_seconds")  # +Inf compute: hung
             if reason is not None:
-                self._reject(which, reason, f"record_step({name}={raw!r})")
+                self._reject(which, reason, f"record_step({name}={shown_value(raw)})")
                 return False
             checked[name] = number
         seconds, end_time = checked["seconds"], checked["end_time"]
@@ -339,16 +320,16 @@ class TrainingMetrics:
             return
         pending = _Pending()
         for name, given in (("samples", samples), ("tokens", tokens)):
-            number, reason = _number(given)
+            number, reason = number_value(given)
             if reason is not None:
-                self._reject(which, reason, f"report({name}={given!r})")
+                self._reject(which, reason, f"report({name}={shown_value(given)})")
             setattr(pending, name, number)
         if loss is not None:
-            _, reason = _number(loss, allow_inf=True)
-            if reason == "not_a_number":
-                self._reject(which, reason, f"report(loss={loss!r})")
+            value, reason = float_value(loss)
+            if reason is not None:
+                self._reject(which, reason, f"report(loss={shown_value(loss)})")
             else:  # NaN, inf and negative losses are kept: a diverging run is worth seeing
-                pending.loss = float(loss)
+                pending.loss = value
         with self._lock:
             open_step = self._open.get(which)
             if open_step is not None:

@@ -122,8 +122,9 @@ class BackgroundPusher:
         push: PushFn | None = None,
         stats: PushStats | None = None,
     ) -> None:
-        if not (isinstance(timeout, int | float) and 0 < timeout < float("inf")):
-            raise ValueError(f"push timeout must be a number of seconds > 0, got {timeout!r}")
+        # A bool is an int to Python: push_timeout=True was taken as 1 s.
+        if isinstance(timeout, bool) or not (isinstance(timeout, int | float) and 0 < timeout < float("inf")):
+            raise ValueError(f"push_timeout must be a number of seconds > 0, got {timeout!r}")
         given = pushgateway_url(gateway)
         self._shown_gateway = hidden_password(given)  # what the log names: a password stays out
         self.gateway, credentials = without_credentials(given)  # the URL pushed to
