@@ -36,7 +36,9 @@ The Pushgateway keeps a group after its job ends, so ``close()`` marks a run tha
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import weakref
 from collections import Counter as Tally
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -74,6 +76,19 @@ __all__ = [
     "TrainingMetrics",
     "checked_rank",
 ]
+
+
+# Every TrainingMetrics, for a child forked from its process: no thread survives a fork (the pusher's,
+# serve()'s), and a lock another thread held at that moment stays held in the child.
+_LIVE: weakref.WeakSet[TrainingMetrics] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for metrics in list(_LIVE):
+        metrics._after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @dataclass(slots=True)
@@ -137,6 +152,7 @@ class TrainingMetrics:
         self._warned: set[tuple[int | None, str]] = set()
         self._stops: list[Callable[[], None]] = []
         self._lock = threading.Lock()
+        self._inherited: set[int] = set()  # in a forked child, the parent's ranks this process has not used
         self._pusher = (
             None
             if pushgateway is None
@@ -151,6 +167,20 @@ class TrainingMetrics:
         )
         if self.default_rank is not None:
             self.rank(self.default_rank)
+        _LIVE.add(self)
+
+    def _after_fork(self) -> None:
+        """In a child forked from this process: the parent's ranks stay the parent's to push and mark finished
+        until the child uses one (its copy, pushed, set the parent's group back, and its close() marked a rank
+        still running finished); the pusher starts its own thread; the parent's servers are left alone
+        (stopping one from here waited for ever on a thread that is not in this process)."""
+        self._lock = threading.Lock()
+        for metrics in self._ranks.values():
+            metrics.step_seconds.after_fork()
+        self._inherited = set(self._ranks)
+        self._open, self._stepped, self._stops = {}, set(), []
+        if self._pusher is not None:
+            self._pusher.after_fork()
 
     @property
     def pushgateway(self) -> str | None:
@@ -167,6 +197,7 @@ class TrainingMetrics:
         """The metrics of ``rank``, created on first use (setup: raises on a rank that is not an int >= 0)."""
         rank = checked_rank(rank)
         with self._lock:
+            self._inherited.discard(rank)
             found = self._ranks.get(rank)
             if found is None:
                 found = self._ranks[rank] = RankMetrics(rank)
@@ -363,7 +394,11 @@ class TrainingMetrics:
 
     def _groups(self) -> list[tuple[dict[str, str], CollectorRegistry]]:
         with self._lock:
-            return [(self.grouping_key(r), m.registry) for r, m in sorted(self._ranks.items())]
+            return [
+                (self.grouping_key(r), m.registry)
+                for r, m in sorted(self._ranks.items())
+                if r not in self._inherited
+            ]
 
     def _push_failed(self, key: dict[str, str]) -> None:
         self.rank(int(key["rank"])).push_failures.inc()
@@ -407,8 +442,10 @@ class TrainingMetrics:
         """
         if finished:
             now = self.clock.time()
-            for rank in self.ranks():
-                self.rank(rank).finished.set(now)
+            with self._lock:
+                own = [m for r, m in self._ranks.items() if r not in self._inherited]
+            for metrics in own:
+                metrics.finished.set(now)
         done = True
         if self._pusher is not None:
             self._pusher.request()

@@ -147,6 +147,18 @@ class BackgroundPusher:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
 
+    def after_fork(self) -> None:
+        """Start afresh in a child forked from this process: the pushing thread is not in the child (its
+        pushes were lost without a word), and a lock it held then stays held. A closed pusher stays closed."""
+        closing = self._closing.is_set()
+        self._dirty, self._wake, self._closing = threading.Event(), threading.Event(), threading.Event()
+        if closing:
+            self._closing.set()
+        self._idle = threading.Condition()
+        self._busy, self._backoff, self.last_ok = False, 0.0, None
+        self._thread = None
+        self._start_lock = threading.Lock()
+
     def request(self) -> bool:
         """Push the current state soon; returns at once (a request while one is pending adds nothing).
 

@@ -50,6 +50,10 @@ class StepHistogram(Collector):
         self._counts = [0] * (len(STEP_BUCKETS) + 1)  # steps per bucket (not cumulative), +Inf's last
         self._sum = 0.0
 
+    def after_fork(self) -> None:
+        """In a forked child: a fresh lock (the parent's pusher may have held this one at the fork)."""
+        self._lock = threading.Lock()
+
     def observe(self, seconds: float, count: int = 1) -> None:
         """``count`` steps of ``seconds`` each (a finite number >= 0: the caller checks it)."""
         where = bisect.bisect_left(STEP_BUCKETS, seconds)  # the first bucket whose bound is >= seconds
