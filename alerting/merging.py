@@ -223,7 +223,7 @@ def _carry_take_up(batch: Batch, inc: OpenIncident, row: IncidentRow, other_id: 
     other root cause). One acknowledged or mitigating already keeps its own state."""
     if row.state != IncidentState.TRIGGERED.value:
         return
-    by = _taken_up_by(batch.session, other_id)
+    by, taken_at = _taken_up(batch.session, other_id)
     row.state = IncidentState.ACKNOWLEDGED.value
     inc.state = IncidentState.ACKNOWLEDGED
     row.acknowledged_at, row.acknowledged_by = batch.now, by or None
@@ -233,18 +233,20 @@ def _carry_take_up(batch: Batch, inc: OpenIncident, row: IncidentRow, other_id: 
         inc.id,
         "acknowledged",
         f"acknowledged{who} on {other_id}, merged in since",
-        {"by": by, "carried_from": other_id},
+        # When they took it up: a repeated ack names that time, not the merge's.
+        {"by": by, "carried_from": other_id, "taken_up_at": taken_at.isoformat() if taken_at else None},
         change=ChangeKind.ACKNOWLEDGED,
     )
 
 
-def _taken_up_by(session: Session, incident_id: str) -> str:
-    """Who last took the incident up (``reminders.TAKEN_UP``); empty when its timeline does not say."""
-    query = select(TimelineRow.data).where(
+def _taken_up(session: Session, incident_id: str) -> tuple[str, datetime | None]:
+    """Who last took the incident up (``reminders.TAKEN_UP``) and when; empty and None when its timeline does
+    not say."""
+    query = select(TimelineRow).where(
         TimelineRow.incident_id == incident_id, TimelineRow.kind.in_(sorted(TAKEN_UP))
     )
-    data = session.scalars(query.order_by(TimelineRow.seq.desc()).limit(1)).first()
-    return str(data.get("by", "")) if data else ""
+    event = session.scalars(query.order_by(TimelineRow.seq.desc()).limit(1)).first()
+    return (str(event.data.get("by", "")), event.at) if event is not None else ("", None)
 
 
 NAMED_ALERTS = 3  # of an incident merged into a silenced one: the rest are counted

@@ -31,7 +31,7 @@ def already_acted(incident: Incident) -> str:
     """Why acknowledging the incident changes nothing: who acknowledged it and when, or who is mitigating
     it (and what with); empty while it is triggered."""
     ack = _last(incident.timeline, ("acknowledged",))
-    acked = f"acknowledged by {ack.data.get('by', '?')} at {shown(ack.at)}" if ack is not None else ""
+    acked = _acked_by(ack) if ack is not None else ""
     if incident.state is IncidentState.ACKNOWLEDGED:
         return f"already {acked or 'acknowledged'}"
     if incident.state is IncidentState.MITIGATING:
@@ -42,6 +42,17 @@ def already_acted(incident: Incident) -> str:
         since = f"already mitigating ({what}) by {work.data.get('by', '?')} since {shown(work.at)}"
         return f"{since}; {acked}" if acked else since
     return ""
+
+
+def _acked_by(ack: TimelineEvent) -> str:
+    """The "acknowledged by X at T" of ``ack``; of an ack a merge carried over, T is when X took up the
+    incident merged in (the merge's own time is no time X did anything)."""
+    by = ack.data.get("by", "?")
+    other, taken_at = ack.data.get("carried_from"), ack.data.get("taken_up_at")
+    if other and isinstance(taken_at, str):
+        at = shown(datetime.fromisoformat(taken_at))
+        return f"acknowledged by {by} at {at} (on {other}, merged in since)"
+    return f"acknowledged by {by} at {shown(ack.at)}"
 
 
 def already_mitigating(incident: Incident, action: str) -> str:

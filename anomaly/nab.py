@@ -22,7 +22,7 @@ import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import numpy.typing as npt
@@ -130,6 +130,8 @@ def read_corpus(data_dir: Path, windows_file: Path) -> tuple[list[NabFile], list
     if not windows:  # else "--data holds none of the 0 files": the wrong option blamed
         raise InputError(f"{windows_file}: names no files; {_GIVE_WINDOWS}", field="windows")
     _check_data_dir(data_dir)
+    for name in sorted(windows):
+        _check_name(name, windows_file)
     files, missing = [], []
     for name in sorted(windows):
         path = data_dir / name
@@ -157,6 +159,18 @@ def first_names(names: list[str], shown: int = 3) -> str:
 
 _GIVE_DATA = "give the folder of NAB's data files (category/file.csv), its data/"
 _GIVE_WINDOWS = "give NAB's window file, its labels/combined_windows.json"
+
+
+def _check_name(name: str, windows_file: Path) -> None:
+    """Refuse a file name that is no path under ``--data`` (``/etc/x.csv``, ``../x.csv``): joined to the
+    folder, it read a file outside the corpus, wherever the windows file pointed."""
+    path = PurePosixPath(name)
+    if path.is_absolute() or not path.parts or ".." in path.parts:
+        raise InputError(
+            f"{windows_file}: names {name!r}, which is not a file under --data; name each file by its path"
+            " relative to --data, as NAB's do (realKnownCause/nyc_taxi.csv)",
+            field="windows",
+        )
 
 
 def _check_data_dir(data_dir: Path) -> None:

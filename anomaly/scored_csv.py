@@ -35,13 +35,26 @@ def write_scored_rows(scored: ScoredSeries, handle: BinaryIO) -> None:
         else pd.to_datetime(s.timestamps, unit="s", utc=True).strftime("%Y-%m-%d %H:%M:%S").tolist()
     )
     values = np.asarray(s.values, dtype=np.float64)
-    scores = np.round(scored.score, 6)
+    scores = _rounded(scored.score)
     labels = np.asarray(scored.raised).astype(np.int8)
     handle.write(HEADER)
     for start in range(0, len(values), BLOCK_ROWS):
         end = start + BLOCK_ROWS
         block = (stamps[start:end], values[start:end], scores[start:end], labels[start:end])
         handle.write(_fast_block(*block) or _pandas_block(*block))
+
+
+# np.round(x, 6) multiplies by 1e6: above this a finite score (1.6e307 for a value of 1e308) became "inf" in
+# the file. A float this large has no decimals to round, so it is written as it is.
+_ROUNDED_BELOW = float(np.finfo(np.float64).max) / 1e6
+
+
+def _rounded(score: np.ndarray) -> np.ndarray:
+    """The scores rounded to 6 decimals, as written; one too large to round stays as it is, finite."""
+    rounded = np.array(score, dtype=np.float64)
+    small = ~(np.abs(rounded) >= _ROUNDED_BELOW)  # NaN rounds (to NaN) as before
+    rounded[small] = np.round(rounded[small], 6)
+    return rounded
 
 
 def _pandas_block(stamps: list[str], values: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> bytes:

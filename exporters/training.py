@@ -18,10 +18,11 @@ an unusable Pushgateway URL, a rank that is not an int >= 0 (``TypeError`` for a
 ``ValueError`` for a negative one), a port in use. Declare every rank this process reports for there (the
 ``rank=`` of the constructor, or ``rank(r)``) and its type is checked before the first step. The loop
 (``step_timer``, ``report``, ``record_step``, ``push``) never raises: a bad value (negative, NaN or infinite
-samples, tokens or durations, a rank that is not an int >= 0, a step timer nested in an open one of the
-same rank) is dropped, logged (warning the first time per rank and reason) and counted in
-``gpuwarden_training_rejected_values_total{rank,reason}``; a failed push is logged and counted in
-``gpuwarden_training_push_failures_total``. A NaN or infinite loss is kept: a diverging run is news.
+samples, tokens or durations, one whose read raises as a tensor's does after a CUDA error, a rank that is
+not an int >= 0, a step timer nested in an open one of the same rank) is dropped, logged (warning the first
+time per rank and reason) and counted in ``gpuwarden_training_rejected_values_total{rank,reason}``; a failed
+push is logged and counted in ``gpuwarden_training_push_failures_total``. A NaN or infinite loss is kept: a
+diverging run is news.
 
 In synchronous data-parallel training every rank's step takes as long as the slowest rank's, so a straggler
 shows in ``gpuwarden_training_compute_seconds`` (its own compute is longer), and a hung rank stalls the whole
@@ -35,9 +36,9 @@ The Pushgateway keeps a group after its job ends, so ``close()`` marks a run tha
 from __future__ import annotations
 
 import logging
-import math
-import operator
+import os
 import threading
+import weakref
 from collections import Counter as Tally
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -59,6 +60,7 @@ from exporters.training_ranks import (
     RankMetrics,
     checked_rank,
 )
+from exporters.training_values import error_text, float_value, number_value, shown_value, whole_count
 from gpuwarden.clock import Clock, SystemClock
 
 logger = logging.getLogger(__name__)
@@ -74,6 +76,20 @@ __all__ = [
     "TrainingMetrics",
     "checked_rank",
 ]
+
+
+# Every TrainingMetrics, for a child forked from its process: no thread survives a fork (the pusher's,
+# serve()'s), and a lock another thread held at that moment stays held in the child.
+_LIVE: weakref.WeakSet[TrainingMetrics] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for metrics in list(_LIVE):
+        metrics._after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @dataclass(slots=True)
@@ -103,32 +119,6 @@ class StepTimer:
         self.compute_seconds = self.clock.monotonic() - self.started
 
 
-def _whole(value: object) -> int | None:
-    """``value`` as an int (numpy's and torch's integers too, as a rank), or None: a bool, float or string is
-    no count of steps."""
-    if isinstance(value, bool):
-        return None
-    try:
-        return operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        return None
-
-
-def _number(value: object, *, allow_inf: bool = False) -> tuple[float, str | None]:
-    """``value`` as a float >= 0, or the reason it is not one."""
-    if isinstance(value, bool | str | bytes):  # float("64") and float(True) work; neither is a count
-        return 0.0, "not_a_number"
-    try:
-        number = float(value)  # type: ignore[arg-type]  # ints, floats, numpy and torch scalars
-    except (TypeError, ValueError, OverflowError):
-        return 0.0, "not_a_number"
-    if math.isnan(number) or (math.isinf(number) and not (allow_inf and number > 0)):
-        return 0.0, "not_finite"
-    if number < 0:
-        return 0.0, "negative"
-    return number, None
-
-
 class TrainingMetrics:
     """Per-rank training metrics of one job."""
 
@@ -143,8 +133,8 @@ class TrainingMetrics:
         clock: Clock | None = None,
         push_stats: PushStats | None = None,
     ) -> None:
-        if not isinstance(job, str) or not job:
-            raise ValueError("a training job needs a name")
+        if not isinstance(job, str) or not job.strip():  # " " made a group no query would think to name
+            raise ValueError(f"job must name the training job (the Pushgateway's job label), got {job!r}")
         if not isinstance(namespace, str):
             raise TypeError(f"namespace must be a string, got {type(namespace).__name__}")
         self.job = job
@@ -163,6 +153,7 @@ class TrainingMetrics:
         self._warned: set[tuple[int | None, str]] = set()
         self._stops: list[Callable[[], None]] = []
         self._lock = threading.Lock()
+        self._inherited: set[int] = set()  # in a forked child, the parent's ranks this process has not used
         self._pusher = (
             None
             if pushgateway is None
@@ -177,6 +168,20 @@ class TrainingMetrics:
         )
         if self.default_rank is not None:
             self.rank(self.default_rank)
+        _LIVE.add(self)
+
+    def _after_fork(self) -> None:
+        """In a child forked from this process: the parent's ranks stay the parent's to push and mark finished
+        until the child uses one (its copy, pushed, set the parent's group back, and its close() marked a rank
+        still running finished); the pusher starts its own thread; the parent's servers are left alone
+        (stopping one from here waited for ever on a thread that is not in this process)."""
+        self._lock = threading.Lock()
+        for metrics in self._ranks.values():
+            metrics.step_seconds.after_fork()
+        self._inherited = set(self._ranks)
+        self._open, self._stepped, self._stops = {}, set(), []
+        if self._pusher is not None:
+            self._pusher.after_fork()
 
     @property
     def pushgateway(self) -> str | None:
@@ -193,6 +198,7 @@ class TrainingMetrics:
         """The metrics of ``rank``, created on first use (setup: raises on a rank that is not an int >= 0)."""
         rank = checked_rank(rank)
         with self._lock:
+            self._inherited.discard(rank)
             found = self._ranks.get(rank)
             if found is None:
                 found = self._ranks[rank] = RankMetrics(rank)
@@ -204,6 +210,8 @@ class TrainingMetrics:
             return sorted(self._ranks)
 
     def _reject(self, rank: int | None, reason: str, what: str) -> None:
+        reason, _, error = reason.partition(": ")  # "unreadable: RuntimeError: CUDA error: ..."
+        what = f"{what}: {error}" if error else what
         self.rejected[reason] += 1
         # A call that names no valid rank is counted on the process's rank (its rank=, else the lowest it
         # has, e.g. serve()'s): its served or pushed group read 0 drops while every step was dropped.
@@ -232,6 +240,11 @@ class TrainingMetrics:
             which = checked_rank(rank)
         except (TypeError, ValueError) as exc:
             self._reject(None, INVALID_RANK, f"{what}: {exc}")
+            return None
+        except Exception as exc:  # noqa: BLE001 - a tensor rank whose read failed: never kill the loop
+            self._reject(
+                None, INVALID_RANK, f"{what}: rank {shown_value(rank)} unreadable: {error_text(exc)}"
+            )
             return None
         self.rank(which)
         return which
@@ -293,18 +306,18 @@ class TrainingMetrics:
         which = self._loop_rank(rank, "record_step")
         if which is None:
             return False
-        count = _whole(steps)
+        count, why = whole_count(steps)
         if count is None or count < 1:
-            self._reject(which, "bad_steps", f"record_step(steps={steps!r})")
+            self._reject(which, why, f"record_step(steps={shown_value(steps)})")
             return False
         given = {"seconds": seconds, "end_time": end_time}
         if compute_seconds is not None:
             given["compute_seconds"] = compute_seconds
         checked: dict[str, float] = {}
         for name, raw in given.items():
-            number, reason = _number(raw, allow_inf=name == "compute_seconds")  # +Inf compute: hung
+            number, reason = number_value(raw, allow_inf=name == "compute_seconds")  # +Inf compute: hung
             if reason is not None:
-                self._reject(which, reason, f"record_step({name}={raw!r})")
+                self._reject(which, reason, f"record_step({name}={shown_value(raw)})")
                 return False
             checked[name] = number
         seconds, end_time = checked["seconds"], checked["end_time"]
@@ -339,16 +352,16 @@ class TrainingMetrics:
             return
         pending = _Pending()
         for name, given in (("samples", samples), ("tokens", tokens)):
-            number, reason = _number(given)
+            number, reason = number_value(given)
             if reason is not None:
-                self._reject(which, reason, f"report({name}={given!r})")
+                self._reject(which, reason, f"report({name}={shown_value(given)})")
             setattr(pending, name, number)
         if loss is not None:
-            _, reason = _number(loss, allow_inf=True)
-            if reason == "not_a_number":
-                self._reject(which, reason, f"report(loss={loss!r})")
+            value, reason = float_value(loss)
+            if reason is not None:
+                self._reject(which, reason, f"report(loss={shown_value(loss)})")
             else:  # NaN, inf and negative losses are kept: a diverging run is worth seeing
-                pending.loss = float(loss)
+                pending.loss = value
         with self._lock:
             open_step = self._open.get(which)
             if open_step is not None:
@@ -382,7 +395,11 @@ class TrainingMetrics:
 
     def _groups(self) -> list[tuple[dict[str, str], CollectorRegistry]]:
         with self._lock:
-            return [(self.grouping_key(r), m.registry) for r, m in sorted(self._ranks.items())]
+            return [
+                (self.grouping_key(r), m.registry)
+                for r, m in sorted(self._ranks.items())
+                if r not in self._inherited
+            ]
 
     def _push_failed(self, key: dict[str, str]) -> None:
         self.rank(int(key["rank"])).push_failures.inc()
@@ -426,8 +443,10 @@ class TrainingMetrics:
         """
         if finished:
             now = self.clock.time()
-            for rank in self.ranks():
-                self.rank(rank).finished.set(now)
+            with self._lock:
+                own = [m for r, m in self._ranks.items() if r not in self._inherited]
+            for metrics in own:
+                metrics.finished.set(now)
         done = True
         if self._pusher is not None:
             self._pusher.request()

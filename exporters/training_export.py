@@ -122,8 +122,9 @@ class BackgroundPusher:
         push: PushFn | None = None,
         stats: PushStats | None = None,
     ) -> None:
-        if not (isinstance(timeout, int | float) and 0 < timeout < float("inf")):
-            raise ValueError(f"push timeout must be a number of seconds > 0, got {timeout!r}")
+        # A bool is an int to Python: push_timeout=True was taken as 1 s.
+        if isinstance(timeout, bool) or not (isinstance(timeout, int | float) and 0 < timeout < float("inf")):
+            raise ValueError(f"push_timeout must be a number of seconds > 0, got {timeout!r}")
         given = pushgateway_url(gateway)
         self._shown_gateway = hidden_password(given)  # what the log names: a password stays out
         self.gateway, credentials = without_credentials(given)  # the URL pushed to
@@ -144,6 +145,18 @@ class BackgroundPusher:
         self._busy = False
         self._backoff = 0.0
         self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def after_fork(self) -> None:
+        """Start afresh in a child forked from this process: the pushing thread is not in the child (its
+        pushes were lost without a word), and a lock it held then stays held. A closed pusher stays closed."""
+        closing = self._closing.is_set()
+        self._dirty, self._wake, self._closing = threading.Event(), threading.Event(), threading.Event()
+        if closing:
+            self._closing.set()
+        self._idle = threading.Condition()
+        self._busy, self._backoff, self.last_ok = False, 0.0, None
+        self._thread = None
         self._start_lock = threading.Lock()
 
     def request(self) -> bool:

@@ -16,7 +16,8 @@ from prometheus_client.registry import Collector
 STEP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 # Why a value was dropped: the label values of gpuwarden_training_rejected_values_total.
 INVALID_RANK = "invalid_rank"
-VALUE_REASONS = ("negative", "not_finite", "not_a_number", "bad_steps", "nested_step")
+UNREADABLE = "unreadable"  # reading the value raised: a torch tensor's float() after a CUDA error
+VALUE_REASONS = ("negative", "not_finite", "not_a_number", UNREADABLE, "bad_steps", "nested_step")
 REJECT_REASONS = (*VALUE_REASONS, "no_rank", INVALID_RANK)  # and calls that named no valid rank
 
 
@@ -48,6 +49,10 @@ class StepHistogram(Collector):
         self._lock = threading.Lock()
         self._counts = [0] * (len(STEP_BUCKETS) + 1)  # steps per bucket (not cumulative), +Inf's last
         self._sum = 0.0
+
+    def after_fork(self) -> None:
+        """In a forked child: a fresh lock (the parent's pusher may have held this one at the fork)."""
+        self._lock = threading.Lock()
 
     def observe(self, seconds: float, count: int = 1) -> None:
         """``count`` steps of ``seconds`` each (a finite number >= 0: the caller checks it)."""

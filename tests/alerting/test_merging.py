@@ -60,3 +60,27 @@ def test_an_incident_taking_in_one_someone_acknowledged_is_acknowledged_by_them(
     actions = engine.postmortem(survivor).split("## Actions\n\n", 1)[1].split("\n\n", 1)[0]
     what = "acknowledged by bea" if took_up == "ack" else "mitigating: reset gpu 1 (by bea)"
     assert actions == f"- 2026-03-02T16:47:28Z — {what} (on {absorbed}, merged in since)"
+
+
+@pytest.mark.parametrize("took_up", ["ack", "mitigate"])
+def test_a_repeated_ack_after_a_merge_names_when_the_person_took_it_up_not_the_merge(
+    sql: Engine, clock: FakeClock, took_up: str
+) -> None:
+    # bea took up the XID's incident at 16:47:28; the merge at 16:47:31 carried her ack over. A second ack
+    # said "already acknowledged by bea at 16:47:31Z", a time she did nothing.
+    engine = IncidentEngine(sql, clock, AlertingConfig(announce_delay_seconds=0))
+    _fire(
+        engine, clock, "16:47:19", "16:47:20", {"alertname": "GpuTemperatureHigh", "node": "n10", "gpu": "0"}
+    )
+    [survivor] = engine.open_incident_ids()
+    _fire(engine, clock, "16:47:21", "16:47:21", {"alertname": "GpuXidError", "node": "n10", "gpu": "1"})
+    [absorbed] = set(engine.open_incident_ids()) - {survivor}
+    clock.advance(7)  # 16:47:28
+    if took_up == "ack":
+        engine.acknowledge(absorbed, "bea")
+    else:
+        engine.mark_mitigating(absorbed, "bea", "reset gpu 1")
+    _fire(engine, clock, "16:47:30", "16:47:31", {"alertname": "NodeDown", "node": "n10"})
+    assert engine.acknowledge_outcome(survivor, "carl").already == (
+        f"already acknowledged by bea at 2026-03-02T16:47:28Z (on {absorbed}, merged in since)"
+    )

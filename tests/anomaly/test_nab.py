@@ -310,3 +310,24 @@ def test_the_discord_part_joins_the_default_only_where_a_new_shape_comes() -> No
     joined = nab.detect_corpus(files, discords=DiscordParams(m=24))["cat/f.csv"]
     assert (joined >= default).all()
     assert np.flatnonzero(joined & ~default).tolist() and 1500 <= np.flatnonzero(joined & ~default)[0] < 1524
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["{outside}/secret.csv", "../outside/secret.csv", "c/../../outside/secret.csv", ""],
+    ids=["absolute", "parent", "parent-inside", "empty"],
+)
+def test_a_windows_key_outside_the_data_folder_is_refused_naming_it_before_any_file_is_read(tmp_path, name):
+    # Joined to --data, an absolute or ../ key read a file outside the corpus and scored it with the rest.
+    (tmp_path / "data" / "c").mkdir(parents=True)
+    (tmp_path / "outside").mkdir()
+    rows = ["timestamp,value"] + [f"2020-01-01 00:{m:02d}:00,{m}" for m in range(60)]
+    for where in (tmp_path / "data" / "c" / "x.csv", tmp_path / "outside" / "secret.csv"):
+        where.write_text("\n".join(rows))
+    key = name.format(outside=tmp_path / "outside")
+    window = [["2020-01-01 00:10:00.000000", "2020-01-01 00:19:00.000000"]]
+    (tmp_path / "w.json").write_text(json.dumps({"c/x.csv": window, key: window}))
+    with pytest.raises(InputError) as raised:
+        nab.read_corpus(tmp_path / "data", tmp_path / "w.json")
+    assert raised.value.field == "windows"
+    assert f"{tmp_path / 'w.json'}: names {key!r}, which is not a file under --data" in str(raised.value)

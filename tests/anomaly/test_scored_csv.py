@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -72,3 +73,22 @@ def test_a_series_longer_than_a_block_is_written_whole_in_order(monkeypatch):
     written = io.BytesIO()
     write_scored_rows(scored, written)
     assert written.getvalue() == _pandas(scored)
+
+
+def test_a_score_too_large_to_round_is_written_finite_not_inf():
+    # A value of 1e308 scores 1.6e307, finite; rounding it to 6 decimals overflowed (x * 1e6): the file said
+    # "inf", with a RuntimeWarning on stderr.
+    times = 1.7e9 + 60.0 * np.arange(4)
+    scores = np.array([0.5, 1.5634540532e307, 1.7976931348623157e308, 2.0 / 3])
+    scored = ScoredSeries(
+        Series("x", times, np.array([10.0, 1e308, 1.7e308, 10.0]), None), scores, scores > 1
+    )
+    written = io.BytesIO()
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        write_scored_rows(scored, written)
+    rows = [line.split(",") for line in written.getvalue().decode().splitlines()[1:]]
+    assert "inf" not in written.getvalue().decode()
+    assert [str(w.message) for w in warned] == []
+    assert [float(r[2]) for r in rows] == [0.5, 1.5634540532e307, 1.7976931348623157e308, 0.666667]
+    assert [r[3] for r in rows] == ["0", "1", "1", "0"]

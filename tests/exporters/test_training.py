@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -335,3 +336,68 @@ def test_close_marks_every_rank_finished_and_an_exception_leaving_the_with_block
     stopped = TrainingMetrics("pretrain", rank=0, clock=clock)
     stopped.close(finished=False)
     assert value(stopped, 0, "finished_timestamp_seconds") is None
+
+
+class _FailedTensor:
+    """A torch scalar after a CUDA error: reading it (``float()``, ``int()``, ``repr()``) raises."""
+
+    def _fail(self, *args: object) -> object:
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    __float__ = __index__ = __int__ = __repr__ = _fail
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda m, bad: m.report(samples=bad),
+        lambda m, bad: m.report(tokens=bad),
+        lambda m, bad: m.report(loss=bad),
+        lambda m, bad: m.record_step(seconds=bad, end_time=1.0),
+        lambda m, bad: m.record_step(seconds=1.0, end_time=bad),
+        lambda m, bad: m.record_step(seconds=1.0, end_time=1.0, compute_seconds=bad),
+        lambda m, bad: m.record_step(seconds=1.0, end_time=1.0, steps=bad),
+    ],
+    ids=["samples", "tokens", "loss", "seconds", "end_time", "compute_seconds", "steps"],
+)
+def test_a_value_whose_read_raises_is_dropped_counted_and_logged_once_never_killing_the_loop(
+    call: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    # float() of a torch tensor raises RuntimeError after a CUDA error: it escaped and ended the training run.
+    m = TrainingMetrics("pretrain", rank=0, clock=FakeClock(0.0))
+    caplog.set_level(logging.DEBUG, logger="exporters.training")
+    for _ in range(2):
+        with m.step_timer():
+            call(m, _FailedTensor())  # type: ignore[operator]
+    assert rejected(m, 0, "unreadable") == 2
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and "RuntimeError: CUDA error: an illegal memory access" in warned[0]
+    assert value(m, 0, "steps_total") == 2  # the steps around the bad value still count
+
+
+def test_a_rank_whose_read_raises_is_dropped_and_counted_as_an_invalid_rank() -> None:
+    m = TrainingMetrics("pretrain", clock=FakeClock(0.0))
+    with m.step_timer(rank=_FailedTensor()) as step:  # type: ignore[arg-type]
+        m.report(samples=1, rank=_FailedTensor())  # type: ignore[arg-type]
+    assert step.refused
+    assert m.rejected["invalid_rank"] == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        ({"job": " "}, "job"),
+        ({"job": ""}, "job"),
+        ({"push_timeout": True}, "push_timeout"),
+        ({"push_timeout": 0}, "push_timeout"),
+    ],
+    ids=["blank-job", "empty-job", "bool-timeout", "0-timeout"],
+)
+def test_setup_refuses_a_blank_job_or_a_bool_push_timeout_naming_the_argument(
+    args: dict[str, object], named: str
+) -> None:
+    # push_timeout=True was taken as 1 s, and job=" " pushed to a group no query would think to name.
+    given: dict[str, object] = {"job": "pretrain", "pushgateway": "http://127.0.0.1:9", **args}
+    job = given.pop("job")
+    with pytest.raises(ValueError, match=f"^{named} must"):
+        TrainingMetrics(job, **given)  # type: ignore[arg-type]
