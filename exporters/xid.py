@@ -102,6 +102,7 @@ class XidWatcher:
         self._wait_ms = wait_ms
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._first_registration = threading.Event()  # set once the thread's first registration ended
         self._event_set: Any = None
         self._devices: dict[Hashable, str] = {}
         self._lock = threading.Lock()
@@ -183,15 +184,32 @@ class XidWatcher:
             logger.warning("xid watcher: %s", message)
         self.last_error = message
 
-    def start(self) -> None:
-        """Register (if not yet) and start the watcher thread; it retries what failed here."""
-        if self._event_set is None:
-            try:
-                self.register()
-            except pynvml.NVMLError as exc:
-                self._failed(f"cannot create the NVML event set: {exc}")
+    def start(self, wait: float | None = None) -> None:
+        """Start the watcher thread, which registers the GPUs (if not yet) before its first wait and retries
+        what fails; return once that registration ended, or after ``wait`` seconds (None: no limit).
+
+        The registration runs on the thread, not the caller's: a GPU falling off the bus can hang the NVML
+        call that registers it, and the exporter, which started its watchers before serving, never served."""
         self._thread = threading.Thread(target=self._run, name="xid-watcher", daemon=True)
         self._thread.start()
+        self.wait_registered(wait)
+
+    def wait_registered(self, timeout: float | None = None) -> bool:
+        """Wait up to ``timeout`` seconds (None: no limit) for the thread's first registration to end;
+        False if it has not (an NVML call hangs there)."""
+        return self._first_registration.wait(timeout)
+
+    def _register_first(self) -> None:
+        try:
+            if self._event_set is None:
+                self.register()
+        except pynvml.NVMLError as exc:
+            self._failed(f"cannot create the NVML event set: {exc}")
+        except Exception as exc:  # a loop boundary: the thread's polls register again
+            logger.exception("xid watcher registration failed")
+            self._failed(f"registration failed: {exc!r}")
+        finally:
+            self._first_registration.set()
 
     def request_stop(self) -> None:
         """Ask the thread to stop without waiting: it notices within one wait period (NVML's wait cannot be
@@ -264,6 +282,7 @@ class XidWatcher:
             self._registered.clear()
 
     def _run(self) -> None:
+        self._register_first()
         while not self._stop.is_set():
             try:
                 self.poll()
