@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 XID_EVENT = 0x8  # nvmlEventTypeXidCriticalError
 _NVML_ERROR_TIMEOUT = 10
+_NVML_ERROR_NOT_SUPPORTED = 3
 # What a wait on an event set answers once NVML was shut down (Uninitialized) or initialised again since
 # (InvalidArgument: the set is unknown): the set is gone for good.
 _EVENT_SET_GONE = frozenset({1, 2})
@@ -109,6 +110,7 @@ class XidWatcher:
         self._pending: dict[str, Any] = {}  # UUID -> handle, offered by the collector
         self._registered: set[str] = set()
         self._unsupported: set[str] = set()  # GPUs without XID events: never asked again
+        self._said: dict[str, str] = {}  # the last failure logged, by what failed ("": the event set, a wait)
         self._failed_waits = 0  # in a row; a wait that answers (an event or a timeout) ends the run
         self.errors = 0  # failed waits, registrations and event-set creations
         self.last_error = ""
@@ -137,7 +139,7 @@ class XidWatcher:
                 handle = nvml.nvmlDeviceGetHandleByIndex(index)
                 uuid = _text(nvml.nvmlDeviceGetUUID(handle))
             except pynvml.NVMLError as exc:
-                self._failed(f"gpu {index}: {exc}")
+                self._failed(f"gpu {index}: {exc}", key=f"gpu {index}")
                 continue
             self._register(handle, uuid)
         return self.registered
@@ -152,13 +154,18 @@ class XidWatcher:
         nvml = self._nvml
         try:
             if not nvml.nvmlDeviceGetSupportedEventTypes(handle) & XID_EVENT:
-                with self._lock:
-                    self._unsupported.add(uuid)
+                self._no_xid_events(uuid)
                 return False
             nvml.nvmlDeviceRegisterEvents(handle, XID_EVENT, self._event_set)
         except pynvml.NVMLError as exc:
-            self._failed(f"register {uuid}: {exc}")
+            if getattr(exc, "value", None) == _NVML_ERROR_NOT_SUPPORTED:
+                # The GPU or platform has no such events (NVML's words for nvmlDeviceRegisterEvents): asked
+                # again at every collection, it was a warning and an error every few seconds for ever.
+                self._no_xid_events(uuid)
+                return False
+            self._failed(f"register {uuid}: {exc}", key=uuid)
             return False
+        self._said.pop(uuid, None)  # a later failure of this GPU is said again
         with self._lock:
             self._devices[handle_key(handle)] = uuid
             self._registered.add(uuid)
@@ -178,10 +185,20 @@ class XidWatcher:
         for uuid, handle in offered.items():
             self._register(handle, uuid)
 
-    def _failed(self, message: str) -> None:
+    def _no_xid_events(self, uuid: str) -> None:
+        """A GPU that delivers no XID events: never asked again, its DCGM XID gauge absent."""
+        with self._lock:
+            self._unsupported.add(uuid)
+        logger.debug("xid events not supported, not watched gpu_uuid=%s", uuid)  # the start-up line counts
+
+    def _failed(self, message: str, key: str = "") -> None:
+        """Count a failure; log it when it differs from the last one said for ``key`` (a GPU's UUID for its
+        registration, offered again at every collection: one key for all GPUs logged every retry of two GPUs
+        that failed in turn)."""
         self.errors += 1
-        if message != self.last_error:
+        if self._said.get(key) != message:
             logger.warning("xid watcher: %s", message)
+            self._said[key] = message
         self.last_error = message
 
     def start(self, wait: float | None = None) -> None:
