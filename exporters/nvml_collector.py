@@ -267,22 +267,39 @@ class NvmlCollector(MigInstances, NvLinkStates):
 
     def _collect_one(self, gpu: Gpu, out: FamilyBuilder, pids: list[int]) -> None:
         """One GPU's series, its ``up`` and its XIDs."""
-        up = 0.0
+        up, why = 0.0, "no handle"
         if gpu.handle is not None:
             mark = out.mark()
             try:
                 self._collect_gpu(gpu, out, pids, mark)
                 # A GPU that gave not one series (every call failed: the driver is wedged) did not
                 # answer: it is not up, even though no call said it was lost.
-                up = 1.0 if out.grew(mark) else 0.0
+                up, why = (1.0, "") if out.grew(mark) else (0.0, "every call failed")
                 if up and self._watcher is not None:
                     self._watcher.offer(gpu.handle, gpu.uuid)  # lost at start, or new: XIDs from now on
             except GpuLost as lost:
                 out.rollback(mark)
+                why = f"{lost.function} answered {error_name(lost.code)}"
                 self._count_error(lost.function, error_name(lost.code))
                 self._forget_gpm(gpu)
+        self._say_up(gpu, bool(up), why)
         out.add(fams.GPU_UP, gpu.own, up)
         self._add_xids(gpu, out)
+
+    def _say_up(self, gpu: Gpu, up: bool, why: str) -> None:
+        """Log a GPU going down (lost, or not answering) and coming back, once each time: the up series
+        changed without a word in the log."""
+        was, gpu.up = gpu.up, up
+        if not up and was is not False:
+            logger.warning(
+                "gpu not answering gpu=%s gpu_uuid=%s host=%s reason=%s",
+                gpu.index,
+                gpu.uuid or "-",
+                self.hostname,
+                why,
+            )
+        elif up and was is False:
+            logger.info("gpu answers again gpu=%s gpu_uuid=%s host=%s", gpu.index, gpu.uuid, self.hostname)
 
     # --- one GPU ----------------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@ failures, NaN, infinite and not-available answers, and where each error is count
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pynvml
@@ -308,3 +309,45 @@ def test_a_failing_call_is_counted_under_the_gpu_it_read_and_a_host_wide_one_und
     assert tuple(sorted({**failed, "function": "nvmlDeviceGetPowerUsage", "gpu": "5"}.items())) in errors
     assert tuple(sorted({**failed, "function": "nvmlSystemGetDriverVersion"}.items())) in errors
     assert {dict(e).get("gpu") for e in errors} == {"5", None}  # only the GPU that failed is named
+
+
+def _said(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name.startswith("exporters.")]
+
+
+def test_a_call_that_keeps_failing_is_logged_once_and_counted_at_every_collection(
+    nvml: SimNvml, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A GPU's Timeout or NoPermission was counted without a word in the log; said at every collection it
+    would bury the log (every 5 s per GPU)."""
+    caplog.set_level(logging.INFO, logger="exporters")
+    for gpu in (2, 3):
+        nvml.fail("nvmlDeviceGetTemperature", pynvml.NVMLError_Timeout, gpu_index=gpu)
+    collector = NvmlCollector(nvml, hostname=NODE)
+    for _ in range(3):
+        registry = scrape(collector)
+    [line] = _said(caplog)
+    assert "function=nvmlDeviceGetTemperature error=Timeout gpu=2 host=node-01" in line
+    errors = {"Hostname": NODE, "gpu": "3", "function": "nvmlDeviceGetTemperature", "error": "Timeout"}
+    assert value(registry, "gpuwarden_nvml_call_errors_total", errors) == 3.0
+
+
+def test_a_gpu_going_down_and_coming_back_is_logged_once_each_way(
+    nvml: SimNvml, caplog: pytest.LogCaptureFixture
+) -> None:
+    """gpuwarden_gpu_up went to 0 for a GPU that fell off the bus with nothing in the exporter's log."""
+    caplog.set_level(logging.INFO, logger="exporters")
+    collector = NvmlCollector(nvml, hostname=NODE)
+    scrape(collector)
+    uuid = nvml.nvmlDeviceGetUUID(nvml.nvmlDeviceGetHandleByIndex(1))
+    nvml.fail("nvmlDeviceGetMigMode", pynvml.NVMLError_GpuIsLost, gpu_index=1)
+    for _ in range(3):
+        scrape(collector)
+    assert _said(caplog) == [
+        f"gpu not answering gpu=1 gpu_uuid={uuid} host={NODE} reason=nvmlDeviceGetMigMode answered GpuIsLost"
+    ]
+    nvml.clear_failures()
+    for _ in range(2):
+        registry = scrape(collector)
+    assert _said(caplog)[1:] == [f"gpu answers again gpu=1 gpu_uuid={uuid} host={NODE}"]
+    assert value(registry, "gpuwarden_gpu_up", gpu_labels(registry, 1, own=True)) == 1.0
