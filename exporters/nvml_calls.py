@@ -15,7 +15,7 @@ from typing import Any
 
 import pynvml
 
-from exporters.field_values import UNKNOWN_VALUE_TYPE
+from exporters.field_values import NOT_AVAILABLE_VALUE, UNKNOWN_VALUE_TYPE
 from gpuwarden.errors import SourceError
 
 logger = logging.getLogger(__name__)
@@ -42,6 +42,8 @@ def error_name(code: int | None) -> str:
         return "Unknown"
     if code == UNKNOWN_VALUE_TYPE:
         return "UnknownValueType"
+    if code == NOT_AVAILABLE_VALUE:
+        return NOT_AVAILABLE
     try:
         return str(pynvml.nvmlExceptionClass(code).__name__).removeprefix("NVMLError_")
     except (KeyError, ValueError, AttributeError):

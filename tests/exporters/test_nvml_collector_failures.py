@@ -311,6 +311,33 @@ def test_a_failing_call_is_counted_under_the_gpu_it_read_and_a_host_wide_one_und
     assert {dict(e).get("gpu") for e in errors} == {"5", None}  # only the GPU that failed is named
 
 
+class _FieldsNotAvailable(_FieldUnsupported):
+    """The simulated NVML answering memory temperature and energy as NVML's not-available value."""
+
+    def nvmlDeviceGetFieldValues(self, handle: Any, ids: list[Any]) -> Any:
+        values = self._inner.nvmlDeviceGetFieldValues(handle, ids)
+        for fv in values:
+            if fv.fieldId == pynvml.NVML_FI_DEV_MEMORY_TEMP:
+                fv.value.uiVal = 0xFFFFFFFF
+            elif fv.fieldId == pynvml.NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION:
+                fv.value.ullVal = 2**64 - 1
+        return values
+
+
+def test_a_not_available_field_value_is_left_out_and_counted_not_exported(nvml: SimNvml) -> None:
+    """The README's promise held for the calls read one by one, not for the field values: the memory
+    temperature was served as 4294967295 and the energy counter as 1.8e19 mJ."""
+    registry = scrape(NvmlCollector(_FieldsNotAvailable(nvml, set()), hostname=NODE))
+    labels = gpu_labels(registry, 0)
+    assert value(registry, "DCGM_FI_DEV_MEMORY_TEMP", labels) is None
+    assert value(registry, "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", labels) is None
+    assert value(registry, "DCGM_FI_DEV_PCIE_REPLAY_COUNTER", labels) is not None  # the others are kept
+    for family in ("DCGM_FI_DEV_MEMORY_TEMP", "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"):
+        errors = {"Hostname": NODE, "gpu": "0", "error": "NotAvailable"}
+        errors["function"] = f"nvmlDeviceGetFieldValues({family})"
+        assert value(registry, "gpuwarden_nvml_call_errors_total", errors) == 1.0
+
+
 def _said(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name.startswith("exporters.")]
 
