@@ -117,9 +117,10 @@ class XidWatcher:
 
     @property
     def watching(self) -> bool:
-        """True while the event set exists, its waits answer and the thread (when started) runs. Counting
-        only the set's existence kept it 1 while every wait failed and no XID arrived."""
-        alive = self._thread is None or self._thread.is_alive()
+        """True while the event set exists, its waits answer and the thread (when started) runs, past its
+        first registration (a hung one waits for no XID). Counting only the set's existence kept it 1 while
+        every wait failed and no XID arrived."""
+        alive = self._thread is None or (self._thread.is_alive() and self._first_registration.is_set())
         waits = self._failed_waits < FAILED_WAITS_BEFORE_REBUILD
         return self._event_set is not None and waits and alive and not self._stop.is_set()
 
@@ -217,9 +218,13 @@ class XidWatcher:
         return self._first_registration.wait(timeout)
 
     def _register_first(self) -> None:
+        said = "not watching: registering the GPUs for XID events, an NVML call has not returned"
+        self.last_error = said  # read by /healthz only while the registration lasts
         try:
             if self._event_set is None:
                 self.register()
+            if self.last_error == said:
+                self.last_error = ""
         except pynvml.NVMLError as exc:
             self._failed(f"cannot create the NVML event set: {exc}")
         except Exception as exc:  # a loop boundary: the thread's polls register again

@@ -14,6 +14,7 @@ from prometheus_client import Metric
 from starlette.applications import Starlette
 
 from exporters.collection import CollectionLoop
+from exporters.server import health
 from exporters.service import ExporterService, NvmlInstance, build_service
 from exporters.xid import XidLedger, XidWatcher
 from gpuwarden.clock import FakeClock
@@ -195,6 +196,9 @@ def test_an_nvml_call_hung_in_xid_registration_does_not_keep_the_exporter_from_s
         ]
         assert up == [1.0, 1.0]
         assert any("an NVML call hangs" in r.getMessage() for r in caplog.records)
+        status, body = health(service.loop, {"node-01": service.watchers[0]})
+        assert (status, body["status"]) == (200, "degraded")  # no XID is seen meanwhile
+        assert body["xid_watchers"]["node-01"]["last_error"].startswith("not watching: registering the GPUs")
         nvml.release_hangs()
         assert service.watchers[0].wait_registered(10)
         for _ in range(100):  # the registration goes on once the call returns
@@ -202,6 +206,7 @@ def test_an_nvml_call_hung_in_xid_registration_does_not_keep_the_exporter_from_s
                 break
             threading.Event().wait(0.05)
         assert service.watchers[0].registered == 2
+        assert health(service.loop, {"node-01": service.watchers[0]})[1]["status"] == "ok"
     finally:
         nvml.release_hangs()
         service.stop()
