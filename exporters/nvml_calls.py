@@ -8,7 +8,6 @@ older driver, retires the function for the life of the collector).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,9 +15,8 @@ from typing import Any
 import pynvml
 
 from exporters.field_values import NOT_AVAILABLE_VALUE, UNKNOWN_VALUE_TYPE
+from exporters.nvml_said import NvmlSaid
 from gpuwarden.errors import SourceError
-
-logger = logging.getLogger(__name__)
 
 UNINITIALIZED = 1
 NOT_SUPPORTED = 3
@@ -26,8 +24,6 @@ NOT_FOUND = 6
 FUNCTION_NOT_FOUND = 13
 ARGUMENT_VERSION_MISMATCH = 25
 LOST_CODES = frozenset({15, 16, 28})  # GpuIsLost, ResetRequired, GpuNotFound
-# Errors the collector's "gpu not answering" line says (once per GPU going down), not the error's own line.
-_SAID_AS_GPU_DOWN = frozenset({"GpuIsLost", "ResetRequired", "GpuNotFound"})
 # The ``error`` label of a value NVML answered as NaN or infinite (left out, as DCGM leaves a blank out).
 NON_FINITE = "NonFiniteValue"
 NOT_AVAILABLE = "NotAvailable"
@@ -85,7 +81,7 @@ class NvmlCalls:
         # By (function, error, gpu): ``gpu`` is the index of the GPU being read ("" for a host-wide call), so
         # an operator sees which GPU fails; bounded by the host's GPUs times the calls and errors.
         self._errors: dict[tuple[str, str, str], int] = {}
-        self._said: set[tuple[str, str]] = set()  # (function, error) already logged on this host
+        self._said = NvmlSaid(hostname)  # what the errors and GPUs of a pass log at its end
         self._gpu = ""
         self._answers = 0  # NVML calls that returned (a value or NotSupported): the GPU is there
         self.current_call: str | None = None
@@ -100,26 +96,10 @@ class NvmlCalls:
             self._gpu = ""
 
     def _count_error(self, function: str, error: str) -> None:
-        """Count one error; log the first of each (function, error) on the host. Counted without a word, a
-        GPU's Timeout or NoPermission showed only in the metric; logged at each collection, it would bury the
-        log (every 5 s, per GPU)."""
+        """Count one error (and log the first of its kind, at the end of the pass)."""
         key = (function, error, self._gpu)
         self._errors[key] = self._errors.get(key, 0) + 1
-        said = (function, error)
-        if said in self._said or error in _SAID_AS_GPU_DOWN or error == "Exception":
-            return
-        self._said.add(said)
-        if error == "FunctionNotFound":
-            logger.warning("nvml function missing, degrading function=%s host=%s", function, self.hostname)
-            return
-        logger.warning(
-            "nvml call failed function=%s error=%s gpu=%s host=%s; said once, counted in"
-            " gpuwarden_nvml_call_errors_total",
-            function,
-            error,
-            self._gpu or "-",
-            self.hostname,
-        )
+        self._said.error(function, error, self._gpu)
 
     def _available(self, function: str, reading: Any) -> bool:
         """False (counted under ``NotAvailable``) when an unsigned int gauge ``reading`` is NVML's

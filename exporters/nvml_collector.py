@@ -145,6 +145,7 @@ class NvmlCollector(MigInstances, NvLinkStates):
         except Exception:  # the collection boundary: log and count, keep what was gathered
             logger.exception("nvml collection failed host=%s", self.hostname)
             self._count_error("collect", "Exception")
+        self._said.end_pass(self.nvml_answered)
         for (function, error, gpu), count in self._errors.items():
             labels = {"Hostname": self.hostname, "gpu": gpu} if gpu else {"Hostname": self.hostname}
             out.add(fams.NVML_CALL_ERRORS, {**labels, "function": function, "error": error}, count)
@@ -282,24 +283,9 @@ class NvmlCollector(MigInstances, NvLinkStates):
                 why = f"{lost.function} answered {error_name(lost.code)}"
                 self._count_error(lost.function, error_name(lost.code))
                 self._forget_gpm(gpu)
-        self._say_up(gpu, bool(up), why)
+        self._said.gpu(gpu, bool(up), why)
         out.add(fams.GPU_UP, gpu.own, up)
         self._add_xids(gpu, out)
-
-    def _say_up(self, gpu: Gpu, up: bool, why: str) -> None:
-        """Log a GPU going down (lost, or not answering) and coming back, once each time: the up series
-        changed without a word in the log."""
-        was, gpu.up = gpu.up, up
-        if not up and was is not False:
-            logger.warning(
-                "gpu not answering gpu=%s gpu_uuid=%s host=%s reason=%s",
-                gpu.index,
-                gpu.uuid or "-",
-                self.hostname,
-                why,
-            )
-        elif up and was is False:
-            logger.info("gpu answers again gpu=%s gpu_uuid=%s host=%s", gpu.index, gpu.uuid, self.hostname)
 
     # --- one GPU ----------------------------------------------------------------------------------
 

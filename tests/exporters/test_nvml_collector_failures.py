@@ -378,3 +378,24 @@ def test_a_gpu_going_down_and_coming_back_is_logged_once_each_way(
         registry = scrape(collector)
     assert _said(caplog)[1:] == [f"gpu answers again gpu=1 gpu_uuid={uuid} host={NODE}"]
     assert value(registry, "gpuwarden_gpu_up", gpu_labels(registry, 1, own=True)) == 1.0
+
+
+def test_nvml_answering_nothing_is_one_line_when_it_stops_and_one_when_it_answers_again(
+    nvml: SimNvml, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A driver reload fails every call of a pass: said per function and GPU, it is a burst of lines that
+    says one thing."""
+    caplog.set_level(logging.INFO, logger="exporters")
+    collector = NvmlCollector(nvml, hostname=NODE)
+    scrape(collector)
+    nvml.nvmlShutdown()  # under the exporter, as a driver reload does
+    nvml.fail("nvmlInit", pynvml.NVMLError_DriverNotLoaded, times=2)
+    for _ in range(3):
+        registry = scrape(collector)
+    assert _said(caplog) == [
+        f"nvml answers no call host={NODE} first_error=nvmlDeviceGetCount Uninitialized; no GPU is served"
+        " until it does",
+        f"nvml was not initialised; initialised it again host={NODE}",
+        f"nvml answers again host={NODE}",
+    ]
+    assert value(registry, "gpuwarden_gpu_up", gpu_labels(registry, 0, own=True)) == 1.0
