@@ -152,6 +152,7 @@ class NvmlCollector(MigInstances, NvLinkStates):
         host = {"Hostname": self.hostname}
         out.add(fams.NVML_UP, host, 1.0 if self.nvml_answered else 0.0)
         if self._watcher is not None:
+            self._watcher.say_hung()
             out.add(fams.XID_WATCHER_UP, host, 1.0 if self._watcher.watching else 0.0)
             out.add(fams.XID_WATCHER_GPUS, host, self._watcher.registered)
             out.add(fams.XID_WATCHER_ERRORS, host, self._watcher.errors)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import threading
+import time
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,10 @@ _EVENT_SET_GONE = frozenset({1, 2})
 # (a driver hiccup) leaves gpuwarden_xid_watcher_up alone, a set that fails for good reads 0 by the next
 # scrape. Every third failure after that builds it again.
 FAILED_WAITS_BEFORE_REBUILD = 3
+# Seconds past its own timeout after which a wait (or a registration) of the watcher counts as hung: no XID
+# arrives while it does, and NVML calls hang for minutes when a GPU falls off the bus. Real seconds, as the
+# collection's deadline: no clock can tell a hang.
+HUNG_AFTER_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +101,19 @@ class XidWatcher:
     answers again.
     """
 
-    def __init__(self, nvml: Any, ledger: XidLedger, clock: Clock, *, wait_ms: int = 500) -> None:
+    def __init__(
+        self,
+        nvml: Any,
+        ledger: XidLedger,
+        clock: Clock,
+        *,
+        wait_ms: int = 500,
+        hung_after: float = HUNG_AFTER_SECONDS,
+    ) -> None:
         self._nvml = nvml
+        self._hung_after = wait_ms / 1000 + hung_after
+        self._busy_since: float | None = None  # time.monotonic() when the thread's current poll began
+        self._hung_said = False
         self._ledger = ledger
         self._clock = clock
         self._wait_ms = wait_ms
@@ -121,8 +137,34 @@ class XidWatcher:
         first registration (a hung one waits for no XID). Counting only the set's existence kept it 1 while
         every wait failed and no XID arrived."""
         alive = self._thread is None or (self._thread.is_alive() and self._first_registration.is_set())
-        waits = self._failed_waits < FAILED_WAITS_BEFORE_REBUILD
+        waits = self._failed_waits < FAILED_WAITS_BEFORE_REBUILD and not self.hung_for
         return self._event_set is not None and waits and alive and not self._stop.is_set()
+
+    @property
+    def hung_for(self) -> float:
+        """Seconds the thread's current NVML call has run past its timeout and a grace, 0 if it has not:
+        a wait that does not return kept the watcher "watching" while no XID could arrive."""
+        since = self._busy_since
+        if since is None:
+            return 0.0
+        age = time.monotonic() - since
+        return age if age > self._hung_after else 0.0
+
+    def problem(self) -> str:
+        """Why it is not watching now, as /healthz says it: a hung call, else the last error."""
+        hung = self.hung_for
+        if hung:
+            return f"not watching: its NVML call has not returned for {hung:.0f} s, XIDs are not seen"
+        return self.last_error
+
+    def say_hung(self) -> None:
+        """Log a hang of the watcher's NVML call once, and its end (the collector asks at each collection)."""
+        hung = self.hung_for
+        if hung and not self._hung_said:
+            logger.warning("xid watcher: an NVML call has not returned for %.0f s, XIDs are not seen", hung)
+        elif not hung and self._hung_said:
+            logger.info("xid watcher: its hung NVML call returned")
+        self._hung_said = bool(hung)
 
     @property
     def registered(self) -> int:
@@ -303,11 +345,18 @@ class XidWatcher:
             self._devices.clear()
             self._registered.clear()
 
+    def _poll_timed(self) -> None:
+        self._busy_since = time.monotonic()
+        try:
+            self.poll()
+        finally:
+            self._busy_since = None
+
     def _run(self) -> None:
         self._register_first()
         while not self._stop.is_set():
             try:
-                self.poll()
+                self._poll_timed()
             except Exception as exc:  # a loop boundary: log (once per kind), count, keep watching
                 message = f"wait failed: {exc!r}"
                 if self._failed_waits >= FAILED_WAITS_BEFORE_REBUILD:

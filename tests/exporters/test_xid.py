@@ -422,3 +422,41 @@ def test_a_gpu_whose_xid_registration_is_not_supported_is_not_asked_again(
         s.labels["gpu"] for m in collector.collect() for s in m.samples if s.name == "DCGM_FI_DEV_XID_ERRORS"
     }
     assert gauges == {str(i) for i in range(8)} - {"3"}
+
+
+def test_an_event_wait_that_hangs_takes_the_watcher_down_until_it_returns(
+    nvml: SimNvml, fleet: Fleet, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A wait that did not return (NVML hangs for minutes when a GPU falls off the bus) left the watcher
+    "watching": gpuwarden_xid_watcher_up 1 and /healthz ok while no XID could arrive."""
+    caplog.set_level(logging.INFO, logger="exporters.xid")
+    ledger = XidLedger()
+    watcher = XidWatcher(nvml, ledger, clock, wait_ms=10, hung_after=0.3)
+    collector = NvmlCollector(nvml, hostname=NODE, xids=ledger, watcher=watcher)
+    loop = CollectionLoop([collector], clock=clock, interval=5, deadline=30)
+    host = {"Hostname": NODE}
+    watcher.start()
+    try:
+        assert wait_until(lambda: watcher.watching)
+        nvml.hang("nvmlEventSetWait", 60)
+        assert wait_until(lambda: not watcher.watching)
+        for _ in range(2):
+            assert scrape(collector).get_sample_value("gpuwarden_xid_watcher_up", host) == 0.0
+        loop.run_once()
+        status, body = health(loop, {NODE: watcher})
+        assert (status, body["status"]) == (200, "degraded")
+        assert body["xid_watchers"][NODE]["last_error"].startswith(
+            "not watching: its NVML call has not returned"
+        )
+        nvml.release_hangs()
+        assert wait_until(lambda: watcher.watching)
+        assert scrape(collector).get_sample_value("gpuwarden_xid_watcher_up", host) == 1.0
+    finally:
+        nvml.release_hangs()
+        watcher.stop()
+    said = [r.getMessage() for r in caplog.records if r.name == "exporters.xid"]
+    assert said == [
+        said[0],  # the hang, once however many collections saw it
+        "xid watcher: its hung NVML call returned",
+    ]
+    assert said[0].startswith("xid watcher: an NVML call has not returned for")
