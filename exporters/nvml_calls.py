@@ -173,7 +173,9 @@ class NvmlCalls:
         if code == NOT_SUPPORTED:
             self._answers += 1
             return code
-        if code in LOST_CODES:
+        if code in LOST_CODES and self._gpu:
+            # A GPU's call: that GPU is down. A host-wide one (nvmlDeviceGetCount) names no GPU to mark down:
+            # raised, it ended the whole pass, every GPU's series gone, nvml_up 1 and a traceback each time.
             raise GpuLost(key, code) from exc
         if code == FUNCTION_NOT_FOUND:
             self._missing.add(key)

@@ -243,8 +243,10 @@ class NvmlCollector(MigInstances, NvLinkStates):
 
     def _collect(self, out: FamilyBuilder) -> None:
         start, answers = out.mark(), self._answers
-        self._collect_all(out)
-        self.nvml_answered = self._answers != answers
+        try:
+            self._collect_all(out)
+        finally:  # also for a pass cut short by a bug: one that got no answer must not read as fresh
+            self.nvml_answered = self._answers != answers
         if not self.nvml_answered:
             # Not one call answered (NVML uninitialised, the node going down): the exporter is blind. Report
             # no GPU rather than guess; the errors say why, gpuwarden_nvml_up 0 says so, and the loop marks

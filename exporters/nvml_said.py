@@ -38,7 +38,8 @@ class NvmlSaid:
         """An error was counted; it is said at the end of the pass if it is the first of its kind."""
         self._first = self._first or f"{function} {error}"
         said = (function, error)
-        if said in self._said or error in _SAID_AS_GPU_DOWN or error in _SAID_ELSEWHERE:
+        down = error in _SAID_AS_GPU_DOWN and gpu  # a host-wide call's has no GPU line to say it
+        if said in self._said or down or error in _SAID_ELSEWHERE:
             return
         self._said.add(said)
         self._errors.append((function, error, gpu))

@@ -399,3 +399,51 @@ def test_nvml_answering_nothing_is_one_line_when_it_stops_and_one_when_it_answer
         f"nvml answers again host={NODE}",
     ]
     assert value(registry, "gpuwarden_gpu_up", gpu_labels(registry, 0, own=True)) == 1.0
+
+
+def test_a_host_wide_call_answering_gpu_is_lost_leaves_every_gpu_served(
+    nvml: SimNvml, caplog: pytest.LogCaptureFixture
+) -> None:
+    """GpuIsLost from nvmlDeviceGetCount ended the whole pass: every GPU's series gone, gpuwarden_nvml_up
+    still 1, the host fresh to the loop, and a traceback at every collection."""
+    caplog.set_level(logging.INFO, logger="exporters")
+    collector = NvmlCollector(nvml, hostname=NODE)
+    scrape(collector)
+    nvml.fail("nvmlDeviceGetCount", pynvml.NVMLError_GpuIsLost)
+    for _ in range(2):
+        registry = scrape(collector)
+    assert value(registry, "gpuwarden_gpu_up", gpu_labels(registry, 7, own=True)) == 1.0
+    assert value(registry, "DCGM_FI_DEV_GPU_TEMP", gpu_labels(registry, 7)) is not None
+    errors = {"Hostname": NODE, "function": "nvmlDeviceGetCount", "error": "GpuIsLost"}
+    assert value(registry, "gpuwarden_nvml_call_errors_total", errors) == 2.0
+    assert _said(caplog) == [
+        f"nvml call failed function=nvmlDeviceGetCount error=GpuIsLost gpu=- host={NODE}; said once,"
+        " counted in gpuwarden_nvml_call_errors_total"
+    ]
+
+
+class _Broken:
+    """NVML whose binding raises something that is no NVMLError (a bug, a ctypes failure)."""
+
+    def __init__(self, inner: SimNvml) -> None:
+        self.inner, self.broken = inner, False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def nvmlDeviceGetCount(self) -> int:
+        if self.broken:
+            raise RuntimeError("binding broke")
+        return int(self.inner.nvmlDeviceGetCount())
+
+
+def test_a_pass_cut_short_before_any_answer_reads_as_nvml_down_not_fresh(nvml: SimNvml) -> None:
+    """The collection boundary kept the last pass's nvml_answered: a pass that failed before NVML answered
+    anything served no GPU with gpuwarden_nvml_up 1, and the loop called the host fresh."""
+    broken = _Broken(nvml)
+    collector = NvmlCollector(broken, hostname=NODE)
+    scrape(collector)
+    broken.broken = True
+    registry = scrape(collector)
+    assert not collector.nvml_answered
+    assert value(registry, "gpuwarden_nvml_up", {"Hostname": NODE}) == 0.0
