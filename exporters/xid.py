@@ -261,12 +261,12 @@ class XidWatcher:
 
     def _register_first(self) -> None:
         said = "not watching: registering the GPUs for XID events, an NVML call has not returned"
-        self.last_error = said  # read by /healthz only while the registration lasts
         try:
             if self._event_set is None:
+                self.last_error = said  # read by /healthz only while the registration lasts
                 self.register()
-            if self.last_error == said:
-                self.last_error = ""
+                if self.last_error == said:
+                    self.last_error = ""
         except pynvml.NVMLError as exc:
             self._failed(f"cannot create the NVML event set: {exc}")
         except Exception as exc:  # a loop boundary: the thread's polls register again
