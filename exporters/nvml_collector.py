@@ -385,6 +385,8 @@ class NvmlCollector(MigInstances, NvLinkStates):
     def _field_values(self, gpu: Gpu, out: FamilyBuilder, labels: dict[str, str]) -> None:
         values = self._call("nvmlDeviceGetFieldValues", gpu.handle, _FIELD_IDS)
         if values is None:
+            if "nvmlDeviceGetFieldValues" in self._missing:  # a driver without the call: the old one, then
+                self._violations(gpu, out, labels, set())
             return
         throughput: list[tuple[float, int]] = []
         got: set[int] = set()
@@ -410,8 +412,13 @@ class NvmlCollector(MigInstances, NvLinkStates):
                 throughput.append((value, at_us))
         if len(throughput) == len(fams.NVLINK_THROUGHPUT_FIELDS):
             self._nvlink(gpu, out, labels, throughput)
+        self._violations(gpu, out, labels, got)
+
+    def _violations(self, gpu: Gpu, out: FamilyBuilder, labels: dict[str, str], got: set[int]) -> None:
+        """The power and thermal violations the field values did not give, from nvmlDeviceGetViolationStatus:
+        drivers without the perf-policy fields, or without nvmlDeviceGetFieldValues, still answer it."""
         for fid, policy, family in _VIOLATION_FALLBACK:
-            if fid not in got:  # drivers without the perf-policy fields still answer the old call
+            if fid not in got:
                 status = self._call("nvmlDeviceGetViolationStatus", gpu.handle, policy)
                 if status is not None:
                     out.add(family, labels, float(status.violationTime))  # ns, as the field

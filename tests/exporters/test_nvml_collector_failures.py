@@ -100,6 +100,22 @@ def test_function_not_found_degrades_to_the_old_throttle_reason_call(nvml: SimNv
     assert value(registry, "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS", labels) is not None
 
 
+def test_a_driver_without_field_values_still_serves_the_violations_from_the_old_call(nvml: SimNvml) -> None:
+    """The fallback to nvmlDeviceGetViolationStatus ran only after a field-value answer: a driver without
+    nvmlDeviceGetFieldValues (FunctionNotFound) lost the power and thermal violations it still answers."""
+    nvml.fail("nvmlDeviceGetFieldValues", pynvml.NVMLError_FunctionNotFound)
+    collector = NvmlCollector(nvml, hostname=NODE)
+    for _ in range(2):  # the first pass retires the call, the next does without it
+        registry = scrape(collector)
+    labels = gpu_labels(registry, 0)
+    status = nvml.nvmlDeviceGetViolationStatus(
+        nvml.nvmlDeviceGetHandleByIndex(0), pynvml.NVML_PERF_POLICY_POWER
+    )
+    assert value(registry, "DCGM_FI_DEV_POWER_VIOLATION", labels) == status.violationTime
+    assert value(registry, "DCGM_FI_DEV_THERMAL_VIOLATION", labels) is not None
+    assert value(registry, "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", labels) is None  # field values only
+
+
 @pytest.mark.parametrize(
     ("field", "member", "answer", "error"),
     [
