@@ -46,6 +46,7 @@ class Gpu:
     nvlink_prev: tuple[float, int] | None = None  # (KiB over all links, NVML timestamp in us)
     nvlinks: int | None = None  # its NVLink count (0: none, or NotSupported); None until NVML says
     workload: dict[str, str] = field(default_factory=dict)  # namespace/pod/container/slurm_job labels
+    up: bool | None = None  # whether it answered last pass (None: not read yet), to log its changes once
     # (labels, workload, both merged): the merged dict is served again while the other two are the same dicts.
     labelled: tuple[dict[str, str], dict[str, str], dict[str, str]] | None = None
     _derived: dict[str, tuple[dict[str, str], tuple[str, ...], list[dict[str, str]]]] = field(

@@ -24,6 +24,10 @@ FieldAnswer = tuple[int, float, int]  # (nvmlReturn, value (0.0 unless it is suc
 # its value cannot be read as any member without garbling it, so it is an error of that field alone. No NVML
 # return code is negative.
 UNKNOWN_VALUE_TYPE = -1
+# The nvmlReturn given to an unsigned field NVML answered with every bit set, its not-available value
+# (NVML_VALUE_NOT_AVAILABLE): left out like an error of that field, not served as a memory temperature of
+# 4294967295 C or an energy of 1.8e19 mJ.
+NOT_AVAILABLE_VALUE = -2
 
 _FIELD_VALUE = pynvml.c_nvmlFieldValue_t
 # struct codes of the members read, by their size in the ctypes type (the value union is read as bytes).
@@ -53,6 +57,9 @@ _UNION = dict(pynvml.c_nvmlValue_t._fields_)
 # The struct reading the union member of each NVML_VALUE_TYPE_* (native sizes, as ctypes lays them out).
 _VALUE_STRUCTS = tuple(struct.Struct("@" + _UNION[member]._type_) for member in VALUE_MEMBERS)
 _VALUE_READERS = tuple(s.unpack_from for s in _VALUE_STRUCTS)  # bound once: ~32 reads per GPU
+# The not-available value of each NVML_VALUE_TYPE_* that has one (unsigned int and long: every bit set), else
+# None (a double, a signed value, and an unsigned short, whose 65535 nvml.h does not name).
+_NOT_AVAILABLE = tuple((1 << 8 * s.size) - 1 if s.format[-1] in "ILQ" else None for s in _VALUE_STRUCTS)
 
 
 def field_answers(values: Any) -> Sequence[FieldAnswer]:
@@ -62,14 +69,18 @@ def field_answers(values: Any) -> Sequence[FieldAnswer]:
         return [_member_answer(fv) for fv in values]
     record, (ret_at, type_at, value_at, time_at) = _RECORD
     answers: list[FieldAnswer] = []
-    answer, readers = answers.append, _VALUE_READERS
+    answer, readers, missing = answers.append, _VALUE_READERS, _NOT_AVAILABLE
     known = len(readers)
     for row in record.iter_unpack(bytes(values)):
         ret, value_type = row[ret_at], row[type_at]
         if ret != 0:
             answer((ret, 0.0, row[time_at]))
         elif value_type < known:
-            answer((0, float(readers[value_type](row[value_at])[0]), row[time_at]))
+            value = readers[value_type](row[value_at])[0]
+            if value == missing[value_type]:
+                answer((NOT_AVAILABLE_VALUE, 0.0, row[time_at]))
+            else:
+                answer((0, float(value), row[time_at]))
         else:
             answer((UNKNOWN_VALUE_TYPE, 0.0, row[time_at]))
     return answers
@@ -82,4 +93,7 @@ def _member_answer(fv: Any) -> FieldAnswer:
         return ret, 0.0, int(fv.timestamp)
     if not 0 <= value_type < len(VALUE_MEMBERS):
         return UNKNOWN_VALUE_TYPE, 0.0, int(fv.timestamp)
-    return 0, float(getattr(fv.value, VALUE_MEMBERS[value_type])), int(fv.timestamp)
+    value = getattr(fv.value, VALUE_MEMBERS[value_type])
+    if value == _NOT_AVAILABLE[value_type]:
+        return NOT_AVAILABLE_VALUE, 0.0, int(fv.timestamp)
+    return 0, float(value), int(fv.timestamp)

@@ -8,17 +8,15 @@ older driver, retires the function for the life of the collector).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pynvml
 
-from exporters.field_values import UNKNOWN_VALUE_TYPE
+from exporters.field_values import NOT_AVAILABLE_VALUE, UNKNOWN_VALUE_TYPE
+from exporters.nvml_said import NvmlSaid
 from gpuwarden.errors import SourceError
-
-logger = logging.getLogger(__name__)
 
 UNINITIALIZED = 1
 NOT_SUPPORTED = 3
@@ -40,6 +38,8 @@ def error_name(code: int | None) -> str:
         return "Unknown"
     if code == UNKNOWN_VALUE_TYPE:
         return "UnknownValueType"
+    if code == NOT_AVAILABLE_VALUE:
+        return NOT_AVAILABLE
     try:
         return str(pynvml.nvmlExceptionClass(code).__name__).removeprefix("NVMLError_")
     except (KeyError, ValueError, AttributeError):
@@ -81,6 +81,7 @@ class NvmlCalls:
         # By (function, error, gpu): ``gpu`` is the index of the GPU being read ("" for a host-wide call), so
         # an operator sees which GPU fails; bounded by the host's GPUs times the calls and errors.
         self._errors: dict[tuple[str, str, str], int] = {}
+        self._said = NvmlSaid(hostname)  # what the errors and GPUs of a pass log at its end
         self._gpu = ""
         self._answers = 0  # NVML calls that returned (a value or NotSupported): the GPU is there
         self.current_call: str | None = None
@@ -95,8 +96,10 @@ class NvmlCalls:
             self._gpu = ""
 
     def _count_error(self, function: str, error: str) -> None:
+        """Count one error (and log the first of its kind, at the end of the pass)."""
         key = (function, error, self._gpu)
         self._errors[key] = self._errors.get(key, 0) + 1
+        self._said.error(function, error, self._gpu)
 
     def _available(self, function: str, reading: Any) -> bool:
         """False (counted under ``NotAvailable``) when an unsigned int gauge ``reading`` is NVML's
@@ -170,10 +173,11 @@ class NvmlCalls:
         if code == NOT_SUPPORTED:
             self._answers += 1
             return code
-        if code in LOST_CODES:
+        if code in LOST_CODES and self._gpu:
+            # A GPU's call: that GPU is down. A host-wide one (nvmlDeviceGetCount) names no GPU to mark down:
+            # raised, it ended the whole pass, every GPU's series gone, nvml_up 1 and a traceback each time.
             raise GpuLost(key, code) from exc
         if code == FUNCTION_NOT_FOUND:
-            logger.warning("nvml function missing, degrading function=%s host=%s", key, self.hostname)
             self._missing.add(key)
         self._count_error(key, error_name(code))
         return code

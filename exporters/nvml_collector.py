@@ -145,12 +145,14 @@ class NvmlCollector(MigInstances, NvLinkStates):
         except Exception:  # the collection boundary: log and count, keep what was gathered
             logger.exception("nvml collection failed host=%s", self.hostname)
             self._count_error("collect", "Exception")
+        self._said.end_pass(self.nvml_answered)
         for (function, error, gpu), count in self._errors.items():
             labels = {"Hostname": self.hostname, "gpu": gpu} if gpu else {"Hostname": self.hostname}
             out.add(fams.NVML_CALL_ERRORS, {**labels, "function": function, "error": error}, count)
         host = {"Hostname": self.hostname}
         out.add(fams.NVML_UP, host, 1.0 if self.nvml_answered else 0.0)
         if self._watcher is not None:
+            self._watcher.say_hung()
             out.add(fams.XID_WATCHER_UP, host, 1.0 if self._watcher.watching else 0.0)
             out.add(fams.XID_WATCHER_GPUS, host, self._watcher.registered)
             out.add(fams.XID_WATCHER_ERRORS, host, self._watcher.errors)
@@ -241,8 +243,10 @@ class NvmlCollector(MigInstances, NvLinkStates):
 
     def _collect(self, out: FamilyBuilder) -> None:
         start, answers = out.mark(), self._answers
-        self._collect_all(out)
-        self.nvml_answered = self._answers != answers
+        try:
+            self._collect_all(out)
+        finally:  # also for a pass cut short by a bug: one that got no answer must not read as fresh
+            self.nvml_answered = self._answers != answers
         if not self.nvml_answered:
             # Not one call answered (NVML uninitialised, the node going down): the exporter is blind. Report
             # no GPU rather than guess; the errors say why, gpuwarden_nvml_up 0 says so, and the loop marks
@@ -267,20 +271,22 @@ class NvmlCollector(MigInstances, NvLinkStates):
 
     def _collect_one(self, gpu: Gpu, out: FamilyBuilder, pids: list[int]) -> None:
         """One GPU's series, its ``up`` and its XIDs."""
-        up = 0.0
+        up, why = 0.0, "no handle"
         if gpu.handle is not None:
             mark = out.mark()
             try:
                 self._collect_gpu(gpu, out, pids, mark)
                 # A GPU that gave not one series (every call failed: the driver is wedged) did not
                 # answer: it is not up, even though no call said it was lost.
-                up = 1.0 if out.grew(mark) else 0.0
+                up, why = (1.0, "") if out.grew(mark) else (0.0, "every call failed")
                 if up and self._watcher is not None:
                     self._watcher.offer(gpu.handle, gpu.uuid)  # lost at start, or new: XIDs from now on
             except GpuLost as lost:
                 out.rollback(mark)
+                why = f"{lost.function} answered {error_name(lost.code)}"
                 self._count_error(lost.function, error_name(lost.code))
                 self._forget_gpm(gpu)
+        self._said.gpu(gpu, bool(up), why)
         out.add(fams.GPU_UP, gpu.own, up)
         self._add_xids(gpu, out)
 
@@ -379,6 +385,8 @@ class NvmlCollector(MigInstances, NvLinkStates):
     def _field_values(self, gpu: Gpu, out: FamilyBuilder, labels: dict[str, str]) -> None:
         values = self._call("nvmlDeviceGetFieldValues", gpu.handle, _FIELD_IDS)
         if values is None:
+            if "nvmlDeviceGetFieldValues" in self._missing:  # a driver without the call: the old one, then
+                self._violations(gpu, out, labels, set())
             return
         throughput: list[tuple[float, int]] = []
         got: set[int] = set()
@@ -404,8 +412,13 @@ class NvmlCollector(MigInstances, NvLinkStates):
                 throughput.append((value, at_us))
         if len(throughput) == len(fams.NVLINK_THROUGHPUT_FIELDS):
             self._nvlink(gpu, out, labels, throughput)
+        self._violations(gpu, out, labels, got)
+
+    def _violations(self, gpu: Gpu, out: FamilyBuilder, labels: dict[str, str], got: set[int]) -> None:
+        """The power and thermal violations the field values did not give, from nvmlDeviceGetViolationStatus:
+        drivers without the perf-policy fields, or without nvmlDeviceGetFieldValues, still answer it."""
         for fid, policy, family in _VIOLATION_FALLBACK:
-            if fid not in got:  # drivers without the perf-policy fields still answer the old call
+            if fid not in got:
                 status = self._call("nvmlDeviceGetViolationStatus", gpu.handle, policy)
                 if status is not None:
                     out.add(family, labels, float(status.violationTime))  # ns, as the field

@@ -110,7 +110,7 @@ def health(loop: CollectionLoop, xid_watchers: Mapping[str, XidWatcher]) -> tupl
                 "watching": w.watching,
                 "gpus": w.registered,
                 "errors": w.errors,
-                "last_error": w.last_error,
+                "last_error": w.problem(),
             }
             for host, w in xid_watchers.items()
         }

@@ -8,6 +8,7 @@ so an init failure is reported before anything starts.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -46,13 +47,27 @@ class ExporterService:
     collectors: list[NvmlCollector] = field(default_factory=list)
 
     def start(self) -> None:
-        """Start XID watchers, run one collection, then collect in the background from one interval on."""
+        """Start XID watchers, run one collection, then collect in the background from one interval on.
+
+        Each watcher registers its GPUs on its own thread while the first collection runs; neither is waited
+        for past one NVML call deadline, so a call that hangs (a GPU falling off the bus) delays serving by
+        that much, not for ever."""
         for watcher in self.watchers:
             try:
-                watcher.start()  # an NVML failure here is retried by the watcher and shown in /healthz
+                watcher.start(wait=0)  # an NVML failure there is retried by the watcher and shown in /healthz
             except Exception:  # a loop boundary: the exporter still serves metrics without XID events
                 logger.exception("xid watcher failed to start")
+        until = time.monotonic() + self.loop.deadline
         self.loop.run_once()
+        hosts = [c.hostname for c in self.collectors] or [""] * len(self.watchers)
+        for host, watcher in zip(hosts, self.watchers, strict=False):
+            if not watcher.wait_registered(max(0.0, until - time.monotonic())):
+                logger.warning(
+                    "xid watcher still registering gpus after %g s, an NVML call hangs; serving meanwhile"
+                    " host=%s",
+                    self.loop.deadline,
+                    host,
+                )
         logger.info("%s", found_line(self.collectors, self.watchers))
         # The next collection one interval later, not at once: rates need a real interval between reads.
         self.loop.start(first_after=self.loop.interval)

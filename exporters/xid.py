@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import threading
+import time
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 XID_EVENT = 0x8  # nvmlEventTypeXidCriticalError
 _NVML_ERROR_TIMEOUT = 10
+_NVML_ERROR_NOT_SUPPORTED = 3
 # What a wait on an event set answers once NVML was shut down (Uninitialized) or initialised again since
 # (InvalidArgument: the set is unknown): the set is gone for good.
 _EVENT_SET_GONE = frozenset({1, 2})
@@ -30,6 +32,10 @@ _EVENT_SET_GONE = frozenset({1, 2})
 # (a driver hiccup) leaves gpuwarden_xid_watcher_up alone, a set that fails for good reads 0 by the next
 # scrape. Every third failure after that builds it again.
 FAILED_WAITS_BEFORE_REBUILD = 3
+# Seconds past its own timeout after which a wait (or a registration) of the watcher counts as hung: no XID
+# arrives while it does, and NVML calls hang for minutes when a GPU falls off the bus. Real seconds, as the
+# collection's deadline: no clock can tell a hang.
+HUNG_AFTER_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,30 +101,70 @@ class XidWatcher:
     answers again.
     """
 
-    def __init__(self, nvml: Any, ledger: XidLedger, clock: Clock, *, wait_ms: int = 500) -> None:
+    def __init__(
+        self,
+        nvml: Any,
+        ledger: XidLedger,
+        clock: Clock,
+        *,
+        wait_ms: int = 500,
+        hung_after: float = HUNG_AFTER_SECONDS,
+    ) -> None:
         self._nvml = nvml
+        self._hung_after = wait_ms / 1000 + hung_after
+        self._busy_since: float | None = None  # time.monotonic() when the thread's current poll began
+        self._hung_said = False
         self._ledger = ledger
         self._clock = clock
         self._wait_ms = wait_ms
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._first_registration = threading.Event()  # set once the thread's first registration ended
         self._event_set: Any = None
         self._devices: dict[Hashable, str] = {}
         self._lock = threading.Lock()
         self._pending: dict[str, Any] = {}  # UUID -> handle, offered by the collector
         self._registered: set[str] = set()
         self._unsupported: set[str] = set()  # GPUs without XID events: never asked again
+        self._said: dict[str, str] = {}  # the last failure logged, by what failed ("": the event set, a wait)
         self._failed_waits = 0  # in a row; a wait that answers (an event or a timeout) ends the run
         self.errors = 0  # failed waits, registrations and event-set creations
         self.last_error = ""
 
     @property
     def watching(self) -> bool:
-        """True while the event set exists, its waits answer and the thread (when started) runs. Counting
-        only the set's existence kept it 1 while every wait failed and no XID arrived."""
-        alive = self._thread is None or self._thread.is_alive()
-        waits = self._failed_waits < FAILED_WAITS_BEFORE_REBUILD
+        """True while the event set exists, its waits answer and the thread (when started) runs, past its
+        first registration (a hung one waits for no XID). Counting only the set's existence kept it 1 while
+        every wait failed and no XID arrived."""
+        alive = self._thread is None or (self._thread.is_alive() and self._first_registration.is_set())
+        waits = self._failed_waits < FAILED_WAITS_BEFORE_REBUILD and not self.hung_for
         return self._event_set is not None and waits and alive and not self._stop.is_set()
+
+    @property
+    def hung_for(self) -> float:
+        """Seconds the thread's current NVML call has run past its timeout and a grace, 0 if it has not:
+        a wait that does not return kept the watcher "watching" while no XID could arrive."""
+        since = self._busy_since
+        if since is None:
+            return 0.0
+        age = time.monotonic() - since
+        return age if age > self._hung_after else 0.0
+
+    def problem(self) -> str:
+        """Why it is not watching now, as /healthz says it: a hung call, else the last error."""
+        hung = self.hung_for
+        if hung:
+            return f"not watching: its NVML call has not returned for {hung:.0f} s, XIDs are not seen"
+        return self.last_error
+
+    def say_hung(self) -> None:
+        """Log a hang of the watcher's NVML call once, and its end (the collector asks at each collection)."""
+        hung = self.hung_for
+        if hung and not self._hung_said:
+            logger.warning("xid watcher: an NVML call has not returned for %.0f s, XIDs are not seen", hung)
+        elif not hung and self._hung_said:
+            logger.info("xid watcher: its hung NVML call returned")
+        self._hung_said = bool(hung)
 
     @property
     def registered(self) -> int:
@@ -136,7 +182,7 @@ class XidWatcher:
                 handle = nvml.nvmlDeviceGetHandleByIndex(index)
                 uuid = _text(nvml.nvmlDeviceGetUUID(handle))
             except pynvml.NVMLError as exc:
-                self._failed(f"gpu {index}: {exc}")
+                self._failed(f"gpu {index}: {exc}", key=f"gpu {index}")
                 continue
             self._register(handle, uuid)
         return self.registered
@@ -151,13 +197,18 @@ class XidWatcher:
         nvml = self._nvml
         try:
             if not nvml.nvmlDeviceGetSupportedEventTypes(handle) & XID_EVENT:
-                with self._lock:
-                    self._unsupported.add(uuid)
+                self._no_xid_events(uuid)
                 return False
             nvml.nvmlDeviceRegisterEvents(handle, XID_EVENT, self._event_set)
         except pynvml.NVMLError as exc:
-            self._failed(f"register {uuid}: {exc}")
+            if getattr(exc, "value", None) == _NVML_ERROR_NOT_SUPPORTED:
+                # The GPU or platform has no such events (NVML's words for nvmlDeviceRegisterEvents): asked
+                # again at every collection, it was a warning and an error every few seconds for ever.
+                self._no_xid_events(uuid)
+                return False
+            self._failed(f"register {uuid}: {exc}", key=uuid)
             return False
+        self._said.pop(uuid, None)  # a later failure of this GPU is said again
         with self._lock:
             self._devices[handle_key(handle)] = uuid
             self._registered.add(uuid)
@@ -177,21 +228,52 @@ class XidWatcher:
         for uuid, handle in offered.items():
             self._register(handle, uuid)
 
-    def _failed(self, message: str) -> None:
+    def _no_xid_events(self, uuid: str) -> None:
+        """A GPU that delivers no XID events: never asked again, its DCGM XID gauge absent."""
+        with self._lock:
+            self._unsupported.add(uuid)
+        logger.debug("xid events not supported, not watched gpu_uuid=%s", uuid)  # the start-up line counts
+
+    def _failed(self, message: str, key: str = "") -> None:
+        """Count a failure; log it when it differs from the last one said for ``key`` (a GPU's UUID for its
+        registration, offered again at every collection: one key for all GPUs logged every retry of two GPUs
+        that failed in turn)."""
         self.errors += 1
-        if message != self.last_error:
+        if self._said.get(key) != message:
             logger.warning("xid watcher: %s", message)
+            self._said[key] = message
         self.last_error = message
 
-    def start(self) -> None:
-        """Register (if not yet) and start the watcher thread; it retries what failed here."""
-        if self._event_set is None:
-            try:
-                self.register()
-            except pynvml.NVMLError as exc:
-                self._failed(f"cannot create the NVML event set: {exc}")
+    def start(self, wait: float | None = None) -> None:
+        """Start the watcher thread, which registers the GPUs (if not yet) before its first wait and retries
+        what fails; return once that registration ended, or after ``wait`` seconds (None: no limit).
+
+        The registration runs on the thread, not the caller's: a GPU falling off the bus can hang the NVML
+        call that registers it, and the exporter, which started its watchers before serving, never served."""
         self._thread = threading.Thread(target=self._run, name="xid-watcher", daemon=True)
         self._thread.start()
+        self.wait_registered(wait)
+
+    def wait_registered(self, timeout: float | None = None) -> bool:
+        """Wait up to ``timeout`` seconds (None: no limit) for the thread's first registration to end;
+        False if it has not (an NVML call hangs there)."""
+        return self._first_registration.wait(timeout)
+
+    def _register_first(self) -> None:
+        said = "not watching: registering the GPUs for XID events, an NVML call has not returned"
+        try:
+            if self._event_set is None:
+                self.last_error = said  # read by /healthz only while the registration lasts
+                self.register()
+                if self.last_error == said:
+                    self.last_error = ""
+        except pynvml.NVMLError as exc:
+            self._failed(f"cannot create the NVML event set: {exc}")
+        except Exception as exc:  # a loop boundary: the thread's polls register again
+            logger.exception("xid watcher registration failed")
+            self._failed(f"registration failed: {exc!r}")
+        finally:
+            self._first_registration.set()
 
     def request_stop(self) -> None:
         """Ask the thread to stop without waiting: it notices within one wait period (NVML's wait cannot be
@@ -263,10 +345,18 @@ class XidWatcher:
             self._devices.clear()
             self._registered.clear()
 
+    def _poll_timed(self) -> None:
+        self._busy_since = time.monotonic()
+        try:
+            self.poll()
+        finally:
+            self._busy_since = None
+
     def _run(self) -> None:
+        self._register_first()
         while not self._stop.is_set():
             try:
-                self.poll()
+                self._poll_timed()
             except Exception as exc:  # a loop boundary: log (once per kind), count, keep watching
                 message = f"wait failed: {exc!r}"
                 if self._failed_waits >= FAILED_WAITS_BEFORE_REBUILD:

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pynvml
 
-from exporters.field_values import UNKNOWN_VALUE_TYPE, field_answers
+from exporters.field_values import NOT_AVAILABLE_VALUE, UNKNOWN_VALUE_TYPE, field_answers
 
 # (valueType, union member, value): one of each NVML_VALUE_TYPE_*, at values a narrower read would garble.
 TYPED = [
@@ -60,6 +60,30 @@ def test_an_unknown_value_type_is_that_fields_error_not_read_as_another() -> Non
     values[1].valueType, values[1].value.uiVal = pynvml.NVML_VALUE_TYPE_UNSIGNED_INT, 5
     values[2].valueType, values[2].nvmlReturn = len(TYPED) + 3, pynvml.NVML_ERROR_NOT_SUPPORTED
     expected = [(UNKNOWN_VALUE_TYPE, 0.0, 7), (0, 5.0, 0), (pynvml.NVML_ERROR_NOT_SUPPORTED, 0.0, 0)]
+    assert list(field_answers(values)) == expected
+    members = [
+        SimpleNamespace(
+            nvmlReturn=fv.nvmlReturn, valueType=fv.valueType, timestamp=fv.timestamp, value=fv.value
+        )
+        for fv in values
+    ]
+    assert list(field_answers(members)) == expected
+
+
+def test_an_unsigned_field_with_every_bit_set_is_not_available_not_a_value() -> None:
+    """NVML's not-available value (NVML_VALUE_NOT_AVAILABLE, every bit set) read as a number was a memory
+    temperature of 4294967295 C, or an energy of 1.8e19 mJ."""
+    values = (pynvml.c_nvmlFieldValue_t * 4)()
+    values[0].valueType, values[0].value.uiVal = pynvml.NVML_VALUE_TYPE_UNSIGNED_INT, 0xFFFFFFFF
+    values[1].valueType, values[1].value.ullVal = pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG, 2**64 - 1
+    values[2].valueType, values[2].value.ullVal = pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG, 0xFFFFFFFF
+    values[3].valueType, values[3].value.siVal = pynvml.NVML_VALUE_TYPE_SIGNED_INT, -1
+    expected = [
+        (NOT_AVAILABLE_VALUE, 0.0, 0),
+        (NOT_AVAILABLE_VALUE, 0.0, 0),
+        (0, 4294967295.0, 0),
+        (0, -1.0, 0),
+    ]
     assert list(field_answers(values)) == expected
     members = [
         SimpleNamespace(

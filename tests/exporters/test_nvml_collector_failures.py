@@ -3,6 +3,7 @@ failures, NaN, infinite and not-available answers, and where each error is count
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pynvml
@@ -97,6 +98,22 @@ def test_function_not_found_degrades_to_the_old_throttle_reason_call(nvml: SimNv
     }
     assert value(registry, "gpuwarden_nvml_call_errors_total", errors) == 1.0  # tried once, then retired
     assert value(registry, "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS", labels) is not None
+
+
+def test_a_driver_without_field_values_still_serves_the_violations_from_the_old_call(nvml: SimNvml) -> None:
+    """The fallback to nvmlDeviceGetViolationStatus ran only after a field-value answer: a driver without
+    nvmlDeviceGetFieldValues (FunctionNotFound) lost the power and thermal violations it still answers."""
+    nvml.fail("nvmlDeviceGetFieldValues", pynvml.NVMLError_FunctionNotFound)
+    collector = NvmlCollector(nvml, hostname=NODE)
+    for _ in range(2):  # the first pass retires the call, the next does without it
+        registry = scrape(collector)
+    labels = gpu_labels(registry, 0)
+    status = nvml.nvmlDeviceGetViolationStatus(
+        nvml.nvmlDeviceGetHandleByIndex(0), pynvml.NVML_PERF_POLICY_POWER
+    )
+    assert value(registry, "DCGM_FI_DEV_POWER_VIOLATION", labels) == status.violationTime
+    assert value(registry, "DCGM_FI_DEV_THERMAL_VIOLATION", labels) is not None
+    assert value(registry, "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", labels) is None  # field values only
 
 
 @pytest.mark.parametrize(
@@ -308,3 +325,141 @@ def test_a_failing_call_is_counted_under_the_gpu_it_read_and_a_host_wide_one_und
     assert tuple(sorted({**failed, "function": "nvmlDeviceGetPowerUsage", "gpu": "5"}.items())) in errors
     assert tuple(sorted({**failed, "function": "nvmlSystemGetDriverVersion"}.items())) in errors
     assert {dict(e).get("gpu") for e in errors} == {"5", None}  # only the GPU that failed is named
+
+
+class _FieldsNotAvailable(_FieldUnsupported):
+    """The simulated NVML answering memory temperature and energy as NVML's not-available value."""
+
+    def nvmlDeviceGetFieldValues(self, handle: Any, ids: list[Any]) -> Any:
+        values = self._inner.nvmlDeviceGetFieldValues(handle, ids)
+        for fv in values:
+            if fv.fieldId == pynvml.NVML_FI_DEV_MEMORY_TEMP:
+                fv.value.uiVal = 0xFFFFFFFF
+            elif fv.fieldId == pynvml.NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION:
+                fv.value.ullVal = 2**64 - 1
+        return values
+
+
+def test_a_not_available_field_value_is_left_out_and_counted_not_exported(nvml: SimNvml) -> None:
+    """The README's promise held for the calls read one by one, not for the field values: the memory
+    temperature was served as 4294967295 and the energy counter as 1.8e19 mJ."""
+    registry = scrape(NvmlCollector(_FieldsNotAvailable(nvml, set()), hostname=NODE))
+    labels = gpu_labels(registry, 0)
+    assert value(registry, "DCGM_FI_DEV_MEMORY_TEMP", labels) is None
+    assert value(registry, "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", labels) is None
+    assert value(registry, "DCGM_FI_DEV_PCIE_REPLAY_COUNTER", labels) is not None  # the others are kept
+    for family in ("DCGM_FI_DEV_MEMORY_TEMP", "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"):
+        errors = {"Hostname": NODE, "gpu": "0", "error": "NotAvailable"}
+        errors["function"] = f"nvmlDeviceGetFieldValues({family})"
+        assert value(registry, "gpuwarden_nvml_call_errors_total", errors) == 1.0
+
+
+def _said(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name.startswith("exporters.")]
+
+
+def test_a_call_that_keeps_failing_is_logged_once_and_counted_at_every_collection(
+    nvml: SimNvml, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A GPU's Timeout or NoPermission was counted without a word in the log; said at every collection it
+    would bury the log (every 5 s per GPU)."""
+    caplog.set_level(logging.INFO, logger="exporters")
+    for gpu in (2, 3):
+        nvml.fail("nvmlDeviceGetTemperature", pynvml.NVMLError_Timeout, gpu_index=gpu)
+    collector = NvmlCollector(nvml, hostname=NODE)
+    for _ in range(3):
+        registry = scrape(collector)
+    [line] = _said(caplog)
+    assert "function=nvmlDeviceGetTemperature error=Timeout gpu=2 host=node-01" in line
+    errors = {"Hostname": NODE, "gpu": "3", "function": "nvmlDeviceGetTemperature", "error": "Timeout"}
+    assert value(registry, "gpuwarden_nvml_call_errors_total", errors) == 3.0
+
+
+def test_a_gpu_going_down_and_coming_back_is_logged_once_each_way(
+    nvml: SimNvml, caplog: pytest.LogCaptureFixture
+) -> None:
+    """gpuwarden_gpu_up went to 0 for a GPU that fell off the bus with nothing in the exporter's log."""
+    caplog.set_level(logging.INFO, logger="exporters")
+    collector = NvmlCollector(nvml, hostname=NODE)
+    scrape(collector)
+    uuid = nvml.nvmlDeviceGetUUID(nvml.nvmlDeviceGetHandleByIndex(1))
+    nvml.fail("nvmlDeviceGetMigMode", pynvml.NVMLError_GpuIsLost, gpu_index=1)
+    for _ in range(3):
+        scrape(collector)
+    assert _said(caplog) == [
+        f"gpu not answering gpu=1 gpu_uuid={uuid} host={NODE} reason=nvmlDeviceGetMigMode answered GpuIsLost"
+    ]
+    nvml.clear_failures()
+    for _ in range(2):
+        registry = scrape(collector)
+    assert _said(caplog)[1:] == [f"gpu answers again gpu=1 gpu_uuid={uuid} host={NODE}"]
+    assert value(registry, "gpuwarden_gpu_up", gpu_labels(registry, 1, own=True)) == 1.0
+
+
+def test_nvml_answering_nothing_is_one_line_when_it_stops_and_one_when_it_answers_again(
+    nvml: SimNvml, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A driver reload fails every call of a pass: said per function and GPU, it is a burst of lines that
+    says one thing."""
+    caplog.set_level(logging.INFO, logger="exporters")
+    collector = NvmlCollector(nvml, hostname=NODE)
+    scrape(collector)
+    nvml.nvmlShutdown()  # under the exporter, as a driver reload does
+    nvml.fail("nvmlInit", pynvml.NVMLError_DriverNotLoaded, times=2)
+    for _ in range(3):
+        registry = scrape(collector)
+    assert _said(caplog) == [
+        f"nvml answers no call host={NODE} first_error=nvmlDeviceGetCount Uninitialized; no GPU is served"
+        " until it does",
+        f"nvml was not initialised; initialised it again host={NODE}",
+        f"nvml answers again host={NODE}",
+    ]
+    assert value(registry, "gpuwarden_gpu_up", gpu_labels(registry, 0, own=True)) == 1.0
+
+
+def test_a_host_wide_call_answering_gpu_is_lost_leaves_every_gpu_served(
+    nvml: SimNvml, caplog: pytest.LogCaptureFixture
+) -> None:
+    """GpuIsLost from nvmlDeviceGetCount ended the whole pass: every GPU's series gone, gpuwarden_nvml_up
+    still 1, the host fresh to the loop, and a traceback at every collection."""
+    caplog.set_level(logging.INFO, logger="exporters")
+    collector = NvmlCollector(nvml, hostname=NODE)
+    scrape(collector)
+    nvml.fail("nvmlDeviceGetCount", pynvml.NVMLError_GpuIsLost)
+    for _ in range(2):
+        registry = scrape(collector)
+    assert value(registry, "gpuwarden_gpu_up", gpu_labels(registry, 7, own=True)) == 1.0
+    assert value(registry, "DCGM_FI_DEV_GPU_TEMP", gpu_labels(registry, 7)) is not None
+    errors = {"Hostname": NODE, "function": "nvmlDeviceGetCount", "error": "GpuIsLost"}
+    assert value(registry, "gpuwarden_nvml_call_errors_total", errors) == 2.0
+    assert _said(caplog) == [
+        f"nvml call failed function=nvmlDeviceGetCount error=GpuIsLost gpu=- host={NODE}; said once,"
+        " counted in gpuwarden_nvml_call_errors_total"
+    ]
+
+
+class _Broken:
+    """NVML whose binding raises something that is no NVMLError (a bug, a ctypes failure)."""
+
+    def __init__(self, inner: SimNvml) -> None:
+        self.inner, self.broken = inner, False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def nvmlDeviceGetCount(self) -> int:
+        if self.broken:
+            raise RuntimeError("binding broke")
+        return int(self.inner.nvmlDeviceGetCount())
+
+
+def test_a_pass_cut_short_before_any_answer_reads_as_nvml_down_not_fresh(nvml: SimNvml) -> None:
+    """The collection boundary kept the last pass's nvml_answered: a pass that failed before NVML answered
+    anything served no GPU with gpuwarden_nvml_up 1, and the loop called the host fresh."""
+    broken = _Broken(nvml)
+    collector = NvmlCollector(broken, hostname=NODE)
+    scrape(collector)
+    broken.broken = True
+    registry = scrape(collector)
+    assert not collector.nvml_answered
+    assert value(registry, "gpuwarden_nvml_up", {"Hostname": NODE}) == 0.0

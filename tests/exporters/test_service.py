@@ -14,6 +14,7 @@ from prometheus_client import Metric
 from starlette.applications import Starlette
 
 from exporters.collection import CollectionLoop
+from exporters.server import health
 from exporters.service import ExporterService, NvmlInstance, build_service
 from exporters.xid import XidLedger, XidWatcher
 from gpuwarden.clock import FakeClock
@@ -167,3 +168,45 @@ def test_the_exporter_says_its_gpus_in_one_info_line_at_start_not_one_per_gpu(
     ]
     model = fleet.nodes[0].gpus[0].name
     assert said == [f"gpus found count=8 hosts=2 models=8 {model} driver={DRIVER_VERSION} xid_watched=8"]
+
+
+@pytest.mark.parametrize("hung", ["nvmlEventSetCreate", "nvmlDeviceRegisterEvents"])
+def test_an_nvml_call_hung_in_xid_registration_does_not_keep_the_exporter_from_serving(
+    hung: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The watchers registered their GPUs on the thread that starts the exporter, before its first
+    collection: an NVML call that hung there (a GPU falling off the bus) kept it from ever serving."""
+    clock = FakeClock()
+    fleet = build_fleet(1, 2, seed=0, clock=clock)
+    nvml = SimNvml(fleet, "node-01")
+    nvml.nvmlInit()
+    nvml.hang(hung, 60)
+    service = build_service([NvmlInstance(nvml, "node-01")], clock=clock, interval=5.0, deadline=0.2)
+    starting = threading.Thread(target=service.start, daemon=True)
+    caplog.set_level(logging.WARNING, logger="exporters.service")
+    try:
+        starting.start()
+        starting.join(10)
+        assert not starting.is_alive()
+        up = [
+            s.value
+            for m in service.loop.exposition.families
+            for s in m.samples
+            if m.name == "gpuwarden_gpu_up"
+        ]
+        assert up == [1.0, 1.0]
+        assert any("an NVML call hangs" in r.getMessage() for r in caplog.records)
+        status, body = health(service.loop, {"node-01": service.watchers[0]})
+        assert (status, body["status"]) == (200, "degraded")  # no XID is seen meanwhile
+        assert body["xid_watchers"]["node-01"]["last_error"].startswith("not watching: registering the GPUs")
+        nvml.release_hangs()
+        assert service.watchers[0].wait_registered(10)
+        for _ in range(100):  # the registration goes on once the call returns
+            if service.watchers[0].registered == 2:
+                break
+            threading.Event().wait(0.05)
+        assert service.watchers[0].registered == 2
+        assert health(service.loop, {"node-01": service.watchers[0]})[1]["status"] == "ok"
+    finally:
+        nvml.release_hangs()
+        service.stop()

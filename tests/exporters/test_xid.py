@@ -372,3 +372,91 @@ def test_after_nvml_is_shut_down_and_initialised_again_gpus_and_xids_are_seen_ag
     assert drain(watcher) == 1
     xid = {**own_labels(scrape(collector), 2), "xid": "31"}
     assert scrape(collector).get_sample_value("gpuwarden_xid_errors_total", xid) == 1.0
+
+
+def _collect_and_poll(collector: NvmlCollector, watcher: XidWatcher, clock: FakeClock, times: int) -> None:
+    """Collections as the exporter runs them, each offering its GPUs, and the watcher's polls between."""
+    for _ in range(times):
+        collector.collect()
+        watcher.poll()
+        clock.advance(5)
+
+
+def test_gpus_whose_xid_registration_keeps_failing_are_logged_once_each_not_at_every_collection(
+    nvml: SimNvml, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The collector offers a GPU that answers to the watcher at every collection: two GPUs whose registration
+    failed in turn were one warning each per collection (every 5 s, for ever), the watcher logging whatever
+    differed from its last line."""
+    caplog.set_level(logging.WARNING, logger="exporters.xid")
+    for gpu in (1, 2):
+        nvml.fail("nvmlDeviceRegisterEvents", pynvml.NVMLError_NoPermission, gpu_index=gpu)
+    ledger = XidLedger()
+    watcher = XidWatcher(nvml, ledger, clock, wait_ms=0)
+    assert watcher.register() == 6
+    collector = NvmlCollector(nvml, hostname=NODE, xids=ledger, watcher=watcher)
+    _collect_and_poll(collector, watcher, clock, 4)
+    said = [r.getMessage() for r in caplog.records if r.name == "exporters.xid"]
+    assert len(said) == 2 and all("Insufficient Permissions" in line for line in said)
+    assert watcher.errors >= 2  # every failed try still counts
+    nvml.clear_failures()
+    _collect_and_poll(collector, watcher, clock, 1)
+    assert watcher.registered == 8
+
+
+def test_a_gpu_whose_xid_registration_is_not_supported_is_not_asked_again(
+    nvml: SimNvml, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """nvmlDeviceRegisterEvents answers NotSupported where the platform has no such events: that GPU was
+    asked again at every collection, a warning and a watcher error each time."""
+    caplog.set_level(logging.WARNING, logger="exporters.xid")
+    nvml.fail("nvmlDeviceRegisterEvents", pynvml.NVMLError_NotSupported, gpu_index=3)
+    ledger = XidLedger()
+    watcher = XidWatcher(nvml, ledger, clock, wait_ms=0)
+    assert watcher.register() == 7
+    collector = NvmlCollector(nvml, hostname=NODE, xids=ledger, watcher=watcher)
+    _collect_and_poll(collector, watcher, clock, 3)
+    assert watcher.errors == 0
+    assert not [r for r in caplog.records if r.name == "exporters.xid"]
+    gauges = {
+        s.labels["gpu"] for m in collector.collect() for s in m.samples if s.name == "DCGM_FI_DEV_XID_ERRORS"
+    }
+    assert gauges == {str(i) for i in range(8)} - {"3"}
+
+
+def test_an_event_wait_that_hangs_takes_the_watcher_down_until_it_returns(
+    nvml: SimNvml, fleet: Fleet, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A wait that did not return (NVML hangs for minutes when a GPU falls off the bus) left the watcher
+    "watching": gpuwarden_xid_watcher_up 1 and /healthz ok while no XID could arrive."""
+    caplog.set_level(logging.INFO, logger="exporters.xid")
+    ledger = XidLedger()
+    watcher = XidWatcher(nvml, ledger, clock, wait_ms=10, hung_after=0.3)
+    collector = NvmlCollector(nvml, hostname=NODE, xids=ledger, watcher=watcher)
+    loop = CollectionLoop([collector], clock=clock, interval=5, deadline=30)
+    host = {"Hostname": NODE}
+    watcher.start()
+    try:
+        assert wait_until(lambda: watcher.watching)
+        nvml.hang("nvmlEventSetWait", 60)
+        assert wait_until(lambda: not watcher.watching)
+        for _ in range(2):
+            assert scrape(collector).get_sample_value("gpuwarden_xid_watcher_up", host) == 0.0
+        loop.run_once()
+        status, body = health(loop, {NODE: watcher})
+        assert (status, body["status"]) == (200, "degraded")
+        assert body["xid_watchers"][NODE]["last_error"].startswith(
+            "not watching: its NVML call has not returned"
+        )
+        nvml.release_hangs()
+        assert wait_until(lambda: watcher.watching)
+        assert scrape(collector).get_sample_value("gpuwarden_xid_watcher_up", host) == 1.0
+    finally:
+        nvml.release_hangs()
+        watcher.stop()
+    said = [r.getMessage() for r in caplog.records if r.name == "exporters.xid"]
+    assert said == [
+        said[0],  # the hang, once however many collections saw it
+        "xid watcher: its hung NVML call returned",
+    ]
+    assert said[0].startswith("xid watcher: an NVML call has not returned for")
