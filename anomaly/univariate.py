@@ -154,7 +154,10 @@ def _epoch_seconds(path: Path, rows: _Rows) -> FloatArray:
         raise InputError(f"{path} line {lines[row]}: {texts[row]!r} is not a time{like}", field="timestamp")
     if iso:
         _check_offsets(path, rows, stamps)
-    seconds: FloatArray = (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(np.float64)
+    # The epoch in the times' own unit: pandas reads them to the microsecond, and taking a nanosecond epoch
+    # from them converted them to nanoseconds, which end in 2262 (year 1 or 9999 raised a traceback).
+    epoch = pd.Timestamp(0, tz="UTC").as_unit(parsed.dt.unit)
+    seconds: FloatArray = (parsed - epoch).dt.total_seconds().to_numpy(np.float64)
     return seconds
 
 

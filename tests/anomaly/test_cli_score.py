@@ -187,6 +187,27 @@ def test_score_reads_iso_times_whose_rows_differ_in_fractional_seconds(tmp_path,
     assert read.tolist() == seconds
 
 
+@pytest.mark.parametrize(
+    ("stamps", "seconds"),
+    [
+        (["0001-01-01T00:00:00Z", "0001-01-01T00:01:00Z"], [-62135596800.0, -62135596740.0]),
+        (["2026-12-07T00:00:00Z", "9999-12-31T23:00:00-05:00"], [1796601600.0, 253402315200.0]),
+    ],
+    ids=["year-1", "year-9999-past-10000-in-utc"],
+)
+def test_score_reads_times_outside_pandas_nanosecond_years_instead_of_raising_a_traceback(
+    tmp_path, stamps, seconds
+):
+    # pandas reads them to the microsecond; the epoch taken from them was in nanoseconds, which end in 2262:
+    # OutOfBoundsDatetime, a traceback, for a typo'd year or Go's zero time in an export.
+    src, out = tmp_path / "in.csv", tmp_path / "o.csv"
+    src.write_text("timestamp,value\n" + "".join(f"{t},1\n" for t in stamps))
+    result = runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert pd.read_csv(out, dtype={"timestamp": str})["timestamp"].tolist() == stamps
+    assert univariate.read_series_csv(src).timestamps.tolist() == seconds
+
+
 def test_score_reads_a_time_whose_format_pandas_cannot_infer_without_printing_its_warning(tmp_path):
     # pandas' UserWarning ("Could not infer format, ...") was printed on stderr, two lines of it.
     src, out = tmp_path / "in.csv", tmp_path / "o.csv"
