@@ -385,6 +385,8 @@ class IncidentGrouping(IncidentMerging):
                 self._settle_flapping(batch, inc, row)
                 if inc.lost != lost:
                     gave_back.append((inc, lost))
+                if row.quiet_since is not None and row.quiet_since > now:
+                    row.quiet_since = now  # began "after" now: the clock was set back since; counted from now
                 if row.quiet_since is None or now - row.quiet_since < self._quiet:
                     continue
                 if any(m.firing or m.flapping for m in inc.members.values()):
