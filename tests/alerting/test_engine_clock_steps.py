@@ -31,3 +31,20 @@ def test_a_clock_set_back_does_not_hold_a_quiet_incident_open_for_the_step(db: s
         clock.advance(30)
         engine.tick()
     assert engine.store.get(incident).state is IncidentState.RESOLVED
+
+
+def test_a_clock_set_back_does_not_keep_a_settled_flap_flapping_for_the_step(db: str) -> None:
+    clock = SettableClock()
+    engine = _engine(db, clock, quiet_period_seconds=300)
+    for status in [AlertStatus.FIRING, AlertStatus.RESOLVED] * 3 + [AlertStatus.FIRING]:
+        engine.ingest([Alert(LABELS, status=status)])
+        clock.advance(20)
+    row = engine.store.alert(Alert(LABELS).fingerprint)
+    assert row is not None and row.flapping
+    clock.set_back(3600)
+    for _ in range(25):  # 12.5 minutes of ticks, past the 600 s flap window
+        clock.advance(30)
+        engine.ingest([Alert(LABELS)])
+        engine.tick()
+    row = engine.store.alert(Alert(LABELS).fingerprint)
+    assert row is not None and not row.flapping
