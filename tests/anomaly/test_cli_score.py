@@ -247,6 +247,26 @@ def test_score_refuses_a_repeated_timestamp_unless_told_to_keep_it(tmp_path):
     assert pd.read_csv(out)["value"].tolist() == [1, 2, 3]
 
 
+@pytest.mark.parametrize("keep", [[], ["--keep-repeated-timestamps"]], ids=["plain", "keep-repeated"])
+def test_score_says_how_to_read_a_local_time_file_whose_clocks_went_back(tmp_path, keep):
+    # Every 15 minutes in New York's local time across the end of summer time: 01:45, then 01:00 again. It
+    # was told only to "sort the file by time", which interleaves the two hours, and the flag the README
+    # offers for local times at a clock change takes repeated rows only, not an hour gone back.
+    local = [f"2026-11-01 {h:02d}:{m:02d}:00" for h in (0, 1, 1, 2) for m in (0, 15, 30, 45)]
+    offsets = ["-04:00"] * 8 + ["-05:00"] * 8
+    src, out = tmp_path / "in.csv", tmp_path / "o.csv"
+    src.write_text("timestamp,value\n" + "".join(f"{t},1\n" for t in local))
+    result = runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", str(out), *keep])
+    assert result.exit_code == 1
+    said = " ".join(result.output.split())
+    assert "line 10: '2026-11-01 01:00:00' is before the row above it; sort the file by time, or," in said
+    assert "give every time its UTC offset (2026-11-01T01:00:00-05:00) or write them in UTC" in said
+    src.write_text("timestamp,value\n" + "".join(f"{t}{o},1\n" for t, o in zip(local, offsets, strict=True)))
+    result = runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv(out)) == 16
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
