@@ -31,8 +31,10 @@ class FlapPolicy:
 def flap_state(
     policy: FlapPolicy, transitions: list[float], now: float, changed: bool, flapping: bool
 ) -> tuple[list[float], bool]:
-    """Record a state change (when ``changed``) and return the kept transitions and the new flag."""
-    kept = [t for t in transitions if now - t <= policy.window_seconds]
+    """Record a state change (when ``changed``) and return the kept transitions and the new flag. One stamped
+    after ``now`` (the wall clock was set back since) is kept as at ``now``: it leaves the window a window
+    from now, not the step later."""
+    kept = [min(t, now) for t in transitions if now - t <= policy.window_seconds]
     if changed:
         kept.append(now)
     count = len(kept)

@@ -20,7 +20,7 @@ from alerting.batch import Batch, OpenIncident, ToldAs
 from alerting.correlation import placement
 from alerting.db import in_lists
 from alerting.engine_lock import EngineLock
-from alerting.flapping import FlapPolicy, flap_state
+from alerting.flapping import FlapPolicy, flap_state, settles_after
 from alerting.impact import Assessment, assess, failed_gpus, live_root_cause, root_down_now
 from alerting.incident_index import OpenIncidents
 from alerting.inventory import GpuKey, Inventory
@@ -299,18 +299,20 @@ class IncidentGrouping(IncidentMerging):
     def _settle_flapping(self, batch: Batch, inc: OpenIncident, row: IncidentRow) -> None:
         """Clear the flag of members that stopped changing state (the tick's check: a flapping alert that went
         quiet has no transition left to clear it), and start the quiet period if nothing fires any more."""
-        stopped = False
+        stopped, now = False, batch.now.timestamp()
         # In fingerprint order, the events too: a restart reads the members in the store's order, not the
         # order they joined in.
         for fingerprint, member in sorted(inc.members.items()):
-            if not member.flapping or batch.now.timestamp() < member.settles_at:
+            if not member.flapping or now < member.settles_at <= now + self._flap.window_seconds:
                 continue  # before ``settles_at`` its flag stays: no need to read its transitions
             alert = batch.session.get(AlertRow, fingerprint)
             if alert is None:
                 continue
-            kept, flapping = flap_state(
-                self._flap, list(alert.transitions), batch.now.timestamp(), False, True
-            )
+            kept, flapping = flap_state(self._flap, list(alert.transitions), now, False, True)
+            if flapping and any(t > now for t in alert.transitions):  # the clock was set back since
+                alert.transitions = kept  # as at now: it settles a window from now, not the step later
+                member.settles_at = settles_after(self._flap, kept)
+                inc.members[fingerprint] = member  # through ``Members``: the index files its new time
             if flapping:
                 continue
             alert.transitions, alert.flapping, member.flapping = kept, False, False
@@ -371,7 +373,7 @@ class IncidentGrouping(IncidentMerging):
         with self._sessions() as session, session.begin():
             batch = Batch(session, now, progress=self._lock.progress)  # the tick's (``engine_lock``)
             gave_back = []
-            candidates = self._open.quiet_candidates(now.timestamp())
+            candidates = self._open.quiet_candidates(now.timestamp(), self._flap.window_seconds)
             rows = incident_rows(session, [inc.id for inc in candidates])
             for inc in candidates:
                 batch.progress()
@@ -385,6 +387,8 @@ class IncidentGrouping(IncidentMerging):
                 self._settle_flapping(batch, inc, row)
                 if inc.lost != lost:
                     gave_back.append((inc, lost))
+                if row.quiet_since is not None and row.quiet_since > now:
+                    row.quiet_since = now  # began "after" now: the clock was set back since; counted from now
                 if row.quiet_since is None or now - row.quiet_since < self._quiet:
                     continue
                 if any(m.firing or m.flapping for m in inc.members.values()):

@@ -466,11 +466,10 @@ class OpenIncidents(dict[str, "OpenIncident"]):
             return self._all()
         return self._in_order(self._lookup(self._xid_spread, filed.xid_nodes))
 
-    def quiet_candidates(self, now: float) -> list[OpenIncident]:
+    def quiet_candidates(self, now: float, ahead: float = float("inf")) -> list[OpenIncident]:
         """The open incidents the tick may resolve or settle at ``now`` (a POSIX timestamp; a superset): with
-        no member firing or flapping, or with a flapping one that may settle by now. Those whose members
-        changed since the last call are looked at again, and so are those given then (a flapping flag the
-        tick cleared)."""
+        no member firing or flapping, or a flapping one that may settle by now or over ``ahead`` after (the
+        clock set back). Those whose members changed since are looked at again, as are those given then."""
         if self.full_scan:
             return self._all()
         for incident_id in self._tick_looked | self._tick_dirty:
@@ -480,7 +479,7 @@ class OpenIncidents(dict[str, "OpenIncident"]):
             else:
                 self._tick_at[incident_id] = at
         self._tick_dirty = set()
-        self._tick_looked = {i for i, at in self._tick_at.items() if at <= now}
+        self._tick_looked = {i for i, at in self._tick_at.items() if not now < at <= now + ahead}
         return self._in_order(self._tick_looked)
 
     def changed_for_reminders(self) -> set[str]:

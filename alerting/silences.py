@@ -69,10 +69,14 @@ class Silence:
     updated_at: datetime | None = None
 
     def state(self, now: datetime) -> str:
-        """Alertmanager's silence state: pending, active or expired."""
-        if now < self.starts_at:
+        """Alertmanager's silence state: pending, active or expired. One that had begun (or ended) when it was
+        last set stays begun (or ended) though ``now`` is before that: the wall clock was set back since (an
+        NTP correction, a VM restored), and a silence set a minute before a step back of ten was pending for
+        those ten, its incident paged; an expired one muted again."""
+        set_at = self.updated_at
+        if now < self.starts_at and (set_at is None or self.starts_at > set_at):
             return "pending"
-        if now >= self.ends_at:
+        if now >= self.ends_at or (set_at is not None and self.ends_at <= set_at):
             return "expired"
         return "active"
 

@@ -20,6 +20,7 @@ corpus in seconds. Everything is causal: a sample's score depends only on the sa
 
 from __future__ import annotations
 
+import re
 import stat
 import warnings
 from collections.abc import Callable
@@ -119,7 +120,12 @@ def _check_order(path: Path, rows: _Rows, seconds: FloatArray, *, repeated_times
     row = int(wrong[0]) + 1
     where = f"{path} line {rows.lines[row]}: {rows.stamps[row]!r}"
     if step[row - 1] < 0:
-        raise InputError(f"{where} is before the row above it; sort the file by time", field="timestamp")
+        local = -step[row - 1] <= LOCAL_STEP_SECONDS and re.search(_OFFSET, rows.stamps[row].strip()) is None
+        raise InputError(
+            f"{where} is before the row above it; "
+            + (_LOCAL_TIME if local and not _a_number(rows.stamps[row]) else "sort the file by time"),
+            field="timestamp",
+        )
     raise InputError(
         f"{where} repeats the time of line {rows.lines[row - 1]}; remove the repeated row, or pass"
         " --keep-repeated-timestamps to score both in file order (a file in local time repeats an hour"
@@ -154,7 +160,10 @@ def _epoch_seconds(path: Path, rows: _Rows) -> FloatArray:
         raise InputError(f"{path} line {lines[row]}: {texts[row]!r} is not a time{like}", field="timestamp")
     if iso:
         _check_offsets(path, rows, stamps)
-    seconds: FloatArray = (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(np.float64)
+    # The epoch in the times' own unit: pandas reads them to the microsecond, and taking a nanosecond epoch
+    # from them converted them to nanoseconds, which end in 2262 (year 1 or 9999 raised a traceback).
+    epoch = pd.Timestamp(0, tz="UTC").as_unit(parsed.dt.unit)
+    seconds: FloatArray = (parsed - epoch).dt.total_seconds().to_numpy(np.float64)
     return seconds
 
 
@@ -198,6 +207,22 @@ def _check_offsets(path: Path, rows: _Rows, stamps: pd.Series) -> None:
         " or +00:00), or none for UTC",
         field="timestamp",
     )
+
+
+LOCAL_STEP_SECONDS = 3600.0  # the most a clock goes back at the end of summer time
+_LOCAL_TIME = (
+    "sort the file by time, or, in a file in local time where clocks went back (its times repeat an hour),"
+    " give every time its UTC offset (2026-11-01T01:00:00-05:00) or write them in UTC"
+)
+
+
+def _a_number(text: str) -> bool:
+    """Whether a timestamp is a Unix time (a number), which no clock change moves."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 TIME_FORMS = "write epoch seconds (1704067200) or a time (2024-01-01T00:00:00Z)"

@@ -187,6 +187,27 @@ def test_score_reads_iso_times_whose_rows_differ_in_fractional_seconds(tmp_path,
     assert read.tolist() == seconds
 
 
+@pytest.mark.parametrize(
+    ("stamps", "seconds"),
+    [
+        (["0001-01-01T00:00:00Z", "0001-01-01T00:01:00Z"], [-62135596800.0, -62135596740.0]),
+        (["2026-12-07T00:00:00Z", "9999-12-31T23:00:00-05:00"], [1796601600.0, 253402315200.0]),
+    ],
+    ids=["year-1", "year-9999-past-10000-in-utc"],
+)
+def test_score_reads_times_outside_pandas_nanosecond_years_instead_of_raising_a_traceback(
+    tmp_path, stamps, seconds
+):
+    # pandas reads them to the microsecond; the epoch taken from them was in nanoseconds, which end in 2262:
+    # OutOfBoundsDatetime, a traceback, for a typo'd year or Go's zero time in an export.
+    src, out = tmp_path / "in.csv", tmp_path / "o.csv"
+    src.write_text("timestamp,value\n" + "".join(f"{t},1\n" for t in stamps))
+    result = runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert pd.read_csv(out, dtype={"timestamp": str})["timestamp"].tolist() == stamps
+    assert univariate.read_series_csv(src).timestamps.tolist() == seconds
+
+
 def test_score_reads_a_time_whose_format_pandas_cannot_infer_without_printing_its_warning(tmp_path):
     # pandas' UserWarning ("Could not infer format, ...") was printed on stderr, two lines of it.
     src, out = tmp_path / "in.csv", tmp_path / "o.csv"
@@ -224,6 +245,26 @@ def test_score_refuses_a_repeated_timestamp_unless_told_to_keep_it(tmp_path):
     result = runner.invoke(app, [*args, "--keep-repeated-timestamps"])  # local times at a clock change
     assert result.exit_code == 0, result.output
     assert pd.read_csv(out)["value"].tolist() == [1, 2, 3]
+
+
+@pytest.mark.parametrize("keep", [[], ["--keep-repeated-timestamps"]], ids=["plain", "keep-repeated"])
+def test_score_says_how_to_read_a_local_time_file_whose_clocks_went_back(tmp_path, keep):
+    # Every 15 minutes in New York's local time across the end of summer time: 01:45, then 01:00 again. It
+    # was told only to "sort the file by time", which interleaves the two hours, and the flag the README
+    # offers for local times at a clock change takes repeated rows only, not an hour gone back.
+    local = [f"2026-11-01 {h:02d}:{m:02d}:00" for h in (0, 1, 1, 2) for m in (0, 15, 30, 45)]
+    offsets = ["-04:00"] * 8 + ["-05:00"] * 8
+    src, out = tmp_path / "in.csv", tmp_path / "o.csv"
+    src.write_text("timestamp,value\n" + "".join(f"{t},1\n" for t in local))
+    result = runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", str(out), *keep])
+    assert result.exit_code == 1
+    said = " ".join(result.output.split())
+    assert "line 10: '2026-11-01 01:00:00' is before the row above it; sort the file by time, or," in said
+    assert "give every time its UTC offset (2026-11-01T01:00:00-05:00) or write them in UTC" in said
+    src.write_text("timestamp,value\n" + "".join(f"{t}{o},1\n" for t, o in zip(local, offsets, strict=True)))
+    result = runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv(out)) == 16
 
 
 @pytest.mark.parametrize(
