@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import httpx
 import pytest
@@ -211,6 +212,32 @@ def test_the_duration_bounds_a_run_against_a_hung_server_and_cut_requests_are_un
     assert report.ok == report.failed == 0
     assert report.exit_code() == 1
     assert any("cancelled" in w for w in report.warnings)
+
+
+def test_a_request_that_ended_in_the_loop_turn_of_the_deadline_is_not_also_unfinished() -> None:
+    # A busy loop (a load of 2 on the machine, a slow progress bar) wakes up past both the duration bound
+    # and the requests' answers: each request ended before the bound's cancel reached it, and was counted
+    # ok and again as unfinished (50 sent, 50 ok, 50 unfinished, "cancelled" in the warnings).
+    async def answer_late(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.15)
+        return httpx.Response(200, json={"choices": []})
+
+    async def busy_loop() -> None:
+        await asyncio.sleep(0.02)
+        time.sleep(0.4)  # the event loop itself is held: every timer is due when it gets back
+
+    async def run() -> LoadReport:
+        plan = LoadPlan(url="http://127.0.0.1:1", requests=20, rate=0, concurrency=20, duration_seconds=0.1)
+        hog = asyncio.create_task(busy_loop())
+        report = await run_load(plan, transport=httpx.MockTransport(answer_late))
+        await hog
+        return report
+
+    report = asyncio.run(run())
+    assert report.sent == 20
+    assert report.ok + report.failed + report.unfinished == report.sent
+    assert report.unfinished == 0 and report.ok == 20
+    assert not report.warnings
 
 
 def test_failed_requests_are_left_out_of_the_latency_percentiles() -> None:
