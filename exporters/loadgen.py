@@ -8,7 +8,8 @@ unfinished, so a hung server or a long generation cannot stretch a run.
 Latency percentiles (and time to first token when streaming) cover successful requests only: a 2xx, and
 when streaming no error event in the stream. Every other outcome is counted by kind: HTTP status
 (``503``), an error event after the 200 (``stream_error:503``, its ``code``), a stream that ended without
-its ``data: [DONE]`` (``stream_incomplete``) or transport error
+its ``data: [DONE]`` (``stream_incomplete``), a plain 2xx answer that is no completion
+(``not_a_completion``) or transport error
 (``ReadTimeout``, ``ConnectError``). Latency is measured two ways: from the moment the request was sent,
 and, in a paced run, from the moment it was scheduled to be sent. When the concurrency cap or a slow
 client holds a request back, only the second counts that wait (the coordinated-omission problem: a closed
@@ -34,6 +35,7 @@ from gpuwarden.errors import InputError
 from gpuwarden.urls import url_problem
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+NOT_A_COMPLETION = "not_a_completion"  # a plain 2xx answer that is no OpenAI completion
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +105,7 @@ class LoadReport:
     """What happened: outcomes by kind, rates, and percentiles (seconds) of the successful requests."""
 
     sent: int = 0  # requests started
-    ok: int = 0  # finished with a 2xx status (and, streamed, no error event in the stream)
+    ok: int = 0  # a 2xx completion (streamed: no error event, its [DONE] came)
     failed: int = 0  # another status, an error event in a stream, or a transport error (timeouts included)
     unfinished: int = 0  # still running at the duration deadline, cancelled
     statuses: dict[str, int] = field(default_factory=dict)  # every finished request, by status or error
@@ -234,6 +236,18 @@ class _StreamEvents:
             self.error = "stream_error" if code is None or code == "" else f"stream_error:{code}"
 
 
+def _answer_failure(body: bytes) -> str | None:
+    """How a plain 2xx answer failed: ``not_a_completion`` when it is no OpenAI completion (not JSON, no
+    ``choices`` list: another service on the port, a proxy's page, a body cut short); None when it is one."""
+    try:
+        payload = json.loads(body)
+    except ValueError:  # UnicodeDecodeError included
+        return NOT_A_COMPLETION
+    if isinstance(payload, dict) and isinstance(payload.get("choices"), list):
+        return None
+    return NOT_A_COMPLETION
+
+
 class _LoadRun:
     """One run of a plan: a sender that paces requests and the requests it started."""
 
@@ -260,18 +274,21 @@ class _LoadRun:
             t0 = now()
             first: float | None = None
             events = _StreamEvents() if plan.stream else None
+            answer: list[bytes] = []
             async with self.client.stream("POST", plan.endpoint(), json=plan.body(i)) as response:
                 async for chunk in response.aiter_bytes():
                     if first is None and chunk:
                         first = now() - t0
                     if events is not None:
                         events.feed(chunk)
+                    else:
+                        answer.append(chunk)
             done = now()
             if not response.is_success:
                 tally.failed(str(response.status_code))
                 return
-            failure = events.failure() if events is not None else None
-            if failure is not None:  # a 200 whose stream ended in an error, or before its end
+            failure = events.failure() if events is not None else _answer_failure(b"".join(answer))
+            if failure is not None:  # a 200 whose stream ended in an error or early, or not a completion
                 tally.failed(failure)
                 return
             tally.ok += 1

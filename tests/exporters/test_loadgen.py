@@ -259,6 +259,31 @@ def test_failed_requests_are_left_out_of_the_latency_percentiles() -> None:
     assert report.latency["p99"] == pytest.approx(0.1)
 
 
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("text/html", b"<html><body>It works!</body></html>"),
+        ("application/json", b'{"status": "ok"}'),
+        ("application/json", b'{"id": "chatcmpl-1", "choices": [{"index'),
+        ("text/event-stream", b'data: {"choices": []}\n\n'),
+        ("application/octet-stream", b"\xff\xfe\x00"),
+    ],
+    ids=["web-page", "other-json", "cut-short", "stream-not-asked-for", "not-utf8"],
+)
+def test_a_plain_2xx_that_is_no_completion_is_a_failure_by_kind(content_type: str, body: bytes) -> None:
+    # Another service on the port (a web server that answers any path), a proxy's page or a body cut
+    # short by a connection close was counted ok, in the percentiles, and the run exited 0.
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=body, headers={"content-type": content_type})
+
+    plan = LoadPlan(url="http://127.0.0.1:1", requests=3, rate=0)
+    report = bounded(plan, handler)
+    assert (report.ok, report.failed) == (0, 3)
+    assert report.errors == {"not_a_completion": 3}
+    assert report.exit_code(allow_errors=True) == 1
+    assert "failed 3 (not_a_completion 3)" in report.to_text()
+
+
 def test_a_stream_that_ends_in_an_error_event_is_a_failure_by_kind_not_a_success() -> None:
     # The 200 went out before the server's GPU was lost; the stream's last event says so (OpenAI's client
     # raises on it). It was counted ok, its cut-short duration in the percentiles, and the run exited 0.
