@@ -17,7 +17,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import SERVICE_NAME, OTELResourceDetector, Resource
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanLimits, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     ConsoleSpanExporter,
@@ -28,6 +28,7 @@ from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult, 
 from opentelemetry.trace import Link, SpanKind, TraceState
 from opentelemetry.util.types import Attributes
 
+from exporters.generation import MAX_SPAN_TEXT
 from gpuwarden.config import TracingConfig
 
 logger = logging.getLogger(__name__)
@@ -266,7 +267,9 @@ def build_tracer_provider(
     if gpu_uuids:
         attributes[GPU_UUIDS_RESOURCE] = list(gpu_uuids)
     provider = TracerProvider(
-        resource=Resource.create(attributes), sampler=RecordAllSampler(config.sample_ratio)
+        resource=Resource.create(attributes),
+        sampler=RecordAllSampler(config.sample_ratio),
+        span_limits=span_limits(),
     )
     # Under OTEL_SDK_DISABLED=true the SDK hands out no-op tracers, and the span metrics (every request's
     # count, latency, tokens) would silently vanish; span export is what that variable turns off here.
@@ -283,6 +286,17 @@ def build_tracer_provider(
             )
         )
     return provider
+
+
+def span_limits() -> SpanLimits:
+    """The SDK's limits (its ``OTEL_*_LIMIT`` variables), with span attribute values cut at ``MAX_SPAN_TEXT``
+    characters where no variable bounds them: the SDK keeps them whole by default, and a client chooses
+    some (a refused request's model, the Host header). Events' attributes (an exception's stack trace)
+    keep the SDK's bound."""
+    limits = SpanLimits()
+    if limits.max_span_attribute_length is not None:  # OTEL_[SPAN_]ATTRIBUTE_VALUE_LENGTH_LIMIT set
+        return limits
+    return SpanLimits(max_span_attribute_length=MAX_SPAN_TEXT)
 
 
 def configured_span_exporter(config: TracingConfig) -> SpanExporter | None:

@@ -12,6 +12,7 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
+from exporters.generation import MAX_SPAN_TEXT
 from exporters.inference_server import (
     InferenceServer,
     ServedGpu,
@@ -210,6 +211,28 @@ def test_fault_injection_and_wrong_methods_stay_out_of_the_request_metrics(
     assert "/sim/faults" not in metrics
     assert 'route="/v1/chat/completions"' not in metrics
     assert 'gpuwarden_inference_requests_total{route="unmatched",status_class="4xx"} 2.0' in metrics
+
+
+def test_a_client_chosen_model_name_or_host_is_cut_short_in_the_queued_span(
+    traced: tuple[InferenceServer, InMemorySpanExporter, FakeClock],
+) -> None:
+    # An unknown model of 1 MB (the body limit) or a Host header of 900 KB was kept whole in the span's name
+    # and attributes: 300 such requests held 880 MB in the export queue while the collector was slow, and
+    # its 2,048 spans would hold 6 GB.
+    server, exporter, _ = traced
+    client = AsgiClient(server.app)
+    assert client.post("/v1/chat/completions", json={**CHAT, "model": "m" * 100_000}).status_code == 404
+    assert client.get("/v1/models", headers={"host": "h" * 100_000 + ":8000"}).status_code == 200
+    assert server.tracer_provider is not None
+    server.tracer_provider.force_flush()
+    chat, models = exporter.get_finished_spans()
+    for span in (chat, models):
+        assert len(span.name) <= MAX_SPAN_TEXT
+        texts = [v for v in (span.attributes or {}).values() if isinstance(v, str)]
+        assert texts and max(map(len, texts)) <= MAX_SPAN_TEXT
+    assert chat.name.startswith("chat mmm")
+    assert dict(chat.attributes or {})["gen_ai.request.model"] == "m" * MAX_SPAN_TEXT
+    assert dict(models.attributes or {})["server.address"] == "h" * MAX_SPAN_TEXT
 
 
 def test_requests_are_counted_when_otel_sdk_disabled_turns_the_sdk_off(
