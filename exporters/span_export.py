@@ -266,9 +266,14 @@ def build_tracer_provider(
         attributes["k8s.pod.name"] = config.pod_name
     if gpu_uuids:
         attributes[GPU_UUIDS_RESOURCE] = list(gpu_uuids)
+    exporter = span_exporter if span_exporter is not None else configured_span_exporter(config)
+    # A trace this service starts is sampled only when its spans go somewhere: span metrics take a sampled
+    # span's trace id as an exemplar, and with no exporter (span_exporter none, --quiet-spans,
+    # OTEL_SDK_DISABLED) every exemplar was a link to a trace no backend has. A parent's decision still
+    # holds: its trace is in the caller's backend.
     provider = TracerProvider(
         resource=Resource.create(attributes),
-        sampler=RecordAllSampler(config.sample_ratio),
+        sampler=RecordAllSampler(config.sample_ratio if exporter is not None else 0.0),
         span_limits=span_limits(),
     )
     # Under OTEL_SDK_DISABLED=true the SDK hands out no-op tracers, and the span metrics (every request's
@@ -276,7 +281,6 @@ def build_tracer_provider(
     provider._disabled = False
     for processor in processors:
         provider.add_span_processor(processor)
-    exporter = span_exporter if span_exporter is not None else configured_span_exporter(config)
     if exporter is not None:
         provider.add_span_processor(
             AccountedBatchSpanProcessor(
