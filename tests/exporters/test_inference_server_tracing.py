@@ -156,6 +156,24 @@ def test_a_plain_answer_stops_generating_when_the_client_has_gone(
     )
 
 
+def test_a_plain_answer_whose_client_left_during_a_long_prefill_ends_then(
+    traced: tuple[InferenceServer, InMemorySpanExporter, FakeClock],
+) -> None:
+    # A 500,000-word prompt's prefill is 25 s at 5 ms a token, slept in one go: 200 such requests, each
+    # closed by its client right after sending, held 600 MB (their bodies) "in flight" for those 25 s.
+    server, exporter, clock = traced
+    started = clock.time()
+    body = json.dumps({**CHAT, "messages": [{"role": "user", "content": "a " * 200_000}]}).encode()
+    asyncio.run(asgi_call(server.app, body, leave_when=lambda: clock.time() - started > 0.5))
+    assert clock.time() - started < 1.0  # not the prefill's 20 s at 10 ms a token
+    assert server.tracer_provider is not None
+    server.tracer_provider.force_flush()
+    [span] = exporter.get_finished_spans()
+    attrs = dict(span.attributes or {})
+    assert (attrs["error.type"], attrs["http.response.status_code"]) == ("cancelled", 499)
+    assert "gen_ai.usage.output_tokens" not in attrs
+
+
 def test_the_request_span_carries_provider_finish_reasons_response_id_and_sampling(
     traced: tuple[InferenceServer, InMemorySpanExporter, FakeClock],
 ) -> None:
