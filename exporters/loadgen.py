@@ -32,10 +32,12 @@ import httpx
 from exporters.loadlimits import MAX_CONCURRENCY, MAX_DURATION_SECONDS, MAX_REQUESTS, MAX_TOKENS
 from gpuwarden.clock import Clock, SystemClock
 from gpuwarden.errors import InputError
+from gpuwarden.printable import escape_controls
 from gpuwarden.urls import url_problem
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 NOT_A_COMPLETION = "not_a_completion"  # a plain 2xx answer that is no OpenAI completion
+SAID_CHARS = 200  # characters of what the server said with a failure that the report shows
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,10 +185,13 @@ class _Tally:
     ttfts: list[float] = field(default_factory=list)
     send_times: list[float] = field(default_factory=list)
     slot_waits: int = 0
+    said: dict[str, str] = field(default_factory=dict)  # what the server said with the first of each kind
 
-    def failed(self, kind: str) -> None:
+    def failed(self, kind: str, said: str | None = None) -> None:
         self.statuses[kind] += 1
         self.errors[kind] += 1
+        if said and kind not in self.said:
+            self.said[kind] = said
 
 
 class _StreamEvents:
@@ -195,13 +200,14 @@ class _StreamEvents:
     that ends with neither an error nor ``data: [DONE]`` (a proxy or a server that closed it cleanly
     mid-answer) was cut short: ``stream_incomplete``."""
 
-    __slots__ = ("_data", "_rest", "done", "error")
+    __slots__ = ("_data", "_rest", "done", "error", "said")
 
     def __init__(self) -> None:
         self._rest = b""
         self._data: list[bytes] = []
         self.error: str | None = None  # the failure's kind: stream_error, or stream_error:CODE
         self.done = False  # the closing ``data: [DONE]`` came
+        self.said: str | None = None  # the error event's message
 
     def failure(self) -> str | None:
         """How the stream, ended, failed; None when it ended as a whole answer does."""
@@ -234,6 +240,31 @@ class _StreamEvents:
             error = payload["error"]
             code = error.get("code") if isinstance(error, dict) else None
             self.error = "stream_error" if code is None or code == "" else f"stream_error:{code}"
+            self.said = said(data)
+
+
+def said(body: bytes) -> str | None:
+    """What an error answer or event says, in one line of at most ``SAID_CHARS`` characters, its control
+    characters escaped (a server's text reaches the terminal): OpenAI's ``error.message``, vLLM's
+    ``message`` or FastAPI's ``detail``, else the body's first line; None for an empty body."""
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        payload = None
+    if isinstance(payload, dict):
+        error = payload.get("error")
+        for found in (error.get("message") if isinstance(error, dict) else error, *map(payload.get, _SAID)):
+            if isinstance(found, str) and found.strip():
+                text = found.strip()
+                break
+    text = escape_controls(text.split("\n", 1)[0].strip()) if payload is None else escape_controls(text)
+    if not text:
+        return None
+    return text if len(text) <= SAID_CHARS else text[: SAID_CHARS - 3] + "..."
+
+
+_SAID = ("message", "detail")  # where vLLM and FastAPI put what an error answer says
 
 
 def _answer_failure(body: bytes) -> str | None:
@@ -276,6 +307,8 @@ class _LoadRun:
             events = _StreamEvents() if plan.stream else None
             answer: list[bytes] = []
             async with self.client.stream("POST", plan.endpoint(), json=plan.body(i)) as response:
+                if not response.is_success:
+                    events = None  # an error answer is read whole, for what it says
                 async for chunk in response.aiter_bytes():
                     if first is None and chunk:
                         first = now() - t0
@@ -285,11 +318,11 @@ class _LoadRun:
                         answer.append(chunk)
             done = now()
             if not response.is_success:
-                tally.failed(str(response.status_code))
+                tally.failed(str(response.status_code), said(b"".join(answer)))
                 return
             failure = events.failure() if events is not None else _answer_failure(b"".join(answer))
             if failure is not None:  # a 200 whose stream ended in an error or early, or not a completion
-                tally.failed(failure)
+                tally.failed(failure, events.said if events is not None else None)
                 return
             tally.ok += 1
             tally.statuses[str(response.status_code)] += 1
@@ -408,6 +441,8 @@ def _report(
             f"sent {achieved:.1f} req/s, below the target {plan.rate:g} req/s: {why};"
             " latency from schedule includes that wait, latency from send does not"
         )
+    for kind, text in sorted(tally.said.items()):
+        warnings.append(f"{kind} ({tally.errors[kind]} requests): the server said: {text}")
     if unfinished and not stopped:
         warnings.append(
             f"{unfinished} requests were still running at the {plan.duration_seconds:g} s duration bound"

@@ -284,6 +284,41 @@ def test_a_plain_2xx_that_is_no_completion_is_a_failure_by_kind(content_type: st
     assert "failed 3 (not_a_completion 3)" in report.to_text()
 
 
+@pytest.mark.parametrize(
+    ("answer", "shown"),
+    [
+        (
+            httpx.Response(
+                404, json={"error": {"message": "model 'gpt-4' is not served here", "code": None}}
+            ),
+            "404 (3 requests): the server said: model 'gpt-4' is not served here",
+        ),
+        (
+            httpx.Response(400, json={"object": "error", "message": "max_tokens is too large", "code": 400}),
+            "400 (3 requests): the server said: max_tokens is too large",
+        ),
+        (
+            httpx.Response(502, text="<html>\n<title>502 Bad Gateway</title>\n</html>"),
+            "502 (3 requests): the server said: <html>",
+        ),
+        (
+            httpx.Response(404, json={"error": {"message": "no \x1b]0;pwned\x07 model"}}),
+            "404 (3 requests): the server said: no \\x1b]0;pwned\\x07 model",
+        ),
+    ],
+    ids=["openai-shape", "vllm-shape", "proxy-page", "escape-sequence"],
+)
+def test_a_failed_run_says_what_the_server_answered_with_the_first_failure_of_each_kind(
+    answer: httpx.Response, shown: str
+) -> None:
+    # A wrong --model or a --url with OpenAI's /v1 read "failed 3 (404 3)" and no more: why took a curl.
+    plan = LoadPlan(url="http://127.0.0.1:1", requests=3, rate=0, model="gpt-4")
+    report = bounded(plan, lambda request: answer)
+    assert report.errors == {str(answer.status_code): 3}
+    assert report.warnings == [shown]
+    assert f"warning: {shown}" in report.to_text()
+
+
 def test_a_stream_that_ends_in_an_error_event_is_a_failure_by_kind_not_a_success() -> None:
     # The 200 went out before the server's GPU was lost; the stream's last event says so (OpenAI's client
     # raises on it). It was counted ok, its cut-short duration in the percentiles, and the run exited 0.
@@ -308,6 +343,7 @@ def test_a_stream_that_ends_in_an_error_event_is_a_failure_by_kind_not_a_success
     assert report.latency["p50"] == pytest.approx(0.1)  # the failed streams' 0.01 s left out
     assert report.exit_code() == 1
     assert "failed 2 (stream_error:503 2)" in report.to_text()
+    assert report.warnings == ["stream_error:503 (2 requests): the server said: GPU node-01/0 is unavailable"]
 
 
 def test_a_stream_the_toy_server_cuts_when_its_gpu_is_lost_is_a_failure() -> None:
