@@ -53,7 +53,7 @@ class LoadPlan:
     model: str = "gpuwarden-toy-1"
     max_tokens: int = 16
     stream: bool = False
-    timeout_seconds: float = 30.0
+    timeout_seconds: float = 30.0  # to connect, send a request or wait for a connection; reads have none
 
     def validate(self) -> None:
         """Raise ``InputError`` naming the field when the plan is unsafe or meaningless."""
@@ -384,7 +384,10 @@ async def run_load(
     plan.validate()
     now = (clock or SystemClock()).monotonic
     limits = httpx.Limits(max_connections=plan.concurrency, max_keepalive_connections=plan.concurrency)
-    async with httpx.AsyncClient(timeout=plan.timeout_seconds, limits=limits, transport=transport) as client:
+    # Reads wait as long as the run may: a plain answer sends nothing until its last token (1,500 tokens
+    # on a throttled GPU take 37 s), and the duration bound cuts what is still running at its deadline.
+    timeout = httpx.Timeout(plan.timeout_seconds, read=None)
+    async with httpx.AsyncClient(timeout=timeout, limits=limits, transport=transport) as client:
         run = _LoadRun(plan, client, now, progress)
         try:
             async with asyncio.timeout(plan.duration_seconds):

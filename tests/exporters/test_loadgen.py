@@ -240,6 +240,39 @@ def test_a_request_that_ended_in_the_loop_turn_of_the_deadline_is_not_also_unfin
     assert not report.warnings
 
 
+def test_an_answer_slower_than_the_connect_timeout_but_within_the_duration_is_measured() -> None:
+    # A throttled GPU answering 1,500 tokens in 37 s: loadgen --duration 90 failed every request with
+    # ReadTimeout at 30 s, its own fixed timeout, and the server counted them as cancelled.
+    answer = b'{"choices": [{"index": 0, "text": "slow"}]}'
+
+    async def slow_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(v)
+            for k, _, v in (ln.partition(b":") for ln in head.split(b"\r\n"))
+            if k.lower() == b"content-length"
+        )
+        await reader.readexactly(length)
+        await asyncio.sleep(0.6)  # generating, nothing sent yet: three times the plan's timeout
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")
+        writer.write(b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(answer), answer))
+        await writer.drain()
+        writer.close()
+
+    async def run() -> LoadReport:
+        server = await asyncio.start_server(slow_server, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        plan = LoadPlan(
+            url=f"http://127.0.0.1:{port}", requests=2, rate=0, duration_seconds=20, timeout_seconds=0.2
+        )
+        async with server:
+            return await run_load(plan)
+
+    report = asyncio.run(run())
+    assert (report.ok, report.failed, report.unfinished) == (2, 0, 0), report.errors
+    assert report.latency["p50"] >= 0.6
+
+
 def test_failed_requests_are_left_out_of_the_latency_percentiles() -> None:
     # Every other request is a fast 503; the successful ones take exactly 0.1 s of the fake clock.
     clock = FakeClock(0.0)
