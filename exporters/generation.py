@@ -53,6 +53,11 @@ GEN_AI_STREAM = "gpuwarden.gen_ai.stream"
 UNMATCHED_ROUTE = "unmatched"
 CANCELLED = "cancelled"
 CLIENT_CLOSED_REQUEST = 499  # nginx's status for a client that left before the answer
+# Characters kept of a span's name and of each text attribute. Clients choose some of them (the model of
+# a refused request, the Host header), up to the 1 MiB body or header limit, and a span waits in the
+# export queue (2,048 of them) while the collector is slow: whole, they held gigabytes. 2048 is Grafana
+# Tempo's default max_attribute_bytes; a model name or path an operator reads is far shorter.
+MAX_SPAN_TEXT = 2048
 
 _ERROR_STATUS = Status(StatusCode.ERROR)
 
@@ -181,7 +186,7 @@ class GenerationSpan:
             span.set_status(_ERROR_STATUS)
         span.set_attributes(attributes)
         if self._name is not None:
-            span.update_name(self._name)
+            span.update_name(self._name[:MAX_SPAN_TEXT])
         elif span.is_recording() and getattr(span, "name", "") == method and route != UNMATCHED_ROUTE:
             span.update_name(f"{method} {route}")
         span.end(end_time=round(self._now() * 1e9))

@@ -55,6 +55,7 @@ __all__ = ["MAX_BODY_BYTES", "InferenceServer", "ServedGpu", "build_inference_ap
 logger = logging.getLogger(__name__)
 
 PROVIDER_NAME = "gpuwarden"  # gen_ai.provider.name of the toy model (no well-known value applies)
+PREFILL_STEP_SECONDS = 0.1  # how soon a plain answer's prefill notices that its client has gone
 _WORDS = (  # one string keeps the 44 words on three lines
     "the gpu runs warm while the cluster hums and every rank waits on the slowest link tokens flow from"
     " memory through tensor cores into a stream of quiet words about fleets power limits clocks errors"
@@ -224,10 +225,11 @@ class InferenceHandlers:
     async def _answer(self, request: Request, job: _Generation) -> Response:
         gen = job.gen
         try:
-            await self.sleep(job.prefill)
+            if not await self._prefill(request, job.prefill):
+                return _client_gone()
             for i in range(len(job.tokens)):
                 if await request.is_disconnected():  # nobody to answer: stop spending the GPU on it
-                    return openai_error(499, "the client closed the request", kind="client_closed_request")
+                    return _client_gone()
                 if i:
                     await self.sleep(self.gpu.token_delay())
                 if gen is not None:
@@ -252,6 +254,20 @@ class InferenceHandlers:
                 "usage": job.usage(len(job.tokens)),
             }
         )
+
+    async def _prefill(self, request: Request, seconds: float) -> bool:
+        """Wait out a plain answer's prefill in steps of ``PREFILL_STEP_SECONDS``, checking between them
+        that the client is still there; False once it has gone. (A stream needs no such check: Starlette
+        cancels it when its client leaves.) A 500,000-word prompt's prefill takes 25 s: slept in one go, it
+        held a gone client's request, its 1 MiB body included, that long."""
+        left = seconds
+        while left > 0:
+            if await request.is_disconnected():
+                return False
+            step = min(left, PREFILL_STEP_SECONDS)
+            await self.sleep(step)
+            left -= step
+        return True
 
     async def _stream(self, job: _Generation) -> AsyncIterator[bytes]:
         created = int(self.clock.time())
@@ -299,6 +315,11 @@ class InferenceHandlers:
         if job.body.include_usage():
             yield event([], usage=job.usage(len(job.tokens)))
         yield b"data: [DONE]\n\n"
+
+
+def _client_gone() -> JSONResponse:
+    """The answer to a request whose client left (nginx's 499): nobody reads it, the span records it."""
+    return openai_error(499, "the client closed the request", kind="client_closed_request")
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

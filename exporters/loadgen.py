@@ -8,7 +8,8 @@ unfinished, so a hung server or a long generation cannot stretch a run.
 Latency percentiles (and time to first token when streaming) cover successful requests only: a 2xx, and
 when streaming no error event in the stream. Every other outcome is counted by kind: HTTP status
 (``503``), an error event after the 200 (``stream_error:503``, its ``code``), a stream that ended without
-its ``data: [DONE]`` (``stream_incomplete``) or transport error
+its ``data: [DONE]`` (``stream_incomplete``), a plain 2xx answer that is no completion
+(``not_a_completion``) or transport error
 (``ReadTimeout``, ``ConnectError``). Latency is measured two ways: from the moment the request was sent,
 and, in a paced run, from the moment it was scheduled to be sent. When the concurrency cap or a slow
 client holds a request back, only the second counts that wait (the coordinated-omission problem: a closed
@@ -31,9 +32,12 @@ import httpx
 from exporters.loadlimits import MAX_CONCURRENCY, MAX_DURATION_SECONDS, MAX_REQUESTS, MAX_TOKENS
 from gpuwarden.clock import Clock, SystemClock
 from gpuwarden.errors import InputError
+from gpuwarden.printable import escape_controls
 from gpuwarden.urls import url_problem
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+NOT_A_COMPLETION = "not_a_completion"  # a plain 2xx answer that is no OpenAI completion
+SAID_CHARS = 200  # characters of what the server said with a failure that the report shows
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +53,7 @@ class LoadPlan:
     model: str = "gpuwarden-toy-1"
     max_tokens: int = 16
     stream: bool = False
-    timeout_seconds: float = 30.0
+    timeout_seconds: float = 30.0  # to connect, send a request or wait for a connection; reads have none
 
     def validate(self) -> None:
         """Raise ``InputError`` naming the field when the plan is unsafe or meaningless."""
@@ -103,7 +107,7 @@ class LoadReport:
     """What happened: outcomes by kind, rates, and percentiles (seconds) of the successful requests."""
 
     sent: int = 0  # requests started
-    ok: int = 0  # finished with a 2xx status (and, streamed, no error event in the stream)
+    ok: int = 0  # a 2xx completion (streamed: no error event, its [DONE] came)
     failed: int = 0  # another status, an error event in a stream, or a transport error (timeouts included)
     unfinished: int = 0  # still running at the duration deadline, cancelled
     statuses: dict[str, int] = field(default_factory=dict)  # every finished request, by status or error
@@ -181,10 +185,13 @@ class _Tally:
     ttfts: list[float] = field(default_factory=list)
     send_times: list[float] = field(default_factory=list)
     slot_waits: int = 0
+    said: dict[str, str] = field(default_factory=dict)  # what the server said with the first of each kind
 
-    def failed(self, kind: str) -> None:
+    def failed(self, kind: str, said: str | None = None) -> None:
         self.statuses[kind] += 1
         self.errors[kind] += 1
+        if said and kind not in self.said:
+            self.said[kind] = said
 
 
 class _StreamEvents:
@@ -193,13 +200,14 @@ class _StreamEvents:
     that ends with neither an error nor ``data: [DONE]`` (a proxy or a server that closed it cleanly
     mid-answer) was cut short: ``stream_incomplete``."""
 
-    __slots__ = ("_data", "_rest", "done", "error")
+    __slots__ = ("_data", "_rest", "done", "error", "said")
 
     def __init__(self) -> None:
         self._rest = b""
         self._data: list[bytes] = []
         self.error: str | None = None  # the failure's kind: stream_error, or stream_error:CODE
         self.done = False  # the closing ``data: [DONE]`` came
+        self.said: str | None = None  # the error event's message
 
     def failure(self) -> str | None:
         """How the stream, ended, failed; None when it ended as a whole answer does."""
@@ -232,6 +240,43 @@ class _StreamEvents:
             error = payload["error"]
             code = error.get("code") if isinstance(error, dict) else None
             self.error = "stream_error" if code is None or code == "" else f"stream_error:{code}"
+            self.said = said(data)
+
+
+def said(body: bytes) -> str | None:
+    """What an error answer or event says, in one line of at most ``SAID_CHARS`` characters, its control
+    characters escaped (a server's text reaches the terminal): OpenAI's ``error.message``, vLLM's
+    ``message`` or FastAPI's ``detail``, else the body's first line; None for an empty body."""
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        payload = None
+    if isinstance(payload, dict):
+        error = payload.get("error")
+        for found in (error.get("message") if isinstance(error, dict) else error, *map(payload.get, _SAID)):
+            if isinstance(found, str) and found.strip():
+                text = found.strip()
+                break
+    text = escape_controls(text.split("\n", 1)[0].strip()) if payload is None else escape_controls(text)
+    if not text:
+        return None
+    return text if len(text) <= SAID_CHARS else text[: SAID_CHARS - 3] + "..."
+
+
+_SAID = ("message", "detail")  # where vLLM and FastAPI put what an error answer says
+
+
+def _answer_failure(body: bytes) -> str | None:
+    """How a plain 2xx answer failed: ``not_a_completion`` when it is no OpenAI completion (not JSON, no
+    ``choices`` list: another service on the port, a proxy's page, a body cut short); None when it is one."""
+    try:
+        payload = json.loads(body)
+    except ValueError:  # UnicodeDecodeError included
+        return NOT_A_COMPLETION
+    if isinstance(payload, dict) and isinstance(payload.get("choices"), list):
+        return None
+    return NOT_A_COMPLETION
 
 
 class _LoadRun:
@@ -260,19 +305,24 @@ class _LoadRun:
             t0 = now()
             first: float | None = None
             events = _StreamEvents() if plan.stream else None
+            answer: list[bytes] = []
             async with self.client.stream("POST", plan.endpoint(), json=plan.body(i)) as response:
+                if not response.is_success:
+                    events = None  # an error answer is read whole, for what it says
                 async for chunk in response.aiter_bytes():
                     if first is None and chunk:
                         first = now() - t0
                     if events is not None:
                         events.feed(chunk)
+                    else:
+                        answer.append(chunk)
             done = now()
             if not response.is_success:
-                tally.failed(str(response.status_code))
+                tally.failed(str(response.status_code), said(b"".join(answer)))
                 return
-            failure = events.failure() if events is not None else None
-            if failure is not None:  # a 200 whose stream ended in an error, or before its end
-                tally.failed(failure)
+            failure = events.failure() if events is not None else _answer_failure(b"".join(answer))
+            if failure is not None:  # a 200 whose stream ended in an error or early, or not a completion
+                tally.failed(failure, events.said if events is not None else None)
                 return
             tally.ok += 1
             tally.statuses[str(response.status_code)] += 1
@@ -307,7 +357,9 @@ class _LoadRun:
 
     async def cancel_unfinished(self) -> int:
         """Cancel what still runs (the duration bound passed); how many were cancelled."""
-        cut = list(self.running)
+        # A task that ended in this loop turn is still in ``running`` (its discard callback runs next
+        # turn): it was counted when it ended, and is no unfinished request.
+        cut = [task for task in self.running if not task.done()]
         for task in cut:
             task.cancel()
         await asyncio.gather(*cut, return_exceptions=True)
@@ -332,7 +384,10 @@ async def run_load(
     plan.validate()
     now = (clock or SystemClock()).monotonic
     limits = httpx.Limits(max_connections=plan.concurrency, max_keepalive_connections=plan.concurrency)
-    async with httpx.AsyncClient(timeout=plan.timeout_seconds, limits=limits, transport=transport) as client:
+    # Reads wait as long as the run may: a plain answer sends nothing until its last token (1,500 tokens
+    # on a throttled GPU take 37 s), and the duration bound cuts what is still running at its deadline.
+    timeout = httpx.Timeout(plan.timeout_seconds, read=None)
+    async with httpx.AsyncClient(timeout=timeout, limits=limits, transport=transport) as client:
         run = _LoadRun(plan, client, now, progress)
         try:
             async with asyncio.timeout(plan.duration_seconds):
@@ -389,6 +444,8 @@ def _report(
             f"sent {achieved:.1f} req/s, below the target {plan.rate:g} req/s: {why};"
             " latency from schedule includes that wait, latency from send does not"
         )
+    for kind, text in sorted(tally.said.items()):
+        warnings.append(f"{kind} ({tally.errors[kind]} requests): the server said: {text}")
     if unfinished and not stopped:
         warnings.append(
             f"{unfinished} requests were still running at the {plan.duration_seconds:g} s duration bound"

@@ -17,7 +17,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import SERVICE_NAME, OTELResourceDetector, Resource
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanLimits, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     ConsoleSpanExporter,
@@ -28,6 +28,7 @@ from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult, 
 from opentelemetry.trace import Link, SpanKind, TraceState
 from opentelemetry.util.types import Attributes
 
+from exporters.generation import MAX_SPAN_TEXT
 from gpuwarden.config import TracingConfig
 
 logger = logging.getLogger(__name__)
@@ -265,15 +266,21 @@ def build_tracer_provider(
         attributes["k8s.pod.name"] = config.pod_name
     if gpu_uuids:
         attributes[GPU_UUIDS_RESOURCE] = list(gpu_uuids)
+    exporter = span_exporter if span_exporter is not None else configured_span_exporter(config)
+    # A trace this service starts is sampled only when its spans go somewhere: span metrics take a sampled
+    # span's trace id as an exemplar, and with no exporter (span_exporter none, --quiet-spans,
+    # OTEL_SDK_DISABLED) every exemplar was a link to a trace no backend has. A parent's decision still
+    # holds: its trace is in the caller's backend.
     provider = TracerProvider(
-        resource=Resource.create(attributes), sampler=RecordAllSampler(config.sample_ratio)
+        resource=Resource.create(attributes),
+        sampler=RecordAllSampler(config.sample_ratio if exporter is not None else 0.0),
+        span_limits=span_limits(),
     )
     # Under OTEL_SDK_DISABLED=true the SDK hands out no-op tracers, and the span metrics (every request's
     # count, latency, tokens) would silently vanish; span export is what that variable turns off here.
     provider._disabled = False
     for processor in processors:
         provider.add_span_processor(processor)
-    exporter = span_exporter if span_exporter is not None else configured_span_exporter(config)
     if exporter is not None:
         provider.add_span_processor(
             AccountedBatchSpanProcessor(
@@ -283,6 +290,17 @@ def build_tracer_provider(
             )
         )
     return provider
+
+
+def span_limits() -> SpanLimits:
+    """The SDK's limits (its ``OTEL_*_LIMIT`` variables), with span attribute values cut at ``MAX_SPAN_TEXT``
+    characters where no variable bounds them: the SDK keeps them whole by default, and a client chooses
+    some (a refused request's model, the Host header). Events' attributes (an exception's stack trace)
+    keep the SDK's bound."""
+    limits = SpanLimits()
+    if limits.max_span_attribute_length is not None:  # OTEL_[SPAN_]ATTRIBUTE_VALUE_LENGTH_LIMIT set
+        return limits
+    return SpanLimits(max_span_attribute_length=MAX_SPAN_TEXT)
 
 
 def configured_span_exporter(config: TracingConfig) -> SpanExporter | None:

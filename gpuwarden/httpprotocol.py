@@ -16,6 +16,9 @@ Alertmanager take any token as a method and answer 405 with ``Allow`` on a path 
 request is parsed here under a stand-in method and given to the app under its own, as h11 gives it: the app
 answers 405 naming its methods, or 404 for a path it does not have.
 
+httptools' cycle also framed an answer of unknown length (a stream) in chunks for an HTTP/1.0 client, which
+has no chunked coding; here such an answer ends where the connection closes, as h11 sends it.
+
 uvicorn's own lines about a connection (that 400, an app that crashed) do not say whose it is: each
 connection's protocol logs through a ``ClientLogger``, which ends them with ``client=HOST:PORT``.
 """
@@ -357,6 +360,9 @@ class HttpToolsDeadlineProtocol(HeaderDeadline, HttpToolsProtocol):
         super().on_headers_complete()
         if self._method is not None:
             self.scope["method"], self._method = self._method, None
+        cycle = self.cycle
+        if cycle is not None and cycle.scope is self.scope and self.scope["http_version"] == "1.0":
+            _close_delimited(cycle)
 
     def on_body(self, body: bytes) -> None:
         """Counted off the body still to come; then uvicorn's."""
@@ -373,6 +379,32 @@ class HttpToolsDeadlineProtocol(HeaderDeadline, HttpToolsProtocol):
     def request_begun(self) -> bool:
         """The parser began a request whose headers are not complete, or the start of its method is held."""
         return self._message_begun or bool(self._head)
+
+
+def _close_delimited(cycle: Any) -> None:
+    """An answer of unknown length (a stream) to an HTTP/1.0 request ends where the connection closes, as
+    h11 sends it: uvicorn's httptools cycle framed it in chunks, a coding HTTP/1.0 has not (RFC 9112 6.1),
+    and the client read the chunk sizes as data. uvicorn closes an HTTP/1.0 connection after its answer;
+    here its cycle is told that no chunk is wanted, and each body message's length as the length to send."""
+    send = cycle.send
+    unframed = False
+
+    async def send_to_http10(message: Any) -> None:
+        nonlocal unframed
+        if message["type"] == "http.response.start":
+            names = {bytes(name).lower() for name, _ in message.get("headers", ())}
+            unframed = (
+                not names & {b"content-length", b"transfer-encoding"}
+                and cycle.scope["method"] != "HEAD"
+                and message["status"] not in {204, 304}
+            )
+            if unframed:
+                cycle.chunked_encoding = False
+        elif unframed and message["type"] == "http.response.body":
+            cycle.expected_content_length = len(message.get("body", b""))
+        await send(message)
+
+    cycle.send = send_to_http10
 
 
 BASES: Mapping[str, type[HeaderDeadline]] = MappingProxyType(

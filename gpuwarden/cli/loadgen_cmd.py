@@ -76,10 +76,11 @@ def loadgen(
 ) -> None:
     """Drive a local inference server at a given rate, bounded in count and time; print P50/P95/P99.
 
-    Percentiles cover successful requests (2xx, and with --stream no error event in the stream), measured
-    from the send and, with --rate, from the scheduled send (which counts the wait for a concurrency slot);
-    failures are counted by HTTP status, error event in the stream (stream_error:503) or error (timeouts
-    included), and requests cut by --duration as unfinished.
+    Percentiles cover successful requests (a 2xx completion; with --stream no error event in the stream),
+    measured from the send and, with --rate, from the scheduled send (which counts the wait for a
+    concurrency slot); failures are counted by HTTP status, error event in the stream (stream_error:503),
+    a 2xx that is no completion (not_a_completion) or error (timeouts included), and requests cut by
+    --duration as unfinished.
 
     Exit status: 0 when every finished request succeeded; 1 when any failed (0 with --allow-errors), when
     none succeeded, or when the server could not be reached; 2 for a bad option; 130 after Ctrl-C, which

@@ -12,6 +12,7 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
+from exporters.generation import MAX_SPAN_TEXT
 from exporters.inference_server import (
     InferenceServer,
     ServedGpu,
@@ -155,6 +156,24 @@ def test_a_plain_answer_stops_generating_when_the_client_has_gone(
     )
 
 
+def test_a_plain_answer_whose_client_left_during_a_long_prefill_ends_then(
+    traced: tuple[InferenceServer, InMemorySpanExporter, FakeClock],
+) -> None:
+    # A 500,000-word prompt's prefill is 25 s at 5 ms a token, slept in one go: 200 such requests, each
+    # closed by its client right after sending, held 600 MB (their bodies) "in flight" for those 25 s.
+    server, exporter, clock = traced
+    started = clock.time()
+    body = json.dumps({**CHAT, "messages": [{"role": "user", "content": "a " * 200_000}]}).encode()
+    asyncio.run(asgi_call(server.app, body, leave_when=lambda: clock.time() - started > 0.5))
+    assert clock.time() - started < 1.0  # not the prefill's 20 s at 10 ms a token
+    assert server.tracer_provider is not None
+    server.tracer_provider.force_flush()
+    [span] = exporter.get_finished_spans()
+    attrs = dict(span.attributes or {})
+    assert (attrs["error.type"], attrs["http.response.status_code"]) == ("cancelled", 499)
+    assert "gen_ai.usage.output_tokens" not in attrs
+
+
 def test_the_request_span_carries_provider_finish_reasons_response_id_and_sampling(
     traced: tuple[InferenceServer, InMemorySpanExporter, FakeClock],
 ) -> None:
@@ -210,6 +229,28 @@ def test_fault_injection_and_wrong_methods_stay_out_of_the_request_metrics(
     assert "/sim/faults" not in metrics
     assert 'route="/v1/chat/completions"' not in metrics
     assert 'gpuwarden_inference_requests_total{route="unmatched",status_class="4xx"} 2.0' in metrics
+
+
+def test_a_client_chosen_model_name_or_host_is_cut_short_in_the_queued_span(
+    traced: tuple[InferenceServer, InMemorySpanExporter, FakeClock],
+) -> None:
+    # An unknown model of 1 MB (the body limit) or a Host header of 900 KB was kept whole in the span's name
+    # and attributes: 300 such requests held 880 MB in the export queue while the collector was slow, and
+    # its 2,048 spans would hold 6 GB.
+    server, exporter, _ = traced
+    client = AsgiClient(server.app)
+    assert client.post("/v1/chat/completions", json={**CHAT, "model": "m" * 100_000}).status_code == 404
+    assert client.get("/v1/models", headers={"host": "h" * 100_000 + ":8000"}).status_code == 200
+    assert server.tracer_provider is not None
+    server.tracer_provider.force_flush()
+    chat, models = exporter.get_finished_spans()
+    for span in (chat, models):
+        assert len(span.name) <= MAX_SPAN_TEXT
+        texts = [v for v in (span.attributes or {}).values() if isinstance(v, str)]
+        assert texts and max(map(len, texts)) <= MAX_SPAN_TEXT
+    assert chat.name.startswith("chat mmm")
+    assert dict(chat.attributes or {})["gen_ai.request.model"] == "m" * MAX_SPAN_TEXT
+    assert dict(models.attributes or {})["server.address"] == "h" * MAX_SPAN_TEXT
 
 
 def test_requests_are_counted_when_otel_sdk_disabled_turns_the_sdk_off(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import httpx
 import pytest
@@ -213,6 +214,65 @@ def test_the_duration_bounds_a_run_against_a_hung_server_and_cut_requests_are_un
     assert any("cancelled" in w for w in report.warnings)
 
 
+def test_a_request_that_ended_in_the_loop_turn_of_the_deadline_is_not_also_unfinished() -> None:
+    # A busy loop (a load of 2 on the machine, a slow progress bar) wakes up past both the duration bound
+    # and the requests' answers: each request ended before the bound's cancel reached it, and was counted
+    # ok and again as unfinished (50 sent, 50 ok, 50 unfinished, "cancelled" in the warnings).
+    async def answer_late(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.15)
+        return httpx.Response(200, json={"choices": []})
+
+    async def busy_loop() -> None:
+        await asyncio.sleep(0.02)
+        time.sleep(0.4)  # the event loop itself is held: every timer is due when it gets back
+
+    async def run() -> LoadReport:
+        plan = LoadPlan(url="http://127.0.0.1:1", requests=20, rate=0, concurrency=20, duration_seconds=0.1)
+        hog = asyncio.create_task(busy_loop())
+        report = await run_load(plan, transport=httpx.MockTransport(answer_late))
+        await hog
+        return report
+
+    report = asyncio.run(run())
+    assert report.sent == 20
+    assert report.ok + report.failed + report.unfinished == report.sent
+    assert report.unfinished == 0 and report.ok == 20
+    assert not report.warnings
+
+
+def test_an_answer_slower_than_the_connect_timeout_but_within_the_duration_is_measured() -> None:
+    # A throttled GPU answering 1,500 tokens in 37 s: loadgen --duration 90 failed every request with
+    # ReadTimeout at 30 s, its own fixed timeout, and the server counted them as cancelled.
+    answer = b'{"choices": [{"index": 0, "text": "slow"}]}'
+
+    async def slow_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(v)
+            for k, _, v in (ln.partition(b":") for ln in head.split(b"\r\n"))
+            if k.lower() == b"content-length"
+        )
+        await reader.readexactly(length)
+        await asyncio.sleep(0.6)  # generating, nothing sent yet: three times the plan's timeout
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")
+        writer.write(b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(answer), answer))
+        await writer.drain()
+        writer.close()
+
+    async def run() -> LoadReport:
+        server = await asyncio.start_server(slow_server, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        plan = LoadPlan(
+            url=f"http://127.0.0.1:{port}", requests=2, rate=0, duration_seconds=20, timeout_seconds=0.2
+        )
+        async with server:
+            return await run_load(plan)
+
+    report = asyncio.run(run())
+    assert (report.ok, report.failed, report.unfinished) == (2, 0, 0), report.errors
+    assert report.latency["p50"] >= 0.6
+
+
 def test_failed_requests_are_left_out_of_the_latency_percentiles() -> None:
     # Every other request is a fast 503; the successful ones take exactly 0.1 s of the fake clock.
     clock = FakeClock(0.0)
@@ -230,6 +290,66 @@ def test_failed_requests_are_left_out_of_the_latency_percentiles() -> None:
     assert report.errors == {"503": 5}
     assert report.latency["p50"] == pytest.approx(0.1)  # the 503s (0 s) no longer pull it down
     assert report.latency["p99"] == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("text/html", b"<html><body>It works!</body></html>"),
+        ("application/json", b'{"status": "ok"}'),
+        ("application/json", b'{"id": "chatcmpl-1", "choices": [{"index'),
+        ("text/event-stream", b'data: {"choices": []}\n\n'),
+        ("application/octet-stream", b"\xff\xfe\x00"),
+    ],
+    ids=["web-page", "other-json", "cut-short", "stream-not-asked-for", "not-utf8"],
+)
+def test_a_plain_2xx_that_is_no_completion_is_a_failure_by_kind(content_type: str, body: bytes) -> None:
+    # Another service on the port (a web server that answers any path), a proxy's page or a body cut
+    # short by a connection close was counted ok, in the percentiles, and the run exited 0.
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=body, headers={"content-type": content_type})
+
+    plan = LoadPlan(url="http://127.0.0.1:1", requests=3, rate=0)
+    report = bounded(plan, handler)
+    assert (report.ok, report.failed) == (0, 3)
+    assert report.errors == {"not_a_completion": 3}
+    assert report.exit_code(allow_errors=True) == 1
+    assert "failed 3 (not_a_completion 3)" in report.to_text()
+
+
+@pytest.mark.parametrize(
+    ("answer", "shown"),
+    [
+        (
+            httpx.Response(
+                404, json={"error": {"message": "model 'gpt-4' is not served here", "code": None}}
+            ),
+            "404 (3 requests): the server said: model 'gpt-4' is not served here",
+        ),
+        (
+            httpx.Response(400, json={"object": "error", "message": "max_tokens is too large", "code": 400}),
+            "400 (3 requests): the server said: max_tokens is too large",
+        ),
+        (
+            httpx.Response(502, text="<html>\n<title>502 Bad Gateway</title>\n</html>"),
+            "502 (3 requests): the server said: <html>",
+        ),
+        (
+            httpx.Response(404, json={"error": {"message": "no \x1b]0;pwned\x07 model"}}),
+            "404 (3 requests): the server said: no \\x1b]0;pwned\\x07 model",
+        ),
+    ],
+    ids=["openai-shape", "vllm-shape", "proxy-page", "escape-sequence"],
+)
+def test_a_failed_run_says_what_the_server_answered_with_the_first_failure_of_each_kind(
+    answer: httpx.Response, shown: str
+) -> None:
+    # A wrong --model or a --url with OpenAI's /v1 read "failed 3 (404 3)" and no more: why took a curl.
+    plan = LoadPlan(url="http://127.0.0.1:1", requests=3, rate=0, model="gpt-4")
+    report = bounded(plan, lambda request: answer)
+    assert report.errors == {str(answer.status_code): 3}
+    assert report.warnings == [shown]
+    assert f"warning: {shown}" in report.to_text()
 
 
 def test_a_stream_that_ends_in_an_error_event_is_a_failure_by_kind_not_a_success() -> None:
@@ -256,6 +376,7 @@ def test_a_stream_that_ends_in_an_error_event_is_a_failure_by_kind_not_a_success
     assert report.latency["p50"] == pytest.approx(0.1)  # the failed streams' 0.01 s left out
     assert report.exit_code() == 1
     assert "failed 2 (stream_error:503 2)" in report.to_text()
+    assert report.warnings == ["stream_error:503 (2 requests): the server said: GPU node-01/0 is unavailable"]
 
 
 def test_a_stream_the_toy_server_cuts_when_its_gpu_is_lost_is_a_failure() -> None:

@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from exporters.generation import MAX_SPAN_TEXT
 from exporters.span_export import (
     MAX_EXPORT_BATCH_SIZE,
     AccountedBatchSpanProcessor,
@@ -171,4 +172,27 @@ def test_service_name_follows_opentelemetry_order_with_gpuwardens_name_last(
     assert provider.resource.attributes["service.name"] == service
     if "deployment.environment" in environ.get("OTEL_RESOURCE_ATTRIBUTES", ""):
         assert provider.resource.attributes["deployment.environment"] == "prod"
+    provider.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("variable", "kept"),
+    [
+        (None, MAX_SPAN_TEXT),
+        ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", 10),
+        ("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", 10),
+    ],
+    ids=["gpuwarden-bound", "otel-variable", "otel-span-variable"],
+)
+def test_span_attribute_values_are_bounded_unless_an_otel_variable_bounds_them(
+    monkeypatch: pytest.MonkeyPatch, variable: str | None, kept: int
+) -> None:
+    if variable is not None:
+        monkeypatch.setenv(variable, str(kept))
+    exporter = InMemorySpanExporter()
+    provider = build_tracer_provider(TracingConfig(), span_exporter=exporter)
+    provider.get_tracer(__name__).start_span("GET", attributes={"server.address": "h" * 100_000}).end()
+    provider.force_flush()
+    [span] = exporter.get_finished_spans()
+    assert dict(span.attributes or {})["server.address"] == "h" * kept
     provider.shutdown()

@@ -185,6 +185,32 @@ def test_unsampled_requests_are_counted_but_give_no_dead_link_exemplar() -> None
         s.provider.shutdown()
 
 
+def test_requests_of_a_server_that_exports_no_span_give_no_dead_link_exemplar() -> None:
+    # inference-server without an OTLP endpoint ("spans exported: none"), with --quiet-spans or under
+    # OTEL_SDK_DISABLED: every request's trace id was an exemplar, a link to a trace no backend has.
+    metrics = SpanMetrics()
+    provider = build_tracer_provider(TracingConfig(span_exporter="none"), processors=[metrics])
+    app = Starlette(
+        routes=[Route("/v1/models", lambda request: JSONResponse({"data": []}))],
+        middleware=[Middleware(TracingMiddleware, tracer_provider=provider)],
+    )
+    client = AsgiClient(app)
+    try:
+        assert client.get("/v1/models").status_code == 200
+        parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"  # sampled by the caller
+        assert client.get("/v1/models", headers={"traceparent": parent}).status_code == 200
+        assert (
+            metrics.registry.get_sample_value(
+                f"{P}_requests_total", {"route": "/v1/models", "status_class": "2xx"}
+            )
+            == 2
+        )
+        exemplars = re.findall(r'trace_id="([0-9a-f]{32})"', openmetrics_latest(metrics.registry).decode())
+        assert set(exemplars) == {"4bf92f3577b34da6a3ce929d0e0e4736"}  # the caller's trace is in its backend
+    finally:
+        provider.shutdown()
+
+
 def test_internal_spans_are_not_request_metrics(stack: Stack) -> None:
     tracer = stack.provider.get_tracer("t")
     with tracer.start_as_current_span("tokenize", kind=SpanKind.INTERNAL):

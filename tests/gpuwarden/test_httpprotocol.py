@@ -10,14 +10,14 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from gpuwarden.httpprotocol import MAX_HEAD_BYTES, header_deadline_protocol
@@ -42,6 +42,16 @@ class RefusalSeen(logging.Handler):
             REFUSED.set()
 
 
+async def events(request: Request) -> Response:
+    """An answer of unknown length, as the inference server streams one (Server-Sent Events)."""
+
+    async def body() -> AsyncIterator[bytes]:
+        for event in (b"data: one\n\n", b"data: [DONE]\n\n"):
+            yield event
+
+    return StreamingResponse(body(), media_type="text/event-stream")
+
+
 async def after_a_refusal(request: Request) -> Response:
     """Answers once the server has refused a request behind this one (``RefusalSeen``)."""
     await asyncio.to_thread(REFUSED.wait, GIVE_UP)
@@ -56,7 +66,13 @@ def server(request: pytest.FixtureRequest) -> Iterator[int]:
     closes its own (starting and stopping uvicorn cost about 0.2 s a test)."""
     port = free_port()
     config = uvicorn.Config(
-        Starlette(routes=[Route("/", echo, methods=["GET", "POST"]), Route("/held", after_a_refusal)]),
+        Starlette(
+            routes=[
+                Route("/", echo, methods=["GET", "POST"]),
+                Route("/held", after_a_refusal),
+                Route("/events", events, methods=["GET", "POST"]),
+            ]
+        ),
         host="127.0.0.1",
         port=port,
         log_level="warning",
@@ -421,3 +437,28 @@ def test_the_limit_is_on_the_whole_header_block_in_small_packets(
                 sock.sendall(head[at : at + 1000])
         received = read_until_closed(sock)
     assert received.split(b"\r\n", 1)[0] == b"HTTP/1.1 " + status, received[:200]
+
+
+@pytest.mark.parametrize("request_line", [b"GET /events HTTP/1.0", b"POST /events HTTP/1.0"])
+def test_an_answer_of_unknown_length_to_an_http_1_0_client_ends_with_the_connection_not_in_chunks(
+    server: int, request_line: bytes
+) -> None:
+    # httptools' protocol framed a stream in chunks for an HTTP/1.0 client too, which has no chunked coding
+    # (RFC 9112 6.1): it read the chunk sizes as data ("e\r\ndata: one\n\n\r\n...0\r\n\r\n").
+    sock = connect(server)
+    sock.sendall(request_line + b"\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+    head, _, body = read_until_closed(sock).partition(b"\r\n\r\n")
+    sock.close()
+    assert head.startswith(b"HTTP/1.1 200 "), head
+    assert b"transfer-encoding" not in head.lower()
+    assert body == b"data: one\n\ndata: [DONE]\n\n"
+
+
+def test_an_http_1_1_client_still_gets_an_answer_of_unknown_length_in_chunks_on_a_kept_connection(
+    server: int,
+) -> None:
+    with httpx.Client(base_url=f"http://127.0.0.1:{server}") as client:
+        first = client.get("/events")
+        assert first.headers["transfer-encoding"] == "chunked"
+        assert first.text == "data: one\n\ndata: [DONE]\n\n"
+        assert client.get("/events").text == first.text

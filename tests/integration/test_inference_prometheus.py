@@ -1,15 +1,21 @@
-"""loadgen -> inference server -> real Prometheus: the latency histogram answers histogram_quantile, and a
-thermal fault injected on the server's simulated GPU raises P95 visibly."""
+"""loadgen -> inference server -> real Prometheus: the latency histogram answers histogram_quantile, a
+thermal fault injected on the server's simulated GPU raises P95 visibly, and the exemplars Prometheus stores
+name traces the server exported."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from tests.integration import http_probe
 from tests.integration.servers import free_port, require_binary, running
@@ -68,6 +74,34 @@ def wait_for_requests(prom: str, at_least: int, timeout: float = 20.0) -> None:
     raise AssertionError(f"Prometheus saw {seen} requests, expected {at_least}")
 
 
+@contextmanager
+def otlp_receiver(port: int) -> Iterator[set[str]]:
+    """A local OTLP/HTTP traces receiver on ``port``: yields the trace ids (hex) of the spans it received."""
+    received: set[str] = set()
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            batch = ExportTraceServiceRequest.FromString(self.rfile.read(int(self.headers["Content-Length"])))
+            for resource in batch.resource_spans:
+                for scope in resource.scope_spans:
+                    received.update(span.trace_id.hex() for span in scope.spans)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def loadgen(url: str, requests: int) -> dict[str, object]:
     out = subprocess.run(
         [
@@ -105,11 +139,13 @@ def p95(prom: str, window_seconds: int) -> float:
 
 
 def test_thermal_fault_on_the_servers_gpu_raises_p95_seen_by_prometheus(tmp_path: Path) -> None:
-    srv_port, prom_port = free_port(), free_port()
+    srv_port, prom_port, otlp_port = free_port(), free_port(), free_port()
     server_url = f"http://127.0.0.1:{srv_port}"
     prom = f"http://127.0.0.1:{prom_port}"
-    server_argv = [*CLI, "inference-server", "--port", str(srv_port), "--quiet-spans"]
+    otlp = f"http://127.0.0.1:{otlp_port}/v1/traces"
+    server_argv = [*CLI, "inference-server", "--port", str(srv_port), "--otlp-endpoint", otlp]
     with (
+        otlp_receiver(otlp_port) as exported,
         running(server_argv, f"{server_url}/healthz", tmp_path / "server.log"),
         running(
             prometheus_argv(tmp_path, prom_port, f"127.0.0.1:{srv_port}"),
@@ -144,10 +180,15 @@ def test_thermal_fault_on_the_servers_gpu_raises_p95_seen_by_prometheus(tmp_path
         assert healthy > 0  # no upper bound: that would be a speed claim on a loaded machine
         assert hot > 2 * healthy, (healthy, hot)
 
-        # Exemplars made it into Prometheus: a slow bucket links to a trace id.
+        # Exemplars made it into Prometheus: a slow bucket links to a trace id the server exported (its
+        # batch processor sends every 5 s: the last requests' spans may still be on their way).
         r = http_probe.get(
             f"{prom}/api/v1/query_exemplars",
             params={"query": f"{LATENCY}_bucket", "start": time.time() - 120, "end": time.time()},
         )
-        exemplars = [e for series in r.json()["data"] for e in series["exemplars"]]
-        assert exemplars and all(len(e["labels"]["trace_id"]) == 32 for e in exemplars)
+        linked = {e["labels"]["trace_id"] for series in r.json()["data"] for e in series["exemplars"]}
+        assert linked and all(len(trace_id) == 32 for trace_id in linked)
+        deadline = time.monotonic() + 15
+        while not linked <= exported:
+            assert time.monotonic() < deadline, f"exemplars name traces never exported: {linked - exported}"
+            time.sleep(0.5)
