@@ -30,6 +30,7 @@ from sqlalchemy import Engine, case, func, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from alerting.db import locked_rows
 from alerting.fencing import LockFence, unfenced
 from alerting.notifiers.base import (
     EditHoldingNotifier,
@@ -277,7 +278,9 @@ class Outbox(OutboxDelivery):
             )
             if incident_id is not None:
                 query = query.where(OutboxMessage.incident_id == incident_id)
-            rows = list(session.scalars(query))
+            # Locked as read: an `outbox discard --status failed` at the same moment read them failed too,
+            # and the later write won: messages said discarded were sent, or said requeued were discarded.
+            rows = locked_rows(session, query.order_by(OutboxMessage.id))  # discard's order: no deadlock
             last_sent = {
                 (notifier, incident): newest
                 for notifier, incident, newest in session.execute(
