@@ -269,9 +269,10 @@ class Outbox(OutboxDelivery):
     def requeue_failed(self, incident_id: str | None = None) -> tuple[int, int]:
         """Put failed messages (of one incident, or all) back in the queue, after fixing a token or a
         channel; they go out in their incident's order, with what was queued after them. A failed message
-        that a later one of its incident has overtaken (sent) stays failed: sent now, it would set the
-        incident's message back to what it said then. Failed messages of a notifier no longer configured stay
-        failed: queued, nothing would send them. Returns (queued again, left as overtaken)."""
+        that a later one of its incident has overtaken (sent, or being sent now: it goes before anything
+        queued after it) stays failed: sent now, it would set the incident's message back to what it said
+        then. Failed messages of a notifier no longer configured stay failed: queued, nothing would send
+        them. Returns (queued again, left as overtaken)."""
         with self._sessions() as session, session.begin():
             query = select(OutboxMessage).where(
                 OutboxMessage.status == FAILED, OutboxMessage.notifier.in_(list(self._notifiers))
@@ -285,7 +286,7 @@ class Outbox(OutboxDelivery):
                 (notifier, incident): newest
                 for notifier, incident, newest in session.execute(
                     select(OutboxMessage.notifier, OutboxMessage.incident_id, func.max(OutboxMessage.id))
-                    .where(OutboxMessage.status == SENT)
+                    .where(OutboxMessage.status.in_((SENT, SENDING)))
                     .group_by(OutboxMessage.notifier, OutboxMessage.incident_id)
                 )
             }
