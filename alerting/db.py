@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import URL, Engine, create_engine, event, make_url
+from sqlalchemy import URL, Engine, Select, create_engine, event, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session
 
@@ -42,21 +42,36 @@ def in_lists(values: Sequence[ValueT]) -> Iterator[list[ValueT]]:
         yield piece
 
 
+def write_locked(session: Session) -> None:
+    """Make what the session reads from now on part of its write transaction: on SQLite, take the database's
+    write lock first (``BEGIN IMMEDIATE``), since pysqlite begins a transaction only at the first write, so
+    a read before it would be no part of it; on PostgreSQL the reads lock rows themselves (``FOR UPDATE``)."""
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        dbapi = connection.connection.dbapi_connection
+        if dbapi is not None and not dbapi.in_transaction:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def locked_row(session: Session, model: type[RowT], key: str) -> RowT | None:
     """The row of ``model`` whose primary key is ``key`` (None if there is none), read inside the session's
     write transaction and held until it ends, so that a check on it and the write it decides are one step.
 
     PostgreSQL: ``SELECT ... FOR UPDATE``; a concurrent transaction that changed the row (a retry's first
     attempt whose COMMIT is still in flight) commits first, and this reads what it committed. SQLite: the
-    database's write lock first (``BEGIN IMMEDIATE``), since pysqlite begins a transaction only at the first
-    write, so the read before it would be no part of it.
+    database's write lock first (``write_locked``).
     """
-    connection = session.connection()
-    if connection.dialect.name == "sqlite":
-        dbapi = connection.connection.dbapi_connection
-        if dbapi is not None and not dbapi.in_transaction:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+    write_locked(session)
     return session.get(model, key, with_for_update=True, populate_existing=True)
+
+
+def locked_rows(session: Session, query: Select[RowT]) -> list[RowT]:
+    """The rows ``query`` selects, read as ``locked_row`` reads one: a concurrent transaction that changed
+    one commits first, and a row it no longer lets ``query`` select is left out (PostgreSQL re-checks the
+    ``WHERE`` of a row it waited for), so the rows are still what the query asked for when they are
+    written."""
+    write_locked(session)
+    return list(session.scalars(query.with_for_update().execution_options(populate_existing=True)))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -30,6 +30,7 @@ from sqlalchemy import Engine, case, func, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from alerting.db import locked_rows
 from alerting.fencing import LockFence, unfenced
 from alerting.notifiers.base import (
     EditHoldingNotifier,
@@ -268,21 +269,24 @@ class Outbox(OutboxDelivery):
     def requeue_failed(self, incident_id: str | None = None) -> tuple[int, int]:
         """Put failed messages (of one incident, or all) back in the queue, after fixing a token or a
         channel; they go out in their incident's order, with what was queued after them. A failed message
-        that a later one of its incident has overtaken (sent) stays failed: sent now, it would set the
-        incident's message back to what it said then. Failed messages of a notifier no longer configured stay
-        failed: queued, nothing would send them. Returns (queued again, left as overtaken)."""
+        that a later one of its incident has overtaken (sent, or being sent now: it goes before anything
+        queued after it) stays failed: sent now, it would set the incident's message back to what it said
+        then. Failed messages of a notifier no longer configured stay failed: queued, nothing would send
+        them. Returns (queued again, left as overtaken)."""
         with self._sessions() as session, session.begin():
             query = select(OutboxMessage).where(
                 OutboxMessage.status == FAILED, OutboxMessage.notifier.in_(list(self._notifiers))
             )
             if incident_id is not None:
                 query = query.where(OutboxMessage.incident_id == incident_id)
-            rows = list(session.scalars(query))
+            # Locked as read: an `outbox discard --status failed` at the same moment read them failed too,
+            # and the later write won: messages said discarded were sent, or said requeued were discarded.
+            rows = locked_rows(session, query.order_by(OutboxMessage.id))  # discard's order: no deadlock
             last_sent = {
                 (notifier, incident): newest
                 for notifier, incident, newest in session.execute(
                     select(OutboxMessage.notifier, OutboxMessage.incident_id, func.max(OutboxMessage.id))
-                    .where(OutboxMessage.status == SENT)
+                    .where(OutboxMessage.status.in_((SENT, SENDING)))
                     .group_by(OutboxMessage.notifier, OutboxMessage.incident_id)
                 )
             }

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from sqlalchemy import ColumnElement, Engine, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from alerting.db import locked_rows
 from alerting.outbox_tables import DISCARDED, FAILED, ORPHANED, PENDING, WAITING, OutboxMessage
 from alerting.store import NotFound
 from gpuwarden.clock import shown
@@ -126,7 +127,7 @@ def discard_messages(
         )
         if incident_id is not None:
             query = query.where(OutboxMessage.incident_id == incident_id)
-        rows = list(session.scalars(query.order_by(OutboxMessage.id)))
+        rows = locked_rows(session, query.order_by(OutboxMessage.id))  # see ``Outbox.requeue_failed``
         counts = {status: sum(1 for r in rows if r.status == status) for status in statuses}
         if dry_run:
             return counts

@@ -127,6 +127,13 @@ def _not_a_base(url: str) -> str | None:
     return None
 
 
+UNANSWERED_WRITE = (
+    "; serve may still carry it out (it waits its turn behind other writes): look (incidents show,"
+    " outbox list) before sending it again, or a note is stored twice"
+)
+"""Said of a write that timed out: the operator's retry of a note stored after all added it a second time."""
+
+
 def api_request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Response:
     checked_url(url, envvar="GPUWARDEN_URL")
     headers = kwargs.pop("headers", {})
@@ -157,6 +164,7 @@ def api_request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Respon
             f"[red]error:[/red] timed out after {timeout:g} s waiting for an answer from"
             f" {escape(hidden_password(url))}"
             " (raise --request-timeout, or look at serve's log and /-/ready)"
+            f"{UNANSWERED_WRITE if method != 'GET' else ''}"
         )
         raise typer.Exit(1) from exc
     except httpx.HTTPError as exc:

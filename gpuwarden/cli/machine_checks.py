@@ -119,6 +119,23 @@ def check_store(db: str, field: str) -> None:
             " of a new one",
             field=field,
         )
+    links = _links(path)
+    if links > 1:
+        raise ConfigError(
+            f"{path} is one of {links} names (hard links) of the store's file: each name gets a store lock,"
+            " a journal and a SQLite WAL of its own, so a serve given another name ran beside this one on"
+            " the same store (duplicate incidents and pages, a database SQLite may corrupt); keep one name"
+            f" and remove the other links (find / -xdev -samefile {path} lists them)",
+            field=field,
+        )
+
+
+def _links(path: str) -> int:
+    """How many names (hard links) the file at ``path`` has; 0 when there is none yet (serve makes it)."""
+    try:
+        return os.stat(path).st_nlink
+    except OSError:  # missing, or a path no file can have: the checks above name what is wrong
+        return 0
 
 
 _SQLITE_START = b"SQLite format 3\x00"  # the header of every SQLite database file

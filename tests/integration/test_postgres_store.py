@@ -29,6 +29,7 @@ from tests.alerting.migrate_steps import (
     roots_stored_before_0020_get_their_key_and_a_fault_back_reopens_its_incident,
 )
 from tests.alerting.outbox_deliveries import webhook_edits_flipping_every_30_s
+from tests.alerting.outbox_races import assert_each_message_went_one_way, one_inside_the_other
 from tests.alerting.query_plans import (
     incident_silence_query_plan,
     resolved_incident_indexes,
@@ -256,6 +257,20 @@ def test_an_ack_or_resolve_waits_for_a_concurrent_one_in_flight_and_then_changes
     assert not outcome.changed
     timeline = engine.store.get(incident_id).timeline
     assert [e.kind for e in timeline].count(kind) == 1, [e.message for e in timeline]
+    sql.dispose()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("first", ["retry", "discard"])
+def test_on_postgres_a_retry_and_a_discard_at_the_same_moment_never_both_take_a_failed_message(
+    postgres_url: str, first: str
+) -> None:
+    # READ COMMITTED: each read the failed messages, the later UPDATE waited for the other's row locks and
+    # then wrote over it; messages `outbox discard` said would never be sent were sent.
+    sql = make_engine(postgres_url)
+    upgrade(sql)
+    requeued, discarded, counts = one_inside_the_other(sql, first)
+    assert_each_message_went_one_way(first, requeued, discarded, counts)
     sql.dispose()
 
 

@@ -393,3 +393,28 @@ def test_a_listing_serve_answered_while_still_applying_alerts_says_it_may_be_beh
     assert "warning: serve was still applying 831204 bytes of alerts it had taken; this answer may be" in said
     if output == "json":
         assert result.stdout.strip() == "[]"  # the warning stays off the document
+
+
+@pytest.mark.parametrize(
+    ("argv", "warned"),
+    [
+        pytest.param(["incidents", "note", "inc-1", "reseated the PSU"], True, id="note"),
+        pytest.param(["incidents", "ack", "inc-1"], True, id="ack"),
+        pytest.param(["outbox", "retry"], True, id="outbox-retry"),
+        pytest.param(["incidents", "show", "inc-1"], False, id="show"),
+    ],
+)
+def test_a_write_that_timed_out_says_serve_may_still_make_it_before_it_is_sent_again(
+    argv: list[str], warned: bool
+) -> None:
+    # 30 operators' notes at once on a busy serve: one CLI gave up at 30 s, serve stored the note after, and
+    # the message said only to raise --request-timeout: sent again, the note was on the timeline twice.
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", free_port()))
+        listening.listen(8)  # the kernel accepts connections; nobody reads or answers
+        url = f"http://127.0.0.1:{listening.getsockname()[1]}"
+        result = runner.invoke(app, [*argv, "--request-timeout", "0.1", "--url", url])
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 1 and "timed out after 0.1 s" in said, said
+    assert ("serve may still carry it out" in said) is warned, said
+    assert ("before sending it again, or a note is stored twice" in said) is warned, said

@@ -425,3 +425,34 @@ def test_serve_warns_that_a_password_given_with_db_is_in_the_process_list(
     said = "--db holds a password, which every user of this machine can read in the process list"
     assert (said in output) is warned and ("GPUWARDEN_API__DB" in output) is warned, output
     assert "pw-secret" not in output
+
+
+@pytest.mark.parametrize("name", ["link.db", "incidents.db"], ids=["the-link", "the-first-name"])
+def test_a_store_file_with_a_second_name_is_refused_by_validate_and_serve_before_any_file_is_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """A hard link is another name of the store's file, with a store lock, a journal and a SQLite WAL of its
+    own: a second serve given it started beside the one holding the first name, on the same store."""
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    store = tmp_path / "incidents.db"
+    held = take_locks(GpuwardenConfig(), str(store), standby=False)
+    store.write_bytes(b"")  # what SQLite makes a new store from
+    os.link(store, tmp_path / "link.db")
+    before = sorted(tmp_path.iterdir())
+    config = tmp_path / "c.yaml"
+    config.write_text(f"api:\n  db: {tmp_path / name}\n")
+    with socket.socket() as taken:  # had the check let it through, it stops at the port, not serving on
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        results = [
+            runner.invoke(app, ["config", "validate", str(config)]),
+            runner.invoke(app, ["serve", "--config", str(config), "--port", port]),
+        ]
+    held.release()
+    for result in results:
+        said = " ".join(result.stderr.split())
+        assert result.exit_code == 1, result.output
+        assert f"{tmp_path / name} is one of 2 names (hard links) of the store's file" in said, said
+        assert f"find / -xdev -samefile {tmp_path / name} lists them" in said, said
+    assert sorted(tmp_path.iterdir()) == sorted([*before, config])
