@@ -9,7 +9,7 @@ open incident that best explains it (``alerting.correlation``), or opens a new i
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
@@ -24,6 +24,7 @@ from alerting.impact import live_root_cause, workloads_hit
 from alerting.ingest_session import add_opened
 from alerting.member import Member, live
 from alerting.member import describe as _describe
+from alerting.merging import took_earlier
 from alerting.muting import MuteTracking
 from alerting.pending import StoredAlert
 from alerting.recurrence import LatestResolved, RecentlyResolved
@@ -430,19 +431,21 @@ _CHANGED = (*_FIRED, "alert_resolved", "flapping_started")
 _CAME = ("merged", "alerts_moved")  # kinds naming alerts another incident handed over (its "from" side)
 
 
-def earlier_members(session: Session, row: IncidentRow, members: Mapping[str, Member]) -> set[str]:
+def earlier_members(
+    session: Session, row: IncidentRow, members: Mapping[str, Member], took: Container[str] | None = None
+) -> set[str]:
     """The members of an incident (as the store has it) that are of an earlier opening
     (``OpenIncident.earlier``), replayed from its timeline as the live engine kept them: at a reopening
     every resolved one; since then, one that fired or resolved (it fired in this opening: muted when it
     reopened, say), started flapping (its changes since are no events), or that a merge or a regrouping
     brought as of the giving incident's opening, is of this one; one a merge brought as of an earlier
     opening of the incident it left stays earlier (``IncidentMerging._fold``). Only resolved members
-    count."""
+    count. ``took``: those of the incidents that took such alerts (``took_earlier``), read for all at once."""
     resolved = {fp for fp, m in members.items() if not m.firing}
     if not resolved:
         return set()
     reopened = row.last_opened_at is not None and row.last_opened_at > row.opened_at
-    if not reopened and not _took_earlier(session, row.id):
+    if not reopened and row.id not in (took_earlier(session, [row.id]) if took is None else took):
         return set()  # nearly every incident: not one more read of its timeline at each start
     since = TimelineRow.seq >= 0
     if reopened:
@@ -474,14 +477,6 @@ def _named(data: Mapping[str, object]) -> set[str]:
     listed = data.get("fingerprints", ())
     named = [data.get("fingerprint"), *(listed if isinstance(listed, list | tuple) else ())]
     return {str(fp) for fp in named if fp is not None}
-
-
-def _took_earlier(session: Session, incident_id: str) -> bool:
-    """Whether the incident absorbed another with alerts of that one's earlier opening."""
-    merges = session.scalars(
-        select(TimelineRow.data).where(TimelineRow.incident_id == incident_id, TimelineRow.kind == "merged")
-    )
-    return any(data.get("earlier") for data in merges)
 
 
 def _flapping_event(batch: Batch, incident_id: str, row: StoredAlert) -> None:

@@ -7,7 +7,7 @@ in another order.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from alerting.batch import Batch, OpenIncident
 from alerting.correlation import holds_gpu
+from alerting.db import in_lists
 from alerting.faults import ENVIRONMENT
 from alerting.incident_index import OpenIncidents
 from alerting.member import Member, describe, first_onset, flapping_in, live, recommended_by
@@ -343,3 +344,17 @@ def _sibling_nodes_down(inc: OpenIncident, other: OpenIncident) -> bool:
         and down_nodes(inc.members.values())
         and down_nodes(other.members.values())
     )
+
+
+def took_earlier(session: Session, incident_ids: Sequence[str]) -> set[str]:
+    """Those of the incidents that absorbed another with alerts of that one's earlier opening: one query
+    per 512 incidents, not one each (a start with 24,000 open incidents spent half its minute there)."""
+    took: set[str] = set()
+    for chunk in in_lists(incident_ids):
+        merges = session.execute(
+            select(TimelineRow.incident_id, TimelineRow.data).where(
+                TimelineRow.incident_id.in_(chunk), TimelineRow.kind == "merged"
+            )
+        )
+        took.update(incident_id for incident_id, data in merges if data.get("earlier"))
+    return took

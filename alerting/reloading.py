@@ -27,6 +27,7 @@ from alerting.inventory import Inventory
 from alerting.joining import earlier_members
 from alerting.measures import measures
 from alerting.member import Member
+from alerting.merging import took_earlier
 from alerting.pending import StoredAlert
 from alerting.recurrence import LatestResolved
 from alerting.reminders import was_announced
@@ -135,9 +136,10 @@ class EngineReloading:
                 ):
                     assert alert.incident_id is not None
                     self._open[alert.incident_id].members[alert.fingerprint] = self._member(alert)
+            took = took_earlier(session, [row.id for row in rows])
             for row in rows:
                 inc = self._open[row.id]
-                inc.earlier = earlier_members(session, row, inc.members)
+                inc.earlier = earlier_members(session, row, inc.members, took)
                 if inc.members:
                     self._place_root(inc)
                     self._set_assessed_workloads(inc, row)
