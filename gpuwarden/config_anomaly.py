@@ -438,18 +438,13 @@ class AnomalyConfig(Section):
 
 
 def check_anomaly_queries(cfg: AnomalyConfig) -> list[ConfigError]:
-    """What ``anomaly run`` would refuse or mishandle, a problem each: no queries to read from Prometheus, a
-    name given twice (one of the two was silently dropped), an empty or unbalanced expr, a broken regex."""
+    """What ``anomaly run`` would mishandle, a problem each: a name given twice (one of the two was silently
+    dropped), an empty or unbalanced expr, a broken regex. No query at all is not one: every command loads
+    this file, and only ``anomaly run`` needs queries; it refuses to start without them, and ``config
+    validate`` says so in its words (``anomaly_run_refusal``), whatever ``source`` says. Refused here, it
+    stopped ``serve`` and the exporter on a file whose ``anomaly`` section wrote ``source: prometheus``
+    and no query, which the previous release (210aa39) ran them with."""
     problems = []
-    if cfg.source == "prometheus" and not cfg.queries:
-        problems.append(
-            ConfigError(
-                "prometheus, but anomaly.queries declares no query: declare the PromQL queries to score, as"
-                " deploy/gpuwarden.example.yaml does",
-                field="anomaly.source",
-                reads=("anomaly.queries",),
-            )
-        )
     first: dict[str, int] = {}
     for k, query in enumerate(cfg.queries):
         if not query.name.strip():

@@ -318,7 +318,6 @@ _PROM = "anomaly:\n  source: prometheus\n  queries:\n"
 @pytest.mark.parametrize(
     ("queries", "message"),
     [
-        ("", ":2: anomaly.source: prometheus, but anomaly.queries declares no query"),
         (
             "    - {name: dup, expr: up}\n    - {name: dup, expr: 'up == 0'}\n",
             ":5: anomaly.queries[1].name: 'dup' is also the name of anomaly.queries[0]",
@@ -349,7 +348,6 @@ _PROM = "anomaly:\n  source: prometheus\n  queries:\n"
         ),
     ],
     ids=[
-        "no-queries",
         "same-name",
         "empty-expr",
         "blank-expr",
@@ -365,12 +363,25 @@ _PROM = "anomaly:\n  source: prometheus\n  queries:\n"
 def test_anomaly_queries_that_run_would_refuse_or_drop_are_refused_at_load_naming_the_query(
     tmp_path: Path, queries: str, message: str
 ) -> None:
-    path = write(tmp_path, _PROM + queries if queries else "anomaly:\n  source: prometheus\n")
+    path = write(tmp_path, _PROM + queries)
     with pytest.raises(ConfigError) as err:
         load_config(path)
     assert (f"{path}{message}" if message.startswith(":") else message) in str(err.value), str(err.value)
     result = runner.invoke(app, ["config", "validate", str(path)])
     assert result.exit_code == 1 and message in " ".join(result.output.split()), result.output
+
+
+def test_source_prometheus_without_queries_loads_for_serve_and_validate_says_once_anomaly_run_refuses(
+    tmp_path: Path,
+) -> None:
+    """210aa39 ran serve and the exporter on such a file (only anomaly run reads queries); it was refused at
+    load, which stopped both after the upgrade, and config validate said the one problem twice."""
+    path = write(tmp_path, "anomaly:\n  source: prometheus\n  prometheus_url: http://127.0.0.1:9090\n")
+    assert load_config(path).anomaly.queries == []  # what serve and the exporter load
+    result = runner.invoke(app, ["config", "validate", str(path)])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and said.count("error:") == 1, result.output
+    assert "anomaly.queries: anomaly run refuses to start: no query to score" in said, result.output
 
 
 def test_brackets_and_quotes_inside_strings_and_comments_are_not_counted(tmp_path: Path) -> None:
