@@ -11,8 +11,9 @@ from alerting.engine import IncidentEngine
 from alerting.matchers import parse_matcher
 from alerting.subscriptions import IncidentChange
 from gpuwarden.clock import FakeClock
-from gpuwarden.model import Alert, AlertStatus, IncidentState
+from gpuwarden.model import Alert, AlertStatus, IncidentState, Priority
 from tests.alerting.incident_engines import _engine
+from tests.alerting.test_reassessment import busy_cluster
 
 LABELS = {"alertname": "NodeDown", "cluster": "c1", "node": "x1"}
 
@@ -183,3 +184,26 @@ def test_a_clock_set_back_within_the_announce_delay_does_not_hold_the_page_for_t
         engine.tick()
         seconds += 10
     assert 60 <= seconds <= 70
+
+
+def test_a_clock_set_back_does_not_hold_a_lower_priority_back_for_the_step(db: str) -> None:
+    # Spare capacity came at 00:01 (P0 to P1 once it holds 300 s), the clock set back an hour at 00:02: the
+    # incident stayed P0 until the clock read 00:06 again, an hour later.
+    clock = SettableClock()
+    engine = _engine(db, clock, busy_cluster(0))
+    xid = {"alertname": "GpuXidError", "cluster": "c1", "node": "n1", "gpu": "0", "xid": "79"}
+    engine.ingest([Alert(xid)])
+    [incident] = engine.open_incident_ids()
+    assert engine.store.get(incident).priority is Priority.P0
+    clock.advance(60)
+    engine.replace_inventory(busy_cluster(8))  # spare now: lowering waits 300 s
+    clock.advance(60)
+    engine.replace_inventory(busy_cluster(8))
+    clock.set_back(3600)
+    for _ in range(5):
+        clock.advance(60)
+        engine.replace_inventory(busy_cluster(8))
+    assert engine.store.get(incident).priority is Priority.P0  # held 300 s only counting from the step
+    clock.advance(60)
+    engine.replace_inventory(busy_cluster(8))
+    assert engine.store.get(incident).priority is Priority.P1
