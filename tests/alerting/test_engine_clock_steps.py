@@ -148,6 +148,26 @@ def test_a_clock_set_back_after_a_resolution_does_not_stretch_the_reopen_window(
     assert engine.open_incident_ids() != [incident]
 
 
+def test_a_serve_started_after_the_clock_was_set_back_does_not_stretch_the_reopen_window(db: str) -> None:
+    clock = SettableClock()
+    engine = _engine(db, clock, quiet_period_seconds=300, reopen_window_seconds=600)
+    engine.ingest([Alert(LABELS)])
+    [incident] = engine.open_incident_ids()
+    clock.advance(30)
+    engine.ingest([Alert(LABELS, status=AlertStatus.RESOLVED)])
+    for _ in range(11):
+        clock.advance(30)
+        engine.tick()
+    clock.set_back(3600)
+    engine = _engine(db, clock, quiet_period_seconds=300, reopen_window_seconds=600)  # serve restarted
+    for _ in range(40):
+        clock.advance(30)
+        engine.tick()
+    engine.ingest([Alert(LABELS)])
+    assert engine.store.get(incident).state is IncidentState.RESOLVED
+    assert engine.open_incident_ids() != [incident]
+
+
 def test_a_recurrence_soon_after_the_clock_is_set_back_still_reopens_its_incident(db: str) -> None:
     clock = SettableClock()
     engine = _engine(db, clock, quiet_period_seconds=300, reopen_window_seconds=600)
