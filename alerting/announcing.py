@@ -293,7 +293,9 @@ class IncidentAnnouncing:
         the next tick, or at its next change if that comes first (announced, then the change told), as a
         process started then would do: it cannot know whether one whose delay passed was announced. When
         they were announced is stored once for all of them (``_store_announced``); when that fails, those
-        are announced again (the outbox dedupes them) to store it."""
+        are announced again (the outbox dedupes them) to store it. One held since "after" now (the wall clock
+        was set back since) is held from now: its page comes the delay after the step, not the step later."""
+        self._unannounced.update(dict.fromkeys([i for i, at in self._unannounced.items() if at > now], now))
         due = {i: at for i, at in self._unannounced.items() if now - at >= self._hold}
         told: dict[str, datetime | None] = {}
         try:

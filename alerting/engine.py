@@ -109,9 +109,12 @@ class IncidentEngine(
         self._quiet = timedelta(seconds=self.config.quiet_period_seconds)
         self._reopen_within = timedelta(seconds=self.config.reopen_window_seconds)
         self._latest_resolved = LatestResolved()  # the store's, remembered: see ``alerting.recurrence``
+        self._ticked: datetime | None = None  # the clock at the last tick
         self._cycling_within = self.config.cycling_reopens_seconds
         self._remind_after = self.config.remind_after_seconds
         self._remind_checks: dict[str, float] = {}  # see ``alerting.reminding``
+        self._remind_seen: datetime | None = None
+        self._read_ahead: dict[str, tuple[datetime, datetime]] = {}
         self._remind_heap: list[tuple[float, str]] = []
         self._parked: dict[str, ParkedCheck] = {}
         self._parked_with: tuple[list[Silence], object, object, int] | None = None
@@ -434,6 +437,9 @@ class IncidentEngine(
         with self._lock.held_by("an engine tick"):
             self._fresh()
             now = self.clock.now()
+            if self._ticked is None or now < self._ticked:  # started, or the wall clock was set back since
+                self._latest_resolved.count_from_now(self._sessions, now)
+            self._ticked = now
             with self._sessions() as session:
                 stale = session.scalars(
                     select(AlertRow).where(

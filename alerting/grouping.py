@@ -288,10 +288,11 @@ class IncidentGrouping(IncidentMerging):
         """Whether a less urgent assessment that an inventory refresh brought must wait: it applies once it
         held ``priority_settle_seconds``, so that unrelated churn (jobs starting and ending next to a stopped
         job, a node drained and resumed) does not swing the priority, and page again at each swing back. A
-        more urgent one applies at once."""
+        more urgent one applies at once. One waiting since "after" ``now`` (the wall clock was set back since)
+        waits from now, not the step longer."""
         if assessment.priority.value <= row.priority:  # "P0" < "P1": as urgent or more
             return False
-        if inc.lower_since is None:
+        if inc.lower_since is None or inc.lower_since > now:
             inc.lower_since = now
             keep_reassessment(inc, row)
         return (now - inc.lower_since).total_seconds() < self.config.priority_settle_seconds

@@ -59,6 +59,7 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
     _cycling_within: float  # ``alerting.cycling_reopens_seconds``
     _remind_after: float  # ``alerting.remind_after_seconds``
     _remind_from: Callable[[str, datetime], None]  # ``alerting.reminding.SteadyReminding``'s
+    _page_read: Callable[[str, datetime, datetime], datetime]  # its too
     _hold: timedelta  # ``alerting.announce_delay_seconds``
 
     def _member(self, row: StoredAlert) -> Member:
@@ -402,7 +403,9 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
             return None
         hold = self._hold.total_seconds()
         events = stored_pages(batch.session, [target.id], hold).get(target.id, [])
-        return reminder_due(events, batch.now, self._remind_after, target.opened_at, hold)
+        now = batch.now
+        counted = lambda last: self._page_read(target.id, last, now)  # noqa: E731 - one stored ahead: as now
+        return reminder_due(events, now, self._remind_after, target.opened_at, hold, counted=counted)
 
 
 def _may_take(inc: OpenIncident, new: Member, horizon: datetime) -> bool:

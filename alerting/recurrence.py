@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, event, select
+from sqlalchemy import Select, bindparam, event, select, update
 from sqlalchemy.orm import Session, SessionTransaction, object_session
 
 from alerting.batch import OpenIncident
@@ -108,6 +108,19 @@ class LatestResolved:
     def forget(self) -> None:
         """Read it again at the next ask."""
         self._seen = None
+
+    def count_from_now(self, sessions: Callable[[], Session], now: datetime) -> None:
+        """Store every incident resolved "after" ``now`` (the wall clock was set back since: an NTP
+        correction, a VM restored) as resolved at ``now``: its reopen window counts from now, not the step
+        later. An UPDATE, which the ORM's events do not see: read again at the next ask."""
+        with sessions() as session, session.begin():
+            session.execute(
+                update(IncidentRow)
+                .where(*_RESOLVED_SINCE[:2], IncidentRow.resolved_at > now)
+                .values(resolved_at=now)
+                .execution_options(synchronize_session=False)
+            )
+        self.forget()
 
 
 def _near_query() -> Select[tuple[str, str, Any]]:

@@ -12,7 +12,7 @@ reminded of by the engine's tick (``alerting.reminding``), by the same rule: its
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 
 from alerting.outcomes import duration_text
@@ -125,13 +125,18 @@ def reminder_due(
     after: float,
     opened: datetime,
     hold: float = 0.0,
+    *,
+    counted: Callable[[datetime], datetime] | None = None,
 ) -> float | None:
     """How long ago the incident last paged, when it is to page at ``now`` as a reminder: that page is
     ``after`` seconds old or older and nobody took the incident up since it (``TAKEN_UP``); else None.
-    ``events``, ``opened`` and ``hold`` as ``last_page`` reads them."""
+    ``events``, ``opened`` and ``hold`` as ``last_page`` reads them; ``counted``: when a page stored at a
+    time counts as made (``reminding.SteadyReminding._page_read``: one stored after ``now``, as at ``now``
+    or earlier), by default then, or ``now`` if later (the wall clock was set back since)."""
     if after <= 0:
         return None
     last, taken_up = last_page(events, opened, hold)
+    last = counted(last) if counted is not None else min(last, now)
     age = (now - last).total_seconds()
     return age if age >= after and not taken_up else None
 

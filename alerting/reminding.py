@@ -90,11 +90,44 @@ class SteadyReminding(MuteTracking):
     _parked: dict[str, ParkedCheck]
     _parked_with: tuple[list[Silence], object, object, int] | None
     _rebuild_after_failure: Callable[[], None]  # the engine's
+    # The clock at the last tick's reminders, and, per open incident whose last page was stored after the
+    # time now when read (the wall clock was set back since), that page's stored time and the time it counts
+    # as (``_page_read``); in memory only.
+    _remind_seen: datetime | None
+    _read_ahead: dict[str, tuple[datetime, datetime]]
 
     def _remind_from(self, incident_id: str, opened: datetime) -> None:
         """An incident (re)opened in memory that opened at ``opened``: no reminder is due before its opening
-        is the delay old (its last page is that or later)."""
-        self._check_reminder_at(incident_id, opened + timedelta(seconds=self._remind_after))
+        is the delay old (its last page is that or later); an opening stored after the time now (the clock
+        was set back since) counts as now."""
+        at = min(opened, self.clock.now())
+        self._check_reminder_at(incident_id, at + timedelta(seconds=self._remind_after))
+
+    def _page_read(self, incident_id: str, last: datetime, now: datetime) -> datetime:
+        """When the incident's last page (stored at ``last``) counts as made: a page stored after ``now``
+        (the wall clock was set back since: an NTP correction, a VM restored) as at ``now``, and so at every
+        later check until the incident pages again, so that its reminder comes the delay after the step, not
+        the step later; never before the delay after the page as the clock read it, nor twice for it."""
+        stored, read = self._read_ahead.pop(incident_id, (last, last))
+        if stored != last:  # a later page (or take-up) since
+            read = last
+        read = min(read, now)
+        if read < last:
+            self._read_ahead[incident_id] = (last, read)
+            if len(self._read_ahead) > len(self._open):  # resolved or merged away since
+                self._read_ahead = {i: r for i, r in self._read_ahead.items() if i in self._open}
+        return read
+
+    def _after_clock_set_back(self, now: datetime) -> None:
+        """Look at every open incident at once when the clock reads earlier than at the last tick (set back:
+        an NTP correction, a VM restored): their checks, counted from pages stored ahead of the clock, lie the
+        step later, and a page read while still stored after the time now counts as made now
+        (``_page_read``)."""
+        seen, self._remind_seen = self._remind_seen, now
+        if seen is None or now >= seen:
+            return
+        for incident_id in [*self._remind_checks, *self._parked]:
+            self._look_at(incident_id, now.timestamp())
 
     def _check_reminder_at(self, incident_id: str, at: datetime) -> None:
         """No reminder of the incident can be due before ``at``: look at it at the first tick from then."""
@@ -202,6 +235,7 @@ class SteadyReminding(MuteTracking):
         """Page again, as a reminder, each open incident that fires steadily and is due (module docstring)."""
         if self._remind_after <= 0:
             return
+        self._after_clock_set_back(now)
         self._wake_parked()
         due: list[str] = []
         flapping: dict[str, bool] = {}
@@ -235,6 +269,7 @@ class SteadyReminding(MuteTracking):
                 for row in sorted(rows, key=lambda r: (r.opened_at, r.id)):
                     incident_id = row.id
                     last, taken_up = last_page(timelines.get(incident_id, ()), row.opened_at, hold)
+                    last = self._page_read(incident_id, last, now)
                     age = (now - last).total_seconds()
                     # Still acknowledged (mitigating) though something paged since: taken up all the same
                     # (only an opening or a reopening sets it triggered again, and either looks again).

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
+from alerting.engine import IncidentEngine
 from alerting.matchers import parse_matcher
 from alerting.subscriptions import IncidentChange
 from gpuwarden.clock import FakeClock
-from gpuwarden.model import Alert, AlertStatus, IncidentState
+from gpuwarden.model import Alert, AlertStatus, IncidentState, Priority
 from tests.alerting.incident_engines import _engine
+from tests.alerting.test_reassessment import busy_cluster
 
 LABELS = {"alertname": "NodeDown", "cluster": "c1", "node": "x1"}
 
@@ -85,3 +89,141 @@ def test_a_clock_set_back_does_not_bring_an_expired_silence_back(db: str) -> Non
     [incident] = engine.open_incident_ids()
     assert engine.store.get(incident).state is IncidentState.TRIGGERED
     assert [s.state(clock.now()) for s in engine.silences() if s.id == silence_id] in ([], ["expired"])
+
+
+def _reminders(engine: IncidentEngine, incident: str) -> list[str]:
+    return [e.message for e in engine.store.get(incident).timeline if e.kind == "reminder"]
+
+
+@pytest.mark.parametrize("step", [3600, 1800, 7200], ids=["1h", "30min", "2h"])
+def test_a_clock_set_back_does_not_put_off_a_reminder_for_the_step(db: str, step: int) -> None:
+    # Paged at 00:00, the clock set back at 00:01: the reminder came when the clock read 01:00 again (the
+    # step later), as the tick read the page's age as negative until then.
+    clock = SettableClock()
+    engine = _engine(db, clock, remind_after_seconds=3600)
+    engine.ingest([Alert(LABELS)])
+    [incident] = engine.open_incident_ids()
+    engine.tick()
+    clock.advance(60)
+    engine.tick()
+    clock.set_back(step)
+    minutes = 0
+    while not _reminders(engine, incident) and minutes < 3 * 60:
+        clock.advance(60)
+        engine.ingest([Alert(LABELS)])
+        engine.tick()
+        minutes += 1
+    assert 59 <= minutes <= 62, minutes
+    for _ in range(58):  # one reminder per page: the next an hour after it
+        clock.advance(60)
+        engine.ingest([Alert(LABELS)])
+        engine.tick()
+    assert len(_reminders(engine, incident)) == 1
+    for _ in range(3):
+        clock.advance(60)
+        engine.ingest([Alert(LABELS)])
+        engine.tick()
+    assert len(_reminders(engine, incident)) == 2
+
+
+def test_a_clock_set_back_after_a_resolution_does_not_stretch_the_reopen_window(db: str) -> None:
+    # Resolved at 00:06, the clock set back an hour at 00:07: the alert firing again 20 minutes later, past
+    # the 10-minute reopen window, reopened the incident, as it resolved "after" the time now.
+    clock = SettableClock()
+    engine = _engine(db, clock, quiet_period_seconds=300, reopen_window_seconds=600)
+    engine.ingest([Alert(LABELS)])
+    [incident] = engine.open_incident_ids()
+    clock.advance(30)
+    engine.ingest([Alert(LABELS, status=AlertStatus.RESOLVED)])
+    for _ in range(11):
+        clock.advance(30)
+        engine.tick()
+    assert engine.store.get(incident).state is IncidentState.RESOLVED
+    clock.set_back(3600)
+    for _ in range(40):
+        clock.advance(30)
+        engine.tick()
+    engine.ingest([Alert(LABELS)])
+    assert engine.store.get(incident).state is IncidentState.RESOLVED
+    assert engine.open_incident_ids() != [incident]
+
+
+def test_a_serve_started_after_the_clock_was_set_back_does_not_stretch_the_reopen_window(db: str) -> None:
+    clock = SettableClock()
+    engine = _engine(db, clock, quiet_period_seconds=300, reopen_window_seconds=600)
+    engine.ingest([Alert(LABELS)])
+    [incident] = engine.open_incident_ids()
+    clock.advance(30)
+    engine.ingest([Alert(LABELS, status=AlertStatus.RESOLVED)])
+    for _ in range(11):
+        clock.advance(30)
+        engine.tick()
+    clock.set_back(3600)
+    engine = _engine(db, clock, quiet_period_seconds=300, reopen_window_seconds=600)  # serve restarted
+    for _ in range(40):
+        clock.advance(30)
+        engine.tick()
+    engine.ingest([Alert(LABELS)])
+    assert engine.store.get(incident).state is IncidentState.RESOLVED
+    assert engine.open_incident_ids() != [incident]
+
+
+def test_a_recurrence_soon_after_the_clock_is_set_back_still_reopens_its_incident(db: str) -> None:
+    clock = SettableClock()
+    engine = _engine(db, clock, quiet_period_seconds=300, reopen_window_seconds=600)
+    engine.ingest([Alert(LABELS)])
+    [incident] = engine.open_incident_ids()
+    clock.advance(30)
+    engine.ingest([Alert(LABELS, status=AlertStatus.RESOLVED)])
+    for _ in range(11):
+        clock.advance(30)
+        engine.tick()
+    clock.set_back(3600)
+    for _ in range(16):  # 8 minutes
+        clock.advance(30)
+        engine.tick()
+    engine.ingest([Alert({**LABELS, "alertname": "GPULost", "gpu": "0"})])  # the same node's outage
+    engine.ingest([Alert(LABELS)])
+    assert engine.open_incident_ids() == [incident]
+
+
+def test_a_clock_set_back_within_the_announce_delay_does_not_hold_the_page_for_the_step(db: str) -> None:
+    # Opened at 00:00 with a 60 s announce delay, the clock set back an hour at 00:00:10: nobody was paged
+    # until the clock read 00:01 again, an hour later.
+    clock = SettableClock()
+    engine = _engine(db, clock, announce_delay_seconds=60)
+    told: list[IncidentChange] = []
+    engine.subscribe(told.append)
+    engine.ingest([Alert(LABELS)])
+    clock.advance(10)
+    engine.tick()
+    clock.set_back(3600)
+    seconds = 0
+    while not told and seconds < 600:
+        clock.advance(10)
+        engine.tick()
+        seconds += 10
+    assert 60 <= seconds <= 70
+
+
+def test_a_clock_set_back_does_not_hold_a_lower_priority_back_for_the_step(db: str) -> None:
+    # Spare capacity came at 00:01 (P0 to P1 once it holds 300 s), the clock set back an hour at 00:02: the
+    # incident stayed P0 until the clock read 00:06 again, an hour later.
+    clock = SettableClock()
+    engine = _engine(db, clock, busy_cluster(0))
+    xid = {"alertname": "GpuXidError", "cluster": "c1", "node": "n1", "gpu": "0", "xid": "79"}
+    engine.ingest([Alert(xid)])
+    [incident] = engine.open_incident_ids()
+    assert engine.store.get(incident).priority is Priority.P0
+    clock.advance(60)
+    engine.replace_inventory(busy_cluster(8))  # spare now: lowering waits 300 s
+    clock.advance(60)
+    engine.replace_inventory(busy_cluster(8))
+    clock.set_back(3600)
+    for _ in range(5):
+        clock.advance(60)
+        engine.replace_inventory(busy_cluster(8))
+    assert engine.store.get(incident).priority is Priority.P0  # held 300 s only counting from the step
+    clock.advance(60)
+    engine.replace_inventory(busy_cluster(8))
+    assert engine.store.get(incident).priority is Priority.P1
