@@ -282,8 +282,8 @@ class PromQLClient:
                     f"{where}: HTTP {response.status_code}, not JSON", source=self.name, why="gateway timeout"
                 ) from exc
             raise SourceError(
-                f"{where}: {self._server}: HTTP {response.status_code}, not JSON"
-                f"{_content_type(response)}: is {self._setting} a Prometheus HTTP API?",
+                f"{where}: {self._server}: HTTP {response.status_code}, not JSON{_content_type(response)}: "
+                f"{_not_json_why(response.status_code, self._setting)}",
                 source=self.name,
             ) from exc
         if not isinstance(payload, dict):
@@ -363,6 +363,22 @@ class PromQLClient:
             text[:300],
             extra={"source": self.name, "query": query},
         )
+
+
+def _not_json_why(status: int, setting: str) -> str:
+    """What an answer that is not JSON most likely means. A 503 is a server not ready: Prometheus answers
+    its API with a plain-text ``Service Unavailable`` until its TSDB has started (a WAL replay takes
+    minutes on a big one), and a proxy says so of a backend down; asked whether the URL was a Prometheus
+    HTTP API, an operator checked a setting that was right. Another 5xx is the server's or a proxy's own
+    failure; only a 2xx-4xx page (a login page, a web UI) says the URL may be wrong."""
+    if status == 503:
+        return (
+            "not ready (Prometheus answers so until its TSDB has started, its WAL replayed; a proxy, while"
+            " its backend is down); read again at the next tick"
+        )
+    if status >= 500:
+        return "the server, or a proxy before it, failed; read again at the next tick"
+    return f"is {setting} a Prometheus HTTP API?"
 
 
 def _content_type(response: httpx.Response) -> str:

@@ -388,3 +388,23 @@ def test_a_nan_sample_is_marked_a_sample_where_a_step_without_one_is_not() -> No
     assert [lab["gpu"] for lab in frame.labels] == ["0", "1"]
     assert np.isnan(frame.values[1]).all()
     assert frame.samples.tolist() == [[True, True], [False, True]]
+
+
+@pytest.mark.parametrize(
+    ("status", "said"),
+    [
+        (503, "HTTP 503, not JSON (text/plain): not ready (Prometheus answers so until its TSDB has started"),
+        (502, "HTTP 502, not JSON (text/plain): the server, or a proxy before it, failed"),
+    ],
+    ids=["prometheus-starting", "proxy-backend-failed"],
+)
+def test_a_server_error_page_says_the_server_failed_not_that_the_url_may_be_wrong(
+    status: int, said: str
+) -> None:
+    # Prometheus 2.42 answers its API so until its TSDB is ready (8 s of WAL replay here for 400,000 series).
+    answer = httpx.Response(
+        status, text="Service Unavailable", headers={"Content-Type": "text/plain; charset=utf-8"}
+    )
+    error = _failed_read(answer)
+    assert said in error
+    assert "a Prometheus HTTP API?" not in error
