@@ -408,3 +408,33 @@ def test_a_server_error_page_says_the_server_failed_not_that_the_url_may_be_wron
     error = _failed_read(answer)
     assert said in error
     assert "a Prometheus HTTP API?" not in error
+
+
+def test_a_failure_naming_the_range_it_was_asked_is_logged_once_not_at_every_read(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # VictoriaMetrics 1.x with -search.maxUniqueTimeseries=5, as it answered each tick (only the times move).
+    clock = FakeClock()
+
+    def victoriametrics(request: httpx.Request) -> httpx.Response:
+        start, end = (round(float(request.url.params[k]) * 1000) for k in ("start", "end"))
+        error = (
+            f'error when executing query="temp" on the time range (start={start}, end={end}, step=30000):'
+            " cannot execute query: search error after reading 0 data blocks: error when searching for"
+            ' tagFilters=[{__name__="temp"}] on the time range [2026-12-07T02:17:15Z..'
+            f"2026-12-07T02:{end // 60000 % 60:02d}:20Z]: error when searching tsids: the number of matching"
+            " timeseries exceeds 5; either narrow down the search or increase -search.max* command-line flag"
+            " values at vmselect"
+        )
+        return httpx.Response(422, json={"status": "error", "errorType": "422", "error": error})
+
+    prom = source({"temp": victoriametrics, "up": matrix}, clock)
+    caplog.set_level(logging.INFO, logger="anomaly.promql")
+    for _ in range(4):
+        clock.advance(30)
+        prom.read(clock.time() - 30, clock.time())
+    said = [r.getMessage() for r in caplog.records if "queries failed" in r.getMessage()]
+    assert len(said) == 1, said
+    assert "exceeds 5; either narrow down the search or increase -search.max*" in said[0]
+    assert not prom.health().queries["temp"].up
+    prom.close()
