@@ -37,6 +37,11 @@ _ANNOTATIONS = ("PromQL warning: ", "PromQL info: ")
 # (422; Mimir's and Thanos' too), a proxy's gateway timeout (504). Prometheus' own query timeout is 503 with
 # errorType "timeout".
 _OVERLONG_STATUS = frozenset({422, 504})
+# Prometheus' errors for its query limits (promql.ErrTooManySamples, ErrQueryTimeout), which name no flag.
+_PROMETHEUS_LIMITS = (
+    ("would load too many samples into memory", "--query.max-samples"),
+    ("query timed out in", "--query.timeout"),
+)
 
 
 class OverlongRead(SourceError):
@@ -289,13 +294,7 @@ class PromQLClient:
         if not isinstance(payload, dict):
             raise SourceError(f"{where}: HTTP {response.status_code}, not a JSON object", source=self.name)
         if response.status_code != 200 or payload.get("status") != "success":
-            error = payload.get("error", "") if isinstance(payload, dict) else ""
-            message = f"{where}: HTTP {response.status_code}: {error}"
-            retryable = response.status_code >= 500
-            if response.status_code in _OVERLONG_STATUS or payload.get("errorType") == "timeout":
-                why = f"HTTP {response.status_code}: {str(error)[:80]}"
-                raise OverlongRead(message, source=self.name, why=why, retryable=retryable)
-            raise SourceError(message, source=self.name, retryable=retryable)
+            raise self._refusal(where, response.status_code, payload)
         data = payload.get("data")
         if not isinstance(data, dict):
             raise SourceError(f"{where}: response has no data", source=self.name)
@@ -318,6 +317,18 @@ class PromQLClient:
             text = "; ".join(notes)
             raise SourceError(f"{where}: partial response: {text[:300]}", source=self.name, retryable=True)
         return data
+
+    def _refusal(self, where: str, status: int, payload: dict[str, Any]) -> SourceError:
+        """The error of an answer that is no success; ``OverlongRead`` where it says that the read was too
+        long or too big for the server."""
+        error = str(payload.get("error", ""))
+        hint = _limit_hint(error)
+        message = f"{where}: HTTP {status}: {error}{hint}"
+        retryable = status >= 500
+        if status in _OVERLONG_STATUS or payload.get("errorType") == "timeout":
+            why = f"HTTP {status}: {error[:80]}{hint}"
+            return OverlongRead(message, source=self.name, why=why, retryable=retryable)
+        return SourceError(message, source=self.name, retryable=retryable)
 
     def _fetch(
         self, path: str, params: Mapping[str, str], timeout: httpx.Timeout | float, deadline: float | None
@@ -363,6 +374,15 @@ class PromQLClient:
             text[:300],
             extra={"source": self.name, "query": query},
         )
+
+
+def _limit_hint(error: str) -> str:
+    """The Prometheus flag behind a limit its error does not name, and the fix (VictoriaMetrics' errors name
+    theirs): an operator read "would load too many samples" and had to find ``--query.max-samples``."""
+    for said, flag in _PROMETHEUS_LIMITS:
+        if said in error:
+            return f" (Prometheus' {flag}: raise it, or narrow the query or its step_seconds)"
+    return ""
 
 
 def _not_json_why(status: int, setting: str) -> str:

@@ -438,3 +438,21 @@ def test_a_failure_naming_the_range_it_was_asked_is_logged_once_not_at_every_rea
     assert "exceeds 5; either narrow down the search or increase -search.max*" in said[0]
     assert not prom.health().queries["temp"].up
     prom.close()
+
+
+@pytest.mark.parametrize(
+    ("status", "kind", "error", "flag"),
+    [
+        (422, "execution", "query processing would load too many samples into memory in query execution",
+         "--query.max-samples"),
+        (503, "timeout", "query timed out in expression evaluation", "--query.timeout"),
+    ],
+    ids=["max-samples", "query-timeout"],
+)  # fmt: skip
+def test_a_read_over_a_prometheus_query_limit_names_the_flag_and_the_fix(
+    status: int, kind: str, error: str, flag: str
+) -> None:
+    # Prometheus 2.42 with --query.max-samples=40 or --query.timeout=1ms answers so even at one step.
+    body = {"status": "error", "errorType": kind, "error": error}
+    said = _failed_read(httpx.Response(status, json=body))
+    assert f"{error} (Prometheus' {flag}: raise it, or narrow the query or its step_seconds)" in said
