@@ -390,7 +390,9 @@ def _not_json_why(status: int, setting: str) -> str:
     its API with a plain-text ``Service Unavailable`` until its TSDB has started (a WAL replay takes
     minutes on a big one), and a proxy says so of a backend down; asked whether the URL was a Prometheus
     HTTP API, an operator checked a setting that was right. Another 5xx is the server's or a proxy's own
-    failure; only a 2xx-4xx page (a login page, a web UI) says the URL may be wrong."""
+    failure. A 401 or 403 (a proxy's or Prometheus' own basic auth) is a password missing or wrong, not a URL
+    that may be no Prometheus; a 404 a path prefix missing. Only another page (a login page, a web UI) says
+    the URL may be wrong."""
     if status == 503:
         return (
             "not ready (Prometheus answers so until its TSDB has started, its WAL replayed; a proxy, while"
@@ -398,6 +400,13 @@ def _not_json_why(status: int, setting: str) -> str:
         )
     if status >= 500:
         return "the server, or a proxy before it, failed; read again at the next tick"
+    if status in (401, 403):
+        return (
+            f"credentials missing or refused: write them in {setting} (http://user:password@host:port/...,"
+            " with @ : / % and spaces in them percent-encoded)"
+        )
+    if status == 404:
+        return f"no such path: is {setting} a Prometheus HTTP API, with its path prefix (http://proxy/prom)?"
     return f"is {setting} a Prometheus HTTP API?"
 
 

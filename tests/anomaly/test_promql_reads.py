@@ -456,3 +456,20 @@ def test_a_read_over_a_prometheus_query_limit_names_the_flag_and_the_fix(
     body = {"status": "error", "errorType": kind, "error": error}
     said = _failed_read(httpx.Response(status, json=body))
     assert f"{error} (Prometheus' {flag}: raise it, or narrow the query or its step_seconds)" in said
+
+
+@pytest.mark.parametrize(
+    ("status", "said"),
+    [
+        (401, "HTTP 401, not JSON (text/plain): credentials missing or refused: write them in"
+         " anomaly.prometheus_url (http://user:password@host:port/..., with @ : / % and spaces in them"
+         " percent-encoded)"),
+        (404, "HTTP 404, not JSON (text/plain): no such path: is anomaly.prometheus_url a Prometheus HTTP"
+         " API, with its path prefix (http://proxy/prom)?"),
+    ],
+    ids=["wrong-password", "path-prefix-missing"],
+)  # fmt: skip
+def test_an_auth_proxys_refusal_says_what_to_write_in_the_url(status: int, said: str) -> None:
+    # A reverse proxy with basic auth and a path prefix before Prometheus: a wrong password, no prefix.
+    answer = httpx.Response(status, text="Unauthorized", headers={"Content-Type": "text/plain"})
+    assert said in _failed_read(answer)
