@@ -230,6 +230,7 @@ class PromQLSource(PromQLClient):
         for name, h in self._health.queries.items():
             h.answer_step = self.coarse.answer_step(name)
             h.part_steps = self._parts.get(name)
+        self._catch_up.flush()
         self._log_failures(failed, read)
         self._log_empty(empty, read)
         return frames

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import httpx
 import pytest
 
@@ -42,7 +44,10 @@ def test_a_catch_up_too_long_for_the_server_is_shortened_until_the_source_is_rea
     assert ups[-3:] == [True] * 3, ups  # read again, and at every tick after
     assert all(h.up for h in prom.health().queries.values())
     shortened = [r.getMessage() for r in caplog.records if "it missed failed" in r.getMessage()]
-    assert shortened and shortened[0].startswith("promql: query temp: reading the 630s it missed failed")
+    assert shortened and shortened[0].startswith(
+        "promql: 2 queries: for each, reading what it missed failed (timed out): temp (630s, next 315s),"
+        " power (630s, next 315s); their next reads ask half as far back"
+    )  # one line for the read, not one per query
     prom.close()
 
 
@@ -192,4 +197,50 @@ def test_a_catch_up_shortened_before_another_outage_says_what_it_leaves_unread_o
         f"promql: query temp: read the last 90s; the {unread:.0f}s before, since its last good read, stay"
         " unread (a gap)"
     ]
+    prom.close()
+
+
+def test_a_hung_server_says_its_shortened_catch_ups_in_one_line_a_read_not_one_per_query(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Prometheus SIGSTOPped past the read's deadline (the kernel still takes the connection, no answer comes):
+    # each query's catch-up was said in its own line, at every tick, and its gap in one more at its return,
+    # 22 lines at once for the 22 queries of deploy/gpuwarden.example.yaml.
+    clock, hung = FakeClock(), [False]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return _too_long("timeout") if hung[0] else matrix(request)
+
+    names = [f"q{i}" for i in range(7)]
+    prom = source(dict.fromkeys(names, answer), clock)
+    caplog.set_level(logging.WARNING, logger="anomaly.catchup")
+    said: list[list[str]] = []
+
+    def tick() -> None:
+        caplog.clear()
+        clock.advance(30)
+        prom.read(clock.time() - 30, clock.time())
+        said.append([r.getMessage() for r in caplog.records if r.name == "anomaly.catchup"])
+
+    tick()
+    hung[0] = True
+    for _ in range(4):
+        tick()
+    hung[0] = False
+    tick()
+    assert all(len(lines) <= 1 for lines in said), said
+    shortened = [line for lines in said for line in lines if "it missed failed" in line]
+    assert shortened[0].startswith(
+        "promql: 7 queries: for each, reading what it missed failed (timed out): q0 (60s, next 30s), q1 (60s,"
+        " next 30s)"
+    )
+    assert shortened[0].endswith(
+        "and 2 more; their next reads ask half as far back, the older steps stay unread (a gap)"
+    )
+    (back,) = said[-1]
+    assert back.startswith(
+        "promql: 7 queries read only their last steps; the steps before, since their last good read, stay"
+        " unread (a gap): q0 ("
+    )
+    assert all(h.up for h in prom.health().queries.values())
     prom.close()
