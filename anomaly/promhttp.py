@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import re
 import socket
 import threading
 import time
@@ -37,6 +38,10 @@ _ANNOTATIONS = ("PromQL warning: ", "PromQL info: ")
 # (422; Mimir's and Thanos' too), a proxy's gateway timeout (504). Prometheus' own query timeout is 503 with
 # errorType "timeout".
 _OVERLONG_STATUS = frozenset({422, 504})
+# VictoriaMetrics' errors begin with the query and the range asked; the limit comes after, named by its flag.
+_VM_QUERY_RANGE = re.compile(r'^error when executing query=".*?" on the time range \([^)]*\): ')
+_LIMIT_FLAG = re.compile(r"--?(?:search|query)\.[\w.*]+")
+_WHY_CHARS = 160  # of a refusal's error, in the lines that say a read was refused or shortened
 # Prometheus' errors for its query limits (promql.ErrTooManySamples, ErrQueryTimeout), which name no flag.
 _PROMETHEUS_LIMITS = (
     ("would load too many samples into memory", "--query.max-samples"),
@@ -326,7 +331,7 @@ class PromQLClient:
         message = f"{where}: HTTP {status}: {error}{hint}"
         retryable = status >= 500
         if status in _OVERLONG_STATUS or payload.get("errorType") == "timeout":
-            why = f"HTTP {status}: {error[:80]}{hint}"
+            why = f"HTTP {status}: {_refusal_why(error)}{hint}"
             return OverlongRead(message, source=self.name, why=why, retryable=retryable)
         return SourceError(message, source=self.name, retryable=retryable)
 
@@ -374,6 +379,17 @@ class PromQLClient:
             text[:300],
             extra={"source": self.name, "query": query},
         )
+
+
+def _refusal_why(error: str) -> str:
+    """A refusal's error, short, for the lines that say a read was refused or shortened: the clause that
+    names the server's limit where it names one. VictoriaMetrics' errors begin with the query and the time
+    range asked, so their first 80 characters, all that was shown, never reached the flag."""
+    text = _VM_QUERY_RANGE.sub("", error, count=1)
+    named = _LIMIT_FLAG.search(text)
+    if named is not None and named.end() > _WHY_CHARS:
+        text = text[text.rfind(": ", 0, named.start()) + 2 :]
+    return text if len(text) <= _WHY_CHARS else text[: _WHY_CHARS - 3] + "..."
 
 
 def _limit_hint(error: str) -> str:

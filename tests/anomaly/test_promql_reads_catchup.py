@@ -244,3 +244,42 @@ def test_a_hung_server_says_its_shortened_catch_ups_in_one_line_a_read_not_one_p
     )
     assert all(h.up for h in prom.health().queries.values())
     prom.close()
+
+
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [
+        ("too many points for the given step={step}, start={start} and end={end}: {points}; cannot exceed"
+         " -search.maxPointsPerTimeseries=3", "cannot exceed -search.maxPointsPerTimeseries=3)"),
+        ('cannot execute query: cannot evaluate "temp": cannot select more than -search.maxSamplesPerQuery='
+         "100 samples; possible solutions: to increase the -search.maxSamplesPerQuery; to reduce time range"
+         " for the query; to use more specific label filters in order to select lower number of series",
+         "cannot select more than -search.maxSamplesPerQuery=100 samples"),
+    ],
+    ids=["max-points", "max-samples"],
+)  # fmt: skip
+def test_a_read_refused_by_a_victoriametrics_limit_is_said_with_the_limits_flag(
+    error: str, said: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # VictoriaMetrics' errors begin with the query and the time range asked: the 80 characters shown of them
+    # ended in "(start=17966", never reaching the flag.
+    clock = FakeClock()
+
+    def victoriametrics(request: httpx.Request) -> httpx.Response:
+        start, end, step = (round(float(request.url.params[k]) * 1000) for k in ("start", "end", "step"))
+        points = (end - start) // step + 1
+        if points <= 3:
+            return matrix(request)
+        text = error.format(start=start, end=end, step=step, points=points)
+        where = (
+            f'error when executing query="temp" on the time range (start={start}, end={end}, step={step}): '
+        )
+        return httpx.Response(422, json={"status": "error", "errorType": "422", "error": where + text})
+
+    prom = source({"temp": victoriametrics}, clock)
+    caplog.set_level(logging.WARNING, logger="anomaly.promql")
+    end = clock.time()
+    assert prom.read(end - 300, end)  # ten steps, read in parts
+    (line,) = [r.getMessage() for r in caplog.records if "was refused" in r.getMessage()]
+    assert said in line, line
+    prom.close()
