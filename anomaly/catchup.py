@@ -28,6 +28,10 @@ class CatchUp:
         self._cut: dict[str, tuple[float, float]] = {}  # query -> (seconds read, seconds left out) by it
         self._asked_to: dict[str, float] = {}  # query -> the end of the read asked before this one
         self._asked_end: dict[str, float] = {}  # query -> the end of the read asked last
+        # What this read shortened and left out, said in one line each by ``flush`` at its end: a Prometheus
+        # hung (SIGSTOP, past the read's deadline) had a line per query at every tick, and 24 at its return.
+        self._shortened: list[tuple[str, float, str, float]] = []  # (query, seconds asked, why, next span)
+        self._gaps: list[tuple[str, float, float]] = []  # (query, seconds read, seconds left out)
 
     def since(self, query: str, start: float, end: float, done: float | None, step: float) -> float:
         """Where the query's read over ``(start, end]`` starts: at ``done``, its last good read, when earlier
@@ -65,15 +69,7 @@ class CatchUp:
             return
         half = (end - since) / 2
         self._longest[query] = half
-        logger.warning(
-            "promql: query %s: reading the %.0fs it missed failed (%s); the next read asks only the last"
-            " %.0fs, the older steps stay unread (a gap)",
-            query,
-            end - since,
-            why,
-            max(half, step),
-            extra={"source": self.source, "query": query},
-        )
+        self._shortened.append((query, end - since, why, max(half, step)))
 
     def succeeded(self, query: str) -> None:
         """A good read: the query's next catch-up may reach back the whole lookback again. One it shortened
@@ -82,10 +78,53 @@ class CatchUp:
         self._longest.pop(query, None)
         cut = self._cut.pop(query, None)
         if cut is not None:
+            self._gaps.append((query, *cut))
+
+    def flush(self) -> None:
+        """Say what the read just ended shortened and left out: one line per query where one, else one line
+        for all of them (the first few named, with their spans)."""
+        shortened, gaps, self._shortened, self._gaps = self._shortened, self._gaps, [], []
+        if len(shortened) == 1:
+            query, asked, why, span = shortened[0]
+            logger.warning(
+                "promql: query %s: reading the %.0fs it missed failed (%s); the next read asks only the last"
+                " %.0fs, the older steps stay unread (a gap)",
+                query,
+                asked,
+                why,
+                span,
+                extra={"source": self.source, "query": query},
+            )
+        elif shortened:
+            logger.warning(
+                "promql: %d queries: for each, reading what it missed failed (%s): %s; their next reads ask"
+                " half as far back, the older steps stay unread (a gap)",
+                len(shortened),
+                shortened[0][2],
+                _listed([f"{q} ({asked:.0f}s, next {span:.0f}s)" for q, asked, _, span in shortened]),
+                extra={"source": self.source},
+            )
+        if len(gaps) == 1:
+            query, read, left = gaps[0]
             logger.warning(
                 "promql: query %s: read the last %.0fs; the %.0fs before, since its last good read, stay"
                 " unread (a gap)",
                 query,
-                *cut,
+                read,
+                left,
                 extra={"source": self.source, "query": query},
             )
+        elif gaps:
+            logger.warning(
+                "promql: %d queries read only their last steps; the steps before, since their last good read,"
+                " stay unread (a gap): %s",
+                len(gaps),
+                _listed([f"{q} ({left:.0f}s unread)" for q, _, left in gaps]),
+                extra={"source": self.source},
+            )
+
+
+def _listed(items: list[str], shown: int = 5) -> str:
+    """The first ``shown`` of ``items``, and how many more."""
+    more = len(items) - shown
+    return ", ".join(items[:shown]) + (f" and {more} more" if more > 0 else "")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import re
 import socket
 import threading
 import time
@@ -37,6 +38,15 @@ _ANNOTATIONS = ("PromQL warning: ", "PromQL info: ")
 # (422; Mimir's and Thanos' too), a proxy's gateway timeout (504). Prometheus' own query timeout is 503 with
 # errorType "timeout".
 _OVERLONG_STATUS = frozenset({422, 504})
+# VictoriaMetrics' errors begin with the query and the range asked; the limit comes after, named by its flag.
+_VM_QUERY_RANGE = re.compile(r'^error when executing query=".*?" on the time range \([^)]*\): ')
+_LIMIT_FLAG = re.compile(r"--?(?:search|query)\.[\w.*]+")
+_WHY_CHARS = 160  # of a refusal's error, in the lines that say a read was refused or shortened
+# Prometheus' errors for its query limits (promql.ErrTooManySamples, ErrQueryTimeout), which name no flag.
+_PROMETHEUS_LIMITS = (
+    ("would load too many samples into memory", "--query.max-samples"),
+    ("query timed out in", "--query.timeout"),
+)
 
 
 class OverlongRead(SourceError):
@@ -282,20 +292,14 @@ class PromQLClient:
                     f"{where}: HTTP {response.status_code}, not JSON", source=self.name, why="gateway timeout"
                 ) from exc
             raise SourceError(
-                f"{where}: {self._server}: HTTP {response.status_code}, not JSON"
-                f"{_content_type(response)}: is {self._setting} a Prometheus HTTP API?",
+                f"{where}: {self._server}: HTTP {response.status_code}, not JSON{_content_type(response)}: "
+                f"{_not_json_why(response.status_code, self._setting)}",
                 source=self.name,
             ) from exc
         if not isinstance(payload, dict):
             raise SourceError(f"{where}: HTTP {response.status_code}, not a JSON object", source=self.name)
         if response.status_code != 200 or payload.get("status") != "success":
-            error = payload.get("error", "") if isinstance(payload, dict) else ""
-            message = f"{where}: HTTP {response.status_code}: {error}"
-            retryable = response.status_code >= 500
-            if response.status_code in _OVERLONG_STATUS or payload.get("errorType") == "timeout":
-                why = f"HTTP {response.status_code}: {str(error)[:80]}"
-                raise OverlongRead(message, source=self.name, why=why, retryable=retryable)
-            raise SourceError(message, source=self.name, retryable=retryable)
+            raise self._refusal(where, response.status_code, payload)
         data = payload.get("data")
         if not isinstance(data, dict):
             raise SourceError(f"{where}: response has no data", source=self.name)
@@ -318,6 +322,18 @@ class PromQLClient:
             text = "; ".join(notes)
             raise SourceError(f"{where}: partial response: {text[:300]}", source=self.name, retryable=True)
         return data
+
+    def _refusal(self, where: str, status: int, payload: dict[str, Any]) -> SourceError:
+        """The error of an answer that is no success; ``OverlongRead`` where it says that the read was too
+        long or too big for the server."""
+        error = str(payload.get("error", ""))
+        hint = _limit_hint(error)
+        message = f"{where}: HTTP {status}: {error}{hint}"
+        retryable = status >= 500
+        if status in _OVERLONG_STATUS or payload.get("errorType") == "timeout":
+            why = f"HTTP {status}: {_refusal_why(error)}{hint}"
+            return OverlongRead(message, source=self.name, why=why, retryable=retryable)
+        return SourceError(message, source=self.name, retryable=retryable)
 
     def _fetch(
         self, path: str, params: Mapping[str, str], timeout: httpx.Timeout | float, deadline: float | None
@@ -363,6 +379,51 @@ class PromQLClient:
             text[:300],
             extra={"source": self.name, "query": query},
         )
+
+
+def _refusal_why(error: str) -> str:
+    """A refusal's error, short, for the lines that say a read was refused or shortened: the clause that
+    names the server's limit where it names one. VictoriaMetrics' errors begin with the query and the time
+    range asked, so their first 80 characters, all that was shown, never reached the flag."""
+    text = _VM_QUERY_RANGE.sub("", error, count=1)
+    named = _LIMIT_FLAG.search(text)
+    if named is not None and named.end() > _WHY_CHARS:
+        text = text[text.rfind(": ", 0, named.start()) + 2 :]
+    return text if len(text) <= _WHY_CHARS else text[: _WHY_CHARS - 3] + "..."
+
+
+def _limit_hint(error: str) -> str:
+    """The Prometheus flag behind a limit its error does not name, and the fix (VictoriaMetrics' errors name
+    theirs): an operator read "would load too many samples" and had to find ``--query.max-samples``."""
+    for said, flag in _PROMETHEUS_LIMITS:
+        if said in error:
+            return f" (Prometheus' {flag}: raise it, or narrow the query or its step_seconds)"
+    return ""
+
+
+def _not_json_why(status: int, setting: str) -> str:
+    """What an answer that is not JSON most likely means. A 503 is a server not ready: Prometheus answers
+    its API with a plain-text ``Service Unavailable`` until its TSDB has started (a WAL replay takes
+    minutes on a big one), and a proxy says so of a backend down; asked whether the URL was a Prometheus
+    HTTP API, an operator checked a setting that was right. Another 5xx is the server's or a proxy's own
+    failure. A 401 or 403 (a proxy's or Prometheus' own basic auth) is a password missing or wrong, not a URL
+    that may be no Prometheus; a 404 a path prefix missing. Only another page (a login page, a web UI) says
+    the URL may be wrong."""
+    if status == 503:
+        return (
+            "not ready (Prometheus answers so until its TSDB has started, its WAL replayed; a proxy, while"
+            " its backend is down); read again at the next tick"
+        )
+    if status >= 500:
+        return "the server, or a proxy before it, failed; read again at the next tick"
+    if status in (401, 403):
+        return (
+            f"credentials missing or refused: write them in {setting} (http://user:password@host:port/...,"
+            " with @ : / % and spaces in them percent-encoded)"
+        )
+    if status == 404:
+        return f"no such path: is {setting} a Prometheus HTTP API, with its path prefix (http://proxy/prom)?"
+    return f"is {setting} a Prometheus HTTP API?"
 
 
 def _content_type(response: httpx.Response) -> str:

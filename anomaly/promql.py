@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -116,7 +117,7 @@ class PromQLSource(PromQLClient):
         # runs, ``_untaken`` after): taken up where that state is let go of.
         self._learning: CoarseSteps | None = None
         self._untaken: CoarseSteps | None = None
-        self._logged_failures: dict[str, str] = {}  # query -> error, as last logged
+        self._logged_failures: dict[str, str] = {}  # query -> its error as last logged (``_failure_kind``)
         self._logged_empty: set[str] = set()  # queries last said to match no series
         self._logged_annotations: dict[str, str] = {}  # query -> its PromQL annotations, as last logged
         self._timeout = timeout_seconds
@@ -229,6 +230,7 @@ class PromQLSource(PromQLClient):
         for name, h in self._health.queries.items():
             h.answer_step = self.coarse.answer_step(name)
             h.part_steps = self._parts.get(name)
+        self._catch_up.flush()
         self._log_failures(failed, read)
         self._log_empty(empty, read)
         return frames
@@ -370,7 +372,7 @@ class PromQLSource(PromQLClient):
         once. A query not asked this read (its step not due) stays as it was: taken as recovered, a step
         longer than the tick logged "read again" and the same failure again at every step.
         """
-        changed = {q: e for q, e in failed.items() if self._logged_failures.get(q) != e}
+        changed = {q: e for q, e in failed.items() if self._logged_failures.get(q) != _failure_kind(e)}
         recovered = [q for q in self._logged_failures if q in read]
         extra = {"source": self.name}
         if changed:
@@ -386,4 +388,17 @@ class PromQLSource(PromQLClient):
             )
         if recovered:
             logger.info("promql: read again: %s", ", ".join(recovered), extra=extra)
-        self._logged_failures = {q: e for q, e in self._logged_failures.items() if q not in read} | failed
+        kinds = {q: _failure_kind(e) for q, e in failed.items()}
+        self._logged_failures = {q: e for q, e in self._logged_failures.items() if q not in read} | kinds
+
+
+# The times an error names that change at every read of one failure: VictoriaMetrics' errors name the range
+# asked (``start=1796610140000, end=...`` and ``[2026-12-07T02:17:15Z..2026-12-07T02:22:20Z]``).
+_READ_TIMES = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)?|\d{10,}(?:\.\d+)?")
+
+
+def _failure_kind(error: str) -> str:
+    """``error`` without the times of its read: one failure read again, the same. Compared whole, a query
+    over VictoriaMetrics' ``-search.maxUniqueTimeseries`` was "failing another way" at every tick, and the
+    warning naming every such query was logged at every tick for as long as the limit held."""
+    return _READ_TIMES.sub("<t>", error)

@@ -388,3 +388,88 @@ def test_a_nan_sample_is_marked_a_sample_where_a_step_without_one_is_not() -> No
     assert [lab["gpu"] for lab in frame.labels] == ["0", "1"]
     assert np.isnan(frame.values[1]).all()
     assert frame.samples.tolist() == [[True, True], [False, True]]
+
+
+@pytest.mark.parametrize(
+    ("status", "said"),
+    [
+        (503, "HTTP 503, not JSON (text/plain): not ready (Prometheus answers so until its TSDB has started"),
+        (502, "HTTP 502, not JSON (text/plain): the server, or a proxy before it, failed"),
+    ],
+    ids=["prometheus-starting", "proxy-backend-failed"],
+)
+def test_a_server_error_page_says_the_server_failed_not_that_the_url_may_be_wrong(
+    status: int, said: str
+) -> None:
+    # Prometheus 2.42 answers its API so until its TSDB is ready (8 s of WAL replay here for 400,000 series).
+    answer = httpx.Response(
+        status, text="Service Unavailable", headers={"Content-Type": "text/plain; charset=utf-8"}
+    )
+    error = _failed_read(answer)
+    assert said in error
+    assert "a Prometheus HTTP API?" not in error
+
+
+def test_a_failure_naming_the_range_it_was_asked_is_logged_once_not_at_every_read(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # VictoriaMetrics 1.x with -search.maxUniqueTimeseries=5, as it answered each tick (only the times move).
+    clock = FakeClock()
+
+    def victoriametrics(request: httpx.Request) -> httpx.Response:
+        start, end = (round(float(request.url.params[k]) * 1000) for k in ("start", "end"))
+        error = (
+            f'error when executing query="temp" on the time range (start={start}, end={end}, step=30000):'
+            " cannot execute query: search error after reading 0 data blocks: error when searching for"
+            ' tagFilters=[{__name__="temp"}] on the time range [2026-12-07T02:17:15Z..'
+            f"2026-12-07T02:{end // 60000 % 60:02d}:20Z]: error when searching tsids: the number of matching"
+            " timeseries exceeds 5; either narrow down the search or increase -search.max* command-line flag"
+            " values at vmselect"
+        )
+        return httpx.Response(422, json={"status": "error", "errorType": "422", "error": error})
+
+    prom = source({"temp": victoriametrics, "up": matrix}, clock)
+    caplog.set_level(logging.INFO, logger="anomaly.promql")
+    for _ in range(4):
+        clock.advance(30)
+        prom.read(clock.time() - 30, clock.time())
+    said = [r.getMessage() for r in caplog.records if "queries failed" in r.getMessage()]
+    assert len(said) == 1, said
+    assert "exceeds 5; either narrow down the search or increase -search.max*" in said[0]
+    assert not prom.health().queries["temp"].up
+    prom.close()
+
+
+@pytest.mark.parametrize(
+    ("status", "kind", "error", "flag"),
+    [
+        (422, "execution", "query processing would load too many samples into memory in query execution",
+         "--query.max-samples"),
+        (503, "timeout", "query timed out in expression evaluation", "--query.timeout"),
+    ],
+    ids=["max-samples", "query-timeout"],
+)  # fmt: skip
+def test_a_read_over_a_prometheus_query_limit_names_the_flag_and_the_fix(
+    status: int, kind: str, error: str, flag: str
+) -> None:
+    # Prometheus 2.42 with --query.max-samples=40 or --query.timeout=1ms answers so even at one step.
+    body = {"status": "error", "errorType": kind, "error": error}
+    said = _failed_read(httpx.Response(status, json=body))
+    assert f"{error} (Prometheus' {flag}: raise it, or narrow the query or its step_seconds)" in said
+
+
+@pytest.mark.parametrize(
+    ("status", "said"),
+    [
+        (401, "HTTP 401, not JSON (text/plain): credentials missing or refused: write them in"
+         " anomaly.prometheus_url (http://user:password@host:port/..., with @ : / % and spaces in them"
+         " percent-encoded)"),
+        (404, "HTTP 404, not JSON (text/plain): no such path: is anomaly.prometheus_url a Prometheus HTTP"
+         " API, with its path prefix (http://proxy/prom)?"),
+    ],
+    ids=["wrong-password", "path-prefix-missing"],
+)  # fmt: skip
+def test_an_auth_proxys_refusal_says_what_to_write_in_the_url(status: int, said: str) -> None:
+    # A reverse proxy with basic auth and a path prefix before Prometheus: a wrong password, no prefix.
+    answer = httpx.Response(status, text="Unauthorized", headers={"Content-Type": "text/plain"})
+    assert said in _failed_read(answer)
