@@ -182,8 +182,8 @@ class AnomalyScheduler:
                 self.held_seconds += time.perf_counter() - start
 
     def start(self) -> None:
-        """Schedule the jobs (no overlap, missed runs coalesced; the first tick at once, the saves half a tick
-        off the ticks) and start."""
+        """Schedule the jobs (no overlap, missed runs coalesced, a late one run all the same; the first tick
+        at once, the saves half a tick off the ticks) and start."""
         cfg = self.service.cfg
         jobs: list[tuple[Callable[[], None], str, float]] = [
             (self.infer_job, "infer", cfg.infer_every_seconds),
@@ -198,8 +198,17 @@ class AnomalyScheduler:
         first = {"infer": now, "save": now + save}
         for job, name, seconds in jobs:
             when = {"next_run_time": first[name]} if name in first else {}
+            # misfire_grace_time None: a run the scheduler's thread wakes for late (a busy machine, a long
+            # garbage collection) still runs; APScheduler's default of 1 s dropped it with its own warning.
             self._scheduler.add_job(
-                job, "interval", seconds=seconds, id=name, max_instances=1, coalesce=True, **when
+                job,
+                "interval",
+                seconds=seconds,
+                id=name,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+                **when,
             )
         self._scheduler.add_listener(
             self._on_event, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_EXECUTED | EVENT_JOB_ERROR
