@@ -134,6 +134,17 @@ def _nodes(members: Iterable[Member], gpus: Iterable[GpuKey]) -> set[tuple[str, 
     return nodes
 
 
+def _nodes_named(members: Iterable[Member], degraded: Iterable[GpuKey]) -> set[tuple[str, str]]:
+    """The (cluster, node) pairs of the degraded GPUs and of the live infrastructure alerts that name a node
+    (its ``Hostname``, ``node`` or ``instance``, with or without an inventory): counted affected beside the
+    GPUs, which count degraded ones too (5,000 throttling GPUs of 625 hosts were "nodes affected: 0")."""
+    nodes = {(g[0], g[1]) for g in degraded}
+    nodes |= {
+        (m.location.path[0], m.location.path[2]) for m in members if len(m.location.path) >= 3 and m.is_infra
+    }
+    return nodes
+
+
 def _touched(
     inventory: Inventory | None,
     failed: set[GpuKey],
@@ -262,7 +273,7 @@ def assess(
         error_ratio=error_ratio,
         slo_burn_rate=burn,
         gpus_affected=len(failed | degraded),
-        nodes_affected=len(nodes),
+        nodes_affected=len(nodes | _nodes_named(live, degraded)),
         spare_capacity=spare,
         parts=parts,
         namespaced=namespaced,

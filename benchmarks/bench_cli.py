@@ -7,6 +7,12 @@ serve`` (started here on a free port with a temporary SQLite database and one in
 Also ``import gpuwarden.cli`` as ``python -X importtime`` reports it, and the bare interpreter's start
 (``python -c pass``), which no change to gpuwarden can remove. Each figure: median and best, in seconds
 (import in milliseconds).
+
+``--incidents N`` (N > 1) stores N incidents instead (one NodeDown each, on clusters of their own, posted in
+batches of 1,000) and times only ``incidents list --limit 0``, as a table and as JSON, written to a pipe.
+``--compare-pythonpath DIR`` times the same listings with ``PYTHONPATH=DIR`` too (another checkout: the
+code before a change), alternating with this tree's run by run on the one serve, as a loaded machine needs;
+``--runs`` sets how many runs each; ``--port`` serve's port (a free one by default).
 """
 
 from __future__ import annotations
@@ -25,15 +31,20 @@ from pathlib import Path
 
 
 def _options() -> argparse.Namespace:
-    """The command line (no option), read before the heavy imports below (httpx, ``bench_incidents``'s):
-    ``--help`` and an unknown option answer at once rather than after seconds of imports."""
-    return argparse.ArgumentParser(
+    """The command line, read before the heavy imports below (httpx, ``bench_incidents``'s): ``--help`` and
+    an unknown option answer at once rather than after seconds of imports."""
+    parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    ).parse_args()
+    )
+    parser.add_argument("--incidents", type=int, default=1, help="incidents to list (default 1)")
+    parser.add_argument("--compare-pythonpath", default="", help="another checkout to time, alternately")
+    parser.add_argument("--runs", type=int, default=5, help="timed runs of each command (default 5)")
+    parser.add_argument("--port", type=int, default=0, help="serve's port (default: a free one)")
+    return parser.parse_args()
 
 
 if __name__ == "__main__":
-    _options()
+    OPTIONS = _options()
 
 import httpx  # noqa: E402 - imported after the command line is read
 
@@ -85,29 +96,74 @@ def import_ms(env: dict[str, str]) -> dict[str, float]:
 
 
 @contextmanager
-def serve(work: Path, env: dict[str, str]) -> Iterator[str]:
-    """A ``gpuwarden serve`` on a free port with one incident stored; yields its base URL."""
-    port = bench.free_port()
+def serve(work: Path, env: dict[str, str], incidents: int = 1, port: int = 0) -> Iterator[str]:
+    """A ``gpuwarden serve`` on ``port`` (a free one for 0) with ``incidents`` incidents stored (a NodeDown
+    each, on clusters of their own); yields its base URL."""
+    port = port or bench.free_port()
     url = f"http://127.0.0.1:{port}"
     argv = [GPUWARDEN, "serve", "--port", str(port), "--db", str(work / "gw.db")]
     with bench.process(argv, f"{url}/healthz", work / "serve.log", env):
         auth = {"Authorization": f"Bearer {TOKEN}"}
-        httpx.post(f"{url}/api/v2/alerts", json=[ALERT], headers=auth, timeout=10).raise_for_status()
-        deadline = time.monotonic() + 30
-        while not httpx.get(f"{url}/api/v1/incidents", timeout=1).json():
+        alerts = [ALERT] if incidents == 1 else [_down(i) for i in range(incidents)]
+        for i in range(0, len(alerts), 1000):
+            batch = alerts[i : i + 1000]
+            httpx.post(f"{url}/api/v2/alerts", json=batch, headers=auth, timeout=600).raise_for_status()
+        deadline = time.monotonic() + 30 + incidents / 100
+        while int(_stored(url)) < incidents:
             if time.monotonic() > deadline:
-                raise RuntimeError("gpuwarden serve stored no incident in 30 s")
-            time.sleep(0.1)
+                raise RuntimeError(f"gpuwarden serve stored fewer than {incidents} incidents in time")
+            time.sleep(0.5)
         yield url
 
 
-def main() -> None:
+def _down(i: int) -> dict[str, dict[str, str]]:
+    """A NodeDown alone on its own cluster: an incident of its own."""
+    return {"labels": {**ALERT["labels"], "cluster": f"c{i:05d}"}}
+
+
+def _stored(url: str) -> str:
+    """How many incidents serve lists (its ``X-Total-Count``)."""
+    answer = httpx.get(f"{url}/api/v1/incidents", params={"limit": 1}, timeout=60)
+    return answer.headers.get("X-Total-Count", str(len(answer.json())))
+
+
+def listings(url: str, env: dict[str, str], runs: int, before: str) -> dict[str, object]:
+    """``incidents list --limit 0`` as a table and as JSON, written to a pipe; with ``before`` (a checkout's
+    folder) the same with ``PYTHONPATH=before``, run for run in turn with this tree's."""
+    trees = {"after": env, **({"before": {**env, "PYTHONPATH": before}} if before else {})}
+    samples: dict[str, list[float]] = {}
+    printed: dict[str, set[bytes]] = {}
+    for i in range(runs + 1):
+        for output in ("table", "json"):
+            argv = [GPUWARDEN, "incidents", "list", "--url", url, "--limit", "0", "--output", output]
+            for name, tree_env in trees.items():
+                start = time.perf_counter()
+                proc = subprocess.run(argv, capture_output=True, env=tree_env, check=True)
+                if i > 0:
+                    samples.setdefault(f"{output}_{name}", []).append(time.perf_counter() - start)
+                printed.setdefault(output, set()).add(proc.stdout)
+    same = {f"{output}_same_output": len(outs) == 1 for output, outs in printed.items()}
+    return {**{key: summary(values) for key, values in sorted(samples.items())}, **same}
+
+
+def main(incidents: int = 1, before: str = "", runs: int = RUNS, port: int = 0) -> None:
     env = {**os.environ, **SECRETS}
+    if incidents > 1:
+        with (
+            tempfile.TemporaryDirectory(prefix="gpuwarden-bench-cli-") as tmp,
+            serve(Path(tmp), env, incidents, port) as url,
+        ):
+            listed = listings(url, env, runs, before)
+        print(json.dumps({"benchmark": "cli_listing", "incidents": incidents, "runs": runs, **listed}))
+        return
     result: dict[str, object] = {"benchmark": "cli", "runs": RUNS, "unit": "seconds (import_ms: ms)"}
     result["python_startup"] = wall_times([sys.executable, "-c", "pass"], env)
     result["import_ms"] = import_ms(env)
     result["help"] = wall_times([GPUWARDEN, "--help"], env)
-    with tempfile.TemporaryDirectory(prefix="gpuwarden-bench-cli-") as tmp, serve(Path(tmp), env) as url:
+    with (
+        tempfile.TemporaryDirectory(prefix="gpuwarden-bench-cli-") as tmp,
+        serve(Path(tmp), env, port=port) as url,
+    ):
         result["incidents_list"] = wall_times(
             [GPUWARDEN, "incidents", "list", "--url", url, "--output", "json"], env
         )
@@ -118,4 +174,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(OPTIONS.incidents, OPTIONS.compare_pythonpath, OPTIONS.runs, OPTIONS.port)

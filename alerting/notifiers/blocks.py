@@ -157,7 +157,7 @@ def counted(count: int, unit: str) -> str:
 
 
 def _targets(n: Notification) -> str:
-    # Only what there is: a degraded GPU takes no node (its message said "0 node(s), 1 GPU(s)").
+    # Only what there is, singular for one (a message said "0 node(s), 1 GPU(s)").
     counts = ", ".join(
         counted(count, unit)
         for count, unit in ((n.nodes_affected, "node"), (n.gpus_affected, "GPU"))

@@ -36,6 +36,7 @@ from gpuwarden.cli.output_options import (
     choice_metavar,
     output_option,
 )
+from gpuwarden.cli.tables import print_table
 from gpuwarden.clock import shown_text
 from gpuwarden.errors import InputError
 from gpuwarden.headers import TOKEN_ENV
@@ -164,7 +165,7 @@ def list_incidents(
             _opened(i),
             i["title"],
         )
-    console.print(table, markup=False)  # titles and names are data, not markup
+    print_table(console, table)  # titles and names are data, not markup
     say_cut_off(len(items), total)
 
 

@@ -23,6 +23,7 @@ from gpuwarden.cli.incidents_cmd import (
 )
 from gpuwarden.cli.listings import say_none_found
 from gpuwarden.cli.output_file import STDOUT, check_writable, write_whole, writes_stdout
+from gpuwarden.cli.tables import print_table
 from gpuwarden.clock import shown_text
 from gpuwarden.errors import InputError
 from gpuwarden.printable import escape_controls, escape_controls_in
@@ -88,7 +89,7 @@ def nodes(
     for n in items:
         free = "-" if n.get("free_gpus") is None else str(n["free_gpus"])
         table.add_row(n["name"], n["cluster"], n["rack"], str(n["gpus"]), n.get("state") or "-", free)
-    console.print(table, markup=False)  # names are data, not markup
+    print_table(console, table)  # names are data, not markup
     spare = ", ".join(f"{cluster} {count}" for cluster, count in sorted(data.get("spare_gpus", {}).items()))
     spare = escape_controls(spare)
     err_console.print(f"{len(items)} nodes; spare GPUs: {spare or 'unknown'}", markup=False, highlight=False)
@@ -146,7 +147,7 @@ def workloads(
             shown,
             ", ".join(w.get("aliases", [])),
         )
-    console.print(table, markup=False)  # names are data, not markup
+    print_table(console, table)  # names are data, not markup
     err_console.print(f"{len(items)} workloads", markup=False, highlight=False)
     _about(data)
 

@@ -24,6 +24,7 @@ from gpuwarden.cli.incidents_cmd import (
 )
 from gpuwarden.cli.listings import say_none_found
 from gpuwarden.cli.numbers import number, whole_number
+from gpuwarden.cli.tables import print_table
 from gpuwarden.clock import FakeClock, shown
 from gpuwarden.errors import InputError
 from gpuwarden.numerals import AS_WRITTEN, NUMBER, TOO_LARGE, WHOLE_NUMBER, written_as_digits
@@ -220,7 +221,7 @@ def faults(
         table.add_column(column, overflow="fold")  # a node and a time cut short say nothing
     for row in rows:
         table.add_row(*row)
-    console.print(table, markup=False)
+    print_table(console, table)
 
 
 @sim_app.command("clear")
@@ -257,7 +258,8 @@ def show(
         nodes, gpus = parse_simulate_spec(simulate)
     except InputError as exc:  # a bad option: 2, as `exporter --simulate 2y8`, and the option named once
         raise _fail(option_said("--simulate", simulate, exc.message), code=2) from exc
-    fleet = build_fleet(nodes, gpus, seed=seed, clock=FakeClock())
+    # Topology and workloads only, which the warm-up of every GPU's readings does not change (24 s at 1024x8).
+    fleet = build_fleet(nodes, gpus, seed=seed, clock=FakeClock(), warm_up=False)
     described = fleet.describe()
     if output == "json":
         typer.echo(json.dumps(described, indent=2))
@@ -271,7 +273,7 @@ def show(
                 node["name"], node["cluster"], node["rack"], str(g["index"]), g["uuid"], g["pci_bus_id"],
                 g["workload"] or "-",
             )  # fmt: skip
-    console.print(table, markup=False)  # a PCI bus id 00000000:AB:00.0 is data, not an emoji code
+    print_table(console, table)  # a PCI bus id 00000000:AB:00.0 is data, not an emoji code
     for job in described["training_jobs"]:
         console.print(
             f"training job {job['namespace']}/{job['name']}: {len(job['ranks'])} ranks", markup=False

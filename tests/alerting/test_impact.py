@@ -283,3 +283,24 @@ def test_the_degrading_fault_a_priority_names_is_the_earliest_whatever_the_membe
 def _member(inventory: StaticInventory, labels: dict[str, str], onset: datetime) -> Member:
     kind = classify(labels)
     return Member(label_fingerprint(labels), kind, locate(labels, kind, inventory), onset, True, labels)
+
+
+def test_nodes_affected_counts_the_hosts_alerts_name_without_an_inventory(tmp_path: Path) -> None:
+    # Scale probe: 5,000 XID 13 alerts on 625 hosts, no inventory: the postmortem said "GPUs affected: 5000;
+    # nodes affected: 0" (a degraded GPU's node was not counted, though its GPU was).
+    path = tmp_path / "incidents.db"
+    migrated_sqlite(path).dispose()
+    engine = IncidentEngine(
+        make_engine(str(path)), FakeClock(), AlertingConfig(announce_delay_seconds=0), None
+    )
+    hosts = {"Hostname": "n1", "node": "n2", "instance": "n3:9400"}
+    alerts = [
+        Alert({"alertname": "GPUXid", "cluster": "c1", label: host, "gpu": str(gpu), "xid": "13"})
+        for label, host in [*hosts.items(), ("Hostname", "n4")]
+        for gpu in range(2)
+    ]
+    engine.ingest(alerts)
+    [incident_id] = engine.open_incident_ids()
+    impact = engine.store.get(incident_id).impact
+    assert (impact.gpus_affected, impact.nodes_affected) == (8, 4)
+    assert "- GPUs affected: 8; nodes affected: 4" in engine.postmortem(incident_id).splitlines()

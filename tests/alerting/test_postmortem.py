@@ -453,7 +453,7 @@ def test_a_gpu_degraded_but_not_lost_is_said_as_slack_says_it_not_as_no_impact(s
     engine.ingest([Alert({"alertname": "GpuClockSlowdown", "cluster": "c1", "Hostname": node, "gpu": "2"})])
     [incident_id] = engine.open_incident_ids()
     impact = _impact(engine.postmortem(incident_id))
-    assert impact[:2] == ["- no capacity lost; 1 GPU degraded", "- GPUs affected: 1; nodes affected: 0"]
+    assert impact[:2] == ["- no capacity lost; 1 GPU degraded", "- GPUs affected: 1; nodes affected: 1"]
 
 
 def test_an_incident_keeps_the_worst_impact_of_one_it_absorbed(sql: Engine) -> None:
@@ -479,7 +479,10 @@ def test_an_incident_keeps_the_worst_impact_of_one_it_absorbed(sql: Engine) -> N
     absorbed = [r for r, _ in engine.store.list_rows(include_merged=True) if r.merged_into == survivor]
     assert len(absorbed) == 2
     impact = _impact(engine.postmortem(survivor))
-    assert "- GPUs affected: 8 at its worst, 3 at the end; nodes affected: 0" in impact, impact
+    assert (
+        "- GPUs affected: 8 at its worst, 3 at the end; nodes affected: 1 at its worst, 3 at the end"
+        in impact
+    ), impact
 
 
 def test_a_share_under_1_percent_and_a_ratio_near_all_are_not_rounded_to_0_or_100_percent() -> None:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from gpuwarden.cli import app
+from gpuwarden.clock import FakeClock
+from gpuwarden.config import load_config
+from gpuwarden.inventory_api import inventory_from_fleet
+from gpuwarden.sim.fleet import Fleet, build_fleet
 from tests.gpuwarden.cli.built_runner import BuiltCliRunner
 
 runner = BuiltCliRunner()
@@ -130,3 +135,53 @@ def test_inject_refuses_a_bad_param_naming_it_as_typed_before_posting(
     assert result.exit_code == 2, result.output
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"error: {said}"), line
+
+
+def test_sim_show_prints_a_warmed_fleets_topology_without_warming_every_gpu(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``sim show --simulate 1024x8`` took 24 s, nearly all in the 30 warm-up steps of every GPU, which
+    change no field it prints."""
+    warmed = build_fleet(3, 4, seed=5, clock=FakeClock()).describe()
+    steps = _count_warm_up_steps(monkeypatch)
+    argv = ["sim", "show", "--simulate", "3x4", "--seed", "5"]
+    shown = runner.invoke(app, [*argv, "--output", "json"])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout) == warmed
+    assert runner.invoke(app, argv).exit_code == 0
+    assert steps == []
+
+
+def _count_warm_up_steps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The warm-up steps fleets take from now on (the only steps without the jobs)."""
+    steps: list[float] = []
+    step = Fleet._step
+
+    def counted(fleet: Fleet, now: float, dt: float, *, jobs: bool = True) -> None:
+        if not jobs:
+            steps.append(dt)
+        step(fleet, now, dt, jobs=jobs)
+
+    monkeypatch.setattr(Fleet, "_step", counted)
+    return steps
+
+
+def test_serves_simulated_inventory_is_the_warmed_fleets_without_warming_every_gpu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``alerting.sim_inventory`` of 2,048 nodes took 15 s to warm up GPU readings it never reads."""
+    from gpuwarden.cli.inventories import prepare_inventories  # noqa: PLC0415 - as serve imports it
+
+    config = tmp_path / "gpuwarden.yaml"
+    config.write_text("alerting:\n  sim_inventory: true\nexporter:\n  simulate: 6x4\nsim:\n  seed: 3\n")
+    warmed = inventory_from_fleet(build_fleet(6, 4, seed=3, clock=FakeClock()))
+    steps = _count_warm_up_steps(monkeypatch)
+    inventories = prepare_inventories(load_config(config))
+    try:
+        (static, _), *_ = inventories.fixed
+        assert static.node_list == warmed.node_list
+        assert static.workload_list == warmed.workload_list
+        assert static.spare == warmed.spare
+    finally:
+        inventories.close()
+    assert steps == []
