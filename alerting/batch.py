@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session
 from alerting.correlation import Candidate
 from alerting.faults import SYMPTOM_KINDS
 from alerting.handoff import watch
-from alerting.incident_index import Members, OpenIncidents
+from alerting.incident_index import OpenIncidents
+from alerting.incident_members import Members
 from alerting.inventory import GpuKey
 from alerting.member import Member
 from alerting.pending import PendingAlert, StoredAlert

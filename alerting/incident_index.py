@@ -8,9 +8,9 @@ answer yes needs something the two share: a place on one path (the incident's ro
 same node, the same known rack), a workload, a GPU its workloads run on, or a signal held twice under a
 root that may roll it up to the cluster (a rack, a node of an unknown rack: ``correlation.rolls_up``). So the
 incidents are filed under those (``alerting.index_tables``), kept up to date as they change (their root,
-workloads and placement are set as attributes; their members through ``Members``), and a question looks
-only where a yes can be: a superset of the incidents that could answer it, in the order of the open set,
-which the callers' rules then filter exactly as they filtered the whole set.
+workloads and placement are set as attributes; their members through ``incident_members.Members``), and a
+question looks only where a yes can be: a superset of the incidents that could answer it, in the order of
+the open set, which the callers' rules then filter exactly as they filtered the whole set.
 
 The tick asks which open incidents it may resolve or whose flapping alerts may settle
 (``quiet_candidates``): those with no member firing or flapping (their quiet period), and those with a member
@@ -26,7 +26,7 @@ to check the index against (``tests/alerting/test_incident_index.py``).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Hashable, Iterable, Iterator, Mapping
+from collections.abc import Hashable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from alerting.correlation import gpus_under, rolls_up, spread_root
@@ -50,59 +50,6 @@ from gpuwarden.model import FaultKind
 
 if TYPE_CHECKING:
     from alerting.batch import OpenIncident
-
-
-class Members(dict[str, Member]):
-    """An incident's members, which tell the index of open incidents when they change."""
-
-    __slots__ = ("owner",)
-
-    def __init__(self, owner: OpenIncident, items: Mapping[str, Member] | None = None) -> None:
-        super().__init__()
-        self.owner = owner
-        if items:
-            self.update(items)
-
-    def __setitem__(self, fingerprint: str, member: Member) -> None:
-        old = self.get(fingerprint)
-        super().__setitem__(fingerprint, member)
-        index = self.owner.index
-        if index is not None:
-            index.member_changed(self.owner.id, old, member)
-
-    def __delitem__(self, fingerprint: str) -> None:
-        self.pop(fingerprint)
-
-    def pop(self, fingerprint: str, *default: Member) -> Member:  # type: ignore[override]
-        """Remove a member (and tell the index)."""
-        if fingerprint not in self and default:
-            return default[0]
-        member = super().pop(fingerprint)
-        index = self.owner.index
-        if index is not None:
-            index.member_changed(self.owner.id, member, None)
-        return member
-
-    def update(self, *args: object, **kwargs: Member) -> None:
-        """Add or replace members one by one (each through ``__setitem__``)."""
-        for fingerprint, member in dict(*args, **kwargs).items():
-            self[fingerprint] = member
-
-    def clear(self) -> None:
-        """Remove every member."""
-        for fingerprint in list(self):
-            self.pop(fingerprint)
-
-    def setdefault(self, fingerprint: str, default: Member) -> Member:
-        """The member, added first when missing."""
-        if fingerprint not in self:
-            self[fingerprint] = default
-        return self[fingerprint]
-
-    def popitem(self) -> tuple[str, Member]:
-        """Remove the last member."""
-        fingerprint = next(reversed(self))
-        return fingerprint, self.pop(fingerprint)
 
 
 _NOW = float("-inf")
@@ -403,6 +350,18 @@ class OpenIncidents(dict[str, "OpenIncident"]):
         ids.update(i for i in self._lookup(self._by_workload, keys) if i in self._rootless)
         if len(root) > RACK_DEPTH and root[1] != UNKNOWN:
             ids.update(self._under.get(root[:RACK_DEPTH], ()))
+        return self._in_order(ids, inc.id)
+
+    def rooted_takers(self, inc: OpenIncident) -> list[OpenIncident]:
+        """The open incidents with a root whose merge pass may take in the rootless ``inc`` (a superset):
+        those sharing a workload with it, and those rooted above a GPU one of its stalled ranks runs on (the
+        other way round of ``merge_candidates`` and ``rank_partners``)."""
+        if self.full_scan:
+            return self._all(inc.id)
+        keys = map(workload_key, inc.workloads)
+        ids = {i for i in self._lookup(self._by_workload, keys) if i not in self._rootless}
+        gpus = [gpu for fp in inc.stalled_ranks()[0] for gpu in inc.members[fp].location.runs_on]
+        ids.update(self._lookup(self._by_root, {g[:d] for g in gpus for d in range(1, len(g) + 1)}))
         return self._in_order(ids, inc.id)
 
     def under(self, path: Path) -> list[OpenIncident]:

@@ -28,13 +28,18 @@ def _job(name: str, *units: tuple[str, range]) -> str:
 
 
 # Two racks of four 8-GPU nodes; job 100 on r1-n3 (rank 0) and r1-n4 (rank 1), job 300 on r1-n2 GPUs 4-7
-# (rank 0) and r2-n4 GPUs 0-3 (rank 1); no spare GPUs.
+# (rank 0) and r2-n4 GPUs 0-3 (rank 1); the inference service llama's replicas on r1-n1 GPUs 0-1 and 2-3,
+# r1-n2 GPUs 0-1 and r2-n1 GPUs 0-1; no spare GPUs.
+LLAMA = ",".join(
+    f"[{n}:{g},{n}:{g + 1}]" for n, g in (("r1-n1", 0), ("r1-n1", 2), ("r1-n2", 0), ("r2-n1", 0))
+)
 INVENTORY = "\n".join(
     [
         "spare_gpus: {c1: 0}",
         "nodes:",
         *(f"  - {{name: {n}, cluster: c1, rack: {n[:2]}, gpus: 8}}" for n in NODES),
         "workloads:",
+        f"  - {{kind: inference_service, namespace: prod, name: llama, cluster: c1, units: [{LLAMA}]}}",
         _job("100", ("r1-n3", range(8)), ("r1-n4", range(8))),
         _job("300", ("r1-n2", range(4, 8)), ("r2-n4", range(4))),
         "",
@@ -106,6 +111,29 @@ STORMS = {
             ("node_down", frozenset({"NodeDown@6"})),
             ("gpu_lost", frozenset({"TrainingJobStalled@0", "GpuPowerBrake@35", "GPULost@97"})),
         },
+    ),
+    # r1-n1 down takes llama's replicas there. Job 300's rank 0 stalls and r1-n2's exporter, where that rank
+    # and a llama replica run, goes stale: one incident of the job's, without a root, sharing llama with
+    # r1-n1's. In one POST the merge pass came to r1-n1's and took it in; posted one by one, only the
+    # rootless one was touched, and a rootless incident never went into one with a root (batch fuzz 357).
+    "a rootless incident goes into one with a root sharing its workload, whichever was touched": (
+        [
+            _alert(14, "NodeDown", node="r1-n1"),
+            _stall(68, "300", 0),
+            _alert(87, "DCGMExporterStale", Hostname="r1-n2"),
+        ],
+        {("node_down", frozenset({"NodeDown@14", "TrainingJobStalled@68", "DCGMExporterStale@87"}))},
+    ),
+    # llama's latency opens an incident without a root; a GPU of job 300 lost on r2-n4 opens one with a root;
+    # NVLink errors on r1-n2, beside llama's replica there and on job 300's GPU, join llama's, which now
+    # shares job 300 with the lost GPU's: the lost GPU's takes it in, as in one POST (batch fuzz 166).
+    "a rootless incident that comes to share a workload goes into the one with a root": (
+        [
+            _alert(25, "LlamaLatencyHigh", service="llama", namespace="prod"),
+            _alert(30, "GPULost", node="r2-n4", gpu="0"),
+            _alert(59, "NVLinkErrors", node="r1-n2", gpu="4"),
+        ],
+        {("gpu_lost", frozenset({"LlamaLatencyHigh@25", "GPULost@30", "NVLinkErrors@59"}))},
     ),
 }
 
