@@ -126,10 +126,9 @@ def test_a_clock_set_back_does_not_put_off_a_reminder_for_the_step(db: str, step
     assert len(_reminders(engine, incident)) == 2
 
 
-def test_a_clock_set_back_after_a_resolution_does_not_stretch_the_reopen_window(db: str) -> None:
-    # Resolved at 00:06, the clock set back an hour at 00:07: the alert firing again 20 minutes later, past
-    # the 10-minute reopen window, reopened the incident, as it resolved "after" the time now.
-    clock = SettableClock()
+def _resolved_at_00_06(db: str, clock: SettableClock) -> tuple[IncidentEngine, str]:
+    """An engine (quiet period 5 minutes, reopen window 10) whose one incident fired at 00:00 and resolved at
+    00:06, and that incident."""
     engine = _engine(db, clock, quiet_period_seconds=300, reopen_window_seconds=600)
     engine.ingest([Alert(LABELS)])
     [incident] = engine.open_incident_ids()
@@ -138,6 +137,14 @@ def test_a_clock_set_back_after_a_resolution_does_not_stretch_the_reopen_window(
     for _ in range(11):
         clock.advance(30)
         engine.tick()
+    return engine, incident
+
+
+def test_a_clock_set_back_after_a_resolution_does_not_stretch_the_reopen_window(db: str) -> None:
+    # Resolved at 00:06, the clock set back an hour at 00:07: the alert firing again 20 minutes later, past
+    # the 10-minute reopen window, reopened the incident, as it resolved "after" the time now.
+    clock = SettableClock()
+    engine, incident = _resolved_at_00_06(db, clock)
     assert engine.store.get(incident).state is IncidentState.RESOLVED
     clock.set_back(3600)
     for _ in range(40):
@@ -150,14 +157,7 @@ def test_a_clock_set_back_after_a_resolution_does_not_stretch_the_reopen_window(
 
 def test_a_serve_started_after_the_clock_was_set_back_does_not_stretch_the_reopen_window(db: str) -> None:
     clock = SettableClock()
-    engine = _engine(db, clock, quiet_period_seconds=300, reopen_window_seconds=600)
-    engine.ingest([Alert(LABELS)])
-    [incident] = engine.open_incident_ids()
-    clock.advance(30)
-    engine.ingest([Alert(LABELS, status=AlertStatus.RESOLVED)])
-    for _ in range(11):
-        clock.advance(30)
-        engine.tick()
+    engine, incident = _resolved_at_00_06(db, clock)
     clock.set_back(3600)
     engine = _engine(db, clock, quiet_period_seconds=300, reopen_window_seconds=600)  # serve restarted
     for _ in range(40):
@@ -170,14 +170,7 @@ def test_a_serve_started_after_the_clock_was_set_back_does_not_stretch_the_reope
 
 def test_a_recurrence_soon_after_the_clock_is_set_back_still_reopens_its_incident(db: str) -> None:
     clock = SettableClock()
-    engine = _engine(db, clock, quiet_period_seconds=300, reopen_window_seconds=600)
-    engine.ingest([Alert(LABELS)])
-    [incident] = engine.open_incident_ids()
-    clock.advance(30)
-    engine.ingest([Alert(LABELS, status=AlertStatus.RESOLVED)])
-    for _ in range(11):
-        clock.advance(30)
-        engine.tick()
+    engine, incident = _resolved_at_00_06(db, clock)
     clock.set_back(3600)
     for _ in range(16):  # 8 minutes
         clock.advance(30)
