@@ -52,6 +52,7 @@ _NAME_PATTERNS: tuple[tuple[str, FaultKind], ...] = (
 )
 _COMPILED = tuple((re.compile(p), k) for p, k in _NAME_PATTERNS)
 _SCRAPE_DOWN = re.compile("instancedown|targetdown")
+_RECOVERY_NAME = re.compile("recoveryaction")
 # Scrape jobs whose target is the node itself: node exporter's, the kubelet's (and its cAdvisor).
 _NODE_JOB = re.compile(r"^(node|node[-_]exporter|kubelet|cadvisor|kubernetes-nodes(-cadvisor)?)$")
 
@@ -91,12 +92,23 @@ def anomaly_subject(labels: Mapping[str, str]) -> str:
 
 
 def is_outage(kind: FaultKind, labels: Mapping[str, str]) -> bool:
-    """True when the fault takes the GPU's capacity away: an outage kind, a double-bit ECC error, or an XID
+    """True when the fault takes the GPU's capacity away: an outage kind, a double-bit ECC error, an XID
     whose catalog action
     is a GPU reset or a reboot (XID 119 GSP timeout, 46, 62, ...: the GPU does no work until then),
     whatever kind the XID is classified as (XID 48 and 95, double-bit ECC, are ``ecc_dbe`` and out of
-    service)."""
-    return takes_capacity(kind, alert_xid(kind, labels))
+    service), or the driver's pending recovery action (``awaits_recovery``)."""
+    return takes_capacity(kind, alert_xid(kind, labels)) or awaits_recovery(kind, labels)
+
+
+def awaits_recovery(kind: FaultKind, labels: Mapping[str, str]) -> bool:
+    """Whether the alert is the driver's request to reset the GPU or reboot its node (NVML's GPU recovery
+    action, gpuwarden's ``GpuRecoveryActionPending``): the GPU does no work until then. It fires as long as
+    the request stands, after the XID that caused it (48: a double-bit ECC error) has resolved as an event:
+    without it, a DBE's incident fell from P2 (P0 with a job stopped) to P3 while the GPU still awaited its
+    reset."""
+    return (
+        kind is FaultKind.XID and _RECOVERY_NAME.search(normalised(labels.get("alertname", ""))) is not None
+    )
 
 
 def takes_capacity(kind: FaultKind, code: int | None) -> bool:

@@ -14,6 +14,7 @@ from alerting.faults import (
     SYMPTOM_KINDS,
     alert_xid,
     anomaly_subject,
+    awaits_recovery,
     classify,
     takes_capacity,
     xid_code,
@@ -59,8 +60,9 @@ class Member:
     recommended_action: str = "none"  # what the evidence suggests (the XID catalog, the anomaly service)
     annotations: Mapping[str, str] = field(default_factory=dict)
     is_outage: bool = field(init=False)
-    """The fault takes capacity away: an outage kind, or an XID after which the GPU needs a reset (kind and
-    labels never change for a member: worked out once, correlation asks for every pair it compares)."""
+    """The fault takes capacity away: an outage kind, an XID after which the GPU needs a reset, or the
+    driver's request for that reset (``awaits_recovery``) (kind and labels never change for a member: worked
+    out once, correlation asks for every pair it compares)."""
     signal: Signal = field(init=False)
     """What makes two alerts one signal spreading (a driver rollout): the name, the kind and the XID code.
     XID 119 on sixteen nodes and an XID 48 on another are two faults, though both alerts are ``GPUXid``."""
@@ -73,7 +75,7 @@ class Member:
 
     def __post_init__(self) -> None:
         code = alert_xid(self.kind, self.labels)
-        self.is_outage = takes_capacity(self.kind, code)
+        self.is_outage = takes_capacity(self.kind, code) or awaits_recovery(self.kind, self.labels)
         self.signal = (self.labels.get("alertname", ""), self.kind, code)
         self.is_infra = bool(self.location.path) and self.kind not in SYMPTOM_KINDS
 

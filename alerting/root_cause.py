@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from alerting.faults import ENVIRONMENT, OUTAGE_KINDS, SYMPTOM_KINDS
+from alerting.faults import ENVIRONMENT, OUTAGE_KINDS, SYMPTOM_KINDS, awaits_recovery, takes_capacity
 from alerting.inventory import Inventory
 from alerting.member import Member, Signal, onset_key
 from alerting.root_facts import whole_node
@@ -89,6 +89,15 @@ def nodes_down(outages: Iterable[Member], inventory: Inventory | None) -> set[Pa
     return down | {node for node, lost in on_node.items() if gpus_take_node(node, lost, inventory)}
 
 
+def _outage_kind(members: Sequence[Member], default: FaultKind) -> FaultKind:
+    """The kind of the first outage among ``members`` (in onset order) that is not the driver's request to
+    recover (``awaits_recovery``), which follows the fault it recovers from: a DBE's XID 48 and
+    ``GpuRecoveryActionPending`` of one tick are "double-bit ECC error", whichever fingerprint sorts first."""
+    outages = [m for m in members if m.is_outage]
+    causes = [m for m in outages if not awaits_recovery(m.kind, m.labels)] or outages
+    return causes[0].kind if causes else default
+
+
 def root_cause(members: Iterable[Member], inventory: Inventory | None) -> tuple[Path, RootCause]:
     """The root cause of a set of alerts and its topology path (empty for a workload root)."""
     items = sorted(members, key=onset_key)
@@ -109,7 +118,7 @@ def root_cause(members: Iterable[Member], inventory: Inventory | None) -> tuple[
             path = basis[0].location.path
         at_root = [m for m in basis if m.location.path == path]
         if at_root:
-            kind = next((m.kind for m in at_root if m.is_outage), at_root[0].kind)
+            kind = _outage_kind(at_root, at_root[0].kind)
         elif all(m.kind is FaultKind.XID for m in basis):
             # The same kind of XID on many GPUs (a driver or firmware fault): neither the node nor the
             # rack is down, whatever the XID took out of service.
@@ -118,7 +127,11 @@ def root_cause(members: Iterable[Member], inventory: Inventory | None) -> tuple[
             kind = FaultKind.RACK_DOWN
         elif len(path) == RACK_DEPTH + 1 and outages:
             # Every GPU of one node lost at once: the node is the common fault; some of them, not a node down.
-            kind = FaultKind.NODE_DOWN if gpus_take_node(path, outages, inventory) else outages[0].kind
+            kind = (
+                FaultKind.NODE_DOWN
+                if gpus_take_node(path, outages, inventory)
+                else _outage_kind(outages, outages[0].kind)
+            )
         elif basis is outages and any(whole_node(m.location.path) for m in outages):
             # Whole nodes down with a GPU lost elsewhere: the nodes are the larger fault, whichever came first
             # (a GPU incident absorbed into a rack's must not turn its root into "gpu_lost").
@@ -200,7 +213,10 @@ def kept_root(
             kind = FaultKind(shown_kind)
         except ValueError:
             return None  # a kind this version does not know: the new root, which it does
-        if depth == len(path) and max(_breadth(root.kind), _takes(path, members)) > _breadth(kind):
+        # A kind that took the capacity itself (a double-bit ECC error) is not widened by an outage there:
+        # the driver's request to reset the GPU, firing on after the DBE's XID resolved, is that same fault.
+        shown = max(_breadth(kind), int(takes_capacity(kind, None)))
+        if depth == len(path) and max(_breadth(root.kind), _takes(path, members)) > shown:
             return None  # the same place, a wider fault: a node running hot that went down
         return path[:depth], RootCause(kind, path_target(path[:depth], inventory))
     return None

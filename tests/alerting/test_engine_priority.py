@@ -117,6 +117,35 @@ def test_a_double_bit_ecc_xid_takes_its_gpu_out_and_stops_the_job_on_it(
 
 
 @pytest.mark.parametrize(
+    ("spare", "priority"), [(None, "P2"), (0, "P0")], ids=["no-inventory", "job-stopped"]
+)
+def test_a_double_bit_ecc_keeps_its_priority_while_the_driver_still_asks_for_the_gpu_reset(
+    db: str, clock: FakeClock, spare: int | None, priority: str
+) -> None:
+    """`anomaly run`'s signatures end the XID 48 and GpuDoubleBitEcc alerts four ticks after the counters
+    moved; the driver's GpuRecoveryActionPending (and the row remap pending) fire until the GPU is reset. The
+    GPU is out of service all that time: the incident stays P2 (P0: the job on it stopped), not P3."""
+    engine = _engine(db, clock, None if spare is None else scenarios.fleet_inventory(spare_gpus=spare))
+    events = [_gpu_alert("r07-n01", 2, "GpuXidError", xid="48"), _gpu_alert("r07-n01", 2, "GpuDoubleBitEcc")]
+    pending = [
+        _gpu_alert("r07-n01", 2, "GpuRecoveryActionPending"),
+        _gpu_alert("r07-n01", 2, "GpuRowRemapPending"),
+    ]
+    engine.ingest(events + pending)
+    ((incident, opened, kind, *_),) = _open(engine)
+    assert (opened, kind) == (priority, "ecc_dbe")
+    clock.advance(30)
+    engine.ingest([Alert(a.labels, status=AlertStatus.RESOLVED) for a in events])
+    ((_, now, kind, *_),) = _open(engine)
+    assert (now, kind) == (priority, "ecc_dbe")
+    assert engine.store.get(incident).title.startswith("gpu r07-n01/2 double-bit ECC error")
+    clock.advance(600)  # the GPU reset: the request ends, and the incident waits out its quiet period
+    engine.ingest([Alert(a.labels, status=AlertStatus.RESOLVED) for a in pending])
+    changes = [e.data for e in engine.store.get(incident).timeline if e.kind == "priority"]
+    assert [c["to"] for c in changes] == [priority]
+
+
+@pytest.mark.parametrize(
     ("labels", "expected"),
     [
         ({"alertname": "X", "bad-label": "y"}, 'X {bad-label="y"}, location unknown'),
