@@ -161,12 +161,7 @@ class InferenceHandlers:
     def _unknown_model(self, body: OpenAIBody) -> JSONResponse | None:
         if body.model == self.model:
             return None
-        return openai_error(
-            404,
-            f"model {body.model!r} is not served here; use {self.model!r}",
-            kind="not_found_error",
-            param="model",
-        )
+        return unknown_model(body.model, self.model, param="model")
 
     def _model_card(self) -> dict[str, Any]:
         return {"id": self.model, "object": "model", "created": 0, "owned_by": "gpuwarden"}
@@ -179,9 +174,7 @@ class InferenceHandlers:
         """``GET /v1/models/{model}``: the model served here, or a 404 naming it."""
         name = request.path_params["model"]
         if name != self.model:
-            return openai_error(
-                404, f"model {name!r} is not served here; use {self.model!r}", kind="not_found_error"
-            )
+            return unknown_model(name, self.model)
         return JSONResponse(self._model_card())
 
     async def health(self, request: Request) -> Response:
@@ -315,6 +308,19 @@ class InferenceHandlers:
         if job.body.include_usage():
             yield event([], usage=job.usage(len(job.tokens)))
         yield b"data: [DONE]\n\n"
+
+
+def unknown_model(name: str, served: str, param: str | None = None) -> JSONResponse:
+    """A 404 for a model not served here, as OpenAI answers one (``invalid_request_error``, code
+    ``model_not_found``): clients that tell a wrong model from a missing route read that code, and the
+    ``not_found_error`` it had is no type OpenAI sends."""
+    return openai_error(
+        404,
+        f"model {name!r} is not served here; use {served!r}",
+        kind="invalid_request_error",
+        param=param,
+        code="model_not_found",
+    )
 
 
 def _client_gone() -> JSONResponse:

@@ -50,10 +50,11 @@ def openai_error(
     kind: str,
     param: str | None = None,
     headers: dict[str, str] | None = None,
+    code: str | None = None,
 ) -> JSONResponse:
     """An error answer in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``."""
     return JSONResponse(
-        {"error": {"message": message, "type": kind, "param": param, "code": None}},
+        {"error": {"message": message, "type": kind, "param": param, "code": code}},
         status_code=status,
         headers=headers,
     )

@@ -132,4 +132,23 @@ def test_a_model_is_retrieved_by_id_and_an_unknown_one_is_a_404(h: Harness) -> N
     assert h.client.get(f"/v1/models/{MODEL}").json()["id"] == MODEL
     r = h.client.get("/v1/models/gpt-4")
     assert r.status_code == 404
-    assert r.json()["error"]["type"] == "not_found_error"
+    assert r.json()["error"] == {
+        "message": f"model 'gpt-4' is not served here; use {MODEL!r}",
+        "type": "invalid_request_error",  # as OpenAI answers an unknown model
+        "param": None,
+        "code": "model_not_found",
+    }
+
+
+def test_a_completion_asking_for_another_model_is_refused_as_openai_refuses_it(h: Harness) -> None:
+    # OpenAI answers an unknown model 404 with type invalid_request_error and code model_not_found, which
+    # clients read to tell a wrong model from a wrong URL; this server said type not_found_error, code null.
+    body = {"model": "gpt-4", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    r = h.client.post("/v1/chat/completions", json=body)
+    assert r.status_code == 404
+    error = r.json()["error"]
+    assert (error["type"], error["param"], error["code"]) == (
+        "invalid_request_error",
+        "model",
+        "model_not_found",
+    )
