@@ -3,6 +3,8 @@ announced or resolved twice, nothing half-rebuilt), and the statements it sends 
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 from sqlalchemy import event, text
 from sqlalchemy.exc import OperationalError
@@ -208,3 +210,38 @@ def test_a_rebuild_reads_the_merges_of_incidents_whose_alerts_resolved_in_one_qu
     engine._reload()  # as at a start, or after a failed transaction
     assert len(reads) <= 3, reads  # a few reads of the timeline in all, not one per incident (20)
     assert len(_open(engine)) == 20
+
+
+def test_the_collector_is_paused_during_a_rebuild_and_restored_after_it(
+    db: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = _engine(db, clock)
+    engine.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": "x1"})])
+    seen: list[bool] = []
+    monkeypatch.setattr(engine, "_track_silenced", lambda session, ids: seen.append(gc.isenabled()))
+    assert gc.isenabled()
+    engine._reload()  # at start, and after a failed transaction
+    engine._rebuild_after_failure()
+    assert seen == [False, False]
+    assert gc.isenabled()
+    assert len(_open(engine)) == 1
+
+    def failing(session: object, ids: object) -> None:
+        seen.append(gc.isenabled())
+        raise OperationalError("SELECT", {}, Exception("the store went away"))
+
+    monkeypatch.setattr(engine, "_track_silenced", failing)
+    with pytest.raises(OperationalError):
+        engine._reload()
+    assert gc.isenabled()
+    engine._rebuild_after_failure()  # the failure swallowed: marked stale, the collector back on
+    assert engine._stale
+    assert seen == [False, False, False, False]
+    assert gc.isenabled()
+    gc.disable()  # a caller's pause is kept
+    try:
+        with pytest.raises(OperationalError):
+            engine._reload()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
