@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import Any
 
 import pynvml
 
@@ -39,18 +40,22 @@ EXPECTED = [(0, float(v), 1_700_000_000_000_000 + i) for i, (_, _, v) in enumera
 ]
 
 
+def _as_members(values: Any) -> list[SimpleNamespace]:
+    """NVML's field values as plain objects with the same members: not pynvml's ctypes array."""
+    return [
+        SimpleNamespace(
+            nvmlReturn=fv.nvmlReturn, valueType=fv.valueType, timestamp=fv.timestamp, value=fv.value
+        )
+        for fv in values
+    ]
+
+
 def test_every_value_type_reads_as_its_union_member_holds_it() -> None:
     assert list(field_answers(answer())) == EXPECTED
 
 
 def test_an_answer_that_is_not_pynvmls_array_is_read_member_by_member() -> None:
-    members = [
-        SimpleNamespace(
-            nvmlReturn=fv.nvmlReturn, valueType=fv.valueType, timestamp=fv.timestamp, value=fv.value
-        )
-        for fv in answer()  # type: ignore[attr-defined]
-    ]
-    assert list(field_answers(members)) == EXPECTED
+    assert list(field_answers(_as_members(answer()))) == EXPECTED
 
 
 def test_an_unknown_value_type_is_that_fields_error_not_read_as_another() -> None:
@@ -61,13 +66,7 @@ def test_an_unknown_value_type_is_that_fields_error_not_read_as_another() -> Non
     values[2].valueType, values[2].nvmlReturn = len(TYPED) + 3, pynvml.NVML_ERROR_NOT_SUPPORTED
     expected = [(UNKNOWN_VALUE_TYPE, 0.0, 7), (0, 5.0, 0), (pynvml.NVML_ERROR_NOT_SUPPORTED, 0.0, 0)]
     assert list(field_answers(values)) == expected
-    members = [
-        SimpleNamespace(
-            nvmlReturn=fv.nvmlReturn, valueType=fv.valueType, timestamp=fv.timestamp, value=fv.value
-        )
-        for fv in values
-    ]
-    assert list(field_answers(members)) == expected
+    assert list(field_answers(_as_members(values))) == expected
 
 
 def test_an_unsigned_field_with_every_bit_set_is_not_available_not_a_value() -> None:
@@ -85,10 +84,4 @@ def test_an_unsigned_field_with_every_bit_set_is_not_available_not_a_value() -> 
         (0, -1.0, 0),
     ]
     assert list(field_answers(values)) == expected
-    members = [
-        SimpleNamespace(
-            nvmlReturn=fv.nvmlReturn, valueType=fv.valueType, timestamp=fv.timestamp, value=fv.value
-        )
-        for fv in values
-    ]
-    assert list(field_answers(members)) == expected
+    assert list(field_answers(_as_members(values))) == expected
