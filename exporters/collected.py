@@ -47,6 +47,9 @@ class Gpu:
     nvlinks: int | None = None  # its NVLink count (0: none, or NotSupported); None until NVML says
     workload: dict[str, str] = field(default_factory=dict)  # namespace/pod/container/slurm_job labels
     up: bool | None = None  # whether it answered last pass (None: not read yet), to log its changes once
+    no_handle: str = ""  # why NVML gave no handle for it, and what to check (said while it has none)
+    refused_fields: frozenset[Any] = frozenset()  # field ids its driver answered InvalidArgument: not asked
+    fields_probed: bool = False  # its field ids were asked one by one after the whole call was refused
     # (labels, workload, both merged): the merged dict is served again while the other two are the same dicts.
     labelled: tuple[dict[str, str], dict[str, str], dict[str, str]] | None = None
     _derived: dict[str, tuple[dict[str, str], tuple[str, ...], list[dict[str, str]]]] = field(

@@ -19,6 +19,7 @@ from exporters.nvml_said import NvmlSaid
 from gpuwarden.errors import SourceError
 
 UNINITIALIZED = 1
+INVALID_ARGUMENT = 2
 NOT_SUPPORTED = 3
 NOT_FOUND = 6
 FUNCTION_NOT_FOUND = 13

@@ -28,7 +28,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
@@ -46,20 +45,18 @@ from exporters.attribution import (
     workload_labels,
 )
 from exporters.collected import FamilyBuilder, Gpu
-from exporters.field_values import field_answers
+from exporters.field_reads import FieldReads
 from exporters.gpm import MIN_RATE_INTERVAL_SECONDS
 from exporters.mig_instances import MigInstances, PodAssignments, add_framebuffer, text
 from exporters.nvlink import NvLinkStates
 from exporters.nvml_calls import (
-    LOST_CODES,
-    NON_FINITE,
-    NOT_SUPPORTED,
     UNINITIALIZED,
     GpuLost,
     error_name,
     init_nvml,
 )
-from exporters.xid import XidLedger, XidWatcher
+from exporters.nvml_said import no_handle_reason
+from exporters.xid import XidLedger, XidWatcher, handle_key
 from gpuwarden.clock import Clock, SystemClock
 from gpuwarden.xid import xid_catalog
 
@@ -70,22 +67,8 @@ logger = logging.getLogger(__name__)
 _TEMPERATURE_GPU = 0
 _CLOCK_SM, _CLOCK_MEM = 1, 2
 _PCIE_TX, _PCIE_RX = 0, 1  # NVML_PCIE_UTIL_TX_BYTES / RX_BYTES
-_FIELD_IDS: list[int | tuple[int, int]] = [fid for fid, _, _ in fams.FIELD_FAMILIES]
-_FIELD_IDS += [(fid, scope) for fid, scope, _ in fams.NVLINK_THROUGHPUT_FIELDS]
-# (field id, NVML_PERF_POLICY_*, family) read through nvmlDeviceGetViolationStatus when the field is missing.
-_VIOLATION_FALLBACK = ((74, 0, fams.POWER_VIOLATION), (75, 1, fams.THERMAL_VIOLATION))
-# (field id, family, scale, whether it carries the DCGM labels), by position in the field-value answer.
-_FIELD_PLAN = [(fid, family, scale, family.dcgm) for fid, family, scale in fams.FIELD_FAMILIES]
-_FIELD_PLAN_PADDED: list[tuple[int, fams.Family, float, bool] | None] = [*_FIELD_PLAN]
-_FIELD_PLAN_PADDED += [None] * (len(_FIELD_IDS) - len(_FIELD_PLAN))
-_FIELD_NAMES = [fam.name for _, fam, _ in fams.FIELD_FAMILIES] + [
-    "NVLINK_THROUGHPUT_DATA_TX",
-    "NVLINK_THROUGHPUT_DATA_RX",
-]
-_KIB = 1024
 _REASON_BITS = tuple(bit for bit, _ in fams.CLOCK_EVENT_REASONS)
 _REASON_NAMES = tuple(reason for _, reason in fams.CLOCK_EVENT_REASONS)
-_DIRECTIONS = tuple(direction for _, _, direction in fams.NVLINK_THROUGHPUT_FIELDS)
 # DCGM-only labels: gpuwarden's own families leave them out (promtool rejects camelCase; join on UUID).
 _DCGM_ONLY_LABELS = frozenset({"modelName", "DCGM_FI_DRIVER_VERSION"})
 
@@ -102,7 +85,7 @@ class ProcessResolver(Protocol):
         ...
 
 
-class NvmlCollector(MigInstances, NvLinkStates):
+class NvmlCollector(MigInstances, NvLinkStates, FieldReads):
     """Collects every GPU of one NVML instance. Register it in a ``CollectorRegistry`` or run it in a
     ``CollectionLoop``; ``describe()`` is empty so registering never touches NVML."""
 
@@ -186,7 +169,24 @@ class NvmlCollector(MigInstances, NvLinkStates):
         for gpu in self._gpus:
             self._forget_gpm(gpu)
             gpu.handle = None  # rediscovered this pass
+            gpu.refused_fields, gpu.fields_probed = frozenset(), False  # a reload may bring a newer driver
         return True
+
+    def _handle_changed(self) -> bool:
+        """Whether NVML now gives another handle for a GPU that did not answer last pass. A GPU back from a
+        PCI rescan or ``nvmlDeviceDiscoverGpus`` has a new handle ("all device handles are no longer
+        guaranteed to be valid post discovery"), and the old one answered GpuIsLost for ever: the GPU read
+        down until the exporter restarted."""
+        for gpu in self._gpus:
+            if gpu.up is False and gpu.handle is not None:
+                with self._for_gpu(str(gpu.index)):
+                    try:
+                        handle = self._call("nvmlDeviceGetHandleByIndex", gpu.index)
+                    except GpuLost:  # still gone: its own calls say so
+                        continue
+                if handle is not None and handle_key(handle) != handle_key(gpu.handle):
+                    return True
+        return False
 
     # --- discovery --------------------------------------------------------------------------------
 
@@ -197,29 +197,37 @@ class NvmlCollector(MigInstances, NvLinkStates):
         gpus = []
         for index in range(count):
             with self._for_gpu(str(index)):
-                handle, uuid, labels = self._identify(index)
+                handle, uuid, labels, no_handle = self._identify(index)
             prev = known.pop(index, None)
             if prev is not None and (not uuid or uuid == prev.uuid):
                 # The same GPU, or one that does not answer now (its UUID unknown): keep its identity, so its
                 # series do not turn into UUID="" ones while it is lost, and its per-GPU state.
+                if (
+                    handle is not None
+                    and prev.handle is not None
+                    and handle_key(handle) != handle_key(prev.handle)
+                ):
+                    self._forget_gpm(prev)  # back under a new handle: samples of the old one are void
                 prev.handle = handle if handle is not None else prev.handle
+                prev.no_handle = no_handle
                 gpus.append(prev)
                 continue
             if prev is not None:
                 self._forget_gpm(prev)
             own = {k: v for k, v in labels.items() if k not in _DCGM_ONLY_LABELS}
-            gpus.append(Gpu(index, handle, labels["UUID"], labels, own))
+            gpus.append(Gpu(index, handle, labels["UUID"], labels, own, no_handle=no_handle))
         for gone in known.values():
             self._forget_gpm(gone)
         self._gpus = gpus
 
-    def _identify(self, index: int) -> tuple[Any, str, dict[str, str]]:
-        """(handle, UUID or "", DCGM labels) of GPU ``index``, as far as NVML answers."""
-        handle = uuid = None
+    def _identify(self, index: int) -> tuple[Any, str, dict[str, str], str]:
+        """(handle, UUID or "", DCGM labels, why there is no handle or "") of GPU ``index``, as far as NVML
+        answers."""
+        handle = uuid = code = None
         name = bus = ""
         minor: Any = index
         try:
-            handle = self._call("nvmlDeviceGetHandleByIndex", index)
+            handle, code = self._attempt("nvmlDeviceGetHandleByIndex", "nvmlDeviceGetHandleByIndex", index)
             if handle is not None:
                 uuid = self._call("nvmlDeviceGetUUID", handle)
                 name = self._call("nvmlDeviceGetName", handle) or ""
@@ -229,6 +237,7 @@ class NvmlCollector(MigInstances, NvLinkStates):
                 minor = index if got is None else got
         except GpuLost as lost:
             self._count_error(lost.function, error_name(lost.code))
+            code = lost.code if handle is None else None
         labels = {
             "gpu": str(index),
             "UUID": text(uuid or ""),
@@ -239,7 +248,8 @@ class NvmlCollector(MigInstances, NvLinkStates):
         }
         if self._driver:
             labels["DCGM_FI_DRIVER_VERSION"] = text(self._driver)  # a "label" field in dcgm-exporter's CSVs
-        return handle, labels["UUID"], labels
+        no_handle = "" if handle is not None else no_handle_reason(index, error_name(code))
+        return handle, labels["UUID"], labels, no_handle
 
     def _collect(self, out: FamilyBuilder) -> None:
         start, answers = out.mark(), self._answers
@@ -260,7 +270,8 @@ class NvmlCollector(MigInstances, NvLinkStates):
             count = self._call("nvmlDeviceGetCount")
         if count is None:
             count = len(self._gpus)
-        if count != len(self._gpus) or any(g.handle is None or not g.uuid for g in self._gpus):
+        unknown = any(g.handle is None or not g.uuid for g in self._gpus)
+        if count != len(self._gpus) or unknown or self._handle_changed():
             self._discover(count)
         pids: list[int] = []
         for gpu in self._gpus:
@@ -271,7 +282,7 @@ class NvmlCollector(MigInstances, NvLinkStates):
 
     def _collect_one(self, gpu: Gpu, out: FamilyBuilder, pids: list[int]) -> None:
         """One GPU's series, its ``up`` and its XIDs."""
-        up, why = 0.0, "no handle"
+        up, why = 0.0, gpu.no_handle or no_handle_reason(gpu.index, "")
         if gpu.handle is not None:
             mark = out.mark()
             try:
@@ -381,66 +392,6 @@ class NvmlCollector(MigInstances, NvLinkStates):
             fams.CLOCK_EVENT_REASON,
             zip(reason_labels, [1.0 if reasons & bit else 0.0 for bit in _REASON_BITS], strict=True),
         )
-
-    def _field_values(self, gpu: Gpu, out: FamilyBuilder, labels: dict[str, str]) -> None:
-        values = self._call("nvmlDeviceGetFieldValues", gpu.handle, _FIELD_IDS)
-        if values is None:
-            if "nvmlDeviceGetFieldValues" in self._missing:  # a driver without the call: the old one, then
-                self._violations(gpu, out, labels, set())
-            return
-        throughput: list[tuple[float, int]] = []
-        got: set[int] = set()
-        isfinite, add, own, seen = math.isfinite, out.add, gpu.own, got.add  # locals: ~32 rounds per GPU
-        # Each answer beside its plan entry; the NVLink throughput answers, past the plan, pair with None.
-        answers = zip(field_answers(values), _FIELD_PLAN_PADDED, strict=False)
-        for i, ((ret, value, at_us), entry) in enumerate(answers):
-            if ret:
-                if ret == NOT_SUPPORTED:
-                    continue
-                if ret in LOST_CODES:
-                    raise GpuLost("nvmlDeviceGetFieldValues", ret)
-                self._count_error(f"nvmlDeviceGetFieldValues({_FIELD_NAMES[i]})", error_name(ret))
-                continue
-            if not isfinite(value):  # a double field: NaN or Inf would poison every sum and avg
-                self._count_error(f"nvmlDeviceGetFieldValues({_FIELD_NAMES[i]})", NON_FINITE)
-                continue
-            if entry is not None:
-                fid, family, scale, dcgm = entry
-                seen(fid)
-                add(family, labels if dcgm else own, value * scale)
-            else:
-                throughput.append((value, at_us))
-        if len(throughput) == len(fams.NVLINK_THROUGHPUT_FIELDS):
-            self._nvlink(gpu, out, labels, throughput)
-        self._violations(gpu, out, labels, got)
-
-    def _violations(self, gpu: Gpu, out: FamilyBuilder, labels: dict[str, str], got: set[int]) -> None:
-        """The power and thermal violations the field values did not give, from nvmlDeviceGetViolationStatus:
-        drivers without the perf-policy fields, or without nvmlDeviceGetFieldValues, still answer it."""
-        for fid, policy, family in _VIOLATION_FALLBACK:
-            if fid not in got:
-                status = self._call("nvmlDeviceGetViolationStatus", gpu.handle, policy)
-                if status is not None:
-                    out.add(family, labels, float(status.violationTime))  # ns, as the field
-
-    def _nvlink(
-        self, gpu: Gpu, out: FamilyBuilder, labels: dict[str, str], kib: list[tuple[float, int]]
-    ) -> None:
-        """NVLink byte counters, and DCGM's bandwidth: the rate between two reads of them, as DCGM does.
-
-        DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL is not a counter in DCGM, whatever dcgm-exporter's CSV says: DCGM
-        differences NVML's cumulative KiB and divides by the time between reads (its unit is "MB/s"; measured
-        against known copies it is MiB/s). The first read, and a read after a counter reset, have no rate.
-        """
-        for labels_of, (value, _) in zip(gpu.label_sets(gpu.own, "direction", _DIRECTIONS), kib, strict=True):
-            out.add(fams.NVLINK_DATA_BYTES, labels_of, value * _KIB)
-        total, at_us = sum(v for v, _ in kib), max(t for _, t in kib)
-        prev = gpu.nvlink_prev
-        if prev is not None and 0 <= (at_us - prev[1]) / 1e6 < self._min_rate_interval and total >= prev[0]:
-            return  # too soon after the last read for a rate (see exporters.gpm): keep the older read
-        gpu.nvlink_prev = (total, at_us)
-        if prev is not None and at_us > prev[1] and total >= prev[0]:
-            out.add(fams.NVLINK_BANDWIDTH_TOTAL, labels, (total - prev[0]) / ((at_us - prev[1]) / 1e6) / _KIB)
 
     # --- XIDs -------------------------------------------------------------------------------------
 

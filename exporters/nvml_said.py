@@ -23,6 +23,31 @@ _SAID_AS_GPU_DOWN = frozenset({"GpuIsLost", "ResetRequired", "GpuNotFound"})
 _SAID_ELSEWHERE = frozenset({"Exception", "Uninitialized"})
 
 
+# What an operator should check when NVML gives no handle for a GPU, by the error nvmlDeviceGetHandleByIndex
+# answered ("no handle" alone said nothing of where to look).
+_NO_HANDLE_CHECKS = {
+    "GpuIsLost": "the GPU fell off the bus: look for XID 79 in the kernel log (dmesg) and for the device in "
+    "`lspci -d 10de:`; a GPU reset (nvidia-smi -r -i {i}) or a node reboot brings it back",
+    "GpuNotFound": "the GPU is gone from the bus: look for it in `lspci -d 10de:` and for XID 79 in the "
+    "kernel log (dmesg); a PCI rescan or a node reboot brings it back",
+    "ResetRequired": "the GPU needs a reset: nvidia-smi -r -i {i} once its processes are stopped",
+    "NoPermission": "the exporter may not open /dev/nvidia{i}: check that device's permissions, or that its "
+    "container is given the GPU (the NVIDIA device plugin, NVIDIA_VISIBLE_DEVICES)",
+    "Timeout": "the driver did not answer in time: look for XIDs in the kernel log (dmesg) and run "
+    "`nvidia-smi -i {i}`",
+}
+
+
+def no_handle_reason(index: int, error: str) -> str:
+    """Why GPU ``index`` has no NVML handle (``error``: what nvmlDeviceGetHandleByIndex answered, "" if not
+    known), and what to check."""
+    said = f"nvmlDeviceGetHandleByIndex({index}) answered {error}" if error else "NVML gave no handle"
+    check = _NO_HANDLE_CHECKS.get(
+        error, "run `nvidia-smi -i {i}` and look for XIDs in the kernel log (dmesg)"
+    )
+    return f"no NVML handle: {said}; {check.format(i=index)}"
+
+
 class NvmlSaid:
     """The log of one collector (one host): fed during a pass, said at its end."""
 

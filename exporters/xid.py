@@ -125,6 +125,7 @@ class XidWatcher:
         self._lock = threading.Lock()
         self._pending: dict[str, Any] = {}  # UUID -> handle, offered by the collector
         self._registered: set[str] = set()
+        self._handles: dict[str, Hashable] = {}  # UUID -> the key of the handle it was registered with
         self._unsupported: set[str] = set()  # GPUs without XID events: never asked again
         self._said: dict[str, str] = {}  # the last failure logged, by what failed ("": the event set, a wait)
         self._failed_waits = 0  # in a row; a wait that answers (an event or a timeout) ends the run
@@ -188,9 +189,16 @@ class XidWatcher:
         return self.registered
 
     def offer(self, handle: Any, uuid: str) -> None:
-        """A GPU answered the collector: register it for XID events if it is not yet (thread-safe)."""
+        """A GPU answered the collector: register it for XID events if it is not yet, or if it answers under
+        another handle than the one registered (back from falling off the bus, after a PCI rescan: events
+        registered with the old handle never came, and its XIDs were missed) (thread-safe)."""
+        if not uuid:
+            return
+        key = handle_key(handle)
         with self._lock:
-            if uuid and uuid not in self._registered and uuid not in self._unsupported:
+            if uuid in self._unsupported:
+                return
+            if uuid not in self._registered or self._handles.get(uuid) != key:
                 self._pending[uuid] = handle
 
     def _register(self, handle: Any, uuid: str) -> bool:
@@ -209,8 +217,14 @@ class XidWatcher:
             self._failed(f"register {uuid}: {exc}", key=uuid)
             return False
         self._said.pop(uuid, None)  # a later failure of this GPU is said again
+        key = handle_key(handle)
         with self._lock:
-            self._devices[handle_key(handle)] = uuid
+            old = self._handles.get(uuid)
+            if old is not None and old != key:
+                self._devices.pop(old, None)
+                logger.info("xid events registered again under a new handle gpu_uuid=%s", uuid)
+            self._devices[key] = uuid
+            self._handles[uuid] = key
             self._registered.add(uuid)
         self._ledger.watch(uuid)
         logger.debug(
@@ -224,7 +238,11 @@ class XidWatcher:
         twice on one set delivered each XID twice (in the simulator)."""
         with self._lock:
             offered, self._pending = self._pending, {}
-            offered = {uuid: h for uuid, h in offered.items() if uuid not in self._registered}
+            offered = {
+                uuid: h
+                for uuid, h in offered.items()
+                if uuid not in self._registered or self._handles.get(uuid) != handle_key(h)
+            }
         for uuid, handle in offered.items():
             self._register(handle, uuid)
 
@@ -343,6 +361,7 @@ class XidWatcher:
         self._event_set = None
         with self._lock:
             self._devices.clear()
+            self._handles.clear()
             self._registered.clear()
 
     def _poll_timed(self) -> None:

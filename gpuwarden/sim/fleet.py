@@ -374,11 +374,12 @@ class Fleet:
             self.gpu(node, index)
             self._subs[(node, index)].append((queue, mask))
 
-    def unsubscribe(self, queue: EventQueue) -> None:
-        """Stop delivering to ``queue``."""
+    def unsubscribe(self, queue: EventQueue, gpu: tuple[str, int] | None = None) -> None:
+        """Stop delivering to ``queue`` (only the events of ``gpu``, a (node, index), when given)."""
         with self._lock:
             for key, subs in self._subs.items():
-                self._subs[key] = [(q, m) for q, m in subs if q is not queue]
+                if gpu is None or key == gpu:
+                    self._subs[key] = [(q, m) for q, m in subs if q is not queue]
 
     # --- views -----------------------------------------------------------------------------------
 

@@ -53,7 +53,7 @@ class SimNvml(NvmlEvents, NvmlGpm, NvmlBase):
         self._check("nvmlDeviceGetHandleByUUID")
         text = uuid.decode() if isinstance(uuid, bytes) else uuid
         for dev in self._by_id.values():
-            if (dev.mig.uuid if dev.mig else dev.gpu.uuid) == text:
+            if not dev.stale and (dev.mig.uuid if dev.mig else dev.gpu.uuid) == text:
                 return dev.handle
         raise pynvml.NVMLError_NotFound()
 

@@ -57,6 +57,7 @@ class DeviceEntry:
     handle: Any
     mig: MigDevice | None = None
     parent: Any = None
+    stale: bool = False  # replaced by ``SimNvml.rescan``: answers GpuIsLost
 
 
 @dataclass(slots=True)
@@ -132,6 +133,21 @@ class NvmlBase:
             self._register(DeviceEntry(gpu, fake_pointer(pynvml.c_nvmlDevice_t), mig, parent))
             for mig in gpu.mig
         ]
+
+    def rescan(self, gpu_index: int) -> Any:
+        """Stand for a PCI rescan (or ``nvmlDeviceDiscoverGpus``) that brings GPU ``gpu_index`` back after it
+        fell off the bus: it answers under a new handle, which it returns ("all device handles are no longer
+        guaranteed to be valid post discovery"); the old one answers GpuIsLost, and the event sets it was
+        registered on get its events no more."""
+        old = self._devices[gpu_index]
+        old.stale = True
+        new = self._register(DeviceEntry(old.gpu, fake_pointer(pynvml.c_nvmlDevice_t)))
+        self._devices[gpu_index] = new
+        for dev in self._mig[gpu_index]:
+            dev.parent = new.handle
+        for queue in self._event_sets.values():
+            self._fleet.unsubscribe(queue, (old.gpu.node, old.gpu.index))
+        return new.handle
 
     def hang(self, function_name: str, seconds: float) -> None:
         """Make ``function_name`` block for ``seconds`` real seconds (or until ``release_hangs``)."""
@@ -212,7 +228,7 @@ class NvmlBase:
             fleet.advance()
         if not self._node.up:
             raise pynvml.NVMLError_Unknown()
-        if gpu.lost:
+        if gpu.lost or dev.stale:
             raise pynvml.NVMLError_GpuIsLost()
         if dev.mig is not None and not mig_ok:
             raise pynvml.NVMLError_NotSupported()
