@@ -53,6 +53,8 @@ _NAME_PATTERNS: tuple[tuple[str, FaultKind], ...] = (
 _COMPILED = tuple((re.compile(p), k) for p, k in _NAME_PATTERNS)
 _SCRAPE_DOWN = re.compile("instancedown|targetdown")
 _RECOVERY_NAME = re.compile("recoveryaction")
+# NVML_GPU_RECOVERY_ACTION_* codes that leave the GPU in service: none (0), drain P2P (3).
+_IN_SERVICE_ACTIONS = frozenset({0, 3})
 # Scrape jobs whose target is the node itself: node exporter's, the kubelet's (and its cAdvisor).
 _NODE_JOB = re.compile(r"^(node|node[-_]exporter|kubelet|cadvisor|kubernetes-nodes(-cadvisor)?)$")
 
@@ -105,10 +107,14 @@ def awaits_recovery(kind: FaultKind, labels: Mapping[str, str]) -> bool:
     action, gpuwarden's ``GpuRecoveryActionPending``): the GPU does no work until then. It fires as long as
     the request stands, after the XID that caused it (48: a double-bit ECC error) has resolved as an event:
     without it, a DBE's incident fell from P2 (P0 with a job stopped) to P3 while the GPU still awaited its
-    reset."""
-    return (
-        kind is FaultKind.XID and _RECOVERY_NAME.search(normalised(labels.get("alertname", ""))) is not None
-    )
+    reset. An alert whose ``recovery_action`` label is 3 (``NVML_GPU_RECOVERY_ACTION_DRAIN_P2P``) is not one:
+    NVIDIA asks only that the processes doing peer-to-peer traffic end, after which the driver names the
+    next action (a reset, 4, or none), so the GPU itself is not out of service; counted as one, it made a
+    P0 of a training job that a reset would not have stopped. Without the label (a rule of one's own), any
+    pending action counts."""
+    if kind is not FaultKind.XID or _RECOVERY_NAME.search(normalised(labels.get("alertname", ""))) is None:
+        return False
+    return label_number(labels.get("recovery_action")) not in _IN_SERVICE_ACTIONS
 
 
 def takes_capacity(kind: FaultKind, code: int | None) -> bool:

@@ -33,12 +33,25 @@ GPU_UTIL = "DCGM_FI_DEV_GPU_UTIL"
 # the SMs do almost nothing. Busy workloads, memory-bound ones included, keep a much larger SM-active share.
 HUNG_UTIL_PCT = 95.0
 HUNG_SM_ACTIVE = 0.05
-# NVML_FI_DEV_GET_GPU_RECOVERY_ACTION values: 1 GPU reset, 2 node reboot, 3 drain P2P, 4 drain and reset.
+# NVML_FI_DEV_GET_GPU_RECOVERY_ACTION values: 1 GPU reset, 2 node reboot, 3 drain P2P, 4 drain and reset,
+# 5 recover the IMEX domain, 6 PCIe bus reset, 7 system reboot.
 _RECOVERY_ACTIONS = {
     1: RecommendedAction.DRAIN_AND_RESET,
     2: RecommendedAction.RESTART_NODE,
     3: RecommendedAction.CORDON_AND_DRAIN,
     4: RecommendedAction.DRAIN_AND_RESET,
+    6: RecommendedAction.DRAIN_AND_RESET,  # a reset of the GPU's PCIe bus
+    7: RecommendedAction.RESTART_NODE,  # "reboot the system"
+}
+# NVML_GPU_RECOVERY_ACTION_* in NVIDIA's words, for the alert's summary.
+_RECOVERY_NAMES = {
+    1: "GPU reset",
+    2: "node reboot",
+    3: "drain P2P",
+    4: "drain P2P and reset the GPU",
+    5: "recover the IMEX domain",
+    6: "PCIe bus reset",
+    7: "system reboot",
 }
 # Correctable ECC errors a second that make a storm. A healthy GPU corrects a handful a day; the driver's
 # own "high single-bit ECC error rate" (XID 92) is a burst of about a hundred.
@@ -197,15 +210,27 @@ class HardwareRules(SignatureRules):
             return []
         codes = np.where(np.isfinite(step.raw), step.raw, 0).astype(np.int64)
         actions = [_RECOVERY_ACTIONS.get(c, RecommendedAction.INVESTIGATE) for c in codes.tolist()]
+        # The code goes on the alert (alerting.faults.awaits_recovery): a drain of P2P traffic (3) leaves the
+        # GPU in service, where a reset or a reboot takes it out; without it, alerting could not tell them.
+        labels = [
+            {**lab, "recovery_action": str(c)} if c > 0 else lab
+            for lab, c in zip(step.labels, codes.tolist(), strict=True)
+        ]
+        summaries = [
+            f"the driver asks for recovery action {c} ({_RECOVERY_NAMES[c]})"
+            if c in _RECOVERY_NAMES
+            else f"the driver asks for recovery action {c}"
+            for c in codes.tolist()
+        ]
         return [
             Findings(
                 self.name,
                 step.query,
-                step.labels,
+                labels,
                 np.where(codes > 0, FIRED, 0.0),
                 step.raw,
                 action=actions,
-                summary=[f"the driver asks for recovery action {c}" for c in codes.tolist()],
+                summary=summaries,
                 alert_labels={"alertname": "GpuRecoveryActionPending"},
                 immediate=True,
             )

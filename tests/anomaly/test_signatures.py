@@ -166,12 +166,25 @@ def test_an_xid_code_beyond_any_defined_raises_once_the_next_read_still_has_it_a
 
 
 @pytest.mark.parametrize(
-    ("code", "action"),
-    [(1, RecommendedAction.DRAIN_AND_RESET), (2, RecommendedAction.RESTART_NODE)],
-    ids=["gpu-reset", "node-reboot"],
+    ("code", "action", "words"),
+    [
+        (1, RecommendedAction.DRAIN_AND_RESET, "GPU reset"),
+        (2, RecommendedAction.RESTART_NODE, "node reboot"),
+        (3, RecommendedAction.CORDON_AND_DRAIN, "drain P2P"),
+        (4, RecommendedAction.DRAIN_AND_RESET, "drain P2P and reset the GPU"),
+        (6, RecommendedAction.DRAIN_AND_RESET, "PCIe bus reset"),
+        (7, RecommendedAction.RESTART_NODE, "system reboot"),
+    ],
+    ids=["gpu-reset", "node-reboot", "drain-p2p", "drain-and-reset", "bus-reset", "system-reboot"],
 )
-def test_the_drivers_recovery_action_becomes_the_recommendation(code, action):
+def test_the_drivers_recovery_action_becomes_the_recommendation_and_its_code_goes_on_the_alert(
+    code, action, words
+):
+    """The alert carried no code, so alerting took a drain of P2P traffic (3) for a reset; a bus reset (6)
+    and a system reboot (7), which NVML names, were "investigate"."""
     feed = Feed()
     assert fired(feed.tick(("gpuwarden_gpu_recovery_action", [GPU], [0], "gauge"))) == []
     hits = fired(feed.tick(("gpuwarden_gpu_recovery_action", [GPU], [code], "gauge")))
     assert [f.action_at(i) for f, i in hits] == [action]
+    assert [f.labels[i]["recovery_action"] for f, i in hits] == [str(code)]
+    assert [f.summary_at(i) for f, i in hits] == [f"the driver asks for recovery action {code} ({words})"]
