@@ -36,9 +36,9 @@ from typing import Any, BinaryIO
 import numpy as np
 import numpy.typing as npt
 
-from anomaly.state_path import resolved_state_path
 from gpuwarden.config_anomaly import AnomalyConfig
 from gpuwarden.model import Alert, AlertSource, AlertStatus, EvidencePoint, RecommendedAction
+from gpuwarden.symlinks import resolved_path
 
 logger = logging.getLogger(__name__)
 
@@ -209,7 +209,7 @@ def claim_state_file(path: Path) -> BinaryIO:
     other's at its restart (another fleet's, where only the Prometheus differed): ``StateFileInUse``;
     ``StateFileInUse`` too, naming it, for a lock that cannot be opened."""
     try:
-        target = resolved_state_path(path)
+        target = resolved_path(path)
     except OSError as exc:
         raise StateFileInUse(exc.strerror or str(exc)) from exc
     name = target.parent / f".{target.name}.lock"
@@ -277,7 +277,7 @@ def write_snapshot(path: Path, snapshot: Snapshot) -> int:
         for key, array in state.arrays.items()
     }
     arrays[_HEADER] = np.frombuffer(json.dumps(header, separators=(",", ":")).encode(), np.uint8)
-    target = resolved_state_path(path)
+    target = resolved_path(path)
     handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     temporary = Path(name)
     try:

@@ -1,12 +1,12 @@
-"""Where a state file is written: through a symlink only where Linux itself would follow it.
+"""Where a file written whole is put: through a symlink only where Linux itself would follow it.
 
-The snapshot is written beside the file its name resolves to and renamed over that file, and its lock is
-opened there too. Resolving the name with ``os.path.realpath`` follows every symlink without the check the
-kernel makes on ``open`` (``fs.protected_symlinks``): in a sticky directory every user can write (``/tmp``),
-a symlink is followed only when it belongs to the process's user or to the directory's owner. A local user
-who made ``/tmp/gpuwarden-anomaly.state.npz`` a link to any file had ``anomaly run`` (as root) replace that
-file with a snapshot. The same rule is applied here, to every symlink on the way, whatever the kernel's
-setting.
+The anomaly state snapshot and a command's ``--output`` are written beside the file their name resolves to
+and renamed over that file (the snapshot's lock is opened there too). Resolving the name with
+``os.path.realpath`` follows every symlink without the check the kernel makes on ``open``
+(``fs.protected_symlinks``): in a sticky directory every user can write (``/tmp``), a symlink is followed
+only when it belongs to the process's user or to the directory's owner. A local user who made
+``/tmp/gpuwarden-anomaly.state.npz`` a link to any file had ``anomaly run`` (as root) replace that file with
+a snapshot. The same rule is applied here, to every symlink on the way, whatever the kernel's setting.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ _MAX_LINKS = 40  # Linux's MAXSYMLINKS
 
 
 class UntrustedSymlink(OSError):
-    """A symlink on the way to a state file that is not followed (``resolved_state_path``)."""
+    """A symlink on the way to a file that is not followed (``resolved_path``)."""
 
 
-def resolved_state_path(path: Path) -> Path:
+def resolved_path(path: Path) -> Path:
     """``path`` with every symlink resolved, as ``os.path.realpath`` gives it; raises ``UntrustedSymlink``
     for a symlink in a sticky, world-writable directory that belongs neither to this process's user nor to
     the directory's owner."""
@@ -64,5 +64,5 @@ def _check_followed(candidate: Path, link: os.stat_result, directory: os.stat_re
             errno.EACCES,
             f"{candidate} is a symlink of user {link.st_uid} in {candidate.parent}, a sticky directory every"
             " user can write, and is not followed (as Linux refuses to, fs.protected_symlinks): anyone could"
-            " point it at a file to be replaced; keep the state file in a directory of its own",
+            " point it at a file to be replaced; write to a directory of its own",
         )
