@@ -41,6 +41,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from alerting.advisory_lock import ADVISORY_WAIT_SECONDS, AdvisoryLock
 from alerting.db import DEFAULT_CONNECT_TIMEOUT, store_url
 from alerting.fencing import HELD, LockState, LockStatus, NotActive
+from alerting.journal import PRIVATE_DIR
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +110,9 @@ class FileLock:
             return True
         try:
             if self.make_directory:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                # The owner's alone, as the journal makes its directory: this lock is taken first, and a
+                # directory it made with the umask (0755) stayed so.
+                self.path.parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
             raise LockFileError(self.what, exc) from exc

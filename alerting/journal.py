@@ -143,7 +143,7 @@ def scan(data: bytes, base: int) -> tuple[list[JournalRecord], int]:
     return records, pos
 
 
-_PRIVATE_DIR = 0o700
+PRIVATE_DIR = 0o700
 """A new journal directory's mode: its segments hold acknowledged batches until applied, for serve alone."""
 
 
@@ -164,7 +164,7 @@ class AcceptJournal:
         """
         self.directory = directory
         self.segment_bytes = segment_bytes
-        directory.mkdir(mode=_PRIVATE_DIR, parents=True, exist_ok=True)
+        directory.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
         id_file = directory / "journal-id"
         if not id_file.exists():
             tmp = directory / "journal-id.tmp"

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from alerting.journal import KIND_WEBHOOK, JournalRecord
+from alerting.journal import KIND_WEBHOOK, PRIVATE_DIR, JournalRecord
 from gpuwarden.clock import rfc3339
 from gpuwarden.model import Alert
 
@@ -56,10 +56,15 @@ def _entry(start: int, kind: str, record: JournalRecord, exc: Exception, body: s
 
 
 def _write(directory: Path, name: str, entry: dict[str, Any]) -> Path:
+    """Write ``entry`` readable by its owner alone, as the journal's segments it comes from are: it took the
+    umask (0644), and every user of the machine read the alerts serve could not store."""
     folder = directory / "quarantine"
-    folder.mkdir(exist_ok=True)
+    folder.mkdir(mode=PRIVATE_DIR, exist_ok=True)
     path = folder / f"{name}.json"
     tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(orjson.dumps(entry, option=orjson.OPT_INDENT_2))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        os.fchmod(fd, 0o600)  # a temporary file a crash left keeps its mode otherwise
+        out.write(orjson.dumps(entry, option=orjson.OPT_INDENT_2))
     os.replace(tmp, path)
     return path

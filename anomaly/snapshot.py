@@ -38,6 +38,7 @@ import numpy.typing as npt
 
 from gpuwarden.config_anomaly import AnomalyConfig
 from gpuwarden.model import Alert, AlertSource, AlertStatus, EvidencePoint, RecommendedAction
+from gpuwarden.symlinks import resolved_path
 
 logger = logging.getLogger(__name__)
 
@@ -207,7 +208,10 @@ def claim_state_file(path: Path) -> BinaryIO:
     snapshot). Two processes keeping their state in one file overwrote each other's and each took up the
     other's at its restart (another fleet's, where only the Prometheus differed): ``StateFileInUse``;
     ``StateFileInUse`` too, naming it, for a lock that cannot be opened."""
-    target = Path(os.path.realpath(path))
+    try:
+        target = resolved_path(path)
+    except OSError as exc:
+        raise StateFileInUse(exc.strerror or str(exc)) from exc
     name = target.parent / f".{target.name}.lock"
     try:
         lock = name.open("ab")
@@ -273,7 +277,7 @@ def write_snapshot(path: Path, snapshot: Snapshot) -> int:
         for key, array in state.arrays.items()
     }
     arrays[_HEADER] = np.frombuffer(json.dumps(header, separators=(",", ":")).encode(), np.uint8)
-    target = Path(os.path.realpath(path))
+    target = resolved_path(path)
     handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     temporary = Path(name)
     try:

@@ -10,6 +10,7 @@ The SDK's ``OTEL_SDK_DISABLED`` does not silence the tracers: the span metrics n
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Sequence
 
@@ -30,6 +31,7 @@ from opentelemetry.util.types import Attributes
 
 from exporters.generation import MAX_SPAN_TEXT
 from gpuwarden.config import TracingConfig
+from gpuwarden.redaction import hidden_password
 
 logger = logging.getLogger(__name__)
 
@@ -315,4 +317,30 @@ def configured_span_exporter(config: TracingConfig) -> SpanExporter | None:
     if not config.otlp_endpoint:
         # TracingConfig validation cannot see this pairing; fail at start, not at first export.
         raise ValueError("tracing.span_exporter is otlp but tracing.otlp_endpoint is not set")
+    for name in OTLP_LOGGERS:
+        otlp_logger = logging.getLogger(name)
+        if not any(isinstance(f, CredentialFilter) for f in otlp_logger.filters):
+            otlp_logger.addFilter(CredentialFilter())
     return OTLPSpanExporter(endpoint=str(config.otlp_endpoint), timeout=config.otlp_timeout_seconds)
+
+
+# The OTLP exporter's own warnings quote its request's error, and urllib3's names the URL's path and query
+# ("Max retries exceeded with url: /v1/traces?api_key=..."): a collector's token, which the start-up line
+# hides, reached the log at every failed export.
+OTLP_LOGGERS = (
+    "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+    "opentelemetry.exporter.otlp.common.http",
+)
+_WORD = re.compile(r"\S+")
+
+
+class CredentialFilter(logging.Filter):
+    """Rewrites a record's message with each word as ``hidden_password`` shows it (``?api_key=***``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Hide the credentials of the message; the record is always kept."""
+        said = record.getMessage()
+        hidden = _WORD.sub(lambda word: hidden_password(word[0]), said)
+        if hidden != said:
+            record.msg, record.args = hidden, None
+        return True

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Literal, get_args
+from typing import Annotated, Literal, get_args
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, PlainSerializer, field_validator
 
 from gpuwarden.config_rules import CredentialUrl, Secret, Section, Token
 from gpuwarden.errors import ConfigError
 from gpuwarden.headers import header_value_problem
+from gpuwarden.redaction import MASK
 
 WebhookEvent = Literal[
     "opened", "updated", "priority_changed", "acknowledged", "mitigating", "resolved", "reopened"
@@ -48,6 +49,18 @@ _RESERVED_HEADERS = {
     "upgrade": _HOP_BY_HOP,
 }
 
+# A header that carries a credential by its name: a proxy's or a cookie's, or one named for a key, token,
+# secret, password, signature or session (``X-Api-Key``, ``X-Auth-Token``).
+_CREDENTIAL_HEADER = re.compile(
+    r"proxy-authorization|cookie|auth|token|key|secret|passw|pwd|signature|session|credential", re.IGNORECASE
+)
+
+
+def _shown_headers(headers: dict[str, str]) -> dict[str, str]:
+    """The headers as ``config show`` prints them: a credential's value masked, written into the file or not
+    (one read from ``{env: NAME}`` is masked whatever its name)."""
+    return {name: MASK if _CREDENTIAL_HEADER.search(name) else text for name, text in headers.items()}
+
 
 class WebhookConfig(Section):
     """One receiver of incident changes: each is POSTed there as JSON, retried until it answers 2xx."""
@@ -65,7 +78,7 @@ class WebhookConfig(Section):
     signing_secret: Secret = Field(
         None, description="signs each body: X-Gpuwarden-Signature, an HMAC-SHA256 like Slack's"
     )
-    headers: dict[str, str] = Field(
+    headers: Annotated[dict[str, str], PlainSerializer(_shown_headers, when_used="json")] = Field(
         default_factory=dict,
         description="extra request headers; a key (X-Api-Key) as {env: NAME}, which config show masks",
     )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import ast
 import re
 from collections.abc import Collection
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote_plus, urljoin, urlsplit
 
 MASK = "**********"
 # A text as Python's repr quotes it (a parser's message names what it could not read so): between ', a '
@@ -31,12 +31,13 @@ _LONE_USER = re.compile(r"^((?!postgres|sqlite)[a-z][a-z0-9+.-]*://)[^:/?#]+@", 
 # connection arguments, and the names APIs take a token by (``?token=``, ``?access_token=``, ``?api_key=``,
 # ``?key=``, ``?sig=``, AWS's ``X-Amz-Signature``, ``#access_token=``): one of those words, in any case,
 # alone or after a prefix that ends in ``_``, ``-`` or ``.``; ``monkey=``, ``tokens=`` and libpq's
-# ``sslkey=`` (a file's path) are no credential.
-_QUERY_SECRET = re.compile(
-    r"([?&#;](?:ssl(?=password)|[^=&#;]*[_.-])?"
-    r"(?:password|passwd|pwd|token|api_?key|key|secret|signature|sig|auth)=)[^&#;]+",
-    re.IGNORECASE,
+# ``sslkey=`` (a file's path) are no credential. A name is read as its server reads it, percent-decoded:
+# SQLAlchemy hands psycopg ``?pass%77ord=S3cret`` as ``password``, and it was shown whole.
+_SECRET_NAME = re.compile(
+    r"(?:ssl(?=password)|.*[_.-])?(?:password|passwd|pwd|token|api_?key|key|secret|signature|sig|auth)",
+    re.IGNORECASE | re.DOTALL,
 )
+_QUERY_PARAMETER = re.compile(r"(?P<name>[?&#;](?P<key>[^=&#;]*)=)[^&#;]+")
 # A password in a libpq connection string (``host=db password=x``, a value with a space quoted: ``'a b'``).
 _CONNINFO_PASSWORD = re.compile(r"((?:^|\s)(?:ssl)?password\s*=\s*)(?:'(?:[^'\\]|\\.)*'?|\S*)")
 
@@ -46,8 +47,14 @@ def hidden_password(url: str) -> str:
     URL), the tokens and passwords of its query and fragment (``?token=***``) and the password of a libpq
     connection string replaced by ``***`` (the rest as given)."""
     hidden = _LONE_USER.sub(r"\1***@", _PASSWORD.sub(r"\1***@", url, count=1), count=1)
-    hidden = _QUERY_SECRET.sub(r"\1***", hidden)
+    hidden = _QUERY_PARAMETER.sub(_query_value_hidden, hidden)
     return _CONNINFO_PASSWORD.sub(r"\1***", hidden)
+
+
+def _query_value_hidden(parameter: re.Match[str]) -> str:
+    """A parameter of a query or fragment with its value as ``***`` when its name is a credential's."""
+    secret = _SECRET_NAME.fullmatch(unquote_plus(parameter["key"]))
+    return f"{parameter['name']}***" if secret else parameter[0]
 
 
 def quoting_only(problem: str, url: str, shown: str) -> str:

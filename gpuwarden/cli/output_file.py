@@ -17,6 +17,7 @@ from pathlib import Path
 
 from gpuwarden.cli.consoles import option_said
 from gpuwarden.errors import InputError
+from gpuwarden.symlinks import resolved_path
 
 STDOUT = "-"  # the usual spelling of "write to stdout" for an output file option
 
@@ -64,9 +65,14 @@ def cannot_write(path: Path, field: str, reason: object, *, of: str = "it: ") ->
 def write_whole(path: Path, write: Callable[[Path], None], field: str) -> None:
     """Call ``write`` on a temporary file beside ``path``'s target, then rename it to that target.
 
-    A symlink is written through (the file it names is replaced); a FIFO or a device (``/dev/stdout``) is
+    A symlink is written through (the file it names is replaced), where Linux would follow it
+    (``gpuwarden.symlinks``); a FIFO or a device (``/dev/stdout``) is
     written to directly, as renaming over it would not reach the reader.
     """
+    try:
+        target = resolved_path(path)
+    except OSError as exc:
+        raise cannot_write(path, field, exc.strerror or exc) from exc
     try:
         special = not stat.S_ISREG(path.stat().st_mode)
     except FileNotFoundError:
@@ -75,7 +81,6 @@ def write_whole(path: Path, write: Callable[[Path], None], field: str) -> None:
         with _said_as(path, field):
             write(path)
         return
-    target = Path(os.path.realpath(path))
     try:
         handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     except OSError as exc:

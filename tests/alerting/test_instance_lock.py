@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ from alerting.instance_lock import (
     InstanceLocks,
     store_lock,
 )
+from alerting.journal import AcceptJournal
 
 
 def _locks(tmp_path: Path, db: str = "gw.db", journal: str = "gw.db.journal") -> InstanceLocks:
@@ -241,3 +243,17 @@ def test_a_sqlite_standby_polls_often_and_tells_who_holds_the_lock_at_each_attem
     assert [type(e) for e in found] == [InstanceBusy, InstanceBusy]
     assert f"pid {os.getpid()} on " in str(found[0])
     standby.release()
+
+
+def test_the_journal_directory_the_lock_makes_is_the_owners_alone_whatever_the_umask(tmp_path: Path) -> None:
+    """serve takes the journal's lock before it opens the journal: the lock made the directory with the umask
+    (0755), and the journal's own 0700 came too late to apply."""
+    previous = os.umask(0o022)
+    try:
+        locks = _locks(tmp_path)
+        locks.try_acquire()
+        AcceptJournal(tmp_path / "gw.db.journal", lambda journal_id: 0)
+    finally:
+        os.umask(previous)
+    locks.release()
+    assert oct(stat.S_IMODE((tmp_path / "gw.db.journal").stat().st_mode)) == oct(0o700)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -18,6 +19,7 @@ from exporters.span_export import (
     AccountedBatchSpanProcessor,
     SpanExportCounts,
     build_tracer_provider,
+    configured_span_exporter,
 )
 from exporters.span_settings import resolve_tracing
 from exporters.spanmetrics import SpanMetrics
@@ -196,3 +198,18 @@ def test_span_attribute_values_are_bounded_unless_an_otel_variable_bounds_them(
     [span] = exporter.get_finished_spans()
     assert dict(span.attributes or {})["server.address"] == "h" * kept
     provider.shutdown()
+
+
+def test_a_failed_otlp_export_logs_no_token_of_the_collectors_url(caplog: pytest.LogCaptureFixture) -> None:
+    """urllib3's error names the URL's path and query, and the OTLP exporter logged it at every retry:
+    ``Max retries exceeded with url: /v1/traces?api_key=S3cret``, where the start-up line says ``***``."""
+    url = f"http://127.0.0.1:{free_port()}/v1/traces?api_key=S3cret&tenant=gpu"  # nothing listens there
+    exporter = configured_span_exporter(TracingConfig(otlp_endpoint=url, otlp_timeout_seconds=1.5))
+    assert exporter is not None
+    span = TracerProvider().get_tracer("t").start_span("x")
+    span.end()
+    with caplog.at_level(logging.WARNING):
+        assert exporter.export([span]) is SpanExportResult.FAILURE  # type: ignore[list-item]
+    exporter.shutdown()
+    assert "Connection refused" in caplog.text and "api_key=***&tenant=gpu" in caplog.text
+    assert "S3cret" not in caplog.text

@@ -55,6 +55,16 @@ from gpuwarden.redaction import HIDDEN_NAMES, hidden_names, hidden_password, sho
         ("http://T0k@en@prom/x?a=b", "http://***@prom/x?a=b"),
         ("HTTP://T0k@prom:9090", "HTTP://***@prom:9090"),
         ("postgres://gw@db/gw", "postgres://gw@db/gw"),
+        # A parameter's name percent-encoded: SQLAlchemy decodes it and psycopg connects with the password,
+        # which serve's start line and errors showed whole; an OTLP collector decodes ``%74oken`` alike.
+        (
+            "postgresql+psycopg://gw@db/gw?pass%77ord=S3cret&%73slpassword=K3y&sslkey=/k%2Epem",
+            "postgresql+psycopg://gw@db/gw?pass%77ord=***&%73slpassword=***&sslkey=/k%2Epem",
+        ),
+        (
+            "http://otel:4318/v1/traces?%74oken=T0k&api%5Fkey=K&monkey=m",
+            "http://otel:4318/v1/traces?%74oken=***&api%5Fkey=***&monkey=m",
+        ),
     ],
     ids=[
         "password",
@@ -77,6 +87,8 @@ from gpuwarden.redaction import HIDDEN_NAMES, hidden_names, hidden_password, sho
         "at-in-a-token-as-the-user",
         "upper-case-scheme",
         "store-user-postgres",
+        "percent-encoded-password-names",
+        "percent-encoded-token-names",
     ],
 )
 def test_a_store_urls_password_is_hidden_and_the_rest_kept(url: str, shown: str) -> None:

@@ -196,6 +196,25 @@ def test_config_show_masks_a_header_read_from_a_variable_as_it_masks_tokens(
     assert "S3cret" not in shown.output
 
 
+def test_config_show_masks_a_credential_header_written_into_the_file(tmp_path: Path) -> None:
+    """``Proxy-Authorization``, ``Cookie`` and ``X-Api-Key`` written as text (``Authorization`` alone is
+    refused, for ``bearer_token``): ``config show`` printed each credential whole."""
+    path = tmp_path / "gw.yaml"
+    path.write_text(
+        "webhooks:\n  - name: oncall\n    url: https://hooks.example/in\n    headers:\n"
+        "      {Proxy-Authorization: Basic cHJveHk6UzNjcmV0, Cookie: session=S3cret1, X-Api-Key: S3cret2,"
+        " X-Auth-Token: S3cret3, X-Team: gpu-infra}\n"
+    )
+    shown = runner.invoke(app, ["config", "show", str(path)])
+    assert shown.exit_code == 0, shown.output
+    headers = json.loads(shown.stdout)["webhooks"][0]["headers"]
+    assert headers == {
+        **dict.fromkeys(("Proxy-Authorization", "Cookie", "X-Api-Key", "X-Auth-Token"), "**********"),
+        "X-Team": "gpu-infra",
+    }
+    assert "S3cret" not in shown.output and "cHJveHk6UzNjcmV0" not in shown.output
+
+
 ANOMALY_SHOWN_ORDER = [
     *("source", "prometheus_url", "query_timeout_seconds", "queries", "detectors", "adaptive_metrics"),
     *("adaptive_seasonality", "min_deviation_by_metric", "reescalate_alerts", "pending_ticks"),

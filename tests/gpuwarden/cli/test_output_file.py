@@ -110,6 +110,25 @@ def test_score_writes_through_a_symlinked_output_to_the_file_it_names(tmp_path):
     assert link.is_symlink() and len(pd.read_csv(target)) == 20
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a symlink to another user needs root")
+def test_score_does_not_write_through_another_users_symlink_in_a_shared_directory(tmp_path):
+    """`--output /tmp/scores.csv`, where another user had made that name a link to a file of the one
+    running it: that file was replaced (renamed over), which Linux's fs.protected_symlinks would refuse."""
+    src, victim, shared = tmp_path / "in.csv", tmp_path / "victim", tmp_path / "shared"
+    write_short_series(src)
+    victim.write_text("precious\n")
+    shared.mkdir()
+    shared.chmod(0o1777)
+    (shared / "scores.csv").symlink_to(victim)
+    os.lchown(shared / "scores.csv", 54321, 54321)
+    result = runner.invoke(
+        app, ["anomaly", "score", "--input", str(src), "--output", str(shared / "scores.csv")]
+    )
+    assert result.exit_code == 1
+    assert "is a symlink of user 54321" in result.output and "is not followed" in result.output
+    assert victim.read_text() == "precious\n"
+
+
 def test_score_writes_to_a_device_such_as_dev_null_in_place(tmp_path):
     src = tmp_path / "in.csv"
     write_short_series(src)
