@@ -224,6 +224,34 @@ def test_list_json_counts_every_status_as_the_table_does_zeros_included() -> Non
     assert counts == {"pending": 0, "sending": 0, "sent": 3, "failed": 0, "orphaned": 0, "discarded": 0}
 
 
+def test_list_shows_a_receivers_error_as_sent_and_cuts_no_name_at_a_narrow_terminal() -> None:
+    """The table went through rich markup: an error ending in a backslash was shown with two; and at an
+    80-column terminal rich cut the notifier `outbox discard --notifier` takes to "webh…"."""
+    error = "HTTP 400: [bold]unknown field[/bold] [/] in C:\\hooks\\"
+    message = {
+        "id": 7,
+        "notifier": "webhook:ops",
+        "incident_id": "inc-746c1a2b9f0e",
+        "event": "reassessed",
+        "status": "failed",
+        "attempts": 1,
+        "next_attempt_at": None,
+        "last_error": error,
+    }
+    stub = FixedAnswer(200, json.dumps({"counts": {"failed": 1}, "messages": [message]}).encode())
+    try:
+        piped = runner.invoke(app, ["outbox", "list", "--url", stub.url])
+        narrow = runner.invoke(app, ["outbox", "list", "--url", stub.url], env={"COLUMNS": "80"})
+    finally:
+        stub.close()
+    assert piped.exit_code == narrow.exit_code == 0, piped.output
+    (row,) = [line for line in piped.stdout.splitlines() if "inc-746c1a2b9f0e" in line]
+    assert f"│ {error} │" in row
+    (first,) = [line for line in narrow.stdout.splitlines() if "inc-746c1a2b9f0e" in line]
+    assert all(f"│ {word} " in first for word in ("webhook:ops", "reassessed", "failed")), narrow.stdout
+    assert "…" not in narrow.stdout
+
+
 def test_list_says_when_it_shows_only_the_newest_of_more_messages(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
