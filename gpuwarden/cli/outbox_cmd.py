@@ -220,6 +220,10 @@ def discard(
             _said_discarded(planned, output)
             return
         _confirm(planned)
+        done = _discard(url, body)
+        _said_discarded(done, output)
+        _say_if_not_as_confirmed(planned, done)
+        return
     _said_discarded(_discard(url, body), output)
 
 
@@ -239,6 +243,21 @@ def _confirm(planned: dict[str, Any]) -> None:
     if not agreed:
         err_console.print("[red]error:[/red] nothing discarded: answer y, or pass --yes")
         raise typer.Exit(1)
+
+
+def _say_if_not_as_confirmed(planned: dict[str, Any], done: dict[str, Any]) -> None:
+    """On stderr, when serve discarded other counts than the question said: messages failed (or were
+    orphaned, or sent, or queued again) between the two requests. serve's API takes no list of messages to
+    discard, so the discard cannot be held to those counted; it can be said."""
+    if planned["discarded"] == done["discarded"]:
+        return
+    said = ", ".join(f"{s} {n}" for s, n in planned["discarded"].items() if n)
+    err_console.print(
+        f"note: discarded {done['total']} messages, not the {planned['total']} ({said}) the question counted:"
+        " messages of this notifier changed meanwhile; `gpuwarden outbox list --status discarded` shows"
+        " which went",
+        markup=False,
+    )
 
 
 def _said_discarded(answer: dict[str, Any], output: str) -> None:

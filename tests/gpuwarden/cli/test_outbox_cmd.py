@@ -14,7 +14,7 @@ import pytest
 import yaml
 from click.testing import Result
 from pydantic import SecretStr
-from sqlalchemy import Connection, Engine, event, update
+from sqlalchemy import Connection, Engine, event, func, select, update
 
 from alerting.engine import IncidentEngine
 from alerting.notifiers.recorder import SlackRecorder
@@ -156,6 +156,38 @@ def test_discard_asks_first_then_drops_the_orphaned_messages_recording_who_did_i
         assert gone[0]["last_error"].startswith("discarded by alice at 2026-01-01T00:00:00Z (was orphaned")
         table = runner.invoke(app, ["outbox", "list", "--url", URL])
         assert "discarded 5" in table.stdout
+
+
+def test_discard_says_so_when_it_dropped_more_than_the_question_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Asked "discard 5 failed messages?", the operator said yes; a sixth failed meanwhile (a new page the
+    # receiver refused) and went too, never seen, while the command said only "discarded 6".
+    confirm = outbox_cmd._confirm
+
+    def one_more_fails(planned: dict[str, object]) -> None:
+        confirm(planned)
+        if planned["notifier"] != "webhook:ops":
+            return
+        with sql.begin() as conn:
+            first_sent = conn.scalar(select(func.min(OutboxMessage.id)).where(OutboxMessage.status == SENT))
+            conn.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == first_sent)
+                .values(notifier="webhook:ops", status=FAILED, idempotency_key="another-page")
+            )
+
+    monkeypatch.setattr(outbox_cmd, "_confirm", one_more_fails)
+    with _serving_orphans(tmp_path, monkeypatch) as outbox:
+        sql = outbox._sessions.kw["bind"]
+        done = _discard("--notifier", "webhook:ops", "--status", "failed", answer="y\n")
+        assert done.exit_code == 0, done.output
+        assert "discarded 6 messages of 'webhook:ops' (failed 6)" in done.stdout
+        said = " ".join(done.stderr.split())
+        assert "note: discarded 6 messages, not the 5 (failed 5) the question counted" in said
+        assert "gpuwarden outbox list --status discarded" in said
+        same = _discard("--notifier", "webhook:gone", answer="y\n")  # nothing changed meanwhile
+        assert same.exit_code == 0 and "note:" not in same.stderr
 
 
 def test_discard_with_yes_and_json_takes_failed_messages_only_when_asked(
