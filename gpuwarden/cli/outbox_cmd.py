@@ -21,6 +21,7 @@ from gpuwarden.cli.incidents_cmd import (
     api_json,
     check_choice,
     gpuwarden_answers,
+    incident_path,
     output_option,
     who,
     written,
@@ -74,6 +75,10 @@ def list_messages(
     if incident is not None:  # empty, it listed nothing and said so, as if the incident had no messages
         params["incident"] = written("--incident", incident, _INCIDENT_ID)
     data: dict[str, Any] = api_json("GET", url, "/api/v1/outbox", dict, params=params)
+    if incident is not None and not data["messages"] and "/" not in incident:
+        # serve filters by incident: a typo listed nothing ("No messages found", exit 0) where retry and
+        # discard say there is no such incident (404, exit 1). Asked only when nothing came back.
+        api_json("GET", url, incident_path(incident), dict)
     # serve counts only the statuses it holds messages in: a script reads every one, 0 where none, as the
     # table shows them (a status a newer serve adds is kept, after these).
     data["counts"] = {**{s: 0 for s in STATUSES}, **data["counts"]}
