@@ -32,18 +32,18 @@ class ForcingServer(uvicorn.Server):
             self.force_exit = True
             return
         self.force_exit = False  # uvicorn's own (second SIGINT) abandons the requests to cancellation
-        connections = list(self.server_state.connections)
-        if not connections:
+        requests = len(self.server_state.tasks)  # one per request in flight (an idle connection has none)
+        if not requests:
             return
         name = signal.Signals(sig).name
         if self.stops == 1:
             _say(
-                f"{name}: stopping once {len(connections)} request(s) in flight finish;"
+                f"{name}: stopping once {requests} request(s) in flight finish;"
                 " SIGTERM or Ctrl-C again stops at once"
             )
             return
-        _say(f"{name} again: closing {len(connections)} connection(s) in flight and stopping now")
-        for connection in connections:
+        _say(f"{name} again: closing the connections of {requests} request(s) in flight and stopping now")
+        for connection in list(self.server_state.connections):
             # A signal handler runs between two steps of the loop's thread: the closing is left to the loop.
             transport = getattr(connection, "transport", None)
             loop = getattr(connection, "loop", None)

@@ -240,7 +240,7 @@ def test_a_second_sigterm_during_a_long_stream_stops_the_server_at_once(tmp_path
     said = log.read_text()
     assert status == 0, said
     assert "SIGTERM: stopping once 1 request(s) in flight finish" in said
-    assert "SIGTERM again: closing 1 connection(s) in flight and stopping now" in said
+    assert "SIGTERM again: closing the connections of 1 request(s) in flight and stopping now" in said
     assert "Traceback" not in said
 
 
