@@ -97,6 +97,9 @@ class Outbox(OutboxDelivery):
         # Notifier name → clock time before which it is not called: it was rate limited (Retry-After), and
         # the limit is the app's, not one incident's (Slack's is per method and app).
         self._paused_until: dict[str, float] = {}
+        # The pauses this process set, with the clock time it set each: one set after the time now (the wall
+        # clock went back since) counts from now (``_restart_stepped_pauses``).
+        self._pauses_set: dict[str, tuple[float, float]] = {}
         # Notifiers whose messages may be backing off after a transient failure (all of them at start): the
         # next delivery that succeeds makes those due at once, so a message does not wait minutes of
         # backoff grown during an outage once the destination is back.

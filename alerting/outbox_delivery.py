@@ -28,7 +28,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.fencing import LockFence, NotActive
 from alerting.notifiers.base import Notification, Notifier, ThreadState
-from alerting.outbox_pauses import MAX_PAUSE_SECONDS, keep_pause, pause_over, stored_pauses
+from alerting.outbox_pauses import (
+    MAX_PAUSE_SECONDS,
+    keep_pause,
+    pause_over,
+    restart_pause,
+    stored_pauses,
+)
 from alerting.outbox_stats import OutboxStats
 from alerting.outbox_tables import (
     DISCARDED,
@@ -99,6 +105,7 @@ class OutboxDelivery:
     _holds: dict[str, float]  # notifier name -> how long it holds an ``edit_only`` change
     stats: OutboxStats
     _paused_until: dict[str, float]
+    _pauses_set: dict[str, tuple[float, float]]  # notifier name -> (when this process paused it, until)
     _backing_off: set[str]
     fence: LockFence
 
@@ -182,20 +189,42 @@ class OutboxDelivery:
 
     def _read_pauses(self, session: Session, notifiers: Sequence[str]) -> None:
         now = self._clock.time()
+        self._restart_stepped_pauses(session, now)
         stored = stored_pauses(session, notifiers, now)
         for name in notifiers:
             mine = self._paused_until.get(name, 0.0)
             self._paused_until[name] = max(stored.get(name, 0.0), 0.0 if pause_over(mine, now) else mine)
 
+    def _restart_stepped_pauses(self, session: Session, now: float) -> None:
+        """Count the pauses this process set (``_pauses_set``) from ``now`` where they were set after it: the
+        wall clock went back since, and a 60 s Retry-After set back 30 minutes paused the notifier 31. Stored
+        so (``restart_pause``), where a later pause (a far end's, or another serve's) did not replace it; in
+        memory: a restart or a standby taking over waits it out as stored (an hour at most). One ending more
+        than an hour ahead is over (``pause_over``), as before."""
+        for name, (set_at, until) in list(self._pauses_set.items()):
+            if pause_over(until, now):  # ended, or over as one ending more than an hour ahead
+                del self._pauses_set[name]
+                continue
+            if set_at <= now:
+                continue
+            moved = now + (until - set_at)
+            self._pauses_set[name] = (now, moved)
+            if self._paused_until.get(name) == until:
+                self._paused_until[name] = moved
+            restart_pause(session, name, until, moved)
+
     def _due(self, message: OutboxMessage) -> bool:
-        """Whether ``message`` is due: its ``next_attempt_at`` has come, or it lies further ahead than any
-        wait the outbox sets for it (a wall clock set back since would hold it that much longer): a backoff or
-        a pause, or for one never tried its notifier's hold (``held_at``: an edit is not held 35 minutes,
+        """Whether ``message`` is due: its ``next_attempt_at`` has come, or it lies further ahead than the
+        wait the outbox sets for it (a wall clock set back since would hold it that much longer): for one
+        tried, the backoff its attempts give (a 2 s backoff is not waited out 30 minutes because the clock
+        went back 30; one refused by a rate limit waits for its notifier's pause, ``paused``, not for its
+        own time); for one never tried, its notifier's hold (``held_at``: an edit is not held 35 minutes,
         and counted held, because the clock went back 30)."""
         now = self._clock.time()
-        longest = max(MAX_PAUSE_SECONDS, self._backoff.max_seconds)
         if never_tried(message):
             longest = self._holds.get(message.notifier, 0.0)
+        else:
+            longest = self._backoff.delay(message.attempts)
         return message.next_attempt_at <= now or message.next_attempt_at - now > longest
 
     def _drain_group(self, notifier: Notifier, incident_id: str) -> tuple[int, bool]:
@@ -359,10 +388,12 @@ class OutboxDelivery:
         if wait > MAX_PAUSE_SECONDS:
             error = f"{error} (asked to wait {wait:.0f} s; waiting {MAX_PAUSE_SECONDS:.0f} s)"
             wait = MAX_PAUSE_SECONDS
-        until = self._clock.time() + wait
+        now = self._clock.time()
+        until = now + wait
         with self._sessions() as session, session.begin():
             # Stored with the refused message: a restarted serve or a standby honours it too.
             self._paused_until[notifier] = keep_pause(session, notifier, until, error)
+            self._pauses_set[notifier] = (now, self._paused_until[notifier])
             row = session.get_one(OutboxMessage, row_id)
             row.status, row.attempts, row.last_error = PENDING, row.attempts - 1, error[:2000]
             row.next_attempt_at = until

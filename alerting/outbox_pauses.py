@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -36,6 +36,21 @@ def keep_pause(session: Session, notifier: str, until: float, reason: str) -> fl
     if until > row.until:
         row.until, row.reason = until, reason[:2000]
     return row.until
+
+
+def restart_pause(session: Session, notifier: str, until: float, moved: float) -> None:
+    """Move ``notifier``'s pause ending at ``until`` to end at ``moved`` (committing ``session``): the wall
+    clock went back since it was set. A pause stored since (a far end's renewal, another serve's) stays."""
+    try:
+        session.execute(
+            update(NotifierPause)
+            .where(NotifierPause.notifier == notifier, NotifierPause.until == until)
+            .values(until=moved)
+        )
+        session.commit()
+    except SQLAlchemyError as exc:
+        session.rollback()
+        logger.warning("notifier pause not moved after the clock went back notifier=%s: %r", notifier, exc)
 
 
 def pause_over(until: float, now: float) -> bool:

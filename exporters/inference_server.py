@@ -115,18 +115,17 @@ class _Generation:
 
     operation: str
     ident: str
-    prompt: str
+    prompt_tokens: int  # the prompt's, counted once: a 1 MB prompt was split three times per request
     tokens: list[str]
     prefill: float
     body: OpenAIBody
     gen: GenerationSpan | None
 
     def usage(self, produced: int) -> dict[str, int]:
-        prompt_tokens = count_input_tokens(self.prompt)
         return {
-            "prompt_tokens": prompt_tokens,
+            "prompt_tokens": self.prompt_tokens,
             "completion_tokens": produced,
-            "total_tokens": prompt_tokens + produced,
+            "total_tokens": self.prompt_tokens + produced,
         }
 
 
@@ -186,11 +185,12 @@ class InferenceHandlers:
         self, request: Request, operation: str, prompt: str, count: int, body: OpenAIBody
     ) -> Response:
         gen = current_generation()
+        prompt_tokens = count_input_tokens(prompt)
         if gen is not None:
             gen.set_request(
                 operation=operation,
                 model=self.model,
-                input_tokens=count_input_tokens(prompt),
+                input_tokens=prompt_tokens,
                 max_tokens=count,
                 stream=body.stream,
                 temperature=body.temperature,
@@ -205,9 +205,9 @@ class InferenceHandlers:
         job = _Generation(
             operation=operation,
             ident=ident,
-            prompt=prompt,
+            prompt_tokens=prompt_tokens,
             tokens=toy_tokens(prompt, count),
-            prefill=first_delay * (1 + count_input_tokens(prompt) / 100),
+            prefill=first_delay * (1 + prompt_tokens / 100),
             body=body,
             gen=gen,
         )

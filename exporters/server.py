@@ -175,10 +175,11 @@ def server_config(app: Starlette, header_timeout: float = HEADER_TIMEOUT_SECONDS
 
 
 def serve(app: Starlette, sock: socket.socket) -> None:
-    """Serve ``app`` on a bound socket until SIGINT/SIGTERM (uvicorn's graceful stop), then return."""
-    import uvicorn  # noqa: PLC0415 - only exporter and inference-server serve; importing stays light
+    """Serve ``app`` on a bound socket until SIGINT/SIGTERM (uvicorn's graceful stop), then return; a second
+    signal cuts the requests still in flight (``ForcingServer``)."""
+    from gpuwarden.forced_stop import ForcingServer  # noqa: PLC0415 - imports uvicorn
 
-    run_until_stopped(uvicorn.Server(server_config(app)), [sock])
+    run_until_stopped(ForcingServer(server_config(app)), [sock])
 
 
 def is_loopback(host: str | None) -> bool:

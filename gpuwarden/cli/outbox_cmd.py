@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
 from gpuwarden.cli.consoles import console, err_console, refuse_option, whole_column
 from gpuwarden.cli.incidents_cmd import (
@@ -21,6 +21,7 @@ from gpuwarden.cli.incidents_cmd import (
     api_json,
     check_choice,
     gpuwarden_answers,
+    incident_path,
     output_option,
     who,
     written,
@@ -28,6 +29,7 @@ from gpuwarden.cli.incidents_cmd import (
 from gpuwarden.cli.listings import say_cut_off, say_none_found
 from gpuwarden.cli.numbers import whole_number
 from gpuwarden.cli.output_options import choice_metavar
+from gpuwarden.cli.tables import print_table
 from gpuwarden.clock import shown_text
 from gpuwarden.printable import escape_controls, escape_controls_in
 
@@ -73,6 +75,10 @@ def list_messages(
     if incident is not None:  # empty, it listed nothing and said so, as if the incident had no messages
         params["incident"] = written("--incident", incident, _INCIDENT_ID)
     data: dict[str, Any] = api_json("GET", url, "/api/v1/outbox", dict, params=params)
+    if incident is not None and not data["messages"] and "/" not in incident:
+        # serve filters by incident: a typo listed nothing ("No messages found", exit 0) where retry and
+        # discard say there is no such incident (404, exit 1). Asked only when nothing came back.
+        api_json("GET", url, incident_path(incident), dict)
     # serve counts only the statuses it holds messages in: a script reads every one, 0 where none, as the
     # table shows them (a status a newer serve adds is kept, after these).
     data["counts"] = {**{s: 0 for s in STATUSES}, **data["counts"]}
@@ -82,42 +88,46 @@ def list_messages(
         return
     data = escape_controls_in(data)  # a receiver's error text: shown, never obeyed by the terminal
     counts = data["counts"]
-    console.print(", ".join(_count(s, counts[s], data.get("held", 0)) for s in STATUSES))
+    console.print(", ".join(_count(s, counts[s], data.get("held", 0)) for s in STATUSES), markup=False)
     for name, pause in data.get("paused", {}).items():  # a serve before this release says nothing of it
         left, until = pause["seconds_left"], pause["until"]
         err_console.print(
-            f"{escape(name)} is paused by a rate limit for {left:.0f} s more (until {shown_text(until)}): its"
-            " messages wait, none is lost"
+            f"{name} is paused by a rate limit for {left:.0f} s more (until {shown_text(until)}): its"
+            " messages wait, none is lost",
+            markup=False,
         )
     if not data["messages"]:
         say_none_found("messages", {"status": status, "incident": incident})
         return
     messages = data["messages"]
+    # Whole on one line (``whole_column``): the names and ids the next command takes (`outbox discard
+    # --notifier`, `--incident`) and the words read first; the rest folded, never cut: at an 80-column
+    # terminal rich cut webhook:ops to "webh…" and "failed" to "fail…".
     table = Table(
         whole_column("id", (str(m["id"]) for m in messages)),
-        "notifier",
+        whole_column("notifier", (m["notifier"] for m in messages)),
         whole_column("incident", (m["incident_id"] for m in messages)),
-        "event",
-        "status",
-        "attempts",
+        whole_column("event", (m.get("event", "") for m in messages)),
+        whole_column("status", (m["status"] for m in messages)),
+        Column("attempts", overflow="fold"),
+        # When a pending one goes: a webhook's held update (``edit_interval_seconds``) or a retry's backoff,
+        # not a message stuck.
+        Column("next attempt", overflow="fold"),
+        Column("last error", overflow="fold", min_width=12),  # why it failed: never cut short
     )
-    # When a pending one goes: a webhook's held update (``edit_interval_seconds``) or a retry's backoff, not
-    # a message stuck.
-    table.add_column("next attempt", no_wrap=True)
-    table.add_column("last error", overflow="fold")  # why it failed: the one column never cut short
     for m in data["messages"]:
         due = m.get("next_attempt_at") if m["status"] == "pending" else None
         table.add_row(
             str(m["id"]),
-            escape(m["notifier"]),
-            escape(m["incident_id"]),
-            escape(m.get("event", "")),
+            m["notifier"],
+            m["incident_id"],
+            m.get("event", ""),
             m["status"],
             str(m["attempts"]),
             shown_text(due) if due else "",
-            escape(m["last_error"] or ""),
+            m["last_error"] or "",
         )
-    console.print(table)
+    print_table(console, table)  # a receiver's error text is data, not markup: `[/]` and a last `\` as sent
     _say_after_listing(counts, len(data["messages"]), status)
 
 
@@ -215,6 +225,10 @@ def discard(
             _said_discarded(planned, output)
             return
         _confirm(planned)
+        done = _discard(url, body)
+        _said_discarded(done, output)
+        _say_if_not_as_confirmed(planned, done)
+        return
     _said_discarded(_discard(url, body), output)
 
 
@@ -234,6 +248,21 @@ def _confirm(planned: dict[str, Any]) -> None:
     if not agreed:
         err_console.print("[red]error:[/red] nothing discarded: answer y, or pass --yes")
         raise typer.Exit(1)
+
+
+def _say_if_not_as_confirmed(planned: dict[str, Any], done: dict[str, Any]) -> None:
+    """On stderr, when serve discarded other counts than the question said: messages failed (or were
+    orphaned, or sent, or queued again) between the two requests. serve's API takes no list of messages to
+    discard, so the discard cannot be held to those counted; it can be said."""
+    if planned["discarded"] == done["discarded"]:
+        return
+    said = ", ".join(f"{s} {n}" for s, n in planned["discarded"].items() if n)
+    err_console.print(
+        f"note: discarded {done['total']} messages, not the {planned['total']} ({said}) the question counted:"
+        " messages of this notifier changed meanwhile; `gpuwarden outbox list --status discarded` shows"
+        " which went",
+        markup=False,
+    )
 
 
 def _said_discarded(answer: dict[str, Any], output: str) -> None:

@@ -126,6 +126,28 @@ def test_a_clock_set_back_hours_does_not_hold_messages_for_those_hours(
     assert len(far_end.sent) == 1
 
 
+@pytest.mark.parametrize("wait", [None, 60.0], ids=["backoff", "rate-limit"])
+def test_a_clock_set_back_less_than_an_hour_does_not_stretch_a_retry_wait(
+    sql: Engine, wait: float | None
+) -> None:
+    # Set back 30 min, a message backing off 2 s (an outage) or paused 60 s (a rate limit) waited 31 min:
+    # only a wait ending more than an hour ahead was taken for the step. A wait counts from the step.
+    clock = SettableClock()
+    far_end = FarEnd(wait)
+    outbox = Outbox(sql, [far_end], clock)
+    outbox(lifecycle()[0])
+    assert outbox.dispatch_due() == 0
+    clock.set_back(1800)
+    if wait is not None:
+        assert outbox.dispatch_due() == 0 and outbox.paused("slack")  # the far end's 60 s still hold
+        clock.advance(wait - 1)
+        assert outbox.dispatch_due() == 0
+        assert 0 < outbox.pause_left("slack") <= 1
+    clock.advance(2)
+    assert outbox.dispatch_due() == 1
+    assert len(far_end.sent) == 1
+
+
 @pytest.mark.parametrize("back", [1800.0, 2 * 3600.0], ids=["30m", "2h"])
 def test_a_clock_set_back_does_not_stretch_a_webhooks_hold(
     sql: Engine, recorder: SlackRecorder, back: float

@@ -12,6 +12,7 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
+from exporters import inference_server
 from exporters.generation import MAX_SPAN_TEXT
 from exporters.inference_server import (
     InferenceServer,
@@ -189,6 +190,37 @@ def test_the_request_span_carries_provider_finish_reasons_response_id_and_sampli
     assert attrs["gen_ai.response.finish_reasons"] == ("length",)
     assert attrs["gen_ai.response.id"] == answer.json()["id"]
     assert (attrs["gen_ai.request.temperature"], attrs["gen_ai.request.top_p"]) == (0.3, 0.9)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_a_prompt_is_tokenized_once_per_request(
+    traced: tuple[InferenceServer, InMemorySpanExporter, FakeClock],
+    monkeypatch: pytest.MonkeyPatch,
+    stream: bool,
+) -> None:
+    # A 1 MB prompt was split into words three times (the span's input tokens, the prefill, the usage): the
+    # server's CPU went to counting one prompt's words again.
+    counted: list[int] = []
+
+    def count(prompt: str) -> int:
+        counted.append(len(prompt))
+        return len(prompt.split())
+
+    monkeypatch.setattr(inference_server, "count_input_tokens", count)
+    prompt = "why is my gpu slow " * 50_000  # 1 MB
+    body = {**CHAT, "messages": [{"role": "user", "content": prompt}], "max_tokens": 2}
+    if stream:
+        body |= {"stream": True, "stream_options": {"include_usage": True}}
+    server, exporter, _ = traced
+    answer = AsgiClient(server.app).post("/v1/chat/completions", json=body)
+    assert answer.status_code == 200
+    usage = json.loads(answer.text.split("\n\n")[-3].removeprefix("data: ")) if stream else answer.json()
+    assert usage["usage"]["prompt_tokens"] == 250_000
+    assert server.tracer_provider is not None
+    server.tracer_provider.force_flush()
+    [span] = exporter.get_finished_spans()
+    assert dict(span.attributes or {})["gen_ai.usage.input_tokens"] == 250_000
+    assert len(counted) == 1
 
 
 FAULT = {"kind": "hw_thermal_slowdown", "node": "node-01", "gpu": 0, "params": {"factor": 0.3}}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import pytest
 from gpuwarden.cli import app
 from tests.gpuwarden.cli.built_runner import BuiltCliRunner
 from tests.gpuwarden.cli.stopping import otlp_collector, run_then_sigterm
-from tests.integration.servers import free_port, ipv6_loopback
+from tests.integration.servers import free_port, ipv6_loopback, wait_http_ok
 
 runner = BuiltCliRunner()
 CLI = [sys.executable, "-c", "from gpuwarden.cli import main; main()"]
@@ -206,6 +207,41 @@ def test_sigterm_flushes_the_buffered_spans_and_exits_0(tmp_path: Path) -> None:
         )
     assert status == 0, (tmp_path / "server.log").read_text()
     assert [s.name for s in collector.spans] == ["chat gpuwarden-toy-1"]
+
+
+def test_a_second_sigterm_during_a_long_stream_stops_the_server_at_once(tmp_path: Path) -> None:
+    # The first SIGTERM drains: the stream of 4,000 tokens (200 s here) goes on. A second SIGTERM did
+    # nothing (only a second Ctrl-C forced uvicorn's exit, with a CancelledError traceback per request).
+    port = free_port()
+    config = tmp_path / "gw.yaml"
+    config.write_text("tracing:\n  token_seconds: 0.05\n")
+    log = tmp_path / "server.log"
+    with log.open("wb") as out:
+        argv = [*CLI, "inference-server", "--port", str(port), "--config", str(config)]
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_http_ok(f"http://127.0.0.1:{port}/healthz", proc)
+            body = {"model": "gpuwarden-toy-1", "prompt": "hi", "max_tokens": 4000, "stream": True}
+            url = f"http://127.0.0.1:{port}/v1/completions"
+            with httpx.stream("POST", url, json=body, timeout=30) as stream:
+                lines = stream.iter_lines()
+                assert next(lines).startswith("data: ")  # streaming
+                proc.send_signal(signal.SIGTERM)
+                time.sleep(1)
+                assert next(lines) is not None and proc.poll() is None  # drains: the stream goes on
+                proc.send_signal(signal.SIGTERM)
+                status = proc.wait(timeout=20)
+                with pytest.raises(httpx.RemoteProtocolError):  # cut short: no [DONE], the body unfinished
+                    list(lines)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    said = log.read_text()
+    assert status == 0, said
+    assert "SIGTERM: stopping once 1 request(s) in flight finish" in said
+    assert "SIGTERM again: closing the connections of 1 request(s) in flight and stopping now" in said
+    assert "Traceback" not in said
 
 
 def test_standard_otel_variables_choose_the_endpoint_and_the_service_name(tmp_path: Path) -> None:

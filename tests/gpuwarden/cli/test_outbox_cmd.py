@@ -14,7 +14,7 @@ import pytest
 import yaml
 from click.testing import Result
 from pydantic import SecretStr
-from sqlalchemy import Connection, Engine, event, update
+from sqlalchemy import Connection, Engine, event, func, select, update
 
 from alerting.engine import IncidentEngine
 from alerting.notifiers.recorder import SlackRecorder
@@ -158,6 +158,38 @@ def test_discard_asks_first_then_drops_the_orphaned_messages_recording_who_did_i
         assert "discarded 5" in table.stdout
 
 
+def test_discard_says_so_when_it_dropped_more_than_the_question_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Asked "discard 5 failed messages?", the operator said yes; a sixth failed meanwhile (a new page the
+    # receiver refused) and went too, never seen, while the command said only "discarded 6".
+    confirm = outbox_cmd._confirm
+
+    def one_more_fails(planned: dict[str, object]) -> None:
+        confirm(planned)
+        if planned["notifier"] != "webhook:ops":
+            return
+        with sql.begin() as conn:
+            first_sent = conn.scalar(select(func.min(OutboxMessage.id)).where(OutboxMessage.status == SENT))
+            conn.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == first_sent)
+                .values(notifier="webhook:ops", status=FAILED, idempotency_key="another-page")
+            )
+
+    monkeypatch.setattr(outbox_cmd, "_confirm", one_more_fails)
+    with _serving_orphans(tmp_path, monkeypatch) as outbox:
+        sql = outbox._sessions.kw["bind"]
+        done = _discard("--notifier", "webhook:ops", "--status", "failed", answer="y\n")
+        assert done.exit_code == 0, done.output
+        assert "discarded 6 messages of 'webhook:ops' (failed 6)" in done.stdout
+        said = " ".join(done.stderr.split())
+        assert "note: discarded 6 messages, not the 5 (failed 5) the question counted" in said
+        assert "gpuwarden outbox list --status discarded" in said
+        same = _discard("--notifier", "webhook:gone", answer="y\n")  # nothing changed meanwhile
+        assert same.exit_code == 0 and "note:" not in same.stderr
+
+
 def test_discard_with_yes_and_json_takes_failed_messages_only_when_asked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -211,6 +243,18 @@ def test_retry_and_discard_of_an_incident_that_does_not_exist_say_so_and_exit_1(
         assert outbox.counts() == {SENT: 5, ORPHANED: 5, FAILED: 5}
 
 
+@pytest.mark.parametrize("output", ["table", "json"])
+def test_list_of_an_incident_that_does_not_exist_says_so_and_exits_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, output: str
+) -> None:
+    # `outbox list --incident inc-nope` (a typo) said "No messages found (incident inc-nope)" and exited 0, as
+    # for an incident whose messages all went elsewhere, where retry and discard say there is no such one.
+    with _serving_orphans(tmp_path, monkeypatch):
+        typo = runner.invoke(app, ["outbox", "list", "--url", URL, "--incident", "inc-nope", "-o", output])
+    assert typo.exit_code == 1 and "HTTP 404: id: no incident 'inc-nope'" in typo.stderr, typo.output
+    assert typo.stdout == ""
+
+
 def test_list_json_counts_every_status_as_the_table_does_zeros_included() -> None:
     """serve counts only the statuses it holds messages in: ``-o json`` said ``"counts": {}`` (or lacked
     ``failed``) where the table said ``failed 0``, and a script's ``counts["failed"]`` raised KeyError."""
@@ -222,6 +266,34 @@ def test_list_json_counts_every_status_as_the_table_does_zeros_included() -> Non
     assert result.exit_code == 0, result.output
     counts = json.loads(result.stdout)["counts"]
     assert counts == {"pending": 0, "sending": 0, "sent": 3, "failed": 0, "orphaned": 0, "discarded": 0}
+
+
+def test_list_shows_a_receivers_error_as_sent_and_cuts_no_name_at_a_narrow_terminal() -> None:
+    """The table went through rich markup: an error ending in a backslash was shown with two; and at an
+    80-column terminal rich cut the notifier `outbox discard --notifier` takes to "webh…"."""
+    error = "HTTP 400: [bold]unknown field[/bold] [/] in C:\\hooks\\"
+    message = {
+        "id": 7,
+        "notifier": "webhook:ops",
+        "incident_id": "inc-746c1a2b9f0e",
+        "event": "reassessed",
+        "status": "failed",
+        "attempts": 1,
+        "next_attempt_at": None,
+        "last_error": error,
+    }
+    stub = FixedAnswer(200, json.dumps({"counts": {"failed": 1}, "messages": [message]}).encode())
+    try:
+        piped = runner.invoke(app, ["outbox", "list", "--url", stub.url])
+        narrow = runner.invoke(app, ["outbox", "list", "--url", stub.url], env={"COLUMNS": "80"})
+    finally:
+        stub.close()
+    assert piped.exit_code == narrow.exit_code == 0, piped.output
+    (row,) = [line for line in piped.stdout.splitlines() if "inc-746c1a2b9f0e" in line]
+    assert f"│ {error} │" in row
+    (first,) = [line for line in narrow.stdout.splitlines() if "inc-746c1a2b9f0e" in line]
+    assert all(f"│ {word} " in first for word in ("webhook:ops", "reassessed", "failed")), narrow.stdout
+    assert "…" not in narrow.stdout
 
 
 def test_list_says_when_it_shows_only_the_newest_of_more_messages(

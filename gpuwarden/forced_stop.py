@@ -1,0 +1,56 @@
+"""A uvicorn server that a second SIGTERM (or Ctrl-C) stops at once, as uvicorn's users expect.
+
+The first stop signal drains: no new connection, the requests in flight finish (a toy model's stream of
+4,096 tokens, minutes). uvicorn stops waiting on a second SIGINT only, and by abandoning the requests to be
+cancelled when its loop closes: the lifespan and each request logged a ``CancelledError`` traceback. Here
+a second signal of either kind closes the connections still open, as a client that leaves closes its own:
+the handlers end as they do for a gone client (a stream is cancelled, a plain answer checks between tokens),
+and the server stops as after the drain, the caller's clean-up (span flush) included. Imported by the
+commands that serve only: it imports uvicorn.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from types import FrameType
+
+import uvicorn
+
+
+class ForcingServer(uvicorn.Server):
+    """``uvicorn.Server`` whose second stop signal cuts the requests in flight instead of waiting for them."""
+
+    stops = 0
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """The first SIGINT or SIGTERM drains (and says so when requests are in flight); the second cuts them;
+        a third (a handler that ignores its client leaving) abandons them, as uvicorn's second SIGINT does."""
+        super().handle_exit(sig, frame)
+        self.stops += 1
+        if self.stops > 2:
+            self.force_exit = True
+            return
+        self.force_exit = False  # uvicorn's own (second SIGINT) abandons the requests to cancellation
+        requests = len(self.server_state.tasks)  # one per request in flight (an idle connection has none)
+        if not requests:
+            return
+        name = signal.Signals(sig).name
+        if self.stops == 1:
+            _say(
+                f"{name}: stopping once {requests} request(s) in flight finish;"
+                " SIGTERM or Ctrl-C again stops at once"
+            )
+            return
+        _say(f"{name} again: closing the connections of {requests} request(s) in flight and stopping now")
+        for connection in list(self.server_state.connections):
+            # A signal handler runs between two steps of the loop's thread: the closing is left to the loop.
+            transport = getattr(connection, "transport", None)
+            loop = getattr(connection, "loop", None)
+            if transport is not None and loop is not None:
+                loop.call_soon_threadsafe(transport.close)
+
+
+def _say(line: str) -> None:
+    """``line`` on stderr, written at once (from a signal handler: no console buffer or lock is taken)."""
+    os.write(2, f"{line}\n".encode())
