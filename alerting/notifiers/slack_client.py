@@ -29,6 +29,7 @@ from gpuwarden.redaction import shown_redirect
 RETRYABLE_API_ERRORS = frozenset(
     {"ratelimited", "rate_limited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 )
+NOT_JSON = "Received a response in a non-JSON format"  # slack-sdk's error for an answer it cannot parse
 _RETRY = "then `gpuwarden outbox retry` sends what failed meanwhile"
 _TOKEN = (
     "slack.bot_token is no longer a working bot token (the app uninstalled, its token revoked or rotated, its"
@@ -147,6 +148,16 @@ def translate(method: str, exc: Exception) -> BackendError:
         data = exc.response.data
         error = str(data.get("error", "")) if isinstance(data, dict) else ""
         retryable = status == 429 or status >= 500 or error in RETRYABLE_API_ERRORS
+        if error.startswith(NOT_JSON) and 200 <= status < 300:
+            # Slack's Web API answers JSON, even to an error: this came from something on the way (a proxy's
+            # page, an answer cut short), not from Slack, and failed the message for good. The retry looks for
+            # it first, in case the call reached Slack.
+            shown = error.removeprefix(NOT_JSON).lstrip(": ")
+            return BackendError(
+                f"{method}: an answer that is not Slack's (HTTP {status}, not JSON: {shown or 'empty'})",
+                backend="slack",
+                retryable=True,
+            )
         limited = status == 429 or error in ("ratelimited", "rate_limited")
         if 300 <= status < 400:  # not followed (``unredirected``): its body is no Slack answer
             return BackendError(f"{method} failed: HTTP {status}{_redirect(exc.response)}", backend="slack")

@@ -150,6 +150,31 @@ def test_a_missing_scope_names_the_scope_slack_says_is_needed() -> None:
     assert "missing_scope (needed: chat:write); grant the app the scope Slack names" in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("status", "body", "retryable"),
+    [
+        (200, b"<html>upstream connect error</html>", True),
+        (200, b"", True),
+        (404, b"<html>Not Found</html>", False),  # a wrong slack.base_url: retrying would not help
+    ],
+    ids=["proxy-page", "empty", "not-found"],
+)
+def test_an_answer_that_is_not_slacks_json_is_retried_unless_it_refuses(
+    status: int, body: bytes, retryable: bool
+) -> None:
+    # A 200 that is no JSON comes from something on the way, not from Slack: it failed the message for good.
+    proxy = FixedAnswer(status, body)
+    try:
+        notifier = SlackNotifier(make_client("xoxb-test", base_url=f"{proxy.url}/api/"), "C0123456789")
+        with pytest.raises(BackendError) as caught:
+            deliver(notifier, Threads(), build_notification(lifecycle()[0]))
+    finally:
+        proxy.close()
+    assert caught.value.retryable is retryable
+    if retryable:
+        assert "an answer that is not Slack's (HTTP 200, not JSON: " in str(caught.value)
+
+
 def test_wrong_token_is_not_retryable(recorder: SlackRecorder) -> None:
     notifier = SlackNotifier(make_client("xoxb-wrong", base_url=recorder.base_url), "#gpu-incidents")
     with pytest.raises(BackendError, match="invalid_auth") as caught:
