@@ -46,6 +46,7 @@ from alerting.notifiers.blocks import (
     ACTION_ACKNOWLEDGE,
     ACTION_APPROVE,
     ACTION_SILENCE_1H,
+    ROOT_SEPARATOR,
     escape,
     truncate,
 )
@@ -112,6 +113,7 @@ class ButtonPress:
     incident_id: str
     user: str
     response_url: str = ""  # where Slack takes messages for the person who pressed
+    root: str = ""  # Approve: the root cause its dialog named (``model.root_key``); none on older messages
 
 
 def parse_interaction(body: bytes) -> list[ButtonPress]:
@@ -149,7 +151,11 @@ def parse_interaction(body: bytes) -> list[ButtonPress]:
         value = action.get("value")
         if not isinstance(value, str) or not value:
             raise ValueError(f"payload.actions[{i}].value: missing incident id")
-        presses.append(ButtonPress(action["action_id"], value, who, response_url))
+        # An Approve button names the root cause too (``blocks.approve_value``); one posted before it did not.
+        incident_id, _, root = value.partition(ROOT_SEPARATOR)
+        if not incident_id:
+            raise ValueError(f"payload.actions[{i}].value: missing incident id")
+        presses.append(ButtonPress(action["action_id"], incident_id, who, response_url, root))
     return presses
 
 
@@ -214,7 +220,9 @@ def _handlers(actions: IncidentActions) -> dict[str, Callable[[ButtonPress], str
 
     return {
         ACTION_ACKNOWLEDGE: lambda p: actions.acknowledge_outcome(p.incident_id, by=p.user).already,
-        ACTION_APPROVE: lambda p: actions.approve_remediation_outcome(p.incident_id, by=p.user).already,
+        ACTION_APPROVE: lambda p: (
+            actions.approve_remediation_outcome(p.incident_id, by=p.user, root=p.root or None).already
+        ),
         ACTION_SILENCE_1H: lambda p: (
             actions.silence_incident_outcome(p.incident_id, BUTTON_SILENCE_SECONDS, by=p.user).already
         ),
