@@ -39,13 +39,22 @@ from alerting.postmortem import (
 )
 from alerting.silences import Silence, incident_silenced_until
 from alerting.silencing import SilenceKeeping
-from alerting.store import IncidentNotFound, IncidentStore, member_alerts, peak_impact
+from alerting.store import Conflict, IncidentNotFound, IncidentStore, member_alerts, peak_impact
 from alerting.store_models import AlertRow, IncidentRow, TimelineRow
 from alerting.subscriptions import ChangeKind
 from alerting.titles import root_cluster
+from alerting.topology import target_from_dict
 from gpuwarden.clock import Clock
 from gpuwarden.errors import InputError
-from gpuwarden.model import AlertStatus, Incident, IncidentState, Priority, TimelineEvent
+from gpuwarden.model import (
+    AlertStatus,
+    Incident,
+    IncidentState,
+    Priority,
+    TimelineEvent,
+    fault_name,
+    root_key,
+)
 
 APPROVED = "remediation_approved"  # timeline kinds
 MITIGATING = "mitigating"
@@ -205,10 +214,20 @@ class IncidentLifecycle(SilenceKeeping):
         """Record a person's approval (see ``approve_remediation_outcome``)."""
         return self.approve_remediation_outcome(incident_id, by).incident
 
-    def approve_remediation_outcome(self, incident_id: str, by: str) -> ActionOutcome:
+    def approve_remediation_outcome(
+        self, incident_id: str, by: str, root: str | None = None
+    ) -> ActionOutcome:
         """Record a person's approval of remediating the incident's root cause; it moves to mitigating. The
         same remediation approved again while it is mitigating, by anyone (a second press, a retried
-        request), changes nothing (DESIGN.md: never repeat a remediation); a new root cause is a new one."""
+        request), changes nothing (DESIGN.md: never repeat a remediation); a new root cause is a new one.
+        ``root`` (``model.root_key``): the root cause the person was shown; one that has changed since is
+        refused, in the same transaction, changing nothing."""
+
+        def repeat(session: Session, row: IncidentRow) -> bool:
+            if root is not None:
+                _check_root(row, root)
+            return _approved_already(session, row)
+
         return self._transition(
             incident_id,
             by,
@@ -217,7 +236,7 @@ class IncidentLifecycle(SilenceKeeping):
             change=ChangeKind.MITIGATING,
             state=IncidentState.MITIGATING,
             data_of=lambda row: {"root_kind": row.root_kind, "root_target": row.root_target},
-            repeat=_approved_already,
+            repeat=repeat,
             already=already_approved,
         )
 
@@ -417,6 +436,19 @@ def _mitigating_already(session: Session, row: IncidentRow, action: str) -> bool
         return False
     last = _latest(session, row.id, MITIGATING)
     return last is not None and last.data.get("action") == action
+
+
+def _check_root(row: IncidentRow, root: str) -> None:
+    """Refuse an approval of a root cause the incident no longer has: a Slack Approve pressed on a message
+    whose dialog named the GPU, after the node took over as root cause, recorded the node's remediation."""
+    target = str(target_from_dict(row.root_target))
+    if root_key(row.root_kind, target) != root:
+        raise Conflict(
+            f"{row.id}'s root cause changed after the message you pressed was posted: it is now"
+            f" {fault_name(row.root_kind)} on {target}; nothing was approved (approve on the message as it"
+            " is now)",
+            field="incident",
+        )
 
 
 def _approved_already(session: Session, row: IncidentRow) -> bool:

@@ -94,8 +94,11 @@ class IncidentActions(Protocol):
         """``acknowledge``, saying why nothing changed when it was a repeat."""
         ...
 
-    def approve_remediation_outcome(self, incident_id: str, by: str) -> ActionOutcome:
-        """``approve_remediation``, saying why nothing changed when it was a repeat."""
+    def approve_remediation_outcome(
+        self, incident_id: str, by: str, root: str | None = None
+    ) -> ActionOutcome:
+        """``approve_remediation``, saying why nothing changed when it was a repeat; ``root``: the root cause
+        the person was shown (``model.root_key``), refused when the incident's has changed since."""
         ...
 
     def silence_incident(self, incident_id: str, duration_seconds: float, by: str) -> Incident:

@@ -7,6 +7,7 @@ hot loops (the anomaly tick builds hundreds of thousands of values) and easy to 
 from __future__ import annotations
 
 import enum
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -327,6 +328,12 @@ FAULT_NAMES = {
     FaultKind.UNKNOWN: "unknown",
 }
 """A fault kind in the words people read (titles, the timeline, CLI text, Slack); JSON keeps its value."""
+
+
+def root_key(kind: str, target: str) -> str:
+    """A short, stable name of a root cause (its kind and target, ``str(Target)``): what a Slack Approve
+    button carries, so that a press approves the root cause its dialog named, not one that replaced it."""
+    return hashlib.sha256(f"{kind}\n{target}".encode()).hexdigest()[:16]
 
 
 def fault_name(kind: str) -> str:

@@ -11,11 +11,13 @@ from typing import Any
 from alerting.notifiers.base import Notification
 from alerting.silences import EXTENDABLE
 from gpuwarden.clock import shown
-from gpuwarden.model import fault_name, impact_text, percent
+from gpuwarden.model import fault_name, impact_text, percent, root_key
 
 ACTION_ACKNOWLEDGE = "gpuwarden_acknowledge"
 ACTION_APPROVE = "gpuwarden_approve_remediation"
 ACTION_SILENCE_1H = "gpuwarden_silence_1h"
+# The Approve button's value: the incident's id, then the root cause its dialog names (``root_key``).
+ROOT_SEPARATOR = "|"
 
 PRIORITY_COLOURS = {"P0": "#d50200", "P1": "#ff7b00", "P2": "#f2c744", "P3": "#439fe0"}
 PRIORITY_EMOJI = {
@@ -192,6 +194,11 @@ def _confirm_text(n: Notification) -> str:
     return kind + _code(n.root_cause_shown, CONFIRM_TEXT_MAX - len(kind) - len(_APPROVE_SAYS)) + _APPROVE_SAYS
 
 
+def approve_value(n: Notification) -> str:
+    """The Approve button's value: the incident and the root cause the dialog asks to approve remediating."""
+    return f"{n.incident_id}{ROOT_SEPARATOR}{root_key(n.root_cause_kind, n.root_cause_target)}"
+
+
 def _buttons(n: Notification, *, approve: bool = True) -> list[Block]:
     """The actions block (none when no button applies: Slack refuses an empty one). While a silence holds
     the incident the message says until when, and the silence button is left out while a press would only
@@ -214,7 +221,7 @@ def _buttons(n: Notification, *, approve: bool = True) -> list[Block]:
                 "type": "button",
                 "action_id": ACTION_APPROVE,
                 "text": _plain("Approve remediation", 75),
-                "value": n.incident_id,
+                "value": approve_value(n),
                 "style": "primary",
                 "confirm": {
                     "title": _plain("Approve remediation?", 100),

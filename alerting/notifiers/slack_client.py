@@ -29,6 +29,31 @@ from gpuwarden.redaction import shown_redirect
 RETRYABLE_API_ERRORS = frozenset(
     {"ratelimited", "rate_limited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 )
+NOT_JSON = "Received a response in a non-JSON format"  # slack-sdk's error for an answer it cannot parse
+_RETRY = "then `gpuwarden outbox retry` sends what failed meanwhile"
+_TOKEN = (
+    "slack.bot_token is no longer a working bot token (the app uninstalled, its token revoked or rotated, its"
+    " workspace gone): reinstall the app, set its Bot User OAuth Token (xoxb-...) and restart serve; "
+    + _RETRY
+)
+# What to do about the errors that fail every message until someone acts (Slack's docs name the cause only):
+# the log and `outbox list` said "not_in_channel" and no more.
+FIXES = {
+    "invalid_auth": _TOKEN,
+    "not_authed": _TOKEN,
+    "account_inactive": _TOKEN,
+    "token_revoked": _TOKEN,
+    "token_expired": _TOKEN,
+    "not_in_channel": "the app is not in slack.channel: invite it (`/invite @<app>` in the channel); "
+    + _RETRY,
+    "channel_not_found": (
+        "slack.channel is no channel the app can see: set it to the channel's id (C..., at the bottom of the"
+        " channel's details) and, for a private channel, invite the app; " + _RETRY
+    ),
+    "is_archived": "slack.channel is archived: unarchive it or set another channel; " + _RETRY,
+    "missing_scope": "grant the app the scope Slack names (needed) and reinstall it; " + _RETRY,
+}
+
 # The longest Retry-After slept inside the client: the outbox's dispatcher is one thread, so a 429 asking
 # for an hour held every other incident's messages (the outbox retries such a message later instead).
 MAX_RETRY_AFTER_SECONDS = 30
@@ -97,6 +122,8 @@ def _detail(data: object) -> str:
         return ""
     said = data.get("errors")
     notes = [str(e) for e in said] if isinstance(said, list) else ([str(said)] if said else [])
+    if data.get("needed"):  # missing_scope: the scope the call needs
+        notes.append(f"needed: {data['needed']}")
     meta = data.get("response_metadata")
     messages = meta.get("messages") if isinstance(meta, dict) else None
     notes += [str(m) for m in messages] if isinstance(messages, list) else []
@@ -121,11 +148,22 @@ def translate(method: str, exc: Exception) -> BackendError:
         data = exc.response.data
         error = str(data.get("error", "")) if isinstance(data, dict) else ""
         retryable = status == 429 or status >= 500 or error in RETRYABLE_API_ERRORS
+        if error.startswith(NOT_JSON) and 200 <= status < 300:
+            # Slack's Web API answers JSON, even to an error: this came from something on the way (a proxy's
+            # page, an answer cut short), not from Slack, and failed the message for good. The retry looks for
+            # it first, in case the call reached Slack.
+            shown = error.removeprefix(NOT_JSON).lstrip(": ")
+            return BackendError(
+                f"{method}: an answer that is not Slack's (HTTP {status}, not JSON: {shown or 'empty'})",
+                backend="slack",
+                retryable=True,
+            )
         limited = status == 429 or error in ("ratelimited", "rate_limited")
         if 300 <= status < 400:  # not followed (``unredirected``): its body is no Slack answer
             return BackendError(f"{method} failed: HTTP {status}{_redirect(exc.response)}", backend="slack")
+        fix = f"; {FIXES[error]}" if error in FIXES and not retryable else ""
         return BackendError(
-            f"{method} failed: {error or f'HTTP {status}'}{_detail(data)}",
+            f"{method} failed: {error or f'HTTP {status}'}{_detail(data)}{fix}",
             backend="slack",
             retryable=retryable,
             code=error,

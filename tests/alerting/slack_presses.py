@@ -40,7 +40,9 @@ class RecordingActions:
     def acknowledge_outcome(self, incident_id: str, by: str) -> ActionOutcome:
         return ActionOutcome(self.acknowledge(incident_id, by))
 
-    def approve_remediation_outcome(self, incident_id: str, by: str) -> ActionOutcome:
+    def approve_remediation_outcome(
+        self, incident_id: str, by: str, root: str | None = None
+    ) -> ActionOutcome:
         return ActionOutcome(self.approve_remediation(incident_id, by))
 
     def silence_incident(self, incident_id: str, duration_seconds: float, by: str) -> Incident:

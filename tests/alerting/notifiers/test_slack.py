@@ -23,7 +23,7 @@ from alerting.notifiers.slack import SlackNotifier, make_client
 from alerting.subscriptions import ChangeKind
 from gpuwarden.config import SlackConfig
 from gpuwarden.errors import BackendError
-from gpuwarden.model import Priority
+from gpuwarden.model import Priority, root_key
 from tests.alerting.notifiers.incidents import (
     change,
     gpu_temperature,
@@ -54,7 +54,9 @@ def test_first_notification_posts_one_block_kit_message_with_priority_colour_and
     assert "Runbook" not in body  # no slack.runbook_base_url, no runbook to point at
     buttons = next(b for b in attachment["blocks"] if b["type"] == "actions")["elements"]
     assert [b["action_id"] for b in buttons] == [ACTION_ACKNOWLEDGE, ACTION_APPROVE, ACTION_SILENCE_1H]
-    assert {b["value"] for b in buttons} == {"inc-r07"}
+    # Approve names the root cause its dialog asks about too: a press approves that one only.
+    assert [b["value"].partition("|")[0] for b in buttons] == ["inc-r07"] * 3
+    assert buttons[1]["value"] == f"inc-r07|{root_key('rack_down', 'rack/r07')}"
     assert threads.state == ThreadState(parent.channel, parent.ts)
     [reply] = recorder.replies(parent.ts)
     assert "opened with 412 alerts" in reply.text

@@ -112,6 +112,69 @@ def test_slack_errors_become_backend_errors_that_say_whether_to_retry(
     assert error in str(caught.value) or str(status) in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("error", "fix"),
+    [
+        ("not_in_channel", "the app is not in slack.channel: invite it (`/invite @<app>` in the channel)"),
+        ("channel_not_found", "set it to the channel's id (C..., at the bottom of the channel's details)"),
+        ("is_archived", "slack.channel is archived: unarchive it or set another channel"),
+        ("account_inactive", "reinstall the app, set its Bot User OAuth Token (xoxb-...) and restart serve"),
+        ("token_revoked", "reinstall the app, set its Bot User OAuth Token (xoxb-...) and restart serve"),
+    ],
+    ids=["not-in-channel", "channel-not-found", "archived", "account-inactive", "token-revoked"],
+)
+def test_an_error_that_fails_every_message_until_someone_acts_says_what_to_do(
+    recorder: SlackRecorder, error: str, fix: str
+) -> None:
+    # The log and `outbox list` said "chat.postMessage failed: not_in_channel" and nothing more.
+    recorder.fail_next("chat.postMessage", status=200, error=error)
+    with pytest.raises(BackendError) as caught:
+        deliver(notifier_for(recorder), Threads(), build_notification(lifecycle()[0]))
+    said = str(caught.value)
+    assert not caught.value.retryable and caught.value.code == error
+    assert said.startswith(f"slack: chat.postMessage failed: {error}; ")
+    assert fix in said and said.endswith("then `gpuwarden outbox retry` sends what failed meanwhile")
+
+
+def test_a_missing_scope_names_the_scope_slack_says_is_needed() -> None:
+    # Slack's answer to an app without chat:write (the recorder grants every scope).
+    slack = FixedAnswer(
+        200, b'{"ok": false, "error": "missing_scope", "needed": "chat:write", "provided": "x"}'
+    )
+    try:
+        notifier = SlackNotifier(make_client("xoxb-test", base_url=f"{slack.url}/api/"), "C0123456789")
+        with pytest.raises(BackendError) as caught:
+            deliver(notifier, Threads(), build_notification(lifecycle()[0]))
+    finally:
+        slack.close()
+    assert "missing_scope (needed: chat:write); grant the app the scope Slack names" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "retryable"),
+    [
+        (200, b"<html>upstream connect error</html>", True),
+        (200, b"", True),
+        (404, b"<html>Not Found</html>", False),  # a wrong slack.base_url: retrying would not help
+    ],
+    ids=["proxy-page", "empty", "not-found"],
+)
+def test_an_answer_that_is_not_slacks_json_is_retried_unless_it_refuses(
+    status: int, body: bytes, retryable: bool
+) -> None:
+    # A 200 that is no JSON comes from something on the way, not from Slack: it failed the message for good.
+    proxy = FixedAnswer(status, body)
+    try:
+        notifier = SlackNotifier(make_client("xoxb-test", base_url=f"{proxy.url}/api/"), "C0123456789")
+        with pytest.raises(BackendError) as caught:
+            deliver(notifier, Threads(), build_notification(lifecycle()[0]))
+    finally:
+        proxy.close()
+    assert caught.value.retryable is retryable
+    if retryable:
+        assert "an answer that is not Slack's (HTTP 200, not JSON: " in str(caught.value)
+
+
 def test_wrong_token_is_not_retryable(recorder: SlackRecorder) -> None:
     notifier = SlackNotifier(make_client("xoxb-wrong", base_url=recorder.base_url), "#gpu-incidents")
     with pytest.raises(BackendError, match="invalid_auth") as caught:
