@@ -18,7 +18,7 @@ from rich.markup import escape
 from gpuwarden.cli.anomaly_checks import foreign_state_file
 from gpuwarden.cli.anomaly_ticks import TickLog, _print_alert, _run_scheduled, _run_ticks
 from gpuwarden.cli.consoles import err_console, option_said, print_error, print_problems
-from gpuwarden.cli.logs import LOG_FORMAT_HELP, LogFormat, configure_logging
+from gpuwarden.cli.logs import LOG_FORMAT_HELP, LogFormat, configure_logging, keep_running_on_sighup
 from gpuwarden.cli.numbers import whole_number
 from gpuwarden.cli.output_file import check_writable
 from gpuwarden.clock import SystemClock
@@ -76,6 +76,9 @@ def run(
     Alerts go to `gpuwarden serve` at anomaly.alert_url (token from GPUWARDEN_API_TOKEN) as Prometheus
     sends rule alerts, or are printed as JSON lines when no alert_url is set.
     """
+    # From the start: the imports, the state file's read and the warm-up take tens of seconds on a large
+    # fleet, and SIGHUP's default action ended the run then, nothing closed.
+    keep_running_on_sighup("anomaly run", " (the detectors warm up again from Prometheus' history)")
     # Before the stage's imports: a refusal is said at once.
     cfg = _run_config(config, port, ticks, state_file_read=state_file is None and not ticks)
     state, state_lock = _state_path(cfg, state_file, ticks) or (None, None)
