@@ -23,7 +23,7 @@ from starlette.routing import BaseRoute, Route
 from exporters.collection import CollectionLoop
 from exporters.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
 from exporters.xid import XidWatcher
-from gpuwarden.graceful import run_until_stopped
+from gpuwarden.graceful import StopRequest, run_until_stopped
 from gpuwarden.headers import HEADER_TIMEOUT_SECONDS
 
 if TYPE_CHECKING:
@@ -176,11 +176,12 @@ def server_config(app: Starlette, header_timeout: float = HEADER_TIMEOUT_SECONDS
     return uvicorn.Config(app, log_level="warning", access_log=False, log_config=None, http=protocol)
 
 
-def serve(app: Starlette, sock: socket.socket) -> None:
-    """Serve ``app`` on a bound socket until SIGINT/SIGTERM (uvicorn's graceful stop), then return."""
+def serve(app: Starlette, sock: socket.socket, stop: StopRequest | None = None) -> None:
+    """Serve ``app`` on a bound socket until SIGINT/SIGTERM (uvicorn's graceful stop), then return; with
+    ``stop``, one that came since it was caught (before uvicorn was imported) stops it once it started."""
     import uvicorn  # noqa: PLC0415 - only exporter and inference-server serve; importing stays light
 
-    run_until_stopped(uvicorn.Server(server_config(app)), [sock])
+    run_until_stopped(uvicorn.Server(server_config(app)), [sock], stop)
 
 
 def is_loopback(host: str | None) -> bool:

@@ -17,6 +17,7 @@ from gpuwarden.cli.logs import LOG_FORMAT_HELP, LogFormat, configure_logging, ke
 from gpuwarden.cli.numbers import number, whole_number
 from gpuwarden.clock import AcceleratedClock, Clock, SystemClock
 from gpuwarden.errors import ConfigError, InputError
+from gpuwarden.graceful import StopRequest  # stdlib only: light for every command
 from gpuwarden.limits import MAX_GPUS_PER_NODE, MAX_SIM_NODES
 from gpuwarden.urls import host_port
 
@@ -128,18 +129,21 @@ def inference_server(
     # Listening, not only bound, before the line says where: a client that connects on reading it waits in
     # the backlog until uvicorn accepts, where it was refused while uvicorn was still starting.
     sock.listen(LISTEN_BACKLOG)
-    _say_started(
-        f"inference server on http://{host_port(host, port)} (/v1/chat/completions, /v1/completions,"
-        f" /metrics): model {cfg.model_name} on simulated {node} GPU {gpu}; tracing"
-        f" {'on' if cfg.enabled else 'off'}, spans exported: {settings.destination}",
-        log_format,
-    )
     keep_running_on_sighup("inference-server")
-    try:
-        serve(server.app, sock)  # as the exporter serves: serve's protocol, no access log
-    finally:
-        sock.close()
-        server.shutdown()
+    # Caught from here: a stop signal between the start-up line and uvicorn's start (its import takes a
+    # while) killed the server, exit 143, its buffered spans never flushed.
+    with StopRequest().caught() as stop:
+        _say_started(
+            f"inference server on http://{host_port(host, port)} (/v1/chat/completions, /v1/completions,"
+            f" /metrics): model {cfg.model_name} on simulated {node} GPU {gpu}; tracing"
+            f" {'on' if cfg.enabled else 'off'}, spans exported: {settings.destination}",
+            log_format,
+        )
+        try:
+            serve(server.app, sock, stop)  # as the exporter serves: serve's protocol, no access log
+        finally:
+            sock.close()
+            server.shutdown()
 
 
 def _say_started(line: str, log_format: LogFormat) -> None:
