@@ -23,7 +23,7 @@ from starlette.routing import BaseRoute, Route
 from exporters.collection import CollectionLoop
 from exporters.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
 from exporters.xid import XidWatcher
-from gpuwarden.graceful import run_until_stopped
+from gpuwarden.graceful import StopRequest, run_until_stopped
 from gpuwarden.headers import HEADER_TIMEOUT_SECONDS
 
 if TYPE_CHECKING:
@@ -165,21 +165,24 @@ def server_config(app: Starlette, header_timeout: float = HEADER_TIMEOUT_SECONDS
     """uvicorn's configuration for an ``app`` of the exporter's or the inference server's: serve's protocol
     (``gpuwarden.httpprotocol``), so that a method the parser does not know (``FOO /metrics``) is answered
     405 with ``Allow`` like ``POST``, not 400, a silent or trickling client does not keep its connection and
-    431 answers past 1 MiB of headers; no access log (its INFO lines are under ``log_level`` anyway)."""
+    431 answers past 1 MiB of headers; no access log (its INFO lines are under ``log_level`` anyway); the
+    command's logging kept (``log_config=None``): uvicorn's own configuration gave its lines
+    (``WARNING:  Invalid HTTP request received.``) a handler of their own, neither JSON nor timed."""
     import uvicorn  # noqa: PLC0415 - only exporter and inference-server serve; importing stays light
 
     from gpuwarden.httpprotocol import header_deadline_protocol  # noqa: PLC0415 - imports uvicorn
 
     protocol = header_deadline_protocol(header_timeout)
-    return uvicorn.Config(app, log_level="warning", access_log=False, http=protocol)
+    return uvicorn.Config(app, log_level="warning", access_log=False, log_config=None, http=protocol)
 
 
-def serve(app: Starlette, sock: socket.socket) -> None:
+def serve(app: Starlette, sock: socket.socket, stop: StopRequest | None = None) -> None:
     """Serve ``app`` on a bound socket until SIGINT/SIGTERM (uvicorn's graceful stop), then return; a second
-    signal cuts the requests still in flight (``ForcingServer``)."""
+    signal cuts the requests still in flight (``ForcingServer``). With ``stop``, one that came since it was
+    caught (before uvicorn was imported) stops it once it started."""
     from gpuwarden.forced_stop import ForcingServer  # noqa: PLC0415 - imports uvicorn
 
-    run_until_stopped(ForcingServer(server_config(app)), [sock])
+    run_until_stopped(ForcingServer(server_config(app)), [sock], stop)
 
 
 def is_loopback(host: str | None) -> bool:

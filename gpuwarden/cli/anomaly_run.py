@@ -18,7 +18,7 @@ from rich.markup import escape
 from gpuwarden.cli.anomaly_checks import foreign_state_file
 from gpuwarden.cli.anomaly_ticks import TickLog, _print_alert, _run_scheduled, _run_ticks
 from gpuwarden.cli.consoles import err_console, option_said, print_error, print_problems
-from gpuwarden.cli.logs import LOG_FORMAT_HELP, LogFormat, configure_logging
+from gpuwarden.cli.logs import LOG_FORMAT_HELP, LogFormat, configure_logging, keep_running_on_sighup
 from gpuwarden.cli.numbers import whole_number
 from gpuwarden.cli.output_file import check_writable
 from gpuwarden.clock import SystemClock
@@ -29,9 +29,6 @@ from gpuwarden.redaction import hidden_password
 from gpuwarden.urls import host_port
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-    from datetime import datetime
-
     from anomaly.forwarder import AlertForwarder
     from anomaly.service import AnomalyService
     from anomaly.snapshot import Snapshot
@@ -76,12 +73,14 @@ def run(
     Alerts go to `gpuwarden serve` at anomaly.alert_url (token from GPUWARDEN_API_TOKEN) as Prometheus
     sends rule alerts, or are printed as JSON lines when no alert_url is set.
     """
+    # From the start: the imports, the state file's read and the warm-up take tens of seconds on a large
+    # fleet, and SIGHUP's default action ended the run then, nothing closed.
+    keep_running_on_sighup("anomaly run", " (the detectors warm up again from Prometheus' history)")
     # Before the stage's imports: a refusal is said at once.
     cfg = _run_config(config, port, ticks, state_file_read=state_file is None and not ticks)
     state, state_lock = _state_path(cfg, state_file, ticks) or (None, None)
     from prometheus_client import CollectorRegistry  # noqa: PLC0415
 
-    from anomaly.forwarder import STATE_COMPONENT  # noqa: PLC0415
     from anomaly.promql import PromQLSource, PromQuery  # noqa: PLC0415
     from anomaly.service import AnomalyService  # noqa: PLC0415
     from gpuwarden.cli.anomaly_http import serve_http  # noqa: PLC0415
@@ -123,20 +122,8 @@ def run(
         raise typer.Exit(1) from exc
     logger.info(_start_line(service, port, ticks, metrics_port))
     try:
-        # Prometheus' recent history: the detectors score from the first tick after start. What serve still
-        # holds bounds what the history left firing is recalled for (``AnomalyService.warm_up``), and the
-        # labels it holds them by are those the forwarder posts them on under (``AlertForwarder.held``),
-        # re-escalation or not: the first post after an upgrade that added ``deviation`` was a new alert.
-        held = forwarder.held() if forwarder is not None else None
-        # What the detectors learnt before the restart, when a snapshot of it fits; the history after it.
-        snapshot, other_settings = _state_read(state, cfg)
-        if forwarder is not None:  # the resolutions serve had not received go on, and into each save
-            forwarder.take_up(snapshot)
-            service.kept_with[STATE_COMPONENT] = forwarder.state
-        if not _warmed_up(service, held, snapshot, state):
+        if not _warmed_up(service, forwarder, state, cfg):
             return
-        # Saved under other settings, which shape none of them: this fleet's go on (its history now read).
-        _take_up_undelivered(service, forwarder, other_settings)
         if ticks:
             _run_ticks(service, ticks, tick_log.after, state)
         else:
@@ -149,22 +136,40 @@ def run(
 
 
 def _warmed_up(
-    service: AnomalyService,
-    held: Mapping[str, datetime] | None,
-    snapshot: Snapshot | None,
-    state: Path | None,
+    service: AnomalyService, forwarder: AlertForwarder | None, state: Path | None, cfg: AnomalyConfig
 ) -> bool:
-    """``service.warm_up``, or False where SIGTERM or SIGINT stopped it: tens of seconds of history reads on
-    a large fleet, so a pod stop comes then too, and SIGTERM's default action (exit 143, no line said) was
-    not the stop after the warm-up (exit 0, said). Nothing was learnt, so nothing is saved."""
+    """What serve holds, the state file's snapshot and Prometheus' history taken up (``_warm_up``), or False
+    where SIGTERM or SIGINT stopped that: tens of seconds on a large fleet, or a serve or a Prometheus slow to
+    answer, so a pod stop comes then too, and SIGTERM's default action (exit 143, no line said) was not the
+    stop after the warm-up (exit 0, said). Nothing was learnt, so nothing is saved."""
     try:
         with raising_on_stop():
-            service.warm_up(held, snapshot)
+            _warm_up(service, forwarder, state, cfg)
     except StopSignal as stop:
         saved = f"the state file {state} is as it was" if state is not None else "no state file is kept"
         logger.info("anomaly run stopped by %s during its warm-up: nothing learnt yet; %s", stop, saved)
         return False
     return True
+
+
+def _warm_up(
+    service: AnomalyService, forwarder: AlertForwarder | None, state: Path | None, cfg: AnomalyConfig
+) -> None:
+    """Prometheus' recent history: the detectors score from the first tick after start. What serve still
+    holds bounds what the history left firing is recalled for (``AnomalyService.warm_up``), and the labels
+    it holds them by are those the forwarder posts them on under (``AlertForwarder.held``), re-escalation or
+    not: the first post after an upgrade that added ``deviation`` was a new alert."""
+    from anomaly.forwarder import STATE_COMPONENT  # noqa: PLC0415
+
+    held = forwarder.held() if forwarder is not None else None
+    # What the detectors learnt before the restart, when a snapshot of it fits; the history after it.
+    snapshot, other_settings = _state_read(state, cfg)
+    if forwarder is not None:  # the resolutions serve had not received go on, and into each save
+        forwarder.take_up(snapshot)
+        service.kept_with[STATE_COMPONENT] = forwarder.state
+    service.warm_up(held, snapshot)
+    # Saved under other settings, which shape none of them: this fleet's go on (its history now read).
+    _take_up_undelivered(service, forwarder, other_settings)
 
 
 def _state_read(state: Path | None, cfg: AnomalyConfig) -> tuple[Snapshot | None, Snapshot | None]:

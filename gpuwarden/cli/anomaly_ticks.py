@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 import typer
 
 from gpuwarden.cli.consoles import err_console
-from gpuwarden.cli.logs import keep_running_on_sighup
 from gpuwarden.model import Alert, AlertStatus
 
 if TYPE_CHECKING:
@@ -133,7 +132,6 @@ def _run_scheduled(service: AnomalyService, after: Callable[[], object] | None, 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    keep_running_on_sighup("anomaly run", " (the detectors warm up again from Prometheus' history)")
     scheduler = AnomalyScheduler(service, after_infer=after, state_file=state)
     scheduler.start()
     try:

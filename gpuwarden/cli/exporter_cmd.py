@@ -17,6 +17,7 @@ from gpuwarden.cli.numbers import number, whole_number
 from gpuwarden.cli.sim_checks import check_sim_section, mig_gpus
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError, InputError, SourceError
+from gpuwarden.graceful import StopRequest  # stdlib only: light for every command
 from gpuwarden.limits import MAX_INTERVAL_SECONDS, MIN_COLLECT_INTERVAL_SECONDS
 from gpuwarden.redaction import hidden_password
 from gpuwarden.urls import host_port
@@ -223,20 +224,23 @@ def exporter(
         raise _fail(str(full.locate(exc) if isinstance(exc, ConfigError) else exc)) from exc
     from exporters.server import serve  # noqa: PLC0415
 
-    service.start()
-    mode = f"simulated fleet {cfg.simulate}" if cfg.simulate else "NVML"
-    # An IPv6 address in brackets: http://::1:9400/metrics is no URL a browser or Prometheus takes.
-    logger.info("exporter serving %s on http://%s/metrics", mode, host_port(cfg.listen_address, cfg.port))
-    if publisher is not None:
-        publisher.start()
-    _say_pushes(publisher, full.tracing)
-    try:
-        serve(service.app, listener)
-    finally:
-        listener.close()
+    # Caught from here: a stop signal between the line below and uvicorn's start (its import takes a while)
+    # killed the exporter, exit 143, its collection and watchers never stopped.
+    with StopRequest().caught() as stop:
+        service.start()
+        mode = f"simulated fleet {cfg.simulate}" if cfg.simulate else "NVML"
+        # An IPv6 address in brackets: http://::1:9400/metrics is no URL a browser or Prometheus takes.
+        logger.info("exporter serving %s on http://%s/metrics", mode, host_port(cfg.listen_address, cfg.port))
         if publisher is not None:
-            publisher.stop()
-        service.stop()
+            publisher.start()
+        _say_pushes(publisher, full.tracing)
+        try:
+            serve(service.app, listener, stop)
+        finally:
+            listener.close()
+            if publisher is not None:
+                publisher.stop()
+            service.stop()
 
 
 def _say_pushes(publisher: SimTrainingPublisher | None, tracing: TracingConfig) -> None:

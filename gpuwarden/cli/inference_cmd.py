@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from collections.abc import Callable
@@ -12,12 +13,15 @@ import typer
 from rich.markup import escape
 
 from gpuwarden.cli.consoles import err_console, option_said, print_problems, refuse_option
-from gpuwarden.cli.logs import keep_running_on_sighup
+from gpuwarden.cli.logs import LOG_FORMAT_HELP, LogFormat, configure_logging, keep_running_on_sighup
 from gpuwarden.cli.numbers import number, whole_number
 from gpuwarden.clock import AcceleratedClock, Clock, SystemClock
 from gpuwarden.errors import ConfigError, InputError
+from gpuwarden.graceful import StopRequest  # stdlib only: light for every command
 from gpuwarden.limits import MAX_GPUS_PER_NODE, MAX_SIM_NODES
 from gpuwarden.urls import host_port
+
+logger = logging.getLogger("gpuwarden.inference")
 
 LISTEN_BACKLOG = 2048  # uvicorn's default backlog, which it sets again when it starts serving
 
@@ -66,6 +70,7 @@ def inference_server(
         bool,
         typer.Option(help="Accept POST/DELETE /sim/faults from other machines (default: this one only)."),
     ] = False,
+    log_format: Annotated[LogFormat, typer.Option(help=LOG_FORMAT_HELP)] = LogFormat.TEXT,
 ) -> None:
     """Serve a deterministic OpenAI-compatible toy model whose speed follows its simulated GPU.
 
@@ -76,6 +81,9 @@ def inference_server(
     server like Ctrl-C: requests in flight finish, buffered spans are flushed for at most
     tracing.otlp_timeout_seconds (what is left counts as dropped), the exit status is 0.
     """
+    # Before anything logs: the OpenTelemetry exporter's warnings (a collector down) and uvicorn's came
+    # through Python's last-resort handler, bare, with no time, level or logger, whatever --log-format.
+    configure_logging(logging.INFO, log_format)
     # Imported here: the rest of the CLI must start without uvicorn, OpenTelemetry and the config model.
     from exporters.inference_server import create_inference_server  # noqa: PLC0415
     from exporters.server import serve  # noqa: PLC0415 - imports starlette
@@ -121,18 +129,30 @@ def inference_server(
     # Listening, not only bound, before the line says where: a client that connects on reading it waits in
     # the backlog until uvicorn accepts, where it was refused while uvicorn was still starting.
     sock.listen(LISTEN_BACKLOG)
-    err_console.print(
-        f"inference server on http://{host_port(host, port)} (/v1/chat/completions, /v1/completions,"
-        f" /metrics): model {cfg.model_name} on simulated {node} GPU {gpu}; tracing"
-        f" {'on' if cfg.enabled else 'off'}, spans exported: {settings.destination}",
-        markup=False,
-    )
     keep_running_on_sighup("inference-server")
-    try:
-        serve(server.app, sock)  # as the exporter serves: serve's protocol, no access log
-    finally:
-        sock.close()
-        server.shutdown()
+    # Caught from here: a stop signal between the start-up line and uvicorn's start (its import takes a
+    # while) killed the server, exit 143, its buffered spans never flushed.
+    with StopRequest().caught() as stop:
+        _say_started(
+            f"inference server on http://{host_port(host, port)} (/v1/chat/completions, /v1/completions,"
+            f" /metrics): model {cfg.model_name} on simulated {node} GPU {gpu}; tracing"
+            f" {'on' if cfg.enabled else 'off'}, spans exported: {settings.destination}",
+            log_format,
+        )
+        try:
+            serve(server.app, sock, stop)  # as the exporter serves: serve's protocol, no access log
+        finally:
+            sock.close()
+            server.shutdown()
+
+
+def _say_started(line: str, log_format: LogFormat) -> None:
+    """The start-up line: a log line with ``--log-format json``, as the others are; in text, the plain line it
+    always was."""
+    if log_format is LogFormat.JSON:
+        logger.info("%s", line)
+    else:
+        err_console.print(line, markup=False)
 
 
 def _listen(host: str, port: int, on_error: Callable[[], None]) -> socket.socket:

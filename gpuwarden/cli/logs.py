@@ -17,6 +17,7 @@ import json
 import logging
 import signal
 import sys
+import threading
 import time
 from enum import StrEnum
 
@@ -87,7 +88,10 @@ def configure_logging(
 def keep_running_on_sighup(command: str, restart_note: str = "") -> None:
     """SIGHUP, which Prometheus and Alertmanager take as "reload" and a closing SSH session sends, logs that a
     changed configuration needs a restart of ``command``; its default action ended the process silently,
-    without the clean-up a stop signal gets (locks, buffered spans). Call from the main thread."""
+    without the clean-up a stop signal gets (locks, buffered spans). Outside the main thread, which alone
+    receives signals (a test's), nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        return
 
     def said(*_: object) -> None:
         logging.getLogger(__name__).warning(

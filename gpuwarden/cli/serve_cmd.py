@@ -389,6 +389,11 @@ def _started(
         err_console.print(f"[red]error:[/red] {escape(str(exc))}; {hint}")
         raise typer.Exit(1) from exc
     except ConfigError as exc:
+        if stop.asked:  # what failed was waited out after a stop came (a store that did not answer): a stop
+            logger.info(
+                "serve: stopped before serving: a stop signal came while it started (%s)", exc.alone().message
+            )
+            return None
         raise _failed(cfg, exc, store, store_field) from exc
     if service is None or stop.asked:
         listener.close()

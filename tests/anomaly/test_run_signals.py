@@ -4,6 +4,7 @@ saves its state."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -186,4 +187,74 @@ def test_sigterm_during_the_warm_up_stops_with_a_line_exit_0_and_the_state_file_
         f"anomaly run stopped by SIGTERM during its warm-up: nothing learnt yet; the state file {state}"
         in text
     )
+    assert not state.exists() and "Traceback" not in text, text
+
+
+def test_sighup_during_the_warm_up_is_logged_and_the_run_goes_on(tmp_path):
+    """SIGHUP (a closing SSH session, a `systemctl reload`) was caught only once the ticks began: during the
+    start and the warm-up (tens of seconds of history reads on a large fleet) its default action ended the
+    run at once, exit 129, nothing closed, where the README says SIGHUP stops no `anomaly run`."""
+    silent = socket.create_server(("127.0.0.1", 0))  # a Prometheus that takes the read and never answers
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"anomaly:\n  prometheus_url: http://127.0.0.1:{silent.getsockname()[1]}\n"
+        "  query_timeout_seconds: 5\n  infer_every_seconds: 60\n"
+        "  queries:\n    - {name: up, expr: up, step_seconds: 15}\n"
+    )
+    log = tmp_path / "log"
+    cli = [sys.executable, "-c", "from gpuwarden.cli import main; main()"]
+    argv = [*cli, "anomaly", "run", "--config", str(cfg), "--port", "0", "--state-file", str(tmp_path / "s")]
+    with silent, log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            silent.settimeout(READY_SECONDS)
+            reader, _ = silent.accept()  # the warm-up's first read has been sent
+            with reader:
+                proc.send_signal(signal.SIGHUP)
+                _wait_for(
+                    log, "SIGHUP: config reload is not supported; restart `gpuwarden anomaly run`", proc
+                )
+                assert proc.poll() is None, log.read_text()
+                proc.send_signal(signal.SIGTERM)
+                code = proc.wait(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    text = log.read_text()
+    assert code == 0, text
+    assert "anomaly run stopped by SIGTERM during its warm-up" in text and "Traceback" not in text, text
+
+
+def test_sigterm_while_serve_is_asked_what_it_holds_stops_with_a_line_and_exit_0(tmp_path):
+    """Before the history is read, the warm-up asks serve which alerts it holds (``GET /api/v2/alerts``). A
+    pod stop while a serve that takes the request and does not answer held it was SIGTERM's default
+    action: exit 143, no line said, after the start line had said "warming up"."""
+    silent = socket.create_server(("127.0.0.1", 0))  # a serve that takes the request and never answers
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "anomaly:\n  prometheus_url: http://127.0.0.1:1\n"
+        f"  alert_url: http://127.0.0.1:{silent.getsockname()[1]}\n"
+        "  queries:\n    - {name: up, expr: up}\n"
+    )
+    log = tmp_path / "log"
+    state = tmp_path / "anomaly.state.npz"
+    cli = [sys.executable, "-c", "from gpuwarden.cli import main; main()"]
+    argv = [*cli, "anomaly", "run", "--config", str(cfg), "--port", "0", "--state-file", str(state)]
+    env = {**os.environ, "GPUWARDEN_API_TOKEN": "warm-up-stop-token-123"}
+    with silent, log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+        try:
+            silent.settimeout(READY_SECONDS)
+            asked, _ = silent.accept()  # the warm-up asks serve what it holds
+            with asked:
+                proc.send_signal(signal.SIGTERM)
+                code = proc.wait(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    text = log.read_text()
+    assert code == 0, text
+    assert "anomaly run stopped by SIGTERM during its warm-up: nothing learnt yet" in text, text
     assert not state.exists() and "Traceback" not in text, text

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 from pathlib import Path
 
@@ -117,7 +119,9 @@ def test_an_ipv6_listen_address_is_in_brackets_in_the_start_line_and_a_taken_por
     assert f"--port {port}: cannot listen on [::1]:{port}: Address already in use" in " ".join(
         refused.output.split()
     )
-    monkeypatch.setattr(exporters.server, "run_until_stopped", lambda _server, _sockets: None)  # no serving
+    monkeypatch.setattr(
+        exporters.server, "run_until_stopped", lambda _server, _sockets, _stop: None
+    )  # no serving
     with caplog.at_level(logging.INFO):
         started = runner.invoke(app, args)
     assert started.exit_code == 0, started.output
@@ -372,3 +376,47 @@ def test_help_shows_the_bounds_of_each_number(shown: str) -> None:
     """README: ``--help`` shows each bound; the exporter's showed a bare ``<int>`` and ``<float>``."""
     result = runner.invoke(app, ["exporter", "--help"], env={"COLUMNS": "200"})
     assert shown in " ".join(result.output.replace("│", " ").split()), result.output
+
+
+@pytest.mark.parametrize(
+    ("command", "started"),
+    [
+        pytest.param(
+            ["exporter", "--simulate", "1x1", "--listen-address", "127.0.0.1"],
+            "exporter serving",
+            id="exporter",
+        ),
+        pytest.param(
+            ["inference-server", "--host", "127.0.0.1"], "inference server on", id="inference-server"
+        ),
+    ],
+)
+def test_sigterm_as_soon_as_the_start_up_line_is_said_stops_with_exit_0(
+    tmp_path: Path, command: list[str], started: str
+) -> None:
+    # The stop signals were caught only once uvicorn ran, and uvicorn was imported after the start-up line:
+    # a SIGTERM sent on reading that line (a pod stopped as it came up) killed the process, exit 143, its
+    # collection or buffered spans never stopped.
+    log = tmp_path / "log"
+    argv = [
+        sys.executable,
+        "-c",
+        "from gpuwarden.cli import main; main()",
+        *command,
+        "--port",
+        str(free_port()),
+    ]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 120
+            while started not in log.read_text():
+                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.01)
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert code == 0, log.read_text()

@@ -153,7 +153,9 @@ def test_an_ipv6_host_is_in_brackets_in_the_start_line_and_a_taken_port_s_error(
         refused = runner.invoke(app, ["inference-server", "--host", "::1", "--port", str(port)])
     assert refused.exit_code == 1
     assert refused.stderr.startswith(f"error: --port {port}: cannot listen on [::1]:{port}: Address already")
-    monkeypatch.setattr(exporters.server, "run_until_stopped", lambda _server, _sockets: None)  # no serving
+    monkeypatch.setattr(
+        exporters.server, "run_until_stopped", lambda _server, _sockets, _stop: None
+    )  # no serving
     started = runner.invoke(app, ["inference-server", "--host", "::1", "--port", str(port)])
     assert started.exit_code == 0, started.output
     assert started.stderr.startswith(f"inference server on http://[::1]:{port} (")
@@ -273,7 +275,7 @@ def test_the_start_up_line_comes_once_the_port_accepts_connections(monkeypatch: 
 
     seen: list[int] = []
 
-    def serve_nothing(_server: object, sockets: list[socket.socket]) -> None:
+    def serve_nothing(_server: object, sockets: list[socket.socket], _stop: object) -> None:
         seen.extend(s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) for s in sockets)
 
     monkeypatch.setattr(exporters.server, "run_until_stopped", serve_nothing)

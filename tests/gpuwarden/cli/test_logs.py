@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -82,3 +83,37 @@ def test_the_exporter_logs_json_and_serve_logs_text_when_told(
     said = (tmp_path / "s.log").read_text().splitlines()
     assert f"INFO gpuwarden.serve: serving on 127.0.0.1:{port}" in "\n".join(said)
     assert all(re.match(rf"{UTC_TIME} [A-Z]+ [\w.]+: ", line) for line in said), said
+
+
+def _a_request_uvicorn_refuses(port: int) -> None:
+    """A request line uvicorn cannot parse: it answers 400 and logs a warning of its own."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(b"GARBAGE\x01 / HTTP/1.1\r\n\r\n")
+        assert conn.recv(100).startswith(b"HTTP/1.1 400")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param(["exporter", "--simulate", "1x1", "--listen-address", "127.0.0.1"], id="exporter"),
+        pytest.param(["inference-server", "--host", "127.0.0.1"], id="inference-server"),
+    ],
+)
+def test_json_logs_are_json_on_every_line_uvicorns_own_warnings_included(
+    tmp_path: Path, command: list[str]
+) -> None:
+    # uvicorn's own logging configuration gave its lines a handler of their own: the exporter wrote
+    # "WARNING:  Invalid HTTP request received." between its JSON lines, and inference-server, which took no
+    # --log-format, wrote every line (the OTLP exporter's warnings too) bare, without time, level or logger.
+    port = free_port()
+    argv = [*COMMAND, *command, "--port", str(port), "--log-format", "json"]
+    with running(argv, f"http://127.0.0.1:{port}/metrics", tmp_path / "log"):
+        _a_request_uvicorn_refuses(port)
+        deadline = time.monotonic() + 30
+        while "Invalid HTTP request" not in (tmp_path / "log").read_text():
+            assert time.monotonic() < deadline, (tmp_path / "log").read_text()
+            time.sleep(0.05)
+    lines = [json.loads(line) for line in (tmp_path / "log").read_text().splitlines()]
+    assert all(re.fullmatch(UTC_TIME, line["ts"]) for line in lines), lines
+    refused = [line for line in lines if line["msg"].startswith("Invalid HTTP request received.")]
+    assert [(line["level"], line["logger"]) for line in refused] == [("warning", "uvicorn.error")], lines

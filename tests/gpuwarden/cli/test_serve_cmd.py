@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -43,7 +45,7 @@ from gpuwarden.model import Alert
 from tests.alerting.notifiers.incidents import lifecycle
 from tests.gpuwarden.api_client import AUTH, TOKEN, TestClient
 from tests.gpuwarden.cli.stopping import run_then_sigterm
-from tests.integration.servers import free_port, ipv6_loopback, running
+from tests.integration.servers import READY_SECONDS, free_port, ipv6_loopback, running
 
 runner = CliRunner()
 
@@ -381,3 +383,40 @@ def test_serve_says_in_one_line_that_it_creates_the_store_and_nothing_of_it_at_t
     assert first[0] == f"store schema: new store, creating it at {head} (20 migrations)"
     assert first[1].startswith(f"store schema: now at {head} (")
     assert len(first) == 2 and second == []
+
+
+def test_sigterm_while_the_store_does_not_answer_at_start_stops_serve_with_exit_0(tmp_path: Path) -> None:
+    """A pod stopped while serve's PostgreSQL store does not answer yet (a database starting beside it, a
+    network partition): serve waited out its connect timeout, then failed as a crash would, exit 1 and
+    `error: ... cannot open the store`, for a stop that was asked for. It stops as at any other point of its
+    start: exit 0, said in a line, nothing served."""
+    silent = socket.create_server(("127.0.0.1", 0))  # a database that takes the connection and never answers
+    cfg = tmp_path / "gpuwarden.yaml"
+    cfg.write_text(
+        f"store:\n  connect_timeout_seconds: 3\nalerting:\n  journal_dir: {tmp_path / 'journal'}\n"
+    )
+    db = f"postgresql+psycopg://gpuwarden@127.0.0.1:{silent.getsockname()[1]}/gpuwarden"
+    argv = [sys.executable, "-c", "from gpuwarden.cli import main; main()", "serve", "--config", str(cfg)]
+    env = {**os.environ, "GPUWARDEN_API_TOKEN": "stop-at-start-token-123"}
+    log = tmp_path / "log"
+    with silent, log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*argv, "--db", db, "--port", str(free_port()), "--log-format", "text"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        try:
+            silent.settimeout(READY_SECONDS)
+            connection, _ = silent.accept()  # serve is connecting to its store
+            with connection:
+                proc.send_signal(signal.SIGTERM)
+                code = proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    text = log.read_text()
+    assert code == 0, text
+    assert "serve: stopped before serving: a stop signal came while it started" in text, text
+    assert "error:" not in text and "Traceback" not in text, text
