@@ -41,9 +41,11 @@ node controller evicts them; an incident the node's failure opened must still kn
 they are gone. So a pod that disappears, fails or is Unknown while its node is not Ready (or that failed
 with a node reason: NodeLost, Shutdown, Terminated) stays a unit of its workload ``keep_ended_seconds``
 with the GPUs it held, but only while the workload has fewer units than before the loss: once its
-replacement runs, the service is whole again. So does a pod that fails (phase Failed) on a healthy node:
-a training worker killed by an XID is exactly that, and the incident of the XID must still say it stopped
-the job (a pod first seen failed, after a restart, only when its status says it failed within the while).
+replacement runs, the service is whole again (a StatefulSet's or training operator's replacement takes the
+lost pod's name: it is another pod, by its uid, and the lost one stays kept while it is Pending). So does a
+pod that fails (phase Failed) on a healthy node: a training worker killed by an XID is exactly that, and
+the incident of the XID must still say it stopped the job (a pod first seen failed, after a restart, only
+when its status says it failed within the while).
 A pod that ends otherwise on a healthy node (Succeeded, a rollout, a scale-down) is not kept.
 
 Pods are listed in pages (``limit``/``continue``, bound pods only: ``fieldSelector=spec.nodeName!=``) and
@@ -60,7 +62,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from alerting.inventory import RUNNING, GpuKey, NodeInfo, StaticInventory, WorkloadInfo, in_cluster
+from alerting.inventory import NodeInfo, StaticInventory, in_cluster
 from alerting.k8s_mig import MigNode, MigNotices, mig_node, pod_slices, whole_gpu_resources
 from alerting.k8s_resources import (
     mig_devices,
@@ -78,6 +80,9 @@ from alerting.k8s_timeslicing import (
     shared_uncounted,
     whole_free,
 )
+from alerting.k8s_units import KeptPod as _Kept
+from alerting.k8s_units import ListedPod as _Pod
+from alerting.k8s_units import unit_workloads
 from alerting.k8s_workloads import workload_of
 from alerting.topology import UNKNOWN
 from gpuwarden.clock import Clock
@@ -131,31 +136,6 @@ def assignments_from_labels(
             namespace, pod = labels.get("namespace", ""), labels.get("pod", "")
         out.append(Assignment(node, index, labels.get("UUID", ""), namespace, pod))
     return out
-
-
-@dataclass(slots=True)
-class _Pod:
-    key: tuple[str, str]  # namespace, name
-    node: str
-    count: int
-    workload: WorkloadRef
-    unit: str  # pods with the same unit serve one replica together
-    aliases: tuple[str, ...]
-    running: bool = True  # False: bound, but Pending (pulling its image, say): not serving yet
-    gpus: frozenset[GpuKey] = frozenset()
-    size: int = 0  # how many of ``gpus`` it surely holds (``count``, unless its GPUs are MIG slices)
-    slices: int = 0  # how many of its ``count`` are MIG slices
-    # Failed on a healthy node (its own crash, a GPU fault it died of): when, if its status says
-    failed_at: float | None = None
-    failed_here: bool = False
-    ready: bool = True  # its Ready condition (not False where the pod does not say): serving traffic
-
-
-@dataclass(frozen=True, slots=True)
-class _Kept:
-    since: float
-    pod: _Pod
-    units_before: int  # how many units its workload served when it was lost
 
 
 @dataclass(slots=True)
@@ -229,10 +209,11 @@ class KubernetesInventory:
         self._resources = tuple(gpu_resources)
         self._assignments = assignments
         self._keep = keep_ended_seconds
-        self._placed: dict[tuple[str, str], _Pod] = {}  # as last read
+        # Pods by ``_Pod.ident``: a pod created again under a lost one's name is another pod
+        self._placed: dict[tuple[str, str, str], _Pod] = {}  # as last read
         self._units: dict[WorkloadRef, int] = {}  # units per workload, as last read
-        self._kept: dict[tuple[str, str], _Kept] = {}
-        self._expired: set[tuple[str, str]] = set()  # kept their while and still listed (Terminating, Failed)
+        self._kept: dict[tuple[str, str, str], _Kept] = {}
+        self._expired: set[tuple[str, str, str]] = set()  # kept their while and still listed (Failed, ...)
         self._gpu_counts: dict[str, int] = {}  # the last GPU count each node reported
         self._mig = MigNotices()
         self._shared = TimeSliceNotices()
@@ -262,17 +243,17 @@ class KubernetesInventory:
             )
         uuids = _uuids(assigned)
         node_list = _nodes(seen, uuids)
-        placed = {p.key: p for p in seen.pods}
+        placed = {p.ident: p for p in seen.pods}
         serving: dict[WorkloadRef, set[str]] = {}
         for pod in placed.values():
             if pod.running:
                 serving.setdefault(pod.workload, set()).add(pod.unit)
-        lost = [p for p in self._placed.values() if p.key not in placed and p.node not in seen.ready]
+        lost = [p for p in self._placed.values() if p.ident not in placed and p.node not in seen.ready]
         for pod in [*lost, *seen.ended]:
-            if pod.key in self._kept or pod.key in self._expired:
+            if pod.ident in self._kept or pod.ident in self._expired:
                 continue
             since = now
-            if pod.failed_here and pod.key not in self._placed:
+            if pod.failed_here and pod.ident not in self._placed:
                 # Failed before this reader saw it run (a serve restart; a failure a day old, still listed):
                 # kept only within its while of when it failed, when the status says.
                 if pod.failed_at is None or now - pod.failed_at > self._keep:
@@ -287,13 +268,18 @@ class KubernetesInventory:
                 pod.gpus = frozenset(("", pod.node, i) for i in range(info.gpu_count if info else 0))
                 if pod.node in seen.shared:  # replicas of GPUs unknown: on all of them, as when placed
                     pod.size = len(pod.gpus)
-            self._kept[pod.key] = _Kept(since, self._placed.get(pod.key, pod), before)
+            self._kept[pod.ident] = _Kept(since, self._placed.get(pod.ident, pod), before)
         self._placed = placed
-        listed = set(placed) | {p.key for p in seen.ended}
+        listed = set(placed) | {p.ident for p in seen.ended}
         expired = {k for k, v in self._kept.items() if now - v.since > self._keep}
         self._expired = (self._expired | expired) & listed  # still listed: not kept a second time
-        self._kept = {k: v for k, v in self._kept.items() if k not in expired and k not in placed}
-        workloads = _workloads(list(placed.values()), list(self._kept.values()))
+        # Back (its node Ready again), or its name runs again (a StatefulSet's replacement): not kept; a
+        # replacement still Pending serves nothing yet, so the lost pod stays a missing unit until it runs.
+        taken = {p.key for p in seen.pods if p.running}
+        self._kept = {
+            k: v for k, v in self._kept.items() if k not in expired and k not in placed and k[:2] not in taken
+        }
+        workloads = unit_workloads(list(placed.values()), list(self._kept.values()))
         self._units = {w.ref: len(w.units) for w in workloads}
         spare = {self._cluster: sum(n.free or 0 for n in node_list)}
         return StaticInventory(node_list, in_cluster(workloads, self._cluster), spare)
@@ -329,7 +315,8 @@ class KubernetesInventory:
             status = pod.get("status") or {}
             phase = str(status.get("phase", ""))
             ref, unit, aliases = workload_of(pod)
-            found = _Pod(object_key(pod), on, count, ref, unit, aliases, size=count)
+            uid = str(meta.get("uid") or "")
+            found = _Pod(object_key(pod), on, count, ref, unit, aliases, size=count, uid=uid)
             if on in out.mig:
                 found.slices = pod_slices(pod, self._resources, out.mig[on])
             node_lost = on not in out.ready
@@ -441,59 +428,3 @@ def _uuids(assigned: Sequence[Assignment]) -> dict[str, tuple[str, ...]]:
         for node, found in by_node.items()
         if set(found) == set(range(len(found)))
     }
-
-
-def _workloads(placed: Sequence[_Pod], kept: Sequence[_Kept]) -> list[WorkloadInfo]:
-    """Workloads of the placed pods: one unit per group of Running pods (a Pending pod is known by name but
-    serves nothing yet), plus units lost with their node while the workload serves fewer units than it did
-    before the loss (until its replacements run)."""
-    grouped: dict[WorkloadRef, dict[str, list[_Pod]]] = {}
-    pending: dict[WorkloadRef, list[_Pod]] = {}
-    for pod in sorted(placed, key=lambda p: p.key):
-        if pod.running:
-            grouped.setdefault(pod.workload, {}).setdefault(pod.unit, []).append(pod)
-        else:
-            pending.setdefault(pod.workload, []).append(pod)
-            grouped.setdefault(pod.workload, {})
-    stopped: set[tuple[str, str]] = set()  # the kept pods placed as units
-    for k in sorted(kept, key=lambda k: (-k.since, k.pod.key)):  # the latest losses are the missing units
-        units = grouped.setdefault(k.pod.workload, {})
-        if k.pod.unit in units or len(units) < k.units_before:
-            units.setdefault(k.pod.unit, []).append(k.pod)
-            stopped.add(k.pod.key)
-    out = []
-    for ref, units in grouped.items():
-        members = [p for unit in units.values() for p in unit] + pending.get(ref, [])
-        aliases = tuple(dict.fromkeys(a for p in members for a in p.aliases if a != ref.name))
-        lost = sum(1 for unit in units.values() if any(p.key in stopped for p in unit))
-        keys = tuple(frozenset().union(*(p.gpus for p in unit)) for unit in units.values())
-        sizes = tuple(sum(p.size for p in unit) for unit in units.values())
-        exact = all(size >= len(gpus) for size, gpus in zip(sizes, keys, strict=True))
-        out.append(
-            WorkloadInfo(
-                ref,
-                keys,
-                aliases=aliases,
-                pods=tuple(p.key[1] for p in members),
-                state=_state(units.values(), stopped, bool(pending.get(ref))),
-                kept=lost,
-                unready=tuple(
-                    i
-                    for i, unit in enumerate(units.values())
-                    if any(not p.ready and p.key not in stopped for p in unit)
-                ),
-                # pods sharing a node whose indices are unknown: on some of their keys (see ``capacity``)
-                sizes=() if exact else sizes,
-                unit_pods=() if exact else tuple(tuple(p.key[1] for p in unit) for unit in units.values()),
-            )
-        )
-    return out
-
-
-def _state(units: Iterable[list[_Pod]], stopped: set[tuple[str, str]], pending: bool) -> str:
-    """``running`` while a pod of the workload runs, else ``pending`` (bound, not started), else
-    ``stopped`` (only pods kept after they were lost)."""
-    pods = [p for unit in units for p in unit]
-    if any(p.key not in stopped for p in pods):
-        return RUNNING
-    return "pending" if pending else "stopped"

@@ -245,8 +245,14 @@ def kubernetes_inventory(cfg: KubernetesInventoryConfig, clock: SystemClock) -> 
 
     from alerting.k8s_client import api_lister  # noqa: PLC0415
     from alerting.k8s_inventory import KubernetesInventory, assignments_from_labels  # noqa: PLC0415
+    from gpuwarden.cli.kube_credentials import (  # noqa: PLC0415
+        has_credentials,
+        loader_errors,
+        reloading_credentials,
+    )
 
     in_cluster = cfg.kubeconfig is None and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+    load_errors: list[str] = []
     if cfg.kubeconfig is not None:
         _kubeconfig_file(cfg.kubeconfig)
         _kubeconfig_mapping(cfg.kubeconfig)
@@ -256,7 +262,10 @@ def kubernetes_inventory(cfg: KubernetesInventoryConfig, clock: SystemClock) -> 
             kube_config.load_incluster_config(client_configuration=configuration)
             api_client = ApiClient(configuration)
         else:
-            api_client = kube_config.new_client_from_config(config_file=cfg.kubeconfig, context=cfg.context)
+            with loader_errors() as load_errors:  # an exec plugin that failed is only logged
+                api_client = kube_config.new_client_from_config(
+                    config_file=cfg.kubeconfig, context=cfg.context
+                )
     except (
         kube_config.ConfigException,
         OSError,
@@ -299,9 +308,21 @@ def kubernetes_inventory(cfg: KubernetesInventoryConfig, clock: SystemClock) -> 
         assignments = read_assignments
         on_close.append(prometheus.close)
 
+    lister = api_lister(api_client, cfg.request_timeout_seconds)
+    if not in_cluster and load_errors and not has_credentials(api_client.configuration):
+
+        def reload() -> None:
+            kube_config.load_kube_config(
+                config_file=cfg.kubeconfig,
+                context=cfg.context,
+                client_configuration=api_client.configuration,
+                persist_config=False,
+            )
+
+        lister = reloading_credentials(lister, api_client.configuration, reload)
     return KubernetesInventory(
         clock,
-        api_lister(api_client, cfg.request_timeout_seconds),
+        lister,
         cluster=cfg.cluster,
         rack_labels=cfg.rack_labels,
         gpu_resources=cfg.gpu_resources,

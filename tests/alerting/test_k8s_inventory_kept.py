@@ -104,3 +104,56 @@ def test_after_a_restart_pods_left_on_a_dead_node_are_still_found() -> None:
     api.objects["pods"][2]["status"]["phase"] = "Unknown"  # the node stopped reporting
     [info] = inventory(api).read().workloads()  # a reader that never saw it running
     assert {n for _, n, _ in info.gpus} == {"g1", "g2", "g3", "g4"}
+
+
+def _vllm(i: int, on: str, uid: str, phase: str = "Running") -> dict:
+    """Pod ``vllm-<i>`` of the vllm StatefulSet: created again under the same name, with a new uid."""
+    made = pod("serving", f"vllm-{i}", on, 8, ("StatefulSet", "vllm"), {"app": "vllm"}, phase)
+    made["metadata"]["uid"] = uid
+    return made
+
+
+def test_a_statefulset_pod_lost_with_its_node_stays_placed_while_its_namesake_replacement_is_pending() -> (
+    None
+):
+    # The StatefulSet creates the replacement under the lost pod's name: the lost replica was dropped as
+    # soon as the new pod was bound (Pending, pulling its image), so g2's incident named no workload.
+    api, clock = FakeApi(), FakeClock(1000.0)
+    api.objects["nodes"] = [node(f"g{i}") for i in range(1, 6)]
+    api.objects["pods"] = [_vllm(i, f"g{i + 1}", f"uid-{i}") for i in range(4)]
+    reader = inventory(api, clock, keep_ended_seconds=600)
+    reader.read()
+    api.objects["nodes"][1] = node("g2", ready=False)  # g2 dies; vllm-1 is force-deleted and created again
+    api.objects["pods"][1] = _vllm(1, "g5", "uid-1b", phase="Pending")
+    clock.advance(60)
+    inv = reader.read()
+    [info] = inv.workloads()
+    assert len(info.units) == 4 and info.kept == 1 and {("k1", "g2", 0)} <= info.gpus
+    assert info.pods.count("vllm-1") == 1
+    api.objects["pods"][1] = _vllm(1, "g5", "uid-1b")  # the replacement runs: whole again
+    clock.advance(60)
+    [info] = reader.read().workloads()
+    assert len(info.units) == 4 and info.kept == 0 and not {("k1", "g2", 0)} <= info.gpus
+
+
+def test_a_namesake_of_a_pod_whose_loss_expired_is_kept_when_its_own_node_dies() -> None:
+    # vllm-1 stays listed Unknown on dead g2 past keep_ended_seconds, then is created again on g5; when g5
+    # died too, the new vllm-1 was taken for the expired one and not kept.
+    api, clock = FakeApi(), FakeClock(1000.0)
+    api.objects["nodes"] = [node(f"g{i}") for i in range(1, 6)]
+    api.objects["pods"] = [_vllm(i, f"g{i + 1}", f"uid-{i}") for i in range(4)]
+    reader = inventory(api, clock, keep_ended_seconds=600)
+    reader.read()
+    api.objects["nodes"][1] = node("g2", ready=False)
+    api.objects["pods"][1]["status"]["phase"] = "Unknown"
+    reader.read()
+    clock.advance(601)
+    reader.read()  # the loss expired while the pod is still listed
+    api.objects["pods"][1] = _vllm(1, "g5", "uid-1b")
+    clock.advance(60)
+    reader.read()
+    api.objects["nodes"][4] = node("g5", ready=False)
+    api.objects["pods"][1]["status"]["phase"] = "Unknown"
+    clock.advance(60)
+    [info] = reader.read().workloads()
+    assert len(info.units) == 4 and info.kept == 1 and {("k1", "g5", 0)} <= info.gpus

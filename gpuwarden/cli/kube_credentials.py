@@ -1,0 +1,84 @@
+"""The Kubernetes inventory's credentials from a kubeconfig's exec plugin (``aws eks get-token``, kubelogin,
+``gke-gcloud-auth-plugin``), run again while it has given none.
+
+The official client runs the plugin once, when it loads the kubeconfig; a plugin that fails then (an SSO
+session expired, the cloud's token service unreachable for a moment) only has the client log an error, and
+the client goes on without credentials for good: it refreshes a token that expires, never one it never got.
+So every read was refused (401, or 403 as ``system:anonymous``) until serve restarted, with a hint about
+RBAC. Here the kubeconfig is loaded again before each read while the client has no credentials, and the
+read fails saying what the plugin said."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from gpuwarden.errors import SourceError
+
+Lister = Callable[[str], Iterable[dict[str, Any]]]
+
+
+def has_credentials(configuration: Any) -> bool:
+    """Whether the client's configuration carries any credentials: a token, a client certificate, a user."""
+    return bool(configuration.api_key or configuration.cert_file or configuration.username)
+
+
+class _Errors(logging.Handler):
+    """The errors the kubernetes client's kubeconfig loader logs (on the root logger) while it loads."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "kubernetes" in record.pathname:
+            self.messages.append(record.getMessage())
+
+
+@contextmanager
+def loader_errors() -> Iterator[list[str]]:
+    """The errors the kubeconfig loader logs within the block (the exec plugin's stderr among them)."""
+    handler = _Errors()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield handler.messages
+    finally:
+        root.removeHandler(handler)
+
+
+def reloading_credentials(lister: Lister, configuration: Any, load: Callable[[], object]) -> Lister:
+    """``lister``, which first loads the kubeconfig again (``load``, into ``configuration``) while the
+    client has no credentials; a load that still gives none fails the read (retryable) with the loader's
+    errors, so the last inventory stays and the next refresh runs the plugin again."""
+
+    import yaml  # noqa: PLC0415 - only serve with a Kubernetes inventory needs these
+    from kubernetes.config import ConfigException  # noqa: PLC0415
+
+    def list_all(resource: str) -> Iterable[dict[str, Any]]:
+        if not has_credentials(configuration):
+            with loader_errors() as errors:
+                try:
+                    load()
+                except (
+                    ConfigException,
+                    OSError,
+                    ValueError,
+                    TypeError,
+                    yaml.YAMLError,
+                ) as exc:  # unreadable now
+                    errors.append(f"{type(exc).__name__}: {exc}")
+            if not has_credentials(configuration):
+                said = "; ".join(errors) or "it gave no token"
+                raise SourceError(
+                    f"list {resource}: the kubeconfig's exec plugin gave serve no credentials ({said});"
+                    " fix what it says (log in again, reach its token service); it runs again at every"
+                    " refresh",
+                    source="kubernetes",
+                    retryable=True,
+                )
+        return lister(resource)
+
+    return list_all
