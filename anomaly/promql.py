@@ -218,6 +218,8 @@ class PromQLSource(PromQLClient):
                 _, guarded = query.sent
                 step = self.coarse.step(query.name, query.step_seconds)
                 frames.append(self._edges.mask(frame, self._ranges[query.name], step, guarded=guarded))
+        if read or partly or refused:
+            self._catch_up.answered()
         if failed and not read and not partly and not self._up_elsewhere(failed, refused):
             self._health.failed(self._outage(failed))
         elif read or partly or self._health.up:

@@ -200,49 +200,76 @@ def test_a_catch_up_shortened_before_another_outage_says_what_it_leaves_unread_o
     prom.close()
 
 
-def test_a_hung_server_says_its_shortened_catch_ups_in_one_line_a_read_not_one_per_query(
-    caplog: pytest.LogCaptureFixture,
+@pytest.mark.parametrize("queries", [1, 7])
+def test_a_hung_server_is_caught_up_whole_once_it_answers_again(
+    queries: int, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # Prometheus SIGSTOPped past the read's deadline (the kernel still takes the connection, no answer comes):
-    # each query's catch-up was said in its own line, at every tick, and its gap in one more at its return,
-    # 22 lines at once for the 22 queries of deploy/gpuwarden.example.yaml.
+    # Prometheus SIGSTOPped past the read's deadline (the kernel still takes the connection, no answer comes)
+    # fails every read whatever its size. Read as a catch-up too long for the server, the first tick of the
+    # hang halved it and the next cut it to one step: at its return only the last step was read and the whole
+    # hang stayed unread ("read the last 30s; the 120s before ... stay unread"), with a line per tick saying
+    # catch-ups were shortened. (Each query's line at every tick, 22 at once for deploy/gpuwarden.example.yaml,
+    # was made one line a read before; now there is none to say.)
     clock, hung = FakeClock(), [False]
+    asked: dict[str, list[float]] = {}
 
     def answer(request: httpx.Request) -> httpx.Response:
-        return _too_long("timeout") if hung[0] else matrix(request)
+        if hung[0]:
+            return _too_long("timeout")
+        asked.setdefault(request.url.params["query"], []).append(float(request.url.params["start"]))
+        return matrix(request)
 
-    names = [f"q{i}" for i in range(7)]
+    names = [f"q{i}" for i in range(queries)]
     prom = source(dict.fromkeys(names, answer), clock)
     caplog.set_level(logging.WARNING, logger="anomaly.catchup")
-    said: list[list[str]] = []
 
     def tick() -> None:
-        caplog.clear()
         clock.advance(30)
         prom.read(clock.time() - 30, clock.time())
-        said.append([r.getMessage() for r in caplog.records if r.name == "anomaly.catchup"])
 
     tick()
+    good = clock.time()
     hung[0] = True
-    for _ in range(4):
+    for _ in range(5):
         tick()
+    assert not any(h.up for h in prom.health().queries.values())
     hung[0] = False
     tick()
-    assert all(len(lines) <= 1 for lines in said), said
-    shortened = [line for lines in said for line in lines if "it missed failed" in line]
-    assert shortened[0].startswith(
-        "promql: 7 queries: for each, reading what it missed failed (timed out): q0 (60s, next 30s), q1 (60s,"
-        " next 30s)"
-    )
-    assert shortened[0].endswith(
-        "and 2 more; their next reads ask half as far back, the older steps stay unread (a gap)"
-    )
-    (back,) = said[-1]
-    assert back.startswith(
-        "promql: 7 queries read only their last steps; the steps before, since their last good read, stay"
-        " unread (a gap): q0 ("
-    )
     assert all(h.up for h in prom.health().queries.values())
+    assert {q: starts[-1] for q, starts in asked.items()} == dict.fromkeys(names, good + 30)  # the whole hang
+    assert not [r.getMessage() for r in caplog.records if r.name == "anomaly.catchup"]
+    prom.close()
+
+
+def test_a_catch_up_too_long_once_a_hung_server_is_back_is_shortened_until_read(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Back from its hang, the server answers the queries whose catch-up it can: one too long for it is
+    # shortened as after any outage (the hang's failures are no sign of its size, an answer is).
+    clock, hung = FakeClock(), [False]
+
+    def short(request: httpx.Request) -> httpx.Response:
+        return _too_long("timeout") if hung[0] else matrix(request)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        start, end, step = (float(request.url.params[k]) for k in ("start", "end", "step"))
+        return _too_long("timeout") if hung[0] or (end - start) / step >= 4 else matrix(request)
+
+    prom = source({"small": short, "big": answer}, clock)
+
+    def tick() -> bool:
+        clock.advance(30)
+        prom.read(clock.time() - 30, clock.time())
+        return prom.health().queries["big"].up
+
+    assert tick()
+    hung[0] = True
+    assert not any(tick() for _ in range(10))
+    hung[0] = False
+    ups = [tick() for _ in range(6)]
+    assert ups[-3:] == [True] * 3, ups
+    said = [r.getMessage() for r in caplog.records if "it missed failed" in r.getMessage()]
+    assert said and said[0].startswith("promql: query big: reading the 360s it missed failed"), said
     prom.close()
 
 
