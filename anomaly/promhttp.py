@@ -78,6 +78,10 @@ class PromQLClient:
     _parts: dict[str, int]  # query -> the most steps a request asks, where its server refused more
     _unsplit: set[str]  # queries refused at one step since their last good read: not refused for size
     _clean: dict[str, int]  # query -> its reads in parts since one was refused or tried longer parts
+    # Part sizes found this read, said in one line by ``_say_parts`` at its end: a warm-up refused by
+    # VictoriaMetrics' -search.maxPointsPerTimeseries logged a line per query (22 for the example config).
+    _parts_found: list[tuple[str, int, str, int]]  # (query, steps refused, why, part size)
+    _parts_grown: list[tuple[str, int]]  # (query, part size now answered)
     _got: dict[str, list[Frame]]  # query -> the parts its read in progress has got, newest first
 
     def query_range(
@@ -204,26 +208,53 @@ class PromQLClient:
             del self._parts[query]
         else:
             self._parts[query] = tried
-        logger.info(
-            "promql: query %s: parts of %d steps were answered; it is read in parts that long from now on",
-            query,
-            tried,
-            extra={"source": self.name, "query": query},
-        )
+        self._parts_grown.append((query, tried))
 
     def _read_in_parts(self, query: str, size: int, asked: int, why: str) -> None:
         """Keep ``size`` steps as the most a request of ``query`` asks (one of ``asked`` was refused:
         ``why``), and say so once."""
         self._parts[query] = size
         self._clean[query] = 0
-        logger.warning(
-            "promql: query %s: a read of %d steps was refused (%s); it is read in parts of at most %d steps",
-            query,
-            asked,
-            why,
-            size,
-            extra={"source": self.name, "query": query},
-        )
+        self._parts_found.append((query, asked, why, size))
+
+    def _say_parts(self) -> None:
+        """Say the part sizes the read just ended found or grew: one line per query where one, else one line
+        for all of them (the first few named, with their sizes). Each worker only appends to the lists."""
+        found, self._parts_found = self._parts_found, []
+        grown, self._parts_grown = self._parts_grown, []
+        if len(found) == 1:
+            query, asked, why, size = found[0]
+            logger.warning(
+                "promql: query %s: a read of %d steps was refused (%s); it is read in parts of at most %d steps",
+                query,
+                asked,
+                why,
+                size,
+                extra={"source": self.name, "query": query},
+            )
+        elif found:
+            logger.warning(
+                "promql: %d queries: a read was refused (%s); each is read in parts: %s",
+                len(found),
+                found[0][2],
+                _listed([f"{q} ({asked} steps refused, parts of at most {size})" for q, asked, _, size in found]),
+                extra={"source": self.name},
+            )
+        if len(grown) == 1:
+            query, tried = grown[0]
+            logger.info(
+                "promql: query %s: parts of %d steps were answered; it is read in parts that long from now on",
+                query,
+                tried,
+                extra={"source": self.name, "query": query},
+            )
+        elif grown:
+            logger.info(
+                "promql: %d queries: longer parts were answered; each is read in parts that long from now on: %s",
+                len(grown),
+                _listed([f"{q} ({tried} steps)" for q, tried in grown]),
+                extra={"source": self.name},
+            )
 
     def query_instant(self, query: PromQuery, at: float) -> Frame:
         """One ``/api/v1/query`` call at ``at``; raises ``SourceError``."""
@@ -449,3 +480,9 @@ class _Cut:
                 # The plain socket's shutdown, also under TLS: ``SSLSocket.shutdown`` drops its TLS object,
                 # which the worker's read is still using.
                 socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+def _listed(items: list[str], shown: int = 5) -> str:
+    """The first ``shown`` of ``items``, and how many more."""
+    more = len(items) - shown
+    return ", ".join(items[:shown]) + (f" and {more} more" if more > 0 else "")

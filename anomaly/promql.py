@@ -125,6 +125,8 @@ class PromQLSource(PromQLClient):
         self._parts: dict[str, int] = {}  # query -> the most steps a request asks, where more were refused
         self._unsplit: set[str] = set()  # queries refused at one step since their last good read
         self._clean: dict[str, int] = {}  # query -> its reads in parts since one was refused or tried longer
+        self._parts_found: list[tuple[str, int, str, int]] = []
+        self._parts_grown: list[tuple[str, int]] = []
         # query -> the parts its read in progress has got, newest first (``read_so_far``)
         self._got: dict[str, list[Frame]] = {}
 
@@ -233,6 +235,7 @@ class PromQLSource(PromQLClient):
             h.answer_step = self.coarse.answer_step(name)
             h.part_steps = self._parts.get(name)
         self._catch_up.flush()
+        self._say_parts()
         self._log_failures(failed, read)
         self._log_empty(empty, read)
         return frames
