@@ -68,10 +68,12 @@ class PromQLClient:
     ``__init__``, which holds all its state."""
 
     name: str
+    queries: list[PromQuery]
     deadline_seconds: float
     _client: httpx.Client
     _server: str  # the base URL, its password hidden
     _setting: str  # the setting that gives the base URL, named where an answer says to use another
+    _config_file: str | None  # where the queries are written, named where one cannot be parsed
     _timeout: float
     _sent: dict[str, float]  # query -> when its last request went out (time.monotonic)
     _logged_annotations: dict[str, str]  # query -> its PromQL annotations, as last logged
@@ -330,7 +332,7 @@ class PromQLClient:
         if not isinstance(payload, dict):
             raise SourceError(f"{where}: HTTP {response.status_code}, not a JSON object", source=self.name)
         if response.status_code != 200 or payload.get("status") != "success":
-            raise self._refusal(where, response.status_code, payload)
+            raise self._refusal(where, response.status_code, payload, query)
         data = payload.get("data")
         if not isinstance(data, dict):
             raise SourceError(f"{where}: response has no data", source=self.name)
@@ -354,11 +356,20 @@ class PromQLClient:
             raise SourceError(f"{where}: partial response: {text[:300]}", source=self.name, retryable=True)
         return data
 
-    def _refusal(self, where: str, status: int, payload: dict[str, Any]) -> SourceError:
+    def _refusal(
+        self, where: str, status: int, payload: dict[str, Any], query: PromQuery | None = None
+    ) -> SourceError:
         """The error of an answer that is no success; ``OverlongRead`` where it says that the read was too
         long or too big for the server."""
         error = str(payload.get("error", ""))
         hint = _limit_hint(error)
+        if status == 400 and payload.get("errorType") == "bad_data" and query is not None:
+            # Prometheus cannot parse or type the expression (``rate(x)``, ``x offset``): the error named only
+            # the query and Prometheus' parser position, not what to change, and failed at every tick.
+            index = next((k for k, q in enumerate(self.queries) if q.name == query.name), None)
+            field = "anomaly.queries[].expr" if index is None else f"anomaly.queries[{index}].expr"
+            where_written = self._config_file or "the configuration"
+            hint = f" (fix {field} of query {query.name} in {where_written}: {query.expr!r})"
         message = f"{where}: HTTP {status}: {error}{hint}"
         retryable = status >= 500
         if status in _OVERLONG_STATUS or payload.get("errorType") == "timeout":

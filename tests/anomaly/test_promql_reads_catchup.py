@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import httpx
 import pytest
 
+from anomaly.promql import PromQLSource, PromQuery
 from anomaly.service import AnomalyService
 from gpuwarden.clock import FakeClock
 from gpuwarden.config_anomaly import AnomalyConfig
@@ -309,4 +311,93 @@ def test_a_read_refused_by_a_victoriametrics_limit_is_said_with_the_limits_flag(
     assert prom.read(end - 300, end)  # ten steps, read in parts
     (line,) = [r.getMessage() for r in caplog.records if "was refused" in r.getMessage()]
     assert said in line, line
+    prom.close()
+
+
+def test_a_hung_server_is_logged_failing_once_whichever_way_each_read_ran_out_of_time(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Hung (SIGSTOP), a read ends either by its request's timeout (httpx' ReadTimeout) or by its deadline
+    # passing first: a real Prometheus gave each in turn, and "2 of 2 queries failed" was logged again every
+    # few ticks of the hang as a new failure.
+    clock, mode = FakeClock(), ["up"]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if mode[0] == "timeout":
+            raise httpx.ReadTimeout("timed out", request=request)
+        if mode[0] == "slow":
+            time.sleep(0.3)  # past the read's deadline
+        return matrix(request)
+
+    prom = source({"temp": answer}, clock, deadline_seconds=0.1)
+    caplog.set_level(logging.WARNING, logger="anomaly.promql")
+    for state in ("up", "timeout", "slow", "timeout", "slow", "up"):
+        mode[0] = state
+        clock.advance(30)
+        prom.read(clock.time() - 30, clock.time())
+    failed = [r.getMessage() for r in caplog.records if "queries failed" in r.getMessage()]
+    assert len(failed) == 1, failed
+    assert prom.health().queries["temp"].up
+    prom.close()
+
+
+def test_a_query_refused_for_what_it_asks_not_its_length_leaves_its_catch_up_whole(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A label come into one side of a vector match (`a / on(gpu) b`, a second series of b per GPU) makes
+    # Prometheus refuse every read with HTTP 422 ("found duplicate series for the match group"), one step
+    # too: nothing about its length. Its catch-up was said too long and halved ("reading the 60s it missed
+    # failed (HTTP 422: found duplicate series ...); the next read asks only the last 30s"), and the steps
+    # it missed were left unread once the label went.
+    clock, duplicate = FakeClock(), [False]
+    asked: list[float] = []
+    body = {
+        "status": "error",
+        "errorType": "execution",
+        "error": 'found duplicate series for the match group {gpu="0"} on the right hand-side of the operation',
+    }
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if duplicate[0]:
+            return httpx.Response(422, json=body)
+        asked.append(float(request.url.params["start"]))
+        return matrix(request)
+
+    prom = source({"temp": answer}, clock)
+    good = _read_well_then_failing(prom, clock, duplicate, 4)
+    duplicate[0] = False
+    clock.advance(30)
+    prom.read(clock.time() - 30, clock.time())
+    assert prom.health().queries["temp"].up
+    assert asked[-1] == good + 30  # every step it missed
+    assert not [r.getMessage() for r in caplog.records if r.name == "anomaly.catchup"]
+    prom.close()
+
+
+def test_an_expression_the_server_cannot_parse_is_said_with_its_field_file_and_text() -> None:
+    # `rate(x)` (no range) or `x offset` pass the configuration's own check (brackets balanced) and Prometheus
+    # answers each read with HTTP 400 bad_data: the error named the query and Prometheus' parser position
+    # ("1:6: parse error: expected type range vector ..."), not the setting to change nor where it is.
+    clock = FakeClock()
+    body = {
+        "status": "error",
+        "errorType": "bad_data",
+        "error": '1:6: parse error: expected type range vector in call to function "rate", got instant vector',
+    }
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.params["query"].startswith("rate("):
+            return httpx.Response(400, json=body)
+        return matrix(request)
+
+    client = httpx.Client(base_url="http://prom:9090", transport=httpx.MockTransport(handle))
+    queries = [PromQuery("temp", "temp"), PromQuery("power", "rate(DCGM_FI_DEV_POWER_USAGE)")]
+    prom = PromQLSource("http://prom:9090", queries, clock, client=client, config_file="/etc/gpuwarden.yaml")
+    prom.read(clock.time() - 30, clock.time())
+    error = prom.health().queries["power"].last_error
+    assert body["error"] in error
+    assert error.endswith(
+        " (fix anomaly.queries[1].expr of query power in /etc/gpuwarden.yaml: 'rate(DCGM_FI_DEV_POWER_USAGE)')"
+    ), error
+    assert prom.health().queries["temp"].up
     prom.close()
