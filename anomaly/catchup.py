@@ -10,10 +10,11 @@ one step; the oldest missed steps are left unread (a gap, as an outage longer th
 leaves). The service's own window is no floor: while the source is down it is the whole outage too.
 
 A server that answers not even a tick's own window in time (a Prometheus hung, SIGSTOP or a stalled disk)
-fails every read whatever its size: its failures say nothing of the catch-up's. Read as too long, the first
-tick of the hang halved the catch-up and the next ones cut it to one step, so the whole hang stayed unread once
-the server was back (``read the last 1s; the 29s before ... stay unread``). Such a failure leaves the catch-up
-whole (``max_lookback_seconds``) and, until the server answers again, no failed catch-up is shortened.
+fails every read whatever its size: its failures say nothing of the catch-up's. Read as too long, the
+first tick of the hang halved the catch-up and the next ones cut it to one step, so the whole hang stayed
+unread once the server was back (``read the last 1s; the 29s before ... stay unread``). Such a failure
+leaves the catch-up whole (``max_lookback_seconds``) and, until the server answers again, no failed
+catch-up is shortened.
 """
 
 from __future__ import annotations

@@ -227,7 +227,8 @@ class PromQLClient:
         if len(found) == 1:
             query, asked, why, size = found[0]
             logger.warning(
-                "promql: query %s: a read of %d steps was refused (%s); it is read in parts of at most %d steps",
+                "promql: query %s: a read of %d steps was refused (%s); it is read in parts of at most %d"
+                " steps",
                 query,
                 asked,
                 why,
@@ -239,20 +240,24 @@ class PromQLClient:
                 "promql: %d queries: a read was refused (%s); each is read in parts: %s",
                 len(found),
                 found[0][2],
-                _listed([f"{q} ({asked} steps refused, parts of at most {size})" for q, asked, _, size in found]),
+                _listed(
+                    [f"{q} ({asked} steps refused, parts of at most {size})" for q, asked, _, size in found]
+                ),
                 extra={"source": self.name},
             )
         if len(grown) == 1:
             query, tried = grown[0]
             logger.info(
-                "promql: query %s: parts of %d steps were answered; it is read in parts that long from now on",
+                "promql: query %s: parts of %d steps were answered; it is read in parts that long from now"
+                " on",
                 query,
                 tried,
                 extra={"source": self.name, "query": query},
             )
         elif grown:
             logger.info(
-                "promql: %d queries: longer parts were answered; each is read in parts that long from now on: %s",
+                "promql: %d queries: longer parts were answered; each is read in parts that long from now"
+                " on: %s",
                 len(grown),
                 _listed([f"{q} ({tried} steps)" for q, tried in grown]),
                 extra={"source": self.name},

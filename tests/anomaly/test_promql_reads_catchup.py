@@ -210,7 +210,7 @@ def test_a_hung_server_is_caught_up_whole_once_it_answers_again(
     # fails every read whatever its size. Read as a catch-up too long for the server, the first tick of the
     # hang halved it and the next cut it to one step: at its return only the last step was read and the whole
     # hang stayed unread ("read the last 30s; the 120s before ... stay unread"), with a line per tick saying
-    # catch-ups were shortened. (Each query's line at every tick, 22 at once for deploy/gpuwarden.example.yaml,
+    # catch-ups were shortened. (Each query's line at every tick, 22 at once for the example configuration,
     # was made one line a read before; now there is none to say.)
     clock, hung = FakeClock(), [False]
     asked: dict[str, list[float]] = {}
@@ -333,6 +333,8 @@ def test_a_hung_server_is_logged_failing_once_whichever_way_each_read_ran_out_of
     caplog.set_level(logging.WARNING, logger="anomaly.promql")
     for state in ("up", "timeout", "slow", "timeout", "slow", "up"):
         mode[0] = state
+        if state == "up":
+            time.sleep(0.5)  # the slow request before, cut at its deadline, has let its worker go
         clock.advance(30)
         prom.read(clock.time() - 30, clock.time())
     failed = [r.getMessage() for r in caplog.records if "queries failed" in r.getMessage()]
@@ -354,7 +356,8 @@ def test_a_query_refused_for_what_it_asks_not_its_length_leaves_its_catch_up_who
     body = {
         "status": "error",
         "errorType": "execution",
-        "error": 'found duplicate series for the match group {gpu="0"} on the right hand-side of the operation',
+        "error": 'found duplicate series for the match group {gpu="0"} on the right hand-side of the'
+        " operation",
     }
 
     def answer(request: httpx.Request) -> httpx.Response:
@@ -382,7 +385,8 @@ def test_an_expression_the_server_cannot_parse_is_said_with_its_field_file_and_t
     body = {
         "status": "error",
         "errorType": "bad_data",
-        "error": '1:6: parse error: expected type range vector in call to function "rate", got instant vector',
+        "error": '1:6: parse error: expected type range vector in call to function "rate", got instant'
+        " vector",
     }
 
     def handle(request: httpx.Request) -> httpx.Response:
@@ -397,7 +401,8 @@ def test_an_expression_the_server_cannot_parse_is_said_with_its_field_file_and_t
     error = prom.health().queries["power"].last_error
     assert body["error"] in error
     assert error.endswith(
-        " (fix anomaly.queries[1].expr of query power in /etc/gpuwarden.yaml: 'rate(DCGM_FI_DEV_POWER_USAGE)')"
+        " (fix anomaly.queries[1].expr of query power in /etc/gpuwarden.yaml:"
+        " 'rate(DCGM_FI_DEV_POWER_USAGE)')"
     ), error
     assert prom.health().queries["temp"].up
     prom.close()

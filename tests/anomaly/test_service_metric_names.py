@@ -59,6 +59,11 @@ def test_alerts_of_a_query_over_several_metrics_are_told_apart_by_the_metric_nam
 def test_alerts_of_a_query_over_one_metric_keep_their_labels() -> None:
     # A query named otherwise than its metric (``temp: DCGM_FI_DEV_GPU_TEMP``): its alerts' labels, and so
     # their identity across an upgrade, are as before.
-    raised = _raised("temp", [{"__name__": "DCGM_FI_DEV_GPU_TEMP", **GPU}, {"__name__": "DCGM_FI_DEV_GPU_TEMP",
-                                                                             **GPU, "gpu": "1"}])
+    raised = _raised(
+        "temp",
+        [
+            {"__name__": "DCGM_FI_DEV_GPU_TEMP", **GPU},
+            {"__name__": "DCGM_FI_DEV_GPU_TEMP", **GPU, "gpu": "1"},
+        ],
+    )
     assert len(raised) == 2 and not [a for a in raised if "metric" in a]
