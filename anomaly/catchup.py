@@ -24,6 +24,12 @@ import math
 
 logger = logging.getLogger(__name__)
 
+# Failed catch-ups of a query found stalled (its tick's own window unanswered) not shortened, before they are
+# again: a server back from its hang with every catch-up too long for it answers nothing either, and left
+# whole for good they failed at every tick, the source down until a restart. A hang longer than this many
+# ticks may leave part of it unread, as every hang did before.
+STALL_EXCUSED = 10
+
 
 class CatchUp:
     """Per query: the longest catch-up its next read may ask for, once one failed for its size."""
@@ -37,7 +43,7 @@ class CatchUp:
         self._asked_end: dict[str, float] = {}  # query -> the end of the read asked last
         # Queries whose tick's own window (no catch-up) got no answer in time, until the server answers one
         # of this source's requests: a hung server, whose failed catch-ups are no sign of their size.
-        self._stalled: set[str] = set()
+        self._stalled: dict[str, int] = {}  # query -> its failed catch-ups let pass since (``STALL_EXCUSED``)
         # What this read shortened and left out, said in one line each by ``flush`` at its end: a Prometheus
         # hung (SIGSTOP, past the read's deadline) had a line per query at every tick, and 24 at its return.
         self._shortened: list[tuple[str, float, str, float]] = []  # (query, seconds asked, why, next span)
@@ -78,10 +84,13 @@ class CatchUp:
             # Not even the tick's own steps answered in time: the server is hung, not the catch-up too long.
             self._longest.pop(query, None)
             self._cut.pop(query, None)
-            self._stalled.add(query)
+            self._stalled.setdefault(query, 0)
             return
-        if query in self._stalled:
+        excused = self._stalled.get(query)
+        if excused is not None and excused < STALL_EXCUSED:
+            self._stalled[query] = excused + 1
             return  # the server answers nothing yet: its size is not why this catch-up failed
+        self._stalled.pop(query, None)
         if end - since < 1.5 * step:
             return  # one step (and the scheduler's jitter): nothing to leave out
         if not read_before and own_window:
@@ -100,7 +109,7 @@ class CatchUp:
         says what it left out: the shortening holds until a good read, so an outage after the warning (a
         Prometheus down again for half an hour) was left unread without a word."""
         self._longest.pop(query, None)
-        self._stalled.discard(query)
+        self._stalled.pop(query, None)
         cut = self._cut.pop(query, None)
         if cut is not None:
             self._gaps.append((query, *cut))

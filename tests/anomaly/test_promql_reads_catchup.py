@@ -8,6 +8,7 @@ import time
 import httpx
 import pytest
 
+from anomaly import catchup
 from anomaly.promql import PromQLSource, PromQuery
 from anomaly.service import AnomalyService
 from gpuwarden.clock import FakeClock
@@ -405,4 +406,29 @@ def test_an_expression_the_server_cannot_parse_is_said_with_its_field_file_and_t
         " 'rate(DCGM_FI_DEV_POWER_USAGE)')"
     ), error
     assert prom.health().queries["temp"].up
+    prom.close()
+
+
+def test_a_server_back_from_a_hang_with_every_catch_up_too_long_reads_again() -> None:
+    # Back from its hang, a server to which every query's catch-up is too long answers nothing either: left
+    # whole for good as after a hang, each failed at every tick and the source stayed down until a restart.
+    clock, hung = FakeClock(), [False]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        start, end, step = (float(request.url.params[k]) for k in ("start", "end", "step"))
+        return _too_long("timeout") if hung[0] or (end - start) / step >= 4 else matrix(request)
+
+    prom = source({"temp": answer, "power": answer}, clock)
+
+    def tick() -> bool:
+        clock.advance(30)
+        prom.read(clock.time() - 30, clock.time())
+        return prom.health().up
+
+    assert tick()
+    hung[0] = True
+    assert not any(tick() for _ in range(5))
+    hung[0] = False
+    ups = [tick() for _ in range(catchup.STALL_EXCUSED + 8)]
+    assert ups[-3:] == [True] * 3, ups
     prom.close()
