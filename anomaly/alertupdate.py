@@ -143,8 +143,12 @@ class AlertUpdater(ServiceCore):
         dropped: dict[tuple[str, str], set[int]] = {
             (s.detector, s.query): set() for s in self.firing.values()
         }
+        scanned: set[str] = set()  # queries whose metric names were looked at this tick
         for f in result.findings:
             rows = list(f.anomalous())
+            if rows and f.query not in scanned:
+                scanned.add(f.query)
+                self._note_several_metrics(f)
             if not f.immediate:
                 rows = self._drop_workloads(f, rows, dropped)
             for i in rows:
@@ -189,9 +193,24 @@ class AlertUpdater(ServiceCore):
             ids.update(np.asarray(f.ids)[gone].tolist())
         return kept
 
+    def _note_several_metrics(self, f: Findings) -> None:
+        """Note ``f``'s query where its series hold more than one metric name. Their alerts drop
+        ``__name__`` (as the scores Prometheus scrapes must), so the temperature and the power of one GPU read
+        by ``{__name__=~"DCGM_FI_DEV_GPU_TEMP|DCGM_FI_DEV_POWER_USAGE"}`` were one alert: same alertname,
+        labels and summary, whichever metric left its band. Such a query's alerts keep the name as ``metric``
+        from then on (a metric gone from its answer later changes no alert's labels)."""
+        if f.query in self._several_metrics:
+            return
+        names = {lab.get("__name__") for lab in f.labels}
+        if len(names - {None}) > 1:
+            self._several_metrics.add(f.query)
+
     def _row(self, f: Findings, i: int, at: datetime, active: set[str]) -> _Row:
         """Row ``i`` of ``f``, anomalous at ``at``, as its alert; ``active``: the keys met this tick."""
         labels = output_labels(f.labels[i], f.query, f.detector)
+        name = f.labels[i].get("__name__")
+        if name is not None and f.query in self._several_metrics:
+            labels.setdefault("metric", name)
         for own in _OWN_LABELS:  # the input's, kept beside as Prometheus keeps a target's clashing label
             if own in labels:
                 labels[f"exported_{own}"] = labels.pop(own)
@@ -206,7 +225,11 @@ class AlertUpdater(ServiceCore):
         window = self.evidence.window(int(f.ids[i])) if f.ids is not None else []
         first = key not in active
         active.add(key)
-        return _Row(f, i, key, deviation, _make_alert(f, i, labels, at, window), first)
+        alert = _make_alert(f, i, labels, at, window)
+        if name is not None and labels.get("metric") == name and name not in alert.annotations["summary"]:
+            summary = f"{alert.annotations['summary']} ({name})"  # it names the query, not the metric
+            alert = replace(alert, annotations={**alert.annotations, "summary": summary})
+        return _Row(f, i, key, deviation, alert, first)
 
     def _hold(self, row: _Row, state: _Firing, result: TickResult) -> None:
         """An anomalous read of a firing alert: it stays firing, re-raised where it re-escalates."""

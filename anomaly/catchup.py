@@ -8,6 +8,13 @@ source stayed down, ``GpuwardenSourceStale`` firing, every alert held, until a r
 for its size (no answer in time, Prometheus' query timeout or sample limit) is halved at each attempt, down to
 one step; the oldest missed steps are left unread (a gap, as an outage longer than ``max_lookback_seconds``
 leaves). The service's own window is no floor: while the source is down it is the whole outage too.
+
+A server that answers not even a tick's own window in time (a Prometheus hung, SIGSTOP or a stalled disk)
+fails every read whatever its size: its failures say nothing of the catch-up's. Read as too long, the
+first tick of the hang halved the catch-up and the next ones cut it to one step, so the whole hang stayed
+unread once the server was back (``read the last 1s; the 29s before ... stay unread``). Such a failure
+leaves the catch-up whole (``max_lookback_seconds``) and, until the server answers again, no failed
+catch-up is shortened.
 """
 
 from __future__ import annotations
@@ -16,6 +23,12 @@ import logging
 import math
 
 logger = logging.getLogger(__name__)
+
+# Failed catch-ups of a query found stalled (its tick's own window unanswered) not shortened, before they are
+# again: a server back from its hang with every catch-up too long for it answers nothing either, and left
+# whole for good they failed at every tick, the source down until a restart. A hang longer than this many
+# ticks may leave part of it unread, as every hang did before.
+STALL_EXCUSED = 10
 
 
 class CatchUp:
@@ -28,6 +41,9 @@ class CatchUp:
         self._cut: dict[str, tuple[float, float]] = {}  # query -> (seconds read, seconds left out) by it
         self._asked_to: dict[str, float] = {}  # query -> the end of the read asked before this one
         self._asked_end: dict[str, float] = {}  # query -> the end of the read asked last
+        # Queries whose tick's own window (no catch-up) got no answer in time, until the server answers one
+        # of this source's requests: a hung server, whose failed catch-ups are no sign of their size.
+        self._stalled: dict[str, int] = {}  # query -> its failed catch-ups let pass since (``STALL_EXCUSED``)
         # What this read shortened and left out, said in one line each by ``flush`` at its end: a Prometheus
         # hung (SIGSTOP, past the read's deadline) had a line per query at every tick, and 24 at its return.
         self._shortened: list[tuple[str, float, str, float]] = []  # (query, seconds asked, why, next span)
@@ -63,19 +79,37 @@ class CatchUp:
         snapshot's last read at its first tick: a catch-up too big for the server failed, asked more at
         every tick, and the restarted service never read again (source down, every alert held), where the
         process before it would have read on from a shortened catch-up."""
+        own_window = since >= self._asked_to.get(query, -math.inf)  # nothing it missed before was asked
+        if own_window and query in self._asked_to:
+            # Not even the tick's own steps answered in time: the server is hung, not the catch-up too long.
+            self._longest.pop(query, None)
+            self._cut.pop(query, None)
+            self._stalled.setdefault(query, 0)
+            return
+        excused = self._stalled.get(query)
+        if excused is not None and excused < STALL_EXCUSED:
+            self._stalled[query] = excused + 1
+            return  # the server answers nothing yet: its size is not why this catch-up failed
+        self._stalled.pop(query, None)
         if end - since < 1.5 * step:
             return  # one step (and the scheduler's jitter): nothing to leave out
-        if not read_before and since >= self._asked_to.get(query, -math.inf):
+        if not read_before and own_window:
             return
         half = (end - since) / 2
         self._longest[query] = half
         self._shortened.append((query, end - since, why, max(half, step)))
+
+    def answered(self) -> None:
+        """The server answered a request of this read (a query read, in part or whole, or refused): it is not
+        hung, and a catch-up failing from now on may be too long for it."""
+        self._stalled.clear()
 
     def succeeded(self, query: str) -> None:
         """A good read: the query's next catch-up may reach back the whole lookback again. One it shortened
         says what it left out: the shortening holds until a good read, so an outage after the warning (a
         Prometheus down again for half an hour) was left unread without a word."""
         self._longest.pop(query, None)
+        self._stalled.pop(query, None)
         cut = self._cut.pop(query, None)
         if cut is not None:
             self._gaps.append((query, *cut))

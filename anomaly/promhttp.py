@@ -68,16 +68,22 @@ class PromQLClient:
     ``__init__``, which holds all its state."""
 
     name: str
+    queries: list[PromQuery]
     deadline_seconds: float
     _client: httpx.Client
     _server: str  # the base URL, its password hidden
     _setting: str  # the setting that gives the base URL, named where an answer says to use another
+    _config_file: str | None  # where the queries are written, named where one cannot be parsed
     _timeout: float
     _sent: dict[str, float]  # query -> when its last request went out (time.monotonic)
     _logged_annotations: dict[str, str]  # query -> its PromQL annotations, as last logged
     _parts: dict[str, int]  # query -> the most steps a request asks, where its server refused more
     _unsplit: set[str]  # queries refused at one step since their last good read: not refused for size
     _clean: dict[str, int]  # query -> its reads in parts since one was refused or tried longer parts
+    # Part sizes found this read, said in one line by ``_say_parts`` at its end: a warm-up refused by
+    # VictoriaMetrics' -search.maxPointsPerTimeseries logged a line per query (22 for the example config).
+    _parts_found: list[tuple[str, int, str, int]]  # (query, steps refused, why, part size)
+    _parts_grown: list[tuple[str, int]]  # (query, part size now answered)
     _got: dict[str, list[Frame]]  # query -> the parts its read in progress has got, newest first
 
     def query_range(
@@ -204,26 +210,58 @@ class PromQLClient:
             del self._parts[query]
         else:
             self._parts[query] = tried
-        logger.info(
-            "promql: query %s: parts of %d steps were answered; it is read in parts that long from now on",
-            query,
-            tried,
-            extra={"source": self.name, "query": query},
-        )
+        self._parts_grown.append((query, tried))
 
     def _read_in_parts(self, query: str, size: int, asked: int, why: str) -> None:
         """Keep ``size`` steps as the most a request of ``query`` asks (one of ``asked`` was refused:
         ``why``), and say so once."""
         self._parts[query] = size
         self._clean[query] = 0
-        logger.warning(
-            "promql: query %s: a read of %d steps was refused (%s); it is read in parts of at most %d steps",
-            query,
-            asked,
-            why,
-            size,
-            extra={"source": self.name, "query": query},
-        )
+        self._parts_found.append((query, asked, why, size))
+
+    def _say_parts(self) -> None:
+        """Say the part sizes the read just ended found or grew: one line per query where one, else one line
+        for all of them (the first few named, with their sizes). Each worker only appends to the lists."""
+        found, self._parts_found = self._parts_found, []
+        grown, self._parts_grown = self._parts_grown, []
+        if len(found) == 1:
+            query, asked, why, size = found[0]
+            logger.warning(
+                "promql: query %s: a read of %d steps was refused (%s); it is read in parts of at most %d"
+                " steps",
+                query,
+                asked,
+                why,
+                size,
+                extra={"source": self.name, "query": query},
+            )
+        elif found:
+            logger.warning(
+                "promql: %d queries: a read was refused (%s); each is read in parts: %s",
+                len(found),
+                found[0][2],
+                _listed(
+                    [f"{q} ({asked} steps refused, parts of at most {size})" for q, asked, _, size in found]
+                ),
+                extra={"source": self.name},
+            )
+        if len(grown) == 1:
+            query, tried = grown[0]
+            logger.info(
+                "promql: query %s: parts of %d steps were answered; it is read in parts that long from now"
+                " on",
+                query,
+                tried,
+                extra={"source": self.name, "query": query},
+            )
+        elif grown:
+            logger.info(
+                "promql: %d queries: longer parts were answered; each is read in parts that long from now"
+                " on: %s",
+                len(grown),
+                _listed([f"{q} ({tried} steps)" for q, tried in grown]),
+                extra={"source": self.name},
+            )
 
     def query_instant(self, query: PromQuery, at: float) -> Frame:
         """One ``/api/v1/query`` call at ``at``; raises ``SourceError``."""
@@ -299,7 +337,7 @@ class PromQLClient:
         if not isinstance(payload, dict):
             raise SourceError(f"{where}: HTTP {response.status_code}, not a JSON object", source=self.name)
         if response.status_code != 200 or payload.get("status") != "success":
-            raise self._refusal(where, response.status_code, payload)
+            raise self._refusal(where, response.status_code, payload, query)
         data = payload.get("data")
         if not isinstance(data, dict):
             raise SourceError(f"{where}: response has no data", source=self.name)
@@ -323,11 +361,20 @@ class PromQLClient:
             raise SourceError(f"{where}: partial response: {text[:300]}", source=self.name, retryable=True)
         return data
 
-    def _refusal(self, where: str, status: int, payload: dict[str, Any]) -> SourceError:
+    def _refusal(
+        self, where: str, status: int, payload: dict[str, Any], query: PromQuery | None = None
+    ) -> SourceError:
         """The error of an answer that is no success; ``OverlongRead`` where it says that the read was too
         long or too big for the server."""
         error = str(payload.get("error", ""))
         hint = _limit_hint(error)
+        if status == 400 and payload.get("errorType") == "bad_data" and query is not None:
+            # Prometheus cannot parse or type the expression (``rate(x)``, ``x offset``): the error named only
+            # the query and Prometheus' parser position, not what to change, and failed at every tick.
+            index = next((k for k, q in enumerate(self.queries) if q.name == query.name), None)
+            field = "anomaly.queries[].expr" if index is None else f"anomaly.queries[{index}].expr"
+            where_written = self._config_file or "the configuration"
+            hint = f" (fix {field} of query {query.name} in {where_written}: {query.expr!r})"
         message = f"{where}: HTTP {status}: {error}{hint}"
         retryable = status >= 500
         if status in _OVERLONG_STATUS or payload.get("errorType") == "timeout":
@@ -449,3 +496,9 @@ class _Cut:
                 # The plain socket's shutdown, also under TLS: ``SSLSocket.shutdown`` drops its TLS object,
                 # which the worker's read is still using.
                 socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+def _listed(items: list[str], shown: int = 5) -> str:
+    """The first ``shown`` of ``items``, and how many more."""
+    more = len(items) - shown
+    return ", ".join(items[:shown]) + (f" and {more} more" if more > 0 else "")

@@ -90,12 +90,15 @@ class PromQLSource(PromQLClient):
         deadline_seconds: float | None = None,
         workers: int = MAX_WORKERS,
         setting: str = "the source's URL",
+        config_file: str | None = None,
     ) -> None:
         """``deadline_seconds``: the most a whole ``read`` waits (``timeout_seconds`` when None); give it
         less than the tick interval. ``workers``: queries read at once. ``setting``: what gives
-        ``base_url``, named where an answer says to ask elsewhere (a redirect)."""
+        ``base_url``, named where an answer says to ask elsewhere (a redirect). ``config_file``: where the
+        queries are written, named where the server cannot parse or type one (HTTP 400)."""
         self.name = name
         self._setting = setting
+        self._config_file = config_file
         self.deadline_seconds = timeout_seconds if deadline_seconds is None else deadline_seconds
         self.queries = list(queries)
         self.max_lookback_seconds = max_lookback_seconds
@@ -125,6 +128,8 @@ class PromQLSource(PromQLClient):
         self._parts: dict[str, int] = {}  # query -> the most steps a request asks, where more were refused
         self._unsplit: set[str] = set()  # queries refused at one step since their last good read
         self._clean: dict[str, int] = {}  # query -> its reads in parts since one was refused or tried longer
+        self._parts_found: list[tuple[str, int, str, int]] = []
+        self._parts_grown: list[tuple[str, int]] = []
         # query -> the parts its read in progress has got, newest first (``read_so_far``)
         self._got: dict[str, list[Frame]] = {}
 
@@ -203,7 +208,9 @@ class PromQLSource(PromQLClient):
                 if isinstance(exc, OverlongRead) and not exc.refused and got:  # its time ran out
                     frames.extend(self._partly(query, got, health, end))
                     partly.add(query.name)
-                elif isinstance(exc, OverlongRead):
+                elif isinstance(exc, OverlongRead) and query.name not in self._unsplit:
+                    # (One refused at one step too is refused for what it asks, not its length: a 422 for
+                    # duplicate series, a label come between two reads, left its catch-up "too long".)
                     self._too_long(query, since[query.name], end, exc.why)
                 failed[query.name] = health.last_error
                 continue
@@ -218,6 +225,8 @@ class PromQLSource(PromQLClient):
                 _, guarded = query.sent
                 step = self.coarse.step(query.name, query.step_seconds)
                 frames.append(self._edges.mask(frame, self._ranges[query.name], step, guarded=guarded))
+        if read or partly or refused:
+            self._catch_up.answered()
         if failed and not read and not partly and not self._up_elsewhere(failed, refused):
             self._health.failed(self._outage(failed))
         elif read or partly or self._health.up:
@@ -231,6 +240,7 @@ class PromQLSource(PromQLClient):
             h.answer_step = self.coarse.answer_step(name)
             h.part_steps = self._parts.get(name)
         self._catch_up.flush()
+        self._say_parts()
         self._log_failures(failed, read)
         self._log_empty(empty, read)
         return frames
@@ -397,8 +407,16 @@ class PromQLSource(PromQLClient):
 _READ_TIMES = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)?|\d{10,}(?:\.\d+)?")
 
 
+# A read that got no answer in time says so two ways: the request's own timeout (httpx' ``ReadTimeout``, one
+# cut at the read's deadline too) or the read's deadline passed before its request began or ended. A server
+# hung (SIGSTOP) gave either at each tick as it fell, and was logged as "failing another way" every few ticks.
+_NO_ANSWER_IN_TIME = re.compile(r": ReadTimeout: |: no answer within the read's [\d.]+s deadline$")
+
+
 def _failure_kind(error: str) -> str:
     """``error`` without the times of its read: one failure read again, the same. Compared whole, a query
     over VictoriaMetrics' ``-search.maxUniqueTimeseries`` was "failing another way" at every tick, and the
     warning naming every such query was logged at every tick for as long as the limit held."""
+    if _NO_ANSWER_IN_TIME.search(error):
+        return "no answer in time"
     return _READ_TIMES.sub("<t>", error)

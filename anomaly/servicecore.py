@@ -67,6 +67,9 @@ class ServiceCore:
         self.data_ranges = DataRanges(cfg)
         self.firing: dict[str, _Firing] = {}
         self._pending: dict[str, tuple[int, str, str]] = {}  # key -> ticks agreed, detector, query
+        # Queries seen returning series of several metrics (``{__name__=~"A|B"}``): their alerts keep its
+        # name (``AlertUpdater._note_several_metrics``).
+        self._several_metrics: set[str] = set()
         # This tick's GPUs where a recovered fleet alert is not alone (``AlertUpdater._busy_gpus``).
         self._busy: frozenset[tuple[str, str]] = frozenset()
         self._recalled: dict[str, _Firing] = {}  # alerts the warm-up's history left firing (``warm_up``)

@@ -99,6 +99,7 @@ def run(
         # failed read, held like an outage, and read again from where it stopped.
         deadline_seconds=cfg.read_deadline_seconds,
         setting="anomaly.prometheus_url",
+        config_file=None if config is None else str(config),
     )
     tick_log = TickLog([source], forwarder, forwarder.on_alert if forwarder else _print_alert)
     service = AnomalyService(cfg, [source], clock, on_alert=tick_log.on_alert, on_resend=tick_log.on_resend)

@@ -350,3 +350,27 @@ def test_a_tick_window_needing_more_requests_than_its_deadline_feeds_its_newest_
         fed.extend(stamps)
     assert fed == sorted(set(fed))  # each step once, never one older than one fed before
     prom.close()
+
+
+def test_a_warm_up_refused_for_several_queries_is_said_in_one_line(
+    prometheus: FakePrometheus, caplog: pytest.LogCaptureFixture
+) -> None:
+    # VictoriaMetrics with -search.maxPointsPerTimeseries under the warm-up's steps refuses every query's
+    # hour: each was said in its own line (22 at once for deploy/gpuwarden.example.yaml's queries).
+    clock = FakeClock()
+    names = [f"m{i}" for i in range(7)]
+    for name in names:
+        prometheus.answers[name] = fleet(clock.time())
+    limit(prometheus, 7, "sample-limit")
+    prom = PromQLSource(prometheus.url, [PromQuery(n, n, 30.0) for n in names], clock)
+    frames = prom.read(clock.time() - 3600, clock.time())
+    assert len(frames) == len(names) and all(f.timestamps.size == 120 for f in frames)
+    said = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert len(said) == 1, said
+    assert said[0].startswith("promql: 7 queries: a read was refused (")
+    assert "(8 steps refused, parts of at most 4)" in said[0] and said[0].endswith("and 2 more")
+    caplog.clear()
+    clock.advance(30)
+    prom.read(clock.time() - 30, clock.time())  # found: not said again
+    assert not [r for r in caplog.records if "refused" in r.getMessage()]
+    prom.close()

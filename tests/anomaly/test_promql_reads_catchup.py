@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import httpx
 import pytest
 
+from anomaly import catchup
+from anomaly.promql import PromQLSource, PromQuery
 from anomaly.service import AnomalyService
 from gpuwarden.clock import FakeClock
 from gpuwarden.config_anomaly import AnomalyConfig
@@ -200,49 +203,76 @@ def test_a_catch_up_shortened_before_another_outage_says_what_it_leaves_unread_o
     prom.close()
 
 
-def test_a_hung_server_says_its_shortened_catch_ups_in_one_line_a_read_not_one_per_query(
-    caplog: pytest.LogCaptureFixture,
+@pytest.mark.parametrize("queries", [1, 7])
+def test_a_hung_server_is_caught_up_whole_once_it_answers_again(
+    queries: int, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # Prometheus SIGSTOPped past the read's deadline (the kernel still takes the connection, no answer comes):
-    # each query's catch-up was said in its own line, at every tick, and its gap in one more at its return,
-    # 22 lines at once for the 22 queries of deploy/gpuwarden.example.yaml.
+    # Prometheus SIGSTOPped past the read's deadline (the kernel still takes the connection, no answer comes)
+    # fails every read whatever its size. Read as a catch-up too long for the server, the first tick of the
+    # hang halved it and the next cut it to one step: at its return only the last step was read and the whole
+    # hang stayed unread ("read the last 30s; the 120s before ... stay unread"), with a line per tick saying
+    # catch-ups were shortened. (Each query's line at every tick, 22 at once for the example configuration,
+    # was made one line a read before; now there is none to say.)
     clock, hung = FakeClock(), [False]
+    asked: dict[str, list[float]] = {}
 
     def answer(request: httpx.Request) -> httpx.Response:
-        return _too_long("timeout") if hung[0] else matrix(request)
+        if hung[0]:
+            return _too_long("timeout")
+        asked.setdefault(request.url.params["query"], []).append(float(request.url.params["start"]))
+        return matrix(request)
 
-    names = [f"q{i}" for i in range(7)]
+    names = [f"q{i}" for i in range(queries)]
     prom = source(dict.fromkeys(names, answer), clock)
     caplog.set_level(logging.WARNING, logger="anomaly.catchup")
-    said: list[list[str]] = []
 
     def tick() -> None:
-        caplog.clear()
         clock.advance(30)
         prom.read(clock.time() - 30, clock.time())
-        said.append([r.getMessage() for r in caplog.records if r.name == "anomaly.catchup"])
 
     tick()
+    good = clock.time()
     hung[0] = True
-    for _ in range(4):
+    for _ in range(5):
         tick()
+    assert not any(h.up for h in prom.health().queries.values())
     hung[0] = False
     tick()
-    assert all(len(lines) <= 1 for lines in said), said
-    shortened = [line for lines in said for line in lines if "it missed failed" in line]
-    assert shortened[0].startswith(
-        "promql: 7 queries: for each, reading what it missed failed (timed out): q0 (60s, next 30s), q1 (60s,"
-        " next 30s)"
-    )
-    assert shortened[0].endswith(
-        "and 2 more; their next reads ask half as far back, the older steps stay unread (a gap)"
-    )
-    (back,) = said[-1]
-    assert back.startswith(
-        "promql: 7 queries read only their last steps; the steps before, since their last good read, stay"
-        " unread (a gap): q0 ("
-    )
     assert all(h.up for h in prom.health().queries.values())
+    assert {q: starts[-1] for q, starts in asked.items()} == dict.fromkeys(names, good + 30)  # the whole hang
+    assert not [r.getMessage() for r in caplog.records if r.name == "anomaly.catchup"]
+    prom.close()
+
+
+def test_a_catch_up_too_long_once_a_hung_server_is_back_is_shortened_until_read(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Back from its hang, the server answers the queries whose catch-up it can: one too long for it is
+    # shortened as after any outage (the hang's failures are no sign of its size, an answer is).
+    clock, hung = FakeClock(), [False]
+
+    def short(request: httpx.Request) -> httpx.Response:
+        return _too_long("timeout") if hung[0] else matrix(request)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        start, end, step = (float(request.url.params[k]) for k in ("start", "end", "step"))
+        return _too_long("timeout") if hung[0] or (end - start) / step >= 4 else matrix(request)
+
+    prom = source({"small": short, "big": answer}, clock)
+
+    def tick() -> bool:
+        clock.advance(30)
+        prom.read(clock.time() - 30, clock.time())
+        return prom.health().queries["big"].up
+
+    assert tick()
+    hung[0] = True
+    assert not any(tick() for _ in range(10))
+    hung[0] = False
+    ups = [tick() for _ in range(6)]
+    assert ups[-3:] == [True] * 3, ups
+    said = [r.getMessage() for r in caplog.records if "it missed failed" in r.getMessage()]
+    assert said and said[0].startswith("promql: query big: reading the 360s it missed failed"), said
     prom.close()
 
 
@@ -282,4 +312,123 @@ def test_a_read_refused_by_a_victoriametrics_limit_is_said_with_the_limits_flag(
     assert prom.read(end - 300, end)  # ten steps, read in parts
     (line,) = [r.getMessage() for r in caplog.records if "was refused" in r.getMessage()]
     assert said in line, line
+    prom.close()
+
+
+def test_a_hung_server_is_logged_failing_once_whichever_way_each_read_ran_out_of_time(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Hung (SIGSTOP), a read ends either by its request's timeout (httpx' ReadTimeout) or by its deadline
+    # passing first: a real Prometheus gave each in turn, and "2 of 2 queries failed" was logged again every
+    # few ticks of the hang as a new failure.
+    clock, mode = FakeClock(), ["up"]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if mode[0] == "timeout":
+            raise httpx.ReadTimeout("timed out", request=request)
+        if mode[0] == "slow":
+            time.sleep(0.3)  # past the read's deadline
+        return matrix(request)
+
+    prom = source({"temp": answer}, clock, deadline_seconds=0.1)
+    caplog.set_level(logging.WARNING, logger="anomaly.promql")
+    for state in ("up", "timeout", "slow", "timeout", "slow", "up"):
+        mode[0] = state
+        if state == "up":
+            time.sleep(0.5)  # the slow request before, cut at its deadline, has let its worker go
+        clock.advance(30)
+        prom.read(clock.time() - 30, clock.time())
+    failed = [r.getMessage() for r in caplog.records if "queries failed" in r.getMessage()]
+    assert len(failed) == 1, failed
+    assert prom.health().queries["temp"].up
+    prom.close()
+
+
+def test_a_query_refused_for_what_it_asks_not_its_length_leaves_its_catch_up_whole(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A label come into one side of a vector match (`a / on(gpu) b`, a second series of b per GPU) makes
+    # Prometheus refuse every read with HTTP 422 ("found duplicate series for the match group"), one step
+    # too: nothing about its length. Its catch-up was said too long and halved ("reading the 60s it missed
+    # failed (HTTP 422: found duplicate series ...); the next read asks only the last 30s"), and the steps
+    # it missed were left unread once the label went.
+    clock, duplicate = FakeClock(), [False]
+    asked: list[float] = []
+    body = {
+        "status": "error",
+        "errorType": "execution",
+        "error": 'found duplicate series for the match group {gpu="0"} on the right hand-side of the'
+        " operation",
+    }
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if duplicate[0]:
+            return httpx.Response(422, json=body)
+        asked.append(float(request.url.params["start"]))
+        return matrix(request)
+
+    prom = source({"temp": answer}, clock)
+    good = _read_well_then_failing(prom, clock, duplicate, 4)
+    duplicate[0] = False
+    clock.advance(30)
+    prom.read(clock.time() - 30, clock.time())
+    assert prom.health().queries["temp"].up
+    assert asked[-1] == good + 30  # every step it missed
+    assert not [r.getMessage() for r in caplog.records if r.name == "anomaly.catchup"]
+    prom.close()
+
+
+def test_an_expression_the_server_cannot_parse_is_said_with_its_field_file_and_text() -> None:
+    # `rate(x)` (no range) or `x offset` pass the configuration's own check (brackets balanced) and Prometheus
+    # answers each read with HTTP 400 bad_data: the error named the query and Prometheus' parser position
+    # ("1:6: parse error: expected type range vector ..."), not the setting to change nor where it is.
+    clock = FakeClock()
+    body = {
+        "status": "error",
+        "errorType": "bad_data",
+        "error": '1:6: parse error: expected type range vector in call to function "rate", got instant'
+        " vector",
+    }
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.params["query"].startswith("rate("):
+            return httpx.Response(400, json=body)
+        return matrix(request)
+
+    client = httpx.Client(base_url="http://prom:9090", transport=httpx.MockTransport(handle))
+    queries = [PromQuery("temp", "temp"), PromQuery("power", "rate(DCGM_FI_DEV_POWER_USAGE)")]
+    prom = PromQLSource("http://prom:9090", queries, clock, client=client, config_file="/etc/gpuwarden.yaml")
+    prom.read(clock.time() - 30, clock.time())
+    error = prom.health().queries["power"].last_error
+    assert body["error"] in error
+    assert error.endswith(
+        " (fix anomaly.queries[1].expr of query power in /etc/gpuwarden.yaml:"
+        " 'rate(DCGM_FI_DEV_POWER_USAGE)')"
+    ), error
+    assert prom.health().queries["temp"].up
+    prom.close()
+
+
+def test_a_server_back_from_a_hang_with_every_catch_up_too_long_reads_again() -> None:
+    # Back from its hang, a server to which every query's catch-up is too long answers nothing either: left
+    # whole for good as after a hang, each failed at every tick and the source stayed down until a restart.
+    clock, hung = FakeClock(), [False]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        start, end, step = (float(request.url.params[k]) for k in ("start", "end", "step"))
+        return _too_long("timeout") if hung[0] or (end - start) / step >= 4 else matrix(request)
+
+    prom = source({"temp": answer, "power": answer}, clock)
+
+    def tick() -> bool:
+        clock.advance(30)
+        prom.read(clock.time() - 30, clock.time())
+        return prom.health().up
+
+    assert tick()
+    hung[0] = True
+    assert not any(tick() for _ in range(5))
+    hung[0] = False
+    ups = [tick() for _ in range(catchup.STALL_EXCUSED + 8)]
+    assert ups[-3:] == [True] * 3, ups
     prom.close()
