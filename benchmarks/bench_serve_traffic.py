@@ -325,7 +325,11 @@ def main(args: argparse.Namespace) -> None:
         finally:
             traffic.client.close()
             proc.terminate()
-            proc.wait(60)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:  # under tracemalloc a stop can take longer
+                proc.kill()
+                proc.wait()
         slack = len(recorder.calls)
         hooks = len(recorder.hook_posts(HOOK))
     probed = _probed(args.probe) if args.probe is not None else []
