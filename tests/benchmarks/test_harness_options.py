@@ -21,6 +21,7 @@ HARNESSES = {
     "bench_range_edges.py": "--gpus",
     "bench_refresh.py": "--sizes",
     "bench_scrape.py": "--skip-library",
+    "bench_serve_traffic.py": "--tracemalloc",
     "bench_single_ingest.py": "--quick",
     "bench_sim_nvml.py": None,
     "bench_tracing.py": "--quick",
