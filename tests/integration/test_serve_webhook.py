@@ -123,7 +123,10 @@ def test_a_webhook_survives_a_receiver_outage_and_a_sigkill_losing_and_duplicati
             post_alert(url)
             wait_for("two refused attempts", lambda: len(receiver.attempts) >= 2)
             assert receiver.accepted == []
-            assert metric(url, 'gpuwarden_notification_retries_total{notifier="webhook:oncall"}') >= 2
+            # Counted once serve has read the 503, after the receiver counted the attempt: waited for (on
+            # a loaded machine the second attempt's answer was still on its way, and this read 1).
+            retries = 'gpuwarden_notification_retries_total{notifier="webhook:oncall"}'
+            wait_for("two retries counted", lambda: metric(url, retries) >= 2)
             receiver.mode = "up"
             wait_for("opened delivered", lambda: receiver.changes() == ["opened"])
             [incident] = http_probe.get(f"{url}/api/v1/incidents", headers=AUTH, timeout=10).json()
