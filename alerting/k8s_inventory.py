@@ -279,6 +279,11 @@ class KubernetesInventory:
         self._kept = {
             k: v for k, v in self._kept.items() if k not in expired and k not in placed and k[:2] not in taken
         }
+        # A node's last GPU count stands in while its device plugin is down; a node gone from the list
+        # (autoscaled away: its successor has another name) is forgotten, unless a kept pod's node, which
+        # may be listed again (re-registered before its plugin is up).
+        still = {n.name for n in seen.nodes} | {k.pod.node for k in self._kept.values()}
+        self._gpu_counts = {name: n for name, n in self._gpu_counts.items() if name in still}
         workloads = unit_workloads(list(placed.values()), list(self._kept.values()))
         self._units = {w.ref: len(w.units) for w in workloads}
         spare = {self._cluster: sum(n.free or 0 for n in node_list)}

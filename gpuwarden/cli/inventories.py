@@ -250,12 +250,14 @@ def kubernetes_inventory(cfg: KubernetesInventoryConfig, clock: SystemClock) -> 
         loader_errors,
         reloading_credentials,
     )
+    from gpuwarden.cli.kube_exec import bound_exec_plugins  # noqa: PLC0415
 
     in_cluster = cfg.kubeconfig is None and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
     load_errors: list[str] = []
     if cfg.kubeconfig is not None:
         _kubeconfig_file(cfg.kubeconfig)
         _kubeconfig_mapping(cfg.kubeconfig)
+    bound_exec_plugins(cfg.request_timeout_seconds)  # a plugin that never answers must not hang serve
     try:
         if in_cluster:
             configuration = Configuration()

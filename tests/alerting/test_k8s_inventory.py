@@ -366,3 +366,25 @@ def test_assignments_read_the_exported_labels_prometheus_renamed() -> None:
         Assignment("g1", 0, "", "serving", "llama-7f9c-1"),
         Assignment("g1", 1, "", "gpu-operator", "dcgm-exporter-x"),
     ]
+
+
+def test_gpu_counts_of_nodes_gone_from_the_list_are_forgotten_but_a_lost_pods_node_keeps_its_own() -> None:
+    # Each node the autoscaler made got a new name, and its last GPU count stayed for good: serve's memory
+    # grew with every node the cluster ever had.
+    api, clock = FakeApi(), FakeClock(1000.0)
+    api.objects["nodes"] = [node("g1"), node("g2")]
+    api.objects["pods"] = [pod("a", "p1", "g1", 8)]
+    reader = inventory(api, clock)
+    reader.read()
+    for i in range(100):
+        api.objects["nodes"][1] = node(f"scaled-{i}")
+        reader.read()
+    assert sorted(reader._gpu_counts) == ["g1", "scaled-99"]
+    # g1 leaves the list with its pod lost: kept, so is g1's count, for g1 registered again without GPUs
+    api.objects["nodes"] = [node("scaled-99")]
+    api.objects["pods"] = []
+    reader.read()
+    assert sorted(reader._gpu_counts) == ["g1", "scaled-99"]
+    api.objects["nodes"].append(node("g1", 0))
+    g1 = reader.read().node("g1")
+    assert g1 is not None and g1.gpu_count == 8

@@ -1,0 +1,56 @@
+"""`gpuwarden serve` with a kubeconfig whose exec plugin never answers (kubelogin waiting for a browser login
+no one makes): it starts, the Kubernetes inventory failing, and leaves no plugin running."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.integration.gpuwarden_server import gpuwarden_serve, serve_metric
+from tests.integration.servers import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def test_serve_starts_with_an_exec_plugin_that_never_answers_and_kills_it(tmp_path: Path) -> None:
+    # kubelogin waiting for a browser login no one makes: the client waited for it, and serve never started.
+    pids = tmp_path / "pids"
+    plugin = tmp_path / "login"
+    plugin.write_text(f"#!/bin/sh\necho $$ >> {pids}\nsleep 3600 &\necho $! >> {pids}\nwait\n")
+    plugin.chmod(0o755)
+    exec_config = {"apiVersion": "client.authentication.k8s.io/v1beta1", "command": str(plugin)}
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{free_port()}"}}],
+                "users": [{"name": "u", "user": {"exec": exec_config}}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "x",
+            }
+        )
+    )
+    inventory = {"cluster": "k1", "kubeconfig": str(kubeconfig), "request_timeout_seconds": 1}
+    config = tmp_path / "gpuwarden.yaml"
+    config.write_text(yaml.safe_dump({"alerting": {"kubernetes_inventory": inventory}}))
+    left: list[int] = []
+    try:
+        with gpuwarden_serve(tmp_path, str(tmp_path / "gw.db"), extra_args=["--config", str(config)]) as (
+            url,
+            _,
+        ):
+            assert serve_metric(url, "gpuwarden_inventory_workloads") == 0
+        log = (tmp_path / "serve.log").read_text()
+        assert "login gave no credential within 1 s" in log and "kubernetes inventory: cannot read it" in log
+    finally:
+        for pid in [int(line) for line in pids.read_text().split()] if pids.exists() else []:
+            try:
+                os.kill(pid, signal.SIGKILL)  # a plugin left running fails the test, and is stopped
+            except ProcessLookupError:
+                continue
+            left.append(pid)
+    assert pids.exists() and left == []  # each run killed, with its sleep
