@@ -354,7 +354,8 @@ def _started(
     no_token: ConfigError | None,
 ) -> tuple[InstanceLocks, socket.socket, Service] | None:
     """The locks, the bound socket and the built service of the server that is now the active one; None
-    when a stop signal came first (a standby asked to stop while it waited, or during the handover).
+    when a stop signal came first (a standby asked to stop while it waited or during the handover, a plain
+    start asked to stop while it started).
     ``no_token``: why the token will not do, listed with the other start-up problems."""
     from alerting.instance_lock import InstanceBusy  # noqa: PLC0415 - see build_service
 
@@ -402,7 +403,12 @@ def _started(
 
             close_engine(service[1].store.engine)
         locks.release()
-        logger.info("serve: a stop signal came during the handover; stopped before serving, lock released")
+        if standby:  # it had waited for the lock: the active server's stop handed it over
+            logger.info(
+                "serve: a stop signal came during the handover; stopped before serving, lock released"
+            )
+        else:
+            logger.info("serve: stopped before serving: a stop signal came while it started; lock released")
         return None
     return locks, listener, service
 
