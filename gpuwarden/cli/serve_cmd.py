@@ -268,11 +268,18 @@ def build_service(
     else:  # the API still lists and discards what removed notifiers left
         outbox = stored_outbox(sql, clock)
     if cfg.slack.signing_secret is not None:
-        from alerting.slack_interactions import slack_interaction_routes  # noqa: PLC0415
+        from alerting.slack_interactions import PRESS_WORKERS, slack_interaction_routes  # noqa: PLC0415
+        from alerting.slack_press_workers import PressWorkers  # noqa: PLC0415
         from alerting.slack_replays import HandledSlackRequests  # noqa: PLC0415
 
         handled = HandledSlackRequests(sql)  # in the store: a restart or a standby refuses a replay too
-        routes.extend(slack_interaction_routes(cfg.slack.signing_secret, engine, clock, handled=handled))
+        workers = PressWorkers(PRESS_WORKERS)  # closed at the stop: queued presses cancelled, told
+        routes.extend(
+            slack_interaction_routes(
+                cfg.slack.signing_secret, engine, clock, handled=handled, workers=workers
+            )
+        )
+        background.append(workers.run)
     return engine, background, routes, outbox
 
 

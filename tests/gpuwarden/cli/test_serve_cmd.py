@@ -64,7 +64,7 @@ def test_slack_token_and_signing_secret_wire_the_outbox_and_the_button_endpoint(
     cfg.slack.signing_secret = SecretStr("signing")
     cfg.slack.base_url = "http://127.0.0.1:9/api/"
     engine, background, routes, _ = build_service(cfg, str(tmp_path / "s.db"))
-    assert len(background) == 2  # engine tick and outbox dispatcher
+    assert len(background) == 3  # engine tick, outbox dispatcher and the stop of the Slack presses
     assert any(isinstance(r, Route) and r.path == "/slack/interactions" for r in routes)
     assert len(engine._listeners) == 1
     assert [type(c).__name__ for c in engine.extra_metrics] == ["OutboxCollector"]  # served on /metrics
