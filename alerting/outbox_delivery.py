@@ -20,6 +20,7 @@ notifier that the far end may already have it (``alerting.outbox`` says what the
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -108,6 +109,7 @@ class OutboxDelivery:
     _pauses_set: dict[str, tuple[float, float]]  # notifier name -> (when this process paused it, until)
     _backing_off: set[str]
     fence: LockFence
+    hurry: threading.Event
 
     def dispatch_due(self, notifier: str | None = None) -> int:
         """Deliver every due message (of one notifier, or of all), in order per (notifier, incident);
@@ -125,6 +127,8 @@ class OutboxDelivery:
             groups, newest = self._plan(notifier)
             replan = False
             for index, (notifier_name, incident_id, _) in enumerate(groups):
+                if self.hurry.is_set():  # a second stop signal: what is left stays pending for the next start
+                    return sent
                 destination = self._notifiers.get(notifier_name)
                 if destination is None or notifier_name in failing or self.paused(notifier_name):
                     continue
@@ -252,7 +256,7 @@ class OutboxDelivery:
             # An edit held for a later one (``_edit_due``) is set aside for it before it is due.
             if len(rows) > 1 and self._superseded(head, notification, rows[1], due=due):
                 continue
-            if not due and not _waited_on(notification, rows):
+            if (not due and not _waited_on(notification, rows)) or self.hurry.is_set():
                 return sent, False
             result = self._attempt(notifier, head.id, notification)
             if result is True:

@@ -25,7 +25,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -52,6 +52,7 @@ from alerting.notifiers.blocks import (
 )
 from alerting.notifiers.deadline import DeadlineCaller
 from alerting.silences import BUTTON_SILENCE_SECONDS
+from alerting.slack_press_workers import PressWorkers
 from alerting.slack_replays import REPLAY_WINDOW_SECONDS, HandledSlackRequests
 from alerting.subscriptions import IncidentActions
 from gpuwarden.clock import Clock
@@ -248,6 +249,7 @@ def _to_tell(
     return next((p.response_url for p, _ in refused + repeats if p.response_url), ""), refused, repeats
 
 
+STOPPED = "gpuwarden stopped (a restart, a deploy) before doing it; it is not done: press again"
 FAILED = (
     "it failed in gpuwarden (serve's log says why) and may not be done: look at the incident before pressing"
     " again"
@@ -288,6 +290,12 @@ class _PressRun:
                 tell_refused(told, refused, repeats)
         return done
 
+    def stopped(self) -> None:
+        """Serve stopped before the presses started: the presser is told to press again (``PressWorkers``)."""
+        told = next((p.response_url for p in self._presses if p.response_url), "")
+        if told:
+            tell_refused(told, [(p, STOPPED) for p in self._presses])
+
     def _end(self) -> bool:
         """Mark the presses ended; whether Slack was answered without them (the thread tells the presser)."""
         with self._lock:
@@ -312,14 +320,16 @@ def slack_interaction_routes(
     *,
     handled: HandledSlackRequests,
     path: str = "/slack/interactions",
+    workers: PressWorkers | None = None,
 ) -> list[Route]:
     """Starlette routes for Slack's interactivity request URL; ``handled`` remembers the requests already
-    acted on, so that one sent again within the replay window changes nothing."""
+    acted on, so that one sent again within the replay window changes nothing. The presses run on
+    ``workers``, which serve closes at its stop (its background task ``PressWorkers.run``)."""
     secret = signing_secret.get_secret_value() if isinstance(signing_secret, SecretStr) else signing_secret
     if not secret:
         raise ValueError("a Slack signing secret is required")
     handlers = _handlers(actions)
-    workers = ThreadPoolExecutor(PRESS_WORKERS, thread_name_prefix="slack-press")
+    workers = workers or PressWorkers(PRESS_WORKERS)
 
     async def interactions(request: Request) -> Response:
         try:
@@ -346,9 +356,11 @@ def slack_interaction_routes(
             return _Done([_press(handlers, press) for press in presses])
 
         run = _PressRun(presses, work)
-        future: Future[_Done] = workers.submit(run.run)
+        future: Future[_Done] = workers.submit(run.run, run.stopped)
         # Waited for off the loop too (a future of the loop's own would need the loop alive when it ends).
         await run_in_threadpool(wait, [future], ANSWER_WITHIN_SECONDS)
+        if future.cancelled():  # serve is stopping: not done, and Slack shows the presser an error
+            return JSONResponse({"ok": False, "error": STOPPED}, status_code=503)
         if run.answer_without():
             logger.warning(
                 "slack press not done within %.0f s: Slack answered, the press goes on and its presser is"

@@ -49,6 +49,7 @@ from gpuwarden.api_errors import failure_text, no_route
 from gpuwarden.api_metrics import ApiMetrics
 from gpuwarden.config import ApiConfig
 from gpuwarden.errors import InputError
+from gpuwarden.graceful import join_within
 from gpuwarden.headers import LAG_HEADER
 from gpuwarden.health_api import HealthApi
 from gpuwarden.httpbody import BodyRefused, check_json_body, read_limited
@@ -454,12 +455,14 @@ def create_app(
     applier: JournalApplier | None = None,
     outbox: Outbox | None = None,
     fence: LockFence | None = None,
+    hurry: threading.Event | None = None,
 ) -> Starlette:
     """The Starlette app; ``background`` tasks run in threads until shutdown.
 
     With ``applier``, alert writes are acknowledged once journaled and the applier runs as one more
     background task (replaying what the journal held at start; ``/-/ready`` says when it caught up);
-    without it they are stored synchronously before the answer.
+    without it they are stored synchronously before the answer. At shutdown each task is waited for 5 s at
+    most, and not at all once ``hurry`` is set (a second stop signal).
     """
     metrics = ApiMetrics(engine)
     if applier is not None:
@@ -480,8 +483,7 @@ def create_app(
             yield
         finally:
             stop.set()
-            for t in threads:
-                t.join(timeout=5)
+            join_within(threads, 5, hurry)
 
     app = Starlette(
         routes=[*handlers.routes(), *extra_routes],

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from types import FrameType
 
 import uvicorn
@@ -23,6 +24,10 @@ class ForcingServer(uvicorn.Server):
 
     stops = 0
 
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.hurry = threading.Event()  # set at the second signal: the app's shutdown waits no longer either
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """The first SIGINT or SIGTERM drains (and says so when requests are in flight); the second cuts them;
         a third (a handler that ignores its client leaving) abandons them, as uvicorn's second SIGINT does."""
@@ -32,6 +37,8 @@ class ForcingServer(uvicorn.Server):
             self.force_exit = True
             return
         self.force_exit = False  # uvicorn's own (second SIGINT) abandons the requests to cancellation
+        if self.stops == 2:
+            self.hurry.set()
         requests = len(self.server_state.tasks)  # one per request in flight (an idle connection has none)
         if not requests:
             return

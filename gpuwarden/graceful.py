@@ -16,6 +16,7 @@ from __future__ import annotations
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
@@ -107,6 +108,15 @@ def raising_on_stop() -> Iterator[None]:
 
     with _on_stop(stop):
         yield
+
+
+def join_within(threads: Sequence[threading.Thread], seconds: float, hurry: threading.Event | None) -> None:
+    """Wait for each of ``threads`` at most ``seconds``, and no longer once ``hurry`` is set (a second stop
+    signal): the threads are daemons, left to end with the process."""
+    for thread in threads:
+        deadline = time.monotonic() + seconds
+        while thread.is_alive() and time.monotonic() < deadline and not (hurry and hurry.is_set()):
+            thread.join(min(0.05, max(deadline - time.monotonic(), 0)))
 
 
 def run_until_stopped(

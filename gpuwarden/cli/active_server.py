@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from alerting.outbox import Outbox
     from gpuwarden.api import BackgroundTask
     from gpuwarden.config import ApiConfig
+    from gpuwarden.forced_stop import ForcingServer
 
     # What ``serve`` builds once it holds the lock: fence, engine, background tasks, extra routes, outbox,
     # applier.
@@ -79,6 +80,9 @@ def run_active(
     # What was acknowledged but not applied before a crash is replayed by the applier's thread once the port
     # is open: a replay of minutes with no port would fail every liveness probe. New writes are appended
     # after the backlog, so they are applied after it, in order; /-/ready says when it caught up.
+    hurry = threading.Event()  # the second stop signal: nothing more is waited for (``ForcingServer``)
+    if outbox is not None:
+        outbox.hurry = hurry
     app = create_app(
         engine,
         api,
@@ -87,23 +91,31 @@ def run_active(
         applier=applier,
         outbox=outbox,
         fence=fence,
+        hurry=hurry,
     )
     server = uvicorn_server(app, where[0], where[1], api)
+    server.hurry = hurry
     try:  # SIGTERM (every pod stop) ends like Ctrl-C: shutdown, then the locks released here, exit 0
         run_until_stopped(server, [listener], stop)
     finally:
         listener.close()
         close_engine(engine.store.engine)  # while the lock is held: no other server writes meanwhile
         locks.release()
+    if hurry.is_set():
+        logger.info(
+            "serve: stopped at the second stop signal without waiting: requests in flight were cut, what the"
+            " journal holds is applied and what the outbox holds is sent at the next start"
+        )
     if lost:
         err_console.print(f"[red]error:[/red] stopped: {escape(lost[0].detail)}")
         raise typer.Exit(1)
 
 
-def uvicorn_server(app: Starlette, address: str, port_number: int, api: ApiConfig) -> uvicorn.Server:
+def uvicorn_server(app: Starlette, address: str, port_number: int, api: ApiConfig) -> ForcingServer:
     """The active server's uvicorn, with its bounds against idle and slow clients; the collector tuned for
-    the long-lived state startup loaded."""
-    import uvicorn  # noqa: PLC0415 - the reason build_service gives
+    the long-lived state startup loaded. A second stop signal cuts the requests in flight (``ForcingServer``).
+    """
+    from gpuwarden.forced_stop import ForcingServer  # noqa: PLC0415 - imports uvicorn
 
     # The engine holds every open incident and the status of every stored alert; the applier allocates a
     # few objects per alert. With the default collector (a pass every 700 allocations, full passes over all
@@ -112,7 +124,7 @@ def uvicorn_server(app: Starlette, address: str, port_number: int, api: ApiConfi
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
     logger.info("serving on %s", host_port(address, port_number))  # [::1]:8080, not ::1:8080
-    return uvicorn.Server(api_server_config(app, api, host=address, port=port_number))
+    return ForcingServer(api_server_config(app, api, host=address, port=port_number))
 
 
 def api_server_config(app: Starlette, api: ApiConfig, **options: Any) -> uvicorn.Config:

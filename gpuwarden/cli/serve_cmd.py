@@ -268,11 +268,18 @@ def build_service(
     else:  # the API still lists and discards what removed notifiers left
         outbox = stored_outbox(sql, clock)
     if cfg.slack.signing_secret is not None:
-        from alerting.slack_interactions import slack_interaction_routes  # noqa: PLC0415
+        from alerting.slack_interactions import PRESS_WORKERS, slack_interaction_routes  # noqa: PLC0415
+        from alerting.slack_press_workers import PressWorkers  # noqa: PLC0415
         from alerting.slack_replays import HandledSlackRequests  # noqa: PLC0415
 
         handled = HandledSlackRequests(sql)  # in the store: a restart or a standby refuses a replay too
-        routes.extend(slack_interaction_routes(cfg.slack.signing_secret, engine, clock, handled=handled))
+        workers = PressWorkers(PRESS_WORKERS)  # closed at the stop: queued presses cancelled, told
+        routes.extend(
+            slack_interaction_routes(
+                cfg.slack.signing_secret, engine, clock, handled=handled, workers=workers
+            )
+        )
+        background.append(workers.run)
     return engine, background, routes, outbox
 
 
@@ -354,7 +361,8 @@ def _started(
     no_token: ConfigError | None,
 ) -> tuple[InstanceLocks, socket.socket, Service] | None:
     """The locks, the bound socket and the built service of the server that is now the active one; None
-    when a stop signal came first (a standby asked to stop while it waited, or during the handover).
+    when a stop signal came first (a standby asked to stop while it waited or during the handover, a plain
+    start asked to stop while it started).
     ``no_token``: why the token will not do, listed with the other start-up problems."""
     from alerting.instance_lock import InstanceBusy  # noqa: PLC0415 - see build_service
 
@@ -402,7 +410,12 @@ def _started(
 
             close_engine(service[1].store.engine)
         locks.release()
-        logger.info("serve: a stop signal came during the handover; stopped before serving, lock released")
+        if standby:  # it had waited for the lock: the active server's stop handed it over
+            logger.info(
+                "serve: a stop signal came during the handover; stopped before serving, lock released"
+            )
+        else:
+            logger.info("serve: stopped before serving: a stop signal came while it started; lock released")
         return None
     return locks, listener, service
 

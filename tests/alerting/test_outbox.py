@@ -219,3 +219,18 @@ def test_an_incident_is_served_at_its_most_urgent_waiting_message(
     )
     assert outbox.dispatch_due() == 3
     assert _parents(recorder) == ["b", "a"]
+
+
+def test_after_serves_second_stop_signal_no_message_more_is_sent_and_the_rest_stays_pending(
+    engine: Engine, recorder: SlackRecorder
+) -> None:
+    """A second SIGTERM while the outbox drained a backlog: the drain went on to its end. It now sends
+    nothing more once hurried; what it had not sent stays pending, sent once at the next start."""
+    outbox = Outbox(engine, [slack(recorder)], FakeClock())
+    for name in ("a", "b", "c"):
+        outbox(_opened(f"inc-{name}", Priority.P3))
+    outbox.hurry.set()
+    assert outbox.dispatch_due() == 0 and recorder.channel_messages() == []
+    next_start = Outbox(engine, [slack(recorder)], FakeClock())
+    assert next_start.dispatch_due() == 3
+    assert sorted(_parents(recorder)) == ["a", "b", "c"]

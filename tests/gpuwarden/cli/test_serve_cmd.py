@@ -37,10 +37,11 @@ from gpuwarden.api import create_app
 from gpuwarden.cli import app
 from gpuwarden.cli.inventories import Inventories
 from gpuwarden.cli.preflight import check_serve
-from gpuwarden.cli.serve_cmd import _tick_loop, build_service
+from gpuwarden.cli.serve_cmd import _started, _tick_loop, build_service
 from gpuwarden.clock import FakeClock, SystemClock
 from gpuwarden.config import AlertingConfig, ApiConfig, GpuwardenConfig
 from gpuwarden.errors import SourceError
+from gpuwarden.graceful import StopRequest
 from gpuwarden.model import Alert
 from tests.alerting.notifiers.incidents import lifecycle
 from tests.gpuwarden.api_client import AUTH, TOKEN, TestClient
@@ -63,7 +64,7 @@ def test_slack_token_and_signing_secret_wire_the_outbox_and_the_button_endpoint(
     cfg.slack.signing_secret = SecretStr("signing")
     cfg.slack.base_url = "http://127.0.0.1:9/api/"
     engine, background, routes, _ = build_service(cfg, str(tmp_path / "s.db"))
-    assert len(background) == 2  # engine tick and outbox dispatcher
+    assert len(background) == 3  # engine tick, outbox dispatcher and the stop of the Slack presses
     assert any(isinstance(r, Route) and r.path == "/slack/interactions" for r in routes)
     assert len(engine._listeners) == 1
     assert [type(c).__name__ for c in engine.extra_metrics] == ["OutboxCollector"]  # served on /metrics
@@ -420,3 +421,21 @@ def test_sigterm_while_the_store_does_not_answer_at_start_stops_serve_with_exit_
     assert code == 0, text
     assert "serve: stopped before serving: a stop signal came while it started" in text, text
     assert "error:" not in text and "Traceback" not in text, text
+
+
+def test_a_plain_start_stopped_before_serving_says_so_not_that_a_handover_was_stopped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A SIGTERM while a plain (non-standby) serve starts: it said 'a stop signal came during the handover',
+    although no standby waited and nothing was handed over."""
+    stop = StopRequest()
+    stop._handle(signal.SIGTERM, None)  # the signal, as it comes while the service is built
+    cfg = GpuwardenConfig.model_validate({"alerting": {"journal_dir": str(tmp_path / "journal")}})
+    where = ("127.0.0.1", free_port(), "--host", "--port")
+    with caplog.at_level(logging.INFO, logger="gpuwarden.serve"):
+        started = _started(
+            cfg, str(tmp_path / "s.db"), "--db", standby=False, where=where, stop=stop, no_token=None
+        )
+    assert started is None
+    said = [r.getMessage() for r in caplog.records if "stopped before serving" in r.getMessage()]
+    assert said == ["serve: stopped before serving: a stop signal came while it started; lock released"]
