@@ -364,6 +364,14 @@ class OpenIncidents(dict[str, "OpenIncident"]):
         ids.update(self._lookup(self._by_root, {g[:d] for g in gpus for d in range(1, len(g) + 1)}))
         return self._in_order(ids, inc.id)
 
+    def wider_takers(self, inc: OpenIncident) -> list[OpenIncident]:
+        """The open incidents rooted strictly above the root of ``inc``, whose merge pass may take it in
+        (``merging.IncidentMerging._wider_taker``: the other way round of ``merge_candidates``' under)."""
+        if self.full_scan:
+            return self._all(inc.id)
+        root = inc.root_path
+        return self._in_order(self._lookup(self._by_root, {root[:d] for d in range(1, len(root))}), inc.id)
+
     def under(self, path: Path) -> list[OpenIncident]:
         """The open incidents rooted at ``path`` or below it."""
         if self.full_scan:

@@ -88,8 +88,8 @@ class IncidentMerging:
             if inside and _before_the_heat(inc, other):
                 continue
             takes.append(other)
-        taker = self._rooted_taker(inc)
-        if taker is not None:
+        taker = self._rooted_taker(inc) or self._wider_taker(inc)
+        if taker is not None and all(o.id != taker.id for o in takes):
             takes.append(taker)
         if not takes:
             return None
@@ -121,6 +121,28 @@ class IncidentMerging:
             and not _quiet_apart(other, inc)
         ]
         return min(takers, key=lambda o: first_onset(o.members.values(), o.id), default=None)
+
+    def _wider_taker(self, inc: OpenIncident) -> OpenIncident | None:
+        """The incident rooted above ``inc`` whose merge pass would take it in now (its root explains one of
+        its alerts, ``takes_in``): the most specific root, then the earliest onset. A GPU's incident that
+        becomes an outage after its rack's partial outage formed went in where the rack's incident was
+        touched too (one POST), and stayed apart where only the GPU's was (batch fuzz seeds 159, 1123)."""
+        root = inc.root_path
+        if not root or not inc.members:
+            return None
+        takers = [
+            other
+            for other in self._open.wider_takers(inc)
+            if other.members
+            and len(other.root_path) < len(root)
+            and contains(other.root_path, root)
+            and takes_in(other.root_path, other.facts, inc.members.values())
+            and not _before_the_heat(other, inc)
+            and not _quiet_apart(other, inc)
+        ]
+        return min(
+            takers, key=lambda o: (-len(o.root_path), first_onset(o.members.values(), o.id)), default=None
+        )
 
     def _opened(self, batch: Batch, inc: OpenIncident) -> tuple[datetime, tuple[datetime, str]]:
         """When ``inc`` opened; its earliest onset breaks a tie (one POST's incidents open at one instant)."""

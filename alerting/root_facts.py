@@ -225,12 +225,13 @@ def explains(root: Path, facts_of: Callable[[], RootFacts], new: Member) -> bool
 
     At a node or GPU: a related fault on that node (see ``_related_on_node``). At a rack: a whole node's
     outage or a stale exporter (power and top-of-rack switching are the rack's), a GPU's outage where the
-    incident holds an outage of its own (a GPU lost beside dead nodes), or what a cluster takes. A rack
-    root that only one signal spreading reached (a driver's XID 119 on its nodes) explains no other GPU
-    fault: an XID 48 there is its own. At a cluster, a root only a spread of one signal or a workload's
-    outages reach: the same signal, name, kind and XID code (not a dead node or GPU: two in two racks are
-    two faults, see ``same_signal_spread``), as one that is no outage's consequence, or anything on a node
-    an outage took."""
+    incident holds an outage of its own (a GPU lost beside dead nodes), where it holds one of a node what
+    that node's root would (an XID beside GPUs lost there, a power brake on a GPU lost), or what a cluster
+    takes. A rack root that only one signal spreading reached (a driver's XID 119 on its nodes) explains
+    no other GPU fault: an XID 48 there is its own. At a cluster, a root only a spread of one signal or a
+    workload's outages reach: the same signal, name, kind and XID code (not a dead node or GPU: two in two
+    racks are two faults, see ``same_signal_spread``), as one that is no outage's consequence, or anything
+    on a node an outage took."""
     path = new.location.path
     if len(root) == RACK_DEPTH and new.kind is FaultKind.EXPORTER_STALE:
         return True  # before gathering any facts: a rack storm asks this for each alert
@@ -244,6 +245,16 @@ def explains(root: Path, facts_of: Callable[[], RootFacts], new: Member) -> bool
     if len(root) == RACK_DEPTH and new.is_outage and facts.outage_kind:
         return True
     if len(where) > RACK_DEPTH and _taken(facts.taken, where):
+        return True
+    if (
+        len(root) == RACK_DEPTH
+        and facts.outage_kind
+        and where in facts.node_outage
+        and _related_on_node(where, facts, new)
+    ):
+        # What the node's root would explain on a node where the outage took a GPU (or the node): the
+        # rack's partial outage grew out of that node's incident, and an alert posted before it grew joined
+        # it there (batch fuzz seeds 277, 1092, 1735, 1741).
         return True
     return new.kind not in OUTAGE_KINDS and new.signal in facts.signals
 

@@ -121,19 +121,31 @@ def test_changes_told_together_each_describe_the_incident_as_it_was_at_their_own
     # An NVSwitch incident announced, then one applier batch: the rack's outage raises its priority, and the
     # rack's incident takes it in. Its "updated" and "priority_changed" said `resolved` in the webhook body
     # and in the Slack thread, as the incident was after the whole batch: a receiver closed its ticket twice.
-    # The NVSwitch's first alert (an NVLink error) opens it: a stale exporter of the rack opened it before,
-    # which took in the node's NVLink errors and XIDs then; it explains nothing else on its node now.
+    # A node of the rack went down a second before the NVSwitch's first alert (an NVLink error) opened its
+    # own incident: the batch grows the node's to the rack's, which opened first and so takes the NVSwitch's
+    # in. The NVLink error opens it: a stale exporter of the rack opened it before, which took in the node's
+    # NVLink errors and XIDs then; it explains nothing else on its node now.
     rack = [_rebooting(a) for a in sc.rack_failure(7, START + timedelta(seconds=30))]
     alerts = _ranks(sc.nvlink_switch_failure(7, 3, START) + rack)
     random.Random(17).shuffle(alerts)
+    down = next(a for a in alerts if a.labels.get("instance") == f"{sc.node_name(7, 1)}:9100")
     nvlink = next(a for a in alerts if a.labels["alertname"] == "GPUNVLinkErrors")
     with _served(tmp_path, alerts) as (engine, outbox, recorder, hook):
+        engine.ingest([down])
+        (wider,) = engine.open_incident_ids()
+        engine.clock.advance(1)  # type: ignore[attr-defined]
         engine.ingest([nvlink])
         outbox.dispatch_due()
-        (first,) = engine.open_incident_ids()
-        engine.apply_accepted([(engine.clock.now(), [a for a in alerts if a is not nvlink])], lambda _: None)
+        (first,) = set(engine.open_incident_ids()) - {wider}
+        rest = [a for a in alerts if a is not nvlink and a is not down]
+        switch_node = [a for a in rest if a.labels.get("Hostname") == sc.node_name(7, 3)]
+        # Two POSTs: the switch's node's first (its XID 79s join the NVSwitch's incident), then the rest.
+        batch = [switch_node, [a for a in rest if all(a is not b for b in switch_node)]]
+        engine.apply_accepted([(engine.clock.now(), post) for post in batch], lambda _: None)
         outbox.dispatch_due()
         hook.close()
+        assert engine.open_incident_ids() == [wider]  # the incident that opened first goes on
+        assert engine.store.get(first).merged_into == wider
         posts = [p for p in recorder.hook_posts("oncall") if p["incident"]["id"] == first]
         assert [p["change"] for p in posts] == ["opened", "updated", "priority_changed", "resolved"]
         assert [p["incident"]["state"] for p in posts] == ["triggered"] * 3 + ["resolved"]

@@ -135,6 +135,49 @@ STORMS = {
         ],
         {("gpu_lost", frozenset({"LlamaLatencyHigh@25", "GPULost@30", "NVLinkErrors@59"}))},
     ),
+    # An XID on r2-n1 GPU 1, then GPUs 5 and 3 of that node lost, then a GPU of r2-n4: the rack's partial
+    # outage. Posted one by one, the XID went into r2-n1's incident (an XID beside a GPU lost on its node is
+    # that outage's), which then grew to the rack; in one POST the rack's root formed first, and it took in
+    # only a node's outage or what is on a node down whole, so the XID stayed its own (batch fuzz 1092).
+    "a rack's partial outage takes an xid on a node where it lost gpus": (
+        [
+            _alert(33, "XidError", node="r2-n1", gpu="1", xid="13"),
+            _alert(34, "GPULost", node="r2-n1", gpu="5"),
+            _alert(76, "GPULost", node="r2-n1", gpu="3"),
+            _alert(77, "GPULost", node="r2-n4", gpu="4"),
+        ],
+        {("gpu_lost", frozenset({"XidError@33", "GPULost@34", "GPULost@76", "GPULost@77"}))},
+    ),
+    # r1-n1 GPU 2 lost, then r1-n3 and r1-n2 down: the rack's partial outage. A power brake on the lost GPU
+    # joined the GPU's incident in one POST, before the merge put that into the rack's; posted after, the
+    # rack's root did not take it and it opened its own (batch fuzz 1741; 277, 1735 alike).
+    "a rack's partial outage takes an alert on a gpu it lost": (
+        [
+            _alert(9, "GPULost", node="r1-n1", gpu="2"),
+            _alert(40, "NodeDown", node="r1-n3"),
+            _alert(49, "NodeDown", node="r1-n2"),
+            _alert(58, "GpuPowerBrake", node="r1-n1", gpu="2"),
+        ],
+        {("node_down", frozenset({"GPULost@9", "NodeDown@40", "NodeDown@49", "GpuPowerBrake@58"}))},
+    ),
+    # r1-n1 and r1-n3 down: the rack's partial outage. A hot GPU on r1-n4 is its own fault; then that GPU is
+    # lost, which the rack's outage explains (a GPU lost beside dead nodes). In one POST the rack's incident
+    # was touched and its merge pass took the GPU's in; posted one by one only the GPU's was, and a narrower
+    # root never took in a wider one, so it stayed apart (batch fuzz 159, 1123).
+    "a gpu's incident that becomes an outage goes into its rack's partial outage": (
+        [
+            _alert(35, "NodeDown", node="r1-n1"),
+            _alert(41, "NodeDown", node="r1-n3"),
+            _alert(50, "GpuTemperatureHigh", node="r1-n4", gpu="3"),
+            _alert(69, "GPULost", node="r1-n4", gpu="3"),
+        ],
+        {
+            (
+                "node_down",
+                frozenset({"NodeDown@35", "NodeDown@41", "GpuTemperatureHigh@50", "GPULost@69"}),
+            )
+        },
+    ),
 }
 
 

@@ -148,13 +148,16 @@ def test_a_fault_merged_in_beside_an_alert_the_silenced_root_explains_ends_the_s
     on its node) and, as merges judged a silence by the best-explained alert, A's silence held: the thermal
     fault that had paged went quiet under a silence set for the lost GPUs. Joins, merges and regroupings
     now judge by one rule (``root_facts.beside_held``): the thermal slowdown is beside what the silence was
-    set for, as its join would be, so the silence ends, naming it, and the merge pages."""
+    set for, as its join would be, so the silence ends, naming it, and the merge pages. B goes into A as the
+    XID joins it (B's merge pass asks A, rooted above it: ``merging.IncidentMerging._wider_taker``), as it
+    would in one POST with A's alerts, not only when A next changes."""
     clock, engine, lost, told = _node_gpus_lost_silenced(tmp_path)
     hot, app = _on(5, alertname="GpuThermalSlowdown"), _on(5, alertname="GPUXid", xid="13")
     engine.ingest([hot])
+    [live] = [i for i in engine.open_incident_ids() if i != lost]
     clock.advance(10)
     engine.ingest([app])
-    [live] = [i for i in engine.open_incident_ids() if i != lost]
+    assert list(engine.open_incident_ids()) == [lost]
     clock.advance(10)
     engine.ingest([_on(3, alertname="GPUXid", xid="79")])
     assert list(engine.open_incident_ids()) == [lost]
