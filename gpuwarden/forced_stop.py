@@ -11,12 +11,15 @@ commands that serve only: it imports uvicorn.
 
 from __future__ import annotations
 
-import os
+import asyncio
+import logging
 import signal
 import threading
 from types import FrameType
 
 import uvicorn
+
+logger = logging.getLogger(__name__)
 
 
 class ForcingServer(uvicorn.Server):
@@ -59,5 +62,12 @@ class ForcingServer(uvicorn.Server):
 
 
 def _say(line: str) -> None:
-    """``line`` on stderr, written at once (from a signal handler: no console buffer or lock is taken)."""
-    os.write(2, f"{line}\n".encode())
+    """``line`` logged, in the command's ``--log-format`` (it was written raw to stderr: not JSON in a JSON
+    log). Logged by the loop: a signal handler runs between two steps of the main thread, which may be
+    inside a log handler's write (a re-entrant write to the same buffered stream raises)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # handle_exit called with no server running (a direct call): nothing to interrupt
+        logger.warning("%s", line)
+        return
+    loop.call_soon_threadsafe(logger.warning, "%s", line)

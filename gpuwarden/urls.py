@@ -4,6 +4,7 @@ label over 63 characters fails in the idna codec with a ``UnicodeError``, both a
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from urllib.parse import unquote, urlsplit
 
@@ -118,3 +119,21 @@ def verify_tls(url: str) -> bool:
 
     proxies = getproxies()
     return bool(proxies.get("http") or proxies.get("all"))
+
+
+def plain_http_host(url: str) -> str | None:
+    """The host ``url`` reaches over plain http on another machine, where a secret sent to it is readable on
+    the way; None for https and for this machine (localhost, 127.0.0.0/8, ::1)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return None if parts.scheme.lower() != "http" or _loopback(host) else host
+
+
+def _loopback(host: str) -> bool:
+    """Whether ``host`` names this machine (localhost, 127.0.0.0/8, ::1)."""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

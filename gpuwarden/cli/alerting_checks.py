@@ -5,15 +5,14 @@ serve starts, and logs the same line that ``config validate`` prints (``prefligh
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from gpuwarden.clock import shown
 from gpuwarden.errors import ConfigError
 from gpuwarden.limits import DAY, MAX_WINDOW_SECONDS
+from gpuwarden.urls import plain_http_host
 
 if TYPE_CHECKING:
     from gpuwarden.config import AlertingConfig, GpuwardenConfig
@@ -100,7 +99,7 @@ def check_webhooks(webhooks: Sequence[WebhookConfig]) -> list[ConfigError]:
     """Warnings about the ``webhooks``: a bearer token sent over plain HTTP to another machine travels
     readable by anyone on the path (https, or a receiver on this machine, is meant)."""
     found = (
-        _over_plain_http(hook.url, "the bearer token", f"webhooks[{k}].url")
+        over_plain_http(hook.url, "the bearer token", f"webhooks[{k}].url")
         for k, hook in enumerate(webhooks)
         if hook.bearer_token is not None
     )
@@ -111,26 +110,17 @@ def check_slack_base_url(cfg: GpuwardenConfig) -> list[ConfigError]:
     """A warning when Slack's bot token would go over plain HTTP to another machine (``slack.base_url``)."""
     if cfg.slack.bot_token is None:
         return []
-    warning = _over_plain_http(cfg.slack.base_url, "the bot token", "slack.base_url")
+    warning = over_plain_http(cfg.slack.base_url, "the bot token", "slack.base_url")
     return [] if warning is None else [warning]
 
 
-def _over_plain_http(url: str, secret: str, field: str) -> ConfigError | None:
-    """The warning for ``secret`` sent to ``url`` when that is plain http to another machine, or None."""
-    parts = urlsplit(url)
-    if parts.scheme != "http" or _loopback(parts.hostname or ""):
+def over_plain_http(url: str, secret: str, field: str, instead: str = "") -> ConfigError | None:
+    """The warning for ``secret`` sent to ``url`` when that is plain http to another machine, or None;
+    ``instead``: what else silences it, after "use an https URL"."""
+    host = plain_http_host(url)
+    if host is None:
         return None
     return ConfigError(
-        f"{secret} goes to {parts.hostname} over plain http, readable on the way; use an https URL",
+        f"{secret} goes to {host} over plain http, readable on the way; use an https URL{instead}",
         field=field,
     )
-
-
-def _loopback(host: str) -> bool:
-    """Whether ``host`` names this machine (localhost, 127.0.0.0/8, ::1)."""
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

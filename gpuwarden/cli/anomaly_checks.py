@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gpuwarden.cli.alerting_checks import over_plain_http
 from gpuwarden.cli.machine_checks import NotRegularFile, file_start
 from gpuwarden.cli.output_file import unwritable
 from gpuwarden.errors import ConfigError
@@ -137,12 +138,27 @@ def anomaly_run_warnings(cfg: AnomalyConfig) -> list[ConfigError]:
     if not cfg.queries:
         return []
     return [
+        *check_alert_url(cfg),
         *check_detector_queries(cfg),
         *check_range_guards(cfg),
         *check_query_steps(cfg),
         *check_absent_after(cfg),
         *check_absent_forget(cfg),
     ]
+
+
+def check_alert_url(cfg: AnomalyConfig) -> list[ConfigError]:
+    """A warning when the API token would go over plain HTTP to another machine (``anomaly.alert_url``), as
+    for Slack's and the webhooks' tokens."""
+    if not cfg.alert_url:
+        return []
+    warning = over_plain_http(
+        str(cfg.alert_url),
+        f"the API token ({TOKEN_ENV})",
+        "anomaly.alert_url",
+        " (a TLS proxy in front of serve), or serve's address on this machine (localhost)",
+    )
+    return [] if warning is None else [warning]
 
 
 def check_query_steps(cfg: AnomalyConfig) -> list[ConfigError]:

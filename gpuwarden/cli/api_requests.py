@@ -22,7 +22,7 @@ from gpuwarden.cli.consoles import err_console
 from gpuwarden.cli.numbers import number
 from gpuwarden.headers import FIELD_HEADER, LAG_HEADER, TOKEN_ENV, token_missing, token_problem
 from gpuwarden.redaction import hidden_password, quoting_only
-from gpuwarden.urls import url_problem, verify_tls
+from gpuwarden.urls import plain_http_host, url_problem, verify_tls
 
 if TYPE_CHECKING:
     import httpx
@@ -146,6 +146,7 @@ def api_request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Respon
             err_console.print(f"[red]error:[/red] {TOKEN_ENV} {problem}")
             raise typer.Exit(2)
         headers["Authorization"] = f"Bearer {token}"
+        _warn_plain_http(url)
     import httpx  # noqa: PLC0415 - see TYPE_CHECKING above
 
     timeout = settings.timeout
@@ -181,6 +182,24 @@ def api_request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Respon
             " this answer may be behind them: ask again shortly (serve's /api/v1/ingest/status shows the lag)"
         )
     return response
+
+
+_WARNED_HOSTS: set[str] = set()  # the hosts warned of in this process: a command's next request says no more
+
+
+def _warn_plain_http(url: str) -> None:
+    """Warn, once per host, that the token goes to ``url`` over plain http to another machine, as ``config
+    validate`` warns of Slack's and the webhooks' tokens: anyone on the path can read it and write with it."""
+    host = plain_http_host(url)
+    if host is None or host in _WARNED_HOSTS:
+        return
+    _WARNED_HOSTS.add(host)
+    err_console.print(
+        f"[yellow]warning:[/yellow] {TOKEN_ENV} goes to {escape(host)} over plain http, readable on the way;"
+        " use an https --url (a TLS proxy in front of serve), or run this on serve's machine with a"
+        " localhost --url",
+        soft_wrap=True,
+    )
 
 
 def _refusal(response: httpx.Response, token: str | None, url: str) -> str:

@@ -6,6 +6,7 @@ last good read of each refreshed source.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -236,9 +237,12 @@ def _kubeconfig_mapping(path: str) -> None:
         )
 
 
-def kubernetes_inventory(cfg: KubernetesInventoryConfig, clock: SystemClock) -> KubernetesInventory:
+def kubernetes_inventory(
+    cfg: KubernetesInventoryConfig, clock: SystemClock, *, run_plugins: bool = True
+) -> KubernetesInventory:
     """The Kubernetes inventory reader: the official client from a kubeconfig or the pod's service account,
-    and the exporter's GPU assignments from Prometheus when configured."""
+    and the exporter's GPU assignments from Prometheus when configured. ``run_plugins``: false for a check of
+    the settings that is not read (serve's before its start): a kubeconfig's exec plugin is not run."""
     import yaml  # noqa: PLC0415
     from kubernetes import config as kube_config  # noqa: PLC0415
     from kubernetes.client import ApiClient, Configuration  # noqa: PLC0415
@@ -250,7 +254,7 @@ def kubernetes_inventory(cfg: KubernetesInventoryConfig, clock: SystemClock) -> 
         loader_errors,
         reloading_credentials,
     )
-    from gpuwarden.cli.kube_exec import bound_exec_plugins  # noqa: PLC0415
+    from gpuwarden.cli.kube_exec import bound_exec_plugins, exec_plugins_unrun  # noqa: PLC0415
 
     in_cluster = cfg.kubeconfig is None and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
     load_errors: list[str] = []
@@ -264,7 +268,8 @@ def kubernetes_inventory(cfg: KubernetesInventoryConfig, clock: SystemClock) -> 
             kube_config.load_incluster_config(client_configuration=configuration)
             api_client = ApiClient(configuration)
         else:
-            with loader_errors() as load_errors:  # an exec plugin that failed is only logged
+            unrun = exec_plugins_unrun() if not run_plugins else contextlib.nullcontext()
+            with unrun, loader_errors() as load_errors:  # an exec plugin that failed is only logged
                 api_client = kube_config.new_client_from_config(
                     config_file=cfg.kubeconfig, context=cfg.context
                 )
@@ -321,7 +326,7 @@ def kubernetes_inventory(cfg: KubernetesInventoryConfig, clock: SystemClock) -> 
                 persist_config=False,
             )
 
-        lister = reloading_credentials(lister, api_client.configuration, reload)
+        lister = reloading_credentials(lister, api_client.configuration, reload, failed=load_errors)
     return KubernetesInventory(
         clock,
         lister,
@@ -334,10 +339,11 @@ def kubernetes_inventory(cfg: KubernetesInventoryConfig, clock: SystemClock) -> 
     )
 
 
-def prepare_inventories(cfg: GpuwardenConfig) -> Inventories:
+def prepare_inventories(cfg: GpuwardenConfig, *, run_plugins: bool = True) -> Inventories:
     """The configured inventory sources with their settings checked (the file read, the kubeconfig
     loaded); serve calls this before it makes any lock, journal or store file, so a wrong setting changes
-    nothing. The refreshed sources are first read later, by ``build_service``."""
+    nothing, with ``run_plugins`` false: a kubeconfig's exec plugin runs at the start, not at that check.
+    The refreshed sources are first read later, by ``build_service``."""
     # Imported here, not at module level: every other command (--help, incidents, config) must start
     # without the engine, SQLAlchemy, alembic, Starlette and the configuration model.
     clock = SystemClock()
@@ -358,5 +364,6 @@ def prepare_inventories(cfg: GpuwardenConfig) -> Inventories:
 
         sources.append((SlurmInventory(clock), "slurm"))
     if cfg.alerting.kubernetes_inventory is not None:
-        sources.append((kubernetes_inventory(cfg.alerting.kubernetes_inventory, clock), "kubernetes"))
+        kube = kubernetes_inventory(cfg.alerting.kubernetes_inventory, clock, run_plugins=run_plugins)
+        sources.append((kube, "kubernetes"))
     return Inventories(fixed, sources, clock)

@@ -11,7 +11,7 @@ read fails saying what the plugin said."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -49,27 +49,36 @@ def loader_errors() -> Iterator[list[str]]:
         root.removeHandler(handler)
 
 
-def reloading_credentials(lister: Lister, configuration: Any, load: Callable[[], object]) -> Lister:
+def reloading_credentials(
+    lister: Lister, configuration: Any, load: Callable[[], object], failed: Sequence[str] = ()
+) -> Lister:
     """``lister``, which first loads the kubeconfig again (``load``, into ``configuration``) while the
     client has no credentials; a load that still gives none fails the read (retryable) with the loader's
-    errors, so the last inventory stays and the next refresh runs the plugin again."""
+    errors, so the last inventory stays and the next refresh runs the plugin again. ``failed``: what the
+    load that made the client said: the first read fails with it instead of loading again at once (a
+    plugin that hangs cost ``request_timeout_seconds`` at each load, serve's start twice that)."""
 
     import yaml  # noqa: PLC0415 - only serve with a Kubernetes inventory needs these
     from kubernetes.config import ConfigException  # noqa: PLC0415
 
+    unreported = [list(failed)] if failed else []  # the start's failure, until the first read has said it
+
     def list_all(resource: str) -> Iterable[dict[str, Any]]:
         if not has_credentials(configuration):
-            with loader_errors() as errors:
-                try:
-                    load()
-                except (
-                    ConfigException,
-                    OSError,
-                    ValueError,
-                    TypeError,
-                    yaml.YAMLError,
-                ) as exc:  # unreadable now
-                    errors.append(f"{type(exc).__name__}: {exc}")
+            if unreported:
+                errors = unreported.pop()
+            else:
+                with loader_errors() as errors:
+                    try:
+                        load()
+                    except (
+                        ConfigException,
+                        OSError,
+                        ValueError,
+                        TypeError,
+                        yaml.YAMLError,
+                    ) as exc:  # unreadable now
+                        errors.append(f"{type(exc).__name__}: {exc}")
             if not has_credentials(configuration):
                 said = "; ".join(errors) or "it gave no token"
                 raise SourceError(
@@ -79,6 +88,7 @@ def reloading_credentials(lister: Lister, configuration: Any, load: Callable[[],
                     source="kubernetes",
                     retryable=True,
                 )
+        unreported.clear()
         return lister(resource)
 
     return list_all

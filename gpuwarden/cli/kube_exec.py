@@ -18,6 +18,7 @@ import json
 import os
 import signal
 import subprocess
+from collections.abc import Iterator
 from typing import Any
 
 from kubernetes.config import kube_config
@@ -114,3 +115,25 @@ def bound_exec_plugins(timeout_seconds: float) -> None:
     at each token refresh alike)."""
     bounded = type("BoundedExecProvider", (BoundedExecProvider,), {"timeout_seconds": timeout_seconds})
     kube_config.ExecProvider = bounded
+
+
+class _UnrunExecProvider(ExecProvider):  # type: ignore[misc]  # the client is untyped
+    """The client's ``ExecProvider`` with its spec checked (as the client's constructor checks it) and the
+    plugin not run: the client gets a placeholder token."""
+
+    def run(self, previous_response: object = None) -> Any:
+        """A placeholder credential, without running the plugin."""
+        return {"token": "exec-plugin-not-run"}
+
+
+@contextlib.contextmanager
+def exec_plugins_unrun() -> Iterator[None]:
+    """Within the block, the client loads a kubeconfig without running its exec plugin: serve's check before
+    its start (the settings, not the credentials: the start runs the plugin, and a plugin that hangs cost
+    ``request_timeout_seconds`` at each of the two loads)."""
+    before = kube_config.ExecProvider
+    kube_config.ExecProvider = _UnrunExecProvider
+    try:
+        yield
+    finally:
+        kube_config.ExecProvider = before

@@ -375,7 +375,7 @@ def _started(
         for warning in warnings:
             logger.warning("%s", cfg.locate(warning))
         try:
-            prepare_inventories(cfg).close()
+            prepare_inventories(cfg, run_plugins=False).close()  # the start runs a kubeconfig's exec plugin
         except ConfigError as exc:  # each problem of the inventory file, as config validate lists them
             problems.extend((exc.alone(), *exc.more))
         if problems:  # every one, as config validate lists them; nothing made yet

@@ -37,7 +37,9 @@ def test_serve_starts_with_an_exec_plugin_that_never_answers_and_kills_it(tmp_pa
     )
     inventory = {"cluster": "k1", "kubeconfig": str(kubeconfig), "request_timeout_seconds": 1}
     config = tmp_path / "gpuwarden.yaml"
-    config.write_text(yaml.safe_dump({"alerting": {"kubernetes_inventory": inventory}}))
+    # No refresh while the test runs: the plugin's runs counted are the start's.
+    alerting = {"kubernetes_inventory": inventory, "inventory_refresh_seconds": 3600}
+    config.write_text(yaml.safe_dump({"alerting": alerting}))
     left: list[int] = []
     try:
         with gpuwarden_serve(tmp_path, str(tmp_path / "gw.db"), extra_args=["--config", str(config)]) as (
@@ -45,6 +47,9 @@ def test_serve_starts_with_an_exec_plugin_that_never_answers_and_kills_it(tmp_pa
             _,
         ):
             assert serve_metric(url, "gpuwarden_inventory_workloads") == 0
+            # Run once (its shell and its sleep), each run request_timeout_seconds: it ran at the check
+            # before the start, at the start, and again at the first read, 30 s with the default timeout.
+            assert len(pids.read_text().split()) == 2, pids.read_text()
         log = (tmp_path / "serve.log").read_text()
         assert "login gave no credential within 1 s" in log and "kubernetes inventory: cannot read it" in log
     finally:

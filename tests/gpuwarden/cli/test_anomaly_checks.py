@@ -4,6 +4,7 @@ says it."""
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -157,3 +158,38 @@ def test_a_detector_list_naming_none_or_one_twice_is_refused_at_its_line_by_vali
     for result in (validated, ran):
         assert result.exit_code == 1, result.output
         assert expected in " ".join(result.stderr.split()), result.stderr
+
+
+ALERT_URL = "anomaly:\n  alert_url: {url}\n  queries:\n    - {{name: DCGM_FI_DEV_GPU_TEMP, expr: up}}\n"
+
+
+@pytest.mark.parametrize(
+    ("url", "warned"),
+    [
+        ("http://gw.example:8080", True),
+        ("http://10.0.0.7:8080", True),
+        ("https://gw.example", False),
+        ("http://localhost:8080", False),
+        ("http://127.0.0.1:8080", False),
+        ("http://[::1]:8080", False),
+    ],
+    ids=["plain-http-host", "plain-http-address", "https", "localhost", "loopback-v4", "loopback-v6"],
+)
+def test_an_alert_url_sending_the_api_token_over_plain_http_to_another_machine_is_warned_of(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, warned: bool
+) -> None:
+    """Slack's and the webhooks' tokens over plain http were warned of; the API token that anomaly run sends
+    serve with each alert (one that writes to serve) was not."""
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "s3cret-token-of-serve-0123456789")
+    path = tmp_path / "anomaly.yaml"
+    path.write_text(ALERT_URL.format(url=url))
+    result = runner.invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "plain http" in line]
+    if not warned:
+        assert lines == [], lines
+        return
+    (line,) = lines
+    host = urlsplit(url).hostname
+    assert f"warning: {path}:2: anomaly.alert_url: the API token (GPUWARDEN_API_TOKEN) goes to {host}" in line
+    assert "use an https URL" in line and "localhost" in line

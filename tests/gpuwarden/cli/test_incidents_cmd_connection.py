@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import ssl
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -418,3 +419,38 @@ def test_a_write_that_timed_out_says_serve_may_still_make_it_before_it_is_sent_a
     assert result.exit_code == 1 and "timed out after 0.1 s" in said, said
     assert ("serve may still carry it out" in said) is warned, said
     assert ("before sending it again, or a note is stored twice" in said) is warned, said
+
+
+@pytest.mark.parametrize(
+    ("url", "warned"),
+    [
+        ("http://gpuwarden.test:8080", True),
+        ("http://10.0.0.7:8080", True),
+        ("https://gpuwarden.test", False),
+        ("http://localhost:8080", False),
+        ("http://127.0.0.1:8080", False),
+        ("http://[::1]:8080", False),
+    ],
+    ids=["plain-http-host", "plain-http-address", "https", "localhost", "loopback-v4", "loopback-v6"],
+)
+def test_a_token_sent_over_plain_http_to_another_machine_is_warned_of_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, warned: bool
+) -> None:
+    """config validate warned of Slack's and the webhooks' tokens over plain http; the CLI sent serve's write
+    token so without a word."""
+    monkeypatch.setattr("gpuwarden.cli.api_requests._WARNED_HOSTS", set(), raising=False)
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "s3cret-token-of-serve-0123456789")
+    sql = migrated_sqlite(tmp_path / "cli.db")
+    with TestClient(create_app(IncidentEngine(sql, FakeClock()), ApiConfig()), base_url=url) as client:
+        route_httpx(client, url, monkeypatch)
+        result = runner.invoke(app, ["incidents", "list", "--url", url])
+    assert result.exit_code == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "plain http" in line]
+    if not warned:
+        assert lines == [], lines
+        return
+    host = urlsplit(url).hostname
+    assert lines == [
+        f"warning: GPUWARDEN_API_TOKEN goes to {host} over plain http, readable on the way; use an https"
+        " --url (a TLS proxy in front of serve), or run this on serve's machine with a localhost --url"
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -211,15 +212,20 @@ def test_sigterm_flushes_the_buffered_spans_and_exits_0(tmp_path: Path) -> None:
     assert [s.name for s in collector.spans] == ["chat gpuwarden-toy-1"]
 
 
-def test_a_second_sigterm_during_a_long_stream_stops_the_server_at_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_second_sigterm_during_a_long_stream_stops_the_server_at_once(
+    tmp_path: Path, log_format: str
+) -> None:
     # The first SIGTERM drains: the stream of 4,000 tokens (200 s here) goes on. A second SIGTERM did
     # nothing (only a second Ctrl-C forced uvicorn's exit, with a CancelledError traceback per request).
+    # What it says of both is a log line in the log's format (raw lines broke a JSON log).
     port = free_port()
     config = tmp_path / "gw.yaml"
     config.write_text("tracing:\n  token_seconds: 0.05\n")
     log = tmp_path / "server.log"
     with log.open("wb") as out:
         argv = [*CLI, "inference-server", "--port", str(port), "--config", str(config)]
+        argv += ["--log-format", log_format]
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
         try:
             wait_http_ok(f"http://127.0.0.1:{port}/healthz", proc)
@@ -241,6 +247,8 @@ def test_a_second_sigterm_during_a_long_stream_stops_the_server_at_once(tmp_path
                 proc.wait()
     said = log.read_text()
     assert status == 0, said
+    if log_format == "json":
+        said = "\n".join(json.loads(line)["msg"] for line in said.splitlines())  # each line is JSON
     assert "SIGTERM: stopping once 1 request(s) in flight finish" in said
     assert "SIGTERM again: closing the connections of 1 request(s) in flight and stopping now" in said
     assert "Traceback" not in said

@@ -103,6 +103,19 @@ def _hanging_kubeconfig(tmp_path: Path, url: str, first: str = "") -> tuple[Path
     return path, pids
 
 
+def test_a_check_of_the_settings_does_not_run_the_exec_plugin(tmp_path: Path) -> None:
+    """serve's check before its start loaded the kubeconfig as the start does: a plugin that never answers
+    cost request_timeout_seconds there too."""
+    kubeconfig, pids = _hanging_kubeconfig(tmp_path, "http://127.0.0.1:9")
+    cfg = KubernetesInventoryConfig(cluster="k1", kubeconfig=str(kubeconfig), request_timeout_seconds=5)
+    started = time.monotonic()
+    reader = _within(20, lambda: kubernetes_inventory(cfg, SystemClock(), run_plugins=False), pids)
+    assert isinstance(reader, KubernetesInventory)
+    reader.close()
+    assert not pids.exists()  # not run
+    assert time.monotonic() - started < 5
+
+
 def _running(pids: Path) -> list[int]:
     """The plugin processes ``pids`` names that still run, after a moment for the killed ones to go."""
     deadline = time.monotonic() + 5
@@ -156,6 +169,11 @@ def test_an_exec_plugin_that_never_answers_is_killed_after_the_timeout_and_the_r
         assert isinstance(reader, KubernetesInventory)
         try:
             assert _running(pids) == []  # the plugin and what it started, killed
+            # The first read (serve's start) says the load's failure: the plugin ran again at once, another
+            # request_timeout_seconds before serve answered.
+            with pytest.raises(SourceError, match=r"login gave no credential within 1 s.*killed it"):
+                _within(20, reader.read, pids)
+            assert len(pids.read_text().split()) == 2  # one run, two processes
             with pytest.raises(SourceError, match=r"login gave no credential within 1 s.*killed it"):
                 _within(20, reader.read, pids)  # run again at the refresh, bounded again
             assert time.monotonic() - started < 20
