@@ -178,6 +178,31 @@ STORMS = {
             )
         },
     ),
+    # Three GPUs of three nodes of r1 running hot: the rack's heat (``SPREAD_NODES``). llama's latency comes
+    # after; posted one by one it joins the rack's incident. In one POST it joined r1-n1 GPU 0's (a replica
+    # runs there) before the merge pass, and a hot GPU's incident holding a service's latency was not "one
+    # signal", so the rack's heat counted two nodes and three incidents stayed apart (batch fuzz 1452).
+    "a service's latency beside a hot gpu does not keep it out of its rack's heat": (
+        [
+            _alert(30, "GpuTemperatureHigh", node="r1-n1", gpu="0"),
+            _alert(34, "GpuTemperatureHigh", node="r1-n2", gpu="4"),
+            _alert(53, "GpuTemperatureHigh", node="r1-n3", gpu="6"),
+            _alert(109, "LlamaLatencyHigh", service="llama", namespace="prod"),
+        ],
+        {
+            (
+                "thermal",
+                frozenset(
+                    {
+                        "GpuTemperatureHigh@30",
+                        "GpuTemperatureHigh@34",
+                        "GpuTemperatureHigh@53",
+                        "LlamaLatencyHigh@109",
+                    }
+                ),
+            )
+        },
+    ),
 }
 
 
