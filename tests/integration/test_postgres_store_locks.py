@@ -274,8 +274,17 @@ def _lock_taken_over(admin: Engine, url: str, journal: Path) -> InstanceLocks:
             )
         )
     standby = InstanceLocks.for_server(url, journal)
-    standby.try_acquire()
-    return standby
+    # pg_terminate_backend only signals the sessions: each gives its lock back as its backend exits, which on
+    # a loaded machine is after the SELECT returns ("in use by another gpuwarden serve (holder unknown)").
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            standby.try_acquire()
+        except InstanceBusy:
+            assert time.monotonic() < deadline, "the killed sessions never gave the lock back"
+            time.sleep(0.1)
+            continue
+        return standby
 
 
 def _post_raw(url: str, body: bytes) -> socket.socket:
