@@ -326,6 +326,8 @@ class AlertUpdater(ServiceCore):
         series counts towards resolving it but is no recovery (``_Firing.rests``)."""
         if key in active or unreadable(state.detector, state.query, state.alert.labels):
             return False
+        if state.series is not None and state.series in self.index.replaced:
+            return True  # its GPU is read under new labels: what it says is said there (``SeriesIndex``)
         return state.rests(self.cfg.pending_ticks, read=read(state), alone=self._alone(state, state.alert))
 
     def _reraise(self, key: str, state: _Firing, alert: Alert, score: float, result: TickResult) -> None:
