@@ -152,7 +152,7 @@ class SeriesIndex:
         self.labels = [{} if k is None else dict(k[1]) for k in keys]
         self.last_seen = last_seen
         self._last.clear()
-        self._new = []
+        self._new, self.replaced = [], {}
 
     def expire(self, now: float, forget_after: float, held: Callable[[str], bool] | None = None) -> IntArray:
         """Forget series not seen for ``forget_after`` seconds, but those of the queries ``held`` says are
