@@ -299,6 +299,22 @@ class AlertUpdater(ServiceCore):
         ones and resolve (at ``at``) the firing ones it rests; ``dropped``: the series whose rows were dropped
         as their workload's (``_reads``)."""
         read = _reads(result.findings, self.index, dropped)
+        # An alert whose series its GPU answers under new labels now (``SeriesIndex.replaced``) goes on there:
+        # the same alert where its labels are the same (a metric renamed), ended where the new series holds
+        # an alert of its own (``pod`` added: one alert at a time, not the old one for 11 minutes beside it).
+        replaced = self.index.replaced
+        for key, state in [*self.firing.items(), *self._recalled.items()]:
+            if state.series is not None and state.series in replaced:
+                state.series = replaced[state.series]
+                self.relabelled.add(key)
+        self.relabelled &= self.firing.keys()
+        if self.relabelled:
+            held = {(s.detector, s.query, s.series) for k, s in self.firing.items() if k in active}
+            for key in [k for k in self.relabelled if k not in active]:
+                state = self.firing[key]
+                if (state.detector, state.query, state.series) in held:
+                    del self.firing[key]
+                    result.resolved.append(_resolution(state.alert, at))
         for key in [
             k for k, state in self._recalled.items() if self._rested(k, state, active, unreadable, read)
         ]:

@@ -66,6 +66,7 @@ class ServiceCore:
         self.collector = AnomalyCollector()
         self.data_ranges = DataRanges(cfg)
         self.firing: dict[str, _Firing] = {}
+        self.relabelled: set[str] = set()  # firing alerts whose GPU answers under new labels (``_rest``)
         self._pending: dict[str, tuple[int, str, str]] = {}  # key -> ticks agreed, detector, query
         # Queries seen returning series of several metrics (``{__name__=~"A|B"}``): their alerts keep its
         # name (``AlertUpdater._note_several_metrics``).
