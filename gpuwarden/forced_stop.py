@@ -22,6 +22,10 @@ import uvicorn
 logger = logging.getLogger(__name__)
 
 
+# How long after the first stop signal the requests still in flight are said to be waited for.
+DRAIN_SAID_AFTER_SECONDS = 0.5
+
+
 class ForcingServer(uvicorn.Server):
     """``uvicorn.Server`` whose second stop signal cuts the requests in flight instead of waiting for them."""
 
@@ -47,18 +51,31 @@ class ForcingServer(uvicorn.Server):
             return
         name = signal.Signals(sig).name
         if self.stops == 1:
-            _say(
-                f"{name}: stopping once {requests} request(s) in flight finish;"
-                " SIGTERM or Ctrl-C again stops at once"
-            )
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # a direct call, no server running: said now
+                self._say_draining(name)
+                return
+            # Said only of requests still in flight a moment later: a probe answered just before the signal
+            # (a task not yet ended) made serve say it waited for one request, a line more in every stop log.
+            loop.call_soon_threadsafe(loop.call_later, DRAIN_SAID_AFTER_SECONDS, self._say_draining, name)
             return
         _say(f"{name} again: closing the connections of {requests} request(s) in flight and stopping now")
         for connection in list(self.server_state.connections):
             # A signal handler runs between two steps of the loop's thread: the closing is left to the loop.
             transport = getattr(connection, "transport", None)
-            loop = getattr(connection, "loop", None)
-            if transport is not None and loop is not None:
-                loop.call_soon_threadsafe(transport.close)
+            its_loop = getattr(connection, "loop", None)
+            if transport is not None and its_loop is not None:
+                its_loop.call_soon_threadsafe(transport.close)
+
+    def _say_draining(self, name: str) -> None:
+        """Say that the stop waits for the requests still in flight, if any, and no second signal came."""
+        requests = len(self.server_state.tasks)
+        if requests and self.stops == 1:
+            _say(
+                f"{name}: stopping once {requests} request(s) in flight finish;"
+                " SIGTERM or Ctrl-C again stops at once"
+            )
 
 
 def _say(line: str) -> None:
