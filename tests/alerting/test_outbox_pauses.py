@@ -109,17 +109,23 @@ class SettableClock(FakeClock):
             self._now -= seconds
 
 
+def _one_message_refused(sql: Engine, wait: float | None) -> tuple[SettableClock, FarEnd, Outbox]:
+    """An outbox whose one message the far end refused, asking it to wait ``wait`` s (None: back off)."""
+    clock = SettableClock()
+    far_end = FarEnd(wait)
+    outbox = Outbox(sql, [far_end], clock)
+    outbox(lifecycle()[0])
+    assert outbox.dispatch_due() == 0
+    return clock, far_end, outbox
+
+
 @pytest.mark.parametrize("wait", [None, 60.0], ids=["backoff", "rate-limit"])
 def test_a_clock_set_back_hours_does_not_hold_messages_for_those_hours(
     sql: Engine, wait: float | None
 ) -> None:
     # next_attempt_at and the pause are wall-clock times: set back 2 h, a message due in 2 s (after an
     # outage) or 60 s (a rate limit) waited 2 h more.
-    clock = SettableClock()
-    far_end = FarEnd(wait)
-    outbox = Outbox(sql, [far_end], clock)
-    outbox(lifecycle()[0])
-    assert outbox.dispatch_due() == 0
+    clock, far_end, outbox = _one_message_refused(sql, wait)
     clock.set_back(2 * 3600)
     clock.advance(MAX_PAUSE_SECONDS / 2)  # still an hour and a half before it was due by its stored time
     assert outbox.dispatch_due() == 1
@@ -132,11 +138,7 @@ def test_a_clock_set_back_less_than_an_hour_does_not_stretch_a_retry_wait(
 ) -> None:
     # Set back 30 min, a message backing off 2 s (an outage) or paused 60 s (a rate limit) waited 31 min:
     # only a wait ending more than an hour ahead was taken for the step. A wait counts from the step.
-    clock = SettableClock()
-    far_end = FarEnd(wait)
-    outbox = Outbox(sql, [far_end], clock)
-    outbox(lifecycle()[0])
-    assert outbox.dispatch_due() == 0
+    clock, far_end, outbox = _one_message_refused(sql, wait)
     clock.set_back(1800)
     if wait is not None:
         assert outbox.dispatch_due() == 0 and outbox.paused("slack")  # the far end's 60 s still hold

@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.exceptions import StarletteDeprecationWarning
 
@@ -38,17 +39,23 @@ def _approve_button(recorder: SlackRecorder) -> dict[str, Any]:
     return button
 
 
-def test_an_approve_pressed_after_the_root_cause_changed_approves_nothing_and_says_what_it_is_now(
-    tmp_path: Path,
-) -> None:
+def _engine_and_its_slack_routes(tmp_path: Path) -> tuple[FakeClock, Engine, IncidentEngine, TestClient]:
+    """An incident engine on a fresh store, announcing at once, and a client of its Slack button routes."""
     clock = FakeClock()
     sql = make_engine(str(tmp_path / "gpuwarden.db"))
     upgrade(sql)
     engine = IncidentEngine(sql, clock, AlertingConfig(announce_delay_seconds=0), inventory=fleet_inventory())
-    node_down, gpu_lost, *_ = node_failure(3, 2, clock.now())
     client = TestClient(
         Starlette(routes=slack_interaction_routes(SECRET, engine, clock, handled=HandledSlackRequests(sql)))
     )
+    return clock, sql, engine, client
+
+
+def test_an_approve_pressed_after_the_root_cause_changed_approves_nothing_and_says_what_it_is_now(
+    tmp_path: Path,
+) -> None:
+    clock, sql, engine, client = _engine_and_its_slack_routes(tmp_path)
+    node_down, gpu_lost, *_ = node_failure(3, 2, clock.now())
     with SlackRecorder() as recorder:
         outbox = Outbox(
             sql, [SlackNotifier(make_client(recorder.token, base_url=recorder.base_url), "#gpu")], clock
@@ -92,14 +99,8 @@ def test_an_approve_pressed_after_the_root_cause_changed_approves_nothing_and_sa
 def test_an_approve_button_posted_before_buttons_named_their_root_cause_still_approves(
     tmp_path: Path,
 ) -> None:
-    clock = FakeClock()
-    sql = make_engine(str(tmp_path / "gpuwarden.db"))
-    upgrade(sql)
-    engine = IncidentEngine(sql, clock, AlertingConfig(announce_delay_seconds=0), inventory=fleet_inventory())
+    clock, _, engine, client = _engine_and_its_slack_routes(tmp_path)
     [incident_id] = engine.ingest(node_failure(3, 2, clock.now())).opened
-    client = TestClient(
-        Starlette(routes=slack_interaction_routes(SECRET, engine, clock, handled=HandledSlackRequests(sql)))
-    )
     body = button_body(ACTION_APPROVE, incident_id)  # the value was the incident's id alone
     answer = client.post(PATH, content=body, headers=signed(body, int(clock.time()))).json()
     assert answer["actions"] == [{"action_id": ACTION_APPROVE, "ok": True, "incident_id": incident_id}]

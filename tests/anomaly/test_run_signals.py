@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from anomaly.sources import CollectorSource
 from gpuwarden.clock import FakeClock
 from gpuwarden.config_anomaly import AnomalyConfig
 from tests.anomaly.fakes import TableCollector
-from tests.integration.servers import READY_SECONDS, free_port, wait_http_ok
+from tests.integration.servers import READY_SECONDS, free_port, sigterm_once, wait_http_ok
 
 
 def _wait_for(path: Path, text: str, proc: subprocess.Popen[bytes]) -> str:
@@ -153,35 +154,47 @@ def test_ticks_skipped_behind_a_slow_refit_are_said_to_wait_for_the_refit_not_a_
     )
 
 
+def _stopped_while_its_first_request_hangs(
+    tmp_path: Path,
+    config: Callable[[int], str],
+    state: Path,
+    before_stop: Callable[[subprocess.Popen[bytes], Path], None] = lambda proc, log: None,
+    env: dict[str, str] | None = None,
+) -> tuple[int, str]:
+    """``anomaly run`` with ``config(port)``, ``port`` a server that takes its first request and never
+    answers: once that request is taken, ``before_stop(process, log)`` and SIGTERM. Its exit code and log."""
+    silent = socket.create_server(("127.0.0.1", 0))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(config(silent.getsockname()[1]))
+    log = tmp_path / "log"
+    cli = [sys.executable, "-c", "from gpuwarden.cli import main; main()"]
+    argv = [*cli, "anomaly", "run", "--config", str(cfg), "--port", "0", "--state-file", str(state)]
+    with silent, ExitStack() as held:
+
+        def first_request_taken(proc: subprocess.Popen[bytes]) -> None:
+            silent.settimeout(READY_SECONDS)
+            held.enter_context(silent.accept()[0])  # the warm-up's first request; held until it exits
+            before_stop(proc, log)
+
+        code = sigterm_once(argv, log, first_request_taken, env=env, wait_seconds=20)
+    return code, log.read_text()
+
+
 def test_sigterm_during_the_warm_up_stops_with_a_line_exit_0_and_the_state_file_as_it_was(tmp_path):
     """A pod stop during the warm-up (tens of seconds of history reads on a large fleet) was SIGTERM's
     default action: exit 143, no line said, nothing closed. It ends the run as a stop after the warm-up
     does: exit 0, said, and the state file left as it was (nothing was learnt to save). The read in flight
     is not waited for past its timeout (2 s here; 10 s by default, within Kubernetes' 30 s grace period)."""
-    silent = socket.create_server(("127.0.0.1", 0))  # a Prometheus that takes the read and never answers
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(
-        f"anomaly:\n  prometheus_url: http://127.0.0.1:{silent.getsockname()[1]}\n"
-        "  query_timeout_seconds: 2\n  infer_every_seconds: 60\n"
-        "  queries:\n    - {name: up, expr: up, step_seconds: 15}\n"
-    )
-    log = tmp_path / "log"
     state = tmp_path / "anomaly.state.npz"
-    cli = [sys.executable, "-c", "from gpuwarden.cli import main; main()"]
-    argv = [*cli, "anomaly", "run", "--config", str(cfg), "--port", "0", "--state-file", str(state)]
-    with silent, log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            silent.settimeout(READY_SECONDS)
-            reader, _ = silent.accept()  # the warm-up's first read has been sent
-            with reader:
-                proc.send_signal(signal.SIGTERM)
-                code = proc.wait(timeout=20)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    text = log.read_text()
+    code, text = _stopped_while_its_first_request_hangs(
+        tmp_path,
+        lambda port: (
+            f"anomaly:\n  prometheus_url: http://127.0.0.1:{port}\n"
+            "  query_timeout_seconds: 2\n  infer_every_seconds: 60\n"
+            "  queries:\n    - {name: up, expr: up, step_seconds: 15}\n"
+        ),
+        state,
+    )
     assert code == 0, text
     assert (
         f"anomaly run stopped by SIGTERM during its warm-up: nothing learnt yet; the state file {state}"
@@ -194,34 +207,22 @@ def test_sighup_during_the_warm_up_is_logged_and_the_run_goes_on(tmp_path):
     """SIGHUP (a closing SSH session, a `systemctl reload`) was caught only once the ticks began: during the
     start and the warm-up (tens of seconds of history reads on a large fleet) its default action ended the
     run at once, exit 129, nothing closed, where the README says SIGHUP stops no `anomaly run`."""
-    silent = socket.create_server(("127.0.0.1", 0))  # a Prometheus that takes the read and never answers
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(
-        f"anomaly:\n  prometheus_url: http://127.0.0.1:{silent.getsockname()[1]}\n"
-        "  query_timeout_seconds: 5\n  infer_every_seconds: 60\n"
-        "  queries:\n    - {name: up, expr: up, step_seconds: 15}\n"
+
+    def logged_and_still_running(proc: subprocess.Popen[bytes], log: Path) -> None:
+        proc.send_signal(signal.SIGHUP)
+        _wait_for(log, "SIGHUP: config reload is not supported; restart `gpuwarden anomaly run`", proc)
+        assert proc.poll() is None, log.read_text()
+
+    code, text = _stopped_while_its_first_request_hangs(
+        tmp_path,
+        lambda port: (
+            f"anomaly:\n  prometheus_url: http://127.0.0.1:{port}\n"
+            "  query_timeout_seconds: 5\n  infer_every_seconds: 60\n"
+            "  queries:\n    - {name: up, expr: up, step_seconds: 15}\n"
+        ),
+        tmp_path / "s",
+        before_stop=logged_and_still_running,
     )
-    log = tmp_path / "log"
-    cli = [sys.executable, "-c", "from gpuwarden.cli import main; main()"]
-    argv = [*cli, "anomaly", "run", "--config", str(cfg), "--port", "0", "--state-file", str(tmp_path / "s")]
-    with silent, log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            silent.settimeout(READY_SECONDS)
-            reader, _ = silent.accept()  # the warm-up's first read has been sent
-            with reader:
-                proc.send_signal(signal.SIGHUP)
-                _wait_for(
-                    log, "SIGHUP: config reload is not supported; restart `gpuwarden anomaly run`", proc
-                )
-                assert proc.poll() is None, log.read_text()
-                proc.send_signal(signal.SIGTERM)
-                code = proc.wait(timeout=20)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    text = log.read_text()
     assert code == 0, text
     assert "anomaly run stopped by SIGTERM during its warm-up" in text and "Traceback" not in text, text
 
@@ -230,31 +231,17 @@ def test_sigterm_while_serve_is_asked_what_it_holds_stops_with_a_line_and_exit_0
     """Before the history is read, the warm-up asks serve which alerts it holds (``GET /api/v2/alerts``). A
     pod stop while a serve that takes the request and does not answer held it was SIGTERM's default
     action: exit 143, no line said, after the start line had said "warming up"."""
-    silent = socket.create_server(("127.0.0.1", 0))  # a serve that takes the request and never answers
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(
-        "anomaly:\n  prometheus_url: http://127.0.0.1:1\n"
-        f"  alert_url: http://127.0.0.1:{silent.getsockname()[1]}\n"
-        "  queries:\n    - {name: up, expr: up}\n"
-    )
-    log = tmp_path / "log"
     state = tmp_path / "anomaly.state.npz"
-    cli = [sys.executable, "-c", "from gpuwarden.cli import main; main()"]
-    argv = [*cli, "anomaly", "run", "--config", str(cfg), "--port", "0", "--state-file", str(state)]
-    env = {**os.environ, "GPUWARDEN_API_TOKEN": "warm-up-stop-token-123"}
-    with silent, log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
-        try:
-            silent.settimeout(READY_SECONDS)
-            asked, _ = silent.accept()  # the warm-up asks serve what it holds
-            with asked:
-                proc.send_signal(signal.SIGTERM)
-                code = proc.wait(timeout=20)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    text = log.read_text()
+    code, text = _stopped_while_its_first_request_hangs(
+        tmp_path,
+        lambda port: (
+            "anomaly:\n  prometheus_url: http://127.0.0.1:1\n"
+            f"  alert_url: http://127.0.0.1:{port}\n"
+            "  queries:\n    - {name: up, expr: up}\n"
+        ),
+        state,
+        env={**os.environ, "GPUWARDEN_API_TOKEN": "warm-up-stop-token-123"},
+    )
     assert code == 0, text
     assert "anomaly run stopped by SIGTERM during its warm-up: nothing learnt yet" in text, text
     assert not state.exists() and "Traceback" not in text, text

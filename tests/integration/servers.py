@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -134,6 +135,29 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def sigterm_once(
+    argv: Sequence[str],
+    log_path: Path,
+    until: Callable[[subprocess.Popen[bytes]], object],
+    *,
+    env: Mapping[str, str] | None = None,
+    wait_seconds: float = 30,
+) -> int:
+    """Start ``argv`` with output to ``log_path``, run ``until(process)`` (the moment to stop it), then send
+    SIGTERM; the exit status (negative: killed by a signal). SIGKILL if it has not exited ``wait_seconds``
+    later, so that a hang fails instead of blocking."""
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            until(proc)
+            proc.send_signal(signal.SIGTERM)
+            return proc.wait(timeout=wait_seconds)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 @contextmanager

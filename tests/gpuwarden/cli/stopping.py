@@ -18,7 +18,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from tests.integration.servers import wait_http_ok
+from tests.integration.servers import sigterm_once, wait_http_ok
 
 
 def run_then_sigterm(
@@ -32,23 +32,18 @@ def run_then_sigterm(
     """Start ``argv``, wait until ``ready_url`` answers, run ``meanwhile``, send SIGHUP (a closing SSH
     session, a `systemctl reload`: the server must log that and go on), then SIGTERM; the exit status
     (negative: killed by that signal). SIGKILL after 30 s so that a hang fails instead of blocking."""
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT, env=env)
-        try:
-            wait_http_ok(ready_url, proc)
-            meanwhile()
-            proc.send_signal(signal.SIGHUP)
-            deadline = time.monotonic() + 30
-            while "SIGHUP: config reload is not supported" not in log_path.read_text():
-                assert proc.poll() is None, f"SIGHUP ended it: {log_path.read_text()}"
-                assert time.monotonic() < deadline, f"SIGHUP never logged: {log_path.read_text()}"
-                time.sleep(0.05)
-            proc.send_signal(signal.SIGTERM)
-            return proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+
+    def until(proc: subprocess.Popen[bytes]) -> None:
+        wait_http_ok(ready_url, proc)
+        meanwhile()
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while "SIGHUP: config reload is not supported" not in log_path.read_text():
+            assert proc.poll() is None, f"SIGHUP ended it: {log_path.read_text()}"
+            assert time.monotonic() < deadline, f"SIGHUP never logged: {log_path.read_text()}"
+            time.sleep(0.05)
+
+    return sigterm_once(argv, log_path, until, env=env)
 
 
 @contextmanager

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
 import socket
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from tests.exporters.asgi_client import AsgiClient
 from tests.gpuwarden.cli.built_runner import BuiltCliRunner
 from tests.gpuwarden.cli.stopping import run_then_sigterm
 from tests.gpuwarden.startable import startable
-from tests.integration.servers import free_port, ipv6_loopback
+from tests.integration.servers import free_port, ipv6_loopback, sigterm_once
 
 runner = BuiltCliRunner()
 
@@ -406,17 +405,12 @@ def test_sigterm_as_soon_as_the_start_up_line_is_said_stops_with_exit_0(
         "--port",
         str(free_port()),
     ]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 120
-            while started not in log.read_text():
-                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-                time.sleep(0.01)
-            proc.send_signal(signal.SIGTERM)
-            code = proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+
+    def said_started(proc: subprocess.Popen[bytes]) -> None:
+        deadline = time.monotonic() + 120
+        while started not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.01)
+
+    code = sigterm_once(argv, log, said_started)
     assert code == 0, log.read_text()

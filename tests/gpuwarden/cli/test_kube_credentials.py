@@ -25,6 +25,23 @@ from tests.http_stub import FixedAnswer
 EMPTY_LIST = json.dumps({"kind": "List", "metadata": {}, "items": []}).encode()
 
 
+def _write_kubeconfig(tmp_path: Path, url: str, plugin: Path) -> Path:
+    """A kubeconfig at ``tmp_path`` whose one user gets its credentials from the exec ``plugin``."""
+    plugin.chmod(0o755)
+    exec_config = {"apiVersion": "client.authentication.k8s.io/v1beta1", "command": str(plugin)}
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": url}}],
+        "users": [{"name": "u", "user": {"exec": exec_config}}],
+        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "x",
+    }
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 def _kubeconfig(tmp_path: Path, url: str) -> tuple[Path, Path]:
     """A kubeconfig whose exec plugin fails (an expired SSO session) until ``logged-in`` exists; the file
     and that flag's path."""
@@ -39,18 +56,7 @@ def _kubeconfig(tmp_path: Path, url: str) -> tuple[Path, Path]:
         f"#!/bin/sh\nif [ ! -e {flag} ]; then echo 'SSO session expired, log in again' >&2; exit 1; fi\n"
         f"echo '{json.dumps(credential)}'\n"
     )
-    plugin.chmod(0o755)
-    exec_config = {"apiVersion": "client.authentication.k8s.io/v1beta1", "command": str(plugin)}
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "c", "cluster": {"server": url}}],
-        "users": [{"name": "u", "user": {"exec": exec_config}}],
-        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-        "current-context": "x",
-    }
-    path = tmp_path / "kubeconfig"
-    path.write_text(yaml.safe_dump(config))
+    path = _write_kubeconfig(tmp_path, url, plugin)
     return path, flag
 
 
@@ -88,18 +94,7 @@ def _hanging_kubeconfig(tmp_path: Path, url: str, first: str = "") -> tuple[Path
     plugin = tmp_path / "login"
     answer = f"if [ ! -e {ran} ]; then touch {ran}; echo '{first}'; exit 0; fi\n" if first else ""
     plugin.write_text(f"#!/bin/sh\n{answer}echo $$ >> {pids}\nsleep 3600 &\necho $! >> {pids}\nwait\n")
-    plugin.chmod(0o755)
-    exec_config = {"apiVersion": "client.authentication.k8s.io/v1beta1", "command": str(plugin)}
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "c", "cluster": {"server": url}}],
-        "users": [{"name": "u", "user": {"exec": exec_config}}],
-        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-        "current-context": "x",
-    }
-    path = tmp_path / "kubeconfig"
-    path.write_text(yaml.safe_dump(config))
+    path = _write_kubeconfig(tmp_path, url, plugin)
     return path, pids
 
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -46,7 +47,7 @@ from gpuwarden.model import Alert
 from tests.alerting.notifiers.incidents import lifecycle
 from tests.gpuwarden.api_client import AUTH, TOKEN, TestClient
 from tests.gpuwarden.cli.stopping import run_then_sigterm
-from tests.integration.servers import READY_SECONDS, free_port, ipv6_loopback, running
+from tests.integration.servers import READY_SECONDS, free_port, ipv6_loopback, running, sigterm_once
 
 runner = CliRunner()
 
@@ -400,23 +401,15 @@ def test_sigterm_while_the_store_does_not_answer_at_start_stops_serve_with_exit_
     argv = [sys.executable, "-c", "from gpuwarden.cli import main; main()", "serve", "--config", str(cfg)]
     env = {**os.environ, "GPUWARDEN_API_TOKEN": "stop-at-start-token-123"}
     log = tmp_path / "log"
-    with silent, log.open("wb") as out:
-        proc = subprocess.Popen(
-            [*argv, "--db", db, "--port", str(free_port()), "--log-format", "text"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-        try:
+    with silent, ExitStack() as held:
+
+        def connecting(_: subprocess.Popen[bytes]) -> None:
             silent.settimeout(READY_SECONDS)
-            connection, _ = silent.accept()  # serve is connecting to its store
-            with connection:
-                proc.send_signal(signal.SIGTERM)
-                code = proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            held.enter_context(silent.accept()[0])  # serve is connecting to its store; held until it exits
+
+        code = sigterm_once(
+            [*argv, "--db", db, "--port", str(free_port()), "--log-format", "text"], log, connecting, env=env
+        )
     text = log.read_text()
     assert code == 0, text
     assert "serve: stopped before serving: a stop signal came while it started" in text, text
