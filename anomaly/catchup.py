@@ -22,6 +22,8 @@ from __future__ import annotations
 import logging
 import math
 
+from anomaly.read_said import listed
+
 logger = logging.getLogger(__name__)
 
 # Failed catch-ups of a query found stalled (its tick's own window unanswered) not shortened, before they are
@@ -135,7 +137,7 @@ class CatchUp:
                 " half as far back, the older steps stay unread (a gap)",
                 len(shortened),
                 shortened[0][2],
-                _listed([f"{q} ({asked:.0f}s, next {span:.0f}s)" for q, asked, _, span in shortened]),
+                listed([f"{q} ({asked:.0f}s, next {span:.0f}s)" for q, asked, _, span in shortened]),
                 extra={"source": self.source},
             )
         if len(gaps) == 1:
@@ -153,12 +155,6 @@ class CatchUp:
                 "promql: %d queries read only their last steps; the steps before, since their last good read,"
                 " stay unread (a gap): %s",
                 len(gaps),
-                _listed([f"{q} ({left:.0f}s unread)" for q, _, left in gaps]),
+                listed([f"{q} ({left:.0f}s unread)" for q, _, left in gaps]),
                 extra={"source": self.source},
             )
-
-
-def _listed(items: list[str], shown: int = 5) -> str:
-    """The first ``shown`` of ``items``, and how many more."""
-    more = len(items) - shown
-    return ", ".join(items[:shown]) + (f" and {more} more" if more > 0 else "")

@@ -18,6 +18,7 @@ import numpy as np
 
 from anomaly.promframes import _labels, _matrix_to_frame, _millis, _number, _seconds
 from anomaly.promquery import PromQuery
+from anomaly.read_said import say_parts
 from anomaly.sources import Frame, joined
 from gpuwarden.errors import SourceError
 from gpuwarden.jsonload import collector_paused, loads_without_gc
@@ -220,48 +221,11 @@ class PromQLClient:
         self._parts_found.append((query, asked, why, size))
 
     def _say_parts(self) -> None:
-        """Say the part sizes the read just ended found or grew: one line per query where one, else one line
-        for all of them (the first few named, with their sizes). Each worker only appends to the lists."""
+        """Say the part sizes the read just ended found or grew (``read_said.say_parts``). Each worker only
+        appends to the lists."""
         found, self._parts_found = self._parts_found, []
         grown, self._parts_grown = self._parts_grown, []
-        if len(found) == 1:
-            query, asked, why, size = found[0]
-            logger.warning(
-                "promql: query %s: a read of %d steps was refused (%s); it is read in parts of at most %d"
-                " steps",
-                query,
-                asked,
-                why,
-                size,
-                extra={"source": self.name, "query": query},
-            )
-        elif found:
-            logger.warning(
-                "promql: %d queries: a read was refused (%s); each is read in parts: %s",
-                len(found),
-                found[0][2],
-                _listed(
-                    [f"{q} ({asked} steps refused, parts of at most {size})" for q, asked, _, size in found]
-                ),
-                extra={"source": self.name},
-            )
-        if len(grown) == 1:
-            query, tried = grown[0]
-            logger.info(
-                "promql: query %s: parts of %d steps were answered; it is read in parts that long from now"
-                " on",
-                query,
-                tried,
-                extra={"source": self.name, "query": query},
-            )
-        elif grown:
-            logger.info(
-                "promql: %d queries: longer parts were answered; each is read in parts that long from now"
-                " on: %s",
-                len(grown),
-                _listed([f"{q} ({tried} steps)" for q, tried in grown]),
-                extra={"source": self.name},
-            )
+        say_parts(self.name, found, grown)
 
     def query_instant(self, query: PromQuery, at: float) -> Frame:
         """One ``/api/v1/query`` call at ``at``; raises ``SourceError``."""
@@ -496,9 +460,3 @@ class _Cut:
                 # The plain socket's shutdown, also under TLS: ``SSLSocket.shutdown`` drops its TLS object,
                 # which the worker's read is still using.
                 socket.socket.shutdown(sock, socket.SHUT_RDWR)
-
-
-def _listed(items: list[str], shown: int = 5) -> str:
-    """The first ``shown`` of ``items``, and how many more."""
-    more = len(items) - shown
-    return ", ".join(items[:shown]) + (f" and {more} more" if more > 0 else "")
