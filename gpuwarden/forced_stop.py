@@ -15,6 +15,7 @@ import asyncio
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType
 
 import uvicorn
@@ -51,16 +52,12 @@ class ForcingServer(uvicorn.Server):
             return
         name = signal.Signals(sig).name
         if self.stops == 1:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # a direct call, no server running: said now
-                self._say_draining(name)
-                return
             # Said only of requests still in flight a moment later: a probe answered just before the signal
             # (a task not yet ended) made serve say it waited for one request, a line more in every stop log.
-            loop.call_soon_threadsafe(loop.call_later, DRAIN_SAID_AFTER_SECONDS, self._say_draining, name)
+            _on_the_loop(DRAIN_SAID_AFTER_SECONDS, self._say_draining, name)
             return
-        _say(f"{name} again: closing the connections of {requests} request(s) in flight and stopping now")
+        line = f"{name} again: closing the connections of {requests} request(s) in flight and stopping now"
+        _on_the_loop(0.0, logger.warning, "%s", line)
         for connection in list(self.server_state.connections):
             # A signal handler runs between two steps of the loop's thread: the closing is left to the loop.
             transport = getattr(connection, "transport", None)
@@ -72,19 +69,22 @@ class ForcingServer(uvicorn.Server):
         """Say that the stop waits for the requests still in flight, if any, and no second signal came."""
         requests = len(self.server_state.tasks)
         if requests and self.stops == 1:
-            _say(
-                f"{name}: stopping once {requests} request(s) in flight finish;"
-                " SIGTERM or Ctrl-C again stops at once"
+            logger.warning(
+                "%s: stopping once %d request(s) in flight finish; SIGTERM or Ctrl-C again stops at once",
+                name,
+                requests,
             )
 
 
-def _say(line: str) -> None:
-    """``line`` logged, in the command's ``--log-format`` (it was written raw to stderr: not JSON in a JSON
-    log). Logged by the loop: a signal handler runs between two steps of the main thread, which may be
-    inside a log handler's write (a re-entrant write to the same buffered stream raises)."""
+def _on_the_loop(delay: float, call: Callable[..., object], *args: object) -> None:
+    """``call(*args)`` on the running loop ``delay`` seconds from now, or at once where no loop runs
+    (``handle_exit`` called directly). What a stop signal says is logged there, in the command's
+    ``--log-format`` (written raw to stderr it was not JSON in a JSON log), and not by the signal handler:
+    it runs between two steps of the main thread, which may be inside a log handler's write (a re-entrant
+    write to the same buffered stream raises)."""
     try:
         loop = asyncio.get_running_loop()
-    except RuntimeError:  # handle_exit called with no server running (a direct call): nothing to interrupt
-        logger.warning("%s", line)
+    except RuntimeError:
+        call(*args)
         return
-    loop.call_soon_threadsafe(logger.warning, "%s", line)
+    loop.call_soon_threadsafe(loop.call_later, delay, call, *args)
