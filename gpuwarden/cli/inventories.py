@@ -243,7 +243,6 @@ def kubernetes_inventory(
     """The Kubernetes inventory reader: the official client from a kubeconfig or the pod's service account,
     and the exporter's GPU assignments from Prometheus when configured. ``run_plugins``: false for a check of
     the settings that is not read (serve's before its start): a kubeconfig's exec plugin is not run."""
-    import yaml  # noqa: PLC0415
     from kubernetes import config as kube_config  # noqa: PLC0415
     from kubernetes.client import ApiClient, Configuration  # noqa: PLC0415
 
@@ -251,6 +250,7 @@ def kubernetes_inventory(
     from alerting.k8s_inventory import KubernetesInventory, assignments_from_labels  # noqa: PLC0415
     from gpuwarden.cli.kube_credentials import (  # noqa: PLC0415
         has_credentials,
+        kubeconfig_load_errors,
         loader_errors,
         reloading_credentials,
     )
@@ -273,14 +273,7 @@ def kubernetes_inventory(
                 api_client = kube_config.new_client_from_config(
                     config_file=cfg.kubeconfig, context=cfg.context
                 )
-    except (
-        kube_config.ConfigException,
-        OSError,
-        ValueError,
-        TypeError,
-        AttributeError,
-        yaml.YAMLError,
-    ) as exc:
+    except kubeconfig_load_errors() as exc:
         if in_cluster:
             message = (
                 f"in a pod, but its service account cannot be used: {exc}; mount the service account token"

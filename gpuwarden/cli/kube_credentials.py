@@ -20,6 +20,18 @@ from gpuwarden.errors import SourceError
 Lister = Callable[[str], Iterable[dict[str, Any]]]
 
 
+def kubeconfig_load_errors() -> tuple[type[BaseException], ...]:
+    """What loading a kubeconfig raises for a file it cannot use: the client's ``ConfigException``, an
+    unreadable file, broken YAML, and the ``ValueError``/``TypeError``/``AttributeError`` its loader raises on
+    a field of the wrong shape (a user that is a string, not a mapping). One list for serve's start and for
+    the reload while an exec plugin has given no credentials, so both say the same instead of one of them
+    crashing the refresh."""
+    import yaml  # noqa: PLC0415 - only serve with a Kubernetes inventory needs these
+    from kubernetes.config import ConfigException  # noqa: PLC0415
+
+    return (ConfigException, OSError, ValueError, TypeError, AttributeError, yaml.YAMLError)
+
+
 def has_credentials(configuration: Any) -> bool:
     """Whether the client's configuration carries any credentials: a token, a client certificate, a user."""
     return bool(configuration.api_key or configuration.cert_file or configuration.username)
@@ -58,9 +70,7 @@ def reloading_credentials(
     load that made the client said: the first read fails with it instead of loading again at once (a
     plugin that hangs cost ``request_timeout_seconds`` at each load, serve's start twice that)."""
 
-    import yaml  # noqa: PLC0415 - only serve with a Kubernetes inventory needs these
-    from kubernetes.config import ConfigException  # noqa: PLC0415
-
+    unreadable = kubeconfig_load_errors()
     unreported = [list(failed)] if failed else []  # the start's failure, until the first read has said it
 
     def list_all(resource: str) -> Iterable[dict[str, Any]]:
@@ -71,13 +81,7 @@ def reloading_credentials(
                 with loader_errors() as errors:
                     try:
                         load()
-                    except (
-                        ConfigException,
-                        OSError,
-                        ValueError,
-                        TypeError,
-                        yaml.YAMLError,
-                    ) as exc:  # unreadable now
+                    except unreadable as exc:  # unreadable now
                         errors.append(f"{type(exc).__name__}: {exc}")
             if not has_credentials(configuration):
                 said = "; ".join(errors) or "it gave no token"

@@ -85,6 +85,31 @@ def test_an_exec_plugin_that_failed_at_start_is_run_again_and_its_error_said_unt
         api.close()
 
 
+def test_a_kubeconfig_broken_while_the_plugin_gives_nothing_fails_the_read_saying_why(tmp_path: Path) -> None:
+    # While the plugin gives no credentials the kubeconfig is loaded again before each read; a file edited
+    # meanwhile into one whose user is not a mapping made the loader raise AttributeError, which serve's
+    # start reports as a kubeconfig error but the reload let through: a traceback at every refresh.
+    api = FixedAnswer(200, EMPTY_LIST)
+    try:
+        kubeconfig, _flag = _kubeconfig(tmp_path, api.url)
+        cfg = KubernetesInventoryConfig(cluster="k1", kubeconfig=str(kubeconfig))
+        reader = kubernetes_inventory(cfg, SystemClock())
+        try:
+            with pytest.raises(SourceError, match="SSO session expired"):
+                reader.read()  # the start's failure
+            config = yaml.safe_load(kubeconfig.read_text())
+            config["users"][0]["user"] = "oops"
+            kubeconfig.write_text(yaml.safe_dump(config))
+            with pytest.raises(SourceError, match=r"gave serve no credentials.*AttributeError") as raised:
+                reader.read()
+            assert raised.value.retryable
+            assert api.authorizations == []
+        finally:
+            reader.close()
+    finally:
+        api.close()
+
+
 def _hanging_kubeconfig(tmp_path: Path, url: str, first: str = "") -> tuple[Path, Path]:
     """A kubeconfig whose exec plugin (a shell and the ``sleep`` it started) never answers, as kubelogin
     waiting for a browser login; after ``first``, printed by its first run only. The file, and the file
