@@ -53,8 +53,9 @@ _NAME_PATTERNS: tuple[tuple[str, FaultKind], ...] = (
 _COMPILED = tuple((re.compile(p), k) for p, k in _NAME_PATTERNS)
 _SCRAPE_DOWN = re.compile("instancedown|targetdown")
 _RECOVERY_NAME = re.compile("recoveryaction")
-# NVML_GPU_RECOVERY_ACTION_* codes that leave the GPU in service: none (0), drain P2P (3).
-_IN_SERVICE_ACTIONS = frozenset({0, 3})
+# NVML_GPU_RECOVERY_ACTION_* codes that leave the GPU in service: none (0), drain P2P (3), recover the IMEX
+# domain (5).
+_IN_SERVICE_ACTIONS = frozenset({0, 3, 5})
 # Scrape jobs whose target is the node itself: node exporter's, the kubelet's (and its cAdvisor).
 _NODE_JOB = re.compile(r"^(node|node[-_]exporter|kubelet|cadvisor|kubernetes-nodes(-cadvisor)?)$")
 
@@ -110,7 +111,9 @@ def awaits_recovery(kind: FaultKind, labels: Mapping[str, str]) -> bool:
     reset. An alert whose ``recovery_action`` label is 3 (``NVML_GPU_RECOVERY_ACTION_DRAIN_P2P``) is not one:
     NVIDIA asks only that the processes doing peer-to-peer traffic end, after which the driver names the
     next action (a reset, 4, or none), so the GPU itself is not out of service; counted as one, it made a
-    P0 of a training job that a reset would not have stopped. Without the label (a rule of one's own), any
+    P0 of a training job that a reset would not have stopped. Nor is 5
+    (``NVML_GPU_RECOVERY_ACTION_RECOVER_IMEX_DOMAIN``): the IMEX domain (memory shared over multi-node NVLink)
+    is to be recovered, not the GPU reset or its node rebooted. Without the label (a rule of one's own), any
     pending action counts."""
     if kind is not FaultKind.XID or _RECOVERY_NAME.search(normalised(labels.get("alertname", ""))) is None:
         return False

@@ -34,12 +34,16 @@ GPU_UTIL = "DCGM_FI_DEV_GPU_UTIL"
 HUNG_UTIL_PCT = 95.0
 HUNG_SM_ACTIVE = 0.05
 # NVML_FI_DEV_GET_GPU_RECOVERY_ACTION values: 1 GPU reset, 2 node reboot, 3 drain P2P, 4 drain and reset,
-# 5 recover the IMEX domain, 6 PCIe bus reset, 7 system reboot.
+# 5 recover the IMEX domain, 6 PCIe bus reset, 7 system reboot. A drain of P2P (3) is NVIDIA's "terminate the
+# processes that do peer-to-peer traffic", then the driver names the next action: the workload restarts, the
+# node stays. Recovering the IMEX domain (5) is the multi-node NVLink memory-export service's recovery, not
+# the GPU's nor its node's: there is no remedy gpuwarden runs for it.
 _RECOVERY_ACTIONS = {
     1: RecommendedAction.DRAIN_AND_RESET,
     2: RecommendedAction.RESTART_NODE,
-    3: RecommendedAction.CORDON_AND_DRAIN,
+    3: RecommendedAction.RESTART_APP,
     4: RecommendedAction.DRAIN_AND_RESET,
+    5: RecommendedAction.INVESTIGATE,
     6: RecommendedAction.DRAIN_AND_RESET,  # a reset of the GPU's PCIe bus
     7: RecommendedAction.RESTART_NODE,  # "reboot the system"
 }

@@ -202,11 +202,18 @@ class NvmlCollector(MigInstances, NvLinkStates, FieldReads):
             if prev is not None and (not uuid or uuid == prev.uuid):
                 # The same GPU, or one that does not answer now (its UUID unknown): keep its identity, so its
                 # series do not turn into UUID="" ones while it is lost, and its per-GPU state.
-                if (
-                    handle is not None
-                    and prev.handle is not None
-                    and handle_key(handle) != handle_key(prev.handle)
-                ):
+                moved = handle is not None and (
+                    prev.handle is None or handle_key(handle) != handle_key(prev.handle)
+                )
+                if moved and not uuid and prev.uuid:
+                    # A new handle that does not say whose it is: after a rescan another GPU may answer at
+                    # this index (one before it not found again). Read under the kept UUID, that GPU's
+                    # series and XIDs were served as this one's, for ever. Not read until its UUID answers.
+                    self._forget_gpm(prev)
+                    prev.handle, prev.no_handle = None, _unidentified(index)
+                    gpus.append(prev)
+                    continue
+                if moved and prev.handle is not None:
                     self._forget_gpm(prev)  # back under a new handle: samples of the old one are void
                 prev.handle = handle if handle is not None else prev.handle
                 prev.no_handle = no_handle
@@ -411,6 +418,14 @@ class NvmlCollector(MigInstances, NvLinkStates, FieldReads):
             labels = _with(own, "xid", str(xid))
             out.add(fams.XID_TOTAL, labels, counts[xid].count)
             out.add(fams.XID_LAST_SEEN, labels, counts[xid].last_seen)
+
+
+def _unidentified(index: int) -> str:
+    """Why a GPU whose new handle gave no UUID is not read (``gpu not answering ... reason=``)."""
+    return (
+        f"nvmlDeviceGetHandleByIndex({index}) gave a new handle whose nvmlDeviceGetUUID failed: not read"
+        " until it says which GPU it is (another GPU may answer at this index after a PCI rescan)"
+    )
 
 
 def xid_message(xid: int) -> str:

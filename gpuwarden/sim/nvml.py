@@ -67,8 +67,12 @@ class SimNvml(NvmlEvents, NvmlGpm, NvmlBase):
         raise pynvml.NVMLError_NotFound()
 
     def nvmlDeviceGetIndex(self, handle: Any) -> int:
-        """The GPU's index."""
-        return self._dev(handle, "nvmlDeviceGetIndex", mig_ok=True).gpu.index
+        """The GPU's index: its place in NVML's enumeration (one less for each GPU ``remove``d before it)."""
+        dev = self._dev(handle, "nvmlDeviceGetIndex", mig_ok=True)
+        gpu = self._devices[dev.gpu.index] if dev.gpu.index < len(self._devices) else None
+        if gpu is not None and gpu.gpu is dev.gpu:
+            return dev.gpu.index
+        return next(i for i, d in enumerate(self._devices) if d.gpu is dev.gpu)
 
     def nvmlDeviceGetName(self, handle: Any) -> str:
         """Product name; MIG devices add `` MIG <profile>`` like NVML."""

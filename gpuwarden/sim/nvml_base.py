@@ -149,6 +149,22 @@ class NvmlBase:
             self._fleet.unsubscribe(queue, (old.gpu.node, old.gpu.index))
         return new.handle
 
+    def remove(self, nvml_index: int) -> None:
+        """Stand for a GPU that a PCI rescan (or ``nvmlDeviceRemoveGpu``) does not bring back: NVML counts one
+        GPU fewer and the GPUs after it answer one index lower (NVML enumerates in bus order), so another GPU
+        answers at its index; its handle answers GpuIsLost. ``nvml_index`` is NVML's index now."""
+        old = self._devices.pop(nvml_index)
+        old.stale = True
+        for queue in self._event_sets.values():
+            self._fleet.unsubscribe(queue, (old.gpu.node, old.gpu.index))
+
+    def _device_of(self, gpu_index: int) -> DeviceEntry | None:
+        """The enumerated device of the fleet's GPU ``gpu_index`` (None once removed)."""
+        dev = self._devices[gpu_index] if gpu_index < len(self._devices) else None
+        if dev is not None and dev.gpu.index == gpu_index:
+            return dev
+        return next((d for d in self._devices if d.gpu.index == gpu_index), None)
+
     def hang(self, function_name: str, seconds: float) -> None:
         """Make ``function_name`` block for ``seconds`` real seconds (or until ``release_hangs``)."""
         if not callable(getattr(type(self), function_name, None)):

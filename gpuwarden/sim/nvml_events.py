@@ -46,8 +46,9 @@ class NvmlEvents(NvmlBase):
         if event is None:
             raise pynvml.NVMLError_Timeout()
         data = pynvml.c_nvmlEventData_t()
-        if event.node == self.node_name and 0 <= event.index < len(self._devices):
-            data.device = self._devices[event.index].handle
+        dev = self._device_of(event.index) if event.node == self.node_name else None
+        if dev is not None:
+            data.device = dev.handle
         data.eventType = event.event_type
         data.eventData = event.data
         data.gpuInstanceId = NO_INSTANCE

@@ -147,14 +147,15 @@ def test_a_double_bit_ecc_keeps_its_priority_while_the_driver_still_asks_for_the
 
 @pytest.mark.parametrize(
     ("code", "priority"),
-    [("1", "P0"), ("4", "P0"), ("7", "P0"), (None, "P0"), ("3", "P3")],
-    ids=["gpu-reset", "drain-and-reset", "system-reboot", "no-code", "drain-p2p"],
+    [("1", "P0"), ("4", "P0"), ("6", "P0"), ("7", "P0"), (None, "P0"), ("3", "P3"), ("5", "P3")],
+    ids=["gpu-reset", "drain-and-reset", "bus-reset", "system-reboot", "no-code", "drain-p2p", "imex-domain"],
 )
 def test_a_pending_p2p_drain_leaves_the_gpu_in_service_where_a_reset_takes_it_out(
     db: str, clock: FakeClock, code: str | None, priority: str
 ) -> None:
     """NVML's drain P2P (3) asks that the processes doing peer-to-peer traffic end, then names the next
-    action: the GPU is not out of service. Counted as a reset is, it made a P0 of the job on the GPU."""
+    action: the GPU is not out of service. Counted as a reset is, it made a P0 of the job on the GPU. So
+    with a recovery of the IMEX domain (5): the GPU needs no reset, its node no reboot."""
     engine = _engine(db, clock, scenarios.fleet_inventory(spare_gpus=0))
     extra = {} if code is None else {"recovery_action": code}
     engine.ingest([_gpu_alert("r07-n01", 2, "GpuRecoveryActionPending", **extra)])

@@ -170,18 +170,29 @@ def test_an_xid_code_beyond_any_defined_raises_once_the_next_read_still_has_it_a
     [
         (1, RecommendedAction.DRAIN_AND_RESET, "GPU reset"),
         (2, RecommendedAction.RESTART_NODE, "node reboot"),
-        (3, RecommendedAction.CORDON_AND_DRAIN, "drain P2P"),
+        (3, RecommendedAction.RESTART_APP, "drain P2P"),
         (4, RecommendedAction.DRAIN_AND_RESET, "drain P2P and reset the GPU"),
+        (5, RecommendedAction.INVESTIGATE, "recover the IMEX domain"),
         (6, RecommendedAction.DRAIN_AND_RESET, "PCIe bus reset"),
         (7, RecommendedAction.RESTART_NODE, "system reboot"),
     ],
-    ids=["gpu-reset", "node-reboot", "drain-p2p", "drain-and-reset", "bus-reset", "system-reboot"],
+    ids=[
+        "gpu-reset",
+        "node-reboot",
+        "drain-p2p",
+        "drain-and-reset",
+        "imex-domain",
+        "bus-reset",
+        "system-reboot",
+    ],
 )
 def test_the_drivers_recovery_action_becomes_the_recommendation_and_its_code_goes_on_the_alert(
     code, action, words
 ):
     """The alert carried no code, so alerting took a drain of P2P traffic (3) for a reset; a bus reset (6)
-    and a system reboot (7), which NVML names, were "investigate"."""
+    and a system reboot (7), which NVML names, were "investigate". A drain of P2P recommended a cordon and
+    drain of the node, where NVIDIA asks only that the processes doing peer-to-peer traffic end (restart the
+    workload)."""
     feed = Feed()
     assert fired(feed.tick(("gpuwarden_gpu_recovery_action", [GPU], [0], "gauge"))) == []
     hits = fired(feed.tick(("gpuwarden_gpu_recovery_action", [GPU], [code], "gauge")))

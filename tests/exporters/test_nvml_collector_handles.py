@@ -7,6 +7,7 @@ import logging
 
 import pynvml
 import pytest
+from prometheus_client import CollectorRegistry
 
 from exporters.nvml_collector import NvmlCollector
 from exporters.xid import XidLedger, XidWatcher
@@ -110,3 +111,62 @@ def test_a_gpu_nvml_gives_no_handle_for_is_said_with_the_error_and_what_to_check
         in line
     )
     assert check in line
+
+
+def _series_by_uuid(registry: CollectorRegistry, name: str) -> dict[str, float]:
+    return {s.labels["UUID"]: s.value for m in registry.collect() for s in m.samples if s.name == name}
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        pynvml.NVMLError_Unknown,
+        pynvml.NVMLError_InsufficientPower,
+        pynvml.NVMLError_NotFound,
+        pynvml.NVMLError_ResetRequired,
+    ],
+    ids=["unknown", "insufficient-power", "not-found", "reset-required"],
+)
+def test_another_gpu_at_a_lost_gpus_index_is_never_served_under_the_lost_gpus_uuid(
+    nvml: SimNvml, fleet: Fleet, clock: FakeClock, error: type[Exception]
+) -> None:
+    """GPU 1 fell off the bus and a rescan did not find it again: GPU 2 answers at index 1. Its first
+    nvmlDeviceGetUUID failed once, and the collector took the new handle for GPU 1's: GPU 2's temperature,
+    up 1 and XIDs were served under GPU 1's UUID, for every later collection, and GPU 2 had no series."""
+    ledger = XidLedger()
+    watcher = XidWatcher(nvml, ledger, clock, wait_ms=0)
+    watcher.register()
+    collector = NvmlCollector(nvml, hostname=NODE, xids=ledger, watcher=watcher)
+    registry = scrape(collector)
+    lost, other = gpu_labels(registry, 1)["UUID"], gpu_labels(registry, 2)["UUID"]
+    fleet.inject(parse_fault({"kind": "gpu_lost", "node": NODE, "gpu": 1}))
+    clock.advance(5)
+    scrape(collector)
+    nvml.remove(1)
+    nvml.fail("nvmlDeviceGetUUID", error, gpu_index=2, times=1)
+    clock.advance(5)
+    registry = scrape(collector)  # index 1 has a new handle that does not say whose it is
+    assert _series_by_uuid(registry, "gpuwarden_gpu_up")[lost] == 0.0
+    assert lost not in _series_by_uuid(registry, "DCGM_FI_DEV_GPU_TEMP")
+    clock.advance(5)
+    registry = scrape(collector)
+    _drain(watcher)
+    fleet.inject(parse_fault({"kind": "xid", "node": NODE, "gpu": 2, "xid": 31}))
+    _drain(watcher)
+    registry = scrape(collector)
+    assert gpu_labels(registry, 1)["UUID"] == other
+    assert _series_by_uuid(registry, "gpuwarden_gpu_up")[other] == 1.0
+    assert lost not in _series_by_uuid(registry, "DCGM_FI_DEV_GPU_TEMP")
+    assert _series_by_uuid(registry, "gpuwarden_xid_errors_total") == {other: 1.0}
+
+
+def test_a_removed_gpus_index_is_answered_by_the_next_one_in_the_simulator(nvml: SimNvml) -> None:
+    """``SimNvml.remove``: one GPU fewer, the later ones one index lower, the removed handle lost."""
+    old = nvml.nvmlDeviceGetHandleByIndex(1)
+    third = nvml.nvmlDeviceGetHandleByIndex(2)
+    nvml.remove(1)
+    assert nvml.nvmlDeviceGetCount() == 7
+    assert nvml.nvmlDeviceGetHandleByIndex(1) is third
+    assert nvml.nvmlDeviceGetIndex(third) == 1
+    with pytest.raises(pynvml.NVMLError_GpuIsLost):
+        nvml.nvmlDeviceGetUUID(old)
