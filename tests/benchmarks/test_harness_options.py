@@ -27,6 +27,7 @@ HARNESSES = {
     "bench_tracing.py": "--quick",
     "bench_warmup.py": None,
     "bench_wide_incident.py": "--racks",
+    "nab_ablation.py": "--only",
     "nab_confirm.py": "--timing",
     "nab_htm.py": "--raw-cache",
 }
