@@ -51,6 +51,7 @@ from alerting.outbox_tables import (
     PENDING,
     SENDING,
     SENT,
+    WAITING,
     NotificationThread,
     OutboxMessage,
     first_taken,
@@ -234,6 +235,34 @@ class Outbox(OutboxDelivery):
                 newest = query.order_by(OutboxMessage.id.desc()).limit(limit)
                 return sorted(session.scalars(newest), key=lambda m: m.id)
             return list(session.scalars(query.order_by(OutboxMessage.id)))
+
+    def waiting_behind(self, messages: Sequence[OutboxMessage]) -> dict[int, OutboxMessage]:
+        """Of ``messages``, the pending ones held back by an earlier message of their notifier and incident
+        still waiting (``dispatch_due`` keeps their order), each with the first of those: the message its
+        own ``next_attempt_at`` does not say when it goes, as that one has passed, or comes before that one
+        is tried again (backing off, or being sent now). ``{id: first waiting message}``."""
+        if not any(m.status == PENDING for m in messages):
+            return {}
+        first = (
+            select(func.min(OutboxMessage.id))
+            .where(OutboxMessage.status.in_(WAITING))
+            .group_by(OutboxMessage.notifier, OutboxMessage.incident_id)
+        )
+        with self._sessions() as session:
+            found = session.scalars(
+                select(OutboxMessage).where(OutboxMessage.id.in_(first.scalar_subquery()))
+            )
+            heads = {(m.notifier, m.incident_id): m for m in found}
+        now = self._clock.time()
+        behind: dict[int, OutboxMessage] = {}
+        for m in messages:
+            head = heads.get((m.notifier, m.incident_id))
+            if m.status != PENDING or head is None or head.id >= m.id:
+                continue
+            head_goes = head.next_attempt_at if head.status == PENDING else now
+            if m.next_attempt_at <= max(head_goes, now):  # not held past it on purpose (an edit's hold)
+                behind[m.id] = head
+        return behind
 
     def thread(self, notifier: str, incident_id: str) -> ThreadState | None:
         """The stored conversation of an incident for a notifier."""

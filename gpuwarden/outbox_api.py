@@ -3,7 +3,8 @@
 ``GET /api/v1/outbox`` (``?status=pending|sending|sent|failed|orphaned``, ``?incident=``, ``?limit=``,
 newest that many, default 100) answers ``{"counts": {status: n}, "held": n, "messages": [...]}`` (counts of
 the ``?incident=`` only when one is asked for; ``held``: how many of the pending are a webhook's updates held
-on purpose, ``edit_interval_seconds``), each message without its payload but with ``event``, what it tells.
+on purpose, ``edit_interval_seconds``), each message without its payload but with ``event``, what it tells,
+and for a pending one behind an earlier message of its incident still waiting, ``waiting_behind``.
 ``POST /api/v1/outbox/retry`` (``{"incident": id}`` optional) queues failed messages again, after someone
 fixed the token or the channel, and answers ``{"requeued": n, "overtaken": m}``; 404 for an incident the
 store does not hold (both POSTs).
@@ -44,8 +45,10 @@ def _stamp(seconds: float | None) -> str | None:
     return None if seconds is None else rfc3339(datetime.fromtimestamp(seconds, UTC))
 
 
-def message_summary(m: OutboxMessage) -> dict[str, Any]:
-    """A stored message as the API shows it (no payload: it holds the incident's whole text)."""
+def message_summary(m: OutboxMessage, behind: OutboxMessage | None = None) -> dict[str, Any]:
+    """A stored message as the API shows it (no payload: it holds the incident's whole text); ``behind``: the
+    earlier message of its incident it waits for (``Outbox.waiting_behind``), shown as ``waiting_behind``:
+    it goes once that one went, whatever its own ``next_attempt_at`` says."""
     return {
         "id": m.id,
         "notifier": m.notifier,
@@ -57,7 +60,14 @@ def message_summary(m: OutboxMessage) -> dict[str, Any]:
         "next_attempt_at": _stamp(m.next_attempt_at) if m.status in (PENDING, SENDING) else None,
         "sent_at": _stamp(m.sent_at),
         "last_error": m.last_error,
+        "waiting_behind": None if behind is None else _behind(behind),
     }
+
+
+def _behind(head: OutboxMessage) -> dict[str, Any]:
+    """The message another waits for, with when it is tried next (null while it is being sent)."""
+    due = _stamp(head.next_attempt_at) if head.status == PENDING else None
+    return {"id": head.id, "status": head.status, "next_attempt_at": due}
 
 
 def _event(payload: str) -> str:
@@ -102,7 +112,8 @@ class OutboxApi:
                 name: {"until": _stamp(until), "seconds_left": round(left, 1)}
                 for name, (until, left) in outbox.pauses().items()
             }
-            summaries = [message_summary(m) for m in messages]
+            behind = outbox.waiting_behind(messages)
+            summaries = [message_summary(m, behind.get(m.id)) for m in messages]
             return {"counts": counts, "held": held, "messages": summaries, "paused": paused}
 
         return JSONResponse(await run_in_threadpool(read))

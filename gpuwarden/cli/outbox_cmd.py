@@ -116,7 +116,6 @@ def list_messages(
         Column("last error", overflow="fold", min_width=12),  # why it failed: never cut short
     )
     for m in data["messages"]:
-        due = m.get("next_attempt_at") if m["status"] == "pending" else None
         table.add_row(
             str(m["id"]),
             m["notifier"],
@@ -124,11 +123,25 @@ def list_messages(
             m.get("event", ""),
             m["status"],
             str(m["attempts"]),
-            shown_text(due) if due else "",
+            _next_attempt(m),
             m["last_error"] or "",
         )
     print_table(console, table)  # a receiver's error text is data, not markup: `[/]` and a last `\` as sent
     _say_after_listing(counts, len(data["messages"]), status)
+
+
+def _next_attempt(message: dict[str, Any]) -> str:
+    """When a pending message goes: its own time, or, behind an earlier message of its incident that has not
+    gone (backing off, being sent), after that one: its own time passed long ago read as a message stuck."""
+    if message["status"] != "pending":
+        return ""
+    behind = message.get("waiting_behind")  # a serve before this release says nothing of it
+    if behind:
+        due = behind.get("next_attempt_at")
+        when = f"its next attempt {shown_text(due)}" if due else f"{behind['status']} now"
+        return f"after message {behind['id']} ({when})"
+    due = message.get("next_attempt_at")
+    return shown_text(due) if due else ""
 
 
 def _count(status: str, count: int, held: int) -> str:
