@@ -43,7 +43,7 @@ from alerting.notifiers.base import (
     idempotency_key,
 )
 from alerting.outbox_delivery import Backoff, OutboxDelivery
-from alerting.outbox_orphans import discard_messages
+from alerting.outbox_orphans import Discarded, discard_messages
 from alerting.outbox_stats import OutboxStats
 from alerting.outbox_tables import (
     FAILED,
@@ -344,10 +344,30 @@ class Outbox(OutboxDelivery):
         dry_run: bool = False,
     ) -> dict[str, int]:
         """Drop orphaned (or, asked, failed) messages of ``notifier`` for good, as ``by``; of one incident or
-        all; with ``dry_run`` only count them (see ``discard_messages``)."""
+        all; with ``dry_run`` only count them (see ``discard_messages``). How many of each status."""
+        return self.discarding(notifier, statuses, by=by, incident_id=incident_id, dry_run=dry_run).counts
+
+    def discarding(
+        self,
+        notifier: str,
+        statuses: Collection[str],
+        *,
+        by: str,
+        incident_id: str | None = None,
+        dry_run: bool = False,
+        ids: Collection[int] | None = None,
+    ) -> Discarded:
+        """``discard``, of only the messages ``ids`` among them when given, saying which went."""
         now = self._clock.time()
         return discard_messages(
-            self._sessions, notifier, statuses, by=by, now=now, incident_id=incident_id, dry_run=dry_run
+            self._sessions,
+            notifier,
+            statuses,
+            by=by,
+            now=now,
+            incident_id=incident_id,
+            dry_run=dry_run,
+            ids=ids,
         )
 
     def run(self, stop: threading.Event, poll_seconds: float = 1.0) -> None:

@@ -9,9 +9,11 @@ and for a pending one behind an earlier message of its incident still waiting, `
 fixed the token or the channel, and answers ``{"requeued": n, "overtaken": m}``; 404 for an incident the
 store does not hold (both POSTs).
 ``POST /api/v1/outbox/discard`` (``{"notifier": name, "statuses": ["orphaned"], "incident": id, "by": who,
-"dry_run": false}``; ``notifier`` and ``by`` are required) drops a notifier's orphaned (and, asked, failed)
-messages for good and answers ``{"notifier", "discarded": {status: n}, "total", "dry_run"}``: 404 when no
-message of that notifier is stored, 400 naming the field for a status that cannot be discarded. Routes and
+"dry_run": false, "ids": [n, ...]}``; ``notifier`` and ``by`` are required) drops a notifier's orphaned (and,
+asked, failed) messages for good, with ``ids`` only those of them (what a dry run's answer listed: a message
+that failed meanwhile is not taken), and answers ``{"notifier", "discarded": {status: n}, "total", "dry_run",
+"ids"}``: 404 when no message of that notifier is stored, 400 naming the field for a status that cannot be
+discarded. Routes and
 their auth are wired in ``gpuwarden.api``; without a notifier configured they answer 404 saying so.
 """
 
@@ -37,7 +39,7 @@ from gpuwarden.params import choice, json_object, positive, single
 DEFAULT_LIMIT = 100
 LIST_QUERY = ("status", "incident", "limit")
 RETRY_FIELDS = ("incident",)
-DISCARD_FIELDS = ("notifier", "statuses", "incident", "by", "dry_run")
+DISCARD_FIELDS = ("notifier", "statuses", "incident", "by", "dry_run", "ids")
 MAX_MESSAGES = 1_000_000
 
 
@@ -139,11 +141,21 @@ class OutboxApi:
         dry_run = data.get("dry_run", False)
         if not isinstance(dry_run, bool):
             raise InputError("must be true or false", field="dry_run")
-        counts = await run_in_threadpool(
-            lambda: outbox.discard(notifier, statuses, by=by, incident_id=incident, dry_run=dry_run)
+        ids = _ids(data.get("ids"))
+        done = await run_in_threadpool(
+            lambda: outbox.discarding(
+                notifier, statuses, by=by, incident_id=incident, dry_run=dry_run, ids=ids
+            )
         )
+        counts = done.counts
         return JSONResponse(
-            {"notifier": notifier, "discarded": counts, "total": sum(counts.values()), "dry_run": dry_run}
+            {
+                "notifier": notifier,
+                "discarded": counts,
+                "total": sum(counts.values()),
+                "dry_run": dry_run,
+                "ids": done.ids,
+            }
         )
 
     async def _incident(self, data: dict[str, Any]) -> str | None:
@@ -155,6 +167,15 @@ class OutboxApi:
         if not await run_in_threadpool(self.store.rows_by_id, [incident]):
             raise NotFound(f"no incident {incident!r} (incidents list shows them)", field="incident")
         return incident
+
+
+def _ids(value: object) -> list[int] | None:
+    """The body's ``ids``: the messages a dry run listed (its answer's ``ids``), the only ones to discard."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(type(i) is int and i > 0 for i in value):
+        raise InputError("must be a list of message ids (whole numbers above 0)", field="ids")
+    return value
 
 
 def _name(value: object, field: str) -> str:
