@@ -107,6 +107,9 @@ class Outbox(OutboxDelivery):
         self._backing_off: set[str] = set(self._notifiers)
         self.fence: LockFence = unfenced()  # serve's: nothing is sent unless it still holds the store lock
         self.hurry = threading.Event()  # serve's second stop signal: no message more is sent (stays pending)
+        self._sends = threading.Condition()
+        self._in_flight = 0
+        self._closed = False
         # Whether the store was unreachable at the last dispatch round of any notifier's loop (``run``).
         self._store_lock = threading.Lock()
         self._store_failing = False
