@@ -43,7 +43,7 @@ from alerting.notifiers.base import (
     idempotency_key,
 )
 from alerting.outbox_delivery import Backoff, OutboxDelivery
-from alerting.outbox_orphans import discard_messages
+from alerting.outbox_orphans import Discarded, discard_messages
 from alerting.outbox_stats import OutboxStats
 from alerting.outbox_tables import (
     FAILED,
@@ -51,6 +51,7 @@ from alerting.outbox_tables import (
     PENDING,
     SENDING,
     SENT,
+    WAITING,
     NotificationThread,
     OutboxMessage,
     first_taken,
@@ -106,6 +107,9 @@ class Outbox(OutboxDelivery):
         self._backing_off: set[str] = set(self._notifiers)
         self.fence: LockFence = unfenced()  # serve's: nothing is sent unless it still holds the store lock
         self.hurry = threading.Event()  # serve's second stop signal: no message more is sent (stays pending)
+        self._sends = threading.Condition()
+        self._in_flight = 0
+        self._closed = False
         # Whether the store was unreachable at the last dispatch round of any notifier's loop (``run``).
         self._store_lock = threading.Lock()
         self._store_failing = False
@@ -235,6 +239,34 @@ class Outbox(OutboxDelivery):
                 return sorted(session.scalars(newest), key=lambda m: m.id)
             return list(session.scalars(query.order_by(OutboxMessage.id)))
 
+    def waiting_behind(self, messages: Sequence[OutboxMessage]) -> dict[int, OutboxMessage]:
+        """Of ``messages``, the pending ones held back by an earlier message of their notifier and incident
+        still waiting (``dispatch_due`` keeps their order), each with the first of those: the message its
+        own ``next_attempt_at`` does not say when it goes, as that one has passed, or comes before that one
+        is tried again (backing off, or being sent now). ``{id: first waiting message}``."""
+        if not any(m.status == PENDING for m in messages):
+            return {}
+        first = (
+            select(func.min(OutboxMessage.id))
+            .where(OutboxMessage.status.in_(WAITING))
+            .group_by(OutboxMessage.notifier, OutboxMessage.incident_id)
+        )
+        with self._sessions() as session:
+            found = session.scalars(
+                select(OutboxMessage).where(OutboxMessage.id.in_(first.scalar_subquery()))
+            )
+            heads = {(m.notifier, m.incident_id): m for m in found}
+        now = self._clock.time()
+        behind: dict[int, OutboxMessage] = {}
+        for m in messages:
+            head = heads.get((m.notifier, m.incident_id))
+            if m.status != PENDING or head is None or head.id >= m.id:
+                continue
+            head_goes = head.next_attempt_at if head.status == PENDING else now
+            if m.next_attempt_at <= max(head_goes, now):  # not held past it on purpose (an edit's hold)
+                behind[m.id] = head
+        return behind
+
     def thread(self, notifier: str, incident_id: str) -> ThreadState | None:
         """The stored conversation of an incident for a notifier."""
         with self._sessions() as session:
@@ -315,10 +347,30 @@ class Outbox(OutboxDelivery):
         dry_run: bool = False,
     ) -> dict[str, int]:
         """Drop orphaned (or, asked, failed) messages of ``notifier`` for good, as ``by``; of one incident or
-        all; with ``dry_run`` only count them (see ``discard_messages``)."""
+        all; with ``dry_run`` only count them (see ``discard_messages``). How many of each status."""
+        return self.discarding(notifier, statuses, by=by, incident_id=incident_id, dry_run=dry_run).counts
+
+    def discarding(
+        self,
+        notifier: str,
+        statuses: Collection[str],
+        *,
+        by: str,
+        incident_id: str | None = None,
+        dry_run: bool = False,
+        ids: Collection[int] | None = None,
+    ) -> Discarded:
+        """``discard``, of only the messages ``ids`` among them when given, saying which went."""
         now = self._clock.time()
         return discard_messages(
-            self._sessions, notifier, statuses, by=by, now=now, incident_id=incident_id, dry_run=dry_run
+            self._sessions,
+            notifier,
+            statuses,
+            by=by,
+            now=now,
+            incident_id=incident_id,
+            dry_run=dry_run,
+            ids=ids,
         )
 
     def run(self, stop: threading.Event, poll_seconds: float = 1.0) -> None:

@@ -110,6 +110,9 @@ class OutboxDelivery:
     _backing_off: set[str]
     fence: LockFence
     hurry: threading.Event
+    _sends: threading.Condition  # guards ``_in_flight`` and the check that no send starts after a stop
+    _in_flight: int  # sends begun (marked ``sending``) and not yet recorded
+    _closed: bool  # ``finish_sends`` ran: no send starts any more
 
     def dispatch_due(self, notifier: str | None = None) -> int:
         """Deliver every due message (of one notifier, or of all), in order per (notifier, incident);
@@ -296,13 +299,44 @@ class OutboxDelivery:
         self.stats.count(self.stats.by_notifier_superseded, head.notifier)
         return True
 
+    def finish_sends(self, seconds: float) -> bool:
+        """At serve's stop: start no send any more, and wait ``seconds`` at most for the one in flight to be
+        recorded (sent, or to retry). Cut there (serve's second stop signal ends it at once), a message stayed
+        ``sending`` and the next start sent it again as after a crash: a webhook receiver got it twice, though
+        it had answered 200 a moment later. False when one is still in flight: it stays ``sending``."""
+        with self._sends:
+            self._closed = True
+            if self._in_flight and not self._sends.wait_for(lambda: self._in_flight == 0, timeout=seconds):
+                logger.warning(
+                    "outbox: a notification still being sent after %.0f s is left sending: the next start"
+                    " sends it again, as a retry (Slack looks for it first; a webhook receiver drops it by"
+                    " its Idempotency-Key)",
+                    seconds,
+                )
+                return False
+        return True
+
     def _attempt(self, notifier: Notifier, row_id: int, notification: Notification) -> bool | None:
-        """Send message ``row_id`` (its payload: ``notification``). True: sent. False: will be retried. None:
-        failed for good (the next message may go). Only while this server holds the store lock, asked before
-        the message is marked ``sending``: one that lost it leaves the message as it was, for the server
-        that holds it to send as it would have (not as a retry of a send that never happened)."""
+        """Send message ``row_id`` (its payload: ``notification``). True: sent. False: will be retried (or not
+        sent: serve stops, ``finish_sends``). None: failed for good (the next message may go). Only while this
+        server holds the store lock, asked before the message is marked ``sending``: one that lost it leaves
+        the message as it was, for the server that holds it to send as it would have (not as a retry of a
+        send that never happened)."""
         if not self._may_send(notifier.name, notification.incident_id):
             return False
+        with self._sends:  # checked with the count held: no send begins once ``finish_sends`` waited
+            if self._closed or self.hurry.is_set():
+                return False
+            self._in_flight += 1
+        try:
+            return self._send(notifier, row_id, notification)
+        finally:
+            with self._sends:
+                self._in_flight -= 1
+                self._sends.notify_all()
+
+    def _send(self, notifier: Notifier, row_id: int, notification: Notification) -> bool | None:
+        """``_attempt``'s send, once it may: marked ``sending``, handed to the notifier, recorded."""
         with self._sessions() as session, session.begin():
             row = session.get_one(OutboxMessage, row_id)
             retry = row.attempts > 0

@@ -462,7 +462,8 @@ def create_app(
     With ``applier``, alert writes are acknowledged once journaled and the applier runs as one more
     background task (replaying what the journal held at start; ``/-/ready`` says when it caught up);
     without it they are stored synchronously before the answer. At shutdown each task is waited for 5 s at
-    most, and not at all once ``hurry`` is set (a second stop signal).
+    most, and not at all once ``hurry`` is set (a second stop signal); the outbox's send in flight, 5 s more
+    at most even then (``Outbox.finish_sends``).
     """
     metrics = ApiMetrics(engine)
     if applier is not None:
@@ -484,6 +485,8 @@ def create_app(
         finally:
             stop.set()
             join_within(threads, 5, hurry)
+            if outbox is not None:  # even hurried: a send cut here is sent again at the next start
+                outbox.finish_sends(5)
 
     app = Starlette(
         routes=[*handlers.routes(), *extra_routes],

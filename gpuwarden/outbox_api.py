@@ -3,14 +3,17 @@
 ``GET /api/v1/outbox`` (``?status=pending|sending|sent|failed|orphaned``, ``?incident=``, ``?limit=``,
 newest that many, default 100) answers ``{"counts": {status: n}, "held": n, "messages": [...]}`` (counts of
 the ``?incident=`` only when one is asked for; ``held``: how many of the pending are a webhook's updates held
-on purpose, ``edit_interval_seconds``), each message without its payload but with ``event``, what it tells.
+on purpose, ``edit_interval_seconds``), each message without its payload but with ``event``, what it tells,
+and for a pending one behind an earlier message of its incident still waiting, ``waiting_behind``.
 ``POST /api/v1/outbox/retry`` (``{"incident": id}`` optional) queues failed messages again, after someone
 fixed the token or the channel, and answers ``{"requeued": n, "overtaken": m}``; 404 for an incident the
 store does not hold (both POSTs).
 ``POST /api/v1/outbox/discard`` (``{"notifier": name, "statuses": ["orphaned"], "incident": id, "by": who,
-"dry_run": false}``; ``notifier`` and ``by`` are required) drops a notifier's orphaned (and, asked, failed)
-messages for good and answers ``{"notifier", "discarded": {status: n}, "total", "dry_run"}``: 404 when no
-message of that notifier is stored, 400 naming the field for a status that cannot be discarded. Routes and
+"dry_run": false, "ids": [n, ...]}``; ``notifier`` and ``by`` are required) drops a notifier's orphaned (and,
+asked, failed) messages for good, with ``ids`` only those of them (what a dry run's answer listed: a message
+that failed meanwhile is not taken), and answers ``{"notifier", "discarded": {status: n}, "total", "dry_run",
+"ids"}``: 404 when no message of that notifier is stored, 400 naming the field for a status that cannot be
+discarded. Routes and
 their auth are wired in ``gpuwarden.api``; without a notifier configured they answer 404 saying so.
 """
 
@@ -36,7 +39,7 @@ from gpuwarden.params import choice, json_object, positive, single
 DEFAULT_LIMIT = 100
 LIST_QUERY = ("status", "incident", "limit")
 RETRY_FIELDS = ("incident",)
-DISCARD_FIELDS = ("notifier", "statuses", "incident", "by", "dry_run")
+DISCARD_FIELDS = ("notifier", "statuses", "incident", "by", "dry_run", "ids")
 MAX_MESSAGES = 1_000_000
 
 
@@ -44,8 +47,10 @@ def _stamp(seconds: float | None) -> str | None:
     return None if seconds is None else rfc3339(datetime.fromtimestamp(seconds, UTC))
 
 
-def message_summary(m: OutboxMessage) -> dict[str, Any]:
-    """A stored message as the API shows it (no payload: it holds the incident's whole text)."""
+def message_summary(m: OutboxMessage, behind: OutboxMessage | None = None) -> dict[str, Any]:
+    """A stored message as the API shows it (no payload: it holds the incident's whole text); ``behind``: the
+    earlier message of its incident it waits for (``Outbox.waiting_behind``), shown as ``waiting_behind``:
+    it goes once that one went, whatever its own ``next_attempt_at`` says."""
     return {
         "id": m.id,
         "notifier": m.notifier,
@@ -57,7 +62,14 @@ def message_summary(m: OutboxMessage) -> dict[str, Any]:
         "next_attempt_at": _stamp(m.next_attempt_at) if m.status in (PENDING, SENDING) else None,
         "sent_at": _stamp(m.sent_at),
         "last_error": m.last_error,
+        "waiting_behind": None if behind is None else _behind(behind),
     }
+
+
+def _behind(head: OutboxMessage) -> dict[str, Any]:
+    """The message another waits for, with when it is tried next (null while it is being sent)."""
+    due = _stamp(head.next_attempt_at) if head.status == PENDING else None
+    return {"id": head.id, "status": head.status, "next_attempt_at": due}
 
 
 def _event(payload: str) -> str:
@@ -102,7 +114,8 @@ class OutboxApi:
                 name: {"until": _stamp(until), "seconds_left": round(left, 1)}
                 for name, (until, left) in outbox.pauses().items()
             }
-            summaries = [message_summary(m) for m in messages]
+            behind = outbox.waiting_behind(messages)
+            summaries = [message_summary(m, behind.get(m.id)) for m in messages]
             return {"counts": counts, "held": held, "messages": summaries, "paused": paused}
 
         return JSONResponse(await run_in_threadpool(read))
@@ -128,11 +141,21 @@ class OutboxApi:
         dry_run = data.get("dry_run", False)
         if not isinstance(dry_run, bool):
             raise InputError("must be true or false", field="dry_run")
-        counts = await run_in_threadpool(
-            lambda: outbox.discard(notifier, statuses, by=by, incident_id=incident, dry_run=dry_run)
+        ids = _ids(data.get("ids"))
+        done = await run_in_threadpool(
+            lambda: outbox.discarding(
+                notifier, statuses, by=by, incident_id=incident, dry_run=dry_run, ids=ids
+            )
         )
+        counts = done.counts
         return JSONResponse(
-            {"notifier": notifier, "discarded": counts, "total": sum(counts.values()), "dry_run": dry_run}
+            {
+                "notifier": notifier,
+                "discarded": counts,
+                "total": sum(counts.values()),
+                "dry_run": dry_run,
+                "ids": done.ids,
+            }
         )
 
     async def _incident(self, data: dict[str, Any]) -> str | None:
@@ -144,6 +167,15 @@ class OutboxApi:
         if not await run_in_threadpool(self.store.rows_by_id, [incident]):
             raise NotFound(f"no incident {incident!r} (incidents list shows them)", field="incident")
         return incident
+
+
+def _ids(value: object) -> list[int] | None:
+    """The body's ``ids``: the messages a dry run listed (its answer's ``ids``), the only ones to discard."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(type(i) is int and i > 0 for i in value):
+        raise InputError("must be a list of message ids (whole numbers above 0)", field="ids")
+    return value
 
 
 def _name(value: object, field: str) -> str:

@@ -116,7 +116,6 @@ def list_messages(
         Column("last error", overflow="fold", min_width=12),  # why it failed: never cut short
     )
     for m in data["messages"]:
-        due = m.get("next_attempt_at") if m["status"] == "pending" else None
         table.add_row(
             str(m["id"]),
             m["notifier"],
@@ -124,11 +123,25 @@ def list_messages(
             m.get("event", ""),
             m["status"],
             str(m["attempts"]),
-            shown_text(due) if due else "",
+            _next_attempt(m),
             m["last_error"] or "",
         )
     print_table(console, table)  # a receiver's error text is data, not markup: `[/]` and a last `\` as sent
     _say_after_listing(counts, len(data["messages"]), status)
+
+
+def _next_attempt(message: dict[str, Any]) -> str:
+    """When a pending message goes: its own time, or, behind an earlier message of its incident that has not
+    gone (backing off, being sent), after that one: its own time passed long ago read as a message stuck."""
+    if message["status"] != "pending":
+        return ""
+    behind = message.get("waiting_behind")  # a serve before this release says nothing of it
+    if behind:
+        due = behind.get("next_attempt_at")
+        when = f"its next attempt {shown_text(due)}" if due else f"{behind['status']} now"
+        return f"after message {behind['id']} ({when})"
+    due = message.get("next_attempt_at")
+    return shown_text(due) if due else ""
 
 
 def _count(status: str, count: int, held: int) -> str:
@@ -225,7 +238,7 @@ def discard(
             _said_discarded(planned, output)
             return
         _confirm(planned)
-        done = _discard(url, body)
+        done = _discard_asked(url, body, planned)
         _said_discarded(done, output)
         _say_if_not_as_confirmed(planned, done)
         return
@@ -235,6 +248,28 @@ def discard(
 def _discard(url: str, body: dict[str, Any]) -> dict[str, Any]:
     answer: dict[str, Any] = api_json("POST", url, "/api/v1/outbox/discard", dict, json=body)
     return answer
+
+
+IDS_PER_REQUEST = 5_000
+"""Message ids sent in one discard request: 100,000 orphaned messages' ids passed serve's 1 MiB body."""
+
+
+def _discard_asked(url: str, body: dict[str, Any], planned: dict[str, Any]) -> dict[str, Any]:
+    """Discard the messages the question counted (the dry run's ``ids``), none that failed or was orphaned
+    since; in parts of ``IDS_PER_REQUEST``, their answers added up. A serve before this release lists no ids:
+    asked as before, for what matches when the answer comes."""
+    ids = planned.get("ids")
+    if not isinstance(ids, list):
+        return _discard(url, body)
+    done: dict[str, Any] = {"notifier": planned["notifier"], "discarded": {}, "total": 0, "dry_run": False}
+    done["ids"] = []
+    for start in range(0, len(ids), IDS_PER_REQUEST):
+        part = _discard(url, {**body, "ids": ids[start : start + IDS_PER_REQUEST]})
+        for status, count in part["discarded"].items():
+            done["discarded"][status] = done["discarded"].get(status, 0) + count
+        done["total"] += part["total"]
+        done["ids"] += part["ids"]
+    return done
 
 
 def _confirm(planned: dict[str, Any]) -> None:
@@ -251,9 +286,9 @@ def _confirm(planned: dict[str, Any]) -> None:
 
 
 def _say_if_not_as_confirmed(planned: dict[str, Any], done: dict[str, Any]) -> None:
-    """On stderr, when serve discarded other counts than the question said: messages failed (or were
-    orphaned, or sent, or queued again) between the two requests. serve's API takes no list of messages to
-    discard, so the discard cannot be held to those counted; it can be said."""
+    """On stderr, when serve discarded other counts than the question said: some it counted were queued
+    again (or sent) between the two requests, or, from a serve before this release, which takes no list of
+    messages to discard, more failed or were orphaned meanwhile and went too."""
     if planned["discarded"] == done["discarded"]:
         return
     said = ", ".join(f"{s} {n}" for s, n in planned["discarded"].items() if n)

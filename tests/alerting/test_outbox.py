@@ -234,3 +234,16 @@ def test_after_serves_second_stop_signal_no_message_more_is_sent_and_the_rest_st
     next_start = Outbox(engine, [slack(recorder)], FakeClock())
     assert next_start.dispatch_due() == 3
     assert sorted(_parents(recorder)) == ["a", "b", "c"]
+
+
+def test_once_serve_stops_its_outbox_no_send_begins_and_what_waits_stays_pending(
+    engine: Engine, recorder: SlackRecorder
+) -> None:
+    """serve's stop lets the send in flight finish (``finish_sends``), and no other begins after it: one
+    begun as the process ends would be cut, left ``sending`` and sent again at the next start."""
+    outbox = Outbox(engine, [slack(recorder)], FakeClock())
+    outbox(_opened("inc-a", Priority.P3))
+    assert outbox.finish_sends(5) is True  # none was in flight
+    assert outbox.dispatch_due() == 0 and recorder.channel_messages() == []
+    assert outbox.counts() == {"pending": 1}
+    assert Outbox(engine, [slack(recorder)], FakeClock()).dispatch_due() == 1

@@ -68,6 +68,9 @@ def test_the_outbox_routes_say_so_when_no_notifier_is_configured_and_check_their
         ([], "body"),
         # A misspelt dry_run was ignored: the messages were discarded for good, not counted.
         ({"notifier": "slack", "dryrun": True}, "dryrun"),
+        ({"notifier": "slack", "by": "alice", "ids": 7}, "ids"),
+        # true is 1 to Python: it would have discarded message 1, which no question showed.
+        ({"notifier": "slack", "by": "alice", "ids": [True, "8", 0]}, "ids"),
     ],
     ids=[
         "no-notifier",
@@ -81,6 +84,8 @@ def test_the_outbox_routes_say_so_when_no_notifier_is_configured_and_check_their
         "no-by",
         "list",
         "unknown-field",
+        "ids-not-a-list",
+        "ids-not-ids",
     ],
 )
 def test_outbox_discard_refuses_bad_input_naming_the_field(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -215,3 +216,31 @@ def test_a_webhook_url_holding_a_credential_never_reaches_serves_log(tmp_path: P
     log = (tmp_path / "serve.log").read_text()
     assert "notifier: webhook:oncall" in log  # the log is the one serve wrote
     assert "SECRET" not in log
+
+
+@pytest.mark.integration
+def test_a_post_in_flight_at_the_second_stop_signal_is_let_finish_and_marked_sent(tmp_path: Path) -> None:
+    """A second Ctrl-C while a POST waited for its answer ended serve at once: the message stayed
+    ``sending`` and the next start POSTed it again as after a crash, though the receiver answered 200 a
+    moment later. serve now lets a send in flight finish (5 s at most) and starts none after it."""
+    db = tmp_path / "gw.db"
+    with receiving() as (receiver, hook_url):
+        config = tmp_path / "gpuwarden.yaml"
+        config.write_text(
+            "alerting:\n  tick_interval_seconds: 0.2\n  announce_delay_seconds: 0\n"
+            f"webhooks:\n  - name: oncall\n    url: {hook_url}\n"
+        )
+        with gpuwarden_serve(tmp_path, str(db), "serve", ["--config", str(config)]) as (url, serve):
+            receiver.mode = "hang"
+            post_alert(url)
+            wait_for("a POST held", receiver.held.is_set)
+            serve.send_signal(signal.SIGINT)
+            time.sleep(0.2)
+            serve.send_signal(signal.SIGINT)
+            time.sleep(0.5)
+            receiver.release.set()  # the receiver answers 200 after the second signal
+            assert serve.wait(timeout=30) == 0
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT status, attempts FROM notification_outbox").fetchall()
+    assert rows == [("sent", 1)], (tmp_path / "serve.log").read_text()[-3000:]
+    assert len(receiver.attempts) == 1

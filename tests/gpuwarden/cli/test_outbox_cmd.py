@@ -158,12 +158,14 @@ def test_discard_asks_first_then_drops_the_orphaned_messages_recording_who_did_i
         assert "discarded 5" in table.stdout
 
 
-def test_discard_says_so_when_it_dropped_more_than_the_question_counted(
+def test_discard_drops_only_the_messages_the_question_counted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Asked "discard 5 failed messages?", the operator said yes; a sixth failed meanwhile (a new page the
-    # receiver refused) and went too, never seen, while the command said only "discarded 6".
+    # receiver refused) and went too, never seen: the discard took what matched when it came, not what was
+    # asked. It takes the messages the question counted (sent in parts: 2 ids a request here).
     confirm = outbox_cmd._confirm
+    monkeypatch.setattr(outbox_cmd, "IDS_PER_REQUEST", 2)
 
     def one_more_fails(planned: dict[str, object]) -> None:
         confirm(planned)
@@ -182,12 +184,16 @@ def test_discard_says_so_when_it_dropped_more_than_the_question_counted(
         sql = outbox._sessions.kw["bind"]
         done = _discard("--notifier", "webhook:ops", "--status", "failed", answer="y\n")
         assert done.exit_code == 0, done.output
-        assert "discarded 6 messages of 'webhook:ops' (failed 6)" in done.stdout
-        said = " ".join(done.stderr.split())
-        assert "note: discarded 6 messages, not the 5 (failed 5) the question counted" in said
-        assert "gpuwarden outbox list --status discarded" in said
-        same = _discard("--notifier", "webhook:gone", answer="y\n")  # nothing changed meanwhile
-        assert same.exit_code == 0 and "note:" not in same.stderr
+        assert (
+            "discarded 5 messages of 'webhook:ops' (failed 5)" in done.stdout and "note:" not in done.stderr
+        )
+        assert outbox.counts() == {SENT: 4, FAILED: 1, ORPHANED: 5, DISCARDED: 5}, "the new one is kept"
+        (kept,) = outbox.messages(FAILED)
+        assert kept.idempotency_key == "another-page"
+        as_json = _discard("--notifier", "webhook:gone", "-o", "json", answer="y\n")
+        assert as_json.exit_code == 0 and "note:" not in as_json.stderr
+        answer = json.loads(as_json.stdout[as_json.stdout.index("{") :])  # after the echoed answer
+        assert answer["discarded"] == {"orphaned": 5} and answer["total"] == 5 and len(answer["ids"]) == 5
 
 
 def test_discard_with_yes_and_json_takes_failed_messages_only_when_asked(
@@ -203,6 +209,7 @@ def test_discard_with_yes_and_json_takes_failed_messages_only_when_asked(
             "discarded": {"failed": 5},
             "total": 5,
             "dry_run": False,
+            "ids": [m.id for m in outbox.messages(DISCARDED)],
         }
         assert outbox.counts() == {SENT: 5, ORPHANED: 5, DISCARDED: 5}
 
