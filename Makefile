@@ -16,7 +16,10 @@ unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: venv deps lint test test-fast demo bench clean
 
+# Debian's python3 has no ensurepip without its python3-venv package: `python3 -m venv` then fails after
+# creating half an environment, with a message about ensurepip. Said first, with the fix.
 $(BIN)/gpuwarden: pyproject.toml
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { echo "error: $(PYTHON) cannot create a virtual environment (no ensurepip module): on Debian or Ubuntu install it with 'sudo apt-get install python3-venv' (or python3.X-venv for your version), then run make again" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet --no-compile -e '.[dev]'
