@@ -155,6 +155,16 @@ def store_error(url: str, exc: Exception, field: str = "api.db") -> ConfigError:
 # SQLSTATE classes of a database server that is there but takes no connection now: connection exception,
 # insufficient resources (too many connections), operator intervention (starting up, shutting down).
 _SERVER_NOT_NOW = ("08", "53", "57")
+# The same in the words libpq passes on from the server at connect, where psycopg gives no SQLSTATE: a
+# server that answered "FATAL: password authentication failed" or "database ... does not exist" refuses
+# the setting, one that answered these is not ready yet. (A server that says them in another language is
+# taken for one that is not ready: restarted, rather than stopped for good.)
+_SERVER_NOT_NOW_SAID = (
+    "the database system is",
+    "too many clients",
+    "too many connections",
+    "connection slots",
+)
 
 
 def _outside(url: str, exc: Exception) -> str | None:
@@ -174,8 +184,13 @@ def _outside(url: str, exc: Exception) -> str | None:
         return DOWN
     if not type(cause).__module__.startswith("psycopg"):
         return None
-    state = getattr(cause, "sqlstate", None)  # None: libpq could not connect, no server said anything
-    return DOWN if state is None or state[:2] in _SERVER_NOT_NOW else None
+    state = getattr(cause, "sqlstate", None)
+    if state is not None:
+        return DOWN if state[:2] in _SERVER_NOT_NOW else None
+    said = str(cause)
+    if "FATAL:" not in said:  # libpq reached no server: refused, timed out, no route, a name not resolved
+        return DOWN
+    return DOWN if any(words in said for words in _SERVER_NOT_NOW_SAID) else None
 
 
 def _file_hint(url: str, exc: Exception) -> str:
