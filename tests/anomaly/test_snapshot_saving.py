@@ -172,8 +172,9 @@ def test_two_processes_cannot_keep_their_state_in_one_file(tmp_path, monkeypatch
     monkeypatch.setattr(startup, "err_console", CliConsole(file=stderr, width=400))
     kept = anomaly_cmd._state_path(AnomalyConfig(state_file=str(path)), None, 0)
     assert kept is not None and not leftover.exists()
-    with pytest.raises(typer.Exit):
+    with pytest.raises(typer.Exit) as refused:
         anomaly_cmd._state_path(AnomalyConfig(), path, 0)
+    assert refused.value.exit_code == 75  # EX_TEMPFAIL: it can start once the other lets go
     said = " ".join(stderr.getvalue().split())
     assert f"error: --state-file '{path}': another process keeps its state in it" in said
     monkeypatch.chdir(tmp_path)
