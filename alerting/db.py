@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
+import stat
 import sys
 from collections.abc import Iterator, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 import orjson
@@ -85,6 +88,36 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
+
+
+STORE_FILE_MODE = 0o600
+"""A new SQLite store file's mode, whatever the umask: incidents name hosts, jobs and people. SQLite gives
+its ``-wal`` and ``-shm`` files the database file's mode."""
+
+
+def _private_store_files(database: str, *_: Any) -> None:
+    """Before SQLite opens ``database``: make it, if new, readable by its owner alone (SQLite made it with
+    the umask, 0644, and its WAL and shared-memory files after it); take the permissions of every other user
+    (not those of the file's group) from an existing one and its ``-wal``/``-shm``, which an earlier release
+    made with the umask. Only ever tightened; what cannot be done is left to SQLite to say when it opens."""
+    try:
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, STORE_FILE_MODE))
+        return
+    except OSError:  # there already, or a directory SQLite will refuse itself
+        pass
+    for path in (database, f"{database}-wal", f"{database}-shm"):
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+            if mode & stat.S_IRWXO:
+                os.chmod(path, mode & ~stat.S_IRWXO)
+                logger.warning(
+                    "store: %s was open to every user of this machine (mode %04o); now %04o",
+                    path,
+                    mode,
+                    mode & ~stat.S_IRWXO,
+                )
+        except OSError:  # none (no -wal yet), or not this user's file: as it was
+            continue
 
 
 def _json_dumps(value: Any) -> str:
@@ -202,6 +235,8 @@ def make_engine(url: str, connect_timeout: int = DEFAULT_CONNECT_TIMEOUT) -> Eng
         json_deserializer=orjson.loads,
     )
     if sqlite:
+        if parsed.database not in (None, "", ":memory:") and "uri" not in parsed.query:  # a file's path
+            event.listen(engine, "do_connect", partial(_private_store_files, parsed.database))
         event.listen(engine, "connect", _sqlite_pragmas)
     pin_server_session(engine)
     return engine

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from alerting.db import DEFAULT_CONNECT_TIMEOUT, make_engine, store_failure, store_url
-from gpuwarden.errors import ConfigError
+from gpuwarden.errors import BUSY, DOWN, ConfigError
 from gpuwarden.redaction import hidden_password
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -146,8 +146,51 @@ def store_error(url: str, exc: Exception, field: str = "api.db") -> ConfigError:
         )
         return ConfigError(message, field=field)
     return ConfigError(
-        f"{shown}: cannot open the store: {store_failure(exc)}{_file_hint(url, exc)}", field=field
+        f"{shown}: cannot open the store: {store_failure(exc)}{_file_hint(url, exc)}",
+        field=field,
+        outside=_outside(url, exc),
     )
+
+
+# SQLSTATE classes of a database server that is there but takes no connection now: connection exception,
+# insufficient resources (too many connections), operator intervention (starting up, shutting down).
+_SERVER_NOT_NOW = ("08", "53", "57")
+# The same in the words libpq passes on from the server at connect, where psycopg gives no SQLSTATE: a
+# server that answered "FATAL: password authentication failed" or "database ... does not exist" refuses
+# the setting, one that answered these is not ready yet. (A server that says them in another language is
+# taken for one that is not ready: restarted, rather than stopped for good.)
+_SERVER_NOT_NOW_SAID = (
+    "the database system is",
+    "too many clients",
+    "too many connections",
+    "connection slots",
+)
+
+
+def _outside(url: str, exc: Exception) -> str | None:
+    """``ConfigError.outside`` of a store that could not be opened: ``DOWN`` for a database server that did
+    not answer (refused, timed out, unreachable) or takes no connection now, ``BUSY`` for a SQLite file
+    another process holds locked; None for the rest (a password refused, a database that does not exist, a
+    file SQLite cannot use), which the next start with the same setting meets again."""
+    cause = getattr(exc, "orig", None) or exc
+    if isinstance(cause, sqlite3.OperationalError) and "database is locked" in str(cause):
+        return BUSY
+    try:
+        if store_url(url).get_backend_name() == "sqlite":
+            return None
+    except ArgumentError:
+        return None
+    if isinstance(cause, OSError):  # a socket's error (TimeoutError, ConnectionRefusedError) before libpq's
+        return DOWN
+    if not type(cause).__module__.startswith("psycopg"):
+        return None
+    state = getattr(cause, "sqlstate", None)
+    if state is not None:
+        return DOWN if state[:2] in _SERVER_NOT_NOW else None
+    said = str(cause)
+    if "FATAL:" not in said:  # libpq reached no server: refused, timed out, no route, a name not resolved
+        return DOWN
+    return DOWN if any(words in said for words in _SERVER_NOT_NOW_SAID) else None
 
 
 def _file_hint(url: str, exc: Exception) -> str:

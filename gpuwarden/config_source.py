@@ -191,11 +191,15 @@ def located(
     ``path`` and the line of ``loc`` (or of the nearest setting holding it)."""
     variable = setting_variable(loc, positions, environ)
     if variable is not None:
-        return ConfigError(f"{error.message} (set by {variable})", path=ENVIRONMENT, field=error.field)
+        return ConfigError(
+            f"{error.message} (set by {variable})", path=ENVIRONMENT, field=error.field, outside=error.outside
+        )
     line = error.line
     if line is None:
         line = next((positions[loc[:d]] for d in range(len(loc), 0, -1) if loc[:d] in positions), None)
-    return ConfigError(error.message, path=error.path or path, field=error.field, line=line)
+    return ConfigError(
+        error.message, path=error.path or path, field=error.field, line=line, outside=error.outside
+    )
 
 
 _SECRET_ENV = {("api", "token"): TOKEN_ENV}  # what serve reads; others: SECTION_FIELD

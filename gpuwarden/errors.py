@@ -12,8 +12,18 @@ class GpuwardenError(Exception):
     """Base of every error gpuwarden raises on purpose."""
 
 
+BUSY = "busy"
+"""``ConfigError.outside``: what the setting names is held by another process (a port, a lock, a file)."""
+DOWN = "down"
+"""``ConfigError.outside``: what the setting names did not answer or is not there (a store's server, NVML)."""
+
+
 class ConfigError(GpuwardenError):
-    """A configuration or data file is wrong; raised at load time, names the file, field and fix."""
+    """A configuration or data file is wrong; raised at load time, names the file, field and fix.
+
+    ``outside``: not the setting is wrong but the world it names, ``BUSY`` or ``DOWN``, so a later start with
+    the same setting may succeed (a command's exit status says which: ``gpuwarden.cli.startup``); None for
+    a problem of the configuration itself."""
 
     def __init__(
         self,
@@ -24,8 +34,10 @@ class ConfigError(GpuwardenError):
         line: int | None = None,
         more: tuple[ConfigError, ...] = (),
         reads: tuple[str, ...] = (),
+        outside: str | None = None,
     ) -> None:
         self.message = message
+        self.outside = outside
         # Other settings the check that found it read (``anomaly.infer_every_seconds`` for a query's step): a
         # problem of the file only while they hold the file's values, not a default that stood in for them.
         self.reads = reads
@@ -65,8 +77,9 @@ class ConfigError(GpuwardenError):
 
     def _but(self, **changed: Any) -> ConfigError:
         """This error with ``changed`` (``message``, ``path``, ``more``, ``reads``), the rest as it is."""
-        kept = {"path": self.path, "field": self.field, "line": self.line, "more": self.more}
-        return ConfigError(**{"message": self.message, **kept, "reads": self.reads, **changed})
+        kept: dict[str, Any] = {"path": self.path, "field": self.field, "line": self.line, "more": self.more}
+        kept |= {"reads": self.reads, "outside": self.outside}
+        return ConfigError(**{"message": self.message, **kept, **changed})
 
 
 def _count_of_more(count: int) -> str:

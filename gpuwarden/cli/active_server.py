@@ -8,10 +8,8 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-import typer
-from rich.markup import escape
-
-from gpuwarden.cli.consoles import err_console
+from gpuwarden.cli.logs import LogFormat
+from gpuwarden.cli.startup import StartupLines
 from gpuwarden.graceful import StopRequest, run_until_stopped
 from gpuwarden.urls import host_port
 
@@ -61,8 +59,10 @@ def run_active(
     api: ApiConfig,
     where: tuple[str, int, str, str],
     stop: StopRequest,
+    lines: StartupLines | None = None,
 ) -> None:
-    """Serve the API until a stop signal (exit 0) or until the store lock is lost (exit 1)."""
+    """Serve the API until a stop signal (exit 0) or until the store lock is lost (exit 1, said on
+    ``lines``: a JSON line with ``--log-format json``)."""
     from alerting.db import close_engine  # noqa: PLC0415 - see build_service
     from alerting.fencing import LockStatus  # noqa: PLC0415
     from gpuwarden.api import create_app  # noqa: PLC0415
@@ -107,8 +107,7 @@ def run_active(
             " journal holds is applied and what the outbox holds is sent at the next start"
         )
     if lost:
-        err_console.print(f"[red]error:[/red] stopped: {escape(lost[0].detail)}")
-        raise typer.Exit(1)
+        raise (lines or StartupLines(LogFormat.TEXT, logger)).failed(f"stopped: {lost[0].detail}", 1)
 
 
 def uvicorn_server(app: Starlette, address: str, port_number: int, api: ApiConfig) -> ForcingServer:

@@ -7,20 +7,21 @@ without it.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, BinaryIO, Protocol
 
 import typer
-from rich.markup import escape
 
 from gpuwarden.cli.anomaly_checks import foreign_state_file
 from gpuwarden.cli.anomaly_ticks import TickLog, _print_alert, _run_scheduled, _run_ticks
-from gpuwarden.cli.consoles import err_console, option_said, print_error, print_problems
+from gpuwarden.cli.consoles import option_said
 from gpuwarden.cli.logs import LOG_FORMAT_HELP, LogFormat, configure_logging, keep_running_on_sighup
 from gpuwarden.cli.numbers import whole_number
 from gpuwarden.cli.output_file import check_writable
+from gpuwarden.cli.startup import EXIT_CONFIG, EXIT_TEMPFAIL, StartupLines
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError, InputError
 from gpuwarden.graceful import StopSignal, raising_on_stop
@@ -73,19 +74,21 @@ def run(
     Alerts go to `gpuwarden serve` at anomaly.alert_url (token from GPUWARDEN_API_TOKEN) as Prometheus
     sends rule alerts, or are printed as JSON lines when no alert_url is set.
     """
+    # First: with json, why it cannot start and its warnings are JSON lines too (StartupLines).
+    configure_logging(logging.INFO, log_format)
+    lines = StartupLines(log_format, logger)
     # From the start: the imports, the state file's read and the warm-up take tens of seconds on a large
     # fleet, and SIGHUP's default action ended the run then, nothing closed.
     keep_running_on_sighup("anomaly run", " (the detectors warm up again from Prometheus' history)")
     # Before the stage's imports: a refusal is said at once.
-    cfg = _run_config(config, port, ticks, state_file_read=state_file is None and not ticks)
-    state, state_lock = _state_path(cfg, state_file, ticks) or (None, None)
+    cfg = _run_config(config, port, ticks, lines, state_file_read=state_file is None and not ticks)
+    state, state_lock = _state_path(cfg, state_file, ticks, lines) or (None, None)
     from prometheus_client import CollectorRegistry  # noqa: PLC0415
 
     from anomaly.promql import PromQLSource, PromQuery  # noqa: PLC0415
     from anomaly.service import AnomalyService  # noqa: PLC0415
     from gpuwarden.cli.anomaly_http import serve_http  # noqa: PLC0415
 
-    configure_logging(logging.INFO, log_format)
     clock = SystemClock()
     forwarder = _forwarder(cfg, clock)
     queries = [PromQuery(q.name, q.expr, q.step_seconds, q.kind, q.guard) for q in cfg.queries]
@@ -119,8 +122,9 @@ def run(
         said = refused_setting(
             setting, metrics_port, f"cannot serve /metrics on {where}: {exc.strerror or exc}"
         )
-        err_console.print(f"[red]error:[/red] {escape(str(said))}")
-        raise typer.Exit(1) from exc
+        raise lines.failed(
+            str(said), EXIT_TEMPFAIL if exc.errno == errno.EADDRINUSE else EXIT_CONFIG
+        ) from exc
     logger.info(_start_line(service, port, ticks, metrics_port))
     try:
         if not _warmed_up(service, forwarder, state, cfg):
@@ -221,12 +225,16 @@ def _close(*held: _Closable | None) -> None:
             each.close()
 
 
-def _state_path(cfg: AnomalyConfig, option: Path | None, ticks: int) -> tuple[Path, BinaryIO] | None:
+def _state_path(
+    cfg: AnomalyConfig, option: Path | None, ticks: int, lines: StartupLines | None = None
+) -> tuple[Path, BinaryIO] | None:
     """Where ``anomaly run`` keeps its state, and its hold on it (``claim_state_file``): ``--state-file``,
     else none for a ``--ticks`` script, else ``anomaly.state_file``. One that cannot be written, or that
-    another process holds, is refused (exit 1), naming the setting; the default (not written in the file) is
-    a warning, and none is kept: a working directory that cannot be written stopped no ``anomaly run``
-    before there was a state file."""
+    another process holds, is refused naming the setting (exit 78, or 75 for one another process holds); the
+    default (not written in the file) is a warning, and none is kept: a working directory that cannot be
+    written stopped no ``anomaly run`` before there was a state file. ``lines``: where that is said (plain
+    text when None)."""
+    lines = lines or StartupLines(LogFormat.TEXT, logger)
     path = (
         option if option is not None else (None if ticks or cfg.state_file is None else Path(cfg.state_file))
     )
@@ -236,6 +244,7 @@ def _state_path(cfg: AnomalyConfig, option: Path | None, ticks: int) -> tuple[Pa
 
     chosen = option is not None or "state_file" in cfg.model_fields_set
     setting = "--state-file" if option is not None else "anomaly.state_file"
+    status = EXIT_CONFIG
     try:
         check_writable(path, setting)
         foreign = foreign_state_file(path)
@@ -244,16 +253,16 @@ def _state_path(cfg: AnomalyConfig, option: Path | None, ticks: int) -> tuple[Pa
         try:
             return path, claim_state_file(path)
         except StateFileInUse as exc:
+            status = EXIT_TEMPFAIL  # free once the other anomaly run stops
             raise InputError(option_said(setting, str(path), str(exc))) from exc
     except InputError as exc:
         if not chosen:
-            err_console.print(
-                f"[yellow]warning:[/yellow] {escape(str(exc))}; what the detectors learn is not kept across a"
-                " restart (set anomaly.state_file to a file that can be written, or null)"
+            lines.warning(
+                f"{exc}; what the detectors learn is not kept across a restart (set anomaly.state_file to a"
+                " file that can be written, or null)"
             )
             return None
-        print_error(exc)
-        raise typer.Exit(1) from exc
+        raise lines.failed(str(exc), status) from exc
 
 
 def _metrics_port(cfg: AnomalyConfig, port: int | None, ticks: int) -> int:
@@ -286,9 +295,12 @@ def _start_line(service: AnomalyService, port: int | None, ticks: int, metrics_p
     )
 
 
-def _run_config(config: Path | None, port: int | None, ticks: int, *, state_file_read: bool) -> AnomalyConfig:
+def _run_config(
+    config: Path | None, port: int | None, ticks: int, lines: StartupLines, *, state_file_read: bool
+) -> AnomalyConfig:
     """``anomaly run``'s settings, checked as ``config validate`` checks them (``anomaly_checks``): every
-    warning, then every refusal, each naming its file and line; exit 1 when any refuses.
+    warning, then every refusal, each naming its file and line, said on ``lines``; exit 78 when any
+    refuses.
     ``state_file_read``: the file's ``anomaly.state_file`` is used (no ``--state-file``, no ``--ticks``)."""
     from gpuwarden.cli.anomaly_checks import (  # noqa: PLC0415
         anomaly_run_refusals,
@@ -302,8 +314,7 @@ def _run_config(config: Path | None, port: int | None, ticks: int, *, state_file
     try:
         loaded = load_config(config, secrets_for={"anomaly"}) if config is not None else None
     except ConfigError as exc:  # every problem of the file, as config validate lists them
-        print_problems(exc)
-        raise typer.Exit(1) from exc
+        raise lines.refused(exc) from exc
     cfg = loaded.anomaly if loaded is not None else AnomalyConfig()
     refusals = []
     try:
@@ -320,16 +331,12 @@ def _run_config(config: Path | None, port: int | None, ticks: int, *, state_file
         anomaly_run_refusals(cfg, os.environ, source_written=written, state_file_read=state_file_read)
     )
     for warning in anomaly_run_warnings(cfg):  # config validate says the same
-        err_console.print(
-            f"[yellow]warning:[/yellow] {escape(str(loaded.locate(warning) if loaded else warning))}"
-        )
+        lines.warning(str(loaded.locate(warning) if loaded else warning))
     for refusal in refusals:
         hint = "; pass --config FILE" if config is None and refusal.field == "anomaly.queries" else ""
-        err_console.print(
-            f"[red]error:[/red] {escape(str(loaded.locate(refusal) if loaded else refusal))}{hint}"
-        )
+        lines.error(f"{loaded.locate(refusal) if loaded else refusal}{hint}")
     if refusals:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_CONFIG)
     return cfg
 
 

@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
 
-from gpuwarden.cli.consoles import err_console, option_said, print_problems
+from gpuwarden.cli.consoles import option_said
 from gpuwarden.cli.logs import LOG_FORMAT_HELP, LogFormat, configure_logging, keep_running_on_sighup
 from gpuwarden.cli.numbers import number, whole_number
 from gpuwarden.cli.sim_checks import check_sim_section, mig_gpus
+from gpuwarden.cli.startup import EXIT_CONFIG, EXIT_UNAVAILABLE, EXIT_USAGE, StartupLines
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError, InputError, SourceError
 from gpuwarden.graceful import StopRequest  # stdlib only: light for every command
@@ -31,14 +31,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-USAGE_ERROR = 2  # a bad command-line option, as Click, loadgen and inference-server exit
+USAGE_ERROR = EXIT_USAGE  # a bad command-line option, as Click, loadgen and inference-server exit
 EXPORTER_SECTIONS = ("exporter", "sim", "tracing")
 """The settings the exporter reads: the secrets of the others (Slack's token) need not reach GPU nodes."""
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
-    return typer.Exit(code)
 
 
 def _real_service(cfg: ExporterConfig, clock: SystemClock) -> ExporterService:
@@ -121,6 +116,7 @@ def _build(
 
 def _exporter_settings(
     full: GpuwardenConfig,
+    lines: StartupLines,
     *,
     port: int | None,
     listen_address: str | None,
@@ -128,7 +124,8 @@ def _exporter_settings(
     simulate: str | None,
 ) -> ExporterConfig:
     """The exporter section with the command-line options over it; a bad option exits 2 naming it, a bad
-    setting (or a fleet that disagrees with the ``sim:`` section) exits 1 naming the file and line."""
+    setting (or a fleet that disagrees with the ``sim:`` section) exits 78 naming the file and line, each
+    said on ``lines``."""
     from pydantic import ValidationError  # noqa: PLC0415
 
     from gpuwarden.config import ExporterConfig  # noqa: PLC0415
@@ -148,15 +145,15 @@ def _exporter_settings(
         field = str(first["loc"][0]) if first["loc"] else ""
         if field in updates:  # a command-line option: a usage error, said as every bad option is
             said = option_said(options[field][0], updates[field], error_message(first))
-            raise _fail(said, USAGE_ERROR) from exc
-        raise _fail(f"invalid option: exporter.{field}: {error_message(first)}") from exc
+            raise lines.failed(said, USAGE_ERROR) from exc
+        raise lines.failed(f"invalid option: exporter.{field}: {error_message(first)}", EXIT_CONFIG) from exc
     if cfg.simulate:
         flag = "--simulate" if simulate is not None else "exporter.simulate"
         try:
             check_sim_section(full, cfg.simulate, flag)
             mig_gpus(full, cfg.simulate, flag)
         except ConfigError as exc:
-            raise _fail(str(full.locate(exc))) from exc
+            raise lines.refused(full.locate(exc)) from exc
     return cfg
 
 
@@ -197,15 +194,15 @@ def exporter(
     # must start without uvicorn (exporters.server.serve) and the configuration model.
     from gpuwarden.config import load_config  # noqa: PLC0415
 
-    configure_logging(logging.INFO, log_format)
+    configure_logging(logging.INFO, log_format)  # first: why it cannot start is a JSON line with json too
+    lines = StartupLines(log_format, logger)
     keep_running_on_sighup("exporter")
     try:
         full = load_config(config, secrets_for=EXPORTER_SECTIONS)
     except ConfigError as exc:  # every problem of the file, as config validate lists them
-        print_problems(exc)
-        raise typer.Exit(1) from exc
+        raise lines.refused(exc) from exc
     cfg = _exporter_settings(
-        full, port=port, listen_address=listen_address, interval=interval, simulate=simulate
+        full, lines, port=port, listen_address=listen_address, interval=interval, simulate=simulate
     )
     from gpuwarden.cli.machine_checks import check_listen_address, listen_socket  # noqa: PLC0415
 
@@ -216,12 +213,16 @@ def exporter(
             cfg.listen_address, cfg.port, host_field, "--port" if port is not None else "exporter.port"
         )
     except ConfigError as exc:
-        raise _fail(str(full.locate(exc))) from exc
+        raise lines.refused(full.locate(exc)) from exc  # 75 for a port in use (exit_status)
     try:
         service, publisher = _build(cfg, full, SystemClock(), allow_remote_faults=allow_remote_faults)
     except (SourceError, InputError, ConfigError) as exc:
         listener.close()
-        raise _fail(str(full.locate(exc) if isinstance(exc, ConfigError) else exc)) from exc
+        if isinstance(exc, ConfigError):
+            raise lines.refused(full.locate(exc)) from exc
+        # NVML (no driver, no GPU yet): a later start may find it there; an input is wrong as given
+        status = EXIT_UNAVAILABLE if isinstance(exc, SourceError) else EXIT_CONFIG
+        raise lines.failed(str(exc), status) from exc
     from exporters.server import serve  # noqa: PLC0415
 
     # Caught from here: a stop signal between the line below and uvicorn's start (its import takes a while)

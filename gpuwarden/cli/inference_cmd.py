@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
-from gpuwarden.cli.consoles import err_console, option_said, print_problems, refuse_option
+from gpuwarden.cli.consoles import err_console, option_said
 from gpuwarden.cli.logs import LOG_FORMAT_HELP, LogFormat, configure_logging, keep_running_on_sighup
 from gpuwarden.cli.numbers import number, whole_number
+from gpuwarden.cli.startup import EXIT_CONFIG, EXIT_USAGE, StartupLines
 from gpuwarden.clock import AcceleratedClock, Clock, SystemClock
 from gpuwarden.errors import ConfigError, InputError
 from gpuwarden.graceful import StopRequest  # stdlib only: light for every command
@@ -84,6 +84,7 @@ def inference_server(
     # Before anything logs: the OpenTelemetry exporter's warnings (a collector down) and uvicorn's came
     # through Python's last-resort handler, bare, with no time, level or logger, whatever --log-format.
     configure_logging(logging.INFO, log_format)
+    lines = StartupLines(log_format, logger)  # why it cannot start: a JSON line too with json
     # Imported here: the rest of the CLI must start without uvicorn, OpenTelemetry and the config model.
     from exporters.inference_server import create_inference_server  # noqa: PLC0415
     from exporters.server import serve  # noqa: PLC0415 - imports starlette
@@ -96,20 +97,18 @@ def inference_server(
     try:
         loaded = load_config(config, secrets_for={"tracing"})
     except ConfigError as exc:  # every problem of the file, as config validate lists them
-        print_problems(exc)
-        raise typer.Exit(1) from exc
+        raise lines.refused(exc) from exc
     try:
         settings = resolve_tracing(loaded.tracing, os.environ, options)
     except InputError as exc:  # --otlp-endpoint: a usage error, said with its value (password hidden, as
         from gpuwarden.redaction import hidden_password  # noqa: PLC0415 - the setting's refusal shows it)
 
-        refuse_option(escape(option_said(exc.field, hidden_password(otlp_endpoint or ""), exc.message)))
+        said = option_said(exc.field, hidden_password(otlp_endpoint or ""), exc.message)
+        raise lines.failed(said, EXIT_USAGE) from exc
     except ConfigError as exc:  # a tracing setting, at its file and line as config validate says it
-        print_problems(loaded.locate(exc))
-        raise typer.Exit(1) from exc
+        raise lines.refused(loaded.locate(exc)) from exc
     except ValueError as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(1) from exc
+        raise lines.failed(str(exc), EXIT_CONFIG) from exc
     cfg = settings.config
     fleet_clock: Clock = AcceleratedClock(sim_speedup) if sim_speedup != 1.0 else SystemClock()
     from gpuwarden.sim import build_fleet  # noqa: PLC0415 - only this command runs a fleet
@@ -121,11 +120,10 @@ def inference_server(
         )
     except InputError as exc:  # the fleet lacks --node or --gpu: said as the option, not the fleet's field
         option, value = ("--gpu", gpu) if exc.field == "gpu" else ("--node", node)
-        refuse_option(escape(option_said(option, value, exc.message)))
+        raise lines.failed(option_said(option, value, exc.message), EXIT_USAGE) from exc
     except ValueError as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(2) from exc
-    sock = _listen(host, port, on_error=server.shutdown)
+        raise lines.failed(str(exc), EXIT_USAGE) from exc
+    sock = _listen(host, port, lines, on_error=server.shutdown)
     # Listening, not only bound, before the line says where: a client that connects on reading it waits in
     # the backlog until uvicorn accepts, where it was refused while uvicorn was still starting.
     sock.listen(LISTEN_BACKLOG)
@@ -155,17 +153,16 @@ def _say_started(line: str, log_format: LogFormat) -> None:
         err_console.print(line, markup=False)
 
 
-def _listen(host: str, port: int, on_error: Callable[[], None]) -> socket.socket:
+def _listen(host: str, port: int, lines: StartupLines, on_error: Callable[[], None]) -> socket.socket:
     """The listening socket, bound before the startup line says where: a port in use is one error line
-    naming the option at fault (as for ``serve`` and ``exporter``)."""
+    naming the option at fault (as for ``serve`` and ``exporter``), exit 75 (``exit_status``)."""
     from gpuwarden.cli.machine_checks import listen_socket  # noqa: PLC0415
 
     try:
         return listen_socket(host, port, "--host", "--port")
     except ConfigError as exc:
         on_error()
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(1) from exc
+        raise lines.refused(exc) from exc
 
 
 def register(app: typer.Typer) -> None:

@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from gpuwarden.cli.conninfo import libpq_string_problem, password_at_problem
 from gpuwarden.cli.consoles import option_said
-from gpuwarden.errors import ConfigError
+from gpuwarden.errors import BUSY, ConfigError
 from gpuwarden.urls import host_port
 
 
@@ -61,18 +61,19 @@ def listen_socket(host: str, port: int, host_field: str, port_field: str) -> soc
         reason = getattr(exc, "strerror", None) or exc
         field, value = (port_field, port) if taken else (host_field, host)
         where = host_port(host, port)  # [::]:9400: ":::9400" reads as no address at all
-        raise refused_setting(
-            field, value, f"cannot listen on {where}: {reason}{f'; {hint}' if hint else ''}"
-        ) from exc
+        said = f"cannot listen on {where}: {reason}{f'; {hint}' if hint else ''}"
+        # In use: free once the other process stops; not allowed (a port under 1024): as long as the setting.
+        raise refused_setting(field, value, said, BUSY if number == errno.EADDRINUSE else None) from exc
     return sock
 
 
-def refused_setting(field: str, value: object, message: str) -> ConfigError:
+def refused_setting(field: str, value: object, message: str, outside: str | None = None) -> ConfigError:
     """The error for ``value`` of ``field``: a setting (``api.port``) is named and located as a setting; a
-    command-line option as every bad option is said, ``--port 9400: message`` (``option_said``)."""
+    command-line option as every bad option is said, ``--port 9400: message`` (``option_said``).
+    ``outside``: ``ConfigError.outside``."""
     if _is_option(field):
-        return ConfigError(option_said(field, value, message))
-    return ConfigError(message, field=field)
+        return ConfigError(option_said(field, value, message), outside=outside)
+    return ConfigError(message, field=field, outside=outside)
 
 
 def _is_option(field: str) -> bool:

@@ -14,13 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
 
 from gpuwarden.cli.active_server import run_active  # light: uvicorn and the API are imported when it runs
-from gpuwarden.cli.consoles import (  # one line per error: paths and file:line stay whole
-    err_console,
-    print_problems,
-)
 from gpuwarden.cli.inventories import inventory_refresh, prepare_inventories
 from gpuwarden.cli.logs import LOG_FORMAT_HELP, LogFormat, configure_logging, keep_running_on_sighup
 from gpuwarden.cli.machine_checks import listen_socket, refused_setting, sqlite_path
@@ -28,6 +23,7 @@ from gpuwarden.cli.notifiers import build_outbox, stored_outbox
 from gpuwarden.cli.numbers import whole_number
 from gpuwarden.cli.preflight import check_serve, journal_field, serve_token_refusal
 from gpuwarden.cli.serve_journal import build_applier, journal_dir
+from gpuwarden.cli.startup import EXIT_TEMPFAIL, StartupLines
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError
 from gpuwarden.graceful import StopAsked, StopRequest  # stdlib only: light for every command
@@ -93,27 +89,33 @@ def _with_token(api: ApiConfig) -> tuple[ApiConfig, ConfigError | None]:
     return api, None
 
 
-def _checked_config(config: Path | None) -> GpuwardenConfig:
-    """The configuration; exit 1 naming the file and line, or the variable, of what is wrong."""
+def _checked_config(config: Path | None, lines: StartupLines) -> GpuwardenConfig:
+    """The configuration; exit 78 (``exit_status``) naming the file and line, or the variable, of what is
+    wrong."""
     from gpuwarden.config import load_config  # noqa: PLC0415 - see build_service
 
     try:
         return load_config(config)
     except ConfigError as exc:  # every problem of the file, as config validate lists them
-        print_problems(exc)
-        raise typer.Exit(1) from exc
+        raise lines.refused(exc) from exc
 
 
-def _failed(cfg: GpuwardenConfig, exc: ConfigError, store: str, store_field: str) -> typer.Exit:
-    """Print a setting's error, and the others it carries, each naming the file and line, the variable or
-    the option it came from (``--db 'x.db': ...``, its password hidden, as every bad option is said)."""
+def _failed(
+    cfg: GpuwardenConfig, exc: ConfigError, store: str, store_field: str, lines: StartupLines
+) -> typer.Exit:
+    """Say a setting's error, and the others it carries, each naming the file and line, the variable or
+    the option it came from (``--db 'x.db': ...``, its password hidden, as every bad option is said); the
+    exit with its status (``exit_status``: 78 for the configuration, 69 or 75 for a store or port)."""
     from gpuwarden.redaction import hidden_password  # noqa: PLC0415 - see build_service
 
+    said = []
     for problem in (exc.alone(), *exc.more):  # each listed: no "(and 2 more problems)" on the first
         if problem.field in ("api.db", store_field) and store_field != "api.db":  # --db gave the store
-            problem = refused_setting(store_field, hidden_password(store), problem.message)  # noqa: PLW2901
-        err_console.print(f"[red]error:[/red] {escape(str(cfg.locate(problem)))}")
-    return typer.Exit(1)
+            problem = refused_setting(  # noqa: PLW2901
+                store_field, hidden_password(store), problem.message, problem.outside
+            )
+        said.append(cfg.locate(problem))
+    return lines.refused(ConfigError.first_of(said))
 
 
 def _log(log_format: LogFormat) -> None:
@@ -326,12 +328,13 @@ def serve(
 
     One server is active per store: a second one stops, naming the first, or waits with --standby.
     """
-    cfg = _checked_config(config)
+    _log(log_format)  # first: with json, why it cannot start is a JSON line too (StartupLines)
+    lines = StartupLines(log_format, logger)
+    cfg = _checked_config(config, lines)
     api, no_token = _with_token(cfg.api)
     store, store_field = (db, "--db") if db else (api.db, "api.db")
     address, address_field = (host, "--host") if host else (api.listen_address, "api.listen_address")
     port_number, port_field = (port, "--port") if port else (api.port, "api.port")
-    _log(log_format)
     logger.info("store: %s (%s)", _store_shown(store), store_field)  # api.db's default: the working directory
     if store_field == "--db" and _holds_password(store):
         logger.warning(
@@ -344,10 +347,10 @@ def serve(
     # standby takes the lock or while the active server is built stops serve there, the lock given back.
     with StopRequest().caught() as stop:
         started = _started(
-            cfg, store, store_field, standby=standby, where=where, stop=stop, no_token=no_token
+            cfg, store, store_field, standby=standby, where=where, stop=stop, no_token=no_token, lines=lines
         )
         if started is not None:
-            run_active(started, api, where, stop)
+            run_active(started, api, where, stop, lines)
 
 
 def _started(
@@ -359,21 +362,24 @@ def _started(
     where: tuple[str, int, str, str],
     stop: StopRequest,
     no_token: ConfigError | None,
+    lines: StartupLines | None = None,
 ) -> tuple[InstanceLocks, socket.socket, Service] | None:
     """The locks, the bound socket and the built service of the server that is now the active one; None
     when a stop signal came first (a standby asked to stop while it waited or during the handover, a plain
     start asked to stop while it started).
-    ``no_token``: why the token will not do, listed with the other start-up problems."""
+    ``no_token``: why the token will not do, listed with the other start-up problems; ``lines``: where
+    why it cannot start is said (plain text when None)."""
     from alerting.instance_lock import InstanceBusy  # noqa: PLC0415 - see build_service
 
     address, _, address_field, _ = where
+    lines = lines or StartupLines(LogFormat.TEXT, logger)
     try:
         # Checked before the lock and journal files, so a wrong setting makes none; the inventories are read
         # again once the lock is held, since a standby may take over hours later.
         problems, warnings = check_serve(cfg, store, store_field, address, address_field)
         problems[:0] = [no_token] if no_token is not None else []
         for warning in warnings:
-            logger.warning("%s", cfg.locate(warning))
+            logger.warning("%s", cfg.locate(warning))  # a log line in both formats, as serve's others
         try:
             prepare_inventories(cfg, run_plugins=False).close()  # the start runs a kubeconfig's exec plugin
         except ConfigError as exc:  # each problem of the inventory file, as config validate lists them
@@ -394,15 +400,14 @@ def _started(
             raise
     except InstanceBusy as exc:
         hint = "stop it first, or start this one with --standby to take over when it stops"
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}; {hint}")
-        raise typer.Exit(1) from exc
+        raise lines.failed(f"{exc}; {hint}", EXIT_TEMPFAIL) from exc
     except ConfigError as exc:
         if stop.asked:  # what failed was waited out after a stop came (a store that did not answer): a stop
             logger.info(
                 "serve: stopped before serving: a stop signal came while it started (%s)", exc.alone().message
             )
             return None
-        raise _failed(cfg, exc, store, store_field) from exc
+        raise _failed(cfg, exc, store, store_field, lines) from exc
     if service is None or stop.asked:
         listener.close()
         if service is not None:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import os
 import socket
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -109,3 +111,47 @@ def test_in_lists_are_of_a_few_lengths_and_hold_every_value_in_order(count: int)
     assert len(lists) == -(-count // IN_LIST_SIZES[-1])
     kept = [v for one in lists for v in dict.fromkeys(one)]  # each list without its padding
     assert kept == values
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The usual umask, under which a new file is 0644: readable by every user of the machine."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def _modes(directory: Path) -> dict[str, int]:
+    return {p.name: stat.S_IMODE(p.stat().st_mode) for p in sorted(directory.iterdir())}
+
+
+def test_a_new_sqlite_store_and_its_wal_are_readable_by_their_owner_alone(
+    tmp_path: Path, umask_022: None
+) -> None:
+    # They followed the umask (0644): every user of the machine read the incidents (hosts, jobs, people).
+    engine = open_store(str(tmp_path / "gw.db"))
+    try:
+        assert _modes(tmp_path) == {"gw.db": 0o600, "gw.db-shm": 0o600, "gw.db-wal": 0o600}
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [(0o644, 0o640), (0o666, 0o660), (0o640, 0o640), (0o600, 0o600)],
+    ids=["umask-made", "group-writable", "group-readable-kept", "private-kept"],
+)
+def test_an_existing_store_loses_what_every_user_could_do_and_nothing_else(
+    tmp_path: Path, umask_022: None, before: int, after: int
+) -> None:
+    # A store made by the previous release (0644): other users lose their access; its group keeps what it had
+    # (a backup job's), and a mode is never loosened.
+    open_store(str(tmp_path / "gw.db")).dispose()
+    for name in ("gw.db", "gw.db-wal", "gw.db-shm"):
+        if (tmp_path / name).exists():
+            (tmp_path / name).chmod(before)
+    engine = open_store(str(tmp_path / "gw.db"))
+    try:
+        assert set(_modes(tmp_path).values()) == {after}
+    finally:
+        engine.dispose()

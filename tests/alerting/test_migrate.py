@@ -17,7 +17,7 @@ from sqlalchemy.orm import sessionmaker
 import alerting.store_models  # noqa: F401 - the tables under test
 from alerting.db import Base, make_engine
 from alerting.handoff import Telling, UntoldChange, untold
-from alerting.migrate import NewerSchema, alembic_config, open_store, upgrade
+from alerting.migrate import NewerSchema, alembic_config, open_store, store_error, upgrade
 from alerting.store import IncidentStore
 from alerting.subscriptions import ChangeKind
 from gpuwarden.errors import ConfigError
@@ -385,3 +385,45 @@ def test_an_upgrade_says_from_which_revision_to_which_and_how_many_migrations(
         " transaction)"
     )
     assert said[1].startswith("store schema: now at 0020_incidents_root_key (") and len(said) == 2
+
+
+_AT = 'connection failed: connection to server at "127.0.0.1", port 5432 failed: '
+
+
+@pytest.mark.parametrize(
+    ("said", "outside"),
+    [
+        (
+            f"{_AT}Connection refused\n\tIs the server running on that host and accepting TCP/IP?",
+            "down",
+        ),
+        (f"{_AT}timeout expired", "down"),
+        (f"{_AT}FATAL:  the database system is starting up", "down"),
+        (f"{_AT}FATAL:  sorry, too many clients already", "down"),
+        (f'{_AT}FATAL:  password authentication failed for user "gw"', None),
+        (f'{_AT}FATAL:  database "nosuchdb" does not exist', None),
+    ],
+    ids=["refused", "timed-out", "starting-up", "too-many-clients", "password-refused", "no-such-database"],
+)
+def test_a_store_server_that_did_not_answer_is_down_and_one_that_refused_the_setting_is_not(
+    said: str, outside: str | None
+) -> None:
+    # What psycopg raises at connect (measured against PostgreSQL 15: no SQLSTATE, the server's words):
+    # serve's exit status says from it whether a restart can help (69) or the setting is wrong (78).
+    import psycopg  # noqa: PLC0415 - a PostgreSQL store's driver, loaded by its engine only
+
+    error = store_error("postgresql+psycopg://gw:pw@127.0.0.1/gw", psycopg.OperationalError(said))
+    assert error.outside == outside
+
+
+def test_a_sqlite_store_another_process_holds_locked_is_busy_and_a_missing_directory_is_not(
+    tmp_path: Path,
+) -> None:
+    import sqlite3  # noqa: PLC0415
+
+    locked = store_error(str(tmp_path / "s.db"), sqlite3.OperationalError("database is locked"))
+    assert locked.outside == "busy"
+    missing = store_error(
+        str(tmp_path / "no" / "s.db"), sqlite3.OperationalError("unable to open database file")
+    )
+    assert missing.outside is None

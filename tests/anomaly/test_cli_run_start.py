@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import typer
 
-from gpuwarden.cli import anomaly_cmd, anomaly_run, app
+from gpuwarden.cli import anomaly_cmd, anomaly_run, app, startup
 from gpuwarden.cli.consoles import CliConsole
 from tests.anomaly.cli_runs import _Prometheus, _run_on_fake_prometheus, runner
 from tests.anomaly.fakes import FakePrometheus
@@ -21,7 +21,7 @@ from tests.integration.servers import free_port
 
 def test_run_refuses_a_config_without_queries():
     result = runner.invoke(app, ["anomaly", "run", "--ticks", "1"])
-    assert result.exit_code == 1
+    assert result.exit_code == 78
     assert "anomaly.queries" in result.output
 
 
@@ -31,11 +31,11 @@ def test_run_refuses_an_alert_url_without_a_token_or_scheme(tmp_path, monkeypatc
     monkeypatch.delenv("GPUWARDEN_API_TOKEN", raising=False)
     cfg.write_text(base + "  alert_url: http://127.0.0.1:9700\n")
     result = runner.invoke(app, ["anomaly", "run", "--config", str(cfg), "--ticks", "1", "--port", "0"])
-    assert result.exit_code == 1 and "GPUWARDEN_API_TOKEN" in result.output
+    assert result.exit_code == 78 and "GPUWARDEN_API_TOKEN" in result.output
     monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
     cfg.write_text(base + "  alert_url: 127.0.0.1:9700\n")
     result = runner.invoke(app, ["anomaly", "run", "--config", str(cfg), "--ticks", "1", "--port", "0"])
-    assert result.exit_code == 1 and "anomaly.alert_url" in " ".join(result.output.split())
+    assert result.exit_code == 78 and "anomaly.alert_url" in " ".join(result.output.split())
 
 
 def test_run_says_which_setting_to_change_when_its_metrics_port_is_taken(tmp_path):
@@ -48,7 +48,7 @@ def test_run_says_which_setting_to_change_when_its_metrics_port_is_taken(tmp_pat
         result = runner.invoke(
             app, ["anomaly", "run", "--config", str(cfg), "--ticks", "1", "--port", str(port)]
         )
-    assert result.exit_code == 1
+    assert result.exit_code == 75
     assert f"--port {port}: cannot serve /metrics on 127.0.0.1:{port}" in " ".join(result.output.split())
 
 
@@ -61,7 +61,7 @@ def test_run_refused_its_metrics_port_lets_go_of_its_state_file(tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        assert runner.invoke(app, [*args, "--port", str(taken.getsockname()[1])]).exit_code == 1
+        assert runner.invoke(app, [*args, "--port", str(taken.getsockname()[1])]).exit_code == 75
     result = runner.invoke(app, [*args, "--port", "0"])
     assert "another process keeps its state" not in " ".join(result.output.split()), result.output
 
@@ -86,7 +86,7 @@ def test_run_warns_when_a_query_step_is_longer_than_the_tick(tmp_path):
 
 def test_run_without_queries_suggests_config():
     result = runner.invoke(app, ["anomaly", "run", "--ticks", "1"])
-    assert result.exit_code == 1 and "pass --config FILE" in result.stderr
+    assert result.exit_code == 78 and "pass --config FILE" in result.stderr
 
 
 def test_run_prints_a_query_error_as_it_is_not_as_markup(tmp_path):
@@ -107,7 +107,7 @@ def test_run_refuses_an_unknown_detector_naming_the_line_without_a_traceback(tmp
     cfg = tmp_path / "c.yaml"
     cfg.write_text("anomaly:\n  detectors: [adaptive, bogus]\n  queries:\n    - {name: t, expr: up}\n")
     result = runner.invoke(app, ["anomaly", "run", "--config", str(cfg), "--ticks", "1", "--port", "0"])
-    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert result.exit_code == 78 and isinstance(result.exception, SystemExit), result.output
     assert f"{cfg}:2: anomaly.detectors: unknown detector(s) ['bogus']" in " ".join(result.output.split())
 
 
@@ -241,7 +241,7 @@ def test_run_refuses_a_state_file_in_a_directory_that_does_not_exist(tmp_path):
     result = runner.invoke(
         app, ["anomaly", "run", "--config", str(cfg), "--ticks", "1", "--state-file", str(state)]
     )
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 78, result.output
     said = " ".join(result.stderr.split())
     assert said.endswith(
         f"error: --state-file '{state}': cannot write in {state.parent}: it does not exist; make it, or give"
@@ -260,7 +260,7 @@ def test_run_refuses_the_files_unwritable_state_file_with_its_line_unless_an_opt
         f"anomaly:\n  queries:\n    - {{name: temp, expr: DCGM_FI_DEV_GPU_TEMP}}\n  state_file: {state}\n"
     )
     result = runner.invoke(app, ["anomaly", "run", "--config", str(cfg), "--port", "0"])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 78, result.output
     said = " ".join(result.stderr.split())
     assert f"error: {cfg}:4: anomaly.state_file: '{state}': cannot write in {state.parent}: it does" in said
     prometheus = _Prometheus()
@@ -287,7 +287,7 @@ def test_run_warns_and_keeps_no_state_where_the_default_state_file_cannot_be_wri
 
     stderr = io.StringIO()
     monkeypatch.setattr(anomaly_run, "check_writable", unwritable)
-    monkeypatch.setattr(anomaly_run, "err_console", CliConsole(file=stderr, width=400))
+    monkeypatch.setattr(startup, "err_console", CliConsole(file=stderr, width=400))
     assert anomaly_cmd._state_path(AnomalyConfig(), None, 0) is None
     said = stderr.getvalue()
     assert "warning: anomaly.state_file 'gpuwarden-anomaly.state.npz': cannot write in ." in said
@@ -311,12 +311,12 @@ def test_run_refuses_a_state_file_that_is_another_programs_file_and_leaves_it_as
     )
     for args in (["config", "validate", str(cfg)], ["anomaly", "run", "--config", str(cfg), "--port", "0"]):
         result = runner.invoke(app, args)  # validate first: it said ok, and anomaly run then ran
-        assert result.exit_code == 1, result.output
+        assert result.exit_code == (1 if args[0] == "config" else 78), result.output
         said = " ".join(result.stderr.split())
         assert f"error: {cfg}:4: anomaly.state_file: '{store}': {reason}" in said, said
     args = ["anomaly", "run", "--config", str(cfg), "--ticks", "1", "--state-file", str(store)]
     option = runner.invoke(app, args)
-    assert option.exit_code == 1, option.output
+    assert option.exit_code == 78, option.output
     assert f"error: --state-file '{store}': {reason}" in " ".join(option.stderr.split())
     assert store.read_bytes().startswith(b"SQLite format 3\x00")
 
@@ -345,5 +345,5 @@ def test_run_refuses_a_state_file_that_is_a_fifo_rather_than_hang_reading_it(tmp
     reason = "it is not a regular file, and its first save would replace it"
     for args in (["config", "validate", str(cfg)], ["anomaly", "run", "--config", str(cfg), "--port", "0"]):
         result = runner.invoke(app, args)  # validate first: it said ok, and anomaly run then hung
-        assert result.exit_code == 1, result.output
+        assert result.exit_code == (1 if args[0] == "config" else 78), result.output
         assert f"error: {cfg}:4: anomaly.state_file: '{fifo}': {reason}" in " ".join(result.stderr.split())

@@ -22,7 +22,7 @@ from anomaly.detectors import SavedDetector
 from anomaly.scheduler import _COPIES_WHILE_TICKING, AnomalyScheduler
 from anomaly.service import AnomalyService
 from anomaly.snapshot import Snapshot, load_snapshot, save_snapshot
-from gpuwarden.cli import anomaly_cmd, anomaly_run
+from gpuwarden.cli import anomaly_cmd, startup
 from gpuwarden.cli.consoles import CliConsole
 from gpuwarden.clock import FakeClock
 from gpuwarden.config_anomaly import AnomalyConfig
@@ -169,12 +169,13 @@ def test_two_processes_cannot_keep_their_state_in_one_file(tmp_path, monkeypatch
     leftover = tmp_path / ".s.npz.x1y2z3.tmp"
     leftover.write_bytes(b"half a snapshot")
     stderr = io.StringIO()
-    monkeypatch.setattr(anomaly_run, "err_console", CliConsole(file=stderr, width=400))
+    monkeypatch.setattr(startup, "err_console", CliConsole(file=stderr, width=400))
     kept = anomaly_cmd._state_path(AnomalyConfig(state_file=str(path)), None, 0)
     assert kept is not None and not leftover.exists()
-    with pytest.raises(typer.Exit):
+    with pytest.raises(typer.Exit) as refused:
         anomaly_cmd._state_path(AnomalyConfig(), path, 0)
-    said = " ".join(capsys.readouterr().err.split())
+    assert refused.value.exit_code == 75  # EX_TEMPFAIL: it can start once the other lets go
+    said = " ".join(stderr.getvalue().split())
     assert f"error: --state-file '{path}': another process keeps its state in it" in said
     monkeypatch.chdir(tmp_path)
     held = anomaly_cmd._state_path(AnomalyConfig(), None, 0)

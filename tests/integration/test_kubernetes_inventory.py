@@ -320,7 +320,7 @@ def test_serve_starts_without_the_api_and_refuses_a_missing_kubeconfig(tmp_path:
         env={**os.environ, "GPUWARDEN_API_TOKEN": "t"},
         check=False,
     )
-    assert done.returncode == 1
+    assert done.returncode == 78
     message = " ".join(done.stderr.split())
     assert "alerting.kubernetes_inventory.kubeconfig" in message and "missing is not a file" in message, (
         message

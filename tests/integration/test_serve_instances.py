@@ -79,7 +79,7 @@ def test_a_second_server_on_the_same_store_is_refused_naming_the_first(tmp_path:
             timeout=60,
             check=False,
         )
-        assert second.returncode == 1
+        assert second.returncode == 75  # EX_TEMPFAIL: it may start once the first stops
         said = " ".join(second.stderr.split())
         assert f"store {db} is in use by another gpuwarden serve (pid {first.pid} on " in said
         assert "--standby" in said

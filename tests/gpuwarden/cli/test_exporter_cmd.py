@@ -44,7 +44,7 @@ def run_exporter(args: list[str]) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     ("argv", "words", "code"),
     [
-        (["exporter", "--port", "19999"], "cannot initialise NVML (LibraryNotFound)", 1),
+        (["exporter", "--port", "19999"], "cannot initialise NVML (LibraryNotFound)", 69),
         (["exporter", "--simulate", "2y8"], "error: --simulate '2y8': expected NODESxGPUS such as 2x8", 2),
         (["exporter", "--simulate", "0x8"], "error: --simulate '0x8': nodes must be 1..2048, got 0", 2),
         (["exporter", "--simulate", "2x8", "--port", "0"], "error: --port 0: use a whole number from 1", 2),
@@ -69,18 +69,18 @@ def test_startup_errors_print_one_line_and_a_bad_option_exits_2_as_click_does(
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
-def test_a_bad_exporter_setting_in_the_file_exits_1_not_as_a_usage_error(tmp_path: Path) -> None:
+def test_a_bad_exporter_setting_in_the_file_exits_78_not_as_a_usage_error(tmp_path: Path) -> None:
     config = tmp_path / "gpuwarden.yaml"
     config.write_text("exporter:\n  simulate: 2y8\n")
     result = runner.invoke(app, ["exporter", "--config", str(config)])
-    assert result.exit_code == 1 and "exporter.simulate" in result.output, result.output
+    assert result.exit_code == 78 and "exporter.simulate" in result.output, result.output
 
 
 def test_a_bad_config_file_names_the_field(tmp_path: Path) -> None:
     config = tmp_path / "gpuwarden.yaml"
     config.write_text("exporter:\n  prot: 9400\n")
     result = runner.invoke(app, ["exporter", "--config", str(config)])
-    assert result.exit_code == 1
+    assert result.exit_code == 78
     assert "exporter.prot" in result.output
 
 
@@ -95,7 +95,7 @@ def test_a_port_another_process_listens_on_is_named(tmp_path: Path, flag: bool) 
         args = ["--port", str(port), "--listen-address", "127.0.0.1"] if flag else ["--config", str(config)]
         result = runner.invoke(app, ["exporter", "--simulate", "1x1", *args])
     named = f"--port {port}" if flag else f"{config}:3: exporter.port"
-    assert result.exit_code == 1 and f"{named}: cannot listen on 127.0.0.1:{port}" in " ".join(
+    assert result.exit_code == 75 and f"{named}: cannot listen on 127.0.0.1:{port}" in " ".join(
         result.output.split()
     )
 
@@ -114,7 +114,7 @@ def test_an_ipv6_listen_address_is_in_brackets_in_the_start_line_and_a_taken_por
         port = taken.getsockname()[1]
         args = ["exporter", "--simulate", "1x1", "--listen-address", "::1", "--port", str(port)]
         refused = runner.invoke(app, args)
-    assert refused.exit_code == 1
+    assert refused.exit_code == 75
     assert f"--port {port}: cannot listen on [::1]:{port}: Address already in use" in " ".join(
         refused.output.split()
     )
@@ -136,7 +136,7 @@ def test_an_address_that_does_not_resolve_fails_naming_the_option_before_saying_
             app,
             ["exporter", "--simulate", "1x1", "--listen-address", "no-such-host.invalid", "--port", "19999"],
         )
-    assert result.exit_code == 1 and "--listen-address" in result.output
+    assert result.exit_code == 78 and "--listen-address" in result.output
     assert "Traceback" not in result.output
     assert not [r for r in caplog.records if "serving" in r.getMessage()]
 
@@ -148,7 +148,7 @@ def test_an_unusable_pushgateway_url_stops_the_simulated_exporter_naming_the_set
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     done = run_exporter(["--simulate", "1x4", "--port", str(port), "--config", str(config)])
-    assert done.returncode == 1
+    assert done.returncode == 78
     said = " ".join(done.stderr.split())
     assert f"{config}:2: tracing.pushgateway_url: not a valid Pushgateway URL" in said, said
 
@@ -215,7 +215,7 @@ def test_a_simulated_fleet_other_than_the_files_sim_section_is_refused_naming_bo
         ["--config", str(config), "--port", str(free_port()), "--listen-address", "127.0.0.1", *argv]
     )
     said = " ".join(done.stderr.split())
-    assert done.returncode == 1, said
+    assert done.returncode == 78, said
     assert f"{config}{named}:" in said and "make them agree" in said, said
     flag = "--simulate" if "--simulate" in argv else "exporter.simulate"
     assert f"but {flag} 2x8 serves 2 nodes of 8 GPUs" in said, said
@@ -273,7 +273,7 @@ def test_a_mig_gpu_the_simulated_fleet_lacks_or_misnamed_is_refused_naming_the_s
         ]
     )
     said = " ".join(done.stderr.split())
-    assert done.returncode == 1, said
+    assert done.returncode == 78, said
     assert f"{config}:2: sim.mig_gpus: 'node-03:1': --simulate 2x8 serves node-01 to node-02" in said, said
     config.write_text("sim:\n  mig_gpus: [gpu1]\n")
     with pytest.raises(ConfigError, match="write each GPU as node-NN:INDEX"):

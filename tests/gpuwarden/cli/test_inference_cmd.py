@@ -134,7 +134,7 @@ def test_a_port_in_use_is_one_error_line() -> None:
         taken.listen()
         port = taken.getsockname()[1]
         result = runner.invoke(app, ["inference-server", "--port", str(port)])
-    assert result.exit_code == 1
+    assert result.exit_code == 75
     assert result.stderr == (
         f"error: --port {port}: cannot listen on 127.0.0.1:{port}: Address already in use; another process"
         " listens there; stop it or choose another port\n"
@@ -152,7 +152,7 @@ def test_an_ipv6_host_is_in_brackets_in_the_start_line_and_a_taken_port_s_error(
         taken.listen()
         port = taken.getsockname()[1]
         refused = runner.invoke(app, ["inference-server", "--host", "::1", "--port", str(port)])
-    assert refused.exit_code == 1
+    assert refused.exit_code == 75
     assert refused.stderr.startswith(f"error: --port {port}: cannot listen on [::1]:{port}: Address already")
     monkeypatch.setattr(
         exporters.server, "run_until_stopped", lambda _server, _sockets, _stop: None

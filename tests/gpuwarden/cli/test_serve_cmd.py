@@ -55,7 +55,7 @@ runner = CliRunner()
 def test_serve_refuses_to_start_without_a_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GPUWARDEN_API_TOKEN", raising=False)
     result = runner.invoke(app, ["serve", "--db", str(tmp_path / "x.db")])
-    assert result.exit_code == 1
+    assert result.exit_code == 78
     assert "GPUWARDEN_API_TOKEN" in result.output
 
 
@@ -327,7 +327,7 @@ def test_serve_writes_an_ipv6_address_in_brackets_where_it_listens_and_where_it_
         refused = runner.invoke(
             app, ["serve", "--host", "::1", "--port", str(busy), "--db", str(tmp_path / "a.db")]
         )
-    assert refused.exit_code == 1
+    assert refused.exit_code == 75
     assert f"--port {busy}: cannot listen on [::1]:{busy}: Address already in use" in " ".join(
         refused.output.split()
     )

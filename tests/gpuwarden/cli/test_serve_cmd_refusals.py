@@ -28,8 +28,10 @@ def test_serve_refuses_a_config_whose_matcher_does_not_parse_naming_the_field(
     config.write_text(
         "alerting:\n  inhibit_rules:\n    - source_matchers: ['node=~\"(\"']\n      target_matchers: [a=b]\n"
     )
-    result = runner.invoke(app, ["serve", "--db", str(tmp_path / "x.db"), "--config", str(config)])
-    assert result.exit_code == 1
+    result = runner.invoke(
+        app, ["serve", "--log-format", "text", "--db", str(tmp_path / "x.db"), "--config", str(config)]
+    )
+    assert result.exit_code == 78
     assert "alerting.inhibit_rules[0].source_matchers[0]" in " ".join(result.output.split())
 
 
@@ -43,7 +45,9 @@ def test_serve_lists_a_store_directory_that_does_not_exist_with_its_other_proble
         f"api:\n  db: {tmp_path / 'nodir' / 'x.db'}\n"
         "alerting:\n  inhibit_rules:\n    - source_matchers: [a==b]\n      target_matchers: [c=d]\n"
     )
-    served = " ".join(runner.invoke(app, ["serve", "--config", str(config)]).output.split())
+    served = " ".join(
+        runner.invoke(app, ["serve", "--log-format", "text", "--config", str(config)]).output.split()
+    )
     validated = " ".join(runner.invoke(app, ["config", "validate", str(config)]).output.split())
     said = (
         f"api.db: {tmp_path / 'nodir' / 'x.db'}: its directory {tmp_path / 'nodir'} does not exist; make it"
@@ -65,9 +69,9 @@ def test_serve_logs_a_maintenance_window_that_already_ended_and_goes_on(
     result = runner.invoke(app, ["serve", "--db", str(tmp_path / "x.db"), "--config", str(config)])
     output = " ".join(result.output.split())
     # It went on past the window to the next check, the inventory file, which stops it here.
-    assert result.exit_code == 1 and "alerting.inventory_file" in output, output
+    assert result.exit_code == 78 and "alerting.inventory_file" in output, output
     logged = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
-    assert [(r["level"], r["msg"].split(", so")[0]) for r in logged if r["level"] != "info"] == [
+    assert [(r["level"], r["msg"].split(", so")[0]) for r in logged if r["level"] == "warning"] == [
         (
             "warning",
             f"{config}:6: alerting.maintenance_windows[0].ends_at: the window ended at 2020-01-01T02:00:00Z",
@@ -96,9 +100,11 @@ def test_a_wrong_inventory_setting_stops_serve_before_it_makes_any_file(
     config.write_text(yaml.safe_dump({"alerting": alerting}).replace("{tmp}", str(tmp_path)))
     store = tmp_path / "store"
     store.mkdir()
-    result = runner.invoke(app, ["serve", "--db", str(store / "x.db"), "--config", str(config)])
+    result = runner.invoke(
+        app, ["serve", "--log-format", "text", "--db", str(store / "x.db"), "--config", str(config)]
+    )
     output = " ".join(result.output.split())
-    assert result.exit_code == 1 and expected in output and "Traceback" not in output, output
+    assert result.exit_code == 78 and expected in output and "Traceback" not in output, output
     assert list(store.iterdir()) == []  # no store, lock or journal
 
 
@@ -107,7 +113,9 @@ def test_serve_refuses_a_port_out_of_range_before_making_any_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, port: str
 ) -> None:
     monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
-    result = runner.invoke(app, ["serve", "--db", str(tmp_path / "x.db"), "--port", port])
+    result = runner.invoke(
+        app, ["serve", "--log-format", "text", "--db", str(tmp_path / "x.db"), "--port", port]
+    )
     assert result.exit_code == 2 and "--port" in result.output  # a usage error, as click gives them
     assert list(tmp_path.iterdir()) == []
 
@@ -122,9 +130,9 @@ def test_serve_refuses_a_database_a_newer_version_migrated_in_one_line(
     with sql.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = '0099_future'"))
     sql.dispose()
-    result = runner.invoke(app, ["serve", "--db", str(db)])
+    result = runner.invoke(app, ["serve", "--log-format", "text", "--db", str(db)])
     output = " ".join(result.output.split())
-    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), output
+    assert result.exit_code == 78 and isinstance(result.exception, SystemExit), output
     assert output.count("error:") == 1 and "Traceback" not in output, output
     assert (
         f"error: --db '{db}': cannot open the store: the database was migrated by a newer gpuwarden" in output
@@ -139,8 +147,8 @@ def test_serve_refuses_a_write_token_no_request_could_match_or_every_one_would(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, token: str
 ) -> None:
     monkeypatch.setenv("GPUWARDEN_API_TOKEN", token)
-    result = runner.invoke(app, ["serve", "--db", str(tmp_path / "x.db")])
-    assert result.exit_code == 1 and "GPUWARDEN_API_TOKEN" in result.output
+    result = runner.invoke(app, ["serve", "--log-format", "text", "--db", str(tmp_path / "x.db")])
+    assert result.exit_code == 78 and "GPUWARDEN_API_TOKEN" in result.output
     assert list(tmp_path.iterdir()) == []
 
 
@@ -149,8 +157,8 @@ def test_serve_refuses_a_write_token_no_client_can_send_as_the_cli_does(
 ) -> None:
     """Clients send header values as ASCII: with this token serve started and answered every write 401."""
     monkeypatch.setenv("GPUWARDEN_API_TOKEN", "tökén")
-    result = runner.invoke(app, ["serve", "--db", str(tmp_path / "x.db")])
-    assert result.exit_code == 1
+    result = runner.invoke(app, ["serve", "--log-format", "text", "--db", str(tmp_path / "x.db")])
+    assert result.exit_code == 78
     said = " ".join(result.output.split())
     assert "GPUWARDEN_API_TOKEN: holds characters an HTTP header cannot carry" in said and "tökén" not in said
     assert list(tmp_path.iterdir()) == []
@@ -242,9 +250,9 @@ def test_serve_refuses_a_setting_it_cannot_use_before_it_makes_any_file(
     (tmp_path / "k.yaml").write_text("just a string\n")  # YAML, but not a kubeconfig's mapping
     (tmp_path / "c.yaml").write_text(config.replace("{store}", str(store)))
     argv = [a.replace("{store}", str(store)).replace("{db}", str(store / "x.db")) for a in args]
-    result = runner.invoke(app, ["serve", "--config", "c.yaml", *argv])
+    result = runner.invoke(app, ["serve", "--log-format", "text", "--config", "c.yaml", *argv])
     output = " ".join(result.output.split())
-    assert result.exit_code == 1 and "Traceback" not in output, output
+    assert result.exit_code == 78 and "Traceback" not in output, output
     assert expected.replace("{store}", str(store)) in output and "S3" not in output
     assert list(store.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == [
         "c.yaml",
@@ -265,8 +273,8 @@ def test_serve_on_a_taken_port_leaves_an_older_store_unmigrated(
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = runner.invoke(app, ["serve", "--db", str(db), "--port", str(port)])
-    assert result.exit_code == 1 and f"--port {port}: cannot listen" in " ".join(result.output.split())
+        result = runner.invoke(app, ["serve", "--log-format", "text", "--db", str(db), "--port", str(port)])
+    assert result.exit_code == 75 and f"--port {port}: cannot listen" in " ".join(result.output.split())
     with older.connect() as conn:
         assert (
             conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
@@ -286,10 +294,10 @@ def test_serve_names_the_port_when_another_process_listens_on_it(
         port = taken.getsockname()[1]
         (tmp_path / "c.yaml").write_text(f"api:\n  port: {port}\n")
         args = ["--port", str(port)] if flag else ["--config", str(tmp_path / "c.yaml")]
-        result = runner.invoke(app, ["serve", "--db", str(tmp_path / "x.db"), *args])
+        result = runner.invoke(app, ["serve", "--log-format", "text", "--db", str(tmp_path / "x.db"), *args])
     output = " ".join(result.output.split())
     named = f"--port {port}" if flag else f"{tmp_path / 'c.yaml'}:2: api.port"
     assert (
-        result.exit_code == 1
+        result.exit_code == 75
         and f"{named}: cannot listen on 127.0.0.1:{port}: Address already in use" in output
     )

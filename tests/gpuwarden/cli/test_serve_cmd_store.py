@@ -29,27 +29,31 @@ runner = BuiltCliRunner()
 
 
 @pytest.mark.parametrize(
-    ("db", "expected"),
+    ("db", "expected", "status"),
     [
         (
             "postgresql+psycopg://u:pw-secret@127.0.0.1:1/x",
             "--db 'postgresql+psycopg://u:***@127.0.0.1:1/x': cannot open the store",
+            69,  # down: a later start may find it up
         ),
-        ("mysql://host/x", "--db 'mysql://host/x': not a database gpuwarden can use"),
+        ("mysql://host/x", "--db 'mysql://host/x': not a database gpuwarden can use", 78),
         (
             "{tmp}/missing/dir/x.db",
             "--db '{tmp}/missing/dir/x.db': its directory {tmp}/missing/dir does not exist; make it",
+            78,
         ),
     ],
     ids=["postgres-down", "unknown-database", "sqlite-no-directory"],
 )
 def test_serve_refuses_a_store_it_cannot_open_naming_it_without_its_password(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db: str, expected: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db: str, expected: str, status: int
 ) -> None:
     monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
-    result = runner.invoke(app, ["serve", "--db", db.format(tmp=tmp_path)])
+    result = runner.invoke(
+        app, ["serve", "--log-format", "text", "--db", db.format(tmp=tmp_path), "--log-format", "text"]
+    )
     output = " ".join(result.output.split())
-    assert result.exit_code == 1
+    assert result.exit_code == status
     assert "--db: " not in output and "pw-secret" not in output  # the store said once, as every option is
     assert f"error: {expected.format(tmp=tmp_path)}" in output, output
 
@@ -74,9 +78,12 @@ def test_a_store_file_that_is_no_database_is_refused_by_validate_and_serve_befor
         os.mkfifo(store)
     config.write_text(f"api:\n  db: {store}\n")
     before = sorted(tmp_path.iterdir())
-    for args in (["config", "validate", str(config)], ["serve", "--config", str(config)]):
+    for args in (
+        ["config", "validate", str(config)],
+        ["serve", "--log-format", "text", "--config", str(config)],
+    ):
         result = runner.invoke(app, args)
-        assert result.exit_code == 1, result.output
+        assert result.exit_code == (1 if args[0] == "config" else 78), result.output
         assert f"error: {config}:2: api.db: {store} {said}, so serve could not open the store in it" in (
             " ".join(result.stderr.split())
         ), result.stderr
@@ -90,9 +97,11 @@ def test_serve_names_the_journal_dir_when_it_cannot_use_it(
     (tmp_path / "afile").write_text("not a directory")
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"alerting": {"journal_dir": str(tmp_path / "afile" / "journal")}}))
-    result = runner.invoke(app, ["serve", "--db", str(tmp_path / "x.db"), "--config", str(config)])
+    result = runner.invoke(
+        app, ["serve", "--log-format", "text", "--db", str(tmp_path / "x.db"), "--config", str(config)]
+    )
     output = " ".join(result.output.split())
-    assert result.exit_code == 1
+    assert result.exit_code == 78
     assert "alerting.journal_dir" in output and "api.db" not in output
 
 
@@ -120,9 +129,9 @@ def test_a_damaged_journal_names_its_file_and_the_setting_only_when_the_config_s
     segment = _damaged_journal(directory)
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"alerting": {"journal_dir": str(directory)} if configured else {}}))
-    result = runner.invoke(app, ["serve", "--db", "x.db", "--config", str(config)])
+    result = runner.invoke(app, ["serve", "--log-format", "text", "--db", "x.db", "--config", str(config)])
     output = " ".join(result.output.split())
-    assert result.exit_code == 1 and "Traceback" not in output, output
+    assert result.exit_code == 78 and "Traceback" not in output, output
     assert f"journal{segment}:" in "".join(output.split()) and "readable records follow them" in output
     assert f"move{directory}aside" in "".join(output.split())
     assert ("alerting.journal_dir" in output) == configured
@@ -307,10 +316,12 @@ def test_serve_through_a_symlink_is_refused_while_a_server_holds_the_store(
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = str(taken.getsockname()[1])
-        result = runner.invoke(app, ["serve", "--db", str(tmp_path / "alias.db"), "--port", port])
+        result = runner.invoke(
+            app, ["serve", "--log-format", "text", "--db", str(tmp_path / "alias.db"), "--port", port]
+        )
     held.release()
     output = " ".join(result.output.split())
-    assert result.exit_code == 1 and "is in use by another gpuwarden serve" in output, output
+    assert result.exit_code == 75 and "is in use by another gpuwarden serve" in output, output
 
 
 def test_a_postgres_store_without_journal_dir_journals_under_the_working_directory_warned_at_start(
@@ -339,9 +350,11 @@ def test_a_journal_directory_that_comes_from_db_is_blamed_on_db_not_the_environm
     the journal's place was derived from ``--db`` (beside the SQLite file)."""
     monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t0ken")
     monkeypatch.chdir(tmp_path)
-    result = runner.invoke(app, ["serve", "--db", "/proc/x/y.db", "--port", str(free_port())])
+    result = runner.invoke(
+        app, ["serve", "--log-format", "text", "--db", "/proc/x/y.db", "--port", str(free_port())]
+    )
     said = " ".join(result.output.split())
-    assert result.exit_code == 1, said
+    assert result.exit_code == 78, said
     assert (
         "error: --db '/proc/x/y.db': /proc/x/y.db.journal: cannot use it: cannot make anything in /proc"
         in said
@@ -361,9 +374,9 @@ def test_a_journal_directory_unusable_when_locked_names_where_the_store_came_fro
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"api": {"db": str(tmp_path / "x.db")}} if given == "api.db" else {}))
     options = ["--db", str(tmp_path / "x.db")] if given == "--db" else []
-    result = runner.invoke(app, ["serve", *options, "--config", str(config)])
+    result = runner.invoke(app, ["serve", "--log-format", "text", *options, "--config", str(config)])
     output = " ".join(result.output.split())
-    assert result.exit_code == 1 and "Traceback" not in output, output
+    assert result.exit_code == 78 and "Traceback" not in output, output
     named = f"--db '{tmp_path / 'x.db'}'" if given == "--db" else "api.db"
     assert f"{named}: " in output and "cannot use it" in output and "alerting.journal_dir" not in output
     assert (str(config) in output) == (given == "api.db")
@@ -400,7 +413,7 @@ def test_serve_says_at_start_which_store_it_opens(
         taken.listen()
         port = str(taken.getsockname()[1])
         result = runner.invoke(app, ["serve", "--port", port, *(["--db", given] if given else [])])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code in (69, 75), result.output  # the store's host unknown (69), else the port (75)
     messages = [json.loads(line)["msg"] for line in result.stderr.splitlines() if line.startswith("{")]
     assert f"store: {shown.format(tmp=tmp_path)}" in messages, result.stderr
 
@@ -420,7 +433,7 @@ def test_serve_warns_that_a_password_given_with_db_is_in_the_process_list(
     """Any user of the machine reads a process's arguments (``ps``, ``/proc/<pid>/cmdline``): a password
     in ``--db`` is theirs for as long as serve runs, though serve hides it in every line it writes."""
     monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
-    result = runner.invoke(app, ["serve", "--db", db])
+    result = runner.invoke(app, ["serve", "--log-format", "text", "--db", db])
     output = " ".join(result.output.split())
     said = "--db holds a password, which every user of this machine can read in the process list"
     assert (said in output) is warned and ("GPUWARDEN_API__DB" in output) is warned, output
@@ -447,12 +460,12 @@ def test_a_store_file_with_a_second_name_is_refused_by_validate_and_serve_before
         port = str(taken.getsockname()[1])
         results = [
             runner.invoke(app, ["config", "validate", str(config)]),
-            runner.invoke(app, ["serve", "--config", str(config), "--port", port]),
+            runner.invoke(app, ["serve", "--log-format", "text", "--config", str(config), "--port", port]),
         ]
     held.release()
-    for result in results:
+    for result, status in zip(results, (1, 78), strict=True):  # config validate's, serve's
         said = " ".join(result.stderr.split())
-        assert result.exit_code == 1, result.output
+        assert result.exit_code == status, result.output
         assert f"{tmp_path / name} is one of 2 names (hard links) of the store's file" in said, said
         assert f"find / -xdev -samefile {tmp_path / name} lists them" in said, said
     assert sorted(tmp_path.iterdir()) == sorted([*before, config])

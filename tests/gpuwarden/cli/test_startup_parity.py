@@ -132,14 +132,14 @@ ROWS = {
 
 
 def said(output: str) -> list[str]:
-    """The start-up's warning and error lines, as config validate prints them: ``warning: ...`` (serve logs
-    them as JSON) and ``error: ...``."""
+    """The start-up's warning and error lines, as config validate prints them: ``warning: ...`` and ``error:
+    ...`` (serve writes them as JSON lines unless told)."""
     lines = []
     for line in output.splitlines():
         if line.startswith("{"):
             record = json.loads(line)
-            if record["level"] == "warning":
-                lines.append(f"warning: {record['msg']}")
+            if record["level"] in ("warning", "error"):
+                lines.append(f"{record['level']}: {' '.join(record['msg'].split())}")
         elif line.startswith(("warning: ", "error: ")):
             lines.append(" ".join(line.split()))
     return lines
@@ -158,7 +158,7 @@ def test_config_validate_says_what_the_command_says_at_its_start(
     if row.token is not None:
         monkeypatch.setenv("GPUWARDEN_API_TOKEN", row.token)
     started = CliRunner().invoke(COMMAND, [arg.format(path=path) for arg in row.command])
-    assert started.exit_code == 1, started.output  # refused, or stopped once its warnings are said
+    assert started.exit_code == 78, started.output  # refused, or stopped once its warnings are said
     level = "warning" if row.warning else "error"
     lines = [line for line in said(started.output) if line.startswith(level) and row.names in line]
     assert lines, started.output  # the start-up says it: this row checks something
