@@ -237,7 +237,7 @@ def test_mutes_that_would_hold_back_every_alert_or_that_are_typos_are_refused_at
     assert result.exit_code == 1 and f"{path}{expected}" in " ".join(result.output.split())
     monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
     served = runner.invoke(app, ["serve", "--db", str(tmp_path / "x.db"), "--config", str(path)])
-    assert served.exit_code == 1 and f"{path}{expected}" in " ".join(served.output.split())
+    assert served.exit_code == 78 and f"{path}{expected}" in " ".join(served.output.split())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gpuwarden.yaml"]  # no store, lock or journal
 
 
