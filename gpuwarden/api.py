@@ -44,6 +44,7 @@ from alerting.store_models import IncidentRow
 from alerting.titles import root_cluster
 from alerting.topology import target_from_dict
 from gpuwarden.alertmanager_api import AlertmanagerApi, iso
+from gpuwarden.allowed_hosts import AllowedHosts
 from gpuwarden.api_errors import error_response as _error
 from gpuwarden.api_errors import failure_text, no_route
 from gpuwarden.api_metrics import ApiMetrics
@@ -495,4 +496,6 @@ def create_app(
     )
     app.router.redirect_slashes = False  # ``no_route`` redirects, to a relative reference
     app.add_middleware(CatchAll, metrics=metrics, health=health)
+    if config.allowed_hosts:
+        app.add_middleware(AllowedHosts, hosts=config.allowed_hosts)
     return app
