@@ -20,6 +20,7 @@ from rich.markup import escape
 
 from gpuwarden.cli.consoles import err_console
 from gpuwarden.cli.numbers import number
+from gpuwarden.cli.tls_trust import ca_file_problem, tls_hint
 from gpuwarden.headers import FIELD_HEADER, LAG_HEADER, TOKEN_ENV, token_missing, token_problem
 from gpuwarden.redaction import hidden_password, quoting_only
 from gpuwarden.urls import plain_http_host, url_problem, verify_tls
@@ -105,13 +106,6 @@ def _origin(url: str, envvar: str | None = "GPUWARDEN_URL") -> str:
     return envvar if envvar is not None and os.environ.get(envvar) == url else "--url"
 
 
-def _tls_hint(url: str, exc: Exception) -> str:
-    """What to write when https:// met a server speaking plain HTTP (serve has no TLS of its own)."""
-    if url.lower().startswith("https://") and "WRONG_VERSION_NUMBER" in str(exc):
-        return " (the server speaks plain HTTP: use http://, or the address of the TLS proxy in front of it)"
-    return ""
-
-
 def _blanks(url: str) -> str | None:
     """A blank around ``url`` (a variable set with a space): before it, it "must start with http://"; after
     it, the error named a port with a space in it."""
@@ -157,7 +151,7 @@ def api_request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Respon
     except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing listens there (or a standby's port)
         err_console.print(
             f"[red]error:[/red] cannot connect to {escape(hidden_password(url))}: {escape(str(exc))}"
-            f"{_tls_hint(url, exc) or '; is `gpuwarden serve` running there? (--url or GPUWARDEN_URL)'}"
+            f"{tls_hint(url, str(exc)) or '; is `gpuwarden serve` running there? (--url or GPUWARDEN_URL)'}"
         )
         raise typer.Exit(1) from exc
     except httpx.TimeoutException as exc:  # connected: serve took the request and did not answer in time
@@ -172,6 +166,12 @@ def api_request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Respon
         said = str(exc).replace(token, "***") if token else str(exc)  # a header's error quotes its value
         err_console.print(f"[red]error:[/red] cannot reach {escape(hidden_password(url))}: {escape(said)}")
         raise typer.Exit(1) from exc
+    except OSError as exc:  # httpx loads SSL_CERT_FILE before connecting: a missing or non-PEM file raised
+        problem = ca_file_problem(exc)
+        if problem is None:
+            raise
+        err_console.print(f"[red]error:[/red] {escape(problem)}")
+        raise typer.Exit(2) from exc
     if response.status_code >= 400:
         err_console.print(f"[red]error:[/red] {escape(_refusal(response, token, url))}")
         raise typer.Exit(1)
