@@ -8,6 +8,9 @@ an operator used to requests or curl sets first.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+
+from gpuwarden.errors import ConfigError
 
 _OTHER_BUNDLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
@@ -48,4 +51,24 @@ def ca_file_problem(exc: OSError) -> str | None:
                 f"{name}={value}: cannot load CA certificates from it ({exc}); give the PEM file of the CA"
                 " that signed the certificate of the TLS proxy in front of serve, or unset it"
             )
+    return None
+
+
+def ca_file_refusal(environ: Mapping[str, str], command: str) -> ConfigError | None:
+    """Why ``command`` (``serve`` with webhooks, ``anomaly run``) cannot start with the ``SSL_CERT_FILE`` of
+    ``environ``, or None: httpx loads it as each client is built, and a missing or non-PEM file ended the
+    start in a traceback (``config validate`` said ok)."""
+    value = environ.get("SSL_CERT_FILE")
+    if not value:
+        return None
+    import ssl  # noqa: PLC0415 - only the commands that start services check it
+
+    try:
+        ssl.create_default_context(cafile=value)
+    except OSError as exc:  # ssl.SSLError too: a file with no certificate in it
+        return ConfigError(
+            f"'{value}': cannot load CA certificates from it ({exc}); {command} refuses to start: give a PEM"
+            " file of CA certificates, or unset it",
+            field="SSL_CERT_FILE",
+        )
     return None
