@@ -83,8 +83,13 @@ class AllowedHosts:
             return
         if shown not in self._logged and len(self._logged) < _LOGGED_HOSTS_MAX:
             self._logged.add(shown)
+            # The client behind a proxy on this machine: uvicorn takes X-Forwarded-For from 127.0.0.1.
+            client = scope.get("client")
             logger.warning(
-                "request refused: its Host is not in api.allowed_hosts host=%r path=%s", shown, scope["path"]
+                "request refused: its Host is not in api.allowed_hosts host=%r path=%s client=%s",
+                shown,
+                scope["path"],
+                client[0] if client else "",
             )
         from gpuwarden.api_errors import error_response  # noqa: PLC0415 - see TYPE_CHECKING above
 

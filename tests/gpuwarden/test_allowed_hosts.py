@@ -20,7 +20,9 @@ def _client(tmp_path: Path, hosts: list[str]) -> TestClient:
     return TestClient(create_app(fleet_engine(tmp_path), config), raise_server_exceptions=False)
 
 
-def test_rebinding_page_cannot_read_incidents_when_allowed_hosts_set(tmp_path: Path) -> None:
+def test_rebinding_page_cannot_read_incidents_when_allowed_hosts_set(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     with _client(tmp_path, ["localhost", "oncall.example.com"]) as client:
         refused = client.get("/api/v1/incidents", headers={"Host": "evil.example:8080"})
         alertmanager = client.get("/api/v2/alerts", headers={"Host": "evil.example:8080"})
@@ -32,6 +34,11 @@ def test_rebinding_page_cannot_read_incidents_when_allowed_hosts_set(tmp_path: P
     }
     assert alertmanager.status_code == 400  # Alertmanager's shape: a JSON string, amtool decodes it
     assert alertmanager.json().startswith("Host: 'evil.example:8080' is not in api.allowed_hosts")
+    refusals = [r.getMessage() for r in caplog.records if "api.allowed_hosts" in r.getMessage()]
+    assert refusals == [  # once per name, with the client (behind a proxy, its X-Forwarded-For)
+        "request refused: its Host is not in api.allowed_hosts host='evil.example:8080'"
+        " path=/api/v1/incidents client=testclient"
+    ]
 
 
 @pytest.mark.parametrize(
