@@ -145,8 +145,11 @@ def check_starts(cfg: GpuwardenConfig, environ: Mapping[str, str]) -> list[Confi
 
 
 def serve_ca_file_refusal(cfg: GpuwardenConfig, environ: Mapping[str, str]) -> ConfigError | None:
-    """Why ``serve`` cannot start with the ``SSL_CERT_FILE`` of ``environ``: webhooks' clients load it."""
-    return ca_file_refusal(environ, "serve") if cfg.webhooks else None
+    """Why ``serve`` cannot start with the ``SSL_CERT_FILE`` of ``environ``: the clients of its webhooks and
+    of Slack's charts (``slack.chart_prometheus_url``) load it as they are built."""
+    slack = cfg.slack
+    charts = slack.bot_token is not None and slack.charts and slack.chart_prometheus_url is not None
+    return ca_file_refusal(environ, "serve") if cfg.webhooks or charts else None
 
 
 def serve_token_refusal(api_token_set: bool, environ: Mapping[str, str]) -> ConfigError | None:

@@ -89,6 +89,14 @@ ROWS = {
         token="t",
         env={"SSL_CERT_FILE": "/nonexistent/gpuwarden-ca.pem"},
     ),
+    "serve-ssl-cert-file-missing-slack-charts": Row(  # the charts' Prometheus client loads it
+        SERVE,
+        DB + "slack:\n  bot_token: {env: SLACK_BOT_TOKEN}\n  channel: C0123456789\n"
+        "  chart_prometheus_url: http://127.0.0.1:1\n",
+        "SSL_CERT_FILE",
+        token="t",
+        env={"SSL_CERT_FILE": "/nonexistent/gpuwarden-ca.pem", "SLACK_BOT_TOKEN": "xoxb-1"},
+    ),
     "serve-token-with-a-space": Row(SERVE, DB, "GPUWARDEN_API_TOKEN", token=" t"),
     # a database serve cannot open: validate said ok; serve refused it (SQLite: after making its lock file)
     "serve-store-not-supported": Row(
