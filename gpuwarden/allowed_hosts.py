@@ -69,8 +69,9 @@ class AllowedHosts:
         self._logged: set[str] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Pass the request on when its ``Host`` is allowed (or absent, or a probe's); else refuse it."""
-        if scope["type"] != "http" or scope["path"] in PROBE_PATHS:
+        """Pass the request on when its ``Host`` is allowed (or absent, or a probe's, or no names are listed);
+        else refuse it."""
+        if not self.hosts or scope["type"] != "http" or scope["path"] in PROBE_PATHS:
             await self.app(scope, receive, send)
             return
         header = next((v for k, v in scope["headers"] if k == b"host"), None)
