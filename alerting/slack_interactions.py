@@ -102,7 +102,12 @@ def verify_slack_signature(
         return "stale request: timestamp outside the 5-minute replay window"
     expected = slack_signature(secret, timestamp, body)
     if not hmac.compare_digest(expected.encode(), str(signature).encode()):
-        return "signature mismatch"
+        # Through a proxy or WAF that re-encodes form bodies (or adds a newline) each press ended here with
+        # only "signature mismatch", which sent operators to rotate a signing secret that was right.
+        return (
+            "signature mismatch: slack.signing_secret is not this Slack app's, or something on the way (a"
+            " proxy, a WAF) changed the body, which must reach serve byte for byte"
+        )
     return None
 
 

@@ -46,6 +46,7 @@ from exporters.tracing import (
     current_generation,
     inference_endpoint,
 )
+from gpuwarden.api_errors import slash_redirect
 from gpuwarden.clock import Clock, SystemClock
 from gpuwarden.config import TracingConfig
 from gpuwarden.sim import Fleet, fault_routes
@@ -331,6 +332,8 @@ def _client_gone() -> JSONResponse:
 async def _http_error(request: Request, exc: Exception) -> Response:
     """404, 405 and other HTTP errors in OpenAI's shape (405 keeps its ``Allow`` header)."""
     assert isinstance(exc, HTTPException)
+    if exc.status_code == 404 and (redirect := slash_redirect(request)) is not None:
+        return redirect  # relative: Starlette's absolute one left a proxy's prefix and its https behind
     kind = {404: "not_found_error", 405: "method_not_allowed"}.get(exc.status_code, "invalid_request_error")
     return openai_error(exc.status_code, str(exc.detail), kind=kind, headers=dict(exc.headers or {}))
 
@@ -382,11 +385,13 @@ def build_inference_app(
         if tracer_provider is not None
         else []
     )
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=middleware,
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
     )
+    app.router.redirect_slashes = False  # ``_http_error`` redirects, to a relative reference
+    return app
 
 
 @dataclass(slots=True)

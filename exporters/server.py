@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute, Route
 from exporters.collection import CollectionLoop
 from exporters.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
 from exporters.xid import XidWatcher
+from gpuwarden.api_errors import slash_redirect
 from gpuwarden.graceful import StopRequest, run_until_stopped
 from gpuwarden.headers import HEADER_TIMEOUT_SECONDS
 
@@ -158,7 +159,17 @@ def create_app(
         Route("/", index, methods=["GET"]),
         *extra_routes,
     ]
-    return Starlette(routes=routes)
+    app = Starlette(routes=routes, exception_handlers={404: _not_found})
+    app.router.redirect_slashes = False  # ``_not_found`` redirects, to a relative reference
+    return app
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    """Starlette's 404, or a 307 to a path with a route by a relative ``Location`` (``/metrics/`` to
+    ``../metrics``): Starlette's absolute one, built from ``Host``, sent a scraper behind a proxy serving the
+    exporter under a prefix (``/exporter/metrics/``) to ``/metrics``, outside it, and one behind a TLS proxy
+    to plain http."""
+    return slash_redirect(request) or PlainTextResponse("Not Found", status_code=404)
 
 
 def server_config(app: Starlette, header_timeout: float = HEADER_TIMEOUT_SECONDS) -> uvicorn.Config:

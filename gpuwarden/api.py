@@ -44,6 +44,7 @@ from alerting.store_models import IncidentRow
 from alerting.titles import root_cluster
 from alerting.topology import target_from_dict
 from gpuwarden.alertmanager_api import AlertmanagerApi, iso
+from gpuwarden.allowed_hosts import AllowedHosts
 from gpuwarden.api_errors import error_response as _error
 from gpuwarden.api_errors import failure_text, no_route
 from gpuwarden.api_metrics import ApiMetrics
@@ -463,8 +464,7 @@ def create_app(
     background task (replaying what the journal held at start; ``/-/ready`` says when it caught up);
     without it they are stored synchronously before the answer. At shutdown each task is waited for 5 s at
     most, and not at all once ``hurry`` is set (a second stop signal); the outbox's send in flight, 5 s more
-    at most even then (``Outbox.finish_sends``).
-    """
+    at most even then (``Outbox.finish_sends``)."""
     metrics = ApiMetrics(engine)
     if applier is not None:
         health = applier.health
@@ -495,4 +495,5 @@ def create_app(
     )
     app.router.redirect_slashes = False  # ``no_route`` redirects, to a relative reference
     app.add_middleware(CatchAll, metrics=metrics, health=health)
+    app.add_middleware(AllowedHosts, hosts=config.allowed_hosts)  # with none, it passes every request on
     return app

@@ -30,6 +30,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from gpuwarden.allowed_hosts import allowed_host_entry
 from gpuwarden.config_alerting import (
     AlertingConfig,
     InhibitRuleConfig,
@@ -225,6 +226,16 @@ class ApiConfig(Section):
         description="connections and requests in progress past which a new request is answered 503 (keep it "
         "under the process's open-file limit, 1024 by default, so /healthz still gets a socket)",
     )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="the names serve is reached by (host names or addresses, no port): a request whose Host"
+        " header names another is answered 400, against DNS rebinding; empty (the default): any Host",
+    )
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _allowed_hosts_are_names(cls, value: list[str]) -> list[str]:
+        return [allowed_host_entry(item) for item in value]
 
 
 class StoreConfig(Section):

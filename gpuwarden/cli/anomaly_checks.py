@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from gpuwarden.cli.alerting_checks import over_plain_http
 from gpuwarden.cli.machine_checks import NotRegularFile, file_start
 from gpuwarden.cli.output_file import unwritable
+from gpuwarden.cli.tls_trust import ca_file_refusal
 from gpuwarden.errors import ConfigError
 from gpuwarden.headers import TOKEN_ENV, token_missing, token_problem
 from gpuwarden.limits import MAX_WINDOW_SECONDS
@@ -40,6 +41,9 @@ def anomaly_run_refusals(
             refusals.append(ConfigError(f"'{path}': cannot write {of}{reason}", field="anomaly.state_file"))
         elif foreign is not None:
             refusals.append(ConfigError(f"'{path}': {foreign}", field="anomaly.state_file"))
+    unloadable = ca_file_refusal(environ, "anomaly run")  # its clients for Prometheus and alert_url load it
+    if unloadable is not None:
+        refusals.append(unloadable)
     token = environ.get(TOKEN_ENV)
     problem = token_problem(token) if token else None
     if cfg.alert_url and not token:

@@ -13,13 +13,14 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import typer
 from rich.markup import escape
 
 from gpuwarden.cli.consoles import err_console
 from gpuwarden.cli.numbers import number
+from gpuwarden.cli.tls_trust import ca_file_problem, tls_hint
 from gpuwarden.headers import FIELD_HEADER, LAG_HEADER, TOKEN_ENV, token_missing, token_problem
 from gpuwarden.redaction import hidden_password, quoting_only
 from gpuwarden.urls import plain_http_host, url_problem, verify_tls
@@ -105,13 +106,6 @@ def _origin(url: str, envvar: str | None = "GPUWARDEN_URL") -> str:
     return envvar if envvar is not None and os.environ.get(envvar) == url else "--url"
 
 
-def _tls_hint(url: str, exc: Exception) -> str:
-    """What to write when https:// met a server speaking plain HTTP (serve has no TLS of its own)."""
-    if url.lower().startswith("https://") and "WRONG_VERSION_NUMBER" in str(exc):
-        return " (the server speaks plain HTTP: use http://, or the address of the TLS proxy in front of it)"
-    return ""
-
-
 def _blanks(url: str) -> str | None:
     """A blank around ``url`` (a variable set with a space): before it, it "must start with http://"; after
     it, the error named a port with a space in it."""
@@ -157,7 +151,7 @@ def api_request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Respon
     except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing listens there (or a standby's port)
         err_console.print(
             f"[red]error:[/red] cannot connect to {escape(hidden_password(url))}: {escape(str(exc))}"
-            f"{_tls_hint(url, exc) or '; is `gpuwarden serve` running there? (--url or GPUWARDEN_URL)'}"
+            f"{tls_hint(url, str(exc)) or '; is `gpuwarden serve` running there? (--url or GPUWARDEN_URL)'}"
         )
         raise typer.Exit(1) from exc
     except httpx.TimeoutException as exc:  # connected: serve took the request and did not answer in time
@@ -172,8 +166,14 @@ def api_request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Respon
         said = str(exc).replace(token, "***") if token else str(exc)  # a header's error quotes its value
         err_console.print(f"[red]error:[/red] cannot reach {escape(hidden_password(url))}: {escape(said)}")
         raise typer.Exit(1) from exc
+    except OSError as exc:  # httpx loads SSL_CERT_FILE before connecting: a missing or non-PEM file raised
+        problem = ca_file_problem(exc)
+        if problem is None:
+            raise
+        err_console.print(f"[red]error:[/red] {escape(problem)}")
+        raise typer.Exit(2) from exc
     if response.status_code >= 400:
-        err_console.print(f"[red]error:[/red] {escape(_refusal(response, token, url))}")
+        err_console.print(f"[red]error:[/red] {escape(_refusal(response, token, url, path))}")
         raise typer.Exit(1)
     lag = response.headers.get(LAG_HEADER)
     if lag is not None:  # a listing of 4 incidents while 1,255 were coming said nothing of it
@@ -202,7 +202,7 @@ def _warn_plain_http(url: str) -> None:
     )
 
 
-def _refusal(response: httpx.Response, token: str | None, url: str) -> str:
+def _refusal(response: httpx.Response, token: str | None, url: str, path: str) -> str:
     """What an error answer says, and what to check when that alone does not help: a 401 sent without a
     token, an answer that is not gpuwarden's (a plain 404 said "HTTP 404: " and no more), serve's "no route"
     under a ``url`` with a path, or serve failing (5xx); the last three name ``url``, which the line did not
@@ -231,10 +231,11 @@ def _refusal(response: httpx.Response, token: str | None, url: str) -> str:
     shown = hidden_password(url)
     if not ours:
         return f"{said} (not gpuwarden's answer, from {shown}: is --url a gpuwarden serve?)"
-    base = _base_of(url) if _no_route(response, data) else None
-    if base is not None:  # serve saw the path: nothing in front of it strips a prefix
+    base = _base_of(url, path, message) if _no_route(response, data) else None
+    if base is not None:  # serve saw the path, less what a proxy in front of it strips
         given = f"{_origin(url)} {shown}"
-        return f"{said}; {given} is not serve's base URL: give {hidden_password(base)}, without the path"
+        rest = "the path" if urlsplit(base).path in ("", "/") else "the rest of the path"
+        return f"{said}; {given} is not serve's base URL: give {hidden_password(base)}, without {rest}"
     if response.status_code >= 500:
         return f"{said} (from serve at {shown}; its log says more)"
     return said
@@ -246,10 +247,18 @@ def _no_route(response: httpx.Response, data: object) -> bool:
     return response.status_code == 404 and "path" in (field, response.headers.get(FIELD_HEADER))
 
 
-def _base_of(url: str) -> str | None:
-    """``url`` without its path (``http://host:8080`` of ``http://host:8080/api/v2``); None without one."""
+def _base_of(url: str, path: str, message: str) -> str | None:
+    """The base URL to give instead of ``url``, whose request for ``path`` serve answered "no route for
+    METHOD SEEN" (``message``): ``url`` without its path (``http://host:8080`` of ``http://host:8080/api/v2``),
+    but with the prefix that a proxy in front of serve strips (``http://proxy/gpuwarden`` of
+    ``http://proxy/gpuwarden/api/v2``: serve saw ``/api/v2/...``); None for a ``url`` without a path."""
     split = urlsplit(url)
-    return f"{split.scheme}://{split.netloc}" if split.path.strip("/") else None
+    if not split.path.strip("/"):
+        return None
+    asked = unquote(urlsplit(url.rstrip("/") + path).path)
+    seen = message.partition(" no route for ")[2].partition(" ")[2]
+    prefix = asked.removesuffix(seen).rstrip("/") if seen and asked.endswith(seen) else ""
+    return f"{split.scheme}://{split.netloc}{prefix}"
 
 
 def api_json(method: str, url: str, path: str, shape: type, **kwargs: Any) -> Any:

@@ -47,6 +47,7 @@ from gpuwarden.cli.sim_checks import (
     mig_gpus,
     simulated_fleet,
 )
+from gpuwarden.cli.tls_trust import ca_file_refusal
 from gpuwarden.errors import ConfigError
 from gpuwarden.headers import TOKEN_ENV, token_problem
 
@@ -137,7 +138,18 @@ def check_starts(cfg: GpuwardenConfig, environ: Mapping[str, str]) -> list[Confi
     if "anomaly" in written:
         source_written = "source" in cfg.anomaly.model_fields_set
         refusals.extend(anomaly_run_refusals(cfg.anomaly, environ, source_written=source_written))
+    unloadable = serve_ca_file_refusal(cfg, environ)
+    if unloadable is not None and written & SERVE_SECTIONS and unloadable not in refusals:
+        refusals.append(unloadable)
     return refusals
+
+
+def serve_ca_file_refusal(cfg: GpuwardenConfig, environ: Mapping[str, str]) -> ConfigError | None:
+    """Why ``serve`` cannot start with the ``SSL_CERT_FILE`` of ``environ``: the clients of its webhooks and
+    of Slack's charts (``slack.chart_prometheus_url``) load it as they are built."""
+    slack = cfg.slack
+    charts = slack.bot_token is not None and slack.charts and slack.chart_prometheus_url is not None
+    return ca_file_refusal(environ, "serve") if cfg.webhooks or charts else None
 
 
 def serve_token_refusal(api_token_set: bool, environ: Mapping[str, str]) -> ConfigError | None:

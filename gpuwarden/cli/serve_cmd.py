@@ -21,7 +21,7 @@ from gpuwarden.cli.logs import LOG_FORMAT_HELP, LogFormat, configure_logging, ke
 from gpuwarden.cli.machine_checks import listen_socket, refused_setting, sqlite_path
 from gpuwarden.cli.notifiers import build_outbox, stored_outbox
 from gpuwarden.cli.numbers import whole_number
-from gpuwarden.cli.preflight import check_serve, journal_field, serve_token_refusal
+from gpuwarden.cli.preflight import check_serve, journal_field, serve_ca_file_refusal, serve_token_refusal
 from gpuwarden.cli.serve_journal import build_applier, journal_dir
 from gpuwarden.cli.startup import EXIT_TEMPFAIL, StartupLines
 from gpuwarden.clock import SystemClock
@@ -378,6 +378,8 @@ def _started(
         # again once the lock is held, since a standby may take over hours later.
         problems, warnings = check_serve(cfg, store, store_field, address, address_field)
         problems[:0] = [no_token] if no_token is not None else []
+        unloadable = serve_ca_file_refusal(cfg, os.environ)
+        problems.extend([unloadable] if unloadable is not None else [])
         for warning in warnings:
             logger.warning("%s", cfg.locate(warning))  # a log line in both formats, as serve's others
         try:

@@ -25,6 +25,7 @@ from gpuwarden.cli.incidents_cmd import (
 from gpuwarden.cli.listings import say_none_found
 from gpuwarden.cli.numbers import number, whole_number
 from gpuwarden.cli.tables import print_table
+from gpuwarden.cli.tls_trust import ca_file_problem, tls_hint
 from gpuwarden.clock import FakeClock, shown
 from gpuwarden.errors import InputError
 from gpuwarden.numerals import AS_WRITTEN, NUMBER, TOO_LARGE, WHOLE_NUMBER, written_as_digits
@@ -135,7 +136,13 @@ def _request(method: str, url: str, path: str, timeout: float, **kwargs: Any) ->
         return httpx.request(method, target, timeout=timeout, verify=verify_tls(target), **kwargs)
     except httpx.HTTPError as exc:
         shown_url = hidden_password(target)
-        raise _fail(f"cannot reach {shown_url}: {exc}; is the exporter running with --simulate?") from exc
+        hint = tls_hint(target, str(exc)) or "; is the exporter running with --simulate?"
+        raise _fail(f"cannot reach {shown_url}: {exc}{hint}") from exc
+    except OSError as exc:  # httpx loads SSL_CERT_FILE before connecting: a missing or non-PEM file raised
+        problem = ca_file_problem(exc)
+        if problem is None:
+            raise
+        raise _fail(problem, 2) from exc
 
 
 def _answered(response: httpx.Response, key: str) -> dict[str, Any]:

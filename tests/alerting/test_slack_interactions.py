@@ -8,7 +8,7 @@ import json
 import warnings
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
 from starlette.applications import Starlette
@@ -75,6 +75,22 @@ def test_a_bad_signature_is_refused_and_nothing_happens(
     )
     assert response.status_code == 401
     assert "signature mismatch" in response.json()["error"]
+    assert actions.calls == []
+
+
+def test_a_body_changed_by_a_proxy_is_refused_saying_it_may_have_been_changed_on_the_way(
+    client: TestClient, clock: FakeClock, actions: RecordingActions, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A proxy or WAF that decodes the form and encodes it again (``+`` for ``%20``, its own escapes) breaks
+    Slack's signature: "signature mismatch" alone sent operators to rotate a signing secret that was right."""
+    body = button_body(ACTION_ACKNOWLEDGE)
+    reencoded = urlencode(parse_qsl(body.decode()), safe=":,").encode()
+    assert reencoded != body
+    response = client.post(PATH, content=reencoded, headers=signed(body, int(clock.time())))
+    assert response.status_code == 401
+    said = "something on the way (a proxy, a WAF) changed the body, which must reach serve byte for byte"
+    assert said in response.json()["error"]
+    assert said in caplog.text
     assert actions.calls == []
 
 

@@ -152,3 +152,13 @@ def test_a_completion_asking_for_another_model_is_refused_as_openai_refuses_it(h
         "model",
         "model_not_found",
     )
+
+
+def test_a_trailing_slash_is_redirected_relative_so_a_proxy_s_prefix_and_https_are_kept(h: Harness) -> None:
+    # Starlette's Location was absolute, from Host: behind a proxy serving it under /llm, /llm/healthz/ was
+    # sent to http://proxy/healthz, outside the prefix, and to plain http behind a TLS proxy.
+    reply = h.client.get("/healthz/", headers={"Host": "proxy.example"})
+    assert (reply.status_code, reply.headers["location"]) == (307, "../healthz")
+    missing = h.client.get("/nothing/")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["type"] == "not_found_error"

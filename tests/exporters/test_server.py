@@ -206,3 +206,16 @@ def test_a_scrape_s_compression_runs_off_the_event_loop(
     assert reply.headers["content-encoding"] == "gzip"
     assert reply.content.startswith(b"# HELP")
     assert on_loop == [False]
+
+
+@pytest.mark.parametrize(("path", "location"), [("/metrics/", "../metrics"), ("/healthz/", "../healthz")])
+def test_a_trailing_slash_is_redirected_relative_so_a_proxy_s_prefix_and_https_are_kept(
+    nvml: SimNvml, clock: FakeClock, path: str, location: str
+) -> None:
+    # Starlette's Location was absolute, from Host: behind a proxy serving the exporter under /exporter,
+    # /exporter/metrics/ was sent to http://proxy/metrics, outside the prefix (the proxy's 404).
+    client = AsgiClient(create_app(loop_for(nvml, clock)))
+    reply = client.get(path, headers={"Host": "proxy.example"})
+    assert (reply.status_code, reply.headers["location"]) == (307, location)
+    missing = client.get("/nothing/")
+    assert (missing.status_code, missing.text) == (404, "Not Found")

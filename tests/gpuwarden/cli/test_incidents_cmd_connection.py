@@ -213,6 +213,22 @@ def test_serves_no_route_under_a_url_with_a_path_names_the_url_and_its_base_to_g
     assert f"{given} {url}/foo/ is not serve's base URL: give {url}, without the path" in said, said
 
 
+def test_serves_no_route_behind_a_proxy_stripping_a_prefix_names_the_base_with_the_prefix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Behind a proxy serving it under /gpuwarden, `--url http://proxy/gpuwarden/extra` was told to give
+    # http://proxy "without the path", where the proxy serves nothing of serve's.
+    proxy = "http://proxy.test/gpuwarden"
+    sql = migrated_sqlite(tmp_path / "cli.db")
+    with TestClient(create_app(IncidentEngine(sql, FakeClock()), ApiConfig())) as client:
+        route_httpx(client, proxy, monkeypatch)  # what the proxy does: /gpuwarden/x reaches serve as /x
+        result = runner.invoke(app, ["incidents", "list", "--url", f"{proxy}/extra"])
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 1, said
+    assert "no route for GET /extra/api/v1/incidents" in said, said
+    assert f"--url {proxy}/extra is not serve's base URL: give {proxy}, without the rest of the path" in said
+
+
 @pytest.mark.parametrize(
     ("status", "body", "told"),
     [

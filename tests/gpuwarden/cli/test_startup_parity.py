@@ -81,6 +81,22 @@ ROWS = {
     ),
     # serve's refusals
     "serve-no-token": Row(SERVE, DB, "api.token"),
+    # httpx loads SSL_CERT_FILE as it builds a client (a webhook's): a missing file was a traceback
+    "serve-ssl-cert-file-missing": Row(
+        SERVE,
+        DB + "webhooks:\n  - name: oncall\n    url: http://127.0.0.1:1/hook\n",
+        "SSL_CERT_FILE",
+        token="t",
+        env={"SSL_CERT_FILE": "/nonexistent/gpuwarden-ca.pem"},
+    ),
+    "serve-ssl-cert-file-missing-slack-charts": Row(  # the charts' Prometheus client loads it
+        SERVE,
+        DB + "slack:\n  bot_token: {env: SLACK_BOT_TOKEN}\n  channel: C0123456789\n"
+        "  chart_prometheus_url: http://127.0.0.1:1\n",
+        "SSL_CERT_FILE",
+        token="t",
+        env={"SSL_CERT_FILE": "/nonexistent/gpuwarden-ca.pem", "SLACK_BOT_TOKEN": "xoxb-1"},
+    ),
     "serve-token-with-a-space": Row(SERVE, DB, "GPUWARDEN_API_TOKEN", token=" t"),
     # a database serve cannot open: validate said ok; serve refused it (SQLite: after making its lock file)
     "serve-store-not-supported": Row(
@@ -105,6 +121,9 @@ ROWS = {
         ANOMALY, SCORED + "  source: in-process\n" + QUERY, "anomaly.source", token="t"
     ),
     "alert-url-without-token": Row(ANOMALY, SCORED + FORWARDS + QUERY, "anomaly.alert_url"),
+    "anomaly-ssl-cert-file-missing": Row(  # its Prometheus client loads it: a traceback
+        ANOMALY, SCORED + QUERY, "SSL_CERT_FILE", token="t", env={"SSL_CERT_FILE": "/nonexistent/ca.pem"}
+    ),
     "alert-url-token-with-a-space": Row(
         ANOMALY, SCORED + FORWARDS + QUERY, "GPUWARDEN_API_TOKEN", token=" t"
     ),
