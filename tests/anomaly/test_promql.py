@@ -22,16 +22,32 @@ pytestmark = pytest.mark.integration
 
 class CounterTarget(LocalServer):
     """A target serving ``ramp_requests_total{pod=...}`` that counts ``per_second`` in real time; a test
-    changes its rate or stops it (its scrapes then fail, as a deleted pod's)."""
+    changes its rate or stops it (its scrapes then fail, as a deleted pod's).
 
-    def __init__(self, pod: str, per_second: float = 10.0) -> None:
-        self.pod, self.per_second, self.since, self.base = pod, per_second, time.time(), 0.0
+    ``grid`` (seconds; 0: none): each scrape is answered with the counter's value at the latest multiple of
+    ``grid`` and that time as the sample's timestamp, so its samples lie on a fixed grid whatever the moment
+    Prometheus scrapes (a late or lost scrape leaves a point out, it never shifts one). Scraped at 250 ms
+    on a loaded machine, an unstamped counter's 2 s ``rate()`` wobbled by up to 0.7/s: the sample's time is
+    when the scrape began, its value when the handler ran, and a late scrape cut the extrapolation to the
+    window's edge short. Prometheus writes no staleness marker for a stamped series, so a target whose
+    going away is under test must stay unstamped."""
+
+    def __init__(self, pod: str, per_second: float = 10.0, grid: float = 0.0) -> None:
+        self.pod, self.grid = pod, grid
+        self.rates = [(time.time(), 0.0, per_second)]  # (since, value then, per second), in time order
         self.stopped = False
         target = self
 
         class Handler(QuietHandler):
             def do_GET(self) -> None:
-                body = f'ramp_requests_total{{pod="{target.pod}"}} {target.value():.4f}\n'.encode()
+                now = time.time()
+                if not target.grid:
+                    line = f'ramp_requests_total{{pod="{target.pod}"}} {target.value(now):.4f}\n'
+                else:
+                    millis = int(now * 1000) // int(target.grid * 1000) * int(target.grid * 1000)
+                    value = target.value(millis / 1000)
+                    line = f'ramp_requests_total{{pod="{target.pod}"}} {value:.4f} {millis}\n'
+                body = line.encode()
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -40,11 +56,14 @@ class CounterTarget(LocalServer):
         super().__init__(Handler)
         self.address = self.url.removeprefix("http://")
 
-    def value(self) -> float:
-        return self.base + self.per_second * (time.time() - self.since)
+    def value(self, at: float) -> float:
+        """The counter at time ``at`` (0 before its start: a grid point can precede it)."""
+        since, base, per_second = next((r for r in reversed(self.rates) if r[0] <= at), (at, 0.0, 0.0))
+        return base + per_second * (at - since)
 
     def set_rate(self, per_second: float) -> None:
-        self.base, self.since, self.per_second = self.value(), time.time(), per_second
+        now = time.time()
+        self.rates.append((now, self.value(now), per_second))
 
     def stop(self) -> None:
         if not self.stopped:
@@ -54,8 +73,9 @@ class CounterTarget(LocalServer):
 
 @pytest.fixture(scope="module")
 def counters():
-    """Two counter targets, pods a and b, at 10/s each, scraped by ``prometheus`` every 250 ms."""
-    targets = [CounterTarget("a"), CounterTarget("b")]
+    """Two counter targets, pods a and b, at 10/s each, scraped by ``prometheus`` every 250 ms; b's samples
+    stamped on a 250 ms grid."""
+    targets = [CounterTarget("a"), CounterTarget("b", grid=0.25)]
     yield targets
     for target in targets:
         target.stop()
@@ -217,6 +237,13 @@ def test_a_rate_whose_target_went_away_raises_nothing_while_a_real_drop_still_fi
     history = PromQuery("history", "count_over_time(ramp_requests_total[5s]) >= 18")  # 4.5 s scraped
     while len(reader.query_instant(history, clock.time()).labels) < 2:
         clock.sleep(0.25)
+    # b's band is learnt from the 10 steps before the stop: wait until its rate read 10/s at each of them
+    # (scrapes held up on a loaded machine leave a low point: learnt, it widened the band past the drop).
+    steady = PromQuery("steady", 'rate(ramp_requests_total{pod="b"}[2s])', step_seconds=0.25)
+    deadline = clock.monotonic() + 60
+    while not _steady(reader.query_range(steady, clock.time() - 3, clock.time()).values, 10.0):
+        assert clock.monotonic() < deadline, "b's rate never read 10/s for 3 s: scrapes too late to test"
+        clock.sleep(0.25)
     stopped = clock.time()
     a.stop()
     b.set_rate(1.0)
@@ -257,3 +284,12 @@ def test_a_rate_whose_target_went_away_raises_nothing_while_a_real_drop_still_fi
     assert [alert.labels["pod"] for alert in raised] == ["b"]  # the drop, not the pod deleted
     assert {lab["pod"] for lab in service.last_view.latest["requests"].labels} == {"b"}
     assert len(service.index) == 1  # a's series forgotten as before: no alert that it went away
+
+
+def _steady(values: np.ndarray, per_second: float) -> bool:
+    """Whether one series answered at 11 or more steps, each within 0.25/s of ``per_second``."""
+    return (
+        values.shape[0] == 1
+        and np.isfinite(values).sum() >= 11
+        and bool(np.nanmax(np.abs(values - per_second)) <= 0.25)
+    )
