@@ -64,6 +64,10 @@ _WORDS = (  # one string keeps the 44 words on three lines
 )
 _VOCABULARY = tuple(_WORDS.split())
 
+# A stream's tokens must reach the client as they come: nginx buffers a proxied answer (proxy_buffering on, its
+# default) unless the upstream says ``X-Accel-Buffering: no``, and a cache in between must not keep one.
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
 
 class GpuHealth(Protocol):
     """What the server needs from a fleet: how fast one GPU runs now (1 healthy, 0 unusable)."""
@@ -213,7 +217,7 @@ class InferenceHandlers:
             gen=gen,
         )
         if body.stream:
-            return StreamingResponse(self._stream(job), media_type="text/event-stream")
+            return StreamingResponse(self._stream(job), media_type="text/event-stream", headers=SSE_HEADERS)
         return await self._answer(request, job)
 
     async def _answer(self, request: Request, job: _Generation) -> Response:

@@ -39,6 +39,8 @@ def test_toy_generator_is_deterministic_per_prompt_and_differs_between_prompts()
 def test_streamed_chat_sends_sse_chunks_with_the_same_text_then_done(h: Harness) -> None:
     r = h.client.post("/v1/chat/completions", json={**CHAT, "stream": True})
     assert r.headers["content-type"].startswith("text/event-stream")
+    assert r.headers["x-accel-buffering"] == "no"  # nginx would hold the tokens back (proxy_buffering)
+    assert r.headers["cache-control"] == "no-cache"
     chunks = sse_events(r.text)
     assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
     content = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
