@@ -64,8 +64,8 @@ _WORDS = (  # one string keeps the 44 words on three lines
 )
 _VOCABULARY = tuple(_WORDS.split())
 
-# A stream's tokens must reach the client as they come: nginx buffers a proxied answer (proxy_buffering on, its
-# default) unless the upstream says ``X-Accel-Buffering: no``, and a cache in between must not keep one.
+# A stream's tokens must reach the client as they come: nginx buffers a proxied answer (proxy_buffering on,
+# its default) unless the upstream says ``X-Accel-Buffering: no``, and a cache in between must not keep one.
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
