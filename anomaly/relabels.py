@@ -1,0 +1,66 @@
+"""Which GPU a series is about, and a GPU's series relabelled within one read followed to its new labels.
+
+A GPU is its ``UUID`` (and MIG instance, ``GPU_I_ID``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+
+import numpy as np
+
+from anomaly.sources import Frame
+from anomaly.thresholds import IntArray
+from gpuwarden.mig import INSTANCE_ID
+
+# A GPU: (its UUID, "", its MIG instance).
+GpuIdentity = tuple[str, str, str]
+
+
+def gpu_identity(labels: Mapping[str, str]) -> GpuIdentity | None:
+    """The GPU (and MIG instance) ``labels`` name; None where they name none (no UUID)."""
+    uuid = labels.get("UUID")
+    return (uuid, "", labels.get(INSTANCE_ID, "")) if uuid else None
+
+
+def followed(frame: Frame, ids: IntArray) -> tuple[Frame, IntArray, dict[int, int]]:
+    """``frame`` (of several steps) with each GPU relabelled within it as one row under its newest labels,
+    its series' ids, and the ids so merged, each to the one that goes on (``SeriesIndex.follow``).
+
+    A read of several steps (the catch-up after an outage, the warm-up's) holding a relabel (``pod`` added
+    when a job lands) holds the GPU's old and new series; both were taken as answered to its end, the old one
+    kept ``forget_after_seconds`` beside the new, which learnt the GPU anew while its old labels' alert fired
+    on. Merged only where a GPU's rows that start or end within the read follow one another, none holding a
+    sample at or after the next one's first (two pods sharing a GPU answer side by side: left as they are).
+    """
+    if frame.timestamps.size < 2 or len(frame.labels) < 2:
+        return frame, ids, {}
+    samples = frame.samples
+    # Only a row without a sample at the read's first step or at its last may be a GPU's old or new labels'
+    # (none, most reads: nothing is looked at).
+    edge = np.flatnonzero(~(samples[:, 0] & samples[:, -1]) & samples.any(axis=1))
+    if edge.size < 2:
+        return frame, ids, {}
+    groups: dict[GpuIdentity, list[int]] = {}
+    for i in edge.tolist():
+        gpu = gpu_identity(frame.labels[i])
+        if gpu is not None:
+            groups.setdefault(gpu, []).append(i)
+    first = np.argmax(samples, axis=1)
+    last = samples.shape[1] - 1 - np.argmax(samples[:, ::-1], axis=1)
+    into = np.arange(len(frame.labels))
+    moved: dict[int, int] = {}
+    for group in groups.values():
+        rows = sorted(group, key=lambda r: int(first[r]))
+        if len(rows) < 2 or any(last[a] >= first[b] for a, b in itertools.pairwise(rows)):
+            continue
+        newest = rows[-1]
+        for r in rows[:-1]:
+            into[r] = newest
+            if ids[r] != ids[newest]:
+                moved[int(ids[r])] = int(ids[newest])
+    if not moved:
+        return frame, ids, {}
+    places, inverse = np.unique(into, return_inverse=True)
+    return frame.merged(inverse, places), ids[places], moved
