@@ -17,6 +17,7 @@ import numpy as np
 
 from anomaly.detectors import Findings
 from anomaly.parked import ParkedRows
+from anomaly.relabels import parking_key
 from anomaly.series import Step, View
 from anomaly.snapshot import State
 from anomaly.thresholds import AdaptiveThresholds, ThresholdParams
@@ -155,8 +156,9 @@ class AdaptiveDetector:
             self._query += [None] * grow
             self._gpu += [None] * grow
         for i, sid in zip(rows.tolist(), step.ids[rows].tolist(), strict=True):
-            # An empty key names no GPU: parked under it, one GPU's band went to another's next series.
-            gpu = step.labels[i].get(self.key_label) or None
+            # An empty key names no GPU: parked under it, one GPU's band went to another's next series. A
+            # series without a UUID is parked by its node and index (``parking_key``).
+            gpu = parking_key(step.labels[i], self.key_label)
             self._query[sid], self._gpu[sid] = step.query, gpu
             row = None if gpu is None else self._parked.take(_key(step.query, gpu), step.at)
             if row is not None:

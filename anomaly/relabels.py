@@ -1,6 +1,11 @@
 """Which GPU a series is about, and a GPU's series relabelled within one read followed to its new labels.
 
-A GPU is its ``UUID`` (and MIG instance, ``GPU_I_ID``).
+A GPU is its ``UUID`` (and MIG instance, ``GPU_I_ID``). A series without one (a query that aggregates by
+``Hostname, gpu``, an exporter that labels by node and index only, a MIG instance served without its
+parent's UUID) is its node (the first of ``NODE_LABELS`` set, else ``instance``: dcgm-exporter's
+``Hostname`` or the scrape target) and its ``gpu`` index, as ``anomaly.ledger.gpu_key`` reads it. Such a
+series is followed to new labels only where that is unambiguous (``SeriesIndex.expire``): one new series of
+the node and index, and one it replaces; a node name repeated by two GPUs would otherwise merge them.
 """
 
 from __future__ import annotations
@@ -13,15 +18,33 @@ import numpy as np
 from anomaly.sources import Frame
 from anomaly.thresholds import IntArray
 from gpuwarden.mig import INSTANCE_ID
+from gpuwarden.model import NODE_LABELS
 
-# A GPU: (its UUID, "", its MIG instance).
+# A GPU: (its UUID, "", its MIG instance), or, without a UUID, ("", its node and index, its MIG instance).
 GpuIdentity = tuple[str, str, str]
 
 
 def gpu_identity(labels: Mapping[str, str]) -> GpuIdentity | None:
-    """The GPU (and MIG instance) ``labels`` name; None where they name none (no UUID)."""
+    """The GPU (and MIG instance) ``labels`` name; None where they name none (no UUID, no node or index)."""
+    instance = labels.get(INSTANCE_ID, "")
     uuid = labels.get("UUID")
-    return (uuid, "", labels.get(INSTANCE_ID, "")) if uuid else None
+    if uuid:
+        return (uuid, "", instance)
+    gpu = labels.get("gpu")
+    node = next((labels[k] for k in NODE_LABELS if labels.get(k)), labels.get("instance", ""))
+    if not gpu or not node:
+        return None
+    return ("", f"{node}\x00{gpu}", instance)
+
+
+def parking_key(labels: Mapping[str, str], key_label: str) -> str | None:
+    """What a detector parks a series' state by (``key_label``, the UUID), or, where the series has no
+    ``UUID`` and the key is the UUID, its node and index (``gpu_identity``); None: no GPU."""
+    key = labels.get(key_label)
+    if key or key_label != "UUID":
+        return key or None
+    gpu = gpu_identity(labels)
+    return None if gpu is None else f"\x01{gpu[1]}\x00{gpu[2]}"
 
 
 def followed(frame: Frame, ids: IntArray) -> tuple[Frame, IntArray, dict[int, int]]:

@@ -193,22 +193,29 @@ class SeriesIndex:
         into their new labels' (``follow``). Kept until ``forget_after``, the new series warmed up anew beside
         them (a GPU mid-fault learnt the fault as its band and alerted when it recovered) and their alerts
         resolved ``forget_after`` later, mid-fault; forgotten now, detectors hand their state to the new
-        series as to a GPU back under new labels."""
+        series as to a GPU back under new labels. A GPU known by its node and index alone (no ``UUID``) is
+        followed only from one series to one: two of them new, or two gone, may be two GPUs."""
         new, self._new = self._new, []
         moved, self._moved = self._moved, {}
         keys, labels = self.keys, self.labels
         out = {k: to for a, b in moved.items() if (k := keys[a]) is not None and (to := keys[b]) is not None}
         fresh: dict[tuple[str, GpuIdentity], tuple[float, SeriesKey]] = {}
+        twice: set[tuple[str, GpuIdentity]] = set()  # a GPU without a UUID with two new series: ambiguous
         for sid in new:
             key = keys[sid] if sid < len(keys) else None
             if key is not None and sid not in moved and (gpu := gpu_identity(labels[sid])):
                 at = (key[0], gpu)
+                if at in fresh and not gpu[0]:
+                    twice.add(at)
                 fresh[at] = max(fresh.get(at, (-np.inf, key)), (float(self.last_seen[sid]), key))
+        for at in twice:
+            del fresh[at]
         if not fresh:
             return out
         # Only series read before the newest of them can be replaced: a few, where a loop over every series
         # took 0.15 s a tick at 250,000 series under pod churn (0.7 ms so).
         older = np.flatnonzero(self.last_seen[: len(keys)] < max(seen for seen, _ in fresh.values()))
+        found: dict[tuple[str, GpuIdentity], list[SeriesKey]] = {}
         for sid in older.tolist():
             key = keys[sid]
             if key is None or not (gpu := gpu_identity(labels[sid])):
@@ -217,7 +224,10 @@ class SeriesIndex:
             # Not read at all where the new series was (both in one read: two pods on a shared GPU; a read
             # holding the change itself merged the old labels' rows into the new ones', ``follow``).
             if now is not None and self.last_seen[sid] < now[0]:
-                out[key] = now[1]
+                found.setdefault((key[0], gpu), []).append(key)
+        for at, gone in found.items():
+            if at[1][0] or len(gone) == 1:
+                out.update(dict.fromkeys(gone, fresh[at][1]))
         return out
 
 

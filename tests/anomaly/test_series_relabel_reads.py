@@ -1,5 +1,5 @@
-"""A GPU's series relabelled inside one read of several steps (the catch-up after an outage): followed to
-its new labels at that read."""
+"""A GPU's series relabelled inside one read of several steps (the catch-up after an outage), and without a
+``UUID`` label (followed by its node and index where that is unambiguous)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,10 @@ BARE = {"Hostname": "n1", "gpu": "0"}  # no UUID: an exporter labelling by node 
 
 def uuid_labels(g: int) -> dict[str, str]:
     return {"Hostname": "n1", "gpu": str(g), "UUID": f"GPU-{g}"}
+
+
+def bare_labels(g: int) -> dict[str, str]:
+    return {"Hostname": "n1", "gpu": str(g)}
 
 
 def clock_alerts(
@@ -89,6 +93,13 @@ def test_a_gpu_relabelled_during_an_outage_hands_its_band_and_alert_over_at_the_
     one_at_a_time(clock_alerts(request, with_pod(uuid_labels), outage=range(30, 56)))
 
 
+@pytest.mark.parametrize("outage", [range(0), range(30, 56)], ids=["live", "catch-up"])
+def test_a_gpu_without_a_uuid_is_followed_to_new_labels_by_its_node_and_index(request, outage):
+    """The series name no UUID (``Hostname`` and ``gpu`` only): before, the relabelled GPU was a new one,
+    its old labels' alert fired on for 10 minutes and the recovery was an "up" alert."""
+    one_at_a_time(clock_alerts(request, with_pod(bare_labels), outage=outage))
+
+
 def frame(rows: list[tuple[dict[str, str], list[float]]]) -> Frame:
     """One read of four steps (at 30, 60, 90, 120), a row per label set; NaN: no sample."""
     return Frame(
@@ -128,3 +139,29 @@ def test_series_of_one_read_that_are_not_one_gpu_relabelled_stay_apart(rows):
     view = build_view([frame(rows)], index, CounterRates(), 120.0)
     assert len({int(i) for s in view.steps for i in s.ids}) == 2
     assert index.expire(120.0, 900.0).size == 0
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        pytest.param([BARE], [{**BARE, "pod": "a"}, {**BARE, "pod": "b"}], id="two-new-series-of-the-gpu"),
+        pytest.param([{**BARE, "pod": "a"}, {**BARE, "pod": "b"}], [{**BARE, "pod": "c"}], id="two-gone"),
+        pytest.param([BARE], [{**BARE, "Hostname": "n2"}], id="another-node"),
+        pytest.param([{"Hostname": "n1"}], [{"Hostname": "n1", "pod": "a"}], id="no-gpu-index"),
+    ],
+)
+def test_a_series_without_a_uuid_is_not_followed_where_its_gpu_is_ambiguous(first, second):
+    index = SeriesIndex()
+    old = index.ids_for("q", first, 0.0)
+    index.expire(0.0, 900.0)
+    index.ids_for("q", second, 30.0)
+    assert index.expire(30.0, 900.0).size == 0
+    assert all(index.id_key(int(sid)) is not None for sid in old)
+
+
+def test_a_series_without_a_uuid_is_followed_to_its_one_new_series():
+    index = SeriesIndex()
+    old = index.ids_for("q", [BARE, {**BARE, "gpu": "1"}], 0.0)
+    index.expire(0.0, 900.0)
+    index.ids_for("q", [{**BARE, "pod": "a"}, {**BARE, "gpu": "1"}], 30.0)
+    assert index.expire(30.0, 900.0).tolist() == [old[0]]
