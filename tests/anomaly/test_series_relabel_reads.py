@@ -1,5 +1,6 @@
-"""A GPU's series relabelled inside one read of several steps (the catch-up after an outage), and without a
-``UUID`` label (followed by its node and index where that is unambiguous)."""
+"""A GPU's series relabelled where the last leftovers were: inside one read of several steps (the catch-up
+after an outage), without a ``UUID`` label (followed by node and index), and renamed in a query that selects
+both metric names."""
 
 from __future__ import annotations
 
@@ -98,6 +99,21 @@ def test_a_gpu_without_a_uuid_is_followed_to_new_labels_by_its_node_and_index(re
     """The series name no UUID (``Hostname`` and ``gpu`` only): before, the relabelled GPU was a new one,
     its old labels' alert fired on for 10 minutes and the recovery was an "up" alert."""
     one_at_a_time(clock_alerts(request, with_pod(bare_labels), outage=outage))
+
+
+def test_a_metric_renamed_node_by_node_in_a_query_of_both_names_is_one_alert(request):
+    """``{__name__=~"OLD|NEW"}`` through an exporter upgrade of GPUs 0-1 at step 40 and 2-3 at step 60: the
+    reads between hold both names, so alerts name their ``metric`` from then on. Before, GPU 0's alert was
+    resolved at the rename and raised again as ``metric="..._V2"``; now it goes on until the recovery."""
+
+    def renamed(g: int, step: int) -> dict[str, str]:
+        return {**uuid_labels(g), **({"__name__": f"{NAME}_V2"} if step >= (40 if g < 2 else 60) else {})}
+
+    expr = f'{{__name__=~"{NAME}|{NAME}_V2"}}'
+    alerts = clock_alerts(request, renamed, expr)
+    assert [a.status.value for a in alerts] == ["firing", "resolved"], alerts
+    ended = alerts[1].ends_at
+    assert ended is not None and ended.timestamp() - alerts[0].starts_at.timestamp() > 120 * INTERVAL
 
 
 def frame(rows: list[tuple[dict[str, str], list[float]]]) -> Frame:
