@@ -54,8 +54,9 @@ def followed(frame: Frame, ids: IntArray) -> tuple[Frame, IntArray, dict[int, in
     A read of several steps (the catch-up after an outage, the warm-up's) holding a relabel (``pod`` added
     when a job lands) holds the GPU's old and new series; both were taken as answered to its end, the old one
     kept ``forget_after_seconds`` beside the new, which learnt the GPU anew while its old labels' alert fired
-    on. Merged only where a GPU's rows that start or end within the read follow one another, none holding a
-    sample at or after the next one's first (two pods sharing a GPU answer side by side: left as they are).
+    on. Merged only where a GPU's rows of one metric that start or end within the read follow one another,
+    none holding a sample at or after the next one's first (two pods sharing a GPU answer side by side: left
+    as they are), or, of metrics met once each, its rows do so (a metric renamed).
     """
     if frame.timestamps.size < 2 or len(frame.labels) < 2:
         return frame, ids, {}
@@ -65,24 +66,34 @@ def followed(frame: Frame, ids: IntArray) -> tuple[Frame, IntArray, dict[int, in
     edge = np.flatnonzero(~(samples[:, 0] & samples[:, -1]) & samples.any(axis=1))
     if edge.size < 2:
         return frame, ids, {}
-    groups: dict[GpuIdentity, list[int]] = {}
+    groups: dict[tuple[GpuIdentity, str], list[int]] = {}
     for i in edge.tolist():
         gpu = gpu_identity(frame.labels[i])
         if gpu is not None:
-            groups.setdefault(gpu, []).append(i)
+            groups.setdefault((gpu, frame.labels[i].get("__name__", "")), []).append(i)
     first = np.argmax(samples, axis=1)
     last = samples.shape[1] - 1 - np.argmax(samples[:, ::-1], axis=1)
     into = np.arange(len(frame.labels))
     moved: dict[int, int] = {}
-    for group in groups.values():
-        rows = sorted(group, key=lambda r: int(first[r]))
+
+    def chain(rows: list[int]) -> bool:
+        """Merge ``rows`` into the newest where each ends before the next begins; whether they were."""
+        rows = sorted(rows, key=lambda r: int(first[r]))
         if len(rows) < 2 or any(last[a] >= first[b] for a, b in itertools.pairwise(rows)):
-            continue
-        newest = rows[-1]
+            return False
         for r in rows[:-1]:
-            into[r] = newest
-            if ids[r] != ids[newest]:
-                moved[int(ids[r])] = int(ids[newest])
+            into[r] = rows[-1]
+            moved[int(ids[r])] = int(ids[rows[-1]])
+        return True
+
+    # Each metric's rows of a GPU (a query of several: its temperature and power relabelled together), then
+    # a GPU's rows left, one of each metric (its metric renamed by an exporter upgrade).
+    renamed: dict[GpuIdentity, list[int]] = {}
+    for (gpu, _), rows in groups.items():
+        if not chain(rows) and len(rows) == 1:
+            renamed.setdefault(gpu, []).append(rows[0])
+    for rows in renamed.values():
+        chain(rows)
     if not moved:
         return frame, ids, {}
     places, inverse = np.unique(into, return_inverse=True)

@@ -37,10 +37,12 @@ def clock_alerts(
     labelled: Callable[[int, int], dict[str, str]],
     expr: str = NAME,
     outage: range = range(0),
+    power: str | None = None,
 ) -> list[Alert]:
     """The adaptive detector's alerts over 240 reads of 4 GPUs' SM clock, GPU 0's held down from step 20 to
     150, each GPU's labels at each step ``labelled(gpu, step)``; Prometheus failing every read of the steps
-    in ``outage`` (the next read catches them up)."""
+    in ``outage`` (the next read catches them up); with ``power``, each GPU's power too, steady, under that
+    metric name and the same labels."""
     fake = FakePrometheus()
     request.addfinalizer(fake.close)
     clock = FakeClock()
@@ -50,7 +52,9 @@ def clock_alerts(
         rng = np.random.default_rng(int(t))
         step = round((t - start) / INTERVAL)
         held = [900.0 if g == 0 and 20 <= step < 150 else 1400.0 + rng.normal(0, 14) for g in range(4)]
-        return [({"__name__": NAME, **labelled(g, step)}, held[g]) for g in range(4)]
+        clocks = [({"__name__": NAME, **labelled(g, step)}, held[g]) for g in range(4)]
+        powers = [({**labels, "__name__": power}, 300.0 + rng.normal(0, 3)) for labels, _ in clocks]
+        return clocks + (powers if power else [])
 
     fake.answers[expr] = answer
     alerts: list[Alert] = []
@@ -116,6 +120,18 @@ def test_a_metric_renamed_node_by_node_in_a_query_of_both_names_is_one_alert(req
     assert ended is not None and ended.timestamp() - alerts[0].starts_at.timestamp() > 120 * INTERVAL
 
 
+def test_a_gpu_relabelled_in_a_query_of_two_metrics_hands_each_its_own_band_and_alert(request):
+    """``{__name__=~"CLOCK|POWER"}``, both of GPU 0 gaining ``pod`` at step 40 mid-fault: the clock's band and
+    alert go on under the clock's new series. Before, both went to whichever new series sorted last and both
+    bands were parked under one key: the new clock series took the power's band and alerted "up"."""
+    power = "DCGM_FI_DEV_POWER_USAGE"
+
+    expr = f'{{__name__=~"{NAME}|{power}"}}'
+    alerts = clock_alerts(request, with_pod(uuid_labels), expr, power=power)
+    assert {a.labels["metric"] for a in alerts} == {NAME}, alerts
+    one_at_a_time(alerts)
+
+
 def frame(rows: list[tuple[dict[str, str], list[float]]]) -> Frame:
     """One read of four steps (at 30, 60, 90, 120), a row per label set; NaN: no sample."""
     return Frame(
@@ -137,6 +153,22 @@ def test_a_relabel_inside_one_read_is_one_series_and_the_old_one_is_forgotten_at
     assert [float(s.value[0]) for s in view.steps] == [1.0, 2.0, 3.0, 4.0]
     assert index.expire(120.0, 900.0).tolist() == old.tolist()
     assert index.replaced == {series_key("q", GPU): series_key("q", {**GPU, "pod": "a"})}
+
+
+def test_a_relabel_inside_one_read_of_two_metrics_keeps_each_metric_its_own_series():
+    index = SeriesIndex()
+    clock, power = {"__name__": "clock", **GPU}, {"__name__": "power", **GPU}
+    old = index.ids_for("q", [clock, power], 0.0)
+    index.expire(0.0, 900.0)
+    rows = [(lab, [1.0, 2.0, NAN, NAN]) for lab in (clock, power)]
+    rows += [({**lab, "pod": "a"}, [NAN, NAN, 3.0, 4.0]) for lab in (clock, power)]
+    view = build_view([frame(rows)], index, CounterRates(), 120.0)
+    new = [index.id_of(series_key("q", {**lab, "pod": "a"})) for lab in (clock, power)]
+    assert [s.ids.tolist() for s in view.steps] == [new] * 4
+    assert sorted(index.expire(120.0, 900.0).tolist()) == sorted(old.tolist())
+    assert index.replaced == {
+        series_key("q", lab): series_key("q", {**lab, "pod": "a"}) for lab in (clock, power)
+    }
 
 
 @pytest.mark.parametrize(
