@@ -16,7 +16,8 @@ import sys
 import numpy as np
 
 from anomaly.detectors import Findings
-from anomaly.parked import ParkedRows
+from anomaly.parked import ParkedRows, Row
+from anomaly.relabels import parking_key
 from anomaly.series import Step, View
 from anomaly.snapshot import State
 from anomaly.thresholds import AdaptiveThresholds, ThresholdParams
@@ -54,7 +55,10 @@ class AdaptiveDetector:
         # Each series id's query and GPU (``key_label``; None: none), to park its state when it is forgotten.
         self._query: list[str | None] = []
         self._gpu: list[str | None] = []
-        self._parked = ParkedRows(_PARKED_SECONDS)  # forgotten series' state, by query and GPU
+        self._parked = ParkedRows(_PARKED_SECONDS)  # forgotten series' state, by query, GPU and metric
+        # This tick's forgotten series parked, by query and GPU without the metric: the key each was parked
+        # by, None where two were (``_take``).
+        self._forgotten: dict[str, str | None] = {}
 
     def scores(self, query: str) -> bool:
         """Whether ``query`` is scored: its own ``adaptive`` setting, else whether it matches
@@ -130,7 +134,7 @@ class AdaptiveDetector:
         return sys.getsizeof(self._query) + sys.getsizeof(self._gpu) + self._parked.nbytes()
 
     def forget(self, ids: np.ndarray) -> None:
-        """Park the state of vanished series by query and GPU, then drop it."""
+        """Park the state of vanished series by query, GPU and metric, then drop it."""
         for sid in ids[ids < len(self._gpu)].tolist():
             query, gpu = self._query[sid], self._gpu[sid]
             self._query[sid] = self._gpu[sid] = None
@@ -140,9 +144,23 @@ class AdaptiveDetector:
             if sid < model.capacity and model.count[sid] > 0:
                 # At most as many as the series ids it holds (a parked row costs about a series' state).
                 most = max(m.capacity for m in self._models.values())
-                self._parked.park(_key(query, gpu), float(model.last_seen[sid]), model.row(sid), most)
+                key = _key(query, gpu)
+                self._parked.park(key, float(model.last_seen[sid]), model.row(sid), most)
+                base = _key(query, gpu.partition(_METRIC)[0])
+                self._forgotten[base] = key if base not in self._forgotten else None
         for model in self._models.values():
             model.reset(ids[ids < model.capacity])
+
+    def _take(self, query: str, gpu: str, at: float) -> Row | None:
+        """The state parked for ``gpu``'s series of ``query`` (``_unpark``): of its metric, else of the one
+        series of the GPU's other metric forgotten at this tick (renamed by an exporter upgrade: its band goes
+        on), else parked by a release that did not key the metric."""
+        row = self._parked.take(_key(query, gpu), at)
+        if row is None:
+            base = _key(query, gpu.partition(_METRIC)[0])
+            renamed = self._forgotten.get(base)
+            row = self._parked.take(renamed if renamed is not None else base, at)
+        return row
 
     def _unpark(self, model: AdaptiveThresholds, step: Step) -> None:
         """Note the query and GPU of each series new to ``model`` with a value, and give it the state parked
@@ -155,17 +173,28 @@ class AdaptiveDetector:
             self._query += [None] * grow
             self._gpu += [None] * grow
         for i, sid in zip(rows.tolist(), step.ids[rows].tolist(), strict=True):
-            # An empty key names no GPU: parked under it, one GPU's band went to another's next series.
-            gpu = step.labels[i].get(self.key_label) or None
+            # An empty key names no GPU: parked under it, one GPU's band went to another's next series. A
+            # series without a UUID is parked by its node and index (``parking_key``).
+            # Of a query of several metrics, each is its own: a GPU's temperature and power relabelled at once
+            # were parked under one key, the power's band going to the new temperature series.
+            gpu = parking_key(step.labels[i], self.key_label)
+            if gpu is not None:
+                gpu += _METRIC + step.labels[i].get("__name__", "")
             self._query[sid], self._gpu[sid] = step.query, gpu
-            row = None if gpu is None else self._parked.take(_key(step.query, gpu), step.at)
+            row = None if gpu is None else self._take(step.query, gpu, step.at)
             if row is not None:
                 model.set_row(sid, row)
 
     def detect(self, view: View) -> list[Findings]:
         """Learn from every step in time order; report the newest step of each query."""
-        out: list[Findings] = []
         self._parked.expire(view.time)
+        try:
+            return self._detect(view)
+        finally:
+            self._forgotten.clear()
+
+    def _detect(self, view: View) -> list[Findings]:
+        out: list[Findings] = []
         for step in view.steps:
             if not self.scores(step.query):
                 continue
@@ -193,6 +222,10 @@ class AdaptiveDetector:
                 )
             )
         return out
+
+
+# Between a series' GPU and its metric name in the key it is parked by.
+_METRIC = "\x02"
 
 
 def _key(query: str, gpu: str) -> str:

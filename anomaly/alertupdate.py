@@ -26,6 +26,11 @@ DEFAULT_ALERTNAME = "GpuwardenAnomaly"
 _OWN_LABELS = ("alertname", "deviation")
 
 
+def _but_metric(labels: Mapping[str, str]) -> dict[str, str]:
+    """``labels`` without ``metric`` and ``deviation`` (an alert's, or a row's before it is set)."""
+    return {k: v for k, v in labels.items() if k not in ("metric", "deviation")}
+
+
 @dataclass(slots=True)
 class _Row:
     """An anomalous row of a tick's findings, as the alert it raises or holds (``AlertUpdater._row``)."""
@@ -139,6 +144,7 @@ class AlertUpdater(ServiceCore):
         active: set[str] = set()
         pending: dict[str, tuple[int, str, str]] = {}
         self._busy = self._busy_gpus()
+        self._metric_series = None  # found again at this tick's first row that may need it (``_metric_kept``)
         # Per detector and query with an alert firing, the series of the rows dropped as their workload's.
         dropped: dict[tuple[str, str], set[int]] = {
             (s.detector, s.query): set() for s in self.firing.values()
@@ -216,6 +222,8 @@ class AlertUpdater(ServiceCore):
                 labels[f"exported_{own}"] = labels.pop(own)
         labels.update(f.alert_labels)
         labels.setdefault("alertname", DEFAULT_ALERTNAME)
+        if "metric" in labels and f.ids is not None and f.query in self._several_metrics:
+            labels = self._metric_kept(f, i, labels)
         # The series' alert is one, whichever side of its band: a value back from a spike that the
         # band followed leaves it below, and is no new alert. ``deviation`` is the side it raised on.
         key = label_fingerprint(labels)
@@ -230,6 +238,33 @@ class AlertUpdater(ServiceCore):
             summary = f"{alert.annotations['summary']} ({name})"  # it names the query, not the metric
             alert = replace(alert, annotations={**alert.annotations, "summary": summary})
         return _Row(f, i, key, deviation, alert, first)
+
+    def _metric_kept(self, f: Findings, i: int, labels: dict[str, str]) -> dict[str, str]:
+        """``labels`` of row ``i`` of ``f`` with the ``metric`` of the alert firing (or recalled) on its
+        series under another metric name, or none (``_note_several_metrics`` met the second name after it was
+        raised), its other labels the same: that alert goes on. An exporter upgrade renaming the metric of a
+        query that selects both names (``{__name__=~"OLD|NEW"}``) resolved the GPU's alert and raised it
+        again under ``metric="NEW"``; the first tick to read both names did so to every alert of the query."""
+        key = label_fingerprint(labels)
+        if key in self.firing or key in self._recalled or f.ids is None:
+            return labels
+        held = {**self._recalled, **self.firing}
+        if self._metric_series is None:
+            replaced, self._metric_series = self.index.replaced, {}
+            for key, state in held.items():
+                if state.series is not None and state.query in self._several_metrics:
+                    now = replaced.get(state.series, state.series)  # followed (``_rest``) this tick
+                    self._metric_series.setdefault((state.detector, state.query, now), []).append(key)
+        series = self.index.id_key(int(f.ids[i]))
+        if series is None:
+            return labels
+        for key in self._metric_series.get((f.detector, f.query, series), []):
+            before = held[key].alert.labels if key in held else {}
+            if before and _but_metric(before) == _but_metric(labels):
+                kept = _but_metric(labels)
+                kept.update({k: before[k] for k in ("metric",) if k in before})
+                return {k: kept[k] for k in [*labels, *kept] if k in kept}
+        return labels
 
     def _hold(self, row: _Row, state: _Firing, result: TickResult) -> None:
         """An anomalous read of a firing alert: it stays firing, re-raised where it re-escalates."""

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from anomaly.relabels import GpuIdentity, followed, gpu_identity
 from anomaly.sentinels import blank_not_available
 from anomaly.slots import Slots
 from anomaly.snapshot import Arrays, State, rows_to_hold
 from anomaly.sources import Frame, SeriesKind, one_row_each
 from anomaly.thresholds import BoolArray, FloatArray, IntArray
-from gpuwarden.mig import INSTANCE_ID
 
 SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
 
@@ -54,6 +54,7 @@ class SeriesIndex:
         # The series the last ``expire`` forgot as answered under new labels (``_replaced``), each to the
         # series that answers for its GPU now: their alerts go on there.
         self.replaced: dict[SeriesKey, SeriesKey] = {}
+        self._moved: dict[int, int] = {}  # the ids merged into others since the last ``expire`` (``follow``)
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -152,7 +153,7 @@ class SeriesIndex:
         self.labels = [{} if k is None else dict(k[1]) for k in keys]
         self.last_seen = last_seen
         self._last.clear()
-        self._new, self.replaced = [], {}
+        self._new, self.replaced, self._moved = [], {}, {}
 
     def expire(self, now: float, forget_after: float, held: Callable[[str], bool] | None = None) -> IntArray:
         """Forget series not seen for ``forget_after`` seconds, but those of the queries ``held`` says are
@@ -180,36 +181,66 @@ class SeriesIndex:
         self.last_seen[gone] = np.nan
         return gone.astype(np.int64)
 
+    def follow(self, moved: Mapping[int, int]) -> None:
+        """Note the series a read merged into others (``anomaly.relabels.followed``: a GPU relabelled within
+        it), each to the one that goes on: the next ``expire`` forgets them as replaced by it."""
+        self._moved.update(moved)
+
     def _replaced(self) -> dict[SeriesKey, SeriesKey]:
-        """The series whose GPU (``UUID``, MIG instance) a read since the last ``expire`` answered under a
-        new label set of the same query while it answered them no more: the same GPU relabelled (dcgm-exporter
-        adding ``pod`` when a job lands, a relabel rule renaming its node). Kept until ``forget_after``, the
-        new series warmed up anew beside them (a GPU mid-fault learnt the fault as its band and alerted when
-        it recovered) and their alerts resolved ``forget_after`` later, mid-fault; forgotten now, detectors
-        hand their state to the new series as to a GPU back under new labels."""
+        """The series whose GPU (``gpu_identity``) a read since the last ``expire`` answered under a new label
+        set of the same query while it answered them no more: the same GPU relabelled (dcgm-exporter adding
+        ``pod`` when a job lands, a relabel rule renaming its node), and those a read of several steps merged
+        into their new labels' (``follow``). Kept until ``forget_after``, the new series warmed up anew beside
+        them (a GPU mid-fault learnt the fault as its band and alerted when it recovered) and their alerts
+        resolved ``forget_after`` later, mid-fault; forgotten now, detectors hand their state to the new
+        series as to a GPU back under new labels. A GPU known by its node and index alone (no ``UUID``) is
+        followed only from one series to one: two of them new, or two gone, may be two GPUs."""
         new, self._new = self._new, []
+        moved, self._moved = self._moved, {}
         keys, labels = self.keys, self.labels
-        fresh: dict[tuple[str, str, str], tuple[float, SeriesKey]] = {}
+        out = {k: to for a, b in moved.items() if (k := keys[a]) is not None and (to := keys[b]) is not None}
+        fresh: dict[tuple[str, GpuIdentity], dict[str, tuple[float, SeriesKey]]] = {}  # by metric name
+        twice: set[tuple[str, GpuIdentity, str]] = (
+            set()
+        )  # a GPU without a UUID with two new series: ambiguous
         for sid in new:
             key = keys[sid] if sid < len(keys) else None
-            if key is not None and (uuid := labels[sid].get("UUID")):
-                gpu = (key[0], uuid, labels[sid].get(INSTANCE_ID, ""))
-                fresh[gpu] = max(fresh.get(gpu, (-np.inf, key)), (float(self.last_seen[sid]), key))
-        if not fresh:
-            return {}
-        out = {}
+            if key is not None and sid not in moved and (gpu := gpu_identity(labels[sid])):
+                by_name = fresh.setdefault((key[0], gpu), {})
+                name = labels[sid].get("__name__", "")
+                if name in by_name and not gpu[0]:
+                    twice.add((key[0], gpu, name))
+                by_name[name] = max(by_name.get(name, (-np.inf, key)), (float(self.last_seen[sid]), key))
+        for query, gpu, name in twice:
+            del fresh[(query, gpu)][name]
+        newest = max((seen for by_name in fresh.values() for seen, _ in by_name.values()), default=None)
+        if newest is None:
+            return out
         # Only series read before the newest of them can be replaced: a few, where a loop over every series
         # took 0.15 s a tick at 250,000 series under pod churn (0.7 ms so).
-        older = np.flatnonzero(self.last_seen[: len(keys)] < max(seen for seen, _ in fresh.values()))
+        older = np.flatnonzero(self.last_seen[: len(keys)] < newest)
+        found: dict[SeriesKey, list[SeriesKey]] = {}
+        bare: set[SeriesKey] = set()  # the new series of GPUs without a UUID among them
         for sid in older.tolist():
             key = keys[sid]
-            if key is None or not (uuid := labels[sid].get("UUID")):
+            gpu = gpu_identity(labels[sid]) if key is not None else None
+            if key is None or gpu is None or not fresh.get((key[0], gpu)):
                 continue
-            now = fresh.get((key[0], uuid, labels[sid].get(INSTANCE_ID, "")))
-            # Not read at all where the new series was (both in one read: two pods on a shared GPU, or a
-            # read holding the change itself, whose steps still name the old id).
+            by_name = fresh[(key[0], gpu)]
+            # The new series of its metric (a query of several: a GPU's temperature and power relabelled
+            # together, each to its own), else the GPU's one new series (its metric renamed by an upgrade).
+            now = by_name.get(labels[sid].get("__name__", ""))
+            if now is None and len(by_name) == 1:
+                now = next(iter(by_name.values()))
+            # Not read at all where the new series was (both in one read: two pods on a shared GPU; a read
+            # holding the change itself merged the old labels' rows into the new ones', ``follow``).
             if now is not None and self.last_seen[sid] < now[0]:
-                out[key] = now[1]
+                found.setdefault(now[1], []).append(key)
+                if not gpu[0]:
+                    bare.add(now[1])
+        for to, gone in found.items():
+            if to not in bare or len(gone) == 1:
+                out.update(dict.fromkeys(gone, to))
         return out
 
 
@@ -401,6 +432,9 @@ def build_view(
         ids = index.ids_for(read.query, read.labels, float(read.timestamps[-1]))
         # A series twice in the answer: the detectors would keep whichever row came last.
         frame, ids = one_row_each(read, ids) if index.repeated(read.query) else (read, ids)
+        frame, ids, moved = followed(frame, ids)
+        if moved:
+            index.follow(moved)
         values, blanked = blank_not_available(frame.values)
         if blanked:
             view.not_available[frame.query] = view.not_available.get(frame.query, 0) + blanked

@@ -23,7 +23,7 @@ from anomaly.detectors import Detector, Findings, JudgedDetector
 from anomaly.firing import _Firing
 from anomaly.promql import selected_metric
 from anomaly.registry import builtin_registry
-from anomaly.series import CounterRates, EvidenceBuffer, SeriesIndex, View
+from anomaly.series import CounterRates, EvidenceBuffer, SeriesIndex, SeriesKey, View
 from anomaly.snapshot import State
 from anomaly.sources import Frame, Source, SourceHealth
 from anomaly.writeback import AnomalyCollector
@@ -71,6 +71,8 @@ class ServiceCore:
         # Queries seen returning series of several metrics (``{__name__=~"A|B"}``): their alerts keep its
         # name (``AlertUpdater._note_several_metrics``).
         self._several_metrics: set[str] = set()
+        # This tick's firing alerts of those queries by detector, query and series (``_metric_kept``).
+        self._metric_series: dict[tuple[str, str, SeriesKey], list[str]] | None = None
         # This tick's GPUs where a recovered fleet alert is not alone (``AlertUpdater._busy_gpus``).
         self._busy: frozenset[tuple[str, str]] = frozenset()
         self._recalled: dict[str, _Firing] = {}  # alerts the warm-up's history left firing (``warm_up``)

@@ -45,9 +45,17 @@ def test_a_gpu_back_from_a_long_outage_keeps_its_band_and_no_alert_comes_when_it
     assert raised and all(112 <= n < 160 and value < 300.0 for n, value in raised)
 
 
-def test_a_gpu_without_a_uuid_is_warmed_up_anew_not_handed_another_gpus_band():
-    # No key to park it by: an empty UUID names no GPU (another GPU with an empty UUID would take its band).
-    nameless = {AWAY: {**GPUS[AWAY], "UUID": ""}}
+def test_a_gpu_without_a_uuid_keeps_its_band_by_its_node_and_index():
+    # An empty UUID: the GPU is its node and index (``anomaly.relabels.gpu_identity``), which another GPU
+    # with an empty UUID does not share. Before, it warmed up anew and alerted when its job recovered.
+    raised = _raised_on_away_gpu({AWAY: {**GPUS[AWAY], "UUID": ""}})
+    assert [n for n, _ in raised if n >= 160] == []
+    assert raised and all(112 <= n < 160 and value < 300.0 for n, value in raised)
+
+
+def test_a_gpu_without_a_uuid_or_a_node_is_warmed_up_anew_not_handed_another_gpus_band():
+    # No key to park it by: an empty UUID and no node name no GPU (another such GPU would take its band).
+    nameless = {AWAY: {"gpu": str(AWAY), "UUID": "", "modelName": "H100"}}
     raised = _raised_on_away_gpu(nameless)
     assert [n for n, _ in raised if n < 160] == []
     assert [n for n, _ in raised if n >= 160]
