@@ -19,11 +19,11 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.engine_lock import EngineLock
-from alerting.outbox_tables import DISCARDED, SENT, NotificationThread, OutboxMessage
+from alerting.outbox_tables import DISCARDED, SENT, NotificationThread, OutboxMessage, stored_names
 from alerting.silences import Silence
 from alerting.store_models import AlertRow, IncidentRow, SilenceRow, TimelineRow
 from gpuwarden.clock import Clock
@@ -108,33 +108,19 @@ def _prune_notifications(session: Session, incidents: list[str]) -> int:
     done = OutboxMessage.status.in_((SENT, DISCARDED))
     sent = 0
     waiting: set[str] = set()
-    for notifier in _names(session, OutboxMessage.notifier):
+    for notifier in stored_names(session, OutboxMessage.notifier):
         of_gone = (OutboxMessage.notifier == notifier, OutboxMessage.incident_id.in_(incidents))
         sent += _count(session.execute(delete(OutboxMessage).where(*of_gone, done)))
         waiting.update(session.scalars(select(OutboxMessage.incident_id).where(*of_gone)))
     idle = [i for i in incidents if i not in waiting]
     if idle:
-        for notifier in _names(session, NotificationThread.notifier):
+        for notifier in stored_names(session, NotificationThread.notifier):
             session.execute(
                 delete(NotificationThread).where(
                     NotificationThread.notifier == notifier, NotificationThread.incident_id.in_(idle)
                 )
             )
     return sent
-
-
-def _names(session: Session, column: InstrumentedAttribute[str]) -> list[str]:
-    """The distinct values of an indexed ``column`` (the notifiers of a table: a few), one index step each
-    rather than a read of the whole table."""
-    names: list[str] = []
-    while True:
-        query = select(func.min(column))
-        if names:
-            query = query.where(column > names[-1])
-        name = session.scalar(query)
-        if name is None:
-            return names
-        names.append(name)
 
 
 def _count(result: object) -> int:
