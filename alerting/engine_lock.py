@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 ANOTHER = "another engine operation"  # a holder that did not name itself (an API action, a refresh)
+LET_IN_SECONDS = 5.0  # ``let_in``'s bound: a waiting thread that does not come is not waited for longer
 
 
 class EngineLock:
@@ -37,12 +38,25 @@ class EngineLock:
         self._holder: str | None = None  # what holds it, as it named itself (``held_by``)
         self._waiting: tuple[tuple[int, Callable[[], object]], ...] = ()  # (thread, beat), replaced whole
         self._guard = threading.Lock()  # for changes of ``_waiting``
+        self._turns = threading.Condition(threading.Lock())  # for ``_queued`` and ``_taken``: ``let_in``
+        self._queued = 0  # threads blocked taking it
+        self._taken = 0  # outermost takings so far
 
     def __enter__(self) -> EngineLock:
-        self._lock.acquire()
+        if not self._lock.acquire(blocking=False):
+            with self._turns:
+                self._queued += 1
+            try:
+                self._lock.acquire()
+            finally:
+                with self._turns:
+                    self._queued -= 1
         self._depth += 1
         if self._depth == 1:
             self._owner, self._holder = threading.get_ident(), None
+            with self._turns:
+                self._taken += 1
+                self._turns.notify_all()
             self._moved()  # taken: what held it before let go, which is progress to whoever waits
         return self
 
@@ -83,6 +97,18 @@ class EngineLock:
         finally:
             with self._guard:
                 self._waiting = tuple(e for e in self._waiting if e is not entry)
+
+    def let_in(self, timeout: float = LET_IN_SECONDS) -> None:
+        """Called between two holds of a loop (retention's slices): when threads wait for the lock, wait
+        until one of them took it (at most ``timeout`` seconds). An ``RLock`` is not fair: the thread that
+        lets go takes it again before a waiting one wakes up, so ingest waited for most of a first prune's
+        slices (7.6 s, slices of 0.5-0.8 s) rather than one. Nothing when the caller holds it still."""
+        if self._owner == threading.get_ident():
+            return
+        with self._turns:
+            if self._queued:
+                taken = self._taken
+                self._turns.wait_for(lambda: self._taken != taken or not self._queued, timeout)
 
     def held_against(self, thread: int) -> str | None:
         """What holds the lock when a thread other than ``thread`` does (``held_by``'s name, else

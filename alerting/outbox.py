@@ -56,6 +56,7 @@ from alerting.outbox_tables import (
     OutboxMessage,
     first_taken,
     held_at,
+    of_incident,
 )
 from alerting.subscriptions import ChangeKind, IncidentChange
 from gpuwarden.clock import Clock
@@ -233,7 +234,7 @@ class Outbox(OutboxDelivery):
             if status is not None:
                 query = query.where(OutboxMessage.status == status)
             if incident_id is not None:
-                query = query.where(OutboxMessage.incident_id == incident_id)
+                query = query.where(of_incident(session, incident_id))
             if limit is not None:
                 newest = query.order_by(OutboxMessage.id.desc()).limit(limit)
                 return sorted(session.scalars(newest), key=lambda m: m.id)
@@ -296,9 +297,9 @@ class Outbox(OutboxDelivery):
         message stored between two reads would be counted held and not pending."""
         held = func.sum(case((held_at(self._clock.time(), self._holds), 1), else_=0))
         query = select(OutboxMessage.status, func.count(), held).group_by(OutboxMessage.status)
-        if incident_id is not None:
-            query = query.where(OutboxMessage.incident_id == incident_id)
         with self._sessions() as session:
+            if incident_id is not None:
+                query = query.where(of_incident(session, incident_id))
             rows = session.execute(query).all()
         return {str(status): int(count) for status, count, _ in rows}, sum(int(n or 0) for _, _, n in rows)
 

@@ -28,7 +28,7 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import InstrumentedAttribute, Mapped, Session, mapped_column
 
 from alerting.db import Base
 
@@ -127,3 +127,25 @@ def first_taken(session: Session, *where: ColumnElement[bool]) -> dict[str, date
         .group_by(OutboxMessage.incident_id)
     )
     return {one: datetime.fromtimestamp(at, UTC) for one, at in session.execute(first)}
+
+
+def stored_names(session: Session, column: InstrumentedAttribute[str]) -> list[str]:
+    """The distinct values of ``column``, the first of an index (the notifiers of the outbox or of the
+    threads: a few), one index step each rather than a read of the whole table."""
+    names: list[str] = []
+    while True:
+        query = select(func.min(column))
+        if names:
+            query = query.where(column > names[-1])
+        name = session.scalar(query)
+        if name is None:
+            return names
+        names.append(name)
+
+
+def of_incident(session: Session, incident_id: str) -> ColumnElement[bool]:
+    """The messages of one incident, as the outbox's index finds them: it begins with the notifier, and a
+    condition on the incident alone read every message of the whole history (``outbox list --incident``
+    3.7 s beside 600,000 messages, the same again for its counts)."""
+    notifiers = stored_names(session, OutboxMessage.notifier)
+    return OutboxMessage.notifier.in_(notifiers) & (OutboxMessage.incident_id == incident_id)

@@ -23,7 +23,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.engine_lock import EngineLock
-from alerting.outbox_tables import DISCARDED, SENT, NotificationThread, OutboxMessage
+from alerting.outbox_tables import DISCARDED, SENT, NotificationThread, OutboxMessage, stored_names
 from alerting.silences import Silence
 from alerting.store_models import AlertRow, IncidentRow, SilenceRow, TimelineRow
 from gpuwarden.clock import Clock
@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 # How often the engine's tick looks for history to forget.
 PRUNE_EVERY = timedelta(hours=1)
+PRUNE_SLICE = 500  # incidents (and loose alerts) deleted in one transaction
 
 
 @dataclass(slots=True)
@@ -99,14 +100,26 @@ def prune_resolved(session: Session, cutoff: datetime, limit: int = 500) -> Prun
 
 def _prune_notifications(session: Session, incidents: list[str]) -> int:
     """Sent (and discarded) messages of deleted incidents; their threads when no message of theirs waits any
-    more."""
-    of_gone = OutboxMessage.incident_id.in_(incidents)
+    more.
+
+    Asked notifier by notifier: the outbox's index and the threads' key begin with the notifier, and a
+    condition on the incident alone used neither (SQLite read every sent message of the whole history for
+    each slice, 2 s a slice of 500 incidents beside 600,000 stored messages, with the engine's lock held)."""
     done = OutboxMessage.status.in_((SENT, DISCARDED))
-    sent = _count(session.execute(delete(OutboxMessage).where(of_gone, done)))
-    waiting = set(session.scalars(select(OutboxMessage.incident_id).where(of_gone)))
+    sent = 0
+    waiting: set[str] = set()
+    for notifier in stored_names(session, OutboxMessage.notifier):
+        of_gone = (OutboxMessage.notifier == notifier, OutboxMessage.incident_id.in_(incidents))
+        sent += _count(session.execute(delete(OutboxMessage).where(*of_gone, done)))
+        waiting.update(session.scalars(select(OutboxMessage.incident_id).where(*of_gone)))
     idle = [i for i in incidents if i not in waiting]
     if idle:
-        session.execute(delete(NotificationThread).where(NotificationThread.incident_id.in_(idle)))
+        for notifier in stored_names(session, NotificationThread.notifier):
+            session.execute(
+                delete(NotificationThread).where(
+                    NotificationThread.notifier == notifier, NotificationThread.incident_id.in_(idle)
+                )
+            )
     return sent
 
 
@@ -138,7 +151,7 @@ class StoreRetention:
             # One slice per transaction; ingest gets the lock between slices.
             with self._lock:
                 with self._sessions() as session, session.begin():
-                    part = prune_resolved(session, cutoff)
+                    part = prune_resolved(session, cutoff, PRUNE_SLICE)
                 for fingerprint in part.alerts:
                     self._status.pop(fingerprint, None)
                     self._measures.pop(fingerprint, None)
@@ -148,6 +161,7 @@ class StoreRetention:
             total.add(part)
             if not part.more:
                 break
+            self._lock.let_in()  # ingest's turn: the lock is not fair
         self.counters["incidents_pruned"] += total.incidents
         self.counters["alerts_pruned"] += len(total.alerts)
         if total.incidents or total.alerts or total.silences:
