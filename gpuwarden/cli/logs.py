@@ -45,11 +45,31 @@ def utc_time(record: logging.LogRecord) -> str:
     return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(record.created))}.{int(record.msecs):03d}Z"
 
 
+# A record's own attributes; any other was given by its call in ``extra=`` (or a library's, below).
+_RECORD_FIELDS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+_NOT_CONTEXT = frozenset({"color_message"})  # uvicorn's: its message again, with terminal colours
+
+
+def context_fields(record: logging.LogRecord) -> dict[str, object]:
+    """What the call gave in ``extra=`` (``incident_id``, what a prune deleted): the context fields of a
+    line, which neither format wrote before (``pruned resolved history`` said nothing of what it pruned)."""
+    return {
+        key: value
+        for key, value in record.__dict__.items()
+        if key not in _RECORD_FIELDS and key not in _NOT_CONTEXT and not key.startswith("_")
+    }
+
+
 class TextLogFormatter(logging.Formatter):
-    """``TIME LEVEL LOGGER: MESSAGE``, the traceback on the lines after."""
+    """``TIME LEVEL LOGGER: MESSAGE key=value ...``, the traceback on the lines after."""
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        """The line, its context fields after the message."""
+        fields = "".join(f" {key}={value}" for key, value in context_fields(record).items())
+        return super().formatMessage(record) + fields
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         """The record's time in UTC (``utc_time``), not the machine's zone without saying which."""
@@ -61,11 +81,17 @@ class JsonLogFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         """Render time, level, logger, message (and the exception, if any)."""
-        out = {"ts": utc_time(record), "level": record.levelname.lower(), "logger": record.name}
+        out: dict[str, object] = {
+            "ts": utc_time(record),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+        }
         out["msg"] = record.getMessage()
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out)
+        for key, value in context_fields(record).items():
+            out.setdefault(key, value)  # never in place of the line's own
+        return json.dumps(out, default=str)  # a datetime or a path given in ``extra=`` as its text
 
 
 def configure_logging(

@@ -53,6 +53,23 @@ def test_both_formats_write_the_time_in_utc_whatever_the_machines_zone(tokyo: No
     }
 
 
+def test_the_context_fields_a_call_gives_are_in_both_formats() -> None:
+    # Before, both formats dropped them: retention logged "pruned resolved history" and never what it pruned.
+    record = a_record(1_796_587_202.0)
+    record.__dict__.update({"incidents": 500, "older_than": "2026-09-08T00:00:00+00:00", "msg_id": Path("x")})
+    assert TextLogFormatter().format(record) == (
+        "2026-12-06T20:00:02.000Z WARNING gpuwarden.serve: store down"
+        " incidents=500 older_than=2026-09-08T00:00:00+00:00 msg_id=x"
+    )
+    line = json.loads(JsonLogFormatter().format(record))
+    assert (line["msg"], line["incidents"], line["older_than"], line["msg_id"]) == (
+        "store down",
+        500,
+        "2026-09-08T00:00:00+00:00",
+        "x",
+    )
+
+
 def test_an_exception_follows_the_line_in_text_and_is_a_field_in_json() -> None:
     record = a_record(1_796_587_202.0, exc=True)
     first, *rest = TextLogFormatter().format(record).splitlines()
