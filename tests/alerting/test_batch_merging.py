@@ -203,6 +203,31 @@ STORMS = {
             )
         },
     ),
+    # Three GPUs of three nodes of r1 running hot, then r1-n3's exporter stale. Posted one by one, the third
+    # hot node made the rack's heat and the stale exporter joined it. In one POST it joined r1-n3's hot GPU
+    # first, and a node's incident holding more than one signal was left out of the rack's spread: three
+    # incidents, one of them "node r1-n3 exporter stale" (batch fuzz 2103).
+    "a stale exporter after its node's hot gpu does not keep it out of its rack's heat": (
+        [
+            _alert(55, "GpuTemperatureHigh", node="r1-n1", gpu="4"),
+            _alert(60, "GpuTemperatureHigh", node="r1-n2", gpu="0"),
+            _alert(92, "GpuTemperatureHigh", node="r1-n3", gpu="6"),
+            _alert(99, "DCGMExporterStale", Hostname="r1-n3"),
+        ],
+        {
+            (
+                "thermal",
+                frozenset(
+                    {
+                        "GpuTemperatureHigh@55",
+                        "GpuTemperatureHigh@60",
+                        "GpuTemperatureHigh@92",
+                        "DCGMExporterStale@99",
+                    }
+                ),
+            )
+        },
+    ),
 }
 
 
