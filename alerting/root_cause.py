@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from alerting.faults import ENVIRONMENT, OUTAGE_KINDS, SYMPTOM_KINDS, awaits_recovery, takes_capacity
+from alerting.faults import (
+    ENVIRONMENT,
+    OUTAGE_KINDS,
+    RACK_CAUSED,
+    SYMPTOM_KINDS,
+    awaits_recovery,
+    takes_capacity,
+)
 from alerting.inventory import Inventory
 from alerting.member import Member, Signal, onset_key
 from alerting.root_facts import whole_node
@@ -19,9 +26,13 @@ from gpuwarden.model import ClusterRef, FaultKind, RootCause
 
 def _within_earlier_fault(infra: Sequence[Member], outages: Sequence[Member]) -> bool:
     """Whether the outages lie where faults that began before them had already spread: a node that shut
-    down in a rack whose GPUs were running hot is the heat's, not a fault of its own (earliest onset first).
-    ``infra`` and ``outages`` are in onset order."""
-    earlier = [m for m in infra if m.kind in ENVIRONMENT and not m.is_outage and m.onset < outages[0].onset]
+    down in a rack whose GPUs were running hot is the heat's, not a fault of its own (earliest onset first);
+    so is a node unreachable in a rack whose exporters had gone stale on two nodes or more (its switch: a
+    node down is read from its scrape too). One stale exporter is its own node's sign, not a fault that
+    spread: a GPU lost beside it is that GPU's. ``infra`` and ``outages`` are in onset order."""
+    earlier = [m for m in infra if m.kind in RACK_CAUSED and not m.is_outage and m.onset < outages[0].onset]
+    if len({m.location.path[: RACK_DEPTH + 1] for m in earlier if m.kind not in ENVIRONMENT}) < 2:
+        earlier = [m for m in earlier if m.kind in ENVIRONMENT]
     if not earlier:
         return False
     if not _one_fault(earlier):

@@ -228,6 +228,41 @@ STORMS = {
             )
         },
     ),
+    # Exporters stale on three nodes of r1 (its switch), then r1-n1 down. Posted one by one, the third made
+    # the rack's incident and the node down joined it, which kept showing "rack r1 exporter stale". In one
+    # POST the node down joined r1-n1's stale exporter first: that incident was left out of the rack's spread
+    # (three incidents), and once counted its root was "node r1-n1 is down" (batch fuzz 2207).
+    "a node down where its rack's exporters went stale stays the rack's": (
+        [
+            _alert(14, "DCGMExporterStale", Hostname="r1-n4"),
+            _alert(18, "DCGMExporterStale", Hostname="r1-n1"),
+            _alert(27, "DCGMExporterStale", Hostname="r1-n2"),
+            _alert(38, "NodeDown", node="r1-n1"),
+        ],
+        {
+            (
+                "exporter_stale",
+                frozenset(
+                    {"DCGMExporterStale@14", "DCGMExporterStale@18", "DCGMExporterStale@27", "NodeDown@38"}
+                ),
+            )
+        },
+    ),
+    # The counterpart: a node down before its rack's exporters went stale on two more nodes is its own fault
+    # (the stale exporter of its node its evidence), as it was posted one by one.
+    "a node down before its rack's exporters went stale stays its own": (
+        [
+            _alert(10, "NodeDown", node="r1-n1"),
+            _alert(14, "DCGMExporterStale", Hostname="r1-n4"),
+            _alert(18, "DCGMExporterStale", Hostname="r1-n1"),
+            _alert(27, "DCGMExporterStale", Hostname="r1-n2"),
+        ],
+        {
+            ("node_down", frozenset({"NodeDown@10", "DCGMExporterStale@18"})),
+            ("exporter_stale", frozenset({"DCGMExporterStale@14"})),
+            ("exporter_stale", frozenset({"DCGMExporterStale@27"})),
+        },
+    ),
 }
 
 
