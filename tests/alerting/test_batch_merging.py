@@ -263,6 +263,17 @@ STORMS = {
             ("exporter_stale", frozenset({"DCGMExporterStale@27"})),
         },
     ),
+    # A power brake and a hot GPU of r1-n2, then its exporter stale. Posted one by one, the node's incident
+    # showed "power brake" and kept it as the stale exporter joined; in one POST the root, found afresh, was
+    # named after the alert placed at the node itself, the stale exporter (batch fuzz 1474; 1586 alike).
+    "a stale exporter after its node's brake and heat does not rename the root": (
+        [
+            _alert(12, "GpuPowerBrake", node="r1-n2", gpu="7"),
+            _alert(42, "GpuTemperatureHigh", node="r1-n2", gpu="5"),
+            _alert(91, "DCGMExporterStale", Hostname="r1-n2"),
+        ],
+        {("power_brake", frozenset({"GpuPowerBrake@12", "GpuTemperatureHigh@42", "DCGMExporterStale@91"}))},
+    ),
 }
 
 

@@ -46,6 +46,36 @@ ROOTS: dict[str, tuple[list[Drawn], tuple[str, tuple[str, ...]]]] = {
         ],
         ("gpu_lost", ("c1", "r1", "r1-n4", "2")),
     ),
+    # A stale exporter hides its node's data and is no fault of its own beside faults its GPUs report: it
+    # does not name the node's root for being placed at the node itself (batch fuzz 1586, 1474).
+    "a stale exporter after its node's hot gpus leaves the root the node's heat": (
+        [
+            (28, {"alertname": "GpuTemperatureHigh", "node": "r1-n2", "gpu": "0"}),
+            (54, {"alertname": "GpuTemperatureHigh", "node": "r1-n2", "gpu": "1"}),
+            (96, {"alertname": "DCGMExporterStale", "Hostname": "r1-n2"}),
+        ],
+        ("thermal", ("c1", "r1", "r1-n2")),
+    ),
+    "a stale exporter after a power brake and a hot gpu leaves the root the brake": (
+        [
+            (12, {"alertname": "GpuPowerBrake", "node": "r1-n2", "gpu": "7"}),
+            (42, {"alertname": "GpuTemperatureHigh", "node": "r1-n2", "gpu": "5"}),
+            (91, {"alertname": "DCGMExporterStale", "Hostname": "r1-n2"}),
+        ],
+        ("power_brake", ("c1", "r1", "r1-n2")),
+    ),
+    # Alone, or the first of them, it still names the root.
+    "a stale exporter alone names its node's root": (
+        [(14, {"alertname": "DCGMExporterStale", "Hostname": "r1-n2"})],
+        ("exporter_stale", ("c1", "r1", "r1-n2")),
+    ),
+    "a stale exporter before its node's hot gpu names its root": (
+        [
+            (14, {"alertname": "DCGMExporterStale", "Hostname": "r1-n2"}),
+            (28, {"alertname": "GpuTemperatureHigh", "node": "r1-n2", "gpu": "0"}),
+        ],
+        ("exporter_stale", ("c1", "r1", "r1-n2")),
+    ),
 }
 
 
