@@ -12,6 +12,8 @@ did posted one by one.
 
 from __future__ import annotations
 
+import heapq
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
@@ -89,22 +91,41 @@ def _explained(rack: Path, facts: RootFacts, inc: OpenIncident, signal: Spread) 
     return all(explains(rack, lambda: facts, m) for m in _others(inc, signal))
 
 
+def _other_since(inc: OpenIncident, signal: Spread) -> datetime | None:
+    """When ``inc``'s first fault other than ``signal`` began; None when it holds none."""
+    return min((m.onset for m in _others(inc, signal)), default=None)
+
+
 def _clean(inc: OpenIncident, signal: Spread, at: datetime) -> bool:
     """Whether ``inc`` held nothing but ``signal`` before ``at`` (its other faults came then or after)."""
-    return all(m.onset >= at for m in _others(inc, signal))
+    other = _other_since(inc, signal)
+    return other is None or other >= at
 
 
 def _reached_at(held: Sequence[tuple[OpenIncident, list[Member]]], signal: Spread) -> datetime | None:
     """When the signal reached its ``SPREAD_NODES``-th node, counting a node's incident only while it held
-    nothing else (posted one by one, the merge pass found it so then); None when it never did."""
-    for at in sorted({same[0].onset for _, same in held if same}):
-        nodes = {
-            o.root_path[: RACK_DEPTH + 1]
-            for o, same in held
-            if same and same[0].onset <= at and _clean(o, signal, at)
-        }
-        if len(nodes) >= SPREAD_NODES:
-            return at
+    nothing else (posted one by one, the merge pass found it so then); None when it never did. One sweep in
+    onset order: a rack's incidents that never spread are not compared pairwise at every merge pass."""
+    spans = sorted(
+        ((same[0].onset, _other_since(o, signal), o.root_path[: RACK_DEPTH + 1]) for o, same in held if same),
+        key=lambda span: span[0],
+    )
+    ending: list[tuple[datetime, int]] = []  # (when it stops counting, index into spans)
+    nodes: Counter[Path] = Counter()
+    counted = 0  # nodes with an incident counting now
+    for i, (began, other, node) in enumerate(spans):
+        while ending and ending[0][0] < began:  # another fault came before ``began``: no longer clean
+            gone = spans[heapq.heappop(ending)[1]][2]
+            nodes[gone] -= 1
+            counted -= nodes[gone] == 0
+        if other is not None and other < began:
+            continue  # it held another fault before the signal came to it
+        counted += nodes[node] == 0
+        nodes[node] += 1
+        if other is not None:
+            heapq.heappush(ending, (other, i))
+        if counted >= SPREAD_NODES:
+            return began
     return None
 
 
