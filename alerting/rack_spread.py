@@ -106,8 +106,13 @@ def _reached_at(held: Sequence[tuple[OpenIncident, list[Member]]], signal: Sprea
     """When the signal reached its ``SPREAD_NODES``-th node, counting a node's incident only while it held
     nothing else (posted one by one, the merge pass found it so then); None when it never did. One sweep in
     onset order: a rack's incidents that never spread are not compared pairwise at every merge pass."""
-    spans = sorted(
-        ((same[0].onset, _other_since(o, signal), o.root_path[: RACK_DEPTH + 1]) for o, same in held if same),
+    spans = sorted(  # each alert of the signal on its node: an incident the merge pass grew holds several
+        (
+            (m.onset, other, m.location.path[: RACK_DEPTH + 1])
+            for o, same in held
+            for other in [_other_since(o, signal)]
+            for m in same
+        ),
         key=lambda span: span[0],
     )
     ending: list[tuple[datetime, int]] = []  # (when it stops counting, index into spans)

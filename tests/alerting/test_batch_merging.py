@@ -274,6 +274,31 @@ STORMS = {
         ],
         {("power_brake", frozenset({"GpuPowerBrake@12", "GpuTemperatureHigh@42", "DCGMExporterStale@91"}))},
     ),
+    # llama's latency beside r1-n1 GPU 2 running hot, then r1-n3 GPU 6 and r1-n4 GPU 3 hot: the rack's
+    # heat. Posted one by one, r1-n4's went into r1-n1's incident (opened first) first, and that incident,
+    # now hot on two nodes, must count both, or r1-n3's stays apart (found in review of the fix for 2103:
+    # batch fuzz 1716).
+    "an incident hot on two nodes counts both toward its rack's heat": (
+        [
+            _alert(16, "GpuTemperatureHigh", node="r1-n1", gpu="2"),
+            _alert(25, "LlamaLatencyHigh", service="llama", namespace="prod"),
+            _alert(78, "GpuTemperatureHigh", node="r1-n3", gpu="6"),
+            _alert(105, "GpuTemperatureHigh", node="r1-n4", gpu="3"),
+        ],
+        {
+            (
+                "thermal",
+                frozenset(
+                    {
+                        "GpuTemperatureHigh@16",
+                        "LlamaLatencyHigh@25",
+                        "GpuTemperatureHigh@78",
+                        "GpuTemperatureHigh@105",
+                    }
+                ),
+            )
+        },
+    ),
 }
 
 
