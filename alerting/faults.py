@@ -19,6 +19,10 @@ JOB_FAULTS = SYMPTOM_KINDS - {FaultKind.SERVICE_DEGRADED}
 ENVIRONMENT = frozenset({FaultKind.THERMAL, FaultKind.POWER_BRAKE})
 """Faults that can take a node or GPU down where they spread: heat, power. An XID before a node went down
 is not the node's cause (the node is)."""
+RACK_CAUSED = ENVIRONMENT | {FaultKind.EXPORTER_STALE}
+"""What a rack's shared parts cause on several of its nodes at once: heat and power (cooling, a PDU), and
+exporters cut off (its switch). Not an XID: the same application error on three nodes is one job's bug,
+rolled up only as the same signal spreads (``correlation.same_signal_spread``), never to a rack fault."""
 
 _XID_KINDS = {79: FaultKind.GPU_LOST, 48: FaultKind.ECC_DBE, 74: FaultKind.NVLINK, 95: FaultKind.ECC_DBE}
 

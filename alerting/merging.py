@@ -19,6 +19,7 @@ from alerting.db import in_lists
 from alerting.faults import ENVIRONMENT
 from alerting.incident_index import OpenIncidents
 from alerting.member import Member, describe, first_onset, flapping_in, live, recommended_by
+from alerting.rack_spread import Spread, node_signals, rack_spread
 from alerting.reminders import TAKEN_UP
 from alerting.root_facts import down_nodes, recurs, takes_in
 from alerting.spreading import spread_candidates
@@ -27,17 +28,7 @@ from alerting.store_models import IncidentRow, TimelineRow
 from alerting.subscriptions import ChangeKind
 from alerting.titles import ABSORBED_MAX, shortened
 from alerting.topology import RACK_DEPTH, UNKNOWN, Path, contains
-from gpuwarden.model import FaultKind, IncidentState, shares_workload
-
-RACK_CAUSED = ENVIRONMENT | {FaultKind.EXPORTER_STALE}
-"""What a rack's shared parts cause on several of its nodes at once: heat and power (cooling, a PDU), and
-exporters cut off (its switch). Not an XID: the same application error on three nodes is one job's bug,
-rolled up only as the same signal spreads (``correlation.same_signal_spread``), never to a rack fault."""
-
-SPREAD_NODES = 3
-"""Nodes of one rack on which the same signal (one hot GPU each) makes it the rack's fault (cooling, power
-delivery): one such GPU on each of two nodes is two faults, as ``correlation`` keeps them; on three, the
-rack's. A declared rule, like Alertmanager's grouping by alert name, not a value tuned on data."""
+from gpuwarden.model import IncidentState, shares_workload
 
 
 class IncidentMerging:
@@ -235,26 +226,16 @@ class IncidentMerging:
 
     def _spread_in_rack(self, inc: OpenIncident, now: datetime) -> set[str]:
         """The other open incidents that, with ``inc``, hold one signal on ``SPREAD_NODES`` or more nodes of a
-        known rack within the correlation window (see ``_one_signal``); empty when they do not."""
-        signal = _one_signal(inc, now - self._window)
-        if signal is None:
-            return set()
-        rack = inc.root_path[:RACK_DEPTH]
-        nodes = {m.location.path[: RACK_DEPTH + 1] for m in _infra(inc)}
-        found = set()
-        for other in self._open.under(rack):
-            if (
-                other.id != inc.id
-                and other.root_path[:RACK_DEPTH] == rack
-                and _one_signal(other, now - self._window) == signal
-            ):
-                found.add(other.id)
-                nodes |= {m.location.path[: RACK_DEPTH + 1] for m in _infra(other)}
-        if len(nodes) < SPREAD_NODES:
-            return set()
-        return found | {
-            o.id for o in self._open.values() if o.id != inc.id and _rootless_signal(o, rack, signal)
-        }
+        known rack within the correlation window (``rack_spread``); empty when they do not."""
+        since = now - self._window
+        for signal in node_signals(inc, since):
+            found = rack_spread(inc, self._open.under(inc.root_path[:RACK_DEPTH]), signal, since)
+            if found:
+                rack = inc.root_path[:RACK_DEPTH]
+                return found | {
+                    o.id for o in self._open.values() if o.id != inc.id and _rootless_signal(o, rack, signal)
+                }
+        return set()
 
 
 _TAKEN_UP_STATES = frozenset({IncidentState.ACKNOWLEDGED.value, IncidentState.MITIGATING.value})
@@ -332,30 +313,7 @@ def _before_the_heat(inc: OpenIncident, other: OpenIncident) -> bool:
     return any(m.onset < began for m in other.members.values())
 
 
-def _one_signal(inc: OpenIncident, since: datetime) -> tuple[str, str] | None:
-    """(alert name, kind) when every infrastructure member of ``inc`` is that one alert, no outage, on GPUs
-    or nodes of a single node of a known rack, and one still fires having begun since ``since``; else None.
-    A workload's symptoms do not count (as in ``spreading``): a service's latency that joined its hot GPU
-    before the rack's third hot node came (one POST) kept that GPU out of the rack's heat, which took it
-    in when the latency came after (batch fuzz seed 1452)."""
-    root = inc.root_path
-    if len(root) <= RACK_DEPTH or root[1] == UNKNOWN:
-        return None
-    infra = _infra(inc)
-    signals = {(m.labels.get("alertname", ""), m.kind.value) for m in infra}
-    if len(signals) != 1 or any(m.kind not in RACK_CAUSED or m.is_outage for m in infra):
-        return None
-    if not any(m.firing and m.onset >= since for m in infra):
-        return None
-    return next(iter(signals))
-
-
-def _infra(inc: OpenIncident) -> list[Member]:
-    """The infrastructure members of ``inc``: its faults, not its workloads' symptoms."""
-    return [m for m in inc.members.values() if m.is_infra]
-
-
-def _rootless_signal(other: OpenIncident, rack: Path, signal: tuple[str, str]) -> bool:
+def _rootless_signal(other: OpenIncident, rack: Path, signal: Spread) -> bool:
     """Whether ``other`` is a workload's incident with no topology root whose faults are all ``signal`` in
     ``rack``."""
     infra = [m for m in other.members.values() if m.is_infra]
@@ -363,7 +321,7 @@ def _rootless_signal(other: OpenIncident, rack: Path, signal: tuple[str, str]) -
         not other.root_path
         and bool(infra)
         and all(
-            m.location.path[:RACK_DEPTH] == rack and (m.labels.get("alertname", ""), m.kind.value) == signal
+            m.location.path[:RACK_DEPTH] == rack and (m.labels.get("alertname", ""), m.kind) == signal
             for m in infra
         )
     )

@@ -203,6 +203,102 @@ STORMS = {
             )
         },
     ),
+    # Three GPUs of three nodes of r1 running hot, then r1-n3's exporter stale. Posted one by one, the third
+    # hot node made the rack's heat and the stale exporter joined it. In one POST it joined r1-n3's hot GPU
+    # first, and a node's incident holding more than one signal was left out of the rack's spread: three
+    # incidents, one of them "node r1-n3 exporter stale" (batch fuzz 2103).
+    "a stale exporter after its node's hot gpu does not keep it out of its rack's heat": (
+        [
+            _alert(55, "GpuTemperatureHigh", node="r1-n1", gpu="4"),
+            _alert(60, "GpuTemperatureHigh", node="r1-n2", gpu="0"),
+            _alert(92, "GpuTemperatureHigh", node="r1-n3", gpu="6"),
+            _alert(99, "DCGMExporterStale", Hostname="r1-n3"),
+        ],
+        {
+            (
+                "thermal",
+                frozenset(
+                    {
+                        "GpuTemperatureHigh@55",
+                        "GpuTemperatureHigh@60",
+                        "GpuTemperatureHigh@92",
+                        "DCGMExporterStale@99",
+                    }
+                ),
+            )
+        },
+    ),
+    # Exporters stale on three nodes of r1 (its switch), then r1-n1 down. Posted one by one, the third made
+    # the rack's incident and the node down joined it, which kept showing "rack r1 exporter stale". In one
+    # POST the node down joined r1-n1's stale exporter first: that incident was left out of the rack's spread
+    # (three incidents), and once counted its root was "node r1-n1 is down" (batch fuzz 2207).
+    "a node down where its rack's exporters went stale stays the rack's": (
+        [
+            _alert(14, "DCGMExporterStale", Hostname="r1-n4"),
+            _alert(18, "DCGMExporterStale", Hostname="r1-n1"),
+            _alert(27, "DCGMExporterStale", Hostname="r1-n2"),
+            _alert(38, "NodeDown", node="r1-n1"),
+        ],
+        {
+            (
+                "exporter_stale",
+                frozenset(
+                    {"DCGMExporterStale@14", "DCGMExporterStale@18", "DCGMExporterStale@27", "NodeDown@38"}
+                ),
+            )
+        },
+    ),
+    # The counterpart: a node down before its rack's exporters went stale on two more nodes is its own fault
+    # (the stale exporter of its node its evidence), as it was posted one by one.
+    "a node down before its rack's exporters went stale stays its own": (
+        [
+            _alert(10, "NodeDown", node="r1-n1"),
+            _alert(14, "DCGMExporterStale", Hostname="r1-n4"),
+            _alert(18, "DCGMExporterStale", Hostname="r1-n1"),
+            _alert(27, "DCGMExporterStale", Hostname="r1-n2"),
+        ],
+        {
+            ("node_down", frozenset({"NodeDown@10", "DCGMExporterStale@18"})),
+            ("exporter_stale", frozenset({"DCGMExporterStale@14"})),
+            ("exporter_stale", frozenset({"DCGMExporterStale@27"})),
+        },
+    ),
+    # A power brake and a hot GPU of r1-n2, then its exporter stale. Posted one by one, the node's incident
+    # showed "power brake" and kept it as the stale exporter joined; in one POST the root, found afresh, was
+    # named after the alert placed at the node itself, the stale exporter (batch fuzz 1474; 1586 alike).
+    "a stale exporter after its node's brake and heat does not rename the root": (
+        [
+            _alert(12, "GpuPowerBrake", node="r1-n2", gpu="7"),
+            _alert(42, "GpuTemperatureHigh", node="r1-n2", gpu="5"),
+            _alert(91, "DCGMExporterStale", Hostname="r1-n2"),
+        ],
+        {("power_brake", frozenset({"GpuPowerBrake@12", "GpuTemperatureHigh@42", "DCGMExporterStale@91"}))},
+    ),
+    # llama's latency beside r1-n1 GPU 2 running hot, then r1-n3 GPU 6 and r1-n4 GPU 3 hot: the rack's
+    # heat. Posted one by one, r1-n4's went into r1-n1's incident (opened first) first, and that incident,
+    # now hot on two nodes, must count both, or r1-n3's stays apart (found in review of the fix for 2103:
+    # batch fuzz 1716).
+    "an incident hot on two nodes counts both toward its rack's heat": (
+        [
+            _alert(16, "GpuTemperatureHigh", node="r1-n1", gpu="2"),
+            _alert(25, "LlamaLatencyHigh", service="llama", namespace="prod"),
+            _alert(78, "GpuTemperatureHigh", node="r1-n3", gpu="6"),
+            _alert(105, "GpuTemperatureHigh", node="r1-n4", gpu="3"),
+        ],
+        {
+            (
+                "thermal",
+                frozenset(
+                    {
+                        "GpuTemperatureHigh@16",
+                        "LlamaLatencyHigh@25",
+                        "GpuTemperatureHigh@78",
+                        "GpuTemperatureHigh@105",
+                    }
+                ),
+            )
+        },
+    ),
 }
 
 
