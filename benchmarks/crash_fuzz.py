@@ -57,6 +57,13 @@ call before them again, byte for byte (a retry after a crash does, idempotent; s
 ``reassessed`` updates delivered (each held first); ``webhook_held`` the crashed runs' webhook changes held
 back under a silence (marked sent, not POSTed).
 
+A start waits for serve's ``/-/ready`` up to ``crash_serve.start_bound`` (60 s per unit of the load average
+per core, at least 120 s), and the waits for ticks do not count a start against their own bound: a fixed
+60 s stopped the fuzz at load 10-20 on 2 cores, few kills landing. A start that took past a minute is
+counted (``slow_starts``, ``slowest_start``), no finding; one still not ready at its bound stops its seed,
+listed under ``unfinished`` with its runs kept (a serve that never gets ready may be a defect), and the next
+seed runs.
+
     PYTHONPATH=. .venv/bin/python benchmarks/crash_fuzz.py --seeds 0-9 --steps 20 --kills 3
 
 ``--show SEED`` prints that seed's steps, kills and differences to stderr.
@@ -82,7 +89,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from crash_serve import CHANNEL, EDIT_INTERVAL, Serve, do, do_once, settle, ticked
+from crash_serve import CHANNEL, EDIT_INTERVAL, Serve, StartTimeout, do, do_once, settle, ticked
 from crash_storm import Step, kill_plan, stream
 from crash_view import HOOK, Seen, compare, observe
 from seed_list import SEEDS_HELP, seed_list
@@ -326,11 +333,14 @@ def fuzz_seed(
     plan = kill_plan(seed, len(drawn), kills)
     tmp = Path(tempfile.mkdtemp(prefix=f"crash-fuzz-{seed}-"))
     databases = [_database(postgres, f"s{seed}_{run}") for run in ("straight", "crashed")]
-    with ThreadPoolExecutor(max_workers=1) as aside:
-        alike = (seed, channel, edit_interval)
-        straight_run = aside.submit(run_once, tmp / "straight", databases[0], drawn, {}, *alike)
-        crashed, second = run_once(tmp / "crashed", databases[1], drawn, plan, *alike)
-        straight, first = straight_run.result()
+    try:
+        with ThreadPoolExecutor(max_workers=1) as aside:
+            alike = (seed, channel, edit_interval)
+            straight_run = aside.submit(run_once, tmp / "straight", databases[0], drawn, {}, *alike)
+            crashed, second = run_once(tmp / "crashed", databases[1], drawn, plan, *alike)
+            straight, first = straight_run.result()
+    except StartTimeout as exc:  # nothing to compare; kept, as a serve that never got ready may be a defect
+        return {"seed": seed, "plan": plan, "unfinished": str(exc), "kept": str(tmp)}
     outcome = {
         "seed": seed,
         "plan": plan,
@@ -347,6 +357,7 @@ def fuzz_seed(
         **comparison(straight, crashed),
         "late": late(crashed, second.launches, second.ready) + late(straight, first.launches, first.ready),
         "exits": first.exits + second.exits,
+        "slow_starts": first.slow + second.slow,
     }
     if any(outcome[kind] for kind in FOUND):
         outcome["kept"] = str(tmp)
@@ -417,6 +428,8 @@ def main(argv: list[str] | None = None, comparison: Compare = compare) -> dict[s
     unlanded: Counter[str] = Counter()
     held_sent = held_back = 0
     repeated: Counter[str] = Counter()
+    unfinished: dict[str, dict[str, Any]] = {}  # seeds a start past its bound stopped (StartTimeout)
+    slow_starts: list[float] = []
     done = 0
     with _store_server(args.postgres) as postgres:
         for seed in args.seeds:
@@ -426,6 +439,11 @@ def main(argv: list[str] | None = None, comparison: Compare = compare) -> dict[s
             outcome = fuzz_seed(
                 seed, args.steps, args.kills, comparison, postgres, args.slack_channel, args.edit_interval
             )
+            if "unfinished" in outcome:
+                unfinished[str(seed)] = outcome
+                print(f"seed {seed}: unfinished: {outcome['unfinished']}", file=sys.stderr)
+                continue
+            slow_starts += outcome["slow_starts"]
             kills.update(outcome["kills"])
             unlanded.update(outcome["unlanded"])
             held_sent += outcome["held_updates_sent"]
@@ -446,6 +464,9 @@ def main(argv: list[str] | None = None, comparison: Compare = compare) -> dict[s
         **found,
         **{what: repeated[what] for what in REPEATED},
         "first": first,
+        "unfinished": unfinished,
+        "slow_starts": len(slow_starts),
+        "slowest_start": max(slow_starts, default=None),
         "seconds": round(time.monotonic() - started, 1),
     }
     print(json.dumps(result))

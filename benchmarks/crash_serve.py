@@ -28,7 +28,7 @@ from alerting.notifiers.recorder import SlackRecorder
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: its tests package
 from tests.integration.gpuwarden_server import AUTH, TOKEN, gpuwarden_binary
-from tests.integration.servers import free_port, stop, wait_http_ok
+from tests.integration.servers import READY_SECONDS, free_port, stop, wait_http_ok
 
 CHANNEL = "C0CRASHFUZZ"  # a channel id: the notifier's lookup after a crash is exact with one
 TICK_SECONDS = 0.1
@@ -46,6 +46,26 @@ the fuzz would report (``exits``)."""
 EDIT_INTERVAL = 5.0
 """The webhook's ``edit_interval_seconds`` here (300 by default in serve): a held update is released, or
 replaced, within a run."""
+SLOW_START_SECONDS = 60.0
+"""A start that took longer than this to be ready is ``slow`` (``Serve.slow``, counted apart, no finding):
+a start-up took 10-15 s on a loaded machine, past a minute at load 10-20 on 2 cores."""
+START_SECONDS_PER_LOAD = 60.0
+"""The bound on one start's wait for ``/-/ready``: this many seconds per unit of the load average per core
+(``start_bound``), never less than ``READY_SECONDS`` (120 s): a fixed bound stopped the fuzz under load."""
+
+
+class StartTimeout(RuntimeError):
+    """serve, still running and never killed, did not get ready within ``start_bound``: the run stops
+    there (its seed counted as ``unfinished``, not as a finding)."""
+
+
+def start_bound(load: float | None = None, cores: int | None = None) -> float:
+    """How long one start may take to be ready: ``START_SECONDS_PER_LOAD`` per unit of the 1-minute load
+    average (``load``, read now by default) per core (``cores``), at least ``READY_SECONDS``."""
+    if load is None:
+        load = os.getloadavg()[0]
+    per_core = load / max(1, cores or os.cpu_count() or 1)
+    return max(READY_SECONDS, START_SECONDS_PER_LOAD * per_core)
 
 
 # --- one serve, restartable ----------------------------------------------------------------------------
@@ -83,24 +103,34 @@ class Serve:
     unlanded: list[str] = field(default_factory=list)  # kills drawn that found no moment to land
     launches: list[float] = field(default_factory=list)  # wall-clock time of each start
     ready: list[float | None] = field(default_factory=list)  # and when it was ready (None: never)
+    slow: list[float] = field(default_factory=list)  # seconds to ready of starts past SLOW_START_SECONDS
     killed: bool = False
     http: httpx.Client = field(default_factory=lambda: httpx.Client(limits=NO_KEEPALIVE))
     """Every request to serve, of every start: a new client per request (``httpx.get``) built an SSL context
     each time, 60 ms of CPU, and the waits poll every 25-50 ms."""
 
-    def start(self) -> None:
-        """Start serve and wait until it is ready (its journal's backlog applied); again when a kill armed
-        for a POST (``_arm``) landed while it started."""
+    def start(self) -> float:
+        """Start serve and wait until it is ready (its journal's backlog applied), ``start_bound`` at most
+        (``StartTimeout`` past it); again when a kill armed for a POST (``_arm``) landed while it started.
+        The seconds it took, which the waits on serve do not count against their own bounds."""
+        began = time.monotonic()
         while True:
             self.launch()
             assert self.proc is not None
+            bound = start_bound()
             try:
-                wait_http_ok(f"{self.url}/-/ready", self.proc)
-                self.ready[-1] = time.time()
-                return
-            except RuntimeError:
-                if not self.killed:
-                    raise
+                wait_http_ok(f"{self.url}/-/ready", self.proc, timeout=bound)
+            except RuntimeError as exc:
+                if self.killed:
+                    continue
+                if self.proc.poll() is None:
+                    raise StartTimeout(f"start {self.starts}: not ready within {bound:.0f} s") from exc
+                raise
+            self.ready[-1] = time.time()
+            took = self.ready[-1] - self.launches[-1]
+            if took > SLOW_START_SECONDS:
+                self.slow.append(round(took, 1))
+            return time.monotonic() - began
 
     def launch(self) -> None:
         """Start serve, not waiting for it."""
@@ -143,10 +173,9 @@ class Serve:
     def dead(self) -> bool:
         return self.proc is None or self.proc.poll() is not None
 
-    def ensure(self) -> None:
-        """Start again when it was killed."""
-        if self.dead():
-            self.start()
+    def ensure(self) -> float:
+        """Start again when it was killed; the seconds that took (0 when it runs)."""
+        return self.start() if self.dead() else 0.0
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -282,11 +311,11 @@ def _status(serve: Serve) -> dict[str, Any]:
 def ticked(serve: Serve, timeout: float = 60.0) -> None:
     """Wait until serve applied what it accepted and then ticked ``TICKS`` times (ticks begun after the
     apply, ended: ``ticks`` read with no lag, plus one for the tick maybe under way then); on a kill under
-    it, start serve again and wait there."""
+    it, start serve again and wait there, ``timeout`` not counting the start (``Serve.start`` bounds it)."""
     deadline = time.monotonic() + timeout
     mark: tuple[int, int] | None = None  # (start, ticks read with no lag)
     while time.monotonic() < deadline:
-        serve.ensure()
+        deadline += serve.ensure()
         try:
             status = _status(serve)
         except httpx.HTTPError as exc:

@@ -159,15 +159,7 @@ class SlackNotifier:
         if notification.folded is not None or notification.edit_only:
             return True  # the message says it all: no reply per cycle, nor per change of its figures
         if self._charts and not thread.chart_posted and notification.change in CHART_CHANGES:
-            series = self._chart_series(notification)
-            if series:
-                try:
-                    self._attach_chart(notification, series, channel, ts)
-                except BackendError as exc:  # a chart is optional: it must not hold back the event
-                    logger.warning(
-                        "chart not attached incident_id=%s error=%s", notification.incident_id, exc
-                    )
-                save(replace(thread, chart_posted=True))
+            self._chart_once(notification, thread, retry=retry, save=save)
         if retry and self._find_reply(channel, ts, notification.key):
             logger.info(
                 "slack reply already posted incident_id=%s key=%s", notification.incident_id, notification.key
@@ -357,6 +349,24 @@ class SlackNotifier:
 
     def _find_reply(self, channel: str, ts: str, key: str) -> bool:
         """Whether the thread already holds a reply with this key, reading every page of it."""
+        return self._in_thread(channel, ts, lambda message: self._has_key(message, key))
+
+    def _chart_in_thread(self, n: Notification, channel: str, ts: str) -> bool:
+        """Whether the thread already holds the incident's chart (a file share of ``_attach_chart``'s
+        filename): attached before a crash that came before ``chart_posted`` was saved."""
+        filename = _chart_filename(n)
+
+        def shares(message: Any) -> bool:
+            files = message.get("files") if isinstance(message, dict) else None
+            return isinstance(files, list) and any(
+                isinstance(f, dict) and f.get("name") == filename for f in files
+            )
+
+        return self._in_thread(channel, ts, shares)
+
+    def _in_thread(self, channel: str, ts: str, wanted: Callable[[Any], bool]) -> bool:
+        """Whether a message of the thread is ``wanted``, reading every page of it (False when Slack
+        refuses the lookup: the caller posts, at least once)."""
         cursor: str | None = None
         while True:
             response = self._look(
@@ -373,11 +383,28 @@ class SlackNotifier:
             )
             if response is None:
                 return False
-            if any(self._has_key(m, key) for m in response.get("messages") or []):
+            if any(wanted(m) for m in response.get("messages") or []):
                 return True
             cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
             if cursor is None:
                 return False
+
+    def _chart_once(self, n: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver) -> None:
+        """Attach the incident's chart to its thread and save that it is there; a retry looks first, as a
+        crash between Slack's answer to the upload and the save attached it twice."""
+        assert thread.channel is not None and thread.ts is not None
+        if retry and self._chart_in_thread(n, thread.channel, thread.ts):
+            logger.info("slack chart already attached incident_id=%s", n.incident_id)
+            save(replace(thread, chart_posted=True))
+            return
+        series = self._chart_series(n)
+        if not series:
+            return
+        try:
+            self._attach_chart(n, series, thread.channel, thread.ts)
+        except BackendError as exc:  # a chart is optional: it must not hold back the event
+            logger.warning("chart not attached incident_id=%s error=%s", n.incident_id, exc)
+        save(replace(thread, chart_posted=True))
 
     def _chart_series(self, n: Notification) -> Sequence[ChartSeries]:
         """Series carried by the notification, else read from the series source (never raises)."""
@@ -402,8 +429,13 @@ class SlackNotifier:
                 channel=channel,
                 thread_ts=ts,
                 content=png,
-                filename=f"{n.incident_id}.png",
+                filename=_chart_filename(n),
                 title=truncate(escape(f"Anomalous series: {names}"), 250),
                 alt_txt=f"Chart of {names} for incident {n.incident_id}"[:1000],
             ),
         )
+
+
+def _chart_filename(n: Notification) -> str:
+    """The name of the incident's chart in Slack: a retry looks for it in the thread."""
+    return f"{n.incident_id}.png"

@@ -231,11 +231,13 @@ class SlackWorkspace:
         message.edits += 1
         return {"ok": True, "channel": channel, "ts": message.ts, "text": message.text}
 
-    @staticmethod
-    def _as_api(m: RecordedMessage, with_metadata: bool) -> JsonDict:
+    def _as_api(self, m: RecordedMessage, with_metadata: bool) -> JsonDict:
         out: JsonDict = {"type": "message", "ts": m.ts, "text": m.text}
         if m.thread_ts is not None:
             out["thread_ts"] = m.thread_ts
+        if m.files:  # a file share lists its files, as Slack's history and replies do
+            shared = [self.files[i] for i in m.files if i in self.files]
+            out["files"] = [{"id": f.id, "name": f.filename, "title": f.title} for f in shared]
         if with_metadata and m.metadata is not None:
             out["metadata"] = m.metadata
         return out

@@ -19,9 +19,7 @@ from alerting.notifiers.slack import SlackNotifier, make_client
 from alerting.outbox import Outbox
 from alerting.outbox_tables import PENDING, SENDING, SENT
 from gpuwarden.clock import FakeClock
-from tests.alerting.notifiers.incidents import (
-    lifecycle,
-)
+from tests.alerting.notifiers.incidents import gpu_temperature, lifecycle
 from tests.alerting.outbox_deliveries import REPLY_ORDER, Crash, CrashAfterSend, reply_kinds, slack
 
 
@@ -149,3 +147,62 @@ def test_sigkill_while_slack_accepts_a_reply_loses_and_duplicates_nothing(
     assert len(parents) == 3
     for parent in parents:
         assert reply_kinds(recorder, parent.ts) == REPLY_ORDER
+
+
+CHARTING = """
+import sys
+from alerting.db import make_engine
+from alerting.notifiers.slack import SlackNotifier, make_client
+from alerting.outbox import Outbox
+from gpuwarden.clock import SystemClock
+from tests.alerting.notifiers.incidents import gpu_temperature
+class Series:
+    def series_for(self, notification):
+        return [gpu_temperature()]
+db, base_url, token, channel = sys.argv[1:5]
+client = make_client(token, base_url=base_url, rate_limit_retries=0)
+notifier = SlackNotifier(client, channel, series_source=Series())
+Outbox(make_engine(db), [notifier], SystemClock()).dispatch_due()
+"""
+
+
+class _Series:
+    def series_for(self, notification: object) -> list[object]:
+        return [gpu_temperature()]
+
+
+def test_sigkill_as_slack_completes_the_charts_upload_attaches_it_once(
+    tmp_path: Path, engine: Engine, recorder: SlackRecorder
+) -> None:
+    """Slack has the chart (``files.completeUploadExternal`` answered), the dispatcher dies before it saves
+    ``chart_posted``: the retry attached it a second time to the thread, as it looked for nothing."""
+    channel = recorder.channel_id("#gpu-incidents")
+    queue = Outbox(engine, [slack(recorder, channel)], FakeClock())
+    for c in lifecycle():
+        queue(c)
+    argv = [sys.executable, "-c", CHARTING, str(tmp_path / "gpuwarden.db"), recorder.base_url, recorder.token]
+    proc = subprocess.Popen([*argv, channel], cwd=Path(__file__).resolve().parents[2])
+
+    def kill_once_uploaded(call: RecordedCall) -> None:
+        if call.method == "files.completeUploadExternal" and call.response.get("ok"):
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    recorder.on_call = kill_once_uploaded
+    try:
+        assert proc.wait(timeout=120) == -signal.SIGKILL
+    finally:
+        recorder.on_call = None
+        if proc.poll() is None:
+            proc.kill()
+    assert len(recorder.files()) == 1 and [m.status for m in queue.messages(SENDING)] == [SENDING]
+
+    client = make_client(recorder.token, base_url=recorder.base_url, rate_limit_retries=0)
+    restarted = Outbox(engine, [SlackNotifier(client, channel, series_source=_Series())], FakeClock())
+    restarted.dispatch_due()
+    assert {m.status for m in restarted.messages()} == {SENT}
+    [parent] = recorder.channel_messages()
+    assert len(recorder.files()) == 1, "the chart attached twice"
+    assert [r.files for r in recorder.replies(parent.ts) if r.files] == [[recorder.files()[0].id]]
+    assert restarted.thread("slack", "inc-r07") == ThreadState(channel, parent.ts, chart_posted=True)
+    assert [r.event for r in recorder.replies(parent.ts) if not r.files] == REPLY_ORDER

@@ -412,3 +412,76 @@ def test_a_webhook_change_sent_long_after_it_was_stored_or_serve_was_ready_is_la
     assert fuzz.late(seen, restarted, [1.0, 102.0]) != []  # ready at 102: sent 11 s later
     assert fuzz.late(seen, restarted, [1.0, None]) == []  # sent before it was ready: its start-up
     assert fuzz.late(seen, [0.0, 100.0 + late + 6], [1.0, 200.0]) != []  # a start after it was sent
+
+
+def test_a_start_is_bounded_by_the_load_and_a_slow_one_is_counted_not_failed(
+    serving: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At load 10-20 on 2 cores a start took past the fixed bound and stopped the fuzz (seeds 58-59 found
+    nothing: few kills landed): the bound scales with the load per core, a start past a minute is counted
+    (``slow``), and one that never gets ready while it runs is ``StartTimeout``, no other failure."""
+    assert serving.start_bound(0.5, 2) == serving.READY_SECONDS
+    assert serving.start_bound(20.0, 2) == 10 * serving.START_SECONDS_PER_LOAD
+    waited: list[float] = []
+    ready = [True]
+
+    def wait(url: str, proc: Any, timeout: float) -> None:
+        waited.append(timeout)
+        if not ready[0]:
+            raise RuntimeError(f"{url} not ready after {timeout}s")
+
+    def launch(self: Any) -> None:
+        self.starts += 1
+        self.proc = SimpleNamespace(poll=lambda: None)  # running, never killed
+        self.launches.append(datetime.now(UTC).timestamp() - serving.SLOW_START_SECONDS - 5)
+        self.ready.append(None)
+
+    monkeypatch.setattr(serving, "wait_http_ok", wait)
+    monkeypatch.setattr(serving.Serve, "launch", launch)
+    monkeypatch.setattr(serving.os, "getloadavg", lambda: (30.0, 0.0, 0.0))
+    serve = serving.Serve(Path("unused"), None, "unused.db")
+    serve.start()
+    assert waited == [serving.start_bound(30.0)] and len(serve.slow) == 1 and serve.ready[-1] is not None
+    ready[0] = False
+    with pytest.raises(serving.StartTimeout):
+        serve.start()
+
+
+def test_the_wait_for_ticks_does_not_count_a_start_against_its_bound(
+    serving: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ticked`` started a killed serve inside its own 60 s: a start of 50 s left it 10 s to see ticks."""
+    ticks = itertools.count()
+    client = httpx.Client(
+        transport=httpx.MockTransport(
+            lambda _: httpx.Response(200, json={"lag_bytes": 0, "ticks": next(ticks)})
+        )
+    )
+    alive = SimpleNamespace(poll=lambda: None)
+    serve = serving.Serve(Path("unused"), None, "unused.db", url="http://serve.invalid", http=client)
+
+    def start(self: Any) -> float:
+        self.proc = alive
+        return 1000.0  # seconds the start took: far past the bound below
+
+    monkeypatch.setattr(serving.Serve, "start", start)
+    monotonic = itertools.count(0.0, 10.0)  # each look at the clock 10 s later
+    monkeypatch.setattr(serving.time, "monotonic", lambda: next(monotonic))
+    monkeypatch.setattr(serving.time, "sleep", lambda _: None)
+    serving.ticked(serve, timeout=30.0)
+
+
+def test_a_seed_a_start_stopped_is_counted_unfinished_and_the_others_run(
+    fuzz: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A start past its bound stops its seed's runs (nothing to compare), not the fuzz."""
+    monkeypatch.setattr(fuzz.tempfile, "tempdir", str(tmp_path))
+
+    def run_once(folder: Path, *args: Any, **kwargs: Any) -> Any:
+        raise fuzz.StartTimeout("start 2: not ready within 240 s")
+
+    monkeypatch.setattr(fuzz, "run_once", run_once)
+    result = fuzz.main(["--seeds", "3-4", "--steps", "4", "--kills", "1"])
+    assert sorted(result["unfinished"]) == ["3", "4"] and result["kills"] == 0
+    assert all(not result[kind] for kind in fuzz.FOUND)
+    assert "unfinished" in capsys.readouterr().err
