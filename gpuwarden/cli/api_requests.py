@@ -235,6 +235,11 @@ def _refusal(response: httpx.Response, token: str | None, url: str, path: str) -
     base = _base_of(url, path, message) if _no_route(response, data) else None
     if base is not None:  # serve saw the path, less what a proxy in front of it strips
         given = f"{_origin(url)} {shown}"
+        if PREFIX_NOTE in message and base == url.rstrip("/"):  # the prefix given was taken off on the way
+            return (
+                f"{said}; {given} holds it, so a proxy in front of serve strips it: make the proxy forward"
+                " the path as it came, or unset serve's api.route_prefix"
+            )
         if PREFIX_NOTE in message:  # outside serve's api.route_prefix
             return f"{said}; {given} is not serve's base URL: give {hidden_password(base)}"
         rest = "the path" if urlsplit(base).path in ("", "/") else "the rest of the path"

@@ -58,6 +58,21 @@ def test_a_url_without_the_route_prefix_is_told_the_url_to_give(
     assert said.endswith(f"--url {given} is not serve's base URL: give {PROXY}/gpuwarden"), said
 
 
+def test_a_proxy_stripping_the_route_prefix_serve_expects_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It was told to give the very URL it gave.
+    with _client(tmp_path) as client:
+        route_httpx(client, f"{PROXY}/gpuwarden", monkeypatch)  # /gpuwarden/x reaches serve as /x
+        result = runner.invoke(app, ["incidents", "list", "--url", f"{PROXY}/gpuwarden/"])
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 1, said
+    assert said.endswith(
+        f"--url {PROXY}/gpuwarden/ holds it, so a proxy in front of serve strips it: make the proxy forward"
+        " the path as it came, or unset serve's api.route_prefix"
+    ), said
+
+
 @pytest.mark.parametrize(
     ("given", "said"),
     [
