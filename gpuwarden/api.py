@@ -55,13 +55,11 @@ from gpuwarden.headers import LAG_HEADER
 from gpuwarden.health_api import HealthApi
 from gpuwarden.httpbody import BodyRefused, check_json_body, read_limited
 from gpuwarden.incident_api import IncidentActionsApi, detail_response
-from gpuwarden.inventory_api import (
-    InventoryApi,
-    inventory_from_fleet,  # noqa: F401 - imported from here before the split
-)
+from gpuwarden.inventory_api import InventoryApi, inventory_from_fleet  # noqa: F401 - an old import path
 from gpuwarden.model import IncidentState, Priority
 from gpuwarden.outbox_api import LIST_QUERY, OutboxApi
 from gpuwarden.params import choice, known_query, positive, single
+from gpuwarden.route_prefix import RoutePrefix
 
 logger = logging.getLogger(__name__)
 
@@ -496,4 +494,5 @@ def create_app(
     app.router.redirect_slashes = False  # ``no_route`` redirects, to a relative reference
     app.add_middleware(CatchAll, metrics=metrics, health=health)
     app.add_middleware(AllowedHosts, hosts=config.allowed_hosts)  # with none, it passes every request on
+    app.add_middleware(RoutePrefix, prefix=config.route_prefix)  # outermost: the rest sees the path below it
     return app

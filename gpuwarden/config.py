@@ -71,6 +71,7 @@ from gpuwarden.limits import (
     MAX_WINDOW_SECONDS,
     MIN_COLLECT_INTERVAL_SECONDS,
 )
+from gpuwarden.route_prefix import route_prefix_entry
 from gpuwarden.urls import pushgateway_base_url
 from gpuwarden.yamlfile import not_a_mapping, read_yaml, resolve_secret_refs, secret_ref_names
 
@@ -231,11 +232,21 @@ class ApiConfig(Section):
         description="the names serve is reached by (host names or addresses, no port): a request whose Host"
         " header names another is answered 400, against DNS rebinding; empty (the default): any Host",
     )
+    route_prefix: str = Field(
+        "",
+        description="the path every route is served under (/gpuwarden: /gpuwarden/api/v2/alerts,"
+        " /gpuwarden/-/ready), for a proxy forwarding it unstripped; empty (the default): the root",
+    )
 
     @field_validator("allowed_hosts")
     @classmethod
     def _allowed_hosts_are_names(cls, value: list[str]) -> list[str]:
         return [allowed_host_entry(item) for item in value]
+
+    @field_validator("route_prefix")
+    @classmethod
+    def _route_prefix_is_a_path(cls, value: str) -> str:
+        return route_prefix_entry(value)
 
 
 class StoreConfig(Section):

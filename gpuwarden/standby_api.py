@@ -24,6 +24,7 @@ from alerting.db import connection_names
 from alerting.instance_lock import InstanceBusy
 from gpuwarden.api_errors import error_response, slash_redirect
 from gpuwarden.redaction import hidden_names
+from gpuwarden.route_prefix import RoutePrefix
 
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 # A standby takes the lock within about a second of its release (PostgreSQL wakes it; a SQLite file lock is
@@ -85,8 +86,9 @@ def standby_gauge(value: int) -> GaugeMetricFamily:
     )
 
 
-def standby_app(state: StandbyState) -> Starlette:
-    """The standby's HTTP app: liveness 200, readiness 503, ``/metrics``, every other request 503."""
+def standby_app(state: StandbyState, route_prefix: str = "") -> Starlette:
+    """The standby's HTTP app: liveness 200, readiness 503, ``/metrics``, every other request 503; under
+    ``route_prefix`` (``api.route_prefix``) as the active server's, so that its probes find it."""
 
     async def healthy(request: Request) -> Response:
         return PlainTextResponse("ok: standby\n")
@@ -117,4 +119,6 @@ def standby_app(state: StandbyState) -> Starlette:
         Route("/-/ready", ready, methods=["GET", "HEAD"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
-    return Starlette(routes=[*probes, Route("/{path:path}", refuse, methods=ALL_METHODS)])
+    app = Starlette(routes=[*probes, Route("/{path:path}", refuse, methods=ALL_METHODS)])
+    app.add_middleware(RoutePrefix, prefix=route_prefix)
+    return app

@@ -122,7 +122,8 @@ def uvicorn_server(app: Starlette, address: str, port_number: int, api: ApiConfi
     # is long-lived: frozen out of collections; young passes every 10,000 allocations.
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
-    logger.info("serving on %s", host_port(address, port_number))  # [::1]:8080, not ::1:8080
+    # [::1]:8080, not ::1:8080; under api.route_prefix: 127.0.0.1:8080/gpuwarden
+    logger.info("serving on %s%s", host_port(address, port_number), api.route_prefix)
     return ForcingServer(api_server_config(app, api, host=address, port=port_number))
 
 

@@ -23,6 +23,7 @@ from gpuwarden.cli.numbers import number
 from gpuwarden.cli.tls_trust import ca_file_problem, tls_hint
 from gpuwarden.headers import FIELD_HEADER, LAG_HEADER, TOKEN_ENV, token_missing, token_problem
 from gpuwarden.redaction import hidden_password, quoting_only
+from gpuwarden.route_prefix import PREFIX_NOTE
 from gpuwarden.urls import plain_http_host, url_problem, verify_tls
 
 if TYPE_CHECKING:
@@ -234,6 +235,13 @@ def _refusal(response: httpx.Response, token: str | None, url: str, path: str) -
     base = _base_of(url, path, message) if _no_route(response, data) else None
     if base is not None:  # serve saw the path, less what a proxy in front of it strips
         given = f"{_origin(url)} {shown}"
+        if PREFIX_NOTE in message and base == url.rstrip("/"):  # the prefix given was taken off on the way
+            return (
+                f"{said}; {given} holds it, so a proxy in front of serve strips it: make the proxy forward"
+                " the path as it came, or unset serve's api.route_prefix"
+            )
+        if PREFIX_NOTE in message:  # outside serve's api.route_prefix
+            return f"{said}; {given} is not serve's base URL: give {hidden_password(base)}"
         rest = "the path" if urlsplit(base).path in ("", "/") else "the rest of the path"
         return f"{said}; {given} is not serve's base URL: give {hidden_password(base)}, without {rest}"
     if response.status_code >= 500:
@@ -251,12 +259,16 @@ def _base_of(url: str, path: str, message: str) -> str | None:
     """The base URL to give instead of ``url``, whose request for ``path`` serve answered "no route for
     METHOD SEEN" (``message``): ``url`` without its path (``http://host:8080`` of ``http://host:8080/api/v2``),
     but with the prefix that a proxy in front of serve strips (``http://proxy/gpuwarden`` of
-    ``http://proxy/gpuwarden/api/v2``: serve saw ``/api/v2/...``); None for a ``url`` without a path."""
+    ``http://proxy/gpuwarden/api/v2``: serve saw ``/api/v2/...``); None for a ``url`` without a path. SEEN
+    outside serve's ``api.route_prefix``: the URL's scheme and host with that prefix (``http://host:8080``,
+    ``http://host:8080/other``: ``http://host:8080/gpuwarden``), which a proxy forwards unstripped."""
     split = urlsplit(url)
+    seen, outside, served = message.partition(" no route for ")[2].partition(" ")[2].partition(PREFIX_NOTE)
+    if outside:
+        return f"{split.scheme}://{split.netloc}{served.partition(' ')[0]}"
     if not split.path.strip("/"):
         return None
     asked = unquote(urlsplit(url.rstrip("/") + path).path)
-    seen = message.partition(" no route for ")[2].partition(" ")[2]
     prefix = asked.removesuffix(seen).rstrip("/") if seen and asked.endswith(seen) else ""
     return f"{split.scheme}://{split.netloc}{prefix}"
 

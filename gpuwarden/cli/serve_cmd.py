@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 
 from gpuwarden.cli.active_server import run_active  # light: uvicorn and the API are imported when it runs
+from gpuwarden.cli.consoles import refuse_option
 from gpuwarden.cli.inventories import inventory_refresh, prepare_inventories
 from gpuwarden.cli.logs import LOG_FORMAT_HELP, LogFormat, configure_logging, keep_running_on_sighup
 from gpuwarden.cli.machine_checks import listen_socket, refused_setting, sqlite_path
@@ -28,6 +30,7 @@ from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError
 from gpuwarden.graceful import StopAsked, StopRequest  # stdlib only: light for every command
 from gpuwarden.headers import TOKEN_ENV
+from gpuwarden.route_prefix import route_prefix_entry  # stdlib only: light for every command
 
 if TYPE_CHECKING:
     import socket
@@ -116,6 +119,14 @@ def _failed(
             )
         said.append(cfg.locate(problem))
     return lines.refused(ConfigError.first_of(said))
+
+
+def _route_prefix(value: str) -> str:
+    """``--route-prefix`` as ``api.route_prefix`` takes it; else one line naming it, exit 2."""
+    try:
+        return route_prefix_entry(value)
+    except ValueError as exc:
+        refuse_option(escape(f"--route-prefix {exc}"))
 
 
 def _log(log_format: LogFormat) -> None:
@@ -306,6 +317,14 @@ def serve(
         int | None, whole_number("--port", 1, 65535, help="TCP port (default from config: api.port).")
     ] = None,
     host: Annotated[str | None, typer.Option(help="Listen address (default api.listen_address).")] = None,
+    route_prefix: Annotated[
+        str | None,
+        typer.Option(
+            parser=_route_prefix,
+            help="Path every route is served under, for a proxy forwarding it unstripped: /gpuwarden serves"
+            " /gpuwarden/api/v2/alerts, /gpuwarden/-/ready (default api.route_prefix: the root).",
+        ),
+    ] = None,
     db: Annotated[
         str | None,
         typer.Option(
@@ -331,6 +350,8 @@ def serve(
     _log(log_format)  # first: with json, why it cannot start is a JSON line too (StartupLines)
     lines = StartupLines(log_format, logger)
     cfg = _checked_config(config, lines)
+    if route_prefix is not None:  # the active server's and a standby's app read it from the settings
+        cfg = cfg.model_copy(update={"api": cfg.api.model_copy(update={"route_prefix": route_prefix})})
     api, no_token = _with_token(cfg.api)
     store, store_field = (db, "--db") if db else (api.db, "api.db")
     address, address_field = (host, "--host") if host else (api.listen_address, "api.listen_address")

@@ -60,7 +60,7 @@ def wait_as_standby(
 
     state = StandbyState()
     served = api_server_config(
-        standby_app(state), api, lifespan="off", timeout_graceful_shutdown=SHUTDOWN_SECONDS
+        standby_app(state, api.route_prefix), api, lifespan="off", timeout_graceful_shutdown=SHUTDOWN_SECONDS
     )
     server = uvicorn.Server(served)
     ended = threading.Event()
