@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,26 @@ Outbox(make_engine(db), [notifier], SystemClock()).dispatch_due()
 """
 
 
+def _killed_at(
+    proc: subprocess.Popen[bytes], recorder: SlackRecorder, at: Callable[[RecordedCall], object]
+) -> None:
+    """Wait for ``proc``, a dispatcher, killed with SIGKILL by the Slack stand-in once a call it answered is
+    ``at`` one (Slack has done it; the dispatcher dies before it hears so)."""
+
+    def kill(call: RecordedCall) -> None:
+        if proc.poll() is None and at(call):
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    recorder.on_call = kill
+    try:
+        assert proc.wait(timeout=120) == -signal.SIGKILL
+    finally:
+        recorder.on_call = None
+        if proc.poll() is None:
+            proc.kill()
+
+
 def test_sigkill_while_slack_accepts_a_reply_loses_and_duplicates_nothing(
     tmp_path: Path, engine: Engine, recorder: SlackRecorder
 ) -> None:
@@ -123,21 +144,13 @@ def test_sigkill_while_slack_accepts_a_reply_loses_and_duplicates_nothing(
     )
     replies = 0
 
-    def kill_on_seventh_reply(call: RecordedCall) -> None:
+    def seventh_reply(call: RecordedCall) -> bool:
         nonlocal replies
         if call.method == "chat.postMessage" and "thread_ts" in call.params and call.response.get("ok"):
             replies += 1
-            if replies == 7:  # Slack has the reply; the dispatcher dies before it hears so
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
+        return replies == 7  # Slack has the reply; the dispatcher dies before it hears so
 
-    recorder.on_call = kill_on_seventh_reply
-    try:
-        assert proc.wait(timeout=120) == -signal.SIGKILL
-    finally:
-        recorder.on_call = None
-        if proc.poll() is None:
-            proc.kill()
+    _killed_at(proc, recorder, seventh_reply)
     assert [m.status for m in queue.messages(SENDING)] == [SENDING]
 
     restarted = Outbox(engine, [slack(recorder, channel)], FakeClock())
@@ -183,18 +196,7 @@ def test_sigkill_as_slack_completes_the_charts_upload_attaches_it_once(
     argv = [sys.executable, "-c", CHARTING, str(tmp_path / "gpuwarden.db"), recorder.base_url, recorder.token]
     proc = subprocess.Popen([*argv, channel], cwd=Path(__file__).resolve().parents[2])
 
-    def kill_once_uploaded(call: RecordedCall) -> None:
-        if call.method == "files.completeUploadExternal" and call.response.get("ok"):
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-    recorder.on_call = kill_once_uploaded
-    try:
-        assert proc.wait(timeout=120) == -signal.SIGKILL
-    finally:
-        recorder.on_call = None
-        if proc.poll() is None:
-            proc.kill()
+    _killed_at(proc, recorder, lambda c: c.method == "files.completeUploadExternal" and c.response.get("ok"))
     assert len(recorder.files()) == 1 and [m.status for m in queue.messages(SENDING)] == [SENDING]
 
     client = make_client(recorder.token, base_url=recorder.base_url, rate_limit_retries=0)
