@@ -27,6 +27,7 @@ from http.server import ThreadingHTTPServer
 
 from alerting.notifiers.recorder_http import RecorderServer, handler_for
 from alerting.notifiers.workspace import JsonDict, RecordedFile, RecordedMessage, SlackWorkspace
+from gpuwarden.clock import Clock
 
 logger = logging.getLogger(__name__)
 
@@ -65,16 +66,18 @@ class SlackRecorder:
         port: int = 0,
         host: str = "127.0.0.1",
         channels: Iterable[str] = (),
+        clock: Clock | None = None,
     ) -> None:
         """``channels``: channel ids (``C0123456789``) or names that exist from the start; any other id
-        is a channel too once a call names it, and any other name once a message is posted to it."""
+        is a channel too once a call names it, and any other name once a message is posted to it.
+        ``clock``: Slack's, which stamps each message (``ts``); the wall clock unless a test moves it."""
         self.token = token
         self.host = host
         self.port = port
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
-        self._slack = SlackWorkspace(lambda: self.root_url, channels)
+        self._slack = SlackWorkspace(lambda: self.root_url, channels, clock)
         self._calls: list[RecordedCall] = []
         self._hooks: dict[str, list[JsonDict]] = {}
         self._responses: list[JsonDict] = []
@@ -204,6 +207,15 @@ class SlackRecorder:
                 if queue:
                     return queue.popleft()
         return None
+
+    def post_as_others(self, channel: str, count: int) -> None:
+        """``count`` top-level messages in ``channel`` from other apps and people (a busy channel), as if
+        posted one after the other, without a call each."""
+        with self._lock:
+            cid = self._slack.channel_id(channel)
+            for i in range(count):
+                message = RecordedMessage(cid, self._slack.new_ts(), f"someone else's message {i}")
+                self._slack.messages.append(message)
 
     # --- what tests read ---------------------------------------------------------------------------
 
