@@ -181,7 +181,7 @@ class SlackNotifier:
             return True  # the message says it all: no reply per cycle, nor per change of its figures
         if self._charts and not thread.chart_posted and notification.change in CHART_CHANGES:
             self._chart_once(notification, thread, retry=retry, save=save)
-        if retry and self._find_reply(channel, ts, notification.key):
+        if retry and self._find_reply(channel, ts, notification.key, notification.event_at.timestamp()):
             logger.info(
                 "slack reply already posted incident_id=%s key=%s", notification.incident_id, notification.key
             )
@@ -377,9 +377,9 @@ class SlackNotifier:
                 return None
         return None
 
-    def _find_reply(self, channel: str, ts: str, key: str) -> bool:
-        """Whether the thread already holds a reply with this key, reading every page of it."""
-        return self._in_thread(channel, ts, lambda message: self._has_key(message, key))
+    def _find_reply(self, channel: str, ts: str, key: str, since: float) -> bool:
+        """Whether the thread already holds a reply with this key, posted after ``since`` (its event)."""
+        return self._in_thread(channel, ts, since, lambda message: self._has_key(message, key))
 
     def _chart_in_thread(self, n: Notification, channel: str, ts: str) -> bool:
         """Whether the thread already holds the incident's chart (a file share of ``_attach_chart``'s
@@ -392,13 +392,16 @@ class SlackNotifier:
                 isinstance(f, dict) and f.get("name") == filename for f in files
             )
 
-        return self._in_thread(channel, ts, shares)
+        return self._in_thread(channel, ts, n.event_at.timestamp(), shares)
 
-    def _in_thread(self, channel: str, ts: str, wanted: Callable[[Any], bool]) -> bool:
-        """Whether a message of the thread is ``wanted``, reading every page of it (False when Slack
-        refuses the lookup: the caller posts, at least once)."""
+    def _in_thread(self, channel: str, ts: str, since: float, wanted: Callable[[Any], bool]) -> bool:
+        """Whether a message of the thread posted after ``since`` (an event, less the clock skew the parent
+        lookup allows) is ``wanted``, at most ``HISTORY_PAGES`` calls (False when Slack refuses the lookup
+        or it stops there: the caller posts, at least once). Every page of the thread was read, however
+        long: a war-room thread of 1,200 replies cost 7 calls at each retried reply, and held every
+        incident's messages meanwhile."""
         cursor: str | None = None
-        while True:
+        for _ in range(HISTORY_PAGES):
             response = self._look(
                 "conversations.replies",
                 channel,
@@ -406,6 +409,8 @@ class SlackNotifier:
                     self._client.conversations_replies,
                     channel=channel,
                     ts=ts,
+                    oldest=f"{since - NEAR_SECONDS - CLOCK_SKEW_SECONDS:.6f}",
+                    inclusive=True,
                     limit=REPLIES_PAGE,
                     cursor=cursor,
                     include_all_metadata=True,
@@ -418,6 +423,13 @@ class SlackNotifier:
             cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
             if cursor is None:
                 return False
+        logger.warning(
+            "slack thread lookup stopped after %d calls, posting (a repeat is possible) channel=%s ts=%s",
+            HISTORY_PAGES,
+            channel,
+            ts,
+        )
+        return False
 
     def _chart_once(self, n: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver) -> None:
         """Attach the incident's chart to its thread and save that it is there; a retry looks first, as a

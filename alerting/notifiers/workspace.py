@@ -282,7 +282,17 @@ class SlackWorkspace:
         if parent is None:
             return {"ok": False, "error": "thread_not_found"}
         meta = _truthy(p.get("include_all_metadata"))
-        thread = [parent, *(m for m in self.messages if m.channel == channel and m.thread_ts == ts)]
+        # Replies between ``oldest`` and ``latest`` as in ``_history``; the parent comes first all the same.
+        oldest, latest = float(p.get("oldest") or 0), float(p.get("latest") or "inf")
+        inclusive = _truthy(p.get("inclusive"))
+        replies = (
+            m
+            for m in self.messages
+            if m.channel == channel
+            and m.thread_ts == ts
+            and (oldest <= float(m.ts) <= latest if inclusive else oldest < float(m.ts) < latest)
+        )
+        thread = [parent, *replies]
         # Pages like Slack's: ``limit`` messages, then ``response_metadata.next_cursor`` for the rest.
         limit = max(1, int(p.get("limit", 1000)))
         cursor = str(p.get("cursor") or "")

@@ -143,3 +143,24 @@ def test_retry_reads_every_page_of_a_long_thread(
     assert len(recorder.replies(parent.ts)) == 5, "the resolution on the third page was found"
     reads = [c for c in recorder.calls if c.method == "conversations.replies"]
     assert len(reads) == 3
+
+
+def test_a_retried_reply_reads_only_the_thread_since_its_event_not_a_war_room_before_it() -> None:
+    # Every page of the thread was read: 1,200 replies people wrote in the incident's thread hours before
+    # (a war room) cost 7 calls at each retried reply, holding every other incident's messages meanwhile.
+    changes = lifecycle()
+    opened, escalated = (build_notification(c) for c in changes[:2])
+    clock = FakeClock(opened.event_at.timestamp())
+    with SlackRecorder(clock=clock) as recorder:
+        notifier, threads = notifier_for(recorder, channel="C0123456789", clock=clock), Threads()
+        deliver(notifier, threads, opened)
+        assert threads.state.ts is not None
+        recorder.post_as_others("C0123456789", 1200, thread_ts=threads.state.ts)
+        clock.advance(escalated.event_at.timestamp() + 7200 - clock.time())  # two hours after the event
+        late = escalated.model_copy(update={"event_at": clock.now()})
+        deliver(notifier, threads, late)  # reached Slack; its answer was lost
+        deliver(notifier, threads, late, retry=True)
+
+        mine = [r for r in recorder.replies(threads.state.ts) if r.metadata]
+        assert [r.event for r in mine] == ["opened", "priority_changed"]
+        assert len([c for c in recorder.calls if c.method == "conversations.replies"]) == 1
