@@ -246,9 +246,13 @@ class _Done:
 def _to_tell(
     presses: Sequence[ButtonPress], done: _Done
 ) -> tuple[str, list[tuple[ButtonPress, str]], list[tuple[ButtonPress, str]]]:
-    """Where to tell the presser, the presses refused and those that changed nothing (someone acted first)."""
+    """Where to tell the presser, the presses refused and those that changed nothing (someone acted first;
+    every one of a request handled before: a replay, or a copy Slack sent again, which is logged here). The
+    one place this is worked out, whether Slack is answered with it or the presser is told after."""
     if done.replayed:
-        return next((p.response_url for p in presses if p.response_url), ""), [], []
+        _log_replayed(presses)
+        told = next((p.response_url for p in presses if p.response_url), "")
+        return told, [], [(p, ALREADY_HANDLED) for p in presses]
     refused = [(p, str(r["error"])) for p, r in zip(presses, done.results, strict=True) if not r["ok"]]
     repeats = [(p, str(r["already"])) for p, r in zip(presses, done.results, strict=True) if r.get("already")]
     return next((p.response_url for p, _ in refused + repeats if p.response_url), ""), refused, repeats
@@ -286,11 +290,7 @@ class _PressRun:
                 tell_refused(told, [(p, FAILED) for p in self._presses])
             return _Done([])
         if self._end():
-            if done.replayed:
-                _log_replayed(self._presses)
             told, refused, repeats = _to_tell(self._presses, done)
-            if done.replayed:
-                repeats = [(p, ALREADY_HANDLED) for p in self._presses]
             if told and (refused or repeats):
                 tell_refused(told, refused, repeats)
         return done
@@ -377,13 +377,13 @@ def slack_interaction_routes(
             )
             return JSONResponse({"ok": True, "pending": True, "actions": []})
         done = await run_in_threadpool(future.result)  # ended: at once; raises what the presses raised
-        if done.replayed:
-            return _replayed(presses)
         told, refused, repeats = _to_tell(presses, done)
-        # Slack only needs a 200 within 3 s; the message itself is updated through the outbox, and a refusal
-        # (or a press that changed nothing: someone acted first) is posted to the response_url once this
-        # answer has gone.
+        # Slack only needs a 200 within 3 s (a replay too: Slack retries other answers); the message itself is
+        # updated through the outbox, and a refusal (or a press that changed nothing: someone acted first, or
+        # the request was handled before) is posted to the response_url once this answer has gone.
         task = BackgroundTask(tell_refused, told, refused, repeats) if told and (refused or repeats) else None
+        if done.replayed:
+            return JSONResponse({"ok": True, "already": ALREADY_HANDLED, "actions": []}, background=task)
         return JSONResponse({"ok": True, "actions": done.results}, background=task)
 
     return [Route(path, interactions, methods=["POST"])]
@@ -399,17 +399,6 @@ def _log_replayed(presses: Sequence[ButtonPress]) -> None:
         _ids(presses),
         presses[0].user,
     )
-
-
-def _replayed(presses: Sequence[ButtonPress]) -> Response:
-    """The answer to a request handled before (a replay, or a copy Slack sent again): nothing is done.
-
-    A 200, since Slack retries other answers; the presser is told, as for a press that changed nothing.
-    """
-    _log_replayed(presses)
-    told = next((p.response_url for p in presses if p.response_url), "")
-    task = BackgroundTask(tell_refused, told, (), [(p, ALREADY_HANDLED) for p in presses]) if told else None
-    return JSONResponse({"ok": True, "already": ALREADY_HANDLED, "actions": []}, background=task)
 
 
 def _press(handlers: dict[str, Callable[[ButtonPress], str]], press: ButtonPress) -> dict[str, Any]:

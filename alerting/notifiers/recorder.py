@@ -25,8 +25,10 @@ from dataclasses import dataclass
 from errno import EADDRINUSE
 from http.server import ThreadingHTTPServer
 
+from alerting.notifiers.ratelimits import SlackRateLimits
 from alerting.notifiers.recorder_http import RecorderServer, handler_for
 from alerting.notifiers.workspace import JsonDict, RecordedFile, RecordedMessage, SlackWorkspace
+from gpuwarden.clock import Clock, SystemClock
 
 logger = logging.getLogger(__name__)
 
@@ -65,16 +67,22 @@ class SlackRecorder:
         port: int = 0,
         host: str = "127.0.0.1",
         channels: Iterable[str] = (),
+        clock: Clock | None = None,
+        rate_limits: bool = False,
     ) -> None:
         """``channels``: channel ids (``C0123456789``) or names that exist from the start; any other id
-        is a channel too once a call names it, and any other name once a message is posted to it."""
+        is a channel too once a call names it, and any other name once a message is posted to it.
+        ``clock``: Slack's, which stamps each message (``ts``); the wall clock unless a test moves it.
+        ``rate_limits``: answer 429 to calls over Slack's documented rate limits, per method and per channel
+        for ``chat.postMessage`` (``alerting.notifiers.ratelimits``)."""
         self.token = token
         self.host = host
         self.port = port
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
-        self._slack = SlackWorkspace(lambda: self.root_url, channels)
+        self._slack = SlackWorkspace(lambda: self.root_url, channels, clock)
+        self.limits = SlackRateLimits(clock or SystemClock(), self._slack.channel_id) if rate_limits else None
         self._calls: list[RecordedCall] = []
         self._hooks: dict[str, list[JsonDict]] = {}
         self._responses: list[JsonDict] = []
@@ -195,15 +203,30 @@ class SlackRecorder:
         with self._trickle_started:
             return self._trickle_started.wait_for(lambda: self._trickling >= count, timeout)
 
-    def _take_failure(self, method: str) -> InjectedFailure | None:
+    def _take_failure(self, method: str, params: JsonDict | None = None) -> InjectedFailure | None:
         with self._lock:
             if self._outage is not None:
                 return self._outage
+            wait = None if self.limits is None or params is None else self.limits.wait(method, params)
+            if wait is not None:
+                return InjectedFailure(429, "ratelimited", wait)
             for key in (method, "*"):
                 queue = self._failures.get(key)
                 if queue:
                     return queue.popleft()
         return None
+
+    def post_as_others(self, channel: str, count: int, thread_ts: str | None = None) -> None:
+        """``count`` messages in ``channel`` (replies in the thread of ``thread_ts`` if given) from other apps
+        and people (a busy channel, a war-room thread), as if posted one after the other, without a call
+        each."""
+        with self._lock:
+            cid = self._slack.channel_id(channel)
+            for i in range(count):
+                text = f"someone else's message {i}"
+                self._slack.messages.append(
+                    RecordedMessage(cid, self._slack.new_ts(), text, thread_ts=thread_ts)
+                )
 
     # --- what tests read ---------------------------------------------------------------------------
 
@@ -290,7 +313,7 @@ class SlackRecorder:
 
     def handle_api(self, method: str, params: JsonDict, token: str | None) -> tuple[int, JsonDict, JsonDict]:
         """Answer one Web API call: (HTTP status, headers, body)."""
-        failure = self._take_failure(method)
+        failure = self._take_failure(method, params)
         if failure is not None:
             headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else {}
             body = {"ok": False, "error": "ratelimited" if failure.status == 429 else failure.error}

@@ -16,7 +16,8 @@ Crash safety: the parent message's channel and ``ts`` are saved (``ThreadSaver``
 ``chat.postMessage`` returns, so later changes use ``chat.update`` on the stored ``ts``, which is idempotent.
 Each message carries Slack message metadata with the notification's idempotency key; when the outbox retries
 a notification whose earlier attempt may have reached Slack, the notifier first looks for that key in the
-channel history (parent) or the thread (reply) and does not post again if it is there. That lookup needs the
+channel history (parent: window by window from the event on, ``history_windows``) or the thread (reply) and
+does not post again if it is there. That lookup needs the
 channel id (``C...``) and the app's ``channels:history`` scope; without them it posts (at-least-once) rather
 than fail the message for good.
 """
@@ -24,7 +25,7 @@ than fail the message for good.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -58,10 +59,13 @@ __all__ = ["SlackNotifier", "make_client"]  # make_client is slack_client's, sti
 
 METADATA_EVENT_TYPE = "gpuwarden_notification"
 HISTORY_PAGE = 200
-# The parent lookup reads the channel from the event on, newest first, at most this many pages (5,000
-# messages: a channel busier than that since the event gets the message again, at-least-once).
+# The parent lookup makes at most this many calls (5,000 messages read where every call is a full page): a
+# channel busier than that around the post gets the message again, at-least-once.
 HISTORY_PAGES = 25
-# The lookup starts this long before the event: Slack's clock may be behind this machine's.
+# The lookup reads time windows from the event on (``history_windows``): the first from this long before
+# the event to as long after it, each next one twice as long, then what is left up to this hour's end...
+NEAR_SECONDS = 300
+# ... and last the hour before the first window: Slack's clock may be behind this machine's.
 CLOCK_SKEW_SECONDS = 3600
 CHART_CHANGES = frozenset({ChangeKind.OPENED, ChangeKind.REOPENED})
 REPLIES_PAGE = 200
@@ -73,6 +77,19 @@ MESSAGE_GONE = frozenset({"message_not_found", "cant_update_message"})
 CONTENT_REFUSED = frozenset(
     {"invalid_blocks", "invalid_blocks_format", "invalid_attachments", "too_many_attachments", "msg_too_long"}
 )
+
+
+def history_windows(since: float, now: float) -> Iterator[tuple[float, float | None]]:
+    """The ``(oldest, latest)`` windows the parent lookup reads, in order: from ``NEAR_SECONDS`` before the
+    event, each twice as long as the one before, the last open (up to whatever Slack holds, its clock maybe
+    ahead of ours); then the hour before, for a Slack clock behind ours. Each is read newest first, so the
+    messages read before the one looked for are those of its window, not all of them since."""
+    oldest, width = since - NEAR_SECONDS, 2.0 * NEAR_SECONDS
+    while oldest + width < now:
+        yield oldest, oldest + width
+        oldest, width = oldest + width, 2 * width
+    yield oldest, None
+    yield since - NEAR_SECONDS - CLOCK_SKEW_SECONDS, since - NEAR_SECONDS
 
 
 class SlackNotifier:
@@ -89,8 +106,10 @@ class SlackNotifier:
         broadcast_resolutions: bool = False,
         interactive: bool = True,
         call_deadline_seconds: float = 30.0,
+        clock: Clock | None = None,
     ) -> None:
         self._client = client
+        self._clock = clock or SystemClock()  # where the history lookup's windows end
         self._deadline = DeadlineCaller(
             call_deadline_seconds, name=name, setting="slack.call_deadline_seconds"
         )
@@ -119,7 +138,8 @@ class SlackNotifier:
             timeout=config.timeout_seconds,
             rate_limit_retries=config.rate_limit_retries,
         )
-        series = series_source_from_config(config, clock or SystemClock())
+        clock = clock or SystemClock()
+        series = series_source_from_config(config, clock)
         return cls(
             client,
             config.channel,
@@ -129,6 +149,7 @@ class SlackNotifier:
             broadcast_resolutions=config.broadcast_resolutions,
             interactive=config.signing_secret is not None,
             call_deadline_seconds=config.call_deadline_seconds,
+            clock=clock,
         )
 
     @property
@@ -160,7 +181,7 @@ class SlackNotifier:
             return True  # the message says it all: no reply per cycle, nor per change of its figures
         if self._charts and not thread.chart_posted and notification.change in CHART_CHANGES:
             self._chart_once(notification, thread, retry=retry, save=save)
-        if retry and self._find_reply(channel, ts, notification.key):
+        if retry and self._find_reply(channel, ts, notification.key, notification.event_at.timestamp()):
             logger.info(
                 "slack reply already posted incident_id=%s key=%s", notification.incident_id, notification.key
             )
@@ -316,40 +337,49 @@ class SlackNotifier:
 
     def _find_in_history(self, channel: str, key: str, since: float) -> tuple[str, str] | None:
         """The channel and ``ts`` of the message with ``key`` posted after ``since`` (the event it first
-        told: no attempt posted it before), reading every page of the channel since then (up to
-        ``HISTORY_PAGES``); the newest 200 alone missed it in a busy channel, and it was posted again."""
-        cursor: str | None = None
-        for _ in range(HISTORY_PAGES):
-            response = self._look(
-                "conversations.history",
-                channel,
-                partial(
-                    self._client.conversations_history,
-                    channel=channel,
-                    oldest=f"{since - CLOCK_SKEW_SECONDS:.6f}",
-                    limit=HISTORY_PAGE,
-                    cursor=cursor,
-                    include_all_metadata=True,
-                ),
-            )
-            if response is None:
+        told: no attempt posted it before), read window by window from the event on (``history_windows``),
+        at most ``HISTORY_PAGES`` calls. Read newest first from now, a channel where other bots posted 5,000
+        messages since had it out of reach, and it was posted again; the attempt that posted it most often
+        came right after the event, so the first window holds it, however busy the channel was since."""
+        calls = 0
+        for oldest, latest in history_windows(since, self._clock.time()):
+            cursor: str | None = None
+            while calls < HISTORY_PAGES:
+                calls += 1
+                response = self._look(
+                    "conversations.history",
+                    channel,
+                    partial(
+                        self._client.conversations_history,
+                        channel=channel,
+                        oldest=f"{oldest:.6f}",
+                        latest=None if latest is None else f"{latest:.6f}",
+                        inclusive=True,
+                        limit=HISTORY_PAGE,
+                        cursor=cursor,
+                        include_all_metadata=True,
+                    ),
+                )
+                if response is None:
+                    return None
+                for message in response.get("messages") or []:
+                    if self._has_key(message, key):
+                        return channel, str(message["ts"])
+                cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
+                if cursor is None:
+                    break
+            else:
+                logger.warning(
+                    "slack history lookup stopped after %d calls, posting (a repeat is possible) channel=%s",
+                    HISTORY_PAGES,
+                    channel,
+                )
                 return None
-            for message in response.get("messages") or []:
-                if self._has_key(message, key):
-                    return channel, str(message["ts"])
-            cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
-            if cursor is None:
-                return None
-        logger.warning(
-            "slack history lookup stopped after %d messages, posting (a repeat is possible) channel=%s",
-            HISTORY_PAGES * HISTORY_PAGE,
-            channel,
-        )
         return None
 
-    def _find_reply(self, channel: str, ts: str, key: str) -> bool:
-        """Whether the thread already holds a reply with this key, reading every page of it."""
-        return self._in_thread(channel, ts, lambda message: self._has_key(message, key))
+    def _find_reply(self, channel: str, ts: str, key: str, since: float) -> bool:
+        """Whether the thread already holds a reply with this key, posted after ``since`` (its event)."""
+        return self._in_thread(channel, ts, since, lambda message: self._has_key(message, key))
 
     def _chart_in_thread(self, n: Notification, channel: str, ts: str) -> bool:
         """Whether the thread already holds the incident's chart (a file share of ``_attach_chart``'s
@@ -362,13 +392,16 @@ class SlackNotifier:
                 isinstance(f, dict) and f.get("name") == filename for f in files
             )
 
-        return self._in_thread(channel, ts, shares)
+        return self._in_thread(channel, ts, n.event_at.timestamp(), shares)
 
-    def _in_thread(self, channel: str, ts: str, wanted: Callable[[Any], bool]) -> bool:
-        """Whether a message of the thread is ``wanted``, reading every page of it (False when Slack
-        refuses the lookup: the caller posts, at least once)."""
+    def _in_thread(self, channel: str, ts: str, since: float, wanted: Callable[[Any], bool]) -> bool:
+        """Whether a message of the thread posted after ``since`` (an event, less the clock skew the parent
+        lookup allows) is ``wanted``, at most ``HISTORY_PAGES`` calls (False when Slack refuses the lookup
+        or it stops there: the caller posts, at least once). Every page of the thread was read, however
+        long: a war-room thread of 1,200 replies cost 7 calls at each retried reply, and held every
+        incident's messages meanwhile."""
         cursor: str | None = None
-        while True:
+        for _ in range(HISTORY_PAGES):
             response = self._look(
                 "conversations.replies",
                 channel,
@@ -376,6 +409,8 @@ class SlackNotifier:
                     self._client.conversations_replies,
                     channel=channel,
                     ts=ts,
+                    oldest=f"{since - NEAR_SECONDS - CLOCK_SKEW_SECONDS:.6f}",
+                    inclusive=True,
                     limit=REPLIES_PAGE,
                     cursor=cursor,
                     include_all_metadata=True,
@@ -388,6 +423,13 @@ class SlackNotifier:
             cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
             if cursor is None:
                 return False
+        logger.warning(
+            "slack thread lookup stopped after %d calls, posting (a repeat is possible) channel=%s ts=%s",
+            HISTORY_PAGES,
+            channel,
+            ts,
+        )
+        return False
 
     def _chart_once(self, n: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver) -> None:
         """Attach the incident's chart to its thread and save that it is there; a retry looks first, as a

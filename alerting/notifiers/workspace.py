@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import itertools
 import re
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
 from alerting.notifiers.blockkit import validate_attachments, validate_blocks
+from gpuwarden.clock import Clock, SystemClock
 
 JsonDict = dict[str, Any]
 
@@ -99,9 +99,13 @@ def _truthy(value: Any) -> bool:
 class SlackWorkspace:
     """Slack's side of the conversation, answering Web API methods."""
 
-    def __init__(self, upload_base: Callable[[], str], channels: Iterable[str] = ()) -> None:
-        """``channels``: channel ids (``C0123456789``) or names that exist from the start."""
+    def __init__(
+        self, upload_base: Callable[[], str], channels: Iterable[str] = (), clock: Clock | None = None
+    ) -> None:
+        """``channels``: channel ids (``C0123456789``) or names that exist from the start; ``clock``: Slack's
+        (the time messages are posted at)."""
         self._upload_base = upload_base
+        self._clock = clock or SystemClock()
         self._ids = itertools.count(1)
         self._last_ts_us = 0
         self.channels: dict[str, str] = {}
@@ -135,7 +139,7 @@ class SlackWorkspace:
     def new_ts(self) -> str:
         """A fresh, increasing message timestamp like Slack's ``1767225600.000001``: the time it was posted
         (a lookup by ``oldest`` finds it as in Slack), one microsecond past the last when they would tie."""
-        self._last_ts_us = max(time.time_ns() // 1000, self._last_ts_us + 1)
+        self._last_ts_us = max(round(self._clock.time() * 1_000_000), self._last_ts_us + 1)
         seconds, micros = divmod(self._last_ts_us, 1_000_000)
         return f"{seconds}.{micros:06d}"
 
@@ -248,11 +252,15 @@ class SlackWorkspace:
             return {"ok": False, "error": "channel_not_found"}
         limit = max(1, int(p.get("limit", 100)))
         meta = _truthy(p.get("include_all_metadata"))
-        oldest = float(p.get("oldest") or 0)
+        # Between ``oldest`` (0) and ``latest`` (now: all there is), each left out unless ``inclusive``.
+        oldest, latest = float(p.get("oldest") or 0), float(p.get("latest") or "inf")
+        inclusive = _truthy(p.get("inclusive"))
         visible = [
             m
             for m in self.messages
-            if m.channel == channel and (m.thread_ts is None or m.reply_broadcast) and float(m.ts) > oldest
+            if m.channel == channel
+            and (m.thread_ts is None or m.reply_broadcast)
+            and (oldest <= float(m.ts) <= latest if inclusive else oldest < float(m.ts) < latest)
         ]
         # Newest first, ``limit`` a page, then ``response_metadata.next_cursor`` for older ones, as Slack.
         cursor = str(p.get("cursor") or "")
@@ -274,7 +282,17 @@ class SlackWorkspace:
         if parent is None:
             return {"ok": False, "error": "thread_not_found"}
         meta = _truthy(p.get("include_all_metadata"))
-        thread = [parent, *(m for m in self.messages if m.channel == channel and m.thread_ts == ts)]
+        # Replies between ``oldest`` and ``latest`` as in ``_history``; the parent comes first all the same.
+        oldest, latest = float(p.get("oldest") or 0), float(p.get("latest") or "inf")
+        inclusive = _truthy(p.get("inclusive"))
+        replies = (
+            m
+            for m in self.messages
+            if m.channel == channel
+            and m.thread_ts == ts
+            and (oldest <= float(m.ts) <= latest if inclusive else oldest < float(m.ts) < latest)
+        )
+        thread = [parent, *replies]
         # Pages like Slack's: ``limit`` messages, then ``response_metadata.next_cursor`` for the rest.
         limit = max(1, int(p.get("limit", 1000)))
         cursor = str(p.get("cursor") or "")

@@ -162,6 +162,34 @@ def test_sigkill_while_slack_accepts_a_reply_loses_and_duplicates_nothing(
         assert reply_kinds(recorder, parent.ts) == REPLY_ORDER
 
 
+@pytest.mark.parametrize(
+    ("status", "error", "retry_after"),
+    [(429, "ratelimited", 120), (200, "ratelimited", None), (500, "internal_error", None)],
+    ids=["429-retry-after-longer-than-the-client-waits", "ratelimited-error", "500"],
+)
+def test_a_recovery_lookup_that_slack_refuses_is_retried_never_posted_blind(
+    engine: Engine, recorder: SlackRecorder, status: int, error: str, retry_after: int | None
+) -> None:
+    # After a crash between Slack's answer and saving its ts, the lookup itself is rate limited or fails:
+    # the message waits (a pause, a backoff) and its next try looks again; neither posted twice nor lost.
+    channel = recorder.channel_id("#gpu-incidents")
+    dying = Outbox(engine, [CrashAfterSend(slack(recorder, channel), before_saving_thread=True)], FakeClock())
+    dying(lifecycle()[0])
+    with pytest.raises(Crash):
+        dying.dispatch_due()
+
+    clock = FakeClock()
+    restarted = Outbox(engine, [slack(recorder, channel)], clock)
+    recorder.fail_next("conversations.history", status=status, error=error, retry_after=retry_after)
+    assert restarted.dispatch_due() == 0
+    assert len(recorder.channel_messages()) == 1 and [m.status for m in restarted.messages()] == [PENDING]
+    clock.advance(300)
+    assert restarted.dispatch_due() == 1
+    [parent] = recorder.channel_messages()
+    assert restarted.thread("slack", "inc-r07") == ThreadState(channel, parent.ts)
+    assert reply_kinds(recorder, parent.ts) == ["opened"]
+
+
 CHARTING = """
 import sys
 from alerting.db import make_engine

@@ -23,6 +23,7 @@ HARNESSES = {
     "bench_scrape.py": "--skip-library",
     "bench_serve_traffic.py": "--tracemalloc",
     "bench_single_ingest.py": "--quick",
+    "bench_slack_storm.py": "--incidents",
     "bench_sim_nvml.py": None,
     "bench_tracing.py": "--quick",
     "bench_warmup.py": None,

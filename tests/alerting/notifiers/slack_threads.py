@@ -5,6 +5,7 @@ from __future__ import annotations
 from alerting.notifiers.base import Notification, ThreadState
 from alerting.notifiers.recorder import SlackRecorder
 from alerting.notifiers.slack import SlackNotifier, make_client
+from gpuwarden.clock import Clock
 
 
 def notifier_for(
@@ -13,10 +14,11 @@ def notifier_for(
     channel: str = "#gpu-incidents",
     retries: int = 3,
     deadline: float = 30.0,
+    clock: Clock | None = None,
     **options: bool,
 ) -> SlackNotifier:
     client = make_client(recorder.token, base_url=recorder.base_url, rate_limit_retries=retries)
-    return SlackNotifier(client, channel, call_deadline_seconds=deadline, **options)
+    return SlackNotifier(client, channel, call_deadline_seconds=deadline, clock=clock, **options)
 
 
 class Threads:

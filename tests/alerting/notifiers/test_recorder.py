@@ -14,6 +14,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from alerting.notifiers.recorder import SlackRecorder
+from gpuwarden.clock import FakeClock
 from tests.integration.servers import free_port, running
 
 
@@ -228,3 +229,25 @@ def test_a_client_that_goes_away_mid_request_prints_no_traceback(
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a reset
     assert httpx.get(f"{recorder.root_url}/_recorder/state", timeout=5).status_code == 200  # still serving
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_rate_limits_hold_back_one_channels_posts_and_one_method_not_the_others() -> None:
+    # Slack's: chat.postMessage about one a second per channel (short bursts), other methods by tier; a call
+    # over the limit is a 429 with Retry-After in whole seconds, and other channels and methods go on.
+    clock = FakeClock()
+    with SlackRecorder(clock=clock, rate_limits=True, channels=["C0000000001", "C0000000002"]) as rec:
+        client = WebClient(token=rec.token, base_url=rec.base_url, retry_handlers=[])
+        for _ in range(3):  # the burst
+            client.chat_postMessage(channel="C0000000001", text="storm")
+        with pytest.raises(SlackApiError) as refused:
+            client.chat_postMessage(channel="C0000000001", text="storm")
+        assert refused.value.response.status_code == 429
+        assert refused.value.response.headers["Retry-After"] == "1"
+        assert refused.value.response["error"] == "ratelimited"
+        client.chat_postMessage(channel="C0000000002", text="another channel")
+        ts = rec.channel_messages("C0000000001")[0].ts
+        client.chat_update(channel="C0000000001", ts=ts, text="an edit")  # another method
+        clock.advance(1.0)
+        client.chat_postMessage(channel="C0000000001", text="a second later")
+        assert len(rec.channel_messages("C0000000001")) == 4
+        assert rec.limits is not None and rec.limits.refused == {"chat.postMessage": 1}

@@ -13,6 +13,7 @@ from alerting.notifiers import slack as slack_module
 from alerting.notifiers.base import build_notification
 from alerting.notifiers.recorder import SlackRecorder
 from alerting.notifiers.slack import SlackNotifier, make_client
+from gpuwarden.clock import FakeClock
 from gpuwarden.config import SlackConfig, load_config
 from gpuwarden.errors import ConfigError
 from tests.alerting.notifiers.incidents import lifecycle
@@ -58,8 +59,28 @@ def test_retry_finds_its_parent_message_under_a_busy_channels_newer_messages(rec
     parents = [m for m in recorder.channel_messages() if m.metadata]
     assert len(parents) == 1 and fresh.state.ts == parents[0].ts
     history = [c for c in recorder.calls if c.method == "conversations.history"]
-    # Only what came after the event is read (its time, less an hour for a clock that runs ahead).
-    assert all(float(c.params["oldest"]) == opened.event_at.timestamp() - 3600 for c in history)
+    # Only what came after the event is read (from 5 minutes before it, for a clock that runs ahead).
+    assert all(float(c.params["oldest"]) >= opened.event_at.timestamp() - 300 for c in history)
+
+
+def test_retry_finds_its_parent_message_posted_at_the_event_under_thousands_posted_since() -> None:
+    # Read newest first from now, 25 pages of 200: a channel where other bots posted 5,200 messages in the
+    # hour and a half after the message (serve down meanwhile) had it out of reach, and it was posted again.
+    opened = build_notification(lifecycle()[0])
+    clock = FakeClock(opened.event_at.timestamp() + 2)  # Slack's, and this machine's
+    with SlackRecorder(clock=clock) as recorder:
+        notifier = notifier_for(recorder, channel="C0123456789", clock=clock)
+        deliver(notifier, Threads(), opened)  # reached Slack; its answer was lost
+        for _ in range(5200):
+            clock.advance(1.0)
+            recorder.post_as_others("C0123456789", 1)
+
+        fresh = Threads()
+        deliver(notifier, fresh, opened, retry=True)
+
+        parents = [m for m in recorder.channel_messages() if m.metadata]
+        assert len(parents) == 1 and fresh.state.ts == parents[0].ts
+        assert len([c for c in recorder.calls if c.method == "conversations.history"]) <= 3
 
 
 def test_retry_posts_a_reply_that_did_not_reach_slack(recorder: SlackRecorder) -> None:
@@ -122,3 +143,24 @@ def test_retry_reads_every_page_of_a_long_thread(
     assert len(recorder.replies(parent.ts)) == 5, "the resolution on the third page was found"
     reads = [c for c in recorder.calls if c.method == "conversations.replies"]
     assert len(reads) == 3
+
+
+def test_a_retried_reply_reads_only_the_thread_since_its_event_not_a_war_room_before_it() -> None:
+    # Every page of the thread was read: 1,200 replies people wrote in the incident's thread hours before
+    # (a war room) cost 7 calls at each retried reply, holding every other incident's messages meanwhile.
+    changes = lifecycle()
+    opened, escalated = (build_notification(c) for c in changes[:2])
+    clock = FakeClock(opened.event_at.timestamp())
+    with SlackRecorder(clock=clock) as recorder:
+        notifier, threads = notifier_for(recorder, channel="C0123456789", clock=clock), Threads()
+        deliver(notifier, threads, opened)
+        assert threads.state.ts is not None
+        recorder.post_as_others("C0123456789", 1200, thread_ts=threads.state.ts)
+        clock.advance(escalated.event_at.timestamp() + 7200 - clock.time())  # two hours after the event
+        late = escalated.model_copy(update={"event_at": clock.now()})
+        deliver(notifier, threads, late)  # reached Slack; its answer was lost
+        deliver(notifier, threads, late, retry=True)
+
+        mine = [r for r in recorder.replies(threads.state.ts) if r.metadata]
+        assert [r.event for r in mine] == ["opened", "priority_changed"]
+        assert len([c for c in recorder.calls if c.method == "conversations.replies"]) == 1
