@@ -38,7 +38,7 @@ class OneLineUsageErrors(TyperGroup):
     ``--help``."""
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
-        """click's, the command's log format for its usage errors (``_json_logger``) forgotten after: a test's
+        """click's, the command's log format for its usage errors (``json_logger``) forgotten after: a test's
         next call, in the same process, does not inherit it."""
         token = usage_logger.set(None)
         try:
@@ -50,7 +50,7 @@ class OneLineUsageErrors(TyperGroup):
         """click's, with its usage errors (the root's own options) said in one line; the flags untyped first,
         typer's ``--install-completion`` too (added once the group is built), for a ``--help`` read below."""
         _untyped_flags(self, typer.Context(self))
-        usage_logger.set(_json_logger(self, args))
+        usage_logger.set(json_logger(self, args))
         with _one_line():
             return super().make_context(info_name, args, parent=parent, **extra)
 
@@ -72,7 +72,7 @@ def _untyped_flags(command: Any, ctx: Any) -> None:
         _untyped_flags(sub, ctx)
 
 
-def _json_logger(root: Any, args: Sequence[str]) -> str | None:
+def json_logger(root: Any, args: Sequence[str]) -> str | None:
     """The logger of the command ``args`` name when it logs in JSON: its ``--log-format`` there (the last
     one click takes; ``--log-format=json`` too), else the option's default; None for text or a command
     without the option."""
