@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import sys
 from typing import Annotated
@@ -23,7 +24,8 @@ from gpuwarden.cli import (
     serve_cmd,
     sim_cmd,
 )
-from gpuwarden.cli.usage import OneLineUsageErrors
+from gpuwarden.cli.logs import json_log_line
+from gpuwarden.cli.usage import OneLineUsageErrors, json_logger
 
 app = typer.Typer(
     name="gpuwarden",
@@ -100,7 +102,11 @@ def _say_stdout_unwritable(exc: OSError) -> None:
     the file (``--output 'out.csv': cannot write it: ...``); an error of a write that names no file and
     reached here is stdout's."""
     _stdout_to_devnull()
-    sys.stderr.write(f"error: cannot write standard output: {exc.strerror or exc}\n")
+    said = f"cannot write standard output: {exc.strerror or exc}"
+    # `anomaly run` prints its alerts there: with --log-format json the line is one of its log lines.
+    logger = json_logger(typer.main.get_command(app), sys.argv[1:])
+    line = json_log_line(logger, logging.ERROR, said) if logger is not None else f"error: {said}"
+    sys.stderr.write(f"{line}\n")
     raise SystemExit(1) from None
 
 

@@ -130,7 +130,7 @@ def run(
         if not _warmed_up(service, forwarder, state, cfg):
             return
         if ticks:
-            _run_ticks(service, ticks, tick_log.after, state)
+            _run_ticks(service, ticks, tick_log.after, state, lines)
         else:
             _run_scheduled(service, tick_log.after, state)
     finally:

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from gpuwarden.cli.consoles import err_console
+from gpuwarden.cli.logs import LogFormat
+from gpuwarden.cli.startup import StartupLines
 from gpuwarden.model import Alert, AlertStatus
 
 if TYPE_CHECKING:
@@ -91,13 +92,19 @@ class TickLog:
 
 
 def _run_ticks(
-    service: AnomalyService, ticks: int, after: Callable[[], object] | None, state: Path | None = None
+    service: AnomalyService,
+    ticks: int,
+    after: Callable[[], object] | None,
+    state: Path | None = None,
+    lines: StartupLines | None = None,
 ) -> None:
     """A fixed number of ticks, one every infer_every_seconds (scripts, tests), the state saved to ``state``
     every state_save_seconds and after the last; exit 1 when no source could be read at any of them, so
-    that a script learns that nothing was scored."""
+    that a script learns that nothing was scored. A source down and that exit are said on ``lines``: log
+    lines with ``--log-format json``, as the tick's own."""
     from anomaly.snapshot import save_snapshot  # noqa: PLC0415
 
+    lines = lines or StartupLines(LogFormat.TEXT, logger)
     cfg = service.cfg
     read = False
     save_every = max(1, round(cfg.state_save_seconds / cfg.infer_every_seconds))
@@ -109,7 +116,7 @@ def _run_ticks(
             health = source.health()
             read = read or health.up
             if not health.up:
-                err_console.print(f"source {health.name} down: {health.last_error}", markup=False)
+                lines.said(f"source {health.name} down: {health.last_error}")
         if done % max(1, round(cfg.fit_every_seconds / cfg.infer_every_seconds)) == 0:
             service.fit()
         if state is not None and (done % save_every == 0 or done == ticks):
@@ -117,11 +124,11 @@ def _run_ticks(
         if done < ticks:
             service.clock.sleep(cfg.infer_every_seconds)
     if not read:
-        err_console.print(
-            f"[red]error:[/red] no source could be read in {ticks} tick{'s' if ticks > 1 else ''}:"
-            " nothing was scored (the lines above say why)"
+        raise lines.failed(
+            f"no source could be read in {ticks} tick{'s' if ticks > 1 else ''}:"
+            " nothing was scored (the lines above say why)",
+            1,
         )
-        raise typer.Exit(1)
 
 
 def _run_scheduled(service: AnomalyService, after: Callable[[], object] | None, state: Path | None) -> None:

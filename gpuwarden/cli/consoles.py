@@ -9,15 +9,19 @@ a pipe (systemd, CI, ``2>file``, ``| grep``) tables take the width they need, no
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable
+from contextvars import ContextVar
 from typing import IO, NoReturn
 
 import typer
 from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 from rich.table import Column
+from rich.text import Text
 
+from gpuwarden.cli.logs import json_log_line
 from gpuwarden.errors import ConfigError
 
 # The width of a console that writes to a file or pipe: wide enough that no table or line is folded.
@@ -48,6 +52,11 @@ def cli_console(*, stderr: bool = False, file: IO[str] | None = None) -> CliCons
 console = cli_console()
 err_console = cli_console(stderr=True)
 
+# The logger whose JSON log line says a bad command-line option (``refuse_option``) where the command logs in
+# JSON (``--log-format json`` given, or its default: serve), else None: the plain ``error:`` line. The root
+# group sets it from the command line (``gpuwarden.cli.usage``), before any option is read.
+usage_logger: ContextVar[str | None] = ContextVar("usage_logger", default=None)
+
 
 def whole_column(header: str, values: Iterable[str]) -> Column:
     """A table column never cut short or wrapped (an id to copy into the next command): as wide as its
@@ -71,8 +80,15 @@ def print_error(error: Exception) -> None:
 
 
 def refuse_option(message: str) -> NoReturn:
-    """``error: MESSAGE`` (rich markup, escaped by the caller) and exit 2: a bad command-line option."""
-    err_console.print(f"[red]error:[/red] {message}", soft_wrap=True)
+    """``error: MESSAGE`` (rich markup, escaped by the caller) and exit 2: a bad command-line option. A
+    command that logs in JSON says it as one of its log lines at level error (``usage_logger``): a log shipper
+    that reads one object per line broke on the plain line that said why the process never started."""
+    logger = usage_logger.get()
+    if logger is not None:
+        line = json_log_line(logger, logging.ERROR, Text.from_markup(message).plain)
+        err_console.print(line, markup=False, highlight=False, soft_wrap=True)
+    else:
+        err_console.print(f"[red]error:[/red] {message}", soft_wrap=True)
     raise typer.Exit(2)
 
 

@@ -94,6 +94,13 @@ class JsonLogFormatter(logging.Formatter):
         return json.dumps(out, default=str)  # a datetime or a path given in ``extra=`` as its text
 
 
+def json_log_line(logger: str, level: int, message: str) -> str:
+    """``message`` as a JSON log line of ``logger`` at ``level`` (``JsonLogFormatter``), written where logging
+    is not set up yet: a usage error, found while the command line is read."""
+    record = logging.getLogger(logger).makeRecord(logger, level, "(unknown file)", 0, "%s", (message,), None)
+    return JsonLogFormatter().format(record)
+
+
 def configure_logging(
     level: int, log_format: LogFormat = LogFormat.TEXT, handler: logging.Handler | None = None
 ) -> None:

@@ -70,6 +70,13 @@ class StartupLines:
         else:
             err_console.print(f"[yellow]warning:[/yellow] {escape(message)}", soft_wrap=True)
 
+    def said(self, message: str, level: int = logging.WARNING) -> None:
+        """``MESSAGE`` as it is (no ``error:``/``warning:`` before it), or a JSON log line at ``level``."""
+        if self.json:
+            self.logger.log(level, "%s", message)
+        else:
+            err_console.print(message, markup=False, soft_wrap=True)
+
     def problems(self, error: ConfigError) -> None:
         """Each problem of ``error`` on a line of its own: the first, then the others it carries."""
         for problem in (error.alone(), *error.more):  # each listed: no "(and 2 more problems)" on the first

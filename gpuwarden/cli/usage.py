@@ -4,12 +4,16 @@
 A missing argument, an unknown option or command, an option without its value: typer drew them in a box
 under a usage line (``╭─ Error ─╮ Missing argument 'incident_id'.``), where every other bad option is one
 line, ``error: --output 'yaml': use one of text, table, json``. ``--help`` is no error and is unchanged.
+
+A command that logs in JSON (``--log-format json`` on the command line, or its default: ``serve``) says its
+usage errors as one JSON log line instead (``consoles.usage_logger``), exit 2 still.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -17,7 +21,8 @@ import typer
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from gpuwarden.cli.consoles import refuse_option
+from gpuwarden.cli.consoles import refuse_option, usage_logger
+from gpuwarden.cli.logs import LogFormat
 
 # click's exceptions as typer raises them: its own copy of click since typer 0.24 (``typer._click``), click
 # itself before; ``typer.BadParameter`` is exported from whichever it is.
@@ -32,10 +37,20 @@ class OneLineUsageErrors(TyperGroup):
     incidents ack --help``, exit 2. Its flags, and those of every command below it, show no type in
     ``--help``."""
 
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """click's, the command's log format for its usage errors (``json_logger``) forgotten after: a test's
+        next call, in the same process, does not inherit it."""
+        token = usage_logger.set(None)
+        try:
+            return super().main(*args, **kwargs)
+        finally:
+            usage_logger.reset(token)
+
     def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
         """click's, with its usage errors (the root's own options) said in one line; the flags untyped first,
         typer's ``--install-completion`` too (added once the group is built), for a ``--help`` read below."""
         _untyped_flags(self, typer.Context(self))
+        usage_logger.set(json_logger(self, args))
         with _one_line():
             return super().make_context(info_name, args, parent=parent, **extra)
 
@@ -55,6 +70,46 @@ def _untyped_flags(command: Any, ctx: Any) -> None:
             param.metavar = ""
     for sub in getattr(command, "commands", {}).values():
         _untyped_flags(sub, ctx)
+
+
+def json_logger(root: Any, args: Sequence[str]) -> str | None:
+    """The logger of the command ``args`` name when it logs in JSON: its ``--log-format`` there (the last
+    one click takes; ``--log-format=json`` too), else the option's default; None for text or a command
+    without the option."""
+    command, rest = _command_named(root, list(args))
+    option = next((p for p in getattr(command, "params", ()) if p.name == "log_format"), None)
+    if option is None:
+        return None
+    chosen = str(option.default)
+    for i, word in enumerate(rest):
+        if word == "--":
+            break
+        value = rest[i + 1] if word == "--log-format" and i + 1 < len(rest) else word.partition("=")[2]
+        if (word == "--log-format" or word.startswith("--log-format=")) and value in set(LogFormat):
+            chosen = value  # a value it does not take is a usage error itself: the default says it
+    if chosen != LogFormat.JSON:
+        return None
+    module = sys.modules.get(getattr(command.callback, "__module__", ""))
+    return str(getattr(getattr(module, "logger", None), "name", "gpuwarden"))
+
+
+def _command_named(group: Any, args: list[str]) -> tuple[Any, list[str]]:
+    """The command the first words of ``args`` name below ``group`` (skipping the groups' options and their
+    values), and the words after its name."""
+    while getattr(group, "commands", None) is not None and args:
+        word = args.pop(0)
+        if word.startswith("-"):
+            takes_value = any(
+                word in p.opts and not getattr(p, "is_flag", False) for p in group.params if p.opts
+            )
+            if takes_value and "=" not in word and args:
+                args.pop(0)
+            continue
+        found = group.commands.get(word)
+        if found is None:
+            return None, args
+        group = found
+    return group, args
 
 
 @contextmanager

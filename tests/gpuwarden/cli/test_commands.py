@@ -312,7 +312,7 @@ def test_every_output_option_shows_its_choices_in_help_and_refuses_another_namin
             "--gpus-per-node 17: use a whole number from 1 to 16",
         ),
         (["inference-server", "--sim-speedup", "0"], "--sim-speedup 0: use a number of at least 0.001"),
-        (["serve", "--port", "0"], "--port 0: use a whole number from 1 to 65535"),
+        (["serve", "--log-format", "text", "--port", "0"], "--port 0: use a whole number from 1 to 65535"),
         (["loadgen", "--requests", "0"], "--requests 0: use a whole number from 1 to 1000000"),
         (["loadgen", "--concurrency", "1025"], "--concurrency 1025: use a whole number from 1 to 1024"),
         (["loadgen", "--max-tokens", "0"], "--max-tokens 0: use a whole number from 1 to 4096"),

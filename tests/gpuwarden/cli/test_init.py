@@ -70,3 +70,32 @@ def test_stdout_on_a_full_disk_is_said_in_one_line_not_a_traceback(args: list[st
     said = done.stderr.decode()
     assert done.returncode == 1, said
     assert said == "error: cannot write standard output: No space left on device\n", said
+
+
+@pytest.mark.skipif(not Path("/dev/full").is_char_device(), reason="needs Linux's /dev/full")
+def test_anomaly_runs_alerts_to_a_full_disk_are_said_in_a_json_line_with_json_logs(tmp_path: Path) -> None:
+    """`anomaly run --log-format json > /dev/full`: the line that said why it stopped was the one plain line
+    among its JSON ones. Its source down past stale_after_seconds raises an alert, printed on stdout."""
+    (tmp_path / "a.yaml").write_text(
+        "anomaly:\n  prometheus_url: http://127.0.0.1:1\n  query_timeout_seconds: 1\n"
+        "  infer_every_seconds: 1\n  stale_after_seconds: 1\n"
+        "  queries:\n    - {name: temp, expr: DCGM_FI_DEV_GPU_TEMP}\n"
+    )
+    argv = ["anomaly", "run", "--config", str(tmp_path / "a.yaml"), "--ticks", "4", "--log-format", "json"]
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "gpuwarden", *argv],
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            cwd=tmp_path,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            timeout=120,
+            check=False,
+        )
+    lines = [json.loads(line) for line in done.stderr.decode().splitlines()]
+    assert done.returncode == 1, lines
+    assert (lines[-1]["level"], lines[-1]["logger"], lines[-1]["msg"]) == (
+        "error",
+        "gpuwarden.cli.anomaly_cmd",
+        "cannot write standard output: No space left on device",
+    )

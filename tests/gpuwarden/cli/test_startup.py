@@ -159,3 +159,86 @@ def test_any_problem_of_the_configuration_makes_the_exit_status_78(
     error = ConfigError.first_of(problems)
     assert exit_status(error) == status
     assert exit_status(error.alone()) == exit_status(problems[0])  # carried by the copies it makes
+
+
+# Each command's logger, the name its usage errors are logged under as its other lines are.
+LOGGERS = {
+    "serve": "gpuwarden.serve",
+    "anomaly-run": "gpuwarden.cli.anomaly_cmd",
+    "exporter": "gpuwarden.cli.exporter_cmd",
+    "inference-server": "gpuwarden.inference",
+}
+USAGE_ERRORS = {
+    "bad-number": (["--port", "abc"], "--port 'abc': use a whole number from "),
+    "unknown-option": (["--bogus"], "no such option: --bogus"),
+    "missing-value": (["--port"], "option '--port' requires an argument"),
+}
+
+
+@pytest.mark.parametrize("error", list(USAGE_ERRORS))
+@pytest.mark.parametrize(
+    ("name", "asked"),
+    [(name, ["--log-format", "json"]) for name in COMMANDS]
+    + [("serve", []), ("exporter", ["--log-format=json"])],
+    ids=[*COMMANDS, "serve-by-default", "exporter-with-equals"],
+)
+def test_a_usage_error_is_a_json_log_line_and_exit_2_when_json_is_asked(
+    tmp_path: Path, name: str, asked: list[str], error: str
+) -> None:
+    # click's usage errors and the bounded options' refusals were a plain "error: ..." line, the only one a
+    # log shipper could not read, whatever --log-format said. The option that is wrong comes last: its
+    # missing value would take --log-format's place.
+    argv, said = USAGE_ERRORS[error]
+    result = _start([*COMMANDS[name], *asked, *argv], tmp_path)
+    (line,) = _json_lines(result.stderr)
+    assert (line["level"], line["logger"]) == ("error", LOGGERS[name])
+    assert line["msg"].startswith(said), line
+    assert set(line) == {"ts", "level", "logger", "msg"}
+    assert result.returncode == 2
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (
+            ["serve", "--log-format", "text", "--port", "abc"],
+            "--port 'abc': use a whole number from 1 to 65535",
+        ),
+        (["exporter", "--port", "abc"], "--port 'abc': use a whole number from 1 to 65535"),
+        (["serve", "--log-format", "text", "--bogus"], "no such option: --bogus"),
+        (["anomaly", "run", "--ticks"], "option '--ticks' requires an argument"),
+    ],
+    ids=["serve-text", "exporter-by-default", "unknown-option", "missing-value"],
+)
+def test_a_usage_error_in_text_is_the_plain_line_it_was(tmp_path: Path, argv: list[str], said: str) -> None:
+    result = _start(argv, tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: {said}") and result.stderr.count("\n") == 1, result.stderr
+
+
+def test_a_json_log_format_given_as_a_bad_value_is_said_in_the_commands_default(tmp_path: Path) -> None:
+    # serve logs JSON unless told otherwise: a --log-format it does not take is said in its default.
+    (line,) = _json_lines(_start(["serve", "--log-format", "xml"], tmp_path).stderr)
+    assert "'xml' is not one of 'text', 'json'" in line["msg"]
+    plain = _start(["exporter", "--log-format", "xml"], tmp_path).stderr
+    assert plain.startswith("error: invalid value for '--log-format'")
+
+
+def test_anomaly_runs_ticks_with_prometheus_down_are_json_lines_and_exit_1(tmp_path: Path) -> None:
+    # "source prometheus down: ..." and "error: no source could be read in 1 tick" were plain lines among
+    # the JSON ones: the lines that said why nothing was scored.
+    (tmp_path / "a.yaml").write_text(
+        "anomaly:\n  prometheus_url: http://127.0.0.1:1\n  query_timeout_seconds: 1\n"
+        "  queries:\n    - {name: temp, expr: DCGM_FI_DEV_GPU_TEMP}\n"
+    )
+    argv = [*COMMANDS["anomaly-run"], "--config", "a.yaml", "--port", "0", "--log-format", "json"]
+    result = _start(argv, tmp_path)
+    said = [(line["level"], line["msg"]) for line in _json_lines(result.stderr)]
+    down = [(level, msg) for level, msg in said if msg.startswith("source prometheus down: ")]
+    assert [level for level, _ in down] == ["warning"], said
+    assert "1 of 1 queries (temp)" in down[0][1]
+    assert said[-1] == (
+        "error",
+        "no source could be read in 1 tick: nothing was scored (the lines above say why)",
+    )
+    assert result.returncode == 1
