@@ -26,7 +26,7 @@ import threading
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, case, func, select
+from sqlalchemy import Engine, case, func, literal, select, union_all
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -282,11 +282,27 @@ class Outbox(OutboxDelivery):
     def counts_by_notifier(self) -> dict[tuple[str, str], int]:
         """How many stored messages each notifier has in each status: ``{(notifier, status): n}``, a pending
         message held on purpose now (``held_at``) counted as ``held``, not ``pending``."""
-        status = case((held_at(self._clock.time(), self._holds), HELD), else_=OutboxMessage.status)
-        query = select(OutboxMessage.notifier, status, func.count()).group_by(OutboxMessage.notifier, status)
+        # Counted by the ``(notifier, status)`` index alone (migration 0021), the held ones among the few
+        # pending by ``(status, id)``: one CASE over every row read each stored message (600,000 sent ones
+        # of a long history: 2.6 s a scrape). One statement, so one snapshot: a message stored between two
+        # reads would be counted held and not pending.
+        stored = select(OutboxMessage.notifier, OutboxMessage.status, func.count()).group_by(
+            OutboxMessage.notifier, OutboxMessage.status
+        )
+        held = (
+            select(OutboxMessage.notifier, literal(HELD), func.count())
+            .where(held_at(self._clock.time(), self._holds))
+            .group_by(OutboxMessage.notifier)
+        )
         with self._sessions() as session:
-            rows = session.execute(query).all()
-        return {(str(notifier), str(status)): int(count) for notifier, status, count in rows}
+            rows = session.execute(union_all(stored, held)).all()
+        counts = {(str(notifier), str(status)): int(count) for notifier, status, count in rows}
+        for (notifier, status), count in list(counts.items()):
+            if status == HELD:  # held ones are pending ones, counted apart
+                counts[(notifier, PENDING)] -= count
+                if counts[(notifier, PENDING)] == 0:
+                    del counts[(notifier, PENDING)]
+        return counts
 
     def counts(self, incident_id: str | None = None) -> dict[str, int]:
         """How many stored messages (of one incident, or all) are in each status."""

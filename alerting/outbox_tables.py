@@ -50,6 +50,9 @@ class OutboxMessage(Base):
         UniqueConstraint("notifier", "idempotency_key", name="uq_outbox_notifier_key"),
         Index("ix_outbox_status_id", "status", "id"),
         Index("ix_outbox_notifier_incident", "notifier", "incident_id", "id"),
+        # ``/metrics``' counts by notifier and status read this index alone; retention's delete of sent
+        # messages finds them by all three (migration 0021).
+        Index("ix_outbox_notifier_status_incident", "notifier", "status", "incident_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -87,9 +87,11 @@ class IncidentRow(Base):
 
     __tablename__ = "incidents"
     # Retention and recurrence read resolved incidents by when they resolved (migration 0007); recurrence
-    # those of a new fault's places by their root's place too (migration 0020).
+    # those of a new fault's places by their root's place too (migration 0020). The list of one state reads
+    # its newest first (``IncidentStore.list_rows``' order) by ``(state, last_opened_at, opened_at)`` (0021).
     __table_args__ = (
         Index("ix_incidents_state_resolved_at", "state", "resolved_at"),
+        Index("ix_incidents_state_last_opened_at", "state", "last_opened_at", "opened_at"),
         Index(
             "ix_incidents_root_key_state_merged_into_resolved_at",
             "root_key",
