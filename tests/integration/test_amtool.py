@@ -17,12 +17,14 @@ from tests.integration.gpuwarden_server import AUTH, TOKEN, gpuwarden_serve
 from tests.integration.servers import require_binary
 
 
-def _amtool(url: str, http_config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def amtool(url: str, http_config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``amtool`` against ``url``, authenticated by ``http_config``: its answer, whatever its status."""
     argv = [require_binary("amtool"), f"--alertmanager.url={url}", f"--http.config.file={http_config}", *args]
     return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
 
 
-def _json(result: subprocess.CompletedProcess[str]) -> Any:
+def json_of(result: subprocess.CompletedProcess[str]) -> Any:
+    """The JSON an ``amtool -o json`` call printed, once it exited 0."""
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -46,58 +48,58 @@ def test_amtool_queries_alerts_and_adds_queries_and_expires_silences(tmp_path: P
             http_probe.post(f"{url}/api/v2/alerts", json=alerts, headers=AUTH, timeout=10).status_code == 200
         )
 
-        listed = _json(_amtool(url, http_config, "alert", "query", "-o", "json"))
+        listed = json_of(amtool(url, http_config, "alert", "query", "-o", "json"))
         assert sorted(a["labels"]["node"] for a in listed) == ["n1", "n2"]
         assert {a["status"]["state"] for a in listed} == {"active"}
         assert [
             a["labels"]["node"]
-            for a in _json(_amtool(url, http_config, "alert", "query", "-o", "json", "node=n2"))
+            for a in json_of(amtool(url, http_config, "alert", "query", "-o", "json", "node=n2"))
         ] == ["n2"]
 
-        refused = _amtool(url, wrong, "silence", "add", "node=n1", "--duration=1h", "--comment=maintenance")
+        refused = amtool(url, wrong, "silence", "add", "node=n1", "--duration=1h", "--comment=maintenance")
         assert refused.returncode != 0
-        added = _amtool(
+        added = amtool(
             url, http_config, "silence", "add", "node=n1", "--duration=1h", "--comment=maintenance"
         )
         assert added.returncode == 0, added.stderr
         silence_id = added.stdout.strip()
 
-        active = _json(_amtool(url, http_config, "alert", "query", "-o", "json"))
+        active = json_of(amtool(url, http_config, "alert", "query", "-o", "json"))
         assert [a["labels"]["node"] for a in active] == ["n2"]
-        silenced = _json(_amtool(url, http_config, "alert", "query", "--silenced", "-o", "json", "node=n1"))
+        silenced = json_of(amtool(url, http_config, "alert", "query", "--silenced", "-o", "json", "node=n1"))
         assert [(a["status"]["state"], a["status"]["silencedBy"]) for a in silenced] == [
             ("suppressed", [silence_id])
         ]
-        (shown,) = _json(_amtool(url, http_config, "silence", "query", "-o", "json"))
+        (shown,) = json_of(amtool(url, http_config, "silence", "query", "-o", "json"))
         assert (shown["id"], shown["status"]["state"], shown["comment"]) == (
             silence_id,
             "active",
             "maintenance",
         )
         assert shown["matchers"] == [{"name": "node", "value": "n1", "isRegex": False, "isEqual": True}]
-        assert "correlation_window_seconds" in _amtool(url, http_config, "config", "show").stdout
-        routes = _amtool(url, http_config, "config", "routes")
+        assert "correlation_window_seconds" in amtool(url, http_config, "config", "show").stdout
+        routes = amtool(url, http_config, "config", "routes")
         assert routes.returncode == 0 and "gpuwarden" in routes.stdout, routes.stderr
-        tested = _amtool(url, http_config, "config", "routes", "test", "alertname=NodeDown")
+        tested = amtool(url, http_config, "config", "routes", "test", "alertname=NodeDown")
         assert (tested.returncode, tested.stdout.strip()) == (0, "gpuwarden"), tested.stderr
 
         # Everything but the watchdog: only a negative matcher, which Alertmanager takes too.
-        others = _amtool(url, http_config, "silence", "add", 'alertname!="Watchdog"', "-d", "1h", "-c", "x")
+        others = amtool(url, http_config, "silence", "add", 'alertname!="Watchdog"', "-d", "1h", "-c", "x")
         assert others.returncode == 0, others.stderr
-        queried = _json(_amtool(url, http_config, "silence", "query", "-o", "json", "node=n1"))
+        queried = json_of(amtool(url, http_config, "silence", "query", "-o", "json", "node=n1"))
         assert [s["id"] for s in queried] == [silence_id]  # the filter is applied, not ignored
-        assert _amtool(url, http_config, "silence", "expire", others.stdout.strip()).returncode == 0
+        assert amtool(url, http_config, "silence", "expire", others.stdout.strip()).returncode == 0
         # A refusal reaches the operator as Alertmanager's does: its reason, not a JSON decoding error.
-        bad = _amtool(
+        bad = amtool(
             url, http_config, "alert", "add", "alertname=X", "--start=2030-01-02T00:00:00Z",
             "--end=2030-01-01T00:00:00Z",
         )  # fmt: skip
         assert bad.returncode != 0 and "endsAt" in bad.stderr and "unmarshal" not in bad.stderr, bad.stderr
 
-        expired = _amtool(url, http_config, "silence", "expire", silence_id)
+        expired = amtool(url, http_config, "silence", "expire", silence_id)
         assert expired.returncode == 0, expired.stderr
-        assert _json(_amtool(url, http_config, "silence", "query", "-o", "json")) == []
-        (gone,) = _json(_amtool(url, http_config, "silence", "query", "--expired", "-o", "json", "node=n1"))
+        assert json_of(amtool(url, http_config, "silence", "query", "-o", "json")) == []
+        (gone,) = json_of(amtool(url, http_config, "silence", "query", "--expired", "-o", "json", "node=n1"))
         assert (gone["id"], gone["status"]["state"]) == (silence_id, "expired")
         # The alert the silence held back reaches an incident at the engine's next tick (every 5 s).
         deadline = time.monotonic() + 20
@@ -109,7 +111,7 @@ def test_amtool_queries_alerts_and_adds_queries_and_expires_silences(tmp_path: P
             )
         assert counted == 2
         assert {
-            a["status"]["state"] for a in _json(_amtool(url, http_config, "alert", "query", "-o", "json"))
+            a["status"]["state"] for a in json_of(amtool(url, http_config, "alert", "query", "-o", "json"))
         } == {"active"}
 
         # An incident's silence mutes an incident, not labels: it is no Alertmanager silence, not listed.
@@ -120,8 +122,8 @@ def test_amtool_queries_alerts_and_adds_queries_and_expires_silences(tmp_path: P
             headers=AUTH,
         )
         assert silenced_incident.status_code == 200
-        assert _json(_amtool(url, http_config, "silence", "query", "-o", "json")) == []
-        everything = _json(_amtool(url, http_config, "silence", "query", "--expired", "-o", "json"))
+        assert json_of(amtool(url, http_config, "silence", "query", "-o", "json")) == []
+        everything = json_of(amtool(url, http_config, "silence", "query", "--expired", "-o", "json"))
         assert all(s["matchers"] for s in everything) and silence_id in [s["id"] for s in everything]
 
 
@@ -140,7 +142,7 @@ def test_the_status_config_is_one_alertmanager_checks_and_routes(tmp_path: Path)
     http_config.write_text(f"authorization:\n  credentials: {TOKEN}\n")
     with gpuwarden_serve(tmp_path, str(tmp_path / "s.db"), extra_args=["--config", str(config)]) as (url, _):
         original = http_probe.get(f"{url}/api/v2/status", timeout=10).json()["config"]["original"]
-        routes = _amtool(url, http_config, "config", "routes")
+        routes = amtool(url, http_config, "config", "routes")
     assert routes.returncode == 0 and "gpuwarden" in routes.stdout, routes.stderr
     (tmp_path / "am.yml").write_text(original)
     checked = subprocess.run(

@@ -17,19 +17,10 @@ import yaml
 from tests.integration import http_probe
 from tests.integration.gpuwarden_server import TOKEN, gpuwarden_argv, gpuwarden_serve
 from tests.integration.servers import free_port, require_binary, running
+from tests.integration.test_amtool import amtool, json_of
 from tests.integration.test_prometheus_to_gpuwarden import RULES
 
 PREFIX = "/gpuwarden"
-
-
-def _amtool(url: str, http_config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    argv = [require_binary("amtool"), f"--alertmanager.url={url}", f"--http.config.file={http_config}", *args]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
-
-
-def _json(result: subprocess.CompletedProcess[str]) -> Any:
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
 
 
 def _prometheus(tmp_path: Path, target: str) -> tuple[list[str], str]:
@@ -85,16 +76,16 @@ def test_amtool_prometheus_and_the_cli_reach_serve_under_its_route_prefix(tmp_pa
         assert [i["alert_count"] for i in incidents] == [2]
 
         amtool_url = f"{url}/"  # as an operator writes it
-        queried = _json(_amtool(amtool_url, http_config, "alert", "query", "-o", "json"))
+        queried = json_of(amtool(amtool_url, http_config, "alert", "query", "-o", "json"))
         assert sorted(a["labels"]["alertname"] for a in queried) == ["GPULost", "NodeDown"]
-        added = _amtool(
+        added = amtool(
             amtool_url, http_config, "silence", "add", "node=r03-n05", "-d", "1h", "-c", "maintenance"
         )
         assert added.returncode == 0, added.stderr
-        (shown,) = _json(_amtool(amtool_url, http_config, "silence", "query", "-o", "json"))
+        (shown,) = json_of(amtool(amtool_url, http_config, "silence", "query", "-o", "json"))
         assert shown["id"] == added.stdout.strip()
-        assert _amtool(amtool_url, http_config, "silence", "expire", shown["id"]).returncode == 0
-        assert _json(_amtool(amtool_url, http_config, "silence", "query", "-o", "json")) == []
+        assert amtool(amtool_url, http_config, "silence", "expire", shown["id"]).returncode == 0
+        assert json_of(amtool(amtool_url, http_config, "silence", "query", "-o", "json")) == []
 
         listed = subprocess.run(
             [*gpuwarden_argv(), "incidents", "list", "-o", "json", "--url", url],
