@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Select, func, select
+from sqlalchemy import ColumnElement, Engine, Select, and_, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.db import in_lists
@@ -295,6 +295,23 @@ def moved_alerts(timeline: Sequence[TimelineRow], keep: set[str] | None = None) 
     return list(found.values())
 
 
+# Where an incident stands in ``IncidentStore.list_rows``' order: its last_opened_at, opened_at and id.
+ListKey = tuple[datetime | None, datetime, str]
+
+
+def listed_after(key: ListKey) -> tuple[ColumnElement[bool], ...]:
+    """The conditions of the incidents ``list_rows`` lists after the one at ``key`` (newest first by
+    last_opened_at, then opened_at; by id where both tie). ``last_opened_at <= ?`` on its own, so that the
+    read starts at the key in ``(state, last_opened_at, opened_at)`` (0021), not at the newest incident."""
+    last, opened, incident_id = key
+    later = or_(
+        IncidentRow.opened_at < opened, and_(IncidentRow.opened_at == opened, IncidentRow.id > incident_id)
+    )
+    if last is None:  # those without one sort last: only they are after it
+        return (IncidentRow.last_opened_at.is_(None), later)
+    return (IncidentRow.last_opened_at <= last, or_(IncidentRow.last_opened_at < last, later))
+
+
 class IncidentStore:
     """Read side of the store, used by the API and the CLI."""
 
@@ -333,17 +350,20 @@ class IncidentStore:
         *,
         priority: str | None = None,
         limit: int | None = None,
+        after: ListKey | None = None,
     ) -> list[tuple[IncidentRow, int]]:
         """Incidents (newest first by when they last opened or reopened, at most ``limit``) with their alert
-        counts."""
+        counts; ``after``: only those listed after the incident of that ``list_key`` (the next page)."""
         with self.sessions() as session:
-            query = self._filtered(select(IncidentRow), state, include_merged, priority)
-            query = query.order_by(
-                IncidentRow.last_opened_at.desc(), IncidentRow.opened_at.desc(), IncidentRow.id
-            )
-            if limit is not None:
-                query = query.limit(limit)
-            rows = list(session.scalars(query))
+            base = self._filtered(select(IncidentRow), state, include_merged, priority)
+            order = (IncidentRow.last_opened_at.desc(), IncidentRow.opened_at.desc(), IncidentRow.id)
+            query = (base if after is None else base.where(*listed_after(after))).order_by(*order)
+            rows = list(session.scalars(query if limit is None else query.limit(limit)))
+            if after is not None and after[0] is not None and (limit is None or len(rows) < limit):
+                # Those without a last_opened_at (none since 0004 filled it in) sort last, after every page.
+                nulls = base.where(IncidentRow.last_opened_at.is_(None)).order_by(*order)
+                more = nulls if limit is None else nulls.limit(limit - len(rows))
+                rows += session.scalars(more)
             # Counted for the listed incidents only (by the incident_id index), not the whole table.
             counts: dict[str | None, int] = {}
             for ids in in_lists([r.id for r in rows]):
@@ -365,6 +385,11 @@ class IncidentStore:
                 for event in session.scalars(merges):
                     counts[event.incident_id] = counts.get(event.incident_id, 0) + len(handed_over([event]))
             return [(row, counts.get(row.id, 0)) for row in rows]
+
+    @staticmethod
+    def list_key(row: IncidentRow) -> ListKey:
+        """Where ``row`` stands in ``list_rows``' order: what ``after`` takes to list those after it."""
+        return (row.last_opened_at, row.opened_at, row.id)
 
     def rows_by_id(self, ids: Sequence[str]) -> dict[str, IncidentRow]:
         """Incident rows by id (those that exist)."""

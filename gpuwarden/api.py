@@ -55,6 +55,7 @@ from gpuwarden.headers import LAG_HEADER
 from gpuwarden.health_api import HealthApi
 from gpuwarden.httpbody import BodyRefused, check_json_body, read_limited
 from gpuwarden.incident_api import IncidentActionsApi, detail_response
+from gpuwarden.incident_pages import CONTINUE, continue_key, incident_page
 from gpuwarden.inventory_api import InventoryApi, inventory_from_fleet  # noqa: F401 - an old import path
 from gpuwarden.model import IncidentState, Priority
 from gpuwarden.outbox_api import LIST_QUERY, OutboxApi
@@ -65,7 +66,7 @@ logger = logging.getLogger(__name__)
 
 BackgroundTask = Callable[[threading.Event], None]
 READ_BARRIER_SECONDS = 10.0
-INCIDENT_QUERY = ("state", "priority", "limit")  # ``list_incidents``' parameters
+INCIDENT_QUERY = ("state", "priority", "limit", CONTINUE)  # ``list_incidents``' parameters
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -304,21 +305,18 @@ class _Handlers:
         """Incidents, newest first (by when each last opened or reopened), merged ones too (resolved, with
         ``merged_into``); ``?state=`` and ``?priority=`` filter, ``?limit=`` caps the list.
 
-        ``X-Total-Count`` says how many match without the cap.
+        ``X-Total-Count`` says how many match without the cap; ``X-Continue``, when more come after the
+        cap, the ``?continue=`` token of the next page (``gpuwarden.incident_pages``).
         """
         params = request.query_params
         state = choice(single(params, "state"), "state", [s.value for s in IncidentState])
         priority = choice(single(params, "priority"), "priority", [p.value for p in Priority])
         limit = positive(single(params, "limit"), "limit")
+        after = continue_key(single(params, CONTINUE))
         store = self.engine.store
 
         def listed() -> Response:  # in the thread pool: thousands of incidents take a while to render
-            rows = store.list_rows(state, include_merged=True, priority=priority, limit=limit)
-            total = (
-                len(rows)
-                if limit is None
-                else store.count_rows(state, include_merged=True, priority=priority)
-            )
+            rows, headers = incident_page(store, state, priority, limit, after)
             held = self.engine.incident_silences()  # one read: each incident's end and ids agree
             inventory = self.engine.inventory
             return JSONResponse(
@@ -332,7 +330,7 @@ class _Handlers:
                     )
                     for r, n in rows
                 ],
-                headers={"X-Total-Count": str(total)},
+                headers=headers,
             )
 
         return await run_in_threadpool(listed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+from functools import partial
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -25,7 +26,7 @@ from gpuwarden.cli.api_requests import (
     not_gpuwarden,
 )
 from gpuwarden.cli.consoles import console, option_said, refuse_option, whole_column
-from gpuwarden.cli.listings import say_cut_off, say_none_found
+from gpuwarden.cli.listings import say_next_page, say_none_found
 from gpuwarden.cli.numbers import whole_number
 from gpuwarden.cli.output_options import (
     EXPORT_OUTPUTS,
@@ -108,6 +109,7 @@ def describe_root(root: dict[str, Any]) -> str:
 @incidents_app.command("list")
 @gpuwarden_answers
 def list_incidents(
+    *,
     url: UrlOption = "http://127.0.0.1:8080",
     output: Annotated[str, output_option(TABLE_OUTPUTS, "table (or text) or json")] = "table",
     state: Annotated[
@@ -124,8 +126,16 @@ def list_incidents(
     limit: Annotated[
         int, whole_number("--limit", 0, MAX_LIMIT, help="At most this many, newest first; 0 lists all.")
     ] = 50,
+    after: Annotated[
+        str | None,
+        typer.Option(
+            "--continue",
+            metavar="TOKEN",
+            help="The next page: the token the previous page gave (below its table, on stderr).",
+        ),
+    ] = None,
 ) -> None:
-    """List incidents, newest first."""
+    """List incidents, newest first; a page at a time with --limit and --continue."""
     state = check_choice("--state", state, [s.value for s in IncidentState])
     priority = check_choice("--priority", priority, [p.value for p in Priority])
     params: dict[str, str | int] = {
@@ -133,13 +143,21 @@ def list_incidents(
     }
     if limit:
         params["limit"] = limit
+    if after is not None:
+        params["continue"] = after
     response = api_request("GET", url, "/api/v1/incidents", params=params)
     items = answer_json(response, url, list)
     total = _total_count(response.headers.get("X-Total-Count"), url, len(items))
+    said: dict[str, object | None] = {
+        "--state": state,
+        "--priority": priority,
+        "--limit": limit if limit != 50 else None,
+    }
+    next_page = partial(say_next_page, response.headers.get("X-Continue"), after is not None, said)
     if output == "json":
         typer.echo(json.dumps(items, indent=2))
         # The list cannot say it was cut without changing its shape: stderr does, as below the table.
-        say_cut_off(len(items), total)
+        next_page(len(items), total)
         return
     if not items:
         say_none_found("incidents", {"state": state, "priority": priority})
@@ -166,7 +184,7 @@ def list_incidents(
             i["title"],
         )
     print_table(console, table)  # titles and names are data, not markup
-    say_cut_off(len(items), total)
+    next_page(len(items), total)
 
 
 def _total_count(header: str | None, url: str, listed: int) -> int:

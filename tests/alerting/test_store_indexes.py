@@ -67,3 +67,22 @@ def test_0021_goes_down_to_0020_and_up_again(sql: Engine) -> None:
     assert indexes() == set()
     upgrade(sql)
     assert indexes() == {"ix_outbox_notifier_status_incident", "ix_incidents_state_last_opened_at"}
+
+
+def test_a_next_page_of_one_state_starts_at_its_key_in_the_index(sql: Engine) -> None:
+    # `incidents list --state resolved --continue TOKEN`: the page after a key reads from the key on in
+    # (state, last_opened_at, opened_at), not from the newest incident on, nor sorting every resolved one.
+    store = IncidentStore(sql)
+    at = FakeClock().now()
+    plans = _plans(
+        sql,
+        lambda: store.list_rows("resolved", include_merged=True, limit=51, after=(at, at, "inc-1")),
+        "incidents",
+    )
+    assert len(plans) == 2, plans  # the page, then (it is short) those without a last_opened_at, sorted last
+    assert (
+        "SEARCH incidents USING INDEX ix_incidents_state_last_opened_at (state=? AND last_opened_at<?)"
+        in (plans[0])
+    ), plans
+    assert "(state=? AND last_opened_at=?)" in plans[1], plans  # IS NULL
+    assert not any("USE TEMP B-TREE FOR ORDER BY" in p for p in plans), plans

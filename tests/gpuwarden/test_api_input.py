@@ -201,14 +201,14 @@ def test_an_empty_or_zero_silence_start_is_now_as_in_alertmanager(
             "/api/v1/incidents",
             {"priorty": "P0"},
             "priorty: unknown query parameter; did you mean priority? GET /api/v1/incidents takes state,"
-            " priority, limit",
+            " priority, limit, continue",
             id="incidents-typo",
         ),
         pytest.param(
             "/api/v1/incidents",
             {"status": "triggered"},
             "status: unknown query parameter; did you mean state? GET /api/v1/incidents takes state,"
-            " priority, limit",
+            " priority, limit, continue",
             id="incidents-outbox-word",
         ),
         pytest.param(

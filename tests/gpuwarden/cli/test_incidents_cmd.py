@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -321,3 +322,42 @@ def test_an_enumerated_option_not_in_any_case_is_still_refused_naming_the_choice
     result, paths = _invoke_against([], ["incidents", "list", "--priority", "p9"])
     assert result.exit_code == 2 and paths == []
     assert "--priority 'p9': use one of P0, P1, P2, P3" in " ".join(result.stderr.split())
+
+
+@pytest.mark.parametrize("output", ["json", "table"])
+def test_list_pages_with_continue_and_says_the_next_pages_command(
+    monkeypatch: pytest.MonkeyPatch, output: str
+) -> None:
+    """``--continue TOKEN`` sends ``?continue=``; where serve's answer has ``X-Continue`` (more after this
+    page), the last line, on stderr whatever ``-o`` (the JSON list keeps its shape), is the next page's
+    command with the same filters; after the last page there is none."""
+    sent: list[dict[str, Any]] = []
+    item = {
+        "id": "inc-1", "title": "t", "priority": "P2", "state": "resolved", "alert_count": 1,
+        "root_cause": {"kind": "node_down", "target": {"type": "node", "name": "n1"}},
+        "opened_at": "2026-01-01T00:00:00Z", "last_opened_at": "2026-01-01T00:00:00Z",
+    }  # fmt: skip
+
+    def answer(method: str, target: str, **kwargs: Any) -> httpx.Response:
+        params = dict(kwargs.get("params") or {})
+        sent.append(params)
+        headers = {"X-Total-Count": "3"} | (
+            {} if params.get("continue") == "LAST" else {"X-Continue": "TOK_2-"}
+        )
+        return httpx.Response(200, json=[item], headers=headers, request=httpx.Request(method, target))
+
+    monkeypatch.setattr(httpx, "request", answer)
+    argv = ["incidents", "list", "--url", "http://gpuwarden.test", "-o", output, "--state", "resolved"]
+    first = runner.invoke(app, [*argv, "--limit", "1"])
+    assert first.exit_code == 0, first.output
+    assert "continue" not in sent[-1]
+    lines = first.stderr.strip().splitlines()
+    assert lines[-1] == "next page: gpuwarden incidents list --state resolved --limit 1 --continue TOK_2-"
+    assert "showing the newest 1 of 3" in first.stderr
+    if output == "json":
+        assert [i["id"] for i in json.loads(first.stdout)] == ["inc-1"]  # the list, as before
+    second = runner.invoke(app, [*argv, "--limit", "1", "--continue", "TOK_2-"])
+    assert sent[-1]["continue"] == "TOK_2-" and second.exit_code == 0, second.output
+    assert "showing 1 more of 3" in second.stderr and "newest" not in second.stderr
+    last = runner.invoke(app, [*argv, "--limit", "1", "--continue", "LAST"])
+    assert last.exit_code == 0 and "next page" not in last.stderr, last.output
