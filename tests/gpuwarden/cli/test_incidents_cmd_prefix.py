@@ -82,7 +82,9 @@ def test_a_proxy_stripping_the_route_prefix_serve_expects_is_named(
     ids=["no-slash", "query"],
 )
 def test_serve_refuses_a_route_prefix_option_that_is_no_path(tmp_path: Path, given: str, said: str) -> None:
-    result = runner.invoke(app, ["serve", "--route-prefix", given, "--db", str(tmp_path / "x.db")])
+    result = runner.invoke(
+        app, ["serve", "--log-format", "text", "--route-prefix", given, "--db", str(tmp_path / "x.db")]
+    )
     assert result.exit_code == 2
     assert " ".join(result.stderr.split()) == f"error: --route-prefix {given!r}: {said}"
     assert not (tmp_path / "x.db").exists()
