@@ -24,7 +24,7 @@ from alerting.impact import live_root_cause, workloads_hit
 from alerting.ingest_session import add_opened
 from alerting.member import Member, live
 from alerting.member import describe as _describe
-from alerting.merging import took_earlier
+from alerting.merging import beside_sibling_down, took_earlier
 from alerting.muting import MuteTracking
 from alerting.pending import StoredAlert
 from alerting.recurrence import LatestResolved, RecentlyResolved
@@ -171,6 +171,9 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
             # any), until the batch recomputes it: the next alert of this batch sees it (a rule evaluation
             # posts a whole rack's alerts in one batch).
             inc.root_path = common_ancestor([inc.root_path, path]) or inc.root_path
+        if chosen is not None and beside_sibling_down(inc, member, candidates):
+            # The rack's, as the merge pass will make it: the next alert of this batch sees that root.
+            inc.root_path = path[:-1]
         # And those on its GPUs, as the batch's assessment will count them: the next alert of this batch
         # sees them (a service's latency alert joins the XID on its GPU posted just before it).
         found = member.location.workloads | workloads_hit(member, self.inventory)

@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from alerting.batch import Batch, OpenIncident
-from alerting.correlation import holds_gpu
+from alerting.correlation import Candidate, holds_gpu
 from alerting.db import in_lists
 from alerting.faults import ENVIRONMENT
 from alerting.incident_index import OpenIncidents
@@ -351,6 +351,28 @@ def _sibling_nodes_down(inc: OpenIncident, other: OpenIncident) -> bool:
         and a[1] != UNKNOWN
         and down_nodes(inc.members.values())
         and down_nodes(other.members.values())
+    )
+
+
+def beside_sibling_down(inc: OpenIncident, new: Member, candidates: Iterable[Candidate]) -> bool:
+    """Whether ``new``, a whole node down in a known rack, joined ``inc`` (now rooted at that node) while
+    another open incident holds a node of that rack down: the merge pass makes them one, the rack's
+    (``_sibling_nodes_down``). One POST heads the root there at once, so that what comes after in that POST
+    sees it as posted after (a stale exporter on a third node is the rack's, not a GPU fault's on its node,
+    which it took into the rack's with it: batch fuzz seeds 1327, 2274)."""
+    path = new.location.path
+    return (
+        new.is_outage
+        and len(path) == RACK_DEPTH + 1
+        and path[1] != UNKNOWN
+        and inc.root_path == path
+        and any(
+            c.id != inc.id
+            and len(c.root_path) > RACK_DEPTH
+            and c.root_path[:RACK_DEPTH] == path[:RACK_DEPTH]
+            and down_nodes(c.members)
+            for c in candidates
+        )
     )
 
 

@@ -299,6 +299,27 @@ STORMS = {
             )
         },
     ),
+    # r1-n2 down, then r1-n4 down joining the incident of an XID on one of its GPUs: two nodes of rack r1
+    # down, which the merge pass makes the rack's partial outage. r1-n1's exporter stale after that is the
+    # rack's; NVLink errors on r1-n1 GPU 7 just before are no node down's and stay their own. In one POST
+    # r1-n4's incident still looked rooted at its node, and the stale exporter joined the NVLink errors on
+    # its node, taking them into the rack's with it (batch fuzz seed 2274; 1327 alike, with a power brake).
+    "a stale exporter after two nodes of its rack went down joins the rack's, not a gpu fault on its node": (
+        [
+            _alert(6, "NodeDown", node="r1-n2"),
+            _alert(72, "XidError", node="r1-n4", gpu="5", xid="119"),
+            _alert(91, "NVLinkErrors", node="r1-n1", gpu="7"),
+            _alert(93, "NodeDown", node="r1-n4"),
+            _alert(99, "DCGMExporterStale", Hostname="r1-n1"),
+        ],
+        {
+            (
+                "node_down",
+                frozenset({"NodeDown@6", "XidError@72", "NodeDown@93", "DCGMExporterStale@99"}),
+            ),
+            ("nvlink", frozenset({"NVLinkErrors@91"})),
+        },
+    ),
 }
 
 
