@@ -362,22 +362,11 @@ class Outbox(OutboxDelivery):
         by: str,
         incident_id: str | None = None,
         dry_run: bool = False,
-    ) -> dict[str, int]:
-        """Drop orphaned (or, asked, failed) messages of ``notifier`` for good, as ``by``; of one incident or
-        all; with ``dry_run`` only count them (see ``discard_messages``). How many of each status."""
-        return self.discarding(notifier, statuses, by=by, incident_id=incident_id, dry_run=dry_run).counts
-
-    def discarding(
-        self,
-        notifier: str,
-        statuses: Collection[str],
-        *,
-        by: str,
-        incident_id: str | None = None,
-        dry_run: bool = False,
         ids: Collection[int] | None = None,
     ) -> Discarded:
-        """``discard``, of only the messages ``ids`` among them when given, saying which went."""
+        """Drop orphaned (or, asked, failed) messages of ``notifier`` for good, as ``by``; of one incident or
+        all; with ``ids`` only those of them; with ``dry_run`` only count them (see ``discard_messages``). How
+        many of each status, and which."""
         now = self._clock.time()
         return discard_messages(
             self._sessions,

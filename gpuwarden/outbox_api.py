@@ -143,9 +143,7 @@ class OutboxApi:
             raise InputError("must be true or false", field="dry_run")
         ids = _ids(data.get("ids"))
         done = await run_in_threadpool(
-            lambda: outbox.discarding(
-                notifier, statuses, by=by, incident_id=incident, dry_run=dry_run, ids=ids
-            )
+            lambda: outbox.discard(notifier, statuses, by=by, incident_id=incident, dry_run=dry_run, ids=ids)
         )
         counts = done.counts
         return JSONResponse(

@@ -28,7 +28,7 @@ def one_inside_the_other(sql: Engine, first: str) -> tuple[int, int, dict[str, i
         answers["retry"], _ = outbox.requeue_failed()
 
     def discard() -> None:
-        answers["discard"] = outbox.discard("webhook:ops", [FAILED], by="bob", dry_run=False)[FAILED]
+        answers["discard"] = outbox.discard("webhook:ops", [FAILED], by="bob", dry_run=False).counts[FAILED]
 
     actions: dict[str, Callable[[], None]] = {"retry": retry, "discard": discard}
     [second] = [name for name in actions if name != first]

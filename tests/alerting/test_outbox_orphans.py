@@ -91,9 +91,9 @@ def test_discarding_drops_orphaned_messages_for_good_and_records_who_and_when(
     reconcile_orphans(sql, ["slack"], now=NOW)
     outbox = Outbox(sql, [Destination("slack")], CLOCK)
 
-    planned = outbox.discard("webhook:gone", [ORPHANED], by="alice", dry_run=True)
+    planned = outbox.discard("webhook:gone", [ORPHANED], by="alice", dry_run=True).counts
     assert planned == {ORPHANED: 5} and outbox.counts() == {SENT: 5, ORPHANED: 5}, "a dry run changes nothing"
-    assert outbox.discard("webhook:gone", [ORPHANED], by="alice", dry_run=False) == {ORPHANED: 5}
+    assert outbox.discard("webhook:gone", [ORPHANED], by="alice", dry_run=False).counts == {ORPHANED: 5}
     assert outbox.counts() == {SENT: 5, DISCARDED: 5}
     assert depth(outbox, "webhook:gone", DISCARDED) == 5 and depth(outbox, "webhook:gone", ORPHANED) == 0
     first = outbox.messages(DISCARDED)[0]
@@ -104,7 +104,7 @@ def test_discarding_drops_orphaned_messages_for_good_and_records_who_and_when(
     assert "5 messages for notifier webhook:gone discarded by alice (orphaned 5)" in line
     # Configured again, the name takes back nothing that was dropped on purpose.
     assert reconcile_orphans(sql, ["slack", "webhook:gone"], now=NOW) == OrphanReport()
-    assert outbox.discard("webhook:gone", [ORPHANED], by="alice", dry_run=False) == {ORPHANED: 0}
+    assert outbox.discard("webhook:gone", [ORPHANED], by="alice", dry_run=False).counts == {ORPHANED: 0}
 
 
 def test_discarding_touches_failed_messages_only_when_asked_and_never_the_backlog(sql: Engine) -> None:
@@ -114,9 +114,9 @@ def test_discarding_touches_failed_messages_only_when_asked_and_never_the_backlo
         waiting(change)
     outbox = Outbox(sql, [Destination("slack"), Destination("webhook:ops")], CLOCK)
 
-    assert outbox.discard("webhook:ops", [ORPHANED], by="bob", dry_run=False) == {ORPHANED: 0}
+    assert outbox.discard("webhook:ops", [ORPHANED], by="bob", dry_run=False).counts == {ORPHANED: 0}
     assert outbox.counts() == {SENT: 5, FAILED: 5, PENDING: 5}
-    assert outbox.discard("webhook:ops", [ORPHANED, FAILED], by="bob", dry_run=False) == {
+    assert outbox.discard("webhook:ops", [ORPHANED, FAILED], by="bob", dry_run=False).counts == {
         ORPHANED: 0,
         FAILED: 5,
     }

@@ -214,7 +214,7 @@ def test_discarded_notifications_of_a_pruned_incident_go_with_it(sql: Engine, cl
     engine.subscribe(outbox)
     _resolved_incident(engine, clock, NODE_DOWN)
     outbox.dispatch_due()
-    dropped = outbox.discard("webhook:ops", [FAILED], by="alice", dry_run=False)[FAILED]
+    dropped = outbox.discard("webhook:ops", [FAILED], by="alice", dry_run=False).counts[FAILED]
     assert dropped > 0 and outbox.counts() == {DISCARDED: dropped}
     clock.advance(31 * DAY)
     assert engine.prune().incidents == 1
