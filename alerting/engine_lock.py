@@ -40,25 +40,32 @@ class EngineLock:
         self._guard = threading.Lock()  # for changes of ``_waiting``
         self._turns = threading.Condition(threading.Lock())  # for ``_queued`` and ``_taken``: ``let_in``
         self._queued = 0  # threads blocked taking it
-        self._taken = 0  # outermost takings so far
+        self._taken = 0  # takings by a thread that was blocked (``_queued``) so far
 
     def __enter__(self) -> EngineLock:
-        if not self._lock.acquire(blocking=False):
-            with self._turns:
-                self._queued += 1
-            try:
-                self._lock.acquire()
-            finally:
-                with self._turns:
-                    self._queued -= 1
+        # The turns are counted only where a thread had to wait: ``let_in`` asks whether a waiting one took
+        # it, and an uncontended taking (every ingest, API action, tick) pays for no second lock.
+        if not self._lock.acquire(False):  # positional: the keyword costs on this hot path
+            self._queue_for_it()
         self._depth += 1
         if self._depth == 1:
             self._owner, self._holder = threading.get_ident(), None
-            with self._turns:
-                self._taken += 1
-                self._turns.notify_all()
             self._moved()  # taken: what held it before let go, which is progress to whoever waits
         return self
+
+    def _queue_for_it(self) -> None:
+        """Block until the lock is this thread's, counted in ``_queued`` meanwhile; then tell ``let_in``."""
+        with self._turns:
+            self._queued += 1
+        taken = False
+        try:
+            taken = self._lock.acquire()
+        finally:
+            with self._turns:
+                self._queued -= 1
+                if taken:
+                    self._taken += 1
+                self._turns.notify_all()
 
     def __exit__(self, *_exc: object) -> None:
         self._depth -= 1

@@ -84,8 +84,8 @@ def refuse_option(message: str) -> NoReturn:
     command that logs in JSON says it as one of its log lines at level error (``usage_logger``): a log shipper
     that reads one object per line broke on the plain line that said why the process never started."""
     logger = usage_logger.get()
-    if logger is not None:
-        line = json_log_line(logger, logging.ERROR, Text.from_markup(message).plain)
+    if logger is not None:  # the markup's plain text; an emoji code stays as typed (``:x:``), as printed
+        line = json_log_line(logger, logging.ERROR, Text.from_markup(message, emoji=False).plain)
         err_console.print(line, markup=False, highlight=False, soft_wrap=True)
     else:
         err_console.print(f"[red]error:[/red] {message}", soft_wrap=True)

@@ -95,8 +95,9 @@ class JsonLogFormatter(logging.Formatter):
 
 
 def json_log_line(logger: str, level: int, message: str) -> str:
-    """``message`` as a JSON log line of ``logger`` at ``level`` (``JsonLogFormatter``), written where logging
-    is not set up yet: a usage error, found while the command line is read."""
+    """``message`` as a JSON log line of ``logger`` at ``level``, written where logging is not set up yet: a
+    usage error, found while the command line is read. ``JsonLogFormatter`` makes it, the formatter that
+    makes the command's other lines (``StartupLines``' among them): the same keys in the same order."""
     record = logging.getLogger(logger).makeRecord(logger, level, "(unknown file)", 0, "%s", (message,), None)
     return JsonLogFormatter().format(record)
 

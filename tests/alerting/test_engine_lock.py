@@ -8,11 +8,13 @@ each step told by an event; the heartbeat's clock moves only when the test moves
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from alerting.engine_lock import ANOTHER, EngineLock
 from alerting.health import Heartbeat
+from tests.alerting.test_retention import _SlowToWake  # a blocked taker that wakes late
 
 DEADLINE = 300.0
 
@@ -199,3 +201,36 @@ def test_a_hold_taken_again_inside_keeps_its_name_and_ends_with_the_outermost() 
         release.set()
         assert done.wait(10)
     assert lock.held_against(threading.get_ident()) is None
+
+
+def test_a_thread_waiting_for_the_lock_takes_it_before_a_loop_that_lets_it_in_takes_it_back() -> None:
+    # Retention prunes in slices, each under the lock, and lets a waiting ingest in between: the lock is not
+    # fair, and an alert posted during a first prune waited for most of its slices rather than one.
+    lock = EngineLock()
+    lock._lock = _SlowToWake()  # type: ignore[assignment]
+    order: list[str] = []
+    first_slice, ingest_queued = threading.Event(), threading.Event()
+
+    def ingest() -> None:
+        assert first_slice.wait(10)
+        with lock:
+            order.append("ingest")
+
+    def prune() -> None:
+        for n in (1, 2, 3):
+            with lock:
+                order.append(f"slice {n}")
+                if n == 1:
+                    first_slice.set()
+                    assert ingest_queued.wait(10)
+            lock.let_in(timeout=60.0)  # bounded for a waiter that never comes; this one does
+
+    with _thread(ingest), _thread(prune):
+        assert first_slice.wait(10)
+        for _ in range(10_000):  # until the ingest thread blocks, taking the lock the first slice holds
+            if lock._queued:
+                break
+            time.sleep(0.001)
+        assert lock._queued
+        ingest_queued.set()
+    assert order == ["slice 1", "ingest", "slice 2", "slice 3"]

@@ -242,3 +242,27 @@ def test_anomaly_runs_ticks_with_prometheus_down_are_json_lines_and_exit_1(tmp_p
         "no source could be read in 1 tick: nothing was scored (the lines above say why)",
     )
     assert result.returncode == 1
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_a_start_up_error_and_a_usage_error_are_log_lines_of_the_same_shape(
+    tmp_path: Path, name: str
+) -> None:
+    # The usage error is written before the command's logging is set up, the start-up error through its
+    # logger: one shape for both, keys in the same order, under the same logger, or a shipper's parsing
+    # rule written for one misses the other.
+    (start_up,) = _json_lines(
+        _start([*COMMANDS[name], "--log-format", "json", "--config", "gone.yaml"], tmp_path).stderr
+    )
+    (usage,) = _json_lines(_start([*COMMANDS[name], "--log-format", "json", "--bogus"], tmp_path).stderr)
+    assert list(start_up) == list(usage) == ["ts", "level", "logger", "msg"]
+    assert [line["logger"] for line in (start_up, usage)] == [LOGGERS[name]] * 2
+
+
+def test_a_usage_error_in_json_says_the_value_as_typed_as_the_text_line_does(tmp_path: Path) -> None:
+    # A value written like an emoji code came back as the emoji in the JSON line's message ('--port ':x:''
+    # said as '--port '❌''), where the text line and every other line keep data as it is.
+    as_text = _start(["serve", "--log-format", "text", "--port", ":x:"], tmp_path).stderr
+    (as_json,) = _json_lines(_start(["serve", "--port", ":x:"], tmp_path).stderr)
+    assert as_text == f"error: {as_json['msg']}\n"
+    assert as_json["msg"].startswith("--port ':x:': ")
