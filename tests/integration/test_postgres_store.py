@@ -45,8 +45,10 @@ from tests.alerting.store_scenarios import (
     a_held_update_is_counted_held_not_pending,
     a_merged_incident_shows_the_alerts_it_handed_over,
     a_rate_limit_pause_outlives_a_restart,
+    history_then_back,
     requeued_job_named_after_restart,
 )
+from tests.integration.postgres import Postgres
 
 
 @pytest.mark.integration
@@ -415,3 +417,16 @@ def test_on_postgres_a_retry_reads_the_sent_messages_of_the_failed_ones_incident
     retried = retry_plans(sql, "EXPLAIN", "SET enable_seqscan = off")
     assert len(retried) == 2 and "incident_id" in retried[1].split("Index Cond", 1)[-1], retried
     sql.dispose()
+
+
+@pytest.mark.integration
+def test_on_postgres_an_alert_of_the_history_back_after_a_restart_reads_as_if_serve_never_stopped(
+    _module_postgres: Postgres,
+) -> None:
+    # A start reads the statuses of the firing alerts only; a resolved one is read when it comes again.
+    urls = [_module_postgres.new_database(f"history_{restart}") for restart in ("yes", "no")]
+    for url in urls:
+        sql = make_engine(url)
+        upgrade(sql)
+        sql.dispose()
+    assert history_then_back(urls[0], restart=True) == history_then_back(urls[1], restart=False)
