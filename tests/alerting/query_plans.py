@@ -163,6 +163,21 @@ def statement_plans(
         ]
 
 
+def firing_alert_plans(engine: Engine, explain: str, *setup: str) -> dict[str, list[str]]:
+    """An alert fired in the (migrated) store behind ``engine``; the plans of the statements that read
+    ``alerts`` in the firing alerts' list (``GET /api/v2/alerts``), in a tick and in the engine's rebuild."""
+    incidents = IncidentEngine(engine, FakeClock(), AlertingConfig(announce_delay_seconds=0))
+    incidents.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": "x1"})])
+    return {
+        name: statement_plans(engine, read, "alerts", explain, *setup)
+        for name, read in (
+            ("listed", incidents.store.firing_alerts),
+            ("ticked", incidents.tick),
+            ("rebuilt", incidents._reload),
+        )
+    }
+
+
 def retry_plans(engine: Engine, explain: str, *setup: str) -> list[str]:
     """Messages of three incidents in the store behind ``engine``, one of them failed; the plans of the
     statements of ``outbox retry`` that read the outbox (the failed ones, then what went after them)."""

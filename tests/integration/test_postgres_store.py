@@ -31,6 +31,7 @@ from tests.alerting.migrate_steps import (
 from tests.alerting.outbox_deliveries import webhook_edits_flipping_every_30_s
 from tests.alerting.outbox_races import assert_each_message_went_one_way, one_inside_the_other
 from tests.alerting.query_plans import (
+    firing_alert_plans,
     incident_silence_query_plan,
     resolved_incident_indexes,
     resolved_incident_query_plans,
@@ -416,6 +417,27 @@ def test_on_postgres_a_retry_reads_the_sent_messages_of_the_failed_ones_incident
     # A store this small is read whole; forbid that to see what the planner would read by.
     retried = retry_plans(sql, "EXPLAIN", "SET enable_seqscan = off")
     assert len(retried) == 2 and "incident_id" in retried[1].split("Index Cond", 1)[-1], retried
+    sql.dispose()
+
+
+@pytest.mark.integration
+def test_on_postgres_the_firing_alerts_are_read_through_the_status_index_and_0022_downgrades(
+    postgres_url: str,
+) -> None:
+    sql = make_engine(postgres_url)
+    upgrade(sql)
+    indexes = {ix["name"]: ix["column_names"] for ix in inspect(sql).get_indexes("alerts")}
+    assert indexes.get("ix_alerts_status_ends_at") == ["status", "ends_at"]
+    # A store this small is read whole; forbid that to see which index the planner would pick.
+    plans = firing_alert_plans(sql, "EXPLAIN", "SET enable_seqscan = off")
+    [listed] = plans["listed"]
+    assert "ix_alerts_status_ends_at" in listed, listed
+    assert any("ix_alerts_status_ends_at" in p and "ends_at <=" in p for p in plans["ticked"]), plans
+    assert not any("Seq Scan on alerts" in p for p in plans["rebuilt"]), plans
+    downgrade(sql, "0021_listing_indexes")
+    assert "ix_alerts_status_ends_at" not in {ix["name"] for ix in inspect(sql).get_indexes("alerts")}
+    upgrade(sql)
+    assert "ix_alerts_status_ends_at" in {ix["name"] for ix in inspect(sql).get_indexes("alerts")}
     sql.dispose()
 
 
