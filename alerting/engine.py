@@ -122,7 +122,7 @@ class IncidentEngine(
         self._inhibitor = Inhibitor(rules)
         self._silences: list[Silence] = windows
         self._open = OpenIncidents()  # indexed: correlation asks only where a yes can be
-        # Status of every stored alert by fingerprint: tells a repeat from a change without a query.
+        # Status of each firing alert and each met since start (``_fingerprinted``): a repeat, no query.
         self._status: dict[str, str] = {}
         # Firing alerts a silence, maintenance window or inhibition mutes (labels, incident): the tick
         # releases them when what muted them ends. ``_recheck`` sends a repeat through the slow path.
@@ -228,7 +228,7 @@ class IncidentEngine(
                 slow: list[tuple[Alert, str, AlertStatus, IngestResult, datetime]] = []
                 slow_fps: set[str] = set()
                 repeats: list[Repeat] = []
-                fps = iter(self._fingerprints.fingerprint_all([a.labels for t in tickets for a in t.alerts]))
+                fps = iter(self._fingerprinted(session, [a.labels for t in tickets for a in t.alerts]))
                 recheck = self._recheck
                 for ticket in tickets:
                     at = ticket.at or now

@@ -360,7 +360,8 @@ class IncidentStore:
             query = (base if after is None else base.where(*listed_after(after))).order_by(*order)
             rows = list(session.scalars(query if limit is None else query.limit(limit)))
             if after is not None and after[0] is not None and (limit is None or len(rows) < limit):
-                # Those without a last_opened_at (none since 0004 filled it in) sort last, after every page.
+                # Those without a last_opened_at sort last, after every page. None exist: 0004 filled every
+                # row, and every incident is stored with one (PostgreSQL would put them first on page one).
                 nulls = base.where(IncidentRow.last_opened_at.is_(None)).order_by(*order)
                 more = nulls if limit is None else nulls.limit(limit - len(rows))
                 rows += session.scalars(more)

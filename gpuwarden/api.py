@@ -312,7 +312,7 @@ class _Handlers:
         state = choice(single(params, "state"), "state", [s.value for s in IncidentState])
         priority = choice(single(params, "priority"), "priority", [p.value for p in Priority])
         limit = positive(single(params, "limit"), "limit")
-        after = continue_key(single(params, CONTINUE))
+        after = continue_key(single(params, CONTINUE), state, priority)
         store = self.engine.store
 
         def listed() -> Response:  # in the thread pool: thousands of incidents take a while to render

@@ -1,14 +1,18 @@
 """The plans a store chooses for the queries that read resolved incidents by when they resolved (and by
-their root's place), and the silences of incidents by incident."""
+their root's place), the silences of incidents by incident, and those of any read (``statement_plans``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import Engine, event, insert
+from sqlalchemy import Engine, event, insert, text
 from sqlalchemy.orm import Session
 
 from alerting.engine import IncidentEngine
+from alerting.notifiers.base import Notifier
+from alerting.outbox import Outbox
 from alerting.reminding import stored_pages
 from alerting.root_places import root_key
 from alerting.store_models import IncidentRow
@@ -132,3 +136,68 @@ def incident_silence_query_plan(
             conn.exec_driver_sql(one)
         rows = conn.exec_driver_sql(f"{explain} {statement}", parameters)  # type: ignore[arg-type]
         return " / ".join(str(row[-1]) for row in rows)
+
+
+def statement_plans(
+    engine: Engine, read: Callable[[], object], table: str, explain: str = "EXPLAIN QUERY PLAN", *setup: str
+) -> list[str]:
+    """The plan of each statement ``read`` sent that reads ``table`` (SQLite's ``EXPLAIN QUERY PLAN`` or
+    PostgreSQL's ``EXPLAIN``, after the ``setup`` statements), its lines joined by " / "."""
+    sent: list[tuple[str, object]] = []
+
+    def record(_conn: object, _cursor: object, statement: str, parameters: object, *_: object) -> None:
+        if f"FROM {table}" in statement:
+            sent.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        read()
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    with engine.connect() as conn:
+        for statement in setup:
+            conn.exec_driver_sql(statement)
+        return [
+            " / ".join(str(row[-1]) for row in conn.exec_driver_sql(f"{explain} {s}", p))  # type: ignore[arg-type]
+            for s, p in sent
+        ]
+
+
+def firing_alert_plans(engine: Engine, explain: str, *setup: str) -> dict[str, list[str]]:
+    """An alert fired in the (migrated) store behind ``engine``; the plans of the statements that read
+    ``alerts`` in the firing alerts' list (``GET /api/v2/alerts``), in a tick and in the engine's rebuild."""
+    incidents = IncidentEngine(engine, FakeClock(), AlertingConfig(announce_delay_seconds=0))
+    incidents.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": "x1"})])
+    return {
+        name: statement_plans(engine, read, "alerts", explain, *setup)
+        for name, read in (
+            ("listed", incidents.store.firing_alerts),
+            ("ticked", incidents.tick),
+            ("rebuilt", incidents._reload),
+        )
+    }
+
+
+def retry_plans(engine: Engine, explain: str, *setup: str) -> list[str]:
+    """Messages of three incidents in the store behind ``engine``, one of them failed; the plans of the
+    statements of ``outbox retry`` that read the outbox (the failed ones, then what went after them)."""
+    rows = [("inc-a", "sent"), ("inc-b", "failed"), ("inc-b", "sent"), ("inc-c", "failed"), ("inc-d", "sent")]
+    with engine.begin() as conn:
+        for n, (incident, status) in enumerate(rows):
+            conn.execute(
+                text(
+                    "INSERT INTO notification_outbox (notifier, incident_id, idempotency_key, payload,"
+                    " status, attempts, created_at, next_attempt_at, priority)"
+                    " VALUES ('slack', :incident, :key, '{}', :status, 1, 0, 0, 'P2')"
+                ),
+                {"incident": incident, "key": f"k{n}", "status": status},
+            )
+    outbox = Outbox(engine, [cast(Notifier, NamedNotifier("slack"))], FakeClock())
+    return statement_plans(engine, outbox.requeue_failed, "notification_outbox", explain, *setup)
+
+
+class NamedNotifier:
+    """A notifier that is only its name: a retry queues the messages of the configured ones."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name

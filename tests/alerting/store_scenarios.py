@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 
 from alerting import scenarios as sc
 from alerting.db import make_engine
@@ -21,7 +21,7 @@ from alerting.slurm_inventory import SlurmInventory
 from alerting.store_models import IncidentRow
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
-from gpuwarden.model import Alert
+from gpuwarden.model import Alert, AlertStatus
 from tests.alerting.notifiers.incidents import lifecycle, reassessed
 from tests.alerting.slurm_recorded import RecordedSlurm
 
@@ -148,3 +148,33 @@ def _shows_what_it_handed_over(engine: IncidentEngine, clock: FakeClock) -> None
 def _rows(engine: IncidentEngine) -> list[IncidentRow]:
     with engine._sessions() as session:
         return list(session.scalars(select(IncidentRow)))
+
+
+def history_then_back(db: str, restart: bool) -> list[tuple[object, ...]]:
+    """Three nodes down, two of them back and their incidents resolved; then (after a restart, if asked) a
+    resolved repeat of the first, the second down again, a repeat of the third: the store's incidents and
+    alerts after it. ``db``: a migrated store's path or URL."""
+    clock = FakeClock()
+    config = AlertingConfig(announce_delay_seconds=0, quiet_period_seconds=5)
+    stores = [make_engine(db)]
+    engine = IncidentEngine(stores[0], clock, config)
+    down = [{"alertname": "NodeDown", "cluster": "c1", "node": f"x{k}"} for k in range(3)]
+    engine.ingest([Alert(labels) for labels in down])
+    clock.advance(10)
+    engine.ingest([Alert(labels, status=AlertStatus.RESOLVED) for labels in down[:2]])
+    clock.advance(10)
+    engine.tick()
+    if restart:
+        stores.append(make_engine(db))
+        engine = IncidentEngine(stores[-1], clock, config)
+    clock.advance(10)
+    engine.ingest([Alert(down[0], status=AlertStatus.RESOLVED), Alert(down[1]), Alert(down[2])])
+    clock.advance(10)
+    engine.tick()
+    with stores[-1].connect() as conn:
+        incidents = list(conn.execute(text("SELECT * FROM incidents ORDER BY title")))
+        alerts = list(conn.execute(text("SELECT * FROM alerts ORDER BY fingerprint")))
+    for store in stores:
+        store.dispose()
+    named = {row[0]: f"incident {k}" for k, row in enumerate(incidents)}  # ids are drawn at random
+    return [tuple(named.get(v, v) if isinstance(v, str) else v for v in row) for row in [*incidents, *alerts]]

@@ -106,6 +106,8 @@ def test_the_token_is_opaque_and_holds_the_last_rows_sort_key(
         base64.urlsafe_b64encode(b'["x", "2026-01-01T00:00:00+00:00", "inc-1"]').decode(),
         base64.urlsafe_b64encode(b'[null, "2026-01-01T00:00:00", "inc-1"]').decode(),  # naive
         base64.urlsafe_b64encode(b'[null, "2026-01-01T00:00:00+00:00", ""]').decode(),
+        base64.urlsafe_b64encode(b'[null, "2026-01-01T00:00:00+00:00", "inc-1"]').decode(),  # no filters
+        base64.urlsafe_b64encode(b'[null, "2026-01-01T00:00:00+00:00", "inc-1", 1, null]').decode(),
         "A" * 600,
     ],
 )
@@ -119,3 +121,33 @@ def test_the_token_is_given_once(client: TestClient, engine: IncidentEngine) -> 
     token = client.get("/api/v1/incidents", params={"limit": 1}).headers["X-Continue"]
     twice = client.get(f"/api/v1/incidents?continue={token}&continue={token}")
     assert (twice.status_code, error_field(twice)) == (400, "continue")
+
+
+@pytest.mark.parametrize(
+    ("first", "then"),
+    [
+        ({"state": "resolved"}, {}),
+        ({}, {"state": "resolved"}),
+        ({"state": "resolved"}, {"state": "triggered"}),
+        ({"priority": "P2"}, {"priority": "P1"}),
+        ({"state": "resolved", "priority": "P2"}, {"state": "resolved"}),
+    ],
+    ids=["state-dropped", "state-added", "state-changed", "priority-changed", "priority-dropped"],
+)
+def test_a_token_sent_with_other_filters_than_its_lists_is_refused_saying_what_to_do(
+    client: TestClient, engine: IncidentEngine, first: dict[str, str], then: dict[str, str]
+) -> None:
+    # The token held the page's last key only: sent with other filters it listed that list from the key on,
+    # a page that left incidents out or repeated them, with 200. As kubectl's continue tokens, it belongs to
+    # its list's filters.
+    _stored(engine)
+    token = client.get("/api/v1/incidents", params={**first, "limit": 2}).headers["X-Continue"]
+    refused = client.get("/api/v1/incidents", params={**then, "limit": 2, "continue": token})
+    assert refused.status_code == 400, refused.text
+    assert error_field(refused) == "continue"
+    said = refused.json()["error"]
+    assert "state=resolved" in said or "priority=P2" in said, said
+    assert "leave continue out" in said and "the filters of the page that gave it" in said, said
+    again = client.get("/api/v1/incidents", params={**first, "limit": 2, "continue": token})
+    assert again.status_code == 200  # with its own filters, and another limit too:
+    assert client.get("/api/v1/incidents", params={**first, "limit": 5, "continue": token}).status_code == 200

@@ -31,9 +31,11 @@ from tests.alerting.migrate_steps import (
 from tests.alerting.outbox_deliveries import webhook_edits_flipping_every_30_s
 from tests.alerting.outbox_races import assert_each_message_went_one_way, one_inside_the_other
 from tests.alerting.query_plans import (
+    firing_alert_plans,
     incident_silence_query_plan,
     resolved_incident_indexes,
     resolved_incident_query_plans,
+    retry_plans,
 )
 from tests.alerting.recurrence_shapes import near_both_ways
 from tests.alerting.reminding_night import (
@@ -44,8 +46,10 @@ from tests.alerting.store_scenarios import (
     a_held_update_is_counted_held_not_pending,
     a_merged_incident_shows_the_alerts_it_handed_over,
     a_rate_limit_pause_outlives_a_restart,
+    history_then_back,
     requeued_job_named_after_restart,
 )
+from tests.integration.postgres import Postgres
 
 
 @pytest.mark.integration
@@ -402,3 +406,49 @@ def test_on_postgres_a_webhook_update_held_on_purpose_is_counted_held(postgres_u
     with SlackRecorder() as recorder:
         a_held_update_is_counted_held_not_pending(sql, recorder)
     sql.dispose()
+
+
+@pytest.mark.integration
+def test_on_postgres_a_retry_reads_the_sent_messages_of_the_failed_ones_incidents_only(
+    postgres_url: str,
+) -> None:
+    sql = make_engine(postgres_url)
+    upgrade(sql)
+    # A store this small is read whole; forbid that to see what the planner would read by.
+    retried = retry_plans(sql, "EXPLAIN", "SET enable_seqscan = off")
+    assert len(retried) == 2 and "incident_id" in retried[1].split("Index Cond", 1)[-1], retried
+    sql.dispose()
+
+
+@pytest.mark.integration
+def test_on_postgres_the_firing_alerts_are_read_through_the_status_index_and_0022_downgrades(
+    postgres_url: str,
+) -> None:
+    sql = make_engine(postgres_url)
+    upgrade(sql)
+    indexes = {ix["name"]: ix["column_names"] for ix in inspect(sql).get_indexes("alerts")}
+    assert indexes.get("ix_alerts_status_ends_at") == ["status", "ends_at"]
+    # A store this small is read whole; forbid that to see which index the planner would pick.
+    plans = firing_alert_plans(sql, "EXPLAIN", "SET enable_seqscan = off")
+    [listed] = plans["listed"]
+    assert "ix_alerts_status_ends_at" in listed, listed
+    assert any("ix_alerts_status_ends_at" in p and "ends_at <=" in p for p in plans["ticked"]), plans
+    assert not any("Seq Scan on alerts" in p for p in plans["rebuilt"]), plans
+    downgrade(sql, "0021_listing_indexes")
+    assert "ix_alerts_status_ends_at" not in {ix["name"] for ix in inspect(sql).get_indexes("alerts")}
+    upgrade(sql)
+    assert "ix_alerts_status_ends_at" in {ix["name"] for ix in inspect(sql).get_indexes("alerts")}
+    sql.dispose()
+
+
+@pytest.mark.integration
+def test_on_postgres_an_alert_of_the_history_back_after_a_restart_reads_as_if_serve_never_stopped(
+    _module_postgres: Postgres,
+) -> None:
+    # A start reads the statuses of the firing alerts only; a resolved one is read when it comes again.
+    urls = [_module_postgres.new_database(f"history_{restart}") for restart in ("yes", "no")]
+    for url in urls:
+        sql = make_engine(url)
+        upgrade(sql)
+        sql.dispose()
+    assert history_then_back(urls[0], restart=True) == history_then_back(urls[1], restart=False)
