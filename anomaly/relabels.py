@@ -11,7 +11,7 @@ the node and index, and one it replaces; a node name repeated by two GPUs would 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence, Set
 
 import numpy as np
 
@@ -45,6 +45,34 @@ def parking_key(labels: Mapping[str, str], key_label: str) -> str | None:
         return key or None
     gpu = gpu_identity(labels)
     return None if gpu is None else f"\x01{gpu[1]}\x00{gpu[2]}"
+
+
+def renamed_to(
+    gpu: GpuIdentity,
+    olds: Sequence[tuple[float, str]],
+    new: Mapping[str, float],
+    matched: Set[str],
+    answered: Sequence[Mapping[str, str]],
+) -> str | None:
+    """The metric a GPU's old series of one query goes on in where no new series of its own metric answers
+    (``SeriesIndex.expire``): in a query of several metrics, the GPU renamed and relabelled at once (an
+    exporter upgrade renaming its temperature as ``pod`` is added to every series of the GPU).
+
+    ``olds``: when each of the GPU's old series of a metric no new series has was last read, and that
+    metric; ``new``: when each of its new series was read, by metric; ``matched``: the metrics its other old
+    series went on in, each to its own new series; ``answered``: the label sets the query's last read held.
+    Followed only from one old series to one new series, of a metric none of the GPU's other series answers,
+    read after it: two of each may be two metrics renamed (which to which?), and an old series of a metric
+    the GPU still answers under other labels (a pod gone from a shared GPU) was not renamed.
+    """
+    if len(olds) != 1:
+        return None
+    names = [lab.get("__name__", "") for lab in answered if gpu_identity(lab) == gpu]
+    to = [name for name in new if name not in matched and names.count(name) == 1]
+    seen, name = olds[0]
+    if len(to) != 1 or new[to[0]] <= seen or name in names:
+        return None
+    return to[0]
 
 
 def followed(frame: Frame, ids: IntArray) -> tuple[Frame, IntArray, dict[int, int]]:
