@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from anomaly.relabels import GpuIdentity, followed, gpu_identity, renamed_to
+from anomaly.relabels import GpuIdentity, followed, gpu_identity, metrics_answered, renamed_to
 from anomaly.sentinels import blank_not_available
 from anomaly.slots import Slots
 from anomaly.snapshot import Arrays, State, rows_to_hold
@@ -247,12 +247,13 @@ class SeriesIndex:
                 found.setdefault(now[1], []).append(key)
                 if not gpu[0]:
                     bare.add(now[1])
+        answered = metrics_answered(unmatched, lambda q: self._last[q][0] if q in self._last else [])
         for (query, gpu), olds in unmatched.items():
-            by_name, last = fresh[(query, gpu)], self._last.get(query)
-            answered = [] if last is None else last[0]
+            by_name = fresh[(query, gpu)]
             read = {metric: seen for metric, (seen, _) in by_name.items()}
             last_read = [(seen, metric) for seen, metric, _ in olds]
-            renamed = renamed_to(gpu, last_read, read, matched.get((query, gpu), set()), answered)
+            names = answered.get((query, gpu), [])
+            renamed = renamed_to(last_read, read, matched.get((query, gpu), set()), names)
             if renamed is not None:
                 found.setdefault(by_name[renamed][1], []).append(olds[0][2])
         for to, gone in found.items():
