@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from anomaly.series import SeriesIndex
-from tests.anomaly.test_series_relabel_reads import NAME, clock_alerts, uuid_labels
+from tests.anomaly.test_series_relabel_reads import NAME, clock_alerts, one_at_a_time, uuid_labels
 
 GPU = {"Hostname": "n1", "gpu": "0", "UUID": "GPU-0"}
 CLOCK, POWER = {"__name__": "clock", **GPU}, {"__name__": "power", **GPU}
@@ -49,18 +49,35 @@ def test_a_renamed_series_is_not_followed_where_which_metric_became_which_is_amb
     assert "power" not in replaced or replaced["power"].startswith("power/")
 
 
-def test_a_gpu_renamed_and_relabelled_mid_fault_is_never_judged_against_another_metrics_band(request):
-    """``{__name__=~"CLOCK|CLOCK_V2|POWER"}``, GPU 0's clock renamed and ``pod`` added to both its series at
-    step 40 mid-fault: its old clock series' alert goes on under the new one, and nothing says its clock is
-    "up" while it is held down. Before, the new clock series took the power's band (300 W) as its own and
-    alerted "up" at once, the old labels' alert firing on beside it for 11 minutes."""
-    power = "DCGM_FI_DEV_POWER_USAGE"
+POWER_NAME = "DCGM_FI_DEV_POWER_USAGE"
+
+
+def renamed_alerts(request):
+    """The alerts of ``{__name__=~"CLOCK|CLOCK_V2|POWER"}``, GPU 0's clock held down from step 20 to 150,
+    renamed and ``pod`` added to both its series at step 40."""
 
     def labelled(g: int, step: int) -> dict[str, str]:
         moved = {"pod": "train-0", "__name__": f"{NAME}_V2"} if g == 0 and step >= 40 else {}
         return {**uuid_labels(g), **moved}
 
-    alerts = clock_alerts(request, labelled, f'{{__name__=~"{NAME}|{NAME}_V2|{power}"}}', power=power)
+    return clock_alerts(request, labelled, f'{{__name__=~"{NAME}|{NAME}_V2|{POWER_NAME}"}}', power=POWER_NAME)
+
+
+def test_a_gpu_renamed_and_relabelled_mid_fault_is_never_judged_against_another_metrics_band(request):
+    """GPU 0's clock renamed and relabelled mid-fault: nothing says its clock is "up" while it is held down.
+    Before, the new clock series took the power's band (300 W) as its own and alerted "up" at once, the old
+    labels' alert firing on beside it for 11 minutes."""
+    alerts = renamed_alerts(request)
     held = [a for a in alerts if a.starts_at.timestamp() - alerts[0].starts_at.timestamp() < 120 * 30]
     said = [a.labels["deviation"] for a in held if a.status.value == "firing"]
     assert said[0] == "down" and "up" not in said, alerts
+
+
+def test_a_gpu_renamed_and_relabelled_mid_fault_hands_its_band_and_alert_over(request):
+    """The renamed clock series takes up the old one's band: the fault is still "down" under the new labels,
+    the old labels' alert ending as it begins, and the recovery is none. Before, both old series' bands were
+    parked under the GPU and the renamed series, finding none of its metric's, took neither: it learnt the
+    held-down clock as normal and alerted "up" when the clock recovered."""
+    alerts = renamed_alerts(request)
+    assert {a.labels["metric"] for a in alerts} == {NAME, f"{NAME}_V2"}, alerts
+    one_at_a_time(alerts)
