@@ -56,9 +56,9 @@ class AdaptiveDetector:
         self._query: list[str | None] = []
         self._gpu: list[str | None] = []
         self._parked = ParkedRows(_PARKED_SECONDS)  # forgotten series' state, by query, GPU and metric
-        # This tick's forgotten series parked, by query and GPU without the metric: the key each was parked
-        # by, None where two were (``_take``).
-        self._forgotten: dict[str, str | None] = {}
+        # This tick's forgotten series parked, by query and GPU without the metric: the keys they were parked
+        # by and no new series of their metric has taken (``_take``).
+        self._forgotten: dict[str, list[str]] = {}
 
     def scores(self, query: str) -> bool:
         """Whether ``query`` is scored: its own ``adaptive`` setting, else whether it matches
@@ -146,25 +146,35 @@ class AdaptiveDetector:
                 most = max(m.capacity for m in self._models.values())
                 key = _key(query, gpu)
                 self._parked.park(key, float(model.last_seen[sid]), model.row(sid), most)
-                base = _key(query, gpu.partition(_METRIC)[0])
-                self._forgotten[base] = key if base not in self._forgotten else None
+                self._forgotten.setdefault(_key(query, gpu.partition(_METRIC)[0]), []).append(key)
         for model in self._models.values():
             model.reset(ids[ids < model.capacity])
 
     def _take(self, query: str, gpu: str, at: float) -> Row | None:
-        """The state parked for ``gpu``'s series of ``query`` (``_unpark``): of its metric, else of the one
-        series of the GPU's other metric forgotten at this tick (renamed by an exporter upgrade: its band goes
-        on), else parked by a release that did not key the metric."""
-        row = self._parked.take(_key(query, gpu), at)
-        if row is None:
-            base = _key(query, gpu.partition(_METRIC)[0])
-            renamed = self._forgotten.get(base)
-            row = self._parked.take(renamed if renamed is not None else base, at)
+        """The state parked for ``gpu``'s series of ``query`` (``_unpark``) of its metric."""
+        key = _key(query, gpu)
+        row = self._parked.take(key, at)
+        left = self._forgotten.get(_key(query, gpu.partition(_METRIC)[0]))
+        if row is not None and left and key in left:
+            left.remove(key)
         return row
+
+    def _take_renamed(self, query: str, gpu: str, at: float) -> Row | None:
+        """The state of ``gpu``'s series of ``query`` that found none of its own metric (``_take``): of the
+        one series of the GPU's other metric forgotten at this tick that no new series of its own metric took
+        (renamed by an exporter upgrade, the GPU relabelled at once or not: its band goes on), else parked by
+        a release that did not key the metric. Two left may be two metrics renamed: neither is taken."""
+        base = _key(query, gpu.partition(_METRIC)[0])
+        left = self._forgotten.get(base)
+        if not left:
+            return self._parked.take(base, at)
+        return self._parked.take(left.pop(), at) if len(left) == 1 else None
 
     def _unpark(self, model: AdaptiveThresholds, step: Step) -> None:
         """Note the query and GPU of each series new to ``model`` with a value, and give it the state parked
-        for them when its series was forgotten, if any."""
+        for them when its series was forgotten, if any: first each its own metric's, then the rest a renamed
+        one's (``_take_renamed``). Taken row by row, a GPU's temperature renamed as its series were relabelled
+        found two of its series forgotten, its own and its power's, and took neither."""
         rows = np.flatnonzero(model.fresh(step.ids) & np.isfinite(step.value))
         if not rows.size:
             return
@@ -172,6 +182,7 @@ class AdaptiveDetector:
         if grow > 0:
             self._query += [None] * grow
             self._gpu += [None] * grow
+        unserved: list[tuple[int, str]] = []
         for i, sid in zip(rows.tolist(), step.ids[rows].tolist(), strict=True):
             # An empty key names no GPU: parked under it, one GPU's band went to another's next series. A
             # series without a UUID is parked by its node and index (``parking_key``).
@@ -182,6 +193,12 @@ class AdaptiveDetector:
                 gpu += _METRIC + step.labels[i].get("__name__", "")
             self._query[sid], self._gpu[sid] = step.query, gpu
             row = None if gpu is None else self._take(step.query, gpu, step.at)
+            if row is not None:
+                model.set_row(sid, row)
+            elif gpu is not None:
+                unserved.append((sid, gpu))
+        for sid, gpu in unserved:
+            row = self._take_renamed(step.query, gpu, step.at)
             if row is not None:
                 model.set_row(sid, row)
 

@@ -11,7 +11,7 @@ the node and index, and one it replaces; a node name repeated by two GPUs would 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 
 import numpy as np
 
@@ -45,6 +45,47 @@ def parking_key(labels: Mapping[str, str], key_label: str) -> str | None:
         return key or None
     gpu = gpu_identity(labels)
     return None if gpu is None else f"\x01{gpu[1]}\x00{gpu[2]}"
+
+
+def renamed_to(
+    olds: Sequence[tuple[float, str]], new: Mapping[str, float], matched: Set[str], answered: Sequence[str]
+) -> str | None:
+    """The metric a GPU's old series of one query goes on in where no new series of its own metric answers
+    (``SeriesIndex.expire``): in a query of several metrics, the GPU renamed and relabelled at once (an
+    exporter upgrade renaming its temperature as ``pod`` is added to every series of the GPU).
+
+    ``olds``: when each of the GPU's old series of a metric no new series has was last read, and that
+    metric; ``new``: when each of its new series was read, by metric; ``matched``: the metrics its other old
+    series went on in, each to its own new series; ``answered``: the metric of each of its series the
+    query's last read held. Followed only from one old series to one new series, of a metric none of the
+    GPU's other series answers, read after it: two of each may be two metrics renamed (which to which?), and
+    an old series of a metric the GPU still answers under other labels (a pod gone from a shared GPU) was not
+    renamed.
+    """
+    if len(olds) != 1:
+        return None
+    to = [name for name in new if name not in matched and answered.count(name) == 1]
+    seen, name = olds[0]
+    if len(to) != 1 or new[to[0]] <= seen or name in answered:
+        return None
+    return to[0]
+
+
+def metrics_answered(
+    gpus: Iterable[tuple[str, GpuIdentity]], read: Callable[[str], Sequence[Mapping[str, str]]]
+) -> dict[tuple[str, GpuIdentity], list[str]]:
+    """The metric of each series each of ``gpus`` (a query and a GPU) has in the label sets ``read`` gives of
+    its query's last read (``renamed_to``): each such query's looked at once, not once per GPU (an exporter
+    upgrade renaming and relabelling every GPU of 10,000 at once)."""
+    wanted: dict[str, set[GpuIdentity]] = {}
+    for query, asked in gpus:
+        wanted.setdefault(query, set()).add(asked)
+    out: dict[tuple[str, GpuIdentity], list[str]] = {}
+    for query, of in wanted.items():
+        for labels in read(query):
+            if (gpu := gpu_identity(labels)) is not None and gpu in of:
+                out.setdefault((query, gpu), []).append(labels.get("__name__", ""))
+    return out
 
 
 def followed(frame: Frame, ids: IntArray) -> tuple[Frame, IntArray, dict[int, int]]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from anomaly.relabels import GpuIdentity, followed, gpu_identity
+from anomaly.relabels import GpuIdentity, followed, gpu_identity, metrics_answered, renamed_to
 from anomaly.sentinels import blank_not_available
 from anomaly.slots import Slots
 from anomaly.snapshot import Arrays, State, rows_to_hold
@@ -221,6 +221,10 @@ class SeriesIndex:
         older = np.flatnonzero(self.last_seen[: len(keys)] < newest)
         found: dict[SeriesKey, list[SeriesKey]] = {}
         bare: set[SeriesKey] = set()  # the new series of GPUs without a UUID among them
+        # Per query and GPU, its old series of a metric no new series of it has, and the metrics its other
+        # old series went on in: a GPU renamed and relabelled at once (``renamed_to``).
+        unmatched: dict[tuple[str, GpuIdentity], list[tuple[float, str, SeriesKey]]] = {}
+        matched: dict[tuple[str, GpuIdentity], set[str]] = {}
         for sid in older.tolist():
             key = keys[sid]
             gpu = gpu_identity(labels[sid]) if key is not None else None
@@ -229,15 +233,29 @@ class SeriesIndex:
             by_name = fresh[(key[0], gpu)]
             # The new series of its metric (a query of several: a GPU's temperature and power relabelled
             # together, each to its own), else the GPU's one new series (its metric renamed by an upgrade).
-            now = by_name.get(labels[sid].get("__name__", ""))
+            name = labels[sid].get("__name__", "")
+            now = by_name.get(name)
             if now is None and len(by_name) == 1:
                 now = next(iter(by_name.values()))
+            if now is None:
+                unmatched.setdefault((key[0], gpu), []).append((float(self.last_seen[sid]), name, key))
+                continue
+            matched.setdefault((key[0], gpu), set()).add(name)
             # Not read at all where the new series was (both in one read: two pods on a shared GPU; a read
             # holding the change itself merged the old labels' rows into the new ones', ``follow``).
-            if now is not None and self.last_seen[sid] < now[0]:
+            if self.last_seen[sid] < now[0]:
                 found.setdefault(now[1], []).append(key)
                 if not gpu[0]:
                     bare.add(now[1])
+        answered = metrics_answered(unmatched, lambda q: self._last[q][0] if q in self._last else [])
+        for (query, gpu), olds in unmatched.items():
+            by_name = fresh[(query, gpu)]
+            read = {metric: seen for metric, (seen, _) in by_name.items()}
+            last_read = [(seen, metric) for seen, metric, _ in olds]
+            names = answered.get((query, gpu), [])
+            renamed = renamed_to(last_read, read, matched.get((query, gpu), set()), names)
+            if renamed is not None:
+                found.setdefault(by_name[renamed][1], []).append(olds[0][2])
         for to, gone in found.items():
             if to not in bare or len(gone) == 1:
                 out.update(dict.fromkeys(gone, to))

@@ -37,6 +37,12 @@ _NOT_HEARD_IN_WARMUP = frozenset({"signatures"})
 # Bounded in ticks, not only in time: at sub-second ticks an hour is tens of thousands of steps to read
 # within one tick's read deadline.
 HISTORY_TICKS = 120
+# Ticks replayed before those, where ``max_lookback_seconds`` allows, for the adaptive bands to settle: a
+# band's error scale weighs each sample 1/n for its first 1/scale_alpha samples (200), so a fault begun within
+# the hour, read from the hour alone, widened a band that had learnt from fewer, its alert resolving mid-fault
+# (a start 26 minutes into one: 11 minutes before it ended, 24 earlier than without the restart). At most
+# this many, whatever scale_alpha says.
+MAX_SETTLING_TICKS = 3 * HISTORY_TICKS
 
 
 class HistoryReplayer(AlertUpdater, SnapshotKeeper):
@@ -44,15 +50,20 @@ class HistoryReplayer(AlertUpdater, SnapshotKeeper):
 
     def warmup_seconds(self) -> float:
         """How much history ``warm_up`` reads: ``HISTORY_TICKS`` at the coarsest query step or tick (an hour
-        at 30 s), at most ``max_lookback_seconds``, what the source is asked for at most.
+        at 30 s) after the ticks the adaptive bands settle in (``MAX_SETTLING_TICKS``), at most
+        ``max_lookback_seconds``, what the source is asked for at most (an hour by default: the hour alone at
+        30 s).
 
         Not just the adaptive warm-up and the pending ticks: a fault older than those (a GPU running hot for
         20 minutes when the service restarts) filled that whole window, so the detectors learned it as the
         GPU's normal, never raised its alert again, and serve resolved it while the fault went on. Replaying
-        the longer history leaves the detectors as they would be without the restart."""
+        the longer history leaves the detectors as they would be without the restart, where it holds the
+        settling ticks before the fault; the hour alone leaves a fault begun in it less far out of a younger
+        band, which learns it faster."""
         cfg = self.cfg
         step = max([cfg.infer_every_seconds, *(q.step_seconds for q in cfg.queries)])
-        return min(cfg.max_lookback_seconds, HISTORY_TICKS * step)
+        settling = min(math.ceil(1.0 / cfg.thresholds.scale_alpha), MAX_SETTLING_TICKS)
+        return min(cfg.max_lookback_seconds, (HISTORY_TICKS + settling) * step)
 
     def warm_up(self, held: Mapping[str, datetime] | None = None, snapshot: Snapshot | None = None) -> int:
         """At start, feed the detectors the source's recent history, one tick's worth at a time, raising no

@@ -178,7 +178,7 @@ def test_run_says_at_start_where_it_reads_serves_and_sends_before_its_warm_up(tm
     lines = [r.getMessage() for r in caplog.records if r.name == "gpuwarden.cli.anomaly_cmd"]
     assert lines[0] == (
         f"anomaly run: 1 query from {url} every 0.2 s; /metrics not served (--port 0);"
-        " alerts printed as JSON lines (no anomaly.alert_url); warming up from the last 24 s of history"
+        " alerts printed as JSON lines (no anomaly.alert_url); warming up from the last 64 s of history"
     ), lines
 
 
