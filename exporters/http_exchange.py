@@ -40,7 +40,6 @@ from exporters.generation import (
     URL_PATH,
     GenerationSpan,
 )
-from gpuwarden.clock import Clock
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 _TRACE_HEADERS = frozenset({b"traceparent", b"tracestate"})
@@ -133,10 +132,10 @@ class Exchange:
         "status",
     )
 
-    def __init__(self, gen: GenerationSpan, method: str, clock: Clock, send: Send, receive: Receive) -> None:
+    def __init__(self, gen: GenerationSpan, method: str, send: Send, receive: Receive) -> None:
         self.gen = gen
         self.method = method
-        self.now = clock.time
+        self.now = gen.now  # the request's clock: a wall-clock step mid-stream moves no token's time
         self._send = send
         self._receive = receive
         self.body: list[bytes] | None = [] if method == "POST" else None

@@ -154,6 +154,8 @@ class SpanMetrics(SpanProcessor):
         end_ns = span.end_time or 0
         at = end_ns / 1e9
         duration = (end_ns - (span.start_time or 0)) / 1e9
+        if duration < 0:  # ended before it began (a wall clock set back): a negative sum resets rate()
+            duration = 0.0
         ttft = attrs.get(SERVER_TTFT)
         tpot = attrs.get(SERVER_TPOT)
         input_tokens = _int(attrs.get(GEN_AI_INPUT_TOKENS))
@@ -173,9 +175,9 @@ class SpanMetrics(SpanProcessor):
             if series is None:
                 series = self._routes[route] = _RouteSeries()
             series.latency.observe(duration, trace_id, at)
-            if isinstance(ttft, float):
+            if isinstance(ttft, float) and ttft >= 0:
                 series.ttft.observe(ttft, trace_id, at)
-            if isinstance(tpot, float):
+            if isinstance(tpot, float) and tpot >= 0:
                 series.inter_token.observe(tpot, None, at)
             series.input_tokens += input_tokens
             if output_tokens:
@@ -299,4 +301,5 @@ class MetricsApp:
 
 
 def _int(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    """A count an attribute holds; 0 for anything else (a negative count would take a counter down)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0

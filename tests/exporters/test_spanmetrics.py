@@ -241,3 +241,34 @@ def test_minutes_of_queueing_land_in_finite_ttft_and_latency_buckets_not_in_inf(
     assert bucket("time_to_first_token_seconds", "640.0") == 1
     assert bucket("request_duration_seconds", "960.0") == 0
     assert bucket("request_duration_seconds", "1920.0") == 1
+
+
+def test_a_span_ended_before_it_began_or_with_negative_counts_takes_no_sum_or_counter_down() -> None:
+    # SpanMetrics is a span processor any provider can carry: a span ended (end_time) before its start, as
+    # the SDK's own wall-clock times give across an NTP step back, observed a negative latency, and a
+    # negative token count or timing took a counter or a histogram's sum down (rate() reads a reset).
+    metrics = SpanMetrics()
+    provider = TracerProvider()
+    provider.add_span_processor(metrics)
+    tracer = provider.get_tracer(__name__)
+    attributes = {
+        "http.route": "/v1/chat/completions",
+        "http.response.status_code": 200,
+        "gen_ai.usage.input_tokens": -5,
+        "gen_ai.usage.output_tokens": -7,
+        "gpuwarden.server.time_to_first_token": -3.0,
+        "gpuwarden.server.time_per_output_token": float("nan"),
+    }
+    start = 1_767_225_600 * 10**9
+    span = tracer.start_span("chat m", kind=SpanKind.SERVER, attributes=attributes, start_time=start)
+    span.end(end_time=start - 60 * 10**9)
+    route = {"route": "/v1/chat/completions"}
+    value = metrics.registry.get_sample_value
+    assert value(f"{P}_requests_total", {**route, "status_class": "2xx"}) == 1.0
+    assert value(f"{P}_request_duration_seconds_count", route) == 1.0
+    assert value(f"{P}_request_duration_seconds_sum", route) == 0.0
+    assert value(f"{P}_input_tokens_total", route) == 0.0
+    assert value(f"{P}_output_tokens_total", route) == 0.0
+    assert value(f"{P}_time_to_first_token_seconds_count", route) == 0.0
+    assert value(f"{P}_time_per_output_token_seconds_count", route) == 0.0
+    provider.shutdown()
