@@ -121,7 +121,7 @@ def test_a_stream_ended_by_an_in_band_error_is_an_error_with_the_tokens_sent(sta
     route = "/v1/completions"
     assert stack.value("errors_total", route=route, status_class="2xx") == 1
     assert stack.value("output_tokens_total", route=route) == 2
-    assert stack.value("cancelled_requests_total", route=route) is None
+    assert stack.value("cancelled_requests_total", route=route) == 0
     stack.provider.force_flush()
     [span] = stack.exporter.get_finished_spans()
     assert span.status.status_code is StatusCode.ERROR
@@ -272,3 +272,14 @@ def test_a_span_ended_before_it_began_or_with_negative_counts_takes_no_sum_or_co
     assert value(f"{P}_time_to_first_token_seconds_count", route) == 0.0
     assert value(f"{P}_time_per_output_token_seconds_count", route) == 0.0
     provider.shutdown()
+
+
+def test_a_routes_error_counters_start_at_0_with_its_first_request() -> None:
+    # A third-party app's routes are known only once served: the first request on one brings its 4xx and
+    # 5xx error counters at 0, so that the first errors later are an increase rate() sees.
+    stack = Stack()
+    assert stack.client.post("/v1/chat/completions", json={"model": "m"}).status_code == 200
+    for klass in ("4xx", "5xx"):
+        assert stack.value("errors_total", route="/v1/chat/completions", status_class=klass) == 0
+    assert stack.value("cancelled_requests_total", route="/v1/chat/completions") == 0
+    stack.provider.shutdown()
