@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 MAX_BODY_BYTES = 1_048_576
+_INT64_MAX = 2**63 - 1
 _DONE = b"[DONE]"
 _OPERATIONS = (
     ("/chat/completions", "chat"),
@@ -229,7 +230,9 @@ class ResponseSniffer:
 
 
 def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    """A count a span attribute can hold: OTLP's integers are int64, and a larger one (a client's
+    ``max_tokens``) failed the span's encoding with an error and traceback logged for every such request."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _INT64_MAX
 
 
 def _number(value: object) -> float | None:

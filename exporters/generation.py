@@ -74,8 +74,9 @@ class GenerationSpan:
         "_attributes",
         "_first",
         "_last",
+        "_monotonic",
+        "_monotonic_start",
         "_name",
-        "_now",
         "_start",
         "annotated",
         "provider",
@@ -86,7 +87,8 @@ class GenerationSpan:
 
     def __init__(self, span: trace.Span, clock: Clock, start: float, provider: str | None = None) -> None:
         self.span = span
-        self._now = clock.time
+        self._monotonic = clock.monotonic
+        self._monotonic_start = clock.monotonic()
         self._start = start
         self._first = 0.0
         self._last = 0.0
@@ -96,6 +98,14 @@ class GenerationSpan:
         self.stream = False
         self.annotated = False
         self.provider = provider
+
+    def now(self) -> float:
+        """The request's time now: its start (wall clock) plus the time since on the monotonic clock.
+
+        A step of the wall clock during the request (an NTP correction, a VM restored) moved its end, time
+        to first token and time per token with it: a minute set back ended a 5 s request 55 s before it
+        began, and its negative latency took the histogram's sum down (a counter reset to ``rate()``)."""
+        return self._start + (self._monotonic() - self._monotonic_start)
 
     def set_attribute(self, key: str, value: AttributeValue) -> None:
         """Put one more attribute on the request's span (written when the request ends)."""
@@ -133,7 +143,7 @@ class GenerationSpan:
 
     def token(self, count: int = 1) -> None:
         """Note ``count`` output tokens produced now; the first one sets time to first token."""
-        now = self._now()
+        now = self.now()
         if not self.tokens:
             self._first = now
         self._last = now
@@ -189,7 +199,7 @@ class GenerationSpan:
             span.update_name(self._name[:MAX_SPAN_TEXT])
         elif span.is_recording() and getattr(span, "name", "") == method and route != UNMATCHED_ROUTE:
             span.update_name(f"{method} {route}")
-        span.end(end_time=round(self._now() * 1e9))
+        span.end(end_time=round(self.now() * 1e9))
 
 
 _current: ContextVar[GenerationSpan | None] = ContextVar("gpuwarden_generation", default=None)

@@ -56,6 +56,8 @@ __all__ = ["MAX_BODY_BYTES", "InferenceServer", "ServedGpu", "build_inference_ap
 logger = logging.getLogger(__name__)
 
 PROVIDER_NAME = "gpuwarden"  # gen_ai.provider.name of the toy model (no well-known value applies)
+# The generation routes, whose request and error counters /metrics shows from 0 before their first request.
+INFERENCE_ROUTES = ("/v1/chat/completions", "/v1/completions")
 PREFILL_STEP_SECONDS = 0.1  # how soon a plain answer's prefill notices that its client has gone
 _WORDS = (  # one string keeps the 44 words on three lines
     "the gpu runs warm while the cluster hums and every rank waits on the slowest link tokens flow from"
@@ -367,8 +369,8 @@ def build_inference_app(
     chat = inference_endpoint("chat")(handlers.chat)
     complete = inference_endpoint("text_completion")(handlers.complete)
     routes: list[BaseRoute] = [
-        Route("/v1/chat/completions", chat, methods=["POST"]),
-        Route("/v1/completions", complete, methods=["POST"]),
+        Route(INFERENCE_ROUTES[0], chat, methods=["POST"]),
+        Route(INFERENCE_ROUTES[1], complete, methods=["POST"]),
         Route("/v1/models", handlers.models, methods=["GET"]),
         Route("/v1/models/{model:path}", handlers.model_card, methods=["GET"]),
         Route("/healthz", handlers.health, methods=["GET"]),
@@ -436,7 +438,7 @@ def create_inference_server(
     provider: TracerProvider | None = None
     metrics: SpanMetrics | None = None
     if config.enabled:
-        metrics = SpanMetrics()
+        metrics = SpanMetrics(routes=INFERENCE_ROUTES)
         provider = build_tracer_provider(
             config,
             gpu_uuids=[sim_gpu.uuid],

@@ -63,6 +63,8 @@ INTER_TOKEN_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2
 TOKENS_PER_SECOND_BUCKETS = (1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 10000.0)
 
 _Exemplar = tuple[str, float, float]  # trace id, observed value, unix time
+# The status classes whose requests (and, but 2xx, errors) a route shows from 0 once it is known.
+_ZEROED_CLASSES = ("2xx", "4xx", "5xx")
 
 
 def status_class(status: int) -> str:
@@ -120,8 +122,13 @@ class SpanMetrics(SpanProcessor):
     """A span processor that turns SERVER spans into Prometheus metrics in its own registry."""
 
     def __init__(
-        self, registry: CollectorRegistry | None = None, *, prefix: str = "gpuwarden_inference"
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        prefix: str = "gpuwarden_inference",
+        routes: Sequence[str] = (),
     ) -> None:
+        """``routes``: those served for sure, whose series are shown (at 0) before their first request."""
         self.registry = registry if registry is not None else CollectorRegistry()
         self.prefix = prefix
         self._lock = threading.Lock()
@@ -132,7 +139,22 @@ class SpanMetrics(SpanProcessor):
         self._routes: dict[str, _RouteSeries] = {}
         self._classes: dict[int, str] = {}
         self.export_counts = SpanExportCounts()  # filled when the provider is built with it
+        for route in routes:
+            self._add_route(route)
         self.registry.register(_SpanMetricsCollector(self))
+
+    def _add_route(self, route: str) -> _RouteSeries:
+        """A route's accumulators, its request, error and cancellation counters from 0 (under the lock, or
+        before any span). A counter whose series appears holding its first errors hides them from
+        ``rate()`` and ``increase()``, which need a sample before: a burst of 5xx between two scrapes
+        after a start was never seen, and an error ratio had no series to learn until the first error."""
+        series = self._routes[route] = _RouteSeries()
+        for klass in _ZEROED_CLASSES:
+            self._requests.setdefault((route, klass), 0)
+            if klass != "2xx":
+                self._errors.setdefault((route, klass), 0)
+        self._cancelled.setdefault(route, 0)
+        return series
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         """Count a server request as in flight."""
@@ -154,6 +176,8 @@ class SpanMetrics(SpanProcessor):
         end_ns = span.end_time or 0
         at = end_ns / 1e9
         duration = (end_ns - (span.start_time or 0)) / 1e9
+        if duration < 0:  # ended before it began (a wall clock set back): a negative sum resets rate()
+            duration = 0.0
         ttft = attrs.get(SERVER_TTFT)
         tpot = attrs.get(SERVER_TPOT)
         input_tokens = _int(attrs.get(GEN_AI_INPUT_TOKENS))
@@ -171,11 +195,11 @@ class SpanMetrics(SpanProcessor):
                 self._errors[key] = self._errors.get(key, 0) + 1
             series = self._routes.get(route)
             if series is None:
-                series = self._routes[route] = _RouteSeries()
+                series = self._add_route(route)
             series.latency.observe(duration, trace_id, at)
-            if isinstance(ttft, float):
+            if isinstance(ttft, float) and ttft >= 0:
                 series.ttft.observe(ttft, trace_id, at)
-            if isinstance(tpot, float):
+            if isinstance(tpot, float) and tpot >= 0:
                 series.inter_token.observe(tpot, None, at)
             series.input_tokens += input_tokens
             if output_tokens:
@@ -299,4 +323,5 @@ class MetricsApp:
 
 
 def _int(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    """A count an attribute holds; 0 for anything else (a negative count would take a counter down)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0

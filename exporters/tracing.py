@@ -109,7 +109,7 @@ class TracingMiddleware:
         start = clock.time()
         span = start_span(self._tracer, scope, method, start, {})
         gen = GenerationSpan(span, clock, start, self._provider_name)
-        exchange = Exchange(gen, method, clock, send, receive)
+        exchange = Exchange(gen, method, send, receive)
         await _run_traced(self.app, scope, exchange, trace.set_span_in_context(span))
 
 
@@ -189,12 +189,12 @@ async def _traced_call(
     try:
         response = await endpoint(request)
     except BaseException as exc:
-        Exchange(gen, method, clock, _unbound_send, _unbound_receive).end(scope, exc)
+        Exchange(gen, method, _unbound_send, _unbound_receive).end(scope, exc)
         raise
     finally:
         _current.reset(gen_token)
         otel_context.detach(ctx_token)
-    exchange = Exchange(gen, method, clock, _unbound_send, _unbound_receive)
+    exchange = Exchange(gen, method, _unbound_send, _unbound_receive)
     if not gen.annotated and method == "POST":
         try:
             exchange.body = [await request.body()]  # cached when the endpoint read it

@@ -102,3 +102,34 @@ def test_a_scrape_down_alert_naming_its_node_by_any_node_label_is_a_node_down(la
     only ``nodename`` was read as a job's alert about no one target."""
     labels = {"alertname": "TargetDown", "job": "node-exporter", label: "n1"}
     assert classify(labels) is FaultKind.NODE_DOWN
+
+
+@pytest.mark.parametrize(
+    ("metric", "deviation", "kind"),
+    [
+        ("inference_latency_p95", "up", FaultKind.SERVICE_DEGRADED),
+        ("gpuwarden_inference_request_duration_seconds", "up", FaultKind.SERVICE_DEGRADED),
+        ("gpuwarden_inference_time_to_first_token_seconds", "up", FaultKind.SERVICE_DEGRADED),
+        ("inference_error_ratio", "up", FaultKind.SERVICE_DEGRADED),
+        ("inference_latency_p95", "down", FaultKind.UNKNOWN),
+        ("inference_error_ratio", "down", FaultKind.UNKNOWN),
+        ("gpuwarden_training_step_duration_seconds", "up", FaultKind.UNKNOWN),
+    ],
+    ids=[
+        "latency-rose",
+        "request-duration",
+        "ttft",
+        "error-ratio-rose",
+        "latency-fell",
+        "errors-fell",
+        "step",
+    ],
+)
+def test_an_anomaly_on_a_request_latency_or_error_share_that_rose_is_a_service_degraded(
+    metric: str, deviation: str, kind: FaultKind
+) -> None:
+    # anomaly run scoring an inference server's P95 (8x up under a straggling GPU) raised GpuwardenAnomaly
+    # on it, and serve opened "node 127.0.0.1 GpuwardenAnomaly on inference_latency_p95", unknown, P3.
+    for model in ("adaptive", "level_shift"):
+        labels = {"alertname": "GpuwardenAnomaly", "model": model, "for": metric, "deviation": deviation}
+        assert classify(labels) is kind

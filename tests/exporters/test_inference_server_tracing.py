@@ -128,7 +128,7 @@ def test_gpu_lost_mid_stream_is_an_error_span_and_metric_with_the_tokens_sent() 
         registry.get_sample_value("gpuwarden_inference_errors_total", {**route, "status_class": "2xx"}) == 1
     )
     assert registry.get_sample_value("gpuwarden_inference_output_tokens_total", route) == 2
-    assert registry.get_sample_value("gpuwarden_inference_cancelled_requests_total", route) is None
+    assert registry.get_sample_value("gpuwarden_inference_cancelled_requests_total", route) == 0
     provider.shutdown()
 
 
@@ -259,8 +259,32 @@ def test_fault_injection_and_wrong_methods_stay_out_of_the_request_metrics(
     assert client.request("HEAD", "/v1/chat/completions").status_code == 405
     metrics = client.get("/metrics").text
     assert "/sim/faults" not in metrics
-    assert 'route="/v1/chat/completions"' not in metrics
+    assert (
+        'gpuwarden_inference_requests_total{route="/v1/chat/completions",status_class="4xx"} 0.0' in metrics
+    )
+    assert 'gpuwarden_inference_request_duration_seconds_count{route="/v1/chat/completions"} 0.0' in metrics
     assert 'gpuwarden_inference_requests_total{route="unmatched",status_class="4xx"} 2.0' in metrics
+
+
+def test_the_generation_routes_show_their_request_and_error_counters_at_0_before_any_request(
+    traced: tuple[InferenceServer, InMemorySpanExporter, FakeClock],
+) -> None:
+    # A counter that appears holding its first errors hides them from rate() and increase(), which need a
+    # sample before: a burst of 503s within one scrape interval after a start (the GPU lost) was never
+    # seen by an error-rate rule, and an error-ratio query had no series until the first error
+    # (anomaly run: "matched no series"). Both routes' counters exist from the start, at 0.
+    server, _, _ = traced
+    metrics = AsgiClient(server.app).get("/metrics").text
+    for route in ("/v1/chat/completions", "/v1/completions"):
+        for klass in ("4xx", "5xx"):
+            assert (
+                f'gpuwarden_inference_errors_total{{route="{route}",status_class="{klass}"}} 0.0' in metrics
+            )
+        for klass in ("2xx", "4xx", "5xx"):
+            assert (
+                f'gpuwarden_inference_requests_total{{route="{route}",status_class="{klass}"}} 0.0' in metrics
+            )
+        assert f'gpuwarden_inference_cancelled_requests_total{{route="{route}"}} 0.0' in metrics
 
 
 def test_a_client_chosen_model_name_or_host_is_cut_short_in_the_queued_span(

@@ -121,7 +121,7 @@ def test_a_stream_ended_by_an_in_band_error_is_an_error_with_the_tokens_sent(sta
     route = "/v1/completions"
     assert stack.value("errors_total", route=route, status_class="2xx") == 1
     assert stack.value("output_tokens_total", route=route) == 2
-    assert stack.value("cancelled_requests_total", route=route) is None
+    assert stack.value("cancelled_requests_total", route=route) == 0
     stack.provider.force_flush()
     [span] = stack.exporter.get_finished_spans()
     assert span.status.status_code is StatusCode.ERROR
@@ -241,3 +241,45 @@ def test_minutes_of_queueing_land_in_finite_ttft_and_latency_buckets_not_in_inf(
     assert bucket("time_to_first_token_seconds", "640.0") == 1
     assert bucket("request_duration_seconds", "960.0") == 0
     assert bucket("request_duration_seconds", "1920.0") == 1
+
+
+def test_a_span_ended_before_it_began_or_with_negative_counts_takes_no_sum_or_counter_down() -> None:
+    # SpanMetrics is a span processor any provider can carry: a span ended (end_time) before its start, as
+    # the SDK's own wall-clock times give across an NTP step back, observed a negative latency, and a
+    # negative token count or timing took a counter or a histogram's sum down (rate() reads a reset).
+    metrics = SpanMetrics()
+    provider = TracerProvider()
+    provider.add_span_processor(metrics)
+    tracer = provider.get_tracer(__name__)
+    attributes = {
+        "http.route": "/v1/chat/completions",
+        "http.response.status_code": 200,
+        "gen_ai.usage.input_tokens": -5,
+        "gen_ai.usage.output_tokens": -7,
+        "gpuwarden.server.time_to_first_token": -3.0,
+        "gpuwarden.server.time_per_output_token": float("nan"),
+    }
+    start = 1_767_225_600 * 10**9
+    span = tracer.start_span("chat m", kind=SpanKind.SERVER, attributes=attributes, start_time=start)
+    span.end(end_time=start - 60 * 10**9)
+    route = {"route": "/v1/chat/completions"}
+    value = metrics.registry.get_sample_value
+    assert value(f"{P}_requests_total", {**route, "status_class": "2xx"}) == 1.0
+    assert value(f"{P}_request_duration_seconds_count", route) == 1.0
+    assert value(f"{P}_request_duration_seconds_sum", route) == 0.0
+    assert value(f"{P}_input_tokens_total", route) == 0.0
+    assert value(f"{P}_output_tokens_total", route) == 0.0
+    assert value(f"{P}_time_to_first_token_seconds_count", route) == 0.0
+    assert value(f"{P}_time_per_output_token_seconds_count", route) == 0.0
+    provider.shutdown()
+
+
+def test_a_routes_error_counters_start_at_0_with_its_first_request() -> None:
+    # A third-party app's routes are known only once served: the first request on one brings its 4xx and
+    # 5xx error counters at 0, so that the first errors later are an increase rate() sees.
+    stack = Stack()
+    assert stack.client.post("/v1/chat/completions", json={"model": "m"}).status_code == 200
+    for klass in ("4xx", "5xx"):
+        assert stack.value("errors_total", route="/v1/chat/completions", status_class=klass) == 0
+    assert stack.value("cancelled_requests_total", route="/v1/chat/completions") == 0
+    stack.provider.shutdown()
