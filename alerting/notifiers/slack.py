@@ -25,7 +25,7 @@ than fail the message for good.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -44,10 +44,18 @@ from alerting.notifiers.blocks import (
     timeline_reply,
     truncate,
 )
-from alerting.notifiers.charts import SeriesSource, render_chart
+from alerting.notifiers.charts import SeriesSource, chart_filename, render_chart
 from alerting.notifiers.deadline import DeadlineCaller
 from alerting.notifiers.series import series_source_from_config
 from alerting.notifiers.slack_client import make_client, translate
+from alerting.notifiers.slack_history import (
+    CLOCK_SKEW_SECONDS,
+    HISTORY_PAGE,
+    HISTORY_PAGES,
+    NEAR_SECONDS,
+    has_key,
+    history_windows,
+)
 from alerting.subscriptions import ChangeKind
 from gpuwarden.clock import Clock, SystemClock
 from gpuwarden.config import SlackConfig
@@ -58,15 +66,6 @@ logger = logging.getLogger(__name__)
 __all__ = ["SlackNotifier", "make_client"]  # make_client is slack_client's, still imported from here
 
 METADATA_EVENT_TYPE = "gpuwarden_notification"
-HISTORY_PAGE = 200
-# The parent lookup makes at most this many calls (5,000 messages read where every call is a full page): a
-# channel busier than that around the post gets the message again, at-least-once.
-HISTORY_PAGES = 25
-# The lookup reads time windows from the event on (``history_windows``): the first from this long before
-# the event to as long after it, each next one twice as long, then what is left up to this hour's end...
-NEAR_SECONDS = 300
-# ... and last the hour before the first window: Slack's clock may be behind this machine's.
-CLOCK_SKEW_SECONDS = 3600
 CHART_CHANGES = frozenset({ChangeKind.OPENED, ChangeKind.REOPENED})
 REPLIES_PAGE = 200
 
@@ -77,19 +76,6 @@ MESSAGE_GONE = frozenset({"message_not_found", "cant_update_message"})
 CONTENT_REFUSED = frozenset(
     {"invalid_blocks", "invalid_blocks_format", "invalid_attachments", "too_many_attachments", "msg_too_long"}
 )
-
-
-def history_windows(since: float, now: float) -> Iterator[tuple[float, float | None]]:
-    """The ``(oldest, latest)`` windows the parent lookup reads, in order: from ``NEAR_SECONDS`` before the
-    event, each twice as long as the one before, the last open (up to whatever Slack holds, its clock maybe
-    ahead of ours); then the hour before, for a Slack clock behind ours. Each is read newest first, so the
-    messages read before the one looked for are those of its window, not all of them since."""
-    oldest, width = since - NEAR_SECONDS, 2.0 * NEAR_SECONDS
-    while oldest + width < now:
-        yield oldest, oldest + width
-        oldest, width = oldest + width, 2 * width
-    yield oldest, None
-    yield since - NEAR_SECONDS - CLOCK_SKEW_SECONDS, since - NEAR_SECONDS
 
 
 class SlackNotifier:
@@ -110,6 +96,9 @@ class SlackNotifier:
     ) -> None:
         self._client = client
         self._clock = clock or SystemClock()  # where the history lookup's windows end
+        # Incident -> (ts, key) of the message ``open_thread`` posted for notification ``key``: its delivery
+        # does not edit what it just posted (a restart forgets it: one edit more, as idempotent as any).
+        self._opened: dict[str, tuple[str, str]] = {}
         self._deadline = DeadlineCaller(
             call_deadline_seconds, name=name, setting="slack.call_deadline_seconds"
         )
@@ -207,14 +196,31 @@ class SlackNotifier:
         )
         return True
 
+    def open_thread(
+        self, notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
+    ) -> bool:
+        """Post only the incident's message (the top of its thread), saved by ``save``, where delivering
+        ``notification`` would post it; ``deliver`` then adds the rest (the chart, the reply) without editing
+        it again. The outbox calls this first for every incident waiting for its message
+        (``alerting.notifiers.base.ThreadOpeningNotifier``). False when there is none to post: it is posted
+        already, or the incident is silenced (``deliver`` posts nothing then)."""
+        if notification.silenced_until is not None or (thread.ts is not None and thread.channel is not None):
+            return False
+        thread, posted_now = self._parent(notification, thread, retry=retry, save=save)
+        if posted_now and thread.ts is not None:  # one found after a crash may show an older state: edited
+            self._opened[notification.incident_id] = (thread.ts, notification.key)
+        return True
+
     def _shown(
         self, notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
     ) -> ThreadState:
         """The incident's message, as it is after this change: posted, or edited in place (posted again when
         someone deleted it: the new one carries this event and the later ones)."""
+        opened = self._opened.pop(notification.incident_id, None)
         thread, posted_now = self._parent(notification, thread, retry=retry, save=save)
         assert thread.channel is not None and thread.ts is not None
-        if not posted_now and not self._edit(thread.channel, thread.ts, notification):
+        shows_it = posted_now or opened == (thread.ts, notification.key)  # posted by ``open_thread``
+        if not shows_it and not self._edit(thread.channel, thread.ts, notification):
             logger.warning("slack message gone, posting a new one incident_id=%s", notification.incident_id)
             thread, _ = self._parent(notification, ThreadState(), retry=False, save=save)
         return thread
@@ -310,12 +316,6 @@ class SlackNotifier:
         save(thread)
         return thread, True
 
-    @staticmethod
-    def _has_key(message: Any, key: str) -> bool:
-        metadata = message.get("metadata") if isinstance(message, dict) else None
-        payload = metadata.get("event_payload") if isinstance(metadata, dict) else None
-        return isinstance(payload, dict) and payload.get("key") == key
-
     def _look(self, method: str, channel: str, call: Callable[[], SlackResponse]) -> SlackResponse | None:
         """A lookup of what may already be in Slack; None when Slack refuses it for good (``missing_scope``
         without channels:history, ``channel_not_found`` for a channel name): we cannot look, so the caller
@@ -363,7 +363,7 @@ class SlackNotifier:
                 if response is None:
                     return None
                 for message in response.get("messages") or []:
-                    if self._has_key(message, key):
+                    if has_key(message, key):
                         return channel, str(message["ts"])
                 cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
                 if cursor is None:
@@ -379,12 +379,12 @@ class SlackNotifier:
 
     def _find_reply(self, channel: str, ts: str, key: str, since: float) -> bool:
         """Whether the thread already holds a reply with this key, posted after ``since`` (its event)."""
-        return self._in_thread(channel, ts, since, lambda message: self._has_key(message, key))
+        return self._in_thread(channel, ts, since, lambda message: has_key(message, key))
 
     def _chart_in_thread(self, n: Notification, channel: str, ts: str) -> bool:
         """Whether the thread already holds the incident's chart (a file share of ``_attach_chart``'s
         filename): attached before a crash that came before ``chart_posted`` was saved."""
-        filename = _chart_filename(n)
+        filename = chart_filename(n)
 
         def shares(message: Any) -> bool:
             files = message.get("files") if isinstance(message, dict) else None
@@ -471,13 +471,8 @@ class SlackNotifier:
                 channel=channel,
                 thread_ts=ts,
                 content=png,
-                filename=_chart_filename(n),
+                filename=chart_filename(n),
                 title=truncate(escape(f"Anomalous series: {names}"), 250),
                 alt_txt=f"Chart of {names} for incident {n.incident_id}"[:1000],
             ),
         )
-
-
-def _chart_filename(n: Notification) -> str:
-    """The name of the incident's chart in Slack: a retry looks for it in the thread."""
-    return f"{n.incident_id}.png"
