@@ -37,6 +37,7 @@ if __name__ == "__main__":
 
 from alerting.db import make_engine  # noqa: E402 - imported after the command line is read
 from alerting.migrate import upgrade  # noqa: E402
+from alerting.notifiers.pacing import POSTS_PER_SECOND  # noqa: E402
 from alerting.notifiers.recorder import SlackRecorder  # noqa: E402
 from alerting.notifiers.slack import SlackNotifier, make_client  # noqa: E402
 from alerting.outbox import Outbox  # noqa: E402
@@ -59,7 +60,9 @@ def main(count: int = INCIDENTS) -> None:
     clock = SystemClock()
     with SlackRecorder(rate_limits=True, channels=[CHANNEL]) as recorder:
         client = make_client(recorder.token, base_url=recorder.base_url)
-        notifier = SlackNotifier(client, CHANNEL, charts=False, clock=clock)
+        notifier = SlackNotifier(
+            client, CHANNEL, charts=False, clock=clock, posts_per_second=POSTS_PER_SECOND
+        )
         outbox = Outbox(engine, [notifier], clock)
         incidents = [make_incident(f"inc-{i:04d}", title=f"node n{i:04d} lost a GPU") for i in range(count)]
         for incident in incidents:  # one tick opens them all; people acknowledge them after

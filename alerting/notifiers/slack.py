@@ -46,6 +46,7 @@ from alerting.notifiers.blocks import (
 )
 from alerting.notifiers.charts import SeriesSource, chart_filename, render_chart
 from alerting.notifiers.deadline import DeadlineCaller
+from alerting.notifiers.pacing import POSTS_PER_SECOND, PostPacing
 from alerting.notifiers.series import series_source_from_config
 from alerting.notifiers.slack_client import make_client, translate
 from alerting.notifiers.slack_history import (
@@ -93,9 +94,14 @@ class SlackNotifier:
         interactive: bool = True,
         call_deadline_seconds: float = 30.0,
         clock: Clock | None = None,
+        posts_per_second: float = 0.0,
     ) -> None:
         self._client = client
-        self._clock = clock or SystemClock()  # where the history lookup's windows end
+        self._clock = clock or SystemClock()  # where the history lookup's windows end, and what posts wait on
+        # Posts to a channel paced to ``posts_per_second`` (``PostPacing``; 0, as the tests' stand-in: none):
+        # ``from_config`` (serve) paces them as Slack documents.
+        self._pacing = PostPacing(self._clock, rate=posts_per_second)
+        self._channel_ids: dict[str, str] = {}  # slack.channel (maybe a name) -> its id, once posted to
         # Incident -> (ts, key) of the message ``open_thread`` posted for notification ``key``: its delivery
         # does not edit what it just posted (a restart forgets it: one edit more, as idempotent as any).
         self._opened: dict[str, tuple[str, str]] = {}
@@ -117,7 +123,8 @@ class SlackNotifier:
     ) -> SlackNotifier:
         """Build from the ``slack`` config section; the real Slack API unless ``base_url`` says otherwise.
 
-        Charts read Prometheus at ``chart_prometheus_url`` when it is set.
+        Charts read Prometheus at ``chart_prometheus_url`` when it is set. Posts are paced to Slack's one a
+        second per channel (``alerting.notifiers.pacing``).
         """
         if config.bot_token is None:
             raise ConfigError("no bot token; set it to {env: SLACK_BOT_TOKEN}", field="slack.bot_token")
@@ -139,6 +146,7 @@ class SlackNotifier:
             interactive=config.signing_secret is not None,
             call_deadline_seconds=config.call_deadline_seconds,
             clock=clock,
+            posts_per_second=POSTS_PER_SECOND,
         )
 
     @property
@@ -193,6 +201,7 @@ class SlackNotifier:
                 reply_broadcast=broadcast,
                 metadata=metadata,
             ),
+            pace=channel,
         )
         return True
 
@@ -232,10 +241,15 @@ class SlackNotifier:
         message: SlackMessage,
         minimal: SlackMessage,
         send: Callable[[SlackMessage], SlackResponse],
+        *,
+        pace: str | None = None,
     ) -> SlackResponse:
         """Send ``message``; when Slack refuses its content (which it would do again on every retry), log
-        why and send ``minimal`` instead, so the incident still reaches the channel."""
+        why and send ``minimal`` instead, so the incident still reaches the channel. A post to channel
+        ``pace`` waits for its pace first (``PostPacing``), outside the call's deadline."""
         try:
+            if pace is not None:
+                self._pacing.wait(self._channel_ids.get(pace, pace))
             return self._call(method, lambda: send(message))
         except BackendError as exc:
             if exc.code not in CONTENT_REFUSED:
@@ -243,6 +257,8 @@ class SlackNotifier:
             logger.warning(
                 "slack refused the message, sending a minimal one incident_id=%s error=%s", n.incident_id, exc
             )
+            if pace is not None:
+                self._pacing.wait(self._channel_ids.get(pace, pace))
             return self._call(method, lambda: send(minimal))
 
     def _update_silenced(self, n: Notification, thread: ThreadState) -> bool:
@@ -311,8 +327,10 @@ class SlackNotifier:
                 metadata=self._metadata(n.incident_id, key),
                 unfurl_links=False,
             ),
+            pace=self._channel,
         )
         thread = thread.with_message(str(response["channel"]), str(response["ts"]))
+        self._channel_ids[self._channel] = thread.channel or self._channel
         save(thread)
         return thread, True
 
