@@ -8,7 +8,8 @@ the ``Clock`` and no attempt limit, until a delivery to that notifier succeeds a
 backing off is due at once, still in order per incident); a rate limit (``BackendError.retry_after``) pauses
 every call to that notifier until its Retry-After has passed, an hour at most (kept in the store,
 ``alerting.outbox_pauses``, so a restarted serve or a standby honours it too; a wait found to end further
-ahead than the outbox ever sets is over: the wall clock went back since); a non-retryable one marks it
+ahead than the outbox ever sets is over: the wall clock went back since), or, one of its limits only
+(``BackendError.limit``: Slack's history lookups), its incident's messages alone; a non-retryable one marks it
 ``failed`` (kept, see ``Outbox.requeue_failed``). An ``edit_only`` change waiting when a later message of
 its incident waits too is set aside unsent (``_superseded``).
 
@@ -22,7 +23,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -36,7 +36,7 @@ from alerting.outbox_pauses import (
     restart_pause,
     stored_pauses,
 )
-from alerting.outbox_plan import Group, overtaken, plan
+from alerting.outbox_plan import Backoff, Group, overtaken, plan, stands_in, waited_on
 from alerting.outbox_stats import OutboxStats
 from alerting.outbox_tables import (
     DISCARDED,
@@ -56,35 +56,6 @@ from gpuwarden.errors import BackendError
 logger = logging.getLogger("alerting.outbox")
 
 
-def _stands_in(later: Notification, edit: Notification) -> bool:
-    """Whether ``later`` shows what ``edit`` would: not when a silence holds it and held nothing of the
-    edit (a webhook posts nothing for a silenced incident; the receiver would keep the edit's old figures
-    until the silence ends)."""
-    return later.silenced_until is None or edit.silenced_until is not None
-
-
-def _waited_on(edit: Notification, rows: Sequence[OutboxMessage]) -> bool:
-    """Whether ``edit``, held for a later one (``Outbox._edit_due``) and not set aside for the message after
-    it (``rows[1]``), goes now: that message is no edit, so it goes at once, and it waits behind the edit (a
-    change told under a silence that came after the edit, a resolution behind it: not held 5 minutes)."""
-    if not edit.edit_only or len(rows) < 2:
-        return False
-    return not Notification.model_validate_json(rows[1].payload).edit_only
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Exponential backoff between attempts of one message, capped; no attempt limit."""
-
-    initial_seconds: float = 2.0
-    factor: float = 2.0
-    max_seconds: float = 300.0
-
-    def delay(self, attempts: int) -> float:
-        """Seconds to wait after the ``attempts``-th failed attempt."""
-        return float(min(self.max_seconds, self.initial_seconds * self.factor ** max(0, attempts - 1)))
-
-
 class OutboxDelivery:
     """Sends the outbox's due messages in order, with retries and pauses; the base of ``Outbox``, which
     sets the state below."""
@@ -98,6 +69,7 @@ class OutboxDelivery:
     _paused_until: dict[str, float]
     _pauses_set: dict[str, tuple[float, float]]  # notifier name -> (when this process paused it, until)
     _backing_off: set[str]
+    _limit_holds: dict[tuple[str, str], tuple[float, float]]  # (notifier, incident) -> (set at, until)
     fence: LockFence
     hurry: threading.Event
     _sends: threading.Condition  # guards ``_in_flight`` and the check that no send starts after a stop
@@ -227,7 +199,7 @@ class OutboxDelivery:
     def _drain_group(self, notifier: Notifier, incident_id: str) -> tuple[int, bool]:
         """Send one incident's due messages in order; stop at the first failure. (sent, retryable failure)."""
         sent = 0
-        while True:
+        while not self._held(notifier.name, incident_id):
             with self._sessions() as session:
                 rows = session.scalars(
                     select(OutboxMessage)
@@ -249,13 +221,14 @@ class OutboxDelivery:
             # An edit held for a later one (``_edit_due``) is set aside for it before it is due.
             if len(rows) > 1 and self._superseded(head, notification, rows[1], due=due):
                 continue
-            if (not due and not _waited_on(notification, rows)) or self.hurry.is_set():
+            if (not due and not waited_on(notification, rows)) or self.hurry.is_set():
                 return sent, False
             result = self._attempt(notifier, head.id, notification)
             if result is True:
                 sent += 1
             elif result is False:
-                return sent, True
+                return sent, not self._held(notifier.name, incident_id)
+        return sent, False
 
     def _open_group(self, notifier: Notifier, incident_id: str) -> bool:
         """Post only the first message of the incident (its thread's top: ``ThreadOpeningNotifier``), where
@@ -272,12 +245,13 @@ class OutboxDelivery:
                 .order_by(OutboxMessage.id)
                 .limit(1)
             ).first()
-        if head is None or not self._due(head):
+        if head is None or not self._due(head) or self._held(notifier.name, incident_id):
             return False
         notification = Notification.model_validate_json(head.payload)
         if notification.edit_only or self.hurry.is_set():  # an edit may be set aside (``_superseded``)
             return False
-        return self._attempt(notifier, head.id, notification, opening=True) is False
+        failed = self._attempt(notifier, head.id, notification, opening=True) is False
+        return failed and not self._held(notifier.name, incident_id)
 
     def _superseded(
         self, head: OutboxMessage, edit: Notification, later: OutboxMessage, *, due: bool
@@ -286,12 +260,12 @@ class OutboxDelivery:
         when it is an ``edit_only`` change waiting (not in flight) and message ``later`` of its incident waits
         after it: every message carries the whole incident as it is after its change, so the later one shows
         all the edit would, and what changes at every scrape costs one call per dispatch round, not one per
-        scrape. Not when ``later`` is told under a silence and the edit was not (``_stands_in``). Kept with
+        scrape. Not when ``later`` is told under a silence and the edit was not (``stands_in``). Kept with
         its key, the same change told again (after a restart) is still a repeat. Only while this server holds
         the store lock (``_attempt`` says why not)."""
         if head.status != PENDING:
             return False
-        if not edit.edit_only or not _stands_in(Notification.model_validate_json(later.payload), edit):
+        if not edit.edit_only or not stands_in(Notification.model_validate_json(later.payload), edit):
             return False
         try:
             self.fence.require()
@@ -360,7 +334,7 @@ class OutboxDelivery:
             row = session.get_one(OutboxMessage, row_id)
             retry = row.attempts > 0
             row.status, row.attempts = SENDING, row.attempts + 1
-            # Due now, whatever it waited for: one sent before its hold ended (``_waited_on``) and found
+            # Due now, whatever it waited for: one sent before its hold ended (``waited_on``) and found
             # ``sending`` after a crash is retried at once, not at that time with what waits behind it.
             row.next_attempt_at = min(row.next_attempt_at, self._clock.time())
             attempts, incident_id = row.attempts, row.incident_id
@@ -381,6 +355,8 @@ class OutboxDelivery:
             else:
                 delivered = notifier.deliver(notification, thread, retry=retry, save=save)
         except BackendError as exc:
+            if exc.retry_after is not None and exc.limit:
+                return self._held_by_limit(notifier.name, row_id, exc.retry_after, str(exc))
             if exc.retry_after is not None:
                 return self._rate_limited(notifier.name, row_id, exc.retry_after, str(exc))
             return self._failed(row_id, attempts, str(exc), retryable=exc.retryable)
@@ -473,6 +449,38 @@ class OutboxDelivery:
             error,
         )
         return False
+
+    def _held_by_limit(self, notifier: str, row_id: int, wait: float, error: str) -> bool:
+        """One of the far end's limits refused a call this message needs (``BackendError.limit``), not the
+        notifier's as a whole: its incident's messages wait ``wait`` seconds (an hour at most), the others
+        go on. The attempt is not counted (``_rate_limited``). Kept in memory only: a restart calls once
+        more, and is told again."""
+        now = self._clock.time()
+        until = now + min(wait, MAX_PAUSE_SECONDS)
+        with self._sessions() as session, session.begin():
+            row = session.get_one(OutboxMessage, row_id)
+            row.status, row.attempts, row.last_error = PENDING, row.attempts - 1, error[:2000]
+            row.next_attempt_at, incident_id = until, row.incident_id
+        self._limit_holds[(notifier, incident_id)] = (now, until)
+        self.stats.count(self.stats.by_notifier_retried, notifier)
+        logger.warning(
+            "rate limited: this incident's messages wait %.0f s, the others go on notifier=%s incident_id=%s"
+            " error=%s",
+            wait,
+            notifier,
+            incident_id,
+            error,
+        )
+        return False
+
+    def _held(self, notifier: str, incident_id: str) -> bool:
+        """Whether the incident's messages wait out a limit of the far end (``_held_by_limit``); not once
+        the wall clock went back past when it was set (the wait would be stretched by the step)."""
+        set_at, until = self._limit_holds.get((notifier, incident_id), (0.0, 0.0))
+        now = self._clock.time()
+        if until and (until <= now or now < set_at):
+            del self._limit_holds[(notifier, incident_id)]
+        return set_at <= now < until
 
     def _save_thread(self, notifier: str, incident_id: str, state: ThreadState) -> None:
         with self._sessions() as session, session.begin():

@@ -9,16 +9,21 @@ posts only that message), most urgent first, and the rest of its messages go in 
 rate-limited channel (Slack: one post a second) the 200th incident of a storm was paged after the 599
 posts of the 199 before it (their "opened" replies, their acknowledgements), at 596 s; it is paged after
 200 posts. Each incident's messages still go in order.
+
+When a message goes: ``Backoff`` after a failure; an edit held for a later one (``waited_on``,
+``stands_in``: ``OutboxDelivery._superseded``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from sqlalchemy import Select, and_, select
 from sqlalchemy.orm import Session
 
+from alerting.notifiers.base import Notification
 from alerting.outbox_tables import WAITING, NotificationThread, OutboxMessage
 
 URGENCY_UNKNOWN = 4
@@ -109,3 +114,32 @@ def overtaken(
     of an incident to open while ``upcoming`` is none, or one more urgent of the same kind."""
     later = [tuple(row) for row in session.execute(_waiting(notifier).where(OutboxMessage.id > newest))]
     return any(group.rank < upcoming.rank for group in _groups(later, openers, opened))  # type: ignore[arg-type]
+
+
+def stands_in(later: Notification, edit: Notification) -> bool:
+    """Whether ``later`` shows what ``edit`` would: not when a silence holds it and held nothing of the
+    edit (a webhook posts nothing for a silenced incident; the receiver would keep the edit's old figures
+    until the silence ends)."""
+    return later.silenced_until is None or edit.silenced_until is not None
+
+
+def waited_on(edit: Notification, rows: Sequence[OutboxMessage]) -> bool:
+    """Whether ``edit``, held for a later one (``Outbox._edit_due``) and not set aside for the message after
+    it (``rows[1]``), goes now: that message is no edit, so it goes at once, and it waits behind the edit (a
+    change told under a silence that came after the edit, a resolution behind it: not held 5 minutes)."""
+    if not edit.edit_only or len(rows) < 2:
+        return False
+    return not Notification.model_validate_json(rows[1].payload).edit_only
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential backoff between attempts of one message, capped; no attempt limit."""
+
+    initial_seconds: float = 2.0
+    factor: float = 2.0
+    max_seconds: float = 300.0
+
+    def delay(self, attempts: int) -> float:
+        """Seconds to wait after the ``attempts``-th failed attempt."""
+        return float(min(self.max_seconds, self.initial_seconds * self.factor ** max(0, attempts - 1)))

@@ -3,8 +3,9 @@
 Every slack-sdk error is translated into ``BackendError(retryable=...)`` in ``SlackNotifier._call`` and
 nowhere else (by ``alerting.notifiers.slack_client``, which also builds the client: ``make_client``, whose
 retries of short rate limits honour ``Retry-After``); a longer rate limit, or one left after those retries,
-is a ``BackendError`` with ``retry_after``, and the outbox makes no call to the notifier until it has
-passed. Outages are retried by the outbox.
+is a ``BackendError`` with ``retry_after``: of a post, the outbox makes no call to the notifier until it has
+passed; of another method, its ``limit``, only that incident waits (``alerting.notifiers.pacing``). Outages
+are retried by the outbox.
 
 slack-sdk's ``timeout`` (``slack.timeout_seconds``) bounds each read of an answer, not the call: every call
 (a post, an update, a history page, a chart upload's three steps together) also has a whole-call deadline
@@ -46,7 +47,7 @@ from alerting.notifiers.blocks import (
 )
 from alerting.notifiers.charts import SeriesSource, chart_filename, render_chart
 from alerting.notifiers.deadline import DeadlineCaller
-from alerting.notifiers.pacing import POSTS_PER_SECOND, PostPacing
+from alerting.notifiers.pacing import POSTS_PER_SECOND, MethodLimits, PostPacing
 from alerting.notifiers.series import series_source_from_config
 from alerting.notifiers.slack_client import make_client, translate
 from alerting.notifiers.slack_history import (
@@ -56,6 +57,7 @@ from alerting.notifiers.slack_history import (
     NEAR_SECONDS,
     has_key,
     history_windows,
+    metadata_for,
 )
 from alerting.subscriptions import ChangeKind
 from gpuwarden.clock import Clock, SystemClock
@@ -66,7 +68,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["SlackNotifier", "make_client"]  # make_client is slack_client's, still imported from here
 
-METADATA_EVENT_TYPE = "gpuwarden_notification"
 CHART_CHANGES = frozenset({ChangeKind.OPENED, ChangeKind.REOPENED})
 REPLIES_PAGE = 200
 
@@ -101,6 +102,7 @@ class SlackNotifier:
         # Posts to a channel paced to ``posts_per_second`` (``PostPacing``; 0, as the tests' stand-in: none):
         # ``from_config`` (serve) paces them as Slack documents.
         self._pacing = PostPacing(self._clock, rate=posts_per_second)
+        self._limits = MethodLimits(self._clock)  # the other methods' 429s, each its own (``pacing``)
         self._channel_ids: dict[str, str] = {}  # slack.channel (maybe a name) -> its id, once posted to
         # Incident -> (ts, key) of the message ``open_thread`` posted for notification ``key``: its delivery
         # does not edit what it just posted (a restart forgets it: one edit more, as idempotent as any).
@@ -155,10 +157,18 @@ class SlackNotifier:
         return self._name
 
     def _call(self, method: str, call: Callable[[], SlackResponse]) -> SlackResponse:
+        """Call Slack; a 429 of any method but posts (which every message makes) holds only that method."""
+        own_limit = method != "chat.postMessage"
+        if own_limit:
+            self._limits.check(method)
         try:
             return self._deadline.call(method, call)
         except (SlackClientError, OSError) as exc:
-            raise translate(method, exc) from exc
+            error = translate(method, exc)
+            if own_limit and error.retry_after is not None:
+                self._limits.hold(method, error.retry_after)
+                error.limit = method
+            raise error from exc
 
     def deliver(
         self, notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
@@ -187,7 +197,7 @@ class SlackNotifier:
         broadcast = notification.needs_attention or (
             notification.is_resolution and self._broadcast_resolutions and not notification.held
         )
-        metadata = self._metadata(notification.incident_id, notification.key, notification.event_kind)
+        metadata = metadata_for(notification.incident_id, notification.key, notification.event_kind)
         self._send(
             "chat.postMessage",
             notification,
@@ -208,11 +218,9 @@ class SlackNotifier:
     def open_thread(
         self, notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
     ) -> bool:
-        """Post only the incident's message (the top of its thread), saved by ``save``, where delivering
-        ``notification`` would post it; ``deliver`` then adds the rest (the chart, the reply) without editing
-        it again. The outbox calls this first for every incident waiting for its message
-        (``alerting.notifiers.base.ThreadOpeningNotifier``). False when there is none to post: it is posted
-        already, or the incident is silenced (``deliver`` posts nothing then)."""
+        """Post only the incident's message (its thread's top), saved by ``save``, where ``deliver`` would
+        post it; ``deliver`` adds the rest after, not editing it again (``ThreadOpeningNotifier``). False when
+        there is none to post: posted already, or the incident silenced (``deliver`` posts none then)."""
         if notification.silenced_until is not None or (thread.ts is not None and thread.channel is not None):
             return False
         thread, posted_now = self._parent(notification, thread, retry=retry, save=save)
@@ -294,11 +302,6 @@ class SlackNotifier:
     def _parent_key(self, incident_id: str) -> str:
         return f"{self._name}:{incident_id}:parent"
 
-    def _metadata(self, incident_id: str, key: str, event: str = "") -> dict[str, Any]:
-        """The idempotency key (and, on a reply, the timeline event's kind, for apps reading the thread)."""
-        payload = {"incident_id": incident_id, "key": key, **({"event": event} if event else {})}
-        return {"event_type": METADATA_EVENT_TYPE, "event_payload": payload}
-
     def _parent(
         self, n: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
     ) -> tuple[ThreadState, bool]:
@@ -324,7 +327,7 @@ class SlackNotifier:
                 channel=self._channel,
                 text=message.text,
                 attachments=message.attachments,
-                metadata=self._metadata(n.incident_id, key),
+                metadata=metadata_for(n.incident_id, key),
                 unfurl_links=False,
             ),
             pace=self._channel,

@@ -1,12 +1,13 @@
 """Where the Slack notifier looks for a message an earlier attempt may have posted: the time windows of the
 channel history it reads (``history_windows``), how many calls that lookup may make, and how it knows the
-message (``has_key``: the idempotency key in its metadata)."""
+message (``has_key``: the idempotency key in its metadata, ``metadata_for``)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
 
+METADATA_EVENT_TYPE = "gpuwarden_notification"
 HISTORY_PAGE = 200
 # The parent lookup makes at most this many calls (5,000 messages read where every call is a full page): a
 # channel busier than that around the post gets the message again, at-least-once.
@@ -36,3 +37,10 @@ def has_key(message: Any, key: str) -> bool:
     metadata = message.get("metadata") if isinstance(message, dict) else None
     payload = metadata.get("event_payload") if isinstance(metadata, dict) else None
     return isinstance(payload, dict) and payload.get("key") == key
+
+
+def metadata_for(incident_id: str, key: str, event: str = "") -> dict[str, Any]:
+    """A message's Slack metadata: its idempotency key (and, on a reply, the timeline event's kind, for apps
+    reading the thread)."""
+    payload = {"incident_id": incident_id, "key": key, **({"event": event} if event else {})}
+    return {"event_type": METADATA_EVENT_TYPE, "event_payload": payload}
