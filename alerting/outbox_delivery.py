@@ -8,8 +8,8 @@ the ``Clock`` and no attempt limit, until a delivery to that notifier succeeds a
 backing off is due at once, still in order per incident); a rate limit (``BackendError.retry_after``) pauses
 every call to that notifier until its Retry-After has passed, an hour at most (kept in the store,
 ``alerting.outbox_pauses``, so a restarted serve or a standby honours it too; a wait found to end further
-ahead than the outbox ever sets is over: the wall clock went back since), or, one of its limits only
-(``BackendError.limit``: Slack's history lookups), its incident's messages alone; a non-retryable one marks it
+ahead than the outbox ever sets is over: the wall clock went back since), or, for one of its limits only
+(``BackendError.limit``: Slack's per method), its incident's messages alone; a non-retryable one marks it
 ``failed`` (kept, see ``Outbox.requeue_failed``). An ``edit_only`` change waiting when a later message of
 its incident waits too is set aside unsent (``_superseded``).
 
@@ -82,9 +82,9 @@ class OutboxDelivery:
 
         Groups go in ``alerting.outbox_plan``'s order: every incident's first message alone, where its
         notifier threads the rest under it (``ThreadOpeningNotifier``), before the other messages; each
-        part most urgent first, then oldest first. A message
-        that goes before what is left, stored while this round delivers, is served next (the round is
-        planned again), so a rate-limited backlog that takes minutes does not hold a new page for them."""
+        part most urgent first, then oldest first. A message that goes before what is left, stored while
+        this round delivers, is served next (the round is planned again), so a rate-limited backlog that
+        takes minutes does not hold a new page for them."""
         failing: set[str] = set()
         opened: set[tuple[str, str]] = set()  # groups whose first message this round tried alone
         sent = 0
