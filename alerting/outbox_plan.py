@@ -47,8 +47,9 @@ class Group(NamedTuple):
 
     @property
     def rank(self) -> tuple[int, int]:
-        """What orders the groups: the ones to open before the others, each part most urgent first."""
-        return 0 if self.opens else 1, self.urgency
+        """What orders the groups: the most urgent first, and of one priority the ones to open before the
+        others (a new P3 waits behind a P0's update; a new P0 never waits behind a P3's)."""
+        return self.urgency, 0 if self.opens else 1
 
 
 def _waiting(notifier: str | None) -> Select[str, str, str | None, int, str | None]:

@@ -90,11 +90,27 @@ def test_first_messages_go_most_urgent_first_and_so_do_the_replies_after_them(
     ]
 
 
-def test_a_page_stored_while_replies_drain_goes_before_the_replies_left(
-    engine: Engine, recorder: SlackRecorder
+@pytest.mark.parametrize(
+    ("priority", "rounds", "posts"),
+    [
+        (
+            Priority.P0,
+            [5, 0],
+            ["a", "b", "a:opened", "a:acknowledged", "z", "b:opened", "b:acknowledged", "z:opened"],
+        ),
+        (
+            Priority.P3,
+            [4, 1],
+            ["a", "b", "a:opened", "a:acknowledged", "b:opened", "b:acknowledged", "z", "z:opened"],
+        ),
+    ],
+    ids=["of-their-priority-next", "less-urgent-after-them"],
+)
+def test_a_page_stored_while_replies_drain_goes_before_the_replies_left_of_its_priority(
+    engine: Engine, recorder: SlackRecorder, priority: Priority, rounds: list[int], posts: list[str]
 ) -> None:
     """A new incident's message stored while the outbox posts others' replies (minutes, rate limited) goes
-    next, whatever their priority."""
+    next when it is as urgent as they are; a P3's page waits behind a P0's updates."""
     notifier = slack(recorder)
     outbox = Outbox(engine, [notifier], FakeClock())
     _queue_opened_and_acknowledged(outbox, [("a", Priority.P0), ("b", Priority.P0)])
@@ -103,22 +119,13 @@ def test_a_page_stored_while_replies_drain_goes_before_the_replies_left(
     def deliver(notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver) -> bool:
         delivered = real_deliver(notification, thread, retry=retry, save=save)
         if notification.incident_id == "inc-a" and notification.change is ChangeKind.OPENED:
-            p3 = make_incident("inc-z", priority=Priority.P3, title="inc-z P3")
-            outbox(change(p3, ChangeKind.OPENED, 0, "incident opened"))  # the engine opens one meanwhile
+            new = make_incident("inc-z", priority=priority, title=f"inc-z {priority.value}")
+            outbox(change(new, ChangeKind.OPENED, 0, "incident opened"))  # the engine opens one meanwhile
         return delivered
 
     notifier.deliver = deliver  # type: ignore[method-assign]
-    assert outbox.dispatch_due() == 5
-    assert _posts(recorder) == [
-        "a",
-        "b",
-        "a:opened",
-        "a:acknowledged",  # an incident's messages go together, as before
-        "z",
-        "b:opened",
-        "b:acknowledged",
-        "z:opened",
-    ]
+    assert [outbox.dispatch_due(), outbox.dispatch_due()] == rounds  # a less urgent one in the next round
+    assert _posts(recorder) == posts  # an incident's messages go together, as before
 
 
 class CrashWhileOpening:
