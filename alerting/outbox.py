@@ -42,8 +42,9 @@ from alerting.notifiers.base import (
     build_notification,
     idempotency_key,
 )
-from alerting.outbox_delivery import Backoff, OutboxDelivery
+from alerting.outbox_delivery import OutboxDelivery
 from alerting.outbox_orphans import Discarded, discard_messages
+from alerting.outbox_plan import Backoff
 from alerting.outbox_stats import OutboxStats
 from alerting.outbox_tables import (
     FAILED,
@@ -106,6 +107,9 @@ class Outbox(OutboxDelivery):
         # next delivery that succeeds makes those due at once, so a message does not wait minutes of
         # backoff grown during an outage once the destination is back.
         self._backing_off: set[str] = set(self._notifiers)
+        # (notifier, incident) -> clock time before which its messages are not sent: one of the far end's
+        # limits refused a call they need, not the notifier's as a whole (``OutboxDelivery._held_by_limit``).
+        self._limit_holds: dict[tuple[str, str], tuple[float, float]] = {}  # -> (set at, until)
         self.fence: LockFence = unfenced()  # serve's: nothing is sent unless it still holds the store lock
         self.hurry = threading.Event()  # serve's second stop signal: no message more is sent (stays pending)
         self._sends = threading.Condition()

@@ -8,7 +8,8 @@ the ``Clock`` and no attempt limit, until a delivery to that notifier succeeds a
 backing off is due at once, still in order per incident); a rate limit (``BackendError.retry_after``) pauses
 every call to that notifier until its Retry-After has passed, an hour at most (kept in the store,
 ``alerting.outbox_pauses``, so a restarted serve or a standby honours it too; a wait found to end further
-ahead than the outbox ever sets is over: the wall clock went back since); a non-retryable one marks it
+ahead than the outbox ever sets is over: the wall clock went back since), or, for one of its limits only
+(``BackendError.limit``: Slack's per method), its incident's messages alone; a non-retryable one marks it
 ``failed`` (kept, see ``Outbox.requeue_failed``). An ``edit_only`` change waiting when a later message of
 its incident waits too is set aside unsent (``_superseded``).
 
@@ -22,13 +23,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.fencing import LockFence, NotActive
-from alerting.notifiers.base import Notification, Notifier, ThreadState
+from alerting.notifiers.base import Notification, Notifier, ThreadOpeningNotifier, ThreadState
 from alerting.outbox_pauses import (
     MAX_PAUSE_SECONDS,
     keep_pause,
@@ -36,6 +36,7 @@ from alerting.outbox_pauses import (
     restart_pause,
     stored_pauses,
 )
+from alerting.outbox_plan import Backoff, Group, overtaken, plan, stands_in, waited_on
 from alerting.outbox_stats import OutboxStats
 from alerting.outbox_tables import (
     DISCARDED,
@@ -55,46 +56,6 @@ from gpuwarden.errors import BackendError
 logger = logging.getLogger("alerting.outbox")
 
 
-URGENCY_UNKNOWN = 4
-"""Where a message stored without a priority (before revision 0013) comes: after P3."""
-
-
-def _urgency(priority: str | None) -> int:
-    """0 for P0 (the most urgent) to 3 for P3; ``URGENCY_UNKNOWN`` for none or one not known."""
-    if priority is not None and len(priority) == 2 and priority[0] == "P" and priority[1] in "0123":
-        return int(priority[1])
-    return URGENCY_UNKNOWN
-
-
-def _stands_in(later: Notification, edit: Notification) -> bool:
-    """Whether ``later`` shows what ``edit`` would: not when a silence holds it and held nothing of the
-    edit (a webhook posts nothing for a silenced incident; the receiver would keep the edit's old figures
-    until the silence ends)."""
-    return later.silenced_until is None or edit.silenced_until is not None
-
-
-def _waited_on(edit: Notification, rows: Sequence[OutboxMessage]) -> bool:
-    """Whether ``edit``, held for a later one (``Outbox._edit_due``) and not set aside for the message after
-    it (``rows[1]``), goes now: that message is no edit, so it goes at once, and it waits behind the edit (a
-    change told under a silence that came after the edit, a resolution behind it: not held 5 minutes)."""
-    if not edit.edit_only or len(rows) < 2:
-        return False
-    return not Notification.model_validate_json(rows[1].payload).edit_only
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Exponential backoff between attempts of one message, capped; no attempt limit."""
-
-    initial_seconds: float = 2.0
-    factor: float = 2.0
-    max_seconds: float = 300.0
-
-    def delay(self, attempts: int) -> float:
-        """Seconds to wait after the ``attempts``-th failed attempt."""
-        return float(min(self.max_seconds, self.initial_seconds * self.factor ** max(0, attempts - 1)))
-
-
 class OutboxDelivery:
     """Sends the outbox's due messages in order, with retries and pauses; the base of ``Outbox``, which
     sets the state below."""
@@ -108,6 +69,7 @@ class OutboxDelivery:
     _paused_until: dict[str, float]
     _pauses_set: dict[str, tuple[float, float]]  # notifier name -> (when this process paused it, until)
     _backing_off: set[str]
+    _limit_holds: dict[tuple[str, str], tuple[float, float]]  # (notifier, incident) -> (set at, until)
     fence: LockFence
     hurry: threading.Event
     _sends: threading.Condition  # guards ``_in_flight`` and the check that no send starts after a stop
@@ -118,59 +80,59 @@ class OutboxDelivery:
         """Deliver every due message (of one notifier, or of all), in order per (notifier, incident);
         returns how many were sent.
 
-        Incidents are served most urgent first (the most urgent priority among their waiting messages),
-        then oldest first: after an outage, a new P0's page goes before a backlog of P3 updates. A message
-        more urgent than what is left, stored while this round delivers, is served next (the round is
-        planned again), so a rate-limited backlog that takes minutes does not hold a new page for them."""
+        Groups go in ``alerting.outbox_plan``'s order: every incident's first message alone, where its
+        notifier threads the rest under it (``ThreadOpeningNotifier``), before the other messages; each
+        part most urgent first, then oldest first. A message that goes before what is left, stored while
+        this round delivers, is served next (the round is planned again), so a rate-limited backlog that
+        takes minutes does not hold a new page for them."""
         failing: set[str] = set()
+        opened: set[tuple[str, str]] = set()  # groups whose first message this round tried alone
         sent = 0
         with self._sessions() as session:
             self._read_pauses(session, [notifier] if notifier is not None else list(self._notifiers))
+        openers = [n for n, d in self._notifiers.items() if isinstance(d, ThreadOpeningNotifier)]
         while True:
-            groups, newest = self._plan(notifier)
-            replan = False
-            for index, (notifier_name, incident_id, _) in enumerate(groups):
+            with self._sessions() as session:
+                groups, newest = plan(session, notifier, openers, opened)
+            replan = opening = False
+            for index, group in enumerate(groups):
                 if self.hurry.is_set():  # a second stop signal: what is left stays pending for the next start
                     return sent
-                destination = self._notifiers.get(notifier_name)
-                if destination is None or notifier_name in failing or self.paused(notifier_name):
+                if opening and not group.opens:
+                    replan = True  # the openings done: their incidents' replies take their places in order
+                    break
+                if group.opens:  # tried once a round, sent or not (each planning again opens one less)
+                    opening = True
+                    opened.add((group.notifier, group.incident_id))
+                destination = self._notifiers.get(group.notifier)
+                if destination is None or group.notifier in failing or self.paused(group.notifier):
                     continue
-                outcome = self._drain_group(destination, incident_id)
+                if group.opens:
+                    outcome = 0, self._open_group(destination, group.incident_id)
+                else:
+                    outcome = self._drain_group(destination, group.incident_id)
                 sent += outcome[0]
                 if outcome[1]:
                     # This destination is failing now: leave its other incidents for the next round.
-                    failing.add(notifier_name)
-                if index + 1 < len(groups) and self._overtaken(notifier, newest, groups[index + 1]):
+                    failing.add(group.notifier)
+                upcoming = groups[index + 1] if index + 1 < len(groups) else None
+                if upcoming is not None and self._overtaken(notifier, newest, upcoming, openers, opened):
                     replan = True
                     break
+            replan = replan or opening  # the last ones opened: their replies still wait
             if not replan:
                 return sent
 
-    def _waiting(self, notifier: str | None) -> Select[str, str, str | None, int]:
-        query = select(
-            OutboxMessage.notifier, OutboxMessage.incident_id, OutboxMessage.priority, OutboxMessage.id
-        ).where(OutboxMessage.status.in_(WAITING))
-        if notifier is not None:
-            query = query.where(OutboxMessage.notifier == notifier)
-        return query
-
-    def _plan(self, notifier: str | None) -> tuple[list[tuple[str, str, int]], int]:
-        """The (notifier, incident, urgency) groups with waiting messages, most urgent then oldest first,
-        and the newest waiting message's id."""
+    def _overtaken(
+        self,
+        notifier: str | None,
+        newest: int,
+        upcoming: Group,
+        openers: list[str],
+        opened: set[tuple[str, str]],
+    ) -> bool:
         with self._sessions() as session:
-            rows = session.execute(self._waiting(notifier).order_by(OutboxMessage.id)).all()
-        urgency: dict[tuple[str, str], int] = {}
-        for row in rows:  # dicts keep the first (oldest) message's place among equals
-            key = (row.notifier, row.incident_id)
-            urgency[key] = min(urgency.get(key, URGENCY_UNKNOWN), _urgency(row.priority))
-        order = sorted(urgency, key=lambda key: urgency[key])  # stable: oldest first among equals
-        return [(*key, urgency[key]) for key in order], (rows[-1].id if rows else 0)
-
-    def _overtaken(self, notifier: str | None, newest: int, upcoming: tuple[str, str, int]) -> bool:
-        """Whether a message stored since the plan (id past ``newest``) is more urgent than ``upcoming``."""
-        with self._sessions() as session:
-            later = session.execute(self._waiting(notifier).where(OutboxMessage.id > newest)).all()
-        return any(_urgency(row.priority) < upcoming[2] for row in later)
+            return overtaken(session, notifier, newest, upcoming, openers=openers, opened=opened)
 
     def paused(self, notifier: str) -> bool:
         """Whether ``notifier`` waits out a rate limit now (no call to it until its Retry-After passed), as
@@ -237,7 +199,7 @@ class OutboxDelivery:
     def _drain_group(self, notifier: Notifier, incident_id: str) -> tuple[int, bool]:
         """Send one incident's due messages in order; stop at the first failure. (sent, retryable failure)."""
         sent = 0
-        while True:
+        while not self._held(notifier.name, incident_id):
             with self._sessions() as session:
                 rows = session.scalars(
                     select(OutboxMessage)
@@ -259,13 +221,37 @@ class OutboxDelivery:
             # An edit held for a later one (``_edit_due``) is set aside for it before it is due.
             if len(rows) > 1 and self._superseded(head, notification, rows[1], due=due):
                 continue
-            if (not due and not _waited_on(notification, rows)) or self.hurry.is_set():
+            if (not due and not waited_on(notification, rows)) or self.hurry.is_set():
                 return sent, False
             result = self._attempt(notifier, head.id, notification)
             if result is True:
                 sent += 1
             elif result is False:
-                return sent, True
+                return sent, not self._held(notifier.name, incident_id)
+        return sent, False
+
+    def _open_group(self, notifier: Notifier, incident_id: str) -> bool:
+        """Post only the first message of the incident (its thread's top: ``ThreadOpeningNotifier``), where
+        its oldest waiting message is due and no edit; the rest of that message goes with the incident's
+        others (``_drain_group``). True: a retryable failure."""
+        with self._sessions() as session:
+            head = session.scalars(
+                select(OutboxMessage)
+                .where(
+                    OutboxMessage.notifier == notifier.name,
+                    OutboxMessage.incident_id == incident_id,
+                    OutboxMessage.status.in_(WAITING),
+                )
+                .order_by(OutboxMessage.id)
+                .limit(1)
+            ).first()
+        if head is None or not self._due(head) or self._held(notifier.name, incident_id):
+            return False
+        notification = Notification.model_validate_json(head.payload)
+        if notification.edit_only or self.hurry.is_set():  # an edit may be set aside (``_superseded``)
+            return False
+        failed = self._attempt(notifier, head.id, notification, opening=True) is False
+        return failed and not self._held(notifier.name, incident_id)
 
     def _superseded(
         self, head: OutboxMessage, edit: Notification, later: OutboxMessage, *, due: bool
@@ -274,12 +260,12 @@ class OutboxDelivery:
         when it is an ``edit_only`` change waiting (not in flight) and message ``later`` of its incident waits
         after it: every message carries the whole incident as it is after its change, so the later one shows
         all the edit would, and what changes at every scrape costs one call per dispatch round, not one per
-        scrape. Not when ``later`` is told under a silence and the edit was not (``_stands_in``). Kept with
+        scrape. Not when ``later`` is told under a silence and the edit was not (``stands_in``). Kept with
         its key, the same change told again (after a restart) is still a repeat. Only while this server holds
         the store lock (``_attempt`` says why not)."""
         if head.status != PENDING:
             return False
-        if not edit.edit_only or not _stands_in(Notification.model_validate_json(later.payload), edit):
+        if not edit.edit_only or not stands_in(Notification.model_validate_json(later.payload), edit):
             return False
         try:
             self.fence.require()
@@ -316,7 +302,9 @@ class OutboxDelivery:
                 return False
         return True
 
-    def _attempt(self, notifier: Notifier, row_id: int, notification: Notification) -> bool | None:
+    def _attempt(
+        self, notifier: Notifier, row_id: int, notification: Notification, *, opening: bool = False
+    ) -> bool | None:
         """Send message ``row_id`` (its payload: ``notification``). True: sent. False: will be retried (or not
         sent: serve stops, ``finish_sends``). None: failed for good (the next message may go). Only while this
         server holds the store lock, asked before the message is marked ``sending``: one that lost it leaves
@@ -329,19 +317,24 @@ class OutboxDelivery:
                 return False
             self._in_flight += 1
         try:
-            return self._send(notifier, row_id, notification)
+            return self._send(notifier, row_id, notification, opening=opening)
         finally:
             with self._sends:
                 self._in_flight -= 1
                 self._sends.notify_all()
 
-    def _send(self, notifier: Notifier, row_id: int, notification: Notification) -> bool | None:
-        """``_attempt``'s send, once it may: marked ``sending``, handed to the notifier, recorded."""
+    def _send(
+        self, notifier: Notifier, row_id: int, notification: Notification, *, opening: bool
+    ) -> bool | None:
+        """``_attempt``'s send, once it may: marked ``sending``, handed to the notifier, recorded. When
+        ``opening`` (``_open_group``), only its first post: it is an attempt like any while it runs (a
+        crash then leaves it ``sending``, retried as one that may have reached the far end, which finds
+        the post), and once the post is saved the message waits as before it, its attempt not counted."""
         with self._sessions() as session, session.begin():
             row = session.get_one(OutboxMessage, row_id)
             retry = row.attempts > 0
             row.status, row.attempts = SENDING, row.attempts + 1
-            # Due now, whatever it waited for: one sent before its hold ended (``_waited_on``) and found
+            # Due now, whatever it waited for: one sent before its hold ended (``waited_on``) and found
             # ``sending`` after a crash is retried at once, not at that time with what waits behind it.
             row.next_attempt_at = min(row.next_attempt_at, self._clock.time())
             attempts, incident_id = row.attempts, row.incident_id
@@ -356,8 +349,14 @@ class OutboxDelivery:
             self._save_thread(notifier.name, incident_id, state)
 
         try:
-            delivered = notifier.deliver(notification, thread, retry=retry, save=save)
+            if opening and isinstance(notifier, ThreadOpeningNotifier):
+                notifier.open_thread(notification, thread, retry=retry, save=save)
+                delivered = None
+            else:
+                delivered = notifier.deliver(notification, thread, retry=retry, save=save)
         except BackendError as exc:
+            if exc.retry_after is not None and exc.limit:
+                return self._held_by_limit(notifier.name, row_id, exc.retry_after, str(exc))
             if exc.retry_after is not None:
                 return self._rate_limited(notifier.name, row_id, exc.retry_after, str(exc))
             return self._failed(row_id, attempts, str(exc), retryable=exc.retryable)
@@ -367,7 +366,10 @@ class OutboxDelivery:
             return self._failed(row_id, attempts, f"{type(exc).__name__}: {exc}", retryable=True)
         with self._sessions() as session, session.begin():
             row = session.get_one(OutboxMessage, row_id)
-            row.status, row.sent_at, row.last_error = SENT, self._clock.time(), None
+            if opening:  # the rest of it goes in its turn, as the attempt it was before this
+                row.status, row.attempts = PENDING, row.attempts - 1
+            else:
+                row.status, row.sent_at, row.last_error = SENT, self._clock.time(), None
             if notifier.name in self._backing_off:
                 self._backing_off.discard(notifier.name)
                 session.execute(
@@ -380,6 +382,8 @@ class OutboxDelivery:
                     )
                     .values(next_attempt_at=self._clock.time())
                 )
+        if opening:
+            return True
         held = delivered is False  # the notifier sent nothing for it (a silenced incident's change)
         self.stats.count(self.stats.by_notifier_held if held else self.stats.by_notifier_sent, notifier.name)
         return True
@@ -445,6 +449,38 @@ class OutboxDelivery:
             error,
         )
         return False
+
+    def _held_by_limit(self, notifier: str, row_id: int, wait: float, error: str) -> bool:
+        """One of the far end's limits refused a call this message needs (``BackendError.limit``), not the
+        notifier's as a whole: its incident's messages wait ``wait`` seconds (an hour at most), the others
+        go on. The attempt is not counted (``_rate_limited``). Kept in memory only: a restart calls once
+        more, and is told again."""
+        now = self._clock.time()
+        until = now + min(wait, MAX_PAUSE_SECONDS)
+        with self._sessions() as session, session.begin():
+            row = session.get_one(OutboxMessage, row_id)
+            row.status, row.attempts, row.last_error = PENDING, row.attempts - 1, error[:2000]
+            row.next_attempt_at, incident_id = until, row.incident_id
+        self._limit_holds[(notifier, incident_id)] = (now, until)
+        self.stats.count(self.stats.by_notifier_retried, notifier)
+        logger.warning(
+            "rate limited: this incident's messages wait %.0f s, the others go on notifier=%s incident_id=%s"
+            " error=%s",
+            wait,
+            notifier,
+            incident_id,
+            error,
+        )
+        return False
+
+    def _held(self, notifier: str, incident_id: str) -> bool:
+        """Whether the incident's messages wait out a limit of the far end (``_held_by_limit``); not once
+        the wall clock went back past when it was set (the wait would be stretched by the step)."""
+        set_at, until = self._limit_holds.get((notifier, incident_id), (0.0, 0.0))
+        now = self._clock.time()
+        if until and (until <= now or now < set_at):
+            del self._limit_holds[(notifier, incident_id)]
+        return set_at <= now < until
 
     def _save_thread(self, notifier: str, incident_id: str, state: ThreadState) -> None:
         with self._sessions() as session, session.begin():

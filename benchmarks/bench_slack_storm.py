@@ -7,6 +7,8 @@ all queued in the outbox before the first is sent, and delivered through the rea
 posts to one channel (``slack.channel``), so every post waits on that channel's limit. Prints how long
 until every incident's message (its page) is posted and until all is told, the calls Slack answered 429,
 by method, the outbox's own rate-limit pauses, and whether each thread kept its incident's order (it must).
+``seconds_until_last_first_message`` is when the last incident's first (top-level) message was posted (the
+moment every page is out), and ``replies_before_last_first_message`` how many thread replies went before it.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ if __name__ == "__main__":
 
 from alerting.db import make_engine  # noqa: E402 - imported after the command line is read
 from alerting.migrate import upgrade  # noqa: E402
+from alerting.notifiers.pacing import POSTS_PER_SECOND  # noqa: E402
 from alerting.notifiers.recorder import SlackRecorder  # noqa: E402
 from alerting.notifiers.slack import SlackNotifier, make_client  # noqa: E402
 from alerting.outbox import Outbox  # noqa: E402
@@ -57,7 +60,9 @@ def main(count: int = INCIDENTS) -> None:
     clock = SystemClock()
     with SlackRecorder(rate_limits=True, channels=[CHANNEL]) as recorder:
         client = make_client(recorder.token, base_url=recorder.base_url)
-        notifier = SlackNotifier(client, CHANNEL, charts=False, clock=clock)
+        notifier = SlackNotifier(
+            client, CHANNEL, charts=False, clock=clock, posts_per_second=POSTS_PER_SECOND
+        )
         outbox = Outbox(engine, [notifier], clock)
         incidents = [make_incident(f"inc-{i:04d}", title=f"node n{i:04d} lost a GPU") for i in range(count)]
         for incident in incidents:  # one tick opens them all; people acknowledge them after
@@ -76,7 +81,9 @@ def main(count: int = INCIDENTS) -> None:
                 time.sleep(0.05)
         took = time.monotonic() - start
         parents = recorder.channel_messages(CHANNEL)
-        last_page = max(float(p.ts) for p in parents) - started_at  # the stand-in stamps them with time()
+        last_first = max(float(p.ts) for p in parents)  # the stand-in stamps them with time()
+        replies = [r for p in parents for r in recorder.replies(p.ts)]
+        early_replies = sum(1 for r in replies if float(r.ts) < last_first)
         in_order = all(
             [r.event for r in recorder.replies(p.ts)] == ["opened", "acknowledged"] for p in parents
         )
@@ -92,7 +99,9 @@ def main(count: int = INCIDENTS) -> None:
                 "parents": len(parents),
                 "posts": posts,
                 "updates": len(recorder.calls_to("chat.update")),
-                "seconds_until_every_page": round(last_page, 1),
+                "seconds_until_every_page": round(last_first - started_at, 1),
+                "seconds_until_last_first_message": round(last_first - started_at, 1),
+                "replies_before_last_first_message": early_replies,
                 "seconds_until_all_told": round(took, 1),
                 "posts_per_second": round(posts / took, 2),
                 "answered_429_by_method": limits.refused,

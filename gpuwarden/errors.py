@@ -123,7 +123,9 @@ class SourceError(GpuwardenError):
 class BackendError(GpuwardenError):
     """A remediation or notification backend failed (Slurm, Kubernetes, Slack); ``code`` is the backend's
     own error code when it gave one (Slack's ``message_not_found``). ``retry_after``: the backend refused
-    the call for a rate limit and asked to wait that many seconds before calling it again."""
+    the call for a rate limit and asked to wait that many seconds before calling it again; ``limit``: which
+    of its limits, where it has several and the others still take calls (Slack's per method: a history
+    lookup refused, posts go on), empty for the backend's as a whole."""
 
     def __init__(
         self,
@@ -133,11 +135,13 @@ class BackendError(GpuwardenError):
         retryable: bool = False,
         code: str = "",
         retry_after: float | None = None,
+        limit: str = "",
     ) -> None:
         self.backend = backend
         self.retryable = retryable
         self.code = code
         self.retry_after = retry_after
+        self.limit = limit
         super().__init__(f"{backend}: {message}" if backend else message)
 
 

@@ -388,6 +388,22 @@ class EditHoldingNotifier(Notifier, Protocol):
         ...
 
 
+@runtime_checkable
+class ThreadOpeningNotifier(Notifier, Protocol):
+    """A notifier that shows an incident as one message with its timeline as replies under it (Slack's
+    thread): the outbox has it post every waiting incident's first message (``open_thread``) before the
+    other messages, so on a rate-limited channel a new incident is not paged after the timelines of all
+    those before it (``alerting.outbox_plan``)."""
+
+    def open_thread(
+        self, notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
+    ) -> bool:
+        """Post only the incident's message where delivering ``notification`` would post it, saved by
+        ``save``; ``deliver`` is called for the rest after. False when it has none to post (``deliver``
+        does all); ``retry`` as for ``deliver``."""
+        ...
+
+
 NotifierFactory = Callable[..., Notifier]
 
 

@@ -26,6 +26,11 @@ BAND_COLOUR = "#7f7f7f"
 TITLE_MAX = 110  # characters a title keeps: a longer one collapsed the 8-inch chart's axes to nothing
 
 
+def chart_filename(n: Notification) -> str:
+    """The name of the incident's chart in Slack: a retry looks for it in the thread."""
+    return f"{n.incident_id}.png"
+
+
 class SeriesSource(Protocol):
     """Finds the series that show an incident's anomaly (a PromQL range, ...); asked at delivery time."""
 

@@ -3,8 +3,9 @@
 Every slack-sdk error is translated into ``BackendError(retryable=...)`` in ``SlackNotifier._call`` and
 nowhere else (by ``alerting.notifiers.slack_client``, which also builds the client: ``make_client``, whose
 retries of short rate limits honour ``Retry-After``); a longer rate limit, or one left after those retries,
-is a ``BackendError`` with ``retry_after``, and the outbox makes no call to the notifier until it has
-passed. Outages are retried by the outbox.
+is a ``BackendError`` with ``retry_after``: of a post, the outbox makes no call to the notifier until it has
+passed; of another method, its ``limit``, only that incident waits (``alerting.notifiers.pacing``). Outages
+are retried by the outbox.
 
 slack-sdk's ``timeout`` (``slack.timeout_seconds``) bounds each read of an answer, not the call: every call
 (a post, an update, a history page, a chart upload's three steps together) also has a whole-call deadline
@@ -25,7 +26,7 @@ than fail the message for good.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -44,10 +45,20 @@ from alerting.notifiers.blocks import (
     timeline_reply,
     truncate,
 )
-from alerting.notifiers.charts import SeriesSource, render_chart
+from alerting.notifiers.charts import SeriesSource, chart_filename, render_chart
 from alerting.notifiers.deadline import DeadlineCaller
+from alerting.notifiers.pacing import POSTS_PER_SECOND, MethodLimits, PostPacing
 from alerting.notifiers.series import series_source_from_config
 from alerting.notifiers.slack_client import make_client, translate
+from alerting.notifiers.slack_history import (
+    CLOCK_SKEW_SECONDS,
+    HISTORY_PAGE,
+    HISTORY_PAGES,
+    NEAR_SECONDS,
+    has_key,
+    history_windows,
+    metadata_for,
+)
 from alerting.subscriptions import ChangeKind
 from gpuwarden.clock import Clock, SystemClock
 from gpuwarden.config import SlackConfig
@@ -57,16 +68,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["SlackNotifier", "make_client"]  # make_client is slack_client's, still imported from here
 
-METADATA_EVENT_TYPE = "gpuwarden_notification"
-HISTORY_PAGE = 200
-# The parent lookup makes at most this many calls (5,000 messages read where every call is a full page): a
-# channel busier than that around the post gets the message again, at-least-once.
-HISTORY_PAGES = 25
-# The lookup reads time windows from the event on (``history_windows``): the first from this long before
-# the event to as long after it, each next one twice as long, then what is left up to this hour's end...
-NEAR_SECONDS = 300
-# ... and last the hour before the first window: Slack's clock may be behind this machine's.
-CLOCK_SKEW_SECONDS = 3600
 CHART_CHANGES = frozenset({ChangeKind.OPENED, ChangeKind.REOPENED})
 REPLIES_PAGE = 200
 
@@ -77,19 +78,6 @@ MESSAGE_GONE = frozenset({"message_not_found", "cant_update_message"})
 CONTENT_REFUSED = frozenset(
     {"invalid_blocks", "invalid_blocks_format", "invalid_attachments", "too_many_attachments", "msg_too_long"}
 )
-
-
-def history_windows(since: float, now: float) -> Iterator[tuple[float, float | None]]:
-    """The ``(oldest, latest)`` windows the parent lookup reads, in order: from ``NEAR_SECONDS`` before the
-    event, each twice as long as the one before, the last open (up to whatever Slack holds, its clock maybe
-    ahead of ours); then the hour before, for a Slack clock behind ours. Each is read newest first, so the
-    messages read before the one looked for are those of its window, not all of them since."""
-    oldest, width = since - NEAR_SECONDS, 2.0 * NEAR_SECONDS
-    while oldest + width < now:
-        yield oldest, oldest + width
-        oldest, width = oldest + width, 2 * width
-    yield oldest, None
-    yield since - NEAR_SECONDS - CLOCK_SKEW_SECONDS, since - NEAR_SECONDS
 
 
 class SlackNotifier:
@@ -107,9 +95,18 @@ class SlackNotifier:
         interactive: bool = True,
         call_deadline_seconds: float = 30.0,
         clock: Clock | None = None,
+        posts_per_second: float = 0.0,
     ) -> None:
         self._client = client
-        self._clock = clock or SystemClock()  # where the history lookup's windows end
+        self._clock = clock or SystemClock()  # where the history lookup's windows end, and what posts wait on
+        # Posts to a channel paced to ``posts_per_second`` (``PostPacing``; 0, as the tests' stand-in: none):
+        # ``from_config`` (serve) paces them as Slack documents.
+        self._pacing = PostPacing(self._clock, rate=posts_per_second)
+        self._limits = MethodLimits(self._clock)  # the other methods' 429s, each its own (``pacing``)
+        self._channel_ids: dict[str, str] = {}  # slack.channel (maybe a name) -> its id, once posted to
+        # Incident -> (ts, key) of the message ``open_thread`` posted for notification ``key``: its delivery
+        # does not edit what it just posted (a restart forgets it: one edit more, as idempotent as any).
+        self._opened: dict[str, tuple[str, str]] = {}
         self._deadline = DeadlineCaller(
             call_deadline_seconds, name=name, setting="slack.call_deadline_seconds"
         )
@@ -128,7 +125,8 @@ class SlackNotifier:
     ) -> SlackNotifier:
         """Build from the ``slack`` config section; the real Slack API unless ``base_url`` says otherwise.
 
-        Charts read Prometheus at ``chart_prometheus_url`` when it is set.
+        Charts read Prometheus at ``chart_prometheus_url`` when it is set. Posts are paced to Slack's one a
+        second per channel (``alerting.notifiers.pacing``).
         """
         if config.bot_token is None:
             raise ConfigError("no bot token; set it to {env: SLACK_BOT_TOKEN}", field="slack.bot_token")
@@ -150,6 +148,7 @@ class SlackNotifier:
             interactive=config.signing_secret is not None,
             call_deadline_seconds=config.call_deadline_seconds,
             clock=clock,
+            posts_per_second=POSTS_PER_SECOND,
         )
 
     @property
@@ -158,10 +157,18 @@ class SlackNotifier:
         return self._name
 
     def _call(self, method: str, call: Callable[[], SlackResponse]) -> SlackResponse:
+        """Call Slack; a 429 of any method but posts (which every message makes) holds only that method."""
+        own_limit = method != "chat.postMessage"
+        if own_limit:
+            self._limits.check(method)
         try:
             return self._deadline.call(method, call)
         except (SlackClientError, OSError) as exc:
-            raise translate(method, exc) from exc
+            error = translate(method, exc)
+            if own_limit and error.retry_after is not None:
+                self._limits.hold(method, error.retry_after)
+                error.limit = method
+            raise error from exc
 
     def deliver(
         self, notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
@@ -190,7 +197,7 @@ class SlackNotifier:
         broadcast = notification.needs_attention or (
             notification.is_resolution and self._broadcast_resolutions and not notification.held
         )
-        metadata = self._metadata(notification.incident_id, notification.key, notification.event_kind)
+        metadata = metadata_for(notification.incident_id, notification.key, notification.event_kind)
         self._send(
             "chat.postMessage",
             notification,
@@ -204,7 +211,21 @@ class SlackNotifier:
                 reply_broadcast=broadcast,
                 metadata=metadata,
             ),
+            pace=channel,
         )
+        return True
+
+    def open_thread(
+        self, notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
+    ) -> bool:
+        """Post only the incident's message (its thread's top), saved by ``save``, where ``deliver`` would
+        post it; ``deliver`` adds the rest after, not editing it again (``ThreadOpeningNotifier``). False when
+        there is none to post: posted already, or the incident silenced (``deliver`` posts none then)."""
+        if notification.silenced_until is not None or (thread.ts is not None and thread.channel is not None):
+            return False
+        thread, posted_now = self._parent(notification, thread, retry=retry, save=save)
+        if posted_now and thread.ts is not None:  # one found after a crash may show an older state: edited
+            self._opened[notification.incident_id] = (thread.ts, notification.key)
         return True
 
     def _shown(
@@ -212,9 +233,11 @@ class SlackNotifier:
     ) -> ThreadState:
         """The incident's message, as it is after this change: posted, or edited in place (posted again when
         someone deleted it: the new one carries this event and the later ones)."""
+        opened = self._opened.pop(notification.incident_id, None)
         thread, posted_now = self._parent(notification, thread, retry=retry, save=save)
         assert thread.channel is not None and thread.ts is not None
-        if not posted_now and not self._edit(thread.channel, thread.ts, notification):
+        shows_it = posted_now or opened == (thread.ts, notification.key)  # posted by ``open_thread``
+        if not shows_it and not self._edit(thread.channel, thread.ts, notification):
             logger.warning("slack message gone, posting a new one incident_id=%s", notification.incident_id)
             thread, _ = self._parent(notification, ThreadState(), retry=False, save=save)
         return thread
@@ -226,10 +249,15 @@ class SlackNotifier:
         message: SlackMessage,
         minimal: SlackMessage,
         send: Callable[[SlackMessage], SlackResponse],
+        *,
+        pace: str | None = None,
     ) -> SlackResponse:
         """Send ``message``; when Slack refuses its content (which it would do again on every retry), log
-        why and send ``minimal`` instead, so the incident still reaches the channel."""
+        why and send ``minimal`` instead, so the incident still reaches the channel. A post to channel
+        ``pace`` waits for its pace first (``PostPacing``), outside the call's deadline."""
         try:
+            if pace is not None:
+                self._pacing.wait(self._channel_ids.get(pace, pace))
             return self._call(method, lambda: send(message))
         except BackendError as exc:
             if exc.code not in CONTENT_REFUSED:
@@ -237,6 +265,8 @@ class SlackNotifier:
             logger.warning(
                 "slack refused the message, sending a minimal one incident_id=%s error=%s", n.incident_id, exc
             )
+            if pace is not None:
+                self._pacing.wait(self._channel_ids.get(pace, pace))
             return self._call(method, lambda: send(minimal))
 
     def _update_silenced(self, n: Notification, thread: ThreadState) -> bool:
@@ -272,11 +302,6 @@ class SlackNotifier:
     def _parent_key(self, incident_id: str) -> str:
         return f"{self._name}:{incident_id}:parent"
 
-    def _metadata(self, incident_id: str, key: str, event: str = "") -> dict[str, Any]:
-        """The idempotency key (and, on a reply, the timeline event's kind, for apps reading the thread)."""
-        payload = {"incident_id": incident_id, "key": key, **({"event": event} if event else {})}
-        return {"event_type": METADATA_EVENT_TYPE, "event_payload": payload}
-
     def _parent(
         self, n: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
     ) -> tuple[ThreadState, bool]:
@@ -302,19 +327,15 @@ class SlackNotifier:
                 channel=self._channel,
                 text=message.text,
                 attachments=message.attachments,
-                metadata=self._metadata(n.incident_id, key),
+                metadata=metadata_for(n.incident_id, key),
                 unfurl_links=False,
             ),
+            pace=self._channel,
         )
         thread = thread.with_message(str(response["channel"]), str(response["ts"]))
+        self._channel_ids[self._channel] = thread.channel or self._channel
         save(thread)
         return thread, True
-
-    @staticmethod
-    def _has_key(message: Any, key: str) -> bool:
-        metadata = message.get("metadata") if isinstance(message, dict) else None
-        payload = metadata.get("event_payload") if isinstance(metadata, dict) else None
-        return isinstance(payload, dict) and payload.get("key") == key
 
     def _look(self, method: str, channel: str, call: Callable[[], SlackResponse]) -> SlackResponse | None:
         """A lookup of what may already be in Slack; None when Slack refuses it for good (``missing_scope``
@@ -363,7 +384,7 @@ class SlackNotifier:
                 if response is None:
                     return None
                 for message in response.get("messages") or []:
-                    if self._has_key(message, key):
+                    if has_key(message, key):
                         return channel, str(message["ts"])
                 cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
                 if cursor is None:
@@ -379,12 +400,12 @@ class SlackNotifier:
 
     def _find_reply(self, channel: str, ts: str, key: str, since: float) -> bool:
         """Whether the thread already holds a reply with this key, posted after ``since`` (its event)."""
-        return self._in_thread(channel, ts, since, lambda message: self._has_key(message, key))
+        return self._in_thread(channel, ts, since, lambda message: has_key(message, key))
 
     def _chart_in_thread(self, n: Notification, channel: str, ts: str) -> bool:
         """Whether the thread already holds the incident's chart (a file share of ``_attach_chart``'s
         filename): attached before a crash that came before ``chart_posted`` was saved."""
-        filename = _chart_filename(n)
+        filename = chart_filename(n)
 
         def shares(message: Any) -> bool:
             files = message.get("files") if isinstance(message, dict) else None
@@ -471,13 +492,8 @@ class SlackNotifier:
                 channel=channel,
                 thread_ts=ts,
                 content=png,
-                filename=_chart_filename(n),
+                filename=chart_filename(n),
                 title=truncate(escape(f"Anomalous series: {names}"), 250),
                 alt_txt=f"Chart of {names} for incident {n.incident_id}"[:1000],
             ),
         )
-
-
-def _chart_filename(n: Notification) -> str:
-    """The name of the incident's chart in Slack: a retry looks for it in the thread."""
-    return f"{n.incident_id}.png"

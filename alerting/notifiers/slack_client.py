@@ -1,10 +1,11 @@
 """The slack-sdk client the Slack notifier calls through, and the one place its errors are translated.
 
 Short rate limits are retried inside slack-sdk by ``RateLimitErrorRetryHandler`` (it honours
-``Retry-After``), up to ``MAX_RETRY_AFTER_SECONDS`` and within the call's deadline; a longer one, or one
-left after those retries, is a ``BackendError`` with ``retry_after``, and the outbox makes no call to the
-notifier until it has passed. ``translate`` turns every slack-sdk and transport error into
-``BackendError(retryable=...)``; ``alerting.notifiers.slack.SlackNotifier._call`` is its only caller.
+``Retry-After``), up to ``MAX_RETRY_AFTER_SECONDS`` and within the call's deadline, but for the lookups
+(``NOT_RETRIED_IN_CLIENT``); a longer one, or one left after those retries, is a ``BackendError`` with
+``retry_after`` (the notifier says which limit: ``alerting.notifiers.pacing``). ``translate`` turns every
+slack-sdk and transport error into ``BackendError(retryable=...)``;
+``alerting.notifiers.slack.SlackNotifier._call`` is its only caller.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any
 from urllib.error import HTTPError
+from urllib.parse import urlsplit
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
@@ -57,6 +59,9 @@ FIXES = {
 # The longest Retry-After slept inside the client: the outbox's dispatcher is one thread, so a 429 asking
 # for an hour held every other incident's messages (the outbox retries such a message later instead).
 MAX_RETRY_AFTER_SECONDS = 30
+# Lookups are not retried in the client at all: the dispatcher is one thread, and their limits (Tier 3, or one
+# a minute for some apps) are not the posts'; the outbox holds the incident whose retry looks (``pacing``).
+NOT_RETRIED_IN_CLIENT = frozenset({"conversations.history", "conversations.replies"})
 
 
 class _ShortRateLimitRetries(RateLimitErrorRetryHandler):
@@ -71,6 +76,8 @@ class _ShortRateLimitRetries(RateLimitErrorRetryHandler):
         error: Exception | None = None,
     ) -> bool:
         if response is None or response.status_code != 429:
+            return False
+        if urlsplit(request.url).path.rstrip("/").rsplit("/", 1)[-1] in NOT_RETRIED_IN_CLIENT:
             return False
         wait = next((v for k, v in response.headers.items() if k.lower() == "retry-after"), ["1"])
         seconds = str(wait[0] if isinstance(wait, list) and wait else wait).strip()

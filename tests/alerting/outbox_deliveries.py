@@ -12,16 +12,19 @@ from alerting.notifiers.webhook import WebhookNotifier
 from alerting.outbox import Outbox
 from alerting.outbox_tables import DISCARDED, SENT
 from alerting.subscriptions import ChangeKind
-from gpuwarden.clock import FakeClock
+from gpuwarden.clock import Clock, FakeClock
 from gpuwarden.config_notify import WebhookConfig
 from tests.alerting.notifiers.incidents import change, lifecycle, make_incident, reassessed
 
 REPLY_ORDER = ["opened", "priority_changed", "acknowledged", "mitigating", "resolved"]
 
 
-def slack(recorder: SlackRecorder, channel: str = "#gpu-incidents") -> SlackNotifier:
+def slack(
+    recorder: SlackRecorder, channel: str = "#gpu-incidents", clock: Clock | None = None
+) -> SlackNotifier:
+    """``clock``: the outbox's, where a test moves it past a rate limit the notifier keeps too."""
     return SlackNotifier(
-        make_client(recorder.token, base_url=recorder.base_url, rate_limit_retries=0), channel
+        make_client(recorder.token, base_url=recorder.base_url, rate_limit_retries=0), channel, clock=clock
     )
 
 

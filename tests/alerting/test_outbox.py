@@ -185,17 +185,21 @@ def test_a_page_stored_while_a_backlog_drains_goes_next_not_after_the_backlog(
 ) -> None:
     """A round planned its order once: a P0 stored while it delivered (rate limited, for minutes) waited
     for every incident of the round."""
-    outbox = Outbox(engine, [slack(recorder)], FakeClock())
+    notifier = slack(recorder)
+    outbox = Outbox(engine, [notifier], FakeClock())
     for name in "abc":
         outbox(_opened(f"inc-{name}", Priority.P3))
-    real_deliver = outbox._notifiers["slack"].deliver
+    real_open = notifier.open_thread  # each incident's message goes before the replies: alone, opening it
 
-    def deliver(notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver) -> None:
-        real_deliver(notification, thread, retry=retry, save=save)
+    def open_thread(
+        notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
+    ) -> bool:
+        opened = real_open(notification, thread, retry=retry, save=save)
         if notification.incident_id == "inc-a":
             outbox(_opened("inc-z", Priority.P0))  # the engine opens a P0 meanwhile
+        return opened
 
-    outbox._notifiers["slack"].deliver = deliver  # type: ignore[method-assign]
+    notifier.open_thread = open_thread  # type: ignore[method-assign]
     assert outbox.dispatch_due() == 4
     assert _parents(recorder) == ["a", "z", "b", "c"]
 

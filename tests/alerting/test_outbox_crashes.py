@@ -179,7 +179,7 @@ def test_a_recovery_lookup_that_slack_refuses_is_retried_never_posted_blind(
         dying.dispatch_due()
 
     clock = FakeClock()
-    restarted = Outbox(engine, [slack(recorder, channel)], clock)
+    restarted = Outbox(engine, [slack(recorder, channel, clock)], clock)
     recorder.fail_next("conversations.history", status=status, error=error, retry_after=retry_after)
     assert restarted.dispatch_due() == 0
     assert len(recorder.channel_messages()) == 1 and [m.status for m in restarted.messages()] == [PENDING]

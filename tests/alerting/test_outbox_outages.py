@@ -183,10 +183,10 @@ def test_once_a_delivery_succeeds_messages_backing_off_after_the_outage_go_at_on
     assert outbox.messages(PENDING)[0].next_attempt_at - clock.time() >= 128
     recorder.set_outage(None)  # Slack is back; a new incident's message is the first to go
     outbox(lifecycle("inc-b")[0])
-    assert outbox.dispatch_due() == 1
-    assert outbox.dispatch_due() == 2  # inc-a's, at once and in order, not minutes later
-    thread = outbox.thread("slack", "inc-a")
-    assert thread is not None and thread.ts is not None
+    assert outbox.dispatch_due() == 3  # then inc-a's two, at once and in order, not minutes later
+    thread, new = outbox.thread("slack", "inc-a"), outbox.thread("slack", "inc-b")
+    assert thread is not None and thread.ts is not None and new is not None
+    assert [m.ts for m in recorder.channel_messages()] == [new.ts, thread.ts]
     assert reply_kinds(recorder, thread.ts) == REPLY_ORDER[:2]
 
 

@@ -171,3 +171,38 @@ def test_a_clock_set_back_does_not_stretch_a_webhooks_hold(
     assert outbox.dispatch_due() == 1
     assert [m.status for m in outbox.messages()] == ["sent", "discarded", "sent"]
     hook.close()
+
+
+def test_a_rate_limited_history_lookup_holds_its_incident_only_and_other_pages_go_on(
+    sql: Engine, recorder: SlackRecorder
+) -> None:
+    """Slack's limits are per method: a 429 on ``conversations.history`` (the lookup a retried first post
+    makes) with ``Retry-After: 60`` paused every Slack call 60 s, a new incident's page included."""
+    clock = FakeClock()
+    channel = recorder.channel_id("#gpu-incidents")
+    slack = SlackNotifier(make_client(recorder.token, base_url=recorder.base_url), channel, clock=clock)
+    outbox = Outbox(sql, [slack], clock)
+    outbox(lifecycle("inc-a")[0])
+    recorder.fail_next("chat.postMessage", status=503)  # inc-a's first post fails: its retry looks first
+    assert outbox.dispatch_due() == 0
+    clock.advance(5)
+    recorder.fail_next("conversations.history", status=429, retry_after=60)
+    outbox(lifecycle("inc-b")[0])
+    assert outbox.dispatch_due() == 1  # inc-b's page, at once
+    assert not outbox.paused("slack")
+    assert _history_calls(recorder) == [429]  # not retried in the client (it held every message)
+    b = outbox.thread("slack", "inc-b")
+    assert b is not None and [m.ts for m in recorder.channel_messages()] == [b.ts]
+    outbox(lifecycle("inc-c")[0])
+    clock.advance(30)
+    assert outbox.dispatch_due() == 1  # inc-c's, while inc-a waits its 60 s without calling Slack again
+    assert _history_calls(recorder) == [429]
+    clock.advance(31)
+    assert outbox.dispatch_due() == 1  # inc-a's, once
+    a = outbox.thread("slack", "inc-a")
+    assert a is not None and len(recorder.channel_messages()) == 3
+    assert [r.event for r in recorder.replies(str(a.ts))] == ["opened"]
+
+
+def _history_calls(recorder: SlackRecorder) -> list[int]:
+    return [c.status for c in recorder.calls if c.method == "conversations.history"]

@@ -1,0 +1,46 @@
+"""Where the Slack notifier looks for a message an earlier attempt may have posted: the time windows of the
+channel history it reads (``history_windows``), how many calls that lookup may make, and how it knows the
+message (``has_key``: the idempotency key in its metadata, ``metadata_for``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+METADATA_EVENT_TYPE = "gpuwarden_notification"
+HISTORY_PAGE = 200
+# The parent lookup makes at most this many calls (5,000 messages read where every call is a full page): a
+# channel busier than that around the post gets the message again, at-least-once.
+HISTORY_PAGES = 25
+# The lookup reads time windows from the event on (``history_windows``): the first from this long before
+# the event to as long after it, each next one twice as long, then what is left up to this hour's end...
+NEAR_SECONDS = 300
+# ... and last the hour before the first window: Slack's clock may be behind this machine's.
+CLOCK_SKEW_SECONDS = 3600
+
+
+def history_windows(since: float, now: float) -> Iterator[tuple[float, float | None]]:
+    """The ``(oldest, latest)`` windows the parent lookup reads, in order: from ``NEAR_SECONDS`` before the
+    event, each twice as long as the one before, the last open (up to whatever Slack holds, its clock maybe
+    ahead of ours); then the hour before, for a Slack clock behind ours. Each is read newest first, so the
+    messages read before the one looked for are those of its window, not all of them since."""
+    oldest, width = since - NEAR_SECONDS, 2.0 * NEAR_SECONDS
+    while oldest + width < now:
+        yield oldest, oldest + width
+        oldest, width = oldest + width, 2 * width
+    yield oldest, None
+    yield since - NEAR_SECONDS - CLOCK_SKEW_SECONDS, since - NEAR_SECONDS
+
+
+def has_key(message: Any, key: str) -> bool:
+    """Whether a message Slack returned carries the idempotency key ``key`` in its metadata."""
+    metadata = message.get("metadata") if isinstance(message, dict) else None
+    payload = metadata.get("event_payload") if isinstance(metadata, dict) else None
+    return isinstance(payload, dict) and payload.get("key") == key
+
+
+def metadata_for(incident_id: str, key: str, event: str = "") -> dict[str, Any]:
+    """A message's Slack metadata: its idempotency key (and, on a reply, the timeline event's kind, for apps
+    reading the thread)."""
+    payload = {"incident_id": incident_id, "key": key, **({"event": event} if event else {})}
+    return {"event_type": METADATA_EVENT_TYPE, "event_payload": payload}
