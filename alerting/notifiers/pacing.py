@@ -61,11 +61,17 @@ class MethodLimits:
         self._until: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def hold(self, method: str, seconds: float) -> None:
-        """Slack refused ``method`` and asked to wait ``seconds``."""
-        with self._lock:
-            until = self._clock.monotonic() + seconds
-            self._until[method] = max(until, self._until.get(method, until))
+    def noted(self, method: str, error: BackendError) -> BackendError:
+        """``error`` of a call of ``method``: when Slack refused it and asked to wait, ``method`` is held that
+        long and the error names its limit. (A function, so that the caller raises it unnamed: an error held
+        by a name in the frame it is raised from is a cycle with its traceback, freed whenever the garbage
+        collector runs, and the HTTP error's socket with it: an unclosed-socket warning much later.)"""
+        if error.retry_after is not None:
+            with self._lock:
+                until = self._clock.monotonic() + error.retry_after
+                self._until[method] = max(until, self._until.get(method, until))
+            error.limit = method
+        return error
 
     def check(self, method: str) -> None:
         """Raise the rate limit still holding ``method`` (no call made: Slack would refuse it again)."""

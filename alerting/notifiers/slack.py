@@ -164,11 +164,9 @@ class SlackNotifier:
         try:
             return self._deadline.call(method, call)
         except (SlackClientError, OSError) as exc:
-            error = translate(method, exc)
-            if own_limit and error.retry_after is not None:
-                self._limits.hold(method, error.retry_after)
-                error.limit = method
-            raise error from exc
+            raise (
+                self._limits.noted(method, translate(method, exc)) if own_limit else translate(method, exc)
+            ) from exc
 
     def deliver(
         self, notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
