@@ -119,10 +119,7 @@ def test_a_port_in_use_is_a_json_error_line_and_exit_75(tmp_path: Path, taken_po
     assert result.returncode == EXIT_TEMPFAIL, result.stderr
     errors = [line for line in _json_lines(result.stderr) if line["level"] == "error"]
     assert len(errors) == 1
-    assert (
-        f"cannot listen on 127.0.0.1:{taken_port}" in errors[0]["msg"]
-        or "cannot serve /metrics" in (errors[0]["msg"])
-    )
+    assert f"cannot listen on 127.0.0.1:{taken_port}" in errors[0]["msg"]  # anomaly run's too, as the others
 
 
 def test_serve_whose_store_server_refuses_the_connection_exits_69_with_a_json_line(tmp_path: Path) -> None:
