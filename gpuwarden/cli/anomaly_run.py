@@ -18,9 +18,10 @@ import typer
 from gpuwarden.cli.anomaly_checks import foreign_state_file
 from gpuwarden.cli.anomaly_ticks import TickLog, _print_alert, _run_scheduled, _run_ticks
 from gpuwarden.cli.consoles import option_said
-from gpuwarden.cli.logs import LOG_FORMAT_HELP, LogFormat, configure_logging, keep_running_on_sighup
+from gpuwarden.cli.logs import LogFormat, configure_logging, keep_running_on_sighup
 from gpuwarden.cli.numbers import whole_number
 from gpuwarden.cli.output_file import check_writable
+from gpuwarden.cli.output_options import log_format_option
 from gpuwarden.cli.startup import EXIT_CONFIG, EXIT_TEMPFAIL, StartupLines
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError, InputError
@@ -67,7 +68,7 @@ def run(
             " anomaly.state_save_seconds and at stop (default anomaly.state_file, or none with --ticks).",
         ),
     ] = None,
-    log_format: Annotated[LogFormat, typer.Option(help=LOG_FORMAT_HELP)] = LogFormat.TEXT,
+    log_format: Annotated[LogFormat, log_format_option()] = LogFormat.TEXT,
 ) -> None:
     """Score the configured PromQL queries every infer_every_seconds; serve scores and bands on /metrics.
 
