@@ -18,9 +18,10 @@ import typer
 from gpuwarden.cli.anomaly_checks import foreign_state_file
 from gpuwarden.cli.anomaly_ticks import TickLog, _print_alert, _run_scheduled, _run_ticks
 from gpuwarden.cli.consoles import option_said
-from gpuwarden.cli.logs import LOG_FORMAT_HELP, LogFormat, configure_logging, keep_running_on_sighup
+from gpuwarden.cli.logs import LogFormat, configure_logging, keep_running_on_sighup
 from gpuwarden.cli.numbers import whole_number
 from gpuwarden.cli.output_file import check_writable
+from gpuwarden.cli.output_options import log_format_option
 from gpuwarden.cli.startup import EXIT_CONFIG, EXIT_TEMPFAIL, StartupLines
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError, InputError
@@ -67,7 +68,7 @@ def run(
             " anomaly.state_save_seconds and at stop (default anomaly.state_file, or none with --ticks).",
         ),
     ] = None,
-    log_format: Annotated[LogFormat, typer.Option(help=LOG_FORMAT_HELP)] = LogFormat.TEXT,
+    log_format: Annotated[LogFormat, log_format_option()] = LogFormat.TEXT,
 ) -> None:
     """Score the configured PromQL queries every infer_every_seconds; serve scores and bands on /metrics.
 
@@ -307,7 +308,8 @@ def _run_config(
         anomaly_run_warnings,
         check_detectors,
     )
-    from gpuwarden.cli.machine_checks import check_listen_address  # noqa: PLC0415
+    from gpuwarden.cli.machine_checks import check_listen_address, listen_socket  # noqa: PLC0415
+    from gpuwarden.cli.startup import exit_status  # noqa: PLC0415
     from gpuwarden.config import load_config  # noqa: PLC0415
     from gpuwarden.config_anomaly import AnomalyConfig  # noqa: PLC0415
 
@@ -321,9 +323,15 @@ def _run_config(
         check_detectors(cfg)  # the service would refuse them with a traceback
     except ConfigError as exc:
         refusals.append(exc)
-    if _metrics_port(cfg, port, ticks):  # in config validate's words, not the bind's errno
+    metrics_port = _metrics_port(cfg, port, ticks)
+    if metrics_port:  # in config validate's words, not the bind's errno
         try:
             check_listen_address(cfg.listen_address, "anomaly.listen_address")
+            # Bound and let go: a port in use is said as serve and the exporter say it, at its setting and
+            # line with what to do (it was "anomaly.port / anomaly.listen_address: cannot serve /metrics
+            # ...", after the state file's lock and the stage's imports).
+            port_field = "--port" if port is not None else "anomaly.port"
+            listen_socket(cfg.listen_address, metrics_port, "anomaly.listen_address", port_field).close()
         except ConfigError as exc:
             refusals.append(exc)
     written = loaded is not None and "source" in cfg.model_fields_set
@@ -335,8 +343,8 @@ def _run_config(
     for refusal in refusals:
         hint = "; pass --config FILE" if config is None and refusal.field == "anomaly.queries" else ""
         lines.error(f"{loaded.locate(refusal) if loaded else refusal}{hint}")
-    if refusals:
-        raise typer.Exit(EXIT_CONFIG)
+    if refusals:  # 75 where only the port is in use (exit_status), as serve and the exporter
+        raise typer.Exit(exit_status(ConfigError.first_of(refusals)))
     return cfg
 
 

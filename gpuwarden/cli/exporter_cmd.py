@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from gpuwarden.cli.consoles import option_said
-from gpuwarden.cli.logs import LOG_FORMAT_HELP, LogFormat, configure_logging, keep_running_on_sighup
+from gpuwarden.cli.logs import LogFormat, configure_logging, keep_running_on_sighup
 from gpuwarden.cli.numbers import number, whole_number
+from gpuwarden.cli.output_options import log_format_option
 from gpuwarden.cli.sim_checks import check_sim_section, mig_gpus
 from gpuwarden.cli.startup import EXIT_CONFIG, EXIT_UNAVAILABLE, EXIT_USAGE, StartupLines
 from gpuwarden.clock import SystemClock
@@ -181,7 +182,7 @@ def exporter(
         str | None, typer.Option(help="Serve a simulated fleet of NODESxGPUS (e.g. 2x8) instead of NVML.")
     ] = None,
     config: Annotated[Path | None, typer.Option("--config", help="YAML configuration file.")] = None,
-    log_format: Annotated[LogFormat, typer.Option(help=LOG_FORMAT_HELP)] = LogFormat.TEXT,
+    log_format: Annotated[LogFormat, log_format_option()] = LogFormat.TEXT,
     allow_remote_faults: Annotated[
         bool,
         typer.Option(

@@ -12,8 +12,9 @@ from typing import Annotated
 import typer
 
 from gpuwarden.cli.consoles import err_console, option_said
-from gpuwarden.cli.logs import LOG_FORMAT_HELP, LogFormat, configure_logging, keep_running_on_sighup
+from gpuwarden.cli.logs import LogFormat, configure_logging, keep_running_on_sighup
 from gpuwarden.cli.numbers import number, whole_number
+from gpuwarden.cli.output_options import log_format_option
 from gpuwarden.cli.startup import EXIT_CONFIG, EXIT_USAGE, StartupLines
 from gpuwarden.clock import AcceleratedClock, Clock, SystemClock
 from gpuwarden.errors import ConfigError, InputError
@@ -70,7 +71,7 @@ def inference_server(
         bool,
         typer.Option(help="Accept POST/DELETE /sim/faults from other machines (default: this one only)."),
     ] = False,
-    log_format: Annotated[LogFormat, typer.Option(help=LOG_FORMAT_HELP)] = LogFormat.TEXT,
+    log_format: Annotated[LogFormat, log_format_option()] = LogFormat.TEXT,
 ) -> None:
     """Serve a deterministic OpenAI-compatible toy model whose speed follows its simulated GPU.
 

@@ -16,6 +16,7 @@ from exporters.loadlimits import MAX_CONCURRENCY, MAX_DURATION_SECONDS, MAX_REQU
 from gpuwarden.cli.consoles import err_console
 from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, checked_url, output_option
 from gpuwarden.cli.numbers import number, whole_number
+from gpuwarden.cli.output_options import enum_option
 from gpuwarden.cli.progress import StepProgress
 from gpuwarden.errors import InputError
 from gpuwarden.redaction import hidden_password
@@ -59,7 +60,7 @@ def loadgen(
         int, whole_number("--concurrency", 1, MAX_CONCURRENCY, help="Requests in flight at most.")
     ] = 8,
     route: Annotated[
-        RouteChoice, typer.Option(case_sensitive=False, help="Which OpenAI route to drive.")
+        RouteChoice, enum_option("--route", RouteChoice, "Which OpenAI route to drive.")
     ] = RouteChoice.CHAT,
     model: Annotated[str, typer.Option(help="Model name to ask for.")] = "gpuwarden-toy-1",
     max_tokens: Annotated[

@@ -203,22 +203,53 @@ def _is_dir(path: str, field: str) -> bool:
 
 
 def check_store_directory(db: str, field: str) -> None:
-    """A SQLite store's directory exists: ``serve`` makes the file, not the directory, and refuses to start
-    without it (``config validate`` said ok before)."""
-    path = sqlite_path(db)
-    if not path or path == ":memory:":
+    """A SQLite store's directory exists and takes files: ``serve`` makes the file, not the directory, and
+    its lock file and SQLite's ``-wal`` and ``-shm`` go beside the file, so it refused to start in a
+    directory it cannot write (read-only, another user's) where ``config validate`` said ok."""
+    directory = _store_directory(db)
+    if directory is None:
         return
-    try:
-        directory = Path(os.path.realpath(path)).parent
-        exists = directory.is_dir()
-    except OSError:  # a path no file can have (a name too long): check_store names why
-        return
-    if not exists:
+    if not directory.is_dir():
         raise ConfigError(
-            f"{path}: its directory {directory} does not exist; make it, or give a file in a directory that"
-            " exists",
+            f"{sqlite_path(db)}: its directory {directory} does not exist; make it, or give a file in a"
+            " directory that exists",
             field=field,
         )
+    unwritable = store_directory_unwritable(db)
+    if unwritable is not None:
+        raise ConfigError(
+            f"{sqlite_path(db)}: cannot make files in its directory {directory}: {unwritable.strerror} (the"
+            " store's lock and SQLite's -wal and -shm files go there); give a file in a directory serve can"
+            " write",
+            field=field,
+        ) from unwritable
+
+
+def _store_directory(db: str) -> Path | None:
+    """The directory of a SQLite store's file; None for a database server, an in-memory store, or a path
+    no file can have (a name too long: ``check_store`` names why)."""
+    path = sqlite_path(db)
+    if not path or path == ":memory:":
+        return None
+    try:
+        directory = Path(os.path.realpath(path)).parent
+        directory.is_dir()
+    except OSError:
+        return None
+    return directory
+
+
+def store_directory_unwritable(db: str) -> OSError | None:
+    """Why the existing directory of a SQLite store takes no files, or None: a directory is made in it and
+    removed at once, as ``check_journal_dir`` does (``/proc/x`` passes every permission test)."""
+    directory = _store_directory(db)
+    if directory is None or not directory.is_dir():
+        return None
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".gpuwarden-check-", dir=directory))
+    except OSError as exc:
+        return exc
+    return None
 
 
 def sqlite_path(db: str) -> str | None:

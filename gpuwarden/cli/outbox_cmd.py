@@ -208,7 +208,10 @@ def discard(
     *,
     status: Annotated[
         list[str] | None,
-        typer.Option(help="Which messages: orphaned (the default), failed; repeat the option for both."),
+        typer.Option(
+            metavar=choice_metavar(DISCARDABLE),
+            help="Which messages: orphaned (the default), failed; repeat the option for both.",
+        ),
     ] = None,
     incident: Annotated[str | None, typer.Option(help="Only this incident's messages.")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,

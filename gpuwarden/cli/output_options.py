@@ -4,12 +4,14 @@ choices that are (exit 2); every command that prints something uses them."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import StrEnum
 from typing import Any
 
 import typer
 from rich.markup import escape
 
 from gpuwarden.cli.consoles import refuse_option
+from gpuwarden.cli.logs import LOG_FORMAT_HELP, LogFormat
 
 # -o/--output of every command that prints something, as kubectl's: json for scripts, and for people a table
 # (listings) or text (one item); each listing and each item takes both words for the human form.
@@ -55,3 +57,23 @@ def choice_metavar(allowed: Sequence[str]) -> str:
     """How ``--help`` shows an option taking one of ``allowed``: ``<triggered|acknowledged|...>``, as it shows
     ``-o <table|text|json>``, rather than ``<str>``."""
     return f"<{'|'.join(allowed)}>"
+
+
+def enum_option(option: str, enum: type[StrEnum], help_text: str) -> Any:
+    """An option taking one of ``enum``'s values (``--log-format <text|json>``), in any case, refused as
+    every other choice is: ``error: --log-format 'yaml': use one of text, json``, exit 2. typer's own enum
+    choice said "invalid value for '--log-format': Value error, 'yaml' is not one of 'text', 'json'" and
+    refused ``JSON``. The command is given the member."""
+    choices = tuple(member.value for member in enum)
+
+    def checked(ctx: typer.Context, value: str | None) -> StrEnum | str | None:
+        if ctx.resilient_parsing or value is None:
+            return value
+        return enum(str(check_choice(option, str(value), choices)))
+
+    return typer.Option(option, metavar=choice_metavar(choices), help=help_text, parser=str, callback=checked)
+
+
+def log_format_option() -> Any:
+    """``--log-format <text|json>`` of ``serve``, ``exporter``, ``anomaly run`` and ``inference-server``."""
+    return enum_option("--log-format", LogFormat, LOG_FORMAT_HELP)

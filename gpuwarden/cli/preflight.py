@@ -39,6 +39,7 @@ from gpuwarden.cli.machine_checks import (
     listen_socket,
     refused_setting,
     sqlite_path,
+    store_directory_unwritable,
 )
 from gpuwarden.cli.sim_checks import (
     SIM_FLEET_READS,
@@ -256,5 +257,7 @@ def check_store_journal(cfg: GpuwardenConfig, db: str, db_field: str) -> None:
     for a problem of its own: then the file puts the journal elsewhere, and it is not told)."""
     from gpuwarden.cli.serve_journal import journal_dir  # noqa: PLC0415 - serve's own rule for where it is
 
+    if not cfg.alerting.journal_dir and store_directory_unwritable(db) is not None:
+        return  # the journal is beside the store: check_store_directory says why neither can be made
     check = partial(check_journal_dir, journal_dir(cfg, db), journal_field(cfg, db_field))
     _reading(("alerting.journal_dir",), check)

@@ -19,10 +19,11 @@ from rich.markup import escape
 from gpuwarden.cli.active_server import run_active  # light: uvicorn and the API are imported when it runs
 from gpuwarden.cli.consoles import refuse_option
 from gpuwarden.cli.inventories import inventory_refresh, prepare_inventories
-from gpuwarden.cli.logs import LOG_FORMAT_HELP, LogFormat, configure_logging, keep_running_on_sighup
+from gpuwarden.cli.logs import LogFormat, configure_logging, keep_running_on_sighup
 from gpuwarden.cli.machine_checks import listen_socket, refused_setting, sqlite_path
 from gpuwarden.cli.notifiers import build_outbox, stored_outbox
 from gpuwarden.cli.numbers import whole_number
+from gpuwarden.cli.output_options import log_format_option
 from gpuwarden.cli.preflight import check_serve, journal_field, serve_ca_file_refusal, serve_token_refusal
 from gpuwarden.cli.serve_journal import build_applier, journal_dir
 from gpuwarden.cli.startup import EXIT_TEMPFAIL, StartupLines
@@ -341,7 +342,7 @@ def serve(
             " answers 503 naming the active one (/-/healthy 200, /-/ready 503).",
         ),
     ] = False,
-    log_format: Annotated[LogFormat, typer.Option(help=LOG_FORMAT_HELP)] = LogFormat.JSON,
+    log_format: Annotated[LogFormat, log_format_option()] = LogFormat.JSON,
 ) -> None:
     """Run the incident engine and its HTTP API; the write token comes from GPUWARDEN_API_TOKEN.
 

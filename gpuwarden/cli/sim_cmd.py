@@ -110,7 +110,8 @@ def inject(
         whole_number("--link", 0, MAX_NVLINK, help="NVLink index (nvlink_down, nvlink_crc_burst)."),
     ] = None,
     param: Annotated[
-        list[str] | None, typer.Option(help="Fault parameter NAME=VALUE, e.g. duration=60; repeatable.")
+        list[str] | None,
+        typer.Option(metavar="NAME=VALUE", help="Fault parameter NAME=VALUE, e.g. duration=60; repeatable."),
     ] = None,
     timeout: FaultsTimeout = 10.0,
 ) -> None:

@@ -85,8 +85,9 @@ def json_logger(root: Any, args: Sequence[str]) -> str | None:
         if word == "--":
             break
         value = rest[i + 1] if word == "--log-format" and i + 1 < len(rest) else word.partition("=")[2]
-        if (word == "--log-format" or word.startswith("--log-format=")) and value in set(LogFormat):
-            chosen = value  # a value it does not take is a usage error itself: the default says it
+        given = word == "--log-format" or word.startswith("--log-format=")
+        if given and value.casefold() in set(LogFormat):  # in any case, as the option takes it
+            chosen = value.casefold()  # a value it does not take is a usage error itself: the default says it
     if chosen != LogFormat.JSON:
         return None
     module = sys.modules.get(getattr(command.callback, "__module__", ""))

@@ -49,7 +49,32 @@ def test_run_says_which_setting_to_change_when_its_metrics_port_is_taken(tmp_pat
             app, ["anomaly", "run", "--config", str(cfg), "--ticks", "1", "--port", str(port)]
         )
     assert result.exit_code == 75
-    assert f"--port {port}: cannot serve /metrics on 127.0.0.1:{port}" in " ".join(result.output.split())
+    assert (
+        f"--port {port}: cannot listen on 127.0.0.1:{port}: Address already in use; another process listens"
+        " there; stop it or choose another port" in " ".join(result.output.split())
+    )
+
+
+def test_a_metrics_port_of_the_file_in_use_is_said_at_its_line_as_serve_and_the_exporter_say_it(tmp_path):
+    """It said "anomaly.port / anomaly.listen_address: cannot serve /metrics on ...: Address already in use":
+    neither the file's line nor what to do, where serve and the exporter name their port's."""
+    cfg = tmp_path / "c.yaml"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cfg.write_text(
+            "anomaly:\n  queries:\n    - {name: temp, expr: DCGM_FI_DEV_GPU_TEMP}\n"
+            f"  port: {port}\n  state_file: {tmp_path / 's.npz'}\n"
+        )
+        result = runner.invoke(app, ["anomaly", "run", "--config", str(cfg)])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 75, said
+    assert (
+        f"error: {cfg}:4: anomaly.port: cannot listen on 127.0.0.1:{port}: Address already in use; another"
+        " process listens there; stop it or choose another port" in said
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]  # no state file, nor its lock
 
 
 def test_run_refused_its_metrics_port_lets_go_of_its_state_file(tmp_path):

@@ -190,6 +190,46 @@ def test_a_bad_output_format_of_a_local_command_exits_2(args: list[str]) -> None
     assert result.exit_code == 2 and "--output 'yaml': use one of" in result.stderr, result.stderr
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["exporter", "--log-format", "yaml"],
+        ["anomaly", "run", "--log-format", "yaml"],
+        ["inference-server", "--log-format", "yaml"],
+        ["serve", "--log-format", "yaml"],
+        ["loadgen", "--route", "embeddings"],
+    ],
+    ids=["exporter", "anomaly-run", "inference-server", "serve", "loadgen-route"],
+)
+def test_a_choice_a_server_option_does_not_take_is_said_as_every_bad_option_is(args: list[str]) -> None:
+    """They said "invalid value for '--log-format': Value error, 'yaml' is not one of 'text', 'json'", where
+    every other choice is refused as ``--output 'yaml': use one of table, text, json`` (README)."""
+    result = runner.invoke(app, args)
+    option, value = args[-2:]
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 2, said
+    choices = "chat, completions" if option == "--route" else "text, json"
+    assert f"{option} '{value}': use one of {choices}" in said and "Value error" not in said, said
+
+
+@pytest.mark.parametrize(
+    ("args", "json_line"),
+    [
+        (["exporter", "--log-format", "JSON", "--port", "abc"], True),
+        (["serve", "--log-format", "Text", "--port", "abc"], False),
+        (["loadgen", "--route", "CHAT", "--url", CLOSED, "--requests", "0"], False),
+    ],
+    ids=["exporter-json", "serve-text", "loadgen-route"],
+)
+def test_a_server_option_choice_is_taken_in_any_case(args: list[str], json_line: bool) -> None:
+    """README: choices are taken in any case. ``--log-format JSON`` was refused; the bad option after it
+    is said in the log format asked for."""
+    result = runner.invoke(app, args)
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 2 and "use one of" not in said, said
+    assert said.startswith('{"ts"') is json_line, said
+
+
 def test_table_is_text_for_the_commands_that_print_one_report() -> None:
     # kubectl's habit: -o table where a command prints text. loadgen refused it (exit 2) and demo did too.
     demo = runner.invoke(app, ["demo", "-o", "yaml"])

@@ -125,6 +125,15 @@ def test_config_validate_warns_of_a_detector_whose_queries_are_missing_and_not_o
             ":2: api.db: {tmp}/missing/s.db: its directory {tmp}/missing does not exist",
             id="store-in-a-missing-directory",
         ),
+        # serve could not make the store's lock file there and exited 78, after validate said ok: a store
+        # in a read-only directory, or in another user's, with its journal kept elsewhere. /proc takes no
+        # files, even from root.
+        pytest.param(
+            "api:\n  db: /proc/s.db\nalerting:\n  journal_dir: {tmp}/journal\n",
+            ":2: api.db: /proc/s.db: cannot make files in its directory /proc: No such file or directory (the"
+            " store's lock",
+            id="store-in-a-directory-that-takes-no-files",
+        ),
         # Paths no file can have ended config validate (and serve) in a traceback from the path checks
         # (OSError: File name too long; ValueError: embedded null byte), or passed (a NUL journal_dir).
         pytest.param(
@@ -171,6 +180,23 @@ def test_config_validate_refuses_the_store_and_journal_places_serve_refuses(
     assert result.exit_code == 1, result.output
     assert said.format(tmp=tmp_path) in " ".join(result.output.split())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gpuwarden.yaml"]  # it made nothing
+
+
+def test_a_store_in_a_directory_that_takes_no_files_is_one_problem_and_serve_refuses_it_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its journal beside it is no second problem; serve says the same line before it makes any file."""
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")  # serve's, as it takes it
+    path = write(tmp_path, "api:\n  db: /proc/s.db\n")
+    result = runner.invoke(app, ["config", "validate", str(path)])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 1, output
+    assert output.count("error:") == 1 and "journal" not in output, output
+    said = f"{path}:2: api.db: /proc/s.db: cannot make files in its directory /proc"
+    assert said in output
+    served = runner.invoke(app, ["serve", "--log-format", "text", "--config", str(path)])
+    assert served.exit_code == 78 and said in " ".join(served.output.split()), served.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gpuwarden.yaml"]
 
 
 def test_the_example_config_stays_valid_without_a_warning_next_year(

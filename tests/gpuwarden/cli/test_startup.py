@@ -119,10 +119,7 @@ def test_a_port_in_use_is_a_json_error_line_and_exit_75(tmp_path: Path, taken_po
     assert result.returncode == EXIT_TEMPFAIL, result.stderr
     errors = [line for line in _json_lines(result.stderr) if line["level"] == "error"]
     assert len(errors) == 1
-    assert (
-        f"cannot listen on 127.0.0.1:{taken_port}" in errors[0]["msg"]
-        or "cannot serve /metrics" in (errors[0]["msg"])
-    )
+    assert f"cannot listen on 127.0.0.1:{taken_port}" in errors[0]["msg"]  # anomaly run's too, as the others
 
 
 def test_serve_whose_store_server_refuses_the_connection_exits_69_with_a_json_line(tmp_path: Path) -> None:
@@ -219,9 +216,9 @@ def test_a_usage_error_in_text_is_the_plain_line_it_was(tmp_path: Path, argv: li
 def test_a_json_log_format_given_as_a_bad_value_is_said_in_the_commands_default(tmp_path: Path) -> None:
     # serve logs JSON unless told otherwise: a --log-format it does not take is said in its default.
     (line,) = _json_lines(_start(["serve", "--log-format", "xml"], tmp_path).stderr)
-    assert "'xml' is not one of 'text', 'json'" in line["msg"]
+    assert line["msg"] == "--log-format 'xml': use one of text, json"
     plain = _start(["exporter", "--log-format", "xml"], tmp_path).stderr
-    assert plain.startswith("error: invalid value for '--log-format'")
+    assert plain == "error: --log-format 'xml': use one of text, json\n", plain
 
 
 def test_anomaly_runs_ticks_with_prometheus_down_are_json_lines_and_exit_1(tmp_path: Path) -> None:

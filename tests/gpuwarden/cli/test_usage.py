@@ -26,3 +26,14 @@ def test_a_flag_still_refuses_a_value_in_one_line() -> None:
     refused = runner.invoke(app, ["sim", "faults", "--all=true"])
     said = " ".join(refused.stderr.split())
     assert refused.exit_code == 2 and "error: option '--all' does not take a value" in said, said
+
+
+@pytest.mark.parametrize("path", PATHS, ids=PATHS)
+def test_help_shows_what_an_option_takes_not_a_python_type(path: str) -> None:
+    """``outbox discard --status <list[str]>`` and ``sim inject --param <list[str]>``: the README says
+    ``--help`` shows each choice (``--status <orphaned|failed>``); a repeatable option showed its Python
+    type."""
+    shown = runner.invoke(app, [*path.split()[1:], "--help"], env={"COLUMNS": "250"})
+    assert shown.exit_code == 0, shown.output
+    leaked = [line for line in shown.stdout.splitlines() if "[str]" in line or "<list" in line]
+    assert not leaked, leaked
