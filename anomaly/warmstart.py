@@ -9,13 +9,19 @@ was some twenty times the noise's; either way a 90 % drop right after the warm-u
 So the warm-up's samples are kept (the first ``robust_start`` of them, the whole warm-up by default, in
 float32, one past its range at its edge) and, once the last of them has been learnt, judged together: their
 median and MAD give a robust error scale (``MAD_TO_MEAN_ABS`` x MAD, a Gaussian's mean absolute error), and
-a sample further from the median than ``error_clip x clip`` such scales, the distance at which a warmed-up
-series' errors are winsorised, is odd. A series with an odd sample has its level, error scale and fast
-error learnt again from its kept samples with each odd one moved in to that distance, by the very rule the
-warm-up learns by (``relearnt``) but from their median (the first sample sets the level, and may be the
-odd one); one without keeps what it learnt, to the bit, so a warm-up without an odd sample is as before.
-Where more than half of the samples equal their median (MAD 0: a flat start, spikes among zeros) nothing
-tells an odd sample from the series' own steps, and none is judged odd.
+a sample outside the band a warmed-up series of that scale has (``k`` scales from the median, at least the
+band's floors ``min_deviation`` and ``min_relative_deviation``: about 6.4 standard deviations of Gaussian
+noise), one it would score above 1, is odd. A series with an odd sample has its level, error scale and fast
+error learnt again from its kept samples with each odd one moved in to the band's edge, by the very rule
+the warm-up learns by (``relearnt``) but from their median (the first sample sets the level, and may be
+the odd one); one without keeps what it learnt, to the bit, so a warm-up without an odd sample is as
+before. A sample inside that band is no odd one, whatever its size: judged at ``error_clip x clip`` scales
+(where a warmed-up series winsorises) instead, 69 % of warm-ups of 30 samples of Student-t noise (3 degrees
+of freedom) and 15 % of Gaussian noise's had one (at the band: 18 % and 0.1 %), their bands were learnt
+narrower than before, and a 16-rank job's heavy-tailed power raised an alert in its second hour
+(``tests/anomaly/test_collective.py``). Where more than half of the samples equal their median (MAD 0: a
+flat start, spikes among zeros) and no floor is set, nothing tells an odd sample from the series' own steps,
+and none is judged odd.
 
 Not learnt again: the seasonal buckets and their errors (an odd sample in a bucket raises that model's
 error, so the level model keeps being used until the bucket has relearnt) and the band's tail quantile
@@ -64,7 +70,12 @@ def relearnt(
     values = np.minimum(np.maximum(kept.astype(np.float64), -_FLOAT32_MAX), _FLOAT32_MAX)
     centre = np.median(values, axis=1)[:, None]
     spread = np.abs(values - centre)
-    cap = params.error_clip * params.clip * MAD_TO_MEAN_ABS * np.median(spread, axis=1)[:, None]
+    # The band a warmed-up series of that error scale has (``k`` scales, at least its floors): beyond it a
+    # sample would score above 1.
+    cap = params.k * MAD_TO_MEAN_ABS * np.median(spread, axis=1)[:, None]
+    cap = np.maximum(cap, max(params.min_deviation, 0.0))
+    if params.min_relative_deviation > 0:
+        cap = np.maximum(cap, params.min_relative_deviation * np.abs(centre))
     odd = ((spread > cap) & (cap > 0)).any(axis=1)
     if not odd.any():
         empty = np.zeros(0)

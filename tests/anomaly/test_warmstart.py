@@ -93,26 +93,29 @@ def test_the_kept_samples_are_judged_once_the_warm_up_is_learnt_and_cost_four_by
         ThresholdParams.from_config(robust_start=65)
 
 
-def test_an_odd_sample_is_moved_in_to_the_distance_a_warmed_up_series_winsorises_at():
-    """Its median and MAD judge the first samples: one 90 away is odd and counts as error_clip x clip mean
-    absolute errors (the MAD's); the level, error scale and fast error learnt again are those of the same
-    samples with it there."""
+def test_an_odd_sample_is_moved_in_to_the_edge_of_the_band_the_warm_up_gives():
+    """Its median and MAD judge the first samples: one 90 away is past the band a warmed-up series of their
+    error scale has (k mean absolute errors, the MAD's) and counts as at its edge; the level, error scale and
+    fast error learnt again are those of the same samples with it there."""
     params = ThresholdParams.from_config()
-    values = 10.0 + np.linspace(-0.3, 0.3, 30)[None, :]  # MAD 0.15: odd beyond 0.71 from the median
+    values = 10.0 + np.linspace(-0.3, 0.3, 30)[None, :]  # MAD 0.15: odd beyond 1.42 from the median
     values[0, ::2] = values[0, ::-2]  # in no order a level could follow
     assert relearnt(values.astype(np.float32), params)[0].tolist() == [False]
     odd = np.vstack([values, values])
     odd[0, 0] = 100.0  # at the start: the level began there
     centre = np.median(odd[0])
-    cap = params.error_clip * params.clip * MAD_TO_MEAN_ABS * np.median(np.abs(odd[0] - centre))
-    odd[1, 0] = centre + cap + 0.01  # just past the distance: the same median and MAD
+    edge = params.k * MAD_TO_MEAN_ABS * np.median(np.abs(odd[0] - centre))
+    odd[1, 0] = centre + edge + 0.01  # just past the edge: the same median and MAD
     found, level, dev, fast = relearnt(odd.astype(np.float32), params)
     assert found.tolist() == [True, True]
-    # Both now learnt from the median with it at the distance: the same level, scale and fast error, the
-    # noise's (its mean absolute error 0.15) and not the odd sample's.
+    # Both now learnt from the median with it at the edge: the same level, scale and fast error, the noise's
+    # (its mean absolute error 0.15, and the edge's 1.42 a thirtieth) and not the odd sample's.
     np.testing.assert_allclose(level[0], level[1], rtol=1e-6)
     np.testing.assert_allclose([dev[0], fast[0]], [dev[1], fast[1]], rtol=1e-5)
-    assert abs(level[0] - 10.0) < 0.05 and dev[0] < 0.2 and fast[0] < 0.2
+    assert abs(level[0] - 10.0) < 0.05 and dev[0] < 0.25 and fast[0] < 0.25
+    within = odd.copy()
+    within[1, 0] = centre + edge - 0.01  # inside the band: no sample is odd, the series keeps its state
+    assert relearnt(within[1:].astype(np.float32), params)[0].tolist() == [False]
 
 
 @pytest.mark.parametrize("side", SIDES)
