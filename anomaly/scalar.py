@@ -31,6 +31,7 @@ from anomaly.novelty import ContextNovelty, NoveltyParams
 from anomaly.recurrence import DailyRecurrence, RecurrenceParams
 from anomaly.steps import NEVER, BoolArray, FloatArray
 from anomaly.thresholds import ThresholdParams
+from anomaly.warmstart import relearnt, start_length
 
 _INT32_MAX = 2**31 - 1
 _QUIET_MAX = _INT32_MAX - 1  # OnsetTracker's saturation
@@ -79,6 +80,8 @@ class ScalarThresholds:
         self.f32 = array("f", [INF, INF, 0.0, 0.0])
         self.day = array("f", [math.nan] * _HOURS_PER_DAY)
         self.week = array("f", [math.nan] * _HOURS_PER_WEEK)
+        self.start_len = start_length(params)
+        self.start = array("f", [0.0] * self.start_len)
 
     def update(self, x: float, t: float) -> tuple[float, float]:
         """Score ``x`` at ``t`` then learn from it; return the score and the baseline (``yhat``)."""
@@ -109,9 +112,12 @@ class ScalarThresholds:
             score = fmax(score, quotient(fast_dev, floor))
         if n < p.warmup:
             score = 0.0
-        cap = quotient(p.clip * band, width) if n >= p.warmup else INF
+        early = n < self.start_len
+        cap = quotient(p.clip * band, width) if n >= (self.start_len or p.warmup) else INF
         r_level = x - level
         slow = fmax(p.scale_alpha, 1.0 / (n + 1.0))
+        if early:
+            self.start[n] = _clip(x, _FLOAT32_MAX)
         self.level = level + (1.0 if n == 0 else p.alpha) * _clip(r_level, cap)
         err_cap = p.error_clip * cap
         self.dev = dev + slow * (fmin(abs(r_level), err_cap) - dev)
@@ -122,7 +128,17 @@ class ScalarThresholds:
             f32[_DEV_WEEK] = _bucket(self.week, h_week, x, s_week, e_week, **shared)
         f32[_FAST_DEV] = fmin(fast_dev, _FLOAT32_MAX)  # as the vectorised one holds it (no inf, then NaN)
         self.count = min(n + 1, _INT32_MAX)
+        if early and n == self.start_len - 1:
+            self._start()
         return score, yhat
+
+    def _start(self) -> None:
+        """``AdaptiveThresholds._start``: judge the kept first samples, all learnt now."""
+        odd, level, dev, fast = relearnt(np.frombuffer(self.start, np.float32).reshape(1, -1), self.params)
+        if odd[0]:
+            self.level = float(level[0])
+            self.dev = float(dev[0])
+            self.f32[_FAST_DEV] = fmin(float(fast[0]), _FLOAT32_MAX)
 
     def _band(self, band: float, yhat: float) -> float:
         """The band's half-width from ``width * scale``, with its floors."""

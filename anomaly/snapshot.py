@@ -77,8 +77,10 @@ FORMAT = "gpuwarden-anomaly-state"
 # alert kept its reads since it last read out, the same before its departure now, and its detector's
 # ``rearm_after`` (``calm``, ``calmed``, ``rearm_after``: a fleet alert back among its peers half an hour
 # re-escalates at a new departure; a version-20 alert would count from 0 and hide it up to half an hour more).
-VERSION = 21
-SCHEMA = "80f17943c36203f7"
+# 21: before the adaptive thresholds kept each series' first samples (``start``, ``robust_start`` in their
+# parameters, ``anomaly.warmstart``: a version-21 series in its warm-up would judge zeros as its first ones).
+VERSION = 22
+SCHEMA = "7cedb7577c7ef6f4"
 _HEADER = "header"
 _MODE = 0o600
 # What an .npz (a zip archive, or an empty one) or an .npy begins with. numpy reads any other file as a

@@ -32,6 +32,7 @@ from anomaly.levelshift import MAX_SHIFT_RUN, SHIFT_STATE, ShiftState, rebaselin
 from anomaly.seasonal import HOURS_PER_DAY, HOURS_PER_WEEK, Season, clipped
 from anomaly.snapshot import State, rows_to_hold
 from anomaly.steps import unlearned
+from anomaly.warmstart import MAX_START_SAMPLES, START_SAMPLES, relearnt, start_length
 from gpuwarden.config_anomaly import AnomalyThresholdConfig
 
 FloatArray = npt.NDArray[np.float64]
@@ -44,7 +45,19 @@ _INT32_MAX = int(
     np.iinfo(np.int32).max
 )  # read once: np.iinfo per sample cost 2 % of a single series' scoring
 # The per-series arrays a snapshot keeps (``AdaptiveThresholds.state``; the re-baselining's: ``SHIFT_STATE``).
-_STATE = ("count", "level", "dev", "dev_day", "dev_week", "day", "week", "last_seen", "fast_dev", "tail")
+_STATE = (
+    "count",
+    "level",
+    "dev",
+    "dev_day",
+    "dev_week",
+    "day",
+    "week",
+    "last_seen",
+    "fast_dev",
+    "tail",
+    "start",
+)
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 MAD_TO_SIGMA = 1.4826  # 1 / 0.67449: a Gaussian's standard deviation over its MAD (median absolute deviation)
 
@@ -83,6 +96,10 @@ class ThresholdParams:
     fast_cap: float = 0.0
     """Once warmed up, the error one sample adds to the fast error is at most this many volatility floors
     (``volatility_k / width`` bands, at least ``min_deviation``); 0: unbounded (the default)."""
+    robust_start: int = START_SAMPLES
+    """A series' first this many samples (at most ``warmup``) are kept and judged together once learnt: a
+    series with an odd one among them learns them again with it winsorised (``anomaly.warmstart``); under 3:
+    none (before 2026-12-07: one odd early sample blinded the band for hundreds of samples)."""
 
     def __post_init__(self) -> None:
         if self.shift_run < 0 or self.shift_run > MAX_SHIFT_RUN:
@@ -91,6 +108,8 @@ class ThresholdParams:
             raise ValueError(f"fast_cap must be >= 0, got {self.fast_cap}")
         if not self.shift_separation >= 0:
             raise ValueError(f"shift_separation must be >= 0, got {self.shift_separation}")
+        if not 0 <= self.robust_start <= MAX_START_SAMPLES:
+            raise ValueError(f"robust_start must be 0 to {MAX_START_SAMPLES}, got {self.robust_start}")
         if self.shift_target not in ("median", "mean"):
             raise ValueError(f"shift_target must be 'median' or 'mean', got {self.shift_target!r}")
 
@@ -132,6 +151,10 @@ class AdaptiveThresholds:
         self.fast_dev = np.zeros(0, np.float32)
         self.tail = np.zeros(0, np.float32)
         self.shift = ShiftState(self.params.shift_run) if self.params.shift_run > 0 else None
+        # The first samples, kept until judged (``anomaly.warmstart``); the re-baselining's ring holds them
+        # where it is on.
+        self.start_len = start_length(self.params)
+        self.start = np.zeros((0, self.start_len if self.shift is None else 0), np.float32)
         self._grow(max(capacity, 1))
 
     @property
@@ -176,7 +199,7 @@ class AdaptiveThresholds:
             self.dev_day,
             self.dev_week,
         ]
-        arrays += [self.day, self.week, self.last_seen, self.fast_dev, self.tail]
+        arrays += [self.day, self.week, self.last_seen, self.fast_dev, self.tail, self.start]
         if self.shift is not None:
             arrays += self.shift.arrays()
         return arrays
@@ -229,6 +252,7 @@ class AdaptiveThresholds:
         self.last_seen = extend(self.last_seen, np.nan)  # type: ignore[assignment]
         self.fast_dev = extend(self.fast_dev, 0.0)  # type: ignore[assignment]
         self.tail = extend(self.tail, 0.0)  # type: ignore[assignment]
+        self.start = extend(self.start, 0.0)  # type: ignore[assignment]
         if self.shift is not None:
             self.shift.run = extend(self.shift.run, 0)  # type: ignore[assignment]
             self.shift.values = extend(self.shift.values, np.nan)  # type: ignore[assignment]
@@ -248,6 +272,7 @@ class AdaptiveThresholds:
         self.last_seen[ids] = np.nan
         self.fast_dev[ids] = 0.0
         self.tail[ids] = 0.0
+        self.start[ids] = 0.0
         if self.shift is not None:
             self.shift.run[ids] = 0
 
@@ -306,10 +331,12 @@ class AdaptiveThresholds:
             score = np.maximum(score, fast_dev / floor)
         score[n < p.warmup] = 0.0
 
-        # Learn, winsorised at `clip` bands once warmed up (before that the band is not trustworthy).
-        cap = np.where(n >= p.warmup, p.clip * band / width, np.inf)
+        # Learn, winsorised at `clip` bands once warmed up, or once the kept first samples were judged
+        # (before that the band is not trustworthy: ``anomaly.warmstart`` winsorises them afterwards).
+        cap = np.where(n >= (self.start_len or p.warmup), p.clip * band / width, np.inf)
         r_level = x - level
         a = np.where(fresh, 1.0, p.alpha)
+        kept = self._keep(ids, x, n)
         slow = np.maximum(p.scale_alpha, 1.0 / (n + 1.0))
         self.level[ids] = level + a * clipped(r_level, cap)
         # The errors are clipped more loosely than the baselines, so a regular pattern that the level model
@@ -327,9 +354,36 @@ class AdaptiveThresholds:
         self.count[ids] = np.minimum(n, _INT32_MAX - 1) + 1
         self.last_seen[ids] = timestamps
         self._follow_shift(ids, x, n=n, resid=resid, band=band, scale=scale)
+        if kept:
+            self._start(ids[n == self.start_len - 1])
         return ThresholdScores(
             ids=ids, score=score, yhat=yhat, lower=yhat - band, upper=yhat + band, judged=n >= p.warmup
         )
+
+    def _keep(self, ids: IntArray, x: FloatArray, n: npt.NDArray[np.int32]) -> bool:
+        """Keep the samples ``x`` that are among their series' first (``anomaly.warmstart``); whether any
+        was."""
+        if not self.start_len:
+            return False
+        early = n < self.start_len
+        if not early.any():
+            return False
+        if self.shift is None:  # else its ring keeps them; past float32's range, at its edge (still odd)
+            self.start[ids[early], n[early]] = np.minimum(np.maximum(x[early], -_FLOAT32_MAX), _FLOAT32_MAX)
+        return True
+
+    def _start(self, ids: IntArray) -> None:
+        """Judge the kept first samples of ``ids``, all learnt now: those with an odd one learn them again
+        with it winsorised (``anomaly.warmstart``)."""
+        if not ids.size:
+            return
+        kept = self.start[ids] if self.shift is None else self.shift.values[ids, : self.start_len]
+        odd, level, dev, fast = relearnt(kept, self.params)
+        if odd.any():
+            ids = ids[odd]
+            self.level[ids] = level
+            self.dev[ids] = dev
+            self.fast_dev[ids] = np.minimum(fast, _FLOAT32_MAX)
 
     def _fast_error(
         self,

@@ -172,6 +172,19 @@ def test_a_snapshot_of_another_format_version_is_refused(tmp_path, thirty_ticks,
     _refused(path, clock, caplog, f"is of format version {version + 1}; this gpuwarden reads {version}")
 
 
+def test_a_snapshot_of_version_21_is_refused_its_series_warming_up_from_the_history(
+    tmp_path, thirty_ticks, caplog, monkeypatch
+):
+    """Version 21 kept no first samples of the adaptive thresholds (``anomaly.warmstart``): taken up, a
+    series in its warm-up would judge zeros as them. Refused as any other version, the hour replayed."""
+    clock, path, snapshot = _saved_snapshot(tmp_path, thirty_ticks)
+    monkeypatch.setattr(snapshot_module, "VERSION", 21)
+    assert save_snapshot(path, snapshot)
+    monkeypatch.undo()
+    assert snapshot_module.VERSION == 22
+    _refused(path, clock, caplog, "is of format version 21; this gpuwarden reads 22")
+
+
 @pytest.mark.parametrize("damage", ["truncated", "corrupt", "empty", "not-npz"])
 def test_a_damaged_snapshot_is_refused(tmp_path, thirty_ticks, caplog, damage):
     clock, path = _saved_file(tmp_path, thirty_ticks)
