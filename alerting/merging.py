@@ -304,12 +304,16 @@ def _quiet_apart(inc: OpenIncident, other: OpenIncident) -> bool:
 
 
 def _before_the_heat(inc: OpenIncident, other: OpenIncident) -> bool:
-    """Whether ``inc`` is a rack's heat or power (nothing else in it) and ``other`` began before it: a node
-    that went down before the rack ran hot is its own fault, not the heat's (after, it would be)."""
-    members = list(inc.members.values())
-    if not members or any(m.kind not in ENVIRONMENT for m in members):
+    """Whether ``inc`` is a rack's heat or power (no other fault in it) and ``other`` began before it: a node
+    that went down before the rack ran hot is its own fault, not the heat's (after, it would be). A
+    workload's symptom that joined the heat is no other fault (as in ``rack_spread.node_signals``): a
+    service's latency that joined a GPU's power brake in one POST, before the rack's third node braked, let
+    the rack's incident take a stale exporter of a fourth node from long before, which then named its root,
+    where posted one by one the latency came after and it stayed apart (batch fuzz seed 2693)."""
+    faults = [m for m in inc.members.values() if m.is_infra]
+    if not faults or any(m.kind not in ENVIRONMENT for m in faults):
         return False
-    began = min(m.onset for m in members)
+    began = min(m.onset for m in faults)
     return any(m.onset < began for m in other.members.values())
 
 
