@@ -304,12 +304,16 @@ def _quiet_apart(inc: OpenIncident, other: OpenIncident) -> bool:
 
 
 def _before_the_heat(inc: OpenIncident, other: OpenIncident) -> bool:
-    """Whether ``inc`` is a rack's heat or power (nothing else in it) and ``other`` began before it: a node
-    that went down before the rack ran hot is its own fault, not the heat's (after, it would be)."""
-    members = list(inc.members.values())
-    if not members or any(m.kind not in ENVIRONMENT for m in members):
+    """Whether ``inc`` is a rack's heat or power (no other fault in it) and ``other`` began before it: a node
+    that went down before the rack ran hot is its own fault, not the heat's (after, it would be). A
+    workload's symptom that joined the heat is no other fault (as in ``rack_spread.node_signals``): a
+    service's latency that joined a GPU's power brake in one POST, before the rack's third node braked, let
+    the rack's incident take a stale exporter of a fourth node from long before, which then named its root,
+    where posted one by one the latency came after and it stayed apart (batch fuzz seed 2693)."""
+    faults = [m for m in inc.members.values() if m.is_infra]
+    if not faults or any(m.kind not in ENVIRONMENT for m in faults):
         return False
-    began = min(m.onset for m in members)
+    began = min(m.onset for m in faults)
     return any(m.onset < began for m in other.members.values())
 
 
@@ -341,38 +345,35 @@ def _holds_a_rank(inc: OpenIncident, other: OpenIncident) -> bool:
 
 
 def _sibling_nodes_down(inc: OpenIncident, other: OpenIncident) -> bool:
-    """Two incidents each with a whole node down, in one known rack: one incident, the rack's (their
-    alerts may have reached each node's incident first, a node's GPUs lost before the node)."""
-    a, b = inc.root_path, other.root_path
-    return (
-        len(a) > RACK_DEPTH
-        and len(b) > RACK_DEPTH
-        and a[:RACK_DEPTH] == b[:RACK_DEPTH]
-        and a[1] != UNKNOWN
-        and down_nodes(inc.members.values())
-        and down_nodes(other.members.values())
-    )
+    """Two incidents each with a whole node down, in one known rack (``rack_down_in``): one incident, the
+    rack's."""
+    rack = rack_down_in(inc.root_path, inc.members.values())
+    return rack is not None and rack_down_in(other.root_path, other.members.values()) == rack
+
+
+def rack_down_in(root: Path, members: Iterable[Member]) -> Path | None:
+    """The known rack of an incident rooted at ``root`` below it whose ``members`` hold a whole node down;
+    None when it holds none. Two incidents with the same such rack are one, the rack's: their alerts may
+    have reached each node's incident first (a node's GPUs lost before the node). The merge pass makes
+    them one at a transaction's end (``_sibling_nodes_down``); the join path heads a root there at once
+    (``beside_sibling_down``): this is the rule both state."""
+    if len(root) <= RACK_DEPTH or root[1] == UNKNOWN or not down_nodes(members):
+        return None
+    return root[:RACK_DEPTH]
 
 
 def beside_sibling_down(inc: OpenIncident, new: Member, candidates: Iterable[Candidate]) -> bool:
-    """Whether ``new``, a whole node down in a known rack, joined ``inc`` (now rooted at that node) while
-    another open incident holds a node of that rack down: the merge pass makes them one, the rack's
-    (``_sibling_nodes_down``). One POST heads the root there at once, so that what comes after in that POST
-    sees it as posted after (a stale exporter on a third node is the rack's, not a GPU fault's on its node,
-    which it took into the rack's with it: batch fuzz seeds 1327, 2274)."""
+    """Whether ``new``, a whole node down, joined ``inc`` (now rooted at that node) while another open
+    incident holds a node of the same known rack down (``rack_down_in``): the merge pass makes them one,
+    the rack's. One POST heads the root there at once, so that what comes after in that POST sees it as
+    posted after (a stale exporter on a third node is the rack's, not a GPU fault's on its node, which it
+    took into the rack's with it: batch fuzz seeds 1327, 2274)."""
     path = new.location.path
-    return (
-        new.is_outage
-        and len(path) == RACK_DEPTH + 1
-        and path[1] != UNKNOWN
-        and inc.root_path == path
-        and any(
-            c.id != inc.id
-            and len(c.root_path) > RACK_DEPTH
-            and c.root_path[:RACK_DEPTH] == path[:RACK_DEPTH]
-            and down_nodes(c.members)
-            for c in candidates
-        )
+    if not (new.is_outage and len(path) == RACK_DEPTH + 1 and inc.root_path == path):
+        return False
+    rack = rack_down_in(path, (new,))  # ``new`` fires (only a firing alert joins): ``inc`` holds it down
+    return rack is not None and any(
+        c.id != inc.id and rack_down_in(c.root_path, c.members) == rack for c in candidates
     )
 
 

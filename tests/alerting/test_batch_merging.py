@@ -320,6 +320,28 @@ STORMS = {
             ("nvlink", frozenset({"NVLinkErrors@91"})),
         },
     ),
+    # r1-n4's exporter stale long before power brakes on GPUs of r1-n1, r1-n3 and r1-n4: the brakes are the
+    # rack's power, the stale exporter from before it its own. llama's latency (llama runs on r1-n1 GPUs 0-1)
+    # joining the rack's brakes is no other fault of it: the rack's incident took the stale exporter in, and
+    # the rack's root became the stale exporter, as soon as the latency was in it (batch fuzz seed 2693).
+    "a service's latency in a rack's power brake does not make an earlier stale exporter the rack's": (
+        [
+            _alert(4, "DCGMExporterStale", Hostname="r1-n4"),
+            _alert(89, "GpuPowerBrake", node="r1-n1", gpu="1"),
+            _alert(91, "GpuPowerBrake", node="r1-n3", gpu="4"),
+            _alert(100, "GpuPowerBrake", node="r1-n4", gpu="5"),
+            _alert(118, "LlamaLatencyHigh", service="llama", namespace="prod"),
+        ],
+        {
+            ("exporter_stale", frozenset({"DCGMExporterStale@4"})),
+            (
+                "power_brake",
+                frozenset(
+                    {"GpuPowerBrake@89", "GpuPowerBrake@91", "GpuPowerBrake@100", "LlamaLatencyHigh@118"}
+                ),
+            ),
+        },
+    ),
 }
 
 
