@@ -142,3 +142,57 @@ def test_a_file_that_would_not_serve_as_written_is_refused_naming_line_and_field
 def test_a_missing_file_is_refused_naming_it(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read file"):
         load_web_config(tmp_path / "absent.yml")
+
+
+def _handshake(server: ssl.SSLContext, client: ssl.SSLContext) -> ssl.SSLObject:
+    """A TLS handshake between the two contexts in memory; the client's side once done, or ssl.SSLError."""
+    pipes = [ssl.MemoryBIO() for _ in range(4)]  # client->server, server->client, for each side's in/out
+    c = client.wrap_bio(pipes[1], pipes[0], server_hostname="localhost")
+    s = server.wrap_bio(pipes[0], pipes[1], server_side=True)
+    done = {"c": False, "s": False}
+    for _ in range(10):
+        for name, side in (("c", c), ("s", s)):
+            if not done[name]:
+                try:
+                    side.do_handshake()
+                    done[name] = True
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    pass
+        if all(done.values()):
+            c.write(b"x")  # TLS 1.3 checks the client's certificate after the client's handshake ends
+            s.read()
+            return c
+    raise AssertionError("the handshake did not end")
+
+
+def _client(certs: TestCerts, *, with_cert: bool, version: ssl.TLSVersion | None = None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=certs.ca)
+    if with_cert:
+        context.load_cert_chain(certs.client_cert, certs.client_key)
+    if version is not None:
+        context.minimum_version = context.maximum_version = version
+    return context
+
+
+def test_client_certificates_are_required_and_checked_against_client_ca_file(
+    tmp_path: Path, certs: TestCerts
+) -> None:
+    text = _tls(certs, "  client_auth_type: RequireAndVerifyClientCert", f"  client_ca_file: {certs.ca}")
+    server = load_web_config(_file(tmp_path, text)).ssl_context
+    assert server is not None
+    _handshake(server, _client(certs, with_cert=True))
+    with pytest.raises(ssl.SSLError):
+        _handshake(server, _client(certs, with_cert=False))
+
+
+def test_the_tls_versions_and_cipher_suites_of_the_file_are_the_only_ones_served(
+    tmp_path: Path, certs: TestCerts
+) -> None:
+    text = _tls(certs, "  max_version: TLS12", "  cipher_suites: [TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384]")
+    server = load_web_config(_file(tmp_path, text)).ssl_context
+    assert server is not None
+    client = _handshake(server, _client(certs, with_cert=False))
+    assert client.version() == "TLSv1.2"
+    assert client.cipher()[0] == "ECDHE-RSA-AES256-GCM-SHA384"
+    with pytest.raises(ssl.SSLError):
+        _handshake(server, _client(certs, with_cert=False, version=ssl.TLSVersion.TLSv1_3))
