@@ -25,12 +25,20 @@ WEB_CONFIG_OPTION = typer.Option(
 
 def web_config(path: Path | None, lines: StartupLines) -> WebConfig | None:
     """The web configuration file at ``path`` read and checked (None without one); a file that would not
-    serve as written is said on ``lines`` and the command exits 78, before anything listens."""
+    serve as written is said on ``lines`` and the command exits 78, before anything listens. Basic auth over
+    plain HTTP is served (exporter-toolkit serves it) with a warning: its passwords are readable on the
+    way."""
     if path is None:
         return None
     from gpuwarden.webconfig import load_web_config  # noqa: PLC0415 - ssl and pydantic only when given
 
     try:
-        return load_web_config(path)
+        web = load_web_config(path)
     except ConfigError as exc:
         raise lines.refused(exc) from exc
+    if web.users and web.ssl_context is None:
+        lines.warning(
+            f"{path}: basic_auth_users without tls_server_config: the passwords cross the network readable"
+            " (base64, not encrypted); add tls_server_config"
+        )
+    return web

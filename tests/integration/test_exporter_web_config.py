@@ -4,15 +4,18 @@ wrong one."""
 
 from __future__ import annotations
 
+import os
 import ssl
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import bcrypt
 import httpx
 import pytest
 
 from tests.integration import http_probe
-from tests.integration.gpuwarden_server import simulated_exporter_argv
+from tests.integration.gpuwarden_server import gpuwarden_binary, simulated_exporter_argv
 from tests.integration.https_server import running_https
 from tests.integration.prometheus_queries import query, wait_for
 from tests.integration.servers import free_port, prometheus_argv, running
@@ -68,6 +71,14 @@ def test_prometheus_scrapes_the_exporter_over_tls_with_basic_auth_and_a_wrong_pa
         assert errors["right"] == ""
         assert "401" in errors["wrong"], errors
         assert {r["metric"]["job"] for r in query(prom, "gpuwarden_gpu_up")} == {"right"}
+        sim = [gpuwarden_binary(), "sim", "faults", "--url"]
+        env = {**os.environ, "SSL_CERT_FILE": str(certs.ca)}
+        options: dict[str, Any] = {"env": env, "capture_output": True, "text": True}
+        refused = subprocess.run([*sim, f"https://localhost:{port}"], check=False, **options)
+        assert refused.returncode == 1
+        assert "the server asks for basic auth" in " ".join(refused.stderr.split())
+        listed = subprocess.run([*sim, f"https://prometheus:s3cret@localhost:{port}"], check=False, **options)
+        assert listed.returncode == 0, listed.stderr
         # Plain HTTP reaches no metrics: the port speaks TLS only.
         with pytest.raises(httpx.HTTPError):
             http_probe.get(url.replace("https://", "http://"), timeout=5)

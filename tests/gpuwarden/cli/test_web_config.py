@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 
 from gpuwarden.cli import app
+from gpuwarden.cli.logs import LogFormat
+from gpuwarden.cli.startup import StartupLines
+from gpuwarden.cli.web_config import web_config
 from tests.gpuwarden.cli.built_runner import BuiltCliRunner
 from tests.integration.servers import free_port
 from tests.tls_certs import TestCerts, make_certs
@@ -80,3 +83,18 @@ def test_serve_refuses_a_web_config_file_before_making_its_store(tmp_path: Path,
     assert f"error: {web}:3: tls_server_config.key_file: the private key" in " ".join(result.output.split())
     assert not db.exists()
     assert "serving on" not in result.output
+
+
+def test_basic_auth_over_plain_http_is_warned_of(tmp_path: Path) -> None:
+    web = tmp_path / "web.yml"
+    web.write_text(
+        "basic_auth_users:\n  prom: $2y$10$X0h1gDsPszWURQaxFh.zoubFi6DXncSjhoQNJgRrnGs7EsimhC7zG\n"
+    )
+    lines = StartupLines(LogFormat.JSON, logging.getLogger("test"))
+    warnings: list[str] = []
+    lines.warning = warnings.append  # type: ignore[method-assign]
+    assert web_config(web, lines) is not None
+    assert warnings == [
+        f"{web}: basic_auth_users without tls_server_config: the passwords cross the network readable"
+        " (base64, not encrypted); add tls_server_config"
+    ]
