@@ -1,6 +1,6 @@
 """``gpuwarden serve --web.config.file``: a real Prometheus delivers alerts to it over TLS with its token,
-the CLI reads them over https trusting the CA through ``SSL_CERT_FILE``, and a request with neither the
-token nor a basic-auth password is refused 401."""
+the CLI reads them over https trusting the CA through ``SSL_CERT_FILE``, amtool with basic auth, and a
+request with neither the token nor a basic-auth password is refused 401."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import yaml
 from tests.integration.gpuwarden_server import TOKEN, gpuwarden_binary
 from tests.integration.https_server import running_https
 from tests.integration.prometheus_queries import wait_for
-from tests.integration.servers import free_port, prometheus_argv, running
+from tests.integration.servers import free_port, prometheus_argv, require_binary, running
 from tests.tls_certs import make_certs
 
 pytestmark = pytest.mark.integration
@@ -108,6 +108,17 @@ def test_prometheus_and_the_cli_reach_serve_over_tls_and_a_request_without_crede
 
         wait_for("Prometheus' alert as an incident, read by the CLI over https", delivered, 60)
         assert [i["alert_count"] for i in incidents] == [1]
+        # amtool, with exporter-toolkit's client file: basic auth over TLS reads what Prometheus sent.
+        http_config = tmp_path / "amtool.yml"
+        http_config.write_text(
+            f"basic_auth:\n  username: ops\n  password: s3cret\ntls_config:\n  ca_file: {certs.ca}\n"
+        )
+        argv = [require_binary("amtool"), f"--alertmanager.url={url}", f"--http.config.file={http_config}"]
+        queried = subprocess.run(
+            [*argv, "alert", "query", "-o", "json"], capture_output=True, text=True, timeout=30, check=False
+        )
+        assert queried.returncode == 0, queried.stderr
+        assert [a["labels"]["alertname"] for a in json.loads(queried.stdout)] == ["GPULost"]
         untrusted = _cli(url, GPUWARDEN_API_TOKEN=TOKEN)
         assert untrusted.returncode != 0
         assert "export SSL_CERT_FILE" in " ".join(untrusted.stderr.split())
