@@ -100,7 +100,10 @@ class WebConfigMiddleware:
         self.bearer = bearer.encode() if bearer else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] == "websocket" and self.check is not None:  # none is served: nothing gets past
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        if scope["type"] != "http":  # lifespan
             await self.app(scope, receive, send)
             return
         if self.check is not None and not await self._allowed(scope):

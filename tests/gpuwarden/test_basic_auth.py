@@ -10,8 +10,9 @@ import bcrypt
 import pytest
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gpuwarden.basic_auth import WebConfigMiddleware
 
@@ -90,3 +91,21 @@ def test_a_wrong_password_is_checked_each_time(client: TestClient, bcrypt_calls:
         assert client.get("/metrics", auth=("prom", "wrong")).status_code == 401
     assert len(bcrypt_calls) == 3
     assert client.get("/metrics", auth=("prom", "s3cret")).status_code == 200  # not shadowed by the misses
+
+
+async def _greet(socket: WebSocket) -> None:
+    await socket.accept()
+    await socket.send_text("up 1")
+    await socket.close()
+
+
+def test_a_websocket_gets_nothing_past_basic_auth() -> None:
+    app = Starlette(routes=[WebSocketRoute("/ws", _greet)])
+    with TestClient(app) as open_client, open_client.websocket_connect("/ws") as socket:
+        assert socket.receive_text() == "up 1"  # the route answers without the middleware
+    with (
+        TestClient(WebConfigMiddleware(app, {"prom": HASH}, {})) as client,
+        pytest.raises(WebSocketDisconnect),
+        client.websocket_connect("/ws") as socket,
+    ):
+        socket.receive_text()
