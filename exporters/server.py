@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp
 
 from exporters.collection import CollectionLoop
 from exporters.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
@@ -172,28 +174,40 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     return slash_redirect(request) or PlainTextResponse("Not Found", status_code=404)
 
 
-def server_config(app: Starlette, header_timeout: float = HEADER_TIMEOUT_SECONDS) -> uvicorn.Config:
+def server_config(
+    app: ASGIApp, header_timeout: float = HEADER_TIMEOUT_SECONDS, ssl_context: ssl.SSLContext | None = None
+) -> uvicorn.Config:
     """uvicorn's configuration for an ``app`` of the exporter's or the inference server's: serve's protocol
     (``gpuwarden.httpprotocol``), so that a method the parser does not know (``FOO /metrics``) is answered
     405 with ``Allow`` like ``POST``, not 400, a silent or trickling client does not keep its connection and
     431 answers past 1 MiB of headers; no access log (its INFO lines are under ``log_level`` anyway); the
     command's logging kept (``log_config=None``): uvicorn's own configuration gave its lines
-    (``WARNING:  Invalid HTTP request received.``) a handler of their own, neither JSON nor timed."""
+    (``WARNING:  Invalid HTTP request received.``) a handler of their own, neither JSON nor timed.
+    ``ssl_context``: TLS as the web configuration file sets it (``gpuwarden.webconfig``)."""
     import uvicorn  # noqa: PLC0415 - only exporter and inference-server serve; importing stays light
 
     from gpuwarden.httpprotocol import header_deadline_protocol  # noqa: PLC0415 - imports uvicorn
 
     protocol = header_deadline_protocol(header_timeout)
-    return uvicorn.Config(app, log_level="warning", access_log=False, log_config=None, http=protocol)
+    tls: dict[str, Any] = {}
+    if ssl_context is not None:
+        tls["ssl_context_factory"] = lambda config, default: ssl_context
+    return uvicorn.Config(app, log_level="warning", access_log=False, log_config=None, http=protocol, **tls)
 
 
-def serve(app: Starlette, sock: socket.socket, stop: StopRequest | None = None) -> None:
+def serve(
+    app: ASGIApp,
+    sock: socket.socket,
+    stop: StopRequest | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+) -> None:
     """Serve ``app`` on a bound socket until SIGINT/SIGTERM (uvicorn's graceful stop), then return; a second
     signal cuts the requests still in flight (``ForcingServer``). With ``stop``, one that came since it was
-    caught (before uvicorn was imported) stops it once it started."""
+    caught (before uvicorn was imported) stops it once it started; with ``ssl_context``, over TLS."""
     from gpuwarden.forced_stop import ForcingServer  # noqa: PLC0415 - imports uvicorn
 
-    run_until_stopped(ForcingServer(server_config(app)), [sock], stop)
+    config = server_config(app, ssl_context=ssl_context)
+    run_until_stopped(ForcingServer(config), [sock], stop)
 
 
 def is_loopback(host: str | None) -> bool:

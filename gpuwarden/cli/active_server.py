@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     import uvicorn
     from starlette.applications import Starlette
+    from starlette.types import ASGIApp
 
     from alerting.applier import JournalApplier
     from alerting.engine import IncidentEngine
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from gpuwarden.api import BackgroundTask
     from gpuwarden.config import ApiConfig
     from gpuwarden.forced_stop import ForcingServer
+    from gpuwarden.webconfig import WebConfig
 
     # What ``serve`` builds once it holds the lock: fence, engine, background tasks, extra routes, outbox,
     # applier.
@@ -60,9 +62,12 @@ def run_active(
     where: tuple[str, int, str, str],
     stop: StopRequest,
     lines: StartupLines | None = None,
+    *,
+    web: WebConfig | None = None,
 ) -> None:
     """Serve the API until a stop signal (exit 0) or until the store lock is lost (exit 1, said on
-    ``lines``: a JSON line with ``--log-format json``)."""
+    ``lines``: a JSON line with ``--log-format json``); ``web``: the web configuration file's TLS, basic auth
+    and headers."""
     from alerting.db import close_engine  # noqa: PLC0415 - see build_service
     from alerting.fencing import LockStatus  # noqa: PLC0415
     from gpuwarden.api import create_app  # noqa: PLC0415
@@ -93,7 +98,7 @@ def run_active(
         fence=fence,
         hurry=hurry,
     )
-    server = uvicorn_server(app, where[0], where[1], api)
+    server = uvicorn_server(app, where[0], where[1], api, web)
     server.hurry = hurry
     try:  # SIGTERM (every pod stop) ends like Ctrl-C: shutdown, then the locks released here, exit 0
         run_until_stopped(server, [listener], stop)
@@ -110,7 +115,9 @@ def run_active(
         raise (lines or StartupLines(LogFormat.TEXT, logger)).failed(f"stopped: {lost[0].detail}", 1)
 
 
-def uvicorn_server(app: Starlette, address: str, port_number: int, api: ApiConfig) -> ForcingServer:
+def uvicorn_server(
+    app: Starlette, address: str, port_number: int, api: ApiConfig, web: WebConfig | None = None
+) -> ForcingServer:
     """The active server's uvicorn, with its bounds against idle and slow clients; the collector tuned for
     the long-lived state startup loaded. A second stop signal cuts the requests in flight (``ForcingServer``).
     """
@@ -123,21 +130,34 @@ def uvicorn_server(app: Starlette, address: str, port_number: int, api: ApiConfi
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
     # [::1]:8080, not ::1:8080; under api.route_prefix: 127.0.0.1:8080/gpuwarden
-    logger.info("serving on %s%s", host_port(address, port_number), api.route_prefix)
-    return ForcingServer(api_server_config(app, api, host=address, port=port_number))
+    tls = " (https)" if web is not None and web.ssl_context is not None else ""
+    logger.info("serving on %s%s%s", host_port(address, port_number), api.route_prefix, tls)
+    return ForcingServer(api_server_config(app, api, web, host=address, port=port_number))
 
 
-def api_server_config(app: Starlette, api: ApiConfig, **options: Any) -> uvicorn.Config:
+def api_server_config(
+    app: Starlette, api: ApiConfig, web: WebConfig | None = None, **options: Any
+) -> uvicorn.Config:
     """uvicorn's configuration for serve's apps, the active one's and the standby's (with ``options``
     of their own): no access log, serve's logging kept, and the bounds against idle and slow clients
     (api.header_timeout_seconds, api.keep_alive_seconds, api.max_connections; the body's deadline is the
-    app's, api.body_timeout_seconds), so that a standby's descriptors are held no longer than the active's."""
+    app's, api.body_timeout_seconds), so that a standby's descriptors are held no longer than the active's.
+    With ``web`` (``--web.config.file``), over its TLS, behind its basic auth and with its headers."""
     import uvicorn  # noqa: PLC0415 - the reason build_service gives
 
     from gpuwarden.httpprotocol import header_deadline_protocol  # noqa: PLC0415
 
+    served: ASGIApp = app
+    if web is not None:
+        from gpuwarden.basic_auth import WebConfigMiddleware  # noqa: PLC0415
+
+        token = api.token.get_secret_value() if api.token is not None else None
+        served = WebConfigMiddleware(app, web.users, web.headers, bearer=token)
+        context = web.ssl_context
+        if context is not None:
+            options["ssl_context_factory"] = lambda config, default: context
     return uvicorn.Config(
-        app,
+        served,
         log_level="warning",
         access_log=False,
         log_config=None,

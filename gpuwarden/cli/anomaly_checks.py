@@ -160,7 +160,8 @@ def check_alert_url(cfg: AnomalyConfig) -> list[ConfigError]:
         str(cfg.alert_url),
         f"the API token ({TOKEN_ENV})",
         "anomaly.alert_url",
-        " (a TLS proxy in front of serve), or serve's address on this machine (localhost)",
+        " (serve with --web.config.file, or a TLS proxy in front of it), or serve's address on this machine"
+        " (localhost)",
     )
     return [] if warning is None else [warning]
 

@@ -197,7 +197,8 @@ def _warn_plain_http(url: str) -> None:
     _WARNED_HOSTS.add(host)
     err_console.print(
         f"[yellow]warning:[/yellow] {TOKEN_ENV} goes to {escape(host)} over plain http, readable on the way;"
-        " use an https --url (a TLS proxy in front of serve), or run this on serve's machine with a"
+        " use an https --url (serve with --web.config.file, or a TLS proxy in front of it), or run this on"
+        " serve's machine with a"
         " localhost --url",
         soft_wrap=True,
     )

@@ -16,6 +16,7 @@ from gpuwarden.cli.numbers import number, whole_number
 from gpuwarden.cli.output_options import log_format_option
 from gpuwarden.cli.sim_checks import check_sim_section, mig_gpus
 from gpuwarden.cli.startup import EXIT_CONFIG, EXIT_UNAVAILABLE, EXIT_USAGE, StartupLines
+from gpuwarden.cli.web_config import WEB_CONFIG_OPTION, web_config
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError, InputError, SourceError
 from gpuwarden.graceful import StopRequest  # stdlib only: light for every command
@@ -189,6 +190,7 @@ def exporter(
             help="With --simulate: accept POST/DELETE /sim/faults from other machines (default: this one)."
         ),
     ] = False,
+    web_config_file: Annotated[Path | None, WEB_CONFIG_OPTION] = None,
 ) -> None:
     """Serve DCGM-compatible GPU metrics on /metrics (real NVML, or --simulate NODESxGPUS)."""
     # Imported here, like the exporter stage in _real_service and _simulated_service: the rest of the CLI
@@ -205,6 +207,7 @@ def exporter(
     cfg = _exporter_settings(
         full, lines, port=port, listen_address=listen_address, interval=interval, simulate=simulate
     )
+    web = web_config(web_config_file, lines)
     from gpuwarden.cli.machine_checks import check_listen_address, listen_socket  # noqa: PLC0415
 
     host_field = "--listen-address" if listen_address is not None else "exporter.listen_address"
@@ -225,6 +228,10 @@ def exporter(
         status = EXIT_UNAVAILABLE if isinstance(exc, SourceError) else EXIT_CONFIG
         raise lines.failed(str(exc), status) from exc
     from exporters.server import serve  # noqa: PLC0415
+    from gpuwarden.basic_auth import WebConfigMiddleware  # noqa: PLC0415
+
+    app = WebConfigMiddleware(service.app, web.users, web.headers) if web is not None else service.app
+    scheme = web.scheme if web is not None else "http"
 
     # Caught from here: a stop signal between the line below and uvicorn's start (its import takes a while)
     # killed the exporter, exit 143, its collection and watchers never stopped.
@@ -232,12 +239,13 @@ def exporter(
         service.start()
         mode = f"simulated fleet {cfg.simulate}" if cfg.simulate else "NVML"
         # An IPv6 address in brackets: http://::1:9400/metrics is no URL a browser or Prometheus takes.
-        logger.info("exporter serving %s on http://%s/metrics", mode, host_port(cfg.listen_address, cfg.port))
+        where = host_port(cfg.listen_address, cfg.port)
+        logger.info("exporter serving %s on %s://%s/metrics", mode, scheme, where)
         if publisher is not None:
             publisher.start()
         _say_pushes(publisher, full.tracing)
         try:
-            serve(service.app, listener, stop)
+            serve(app, listener, stop, ssl_context=web.ssl_context if web is not None else None)
         finally:
             listener.close()
             if publisher is not None:

@@ -16,6 +16,7 @@ from gpuwarden.cli.logs import LogFormat, configure_logging, keep_running_on_sig
 from gpuwarden.cli.numbers import number, whole_number
 from gpuwarden.cli.output_options import log_format_option
 from gpuwarden.cli.startup import EXIT_CONFIG, EXIT_USAGE, StartupLines
+from gpuwarden.cli.web_config import WEB_CONFIG_OPTION, web_config
 from gpuwarden.clock import AcceleratedClock, Clock, SystemClock
 from gpuwarden.errors import ConfigError, InputError
 from gpuwarden.graceful import StopRequest  # stdlib only: light for every command
@@ -72,6 +73,7 @@ def inference_server(
         typer.Option(help="Accept POST/DELETE /sim/faults from other machines (default: this one only)."),
     ] = False,
     log_format: Annotated[LogFormat, log_format_option()] = LogFormat.TEXT,
+    web_config_file: Annotated[Path | None, WEB_CONFIG_OPTION] = None,
 ) -> None:
     """Serve a deterministic OpenAI-compatible toy model whose speed follows its simulated GPU.
 
@@ -90,6 +92,7 @@ def inference_server(
     from exporters.inference_server import create_inference_server  # noqa: PLC0415
     from exporters.server import serve  # noqa: PLC0415 - imports starlette
     from exporters.span_settings import TracingOptions, resolve_tracing  # noqa: PLC0415
+    from gpuwarden.basic_auth import WebConfigMiddleware  # noqa: PLC0415 - imports starlette
     from gpuwarden.config import load_config  # noqa: PLC0415
 
     options = TracingOptions(
@@ -99,6 +102,7 @@ def inference_server(
         loaded = load_config(config, secrets_for={"tracing"})
     except ConfigError as exc:  # every problem of the file, as config validate lists them
         raise lines.refused(exc) from exc
+    web = web_config(web_config_file, lines)
     try:
         settings = resolve_tracing(loaded.tracing, os.environ, options)
     except InputError as exc:  # --otlp-endpoint: a usage error, said with its value (password hidden, as
@@ -133,13 +137,16 @@ def inference_server(
     # while) killed the server, exit 143, its buffered spans never flushed.
     with StopRequest().caught() as stop:
         _say_started(
-            f"inference server on http://{host_port(host, port)} (/v1/chat/completions, /v1/completions,"
-            f" /metrics): model {cfg.model_name} on simulated {node} GPU {gpu}; tracing"
-            f" {'on' if cfg.enabled else 'off'}, spans exported: {settings.destination}",
+            f"inference server on {web.scheme if web else 'http'}://{host_port(host, port)}"
+            f" (/v1/chat/completions, /v1/completions, /metrics): model {cfg.model_name} on simulated {node}"
+            f" GPU {gpu}; tracing {'on' if cfg.enabled else 'off'}, spans exported: {settings.destination}",
             log_format,
         )
         try:
-            serve(server.app, sock, stop)  # as the exporter serves: serve's protocol, no access log
+            app = WebConfigMiddleware(server.app, web.users, web.headers) if web is not None else server.app
+            context = web.ssl_context if web is not None else None
+            # as the exporter serves: serve's protocol, no access log
+            serve(app, sock, stop, ssl_context=context)
         finally:
             sock.close()
             server.shutdown()

@@ -27,6 +27,7 @@ from gpuwarden.cli.output_options import log_format_option
 from gpuwarden.cli.preflight import check_serve, journal_field, serve_ca_file_refusal, serve_token_refusal
 from gpuwarden.cli.serve_journal import build_applier, journal_dir
 from gpuwarden.cli.startup import EXIT_TEMPFAIL, StartupLines
+from gpuwarden.cli.web_config import WEB_CONFIG_OPTION, web_config
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError
 from gpuwarden.graceful import StopAsked, StopRequest  # stdlib only: light for every command
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from gpuwarden.api import BackgroundTask
     from gpuwarden.cli.active_server import Service
     from gpuwarden.config import ApiConfig, GpuwardenConfig
+    from gpuwarden.webconfig import WebConfig
 
 logger = logging.getLogger("gpuwarden.serve")
 
@@ -182,6 +184,7 @@ def _locked_and_bound(
     standby: bool,
     where: tuple[str, int, str, str],
     stop: StopRequest,
+    web: WebConfig | None = None,
 ) -> tuple[InstanceLocks, socket.socket] | None:
     """The locks and the bound socket of a server that is now the active one; None for a standby stopped
     (SIGTERM) while it waited. ``where``: host, port and the setting or option each came from.
@@ -204,6 +207,7 @@ def _locked_and_bound(
                     listener,
                     cfg.api,
                     stop,
+                    web,
                 )
             except BaseException:
                 listener.close()
@@ -343,6 +347,7 @@ def serve(
         ),
     ] = False,
     log_format: Annotated[LogFormat, log_format_option()] = LogFormat.JSON,
+    web_config_file: Annotated[Path | None, WEB_CONFIG_OPTION] = None,
 ) -> None:
     """Run the incident engine and its HTTP API; the write token comes from GPUWARDEN_API_TOKEN.
 
@@ -351,6 +356,7 @@ def serve(
     _log(log_format)  # first: with json, why it cannot start is a JSON line too (StartupLines)
     lines = StartupLines(log_format, logger)
     cfg = _checked_config(config, lines)
+    web = web_config(web_config_file, lines)  # before the locks and the port: a refusal leaves nothing
     if route_prefix is not None:  # the active server's and a standby's app read it from the settings
         cfg = cfg.model_copy(update={"api": cfg.api.model_copy(update={"route_prefix": route_prefix})})
     api, no_token = _with_token(cfg.api)
@@ -369,10 +375,11 @@ def serve(
     # standby takes the lock or while the active server is built stops serve there, the lock given back.
     with StopRequest().caught() as stop:
         started = _started(
-            cfg, store, store_field, standby=standby, where=where, stop=stop, no_token=no_token, lines=lines
-        )
+            cfg, store, store_field, standby=standby, where=where, stop=stop, no_token=no_token, lines=lines,
+            web=web,
+        )  # fmt: skip
         if started is not None:
-            run_active(started, api, where, stop, lines)
+            run_active(started, api, where, stop, lines, web=web)
 
 
 def _started(
@@ -385,6 +392,7 @@ def _started(
     stop: StopRequest,
     no_token: ConfigError | None,
     lines: StartupLines | None = None,
+    web: WebConfig | None = None,
 ) -> tuple[InstanceLocks, socket.socket, Service] | None:
     """The locks, the bound socket and the built service of the server that is now the active one; None
     when a stop signal came first (a standby asked to stop while it waited or during the handover, a plain
@@ -413,7 +421,7 @@ def _started(
         # Bound before the store is opened: a taken port or a wrong --host must not leave a migrated store
         # behind, which the release being rolled back to would refuse. An active server's socket is bound,
         # not listening: connections are refused until uvicorn serves.
-        active = _locked_and_bound(cfg, store, standby=standby, where=where, stop=stop)
+        active = _locked_and_bound(cfg, store, standby=standby, where=where, stop=stop, web=web)
         if active is None:
             return None  # a standby asked to stop
         locks, listener = active

@@ -159,6 +159,14 @@ def _answered(response: httpx.Response, key: str) -> dict[str, Any]:
         raise _fail(
             f"{shown_url} not found; fault injection exists only when the exporter runs with --simulate"
         )
+    if response.status_code == 401 and response.headers.get("www-authenticate", "").lower().startswith(
+        "basic"
+    ):
+        given = "a wrong password" if response.request.headers.get("authorization") else "no password"
+        raise _fail(
+            f"{shown_url} answered 401 to {given}: the server asks for basic auth (its --web.config.file);"
+            " give the user and password in --url: https://USER:PASSWORD@HOST:PORT"
+        )
     if not isinstance(body, dict) or (response.is_error and not isinstance(body.get("error"), str)):
         # Not the exporter's answer (a proxy's 502 page, another server): said with where it came from, as
         # it is ("answered 200 but not as ...: {'error': 'hello'}" showed a dict the CLI had made up).

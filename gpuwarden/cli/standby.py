@@ -29,6 +29,7 @@ from gpuwarden.urls import host_port
 if TYPE_CHECKING:
     from alerting.instance_lock import InstanceLocks
     from gpuwarden.config import ApiConfig, GpuwardenConfig
+    from gpuwarden.webconfig import WebConfig
 
 logger = logging.getLogger("gpuwarden.serve")
 
@@ -47,11 +48,13 @@ def wait_as_standby(
     listener: socket.socket,
     api: ApiConfig,
     stop: StopRequest | None = None,
+    web: WebConfig | None = None,
 ) -> InstanceLocks | None:
     """Serve the standby app on ``listener`` until ``acquire`` returns the locks (this server is now the
     active one), or until a stop signal (caught by ``stop``, or by one of its own): then None, and locks
     taken just as it came are released. ``acquire`` gets a sleep that raises ``StandbyStopped`` once serving
-    ended, and a callback for what each attempt found; what it raises is raised here."""
+    ended, and a callback for what each attempt found; what it raises is raised here. ``web``: the web
+    configuration file's TLS, basic auth and headers, as the active server serves them."""
     stop = stop or StopRequest()
     import uvicorn  # noqa: PLC0415 - serve imports it anyway; the rest of the CLI must not
 
@@ -60,7 +63,11 @@ def wait_as_standby(
 
     state = StandbyState()
     served = api_server_config(
-        standby_app(state, api.route_prefix), api, lifespan="off", timeout_graceful_shutdown=SHUTDOWN_SECONDS
+        standby_app(state, api.route_prefix),
+        api,
+        web,
+        lifespan="off",
+        timeout_graceful_shutdown=SHUTDOWN_SECONDS,
     )
     server = uvicorn.Server(served)
     ended = threading.Event()

@@ -1,4 +1,5 @@
-"""What the CLI says when https to serve (through the TLS proxy in front of it) fails on the certificate.
+"""What the CLI says when https to serve (its own, ``--web.config.file``, or a TLS proxy's in front of it)
+fails on the certificate.
 
 httpx trusts certifi's public CAs, or the PEM file ``SSL_CERT_FILE`` names (``SSL_CERT_DIR``: a folder of
 hashed certificates) in their place. It reads neither ``REQUESTS_CA_BUNDLE`` nor ``CURL_CA_BUNDLE``, which
@@ -20,13 +21,19 @@ def tls_hint(url: str, said: str) -> str:
     if not url.lower().startswith("https://"):
         return ""
     if "WRONG_VERSION_NUMBER" in said:
-        return " (the server speaks plain HTTP: use http://, or the address of the TLS proxy in front of it)"
+        return (
+            " (the server speaks plain HTTP: use http://, or the address of the TLS proxy in front of it, or"
+            " start serve with --web.config.file)"
+        )
     if "CERTIFICATE_VERIFY_FAILED" not in said:
         return ""
     if "mismatch" in said:  # "Hostname mismatch", "IP address mismatch"
         return " (the certificate is for other names: give --url with a name it was issued for)"
     if "expired" in said:
-        return " (the certificate has expired: renew it where TLS ends, the proxy in front of serve)"
+        return (
+            " (the certificate has expired: renew it where TLS ends, serve's tls_server_config.cert_file or"
+            " the proxy in front of serve)"
+        )
     trusted = next(
         (f"{n}={os.environ[n]}" for n in ("SSL_CERT_FILE", "SSL_CERT_DIR") if os.environ.get(n)), ""
     )
@@ -49,7 +56,7 @@ def ca_file_problem(exc: OSError) -> str | None:
         if value:
             return (
                 f"{name}={value}: cannot load CA certificates from it ({exc}); give the PEM file of the CA"
-                " that signed the certificate of the TLS proxy in front of serve, or unset it"
+                " that signed serve's certificate (or that of the TLS proxy in front of it), or unset it"
             )
     return None
 

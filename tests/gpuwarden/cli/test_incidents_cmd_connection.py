@@ -468,5 +468,6 @@ def test_a_token_sent_over_plain_http_to_another_machine_is_warned_of_once(
     host = urlsplit(url).hostname
     assert lines == [
         f"warning: GPUWARDEN_API_TOKEN goes to {host} over plain http, readable on the way; use an https"
-        " --url (a TLS proxy in front of serve), or run this on serve's machine with a localhost --url"
+        " --url (serve with --web.config.file, or a TLS proxy in front of it), or run this on serve's machine"
+        " with a localhost --url"
     ]

@@ -1,0 +1,44 @@
+"""``--web.config.file``, the option of ``exporter`` and ``serve`` that names their web configuration file
+(TLS, basic auth, response headers: ``gpuwarden.webconfig``), as Prometheus' exporters name theirs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from gpuwarden.errors import ConfigError
+
+if TYPE_CHECKING:
+    from gpuwarden.cli.startup import StartupLines
+    from gpuwarden.webconfig import WebConfig
+
+WEB_CONFIG_OPTION = typer.Option(
+    "--web.config.file",
+    "--web-config-file",
+    help="Web configuration file (exporter-toolkit's format): TLS (tls_server_config), basic auth"
+    " (basic_auth_users, bcrypt hashes) and response headers (http_server_config.headers). Default: plain"
+    " HTTP, no authentication.",
+)
+
+
+def web_config(path: Path | None, lines: StartupLines) -> WebConfig | None:
+    """The web configuration file at ``path`` read and checked (None without one); a file that would not
+    serve as written is said on ``lines`` and the command exits 78, before anything listens. Basic auth over
+    plain HTTP is served (exporter-toolkit serves it) with a warning: its passwords are readable on the
+    way."""
+    if path is None:
+        return None
+    from gpuwarden.webconfig import load_web_config  # noqa: PLC0415 - ssl and pydantic only when given
+
+    try:
+        web = load_web_config(path)
+    except ConfigError as exc:
+        raise lines.refused(exc) from exc
+    if web.users and web.ssl_context is None:
+        lines.warning(
+            f"{path}: basic_auth_users without tls_server_config: the passwords cross the network readable"
+            " (base64, not encrypted); add tls_server_config"
+        )
+    return web

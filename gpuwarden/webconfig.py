@@ -1,0 +1,292 @@
+"""The web configuration file (``--web.config.file``) of the exporter and ``serve``: TLS, basic auth and
+response headers, in the format and with the field names of Prometheus' exporter-toolkit, so that the file
+an operator wrote for node_exporter or dcgm-exporter serves here too.
+
+``load_web_config`` reads and checks the whole file once, at start: an unknown field, a certificate or key
+that cannot be loaded, a key that is not the certificate's, a password hash that is no bcrypt hash are
+refused with the file, line, field and fix, before anything is served. Relative paths are read from the
+file's folder, as exporter-toolkit reads them.
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gpuwarden.errors import ConfigError
+from gpuwarden.yamlfile import not_a_mapping, read_yaml, validation_to_config_error
+
+TLS_VERSIONS = {
+    "TLS10": ssl.TLSVersion.TLSv1,
+    "TLS11": ssl.TLSVersion.TLSv1_1,
+    "TLS12": ssl.TLSVersion.TLSv1_2,
+    "TLS13": ssl.TLSVersion.TLSv1_3,
+}
+TlsVersionName = Literal["TLS10", "TLS11", "TLS12", "TLS13"]
+ClientAuthType = Literal[
+    "NoClientCert",
+    "RequestClientCert",
+    "RequireAnyClientCert",
+    "VerifyClientCertIfGiven",
+    "RequireAndVerifyClientCert",
+]
+# Go's names of the TLS 1.2 suites it calls secure (crypto/tls CipherSuites()), as OpenSSL names them.
+GO_CIPHER_SUITES = {
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256": "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384": "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256": "ECDHE-RSA-AES128-GCM-SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384": "ECDHE-RSA-AES256-GCM-SHA384",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-RSA-CHACHA20-POLY1305",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA": "ECDHE-ECDSA-AES128-SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA": "ECDHE-ECDSA-AES256-SHA",
+    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA": "ECDHE-RSA-AES128-SHA",
+    "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA": "ECDHE-RSA-AES256-SHA",
+}
+# TLS 1.3's suites are not configurable (in Go neither): listed, they are accepted and change nothing.
+TLS13_SUITES = ("TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256")
+# The headers exporter-toolkit lets the file set, with the values it accepts (None: any).
+HEADERS: dict[str, tuple[str, ...] | None] = {
+    "Content-Security-Policy": None,
+    "X-Frame-Options": ("deny", "sameorigin"),
+    "X-Content-Type-Options": ("nosniff",),
+    "X-XSS-Protection": None,
+    "Strict-Transport-Security": None,
+}
+BCRYPT_HASH = re.compile(r"\$2[abxy]\$(\d\d)\$[./A-Za-z0-9]{53}")
+Refusal = Callable[..., ConfigError]
+"""(message, *keys of the field) -> the error naming the file, its line and the field."""
+_UNSUPPORTED = "is not supported by gpuwarden (Python's ssl module offers no such setting): remove it"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TlsServerConfig(_Strict):
+    """``tls_server_config``."""
+
+    cert_file: str = ""
+    key_file: str = ""
+    client_auth_type: ClientAuthType = "NoClientCert"
+    client_ca_file: str = ""
+    min_version: TlsVersionName = "TLS12"
+    max_version: TlsVersionName = "TLS13"
+    cipher_suites: list[str] = Field(default_factory=list)
+    prefer_server_cipher_suites: bool = True
+    # exporter-toolkit's, refused with the reason when set (``_refused_fields``)
+    cert: str | None = None
+    key: str | None = None
+    client_ca: str | None = None
+    client_allowed_sans: list[str] | None = None
+    curve_preferences: list[str] | None = None
+
+
+class HttpServerConfig(_Strict):
+    """``http_server_config``."""
+
+    http2: bool = True  # uvicorn speaks HTTP/1.1 only: a client offering h2 over TLS falls back to it
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class WebConfigFile(_Strict):
+    """The file, as exporter-toolkit defines it."""
+
+    tls_server_config: TlsServerConfig | None = None
+    http_server_config: HttpServerConfig = Field(default_factory=HttpServerConfig)
+    basic_auth_users: dict[str, str] = Field(default_factory=dict)
+    rate_limit: dict[str, object] | None = None
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """What the server does with the file: its TLS context (None: plain HTTP), the users allowed in (none:
+    no basic auth) and the headers added to each response."""
+
+    path: str
+    ssl_context: ssl.SSLContext | None
+    users: dict[str, str]
+    headers: dict[str, str]
+
+    @property
+    def scheme(self) -> str:
+        """``https`` with TLS, else ``http``."""
+        return "https" if self.ssl_context is not None else "http"
+
+
+def load_web_config(path: Path) -> WebConfig:
+    """Read and check the web configuration file at ``path``; ``ConfigError`` naming its file, line and
+    field for anything that would not serve as written."""
+    data, positions = read_yaml(path)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise not_a_mapping(data, str(path), WebConfigFile.model_fields)
+    try:
+        model = WebConfigFile.model_validate(data)
+    except ValidationError as exc:
+        raise validation_to_config_error(exc, str(path), positions) from exc
+
+    def refusal(message: str, *keys: str) -> ConfigError:
+        line = next((positions[keys[:d]] for d in range(len(keys), 0, -1) if keys[:d] in positions), None)
+        return ConfigError(message, path=str(path), field=".".join(keys), line=line)
+
+    if model.rate_limit is not None:
+        raise refusal(
+            "is not supported by gpuwarden: limit the rate in front of it, or remove it", "rate_limit"
+        )
+    for user, hashed in model.basic_auth_users.items():
+        match = BCRYPT_HASH.fullmatch(hashed)
+        if match is None or not 4 <= int(match.group(1)) <= 31:
+            raise refusal(
+                "not a bcrypt hash ($2y$10$ and 53 characters); hash the password with"
+                " `htpasswd -nBC 10 \"\" | tr -d ':\\n'` and give the hash, never the password",
+                "basic_auth_users",
+                user,
+            )
+    if model.basic_auth_users:
+        try:
+            import bcrypt  # noqa: F401, PLC0415 - checked at start: not at the first request
+        except ImportError as exc:
+            raise refusal(
+                "checking these passwords needs the bcrypt package, which is not installed: pip install"
+                " bcrypt",
+                "basic_auth_users",
+            ) from exc
+    headers = model.http_server_config.headers
+    for name, value in headers.items():
+        allowed = HEADERS.get(name, ())
+        if name not in HEADERS:
+            message = f"this header cannot be set here; these can: {', '.join(HEADERS)}"
+            raise refusal(message, "http_server_config", "headers", name)
+        if allowed is not None and value and value.lower() not in allowed:
+            message = f"{value!r} is not accepted; give {' or '.join(allowed)}"
+            raise refusal(message, "http_server_config", "headers", name)
+    context = None
+    if model.tls_server_config is not None:
+        context = _ssl_context(model.tls_server_config, path.parent, refusal)
+    set_headers = {name: value for name, value in headers.items() if value}  # blank: unset
+    return WebConfig(str(path), context, dict(model.basic_auth_users), set_headers)
+
+
+def _ssl_context(tls: TlsServerConfig, folder: Path, refuse: Refusal) -> ssl.SSLContext:
+    """The server's TLS context for ``tls``, its files read from ``folder`` when relative."""
+    section = "tls_server_config"
+    for name in ("cert", "key", "client_ca"):
+        if getattr(tls, name) is not None:
+            raise refuse(
+                f"an inline PEM is not supported by gpuwarden: give {name}_file, a file", section, name
+            )
+    for name in ("client_allowed_sans", "curve_preferences"):
+        if getattr(tls, name) is not None:
+            raise refuse(_UNSUPPORTED, section, name)
+    if not tls.cert_file or not tls.key_file:
+        missing = "cert_file" if not tls.cert_file else "key_file"
+        raise refuse(
+            "TLS needs both cert_file and key_file (the server's certificate and its private key, PEM files);"
+            " give both, or remove tls_server_config to serve plain HTTP",
+            section,
+            missing,
+        )
+    if TLS_VERSIONS[tls.min_version] > TLS_VERSIONS[tls.max_version]:
+        raise refuse(
+            f"min_version {tls.min_version} is above max_version {tls.max_version}", section, "min_version"
+        )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = TLS_VERSIONS[tls.min_version]
+    context.maximum_version = TLS_VERSIONS[tls.max_version]
+    cert, key = folder / tls.cert_file, folder / tls.key_file
+    for name, file, marker, what in (
+        ("cert_file", cert, b"-----BEGIN CERTIFICATE-----", "certificate"),
+        ("key_file", key, b"PRIVATE KEY-----", "private key"),
+    ):
+        try:
+            text = file.read_bytes()
+        except OSError as exc:
+            raise refuse(f"cannot read {file}: {exc.strerror}", section, name) from exc
+        if marker not in text:
+            raise refuse(f"{file} holds no PEM {what} ({marker.decode()}): give the PEM file", section, name)
+        if b"ENCRYPTED" in text and name == "key_file":
+            raise refuse(
+                f"{file} is encrypted: give the key unencrypted, as exporter-toolkit reads it", section, name
+            )
+    try:
+        context.load_cert_chain(cert, key, password=lambda: b"")  # never a prompt on the terminal
+    except ssl.SSLError as exc:
+        mismatch = "KEY_VALUES_MISMATCH" in str(exc)
+        raise refuse(_cert_problem(exc, cert, key), section, "key_file" if mismatch else "cert_file") from exc
+    for suite in tls.cipher_suites:
+        if suite not in GO_CIPHER_SUITES and suite not in TLS13_SUITES:
+            raise refuse(
+                f"unknown cipher suite {suite!r}; give Go's names of the secure TLS 1.2 suites:"
+                f" {', '.join(GO_CIPHER_SUITES)}",
+                section,
+                "cipher_suites",
+            )
+    if tls.cipher_suites:
+        suites = [GO_CIPHER_SUITES[s] for s in tls.cipher_suites if s in GO_CIPHER_SUITES]
+        if suites:  # TLS 1.3's alone: nothing to set
+            try:
+                context.set_ciphers(":".join(suites))
+            except ssl.SSLError as exc:
+                raise refuse(
+                    f"none of these suites is available here ({exc})", section, "cipher_suites"
+                ) from exc
+    if not tls.prefer_server_cipher_suites:
+        context.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
+    _client_auth(context, tls, folder, refuse)
+    return context
+
+
+def _cert_problem(exc: ssl.SSLError, cert: Path, key: Path) -> str:
+    """What ``load_cert_chain`` failing with ``exc`` means for the operator."""
+    said = str(exc)
+    if "KEY_VALUES_MISMATCH" in said:
+        return (
+            f"the private key {key} is not the key of the certificate {cert}: give the key the certificate"
+            " was issued for"
+        )
+    return f"cannot load the certificate {cert} with the key {key}: {said}"
+
+
+def _client_auth(context: ssl.SSLContext, tls: TlsServerConfig, folder: Path, refuse: Refusal) -> None:
+    """Client certificates as ``client_auth_type`` asks, checked against ``client_ca_file``."""
+    section = "tls_server_config"
+    verifies = tls.client_auth_type in ("VerifyClientCertIfGiven", "RequireAndVerifyClientCert")
+    if tls.client_ca_file and tls.client_auth_type == "NoClientCert":
+        raise refuse(
+            "client_ca_file is set but client_auth_type is NoClientCert, which asks for no client"
+            " certificate: set client_auth_type: RequireAndVerifyClientCert, or remove client_ca_file",
+            section,
+            "client_ca_file",
+        )
+    if verifies and not tls.client_ca_file:
+        raise refuse(
+            f"client_auth_type {tls.client_auth_type} checks client certificates against client_ca_file:"
+            " give it (the PEM file of the CA that signs them)",
+            section,
+            "client_auth_type",
+        )
+    if tls.client_auth_type in ("RequestClientCert", "RequireAnyClientCert"):
+        # Python's ssl cannot ask for a certificate without checking it against a CA (Go can).
+        raise refuse(
+            f"client_auth_type {tls.client_auth_type} (a certificate no CA checks) is not supported by"
+            " gpuwarden: use RequireAndVerifyClientCert with client_ca_file",
+            section,
+            "client_auth_type",
+        )
+    if not verifies:
+        return
+    ca = folder / tls.client_ca_file
+    try:
+        context.load_verify_locations(cafile=ca)
+    except (OSError, ssl.SSLError) as exc:
+        raise refuse(f"cannot load CA certificates from {ca}: {exc}", section, "client_ca_file") from exc
+    required = tls.client_auth_type == "RequireAndVerifyClientCert"
+    context.verify_mode = ssl.CERT_REQUIRED if required else ssl.CERT_OPTIONAL
