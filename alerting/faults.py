@@ -70,7 +70,10 @@ _METRIC_PATTERNS: tuple[tuple[str, FaultKind], ...] = (
     ("nvlink", FaultKind.NVLINK),
     ("eccdbe|uncorrectable", FaultKind.ECC_DBE),
     ("eccsbe", FaultKind.ECC_SBE_STORM),
-    ("steptime", FaultKind.STRAGGLER),
+    # A training step's time or duration (the training exporter's
+    # ``gpuwarden_training_step_duration_seconds``, which the level-shift detector scores): its shift up was
+    # an incident of unknown cause. Only a rise: steps that got faster are no straggler.
+    ("steptime|stepduration", FaultKind.STRAGGLER),
     # A request's latency or error share (the inference server's span metrics, a query named after them):
     # an 8x rise of an inference server's P95 was an incident of unknown cause at P3, where an alert named
     # so is a service degraded (P2). Only a rise: a latency or error share that fell is no fault.
@@ -80,7 +83,7 @@ _METRIC_PATTERNS: tuple[tuple[str, FaultKind], ...] = (
     ),
 )
 _METRIC_COMPILED = tuple((re.compile(p), k) for p, k in _METRIC_PATTERNS)
-_RISE_ONLY = frozenset({FaultKind.THERMAL, FaultKind.SERVICE_DEGRADED})
+_RISE_ONLY = frozenset({FaultKind.THERMAL, FaultKind.SERVICE_DEGRADED, FaultKind.STRAGGLER})
 _MODEL_KINDS = {"thermal": FaultKind.THERMAL}
 
 
@@ -207,6 +210,6 @@ def _classify(
     for pattern, kind in _METRIC_COMPILED:
         if pattern.search(metric):
             # A temperature below its band is a GPU cooling (idle after a reset, a job that ended), not
-            # heat: only a rise is thermal; so are faster answers and fewer errors no degradation.
+            # heat: only a rise is thermal; so are faster answers, fewer errors and faster steps no fault.
             return FaultKind.UNKNOWN if kind in _RISE_ONLY and deviation == "down" else kind
     return FaultKind.UNKNOWN

@@ -126,7 +126,8 @@ UNANSWERED_WRITE = (
     "; serve may still carry it out (it waits its turn behind other writes): look (incidents show,"
     " outbox list) before sending it again, or a note is stored twice"
 )
-"""Said of a write that timed out: the operator's retry of a note stored after all added it a second time."""
+"""Said of a write that timed out or was interrupted (Ctrl-C): the operator's retry of a note stored after all
+added it a second time."""
 
 
 def api_request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -167,6 +168,10 @@ def api_request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Respon
         said = str(exc).replace(token, "***") if token else str(exc)  # a header's error quotes its value
         err_console.print(f"[red]error:[/red] cannot reach {escape(hidden_password(url))}: {escape(said)}")
         raise typer.Exit(1) from exc
+    except KeyboardInterrupt:  # Ctrl-C while serve held the request: still 130, but a write is not undone
+        if method != "GET":
+            err_console.print(f"[red]error:[/red] interrupted before serve answered{UNANSWERED_WRITE}")
+        raise
     except OSError as exc:  # httpx loads SSL_CERT_FILE before connecting: a missing or non-PEM file raised
         problem = ca_file_problem(exc)
         if problem is None:

@@ -25,11 +25,15 @@ config_app = typer.Typer(help="Validate and show configuration.", no_args_is_hel
 
 @config_app.command("validate")
 def validate(
-    path: Annotated[Path, typer.Argument(help="YAML configuration file.")],
+    path: Annotated[
+        Path | None,
+        typer.Argument(help="YAML configuration file; none: the defaults and GPUWARDEN_ variables alone."),
+    ] = None,
 ) -> None:
     """Check a configuration file (and GPUWARDEN_ environment overrides) as serve, exporter and anomaly run
     would, and the OTEL_* variables as inference-server would; exit 1 listing every problem found, in the
-    file's order. Warnings (a maintenance window that already ended) leave it at 0."""
+    file's order. Warnings (a maintenance window that already ended) leave it at 0. Without a file, what
+    they run with given no --config, as config show prints it."""
     # Imported here: `gpuwarden --help` and the HTTP commands must start without the configuration model.
     from exporters.span_settings import resolve_tracing  # noqa: PLC0415
     from gpuwarden.cli.preflight import check_config, check_starts  # noqa: PLC0415
@@ -39,7 +43,7 @@ def validate(
     try:
         report = examine_config(path)
     except ConfigError as exc:  # the file cannot be read or parsed: nothing else can be checked
-        print_problems(exc.in_file(str(path)))
+        print_problems(exc.in_file(str(path)))  # only a file's reading raises it: path is set
         raise typer.Exit(1) from exc
     warnings: list[ConfigError] = []
     cfg = report.cfg
@@ -63,7 +67,7 @@ def validate(
         err_console.print(f"[yellow]warning:[/yellow] {escape(str(warning))}")
     if error is not None:
         raise typer.Exit(1)
-    typer.echo(f"{path}: ok")
+    typer.echo(f"{path if path is not None else 'no file (defaults and GPUWARDEN_ variables)'}: ok")
 
 
 @config_app.command("show")

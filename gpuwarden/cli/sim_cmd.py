@@ -31,7 +31,7 @@ from gpuwarden.errors import InputError
 from gpuwarden.numerals import AS_WRITTEN, NUMBER, TOO_LARGE, WHOLE_NUMBER, written_as_digits
 from gpuwarden.redaction import hidden_password
 from gpuwarden.sim import FAULT_KINDS  # light: the package loads the fleet's modules on first use
-from gpuwarden.sim.faults import MAX_GPU_INDEX, MAX_NVLINK, MAX_PARAM, MAX_XID, fault_params
+from gpuwarden.sim.faults import MAX_GPU_INDEX, MAX_NVLINK, MAX_PARAM, MAX_XID, fault_params, parse_fault
 from gpuwarden.urls import verify_tls
 
 if TYPE_CHECKING:
@@ -74,6 +74,21 @@ def _params(kind: str, given: list[str]) -> dict[str, float | str]:
             _refuse_param(text, exc.message)
         params[name] = value
     return params
+
+
+_OPTIONS = {"kind": "KIND", "params": "--param"} | {
+    name: f"--{name}" for name in ("node", "gpu", "xid", "link")
+}
+
+
+def _check_fault(payload: dict[str, Any]) -> None:
+    """The fault checked as the exporter checks it (``parse_fault``, without its fleet), an option its kind
+    needs and lacks, or does not take, refused as a bad option (exit 2) before posting: ``sim inject xid``
+    without ``--xid`` exited 1 on the exporter's 400, as if the exporter had failed."""
+    try:
+        parse_fault(payload)
+    except InputError as exc:
+        refuse_option(escape(f"{_OPTIONS.get(exc.field, exc.field)}: {exc.message}"))
 
 
 def _refuse_param(text: str, message: str) -> NoReturn:
@@ -123,6 +138,7 @@ def inject(
             payload[name] = value
     if param:
         payload["params"] = _params(payload["kind"], param)
+    _check_fault(payload)
     body = _answered(_request("POST", url, "/sim/faults", timeout, json=payload), "id")
     typer.echo(json.dumps(body))
 

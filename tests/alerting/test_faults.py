@@ -113,7 +113,7 @@ def test_a_scrape_down_alert_naming_its_node_by_any_node_label_is_a_node_down(la
         ("inference_error_ratio", "up", FaultKind.SERVICE_DEGRADED),
         ("inference_latency_p95", "down", FaultKind.UNKNOWN),
         ("inference_error_ratio", "down", FaultKind.UNKNOWN),
-        ("gpuwarden_training_step_duration_seconds", "up", FaultKind.UNKNOWN),
+        ("gpuwarden_training_step_duration_seconds", "down", FaultKind.UNKNOWN),
     ],
     ids=[
         "latency-rose",
@@ -122,7 +122,7 @@ def test_a_scrape_down_alert_naming_its_node_by_any_node_label_is_a_node_down(la
         "error-ratio-rose",
         "latency-fell",
         "errors-fell",
-        "step",
+        "step-fell",
     ],
 )
 def test_an_anomaly_on_a_request_latency_or_error_share_that_rose_is_a_service_degraded(
@@ -130,6 +130,33 @@ def test_an_anomaly_on_a_request_latency_or_error_share_that_rose_is_a_service_d
 ) -> None:
     # anomaly run scoring an inference server's P95 (8x up under a straggling GPU) raised GpuwardenAnomaly
     # on it, and serve opened "node 127.0.0.1 GpuwardenAnomaly on inference_latency_p95", unknown, P3.
+    for model in ("adaptive", "level_shift"):
+        labels = {"alertname": "GpuwardenAnomaly", "model": model, "for": metric, "deviation": deviation}
+        assert classify(labels) is kind
+
+
+@pytest.mark.parametrize(
+    ("metric", "deviation", "kind"),
+    [
+        ("gpuwarden_training_step_duration_seconds", "up", FaultKind.STRAGGLER),
+        ("gpuwarden_training_last_step_duration_seconds", "up", FaultKind.STRAGGLER),
+        ("train_step_time_seconds", "up", FaultKind.STRAGGLER),
+        ("gpuwarden_training_step_duration_seconds", "down", FaultKind.UNKNOWN),
+        ("train_step_time_seconds", "down", FaultKind.UNKNOWN),
+    ],
+    ids=[
+        "step-duration-rose",
+        "last-step-duration-rose",
+        "step-time-rose",
+        "step-duration-fell",
+        "step-time-fell",
+    ],
+)
+def test_an_anomaly_on_a_training_step_time_that_rose_is_a_straggler(
+    metric: str, deviation: str, kind: FaultKind
+) -> None:
+    # anomaly run's level-shift detector scores the training exporter's step duration; its shift up raised
+    # GpuwardenAnomaly{for="gpuwarden_training_step_duration_seconds"}, which serve opened as unknown, P3.
     for model in ("adaptive", "level_shift"):
         labels = {"alertname": "GpuwardenAnomaly", "model": model, "for": metric, "deviation": deviation}
         assert classify(labels) is kind

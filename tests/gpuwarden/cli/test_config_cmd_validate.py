@@ -384,3 +384,25 @@ def test_an_entry_given_twice_in_a_list_setting_is_refused_at_its_line_naming_th
     said = " ".join(result.stderr.split())
     assert result.exit_code == 1, said
     assert f"error: {path}:{line}: {field}: {value}; list each once" in said
+
+
+@pytest.mark.parametrize(
+    ("environ", "code"),
+    [({}, 0), ({"GPUWARDEN_API__PORT": "abc"}, 1)],
+    ids=["defaults", "bad-variable"],
+)
+def test_config_validate_without_a_file_checks_what_serve_runs_without_one_as_config_show_shows_it(
+    environ: dict[str, str], code: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `config show` printed serve's configuration without --config (defaults and GPUWARDEN_ variables), but
+    # `config validate` refused to run without a path: "missing argument 'path'", exit 2.
+    monkeypatch.chdir(tmp_path)  # serve's default store, gpuwarden.db, goes in the working directory
+    validated = runner.invoke(app, ["config", "validate"], env=environ)
+    shown = runner.invoke(app, ["config", "show"], env=environ)
+    assert validated.exit_code == code, validated.output
+    assert shown.exit_code == code, shown.output
+    if code:  # the same problem, said in the same words, as serve says it at start
+        assert "api.port: 'abc' is not a whole number" in validated.stderr
+        assert validated.stderr == shown.stderr
+    else:
+        assert validated.stdout.strip() == "no file (defaults and GPUWARDEN_ variables): ok"

@@ -23,6 +23,9 @@ from tests.migrated_store import migrated_sqlite
 
 runner = BuiltCliRunner()
 
+# A fault the exporter would take: one it would refuse (no --node) is refused before its URL is looked at.
+INJECT = ["sim", "inject", "xid", "--node", "node-01", "--gpu", "0", "--xid", "79"]
+
 BAD_URLS = {
     "ipv6-unclosed": "http://[::1",
     # httpx takes these (it escapes a bracket in the host); urllib's urlsplit raised "Invalid IPv6 URL"
@@ -47,7 +50,7 @@ BAD_URLS = {
         ["incidents", "ack", "inc-1"],
         ["inventory", "nodes"],
         ["outbox", "list"],
-        ["sim", "inject", "xid"],
+        INJECT,
         ["loadgen"],
     ],
     ids=["list", "ack", "inventory", "outbox", "sim-inject", "loadgen"],
@@ -70,7 +73,7 @@ def test_a_malformed_url_is_named_with_exit_2_not_a_traceback(argv: list[str], u
 @pytest.mark.parametrize(
     "argv",
     # loadgen's one request: its default 100 at 10 a second took 10 s to find that none could connect
-    [["incidents", "list"], ["outbox", "list"], ["sim", "inject", "xid"], ["loadgen", "--requests", "1"]],
+    [["incidents", "list"], ["outbox", "list"], INJECT, ["loadgen", "--requests", "1"]],
     ids=["incidents", "outbox", "sim-inject", "loadgen"],
 )
 def test_a_url_the_cli_cannot_use_is_named_without_its_credential(
