@@ -134,16 +134,15 @@ def first_taken(session: Session, *where: ColumnElement[bool]) -> dict[str, date
 
 def stored_names(session: Session, column: InstrumentedAttribute[str]) -> list[str]:
     """The distinct values of ``column``, the first of an index (the notifiers of the outbox or of the
-    threads: a few), one index step each rather than a read of the whole table."""
-    names: list[str] = []
-    while True:
-        query = select(func.min(column))
-        if names:
-            query = query.where(column > names[-1])
-        name = session.scalar(query)
-        if name is None:
-            return names
-        names.append(name)
+    threads: a few), in order: one index step each rather than a read of the whole table, all in one
+    statement (a recursive query: each step the least value past the one before), so one round trip to a
+    PostgreSQL server however many there are (one statement per name and one more, 5 ms to 30 ms each at
+    load 16, were most of ``outbox list --incident``'s time there)."""
+    names = select(func.min(column).label("name")).cte("names", recursive=True)
+    past = select(func.min(column)).where(column > names.c.name).scalar_subquery()
+    names = names.union_all(select(past).where(names.c.name.is_not(None)))
+    query = select(names.c.name).where(names.c.name.is_not(None))
+    return [str(name) for name in session.scalars(query)]
 
 
 def of_incident(session: Session, incident_id: str) -> ColumnElement[bool]:

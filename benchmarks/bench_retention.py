@@ -1,16 +1,24 @@
-"""Retention's first run over a long history, and the outbox read on a big store, in process: one JSON line.
+"""Retention's first run over a long history, and the outbox read on a big store, in process: a JSON line.
 
 Builds a SQLite store of ``--seeds`` resolved single-node faults (``NodeDown`` and two ``GPULost``, through
 ``IncidentEngine`` on a fake clock, 200 days ago), each with three sent messages for each of two notifiers
 (500-byte payloads) and a thread each, then copies all of it ``--copies`` times in SQL, each copy's times
 moved later, spread over the 200 days, under new ids: ``--seeds 2000 --copies 50`` is 100,000 resolved
 incidents, 300,000 alerts, 600,000 timeline events and 600,000 sent messages (907 MB, about 2 minutes to
-build). Then it prunes with the default 90 days, slice by slice as ``serve`` does, timing each slice (the
-engine's lock is held for one), and times the reads that grow with the history: one incident's messages and
+build). Then it times the reads that grow with the history: one incident's messages and
 counts (``outbox list --incident``), the counts by notifier that every ``/metrics`` scrape reads and the
 newest 50 resolved incidents (``incidents list --state resolved``). ``--keep DIR`` leaves the store there
 (``--reuse`` takes it from there again, migrated to the code's revision first: ``upgrade_s``). Compare with
 the code before by running it with ``PYTHONPATH`` set to an export of that code.
+
+It also times what a ``serve`` start waits for on such a store (``engine_start_s``: the engine built and
+its first alert ingested), and prunes with the default 90 days through the engine, slice by slice as
+``serve``'s tick does (each slice timed, the engine's lock held for one), while a prober
+ingests one new alert every 0.1 s (``ingest_wait_longest_s``, ``ingest_wait_median_s``: each ``ingest``
+call, which waits for a slice holding the engine's lock). ``--postgres`` measures the same on PostgreSQL
+(``store_postgres.py``: the built SQLite store copied row for row into a database of a throwaway
+PostgreSQL 15 started as the tests start theirs, as root; ``--postgres-url`` takes a server's URL instead),
+after SQLite on the same machine: one JSON line per store.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import json
 import sqlite3
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -32,21 +41,25 @@ def _options() -> argparse.Namespace:
     parser.add_argument("--keep", type=Path, help="build the store in this folder and leave it there")
     parser.add_argument("--reuse", action="store_true", help="take the store --keep left, as it was built")
     parser.add_argument("--slices", type=int, default=0, help="stop after this many slices (0: all)")
+    parser.add_argument("--postgres", action="store_true", help="measure on PostgreSQL too, after SQLite")
+    parser.add_argument("--postgres-url", help="a PostgreSQL server's URL (default: a throwaway one)")
     return parser.parse_args()
 
 
 if __name__ == "__main__":
     OPTIONS = _options()
 
-from datetime import UTC, datetime, timedelta  # noqa: E402 - imported after the command line is read
+from datetime import datetime  # noqa: E402 - imported after the command line is read
 
-from sqlalchemy.orm import sessionmaker  # noqa: E402
+from sqlalchemy.orm import Session  # noqa: E402
+from store_postgres import copy_store, database_bytes, fresh_database, postgres_server  # noqa: E402
 
+from alerting import retention  # noqa: E402
 from alerting.db import make_engine  # noqa: E402
 from alerting.engine import IncidentEngine  # noqa: E402
 from alerting.migrate import upgrade  # noqa: E402
 from alerting.outbox import Outbox  # noqa: E402
-from alerting.retention import prune_resolved  # noqa: E402
+from alerting.retention import PruneResult, prune_resolved  # noqa: E402
 from alerting.store import IncidentStore  # noqa: E402
 from gpuwarden.clock import FakeClock  # noqa: E402
 from gpuwarden.config import AlertingConfig  # noqa: E402
@@ -154,11 +167,12 @@ def build(path: str, seeds: int, copies: int) -> float:
     return time.perf_counter() - started
 
 
-def reads(path: str) -> dict[str, float]:
+def reads(url: str) -> dict[str, float]:
     """Seconds of the outbox reads that grow with the history (best of 3)."""
-    outbox = Outbox(make_engine(path), [], FakeClock(time.time()))
-    store = IncidentStore(make_engine(path))
-    one = sqlite3.connect(path).execute("SELECT max(incident_id) FROM notification_outbox").fetchone()[0]
+    outbox = Outbox(make_engine(url), [], FakeClock(time.time()))
+    store = IncidentStore(make_engine(url))
+    with make_engine(url).connect() as conn:
+        one = conn.exec_driver_sql("SELECT max(incident_id) FROM notification_outbox").scalar_one()
     out: dict[str, float] = {}
     for name, read in (
         ("one_incident_messages_s", lambda: outbox.messages(incident_id=one, limit=50)),
@@ -175,31 +189,83 @@ def reads(path: str) -> dict[str, float]:
     return out
 
 
-def prune(path: str, limit: int) -> dict[str, object]:
-    """Prune as ``serve`` does (90 days, 500 incidents a slice): slices, seconds, the longest slice."""
-    sessions = sessionmaker(make_engine(path))
-    cutoff = datetime.now(UTC) - timedelta(days=90)
+def probe_alert(n: int) -> Alert:
+    """The prober's ``n``-th alert, of a node of its own (a new incident each)."""
+    labels = {"cluster": "c1", "severity": "warning", "alertname": "GPUHot", "Hostname": f"p-node{n}"}
+    return Alert({**labels, "gpu": "0"})
+
+
+def started(url: str) -> tuple[IncidentEngine, float]:
+    """The engine of a starting ``serve`` (retention 90 days) with its first alert ingested; seconds it
+    took (the view of every stored alert's status is read at the first use)."""
+    began = time.perf_counter()
+    config = AlertingConfig(announce_delay_seconds=0, retention_days=90)
+    engine = IncidentEngine(make_engine(url), FakeClock(time.time()), config)
+    engine.ingest([probe_alert(0)])
+    return engine, time.perf_counter() - began
+
+
+def prune(engine: IncidentEngine, limit: int) -> dict[str, object]:
+    """Prune as ``serve`` does (90 days, 500 incidents a slice, the engine's lock held for each) while a
+    prober ingests an alert every 0.1 s: slices, seconds, the longest slice, the longest ingest."""
     times: list[float] = []
-    incidents = 0
-    started = time.perf_counter()
-    while True:
+    waits: list[float] = []
+    pruning = threading.Event()
+
+    def timed_slice(session: Session, cutoff: datetime, size: int = 500) -> PruneResult:
         began = time.perf_counter()
-        with sessions() as session, session.begin():
-            part = prune_resolved(session, cutoff)
+        part = prune_resolved(session, cutoff, size)
+        session.flush()
         times.append(time.perf_counter() - began)
-        incidents += part.incidents
-        if not part.more or len(times) == limit:
-            break
-    db = sqlite3.connect(path)
-    free, pages = (db.execute(f"PRAGMA {p}").fetchone()[0] for p in ("freelist_count", "page_count"))
+        if limit and len(times) >= limit:
+            part.more = False
+        return part
+
+    def prober() -> None:
+        n = 1
+        while pruning.is_set():
+            began = time.perf_counter()
+            engine.ingest([probe_alert(n)])
+            waits.append(time.perf_counter() - began)
+            n += 1
+            time.sleep(0.1)
+
+    retention.prune_resolved = timed_slice  # type: ignore[assignment] - the slice StoreRetention runs
+    pruning.set()
+    thread = threading.Thread(target=prober)
+    thread.start()
+    began = time.perf_counter()
+    try:
+        total = engine.prune()
+    finally:
+        pruning.clear()
+        thread.join()
+        retention.prune_resolved = prune_resolved  # type: ignore[assignment]
     return {
         "slices": len(times),
-        "incidents_pruned": incidents,
-        "prune_s": round(time.perf_counter() - started, 1),
+        "incidents_pruned": total.incidents,
+        "prune_s": round(time.perf_counter() - began, 1),
         "median_slice_s": round(statistics.median(times), 3),
         "longest_slice_s": round(max(times), 3),
-        "free_page_share": round(free / pages, 3),
+        "ingests_during_prune": len(waits),
+        "ingest_wait_median_s": round(statistics.median(waits), 3) if waits else None,
+        "ingest_wait_longest_s": round(max(waits), 3) if waits else None,
     }
+
+
+def measure(url: str, store: str, limit: int) -> dict[str, object]:
+    """Every figure on the store at ``url`` (a copy: it is pruned)."""
+    began = time.perf_counter()
+    upgrade(make_engine(url))  # a store --keep left at an older revision: its migration, timed
+    result: dict[str, object] = {"benchmark": "retention", "store": store}
+    result["upgrade_s"] = round(time.perf_counter() - began, 1)
+    with make_engine(url).connect() as conn:
+        result.update({t: conn.exec_driver_sql(f"SELECT count(*) FROM {t}").scalar_one() for t in COPIED})
+    result.update(reads(url))
+    engine, start = started(url)
+    result["engine_start_s"] = round(start, 2)
+    result.update(prune(engine, limit))
+    return result
 
 
 def main(args: argparse.Namespace) -> None:
@@ -212,16 +278,20 @@ def main(args: argparse.Namespace) -> None:
             kept.unlink(missing_ok=True)
             built = build(str(kept), args.seeds, args.copies)
         Path(path).write_bytes(kept.read_bytes())
-        began = time.perf_counter()
-        upgrade(make_engine(path))  # a store --keep left at an older revision: its migration, timed
-        migrated = time.perf_counter() - began
+        result = {**measure(path, "sqlite", args.slices), "build_s": round(built, 1)}
         db = sqlite3.connect(path)
-        sizes = {t: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in COPIED}
-        db.close()
-        result = {"benchmark": "retention", "build_s": round(built, 1), "upgrade_s": round(migrated, 1)}
-        result.update({**sizes, **reads(path)})
-        result.update(prune(path, args.slices))
-    print(json.dumps(result))
+        free, pages = (db.execute(f"PRAGMA {p}").fetchone()[0] for p in ("freelist_count", "page_count"))
+        result["free_page_share"] = round(free / pages, 3)
+        print(json.dumps(result), flush=True)
+        if args.postgres or args.postgres_url:
+            with postgres_server(args.postgres_url) as server:
+                url = fresh_database(server, "bench_retention")
+                began = time.perf_counter()
+                copy_store(str(kept), url)
+                copied = round(time.perf_counter() - began, 1)
+                result = {**measure(url, "postgres", args.slices), "copy_s": copied}
+                result["database_bytes"] = database_bytes(url)
+                print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

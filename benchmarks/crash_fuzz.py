@@ -149,11 +149,16 @@ def _arm(serve: Serve, wanted: Callable[[RecordedCall], bool], how: str) -> thre
     """Kill serve at the next Slack post or webhook POST it makes that is ``wanted``, before it hears the
     answer; set when it did. Armed until another arming or ``_disarm``."""
     fired = threading.Event()
+    once = threading.Lock()
 
     def on_call(call: RecordedCall) -> None:
-        if not fired.is_set() and wanted(call):
-            fired.set()
-            serve.kill(how)
+        with once:
+            if not fired.is_set() and wanted(call):
+                # Killed first, then told: a waiter on ``fired`` goes on at once (the last step's settle,
+                # the next step's start); told first, it found serve still running and was reset by the kill
+                # landing under it (seed 93: ``settle`` raised ``ConnectionResetError``, the seed unrun).
+                serve.kill(how)
+                fired.set()
 
     serve.recorder.on_call = on_call
     return fired

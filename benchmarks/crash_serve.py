@@ -151,10 +151,10 @@ class Serve:
         """SIGKILL, once per start (a kill armed for a send may race one of a step)."""
         proc = self.proc
         if proc is not None and proc.poll() is None:
+            self.killed = True  # before the signal: a request it breaks, in another thread, is a kill's
+            self.kills.append(how)
             proc.send_signal(signal.SIGKILL)
             proc.wait()
-            self.killed = True
-            self.kills.append(how)
 
     def gone(self, exc: httpx.HTTPError) -> bool:
         """Whether serve is gone after a request it did not answer (``exc``): killed, or exited by itself,
@@ -341,7 +341,7 @@ def settle(serve: Serve, killed: threading.Event | None = None) -> None:
             status = _status(serve)
             counts = serve.http.get(f"{serve.url}/api/v1/outbox", headers=AUTH, timeout=10).json()["counts"]
         except httpx.HTTPError:
-            if killed is not None and killed.is_set():
+            if killed is not None and (killed.is_set() or serve.killed):  # ``killed`` is set once it is dead
                 return
             raise
         if killed is not None and killed.is_set():
