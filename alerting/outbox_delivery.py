@@ -196,21 +196,28 @@ class OutboxDelivery:
             longest = self._backoff.delay(message.attempts)
         return message.next_attempt_at <= now or message.next_attempt_at - now > longest
 
-    def _drain_group(self, notifier: Notifier, incident_id: str) -> tuple[int, bool]:
-        """Send one incident's due messages in order; stop at the first failure. (sent, retryable failure)."""
-        sent = 0
-        while not self._held(notifier.name, incident_id):
-            with self._sessions() as session:
-                rows = session.scalars(
+    def _oldest_waiting(self, notifier: str, incident_id: str, count: int) -> list[OutboxMessage]:
+        """The ``count`` oldest waiting messages of ``notifier`` for the incident, oldest first."""
+        with self._sessions() as session:
+            return list(
+                session.scalars(
                     select(OutboxMessage)
                     .where(
-                        OutboxMessage.notifier == notifier.name,
+                        OutboxMessage.notifier == notifier,
                         OutboxMessage.incident_id == incident_id,
                         OutboxMessage.status.in_(WAITING),
                     )
                     .order_by(OutboxMessage.id)
-                    .limit(2)  # the next one too: a later message may make the head's edit needless
-                ).all()
+                    .limit(count)
+                )
+            )
+
+    def _drain_group(self, notifier: Notifier, incident_id: str) -> tuple[int, bool]:
+        """Send one incident's due messages in order; stop at the first failure. (sent, retryable failure)."""
+        sent = 0
+        while not self._held(notifier.name, incident_id):
+            # The next one too: a later message may make the head's edit needless.
+            rows = self._oldest_waiting(notifier.name, incident_id, 2)
             if not rows:
                 return sent, False
             head = rows[0]
@@ -234,17 +241,7 @@ class OutboxDelivery:
         """Post only the first message of the incident (its thread's top: ``ThreadOpeningNotifier``), where
         its oldest waiting message is due and no edit; the rest of that message goes with the incident's
         others (``_drain_group``). True: a retryable failure."""
-        with self._sessions() as session:
-            head = session.scalars(
-                select(OutboxMessage)
-                .where(
-                    OutboxMessage.notifier == notifier.name,
-                    OutboxMessage.incident_id == incident_id,
-                    OutboxMessage.status.in_(WAITING),
-                )
-                .order_by(OutboxMessage.id)
-                .limit(1)
-            ).first()
+        head = next(iter(self._oldest_waiting(notifier.name, incident_id, 1)), None)
         if head is None or not self._due(head) or self._held(notifier.name, incident_id):
             return False
         notification = Notification.model_validate_json(head.payload)

@@ -32,7 +32,7 @@ from anomaly.levelshift import MAX_SHIFT_RUN, SHIFT_STATE, ShiftState, rebaselin
 from anomaly.seasonal import HOURS_PER_DAY, HOURS_PER_WEEK, Season, clipped
 from anomaly.snapshot import State, rows_to_hold
 from anomaly.steps import unlearned
-from anomaly.warmstart import MAX_START_SAMPLES, START_SAMPLES, relearnt, start_length
+from anomaly.warmstart import MAX_START_SAMPLES, START_SAMPLES, directed, relearnt, start_length
 from gpuwarden.config_anomaly import AnomalyThresholdConfig
 
 FloatArray = npt.NDArray[np.float64]
@@ -318,12 +318,7 @@ class AdaptiveThresholds:
         if p.min_relative_deviation > 0:
             band = np.maximum(band, p.min_relative_deviation * np.abs(yhat))
         band = np.maximum(band, 1e-9 * (1.0 + np.abs(yhat)))
-        if p.direction == "up":
-            signed = np.maximum(resid, 0.0)
-        elif p.direction == "down":
-            signed = np.maximum(-resid, 0.0)
-        else:
-            signed = np.abs(resid)
+        signed = directed(resid, p.direction)
         score = signed / band
         # Volatility: the recent absolute error (fast EWMA) is a multiple of the usual one.
         fast_dev, floor = self._fast_error(ids, signed, fresh=fresh, n=n, width=width, band=band)

@@ -51,6 +51,16 @@ MIN_START_SAMPLES = 3  # fewer have no median an odd one cannot move
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
+def directed(resid: npt.NDArray[np.float64], direction: str) -> npt.NDArray[np.float64]:
+    """The errors ``resid`` as a band of ``direction`` judges them: only a rise for ``up``, only a fall for
+    ``down`` (as positive numbers), either for ``both``."""
+    if direction == "up":
+        return np.maximum(resid, 0.0)
+    if direction == "down":
+        return np.maximum(-resid, 0.0)
+    return np.abs(resid)
+
+
 def start_length(params: ThresholdParams) -> int:
     """How many first samples are kept and judged with ``params``: ``robust_start``, at most the warm-up
     and the re-baselining's ring (``shift_run``, where on); 0 (none: the warm-up is learnt as it comes) when
@@ -87,12 +97,7 @@ def relearnt(
     level, dev, fast = centre[:, 0], np.zeros(len(values)), np.zeros(len(values))
     for n in range(winsorised.shape[1]):
         resid = winsorised[:, n] - level
-        if params.direction == "up":
-            signed = np.maximum(resid, 0.0)
-        elif params.direction == "down":
-            signed = np.maximum(-resid, 0.0)
-        else:
-            signed = np.abs(resid)
+        signed = directed(resid, params.direction)
         fast = fast + params.fast_alpha * (signed - fast)
         dev = dev + max(params.scale_alpha, 1.0 / (n + 1.0)) * (np.abs(resid) - dev)
         level = level + params.alpha * resid
