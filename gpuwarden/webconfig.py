@@ -5,7 +5,8 @@ an operator wrote for node_exporter or dcgm-exporter serves here too.
 ``load_web_config`` reads and checks the whole file once, at start: an unknown field, a certificate or key
 that cannot be loaded, a key that is not the certificate's, a password hash that is no bcrypt hash are
 refused with the file, line, field and fix, before anything is served. Relative paths are read from the
-file's folder, as exporter-toolkit reads them.
+file's folder, as exporter-toolkit reads them. A renewed certificate, key or client CA file is read again for
+the next connections (``gpuwarden.tls_reload``); the rest of the file is read at start only.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gpuwarden.errors import ConfigError
+from gpuwarden.tls_reload import reload_when_renewed, signature
 from gpuwarden.yamlfile import not_a_mapping, read_yaml, validation_to_config_error
 
 TLS_VERSIONS = {
@@ -169,8 +171,12 @@ def load_web_config(path: Path) -> WebConfig:
             message = f"{value!r} is not accepted; give {' or '.join(allowed)}"
             raise refusal(message, "http_server_config", "headers", name)
     context = None
-    if model.tls_server_config is not None:
-        context = _ssl_context(model.tls_server_config, path.parent, refusal)
+    tls = model.tls_server_config
+    if tls is not None:
+        files = [path.parent / f for f in (tls.cert_file, tls.key_file, tls.client_ca_file) if f]
+        seen = signature(files)  # before reading them: a renewal while they are read is seen later
+        context = _ssl_context(tls, path.parent, refusal)
+        reload_when_renewed(context, lambda: _ssl_context(tls, path.parent, refusal), files, seen)
     set_headers = {name: value for name, value in headers.items() if value}  # blank: unset
     return WebConfig(str(path), context, dict(model.basic_auth_users), set_headers)
 

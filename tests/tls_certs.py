@@ -55,3 +55,9 @@ def make_certs(folder: Path) -> TestCerts:
     client_cert, client_key = _signed(folder, "client", "/CN=prometheus", "extendedKeyUsage=clientAuth\n")
     _openssl("genrsa", "-out", folder / "other.key", "2048")
     return TestCerts(folder / "ca.pem", cert, key, client_cert, client_key, folder / "other.key")
+
+
+def renewed_server_cert(folder: Path, name: str) -> tuple[Path, Path]:
+    """Another certificate (a new serial) and key for localhost, from ``make_certs``' CA in ``folder``, as a
+    renewal brings them."""
+    return _signed(folder, name, "/CN=localhost", "subjectAltName=DNS:localhost,IP:127.0.0.1\n")

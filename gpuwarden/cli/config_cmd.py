@@ -14,6 +14,7 @@ from gpuwarden.cli.consoles import (  # one line per error: paths and file:line 
     err_console,
     print_problems,
 )
+from gpuwarden.cli.web_config import VALIDATE_WEB_CONFIG_OPTION, plain_http_warning
 from gpuwarden.errors import ConfigError
 from gpuwarden.redaction import MASK
 
@@ -27,13 +28,47 @@ config_app = typer.Typer(help="Validate and show configuration.", no_args_is_hel
 def validate(
     path: Annotated[
         Path | None,
-        typer.Argument(help="YAML configuration file; none: the defaults and GPUWARDEN_ variables alone."),
+        typer.Argument(
+            help="YAML configuration file; none: the defaults and GPUWARDEN_ variables alone (unless"
+            " --web.config.file is given alone)."
+        ),
     ] = None,
+    web_config_file: Annotated[Path | None, VALIDATE_WEB_CONFIG_OPTION] = None,
 ) -> None:
     """Check a configuration file (and GPUWARDEN_ environment overrides) as serve, exporter and anomaly run
     would, and the OTEL_* variables as inference-server would; exit 1 listing every problem found, in the
     file's order. Warnings (a maintenance window that already ended) leave it at 0. Without a file, what
-    they run with given no --config, as config show prints it."""
+    they run with given no --config, as config show prints it. With --web.config.file, that file too, as
+    exporter, serve and inference-server check it at start; given alone, that file alone (as promtool check
+    web-config checks it)."""
+    valid = True
+    if path is not None or web_config_file is None:
+        valid = _validate_config(path)
+    if web_config_file is not None:
+        valid = _validate_web_config(web_config_file) and valid
+    if not valid:
+        raise typer.Exit(1)
+
+
+def _validate_web_config(path: Path) -> bool:
+    """Check the web configuration file at ``path`` as the servers do at start: its problem said, False."""
+    from gpuwarden.webconfig import load_web_config  # noqa: PLC0415 - see _validate_config
+
+    try:
+        web = load_web_config(path)
+    except ConfigError as exc:
+        print_problems(exc)
+        return False
+    warning = plain_http_warning(web)
+    if warning is not None:
+        err_console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+    typer.echo(f"{path}: ok")
+    return True
+
+
+def _validate_config(path: Path | None) -> bool:
+    """Check the configuration file at ``path`` (None: the defaults and the variables): each problem said,
+    False when there is one."""
     # Imported here: `gpuwarden --help` and the HTTP commands must start without the configuration model.
     from exporters.span_settings import resolve_tracing  # noqa: PLC0415
     from gpuwarden.cli.preflight import check_config, check_starts  # noqa: PLC0415
@@ -44,7 +79,7 @@ def validate(
         report = examine_config(path)
     except ConfigError as exc:  # the file cannot be read or parsed: nothing else can be checked
         print_problems(exc.in_file(str(path)))  # only a file's reading raises it: path is set
-        raise typer.Exit(1) from exc
+        return False
     warnings: list[ConfigError] = []
     cfg = report.cfg
     if cfg is not None:  # built without any setting at fault: checks of the others still say something
@@ -66,8 +101,9 @@ def validate(
     for warning in warnings:  # serve would start, and log the same
         err_console.print(f"[yellow]warning:[/yellow] {escape(str(warning))}")
     if error is not None:
-        raise typer.Exit(1)
+        return False
     typer.echo(f"{path if path is not None else 'no file (defaults and GPUWARDEN_ variables)'}: ok")
+    return True
 
 
 @config_app.command("show")

@@ -21,6 +21,13 @@ WEB_CONFIG_OPTION = typer.Option(
     " (basic_auth_users, bcrypt hashes) and response headers (http_server_config.headers). Default: plain"
     " HTTP, no authentication.",
 )
+VALIDATE_WEB_CONFIG_OPTION = typer.Option(
+    "--web.config.file",
+    "--web-config-file",
+    help="Also check this web configuration file (the --web.config.file of exporter, serve and"
+    " inference-server) as they check it at start, like promtool check web-config; without a"
+    " configuration file, check it alone.",
+)
 
 
 def web_config(path: Path | None, lines: StartupLines) -> WebConfig | None:
@@ -36,9 +43,18 @@ def web_config(path: Path | None, lines: StartupLines) -> WebConfig | None:
         web = load_web_config(path)
     except ConfigError as exc:
         raise lines.refused(exc) from exc
-    if web.users and web.ssl_context is None:
-        lines.warning(
-            f"{path}: basic_auth_users without tls_server_config: the passwords cross the network readable"
-            " (base64, not encrypted); add tls_server_config"
-        )
+    warning = plain_http_warning(web)
+    if warning is not None:
+        lines.warning(warning)
     return web
+
+
+def plain_http_warning(web: WebConfig) -> str | None:
+    """The warning for basic auth over plain HTTP, which is served (exporter-toolkit serves it); None when
+    the file sets TLS or no users."""
+    if not web.users or web.ssl_context is not None:
+        return None
+    return (
+        f"{web.path}: basic_auth_users without tls_server_config: the passwords cross the network readable"
+        " (base64, not encrypted); add tls_server_config"
+    )

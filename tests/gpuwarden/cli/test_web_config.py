@@ -31,9 +31,7 @@ def _exporter(web: Path, *more: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-@pytest.mark.parametrize(
-    ("text", "said"),
-    [
+REFUSED = [
         pytest.param("tls_server_config:\n  cert_file: {cert}\n  key_file: {other}\n",
                      ":3: tls_server_config.key_file: the private key", id="key-not-the-certs"),
         pytest.param("tls_server_config:\n  cert_file: nowhere.pem\n  key_file: {key}\n",
@@ -42,8 +40,10 @@ def _exporter(web: Path, *more: str) -> tuple[int, str]:
                      id="password-not-hash"),
         pytest.param("tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n  client_auth: x\n",
                      ":4: tls_server_config.client_auth: unknown field", id="unknown-field"),
-    ],
-)  # fmt: skip
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "said"), REFUSED)
 def test_a_web_config_file_that_would_not_serve_stops_the_start_with_exit_78(
     tmp_path: Path, certs: TestCerts, text: str, said: str
 ) -> None:
@@ -98,3 +98,54 @@ def test_basic_auth_over_plain_http_is_warned_of(tmp_path: Path) -> None:
         f"{web}: basic_auth_users without tls_server_config: the passwords cross the network readable"
         " (base64, not encrypted); add tls_server_config"
     ]
+
+
+@pytest.mark.parametrize(("text", "said"), REFUSED)
+def test_config_validate_refuses_the_web_config_file_as_the_start_does(
+    tmp_path: Path, certs: TestCerts, text: str, said: str
+) -> None:
+    web = tmp_path / "web.yml"
+    web.write_text(text.format(cert=certs.cert, key=certs.key, other=certs.other_key))
+    result = runner.invoke(app, ["config", "validate", "--web.config.file", str(web)])
+    assert result.exit_code == 1, result.output
+    assert f"error: {web}{said}" in " ".join(result.output.split())
+    _, started = _exporter(web)
+    assert " ".join(result.output.split()) == " ".join(started.split())  # the start's words, each one
+
+
+def test_config_validate_checks_the_web_config_file_beside_the_configuration(
+    tmp_path: Path, certs: TestCerts
+) -> None:
+    config = tmp_path / "gpuwarden.yaml"
+    config.write_text(f"api:\n  db: {tmp_path / 'incidents.db'}\n")
+    env = {"GPUWARDEN_API_TOKEN": "t0ken"}
+    web = tmp_path / "web.yml"
+    web.write_text(f"tls_server_config:\n  cert_file: {certs.cert}\n  key_file: {certs.key}\n")
+    result = runner.invoke(app, ["config", "validate", str(config), "--web.config.file", str(web)], env=env)
+    assert result.exit_code == 0, result.output
+    assert f"{config}: ok" in result.output and f"{web}: ok" in result.output
+    web.write_text(f"tls_server_config:\n  cert_file: {certs.cert}\n  key_file: {certs.other_key}\n")
+    result = runner.invoke(app, ["config", "validate", str(config), "--web.config.file", str(web)], env=env)
+    assert result.exit_code == 1, result.output
+    assert f"{config}: ok" in result.output
+    assert f"error: {web}:3: tls_server_config.key_file: the private key" in " ".join(result.output.split())
+
+
+def test_config_validate_warns_of_basic_auth_over_plain_http(tmp_path: Path) -> None:
+    web = tmp_path / "web.yml"
+    web.write_text(
+        "basic_auth_users:\n  prom: $2y$10$X0h1gDsPszWURQaxFh.zoubFi6DXncSjhoQNJgRrnGs7EsimhC7zG\n"
+    )
+    result = runner.invoke(app, ["config", "validate", "--web.config.file", str(web)])
+    assert result.exit_code == 0, result.output
+    assert "warning:" in result.output and "basic_auth_users without tls_server_config" in result.output
+
+
+def test_config_validate_checks_a_web_config_file_given_alone_alone(tmp_path: Path, certs: TestCerts) -> None:
+    web = tmp_path / "web.yml"
+    web.write_text(f"tls_server_config:\n  cert_file: {certs.cert}\n  key_file: {certs.key}\n")
+    result = runner.invoke(
+        app, ["config", "validate", "--web.config.file", str(web)], env={"GPUWARDEN_API_TOKEN": ""}
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"{web}: ok"  # not the defaults, which want a token serve would need

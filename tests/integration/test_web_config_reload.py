@@ -1,0 +1,77 @@
+"""``gpuwarden exporter --web.config.file``: a certificate renewed in place (cert-manager, certbot) is served
+to the next connections without a restart, as exporter-toolkit serves it; a renewal that leaves a key that is
+not the certificate's keeps the last good pair serving, with one warning naming the file."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.gpuwarden.test_tls_reload import serial
+from tests.integration.gpuwarden_server import simulated_exporter_argv
+from tests.integration.https_server import running_https
+from tests.integration.servers import free_port
+from tests.tls_certs import make_certs, renewed_server_cert
+
+pytestmark = pytest.mark.integration
+WAIT_SECONDS = 30  # the exporter looks at the files once a second
+
+
+def _served_serial(port: int, ca: Path) -> str:
+    client = ssl.create_default_context(cafile=str(ca))
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        client.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        peer = tls.getpeercert()
+    assert peer is not None
+    return str(peer["serialNumber"])
+
+
+def _warned(log: Path) -> bool:
+    return "still serving" in log.read_text()
+
+
+def _until(what: str, done: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while not done():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not seen within {WAIT_SECONDS} s: {what}")
+        time.sleep(0.2)
+
+
+def test_the_exporter_serves_a_renewed_certificate_without_a_restart(tmp_path: Path) -> None:
+    certs = make_certs(tmp_path / "certs")
+    new_cert, new_key = renewed_server_cert(certs.ca.parent, "renewed")
+    old, new = serial(certs.cert), serial(new_cert)
+    assert old != new
+    cert, key = tmp_path / "tls" / "server.pem", tmp_path / "tls" / "server.key"
+    cert.parent.mkdir()
+    shutil.copy(certs.cert, cert)
+    shutil.copy(certs.key, key)
+    web = tmp_path / "web.yml"
+    web.write_text("tls_server_config:\n  cert_file: tls/server.pem\n  key_file: tls/server.key\n")
+    port = free_port()
+    log = tmp_path / "exporter.log"
+    argv = [*simulated_exporter_argv("1x1", port), "--web.config.file", str(web)]
+    verify = ssl.create_default_context(cafile=certs.ca)
+    with running_https(argv, f"https://127.0.0.1:{port}/metrics", log, verify=verify):
+        assert _served_serial(port, certs.ca) == old
+        shutil.copy(new_cert, cert)  # renewed halfway: the new certificate, the old key
+        # the files are looked at when a connection comes: each one shows the old certificate meanwhile
+        _until("a warning naming the key", lambda: _served_serial(port, certs.ca) == old and _warned(log))
+        for _ in range(5):
+            assert _served_serial(port, certs.ca) == old
+        shutil.copy(new_key, key)
+        _until("the renewed certificate served", lambda: _served_serial(port, certs.ca) == new)
+        for _ in range(5):
+            assert _served_serial(port, certs.ca) == new
+        warned = [line for line in log.read_text().splitlines() if "still serving" in line]
+        assert len(warned) == 1, log.read_text()
+        assert "tls_server_config.key_file" in warned[0] and str(key) in warned[0]
