@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-import ssl
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -26,11 +25,14 @@ from exporters.collection import CollectionLoop
 from exporters.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
 from exporters.xid import XidWatcher
 from gpuwarden.api_errors import slash_redirect
+from gpuwarden.basic_auth import served
 from gpuwarden.graceful import StopRequest, run_until_stopped
 from gpuwarden.headers import HEADER_TIMEOUT_SECONDS
 
 if TYPE_CHECKING:
     import uvicorn
+
+    from gpuwarden.webconfig import WebConfig
 
 
 def _media_ranges(header: str) -> list[tuple[str, dict[str, str], float]]:
@@ -175,7 +177,7 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 
 def server_config(
-    app: ASGIApp, header_timeout: float = HEADER_TIMEOUT_SECONDS, ssl_context: ssl.SSLContext | None = None
+    app: ASGIApp, header_timeout: float = HEADER_TIMEOUT_SECONDS, web: WebConfig | None = None
 ) -> uvicorn.Config:
     """uvicorn's configuration for an ``app`` of the exporter's or the inference server's: serve's protocol
     (``gpuwarden.httpprotocol``), so that a method the parser does not know (``FOO /metrics``) is answered
@@ -183,15 +185,13 @@ def server_config(
     431 answers past 1 MiB of headers; no access log (its INFO lines are under ``log_level`` anyway); the
     command's logging kept (``log_config=None``): uvicorn's own configuration gave its lines
     (``WARNING:  Invalid HTTP request received.``) a handler of their own, neither JSON nor timed.
-    ``ssl_context``: TLS as the web configuration file sets it (``gpuwarden.webconfig``)."""
+    ``web``: the web configuration file's TLS, basic auth and headers (``gpuwarden.basic_auth.served``)."""
     import uvicorn  # noqa: PLC0415 - only exporter and inference-server serve; importing stays light
 
     from gpuwarden.httpprotocol import header_deadline_protocol  # noqa: PLC0415 - imports uvicorn
 
     protocol = header_deadline_protocol(header_timeout)
-    tls: dict[str, Any] = {}
-    if ssl_context is not None:
-        tls["ssl_context_factory"] = lambda config, default: ssl_context
+    app, tls = served(app, web)
     return uvicorn.Config(app, log_level="warning", access_log=False, log_config=None, http=protocol, **tls)
 
 
@@ -199,14 +199,15 @@ def serve(
     app: ASGIApp,
     sock: socket.socket,
     stop: StopRequest | None = None,
-    ssl_context: ssl.SSLContext | None = None,
+    web: WebConfig | None = None,
 ) -> None:
     """Serve ``app`` on a bound socket until SIGINT/SIGTERM (uvicorn's graceful stop), then return; a second
     signal cuts the requests still in flight (``ForcingServer``). With ``stop``, one that came since it was
-    caught (before uvicorn was imported) stops it once it started; with ``ssl_context``, over TLS."""
+    caught (before uvicorn was imported) stops it once it started; with ``web``, over its TLS and behind
+    its basic auth."""
     from gpuwarden.forced_stop import ForcingServer  # noqa: PLC0415 - imports uvicorn
 
-    config = server_config(app, ssl_context=ssl_context)
+    config = server_config(app, web=web)
     run_until_stopped(ForcingServer(config), [sock], stop)
 
 

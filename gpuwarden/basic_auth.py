@@ -16,9 +16,13 @@ import hmac
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from gpuwarden.webconfig import WebConfig
 
 CACHE_SIZE = 128
 # Checked for an unknown user, so that its answer takes as long as a known user's wrong password.
@@ -146,3 +150,14 @@ class WebConfigMiddleware:
         ]
         await send({"type": "http.response.start", "status": 401, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def served(app: ASGIApp, web: WebConfig | None, bearer: str | None = None) -> tuple[ASGIApp, dict[str, Any]]:
+    """``app`` as a server given ``web`` (``--web.config.file``) serves it, and the uvicorn options for the
+    file's TLS: behind its basic auth and with its headers (``bearer``: serve's API token, let in too);
+    ``app`` itself and no options without a file. The exporter, inference-server and serve all use it."""
+    if web is None:
+        return app, {}
+    guarded = WebConfigMiddleware(app, web.users, web.headers, bearer=bearer)
+    context = web.ssl_context
+    return guarded, ({} if context is None else {"ssl_context_factory": lambda _config, _default: context})

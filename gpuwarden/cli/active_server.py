@@ -18,7 +18,6 @@ if TYPE_CHECKING:
 
     import uvicorn
     from starlette.applications import Starlette
-    from starlette.types import ASGIApp
 
     from alerting.applier import JournalApplier
     from alerting.engine import IncidentEngine
@@ -145,24 +144,19 @@ def api_server_config(
     With ``web`` (``--web.config.file``), over its TLS, behind its basic auth and with its headers."""
     import uvicorn  # noqa: PLC0415 - the reason build_service gives
 
+    from gpuwarden.basic_auth import served  # noqa: PLC0415
     from gpuwarden.httpprotocol import header_deadline_protocol  # noqa: PLC0415
 
-    served: ASGIApp = app
-    if web is not None:
-        from gpuwarden.basic_auth import WebConfigMiddleware  # noqa: PLC0415
-
-        token = api.token.get_secret_value() if api.token is not None else None
-        served = WebConfigMiddleware(app, web.users, web.headers, bearer=token)
-        context = web.ssl_context
-        if context is not None:
-            options["ssl_context_factory"] = lambda config, default: context
+    token = api.token.get_secret_value() if api.token is not None else None
+    guarded, tls = served(app, web, bearer=token)
     return uvicorn.Config(
-        served,
+        guarded,
         log_level="warning",
         access_log=False,
         log_config=None,
         http=header_deadline_protocol(api.header_timeout_seconds),
         timeout_keep_alive=api.keep_alive_seconds,
         limit_concurrency=api.max_connections,
+        **tls,
         **options,
     )

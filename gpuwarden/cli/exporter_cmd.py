@@ -228,9 +228,7 @@ def exporter(
         status = EXIT_UNAVAILABLE if isinstance(exc, SourceError) else EXIT_CONFIG
         raise lines.failed(str(exc), status) from exc
     from exporters.server import serve  # noqa: PLC0415
-    from gpuwarden.basic_auth import WebConfigMiddleware  # noqa: PLC0415
 
-    app = WebConfigMiddleware(service.app, web.users, web.headers) if web is not None else service.app
     scheme = web.scheme if web is not None else "http"
 
     # Caught from here: a stop signal between the line below and uvicorn's start (its import takes a while)
@@ -245,7 +243,7 @@ def exporter(
             publisher.start()
         _say_pushes(publisher, full.tracing)
         try:
-            serve(app, listener, stop, ssl_context=web.ssl_context if web is not None else None)
+            serve(service.app, listener, stop, web=web)
         finally:
             listener.close()
             if publisher is not None:

@@ -92,7 +92,6 @@ def inference_server(
     from exporters.inference_server import create_inference_server  # noqa: PLC0415
     from exporters.server import serve  # noqa: PLC0415 - imports starlette
     from exporters.span_settings import TracingOptions, resolve_tracing  # noqa: PLC0415
-    from gpuwarden.basic_auth import WebConfigMiddleware  # noqa: PLC0415 - imports starlette
     from gpuwarden.config import load_config  # noqa: PLC0415
 
     options = TracingOptions(
@@ -143,10 +142,8 @@ def inference_server(
             log_format,
         )
         try:
-            app = WebConfigMiddleware(server.app, web.users, web.headers) if web is not None else server.app
-            context = web.ssl_context if web is not None else None
             # as the exporter serves: serve's protocol, no access log
-            serve(app, sock, stop, ssl_context=context)
+            serve(server.app, sock, stop, web=web)
         finally:
             sock.close()
             server.shutdown()
