@@ -17,16 +17,26 @@ def onsets(values: np.ndarray, params: RunLengthParams = PARAMS) -> list[int]:
 
 
 def test_stationary_noise_raises_nothing() -> None:
-    for seed in range(3):
-        for transform in ("linear", "asinh"):
-            assert onsets(noise(seed=seed), RunLengthParams(transform=transform, hazard=1e-6)) == []
+    series = [noise(seed=seed) for seed in range(3)]
+    for transform in ("linear", "asinh"):
+        alerts = raise_many(series, RunLengthParams(transform=transform, hazard=1e-6))
+        assert [np.flatnonzero(a).tolist() for a in alerts] == [[], [], []], transform
 
 
 def test_a_step_inside_the_noise_raises_once_soon_after_it() -> None:
     values = noise()
     values[2000:] += 3.0  # three standard deviations: inside an adaptive band of a few of them
     found = onsets(values)
-    assert len(found) == 1 and 2000 + PARAMS.delay <= found[0] < 2000 + 40
+    assert len(found) == 1 and 2000 + PARAMS.delay - 1 <= found[0] < 2000 + 40
+
+
+def test_a_change_is_raised_only_once_it_has_held_for_delay_samples() -> None:
+    values = noise()
+    values[2000:] += 8.0  # clear from its first sample
+    for delay in (5, 20):
+        found = onsets(values, RunLengthParams(transform="linear", hazard=1e-6, delay=delay, rearm=300))
+        # raised at the change's delay-th sample at the earliest (the run then holds delay samples)
+        assert len(found) == 1 and 2000 + delay - 1 <= found[0] < 2000 + delay + 5, delay
 
 
 def test_a_noisy_series_that_goes_quiet_raises() -> None:
@@ -40,7 +50,7 @@ def test_heavy_tailed_noise_and_lone_spikes_raise_nothing_through_asinh() -> Non
     spiky = noise()
     spiky[1000::300] += 30.0
     heavy = np.random.default_rng(4).standard_t(3, 3000)
-    assert onsets(spiky) == [] and onsets(heavy) == []
+    assert [np.flatnonzero(a).tolist() for a in raise_many([spiky, heavy], PARAMS)] == [[], []]
 
 
 def test_a_change_inside_the_warm_up_is_not_raised_after_it() -> None:
@@ -80,22 +90,23 @@ def test_a_restored_state_goes_on_as_the_original() -> None:
 
 
 def test_a_grid_with_its_posterior_shared_raises_as_each_setting_alone() -> None:
-    first, second = noise(2500, 5), noise(1800, 6)
-    first[1200:] += 4.0
-    first[2000:] -= 8.0
-    second[900:1000] = np.nan
-    second[1300:] = 10.0 + np.random.default_rng(7).normal(0.0, 0.1, 500)
+    first, second = noise(1500, 5), noise(1200, 6)
+    first[600:] += 4.0
+    first[1100:] -= 8.0
+    second[500:550] = np.nan
+    second[800:] = 10.0 + np.random.default_rng(7).normal(0.0, 0.1, 400)
     grid = [
-        RunLengthParams(hazard=1e-4, delay=d, rearm=r, threshold=t)
-        for d in (5, 20)
-        for r in (300, 1000)
-        for t in (0.5, 0.9)
-    ] + [RunLengthParams(hazard=1e-6, transform="linear")]
+        RunLengthParams(hazard=1e-4, delay=5, rearm=300, threshold=0.5),
+        RunLengthParams(hazard=1e-4, delay=5, rearm=1000),
+        RunLengthParams(hazard=1e-4, delay=20, rearm=300),
+        RunLengthParams(hazard=1e-6, transform="linear"),
+    ]
     together = raise_grid([first, second], grid)
     for params, alerts in zip(grid, together, strict=True):
         alone = raise_many([first, second], params)
         assert all(np.array_equal(a, b) for a, b in zip(alerts, alone, strict=True)), params
-    assert any(a.any() for alerts in together for a in alerts)
+    assert all(alerts[0].any() and alerts[1].any() for alerts in together)
+    assert len({tuple(np.flatnonzero(alerts[0])) for alerts in together}) > 1  # the settings differ
 
 
 @pytest.mark.parametrize(
