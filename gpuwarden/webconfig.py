@@ -15,13 +15,14 @@ change is checked and a warning says it waits for a restart.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -88,11 +89,11 @@ class TlsServerConfig(_Strict):
     max_version: TlsVersionName = "TLS13"
     cipher_suites: list[str] = Field(default_factory=list)
     prefer_server_cipher_suites: bool = True
-    # exporter-toolkit's, refused with the reason when set (``_refused_fields``)
+    client_allowed_sans: list[str] | None = None  # with RequireAndVerifyClientCert: a client's SAN in it
+    # exporter-toolkit's, refused with the reason when set (``_ssl_context``)
     cert: str | None = None
     key: str | None = None
     client_ca: str | None = None
-    client_allowed_sans: list[str] | None = None
     curve_preferences: list[str] | None = None
 
 
@@ -255,9 +256,8 @@ def _ssl_context(tls: TlsServerConfig, folder: Path, refuse: Refusal) -> ssl.SSL
             raise refuse(
                 f"an inline PEM is not supported by gpuwarden: give {name}_file, a file", section, name
             )
-    for name in ("client_allowed_sans", "curve_preferences"):
-        if getattr(tls, name) is not None:
-            raise refuse(_UNSUPPORTED, section, name)
+    if tls.curve_preferences is not None:
+        raise refuse(_UNSUPPORTED, section, "curve_preferences")
     if not tls.cert_file or not tls.key_file:
         missing = "cert_file" if not tls.cert_file else "key_file"
         raise refuse(
@@ -353,6 +353,7 @@ def _client_auth(context: ssl.SSLContext, tls: TlsServerConfig, folder: Path, re
             section,
             "client_auth_type",
         )
+    _allowed_sans(tls, refuse)
     if not verifies:
         return
     ca = folder / tls.client_ca_file
@@ -362,3 +363,75 @@ def _client_auth(context: ssl.SSLContext, tls: TlsServerConfig, folder: Path, re
         raise refuse(f"cannot load CA certificates from {ca}: {exc}", section, "client_ca_file") from exc
     required = tls.client_auth_type == "RequireAndVerifyClientCert"
     context.verify_mode = ssl.CERT_REQUIRED if required else ssl.CERT_OPTIONAL
+    if tls.client_allowed_sans is not None:
+        context.sslobject_class, context.sslsocket_class = _san_checked(frozenset(tls.client_allowed_sans))
+
+
+def _allowed_sans(tls: TlsServerConfig, refuse: Refusal) -> None:
+    """Refuse ``client_allowed_sans`` where exporter-toolkit refuses it, and when it lets no client in."""
+    if tls.client_allowed_sans is None:
+        return
+    if tls.client_auth_type != "RequireAndVerifyClientCert":
+        raise refuse(
+            "client_allowed_sans checks the client certificate, which client_auth_type"
+            f" {tls.client_auth_type} does not require: set client_auth_type: RequireAndVerifyClientCert"
+            " with client_ca_file",
+            "tls_server_config",
+            "client_allowed_sans",
+        )
+    if not tls.client_allowed_sans:
+        raise refuse(
+            "lists no SAN, so no client certificate would be let in: list the DNS names, IP addresses,"
+            " e-mail addresses or URIs of the clients allowed, or remove it",
+            "tls_server_config",
+            "client_allowed_sans",
+        )
+
+
+def peer_sans(peer: dict[str, Any]) -> set[str]:
+    """The DNS names, e-mail addresses, IP addresses and URIs of a certificate (``getpeercert()``), written
+    as Go writes them (an IPv6 address compressed, in lower case)."""
+    found: set[str] = set()
+    for kind, value in peer.get("subjectAltName", ()):
+        if kind == "IP Address":
+            found.add(_go_ip(value))
+        elif kind in ("DNS", "email", "URI"):
+            found.add(value)
+    return found
+
+
+def _go_ip(text: str) -> str:
+    """An IP address as Go writes it (``2001:db8::1``; OpenSSL writes ``2001:DB8:0:0:0:0:0:1``)."""
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        return text
+
+
+def _san_checked(allowed: frozenset[str]) -> tuple[type[ssl.SSLObject], type[ssl.SSLSocket]]:
+    """The ssl classes whose handshake fails unless the client's certificate, verified against the client
+    CA, has a SAN in ``allowed``, as exporter-toolkit's ``VerifyPeerCertificate`` refuses it (Python's ssl
+    has no verify callback: the check follows OpenSSL's, before a byte of the request is read)."""
+
+    def check(peer: dict[str, Any] | None) -> None:
+        sans = peer_sans(peer or {})
+        if sans.isdisjoint(allowed):
+            said = ", ".join(sorted(sans)) or "none"
+            logger.warning(
+                "client certificate refused: none of its SANs (%s) is in client_allowed_sans", said
+            )
+            raise ssl.SSLCertVerificationError(
+                f"no SAN of the client certificate ({said}) is in client_allowed_sans"
+            )
+
+    class SanCheckedObject(ssl.SSLObject):
+        def do_handshake(self) -> None:
+            super().do_handshake()
+            check(self.getpeercert())
+
+    class SanCheckedSocket(ssl.SSLSocket):
+        def do_handshake(self, block: bool = False) -> None:
+            super().do_handshake(block)
+            check(self.getpeercert())
+
+    return SanCheckedObject, SanCheckedSocket
