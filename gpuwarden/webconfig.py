@@ -15,18 +15,18 @@ change is checked and a warning says it waits for a restart.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import re
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gpuwarden.errors import ConfigError
+from gpuwarden.tls_handshake import ServerContext
 from gpuwarden.tls_reload import Reloading, reload_when_renewed, signature
 from gpuwarden.yamlfile import not_a_mapping, read_yaml, validation_to_config_error
 
@@ -270,7 +270,7 @@ def _ssl_context(tls: TlsServerConfig, folder: Path, refuse: Refusal) -> ssl.SSL
         raise refuse(
             f"min_version {tls.min_version} is above max_version {tls.max_version}", section, "min_version"
         )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context = ServerContext(ssl.PROTOCOL_TLS_SERVER)  # plain HTTP answered 400, client_allowed_sans checked
     context.minimum_version = TLS_VERSIONS[tls.min_version]
     context.maximum_version = TLS_VERSIONS[tls.max_version]
     cert, key = folder / tls.cert_file, folder / tls.key_file
@@ -327,7 +327,7 @@ def _cert_problem(exc: ssl.SSLError, cert: Path, key: Path) -> str:
     return f"cannot load the certificate {cert} with the key {key}: {said}"
 
 
-def _client_auth(context: ssl.SSLContext, tls: TlsServerConfig, folder: Path, refuse: Refusal) -> None:
+def _client_auth(context: ServerContext, tls: TlsServerConfig, folder: Path, refuse: Refusal) -> None:
     """Client certificates as ``client_auth_type`` asks, checked against ``client_ca_file``."""
     section = "tls_server_config"
     verifies = tls.client_auth_type in ("VerifyClientCertIfGiven", "RequireAndVerifyClientCert")
@@ -364,7 +364,7 @@ def _client_auth(context: ssl.SSLContext, tls: TlsServerConfig, folder: Path, re
     required = tls.client_auth_type == "RequireAndVerifyClientCert"
     context.verify_mode = ssl.CERT_REQUIRED if required else ssl.CERT_OPTIONAL
     if tls.client_allowed_sans is not None:
-        context.sslobject_class, context.sslsocket_class = _san_checked(frozenset(tls.client_allowed_sans))
+        context.allowed_sans = frozenset(tls.client_allowed_sans)
 
 
 def _allowed_sans(tls: TlsServerConfig, refuse: Refusal) -> None:
@@ -386,52 +386,3 @@ def _allowed_sans(tls: TlsServerConfig, refuse: Refusal) -> None:
             "tls_server_config",
             "client_allowed_sans",
         )
-
-
-def peer_sans(peer: dict[str, Any]) -> set[str]:
-    """The DNS names, e-mail addresses, IP addresses and URIs of a certificate (``getpeercert()``), written
-    as Go writes them (an IPv6 address compressed, in lower case)."""
-    found: set[str] = set()
-    for kind, value in peer.get("subjectAltName", ()):
-        if kind == "IP Address":
-            found.add(_go_ip(value))
-        elif kind in ("DNS", "email", "URI"):
-            found.add(value)
-    return found
-
-
-def _go_ip(text: str) -> str:
-    """An IP address as Go writes it (``2001:db8::1``; OpenSSL writes ``2001:DB8:0:0:0:0:0:1``)."""
-    try:
-        return str(ipaddress.ip_address(text.strip()))
-    except ValueError:
-        return text
-
-
-def _san_checked(allowed: frozenset[str]) -> tuple[type[ssl.SSLObject], type[ssl.SSLSocket]]:
-    """The ssl classes whose handshake fails unless the client's certificate, verified against the client
-    CA, has a SAN in ``allowed``, as exporter-toolkit's ``VerifyPeerCertificate`` refuses it (Python's ssl
-    has no verify callback: the check follows OpenSSL's, before a byte of the request is read)."""
-
-    def check(peer: dict[str, Any] | None) -> None:
-        sans = peer_sans(peer or {})
-        if sans.isdisjoint(allowed):
-            said = ", ".join(sorted(sans)) or "none"
-            logger.warning(
-                "client certificate refused: none of its SANs (%s) is in client_allowed_sans", said
-            )
-            raise ssl.SSLCertVerificationError(
-                f"no SAN of the client certificate ({said}) is in client_allowed_sans"
-            )
-
-    class SanCheckedObject(ssl.SSLObject):
-        def do_handshake(self) -> None:
-            super().do_handshake()
-            check(self.getpeercert())
-
-    class SanCheckedSocket(ssl.SSLSocket):
-        def do_handshake(self, block: bool = False) -> None:
-            super().do_handshake(block)
-            check(self.getpeercert())
-
-    return SanCheckedObject, SanCheckedSocket

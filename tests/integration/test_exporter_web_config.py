@@ -79,9 +79,11 @@ def test_prometheus_scrapes_the_exporter_over_tls_with_basic_auth_and_a_wrong_pa
         assert "the server asks for basic auth" in " ".join(refused.stderr.split())
         listed = subprocess.run([*sim, f"https://prometheus:s3cret@localhost:{port}"], check=False, **options)
         assert listed.returncode == 0, listed.stderr
-        # Plain HTTP reaches no metrics: the port speaks TLS only.
-        with pytest.raises(httpx.HTTPError):
-            http_probe.get(url.replace("https://", "http://"), timeout=5)
+        # Plain HTTP reaches no metrics: the port speaks TLS only, and says so as Go's servers say it.
+        plain = http_probe.get(url.replace("https://", "http://"), timeout=5)
+        assert plain.status_code == 400
+        assert plain.text == "Client sent an HTTP request to an HTTPS server.\n"
+        assert "gpuwarden_gpu_up" not in plain.text
 
 
 def test_the_exporter_lets_in_a_client_certificate_only_with_a_san_in_client_allowed_sans(
