@@ -15,14 +15,14 @@ import hashlib
 import hmac
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
-    from gpuwarden.webconfig import WebConfig
+    from gpuwarden.webconfig import Access, WebConfig
 
 CACHE_SIZE = 128
 # Checked for an unknown user, so that its answer takes as long as a known user's wrong password.
@@ -34,19 +34,29 @@ class PasswordCheck:
 
     def __init__(self, users: Mapping[str, str]) -> None:
         self.users = {user: hashed.encode() for user, hashed in users.items()}
-        self._right: OrderedDict[bytes, None] = OrderedDict()
+        self._right: OrderedDict[bytes, str] = OrderedDict()  # a right password's key -> its user
         self._lock = threading.Lock()
+
+    def update(self, users: Mapping[str, str]) -> None:
+        """Check against ``users`` from now on (the file was read again): the remembered passwords of a user
+        whose hash changed, or who is gone, are forgotten; the others' are kept."""
+        hashes = {user: hashed.encode() for user, hashed in users.items()}
+        with self._lock:
+            changed = {u for u, h in self.users.items() if hashes.get(u) != h}
+            self.users = hashes
+            for key in [k for k, user in self._right.items() if user in changed]:
+                del self._right[key]
 
     def _key(self, user: str, hashed: bytes, password: bytes) -> bytes:
         return hashlib.sha256(b"\0".join((user.encode(), hashed, password))).digest()
 
     def cached(self, user: str, password: bytes) -> bool:
         """True when this user and password were found right before (no bcrypt)."""
-        hashed = self.users.get(user)
-        if hashed is None:
-            return False
-        key = self._key(user, hashed, password)
         with self._lock:
+            hashed = self.users.get(user)
+            if hashed is None:
+                return False
+            key = self._key(user, hashed, password)
             if key in self._right:
                 self._right.move_to_end(key)
                 return True
@@ -56,17 +66,24 @@ class PasswordCheck:
         """The bcrypt check (slow: call it off the event loop), its right answers remembered."""
         import bcrypt  # noqa: PLC0415 - only a server with basic_auth_users needs it
 
-        hashed = self.users.get(user)
+        with self._lock:
+            hashed = self.users.get(user)
         # bcrypt only reads 72 bytes: a longer password is refused rather than cut (bcrypt 5 raises)
         candidate = password[:72]
         computed = bcrypt.hashpw(candidate, hashed if hashed is not None else _DUMMY_HASH)
         right = hashed is not None and len(password) <= 72 and hmac.compare_digest(computed, hashed)
         if right and hashed is not None:
             with self._lock:
-                self._right[self._key(user, hashed, password)] = None
+                if self.users.get(user) != hashed:  # the file changed while bcrypt ran
+                    return right
+                self._right[self._key(user, hashed, password)] = user
                 while len(self._right) > CACHE_SIZE:
                     self._right.popitem(last=False)
         return right
+
+
+def _encoded(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(name.lower().encode(), value.encode()) for name, value in headers.items()]
 
 
 def credentials(header: str) -> tuple[str, bytes] | None:
@@ -89,43 +106,62 @@ def credentials(header: str) -> tuple[str, bytes] | None:
 
 class WebConfigMiddleware:
     """Refuses a request without the right basic-auth credentials (401 with ``WWW-Authenticate``) when
-    ``users`` is not empty, and adds ``headers`` to every answer, a refusal's too.
+    ``users`` is not empty, and adds ``headers`` to every answer, a refusal's too. ``access``: the users and
+    headers as the file says now, asked at each request (the file read again when it changed).
 
     ``bearer``: serve's API token. A request that carries it (``Authorization: Bearer``, the CLI's and
     Prometheus' way to post alerts) is let in without basic auth: it holds one header, which cannot carry
     both, and the token is a credential of its own, which serve's writes check again."""
 
     def __init__(
-        self, app: ASGIApp, users: Mapping[str, str], headers: Mapping[str, str], bearer: str | None = None
+        self,
+        app: ASGIApp,
+        users: Mapping[str, str],
+        headers: Mapping[str, str],
+        bearer: str | None = None,
+        access: Callable[[], Access] | None = None,
     ) -> None:
         self.app = app
-        self.check = PasswordCheck(users) if users else None
-        self.headers = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+        self.check = PasswordCheck(users)
+        self.headers = _encoded(headers)
         self.bearer = bearer.encode() if bearer else None
+        self._access = access
+        self._seen: Access | None = None  # the first request takes what access() says then
+
+    def _now(self) -> None:
+        """Users and headers as the file says now."""
+        if self._access is None:
+            return
+        access = self._access()
+        if access is not self._seen:
+            self._seen = access
+            self.check.update(access.users)
+            self.headers = _encoded(access.headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket" and self.check is not None:  # none is served: nothing gets past
-            await send({"type": "websocket.close", "code": 1008})
-            return
-        if scope["type"] != "http":  # lifespan
+        if scope["type"] not in ("http", "websocket"):  # lifespan
             await self.app(scope, receive, send)
             return
-        if self.check is not None and not await self._allowed(scope):
+        self._now()
+        if scope["type"] == "websocket" and self.check.users:  # none is served: nothing gets past
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        if self.check.users and not await self._allowed(scope):
             await self._unauthorized(send)
             return
-        if not self.headers:
+        headers = self.headers
+        if not headers:
             await self.app(scope, receive, send)
             return
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), *self.headers]}
+                message = {**message, "headers": [*message.get("headers", []), *headers]}
             await send(message)
 
         await self.app(scope, receive, with_headers)
 
     async def _allowed(self, scope: Scope) -> bool:
-        assert self.check is not None
         header = next((v for k, v in scope.get("headers", []) if k == b"authorization"), None)
         if header is None:
             return False
@@ -158,6 +194,6 @@ def served(app: ASGIApp, web: WebConfig | None, bearer: str | None = None) -> tu
     ``app`` itself and no options without a file. The exporter, inference-server and serve all use it."""
     if web is None:
         return app, {}
-    guarded = WebConfigMiddleware(app, web.users, web.headers, bearer=bearer)
+    guarded = WebConfigMiddleware(app, web.users, web.headers, bearer=bearer, access=web.access)
     context = web.ssl_context
     return guarded, ({} if context is None else {"ssl_context_factory": lambda _config, _default: context})

@@ -7,7 +7,8 @@ The context the server was given keeps serving; its ``sni_callback``, called at 
 size, modification time and inode are looked at once a second at most; a change rebuilds the context with
 the start-up checks. A replacement that does not load (a key that is not the certificate's, a file half
 written) keeps the last pair that loaded serving and is logged once, naming the file, until the files change
-again: not once per connection.
+again: not once per connection. ``Reloading`` does the same for anything read from files: the web
+configuration file's users and headers (``gpuwarden.webconfig``) are read again the same way.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from gpuwarden.errors import ConfigError
 
 logger = logging.getLogger("gpuwarden.webconfig")
 CHECK_SECONDS = 1.0
 Signature = tuple[tuple[int, int, int] | None, ...]
+T = TypeVar("T")
 
 
 def signature(files: Sequence[Path]) -> Signature:
@@ -40,46 +43,58 @@ def signature(files: Sequence[Path]) -> Signature:
     return tuple(found)
 
 
-class ReloadingContext:
-    """The newest context ``build`` made from ``files`` that loaded; ``first`` until they change."""
+class Reloading(Generic[T]):
+    """The newest value ``build`` made from ``files`` without a ``ConfigError``; ``first`` until they
+    change. ``kept`` ends the warning when a build fails, ``reloaded`` (``{files}``) the line when one
+    succeeds."""
+
+    kept = "still using what was read before"
+    reloaded = "read again: {files}"
 
     def __init__(
         self,
-        first: ssl.SSLContext,
-        build: Callable[[], ssl.SSLContext],
+        first: T,
+        build: Callable[[], T],
         files: Sequence[Path],
         seen: Signature,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.context = first
+        self.value = first
         self._build = build
         self._files = tuple(files)
-        self._loaded = seen  # the files as the context serving was built from them
+        self._loaded = seen  # the files as the value in use was built from them
         self._refused: Signature | None = None  # the files as they were when a rebuild last failed
         self._clock = clock
         self._checked = clock()
         self._lock = threading.Lock()
 
-    def current(self) -> ssl.SSLContext:
-        """The context for a new connection: rebuilt first when a file changed since the last look (once a
-        second at most)."""
+    def current(self) -> T:
+        """The value for a new connection or request: rebuilt first when a file changed since the last look
+        (once a second at most)."""
         now = self._clock()
         with self._lock:
             if now - self._checked < CHECK_SECONDS:
-                return self.context
+                return self.value
             self._checked = now
             seen = signature(self._files)
             if seen in (self._loaded, self._refused):
-                return self.context
+                return self.value
             try:
-                context = self._build()
+                value = self._build()
             except ConfigError as exc:
                 self._refused = seen
-                logger.warning("%s; still serving the certificate loaded before", exc)
-                return self.context
-            self.context, self._loaded, self._refused = context, seen, None
-            logger.info("TLS certificate reloaded from %s", ", ".join(map(str, self._files)))
-            return context
+                logger.warning("%s; %s", exc, self.kept)
+                return self.value
+            self.value, self._loaded, self._refused = value, seen, None
+            logger.info(self.reloaded.format(files=", ".join(map(str, self._files))))
+            return value
+
+
+class ReloadingContext(Reloading[ssl.SSLContext]):
+    """The newest TLS context ``build`` made from the certificate, key and client CA ``files``."""
+
+    kept = "still serving the certificate loaded before"
+    reloaded = "TLS certificate reloaded from {files}"
 
     def on_hello(
         self, connection: ssl.SSLObject | ssl.SSLSocket, name: str | None, given: ssl.SSLContext

@@ -6,22 +6,28 @@ an operator wrote for node_exporter or dcgm-exporter serves here too.
 that cannot be loaded, a key that is not the certificate's, a password hash that is no bcrypt hash are
 refused with the file, line, field and fix, before anything is served. Relative paths are read from the
 file's folder, as exporter-toolkit reads them. A renewed certificate, key or client CA file is read again for
-the next connections (``gpuwarden.tls_reload``); the rest of the file is read at start only.
+the next connections (``gpuwarden.tls_reload``). exporter-toolkit reads the whole file for each request, so
+that a rotated password needs no restart: the file's users and headers are read again when it changed (looked
+at once a second at most, as requests come), checked as at start; an edit that would not serve keeps the last
+good ones, with one warning naming the file, line and field. ``tls_server_config`` is read at start only: a
+change is checked and a warning says it waits for a restart.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gpuwarden.errors import ConfigError
-from gpuwarden.tls_reload import reload_when_renewed, signature
+from gpuwarden.tls_handshake import ServerContext
+from gpuwarden.tls_reload import Reloading, reload_when_renewed, signature
 from gpuwarden.yamlfile import not_a_mapping, read_yaml, validation_to_config_error
 
 TLS_VERSIONS = {
@@ -64,6 +70,7 @@ HEADERS: dict[str, tuple[str, ...] | None] = {
 BCRYPT_HASH = re.compile(r"\$2[abxy]\$(\d\d)\$[./A-Za-z0-9]{53}")
 Refusal = Callable[..., ConfigError]
 """(message, *keys of the field) -> the error naming the file, its line and the field."""
+logger = logging.getLogger(__name__)
 _UNSUPPORTED = "is not supported by gpuwarden (Python's ssl module offers no such setting): remove it"
 
 
@@ -82,11 +89,11 @@ class TlsServerConfig(_Strict):
     max_version: TlsVersionName = "TLS13"
     cipher_suites: list[str] = Field(default_factory=list)
     prefer_server_cipher_suites: bool = True
-    # exporter-toolkit's, refused with the reason when set (``_refused_fields``)
+    client_allowed_sans: list[str] | None = None  # with RequireAndVerifyClientCert: a client's SAN in it
+    # exporter-toolkit's, refused with the reason when set (``_ssl_context``)
     cert: str | None = None
     key: str | None = None
     client_ca: str | None = None
-    client_allowed_sans: list[str] | None = None
     curve_preferences: list[str] | None = None
 
 
@@ -107,14 +114,26 @@ class WebConfigFile(_Strict):
 
 
 @dataclass(frozen=True)
+class Access:
+    """Who is let in and what each answer carries: the file's ``basic_auth_users`` (bcrypt hashes; none: no
+    basic auth) and the ``http_server_config.headers`` it sets."""
+
+    users: dict[str, str]
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True)
 class WebConfig:
-    """What the server does with the file: its TLS context (None: plain HTTP), the users allowed in (none:
-    no basic auth) and the headers added to each response."""
+    """What the server does with the file: its TLS context (None: plain HTTP), the users allowed in and the
+    headers added to each response as the file said at start (``users``, ``headers``), and as it says now
+    (``access()``, read again when it changed, as exporter-toolkit reads it for each request; None: as at
+    start)."""
 
     path: str
     ssl_context: ssl.SSLContext | None
     users: dict[str, str]
     headers: dict[str, str]
+    access: Callable[[], Access] | None = field(default=None, repr=False, compare=False)
 
     @property
     def scheme(self) -> str:
@@ -122,9 +141,8 @@ class WebConfig:
         return "https" if self.ssl_context is not None else "http"
 
 
-def load_web_config(path: Path) -> WebConfig:
-    """Read and check the web configuration file at ``path``; ``ConfigError`` naming its file, line and
-    field for anything that would not serve as written."""
+def _read(path: Path) -> tuple[WebConfigFile, Refusal]:
+    """The file at ``path`` parsed and validated, and the refusal naming its lines."""
     data, positions = read_yaml(path)
     if data is None:
         data = {}
@@ -143,6 +161,11 @@ def load_web_config(path: Path) -> WebConfig:
         raise refusal(
             "is not supported by gpuwarden: limit the rate in front of it, or remove it", "rate_limit"
         )
+    return model, refusal
+
+
+def _access(model: WebConfigFile, refusal: Refusal) -> Access:
+    """The users and headers of ``model``, checked."""
     for user, hashed in model.basic_auth_users.items():
         match = BCRYPT_HASH.fullmatch(hashed)
         if match is None or not 4 <= int(match.group(1)) <= 31:
@@ -170,15 +193,59 @@ def load_web_config(path: Path) -> WebConfig:
         if allowed is not None and value and value.lower() not in allowed:
             message = f"{value!r} is not accepted; give {' or '.join(allowed)}"
             raise refusal(message, "http_server_config", "headers", name)
+    set_headers = {name: value for name, value in headers.items() if value}  # blank: unset
+    return Access(dict(model.basic_auth_users), set_headers)
+
+
+def load_web_config(path: Path) -> WebConfig:
+    """Read and check the web configuration file at ``path``; ``ConfigError`` naming its file, line and
+    field for anything that would not serve as written."""
+    seen = signature([path])  # before reading it: an edit while it is read is seen later
+    model, refusal = _read(path)
+    access = _access(model, refusal)
     context = None
     tls = model.tls_server_config
     if tls is not None:
         files = [path.parent / f for f in (tls.cert_file, tls.key_file, tls.client_ca_file) if f]
-        seen = signature(files)  # before reading them: a renewal while they are read is seen later
+        files_seen = signature(files)  # before reading them: a renewal while they are read is seen later
         context = _ssl_context(tls, path.parent, refusal)
-        reload_when_renewed(context, lambda: _ssl_context(tls, path.parent, refusal), files, seen)
-    set_headers = {name: value for name, value in headers.items() if value}  # blank: unset
-    return WebConfig(str(path), context, dict(model.basic_auth_users), set_headers)
+        reload_when_renewed(context, lambda: _ssl_context(tls, path.parent, refusal), files, files_seen)
+    reread = ReloadingAccess(access, lambda: _reread(path, tls, reread.value), [path], seen)
+    return WebConfig(str(path), context, access.users, access.headers, reread.current)
+
+
+class ReloadingAccess(Reloading[Access]):
+    """The users and headers of the web configuration file as it is now."""
+
+    kept = "still using the basic_auth_users and headers read before"
+    reloaded = "basic_auth_users and headers read again from {files}"
+
+
+def _reread(path: Path, tls: TlsServerConfig | None, before: Access) -> Access:
+    """The users and headers of the file at ``path`` changed since start (``before``: the last read),
+    checked as at start. Its ``tls_server_config`` (``tls`` at start) is read at start only: a change is
+    checked, and said to wait for a restart."""
+    model, refusal = _read(path)
+    access = _access(model, refusal)
+    if model.tls_server_config != tls:
+        if model.tls_server_config is not None:
+            _ssl_context(model.tls_server_config, path.parent, refusal)  # refused as the restart would
+        logger.warning(
+            "%s: tls_server_config changed; it is read at start only: restart to serve it (the certificate"
+            " files themselves are read again when they change)",
+            path,
+        )
+    if tls is None and access.users and not before.users:  # else said already
+        logger.warning("%s", plain_http_users(str(path)))
+    return access
+
+
+def plain_http_users(path: str) -> str:
+    """The warning for basic auth over plain HTTP, the file at ``path`` setting no TLS."""
+    return (
+        f"{path}: basic_auth_users without tls_server_config: the passwords cross the network readable"
+        " (base64, not encrypted); add tls_server_config"
+    )
 
 
 def _ssl_context(tls: TlsServerConfig, folder: Path, refuse: Refusal) -> ssl.SSLContext:
@@ -189,9 +256,8 @@ def _ssl_context(tls: TlsServerConfig, folder: Path, refuse: Refusal) -> ssl.SSL
             raise refuse(
                 f"an inline PEM is not supported by gpuwarden: give {name}_file, a file", section, name
             )
-    for name in ("client_allowed_sans", "curve_preferences"):
-        if getattr(tls, name) is not None:
-            raise refuse(_UNSUPPORTED, section, name)
+    if tls.curve_preferences is not None:
+        raise refuse(_UNSUPPORTED, section, "curve_preferences")
     if not tls.cert_file or not tls.key_file:
         missing = "cert_file" if not tls.cert_file else "key_file"
         raise refuse(
@@ -204,7 +270,7 @@ def _ssl_context(tls: TlsServerConfig, folder: Path, refuse: Refusal) -> ssl.SSL
         raise refuse(
             f"min_version {tls.min_version} is above max_version {tls.max_version}", section, "min_version"
         )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context = ServerContext(ssl.PROTOCOL_TLS_SERVER)  # plain HTTP answered 400, client_allowed_sans checked
     context.minimum_version = TLS_VERSIONS[tls.min_version]
     context.maximum_version = TLS_VERSIONS[tls.max_version]
     cert, key = folder / tls.cert_file, folder / tls.key_file
@@ -261,7 +327,7 @@ def _cert_problem(exc: ssl.SSLError, cert: Path, key: Path) -> str:
     return f"cannot load the certificate {cert} with the key {key}: {said}"
 
 
-def _client_auth(context: ssl.SSLContext, tls: TlsServerConfig, folder: Path, refuse: Refusal) -> None:
+def _client_auth(context: ServerContext, tls: TlsServerConfig, folder: Path, refuse: Refusal) -> None:
     """Client certificates as ``client_auth_type`` asks, checked against ``client_ca_file``."""
     section = "tls_server_config"
     verifies = tls.client_auth_type in ("VerifyClientCertIfGiven", "RequireAndVerifyClientCert")
@@ -287,6 +353,7 @@ def _client_auth(context: ssl.SSLContext, tls: TlsServerConfig, folder: Path, re
             section,
             "client_auth_type",
         )
+    _allowed_sans(tls, refuse)
     if not verifies:
         return
     ca = folder / tls.client_ca_file
@@ -296,3 +363,26 @@ def _client_auth(context: ssl.SSLContext, tls: TlsServerConfig, folder: Path, re
         raise refuse(f"cannot load CA certificates from {ca}: {exc}", section, "client_ca_file") from exc
     required = tls.client_auth_type == "RequireAndVerifyClientCert"
     context.verify_mode = ssl.CERT_REQUIRED if required else ssl.CERT_OPTIONAL
+    if tls.client_allowed_sans is not None:
+        context.allowed_sans = frozenset(tls.client_allowed_sans)
+
+
+def _allowed_sans(tls: TlsServerConfig, refuse: Refusal) -> None:
+    """Refuse ``client_allowed_sans`` where exporter-toolkit refuses it, and when it lets no client in."""
+    if tls.client_allowed_sans is None:
+        return
+    if tls.client_auth_type != "RequireAndVerifyClientCert":
+        raise refuse(
+            "client_allowed_sans checks the client certificate, which client_auth_type"
+            f" {tls.client_auth_type} does not require: set client_auth_type: RequireAndVerifyClientCert"
+            " with client_ca_file",
+            "tls_server_config",
+            "client_allowed_sans",
+        )
+    if not tls.client_allowed_sans:
+        raise refuse(
+            "lists no SAN, so no client certificate would be let in: list the DNS names, IP addresses,"
+            " e-mail addresses or URIs of the clients allowed, or remove it",
+            "tls_server_config",
+            "client_allowed_sans",
+        )

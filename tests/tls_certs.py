@@ -61,3 +61,9 @@ def renewed_server_cert(folder: Path, name: str) -> tuple[Path, Path]:
     """Another certificate (a new serial) and key for localhost, from ``make_certs``' CA in ``folder``, as a
     renewal brings them."""
     return _signed(folder, name, "/CN=localhost", "subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+
+
+def client_cert_with_sans(folder: Path, name: str, sans: str) -> tuple[Path, Path]:
+    """A client certificate and its key from ``make_certs``' CA in ``folder``, with the subject alternative
+    names ``sans`` (openssl's syntax: ``DNS:prometheus.example,IP:2001:db8::1``)."""
+    return _signed(folder, name, "/CN=prometheus", f"extendedKeyUsage=clientAuth\nsubjectAltName={sans}\n")

@@ -52,9 +52,8 @@ def web_config(path: Path | None, lines: StartupLines) -> WebConfig | None:
 def plain_http_warning(web: WebConfig) -> str | None:
     """The warning for basic auth over plain HTTP, which is served (exporter-toolkit serves it); None when
     the file sets TLS or no users."""
+    from gpuwarden.webconfig import plain_http_users  # noqa: PLC0415 - as in web_config
+
     if not web.users or web.ssl_context is not None:
         return None
-    return (
-        f"{web.path}: basic_auth_users without tls_server_config: the passwords cross the network readable"
-        " (base64, not encrypted); add tls_server_config"
-    )
+    return plain_http_users(web.path)

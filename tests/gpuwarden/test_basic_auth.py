@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gpuwarden.basic_auth import WebConfigMiddleware
+from gpuwarden.webconfig import Access
 
 HASH = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)).decode()
 HTPASSWD_HASH = "$2y$" + bcrypt.hashpw(b"other", bcrypt.gensalt(4)).decode()[4:]  # as htpasswd -B writes it
@@ -91,6 +92,30 @@ def test_a_wrong_password_is_checked_each_time(client: TestClient, bcrypt_calls:
         assert client.get("/metrics", auth=("prom", "wrong")).status_code == 401
     assert len(bcrypt_calls) == 3
     assert client.get("/metrics", auth=("prom", "s3cret")).status_code == 200  # not shadowed by the misses
+
+
+def test_users_and_headers_are_taken_as_the_file_says_now_and_a_changed_users_password_is_forgotten(
+    bcrypt_calls: list[bytes],
+) -> None:
+    app = Starlette(routes=[Route("/metrics", _metrics)])
+    now = [Access({"prom": HASH, "ops": HTPASSWD_HASH}, {"X-Frame-Options": "deny"})]
+    with TestClient(WebConfigMiddleware(app, {}, {}, access=lambda: now[0])) as client:
+        assert client.get("/metrics").status_code == 401
+        assert client.get("/metrics", auth=("prom", "s3cret")).status_code == 200
+        assert client.get("/metrics", auth=("ops", "other")).status_code == 200
+        rotated = bcrypt.hashpw(b"rotated", bcrypt.gensalt(4)).decode()
+        now[0] = Access({"prom": rotated, "ops": HTPASSWD_HASH}, {"X-Frame-Options": "sameorigin"})
+        bcrypt_calls.clear()
+        refused = client.get("/metrics", auth=("prom", "s3cret"))
+        assert refused.status_code == 401
+        assert refused.headers["x-frame-options"] == "sameorigin"
+        assert client.get("/metrics", auth=("prom", "rotated")).status_code == 200
+        assert client.get("/metrics", auth=("ops", "other")).status_code == 200
+        assert bcrypt_calls == [b"s3cret", b"rotated"]  # ops' password, unchanged, is still remembered
+        now[0] = Access({}, {})
+        opened = client.get("/metrics")  # no users left: no basic auth, as exporter-toolkit reads it
+        assert opened.status_code == 200
+        assert "x-frame-options" not in opened.headers
 
 
 async def _greet(socket: WebSocket) -> None:

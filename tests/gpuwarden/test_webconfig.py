@@ -3,6 +3,7 @@ the file, line, field and fix."""
 
 from __future__ import annotations
 
+import logging
 import ssl
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from gpuwarden.errors import ConfigError
 from gpuwarden.webconfig import load_web_config
-from tests.tls_certs import TestCerts, make_certs
+from tests.tls_certs import TestCerts, client_cert_with_sans, make_certs
 
 HASH = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)).decode()
 
@@ -114,6 +115,15 @@ def test_basic_auth_alone_serves_plain_http(tmp_path: Path) -> None:
             "tls_server_config.client_ca_file", 4, "NoClientCert", id="ca-without-auth-type",
         ),
         pytest.param(
+            "tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n  client_allowed_sans: [a]\n",
+            "tls_server_config.client_allowed_sans", 4, "RequireAndVerifyClientCert", id="sans-no-mtls",
+        ),
+        pytest.param(
+            "tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n  client_ca_file: {ca}\n"
+            "  client_auth_type: RequireAndVerifyClientCert\n  client_allowed_sans: []\n",
+            "tls_server_config.client_allowed_sans", 6, "no client certificate would be", id="sans-empty",
+        ),
+        pytest.param(
             "basic_auth_users:\n  prom: s3cret\n", "basic_auth_users.prom", 2, "not a bcrypt hash",
             id="password-not-hash",
         ),
@@ -196,3 +206,34 @@ def test_the_tls_versions_and_cipher_suites_of_the_file_are_the_only_ones_served
     assert client.cipher()[0] == "ECDHE-RSA-AES256-GCM-SHA384"
     with pytest.raises(ssl.SSLError):
         _handshake(server, _client(certs, with_cert=False, version=ssl.TLSVersion.TLSv1_3))
+
+
+def test_a_client_certificate_is_let_in_only_with_a_san_in_client_allowed_sans(
+    tmp_path: Path, certs: TestCerts, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = certs.ca.parent
+    ip_san = client_cert_with_sans(folder, "client-ip", "IP:2001:db8::1,DNS:other.example")
+    uri_san = client_cert_with_sans(folder, "client-uri", "URI:spiffe://cluster/prometheus")
+    other = client_cert_with_sans(folder, "client-other", "DNS:grafana.example,email:ops@example.com")
+    text = _tls(
+        certs,
+        "  client_auth_type: RequireAndVerifyClientCert",
+        f"  client_ca_file: {certs.ca}",
+        "  client_allowed_sans: ['2001:db8::1', 'spiffe://cluster/prometheus']",
+    )
+    server = load_web_config(_file(tmp_path, text)).ssl_context
+    assert server is not None
+    for cert, key in (ip_san, uri_san):  # the IP address as Go writes it, compressed
+        client = _client(certs, with_cert=False)
+        client.load_cert_chain(cert, key)
+        _handshake(server, client)
+    caplog.set_level(logging.WARNING, logger="gpuwarden.webconfig")
+    for cert, key in (other, (certs.client_cert, certs.client_key)):  # another SAN; none at all
+        client = _client(certs, with_cert=False)
+        client.load_cert_chain(cert, key)
+        with pytest.raises(ssl.SSLError, match="client_allowed_sans"):
+            _handshake(server, client)
+    with pytest.raises(ssl.SSLError):
+        _handshake(server, _client(certs, with_cert=False))  # no certificate: refused as before
+    warned = [r.getMessage() for r in caplog.records]
+    assert any("(grafana.example, ops@example.com)" in w for w in warned), warned

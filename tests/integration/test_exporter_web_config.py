@@ -19,7 +19,7 @@ from tests.integration.gpuwarden_server import gpuwarden_binary, simulated_expor
 from tests.integration.https_server import running_https
 from tests.integration.prometheus_queries import query, wait_for
 from tests.integration.servers import free_port, prometheus_argv, running
-from tests.tls_certs import make_certs
+from tests.tls_certs import client_cert_with_sans, make_certs
 
 pytestmark = pytest.mark.integration
 
@@ -79,6 +79,39 @@ def test_prometheus_scrapes_the_exporter_over_tls_with_basic_auth_and_a_wrong_pa
         assert "the server asks for basic auth" in " ".join(refused.stderr.split())
         listed = subprocess.run([*sim, f"https://prometheus:s3cret@localhost:{port}"], check=False, **options)
         assert listed.returncode == 0, listed.stderr
-        # Plain HTTP reaches no metrics: the port speaks TLS only.
-        with pytest.raises(httpx.HTTPError):
-            http_probe.get(url.replace("https://", "http://"), timeout=5)
+        # Plain HTTP reaches no metrics: the port speaks TLS only, and says so as Go's servers say it.
+        plain = http_probe.get(url.replace("https://", "http://"), timeout=5)
+        assert plain.status_code == 400
+        assert plain.text == "Client sent an HTTP request to an HTTPS server.\n"
+        assert "gpuwarden_gpu_up" not in plain.text
+
+
+def test_the_exporter_lets_in_a_client_certificate_only_with_a_san_in_client_allowed_sans(
+    tmp_path: Path,
+) -> None:
+    certs = make_certs(tmp_path / "certs")
+    allowed = client_cert_with_sans(certs.ca.parent, "prometheus", "DNS:prometheus.monitoring.svc")
+    other = client_cert_with_sans(certs.ca.parent, "grafana", "DNS:grafana.monitoring.svc")
+    web = tmp_path / "web.yml"
+    web.write_text(
+        f"tls_server_config:\n  cert_file: {certs.cert}\n  key_file: {certs.key}\n"
+        f"  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {certs.ca}\n"
+        "  client_allowed_sans: [prometheus.monitoring.svc]\n"
+    )
+
+    def client(cert: tuple[Path, Path]) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=certs.ca)
+        context.load_cert_chain(*cert)
+        return context
+
+    port = free_port()
+    url = f"https://localhost:{port}/metrics"
+    log = tmp_path / "exporter.log"
+    argv = [*simulated_exporter_argv("1x1", port), "--web.config.file", str(web)]
+    with running_https(argv, url, log, verify=client(allowed)):
+        with httpx.Client(verify=client(allowed), timeout=10) as prometheus:
+            assert "gpuwarden_gpu_up" in prometheus.get(url).text
+        for refused in (other, (certs.client_cert, certs.client_key)):  # another SAN; none
+            with httpx.Client(verify=client(refused), timeout=10) as grafana, pytest.raises(httpx.HTTPError):
+                grafana.get(url)
+        assert "none of its SANs (grafana.monitoring.svc) is in client_allowed_sans" in log.read_text()

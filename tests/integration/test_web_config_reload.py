@@ -1,6 +1,7 @@
 """``gpuwarden exporter --web.config.file``: a certificate renewed in place (cert-manager, certbot) is served
 to the next connections without a restart, as exporter-toolkit serves it; a renewal that leaves a key that is
-not the certificate's keeps the last good pair serving, with one warning naming the file."""
+not the certificate's keeps the last good pair serving, with one warning naming the file. A password rotated
+in the file is taken the same way; an edit that would not serve keeps the last good users, one warning."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import bcrypt
+import httpx
 import pytest
 
 from tests.gpuwarden.test_tls_reload import serial
@@ -75,3 +78,38 @@ def test_the_exporter_serves_a_renewed_certificate_without_a_restart(tmp_path: P
         warned = [line for line in log.read_text().splitlines() if "still serving" in line]
         assert len(warned) == 1, log.read_text()
         assert "tls_server_config.key_file" in warned[0] and str(key) in warned[0]
+
+
+def test_the_exporter_takes_a_rotated_password_without_a_restart_and_keeps_it_through_a_broken_edit(
+    tmp_path: Path,
+) -> None:
+    old, new = (bcrypt.hashpw(p, bcrypt.gensalt(4)).decode() for p in (b"old", b"new"))
+    web = tmp_path / "web.yml"
+    web.write_text(f"basic_auth_users:\n  prom: '{old}'\n")
+    port = free_port()
+    log = tmp_path / "exporter.log"
+    argv = [*simulated_exporter_argv("1x1", port), "--web.config.file", str(web)]
+    url = f"http://127.0.0.1:{port}/metrics"
+    with running_https(argv, url, log, auth=("prom", "old")), httpx.Client(timeout=10) as client:
+
+        def status(password: str) -> int:
+            return client.get(url, auth=("prom", password)).status_code
+
+        assert (status("old"), status("new")) == (200, 401)
+        web.write_text(
+            "http_server_config:\n  headers:\n    X-Frame-Options: deny\n"
+            f"basic_auth_users:\n  prom: '{new}'\n"
+        )
+        _until("the new password taken", lambda: status("new") == 200)
+        assert status("old") == 401
+        assert client.get(url, auth=("prom", "new")).headers["x-frame-options"] == "deny"
+        web.write_text("basic_auth_users:\n  prom: s3cret\n")  # a password where its hash goes
+        # the file is looked at when a request comes: each one is let in with the last good users meanwhile
+        _until(
+            "a warning naming the field", lambda: status("new") == 200 and "still using" in log.read_text()
+        )
+        for _ in range(5):
+            assert (status("old"), status("new")) == (401, 200)
+        warned = [line for line in log.read_text().splitlines() if "still using" in line]
+        assert len(warned) == 1, log.read_text()
+        assert f"{web}:2" in warned[0] and "basic_auth_users.prom" in warned[0], warned

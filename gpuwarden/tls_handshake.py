@@ -1,0 +1,113 @@
+"""What the server side of a TLS handshake does beyond OpenSSL's checks, as Go's crypto/tls and net/http do
+for exporter-toolkit: a client certificate is let in only with a SAN in ``client_allowed_sans``, and a plain
+HTTP request sent to the TLS port is answered ``400 Bad Request`` instead of a silent close.
+
+Python's ssl has no verify callback and asyncio no hook before the handshake, so both run in the
+``SSLObject`` of each connection (``ServerContext.sslobject_class``): its ``do_handshake`` follows OpenSSL's.
+Refusing a certificate fails the handshake. A plain request fails OpenSSL's first record (``HTTP_REQUEST``):
+Go's answer is written to the connection's outgoing buffer and the handshake reports that it waits for the
+peer, so asyncio sends what was written, as it sends each handshake message; the next bytes, or the end of
+the connection, or asyncio's handshake timeout (60 s, as for a client that sends nothing) end it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import ssl
+from typing import Any
+
+logger = logging.getLogger("gpuwarden.webconfig")
+PLAIN_HTTP_BODY = b"Client sent an HTTP request to an HTTPS server.\n"  # Go's net/http, word for word
+PLAIN_HTTP_ANSWER = (
+    b"HTTP/1.0 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n"
+    b"connection: close\r\n\r\n%s" % (len(PLAIN_HTTP_BODY), PLAIN_HTTP_BODY)
+)
+
+
+def peer_sans(peer: dict[str, Any]) -> set[str]:
+    """The DNS names, e-mail addresses, IP addresses and URIs of a certificate (``getpeercert()``), written
+    as Go writes them (an IPv6 address compressed, in lower case)."""
+    found: set[str] = set()
+    for kind, value in peer.get("subjectAltName", ()):
+        if kind == "IP Address":
+            found.add(_go_ip(value))
+        elif kind in ("DNS", "email", "URI"):
+            found.add(value)
+    return found
+
+
+def _go_ip(text: str) -> str:
+    """An IP address as Go writes it (``2001:db8::1``; OpenSSL writes ``2001:DB8:0:0:0:0:0:1``)."""
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        return text
+
+
+def _check_sans(context: ssl.SSLContext, peer: dict[str, Any] | None) -> None:
+    """Refuse a client certificate (``peer``, verified) with no SAN in the context's ``allowed_sans``."""
+    allowed = getattr(context, "allowed_sans", None)
+    if allowed is None:
+        return
+    sans = peer_sans(peer or {})
+    if sans.isdisjoint(allowed):
+        said = ", ".join(sorted(sans)) or "none"
+        logger.warning("client certificate refused: none of its SANs (%s) is in client_allowed_sans", said)
+        raise ssl.SSLCertVerificationError(
+            f"no SAN of the client certificate ({said}) is in client_allowed_sans"
+        )
+
+
+class ServerObject(ssl.SSLObject):
+    """A connection's TLS state, as asyncio (and so uvicorn) drives it: Go's answer to plain HTTP, and the
+    check of ``client_allowed_sans``."""
+
+    outgoing: ssl.MemoryBIO | None = None  # what asyncio sends to the peer (``ServerContext.wrap_bio``)
+    answered = False
+
+    def do_handshake(self) -> None:
+        """OpenSSL's handshake, then the checks it does not do."""
+        if self.answered:  # plain HTTP, answered: whatever comes next ends the connection
+            raise ssl.SSLError("plain HTTP on the TLS port, answered 400")
+        try:
+            super().do_handshake()
+        except ssl.SSLError as exc:
+            if exc.reason != "HTTP_REQUEST" or self.outgoing is None:
+                raise
+            self.outgoing.write(PLAIN_HTTP_ANSWER)
+            self.answered = True
+            raise ssl.SSLWantReadError("plain HTTP answered; waiting for the peer to close") from exc
+        _check_sans(self.context, self.getpeercert())
+
+
+class ServerSocket(ssl.SSLSocket):
+    """A blocking server socket's TLS (``wrap_socket``): the check of ``client_allowed_sans``."""
+
+    def do_handshake(self, block: bool = False) -> None:
+        """OpenSSL's handshake, then the SAN check."""
+        super().do_handshake(block)
+        _check_sans(self.context, self.getpeercert())
+
+
+class ServerContext(ssl.SSLContext):
+    """The server's TLS context: its connections answer plain HTTP as Go does and, with ``allowed_sans``
+    (``client_allowed_sans``), let in only a client certificate with one of them."""
+
+    sslobject_class = ServerObject
+    sslsocket_class = ServerSocket
+    allowed_sans: frozenset[str] | None = None
+
+    def wrap_bio(
+        self,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        server_side: bool = False,
+        server_hostname: str | bytes | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLObject:
+        """``SSLContext.wrap_bio``; a server side's object keeps ``outgoing`` to answer plain HTTP on."""
+        wrapped = super().wrap_bio(incoming, outgoing, server_side, server_hostname, session)
+        if server_side and isinstance(wrapped, ServerObject):
+            wrapped.outgoing = outgoing
+        return wrapped
