@@ -34,7 +34,7 @@ from alerting.showing import same_target, tell_reassessed, tell_root_moved, told
 from alerting.store import impact_from_dict, impact_to_dict, with_peak
 from alerting.store_models import AlertRow, IncidentRow
 from alerting.subscriptions import ChangeKind
-from alerting.titles import carried, progress, seen, title, title_cluster, without_progress
+from alerting.titles import carried, degraded_series, progress, seen, title, title_cluster, without_progress
 from alerting.topology import Path, target_label, target_to_dict
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import IncidentState, RootCause, WorkloadRef, add_workloads, fault_name
@@ -358,7 +358,13 @@ class IncidentGrouping(IncidentMerging):
         assessment = assess(*kept, fired, self.inventory, self.config.assume_spare_capacity)
         cluster = title_cluster(kept[1].target, kept[0], self.inventory)
         row.title = title(
-            kept[1], assessment, seen(fired), placed=bool(kept[0]), cluster=cluster, workloads=carried(fired)
+            kept[1],
+            assessment,
+            seen(fired),
+            placed=bool(kept[0]),
+            cluster=cluster,
+            workloads=carried(fired),
+            series=degraded_series(fired),
         )
 
     def _order(self, incident_id: str) -> tuple[datetime, str]:
@@ -436,10 +442,11 @@ def _titled(
     reopened incident's alerts of its earlier opening did not recover in this one."""
     shown = replace(assessment, root_down_now=root_down_now(path, root, members, inventory))
     cluster = title_cluster(root.target, path, inventory)
-    named = carried(members)
-    return title(root, shown, seen(members), placed=bool(path), cluster=cluster, workloads=named) + progress(
-        opening, path
+    named, series = carried(members), degraded_series(members)
+    said = title(
+        root, shown, seen(members), placed=bool(path), cluster=cluster, workloads=named, series=series
     )
+    return said + progress(opening, path)
 
 
 def _impact_of(assessment: Assessment) -> dict[str, Any]:

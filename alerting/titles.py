@@ -37,6 +37,10 @@ NAME_MAX = 200
 """Characters of one name in a title (a node's, an alert's, a job's); a longer one is cut with "…"."""
 ABSORBED_MAX = 100
 """Characters of an absorbed incident's title where the incident that took it in says so."""
+SERIES_SHOWN = 3
+"""Series a degraded service's title names (``degraded_series``); with more, the first ones and a count."""
+SERIES_MAX = 60
+"""Characters of one series, model or route name there."""
 
 _COUNT = re.compile(r"[0-9]+ (nodes?|GPUs?)")
 _KINDS = (("inference service ", "service", "services"), ("training job ", "training job", "training jobs"))
@@ -106,6 +110,36 @@ def seen(members: Sequence[Member]) -> str:
     return f"{name} on {metric}" if metric else name
 
 
+def degraded_series(members: Sequence[Member]) -> str:
+    """``inference_latency_p99 on /v1/chat/completions, inference_error_ratio on /v1/completions``: what the
+    firing service-degraded ``members`` report, earliest first, at most ``SERIES_SHOWN`` (then how many
+    more), so that a service's title says whether its latency, its errors or its throughput went wrong, and
+    on which route and model. The series an anomaly alert scored (``for``), else the alert's name."""
+    degraded = [m for m in members if m.kind is FaultKind.SERVICE_DEGRADED]
+    said: list[str] = []
+    for member in sorted([m for m in degraded if m.firing or m.flapping] or degraded, key=onset_key):
+        text = _series_of(member.labels)
+        if text and text not in said:
+            said.append(text)
+    if len(said) > SERIES_SHOWN:
+        said[SERIES_SHOWN - 1 :] = [f"and {len(said) - SERIES_SHOWN + 1} more"]
+    return ", ".join(said)
+
+
+def _series_of(labels: Mapping[str, str]) -> str:
+    """``inference_latency_p99 of model llama-70b on /v1/chat/completions``: one alert's series (or name),
+    the model it serves and its route, from the labels the inference servers' metrics carry."""
+    series = labels.get("for") or labels.get("metric") or labels.get("alertname", "")
+    # An anomaly alert's `model` is its detector unless the series had one of its own (then `model_alias`).
+    model = labels.get("model_name") or (labels.get("model", "") if labels.get("model_alias") else "")
+    route = labels.get("route") or labels.get("http_route") or ""
+    return (
+        shortened(series, SERIES_MAX)
+        + (f" of model {shortened(model, SERIES_MAX)}" if model else "")
+        + (f" on {shortened(route, SERIES_MAX)}" if route else "")
+    )
+
+
 def carried(members: Iterable[Member]) -> frozenset[WorkloadRef]:
     """The workloads the firing (or flapping) ``members``' own labels name (``slurm_job``, a pod, a known
     ``job`` or ``service``, as ``topology.locate`` read them: not a scrape job's ``job``, nor a workload the
@@ -161,12 +195,15 @@ def title(
     placed: bool = False,
     cluster: str = "",
     workloads: Iterable[WorkloadRef] = (),
+    series: str = "",
 ) -> str:
     """``rack r07 lost power: 8 nodes, 64 GPUs, training job llm-70b stopped``. ``placed``: the root has a
     place in the topology (a cluster without a name is still a place when its alerts name their nodes).
     ``cluster``: the root's, said after it (``title_cluster``). ``workloads``: those its alerts carry
     (``carried``), named after the root where the impact names none (a fault that stops nothing: ``gpu
-    node-01/0 thermal (training job 8171)``)."""
+    node-01/0 thermal (training job 8171)``). ``series``: what a degraded service's alerts report
+    (``degraded_series``), said after it: ``inference service llama degraded (inference_latency_p99 on
+    /v1/chat/completions)``."""
     if (root.kind is FaultKind.UNKNOWN and observed) or (
         root.kind is FaultKind.XID and observed.startswith("XID ")
     ):
@@ -199,6 +236,10 @@ def title(
     if label and cluster:
         label = target_label(root.target, namespaced=namespaced, cluster=cluster)
     head = f"{shortened(label)} {shortened(phrase)}".lstrip()
+    # Which of a service's series went wrong (its latency, errors, throughput; which route): "degraded" alone
+    # sent the on-call to the dashboards to find out.
+    degraded = root.kind is FaultKind.SERVICE_DEGRADED and phrase == _PHRASES[root.kind]  # not "unavailable"
+    said = series if series and label and degraded else ""
     if all(_COUNT.fullmatch(p) for p in parts):
         # Heat, a power brake, ECC, NVLink: no workload stopped, but the alerts say whose GPU it is, as their
         # timeline descriptions do ("Slurm job 8171"). Not those the impact only may put on the GPU.
@@ -206,7 +247,9 @@ def title(
             target_label(w, namespaced=w in assessment.impact.namespaced)
             for w in set(workloads) - {root.target}
         )
-        head += f" ({_listed(head, named)})" if named else ""
+        if named:
+            said = f"{said}; {_listed(head, named)}" if said else _listed(head, named)
+    head += f" ({said})" if said else ""
     return f"{head}: {_listed(head, parts)}" if parts else head
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from alerting.faults import JOB_FAULTS, SYMPTOM_KINDS
-from alerting.inventory import Inventory
+from alerting.inventory import Inventory, NodeInfo
 from gpuwarden.labelnumbers import label_number
 from gpuwarden.model import (
     NODE_LABELS,
@@ -73,10 +73,17 @@ def alert_pod(labels: Mapping[str, str]) -> tuple[str, str] | None:
 
 
 def _workloads(
-    labels: Mapping[str, str], kind: FaultKind, inventory: Inventory | None, cluster: str, lookup: str
+    labels: Mapping[str, str],
+    kind: FaultKind,
+    inventory: Inventory | None,
+    cluster: str,
+    lookup: str,
+    *,
+    scraped_service: bool = False,
 ) -> set[WorkloadRef]:
     """The workloads an alert names: looked up in the inventory in cluster ``lookup`` ("" for any), else
-    made from the labels in the alert's ``cluster``."""
+    made from the labels in the alert's ``cluster``. ``scraped_service``: the alert is a service's, scraped at
+    an address (``_scraped_service``), so its scrape ``job`` names the service when no other label does."""
     namespace = labels.get("namespace", "") or "default"
 
     def service_namespace(name: str) -> str:
@@ -131,6 +138,10 @@ def _workloads(
         found.add(WorkloadRef(WorkloadKind.INFERENCE_SERVICE, service_namespace(service), service, cluster))
     elif pod:
         found.add(WorkloadRef(WorkloadKind.POD, pod_namespace, pod, cluster))
+    elif scraped_service and job and not found:
+        # The scrape job names what it scrapes (the Prometheus Operator's after the Service), as
+        # `job="llama"` names the inference server whose latency rose.
+        found.add(WorkloadRef(WorkloadKind.INFERENCE_SERVICE, service_namespace(job), job, cluster))
     if inventory is not None:
         found = {ref for w in found for ref in _known(inventory, w, lookup)}
     return found
@@ -160,6 +171,7 @@ def locate(labels: Mapping[str, str], kind: FaultKind, inventory: Inventory | No
     # ClusterName: the inventory's names the path then, so both kinds of alert meet in one place).
     lookup = ""
     exporter_address = False
+    info: NodeInfo | None = None
     if inventory is not None:
         known = cluster if cluster and inventory.nodes_in(cluster) else ""
         info = inventory.node(node, known) if node else None
@@ -193,11 +205,13 @@ def locate(labels: Mapping[str, str], kind: FaultKind, inventory: Inventory | No
             lookup = known
         # Else a `cluster` label the inventory does not know and a node it does not know: the workload is
         # found by name alone, when only one cluster has it.
-    workloads = frozenset(_workloads(labels, kind, inventory, cluster, lookup))
+    # A server's requests scraped at its address (a pod IP): "node 10.1.2.3 degraded" named no node.
+    scraped = info is None and _scraped_service(labels, kind)
+    workloads = frozenset(_workloads(labels, kind, inventory, cluster, lookup, scraped_service=scraped))
     if exporter_address and workloads:
         return Location((), workloads)  # about its workload, not about the exporter's host
     runs_on = _rank_gpus(labels, workloads, inventory) if kind in SYMPTOM_KINDS else frozenset()
-    if kind in SYMPTOM_KINDS and workloads:
+    if kind in SYMPTOM_KINDS and (workloads or scraped):
         # A workload symptom points at the workload, not at the host its exporter happens to run on.
         node, gpu, uuid = "", "", ""
         if not labels.get("rack"):
@@ -212,6 +226,17 @@ def locate(labels: Mapping[str, str], kind: FaultKind, inventory: Inventory | No
                 if gpu or uuid:
                     path.append(gpu or uuid)
     return Location(tuple(path), workloads, runs_on)
+
+
+def _scraped_service(labels: Mapping[str, str], kind: FaultKind) -> bool:
+    """Whether the alert is a service's degraded requests (latency, errors) whose only place is ``instance``,
+    the address Prometheus scraped the server at (``10.1.2.3:8000``, a pod IP on Kubernetes): no node label
+    names a node (an address the inventory knows as a node is that node; the caller checks)."""
+    return (
+        kind is FaultKind.SERVICE_DEGRADED
+        and bool(labels.get("instance"))
+        and not any(labels.get(name) for name in NODE_LABELS)
+    )
 
 
 def _rank_gpus(

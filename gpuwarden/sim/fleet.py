@@ -130,11 +130,26 @@ class Fleet:
         return self._workload_of.get((node, index))
 
     def gpu_speed_factor(self, node: str, index: int) -> float:
-        """1.0 healthy; < 1 throttled or straggling; 0.0 lost, hung, node down or drained."""
+        """1.0 healthy; < 1 throttled or straggling; 0.0 lost, hung, node down or drained.
+
+        A hang started or ended since the last step shows at once: the step's speed would say it only at the
+        next step, a simulated second later (100 s of an inference server run at ``--sim-speedup 0.01``,
+        answering 503 all that time after ``sim clear`` or a reset, and 200 after the hang began)."""
         with self._lock:
             self._advance()
             self.gpu(node, index)
-            return self._speed_of(node, index)
+            speed = self._speed_of(node, index)
+            effects = self._effects[(node, index)]
+            if effects.hung:
+                return 0.0
+            if speed == 0.0 and self._node_serves(node, index):  # hung at the last step, not any more
+                return min(1.0, effects.capability())
+            return speed
+
+    def _node_serves(self, node: str, index: int) -> bool:
+        """Whether the GPU's node is up and undrained and the GPU on its bus: what a hang does not cover."""
+        n = self._by_name[node]
+        return n.up and not n.drained and not self._gpus[(node, index)].lost
 
     @property
     def state_lock(self) -> AbstractContextManager[Any]:

@@ -199,7 +199,7 @@ def test_a_sloth_slo_alert_is_about_the_service_it_names(tmp_path: Path) -> None
     )
     engine.ingest([alert])
     ((row, _),) = engine.store.list_rows()
-    assert (row.priority, row.title) == ("P1", "inference service chat degraded")
+    assert (row.priority, row.title) == ("P1", "inference service chat degraded (ErrorBudgetFastBurn)")
 
 
 def test_an_alert_firing_again_with_another_error_ratio_sets_the_priority_by_the_new_one(

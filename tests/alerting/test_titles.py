@@ -297,6 +297,6 @@ def test_the_cli_names_a_workload_root_cause_as_its_title_does(tmp_path: Path) -
     roots = sorted(describe_root(i["root_cause"]) for i in listed)
     assert roots == ["job stalled @ pod research/llm-train-0", "service degraded @ inference service llama"]
     assert sorted(i["title"] for i in listed) == [
-        "inference service llama degraded",
+        "inference service llama degraded (InferenceLatencyHigh)",
         "pod research/llm-train-0 stalled",
     ]

@@ -44,15 +44,15 @@ def test_in_a_fleet_of_two_clusters_a_title_says_which_cluster_its_root_cause_is
     slow = {"alertname": "InferenceLatencyHigh", "service": "llama", "namespace": "inference"}
     engine.ingest([Alert({**slow, "cluster": c}) for c in ("a", "b")])
     assert sorted(row.title for row, _ in engine.store.list_rows()) == [
-        "inference service llama in cluster a degraded",
-        "inference service llama in cluster b degraded",
+        "inference service llama in cluster a degraded (InferenceLatencyHigh)",
+        "inference service llama in cluster b degraded (InferenceLatencyHigh)",
     ]
     incident = engine.store.get(next(r.id for r, _ in engine.store.list_rows() if "cluster a" in r.title))
     told = build_notification(IncidentChange(ChangeKind.OPENED, incident, incident.timeline[0]))
     assert webhook_payload(told)["incident"]["root_cause"]["fields"]["cluster"] == "a"
     engine.ingest([Alert({"alertname": "KubeNodeNotReady", "cluster": "b", "node": "b02"})])
     assert sorted(row.title for row, _ in engine.store.list_rows()) == [
-        "inference service llama in cluster a degraded",
+        "inference service llama in cluster a degraded (InferenceLatencyHigh)",
         "node b02 in cluster b is down: 1 node, 8 GPUs, inference service llama 50% of replicas lost",
     ]
 

@@ -101,7 +101,10 @@ def test_a_service_root_cause_whose_name_two_namespaces_share_names_its_namespac
     slow = {"alertname": "InferenceLatencyHigh", "cluster": "k", "service": "llama"}
     engine.ingest([Alert({**slow, "namespace": "staging"}), Alert({**slow, "service": "mistral"})])
     titles = sorted(row.title for row, _ in engine.store.list_rows())
-    assert titles == ["inference service mistral degraded", "inference service staging/llama degraded"]
+    assert titles == [
+        "inference service mistral degraded (InferenceLatencyHigh)",
+        "inference service staging/llama degraded (InferenceLatencyHigh)",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -113,7 +116,7 @@ def test_a_service_root_cause_whose_name_two_namespaces_share_names_its_namespac
         ),
         (
             {"alertname": "InferenceLatencyHigh", "cluster": "k", "service": "llama", "namespace": "staging"},
-            "inference service staging/llama degraded",
+            "inference service staging/llama degraded (InferenceLatencyHigh)",
         ),
     ],
     ids=["node-down", "service-root"],

@@ -36,11 +36,13 @@ def test_the_example_in_deploy_loads_and_its_matchers_parse(monkeypatch: pytest.
     example = Path(__file__).resolve().parents[2] / "deploy" / "gpuwarden.example.yaml"
     cfg = load_config(example)
     assert cfg.api.token is not None and cfg.api.token.get_secret_value() == "secret-GPUWARDEN_API_TOKEN"
-    names = [q.name for q in cfg.anomaly.queries]
-    assert names == [q.expr for q in cfg.anomaly.queries]  # detectors find queries by metric name
+    # The GPU queries; the inference requests' are PromQL named for their alerts (test_inference_queries...).
+    gpu = [q for q in cfg.anomaly.queries if "gpuwarden_inference_" not in q.expr]
+    names = [q.name for q in gpu]
+    assert names == [q.expr for q in gpu]  # detectors find queries by metric name
     assert cfg.anomaly.fleet_load_query in names
     assert {"DCGM_FI_DEV_POWER_USAGE", "DCGM_FI_DEV_SM_CLOCK"} <= set(names) & set(cfg.anomaly.fleet_queries)
-    ranges = {q.name: q.data_range for q in cfg.anomaly.queries}  # bands of non-negative metrics stay >= 0
+    ranges = {q.name: q.data_range for q in gpu}  # bands of non-negative metrics stay >= 0
     assert ranges["DCGM_FI_DEV_GPU_UTIL"] == (0.0, 100.0)
     # ... and a garbage reading (dcgm-exporter has served 808334905) is out of every gauge's range.
     assert all(r is not None and r[0] == 0.0 and 100.0 <= r[1] < 808334905.0 for r in ranges.values() if r)
@@ -51,6 +53,23 @@ def test_the_example_in_deploy_loads_and_its_matchers_parse(monkeypatch: pytest.
     for matchers in (rule.source_matchers, rule.target_matchers):
         assert [parse_matcher(m) for m in matchers]
     assert cfg.alerting.maintenance_windows == []  # a dated window would mute r07 for whoever deploys it then
+
+
+def test_the_examples_inference_queries_are_scored_on_the_side_that_is_a_fault(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The example read only GPUs: an operator copying it watched no request latency, error or throughput.
+    # Real Prometheus answers them in tests/integration/test_inference_example_queries.py.
+    for name in ("GPUWARDEN_API_TOKEN", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"):
+        monkeypatch.setenv(name, f"secret-{name}")
+    anomaly = load_config(Path(__file__).resolve().parents[2] / "deploy" / "gpuwarden.example.yaml").anomaly
+    sides = {q.name: q.direction for q in anomaly.queries if "gpuwarden_inference_" in q.expr}
+    assert sides == {
+        "inference_latency_p99": "up",
+        "inference_error_ratio": "up",
+        "inference_ok_requests_per_second": "down",
+    }
+    assert all(anomaly.adaptive_scores(name) for name in sides)
 
 
 @pytest.mark.parametrize(

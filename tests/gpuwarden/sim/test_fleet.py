@@ -203,6 +203,27 @@ def test_a_hung_rank_stalls_the_whole_job_until_reset(fleet: Fleet, clock: FakeC
     assert job.steps_completed > before + 5
 
 
+@pytest.mark.parametrize("repair", ["clear", "reset_gpu"])
+def test_a_hang_ended_by_clear_or_reset_serves_again_before_the_next_step(
+    fleet: Fleet, clock: FakeClock, repair: str
+) -> None:
+    # An inference server on the GPU answered 503 after `sim clear` until the next simulated second: 10 s of
+    # real time at --sim-speedup 0.1, 100 s at 0.01; and 200 for as long after the hang began.
+    clock.advance(0.5)
+    fault_id = fleet.inject(parse_fault({"kind": "hung", "node": "node-01", "gpu": 4}))
+    assert fleet.gpu_speed_factor("node-01", 4) == 0.0  # no step has run since
+    clock.advance(2)
+    assert fleet.gpu_speed_factor("node-01", 4) == 0.0
+    clock.advance(0.5)
+    if repair == "clear":
+        fleet.clear_fault(fault_id)
+    else:
+        fleet.reset_gpu("node-01", 4)
+    assert fleet.gpu_speed_factor("node-01", 4) == 1.0
+    clock.advance(1)
+    assert fleet.gpu_speed_factor("node-01", 4) > 0.9
+
+
 def test_a_straggler_slows_every_rank_but_computes_slowly_itself(fleet: Fleet, clock: FakeClock) -> None:
     job = fleet.training_jobs()[0]
     clock.advance(10)
