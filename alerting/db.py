@@ -77,6 +77,10 @@ def locked_rows(session: Session, query: Select[RowT]) -> list[RowT]:
     return list(session.scalars(query.with_for_update().execution_options(populate_existing=True)))
 
 
+SQLITE_BUSY_SECONDS = 5
+"""How long a SQLite statement waits for a lock another connection holds before "database is locked"."""
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers run beside the writer. In WAL mode synchronous=NORMAL is durable against a crash
@@ -86,7 +90,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
     cursor.close()
 
 

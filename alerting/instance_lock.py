@@ -100,6 +100,7 @@ class FileLock:
         self.me = me
         self.make_directory = make_directory
         self._fd: int | None = None
+        self._made: list[Path] = []  # what the lock made for itself: directories (outermost first), the file
 
     def try_acquire(self) -> bool:
         """Take the lock now (creating the file), or False when another process holds it.
@@ -108,23 +109,46 @@ class FileLock:
         """
         if self._fd is not None:
             return True
-        try:
-            if self.make_directory:
-                # The owner's alone, as the journal makes its directory: this lock is taken first, and a
-                # directory it made with the umask (0755) stayed so.
-                self.path.parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as exc:
-            raise LockFileError(self.what, exc) from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                fd = self._open()
+            except OSError as exc:
+                if isinstance(exc, FileNotFoundError) and self.make_directory and tries < 3:
+                    continue  # a start that gave up removed the directory just made here (``discard``)
+                raise LockFileError(self.what, exc) from exc
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            if _names(self.path, fd):
+                break
+            # A start that gave up removed the file (``discard``) after it was opened here: the lock taken is
+            # on a file no other process can open. Lock the one the path names now.
             os.close(fd)
-            return False
         os.ftruncate(fd, 0)
         os.write(fd, f"{self.me}\n".encode())
         self._fd = fd
         return True
+
+    def _open(self) -> int:
+        """The lock file, opened (made if missing, with the directory when ``make_directory``); what was
+        made is noted for ``discard``."""
+        self._made = []
+        if self.make_directory:
+            missing = [d for d in (self.path.parent, *self.path.parent.parents) if not d.exists()]
+            # The owner's alone, as the journal makes its directory: this lock is taken first, and a
+            # directory it made with the umask (0755) stayed so.
+            self.path.parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+            self._made = missing[::-1]
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._made.append(self.path)
+        return fd
 
     def holder(self) -> str:
         """What the holder wrote in the lock file."""
@@ -134,11 +158,37 @@ class FileLock:
             return "holder unknown"
 
     def release(self) -> None:
-        """Unlock and close; the file stays (removing it would race with a process about to lock it)."""
+        """Unlock and close; the file stays (a process may have opened it to lock it next)."""
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+    def discard(self) -> None:
+        """Release, removing the file and the directories this lock made: a start refused once it held the
+        lock (its port taken) leaves no file behind. The file is removed while locked, and a process that
+        opened it before locks the file its path names after (``try_acquire``), so no two hold the lock."""
+        if self._fd is None:
+            return
+        made, self._made = self._made, []
+        if self.path in made:
+            self.path.unlink(missing_ok=True)
+        self.release()
+        for directory in reversed([p for p in made if p != self.path]):
+            try:
+                directory.rmdir()
+            except OSError:  # another start put its lock file there meanwhile: it stays
+                break
+
+
+def _names(path: Path, fd: int) -> bool:
+    """Whether ``path`` still names the open file ``fd``."""
+    try:
+        named = path.stat()
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(fd)
+    return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
 
 
 def store_lock(db: str, me: str, connect_timeout: int = DEFAULT_CONNECT_TIMEOUT) -> Lock | None:
@@ -351,4 +401,15 @@ class InstanceLocks:
         with self._mutex:
             for lock in reversed(self._held):
                 lock.release()
+            self._held = []
+
+    def discard(self) -> None:
+        """Release every lock held, removing the lock files and directories taking them made: for a start
+        that gave up before it opened the store (``FileLock.discard``)."""
+        with self._mutex:
+            for lock in reversed(self._held):
+                if isinstance(lock, FileLock):
+                    lock.discard()
+                else:
+                    lock.release()
             self._held = []

@@ -18,7 +18,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
-from alerting.db import DEFAULT_CONNECT_TIMEOUT, make_engine, store_failure, store_url
+from alerting.db import DEFAULT_CONNECT_TIMEOUT, SQLITE_BUSY_SECONDS, make_engine, store_failure, store_url
 from gpuwarden.errors import BUSY, DOWN, ConfigError
 from gpuwarden.redaction import hidden_password
 
@@ -106,7 +106,11 @@ def migration_transaction(engine: Engine) -> Iterator[Connection]:
         driver.isolation_level = None
         try:
             with connection.begin():
-                connection.exec_driver_sql("BEGIN")
+                # IMMEDIATE: the write lock now, waited for as long as busy_timeout, so that a store another
+                # process holds in a write transaction (a sqlite3 shell's BEGIN EXCLUSIVE) stops the start
+                # (``store_error``: "database is locked", exit 75) instead of a serve that starts but
+                # cannot write, never ready; a migration takes that lock anyway, and later.
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
                 yield connection
         finally:
             driver.isolation_level = legacy
@@ -146,7 +150,7 @@ def store_error(url: str, exc: Exception, field: str = "api.db") -> ConfigError:
         )
         return ConfigError(message, field=field)
     return ConfigError(
-        f"{shown}: cannot open the store: {store_failure(exc)}{_file_hint(url, exc)}",
+        f"{shown}: cannot open the store: {store_failure(exc)}{_file_hint(url, exc)}{_locked_hint(exc)}",
         field=field,
         outside=_outside(url, exc),
     )
@@ -172,9 +176,9 @@ def _outside(url: str, exc: Exception) -> str | None:
     not answer (refused, timed out, unreachable) or takes no connection now, ``BUSY`` for a SQLite file
     another process holds locked; None for the rest (a password refused, a database that does not exist, a
     file SQLite cannot use), which the next start with the same setting meets again."""
-    cause = getattr(exc, "orig", None) or exc
-    if isinstance(cause, sqlite3.OperationalError) and "database is locked" in str(cause):
+    if _sqlite_locked(exc):
         return BUSY
+    cause = getattr(exc, "orig", None) or exc
     try:
         if store_url(url).get_backend_name() == "sqlite":
             return None
@@ -191,6 +195,22 @@ def _outside(url: str, exc: Exception) -> str | None:
     if "FATAL:" not in said:  # libpq reached no server: refused, timed out, no route, a name not resolved
         return DOWN
     return DOWN if any(words in said for words in _SERVER_NOT_NOW_SAID) else None
+
+
+def _sqlite_locked(exc: Exception) -> bool:
+    """Whether ``exc`` is SQLite's "database is locked": another process held the file past busy_timeout."""
+    cause = getattr(exc, "orig", None) or exc
+    return isinstance(cause, sqlite3.OperationalError) and "database is locked" in str(cause)
+
+
+def _locked_hint(exc: Exception) -> str:
+    """What to do about a SQLite file another process holds locked, where that is what failed."""
+    if not _sqlite_locked(exc):
+        return ""
+    return (
+        " (another process holds a write transaction on the file, a sqlite3 shell left in BEGIN, a backup or"
+        f" a script, and did not end it within {SQLITE_BUSY_SECONDS} s; end it, then start again)"
+    )
 
 
 def _file_hint(url: str, exc: Exception) -> str:

@@ -48,16 +48,22 @@ class ForcingServer(uvicorn.Server):
         if self.stops == 2:
             self.hurry.set()
         requests = len(self.server_state.tasks)  # one per request in flight (an idle connection has none)
-        if not requests:
-            return
         name = signal.Signals(sig).name
+        if not requests:
+            # Said at once, as Prometheus says it: the stop may still wait (serve's journal, its outbox),
+            # and a log silent about the signal until the end read as a server that had not heard it.
+            if self.stops == 1:
+                _say_now(logger.info, "%s: stopping; SIGTERM or Ctrl-C again stops at once", name)
+            else:
+                _say_now(logger.warning, "%s again: stopping now, without waiting for the rest", name)
+            return
         if self.stops == 1:
             # Said only of requests still in flight a moment later: a probe answered just before the signal
             # (a task not yet ended) made serve say it waited for one request, a line more in every stop log.
             _on_the_loop(DRAIN_SAID_AFTER_SECONDS, self._say_draining, name)
             return
         line = f"{name} again: closing the connections of {requests} request(s) in flight and stopping now"
-        _on_the_loop(0.0, logger.warning, "%s", line)
+        _say_now(logger.warning, "%s", line)
         for connection in list(self.server_state.connections):
             # A signal handler runs between two steps of the loop's thread: the closing is left to the loop.
             transport = getattr(connection, "transport", None)
@@ -74,6 +80,13 @@ class ForcingServer(uvicorn.Server):
                 name,
                 requests,
             )
+
+
+def _say_now(call: Callable[..., object], *args: object) -> None:
+    """``call(*args)`` (a log line a stop signal says) at once, from a thread of its own: not from the signal
+    handler (see ``_on_the_loop``), nor on the loop, which the stop may hold (serve lets a notification being
+    sent finish, 5 s at most: the second signal was said only then). Not a daemon: said before the exit."""
+    threading.Thread(target=call, args=args, name="stop-signal-said").start()
 
 
 def _on_the_loop(delay: float, call: Callable[..., object], *args: object) -> None:

@@ -57,7 +57,12 @@ def listen_socket(host: str, port: int, host_field: str, port_field: str) -> soc
         sock.close()
         number = getattr(exc, "errno", None)
         taken = number in (errno.EADDRINUSE, errno.EACCES)
-        hint = "another process listens there; stop it or choose another port" if taken else ""
+        hint = {
+            errno.EADDRINUSE: "another process listens there; stop it or choose another port",
+            # Not taken: this user may not bind it. "another process listens there" sent people looking.
+            errno.EACCES: "this user may not listen there (a port under 1024 needs root or"
+            " CAP_NET_BIND_SERVICE); choose a port from 1024 up",
+        }.get(number or 0, "")
         reason = getattr(exc, "strerror", None) or exc
         field, value = (port_field, port) if taken else (host_field, host)
         where = host_port(host, port)  # [::]:9400: ":::9400" reads as no address at all

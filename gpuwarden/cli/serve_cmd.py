@@ -169,11 +169,12 @@ def take_locks(
 
 
 def _bound(locks: InstanceLocks, host: str, port: int, host_field: str, port_field: str) -> socket.socket:
-    """``listen_socket``; when it fails, the locks are released (this server does not start)."""
+    """``listen_socket``; when it fails, the locks are released and the files taking them made removed (this
+    server does not start, and a later start, by another user too, finds none it cannot open)."""
     try:
         return listen_socket(host, port, host_field, port_field)
     except ConfigError:
-        locks.release()
+        locks.discard()
         raise
 
 
@@ -446,7 +447,9 @@ def _started(
             from alerting.db import close_engine  # noqa: PLC0415 - see build_service
 
             close_engine(service[1].store.engine)
-        locks.release()
+            locks.release()
+        else:  # nothing opened: the lock files and journal directory made for this start go too
+            locks.discard()
         if standby:  # it had waited for the lock: the active server's stop handed it over
             logger.info(
                 "serve: a stop signal came during the handover; stopped before serving, lock released"

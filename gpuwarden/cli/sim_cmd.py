@@ -88,7 +88,12 @@ def _check_fault(payload: dict[str, Any]) -> None:
     try:
         parse_fault(payload)
     except InputError as exc:
-        refuse_option(escape(f"{_OPTIONS.get(exc.field, exc.field)}: {exc.message}"))
+        option = _OPTIONS.get(exc.field, exc.field)
+        message = exc.message.replace(f"remove {exc.field}", f"remove {option}")  # the exporter's word
+        given = payload.get(exc.field) if exc.field in ("node", "gpu", "xid", "link") else None
+        # One given that its kind does not take is named with its value, as every bad option is said.
+        said = f"{option}: {message}" if given is None else option_said(option, given, message)
+        refuse_option(escape(said))
 
 
 def _refuse_param(text: str, message: str) -> NoReturn:

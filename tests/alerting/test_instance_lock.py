@@ -257,3 +257,41 @@ def test_the_journal_directory_the_lock_makes_is_the_owners_alone_whatever_the_u
         os.umask(previous)
     locks.release()
     assert oct(stat.S_IMODE((tmp_path / "gw.db.journal").stat().st_mode)) == oct(0o700)
+
+
+def test_locks_discarded_remove_the_files_and_directories_they_made_and_nothing_else(tmp_path: Path) -> None:
+    """A start refused once it held the locks (its port taken) left the store's lock file and a journal
+    directory (the owner's alone) behind, which a later start as another user could not open."""
+    fresh = InstanceLocks.for_server(str(tmp_path / "gw.db"), tmp_path / "journals" / "gw")
+    fresh.try_acquire()
+    fresh.discard()
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "gw.db.lock").write_text("pid 1 on h, started earlier\n")  # a server that ran before
+    (tmp_path / "journals").mkdir()
+    again = InstanceLocks.for_server(str(tmp_path / "gw.db"), tmp_path / "journals" / "gw")
+    again.try_acquire()
+    again.discard()
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["gw.db.lock", "journals"]
+
+
+def test_a_lock_file_removed_between_its_open_and_its_lock_is_not_the_one_held(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A start that gives up removes its lock file while it holds it; a start that had opened that file
+    already must lock the file the path names now, or a third start would lock that one beside it."""
+    path = tmp_path / "gw.db.lock"
+    gave_up = FileLock(path, "store", "pid 1")
+    assert gave_up.try_acquire()
+    late = FileLock(path, "store", "pid 2")
+    opened = late._open
+
+    def opened_then_removed() -> int:
+        fd = opened()
+        gave_up.discard()  # after this open, before its flock
+        return fd
+
+    monkeypatch.setattr(late, "_open", opened_then_removed)
+    assert late.try_acquire()
+    assert not FileLock(path, "store", "pid 3").try_acquire()
+    assert path.read_text() == "pid 2\n"
+    late.release()

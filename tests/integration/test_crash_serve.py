@@ -8,8 +8,10 @@ alert stored and correlated exactly once, no incident duplicated.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
+import subprocess
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -24,7 +26,8 @@ from alerting.migrate import upgrade
 from alerting.store import IncidentStore
 from gpuwarden.model import label_fingerprint
 from tests.integration import http_probe
-from tests.integration.gpuwarden_server import AUTH, gpuwarden_serve, serve_metric
+from tests.integration.gpuwarden_server import AUTH, TOKEN, gpuwarden_binary, gpuwarden_serve, serve_metric
+from tests.integration.servers import free_port, stop, wait_http_ok
 
 
 def _batch(worker: int, seq: int) -> list[dict[str, object]]:
@@ -133,12 +136,30 @@ def test_serve_answers_liveness_while_it_replays_a_backlog_and_is_ready_once_app
     journal.append(KIND_POSTABLE, json.dumps(firing).encode(), 1)  # acknowledged by a serve that then died
     journal.close()
     sql.dispose()
-    # The store takes no write yet (here a held SQLite write lock; in production minutes of backlog or a
-    # PostgreSQL still starting): the replay cannot finish.
+    # The store takes no write once serve has opened it (here a SQLite write lock taken then; in production
+    # minutes of backlog, or a store that went down just after the start): the replay cannot finish. Held
+    # before the start, the lock stops serve (exit 75); so it is taken while serve is paused, once it said
+    # it will replay and before its applier runs.
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "replay.log"
     writer = sqlite3.connect(db, isolation_level=None)
-    writer.execute("BEGIN IMMEDIATE")
-    try:
-        with gpuwarden_serve(tmp_path, db, "replay", ready="/healthz") as (url, _):
+    argv = [gpuwarden_binary(), "serve", "--port", str(port), "--db", db, "--log-format", "text"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            argv, env={**os.environ, "GPUWARDEN_API_TOKEN": TOKEN}, stdout=out, stderr=subprocess.STDOUT
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while "replaying them while serving" not in log.read_text(errors="replace"):
+                assert proc.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")
+                time.sleep(0.01)
+            proc.send_signal(signal.SIGSTOP)
+            try:
+                writer.execute("BEGIN IMMEDIATE")
+            finally:
+                proc.send_signal(signal.SIGCONT)
+            wait_http_ok(f"{url}/healthz", proc)
             ready = http_probe.get(f"{url}/-/ready", timeout=5)
             assert ready.status_code == 503 and "not ready" in ready.text, ready.text
             assert serve_metric(url, "gpuwarden_ingest_replaying") == 1
@@ -155,8 +176,9 @@ def test_serve_answers_liveness_while_it_replays_a_backlog_and_is_ready_once_app
                 assert time.monotonic() < deadline, "not ready a minute after the store took writes again"
                 time.sleep(0.2)
             assert http_probe.get(f"{url}/api/v1/ingest/status", timeout=5).json()["lag_bytes"] == 0
-    finally:
-        writer.close()
+        finally:
+            writer.close()
+            stop(proc)
     # The write accepted during the replay was applied after the backlog: the alert ends resolved.
     row = IncidentStore(make_engine(db)).alert(label_fingerprint(labels))
     assert row is not None and (row.status, row.receive_count) == ("resolved", 2)

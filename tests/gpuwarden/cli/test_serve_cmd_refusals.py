@@ -3,6 +3,7 @@ database, write tokens and settings it cannot use; and a port another process ho
 
 from __future__ import annotations
 
+import errno
 import json
 import socket
 from pathlib import Path
@@ -14,7 +15,8 @@ from sqlalchemy import text
 
 from alerting.db import make_engine
 from alerting.migrate import alembic_config, upgrade
-from gpuwarden.cli import app
+from gpuwarden.cli import app, machine_checks
+from gpuwarden.errors import ConfigError
 from tests.gpuwarden.cli.built_runner import BuiltCliRunner
 
 runner = BuiltCliRunner()
@@ -301,3 +303,21 @@ def test_serve_names_the_port_when_another_process_listens_on_it(
         result.exit_code == 75
         and f"{named}: cannot listen on 127.0.0.1:{port}: Address already in use" in output
     )
+
+
+def test_a_port_this_user_may_not_listen_on_is_not_said_to_be_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Port 80 without root (or CAP_NET_BIND_SERVICE) said "another process listens there; stop it", and
+    people looked for a process that was not there."""
+
+    class Refused(socket.socket):
+        def bind(self, address: object) -> None:
+            raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(machine_checks.socket, "socket", Refused)
+    with pytest.raises(ConfigError) as refused:
+        machine_checks.listen_socket("127.0.0.1", 80, "--host", "--port")
+    assert str(refused.value) == (
+        "--port 80: cannot listen on 127.0.0.1:80: Permission denied; this user may not listen there (a port"
+        " under 1024 needs root or CAP_NET_BIND_SERVICE); choose a port from 1024 up"
+    )
+    assert refused.value.outside is None  # the configuration's: exit 78, a restart cannot help

@@ -127,3 +127,65 @@ def test_slack_presses_queued_when_serve_stops_are_cancelled_and_their_pressers_
     assert stopped < 5, "the stop waited for the presses"
     assert len(done) == slack_interactions.PRESS_WORKERS, "queued presses were carried out after the stop"
     assert len(told) == 2 and all("stopped" in t and "press again" in t for t in told), told
+
+
+def test_each_stop_signal_is_logged_when_it_comes_while_the_stop_waits_for_a_notification(
+    tmp_path: Path,
+) -> None:
+    """With no request in flight nothing was said of either SIGTERM: the stop waited (a webhook being sent is
+    let finish, 5 s at most) with the log silent, and the second signal showed only at the end. Both are said
+    at once now; the stop still ends with exit 0, no traceback, the notification kept for the next start."""
+    hook, port, token = socket.socket(), free_port(), "signal-log-token-12345"
+    hook.bind(("127.0.0.1", free_port()))
+    hook.listen()
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: accepted.append(hook.accept()[0]), daemon=True).start()
+    cfg = tmp_path / "gpuwarden.yaml"
+    cfg.write_text(f"webhooks:\n  - name: hook\n    url: http://127.0.0.1:{hook.getsockname()[1]}/x\n")
+    argv = [sys.executable, "-c", "from gpuwarden.cli import main; main()", "serve", "--config", str(cfg)]
+    argv += ["--port", str(port), "--db", str(tmp_path / "serve.db"), "--log-format", "text"]
+    alert = {"labels": {"alertname": "NodeDown", "cluster": "c1", "rack": "r01", "node": "r01-n01"}}
+    log = tmp_path / "serve.log"
+    with hook, log.open("wb") as out:
+        proc = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "GPUWARDEN_API_TOKEN": token}
+        )
+        try:
+            wait_http_ok(f"http://127.0.0.1:{port}/-/ready", proc)
+            auth = {"Authorization": f"Bearer {token}"}
+            posted = httpx.post(
+                f"http://127.0.0.1:{port}/api/v2/alerts", json=[alert], headers=auth, timeout=10
+            )
+            assert posted.status_code == 200
+            deadline = time.monotonic() + 60
+            while not accepted:  # the webhook is being sent, and is never answered
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+            proc.send_signal(signal.SIGTERM)
+            said_first = _logged(log, "SIGTERM: stopping; SIGTERM or Ctrl-C again stops at once")
+            proc.send_signal(signal.SIGTERM)
+            said_again = _logged(log, "SIGTERM again: stopping now, without waiting for the rest")
+            code = proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            for connection in accepted:
+                connection.close()
+    said = log.read_text()
+    assert said_first and said_again, said
+    assert said.index("SIGTERM again") < said.index("a notification still being sent after 5 s"), said
+    assert code == 0 and "Traceback" not in said, said
+    with make_engine(str(tmp_path / "serve.db")).connect() as conn:
+        kept = conn.execute(text("SELECT status FROM notification_outbox")).scalars().all()
+    assert kept and set(kept) <= {"pending", "sending"}, kept
+
+
+def _logged(log: Path, line: str) -> bool:
+    """Whether ``line`` is in ``log`` within 3 s (it is said at once; the stop waits 5 s for the webhook)."""
+    deadline = time.monotonic() + 3
+    while line not in log.read_text():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True

@@ -143,19 +143,35 @@ def test_inject_refuses_a_bad_param_naming_it_as_typed_before_posting(
         (["xid", "--node", "node-01", "--gpu", "0"], "--xid: required for kind xid: the XID code, e.g. 79"),
         (["hung", "--gpu", "0"], '--node: required for kind hung, e.g. "node-01"'),
         (["hung", "--node", "node-01"], "--gpu: required for kind hung: the GPU index on the node, e.g. 0"),
-        (["node_down", "--node", "node-01", "--gpu", "0"], "--gpu: kind node_down acts on the whole node"),
+        (
+            ["node_down", "--node", "node-01", "--gpu", "0"],
+            "--gpu 0: kind node_down acts on the whole node; remove --gpu",
+        ),
         (
             ["straggler", "--node", "node-01", "--gpu", "0", "--xid", "79"],
-            "--xid: only valid for kind xid, not straggler; remove it",
+            "--xid 79: only valid for kind xid, not straggler; remove it",
+        ),
+        (
+            ["hung", "--node", "node-01", "--gpu", "0", "--link", "3"],
+            "--link 3: only valid for nvlink_down and nvlink_crc_burst, not hung",
         ),
     ],
-    ids=["xid-without-xid", "without-node", "without-gpu", "gpu-of-node-kind", "xid-of-other-kind"],
+    ids=[
+        "xid-without-xid",
+        "without-node",
+        "without-gpu",
+        "gpu-of-node-kind",
+        "xid-of-other-kind",
+        "link-of-other-kind",
+    ],
 )
 def test_inject_refuses_an_option_its_kind_needs_or_does_not_take_as_a_usage_error_before_posting(
     argv: list[str], said: str
 ) -> None:
     """``sim inject xid`` without ``--xid`` was posted: exit 1 with the exporter's ``400: xid: required ...``
-    (here, unreachable, "cannot reach"), as if the exporter had failed; a missing option is a usage error."""
+    (here, unreachable, "cannot reach"), as if the exporter had failed; a missing option is a usage error.
+    One its kind does not take said ``--gpu: ...; remove gpu``, without the value given, and the exporter's
+    field name for the option to remove."""
     result = runner.invoke(app, ["sim", "inject", *argv, "--url", "http://127.0.0.1:9"])
     assert result.exit_code == 2, result.output
     (line,) = result.stderr.strip().splitlines()
