@@ -15,6 +15,9 @@ lookup (below) finds what it posted.
 
 Crash safety: the parent message's channel and ``ts`` are saved (``ThreadSaver``) right after
 ``chat.postMessage`` returns, so later changes use ``chat.update`` on the stored ``ts``, which is idempotent.
+Saved with them, and in the message's metadata, is which notification the message was posted for
+(``posted_for``): that notification's delivery, retried after a crash or a failed reply, or coming after
+``open_thread`` posted the message alone, edits nothing (it shows it already).
 Each message carries Slack message metadata with the notification's idempotency key; when the outbox retries
 a notification whose earlier attempt may have reached Slack, the notifier first looks for that key in the
 channel history (parent: window by window from the event on, ``history_windows``) or the thread (reply) and
@@ -58,6 +61,7 @@ from alerting.notifiers.slack_history import (
     has_key,
     history_windows,
     metadata_for,
+    posted_for,
 )
 from alerting.subscriptions import ChangeKind
 from gpuwarden.clock import Clock, SystemClock
@@ -104,9 +108,6 @@ class SlackNotifier:
         self._pacing = PostPacing(self._clock, rate=posts_per_second)
         self._limits = MethodLimits(self._clock)  # the other methods' 429s, each its own (``pacing``)
         self._channel_ids: dict[str, str] = {}  # slack.channel (maybe a name) -> its id, once posted to
-        # Incident -> (ts, key) of the message ``open_thread`` posted for notification ``key``: its delivery
-        # does not edit what it just posted (a restart forgets it: one edit more, as idempotent as any).
-        self._opened: dict[str, tuple[str, str]] = {}
         self._deadline = DeadlineCaller(
             call_deadline_seconds, name=name, setting="slack.call_deadline_seconds"
         )
@@ -217,27 +218,27 @@ class SlackNotifier:
         self, notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
     ) -> bool:
         """Post only the incident's message (its thread's top), saved by ``save``, where ``deliver`` would
-        post it; ``deliver`` adds the rest after, not editing it again (``ThreadOpeningNotifier``). False when
-        there is none to post: posted already, or the incident silenced (``deliver`` posts none then)."""
+        post it; ``deliver`` adds the rest after, not editing it again (``ThreadOpeningNotifier``), also
+        after a restart between the two (the thread's ``posted_for``). False when there is none to post:
+        posted already, or the incident silenced (``deliver`` posts none then)."""
         if notification.silenced_until is not None or (thread.ts is not None and thread.channel is not None):
             return False
-        thread, posted_now = self._parent(notification, thread, retry=retry, save=save)
-        if posted_now and thread.ts is not None:  # one found after a crash may show an older state: edited
-            self._opened[notification.incident_id] = (thread.ts, notification.key)
+        self._parent(notification, thread, retry=retry, save=save)
         return True
 
     def _shown(
         self, notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
     ) -> ThreadState:
         """The incident's message, as it is after this change: posted, or edited in place (posted again when
-        someone deleted it: the new one carries this event and the later ones)."""
-        opened = self._opened.pop(notification.incident_id, None)
-        thread, posted_now = self._parent(notification, thread, retry=retry, save=save)
+        someone deleted it: the new one carries this event and the later ones). One posted for this very
+        notification (by ``open_thread``, or by an attempt before a crash or a failed reply: the thread's
+        ``posted_for``, stored with its ``ts``) shows it already: not edited again."""
+        thread = self._parent(notification, thread, retry=retry, save=save)
         assert thread.channel is not None and thread.ts is not None
-        shows_it = posted_now or opened == (thread.ts, notification.key)  # posted by ``open_thread``
+        shows_it = thread.posted_for == notification.key
         if not shows_it and not self._edit(thread.channel, thread.ts, notification):
             logger.warning("slack message gone, posting a new one incident_id=%s", notification.incident_id)
-            thread, _ = self._parent(notification, ThreadState(), retry=False, save=save)
+            thread = self._parent(notification, ThreadState(), retry=False, save=save)
         return thread
 
     def _send(
@@ -300,12 +301,11 @@ class SlackNotifier:
     def _parent_key(self, incident_id: str) -> str:
         return f"{self._name}:{incident_id}:parent"
 
-    def _parent(
-        self, n: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
-    ) -> tuple[ThreadState, bool]:
-        """The incident's message: the stored one, one found after a crash, or a new post."""
+    def _parent(self, n: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver) -> ThreadState:
+        """The incident's message: the stored one, one found after a crash, or a new post (its metadata
+        says which notification it was posted for: one found after a crash may show an older one)."""
         if thread.ts is not None and thread.channel is not None:
-            return thread, False
+            return thread
         key = self._parent_key(n.incident_id)
         if retry:
             found = self._find_in_history(thread.channel or self._channel, key, n.event_at.timestamp())
@@ -315,7 +315,7 @@ class SlackNotifier:
                 logger.info(
                     "slack message recovered after retry incident_id=%s ts=%s", n.incident_id, found[1]
                 )
-                return thread, False
+                return thread
         response = self._send(
             "chat.postMessage",
             n,
@@ -325,15 +325,15 @@ class SlackNotifier:
                 channel=self._channel,
                 text=message.text,
                 attachments=message.attachments,
-                metadata=metadata_for(n.incident_id, key),
+                metadata=metadata_for(n.incident_id, key, posted_for=n.key),
                 unfurl_links=False,
             ),
             pace=self._channel,
         )
-        thread = thread.with_message(str(response["channel"]), str(response["ts"]))
+        thread = thread.with_message(str(response["channel"]), str(response["ts"]), n.key)
         self._channel_ids[self._channel] = thread.channel or self._channel
         save(thread)
-        return thread, True
+        return thread
 
     def _look(self, method: str, channel: str, call: Callable[[], SlackResponse]) -> SlackResponse | None:
         """A lookup of what may already be in Slack; None when Slack refuses it for good (``missing_scope``
@@ -354,12 +354,13 @@ class SlackNotifier:
             )
             return None
 
-    def _find_in_history(self, channel: str, key: str, since: float) -> tuple[str, str] | None:
-        """The channel and ``ts`` of the message with ``key`` posted after ``since`` (the event it first
-        told: no attempt posted it before), read window by window from the event on (``history_windows``),
-        at most ``HISTORY_PAGES`` calls. Read newest first from now, a channel where other bots posted 5,000
-        messages since had it out of reach, and it was posted again; the attempt that posted it most often
-        came right after the event, so the first window holds it, however busy the channel was since."""
+    def _find_in_history(self, channel: str, key: str, since: float) -> tuple[str, str, str | None] | None:
+        """The channel, ``ts`` and ``posted_for`` of the message with ``key`` posted after ``since`` (the
+        event it first told: no attempt posted it before), read window by window from the event on
+        (``history_windows``), at most ``HISTORY_PAGES`` calls. Read newest first from now, a channel where
+        other bots posted 5,000 messages since had it out of reach, and it was posted again; the attempt that
+        posted it most often came right after the event, so the first window holds it, however busy the
+        channel was since."""
         calls = 0
         for oldest, latest in history_windows(since, self._clock.time()):
             cursor: str | None = None
@@ -383,7 +384,7 @@ class SlackNotifier:
                     return None
                 for message in response.get("messages") or []:
                     if has_key(message, key):
-                        return channel, str(message["ts"])
+                        return channel, str(message["ts"]), posted_for(message)
                 cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
                 if cursor is None:
                     break
