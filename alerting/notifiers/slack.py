@@ -21,9 +21,9 @@ Saved with them, and in the message's metadata, is which notification the messag
 Each message carries Slack message metadata with the notification's idempotency key; when the outbox retries
 a notification whose earlier attempt may have reached Slack, the notifier first looks for that key in the
 channel history (parent: window by window from the event on, ``history_windows``) or the thread (reply) and
-does not post again if it is there. That lookup needs the
-channel id (``C...``) and the app's ``channels:history`` scope; without them it posts (at-least-once) rather
-than fail the message for good.
+does not post again if it is there (``alerting.notifiers.slack_lookups``: a lookup a failed page broke off
+goes on from that page at the retry). That lookup needs the channel id (``C...``) and the app's
+``channels:history`` scope; without them it posts (at-least-once) rather than fail the message for good.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from functools import partial
 from typing import Any
 
 from slack_sdk import WebClient
@@ -53,16 +52,8 @@ from alerting.notifiers.deadline import DeadlineCaller
 from alerting.notifiers.pacing import POSTS_PER_SECOND, MethodLimits, PostPacing
 from alerting.notifiers.series import series_source_from_config
 from alerting.notifiers.slack_client import make_client, translate
-from alerting.notifiers.slack_history import (
-    CLOCK_SKEW_SECONDS,
-    HISTORY_PAGE,
-    HISTORY_PAGES,
-    NEAR_SECONDS,
-    has_key,
-    history_windows,
-    metadata_for,
-    posted_for,
-)
+from alerting.notifiers.slack_history import has_key, metadata_for
+from alerting.notifiers.slack_lookups import SlackLookups
 from alerting.subscriptions import ChangeKind
 from gpuwarden.clock import Clock, SystemClock
 from gpuwarden.config import SlackConfig
@@ -73,7 +64,6 @@ logger = logging.getLogger(__name__)
 __all__ = ["SlackNotifier", "make_client"]  # make_client is slack_client's, still imported from here
 
 CHART_CHANGES = frozenset({ChangeKind.OPENED, ChangeKind.REOPENED})
-REPLIES_PAGE = 200
 
 
 # Errors that say the incident's message is gone (deleted by someone): post a new one, not fail the event.
@@ -111,6 +101,9 @@ class SlackNotifier:
         self._deadline = DeadlineCaller(
             call_deadline_seconds, name=name, setting="slack.call_deadline_seconds"
         )
+        # What an earlier attempt may have posted, looked up page by page; a lookup a failed page broke off
+        # goes on from that page at the retry (``alerting.notifiers.slack_lookups``).
+        self._lookups = SlackLookups(client, self._call, self._clock)
         # Buttons only where serve hears their presses (``slack.signing_secret`` mounts the route): a press
         # that reaches nothing fails in Slack, and the on-call is left without a way to acknowledge.
         self._interactive = interactive
@@ -308,7 +301,7 @@ class SlackNotifier:
             return thread
         key = self._parent_key(n.incident_id)
         if retry:
-            found = self._find_in_history(thread.channel or self._channel, key, n.event_at.timestamp())
+            found = self._lookups.parent(thread.channel or self._channel, key, n.event_at.timestamp())
             if found is not None:
                 thread = thread.with_message(*found)
                 save(thread)
@@ -335,71 +328,11 @@ class SlackNotifier:
         save(thread)
         return thread
 
-    def _look(self, method: str, channel: str, call: Callable[[], SlackResponse]) -> SlackResponse | None:
-        """A lookup of what may already be in Slack; None when Slack refuses it for good (``missing_scope``
-        without channels:history, ``channel_not_found`` for a channel name): we cannot look, so the caller
-        posts (at-least-once) rather than fail the message for good, which every retry would do again."""
-        try:
-            return self._call(method, call)
-        except BackendError as exc:
-            if exc.retryable:
-                raise
-            logger.warning(
-                "slack %s impossible, posting without it (a repeat is possible; grant the app"
-                " channels:history, groups:history for a private channel, and set slack.channel to the"
-                " channel's id) channel=%s error=%s",
-                method,
-                channel,
-                exc,
-            )
-            return None
-
-    def _find_in_history(self, channel: str, key: str, since: float) -> tuple[str, str, str | None] | None:
-        """The channel, ``ts`` and ``posted_for`` of the message with ``key`` posted after ``since`` (the
-        event it first told: no attempt posted it before), read window by window from the event on
-        (``history_windows``), at most ``HISTORY_PAGES`` calls. Read newest first from now, a channel where
-        other bots posted 5,000 messages since had it out of reach, and it was posted again; the attempt that
-        posted it most often came right after the event, so the first window holds it, however busy the
-        channel was since."""
-        calls = 0
-        for oldest, latest in history_windows(since, self._clock.time()):
-            cursor: str | None = None
-            while calls < HISTORY_PAGES:
-                calls += 1
-                response = self._look(
-                    "conversations.history",
-                    channel,
-                    partial(
-                        self._client.conversations_history,
-                        channel=channel,
-                        oldest=f"{oldest:.6f}",
-                        latest=None if latest is None else f"{latest:.6f}",
-                        inclusive=True,
-                        limit=HISTORY_PAGE,
-                        cursor=cursor,
-                        include_all_metadata=True,
-                    ),
-                )
-                if response is None:
-                    return None
-                for message in response.get("messages") or []:
-                    if has_key(message, key):
-                        return channel, str(message["ts"]), posted_for(message)
-                cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
-                if cursor is None:
-                    break
-            else:
-                logger.warning(
-                    "slack history lookup stopped after %d calls, posting (a repeat is possible) channel=%s",
-                    HISTORY_PAGES,
-                    channel,
-                )
-                return None
-        return None
-
     def _find_reply(self, channel: str, ts: str, key: str, since: float) -> bool:
         """Whether the thread already holds a reply with this key, posted after ``since`` (its event)."""
-        return self._in_thread(channel, ts, since, lambda message: has_key(message, key))
+        return self._lookups.in_thread(
+            channel, ts, since, f"reply {key}", lambda message: has_key(message, key)
+        )
 
     def _chart_in_thread(self, n: Notification, channel: str, ts: str) -> bool:
         """Whether the thread already holds the incident's chart (a file share of ``_attach_chart``'s
@@ -412,44 +345,7 @@ class SlackNotifier:
                 isinstance(f, dict) and f.get("name") == filename for f in files
             )
 
-        return self._in_thread(channel, ts, n.event_at.timestamp(), shares)
-
-    def _in_thread(self, channel: str, ts: str, since: float, wanted: Callable[[Any], bool]) -> bool:
-        """Whether a message of the thread posted after ``since`` (an event, less the clock skew the parent
-        lookup allows) is ``wanted``, at most ``HISTORY_PAGES`` calls (False when Slack refuses the lookup
-        or it stops there: the caller posts, at least once). Every page of the thread was read, however
-        long: a war-room thread of 1,200 replies cost 7 calls at each retried reply, and held every
-        incident's messages meanwhile."""
-        cursor: str | None = None
-        for _ in range(HISTORY_PAGES):
-            response = self._look(
-                "conversations.replies",
-                channel,
-                partial(
-                    self._client.conversations_replies,
-                    channel=channel,
-                    ts=ts,
-                    oldest=f"{since - NEAR_SECONDS - CLOCK_SKEW_SECONDS:.6f}",
-                    inclusive=True,
-                    limit=REPLIES_PAGE,
-                    cursor=cursor,
-                    include_all_metadata=True,
-                ),
-            )
-            if response is None:
-                return False
-            if any(wanted(m) for m in response.get("messages") or []):
-                return True
-            cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
-            if cursor is None:
-                return False
-        logger.warning(
-            "slack thread lookup stopped after %d calls, posting (a repeat is possible) channel=%s ts=%s",
-            HISTORY_PAGES,
-            channel,
-            ts,
-        )
-        return False
+        return self._lookups.in_thread(channel, ts, n.event_at.timestamp(), f"chart {filename}", shares)
 
     def _chart_once(self, n: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver) -> None:
         """Attach the incident's chart to its thread and save that it is there; a retry looks first, as a

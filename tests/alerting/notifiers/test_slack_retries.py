@@ -9,7 +9,7 @@ import pytest
 from pydantic import SecretStr
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
-from alerting.notifiers import slack as slack_module
+from alerting.notifiers import slack_lookups
 from alerting.notifiers.base import ThreadState, build_notification
 from alerting.notifiers.recorder import SlackRecorder
 from alerting.notifiers.slack import SlackNotifier, make_client
@@ -153,7 +153,7 @@ def test_token_comes_from_the_yaml_env_reference(tmp_path: Path, recorder: Slack
 def test_retry_reads_every_page_of_a_long_thread(
     recorder: SlackRecorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(slack_module, "REPLIES_PAGE", 2)
+    monkeypatch.setattr(slack_lookups, "REPLIES_PAGE", 2)
     notifier, threads = notifier_for(recorder), Threads()
     changes = lifecycle()
     for c in changes:
