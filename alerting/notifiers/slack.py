@@ -29,7 +29,7 @@ goes on from that page at the retry). That lookup needs the channel id (``C...``
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -90,6 +90,7 @@ class SlackNotifier:
         call_deadline_seconds: float = 30.0,
         clock: Clock | None = None,
         posts_per_second: float = 0.0,
+        channels_by_priority: Mapping[str, str] | None = None,
     ) -> None:
         self._client = client
         self._clock = clock or SystemClock()  # where the history lookup's windows end, and what posts wait on
@@ -97,7 +98,7 @@ class SlackNotifier:
         # ``from_config`` (serve) paces them as Slack documents.
         self._pacing = PostPacing(self._clock, rate=posts_per_second)
         self._limits = MethodLimits(self._clock)  # the other methods' 429s, each its own (``pacing``)
-        self._channel_ids: dict[str, str] = {}  # slack.channel (maybe a name) -> its id, once posted to
+        self._channel_ids: dict[str, str] = {}  # a channel configured (maybe a name) -> its id, once posted
         self._deadline = DeadlineCaller(
             call_deadline_seconds, name=name, setting="slack.call_deadline_seconds"
         )
@@ -108,6 +109,9 @@ class SlackNotifier:
         # that reaches nothing fails in Slack, and the on-call is left without a way to acknowledge.
         self._interactive = interactive
         self._channel = channel
+        # Where an incident's message goes by its priority when posted (``slack.channels_by_priority``; not
+        # listed: ``channel``); its thread stays where it went (the stored channel), whatever comes later.
+        self._by_priority = dict(channels_by_priority or {})
         self._name = name
         self._charts = charts
         self._series = series_source
@@ -143,6 +147,7 @@ class SlackNotifier:
             call_deadline_seconds=config.call_deadline_seconds,
             clock=clock,
             posts_per_second=POSTS_PER_SECOND,
+            channels_by_priority={str(p): c for p, c in config.channels_by_priority.items()},
         )
 
     @property
@@ -231,7 +236,8 @@ class SlackNotifier:
         shows_it = thread.posted_for == notification.key
         if not shows_it and not self._edit(thread.channel, thread.ts, notification):
             logger.warning("slack message gone, posting a new one incident_id=%s", notification.incident_id)
-            thread = self._parent(notification, ThreadState(), retry=False, save=save)
+            # Posted again in the channel it was in: a thread stays where it went, whatever the priority now.
+            thread = self._parent(notification, ThreadState(channel=thread.channel), retry=False, save=save)
         return thread
 
     def _send(
@@ -300,8 +306,9 @@ class SlackNotifier:
         if thread.ts is not None and thread.channel is not None:
             return thread
         key = self._parent_key(n.incident_id)
+        channel = thread.channel or self._by_priority.get(n.priority, self._channel)
         if retry:
-            found = self._lookups.parent(thread.channel or self._channel, key, n.event_at.timestamp())
+            found = self._lookups.parent(channel, key, n.event_at.timestamp())
             if found is not None:
                 thread = thread.with_message(*found)
                 save(thread)
@@ -315,16 +322,16 @@ class SlackNotifier:
             incident_message(n, interactive=self._interactive),
             minimal_message(n, interactive=self._interactive),
             lambda message: self._client.chat_postMessage(
-                channel=self._channel,
+                channel=channel,
                 text=message.text,
                 attachments=message.attachments,
                 metadata=metadata_for(n.incident_id, key, posted_for=n.key),
                 unfurl_links=False,
             ),
-            pace=self._channel,
+            pace=channel,
         )
         thread = thread.with_message(str(response["channel"]), str(response["ts"]), n.key)
-        self._channel_ids[self._channel] = thread.channel or self._channel
+        self._channel_ids[channel] = thread.channel or channel
         save(thread)
         return thread
 
