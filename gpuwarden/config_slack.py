@@ -79,8 +79,3 @@ class SlackConfig(Section):
         # Slack refuses a post to no channel (channel_not_found): every message would fail. serve warned only
         # that '' was "a name, not an id", and config validate passed it.
         return _named(value)
-
-    def channel_for(self, priority: str) -> str:
-        """The channel an incident's message of ``priority`` is posted to (``channels_by_priority``, else
-        ``channel``)."""
-        return next((c for p, c in self.channels_by_priority.items() if p == priority), self.channel)
