@@ -276,7 +276,9 @@ class Outbox(OutboxDelivery):
         """The stored conversation of an incident for a notifier."""
         with self._sessions() as session:
             row = session.get(NotificationThread, (notifier, incident_id))
-            return None if row is None else ThreadState(row.channel, row.ts, row.chart_posted)
+            if row is None:
+                return None
+            return ThreadState(row.channel, row.ts, row.chart_posted, row.posted_for)
 
     @property
     def notifier_names(self) -> list[str]:

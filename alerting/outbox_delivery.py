@@ -337,7 +337,7 @@ class OutboxDelivery:
             attempts, incident_id = row.attempts, row.incident_id
             thread_row = session.get(NotificationThread, (notifier.name, incident_id))
             thread = (
-                ThreadState(thread_row.channel, thread_row.ts, thread_row.chart_posted)
+                ThreadState(thread_row.channel, thread_row.ts, thread_row.chart_posted, thread_row.posted_for)
                 if thread_row is not None
                 else ThreadState()
             )
@@ -486,4 +486,5 @@ class OutboxDelivery:
                 row = NotificationThread(notifier=notifier, incident_id=incident_id)
                 session.add(row)
             row.channel, row.ts, row.chart_posted = state.channel, state.ts, state.chart_posted
+            row.posted_for = state.posted_for
             row.updated_at = self._clock.time()

@@ -82,6 +82,9 @@ class NotificationThread(Base):
     ts: Mapped[str | None] = mapped_column(String(32), nullable=True)
     chart_posted: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[float] = mapped_column(Float)
+    # The idempotency key of the notification the message was posted for (``ThreadState.posted_for``);
+    # NULL: not known (a thread stored before revision 0023).
+    posted_for: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class NotifierPause(Base):

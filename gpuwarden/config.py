@@ -42,8 +42,6 @@ from gpuwarden.config_notify import WebhookConfig, check_webhook_names
 from gpuwarden.config_problems import ConfigReport, miscased_sections, validated
 from gpuwarden.config_rules import (
     HttpUrl,
-    PrometheusUrl,
-    Secret,
     Section,
     ShownUrl,
     SimulateSpec,
@@ -52,6 +50,7 @@ from gpuwarden.config_rules import (
     repeated_entries,
     sim_fleet_nodes,
 )
+from gpuwarden.config_slack import SlackConfig
 from gpuwarden.config_source import (
     ENVIRONMENT,
     PREFIX,
@@ -68,7 +67,6 @@ from gpuwarden.limits import (
     MAX_BODY_BYTES,
     MAX_GPUS_PER_NODE,
     MAX_INTERVAL_SECONDS,
-    MAX_WINDOW_SECONDS,
     MIN_COLLECT_INTERVAL_SECONDS,
 )
 from gpuwarden.route_prefix import route_prefix_entry
@@ -145,58 +143,6 @@ class ExporterConfig(Section):
     proc_root: str = Field("/proc", description="where /proc/<pid>/cgroup is read for pod/job attribution")
     hostname: str | None = Field(None, description="the Hostname label; default: NODE_NAME or the host name")
     simulate: SimulateSpec = Field(None, description="NODESxGPUS, e.g. 2x8; None means real NVML")
-
-
-class SlackConfig(Section):
-    """Slack notifications; the token is a secret reference, never a literal."""
-
-    bot_token: Token = None
-    signing_secret: Secret = None
-    channel: str = Field("#gpu-incidents", description="a channel id (C...) makes crash recovery exact")
-    base_url: HttpUrl = "https://slack.com/api/"
-    timeout_seconds: int = Field(
-        10, ge=1, le=MAX_INTERVAL_SECONDS, description="each step of a call: connect, send, each read"
-    )
-    call_deadline_seconds: float = Field(
-        30.0,
-        gt=0,
-        le=MAX_INTERVAL_SECONDS,
-        description="a whole call, all its reads (and short rate-limit waits) together; then it is retried",
-    )
-    rate_limit_retries: int = Field(
-        3, ge=0, le=100, description="429s retried inside slack-sdk after Retry-After"
-    )
-    charts: bool = True
-    chart_prometheus_url: PrometheusUrl | None = Field(
-        None, description="Prometheus read for incident charts"
-    )
-    chart_window_seconds: float = Field(3600.0, gt=0, le=MAX_WINDOW_SECONDS)
-    chart_latency_offset_seconds: float = Field(
-        0.0,
-        ge=0,
-        le=MAX_WINDOW_SECONDS,
-        description="charts end this long before now: VictoriaMetrics' -search.latencyOffset (30)",
-    )
-    runbook_base_url: HttpUrl | None = Field(None, description="runbook links: <base>/<fault_kind>.yaml")
-    broadcast_resolutions: bool = Field(
-        False,
-        description="also post each resolution to the channel (it always edits the incident's message in "
-        "place and replies in its thread), but that of a reopening that paged nobody (a flap's or a "
-        "cycle's) and an incident's merge into another (its fault goes on there); like Alertmanager's "
-        "send_resolved, off by default for Slack",
-    )
-
-    @field_validator("channel")
-    @classmethod
-    def _channel_named(cls, value: str) -> str:
-        # Slack refuses a post to no channel (channel_not_found): every message would fail. serve warned only
-        # that '' was "a name, not an id", and config validate passed it.
-        if not value.strip():
-            raise ValueError(
-                f"{value!r} names no channel, so Slack would refuse every post (channel_not_found); set the"
-                " channel's id (C0123456789: Slack's channel details, at the bottom)"
-            )
-        return value
 
 
 class ApiConfig(Section):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
@@ -335,10 +335,16 @@ class ThreadState:
     channel: str | None = None
     ts: str | None = None
     chart_posted: bool = False
+    # The idempotency key of the notification the parent message was posted for: the message shows that
+    # change already, so delivering it edits nothing, after a restart too (Slack posts an incident's first
+    # message alone, before the storm's replies, and delivers the rest of its notification later). None: not
+    # known. Later edits leave it: the message then shows a later change, whose key is another. What the
+    # message shows, not where the thread is: left out of equality.
+    posted_for: str | None = field(default=None, compare=False)
 
-    def with_message(self, channel: str, ts: str) -> ThreadState:
-        """The state after the parent message was posted."""
-        return replace(self, channel=channel, ts=ts)
+    def with_message(self, channel: str, ts: str, posted_for: str | None = None) -> ThreadState:
+        """The state after the parent message was posted (for notification ``posted_for``, when known)."""
+        return replace(self, channel=channel, ts=ts, posted_for=posted_for)
 
 
 ThreadSaver = Callable[[ThreadState], None]

@@ -15,20 +15,22 @@ lookup (below) finds what it posted.
 
 Crash safety: the parent message's channel and ``ts`` are saved (``ThreadSaver``) right after
 ``chat.postMessage`` returns, so later changes use ``chat.update`` on the stored ``ts``, which is idempotent.
+Saved with them, and in the message's metadata, is which notification the message was posted for
+(``posted_for``): that notification's delivery, retried after a crash or a failed reply, or coming after
+``open_thread`` posted the message alone, edits nothing (it shows it already).
 Each message carries Slack message metadata with the notification's idempotency key; when the outbox retries
 a notification whose earlier attempt may have reached Slack, the notifier first looks for that key in the
 channel history (parent: window by window from the event on, ``history_windows``) or the thread (reply) and
-does not post again if it is there. That lookup needs the
-channel id (``C...``) and the app's ``channels:history`` scope; without them it posts (at-least-once) rather
-than fail the message for good.
+does not post again if it is there (``alerting.notifiers.slack_lookups``: a lookup a failed page broke off
+goes on from that page at the retry). That lookup needs the channel id (``C...``) and the app's
+``channels:history`` scope; without them it posts (at-least-once) rather than fail the message for good.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from functools import partial
 from typing import Any
 
 from slack_sdk import WebClient
@@ -50,15 +52,8 @@ from alerting.notifiers.deadline import DeadlineCaller
 from alerting.notifiers.pacing import POSTS_PER_SECOND, MethodLimits, PostPacing
 from alerting.notifiers.series import series_source_from_config
 from alerting.notifiers.slack_client import make_client, translate
-from alerting.notifiers.slack_history import (
-    CLOCK_SKEW_SECONDS,
-    HISTORY_PAGE,
-    HISTORY_PAGES,
-    NEAR_SECONDS,
-    has_key,
-    history_windows,
-    metadata_for,
-)
+from alerting.notifiers.slack_history import has_key, metadata_for
+from alerting.notifiers.slack_lookups import SlackLookups
 from alerting.subscriptions import ChangeKind
 from gpuwarden.clock import Clock, SystemClock
 from gpuwarden.config import SlackConfig
@@ -69,7 +64,6 @@ logger = logging.getLogger(__name__)
 __all__ = ["SlackNotifier", "make_client"]  # make_client is slack_client's, still imported from here
 
 CHART_CHANGES = frozenset({ChangeKind.OPENED, ChangeKind.REOPENED})
-REPLIES_PAGE = 200
 
 
 # Errors that say the incident's message is gone (deleted by someone): post a new one, not fail the event.
@@ -96,6 +90,7 @@ class SlackNotifier:
         call_deadline_seconds: float = 30.0,
         clock: Clock | None = None,
         posts_per_second: float = 0.0,
+        channels_by_priority: Mapping[str, str] | None = None,
     ) -> None:
         self._client = client
         self._clock = clock or SystemClock()  # where the history lookup's windows end, and what posts wait on
@@ -103,17 +98,20 @@ class SlackNotifier:
         # ``from_config`` (serve) paces them as Slack documents.
         self._pacing = PostPacing(self._clock, rate=posts_per_second)
         self._limits = MethodLimits(self._clock)  # the other methods' 429s, each its own (``pacing``)
-        self._channel_ids: dict[str, str] = {}  # slack.channel (maybe a name) -> its id, once posted to
-        # Incident -> (ts, key) of the message ``open_thread`` posted for notification ``key``: its delivery
-        # does not edit what it just posted (a restart forgets it: one edit more, as idempotent as any).
-        self._opened: dict[str, tuple[str, str]] = {}
+        self._channel_ids: dict[str, str] = {}  # a channel configured (maybe a name) -> its id, once posted
         self._deadline = DeadlineCaller(
             call_deadline_seconds, name=name, setting="slack.call_deadline_seconds"
         )
+        # What an earlier attempt may have posted, looked up page by page; a lookup a failed page broke off
+        # goes on from that page at the retry (``alerting.notifiers.slack_lookups``).
+        self._lookups = SlackLookups(client, self._call, self._clock)
         # Buttons only where serve hears their presses (``slack.signing_secret`` mounts the route): a press
         # that reaches nothing fails in Slack, and the on-call is left without a way to acknowledge.
         self._interactive = interactive
         self._channel = channel
+        # Where an incident's message goes by its priority when posted (``slack.channels_by_priority``; not
+        # listed: ``channel``); its thread stays where it went (the stored channel), whatever comes later.
+        self._by_priority = dict(channels_by_priority or {})
         self._name = name
         self._charts = charts
         self._series = series_source
@@ -149,6 +147,7 @@ class SlackNotifier:
             call_deadline_seconds=config.call_deadline_seconds,
             clock=clock,
             posts_per_second=POSTS_PER_SECOND,
+            channels_by_priority={str(p): c for p, c in config.channels_by_priority.items()},
         )
 
     @property
@@ -217,27 +216,28 @@ class SlackNotifier:
         self, notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
     ) -> bool:
         """Post only the incident's message (its thread's top), saved by ``save``, where ``deliver`` would
-        post it; ``deliver`` adds the rest after, not editing it again (``ThreadOpeningNotifier``). False when
-        there is none to post: posted already, or the incident silenced (``deliver`` posts none then)."""
+        post it; ``deliver`` adds the rest after, not editing it again (``ThreadOpeningNotifier``), also
+        after a restart between the two (the thread's ``posted_for``). False when there is none to post:
+        posted already, or the incident silenced (``deliver`` posts none then)."""
         if notification.silenced_until is not None or (thread.ts is not None and thread.channel is not None):
             return False
-        thread, posted_now = self._parent(notification, thread, retry=retry, save=save)
-        if posted_now and thread.ts is not None:  # one found after a crash may show an older state: edited
-            self._opened[notification.incident_id] = (thread.ts, notification.key)
+        self._parent(notification, thread, retry=retry, save=save)
         return True
 
     def _shown(
         self, notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
     ) -> ThreadState:
         """The incident's message, as it is after this change: posted, or edited in place (posted again when
-        someone deleted it: the new one carries this event and the later ones)."""
-        opened = self._opened.pop(notification.incident_id, None)
-        thread, posted_now = self._parent(notification, thread, retry=retry, save=save)
+        someone deleted it: the new one carries this event and the later ones). One posted for this very
+        notification (by ``open_thread``, or by an attempt before a crash or a failed reply: the thread's
+        ``posted_for``, stored with its ``ts``) shows it already: not edited again."""
+        thread = self._parent(notification, thread, retry=retry, save=save)
         assert thread.channel is not None and thread.ts is not None
-        shows_it = posted_now or opened == (thread.ts, notification.key)  # posted by ``open_thread``
+        shows_it = thread.posted_for == notification.key
         if not shows_it and not self._edit(thread.channel, thread.ts, notification):
             logger.warning("slack message gone, posting a new one incident_id=%s", notification.incident_id)
-            thread, _ = self._parent(notification, ThreadState(), retry=False, save=save)
+            # Posted again in the channel it was in: a thread stays where it went, whatever the priority now.
+            thread = self._parent(notification, ThreadState(channel=thread.channel), retry=False, save=save)
         return thread
 
     def _send(
@@ -300,105 +300,46 @@ class SlackNotifier:
     def _parent_key(self, incident_id: str) -> str:
         return f"{self._name}:{incident_id}:parent"
 
-    def _parent(
-        self, n: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
-    ) -> tuple[ThreadState, bool]:
-        """The incident's message: the stored one, one found after a crash, or a new post."""
+    def _parent(self, n: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver) -> ThreadState:
+        """The incident's message: the stored one, one found after a crash, or a new post (its metadata
+        says which notification it was posted for: one found after a crash may show an older one)."""
         if thread.ts is not None and thread.channel is not None:
-            return thread, False
+            return thread
         key = self._parent_key(n.incident_id)
+        channel = thread.channel or self._by_priority.get(n.priority, self._channel)
         if retry:
-            found = self._find_in_history(thread.channel or self._channel, key, n.event_at.timestamp())
+            found = self._lookups.parent(channel, key, n.event_at.timestamp())
             if found is not None:
                 thread = thread.with_message(*found)
                 save(thread)
                 logger.info(
                     "slack message recovered after retry incident_id=%s ts=%s", n.incident_id, found[1]
                 )
-                return thread, False
+                return thread
         response = self._send(
             "chat.postMessage",
             n,
             incident_message(n, interactive=self._interactive),
             minimal_message(n, interactive=self._interactive),
             lambda message: self._client.chat_postMessage(
-                channel=self._channel,
+                channel=channel,
                 text=message.text,
                 attachments=message.attachments,
-                metadata=metadata_for(n.incident_id, key),
+                metadata=metadata_for(n.incident_id, key, posted_for=n.key),
                 unfurl_links=False,
             ),
-            pace=self._channel,
+            pace=channel,
         )
-        thread = thread.with_message(str(response["channel"]), str(response["ts"]))
-        self._channel_ids[self._channel] = thread.channel or self._channel
+        thread = thread.with_message(str(response["channel"]), str(response["ts"]), n.key)
+        self._channel_ids[channel] = thread.channel or channel
         save(thread)
-        return thread, True
-
-    def _look(self, method: str, channel: str, call: Callable[[], SlackResponse]) -> SlackResponse | None:
-        """A lookup of what may already be in Slack; None when Slack refuses it for good (``missing_scope``
-        without channels:history, ``channel_not_found`` for a channel name): we cannot look, so the caller
-        posts (at-least-once) rather than fail the message for good, which every retry would do again."""
-        try:
-            return self._call(method, call)
-        except BackendError as exc:
-            if exc.retryable:
-                raise
-            logger.warning(
-                "slack %s impossible, posting without it (a repeat is possible; grant the app"
-                " channels:history, groups:history for a private channel, and set slack.channel to the"
-                " channel's id) channel=%s error=%s",
-                method,
-                channel,
-                exc,
-            )
-            return None
-
-    def _find_in_history(self, channel: str, key: str, since: float) -> tuple[str, str] | None:
-        """The channel and ``ts`` of the message with ``key`` posted after ``since`` (the event it first
-        told: no attempt posted it before), read window by window from the event on (``history_windows``),
-        at most ``HISTORY_PAGES`` calls. Read newest first from now, a channel where other bots posted 5,000
-        messages since had it out of reach, and it was posted again; the attempt that posted it most often
-        came right after the event, so the first window holds it, however busy the channel was since."""
-        calls = 0
-        for oldest, latest in history_windows(since, self._clock.time()):
-            cursor: str | None = None
-            while calls < HISTORY_PAGES:
-                calls += 1
-                response = self._look(
-                    "conversations.history",
-                    channel,
-                    partial(
-                        self._client.conversations_history,
-                        channel=channel,
-                        oldest=f"{oldest:.6f}",
-                        latest=None if latest is None else f"{latest:.6f}",
-                        inclusive=True,
-                        limit=HISTORY_PAGE,
-                        cursor=cursor,
-                        include_all_metadata=True,
-                    ),
-                )
-                if response is None:
-                    return None
-                for message in response.get("messages") or []:
-                    if has_key(message, key):
-                        return channel, str(message["ts"])
-                cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
-                if cursor is None:
-                    break
-            else:
-                logger.warning(
-                    "slack history lookup stopped after %d calls, posting (a repeat is possible) channel=%s",
-                    HISTORY_PAGES,
-                    channel,
-                )
-                return None
-        return None
+        return thread
 
     def _find_reply(self, channel: str, ts: str, key: str, since: float) -> bool:
         """Whether the thread already holds a reply with this key, posted after ``since`` (its event)."""
-        return self._in_thread(channel, ts, since, lambda message: has_key(message, key))
+        return self._lookups.in_thread(
+            channel, ts, since, f"reply {key}", lambda message: has_key(message, key)
+        )
 
     def _chart_in_thread(self, n: Notification, channel: str, ts: str) -> bool:
         """Whether the thread already holds the incident's chart (a file share of ``_attach_chart``'s
@@ -411,44 +352,7 @@ class SlackNotifier:
                 isinstance(f, dict) and f.get("name") == filename for f in files
             )
 
-        return self._in_thread(channel, ts, n.event_at.timestamp(), shares)
-
-    def _in_thread(self, channel: str, ts: str, since: float, wanted: Callable[[Any], bool]) -> bool:
-        """Whether a message of the thread posted after ``since`` (an event, less the clock skew the parent
-        lookup allows) is ``wanted``, at most ``HISTORY_PAGES`` calls (False when Slack refuses the lookup
-        or it stops there: the caller posts, at least once). Every page of the thread was read, however
-        long: a war-room thread of 1,200 replies cost 7 calls at each retried reply, and held every
-        incident's messages meanwhile."""
-        cursor: str | None = None
-        for _ in range(HISTORY_PAGES):
-            response = self._look(
-                "conversations.replies",
-                channel,
-                partial(
-                    self._client.conversations_replies,
-                    channel=channel,
-                    ts=ts,
-                    oldest=f"{since - NEAR_SECONDS - CLOCK_SKEW_SECONDS:.6f}",
-                    inclusive=True,
-                    limit=REPLIES_PAGE,
-                    cursor=cursor,
-                    include_all_metadata=True,
-                ),
-            )
-            if response is None:
-                return False
-            if any(wanted(m) for m in response.get("messages") or []):
-                return True
-            cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
-            if cursor is None:
-                return False
-        logger.warning(
-            "slack thread lookup stopped after %d calls, posting (a repeat is possible) channel=%s ts=%s",
-            HISTORY_PAGES,
-            channel,
-            ts,
-        )
-        return False
+        return self._lookups.in_thread(channel, ts, n.event_at.timestamp(), f"chart {filename}", shares)
 
     def _chart_once(self, n: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver) -> None:
         """Attach the incident's chart to its thread and save that it is there; a retry looks first, as a

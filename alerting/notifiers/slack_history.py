@@ -39,8 +39,22 @@ def has_key(message: Any, key: str) -> bool:
     return isinstance(payload, dict) and payload.get("key") == key
 
 
-def metadata_for(incident_id: str, key: str, event: str = "") -> dict[str, Any]:
+def metadata_for(incident_id: str, key: str, event: str = "", *, posted_for: str = "") -> dict[str, Any]:
     """A message's Slack metadata: its idempotency key (and, on a reply, the timeline event's kind, for apps
-    reading the thread)."""
-    payload = {"incident_id": incident_id, "key": key, **({"event": event} if event else {})}
+    reading the thread; on an incident's message, the key of the notification it was posted for)."""
+    payload = {
+        "incident_id": incident_id,
+        "key": key,
+        **({"event": event} if event else {}),
+        **({"posted_for": posted_for} if posted_for else {}),
+    }
     return {"event_type": METADATA_EVENT_TYPE, "event_payload": payload}
+
+
+def posted_for(message: Any) -> str | None:
+    """The key of the notification an incident's message was posted for, as its metadata says (None: a
+    message posted by a release before that was said)."""
+    metadata = message.get("metadata") if isinstance(message, dict) else None
+    payload = metadata.get("event_payload") if isinstance(metadata, dict) else None
+    found = payload.get("posted_for") if isinstance(payload, dict) else None
+    return found if isinstance(found, str) and found else None

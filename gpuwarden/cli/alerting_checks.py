@@ -35,24 +35,32 @@ def check_slack_token(cfg: GpuwardenConfig) -> list[ConfigError]:
 
 
 def check_slack_channel(cfg: GpuwardenConfig) -> list[ConfigError]:
-    """A warning when Slack is configured with a channel name, not an id: Slack answers a post with the
-    channel's id, so the outbox cannot tell a posted message from one it never sent after a crash."""
-    channel = cfg.slack.channel
-    if cfg.slack.bot_token is None or _channel_id(channel):
+    """A warning for each Slack channel given by name, not id (``slack.channel``, each of
+    ``slack.channels_by_priority``): Slack answers a post with the channel's id, so the outbox cannot tell a
+    posted message from one it never sent after a crash."""
+    if cfg.slack.bot_token is None:
+        return []
+    channels = [("slack.channel", cfg.slack.channel)]
+    channels += [(f"slack.channels_by_priority.{p}", c) for p, c in cfg.slack.channels_by_priority.items()]
+    return [warning for field, channel in channels for warning in _channel_warnings(field, channel)]
+
+
+def _channel_warnings(field: str, channel: str) -> list[ConfigError]:
+    if _channel_id(channel):
         return []
     if _channel_id(channel.strip()):  # an id with blanks around it was called "a name"
         return [
             ConfigError(
                 f"{channel!r} has blanks around a channel id, which no Slack channel id has; write"
                 f" {channel.strip()}",
-                field="slack.channel",
+                field=field,
             )
         ]
     return [
         ConfigError(
             f"{channel!r} is a name, not an id (C...): after a crash between Slack's answer and the"
             " outbox's record, the incident's message can be posted twice; set the channel id",
-            field="slack.channel",
+            field=field,
         )
     ]
 

@@ -1,16 +1,17 @@
-"""Taking a store down a revision, the 0019 upgrade of an opening and the 0020 one of roots: shared with the
-PostgreSQL test."""
+"""Taking a store down a revision, the 0019 upgrade of an opening, the 0020 one of roots and the 0023 one of
+Slack threads: shared with the PostgreSQL test."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 from alembic import command
-from sqlalchemy import Engine, insert, inspect, select
+from sqlalchemy import Engine, insert, inspect, select, text
 from sqlalchemy.orm import Session
 
 from alerting.engine import IncidentEngine
 from alerting.migrate import alembic_config, upgrade
+from alerting.outbox import Outbox
 from alerting.reminders import TOLD_AT
 from alerting.reminding import stored_pages
 from alerting.root_places import root_key
@@ -139,3 +140,21 @@ def roots_stored_before_0020_get_their_key_and_a_fault_back_reopens_its_incident
     assert "ix_incidents_root_key_state_merged_into_resolved_at" not in {
         ix["name"] for ix in inspect(engine).get_indexes("incidents")
     }
+
+
+def a_thread_stored_before_0023_was_posted_for_no_known_notification(engine: Engine) -> None:
+    """Since 0023 a thread says which notification its Slack message was posted for (its delivery does not
+    edit it again); one stored before is not known to show any, so its next delivery edits it, as before.
+    Downgraded, the column goes; upgraded again, it is back. ``engine``: a store at the newest revision."""
+    downgrade(engine, "0022_alerts_status_index")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO notification_threads (notifier, incident_id, channel, ts, chart_posted,"
+                " updated_at) VALUES ('slack', 'inc-1', 'C1', '1.000100', false, 0.0)"
+            )
+        )
+    assert "posted_for" not in {c["name"] for c in inspect(engine).get_columns("notification_threads")}
+    upgrade(engine)
+    thread = Outbox(engine, [], FakeClock()).thread("slack", "inc-1")
+    assert thread is not None and (thread.channel, thread.ts, thread.posted_for) == ("C1", "1.000100", None)

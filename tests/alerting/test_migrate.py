@@ -22,6 +22,7 @@ from alerting.store import IncidentStore
 from alerting.subscriptions import ChangeKind
 from gpuwarden.errors import ConfigError
 from tests.alerting.migrate_steps import (
+    a_thread_stored_before_0023_was_posted_for_no_known_notification,
     an_opening_stored_before_0019_is_read_as_told_at_the_end_of_its_delay,
     downgrade,
     roots_stored_before_0020_get_their_key_and_a_fault_back_reopens_its_incident,
@@ -339,6 +340,12 @@ def test_an_alert_stored_before_0017_is_no_resolve_timeout_and_0017_downgrades(t
     assert "ends_by_timeout" in {c["name"] for c in inspect(engine).get_columns("alerts")}
 
 
+def test_a_thread_stored_before_0023_was_posted_for_no_known_notification_and_0023_downgrades(
+    tmp_path: Path,
+) -> None:
+    a_thread_stored_before_0023_was_posted_for_no_known_notification(migrated_sqlite(tmp_path / "s.db"))
+
+
 def test_the_silences_of_the_incidents_due_a_reminder_are_read_through_the_incident_id_index(
     tmp_path: Path,
 ) -> None:
@@ -381,10 +388,10 @@ def test_an_upgrade_says_from_which_revision_to_which_and_how_many_migrations(
         upgrade(engine)  # at its head already: nothing said
     said = [r.getMessage() for r in caplog.records if r.name == "alerting.migrate"]
     assert said[0] == (
-        "store schema: migrating 0017_alert_ends_by_timeout to 0022_alerts_status_index (5 migrations, in one"
+        "store schema: migrating 0017_alert_ends_by_timeout to 0023_thread_posted_for (6 migrations, in one"
         " transaction)"
     )
-    assert said[1].startswith("store schema: now at 0022_alerts_status_index (") and len(said) == 2
+    assert said[1].startswith("store schema: now at 0023_thread_posted_for (") and len(said) == 2
 
 
 _AT = 'connection failed: connection to server at "127.0.0.1", port 5432 failed: '

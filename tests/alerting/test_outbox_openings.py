@@ -177,4 +177,50 @@ def test_a_crash_while_posting_a_first_message_alone_posts_nothing_twice(
     assert sorted(re.findall(r"inc-(\w+) P\d", m.text)[0] for m in parents) == ["a", "b"]
     for parent in parents:
         assert reply_kinds(recorder, parent.ts) == ["opened", "acknowledged"]
+        # The one found in the channel's history says which notification it was posted for.
+        assert parent.edits == 1, "edited for its acknowledgement only, not again for its opening"
+    assert {m.status for m in restarted.messages()} == {SENT}
+
+
+class CrashAfterOpening:
+    """Posts every incident's first message alone through the real notifier, then dies at the first
+    delivery of the rest (its reply, its later changes)."""
+
+    def __init__(self, inner: SlackNotifier) -> None:
+        self.inner = inner
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    def deliver(
+        self, notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
+    ) -> bool | None:
+        raise Crash
+
+    def open_thread(
+        self, notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
+    ) -> bool:
+        return self.inner.open_thread(notification, thread, retry=retry, save=save)
+
+
+def test_a_restart_between_posting_first_messages_alone_and_their_replies_edits_none_of_them_again(
+    engine: Engine, recorder: SlackRecorder
+) -> None:
+    """A storm's first messages posted, serve killed before their replies: the restarted notifier edited
+    each once more with what it already showed (it kept in memory which notification it had posted each
+    for), one ``chat.update`` more per incident of the storm on Slack's rate-limited channel."""
+    channel = recorder.channel_id("#gpu-incidents")
+    dying = Outbox(engine, [CrashAfterOpening(slack(recorder, channel))], FakeClock())
+    _queue_opened_and_acknowledged(dying, [("a", Priority.P0), ("b", Priority.P0)])
+    with pytest.raises(Crash):
+        dying.dispatch_due()
+    assert len(recorder.channel_messages()) == 2 and recorder.calls_to("chat.update") == []
+
+    restarted = Outbox(engine, [slack(recorder, channel)], FakeClock())
+    assert restarted.dispatch_due() == 4
+    assert len(recorder.channel_messages()) == 2
+    for parent in recorder.channel_messages():
+        assert reply_kinds(recorder, parent.ts) == ["opened", "acknowledged"]
+        assert parent.edits == 1, "edited for its acknowledgement only, not again for its opening"
     assert {m.status for m in restarted.messages()} == {SENT}

@@ -26,6 +26,7 @@ from alerting.store_models import IncidentRow
 from gpuwarden.clock import FakeClock
 from gpuwarden.model import Alert, AlertStatus, IncidentState, RackRef, label_fingerprint
 from tests.alerting.migrate_steps import (
+    a_thread_stored_before_0023_was_posted_for_no_known_notification,
     an_opening_stored_before_0019_is_read_as_told_at_the_end_of_its_delay,
     downgrade,
     roots_stored_before_0020_get_their_key_and_a_fault_back_reopens_its_incident,
@@ -348,6 +349,16 @@ def test_on_postgres_an_opening_stored_before_0019_is_told_after_its_delay_and_0
     sql = make_engine(postgres_url)
     upgrade(sql)
     an_opening_stored_before_0019_is_read_as_told_at_the_end_of_its_delay(sql)
+    sql.dispose()
+
+
+@pytest.mark.integration
+def test_on_postgres_a_thread_stored_before_0023_was_posted_for_no_known_notification_and_0023_downgrades(
+    postgres_url: str,
+) -> None:
+    sql = make_engine(postgres_url)
+    upgrade(sql)
+    a_thread_stored_before_0023_was_posted_for_no_known_notification(sql)
     sql.dispose()
 
 

@@ -9,13 +9,13 @@ import pytest
 from pydantic import SecretStr
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
-from alerting.notifiers import slack as slack_module
-from alerting.notifiers.base import build_notification
+from alerting.notifiers import slack_lookups
+from alerting.notifiers.base import ThreadState, build_notification
 from alerting.notifiers.recorder import SlackRecorder
 from alerting.notifiers.slack import SlackNotifier, make_client
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import SlackConfig, load_config
-from gpuwarden.errors import ConfigError
+from gpuwarden.errors import BackendError, ConfigError
 from tests.alerting.notifiers.incidents import lifecycle
 from tests.alerting.notifiers.slack_threads import Threads, deliver, notifier_for
 
@@ -40,7 +40,28 @@ def test_retry_adopts_a_parent_message_that_reached_slack_before_a_crash(
     [parent] = recorder.channel_messages()
     assert fresh.state.ts == parent.ts
     assert len(recorder.replies(parent.ts)) == 1, "the reply with the same key was found, not posted again"
-    assert parent.edits == 1
+    assert parent.edits == 0, "its metadata says it was posted for this notification: it shows it already"
+
+
+def test_a_delivery_retried_after_its_reply_failed_does_not_edit_the_message_it_posted(
+    recorder: SlackRecorder,
+) -> None:
+    # The incident's message posted, its reply refused (a 5xx): the retry edited the message with what it
+    # had just been posted with, one chat.update more per incident in an outage that broke off a storm.
+    notifier, threads = notifier_for(recorder), Threads()
+    opened = build_notification(lifecycle()[0])
+
+    def saved_then_outage(state: ThreadState) -> None:
+        threads.save(state)
+        recorder.fail_next("chat.postMessage", status=503, error="service_unavailable")
+
+    with pytest.raises(BackendError):
+        notifier.deliver(opened, threads.state, retry=False, save=saved_then_outage)
+    deliver(notifier, threads, opened, retry=True)
+
+    [parent] = recorder.channel_messages()
+    assert [r.event for r in recorder.replies(parent.ts)] == ["opened"]
+    assert parent.edits == 0 and recorder.calls_to("chat.update") == []
 
 
 def test_retry_finds_its_parent_message_under_a_busy_channels_newer_messages(recorder: SlackRecorder) -> None:
@@ -132,7 +153,7 @@ def test_token_comes_from_the_yaml_env_reference(tmp_path: Path, recorder: Slack
 def test_retry_reads_every_page_of_a_long_thread(
     recorder: SlackRecorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(slack_module, "REPLIES_PAGE", 2)
+    monkeypatch.setattr(slack_lookups, "REPLIES_PAGE", 2)
     notifier, threads = notifier_for(recorder), Threads()
     changes = lifecycle()
     for c in changes:

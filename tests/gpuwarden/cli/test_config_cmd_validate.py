@@ -324,6 +324,28 @@ def test_a_slack_channel_id_with_blanks_around_it_is_warned_of_as_such_not_as_a_
     assert "is a name" not in said
 
 
+def test_a_priority_channel_map_naming_no_priority_or_no_channel_is_refused_and_a_name_warned_of(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-1")
+    path = tmp_path / "gpuwarden.yaml"
+    routes = "  channels_by_priority:\n    P0: C0123456789\n    P1: '#gpu-oncall'\n"
+    slack = "slack:\n  bot_token: {env: SLACK_BOT_TOKEN}\n  channel: C0123456780\n"
+    path.write_text(startable(monkeypatch, slack + routes + "    p2: C0123456781\n    P3: ' '\n"))
+    said = " ".join(runner.invoke(app, ["config", "validate", str(path)]).stderr.split())
+    assert (
+        f"error: {path}:7: slack.channels_by_priority: key 'p2': Input should be 'P0', 'P1', 'P2' or" in said
+    )
+    assert f"error: {path}:8: slack.channels_by_priority.P3: ' ' names no channel" in said
+
+    path.write_text(startable(monkeypatch, slack + routes))
+    result = runner.invoke(app, ["config", "validate", str(path)])
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 0, said  # a name is a warning, as for slack.channel
+    assert f"warning: {path}:6: slack.channels_by_priority.P1: '#gpu-oncall' is a name, not an id" in said
+    assert "P0" not in said and "slack.channel:" not in said
+
+
 @pytest.mark.parametrize(
     ("text", "line", "field", "value"),
     [

@@ -1,0 +1,103 @@
+"""``slack.channels_by_priority``: an incident's message goes to the channel of its priority when posted, and
+its thread stays in that channel whatever its priority later."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from alerting.notifiers.base import build_notification
+from alerting.notifiers.recorder import SlackRecorder
+from alerting.notifiers.slack import SlackNotifier, make_client
+from alerting.subscriptions import ChangeKind
+from gpuwarden.config import load_config
+from gpuwarden.model import Priority
+from tests.alerting.notifiers.incidents import change, make_incident
+from tests.alerting.notifiers.slack_threads import Threads, deliver
+
+ONCALL, ALERTS, DEFAULT = "#gpu-oncall", "#gpu-alerts", "#gpu-incidents"
+
+
+def _routed(recorder: SlackRecorder) -> SlackNotifier:
+    """P0 and P1 to #gpu-oncall, P2 to #gpu-alerts, P3 (not listed) to slack.channel."""
+    client = make_client(recorder.token, base_url=recorder.base_url, rate_limit_retries=0)
+    by_priority = {"P0": ONCALL, "P1": ONCALL, "P2": ALERTS}
+    return SlackNotifier(client, DEFAULT, channels_by_priority=by_priority)
+
+
+@pytest.mark.parametrize(
+    ("priority", "channel"),
+    [(Priority.P0, ONCALL), (Priority.P1, ONCALL), (Priority.P2, ALERTS), (Priority.P3, DEFAULT)],
+    ids=["P0", "P1", "P2", "P3-not-listed"],
+)
+def test_an_incidents_message_goes_to_the_channel_of_its_priority(
+    recorder: SlackRecorder, priority: Priority, channel: str
+) -> None:
+    notifier, threads = _routed(recorder), Threads()
+    deliver(
+        notifier,
+        threads,
+        build_notification(change(make_incident(priority=priority), ChangeKind.OPENED, 0, "opened")),
+    )
+    [parent] = recorder.channel_messages()
+    assert parent.channel == recorder.channel_id(channel)
+    assert [r.event for r in recorder.replies(parent.ts)] == ["opened"]
+
+
+def test_a_thread_stays_in_its_first_channel_when_the_priority_changes(recorder: SlackRecorder) -> None:
+    """Opened P2 in #gpu-alerts, escalated to P0: edited and replied there (the escalation broadcast to that
+    channel), no new message in #gpu-oncall; posted again there too when someone deleted it."""
+    notifier, threads = _routed(recorder), Threads()
+    opened = change(make_incident(priority=Priority.P2), ChangeKind.OPENED, 0, "opened")
+    escalated = change(
+        make_incident(priority=Priority.P0),
+        ChangeKind.PRIORITY_CHANGED,
+        2,
+        "P2 -> P0",
+        "priority",
+        {"from": "P2", "to": "P0"},
+    )
+    acknowledged = change(make_incident(priority=Priority.P0), ChangeKind.ACKNOWLEDGED, 4, "by alice")
+    deliver(notifier, threads, build_notification(opened))
+    deliver(notifier, threads, build_notification(escalated))
+    recorder.fail_next("chat.update", status=200, error="message_not_found")  # someone deleted it
+    deliver(notifier, threads, build_notification(acknowledged))
+
+    assert recorder.channel_messages(ONCALL) == []
+    first, again = recorder.channel_messages(ALERTS)
+    assert first.edits == 1 and [r.event for r in recorder.replies(first.ts)] == [
+        "opened",
+        "priority",
+    ]
+    assert [r.reply_broadcast for r in recorder.replies(first.ts)] == [False, True]
+    assert threads.state.channel == recorder.channel_id(ALERTS) and threads.state.ts == again.ts
+
+
+def test_a_retried_first_post_is_looked_for_in_the_channel_of_its_priority(recorder: SlackRecorder) -> None:
+    # With a channel id (Slack's history is read by id), the retry after a crash finds the message it posted
+    # there, not in slack.channel.
+    client = make_client(recorder.token, base_url=recorder.base_url, rate_limit_retries=0)
+    notifier = SlackNotifier(client, "C0DEFAULT00", channels_by_priority={"P0": "C0ONCALL00"})
+    opened = build_notification(change(make_incident(priority=Priority.P0), ChangeKind.OPENED, 0, "opened"))
+    deliver(notifier, Threads(), opened)  # reached Slack; its answer was lost
+    fresh = Threads()
+    deliver(notifier, fresh, opened, retry=True)
+    [parent] = recorder.channel_messages()
+    assert parent.channel == "C0ONCALL00" and fresh.state.ts == parent.ts
+
+
+def test_the_channel_map_is_read_from_the_config_and_left_out_everything_goes_to_slack_channel(
+    tmp_path: Path, recorder: SlackRecorder
+) -> None:
+    path = tmp_path / "c.yaml"
+    text = f"slack:\n  bot_token: {{env: SLACK_BOT_TOKEN}}\n  channel: '{DEFAULT}'\n"
+    text += f"  base_url: {recorder.base_url}\n"
+    for routed in (True, False):
+        path.write_text(text + (f"  channels_by_priority:\n    P0: '{ONCALL}'\n" if routed else ""))
+        config = load_config(path, environ={"SLACK_BOT_TOKEN": recorder.token})
+        notifier = SlackNotifier.from_config(config.slack)
+        incident = make_incident(f"inc-{routed}", priority=Priority.P0)
+        deliver(notifier, Threads(), build_notification(change(incident, ChangeKind.OPENED, 0, "opened")))
+    assert [m.text.split(":")[0] for m in recorder.channel_messages(ONCALL)] == ["P0 rack r07 lost power"]
+    assert len(recorder.channel_messages(DEFAULT)) == 1
