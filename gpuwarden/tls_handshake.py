@@ -8,6 +8,12 @@ Refusing a certificate fails the handshake. A plain request fails OpenSSL's firs
 Go's answer is written to the connection's outgoing buffer and the handshake reports that it waits for the
 peer, so asyncio sends what was written, as it sends each handshake message; the next bytes, or the end of
 the connection, or asyncio's handshake timeout (60 s, as for a client that sends nothing) end it.
+
+A changed ``tls_server_config`` or certificate serves the next connections (``gpuwarden.tls_reload``): the
+context the server was given makes each new connection from the newest context (``ServerContext.newest``),
+so that the connection takes all of its settings. Handing the connection another context in the
+``sni_callback`` (``SSLObject.context = ...``, OpenSSL's ``SSL_set_SSL_CTX``) would swap its certificate
+only: its client certificate check, TLS versions, cipher suites and options stay those it was made with.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 import ssl
+from collections.abc import Callable
+from socket import socket
 from typing import Any
 
 logger = logging.getLogger("gpuwarden.webconfig")
@@ -92,11 +100,25 @@ class ServerSocket(ssl.SSLSocket):
 
 class ServerContext(ssl.SSLContext):
     """The server's TLS context: its connections answer plain HTTP as Go does and, with ``allowed_sans``
-    (``client_allowed_sans``), let in only a client certificate with one of them."""
+    (``client_allowed_sans``), let in only a client certificate with one of them. With ``newest`` (the
+    context the web configuration file and its certificate files say now), a new connection is made from
+    that one."""
 
     sslobject_class = ServerObject
     sslsocket_class = ServerSocket
     allowed_sans: frozenset[str] | None = None
+    newest: Callable[[], ssl.SSLContext] | None = None
+
+    def _serving(self, server_side: bool) -> ssl.SSLContext:
+        """The context a new server-side connection is made from. Never raises: a raise fails the
+        connection."""
+        if not server_side or self.newest is None:
+            return self
+        try:
+            return self.newest()
+        except Exception:  # a connection is not to fail on a file this server could not look at
+            logger.exception("cannot read the web configuration file again; serving the TLS settings in use")
+            return self
 
     def wrap_bio(
         self,
@@ -106,8 +128,31 @@ class ServerContext(ssl.SSLContext):
         server_hostname: str | bytes | None = None,
         session: ssl.SSLSession | None = None,
     ) -> ssl.SSLObject:
-        """``SSLContext.wrap_bio``; a server side's object keeps ``outgoing`` to answer plain HTTP on."""
+        """``SSLContext.wrap_bio`` of the newest context; a server side's object keeps ``outgoing`` to answer
+        plain HTTP on."""
+        serving = self._serving(server_side)
+        if serving is not self:
+            return serving.wrap_bio(incoming, outgoing, server_side, server_hostname, session)
         wrapped = super().wrap_bio(incoming, outgoing, server_side, server_hostname, session)
         if server_side and isinstance(wrapped, ServerObject):
             wrapped.outgoing = outgoing
         return wrapped
+
+    def wrap_socket(  # noqa: PLR0917 - SSLContext.wrap_socket's own arguments
+        self,
+        sock: socket,
+        server_side: bool = False,
+        do_handshake_on_connect: bool = True,
+        suppress_ragged_eofs: bool = True,
+        server_hostname: str | bytes | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLSocket:
+        """``SSLContext.wrap_socket`` of the newest context."""
+        serving = self._serving(server_side)
+        if serving is not self:
+            return serving.wrap_socket(
+                sock, server_side, do_handshake_on_connect, suppress_ragged_eofs, server_hostname, session
+            )
+        return super().wrap_socket(
+            sock, server_side, do_handshake_on_connect, suppress_ragged_eofs, server_hostname, session
+        )

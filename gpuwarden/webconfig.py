@@ -6,11 +6,12 @@ an operator wrote for node_exporter or dcgm-exporter serves here too.
 that cannot be loaded, a key that is not the certificate's, a password hash that is no bcrypt hash are
 refused with the file, line, field and fix, before anything is served. Relative paths are read from the
 file's folder, as exporter-toolkit reads them. A renewed certificate, key or client CA file is read again for
-the next connections (``gpuwarden.tls_reload``). exporter-toolkit reads the whole file for each request, so
-that a rotated password needs no restart: the file's users and headers are read again when it changed (looked
-at once a second at most, as requests come), checked as at start; an edit that would not serve keeps the last
-good ones, with one warning naming the file, line and field. ``tls_server_config`` is read at start only: a
-change is checked and a warning says it waits for a restart.
+the next connections (``gpuwarden.tls_reload``). exporter-toolkit reads the whole file for each request and
+connection, so that a rotated password or a changed ``tls_server_config`` needs no restart: here the file is
+read again when it changed (looked at once a second at most, as requests and connections come), checked as at
+start, and its users, headers and TLS settings serve the next requests and connections; an edit that would
+not serve keeps the last good file, with one warning naming the file, line and field. Turning TLS on or off
+(adding or removing ``tls_server_config``) waits for a restart, with a warning.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import logging
 import re
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -27,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gpuwarden.errors import ConfigError
 from gpuwarden.tls_handshake import ServerContext
-from gpuwarden.tls_reload import Reloading, reload_when_renewed, signature
+from gpuwarden.tls_reload import Reloading, ReloadingContext, Signature, signature
 from gpuwarden.yamlfile import not_a_mapping, read_yaml, validation_to_config_error
 
 TLS_VERSIONS = {
@@ -203,41 +204,85 @@ def load_web_config(path: Path) -> WebConfig:
     seen = signature([path])  # before reading it: an edit while it is read is seen later
     model, refusal = _read(path)
     access = _access(model, refusal)
-    context = None
     tls = model.tls_server_config
-    if tls is not None:
-        files = [path.parent / f for f in (tls.cert_file, tls.key_file, tls.client_ca_file) if f]
-        files_seen = signature(files)  # before reading them: a renewal while they are read is seen later
-        context = _ssl_context(tls, path.parent, refusal)
-        reload_when_renewed(context, lambda: _ssl_context(tls, path.parent, refusal), files, files_seen)
-    reread = ReloadingAccess(access, lambda: _reread(path, tls, reread.value), [path], seen)
-    return WebConfig(str(path), context, access.users, access.headers, reread.current)
+    context = None if tls is None else _tls(tls, path.parent, refusal, signature)
+    reread = ReloadingWebConfig(
+        Served(access, tls, context), lambda: _reread(path, tls, reread), [path], seen
+    )
+    first = None if context is None else context.value
+    if isinstance(first, ServerContext):
+        first.newest = lambda: _newest(reread, first)
+    return WebConfig(str(path), first, access.users, access.headers, lambda: reread.current().access)
 
 
-class ReloadingAccess(Reloading[Access]):
-    """The users and headers of the web configuration file as it is now."""
+@dataclass(frozen=True)
+class Served:
+    """The web configuration file as last read good: its users and headers, its ``tls_server_config`` and
+    the TLS context built from it, rebuilt when its certificate files change (None: plain HTTP)."""
 
-    kept = "still using the basic_auth_users and headers read before"
-    reloaded = "basic_auth_users and headers read again from {files}"
+    access: Access
+    tls: TlsServerConfig | None
+    context: ReloadingContext | None
 
 
-def _reread(path: Path, tls: TlsServerConfig | None, before: Access) -> Access:
-    """The users and headers of the file at ``path`` changed since start (``before``: the last read),
-    checked as at start. Its ``tls_server_config`` (``tls`` at start) is read at start only: a change is
-    checked, and said to wait for a restart."""
+class ReloadingWebConfig(Reloading[Served]):
+    """The web configuration file as it is now."""
+
+    reloaded = "web configuration read again from {files}"
+
+    def keeping(self, exc: ConfigError) -> str:
+        """What is served instead of the file refused with ``exc``."""
+        if exc.field.startswith("tls_server_config"):
+            return "still serving the TLS settings and certificate loaded before"
+        return "still using the basic_auth_users, headers and TLS settings read before"
+
+
+def _tls(
+    tls: TlsServerConfig, folder: Path, refusal: Refusal, reads: Callable[[Sequence[Path]], Signature]
+) -> ReloadingContext:
+    """The TLS context of ``tls``, rebuilt when its files change (``reads``: their signature, taken before
+    they are read: a renewal while they are read is seen later)."""
+    files = [folder / f for f in (tls.cert_file, tls.key_file, tls.client_ca_file) if f]
+    files_seen = reads(files)
+    context = _ssl_context(tls, folder, refusal)
+    return ReloadingContext(context, lambda: _ssl_context(tls, folder, refusal), files, files_seen)
+
+
+def _newest(reread: ReloadingWebConfig, first: ssl.SSLContext) -> ssl.SSLContext:
+    """The context a new connection gets: the file's and its certificate files' as they are now."""
+    context = reread.current().context
+    return first if context is None else context.current()
+
+
+def _reread(path: Path, started: TlsServerConfig | None, reread: ReloadingWebConfig) -> Served:
+    """The file at ``path`` changed since it was read last (``reread.value``), read again and checked as at
+    start. TLS turned on or off (``started``: the ``tls_server_config`` the server started with) waits for
+    a restart: said, and the TLS settings in use kept."""
+    before = reread.value
     model, refusal = _read(path)
     access = _access(model, refusal)
-    if model.tls_server_config != tls:
-        if model.tls_server_config is not None:
-            _ssl_context(model.tls_server_config, path.parent, refusal)  # refused as the restart would
-        logger.warning(
-            "%s: tls_server_config changed; it is read at start only: restart to serve it (the certificate"
-            " files themselves are read again when they change)",
-            path,
-        )
-    if tls is None and access.users and not before.users:  # else said already
+    tls, context = model.tls_server_config, before.context
+    if started is None or tls is None:
+        if tls is not None:
+            _ssl_context(tls, path.parent, refusal)  # refused as the restart would
+            logger.warning(
+                "%s: tls_server_config added; this server serves plain HTTP until a restart: restart it to"
+                " serve TLS",
+                path,
+            )
+        elif started is not None:
+            logger.warning(
+                "%s: tls_server_config removed; this server serves TLS, with the settings read before, until"
+                " a restart: restart it to serve plain HTTP, or put tls_server_config back",
+                path,
+            )
+        tls = before.tls
+    elif tls != before.tls:
+        context = _tls(tls, path.parent, refusal, reread.reads_too)
+        logger.info("%s: tls_server_config changed: new connections use it, open ones keep theirs", path)
+    if started is None and access.users and not before.access.users:  # else said already
         logger.warning("%s", plain_http_users(str(path)))
-    return access
+    return Served(access, tls, context)
 
 
 def plain_http_users(path: str) -> str:

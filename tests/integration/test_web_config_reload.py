@@ -1,7 +1,8 @@
 """``gpuwarden exporter --web.config.file``: a certificate renewed in place (cert-manager, certbot) is served
 to the next connections without a restart, as exporter-toolkit serves it; a renewal that leaves a key that is
 not the certificate's keeps the last good pair serving, with one warning naming the file. A password rotated
-in the file is taken the same way; an edit that would not serve keeps the last good users, one warning."""
+in the file is taken the same way, and a changed ``tls_server_config`` (client certificates required) by the
+next connections; an edit that would not serve keeps the last good file, one warning."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from tests.gpuwarden.test_tls_reload import serial
 from tests.integration.gpuwarden_server import simulated_exporter_argv
 from tests.integration.https_server import running_https
 from tests.integration.servers import free_port
-from tests.tls_certs import make_certs, renewed_server_cert
+from tests.tls_certs import TestCerts, make_certs, renewed_server_cert
 
 pytestmark = pytest.mark.integration
 WAIT_SECONDS = 30  # the exporter looks at the files once a second
@@ -113,3 +114,51 @@ def test_the_exporter_takes_a_rotated_password_without_a_restart_and_keeps_it_th
         warned = [line for line in log.read_text().splitlines() if "still using" in line]
         assert len(warned) == 1, log.read_text()
         assert f"{web}:2" in warned[0] and "basic_auth_users.prom" in warned[0], warned
+
+
+def _status(port: int, certs: TestCerts, with_cert: bool) -> int | str:
+    """The status of /metrics on a new connection, with or without the client certificate; the TLS error
+    when the handshake or the request fails."""
+    verify = ssl.create_default_context(cafile=certs.ca)
+    if with_cert:
+        verify.load_cert_chain(certs.client_cert, certs.client_key)
+    try:
+        with httpx.Client(verify=verify, timeout=10) as client:
+            return client.get(f"https://127.0.0.1:{port}/metrics").status_code
+    except (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError) as exc:
+        return str(exc)
+
+
+def test_the_exporter_takes_a_changed_client_auth_type_without_a_restart_and_keeps_it_through_a_broken_edit(
+    tmp_path: Path,
+) -> None:
+    certs = make_certs(tmp_path / "certs")
+    tls = "tls_server_config:\n  cert_file: certs/server.pem\n  key_file: certs/server.key\n"
+    web = tmp_path / "web.yml"
+    web.write_text(tls)
+    port = free_port()
+    log = tmp_path / "exporter.log"
+    argv = [*simulated_exporter_argv("1x1", port), "--web.config.file", str(web)]
+    verify = ssl.create_default_context(cafile=certs.ca)
+    with running_https(argv, f"https://127.0.0.1:{port}/metrics", log, verify=verify):
+        assert _status(port, certs, with_cert=False) == 200
+        web.write_text(
+            tls + "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: certs/ca.pem\n"
+        )
+        _until("a client without a certificate refused", lambda: _status(port, certs, with_cert=False) != 200)
+        assert _status(port, certs, with_cert=True) == 200
+        web.write_text(tls + "  client_auth_type: RequireAndVerifyClientCert\n")  # no CA to check against
+        # the file is looked at when a connection comes: each one gets the last good settings meanwhile
+        _until(
+            "a warning naming the field",
+            lambda: (
+                _status(port, certs, with_cert=True) == 200 and "still serving the TLS" in log.read_text()
+            ),
+        )
+        for _ in range(3):  # the last good settings: a certificate still required
+            assert _status(port, certs, with_cert=False) != 200
+            assert _status(port, certs, with_cert=True) == 200
+        warned = [line for line in log.read_text().splitlines() if "still serving" in line]
+        assert len(warned) == 1, log.read_text()
+        assert f"{web}:4: tls_server_config.client_auth_type" in warned[0], warned
+        assert "restart" not in log.read_text()
