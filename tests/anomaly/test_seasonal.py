@@ -102,3 +102,22 @@ def test_the_service_raises_a_held_drop_once_with_seasonal_bands():
         raised += [i for _ in service.infer().raised]
     drop = 6 * PER_DAY + 90
     assert len(raised) == 1 and drop <= raised[0] <= drop + cfg.pending_ticks  # its pending reads
+
+
+def test_a_restart_mid_hour_keeps_which_buckets_were_seeded():
+    """The seeded buckets are in the state (``state``/``restore``, the snapshot's arrays): a model taken up
+    mid-hour, on the first week's buckets, scores the rest as the one that ran on."""
+    t, v = held_drop(3, days=8)
+    params, ids = params_tested(), np.zeros(1, int)
+    ran_on = AdaptiveThresholds(params, capacity=1)
+    cut = 6 * PER_DAY + 75  # 06:15 on its seventh day: its hour-of-week bucket seeded at 06:00
+    for x, at in zip(v[:cut].tolist(), t[:cut].tolist(), strict=True):
+        ran_on.update(ids, np.array([x]), at)
+    assert ran_on.seeded[0] != 0
+    taken_up = AdaptiveThresholds(params, capacity=1)
+    taken_up.restore(ran_on.state())
+    for x, at in zip(v[cut:].tolist(), t[cut:].tolist(), strict=True):
+        a, b = ran_on.update(ids, np.array([x]), at), taken_up.update(ids, np.array([x]), at)
+        assert (a.score[0], a.yhat[0]) == (b.score[0], b.yhat[0])
+        # The week's error: learnt as the level's until 07:00 (taken up as not seeded: as the bucket's).
+        assert ran_on.dev_week[0] == taken_up.dev_week[0]
