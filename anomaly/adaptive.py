@@ -37,10 +37,13 @@ class AdaptiveDetector:
         cfg = cfg or AnomalyConfig()
         self.key_label = key_label
         season = cfg.thresholds.seasonality and cfg.adaptive_seasonality
-        self.default = ThresholdParams.from_config(cfg.thresholds, seasonality=season)
+        # Seasonal buckets seeded within the hour do not make a seasonal model win (``seasonal_tested``): off
+        # in the NAB-scored default, on wherever the service's seasonal bands are.
+        opts = {"seasonality": season, "seasonal_tested": season}
+        self.default = ThresholdParams.from_config(cfg.thresholds, **opts)
         self._per_query = {
             q.name: ThresholdParams.from_config(
-                cfg.thresholds, direction=q.direction, min_deviation=q.min_deviation, seasonality=season
+                cfg.thresholds, direction=q.direction, min_deviation=q.min_deviation, **opts
             )
             for q in cfg.queries
         }

@@ -29,6 +29,7 @@ import numpy as np
 from anomaly.breakout import SCORE_CAP, BreakoutParams
 from anomaly.novelty import ContextNovelty, NoveltyParams
 from anomaly.recurrence import DailyRecurrence, RecurrenceParams
+from anomaly.seasonal import SEEDED_DAY, SEEDED_WEEK
 from anomaly.steps import NEVER, BoolArray, FloatArray
 from anomaly.thresholds import ThresholdParams
 from anomaly.warmstart import relearnt, start_length
@@ -82,6 +83,8 @@ class ScalarThresholds:
         self.week = array("f", [math.nan] * _HOURS_PER_WEEK)
         self.start_len = start_length(params)
         self.start = array("f", [0.0] * self.start_len)
+        self.last_seen = math.nan  # the time of the latest sample learnt
+        self.seeded = 0  # ``AdaptiveThresholds.seeded``: the buckets seeded in the hour it is in
 
     def update(self, x: float, t: float) -> tuple[float, float]:
         """Score ``x`` at ``t`` then learn from it; return the score and the baseline (``yhat``)."""
@@ -94,6 +97,9 @@ class ScalarThresholds:
             h_day, h_week = hours % _HOURS_PER_DAY, (hours + _WEEK_SHIFT_HOURS) % _HOURS_PER_WEEK
             s_day, s_week = self.day[h_day], self.week[h_week]
             e_day, e_week = f32[_DEV_DAY], f32[_DEV_WEEK]
+            if p.seasonal_tested:  # ``anomaly.seasonal.seeded``
+                was = 0 if self.last_seen // 3600.0 != hours else self.seeded
+                self.seeded = was | SEEDED_DAY * math.isnan(s_day) | SEEDED_WEEK * math.isnan(s_week)
             use_day = e_day < p.seasonal_gain * dev and not math.isnan(s_day)
             use_week = e_week < p.seasonal_gain * fmin(dev, e_day) and not math.isnan(s_week)
             yhat = s_week if use_week else s_day if use_day else level
@@ -124,10 +130,15 @@ class ScalarThresholds:
         if p.seasonality:
             learn = (0.0 if score > 1.0 else p.seasonal_alpha) if p.seasonal_freeze else p.seasonal_alpha
             shared = {"r_level": r_level, "learn": learn, "cap": cap, "slow": slow, "err_cap": err_cap}
-            f32[_DEV_DAY] = _bucket(self.day, h_day, x, s_day, e_day, **shared)
-            f32[_DEV_WEEK] = _bucket(self.week, h_week, x, s_week, e_week, **shared)
+            f32[_DEV_DAY] = _bucket(
+                self.day, h_day, x, s_day, e_day, seeded=self.seeded & SEEDED_DAY, **shared
+            )
+            f32[_DEV_WEEK] = _bucket(
+                self.week, h_week, x, s_week, e_week, seeded=self.seeded & SEEDED_WEEK, **shared
+            )
         f32[_FAST_DEV] = fmin(fast_dev, _FLOAT32_MAX)  # as the vectorised one holds it (no inf, then NaN)
         self.count = min(n + 1, _INT32_MAX)
+        self.last_seen = t
         if early and n == self.start_len - 1:
             self._start()
         return score, yhat
@@ -172,11 +183,15 @@ def _bucket(
     cap: float,
     slow: float,
     err_cap: float,
+    seeded: int,
 ) -> float:
-    """``Season.learn`` (anomaly.seasonal) for one model: update the visited bucket, return its new error."""
+    """``Season.learn`` (anomaly.seasonal) for one model: update the visited bucket, return its new error
+    (``seeded``: the bucket was seeded in this hour, ``seasonal_tested`` on)."""
     empty = math.isnan(seen)
     resid = r_level if empty else x - seen
     buckets[hour] = x if empty else seen + learn * _clip(resid, cap)
+    if seeded:
+        resid = r_level
     error = abs(r_level) if abs(error) == INF else error
     return error + slow * (fmin(abs(resid), err_cap) - error)
 

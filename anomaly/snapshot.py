@@ -79,8 +79,10 @@ FORMAT = "gpuwarden-anomaly-state"
 # re-escalates at a new departure; a version-20 alert would count from 0 and hide it up to half an hour more).
 # 21: before the adaptive thresholds kept each series' first samples (``start``, ``robust_start`` in their
 # parameters, ``anomaly.warmstart``: a version-21 series in its warm-up would judge zeros as its first ones).
-VERSION = 22
-SCHEMA = "7cedb7577c7ef6f4"
+# 22: before the adaptive thresholds kept which seasonal buckets each series seeded in the hour it is in
+# (``seeded``, ``seasonal_tested`` in their parameters, ``anomaly.seasonal``).
+VERSION = 23
+SCHEMA = "953c2137fda6ee46"
 _HEADER = "header"
 _MODE = 0o600
 # What an .npz (a zip archive, or an empty one) or an .npy begins with. numpy reads any other file as a

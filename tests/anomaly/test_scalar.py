@@ -71,6 +71,7 @@ CASES = {
         ),
         {**SHORT, "resolve_after": 3},
     ),
+    "tested_seasons": (ThresholdParams.from_config(seasonal_tested=True), {}),
     "not_seasonal_parts_off": (
         ThresholdParams.from_config(seasonality=False, error_clip=3.0, warmup=0),
         {"breakout": None, "novelty": None, "recurrence": None},
