@@ -37,7 +37,9 @@ imports the exporter), and every ``fit_every`` a ``fit``. Faults hit a random GP
   later fault hit the same target (3 hours: longer than the fleet detector's hold, 240 ticks).
 * A fault drawn for a target where the same fault is still active (a second cooling failure on a GPU whose
   failed cooler is not repaired yet) is not injected: the fleet would run the same effect on, there is
-  nothing new to detect. Counted per class (``not_injected_already_active``), not in recall.
+  nothing new to detect. Nor is a straggler drawn for a GPU that another fault still active there already
+  holds at or below the straggler's clock (a thermal runaway's slowdown, ``_no_slower``). Counted per class
+  (``not_injected_already_active``), not in recall.
 * A fault that began while alerts raised before it were still firing on its target (an earlier fault's,
   minutes after its repair) can only be detected by a new alert: the open ones hide it. Counted per class
   (``began_inside_open_alerts``); a miss lists those alerts (``open_alerts_at_start``) and the target's
@@ -76,6 +78,7 @@ from anomaly.service import AnomalyService
 from gpuwarden.clock import FakeClock
 from gpuwarden.model import Alert
 from gpuwarden.sim import Fleet, TrainingJob
+from gpuwarden.sim.faults import reaches
 
 # The classes, the plan, the report and the attribution live in their own modules (``anomaly.faultclasses``,
 # ``anomaly.faultplan``, ``anomaly.faultreport``, ``anomaly.faulttruth``); what callers have imported from
@@ -212,9 +215,9 @@ def _reraised(
 
 def _inject(fleet: Fleet, service: AnomalyService, inj: Injection) -> bool:
     """Start ``inj`` on the fleet, noting the alerts already firing on its target; False (nothing injected)
-    where the same fault is still active there."""
+    where the same fault is still active there, or where it would leave its GPU no slower (``_no_slower``)."""
     spec = inj.spec()
-    if any(r.spec == spec for r in fleet.active_faults()):
+    if any(r.spec == spec for r in fleet.active_faults()) or _no_slower(fleet, inj):
         return False
     inj.open_at_start = tuple(
         sorted(
@@ -225,6 +228,26 @@ def _inject(fleet: Fleet, service: AnomalyService, inj: Injection) -> bool:
     )
     inj.fault_id = fleet.inject(spec)
     return True
+
+
+def _no_slower(fleet: Fleet, inj: Injection) -> bool:
+    """Whether ``inj``, a straggler (a clock factor on its GPU), would leave its GPU running no slower than
+    another fault still active on that GPU holds it now: nothing new to detect, as for the same fault still
+    active. Eval seed 1792's straggler on node-05 GPU 0 began 17 minutes into a thermal runaway there, the
+    GPU at 100 C and its SM clock held at 990 MHz (half its 1,980) by its thermal slowdown: with the
+    straggler's 0.6 it ran cooler and read 950 MHz (594 at its hottest ticks), the job's rank as slow as
+    before, every alert it could raise (adaptive and fleet SM clock) already firing for the runaway. A GPU
+    idle (its clock at idle) or whose job another fault stalls is left to ``_note_stalled``."""
+    spec = inj.spec()
+    if spec.kind != "straggler" or inj.gpu is None:
+        return False
+    if not any(reaches(r.spec, inj.node, inj.gpu) for r in fleet.active_faults()):
+        return False
+    work = fleet.workload_on(inj.node, inj.gpu)
+    gpu = fleet.gpu(inj.node, inj.gpu)
+    if not isinstance(work, TrainingJob) or work.stalled or gpu.state.sm_clock <= gpu.model.sm_clock_idle:
+        return False
+    return gpu.state.sm_clock <= spec.param("factor", 0.6) * gpu.model.sm_clock_max
 
 
 def _missed(inj: Injection, truth: _Truth) -> dict[str, Any]:

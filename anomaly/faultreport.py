@@ -29,7 +29,8 @@ class ClassResult:
     clear_after_repair: list[float] = field(default_factory=list)  # ``Injection.clear_after`` of each timed
     clear_interrupted: int = 0  # repaired ones a later fault on their target began on before they were clear
     began_inside_open_alerts: int = 0  # injections whose target had alerts firing at their start
-    not_injected_already_active: int = 0  # drawn where the same fault was still active: not injected
+    # Drawn where the same fault (or, for a straggler, one as slow) was still active: not injected.
+    not_injected_already_active: int = 0
     job_stalled_at_start: int = 0  # slowdowns begun while another fault stalled their job: timed from after
 
     def to_json(self) -> dict[str, Any]:

@@ -251,3 +251,30 @@ def test_a_fault_begun_on_a_gpu_whose_cooler_is_failed_runs_its_hold_past_the_co
     _, report, rec = _quiet_run(monkeypatch, ("thermal_runaway", 100.0), ("hung", 3400.0), 5400.0)
     assert rec.ended_at is not None and rec.ended_at - rec.started_at >= 600.0, rec
     assert report.classes["hung"].injected == 1
+
+
+def test_a_straggler_drawn_where_another_fault_holds_its_gpu_slower_already_is_not_injected():
+    """Eval seed 1792's straggler on node-05 GPU 0 began 17 minutes into a thermal runaway there, the GPU at
+    100 C and its SM clock held at half its maximum by its thermal slowdown: with the straggler's 0.6 it ran
+    cooler and about as slow as before (950 MHz against 990), every alert it could raise already firing for
+    the runaway. It was counted a miss."""
+    clock = FakeClock()
+    fleet = build_fleet(2, 8, seed=3, clock=clock)
+    (node, gpu), (_, mate) = _ranks_of_one_job_on(fleet, 2)
+    quiet = SimpleNamespace(firing={})
+    assert _inject(fleet, quiet, Injection(_class("thermal_runaway"), node, gpu, clock.time()))
+    sim = fleet.gpu(node, gpu)
+    slower = 0.6 * sim.model.sm_clock_max  # the straggler's clock
+    for _ in range(120):  # the runaway heats the GPU into its thermal slowdown within the hour
+        clock.advance(30.0)
+        fleet.advance()
+        if sim.state.sm_clock <= slower:
+            break
+    assert sim.model.sm_clock_idle < sim.state.sm_clock <= slower
+    late = Injection(_class("straggler"), node, gpu, clock.time())
+    assert not _inject(fleet, quiet, late)
+    assert [r.spec.kind for r in fleet.active_faults()] == ["thermal_runaway"]
+    skipped = _summarise([], EvalPlan(duration_seconds=3600), [late])["straggler"]
+    assert skipped.not_injected_already_active == 1
+    beside = Injection(_class("straggler"), node, mate, clock.time())  # a rank at its clock: injected
+    assert _inject(fleet, quiet, beside)
