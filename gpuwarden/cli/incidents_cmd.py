@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import shlex
 from functools import partial
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -109,6 +110,7 @@ def describe_root(root: dict[str, Any]) -> str:
 @incidents_app.command("list")
 @gpuwarden_answers
 def list_incidents(
+    ctx: typer.Context,
     *,
     url: UrlOption = "http://127.0.0.1:8080",
     output: Annotated[str, output_option(TABLE_OUTPUTS, "table (or text) or json")] = "table",
@@ -149,9 +151,11 @@ def list_incidents(
     items = answer_json(response, url, list)
     total = _total_count(response.headers.get("X-Total-Count"), url, len(items))
     said: dict[str, object | None] = {
+        "--url": _url_said(ctx, url),
         "--state": state,
         "--priority": priority,
         "--limit": limit if limit != 50 else None,
+        "-o": "json" if output == "json" else None,
     }
     next_page = partial(say_next_page, response.headers.get("X-Continue"), after is not None, said)
     if output == "json":
@@ -185,6 +189,16 @@ def list_incidents(
         )
     print_table(console, table)  # titles and names are data, not markup
     next_page(len(items), total)
+
+
+def _url_said(ctx: typer.Context, url: str) -> str | None:
+    """``--url`` as the next page's command must give it: the URL given on the command line (a password in it
+    hidden), else nothing, as the default and ``GPUWARDEN_URL`` still hold for the next command. Left out,
+    the next page of ``--url http://gw:8080`` went to 127.0.0.1:8080."""
+    source = ctx.get_parameter_source("url")
+    if source is None or source.name != "COMMANDLINE":
+        return None
+    return shlex.quote(escape_controls(hidden_password(url)))
 
 
 def _total_count(header: str | None, url: str, listed: int) -> int:
