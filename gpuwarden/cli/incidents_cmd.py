@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
+import pwd
 import shlex
 from functools import partial
 from typing import Annotated, Any
@@ -302,12 +302,17 @@ def who(by: str | None, author: str | None = None) -> str:
     name, given = ("--by", by) if by is not None else ("--author", author)
     if given is not None:
         return written(name, given, f"who does it, or leave {name} out for $USER")
-    if os.environ.get("USER"):
-        return os.environ["USER"]
+    for variable in NAME_VARIABLES:
+        if os.environ.get(variable, "").strip():  # a blank one names nobody: serve refused it, 400 (exit 1)
+            return os.environ[variable]
     try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no name variable and a uid the password database lacks (a container)
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:  # no name variable and a uid the password database lacks (a container)
         return f"uid {os.getuid()}"
+
+
+NAME_VARIABLES = ("USER", "LOGNAME", "LNAME", "USERNAME")
+"""Where ``who`` looks for the user's name, in order: ``$USER``, then those ``getpass.getuser()`` reads."""
 
 
 def written(name: str, text: str, what: str) -> str:
