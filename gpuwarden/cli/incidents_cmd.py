@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
+import pwd
+import shlex
 from functools import partial
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -109,6 +110,7 @@ def describe_root(root: dict[str, Any]) -> str:
 @incidents_app.command("list")
 @gpuwarden_answers
 def list_incidents(
+    ctx: typer.Context,
     *,
     url: UrlOption = "http://127.0.0.1:8080",
     output: Annotated[str, output_option(TABLE_OUTPUTS, "table (or text) or json")] = "table",
@@ -149,9 +151,11 @@ def list_incidents(
     items = answer_json(response, url, list)
     total = _total_count(response.headers.get("X-Total-Count"), url, len(items))
     said: dict[str, object | None] = {
+        "--url": _url_said(ctx, url),
         "--state": state,
         "--priority": priority,
         "--limit": limit if limit != 50 else None,
+        "-o": "json" if output == "json" else None,
     }
     next_page = partial(say_next_page, response.headers.get("X-Continue"), after is not None, said)
     if output == "json":
@@ -185,6 +189,16 @@ def list_incidents(
         )
     print_table(console, table)  # titles and names are data, not markup
     next_page(len(items), total)
+
+
+def _url_said(ctx: typer.Context, url: str) -> str | None:
+    """``--url`` as the next page's command must give it: the URL given on the command line (a password in it
+    hidden), else nothing, as the default and ``GPUWARDEN_URL`` still hold for the next command. Left out,
+    the next page of ``--url http://gw:8080`` went to 127.0.0.1:8080."""
+    source = ctx.get_parameter_source("url")
+    if source is None or source.name != "COMMANDLINE":
+        return None
+    return shlex.quote(escape_controls(hidden_password(url)))
 
 
 def _total_count(header: str | None, url: str, listed: int) -> int:
@@ -288,12 +302,17 @@ def who(by: str | None, author: str | None = None) -> str:
     name, given = ("--by", by) if by is not None else ("--author", author)
     if given is not None:
         return written(name, given, f"who does it, or leave {name} out for $USER")
-    if os.environ.get("USER"):
-        return os.environ["USER"]
+    for variable in NAME_VARIABLES:
+        if os.environ.get(variable, "").strip():  # a blank one names nobody: serve refused it, 400 (exit 1)
+            return os.environ[variable]
     try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no name variable and a uid the password database lacks (a container)
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:  # no name variable and a uid the password database lacks (a container)
         return f"uid {os.getuid()}"
+
+
+NAME_VARIABLES = ("USER", "LOGNAME", "LNAME", "USERNAME")
+"""Where ``who`` looks for the user's name, in order: ``$USER``, then those ``getpass.getuser()`` reads."""
 
 
 def written(name: str, text: str, what: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import signal
 from collections.abc import Callable
 from enum import StrEnum
@@ -18,6 +19,7 @@ from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, checked_url, output_option
 from gpuwarden.cli.numbers import number, whole_number
 from gpuwarden.cli.output_options import enum_option
 from gpuwarden.cli.progress import StepProgress
+from gpuwarden.cli.tls_trust import ca_file_refusal
 from gpuwarden.errors import InputError
 from gpuwarden.redaction import hidden_password
 
@@ -105,6 +107,10 @@ def loadgen(
     except InputError as exc:
         err_console.print(f"[red]error:[/red] {escape(_refusal(exc, plan))}")
         raise typer.Exit(2) from exc
+    unusable = ca_file_refusal(os.environ, "loadgen")
+    if unusable is not None:  # httpx loads it as its client is built, for http:// too: a traceback, exit 1
+        err_console.print(f"[red]error:[/red] {escape(str(unusable))}", soft_wrap=True)
+        raise typer.Exit(2)
     with StepProgress(err_console, quiet=quiet) as progress:  # up to --duration (30 s) with nothing shown
         progress.phase(
             f"{plan.requests} requests to {escape(hidden_password(plan.url))}", total=plan.requests

@@ -4,6 +4,7 @@ the orphaned ones of a notifier removed for good."""
 from __future__ import annotations
 
 import json
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -279,13 +280,30 @@ def _confirm(planned: dict[str, Any]) -> None:
     """Ask before dropping; no answer (stdin closed) or no is a refusal that changes nothing."""
     what = ", ".join(f"{n} {s}" for s, n in planned["discarded"].items() if n)
     question = f"discard {what} messages of {planned['notifier']!r} for good? They will never be sent"
-    try:
-        agreed = typer.confirm(escape_controls(question), default=False, err=True)
-    except typer.Abort:  # stdin closed (a script): no is the answer
-        agreed = False
-    if not agreed:
+    if not _agreed(escape_controls(question)):
         err_console.print("[red]error:[/red] nothing discarded: answer y, or pass --yes")
         raise typer.Exit(1)
+
+
+def _agreed(question: str) -> bool:
+    """``QUESTION [y/N]:`` on stderr, and whether the answer is yes; no answer (stdin closed, Ctrl-C) is no.
+    click's confirm asks on stderr but reads the answer with ``input(" ")``, whose space went to stdout, the
+    first character of ``-o json``'s document and of the table."""
+    while True:
+        err_console.print(f"{question} [y/N]: ", end="", markup=False, highlight=False, soft_wrap=True)
+        try:
+            line = sys.stdin.readline()
+        except KeyboardInterrupt:
+            err_console.print()
+            return False
+        answer = line.strip().lower()
+        if not line or answer in ("", "n", "no"):
+            if not line:  # stdin closed: the question's line ends here
+                err_console.print()
+            return False
+        if answer in ("y", "yes"):
+            return True
+        err_console.print("Error: invalid input", markup=False, highlight=False)
 
 
 def _say_if_not_as_confirmed(planned: dict[str, Any], done: dict[str, Any]) -> None:

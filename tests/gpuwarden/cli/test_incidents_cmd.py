@@ -352,7 +352,11 @@ def test_list_pages_with_continue_and_says_the_next_pages_command(
     assert first.exit_code == 0, first.output
     assert "continue" not in sent[-1]
     lines = first.stderr.strip().splitlines()
-    assert lines[-1] == "next page: gpuwarden incidents list --state resolved --limit 1 --continue TOK_2-"
+    as_json = " -o json" if output == "json" else ""
+    assert lines[-1] == (
+        "next page: gpuwarden incidents list --url http://gpuwarden.test --state resolved --limit 1"
+        f"{as_json} --continue TOK_2-"
+    )
     assert "showing the newest 1 of 3" in first.stderr
     if output == "json":
         assert [i["id"] for i in json.loads(first.stdout)] == ["inc-1"]  # the list, as before
@@ -361,3 +365,37 @@ def test_list_pages_with_continue_and_says_the_next_pages_command(
     assert "showing 1 more of 3" in second.stderr and "newest" not in second.stderr
     last = runner.invoke(app, [*argv, "--limit", "1", "--continue", "LAST"])
     assert last.exit_code == 0 and "next page" not in last.stderr, last.output
+
+
+def test_the_next_pages_command_goes_to_the_same_serve_and_keeps_json(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The command said below a page is run as it stands: it names the ``--url`` given (its password hidden)
+    and ``-o json``; a URL from ``GPUWARDEN_URL`` is left to the variable. Before, the next page of ``--url
+    http://gw:8080 -o json`` was asked of 127.0.0.1:8080, and printed as a table."""
+    item = {
+        "id": "inc-1", "title": "t", "priority": "P2", "state": "resolved", "alert_count": 1,
+        "root_cause": {"kind": "node_down", "target": {"type": "node", "name": "n1"}},
+        "opened_at": "2026-01-01T00:00:00Z", "last_opened_at": "2026-01-01T00:00:00Z",
+    }  # fmt: skip
+
+    def answer(method: str, target: str, **kwargs: Any) -> httpx.Response:
+        headers = {"X-Total-Count": "3", "X-Continue": "TOK"}
+        return httpx.Response(200, json=[item], headers=headers, request=httpx.Request(method, target))
+
+    monkeypatch.setattr(httpx, "request", answer)
+    given = runner.invoke(
+        app, ["incidents", "list", "--url", "http://bob:S3cret@gw.test:8080", "--limit", "1", "-o", "json"]
+    )
+    assert given.exit_code == 0, given.output
+    assert given.stderr.strip().splitlines()[-1] == (
+        "next page: gpuwarden incidents list --url 'http://bob:***@gw.test:8080' --limit 1 -o json"
+        " --continue TOK"
+    )
+    monkeypatch.setenv("GPUWARDEN_URL", "http://gw.test:8080")
+    from_env = runner.invoke(app, ["incidents", "list", "--limit", "1"])
+    assert from_env.exit_code == 0, from_env.output
+    assert (
+        from_env.stderr.strip().splitlines()[-1]
+        == "next page: gpuwarden incidents list --limit 1 --continue TOK"
+    )

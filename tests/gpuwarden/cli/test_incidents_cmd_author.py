@@ -141,3 +141,21 @@ def test_by_and_author_given_together_take_the_one_typed_last_as_an_option_given
         timeline = client.get(f"/api/v1/incidents/{item['id']}").json()["timeline"]
         (acked,) = [e for e in timeline if e["kind"] == "acknowledged"]
         assert acked["message"].endswith(f"by {recorded}"), acked
+
+
+@pytest.mark.parametrize("blank", [" ", "\t"], ids=["space", "tab"])
+def test_a_blank_user_variable_is_passed_over_for_the_os_user(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, blank: str
+) -> None:
+    """README: by default $USER, else the OS user. A blank $USER (an env file's ``USER=" "``) was sent as who
+    did it, and serve's 400 (``by: must be a non-empty string``) failed the ack, exit 1."""
+    for name in NAME_VARIABLES:
+        monkeypatch.setenv(name, blank)
+    expected = pwd.getpwuid(os.getuid()).pw_name
+    with _in_process(tmp_path, monkeypatch) as (client, _):
+        item = _one_node_down(client, monkeypatch)
+        result = runner.invoke(app, ["incidents", "ack", item["id"], "--url", URL])
+        assert result.exit_code == 0, result.output
+        timeline = client.get(f"/api/v1/incidents/{item['id']}").json()["timeline"]
+        (acked,) = [e for e in timeline if e["kind"] == "acknowledged"]
+        assert acked["message"].endswith(f"by {expected}"), acked

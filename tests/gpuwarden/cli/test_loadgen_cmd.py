@@ -166,3 +166,23 @@ def test_a_bad_value_is_refused_naming_the_option_as_typed(args: list[str], opti
     said = " ".join(result.stderr.split())
     assert result.exit_code == 2 and said.startswith(f"error: {option} "), said
     assert f"{option} {args[1]}: " in said or f"{option} '{args[1]}': " in said, said  # and its value
+
+
+@pytest.mark.parametrize("unusable", ["missing.pem", "not-pem.txt"], ids=["missing", "not_pem"])
+def test_an_ssl_cert_file_it_cannot_load_is_named_before_any_request(
+    flaky_server: str, tmp_path: os.PathLike[str], unusable: str
+) -> None:
+    """README: an ``SSL_CERT_FILE`` that cannot be loaded is named, exit 2. httpx loads it as loadgen's client
+    is built, for an http:// server too: a stale one in the shell ended every run in a traceback, exit 1."""
+    path = os.path.join(tmp_path, unusable)
+    if unusable == "not-pem.txt":
+        with open(path, "w") as handle:
+            handle.write("not a certificate\n")
+    argv = ["loadgen", "--url", flaky_server, "--requests", "1"]
+    served = EveryThirdFails.count
+    result = runner.invoke(app, argv, env={"SSL_CERT_FILE": path})
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 2, result.output
+    assert said.startswith(f"error: SSL_CERT_FILE: '{path}': cannot load CA certificates from it ("), said
+    assert "loadgen refuses to start" in said, said
+    assert EveryThirdFails.count == served  # nothing was sent

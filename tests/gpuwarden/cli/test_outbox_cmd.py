@@ -418,3 +418,23 @@ def test_overtaken_messages_are_explained_for_slack_and_webhooks_alike(count: in
     # A webhook-only serve was told "would set its Slack message back", of a Slack message it never had.
     text = overtaken_said(count)
     assert text.startswith(said) and "(its Slack message, a webhook receiver's copy)" in text
+
+
+def test_discard_asks_on_stderr_and_leaves_stdout_to_the_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README: ``-o json`` prints the document on stdout alone. The question was asked with click's confirm,
+    which reads the answer with ``input(" ")``: its space (and, under a test runner, the echoed answer) went
+    to stdout before the JSON and the table."""
+    with _serving_orphans(tmp_path, monkeypatch):
+        as_json = _discard("--notifier", "webhook:gone", "-o", "json", answer="y\n")
+        assert as_json.exit_code == 0, as_json.output
+        assert json.loads(as_json.stdout)["discarded"] == {"orphaned": 5}, as_json.stdout
+        assert as_json.stdout.startswith("{"), repr(as_json.stdout)
+        said = " ".join(as_json.stderr.split())
+        assert (
+            "discard 5 orphaned messages of 'webhook:gone' for good? They will never be sent [y/N]:" in said
+        )
+        again = _discard("--notifier", "webhook:ops", "--status", "failed", answer="maybe\nn\n")
+        assert again.exit_code == 1 and again.stdout == "", repr(again.stdout)
+        assert "Error: invalid input" in again.stderr and "nothing discarded" in again.stderr
