@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -96,21 +97,27 @@ class _Shown:
     def __init__(self, size: int = SHOWN_THREADS) -> None:
         self._size = size
         self._digests: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._lock = threading.Lock()  # one outbox thread per notifier; a drain at shutdown may be another
 
     def same(self, channel: str, ts: str, message: SlackMessage) -> bool:
         """Whether the thread's message shows ``message`` already."""
-        return self._digests.get((channel, ts)) == _digest(message)
+        digest = _digest(message)
+        with self._lock:
+            return self._digests.get((channel, ts)) == digest
 
     def shows(self, channel: str, ts: str, message: SlackMessage) -> None:
         """Note that the thread's message now shows ``message``."""
-        self._digests[(channel, ts)] = _digest(message)
-        self._digests.move_to_end((channel, ts))
-        while len(self._digests) > self._size:
-            self._digests.popitem(last=False)
+        digest = _digest(message)
+        with self._lock:
+            self._digests[(channel, ts)] = digest
+            self._digests.move_to_end((channel, ts))
+            while len(self._digests) > self._size:
+                self._digests.popitem(last=False)
 
     def forget(self, channel: str, ts: str) -> None:
         """Unknown what the message shows (an edit that failed may have reached Slack, or it is gone)."""
-        self._digests.pop((channel, ts), None)
+        with self._lock:
+            self._digests.pop((channel, ts), None)
 
 
 class SlackNotifier:
