@@ -82,8 +82,9 @@ def _workloads(
     scraped_service: bool = False,
 ) -> set[WorkloadRef]:
     """The workloads an alert names: looked up in the inventory in cluster ``lookup`` ("" for any), else
-    made from the labels in the alert's ``cluster``. ``scraped_service``: the alert is a service's, scraped at
-    an address (``_scraped_service``), so its scrape ``job`` names the service when no other label does."""
+    made from the labels in the alert's ``cluster``. ``scraped_service``: the alert is a service's that no
+    node label places (``_scraped_service``), so its scrape ``job`` names the service when no other label
+    does."""
     namespace = labels.get("namespace", "") or "default"
 
     def service_namespace(name: str) -> str:
@@ -205,7 +206,8 @@ def locate(labels: Mapping[str, str], kind: FaultKind, inventory: Inventory | No
             lookup = known
         # Else a `cluster` label the inventory does not know and a node it does not know: the workload is
         # found by name alone, when only one cluster has it.
-    # A server's requests scraped at its address (a pod IP): "node 10.1.2.3 degraded" named no node.
+    # A server's requests scraped at its address (a pod IP): "node 10.1.2.3 degraded" named no node; summed
+    # over its addresses (only `job` left): "location unknown".
     scraped = info is None and _scraped_service(labels, kind)
     workloads = frozenset(_workloads(labels, kind, inventory, cluster, lookup, scraped_service=scraped))
     if exporter_address and workloads:
@@ -229,14 +231,11 @@ def locate(labels: Mapping[str, str], kind: FaultKind, inventory: Inventory | No
 
 
 def _scraped_service(labels: Mapping[str, str], kind: FaultKind) -> bool:
-    """Whether the alert is a service's degraded requests (latency, errors) whose only place is ``instance``,
-    the address Prometheus scraped the server at (``10.1.2.3:8000``, a pod IP on Kubernetes): no node label
-    names a node (an address the inventory knows as a node is that node; the caller checks)."""
-    return (
-        kind is FaultKind.SERVICE_DEGRADED
-        and bool(labels.get("instance"))
-        and not any(labels.get(name) for name in NODE_LABELS)
-    )
+    """Whether the alert is a service's degraded requests (latency, errors) that no node label places: its
+    only place is ``instance``, the address Prometheus scraped the server at (``10.1.2.3:8000``, a pod IP on
+    Kubernetes; an address the inventory knows as a node is that node, the caller checks), or it has none
+    (an aggregating recording rule keeps only ``job``, ``route``, ``model``)."""
+    return kind is FaultKind.SERVICE_DEGRADED and not any(labels.get(name) for name in NODE_LABELS)
 
 
 def _rank_gpus(

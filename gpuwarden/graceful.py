@@ -93,7 +93,9 @@ def _on_stop(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]
         yield
     finally:
         for sig, before in previous.items():
-            signal.signal(sig, before)
+            # The CLI's handler while a command loads stands only until the command's own: what it replaced
+            # comes back (``gpuwarden.cli.loading``).
+            signal.signal(sig, getattr(before, "replaced", {}).get(sig, before))
 
 
 @contextmanager

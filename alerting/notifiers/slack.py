@@ -17,7 +17,9 @@ Crash safety: the parent message's channel and ``ts`` are saved (``ThreadSaver``
 ``chat.postMessage`` returns, so later changes use ``chat.update`` on the stored ``ts``, which is idempotent.
 Saved with them, and in the message's metadata, is which notification the message was posted for
 (``posted_for``): that notification's delivery, retried after a crash or a failed reply, or coming after
-``open_thread`` posted the message alone, edits nothing (it shows it already).
+``open_thread`` posted the message alone, edits nothing (it shows it already). Nor does a change whose
+message renders as the one last posted or edited to that thread (``_Shown``, kept in memory: after a restart
+one such edit may go again, the same content, which Slack takes as no change).
 Each message carries Slack message metadata with the notification's idempotency key; when the outbox retries
 a notification whose earlier attempt may have reached Slack, the notifier first looks for that key in the
 channel history (parent: window by window from the event on, ``history_windows``) or the thread (reply) and
@@ -28,7 +30,11 @@ goes on from that page at the retry). That lookup needs the channel id (``C...``
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -74,6 +80,46 @@ CONTENT_REFUSED = frozenset(
 )
 
 
+SHOWN_THREADS = 10_000
+"""How many threads' last message ``_Shown`` keeps: an older thread's same-content edit goes again."""
+
+
+def _digest(message: SlackMessage) -> str:
+    """What ``chat.update`` would change, the message's text and attachments (blocks go in attachments)."""
+    sent = json.dumps([message.text, message.blocks, message.attachments], sort_keys=True, default=str)
+    return hashlib.sha256(sent.encode()).hexdigest()
+
+
+class _Shown:
+    """Each thread's message as this process last posted or edited it (a digest), so that a change that
+    leaves it looking the same sends no ``chat.update`` with the content of the one before."""
+
+    def __init__(self, size: int = SHOWN_THREADS) -> None:
+        self._size = size
+        self._digests: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._lock = threading.Lock()  # one outbox thread per notifier; a drain at shutdown may be another
+
+    def same(self, channel: str, ts: str, message: SlackMessage) -> bool:
+        """Whether the thread's message shows ``message`` already."""
+        digest = _digest(message)
+        with self._lock:
+            return self._digests.get((channel, ts)) == digest
+
+    def shows(self, channel: str, ts: str, message: SlackMessage) -> None:
+        """Note that the thread's message now shows ``message``."""
+        digest = _digest(message)
+        with self._lock:
+            self._digests[(channel, ts)] = digest
+            self._digests.move_to_end((channel, ts))
+            while len(self._digests) > self._size:
+                self._digests.popitem(last=False)
+
+    def forget(self, channel: str, ts: str) -> None:
+        """Unknown what the message shows (an edit that failed may have reached Slack, or it is gone)."""
+        with self._lock:
+            self._digests.pop((channel, ts), None)
+
+
 class SlackNotifier:
     """Posts and maintains one Slack message per incident, with a thread of its timeline."""
 
@@ -116,6 +162,7 @@ class SlackNotifier:
         self._charts = charts
         self._series = series_source
         self._broadcast_resolutions = broadcast_resolutions
+        self._shown_messages = _Shown()
 
     @classmethod
     def from_config(
@@ -279,22 +326,30 @@ class SlackNotifier:
         return True
 
     def _edit(self, channel: str, ts: str, n: Notification) -> bool:
-        """Update the incident's message in place; False when it is gone (someone deleted it)."""
+        """Update the incident's message in place; False when it is gone (someone deleted it). A message
+        that would show what this process last posted or edited there is not sent again."""
+        message = incident_message(n, interactive=self._interactive)
+        if self._shown_messages.same(channel, ts, message):
+            logger.debug("slack message unchanged, not edited incident_id=%s key=%s", n.incident_id, n.key)
+            return True
         try:
             self._send(
                 "chat.update",
                 n,
-                incident_message(n, interactive=self._interactive),
+                message,
                 minimal_message(n, interactive=self._interactive),
                 lambda message: self._client.chat_update(
                     channel=channel, ts=ts, text=message.text, attachments=message.attachments
                 ),
             )
         except BackendError as exc:
+            self._shown_messages.forget(channel, ts)
             if exc.code not in MESSAGE_GONE:
                 raise
             logger.info("slack chat.update: message gone incident_id=%s error=%s", n.incident_id, exc)
             return False
+        # The same message refused for its content would be refused again: its minimal one stays shown.
+        self._shown_messages.shows(channel, ts, message)
         return True
 
     def _parent_key(self, incident_id: str) -> str:
@@ -316,10 +371,11 @@ class SlackNotifier:
                     "slack message recovered after retry incident_id=%s ts=%s", n.incident_id, found[1]
                 )
                 return thread
+        message = incident_message(n, interactive=self._interactive)
         response = self._send(
             "chat.postMessage",
             n,
-            incident_message(n, interactive=self._interactive),
+            message,
             minimal_message(n, interactive=self._interactive),
             lambda message: self._client.chat_postMessage(
                 channel=channel,
@@ -331,6 +387,7 @@ class SlackNotifier:
             pace=channel,
         )
         thread = thread.with_message(str(response["channel"]), str(response["ts"]), n.key)
+        self._shown_messages.shows(str(response["channel"]), str(response["ts"]), message)
         self._channel_ids[channel] = thread.channel or channel
         save(thread)
         return thread

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import logging
-import os
 import sys
-from typing import Annotated
 
-import typer
+from gpuwarden.cli.loading import stop_while_loading
 
-from gpuwarden.cli import (
+# First: the imports below and the command's own loading take seconds, and a stop signal then killed a
+# long-running command with exit 143, no line said (``gpuwarden.cli.loading``).
+stop_while_loading(sys.argv)
+
+import contextlib  # noqa: E402 - after the handler above
+import errno  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+from typing import Annotated  # noqa: E402
+
+import typer  # noqa: E402
+
+from gpuwarden.cli import (  # noqa: E402
     anomaly_cmd,
     config_cmd,
     demo_cmd,
@@ -24,8 +31,8 @@ from gpuwarden.cli import (
     serve_cmd,
     sim_cmd,
 )
-from gpuwarden.cli.logs import json_log_line
-from gpuwarden.cli.usage import OneLineUsageErrors, json_logger
+from gpuwarden.cli.logs import json_log_line  # noqa: E402
+from gpuwarden.cli.usage import OneLineUsageErrors, json_logger  # noqa: E402
 
 app = typer.Typer(
     name="gpuwarden",

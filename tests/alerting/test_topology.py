@@ -74,6 +74,13 @@ SLOW = {
     "job": "llama",
     "route": "/v1/chat/completions",
 }
+# The same summed over the server's addresses by a recording rule: only `job`, `route` and `model` are left.
+AGGREGATED = {
+    "alertname": "InferenceLatencyHigh",
+    "job": "llama",
+    "route": "/v1/chat/completions",
+    "model": "llama-3-70b",
+}
 LLAMA = WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "default", "llama", "")
 ADDRESSED = StaticInventory([NodeInfo("gpu-07", "c1", "r1", 8, addresses=("10.1.2.3",))])
 
@@ -92,6 +99,9 @@ ADDRESSED = StaticInventory([NodeInfo("gpu-07", "c1", "r1", 8, addresses=("10.1.
         ),
         ({**SLOW, "node": "gpu-07"}, None, ("", UNKNOWN, "gpu-07"), set()),
         (SLOW, ADDRESSED, ("c1", "r1", "gpu-07"), set()),
+        (AGGREGATED, None, (), {LLAMA}),
+        (AGGREGATED, scenarios.fleet_inventory(), (), {LLAMA}),
+        ({**AGGREGATED, "cluster": "c1"}, None, ("c1",), {replace(LLAMA, cluster="c1")}),
         (
             {
                 "alertname": "GpuwardenAnomaly",
@@ -112,6 +122,9 @@ ADDRESSED = StaticInventory([NodeInfo("gpu-07", "c1", "r1", 8, addresses=("10.1.
         "service-label-wins",
         "node-label-is-a-node",
         "address-of-a-known-node",
+        "only-job-no-inventory",
+        "only-job-unknown-to-inventory",
+        "only-job-in-a-cluster",
         "gpu-exporter-by-ip",
     ],
 )
@@ -123,5 +136,6 @@ def test_a_service_s_requests_scraped_at_an_address_are_about_the_service_not_a_
 ) -> None:
     # `instance="10.1.2.3:8000"` made the incident "node 10.1.2.3 degraded": a node down or drained on
     # something that is no GPU node. The scrape job names the server; a GPU exporter's address stays its node.
+    # With only `job` left (a recording rule summed the addresses away) it was "location unknown".
     where = locate(labels, classify(labels), inventory)
     assert (where.path, set(where.workloads)) == (path, workloads)

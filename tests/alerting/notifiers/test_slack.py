@@ -4,6 +4,7 @@ refuses."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -31,6 +32,7 @@ from tests.alerting.notifiers.incidents import (
     huge_notification,
     lifecycle,
     make_incident,
+    reassessed,
 )
 from tests.alerting.notifiers.slack_threads import Threads, deliver, notifier_for
 
@@ -374,3 +376,41 @@ def test_the_ticks_reminder_of_an_incident_still_firing_is_a_broadcast_thread_re
         ("note (by bob)", False),
         (f"reminder: {reminder}", True),
     ]
+
+
+def test_a_change_that_leaves_the_message_as_it_was_sends_no_edit_until_a_restart(
+    recorder: SlackRecorder,
+) -> None:
+    # The crash fuzz counted 13-14 `chat.update` calls per 5 seeds, with no crash, that sent exactly the
+    # content of the edit before them: a change at the same moment that changes nothing on screen.
+    notifier, threads = notifier_for(recorder), Threads()
+    deliver(notifier, threads, build_notification(lifecycle()[0]))
+    deliver(notifier, threads, build_notification(reassessed("drain node n0701", 5)))
+    assert len(recorder.calls_to("chat.update")) == 1
+    same = build_notification(replace(reassessed("drain node n0701", 5), repeat=1))
+    assert notifier.deliver(same, threads.state, retry=False, save=threads.save)  # delivered, nothing sent
+    assert len(recorder.calls_to("chat.update")) == 1
+    deliver(notifier, threads, build_notification(reassessed("reboot node n0701", 5)))
+    assert len(recorder.calls_to("chat.update")) == 2
+    # Kept in memory only: a restarted serve edits once more with the same content (Slack shows no change).
+    again = build_notification(replace(reassessed("reboot node n0701", 5), repeat=1))
+    deliver(notifier_for(recorder), threads, again)
+    assert len(recorder.calls_to("chat.update")) == 3
+    [parent] = recorder.channel_messages()
+    assert "reboot node n0701" in str(parent.attachments)
+
+
+def test_after_a_failed_edit_the_next_one_is_sent_even_if_it_shows_what_the_one_before_did(
+    recorder: SlackRecorder,
+) -> None:
+    # A failed edit (a call past its deadline) may have reached Slack: the message may show it now.
+    notifier, threads = notifier_for(recorder), Threads()
+    deliver(notifier, threads, build_notification(lifecycle()[0]))
+    deliver(notifier, threads, build_notification(reassessed("drain node n0701", 5)))
+    recorder.fail_next("chat.update", status=200, error="internal_error")
+    with pytest.raises(BackendError):
+        deliver(notifier, threads, build_notification(reassessed("reboot node n0701", 5)))
+    deliver(notifier, threads, build_notification(replace(reassessed("drain node n0701", 5), repeat=1)))
+    assert len(recorder.calls_to("chat.update")) == 2
+    [parent] = recorder.channel_messages()
+    assert "drain node n0701" in str(parent.attachments)
