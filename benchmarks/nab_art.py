@@ -47,13 +47,10 @@ if __name__ == "__main__":
     PARSER = corpus_parser(__doc__)
     OPTIONS = PARSER.parse_args()
 
-import numpy as np
-import numpy.typing as npt
 from nab_cv import grid_report
-from nab_discords import newly_found, scores, summary
+from nab_discords import or_ed_grid
 
-from anomaly.art import ArtParams, Learning, learning, raise_grid
-from anomaly.nab import FileScore, detect_corpus
+from anomaly.art import ArtParams, learning, raise_grid
 
 WINDOW = (8, 32)
 VIGILANCE = (0.8, 0.9, 0.95)
@@ -74,29 +71,7 @@ def grid() -> dict[str, ArtParams]:
 def main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     started = time.perf_counter()
     files = load_checked_corpus(parser, args)
-    tick = time.process_time()
-    default = detect_corpus(files)
-    seconds = {"off": time.process_time() - tick}
-    table: dict[str, dict[str, FileScore]] = {"off": scores(files, default)}
-    detail: dict[str, dict[str, object]] = {}
-    settings = grid()
-    together: dict[Learning, list[str]] = {}
-    for label, params in settings.items():
-        together.setdefault(learning(params), []).append(label)
-    raised: dict[str, list[npt.NDArray[np.bool_]]] = {}
-    for labels in together.values():  # settings that learn alike, stepped once: each costs what they cost
-        tick = time.process_time()
-        alike = raise_grid([f.series.values for f in files], [settings[label] for label in labels])
-        seconds |= dict.fromkeys(labels, time.process_time() - tick)
-        raised |= dict(zip(labels, alike, strict=True))
-    for label in settings:
-        part = {f.name: r for f, r in zip(files, raised[label], strict=True)}
-        table[label] = scores(files, {n: part[n] | default[n] for n in part})
-        detail[label] = {
-            "alone": summary(files, scores(files, part)),
-            "with_default_tune": summary(files, table[label])["tune"],
-            "finds_beyond_default": newly_found(files, part, default),
-        }
+    table, seconds, detail = or_ed_grid(files, grid(), learning, raise_grid)
     head, settings = grid_report(table, seconds, sum(len(f.series.values) for f in files))
     gains = [scheme["gain"] for scheme in head["cross_validated"].values()]  # type: ignore[attr-defined]
     for label, extra in detail.items():

@@ -47,7 +47,9 @@ import itertools
 import json
 import sys
 import time
+from collections.abc import Callable, Hashable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -145,6 +147,41 @@ def newly_found(files: list[NabFile], part: dict[str, BoolArray], base: dict[str
             if mine and not theirs[w]:
                 out.append(f"{f.name.split('/')[1]}#{w}")
     return out
+
+
+def or_ed_grid(
+    files: list[NabFile],
+    settings: dict[str, Any],
+    learning: Callable[[Any], Hashable],
+    raise_grid: Callable[[list[Any], list[Any]], list[list[BoolArray]]],
+) -> tuple[dict[str, dict[str, FileScore]], dict[str, float], dict[str, dict[str, object]]]:
+    """Each of a part's ``settings`` OR-ed with the default (``off``: the default alone): scores, CPU seconds
+    and details (the part alone, OR-ed on tune, the windows it finds that the default misses). Settings that
+    ``learning`` says learn alike are stepped once together by ``raise_grid`` (the series' values, their
+    settings: alerts per setting, per file), each given that time."""
+    tick = time.process_time()
+    default = detect_corpus(files)
+    seconds = {"off": time.process_time() - tick}
+    table: dict[str, dict[str, FileScore]] = {"off": scores(files, default)}
+    detail: dict[str, dict[str, object]] = {}
+    together: dict[Hashable, list[str]] = {}
+    for label, params in settings.items():
+        together.setdefault(learning(params), []).append(label)
+    raised: dict[str, list[BoolArray]] = {}
+    for labels in together.values():
+        tick = time.process_time()
+        alike = raise_grid([f.series.values for f in files], [settings[label] for label in labels])
+        seconds |= dict.fromkeys(labels, time.process_time() - tick)
+        raised |= dict(zip(labels, alike, strict=True))
+    for label in settings:
+        part = {f.name: r for f, r in zip(files, raised[label], strict=True)}
+        table[label] = scores(files, {n: part[n] | default[n] for n in part})
+        detail[label] = {
+            "alone": summary(files, scores(files, part)),
+            "with_default_tune": summary(files, table[label])["tune"],
+            "finds_beyond_default": newly_found(files, part, default),
+        }
+    return table, seconds, detail
 
 
 def main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

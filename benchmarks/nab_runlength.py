@@ -60,13 +60,11 @@ def _options() -> tuple[argparse.ArgumentParser, argparse.Namespace]:
 if __name__ == "__main__":
     PARSER, OPTIONS = _options()
 
-import numpy as np  # noqa: E402 - imported after the command line is read
-import numpy.typing as npt  # noqa: E402
 from nab_cv import grid_report, normalised  # noqa: E402
-from nab_discords import newly_found, scores, summary  # noqa: E402
+from nab_discords import or_ed_grid  # noqa: E402
 
-from anomaly.nab import FileScore, NabFile, detect_corpus, is_tuning_file  # noqa: E402
-from anomaly.runlength import Learning, RunLengthParams, learning, raise_grid  # noqa: E402
+from anomaly.nab import FileScore, NabFile, is_tuning_file  # noqa: E402
+from anomaly.runlength import RunLengthParams, learning, raise_grid  # noqa: E402
 
 TRANSFORM = ("linear", "asinh")
 HAZARD = (1e-4, 1e-6, 1e-8)
@@ -102,30 +100,7 @@ def grid_table(
     files: list[NabFile],
 ) -> tuple[dict[str, dict[str, FileScore]], dict[str, float], dict[str, dict[str, object]]]:
     """Scores per setting OR-ed with the default (``off``: the default alone), CPU seconds, and details."""
-    tick = time.process_time()
-    default = detect_corpus(files)
-    seconds = {"off": time.process_time() - tick}
-    table: dict[str, dict[str, FileScore]] = {"off": scores(files, default)}
-    detail: dict[str, dict[str, object]] = {}
-    settings = grid()
-    together: dict[Learning, list[str]] = {}
-    for label, params in settings.items():
-        together.setdefault(learning(params), []).append(label)
-    raised: dict[str, list[npt.NDArray[np.bool_]]] = {}
-    for labels in together.values():  # settings that learn alike, stepped once: each costs what they cost
-        tick = time.process_time()
-        alike = raise_grid([f.series.values for f in files], [settings[label] for label in labels])
-        seconds |= dict.fromkeys(labels, time.process_time() - tick)
-        raised |= dict(zip(labels, alike, strict=True))
-    for label in settings:
-        part = {f.name: r for f, r in zip(files, raised[label], strict=True)}
-        table[label] = scores(files, {n: part[n] | default[n] for n in part})
-        detail[label] = {
-            "alone": summary(files, scores(files, part)),
-            "with_default_tune": summary(files, table[label])["tune"],
-            "finds_beyond_default": newly_found(files, part, default),
-        }
-    return table, seconds, detail
+    return or_ed_grid(files, grid(), learning, raise_grid)
 
 
 def main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
