@@ -75,6 +75,13 @@ def test_the_example_s_inference_queries_answer_per_route_from_a_real_prometheus
         ),
         running(prometheus_argv(config, prom_port), f"{prom}/-/ready", tmp_path / "prom.log"),
     ):
+        # Prometheus scrapes its first target seconds after it is ready (its target manager hands over
+        # targets every 5 s): rate() needs a sample from before the requests, each counter's 0.
+        wait_for(
+            "Prometheus to scrape the server before any request",
+            lambda: bool(query(prom, f'gpuwarden_inference_requests_total{{route="{CHAT}"}}')),
+            timeout=30,
+        )
         loadgen(server, 30)
         # Some requests fail: a hung GPU answers 503 until the fault is cleared.
         hung = fault(server, "POST", body={"kind": "hung", "node": "node-01", "gpu": 0})
