@@ -361,6 +361,24 @@ STORMS = {
             ("xid", frozenset({"XidError@22", "XidError@69", "DCGMExporterStale@82", "XidError@107"})),
         },
     ),
+    # NVLink errors on r1-n1 GPU 0, llama's latency (a replica runs there), then NVLink errors on GPU 2: after
+    # the latency, evidence, which leaves the root at GPU 0. Posted one by one, NVLink errors on r1-n4 then
+    # opened their own incident, which r1-n4's GPU lost joined; in one POST the second NVLink error had
+    # headed the root to r1-n1, so r1-n4's joined it as the signal spreading in the rack and the GPU lost
+    # stood alone (batch fuzz seed 3154).
+    "a fault after a symptom heads no root in one post": (
+        [
+            _alert(22, "NVLinkErrors", node="r1-n1", gpu="0"),
+            _alert(33, "LlamaLatencyHigh", service="llama", namespace="prod"),
+            _alert(58, "NVLinkErrors", node="r1-n1", gpu="2"),
+            _alert(85, "NVLinkErrors", node="r1-n4", gpu="3"),
+            _alert(93, "GPULost", node="r1-n4", gpu="3"),
+        ],
+        {
+            ("nvlink", frozenset({"NVLinkErrors@22", "LlamaLatencyHigh@33", "NVLinkErrors@58"})),
+            ("gpu_lost", frozenset({"NVLinkErrors@85", "GPULost@93"})),
+        },
+    ),
 }
 
 
