@@ -42,6 +42,11 @@ def head_root(
         # faults on the job's GPUs are two incidents; their stalls follow their GPUs). A fault that began
         # after the symptoms and takes nothing is evidence (``evidence``): the root stays the workload.
         root = live_root_cause(members, inventory)[0]
+    elif root and member.is_outage and not had_outage:
+        # Its first outage: the root goes among outages, where it is (NVLink errors spread over a rack, then
+        # a node of it down: that node), or stays wider where an earlier fault spread takes it (heat).
+        # Once per incident: later outages head it by the rule below (batch fuzz seed 3055).
+        root = live_root_cause(members, inventory)[0]
     elif (
         root
         and not contains(root, path)

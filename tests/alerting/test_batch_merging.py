@@ -408,6 +408,27 @@ STORMS = {
             )
         },
     ),
+    # NVLink errors on two GPUs of r1-n1 and one of r1-n3: the signal spreading in rack r1. r1-n2 down joins
+    # that incident and, its first outage, roots it at r1-n2; r1-n4's GPU lost a second later is no fault of
+    # r1-n2's and posted after it opened its own incident. In one POST the root still looked like the rack's
+    # when the GPU lost came (an outage beside NVLink errors only ever widened it), and it joined (batch fuzz
+    # seed 3055).
+    "a first outage heads the root where it is in one post": (
+        [
+            _alert(1, "NVLinkErrors", node="r1-n1", gpu="5"),
+            _alert(30, "NVLinkErrors", node="r1-n1", gpu="4"),
+            _alert(37, "NVLinkErrors", node="r1-n3", gpu="6"),
+            _alert(74, "NodeDown", node="r1-n2"),
+            _alert(75, "GPULost", node="r1-n4", gpu="4"),
+        ],
+        {
+            (
+                "node_down",
+                frozenset({"NVLinkErrors@1", "NVLinkErrors@30", "NVLinkErrors@37", "NodeDown@74"}),
+            ),
+            ("gpu_lost", frozenset({"GPULost@75"})),
+        },
+    ),
 }
 
 
