@@ -20,25 +20,24 @@ from alerting.correlation import best_candidate, foreign
 from alerting.faults import OUTAGE_KINDS, SYMPTOM_KINDS, classify
 from alerting.flapping import repeats_reopening, settles_after
 from alerting.grouping import IncidentGrouping
+from alerting.heading import head_root, held_outage
 from alerting.impact import live_root_cause, workloads_hit
 from alerting.ingest_session import add_opened
 from alerting.member import Member, live
 from alerting.member import describe as _describe
-from alerting.merging import beside_sibling_down, took_earlier
+from alerting.merging import took_earlier
 from alerting.muting import MuteTracking
 from alerting.pending import StoredAlert
 from alerting.recurrence import LatestResolved, RecentlyResolved
 from alerting.reminders import held_text, reminder_due
 from alerting.reminding import stored_pages
-from alerting.root_cause import evidence, kept_root, root_cause
+from alerting.root_cause import kept_root, root_cause
 from alerting.root_facts import beside_held, recurs
 from alerting.store import ALERT_MOVED
 from alerting.store_models import AlertRow, IncidentRow, TimelineRow
 from alerting.subscriptions import ChangeKind
 from alerting.titles import root_cluster
 from alerting.topology import (
-    common_ancestor,
-    contains,
     locate,
     target_from_dict,
     target_label,
@@ -146,34 +145,11 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         else:
             inc = self._open[chosen.id]
             self._lift_if_beside(batch, inc, row, member)
+        had_outage = chosen is not None and member.is_infra and held_outage(inc)
         inc.members[row.fingerprint] = member
-        path = member.location.path
-        if (
-            chosen is not None
-            and member.is_infra
-            and not inc.root_path
-            and not evidence(inc.members.values(), member)
-        ):
-            # An incident its job's stalls opened, now rooted where the batch's recompute will root it: the
-            # next fault of this batch joins only if this one explains it, not because it hits the job too
-            # (two unrelated faults on the job's GPUs are two incidents; their stalls follow their GPUs). A
-            # fault that began after the symptoms and takes nothing is evidence (``evidence``): the root
-            # stays the workload, as the next POST would find it.
-            inc.root_path = live_root_cause(inc.members.values(), self.inventory)[0]
-        elif (
-            chosen is not None
-            and member.is_infra
-            and inc.root_path
-            and not contains(inc.root_path, path)
-            and (member.is_outage or not any(m.is_outage for m in inc.members.values()))
-        ):
-            # Where the root is headed, as ``root_cause`` will place it (among outages when there are
-            # any), until the batch recomputes it: the next alert of this batch sees it (a rule evaluation
-            # posts a whole rack's alerts in one batch).
-            inc.root_path = common_ancestor([inc.root_path, path]) or inc.root_path
-        if chosen is not None and beside_sibling_down(inc, member, candidates):
-            # The rack's, as the merge pass will make it: the next alert of this batch sees that root.
-            inc.root_path = path[:-1]
+        if chosen is not None and member.is_infra:
+            # Where the recompute will root it: the next alert of this batch sees it (``alerting.heading``).
+            head_root(inc, member, candidates, self.inventory, had_outage=had_outage)
         # And those on its GPUs, as the batch's assessment will count them: the next alert of this batch
         # sees them (a service's latency alert joins the XID on its GPU posted just before it).
         found = member.location.workloads | workloads_hit(member, self.inventory)

@@ -236,8 +236,9 @@ def explains(root: Path, facts_of: Callable[[], RootFacts], new: Member) -> bool
     if len(root) == RACK_DEPTH and new.kind is FaultKind.EXPORTER_STALE:
         return True  # before gathering any facts: a rack storm asks this for each alert
     if len(root) == RACK_DEPTH and new.is_outage and len(path) <= RACK_DEPTH + 1:
-        # A node down is the rack's, but not a driver rollout's: an XID spreading is no cause of it.
-        return facts_of().spread_of is None
+        # A node down is the rack's, but not a driver rollout's: an XID spreading is no cause of it, whatever
+        # else one of its nodes shows (its exporter stale: batch fuzz seed 2848).
+        return not _xid_spread_only(facts_of())
     facts = facts_of()
     where = path[: RACK_DEPTH + 1]
     if len(root) > RACK_DEPTH:
@@ -257,6 +258,14 @@ def explains(root: Path, facts_of: Callable[[], RootFacts], new: Member) -> bool
         # it there (batch fuzz seeds 277, 1092, 1735, 1741).
         return True
     return new.kind not in OUTAGE_KINDS and new.signal in facts.signals
+
+
+def _xid_spread_only(facts: RootFacts) -> bool:
+    """Whether only XIDs spreading reached the incident's rack: no outage among its members, and every
+    signal of it on two nodes or more an XID (``RootFacts.spread_of``, or that beside a fault of one node
+    that reached no other, such as its stale exporter)."""
+    spread = [s for s in facts.signals if s[1] not in SYMPTOM_KINDS]
+    return not facts.outage_kind and bool(spread) and all(s[1] is FaultKind.XID for s in spread)
 
 
 def recurs(root: Path, members: Iterable[Member], facts_of: Callable[[], RootFacts], new: Member) -> bool:
