@@ -54,6 +54,7 @@ from alerting.outbox_tables import (
     SENT,
     WAITING,
     NotificationThread,
+    OutboxCount,
     OutboxMessage,
     first_taken,
     held_at,
@@ -288,12 +289,12 @@ class Outbox(OutboxDelivery):
     def counts_by_notifier(self) -> dict[tuple[str, str], int]:
         """How many stored messages each notifier has in each status: ``{(notifier, status): n}``, a pending
         message held on purpose now (``held_at``) counted as ``held``, not ``pending``."""
-        # Counted by the ``(notifier, status)`` index alone (migration 0021), the held ones among the few
-        # pending by ``(status, id)``: one CASE over every row read each stored message (600,000 sent ones
-        # of a long history: 2.6 s a scrape). One statement, so one snapshot: a message stored between two
-        # reads would be counted held and not pending.
-        stored = select(OutboxMessage.notifier, OutboxMessage.status, func.count()).group_by(
-            OutboxMessage.notifier, OutboxMessage.status
+        # Read from ``outbox_counts`` (migration 0024, kept by triggers), the held ones among the few pending
+        # by ``(status, id)``: a count of the ``(notifier, status)`` index read each entry of it (600,000 sent
+        # messages of a long history on PostgreSQL: 86-330 ms a scrape). One statement, so one snapshot: a
+        # message stored between two reads would be counted held and not pending.
+        stored = select(OutboxCount.notifier, OutboxCount.status, OutboxCount.messages).where(
+            OutboxCount.messages > 0
         )
         held = (
             select(OutboxMessage.notifier, literal(HELD), func.count())

@@ -120,7 +120,10 @@ def messages(db: sqlite3.Connection, start: float) -> None:
                 " VALUES (?, ?, ?, ?, 'sent', 1, ?, ?, ?, 'P2')",
                 [(notifier, incident, f"{incident}:{k}", payload, start, start, start) for k in range(3)],
             )
-            thread = "INSERT INTO notification_threads VALUES (?, ?, 'C1', '1.2', 0, ?)"
+            thread = (
+                "INSERT INTO notification_threads (notifier, incident_id, channel, ts, chart_posted,"
+                " updated_at) VALUES (?, ?, 'C1', '1.2', 0, ?)"
+            )
             db.execute(thread, (notifier, incident, start))
 
 

@@ -23,6 +23,7 @@ from tests.integration.servers import free_port
 
 MODELS = (outbox_tables, store_models)  # the modules whose tables ``Base.metadata`` must know
 SERIALS = {"timeline": "seq", "notification_outbox": "id", "untold_changes": "id"}
+DERIVED = {"outbox_counts"}  # kept by triggers on the rows copied (migration 0024): not copied itself
 
 
 @contextmanager
@@ -66,7 +67,7 @@ def copy_store(sqlite_path: str, url: str) -> dict[str, int]:
         with pg.cursor() as cursor:
             for table in Base.metadata.sorted_tables:
                 columns = [r[1] for r in source.execute(f"PRAGMA table_info({table.name})")]
-                if not columns:
+                if not columns or table.name in DERIVED:
                     continue
                 names = ", ".join(columns)
                 count = 0

@@ -1,6 +1,6 @@
-"""The reads that grow with a long history go by an index (migrations 0021 and 0022): ``/metrics``' outbox
-counts, the newest incidents of one state (``incidents list --state resolved``), the firing alerts; and
-``outbox retry`` reads the sent messages of the failed ones' incidents alone."""
+"""The reads that grow with a long history go by an index (migrations 0021 and 0022) or a table of counts
+(0024): ``/metrics``' outbox counts, the newest incidents of one state (``incidents list --state resolved``),
+the firing alerts; and ``outbox retry`` reads the sent messages of the failed ones' incidents alone."""
 
 from __future__ import annotations
 
@@ -23,17 +23,17 @@ def _plans(sql: Engine, read: Callable[[], object], table: str) -> list[str]:
     return statement_plans(sql, read, table)
 
 
-def test_the_outbox_counts_by_notifier_read_an_index_not_every_message(sql: Engine) -> None:
+def test_the_outbox_counts_by_notifier_read_the_kept_counts_not_every_message(sql: Engine) -> None:
     # Every /metrics scrape counts each notifier's messages by status: one CASE over every row read each
-    # stored message, 600,000 sent ones of a long history (2.6 s a scrape: benchmarks/README.md).
+    # stored message, 600,000 sent ones of a long history (2.6 s a scrape: benchmarks/README.md); a count of
+    # the (notifier, status) index still read each entry of it (86-330 ms on PostgreSQL). The counts are
+    # kept in outbox_counts (0024); of the messages only the few pending are read, for the held ones.
     outbox = Outbox(sql, [], FakeClock())
     plans = _plans(sql, outbox.counts_by_notifier, "notification_outbox")
     assert len(plans) == 1, plans
-    assert "SCAN notification_outbox USING COVERING INDEX ix_outbox_notifier_status_incident" in plans[0], (
-        plans
-    )
+    assert "SCAN outbox_counts" in plans[0], plans
     assert "SEARCH notification_outbox USING INDEX ix_outbox_status_id (status=?)" in plans[0], plans
-    assert "SCAN notification_outbox /" not in f"{plans[0]} /", plans
+    assert "SCAN notification_outbox" not in plans[0], plans
 
 
 def test_the_newest_incidents_of_one_state_are_read_in_the_order_of_an_index(sql: Engine) -> None:

@@ -1,0 +1,169 @@
+"""Every path that changes the outbox, each followed by a check that ``outbox_counts`` (migration 0024, what
+``/metrics`` reads) equals a fresh count of the messages: on any store (the SQLite test and PostgreSQL's
+integration test share it)."""
+
+from __future__ import annotations
+
+import threading
+
+from sqlalchemy import Engine, inspect, text
+
+from alerting.engine import IncidentEngine
+from alerting.migrate import upgrade
+from alerting.notifiers.base import Notification, ThreadSaver, ThreadState
+from alerting.outbox import Outbox
+from alerting.outbox_orphans import reconcile_orphans
+from alerting.outbox_tables import DISCARDED, FAILED, ORPHANED, PENDING, SENDING, SENT
+from gpuwarden.clock import FakeClock, SystemClock
+from gpuwarden.config import AlertingConfig
+from gpuwarden.model import Alert, AlertStatus
+from tests.alerting.migrate_steps import downgrade
+from tests.alerting.notifiers.incidents import lifecycle
+from tests.alerting.outbox_destinations import Destination, queued_for
+
+DAY = 86_400.0
+
+
+def kept_and_counted(sql: Engine) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]:
+    """The counts ``outbox_counts`` keeps (rows at 0 left out) and a ``GROUP BY`` of the messages now."""
+    with sql.connect() as conn:
+        kept = conn.execute(text("SELECT notifier, status, messages FROM outbox_counts"))
+        fresh = conn.execute(
+            text("SELECT notifier, status, count(*) FROM notification_outbox GROUP BY notifier, status")
+        )
+        return {(n, s): int(c) for n, s, c in kept if c}, {(n, s): int(c) for n, s, c in fresh}
+
+
+class Checked:
+    """Compares the kept counts with the messages after each step; remembers the statuses it saw."""
+
+    def __init__(self, sql: Engine, outbox: Outbox | None = None) -> None:
+        self.sql = sql
+        self.outbox = outbox
+        self.seen: set[str] = set()
+
+    def __call__(self, step: str) -> None:
+        kept, fresh = kept_and_counted(self.sql)
+        assert kept == fresh, f"after {step}: kept {kept}, counted {fresh}"
+        if self.outbox is not None:  # what /metrics shows (no notifier holds edits here: none held)
+            assert self.outbox.counts_by_notifier() == fresh, step
+        self.seen.update(status for _, status in fresh)
+
+
+class CheckingDestination(Destination):
+    """A ``Destination`` that checks the counts while its message is in flight (status ``sending``)."""
+
+    def __init__(self, name: str, check: Checked, *, mode: str = "up") -> None:
+        super().__init__(name, mode=mode)
+        self.check = check
+
+    def deliver(
+        self, notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
+    ) -> None:
+        self.check(f"{self.name} sending")
+        super().deliver(notification, thread, retry=retry, save=save)
+
+
+def _resolved(engine: IncidentEngine, clock: FakeClock, node: str) -> None:
+    """A node down, fired and resolved past the quiet period: messages queued for every notifier."""
+    labels = {"alertname": "NodeDown", "cluster": "c1", "node": node}
+    engine.ingest([Alert(labels)])
+    clock.advance(60)
+    engine.ingest([Alert(labels, status=AlertStatus.RESOLVED)])
+    clock.advance(301)
+    engine.tick()
+
+
+def the_counts_follow_every_path(sql: Engine) -> None:
+    """Enqueue, send, fail and back off, give up, ``outbox retry``, discard, set aside for a notifier gone
+    and back, a transaction rolled back (a crash), retention's prune: the counts match after each."""
+    clock = FakeClock()
+    check = Checked(sql)
+    slack = CheckingDestination("slack", check)
+    hook = CheckingDestination("webhook:ops", check, mode="down")
+    outbox = Outbox(sql, [slack, hook], clock)
+    check.outbox = outbox
+    engine = IncidentEngine(
+        sql, clock, AlertingConfig(announce_delay_seconds=0, quiet_period_seconds=300, retention_days=30)
+    )
+    engine.subscribe(outbox)
+    check("nothing stored")
+    _resolved(engine, clock, "x1")
+    check("enqueue")
+    outbox.dispatch_due()
+    check("slack sent, the webhook down (backing off)")
+    hook.mode = "refused"
+    clock.advance(3600)
+    outbox.dispatch_due()
+    check("the webhook refused for good (failed)")
+    requeued, _ = outbox.requeue_failed()
+    assert requeued, "outbox retry queued none"
+    check("outbox retry")
+    outbox.dispatch_due()
+    check("refused again")
+    outbox.discard("webhook:ops", [FAILED], by="bob", dry_run=False)
+    check("outbox discard")
+    hook.mode = "down"
+    _resolved(engine, clock, "x2")
+    outbox.dispatch_due()
+    check("a second incident, the webhook down")
+    reconcile_orphans(sql, ["slack"], clock.time())
+    check("the webhook no longer configured (orphaned)")
+    hook.mode = "up"
+    reconcile_orphans(sql, ["slack", "webhook:ops"], clock.time())
+    check("the webhook back")
+    with sql.connect() as conn:  # a transaction cut off before its commit: a crash
+        conn.execute(text("UPDATE notification_outbox SET status = 'sending'"))
+        conn.execute(text("DELETE FROM notification_outbox WHERE notifier = 'slack'"))
+        conn.rollback()
+    check("a transaction rolled back")
+    clock.advance(3600)
+    outbox.dispatch_due()
+    check("the webhook delivered")
+    assert {PENDING, SENDING, SENT, FAILED, DISCARDED, ORPHANED} <= check.seen, check.seen
+    clock.advance(31 * DAY)
+    assert engine.prune().notifications > 0
+    check("retention's prune")
+    kept, _ = kept_and_counted(sql)
+    assert kept == {}, "every message of the pruned incidents went"
+
+
+def the_counts_follow_deliveries_beside_new_messages(sql: Engine) -> None:
+    """``serve``'s outbox: a thread per notifier delivering while incidents' changes are queued, and
+    ``outbox retry`` beside them, each in transactions of its own: the counts match once all are done (on
+    PostgreSQL, where they run at once, none waits for another in a circle)."""
+    slack, hook = Destination("slack"), Destination("webhook:ops", mode="down")
+    outbox = Outbox(sql, [slack, hook], SystemClock())
+    stop = threading.Event()
+    worker = threading.Thread(target=outbox.run, args=(stop,), kwargs={"poll_seconds": 0.01})
+    worker.start()
+    try:
+        for n in range(30):
+            for c in lifecycle(f"inc-{n}"):
+                outbox(c)
+            if n % 10 == 9:
+                outbox.requeue_failed()
+        hook.mode = "up"
+    finally:
+        stop.set()
+        worker.join(60)
+    assert not worker.is_alive()
+    assert outbox.stats.errors == 0
+    kept, fresh = kept_and_counted(sql)
+    assert kept == fresh and fresh.get(("slack", SENT)), fresh
+
+
+def the_upgrade_counts_the_stored_messages_and_the_downgrade_drops_them(sql: Engine) -> None:
+    """Messages stored at 0023 are counted by the upgrade to 0024; taken down to 0023 again, the table and
+    its triggers go, and the outbox works as before."""
+    downgrade(sql, "0023_thread_posted_for")
+    sql.dispose()  # a pooled SQLite connection keeps the schema it read
+    assert "outbox_counts" not in inspect(sql).get_table_names()
+    queued_for(sql, Destination("slack"), Destination("webhook:ops", mode="refused"))
+    upgrade(sql)
+    kept, fresh = kept_and_counted(sql)
+    assert kept == fresh and fresh[("webhook:ops", FAILED)], fresh
+    downgrade(sql, "0023_thread_posted_for")
+    sql.dispose()
+    assert "outbox_counts" not in inspect(sql).get_table_names()
+    queued_for(sql, Destination("slack"), Destination("webhook:ops"))  # no trigger left behind

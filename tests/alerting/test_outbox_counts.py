@@ -1,0 +1,29 @@
+"""``outbox_counts`` (migration 0024), what ``/metrics`` reads: equal to a fresh count of the messages after
+every path that changes the outbox; filled from the stored messages by the upgrade, dropped by the
+downgrade."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+
+from tests.alerting.outbox_count_paths import (
+    the_counts_follow_deliveries_beside_new_messages,
+    the_counts_follow_every_path,
+    the_upgrade_counts_the_stored_messages_and_the_downgrade_drops_them,
+)
+
+
+def test_the_kept_outbox_counts_equal_a_fresh_count_after_every_path_that_changes_the_outbox(
+    sql: Engine,
+) -> None:
+    the_counts_follow_every_path(sql)
+
+
+def test_the_kept_outbox_counts_follow_deliveries_beside_new_messages(sql: Engine) -> None:
+    the_counts_follow_deliveries_beside_new_messages(sql)
+
+
+def test_the_upgrade_to_0024_counts_the_stored_messages_and_the_downgrade_drops_the_counts(
+    sql: Engine,
+) -> None:
+    the_upgrade_counts_the_stored_messages_and_the_downgrade_drops_them(sql)
