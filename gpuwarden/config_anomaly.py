@@ -80,7 +80,13 @@ class AnomalyThresholdConfig(Section):
 class AnomalyConfig(Section):
     """The anomaly detection service."""
 
-    source: Literal["prometheus", "in-process"] = "in-process"
+    source: Literal["prometheus", "in-process"] = Field(
+        "prometheus",
+        description=(
+            "where anomaly run reads: Prometheus, written or not (the default said `in-process`, which"
+            " config show printed though anomaly run read Prometheus); in-process is the demo's own source"
+        ),
+    )
     prometheus_url: PrometheusUrl = "http://127.0.0.1:9090"
     query_timeout_seconds: float = Field(10.0, gt=0, le=MAX_INTERVAL_SECONDS)
     queries: list[AnomalyQueryConfig] = Field(default_factory=list)

@@ -116,8 +116,8 @@ def list_messages(
         Column("next attempt", overflow="fold"),
         Column("last error", overflow="fold", min_width=12),  # why it failed: never cut short
     )
-    for m in data["messages"]:
-        table.add_row(
+    rows: list[tuple[str, ...]] = [
+        (
             str(m["id"]),
             m["notifier"],
             m["incident_id"],
@@ -127,8 +127,39 @@ def list_messages(
             _next_attempt(m),
             m["last_error"] or "",
         )
-    print_table(console, table)  # a receiver's error text is data, not markup: `[/]` and a last `\` as sent
+        for m in messages
+    ]
+    if console.width < _table_width(table):
+        _print_records(table, rows)
+    else:
+        for row in rows:
+            table.add_row(*row)
+        print_table(console, table)  # a receiver's error text is data, not markup: `[/]`, a last `\` as sent
     _say_after_listing(counts, len(data["messages"]), status)
+
+
+# The least width a folded column keeps (as at an 80-column terminal): narrower, rich gave the folded columns
+# no width at all (below about 70 columns) and dropped attempts, next attempt and last error without a word.
+_FOLDED_MIN_WIDTH = 3
+
+
+def _table_width(table: Table) -> int:
+    """The least terminal width at which ``table`` shows every column: its whole columns, each folded one at
+    least ``_FOLDED_MIN_WIDTH`` wide, and the borders and padding (3 a column, and 1)."""
+    widths = ((column.min_width or 0) if column.no_wrap else _FOLDED_MIN_WIDTH for column in table.columns)
+    return sum(widths) + 3 * len(table.columns) + 1
+
+
+def _print_records(table: Table, rows: list[tuple[str, ...]]) -> None:
+    """Each message as a block of ``column: value`` lines, for a terminal too narrow for the table: every
+    column kept, nothing cut (the terminal wraps a long error)."""
+    headers = [str(column.header) for column in table.columns]
+    width = max(len(header) for header in headers)
+    for index, row in enumerate(rows):
+        if index:
+            console.print("", markup=False)
+        for header, value in zip(headers, row, strict=True):
+            console.print(f"{header + ':':<{width + 1}} {value}".rstrip(), markup=False)
 
 
 def _next_attempt(message: dict[str, Any]) -> str:

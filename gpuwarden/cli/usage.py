@@ -15,6 +15,7 @@ import importlib
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import typer
@@ -29,6 +30,9 @@ from gpuwarden.cli.logs import LogFormat
 _CLICK_ERRORS = importlib.import_module(typer.BadParameter.__module__)
 _USAGE_ERROR: type[Exception] = _CLICK_ERRORS.UsageError
 _HELP_SHOWN: type[Exception] = _CLICK_ERRORS.NoArgsIsHelpError
+# The command path the command line names (``gpuwarden serve``), set by the root group before any option is
+# read: the ``--help`` to point at where click's error knows no command (an option given without its value).
+_named_path: ContextVar[str | None] = ContextVar("_named_path", default=None)
 
 
 class OneLineUsageErrors(TyperGroup):
@@ -40,17 +44,20 @@ class OneLineUsageErrors(TyperGroup):
     def main(self, *args: Any, **kwargs: Any) -> Any:
         """click's, the command's log format for its usage errors (``json_logger``) forgotten after: a test's
         next call, in the same process, does not inherit it."""
-        token = usage_logger.set(None)
+        token, path_token = usage_logger.set(None), _named_path.set(None)
         try:
             return super().main(*args, **kwargs)
         finally:
             usage_logger.reset(token)
+            _named_path.reset(path_token)
 
     def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
         """click's, with its usage errors (the root's own options) said in one line; the flags untyped first,
         typer's ``--install-completion`` too (added once the group is built), for a ``--help`` read below."""
         _untyped_flags(self, typer.Context(self))
         usage_logger.set(json_logger(self, args))
+        names = _command_named(self, list(args))[2]
+        _named_path.set(" ".join([info_name or self.name or "gpuwarden", *names]))
         with _one_line():
             return super().make_context(info_name, args, parent=parent, **extra)
 
@@ -76,7 +83,7 @@ def json_logger(root: Any, args: Sequence[str]) -> str | None:
     """The logger of the command ``args`` name when it logs in JSON: its ``--log-format`` there (the last
     one click takes; ``--log-format=json`` too), else the option's default; None for text or a command
     without the option."""
-    command, rest = _command_named(root, list(args))
+    command, rest, _ = _command_named(root, list(args))
     option = next((p for p in getattr(command, "params", ()) if p.name == "log_format"), None)
     if option is None:
         return None
@@ -94,9 +101,11 @@ def json_logger(root: Any, args: Sequence[str]) -> str | None:
     return str(getattr(getattr(module, "logger", None), "name", "gpuwarden"))
 
 
-def _command_named(group: Any, args: list[str]) -> tuple[Any, list[str]]:
+def _command_named(group: Any, args: list[str]) -> tuple[Any, list[str], list[str]]:
     """The command the first words of ``args`` name below ``group`` (skipping the groups' options and their
-    values), and the words after its name."""
+    values), the words after its name, and the names of the commands on the way to it (``outbox``,
+    ``list``)."""
+    names: list[str] = []
     while getattr(group, "commands", None) is not None and args:
         word = args.pop(0)
         if word.startswith("-"):
@@ -108,16 +117,18 @@ def _command_named(group: Any, args: list[str]) -> tuple[Any, list[str]]:
             continue
         found = group.commands.get(word)
         if found is None:
-            return None, args
+            return None, args, names
         group = found
-    return group, args
+        names.append(word)
+    return group, args, names
 
 
 @contextmanager
 def _one_line() -> Iterator[None]:
     """Refuse a usage error raised inside in one line, naming the command whose ``--help`` says what it
-    takes where the error knows it (an option given without its value does not). A group called without a
-    command (``no_args_is_help``) still prints its help."""
+    takes: the error's own, else the one the command line names (click's error for an option given without
+    its value knows none, and said no ``--help``). A group called without a command (``no_args_is_help``)
+    still prints its help."""
     try:
         yield
     except _HELP_SHOWN:
@@ -126,5 +137,6 @@ def _one_line() -> Iterator[None]:
         context = getattr(exc, "ctx", None)
         said = str(exc.format_message()).strip().removesuffix(".")  # type: ignore[attr-defined]
         said = said[:1].lower() + said[1:]
-        help_hint = f"; see {context.command_path} --help" if context is not None else ""
+        path = context.command_path if context is not None else _named_path.get()
+        help_hint = f"; see {path} --help" if path else ""
         refuse_option(escape(said + help_hint))

@@ -421,7 +421,10 @@ def test_a_request_timeout_variable_out_of_bounds_is_named_as_the_variable(
         ),
         (["--bogus"], "error: no such option: --bogus; see gpuwarden --help"),
         (["nosuch"], "error: no such command 'nosuch'; see gpuwarden --help"),
-        (["incidents", "list", "--limit"], "error: option '--limit' requires an argument"),
+        (
+            ["incidents", "list", "--limit"],
+            "error: option '--limit' requires an argument; see gpuwarden incidents list --help",
+        ),
         (
             ["sim", "inject", "xid", "--url", "http://127.0.0.1:9", "--node", "n", "--param", "bad"],
             "error: --param 'bad': expected NAME=VALUE such as duration=60",  # as every bad option

@@ -245,3 +245,18 @@ def test_config_show_lists_the_anomaly_settings_in_the_order_of_the_previous_rel
     shown = json.loads(runner.invoke(app, ["config", "show", str(path)]).output)["anomaly"]
     assert list(shown) == ANOMALY_SHOWN_ORDER
     assert list(shown["thresholds"]) == THRESHOLDS_SHOWN_ORDER
+
+
+@pytest.mark.parametrize("text", [None, "api:\n  db: /var/lib/gpuwarden/incidents.db\n"])
+def test_config_show_says_anomaly_run_reads_prometheus_when_source_is_left_unset(
+    tmp_path: Path, text: str | None
+) -> None:
+    # `anomaly run` reads Prometheus with `anomaly.source` unset; config show said "in-process", the demo's.
+    args = ["config", "show"]
+    if text is not None:
+        path = tmp_path / "gw.yaml"
+        path.write_text(text)
+        args.append(str(path))
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["anomaly"]["source"] == "prometheus"

@@ -438,3 +438,28 @@ def test_discard_asks_on_stderr_and_leaves_stdout_to_the_answer(
         again = _discard("--notifier", "webhook:ops", "--status", "failed", answer="maybe\nn\n")
         assert again.exit_code == 1 and again.stdout == "", repr(again.stdout)
         assert "Error: invalid input" in again.stderr and "nothing discarded" in again.stderr
+
+
+@pytest.mark.parametrize("columns", ["60", "40"])
+def test_list_at_a_terminal_too_narrow_for_the_table_keeps_every_column(columns: str) -> None:
+    """Below about 70 columns rich gave attempts, next attempt and last error no width and dropped them."""
+    message = {
+        "id": 7,
+        "notifier": "webhook:ops",
+        "incident_id": "inc-746c1a2b9f0e",
+        "event": "reassessed",
+        "status": "pending",
+        "attempts": 3,
+        "next_attempt_at": "2026-12-07T14:50:00Z",
+        "last_error": "HTTP 503: unavailable",
+    }
+    stub = FixedAnswer(200, json.dumps({"counts": {"pending": 1}, "messages": [message]}).encode())
+    try:
+        result = runner.invoke(app, ["outbox", "list", "--url", stub.url], env={"COLUMNS": columns})
+    finally:
+        stub.close()
+    assert result.exit_code == 0, result.output
+    lines = [" ".join(line.split()) for line in result.stdout.splitlines()]
+    for said in ("attempts: 3", "last error: HTTP 503: unavailable", "incident: inc-746c1a2b9f0e"):
+        assert said in lines, result.stdout
+    assert any(line.startswith("next attempt: ") and "2026-12-07" in line for line in lines), result.stdout

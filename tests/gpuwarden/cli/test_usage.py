@@ -37,3 +37,27 @@ def test_help_shows_what_an_option_takes_not_a_python_type(path: str) -> None:
     assert shown.exit_code == 0, shown.output
     leaked = [line for line in shown.stdout.splitlines() if "[str]" in line or "<list" in line]
     assert not leaked, leaked
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (
+            ["serve", "--log-format", "text", "--port"],
+            "option '--port' requires an argument; see gpuwarden serve",
+        ),
+        (["outbox", "list", "--url"], "option '--url' requires an argument; see gpuwarden outbox list"),
+        (
+            ["incidents", "list", "--limit"],
+            "option '--limit' requires an argument; see gpuwarden incidents list",
+        ),
+    ],
+)
+def test_an_option_without_its_value_names_the_help_to_read_as_other_usage_errors_do(
+    args: list[str], said: str
+) -> None:
+    """click's error for an option given without its value knows no command: it ended without the `; see
+    gpuwarden serve --help` every other usage error carries."""
+    refused = runner.invoke(app, args)
+    shown = " ".join(refused.stderr.split())
+    assert refused.exit_code == 2 and f"error: {said} --help" in shown, shown
