@@ -145,9 +145,14 @@ def discard_messages(
         if dry_run:
             return Discarded(counts, [r.id for r in rows])
         at = shown(datetime.fromtimestamp(now, UTC))
-        for row in rows:
-            before = f"; last error: {row.last_error}" if row.last_error else ""
-            row.status, row.last_error = DISCARDED, f"discarded by {by} at {at} (was {row.status}{before})"
+        # A status at a time, in order: on PostgreSQL each UPDATE's trigger locks the counts rows of
+        # ``discarded`` and the message's status (migration 0024), so they are taken in their key's order, as
+        # every writer takes them (``Outbox.requeue_failed``), never ``orphaned`` before ``failed``.
+        for status in sorted(counts):
+            for row in (r for r in rows if r.status == status):
+                before = f"; last error: {row.last_error}" if row.last_error else ""
+                row.status, row.last_error = DISCARDED, f"discarded by {by} at {at} (was {status}{before})"
+            session.flush()
     if rows:
         logger.warning(
             "outbox: %d messages for notifier %s discarded by %s (%s); they will never be sent",
