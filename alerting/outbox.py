@@ -58,6 +58,7 @@ from alerting.outbox_tables import (
     OutboxMessage,
     first_taken,
     held_at,
+    in_counts_order,
     of_incident,
 )
 from alerting.subscriptions import ChangeKind, IncidentChange
@@ -450,15 +451,8 @@ def _queue_again(session: Session, rows: Sequence[OutboxMessage], now: float) ->
     locking one notifier's and another's the other way round were a deadlock (one aborted)."""
     if not rows:
         return
-    names = sorted({row.notifier for row in rows})
-    ranked = session.scalars(
-        select(OutboxCount.notifier)
-        .where(OutboxCount.notifier.in_(names))
-        .distinct()
-        .order_by(OutboxCount.notifier)
-    )
-    rank = {str(name): at for at, name in enumerate(ranked)}  # the store's collation, as its trigger's
-    ids = [row.id for row in sorted(rows, key=lambda r: (rank.get(r.notifier, len(rank)), r.notifier, r.id))]
+    rank = {name: at for at, name in enumerate(in_counts_order(session, {row.notifier for row in rows}))}
+    ids = [row.id for row in sorted(rows, key=lambda r: (rank[r.notifier], r.id))]
     for chunk in in_lists(ids):
         session.execute(
             update(OutboxMessage)

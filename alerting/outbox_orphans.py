@@ -25,7 +25,15 @@ from sqlalchemy import ColumnElement, Engine, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.db import locked_rows
-from alerting.outbox_tables import DISCARDED, FAILED, ORPHANED, PENDING, WAITING, OutboxMessage
+from alerting.outbox_tables import (
+    DISCARDED,
+    FAILED,
+    ORPHANED,
+    PENDING,
+    WAITING,
+    OutboxMessage,
+    in_counts_order,
+)
 from alerting.store import NotFound
 from gpuwarden.clock import shown
 from gpuwarden.errors import InputError
@@ -60,20 +68,24 @@ def reconcile_orphans(engine: Engine, configured: Collection[str], now: float) -
     with Session(engine) as session, session.begin():
         set_aside = _counts(session, OutboxMessage.status.in_(WAITING), OutboxMessage.notifier.not_in(names))
         resumed = _counts(session, OutboxMessage.status == ORPHANED, OutboxMessage.notifier.in_(names))
-        if set_aside:
-            session.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.status.in_(WAITING), OutboxMessage.notifier.in_(list(set_aside)))
-                .values(status=ORPHANED)
-            )
-        if resumed:
-            # The attempts are kept: a message that was in flight is still sent as a retry (the far end
-            # may have it), so Slack looks for it before posting again.
-            session.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.status == ORPHANED, OutboxMessage.notifier.in_(list(resumed)))
-                .values(status=PENDING, next_attempt_at=now)
-            )
+        # A notifier at a time, in the counts rows' order (``in_counts_order``): those set aside and those
+        # taken back are not written by one statement each, which took the first's before the second's.
+        for notifier in in_counts_order(session, set(set_aside) | set(resumed)):
+            mine = OutboxMessage.notifier == notifier
+            if notifier in set_aside:
+                session.execute(
+                    update(OutboxMessage)
+                    .where(mine, OutboxMessage.status.in_(WAITING))
+                    .values(status=ORPHANED)
+                )
+            else:
+                # The attempts are kept: a message that was in flight is still sent as a retry (the far end
+                # may have it), so Slack looks for it before posting again.
+                session.execute(
+                    update(OutboxMessage)
+                    .where(mine, OutboxMessage.status == ORPHANED)
+                    .values(status=PENDING, next_attempt_at=now)
+                )
     for notifier, count in set_aside.items():
         logger.warning(
             "outbox: %d messages for notifier %s, which is no longer configured, set aside (status"

@@ -211,6 +211,22 @@ def discard_changes_the_counts_rows_in_their_order(sql: Engine) -> None:
     assert kept == fresh and fresh[("webhook:ops", DISCARDED)] == len(ids), (kept, fresh)
 
 
+def orphans_change_the_counts_rows_in_their_order(sql: Engine) -> None:
+    """``serve``'s start setting aside one notifier's messages (removed) and taking another's back
+    (configured again): a notifier at a time, in the counts rows' order, not the set-aside ones first."""
+    queued_for(sql, Destination("slack", mode="down"), Destination("webhook:ops", mode="down"))
+    reconcile_orphans(sql, ["webhook:ops"], 0.0)  # slack removed for a while
+    with outbox_updates(sql) as updates:
+        report = reconcile_orphans(sql, ["slack"], 0.0)  # slack back, the webhook removed
+    assert report.set_aside.keys() == {"webhook:ops"} and report.resumed.keys() == {"slack"}, report
+    names = [
+        v for _, params, _ in updates for p in params for v in _values(p) if v in ("slack", "webhook:ops")
+    ]
+    assert names == ["slack", "webhook:ops"], updates
+    kept, fresh = kept_and_counted(sql)
+    assert kept == fresh, (kept, fresh)
+
+
 @contextmanager
 def outbox_updates(sql: Engine) -> Iterator[list[tuple[str, list[object], bool]]]:
     """The UPDATEs of ``notification_outbox`` sent inside: (statement, its parameter sets, executemany)."""
@@ -228,7 +244,10 @@ def outbox_updates(sql: Engine) -> Iterator[list[tuple[str, list[object], bool]]
 
 
 def _row_id(params: object) -> int:
-    """The id of the message an ORM UPDATE of one row writes: its last parameter (SQLite's are a tuple,
-    psycopg's a dict)."""
-    values = list(params.values()) if isinstance(params, dict) else list(params)  # type: ignore[call-overload]
-    return int(values[-1])
+    """The id of the message an ORM UPDATE of one row writes: its last parameter."""
+    return int(_values(params)[-1])
+
+
+def _values(params: object) -> list[object]:
+    """One statement's parameter values in order (SQLite's are a tuple, psycopg's a dict)."""
+    return list(params.values()) if isinstance(params, dict) else list(params)  # type: ignore[call-overload]

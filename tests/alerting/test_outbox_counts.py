@@ -8,6 +8,7 @@ from sqlalchemy import Engine
 
 from tests.alerting.outbox_count_paths import (
     discard_changes_the_counts_rows_in_their_order,
+    orphans_change_the_counts_rows_in_their_order,
     requeue_changes_several_notifiers_messages_by_one_statement,
     the_counts_follow_deliveries_beside_new_messages,
     the_counts_follow_every_path,
@@ -37,3 +38,7 @@ def test_outbox_retry_changes_several_notifiers_messages_by_one_statement(sql: E
 
 def test_outbox_discard_writes_failed_messages_before_orphaned_ones(sql: Engine) -> None:
     discard_changes_the_counts_rows_in_their_order(sql)
+
+
+def test_orphans_set_aside_and_taken_back_are_written_in_the_counts_rows_order(sql: Engine) -> None:
+    orphans_change_the_counts_rows_in_their_order(sql)
