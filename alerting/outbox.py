@@ -26,7 +26,7 @@ import threading
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, case, func, literal, select, union_all
+from sqlalchemy import Engine, case, func, literal, select, union_all, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -58,6 +58,7 @@ from alerting.outbox_tables import (
     OutboxMessage,
     first_taken,
     held_at,
+    in_counts_order,
     of_incident,
 )
 from alerting.subscriptions import ChangeKind, IncidentChange
@@ -344,8 +345,7 @@ class Outbox(OutboxDelivery):
             rows = locked_rows(session, query.order_by(OutboxMessage.id))  # discard's order: no deadlock
             last_sent = _newest_sent(session, rows)
             queued = [r for r in rows if last_sent.get((r.notifier, r.incident_id), -1) < r.id]
-            for row in queued:
-                row.status, row.next_attempt_at = PENDING, self._clock.time()
+            _queue_again(session, queued, self._clock.time())
         if rows:
             logger.info(
                 "outbox: %d failed messages queued again, %d left (overtaken)",
@@ -441,3 +441,21 @@ def _newest_sent(session: Session, rows: Sequence[OutboxMessage]) -> dict[tuple[
         )
         newest.update(((notifier, incident), top) for notifier, incident, top in session.execute(query))
     return newest
+
+
+def _queue_again(session: Session, rows: Sequence[OutboxMessage], now: float) -> None:
+    """Make ``rows`` pending, due ``now``, by one UPDATE (one per ``in_lists`` piece), the ids in the store's
+    order of their notifiers. On PostgreSQL each UPDATE's statement trigger locks the ``outbox_counts`` rows
+    it changes (migration 0024) in ``(notifier, status)`` order until commit; a statement per message, in id
+    order across notifiers, locked them in whatever order the ids came, and two requeues (of two incidents)
+    locking one notifier's and another's the other way round were a deadlock (one aborted)."""
+    if not rows:
+        return
+    rank = {name: at for at, name in enumerate(in_counts_order(session, {row.notifier for row in rows}))}
+    ids = [row.id for row in sorted(rows, key=lambda r: (rank[r.notifier], r.id))]
+    for chunk in in_lists(ids):
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(chunk))
+            .values(status=PENDING, next_attempt_at=now)
+        )

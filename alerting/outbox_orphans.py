@@ -25,7 +25,15 @@ from sqlalchemy import ColumnElement, Engine, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.db import locked_rows
-from alerting.outbox_tables import DISCARDED, FAILED, ORPHANED, PENDING, WAITING, OutboxMessage
+from alerting.outbox_tables import (
+    DISCARDED,
+    FAILED,
+    ORPHANED,
+    PENDING,
+    WAITING,
+    OutboxMessage,
+    in_counts_order,
+)
 from alerting.store import NotFound
 from gpuwarden.clock import shown
 from gpuwarden.errors import InputError
@@ -60,20 +68,24 @@ def reconcile_orphans(engine: Engine, configured: Collection[str], now: float) -
     with Session(engine) as session, session.begin():
         set_aside = _counts(session, OutboxMessage.status.in_(WAITING), OutboxMessage.notifier.not_in(names))
         resumed = _counts(session, OutboxMessage.status == ORPHANED, OutboxMessage.notifier.in_(names))
-        if set_aside:
-            session.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.status.in_(WAITING), OutboxMessage.notifier.in_(list(set_aside)))
-                .values(status=ORPHANED)
-            )
-        if resumed:
-            # The attempts are kept: a message that was in flight is still sent as a retry (the far end
-            # may have it), so Slack looks for it before posting again.
-            session.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.status == ORPHANED, OutboxMessage.notifier.in_(list(resumed)))
-                .values(status=PENDING, next_attempt_at=now)
-            )
+        # A notifier at a time, in the counts rows' order (``in_counts_order``): those set aside and those
+        # taken back are not written by one statement each, which took the first's before the second's.
+        for notifier in in_counts_order(session, set(set_aside) | set(resumed)):
+            mine = OutboxMessage.notifier == notifier
+            if notifier in set_aside:
+                session.execute(
+                    update(OutboxMessage)
+                    .where(mine, OutboxMessage.status.in_(WAITING))
+                    .values(status=ORPHANED)
+                )
+            else:
+                # The attempts are kept: a message that was in flight is still sent as a retry (the far end
+                # may have it), so Slack looks for it before posting again.
+                session.execute(
+                    update(OutboxMessage)
+                    .where(mine, OutboxMessage.status == ORPHANED)
+                    .values(status=PENDING, next_attempt_at=now)
+                )
     for notifier, count in set_aside.items():
         logger.warning(
             "outbox: %d messages for notifier %s, which is no longer configured, set aside (status"
@@ -145,9 +157,14 @@ def discard_messages(
         if dry_run:
             return Discarded(counts, [r.id for r in rows])
         at = shown(datetime.fromtimestamp(now, UTC))
-        for row in rows:
-            before = f"; last error: {row.last_error}" if row.last_error else ""
-            row.status, row.last_error = DISCARDED, f"discarded by {by} at {at} (was {row.status}{before})"
+        # A status at a time, in order: on PostgreSQL each UPDATE's trigger locks the counts rows of
+        # ``discarded`` and the message's status (migration 0024), so they are taken in their key's order, as
+        # every writer takes them (``Outbox.requeue_failed``), never ``orphaned`` before ``failed``.
+        for status in sorted(counts):
+            for row in (r for r in rows if r.status == status):
+                before = f"; last error: {row.last_error}" if row.last_error else ""
+                row.status, row.last_error = DISCARDED, f"discarded by {by} at {at} (was {status}{before})"
+            session.flush()
     if rows:
         logger.warning(
             "outbox: %d messages for notifier %s discarded by %s (%s); they will never be sent",

@@ -11,7 +11,7 @@ was waiting behind it, "superseded by message N": never sent, deleted with its i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 
 from sqlalchemy import (
@@ -166,3 +166,19 @@ def of_incident(session: Session, incident_id: str) -> ColumnElement[bool]:
     3.7 s beside 600,000 messages, the same again for its counts)."""
     notifiers = stored_names(session, OutboxMessage.notifier)
     return OutboxMessage.notifier.in_(notifiers) & (OutboxMessage.incident_id == incident_id)
+
+
+def in_counts_order(session: Session, names: Collection[str]) -> list[str]:
+    """``names`` in the order of their ``outbox_counts`` rows in the store (its collation: PostgreSQL's need
+    not be Python's), a name with none last. A transaction that writes messages of several notifiers by
+    several statements writes them in this order: each statement's trigger (migration 0024) locks the
+    counts rows it changes until commit, in ``(notifier, status)`` order, so every writer takes them in one
+    order and none waits for another in a circle (a deadlock, one of them aborted)."""
+    query = (
+        select(OutboxCount.notifier)
+        .where(OutboxCount.notifier.in_(sorted(names)))
+        .distinct()
+        .order_by(OutboxCount.notifier)
+    )
+    ranked = [str(name) for name in session.scalars(query)]
+    return ranked + sorted(set(names) - set(ranked))

@@ -5,8 +5,10 @@ integration test share it)."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, event, inspect, text
 
 from alerting.engine import IncidentEngine
 from alerting.migrate import upgrade
@@ -19,7 +21,7 @@ from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert, AlertStatus
 from tests.alerting.migrate_steps import downgrade
 from tests.alerting.notifiers.incidents import lifecycle
-from tests.alerting.outbox_destinations import Destination, queued_for
+from tests.alerting.outbox_destinations import CLOCK, Destination, queued_for
 
 DAY = 86_400.0
 
@@ -167,3 +169,85 @@ def the_upgrade_counts_the_stored_messages_and_the_downgrade_drops_them(sql: Eng
     sql.dispose()
     assert "outbox_counts" not in inspect(sql).get_table_names()
     queued_for(sql, Destination("slack"), Destination("webhook:ops"))  # no trigger left behind
+
+
+def requeue_changes_several_notifiers_messages_by_one_statement(sql: Engine) -> None:
+    """``outbox retry`` of failed messages of two notifiers, their ids interleaved: one UPDATE of the outbox
+    (not one per message, nor a batch of them), so PostgreSQL's statement trigger locks their counts rows in
+    its one order (a requeue of another incident beside it takes them the same way: no deadlock)."""
+    slack, hook = Destination("slack", mode="refused"), Destination("webhook:ops", mode="refused")
+    queued_for(sql, slack, hook)
+    outbox = Outbox(sql, [slack, hook], CLOCK)
+    failed = outbox.messages(status=FAILED)
+    assert {m.notifier for m in failed} == {"slack", "webhook:ops"}, failed
+    with outbox_updates(sql) as updates:
+        requeued, overtaken = outbox.requeue_failed()
+    assert (requeued, overtaken) == (len(failed), 0)
+    assert len(updates) == 1 and not updates[0][2], updates
+    assert {m.notifier for m in outbox.messages(status=PENDING)} == {"slack", "webhook:ops"}
+    kept, fresh = kept_and_counted(sql)
+    assert kept == fresh, (kept, fresh)
+
+
+def discard_changes_the_counts_rows_in_their_order(sql: Engine) -> None:
+    """``outbox discard --status failed --status orphaned`` of messages whose statuses alternate by id: the
+    failed ones are written before the orphaned ones, so a PostgreSQL counts row of ``failed`` is never
+    locked after one of ``orphaned`` (every writer takes them in ``(notifier, status)`` order)."""
+    queued_for(sql, Destination("webhook:ops", mode="refused"))
+    outbox = Outbox(sql, [], CLOCK)
+    ids = [m.id for m in outbox.messages(status=FAILED)]
+    assert len(ids) >= 3, ids
+    with sql.begin() as conn:  # every other one set aside (its notifier gone and back, in between)
+        conn.execute(
+            text("UPDATE notification_outbox SET status = 'orphaned' WHERE id IN (:a, :b)"),
+            {"a": ids[0], "b": ids[2]},
+        )
+    was = {m.id: m.status for m in outbox.messages()}
+    with outbox_updates(sql) as updates:
+        outbox.discard("webhook:ops", [ORPHANED, FAILED], by="bob")
+    written = [was[_row_id(p)] for _, params, _ in updates for p in params]
+    assert written == sorted(written) and set(written) == {FAILED, ORPHANED}, updates
+    kept, fresh = kept_and_counted(sql)
+    assert kept == fresh and fresh[("webhook:ops", DISCARDED)] == len(ids), (kept, fresh)
+
+
+def orphans_change_the_counts_rows_in_their_order(sql: Engine) -> None:
+    """``serve``'s start setting aside one notifier's messages (removed) and taking another's back
+    (configured again): a notifier at a time, in the counts rows' order, not the set-aside ones first."""
+    queued_for(sql, Destination("slack", mode="down"), Destination("webhook:ops", mode="down"))
+    reconcile_orphans(sql, ["webhook:ops"], 0.0)  # slack removed for a while
+    with outbox_updates(sql) as updates:
+        report = reconcile_orphans(sql, ["slack"], 0.0)  # slack back, the webhook removed
+    assert report.set_aside.keys() == {"webhook:ops"} and report.resumed.keys() == {"slack"}, report
+    names = [
+        v for _, params, _ in updates for p in params for v in _values(p) if v in ("slack", "webhook:ops")
+    ]
+    assert names == ["slack", "webhook:ops"], updates
+    kept, fresh = kept_and_counted(sql)
+    assert kept == fresh, (kept, fresh)
+
+
+@contextmanager
+def outbox_updates(sql: Engine) -> Iterator[list[tuple[str, list[object], bool]]]:
+    """The UPDATEs of ``notification_outbox`` sent inside: (statement, its parameter sets, executemany)."""
+    updates: list[tuple[str, list[object], bool]] = []
+
+    def record(_c: object, _k: object, statement: str, params: object, _x: object, many: bool) -> None:
+        if statement.lstrip().upper().startswith("UPDATE NOTIFICATION_OUTBOX"):
+            updates.append((statement, list(params) if many else [params], many))  # type: ignore[call-overload]
+
+    event.listen(sql, "before_cursor_execute", record)
+    try:
+        yield updates
+    finally:
+        event.remove(sql, "before_cursor_execute", record)
+
+
+def _row_id(params: object) -> int:
+    """The id of the message an ORM UPDATE of one row writes: its last parameter."""
+    return int(_values(params)[-1])
+
+
+def _values(params: object) -> list[object]:
+    """One statement's parameter values in order (SQLite's are a tuple, psycopg's a dict)."""
+    return list(params.values()) if isinstance(params, dict) else list(params)  # type: ignore[call-overload]

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Engine, event
-from sqlalchemy.orm import Session
 
 from alerting.outbox import Outbox
 from alerting.outbox_tables import DISCARDED, FAILED, PENDING, SENT
@@ -34,18 +33,19 @@ def one_inside_the_other(sql: Engine, first: str) -> tuple[int, int, dict[str, i
     [second] = [name for name in actions if name != first]
     inside: list[threading.Thread] = []
 
-    def meanwhile(session: Session, *_: Any) -> None:
+    def meanwhile(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         # The first read the failed messages and is about to write them: the second comes now.
-        if threading.current_thread() is threading.main_thread() and not inside:
+        writes = statement.lstrip().upper().startswith("UPDATE NOTIFICATION_OUTBOX")
+        if writes and threading.current_thread() is threading.main_thread() and not inside:
             inside.append(threading.Thread(target=actions[second]))
             inside[0].start()
             inside[0].join(1.0)  # with the rows locked, it waits for the first one's commit
 
-    event.listen(Session, "before_flush", meanwhile)
+    event.listen(sql, "before_cursor_execute", meanwhile)
     try:
         actions[first]()
     finally:
-        event.remove(Session, "before_flush", meanwhile)
+        event.remove(sql, "before_cursor_execute", meanwhile)
     assert inside, f"the {first} wrote nothing"
     inside[0].join(30)
     assert not inside[0].is_alive()

@@ -7,6 +7,9 @@ from __future__ import annotations
 from sqlalchemy import Engine
 
 from tests.alerting.outbox_count_paths import (
+    discard_changes_the_counts_rows_in_their_order,
+    orphans_change_the_counts_rows_in_their_order,
+    requeue_changes_several_notifiers_messages_by_one_statement,
     the_counts_follow_deliveries_beside_new_messages,
     the_counts_follow_every_path,
     the_upgrade_counts_the_stored_messages_and_the_downgrade_drops_them,
@@ -27,3 +30,15 @@ def test_the_upgrade_to_0024_counts_the_stored_messages_and_the_downgrade_drops_
     sql: Engine,
 ) -> None:
     the_upgrade_counts_the_stored_messages_and_the_downgrade_drops_them(sql)
+
+
+def test_outbox_retry_changes_several_notifiers_messages_by_one_statement(sql: Engine) -> None:
+    requeue_changes_several_notifiers_messages_by_one_statement(sql)
+
+
+def test_outbox_discard_writes_failed_messages_before_orphaned_ones(sql: Engine) -> None:
+    discard_changes_the_counts_rows_in_their_order(sql)
+
+
+def test_orphans_set_aside_and_taken_back_are_written_in_the_counts_rows_order(sql: Engine) -> None:
+    orphans_change_the_counts_rows_in_their_order(sql)
