@@ -42,7 +42,8 @@ class Location:
     workloads: frozenset[WorkloadRef]
     # Where a workload symptom's rank runs: the paths of its GPUs, when the alert names a ``rank`` of one
     # training job whose ranks the inventory lists (empty otherwise). Correlation prefers the incident whose
-    # root holds them: a rank on a dead rack stalls because of the rack, not of a switch elsewhere.
+    # root holds them: a rank on a dead rack stalls because of the rack, not of a switch elsewhere. For a
+    # service's requests scraped at an address no node label names: the node of that address (``_runs_on``).
     runs_on: frozenset[Path] = frozenset()
 
 
@@ -212,7 +213,7 @@ def locate(labels: Mapping[str, str], kind: FaultKind, inventory: Inventory | No
     workloads = frozenset(_workloads(labels, kind, inventory, cluster, lookup, scraped_service=scraped))
     if exporter_address and workloads:
         return Location((), workloads)  # about its workload, not about the exporter's host
-    runs_on = _rank_gpus(labels, workloads, inventory) if kind in SYMPTOM_KINDS else frozenset()
+    runs_on = _runs_on(labels, kind, workloads, inventory, cluster if scraped else None)
     if kind in SYMPTOM_KINDS and (workloads or scraped):
         # A workload symptom points at the workload, not at the host its exporter happens to run on.
         node, gpu, uuid = "", "", ""
@@ -236,6 +237,27 @@ def _scraped_service(labels: Mapping[str, str], kind: FaultKind) -> bool:
     Kubernetes; an address the inventory knows as a node is that node, the caller checks), or it has none
     (an aggregating recording rule keeps only ``job``, ``route``, ``model``)."""
     return kind is FaultKind.SERVICE_DEGRADED and not any(labels.get(name) for name in NODE_LABELS)
+
+
+def _runs_on(
+    labels: Mapping[str, str],
+    kind: FaultKind,
+    workloads: frozenset[WorkloadRef],
+    inventory: Inventory | None,
+    scraped_in: str | None,
+) -> frozenset[Path]:
+    """Where a workload symptom runs (``Location.runs_on``): its rank's GPUs (``_rank_gpus``); else, for a
+    service's requests scraped at an address (``scraped_in``: the alert's cluster, None for other alerts),
+    the node of that address. A GPU exporter or node-exporter scraped there without a node label places its
+    alerts at that node, and a fault of that node explains the service's symptom (a pod IP that is no node's
+    address meets no fault)."""
+    if kind not in SYMPTOM_KINDS:
+        return frozenset()
+    ranks = _rank_gpus(labels, workloads, inventory)
+    host = _instance_host(labels)
+    if ranks or scraped_in is None or not host:
+        return ranks
+    return frozenset({(scraped_in, UNKNOWN, host)})
 
 
 def _rank_gpus(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import ValidationError
 
@@ -185,5 +186,13 @@ def _environment_endpoint(environ: Mapping[str, str]) -> tuple[str, str]:
         return traces, OTEL_TRACES_ENDPOINT
     base = environ.get(OTEL_ENDPOINT, "").strip()
     if base:
-        return f"{base.rstrip('/')}/v1/traces", OTEL_ENDPOINT
+        return traces_url(base), OTEL_ENDPOINT
     return "", ""
+
+
+def traces_url(base: str) -> str:
+    """The traces URL of a base URL (``OTEL_EXPORTER_OTLP_ENDPOINT``): ``v1/traces`` appended to its path, as
+    the OTLP exporter specification says; a query or fragment stays after it (appended to the whole string,
+    ``http://collector:4318?tenant=gpu`` posted every batch to ``/``, which a collector answers 404)."""
+    parts = urlsplit(base)
+    return urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}/v1/traces"))

@@ -268,3 +268,64 @@ def test_two_gpu_faults_on_a_node_without_an_inventory_root_at_the_node_as_gpu_f
     assert (count, row.root_kind) == (2, "ecc_dbe")
     assert (row.root_target["type"], row.root_target["name"]) == ("node", "node-02")
     assert "down" not in row.title
+
+
+# A GPU exporter scraped by IP with no `Hostname` label (its GPUs are at node "10.1.2.3") and an inference
+# server on the same host, scraped at the same IP: its latency alert is about the service, not a node, but
+# the service runs on that node and is hit by its fault.
+_DCGM = {
+    "instance": "10.1.2.3:9400",
+    "job": "dcgm",
+    "alertname": "GPUXid",
+    "xid": "79",
+    "severity": "critical",
+}
+_SLOW = {
+    "alertname": "GpuwardenAnomaly",
+    "for": "inference_request_duration_p99",
+    "model": "adaptive",
+    "deviation": "up",
+    "instance": "10.1.2.3:8000",
+    "job": "llama",
+    "route": "/v1/chat/completions",
+}
+
+
+_JOINED = "node 10.1.2.3 GPUs lost (fell off the bus) (inference service llama): 1 node, 2 GPUs"
+
+
+@pytest.mark.parametrize(
+    ("order", "lost", "server", "joined"),
+    [
+        ("gpus-first", ("3", "5"), "10.1.2.3:8000", True),
+        ("service-first", ("3", "5"), "10.1.2.3:8000", True),
+        ("one-post", ("3", "5"), "10.1.2.3:8000", True),
+        ("gpus-first", ("3", "5"), "10.9.9.9:8000", False),
+        ("gpus-first", ("3",), "10.1.2.3:8000", False),
+    ],
+    ids=["gpus-first", "service-first", "one-post", "server-at-another-address", "one-gpu-may-be-another"],
+)
+def test_a_service_scraped_at_the_address_of_a_gpu_exporter_without_hostname_joins_that_nodes_fault(
+    tmp_path: Path, order: str, lost: tuple[str, ...], server: str, joined: bool
+) -> None:
+    # It did until the service's address stopped counting as a node (a pod IP is none): two incidents, the
+    # node's two lost GPUs and "inference service llama degraded", though the server runs on that node. A
+    # server at an address no exporter is scraped at (a pod IP), or one GPU lost (the server may run on
+    # another), stays the service's own incident.
+    path = str(tmp_path / "incidents.db")
+    upgrade(make_engine(path))
+    clock = FakeClock(AT.timestamp())
+    engine = IncidentEngine(make_engine(path), clock, AlertingConfig(announce_delay_seconds=0))
+    gpus = [{**_DCGM, "gpu": gpu} for gpu in lost]
+    slow = {**_SLOW, "instance": server}
+    posts = {"gpus-first": [gpus, [slow]], "service-first": [[slow], gpus], "one-post": [[*gpus, slow]]}
+    for post in posts[order]:
+        clock.advance(5)
+        engine.ingest([Alert(labels, starts_at=clock.now()) for labels in post])
+        engine.tick()
+    titles = sorted(row.title for row, _ in engine.store.list_rows())
+    if joined:
+        assert titles == [_JOINED]
+    else:
+        assert len(titles) == 2, titles
+        assert any(t.startswith("inference service llama degraded") for t in titles), titles

@@ -26,6 +26,17 @@ BASE = "http://collector:4318"
         ({"OTEL_SERVICE_NAME": "llama-serve"}, "llama-serve", None),
         ({"OTEL_EXPORTER_OTLP_ENDPOINT": BASE}, "gpuwarden-inference", f"{BASE}/v1/traces"),
         ({"OTEL_EXPORTER_OTLP_ENDPOINT": f"{BASE}/"}, "gpuwarden-inference", f"{BASE}/v1/traces"),
+        # The path is appended to the base URL's path, not to its query (which posted every batch to `/`).
+        (
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": f"{BASE}?tenant=gpu"},
+            "gpuwarden-inference",
+            f"{BASE}/v1/traces?tenant=gpu",
+        ),
+        (
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": f"{BASE}/otlp/?tenant=gpu"},
+            "gpuwarden-inference",
+            f"{BASE}/otlp/v1/traces?tenant=gpu",
+        ),
         (
             {"OTEL_EXPORTER_OTLP_ENDPOINT": BASE, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{BASE}/t"},
             "gpuwarden-inference",
@@ -37,7 +48,16 @@ BASE = "http://collector:4318"
             f"{BASE}/v1/traces",
         ),
     ],
-    ids=["none", "service-name", "base-endpoint", "base-endpoint-slash", "traces-endpoint-wins", "protocol"],
+    ids=[
+        "none",
+        "service-name",
+        "base-endpoint",
+        "base-endpoint-slash",
+        "base-endpoint-query",
+        "base-endpoint-path-query",
+        "traces-endpoint-wins",
+        "protocol",
+    ],
 )
 def test_standard_variables_apply_when_the_configuration_is_silent(
     environ: dict[str, str], service: str, endpoint: str | None
