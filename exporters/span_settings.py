@@ -168,15 +168,17 @@ def _apply_options(
 
 
 def _check_protocol(environ: Mapping[str, str], source: str) -> None:
-    """Only OTLP over HTTP with protobuf is exported: a ``grpc`` protocol variable is refused rather than
-    sending HTTP to a gRPC port."""
+    """Only OTLP over HTTP with protobuf is exported: a ``grpc`` or ``http/json`` protocol variable is
+    refused rather than sending protobuf where JSON or gRPC is expected."""
     variable = OTEL_TRACES_PROTOCOL if environ.get(OTEL_TRACES_PROTOCOL, "").strip() else OTEL_PROTOCOL
     protocol = environ.get(variable, "").strip() or "http/protobuf"
     if protocol != "http/protobuf":
+        # The port hint is for gRPC only: http/json goes to the same OTLP/HTTP port as protobuf.
+        port = " (4318 by default, not gRPC's 4317)" if protocol.startswith("grpc") else ""
         raise ValueError(
             f"{variable}={protocol}: only http/protobuf is exported (endpoint from {source}); set"
             f" {variable}=http/protobuf (or unset it) and point the endpoint at the collector's OTLP/HTTP"
-            " port (4318 by default, not gRPC's 4317)"
+            f" port{port}"
         )
 
 

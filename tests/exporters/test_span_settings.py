@@ -248,6 +248,17 @@ def test_a_grpc_protocol_refusal_says_what_to_set_instead() -> None:
     ), str(refused.value)
 
 
+def test_an_http_json_protocol_refusal_does_not_send_the_operator_to_another_port() -> None:
+    """It said "4318 by default, not gRPC's 4317" for http/json too, which already uses OTLP/HTTP's port."""
+    environ = {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}
+    with pytest.raises(ValueError) as refused:
+        resolve_tracing(TracingConfig(otlp_endpoint=OTLP), environ)
+    assert str(refused.value).endswith(
+        "; set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf (or unset it) and point the endpoint at the"
+        " collector's OTLP/HTTP port"
+    ), str(refused.value)
+
+
 @pytest.mark.parametrize(
     ("options", "enabled"),
     [
