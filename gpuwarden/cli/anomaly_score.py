@@ -18,7 +18,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gpuwarden.cli.consoles import console, err_console, option_said, print_error, refuse_option
+from gpuwarden.cli.consoles import console, err_console, folded, option_said, print_error, refuse_option
 from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, output_option
 from gpuwarden.cli.output_file import STDOUT, cannot_write, check_writable, write_whole, writes_stdout
 from gpuwarden.cli.progress import StepProgress
@@ -231,13 +231,14 @@ def evaluate_nab(
         typer.echo(json.dumps(report.to_json(), indent=2))
         _say_missing(len(files), which, missing)
         return
-    files_table = Table("file", "split", "windows", "detected", "alerts", "raw standard")
+    # Folded, never cut: at 80 columns every file read `artificialNoAnomaly…`.
+    files_table = Table(*folded("file", "split", "windows", "detected", "alerts", "raw standard"))
     for name, parts in report.per_file.items():
         s = parts["standard"]
         split = "tune" if nab.is_tuning_file(name) else "held-out"
         files_table.add_row(name, split, str(s.windows), str(s.detected), str(s.alerts), f"{s.raw:.3f}")
     console.print(files_table, markup=False)
-    summary_table = Table("set", "files", "windows", *nab.PROFILES, "window F1")
+    summary_table = Table(*folded("set", "files", "windows", *nab.PROFILES, "window F1"))
     rows = [(f"split:{k}", v) for k, v in report.splits.items()] + list(report.categories.items())
     rows += [(f"{split}:{c}", v) for split, cats in report.split_categories.items() for c, v in cats.items()]
     for label, summary in rows:

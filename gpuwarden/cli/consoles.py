@@ -65,6 +65,13 @@ def whole_column(header: str, values: Iterable[str]) -> Column:
     return Column(header, no_wrap=True, min_width=max([len(header), *(len(v) for v in values)]))
 
 
+def folded(*headers: str) -> list[Column]:
+    """Table columns whose long cells fold onto more lines where the table is wider than the terminal, never
+    cut: at the default 80 columns rich cut an incident's opened time to ``2026-12…`` and a workload's name
+    and nodes to ``llm-c…``, ``node-0…``, which say nothing and which no command takes."""
+    return [Column(header, overflow="fold") for header in headers]
+
+
 def print_problems(error: ConfigError) -> None:
     """A configuration error on stderr, one line per problem: the first, then the others it carries."""
     for problem in (error.alone(), *error.more):  # each listed: no "(and 2 more problems)" on the first

@@ -19,7 +19,7 @@ import typer
 from rich.rule import Rule
 from rich.table import Table
 
-from gpuwarden.cli.consoles import console, err_console, whole_column
+from gpuwarden.cli.consoles import console, err_console, folded, whole_column
 from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, describe_root, output_option
 from gpuwarden.cli.logs import configure_logging
 from gpuwarden.cli.numbers import whole_number
@@ -187,9 +187,11 @@ def _incident_json(inc: Incident) -> dict[str, Any]:
 
 
 def _summary(incidents: list[Incident]) -> Table:
-    table = Table(whole_column("id", (inc.id for inc in incidents)), title="incidents")
-    for col in ("priority", "state", "root cause", "alerts", "priority history", "title"):
-        table.add_column(col)
+    table = Table(
+        whole_column("id", (inc.id for inc in incidents)),
+        *folded("priority", "state", "root cause", "alerts", "priority history", "title"),  # never cut
+        title="incidents",
+    )
     for inc in incidents:
         history = " -> ".join(e.data["to"] for e in inc.timeline if e.kind == "priority")
         table.add_row(

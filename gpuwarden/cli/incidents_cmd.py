@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import typer
 from rich.markup import escape
-from rich.table import Column, Table
+from rich.table import Table
 from typer.core import TyperCommand
 
 from gpuwarden.cli.api_requests import (
@@ -26,7 +26,7 @@ from gpuwarden.cli.api_requests import (
     gpuwarden_answers,
     not_gpuwarden,
 )
-from gpuwarden.cli.consoles import console, option_said, refuse_option, whole_column
+from gpuwarden.cli.consoles import console, folded, option_said, refuse_option, whole_column
 from gpuwarden.cli.listings import say_next_page, say_none_found
 from gpuwarden.cli.numbers import whole_number
 from gpuwarden.cli.output_options import (
@@ -168,14 +168,10 @@ def list_incidents(
         return
     items = escape_controls_in(items)  # label text: an ESC sequence or a newline is shown, not obeyed
     # The ids whole, a merged one's too (folded in its state, never cut): the next command takes them.
+    # The rest folded, never cut: at 80 columns the opened time read `2026-12…`.
     table = Table(
         whole_column("id", (i["id"] for i in items)),
-        "priority",
-        Column("state", overflow="fold"),
-        "root cause",
-        "alerts",
-        "opened",
-        "title",
+        *folded("priority", "state", "root cause", "alerts", "opened", "title"),
     )
     for i in items:
         table.add_row(

@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gpuwarden.cli.consoles import console, err_console, print_error
+from gpuwarden.cli.consoles import console, err_console, folded, print_error
 from gpuwarden.cli.incidents_cmd import (
     EXPORT_OUTPUTS,
     TABLE_OUTPUTS,
@@ -85,7 +85,7 @@ def nodes(
         _about(data)
         return
     items = escape_controls_in(items)  # names from a file or Kubernetes: an ESC sequence is shown, not obeyed
-    table = Table("node", "cluster", "rack", "gpus", "state", "free")
+    table = Table(*folded("node", "cluster", "rack", "gpus", "state", "free"))  # a name folded, never cut
     for n in items:
         free = "-" if n.get("free_gpus") is None else str(n["free_gpus"])
         table.add_row(n["name"], n["cluster"], n["rack"], str(n["gpus"]), n.get("state") or "-", free)
@@ -131,7 +131,9 @@ def workloads(
         _about(data)
         return
     items = escape_controls_in(items)  # as the nodes' names
-    table = Table("kind", "cluster", "namespace", "name", "state", "units", "gpus", "nodes", "also known as")
+    table = Table(
+        *folded("kind", "cluster", "namespace", "name", "state", "units", "gpus", "nodes", "also known as")
+    )
     for w in items:
         gpus = {g for unit in w["units"] for g in unit}
         hosts = sorted({g.rpartition(":")[0] for g in gpus})

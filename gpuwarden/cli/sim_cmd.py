@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gpuwarden.cli.consoles import console, err_console, option_said, refuse_option, whole_column
+from gpuwarden.cli.consoles import console, err_console, folded, option_said, refuse_option, whole_column
 from gpuwarden.cli.incidents_cmd import (
     MAX_TIMEOUT_SECONDS,
     TABLE_OUTPUTS,
@@ -301,9 +301,8 @@ def show(
     if output == "json":
         typer.echo(json.dumps(described, indent=2))
         return
-    table = Table(title=f"simulated fleet {nodes}x{gpus} (seed {seed})")
-    for column in ("node", "cluster", "rack", "gpu", "uuid", "pci_bus_id", "workload"):
-        table.add_column(column)
+    columns = folded("node", "cluster", "rack", "gpu", "uuid", "pci_bus_id", "workload")  # a UUID never cut
+    table = Table(*columns, title=f"simulated fleet {nodes}x{gpus} (seed {seed})")
     for node in described["nodes"]:
         for g in node["gpus"]:
             table.add_row(

@@ -30,6 +30,20 @@ def test_evaluate_nab_prints_json_with_splits_profiles_and_f1(tmp_path):
     assert report["files"]["c/x.csv"]["detected"] == 1
 
 
+def test_evaluate_nab_at_an_80_column_terminal_folds_each_file_name_and_cuts_none(tmp_path):
+    """At the terminal's default 80 columns rich cut every file to ``artificialNoAnomaly…``: no row said which
+    file it scored (README: a table folds a long cell onto more lines)."""
+    name = "realKnownCause/machine_temperature_system_failure.csv"
+    args = evaluate_args(tmp_path, {name: []})
+    (tmp_path / "data" / "realKnownCause").mkdir()
+    shutil.move(tmp_path / "data" / "c" / "x.csv", tmp_path / "data" / name)
+    result = runner.invoke(app, args, env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.stdout, result.stdout
+    rows = result.stdout.split("└")[0].splitlines()  # the files' table, before the sets'
+    assert "".join(line.split("│")[1].strip() for line in rows if "│" in line) == name, result.stdout
+
+
 @pytest.mark.parametrize(
     ("terminal", "flags", "shown"), [(True, [], True), (True, ["-q"], False), (False, [], False)]
 )

@@ -375,3 +375,17 @@ def test_list_at_an_80_column_terminal_shows_every_id_whole_a_merged_ones_too(
     assert "inc-746c1a2b9f0e" in result.stdout and "inc-0123456789ab" in result.stdout, result.stdout
     state = "".join(line.split("│")[3].strip() for line in result.stdout.splitlines() if line.count("│") > 3)
     assert "(mergedintoinc-29d4e5f6a7b8)" in state.replace(" ", ""), result.stdout  # folded, never cut
+
+
+def test_list_at_an_80_column_terminal_folds_the_opened_time_and_title_and_cuts_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """README: a table at a narrow terminal folds a long cell onto more lines; rich cut the opened time to
+    ``2026-01…`` and the title's long words at the terminal's default 80 columns."""
+    monkeypatch.setenv("COLUMNS", "80")
+    result = _answered([DETAIL], "incidents", "list")
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.stdout, result.stdout
+    rows = [line.split("│") for line in result.stdout.splitlines() if line.count("│") == 8]
+    opened = "".join(row[6].strip() for row in rows)
+    assert opened == "2026-01-01T00:00:00Z", result.stdout

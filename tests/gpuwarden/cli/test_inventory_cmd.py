@@ -203,3 +203,15 @@ def test_a_control_character_in_a_name_is_shown_escaped_in_the_table_not_sent_to
     assert all(name in table.stdout for name in shown), table.stdout
     as_json = runner.invoke(app, ["inventory", listing, "-o", "json"])
     assert json.loads(as_json.stdout)[0]["name"] == (node if listing == "nodes" else job)["name"]
+
+
+@pytest.mark.usefixtures("requeued")
+@pytest.mark.parametrize("listing", ["nodes", "workloads"])
+def test_a_listing_at_an_80_column_terminal_folds_names_and_states_and_cuts_none(listing: str) -> None:
+    """README: at a narrow terminal a table folds a long cell, never cuts a name the next command takes;
+    at the terminal's default 80 columns rich cut a workload's kind, name, state and nodes to ``runni…``,
+    ``node-0…``."""
+    result = runner.invoke(app, ["inventory", listing], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80, result.stdout
+    assert "…" not in result.stdout, result.stdout

@@ -121,3 +121,29 @@ def test_every_configuration_example_in_the_readme_validates(
     monkeypatch.chdir(tmp_path)  # api.db and its journal, if the example leaves them default
     result = runner.invoke(app, ["config", "validate", str(path)])
     assert result.exit_code == 0 and "warning" not in result.output, result.output
+
+
+def _anchors(markdown: Path) -> set[str]:
+    """The anchors GitHub gives a Markdown file's headings: lower case, punctuation dropped, blanks as ``-``,
+    a repeated heading's ``-1``, ``-2``... (a ``#`` line inside a code block is no heading)."""
+    text = re.sub(r"^```.*?^```", "", markdown.read_text(), flags=re.S | re.M)
+    anchors: set[str] = set()
+    repeats: dict[str, int] = {}
+    for heading in re.findall(r"^#{1,6} (.+?)\s*$", text, re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        repeats[slug] = repeats.get(slug, -1) + 1
+        anchors.add(f"{slug}-{repeats[slug]}" if repeats[slug] else slug)
+    return anchors
+
+
+LINKS = sorted(set(re.findall(r"\]\(([^)\s]+)\)", TEXT)) - {""})
+
+
+@pytest.mark.parametrize("link", [link for link in LINKS if not link.startswith(("http://", "https://"))])
+def test_every_link_of_the_readme_leads_to_a_file_and_heading(link: str) -> None:
+    """A link to another file of the repository names one that exists, and an anchor a heading of it: the
+    Measured list's links named a heading benchmarks/README.md no longer had."""
+    path, _, anchor = link.partition("#")
+    target = README.parent / path if path else README
+    assert target.exists(), f"README links {link}: there is no {path}"
+    assert not anchor or anchor in _anchors(target), f"README links {link}: {target.name} has no such heading"

@@ -28,6 +28,17 @@ def test_the_table_shows_pci_bus_ids_as_they_are_not_as_emoji() -> None:
     assert "\U0001f18e" not in result.stdout
 
 
+def test_the_table_at_an_80_column_terminal_folds_each_uuid_and_cuts_none() -> None:
+    """At the terminal's default 80 columns rich cut every UUID to ``GPU-6bf2ba6…`` (README: a table folds a
+    long cell onto more lines)."""
+    result = runner.invoke(app, ["sim", "show", "--simulate", "1x2"], env={"COLUMNS": "80"})
+    listed = json.loads(runner.invoke(app, ["sim", "show", "--simulate", "1x2", "-o", "json"]).stdout)
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.stdout, result.stdout
+    uuids = "".join(line.split("│")[5].strip() for line in result.stdout.splitlines() if line.count("│") == 8)
+    assert uuids == "".join(g["uuid"] for g in listed["nodes"][0]["gpus"]), result.stdout
+
+
 @pytest.mark.parametrize(
     ("option", "value", "said"),
     [
