@@ -14,7 +14,8 @@ from anomaly.detectors import Findings
 from anomaly.firing import TickResult, _deviation, _Firing, _make_alert, _resolution
 from anomaly.ledger import GpuKey, gpu_key
 from anomaly.presence import PresenceDetector
-from anomaly.series import SeriesIndex, SeriesKey, View, series_key
+from anomaly.series import SeriesIndex, View
+from anomaly.serieskeys import SeriesKey, series_key
 from anomaly.servicecore import ServiceCore
 from anomaly.writeback import output_labels
 from gpuwarden.model import Alert, label_fingerprint

@@ -10,7 +10,7 @@ from typing import Any
 
 from anomaly.collective import CollectiveMoves
 from anomaly.detectors import Findings
-from anomaly.series import SeriesKey, key_state, restored_key
+from anomaly.serieskeys import SeriesKey, key_state, restored_key
 from anomaly.snapshot import alert_state, restored_alert
 from anomaly.writeback import exported_score
 from gpuwarden.clock import rfc3339

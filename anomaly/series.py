@@ -15,30 +15,11 @@ import numpy as np
 
 from anomaly.relabels import GpuIdentity, followed, gpu_identity, metrics_answered, renamed_to
 from anomaly.sentinels import blank_not_available
+from anomaly.serieskeys import SeriesKey, series_key, sorted_keys
 from anomaly.slots import Slots
 from anomaly.snapshot import Arrays, State, rows_to_hold
 from anomaly.sources import Frame, SeriesKind, one_row_each
 from anomaly.thresholds import BoolArray, FloatArray, IntArray
-
-SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
-
-
-def series_key(query: str, labels: Mapping[str, str]) -> SeriesKey:
-    """The key a series is known by in ``SeriesIndex``: its query and its labels in their order."""
-    return (query, tuple(labels.items()))
-
-
-def key_state(key: SeriesKey) -> list[object]:
-    """``key`` as JSON values: ``[query, [[name, value], ...]]`` (``restored_key`` reads it back)."""
-    return [key[0], [list(item) for item in key[1]]]
-
-
-def restored_key(raw: Sequence[object]) -> SeriesKey:
-    """The series key ``key_state`` gave ``raw`` of."""
-    query, items = raw
-    if not isinstance(items, list):
-        raise ValueError(f"a series key's labels are {items!r}, not a list of pairs")
-    return (str(query), tuple((str(name), str(value)) for name, value in items))
 
 
 class SeriesIndex:
@@ -149,7 +130,7 @@ class SeriesIndex:
         keys: list[SeriesKey | None] = [
             None if q < 0 else (queries[q], label_sets[k]) for q, k in zip(query_of, set_of, strict=True)
         ]
-        self._slots = Slots.restored(keys, [int(i) for i in state.meta["free"]])
+        self._slots = Slots.restored(sorted_keys(keys, last_seen), [int(i) for i in state.meta["free"]])
         self.labels = [{} if k is None else dict(k[1]) for k in keys]
         self.last_seen = last_seen
         self._last.clear()

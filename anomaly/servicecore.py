@@ -23,7 +23,8 @@ from anomaly.detectors import Detector, Findings, JudgedDetector
 from anomaly.firing import _Firing
 from anomaly.promql import selected_metric
 from anomaly.registry import builtin_registry
-from anomaly.series import CounterRates, EvidenceBuffer, SeriesIndex, SeriesKey, View
+from anomaly.series import CounterRates, EvidenceBuffer, SeriesIndex, View
+from anomaly.serieskeys import SeriesKey
 from anomaly.snapshot import State
 from anomaly.sources import Frame, Source, SourceHealth
 from anomaly.writeback import AnomalyCollector

@@ -11,7 +11,8 @@ import numpy as np
 
 from anomaly.detectors import SavedDetector
 from anomaly.firing import _TakenAlerts
-from anomaly.series import SeriesIndex, series_key
+from anomaly.series import SeriesIndex
+from anomaly.serieskeys import series_key
 from anomaly.servicecore import ServiceCore
 from anomaly.snapshot import Arrays, Snapshot, State, refused, shaping_settings
 from anomaly.sources import Frame, SavedSource

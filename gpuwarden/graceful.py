@@ -133,6 +133,9 @@ def run_until_stopped(
     stop as soon as it has started; one that comes during the caller's clean-up, after this returned, has
     its default effect again unless the caller still holds ``stop`` caught.
     """
+    from gpuwarden.tls_handshake import handshake_deadline  # noqa: PLC0415 - only where a server runs
+
     stop = stop or StopRequest()
+    handshake_deadline(server)
     with stop.caught(), stop.stopping(server):
         server.run(sockets=list(sockets))

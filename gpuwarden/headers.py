@@ -28,6 +28,12 @@ def token_missing(token: str | None) -> str:
     return f"{TOKEN_ENV} is {'empty' if token == '' else 'not set'}"
 
 
+STANDBY_HEADER = "X-Gpuwarden-Standby"
+"""On a ``serve --standby``'s refusals (503): ``active-elsewhere`` while another serve holds the store,
+``store-unanswered`` while the standby cannot ask the store for its lock. The CLI says what to do by it:
+point ``--url`` at the active serve, or read the standby's log for the store's error."""
+STANDBY_ACTIVE_ELSEWHERE, STANDBY_STORE_UNANSWERED = "active-elsewhere", "store-unanswered"
+
 LAG_HEADER = "X-Gpuwarden-Ingest-Lag"
 """serve's answer to a read made while it was still applying alerts it had acknowledged (bytes not applied
 after ``READ_BARRIER_SECONDS``): the answer may be behind."""

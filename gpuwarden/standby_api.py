@@ -23,6 +23,7 @@ from starlette.routing import Route
 from alerting.db import connection_names
 from alerting.instance_lock import InstanceBusy
 from gpuwarden.api_errors import error_response, slash_redirect
+from gpuwarden.headers import STANDBY_ACTIVE_ELSEWHERE, STANDBY_HEADER, STANDBY_STORE_UNANSWERED
 from gpuwarden.redaction import hidden_names
 from gpuwarden.route_prefix import RoutePrefix
 
@@ -48,6 +49,12 @@ class StandbyState:
         with self._lock:
             self._why = hidden_names(said, known=connection_names(reason))
             self._held_elsewhere = isinstance(reason, InstanceBusy)
+
+    @property
+    def kind(self) -> str:
+        """``STANDBY_HEADER``'s value: whether another serve holds the store, or the store did not answer."""
+        with self._lock:
+            return STANDBY_ACTIVE_ELSEWHERE if self._held_elsewhere else STANDBY_STORE_UNANSWERED
 
     @property
     def message(self) -> str:
@@ -111,6 +118,7 @@ def standby_app(state: StandbyState, route_prefix: str = "") -> Starlette:
             return redirect
         response = error_response(503, state.message, route=request.url.path)
         response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+        response.headers[STANDBY_HEADER] = state.kind  # the CLI says what to do by it (``api_requests``)
         return response
 
     probes = [

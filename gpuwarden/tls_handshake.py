@@ -7,7 +7,13 @@ Python's ssl has no verify callback and asyncio no hook before the handshake, so
 Refusing a certificate fails the handshake. A plain request fails OpenSSL's first record (``HTTP_REQUEST``):
 Go's answer is written to the connection's outgoing buffer and the handshake reports that it waits for the
 peer, so asyncio sends what was written, as it sends each handshake message; the next bytes, or the end of
-the connection, or asyncio's handshake timeout (60 s, as for a client that sends nothing) end it.
+the connection, or the handshake's deadline end it (the SSLObject has no hold on the connection to close it
+at once, as Go does).
+
+The handshake's deadline is the server's header deadline (``handshake_deadline``), as Go's net/http takes
+the least of its header, read and write timeouts for it: asyncio's and uvloop's default, 60 s, kept a client
+that connected to the TLS port and sent nothing, or a plain HTTP client answered and still connected, six
+times as long as the plain port keeps a silent client, each with a descriptor.
 
 A changed ``tls_server_config`` or certificate serves the next connections (``gpuwarden.tls_reload``): the
 context the server was given makes each new connection from the newest context (``ServerContext.newest``),
@@ -18,12 +24,17 @@ only: its client certificate check, TLS versions, cipher suites and options stay
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import ipaddress
 import logging
 import ssl
 from collections.abc import Callable
 from socket import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import uvicorn
 
 logger = logging.getLogger("gpuwarden.webconfig")
 PLAIN_HTTP_BODY = b"Client sent an HTTP request to an HTTPS server.\n"  # Go's net/http, word for word
@@ -156,3 +167,25 @@ class ServerContext(ssl.SSLContext):
         return super().wrap_socket(
             sock, server_side, do_handshake_on_connect, suppress_ragged_eofs, server_hostname, session
         )
+
+
+def handshake_deadline(server: uvicorn.Server) -> None:
+    """Give ``server``'s TLS handshakes its header deadline (its protocol's ``header_timeout``, serve's
+    ``api.header_timeout_seconds``) instead of the event loop's 60 s. uvicorn has no setting for it: while
+    it starts, the loop's ``create_server`` is given ``ssl_handshake_timeout`` (asyncio's and uvloop's)."""
+    seconds = getattr(server.config.http, "header_timeout", None)
+    if not server.config.is_ssl or not isinstance(seconds, int | float) or seconds <= 0:
+        return
+    startup = server.startup
+
+    async def started(sockets: list[socket] | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        loop.create_server = functools.partial(  # type: ignore[method-assign]
+            loop.create_server, ssl_handshake_timeout=float(seconds)
+        )
+        try:
+            await startup(sockets)
+        finally:
+            del loop.create_server  # the loop's own again
+
+    server.startup = started  # type: ignore[method-assign]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, BinaryIO, Protocol
 
@@ -25,7 +26,7 @@ from gpuwarden.cli.output_options import log_format_option
 from gpuwarden.cli.startup import EXIT_CONFIG, EXIT_TEMPFAIL, StartupLines
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError, InputError
-from gpuwarden.graceful import StopSignal, raising_on_stop
+from gpuwarden.graceful import StopRequest, StopSignal, raising_on_stop
 from gpuwarden.headers import TOKEN_ENV
 from gpuwarden.redaction import hidden_password
 from gpuwarden.urls import host_port
@@ -127,13 +128,17 @@ def run(
             str(said), EXIT_TEMPFAIL if exc.errno == errno.EADDRINUSE else EXIT_CONFIG
         ) from exc
     logger.info(_start_line(service, port, ticks, metrics_port))
+    # Caught from before the warm-up to the end of the schedule: a stop signal as the warm-up ended (before
+    # the scheduler, whose import takes a while, was there) had SIGTERM's default action again, exit 143.
+    stop = StopRequest()
     try:
-        if not _warmed_up(service, forwarder, state, cfg):
-            return
-        if ticks:
-            _run_ticks(service, ticks, tick_log.after, state, lines)
-        else:
-            _run_scheduled(service, tick_log.after, state)
+        with stop.caught() if not ticks else nullcontext(stop):
+            if not _warmed_up(service, forwarder, state, cfg):
+                return
+            if ticks:
+                _run_ticks(service, ticks, tick_log.after, state, lines)
+            else:
+                _run_scheduled(service, tick_log.after, state, stop)
     finally:
         if server is not None:
             server.shutdown()

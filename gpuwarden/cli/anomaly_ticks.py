@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
-import threading
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +14,7 @@ import typer
 
 from gpuwarden.cli.logs import LogFormat
 from gpuwarden.cli.startup import StartupLines
+from gpuwarden.graceful import StopAsked, StopRequest
 from gpuwarden.model import Alert, AlertStatus
 
 if TYPE_CHECKING:
@@ -131,19 +131,20 @@ def _run_ticks(
         )
 
 
-def _run_scheduled(service: AnomalyService, after: Callable[[], object] | None, state: Path | None) -> None:
-    """fit_every / infer_every (and the state's saves to ``state``) on APScheduler until SIGINT or SIGTERM,
-    then the state saved a last time."""
+def _run_scheduled(
+    service: AnomalyService, after: Callable[[], object] | None, state: Path | None, stop: StopRequest
+) -> None:
+    """fit_every / infer_every (and the state's saves to ``state``) on APScheduler until SIGINT or SIGTERM
+    (``stop``, caught by the caller; one that came already stops it at once), then the state saved a last
+    time."""
     from anomaly.scheduler import AnomalyScheduler  # noqa: PLC0415
 
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     scheduler = AnomalyScheduler(service, after_infer=after, state_file=state)
     scheduler.start()
     try:
-        while not stop.wait(1.0):  # a timed wait: the main thread must return to run the signal handlers
-            pass
+        while not stop.asked:
+            with suppress(StopAsked):  # a timed wait: the main thread must return to run the signal handlers
+                stop.sleep(1.0)
     finally:
         scheduler.shutdown()
 

@@ -21,7 +21,15 @@ from rich.markup import escape
 from gpuwarden.cli.consoles import err_console
 from gpuwarden.cli.numbers import number
 from gpuwarden.cli.tls_trust import ca_file_problem, tls_hint
-from gpuwarden.headers import FIELD_HEADER, LAG_HEADER, TOKEN_ENV, token_missing, token_problem
+from gpuwarden.headers import (
+    FIELD_HEADER,
+    LAG_HEADER,
+    STANDBY_ACTIVE_ELSEWHERE,
+    STANDBY_HEADER,
+    TOKEN_ENV,
+    token_missing,
+    token_problem,
+)
 from gpuwarden.redaction import hidden_password, quoting_only
 from gpuwarden.route_prefix import PREFIX_NOTE
 from gpuwarden.urls import plain_http_host, url_problem, verify_tls
@@ -250,9 +258,26 @@ def _refusal(response: httpx.Response, token: str | None, url: str, path: str) -
             return f"{said}; {given} is not serve's base URL: give {hidden_password(base)}"
         rest = "the path" if urlsplit(base).path in ("", "/") else "the rest of the path"
         return f"{said}; {given} is not serve's base URL: give {hidden_password(base)}, without {rest}"
+    standby = response.headers.get(STANDBY_HEADER)
+    if standby is not None:  # "its log says more" sent the operator to a log that said the same
+        return f"{said} ({_standby_hint(shown, standby)})"
     if response.status_code >= 500:
         return f"{said} (from serve at {shown}; its log says more)"
     return said
+
+
+def _standby_hint(shown: str, kind: str) -> str:
+    """What to do about a standby's refusal (``STANDBY_HEADER``: ``kind``), which ``shown`` answered: send
+    the command to the active serve, or, where the standby cannot ask the store, read the standby's log."""
+    if kind == STANDBY_ACTIVE_ELSEWHERE:
+        return (
+            f"{shown} is a standby serve: give --url, or GPUWARDEN_URL, the active serve's address, or the"
+            " one address in front of both"
+        )
+    return (
+        f"{shown} is a standby serve that cannot ask the store: its log, the lines `instance lock: standby,"
+        " waiting: ...`, names the store's host and user and the store's error"
+    )
 
 
 def _no_route(response: httpx.Response, data: object) -> bool:

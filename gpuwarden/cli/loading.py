@@ -1,12 +1,14 @@
-"""A stop signal that reaches ``serve``, ``exporter`` or ``inference-server`` while it still loads.
+"""A stop signal that reaches ``serve``, ``exporter``, ``inference-server`` or ``anomaly run`` while it still
+loads.
 
 Its imports and configuration take seconds (2-6 on a loaded machine) before the command installs its own
 handlers (``gpuwarden.graceful``): SIGTERM's default action killed it there, exit 143 and no line said, where
 a stop signal gives exit 0 (README: exit statuses), and Kubernetes and systemd stop a pod or a unit that is
-just starting. Nothing is made by then (no lock file, no store, nothing learnt or buffered), so the handler
-installed first thing (``stop_while_loading``) says it stopped and exits 0 at once. The command's own
-handlers replace it; when theirs end they put back what it replaced (``replaced``), not it. A short command
-(``incidents list``) keeps the defaults: killed by SIGTERM, it exits 143 as any other program.
+just starting. Nothing is made by then (no store, nothing learnt, written or buffered; ``anomaly run`` holds
+its state file's lock, which the exit lets go), so the handler installed first thing
+(``stop_while_loading``) says it stopped and exits 0 at once. The command's own handlers replace it; when
+theirs end they put back what it replaced (``replaced``), not it. A short command (``incidents list``,
+``anomaly score``) keeps the defaults: killed by SIGTERM, it exits 143 as any other program.
 """
 
 from __future__ import annotations
@@ -19,13 +21,17 @@ from collections.abc import Callable, Sequence
 from pathlib import PurePath
 from types import FrameType
 
+# Imported before the handler is installed: imported in it, a signal that came during the command's own
+# import of logging found that module half made.
 from gpuwarden.cli.logs import JsonLogFormatter, LogFormat, TextLogFormatter
 
-# The long-running commands, each with the logger its lines go to and its --log-format default.
+# The long-running commands (one word, or a group and its command), each with the logger its lines go to
+# and its --log-format default.
 LONG_RUNNING = {
     "serve": ("gpuwarden.cli.serve_cmd", LogFormat.JSON),
     "exporter": ("gpuwarden.cli.exporter_cmd", LogFormat.TEXT),
     "inference-server": ("gpuwarden.cli.inference_cmd", LogFormat.TEXT),
+    "anomaly run": ("gpuwarden.cli.anomaly_cmd", LogFormat.TEXT),
 }
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -63,10 +69,11 @@ def stop_while_loading(argv: Sequence[str]) -> LoadingStop | None:
     program = PurePath(argv[0]) if argv else PurePath()
     if program.name != "gpuwarden" and program.parts[-2:] != ("gpuwarden", "__main__.py"):
         return None
-    command = argv[1] if len(argv) > 1 else ""
+    words = 2 if len(argv) > 2 and " ".join(argv[1:3]) in LONG_RUNNING else 1
+    command = " ".join(argv[1 : 1 + words])
     if command not in LONG_RUNNING:
         return None
-    handler = LoadingStop(command, log_format_given(argv[2:], LONG_RUNNING[command][1]))
+    handler = LoadingStop(command, log_format_given(argv[1 + words :], LONG_RUNNING[command][1]))
     for sig in _SIGNALS:
         handler.replaced[sig] = signal.signal(sig, handler)
     return handler

@@ -144,7 +144,7 @@ def inject(
     if param:
         payload["params"] = _params(payload["kind"], param)
     _check_fault(payload)
-    body = _answered(_request("POST", url, "/sim/faults", timeout, json=payload), "id")
+    body = _answered(_request("POST", url, "/sim/faults", timeout, json=payload), "id", url)
     typer.echo(json.dumps(body))
 
 
@@ -167,9 +167,10 @@ def _request(method: str, url: str, path: str, timeout: float, **kwargs: Any) ->
         raise _fail(problem, 2) from exc
 
 
-def _answered(response: httpx.Response, key: str) -> dict[str, Any]:
-    """The JSON object the simulated exporter answered ``response`` with, which carries ``key``; exit 1 with
-    its message on an error, and on a page that is not its answer (a proxy's, another server's)."""
+def _answered(response: httpx.Response, key: str, url: str) -> dict[str, Any]:
+    """The JSON object the simulated exporter at ``url`` (``--url``) answered ``response`` with, which
+    carries ``key``; exit 1 with its message on an error, and on a page that is not its answer (a proxy's,
+    another server's)."""
     shown_url = hidden_password(str(response.request.url))
     try:
         body = response.json()
@@ -177,9 +178,8 @@ def _answered(response: httpx.Response, key: str) -> dict[str, Any]:
         body = None
     # A 404 of no route: another server's, or serve's (``{"field": "path"}``: --url gpuwarden serve's).
     if response.status_code == 404 and (not isinstance(body, dict) or body.get("field") in (None, "path")):
-        raise _fail(
-            f"{shown_url} not found; fault injection exists only when the exporter runs with --simulate"
-        )
+        serve = isinstance(body, dict) and body.get("field") == "path"
+        raise _fail(_not_found(shown_url, hidden_password(url), serve=serve))
     if response.status_code == 401 and response.headers.get("www-authenticate", "").lower().startswith(
         "basic"
     ):
@@ -203,6 +203,21 @@ def _answered(response: httpx.Response, key: str) -> dict[str, Any]:
             f"{shown_url} answered {response.status_code} but not as the simulated exporter does: {body}"
         )
     return body
+
+
+def _not_found(shown_url: str, given: str, *, serve: bool) -> str:
+    """Why ``shown_url`` (under ``--url given``) has no ``/sim/faults``: ``serve``, gpuwarden serve's "no
+    route" answered; else another server, or an exporter started without --simulate (both a plain 404).
+    "fault injection exists only when the exporter runs with --simulate" sent the operator to restart an
+    exporter where --url named another server (a Prometheus, node_exporter, a wrong port)."""
+    expected = "an exporter or inference server running with --simulate, whose /sim/faults injects faults"
+    port = "the exporter's default port is 9400"
+    if serve:
+        return f"{shown_url} answered 404: --url {given} is gpuwarden serve's API, not {expected} ({port})"
+    return (
+        f"{shown_url} answered 404: --url {given} is not {expected} (one started without --simulate, or"
+        f" another server, answers 404 there); check --url's host and port ({port})"
+    )
 
 
 def _when(at: object) -> str:
@@ -242,7 +257,7 @@ def faults(
     timeout: FaultsTimeout = 10.0,
 ) -> None:
     """List the faults active in a running simulated fleet (--all: its whole fault log), oldest first."""
-    body = _answered(_request("GET", url, "/sim/faults", timeout), "active")
+    body = _answered(_request("GET", url, "/sim/faults", timeout), "active", url)
     listed = body.get("log") if all_faults else body.get("active")
     if not isinstance(listed, list) or not all(isinstance(f, dict) for f in listed):
         raise _fail(f"{hidden_password(url)} answered a fault list that is not one: {body}")
@@ -277,7 +292,7 @@ def clear(
     if "/" in fault_id:  # no id has one; encoded, it reached no route, and the 404 blamed --simulate
         refuse_option(f"FAULT_ID {escape(repr(fault_id))}: no fault id has a '/'; write {what}")
     path = f"/sim/faults/{quote(fault_id, safe='')}"
-    body = _answered(_request("DELETE", url, path, timeout), "cleared")
+    body = _answered(_request("DELETE", url, path, timeout), "cleared", url)
     typer.echo(json.dumps(body))
 
 

@@ -245,3 +245,42 @@ def test_sigterm_while_serve_is_asked_what_it_holds_stops_with_a_line_and_exit_0
     assert code == 0, text
     assert "anomaly run stopped by SIGTERM during its warm-up: nothing learnt yet" in text, text
     assert not state.exists() and "Traceback" not in text, text
+
+
+# ``anomaly run``, its warm-up followed at once by a SIGTERM to itself: the moment between the warm-up's own
+# handler and the schedule's, where the scheduler's imports run.
+_SIGTERM_AS_THE_WARM_UP_ENDS = """
+import os, signal
+import gpuwarden.cli.anomaly_run as run
+warmed_up = run._warmed_up
+def then_sigterm(*args, **kwargs):
+    done = warmed_up(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGTERM)
+    return done
+run._warmed_up = then_sigterm
+from gpuwarden.cli import main
+main()
+"""
+
+
+def test_sigterm_as_the_warm_up_ends_stops_with_exit_0_and_the_state_saved(tmp_path):
+    """The warm-up's handler put back SIGTERM's default action, and the schedule's came after the scheduler's
+    imports: a pod stop then killed the run, exit 143, what the history taught not saved."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "anomaly:\n  prometheus_url: http://127.0.0.1:1\n  query_timeout_seconds: 1\n"
+        "  infer_every_seconds: 60\n  queries:\n    - {name: up, expr: up, step_seconds: 15}\n"
+    )
+    state, log = tmp_path / "anomaly.state.npz", tmp_path / "log"
+    argv = [sys.executable, "-c", _SIGTERM_AS_THE_WARM_UP_ENDS, "anomaly", "run", "--config", str(cfg)]
+    with log.open("wb") as out:
+        proc = subprocess.Popen([*argv, "--port", "0", "--state-file", str(state)], stdout=out, stderr=out)
+        try:
+            code = proc.wait(timeout=READY_SECONDS)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    text = log.read_text()
+    assert code == 0, text
+    assert f"anomaly state saved to {state}" in text and state.exists(), text

@@ -105,3 +105,53 @@ def test_the_label_to_id_mapping_is_reused_between_ticks_and_dropped_when_ids_ar
     assert len(index) == 3
     assert index.keys[int(back[0])] == ("q", (("gpu", "1"),))
     assert index.keys[int(back[1])] == ("q", (("gpu", "0"),))
+
+
+ORDERED = {"instance": "n1:9400", "job": "dcgm", "gpu": "0"}
+REORDERED = {
+    "gpu": "0",
+    "job": "dcgm",
+    "instance": "n1:9400",
+}  # the same label set (a remote read, a relabel)
+
+
+def test_a_label_set_in_another_order_is_the_same_series_at_the_next_tick():
+    index = SeriesIndex()
+    first = index.ids_for("q", [ORDERED, {**ORDERED, "gpu": "1"}], 0.0)
+    index.expire(0.0, 900.0)
+    # Another row beside it: the tick is not the last one's label sets, so each is looked up again.
+    again = index.ids_for("q", [REORDERED, {**ORDERED, "gpu": "2"}], 30.0)
+    assert again[0] == first[0]
+    assert len(index) == 3
+
+
+def test_a_label_set_in_another_order_is_the_same_series_after_a_snapshot_restore():
+    index = SeriesIndex()
+    first = index.ids_for("q", [ORDERED], 0.0)
+    assert index.ids_for("q", [REORDERED], 30.0).tolist() == first.tolist()  # the tick's cache: one series
+    restored = SeriesIndex()
+    restored.restore(index.state())
+    assert restored.ids_for("q", [REORDERED], 60.0).tolist() == first.tolist()
+    assert restored.ids_for("q", [ORDERED], 90.0).tolist() == first.tolist()
+    assert len(restored) == 1
+
+
+def test_an_older_snapshot_holding_one_label_set_in_two_orders_is_taken_up_the_later_one_going_on():
+    """An index saved before label sets were keyed whatever their order may hold one twice: the series read
+    last goes on, the other is forgotten ``forget_after`` later, and the snapshot is not refused."""
+    for older, newer in ((REORDERED, ORDERED), (ORDERED, REORDERED)):
+        saved = SeriesIndex()
+        state = saved.state()
+        state.meta["queries"] = ["q"]
+        state.meta["label_sets"] = [[list(p) for p in older.items()], [list(p) for p in newer.items()]]
+        state.arrays.update(
+            query=np.array([0, 0], np.int32),
+            label_set=np.array([0, 1], np.int32),
+            last_seen=np.array([0.0, 30.0]),
+        )
+        index = SeriesIndex()
+        index.restore(state)
+        assert index.ids_for("q", [older], 60.0).tolist() == [1]
+        assert index.expire(960.0, 900.0).tolist() == [0]
+        assert index.ids_for("q", [newer], 990.0).tolist() == [1]
+        assert len(index) == 1

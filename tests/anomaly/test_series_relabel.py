@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from anomaly.promql import PromQLSource, PromQuery
-from anomaly.series import SeriesIndex, series_key
+from anomaly.series import SeriesIndex
+from anomaly.serieskeys import series_key
 from anomaly.service import AnomalyService
 from gpuwarden.clock import FakeClock
 from gpuwarden.config_anomaly import AnomalyConfig

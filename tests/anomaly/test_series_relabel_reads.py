@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from anomaly.promql import PromQLSource, PromQuery
-from anomaly.series import CounterRates, SeriesIndex, build_view, series_key
+from anomaly.series import CounterRates, SeriesIndex, build_view
+from anomaly.serieskeys import series_key
 from anomaly.service import AnomalyService
 from anomaly.sources import Frame
 from gpuwarden.clock import FakeClock

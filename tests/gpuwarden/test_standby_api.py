@@ -9,7 +9,10 @@ from sqlalchemy.exc import OperationalError
 from starlette.testclient import TestClient
 
 from alerting.instance_lock import InstanceBusy
+from gpuwarden.cli import app
 from gpuwarden.standby_api import StandbyState, standby_app
+from tests.gpuwarden.api_client import route_httpx
+from tests.gpuwarden.cli.built_runner import BuiltCliRunner
 
 HOLDER = "pid 4242 on node-a, started 2026-01-01T00:00:00+00:00"
 
@@ -138,3 +141,38 @@ def test_a_standby_names_no_host_or_user_of_the_store_to_requests_without_a_toke
         assert "names hidden: serve's log has them" in said and "takes no requests" in said, said
     if isinstance(reason, InstanceBusy):  # who holds the lock is what tells where the active one is
         assert HOLDER in client.get("/-/ready").text
+
+
+@pytest.mark.parametrize(
+    ("reason", "told", "standby_said"),
+    [
+        (
+            InstanceBusy("store /var/lib/gpuwarden/gw.db", HOLDER),
+            "{} is a standby serve: give --url, or GPUWARDEN_URL, the active serve's address, or the one"
+            " address in front of both",
+            HOLDER,  # who is active
+        ),
+        (
+            OperationalError("SELECT pg_advisory_lock(1)", {}, Exception("password authentication failed")),
+            "{} is a standby serve that cannot ask the store: its log, the lines `instance lock: standby,"
+            " waiting: ...`, names the store's host and user and the store's error",
+            "check the store's address and credentials (api.db)",  # what to check
+        ),
+    ],
+    ids=["another-serve-active", "store-unanswered"],
+)
+def test_the_cli_says_which_serve_is_the_standby_and_what_to_do_not_that_its_log_says_more(
+    monkeypatch: pytest.MonkeyPatch, reason: Exception, told: str, standby_said: str
+) -> None:
+    # `incidents list --url <standby>` added "(from serve at URL; its log says more)": the standby's log said
+    # what its answer said, and nothing told that URL was a standby to move --url away from.
+    state = StandbyState()
+    state.waiting(reason)
+    url = "http://gw-standby:8080"
+    with TestClient(standby_app(state)) as client:
+        route_httpx(client, url, monkeypatch)
+        result = BuiltCliRunner().invoke(app, ["incidents", "list", "--url", url])
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 1, said
+    assert "HTTP 503: this serve is a standby" in said and standby_said in said, said
+    assert told.format(url) in said and "its log says more" not in said, said

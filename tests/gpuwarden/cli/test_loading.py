@@ -52,8 +52,21 @@ def _as_soon_as_it_catches_sigterm(proc: subprocess.Popen[bytes]) -> None:
             ["exporter", "--simulate", "1x1", "--port", "{port}", "--log-format", "JSON"],
             '"msg": "exporter stopped by SIGTERM while it started: nothing was running yet"',
         ),
+        (
+            [
+                "anomaly",
+                "run",
+                "--config",
+                "{tmp}/anomaly.yaml",
+                "--state-file",
+                "{tmp}/s.npz",
+                "--port",
+                "{port}",
+            ],
+            "INFO gpuwarden.cli.anomaly_cmd: anomaly run stopped by SIGTERM while it started",
+        ),
     ],
-    ids=["serve-json-by-default", "inference-server-text", "exporter-json"],
+    ids=["serve-json-by-default", "inference-server-text", "exporter-json", "anomaly-run-text"],
 )
 def test_sigterm_while_a_long_running_command_loads_exits_0_with_one_line(
     tmp_path: Path, argv: list[str], line: str
@@ -61,6 +74,10 @@ def test_sigterm_while_a_long_running_command_loads_exits_0_with_one_line(
     # Kubernetes stops a pod that is just starting: SIGTERM during the seconds of imports and loading, before
     # the command's own handlers, killed it with exit 143 and no line, where a stop signal gives exit 0.
     args = [a.format(tmp=tmp_path, port=free_port()) for a in argv]
+    config = tmp_path / "anomaly.yaml"  # anomaly run's: its warm-up caught SIGTERM, not its start
+    config.write_text(
+        "anomaly:\n  prometheus_url: http://127.0.0.1:1\n  queries:\n    - {name: up, expr: up}\n"
+    )
     log = tmp_path / "out.log"
     env = {**os.environ, "GPUWARDEN_API_TOKEN": "loading-stop-token-123"}
     status = sigterm_once(gpuwarden_argv() + args, log, _as_soon_as_it_catches_sigterm, env=env)
@@ -69,7 +86,7 @@ def test_sigterm_while_a_long_running_command_loads_exits_0_with_one_line(
     assert len(said.splitlines()) == 1, said
     if line == SERVE:
         assert json.loads(said)["logger"] == "gpuwarden.cli.serve_cmd"
-        assert list(tmp_path.iterdir()) == [log]  # no store, no lock file
+        assert sorted(tmp_path.iterdir()) == sorted([config, log])  # no store, no lock file
 
 
 @pytest.mark.parametrize(
@@ -77,10 +94,11 @@ def test_sigterm_while_a_long_running_command_loads_exits_0_with_one_line(
     [
         ["pytest", "serve"],
         [str(Path(sys.executable).with_name("gpuwarden")), "incidents", "list"],
+        [str(Path(sys.executable).with_name("gpuwarden")), "anomaly", "score", "x.csv"],
         [str(Path(sys.executable).with_name("gpuwarden"))],
         [],
     ],
-    ids=["imported-by-another-program", "short-command", "no-command", "no-argv"],
+    ids=["imported-by-another-program", "short-command", "short-command-of-a-group", "no-command", "no-argv"],
 )
 def test_only_a_long_running_command_run_as_gpuwarden_gets_the_handler(argv: list[str]) -> None:
     before = signal.getsignal(signal.SIGTERM)

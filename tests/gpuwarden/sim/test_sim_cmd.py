@@ -199,8 +199,12 @@ def test_faults_and_clear_explain_a_url_that_is_no_simulated_exporter(server: st
     down = runner.invoke(_app(), ["sim", "faults", "--url", nobody])
     assert down.exit_code == 1 and "cannot reach" in down.stderr and "--simulate" in down.stderr
     elsewhere = runner.invoke(_app(), ["sim", "clear", "f-0001", "--url", f"{server}/metrics"])
+    said = " ".join(elsewhere.stderr.split())
     assert elsewhere.exit_code == 1
-    assert "not found; fault injection exists only when the exporter runs with --simulate" in elsewhere.stderr
+    assert (
+        f"{server}/metrics/sim/faults/f-0001 answered 404: --url {server}/metrics is not an exporter or"
+        " inference server running with --simulate" in said
+    ), said
 
 
 @pytest.mark.parametrize(
@@ -209,7 +213,21 @@ def test_faults_and_clear_explain_a_url_that_is_no_simulated_exporter(server: st
         (
             404,
             b'{"error": "path: no route for GET /sim/faults", "field": "path"}',
-            "{}/sim/faults not found; fault injection exists only when the exporter runs with --simulate",
+            "{0}/sim/faults answered 404: --url {0} is gpuwarden serve's API, not an exporter or"
+            " inference server running with --simulate, whose /sim/faults injects faults (the exporter's"
+            " default port is 9400)",
+        ),
+        (
+            404,
+            b"404 page not found\n",  # Prometheus' or node_exporter's (Go's) answer
+            "{0}/sim/faults answered 404: --url {0} is not an exporter or inference server running"
+            " with --simulate, whose /sim/faults injects faults (one started without --simulate, or another"
+            " server, answers 404 there); check --url's host and port (the exporter's default port is 9400)",
+        ),
+        (
+            404,
+            b'{"detail": "Not Found"}',  # another JSON API's: not serve's
+            "{0}/sim/faults answered 404: --url {0} is not an exporter",
         ),
         (
             502,
@@ -218,13 +236,14 @@ def test_faults_and_clear_explain_a_url_that_is_no_simulated_exporter(server: st
         ),
         (200, b"hello", "{}/sim/faults answered 200: hello (not the simulated exporter's answer: is --url"),
     ],
-    ids=["gpuwarden-serve", "proxy-502", "not-json"],
+    ids=["gpuwarden-serve", "another-server-404", "another-json-api-404", "proxy-502", "not-json"],
 )
 def test_faults_at_a_url_that_is_no_simulated_exporter_name_the_url(
     status: int, body: bytes, told: str
 ) -> None:
     """`sim faults --url` at gpuwarden serve said "error: 404: path: no route for GET /sim/faults", at a
-    proxy "error: 502: <html>...": neither named the URL; a 200 not JSON was shown as {'error': 'hello'}."""
+    proxy "error: 502: <html>...": neither named the URL; a 200 not JSON was shown as {'error': 'hello'}. A
+    404 said "fault injection exists only when the exporter runs with --simulate", whatever --url named."""
     stub = FixedAnswer(status, body)
     try:
         result = runner.invoke(_app(), ["sim", "faults", "--url", stub.url])
