@@ -31,7 +31,7 @@ from gpuwarden.model import RecommendedAction
 # winsorised: where it was a high sample of the new level (N(100, 2) up 10: 113.4), the level itself read as a
 # shift back 10-15 samples later; where it was a spike (a 4 among Poisson(0.2) counts), the next sample, 0,
 # read as one, the mean restarted at 0, the winsorised scale shrank towards 0 about it, and every later 1 and
-# the 0 after it were shifts: three in a row raised an alert, 25 a series in 14 days at a 5-minute step.
+# the 0 after it were shifts: three in a row raised an alert, 28 a series in 14 days at a 5-minute step.
 _RESTART = 1
 
 
