@@ -1,8 +1,9 @@
 """The ``level_shift`` detector: two-sided CUSUM per series for latency and step-time queries.
 
 A level shift is a small move that lasts: each sample's standardised residual against a slow baseline is
-accumulated (minus a drift allowance) until the sum passes ``h``. After a detection the baseline jumps to
-the new level, so the shift is reported once and the new normal is learned at once.
+accumulated (minus a drift allowance) until the sum passes ``h``. After a detection the series is learnt
+afresh from the sample that passed, its warm-up included, so the shift is reported once and the new normal is
+the mean of the samples after it, not that one sample of it.
 
 The band it writes back is the decision itself: with baseline ``m``, scale ``s`` and the sums ``S+``/``S-``
 carried from the samples before, the next sample ``x`` passes ``h`` exactly when
@@ -23,6 +24,15 @@ from anomaly.series import View
 from anomaly.steps import SeriesArrays, unlearned
 from anomaly.thresholds import FloatArray, IntArray
 from gpuwarden.model import RecommendedAction
+
+# The count a series restarts at after a detected shift: the sample that crossed is the new level's first,
+# and the next samples are averaged into its mean and scale (unwinsorised, unscored: a warm-up) as a new
+# series' are. Restarted at that one sample with the old count, the baseline moved from it at ``alpha``,
+# winsorised: where it was a high sample of the new level (N(100, 2) up 10: 113.4), the level itself read as a
+# shift back 10-15 samples later; where it was a spike (a 4 among Poisson(0.2) counts), the next sample, 0,
+# read as one, the mean restarted at 0, the winsorised scale shrank towards 0 about it, and every later 1 and
+# the 0 after it were shifts: three in a row raised an alert, 28 a series in 14 days at a 5-minute step.
+_RESTART = 1
 
 
 class LevelShiftDetector(SeriesArrays):
@@ -77,7 +87,8 @@ class LevelShiftDetector(SeriesArrays):
         neg = np.where(warm, neg, 0.0)
         score = np.maximum(pos, neg) / self.h
         shifted = score > 1.0
-        # Learn: winsorised baseline; on a detected shift, restart at the new level.
+        # Learn: winsorised baseline; on a detected shift, learn the new level afresh from the sample that
+        # crossed on (``_RESTART``).
         a = np.maximum(self.alpha, 1.0 / (n + 1.0))
         cap = np.where(warm, 3.0 * scale, np.inf)
         r = np.clip(x - mean, -cap, cap)
@@ -85,7 +96,7 @@ class LevelShiftDetector(SeriesArrays):
         self.dev[ids] = dev + a * (np.abs(r) - dev)
         self.pos[ids] = np.where(shifted, 0.0, pos)
         self.neg[ids] = np.where(shifted, 0.0, neg)
-        self.count[ids] = n + 1
+        self.count[ids] = np.where(shifted, _RESTART, n + 1)
         return score, mean, lower, upper
 
     def fit(self, view: View) -> None:

@@ -3,9 +3,15 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from anomaly.changepoint import LevelShiftDetector
 from anomaly.series import Step, View
+from anomaly.service import AnomalyService
+from anomaly.sources import CollectorSource
+from gpuwarden.clock import FakeClock
+from gpuwarden.config_anomaly import AnomalyConfig
+from tests.anomaly.fakes import TableCollector
 
 
 def scores(values: np.ndarray) -> np.ndarray:
@@ -83,7 +89,8 @@ def test_level_shift_writes_a_band_and_scores_above_one_exactly_when_the_value_i
         banded += int(known.sum())
         hits += int((f.score > 1.0).sum())
     assert hits >= 2  # both shifts were found, so both sides of the equivalence were checked
-    assert banded == 2 * (480 - det.warmup)  # a band from the end of the warm-up on
+    # A band from the end of the warm-up on, but for the warm-up of the new level learnt after each shift.
+    assert banded == 2 * (480 - det.warmup) - hits * (det.warmup - 1)
 
 
 def test_with_several_samples_a_tick_the_band_is_that_of_the_sample_whose_score_is_reported():
@@ -96,3 +103,40 @@ def test_with_several_samples_a_tick_the_band_is_that_of_the_sample_whose_score_
         assert ((f.score > 1.0) == outside).all()
         hits += int((f.score > 1.0).sum())
     assert hits >= 2
+
+
+def test_a_spike_is_found_once_not_again_as_a_shift_back():
+    """One sample 20 noise widths up: before, the baseline restarted at that sample and the next one, back at
+    the level, read as a shift down."""
+    values = 100 + np.random.default_rng(0).normal(0, 2, 1000)
+    values[300] += 40
+    assert np.flatnonzero(scores(values) > 1).tolist() == [300]
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_after_a_shift_the_new_level_is_learnt_from_the_samples_after_it(seed: int):
+    """A step of five noise widths is found once: before, the baseline restarted at the one sample that
+    crossed (113.4 where the new level is 110: seeds 2, 4, 5 and 8), and the level read as a shift back."""
+    values = 100 + np.random.default_rng(seed).normal(0, 2, 4032)
+    values[2000:] += 10
+    hits = np.flatnonzero(scores(values) > 1)
+    assert len(hits) == 1 and 2000 <= hits[0] < 2010
+
+
+def test_anomaly_run_raises_no_level_shift_on_spikes_among_zeros():
+    """A latency that is mostly 0 (Poisson with mean 0.05: a queue's wait, idle) for 1,000 reads on 8 GPUs:
+    nothing happens. Before, a spike passed the threshold, the baseline restarted at it, the 0 after it read
+    as a shift back, the baseline restarted at 0 and its winsorised scale shrank about it, so that every
+    later spike and the 0 after it were shifts: three in a row raised an alert (18 here)."""
+    clock = FakeClock(1_767_571_200.0)
+    collector = TableCollector()
+    cfg = AnomalyConfig(detectors=["level_shift"], infer_every_seconds=300.0)
+    service = AnomalyService(cfg, [CollectorSource([collector], clock)], clock)
+    values = np.random.default_rng(7).poisson(0.05, (1000, 8)).astype(float)
+    labels = [{"UUID": f"GPU-{g}", "Hostname": "n1", "gpu": str(g)} for g in range(8)]
+    raised = []
+    for row in values.tolist():
+        collector.set("queue_wait_latency_seconds", list(zip(labels, row, strict=True)))
+        clock.advance(300.0)
+        raised += service.infer().raised
+    assert raised == []
