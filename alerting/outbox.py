@@ -54,11 +54,11 @@ from alerting.outbox_tables import (
     SENT,
     WAITING,
     NotificationThread,
-    OutboxCount,
     OutboxMessage,
     first_taken,
     held_at,
     in_counts_order,
+    kept_counts,
     of_incident,
 )
 from alerting.subscriptions import ChangeKind, IncidentChange
@@ -290,27 +290,29 @@ class Outbox(OutboxDelivery):
     def counts_by_notifier(self) -> dict[tuple[str, str], int]:
         """How many stored messages each notifier has in each status: ``{(notifier, status): n}``, a pending
         message held on purpose now (``held_at``) counted as ``held``, not ``pending``."""
-        # Read from ``outbox_counts`` (migration 0024, kept by triggers), the held ones among the few pending
-        # by ``(status, id)``: a count of the ``(notifier, status)`` index read each entry of it (600,000 sent
-        # messages of a long history on PostgreSQL: 86-330 ms a scrape). One statement, so one snapshot: a
-        # message stored between two reads would be counted held and not pending.
-        stored = select(OutboxCount.notifier, OutboxCount.status, OutboxCount.messages).where(
-            OutboxCount.messages > 0
-        )
-        held = (
-            select(OutboxMessage.notifier, literal(HELD), func.count())
-            .where(held_at(self._clock.time(), self._holds))
-            .group_by(OutboxMessage.notifier)
-        )
-        with self._sessions() as session:
-            rows = session.execute(union_all(stored, held)).all()
-        counts = {(str(notifier), str(status)): int(count) for notifier, status, count in rows}
+        counts = self._kept_counts()
         for (notifier, status), count in list(counts.items()):
             if status == HELD:  # held ones are pending ones, counted apart
                 counts[(notifier, PENDING)] -= count
                 if counts[(notifier, PENDING)] == 0:
                     del counts[(notifier, PENDING)]
         return counts
+
+    def _kept_counts(self) -> dict[tuple[str, str], int]:
+        """``{(notifier, status): n}`` as kept in ``outbox_counts``, and ``(notifier, held): n`` of the
+        pending ones held on purpose now (``held_at``)."""
+        # Read from ``outbox_counts`` (migrations 0024, 0025, kept by triggers), the held ones among the few
+        # pending by ``(status, id)``: a count of the ``(notifier, status)`` index read each entry of it
+        # (600,000 sent messages of a long history on PostgreSQL: 86-330 ms a scrape). One statement, so one
+        # snapshot: a message stored between two reads would be counted held and not pending.
+        held = (
+            select(OutboxMessage.notifier, literal(HELD), func.count())
+            .where(held_at(self._clock.time(), self._holds))
+            .group_by(OutboxMessage.notifier)
+        )
+        with self._sessions() as session:
+            rows = session.execute(union_all(kept_counts(), held)).all()
+        return {(str(notifier), str(status)): int(count) for notifier, status, count in rows}
 
     def counts(self, incident_id: str | None = None) -> dict[str, int]:
         """How many stored messages (of one incident, or all) are in each status."""
@@ -319,12 +321,19 @@ class Outbox(OutboxDelivery):
     def depths(self, incident_id: str | None = None) -> tuple[dict[str, int], int]:
         """``counts`` and how many of the pending are held on purpose now (``held_at``), in one read: a
         message stored between two reads would be counted held and not pending."""
-        held = func.sum(case((held_at(self._clock.time(), self._holds), 1), else_=0))
-        query = select(OutboxMessage.status, func.count(), held).group_by(OutboxMessage.status)
+        if incident_id is None:  # all of them: the kept counts, not a read of every message ever sent
+            counts: dict[str, int] = {}
+            held = 0
+            for (_, status), count in self._kept_counts().items():
+                if status == HELD:
+                    held += count
+                else:
+                    counts[status] = counts.get(status, 0) + count
+            return counts, held
+        of_held = func.sum(case((held_at(self._clock.time(), self._holds), 1), else_=0))
+        query = select(OutboxMessage.status, func.count(), of_held).group_by(OutboxMessage.status)
         with self._sessions() as session:
-            if incident_id is not None:
-                query = query.where(of_incident(session, incident_id))
-            rows = session.execute(query).all()
+            rows = session.execute(query.where(of_incident(session, incident_id))).all()
         return {str(status): int(count) for status, count, _ in rows}, sum(int(n or 0) for _, _, n in rows)
 
     def requeue_failed(self, incident_id: str | None = None) -> tuple[int, int]:

@@ -15,11 +15,13 @@ from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     ColumnElement,
     Float,
     Index,
     Integer,
+    Select,
     String,
     Text,
     UniqueConstraint,
@@ -72,15 +74,30 @@ class OutboxMessage(Base):
 
 
 class OutboxCount(Base):
-    """How many messages of the outbox one notifier has in one status (migration 0024): kept by triggers
-    on ``notification_outbox`` in the transaction of every change to it, read by ``/metrics`` instead of a
-    count of every message. A row at 0 stays."""
+    """One side of how many messages of the outbox one notifier has in one status (migrations 0024, 0025):
+    ``added``, how many came into it, and ``removed``, how many went out of it (negative); the count is the
+    sum of the two (``kept_counts``). Kept by triggers on ``notification_outbox`` in the transaction of every
+    change to it, read by ``/metrics`` and ``outbox list`` instead of a count of every message. Two rows, so
+    that retention's delete of sent messages (``removed``) and the outbox marking one sent (``added``) write
+    rows of their own: on PostgreSQL the one waited for the other's commit. A row at 0 stays."""
 
     __tablename__ = "outbox_counts"
 
     notifier: Mapped[str] = mapped_column(String(64), primary_key=True)
     status: Mapped[str] = mapped_column(String(16), primary_key=True)
-    messages: Mapped[int] = mapped_column(Integer)
+    side: Mapped[str] = mapped_column(String(8), primary_key=True)
+    messages: Mapped[int] = mapped_column(BigInteger)
+
+
+def kept_counts() -> Select[str, str, int]:
+    """How many messages each notifier has in each status, from ``outbox_counts``: ``(notifier, status,
+    messages)``, none at 0."""
+    messages = func.sum(OutboxCount.messages)
+    return (
+        select(OutboxCount.notifier, OutboxCount.status, messages)
+        .group_by(OutboxCount.notifier, OutboxCount.status)
+        .having(messages > 0)
+    )
 
 
 class NotificationThread(Base):

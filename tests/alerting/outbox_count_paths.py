@@ -1,14 +1,16 @@
-"""Every path that changes the outbox, each followed by a check that ``outbox_counts`` (migration 0024, what
-``/metrics`` reads) equals a fresh count of the messages: on any store (the SQLite test and PostgreSQL's
-integration test share it)."""
+"""Every path that changes the outbox, each followed by a check that ``outbox_counts`` (migrations 0024 and
+0025, what ``/metrics`` and ``outbox list`` read) equals a fresh count of the messages: on any store (the
+SQLite test and PostgreSQL's integration test share it)."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 
 from sqlalchemy import Engine, event, inspect, text
+from sqlalchemy.orm import Session
 
 from alerting.engine import IncidentEngine
 from alerting.migrate import upgrade
@@ -16,6 +18,7 @@ from alerting.notifiers.base import Notification, ThreadSaver, ThreadState
 from alerting.outbox import Outbox
 from alerting.outbox_orphans import reconcile_orphans
 from alerting.outbox_tables import DISCARDED, FAILED, ORPHANED, PENDING, SENDING, SENT
+from alerting.retention import prune_resolved
 from gpuwarden.clock import FakeClock, SystemClock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert, AlertStatus
@@ -27,9 +30,12 @@ DAY = 86_400.0
 
 
 def kept_and_counted(sql: Engine) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]:
-    """The counts ``outbox_counts`` keeps (rows at 0 left out) and a ``GROUP BY`` of the messages now."""
+    """The counts ``outbox_counts`` keeps (its sides summed, counts at 0 left out) and a ``GROUP BY`` of the
+    messages now."""
     with sql.connect() as conn:
-        kept = conn.execute(text("SELECT notifier, status, messages FROM outbox_counts"))
+        kept = conn.execute(
+            text("SELECT notifier, status, sum(messages) FROM outbox_counts GROUP BY notifier, status")
+        )
         fresh = conn.execute(
             text("SELECT notifier, status, count(*) FROM notification_outbox GROUP BY notifier, status")
         )
@@ -123,11 +129,15 @@ def the_counts_follow_every_path(sql: Engine) -> None:
     outbox.dispatch_due()
     check("the webhook delivered")
     assert {PENDING, SENDING, SENT, FAILED, DISCARDED, ORPHANED} <= check.seen, check.seen
+    by_status: dict[str, int] = {}
+    for (_, status), count in kept_and_counted(sql)[1].items():
+        by_status[status] = by_status.get(status, 0) + count
+    assert outbox.depths() == (by_status, 0), "what `outbox list` shows"
     clock.advance(31 * DAY)
     assert engine.prune().notifications > 0
     check("retention's prune")
     kept, _ = kept_and_counted(sql)
-    assert kept == {}, "every message of the pruned incidents went"
+    assert kept == {} and outbox.depths() == ({}, 0), "every message of the pruned incidents went"
 
 
 def the_counts_follow_deliveries_beside_new_messages(sql: Engine) -> None:
@@ -169,6 +179,57 @@ def the_upgrade_counts_the_stored_messages_and_the_downgrade_drops_them(sql: Eng
     sql.dispose()
     assert "outbox_counts" not in inspect(sql).get_table_names()
     queued_for(sql, Destination("slack"), Destination("webhook:ops"))  # no trigger left behind
+
+
+def the_0025_upgrade_keeps_the_counts_and_its_downgrade_too(sql: Engine) -> None:
+    """Messages counted at 0024 (a row per notifier and status) are counted the same after the upgrade to
+    0025 (two rows, a side each), and the same again taken back to 0024, whose triggers then count on."""
+    downgrade(sql, "0024_outbox_counts")
+    sql.dispose()
+    queued_for(sql, Destination("slack"), Destination("webhook:ops", mode="refused"))
+    upgrade(sql)
+    sql.dispose()
+    kept, fresh = kept_and_counted(sql)
+    assert kept == fresh and fresh[("webhook:ops", FAILED)] and fresh[("slack", SENT)], fresh
+    queued_for(sql, Destination("slack"), Destination("webhook:ops"))
+    downgrade(sql, "0024_outbox_counts")
+    sql.dispose()
+    assert {c["name"] for c in inspect(sql).get_columns("outbox_counts")} == {
+        "notifier",
+        "status",
+        "messages",
+    }
+    kept, fresh = kept_and_counted(sql)
+    assert kept == fresh, (kept, fresh)
+    outbox = Outbox(sql, [Destination("webhook:ops", mode="down")], CLOCK)
+    for change in lifecycle("after-the-downgrade"):
+        outbox(change)
+    kept, fresh = kept_and_counted(sql)
+    assert kept == fresh and fresh[("webhook:ops", PENDING)], fresh
+
+
+def a_message_is_marked_sent_beside_a_retention_slice(sql: Engine, impatient: Engine) -> None:
+    """Retention's slice has deleted a notifier's sent messages and not yet committed (it goes on deleting
+    for a while) when the outbox marks that notifier's next message sent: through ``impatient``, the same
+    store by connections that give up on a row lock (PostgreSQL's ``lock_timeout``), the delivery is
+    recorded, not refused for a lock the slice holds, and the counts match once both are done."""
+    clock = FakeClock()
+    slack = Destination("slack")
+    engine = IncidentEngine(
+        sql, clock, AlertingConfig(announce_delay_seconds=0, quiet_period_seconds=300, retention_days=30)
+    )
+    engine.subscribe(Outbox(sql, [slack], clock))
+    _resolved(engine, clock, "old")
+    assert Outbox(sql, [slack], clock).dispatch_due()
+    clock.advance(31 * DAY)
+    engine.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": "new"})])
+    with Session(sql) as pruning:
+        part = prune_resolved(pruning, clock.now() - timedelta(days=30), 500)
+        assert part.incidents == 1 and part.notifications, part
+        assert Outbox(impatient, [slack], clock).dispatch_due() == 1  # the new incident's opening
+        pruning.commit()
+    kept, fresh = kept_and_counted(sql)
+    assert kept == fresh == {("slack", SENT): 1}, (kept, fresh)
 
 
 def requeue_changes_several_notifiers_messages_by_one_statement(sql: Engine) -> None:

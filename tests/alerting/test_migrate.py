@@ -388,10 +388,10 @@ def test_an_upgrade_says_from_which_revision_to_which_and_how_many_migrations(
         upgrade(engine)  # at its head already: nothing said
     said = [r.getMessage() for r in caplog.records if r.name == "alerting.migrate"]
     assert said[0] == (
-        "store schema: migrating 0017_alert_ends_by_timeout to 0024_outbox_counts (7 migrations, in one"
-        " transaction)"
+        "store schema: migrating 0017_alert_ends_by_timeout to 0025_outbox_count_sides (8 migrations, in"
+        " one transaction)"
     )
-    assert said[1].startswith("store schema: now at 0024_outbox_counts (") and len(said) == 2
+    assert said[1].startswith("store schema: now at 0025_outbox_count_sides (") and len(said) == 2
 
 
 _AT = 'connection failed: connection to server at "127.0.0.1", port 5432 failed: '

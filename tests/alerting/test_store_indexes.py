@@ -1,6 +1,7 @@
 """The reads that grow with a long history go by an index (migrations 0021 and 0022) or a table of counts
-(0024): ``/metrics``' outbox counts, the newest incidents of one state (``incidents list --state resolved``),
-the firing alerts; and ``outbox retry`` reads the sent messages of the failed ones' incidents alone."""
+(0024, 0025): ``/metrics``' and ``outbox list``'s outbox counts, the newest incidents of one state
+(``incidents list --state resolved``), the firing alerts; and ``outbox retry`` reads the sent messages of
+the failed ones' incidents alone."""
 
 from __future__ import annotations
 
@@ -34,6 +35,18 @@ def test_the_outbox_counts_by_notifier_read_the_kept_counts_not_every_message(sq
     assert "SCAN outbox_counts" in plans[0], plans
     assert "SEARCH notification_outbox USING INDEX ix_outbox_status_id (status=?)" in plans[0], plans
     assert "SCAN notification_outbox" not in plans[0], plans
+
+
+def test_the_outbox_counts_of_every_incident_read_the_kept_counts_not_every_message(sql: Engine) -> None:
+    # `outbox list` with no incident (its counts by status and how many are held) grouped every stored
+    # message by status: 136 ms beside 600,000 sent messages on PostgreSQL (benchmarks/README.md), while
+    # the counts it sums are kept in outbox_counts (0024, 0025), as /metrics reads them.
+    outbox = Outbox(sql, [], FakeClock())
+    for read in (outbox.depths, outbox.counts):
+        plans = _plans(sql, read, "notification_outbox")
+        assert len(plans) == 1, plans
+        assert "SCAN outbox_counts" in plans[0], plans
+        assert "SCAN notification_outbox" not in plans[0], plans
 
 
 def test_the_newest_incidents_of_one_state_are_read_in_the_order_of_an_index(sql: Engine) -> None:
