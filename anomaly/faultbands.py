@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 # The per-series arrays a snapshot keeps (``AdaptiveThresholds.state``, each as ``fault_<name>``).
 FAULT_STATE = ("level", "dev", "tail", "fast", "age", "out", "back")
+# A series' level, error scale, tail and fast error before a step (``AdaptiveThresholds._before``).
+Before = tuple["FloatArray", "FloatArray", npt.NDArray[np.float32], npt.NDArray[np.float32]]
 MAX_RESTORE_TICKS = int(np.iinfo(np.uint16).max) - 1  # ``age`` is kept in 2 bytes
 MAX_RESTORE_RUN = int(np.iinfo(np.uint8).max) - 1
 _SPENT = MAX_RESTORE_RUN + 1  # ``out`` of a run that outlived ``restore_ticks`` (``FaultBands.observe``)
@@ -80,7 +82,7 @@ class FaultBands:
         x: FloatArray,
         *,
         anomalous: BoolArray,
-        before: tuple[FloatArray, FloatArray, FloatArray, FloatArray],
+        before: Before,
         band: BoolArray,
     ) -> BoolArray:
         """After a step is learnt: keep the state ``before`` it of each series whose run begins at it, count
@@ -121,12 +123,20 @@ def follow_faults(
     ids: IntArray,
     x: FloatArray,
     anomalous: BoolArray,
-    before: tuple[FloatArray, FloatArray, FloatArray, FloatArray],
+    before: Before,
 ) -> None:
     """After ``m`` learnt a step: keep the state ``before`` it of each series whose run of ``anomalous``
     samples begins, and give it back to those whose raised fault ended (``FaultBands``)."""
     fault = m.fault
     assert fault is not None
+    # Only the series in a run, or past their band now, change anything (``out`` is 0 for the others).
+    active = anomalous | (fault.out[ids] > 0)
+    if not active.any():
+        return
+    if not active.all():
+        rows = np.flatnonzero(active)
+        ids, x, anomalous = ids[rows], x[rows], anomalous[rows]
+        before = (before[0][rows], before[1][rows], before[2][rows], before[3][rows])
     kept = fault.age[ids] > 0
     inside = np.zeros(ids.size, np.bool_)
     if kept.any():

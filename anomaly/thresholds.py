@@ -28,7 +28,14 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from anomaly.faultbands import FAULT_STATE, MAX_RESTORE_RUN, MAX_RESTORE_TICKS, FaultBands, follow_faults
+from anomaly.faultbands import (
+    FAULT_STATE,
+    MAX_RESTORE_RUN,
+    MAX_RESTORE_TICKS,
+    Before,
+    FaultBands,
+    follow_faults,
+)
 from anomaly.levelshift import MAX_SHIFT_RUN, SHIFT_STATE, ShiftState, rebaseline
 from anomaly.seasonal import HOURS_PER_DAY, HOURS_PER_WEEK, Season, clipped
 from anomaly.snapshot import State, rows_to_hold
@@ -391,14 +398,12 @@ class AdaptiveThresholds:
             ids=ids, score=score, yhat=yhat, lower=yhat - band, upper=yhat + band, judged=n >= p.warmup
         )
 
-    def _before(
-        self, ids: IntArray, level: FloatArray, dev: FloatArray
-    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray] | None:
+    def _before(self, ids: IntArray, level: FloatArray, dev: FloatArray) -> Before | None:
         """The state of ``ids`` before a step teaches them (level, error scale, tail, fast error), where a
         fault's band is given back (``restore_ticks``); else None."""
         if self.fault is None:
             return None
-        return level, dev, self.tail[ids].astype(np.float64), self.fast_dev[ids].astype(np.float64)
+        return level, dev, self.tail[ids], self.fast_dev[ids]
 
     def _keep(self, ids: IntArray, x: FloatArray, n: npt.NDArray[np.int32]) -> bool:
         """Keep the samples ``x`` that are among their series' first (``anomaly.warmstart``); whether any
