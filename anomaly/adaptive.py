@@ -16,6 +16,7 @@ import sys
 import numpy as np
 
 from anomaly.detectors import Findings
+from anomaly.faultbands import MAX_RESTORE_RUN
 from anomaly.parked import ParkedRows, Row
 from anomaly.relabels import parking_key
 from anomaly.series import Step, View
@@ -39,7 +40,10 @@ class AdaptiveDetector:
         season = cfg.thresholds.seasonality and cfg.adaptive_seasonality
         # Seasonal buckets seeded within the hour do not make a seasonal model win (``seasonal_tested``): off
         # in the NAB-scored default, on wherever the service's seasonal bands are.
-        opts = {"seasonality": season, "seasonal_tested": season}
+        opts: dict[str, object] = {"seasonality": season, "seasonal_tested": season}
+        # A band a raised fault widened is given back at its repair (``anomaly.faultbands``): the service's
+        # alone, as ``seasonal_tested``; off in the NAB-scored default.
+        opts.update(restore_ticks=cfg.band_restore_ticks, restore_run=min(cfg.pending_ticks, MAX_RESTORE_RUN))
         self.default = ThresholdParams.from_config(cfg.thresholds, **opts)
         self._per_query = {
             q.name: ThresholdParams.from_config(

@@ -17,11 +17,21 @@ def test_a_narrow_band_rank_that_moved_with_its_job_raises_nothing_while_it_sett
     the twelve others only move half-way by their volatility (values a quarter of a band off), enough for
     the job to count as moving; after the repair the twelve fall under 0.5 first, and before, with the job no
     longer counted as moving, node-06's four ranks alerted 330 s after their power was back."""
-    job = Job()
+    job = Job(widened=True)
     scores = job.slowed_and_back()
     # The case is there: node-06 past its bands while fewer than half of the job is half-way out.
     assert any((s[NARROW] > 1.0).all() and (s > 0.5).sum() < 8 for s in scores)
     assert job.service.collective.held() == 0  # every held rank settled: released
+
+
+def test_a_narrow_band_rank_back_with_its_job_gets_its_band_back_and_raises_nothing():
+    """The same move with the bands given back at the return, as by default (``anomaly.faultbands``):
+    node-06's ranks, past their narrow bands through the move, are back inside them from the return's
+    fourth read on, nothing is raised and no rank is held once the job settled."""
+    job = Job()
+    scores = job.slowed_and_back()
+    assert all((s[NARROW] <= 1.0).all() for s in scores[3:])
+    assert job.service.collective.held() == 0
 
 
 def test_a_held_rank_released_once_settled_alerts_on_its_own_later_fault():
@@ -36,7 +46,7 @@ def test_a_held_rank_released_once_settled_alerts_on_its_own_later_fault():
 def test_a_held_rank_whose_value_leaves_its_band_after_its_job_came_back_alerts_on_its_own_fault():
     """A fault of node-06 GPU 1's own, 5 minutes after the job came back, while the rank is still held (its
     score still past 1 from the move): its value past its band again releases it, and it raises."""
-    job = Job()
+    job = Job(widened=True)
     assert job.run(LEVEL, 480)[0] == []
     job.run(SLOWED, 20)
     raised, scores = job.run(LEVEL, 10)
@@ -252,7 +262,7 @@ def test_a_rank_its_moves_start_read_under_half_way_is_held_when_it_moves_with_i
     After the job's return, 7 of 16 past half-way at the 13th read, it raised at the 15th (score 1.48 from
     5.58, its power back at its level): a sympathetic alert on a healthy rank. Now it joins its move when it
     moves with it on the move's side, is held, and released once settled like the others."""
-    job = Job()
+    job = Job(widened=True)
     assert job.run(LEVEL, 480)[0] == []
     for levels, ticks in first:
         if isinstance(levels, np.ndarray):
@@ -332,7 +342,7 @@ def test_a_held_rank_that_misses_one_read_while_its_job_settles_raises_nothing()
     next read, still past 1 by volatility with its power back at its level, it raised: seed 1100's
     sympathetic alert, back for one missed scrape. A rank its tick does not read keeps its place in the move
     while the move lasts."""
-    job = Job()
+    job = Job(widened=True)
     assert job.run(LEVEL, 480)[0] == []
     assert job.run(SLOWED, 20)[0] == []
     raised, scores = job.run(LEVEL, 14)

@@ -22,7 +22,7 @@ def test_a_scrape_gap_of_every_rank_of_a_job_while_its_move_holds_them_raises_no
     level): the move ended with no row of its job read, and at the next read node-06's four ranks, still
     past 1 by volatility, raised: seed 1100's sympathetic alerts, back for one missed scrape. A tick that
     reads none of a job's ranks tells nothing of its move: the move stays as it was."""
-    job = Job()
+    job = Job(widened=True)
     assert job.run(LEVEL, 480)[0] == []
     assert job.run(SLOWED, 20)[0] == []
     raised, scores = job.run(LEVEL, 14)
