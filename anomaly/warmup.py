@@ -61,9 +61,13 @@ class HistoryReplayer(AlertUpdater, SnapshotKeeper):
         settling ticks before the fault; the hour alone leaves a fault begun in it less far out of a younger
         band, which learns it faster."""
         cfg = self.cfg
-        step = max([cfg.infer_every_seconds, *(q.step_seconds for q in cfg.queries)])
         settling = min(math.ceil(1.0 / cfg.thresholds.scale_alpha), MAX_SETTLING_TICKS)
-        return min(cfg.max_lookback_seconds, (HISTORY_TICKS + settling) * step)
+        return min(cfg.max_lookback_seconds, (HISTORY_TICKS + settling) * self._coarsest_step())
+
+    def _coarsest_step(self) -> float:
+        """The coarsest query step or tick: the spacing of the history's samples at most."""
+        cfg = self.cfg
+        return max([cfg.infer_every_seconds, *(q.step_seconds for q in cfg.queries)])
 
     def warm_up(self, held: Mapping[str, datetime] | None = None, snapshot: Snapshot | None = None) -> int:
         """At start, feed the detectors the source's recent history, one tick's worth at a time, raising no
@@ -95,6 +99,7 @@ class HistoryReplayer(AlertUpdater, SnapshotKeeper):
         if learnt:
             self.restore_sources(snapshot)
         frames = self._history(start, until)
+        found = _found(frames, start, until, self._coarsest_step())
         taken = self._take_up(snapshot, start, until, frames) if snapshot is not None else None
         if learnt and taken is None:
             self.restore_sources(None)
@@ -107,6 +112,7 @@ class HistoryReplayer(AlertUpdater, SnapshotKeeper):
             }
             frames = self._after(frames, start, snapshot)
         if not frames and taken is None:
+            logger.info("warm-up: fed no history to the detectors (%s)", found)
             return 0
         every = self.cfg.infer_every_seconds
         anchor = start if since is None else since  # the grid of the ticks replayed
@@ -134,9 +140,7 @@ class HistoryReplayer(AlertUpdater, SnapshotKeeper):
         if since is None:
             self.fit()  # the multivariate model, when the history gave it rows enough, scores at once
         after = "" if since is None else f" after the state snapshot ({until - since:.0f} s before now)"
-        logger.info(
-            "warm-up: fed %d ticks of history (%.0f s)%s to the detectors", len(ends), until - start, after
-        )
+        logger.info("warm-up: fed %d ticks of history (%s)%s to the detectors", len(ends), found, after)
         return len(ends)
 
     def _resume(self, snapshot: Snapshot, start: float) -> None:
@@ -307,6 +311,20 @@ class HistoryReplayer(AlertUpdater, SnapshotKeeper):
                 logger.exception("detector failed in warm-up", extra={"detector": detector.name})
                 self.detector_errors[detector.name] = self.detector_errors.get(detector.name, 0) + 1
         return found
+
+
+def _found(frames: Sequence[Frame], start: float, until: float, step: float) -> str:
+    """How much of the history read from ``start`` to ``until`` had samples, for the warm-up's line: the span
+    read where its samples reach back to its start, else the span from its first sample. Said as the span read
+    alone, a Prometheus holding seconds of data was logged as an hour of history fed."""
+    asked = until - start
+    found = [f.timestamps[f.samples.any(axis=0)] for f in frames]
+    first = min((float(ts.min()) for ts in found if ts.size), default=None)
+    if first is None:
+        return f"no samples found in the {asked:.0f} s read"
+    if first <= start + step:  # the first step of a read may fall up to a step after its start
+        return f"{asked:.0f} s"
+    return f"samples found over the last {until - first:.0f} s of the {asked:.0f} s read: history was short"
 
 
 def _answered(frames: Sequence[Frame]) -> dict[str, np.ndarray]:

@@ -47,10 +47,12 @@ class TracingOptions:
 @dataclass(frozen=True)
 class SpanSettings:
     """The tracing section to run with (``span_exporter`` never ``auto``) and where its spans go, in words:
-    ``otlp to URL (from --otlp-endpoint)``, ``none (OTEL_SDK_DISABLED=true)``..."""
+    ``otlp to URL (from --otlp-endpoint)``, ``none (OTEL_SDK_DISABLED=true)``...; ``warning``: what looks
+    like a mistake in how the spans' destination was set, honoured all the same, or None."""
 
     config: TracingConfig
     destination: str
+    warning: str | None = None
 
 
 def sdk_disabled(environ: Mapping[str, str]) -> bool:
@@ -98,7 +100,24 @@ def resolve_tracing(
             field="tracing.span_exporter",
         )
     _check_protocol(environ, source)
-    return SpanSettings(config, f"otlp to {hidden_password(str(config.otlp_endpoint))} (from {source})")
+    url = hidden_password(str(config.otlp_endpoint))
+    warning = _doubled_path_warning(environ, url) if source == OTEL_ENDPOINT else None
+    return SpanSettings(config, f"otlp to {url} (from {source})", warning)
+
+
+def _doubled_path_warning(environ: Mapping[str, str], url: str) -> str | None:
+    """The warning for an ``OTEL_EXPORTER_OTLP_ENDPOINT`` that already ends in ``/v1/traces``: a base URL, so
+    the specification (and every official SDK) appends ``/v1/traces`` again, and ``url`` (where its spans
+    go) ends in ``/v1/traces/v1/traces``, which a collector answers 404. Kept, as the specification says;
+    said, with the variable that takes the traces URL as is."""
+    base = environ.get(OTEL_ENDPOINT, "").strip()
+    if not urlsplit(base).path.rstrip("/").endswith("/v1/traces"):
+        return None
+    return (
+        f"{OTEL_ENDPOINT}={hidden_password(base)} already ends in /v1/traces: it is a base URL, to which"
+        f" /v1/traces is appended, so spans go to {url}; set {OTEL_TRACES_ENDPOINT} to give the traces URL as"
+        f" is, or drop /v1/traces from {OTEL_ENDPOINT}"
+    )
 
 
 def tracing_from_environment(config: TracingConfig, environ: Mapping[str, str]) -> TracingConfig:

@@ -138,7 +138,14 @@ UNANSWERED_WRITE = (
 added it a second time."""
 
 
-def api_request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Response:
+def api_request(
+    method: str, url: str, path: str, *, absent: str | None = None, **kwargs: Any
+) -> httpx.Response:
+    """``method`` ``path`` of serve at ``url``; every failure said, exit 1 (2 for a bad token).
+
+    ``absent``: what serve's 404 for a thing it does not hold says instead of its own words, where the caller
+    asked on behalf of an option (``outbox list --incident`` asks ``/api/v1/incidents/ID``: serve's ``id:``
+    named no option the user gave); a 404 for a path serve has no route for keeps its own, with its hint."""
     checked_url(url, envvar="GPUWARDEN_URL")
     headers = kwargs.pop("headers", {})
     token = os.environ.get(TOKEN_ENV)
@@ -187,7 +194,10 @@ def api_request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Respon
         err_console.print(f"[red]error:[/red] {escape(problem)}")
         raise typer.Exit(2) from exc
     if response.status_code >= 400:
-        err_console.print(f"[red]error:[/red] {escape(_refusal(response, token, url, path))}")
+        refusal = _refusal(response, token, url, path)
+        if absent is not None and _held_nothing(response):
+            refusal = f"HTTP 404: {absent}"
+        err_console.print(f"[red]error:[/red] {escape(refusal)}")
         raise typer.Exit(1)
     lag = response.headers.get(LAG_HEADER)
     if lag is not None:  # a listing of 4 incidents while 1,255 were coming said nothing of it
@@ -278,6 +288,17 @@ def _standby_hint(shown: str, kind: str) -> str:
         f"{shown} is a standby serve that cannot ask the store: its log, the lines `instance lock: standby,"
         " waiting: ...`, names the store's host and user and the store's error"
     )
+
+
+def _held_nothing(response: httpx.Response) -> bool:
+    """Whether the answer is serve's 404 for a thing it does not hold: not one for a path it has no route
+    for (``_no_route``), nor another server's."""
+    try:
+        data = response.json()
+    except ValueError:
+        return False
+    ours = isinstance(data, dict) and isinstance(data.get("error"), str)
+    return response.status_code == 404 and ours and not _no_route(response, data)
 
 
 def _no_route(response: httpx.Response, data: object) -> bool:

@@ -90,11 +90,14 @@ def _validate_config(path: Path | None) -> bool:
         report.add(check_starts(cfg, os.environ))
         if not report.doubts("tracing"):
             try:  # the OTEL_* variables inference-server would refuse at start, with its message
-                resolve_tracing(cfg.tracing, os.environ)
+                spans = resolve_tracing(cfg.tracing, os.environ)
             except ConfigError as exc:  # a tracing setting: at its line
                 report.add([exc])
             except ValueError as exc:
                 report.problems.append(ConfigError(str(exc)))
+            else:  # and what it would warn of
+                if spans.warning is not None:
+                    warnings.append(ConfigError(spans.warning))
     error = report.error()
     if error is not None:
         print_problems(error)

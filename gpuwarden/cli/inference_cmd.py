@@ -141,6 +141,8 @@ def inference_server(
             f" GPU {gpu}; tracing {'on' if cfg.enabled else 'off'}, spans exported: {settings.destination}",
             log_format,
         )
+        if settings.warning is not None:  # after the start-up line: scripts read that first
+            logger.warning("%s", settings.warning)
         try:
             # as the exporter serves: serve's protocol, no access log
             serve(server.app, sock, stop, web=web)

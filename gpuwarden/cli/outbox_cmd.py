@@ -79,7 +79,9 @@ def list_messages(
     if incident is not None and not data["messages"] and "/" not in incident:
         # serve filters by incident: a typo listed nothing ("No messages found", exit 0) where retry and
         # discard say there is no such incident (404, exit 1). Asked only when nothing came back.
-        api_json("GET", url, incident_path(incident), dict)
+        # Said as they say it, naming the option given: serve's own answer here named its path's `id`.
+        absent = f"incident: no incident {incident!r} (incidents list shows them)"
+        api_json("GET", url, incident_path(incident), dict, absent=absent)
     # serve counts only the statuses it holds messages in: a script reads every one, 0 where none, as the
     # table shows them (a status a newer serve adds is kept, after these).
     data["counts"] = {**{s: 0 for s in STATUSES}, **data["counts"]}

@@ -4,6 +4,7 @@ restart is found at once."""
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -133,3 +134,35 @@ def test_an_xid_counted_in_the_first_tick_after_a_start_raises_and_one_counted_b
         ),
     }
     assert _first_ticks_raised(counts, labels) == [[], [("GPU-1", "48")], []]
+
+
+def _warm_up_line(caplog, held_from: float) -> str:
+    """The warm-up's log line of a service whose source holds samples only from ``held_from`` (a Prometheus
+    started then: every step before it empty)."""
+    clock = FakeClock()
+    source = HistorySource({TEMP: lambda t: np.full(len(GPUS), 60.0 if t >= held_from else math.nan)})
+    service = AnomalyService(AnomalyConfig(adaptive_metrics=[TEMP], detectors=["adaptive"]), [source], clock)
+    with caplog.at_level(logging.INFO, logger="anomaly.service"):
+        service.warm_up()
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("warm-up:")]
+    return line
+
+
+def test_the_warm_up_line_says_how_much_history_the_source_held_not_how_much_was_asked_for(caplog):
+    # A Prometheus started a minute before `anomaly run` holds a minute of data: the line said
+    # "fed 3 ticks of history (3600 s)", an hour of history the detectors never had.
+    line = _warm_up_line(caplog, held_from=FakeClock().time() - 60)
+    assert line == (
+        "warm-up: fed 3 ticks of history (samples found over the last 60 s of the 3600 s read: history was"
+        " short) to the detectors"
+    )
+
+
+def test_the_warm_up_line_says_the_span_read_where_the_history_reaches_back_to_its_start(caplog):
+    line = _warm_up_line(caplog, held_from=-math.inf)
+    assert line == "warm-up: fed 120 ticks of history (3600 s) to the detectors"
+
+
+def test_the_warm_up_line_says_no_samples_were_found_where_the_source_held_none(caplog):
+    line = _warm_up_line(caplog, held_from=math.inf)
+    assert line == "warm-up: fed 0 ticks of history (no samples found in the 3600 s read) to the detectors"

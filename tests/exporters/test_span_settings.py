@@ -11,6 +11,7 @@ from exporters.span_settings import (
     SpanSettings,
     TracingOptions,
     resolve_tracing,
+    traces_url,
     tracing_from_environment,
 )
 from gpuwarden.config import TracingConfig, load_config
@@ -277,3 +278,55 @@ def test_tracing_enabled_false_holds_unless_an_option_asks_for_tracing(
     settings = resolve_tracing(TracingConfig(enabled=False), {}, options)
     assert settings.config.enabled is enabled
     assert (settings.destination == "none") is not enabled
+
+
+@pytest.mark.parametrize(
+    ("environ", "warned"),
+    [
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": f"{BASE}/v1/traces"}, True),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": f"{BASE}/v1/traces/"}, True),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": f"{BASE}/otlp/v1/traces?tenant=gpu"}, True),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": BASE}, False),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": f"{BASE}/v1/traces-proxy"}, False),
+        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{BASE}/v1/traces"}, False),
+        (  # the traces variable wins: the base is not used
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": f"{BASE}/v1/traces",
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{BASE}/v1/traces",
+            },
+            False,
+        ),
+    ],
+    ids=[
+        "base-ends-v1-traces",
+        "trailing-slash",
+        "with-prefix-and-query",
+        "plain-base",
+        "other-path",
+        "traces-variable",
+        "traces-variable-wins",
+    ],
+)
+def test_a_base_endpoint_already_ending_in_v1_traces_is_appended_to_all_the_same_and_warned_of(
+    environ: dict[str, str], warned: bool
+) -> None:
+    # OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318/v1/traces, a common mistake: spans went to
+    # .../v1/traces/v1/traces (the specification's rule, every official SDK's), a 404, and nothing said why.
+    settings = resolve_tracing(TracingConfig(), environ)
+    assert settings.config.span_exporter == "otlp"
+    if not warned:
+        assert settings.warning is None
+        return
+    base = environ["OTEL_EXPORTER_OTLP_ENDPOINT"]
+    assert str(settings.config.otlp_endpoint) == traces_url(base)  # kept, as the specification says
+    assert settings.warning == (
+        f"OTEL_EXPORTER_OTLP_ENDPOINT={base} already ends in /v1/traces: it is a base URL, to which"
+        f" /v1/traces is appended, so spans go to {traces_url(base)}; set OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+        " to give the traces URL as is, or drop /v1/traces from OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
+
+
+def test_the_doubled_traces_path_warning_hides_the_endpoints_password() -> None:
+    environ = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://u:pw-secret@c:4318/v1/traces"}
+    warning = resolve_tracing(TracingConfig(), environ).warning
+    assert warning is not None and "pw-secret" not in warning and "u:***@c:4318" in warning

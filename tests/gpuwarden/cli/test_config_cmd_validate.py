@@ -38,6 +38,27 @@ def test_config_validate_refuses_otel_variables_the_inference_server_refuses_wit
     assert validated.stderr == served.stderr
 
 
+def test_config_validate_warns_of_a_base_otlp_endpoint_already_ending_in_v1_traces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """inference-server posted its spans to .../v1/traces/v1/traces, a 404, and validate said "ok" alone."""
+    path = tmp_path / "gpuwarden.yaml"
+    path.write_text(startable(monkeypatch, ""))
+    environ = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318/v1/traces"}
+    validated = runner.invoke(app, ["config", "validate", str(path)], env=environ)
+    assert validated.exit_code == 0 and validated.stdout == f"{path}: ok\n", validated.output
+    assert " ".join(validated.stderr.split()) == (
+        "warning: OTEL_EXPORTER_OTLP_ENDPOINT=http://c:4318/v1/traces already ends in /v1/traces: it is a"
+        " base URL, to which /v1/traces is appended, so spans go to http://c:4318/v1/traces/v1/traces; set"
+        " OTEL_EXPORTER_OTLP_TRACES_ENDPOINT to give the traces URL as is, or drop /v1/traces from"
+        " OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
+    plain = runner.invoke(
+        app, ["config", "validate", str(path)], env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}
+    )
+    assert plain.exit_code == 0 and plain.stderr == "", plain.stderr
+
+
 def test_an_otlp_span_exporter_without_an_endpoint_is_said_at_its_line_by_validate_and_inference_server(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -71,6 +71,33 @@ def test_tracing_enabled_false_in_the_file_turns_tracing_off_without_an_option(t
     assert "gpuwarden_inference_requests_total" not in metrics
 
 
+def test_a_warning_follows_the_start_up_line_where_the_base_otlp_endpoint_ends_in_v1_traces() -> None:
+    """Spans went to .../v1/traces/v1/traces, a 404 at every batch, only the URL in the line hinting why."""
+    port, base = free_port(), f"http://127.0.0.1:{free_port()}/v1/traces"
+    proc = subprocess.Popen(
+        [*CLI, "inference-server", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "OTEL_EXPORTER_OTLP_ENDPOINT": base},
+    )
+    try:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()
+        # Answered once uvicorn serves: after whatever the start-up logged (a bounded wait, not a readline).
+        assert httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).status_code == 200
+    finally:
+        proc.terminate()
+        _, rest = proc.communicate(timeout=30)
+    second = rest.splitlines()[0] if rest else ""
+    assert f"spans exported: otlp to {base}/v1/traces (from OTEL_EXPORTER_OTLP_ENDPOINT)" in first, first
+    assert "WARNING" in second and (
+        f"OTEL_EXPORTER_OTLP_ENDPOINT={base} already ends in /v1/traces: it is a base URL, to which"
+        " /v1/traces is appended" in second
+    ), second
+    assert "set OTEL_EXPORTER_OTLP_TRACES_ENDPOINT to give the traces URL as is" in second, second
+
+
 def _first_line_and_metrics(options: list[str], **environ: str) -> tuple[str, str]:
     """An inference server's start-up line and its /metrics after one chat request, with ``options``."""
     port = free_port()

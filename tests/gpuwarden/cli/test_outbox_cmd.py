@@ -251,15 +251,17 @@ def test_retry_and_discard_of_an_incident_that_does_not_exist_say_so_and_exit_1(
 
 
 @pytest.mark.parametrize("output", ["table", "json"])
-def test_list_of_an_incident_that_does_not_exist_says_so_and_exits_1(
+def test_list_of_an_incident_that_does_not_exist_says_so_naming_the_option_as_retry_does_and_exits_1(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, output: str
 ) -> None:
     # `outbox list --incident inc-nope` (a typo) said "No messages found (incident inc-nope)" and exited 0, as
     # for an incident whose messages all went elsewhere, where retry and discard say there is no such one.
     with _serving_orphans(tmp_path, monkeypatch):
         typo = runner.invoke(app, ["outbox", "list", "--url", URL, "--incident", "inc-nope", "-o", output])
-    assert typo.exit_code == 1 and "HTTP 404: id: no incident 'inc-nope'" in typo.stderr, typo.output
-    assert typo.stdout == ""
+    # Said as retry and discard say it: "id: no incident 'inc-nope'" named serve's path, not the option.
+    said = " ".join(typo.stderr.split())
+    assert said == "error: HTTP 404: incident: no incident 'inc-nope' (incidents list shows them)", said
+    assert typo.exit_code == 1 and typo.stdout == "", typo.output
 
 
 def test_list_json_counts_every_status_as_the_table_does_zeros_included() -> None:
