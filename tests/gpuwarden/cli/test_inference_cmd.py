@@ -74,21 +74,24 @@ def test_tracing_enabled_false_in_the_file_turns_tracing_off_without_an_option(t
 def test_a_warning_follows_the_start_up_line_where_the_base_otlp_endpoint_ends_in_v1_traces() -> None:
     """Spans went to .../v1/traces/v1/traces, a 404 at every batch, only the URL in the line hinting why."""
     port, base = free_port(), f"http://127.0.0.1:{free_port()}/v1/traces"
+    # Unbuffered bytes: a buffered reader's readline() takes in what follows the first line too, and
+    # communicate() reads the pipe past that buffer, so the warning went missing whenever it came at once.
     proc = subprocess.Popen(
         [*CLI, "inference-server", "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        text=True,
+        bufsize=0,
         env={**os.environ, "PYTHONUNBUFFERED": "1", "OTEL_EXPORTER_OTLP_ENDPOINT": base},
     )
     try:
         assert proc.stderr is not None
-        first = proc.stderr.readline()
+        first = proc.stderr.readline().decode()
         # Answered once uvicorn serves: after whatever the start-up logged (a bounded wait, not a readline).
         assert httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).status_code == 200
     finally:
         proc.terminate()
-        _, rest = proc.communicate(timeout=30)
+        _, rest_bytes = proc.communicate(timeout=30)
+    rest = rest_bytes.decode()
     second = rest.splitlines()[0] if rest else ""
     assert f"spans exported: otlp to {base}/v1/traces (from OTEL_EXPORTER_OTLP_ENDPOINT)" in first, first
     assert "WARNING" in second and (
