@@ -429,6 +429,24 @@ STORMS = {
             ("gpu_lost", frozenset({"GPULost@75"})),
         },
     ),
+    # XID 79 takes r1-n2 GPUs 5 and 2 (job 300's) off the bus; llama's latency opens an incident without a
+    # root; an XID on r1-n2 GPU 1 (a llama replica) joins r1-n2's, which now shares llama. Posted after, r1-n1
+    # GPU 5 hot (no workload's, on a node llama runs on) stood alone: the merge had put the latency's
+    # incident into r1-n2's, whose root does not explain it. In one POST it joined the rootless incident
+    # first, which took it along into r1-n2's (batch fuzz seed 3745; 201, 1113, 2254 and more alike).
+    "a fault does not join a rootless incident that a rooted one takes in": (
+        [
+            _alert(20, "XidError", node="r1-n2", gpu="5", xid="79"),
+            _alert(25, "XidError", node="r1-n2", gpu="2", xid="79"),
+            _alert(51, "LlamaLatencyHigh", service="llama", namespace="prod"),
+            _alert(93, "XidError", node="r1-n2", gpu="1", xid="13"),
+            _alert(109, "GpuTemperatureHigh", node="r1-n1", gpu="5"),
+        ],
+        {
+            ("gpu_lost", frozenset({"XidError@20", "XidError@25", "LlamaLatencyHigh@51", "XidError@93"})),
+            ("thermal", frozenset({"GpuTemperatureHigh@109"})),
+        },
+    ),
 }
 
 
