@@ -80,9 +80,11 @@ FORMAT = "gpuwarden-anomaly-state"
 # 21: before the adaptive thresholds kept each series' first samples (``start``, ``robust_start`` in their
 # parameters, ``anomaly.warmstart``: a version-21 series in its warm-up would judge zeros as its first ones).
 # 22: before the adaptive thresholds kept which seasonal buckets each series seeded in the hour it is in
-# (``seeded``, ``seasonal_tested`` in their parameters, ``anomaly.seasonal``).
-VERSION = 23
-SCHEMA = "953c2137fda6ee46"
+# (``seeded``, ``seasonal_tested`` in their parameters, ``anomaly.seasonal``). 23: before the level-shift
+# detector kept the level before a shift it found (``base``, ``reach``: ``anomaly.changepoint``); a version-23
+# series just past a shift would read as out of it, and its alert would not be raised).
+VERSION = 24
+SCHEMA = "683372d931bbe8e7"
 _HEADER = "header"
 _MODE = 0o600
 # What an .npz (a zip archive, or an empty one) or an .npy begins with. numpy reads any other file as a

@@ -181,8 +181,8 @@ def test_a_snapshot_of_version_21_is_refused_its_series_warming_up_from_the_hist
     monkeypatch.setattr(snapshot_module, "VERSION", 21)
     assert save_snapshot(path, snapshot)
     monkeypatch.undo()
-    assert snapshot_module.VERSION == 23
-    _refused(path, clock, caplog, "is of format version 21; this gpuwarden reads 23")
+    assert snapshot_module.VERSION == 24
+    _refused(path, clock, caplog, "is of format version 21; this gpuwarden reads 24")
 
 
 def test_a_snapshot_of_version_22_is_refused_its_series_warming_up_from_the_history(
@@ -194,7 +194,19 @@ def test_a_snapshot_of_version_22_is_refused_its_series_warming_up_from_the_hist
     monkeypatch.setattr(snapshot_module, "VERSION", 22)
     assert save_snapshot(path, snapshot)
     monkeypatch.undo()
-    _refused(path, clock, caplog, "is of format version 22; this gpuwarden reads 23")
+    _refused(path, clock, caplog, "is of format version 22; this gpuwarden reads 24")
+
+
+def test_a_snapshot_of_version_23_is_refused_its_series_warming_up_from_the_history(
+    tmp_path, thirty_ticks, caplog, monkeypatch
+):
+    """Version 23 kept no level before a shift the level-shift detector found (``anomaly.changepoint``): a
+    series just past one would read as out of it. Refused as any other version, the hour replayed."""
+    clock, path, snapshot = _saved_snapshot(tmp_path, thirty_ticks)
+    monkeypatch.setattr(snapshot_module, "VERSION", 23)
+    assert save_snapshot(path, snapshot)
+    monkeypatch.undo()
+    _refused(path, clock, caplog, "is of format version 23; this gpuwarden reads 24")
 
 
 @pytest.mark.parametrize("damage", ["truncated", "corrupt", "empty", "not-npz"])
