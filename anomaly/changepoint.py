@@ -10,6 +10,18 @@ carried from the samples before, the next sample ``x`` passes ``h`` exactly when
 ``x > m + s (h + drift - S+)`` or ``x < m - s (h + drift - S-)``. So ``yhat_lower``/``yhat_upper`` are those
 two edges: wide after a quiet spell (``h + drift`` scales), and closing in on the side where small moves
 have been accumulating, which is how a lasting small shift leaves a band no single sample of it would.
+
+After a detection the series is in shift (``base``, ``reach``) while the new level is learnt (its warm-up):
+from its ``_CONFIRM``-th sample after the one that crossed, a sample reads above 1 where both it and the mean
+of the samples since the shift are past ``base + reach`` (``reach``: ``edge`` times the scale before the
+shift, or half the crossing sample's distance from ``base`` where that is more, signed by the shift's side;
+``_BACK`` times as far on the other side reads above 1 too), and the shift goes on while that mean stays past
+``_HOLD`` of ``reach``. So a lasting shift reads above 1 for the ``pending_ticks`` reads in a row a learned
+detector's alert needs (Prometheus' ``for:``), and its alert resolves as the others do once the new level is
+learnt: a latency step is news once, then the new normal. A spike's next samples are back at the old level,
+and a run of small counts on a series mostly 0 (a queue's wait) ends within a few samples: no alert. Before,
+the score was above 1 at the detection only, and a shift raised no alert at all (ten GPUs stepped up three
+noise widths: ten detections, no alert).
 """
 
 from __future__ import annotations
@@ -33,13 +45,42 @@ from gpuwarden.model import RecommendedAction
 # read as one, the mean restarted at 0, the winsorised scale shrank towards 0 about it, and every later 1 and
 # the 0 after it were shifts: three in a row raised an alert, 28 a series in 14 days at a 5-minute step.
 _RESTART = 1
+# In shift, how far past the level before it (in its scale, the mean absolute deviation: 0.8 noise widths for
+# a normal noise) a sample and the mean of the samples since must be to read above 1: a sample of a step of
+# three noise widths is past it with chance 84 %. At 2.0 more steps of 1.5 noise widths raised (49 of 500
+# against 3), but so did plain Poisson(0.2) counts (2 false alerts in 200 series-days, none at 2.5)
+# (``benchmarks/level_shift_alerts.py``, ``benchmarks/noise_false_alerts.py``).
+EDGE = 2.5
+# The share of the crossing sample's distance from the level before the shift that the shift's band is at
+# least: a spike's next samples are back at the old level, far inside it. Without it, of 2,000 one-sample
+# spikes, 2 of 10 noise widths raised and 3 of 20 (their next samples past ``edge`` by chance); with it none.
+_SHARE = 0.5
+# The samples after the crossing one that read 1 at most (and have no band): a run of 1s on a series of
+# Poisson(0.2) counts after a 2 or 3 is past any band a scale learnt of mostly 0s gives, and lasts a few
+# samples. Read from the first sample on, 5 such runs in 200 series-days raised; from the 4th, none, and a
+# step of three noise widths is raised 4 reads later (11 after the step, median).
+_CONFIRM = 4
+# The share of the band the mean of the samples since the shift must stay past for the shift to go on: at 1,
+# the first sample after it, low, often ended a step of three noise widths (1 in 9 never raised).
+_HOLD = 0.5
+# In shift, how much farther a sample must be on the other side of the level before it to read above 1: a
+# sample back at the old level is no more of the shift, but one far past it is a move of its own.
+_BACK = 3.0
 
 
 class LevelShiftDetector(SeriesArrays):
     """Vectorised CUSUM; state in arrays indexed by series id."""
 
     name = "level_shift"
-    FIELDS = (("mean", 0.0), ("dev", 0.0), ("pos", 0.0), ("neg", 0.0), ("count", 0))
+    FIELDS = (
+        ("mean", 0.0),
+        ("dev", 0.0),
+        ("pos", 0.0),
+        ("neg", 0.0),
+        ("count", 0),
+        ("base", 0.0),
+        ("reach", 0.0),
+    )
 
     def __init__(
         self,
@@ -49,21 +90,24 @@ class LevelShiftDetector(SeriesArrays):
         drift: float = 1.0,
         h: float = 12.0,
         warmup: int = 30,
+        edge: float = EDGE,
     ) -> None:
         self.patterns = tuple(query_patterns)
-        self.alpha, self.drift, self.h, self.warmup = alpha, drift, h, warmup
+        self.alpha, self.drift, self.h, self.warmup, self.edge = alpha, drift, h, warmup, edge
         self.mean = np.zeros(0)
         self.dev = np.zeros(0)
         self.pos = np.zeros(0)
         self.neg = np.zeros(0)
         self.count = np.zeros(0, np.int64)
+        self.base = np.zeros(0)  # in shift: the level before it
+        self.reach = np.zeros(0)  # in shift: ``edge`` times the scale before it, signed by its side; else 0
 
     def matches(self, query: str) -> bool:
         """Whether this detector scores ``query``."""
         return any(p in query for p in self.patterns)
 
     def update(self, ids: IntArray, x: FloatArray) -> FloatArray:
-        """Feed one sample per id (finite only); return scores (>1: a shift was found at this sample)."""
+        """Feed one sample per id (finite only); return scores (>1: a shift found here or on)."""
         return self.judge(ids, x)[0]
 
     def judge(self, ids: IntArray, x: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
@@ -92,12 +136,35 @@ class LevelShiftDetector(SeriesArrays):
         a = np.maximum(self.alpha, 1.0 / (n + 1.0))
         cap = np.where(warm, 3.0 * scale, np.inf)
         r = np.clip(x - mean, -cap, cap)
-        self.mean[ids] = np.where(shifted, x, mean + a * r)
+        learnt = mean + a * r
+        # In shift (see the module docstring): judged against the level before it, both the sample and the
+        # mean of the samples since the shift (``learnt``: the new level's warm-up, an exact mean) past the
+        # band; on while that mean is past its ``_HOLD`` and the new level is in its warm-up.
+        base, span = self.base[ids], self.reach[ids]
+        held = span != 0.0
+        side = np.where(held, span, 1.0)
+        away, level = (x - base) / side, (learnt - base) / side
+        young = held & (n < _CONFIRM)  # ``n``: the samples since the shift, the crossing one included
+        score = np.where(held, np.maximum(np.minimum(away, level), -away / _BACK), score)
+        score = np.where(young, 0.0, score)
+        # The sample that brings the mean past the band: ``learnt`` is ``mean + (x - mean) / (n + 1)``.
+        alone, joint = base + span, mean + (n + 1.0) * (base + span - mean)
+        edge = np.where(span > 0, np.maximum(alone, joint), np.minimum(alone, joint))
+        lower = np.where(held, np.where(span > 0, base - _BACK * span, edge), lower)
+        upper = np.where(held, np.where(span > 0, edge, base - _BACK * span), upper)
+        lower = np.where(young, np.nan, lower)
+        upper = np.where(young, np.nan, upper)
+        self.mean[ids] = np.where(shifted, x, learnt)
         self.dev[ids] = dev + a * (np.abs(r) - dev)
         self.pos[ids] = np.where(shifted, 0.0, pos)
         self.neg[ids] = np.where(shifted, 0.0, neg)
         self.count[ids] = np.where(shifted, _RESTART, n + 1)
-        return score, mean, lower, upper
+        going = held & (level > _HOLD) & (n + 1 < self.warmup)
+        self.base[ids] = np.where(shifted, mean, np.where(going, base, 0.0))
+        up = np.where(pos >= neg, 1.0, -1.0)
+        gap = np.maximum(self.edge * scale, _SHARE * np.abs(x - mean))
+        self.reach[ids] = np.where(shifted, up * gap, np.where(going, span, 0.0))
+        return score, np.where(held, base, mean), lower, upper
 
     def fit(self, view: View) -> None:
         """Online: nothing to refit."""

@@ -83,8 +83,11 @@ FORMAT = "gpuwarden-anomaly-state"
 # (``seeded``, ``seasonal_tested`` in their parameters, ``anomaly.seasonal``). 23: before the adaptive
 # thresholds kept each series' state before a raised fault (``fault_*``, ``restore_ticks`` and ``restore_run``
 # in their parameters, ``anomaly.faultbands``: a version-23 model has no such parameters to be found by).
-VERSION = 24
-SCHEMA = "1b256b4c6a56d192"
+# 24: before the level-shift detector kept the level before a shift it found (``base``, ``reach``:
+# ``anomaly.changepoint``; a version-24 series just past a shift would read as out of it, and its alert would
+# not be raised).
+VERSION = 25
+SCHEMA = "8180eed56397c0a8"
 _HEADER = "header"
 _MODE = 0o600
 # What an .npz (a zip archive, or an empty one) or an .npy begins with. numpy reads any other file as a

@@ -181,8 +181,8 @@ def test_a_snapshot_of_version_21_is_refused_its_series_warming_up_from_the_hist
     monkeypatch.setattr(snapshot_module, "VERSION", 21)
     assert save_snapshot(path, snapshot)
     monkeypatch.undo()
-    assert snapshot_module.VERSION == 24
-    _refused(path, clock, caplog, "is of format version 21; this gpuwarden reads 24")
+    assert snapshot_module.VERSION == 25
+    _refused(path, clock, caplog, "is of format version 21; this gpuwarden reads 25")
 
 
 def test_a_snapshot_of_version_22_is_refused_its_series_warming_up_from_the_history(
@@ -194,7 +194,7 @@ def test_a_snapshot_of_version_22_is_refused_its_series_warming_up_from_the_hist
     monkeypatch.setattr(snapshot_module, "VERSION", 22)
     assert save_snapshot(path, snapshot)
     monkeypatch.undo()
-    _refused(path, clock, caplog, "is of format version 22; this gpuwarden reads 24")
+    _refused(path, clock, caplog, "is of format version 22; this gpuwarden reads 25")
 
 
 def test_a_snapshot_of_version_23_is_refused_its_series_warming_up_from_the_history(
@@ -206,7 +206,7 @@ def test_a_snapshot_of_version_23_is_refused_its_series_warming_up_from_the_hist
     monkeypatch.setattr(snapshot_module, "VERSION", 23)
     assert save_snapshot(path, snapshot)
     monkeypatch.undo()
-    _refused(path, clock, caplog, "is of format version 23; this gpuwarden reads 24")
+    _refused(path, clock, caplog, "is of format version 23; this gpuwarden reads 25")
 
 
 @pytest.mark.parametrize("damage", ["truncated", "corrupt", "empty", "not-npz"])
@@ -456,3 +456,15 @@ def test_a_file_that_is_no_npz_is_refused_saying_so_not_as_pickled_data(
         f"cannot be read (cut short or corrupt?): it is no .npz file (it begins with {begins})",
     )
     assert "pickle" not in caplog.text
+
+
+def test_a_snapshot_of_version_24_is_refused_its_series_warming_up_from_the_history(
+    tmp_path, thirty_ticks, caplog, monkeypatch
+):
+    """Version 24 kept no level before a shift the level-shift detector found (``anomaly.changepoint``): a
+    series just past one would read as out of it. Refused as any other version, the hour replayed."""
+    clock, path, snapshot = _saved_snapshot(tmp_path, thirty_ticks)
+    monkeypatch.setattr(snapshot_module, "VERSION", 24)
+    assert save_snapshot(path, snapshot)
+    monkeypatch.undo()
+    _refused(path, clock, caplog, "is of format version 24; this gpuwarden reads 25")
