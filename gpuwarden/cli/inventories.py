@@ -246,13 +246,15 @@ def kubernetes_inventory(
     from kubernetes import config as kube_config  # noqa: PLC0415
     from kubernetes.client import ApiClient, Configuration  # noqa: PLC0415
 
-    from alerting.k8s_client import api_lister  # noqa: PLC0415
+    from alerting.k8s_client import Unauthorized, api_lister  # noqa: PLC0415
     from alerting.k8s_inventory import KubernetesInventory, assignments_from_labels  # noqa: PLC0415
     from gpuwarden.cli.kube_credentials import (  # noqa: PLC0415
         has_credentials,
         kubeconfig_load_errors,
         loader_errors,
         reloading_credentials,
+        renewing_credentials,
+        trim_token,
     )
     from gpuwarden.cli.kube_exec import bound_exec_plugins, exec_plugins_unrun  # noqa: PLC0415
 
@@ -308,8 +310,9 @@ def kubernetes_inventory(
         assignments = read_assignments
         on_close.append(prometheus.close)
 
+    trim_token(api_client.configuration)
     lister = api_lister(api_client, cfg.request_timeout_seconds)
-    if not in_cluster and load_errors and not has_credentials(api_client.configuration):
+    if not in_cluster:  # in a pod, the client reads the service account's token file again every minute
 
         def reload() -> None:
             kube_config.load_kube_config(
@@ -319,7 +322,9 @@ def kubernetes_inventory(
                 persist_config=False,
             )
 
-        lister = reloading_credentials(lister, api_client.configuration, reload, failed=load_errors)
+        lister = renewing_credentials(lister, api_client.configuration, reload, Unauthorized)
+        if load_errors and not has_credentials(api_client.configuration):
+            lister = reloading_credentials(lister, api_client.configuration, reload, failed=load_errors)
     return KubernetesInventory(
         clock,
         lister,
