@@ -111,6 +111,7 @@ class Inventories:
                     )
                     return False
                 engine.counters["inventory_refresh_failures"] += 1
+                self.count_relists(engine)  # a relist that failed too: counted now, not once a read works
                 if again:
                     logger.warning(
                         "%s inventory: refresh failed; keeping the last one: %s (%d failures in a row)",
