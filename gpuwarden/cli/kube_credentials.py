@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from types import MethodType
 from typing import Any
 
 from gpuwarden.errors import SourceError
@@ -158,16 +159,16 @@ def trim_token(configuration: Any) -> None:
     header value"), at every read. The client sets the token again from what it loaded before each request
     (its ``refresh_api_key_hook``, which replaces itself), so the trim is made where the request's header
     is taken (``auth_settings``), once per configuration."""
-    settings = configuration.auth_settings
-    if getattr(settings, "trims", False):
+    if getattr(configuration.auth_settings, "__func__", None) is _trimmed_auth_settings:
         return
+    # A method bound to the configuration, so that a copy of it (``Configuration.set_default``) trims its own.
+    configuration.auth_settings = MethodType(_trimmed_auth_settings, configuration)
 
-    def trimmed() -> Any:
-        found = settings()
-        bearer = found.get("BearerToken")
-        if bearer and isinstance(bearer.get("value"), str):
-            bearer["value"] = bearer["value"].strip()
-        return found
 
-    trimmed.trims = True  # type: ignore[attr-defined]
-    configuration.auth_settings = trimmed
+def _trimmed_auth_settings(configuration: Any) -> Any:
+    """The client's ``auth_settings``, with the bearer token's whitespace trimmed (``trim_token``)."""
+    found = type(configuration).auth_settings(configuration)
+    bearer = found.get("BearerToken")
+    if bearer and isinstance(bearer.get("value"), str):
+        bearer["value"] = bearer["value"].strip()
+    return found
