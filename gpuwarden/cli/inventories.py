@@ -245,9 +245,9 @@ def kubernetes_inventory(
     and the exporter's GPU assignments from Prometheus when configured. ``run_plugins``: false for a check of
     the settings that is not read (serve's before its start): a kubeconfig's exec plugin is not run."""
     from kubernetes import config as kube_config  # noqa: PLC0415
-    from kubernetes.client import ApiClient, Configuration  # noqa: PLC0415
+    from kubernetes.client import ApiClient, Configuration, rest  # noqa: PLC0415
 
-    from alerting.k8s_client import Unauthorized, api_lister  # noqa: PLC0415
+    from alerting.k8s_client import Unauthorized, api_lister, bound_retries  # noqa: PLC0415
     from alerting.k8s_inventory import KubernetesInventory, assignments_from_labels  # noqa: PLC0415
     from gpuwarden.cli.kube_credentials import (  # noqa: PLC0415
         has_credentials,
@@ -322,6 +322,10 @@ def kubernetes_inventory(
                 client_configuration=api_client.configuration,
                 persist_config=False,
             )
+            # The connections were made with the client certificate read before: a renewed one needs new ones
+            api_client.rest_client.pool_manager.clear()
+            api_client.rest_client = rest.RESTClientObject(api_client.configuration)
+            bound_retries(api_client)
 
         lister = renewing_credentials(lister, api_client.configuration, reload, Unauthorized)
         if load_errors and not has_credentials(api_client.configuration):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from types import MethodType
 from typing import Any
 
@@ -102,14 +103,21 @@ def reloading_credentials(
 
 
 def _credentials(configuration: Any) -> tuple[object, ...]:
-    """What the client authenticates with, to tell whether reading the kubeconfig again changed it."""
+    """What the client authenticates with, to tell whether reading the kubeconfig again changed it: a client
+    certificate by its content too (one renewed in place keeps its path)."""
     return (
         dict(configuration.api_key),
         configuration.username,
         configuration.password,
-        configuration.cert_file,
-        configuration.key_file,
+        *(_content(path) for path in (configuration.cert_file, configuration.key_file)),
     )
+
+
+def _content(path: str | None) -> bytes | None:
+    try:
+        return Path(path).read_bytes() if path else None
+    except OSError:
+        return None
 
 
 def renewing_credentials(

@@ -1,9 +1,11 @@
-"""The Kubernetes inventory's bearer token: read again from the kubeconfig when the API refuses it, and sent
-without the newline a token file ends with."""
+"""The Kubernetes inventory's credentials: a token or client certificate read again from the kubeconfig when
+the API refuses it, and a token sent without the newline a token file ends with."""
 
 from __future__ import annotations
 
+import base64
 import json
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from gpuwarden.clock import SystemClock
 from gpuwarden.config import KubernetesInventoryConfig
 from gpuwarden.errors import SourceError
 from tests.http_stub import LocalServer, QuietHandler
+from tests.tls_certs import client_cert_with_sans, make_certs
 
 NODE = {
     "metadata": {"name": "g1"},
@@ -24,6 +27,22 @@ NODE = {
         "conditions": [{"type": "Ready", "status": "True"}],
     },
 }
+
+
+def _answer(handler: QuietHandler, known: bool) -> None:
+    """One GPU node to a request the API knows, a 401 ``Status`` to any other."""
+    status, body = 200, {"kind": "List", "metadata": {}, "items": []}
+    if not known:
+        status = 401
+        body = {"kind": "Status", "code": 401, "reason": "Unauthorized", "message": "Unauthorized"}
+    elif handler.path.startswith("/api/v1/nodes"):
+        body["items"] = [NODE]
+    data = json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
 
 
 class TokenApi(LocalServer):
@@ -39,24 +58,7 @@ class TokenApi(LocalServer):
             def do_GET(self) -> None:
                 said = self.headers.get("Authorization")
                 stub.authorizations.append(said)
-                if said == f"Bearer {stub.token}":
-                    status, body = 200, {"kind": "List", "metadata": {}, "items": []}
-                    if self.path.startswith("/api/v1/nodes"):
-                        body["items"] = [NODE]
-                else:
-                    status = 401
-                    body = {
-                        "kind": "Status",
-                        "code": 401,
-                        "reason": "Unauthorized",
-                        "message": "Unauthorized",
-                    }
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                _answer(self, said == f"Bearer {stub.token}")
 
         super().__init__(Handler)
 
@@ -124,6 +126,70 @@ def test_a_token_file_that_ends_with_a_newline_is_sent_without_it(tmp_path: Path
     try:
         assert [n.name for n in reader.read().node_list] == ["g1"]
         assert set(api.authorizations) == {"Bearer abc"}
+    finally:
+        reader.close()
+        api.close()
+
+
+class CertificateApi(LocalServer):
+    """An HTTPS API that knows one client certificate (by its subject alternative names, ``sans``) and
+    answers 401 to any other, as an API server does once a client certificate has expired."""
+
+    def __init__(self, cert: Path, key: Path, ca: Path) -> None:
+        stub = self
+        self.sans: tuple[tuple[str, str], ...] = ()
+        self.seen: list[tuple[tuple[str, str], ...] | None] = []  # each request's, None: no certificate
+
+        class Handler(QuietHandler):
+            def do_GET(self) -> None:
+                peer = self.connection.getpeercert()  # type: ignore[attr-defined]
+                sans = tuple(peer.get("subjectAltName", ())) if peer else None
+                stub.seen.append(sans)
+                _answer(self, sans == stub.sans)
+
+        super().__init__(Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        context.load_verify_locations(ca)
+        context.verify_mode = ssl.CERT_OPTIONAL  # as the API server: a certificate, if any, is checked
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.url = self.url.replace("http://", "https://")
+
+
+def _data(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def test_a_client_certificate_renewed_in_the_kubeconfig_is_used_once_the_api_refuses_the_old_one(
+    tmp_path: Path,
+) -> None:
+    # kubeadm renews admin.conf's client certificate in place: the connections kept the old one, which the
+    # API refused (401) at every refresh until serve restarted.
+    certs = make_certs(tmp_path / "certs")
+    renewed = client_cert_with_sans(tmp_path / "certs", "renewed", "DNS:serve.example")
+    api = CertificateApi(certs.cert, certs.key, certs.ca)
+
+    def kubeconfig(cert: Path, key: Path) -> Path:
+        path = _kubeconfig(
+            tmp_path, api.url, {"client-certificate-data": _data(cert), "client-key-data": _data(key)}
+        )
+        config = yaml.safe_load(path.read_text())
+        config["clusters"][0]["cluster"]["certificate-authority-data"] = _data(certs.ca)
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+    path = kubeconfig(certs.client_cert, certs.client_key)
+    reader = kubernetes_inventory(
+        KubernetesInventoryConfig(cluster="k1", kubeconfig=str(path)), SystemClock()
+    )
+    try:
+        assert [n.name for n in reader.read().node_list] == ["g1"]
+        api.sans = (("DNS", "serve.example"),)  # the old certificate expired; the API knows the renewed one
+        with pytest.raises(SourceError, match="HTTP 401"):
+            reader.read()
+        kubeconfig(*renewed)
+        assert [n.name for n in reader.read().node_list] == ["g1"]
+        assert api.seen[-1] == api.sans
     finally:
         reader.close()
         api.close()
