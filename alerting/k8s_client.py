@@ -13,6 +13,10 @@ from gpuwarden.errors import SourceError
 from gpuwarden.jsonload import loads_without_gc
 
 
+class Unauthorized(SourceError):
+    """The API refused serve's credentials (HTTP 401): a token that expired or was revoked."""
+
+
 def _api_message(exc: Any) -> str:
     """The Kubernetes ``Status`` message of an ``ApiException``, when its body has one."""
     try:
@@ -114,6 +118,7 @@ def _api_error(resource: str, exc: Any) -> SourceError:
         message += (
             " (the API rejected serve's credentials: an expired or revoked token, or the wrong kubeconfig)"
         )
+        return Unauthorized(message, source="kubernetes", retryable=False)
     elif status == 403:
         message += (
             " (give serve's credentials get/list on nodes and pods: deploy/kubernetes-inventory-rbac.yaml)"

@@ -46,7 +46,8 @@ lost pod's name: it is another pod, by its uid, and the lost one stays kept whil
 pod that fails (phase Failed) on a healthy node: a training worker killed by an XID is exactly that, and
 the incident of the XID must still say it stopped the job (a pod first seen failed, after a restart, only
 when its status says it failed within the while).
-A pod that ends otherwise on a healthy node (Succeeded, a rollout, a scale-down) is not kept.
+A pod that ends otherwise on a healthy node (Succeeded, a rollout, a scale-down) is not kept. A node deleted
+from the API while pods lost with it are kept stays listed as last read (state ``deleted``, no work).
 
 Pods are listed in pages (``limit``/``continue``, bound pods only: ``fieldSelector=spec.nodeName!=``) and
 filtered page by page, so a cluster's many GPU-less pods are never all held at once; the filtering is also
@@ -215,6 +216,7 @@ class KubernetesInventory:
         self._kept: dict[tuple[str, str, str], _Kept] = {}
         self._expired: set[tuple[str, str, str]] = set()  # kept their while and still listed (Failed, ...)
         self._gpu_counts: dict[str, int] = {}  # the last GPU count each node reported
+        self._nodes: dict[str, NodeInfo] = {}  # each node as last listed (a deleted one: see ``_deleted``)
         self._mig = MigNotices()
         self._shared = TimeSliceNotices()
         self.ambiguous_pods = 0
@@ -284,10 +286,24 @@ class KubernetesInventory:
         # may be listed again (re-registered before its plugin is up).
         still = {n.name for n in seen.nodes} | {k.pod.node for k in self._kept.values()}
         self._gpu_counts = {name: n for name, n in self._gpu_counts.items() if name in still}
+        node_list.extend(self._deleted(node_list))
+        self._nodes = {n.name: n for n in node_list}
         workloads = unit_workloads(list(placed.values()), list(self._kept.values()))
         self._units = {w.ref: len(w.units) for w in workloads}
         spare = {self._cluster: sum(n.free or 0 for n in node_list)}
         return StaticInventory(node_list, in_cluster(workloads, self._cluster), spare)
+
+    def _deleted(self, listed: Sequence[NodeInfo]) -> list[NodeInfo]:
+        """Nodes deleted from the API (``kubectl delete node``, the autoscaler) that kept pods were on: as
+        last listed, state ``deleted``, taking no work, while those pods are kept, so that the alerts of the
+        node's incident still find its cluster and rack, and with them the workloads it stopped."""
+        names = {n.name for n in listed}
+        gone = sorted({k.pod.node for k in self._kept.values()} - names)
+        return [
+            replace(self._nodes[name], state="deleted", usable=False, free=0, idle=frozenset())
+            for name in gone
+            if name in self._nodes
+        ]
 
     def _read_listed(self) -> _Read:
         """``_read_api``, started again at once from the first page when a list's continue token expired

@@ -20,7 +20,8 @@ that stops running for any other reason than finishing (COMPLETED, CANCELLED, TI
 ``squeue`` while running, stays in the inventory ``keep_ended_seconds`` with the GPUs it last held; with
 ``keep_in`` a store (``alerting.kept_jobs``) keeps them too, so that a reader started later (serve restarted,
 a standby taking over) knows them, a requeued job included, for which Slurm names no node any more. Jobs are
-parsed in ``alerting.slurm_jobs``.
+parsed in ``alerting.slurm_jobs``. A node gone from Slurm that a kept job ran on stays listed as last read
+(state ``deleted``, no work) while the job is kept.
 Spare GPUs per cluster are the GPUs of usable nodes that no running job holds.
 
 Tested against Slurm 22.05 (Debian 12), and against the JSON of 23.02 to 24.x as their data_parser writes
@@ -268,6 +269,7 @@ class SlurmInventory:
         self._loaded = False  # the store's kept jobs were read back (on the first read that could)
         self._saved: dict[str, tuple[float, WorkloadInfo]] = {}  # what the store holds, as last saved
         self._trouble = NodeTrouble()  # nodes down or unreachable at this read or the one before
+        self._listed: dict[str, NodeInfo] = {}  # each node as last listed (a removed one: see ``_removed``)
 
     def keep_in(self, store: KeptJobs) -> None:
         """Keep the jobs that stopped abnormally in ``store`` too, so that a reader started later (serve
@@ -308,9 +310,24 @@ class SlurmInventory:
         self._kept = {k: v for k, v in self._kept.items() if now - v[0] <= self._keep and k not in running}
         self._persist(cluster)
         nodes = parse_nodes(sinfo, cluster, racks, running.values(), closed)
+        nodes.extend(self._removed(nodes))
+        self._listed = {n.name: n for n in nodes}
         workloads = self._workloads(running, *parse_queue(squeue))
         spare = sum(n.free or 0 for n in nodes)
         return StaticInventory(nodes, in_cluster(workloads, cluster), {cluster: spare})
+
+    def _removed(self, listed: Sequence[NodeInfo]) -> list[NodeInfo]:
+        """Nodes gone from Slurm (slurm.conf and ``scontrol reconfigure``, a dynamic node deleted) that kept
+        jobs ran on: as last listed, state ``deleted``, taking no work, while those jobs are kept, so that
+        the alerts of the node's incident still find its cluster and rack, and with them the jobs it
+        stopped."""
+        names = {n.name for n in listed}
+        ran = {node for _, info in self._kept.values() for _, node, _ in info.gpus}
+        return [
+            replace(self._listed[name], state="deleted", usable=False, free=0, idle=frozenset())
+            for name in sorted(ran - names)
+            if name in self._listed
+        ]
 
     def _workloads(
         self,

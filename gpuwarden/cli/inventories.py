@@ -111,6 +111,7 @@ class Inventories:
                     )
                     return False
                 engine.counters["inventory_refresh_failures"] += 1
+                self.count_relists(engine)  # a relist that failed too: counted now, not once a read works
                 if again:
                     logger.warning(
                         "%s inventory: refresh failed; keeping the last one: %s (%d failures in a row)",
@@ -244,15 +245,17 @@ def kubernetes_inventory(
     and the exporter's GPU assignments from Prometheus when configured. ``run_plugins``: false for a check of
     the settings that is not read (serve's before its start): a kubeconfig's exec plugin is not run."""
     from kubernetes import config as kube_config  # noqa: PLC0415
-    from kubernetes.client import ApiClient, Configuration  # noqa: PLC0415
+    from kubernetes.client import ApiClient, Configuration, rest  # noqa: PLC0415
 
-    from alerting.k8s_client import api_lister  # noqa: PLC0415
+    from alerting.k8s_client import Unauthorized, api_lister, bound_retries  # noqa: PLC0415
     from alerting.k8s_inventory import KubernetesInventory, assignments_from_labels  # noqa: PLC0415
     from gpuwarden.cli.kube_credentials import (  # noqa: PLC0415
         has_credentials,
         kubeconfig_load_errors,
         loader_errors,
         reloading_credentials,
+        renewing_credentials,
+        trim_token,
     )
     from gpuwarden.cli.kube_exec import bound_exec_plugins, exec_plugins_unrun  # noqa: PLC0415
 
@@ -308,8 +311,9 @@ def kubernetes_inventory(
         assignments = read_assignments
         on_close.append(prometheus.close)
 
+    trim_token(api_client.configuration)
     lister = api_lister(api_client, cfg.request_timeout_seconds)
-    if not in_cluster and load_errors and not has_credentials(api_client.configuration):
+    if not in_cluster:  # in a pod, the client reads the service account's token file again every minute
 
         def reload() -> None:
             kube_config.load_kube_config(
@@ -318,8 +322,14 @@ def kubernetes_inventory(
                 client_configuration=api_client.configuration,
                 persist_config=False,
             )
+            # The connections were made with the client certificate read before: a renewed one needs new ones
+            api_client.rest_client.pool_manager.clear()
+            api_client.rest_client = rest.RESTClientObject(api_client.configuration)
+            bound_retries(api_client)
 
-        lister = reloading_credentials(lister, api_client.configuration, reload, failed=load_errors)
+        lister = renewing_credentials(lister, api_client.configuration, reload, Unauthorized)
+        if load_errors and not has_credentials(api_client.configuration):
+            lister = reloading_credentials(lister, api_client.configuration, reload, failed=load_errors)
     return KubernetesInventory(
         clock,
         lister,

@@ -13,9 +13,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
+from types import MethodType
 from typing import Any
 
 from gpuwarden.errors import SourceError
+
+logger = logging.getLogger(__name__)
 
 Lister = Callable[[str], Iterable[dict[str, Any]]]
 
@@ -96,3 +100,83 @@ def reloading_credentials(
         return lister(resource)
 
     return list_all
+
+
+def _credentials(configuration: Any) -> tuple[object, ...]:
+    """What the client authenticates with, to tell whether reading the kubeconfig again changed it: a client
+    certificate by its content too (one renewed in place keeps its path)."""
+    return (
+        dict(configuration.api_key),
+        configuration.username,
+        configuration.password,
+        *(_content(path) for path in (configuration.cert_file, configuration.key_file)),
+    )
+
+
+def _content(path: str | None) -> bytes | None:
+    try:
+        return Path(path).read_bytes() if path else None
+    except OSError:
+        return None
+
+
+def renewing_credentials(
+    lister: Lister, configuration: Any, load: Callable[[], object], unauthorized: type[Exception]
+) -> Lister:
+    """``lister``, which reads the kubeconfig again (``load``, into ``configuration``) when the API refuses
+    its credentials (``unauthorized``, HTTP 401) and lists again at once with the new ones, once, as
+    kubectl does. The client reads a token (``token``, ``tokenFile``) once, when it loads the kubeconfig: a
+    token that expired and was renewed in its file (a projected service account token, a kubeconfig
+    rewritten by the cloud's CLI) was refused at every refresh until serve restarted. The same credentials
+    after the reload (nothing renewed yet), or a refusal after part of the list was read, fail the read;
+    the next refresh tries again."""
+    unreadable = kubeconfig_load_errors()
+
+    def list_all(resource: str) -> Iterator[dict[str, Any]]:
+        read = False
+        try:
+            for item in lister(resource):
+                read = True
+                yield item
+            return
+        except unauthorized as exc:
+            if read:
+                raise
+            before = _credentials(configuration)
+            try:
+                load()
+            except unreadable as reload_exc:
+                logger.warning(
+                    "kubernetes inventory: %s; cannot read the kubeconfig again: %s", exc, reload_exc
+                )
+                raise exc from reload_exc
+            if _credentials(configuration) == before:
+                raise
+            logger.warning(
+                "kubernetes inventory: %s; the kubeconfig has new credentials: listing again with them", exc
+            )
+        yield from lister(resource)
+
+    return list_all
+
+
+def trim_token(configuration: Any) -> None:
+    """Have the client send its bearer token without the whitespace around it. A token file ends with a
+    newline when a shell wrote it (``kubectl create token sa > token``); kubectl trims it (client-go's
+    ``tokenFile``), the official Python client sends it as is and urllib3 refuses the header ("Invalid
+    header value"), at every read. The client sets the token again from what it loaded before each request
+    (its ``refresh_api_key_hook``, which replaces itself), so the trim is made where the request's header
+    is taken (``auth_settings``), once per configuration."""
+    if getattr(configuration.auth_settings, "__func__", None) is _trimmed_auth_settings:
+        return
+    # A method bound to the configuration, so that a copy of it (``Configuration.set_default``) trims its own.
+    configuration.auth_settings = MethodType(_trimmed_auth_settings, configuration)
+
+
+def _trimmed_auth_settings(configuration: Any) -> Any:
+    """The client's ``auth_settings``, with the bearer token's whitespace trimmed (``trim_token``)."""
+    found = type(configuration).auth_settings(configuration)
+    bearer = found.get("BearerToken")
+    if bearer and isinstance(bearer.get("value"), str):
+        bearer["value"] = bearer["value"].strip()
+    return found

@@ -22,6 +22,7 @@ class FakeSlurm:
         self.partition_states: dict[str, str] = {}  # scontrol show partition: name -> State (UP, DOWN, ...)
         self.extra: dict[str, dict[str, object]] = {}  # more sinfo fields of a node (boot_time, ...)
         self.broken = False
+        self.removed: set[str] = set()  # nodes gone from slurm.conf (or `scontrol delete nodename`)
 
     def __call__(self, argv: Sequence[str]) -> str:
         if self.broken:
@@ -46,6 +47,7 @@ class FakeSlurm:
                     **self.extra.get(n, {}),
                 }
                 for n in ("n1", "n2")
+                if n not in self.removed
             ]
             return json.dumps({"nodes": nodes})
         return json.dumps({"jobs": self.jobs})

@@ -316,3 +316,26 @@ def test_replicas_that_are_not_ready_are_lost_with_the_fault_that_takes_the_othe
     # what serve shows and exports (and reads back) says which replicas do not serve
     (llama,) = read.workload_list
     assert workload_from_data(workload_data(llama)).unready == llama.unready == tuple(range(crashing))
+
+
+def test_a_node_deleted_from_the_api_while_its_incident_is_open_keeps_its_place_and_lost_replica(
+    sql: Engine,
+) -> None:
+    # g2 is deleted from the API (`kubectl delete node`, the autoscaler) with its pod: the inventory forgot
+    # the node, so the incident's next alert for g2 lost its cluster and rack, and with them llama's replica
+    # kept on g2 (P1 became P2, "llama" left the title).
+    scene = node_down_on_g2(sql)
+    engine, api, clock = scene.engine, scene.api, scene.clock
+    api.objects["nodes"] = [n for n in api.objects["nodes"] if n["metadata"]["name"] != "g2"]
+    api.objects["pods"] = [p for p in api.objects["pods"] if p["spec"]["nodeName"] != "g2"]
+    clock.advance(60)
+    inv = scene.reader.read()
+    engine.replace_inventory(inv)
+    g2 = inv.node("g2")
+    assert g2 is not None and (g2.cluster, g2.rack, g2.usable, g2.free) == ("k1", "r1", False, 0)
+    engine.ingest([Alert({"alertname": "GpuXid", "xid": "79", "Hostname": "g2", "gpu": "3"})])
+    clock.advance(400)
+    engine.replace_inventory(scene.reader.read())
+    incident = engine.store.get(scene.incident_id)
+    assert incident.priority is Priority.P1 and "llama 25% of replicas lost" in incident.title
+    assert (incident.root_cause.target.cluster, incident.root_cause.target.rack) == ("k1", "r1")

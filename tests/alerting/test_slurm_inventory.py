@@ -168,6 +168,37 @@ def test_a_job_gone_from_squeue_while_running_is_kept() -> None:
     assert [w.ref.name for w in reader.read().workload_list] == ["llm-70b (41)"]
 
 
+def test_a_node_removed_from_slurm_while_its_incident_is_open_keeps_its_place_and_stopped_job() -> None:
+    # n2 failed and took job 41; then it left Slurm's node list (slurm.conf and `scontrol reconfigure`, a
+    # dynamic node deleted): the incident's next alert for n2 lost the cluster and rack, and the job too.
+    slurm, clock = FakeSlurm(), FakeClock()
+    reader = SlurmInventory(clock, slurm)
+    slurm.jobs = [_job(41, "llm-70b", "RUNNING")]
+    sql = make_engine("sqlite://")
+    upgrade(sql)
+    gw = IncidentEngine(sql, clock, inventory=reader.read())
+    slurm.jobs, slurm.states["n2"] = [_job(41, "llm-70b", "NODE_FAIL")], "down"
+    gw.replace_inventory(reader.read())
+    gw.ingest([Alert({"alertname": "NodeDown", "node": "n2"})])
+    slurm.removed.add("n2")
+    clock.advance(60)
+    inventory = reader.read()
+    gw.replace_inventory(inventory)
+    n2 = inventory.node("n2")
+    assert n2 is not None and (n2.cluster, n2.rack, n2.state, n2.usable, n2.free) == (
+        "c1",
+        "r07",
+        "deleted",
+        False,
+        0,
+    )
+    gw.ingest([Alert({"alertname": "GpuXid", "xid": "79", "Hostname": "n2", "gpu": "1"})])
+    ((row, _),) = gw.store.list_rows(None)
+    assert "llm-70b (41)" in row.title, row.title
+    target = gw.store.get(row.id).root_cause.target
+    assert (target.cluster, target.rack) == ("c1", "r07")
+
+
 def test_two_jobs_with_one_name_stay_two_workloads() -> None:
     slurm = FakeSlurm()
     slurm.jobs = [

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from alerting.inventory import NodeInfo, StaticInventory
 from gpuwarden.cli.inventories import Inventories, inventory_refresh
 from gpuwarden.clock import SystemClock
+from gpuwarden.errors import SourceError
 
 WAIT = 30.0  # a bound on waiting for threads here, never a measured time
 
@@ -92,3 +93,25 @@ def test_serves_first_read_of_two_sources_does_not_wait_for_one_to_read_the_othe
         slurm.answer.set()
         first.join(WAIT)
     assert set(inventories.latest) == {"slurm", "kubernetes"}
+
+
+class ExpiringKubernetes:
+    """A Kubernetes API whose every list's continue token expires, again on the relist (pods listed slower
+    than etcd compacts): each read lists again once, then fails."""
+
+    def __init__(self) -> None:
+        self.relists = 0
+
+    def read(self) -> StaticInventory:
+        self.relists += 1
+        raise SourceError("list pods: HTTP 410 Gone", source="kubernetes")
+
+
+def test_relists_of_refreshes_that_fail_are_counted_as_they_happen() -> None:
+    # Counted only when a read worked: while every refresh failed so, the relists counter stayed at 0 (the
+    # failures counter alone rose) until the API was read again, when all of them were added at once.
+    k8s, engine = ExpiringKubernetes(), RecordingEngine()
+    inventories = Inventories([], [(k8s, "kubernetes")], SystemClock())
+    for _ in range(3):
+        assert not inventories.read_source(k8s, "kubernetes", engine)  # type: ignore[arg-type]
+    assert engine.counters == {"inventory_refresh_failures": 3, "inventory_relists": 3}
