@@ -125,18 +125,6 @@ class AnomalyConfig(Section):
             " change, which raised false alerts in the GPU-fault evaluation (tuning seeds 0-1)"
         ),
     )
-    band_restore_ticks: int = Field(
-        720,
-        ge=0,
-        le=65534,
-        description=(
-            "the adaptive detector gives a series back the band it had before a raised fault (pending_ticks"
-            " samples past it) once it reads pending_ticks samples in a row within that band, within this"
-            " many samples of the fault's start (720: 6 hours at 30 s); 0: never. An SM clock throttled for"
-            " an hour kept a band three times as wide for over an hour after its repair, and a second drop"
-            " of 250 MHz then was not raised. A change that lasts is learnt as before; off in anomaly score"
-        ),
-    )
     min_deviation_by_metric: dict[str, float] = Field(
         default_factory=lambda: {
             "DCGM_FI_DEV_GPU_TEMP": 5.0,
@@ -415,6 +403,18 @@ class AnomalyConfig(Section):
             " fleet_hold_ticks of its raise: a fault begun half an hour after an earlier one's repair is"
             " told, not hidden in the earlier one's hold (eval seeds 1621 and 1649), and a repaired GPU's"
             " incident is not held open 2 hours"
+        ),
+    )
+    band_restore_ticks: int = Field(
+        720,
+        ge=0,
+        le=65534,
+        description=(
+            "the adaptive detector gives a series back the band it had before a raised fault (pending_ticks"
+            " samples past it) once it reads pending_ticks samples in a row within that band, within this"
+            " many samples of the fault's start (720: 6 hours at 30 s); 0: never. An SM clock throttled for"
+            " an hour kept a band three times as wide for over an hour after its repair, and a second drop"
+            " of 250 MHz then was not raised. A change that lasts is learnt as before; off in anomaly score"
         ),
     )
 

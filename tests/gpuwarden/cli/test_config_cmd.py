@@ -228,7 +228,7 @@ ANOMALY_SHOWN_ORDER = [
     *("thermal_peer_tolerance", "presence_queries", "absent_after_seconds", "absent_forget_seconds"),
     *("multivariate_trees", "multivariate_history"),
     *("state_file", "state_save_seconds"),  # new settings come after the previous release's
-    "fleet_rearm_ticks",
+    *("fleet_rearm_ticks", "band_restore_ticks"),
 ]
 THRESHOLDS_SHOWN_ORDER = [
     *("alpha", "scale_alpha", "seasonal_alpha", "k", "warmup", "direction", "min_deviation"),
