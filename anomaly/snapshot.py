@@ -82,9 +82,10 @@ FORMAT = "gpuwarden-anomaly-state"
 # 22: before the adaptive thresholds kept which seasonal buckets each series seeded in the hour it is in
 # (``seeded``, ``seasonal_tested`` in their parameters, ``anomaly.seasonal``). 23: before the adaptive
 # thresholds kept each series' state before a raised fault (``fault_*``, ``restore_ticks`` and ``restore_run``
-# in their parameters, ``anomaly.faultbands``: a version-23 model has no such parameters to be found by).
-VERSION = 24
-SCHEMA = "1b256b4c6a56d192"
+# in their parameters, ``anomaly.faultbands``: a version-23 model has no such parameters to be found by). 24:
+# before the adaptive thresholds' parameters held ``lone_spikes`` (the service's models are found by it).
+VERSION = 25
+SCHEMA = "3ce5e529dac682db"
 _HEADER = "header"
 _MODE = 0o600
 # What an .npz (a zip archive, or an empty one) or an .npy begins with. numpy reads any other file as a
