@@ -44,6 +44,9 @@ class AdaptiveDetector:
         # A band a raised fault widened is given back at its repair (``anomaly.faultbands``): the service's
         # alone, as ``seasonal_tested``; off in the NAB-scored default.
         opts.update(restore_ticks=cfg.band_restore_ticks, restore_run=min(cfg.pending_ticks, MAX_RESTORE_RUN))
+        # A lone spike raises no alert through the volatility it leaves, and a young error scale catches up
+        # with a sparse series' spikes (``lone_spikes``): the service's alone, off in the NAB-scored default.
+        opts["lone_spikes"] = True
         self.default = ThresholdParams.from_config(cfg.thresholds, **opts)
         self._per_query = {
             q.name: ThresholdParams.from_config(

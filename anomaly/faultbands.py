@@ -164,6 +164,14 @@ def within(m: AdaptiveThresholds, ids: IntArray, x: FloatArray) -> BoolArray:
     return inside
 
 
+def spiking(f: FaultBands, ids: IntArray) -> BoolArray:
+    """Whether a sample of each of ``ids`` past its band now would be among the first ``run - 1`` of its
+    run (``out`` counts the run's samples so far, 0 where none runs, ``_SPENT`` past ``ticks``): a spike
+    no alert is raised for yet (``ThresholdParams.lone_spikes``)."""
+    early: BoolArray = f.out[ids] < f.run_needed - 1
+    return early
+
+
 def give_back(m: AdaptiveThresholds, ids: IntArray) -> None:
     """Give ``ids`` in ``m`` the state kept before their fault (``FaultBands``)."""
     f = m.fault

@@ -85,9 +85,10 @@ FORMAT = "gpuwarden-anomaly-state"
 # in their parameters, ``anomaly.faultbands``: a version-23 model has no such parameters to be found by).
 # 24: before the level-shift detector kept the level before a shift it found (``base``, ``reach``:
 # ``anomaly.changepoint``; a version-24 series just past a shift would read as out of it, and its alert would
-# not be raised).
-VERSION = 25
-SCHEMA = "8180eed56397c0a8"
+# not be raised). 25: before the adaptive thresholds' parameters held ``lone_spikes`` (the service's models
+# are found by it).
+VERSION = 26
+SCHEMA = "ace698cd72bf79b4"
 _HEADER = "header"
 _MODE = 0o600
 # What an .npz (a zip archive, or an empty one) or an .npy begins with. numpy reads any other file as a

@@ -35,12 +35,13 @@ from anomaly.faultbands import (
     Before,
     FaultBands,
     follow_faults,
+    spiking,
 )
 from anomaly.levelshift import MAX_SHIFT_RUN, SHIFT_STATE, ShiftState, rebaseline
 from anomaly.seasonal import HOURS_PER_DAY, HOURS_PER_WEEK, Season, clipped
 from anomaly.snapshot import State, rows_to_hold
 from anomaly.steps import unlearned
-from anomaly.warmstart import MAX_START_SAMPLES, START_SAMPLES, directed, relearnt, start_length
+from anomaly.warmstart import MAX_START_SAMPLES, START_SAMPLES, directed, relearnt, sparse_cap, start_length
 from gpuwarden.config_anomaly import AnomalyThresholdConfig
 
 FloatArray = npt.NDArray[np.float64]
@@ -120,6 +121,11 @@ class ThresholdParams:
     restore_run: int = 3
     """Samples in a row beyond the band that make a raised fault, and back within the band before it that
     make its repair (``restore_ticks``): the service's ``pending_ticks``."""
+    lone_spikes: bool = False
+    """A spike past the band leaves no volatility to score the usual samples after it (the first
+    ``restore_run - 1`` samples of a run add to the fast error as at the band: ``faultbands.spiking``),
+    and a mostly-0 series' young error scale learns its spikes (``anomaly.warmstart.sparse_cap``). Off by
+    default (the service's alone, as ``seasonal_tested``)."""
 
     def __post_init__(self) -> None:
         if self.shift_run < 0 or self.shift_run > MAX_SHIFT_RUN:
@@ -378,6 +384,8 @@ class AdaptiveThresholds:
         # The errors are clipped more loosely than the baselines, so a regular pattern that the level model
         # cannot follow (a daily peak) shows up in its error and the seasonal model wins.
         err_cap = p.error_clip * cap
+        if p.lone_spikes and self.start_len and self.shift is None:
+            err_cap = sparse_cap(self.start[ids], n=n, err=np.abs(r_level), cap=err_cap, band=band, p=p)
         self.dev[ids] = dev + slow * (np.minimum(np.abs(r_level), err_cap) - dev)
         if season is not None:
             season.learn(
@@ -450,6 +458,8 @@ class AdaptiveThresholds:
         floor = np.maximum(p.volatility_k / width * band, p.min_deviation)
         if p.fast_cap > 0:
             signed = np.minimum(signed, np.where(n >= p.warmup, p.fast_cap * floor, np.inf))
+        if p.lone_spikes and self.fault is not None:  # a spike scores on its own, not the next ones too
+            signed = np.where((n >= p.warmup) & spiking(self.fault, ids), np.minimum(signed, band), signed)
         return fast_dev + p.fast_alpha * (signed - fast_dev), floor
 
     def _follow_shift(

@@ -334,7 +334,10 @@ def score_many(
         silence,
     )
     p = settings.params
-    scalar = entropy is None and silence is None and p.shift_run == 0 and p.fast_cap == 0  # what it covers
+    # What the scalar path covers.
+    scalar = (
+        entropy is None and silence is None and p.shift_run == 0 and p.fast_cap == 0 and not p.lone_spikes
+    )
     if len(series) == 1 and scalar and _scalar_fits(series[0]):
         detector = ScalarDetector(settings.params, resolve_after, breakout, recurrence, novelty)
         s = series[0]

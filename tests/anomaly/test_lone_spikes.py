@@ -1,0 +1,71 @@
+"""A lone spike raises no alert in ``anomaly run``'s adaptive detector, on a mostly-0 or heavy-tailed series.
+
+Before ``lone_spikes`` one spike past the band added its whole error to the fast error, and the volatility it
+left scored the next reads, back at the usual level, above 1: the spike and two quiet reads after it made the
+three reads in a row (``pending_ticks``) an alert needs. On a mostly-0 series (Poisson noise of mean 0.2) a
+warm-up that saw few spikes also learnt an error scale a fifth of the series' spread, which the spikes after
+it, winsorised at 4 of those scales, widened only over about 1,000 samples.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from anomaly.adaptive import AdaptiveDetector
+from anomaly.thresholds import AdaptiveThresholds, ThresholdParams
+from gpuwarden.config_anomaly import AnomalyConfig
+
+METRIC = "inference_latency_seconds"  # scored by the adaptive detector by default
+T0 = 1_767_571_200.0
+STEP = 300.0
+
+
+def service_model() -> AdaptiveThresholds:
+    """The adaptive thresholds ``anomaly run`` scores the metric with, by default."""
+    return AdaptiveThresholds(AdaptiveDetector(AnomalyConfig(infer_every_seconds=STEP)).params_for(METRIC))
+
+
+def scores(model: AdaptiveThresholds, values: np.ndarray) -> np.ndarray:
+    """Each sample's score (rows: samples, columns: series), one step a row."""
+    ids = np.arange(values.shape[1])
+    return np.stack([model.update(ids, row, T0 + i * STEP).score for i, row in enumerate(values)])
+
+
+def longest_run_above_1(score: np.ndarray) -> np.ndarray:
+    """Per series, the most reads in a row that scored above 1."""
+    run, longest = np.zeros(score.shape[1], int), np.zeros(score.shape[1], int)
+    for row in score > 1.0:
+        run = np.where(row, run + 1, 0)
+        longest = np.maximum(longest, run)
+    return longest
+
+
+def test_a_lone_spike_scores_its_own_read_and_not_the_quiet_reads_after_it():
+    # A warm-up that saw 2 spikes in 30 reads: its error scale is learnt narrow (about 0.07).
+    values = np.zeros(80)
+    values[[7, 21]] = 1.0
+    values[50] = 2.0  # the lone spike, well after the warm-up
+    score = scores(service_model(), values[:, None])[:, 0]
+    assert score[50] > 1.0  # past the band: it scores on its own
+    assert (score[51:] <= 1.0).all(), score[51:56]  # the reads after it are back at 0
+
+
+def test_heavy_tailed_noise_has_no_three_reads_in_a_row_above_1():
+    # Student-t noise (2 degrees of freedom): before, one large spike kept the next two reads above 1.
+    heavy = np.stack([np.random.default_rng(s).standard_t(2, 1000) + 100.0 for s in range(10)], 1)
+    assert longest_run_above_1(scores(service_model(), heavy)).max() < 3
+
+
+def test_a_sparse_series_error_scale_catches_up_with_its_spread_within_a_few_hundred_reads():
+    values = np.zeros(330)
+    values[[7, 21]] = 1.0
+    rng = np.random.default_rng(7)
+    values[30:] = rng.poisson(0.2, 300)
+    model = service_model()
+    scores(model, values[:, None])
+    spread = float(np.mean(np.abs(values[30:] - values[30:].mean())))
+    assert model.dev[0] > 0.5 * spread, (model.dev[0], spread)
+
+
+def test_anomaly_score_and_nab_keep_the_rule_off():
+    assert ThresholdParams.from_config().lone_spikes is False
