@@ -12,6 +12,14 @@ import pytest
 
 from tests.integration.servers import free_port
 
+# SIGINT as an operator's terminal leaves it: a suite started in the background (`make test &`, a runner
+# without job control) ignores SIGINT, the CLI inherited that, and Ctrl-C did nothing: it waited for its 30 s
+# request timeout (a fresh-clone CI run, all four cases).
+_CTRL_C_AS_A_TERMINAL = (
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler);"
+    " runpy.run_module('gpuwarden', run_name='__main__', alter_sys=True)"
+)
+
 
 @pytest.mark.parametrize(
     ("argv", "warned"),
@@ -32,7 +40,7 @@ def test_a_write_interrupted_by_ctrl_c_says_serve_may_still_make_it_before_it_is
         listening.listen(8)
         listening.settimeout(120)  # a guard against a hang, not a measure: the CLI connects at once
         url = f"http://127.0.0.1:{listening.getsockname()[1]}"
-        cli = [sys.executable, "-m", "gpuwarden", *argv, "--url", url]
+        cli = [sys.executable, "-c", _CTRL_C_AS_A_TERMINAL, *argv, "--url", url]
         with subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
             try:
                 held, _ = listening.accept()  # serve took the request and holds it, answering nothing
