@@ -26,17 +26,16 @@ import logging
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from prometheus_client.core import Metric
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from anomaly.service import AnomalyService
 from anomaly.sources import CollectorSource
+from benchmarks.row_gpus import RowGpus
 from gpuwarden.clock import FakeClock
 from gpuwarden.config_anomaly import AnomalyConfig
 
@@ -44,24 +43,6 @@ T0 = 1_767_571_200.0  # 2026-01-05 00:00 UTC, a Monday
 STEP = 30.0
 METRIC = "inference_latency_seconds"
 CASES = {"step3": ("step", 3.0), "step6": ("step", 6.0), "step10": ("step", 10.0), "spike20": ("spike", 20.0)}
-
-
-class _Gpus:
-    """Each seed a GPU whose ``METRIC`` reads row ``row`` of its column at each collect."""
-
-    def __init__(self, values: np.ndarray) -> None:
-        self.values = values
-        self.row = 0
-        self.labels = [
-            {"gpu": str(s % 8), "UUID": f"GPU-{s:05d}", "Hostname": f"node{s // 8:03d}", "modelName": "H100"}
-            for s in range(values.shape[1])
-        ]
-
-    def collect(self) -> Iterable[Metric]:
-        family = Metric(METRIC, "latency", "gauge")
-        for lab, v in zip(self.labels, self.values[self.row].tolist(), strict=True):
-            family.add_sample(METRIC, lab, v)
-        return [family]
 
 
 def series(kind: str, size: float, seeds: int, before: int, after: int) -> np.ndarray:
@@ -80,7 +61,7 @@ def run_case(kind: str, size: float, seeds: int, before: int, after: int) -> dic
     """One case through the ``anomaly run`` path: one tick a sample, every seed a GPU."""
     values = series(kind, size, seeds, before, after)
     clock = FakeClock(T0)
-    gpus = _Gpus(values)
+    gpus = RowGpus(values, METRIC, "latency")
     service = AnomalyService(AnomalyConfig(infer_every_seconds=STEP), [CollectorSource([gpus], clock)], clock)
     raised_at: dict[str, int] = {}
     resolved_at: dict[str, int] = {}

@@ -59,12 +59,11 @@ import logging  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
-from collections.abc import Callable, Iterable  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
-from prometheus_client.core import Metric  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -77,6 +76,7 @@ from anomaly.service import AnomalyService  # noqa: E402
 from anomaly.sources import CollectorSource  # noqa: E402
 from anomaly.steps import StepScores  # noqa: E402
 from anomaly.thresholds import AdaptiveThresholds  # noqa: E402
+from benchmarks.row_gpus import RowGpus  # noqa: E402
 from gpuwarden.clock import FakeClock  # noqa: E402
 from gpuwarden.config_anomaly import AnomalyConfig  # noqa: E402
 
@@ -189,29 +189,11 @@ def _records(start: int, end: int) -> float:
     return float(np.sum(2.0 / (np.arange(start, end) + 1.0)))
 
 
-class _NoiseCollector:
-    """Each seed a GPU whose ``METRIC`` reads the next sample of its series at each collect."""
-
-    def __init__(self, values: np.ndarray) -> None:
-        self.values = values
-        self.row = 0
-        self.labels = [
-            {"gpu": str(s % 8), "UUID": f"GPU-{s:05d}", "Hostname": f"node{s // 8:03d}", "modelName": "H100"}
-            for s in range(values.shape[1])
-        ]
-
-    def collect(self) -> Iterable[Metric]:
-        family = Metric(METRIC, "noise", "gauge")
-        for lab, v in zip(self.labels, self.values[self.row].tolist(), strict=True):
-            family.add_sample(METRIC, lab, v)
-        return [family]
-
-
 def service_case(kind: str, step: float, rows: int, seeds: int) -> dict[str, Any]:
     """The ``anomaly run`` path with its defaults: one tick a sample, every seed a GPU."""
     values = np.stack([noise(kind, s, rows) for s in range(seeds)], axis=1)
     clock = FakeClock(T0)
-    collector = _NoiseCollector(values)
+    collector = RowGpus(values, METRIC, "noise")
     cfg = AnomalyConfig(infer_every_seconds=step)
     service = AnomalyService(cfg, [CollectorSource([collector], clock)], clock)
     by_detector: Counter[str] = Counter()
