@@ -57,7 +57,7 @@ def test_a_sample_is_scored_from_it_and_the_samples_before_it_only() -> None:
     values = noise(spread=3.0)
     values[3000:] = noise(1000, seed=1, spread=0.2)
     whole, alerts = WindowNeighbours(PARAMS).extend(values)
-    for cut in (299, 300, 301, 2000, 3005):
+    for cut in (299, 300, 301, 589, 600, 2000, 3005):
         prefix, early = WindowNeighbours(PARAMS).extend(values[:cut])
         np.testing.assert_array_equal(prefix, whole[:cut])
         np.testing.assert_array_equal(early, alerts[:cut])
@@ -119,7 +119,7 @@ def test_the_grid_shares_one_pass_and_judges_each_setting_apart() -> None:
     values = noise(spread=3.0)
     values[3000:] = noise(1000, seed=1, spread=0.2)
     grid = [
-        NeighbourParams(factor=factor, rearm=rearm, features=features)
+        NeighbourParams(features=features, window=12, factor=factor, rearm=rearm)
         for factor in (1.5, 3.0)
         for rearm in (300, 1000)
         for features in ("moments", "blocks")
