@@ -3,6 +3,8 @@ cursor: a page that failed is where the retry goes on, not the first page (``sla
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from alerting.notifiers import slack_lookups
@@ -116,3 +118,44 @@ def test_a_resumed_lookup_whose_cursor_slack_no_longer_takes_reads_from_the_star
         parents = [m for m in recorder.channel_messages() if m.metadata]
         assert len(parents) == 1 and fresh.state.ts == parents[0].ts
         assert _cursors(recorder, "conversations.history")[3] is None, "read again from the first page"
+
+
+def test_a_thread_lookup_stops_at_its_page_budget_says_so_and_posts(
+    recorder: SlackRecorder, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The thread's lookup, its resolution on the third page of two replies, at most two pages read.
+    monkeypatch.setattr(slack_lookups, "REPLIES_PAGE", 2)
+    monkeypatch.setattr(slack_lookups, "HISTORY_PAGES", 2)
+    notifier, threads = notifier_for(recorder), Threads()
+    changes = lifecycle()
+    for c in changes:
+        deliver(notifier, threads, build_notification(c))
+    with caplog.at_level(logging.WARNING, logger="alerting.notifiers.slack"):
+        deliver(notifier, threads, build_notification(changes[-1]), retry=True)
+    [parent] = recorder.channel_messages()
+    assert len(recorder.replies(parent.ts)) == 6, "not found within two pages: posted again"
+    assert len([c for c in recorder.calls if c.method == "conversations.replies"]) == 2
+    assert [r.getMessage() for r in caplog.records] == [
+        "slack thread lookup stopped after 2 calls, posting (a repeat is possible)"
+        f" channel={parent.channel} ts={parent.ts}"
+    ]
+
+
+def test_a_history_lookup_stops_at_its_page_budget_says_so_and_posts(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(slack_lookups, "HISTORY_PAGE", 2)
+    monkeypatch.setattr(slack_lookups, "HISTORY_PAGES", 2)
+    opened = build_notification(lifecycle()[0])
+    clock = FakeClock(opened.event_at.timestamp() + 2)
+    with SlackRecorder(clock=clock) as recorder:
+        notifier = notifier_for(recorder, channel="C0123456789", clock=clock)
+        deliver(notifier, Threads(), opened)
+        recorder.post_as_others("C0123456789", 5)  # the message on the third page
+        with caplog.at_level(logging.WARNING, logger="alerting.notifiers.slack"):
+            deliver(notifier, Threads(), opened, retry=True)
+        assert len([m for m in recorder.channel_messages() if m.metadata]) == 2, "posted again"
+        assert len([c for c in recorder.calls if c.method == "conversations.history"]) == 2
+    assert [r.getMessage() for r in caplog.records] == [
+        "slack history lookup stopped after 2 calls, posting (a repeat is possible) channel=C0123456789"
+    ]
