@@ -4,16 +4,21 @@ cursor: a page that failed is where the retry goes on, not the first page (``sla
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
 from alerting.notifiers import slack_lookups
-from alerting.notifiers.base import build_notification
+from alerting.notifiers.base import Notification, build_notification
 from alerting.notifiers.recorder import RecordedCall, SlackRecorder
+from alerting.notifiers.slack import SlackNotifier
 from gpuwarden.clock import FakeClock
 from gpuwarden.errors import BackendError
 from tests.alerting.notifiers.incidents import lifecycle
 from tests.alerting.notifiers.slack_threads import Threads, deliver, notifier_for
+
+CHANNEL = "C0123456789"
 
 
 def _fail_after(recorder: SlackRecorder, method: str, answered: int, *, status: int = 503) -> None:
@@ -31,6 +36,22 @@ def _fail_after(recorder: SlackRecorder, method: str, answered: int, *, status: 
                 )
 
     recorder.on_call = on_call
+
+
+@contextmanager
+def _posted_under_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[tuple[SlackRecorder, SlackNotifier, Notification]]:
+    """An incident's first message that reached Slack (its answer lost), then 5 other bots' in its channel:
+    read newest first, 2 a page, it is on the third page."""
+    monkeypatch.setattr(slack_lookups, "HISTORY_PAGE", 2)
+    opened = build_notification(lifecycle()[0])
+    clock = FakeClock(opened.event_at.timestamp() + 2)
+    with SlackRecorder(clock=clock) as recorder:
+        notifier = notifier_for(recorder, channel=CHANNEL, clock=clock)
+        deliver(notifier, Threads(), opened)
+        recorder.post_as_others(CHANNEL, 5)
+        yield recorder, notifier, opened
 
 
 def _cursors(recorder: SlackRecorder, method: str) -> list[str | None]:
@@ -72,13 +93,7 @@ def test_a_retried_reply_whose_thread_lookup_failed_at_a_page_reads_on_from_that
 def test_a_retried_first_post_whose_history_lookup_failed_at_a_page_reads_on_from_that_page(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(slack_lookups, "HISTORY_PAGE", 2)
-    opened = build_notification(lifecycle()[0])
-    clock = FakeClock(opened.event_at.timestamp() + 2)
-    with SlackRecorder(clock=clock) as recorder:
-        notifier = notifier_for(recorder, channel="C0123456789", clock=clock)
-        deliver(notifier, Threads(), opened)  # reached Slack; its answer was lost
-        recorder.post_as_others("C0123456789", 5)  # read newest first: the message is on the third page
+    with _posted_under_others(monkeypatch) as (recorder, notifier, opened):
         _fail_after(recorder, "conversations.history", 1)
         fresh = Threads()
         with pytest.raises(BackendError):
@@ -99,13 +114,7 @@ def test_a_resumed_lookup_whose_cursor_slack_no_longer_takes_reads_from_the_star
 ) -> None:
     # Slack answers invalid_cursor to a cursor it no longer takes: read as a lookup it refuses for good, the
     # retry would post the message again.
-    monkeypatch.setattr(slack_lookups, "HISTORY_PAGE", 2)
-    opened = build_notification(lifecycle()[0])
-    clock = FakeClock(opened.event_at.timestamp() + 2)
-    with SlackRecorder(clock=clock) as recorder:
-        notifier = notifier_for(recorder, channel="C0123456789", clock=clock)
-        deliver(notifier, Threads(), opened)
-        recorder.post_as_others("C0123456789", 5)
+    with _posted_under_others(monkeypatch) as (recorder, notifier, opened):
         _fail_after(recorder, "conversations.history", 1)
         fresh = Threads()
         with pytest.raises(BackendError):
@@ -144,18 +153,12 @@ def test_a_thread_lookup_stops_at_its_page_budget_says_so_and_posts(
 def test_a_history_lookup_stops_at_its_page_budget_says_so_and_posts(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(slack_lookups, "HISTORY_PAGE", 2)
     monkeypatch.setattr(slack_lookups, "HISTORY_PAGES", 2)
-    opened = build_notification(lifecycle()[0])
-    clock = FakeClock(opened.event_at.timestamp() + 2)
-    with SlackRecorder(clock=clock) as recorder:
-        notifier = notifier_for(recorder, channel="C0123456789", clock=clock)
-        deliver(notifier, Threads(), opened)
-        recorder.post_as_others("C0123456789", 5)  # the message on the third page
+    with _posted_under_others(monkeypatch) as (recorder, notifier, opened):
         with caplog.at_level(logging.WARNING, logger="alerting.notifiers.slack"):
             deliver(notifier, Threads(), opened, retry=True)
         assert len([m for m in recorder.channel_messages() if m.metadata]) == 2, "posted again"
         assert len([c for c in recorder.calls if c.method == "conversations.history"]) == 2
     assert [r.getMessage() for r in caplog.records] == [
-        "slack history lookup stopped after 2 calls, posting (a repeat is possible) channel=C0123456789"
+        f"slack history lookup stopped after 2 calls, posting (a repeat is possible) channel={CHANNEL}"
     ]
