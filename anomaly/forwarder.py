@@ -313,9 +313,10 @@ class AlertForwarder(Collector):
                 self.delivered.add(fp)
         if taken:  # those left out (already held, or not a resolution) are not counted
             logger.info(
-                "%d resolution(s) %s had not received before the restart are posted again",
-                taken,
+                "%s %s had not received before the restart %s posted again",
+                "1 resolution" if taken == 1 else f"{taken} resolutions",
                 self.receiver,
+                "is" if taken == 1 else "are",
             )
 
     def _ends(

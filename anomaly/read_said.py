@@ -22,11 +22,11 @@ def say_parts(source: str, found: list[tuple[str, int, str, int]], grown: list[t
     if len(found) == 1:
         query, asked, why, size = found[0]
         logger.warning(
-            "promql: query %s: a read of %d steps was refused (%s); it is read in parts of at most %d steps",
+            "promql: query %s: a read of %s was refused (%s); it is read in parts of at most %s",
             query,
-            asked,
+            _steps(asked),
             why,
-            size,
+            _steps(size),
             extra={"source": source, "query": query},
         )
     elif found:
@@ -34,21 +34,27 @@ def say_parts(source: str, found: list[tuple[str, int, str, int]], grown: list[t
             "promql: %d queries: a read was refused (%s); each is read in parts: %s",
             len(found),
             found[0][2],
-            listed([f"{q} ({asked} steps refused, parts of at most {size})" for q, asked, _, size in found]),
+            listed(
+                [f"{q} ({_steps(asked)} refused, parts of at most {size})" for q, asked, _, size in found]
+            ),
             extra={"source": source},
         )
     if len(grown) == 1:
         query, tried = grown[0]
         logger.info(
-            "promql: query %s: parts of %d steps were answered; it is read in parts that long from now on",
+            "promql: query %s: parts of %s were answered; it is read in parts that long from now on",
             query,
-            tried,
+            _steps(tried),
             extra={"source": source, "query": query},
         )
     elif grown:
         logger.info(
             "promql: %d queries: longer parts were answered; each is read in parts that long from now on: %s",
             len(grown),
-            listed([f"{q} ({tried} steps)" for q, tried in grown]),
+            listed([f"{q} ({_steps(tried)})" for q, tried in grown]),
             extra={"source": source},
         )
+
+
+def _steps(count: int) -> str:
+    return "1 step" if count == 1 else f"{count} steps"

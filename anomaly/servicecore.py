@@ -256,12 +256,13 @@ class ServiceCore:
         for query, count in view.not_available.items():
             if query not in self.not_available:
                 logger.warning(
-                    "query %s read %d samples holding an NVML/DCGM not-available value (4294967295, a DCGM"
+                    "query %s read %d sample%s holding an NVML/DCGM not-available value (4294967295, a DCGM"
                     " blank, ...) or an infinite one (+Inf: a division by 0, histogram_quantile past its"
                     " highest bucket): read as missing data, not scored; counted in"
                     " gpuwarden_anomaly_not_available_samples_total",
                     query,
                     count,
+                    "" if count == 1 else "s",
                     extra={"query": query},
                 )
             self.not_available[query] = self.not_available.get(query, 0) + count

@@ -140,7 +140,14 @@ class HistoryReplayer(AlertUpdater, SnapshotKeeper):
         if since is None:
             self.fit()  # the multivariate model, when the history gave it rows enough, scores at once
         after = "" if since is None else f" after the state snapshot ({until - since:.0f} s before now)"
-        logger.info("warm-up: fed %d ticks of history (%s)%s to the detectors", len(ends), found, after)
+        fed = len(ends)
+        logger.info(
+            "warm-up: fed %d tick%s of history (%s)%s to the detectors",
+            fed,
+            "" if fed == 1 else "s",
+            found,
+            after,
+        )
         return len(ends)
 
     def _resume(self, snapshot: Snapshot, start: float) -> None:

@@ -2,7 +2,8 @@
 
 ``build_tracer_provider`` sets up the OpenTelemetry SDK for one service (never as the global provider).
 The batch processor's fate of every sampled span is counted (``SpanExportCounts``: exported, failed,
-dropped), so a collector that is down or too slow shows on ``/metrics`` instead of in a log line per batch.
+dropped, rejected by the collector in a partial success: ``otlp_answers``), so a collector that is down or
+too slow shows on ``/metrics`` instead of in a log line per batch.
 The SDK's ``OTEL_SDK_DISABLED`` does not silence the tracers: the span metrics need every span, and
 ``span_settings`` turns span export off for that variable instead.
 """
@@ -16,7 +17,6 @@ from collections.abc import Sequence
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import SERVICE_NAME, OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanLimits, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import (
@@ -30,6 +30,7 @@ from opentelemetry.trace import Link, SpanKind, TraceState
 from opentelemetry.util.types import Attributes
 
 from exporters.generation import MAX_SPAN_TEXT
+from exporters.otlp_answers import AccountedOTLPSpanExporter
 from gpuwarden.config import TracingConfig
 from gpuwarden.redaction import hidden_password
 
@@ -90,10 +91,11 @@ class SpanExportCounts:
 
     ``exported``: the exporter reported success; ``failed``: it reported failure or raised (after its own
     retries); ``dropped``: never handed to the exporter, because the queue was full or the process stopped
-    before they went out. ``queued`` spans not yet in any of the three are waiting in the queue.
+    before they went out; ``rejected``: the collector answered success but said it did not keep them (OTLP's
+    partial success). ``queued`` spans not yet in any of the four are waiting in the queue.
     """
 
-    __slots__ = ("_lock", "dropped", "exported", "failed", "handed", "queued", "settled")
+    __slots__ = ("_lock", "dropped", "exported", "failed", "handed", "queued", "rejected", "settled")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -102,19 +104,25 @@ class SpanExportCounts:
         self.exported = 0
         self.failed = 0
         self.dropped = 0
+        self.rejected = 0
         self.settled = False
 
     def settle(self) -> None:
         """At shutdown: every queued span not yet exported or failed is dropped, those in an export still
         running included; an outcome that arrives later is not counted again."""
         with self._lock:
-            self.dropped += max(0, self.queued - self.exported - self.failed - self.dropped)
+            self.dropped += max(0, self.queued - self.exported - self.failed - self.rejected - self.dropped)
             self.settled = True
 
     def snapshot(self) -> dict[str, int]:
-        """Exported, failed and dropped so far, read consistently."""
+        """Exported, failed, dropped and rejected so far, read consistently."""
         with self._lock:
-            return {"exported": self.exported, "failed": self.failed, "dropped": self.dropped}
+            return {
+                "exported": self.exported,
+                "failed": self.failed,
+                "dropped": self.dropped,
+                "rejected": self.rejected,
+            }
 
 
 class _CountingExporter(SpanExporter):
@@ -143,11 +151,14 @@ class _CountingExporter(SpanExporter):
         except Exception:  # loop boundary (the batch worker): log with the exception, count, go on
             logger.exception("span export failed", extra={"spans": n})
             result = SpanExportResult.FAILURE
+        # Taken whatever the result: a failed export's count is 0, and none is left for the next batch.
+        rejected = self._inner.take_rejected() if isinstance(self._inner, AccountedOTLPSpanExporter) else 0
         with counts._lock:
             if counts.settled:
                 pass  # the shutdown stopped waiting for this batch and counted it as dropped
             elif result is SpanExportResult.SUCCESS:
-                counts.exported += n
+                counts.exported += n - rejected
+                counts.rejected += rejected
             else:
                 counts.failed += n
         return result
@@ -321,7 +332,7 @@ def configured_span_exporter(config: TracingConfig) -> SpanExporter | None:
         otlp_logger = logging.getLogger(name)
         if not any(isinstance(f, CredentialFilter) for f in otlp_logger.filters):
             otlp_logger.addFilter(CredentialFilter())
-    return OTLPSpanExporter(endpoint=str(config.otlp_endpoint), timeout=config.otlp_timeout_seconds)
+    return AccountedOTLPSpanExporter(endpoint=str(config.otlp_endpoint), timeout=config.otlp_timeout_seconds)
 
 
 # The OTLP exporter's own warnings quote its request's error, and urllib3's names the URL's path and query

@@ -21,6 +21,8 @@ from pydantic import ValidationError
 
 from gpuwarden.config import TracingConfig
 from gpuwarden.errors import ConfigError, InputError
+from gpuwarden.limits import MAX_INTERVAL_SECONDS
+from gpuwarden.numerals import WHOLE_NUMBER
 from gpuwarden.redaction import hidden_password
 
 # Standard variables (OpenTelemetry SDK environment specification and the OTLP exporter specification).
@@ -30,6 +32,12 @@ OTEL_TRACES_ENDPOINT = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
 OTEL_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
 OTEL_TRACES_PROTOCOL = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
 OTEL_PROTOCOL = "OTEL_EXPORTER_OTLP_PROTOCOL"
+OTEL_TRACES_TIMEOUT = "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"
+OTEL_TIMEOUT = "OTEL_EXPORTER_OTLP_TIMEOUT"
+# The timeouts are whole milliseconds (the specification's Timeout type); the Python SDK (1.45 here) reads
+# seconds, so a value under a second is more likely seconds than an export meant to give up that soon.
+MOST_TIMEOUT_MS = int(MAX_INTERVAL_SECONDS * 1000)  # tracing.otlp_timeout_seconds' bound
+SECONDS_LIKE_MS = 1000
 CONFIG_ENDPOINT = "tracing.otlp_endpoint"
 OPTION_ENDPOINT = "--otlp-endpoint"
 
@@ -79,6 +87,7 @@ def resolve_tracing(
     naming the variable for anything else.
     """
     options = options or TracingOptions()
+    timeout_warning = None if "otlp_timeout_seconds" in config.model_fields_set else _timeout_warning(environ)
     config, source = _from_environment(config, environ)
     config, source, why = _apply_options(config, options, source)
     if not config.enabled:
@@ -101,7 +110,8 @@ def resolve_tracing(
         )
     _check_protocol(environ, source)
     url = hidden_password(str(config.otlp_endpoint))
-    warning = _doubled_path_warning(environ, url) if source == OTEL_ENDPOINT else None
+    doubled = _doubled_path_warning(environ, url) if source == OTEL_ENDPOINT else None
+    warning = "; ".join(w for w in (doubled, timeout_warning) if w is not None) or None
     return SpanSettings(config, f"otlp to {url} (from {source})", warning)
 
 
@@ -127,6 +137,8 @@ def tracing_from_environment(config: TracingConfig, environ: Mapping[str, str]) 
     - ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` is the traces URL as is; otherwise
       ``OTEL_EXPORTER_OTLP_ENDPOINT`` is a base URL to which ``/v1/traces`` is appended, as the OTLP/HTTP
       exporter specification says.
+    - ``OTEL_EXPORTER_OTLP_TRACES_TIMEOUT``, else ``OTEL_EXPORTER_OTLP_TIMEOUT``, sets
+      ``otlp_timeout_seconds``, from milliseconds (the specification's unit, not the Python SDK's seconds).
 
     A bad value is refused with a ``ValueError`` naming the variable.
     """
@@ -148,6 +160,9 @@ def _from_environment(config: TracingConfig, environ: Mapping[str, str]) -> tupl
             if problem is not None:
                 raise ValueError(f"{variable}: {problem}")
             update["otlp_endpoint"], source = endpoint, variable
+    timeout = None if "otlp_timeout_seconds" in explicit else _environment_timeout(environ)
+    if timeout is not None:  # read only where it applies, as the endpoint variables are
+        update["otlp_timeout_seconds"] = timeout[0] / 1000
     if not update:
         return config, source
     # exclude_unset: what was not set stays unset, so later steps still tell a user's value from a default
@@ -209,6 +224,40 @@ def _environment_endpoint(environ: Mapping[str, str]) -> tuple[str, str]:
     if base:
         return traces_url(base), OTEL_ENDPOINT
     return "", ""
+
+
+def _environment_timeout(environ: Mapping[str, str]) -> tuple[int, str, str] | None:
+    """The OTLP export timeout the variables give, in milliseconds, with the variable and its text; None where
+    neither is set. Refused naming the variable: anything but a whole number of milliseconds from 1 to
+    ``MOST_TIMEOUT_MS`` (0, no limit in the specification, too: a stop waits one timeout for the last
+    spans)."""
+    for variable in (OTEL_TRACES_TIMEOUT, OTEL_TIMEOUT):
+        text = environ.get(variable, "").strip()
+        if not text:
+            continue
+        if WHOLE_NUMBER.fullmatch(text) and 0 < int(text) <= MOST_TIMEOUT_MS:
+            return int(text), variable, text
+        zero = (
+            " (0, no limit, is not taken: a stop waits one timeout for the spans left)" if text == "0" else ""
+        )
+        raise ValueError(
+            f"{variable}={text!r}{zero}: give the OTLP export timeout in milliseconds, a whole number from 1"
+            f" to {MOST_TIMEOUT_MS} (10000: 10 s)"
+        )
+    return None
+
+
+def _timeout_warning(environ: Mapping[str, str]) -> str | None:
+    """The warning for a timeout variable under a second: milliseconds, as the specification says (and
+    honoured so), where the Python SDK reads seconds, so ``10`` was likely meant as 10 s."""
+    timeout = _environment_timeout(environ)
+    if timeout is None or timeout[0] >= SECONDS_LIKE_MS:
+        return None
+    ms, variable, text = timeout
+    return (
+        f"{variable}={text}: each span export gives up after {ms} ms (the variable is in milliseconds, as"
+        f" OpenTelemetry's specification says; the Python SDK reads seconds): for {ms} s write {ms * 1000}"
+    )
 
 
 def traces_url(base: str) -> str:

@@ -227,7 +227,7 @@ class SpanMetrics(SpanProcessor):
         spans = CounterMetricFamily(
             f"{p}_trace_spans",
             "Sampled spans by export outcome: exported, failed (exporter error), dropped (queue full or"
-            " stopped before sending).",
+            " stopped before sending), rejected (the collector's OTLP partial success).",
             labels=["outcome"],
         )
         for outcome, n in self.export_counts.snapshot().items():

@@ -12,6 +12,7 @@ import functools
 import io
 from dataclasses import dataclass
 from importlib import resources
+from importlib.resources.abc import Traversable
 
 from gpuwarden.model import RecommendedAction
 
@@ -53,11 +54,19 @@ def parse_xid_catalog(text: str) -> dict[int, XidEntry]:
     return catalog
 
 
+def xid_catalog_file() -> str:
+    """Where the catalog shipped with the package is, for a person to read (``anomaly xid`` names it)."""
+    return str(_catalog_resource())
+
+
 @functools.cache
 def xid_catalog() -> dict[int, XidEntry]:
     """The catalog shipped with the package, parsed once."""
-    text = resources.files("gpuwarden.data").joinpath("xid_catalog.csv").read_text(encoding="utf-8")
-    return parse_xid_catalog(text)
+    return parse_xid_catalog(_catalog_resource().read_text(encoding="utf-8"))
+
+
+def _catalog_resource() -> Traversable:
+    return resources.files("gpuwarden.data").joinpath("xid_catalog.csv")
 
 
 def out_of_service(xid: int) -> bool:

@@ -57,6 +57,15 @@ class _Place:
     pages: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class _Paged:
+    """How a lookup's pages ended: ``found``, the first message wanted; else ``ended``, True where the pages
+    ran out (False: Slack refused the lookup, or it stopped at ``HISTORY_PAGES``)."""
+
+    found: Any = None
+    ended: bool = False
+
+
 class _CursorRefused(Exception):
     """Slack refused a lookup's cursor (``CURSOR_REFUSED``)."""
 
@@ -157,39 +166,29 @@ class SlackLookups:
             return None
 
     def _read_history(self, channel: str, key: str, place: _Place) -> tuple[str, str, str | None] | None:
-        """``parent``'s reading, from ``place`` on; ``place`` follows each page read."""
+        """``parent``'s reading, from ``place`` on, window by window; ``place`` follows each page read."""
         while place.window < len(place.windows):
             oldest, latest = place.windows[place.window]
-            while place.pages < HISTORY_PAGES:
-                response = self._look(
-                    "conversations.history",
-                    channel,
-                    partial(
-                        self._client.conversations_history,
-                        channel=channel,
-                        oldest=f"{oldest:.6f}",
-                        latest=None if latest is None else f"{latest:.6f}",
-                        inclusive=True,
-                        limit=HISTORY_PAGE,
-                        cursor=place.cursor,
-                        include_all_metadata=True,
-                    ),
-                )
-                if response is None:
-                    return None
-                place.pages += 1
-                for message in response.get("messages") or []:
-                    if has_key(message, key):
-                        return channel, str(message["ts"]), posted_for(message)
-                place.cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
-                if place.cursor is None:
-                    break
-            else:
-                logger.warning(
-                    "slack history lookup stopped after %d calls, posting (a repeat is possible) channel=%s",
-                    HISTORY_PAGES,
-                    channel,
-                )
+            page = partial(
+                self._client.conversations_history,
+                channel=channel,
+                oldest=f"{oldest:.6f}",
+                latest=None if latest is None else f"{latest:.6f}",
+                inclusive=True,
+                limit=HISTORY_PAGE,
+                include_all_metadata=True,
+            )
+            paged = self._paged(
+                "conversations.history",
+                channel,
+                page,
+                lambda m: has_key(m, key),
+                place=place,
+                lookup="history",
+            )
+            if paged.found is not None:
+                return channel, str(paged.found["ts"]), posted_for(paged.found)
+            if not paged.ended:
                 return None
             place.window += 1
         return None
@@ -198,33 +197,50 @@ class SlackLookups:
         self, channel: str, ts: str, since: float, wanted: Callable[[Any], bool], place: _Place
     ) -> bool:
         """``in_thread``'s reading, from ``place`` on; ``place`` follows each page read."""
+        page = partial(
+            self._client.conversations_replies,
+            channel=channel,
+            ts=ts,
+            oldest=f"{since - NEAR_SECONDS - CLOCK_SKEW_SECONDS:.6f}",
+            inclusive=True,
+            limit=REPLIES_PAGE,
+            include_all_metadata=True,
+        )
+        paged = self._paged(
+            "conversations.replies", channel, page, wanted, place=place, lookup="thread", where=f" ts={ts}"
+        )
+        return paged.found is not None
+
+    def _paged(
+        self,
+        method: str,
+        channel: str,
+        page: Callable[..., SlackResponse],
+        wanted: Callable[[Any], bool],
+        *,
+        place: _Place,
+        lookup: str,
+        where: str = "",
+    ) -> _Paged:
+        """Read ``method``'s pages (``page`` with a cursor) from ``place`` on, ``place`` following each page
+        read, until a message is ``wanted``, the pages end, Slack refuses the lookup (``_look``) or
+        ``HISTORY_PAGES`` calls were made: said as the ``lookup`` of ``channel`` (and ``where`` in it)."""
         while place.pages < HISTORY_PAGES:
-            response = self._look(
-                "conversations.replies",
-                channel,
-                partial(
-                    self._client.conversations_replies,
-                    channel=channel,
-                    ts=ts,
-                    oldest=f"{since - NEAR_SECONDS - CLOCK_SKEW_SECONDS:.6f}",
-                    inclusive=True,
-                    limit=REPLIES_PAGE,
-                    cursor=place.cursor,
-                    include_all_metadata=True,
-                ),
-            )
+            response = self._look(method, channel, partial(page, cursor=place.cursor))
             if response is None:
-                return False
+                return _Paged()
             place.pages += 1
-            if any(wanted(m) for m in response.get("messages") or []):
-                return True
+            found = next((m for m in response.get("messages") or [] if wanted(m)), None)
+            if found is not None:
+                return _Paged(found)
             place.cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
             if place.cursor is None:
-                return False
+                return _Paged(ended=True)
         logger.warning(
-            "slack thread lookup stopped after %d calls, posting (a repeat is possible) channel=%s ts=%s",
+            "slack %s lookup stopped after %d calls, posting (a repeat is possible) channel=%s%s",
+            lookup,
             HISTORY_PAGES,
             channel,
-            ts,
+            where,
         )
-        return False
+        return _Paged()

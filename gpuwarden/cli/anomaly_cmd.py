@@ -14,6 +14,7 @@ import logging
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from gpuwarden.cli.anomaly_run import _state_path, run
 from gpuwarden.cli.anomaly_score import evaluate_nab, score
@@ -42,15 +43,16 @@ def xid(
 ) -> None:
     """What an XID means and what gpuwarden recommends doing about it."""
     from anomaly.xidsignatures import load_xid_catalog  # noqa: PLC0415
-    from gpuwarden.xid import xid_action  # noqa: PLC0415
+    from gpuwarden.xid import xid_action, xid_catalog_file  # noqa: PLC0415
 
     catalog = load_xid_catalog()
     entry = catalog.get(code)
-    if entry is None:
+    if entry is None:  # not found, as `incidents show` of an unknown id: exit 1, naming where to look
         err_console.print(
             f"[red]error:[/red] XID {code} is not in the catalog (NVIDIA's XID catalog: {len(catalog)} codes"
-            f" from {min(catalog)} to {max(catalog)}); check the code: the number after the PCI address in"
-            " the kernel's 'NVRM: Xid' line"
+            f" from {min(catalog)} to {max(catalog)}, listed in {escape(xid_catalog_file())}); check the"
+            " code: the number after the PCI address in the kernel's 'NVRM: Xid' line",
+            soft_wrap=True,  # a path cut across two lines cannot be copied
         )
         raise typer.Exit(1)
     if output == "json":  # for a script or a hook: the same fields as the text

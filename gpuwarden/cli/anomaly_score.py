@@ -217,7 +217,8 @@ def evaluate_nab(
                     field="data",
                 )
             progress.phase(
-                f"scoring {len(files)} files", total=max((len(f.series.values) for f in files), default=0)
+                f"scoring {len(files)} file{'' if len(files) == 1 else 's'}",
+                total=max((len(f.series.values) for f in files), default=0),
             )
             params = ThresholdParams.from_config(cfg)
             report = nab.evaluate(files, params, cfg.resolve_after, progress=progress.advance)

@@ -285,11 +285,12 @@ def _run(story: Story, warmup_minutes: int) -> int:
         f"gpuwarden demo: {len(pipeline.fleet.nodes)} simulated nodes, {gpus} GPUs; a simulated clock from"
         f" {pipeline.clock.now():%Y-%m-%d %H:%M} UTC, every time below is UTC"
     )
-    story.say(f"warming up: {warmup_minutes} simulated minutes of normal load, learning baselines ...")
+    minutes = f"{warmup_minutes} simulated minute{'' if warmup_minutes == 1 else 's'}"
+    story.say(f"warming up: {minutes} of normal load, learning baselines ...")
     story.begin(warmup_minutes + SCENARIO[-1][0] + RECOVERY_MINUTES)
     pipeline.run(warmup_minutes * 60, story.passed)
     warmup_alerts = pipeline.alerts_raised
-    story.say(f"warm-up done: {warmup_alerts} alerts while healthy")
+    story.say(f"warm-up done: {warmup_alerts} alert{'' if warmup_alerts == 1 else 's'} while healthy")
     story.say(
         "each alert line: name, node, labels, and score: how far the series is from normal (above 1 is"
         " anomalous, as vmanomaly's anomaly_score; 2.0: a fault signature that matched outright)"

@@ -62,6 +62,15 @@ def test_evaluate_nab_shows_its_progress_on_a_terminal_only(tmp_path, monkeypatc
     assert stderr.getvalue() == "" or shown
 
 
+def test_evaluate_nab_of_one_file_says_scoring_1_file_on_a_terminal(tmp_path, monkeypatch):
+    args = evaluate_args(tmp_path, {"c/x.csv": []})
+    stderr = io.StringIO()
+    monkeypatch.setattr(anomaly_score, "err_console", CliConsole(file=stderr, force_terminal=True, width=100))
+    result = runner.invoke(app, [*args, "-o", "json"])
+    assert result.exit_code == 0, result.output
+    assert "scoring 1 file " in stderr.getvalue(), stderr.getvalue()  # "scoring 1 files"
+
+
 @pytest.mark.parametrize("command", ["score", "evaluate"])
 def test_score_and_evaluate_name_every_problem_of_their_config(tmp_path, command):
     # A --config with two mistakes said the first and "(and 1 more problem)", naming only one to fix.

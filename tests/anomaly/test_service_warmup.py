@@ -166,3 +166,11 @@ def test_the_warm_up_line_says_the_span_read_where_the_history_reaches_back_to_i
 def test_the_warm_up_line_says_no_samples_were_found_where_the_source_held_none(caplog):
     line = _warm_up_line(caplog, held_from=math.inf)
     assert line == "warm-up: fed 0 ticks of history (no samples found in the 3600 s read) to the detectors"
+
+
+def test_the_warm_up_line_says_one_tick_of_history_not_one_ticks(caplog):
+    line = _warm_up_line(caplog, held_from=FakeClock().time() - 20)
+    assert line == (
+        "warm-up: fed 1 tick of history (samples found over the last 0 s of the 3600 s read: history was"
+        " short) to the detectors"
+    )

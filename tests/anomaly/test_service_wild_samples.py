@@ -14,7 +14,7 @@ from gpuwarden.model import AlertStatus
 from tests.anomaly.service_ticks import GPUS, TEMP, HistorySource, setup, temps, tick, warmed
 
 
-def test_one_not_available_sample_raises_nothing_and_hides_no_fault_that_starts_after_it():
+def test_one_not_available_sample_raises_nothing_and_hides_no_fault_that_starts_after_it(caplog):
     # Issue 4: one read of NVML's 0xFFFFFFFF on a GPU, scored as a sample, kept an adaptive alert open for
     # about 190 ticks (1.5 h), and a real fault starting 10 minutes later raised nothing inside it.
     rng = np.random.default_rng(0)
@@ -35,6 +35,9 @@ def test_one_not_available_sample_raises_nothing_and_hides_no_fault_that_starts_
     registry = CollectorRegistry()
     registry.register(service.collector)
     assert registry.get_sample_value("gpuwarden_anomaly_not_available_samples_total", {"query": TEMP}) == 1
+    assert (
+        f"query {TEMP} read 1 sample holding an NVML/DCGM not-available value" in caplog.text
+    )  # "1 samples"
 
 
 UTIL = "DCGM_FI_DEV_GPU_UTIL"

@@ -82,7 +82,7 @@ def test_a_failed_or_raising_export_counts_its_spans_as_failed_and_is_logged(
     provider.force_flush()
     spans(provider, 1)
     provider.force_flush()
-    assert counts.snapshot() == {"exported": 0, "failed": 3, "dropped": 0}
+    assert counts.snapshot() == {"exported": 0, "failed": 3, "dropped": 0, "rejected": 0}
     assert "span export failed" in caplog.text
     provider.shutdown()
 
@@ -98,7 +98,7 @@ def test_spans_evicted_from_a_full_queue_are_counted_as_dropped() -> None:
     assert counts.snapshot()["dropped"] == 1
     stuck.release.set()
     provider.shutdown()
-    assert counts.snapshot() == {"exported": 4, "failed": 0, "dropped": 1}
+    assert counts.snapshot() == {"exported": 4, "failed": 0, "dropped": 1, "rejected": 0}
 
 
 @contextmanager

@@ -330,3 +330,64 @@ def test_the_doubled_traces_path_warning_hides_the_endpoints_password() -> None:
     environ = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://u:pw-secret@c:4318/v1/traces"}
     warning = resolve_tracing(TracingConfig(), environ).warning
     assert warning is not None and "pw-secret" not in warning and "u:***@c:4318" in warning
+
+
+TRACES_URL = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{BASE}/v1/traces"}
+
+
+@pytest.mark.parametrize(
+    ("config", "environ", "seconds"),
+    [
+        (TracingConfig(), {}, 10.0),
+        (TracingConfig(), {"OTEL_EXPORTER_OTLP_TIMEOUT": "2500"}, 2.5),
+        (
+            TracingConfig(),
+            {"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "1000", "OTEL_EXPORTER_OTLP_TIMEOUT": "30000"},
+            1.0,
+        ),
+        (
+            TracingConfig(),
+            {"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": " ", "OTEL_EXPORTER_OTLP_TIMEOUT": "30000"},
+            30.0,
+        ),
+        (TracingConfig(otlp_timeout_seconds=4), {"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "1000"}, 4.0),
+        (TracingConfig(otlp_timeout_seconds=4), {"OTEL_EXPORTER_OTLP_TIMEOUT": "10s"}, 4.0),
+    ],
+    ids=[
+        "default",
+        "otlp-variable",
+        "traces-variable-wins",
+        "blank-traces-variable",
+        "configuration-wins",
+        "configuration-wins-over-a-bad-variable",
+    ],
+)
+def test_the_otlp_timeout_variables_set_the_export_timeout_in_milliseconds(
+    config: TracingConfig, environ: dict[str, str], seconds: float
+) -> None:
+    """They were not read at all: gpuwarden passes its own timeout (10 s), which the SDK's variables do not
+    override, so a collector that held each export 9 s was waited for whatever they said."""
+    settings = resolve_tracing(config, {**TRACES_URL, **environ})
+    assert settings.config.otlp_timeout_seconds == seconds
+    assert settings.warning is None
+
+
+@pytest.mark.parametrize("value", ["abc", "1.5", "-5", "1_000", "0", "604800001"])
+def test_an_otlp_timeout_variable_that_is_no_whole_number_of_milliseconds_is_refused_naming_it(
+    value: str,
+) -> None:
+    with pytest.raises(ValueError, match=r"^OTEL_EXPORTER_OTLP_TRACES_TIMEOUT=") as refused:
+        resolve_tracing(TracingConfig(), {**TRACES_URL, "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": value})
+    assert "give the OTLP export timeout in milliseconds, a whole number from 1 to 604800000" in str(
+        refused.value
+    )
+
+
+def test_an_otlp_timeout_under_a_second_is_honoured_and_warned_of_as_maybe_meant_in_seconds() -> None:
+    settings = resolve_tracing(TracingConfig(), {**TRACES_URL, "OTEL_EXPORTER_OTLP_TIMEOUT": "10"})
+    assert settings.config.otlp_timeout_seconds == 0.01
+    assert settings.warning == (
+        "OTEL_EXPORTER_OTLP_TIMEOUT=10: each span export gives up after 10 ms (the variable is in"
+        " milliseconds, as OpenTelemetry's specification says; the Python SDK reads seconds): for 10 s write"
+        " 10000"
+    )

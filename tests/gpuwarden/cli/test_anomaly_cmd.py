@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from gpuwarden.cli import app
+from gpuwarden.xid import xid_catalog_file
 from tests.gpuwarden.cli.built_runner import BuiltCliRunner
 
 runner = BuiltCliRunner()
@@ -28,14 +31,21 @@ def test_an_xid_code_not_written_as_a_whole_number_is_refused_as_an_option_is(co
     assert result.stderr == f"{said}\n"
 
 
-def test_an_xid_the_catalog_lacks_is_said_with_what_the_catalog_holds() -> None:
-    result = runner.invoke(app, ["anomaly", "xid", "500"])
+@pytest.mark.parametrize("output", ["text", "json"])
+def test_an_xid_the_catalog_lacks_is_not_found_as_an_unknown_incident_is_naming_the_catalogs_file(
+    output: str,
+) -> None:
+    """Exit 1 and one line on stderr, as ``incidents show`` of an id serve lacks; the line said what the
+    catalog held but not where it is, and was folded at the terminal's width."""
+    result = runner.invoke(app, ["anomaly", "xid", "99999", "-o", output])
     assert result.exit_code == 1, result.output
-    said = " ".join(result.stderr.split())
-    assert said.startswith(
-        "error: XID 500 is not in the catalog (NVIDIA's XID catalog: 109 codes from 8 to 172)"
+    assert result.stdout == ""
+    assert result.stderr == (
+        "error: XID 99999 is not in the catalog (NVIDIA's XID catalog: 109 codes from 8 to 172, listed in"
+        f" {xid_catalog_file()}); check the code: the number after the PCI address in the kernel's"
+        " 'NVRM: Xid' line\n"
     )
-    assert "check the code" in said
+    assert Path(xid_catalog_file()).read_text(encoding="utf-8").startswith("xid,mnemonic,")
 
 
 def test_an_xid_code_of_hundreds_of_digits_is_refused_as_an_option_is_not_a_traceback() -> None:

@@ -115,6 +115,15 @@ def test_the_json_demo_shows_its_progress_on_a_terminal(monkeypatch: pytest.Monk
     assert "simulated minutes" in stderr.getvalue() and "2/2" in stderr.getvalue()
 
 
+def test_a_one_minute_warm_up_is_said_as_one_minute(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(demo_cmd, "SCENARIO", demo_cmd.SCENARIO[:1])  # as above: its first fault alone
+    monkeypatch.setattr(demo_cmd, "RECOVERY_MINUTES", 2)
+    result = CliRunner().invoke(app, ["demo", "--warmup-minutes", "1"])
+    assert result.exit_code == 0, result.output
+    assert "warming up: 1 simulated minute of normal load" in result.stdout, result.stdout  # "1 ... minutes"
+    assert "warm-up done: 0 alerts while healthy" in result.stdout
+
+
 def test_the_demo_stopped_by_sigterm_exits_143_and_leaves_no_temporary_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
