@@ -4,6 +4,9 @@ not, spare nodes and partitions, het jobs and arrays, commands that fail, and st
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -197,6 +200,35 @@ def test_a_command_that_times_out_says_what_it_last_said(tmp_path: Path) -> None
     # 2 s, not less: the shell must start and print first, which a loaded CI machine can delay past 0.5 s.
     with pytest.raises(SourceError, match=r"did not answer within 2 s; it said: cannot reach slurmctld"):
         run_command([str(script), "show", "config"], env={"PATH": "/usr/bin:/bin"}, timeout=2)
+
+
+def _running(pid: int) -> bool:
+    """Whether the process runs (a zombie, killed and not yet reaped by init, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_a_command_that_times_out_is_killed_with_the_processes_it_started(tmp_path: Path) -> None:
+    # A squeue that hangs in a child it forked: the timeout killed squeue alone, and the child lived on,
+    # one more at every refresh while slurmctld did not answer.
+    script, pid_file = tmp_path / "squeue", tmp_path / "child.pid"
+    script.write_text(f"#!/bin/sh\nsleep 120 &\necho $! > {pid_file}\nexec sleep 120\n")
+    script.chmod(0o755)
+    try:
+        with pytest.raises(SourceError, match="did not answer within 2 s"):
+            run_command([str(script), "--json"], env={"PATH": "/usr/bin:/bin"}, timeout=2)
+        child = int(pid_file.read_text())
+        for _ in range(100):  # SIGKILL is sent before run_command returns; the child may take a moment
+            if not _running(child):
+                break
+            time.sleep(0.1)
+        assert not _running(child)
+    finally:
+        if pid_file.exists() and _running(child := int(pid_file.read_text())):
+            os.kill(child, signal.SIGKILL)
 
 
 def _ended(job_id: int, state: str, ended: float) -> dict[str, object]:
