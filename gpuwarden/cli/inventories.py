@@ -69,13 +69,18 @@ class Inventories:
         }
 
     def keep_in(self, sql: Engine) -> None:
-        """Keep what the sources keep across restarts (Slurm's stopped jobs) in the incident store."""
-        from alerting.kept_jobs import KeptJobStore  # noqa: PLC0415 - see prepare_inventories
+        """Keep what the sources keep across restarts in the incident store: Slurm's stopped jobs, the
+        Kubernetes pods lost with their node, and the places of the nodes they ran on."""
+        from alerting.k8s_inventory import KubernetesInventory  # noqa: PLC0415 - see prepare_inventories
+        from alerting.kept_inventory import KeptInventoryStore  # noqa: PLC0415
+        from alerting.kept_jobs import KeptJobStore  # noqa: PLC0415
+        from alerting.slurm_inventory import SlurmInventory  # noqa: PLC0415
 
-        for source, _ in self.sources:
-            keep_in = getattr(source, "keep_in", None)
-            if keep_in is not None:
-                keep_in(KeptJobStore(sql))
+        for source, name in self.sources:
+            if isinstance(source, SlurmInventory):
+                source.keep_in(KeptJobStore(sql), KeptInventoryStore(sql, name))
+            elif isinstance(source, KubernetesInventory):
+                source.keep_in(KeptInventoryStore(sql, name))
 
     @property
     def name(self) -> str:
