@@ -17,6 +17,29 @@ class Unauthorized(SourceError):
     """The API refused serve's credentials (HTTP 401): a token that expired or was revoked."""
 
 
+class Untrusted(SourceError):
+    """The API's certificate did not verify against the CA serve trusts: the cluster's CA re-issued (or
+    the wrong kubeconfig)."""
+
+
+def _verify_failure(exc: BaseException) -> BaseException | None:
+    """The TLS verification failure under a client error (urllib3 wraps it: ``MaxRetryError`` of an
+    ``SSLError`` of ``ssl.SSLCertVerificationError``), or None when it is not one."""
+    import ssl  # noqa: PLC0415
+
+    seen: set[int] = set()
+    todo: list[object] = [exc]
+    while todo:
+        found = todo.pop()
+        if not isinstance(found, BaseException) or id(found) in seen:
+            continue
+        if isinstance(found, ssl.SSLCertVerificationError):
+            return found
+        seen.add(id(found))
+        todo.extend([getattr(found, "reason", None), found.__cause__, found.__context__, *found.args])
+    return None
+
+
 def _api_message(exc: Any) -> str:
     """The Kubernetes ``Status`` message of an ``ApiException``, when its body has one."""
     try:
@@ -76,6 +99,14 @@ def api_lister(
             except ApiException as exc:
                 raise _api_error(resource, exc) from exc
             except (HTTPError, OSError, ValueError) as exc:
+                failure = _verify_failure(exc)
+                if failure is not None:
+                    raise Untrusted(
+                        f"list {resource}: the API's certificate did not verify against the CA serve"
+                        f" trusts ({failure}): the cluster's CA was re-issued, or the kubeconfig is not this"
+                        " cluster's (its certificate-authority(-data))",
+                        source="kubernetes",
+                    ) from exc
                 raise SourceError(
                     f"list {resource}: {type(exc).__name__}: {exc}", source="kubernetes"
                 ) from exc

@@ -47,7 +47,9 @@ pod that fails (phase Failed) on a healthy node: a training worker killed by an 
 the incident of the XID must still say it stopped the job (a pod first seen failed, after a restart, only
 when its status says it failed within the while).
 A pod that ends otherwise on a healthy node (Succeeded, a rollout, a scale-down) is not kept. A node deleted
-from the API while pods lost with it are kept stays listed as last read (state ``deleted``, no work).
+from the API while pods lost with it are kept stays listed as last read (state ``deleted``, no work). With
+``keep_in`` the kept pods and their nodes' places are kept in the store too (``alerting.kept_inventory``), so
+that a reader started later knows them: the API forgets a deleted node's pods with it.
 
 Pods are listed in pages (``limit``/``continue``, bound pods only: ``fieldSelector=spec.nodeName!=``) and
 filtered page by page, so a cluster's many GPU-less pods are never all held at once; the filtering is also
@@ -83,8 +85,9 @@ from alerting.k8s_timeslicing import (
 )
 from alerting.k8s_units import KeptPod as _Kept
 from alerting.k8s_units import ListedPod as _Pod
-from alerting.k8s_units import unit_workloads
+from alerting.k8s_units import kept_pod_data, kept_pod_from_data, unit_workloads
 from alerting.k8s_workloads import workload_of
+from alerting.kept_inventory import POD, Kept, KeptRecords, KeptSync, kept_nodes, node_places
 from alerting.topology import UNKNOWN
 from gpuwarden.clock import Clock
 from gpuwarden.errors import SourceError
@@ -221,6 +224,13 @@ class KubernetesInventory:
         self._shared = TimeSliceNotices()
         self.ambiguous_pods = 0
         self.relists = 0  # lists started again at once because their continue token expired
+        self._keeper: KeptSync | None = None  # where kept pods and their nodes' places are kept (``keep_in``)
+
+    def keep_in(self, records: KeptRecords) -> None:
+        """Keep the kept pods and the places of their nodes in ``records`` too (``alerting.kept_inventory``),
+        so that a reader started later (serve restarted, a standby taking over) knows them: a node deleted
+        from the API takes its pods with it, and the API no longer says where they ran."""
+        self._keeper = KeptSync(records, "kubernetes")
 
     def close(self) -> None:
         """Close the clients the reader was given (``on_close``)."""
@@ -231,6 +241,8 @@ class KubernetesInventory:
         """The cluster as its API shows it now, plus pods lost with their node less than a while ago."""
         now = self._clock.time()
         seen = self._read_listed()
+        if self._keeper is not None and (stored := self._keeper.restore(self._cluster)):
+            self._take_back(stored)
         assigned = self._read_assignments()
         nodes = {n.name: n for n in seen.nodes}
         ambiguous = self.ambiguous_pods
@@ -287,7 +299,7 @@ class KubernetesInventory:
         still = {n.name for n in seen.nodes} | {k.pod.node for k in self._kept.values()}
         self._gpu_counts = {name: n for name, n in self._gpu_counts.items() if name in still}
         node_list.extend(self._deleted(node_list))
-        self._nodes = {n.name: n for n in node_list}
+        self._keep_nodes(node_list)
         workloads = unit_workloads(list(placed.values()), list(self._kept.values()))
         self._units = {w.ref: len(w.units) for w in workloads}
         spare = {self._cluster: sum(n.free or 0 for n in node_list)}
@@ -304,6 +316,34 @@ class KubernetesInventory:
             for name in gone
             if name in self._nodes
         ]
+
+    def _keep_nodes(self, node_list: Sequence[NodeInfo]) -> None:
+        """Each node as listed now (``_deleted``), and what is kept saved where it changed (``keep_in``)."""
+        self._nodes = {n.name: n for n in node_list}
+        if self._keeper is not None:
+            self._keeper.persist(self._cluster, self._kept_rows())
+
+    def _take_back(self, stored: Kept) -> None:
+        """The pods and node places a reader before this one kept (``keep_in``); a pod this one keeps
+        already stays as it keeps it, a node it lists as it lists it."""
+        for (kind, name), (since, data) in stored.items():
+            if kind != POD:
+                continue
+            try:
+                kept = kept_pod_from_data(since, data)
+            except ValueError as exc:
+                logger.warning("kubernetes inventory: kept pod %s left out: %s", name, exc)
+                continue
+            self._kept.setdefault(kept.pod.ident, kept)
+        self._nodes = {**kept_nodes(stored, "kubernetes"), **self._nodes}
+
+    def _kept_rows(self) -> dict[tuple[str, str], tuple[float, Mapping[str, Any]]]:
+        """The kept pods, and the places of the nodes they were on, as ``keep_in``'s records keep them."""
+        ran: dict[str, float] = {}
+        for k in self._kept.values():
+            ran[k.pod.node] = min(k.since, ran.get(k.pod.node, k.since))
+        pods = {(POD, "/".join(ident)): (k.since, kept_pod_data(k)) for ident, k in self._kept.items()}
+        return {**pods, **node_places(self._nodes, ran)}
 
     def _read_listed(self) -> _Read:
         """``_read_api``, started again at once from the first page when a list's continue token expired

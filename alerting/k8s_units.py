@@ -3,11 +3,12 @@ running pods, plus the units of pods lost with their node (``KubernetesInventory
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from alerting.inventory import RUNNING, GpuKey, WorkloadInfo
-from gpuwarden.model import WorkloadRef
+from gpuwarden.model import WorkloadRef, workload_from_dict, workload_to_dict
 
 
 @dataclass(slots=True)
@@ -100,3 +101,51 @@ def _state(units: Iterable[list[ListedPod]], stopped: set[tuple[str, str, str]],
     if any(p.ident not in stopped for p in pods):
         return RUNNING
     return "pending" if pending else "stopped"
+
+
+def kept_pod_data(kept: KeptPod) -> dict[str, Any]:
+    """A kept pod as the store keeps it (``alerting.kept_inventory``), for a reader started later."""
+    pod = kept.pod
+    return {
+        "namespace": pod.key[0],
+        "name": pod.key[1],
+        "uid": pod.uid,
+        "node": pod.node,
+        "count": pod.count,
+        "workload": workload_to_dict(pod.workload),
+        "unit": pod.unit,
+        "aliases": list(pod.aliases),
+        "running": pod.running,
+        "gpus": sorted([cluster, node, index] for cluster, node, index in pod.gpus),
+        "size": pod.size,
+        "slices": pod.slices,
+        "failed_at": pod.failed_at,
+        "failed_here": pod.failed_here,
+        "ready": pod.ready,
+        "units_before": kept.units_before,
+    }
+
+
+def kept_pod_from_data(since: float, data: Mapping[str, Any]) -> KeptPod:
+    """A pod ``kept_pod_data`` wrote, kept since ``since``; ``ValueError`` when it does not read."""
+    try:
+        failed_at = data.get("failed_at")
+        pod = ListedPod(
+            (str(data["namespace"]), str(data["name"])),
+            str(data["node"]),
+            int(data["count"]),
+            workload_from_dict(data["workload"]),
+            str(data["unit"]),
+            tuple(str(a) for a in data.get("aliases", ())),
+            running=bool(data.get("running", True)),
+            gpus=frozenset((str(c), str(n), int(i)) for c, n, i in data.get("gpus", ())),
+            size=int(data.get("size", 0)),
+            slices=int(data.get("slices", 0)),
+            failed_at=None if failed_at is None else float(failed_at),
+            failed_here=bool(data.get("failed_here", False)),
+            ready=bool(data.get("ready", True)),
+            uid=str(data.get("uid", "")),
+        )
+        return KeptPod(float(since), pod, int(data["units_before"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"a kept pod does not read: {exc!r}") from exc

@@ -21,7 +21,8 @@ that stops running for any other reason than finishing (COMPLETED, CANCELLED, TI
 ``keep_in`` a store (``alerting.kept_jobs``) keeps them too, so that a reader started later (serve restarted,
 a standby taking over) knows them, a requeued job included, for which Slurm names no node any more. Jobs are
 parsed in ``alerting.slurm_jobs``. A node gone from Slurm that a kept job ran on stays listed as last read
-(state ``deleted``, no work) while the job is kept.
+(state ``deleted``, no work) while the job is kept; with ``keep_in``'s ``places``
+(``alerting.kept_inventory``) across restarts too.
 Spare GPUs per cluster are the GPUs of usable nodes that no running job holds.
 
 Tested against Slurm 22.05 (Debian 12), and against the JSON of 23.02 to 24.x as their data_parser writes
@@ -37,14 +38,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import subprocess
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
 from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo, in_cluster
+from alerting.kept_inventory import KeptRecords, KeptSync, kept_nodes, node_places
+from alerting.slurm_commands import run_command
 from alerting.slurm_health import REQUEUED_STATES, NodeTrouble
 from alerting.slurm_hostlist import expand_hostlist
 from alerting.slurm_jobs import FINISHED_STATES, RUNNING_STATES, Job, parse_jobs
@@ -67,43 +68,6 @@ PARTITIONS_DOWN = "partitions_down"  # a node whose every partition is DOWN or I
 # Partition states in which Slurm starts no job (DRAIN only refuses new submissions: queued jobs start)
 _CLOSED_PARTITIONS = {"DOWN", "INACTIVE"}
 _GRES_COUNT = re.compile(r"^gpu(?::[^:(]+)?:(\d+)")
-
-
-def run_command(argv: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = 30.0) -> str:
-    """Run a Slurm command; its stdout, or ``SourceError`` with its stderr.
-
-    A ``SLURM_CONF`` naming no file is refused at once: Slurm's commands retry reading it for 60 s first."""
-    conf = (env if env is not None else os.environ).get("SLURM_CONF")
-    if conf and not os.path.isfile(conf):
-        raise SourceError(
-            f"SLURM_CONF names {conf}, which is not a file; set it to slurm.conf", source="slurm"
-        )
-    try:
-        done = subprocess.run(
-            list(argv), capture_output=True, text=True, timeout=timeout, check=False, env=env
-        )
-    except subprocess.TimeoutExpired as exc:
-        said = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr or ""
-        last = said.strip().splitlines()[-1:] or ["nothing"]
-        raise SourceError(
-            f"{' '.join(argv)} did not answer within {timeout:g} s; it said: {last[0]}", source="slurm"
-        ) from exc
-    except FileNotFoundError as exc:
-        if "/" in argv[0]:
-            raise SourceError(f"{argv[0]}: {exc}", source="slurm") from exc
-        path = (env if env is not None else os.environ).get("PATH", "")
-        raise SourceError(
-            f"{argv[0]} is not on PATH ({path}): alerting.slurm_inventory runs Slurm's client commands"
-            " (scontrol, sinfo, squeue); install them (Debian: slurm-client) or put their directory on"
-            " serve's PATH",
-            source="slurm",
-        ) from exc
-    except OSError as exc:
-        raise SourceError(f"{argv[0]}: {exc}", source="slurm") from exc
-    if done.returncode != 0:
-        reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise SourceError(f"{' '.join(argv)} exited {done.returncode}: {reason}", source="slurm")
-    return done.stdout
 
 
 def gpu_count(gres: str) -> int:
@@ -270,11 +234,15 @@ class SlurmInventory:
         self._saved: dict[str, tuple[float, WorkloadInfo]] = {}  # what the store holds, as last saved
         self._trouble = NodeTrouble()  # nodes down or unreachable at this read or the one before
         self._listed: dict[str, NodeInfo] = {}  # each node as last listed (a removed one: see ``_removed``)
+        self._places: KeptSync | None = None  # where the places of the nodes kept jobs ran on are kept
 
-    def keep_in(self, store: KeptJobs) -> None:
+    def keep_in(self, store: KeptJobs, places: KeptRecords | None = None) -> None:
         """Keep the jobs that stopped abnormally in ``store`` too, so that a reader started later (serve
-        restarted, a standby taking over) knows them, a requeued job included: Slurm names no node for it."""
+        restarted, a standby taking over) knows them, a requeued job included: Slurm names no node for it;
+        and in ``places`` the places of the nodes they ran on (``alerting.kept_inventory``), so that it
+        knows one removed from Slurm since (its cluster, rack and GPUs)."""
         self._store = store
+        self._places = KeptSync(places, "slurm") if places is not None else None
 
     def read(self) -> StaticInventory:
         """The cluster as Slurm sees it now, plus jobs that stopped abnormally less than a while ago."""
@@ -288,6 +256,9 @@ class SlurmInventory:
         now = self._clock.time()
         self._trouble.update((n, node_state(n)) for n in sinfo["nodes"])
         self._restore(cluster)
+        if self._places is not None and (stored := self._places.restore(cluster)):
+            # nodes kept jobs ran on, as a reader before this one last listed them
+            self._listed = {**kept_nodes(stored, "slurm"), **self._listed}
         running: dict[str, WorkloadInfo] = {}
         for job in jobs:
             if job.state in RUNNING_STATES:
@@ -312,6 +283,12 @@ class SlurmInventory:
         nodes = parse_nodes(sinfo, cluster, racks, running.values(), closed)
         nodes.extend(self._removed(nodes))
         self._listed = {n.name: n for n in nodes}
+        if self._places is not None:
+            ran: dict[str, float] = {}
+            for since, info in self._kept.values():
+                for _, node, _ in info.gpus:
+                    ran[node] = min(since, ran.get(node, since))
+            self._places.persist(cluster, node_places(self._listed, ran))
         workloads = self._workloads(running, *parse_queue(squeue))
         spare = sum(n.free or 0 for n in nodes)
         return StaticInventory(nodes, in_cluster(workloads, cluster), {cluster: spare})

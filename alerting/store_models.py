@@ -233,3 +233,18 @@ class KeptJobRow(Base):
     job_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     since: Mapped[float] = mapped_column(Float)  # when it stopped (Unix time): kept keep_ended_seconds on
     workload: Mapped[dict[str, Any]] = mapped_column(JSON)  # as an inventory file lists it
+
+
+class KeptInventoryRow(Base):
+    """What an inventory reader keeps of its source past that source's own view (see
+    ``alerting.kept_inventory``): the place of a node gone from it while work it stopped is kept, a
+    Kubernetes pod lost with its node."""
+
+    __tablename__ = "kept_inventory"
+
+    source: Mapped[str] = mapped_column(String(16), primary_key=True)  # slurm, kubernetes
+    cluster: Mapped[str] = mapped_column(String(200), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # node, pod
+    name: Mapped[str] = mapped_column(String(600), primary_key=True)  # a node's; a pod's namespace/name/uid
+    since: Mapped[float] = mapped_column(Float)  # when it was kept (Unix time)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)

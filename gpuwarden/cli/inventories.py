@@ -69,13 +69,18 @@ class Inventories:
         }
 
     def keep_in(self, sql: Engine) -> None:
-        """Keep what the sources keep across restarts (Slurm's stopped jobs) in the incident store."""
-        from alerting.kept_jobs import KeptJobStore  # noqa: PLC0415 - see prepare_inventories
+        """Keep what the sources keep across restarts in the incident store: Slurm's stopped jobs, the
+        Kubernetes pods lost with their node, and the places of the nodes they ran on."""
+        from alerting.k8s_inventory import KubernetesInventory  # noqa: PLC0415 - see prepare_inventories
+        from alerting.kept_inventory import KeptInventoryStore  # noqa: PLC0415
+        from alerting.kept_jobs import KeptJobStore  # noqa: PLC0415
+        from alerting.slurm_inventory import SlurmInventory  # noqa: PLC0415
 
-        for source, _ in self.sources:
-            keep_in = getattr(source, "keep_in", None)
-            if keep_in is not None:
-                keep_in(KeptJobStore(sql))
+        for source, name in self.sources:
+            if isinstance(source, SlurmInventory):
+                source.keep_in(KeptJobStore(sql), KeptInventoryStore(sql, name))
+            elif isinstance(source, KubernetesInventory):
+                source.keep_in(KeptInventoryStore(sql, name))
 
     @property
     def name(self) -> str:
@@ -247,7 +252,7 @@ def kubernetes_inventory(
     from kubernetes import config as kube_config  # noqa: PLC0415
     from kubernetes.client import ApiClient, Configuration, rest  # noqa: PLC0415
 
-    from alerting.k8s_client import Unauthorized, api_lister, bound_retries  # noqa: PLC0415
+    from alerting.k8s_client import Unauthorized, Untrusted, api_lister, bound_retries  # noqa: PLC0415
     from alerting.k8s_inventory import KubernetesInventory, assignments_from_labels  # noqa: PLC0415
     from gpuwarden.cli.kube_credentials import (  # noqa: PLC0415
         has_credentials,
@@ -322,12 +327,13 @@ def kubernetes_inventory(
                 client_configuration=api_client.configuration,
                 persist_config=False,
             )
-            # The connections were made with the client certificate read before: a renewed one needs new ones
+            # The connections were made with the client certificate and CA read before: renewed ones need
+            # new connections
             api_client.rest_client.pool_manager.clear()
             api_client.rest_client = rest.RESTClientObject(api_client.configuration)
             bound_retries(api_client)
 
-        lister = renewing_credentials(lister, api_client.configuration, reload, Unauthorized)
+        lister = renewing_credentials(lister, api_client.configuration, reload, (Unauthorized, Untrusted))
         if load_errors and not has_credentials(api_client.configuration):
             lister = reloading_credentials(lister, api_client.configuration, reload, failed=load_errors)
     return KubernetesInventory(

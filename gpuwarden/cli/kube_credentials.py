@@ -103,13 +103,15 @@ def reloading_credentials(
 
 
 def _credentials(configuration: Any) -> tuple[object, ...]:
-    """What the client authenticates with, to tell whether reading the kubeconfig again changed it: a client
-    certificate by its content too (one renewed in place keeps its path)."""
+    """What the client authenticates with and verifies the API by, to tell whether reading the kubeconfig
+    again changed it: a client certificate and the cluster's CA by their content too (one renewed in place
+    keeps its path)."""
     return (
         dict(configuration.api_key),
         configuration.username,
         configuration.password,
-        *(_content(path) for path in (configuration.cert_file, configuration.key_file)),
+        configuration.ca_cert_data,
+        *(_content(p) for p in (configuration.cert_file, configuration.key_file, configuration.ssl_ca_cert)),
     )
 
 
@@ -121,15 +123,20 @@ def _content(path: str | None) -> bytes | None:
 
 
 def renewing_credentials(
-    lister: Lister, configuration: Any, load: Callable[[], object], unauthorized: type[Exception]
+    lister: Lister,
+    configuration: Any,
+    load: Callable[[], object],
+    refused: type[Exception] | tuple[type[Exception], ...],
 ) -> Lister:
     """``lister``, which reads the kubeconfig again (``load``, into ``configuration``) when the API refuses
-    its credentials (``unauthorized``, HTTP 401) and lists again at once with the new ones, once, as
-    kubectl does. The client reads a token (``token``, ``tokenFile``) once, when it loads the kubeconfig: a
-    token that expired and was renewed in its file (a projected service account token, a kubeconfig
-    rewritten by the cloud's CLI) was refused at every refresh until serve restarted. The same credentials
-    after the reload (nothing renewed yet), or a refusal after part of the list was read, fail the read;
-    the next refresh tries again."""
+    its credentials or the client refuses the API (``refused``: HTTP 401, a certificate that does not
+    verify against the CA) and lists again at once with the new ones, once, as kubectl does. The client
+    reads a token (``token``, ``tokenFile``) and the cluster's CA (``certificate-authority-data``, copied to
+    a file of its own) once, when it loads the kubeconfig: a token that expired and was renewed in its file
+    (a projected service account token, a kubeconfig rewritten by the cloud's CLI), or a CA re-issued, was
+    refused at every refresh until serve restarted. The same credentials and CA after the reload (nothing
+    renewed yet), or a refusal after part of the list was read, fail the read; the next refresh tries
+    again."""
     unreadable = kubeconfig_load_errors()
 
     def list_all(resource: str) -> Iterator[dict[str, Any]]:
@@ -139,7 +146,7 @@ def renewing_credentials(
                 read = True
                 yield item
             return
-        except unauthorized as exc:
+        except refused as exc:
             if read:
                 raise
             before = _credentials(configuration)
@@ -153,7 +160,9 @@ def renewing_credentials(
             if _credentials(configuration) == before:
                 raise
             logger.warning(
-                "kubernetes inventory: %s; the kubeconfig has new credentials: listing again with them", exc
+                "kubernetes inventory: %s; the kubeconfig has new credentials or a new CA: listing again"
+                " with them",
+                exc,
             )
         yield from lister(resource)
 

@@ -1,5 +1,5 @@
-"""Taking a store down a revision, the 0019 upgrade of an opening, the 0020 one of roots and the 0023 one of
-Slack threads: shared with the PostgreSQL test."""
+"""Taking a store down a revision, the 0019 upgrade of an opening, the 0020 one of roots, the 0023 one of
+Slack threads and 0026's kept inventory: shared with the PostgreSQL test."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from sqlalchemy import Engine, insert, inspect, select, text
 from sqlalchemy.orm import Session
 
 from alerting.engine import IncidentEngine
+from alerting.kept_inventory import NODE, KeptInventoryStore
 from alerting.migrate import alembic_config, upgrade
 from alerting.outbox import Outbox
 from alerting.reminders import TOLD_AT
@@ -158,3 +159,21 @@ def a_thread_stored_before_0023_was_posted_for_no_known_notification(engine: Eng
     upgrade(engine)
     thread = Outbox(engine, [], FakeClock()).thread("slack", "inc-1")
     assert thread is not None and (thread.channel, thread.ts, thread.posted_for) == ("C1", "1.000100", None)
+
+
+def the_kept_inventory_of_0026_downgrades_and_upgrades_again(engine: Engine) -> None:
+    """0026 adds ``kept_inventory`` (nodes gone from their source, Kubernetes pods lost with them, kept across
+    restarts); downgraded to 0025 it goes, and what the version before never wrote goes with it; upgraded
+    again it is back, empty, and keeps. ``engine``: a store at the newest revision."""
+    store = KeptInventoryStore(engine, "slurm")
+    store.save("c1", {(NODE, "n2"): (1.5, {"name": "n2", "cluster": "c1", "rack": "r07", "gpus": 8})})
+    assert store.load("c1") == {
+        (NODE, "n2"): (1.5, {"name": "n2", "cluster": "c1", "rack": "r07", "gpus": 8})
+    }
+    downgrade(engine, "0025_outbox_count_sides")
+    engine.dispose()  # a pooled SQLite connection keeps the schema it read
+    assert "kept_inventory" not in inspect(engine).get_table_names()
+    upgrade(engine)
+    assert "kept_inventory" in inspect(engine).get_table_names() and store.load("c1") == {}
+    store.save("c1", {(NODE, "n1"): (2.0, {"name": "n1"})})
+    assert list(store.load("c1")) == [(NODE, "n1")]

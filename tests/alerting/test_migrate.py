@@ -26,6 +26,7 @@ from tests.alerting.migrate_steps import (
     an_opening_stored_before_0019_is_read_as_told_at_the_end_of_its_delay,
     downgrade,
     roots_stored_before_0020_get_their_key_and_a_fault_back_reopens_its_incident,
+    the_kept_inventory_of_0026_downgrades_and_upgrades_again,
 )
 from tests.alerting.query_plans import (
     incident_silence_query,
@@ -377,6 +378,10 @@ def test_roots_stored_before_0020_get_their_key_and_a_fault_back_reopens_its_inc
     )
 
 
+def test_the_kept_inventory_of_0026_downgrades_and_upgrades_again(tmp_path: Path) -> None:
+    the_kept_inventory_of_0026_downgrades_and_upgrades_again(migrated_sqlite(tmp_path / "s.db"))
+
+
 def test_an_upgrade_says_from_which_revision_to_which_and_how_many_migrations(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -388,10 +393,10 @@ def test_an_upgrade_says_from_which_revision_to_which_and_how_many_migrations(
         upgrade(engine)  # at its head already: nothing said
     said = [r.getMessage() for r in caplog.records if r.name == "alerting.migrate"]
     assert said[0] == (
-        "store schema: migrating 0017_alert_ends_by_timeout to 0025_outbox_count_sides (8 migrations, in"
+        "store schema: migrating 0017_alert_ends_by_timeout to 0026_kept_inventory (9 migrations, in"
         " one transaction)"
     )
-    assert said[1].startswith("store schema: now at 0025_outbox_count_sides (") and len(said) == 2
+    assert said[1].startswith("store schema: now at 0026_kept_inventory (") and len(said) == 2
 
 
 _AT = 'connection failed: connection to server at "127.0.0.1", port 5432 failed: '

@@ -1,5 +1,6 @@
 """The Kubernetes inventory's credentials: a token or client certificate read again from the kubeconfig when
-the API refuses it, and a token sent without the newline a token file ends with."""
+the API refuses it, the cluster's CA read again when the API's certificate does not verify, and a token sent
+without the newline a token file ends with."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+from kubernetes.config import incluster_config
 
 from gpuwarden.cli.inventories import kubernetes_inventory
 from gpuwarden.clock import SystemClock
@@ -190,6 +192,79 @@ def test_a_client_certificate_renewed_in_the_kubeconfig_is_used_once_the_api_ref
         kubeconfig(*renewed)
         assert [n.name for n in reader.read().node_list] == ["g1"]
         assert api.seen[-1] == api.sans
+    finally:
+        reader.close()
+        api.close()
+
+
+class ServingApi(LocalServer):
+    """An HTTPS API that lists one GPU node to anyone, with the server certificate in ``context``: one the
+    test loads another into (``load_cert_chain``) serves it from the next connection on."""
+
+    def __init__(self, cert: Path, key: Path) -> None:
+        class Handler(QuietHandler):
+            def do_GET(self) -> None:
+                _answer(self, True)
+
+        super().__init__(Handler)
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(cert, key)
+        self.server.socket = self.context.wrap_socket(self.server.socket, server_side=True)
+        self.url = self.url.replace("http://", "https://")
+
+
+@pytest.mark.parametrize(
+    "ca_in",
+    ["data", "file", "in-cluster"],
+    ids=[
+        "kubeconfig certificate-authority-data",
+        "kubeconfig certificate-authority",
+        "service account ca.crt",
+    ],
+)
+def test_a_cluster_ca_reissued_is_used_once_the_apis_certificate_does_not_verify(
+    tmp_path: Path, ca_in: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The cluster's CA re-issued (and the API server's certificate with it), the kubeconfig given the new
+    # CA: the client verified the API against the CA it had copied from certificate-authority-data at start,
+    # and every refresh failed (CERTIFICATE_VERIFY_FAILED) until serve restarted.
+    old, new = make_certs(tmp_path / "old"), make_certs(tmp_path / "new")
+    api = ServingApi(old.cert, old.key)
+    ca_file = tmp_path / "ca.crt"
+    ca_file.write_bytes(old.ca.read_bytes())
+    path = _kubeconfig(tmp_path, api.url, {"token": "t"})
+
+    def trust(ca: Path) -> None:
+        if ca_in == "data":
+            config = yaml.safe_load(path.read_text())
+            config["clusters"][0]["cluster"]["certificate-authority-data"] = _data(ca)
+            path.write_text(yaml.safe_dump(config))
+        else:
+            ca_file.write_bytes(ca.read_bytes())
+
+    if ca_in == "in-cluster":
+        token = tmp_path / "token"
+        token.write_text("t")
+        monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(token))
+        monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(ca_file))
+        monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+        monkeypatch.setenv("KUBERNETES_SERVICE_PORT", api.url.rsplit(":", 1)[1])
+        cfg = KubernetesInventoryConfig(cluster="k1")
+    else:
+        if ca_in == "file":
+            config = yaml.safe_load(path.read_text())
+            config["clusters"][0]["cluster"]["certificate-authority"] = str(ca_file)
+            path.write_text(yaml.safe_dump(config))
+        trust(old.ca)
+        cfg = KubernetesInventoryConfig(cluster="k1", kubeconfig=str(path))
+    reader = kubernetes_inventory(cfg, SystemClock())
+    try:
+        assert [n.name for n in reader.read().node_list] == ["g1"]
+        api.context.load_cert_chain(new.cert, new.key)  # the CA re-issued; serve still trusts the old one
+        with pytest.raises(SourceError, match="did not verify against the CA serve trusts"):
+            reader.read()  # nothing given serve yet: the read fails, and is not tried again and again
+        trust(new.ca)
+        assert [n.name for n in reader.read().node_list] == ["g1"]
     finally:
         reader.close()
         api.close()

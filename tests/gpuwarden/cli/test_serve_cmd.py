@@ -382,8 +382,8 @@ def test_serve_says_in_one_line_that_it_creates_the_store_and_nothing_of_it_at_t
         said.append([json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")])
     own = ("gpuwarden.serve", "gpuwarden.forced_stop")  # serve's, and the stop signal's (running() stops it)
     first, second = ([line["msg"] for line in lines if line["logger"] not in own] for lines in said)
-    head = "0025_outbox_count_sides"
-    assert first[0] == f"store schema: new store, creating it at {head} (25 migrations)"
+    head = "0026_kept_inventory"
+    assert first[0] == f"store schema: new store, creating it at {head} (26 migrations)"
     assert first[1].startswith(f"store schema: now at {head} (")
     assert len(first) == 2 and second == []
 

@@ -1,0 +1,184 @@
+"""What an inventory reader keeps of its source past that source's own view, in the incident store, so that a
+restarted ``serve`` (or a standby that took over) still knows it: the place of a node deleted from
+Kubernetes or removed from Slurm while work it stopped is kept (its cluster, rack and GPUs, which the
+incident's next alert for it needs), and the Kubernetes pods lost with their node (Slurm's stopped jobs have
+their own table, ``alerting.kept_jobs``).
+
+Without it a node gone from its source stayed listed in the reader's memory only: after a restart the
+node's open incident lost its cluster and rack at its next alert, and the workloads the node stopped. Each
+reader saves its rows of a cluster as a whole after a read where they changed, and reads them back on its
+first read (rows of another version that no longer read are left out with a warning).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from sqlalchemy import Engine, delete, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from alerting.inventory import NodeInfo
+from alerting.store_models import KeptInventoryRow
+from gpuwarden.errors import SourceError
+
+logger = logging.getLogger(__name__)
+
+NODE, POD = "node", "pod"
+Kept = Mapping[tuple[str, str], tuple[float, Mapping[str, Any]]]
+"""(kind, name) -> since when it is kept (Unix time) and what the reader needs of it, as JSON."""
+
+
+class KeptRecords(Protocol):
+    """Where a reader keeps what it knows past its source's view (``KeptInventoryStore``)."""
+
+    def load(self, cluster: str) -> dict[tuple[str, str], tuple[float, Mapping[str, Any]]]:
+        """What is kept for ``cluster``."""
+        ...
+
+    def save(self, cluster: str, kept: Kept) -> None:
+        """Replace what is kept for ``cluster``."""
+        ...
+
+
+class KeptInventoryStore:
+    """The ``kept_inventory`` table of the incident store (migration 0026), for one ``source``."""
+
+    def __init__(self, engine: Engine, source: str) -> None:
+        self._engine = engine
+        self._source = source
+
+    def load(self, cluster: str) -> dict[tuple[str, str], tuple[float, Mapping[str, Any]]]:
+        """What the reader of this source kept for ``cluster``."""
+        try:
+            with Session(self._engine) as session:
+                rows = session.scalars(
+                    select(KeptInventoryRow).where(
+                        KeptInventoryRow.source == self._source, KeptInventoryRow.cluster == cluster
+                    )
+                ).all()
+        except SQLAlchemyError as exc:
+            raise SourceError(
+                f"kept {self._source} inventory of cluster {cluster} cannot be read: {exc}", source="store"
+            ) from exc
+        return {(row.kind, row.name): (row.since, row.data) for row in rows}
+
+    def save(self, cluster: str, kept: Kept) -> None:
+        """Replace what the reader of this source keeps for ``cluster`` with ``kept``, in one transaction."""
+        try:
+            with Session(self._engine) as session, session.begin():
+                session.execute(
+                    delete(KeptInventoryRow).where(
+                        KeptInventoryRow.source == self._source, KeptInventoryRow.cluster == cluster
+                    )
+                )
+                session.add_all(
+                    KeptInventoryRow(
+                        source=self._source,
+                        cluster=cluster,
+                        kind=kind,
+                        name=name,
+                        since=since,
+                        data=dict(data),
+                    )
+                    for (kind, name), (since, data) in kept.items()
+                )
+        except SQLAlchemyError as exc:
+            raise SourceError(
+                f"kept {self._source} inventory of cluster {cluster} cannot be saved: {exc}", source="store"
+            ) from exc
+
+
+def node_data(node: NodeInfo) -> dict[str, Any]:
+    """A node's place, as kept: what its incident's alerts need once its source no longer lists it."""
+    return {
+        "name": node.name,
+        "cluster": node.cluster,
+        "rack": node.rack,
+        "gpus": node.gpu_count,
+        "gpu_uuids": list(node.gpu_uuids),
+        "partitions": list(node.partitions),
+        "addresses": list(node.addresses),
+        "features": sorted(node.features),
+    }
+
+
+def node_from_data(data: Mapping[str, Any]) -> NodeInfo:
+    """A node ``node_data`` wrote, taking no work; ``ValueError`` when it does not read."""
+    try:
+        names = {key: [str(v) for v in data.get(key, ())] for key in ("gpu_uuids", "partitions", "addresses")}
+        node = NodeInfo(
+            str(data["name"]),
+            str(data["cluster"]),
+            str(data["rack"]),
+            int(data["gpus"]),
+            tuple(names["gpu_uuids"]),
+            usable=False,
+            free=0,
+            partitions=tuple(names["partitions"]),
+            addresses=tuple(names["addresses"]),
+            features=frozenset(str(f) for f in data.get("features", ())),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"a kept node does not read: {exc!r}") from exc
+    if not node.name or node.gpu_count < 0:
+        raise ValueError(f"a kept node does not read: {dict(data)!r}")
+    return node
+
+
+def kept_nodes(
+    kept: Mapping[tuple[str, str], tuple[float, Mapping[str, Any]]], source: str
+) -> dict[str, NodeInfo]:
+    """The nodes among what a reader kept, by name; one that does not read is left out with a warning."""
+    out: dict[str, NodeInfo] = {}
+    for (kind, name), (_, data) in kept.items():
+        if kind != NODE:
+            continue
+        try:
+            out[name] = node_from_data(data)
+        except ValueError as exc:
+            logger.warning("%s inventory: kept node %s left out: %s", source, name, exc)
+    return out
+
+
+class KeptSync:
+    """A reader's side of ``KeptRecords``: read back once, on the first read that can (a store that cannot
+    be read now is asked at the next), and saved after a read where it changed (one that cannot be written
+    now is tried at the next)."""
+
+    def __init__(self, records: KeptRecords, source: str) -> None:
+        self._records, self._source = records, source
+        self._loaded = False
+        self._saved: dict[tuple[str, str], tuple[float, Mapping[str, Any]]] = {}
+
+    def restore(self, cluster: str) -> Kept:
+        """What the store keeps for ``cluster`` the first time it can be read; nothing after."""
+        if self._loaded:
+            return {}
+        try:
+            stored = self._records.load(cluster)
+        except SourceError as exc:
+            logger.warning("%s inventory: %s; asking again at the next read", self._source, exc)
+            return {}
+        self._loaded, self._saved = True, dict(stored)
+        return stored
+
+    def persist(self, cluster: str, kept: Kept) -> None:
+        """Save ``kept`` for ``cluster`` where it changed, once what was kept before was read back."""
+        if not self._loaded or kept == self._saved:
+            return
+        try:
+            self._records.save(cluster, kept)
+        except SourceError as exc:
+            logger.warning("%s inventory: %s; trying again at the next read", self._source, exc)
+            return
+        self._saved = dict(kept)
+
+
+def node_places(
+    nodes: Mapping[str, NodeInfo], ran: Mapping[str, float]
+) -> dict[tuple[str, str], tuple[float, Mapping[str, Any]]]:
+    """The kept rows of the nodes kept work ran on (``ran``: node -> since when), as ``nodes`` lists them."""
+    return {(NODE, name): (since, node_data(nodes[name])) for name, since in ran.items() if name in nodes}

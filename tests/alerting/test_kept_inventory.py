@@ -1,0 +1,93 @@
+"""Nodes gone from their source and Kubernetes pods lost with them, kept in the store across a serve
+restart."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from alerting.kept_inventory import NODE, POD, KeptInventoryStore
+from gpuwarden.clock import FakeClock
+from gpuwarden.errors import SourceError
+from tests.alerting.k8s_objects import FakeApi, inventory, node, serving_cluster
+from tests.alerting.kept_scenarios import (
+    a_deleted_kubernetes_node_keeps_its_place_and_lost_replica_after_a_restart,
+    a_removed_slurm_node_keeps_its_place_and_stopped_job_after_a_restart,
+)
+
+
+def test_a_node_deleted_from_the_api_keeps_its_place_and_lost_replica_after_serve_restarts(
+    sql: Engine,
+) -> None:
+    a_deleted_kubernetes_node_keeps_its_place_and_lost_replica_after_a_restart(sql)
+
+
+def test_a_node_removed_from_slurm_keeps_its_place_and_stopped_job_after_serve_restarts(sql: Engine) -> None:
+    a_removed_slurm_node_keeps_its_place_and_stopped_job_after_a_restart(sql)
+
+
+def test_the_sources_keep_their_own_rows_of_clusters_of_one_name(sql: Engine) -> None:
+    # A Slurm ClusterName and a Kubernetes cluster may be called alike: each reader replaces its own rows.
+    slurm, kube = KeptInventoryStore(sql, "slurm"), KeptInventoryStore(sql, "kubernetes")
+    slurm.save("c1", {(NODE, "n2"): (1.0, {"name": "n2"})})
+    kube.save("c1", {(POD, "a/b/u"): (2.0, {"name": "b"})})
+    kube.save("c1", {})
+    assert slurm.load("c1") == {(NODE, "n2"): (1.0, {"name": "n2"})} and kube.load("c1") == {}
+
+
+def test_a_kept_row_that_does_not_read_is_left_out_with_a_warning(
+    sql: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Written by another version: the rest of what was kept still comes back.
+    api, clock = FakeApi(), FakeClock(1000.0)
+    serving_cluster(api)
+    KeptInventoryStore(sql, "kubernetes").save(
+        "k1", {(POD, "serving/x/u"): (990.0, {"name": "x"}), (NODE, "g9"): (990.0, {"gpus": "many"})}
+    )
+    reader = inventory(api, clock)
+    reader.keep_in(KeptInventoryStore(sql, "kubernetes"))
+    assert [n.name for n in reader.read().node_list] == ["g1", "g2", "g3", "g4"]
+    assert "kept pod serving/x/u left out" in caplog.text and "kept node g9 left out" in caplog.text
+
+
+class BrokenStore:
+    """A store that cannot be reached (PostgreSQL restarting), then can."""
+
+    def __init__(self, store: KeptInventoryStore) -> None:
+        self.store, self.down = store, True
+
+    def load(self, cluster: str) -> dict[tuple[str, str], tuple[float, Mapping[str, Any]]]:
+        if self.down:
+            raise SourceError("kept kubernetes inventory cannot be read: connection refused", source="store")
+        return self.store.load(cluster)
+
+    def save(self, cluster: str, kept: Mapping[tuple[str, str], tuple[float, Mapping[str, Any]]]) -> None:
+        if self.down:
+            raise SourceError("kept kubernetes inventory cannot be saved: connection refused", source="store")
+        self.store.save(cluster, kept)
+
+
+def test_a_store_that_cannot_be_reached_leaves_the_read_alone_and_is_caught_up_later(
+    sql: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    api, clock = FakeApi(), FakeClock(1000.0)
+    serving_cluster(api)
+    broken = BrokenStore(KeptInventoryStore(sql, "kubernetes"))
+    reader = inventory(api, clock)
+    reader.keep_in(broken)
+    reader.read()
+    api.objects["nodes"][1] = node("g2", ready=False)  # g2 fails, then is deleted with its pod
+    clock.advance(30)
+    reader.read()
+    del api.objects["nodes"][1], api.objects["pods"][1]
+    clock.advance(30)
+    assert reader.read().node("g2") is not None  # read though the store is down
+    assert "cannot be read: connection refused; asking again at the next read" in caplog.text
+    broken.down = False
+    clock.advance(30)
+    reader.read()
+    kept = KeptInventoryStore(sql, "kubernetes").load("k1")
+    assert sorted(kind for kind, _ in kept) == [NODE, POD]
