@@ -70,18 +70,24 @@ def _confirm(obj: Any, path: str) -> list[str]:
     return problems
 
 
+def _unique_id(obj: dict[str, Any], key: str, path: str, seen: set[str]) -> list[str]:
+    """Problems with an optional ``block_id`` or ``action_id``: 1-255 characters, unique in the message
+    (``seen`` holds those met so far, and takes this one)."""
+    given = obj.get(key)
+    if given is None:
+        return []
+    if not isinstance(given, str) or not 0 < len(given) <= 255:
+        return [f"{path}.{key}: must be 1-255 characters"]
+    if given in seen:
+        return [f"{path}.{key}: duplicate {given!r}"]
+    seen.add(given)
+    return []
+
+
 def _element(obj: Any, path: str, action_ids: set[str]) -> list[str]:
     if not isinstance(obj, dict) or obj.get("type") not in ELEMENT_TYPES:
         return [f"{path}.type: must be an interactive element type"]
-    problems: list[str] = []
-    action_id = obj.get("action_id")
-    if action_id is not None:
-        if not isinstance(action_id, str) or not 0 < len(action_id) <= 255:
-            problems.append(f"{path}.action_id: must be 1-255 characters")
-        elif action_id in action_ids:
-            problems.append(f"{path}.action_id: duplicate {action_id!r}")
-        else:
-            action_ids.add(action_id)
+    problems = _unique_id(obj, "action_id", path, action_ids)
     if obj["type"] == "button":
         problems += _text(obj.get("text"), f"{path}.text", 75, plain_only=True)
         value = obj.get("value")
@@ -118,15 +124,7 @@ def _block(block: Any, path: str, block_ids: set[str], action_ids: set[str]) -> 
     kind = block.get("type")
     if kind not in BLOCK_TYPES:
         return [f"{path}.type: unknown block type {kind!r}"]
-    problems: list[str] = []
-    block_id = block.get("block_id")
-    if block_id is not None:
-        if not isinstance(block_id, str) or not 0 < len(block_id) <= 255:
-            problems.append(f"{path}.block_id: must be 1-255 characters")
-        elif block_id in block_ids:
-            problems.append(f"{path}.block_id: duplicate {block_id!r}")
-        else:
-            block_ids.add(block_id)
+    problems = _unique_id(block, "block_id", path, block_ids)
     if kind == "header":
         problems += _text(block.get("text"), f"{path}.text", 150, plain_only=True)
     elif kind == "section":
