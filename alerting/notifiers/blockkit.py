@@ -7,6 +7,7 @@ Slack would refuse fails here first. Each problem names the path of the offendin
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 MAX_BLOCKS = 50
@@ -100,6 +101,21 @@ def _element(obj: Any, path: str, action_ids: set[str]) -> list[str]:
     return problems
 
 
+def _each(items: Any, path: str, most: int, what: str, check: Callable[[Any, str], list[str]]) -> list[str]:
+    """Problems with a list field of 1 to ``most`` items (a section's fields, a block's elements), each item
+    checked by ``check(item, its path)``."""
+    if not isinstance(items, list) or not 0 < len(items) <= most:
+        return [f"{path}: must hold 1-{most} {what}"]
+    return [problem for i, item in enumerate(items) for problem in check(item, f"{path}[{i}]")]
+
+
+def _context_element(obj: Any, path: str) -> list[str]:
+    """A context block's element: an image, or a text object."""
+    if isinstance(obj, dict) and obj.get("type") == "image":
+        return []
+    return _text(obj, path, 3000)
+
+
 def _section(block: dict[str, Any], path: str, action_ids: set[str]) -> list[str]:
     problems: list[str] = []
     if "text" not in block and "fields" not in block:
@@ -107,12 +123,9 @@ def _section(block: dict[str, Any], path: str, action_ids: set[str]) -> list[str
     if "text" in block:
         problems += _text(block["text"], f"{path}.text", 3000)
     if "fields" in block:
-        fields = block["fields"]
-        if not isinstance(fields, list) or not 0 < len(fields) <= 10:
-            problems.append(f"{path}.fields: must hold 1-10 text objects")
-        else:
-            for i, f in enumerate(fields):
-                problems += _text(f, f"{path}.fields[{i}]", 2000)
+        problems += _each(
+            block["fields"], f"{path}.fields", 10, "text objects", lambda f, at: _text(f, at, 2000)
+        )
     if "accessory" in block:
         problems += _element(block["accessory"], f"{path}.accessory", action_ids)
     return problems
@@ -130,20 +143,15 @@ def _block(block: Any, path: str, block_ids: set[str], action_ids: set[str]) -> 
     elif kind == "section":
         problems += _section(block, path, action_ids)
     elif kind == "context":
-        elements = block.get("elements")
-        if not isinstance(elements, list) or not 0 < len(elements) <= 10:
-            problems.append(f"{path}.elements: must hold 1-10 elements")
-        else:
-            for i, e in enumerate(elements):
-                if not (isinstance(e, dict) and e.get("type") == "image"):
-                    problems += _text(e, f"{path}.elements[{i}]", 3000)
+        problems += _each(block.get("elements"), f"{path}.elements", 10, "elements", _context_element)
     elif kind == "actions":
-        elements = block.get("elements")
-        if not isinstance(elements, list) or not 0 < len(elements) <= 25:
-            problems.append(f"{path}.elements: must hold 1-25 elements")
-        else:
-            for i, e in enumerate(elements):
-                problems += _element(e, f"{path}.elements[{i}]", action_ids)
+        problems += _each(
+            block.get("elements"),
+            f"{path}.elements",
+            25,
+            "elements",
+            lambda e, at: _element(e, at, action_ids),
+        )
     elif kind == "divider" and set(block) - {"type", "block_id"}:
         problems.append(f"{path}: a divider takes no fields")
     elif kind == "image" and not (

@@ -114,3 +114,41 @@ def test_problem_paths_point_into_the_attachment() -> None:
 )
 def test_block_and_action_ids_are_checked_alike(blocks: Any, problems: list[str]) -> None:
     assert validate_blocks(blocks) == problems
+
+
+TEXT = {"type": "mrkdwn", "text": "t"}
+IMAGE = {"type": "image", "image_url": "http://x/y.png", "alt_text": "y"}
+
+
+@pytest.mark.parametrize(
+    ("blocks", "problems"),
+    [
+        ([{"type": "context", "elements": [TEXT] * 11}], ["blocks[0].elements: must hold 1-10 elements"]),
+        ([{"type": "context", "elements": "no"}], ["blocks[0].elements: must hold 1-10 elements"]),
+        (
+            [{"type": "context", "elements": [IMAGE, {"type": "mrkdwn", "text": ""}]}],
+            ["blocks[0].elements[1].text: must be a non-empty string"],
+        ),
+        ([{"type": "context", "elements": [IMAGE, TEXT]}], []),
+        (
+            [{"type": "actions", "elements": [button("a")] * 26}],
+            ["blocks[0].elements: must hold 1-25 elements"],
+        ),
+        (
+            [{"type": "section", "fields": [TEXT, {"type": "mrkdwn", "text": "x" * 2001}]}],
+            ["blocks[0].fields[1].text: longer than 2000 characters"],
+        ),
+        ([{"type": "section", "fields": []}], ["blocks[0].fields: must hold 1-10 text objects"]),
+    ],
+    ids=[
+        "context-too-many",
+        "context-not-list",
+        "context-empty-text",
+        "context-image-and-text",
+        "actions-too-many",
+        "field-too-long",
+        "no-fields",
+    ],
+)
+def test_list_fields_are_bounded_and_each_item_checked(blocks: Any, problems: list[str]) -> None:
+    assert validate_blocks(blocks) == problems
