@@ -30,6 +30,7 @@ from starlette.routing import BaseRoute, Route
 
 from exporters.openai_schema import (
     MAX_BODY_BYTES,
+    BodyT,
     ChatRequest,
     CompletionRequest,
     OpenAIBody,
@@ -148,25 +149,24 @@ class InferenceHandlers:
 
     async def chat(self, request: Request) -> Response:
         """``POST /v1/chat/completions``."""
-        body = await parse_body(request, ChatRequest)
+        body = await self._accepted(request, ChatRequest)
         if isinstance(body, JSONResponse):
             return body
-        if (refused := self._unknown_model(body)) is not None:
-            return refused
         return await self._generate(request, "chat", body.prompt(), body.output_tokens(), body)
 
     async def complete(self, request: Request) -> Response:
         """``POST /v1/completions``."""
-        body = await parse_body(request, CompletionRequest)
+        body = await self._accepted(request, CompletionRequest)
         if isinstance(body, JSONResponse):
             return body
-        if (refused := self._unknown_model(body)) is not None:
-            return refused
         return await self._generate(request, "text_completion", body.text(), body.output_tokens(), body)
 
-    def _unknown_model(self, body: OpenAIBody) -> JSONResponse | None:
-        if body.model == self.model:
-            return None
+    async def _accepted(self, request: Request, kind: type[BodyT]) -> BodyT | JSONResponse:
+        """The request's body as ``kind``, or the 4xx answer: a body OpenAI would refuse (``parse_body``),
+        or a model this server does not serve."""
+        body = await parse_body(request, kind)
+        if isinstance(body, JSONResponse) or body.model == self.model:
+            return body
         return unknown_model(body.model, self.model, param="model")
 
     def _model_card(self) -> dict[str, Any]:

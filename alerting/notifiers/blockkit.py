@@ -7,6 +7,7 @@ Slack would refuse fails here first. Each problem names the path of the offendin
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 MAX_BLOCKS = 50
@@ -70,18 +71,24 @@ def _confirm(obj: Any, path: str) -> list[str]:
     return problems
 
 
+def _unique_id(obj: dict[str, Any], key: str, path: str, seen: set[str]) -> list[str]:
+    """Problems with an optional ``block_id`` or ``action_id``: 1-255 characters, unique in the message
+    (``seen`` holds those met so far, and takes this one)."""
+    given = obj.get(key)
+    if given is None:
+        return []
+    if not isinstance(given, str) or not 0 < len(given) <= 255:
+        return [f"{path}.{key}: must be 1-255 characters"]
+    if given in seen:
+        return [f"{path}.{key}: duplicate {given!r}"]
+    seen.add(given)
+    return []
+
+
 def _element(obj: Any, path: str, action_ids: set[str]) -> list[str]:
     if not isinstance(obj, dict) or obj.get("type") not in ELEMENT_TYPES:
         return [f"{path}.type: must be an interactive element type"]
-    problems: list[str] = []
-    action_id = obj.get("action_id")
-    if action_id is not None:
-        if not isinstance(action_id, str) or not 0 < len(action_id) <= 255:
-            problems.append(f"{path}.action_id: must be 1-255 characters")
-        elif action_id in action_ids:
-            problems.append(f"{path}.action_id: duplicate {action_id!r}")
-        else:
-            action_ids.add(action_id)
+    problems = _unique_id(obj, "action_id", path, action_ids)
     if obj["type"] == "button":
         problems += _text(obj.get("text"), f"{path}.text", 75, plain_only=True)
         value = obj.get("value")
@@ -94,6 +101,21 @@ def _element(obj: Any, path: str, action_ids: set[str]) -> list[str]:
     return problems
 
 
+def _each(items: Any, path: str, most: int, what: str, check: Callable[[Any, str], list[str]]) -> list[str]:
+    """Problems with a list field of 1 to ``most`` items (a section's fields, a block's elements), each item
+    checked by ``check(item, its path)``."""
+    if not isinstance(items, list) or not 0 < len(items) <= most:
+        return [f"{path}: must hold 1-{most} {what}"]
+    return [problem for i, item in enumerate(items) for problem in check(item, f"{path}[{i}]")]
+
+
+def _context_element(obj: Any, path: str) -> list[str]:
+    """A context block's element: an image, or a text object."""
+    if isinstance(obj, dict) and obj.get("type") == "image":
+        return []
+    return _text(obj, path, 3000)
+
+
 def _section(block: dict[str, Any], path: str, action_ids: set[str]) -> list[str]:
     problems: list[str] = []
     if "text" not in block and "fields" not in block:
@@ -101,12 +123,9 @@ def _section(block: dict[str, Any], path: str, action_ids: set[str]) -> list[str
     if "text" in block:
         problems += _text(block["text"], f"{path}.text", 3000)
     if "fields" in block:
-        fields = block["fields"]
-        if not isinstance(fields, list) or not 0 < len(fields) <= 10:
-            problems.append(f"{path}.fields: must hold 1-10 text objects")
-        else:
-            for i, f in enumerate(fields):
-                problems += _text(f, f"{path}.fields[{i}]", 2000)
+        problems += _each(
+            block["fields"], f"{path}.fields", 10, "text objects", lambda f, at: _text(f, at, 2000)
+        )
     if "accessory" in block:
         problems += _element(block["accessory"], f"{path}.accessory", action_ids)
     return problems
@@ -118,34 +137,21 @@ def _block(block: Any, path: str, block_ids: set[str], action_ids: set[str]) -> 
     kind = block.get("type")
     if kind not in BLOCK_TYPES:
         return [f"{path}.type: unknown block type {kind!r}"]
-    problems: list[str] = []
-    block_id = block.get("block_id")
-    if block_id is not None:
-        if not isinstance(block_id, str) or not 0 < len(block_id) <= 255:
-            problems.append(f"{path}.block_id: must be 1-255 characters")
-        elif block_id in block_ids:
-            problems.append(f"{path}.block_id: duplicate {block_id!r}")
-        else:
-            block_ids.add(block_id)
+    problems = _unique_id(block, "block_id", path, block_ids)
     if kind == "header":
         problems += _text(block.get("text"), f"{path}.text", 150, plain_only=True)
     elif kind == "section":
         problems += _section(block, path, action_ids)
     elif kind == "context":
-        elements = block.get("elements")
-        if not isinstance(elements, list) or not 0 < len(elements) <= 10:
-            problems.append(f"{path}.elements: must hold 1-10 elements")
-        else:
-            for i, e in enumerate(elements):
-                if not (isinstance(e, dict) and e.get("type") == "image"):
-                    problems += _text(e, f"{path}.elements[{i}]", 3000)
+        problems += _each(block.get("elements"), f"{path}.elements", 10, "elements", _context_element)
     elif kind == "actions":
-        elements = block.get("elements")
-        if not isinstance(elements, list) or not 0 < len(elements) <= 25:
-            problems.append(f"{path}.elements: must hold 1-25 elements")
-        else:
-            for i, e in enumerate(elements):
-                problems += _element(e, f"{path}.elements[{i}]", action_ids)
+        problems += _each(
+            block.get("elements"),
+            f"{path}.elements",
+            25,
+            "elements",
+            lambda e, at: _element(e, at, action_ids),
+        )
     elif kind == "divider" and set(block) - {"type", "block_id"}:
         problems.append(f"{path}: a divider takes no fields")
     elif kind == "image" and not (

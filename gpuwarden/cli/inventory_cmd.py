@@ -57,6 +57,26 @@ def _about(data: dict[str, Any], *, stale_only: bool = False) -> None:
         err_console.print(line, markup=False, highlight=False)
 
 
+def _answered_without_table(
+    data: dict[str, Any],
+    items: list[dict[str, Any]],
+    output: str,
+    what: str,
+    filters: dict[str, object | None],
+) -> bool:
+    """``-o json``: the list as JSON; no items: ``No nodes found (...)``; either with the sources' line (in
+    ``-o json`` only where one is stale, as below the table). False when the table is still to be shown."""
+    if output == "json":
+        typer.echo(json.dumps(items, indent=2))
+        _about(data, stale_only=True)  # as below the table, where a source is stale
+        return True
+    if not items:
+        say_none_found(what, filters)
+        _about(data)
+        return True
+    return False
+
+
 @inventory_app.command("nodes")
 @gpuwarden_answers
 def nodes(
@@ -76,13 +96,7 @@ def nodes(
         for n in data["nodes"]
         if rack is None or n["rack"] == rack
     ]
-    if output == "json":
-        typer.echo(json.dumps(items, indent=2))
-        _about(data, stale_only=True)  # as below the table, where a source is stale
-        return
-    if not items:
-        say_none_found("nodes", {"rack": rack})
-        _about(data)
+    if _answered_without_table(data, items, output, "nodes", {"rack": rack}):
         return
     items = escape_controls_in(items)  # names from a file or Kubernetes: an ESC sequence is shown, not obeyed
     table = Table(*folded("node", "cluster", "rack", "gpus", "state", "free"))  # a name folded, never cut
@@ -122,13 +136,7 @@ def workloads(
         for w in data["workloads"]
         if node is None or any(g.rpartition(":")[0] == node for unit in w["units"] for g in unit)
     ]
-    if output == "json":
-        typer.echo(json.dumps(items, indent=2))
-        _about(data, stale_only=True)  # as below the table, where a source is stale
-        return
-    if not items:
-        say_none_found("workloads", {"node": node})
-        _about(data)
+    if _answered_without_table(data, items, output, "workloads", {"node": node}):
         return
     items = escape_controls_in(items)  # as the nodes' names
     table = Table(

@@ -156,6 +156,24 @@ def test_a_completion_asking_for_another_model_is_refused_as_openai_refuses_it(h
     )
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}),
+        ("/v1/completions", {"prompt": "hi", "max_tokens": 2}),
+    ],
+    ids=["chat", "completion"],
+)
+def test_both_endpoints_refuse_another_model_and_serve_their_own(
+    h: Harness, path: str, body: dict[str, Any]
+) -> None:
+    refused = h.client.post(path, json={**body, "model": "gpt-4"})
+    assert refused.status_code == 404
+    assert refused.json()["error"]["code"] == "model_not_found"
+    served = h.client.post(path, json={**body, "model": MODEL})
+    assert served.status_code == 200, served.text
+
+
 def test_a_trailing_slash_is_redirected_relative_so_a_proxy_s_prefix_and_https_are_kept(h: Harness) -> None:
     # Starlette's Location was absolute, from Host: behind a proxy serving it under /llm, /llm/healthz/ was
     # sent to http://proxy/healthz, outside the prefix, and to plain http behind a TLS proxy.

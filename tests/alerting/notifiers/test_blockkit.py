@@ -86,3 +86,69 @@ def test_attachment_colours_slack_refuses(colour: str) -> None:
 def test_problem_paths_point_into_the_attachment() -> None:
     problems = validate_attachments([{"color": "#000000", "blocks": [{"type": "section"}]}])
     assert problems == ["attachments[0].blocks[0]: a section needs text or fields"]
+
+
+@pytest.mark.parametrize(
+    ("blocks", "problems"),
+    [
+        (
+            [{**OK_SECTION, "block_id": ""}, {**OK_SECTION, "block_id": "x" * 256}],
+            ["blocks[0].block_id: must be 1-255 characters", "blocks[1].block_id: must be 1-255 characters"],
+        ),
+        (
+            [{"type": "actions", "elements": [button(""), button("a" * 256), button("a" * 255)]}],
+            [
+                "blocks[0].elements[0].action_id: must be 1-255 characters",
+                "blocks[0].elements[1].action_id: must be 1-255 characters",
+            ],
+        ),
+        (
+            [
+                {**OK_SECTION, "block_id": "a"},
+                {"type": "actions", "block_id": "b", "elements": [button("a")]},
+            ],
+            [],
+        ),
+    ],
+    ids=["block-id-length", "action-id-length", "block-and-action-ids-apart"],
+)
+def test_block_and_action_ids_are_checked_alike(blocks: Any, problems: list[str]) -> None:
+    assert validate_blocks(blocks) == problems
+
+
+TEXT = {"type": "mrkdwn", "text": "t"}
+IMAGE = {"type": "image", "image_url": "http://x/y.png", "alt_text": "y"}
+
+
+@pytest.mark.parametrize(
+    ("blocks", "problems"),
+    [
+        ([{"type": "context", "elements": [TEXT] * 11}], ["blocks[0].elements: must hold 1-10 elements"]),
+        ([{"type": "context", "elements": "no"}], ["blocks[0].elements: must hold 1-10 elements"]),
+        (
+            [{"type": "context", "elements": [IMAGE, {"type": "mrkdwn", "text": ""}]}],
+            ["blocks[0].elements[1].text: must be a non-empty string"],
+        ),
+        ([{"type": "context", "elements": [IMAGE, TEXT]}], []),
+        (
+            [{"type": "actions", "elements": [button("a")] * 26}],
+            ["blocks[0].elements: must hold 1-25 elements"],
+        ),
+        (
+            [{"type": "section", "fields": [TEXT, {"type": "mrkdwn", "text": "x" * 2001}]}],
+            ["blocks[0].fields[1].text: longer than 2000 characters"],
+        ),
+        ([{"type": "section", "fields": []}], ["blocks[0].fields: must hold 1-10 text objects"]),
+    ],
+    ids=[
+        "context-too-many",
+        "context-not-list",
+        "context-empty-text",
+        "context-image-and-text",
+        "actions-too-many",
+        "field-too-long",
+        "no-fields",
+    ],
+)
+def test_list_fields_are_bounded_and_each_item_checked(blocks: Any, problems: list[str]) -> None:
+    assert validate_blocks(blocks) == problems

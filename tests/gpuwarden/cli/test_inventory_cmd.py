@@ -215,3 +215,23 @@ def test_a_listing_at_an_80_column_terminal_folds_names_and_states_and_cuts_none
     assert result.exit_code == 0, result.output
     assert max(len(line) for line in result.stdout.splitlines()) <= 80, result.stdout
     assert "…" not in result.stdout, result.stdout
+
+
+@pytest.mark.usefixtures("requeued")
+@pytest.mark.parametrize(
+    ("listing", "option", "said"),
+    [
+        ("nodes", "--rack", "No nodes found (rack r99)."),
+        ("workloads", "--node", "No workloads found (node r99)."),
+    ],
+    ids=["nodes", "workloads"],
+)
+def test_an_empty_listing_says_none_found_on_stderr_and_json_stays_a_list(
+    listing: str, option: str, said: str
+) -> None:
+    table = runner.invoke(app, ["inventory", listing, option, "r99"], env=WIDE)
+    assert table.exit_code == 0, table.output
+    assert table.stdout == "" and said in table.stderr and "source: slurm" in table.stderr, table.stderr
+    as_json = runner.invoke(app, ["inventory", listing, option, "r99", "-o", "json"])
+    assert as_json.exit_code == 0, as_json.output
+    assert json.loads(as_json.stdout) == [] and "No " not in as_json.stderr, as_json.stderr
