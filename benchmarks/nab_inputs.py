@@ -62,6 +62,16 @@ def corpus_parser(doc: str) -> argparse.ArgumentParser:
     return parser
 
 
+def frozen_grid_options(doc: str) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """The command line of a harness that scores a declared grid and, with ``--held-out``, the setting frozen
+    on tune; read before its heavy imports (numpy, the anomaly stage): ``--help`` answers at once."""
+    parser = corpus_parser(doc)
+    parser.add_argument(
+        "--held-out", action="store_true", help="also score held-out for the setting frozen on tune"
+    )
+    return parser, parser.parse_args()
+
+
 def add_corpus_options(parser: argparse.ArgumentParser) -> None:
     """``--data`` and ``--windows``, defaulting to the corpus found from this repository."""
     found = default_corpus()

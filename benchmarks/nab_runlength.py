@@ -44,27 +44,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # light: the anomaly stage only once a corpus is read
-from nab_inputs import corpus_parser, load_checked_corpus
-
-
-def _options() -> tuple[argparse.ArgumentParser, argparse.Namespace]:
-    """The command line (and its parser, which refuses a missing corpus), read before the heavy imports
-    below (numpy, the anomaly stage): ``--help`` and an unknown option answer at once."""
-    parser = corpus_parser(__doc__)
-    parser.add_argument(
-        "--held-out", action="store_true", help="also score held-out for the setting frozen on tune"
-    )
-    return parser, parser.parse_args()
-
+from nab_inputs import frozen_grid_options, load_checked_corpus
 
 if __name__ == "__main__":
-    PARSER, OPTIONS = _options()
+    PARSER, OPTIONS = frozen_grid_options(__doc__)
 
-from nab_cv import grid_report, normalised  # noqa: E402
-from nab_discords import or_ed_grid  # noqa: E402
+from nab_cv import grid_report, normalised
+from nab_discords import or_ed_grid
 
-from anomaly.nab import FileScore, NabFile, is_tuning_file  # noqa: E402
-from anomaly.runlength import RunLengthParams, learning, raise_grid  # noqa: E402
+from anomaly.nab import FileScore, NabFile, is_tuning_file
+from anomaly.runlength import RunLengthParams, learning, raise_grid
 
 TRANSFORM = ("linear", "asinh")
 HAZARD = (1e-4, 1e-6, 1e-8)
