@@ -230,9 +230,10 @@ def literal_secrets(
             continue
         for name, info in model.model_fields.items():
             secret = SecretStr in (info.annotation, *get_args(info.annotation))
-            problem = (
-                "a secret written into the file" if secret and isinstance(block.get(name), str) else None
-            )
+            value = block.get(name)
+            problem = "a secret written into the file" if secret and isinstance(value, str) else None
+            if secret and isinstance(value, bytes):  # `!!binary`: pydantic took the decoded bytes, it passed
+                problem = "a secret written into the file (!!binary: base64 hides nothing)"
             if name == "url" and len(loc) > 1:  # a webhook's URL may hold a password
                 problem = literal_url_credential(block.get(name))
             if problem is None:
