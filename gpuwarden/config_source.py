@@ -231,9 +231,15 @@ def literal_secrets(
         for name, info in model.model_fields.items():
             secret = SecretStr in (info.annotation, *get_args(info.annotation))
             value = block.get(name)
-            problem = "a secret written into the file" if secret and isinstance(value, str) else None
-            if secret and isinstance(value, bytes):  # `!!binary`: pydantic took the decoded bytes, it passed
-                problem = "a secret written into the file (!!binary: base64 hides nothing)"
+            problem = None
+            if secret and value is not None and not isinstance(value, dict | list):
+                problem = "a secret written into the file"
+                if isinstance(value, bytes):  # `!!binary`: pydantic took the decoded bytes, it passed
+                    problem += " (!!binary: base64 hides nothing)"
+                elif not isinstance(value, str):
+                    # A number (`token: 123456789`): pydantic's refusal showed it and said to quote it, to
+                    # be refused as a literal then. Taken as the text it is, only this is said, unshown.
+                    block[name] = str(value)
             if name == "url" and len(loc) > 1:  # a webhook's URL may hold a password
                 problem = literal_url_credential(block.get(name))
             if problem is None:

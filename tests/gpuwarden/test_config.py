@@ -262,3 +262,18 @@ def test_a_literal_secret_written_as_yaml_binary_is_refused_like_any_literal(tmp
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert "write {env: SLACK_BOT_TOKEN}" in str(info.value)
+
+
+@pytest.mark.parametrize("written", ["123456789", "2026-01-01", "true"], ids=["number", "date", "boolean"])
+def test_a_literal_secret_yaml_reads_as_no_text_is_refused_as_a_literal_without_showing_it(
+    tmp_path: Path, written: str
+) -> None:
+    """`api.token: 123456789` was said `is read as a number, 123456789, not as text; quote it as written`:
+    the secret shown in the output, and quoted as told it was then refused as a literal secret."""
+    path = write(tmp_path, f"api:\n  token: {written}\n")
+    result = runner.invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        f"error: {path}:2: api.token: a secret written into the file; write {{env: GPUWARDEN_API_TOKEN}} and"
+        " export GPUWARDEN_API_TOKEN"
+    )
