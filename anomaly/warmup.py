@@ -14,6 +14,7 @@ from anomaly.alertupdate import AlertUpdater
 from anomaly.detectors import Detector, Findings
 from anomaly.firing import TickResult, _TakenAlerts
 from anomaly.forwarder import alert_identity, held_seconds
+from anomaly.read_said import listed
 from anomaly.series import View, build_view
 from anomaly.snapshot import Snapshot
 from anomaly.sources import Frame, ResumableSource
@@ -99,8 +100,15 @@ class HistoryReplayer(AlertUpdater, SnapshotKeeper):
         if learnt:
             self.restore_sources(snapshot)
         frames = self._history(start, until)
-        found = _found(frames, start, until, self._coarsest_step())
+        unread, asked = self._unread_history()
         taken = self._take_up(snapshot, start, until, frames) if snapshot is not None else None
+        found = _found(frames, start, until, self._coarsest_step())
+        if unread:
+            then = "their detectors learn from live reads alone"
+            if taken is not None:
+                then = "read at the first live tick from where the snapshot left them"
+            said = f"the history read failed for {len(unread)} of {asked} queries ({listed(unread)}): {then}"
+            found = said if len(unread) == asked else f"{found}; {said}"
         if learnt and taken is None:
             self.restore_sources(None)
         since = taken[0] if taken is not None else None
@@ -235,6 +243,19 @@ class HistoryReplayer(AlertUpdater, SnapshotKeeper):
             got = self._read(source, start, until)
             frames.extend(self._per_gpu(f) for f in got if f.labels and f.timestamps.size)
         return frames
+
+    def _unread_history(self) -> tuple[list[str], int]:
+        """The queries whose history read failed (Prometheus down at start), and how many were read, for the
+        warm-up's line: it said `no samples found in the 3600 s read` there, as of a Prometheus holding no
+        data, where the read got no answer, whose history is not read again."""
+        failed: list[str] = []
+        asked = 0
+        for source in self.sources:
+            health = source.health()
+            asked += len(health.queries) or 1
+            down = [name for name, query in health.queries.items() if not query.up]
+            failed += down or ([] if health.up or health.queries else [source.name])
+        return failed, asked
 
     def _after(self, frames: Sequence[Frame], start: float, snapshot: Snapshot) -> list[Frame]:
         """What ``frames`` (the history from ``start``) hold after ``snapshot``: from where each source was

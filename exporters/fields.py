@@ -306,6 +306,12 @@ XID_WATCHER_ERRORS = _c(
     "Failed NVML event-set creations, XID registrations and event waits of the XID watcher.",
     "XidWatcher",
 )
+POD_RESOURCES_ERRORS = _c(
+    "gpuwarden_pod_resources_errors",
+    "Failed reads of the kubelet's pod-resources API (exporter.kubelet_pod_resources_socket); meanwhile the "
+    "GPUs' pod labels are those of its last good read.",
+    "kubelet pod-resources List",
+)
 PROCESS_MEMORY = _g(
     "gpuwarden_process_memory_used_bytes",
     "GPU memory used by one process, with its pod or Slurm job when known.",

@@ -134,6 +134,11 @@ class NvmlCollector(MigInstances, NvLinkStates, FieldReads):
             out.add(fams.NVML_CALL_ERRORS, {**labels, "function": function, "error": error}, count)
         host = {"Hostname": self.hostname}
         out.add(fams.NVML_UP, host, 1.0 if self.nvml_answered else 0.0)
+        kubelet_errors = getattr(
+            self._pods, "errors", None
+        )  # a kubelet's (``PodResourcesMap``), not the sim's
+        if isinstance(kubelet_errors, int):
+            out.add(fams.POD_RESOURCES_ERRORS, host, kubelet_errors)
         if self._watcher is not None:
             self._watcher.say_hung()
             out.add(fams.XID_WATCHER_UP, host, 1.0 if self._watcher.watching else 0.0)

@@ -192,17 +192,29 @@ class PodResourcesMap:
         self._by_device: dict[str, tuple[PodRef, ...]] = {}
         self._lock = threading.Lock()
         self.errors = 0
+        """Failed reads, exported as ``gpuwarden_pod_resources_errors_total`` (it was kept here alone)."""
+        self._failing: str | None = None  # the error last said, until a read works again
 
     def refresh(self) -> None:
-        """Fetch now; on failure keep the previous map and count the error."""
+        """Fetch now; on failure keep the previous map and count the error, said once until it changes
+        (a kubelet down for a day was a warning every 30 s)."""
         try:
             pods = list_pod_resources(self.socket_path)
         except SourceError as exc:
             self.errors += 1
-            logger.warning("pod-resources refresh failed error=%s", exc)
+            if str(exc) != self._failing:
+                logger.warning(
+                    "pod-resources refresh failed error=%s; pod labels stay as last read, failures counted"
+                    " in gpuwarden_pod_resources_errors_total",
+                    exc,
+                )
+            self._failing = str(exc)
             return
         finally:
             self._fetched_at = self._clock.monotonic()
+        if self._failing is not None:
+            logger.info("pod-resources answering again socket=%s", self.socket_path)
+            self._failing = None
         by_device: dict[str, list[PodRef]] = {}
         for pod in pods:
             for container in pod.containers:

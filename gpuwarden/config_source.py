@@ -230,9 +230,16 @@ def literal_secrets(
             continue
         for name, info in model.model_fields.items():
             secret = SecretStr in (info.annotation, *get_args(info.annotation))
-            problem = (
-                "a secret written into the file" if secret and isinstance(block.get(name), str) else None
-            )
+            value = block.get(name)
+            problem = None
+            if secret and value is not None and not isinstance(value, dict | list):
+                problem = "a secret written into the file"
+                if isinstance(value, bytes):  # `!!binary`: pydantic took the decoded bytes, it passed
+                    problem += " (!!binary: base64 hides nothing)"
+                elif not isinstance(value, str):
+                    # A number (`token: 123456789`): pydantic's refusal showed it and said to quote it, to
+                    # be refused as a literal then. Taken as the text it is, only this is said, unshown.
+                    block[name] = str(value)
             if name == "url" and len(loc) > 1:  # a webhook's URL may hold a password
                 problem = literal_url_credential(block.get(name))
             if problem is None:

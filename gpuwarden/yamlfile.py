@@ -236,6 +236,8 @@ def read_yaml(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
+        if isinstance(exc, yaml.reader.ReaderError) and isinstance(exc.character, int):
+            line, problem = _unreadable_character(text, exc.character, exc.reason)
         if line is not None and _indented_with_tab(text, line):  # libyaml's words do not say "tab"
             problem += "; the line is indented with a tab: YAML indents with spaces only"
         if "another document" in problem:  # libyaml said only "but found another document"
@@ -246,6 +248,17 @@ def read_yaml(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
     finally:
         loader.dispose()
     return data, _positions(node) if node is not None else {}
+
+
+def _unreadable_character(text: str, character: int, reason: str) -> tuple[int | None, str]:
+    """The line of a character YAML refuses (a control character) and what to say of it: PyYAML said
+    `in "<unicode string>", position 50`, no line, and libyaml's position counts bytes, not characters.
+    YAML stops at the first such character, so its first occurrence is the one."""
+    at = text.find(chr(character))
+    if at < 0:
+        return None, f"character U+{character:04X}: {reason}"
+    column = at - text.rfind("\n", 0, at)
+    return text.count("\n", 0, at) + 1, f"character U+{character:04X} at column {column}: {reason}; remove it"
 
 
 def _indented_with_tab(text: str, line: int) -> bool:

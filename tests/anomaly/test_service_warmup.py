@@ -7,12 +7,17 @@ from __future__ import annotations
 import logging
 import math
 
+import httpx
 import numpy as np
 
 from anomaly.service import AnomalyService
 from gpuwarden.clock import FakeClock
 from gpuwarden.config_anomaly import AnomalyConfig
+from tests.anomaly.promql_answers import matrix
+from tests.anomaly.promql_answers import source as promql_source
 from tests.anomaly.service_ticks import GPUS, TEMP, HistorySource, tick
+
+POWER = "DCGM_FI_DEV_POWER_USAGE"
 
 
 def _history_service(spike_from=math.inf, on_alert=None):
@@ -173,4 +178,44 @@ def test_the_warm_up_line_says_one_tick_of_history_not_one_ticks(caplog):
     assert line == (
         "warm-up: fed 1 tick of history (samples found over the last 0 s of the 3600 s read: history was"
         " short) to the detectors"
+    )
+
+
+def _warm_up_line_on_prometheus(caplog, down: set[str]) -> str:
+    """The warm-up's log line of a service reading TEMP and POWER from a Prometheus that refuses the
+    connection for the queries in ``down`` (it is down while the service starts) and answers the others."""
+    clock = FakeClock()
+
+    def answer(query: str):
+        def handle(request: httpx.Request) -> httpx.Response:
+            if query in down:
+                raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+            return matrix(request)
+
+        return handle
+
+    prometheus = promql_source({q: answer(q) for q in (TEMP, POWER)}, clock)
+    cfg = AnomalyConfig(adaptive_metrics=[TEMP, POWER], detectors=["adaptive"])
+    service = AnomalyService(cfg, [prometheus], clock)
+    with caplog.at_level(logging.INFO, logger="anomaly.service"):
+        service.warm_up()
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("warm-up:")]
+    return line
+
+
+def test_the_warm_up_line_says_the_history_read_failed_not_that_prometheus_held_no_samples(caplog):
+    # Prometheus down as `anomaly run` starts: the line said "no samples found in the 3600 s read", as of a
+    # Prometheus without data, and nothing said the hour of history was lost for good.
+    line = _warm_up_line_on_prometheus(caplog, down={TEMP, POWER})
+    assert line == (
+        "warm-up: fed no history to the detectors (the history read failed for 2 of 2 queries"
+        f" ({TEMP}, {POWER}): their detectors learn from live reads alone)"
+    )
+
+
+def test_the_warm_up_line_names_the_queries_whose_history_read_failed_beside_what_it_fed(caplog):
+    line = _warm_up_line_on_prometheus(caplog, down={POWER})
+    assert line == (
+        "warm-up: fed 120 ticks of history (3600 s; the history read failed for 1 of 2 queries"
+        f" ({POWER}): their detectors learn from live reads alone) to the detectors"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
@@ -11,6 +12,7 @@ import grpc
 import pytest
 
 from exporters.attribution import PodRef
+from exporters.nvml_collector import NvmlCollector
 from exporters.podresources import (
     ContainerDevices,
     ContainerResources,
@@ -22,6 +24,8 @@ from exporters.podresources import (
 )
 from gpuwarden.clock import FakeClock
 from gpuwarden.errors import SourceError
+from gpuwarden.sim import SimNvml, build_fleet
+from tests.exporters.nvml_scrapes import scrape
 
 GPU_A = "GPU-1c980d69-06a7-4247-b474-c5aac56d5bd5"
 GPU_B = "GPU-4545864a-7c4f-4485-b964-50f71cabddeb"
@@ -118,3 +122,29 @@ def test_an_unreachable_kubelet_is_a_source_error_and_the_map_keeps_going(tmp_pa
 def test_a_malformed_response_is_rejected() -> None:
     with pytest.raises(ValueError, match="truncated"):
         decode_list_response(b"\x0a\x05ab")
+
+
+def test_a_kubelet_not_answering_is_counted_in_a_metric_and_said_once_until_it_answers(
+    tmp_path: Path, kubelet: tuple[Kubelet, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its failures were counted in memory alone, no metric, and warned of at every refresh (every 30 s)."""
+    _, socket_path = kubelet
+    clock = FakeClock()
+    fleet = build_fleet(1, 2, seed=7, clock=clock)
+    nvml = SimNvml(fleet, "node-01")
+    nvml.nvmlInit()
+    pods = PodResourcesMap(str(tmp_path / "gone.sock"), clock)  # the kubelet restarting: no socket
+    collector = NvmlCollector(nvml, hostname="node-01", pods=pods)
+    host = {"Hostname": "node-01"}
+    with caplog.at_level(logging.INFO, logger="exporters.podresources"):
+        for _ in range(3):
+            registry = scrape(collector)
+            clock.advance(31)
+        assert registry.get_sample_value("gpuwarden_pod_resources_errors_total", host) == 3.0
+        pods.socket_path = socket_path  # back
+        registry = scrape(collector)
+    assert registry.get_sample_value("gpuwarden_pod_resources_errors_total", host) == 3.0
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 2, said
+    assert "pod-resources refresh failed" in said[0] and "gone.sock" in said[0]
+    assert said[1] == f"pod-resources answering again socket={socket_path}"

@@ -250,3 +250,30 @@ def test_a_store_given_as_a_libpq_connection_string_is_refused_without_its_passw
     assert result.exit_code == 1 and "S3cret" not in said, said
     assert f"{path}:2: api.db: 'host=db.example dbname=gw user=gw password=***' is a libpq connection" in said
     assert "postgresql+psycopg://gw@db.example/gw" in said
+
+
+def test_a_literal_secret_written_as_yaml_binary_is_refused_like_any_literal(tmp_path: Path) -> None:
+    """`bot_token: !!binary eG94Yi0xLTI=` (base64 of xoxb-1-2) passed `config validate` and serve took the
+    decoded token: the literal-secret check looked for text only, and YAML reads `!!binary` as bytes."""
+    path = write(tmp_path, "slack:\n  bot_token: !!binary eG94Yi0xLTI=\n  channel: C1\n")
+    result = runner.invoke(app, ["config", "validate", str(path)], env={"GPUWARDEN_API_TOKEN": "t"})
+    assert result.exit_code == 1
+    assert f"{path}:2: slack.bot_token: a secret written into the file (!!binary" in result.output
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert "write {env: SLACK_BOT_TOKEN}" in str(info.value)
+
+
+@pytest.mark.parametrize("written", ["123456789", "2026-01-01", "true"], ids=["number", "date", "boolean"])
+def test_a_literal_secret_yaml_reads_as_no_text_is_refused_as_a_literal_without_showing_it(
+    tmp_path: Path, written: str
+) -> None:
+    """`api.token: 123456789` was said `is read as a number, 123456789, not as text; quote it as written`:
+    the secret shown in the output, and quoted as told it was then refused as a literal secret."""
+    path = write(tmp_path, f"api:\n  token: {written}\n")
+    result = runner.invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        f"error: {path}:2: api.token: a secret written into the file; write {{env: GPUWARDEN_API_TOKEN}} and"
+        " export GPUWARDEN_API_TOKEN"
+    )

@@ -194,3 +194,29 @@ def test_an_unreadable_file_is_said_with_what_its_caller_takes_and_a_config_file
     with pytest.raises(ConfigError) as given:
         yamlfile.read_text_file(missing, give="give the windows file")
     assert given.value.message == "cannot read file: No such file or directory; give the windows file"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "said"),
+    [
+        ("api:\n  port: 1\x00\n", 2, "character U+0000 at column 10"),
+        (
+            "api:\n  port: 1\n# é é é é\nalerting:\n  quiet_period_seconds: 5\x01\n",
+            5,
+            "character U+0001 at column 26",
+        ),
+    ],
+    ids=["nul", "after-non-ascii"],
+)
+def test_a_control_character_is_named_at_its_line_not_at_a_position(
+    tmp_path: Path, text: str, line: int, said: str
+) -> None:
+    # A control character (a corrupted file, a paste) was said `in "<unicode string>", position 50`, no
+    # line; libyaml counts that position in bytes, so a line from it was off after non-ASCII text.
+    path = tmp_path / "c.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        read_yaml(path)
+    assert info.value.line == line
+    assert f"invalid YAML: {said}: control characters are not allowed; remove it" in str(info.value)
+    assert "unicode string" not in str(info.value)
