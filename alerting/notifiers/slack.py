@@ -13,9 +13,10 @@ slack-sdk's ``timeout`` (``slack.timeout_seconds``) bounds each read of an answe
 fails as retryable; it may have reached Slack, and the next call waits for it to end first, so the retry's
 lookup (below) finds what it posted.
 
-Crash safety: the parent message's channel and ``ts`` are saved (``ThreadSaver``) right after
-``chat.postMessage`` returns, so later changes use ``chat.update`` on the stored ``ts``, which is idempotent.
-Saved with them, and in the message's metadata, is which notification the message was posted for
+Crash safety: the parent message's channel is saved (``ThreadSaver``) before ``chat.postMessage`` (a retry
+looks for it there, whatever ``channels_by_priority`` says then) and its ``ts`` right after it returns, so
+later changes use ``chat.update`` on the stored ``ts``, which is idempotent. Saved with them, and in the
+message's metadata, is which notification the message was posted for
 (``posted_for``): that notification's delivery, retried after a crash or a failed reply, or coming after
 ``open_thread`` posted the message alone, edits nothing (it shows it already). Nor does a change whose
 message renders as the one last posted or edited to that thread (``_Shown``, kept in memory: after a restart
@@ -371,6 +372,11 @@ class SlackNotifier:
                     "slack message recovered after retry incident_id=%s ts=%s", n.incident_id, found[1]
                 )
                 return thread
+        # Where it goes is saved before it is posted: a crash between Slack's answer and the save of its ts
+        # leaves the retry looking in that channel, not in the one the priority map gives then (an operator
+        # may have changed the map before the restart: the message was posted again, in the new channel).
+        thread = replace(thread, channel=channel, ts=None, posted_for=None)
+        save(thread)
         message = incident_message(n, interactive=self._interactive)
         response = self._send(
             "chat.postMessage",
