@@ -378,20 +378,25 @@ class SlackNotifier:
         thread = replace(thread, channel=channel, ts=None, posted_for=None)
         save(thread)
         message = incident_message(n, interactive=self._interactive)
-        response = self._send(
-            "chat.postMessage",
-            n,
-            message,
-            minimal_message(n, interactive=self._interactive),
-            lambda message: self._client.chat_postMessage(
-                channel=channel,
-                text=message.text,
-                attachments=message.attachments,
-                metadata=metadata_for(n.incident_id, key, posted_for=n.key),
-                unfurl_links=False,
-            ),
-            pace=channel,
-        )
+        try:
+            response = self._send(
+                "chat.postMessage",
+                n,
+                message,
+                minimal_message(n, interactive=self._interactive),
+                lambda message: self._client.chat_postMessage(
+                    channel=channel,
+                    text=message.text,
+                    attachments=message.attachments,
+                    metadata=metadata_for(n.incident_id, key, posted_for=n.key),
+                    unfurl_links=False,
+                ),
+                pace=channel,
+            )
+        except BackendError as exc:
+            if not exc.retryable:  # Slack refused it (not_in_channel, ...): nothing posted, and its retry,
+                save(replace(thread, channel=None))  # once fixed, goes where the configuration says then
+            raise
         thread = thread.with_message(str(response["channel"]), str(response["ts"]), n.key)
         self._shown_messages.shows(str(response["channel"]), str(response["ts"]), message)
         self._channel_ids[channel] = thread.channel or channel
