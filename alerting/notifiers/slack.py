@@ -203,16 +203,23 @@ class SlackNotifier:
         """The destination's name in the outbox."""
         return self._name
 
-    def _call(self, method: str, call: Callable[[], SlackResponse]) -> SlackResponse:
-        """Call Slack; a 429 of any method but posts (which every message makes) holds only that method."""
+    def _call(
+        self, method: str, call: Callable[[], SlackResponse], channel: str | None = None
+    ) -> SlackResponse:
+        """Call Slack; a 429 of any method but posts (which every message makes) holds only that method. An
+        error about the channel (``not_in_channel``) names ``channel``, the one the call went to."""
         own_limit = method != "chat.postMessage"
         if own_limit:
             self._limits.check(method)
         try:
             return self._deadline.call(method, call)
         except (SlackClientError, OSError) as exc:
+            # No local names the error: one would hold its traceback's frame, a cycle keeping the answer's
+            # socket open until the garbage collector ran.
             raise (
-                self._limits.noted(method, translate(method, exc)) if own_limit else translate(method, exc)
+                self._limits.noted(method, translate(method, exc, channel=channel))
+                if own_limit
+                else translate(method, exc, channel=channel)
             ) from exc
 
     def deliver(
@@ -256,7 +263,8 @@ class SlackNotifier:
                 reply_broadcast=broadcast,
                 metadata=metadata,
             ),
-            pace=channel,
+            channel=channel,
+            pace=True,
         )
         return True
 
@@ -296,24 +304,25 @@ class SlackNotifier:
         minimal: SlackMessage,
         send: Callable[[SlackMessage], SlackResponse],
         *,
-        pace: str | None = None,
+        channel: str,
+        pace: bool = False,
     ) -> SlackResponse:
         """Send ``message``; when Slack refuses its content (which it would do again on every retry), log
-        why and send ``minimal`` instead, so the incident still reaches the channel. A post to channel
-        ``pace`` waits for its pace first (``PostPacing``), outside the call's deadline."""
+        why and send ``minimal`` instead, so the incident still reaches the channel. A post (``pace``) waits
+        for its channel's pace first (``PostPacing``), outside the call's deadline."""
         try:
-            if pace is not None:
-                self._pacing.wait(self._channel_ids.get(pace, pace))
-            return self._call(method, lambda: send(message))
+            if pace:
+                self._pacing.wait(self._channel_ids.get(channel, channel))
+            return self._call(method, lambda: send(message), channel)
         except BackendError as exc:
             if exc.code not in CONTENT_REFUSED:
                 raise
             logger.warning(
                 "slack refused the message, sending a minimal one incident_id=%s error=%s", n.incident_id, exc
             )
-            if pace is not None:
-                self._pacing.wait(self._channel_ids.get(pace, pace))
-            return self._call(method, lambda: send(minimal))
+            if pace:
+                self._pacing.wait(self._channel_ids.get(channel, channel))
+            return self._call(method, lambda: send(minimal), channel)
 
     def _update_silenced(self, n: Notification, thread: ThreadState) -> bool:
         """Edit the incident's message in place; False (held back) when there is none to edit."""
@@ -342,6 +351,7 @@ class SlackNotifier:
                 lambda message: self._client.chat_update(
                     channel=channel, ts=ts, text=message.text, attachments=message.attachments
                 ),
+                channel=channel,
             )
         except BackendError as exc:
             self._shown_messages.forget(channel, ts)
@@ -391,7 +401,8 @@ class SlackNotifier:
                     metadata=metadata_for(n.incident_id, key, posted_for=n.key),
                     unfurl_links=False,
                 ),
-                pace=channel,
+                channel=channel,
+                pace=True,
             )
         except BackendError as exc:
             if not exc.retryable:  # Slack refused it (not_in_channel, ...): nothing posted, and its retry,

@@ -121,3 +121,25 @@ def test_a_first_post_slack_refused_goes_where_the_changed_map_says_at_its_retry
     deliver(routed("C0ONCALL00"), threads, opened, retry=True)
     [parent] = recorder.channel_messages()
     assert parent.channel == "C0ONCALL00" and threads.state == ThreadState("C0ONCALL00", parent.ts)
+
+
+@pytest.mark.parametrize("error", ["not_in_channel", "is_archived"])
+def test_an_error_about_the_channel_names_the_one_the_thread_is_in_not_slack_channel(
+    recorder: SlackRecorder, error: str
+) -> None:
+    # Opened P2 in #gpu-alerts; since then P2 is routed elsewhere and the app was removed from #gpu-alerts:
+    # the error said "the app is not in slack.channel", which the operator found it was in.
+    notifier, threads = _routed(recorder), Threads()
+    deliver(
+        notifier,
+        threads,
+        build_notification(change(make_incident(priority=Priority.P2), ChangeKind.OPENED, 0, "opened")),
+    )
+    client = make_client(recorder.token, base_url=recorder.base_url, rate_limit_retries=0)
+    remapped = SlackNotifier(client, DEFAULT, channels_by_priority={"P2": ONCALL})
+    acknowledged = change(make_incident(priority=Priority.P2), ChangeKind.ACKNOWLEDGED, 4, "by alice")
+    recorder.fail_next("chat.update", status=200, error=error)
+    with pytest.raises(BackendError) as caught:
+        deliver(remapped, threads, build_notification(acknowledged))
+    assert f"channel {recorder.channel_id(ALERTS)}, where this message goes" in str(caught.value)
+    assert "slack.channel" not in str(caught.value)
