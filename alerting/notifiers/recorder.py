@@ -228,6 +228,13 @@ class SlackRecorder:
                     RecordedMessage(cid, self._slack.new_ts(), text, thread_ts=thread_ts)
                 )
 
+    def delete_by_someone(self, channel: str, ts: str) -> None:
+        """A person deletes the message ``ts`` of ``channel`` (its replies stay): ``chat.update`` of it then
+        answers ``message_not_found`` and the history no longer holds it."""
+        with self._lock:
+            cid = self._slack.channel_id(channel)
+            self._slack.messages[:] = [m for m in self._slack.messages if (m.channel, m.ts) != (cid, ts)]
+
     # --- what tests read ---------------------------------------------------------------------------
 
     @property

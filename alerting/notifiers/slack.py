@@ -13,9 +13,10 @@ slack-sdk's ``timeout`` (``slack.timeout_seconds``) bounds each read of an answe
 fails as retryable; it may have reached Slack, and the next call waits for it to end first, so the retry's
 lookup (below) finds what it posted.
 
-Crash safety: the parent message's channel and ``ts`` are saved (``ThreadSaver``) right after
-``chat.postMessage`` returns, so later changes use ``chat.update`` on the stored ``ts``, which is idempotent.
-Saved with them, and in the message's metadata, is which notification the message was posted for
+Crash safety: the parent message's channel is saved (``ThreadSaver``) before ``chat.postMessage`` (a retry
+looks for it there, whatever ``channels_by_priority`` says then) and its ``ts`` right after it returns, so
+later changes use ``chat.update`` on the stored ``ts``, which is idempotent. Saved with them, and in the
+message's metadata, is which notification the message was posted for
 (``posted_for``): that notification's delivery, retried after a crash or a failed reply, or coming after
 ``open_thread`` posted the message alone, edits nothing (it shows it already). Nor does a change whose
 message renders as the one last posted or edited to that thread (``_Shown``, kept in memory: after a restart
@@ -202,16 +203,23 @@ class SlackNotifier:
         """The destination's name in the outbox."""
         return self._name
 
-    def _call(self, method: str, call: Callable[[], SlackResponse]) -> SlackResponse:
-        """Call Slack; a 429 of any method but posts (which every message makes) holds only that method."""
+    def _call(
+        self, method: str, call: Callable[[], SlackResponse], channel: str | None = None
+    ) -> SlackResponse:
+        """Call Slack; a 429 of any method but posts (which every message makes) holds only that method. An
+        error about the channel (``not_in_channel``) names ``channel``, the one the call went to."""
         own_limit = method != "chat.postMessage"
         if own_limit:
             self._limits.check(method)
         try:
             return self._deadline.call(method, call)
         except (SlackClientError, OSError) as exc:
+            # No local names the error: one would hold its traceback's frame, a cycle keeping the answer's
+            # socket open until the garbage collector ran.
             raise (
-                self._limits.noted(method, translate(method, exc)) if own_limit else translate(method, exc)
+                self._limits.noted(method, translate(method, exc, channel=channel))
+                if own_limit
+                else translate(method, exc, channel=channel)
             ) from exc
 
     def deliver(
@@ -255,7 +263,8 @@ class SlackNotifier:
                 reply_broadcast=broadcast,
                 metadata=metadata,
             ),
-            pace=channel,
+            channel=channel,
+            pace=True,
         )
         return True
 
@@ -295,24 +304,25 @@ class SlackNotifier:
         minimal: SlackMessage,
         send: Callable[[SlackMessage], SlackResponse],
         *,
-        pace: str | None = None,
+        channel: str,
+        pace: bool = False,
     ) -> SlackResponse:
         """Send ``message``; when Slack refuses its content (which it would do again on every retry), log
-        why and send ``minimal`` instead, so the incident still reaches the channel. A post to channel
-        ``pace`` waits for its pace first (``PostPacing``), outside the call's deadline."""
+        why and send ``minimal`` instead, so the incident still reaches the channel. A post (``pace``) waits
+        for its channel's pace first (``PostPacing``), outside the call's deadline."""
         try:
-            if pace is not None:
-                self._pacing.wait(self._channel_ids.get(pace, pace))
-            return self._call(method, lambda: send(message))
+            if pace:
+                self._pacing.wait(self._channel_ids.get(channel, channel))
+            return self._call(method, lambda: send(message), channel)
         except BackendError as exc:
             if exc.code not in CONTENT_REFUSED:
                 raise
             logger.warning(
                 "slack refused the message, sending a minimal one incident_id=%s error=%s", n.incident_id, exc
             )
-            if pace is not None:
-                self._pacing.wait(self._channel_ids.get(pace, pace))
-            return self._call(method, lambda: send(minimal))
+            if pace:
+                self._pacing.wait(self._channel_ids.get(channel, channel))
+            return self._call(method, lambda: send(minimal), channel)
 
     def _update_silenced(self, n: Notification, thread: ThreadState) -> bool:
         """Edit the incident's message in place; False (held back) when there is none to edit."""
@@ -341,6 +351,7 @@ class SlackNotifier:
                 lambda message: self._client.chat_update(
                     channel=channel, ts=ts, text=message.text, attachments=message.attachments
                 ),
+                channel=channel,
             )
         except BackendError as exc:
             self._shown_messages.forget(channel, ts)
@@ -371,21 +382,32 @@ class SlackNotifier:
                     "slack message recovered after retry incident_id=%s ts=%s", n.incident_id, found[1]
                 )
                 return thread
+        # Where it goes is saved before it is posted: a crash between Slack's answer and the save of its ts
+        # leaves the retry looking in that channel, not in the one the priority map gives then (an operator
+        # may have changed the map before the restart: the message was posted again, in the new channel).
+        thread = replace(thread, channel=channel, ts=None, posted_for=None)
+        save(thread)
         message = incident_message(n, interactive=self._interactive)
-        response = self._send(
-            "chat.postMessage",
-            n,
-            message,
-            minimal_message(n, interactive=self._interactive),
-            lambda message: self._client.chat_postMessage(
+        try:
+            response = self._send(
+                "chat.postMessage",
+                n,
+                message,
+                minimal_message(n, interactive=self._interactive),
+                lambda message: self._client.chat_postMessage(
+                    channel=channel,
+                    text=message.text,
+                    attachments=message.attachments,
+                    metadata=metadata_for(n.incident_id, key, posted_for=n.key),
+                    unfurl_links=False,
+                ),
                 channel=channel,
-                text=message.text,
-                attachments=message.attachments,
-                metadata=metadata_for(n.incident_id, key, posted_for=n.key),
-                unfurl_links=False,
-            ),
-            pace=channel,
-        )
+                pace=True,
+            )
+        except BackendError as exc:
+            if not exc.retryable:  # Slack refused it (not_in_channel, ...): nothing posted, and its retry,
+                save(replace(thread, channel=None))  # once fixed, goes where the configuration says then
+            raise
         thread = thread.with_message(str(response["channel"]), str(response["ts"]), n.key)
         self._shown_messages.shows(str(response["channel"]), str(response["ts"]), message)
         self._channel_ids[channel] = thread.channel or channel

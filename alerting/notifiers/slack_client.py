@@ -55,6 +55,19 @@ FIXES = {
     "is_archived": "slack.channel is archived: unarchive it or set another channel; " + _RETRY,
     "missing_scope": "grant the app the scope Slack names (needed) and reinstall it; " + _RETRY,
 }
+# The same, naming the channel the call went to: with slack.channels_by_priority, or a thread that stays in
+# the channel its message went to, that is not always slack.channel, which the errors above sent people to.
+CHANNEL_FIXES = {
+    "not_in_channel": "the app is not in channel {channel}, where this message goes: invite it (`/invite"
+    " @<app>` in the channel); " + _RETRY,
+    "channel_not_found": (
+        "{channel}, where this message goes, is no channel the app can see: set slack.channel and"
+        " slack.channels_by_priority to channel ids (C..., at the bottom of the channel's details) and, for a"
+        " private channel, invite the app; " + _RETRY
+    ),
+    "is_archived": "channel {channel}, where this message goes, is archived: unarchive it or set another"
+    " channel; " + _RETRY,
+}
 
 # The longest Retry-After slept inside the client: the outbox's dispatcher is one thread, so a 429 asking
 # for an hour held every other incident's messages (the outbox retries such a message later instead).
@@ -148,8 +161,9 @@ def _redirect(response: SlackResponse) -> str:
     return f", a redirect to {target} (not followed: Slack's Web API does not redirect; check slack.base_url)"
 
 
-def translate(method: str, exc: Exception) -> BackendError:
-    """The one place where slack-sdk and transport errors become gpuwarden errors."""
+def translate(method: str, exc: Exception, *, channel: str | None = None) -> BackendError:
+    """The one place where slack-sdk and transport errors become gpuwarden errors; one about the channel
+    names ``channel``, where the call went, when given."""
     if isinstance(exc, SlackApiError):
         status = exc.response.status_code
         data = exc.response.data
@@ -168,7 +182,11 @@ def translate(method: str, exc: Exception) -> BackendError:
         limited = status == 429 or error in ("ratelimited", "rate_limited")
         if 300 <= status < 400:  # not followed (``unredirected``): its body is no Slack answer
             return BackendError(f"{method} failed: HTTP {status}{_redirect(exc.response)}", backend="slack")
-        fix = f"; {FIXES[error]}" if error in FIXES and not retryable else ""
+        fix = ""
+        if channel is not None and error in CHANNEL_FIXES and not retryable:
+            fix = "; " + CHANNEL_FIXES[error].format(channel=channel)
+        elif error in FIXES and not retryable:
+            fix = f"; {FIXES[error]}"
         return BackendError(
             f"{method} failed: {error or f'HTTP {status}'}{_detail(data)}{fix}",
             backend="slack",

@@ -42,7 +42,7 @@ RESUMED_MAX = 1000
 # from its start again.
 CURSOR_REFUSED = "invalid_cursor"
 
-Caller = Callable[[str, Callable[[], SlackResponse]], SlackResponse]
+Caller = Callable[[str, Callable[[], SlackResponse], str], SlackResponse]  # method, call, its channel
 T = TypeVar("T")
 
 
@@ -149,7 +149,7 @@ class SlackLookups:
         without channels:history, ``channel_not_found`` for a channel name): we cannot look, so the caller
         posts (at-least-once) rather than fail the message for good, which every retry would do again."""
         try:
-            return self._call(method, call)
+            return self._call(method, call, channel)
         except BackendError as exc:
             if exc.code == CURSOR_REFUSED:
                 raise _CursorRefused from exc

@@ -50,13 +50,22 @@ class CrashAfterSend:
     def deliver(
         self, notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
     ) -> None:
-        def lost(_state: ThreadState) -> None:
-            raise Crash
-
         self.inner.deliver(
-            notification, thread, retry=retry, save=lost if self.before_saving_thread else save
+            notification, thread, retry=retry, save=ts_lost(save) if self.before_saving_thread else save
         )
         raise Crash
+
+
+def ts_lost(save: ThreadSaver) -> ThreadSaver:
+    """``save``, dying at the first save of a posted message's ``ts``: where a post goes, saved before it
+    is posted, is kept."""
+
+    def lost(state: ThreadState) -> None:
+        if state.ts is not None:
+            raise Crash
+        save(state)
+
+    return lost
 
 
 def webhook_edits_flipping_every_30_s(engine: Engine, recorder: SlackRecorder, restarts: bool) -> None:

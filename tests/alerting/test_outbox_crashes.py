@@ -53,7 +53,7 @@ def test_crash_between_first_post_and_saving_its_ts_recovers_the_message(
     dying(lifecycle()[0])
     with pytest.raises(Crash):
         dying.dispatch_due()
-    assert dying.thread("slack", "inc-r07") is None
+    assert dying.thread("slack", "inc-r07") == ThreadState(channel), "where it went saved, its ts lost"
 
     restarted = Outbox(engine, [slack(recorder, channel)], FakeClock())
     for c in lifecycle()[1:]:
@@ -62,6 +62,52 @@ def test_crash_between_first_post_and_saving_its_ts_recovers_the_message(
     [parent] = recorder.channel_messages()
     assert restarted.thread("slack", "inc-r07") == ThreadState(channel, parent.ts)
     assert reply_kinds(recorder, parent.ts) == REPLY_ORDER
+
+
+def test_a_crash_before_a_first_posts_ts_is_saved_and_a_changed_channel_map_posts_it_once(
+    engine: Engine, recorder: SlackRecorder
+) -> None:
+    # Posted P0 to the P0 channel; serve died before saving its ts; the operator routed P0 elsewhere and
+    # restarted: the retry looks for the message where it was posted, not in the channel the map gives now.
+    def routed(p0: str) -> SlackNotifier:
+        client = make_client(recorder.token, base_url=recorder.base_url, rate_limit_retries=0)
+        return SlackNotifier(client, "C0DEFAULT00", channels_by_priority={"P0": p0})
+
+    dying = Outbox(engine, [CrashAfterSend(routed("C0ONCALL00"), before_saving_thread=True)], FakeClock())
+    dying(lifecycle()[0])
+    with pytest.raises(Crash):
+        dying.dispatch_due()
+
+    restarted = Outbox(engine, [routed("C0PAGING00")], FakeClock())
+    assert restarted.dispatch_due() == 1
+    [parent] = recorder.channel_messages()
+    assert parent.channel == "C0ONCALL00"
+    assert restarted.thread("slack", "inc-r07") == ThreadState("C0ONCALL00", parent.ts)
+    assert reply_kinds(recorder, parent.ts) == ["opened"]
+
+
+def test_a_crash_after_a_deleted_message_is_posted_again_posts_it_once(
+    engine: Engine, recorder: SlackRecorder
+) -> None:
+    # Someone deleted the incident's message; the next change posted it again and serve died before saving
+    # the new ts: the retry finds the new message, not the deleted one's ts, which would post a third.
+    channel = recorder.channel_id("#gpu-incidents")
+    changes = lifecycle()
+    first = Outbox(engine, [slack(recorder, channel)], FakeClock())
+    first(changes[0])
+    first.dispatch_due()
+    [deleted] = recorder.channel_messages()
+    recorder.delete_by_someone(channel, deleted.ts)
+    first(changes[1])
+    dying = Outbox(engine, [CrashAfterSend(slack(recorder, channel), before_saving_thread=True)], FakeClock())
+    with pytest.raises(Crash):
+        dying.dispatch_due()
+
+    restarted = Outbox(engine, [slack(recorder, channel)], FakeClock())
+    assert restarted.dispatch_due() == 1
+    [again] = recorder.channel_messages()
+    assert restarted.thread("slack", "inc-r07") == ThreadState(channel, again.ts)
+    assert reply_kinds(recorder, again.ts) == ["priority_changed"]
 
 
 def test_a_first_post_abandoned_at_its_deadline_is_found_by_its_retry_not_posted_twice(

@@ -19,7 +19,7 @@ from alerting.subscriptions import ChangeKind
 from gpuwarden.clock import FakeClock
 from gpuwarden.model import IncidentState, Priority
 from tests.alerting.notifiers.incidents import change, make_incident
-from tests.alerting.outbox_deliveries import Crash, reply_kinds, slack
+from tests.alerting.outbox_deliveries import Crash, reply_kinds, slack, ts_lost
 
 
 def _queue_opened_and_acknowledged(outbox: Outbox, incidents: list[tuple[str, Priority]]) -> None:
@@ -148,11 +148,8 @@ class CrashWhileOpening:
     def open_thread(
         self, notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
     ) -> bool:
-        def lost(_state: ThreadState) -> None:
-            raise Crash
-
         self.inner.open_thread(
-            notification, thread, retry=retry, save=lost if self.before_saving_thread else save
+            notification, thread, retry=retry, save=ts_lost(save) if self.before_saving_thread else save
         )
         raise Crash
 

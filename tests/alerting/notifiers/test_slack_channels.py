@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from alerting.notifiers.base import build_notification
+from alerting.notifiers.base import ThreadState, build_notification
 from alerting.notifiers.recorder import SlackRecorder
 from alerting.notifiers.slack import SlackNotifier, make_client
 from alerting.subscriptions import ChangeKind
 from gpuwarden.config import load_config
+from gpuwarden.errors import BackendError
 from gpuwarden.model import Priority
 from tests.alerting.notifiers.incidents import change, make_incident
 from tests.alerting.notifiers.slack_threads import Threads, deliver
@@ -101,3 +102,44 @@ def test_the_channel_map_is_read_from_the_config_and_left_out_everything_goes_to
         deliver(notifier, Threads(), build_notification(change(incident, ChangeKind.OPENED, 0, "opened")))
     assert [m.text.split(":")[0] for m in recorder.channel_messages(ONCALL)] == ["P0 rack r07 lost power"]
     assert len(recorder.channel_messages(DEFAULT)) == 1
+
+
+def test_a_first_post_slack_refused_goes_where_the_changed_map_says_at_its_retry(
+    recorder: SlackRecorder,
+) -> None:
+    # P0 routed to a channel the app is not in: Slack refused the post (nothing posted). The operator routed
+    # P0 to another channel and retried the failed message: it goes there, not to the refused channel.
+    def routed(p0: str) -> SlackNotifier:
+        client = make_client(recorder.token, base_url=recorder.base_url, rate_limit_retries=0)
+        return SlackNotifier(client, "C0DEFAULT00", channels_by_priority={"P0": p0})
+
+    opened = build_notification(change(make_incident(priority=Priority.P0), ChangeKind.OPENED, 0, "opened"))
+    threads = Threads()
+    recorder.fail_next("chat.postMessage", status=200, error="not_in_channel")
+    with pytest.raises(BackendError, match="not_in_channel"):
+        deliver(routed("C0NOTMEMBER"), threads, opened)
+    deliver(routed("C0ONCALL00"), threads, opened, retry=True)
+    [parent] = recorder.channel_messages()
+    assert parent.channel == "C0ONCALL00" and threads.state == ThreadState("C0ONCALL00", parent.ts)
+
+
+@pytest.mark.parametrize("error", ["not_in_channel", "is_archived"])
+def test_an_error_about_the_channel_names_the_one_the_thread_is_in_not_slack_channel(
+    recorder: SlackRecorder, error: str
+) -> None:
+    # Opened P2 in #gpu-alerts; since then P2 is routed elsewhere and the app was removed from #gpu-alerts:
+    # the error said "the app is not in slack.channel", which the operator found it was in.
+    notifier, threads = _routed(recorder), Threads()
+    deliver(
+        notifier,
+        threads,
+        build_notification(change(make_incident(priority=Priority.P2), ChangeKind.OPENED, 0, "opened")),
+    )
+    client = make_client(recorder.token, base_url=recorder.base_url, rate_limit_retries=0)
+    remapped = SlackNotifier(client, DEFAULT, channels_by_priority={"P2": ONCALL})
+    acknowledged = change(make_incident(priority=Priority.P2), ChangeKind.ACKNOWLEDGED, 4, "by alice")
+    recorder.fail_next("chat.update", status=200, error=error)
+    with pytest.raises(BackendError) as caught:
+        deliver(remapped, threads, build_notification(acknowledged))
+    assert f"channel {recorder.channel_id(ALERTS)}, where this message goes" in str(caught.value)
+    assert "slack.channel" not in str(caught.value)

@@ -115,9 +115,15 @@ def test_slack_errors_become_backend_errors_that_say_whether_to_retry(
 @pytest.mark.parametrize(
     ("error", "fix"),
     [
-        ("not_in_channel", "the app is not in slack.channel: invite it (`/invite @<app>` in the channel)"),
-        ("channel_not_found", "set it to the channel's id (C..., at the bottom of the channel's details)"),
-        ("is_archived", "slack.channel is archived: unarchive it or set another channel"),
+        (
+            "not_in_channel",
+            "the app is not in channel #gpu-incidents, where this message goes: invite it (`/invite @<app>`",
+        ),
+        (
+            "channel_not_found",
+            "set slack.channel and slack.channels_by_priority to channel ids (C..., at the bottom of the",
+        ),
+        ("is_archived", "channel #gpu-incidents, where this message goes, is archived: unarchive it or set"),
         ("account_inactive", "reinstall the app, set its Bot User OAuth Token (xoxb-...) and restart serve"),
         ("token_revoked", "reinstall the app, set its Bot User OAuth Token (xoxb-...) and restart serve"),
     ],

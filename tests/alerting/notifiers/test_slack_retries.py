@@ -185,3 +185,16 @@ def test_a_retried_reply_reads_only_the_thread_since_its_event_not_a_war_room_be
         mine = [r for r in recorder.replies(threads.state.ts) if r.metadata]
         assert [r.event for r in mine] == ["opened", "priority_changed"]
         assert len([c for c in recorder.calls if c.method == "conversations.replies"]) == 1
+
+
+def test_a_lookup_refused_for_its_channel_names_that_channel(
+    recorder: SlackRecorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The app may post to a public channel it is not in (chat:write.public) but not read it: the retry's
+    # lookup is refused not_in_channel, and the log said to invite the app to slack.channel, where it was.
+    client = make_client(recorder.token, base_url=recorder.base_url, rate_limit_retries=0)
+    notifier = SlackNotifier(client, "C0DEFAULT00", channels_by_priority={"P0": "C0ONCALL00"})
+    recorder.fail_next("conversations.history", status=200, error="not_in_channel")
+    deliver(notifier, Threads(), build_notification(lifecycle()[0]), retry=True)
+    assert "the app is not in channel C0ONCALL00" in caplog.text
+    assert "not in slack.channel" not in caplog.text
