@@ -6,8 +6,10 @@ a ``ConfigError`` at that line; ``load_yaml_model`` does both for one file and o
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
+import re
 import stat
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
@@ -301,6 +303,11 @@ def _constraint_message(error: ErrorDetails, *, item: bool, key: bool, syntax: S
         return f"{shown_value(value)} is shorter than {least} characters; write at least {least}"
     if kind == "string_too_long":
         return f"longer than {ctx['max_length']} characters; shorten it"
+    if kind in (
+        "literal_error",
+        "enum",
+    ):  # "Input should be 'P0', 'P1', 'P2' or 'P3'": not the value, nor a fix
+        return _choice_message(value, str(ctx.get("expected", "")), key=key)
     if kind in ("model_type", "dict_type"):  # "Input should be a valid dictionary or instance of ApiConfig"
         return f"is {shown_value(value)}, not a section; {_WRITE_SECTION[syntax]}"
     if kind == "list_type":
@@ -339,6 +346,17 @@ def _constraint_message(error: ErrorDetails, *, item: bool, key: bool, syntax: S
         limit = _number(ctx[bound])
         return f"{shown_value(value, quoted=False)} " + text.format(limit, limit)
     return None
+
+
+def _choice_message(value: Any, expected: str, *, key: bool) -> str:
+    """A value (or a mapping's ``key``, which the line names already) that is none of a setting's choices
+    (``expected``, pydantic's "'P0', 'P1' or 'P2'"), said with them and the one it was probably meant to be:
+    the same in another case (``p1``), or a near spelling."""
+    choices = re.findall(r"'([^']*)'", expected) or [expected]
+    said = f"{'is' if key else f'{shown_value(value)} is'} not one of {', '.join(choices)}"
+    text = str(value)
+    meant = [c for c in choices if c.lower() == text.lower()] or difflib.get_close_matches(text, choices, n=1)
+    return f"{said}; did you mean {meant[0]}?" if meant else f"{said}; write one of them"
 
 
 _WRITE_SECTION: dict[Syntax, str] = {
