@@ -238,8 +238,16 @@ def read_yaml(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
-        if line is not None and _indented_with_tab(text, line):  # libyaml's words do not say "tab"
+        tab = line is not None and _indented_with_tab(text, line)
+        if tab:  # libyaml's words do not say "tab"
             problem += "; the line is indented with a tab: YAML indents with spaces only"
+        context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and start is not None and line is not None and start.line + 1 != line and not tab:
+            # An unclosed `[`, `{` or quote is found missing at the end of the file: a line past its last one
+            # (broken.yaml:4 of a 3-line file), which alone did not say where the opening was.
+            problem += f" ({context} that starts at line {start.line + 1})"
+            if line > len(text.splitlines()):
+                line = start.line + 1
         if "another document" in problem:  # libyaml said only "but found another document"
             problem = (
                 "a second document (after a `---` line); gpuwarden reads one: remove the `---` and merge them"
