@@ -201,7 +201,7 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
 
 
 def _copied(value: Any) -> Any:
-    """``value``'s mappings and lists copied (its leaves shared: ``yamlfile.UNRESOLVED`` stays itself)."""
+    """``value``'s mappings and lists copied (its leaves shared: ``secret_refs.UNRESOLVED`` stays itself)."""
     if isinstance(value, dict):
         return {k: _copied(v) for k, v in value.items()}
     if isinstance(value, list):
