@@ -70,8 +70,9 @@ from gpuwarden.limits import (
     MIN_COLLECT_INTERVAL_SECONDS,
 )
 from gpuwarden.route_prefix import route_prefix_entry
+from gpuwarden.secret_refs import resolve_secret_refs, secret_ref_names
 from gpuwarden.urls import pushgateway_base_url
-from gpuwarden.yamlfile import not_a_mapping, read_yaml, resolve_secret_refs, secret_ref_names
+from gpuwarden.yamlfile import not_a_mapping, read_yaml
 
 # What the stages, the CLI, the tests and users import from here, wherever it is defined.
 __all__ = [

@@ -101,9 +101,12 @@ def validated(
             return build(data), problems, doubtful
         except ValidationError as exc:
             progress = False
+            # This pass's errors are each said, two entries of one list too: only earlier passes' removals
+            # (and the settings left out from the start) hide an error.
+            earlier = list(pruned)
             for error in exc.errors():
                 loc = tuple(error["loc"])
-                if (loc, error["msg"]) not in seen and not _under(loc, pruned):
+                if (loc, error["msg"]) not in seen and not _under(loc, earlier):
                     seen.add((loc, error["msg"]))
                     # A value a variable set is its JSON: a boolean there is no YAML boolean
                     json = setting_variable(loc, positions, environ) is not None
@@ -198,7 +201,7 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
 
 
 def _copied(value: Any) -> Any:
-    """``value``'s mappings and lists copied (its leaves shared: ``yamlfile.UNRESOLVED`` stays itself)."""
+    """``value``'s mappings and lists copied (its leaves shared: ``secret_refs.UNRESOLVED`` stays itself)."""
     if isinstance(value, dict):
         return {k: _copied(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -224,6 +227,11 @@ def _prune(data: dict[str, Any], loc: Loc) -> Loc | None:
         if isinstance(parent, dict) and key in parent:
             del parent[key]
             return loc[:depth]
+        if isinstance(parent, dict) and depth < len(loc):
+            # A mapping on the way lacks it: removed already, by an earlier error of the same pass (a list's
+            # second bad entry after its first took the list). Climbing on removed the whole section or list
+            # above it, `webhooks` for `webhooks[0].priorities[1]`, and with it the other items' problems.
+            return None
     return None
 
 

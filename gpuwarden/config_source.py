@@ -258,7 +258,9 @@ def literal_secrets(
 
 def settings_error(exc: SettingsError, environ: Mapping[str, str]) -> ConfigError:
     """pydantic-settings' error for a ``GPUWARDEN_`` variable of a section or list that is not valid JSON,
-    naming the variables that may be at fault."""
+    naming the variables that may be at fault (those of the section that JSON does not read, where any),
+    the setting where one alone is, and how to write it. pydantic-settings' own words ("error parsing value
+    for field "api" from source "EnvSettingsSource"") named its internals, not the fix."""
     found = re.search(r'field "([^"]+)"', str(exc))
     section = found.group(1) if found else ""
     suspects = sorted(
@@ -266,9 +268,26 @@ def settings_error(exc: SettingsError, environ: Mapping[str, str]) -> ConfigErro
         for n in environ
         if section and n.upper().startswith(PREFIX + section.upper()) and not is_service_link(n, environ[n])
     )
+    unread = [n for n in suspects if _json_problem(environ[n]) is not None] or suspects
+    if len(unread) == 1:
+        name = unread[0]
+        field = ".".join(name[len(PREFIX) :].lower().split("__"))
+        said = f"{name} is not JSON ({_json_problem(environ[name]) or exc})"  # its value may hold a secret
+    else:
+        field = section
+        said = f"one of {', '.join(unread)} is not JSON" if unread else "a GPUWARDEN_ variable is not JSON"
     return ConfigError(
-        f"{exc} ({', '.join(suspects) or 'a GPUWARDEN_ variable'}); a value that is a list or a section"
-        " is JSON",
+        f'{said}; a variable that sets a list or a section takes JSON: a list as \'["a", "b"]\', a'
+        """ section as '{"port": 8080}', quoted for the shell as shown""",
         path=ENVIRONMENT,
-        field=section,
+        field=field,
     )
+
+
+def _json_problem(value: str) -> str | None:
+    """Why ``value`` is not JSON, in the decoder's words; None when it is."""
+    try:
+        json.loads(value)
+    except ValueError as exc:
+        return str(exc)
+    return None

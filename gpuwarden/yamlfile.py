@@ -6,8 +6,10 @@ a ``ConfigError`` at that line; ``load_yaml_model`` does both for one file and o
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
+import re
 import stat
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
@@ -21,6 +23,7 @@ from pydantic_core import ErrorDetails
 from gpuwarden.durations import spoken_seconds
 from gpuwarden.errors import ConfigError
 from gpuwarden.numerals import AS_WRITTEN, TOO_LARGE, written_as_digits
+from gpuwarden.secret_refs import resolve_secret_refs
 from gpuwarden.yamlloader import NumbersAsWrittenLoader
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -47,60 +50,6 @@ def _positions(root: yaml.Node) -> dict[tuple[str | int, ...], int]:
         elif isinstance(node, yaml.SequenceNode):
             stack.extend((item, (*path, i)) for i, item in reversed(list(enumerate(node.value))))
     return out
-
-
-UNRESOLVED = object()
-"""What ``resolve_secret_refs`` leaves where a reference's variable is unset, when it collects problems."""
-
-
-def resolve_secret_refs(
-    data: Any,
-    environ: Mapping[str, str],
-    path: str,
-    trail: str = "",
-    *,
-    unresolved: list[tuple[tuple[str | int, ...], ConfigError]] | None = None,
-    loc: tuple[str | int, ...] = (),
-) -> Any:
-    """Replace ``{env: NAME}`` mappings by the variable's value; a missing variable is a config error,
-    raised, or (``unresolved`` given) appended there with its key path and left as ``UNRESOLVED``."""
-    if isinstance(data, dict):
-        if set(data) == {"env"} and isinstance(data["env"], str):
-            name = data["env"]
-            if environ.get(name, "").strip():
-                return environ[name]
-            # An empty token would let every request through.
-            said = "is not set; export it" if name not in environ else "is empty; export its value"
-            error = ConfigError(
-                f"secret reference names environment variable {name!r}, which {said}", path=path, field=trail
-            )
-            if unresolved is None:
-                raise error
-            unresolved.append((loc, error))
-            return UNRESOLVED
-        return {
-            k: resolve_secret_refs(
-                v, environ, path, f"{trail}.{k}" if trail else str(k), unresolved=unresolved, loc=(*loc, k)
-            )
-            for k, v in data.items()
-        }
-    if isinstance(data, list):
-        return [
-            resolve_secret_refs(v, environ, path, f"{trail}[{i}]", unresolved=unresolved, loc=(*loc, i))
-            for i, v in enumerate(data)
-        ]
-    return data
-
-
-def secret_ref_names(data: Any) -> set[str]:
-    """The environment variables that ``{env: NAME}`` mappings in ``data`` name."""
-    if isinstance(data, dict):
-        if set(data) == {"env"} and isinstance(data["env"], str):
-            return {data["env"]}
-        return {name for value in data.values() for name in secret_ref_names(value)}
-    if isinstance(data, list):
-        return {name for value in data for name in secret_ref_names(value)}
-    return set()
 
 
 Syntax = Literal["YAML", "JSON"]
@@ -238,8 +187,16 @@ def read_yaml(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
         problem = getattr(exc, "problem", None) or str(exc)
         if isinstance(exc, yaml.reader.ReaderError) and isinstance(exc.character, int):
             line, problem = _unreadable_character(text, exc.character, exc.reason)
-        if line is not None and _indented_with_tab(text, line):  # libyaml's words do not say "tab"
+        tab = line is not None and _indented_with_tab(text, line)
+        if tab:  # libyaml's words do not say "tab"
             problem += "; the line is indented with a tab: YAML indents with spaces only"
+        context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and start is not None and line is not None and start.line + 1 != line and not tab:
+            # An unclosed `[`, `{` or quote is found missing at the end of the file: a line past its last one
+            # (broken.yaml:4 of a 3-line file), which alone did not say where the opening was.
+            problem += f" ({context} that starts at line {start.line + 1})"
+            if line > len(text.splitlines()):
+                line = start.line + 1
         if "another document" in problem:  # libyaml said only "but found another document"
             problem = (
                 "a second document (after a `---` line); gpuwarden reads one: remove the `---` and merge them"
@@ -314,6 +271,11 @@ def _constraint_message(error: ErrorDetails, *, item: bool, key: bool, syntax: S
         return f"{shown_value(value)} is shorter than {least} characters; write at least {least}"
     if kind == "string_too_long":
         return f"longer than {ctx['max_length']} characters; shorten it"
+    if kind in (
+        "literal_error",
+        "enum",
+    ):  # "Input should be 'P0', 'P1', 'P2' or 'P3'": not the value, nor a fix
+        return _choice_message(value, str(ctx.get("expected", "")), key=key)
     if kind in ("model_type", "dict_type"):  # "Input should be a valid dictionary or instance of ApiConfig"
         return f"is {shown_value(value)}, not a section; {_WRITE_SECTION[syntax]}"
     if kind == "list_type":
@@ -352,6 +314,17 @@ def _constraint_message(error: ErrorDetails, *, item: bool, key: bool, syntax: S
         limit = _number(ctx[bound])
         return f"{shown_value(value, quoted=False)} " + text.format(limit, limit)
     return None
+
+
+def _choice_message(value: Any, expected: str, *, key: bool) -> str:
+    """A value (or a mapping's ``key``, which the line names already) that is none of a setting's choices
+    (``expected``, pydantic's "'P0', 'P1' or 'P2'"), said with them and the one it was probably meant to be:
+    the same in another case (``p1``), or a near spelling."""
+    choices = re.findall(r"'([^']*)'", expected) or [expected]
+    said = f"{'is' if key else f'{shown_value(value)} is'} not one of {', '.join(choices)}"
+    text = str(value)
+    meant = [c for c in choices if c.lower() == text.lower()] or difflib.get_close_matches(text, choices, n=1)
+    return f"{said}; did you mean {meant[0]}?" if meant else f"{said}; write one of them"
 
 
 _WRITE_SECTION: dict[Syntax, str] = {

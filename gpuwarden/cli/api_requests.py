@@ -19,6 +19,7 @@ import typer
 from rich.markup import escape
 
 from gpuwarden.cli.consoles import err_console
+from gpuwarden.cli.foreign_answers import foreign_said
 from gpuwarden.cli.numbers import number
 from gpuwarden.cli.tls_trust import ca_file_problem, tls_hint
 from gpuwarden.headers import (
@@ -244,7 +245,7 @@ def _refusal(response: httpx.Response, token: str | None, url: str, path: str) -
     elif isinstance(data, str):
         message, ours = data, True
     else:
-        message, ours = response.text.strip() or "an empty answer", False
+        message, ours = foreign_said(response.text) or "an empty answer", False
     said = f"HTTP {response.status_code}: {message}"
     if response.status_code == 401 and not token:
         return f"{said}; {token_missing(token)}"

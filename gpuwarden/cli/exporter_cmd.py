@@ -167,7 +167,11 @@ def exporter(
     ] = None,
     listen_address: Annotated[
         str | None,
-        typer.Option(help="Address to listen on (default 0.0.0.0, every interface, like dcgm-exporter)."),
+        typer.Option(
+            "--listen-address",
+            "--host",  # serve's and inference-server's name for it: "no such option: --host" stopped them
+            help="Address to listen on (default 0.0.0.0, every interface, like dcgm-exporter).",
+        ),
     ] = None,
     interval: Annotated[
         float | None,

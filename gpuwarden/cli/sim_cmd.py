@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from gpuwarden.cli.consoles import console, err_console, folded, option_said, refuse_option, whole_column
+from gpuwarden.cli.foreign_answers import foreign_said
 from gpuwarden.cli.incidents_cmd import (
     MAX_TIMEOUT_SECONDS,
     TABLE_OUTPUTS,
@@ -191,7 +192,7 @@ def _answered(response: httpx.Response, key: str, url: str) -> dict[str, Any]:
     if not isinstance(body, dict) or (response.is_error and not isinstance(body.get("error"), str)):
         # Not the exporter's answer (a proxy's 502 page, another server): said with where it came from, as
         # it is ("answered 200 but not as ...: {'error': 'hello'}" showed a dict the CLI had made up).
-        said = response.text.strip() or response.reason_phrase
+        said = foreign_said(response.text) or response.reason_phrase
         raise _fail(
             f"{shown_url} answered {response.status_code}: {said} (not the simulated exporter's answer: is"
             " --url an exporter or inference server running with --simulate?)"

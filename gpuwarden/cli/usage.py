@@ -1,5 +1,5 @@
-"""click's usage errors said as every other bad option of the CLI is: one line, exit 2; and flags shown in
-``--help`` without a type.
+"""click's usage errors said as every other bad option of the CLI is: one line, exit 2; flags shown in
+``--help`` without a type; and each command's summary in its group's ``--help`` as one paragraph.
 
 A missing argument, an unknown option or command, an option without its value: typer drew them in a box
 under a usage line (``╭─ Error ─╮ Missing argument 'incident_id'.``), where every other bad option is one
@@ -12,6 +12,7 @@ usage errors as one JSON log line instead (``consoles.usage_logger``), exit 2 st
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -55,6 +56,7 @@ class OneLineUsageErrors(TyperGroup):
         """click's, with its usage errors (the root's own options) said in one line; the flags untyped first,
         typer's ``--install-completion`` too (added once the group is built), for a ``--help`` read below."""
         _untyped_flags(self, typer.Context(self))
+        _summaries_in_one_paragraph(self)
         usage_logger.set(json_logger(self, args))
         names = _command_named(self, list(args))[2]
         _named_path.set(" ".join([info_name or self.name or "gpuwarden", *names]))
@@ -77,6 +79,17 @@ def _untyped_flags(command: Any, ctx: Any) -> None:
             param.metavar = ""
     for sub in getattr(command, "commands", {}).values():
         _untyped_flags(sub, ctx)
+
+
+def _summaries_in_one_paragraph(group: Any) -> None:
+    """Give every command below ``group`` that has none a short help: its help's first paragraph on one
+    line. typer 0.29's rich help kept the docstring's line breaks in a group's command list, so a summary
+    broke off mid-sentence at each (``config --help``: "as serve, exporter and anomaly run", then "would,
+    and the OTEL_* variables ..." on the next row), where the command's own ``--help`` flows it."""
+    for sub in getattr(group, "commands", {}).values():
+        if sub.short_help is None and sub.help:
+            sub.short_help = " ".join(inspect.cleandoc(sub.help).split("\n\n")[0].split())
+        _summaries_in_one_paragraph(sub)
 
 
 def json_logger(root: Any, args: Sequence[str]) -> str | None:

@@ -154,7 +154,10 @@ def test_non_utf8_config_is_a_config_error_naming_the_file(tmp_path: Path) -> No
 
 @pytest.mark.parametrize(
     ("variable", "value", "field"),
-    [("GPUWARDEN_ALERTING__INHIBIT_RULES", "[[", "alerting"), ("GPUWARDEN_API__PORT", "abc", "api.port")],
+    [
+        ("GPUWARDEN_ALERTING__INHIBIT_RULES", "[[", "alerting.inhibit_rules"),
+        ("GPUWARDEN_API__PORT", "abc", "api.port"),
+    ],
     ids=["invalid-json", "wrong-type"],
 )
 def test_a_bad_environment_override_names_the_environment_not_the_files_line(

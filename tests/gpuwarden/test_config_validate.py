@@ -449,3 +449,26 @@ def test_a_runbook_base_url_no_link_could_open_is_refused_at_its_line(
     assert words in output
     path.write_text("slack:\n  runbook_base_url: https://wiki.example/runbooks/\n")
     assert load_config(path).slack.runbook_base_url == "https://wiki.example/runbooks/"
+
+
+def test_two_bad_entries_of_one_list_hide_neither_each_other_nor_the_next_items_problems(
+    tmp_path: Path,
+) -> None:
+    # The second bad entry of `priorities`, looked for after the first had taken the list out, took out the
+    # whole `webhooks` list above it: neither it nor webhooks[1].url was said, until the first was fixed.
+    path = write(
+        tmp_path,
+        "webhooks:\n"
+        "  - name: a\n"
+        "    url: http://127.0.0.1:9/x\n"
+        "    priorities: [p1, P9]\n"
+        "  - name: b\n"
+        "    url: ftp://x\n",
+    )
+    result = runner.invoke(app, ["config", "validate", str(path)])
+    said = result.stderr
+    assert result.exit_code == 1, said
+    assert (
+        f"{path}:4: webhooks[0].priorities[0]: " in said and f"{path}:4: webhooks[0].priorities[1]: " in said
+    )
+    assert f"{path}:6: webhooks[1].url: 'ftp://x/' is not an http(s) URL" in said, said

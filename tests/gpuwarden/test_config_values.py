@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuwarden.config import load_config
+from gpuwarden.config import examine_config, load_config
 from gpuwarden.errors import ConfigError
 from tests.gpuwarden.config_files import write
 
@@ -368,3 +368,35 @@ def test_a_value_yaml_reads_as_no_text_where_text_belongs_says_so_and_to_quote_i
         load_config(write(tmp_path, text), environ={})
     assert said in str(refused.value), str(refused.value)
     assert "Input should" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        (
+            "webhooks:\n  - name: a\n    url: http://127.0.0.1:9/x\n    events: [opend]\n",
+            "webhooks[0].events[0]: 'opend' is not one of opened, updated, priority_changed, acknowledged,"
+            " mitigating, resolved, reopened; did you mean opened?",
+        ),
+        (
+            "webhooks:\n  - name: a\n    url: http://127.0.0.1:9/x\n    priorities: [p1, P9]\n",
+            "webhooks[0].priorities[0]: 'p1' is not one of P0, P1, P2, P3; did you mean P1?",
+        ),
+        (
+            "webhooks:\n  - name: a\n    url: http://127.0.0.1:9/x\n    priorities: [P9]\n",
+            "webhooks[0].priorities[0]: 'P9' is not one of P0, P1, P2, P3; write one of them",
+        ),
+        (
+            "tracing:\n  span_exporter: otlpp\n",
+            "tracing.span_exporter: 'otlpp' is not one of auto, otlp, console, none; did you mean otlp?",
+        ),
+    ],
+    ids=["misspelt-event", "priority-in-lower-case", "no-such-priority", "misspelt-exporter"],
+)
+def test_a_value_that_is_none_of_its_settings_choices_is_quoted_with_the_choice_it_was_meant_to_be(
+    tmp_path: Path, text: str, said: str
+) -> None:
+    # pydantic's "Input should be 'P0', 'P1', 'P2' or 'P3'" quoted neither the value written nor which
+    # choice it was probably meant to be, where an unknown field's error does ("did you mean port?").
+    report = examine_config(write(tmp_path, text))
+    assert any(said in str(p) for p in report.problems), [str(p) for p in report.problems]

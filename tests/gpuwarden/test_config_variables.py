@@ -142,3 +142,41 @@ def test_a_wrong_variable_hides_none_of_the_files_own_problems(
     monkeypatch.setenv("GPUWARDEN_EXPORTER__PORT", "9500")  # set aside in that run only: read again
     fixed = write(tmp_path, "api:\n  port: 9000\n")
     assert load_config(fixed).exporter.port == 9500
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "field", "words"),
+    [
+        (
+            "GPUWARDEN_WEBHOOKS",
+            "not json",
+            "webhooks",
+            "GPUWARDEN_WEBHOOKS is not JSON (Expecting value: line 1",
+        ),
+        (
+            "GPUWARDEN_API__ALLOWED_HOSTS",
+            "localhost,gw.example",
+            "api.allowed_hosts",
+            "GPUWARDEN_API__ALLOWED_HOSTS is not JSON (Expecting value: line 1 column 1 (char 0))",
+        ),
+        (
+            "GPUWARDEN_SLACK",
+            '{"bot_token": "xoxb-secret"',
+            "slack",
+            "GPUWARDEN_SLACK is not JSON (Expecting ',' delimiter: line 1 column 28 (char 27))",
+        ),
+    ],
+    ids=["list", "list-in-a-section", "section-holding-a-secret"],
+)
+def test_a_variable_whose_list_or_section_is_not_json_names_it_where_and_how_to_write_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, field: str, words: str
+) -> None:
+    # It said "api: error parsing value for field "api" from source "EnvSettingsSource"": pydantic-settings'
+    # internals, at the section, not the setting, and not where the JSON broke.
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, ""))
+    said = str(info.value)
+    assert info.value.path == "<environment>" and info.value.field == field, said
+    assert words in said and 'a list as \'["a", "b"]\'' in said, said
+    assert "EnvSettingsSource" not in said and "xoxb-secret" not in said, said

@@ -175,6 +175,39 @@ def test_a_line_indented_with_a_tab_is_named_as_such(tmp_path: Path, text: str) 
     assert info.value.line == text.count("\n", 0, text.index("\t")) + 1
 
 
+@pytest.mark.parametrize(
+    ("text", "line", "said"),
+    [
+        (
+            "api:\n  port: 8080\n  allowed_hosts: [localhost\n",
+            3,
+            "did not find expected ',' or ']' (while parsing a flow sequence that starts at line 3)",
+        ),
+        (
+            'api:\n  db: "gw.db\n  port: 8080\n',
+            2,
+            "found unexpected end of stream (while scanning a quoted scalar that starts at line 2)",
+        ),
+        (
+            "api: {port: 8080\nalerting:\n  retention_days: 1\n",
+            2,
+            "did not find expected ',' or '}' (while parsing a flow mapping that starts at line 1)",
+        ),
+    ],
+    ids=["unclosed-bracket", "unclosed-quote", "unclosed-brace"],
+)
+def test_an_unclosed_bracket_or_quote_is_named_where_it_opens_not_past_the_files_end(
+    tmp_path: Path, text: str, line: int, said: str
+) -> None:
+    # Found missing at the end of the file, it was said at a line past the last (c.yaml:4 of a 3-line file),
+    # without the line where the `[` or the quote opened.
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        read_yaml(path)
+    assert info.value.line == line and f"invalid YAML: {said}" in str(info.value), str(info.value)
+
+
 @pytest.mark.parametrize(("text", "data"), [("null\n", None), ("~\n", None), ("hello\n", "hello")], ids=str)
 def test_a_document_that_is_one_scalar_reads_as_that_value(tmp_path: Path, text: str, data: object) -> None:
     path = tmp_path / "c.yaml"

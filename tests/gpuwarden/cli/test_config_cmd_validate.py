@@ -355,7 +355,8 @@ def test_a_priority_channel_map_naming_no_priority_or_no_channel_is_refused_and_
     path.write_text(startable(monkeypatch, slack + routes + "    p2: C0123456781\n    P3: ' '\n"))
     said = " ".join(runner.invoke(app, ["config", "validate", str(path)]).stderr.split())
     assert (
-        f"error: {path}:7: slack.channels_by_priority: key 'p2': Input should be 'P0', 'P1', 'P2' or" in said
+        f"error: {path}:7: slack.channels_by_priority: key 'p2': is not one of P0, P1, P2, P3;"
+        " did you mean P2?" in said
     )
     assert f"error: {path}:8: slack.channels_by_priority.P3: ' ' names no channel" in said
 

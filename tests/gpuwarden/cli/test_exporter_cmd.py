@@ -141,6 +141,18 @@ def test_an_address_that_does_not_resolve_fails_naming_the_option_before_saying_
     assert not [r for r in caplog.records if "serving" in r.getMessage()]
 
 
+def test_host_names_the_listen_address_as_it_does_for_serve_and_inference_server() -> None:
+    # `exporter --host` was refused, "no such option: --host (Possible options: --port)", where serve and
+    # inference-server take --host for the same setting.
+    result = runner.invoke(
+        app, ["exporter", "--simulate", "1x1", "--host", "no-such-host.invalid", "--port", "19999"]
+    )
+    assert result.exit_code == 78 and "--listen-address 'no-such-host.invalid'" in result.output, (
+        result.output
+    )
+    assert "no such option" not in result.output
+
+
 def test_an_unusable_pushgateway_url_stops_the_simulated_exporter_naming_the_setting(tmp_path: Path) -> None:
     config = tmp_path / "gpuwarden.yaml"
     config.write_text("tracing:\n  pushgateway_url: not a url\n")

@@ -78,7 +78,11 @@ def test_a_missing_config_file_is_a_json_error_line_and_exit_78(tmp_path: Path, 
 @pytest.mark.parametrize(
     ("text", "said"),
     [
-        ("api:\n  port: [1\n", "bad.yaml:3: invalid YAML: did not find expected ',' or ']'"),
+        (
+            "api:\n  port: [1\n",
+            "bad.yaml:2: invalid YAML: did not find expected ',' or ']' (while parsing a flow sequence that"
+            " starts at line 2)",
+        ),
         ("api:\n  port: x\n", "bad.yaml:2: api.port: 'x' is not a whole number; write one"),
     ],
     ids=["broken-yaml", "bad-field"],

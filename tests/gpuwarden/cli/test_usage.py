@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
+from typing import Any
+
 import pytest
 
 from gpuwarden.cli import app
@@ -20,6 +23,31 @@ def test_help_shows_no_type_after_a_flag_which_takes_no_value(path: str) -> None
     assert shown.exit_code == 0, shown.output
     flags = [line for line in shown.stdout.splitlines() if "--help" in line or "<bool>" in line]
     assert flags and not [line for line in flags if "<bool>" in line], flags
+
+
+def _groups(command: Any, path: str) -> list[tuple[str, Any]]:
+    """Every command group under ``command``, itself included, with its full name."""
+    subs = getattr(command, "commands", None)
+    if subs is None:
+        return []
+    return [(path, command), *(item for name, sub in subs.items() for item in _groups(sub, f"{path} {name}"))]
+
+
+GROUPS = _groups(runner.command(app), "gpuwarden")
+
+
+@pytest.mark.parametrize(("path", "group"), GROUPS, ids=[path for path, _ in GROUPS])
+def test_a_groups_help_lists_each_commands_summary_as_one_paragraph(path: str, group: Any) -> None:
+    """typer kept the docstring's line breaks in a group's list of commands: ``incidents --help`` broke
+    "mitigate" after "says so when" and "silence" after "a silence that", at any width, and ``config
+    --help`` broke each of its two summaries in three places mid-sentence."""
+    shown = runner.invoke(app, [*path.split()[1:], "--help"], env={"COLUMNS": "250"})
+    assert shown.exit_code == 0, shown.output
+    rows = shown.stdout.splitlines()
+    for name, sub in group.commands.items():
+        summary = " ".join(inspect.cleandoc(sub.help or "").split("\n\n")[0].split())
+        if len(summary) < 200:  # one row at 250 columns, unless it was broken
+            assert any(summary in row for row in rows), (name, summary, shown.stdout)
 
 
 def test_a_flag_still_refuses_a_value_in_one_line() -> None:

@@ -232,11 +232,26 @@ def test_faults_and_clear_explain_a_url_that_is_no_simulated_exporter(server: st
         (
             502,
             b"<html>502 Bad Gateway</html>",
-            "{}/sim/faults answered 502: <html>502 Bad Gateway</html> (not",
+            "{}/sim/faults answered 502: 502 Bad Gateway (not",
+        ),
+        (
+            502,  # nginx's page was printed whole, seven lines of HTML; the title says it in one
+            b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad"
+            b" Gateway</h1></center>\r\n<hr><center>nginx/1.22.1</center>\r\n</body>\r\n</html>\r\n",
+            "{}/sim/faults answered 502: 502 Bad Gateway (not the simulated exporter's answer",
         ),
         (200, b"hello", "{}/sim/faults answered 200: hello (not the simulated exporter's answer: is --url"),
+        (200, b"\x1b[2Jhello\nmore", "{}/sim/faults answered 200: \\x1b[2Jhello... (not the simulated"),
     ],
-    ids=["gpuwarden-serve", "another-server-404", "another-json-api-404", "proxy-502", "not-json"],
+    ids=[
+        "gpuwarden-serve",
+        "another-server-404",
+        "another-json-api-404",
+        "proxy-502",
+        "nginx-502-page",
+        "not-json",
+        "terminal-escape",
+    ],
 )
 def test_faults_at_a_url_that_is_no_simulated_exporter_name_the_url(
     status: int, body: bytes, told: str
@@ -251,4 +266,4 @@ def test_faults_at_a_url_that_is_no_simulated_exporter_name_the_url(
         stub.close()
     said = " ".join(result.stderr.split())
     assert result.exit_code == 1 and told.format(stub.url) in said, said
-    assert "{'error'" not in said, said
+    assert "{'error'" not in said and "<" not in said and "\x1b" not in result.stderr, said
