@@ -374,13 +374,15 @@ async def run_load(
     clock: Clock | None = None,
     stop: asyncio.Event | None = None,
     progress: Callable[[int], None] | None = None,
+    stopped_by: Callable[[], str] = lambda: "Ctrl-C",
 ) -> LoadReport:
     """Send the plan's requests (open loop at ``rate``, at most ``concurrency`` at once) and report.
     ``progress`` is told how many requests have finished each time one does.
 
     Pacing waits with ``asyncio.sleep`` and the duration bound is an ``asyncio.timeout`` (the loop must
-    keep serving responses meanwhile); durations are read from ``clock.monotonic()``. ``stop`` set (Ctrl-C)
-    ends the run as the duration bound does: what finished is reported, what still runs is unfinished.
+    keep serving responses meanwhile); durations are read from ``clock.monotonic()``. ``stop`` set (Ctrl-C,
+    SIGTERM) ends the run as the duration bound does: what finished is reported, what still runs is
+    unfinished; ``stopped_by`` names what set it in the report's warning.
     """
     plan.validate()
     now = (clock or SystemClock()).monotonic
@@ -398,7 +400,8 @@ async def run_load(
             stopped = False  # the duration bound: what still runs is cancelled and reported as unfinished
         unfinished = await run.cancel_unfinished()
     elapsed = now() - run.start
-    return _report(plan, run.tally, unfinished=unfinished, elapsed=elapsed, start=run.start, stopped=stopped)
+    by = stopped_by() if stopped else None
+    return _report(plan, run.tally, unfinished=unfinished, elapsed=elapsed, start=run.start, stopped=by)
 
 
 async def warm_client() -> None:
@@ -429,7 +432,13 @@ async def _unless_stopped(sending: Coroutine[Any, Any, None], stop: asyncio.Even
 
 
 def _report(
-    plan: LoadPlan, tally: _Tally, *, unfinished: int, elapsed: float, start: float, stopped: bool = False
+    plan: LoadPlan,
+    tally: _Tally,
+    *,
+    unfinished: int,
+    elapsed: float,
+    start: float,
+    stopped: str | None = None,
 ) -> LoadReport:
     sent = len(tally.send_times)
     finished = tally.ok + sum(tally.errors.values())
@@ -441,7 +450,8 @@ def _report(
     warnings: list[str] = []
     if stopped:
         warnings.append(
-            f"interrupted after {elapsed:.1f} s (Ctrl-C): {unfinished} requests still running were cancelled"
+            f"interrupted after {elapsed:.1f} s ({stopped}):"
+            f" {unfinished} requests still running were cancelled"
         )
     if plan.rate > 0 and sent > 1 and achieved < 0.95 * plan.rate:
         why = (

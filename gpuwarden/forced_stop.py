@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import threading
 from collections.abc import Callable
 from types import FrameType
@@ -35,6 +36,8 @@ class ForcingServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config) -> None:
         super().__init__(config)
         self.hurry = threading.Event()  # set at the second signal: the app's shutdown waits no longer either
+        self.first_said = False  # whether the first stop signal has been said in the log
+        self.first_signal = "SIGTERM"  # its name
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """The first SIGINT or SIGTERM drains (and says so when requests are in flight); the second cuts them;
@@ -49,11 +52,13 @@ class ForcingServer(uvicorn.Server):
             self.hurry.set()
         requests = len(self.server_state.tasks)  # one per request in flight (an idle connection has none)
         name = signal.Signals(sig).name
+        if self.stops == 1:
+            self.first_signal = name
         if not requests:
             # Said at once, as Prometheus says it: the stop may still wait (serve's journal, its outbox),
             # and a log silent about the signal until the end read as a server that had not heard it.
             if self.stops == 1:
-                _say_now(logger.info, "%s: stopping; SIGTERM or Ctrl-C again stops at once", name)
+                self._say_stopping(name)
             else:
                 _say_now(logger.warning, "%s again: stopping now, without waiting for the rest", name)
             return
@@ -71,15 +76,35 @@ class ForcingServer(uvicorn.Server):
             if transport is not None and its_loop is not None:
                 its_loop.call_soon_threadsafe(transport.close)
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's shutdown; then, where the first stop signal found requests in flight that all ended
+        before it was said (``_say_draining``, whose timer dies with the loop), the plain stop line: such a
+        stop logged nothing at all, as if the signal had not been heard."""
+        await super().shutdown(sockets)
+        if self.stops == 1 and not self.first_said:
+            self._say_stopping(self.first_signal)
+
+    def _say_stopping(self, name: str) -> None:
+        """The first stop signal said, with no request to wait for (once)."""
+        if not self.first_said:
+            self.first_said = True
+            _say_now(logger.info, "%s: stopping; SIGTERM or Ctrl-C again stops at once", name)
+
     def _say_draining(self, name: str) -> None:
-        """Say that the stop waits for the requests still in flight, if any, and no second signal came."""
+        """Say that the stop waits for the requests still in flight, if any (else that it stops), unless a
+        second signal came."""
         requests = len(self.server_state.tasks)
-        if requests and self.stops == 1:
-            logger.warning(
-                "%s: stopping once %d request(s) in flight finish; SIGTERM or Ctrl-C again stops at once",
-                name,
-                requests,
-            )
+        if self.stops != 1 or self.first_said:
+            return
+        if not requests:
+            self._say_stopping(name)
+            return
+        self.first_said = True
+        logger.warning(
+            "%s: stopping once %d request(s) in flight finish; SIGTERM or Ctrl-C again stops at once",
+            name,
+            requests,
+        )
 
 
 def _say_now(call: Callable[..., object], *args: object) -> None:

@@ -86,8 +86,8 @@ def loadgen(
     --duration as unfinished.
 
     Exit status: 0 when every finished request succeeded; 1 when any failed (0 with --allow-errors), when
-    none succeeded, or when the server could not be reached; 2 for a bad option; 130 after Ctrl-C, which
-    stops the run as --duration does and still prints the report.
+    none succeeded, or when the server could not be reached; 2 for a bad option; 130 after Ctrl-C (143
+    after SIGTERM), which stops the run as --duration does and still prints the report.
     """
     from exporters.loadgen import LoadPlan  # noqa: PLC0415 - httpx, for this command only
 
@@ -126,7 +126,7 @@ def loadgen(
     typer.echo(report.to_json() if output == "json" else report.to_text())
     for warning in report.warnings if output == "json" else ():  # the text report shows them
         err_console.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
-    code = INTERRUPTED if interrupted else report.exit_code(allow_errors=allow_errors)
+    code = 128 + interrupted if interrupted else report.exit_code(allow_errors=allow_errors)
     if code:
         raise typer.Exit(code)
 
@@ -142,20 +142,34 @@ def _refusal(exc: InputError, plan: LoadPlan) -> str:
     return f"--{exc.field.replace('_', '-')} {value}: {exc.message}"
 
 
-INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
+# What stops a run as --duration would, as the report names it. Its exit status is 128 + the signal, as a
+# shell reports a command a signal stopped: 130 for Ctrl-C, 143 for SIGTERM (`timeout`, `kill`, a pod's stop).
+STOP_SIGNALS: dict[int, str] = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
 
 
-async def _run_until_interrupted(plan: LoadPlan, progress: Callable[[int], None]) -> tuple[LoadReport, bool]:
-    """Run ``plan``; Ctrl-C (SIGINT) ends it as ``--duration`` would, so what finished is still reported."""
+async def _run_until_interrupted(
+    plan: LoadPlan, progress: Callable[[int], None]
+) -> tuple[LoadReport, int | None]:
+    """Run ``plan``; Ctrl-C (SIGINT) or SIGTERM ends it as ``--duration`` would, so what finished is still
+    reported (SIGTERM killed it without a report); the signal that did, if one did."""
     from exporters.loadgen import run_load  # noqa: PLC0415 - httpx, for this command only
 
     stop = asyncio.Event()
+    came: list[int] = []
+
+    def stopped(sig: int) -> None:
+        came.append(sig)
+        stop.set()
+
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGINT, stop.set)
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, stopped, sig)
     try:
-        return await run_load(plan, stop=stop, progress=progress), stop.is_set()
+        report = await run_load(plan, stop=stop, progress=progress, stopped_by=lambda: STOP_SIGNALS[came[0]])
+        return report, (came[0] if came else None)
     finally:
-        loop.remove_signal_handler(signal.SIGINT)
+        for sig in STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
 
 
 def register(app: typer.Typer) -> None:

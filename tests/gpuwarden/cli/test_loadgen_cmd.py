@@ -7,6 +7,8 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,6 +19,7 @@ from gpuwarden.cli import app
 from tests.gpuwarden.cli.built_runner import BuiltCliRunner
 
 runner = BuiltCliRunner()
+CLI = [sys.executable, "-c", "from gpuwarden.cli import main; main()"]
 
 
 class EveryThirdFails(BaseHTTPRequestHandler):
@@ -148,6 +151,36 @@ def test_ctrl_c_prints_the_report_of_what_finished_and_exits_130() -> None:
     report = json.loads(result.stdout)
     assert report["sent"] == 5 and report["unfinished"] >= 3 and report["ok"] + report["unfinished"] == 5
     assert report["warnings"][0].startswith("interrupted after")
+
+
+def test_sigterm_prints_the_report_of_what_finished_and_exits_143() -> None:
+    # SIGTERM (`timeout 60 gpuwarden loadgen ...`, `kill`, a pod's stop) killed it with no report at all:
+    # exit 143 and nothing on stdout, so `-o json` piped to jq read nothing. It now ends the run as Ctrl-C.
+    TwoThenHang.arrived, TwoThenHang.release = 0, threading.Event()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), TwoThenHang)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    argv = [*CLI, "loadgen", "--url", url, "--rate", "0", "--requests", "5", "--concurrency", "5"]
+    proc = subprocess.Popen(
+        [*argv, "--duration", "600", "-o", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        while TwoThenHang.arrived < 5 and proc.poll() is None:
+            threading.Event().wait(0.01)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        TwoThenHang.release.set()
+        server.shutdown()
+        server.server_close()
+    assert proc.returncode == 143, err.decode()
+    report = json.loads(out)
+    assert report["sent"] == 5 and report["unfinished"] >= 3 and report["ok"] + report["unfinished"] == 5
+    assert report["warnings"][0].startswith("interrupted after"), report["warnings"]
+    assert "(SIGTERM):" in report["warnings"][0]
 
 
 @pytest.mark.parametrize(
