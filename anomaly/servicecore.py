@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -36,6 +36,18 @@ from gpuwarden.model import Alert, RecommendedAction
 # The service's name: its log lines read as they did before it was split into modules (``anomaly run``
 # logs the logger's name; an operator filters on it).
 logger = logging.getLogger("anomaly.service")
+
+
+@dataclass(frozen=True, slots=True)
+class _Quiet:
+    """What a source's reads after a snapshot left it (``ServiceCore._seen``): ``series`` and
+    ``last_series`` as the uninterrupted run had them, while its own ``last_success`` is still ``read_at``
+    (no read since the warm-up's) and its ``last_series`` still ``series_at`` (none since returned series)."""
+
+    series: int
+    last_series: float | None
+    read_at: float | None
+    series_at: float | None
 
 
 class ServiceCore:
@@ -115,6 +127,13 @@ class ServiceCore:
         self._source_success: dict[str, float] = {}
         self._query_success: dict[str, float] = {}
         self._chain_started = self._started
+        # Per source, how many series its last read returned and when its last read with series ended, as
+        # the process whose snapshot this one took up knew them (``restore``); and where the warm-up's read
+        # after that snapshot returned none (``quiet_after``), what the service takes for them (``_seen``).
+        # Judged on the warm-up's whole hour, a restart during a total exporter outage found series and never
+        # raised ``GpuwardenSourceStale`` ("its targets are gone"), where the uninterrupted run did.
+        self._series_kept: dict[str, tuple[int, float | None]] = {}
+        self._quiet: dict[str, _Quiet] = {}
         self.ticks = 0
         self.last_tick_end: float | None = None  # clock.monotonic() when the last tick ended (/healthz)
         self.started_monotonic = clock.monotonic()
@@ -163,8 +182,34 @@ class ServiceCore:
                 for name, q in h.queries.items()
             }
             last = h.last_success if h.last_success is not None else self._source_success.get(h.name)
-            out.append(replace(h, last_success=last, queries=queries))
+            out.append(replace(self._seen(h), last_success=last, queries=queries))
         return out
+
+    def _seen(self, h: SourceHealth) -> SourceHealth:
+        """``h`` with what the reads since the snapshot this process took up returned (``_quiet``): where
+        none returned series, the last read with series is the snapshot's until a read returns some, and
+        the series are the snapshot's count (0 where the warm-up's read after it asked and found none) until
+        the next read."""
+        quiet = self._quiet.get(h.name)
+        if quiet is None or h.last_series != quiet.series_at:  # a read since returned series
+            return h
+        if h.last_success != quiet.read_at:  # read since: the series it returned
+            return replace(h, last_series=quiet.last_series)
+        return replace(h, series=quiet.series, last_series=quiet.last_series)
+
+    def quiet_after(self, series: set[str], unasked: set[str]) -> None:
+        """Note, after the warm-up's read of the history after a snapshot, each source that returned no
+        series there (not in ``series``) as the uninterrupted run left it (``_seen``): with none where each
+        of its queries was asked a step there, else (``unasked``: a query not asked keeps its count; or the
+        source down) the series the snapshot counted; and the snapshot's last read with series."""
+        self._quiet = {}
+        for source in self.sources:
+            h = source.health()
+            if h.name in series:
+                continue
+            count, last = self._series_kept.get(h.name, (0, None))
+            asked = h.up and h.name not in unasked
+            self._quiet[h.name] = _Quiet(0 if asked else count, last, h.last_success, h.last_series)
 
     def _staleness(self, now: float) -> list[Findings]:
         """One row per source, and one per query of a source that is up but cannot read that query.
@@ -174,7 +219,7 @@ class ServiceCore:
         """
         out = []
         for source in self.sources:
-            h = source.health()
+            h = self._seen(source.health())
             succeeded, query_succeeded = self._succeeded(h)  # a snapshot's where this process read none well
             # At least 0: a read stamps its success when it ends, after ``now`` (a stale score read -0.0017).
             age = max(0.0, now - succeeded)

@@ -6,8 +6,9 @@ is one ``.npz`` file (``np.savez``, read with ``allow_pickle=False``: nothing in
 arrays of each component (``State``) and, as the array ``header``, a JSON header with the format and its
 version, when it was saved, the time the service had read up to (and each source and each query: a query
 that failed at the ticks before the save is read again from its own), when each source and query was last
-read well (a restart ages its staleness from there), a fingerprint of the settings that shape the state, and
-each component's small JSON state (the series index's keys among them).
+read well and each source's series and last read with series (a restart ages its staleness from there), a
+fingerprint of the settings that shape the state, and each component's small JSON state (the series index's
+keys among them).
 
 It is written beside its final name, fsynced, renamed over it and the directory fsynced, mode 0600: a crash
 leaves the previous snapshot or the new one, never half of one. A snapshot that cannot be used (corrupt,
@@ -86,9 +87,10 @@ FORMAT = "gpuwarden-anomaly-state"
 # 24: before the level-shift detector kept the level before a shift it found (``base``, ``reach``:
 # ``anomaly.changepoint``; a version-24 series just past a shift would read as out of it, and its alert would
 # not be raised). 25: before the adaptive thresholds' parameters held ``lone_spikes`` (the service's models
-# are found by it).
-VERSION = 26
-SCHEMA = "ace698cd72bf79b4"
+# are found by it). 26: before each source's series and last read with series were kept (``source_series``,
+# ``series_at``: a restart during a total exporter outage judged the source on the hour read, never empty).
+VERSION = 27
+SCHEMA = "707ee0daf112b596"
 _HEADER = "header"
 _MODE = 0o600
 # What an .npz (a zip archive, or an empty one) or an .npy begins with. numpy reads any other file as a
@@ -142,6 +144,9 @@ class Snapshot:
     # from its own start, and reports that last good read (``ServiceCore.health``).
     source_success: dict[str, float] = field(default_factory=dict)
     query_success: dict[str, float] = field(default_factory=dict)
+    # Per source, its series and last read with series (``SourceHealth``; ``ServiceCore._seen`` reads them).
+    source_series: dict[str, int] = field(default_factory=dict)
+    series_at: dict[str, float] = field(default_factory=dict)
     started: float | None = None  # None: not known (a snapshot built without it); the new process' start
     origin: str = ""  # the file it was read from, for the warnings that name it
 
@@ -276,6 +281,8 @@ def write_snapshot(path: Path, snapshot: Snapshot) -> int:
         "query_read": snapshot.query_read,
         "source_success": snapshot.source_success,
         "query_success": snapshot.query_success,
+        "source_series": snapshot.source_series,
+        "series_at": snapshot.series_at,
         "started": snapshot.started,
         "fingerprint": snapshot.fingerprint,
         "settings": snapshot.settings,
@@ -368,6 +375,8 @@ def _made(path: Path, header: dict[str, Any], arrays: Arrays) -> Snapshot:
         query_read={str(k): float(v) for k, v in header["query_read"].items()},
         source_success={str(k): float(v) for k, v in header["source_success"].items()},
         query_success={str(k): float(v) for k, v in header["query_success"].items()},
+        source_series={str(k): int(v) for k, v in header["source_series"].items()},
+        series_at={str(k): float(v) for k, v in header["series_at"].items()},
         started=None if header["started"] is None else float(header["started"]),
         settings=dict(header["settings"]),
         components=components,
@@ -435,8 +444,8 @@ def _header(npz: Mapping[str, npt.NDArray[Any]]) -> dict[str, Any]:
         raise SnapshotRefused(
             f"is of format version {header.get('version')!r}; this gpuwarden reads {VERSION}"
         )
-    keys = ("saved_at", "read_until", "last_read", "query_read", "source_success", "query_success", "started")
-    for key in (*keys, "settings", "components"):
+    keys = ("saved_at", "read_until", "last_read", "query_read", "source_success", "query_success")
+    for key in (*keys, "source_series", "series_at", "started", "settings", "components"):
         if key not in header:
             raise SnapshotRefused(f"has no {key!r} in its header")
     return header

@@ -45,9 +45,14 @@ class SnapshotKeeper(ServiceCore):
         components.update({name: state() for name, state in self.kept_with.items()})
         source_success: dict[str, float] = {}
         query_success: dict[str, float] = {}
+        source_series: dict[str, int] = {}
+        series_at: dict[str, float] = {}
         for h in self.health():  # the last good reads any process made, none where none did
             if h.last_success is not None:
                 source_success[h.name] = h.last_success
+            source_series[h.name] = h.series
+            if h.last_series is not None:
+                series_at[h.name] = h.last_series
             query_success.update(
                 {n: q.last_success for n, q in h.queries.items() if q.last_success is not None}
             )
@@ -60,6 +65,8 @@ class SnapshotKeeper(ServiceCore):
             components=components,
             source_success=source_success,
             query_success=query_success,
+            source_series=source_series,
+            series_at=series_at,
             started=self._chain_started,
         )
 
@@ -127,6 +134,9 @@ class SnapshotKeeper(ServiceCore):
         self._query_read = dict(snapshot.query_read)
         self._source_success = dict(snapshot.source_success)
         self._query_success = dict(snapshot.query_success)
+        self._series_kept = {
+            name: (count, snapshot.series_at.get(name)) for name, count in snapshot.source_series.items()
+        }
         self._chain_started = snapshot.started if snapshot.started is not None else self._started
 
     def _take_up(

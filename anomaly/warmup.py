@@ -118,6 +118,7 @@ class HistoryReplayer(AlertUpdater, SnapshotKeeper):
             answered = {
                 q: ts[ts > self._read_from(snapshot, start, q)] for q, ts in _answered(frames).items()
             }
+            self._judge_series(frames, start, snapshot)
             frames = self._after(frames, start, snapshot)
         if not frames and taken is None:
             logger.info("warm-up: fed no history to the detectors (%s)", found)
@@ -265,6 +266,15 @@ class HistoryReplayer(AlertUpdater, SnapshotKeeper):
         would have read it: its failed ticks' samples were never fed before the restart (a hole)."""
         after = (_window(f, self._read_from(snapshot, start, f.query), math.inf) for f in frames)
         return [f for f in after if f is not None and f.labels]
+
+    def _judge_series(self, frames: Sequence[Frame], start: float, snapshot: Snapshot) -> None:
+        """Judge whether each source is empty (``quiet_after``) on what ``frames`` (the history from
+        ``start``) hold after ``snapshot``, as the ticks the restart missed would have read them, not on the
+        hour before it: which sources returned series there, and which had a query asked no step there."""
+        after = [(f.query, _window(f, self._read_from(snapshot, start, f.query), math.inf)) for f in frames]
+        series = {self._query_source[q] for q, f in after if f is not None and f.labels}
+        unasked = {self._query_source[q] for q, f in after if f is None}
+        self.quiet_after(series, unasked)
 
     def _read_from(self, snapshot: Snapshot, start: float, query: str) -> float:
         """Where ``query``'s next read after ``snapshot`` starts, within the history from ``start``."""
