@@ -86,9 +86,11 @@ FORMAT = "gpuwarden-anomaly-state"
 # 24: before the level-shift detector kept the level before a shift it found (``base``, ``reach``:
 # ``anomaly.changepoint``; a version-24 series just past a shift would read as out of it, and its alert would
 # not be raised). 25: before the adaptive thresholds' parameters held ``lone_spikes`` (the service's models
-# are found by it).
-VERSION = 26
-SCHEMA = "ace698cd72bf79b4"
+# are found by it). 26: before the adaptive thresholds with seasonal baselines kept each series' seasonal
+# error scales before a raised fault (``fault_dev_day``, ``fault_dev_week``), and those that give no band
+# back (``restore_ticks`` 0) each series' run past its band (``spike_out``; a version-26 model lacks them).
+VERSION = 27
+SCHEMA = "bbfb11c5c22ae696"
 _HEADER = "header"
 _MODE = 0o600
 # What an .npz (a zip archive, or an empty one) or an .npy begins with. numpy reads any other file as a
