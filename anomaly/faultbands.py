@@ -15,14 +15,27 @@ when the series then reads ``restore_run`` samples in a row within the band that
 repaired), that state is given back, whatever the fault taught since. A series that does not come back
 within ``restore_ticks`` samples of the run's start keeps what it learnt: a lasting change is learnt as
 without the rule (and a return after it is scored against the new band). A run shorter than
-``restore_run`` (a burst no alert was raised for) gives nothing back. Seasonal buckets are not given back:
-the level's band is the one a return is judged by. Off in ``anomaly score`` and the NAB evaluation, where
-bursty series (whose band each burst widened) then alerted at each burst.
+``restore_run`` (a burst no alert was raised for) gives nothing back. Off in ``anomaly score`` and the NAB
+evaluation, where bursty series (whose band each burst widened) then alerted at each burst.
+
+With seasonal baselines (``anomaly.adaptive_seasonality``) the hour-of-day and hour-of-week models' error
+scales are kept and given back too (8 bytes more a series): given back the level's alone, a seasonal model the
+fault had widened still judged the return (at 30 s ticks, a daily wave of amplitude 30 with noise 2, an hour
+40 down: a band of about +-33 for an hour after the repair, +-14 before, and a second drop of 20 for 10
+minutes 20 to 60 minutes on was not raised; now +-16 to 19, and raised). The buckets themselves are not given
+back (they would cost 4 bytes each, 192 a series): the buckets of the fault's hours learnt its values as
+before. Keeping them from learning while the fault was kept was tried: a change that lasted then left the
+bucket of its last kept hour at the old value, and with the error scales given back at each return that hour
+alerted again every day.
+
+A series whose band is never given back (``restore_ticks`` 0) but whose lone spikes are kept out of its fast
+error (``lone_spikes``) counts its runs past the band in ``SpikeRuns``, 1 byte a series: it read the runs
+``FaultBands`` counts, and with ``band_restore_ticks: 0`` a lone spike made an alert again.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -30,10 +43,16 @@ import numpy.typing as npt
 if TYPE_CHECKING:
     from anomaly.thresholds import AdaptiveThresholds, BoolArray, FloatArray, IntArray
 
-# The per-series arrays a snapshot keeps (``AdaptiveThresholds.state``, each as ``fault_<name>``).
+# The per-series arrays a snapshot keeps (``AdaptiveThresholds.state``, each as ``fault_<name>``); with
+# seasonal baselines ``SEASONAL_FAULT_STATE`` too.
 FAULT_STATE = ("level", "dev", "tail", "fast", "age", "out", "back")
-# A series' level, error scale, tail and fast error before a step (``AdaptiveThresholds._before``).
-Before = tuple["FloatArray", "FloatArray", npt.NDArray[np.float32], npt.NDArray[np.float32]]
+SEASONAL_FAULT_STATE = ("dev_day", "dev_week")
+# What a kept array of ``FaultBands`` is of the model's (``AdaptiveThresholds``), in ``Before``'s order.
+_KEPT = {"level": "level", "dev": "dev", "tail": "tail", "fast": "fast_dev"}
+_SEASONAL_KEPT = {"dev_day": "dev_day", "dev_week": "dev_week"}
+# A series' level, error scale, tail and fast error before a step, and with seasonal baselines their error
+# scales (``AdaptiveThresholds._before``).
+Before = tuple[npt.NDArray[np.floating[Any]], ...]
 MAX_RESTORE_TICKS = int(np.iinfo(np.uint16).max) - 1  # ``age`` is kept in 2 bytes
 MAX_RESTORE_RUN = int(np.iinfo(np.uint8).max) - 1
 _SPENT = MAX_RESTORE_RUN + 1  # ``out`` of a run that outlived ``restore_ticks`` (``FaultBands.observe``)
@@ -41,12 +60,15 @@ _SPENT = MAX_RESTORE_RUN + 1  # ``out`` of a run that outlived ``restore_ticks``
 
 class FaultBands:
     """Per series: the state before its current run of anomalous samples (level, error scale, tail, fast
-    error), the samples since that run began (``age``, 0: none kept), the run's length up to ``run`` and the
-    samples in a row back within the kept band. 24 bytes per series."""
+    error; ``seasonal``: the seasonal models' error scales too), the samples since that run began (``age``,
+    0: none kept), the run's length up to ``run`` and the samples in a row back within the kept band. 24
+    bytes per series, 32 with ``seasonal``."""
 
-    def __init__(self, run: int, ticks: int) -> None:
+    def __init__(self, run: int, ticks: int, *, seasonal: bool = False) -> None:
         self.run_needed = run
         self.ticks = ticks
+        self.kept = {**_KEPT, **(_SEASONAL_KEPT if seasonal else {})}
+        self.names = FAULT_STATE + (SEASONAL_FAULT_STATE if seasonal else ())
         self.level = np.zeros(0, np.float64)
         self.dev = np.zeros(0, np.float32)
         self.tail = np.zeros(0, np.float32)
@@ -54,21 +76,17 @@ class FaultBands:
         self.age = np.zeros(0, np.uint16)
         self.out = np.zeros(0, np.uint8)
         self.back = np.zeros(0, np.uint8)
+        self.dev_day = np.zeros(0, np.float32)
+        self.dev_week = np.zeros(0, np.float32)
 
     def arrays(self) -> tuple[npt.NDArray[np.generic], ...]:
-        """The state arrays (for their size and the snapshot)."""
-        return (self.level, self.dev, self.tail, self.fast, self.age, self.out, self.back)
+        """The state arrays (for their size and the snapshot), in ``names``' order."""
+        return tuple(getattr(self, name) for name in self.names)
 
     def grow(self, cap: int) -> None:
         """Hold ``cap`` series (the new ones keep nothing)."""
-
-        def extend(a: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:
-            out = np.zeros((cap, *a.shape[1:]), dtype=a.dtype)
-            out[: a.shape[0]] = a
-            return out
-
-        for name in FAULT_STATE:
-            setattr(self, name, extend(getattr(self, name)))
+        for name in self.names:
+            setattr(self, name, _extended(getattr(self, name), cap))
 
     def reset(self, ids: IntArray) -> None:
         """Forget what ``ids`` kept."""
@@ -98,11 +116,8 @@ class FaultBands:
         starting = anomalous & ~kept & ~spent
         if starting.any():
             rows = ids[starting]
-            level, dev, tail, fast = before
-            self.level[rows] = level[starting]
-            self.dev[rows] = dev[starting]
-            self.tail[rows] = tail[starting]
-            self.fast[rows] = fast[starting]
+            for name, now in zip(self.kept, before, strict=True):
+                getattr(self, name)[rows] = now[starting]
         raised = kept & (out >= self.run_needed)
         # A run that ends before it would raise keeps nothing; one that raised waits for the series' return.
         out = np.where(starting, 1, np.where(kept & ~raised, np.where(anomalous, out + 1, 0), out))
@@ -116,6 +131,25 @@ class FaultBands:
         self.out[ids] = np.minimum(out, _SPENT)
         self.back[ids] = np.where(age > 0, np.minimum(back, MAX_RESTORE_RUN), 0)
         return due
+
+
+def kept_before(m: AdaptiveThresholds, ids: IntArray, level: FloatArray, dev: FloatArray) -> Before:
+    """The state of ``ids`` in ``m`` before a step teaches them, as ``FaultBands`` keeps it (level, error
+    scale, tail, fast error; with seasonal baselines their error scales)."""
+    if m.params.seasonality:
+        return level, dev, m.tail[ids], m.fast_dev[ids], m.dev_day[ids], m.dev_week[ids]
+    return level, dev, m.tail[ids], m.fast_dev[ids]
+
+
+def follow_runs(
+    m: AdaptiveThresholds, ids: IntArray, x: FloatArray, anomalous: BoolArray, before: Before | None
+) -> None:
+    """After ``m`` learnt a step: follow its faults (``follow_faults``, ``before``: the state before the step,
+    where ``m`` keeps it), else count its runs past the band (``SpikeRuns``), where it does either."""
+    if before is not None:
+        follow_faults(m, ids, x, anomalous, before)
+    elif m.spikes is not None:
+        m.spikes.observe(ids, anomalous)
 
 
 def follow_faults(
@@ -136,7 +170,7 @@ def follow_faults(
     if not active.all():
         rows = np.flatnonzero(active)
         ids, x, anomalous = ids[rows], x[rows], anomalous[rows]
-        before = (before[0][rows], before[1][rows], before[2][rows], before[3][rows])
+        before = tuple(b[rows] for b in before)
     kept = fault.age[ids] > 0
     inside = np.zeros(ids.size, np.bool_)
     if kept.any():
@@ -164,10 +198,11 @@ def within(m: AdaptiveThresholds, ids: IntArray, x: FloatArray) -> BoolArray:
     return inside
 
 
-def spiking(f: FaultBands, ids: IntArray) -> BoolArray:
+def spiking(f: FaultBands | SpikeRuns, ids: IntArray) -> BoolArray:
     """Whether a sample of each of ``ids`` past its band now would be among the first ``run - 1`` of its
-    run (``out`` counts the run's samples so far, 0 where none runs, ``_SPENT`` past ``ticks``): a spike
-    no alert is raised for yet (``ThresholdParams.lone_spikes``)."""
+    run (``out`` counts the run's samples so far, 0 where none runs; ``FaultBands``' is ``_SPENT`` past
+    ``ticks`` and stays at the run's length until the repair): a spike no alert is raised for yet
+    (``ThresholdParams.lone_spikes``)."""
     early: BoolArray = f.out[ids] < f.run_needed - 1
     return early
 
@@ -176,7 +211,30 @@ def give_back(m: AdaptiveThresholds, ids: IntArray) -> None:
     """Give ``ids`` in ``m`` the state kept before their fault (``FaultBands``)."""
     f = m.fault
     assert f is not None
-    m.level[ids] = f.level[ids]
-    m.dev[ids] = f.dev[ids]
-    m.tail[ids] = f.tail[ids]
-    m.fast_dev[ids] = f.fast[ids]
+    for name, into in f.kept.items():
+        getattr(m, into)[ids] = getattr(f, name)[ids]
+
+
+class SpikeRuns:
+    """Per series, where no band is given back (``restore_ticks`` 0) but lone spikes are kept out of the fast
+    error (``lone_spikes``): its samples in a row past its band, up to ``run`` (``spiking``). 1 byte per
+    series."""
+
+    def __init__(self, run: int) -> None:
+        self.run_needed = run
+        self.out = np.zeros(0, np.uint8)
+
+    def grow(self, cap: int) -> None:
+        """Hold ``cap`` series (the new ones in no run)."""
+        self.out = _extended(self.out, cap)
+
+    def observe(self, ids: IntArray, anomalous: BoolArray) -> None:
+        """Count each series' run past its band (``anomalous``: judged and past it, as ``FaultBands``)."""
+        self.out[ids] = np.where(anomalous, np.minimum(self.out[ids], self.run_needed - 1) + 1, 0)
+
+
+def _extended(a: npt.NDArray[Any], cap: int) -> npt.NDArray[Any]:
+    """``a`` with room for ``cap`` series, the new ones zeros."""
+    out = np.zeros((cap, *a.shape[1:]), dtype=a.dtype)
+    out[: a.shape[0]] = a
+    return out

@@ -88,9 +88,12 @@ FORMAT = "gpuwarden-anomaly-state"
 # ``anomaly.changepoint``; a version-24 series just past a shift would read as out of it, and its alert would
 # not be raised). 25: before the adaptive thresholds' parameters held ``lone_spikes`` (the service's models
 # are found by it). 26: before each source's series and last read with series were kept (``source_series``,
-# ``series_at``: a restart during a total exporter outage judged the source on the hour read, never empty).
+# ``series_at``: a restart during a total exporter outage judged the source on the hour read, never empty),
+# and before the adaptive thresholds with seasonal baselines kept each series' seasonal error scales before a
+# raised fault (``fault_dev_day``, ``fault_dev_week``), and those that give no band back (``restore_ticks``
+# 0) each series' run past its band (``spike_out``; a version-26 model lacks them).
 VERSION = 27
-SCHEMA = "707ee0daf112b596"
+SCHEMA = "9f64b24ec774b8f1"
 _HEADER = "header"
 _MODE = 0o600
 # What an .npz (a zip archive, or an empty one) or an .npy begins with. numpy reads any other file as a

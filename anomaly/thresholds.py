@@ -29,12 +29,12 @@ import numpy as np
 import numpy.typing as npt
 
 from anomaly.faultbands import (
-    FAULT_STATE,
     MAX_RESTORE_RUN,
     MAX_RESTORE_TICKS,
-    Before,
     FaultBands,
-    follow_faults,
+    SpikeRuns,
+    follow_runs,
+    kept_before,
     spiking,
 )
 from anomaly.levelshift import MAX_SHIFT_RUN, SHIFT_STATE, ShiftState, rebaseline
@@ -186,7 +186,11 @@ class AdaptiveThresholds:
         self.seeded = np.zeros(0, np.uint8)
         self.shift = ShiftState(self.params.shift_run) if self.params.shift_run > 0 else None
         p = self.params
-        self.fault = FaultBands(p.restore_run, p.restore_ticks) if p.restore_ticks > 0 else None
+        self.fault = (
+            FaultBands(p.restore_run, p.restore_ticks, seasonal=p.seasonality) if p.restore_ticks else None
+        )
+        # Runs past the band, counted by ``fault`` where it is kept (``faultbands.spiking``).
+        self.spikes = SpikeRuns(p.restore_run) if p.lone_spikes and self.fault is None else None
         # The first samples, kept until judged (``anomaly.warmstart``); the re-baselining's ring holds them
         # where it is on.
         self.start_len = start_length(self.params)
@@ -240,6 +244,8 @@ class AdaptiveThresholds:
             arrays += self.shift.arrays()
         if self.fault is not None:
             arrays += self.fault.arrays()
+        if self.spikes is not None:
+            arrays.append(self.spikes.out)
         return arrays
 
     def _held(self) -> dict[str, tuple[object, str]]:
@@ -248,7 +254,9 @@ class AdaptiveThresholds:
         if self.shift is not None:
             held.update({f"shift_{name}": (self.shift, name) for name in SHIFT_STATE})
         if self.fault is not None:
-            held.update({f"fault_{name}": (self.fault, name) for name in FAULT_STATE})
+            held.update({f"fault_{name}": (self.fault, name) for name in self.fault.names})
+        if self.spikes is not None:
+            held["spike_out"] = (self.spikes, "out")
         return held
 
     def state(self) -> State:
@@ -282,18 +290,9 @@ class AdaptiveThresholds:
             out[: a.shape[0]] = a
             return out
 
-        self.count = extend(self.count, 0)  # type: ignore[assignment]
-        self.level = extend(self.level, 0.0)  # type: ignore[assignment]
-        self.dev = extend(self.dev, 0.0)  # type: ignore[assignment]
-        self.dev_day = extend(self.dev_day, np.inf)  # type: ignore[assignment]
-        self.dev_week = extend(self.dev_week, np.inf)  # type: ignore[assignment]
-        self.day = extend(self.day, np.nan)  # type: ignore[assignment]
-        self.week = extend(self.week, np.nan)  # type: ignore[assignment]
-        self.last_seen = extend(self.last_seen, np.nan)  # type: ignore[assignment]
-        self.fast_dev = extend(self.fast_dev, 0.0)  # type: ignore[assignment]
-        self.tail = extend(self.tail, 0.0)  # type: ignore[assignment]
-        self.start = extend(self.start, 0.0)  # type: ignore[assignment]
-        self.seeded = extend(self.seeded, 0)  # type: ignore[assignment]
+        for name in _STATE:  # a new series' baselines: none; its errors: none (seasonal: unknown)
+            fill = np.nan if name in ("day", "week", "last_seen") else np.inf if name[:4] == "dev_" else 0
+            setattr(self, name, extend(getattr(self, name), fill))
         if self.shift is not None:
             self.shift.run = extend(self.shift.run, 0)  # type: ignore[assignment]
             self.shift.values = extend(self.shift.values, np.nan)  # type: ignore[assignment]
@@ -301,6 +300,8 @@ class AdaptiveThresholds:
             self.shift.tail0 = extend(self.shift.tail0, 0.0)  # type: ignore[assignment]
         if self.fault is not None:
             self.fault.grow(new_cap)
+        if self.spikes is not None:
+            self.spikes.grow(new_cap)
         self._cap = new_cap
 
     def reset(self, ids: IntArray) -> None:
@@ -321,6 +322,8 @@ class AdaptiveThresholds:
             self.shift.run[ids] = 0
         if self.fault is not None:
             self.fault.reset(ids)
+        if self.spikes is not None:
+            self.spikes.out[ids] = 0
 
     def update(
         self,
@@ -359,7 +362,8 @@ class AdaptiveThresholds:
         season = Season(self, ids, x, timestamps, level=level, dev=dev) if p.seasonality else None
         yhat, scale = (season.yhat, season.scale) if season is not None else (level, dev)
         resid = x - yhat
-        before = self._before(ids, level, dev)  # before ``_width`` teaches the tail
+        # Before ``_width`` teaches the tail and ``season`` its errors.
+        before = None if self.fault is None else kept_before(self, ids, level, dev)
         width = self._width(ids, resid, scale)
         band = np.maximum(width * scale, p.min_deviation)
         if p.min_relative_deviation > 0:
@@ -387,6 +391,7 @@ class AdaptiveThresholds:
         if p.lone_spikes and self.start_len and self.shift is None:
             err_cap = sparse_cap(self.start[ids], n=n, err=np.abs(r_level), cap=err_cap, band=band, p=p)
         self.dev[ids] = dev + slow * (np.minimum(np.abs(r_level), err_cap) - dev)
+        anomalous = (signed > band) & (n >= p.warmup)
         if season is not None:
             season.learn(
                 self, ids, x, r_level=r_level, cap=cap, slow=slow, err_cap=err_cap, frozen=score > 1.0
@@ -398,20 +403,12 @@ class AdaptiveThresholds:
         self.count[ids] = np.minimum(n, _INT32_MAX - 1) + 1
         self.last_seen[ids] = timestamps
         self._follow_shift(ids, x, n=n, resid=resid, band=band, scale=scale)
-        if before is not None:
-            follow_faults(self, ids, x, (signed > band) & (n >= p.warmup), before)
+        follow_runs(self, ids, x, anomalous, before)
         if kept:
             self._start(ids[n == self.start_len - 1])
         return ThresholdScores(
             ids=ids, score=score, yhat=yhat, lower=yhat - band, upper=yhat + band, judged=n >= p.warmup
         )
-
-    def _before(self, ids: IntArray, level: FloatArray, dev: FloatArray) -> Before | None:
-        """The state of ``ids`` before a step teaches them (level, error scale, tail, fast error), where a
-        fault's band is given back (``restore_ticks``); else None."""
-        if self.fault is None:
-            return None
-        return level, dev, self.tail[ids], self.fast_dev[ids]
 
     def _keep(self, ids: IntArray, x: FloatArray, n: npt.NDArray[np.int32]) -> bool:
         """Keep the samples ``x`` that are among their series' first (``anomaly.warmstart``); whether any
@@ -458,8 +455,9 @@ class AdaptiveThresholds:
         floor = np.maximum(p.volatility_k / width * band, p.min_deviation)
         if p.fast_cap > 0:
             signed = np.minimum(signed, np.where(n >= p.warmup, p.fast_cap * floor, np.inf))
-        if p.lone_spikes and self.fault is not None:  # a spike scores on its own, not the next ones too
-            signed = np.where((n >= p.warmup) & spiking(self.fault, ids), np.minimum(signed, band), signed)
+        runs = self.fault if self.fault is not None else self.spikes
+        if p.lone_spikes and runs is not None:  # a spike scores on its own, not the next ones too
+            signed = np.where((n >= p.warmup) & spiking(runs, ids), np.minimum(signed, band), signed)
         return fast_dev + p.fast_alpha * (signed - fast_dev), floor
 
     def _follow_shift(

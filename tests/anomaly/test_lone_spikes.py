@@ -10,6 +10,7 @@ it, winsorised at 4 of those scales, widened only over about 1,000 samples.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from anomaly.adaptive import AdaptiveDetector
 from anomaly.thresholds import AdaptiveThresholds, ThresholdParams
@@ -20,9 +21,10 @@ T0 = 1_767_571_200.0
 STEP = 300.0
 
 
-def service_model() -> AdaptiveThresholds:
-    """The adaptive thresholds ``anomaly run`` scores the metric with, by default."""
-    return AdaptiveThresholds(AdaptiveDetector(AnomalyConfig(infer_every_seconds=STEP)).params_for(METRIC))
+def service_model(**settings: object) -> AdaptiveThresholds:
+    """The adaptive thresholds ``anomaly run`` scores the metric with, by default (or with ``settings``)."""
+    cfg = AnomalyConfig(infer_every_seconds=STEP, **settings)
+    return AdaptiveThresholds(AdaptiveDetector(cfg).params_for(METRIC))
 
 
 def scores(model: AdaptiveThresholds, values: np.ndarray) -> np.ndarray:
@@ -40,14 +42,35 @@ def longest_run_above_1(score: np.ndarray) -> np.ndarray:
     return longest
 
 
-def test_a_lone_spike_scores_its_own_read_and_not_the_quiet_reads_after_it():
+@pytest.mark.parametrize("restore", [720, 0], ids=["band-given-back", "band-restore-ticks-0"])
+def test_a_lone_spike_scores_its_own_read_and_not_the_quiet_reads_after_it(restore):
     # A warm-up that saw 2 spikes in 30 reads: its error scale is learnt narrow (about 0.07).
     values = np.zeros(80)
     values[[7, 21]] = 1.0
     values[50] = 2.0  # the lone spike, well after the warm-up
-    score = scores(service_model(), values[:, None])[:, 0]
+    # ``band_restore_ticks: 0`` turned the rule off too (it read the runs the band given back counts): the
+    # two reads after the spike scored 1.13 and 1.04, three in a row above 1, an alert.
+    score = scores(service_model(band_restore_ticks=restore), values[:, None])[:, 0]
     assert score[50] > 1.0  # past the band: it scores on its own
     assert (score[51:] <= 1.0).all(), score[51:56]  # the reads after it are back at 0
+
+
+def test_with_no_band_given_back_a_run_past_the_band_costs_a_byte_and_goes_with_the_snapshot():
+    values = np.zeros(80)
+    values[[7, 21]] = 1.0
+    values[50:53] = 2.0  # a run of three past the band: the third read adds to the fast error in full
+    whole, ids = service_model(band_restore_ticks=0), np.zeros(1, np.int64)
+    for i, v in enumerate(values.tolist()):
+        if i == 52:  # mid-run: taken up from a snapshot, its third read is told by the first two as well
+            resumed = service_model(band_restore_ticks=0)
+            resumed.restore(whole.state())
+        a = whole.update(ids, np.array([v]), T0 + i * STEP)
+        if i >= 52:
+            assert resumed.update(ids, np.array([v]), T0 + i * STEP).score[0] == a.score[0], i
+    assert "spike_out" in whole.state().arrays
+    off = service_model(band_restore_ticks=0).state_bytes_per_series()
+    on = service_model().state_bytes_per_series()
+    assert off == on - 24 + 1  # no band kept, one byte for the run
 
 
 def test_heavy_tailed_noise_has_no_three_reads_in_a_row_above_1():

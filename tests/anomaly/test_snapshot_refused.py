@@ -209,6 +209,20 @@ def test_a_snapshot_of_version_23_is_refused_its_series_warming_up_from_the_hist
     _refused(path, clock, caplog, "is of format version 23; this gpuwarden reads 27")
 
 
+def test_a_snapshot_of_version_26_is_refused_its_series_warming_up_from_the_history(
+    tmp_path, thirty_ticks, caplog, monkeypatch
+):
+    """Version 26 kept no source's series nor its last read with series (a restart during a total exporter
+    outage would judge the source on the hour), no seasonal error scales from before a raised fault, nor the
+    runs past the band of a model that gives none back (``anomaly.faultbands``): its arrays no longer fit.
+    Refused as any other version, the hour replayed."""
+    clock, path, snapshot = _saved_snapshot(tmp_path, thirty_ticks)
+    monkeypatch.setattr(snapshot_module, "VERSION", 26)
+    assert save_snapshot(path, snapshot)
+    monkeypatch.undo()
+    _refused(path, clock, caplog, "is of format version 26; this gpuwarden reads 27")
+
+
 @pytest.mark.parametrize("damage", ["truncated", "corrupt", "empty", "not-npz"])
 def test_a_damaged_snapshot_is_refused(tmp_path, thirty_ticks, caplog, damage):
     clock, path = _saved_file(tmp_path, thirty_ticks)
@@ -480,15 +494,3 @@ def test_a_snapshot_of_version_25_is_refused_its_series_warming_up_from_the_hist
     assert save_snapshot(path, snapshot)
     monkeypatch.undo()
     _refused(path, clock, caplog, "is of format version 25; this gpuwarden reads 27")
-
-
-def test_a_snapshot_of_version_26_is_refused_its_series_warming_up_from_the_history(
-    tmp_path, thirty_ticks, caplog, monkeypatch
-):
-    """Version 26 kept no source's series nor its last read with series: a restart during a total exporter
-    outage would judge the source on the hour. Refused as any other version, the hour replayed."""
-    clock, path, snapshot = _saved_snapshot(tmp_path, thirty_ticks)
-    monkeypatch.setattr(snapshot_module, "VERSION", 26)
-    assert save_snapshot(path, snapshot)
-    monkeypatch.undo()
-    _refused(path, clock, caplog, "is of format version 26; this gpuwarden reads 27")
