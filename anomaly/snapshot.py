@@ -47,51 +47,8 @@ FORMAT = "gpuwarden-anomaly-state"
 # The format's version, bumped whenever what a snapshot holds changes (a component's arrays, their dtypes and
 # dimensions, its meta's keys, the header's keys) or what any of it means: a snapshot of another version is
 # refused. ``SCHEMA`` is the digest of what this version holds, pinned by
-# tests/anomaly/test_snapshot_schema.py, which fails when they part and says what to do. 1: before recalled
-# alerts were kept apart from the firing ones. 2: before each query's own last good read was kept
-# (``query_read``). 3: before the thermal detector kept each GPU's rest (``rest_t``, ``rest_p``). 4: before
-# it kept when each GPU was read again after going unseen (``seen_at``). 5: before the sources' own state
-# (``sources``: PromQL's answer steps, ``anomaly.coarsestate``) was kept. 6: before the alerts kept the
-# workloads' moves and the rows they hold (``collective``, ``anomaly.collective``). 7: before each move kept
-# its ranks beside the rows it holds (a rank let go mid-move is held again as its job moves on). 8: before
-# each move kept how far its held ranks' values read from their bands' middles since their job came back.
-# 9: before each source's and query's last good read was kept (``source_success``, ``query_success``,
-# ``started``). 10: before each move kept the ranks its start read that did not move with it (``others``:
-# the ranks it could not read then join it when they move with their job). 11: before each move kept the side
-# its start went (a rank joins it only on that side; ``others`` now only those that moved against it). 12:
-# before the thermal detector kept each GPU's latest gap end and its settle clock before that gap
-# (``gapped_at``, ``seen_was``: a gap that recurs is a flapping exporter's, its restart undone). 13: before
-# it kept the read each GPU's cooling began at (``cooled_at``, ``cooled_t``, ``cooled_p``: back from a gap
-# colder than a powered GPU could have cooled since, while its power still fell, it was off). 14: before each
-# move kept at how many ticks it held its ranks' own distances back as its job stayed slowed (``waited``).
-# 15: before each move kept the reads since its job's sitting started it and those its job read back since
-# (``sat``, ``back``; a move of version 15 would be taken up as one its job's moving started). 16: before each
-# move kept its held ranks' distances from their sitting job's value, averaged (``near``: past its bound a
-# sitting move keeps holding the ranks near their job; a version-16 sitting move would let them all go).
-# 17: before each move kept the reads in a row its job has read back (``returned``: past its bound a sitting
-# move keeps holding the ranks that came back with their job, for a bound; a version-17 move would start it
-# from 0 at any read back). 18: before the presence detector kept each GPU's newest sample apart from its
-# clock moved on through an outage, and the outage's first tick (``seen``, ``outage``: a catch-up read
-# after the outage sets the clocks back to the samples; a version-18 state would keep them moved on). 19:
-# before the PromQL source kept its range edges (``edges``, ``edge_start``, ``edge_last``: where each series'
-# run of points began, for a query its warm-up could not read; ``anomaly.rangeedges``). 20: before each firing
-# alert kept its reads since it last read out, the same before its departure now, and its detector's
-# ``rearm_after`` (``calm``, ``calmed``, ``rearm_after``: a fleet alert back among its peers half an hour
-# re-escalates at a new departure; a version-20 alert would count from 0 and hide it up to half an hour more).
-# 21: before the adaptive thresholds kept each series' first samples (``start``, ``robust_start`` in their
-# parameters, ``anomaly.warmstart``: a version-21 series in its warm-up would judge zeros as its first ones).
-# 22: before the adaptive thresholds kept which seasonal buckets each series seeded in the hour it is in
-# (``seeded``, ``seasonal_tested`` in their parameters, ``anomaly.seasonal``). 23: before the adaptive
-# thresholds kept each series' state before a raised fault (``fault_*``, ``restore_ticks`` and ``restore_run``
-# in their parameters, ``anomaly.faultbands``: a version-23 model has no such parameters to be found by).
-# 24: before the level-shift detector kept the level before a shift it found (``base``, ``reach``:
-# ``anomaly.changepoint``; a version-24 series just past a shift would read as out of it, and its alert would
-# not be raised). 25: before the adaptive thresholds' parameters held ``lone_spikes`` (the service's models
-# are found by it). 26: before each source's series and last read with series were kept (``source_series``,
-# ``series_at``: a restart during a total exporter outage judged the source on the hour read, never empty),
-# and before the adaptive thresholds with seasonal baselines kept each series' seasonal error scales before a
-# raised fault (``fault_dev_day``, ``fault_dev_week``), and those that give no band back (``restore_ticks``
-# 0) each series' run past its band (``spike_out``; a version-26 model lacks them).
+# tests/anomaly/test_snapshot_schema.py, which fails when they part and says what to do. What each earlier
+# version lacked, and so why it is refused: anomaly/snapshot_versions.md.
 VERSION = 27
 SCHEMA = "9f64b24ec774b8f1"
 _HEADER = "header"

@@ -151,7 +151,8 @@ def test_the_snapshots_schema_is_the_one_its_format_version_names(tmp_path):
         f"the snapshot's schema changed (digest {digest}, anomaly.snapshot.SCHEMA {snapshot_module.SCHEMA}"
         f" for VERSION {snapshot_module.VERSION}): a snapshot saved before the change would be taken up with"
         " arrays or meta that now mean something else. Bump anomaly.snapshot.VERSION (snapshots of the old"
-        f" one are then refused, said, at the next start) and set anomaly.snapshot.SCHEMA = {digest!r}. Only"
-        " where nothing saved changed (this test's own fleet read otherwise, a list now empty), set SCHEMA"
+        f" one are then refused, said, at the next start), set anomaly.snapshot.SCHEMA = {digest!r} and say"
+        " in anomaly/snapshot_versions.md what the old version lacked. Only where nothing saved changed (this"
+        " test's own fleet read otherwise, a list now empty), set SCHEMA"
         f" alone. The schema now:\n{json.dumps(found, sort_keys=True, indent=1)}"
     )
