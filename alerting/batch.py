@@ -286,6 +286,9 @@ class Batch:
     resolved: RecentlyResolved | None = None
     # Incidents whose silence this transaction ended early for a fault beside it (``Lifted``).
     lifted: dict[str, Lifted] = field(default_factory=dict)
+    # The latest onset of the alerts it joined so far, while they came in onset order; None once one came
+    # before it (``in_onset_order``).
+    _onsets: datetime | None = field(default=datetime.min.replace(tzinfo=UTC), repr=False)
     # The kinds of ``changes`` per incident, read up to ``_kinds_seen`` of them: asking the list itself
     # for each incident a transaction opened was quadratic in a POST of a thousand separate faults.
     _kinds: dict[str, set[ChangeKind]] = field(default_factory=dict, repr=False)
@@ -365,6 +368,17 @@ class Batch:
             self.session.expunge(event)
         else:
             self.session.delete(event)
+
+    def in_onset_order(self, onset: datetime) -> bool:
+        """Whether the alerts this transaction joined so far, the latest of onset ``onset``, each came no
+        earlier than those before it: then each saw what it would have seen posted alone after them
+        (``joining``'s early merge). A POST in another order (a rule group's alerts by their labels) is
+        merged once, at its end, with everything it holds: merged at each alert, what came first would have
+        gone together before the faults posted after it that explain it came (a rack's stale exporters, one
+        cluster's exporter fault, before the rack's nodes down)."""
+        if self._onsets is not None:
+            self._onsets = onset if onset >= self._onsets else None
+        return self._onsets is not None
 
     def silence_time(self) -> datetime:
         """When this transaction checks silences, of alerts and of incidents alike, and ends an incident's
