@@ -240,6 +240,8 @@ class Lifted:
         return self._facts
 
 
+_VERBS = {"alert_added": "joined", "alert_firing": "firing again", "alert_resolved": "resolved"}
+
 ToldAs = tuple[tuple[object, ...], datetime | None]
 """What notifiers show of an incident's row (``showing.told_of``) with its ``quiet_since``: what a
 change is weighed against."""
@@ -349,6 +351,22 @@ class Batch:
         if change is not None:
             self.changes.append((incident_id, change, event))
         return event
+
+    def tell_added(self, incident_id: str | None = None) -> None:
+        """The timeline events of the alerts that joined, fired or resolved (``added``), of every incident
+        or of ``incident_id`` only (one merged away within the transaction: before its merge, as posted one
+        by one): one event per incident, kind and transaction, listing every alert concerned."""
+        for key in [k for k in self.added if incident_id is None or k.split("\0")[0] == incident_id]:
+            added = self.added.pop(key)
+            inc, kind = key.split("\0")
+            fps = [fp for fp, _, _ in added]
+            first = added[0][1]
+            single = f"alert {first} {'resolved' if kind == 'alert_resolved' else 'firing'}"
+            message = single if len(added) == 1 else f"{len(added)} alerts {_VERBS[kind]} (first: {first})"
+            data: dict[str, object] = {"fingerprints": fps, "kinds": sorted({k for _, _, k in added})}
+            if len(added) == 1:
+                data["fingerprint"] = fps[0]
+            self.event(inc, kind, message, data)
 
     def retract(self, event: TimelineRow) -> None:
         """Take back an event this transaction added, and the change that would tell it: what it said no

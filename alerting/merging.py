@@ -182,6 +182,7 @@ class IncidentMerging:
                 other.members.values(),
                 lambda: f"{_named(other)}, a fault beside the one the silence was set for",
             )
+        batch.tell_added(other.id)  # what joined it in this transaction, told before it goes (an early merge)
         dropped = self._drop_absorbed_silences(batch, other.id)
         # Its alerts of its own earlier opening stay of an earlier one here; the rest are of this opening,
         # as the event says (a restart replays it: ``joining.earlier_members``).

@@ -4,11 +4,18 @@ down to the alerts that made them differ; the fleet of ``test_batch_merging``)."
 
 from __future__ import annotations
 
+import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.alerting.test_batch_merging import _alert, _grouped
+from alerting.engine import IncidentEngine
+from alerting.inventory_file import load_inventory
+from gpuwarden.clock import FakeClock
+from gpuwarden.config import AlertingConfig
+from tests.alerting.test_batch_merging import INVENTORY, START, _alert, _grouped
+from tests.migrated_store import migrated_sqlite
 
 LATENCY = {"service": "llama", "namespace": "prod"}
 
@@ -221,3 +228,22 @@ def test_alerts_of_one_post_join_what_they_would_posted_one_by_one(tmp_path: Pat
     one_by_one = _grouped(tmp_path, [[a] for a in alerts])
     together = _grouped(tmp_path, [alerts])
     assert (one_by_one, together) == (expected, expected)
+
+
+def test_an_incident_merged_within_its_post_tells_its_alerts_before_its_merge(tmp_path: Path) -> None:
+    # r1-n2 GPU 0's brake goes into the rack's power as r1-n4 brakes (the third node), within the POST: its
+    # timeline says the brake joined, then the merge, as posted one by one, not the merge and then a join.
+    alerts, _ = STORMS["a latency joins no brake that its rack's power takes in"]
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(INVENTORY)
+    sql = migrated_sqlite(tmp_path / f"{uuid.uuid4().hex}.db")
+    at = START + timedelta(seconds=130)
+    engine = IncidentEngine(
+        sql, FakeClock(at.timestamp()), AlertingConfig(announce_delay_seconds=0), load_inventory(inventory)
+    )
+    engine.ingest(alerts)
+    merged = [row.id for row, _ in engine.store.list_rows(include_merged=True) if row.merged_into]
+    timelines = [[e.kind for e in engine.store.get(i).timeline] for i in merged]
+    sql.dispose()
+    assert len(timelines) == 2  # two of the three brakes' incidents went into the first
+    assert all(kinds[:2] == ["opened", "alert_added"] and kinds[-1] == "merged" for kinds in timelines)
