@@ -51,9 +51,10 @@ class IncidentMerging:
         signal spreading with it, as the join path would have joined their alerts in another order; the id
         of the incident that took others in (None: none). The incident opened first, already announced
         perhaps, survives whichever was touched: when that is one of the others, ``inc`` goes into it.
-        ``early``: within a POST (``_merge_early``), without the signal's rollout over nodes and racks
-        (``spread_candidates``), which the transaction's pass merges, its regrouping taking the signal's
-        alerts out of another fault's incident rather than that whole incident into the rollout's."""
+        ``early``: within a POST (``_merge_early``), only with incidents it opened, and without the signal's
+        rollout over nodes and racks (``spread_candidates``), which the transaction's pass merges, its
+        regrouping taking the signal's alerts out of another fault's incident rather than that whole incident
+        into the rollout's."""
         rollout = (
             set()
             if early
@@ -92,8 +93,8 @@ class IncidentMerging:
         taker = self._rooted_taker(inc) or self._wider_taker(inc)
         if taker is not None and all(o.id != taker.id for o in takes):
             takes.append(taker)
-        if not takes:
-            return None
+        if not takes or (early and not all(batch.is_new(o.id) for o in takes)):
+            return None  # one stored before is assessed first, and merged at the end (its priority told)
         first = min([inc, *takes], key=lambda o: self._opened(batch, o))
         if first is not inc:
             # The incident opened first (announced already, perhaps) survives and takes this one in: its
@@ -109,12 +110,14 @@ class IncidentMerging:
         """The merge pass of ``inc`` at once, within one POST, where an alert opened it, moved its root or
         brought its first outage (``joining``): the rest of the POST sees what it merged with, as posted one
         by one after it. Only those alerts ask: joining a wide incident as more of it (a storm's thousands)
-        asks nothing, and each merge folds an incident away for good. What it takes in roots it where the
-        recompute will (the transaction's pass still recomputes and merges every touched incident). Posted
+        asks nothing, and each merge folds an incident away for good. Only incidents this transaction
+        opened merge here: one stored before is assessed (its priority told) and merged at the end, as before.
+        What it takes in roots it where the recompute will (the transaction's pass still recomputes and
+        merges every touched incident). Posted
         after the merge, a latency or an XID of a GPU that went into its rack's outage, heat or power brake
         joined another incident, the most specific then, or its own; in one POST it joined the GPU's and
         went into the rack's with it (batch fuzz seeds 1085, 1704, 2693, 2711, 3286, 3408, 3491)."""
-        took = self._merge_into(batch, inc, early=True)
+        took = self._merge_into(batch, inc, early=True) if batch.is_new(inc.id) else None
         while took is not None:
             batch.touched.add(took)
             survivor = self._open[took]
