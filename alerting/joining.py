@@ -152,8 +152,9 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         # sees them (a service's latency alert joins the XID on its GPU posted just before it).
         found = member.location.workloads | workloads_hit(member, self.inventory)
         if not found <= inc.workloads:
+            # It may take a rootless incident sharing one, or be taken by a rooted one (2537, 3657).
+            early = early or not inc.root_path or self._open.rootless_sharing(found - inc.workloads)
             self._set_workloads(inc, add_workloads(inc.workloads, found))
-            early = early or not inc.root_path  # a rooted incident sharing one may take it (3657)
         inc.last_alert_at = now
         row.incident_id = inc.id
         key = f"{inc.id}\0alert_added"

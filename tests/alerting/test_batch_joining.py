@@ -219,6 +219,22 @@ STORMS = {
             ("thermal", frozenset({"GpuTemperatureHigh@93"})),
         },
     ),
+    # r1-n2 GPU 1 lost (a llama replica's) brings llama into r1-n2's GPUs lost, which takes llama's latency
+    # in: posted after, r1-n1 GPU 2 hot (llama's) is its own; in one POST it went with the latency's incident,
+    # still apart, into r1-n2's (seen with the early merge before it took a grown workload in; seed 2537).
+    "a latency goes into the incident that brings its workload before the next alert": (
+        [
+            _alert(5, "GPULost", node="r1-n2", gpu="4"),
+            _alert(35, "GPULost", node="r1-n2", gpu="2"),
+            _alert(65, "LlamaLatencyHigh", **LATENCY),
+            _alert(89, "GPULost", node="r1-n2", gpu="1"),
+            _alert(103, "GpuTemperatureHigh", node="r1-n1", gpu="2"),
+        ],
+        {
+            ("gpu_lost", frozenset({"GPULost@5", "GPULost@35", "LlamaLatencyHigh@65", "GPULost@89"})),
+            ("thermal", frozenset({"GpuTemperatureHigh@103"})),
+        },
+    ),
 }
 
 
