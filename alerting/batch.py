@@ -240,6 +240,8 @@ class Lifted:
         return self._facts
 
 
+_VERBS = {"alert_added": "joined", "alert_firing": "firing again", "alert_resolved": "resolved"}
+
 ToldAs = tuple[tuple[object, ...], datetime | None]
 """What notifiers show of an incident's row (``showing.told_of``) with its ``quiet_since``: what a
 change is weighed against."""
@@ -286,6 +288,9 @@ class Batch:
     resolved: RecentlyResolved | None = None
     # Incidents whose silence this transaction ended early for a fault beside it (``Lifted``).
     lifted: dict[str, Lifted] = field(default_factory=dict)
+    # The latest onset of the alerts it joined so far, while they came in onset order; None once one came
+    # before it (``in_onset_order``).
+    _onsets: datetime | None = field(default=datetime.min.replace(tzinfo=UTC), repr=False)
     # The kinds of ``changes`` per incident, read up to ``_kinds_seen`` of them: asking the list itself
     # for each incident a transaction opened was quadratic in a POST of a thousand separate faults.
     _kinds: dict[str, set[ChangeKind]] = field(default_factory=dict, repr=False)
@@ -347,6 +352,22 @@ class Batch:
             self.changes.append((incident_id, change, event))
         return event
 
+    def tell_added(self, incident_id: str | None = None) -> None:
+        """The timeline events of the alerts that joined, fired or resolved (``added``), of every incident
+        or of ``incident_id`` only (one merged away within the transaction: before its merge, as posted one
+        by one): one event per incident, kind and transaction, listing every alert concerned."""
+        for key in [k for k in self.added if incident_id is None or k.split("\0")[0] == incident_id]:
+            added = self.added.pop(key)
+            inc, kind = key.split("\0")
+            fps = [fp for fp, _, _ in added]
+            first = added[0][1]
+            single = f"alert {first} {'resolved' if kind == 'alert_resolved' else 'firing'}"
+            message = single if len(added) == 1 else f"{len(added)} alerts {_VERBS[kind]} (first: {first})"
+            data: dict[str, object] = {"fingerprints": fps, "kinds": sorted({k for _, _, k in added})}
+            if len(added) == 1:
+                data["fingerprint"] = fps[0]
+            self.event(inc, kind, message, data)
+
     def retract(self, event: TimelineRow) -> None:
         """Take back an event this transaction added, and the change that would tell it: what it said no
         longer holds when the transaction ends."""
@@ -365,6 +386,17 @@ class Batch:
             self.session.expunge(event)
         else:
             self.session.delete(event)
+
+    def in_onset_order(self, onset: datetime) -> bool:
+        """Whether the alerts this transaction joined so far, the latest of onset ``onset``, each came no
+        earlier than those before it: then each saw what it would have seen posted alone after them
+        (``joining``'s early merge). A POST in another order (a rule group's alerts by their labels) is
+        merged once, at its end, with everything it holds: merged at each alert, what came first would have
+        gone together before the faults posted after it that explain it came (a rack's stale exporters, one
+        cluster's exporter fault, before the rack's nodes down)."""
+        if self._onsets is not None:
+            self._onsets = onset if onset >= self._onsets else None
+        return self._onsets is not None
 
     def silence_time(self) -> datetime:
         """When this transaction checks silences, of alerts and of incidents alike, and ends an incident's

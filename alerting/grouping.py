@@ -86,18 +86,7 @@ class IncidentGrouping(IncidentMerging):
 
     def _finish(self, batch: Batch) -> None:
         """Recompute root cause, impact and priority of touched incidents; merge what one fault explains."""
-        verbs = {"alert_added": "joined", "alert_firing": "firing again", "alert_resolved": "resolved"}
-        for key, added in batch.added.items():
-            # One timeline event per incident, kind and transaction; it lists every alert concerned.
-            incident_id, kind = key.split("\0")
-            fps = [fp for fp, _, _ in added]
-            first = added[0][1]
-            single = f"alert {first} {'resolved' if kind == 'alert_resolved' else 'firing'}"
-            message = single if len(added) == 1 else f"{len(added)} alerts {verbs[kind]} (first: {first})"
-            data: dict[str, object] = {"fingerprints": fps, "kinds": sorted({k for _, _, k in added})}
-            if len(added) == 1:
-                data["fingerprint"] = fps[0]
-            batch.event(incident_id, kind, message, data)
+        batch.tell_added()
         # Earliest onset first (popped from the end): the set's order is the string hash's, another per run.
         pending = sorted((i for i in batch.touched if i in self._open), key=self._order, reverse=True)
         sharers: set[str] = set()

@@ -56,6 +56,11 @@ def head_root(
         # Among outages when there are any; not by a fault that began after a workload's symptom it holds,
         # which is evidence and moves no root (batch fuzz seed 3154).
         root = common_ancestor([root, path]) or root
+    elif root and not contains(root, path) and not evidence(members, member):
+        # Beside an outage, a fault outside its root (its node's stale exporter beside a GPU lost) moves
+        # the root only as the recompute finds it: asked of what lies outside the root alone, not of each
+        # alert that joins (batch fuzz seed 3008).
+        root = live_root_cause(members, inventory)[0]
     inc.root_path = root
     if beside_sibling_down(inc, member, candidates):
         inc.root_path = path[:-1]  # the rack's, as the merge pass will make it

@@ -46,7 +46,7 @@ from alerting.index_tables import (
 from alerting.inventory import GpuKey, Inventory
 from alerting.member import Member, Signal
 from alerting.topology import RACK_DEPTH, UNKNOWN, Path
-from gpuwarden.model import FaultKind
+from gpuwarden.model import FaultKind, WorkloadRef
 
 if TYPE_CHECKING:
     from alerting.batch import OpenIncident
@@ -351,6 +351,10 @@ class OpenIncidents(dict[str, "OpenIncident"]):
         if len(root) > RACK_DEPTH and root[1] != UNKNOWN:
             ids.update(self._under.get(root[:RACK_DEPTH], ()))
         return self._in_order(ids, inc.id)
+
+    def rootless_sharing(self, workloads: Iterable[WorkloadRef]) -> bool:
+        """Whether an open incident without a root shares one of ``workloads``."""
+        return any(i in self._rootless for i in self._lookup(self._by_workload, map(workload_key, workloads)))
 
     def rooted_takers(self, inc: OpenIncident) -> list[OpenIncident]:
         """The open incidents with a root whose merge pass may take in the rootless ``inc`` (a superset):

@@ -147,15 +147,13 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         else:
             inc = self._open[chosen.id]
             self._lift_if_beside(batch, inc, row, member)
-        had_outage = chosen is not None and member.is_infra and held_outage(inc)
-        inc.members[row.fingerprint] = member
-        if chosen is not None and member.is_infra:
-            # Where the recompute will root it: the next alert of this batch sees it (``alerting.heading``).
-            head_root(inc, member, candidates, self.inventory, had_outage=had_outage)
+        early = self._head(inc, member, candidates, joined=chosen is not None)
         # And those on its GPUs, as the batch's assessment will count them: the next alert of this batch
         # sees them (a service's latency alert joins the XID on its GPU posted just before it).
         found = member.location.workloads | workloads_hit(member, self.inventory)
         if not found <= inc.workloads:
+            # It may take a rootless incident sharing one, or be taken by a rooted one (2537, 3657).
+            early = early or not inc.root_path or self._open.rootless_sharing(found - inc.workloads)
             self._set_workloads(inc, add_workloads(inc.workloads, found))
         inc.last_alert_at = now
         row.incident_id = inc.id
@@ -165,6 +163,20 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
             added = batch.added[key] = []
         added.append((row.fingerprint, _describe(row.labels), member.kind.value))
         batch.touched.add(inc.id)
+        if batch.in_onset_order(member.onset) and early:
+            self._merge_early(batch, inc)  # what the rest of the POST sees, as posted after it
+
+    def _head(self, inc: OpenIncident, member: Member, candidates: list[Candidate], *, joined: bool) -> bool:
+        """Add ``member`` to ``inc`` (which it opened, or ``joined``), its root headed where the recompute
+        will put it; whether the merge pass of ``inc`` runs at once (``_merge_early``): it opened ``inc``,
+        moved its root or is its first outage."""
+        had_outage = joined and member.is_infra and held_outage(inc)
+        inc.members[member.fingerprint] = member
+        root = inc.root_path
+        if joined and member.is_infra:
+            # Where the recompute will root it: the next alert of this batch sees it (``alerting.heading``).
+            head_root(inc, member, candidates, self.inventory, had_outage=had_outage)
+        return not joined or inc.root_path != root or (member.is_outage and not had_outage)
 
     def _past_taken(self, candidates: list[Candidate], chosen: Candidate, member: Member) -> Candidate | None:
         """The incident the fault ``member`` joins when the best, ``chosen``, has no root and an incident with

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
 from alerting.batch import OpenIncident
@@ -49,10 +49,16 @@ def node_signals(inc: OpenIncident, since: datetime) -> list[Spread]:
 
 
 def rack_spread(
-    inc: OpenIncident, others: Iterable[OpenIncident], signal: Spread, since: datetime
+    inc: OpenIncident,
+    others: Iterable[OpenIncident],
+    signal: Spread,
+    since: datetime,
+    taken_since: Callable[[OpenIncident], datetime | None] = lambda _: None,
 ) -> set[str]:
     """The incidents of ``others`` (in ``inc``'s rack) that hold ``signal`` spreading over ``SPREAD_NODES``
-    nodes or more of it with ``inc``, as ``_counted`` reads each; empty when ``inc`` is not one of them."""
+    nodes or more of it with ``inc``, as ``_counted`` reads each; empty when ``inc`` is not one of them.
+    ``taken_since``: when the faults of another incident that takes one in (its node's, ``_wider_taker``)
+    began; they count as its own other faults, as the merge pass makes them one (batch fuzz seed 4044)."""
     rack = inc.root_path[:RACK_DEPTH]
     held = [
         (o, _of_signal(o, signal))
@@ -63,10 +69,11 @@ def rack_spread(
     ]
     facts = root_facts(m for _, same in held for m in same)
     eligible = [(o, same) for o, same in held if _explained(rack, facts, o, signal)]
-    reached = _reached_at(eligible, signal)
+    besides = {o.id: _other_since(o, signal, taken_since(o)) for o, _ in eligible}
+    reached = _reached_at(eligible, besides)
     if reached is None:
         return set()
-    counted = {o.id for o, same in eligible if _counted(o, same, signal, reached)}
+    counted = {o.id for o, same in eligible if _counted(same, besides[o.id], reached)}
     return counted - {inc.id} if inc.id in counted else set()
 
 
@@ -91,28 +98,21 @@ def _explained(rack: Path, facts: RootFacts, inc: OpenIncident, signal: Spread) 
     return all(explains(rack, lambda: facts, m) for m in _others(inc, signal))
 
 
-def _other_since(inc: OpenIncident, signal: Spread) -> datetime | None:
-    """When ``inc``'s first fault other than ``signal`` began; None when it holds none."""
-    return min((m.onset for m in _others(inc, signal)), default=None)
+def _other_since(inc: OpenIncident, signal: Spread, taken: datetime | None) -> datetime | None:
+    """When ``inc``'s first fault other than ``signal`` began, or ``taken`` when earlier; None when it holds
+    none and ``taken`` is None."""
+    onsets = [m.onset for m in _others(inc, signal)]
+    return min([*onsets, taken] if taken is not None else onsets, default=None)
 
 
-def _clean(inc: OpenIncident, signal: Spread, at: datetime) -> bool:
-    """Whether ``inc`` held nothing but ``signal`` before ``at`` (its other faults came then or after)."""
-    other = _other_since(inc, signal)
-    return other is None or other >= at
-
-
-def _reached_at(held: Sequence[tuple[OpenIncident, list[Member]]], signal: Spread) -> datetime | None:
+def _reached_at(
+    held: Sequence[tuple[OpenIncident, list[Member]]], besides: dict[str, datetime | None]
+) -> datetime | None:
     """When the signal reached its ``SPREAD_NODES``-th node, counting a node's incident only while it held
     nothing else (posted one by one, the merge pass found it so then); None when it never did. One sweep in
     onset order: a rack's incidents that never spread are not compared pairwise at every merge pass."""
     spans = sorted(  # each alert of the signal on its node: an incident the merge pass grew holds several
-        (
-            (m.onset, other, m.location.path[: RACK_DEPTH + 1])
-            for o, same in held
-            for other in [_other_since(o, signal)]
-            for m in same
-        ),
+        ((m.onset, besides[o.id], m.location.path[: RACK_DEPTH + 1]) for o, same in held for m in same),
         key=lambda span: span[0],
     )
     ending: list[tuple[datetime, int]] = []  # (when it stops counting, index into spans)
@@ -134,7 +134,8 @@ def _reached_at(held: Sequence[tuple[OpenIncident, list[Member]]], signal: Sprea
     return None
 
 
-def _counted(inc: OpenIncident, same: Sequence[Member], signal: Spread, reached: datetime) -> bool:
-    """Whether ``inc`` goes into the rack's incident: it held only the signal when the spread reached its
+def _counted(same: Sequence[Member], other: datetime | None, reached: datetime) -> bool:
+    """Whether an incident whose ``signal`` alerts are ``same`` and whose other faults began at ``other``
+    (``_other_since``) goes into the rack's incident: it held only the signal when the spread reached its
     third node, or when the signal came to its node after that (it joined the rack's then)."""
-    return bool(same) and _clean(inc, signal, max(reached, same[0].onset))
+    return bool(same) and (other is None or other >= max(reached, same[0].onset))

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from alerting.faults import OUTAGE_KINDS, SYMPTOM_KINDS
 from alerting.member import Member, Signal
@@ -297,11 +298,26 @@ def takes_in(root: Path, facts_of: Callable[[], RootFacts], members: Iterable[Me
     ``members`` (the merge pass). An outage's root (a rack down, a node down) takes it when it explains one
     of them, the rest coming as that one's evidence. A rack or cluster that only a spreading signal reached
     takes it only when it explains every infrastructure alert of it: an incident holding the signal beside
-    a fault of its own (a node down) keeps it, as the join path would have (its root is the more specific)."""
+    a fault of its own (a node down) keeps it, as the join path would have (its root is the more specific).
+    A GPU's outage on a node it holds down since before is that outage's consequence, judged with it: a
+    rack's heat that explains a node down takes a GPU of it lost after, as posted one by one the GPU joined
+    the heat's incident, which held the node by then (batch fuzz seed 4012)."""
     infra = [m for m in members if m.is_infra]
     if len(root) > RACK_DEPTH or facts_of().outage_kind:
         return any(explains(root, facts_of, m) for m in members)
-    return bool(infra) and all(explains(root, facts_of, m) for m in infra)
+    down: dict[Path, datetime] = {}
+    for m in infra:
+        if m.is_outage and m.firing and len(m.location.path) == RACK_DEPTH + 1:
+            node = m.location.path
+            down[node] = min(m.onset, down.get(node, m.onset))
+    return bool(infra) and all(explains(root, facts_of, m) or _after_its_node(m, down) for m in infra)
+
+
+def _after_its_node(member: Member, down: Mapping[Path, datetime]) -> bool:
+    """Whether ``member`` is a GPU's outage on a node of ``down`` (when each went down) since before it."""
+    path = member.location.path
+    since = down.get(path[: RACK_DEPTH + 1]) if len(path) > RACK_DEPTH + 1 else None
+    return since is not None and member.is_outage and member.onset >= since
 
 
 def grows(root: Path, new: Member) -> bool:

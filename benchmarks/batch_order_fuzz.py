@@ -18,6 +18,7 @@ import argparse
 import json
 import logging
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -121,9 +122,11 @@ Outcome = frozenset[tuple[str, str, str, str, frozenset[str]]]
 
 
 def outcome(posts: list[list[Alert]], inventory_path: Path, folder: Path, name: str) -> Outcome:
-    """The open incidents the engine makes of ``posts``, each ``ingest`` one POST."""
-    store = make_engine(str(folder / f"{name}.db"))
-    upgrade(store)
+    """The open incidents the engine makes of ``posts``, each ``ingest`` one POST, on a copy of the migrated
+    empty store ``folder`` holds (migrating each anew took two thirds of the time)."""
+    path = folder / f"{name}.db"
+    shutil.copyfile(folder / "empty.db", path)
+    store = make_engine(str(path))
     at = START + timedelta(seconds=130)
     engine = IncidentEngine(
         store,
@@ -161,6 +164,9 @@ def main(options: argparse.Namespace) -> None:
         folder = Path(tmp)
         inventory = folder / "inventory.yaml"
         inventory.write_text(_inventory_text())
+        empty = make_engine(str(folder / "empty.db"))
+        upgrade(empty)
+        empty.dispose()
         for seed in seeds:
             alerts = storm(random.Random(seed), options.alerts)
             one_by_one = outcome([[a] for a in alerts], inventory, folder, f"{seed}-each")
