@@ -54,9 +54,9 @@ from nab_inputs import frozen_grid_options, load_checked_corpus
 if __name__ == "__main__":
     PARSER, OPTIONS = frozen_grid_options(__doc__)
 
-from nab_cv import grid_report, normalised
+from nab_cv import normalised
 from nab_discords import or_ed_grid
-from nab_runlength import frozen_on_tune, split_score
+from nab_runlength import frozen_grid_report
 
 from anomaly.nab import FileScore, is_tuning_file
 from anomaly.neighbours import NeighbourParams, learning, raise_grid
@@ -97,26 +97,15 @@ def split_categories(table: dict[str, FileScore]) -> dict[str, dict[str, float |
 def main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     started = time.perf_counter()
     files = load_checked_corpus(parser, args)
-    table, seconds, detail = or_ed_grid(files, grid(), learning, raise_grid)
-    head, settings = grid_report(table, seconds, sum(len(f.series.values) for f in files))
-    gains = [scheme["gain"] for scheme in head["cross_validated"].values()]  # type: ignore[attr-defined]
-    for label, extra in detail.items():
-        settings[label].update(extra)
-    frozen = frozen_on_tune(table)
-    out: dict[str, object] = {
-        "bench": "nab_neighbours",
-        **head,
-        "beats_default_by_one": all(gain >= 1.0 for gain in gains),
-        "frozen_on_tune": frozen,
-        "settings": settings,
-    }
-    if args.held_out:
-        out["held_out"] = {
-            label: split_score(table[label], tune=False) for label in dict.fromkeys(("off", frozen))
-        }
-        out["categories"] = {
-            label: split_categories(table[label]) for label in dict.fromkeys(("off", frozen))
-        }
+    scored = or_ed_grid(files, grid(), learning, raise_grid)
+    out = frozen_grid_report(
+        "nab_neighbours",
+        files,
+        scored,
+        bar=("beats_default_by_one", 1.0),
+        held_out=args.held_out,
+        per_split=split_categories,
+    )
     out["seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(out))
 

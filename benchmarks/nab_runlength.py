@@ -38,6 +38,7 @@ import itertools
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -85,33 +86,55 @@ def frozen_on_tune(table: dict[str, dict[str, FileScore]]) -> str:
     return max(table, key=lambda label: sum(s.raw for n, s in table[label].items() if is_tuning_file(n)))
 
 
-def grid_table(
-    files: list[NabFile],
-) -> tuple[dict[str, dict[str, FileScore]], dict[str, float], dict[str, dict[str, object]]]:
+Scored = tuple[dict[str, dict[str, FileScore]], dict[str, float], dict[str, dict[str, object]]]
+
+
+def grid_table(files: list[NabFile]) -> Scored:
     """Scores per setting OR-ed with the default (``off``: the default alone), CPU seconds, and details."""
     return or_ed_grid(files, grid(), learning, raise_grid)
 
 
-def main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    started = time.perf_counter()
-    files = load_checked_corpus(parser, args)
-    table, seconds, detail = grid_table(files)
+def frozen_grid_report(
+    bench: str,
+    files: list[NabFile],
+    scored: Scored,
+    *,
+    bar: tuple[str, float],
+    held_out: bool,
+    per_split: Callable[[dict[str, FileScore]], object] | None = None,
+) -> dict[str, object]:
+    """A frozen-grid harness's JSON line (less its ``seconds``): the grid's scores (``scored``, as
+    ``grid_table`` or ``or_ed_grid`` answer) cross-validated, whether every scheme gains ``bar`` (its key,
+    its gain), the setting frozen on tune and, with ``held_out``, its held-out score beside the default's
+    (and ``per_split``'s answer for each, as ``categories``)."""
+    table, seconds, detail = scored
     head, settings = grid_report(table, seconds, sum(len(f.series.values) for f in files))
     gains = [scheme["gain"] for scheme in head["cross_validated"].values()]  # type: ignore[attr-defined]
     for label, extra in detail.items():
         settings[label].update(extra)
     frozen = frozen_on_tune(table)
+    key, least = bar
     out: dict[str, object] = {
-        "bench": "nab_runlength",
+        "bench": bench,
         **head,
-        "beats_default_by_half": all(gain >= 0.5 for gain in gains),
+        key: all(gain >= least for gain in gains),
         "frozen_on_tune": frozen,
         "settings": settings,
     }
-    if args.held_out:
-        out["held_out"] = {
-            label: split_score(table[label], tune=False) for label in dict.fromkeys(("off", frozen))
-        }
+    if held_out:
+        labels = dict.fromkeys(("off", frozen))
+        out["held_out"] = {label: split_score(table[label], tune=False) for label in labels}
+        if per_split is not None:
+            out["categories"] = {label: per_split(table[label]) for label in labels}
+    return out
+
+
+def main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    started = time.perf_counter()
+    files = load_checked_corpus(parser, args)
+    out = frozen_grid_report(
+        "nab_runlength", files, grid_table(files), bar=("beats_default_by_half", 0.5), held_out=args.held_out
+    )
     out["seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(out))
 
