@@ -292,6 +292,11 @@ class GpuwardenConfig(BaseSettings):
             return error
         return located(error, loc, self._file, self._positions, os.environ)
 
+    def referenced(self, field: str) -> bool:
+        """Whether the file gives the setting ``field`` (``webhooks[0].url``) as an ``{env: NAME}``
+        reference, not written into it."""
+        return (*field_loc(field), "env") in self._positions
+
 
 def _unset_secrets(value: Any, environ: Mapping[str, str]) -> bool:
     """Whether ``value`` holds an ``{env: NAME}`` secret whose variable is unset or blank."""
