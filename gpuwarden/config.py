@@ -59,6 +59,7 @@ from gpuwarden.config_source import (
     field_loc,
     literal_secrets,
     located,
+    setting_variable,
     settings_error,
 )
 from gpuwarden.errors import ConfigError
@@ -292,10 +293,13 @@ class GpuwardenConfig(BaseSettings):
             return error
         return located(error, loc, self._file, self._positions, os.environ)
 
-    def referenced(self, field: str) -> bool:
-        """Whether the file gives the setting ``field`` (``webhooks[0].url``) as an ``{env: NAME}``
-        reference, not written into it."""
-        return (*field_loc(field), "env") in self._positions
+    def written_in_file(self, field: str) -> bool:
+        """Whether the setting ``field`` (``webhooks[0].url``) is written into the file as it is: not given as
+        an ``{env: NAME}`` reference, nor set by a ``GPUWARDEN_`` variable, nor a default."""
+        loc = field_loc(field)
+        if loc not in self._positions or (*loc, "env") in self._positions:
+            return False
+        return setting_variable(loc, self._positions, os.environ) is None
 
 
 def _unset_secrets(value: Any, environ: Mapping[str, str]) -> bool:

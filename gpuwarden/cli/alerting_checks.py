@@ -120,18 +120,19 @@ def check_webhooks(webhooks: Sequence[WebhookConfig]) -> list[ConfigError]:
 def check_webhook_url_tokens(cfg: GpuwardenConfig) -> list[ConfigError]:
     """A warning per webhook whose ``url``, written into the file, holds a token in its query or fragment
     (``?api_key=...``): it is in the file, so in its backups and repositories, and in the access log of
-    every proxy on the way. Not refused: such a file validated, and some receivers take a token only so."""
+    every proxy on the way. Not refused: such a file validated, and some receivers take a token only so (an
+    Azure workflow's ``?sig=``): ``{env: NAME}`` (or a ``GPUWARDEN_WEBHOOKS`` variable) says nothing."""
     warnings = []
     for k, hook in enumerate(cfg.webhooks):
         field = f"webhooks[{k}].url"
         names = credential_parameters(hook.url)
-        if not names or cfg.referenced(field):
+        if not names or not cfg.written_in_file(field):
             continue
         env = re.sub(r"\W", "_", f"webhook_{hook.name}").upper()  # as literal_secrets names them
         warnings.append(
             ConfigError(
-                f"a token in the URL's query ({', '.join(f'{name}=' for name in names)}) is kept with the"
-                " configuration and logged by proxies on the way; send it as bearer_token: {env:"
+                f"a token in the URL's query ({', '.join(f'{name}=' for name in names)}) is written into the"
+                " file and logged by proxies on the way; send it as bearer_token: {env:"
                 f" {env}_BEARER_TOKEN}}, or in a header given as {{env: NAME}}, where the receiver takes one;"
                 f" else write url: {{env: {env}_URL}}",
                 field=field,

@@ -218,11 +218,15 @@ def test_a_token_in_a_webhook_urls_query_written_into_the_file_is_warned_of_not_
     output = " ".join(result.output.split())
     assert result.exit_code == 0, output
     assert output.count("warning:") == 1, output
-    assert (
-        ":3: webhooks[0].url: a token in the URL's query (api_key=) is kept with the configuration" in output
-    )
+    assert ":3: webhooks[0].url: a token in the URL's query (api_key=) is written into the file" in output
     assert "bearer_token: {env: WEBHOOK_H0_BEARER_TOKEN}" in output and "url: {env: WEBHOOK_H0_URL}" in output
     assert "S3cret" not in output
+    # The whole list from a variable: not in the file, as {env: NAME}
+    monkeypatch.setenv("GPUWARDEN_WEBHOOKS", '[{"name": "ops", "url": "https://a.example.com/?token=t"}]')
+    from_variable = runner.invoke(
+        app, ["config", "validate", str(write(tmp_path, startable(monkeypatch, "")))]
+    )
+    assert from_variable.exit_code == 0 and "warning:" not in from_variable.output, from_variable.output
 
 
 def test_a_webhook_bearer_token_no_http_client_can_send_is_refused_naming_the_field(
