@@ -312,8 +312,10 @@ def _already_ended(response: httpx.Response) -> bool:
         body = response.json()
     except ValueError:
         return False
-    said = body.get("error") if isinstance(body, dict) else None
-    return body.get("field") == "id" and isinstance(said, str) and "already ended" in said
+    if not isinstance(body, dict) or body.get("field") != "id":  # a list, a proxy's JSON: not the exporter's
+        return False
+    said = body.get("error")
+    return isinstance(said, str) and said.startswith("id: already ended:")
 
 
 @sim_app.command("show")
