@@ -123,12 +123,15 @@ def incident_silenced_until(silences: Sequence[Silence], incident_id: str, now: 
 def configured_mutes(cfg: AlertingConfig) -> tuple[list[InhibitRule], list[Silence]]:
     """The inhibition rules and maintenance windows of the config, every matcher parsed.
 
-    Raises ``ConfigError`` naming the field (``alerting.inhibit_rules[0].source_matchers[1]``), so a bad
-    matcher stops ``serve`` and ``config validate`` with the place to fix, not a traceback. Like a silence
-    of the API, a maintenance window must have a matcher that does not match the empty string (one that
-    matches every alert mutes the fleet), and so must an inhibition rule's sources (any alert would be a
-    source); targets may match every alert ("while the node is down, mute everything on it").
+    Raises ``ConfigError`` naming the field (``alerting.inhibit_rules[0].source_matchers[1]``), the other bad
+    matchers in its ``more``, so bad matchers stop ``serve`` and ``config validate`` with each place to fix,
+    not a traceback. Like a silence of the API, a maintenance window must have a matcher that does not match
+    the empty string (one that matches every alert mutes the fleet), and so must an inhibition rule's
+    sources (any alert would be a source); targets may match every alert ("while the node is down, mute
+    everything on it").
     """
+
+    problems: list[ConfigError] = []  # each bad matcher at its index, as a list's other problems are
 
     def parsed(texts: Sequence[str], where: str, what: str = "") -> tuple[Matcher, ...]:
         out = []
@@ -136,11 +139,15 @@ def configured_mutes(cfg: AlertingConfig) -> tuple[list[InhibitRule], list[Silen
             try:
                 out.append(parse_matcher(text))
             except InputError as exc:
-                raise ConfigError(exc.message, field=f"alerting.{where}[{i}]") from exc
-        if what and mutes_everything(out):  # `rack="${RACK}"` with RACK unset: every alert matches
-            raise ConfigError(
-                f"at least one matcher must not match the empty string: these match every alert, so {what}",
-                field=f"alerting.{where}",
+                problems.append(ConfigError(exc.message, field=f"alerting.{where}[{i}]"))
+        # `rack="${RACK}"` with RACK unset: every alert matches (said once the list's matchers all parse)
+        if what and len(out) == len(texts) and mutes_everything(out):
+            problems.append(
+                ConfigError(
+                    "at least one matcher must not match the empty string: these match every alert, so"
+                    f" {what}",
+                    field=f"alerting.{where}",
+                )
             )
         return tuple(out)
 
@@ -172,4 +179,6 @@ def configured_mutes(cfg: AlertingConfig) -> tuple[list[InhibitRule], list[Silen
         )
         for k, w in enumerate(cfg.maintenance_windows)
     ]
+    if problems:
+        raise ConfigError.first_of(problems)
     return rules, windows

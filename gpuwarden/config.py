@@ -59,6 +59,7 @@ from gpuwarden.config_source import (
     field_loc,
     literal_secrets,
     located,
+    setting_variable,
     settings_error,
 )
 from gpuwarden.errors import ConfigError
@@ -291,6 +292,14 @@ class GpuwardenConfig(BaseSettings):
         if not loc or loc[0] not in type(self).model_fields:  # not a setting: a command-line option
             return error
         return located(error, loc, self._file, self._positions, os.environ)
+
+    def written_in_file(self, field: str) -> bool:
+        """Whether the setting ``field`` (``webhooks[0].url``) is written into the file as it is: not given as
+        an ``{env: NAME}`` reference, nor set by a ``GPUWARDEN_`` variable, nor a default."""
+        loc = field_loc(field)
+        if loc not in self._positions or (*loc, "env") in self._positions:
+            return False
+        return setting_variable(loc, self._positions, os.environ) is None
 
 
 def _unset_secrets(value: Any, environ: Mapping[str, str]) -> bool:

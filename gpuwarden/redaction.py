@@ -51,6 +51,16 @@ def hidden_password(url: str) -> str:
     return _CONNINFO_PASSWORD.sub(r"\1***", hidden)
 
 
+def credential_parameters(url: str) -> list[str]:
+    """The names of the parameters of ``url``'s query and fragment that ``hidden_password`` hides as a
+    credential's (``api_key``, ``token``, ``sig``...), each with a value, as written."""
+    return [
+        parameter["key"]
+        for parameter in _QUERY_PARAMETER.finditer(url)
+        if _SECRET_NAME.fullmatch(unquote_plus(parameter["key"]))
+    ]
+
+
 def _query_value_hidden(parameter: re.Match[str]) -> str:
     """A parameter of a query or fragment with its value as ``***`` when its name is a credential's."""
     secret = _SECRET_NAME.fullmatch(unquote_plus(parameter["key"]))

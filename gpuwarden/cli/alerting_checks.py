@@ -1,10 +1,12 @@
 """Checks of ``serve``'s alerting and notification settings that the configuration model cannot make alone:
 they need the time (a maintenance window already over) or say where a secret goes (a webhook's or Slack's
-token over plain http to another machine, a Slack channel named rather than given by id). Each is a warning:
-serve starts, and logs the same line that ``config validate`` prints (``preflight``)."""
+token over plain http to another machine, or in a webhook URL's query; a Slack channel named rather than
+given by id). Each is a warning: serve starts, and logs the same line that ``config validate`` prints
+(``preflight``)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -12,6 +14,7 @@ from typing import TYPE_CHECKING
 from gpuwarden.clock import shown
 from gpuwarden.errors import ConfigError
 from gpuwarden.limits import DAY, MAX_WINDOW_SECONDS
+from gpuwarden.redaction import credential_parameters
 from gpuwarden.urls import plain_http_host
 
 if TYPE_CHECKING:
@@ -112,6 +115,30 @@ def check_webhooks(webhooks: Sequence[WebhookConfig]) -> list[ConfigError]:
         if hook.bearer_token is not None
     )
     return [warning for warning in found if warning is not None]
+
+
+def check_webhook_url_tokens(cfg: GpuwardenConfig) -> list[ConfigError]:
+    """A warning per webhook whose ``url``, written into the file, holds a token in its query or fragment
+    (``?api_key=...``): it is in the file, so in its backups and repositories, and in the access log of
+    every proxy on the way. Not refused: such a file validated, and some receivers take a token only so (an
+    Azure workflow's ``?sig=``): ``{env: NAME}`` (or a ``GPUWARDEN_WEBHOOKS`` variable) says nothing."""
+    warnings = []
+    for k, hook in enumerate(cfg.webhooks):
+        field = f"webhooks[{k}].url"
+        names = credential_parameters(hook.url)
+        if not names or not cfg.written_in_file(field):
+            continue
+        env = re.sub(r"\W", "_", f"webhook_{hook.name}").upper()  # as literal_secrets names them
+        warnings.append(
+            ConfigError(
+                f"a token in the URL's query ({', '.join(f'{name}=' for name in names)}) is written into the"
+                " file and logged by proxies on the way; send it as bearer_token: {env:"
+                f" {env}_BEARER_TOKEN}}, or in a header given as {{env: NAME}}, where the receiver takes one;"
+                f" else write url: {{env: {env}_URL}}",
+                field=field,
+            )
+        )
+    return warnings
 
 
 def check_slack_base_url(cfg: GpuwardenConfig) -> list[ConfigError]:

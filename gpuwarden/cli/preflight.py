@@ -24,6 +24,7 @@ from gpuwarden.cli.alerting_checks import (
     check_slack_base_url,
     check_slack_channel,
     check_slack_token,
+    check_webhook_url_tokens,
     check_webhooks,
 )
 from gpuwarden.cli.anomaly_checks import (
@@ -222,6 +223,7 @@ def _alerting_checks(
     check(lambda: configured_mutes(cfg.alerting))
     check(lambda: warnings.extend(check_maintenance_windows(cfg.alerting, SystemClock().now())))
     warnings.extend(check_webhooks(cfg.webhooks))
+    warnings.extend(check_webhook_url_tokens(cfg))
     warnings.extend(check_slack_base_url(cfg))
     warnings.extend(check_slack_token(cfg))
     warnings.extend(check_slack_channel(cfg))

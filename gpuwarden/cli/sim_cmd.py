@@ -197,8 +197,8 @@ def _answered(response: httpx.Response, key: str, url: str) -> dict[str, Any]:
             f"{shown_url} answered {response.status_code}: {said} (not the simulated exporter's answer: is"
             " --url an exporter or inference server running with --simulate?)"
         )
-    if response.is_error:
-        raise _fail(f"{response.status_code}: {body['error']}")
+    if response.is_error:  # as every other command says an HTTP refusal (`incidents`: "HTTP 404: ...")
+        raise _fail(f"HTTP {response.status_code}: {body['error']}")
     if key not in body:
         raise _fail(
             f"{shown_url} answered {response.status_code} but not as the simulated exporter does: {body}"
@@ -285,16 +285,37 @@ def clear(
     timeout: FaultsTimeout = 10.0,
 ) -> None:
     """End an active fault, as if its cause went away (a part replaced), and print the answer; exit 1 with
-    the exporter's message for an unknown or already ended id. What the driver asks for after an XID (its
-    recovery action: reboot after XID 79) stays until `sim inject reset_gpu` or `reboot_node`, as on a
-    real node."""
+    the exporter's message for an unknown id. One that already ended exits 0 with a note on stderr, as
+    `kubectl delete --ignore-not-found` does: a repeated clear is done, not failed. What the driver asks
+    for after an XID (its recovery action: reboot after XID 79) stays until `sim inject reset_gpu` or
+    `reboot_node`, as on a real node."""
     what = "the fault's id, as `gpuwarden sim faults` lists it (f-0001)"
     written("FAULT_ID", fault_id, what)
     if "/" in fault_id:  # no id has one; encoded, it reached no route, and the 404 blamed --simulate
         refuse_option(f"FAULT_ID {escape(repr(fault_id))}: no fault id has a '/'; write {what}")
     path = f"/sim/faults/{quote(fault_id, safe='')}"
-    body = _answered(_request("DELETE", url, path, timeout), "cleared", url)
+    response = _request("DELETE", url, path, timeout)
+    if _already_ended(response):
+        err_console.print(
+            f"note: fault {fault_id} had already ended; nothing to clear", highlight=False, markup=False
+        )
+        return
+    body = _answered(response, "cleared", url)
     typer.echo(json.dumps(body))
+
+
+def _already_ended(response: httpx.Response) -> bool:
+    """Whether the exporter's 404 to ``DELETE /sim/faults/ID`` says the fault is in its log and over."""
+    if response.status_code != 404:
+        return False
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    if not isinstance(body, dict) or body.get("field") != "id":  # a list, a proxy's JSON: not the exporter's
+        return False
+    said = body.get("error")
+    return isinstance(said, str) and said.startswith("id: already ended:")
 
 
 @sim_app.command("show")

@@ -197,6 +197,38 @@ def test_a_bearer_token_over_plain_http_to_another_machine_is_warned_of(
     assert ":3: webhooks[0].url: the bearer token goes to receiver.example.com over plain http" in output
 
 
+def test_a_token_in_a_webhook_urls_query_written_into_the_file_is_warned_of_not_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``?api_key=...`` written into the file passed in silence (``config show`` masks it); a password in the
+    URL is refused. Warned of, naming the line and what to write instead; a url given as {env: NAME}, and a
+    parameter that only looks like one (``monkey=``), say nothing."""
+    monkeypatch.setenv("OPS_URL", "https://b.example.com/hook?token=t0k")
+    hooks = "webhooks:\n" + "".join(
+        f"  - name: h{k}\n    url: {url}\n"
+        for k, url in enumerate(
+            [
+                "https://a.example.com/hook?api_key=S3cret&x=1",
+                "{env: OPS_URL}",
+                "https://c.example.com/?monkey=1",
+            ]
+        )
+    )
+    result = runner.invoke(app, ["config", "validate", str(write(tmp_path, startable(monkeypatch, hooks)))])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 0, output
+    assert output.count("warning:") == 1, output
+    assert ":3: webhooks[0].url: a token in the URL's query (api_key=) is written into the file" in output
+    assert "bearer_token: {env: WEBHOOK_H0_BEARER_TOKEN}" in output and "url: {env: WEBHOOK_H0_URL}" in output
+    assert "S3cret" not in output
+    # The whole list from a variable: not in the file, as {env: NAME}
+    monkeypatch.setenv("GPUWARDEN_WEBHOOKS", '[{"name": "ops", "url": "https://a.example.com/?token=t"}]')
+    from_variable = runner.invoke(
+        app, ["config", "validate", str(write(tmp_path, startable(monkeypatch, "")))]
+    )
+    assert from_variable.exit_code == 0 and "warning:" not in from_variable.output, from_variable.output
+
+
 def test_a_webhook_bearer_token_no_http_client_can_send_is_refused_naming_the_field(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -37,6 +37,34 @@ def test_serve_refuses_a_config_whose_matcher_does_not_parse_naming_the_field(
     assert "alerting.inhibit_rules[0].source_matchers[0]" in " ".join(result.output.split())
 
 
+def test_every_bad_matcher_of_a_list_is_said_at_its_own_index_by_serve_and_validate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``source_matchers: [a==b, c==d]`` said only a==b's problem: fixed, c==d's came at the next run. Each
+    is said at its index, as a list's other problems are, those of the other lists too."""
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    config = tmp_path / "gw.yaml"
+    config.write_text(
+        "alerting:\n  inhibit_rules:\n    - source_matchers: [a==b, c==d]\n"
+        "      target_matchers: [x=y, e==f]\n"
+        "  maintenance_windows:\n    - matchers: [rack=r1, g==h]\n"
+        "      starts_at: 2026-12-01T02:00:00Z\n      ends_at: 2026-12-01T04:00:00Z\n"
+    )
+    served = runner.invoke(
+        app, ["serve", "--log-format", "text", "--db", str(tmp_path / "x.db"), "--config", str(config)]
+    )
+    validated = runner.invoke(app, ["config", "validate", str(config)])
+    assert served.exit_code == 78 and validated.exit_code == 1, validated.output
+    for field in (
+        "alerting.inhibit_rules[0].source_matchers[0]: cannot parse matcher 'a==b'",
+        "alerting.inhibit_rules[0].source_matchers[1]: cannot parse matcher 'c==d'",
+        "alerting.inhibit_rules[0].target_matchers[1]: cannot parse matcher 'e==f'",
+        "alerting.maintenance_windows[0].matchers[1]: cannot parse matcher 'g==h'",
+    ):
+        assert field in " ".join(served.output.split()), served.output
+        assert field in " ".join(validated.output.split()), validated.output
+
+
 def test_serve_lists_a_store_directory_that_does_not_exist_with_its_other_problems_as_validate_does(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

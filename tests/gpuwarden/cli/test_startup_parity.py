@@ -60,6 +60,12 @@ ROWS = {
         warning=True,
         env={"HOOK_TOKEN": "h"},
     ),
+    "webhook-token-in-url-query": Row(  # passed in silence; config show masks it
+        SERVE,
+        DB + "webhooks:\n  - name: oncall\n    url: https://192.0.2.1/hook?api_key=k3y\n",
+        "webhooks[0].url",
+        warning=True,
+    ),
     "sim-inventory-default-fleet": Row(
         SERVE, DB + "alerting:\n  sim_inventory: true\n", "alerting.sim_inventory", warning=True
     ),
