@@ -263,10 +263,14 @@ def settings_error(exc: SettingsError, environ: Mapping[str, str]) -> ConfigErro
     for field "api" from source "EnvSettingsSource"") named its internals, not the fix."""
     found = re.search(r'field "([^"]+)"', str(exc))
     section = found.group(1) if found else ""
+    stem = PREFIX + section.upper()
+    # The section's own variable and its fields' (`__`), not GPUWARDEN_API_TOKEN beside them.
     suspects = sorted(
         n
         for n in environ
-        if section and n.upper().startswith(PREFIX + section.upper()) and not is_service_link(n, environ[n])
+        if section
+        and (n.upper() == stem or n.upper().startswith(stem + "__"))
+        and not is_service_link(n, environ[n])
     )
     unread = [n for n in suspects if _json_problem(environ[n]) is not None] or suspects
     if len(unread) == 1:

@@ -271,7 +271,10 @@ def test_a_rank_its_moves_start_read_under_half_way_is_held_when_it_moves_with_i
         else:
             assert job.run(levels, ticks)[0] == []
     raised, scores = job.run(LEVEL, 40)
-    assert scores[14][5] > 1.0 and (scores[14] > 0.5).sum() < 8  # the case is there
+    # The case is there: after the return, a read at which it scores past its band while under half of its
+    # job's ranks are past half-way (the 15th read when this was written; the 14th since lone spikes are kept
+    # out of the volatility with band_restore_ticks 0 too, its score there 0.99).
+    assert any(s[5] > 1.0 and (s > 0.5).sum() < 8 for s in scores[12:16])
     assert raised == []
     assert job.service.collective.held() == 0
 

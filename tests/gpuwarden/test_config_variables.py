@@ -174,9 +174,13 @@ def test_a_variable_whose_list_or_section_is_not_json_names_it_where_and_how_to_
     # It said "api: error parsing value for field "api" from source "EnvSettingsSource"": pydantic-settings'
     # internals, at the section, not the setting, and not where the JSON broke.
     monkeypatch.setenv(variable, value)
+    # Beside them, as where serve runs: the API token's variable, no section's field (it was a suspect,
+    # "one of GPUWARDEN_API_TOKEN, GPUWARDEN_API__ALLOWED_HOSTS is not JSON", at `api`).
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "not-json-token")
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, ""))
     said = str(info.value)
     assert info.value.path == "<environment>" and info.value.field == field, said
+    assert "GPUWARDEN_API_TOKEN" not in said, said
     assert words in said and 'a list as \'["a", "b"]\'' in said, said
     assert "EnvSettingsSource" not in said and "xoxb-secret" not in said, said
