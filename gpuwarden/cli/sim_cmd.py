@@ -32,7 +32,15 @@ from gpuwarden.errors import InputError
 from gpuwarden.numerals import AS_WRITTEN, NUMBER, TOO_LARGE, WHOLE_NUMBER, written_as_digits
 from gpuwarden.redaction import hidden_password
 from gpuwarden.sim import FAULT_KINDS  # light: the package loads the fleet's modules on first use
-from gpuwarden.sim.faults import MAX_GPU_INDEX, MAX_NVLINK, MAX_PARAM, MAX_XID, fault_params, parse_fault
+from gpuwarden.sim.faults import (
+    ALREADY_ENDED,
+    MAX_GPU_INDEX,
+    MAX_NVLINK,
+    MAX_PARAM,
+    MAX_XID,
+    fault_params,
+    parse_fault,
+)
 from gpuwarden.urls import verify_tls
 
 if TYPE_CHECKING:
@@ -315,7 +323,7 @@ def _already_ended(response: httpx.Response) -> bool:
     if not isinstance(body, dict) or body.get("field") != "id":  # a list, a proxy's JSON: not the exporter's
         return False
     said = body.get("error")
-    return isinstance(said, str) and said.startswith("id: already ended:")
+    return isinstance(said, str) and said.startswith(f"id: {ALREADY_ENDED}:")
 
 
 @sim_app.command("show")

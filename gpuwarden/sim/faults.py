@@ -56,6 +56,7 @@ _ACTION_NO_PARAMS = frozenset(ACTION_KINDS)
 # XIDs whose effect lasts until a reset, reboot or clear; other XIDs are one-off events.
 PERSISTENT_XIDS = frozenset({48, 64, 79, 94, 95, 154})
 MAX_XID_BURST = 10_000
+ALREADY_ENDED = "already ended"  # why an ended fault is not cleared: `sim clear` reads it as done
 MAX_RECOVERY_ACTION = 7  # NVML_GPU_RECOVERY_ACTION_SYSTEM_REBOOT, the last of NVML's enum
 
 

@@ -21,7 +21,7 @@ from gpuwarden.model import GpuRef
 from gpuwarden.sim.dynamics import Demand, GpuEffects, inference_activity, step_gpu
 from gpuwarden.sim.events import EventQueue, GpuEvent
 from gpuwarden.sim.faulteffects import RESET_KEEPS, RMA_XID, clear_on_reset, gpu_effects, is_rma, record_xid
-from gpuwarden.sim.faults import ACTION_KINDS, PERSISTENT_XIDS, FaultRecord, FaultSpec
+from gpuwarden.sim.faults import ACTION_KINDS, ALREADY_ENDED, PERSISTENT_XIDS, FaultRecord, FaultSpec
 from gpuwarden.sim.topology import SimGpu, SimNode, build_nodes
 from gpuwarden.sim.workloads import InferenceService, TrainingJob, place_workloads
 
@@ -297,7 +297,7 @@ class Fleet:
             rec = self._active.get(fault_id)
             if rec is None:
                 known = any(r.id == fault_id for r in self.fault_log)
-                why = "already ended" if known else "unknown fault id"
+                why = ALREADY_ENDED if known else "unknown fault id"
                 raise InputError(f"{why}: {fault_id!r}", field="id")
             if rec.spec.kind == "xid" and rec.spec.xid == RMA_XID and rec.spec.gpu is not None:
                 self._gpus[(rec.spec.node, rec.spec.gpu)].state.remap_failure = 0
