@@ -94,7 +94,9 @@ def test_failed_messages_are_listed_with_their_error_and_go_out_once_queued_agai
             # Someone fixes the token (the stand-in refused that one call only).
             refused = runner.invoke(app, ["outbox", "retry", "--url", url], env={"GPUWARDEN_API_TOKEN": ""})
             assert refused.exit_code == 1 and "401" in refused.stderr
-            retried = runner.invoke(app, ["outbox", "retry", "--url", url])
+            retried = runner.invoke(
+                app, ["outbox", "retry", "--url", url], env={"GPUWARDEN_API_TOKEN": TOKEN}
+            )
             assert retried.exit_code == 0 and "queued again: 1" in retried.stdout
             went = {"pending": 0, "sending": 0, "sent": 1, "failed": 0, "orphaned": 0, "discarded": 0}
             _wait("the message to go out", lambda: listed()["counts"] == went)
