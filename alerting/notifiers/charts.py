@@ -20,6 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from alerting.notifiers.base import ChartSeries, Notification
+from alerting.notifiers.blocks import escape, truncate
 
 logger = logging.getLogger("alerting.notifiers.slack")  # logged as the notifier's, as before the move
 
@@ -127,3 +128,20 @@ def shares_file(filename: str) -> Callable[[Any], bool]:
         )
 
     return shares
+
+
+def chart_upload(n: Notification, series: Sequence[ChartSeries]) -> dict[str, Any] | None:
+    """The incident's chart as ``files_upload_v2``'s arguments but where (its content, filename, title and
+    alternative text); None when it cannot be drawn (logged)."""
+    try:
+        png = render_chart(series, f"{n.priority} {n.title}")
+    except ValueError as exc:
+        logger.warning("chart not drawn incident_id=%s error=%s", n.incident_id, exc)
+        return None
+    names = ", ".join(s.name for s in series)
+    return {
+        "content": png,
+        "filename": chart_filename(n),
+        "title": truncate(escape(f"Anomalous series: {names}"), 250),
+        "alt_txt": f"Chart of {names} for incident {n.incident_id}"[:1000],
+    }

@@ -243,6 +243,12 @@ class SlackRecorder:
             cid = self._slack.channel_id(channel)
             (self._slack.archived.add if archived else self._slack.archived.discard)(cid)
 
+    def set_edit_window(self, seconds: float | None) -> None:
+        """The workspace's message edit window (an admin's setting): ``chat.update`` of a message older than
+        ``seconds`` answers ``edit_window_closed``; None: no window."""
+        with self._lock:
+            self._slack.edit_window = seconds
+
     def revoke_token(self, new_token: str) -> None:
         """The app's token is revoked (``token_revoked`` from then on) and ``new_token`` is the one that
         works now, as after reinstalling the app."""

@@ -44,18 +44,22 @@ from slack_sdk.web import SlackResponse
 from alerting.notifiers.base import ChartSeries, Notification, ThreadSaver, ThreadState
 from alerting.notifiers.blocks import (
     SlackMessage,
-    escape,
     incident_message,
     minimal_message,
     minimal_reply,
     timeline_reply,
-    truncate,
 )
-from alerting.notifiers.charts import SeriesSource, chart_filename, chart_series, render_chart, shares_file
+from alerting.notifiers.charts import SeriesSource, chart_filename, chart_series, chart_upload, shares_file
 from alerting.notifiers.deadline import DeadlineCaller
 from alerting.notifiers.pacing import POSTS_PER_SECOND, MethodLimits, PostPacing
 from alerting.notifiers.series import series_source_from_config
-from alerting.notifiers.slack_client import make_client, translate
+from alerting.notifiers.slack_client import (
+    CONTENT_REFUSED,
+    EDIT_WINDOW_CLOSED,
+    MESSAGE_GONE,
+    make_client,
+    translate,
+)
 from alerting.notifiers.slack_history import has_key, metadata_for
 from alerting.notifiers.slack_lookups import SlackLookups
 from alerting.notifiers.slack_shown import Shown
@@ -70,14 +74,6 @@ logger = logging.getLogger(__name__)
 __all__ = ["SlackNotifier", "make_client"]  # make_client is slack_client's, still imported from here
 
 CHART_CHANGES = frozenset({ChangeKind.OPENED, ChangeKind.REOPENED})
-
-
-# Errors that say the incident's message is gone (deleted by someone): post a new one, not fail the event.
-MESSAGE_GONE = frozenset({"message_not_found", "cant_update_message"})
-# Errors that refuse a message's content: sent again they fail again, so a minimal message goes instead.
-CONTENT_REFUSED = frozenset(
-    {"invalid_blocks", "invalid_blocks_format", "invalid_attachments", "too_many_attachments", "msg_too_long"}
-)
 
 
 class SlackNotifier:
@@ -387,6 +383,16 @@ class SlackNotifier:
             )
         except BackendError as exc:
             self._shown_messages.forget(channel, ts)
+            if exc.code == EDIT_WINDOW_CLOSED:
+                # Failed for good, this change and every later one of the incident were lost to its thread.
+                logger.warning(
+                    "slack message no longer editable (the workspace's message edit window passed): it shows"
+                    " the incident as before, its thread tells the change incident_id=%s channel=%s ts=%s",
+                    n.incident_id,
+                    channel,
+                    ts,
+                )
+                return True
             if exc.code not in MESSAGE_GONE:
                 raise
             logger.info("slack chat.update: message gone incident_id=%s error=%s", n.incident_id, exc)
@@ -478,20 +484,9 @@ class SlackNotifier:
         save(replace(thread, chart_posted=True))
 
     def _attach_chart(self, n: Notification, series: Sequence[ChartSeries], channel: str, ts: str) -> None:
-        try:
-            png = render_chart(series, f"{n.priority} {n.title}")
-        except ValueError as exc:
-            logger.warning("chart not drawn incident_id=%s error=%s", n.incident_id, exc)
-            return
-        names = ", ".join(s.name for s in series)
-        self._call(
-            "files_upload_v2",
-            lambda: self._client.files_upload_v2(
-                channel=channel,
-                thread_ts=ts,
-                content=png,
-                filename=chart_filename(n),
-                title=truncate(escape(f"Anomalous series: {names}"), 250),
-                alt_txt=f"Chart of {names} for incident {n.incident_id}"[:1000],
-            ),
-        )
+        upload = chart_upload(n, series)
+        if upload is not None:
+            self._call(
+                "files_upload_v2",
+                lambda: self._client.files_upload_v2(channel=channel, thread_ts=ts, **upload),
+            )

@@ -60,7 +60,16 @@ UNTIL_FIXED = frozenset(
         "ekm_access_denied",
         "org_login_required",
         "accesslimited",
+        "restricted_action",
     }
+)
+# Errors that say the incident's message is gone (deleted by someone): post a new one, not fail the event.
+MESSAGE_GONE = frozenset({"message_not_found", "cant_update_message"})
+# The workspace's message edit window passed: the message stays as it is, the change goes to its thread.
+EDIT_WINDOW_CLOSED = "edit_window_closed"
+# Errors that refuse a message's content: sent again they fail again, so a minimal message goes instead.
+CONTENT_REFUSED = frozenset(
+    {"invalid_blocks", "invalid_blocks_format", "invalid_attachments", "too_many_attachments", "msg_too_long"}
 )
 NOT_JSON = "Received a response in a non-JSON format"  # slack-sdk's error for an answer it cannot parse
 _RETRY = "then `gpuwarden outbox retry` sends what failed meanwhile"
@@ -84,6 +93,7 @@ FIXES = {
     "ekm_access_denied": _WORKSPACE,
     "org_login_required": "the workspace is moving into an Enterprise organisation; " + _HELD,
     "accesslimited": "Slack refuses calls from this network (an IP allow list); " + _HELD,
+    "restricted_action": "a workspace preference forbids the app to post; " + _HELD,
     "not_in_channel": "the app is not in slack.channel: invite it (`/invite @<app>` in the channel); "
     + _RETRY,
     "channel_not_found": (

@@ -1,7 +1,8 @@
 """A thread stuck in a channel the app can no longer post to: the app was removed from it, or it was archived.
 
 Every later message of the incident goes to its thread, and each was failed for good (``not_in_channel``,
-``is_archived``, chat.update's ``is_inactive``, a private channel's ``channel_not_found``), lost to the
+``is_archived``, chat.update's ``is_inactive``, a private channel's ``channel_not_found``, a channel made
+read-only), lost to the
 thread until someone queued it again. Now, where ``slack.channel`` / ``slack.channels_by_priority`` send the
 incident elsewhere (an operator routed its priority away), its thread goes on there, in a new message that
 says where it came from; where they send it to the same channel, its messages are held (none failed), tried
@@ -14,7 +15,15 @@ from alerting.notifiers.base import ThreadState
 from alerting.notifiers.blocks import SlackMessage, escape
 from gpuwarden.errors import BackendError
 
-STUCK = frozenset({"not_in_channel", "is_archived", "is_inactive", "channel_not_found"})
+STUCK = frozenset(
+    {
+        "not_in_channel",
+        "is_archived",
+        "is_inactive",
+        "channel_not_found",
+        "restricted_action_read_only_channel",
+    }
+)
 """Errors of a call to an incident's thread that say the app can no longer post in its channel."""
 
 THREAD_HOLD_SECONDS = 60.0
@@ -25,6 +34,7 @@ _FIXES = {
     "channel_not_found": "invite the app to {channel} (`/invite @<app>` in the channel), or restore it",
     "is_archived": "unarchive {channel}",
     "is_inactive": "unarchive {channel}",
+    "restricted_action_read_only_channel": "let the app post in {channel} (it was made read-only)",
 }
 
 

@@ -115,6 +115,8 @@ class SlackWorkspace:
         # Channels the app was removed from, and channels archived (ids): Slack refuses the app's calls there.
         self.left: set[str] = set()
         self.archived: set[str] = set()
+        # The workspace's message edit window (an admin's setting), in seconds; None: messages stay editable.
+        self.edit_window: float | None = None
         for channel in channels:
             self.channel_id(channel)
 
@@ -233,6 +235,8 @@ class SlackWorkspace:
         message = self.find(channel, str(ts))
         if message is None:
             return {"ok": False, "error": "message_not_found"}
+        if self.edit_window is not None and self._clock.time() - float(message.ts) > self.edit_window:
+            return {"ok": False, "error": "edit_window_closed"}
         problem = self._check_payload(p)
         if problem is not None:
             return problem

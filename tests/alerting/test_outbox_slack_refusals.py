@@ -20,6 +20,7 @@ from alerting.outbox_refusals import BLOCK_RETRY_SECONDS
 from alerting.outbox_tables import PENDING, SENT
 from alerting.subscriptions import ChangeKind
 from gpuwarden.clock import FakeClock
+from gpuwarden.errors import BackendError
 from gpuwarden.model import Priority
 from tests.alerting.notifiers.incidents import change, lifecycle, make_incident
 from tests.alerting.notifiers.slack_threads import Threads, deliver
@@ -150,6 +151,33 @@ def test_a_crash_right_after_the_thread_went_on_elsewhere_posts_no_second_messag
     assert reply_kinds(recorder, new.ts) == ["priority_changed"]
 
 
+@pytest.mark.parametrize(
+    ("method", "error", "fix"),
+    [
+        ("chat.update", "not_in_channel", f"invite the app to {CHANNEL}"),
+        ("chat.update", "channel_not_found", f"invite the app to {CHANNEL}"),
+        ("chat.update", "is_inactive", f"unarchive {CHANNEL}"),
+        ("chat.postMessage", "is_archived", f"unarchive {CHANNEL}"),
+        ("chat.postMessage", "restricted_action_read_only_channel", f"let the app post in {CHANNEL}"),
+    ],
+    ids=["left-update", "private-left", "archived-update", "archived-reply", "read-only-reply"],
+)
+def test_each_error_that_shuts_a_threads_channel_holds_its_incident_naming_the_channel_and_fix(
+    recorder: SlackRecorder, method: str, error: str, fix: str
+) -> None:
+    client = make_client(recorder.token, base_url=recorder.base_url, rate_limit_retries=0)
+    notifier, threads = SlackNotifier(client, CHANNEL), Threads()
+    first, second, *_ = lifecycle()
+    deliver(notifier, threads, build_notification(first))
+    recorder.fail_next(method, status=200, error=error)
+    with pytest.raises(BackendError) as caught:
+        deliver(notifier, threads, build_notification(second))
+    held = caught.value
+    assert held.retry_after is not None and held.limit == f"channel {CHANNEL}"  # this incident waits
+    assert f"where the app can no longer post ({error})" in str(held) and fix in str(held)
+    assert threads.state.ts == recorder.channel_messages(CHANNEL)[0].ts  # its thread kept
+
+
 def test_a_silenced_incidents_edit_in_a_shut_channel_is_held_back_not_failed(recorder: SlackRecorder) -> None:
     client = make_client(recorder.token, base_url=recorder.base_url, rate_limit_retries=0)
     notifier, threads = SlackNotifier(client, CHANNEL), Threads()
@@ -159,6 +187,23 @@ def test_a_silenced_incidents_edit_in_a_shut_channel_is_held_back_not_failed(rec
     silenced = build_notification(second).model_copy(update={"silenced_until": second.event.at})
     assert notifier.deliver(silenced, threads.state, retry=False, save=threads.save) is False
     assert threads.state.ts == recorder.channel_messages(CHANNEL)[0].ts  # its thread kept
+
+
+def test_an_incident_past_the_workspaces_edit_window_still_gets_every_change_in_its_thread(
+    sql: Engine, recorder: SlackRecorder
+) -> None:
+    # An admin's message edit window: chat.update answered edit_window_closed, which failed this change and
+    # every later one of the incident for good (each edits the message first), and `outbox retry` again.
+    clock = FakeClock()
+    outbox = Outbox(sql, [_slack(recorder, clock)], clock)
+    outbox(lifecycle()[0])
+    outbox.dispatch_due()
+    recorder.set_edit_window(0)
+    for step in lifecycle()[1:]:
+        outbox(step)
+    assert outbox.dispatch_due() == 4
+    [parent] = recorder.channel_messages()
+    assert reply_kinds(recorder, parent.ts) == REPLY_ORDER and parent.edits == 0
 
 
 def test_a_lookup_refused_not_in_channel_says_what_it_looked_for_what_failed_and_the_fix(
