@@ -115,6 +115,7 @@ class Outbox(OutboxDelivery):
         self._limit_holds: dict[tuple[str, str], tuple[float, float]] = {}  # -> (set at, until)
         # Notifiers whose far end refused every call until someone acts (``OutboxRefusals._blocked``).
         self._blocks: dict[str, Blocked] = {}
+        self._holds_said: dict[tuple[str, str], str] = {}  # what a hold of an incident last logged
         self.fence: LockFence = unfenced()  # serve's: nothing is sent unless it still holds the store lock
         self.hurry = threading.Event()  # serve's second stop signal: no message more is sent (stays pending)
         self._sends = threading.Condition()

@@ -65,6 +65,7 @@ class OutboxDelivery(OutboxRefusals):
     _backing_off: set[str]
     _limit_holds: dict[tuple[str, str], tuple[float, float]]  # (notifier, incident) -> (set at, until)
     _blocks: dict[str, Blocked]
+    _holds_said: dict[tuple[str, str], str]
     fence: LockFence
     hurry: threading.Event
     _sends: threading.Condition  # guards ``_in_flight`` and the check that no send starts after a stop
@@ -378,7 +379,7 @@ class OutboxDelivery(OutboxRefusals):
                     )
                     .values(next_attempt_at=self._clock.time())
                 )
-        self._unblocked(notifier.name)
+        self._unblocked(notifier.name, incident_id)
         if opening:
             return True
         held = delivered is False  # the notifier sent nothing for it (a silenced incident's change)

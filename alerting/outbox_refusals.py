@@ -50,6 +50,7 @@ class OutboxRefusals:
     _backing_off: set[str]
     _limit_holds: dict[tuple[str, str], tuple[float, float]]  # (notifier, incident) -> (set at, until)
     _blocks: dict[str, Blocked]  # notifier name -> why every call of it is refused (``_blocked``)
+    _holds_said: dict[tuple[str, str], str]  # (notifier, incident) -> the hold's error last logged
 
     def _failed(self, row_id: int, attempts: int, error: str, *, retryable: bool) -> bool | None:
         with self._sessions() as session, session.begin():
@@ -117,7 +118,11 @@ class OutboxRefusals:
             row.next_attempt_at, incident_id = until, row.incident_id
         self._limit_holds[(notifier, incident_id)] = (now, until)
         self.stats.count(self.stats.by_notifier_retried, notifier)
-        logger.warning(
+        # Said once while the same error holds the incident (a stuck thread's, every minute until someone
+        # acts, was a warning a minute for each of its incidents); said again when it changes.
+        said = self._holds_said.get((notifier, incident_id)) == error
+        self._holds_said[(notifier, incident_id)] = error
+        (logger.debug if said else logger.warning)(
             "held: this incident's messages wait %.0f s, the others go on notifier=%s incident_id=%s"
             " error=%s",
             wait,
@@ -161,8 +166,9 @@ class OutboxRefusals:
         )
         return False
 
-    def _unblocked(self, notifier: str) -> None:
-        """A call of ``notifier`` went through: the messages it held go out."""
+    def _unblocked(self, notifier: str, incident_id: str) -> None:
+        """A call of ``notifier`` for ``incident_id`` went through: the messages it held go out."""
+        self._holds_said.pop((notifier, incident_id), None)
         block = self._blocks.pop(notifier, None)
         if block is not None:
             logger.warning(

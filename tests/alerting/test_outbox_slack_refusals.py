@@ -75,7 +75,7 @@ def test_a_revoked_token_holds_every_slack_message_until_a_restart_with_a_workin
 
 
 def test_a_thread_in_an_archived_channel_holds_its_incident_until_unarchived_and_the_others_go_on(
-    sql: Engine, recorder: SlackRecorder
+    sql: Engine, recorder: SlackRecorder, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Every later message of the incident failed for good (chat.update: is_inactive) and stayed failed after
     # the channel was unarchived.
@@ -97,6 +97,9 @@ def test_a_thread_in_an_archived_channel_holds_its_incident_until_unarchived_and
         held[1].last_error
     )
     assert f"unarchive {CHANNEL}" in str(held[1].last_error)
+
+    holds = [r for r in caplog.records if r.levelno == logging.WARNING and "held:" in r.getMessage()]
+    assert len(holds) == 1  # said once, not at every try
 
     recorder.archive(CHANNEL, archived=False)
     clock.advance(60)
