@@ -49,7 +49,10 @@ when its status says it failed within the while).
 A pod that ends otherwise on a healthy node (Succeeded, a rollout, a scale-down) is not kept. A node deleted
 from the API while pods lost with it are kept stays listed as last read (state ``deleted``, no work). With
 ``keep_in`` the kept pods and their nodes' places are kept in the store too (``alerting.kept_inventory``), so
-that a reader started later knows them: the API forgets a deleted node's pods with it.
+that a reader started later knows them: the API forgets a deleted node's pods with it; and so is each node as
+last listed with its GPU pods (``alerting.k8s_kept``): a node deleted while no serve ran, not listed at the
+first read after a start, has its pods lost at that read and is ``deleted`` while they are kept, as when
+serve saw it go.
 
 Pods are listed in pages (``limit``/``continue``, bound pods only: ``fieldSelector=spec.nodeName!=``) and
 filtered page by page, so a cluster's many GPU-less pods are never all held at once; the filtering is also
@@ -66,6 +69,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from alerting.inventory import NodeInfo, StaticInventory, in_cluster
+from alerting.k8s_kept import kept_rows, take_back, warn_left
 from alerting.k8s_mig import MigNode, MigNotices, mig_node, pod_slices, whole_gpu_resources
 from alerting.k8s_resources import (
     mig_devices,
@@ -85,9 +89,9 @@ from alerting.k8s_timeslicing import (
 )
 from alerting.k8s_units import KeptPod as _Kept
 from alerting.k8s_units import ListedPod as _Pod
-from alerting.k8s_units import kept_pod_data, kept_pod_from_data, unit_workloads
+from alerting.k8s_units import unit_workloads
 from alerting.k8s_workloads import workload_of
-from alerting.kept_inventory import POD, Kept, KeptRecords, KeptSync, kept_nodes, node_places
+from alerting.kept_inventory import Kept, KeptRecords, KeptSync
 from alerting.topology import UNKNOWN
 from gpuwarden.clock import Clock
 from gpuwarden.errors import SourceError
@@ -225,6 +229,7 @@ class KubernetesInventory:
         self.ambiguous_pods = 0
         self.relists = 0  # lists started again at once because their continue token expired
         self._keeper: KeptSync | None = None  # where kept pods and their nodes' places are kept (``keep_in``)
+        self._listed: dict[str, float] = {}  # the nodes listed at the last read: since when (``keep_in``)
 
     def keep_in(self, records: KeptRecords) -> None:
         """Keep the kept pods and the places of their nodes in ``records`` too (``alerting.kept_inventory``),
@@ -242,7 +247,7 @@ class KubernetesInventory:
         now = self._clock.time()
         seen = self._read_listed()
         if self._keeper is not None and (stored := self._keeper.restore(self._cluster)):
-            self._take_back(stored)
+            self._take_back(stored, seen, now)
         assigned = self._read_assignments()
         nodes = {n.name: n for n in seen.nodes}
         ambiguous = self.ambiguous_pods
@@ -299,7 +304,7 @@ class KubernetesInventory:
         still = {n.name for n in seen.nodes} | {k.pod.node for k in self._kept.values()}
         self._gpu_counts = {name: n for name, n in self._gpu_counts.items() if name in still}
         node_list.extend(self._deleted(node_list))
-        self._keep_nodes(node_list)
+        self._keep_nodes(node_list, now)
         workloads = unit_workloads(list(placed.values()), list(self._kept.values()))
         self._units = {w.ref: len(w.units) for w in workloads}
         spare = {self._cluster: sum(n.free or 0 for n in node_list)}
@@ -317,33 +322,30 @@ class KubernetesInventory:
             if name in self._nodes
         ]
 
-    def _keep_nodes(self, node_list: Sequence[NodeInfo]) -> None:
+    def _keep_nodes(self, node_list: Sequence[NodeInfo], now: float) -> None:
         """Each node as listed now (``_deleted``), and what is kept saved where it changed (``keep_in``)."""
         self._nodes = {n.name: n for n in node_list}
+        names = [n.name for n in node_list if n.state != "deleted"]
+        self._listed = {name: self._listed.get(name, now) for name in names}
         if self._keeper is not None:
-            self._keeper.persist(self._cluster, self._kept_rows())
+            rows = kept_rows(self._kept, self._nodes, self._listed, self._placed.values())
+            self._keeper.persist(self._cluster, rows)
 
-    def _take_back(self, stored: Kept) -> None:
+    def _take_back(self, stored: Kept, seen: _Read, now: float) -> None:
         """The pods and node places a reader before this one kept (``keep_in``); a pod this one keeps
-        already stays as it keeps it, a node it lists as it lists it."""
-        for (kind, name), (since, data) in stored.items():
-            if kind != POD:
-                continue
-            try:
-                kept = kept_pod_from_data(since, data)
-            except ValueError as exc:
-                logger.warning("kubernetes inventory: kept pod %s left out: %s", name, exc)
-                continue
-            self._kept.setdefault(kept.pod.ident, kept)
-        self._nodes = {**kept_nodes(stored, "kubernetes"), **self._nodes}
-
-    def _kept_rows(self) -> dict[tuple[str, str], tuple[float, Mapping[str, Any]]]:
-        """The kept pods, and the places of the nodes they were on, as ``keep_in``'s records keep them."""
-        ran: dict[str, float] = {}
-        for k in self._kept.values():
-            ran[k.pod.node] = min(k.since, ran.get(k.pod.node, k.since))
-        pods = {(POD, "/".join(ident)): (k.since, kept_pod_data(k)) for ident, k in self._kept.items()}
-        return {**pods, **node_places(self._nodes, ran)}
+        already stays as it keeps it, a node it lists as it lists it. The GPU pods it last saw placed on a
+        node not Ready now count as placed at the last read, so that those of a node not listed now (deleted
+        while no serve ran) are lost at this one (``alerting.k8s_kept``); on a Ready node a pod is lost at
+        no read, and one that failed there is judged by when it failed, as before."""
+        back = take_back(stored)
+        for ident, kept in back.kept.items():
+            self._kept.setdefault(ident, kept)
+        self._nodes = {**back.nodes, **self._nodes}
+        for ident, pod in back.placed.items():
+            if pod.node not in seen.ready:
+                self._placed.setdefault(ident, pod)
+        self._listed = {**back.listed, **self._listed}
+        warn_left(back, {n.name for n in seen.nodes}, now)
 
     def _read_listed(self) -> _Read:
         """``_read_api``, started again at once from the first page when a list's continue token expired

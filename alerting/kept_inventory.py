@@ -7,7 +7,9 @@ their own table, ``alerting.kept_jobs``).
 Without it a node gone from its source stayed listed in the reader's memory only: after a restart the
 node's open incident lost its cluster and rack at its next alert, and the workloads the node stopped. Each
 reader saves its rows of a cluster as a whole after a read where they changed, and reads them back on its
-first read (rows of another version that no longer read are left out with a warning).
+first read (rows of another version that no longer read are left out with a warning). The Kubernetes reader
+also keeps each node as it last listed it, with the GPU pods placed on it (``alerting.k8s_kept``), so that a
+node deleted while no serve ran is judged at the first read after a start.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -27,6 +29,7 @@ from gpuwarden.errors import SourceError
 logger = logging.getLogger(__name__)
 
 NODE, POD = "node", "pod"
+LISTED = "listed"  # a node as the reader last listed it, with what ran on it (``alerting.k8s_kept``)
 Kept = Mapping[tuple[str, str], tuple[float, Mapping[str, Any]]]
 """(kind, name) -> since when it is kept (Unix time) and what the reader needs of it, as JSON."""
 
@@ -66,25 +69,37 @@ class KeptInventoryStore:
         return {(row.kind, row.name): (row.since, row.data) for row in rows}
 
     def save(self, cluster: str, kept: Kept) -> None:
-        """Replace what the reader of this source keeps for ``cluster`` with ``kept``, in one transaction."""
+        """Replace what the reader of this source keeps for ``cluster`` with ``kept``, in one transaction:
+        only the rows that changed are written (the Kubernetes reader keeps a row per node it lists, and a
+        read changes few of them)."""
         try:
             with Session(self._engine) as session, session.begin():
-                session.execute(
-                    delete(KeptInventoryRow).where(
-                        KeptInventoryRow.source == self._source, KeptInventoryRow.cluster == cluster
+                rows = {
+                    (row.kind, row.name): row
+                    for row in session.scalars(
+                        select(KeptInventoryRow).where(
+                            KeptInventoryRow.source == self._source, KeptInventoryRow.cluster == cluster
+                        )
                     )
-                )
-                session.add_all(
-                    KeptInventoryRow(
-                        source=self._source,
-                        cluster=cluster,
-                        kind=kind,
-                        name=name,
-                        since=since,
-                        data=dict(data),
-                    )
-                    for (kind, name), (since, data) in kept.items()
-                )
+                }
+                for key, gone in rows.items():
+                    if key not in kept:
+                        session.delete(gone)
+                for (kind, name), (since, data) in kept.items():
+                    row = rows.get((kind, name))
+                    if row is None:
+                        session.add(
+                            KeptInventoryRow(
+                                source=self._source,
+                                cluster=cluster,
+                                kind=kind,
+                                name=name,
+                                since=since,
+                                data=dict(data),
+                            )
+                        )
+                    elif row.since != since or row.data != data:
+                        row.since, row.data = since, dict(data)
         except SQLAlchemyError as exc:
             raise SourceError(
                 f"kept {self._source} inventory of cluster {cluster} cannot be saved: {exc}", source="store"

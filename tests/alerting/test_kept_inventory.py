@@ -9,12 +9,13 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from alerting.kept_inventory import NODE, POD, KeptInventoryStore
+from alerting.kept_inventory import LISTED, NODE, POD, KeptInventoryStore
 from gpuwarden.clock import FakeClock
 from gpuwarden.errors import SourceError
 from tests.alerting.k8s_objects import FakeApi, inventory, node, serving_cluster
 from tests.alerting.kept_scenarios import (
     a_deleted_kubernetes_node_keeps_its_place_and_lost_replica_after_a_restart,
+    a_kubernetes_node_deleted_while_serve_was_down_is_judged_at_the_first_read,
     a_removed_slurm_node_keeps_its_place_and_stopped_job_after_a_restart,
 )
 
@@ -27,6 +28,30 @@ def test_a_node_deleted_from_the_api_keeps_its_place_and_lost_replica_after_serv
 
 def test_a_node_removed_from_slurm_keeps_its_place_and_stopped_job_after_serve_restarts(sql: Engine) -> None:
     a_removed_slurm_node_keeps_its_place_and_stopped_job_after_a_restart(sql)
+
+
+def test_a_node_deleted_while_serve_was_down_is_judged_deleted_at_the_first_read_after_it_starts(
+    sql: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    a_kubernetes_node_deleted_while_serve_was_down_is_judged_at_the_first_read(sql)
+    assert (
+        "nodes g2 left while gpuwarden was down (not listed at the first read since it started,"
+        " 1970-01-01T00:26:40Z); the 1 GPU pods last seen on them are lost as of then" in caplog.text
+    )
+
+
+def test_pods_gone_from_a_ready_node_while_serve_was_down_are_not_lost(sql: Engine) -> None:
+    # A scale-down while serve was down: llama runs 3 replicas on Ready nodes, none of them lost.
+    api, clock = FakeApi(), FakeClock(1000.0)
+    serving_cluster(api)
+    reader = inventory(api, clock)
+    reader.keep_in(KeptInventoryStore(sql, "kubernetes"))
+    reader.read()
+    del api.objects["pods"][1]
+    again = inventory(api, clock)
+    again.keep_in(KeptInventoryStore(sql, "kubernetes"))
+    (llama,) = again.read().workload_list
+    assert (len(llama.units), llama.kept) == (3, 0)
 
 
 def test_the_sources_keep_their_own_rows_of_clusters_of_one_name(sql: Engine) -> None:
@@ -90,4 +115,4 @@ def test_a_store_that_cannot_be_reached_leaves_the_read_alone_and_is_caught_up_l
     clock.advance(30)
     reader.read()
     kept = KeptInventoryStore(sql, "kubernetes").load("k1")
-    assert sorted(kind for kind, _ in kept) == [NODE, POD]
+    assert sorted(kind for kind, _ in kept if kind != LISTED) == [NODE, POD]
