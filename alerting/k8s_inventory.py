@@ -69,6 +69,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from alerting.inventory import NodeInfo, StaticInventory, in_cluster
+from alerting.k8s_assignments import Assignment, node_uuids
 from alerting.k8s_kept import kept_rows, take_back, warn_left
 from alerting.k8s_mig import MigNode, MigNotices, mig_node, pod_slices, whole_gpu_resources
 from alerting.k8s_resources import (
@@ -95,7 +96,6 @@ from alerting.kept_inventory import Kept, KeptRecords, KeptSync
 from alerting.topology import UNKNOWN
 from gpuwarden.clock import Clock
 from gpuwarden.errors import SourceError
-from gpuwarden.labelnumbers import label_number
 from gpuwarden.model import WorkloadRef
 
 logger = logging.getLogger(__name__)
@@ -113,37 +113,6 @@ PAGE = 500
 
 class ListExpired(SourceError):
     """A list's ``continue`` token expired (HTTP 410 Gone): its pages cannot be resumed, only listed again."""
-
-
-@dataclass(frozen=True, slots=True)
-class Assignment:
-    """One GPU as the exporter labels it: node, index, UUID, and the pod it is assigned to (if any)."""
-
-    node: str
-    index: int
-    uuid: str = ""
-    namespace: str = ""
-    pod: str = ""
-
-
-def assignments_from_labels(
-    rows: Iterable[Mapping[str, str]], node_label: str = "Hostname", gpu_label: str = "gpu"
-) -> list[Assignment]:
-    """Assignments from the label sets of a PromQL result (``Hostname``, ``gpu``, ``UUID``, ``namespace``,
-    ``pod``; ``exported_pod``/``exported_namespace`` when Prometheus renamed the exporter's own because the
-    scrape target had a pod label, as under the Prometheus Operator); rows without a node or a numeric index
-    are skipped."""
-    out = []
-    for labels in rows:
-        node, index = labels.get(node_label, ""), label_number(labels.get(gpu_label))
-        if not node or index is None:
-            continue
-        if "exported_pod" in labels:
-            namespace, pod = labels.get("exported_namespace", ""), labels["exported_pod"]
-        else:
-            namespace, pod = labels.get("namespace", ""), labels.get("pod", "")
-        out.append(Assignment(node, index, labels.get("UUID", ""), namespace, pod))
-    return out
 
 
 @dataclass(slots=True)
@@ -260,7 +229,7 @@ class KubernetesInventory:
                 " counts against one only when its alert names the pod (configure gpu_assignment_url)",
                 self.ambiguous_pods,
             )
-        uuids = _uuids(assigned)
+        uuids = node_uuids(assigned)
         node_list = _nodes(seen, uuids)
         placed = {p.ident: p for p in seen.pods}
         serving: dict[WorkloadRef, set[str]] = {}
@@ -478,16 +447,3 @@ def _nodes(seen: _Read, uuids: Mapping[str, tuple[str, ...]]) -> list[NodeInfo]:
             replace(n, gpu_uuids=uuids.get(n.name, ()), state=state, usable=usable, free=free, idle=idle)
         )
     return out
-
-
-def _uuids(assigned: Sequence[Assignment]) -> dict[str, tuple[str, ...]]:
-    """Per node, its GPU UUIDs by index, when every index up to the highest is known."""
-    by_node: dict[str, dict[int, str]] = {}
-    for a in assigned:
-        if a.uuid:
-            by_node.setdefault(a.node, {})[a.index] = a.uuid
-    return {
-        node: tuple(found[i] for i in range(len(found)))
-        for node, found in by_node.items()
-        if set(found) == set(range(len(found)))
-    }

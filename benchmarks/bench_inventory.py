@@ -51,7 +51,8 @@ def _options() -> argparse.Namespace:
 if __name__ == "__main__":
     OPTIONS = _options()
 
-from alerting.k8s_inventory import Assignment, KubernetesInventory  # noqa: E402
+from alerting.k8s_assignments import Assignment  # noqa: E402
+from alerting.k8s_inventory import KubernetesInventory  # noqa: E402
 from alerting.slurm_inventory import SlurmInventory  # noqa: E402
 from gpuwarden.clock import FakeClock  # noqa: E402
 from gpuwarden.jsonload import loads_without_gc  # noqa: E402 - imported after the command line is read
