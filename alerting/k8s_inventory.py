@@ -126,6 +126,7 @@ class _Read:
     states: dict[str, str] = field(default_factory=dict)  # node -> ready / notready, +cordoned, +no_gpus
     mig: dict[str, MigNode] = field(default_factory=dict)  # nodes whose counted GPUs include MIG slices
     shared: dict[str, int] = field(default_factory=dict)  # time-sliced node -> replicas per GPU
+    uids: dict[str, str] = field(default_factory=dict)  # node -> its metadata.uid
 
 
 def _place(
@@ -192,6 +193,7 @@ class KubernetesInventory:
         self._kept: dict[tuple[str, str, str], _Kept] = {}
         self._expired: set[tuple[str, str, str]] = set()  # kept their while and still listed (Failed, ...)
         self._gpu_counts: dict[str, int] = {}  # the last GPU count each node reported
+        self._uids: dict[str, str] = {}  # each node's uid as last read: one registered again has another
         self._nodes: dict[str, NodeInfo] = {}  # each node as last listed (a deleted one: see ``_deleted``)
         self._mig = MigNotices()
         self._shared = TimeSliceNotices()
@@ -236,7 +238,7 @@ class KubernetesInventory:
         for pod in placed.values():
             if pod.running:
                 serving.setdefault(pod.workload, set()).add(pod.unit)
-        lost = [p for p in self._placed.values() if p.ident not in placed and p.node not in seen.ready]
+        lost = self._lost(placed, seen)
         for pod in [*lost, *seen.ended]:
             if pod.ident in self._kept or pod.ident in self._expired:
                 continue
@@ -257,7 +259,7 @@ class KubernetesInventory:
                 if pod.node in seen.shared:  # replicas of GPUs unknown: on all of them, as when placed
                     pod.size = len(pod.gpus)
             self._kept[pod.ident] = _Kept(since, self._placed.get(pod.ident, pod), before)
-        self._placed = placed
+        self._placed, self._uids = placed, seen.uids
         listed = set(placed) | {p.ident for p in seen.ended}
         expired = {k for k, v in self._kept.items() if now - v.since > self._keep}
         self._expired = (self._expired | expired) & listed  # still listed: not kept a second time
@@ -297,8 +299,25 @@ class KubernetesInventory:
         names = [n.name for n in node_list if n.state != "deleted"]
         self._listed = {name: self._listed.get(name, now) for name in names}
         if self._keeper is not None:
-            rows = kept_rows(self._kept, self._nodes, self._listed, self._placed.values())
+            rows = kept_rows(self._kept, self._nodes, self._listed, self._placed.values(), self._uids)
             self._keeper.persist(self._cluster, rows)
+
+    def _lost(self, placed: Mapping[tuple[str, str, str], _Pod], seen: _Read) -> list[_Pod]:
+        """The pods placed at the last read and gone now from a node that is not Ready, not listed, or not the
+        node object it was (``_steady``)."""
+        steady = self._steady(seen)
+        return [p for p in self._placed.values() if p.ident not in placed and p.node not in steady]
+
+    def _steady(self, seen: _Read) -> set[str]:
+        """The Ready nodes that are the node objects of the last read: a pod gone from one was not lost with
+        it. One deleted and registered again under its name since (GKE's auto-repair recreates a node's VM;
+        a kubelet re-registers a node deleted under it) has another uid, and its pods went with the old."""
+        renewed = {n for n, uid in seen.uids.items() if uid and self._uids.get(n, uid) != uid}
+        for name in sorted(renewed & seen.ready):
+            logger.info(
+                "kubernetes inventory: node %s was registered again (another uid) since the last read", name
+            )
+        return seen.ready - renewed
 
     def _take_back(self, stored: Kept, seen: _Read, now: float) -> None:
         """The pods and node places a reader before this one kept (``keep_in``); a pod this one keeps
@@ -310,8 +329,10 @@ class KubernetesInventory:
         for ident, kept in back.kept.items():
             self._kept.setdefault(ident, kept)
         self._nodes = {**back.nodes, **self._nodes}
+        self._uids = {**back.uids, **self._uids}
+        steady = self._steady(seen)
         for ident, pod in back.placed.items():
-            if pod.node not in seen.ready:
+            if pod.node not in steady:
                 self._placed.setdefault(ident, pod)
         self._listed = {**back.listed, **self._listed}
         warn_left(back, {n.name for n in seen.nodes}, now)
@@ -402,6 +423,7 @@ class KubernetesInventory:
             labels = meta.get("labels") or {}
             rack = next((str(labels[k]) for k in self._rack_labels if labels.get(k)), UNKNOWN)
             out.nodes.append(NodeInfo(name, self._cluster, rack, count))
+            out.uids[name] = str(meta.get("uid") or "")
             cordoned = bool((node.get("spec") or {}).get("unschedulable"))
             words = ["ready" if node_ready(node) else "notready", *(["cordoned"] if cordoned else [])]
             out.states[name] = "+".join([*words, *([] if capacity else ["no_gpus"])])

@@ -32,12 +32,13 @@ Ident = tuple[str, str, str]
 @dataclass(slots=True)
 class TakenBack:
     """What a reader before this one kept: its kept pods, the places of nodes, the GPU pods placed on each
-    node it last listed, and since when it listed each."""
+    node it last listed, since when it listed each, and its uid then."""
 
     kept: dict[Ident, KeptPod] = field(default_factory=dict)
     nodes: dict[str, NodeInfo] = field(default_factory=dict)
     placed: dict[Ident, ListedPod] = field(default_factory=dict)
     listed: dict[str, float] = field(default_factory=dict)
+    uids: dict[str, str] = field(default_factory=dict)
 
 
 def take_back(stored: Mapping[tuple[str, str], tuple[float, Mapping[str, Any]]]) -> TakenBack:
@@ -54,6 +55,7 @@ def take_back(stored: Mapping[tuple[str, str], tuple[float, Mapping[str, Any]]])
                 pods = [kept_pod_from_data(since, p).pod for p in data.get("pods", ())]
                 out.nodes.setdefault(name, node)
                 out.listed[name] = float(since)
+                out.uids[name] = str(data.get("uid", ""))
                 out.placed.update((p.ident, p) for p in pods if p.node == name)
         except (TypeError, ValueError) as exc:
             logger.warning("kubernetes inventory: kept %s %s left out: %s", kind, name, exc)
@@ -65,9 +67,10 @@ def kept_rows(
     nodes: Mapping[str, NodeInfo],
     listed: Mapping[str, float],
     placed: Iterable[ListedPod],
+    uids: Mapping[str, str],
 ) -> Rows:
     """The kept pods and the places of the nodes they were on; and each node listed now (``listed``: since
-    when) with the GPU pods ``placed`` on it."""
+    when) with its uid and the GPU pods ``placed`` on it."""
     ran: dict[str, float] = {}
     for k in kept.values():
         ran[k.pod.node] = min(k.since, ran.get(k.pod.node, k.since))
@@ -78,7 +81,8 @@ def kept_rows(
         on.setdefault(pod.node, []).append(kept_pod_data(KeptPod(0.0, pod, 0)))
     for name, since in listed.items():
         if name in nodes:
-            rows[LISTED, name] = (since, {**node_data(nodes[name]), "pods": on.get(name, [])})
+            pods = on.get(name, [])
+            rows[LISTED, name] = (since, {**node_data(nodes[name]), "uid": uids.get(name, ""), "pods": pods})
     return rows
 
 

@@ -54,6 +54,25 @@ def test_pods_gone_from_a_ready_node_while_serve_was_down_are_not_lost(sql: Engi
     assert (len(llama.units), llama.kept) == (3, 0)
 
 
+def test_a_node_registered_again_while_serve_was_down_loses_the_pods_it_ran_at_the_first_read(
+    sql: Engine,
+) -> None:
+    # g2 recreated under its name (another uid) while serve was down, without llama's replica.
+    api, clock = FakeApi(), FakeClock(1000.0)
+    serving_cluster(api)
+    for n in api.objects["nodes"]:
+        n["metadata"]["uid"] = f"uid-{n['metadata']['name']}"
+    reader = inventory(api, clock)
+    reader.keep_in(KeptInventoryStore(sql, "kubernetes"))
+    reader.read()
+    api.objects["nodes"][1]["metadata"]["uid"] = "uid-g2-again"
+    del api.objects["pods"][1]
+    again = inventory(api, clock)
+    again.keep_in(KeptInventoryStore(sql, "kubernetes"))
+    (llama,) = again.read().workload_list
+    assert (len(llama.units), llama.kept) == (4, 1) and ("k1", "g2", 0) in llama.gpus
+
+
 def test_the_sources_keep_their_own_rows_of_clusters_of_one_name(sql: Engine) -> None:
     # A Slurm ClusterName and a Kubernetes cluster may be called alike: each reader replaces its own rows.
     slurm, kube = KeptInventoryStore(sql, "slurm"), KeptInventoryStore(sql, "kubernetes")
