@@ -58,10 +58,12 @@ logger = logging.getLogger(__name__)
 
 Runner = Callable[[Sequence[str]], str]
 # State words (and 22.05's state_flags) of a node that takes no new job: a MAINT reservation (sinfo `maint`,
-# flag MAINTENANCE) or any other (`resv`, RESERVED: held for its users) included.
+# flag MAINTENANCE) or any other (`resv`, RESERVED: held for its users) included; and, as sinfo(1) says them,
+# one powering down, rebooting (REBOOT_ISSUED), registered wrong (INVAL, flag INVALID_REG), running network
+# performance counters (PERFCTRS) or not registered since slurmctld started (UNKNOWN).
 _UNUSABLE = {
     "down", "drain", "drained", "draining", "fail", "failing", "maint", "maintenance", "reserved", "future",
-    "not_responding",
+    "not_responding", "powering_down", "reboot_issued", "inval", "invalid_reg", "perfctrs", "unknown",
 }  # fmt: skip
 NO_SWITCH = "no_switch"  # a node that no switch of topology/tree reaches: Slurm runs no job on it
 PARTITIONS_DOWN = "partitions_down"  # a node whose every partition is DOWN or INACTIVE: no job starts on it
