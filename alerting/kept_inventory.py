@@ -15,7 +15,8 @@ node deleted while no serve ran is judged at the first read after a start.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from sqlalchemy import Engine, select
@@ -24,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from alerting.inventory import NodeInfo
 from alerting.store_models import KeptInventoryRow
+from gpuwarden.clock import shown
 from gpuwarden.errors import SourceError
 
 logger = logging.getLogger(__name__)
@@ -146,10 +148,11 @@ def node_from_data(data: Mapping[str, Any]) -> NodeInfo:
 def kept_nodes(
     kept: Mapping[tuple[str, str], tuple[float, Mapping[str, Any]]], source: str
 ) -> dict[str, NodeInfo]:
-    """The nodes among what a reader kept, by name; one that does not read is left out with a warning."""
+    """The nodes among what a reader kept, by name: the places of nodes kept work ran on, and the nodes as it
+    last listed them (``LISTED``); one that does not read is left out with a warning."""
     out: dict[str, NodeInfo] = {}
-    for (kind, name), (_, data) in kept.items():
-        if kind != NODE:
+    for (kind, name), (_, data) in sorted(kept.items(), key=lambda row: row[0][0] == NODE):
+        if kind not in (NODE, LISTED):
             continue
         try:
             out[name] = node_from_data(data)
@@ -197,3 +200,26 @@ def node_places(
 ) -> dict[tuple[str, str], tuple[float, Mapping[str, Any]]]:
     """The kept rows of the nodes kept work ran on (``ran``: node -> since when), as ``nodes`` lists them."""
     return {(NODE, name): (since, node_data(nodes[name])) for name, since in ran.items() if name in nodes}
+
+
+def listed_places(
+    nodes: Iterable[NodeInfo], since: Mapping[str, float], now: float
+) -> dict[tuple[str, str], tuple[float, Mapping[str, Any]]]:
+    """Each node as a reader lists it now (``LISTED`` rows), listed since ``since`` says (else ``now``): what
+    a reader started later judges its first read against, a node gone from its source meanwhile included."""
+    return {(LISTED, n.name): (since.get(n.name, now), node_data(n)) for n in nodes}
+
+
+def left_while_down(source: str, listed: Iterable[str], names: Iterable[str], now: float) -> list[str]:
+    """The nodes a reader before this one listed (``listed``) that are not listed now (``names``), said in a
+    warning: they left while gpuwarden was down, as seen ``now``."""
+    left = sorted(set(listed) - set(names))
+    if left:
+        logger.warning(
+            "%s inventory: nodes %s left while gpuwarden was down (not listed at the first read since it"
+            " started, %s)",
+            source,
+            ", ".join(left),
+            shown(datetime.fromtimestamp(now, UTC)),
+        )
+    return left

@@ -99,6 +99,30 @@ def _slurm(sql: Engine, slurm: FakeSlurm, clock: FakeClock) -> tuple[IncidentEng
     return IncidentEngine(sql, clock, CONFIG, inventory=reader.read()), reader
 
 
+def a_slurm_node_removed_while_serve_was_down_keeps_its_place_and_stopped_job(sql: Engine) -> None:
+    """Job 41 runs on n1 and n2 when serve stops; n2 fails, taking the job (NODE_FAIL, which squeue still
+    lists), and leaves Slurm's node list (slurm.conf and `scontrol reconfigure`) while no serve runs. The
+    restarted serve keeps the job from squeue, and now n2's place too: before, n2 was a node of no cluster,
+    "node n2 is down: 1 node, 1 GPU", P2, the job gone from the incident."""
+    slurm, clock = FakeSlurm(), FakeClock()
+    slurm.jobs = [_job(41, "llm-70b", "RUNNING")]
+    engine, _ = _slurm(sql, slurm, clock)
+    engine.ingest([Alert({"alertname": "NodeDown", "node": "n2"})])
+    ((row, _),) = engine.store.list_rows(None)
+    assert "llm-70b (41)" in row.title and engine.store.get(row.id).priority is Priority.P0, row.title
+    slurm.jobs = [{**_job(41, "llm-70b", "NODE_FAIL"), "end_time": int(clock.time()) + 30}]
+    slurm.states["n2"] = "down"
+    slurm.removed.add("n2")
+    clock.advance(60)
+    again, _ = _slurm(sql, slurm, clock)
+    n2 = again.inventory.node("n2")
+    assert n2 is not None and (n2.cluster, n2.rack, n2.gpu_count, n2.state) == ("c1", "r07", 8, "deleted")
+    again.ingest([Alert({"alertname": "GpuXid", "xid": "79", "Hostname": "n2", "gpu": "1"})])
+    incident = again.store.get(row.id)
+    assert "llm-70b (41)" in incident.title and incident.priority is Priority.P0, incident.title
+    assert (incident.root_cause.target.cluster, incident.root_cause.target.rack) == ("c1", "r07")
+
+
 def a_removed_slurm_node_keeps_its_place_and_stopped_job_after_a_restart(sql: Engine) -> None:
     """n2 fails and takes job 41 with it; serve restarts, and n2 leaves Slurm's node list meanwhile
     (slurm.conf and `scontrol reconfigure`): the incident's next alert for n2 still finds its cluster, rack
@@ -129,4 +153,5 @@ def a_removed_slurm_node_keeps_its_place_and_stopped_job_after_a_restart(sql: En
     assert (incident.root_cause.target.cluster, incident.root_cause.target.rack) == ("c1", "r07")
     clock.advance(3600)  # the job's keep window over: the node's place goes with it
     assert reader.read().node("n2") is None
-    assert KeptInventoryStore(sql, "slurm").load("c1") == {}
+    left = KeptInventoryStore(sql, "slurm").load("c1")  # the nodes as listed only
+    assert {kind for kind, _ in left} == {LISTED} and "n2" not in {name for _, name in left}

@@ -17,6 +17,7 @@ from tests.alerting.kept_scenarios import (
     a_deleted_kubernetes_node_keeps_its_place_and_lost_replica_after_a_restart,
     a_kubernetes_node_deleted_while_serve_was_down_is_judged_at_the_first_read,
     a_removed_slurm_node_keeps_its_place_and_stopped_job_after_a_restart,
+    a_slurm_node_removed_while_serve_was_down_keeps_its_place_and_stopped_job,
 )
 
 
@@ -73,6 +74,13 @@ def test_a_node_registered_again_while_serve_was_down_loses_the_pods_it_ran_at_t
     assert (len(llama.units), llama.kept) == (4, 1) and ("k1", "g2", 0) in llama.gpus
 
 
+def test_a_node_removed_from_slurm_while_serve_was_down_keeps_its_place_and_stopped_job(
+    sql: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    a_slurm_node_removed_while_serve_was_down_keeps_its_place_and_stopped_job(sql)
+    assert "slurm inventory: nodes n2 left while gpuwarden was down" in caplog.text
+
+
 def test_the_sources_keep_their_own_rows_of_clusters_of_one_name(sql: Engine) -> None:
     # A Slurm ClusterName and a Kubernetes cluster may be called alike: each reader replaces its own rows.
     slurm, kube = KeptInventoryStore(sql, "slurm"), KeptInventoryStore(sql, "kubernetes")
@@ -80,6 +88,17 @@ def test_the_sources_keep_their_own_rows_of_clusters_of_one_name(sql: Engine) ->
     kube.save("c1", {(POD, "a/b/u"): (2.0, {"name": "b"})})
     kube.save("c1", {})
     assert slurm.load("c1") == {(NODE, "n2"): (1.0, {"name": "n2"})} and kube.load("c1") == {}
+
+
+def test_a_save_replaces_what_was_kept_row_by_row(sql: Engine) -> None:
+    # Only the rows that changed are written: one gone is deleted, one changed updated, one new added.
+    store = KeptInventoryStore(sql, "kubernetes")
+    store.save("k1", {(LISTED, "g1"): (1.0, {"name": "g1"}), (LISTED, "g2"): (1.0, {"name": "g2"})})
+    store.save("k1", {(LISTED, "g2"): (2.0, {"name": "g2", "uid": "b"}), (NODE, "g3"): (3.0, {"name": "g3"})})
+    assert store.load("k1") == {
+        (LISTED, "g2"): (2.0, {"name": "g2", "uid": "b"}),
+        (NODE, "g3"): (3.0, {"name": "g3"}),
+    }
 
 
 def test_a_kept_row_that_does_not_read_is_left_out_with_a_warning(

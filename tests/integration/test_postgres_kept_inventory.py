@@ -15,6 +15,7 @@ from tests.alerting.kept_scenarios import (
     a_deleted_kubernetes_node_keeps_its_place_and_lost_replica_after_a_restart,
     a_kubernetes_node_deleted_while_serve_was_down_is_judged_at_the_first_read,
     a_removed_slurm_node_keeps_its_place_and_stopped_job_after_a_restart,
+    a_slurm_node_removed_while_serve_was_down_keeps_its_place_and_stopped_job,
 )
 from tests.alerting.migrate_steps import the_kept_inventory_of_0026_downgrades_and_upgrades_again
 
@@ -26,12 +27,14 @@ from tests.alerting.migrate_steps import the_kept_inventory_of_0026_downgrades_a
         a_deleted_kubernetes_node_keeps_its_place_and_lost_replica_after_a_restart,
         a_kubernetes_node_deleted_while_serve_was_down_is_judged_at_the_first_read,
         a_removed_slurm_node_keeps_its_place_and_stopped_job_after_a_restart,
+        a_slurm_node_removed_while_serve_was_down_keeps_its_place_and_stopped_job,
         the_kept_inventory_of_0026_downgrades_and_upgrades_again,
     ],
     ids=[
         "kubernetes-node-deleted",
         "kubernetes-node-deleted-while-down",
         "slurm-node-removed",
+        "slurm-node-removed-while-down",
         "0026-and-back",
     ],
 )
