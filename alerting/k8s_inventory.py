@@ -70,7 +70,7 @@ from typing import Any
 
 from alerting.inventory import NodeInfo, StaticInventory, in_cluster
 from alerting.k8s_assignments import Assignment, node_uuids
-from alerting.k8s_kept import kept_rows, take_back, warn_left
+from alerting.k8s_kept import ListedRows, take_back, warn_left
 from alerting.k8s_mig import MigNode, MigNotices, mig_node, pod_slices, whole_gpu_resources
 from alerting.k8s_resources import (
     mig_devices,
@@ -201,6 +201,7 @@ class KubernetesInventory:
         self.relists = 0  # lists started again at once because their continue token expired
         self._keeper: KeptSync | None = None  # where kept pods and their nodes' places are kept (``keep_in``)
         self._listed: dict[str, float] = {}  # the nodes listed at the last read: since when (``keep_in``)
+        self._rows = ListedRows()  # what is kept, as ``keep_in``'s records keep it
 
     def keep_in(self, records: KeptRecords) -> None:
         """Keep the kept pods and the places of their nodes in ``records`` too (``alerting.kept_inventory``),
@@ -299,7 +300,7 @@ class KubernetesInventory:
         names = [n.name for n in node_list if n.state != "deleted"]
         self._listed = {name: self._listed.get(name, now) for name in names}
         if self._keeper is not None:
-            rows = kept_rows(self._kept, self._nodes, self._listed, self._placed.values(), self._uids)
+            rows = self._rows.rows(self._kept, self._nodes, self._listed, self._placed.values(), self._uids)
             self._keeper.persist(self._cluster, rows)
 
     def _lost(self, placed: Mapping[tuple[str, str, str], _Pod], seen: _Read) -> list[_Pod]:

@@ -62,28 +62,62 @@ def take_back(stored: Mapping[tuple[str, str], tuple[float, Mapping[str, Any]]])
     return out
 
 
-def kept_rows(
-    kept: Mapping[Ident, KeptPod],
-    nodes: Mapping[str, NodeInfo],
-    listed: Mapping[str, float],
-    placed: Iterable[ListedPod],
-    uids: Mapping[str, str],
-) -> Rows:
-    """The kept pods and the places of the nodes they were on; and each node listed now (``listed``: since
-    when) with its uid and the GPU pods ``placed`` on it."""
-    ran: dict[str, float] = {}
-    for k in kept.values():
-        ran[k.pod.node] = min(k.since, ran.get(k.pod.node, k.since))
-    rows: Rows = {(POD, "/".join(ident)): (k.since, kept_pod_data(k)) for ident, k in kept.items()}
-    rows.update(node_places(nodes, ran))
-    on: dict[str, list[dict[str, Any]]] = {}
-    for pod in sorted(placed, key=lambda p: p.ident):
-        on.setdefault(pod.node, []).append(kept_pod_data(KeptPod(0.0, pod, 0)))
-    for name, since in listed.items():
-        if name in nodes:
-            pods = on.get(name, [])
-            rows[LISTED, name] = (since, {**node_data(nodes[name]), "uid": uids.get(name, ""), "pods": pods})
-    return rows
+class ListedRows:
+    """The rows a reader keeps (``kept_rows``), with each node's ``LISTED`` row made again only where its
+    place, uid or pods changed: a large cluster's read changes few, and a row made again is compared in full
+    with the one saved (``KeptSync.persist``), a row kept as it was by identity."""
+
+    def __init__(self) -> None:
+        self._made: dict[str, tuple[tuple[Any, ...], tuple[float, Mapping[str, Any]]]] = {}
+
+    def rows(
+        self,
+        kept: Mapping[Ident, KeptPod],
+        nodes: Mapping[str, NodeInfo],
+        listed: Mapping[str, float],
+        placed: Iterable[ListedPod],
+        uids: Mapping[str, str],
+    ) -> Rows:
+        """The kept pods and the places of the nodes they were on; and each node listed now (``listed``:
+        since when) with its uid and the GPU pods ``placed`` on it."""
+        ran: dict[str, float] = {}
+        for k in kept.values():
+            ran[k.pod.node] = min(k.since, ran.get(k.pod.node, k.since))
+        rows: Rows = {(POD, "/".join(ident)): (k.since, kept_pod_data(k)) for ident, k in kept.items()}
+        rows.update(node_places(nodes, ran))
+        on: dict[str, list[ListedPod]] = {}
+        for pod in placed:
+            on.setdefault(pod.node, []).append(pod)
+        made = {}
+        for name, since in listed.items():
+            if name not in nodes:
+                continue
+            pods = sorted(on.get(name, ()), key=lambda p: p.ident)
+            key = (since, _place(nodes[name]), uids.get(name, ""), tuple(_pod_key(p) for p in pods))
+            known = self._made.get(name)
+            if known is None or known[0] != key:
+                data = [kept_pod_data(KeptPod(0.0, p, 0)) for p in pods]
+                known = (key, (since, {**node_data(nodes[name]), "uid": uids.get(name, ""), "pods": data}))
+            made[name] = known
+            rows[LISTED, name] = known[1]
+        self._made = made
+        return rows
+
+
+def _place(node: NodeInfo) -> tuple[Any, ...]:
+    """What ``node_data`` keeps of a node."""
+    return (
+        node.name, node.cluster, node.rack, node.gpu_count, node.gpu_uuids, node.partitions, node.addresses,
+        node.features,
+    )  # fmt: skip
+
+
+def _pod_key(pod: ListedPod) -> tuple[Any, ...]:
+    """What ``kept_pod_data`` keeps of a pod."""
+    return (
+        pod.ident, pod.node, pod.count, pod.workload, pod.unit, pod.aliases, pod.running, pod.gpus, pod.size,
+        pod.slices, pod.failed_at, pod.failed_here, pod.ready,
+    )  # fmt: skip
 
 
 def warn_left(back: TakenBack, names: Iterable[str], now: float) -> None:
