@@ -307,17 +307,17 @@ class KubernetesInventory:
         """The pods placed at the last read and gone now from a node that is not Ready, not listed, or not the
         node object it was (``_steady``)."""
         steady = self._steady(seen)
+        for name in sorted(seen.ready - steady):
+            logger.info(
+                "kubernetes inventory: node %s was registered again (another uid) since the last read", name
+            )
         return [p for p in self._placed.values() if p.ident not in placed and p.node not in steady]
 
     def _steady(self, seen: _Read) -> set[str]:
         """The Ready nodes that are the node objects of the last read: a pod gone from one was not lost with
         it. One deleted and registered again under its name since (GKE's auto-repair recreates a node's VM;
         a kubelet re-registers a node deleted under it) has another uid, and its pods went with the old."""
-        renewed = {n for n, uid in seen.uids.items() if uid and self._uids.get(n, uid) != uid}
-        for name in sorted(renewed & seen.ready):
-            logger.info(
-                "kubernetes inventory: node %s was registered again (another uid) since the last read", name
-            )
+        renewed = {n for n, uid in seen.uids.items() if uid and self._uids.get(n, "") not in ("", uid)}
         return seen.ready - renewed
 
     def _take_back(self, stored: Kept, seen: _Read, now: float) -> None:

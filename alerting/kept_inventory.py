@@ -7,9 +7,10 @@ their own table, ``alerting.kept_jobs``).
 Without it a node gone from its source stayed listed in the reader's memory only: after a restart the
 node's open incident lost its cluster and rack at its next alert, and the workloads the node stopped. Each
 reader saves its rows of a cluster as a whole after a read where they changed, and reads them back on its
-first read (rows of another version that no longer read are left out with a warning). The Kubernetes reader
-also keeps each node as it last listed it, with the GPU pods placed on it (``alerting.k8s_kept``), so that a
-node deleted while no serve ran is judged at the first read after a start.
+first read (rows of another version that no longer read are left out with a warning). Each reader also keeps
+each node as it last listed it (``LISTED``; the Kubernetes reader with the GPU pods placed on it,
+``alerting.k8s_kept``), so that a node gone from its source while no serve ran is judged at the first read
+after a start.
 """
 
 from __future__ import annotations
