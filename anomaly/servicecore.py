@@ -27,6 +27,7 @@ from anomaly.series import CounterRates, EvidenceBuffer, SeriesIndex, View
 from anomaly.serieskeys import SeriesKey
 from anomaly.snapshot import State
 from anomaly.sources import Frame, Source, SourceHealth
+from anomaly.warmupretry import DeferredWarmUp
 from anomaly.writeback import AnomalyCollector
 from gpuwarden.clock import Clock
 from gpuwarden.config_anomaly import AnomalyConfig
@@ -111,6 +112,8 @@ class ServiceCore:
         # reads a failed one again from there, and so does the warm-up after a snapshot (``_after``).
         self._query_read: dict[str, float] = {}
         self._held_over: list[Frame] = []  # read by the warm-up for the first tick (``warm_up``)
+        # A warm-up whose history read failed for every query, read again at a later tick (``warm_up``).
+        self.warm_up_retry: DeferredWarmUp | None = None
         self._query_source: dict[str, str] = {}
         self._exprs = {q.name: q.expr for q in cfg.queries}
         self._device_level: dict[str, bool] = {}
