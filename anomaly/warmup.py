@@ -343,7 +343,13 @@ class HistoryReplayer(AlertUpdater, SnapshotKeeper):
         after = [(f.query, _window(f, self._read_from(snapshot, start, f.query), math.inf)) for f in frames]
         series = {self._query_source[q] for q, f in after if f is not None and f.labels}
         unasked = {self._query_source[q] for q, f in after if f is None}
-        self.quiet_after(series, unasked)
+        found: dict[str, int | None] = {}
+        for query, f in after:
+            if f is None:
+                found.setdefault(query, None)
+            else:
+                found[query] = (found.get(query) or 0) + len(f.labels)
+        self.quiet_after(series, unasked, found)
 
     def _read_from(self, snapshot: Snapshot, start: float, query: str) -> float:
         """Where ``query``'s next read after ``snapshot`` starts, within the history from ``start``."""
