@@ -102,23 +102,29 @@ class HistoryReplayer(AlertUpdater, SnapshotKeeper):
         return fed
 
     def _retried_warm_up(self, now: float) -> bool:
-        """Read a deferred warm-up's history again where it is due at the tick at ``now``, up to the tick
-        before (this tick's read goes on from there, as the first tick after a warm-up does): whether this
-        tick reads its sources. Not while the warm-up waits, or where its read failed again: nothing is fed
-        before the history."""
+        """Read a deferred warm-up's history again where it is due at the tick at ``now``: whether this tick
+        reads its sources. Not while the warm-up waits, or where its read failed again: nothing is fed
+        before the history.
+
+        The history is read as of the start (at most ``max_lookback_seconds`` before ``now``), what the
+        warm-up would have read then, and this tick's read goes on from there, catching the ticks since up
+        as after an outage: read up to the tick before instead, they were history too, and an XID or a fault
+        begun after the start, while the warm-up waited (up to 5 minutes after Prometheus was back), was
+        learnt as history, never raised."""
         retry = self.warm_up_retry
         if retry is None:
             return True
         if now < retry.due:
             return False
         every = self.cfg.infer_every_seconds
-        fed = self._warm_up(now - every, retry.held, None)
+        fed = self._warm_up(max(retry.since, now - self.cfg.max_lookback_seconds), retry.held, None)
         if fed is None:
             self._defer_warm_up(now, retry.failed_again(now, every))
             return False
         self.warm_up_retry = None
         logger.info(
-            "warm-up: the history read at its attempt %d, %.0f s after the first failed",
+            "warm-up: the history read at its attempt %d, %.0f s after the first failed; the ticks since"
+            " are read now, as after an outage",
             retry.failures + 1,
             now - retry.since,
         )

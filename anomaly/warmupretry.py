@@ -1,5 +1,7 @@
 """The warm-up's history read deferred while no query of it could be read (Prometheus down as ``anomaly run``
-starts): read again at the ticks after, each wait twice the last (``retry_delay``), until it reads once.
+starts): read again at the ticks after, each wait twice the last (``retry_delay``), until it reads once. It
+reads the history as of the start, as the warm-up would have then; the ticks since are read at the tick it
+reads, as after an outage (``HistoryReplayer._retried_warm_up``).
 
 Before, a warm-up whose read failed was never read again: when Prometheus came back the detectors learnt from
 its live reads alone, from nothing, the adaptive bands scoring nothing for their warm-up and a fault under
@@ -15,8 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 # The longest wait between two reads of a deferred warm-up's history: an outage of hours is read again every
-# 5 minutes, not every tick, and a Prometheus back is read at most this long after (its history, read up to
-# then, holds the wait: nothing is lost, the first alerts come that much later).
+# 5 minutes, not every tick, and a Prometheus back is read at most this long after (the ticks since the start
+# are caught up then, up to ``max_lookback_seconds``: nothing is lost, the first alerts come that much later).
 WARM_UP_RETRY_MAX_SECONDS = 300.0
 
 

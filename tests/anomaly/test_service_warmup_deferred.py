@@ -16,11 +16,12 @@ from anomaly.service import AnomalyService
 from anomaly.warmupretry import WARM_UP_RETRY_MAX_SECONDS, retry_delay
 from gpuwarden.cli.anomaly_ticks import TickLog
 from gpuwarden.clock import FakeClock
-from gpuwarden.config_anomaly import AnomalyConfig
+from gpuwarden.config_anomaly import AnomalyConfig, AnomalyQueryConfig
 from tests.anomaly.promql_answers import source as promql_source
 from tests.anomaly.service_ticks import TEMP
 
 POWER = "DCGM_FI_DEV_POWER_USAGE"
+XID = "DCGM_FI_DEV_XID_ERRORS"
 HOT = 2  # the GPU running hot from the moment Prometheus is back
 
 
@@ -28,14 +29,15 @@ class _Prometheus:
     """Eight GPUs' temperatures and powers at every step; down (connections refused) while ``down``, or
     for the queries in ``failing``."""
 
-    def __init__(self, clock: FakeClock) -> None:
+    def __init__(self, clock: FakeClock, queries: tuple[str, ...] = (TEMP, POWER)) -> None:
         self.down = True
+        self.xid_from = math.inf  # GPU-2's last XID is 79 from then (``XID``), 0 before
         self.failing: set[str] = set()
         self.hot_from = math.inf
         self.hot_query, self.hot = TEMP, 30.0
         self.asked: list[tuple[str, float, float]] = []  # (query, start, end) of each request answered
         self._rng = np.random.default_rng(3)
-        self.source = promql_source({q: self._answer(q) for q in (TEMP, POWER)}, clock)
+        self.source = promql_source({q: self._answer(q) for q in queries}, clock)
 
     def _answer(self, query: str):
         def handle(request: httpx.Request) -> httpx.Response:
@@ -47,6 +49,12 @@ class _Prometheus:
             stamps = np.arange(first, end + step / 2, step).tolist()
             result = []
             for g in range(8):
+                if query == XID:
+                    xid = [[t, "79" if g == HOT and t >= self.xid_from else "0"] for t in stamps]
+                    result.append(
+                        {"metric": {"Hostname": "n1", "gpu": str(g), "UUID": f"GPU-{g}"}, "values": xid}
+                    )
+                    continue
                 hot = self.hot if g == HOT and query == self.hot_query else 0.0
                 values = [
                     [t, str(60 + self._rng.normal(0, 0.5) + (hot if t >= self.hot_from else 0))]
@@ -61,11 +69,11 @@ class _Prometheus:
         return handle
 
 
-def _started_while_down():
+def _started_while_down(cfg: AnomalyConfig | None = None):
     clock = FakeClock()
-    prometheus = _Prometheus(clock)
+    prometheus = _Prometheus(clock, tuple(q.name for q in cfg.queries) if cfg else (TEMP, POWER))
     raised = []
-    cfg = AnomalyConfig(adaptive_metrics=[TEMP, POWER], detectors=["adaptive"])
+    cfg = cfg or AnomalyConfig(adaptive_metrics=[TEMP, POWER], detectors=["adaptive"])
     service = AnomalyService(cfg, [prometheus.source], clock, on_alert=raised.append)
     assert service.warm_up() == 0
     return clock, prometheus, service, raised
@@ -110,6 +118,22 @@ def test_nothing_is_read_or_raised_from_live_reads_while_the_deferred_warm_up_wa
     assert prometheus.asked == []  # not read: learnt first, a live read would come before its history
     assert not [f for f in result.findings if f.detector == "adaptive"]
     assert {a.labels["alertname"] for a in raised} <= {"GpuwardenSourceStale"}
+
+
+def test_an_xid_after_the_start_while_the_deferred_warm_up_waits_is_raised_not_learnt_as_history():
+    # Read up to the tick before the one it was read at, the deferred history held what came after the start
+    # while it waited (Prometheus back, its next read not due): an XID then was history, never raised.
+    queries = [AnomalyQueryConfig(name=q, expr=q) for q in (TEMP, XID)]
+    clock, prometheus, service, raised = _started_while_down(AnomalyConfig(queries=queries))
+    clock.advance(30)
+    service.infer()  # the first retry, failed: the next one waits 60 s
+    prometheus.down = False
+    prometheus.xid_from = clock.time() + 10
+    for _ in range(2):  # a tick that waits, then the retry's
+        clock.advance(30)
+        service.infer()
+    assert service.warm_up_retry is None
+    assert [(a.labels["alertname"], a.labels["UUID"]) for a in raised] == [("GpuXidError", f"GPU-{HOT}")]
 
 
 def test_the_deferred_warm_up_is_shown_in_metrics_and_health_until_it_is_read():
