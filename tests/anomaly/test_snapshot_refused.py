@@ -181,8 +181,8 @@ def test_a_snapshot_of_version_21_is_refused_its_series_warming_up_from_the_hist
     monkeypatch.setattr(snapshot_module, "VERSION", 21)
     assert save_snapshot(path, snapshot)
     monkeypatch.undo()
-    assert snapshot_module.VERSION == 27
-    _refused(path, clock, caplog, "is of format version 21; this gpuwarden reads 27")
+    assert snapshot_module.VERSION == 28
+    _refused(path, clock, caplog, "is of format version 21; this gpuwarden reads 28")
 
 
 def test_a_snapshot_of_version_22_is_refused_its_series_warming_up_from_the_history(
@@ -194,7 +194,7 @@ def test_a_snapshot_of_version_22_is_refused_its_series_warming_up_from_the_hist
     monkeypatch.setattr(snapshot_module, "VERSION", 22)
     assert save_snapshot(path, snapshot)
     monkeypatch.undo()
-    _refused(path, clock, caplog, "is of format version 22; this gpuwarden reads 27")
+    _refused(path, clock, caplog, "is of format version 22; this gpuwarden reads 28")
 
 
 def test_a_snapshot_of_version_23_is_refused_its_series_warming_up_from_the_history(
@@ -206,7 +206,7 @@ def test_a_snapshot_of_version_23_is_refused_its_series_warming_up_from_the_hist
     monkeypatch.setattr(snapshot_module, "VERSION", 23)
     assert save_snapshot(path, snapshot)
     monkeypatch.undo()
-    _refused(path, clock, caplog, "is of format version 23; this gpuwarden reads 27")
+    _refused(path, clock, caplog, "is of format version 23; this gpuwarden reads 28")
 
 
 def test_a_snapshot_of_version_26_is_refused_its_series_warming_up_from_the_history(
@@ -220,7 +220,20 @@ def test_a_snapshot_of_version_26_is_refused_its_series_warming_up_from_the_hist
     monkeypatch.setattr(snapshot_module, "VERSION", 26)
     assert save_snapshot(path, snapshot)
     monkeypatch.undo()
-    _refused(path, clock, caplog, "is of format version 26; this gpuwarden reads 27")
+    _refused(path, clock, caplog, "is of format version 26; this gpuwarden reads 28")
+
+
+def test_a_snapshot_of_version_27_is_refused_its_series_warming_up_from_the_history(
+    tmp_path, thirty_ticks, caplog, monkeypatch
+):
+    """Version 27 kept no base for the seasonal buckets (``seasonal_offsets``, ``anomaly.seasonal``): its
+    buckets hold each hour's value, not its offset, and its arrays no longer fit. Refused as any other
+    version, the hour replayed."""
+    clock, path, snapshot = _saved_snapshot(tmp_path, thirty_ticks)
+    monkeypatch.setattr(snapshot_module, "VERSION", 27)
+    assert save_snapshot(path, snapshot)
+    monkeypatch.undo()
+    _refused(path, clock, caplog, "is of format version 27; this gpuwarden reads 28")
 
 
 @pytest.mark.parametrize("damage", ["truncated", "corrupt", "empty", "not-npz"])
@@ -481,7 +494,7 @@ def test_a_snapshot_of_version_24_is_refused_its_series_warming_up_from_the_hist
     monkeypatch.setattr(snapshot_module, "VERSION", 24)
     assert save_snapshot(path, snapshot)
     monkeypatch.undo()
-    _refused(path, clock, caplog, "is of format version 24; this gpuwarden reads 27")
+    _refused(path, clock, caplog, "is of format version 24; this gpuwarden reads 28")
 
 
 def test_a_snapshot_of_version_25_is_refused_its_series_warming_up_from_the_history(
@@ -493,4 +506,4 @@ def test_a_snapshot_of_version_25_is_refused_its_series_warming_up_from_the_hist
     monkeypatch.setattr(snapshot_module, "VERSION", 25)
     assert save_snapshot(path, snapshot)
     monkeypatch.undo()
-    _refused(path, clock, caplog, "is of format version 25; this gpuwarden reads 27")
+    _refused(path, clock, caplog, "is of format version 25; this gpuwarden reads 28")
