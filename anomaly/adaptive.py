@@ -41,6 +41,8 @@ class AdaptiveDetector:
         # Seasonal buckets seeded within the hour do not make a seasonal model win (``seasonal_tested``): off
         # in the NAB-scored default, on wherever the service's seasonal bands are.
         opts: dict[str, object] = {"seasonality": season, "seasonal_tested": season}
+        # The buckets are offsets from a base that learn no fault (``seasonal_offsets``): the same.
+        opts["seasonal_offsets"] = season
         # A band a raised fault widened is given back at its repair (``anomaly.faultbands``): the service's
         # alone, as ``seasonal_tested``; off in the NAB-scored default.
         opts.update(restore_ticks=cfg.band_restore_ticks, restore_run=min(cfg.pending_ticks, MAX_RESTORE_RUN))

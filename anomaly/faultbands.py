@@ -23,10 +23,12 @@ scales are kept and given back too (8 bytes more a series): given back the level
 fault had widened still judged the return (at 30 s ticks, a daily wave of amplitude 30 with noise 2, an hour
 40 down: a band of about +-33 for an hour after the repair, +-14 before, and a second drop of 20 for 10
 minutes 20 to 60 minutes on was not raised; now +-16 to 19, and raised). The buckets themselves are not given
-back (they would cost 4 bytes each, 192 a series): the buckets of the fault's hours learnt its values as
-before. Keeping them from learning while the fault was kept was tried: a change that lasted then left the
-bucket of its last kept hour at the old value, and with the error scales given back at each return that hour
-alerted again every day.
+back (they would cost 4 bytes each, 192 a series): as offsets from a base (``seasonal_offsets``, the
+service's), they learn nothing while the fault is kept, and the base is kept and given back (4 bytes more);
+whether the series is back is then judged by the kept model's band at the sample's hour (``within``). Holding
+the hours' values, the buckets of the fault's hours learnt its values (and kept from learning while the fault
+was kept, a change that lasted left the bucket of its last kept hour at the old value, which alerted again
+every day).
 
 A series whose band is never given back (``restore_ticks`` 0) but whose lone spikes are kept out of its fast
 error (``lone_spikes``) counts its runs past the band in ``SpikeRuns``, 1 byte a series: it read the runs
@@ -40,16 +42,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from anomaly.seasonal import kept_model
+
 if TYPE_CHECKING:
+    from anomaly.seasonal import Season
     from anomaly.thresholds import AdaptiveThresholds, BoolArray, FloatArray, IntArray
 
 # The per-series arrays a snapshot keeps (``AdaptiveThresholds.state``, each as ``fault_<name>``); with
 # seasonal baselines ``SEASONAL_FAULT_STATE`` too.
 FAULT_STATE = ("level", "dev", "tail", "fast", "age", "out", "back")
 SEASONAL_FAULT_STATE = ("dev_day", "dev_week")
+OFFSETS_FAULT_STATE = ("base",)  # with ``seasonal_offsets`` too: what the buckets are offsets from
 # What a kept array of ``FaultBands`` is of the model's (``AdaptiveThresholds``), in ``Before``'s order.
 _KEPT = {"level": "level", "dev": "dev", "tail": "tail", "fast": "fast_dev"}
 _SEASONAL_KEPT = {"dev_day": "dev_day", "dev_week": "dev_week"}
+_OFFSETS_KEPT = {"base": "base"}
 # A series' level, error scale, tail and fast error before a step, and with seasonal baselines their error
 # scales (``AdaptiveThresholds._before``).
 Before = tuple[npt.NDArray[np.floating[Any]], ...]
@@ -60,15 +67,18 @@ _SPENT = MAX_RESTORE_RUN + 1  # ``out`` of a run that outlived ``restore_ticks``
 
 class FaultBands:
     """Per series: the state before its current run of anomalous samples (level, error scale, tail, fast
-    error; ``seasonal``: the seasonal models' error scales too), the samples since that run began (``age``,
-    0: none kept), the run's length up to ``run`` and the samples in a row back within the kept band. 24
-    bytes per series, 32 with ``seasonal``."""
+    error; ``seasonal``: the seasonal models' error scales too; ``offsets``: the base of their buckets too),
+    the samples since that run began (``age``, 0: none kept), the run's length up to ``run`` and the samples
+    in a row back within the kept band. 24 bytes per series, 32 with ``seasonal``, 36 with ``offsets``."""
 
-    def __init__(self, run: int, ticks: int, *, seasonal: bool = False) -> None:
+    def __init__(self, run: int, ticks: int, *, seasonal: bool = False, offsets: bool = False) -> None:
         self.run_needed = run
         self.ticks = ticks
-        self.kept = {**_KEPT, **(_SEASONAL_KEPT if seasonal else {})}
-        self.names = FAULT_STATE + (SEASONAL_FAULT_STATE if seasonal else ())
+        offsets = seasonal and offsets
+        self.kept = {**_KEPT, **(_SEASONAL_KEPT if seasonal else {}), **(_OFFSETS_KEPT if offsets else {})}
+        self.names = (
+            FAULT_STATE + (SEASONAL_FAULT_STATE if seasonal else ()) + (OFFSETS_FAULT_STATE * offsets)
+        )
         self.level = np.zeros(0, np.float64)
         self.dev = np.zeros(0, np.float32)
         self.tail = np.zeros(0, np.float32)
@@ -78,6 +88,7 @@ class FaultBands:
         self.back = np.zeros(0, np.uint8)
         self.dev_day = np.zeros(0, np.float32)
         self.dev_week = np.zeros(0, np.float32)
+        self.base = np.zeros(0, np.float32)
 
     def arrays(self) -> tuple[npt.NDArray[np.generic], ...]:
         """The state arrays (for their size and the snapshot), in ``names``' order."""
@@ -137,17 +148,26 @@ def kept_before(m: AdaptiveThresholds, ids: IntArray, level: FloatArray, dev: Fl
     """The state of ``ids`` in ``m`` before a step teaches them, as ``FaultBands`` keeps it (level, error
     scale, tail, fast error; with seasonal baselines their error scales)."""
     if m.params.seasonality:
-        return level, dev, m.tail[ids], m.fast_dev[ids], m.dev_day[ids], m.dev_week[ids]
+        seasonal = (m.dev_day[ids], m.dev_week[ids]) + ((m.base[ids],) if m.params.seasonal_offsets else ())
+        return level, dev, m.tail[ids], m.fast_dev[ids], *seasonal
     return level, dev, m.tail[ids], m.fast_dev[ids]
 
 
 def follow_runs(
-    m: AdaptiveThresholds, ids: IntArray, x: FloatArray, anomalous: BoolArray, before: Before | None
+    m: AdaptiveThresholds,
+    ids: IntArray,
+    x: FloatArray,
+    anomalous: BoolArray,
+    before: Before | None,
+    *,
+    season: Season | None,
 ) -> None:
     """After ``m`` learnt a step: follow its faults (``follow_faults``, ``before``: the state before the step,
-    where ``m`` keeps it), else count its runs past the band (``SpikeRuns``), where it does either."""
+    where ``m`` keeps it; ``season``: the step's seasonal baselines, if any), else count its runs past the
+    band (``SpikeRuns``), where it does either."""
     if before is not None:
-        follow_faults(m, ids, x, anomalous, before)
+        hours = None if season is None else (season.h_day, season.h_week)
+        follow_faults(m, ids, x, anomalous, before, hours=hours)
     elif m.spikes is not None:
         m.spikes.observe(ids, anomalous)
 
@@ -158,9 +178,12 @@ def follow_faults(
     x: FloatArray,
     anomalous: BoolArray,
     before: Before,
+    *,
+    hours: tuple[IntArray, IntArray] | None = None,
 ) -> None:
     """After ``m`` learnt a step: keep the state ``before`` it of each series whose run of ``anomalous``
-    samples begins, and give it back to those whose raised fault ended (``FaultBands``)."""
+    samples begins, and give it back to those whose raised fault ended (``FaultBands``; ``hours``: the
+    step's hour-of-day and hour-of-week buckets, with seasonal baselines)."""
     fault = m.fault
     assert fault is not None
     # Only the series in a run, or past their band now, change anything (``out`` is 0 for the others).
@@ -171,26 +194,37 @@ def follow_faults(
         rows = np.flatnonzero(active)
         ids, x, anomalous = ids[rows], x[rows], anomalous[rows]
         before = tuple(b[rows] for b in before)
+        hours = None if hours is None else (hours[0][rows], hours[1][rows])
     kept = fault.age[ids] > 0
     inside = np.zeros(ids.size, np.bool_)
     if kept.any():
-        inside[kept] = within(m, ids[kept], x[kept])
+        inside[kept] = within(
+            m, ids[kept], x[kept], None if hours is None else (hours[0][kept], hours[1][kept])
+        )
     due = fault.observe(ids, x, anomalous=anomalous, before=before, band=inside)
     if due.any():
         give_back(m, ids[due])
 
 
-def within(m: AdaptiveThresholds, ids: IntArray, x: FloatArray) -> BoolArray:
+def within(
+    m: AdaptiveThresholds, ids: IntArray, x: FloatArray, hours: tuple[IntArray, IntArray] | None = None
+) -> BoolArray:
     """Whether each of ``x`` is within the band of the state kept for its series (``FaultBands``): its level
-    plus or minus the half-width its error scale, tail and floors give, as ``AdaptiveThresholds`` bands."""
+    plus or minus the half-width its error scale, tail and floors give, as ``AdaptiveThresholds`` bands; with
+    ``seasonal_offsets``, the kept base plus the offset of the sample's hour (``hours``), with that model's
+    kept error scale, where the kept errors chose a seasonal model (``anomaly.seasonal.kept_model``): on a
+    daily wave the level kept at a 3-hour fault's start was 28 from the value at its repair, and the band
+    was never given back."""
     f = m.fault
     assert f is not None
     p = m.params
-    level = f.level[ids]
+    level, scale = (
+        (f.level[ids], f.dev[ids].astype(np.float64)) if hours is None else kept_model(m, ids, hours)
+    )
     width: FloatArray | float = p.k
     if p.tail_quantile > 0:
         width = np.maximum(p.k, p.tail_k * f.tail[ids].astype(np.float64))
-    band = np.maximum(width * f.dev[ids].astype(np.float64), p.min_deviation)
+    band = np.maximum(width * scale, p.min_deviation)
     if p.min_relative_deviation > 0:
         band = np.maximum(band, p.min_relative_deviation * np.abs(level))
     band = np.maximum(band, 1e-9 * (1.0 + np.abs(level)))

@@ -93,8 +93,11 @@ def rebaseline(m: AdaptiveThresholds, ids: IntArray, scale: FloatArray) -> None:
     if m.params.shift_floor:
         spread = np.maximum(spread, shift.scale0[ids].astype(np.float64))
     m.level[ids] = centre
-    m.day[ids] = m.day[ids] + offset[:, None]  # NaN (never visited) buckets stay NaN
-    m.week[ids] = m.week[ids] + offset[:, None]
+    if m.params.seasonal_offsets:  # the buckets are offsets from the base: it moves them all
+        m.base[ids] = m.base[ids] + offset
+    else:
+        m.day[ids] = m.day[ids] + offset[:, None]  # NaN (never visited) buckets stay NaN
+        m.week[ids] = m.week[ids] + offset[:, None]
     # Every model's error is rescaled alike, so which one the series uses does not change.
     ratio = spread / np.maximum(scale, 1e-300)
     m.dev[ids] = m.dev[ids] * ratio

@@ -38,7 +38,7 @@ from anomaly.faultbands import (
     spiking,
 )
 from anomaly.levelshift import MAX_SHIFT_RUN, SHIFT_STATE, ShiftState, rebaseline
-from anomaly.seasonal import HOURS_PER_DAY, HOURS_PER_WEEK, Season, clipped
+from anomaly.seasonal import HOURS_PER_DAY, HOURS_PER_WEEK, Season, clipped, held
 from anomaly.snapshot import State, rows_to_hold
 from anomaly.steps import unlearned
 from anomaly.warmstart import MAX_START_SAMPLES, START_SAMPLES, directed, relearnt, sparse_cap, start_length
@@ -67,7 +67,9 @@ _STATE = (
     "tail",
     "start",
     "seeded",
+    "base",
 )
+_UNSEEN = ("day", "week", "last_seen", "base")  # NaN in a new series
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 MAD_TO_SIGMA = 1.4826  # 1 / 0.67449: a Gaussian's standard deviation over its MAD (median absolute deviation)
 
@@ -126,6 +128,9 @@ class ThresholdParams:
     ``restore_run - 1`` samples of a run add to the fast error as at the band: ``faultbands.spiking``),
     and a mostly-0 series' young error scale learns its spikes (``anomaly.warmstart.sparse_cap``). Off by
     default (the service's alone, as ``seasonal_tested``)."""
+    seasonal_offsets: bool = False
+    """The seasonal buckets hold each hour's offset from a base and learn from no anomalous sample
+    (``anomaly.seasonal``). Off by default (the service's alone, as ``seasonal_tested``)."""
 
     def __post_init__(self) -> None:
         if self.shift_run < 0 or self.shift_run > MAX_SHIFT_RUN:
@@ -184,11 +189,11 @@ class AdaptiveThresholds:
         self.tail = np.zeros(0, np.float32)
         # Which of its seasonal buckets each series seeded in the hour it is in (``seasonal_tested``).
         self.seeded = np.zeros(0, np.uint8)
+        self.base = np.zeros(0, np.float32)  # what the buckets are offsets from (``seasonal_offsets``)
         self.shift = ShiftState(self.params.shift_run) if self.params.shift_run > 0 else None
         p = self.params
-        self.fault = (
-            FaultBands(p.restore_run, p.restore_ticks, seasonal=p.seasonality) if p.restore_ticks else None
-        )
+        season = {"seasonal": p.seasonality, "offsets": p.seasonal_offsets}
+        self.fault = FaultBands(p.restore_run, p.restore_ticks, **season) if p.restore_ticks else None
         # Runs past the band, counted by ``fault`` where it is kept (``faultbands.spiking``).
         self.spikes = SpikeRuns(p.restore_run) if p.lone_spikes and self.fault is None else None
         # The first samples, kept until judged (``anomaly.warmstart``); the re-baselining's ring holds them
@@ -240,6 +245,7 @@ class AdaptiveThresholds:
             self.dev_week,
         ]
         arrays += [self.day, self.week, self.last_seen, self.fast_dev, self.tail, self.start, self.seeded]
+        arrays.append(self.base)
         if self.shift is not None:
             arrays += self.shift.arrays()
         if self.fault is not None:
@@ -291,7 +297,7 @@ class AdaptiveThresholds:
             return out
 
         for name in _STATE:  # a new series' baselines: none; its errors: none (seasonal: unknown)
-            fill = np.nan if name in ("day", "week", "last_seen") else np.inf if name[:4] == "dev_" else 0
+            fill = np.nan if name in _UNSEEN else np.inf if name[:4] == "dev_" else 0
             setattr(self, name, extend(getattr(self, name), fill))
         if self.shift is not None:
             self.shift.run = extend(self.shift.run, 0)  # type: ignore[assignment]
@@ -318,6 +324,7 @@ class AdaptiveThresholds:
         self.tail[ids] = 0.0
         self.start[ids] = 0.0
         self.seeded[ids] = 0
+        self.base[ids] = np.nan
         if self.shift is not None:
             self.shift.run[ids] = 0
         if self.fault is not None:
@@ -393,9 +400,8 @@ class AdaptiveThresholds:
         self.dev[ids] = dev + slow * (np.minimum(np.abs(r_level), err_cap) - dev)
         anomalous = (signed > band) & (n >= p.warmup)
         if season is not None:
-            season.learn(
-                self, ids, x, r_level=r_level, cap=cap, slow=slow, err_cap=err_cap, frozen=score > 1.0
-            )
+            frozen = held(self, ids, score, anomalous)
+            season.learn(self, ids, x, r_level=r_level, cap=cap, slow=slow, err_cap=err_cap, frozen=frozen)
         # Kept in float32: one sample past its range (1e40) stored inf, and inf - inf read NaN at the next,
         # the series' scores NaN for good and its faults unraised. Held at its largest finite value instead.
         self.fast_dev[ids] = np.clip(fast_dev, -_FLOAT32_MAX, _FLOAT32_MAX)
@@ -403,7 +409,7 @@ class AdaptiveThresholds:
         self.count[ids] = np.minimum(n, _INT32_MAX - 1) + 1
         self.last_seen[ids] = timestamps
         self._follow_shift(ids, x, n=n, resid=resid, band=band, scale=scale)
-        follow_runs(self, ids, x, anomalous, before)
+        follow_runs(self, ids, x, anomalous, before, season=season)
         if kept:
             self._start(ids[n == self.start_len - 1])
         return ThresholdScores(

@@ -336,7 +336,11 @@ def score_many(
     p = settings.params
     # What the scalar path covers.
     scalar = (
-        entropy is None and silence is None and p.shift_run == 0 and p.fast_cap == 0 and not p.lone_spikes
+        entropy is None
+        and silence is None
+        and p.shift_run == 0
+        and p.fast_cap == 0
+        and not (p.lone_spikes or p.seasonal_offsets)
     )
     if len(series) == 1 and scalar and _scalar_fits(series[0]):
         detector = ScalarDetector(settings.params, resolve_after, breakout, recurrence, novelty)

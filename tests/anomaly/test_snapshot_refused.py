@@ -433,6 +433,8 @@ _OLDER = [
     # A source's series as one count: a query failing through a restart lost its series where the others
     # read none, "its targets are gone" raised.
     pytest.param(27, id="27-no-query-series"),
+    # Seasonal buckets held each hour's value, not its offset from a kept base (``seasonal_offsets``).
+    pytest.param(28, id="28-no-seasonal-base"),
 ]
 
 
@@ -444,5 +446,5 @@ def test_a_snapshot_of_an_older_version_is_refused_its_series_warming_up_from_th
     monkeypatch.setattr(snapshot_module, "VERSION", version)
     assert save_snapshot(path, snapshot)
     monkeypatch.undo()
-    assert snapshot_module.VERSION == 28
-    _refused(path, clock, caplog, f"is of format version {version}; this gpuwarden reads 28")
+    assert snapshot_module.VERSION == 29
+    _refused(path, clock, caplog, f"is of format version {version}; this gpuwarden reads 29")
