@@ -85,11 +85,26 @@ def _summaries_in_one_paragraph(group: Any) -> None:
     """Give every command below ``group`` that has none a short help: its help's first paragraph on one
     line. typer 0.29's rich help kept the docstring's line breaks in a group's command list, so a summary
     broke off mid-sentence at each (``config --help``: "as serve, exporter and anomaly run", then "would,
-    and the OTEL_* variables ..." on the next row), where the command's own ``--help`` flows it."""
+    and the OTEL_* variables ..." on the next row), where the command's own ``--help`` flows it. The
+    paragraphs after the first are flowed too (``_flowed``)."""
     for sub in getattr(group, "commands", {}).values():
         if sub.short_help is None and sub.help:
             sub.short_help = " ".join(inspect.cleandoc(sub.help).split("\n\n")[0].split())
+        if sub.help:
+            sub.help = _flowed(sub.help)
         _summaries_in_one_paragraph(sub)
+
+
+def _flowed(text: str) -> str:
+    """``text`` with each paragraph on one line, for rich to wrap at the terminal's width: typer 0.29 flows
+    a command's first paragraph but keeps the docstring's line breaks in the others, so ``loadgen --help``
+    (and ``inference-server``, ``anomaly score``, ``anomaly run``, ``inventory export``) broke each line
+    of its source at 110 columns and again at the terminal's 80 ("... (0 with --allow-errors), when" /
+    "none succeeded, ..."). A paragraph marked ``\\b`` (click's "keep these lines") is left as written, and
+    so is what follows ``\\f``."""
+    shown, cut, hidden = inspect.cleandoc(text).partition("\f")
+    paragraphs = [p if p.startswith("\b") else " ".join(p.split()) for p in shown.split("\n\n")]
+    return "\n\n".join(paragraphs) + cut + hidden
 
 
 def json_logger(root: Any, args: Sequence[str]) -> str | None:
