@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import itertools
 from typing import Any
 
 import pytest
@@ -52,7 +53,7 @@ def test_a_groups_help_lists_each_commands_summary_as_one_paragraph(path: str, g
 
 def _prose_rows(help_text: str) -> list[list[str]]:
     """The paragraphs of a ``--help``'s prose (above its first box), each a list of its rows, stripped."""
-    prose = help_text.split("╭")[0].splitlines()
+    prose = help_text.split("╭", maxsplit=1)[0].splitlines()
     paragraphs: list[list[str]] = [[]]
     for row in (r.strip() for r in prose[prose.index(next(r for r in prose if "Usage:" in r)) + 1 :]):
         if row:
@@ -71,7 +72,7 @@ def test_a_commands_help_flows_each_paragraph_to_the_terminals_width(path: str) 
     shown = runner.invoke(app, [*path.split()[1:], "--help"], env={"COLUMNS": "80"})
     assert shown.exit_code == 0, shown.output
     for rows in _prose_rows(shown.stdout):
-        for row, following in zip(rows, rows[1:], strict=False):
+        for row, following in itertools.pairwise(rows):
             assert len(row) + 1 + len(following.split()[0]) > 76, (row, following, shown.stdout)
 
 
