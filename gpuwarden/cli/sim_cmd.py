@@ -157,6 +157,10 @@ def inject(
     typer.echo(json.dumps(body))
 
 
+# What ``sim`` talks to, named where a TLS problem is to be mended (the CLI's others talk to serve).
+_EXPORTER = "the exporter"
+
+
 def _request(method: str, url: str, path: str, timeout: float, **kwargs: Any) -> httpx.Response:
     """``method`` to ``url`` + ``path`` (``/sim/faults``...); exit 1 saying which exporter could not be
     reached, its password or token kept out."""
@@ -181,10 +185,10 @@ def _request(method: str, url: str, path: str, timeout: float, **kwargs: Any) ->
         raise _fail(said + (_unanswered(url) if method == "POST" else "")) from exc
     except httpx.HTTPError as exc:
         shown_url = hidden_password(target)
-        hint = tls_hint(target, str(exc)) or "; is the exporter running with --simulate?"
+        hint = tls_hint(target, str(exc), _EXPORTER) or "; is the exporter running with --simulate?"
         raise _fail(f"cannot reach {shown_url}: {exc}{hint}") from exc
     except OSError as exc:  # httpx loads SSL_CERT_FILE before connecting: a missing or non-PEM file raised
-        problem = ca_file_problem(exc)
+        problem = ca_file_problem(exc, _EXPORTER)
         if problem is None:
             raise
         raise _fail(problem, 2) from exc

@@ -14,6 +14,7 @@ from gpuwarden.config import load_config
 from gpuwarden.inventory_api import inventory_from_fleet
 from gpuwarden.sim.fleet import Fleet, build_fleet
 from tests.gpuwarden.cli.built_runner import BuiltCliRunner
+from tests.http_stub import FixedAnswer
 from tests.integration.servers import free_port
 
 runner = BuiltCliRunner()
@@ -284,3 +285,31 @@ def test_an_inject_interrupted_before_the_exporter_answered_says_it_may_be_injec
     assert result.exit_code == 130, result.output
     assert said.startswith("error: interrupted before the exporter answered; the exporter may still"), said
     assert f"look with `gpuwarden sim faults --url {url}` before injecting it again" in said, said
+
+
+def test_https_to_a_plain_http_exporter_says_to_start_the_exporter_with_tls_not_serve() -> None:
+    """``sim faults --url https://...`` to an exporter without TLS said "... or start serve with
+    --web.config.file": ``sim`` talks to the exporter, and serve's TLS changes nothing there."""
+    server = FixedAnswer(200, b"[]")
+    try:
+        url = server.url.replace("http://", "https://")
+        result = runner.invoke(app, ["sim", "faults", "--url", url])
+    finally:
+        server.close()
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 1, result.output
+    assert "speaks plain HTTP: use http://" in said and "start the exporter with --web.config.file" in said, (
+        said
+    )
+    assert "start serve" not in said, said
+
+
+def test_an_unloadable_ssl_cert_file_names_the_exporters_certificate_not_serves(tmp_path: Path) -> None:
+    missing = tmp_path / "ca.pem"
+    result = runner.invoke(
+        app, ["sim", "faults", "--url", "https://127.0.0.1:9"], env={"SSL_CERT_FILE": str(missing)}
+    )
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 2, result.output
+    assert f"SSL_CERT_FILE={missing}: cannot load CA certificates" in said, said
+    assert "the CA that signed the exporter's certificate" in said and "serve's" not in said, said
