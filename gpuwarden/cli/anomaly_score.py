@@ -85,7 +85,12 @@ def score(
             check_writable(output, "--output")
         cfg = _thresholds(config)
         # SIGTERM too ends it by the clean-up: its default action left the temporary output file behind.
-        with stopped_as_interrupted(), StepProgress(err_console, quiet=quiet) as progress:
+        left = (
+            "the rows on stdout stop short"
+            if to_stdout
+            else f"nothing written to {output} (a file there is as it was)"
+        )
+        with stopped_as_interrupted(left), StepProgress(err_console, quiet=quiet) as progress:
             progress.phase(f"reading {input_path.name}")
             series = read_series_csv(input_path, repeated_times=keep_repeated, give=_GIVE_INPUT)
             rows = len(series.values)
