@@ -208,7 +208,11 @@ def evaluate_nab(
     as_json = as_json or output == "json"
     try:
         cfg = _thresholds(config)
-        with StepProgress(err_console, quiet=quiet) as progress:
+        # SIGTERM too stops it with a line, as Ctrl-C: its default action killed it with nothing said.
+        with (
+            stopped_as_interrupted("no score is printed"),
+            StepProgress(err_console, quiet=quiet) as progress,
+        ):
             progress.phase(f"reading {data.name}")
             files, missing = nab.read_corpus(data, windows)
             if tune_only:  # the held-out files are left out on purpose: one missing changes nothing here
