@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -165,6 +166,9 @@ def _one_line() -> Iterator[None]:
         context = getattr(exc, "ctx", None)
         said = str(exc.format_message()).strip().removesuffix(".")  # type: ignore[attr-defined]
         said = said[:1].lower() + said[1:]
+        # "no such command 'incident'. Did you mean 'incidents'?; see ...": the suggestion in brackets, as
+        # click says an option's ("no such option: --stat (Possible options: --state)").
+        said = re.sub(r"\. Did you mean (.+)\?$", r" (did you mean \1?)", said)
         path = context.command_path if context is not None else _named_path.get()
         help_hint = f"; see {path} --help" if path else ""
         refuse_option(escape(said + help_hint))

@@ -115,3 +115,26 @@ def test_an_option_without_its_value_names_the_help_to_read_as_other_usage_error
     refused = runner.invoke(app, args)
     shown = " ".join(refused.stderr.split())
     assert refused.exit_code == 2 and f"error: {said} --help" in shown, shown
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (
+            ["incident", "list"],
+            "error: no such command 'incident' (did you mean 'incidents'?); see gpuwarden --help",
+        ),
+        (
+            ["incidents", "lst"],
+            "error: no such command 'lst' (did you mean 'list'?); see gpuwarden incidents --help",
+        ),
+    ],
+    ids=["group", "command"],
+)
+def test_a_mistyped_command_is_said_in_one_sentence_with_its_suggestion_in_brackets(
+    args: list[str], said: str
+) -> None:
+    """The most common typo said "no such command 'incident'. Did you mean 'incidents'?; see ...": a
+    question, then "?;" before the help to read. It reads as an unknown option's suggestion does."""
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 2 and " ".join(refused.stderr.split()) == said, refused.stderr
