@@ -76,6 +76,7 @@ def score(
 
     if str(input_path) == STDOUT:  # read as a file named `-`: "No such file", while --output - is stdout
         refuse_option(f"--input '-': standard input is not read; {_GIVE_INPUT} (save it to a file first)")
+    _not_a_format(output)
     to_stdout = writes_stdout(output)
     try:
         if to_stdout and sys.stdout is None:  # `>&-`: said before the scoring, not an AttributeError after it
@@ -107,6 +108,27 @@ def score(
     alerts = int(scored.raised.sum())
     said = f"{rows} row{'' if rows == 1 else 's'}, {alerts} alert{'' if alerts == 1 else 's'}"
     typer.echo(f"{where}: {said}", err=to_stdout)
+
+
+# The formats the other commands' --output (-o) takes: here the option names the file to write.
+_FORMAT_WORDS = frozenset({"json", "yaml", "table", "text", "csv", "markdown", "wide"})
+
+
+def _not_a_format(output: Path) -> None:
+    """Refuse ``--output json`` (a format, as every other command's ``--output`` takes): it wrote the CSV to
+    a file named ``json`` in the working directory. Its whole path writes that file (``./json`` is read as
+    ``json``)."""
+    if str(output).casefold() in _FORMAT_WORDS:
+        refuse_option(
+            escape(
+                option_said(
+                    "--output",
+                    str(output),
+                    "anomaly score's --output is the file to write, always CSV (- for stdout), not a format;"
+                    f" to write a file of that name, give its whole path ({Path.cwd() / output})",
+                )
+            )
+        )
 
 
 _GIVE_INPUT = "give a CSV file with the header timestamp,value"  # what --input takes, said when unreadable
