@@ -59,7 +59,9 @@ class OneLineUsageErrors(TyperGroup):
         _untyped_flags(self, typer.Context(self))
         _summaries_in_one_paragraph(self)
         usage_logger.set(json_logger(self, args))
-        names = _command_named(self, list(args))[2]
+        named, _, names = _command_named(self, list(args))
+        if "--help" in args or hasattr(named, "commands"):  # help is shown: a group's without its command too
+            _help_cells_folded()
         _named_path.set(" ".join([info_name or self.name or "gpuwarden", *names]))
         with _one_line():
             return super().make_context(info_name, args, parent=parent, **extra)
@@ -106,6 +108,42 @@ def _flowed(text: str) -> str:
     shown, cut, hidden = inspect.cleandoc(text).partition("\f")
     paragraphs = [p if p.startswith("\b") else " ".join(p.split()) for p in shown.split("\n\n")]
     return "\n\n".join(paragraphs) + cut + hidden
+
+
+def _help_cells_folded() -> None:
+    """Make ``--help`` fold what does not fit its column onto the next line, where it cut it with an ellipsis:
+    at 80 columns ``exporter --help`` showed ``--web.config.fil…``, ``--listen-address…`` and
+    ``--allow-remote-f…`` (an operator could not read the option's name), and ``(exporter-toolki…`` in the
+    help. typer's rich help builds its option tables and each option's help (``Columns``) in
+    ``typer.rich_utils``, whose cells take rich's default overflow, ``ellipsis``. Imported, and its two
+    names replaced, only when help is shown: the module loads rich's tables (a third of a second)."""
+    from rich.columns import Columns  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+    from rich.text import Text  # noqa: PLC0415
+    from typer import rich_utils  # noqa: PLC0415
+
+    if getattr(getattr(rich_utils, "Table", None), "folds", False):
+        return
+
+    class FoldingTable(Table):
+        """A table whose every column folds a word too long for it."""
+
+        folds = True
+
+        def add_row(self, *renderables: Any, **kwargs: Any) -> None:
+            super().add_row(*renderables, **kwargs)
+            for column in self.columns:  # made by add_row, with rich's default overflow
+                column.overflow = "fold"
+
+    def folding_columns(items: Any, *args: Any, **kwargs: Any) -> Columns:
+        for item in items:
+            if isinstance(item, Text):
+                item.overflow = "fold"
+        return Columns(items, *args, **kwargs)
+
+    # The names the module looks up as it builds the help; replaced in the module, which exports neither.
+    setattr(rich_utils, "Table", FoldingTable)  # noqa: B010
+    setattr(rich_utils, "Columns", folding_columns)  # noqa: B010
 
 
 def json_logger(root: Any, args: Sequence[str]) -> str | None:

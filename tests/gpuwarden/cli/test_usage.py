@@ -76,6 +76,17 @@ def test_a_commands_help_flows_each_paragraph_to_the_terminals_width(path: str) 
             assert len(row) + 1 + len(following.split()[0]) > 76, (row, following, shown.stdout)
 
 
+@pytest.mark.parametrize(
+    "path", [path for path, _ in GROUPS] + PATHS[1:], ids=[p for p, _ in GROUPS] + PATHS[1:]
+)
+def test_help_at_80_columns_cuts_no_option_name_or_word_of_help(path: str) -> None:
+    """At 80 columns ``exporter --help`` showed ``--web.config.fil…``, ``--listen-address…`` and
+    ``--allow-remote-f…``: the option's own name could not be read, nor ``(exporter-toolki…`` in its help."""
+    shown = runner.invoke(app, [*path.split()[1:], "--help"], env={"COLUMNS": "80"})
+    assert shown.exit_code == 0, shown.output
+    assert "…" not in shown.stdout, shown.stdout
+
+
 def test_a_flag_still_refuses_a_value_in_one_line() -> None:
     refused = runner.invoke(app, ["sim", "faults", "--all=true"])
     said = " ".join(refused.stderr.split())
