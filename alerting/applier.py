@@ -154,10 +154,16 @@ class JournalApplier:
         with self._cond:
             self.applied = stored
             self._cond.notify_all()
+        self._moved_past_failure(stored)
+
+    def _moved_past_failure(self, offset: int) -> None:
+        """The applied offset moved to ``offset`` past records that failed (committed anyway, or applied
+        alone): the streak of failures there is over, replay may have caught up, the journal drops what
+        lies before it."""
         self._failing_at, self._failures_here = -1, 0
         self.last_error = None
         self._caught_up()
-        self.journal.discard_applied(stored)
+        self.journal.discard_applied(offset)
 
     def _failed(self, records: list[JournalRecord], exc: Exception) -> bool:
         """Count a failure at the applied offset; isolate or quarantine; True when it quarantined."""
@@ -237,10 +243,7 @@ class JournalApplier:
             self.alerts_applied += len(alerts) - len(refused)
             self.alerts_quarantined += len(refused)
             self._cond.notify_all()
-        self._failing_at, self._failures_here = -1, 0
-        self.last_error = None
-        self._caught_up()
-        self.journal.discard_applied(record.end)
+        self._moved_past_failure(record.end)
 
     def _apply(self, records: list[JournalRecord]) -> int:
         batches: list[tuple[datetime, list[Alert]]] = []

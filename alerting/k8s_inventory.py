@@ -49,7 +49,10 @@ when its status says it failed within the while).
 A pod that ends otherwise on a healthy node (Succeeded, a rollout, a scale-down) is not kept. A node deleted
 from the API while pods lost with it are kept stays listed as last read (state ``deleted``, no work). With
 ``keep_in`` the kept pods and their nodes' places are kept in the store too (``alerting.kept_inventory``), so
-that a reader started later knows them: the API forgets a deleted node's pods with it.
+that a reader started later knows them: the API forgets a deleted node's pods with it; and so is each node as
+last listed with its GPU pods (``alerting.k8s_kept``): a node deleted while no serve ran, not listed at the
+first read after a start, has its pods lost at that read and is ``deleted`` while they are kept, as when
+serve saw it go.
 
 Pods are listed in pages (``limit``/``continue``, bound pods only: ``fieldSelector=spec.nodeName!=``) and
 filtered page by page, so a cluster's many GPU-less pods are never all held at once; the filtering is also
@@ -66,6 +69,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from alerting.inventory import NodeInfo, StaticInventory, in_cluster
+from alerting.k8s_assignments import Assignment, node_uuids
+from alerting.k8s_kept import ListedRows, take_back, warn_left
 from alerting.k8s_mig import MigNode, MigNotices, mig_node, pod_slices, whole_gpu_resources
 from alerting.k8s_resources import (
     mig_devices,
@@ -85,13 +90,12 @@ from alerting.k8s_timeslicing import (
 )
 from alerting.k8s_units import KeptPod as _Kept
 from alerting.k8s_units import ListedPod as _Pod
-from alerting.k8s_units import kept_pod_data, kept_pod_from_data, unit_workloads
+from alerting.k8s_units import unit_workloads
 from alerting.k8s_workloads import workload_of
-from alerting.kept_inventory import POD, Kept, KeptRecords, KeptSync, kept_nodes, node_places
+from alerting.kept_inventory import Kept, KeptRecords, KeptSync
 from alerting.topology import UNKNOWN
 from gpuwarden.clock import Clock
 from gpuwarden.errors import SourceError
-from gpuwarden.labelnumbers import label_number
 from gpuwarden.model import WorkloadRef
 
 logger = logging.getLogger(__name__)
@@ -111,37 +115,6 @@ class ListExpired(SourceError):
     """A list's ``continue`` token expired (HTTP 410 Gone): its pages cannot be resumed, only listed again."""
 
 
-@dataclass(frozen=True, slots=True)
-class Assignment:
-    """One GPU as the exporter labels it: node, index, UUID, and the pod it is assigned to (if any)."""
-
-    node: str
-    index: int
-    uuid: str = ""
-    namespace: str = ""
-    pod: str = ""
-
-
-def assignments_from_labels(
-    rows: Iterable[Mapping[str, str]], node_label: str = "Hostname", gpu_label: str = "gpu"
-) -> list[Assignment]:
-    """Assignments from the label sets of a PromQL result (``Hostname``, ``gpu``, ``UUID``, ``namespace``,
-    ``pod``; ``exported_pod``/``exported_namespace`` when Prometheus renamed the exporter's own because the
-    scrape target had a pod label, as under the Prometheus Operator); rows without a node or a numeric index
-    are skipped."""
-    out = []
-    for labels in rows:
-        node, index = labels.get(node_label, ""), label_number(labels.get(gpu_label))
-        if not node or index is None:
-            continue
-        if "exported_pod" in labels:
-            namespace, pod = labels.get("exported_namespace", ""), labels["exported_pod"]
-        else:
-            namespace, pod = labels.get("namespace", ""), labels.get("pod", "")
-        out.append(Assignment(node, index, labels.get("UUID", ""), namespace, pod))
-    return out
-
-
 @dataclass(slots=True)
 class _Read:
     nodes: list[NodeInfo] = field(default_factory=list)
@@ -153,6 +126,7 @@ class _Read:
     states: dict[str, str] = field(default_factory=dict)  # node -> ready / notready, +cordoned, +no_gpus
     mig: dict[str, MigNode] = field(default_factory=dict)  # nodes whose counted GPUs include MIG slices
     shared: dict[str, int] = field(default_factory=dict)  # time-sliced node -> replicas per GPU
+    uids: dict[str, str] = field(default_factory=dict)  # node -> its metadata.uid
 
 
 def _place(
@@ -219,12 +193,15 @@ class KubernetesInventory:
         self._kept: dict[tuple[str, str, str], _Kept] = {}
         self._expired: set[tuple[str, str, str]] = set()  # kept their while and still listed (Failed, ...)
         self._gpu_counts: dict[str, int] = {}  # the last GPU count each node reported
+        self._uids: dict[str, str] = {}  # each node's uid as last read: one registered again has another
         self._nodes: dict[str, NodeInfo] = {}  # each node as last listed (a deleted one: see ``_deleted``)
         self._mig = MigNotices()
         self._shared = TimeSliceNotices()
         self.ambiguous_pods = 0
         self.relists = 0  # lists started again at once because their continue token expired
         self._keeper: KeptSync | None = None  # where kept pods and their nodes' places are kept (``keep_in``)
+        self._listed: dict[str, float] = {}  # the nodes listed at the last read: since when (``keep_in``)
+        self._rows = ListedRows()  # what is kept, as ``keep_in``'s records keep it
 
     def keep_in(self, records: KeptRecords) -> None:
         """Keep the kept pods and the places of their nodes in ``records`` too (``alerting.kept_inventory``),
@@ -242,7 +219,7 @@ class KubernetesInventory:
         now = self._clock.time()
         seen = self._read_listed()
         if self._keeper is not None and (stored := self._keeper.restore(self._cluster)):
-            self._take_back(stored)
+            self._take_back(stored, seen, now)
         assigned = self._read_assignments()
         nodes = {n.name: n for n in seen.nodes}
         ambiguous = self.ambiguous_pods
@@ -255,14 +232,14 @@ class KubernetesInventory:
                 " counts against one only when its alert names the pod (configure gpu_assignment_url)",
                 self.ambiguous_pods,
             )
-        uuids = _uuids(assigned)
+        uuids = node_uuids(assigned)
         node_list = _nodes(seen, uuids)
         placed = {p.ident: p for p in seen.pods}
         serving: dict[WorkloadRef, set[str]] = {}
         for pod in placed.values():
             if pod.running:
                 serving.setdefault(pod.workload, set()).add(pod.unit)
-        lost = [p for p in self._placed.values() if p.ident not in placed and p.node not in seen.ready]
+        lost = self._lost(placed, seen)
         for pod in [*lost, *seen.ended]:
             if pod.ident in self._kept or pod.ident in self._expired:
                 continue
@@ -283,7 +260,7 @@ class KubernetesInventory:
                 if pod.node in seen.shared:  # replicas of GPUs unknown: on all of them, as when placed
                     pod.size = len(pod.gpus)
             self._kept[pod.ident] = _Kept(since, self._placed.get(pod.ident, pod), before)
-        self._placed = placed
+        self._placed, self._uids = placed, seen.uids
         listed = set(placed) | {p.ident for p in seen.ended}
         expired = {k for k, v in self._kept.items() if now - v.since > self._keep}
         self._expired = (self._expired | expired) & listed  # still listed: not kept a second time
@@ -299,7 +276,7 @@ class KubernetesInventory:
         still = {n.name for n in seen.nodes} | {k.pod.node for k in self._kept.values()}
         self._gpu_counts = {name: n for name, n in self._gpu_counts.items() if name in still}
         node_list.extend(self._deleted(node_list))
-        self._keep_nodes(node_list)
+        self._keep_nodes(node_list, now)
         workloads = unit_workloads(list(placed.values()), list(self._kept.values()))
         self._units = {w.ref: len(w.units) for w in workloads}
         spare = {self._cluster: sum(n.free or 0 for n in node_list)}
@@ -317,33 +294,49 @@ class KubernetesInventory:
             if name in self._nodes
         ]
 
-    def _keep_nodes(self, node_list: Sequence[NodeInfo]) -> None:
+    def _keep_nodes(self, node_list: Sequence[NodeInfo], now: float) -> None:
         """Each node as listed now (``_deleted``), and what is kept saved where it changed (``keep_in``)."""
         self._nodes = {n.name: n for n in node_list}
+        names = [n.name for n in node_list if n.state != "deleted"]
+        self._listed = {name: self._listed.get(name, now) for name in names}
         if self._keeper is not None:
-            self._keeper.persist(self._cluster, self._kept_rows())
+            rows = self._rows.rows(self._kept, self._nodes, self._listed, self._placed.values(), self._uids)
+            self._keeper.persist(self._cluster, rows)
 
-    def _take_back(self, stored: Kept) -> None:
+    def _lost(self, placed: Mapping[tuple[str, str, str], _Pod], seen: _Read) -> list[_Pod]:
+        """The pods placed at the last read and gone now from a node that is not Ready, not listed, or not the
+        node object it was (``_steady``)."""
+        steady = self._steady(seen)
+        for name in sorted(seen.ready - steady):
+            logger.info(
+                "kubernetes inventory: node %s was registered again (another uid) since the last read", name
+            )
+        return [p for p in self._placed.values() if p.ident not in placed and p.node not in steady]
+
+    def _steady(self, seen: _Read) -> set[str]:
+        """The Ready nodes that are the node objects of the last read: a pod gone from one was not lost with
+        it. One deleted and registered again under its name since (GKE's auto-repair recreates a node's VM;
+        a kubelet re-registers a node deleted under it) has another uid, and its pods went with the old."""
+        renewed = {n for n, uid in seen.uids.items() if uid and self._uids.get(n, "") not in ("", uid)}
+        return seen.ready - renewed
+
+    def _take_back(self, stored: Kept, seen: _Read, now: float) -> None:
         """The pods and node places a reader before this one kept (``keep_in``); a pod this one keeps
-        already stays as it keeps it, a node it lists as it lists it."""
-        for (kind, name), (since, data) in stored.items():
-            if kind != POD:
-                continue
-            try:
-                kept = kept_pod_from_data(since, data)
-            except ValueError as exc:
-                logger.warning("kubernetes inventory: kept pod %s left out: %s", name, exc)
-                continue
-            self._kept.setdefault(kept.pod.ident, kept)
-        self._nodes = {**kept_nodes(stored, "kubernetes"), **self._nodes}
-
-    def _kept_rows(self) -> dict[tuple[str, str], tuple[float, Mapping[str, Any]]]:
-        """The kept pods, and the places of the nodes they were on, as ``keep_in``'s records keep them."""
-        ran: dict[str, float] = {}
-        for k in self._kept.values():
-            ran[k.pod.node] = min(k.since, ran.get(k.pod.node, k.since))
-        pods = {(POD, "/".join(ident)): (k.since, kept_pod_data(k)) for ident, k in self._kept.items()}
-        return {**pods, **node_places(self._nodes, ran)}
+        already stays as it keeps it, a node it lists as it lists it. The GPU pods it last saw placed on a
+        node not Ready now count as placed at the last read, so that those of a node not listed now (deleted
+        while no serve ran) are lost at this one (``alerting.k8s_kept``); on a Ready node a pod is lost at
+        no read, and one that failed there is judged by when it failed, as before."""
+        back = take_back(stored)
+        for ident, kept in back.kept.items():
+            self._kept.setdefault(ident, kept)
+        self._nodes = {**back.nodes, **self._nodes}
+        self._uids = {**back.uids, **self._uids}
+        steady = self._steady(seen)
+        for ident, pod in back.placed.items():
+            if pod.node not in steady:
+                self._placed.setdefault(ident, pod)
+        self._listed = {**back.listed, **self._listed}
+        warn_left(back, {n.name for n in seen.nodes}, now)
 
     def _read_listed(self) -> _Read:
         """``_read_api``, started again at once from the first page when a list's continue token expired
@@ -431,6 +424,7 @@ class KubernetesInventory:
             labels = meta.get("labels") or {}
             rack = next((str(labels[k]) for k in self._rack_labels if labels.get(k)), UNKNOWN)
             out.nodes.append(NodeInfo(name, self._cluster, rack, count))
+            out.uids[name] = str(meta.get("uid") or "")
             cordoned = bool((node.get("spec") or {}).get("unschedulable"))
             words = ["ready" if node_ready(node) else "notready", *(["cordoned"] if cordoned else [])]
             out.states[name] = "+".join([*words, *([] if capacity else ["no_gpus"])])
@@ -476,16 +470,3 @@ def _nodes(seen: _Read, uuids: Mapping[str, tuple[str, ...]]) -> list[NodeInfo]:
             replace(n, gpu_uuids=uuids.get(n.name, ()), state=state, usable=usable, free=free, idle=idle)
         )
     return out
-
-
-def _uuids(assigned: Sequence[Assignment]) -> dict[str, tuple[str, ...]]:
-    """Per node, its GPU UUIDs by index, when every index up to the highest is known."""
-    by_node: dict[str, dict[int, str]] = {}
-    for a in assigned:
-        if a.uuid:
-            by_node.setdefault(a.node, {})[a.index] = a.uuid
-    return {
-        node: tuple(found[i] for i in range(len(found)))
-        for node, found in by_node.items()
-        if set(found) == set(range(len(found)))
-    }

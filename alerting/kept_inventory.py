@@ -7,26 +7,32 @@ their own table, ``alerting.kept_jobs``).
 Without it a node gone from its source stayed listed in the reader's memory only: after a restart the
 node's open incident lost its cluster and rack at its next alert, and the workloads the node stopped. Each
 reader saves its rows of a cluster as a whole after a read where they changed, and reads them back on its
-first read (rows of another version that no longer read are left out with a warning).
+first read (rows of another version that no longer read are left out with a warning). Each reader also keeps
+each node as it last listed it (``LISTED``; the Kubernetes reader with the GPU pods placed on it,
+``alerting.k8s_kept``), so that a node gone from its source while no serve ran is judged at the first read
+after a start.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from alerting.inventory import NodeInfo
 from alerting.store_models import KeptInventoryRow
+from gpuwarden.clock import shown
 from gpuwarden.errors import SourceError
 
 logger = logging.getLogger(__name__)
 
 NODE, POD = "node", "pod"
+LISTED = "listed"  # a node as the reader last listed it, with what ran on it (``alerting.k8s_kept``)
 Kept = Mapping[tuple[str, str], tuple[float, Mapping[str, Any]]]
 """(kind, name) -> since when it is kept (Unix time) and what the reader needs of it, as JSON."""
 
@@ -66,25 +72,37 @@ class KeptInventoryStore:
         return {(row.kind, row.name): (row.since, row.data) for row in rows}
 
     def save(self, cluster: str, kept: Kept) -> None:
-        """Replace what the reader of this source keeps for ``cluster`` with ``kept``, in one transaction."""
+        """Replace what the reader of this source keeps for ``cluster`` with ``kept``, in one transaction:
+        only the rows that changed are written (the Kubernetes reader keeps a row per node it lists, and a
+        read changes few of them)."""
         try:
             with Session(self._engine) as session, session.begin():
-                session.execute(
-                    delete(KeptInventoryRow).where(
-                        KeptInventoryRow.source == self._source, KeptInventoryRow.cluster == cluster
+                rows = {
+                    (row.kind, row.name): row
+                    for row in session.scalars(
+                        select(KeptInventoryRow).where(
+                            KeptInventoryRow.source == self._source, KeptInventoryRow.cluster == cluster
+                        )
                     )
-                )
-                session.add_all(
-                    KeptInventoryRow(
-                        source=self._source,
-                        cluster=cluster,
-                        kind=kind,
-                        name=name,
-                        since=since,
-                        data=dict(data),
-                    )
-                    for (kind, name), (since, data) in kept.items()
-                )
+                }
+                for key, gone in rows.items():
+                    if key not in kept:
+                        session.delete(gone)
+                for (kind, name), (since, data) in kept.items():
+                    row = rows.get((kind, name))
+                    if row is None:
+                        session.add(
+                            KeptInventoryRow(
+                                source=self._source,
+                                cluster=cluster,
+                                kind=kind,
+                                name=name,
+                                since=since,
+                                data=dict(data),
+                            )
+                        )
+                    elif row.since != since or row.data != data:
+                        row.since, row.data = since, dict(data)
         except SQLAlchemyError as exc:
             raise SourceError(
                 f"kept {self._source} inventory of cluster {cluster} cannot be saved: {exc}", source="store"
@@ -131,10 +149,11 @@ def node_from_data(data: Mapping[str, Any]) -> NodeInfo:
 def kept_nodes(
     kept: Mapping[tuple[str, str], tuple[float, Mapping[str, Any]]], source: str
 ) -> dict[str, NodeInfo]:
-    """The nodes among what a reader kept, by name; one that does not read is left out with a warning."""
+    """The nodes among what a reader kept, by name: the places of nodes kept work ran on, and the nodes as it
+    last listed them (``LISTED``); one that does not read is left out with a warning."""
     out: dict[str, NodeInfo] = {}
-    for (kind, name), (_, data) in kept.items():
-        if kind != NODE:
+    for (kind, name), (_, data) in sorted(kept.items(), key=lambda row: row[0][0] == NODE):
+        if kind not in (NODE, LISTED):
             continue
         try:
             out[name] = node_from_data(data)
@@ -182,3 +201,26 @@ def node_places(
 ) -> dict[tuple[str, str], tuple[float, Mapping[str, Any]]]:
     """The kept rows of the nodes kept work ran on (``ran``: node -> since when), as ``nodes`` lists them."""
     return {(NODE, name): (since, node_data(nodes[name])) for name, since in ran.items() if name in nodes}
+
+
+def listed_places(
+    nodes: Iterable[NodeInfo], since: Mapping[str, float], now: float
+) -> dict[tuple[str, str], tuple[float, Mapping[str, Any]]]:
+    """Each node as a reader lists it now (``LISTED`` rows), listed since ``since`` says (else ``now``): what
+    a reader started later judges its first read against, a node gone from its source meanwhile included."""
+    return {(LISTED, n.name): (since.get(n.name, now), node_data(n)) for n in nodes}
+
+
+def left_while_down(source: str, listed: Iterable[str], names: Iterable[str], now: float) -> list[str]:
+    """The nodes a reader before this one listed (``listed``) that are not listed now (``names``), said in a
+    warning: they left while gpuwarden was down, as seen ``now``."""
+    left = sorted(set(listed) - set(names))
+    if left:
+        logger.warning(
+            "%s inventory: nodes %s left while gpuwarden was down (not listed at the first read since it"
+            " started, %s)",
+            source,
+            ", ".join(left),
+            shown(datetime.fromtimestamp(now, UTC)),
+        )
+    return left

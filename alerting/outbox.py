@@ -45,6 +45,7 @@ from alerting.notifiers.base import (
 from alerting.outbox_delivery import OutboxDelivery
 from alerting.outbox_orphans import Discarded, discard_messages
 from alerting.outbox_plan import Backoff
+from alerting.outbox_refusals import Blocked
 from alerting.outbox_stats import OutboxStats
 from alerting.outbox_tables import (
     FAILED,
@@ -112,6 +113,9 @@ class Outbox(OutboxDelivery):
         # (notifier, incident) -> clock time before which its messages are not sent: one of the far end's
         # limits refused a call they need, not the notifier's as a whole (``OutboxDelivery._held_by_limit``).
         self._limit_holds: dict[tuple[str, str], tuple[float, float]] = {}  # -> (set at, until)
+        # Notifiers whose far end refused every call until someone acts (``OutboxRefusals._blocked``).
+        self._blocks: dict[str, Blocked] = {}
+        self._holds_said: dict[tuple[str, str], str] = {}  # what a hold of an incident last logged
         self.fence: LockFence = unfenced()  # serve's: nothing is sent unless it still holds the store lock
         self.hurry = threading.Event()  # serve's second stop signal: no message more is sent (stays pending)
         self._sends = threading.Condition()

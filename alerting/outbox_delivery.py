@@ -29,18 +29,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.fencing import LockFence, NotActive
 from alerting.notifiers.base import Notification, Notifier, ThreadOpeningNotifier, ThreadState
-from alerting.outbox_pauses import (
-    MAX_PAUSE_SECONDS,
-    keep_pause,
-    pause_over,
-    restart_pause,
-    stored_pauses,
-)
+from alerting.outbox_pauses import pause_over, restart_pause, stored_pauses
 from alerting.outbox_plan import Backoff, Group, overtaken, plan, stands_in, waited_on
+from alerting.outbox_refusals import Blocked, OutboxRefusals
 from alerting.outbox_stats import OutboxStats
 from alerting.outbox_tables import (
     DISCARDED,
-    FAILED,
     PENDING,
     SENDING,
     SENT,
@@ -56,9 +50,9 @@ from gpuwarden.errors import BackendError
 logger = logging.getLogger("alerting.outbox")
 
 
-class OutboxDelivery:
+class OutboxDelivery(OutboxRefusals):
     """Sends the outbox's due messages in order, with retries and pauses; the base of ``Outbox``, which
-    sets the state below."""
+    sets the state below (and its base's, ``OutboxRefusals``: what a refused message does)."""
 
     _sessions: sessionmaker[Session]
     _notifiers: dict[str, Notifier]
@@ -70,6 +64,8 @@ class OutboxDelivery:
     _pauses_set: dict[str, tuple[float, float]]  # notifier name -> (when this process paused it, until)
     _backing_off: set[str]
     _limit_holds: dict[tuple[str, str], tuple[float, float]]  # (notifier, incident) -> (set at, until)
+    _blocks: dict[str, Blocked]
+    _holds_said: dict[tuple[str, str], str]
     fence: LockFence
     hurry: threading.Event
     _sends: threading.Condition  # guards ``_in_flight`` and the check that no send starts after a stop
@@ -137,6 +133,8 @@ class OutboxDelivery:
     def paused(self, notifier: str) -> bool:
         """Whether ``notifier`` waits out a rate limit now (no call to it until its Retry-After passed), as
         this process or the store knows (one given to a serve before a restart, or to the active one)."""
+        if self.blocking(notifier):  # refused every call at its last try: tried again later, not now
+            return True
         if notifier not in self._paused_until:
             with self._sessions() as session:
                 self._read_pauses(session, [notifier])
@@ -352,6 +350,8 @@ class OutboxDelivery:
             else:
                 delivered = notifier.deliver(notification, thread, retry=retry, save=save)
         except BackendError as exc:
+            if exc.until_fixed:
+                return self._blocked(notifier.name, row_id, str(exc))
             if exc.retry_after is not None and exc.limit:
                 return self._held_by_limit(notifier.name, row_id, exc.retry_after, str(exc))
             if exc.retry_after is not None:
@@ -379,6 +379,7 @@ class OutboxDelivery:
                     )
                     .values(next_attempt_at=self._clock.time())
                 )
+        self._unblocked(notifier.name, incident_id)
         if opening:
             return True
         held = delivered is False  # the notifier sent nothing for it (a silenced incident's change)
@@ -393,91 +394,6 @@ class OutboxDelivery:
             logger.warning("outbox: not sending notifier=%s incident_id=%s: %s", notifier, incident_id, exc)
             return False
         return True
-
-    def _failed(self, row_id: int, attempts: int, error: str, *, retryable: bool) -> bool | None:
-        with self._sessions() as session, session.begin():
-            row = session.get_one(OutboxMessage, row_id)
-            row.last_error = error[:2000]
-            if retryable:
-                row.status = PENDING
-                row.next_attempt_at = self._clock.time() + self._backoff.delay(attempts)
-                self._backing_off.add(row.notifier)
-            else:
-                row.status = FAILED
-            notifier, incident_id = row.notifier, row.incident_id
-        if retryable:
-            self.stats.count(self.stats.by_notifier_retried, notifier)
-            logger.warning(
-                "notification delayed notifier=%s incident_id=%s attempts=%d error=%s",
-                notifier,
-                incident_id,
-                attempts,
-                error,
-            )
-            return False
-        self.stats.count(self.stats.by_notifier_failed, notifier)
-        logger.error("notification failed notifier=%s incident_id=%s error=%s", notifier, incident_id, error)
-        return None
-
-    def _rate_limited(self, notifier: str, row_id: int, wait: float, error: str) -> bool:
-        """The far end refused the call for a rate limit: pause the notifier for ``wait`` seconds. The call
-        was refused, so it delivered nothing: the attempt is not counted (the retry is no recovery that looks
-        for an earlier post unless an earlier attempt may have made one). A wait over ``MAX_PAUSE_SECONDS``
-        is cut to it: a far end asking for years would silence the notifier for years."""
-        if wait > MAX_PAUSE_SECONDS:
-            error = f"{error} (asked to wait {wait:.0f} s; waiting {MAX_PAUSE_SECONDS:.0f} s)"
-            wait = MAX_PAUSE_SECONDS
-        now = self._clock.time()
-        until = now + wait
-        with self._sessions() as session, session.begin():
-            # Stored with the refused message: a restarted serve or a standby honours it too.
-            self._paused_until[notifier] = keep_pause(session, notifier, until, error)
-            self._pauses_set[notifier] = (now, self._paused_until[notifier])
-            row = session.get_one(OutboxMessage, row_id)
-            row.status, row.attempts, row.last_error = PENDING, row.attempts - 1, error[:2000]
-            row.next_attempt_at = until
-            incident_id = row.incident_id
-        self.stats.count(self.stats.by_notifier_retried, notifier)
-        logger.warning(
-            "notifier rate limited: no call to it for %.0f s notifier=%s incident_id=%s error=%s",
-            wait,
-            notifier,
-            incident_id,
-            error,
-        )
-        return False
-
-    def _held_by_limit(self, notifier: str, row_id: int, wait: float, error: str) -> bool:
-        """One of the far end's limits refused a call this message needs (``BackendError.limit``), not the
-        notifier's as a whole: its incident's messages wait ``wait`` seconds (an hour at most), the others
-        go on. The attempt is not counted (``_rate_limited``). Kept in memory only: a restart calls once
-        more, and is told again."""
-        now = self._clock.time()
-        until = now + min(wait, MAX_PAUSE_SECONDS)
-        with self._sessions() as session, session.begin():
-            row = session.get_one(OutboxMessage, row_id)
-            row.status, row.attempts, row.last_error = PENDING, row.attempts - 1, error[:2000]
-            row.next_attempt_at, incident_id = until, row.incident_id
-        self._limit_holds[(notifier, incident_id)] = (now, until)
-        self.stats.count(self.stats.by_notifier_retried, notifier)
-        logger.warning(
-            "rate limited: this incident's messages wait %.0f s, the others go on notifier=%s incident_id=%s"
-            " error=%s",
-            wait,
-            notifier,
-            incident_id,
-            error,
-        )
-        return False
-
-    def _held(self, notifier: str, incident_id: str) -> bool:
-        """Whether the incident's messages wait out a limit of the far end (``_held_by_limit``); not once
-        the wall clock went back past when it was set (the wait would be stretched by the step)."""
-        set_at, until = self._limit_holds.get((notifier, incident_id), (0.0, 0.0))
-        now = self._clock.time()
-        if until and (until <= now or now < set_at):
-            del self._limit_holds[(notifier, incident_id)]
-        return set_at <= now < until
 
     def _save_thread(self, notifier: str, incident_id: str, state: ThreadState) -> None:
         with self._sessions() as session, session.begin():

@@ -80,6 +80,15 @@ class OutboxCollector:
         for notifier in self._outbox.notifier_names:
             paused.add_metric([notifier], self._outbox.pause_left(notifier))
         yield paused
+        blocked = GaugeMetricFamily(
+            "gpuwarden_notifier_blocked",
+            "1 while the notifier's far end refuses every call until someone acts (Slack: a revoked token):"
+            " its messages are held, none failed; 0 otherwise.",
+            labels=["notifier"],
+        )
+        for notifier in self._outbox.notifier_names:
+            blocked.add_metric([notifier], 1 if notifier in self._outbox.blocked() else 0)
+        yield blocked
         up = 1
         try:
             self._last_counts = self._outbox.counts_by_notifier()

@@ -22,7 +22,8 @@ that stops running for any other reason than finishing (COMPLETED, CANCELLED, TI
 a standby taking over) knows them, a requeued job included, for which Slurm names no node any more. Jobs are
 parsed in ``alerting.slurm_jobs``. A node gone from Slurm that a kept job ran on stays listed as last read
 (state ``deleted``, no work) while the job is kept; with ``keep_in``'s ``places``
-(``alerting.kept_inventory``) across restarts too.
+(``alerting.kept_inventory``) across restarts too, where each node as last listed is kept as well: a node
+removed while no serve ran, that a job ``squeue`` still lists as stopped ran on, is known at the first read.
 Spare GPUs per cluster are the GPUs of usable nodes that no running job holds.
 
 Tested against Slurm 22.05 (Debian 12), and against the JSON of 23.02 to 24.x as their data_parser writes
@@ -44,7 +45,15 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo, in_cluster
-from alerting.kept_inventory import KeptRecords, KeptSync, kept_nodes, node_places
+from alerting.kept_inventory import (
+    LISTED,
+    KeptRecords,
+    KeptSync,
+    kept_nodes,
+    left_while_down,
+    listed_places,
+    node_places,
+)
 from alerting.slurm_commands import run_command
 from alerting.slurm_health import REQUEUED_STATES, NodeTrouble
 from alerting.slurm_hostlist import expand_hostlist
@@ -58,10 +67,12 @@ logger = logging.getLogger(__name__)
 
 Runner = Callable[[Sequence[str]], str]
 # State words (and 22.05's state_flags) of a node that takes no new job: a MAINT reservation (sinfo `maint`,
-# flag MAINTENANCE) or any other (`resv`, RESERVED: held for its users) included.
+# flag MAINTENANCE) or any other (`resv`, RESERVED: held for its users) included; and, as sinfo(1) says them,
+# one powering down, rebooting (REBOOT_ISSUED), registered wrong (INVAL, flag INVALID_REG), running network
+# performance counters (PERFCTRS) or not registered since slurmctld started (UNKNOWN).
 _UNUSABLE = {
     "down", "drain", "drained", "draining", "fail", "failing", "maint", "maintenance", "reserved", "future",
-    "not_responding",
+    "not_responding", "powering_down", "reboot_issued", "inval", "invalid_reg", "perfctrs", "unknown",
 }  # fmt: skip
 NO_SWITCH = "no_switch"  # a node that no switch of topology/tree reaches: Slurm runs no job on it
 PARTITIONS_DOWN = "partitions_down"  # a node whose every partition is DOWN or INACTIVE: no job starts on it
@@ -235,6 +246,7 @@ class SlurmInventory:
         self._trouble = NodeTrouble()  # nodes down or unreachable at this read or the one before
         self._listed: dict[str, NodeInfo] = {}  # each node as last listed (a removed one: see ``_removed``)
         self._places: KeptSync | None = None  # where the places of the nodes kept jobs ran on are kept
+        self._since: dict[str, float] = {}  # each node listed at the last read: since when (``keep_in``)
 
     def keep_in(self, store: KeptJobs, places: KeptRecords | None = None) -> None:
         """Keep the jobs that stopped abnormally in ``store`` too, so that a reader started later (serve
@@ -257,8 +269,11 @@ class SlurmInventory:
         self._trouble.update((n, node_state(n)) for n in sinfo["nodes"])
         self._restore(cluster)
         if self._places is not None and (stored := self._places.restore(cluster)):
-            # nodes kept jobs ran on, as a reader before this one last listed them
+            # the nodes as a reader before this one last listed them, and those kept jobs ran on
             self._listed = {**kept_nodes(stored, "slurm"), **self._listed}
+            before = {name: since for (kind, name), (since, _) in stored.items() if kind == LISTED}
+            self._since = {**before, **self._since}
+            left_while_down("slurm", before, (str(n.get("name", "")) for n in sinfo["nodes"]), now)
         running: dict[str, WorkloadInfo] = {}
         for job in jobs:
             if job.state in RUNNING_STATES:
@@ -281,6 +296,7 @@ class SlurmInventory:
         self._kept = {k: v for k, v in self._kept.items() if now - v[0] <= self._keep and k not in running}
         self._persist(cluster)
         nodes = parse_nodes(sinfo, cluster, racks, running.values(), closed)
+        self._since = {n.name: self._since.get(n.name, now) for n in nodes}
         nodes.extend(self._removed(nodes))
         self._listed = {n.name: n for n in nodes}
         if self._places is not None:
@@ -288,7 +304,8 @@ class SlurmInventory:
             for since, info in self._kept.values():
                 for _, node, _ in info.gpus:
                     ran[node] = min(since, ran.get(node, since))
-            self._places.persist(cluster, node_places(self._listed, ran))
+            rows = listed_places([n for n in nodes if n.name in self._since], self._since, now)
+            self._places.persist(cluster, {**rows, **node_places(self._listed, ran)})
         workloads = self._workloads(running, *parse_queue(squeue))
         spare = sum(n.free or 0 for n in nodes)
         return StaticInventory(nodes, in_cluster(workloads, cluster), {cluster: spare})

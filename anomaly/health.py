@@ -39,7 +39,8 @@ def readiness(service: AnomalyService) -> tuple[int, dict[str, Any]]:
 def report(service: AnomalyService) -> dict[str, Any]:
     """The body: ``status`` (``ok``, else the first reason's kind: ``stalled`` when no tick ended for
     ``stall_seconds``, the scheduler thread dead or a read hung; ``source_down``; ``source_empty``: it has
-    answered with no series for ``absent_after_seconds``), ``reasons``, ``ticks``,
+    answered with no series for ``absent_after_seconds``; ``warm_up_deferred``: the warm-up's history read
+    failed, read again at a later tick, ``anomaly.warmupretry``), ``reasons``, ``ticks``,
     ``sources`` and ``alerts_firing``."""
     reasons = []
     since = service.last_tick_end if service.last_tick_end is not None else service.started_monotonic
@@ -61,6 +62,15 @@ def report(service: AnomalyService) -> dict[str, Any]:
                     f"source_empty: {h.name}: answers with no series for {quiet:.0f} s (its targets are gone"
                     " or not scraped)"
                 )
+    retry = service.warm_up_retry
+    if retry is not None:
+        now = service.clock.time()
+        times = f"{retry.failures} time{'s' if retry.failures > 1 else ''}"
+        wait = max(0.0, retry.due - now)
+        reasons.append(
+            f"warm_up_deferred: the history read failed {times} in {now - retry.since:.0f} s; read again in"
+            f" {wait:.0f} s, nothing scored until then"
+        )
     body: dict[str, Any] = {
         "status": reasons[0].split(":", 1)[0] if reasons else "ok",
         "reasons": reasons,

@@ -50,7 +50,8 @@ class AnomalyService(HistoryReplayer):
         held, self._held_over = self._held_over, []
         frames: list[Frame] = []
         not_due: set[str] = set()
-        for source in self.sources:
+        # Nothing read while a deferred warm-up's history is unread: its live reads would be learnt first.
+        for source in self.sources if self._retried_warm_up(now) else ():
             start = max(
                 self._last_read.get(source.name, until - self.cfg.infer_every_seconds),
                 until - self.cfg.max_lookback_seconds,
@@ -88,6 +89,7 @@ class AnomalyService(HistoryReplayer):
             fleet_uncompared={
                 q: n for d in self.detectors if isinstance(d, FleetDetector) for q, n in d.uncompared.items()
             },
+            warm_up_deferred=None if self.warm_up_retry is None else self.warm_up_retry.failures,
         )
         self.collector.update(result.findings, self.health(), stats)
         resend = self.on_resend or self.on_alert

@@ -12,7 +12,7 @@ service's.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -27,6 +27,7 @@ from anomaly.series import CounterRates, EvidenceBuffer, SeriesIndex, View
 from anomaly.serieskeys import SeriesKey
 from anomaly.snapshot import State
 from anomaly.sources import Frame, Source, SourceHealth
+from anomaly.warmupretry import DeferredWarmUp
 from anomaly.writeback import AnomalyCollector
 from gpuwarden.clock import Clock
 from gpuwarden.config_anomaly import AnomalyConfig
@@ -111,6 +112,8 @@ class ServiceCore:
         # reads a failed one again from there, and so does the warm-up after a snapshot (``_after``).
         self._query_read: dict[str, float] = {}
         self._held_over: list[Frame] = []  # read by the warm-up for the first tick (``warm_up``)
+        # A warm-up whose history read failed for every query, read again at a later tick (``warm_up``).
+        self.warm_up_retry: DeferredWarmUp | None = None
         self._query_source: dict[str, str] = {}
         self._exprs = {q.name: q.expr for q in cfg.queries}
         self._device_level: dict[str, bool] = {}
@@ -134,6 +137,11 @@ class ServiceCore:
         # raised ``GpuwardenSourceStale`` ("its targets are gone"), where the uninterrupted run did.
         self._series_kept: dict[str, tuple[int, float | None]] = {}
         self._quiet: dict[str, _Quiet] = {}
+        # Per query, the series its last good read returned as that process knew them (``restore``), and as
+        # the warm-up's read after it left them, with this process' last good read of it then: counted so
+        # until it is read again (``_query_counts``).
+        self._query_series: dict[str, int] = {}
+        self._query_quiet: dict[str, tuple[int, float | None]] = {}
         self.ticks = 0
         self.last_tick_end: float | None = None  # clock.monotonic() when the last tick ended (/healthz)
         self.started_monotonic = clock.monotonic()
@@ -175,33 +183,67 @@ class ServiceCore:
         out = []
         for source in self.sources:
             h = source.health()
+            counts = self._query_counts(h)
             queries = {
-                name: q
-                if q.last_success is not None or name not in self._query_success
-                else replace(q, last_success=self._query_success[name])
+                name: replace(
+                    q,
+                    last_success=q.last_success
+                    if q.last_success is not None
+                    else self._query_success.get(name),
+                    series=counts[name],
+                )
                 for name, q in h.queries.items()
             }
             last = h.last_success if h.last_success is not None else self._source_success.get(h.name)
             out.append(replace(self._seen(h), last_success=last, queries=queries))
         return out
 
+    def _query_counts(self, h: SourceHealth) -> dict[str, int]:
+        """Each query's series as the uninterrupted run counts them (its last good read's): this process' own
+        where it read the query since its warm-up; as the warm-up's read after a snapshot left it where not
+        (``quiet_after``: none where asked a step there, else the snapshot's); the snapshot's where this
+        process never read it well (failing through the restart). One count per source, a query failing
+        through a restart lost its series where the others read none: "its targets are gone" was raised."""
+        noted = self._query_quiet
+        counts = {}
+        for name, q in h.queries.items():
+            count = q.series
+            if q.last_success is None:
+                count = self._query_series.get(name, q.series)
+            elif name in noted and noted[name][1] == q.last_success:
+                count = noted[name][0]
+            counts[name] = count
+        return counts
+
     def _seen(self, h: SourceHealth) -> SourceHealth:
         """``h`` with what the reads since the snapshot this process took up returned (``_quiet``): where
         none returned series, the last read with series is the snapshot's until a read returns some, and
         the series are the snapshot's count (0 where the warm-up's read after it asked and found none) until
-        the next read."""
+        the next read; for a source read query by query, the sum of its queries' (``_query_counts``), each
+        standing until that query is read again."""
+        if h.queries:  # the sum of its queries' (``_query_counts``)
+            h = replace(h, series=sum(self._query_counts(h).values()))
         quiet = self._quiet.get(h.name)
         if quiet is None or h.last_series != quiet.series_at:  # a read since returned series
             return h
-        if h.last_success != quiet.read_at:  # read since: the series it returned
+        if h.queries or h.last_success != quiet.read_at:  # counted per query, or read since
             return replace(h, last_series=quiet.last_series)
         return replace(h, series=quiet.series, last_series=quiet.last_series)
 
-    def quiet_after(self, series: set[str], unasked: set[str]) -> None:
+    def quiet_after(self, series: set[str], unasked: set[str], found: Mapping[str, int | None]) -> None:
         """Note, after the warm-up's read of the history after a snapshot, each source that returned no
         series there (not in ``series``) as the uninterrupted run left it (``_seen``): with none where each
         of its queries was asked a step there, else (``unasked``: a query not asked keeps its count; or the
-        source down) the series the snapshot counted; and the snapshot's last read with series."""
+        source down) the series the snapshot counted; and the snapshot's last read with series. ``found``:
+        per query the warm-up read, the series it returned there (None: asked no step there, the snapshot's
+        count kept), its count until this process reads it again (``_query_counts``), not the hour's."""
+        self._query_quiet = {}
+        for source in self.sources:
+            for name, q in source.health().queries.items():
+                if name in found and q.last_success is not None:
+                    kept = found[name]
+                    count = self._query_series.get(name, q.series) if kept is None else kept
+                    self._query_quiet[name] = (count, q.last_success)
         self._quiet = {}
         for source in self.sources:
             h = source.health()

@@ -49,8 +49,8 @@ FORMAT = "gpuwarden-anomaly-state"
 # refused. ``SCHEMA`` is the digest of what this version holds, pinned by
 # tests/anomaly/test_snapshot_schema.py, which fails when they part and says what to do. What each earlier
 # version lacked, and so why it is refused: anomaly/snapshot_versions.md.
-VERSION = 27
-SCHEMA = "9f64b24ec774b8f1"
+VERSION = 28
+SCHEMA = "0c67a2dc19f87196"
 _HEADER = "header"
 _MODE = 0o600
 # What an .npz (a zip archive, or an empty one) or an .npy begins with. numpy reads any other file as a
@@ -104,9 +104,12 @@ class Snapshot:
     # from its own start, and reports that last good read (``ServiceCore.health``).
     source_success: dict[str, float] = field(default_factory=dict)
     query_success: dict[str, float] = field(default_factory=dict)
-    # Per source, its series and last read with series (``SourceHealth``; ``ServiceCore._seen`` reads them).
+    # Per source, its series and last read with series (``SourceHealth``; ``ServiceCore._seen`` reads them),
+    # and per query the series its last good read returned (``QueryHealth.series``): a source's count is its
+    # queries', each standing while that query fails or is not asked (``ServiceCore._query_counts``).
     source_series: dict[str, int] = field(default_factory=dict)
     series_at: dict[str, float] = field(default_factory=dict)
+    query_series: dict[str, int] = field(default_factory=dict)
     started: float | None = None  # None: not known (a snapshot built without it); the new process' start
     origin: str = ""  # the file it was read from, for the warnings that name it
 
@@ -243,6 +246,7 @@ def write_snapshot(path: Path, snapshot: Snapshot) -> int:
         "query_success": snapshot.query_success,
         "source_series": snapshot.source_series,
         "series_at": snapshot.series_at,
+        "query_series": snapshot.query_series,
         "started": snapshot.started,
         "fingerprint": snapshot.fingerprint,
         "settings": snapshot.settings,
@@ -337,6 +341,7 @@ def _made(path: Path, header: dict[str, Any], arrays: Arrays) -> Snapshot:
         query_success={str(k): float(v) for k, v in header["query_success"].items()},
         source_series={str(k): int(v) for k, v in header["source_series"].items()},
         series_at={str(k): float(v) for k, v in header["series_at"].items()},
+        query_series={str(k): int(v) for k, v in header["query_series"].items()},
         started=None if header["started"] is None else float(header["started"]),
         settings=dict(header["settings"]),
         components=components,
@@ -405,7 +410,7 @@ def _header(npz: Mapping[str, npt.NDArray[Any]]) -> dict[str, Any]:
             f"is of format version {header.get('version')!r}; this gpuwarden reads {VERSION}"
         )
     keys = ("saved_at", "read_until", "last_read", "query_read", "source_success", "query_success")
-    for key in (*keys, "source_series", "series_at", "started", "settings", "components"):
+    for key in (*keys, "source_series", "series_at", "query_series", "started", "settings", "components"):
         if key not in header:
             raise SnapshotRefused(f"has no {key!r} in its header")
     return header

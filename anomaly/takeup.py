@@ -47,6 +47,7 @@ class SnapshotKeeper(ServiceCore):
         query_success: dict[str, float] = {}
         source_series: dict[str, int] = {}
         series_at: dict[str, float] = {}
+        query_series: dict[str, int] = {}
         for h in self.health():  # the last good reads any process made, none where none did
             if h.last_success is not None:
                 source_success[h.name] = h.last_success
@@ -56,6 +57,7 @@ class SnapshotKeeper(ServiceCore):
             query_success.update(
                 {n: q.last_success for n, q in h.queries.items() if q.last_success is not None}
             )
+            query_series.update({n: q.series for n, q in h.queries.items()})
         return Snapshot(
             saved_at=self.clock.time(),
             read_until=self.read_until,
@@ -67,6 +69,7 @@ class SnapshotKeeper(ServiceCore):
             query_success=query_success,
             source_series=source_series,
             series_at=series_at,
+            query_series=query_series,
             started=self._chain_started,
         )
 
@@ -137,6 +140,7 @@ class SnapshotKeeper(ServiceCore):
         self._series_kept = {
             name: (count, snapshot.series_at.get(name)) for name, count in snapshot.source_series.items()
         }
+        self._query_series = dict(snapshot.query_series)
         self._chain_started = snapshot.started if snapshot.started is not None else self._started
 
     def _take_up(

@@ -19,6 +19,7 @@ from anomaly.series import View, build_view
 from anomaly.snapshot import Snapshot
 from anomaly.sources import Frame, ResumableSource
 from anomaly.takeup import SnapshotKeeper
+from anomaly.warmupretry import DeferredWarmUp, deferred
 from gpuwarden.model import Alert
 
 # The service's name: its log lines read as they did before it was split into modules (``anomaly run``
@@ -87,8 +88,67 @@ class HistoryReplayer(AlertUpdater, SnapshotKeeper):
         are not fitted again (their next fit comes on the ``fit_every`` schedule, as it would have). One that
         does not fit is said, and the whole history replayed as without one. The whole history is read
         either way: whether the snapshot is this fleet's is told by the series it holds (``_other_fleet``).
+
+        Without a snapshot taken up, a history read that failed for every query (Prometheus down at start)
+        is deferred (``anomaly.warmupretry``): read again at the ticks after (``_retried_warm_up``) until it
+        reads, nothing fed to the detectors before it. Read once at the first tick Prometheus answered, not
+        at all, it left them learning from live reads alone.
         """
         now = self.clock.time()
+        fed = self._warm_up(now, held, snapshot)
+        if fed is None:
+            self._defer_warm_up(now, deferred(now, self.cfg.infer_every_seconds, held))
+            return 0
+        return fed
+
+    def _retried_warm_up(self, now: float) -> bool:
+        """Read a deferred warm-up's history again where it is due at the tick at ``now``: whether this tick
+        reads its sources. Not while the warm-up waits, or where its read failed again: nothing is fed
+        before the history.
+
+        The history is read as of the start (at most ``max_lookback_seconds`` before ``now``), what the
+        warm-up would have read then, and this tick's read goes on from there, catching the ticks since up
+        as after an outage: read up to the tick before instead, they were history too, and an XID or a fault
+        begun after the start, while the warm-up waited (up to 5 minutes after Prometheus was back), was
+        learnt as history, never raised."""
+        retry = self.warm_up_retry
+        if retry is None:
+            return True
+        if now < retry.due:
+            return False
+        every = self.cfg.infer_every_seconds
+        fed = self._warm_up(max(retry.since, now - self.cfg.max_lookback_seconds), retry.held, None)
+        if fed is None:
+            self._defer_warm_up(now, retry.failed_again(now, every))
+            return False
+        self.warm_up_retry = None
+        logger.info(
+            "warm-up: the history read at its attempt %d, %.0f s after the first failed; the ticks since"
+            " are read now, as after an outage",
+            retry.failures + 1,
+            now - retry.since,
+        )
+        return True
+
+    def _defer_warm_up(self, now: float, retry: DeferredWarmUp) -> None:
+        """Wait for ``retry``'s next read of the history, said."""
+        self.warm_up_retry = retry
+        unread, asked = self._unread_history()
+        logger.warning(
+            "warm-up: the history read failed for %d of %d queries (%s)%s: deferred, read again in %.0f s;"
+            " nothing is scored until it is read",
+            len(unread),
+            asked,
+            listed(unread),
+            "" if retry.failures == 1 else f" {retry.failures} times in {now - retry.since:.0f} s",
+            retry.due - now,
+        )
+
+    def _warm_up(
+        self, now: float, held: Mapping[str, datetime] | None, snapshot: Snapshot | None
+    ) -> int | None:
+        """``warm_up`` as of ``now``; None, nothing fed, where no snapshot was taken up and the history read
+        failed for every query (deferred)."""
         until = now - self.cfg.latency_offset_seconds
         # Read up to ``until``, whether or not a tick is replayed and wherever the last replayed one ends: a
         # save's ``read_until`` (not now, nor the end of a tick on a snapshot's grid, past ``until``).
@@ -103,10 +163,15 @@ class HistoryReplayer(AlertUpdater, SnapshotKeeper):
         unread, asked = self._unread_history()
         taken = self._take_up(snapshot, start, until, frames) if snapshot is not None else None
         found = _found(frames, start, until, self._coarsest_step())
+        if taken is None and unread and len(unread) == asked and not frames:
+            if learnt:
+                self.restore_sources(None)
+            return None
         if unread:
-            then = "their detectors learn from live reads alone"
-            if taken is not None:
-                then = "read at the first live tick from where the snapshot left them"
+            then = "read at the first live tick from where the snapshot left them"
+            if taken is None:
+                self._read_history_later(start)
+                then = "their history read with their first good read, as after an outage"
             said = f"the history read failed for {len(unread)} of {asked} queries ({listed(unread)}): {then}"
             found = said if len(unread) == asked else f"{found}; {said}"
         if learnt and taken is None:
@@ -170,6 +235,16 @@ class HistoryReplayer(AlertUpdater, SnapshotKeeper):
                 default = max(start, snapshot.last_read.get(source.name, start))
                 read = {q: max(start, min(default, t)) for q, t in snapshot.query_read.items()}
                 source.resume(read, default)
+
+    def _read_history_later(self, start: float) -> None:
+        """Tell each source that reads each query on from its own last good read to read those the warm-up
+        could not read from ``start``, the history's: their first good read catches it up, as a read after
+        an outage does (``ResumableSource``). Read from the tick's window alone, a query failing as the
+        service started (the others read) never had its history read: its detectors learnt from nothing
+        once it read well, its adaptive bands scoring nothing for their warm-up."""
+        for source in self.sources:
+            if isinstance(source, ResumableSource):
+                source.resume({}, start)
 
     def _hold_over(self, frames: Sequence[Frame], snapshot: Snapshot, start: float, since: float) -> None:
         """Keep what ``frames`` hold up to ``since`` (the snapshot's time: a failed query's catch-up) for the
@@ -274,7 +349,13 @@ class HistoryReplayer(AlertUpdater, SnapshotKeeper):
         after = [(f.query, _window(f, self._read_from(snapshot, start, f.query), math.inf)) for f in frames]
         series = {self._query_source[q] for q, f in after if f is not None and f.labels}
         unasked = {self._query_source[q] for q, f in after if f is None}
-        self.quiet_after(series, unasked)
+        found: dict[str, int | None] = {}
+        for query, f in after:
+            if f is None:
+                found.setdefault(query, None)
+            else:
+                found[query] = (found.get(query) or 0) + len(f.labels)
+        self.quiet_after(series, unasked, found)
 
     def _read_from(self, snapshot: Snapshot, start: float, query: str) -> float:
         """Where ``query``'s next read after ``snapshot`` starts, within the history from ``start``."""

@@ -62,6 +62,8 @@ class TickStats:
     detector_errors: dict[str, int] = field(default_factory=dict)
     fleet_uncompared: dict[str, int] = field(default_factory=dict)  # per fleet query, series with no peers
     not_available: dict[str, int] = field(default_factory=dict)  # per query, not-available samples so far
+    # The failed reads of a deferred warm-up's history (``anomaly.warmupretry``); None: none deferred.
+    warm_up_deferred: int | None = None
 
 
 _BANDS = (
@@ -167,7 +169,21 @@ class AnomalyCollector:
         )
         for query, count in self._stats.not_available.items():
             blank.add_sample(blank.name + "_total", {"query": query}, float(count))
-        return [*self._health_families(), series, firing, tick, det, lone, blank]
+        deferred = Metric(
+            "gpuwarden_anomaly_warmup_deferred",
+            "1 while the warm-up's history read, failed for every query (Prometheus down at start), waits to"
+            " be read again: nothing is scored until it is read.",
+            "gauge",
+        )
+        deferred.add_sample(deferred.name, {}, 0.0 if self._stats.warm_up_deferred is None else 1.0)
+        failures = Metric(
+            "gpuwarden_anomaly_warmup_read_failures",
+            "Failed reads of the deferred warm-up's history; absent while none is deferred.",
+            "gauge",
+        )
+        if self._stats.warm_up_deferred is not None:
+            failures.add_sample(failures.name, {}, float(self._stats.warm_up_deferred))
+        return [*self._health_families(), series, firing, tick, det, lone, blank, deferred, failures]
 
     def _health_families(self) -> list[Metric]:
         """The sources' and their queries' health."""

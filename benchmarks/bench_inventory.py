@@ -7,7 +7,9 @@ pod carries what a real one does (environment, volumes, probes, managed fields, 
 about 4.5 KB of JSON. The bodies are served in pages of 500, as JSON text, the way the official client
 returns them with ``_preload_content=False``; the timing covers decoding them (``loads_without_gc``, as
 ``api_lister`` does) and building the inventory (``KubernetesInventory.read``), the best of ``--repeat``.
-``--assigned`` also gives every pod's GPU indices, as the exporter's series in Prometheus would.
+``--assigned`` also gives every pod's GPU indices, as the exporter's series in Prometheus would. ``--keep``
+keeps what the reader keeps in a SQLite store (``keep_in``: a row per node as listed, with its GPU pods):
+the first read writes them all; ``next_read_seconds``, a read again with nothing changed, writes none.
 
 ``--slurm`` measures the Slurm inventory instead (``SlurmInventory.read``): the same nodes in ``sinfo
 --json``, ``--jobs`` running jobs of 2 nodes x 4 GPUs each plus as many finished ones in ``squeue --json
@@ -26,6 +28,7 @@ import gc
 import json
 import resource
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,13 +48,20 @@ def _options() -> argparse.Namespace:
     parser.add_argument("--slurm", action="store_true", help="measure the Slurm inventory instead")
     parser.add_argument("--jobs", type=int, default=5000, help="running Slurm jobs (--slurm)")
     parser.add_argument("--pending", type=int, default=0, help="pending Slurm jobs asking GPUs (--slurm)")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep what the reader keeps in a SQLite store (keep_in)"
+    )
     return parser.parse_args()
 
 
 if __name__ == "__main__":
     OPTIONS = _options()
 
-from alerting.k8s_inventory import Assignment, KubernetesInventory  # noqa: E402
+from alerting.db import make_engine  # noqa: E402
+from alerting.k8s_assignments import Assignment  # noqa: E402
+from alerting.k8s_inventory import KubernetesInventory  # noqa: E402
+from alerting.kept_inventory import KeptInventoryStore  # noqa: E402
+from alerting.migrate import upgrade  # noqa: E402
 from alerting.slurm_inventory import SlurmInventory  # noqa: E402
 from gpuwarden.clock import FakeClock  # noqa: E402
 from gpuwarden.jsonload import loads_without_gc  # noqa: E402 - imported after the command line is read
@@ -281,17 +291,29 @@ def main(args: argparse.Namespace) -> None:
         for page in bodies[name]:
             yield from loads_without_gc(page)["items"]  # page by page, as api_lister does
 
-    best = float("inf")
+    best, again = float("inf"), float("inf")
     inventory = None
     reader = None
-    for _ in range(args.repeat):
-        reader = KubernetesInventory(
-            FakeClock(0.0), lister, cluster="k1", assignments=(lambda: assigned) if args.assigned else None
-        )
-        gc.collect()
-        start = time.perf_counter()
-        inventory = reader.read()
-        best = min(best, time.perf_counter() - start)
+    with tempfile.TemporaryDirectory() as folder:
+        for i in range(args.repeat):
+            reader = KubernetesInventory(
+                FakeClock(0.0),
+                lister,
+                cluster="k1",
+                assignments=(lambda: assigned) if args.assigned else None,
+            )
+            if args.keep:  # a store of its own each time: the first read writes a row per node
+                store = make_engine(f"sqlite:///{folder}/kept{i}.db")
+                upgrade(store)
+                reader.keep_in(KeptInventoryStore(store, "kubernetes"))
+            gc.collect()
+            start = time.perf_counter()
+            inventory = reader.read()
+            best = min(best, time.perf_counter() - start)
+            gc.collect()
+            start = time.perf_counter()
+            reader.read()  # the next refresh, nothing changed
+            again = min(again, time.perf_counter() - start)
     assert inventory is not None and reader is not None
     gpu_pods = sum(len(w.units) for w in inventory.workloads())
     print(
@@ -307,6 +329,8 @@ def main(args: argparse.Namespace) -> None:
                 "assigned": args.assigned,
                 "ambiguous_pods": reader.ambiguous_pods,
                 "read_seconds": round(best, 3),
+                "keep": args.keep,
+                "next_read_seconds": round(again, 3),
                 "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
             }
         )

@@ -70,9 +70,9 @@ if __name__ == "__main__":
 
 import numpy as np  # noqa: E402 - imported after the command line is read
 import numpy.typing as npt  # noqa: E402
-from nab_cv import cross_validate, fold_schemes, found_windows, normalised  # noqa: E402
+from nab_cv import cross_validate, fold_schemes, found_windows, split_score  # noqa: E402
 
-from anomaly.nab import PROFILES, FileScore, NabFile, is_tuning_file, score_file  # noqa: E402
+from anomaly.nab import PROFILES, NabFile, is_tuning_file, score_file  # noqa: E402
 from anomaly.univariate import (  # noqa: E402
     DEFAULT_BREAKOUT,
     DEFAULT_NOVELTY,
@@ -202,11 +202,6 @@ def round_grid(round_: int, only: str | None = None) -> dict[str, Settings]:
             raise KeyError(", ".join(unknown))
         table = {"off": table["off"]} | {label: table[label] for label in wanted}
     return table
-
-
-def split_score(table: dict[str, FileScore], names: list[str]) -> float:
-    """The normalised standard score over ``names``."""
-    return normalised(sum(table[n].raw for n in names), sum(table[n].windows for n in names))
 
 
 def report(

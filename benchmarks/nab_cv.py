@@ -34,6 +34,7 @@ import itertools
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -60,7 +61,15 @@ import numpy.typing as npt  # noqa: E402
 from anomaly.entropy import EntropyParams  # noqa: E402
 from anomaly.levels import LevelParams  # noqa: E402
 from anomaly.levels import raise_many as raise_levels  # noqa: E402
-from anomaly.nab import PROFILES, FileScore, NabFile, detect_corpus, probation_length, score_file  # noqa: E402
+from anomaly.nab import (  # noqa: E402
+    PROFILES,
+    FileScore,
+    NabFile,
+    detect_corpus,
+    is_tuning_file,
+    probation_length,
+    score_file,
+)
 from anomaly.surprise import SurpriseParams  # noqa: E402
 from anomaly.surprise import raise_many as raise_surprise  # noqa: E402
 
@@ -191,6 +200,57 @@ def grid_report(
         }
         for label, t in table.items()
     }
+
+
+Scored = tuple[dict[str, dict[str, FileScore]], dict[str, float], dict[str, dict[str, object]]]
+
+
+def split_score(table: dict[str, FileScore], names: list[str]) -> float:
+    """The normalised standard score over ``names``."""
+    return normalised(sum(table[n].raw for n in names), sum(table[n].windows for n in names))
+
+
+def frozen_on_tune(table: dict[str, dict[str, FileScore]]) -> str:
+    """The label with the best raw standard score on the tune files (``off`` wins ties: listed first)."""
+    return max(table, key=lambda label: sum(s.raw for n, s in table[label].items() if is_tuning_file(n)))
+
+
+def frozen_grid_report(
+    bench: str,
+    files: list[NabFile],
+    scored: Scored,
+    *,
+    bar: tuple[str, float],
+    held_out: bool,
+    per_split: Callable[[dict[str, FileScore]], object] | None = None,
+) -> dict[str, object]:
+    """A frozen-grid harness's JSON line (less its ``seconds``): the grid's scores (``scored``, as
+    ``nab_discords.or_ed_grid`` answers) cross-validated, whether every scheme gains ``bar`` (its key, its
+    gain), the setting frozen on tune and, with ``held_out``, its held-out score beside the default's (and
+    ``per_split``'s answer for each, as ``categories``)."""
+    table, seconds, detail = scored
+    head, settings = grid_report(table, seconds, sum(len(f.series.values) for f in files))
+    gains = [scheme["gain"] for scheme in head["cross_validated"].values()]  # type: ignore[attr-defined]
+    for label, extra in detail.items():
+        settings[label].update(extra)
+    frozen = frozen_on_tune(table)
+    key, least = bar
+    out: dict[str, object] = {
+        "bench": bench,
+        **head,
+        key: all(gain >= least for gain in gains),
+        "frozen_on_tune": frozen,
+        "settings": settings,
+    }
+    if held_out:
+        labels = dict.fromkeys(("off", frozen))
+        out["held_out"] = {
+            label: split_score(table[label], [n for n in table[label] if not is_tuning_file(n)])
+            for label in labels
+        }
+        if per_split is not None:
+            out["categories"] = {label: per_split(table[label]) for label in labels}
+    return out
 
 
 def main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

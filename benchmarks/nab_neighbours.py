@@ -54,9 +54,8 @@ from nab_inputs import frozen_grid_options, load_checked_corpus
 if __name__ == "__main__":
     PARSER, OPTIONS = frozen_grid_options(__doc__)
 
-from nab_cv import normalised
+from nab_cv import frozen_grid_report, normalised
 from nab_discords import or_ed_grid
-from nab_runlength import frozen_grid_report
 
 from anomaly.nab import FileScore, is_tuning_file
 from anomaly.neighbours import NeighbourParams, learning, raise_grid

@@ -38,7 +38,6 @@ import itertools
 import json
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -50,10 +49,10 @@ from nab_inputs import frozen_grid_options, load_checked_corpus
 if __name__ == "__main__":
     PARSER, OPTIONS = frozen_grid_options(__doc__)
 
-from nab_cv import grid_report, normalised
+from nab_cv import Scored, frozen_grid_report
 from nab_discords import or_ed_grid
 
-from anomaly.nab import FileScore, NabFile, is_tuning_file
+from anomaly.nab import NabFile
 from anomaly.runlength import RunLengthParams, learning, raise_grid
 
 TRANSFORM = ("linear", "asinh")
@@ -75,58 +74,9 @@ def grid() -> dict[str, RunLengthParams]:
     }
 
 
-def split_score(table: dict[str, FileScore], tune: bool) -> float:
-    """The standard score over the tune files (``tune``) or the held-out ones."""
-    chosen = [s for n, s in table.items() if is_tuning_file(n) == tune]
-    return normalised(sum(s.raw for s in chosen), sum(s.windows for s in chosen))
-
-
-def frozen_on_tune(table: dict[str, dict[str, FileScore]]) -> str:
-    """The label with the best raw standard score on the tune files (``off`` wins ties: listed first)."""
-    return max(table, key=lambda label: sum(s.raw for n, s in table[label].items() if is_tuning_file(n)))
-
-
-Scored = tuple[dict[str, dict[str, FileScore]], dict[str, float], dict[str, dict[str, object]]]
-
-
 def grid_table(files: list[NabFile]) -> Scored:
     """Scores per setting OR-ed with the default (``off``: the default alone), CPU seconds, and details."""
     return or_ed_grid(files, grid(), learning, raise_grid)
-
-
-def frozen_grid_report(
-    bench: str,
-    files: list[NabFile],
-    scored: Scored,
-    *,
-    bar: tuple[str, float],
-    held_out: bool,
-    per_split: Callable[[dict[str, FileScore]], object] | None = None,
-) -> dict[str, object]:
-    """A frozen-grid harness's JSON line (less its ``seconds``): the grid's scores (``scored``, as
-    ``grid_table`` or ``or_ed_grid`` answer) cross-validated, whether every scheme gains ``bar`` (its key,
-    its gain), the setting frozen on tune and, with ``held_out``, its held-out score beside the default's
-    (and ``per_split``'s answer for each, as ``categories``)."""
-    table, seconds, detail = scored
-    head, settings = grid_report(table, seconds, sum(len(f.series.values) for f in files))
-    gains = [scheme["gain"] for scheme in head["cross_validated"].values()]  # type: ignore[attr-defined]
-    for label, extra in detail.items():
-        settings[label].update(extra)
-    frozen = frozen_on_tune(table)
-    key, least = bar
-    out: dict[str, object] = {
-        "bench": bench,
-        **head,
-        key: all(gain >= least for gain in gains),
-        "frozen_on_tune": frozen,
-        "settings": settings,
-    }
-    if held_out:
-        labels = dict.fromkeys(("off", frozen))
-        out["held_out"] = {label: split_score(table[label], tune=False) for label in labels}
-        if per_split is not None:
-            out["categories"] = {label: per_split(table[label]) for label in labels}
-    return out
 
 
 def main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

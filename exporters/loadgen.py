@@ -33,12 +33,11 @@ import httpx
 from exporters.loadlimits import MAX_CONCURRENCY, MAX_DURATION_SECONDS, MAX_REQUESTS, MAX_TOKENS
 from gpuwarden.clock import Clock, SystemClock
 from gpuwarden.errors import InputError
-from gpuwarden.printable import escape_controls
+from gpuwarden.printable import SAID_CHARS, clipped
 from gpuwarden.urls import url_problem
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 NOT_A_COMPLETION = "not_a_completion"  # a plain 2xx answer that is no OpenAI completion
-SAID_CHARS = 200  # characters of what the server said with a failure that the report shows
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,10 +258,7 @@ def said(body: bytes) -> str | None:
             if isinstance(found, str) and found.strip():
                 text = found.strip()
                 break
-    text = escape_controls(text.split("\n", 1)[0].strip()) if payload is None else escape_controls(text)
-    if not text:
-        return None
-    return text if len(text) <= SAID_CHARS else text[: SAID_CHARS - 3] + "..."
+    return clipped(text.split("\n", 1)[0].strip() if payload is None else text, SAID_CHARS) or None
 
 
 _SAID = ("message", "detail")  # where vLLM and FastAPI put what an error answer says

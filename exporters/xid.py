@@ -304,10 +304,7 @@ class XidWatcher:
         if self._thread is not None:
             self._thread.join(timeout)
         if self._event_set is not None:
-            try:
-                self._nvml.nvmlEventSetFree(self._event_set)
-            except pynvml.NVMLError as exc:
-                logger.debug("event set free failed error=%s", exc)
+            self._free_event_set()
             self._event_set = None
 
     def poll(self) -> bool:
@@ -348,11 +345,15 @@ class XidWatcher:
     def _rebuild_event_set(self) -> None:
         """Free an event set whose waits keep failing (NVML still knows it: not freeing it would leak one
         each time) and drop it, so the next poll builds a new one and registers every GPU on it."""
+        self._free_event_set()
+        self._drop_event_set()
+
+    def _free_event_set(self) -> None:
+        """Give the event set back to NVML; a refusal is only logged (one NVML forgot cannot be freed)."""
         try:
             self._nvml.nvmlEventSetFree(self._event_set)
         except pynvml.NVMLError as exc:
             logger.debug("event set free failed error=%s", exc)
-        self._drop_event_set()
 
     def _drop_event_set(self) -> None:
         """Forget an event set NVML no longer knows (shut down and initialised again, as after a driver

@@ -125,7 +125,9 @@ class BackendError(GpuwardenError):
     own error code when it gave one (Slack's ``message_not_found``). ``retry_after``: the backend refused
     the call for a rate limit and asked to wait that many seconds before calling it again; ``limit``: which
     of its limits, where it has several and the others still take calls (Slack's per method: a history
-    lookup refused, posts go on), empty for the backend's as a whole."""
+    lookup refused, posts go on), empty for the backend's as a whole. ``until_fixed``: the backend refuses
+    every call until someone acts (Slack's revoked token): the outbox holds all of its messages, none
+    failed, until a call goes through again."""
 
     def __init__(
         self,
@@ -136,8 +138,10 @@ class BackendError(GpuwardenError):
         code: str = "",
         retry_after: float | None = None,
         limit: str = "",
+        until_fixed: bool = False,
     ) -> None:
         self.backend = backend
+        self.until_fixed = until_fixed
         self.retryable = retryable
         self.code = code
         self.retry_after = retry_after

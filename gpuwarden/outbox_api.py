@@ -3,7 +3,9 @@
 ``GET /api/v1/outbox`` (``?status=pending|sending|sent|failed|orphaned``, ``?incident=``, ``?limit=``,
 newest that many, default 100) answers ``{"counts": {status: n}, "held": n, "messages": [...]}`` (counts of
 the ``?incident=`` only when one is asked for; ``held``: how many of the pending are a webhook's updates held
-on purpose, ``edit_interval_seconds``), each message without its payload but with ``event``, what it tells,
+on purpose, ``edit_interval_seconds``; ``paused``: notifiers waiting out a rate limit; ``blocked``: those
+whose far end refused every call at their last try, a revoked token, with ``reason``), each message
+without its payload but with ``event``, what it tells,
 and for a pending one behind an earlier message of its incident still waiting, ``waiting_behind``.
 ``POST /api/v1/outbox/retry`` (``{"incident": id}`` optional) queues failed messages again, after someone
 fixed the token or the channel, and answers ``{"requeued": n, "overtaken": m}``; 404 for an incident the
@@ -114,9 +116,19 @@ class OutboxApi:
                 name: {"until": _stamp(until), "seconds_left": round(left, 1)}
                 for name, (until, left) in outbox.pauses().items()
             }
+            blocked = {
+                name: {"since": _stamp(block.since), "next_try": _stamp(block.until), "reason": block.reason}
+                for name, block in outbox.blocked().items()
+            }
             behind = outbox.waiting_behind(messages)
             summaries = [message_summary(m, behind.get(m.id)) for m in messages]
-            return {"counts": counts, "held": held, "messages": summaries, "paused": paused}
+            return {
+                "counts": counts,
+                "held": held,
+                "messages": summaries,
+                "paused": paused,
+                "blocked": blocked,
+            }
 
         return JSONResponse(await run_in_threadpool(read))
 

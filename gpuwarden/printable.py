@@ -57,3 +57,27 @@ def escape_controls_in(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [escape_controls_in(v) for v in value]
     return value
+
+
+SAID_CHARS = 200  # what another server said, as an error line or a report shows it: a one-line message fits
+
+
+def clipped(text: str, limit: int = SAID_CHARS, more: bool = False) -> str:
+    """``text`` escaped (``escape_controls``) in at most ``limit`` characters, cut between characters, never
+    inside an escape, and ended with "..." where some was left out or ``more`` says that more followed."""
+    shown = escape_controls(text)
+    if len(shown) <= limit and not more:
+        return shown
+    room = limit - 3
+    if len(shown) <= room:
+        return shown + "..."
+    if len(shown) == len(text):  # nothing was escaped: a character is one character shown
+        return shown[:room] + "..."
+    kept: list[str] = []
+    for char in text[:room]:  # each character shows as one or more, so no more than room of them fit
+        piece = escape_controls(char)
+        room -= len(piece)
+        if room < 0:
+            break
+        kept.append(piece)
+    return "".join(kept) + "..."

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gpuwarden.errors import ConfigError
 from gpuwarden.tls_handshake import ServerContext
 from gpuwarden.tls_reload import Reloading, ReloadingContext, Signature, signature
-from gpuwarden.yamlfile import FILE_NOT_DIRECTORY, not_a_mapping, read_yaml, validation_to_config_error
+from gpuwarden.yamlfile import FILE_NOT_DIRECTORY, read_yaml_mapping, validation_to_config_error
 
 TLS_VERSIONS = {
     "TLS10": ssl.TLSVersion.TLSv1,
@@ -144,11 +144,7 @@ class WebConfig:
 
 def _read(path: Path) -> tuple[WebConfigFile, Refusal]:
     """The file at ``path`` parsed and validated, and the refusal naming its lines."""
-    data, positions = read_yaml(path)
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise not_a_mapping(data, str(path), WebConfigFile.model_fields)
+    data, positions = read_yaml_mapping(path, WebConfigFile)
     try:
         model = WebConfigFile.model_validate(data)
     except ValidationError as exc:

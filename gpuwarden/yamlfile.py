@@ -463,13 +463,22 @@ def not_a_mapping(data: Any, path: str, sections: Iterable[str]) -> ConfigError:
     )
 
 
-def load_yaml_model(path: Path, model: type[ModelT], environ: Mapping[str, str] | None = None) -> ModelT:
-    """Load and validate one YAML data file against a pydantic model."""
+def read_yaml_mapping(
+    path: Path, model: type[BaseModel]
+) -> tuple[dict[str, Any], dict[tuple[str | int, ...], int]]:
+    """``read_yaml`` of a file whose top level is ``model``'s mapping (an empty file: an empty one); else
+    ``not_a_mapping``, naming its fields."""
     data, positions = read_yaml(path)
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise not_a_mapping(data, str(path), model.model_fields)
+    return data, positions
+
+
+def load_yaml_model(path: Path, model: type[ModelT], environ: Mapping[str, str] | None = None) -> ModelT:
+    """Load and validate one YAML data file against a pydantic model."""
+    data, positions = read_yaml_mapping(path, model)
     data = resolve_secret_refs(data, os.environ if environ is None else environ, str(path))
     try:
         return model.model_validate(data)

@@ -10,15 +10,19 @@ mathtext nor TeX, ``$x$`` is not typeset as math, and ``$\nope$`` does not fail 
 from __future__ import annotations
 
 import io
+import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from alerting.notifiers.base import ChartSeries, Notification
+from alerting.notifiers.blocks import escape, truncate
+
+logger = logging.getLogger("alerting.notifiers.slack")  # logged as the notifier's, as before the move
 
 LINE_COLOURS = ("#1f77b4", "#9467bd", "#2ca02c", "#8c564b", "#17becf")
 ANOMALY_COLOUR = "#d62728"
@@ -101,3 +105,43 @@ def render_chart(
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return buffer.getvalue()
+
+
+def chart_series(n: Notification, source: SeriesSource | None) -> Sequence[ChartSeries]:
+    """Series carried by the notification, else read from ``source`` (never raises)."""
+    if n.series or source is None:
+        return n.series
+    try:
+        return source.series_for(n)
+    except Exception:  # a chart is optional: a broken source must not block the message
+        logger.exception("chart series lookup failed incident_id=%s", n.incident_id)
+        return ()
+
+
+def shares_file(filename: str) -> Callable[[Any], bool]:
+    """Whether a message Slack returned is a file share of ``filename`` (a chart attached before)."""
+
+    def shares(message: Any) -> bool:
+        files = message.get("files") if isinstance(message, dict) else None
+        return isinstance(files, list) and any(
+            isinstance(f, dict) and f.get("name") == filename for f in files
+        )
+
+    return shares
+
+
+def chart_upload(n: Notification, series: Sequence[ChartSeries]) -> dict[str, Any] | None:
+    """The incident's chart as ``files_upload_v2``'s arguments but where (its content, filename, title and
+    alternative text); None when it cannot be drawn (logged)."""
+    try:
+        png = render_chart(series, f"{n.priority} {n.title}")
+    except ValueError as exc:
+        logger.warning("chart not drawn incident_id=%s error=%s", n.incident_id, exc)
+        return None
+    names = ", ".join(s.name for s in series)
+    return {
+        "content": png,
+        "filename": chart_filename(n),
+        "title": truncate(escape(f"Anomalous series: {names}"), 250),
+        "alt_txt": f"Chart of {names} for incident {n.incident_id}"[:1000],
+    }

@@ -76,6 +76,7 @@ class SlackRecorder:
         ``rate_limits``: answer 429 to calls over Slack's documented rate limits, per method and per channel
         for ``chat.postMessage`` (``alerting.notifiers.ratelimits``)."""
         self.token = token
+        self._revoked: set[str] = set()  # tokens revoked (``revoke_token``): Slack answers token_revoked
         self.host = host
         self.port = port
         self._lock = threading.Lock()
@@ -228,6 +229,33 @@ class SlackRecorder:
                     RecordedMessage(cid, self._slack.new_ts(), text, thread_ts=thread_ts)
                 )
 
+    def remove_app(self, channel: str, *, removed: bool = True) -> None:
+        """Someone removes the app from ``channel`` (``removed=False``: invites it back): posting there
+        answers ``not_in_channel``, editing ``channel_not_found``, reading it ``not_in_channel``."""
+        with self._lock:
+            cid = self._slack.channel_id(channel)
+            (self._slack.left.add if removed else self._slack.left.discard)(cid)
+
+    def archive(self, channel: str, *, archived: bool = True) -> None:
+        """Someone archives ``channel`` (``archived=False``: unarchives it): posting there answers
+        ``is_archived``, editing ``is_inactive``; its history can still be read."""
+        with self._lock:
+            cid = self._slack.channel_id(channel)
+            (self._slack.archived.add if archived else self._slack.archived.discard)(cid)
+
+    def set_edit_window(self, seconds: float | None) -> None:
+        """The workspace's message edit window (an admin's setting): ``chat.update`` of a message older than
+        ``seconds`` answers ``edit_window_closed``; None: no window."""
+        with self._lock:
+            self._slack.edit_window = seconds
+
+    def revoke_token(self, new_token: str) -> None:
+        """The app's token is revoked (``token_revoked`` from then on) and ``new_token`` is the one that
+        works now, as after reinstalling the app."""
+        with self._lock:
+            self._revoked.add(self.token)
+            self.token = new_token
+
     def delete_by_someone(self, channel: str, ts: str) -> None:
         """A person deletes the message ``ts`` of ``channel`` (its replies stay): ``chat.update`` of it then
         answers ``message_not_found`` and the history no longer holds it."""
@@ -330,6 +358,8 @@ class SlackRecorder:
             return failure.status, headers, body
         if token is None:
             body = {"ok": False, "error": "not_authed"}
+        elif token in self._revoked:
+            body = {"ok": False, "error": "token_revoked"}
         elif token != self.token:
             body = {"ok": False, "error": "invalid_auth"}
         else:

@@ -19,8 +19,10 @@ later changes use ``chat.update`` on the stored ``ts``, which is idempotent. Sav
 message's metadata, is which notification the message was posted for
 (``posted_for``): that notification's delivery, retried after a crash or a failed reply, or coming after
 ``open_thread`` posted the message alone, edits nothing (it shows it already). Nor does a change whose
-message renders as the one last posted or edited to that thread (``_Shown``, kept in memory: after a restart
-one such edit may go again, the same content, which Slack takes as no change).
+message renders as the one last posted or edited to that thread (``slack_shown.Shown``, in memory: after a
+restart one such edit may go again, the same content, which Slack takes as no change). A thread in a channel
+the app can no longer post to holds its incident, or goes on in the channel the incident is sent to now
+(``alerting.notifiers.slack_stuck``).
 Each message carries Slack message metadata with the notification's idempotency key; when the outbox retries
 a notification whose earlier attempt may have reached Slack, the notifier first looks for that key in the
 channel history (parent: window by window from the event on, ``history_windows``) or the thread (reply) and
@@ -31,14 +33,9 @@ goes on from that page at the retry). That lookup needs the channel id (``C...``
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
@@ -47,20 +44,26 @@ from slack_sdk.web import SlackResponse
 from alerting.notifiers.base import ChartSeries, Notification, ThreadSaver, ThreadState
 from alerting.notifiers.blocks import (
     SlackMessage,
-    escape,
     incident_message,
     minimal_message,
     minimal_reply,
     timeline_reply,
-    truncate,
 )
-from alerting.notifiers.charts import SeriesSource, chart_filename, render_chart
+from alerting.notifiers.charts import SeriesSource, chart_filename, chart_series, chart_upload, shares_file
 from alerting.notifiers.deadline import DeadlineCaller
 from alerting.notifiers.pacing import POSTS_PER_SECOND, MethodLimits, PostPacing
 from alerting.notifiers.series import series_source_from_config
-from alerting.notifiers.slack_client import make_client, translate
+from alerting.notifiers.slack_client import (
+    CONTENT_REFUSED,
+    EDIT_WINDOW_CLOSED,
+    MESSAGE_GONE,
+    make_client,
+    translate,
+)
 from alerting.notifiers.slack_history import has_key, metadata_for
 from alerting.notifiers.slack_lookups import SlackLookups
+from alerting.notifiers.slack_shown import Shown
+from alerting.notifiers.slack_stuck import continued_reply, held_thread, stuck
 from alerting.subscriptions import ChangeKind
 from gpuwarden.clock import Clock, SystemClock
 from gpuwarden.config import SlackConfig
@@ -71,54 +74,6 @@ logger = logging.getLogger(__name__)
 __all__ = ["SlackNotifier", "make_client"]  # make_client is slack_client's, still imported from here
 
 CHART_CHANGES = frozenset({ChangeKind.OPENED, ChangeKind.REOPENED})
-
-
-# Errors that say the incident's message is gone (deleted by someone): post a new one, not fail the event.
-MESSAGE_GONE = frozenset({"message_not_found", "cant_update_message"})
-# Errors that refuse a message's content: sent again they fail again, so a minimal message goes instead.
-CONTENT_REFUSED = frozenset(
-    {"invalid_blocks", "invalid_blocks_format", "invalid_attachments", "too_many_attachments", "msg_too_long"}
-)
-
-
-SHOWN_THREADS = 10_000
-"""How many threads' last message ``_Shown`` keeps: an older thread's same-content edit goes again."""
-
-
-def _digest(message: SlackMessage) -> str:
-    """What ``chat.update`` would change, the message's text and attachments (blocks go in attachments)."""
-    sent = json.dumps([message.text, message.blocks, message.attachments], sort_keys=True, default=str)
-    return hashlib.sha256(sent.encode()).hexdigest()
-
-
-class _Shown:
-    """Each thread's message as this process last posted or edited it (a digest), so that a change that
-    leaves it looking the same sends no ``chat.update`` with the content of the one before."""
-
-    def __init__(self, size: int = SHOWN_THREADS) -> None:
-        self._size = size
-        self._digests: OrderedDict[tuple[str, str], str] = OrderedDict()
-        self._lock = threading.Lock()  # one outbox thread per notifier; a drain at shutdown may be another
-
-    def same(self, channel: str, ts: str, message: SlackMessage) -> bool:
-        """Whether the thread's message shows ``message`` already."""
-        digest = _digest(message)
-        with self._lock:
-            return self._digests.get((channel, ts)) == digest
-
-    def shows(self, channel: str, ts: str, message: SlackMessage) -> None:
-        """Note that the thread's message now shows ``message``."""
-        digest = _digest(message)
-        with self._lock:
-            self._digests[(channel, ts)] = digest
-            self._digests.move_to_end((channel, ts))
-            while len(self._digests) > self._size:
-                self._digests.popitem(last=False)
-
-    def forget(self, channel: str, ts: str) -> None:
-        """Unknown what the message shows (an edit that failed may have reached Slack, or it is gone)."""
-        with self._lock:
-            self._digests.pop((channel, ts), None)
 
 
 class SlackNotifier:
@@ -163,7 +118,7 @@ class SlackNotifier:
         self._charts = charts
         self._series = series_source
         self._broadcast_resolutions = broadcast_resolutions
-        self._shown_messages = _Shown()
+        self._shown_messages = Shown()
 
     @classmethod
     def from_config(
@@ -233,6 +188,18 @@ class SlackNotifier:
         alerts recommend changed: the message's Recommended section says it, no reply per change)."""
         if notification.silenced_until is not None:
             return self._update_silenced(notification, thread)
+        try:
+            return self._deliver(notification, thread, retry=retry, save=save)
+        except BackendError as exc:
+            if not stuck(exc, thread):
+                raise
+            code = exc.code
+        moved = self._move(notification, thread, code, save)
+        return self._deliver(notification, moved, retry=False, save=save)
+
+    def _deliver(
+        self, notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
+    ) -> bool:
         thread = self._shown(notification, thread, retry=retry, save=save)
         assert thread.channel is not None and thread.ts is not None
         channel, ts = thread.channel, thread.ts
@@ -267,6 +234,61 @@ class SlackNotifier:
             pace=True,
         )
         return True
+
+    def _move(self, n: Notification, thread: ThreadState, code: str, save: ThreadSaver) -> ThreadState:
+        """The thread of an incident stuck in its channel (``alerting.notifiers.slack_stuck``), going on in a
+        new message where the configuration sends the incident now; held (raised) where that is the same
+        channel, or where that channel refuses it too (the stuck thread kept: its move is tried again)."""
+        assert thread.channel is not None and thread.ts is not None
+        old, target = thread.channel, self._by_priority.get(n.priority, self._channel)
+        if old in (target, self._channel_ids.get(target)):
+            save(thread)  # kept, as before a re-post of a deleted message there was refused (``_parent``)
+            raise held_thread(n.incident_id, old, code)
+        logger.warning(
+            "slack thread goes on in another channel: the app can no longer post in its own"
+            " incident_id=%s channel=%s error=%s to=%s",
+            n.incident_id,
+            old,
+            code,
+            target,
+        )
+        try:
+            moved = self._parent(n, ThreadState(channel=target), retry=False, save=save)
+        except BackendError as exc:
+            if exc.retryable or exc.until_fixed:
+                raise  # saved where it goes: its retry looks there first (``_parent``)
+            refused = f"{target} ({exc.code or exc})"
+            save(thread)
+        else:
+            self._note_moved(n, moved, thread, code)
+            return moved
+        raise held_thread(n.incident_id, old, code, refused)
+
+    def _note_moved(self, n: Notification, moved: ThreadState, old: ThreadState, code: str) -> None:
+        """Say in the new thread where it comes from; a note only: one Slack refuses holds nothing back (nor
+        is it posted again by a retry after a crash right before it)."""
+        note, channel, ts = continued_reply(str(old.channel), str(old.ts), code), str(moved.channel), moved.ts
+        key = f"{self._name}:{n.incident_id}:continued:{old.ts}"
+        try:
+            self._send(
+                "chat.postMessage",
+                n,
+                note,
+                note,
+                lambda m: self._client.chat_postMessage(
+                    channel=channel,
+                    thread_ts=ts,
+                    text=m.text,
+                    blocks=m.blocks,
+                    metadata=metadata_for(n.incident_id, key),
+                ),
+                channel=channel,
+                pace=True,
+            )
+        except BackendError as exc:
+            logger.warning(
+                "slack thread moved, its note not posted incident_id=%s error=%s", n.incident_id, exc
+            )
 
     def open_thread(
         self, notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
@@ -329,9 +351,15 @@ class SlackNotifier:
         if thread.ts is None or thread.channel is None:
             logger.info("incident silenced, nothing posted incident_id=%s", n.incident_id)
             return False
-        if not self._edit(thread.channel, thread.ts, n):
+        try:
+            edited = self._edit(thread.channel, thread.ts, n)
+        except BackendError as exc:
+            if not stuck(exc, thread):
+                raise
+            edited = False  # the first event after the silence moves the thread, or holds it
+        if not edited:
             # Posting it again would notify the channel; the first event after the silence posts it.
-            logger.info("slack message gone, silenced incident_id=%s", n.incident_id)
+            logger.info("slack message gone or its channel shut, silenced incident_id=%s", n.incident_id)
             return False
         return True
 
@@ -355,6 +383,16 @@ class SlackNotifier:
             )
         except BackendError as exc:
             self._shown_messages.forget(channel, ts)
+            if exc.code == EDIT_WINDOW_CLOSED:
+                # Failed for good, this change and every later one of the incident were lost to its thread.
+                logger.warning(
+                    "slack message no longer editable (the workspace's message edit window passed): it shows"
+                    " the incident as before, its thread tells the change incident_id=%s channel=%s ts=%s",
+                    n.incident_id,
+                    channel,
+                    ts,
+                )
+                return True
             if exc.code not in MESSAGE_GONE:
                 raise
             logger.info("slack chat.update: message gone incident_id=%s error=%s", n.incident_id, exc)
@@ -424,14 +462,9 @@ class SlackNotifier:
         """Whether the thread already holds the incident's chart (a file share of ``_attach_chart``'s
         filename): attached before a crash that came before ``chart_posted`` was saved."""
         filename = chart_filename(n)
-
-        def shares(message: Any) -> bool:
-            files = message.get("files") if isinstance(message, dict) else None
-            return isinstance(files, list) and any(
-                isinstance(f, dict) and f.get("name") == filename for f in files
-            )
-
-        return self._lookups.in_thread(channel, ts, n.event_at.timestamp(), f"chart {filename}", shares)
+        return self._lookups.in_thread(
+            channel, ts, n.event_at.timestamp(), f"chart {filename}", shares_file(filename)
+        )
 
     def _chart_once(self, n: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver) -> None:
         """Attach the incident's chart to its thread and save that it is there; a retry looks first, as a
@@ -441,7 +474,7 @@ class SlackNotifier:
             logger.info("slack chart already attached incident_id=%s", n.incident_id)
             save(replace(thread, chart_posted=True))
             return
-        series = self._chart_series(n)
+        series = chart_series(n, self._series)
         if not series:
             return
         try:
@@ -450,31 +483,10 @@ class SlackNotifier:
             logger.warning("chart not attached incident_id=%s error=%s", n.incident_id, exc)
         save(replace(thread, chart_posted=True))
 
-    def _chart_series(self, n: Notification) -> Sequence[ChartSeries]:
-        """Series carried by the notification, else read from the series source (never raises)."""
-        if n.series or self._series is None:
-            return n.series
-        try:
-            return self._series.series_for(n)
-        except Exception:  # a chart is optional: a broken source must not block the message
-            logger.exception("chart series lookup failed incident_id=%s", n.incident_id)
-            return ()
-
     def _attach_chart(self, n: Notification, series: Sequence[ChartSeries], channel: str, ts: str) -> None:
-        try:
-            png = render_chart(series, f"{n.priority} {n.title}")
-        except ValueError as exc:
-            logger.warning("chart not drawn incident_id=%s error=%s", n.incident_id, exc)
-            return
-        names = ", ".join(s.name for s in series)
-        self._call(
-            "files_upload_v2",
-            lambda: self._client.files_upload_v2(
-                channel=channel,
-                thread_ts=ts,
-                content=png,
-                filename=chart_filename(n),
-                title=truncate(escape(f"Anomalous series: {names}"), 250),
-                alt_txt=f"Chart of {names} for incident {n.incident_id}"[:1000],
-            ),
-        )
+        upload = chart_upload(n, series)
+        if upload is not None:
+            self._call(
+                "files_upload_v2",
+                lambda: self._client.files_upload_v2(channel=channel, thread_ts=ts, **upload),
+            )

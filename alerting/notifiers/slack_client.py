@@ -29,15 +29,56 @@ from gpuwarden.errors import BackendError
 from gpuwarden.redaction import shown_redirect
 
 RETRYABLE_API_ERRORS = frozenset(
-    {"ratelimited", "rate_limited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+    {
+        "ratelimited",
+        "rate_limited",
+        "internal_error",
+        "fatal_error",
+        "service_unavailable",
+        "request_timeout",
+        # Slack's own passing states: an internal failure of an edit, a workspace moving into an Enterprise
+        # Grid ("intermittently unavailable until the transition is complete"), a channel migrating. Each
+        # failed the message for good, though the same call went through minutes later.
+        "update_failed",
+        "team_added_to_org",
+        "external_channel_migrating",
+    }
+)
+# Errors that refuse every call of the app until someone acts on the token or the workspace: the outbox
+# holds every Slack message meanwhile (``BackendError.until_fixed``), none failed, and sends them in order
+# once a call goes through (a restart with a working token). Each failed a message per attempt, for good.
+UNTIL_FIXED = frozenset(
+    {
+        "invalid_auth",
+        "not_authed",
+        "account_inactive",
+        "token_revoked",
+        "token_expired",
+        "not_allowed_token_type",
+        "team_access_not_granted",
+        "two_factor_setup_required",
+        "ekm_access_denied",
+        "org_login_required",
+        "accesslimited",
+        "restricted_action",
+    }
+)
+# Errors that say the incident's message is gone (deleted by someone): post a new one, not fail the event.
+MESSAGE_GONE = frozenset({"message_not_found", "cant_update_message"})
+# The workspace's message edit window passed: the message stays as it is, the change goes to its thread.
+EDIT_WINDOW_CLOSED = "edit_window_closed"
+# Errors that refuse a message's content: sent again they fail again, so a minimal message goes instead.
+CONTENT_REFUSED = frozenset(
+    {"invalid_blocks", "invalid_blocks_format", "invalid_attachments", "too_many_attachments", "msg_too_long"}
 )
 NOT_JSON = "Received a response in a non-JSON format"  # slack-sdk's error for an answer it cannot parse
 _RETRY = "then `gpuwarden outbox retry` sends what failed meanwhile"
+_HELD = "Slack's messages wait meanwhile, none failed, and go out in order once a call goes through"
 _TOKEN = (
     "slack.bot_token is no longer a working bot token (the app uninstalled, its token revoked or rotated, its"
-    " workspace gone): reinstall the app, set its Bot User OAuth Token (xoxb-...) and restart serve; "
-    + _RETRY
+    " workspace gone): reinstall the app, set its Bot User OAuth Token (xoxb-...) and restart serve; " + _HELD
 )
+_WORKSPACE = "Slack refuses every call of the app until a workspace admin acts; " + _HELD
 # What to do about the errors that fail every message until someone acts (Slack's docs name the cause only):
 # the log and `outbox list` said "not_in_channel" and no more.
 FIXES = {
@@ -46,6 +87,13 @@ FIXES = {
     "account_inactive": _TOKEN,
     "token_revoked": _TOKEN,
     "token_expired": _TOKEN,
+    "not_allowed_token_type": _TOKEN,
+    "team_access_not_granted": _WORKSPACE,
+    "two_factor_setup_required": _WORKSPACE,
+    "ekm_access_denied": _WORKSPACE,
+    "org_login_required": "the workspace is moving into an Enterprise organisation; " + _HELD,
+    "accesslimited": "Slack refuses calls from this network (an IP allow list); " + _HELD,
+    "restricted_action": "a workspace preference forbids the app to post; " + _HELD,
     "not_in_channel": "the app is not in slack.channel: invite it (`/invite @<app>` in the channel); "
     + _RETRY,
     "channel_not_found": (
@@ -67,6 +115,9 @@ CHANNEL_FIXES = {
     ),
     "is_archived": "channel {channel}, where this message goes, is archived: unarchive it or set another"
     " channel; " + _RETRY,
+    # chat.update's answer in an archived (or frozen, or deleted) channel
+    "is_inactive": "channel {channel}, where this message is, is archived or deleted: unarchive it or set"
+    " another channel; " + _RETRY,
 }
 
 # The longest Retry-After slept inside the client: the outbox's dispatcher is one thread, so a 429 asking
@@ -193,6 +244,7 @@ def translate(method: str, exc: Exception, *, channel: str | None = None) -> Bac
             retryable=retryable,
             code=error,
             retry_after=_retry_after(exc.response.headers) if limited else None,
+            until_fixed=error in UNTIL_FIXED and not retryable,
         )
     if isinstance(exc, CallAbandoned):  # a TimeoutError: before the OSErrors below
         return BackendError(f"{method}: {exc}", backend="slack", retryable=True)

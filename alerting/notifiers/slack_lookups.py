@@ -41,6 +41,17 @@ RESUMED_MAX = 1000
 # Slack's error for a cursor it no longer takes ("not valid or is no longer valid"): a resumed lookup reads
 # from its start again.
 CURSOR_REFUSED = "invalid_cursor"
+# What to do about a lookup Slack refuses for good, by its error: the warning said "grant channels:history
+# and set slack.channel to the channel's id" whatever the error, then "invite it; `outbox retry` sends what
+# failed" (nothing had failed: the message was posted without the lookup).
+LOOKUP_FIXES = {
+    "not_in_channel": "the app is not in channel {channel} (it may post there, with chat:write.public,"
+    " but not read it): invite it (`/invite @<app>` in the channel)",
+    "missing_scope": "grant the app channels:history (groups:history for a private channel), reinstall it",
+    "channel_not_found": "set slack.channel and slack.channels_by_priority to channel ids (C..., at the"
+    " bottom of the channel's details), not names, and invite the app to a private channel",
+}
+LOOKUP_FIX = "the app needs to read channel {channel}: invite it, and grant it channels:history"
 
 Caller = Callable[[str, Callable[[], SlackResponse], str], SlackResponse]  # method, call, its channel
 T = TypeVar("T")
@@ -104,7 +115,7 @@ class SlackLookups:
         cost 7 calls at each retried reply, and held every incident's messages meanwhile."""
         lookup = ("conversations.replies", channel, ts, what, f"{since:.6f}")
         return self._resuming(
-            lookup, _Place, lambda place: self._read_thread(channel, ts, since, wanted, place), False
+            lookup, _Place, lambda place: self._read_thread(channel, ts, since, what, wanted, place), False
         )
 
     def _resuming(
@@ -144,24 +155,33 @@ class SlackLookups:
         while len(self._places) > RESUMED_MAX:
             del self._places[next(iter(self._places))]
 
-    def _look(self, method: str, channel: str, call: Callable[[], SlackResponse]) -> SlackResponse | None:
-        """A lookup of what may already be in Slack; None when Slack refuses it for good (``missing_scope``
-        without channels:history, ``channel_not_found`` for a channel name): we cannot look, so the caller
-        posts (at-least-once) rather than fail the message for good, which every retry would do again."""
+    def _look(
+        self, method: str, channel: str, call: Callable[[], SlackResponse], sought: str
+    ) -> SlackResponse | None:
+        """A lookup of what may already be in Slack (``sought``, said in the log); None when Slack refuses
+        it for good (``missing_scope`` without channels:history, ``not_in_channel`` where the app may post
+        but not read, ``channel_not_found`` for a channel name): we cannot look, so the caller posts
+        (at-least-once) rather than fail the message for good, which every retry would do again. An error
+        that refuses every call of the app (a revoked token) is raised: the outbox holds the message
+        (``until_fixed``)."""
         try:
             return self._call(method, call, channel)
         except BackendError as exc:
             if exc.code == CURSOR_REFUSED:
                 raise _CursorRefused from exc
-            if exc.retryable:
+            if exc.retryable or exc.until_fixed:
                 raise
+            # The error without the fix translate adds for a refused post ("outbox retry sends what failed"):
+            # nothing failed here, and the fix for a lookup is another (``LOOKUP_FIXES``).
+            said = str(exc).split("; ", 1)[0]
+            fix = LOOKUP_FIXES.get(exc.code, LOOKUP_FIX).format(channel=channel)
             logger.warning(
-                "slack %s impossible, posting without it (a repeat is possible; grant the app"
-                " channels:history, groups:history for a private channel, and set slack.channel to the"
-                " channel's id) channel=%s error=%s",
-                method,
+                "slack could not look for %s in channel %s before sending it again (%s): it is sent without"
+                " knowing whether an earlier attempt already posted it, so it may show twice; to fix: %s",
+                sought,
                 channel,
-                exc,
+                said,
+                fix,
             )
             return None
 
@@ -185,6 +205,7 @@ class SlackLookups:
                 lambda m: has_key(m, key),
                 place=place,
                 lookup="history",
+                sought=f"the incident's message (key {key})",
             )
             if paged.found is not None:
                 return channel, str(paged.found["ts"]), posted_for(paged.found)
@@ -193,8 +214,8 @@ class SlackLookups:
             place.window += 1
         return None
 
-    def _read_thread(
-        self, channel: str, ts: str, since: float, wanted: Callable[[Any], bool], place: _Place
+    def _read_thread(  # noqa: PLR0917 - in_thread's arguments, and where it is
+        self, channel: str, ts: str, since: float, what: str, wanted: Callable[[Any], bool], place: _Place
     ) -> bool:
         """``in_thread``'s reading, from ``place`` on; ``place`` follows each page read."""
         page = partial(
@@ -207,7 +228,14 @@ class SlackLookups:
             include_all_metadata=True,
         )
         paged = self._paged(
-            "conversations.replies", channel, page, wanted, place=place, lookup="thread", where=f" ts={ts}"
+            "conversations.replies",
+            channel,
+            page,
+            wanted,
+            place=place,
+            lookup="thread",
+            where=f" ts={ts}",
+            sought=f"the {what} in the incident's thread (ts {ts})",
         )
         return paged.found is not None
 
@@ -221,12 +249,13 @@ class SlackLookups:
         place: _Place,
         lookup: str,
         where: str = "",
+        sought: str = "",
     ) -> _Paged:
         """Read ``method``'s pages (``page`` with a cursor) from ``place`` on, ``place`` following each page
         read, until a message is ``wanted``, the pages end, Slack refuses the lookup (``_look``) or
         ``HISTORY_PAGES`` calls were made: said as the ``lookup`` of ``channel`` (and ``where`` in it)."""
         while place.pages < HISTORY_PAGES:
-            response = self._look(method, channel, partial(page, cursor=place.cursor))
+            response = self._look(method, channel, partial(page, cursor=place.cursor), sought)
             if response is None:
                 return _Paged()
             place.pages += 1

@@ -112,6 +112,11 @@ class SlackWorkspace:
         self.messages: list[RecordedMessage] = []
         self.files: dict[str, RecordedFile] = {}
         self.mentions: list[str] = []
+        # Channels the app was removed from, and channels archived (ids): Slack refuses the app's calls there.
+        self.left: set[str] = set()
+        self.archived: set[str] = set()
+        # The workspace's message edit window (an admin's setting), in seconds; None: messages stay editable.
+        self.edit_window: float | None = None
         for channel in channels:
             self.channel_id(channel)
 
@@ -196,8 +201,11 @@ class SlackWorkspace:
         problem = self._check_payload(p)
         if problem is not None:
             return problem
-        self.mentions.extend(f"chat.postMessage {m}" for m in mentions_in(p))
         channel = self.channel_id(p["channel"])
+        shut = self._shut(channel, archived="is_archived")
+        if shut is not None:
+            return shut
+        self.mentions.extend(f"chat.postMessage {m}" for m in mentions_in(p))
         thread_ts = p.get("thread_ts")
         if thread_ts is not None:
             parent = self.find(channel, str(thread_ts))
@@ -220,9 +228,15 @@ class SlackWorkspace:
         channel, ts = p.get("channel"), p.get("ts")
         if not self._known(channel):
             return {"ok": False, "error": "channel_not_found"}
+        # Slack's chat.update: "cannot be edited within a frozen, archived or deleted channel".
+        shut = self._shut(channel, archived="is_inactive", left="channel_not_found")
+        if shut is not None:
+            return shut
         message = self.find(channel, str(ts))
         if message is None:
             return {"ok": False, "error": "message_not_found"}
+        if self.edit_window is not None and self._clock.time() - float(message.ts) > self.edit_window:
+            return {"ok": False, "error": "edit_window_closed"}
         problem = self._check_payload(p)
         if problem is not None:
             return problem
@@ -234,6 +248,15 @@ class SlackWorkspace:
             message.metadata = p["metadata"]
         message.edits += 1
         return {"ok": True, "channel": channel, "ts": message.ts, "text": message.text}
+
+    def _shut(self, channel: str, *, archived: str | None, left: str = "not_in_channel") -> JsonDict | None:
+        """Slack's refusal of a call to ``channel`` the app was removed from (``left``) or that is archived
+        (``archived``; None: the method still works there, as a read of its history does)."""
+        if channel in self.left:
+            return {"ok": False, "error": left}
+        if archived is not None and channel in self.archived:
+            return {"ok": False, "error": archived}
+        return None
 
     def _as_api(self, m: RecordedMessage, with_metadata: bool) -> JsonDict:
         out: JsonDict = {"type": "message", "ts": m.ts, "text": m.text}
@@ -250,6 +273,9 @@ class SlackWorkspace:
         channel = p.get("channel")
         if not self._known(channel):
             return {"ok": False, "error": "channel_not_found"}
+        shut = self._shut(channel, archived=None)
+        if shut is not None:
+            return shut
         limit = max(1, int(p.get("limit", 100)))
         meta = _truthy(p.get("include_all_metadata"))
         # Between ``oldest`` (0) and ``latest`` (now: all there is), each left out unless ``inclusive``.
@@ -278,6 +304,9 @@ class SlackWorkspace:
         channel, ts = p.get("channel"), str(p.get("ts"))
         if not self._known(channel):
             return {"ok": False, "error": "channel_not_found"}
+        shut = self._shut(channel, archived=None)
+        if shut is not None:
+            return shut
         parent = self.find(channel, ts)
         if parent is None:
             return {"ok": False, "error": "thread_not_found"}

@@ -108,6 +108,7 @@ def run(
     )
     tick_log = TickLog([source], forwarder, forwarder.on_alert if forwarder else _print_alert)
     service = AnomalyService(cfg, [source], clock, on_alert=tick_log.on_alert, on_resend=tick_log.on_resend)
+    tick_log.warm_up_deferred = lambda: service.warm_up_retry is not None
     registry = CollectorRegistry()
     registry.register(service.collector.status)  # /metrics writes the scores and bands before it
     if forwarder is not None:

@@ -43,6 +43,9 @@ class TickLog:
         self.resent = 0
         self._queries: dict[tuple[str, str], tuple[float | None, int]] = {}
         self._posted = 0
+        # Whether the service waits to read the warm-up's history again (``anomaly.warmupretry``): a tick
+        # then reads nothing, which is not "none due".
+        self.warm_up_deferred: Callable[[], bool] = lambda: False
 
     def on_alert(self, alert: Alert) -> None:
         """The service's callback: count the alert, then print or forward it."""
@@ -79,6 +82,8 @@ class TickLog:
         line = f"tick: queries read {read}, failed {len(failed)}"
         if failed:  # the first few: an outage named every query at every tick, 700 characters a line
             line += f" ({named(failed)})"
+        elif not read and self.warm_up_deferred():
+            line += " (the warm-up's history read deferred: nothing is read until it is read again)"
         elif not read:
             line += " (none due: a query's step_seconds)"
         line += f"; alerts raised {self.raised}, resolved {self.resolved}"

@@ -11,9 +11,7 @@ from __future__ import annotations
 import html
 import re
 
-from gpuwarden.printable import escape_controls
-
-SAID_CHARS = 200  # as loadgen's warnings: enough for a proxy's or a framework's one-line message
+from gpuwarden.printable import SAID_CHARS, clipped
 
 _HTML = re.compile(r"\A\s*(?:<!doctype\s+html|<html[\s>]|<head[\s>]|<body[\s>])", re.IGNORECASE)
 _TITLE = re.compile(r"<(title|h1)[^>]*>(.*?)</\1\s*>", re.IGNORECASE | re.DOTALL)
@@ -29,11 +27,7 @@ def foreign_said(body: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if not lines:
         return ""
-    said = " ".join(lines[0].split())
-    cut = len(lines) > 1 and not _HTML.match(body)
-    if len(said) > SAID_CHARS:
-        said, cut = said[: SAID_CHARS - 3], True
-    return escape_controls(said + ("..." if cut else ""))
+    return clipped(" ".join(lines[0].split()), SAID_CHARS, more=len(lines) > 1 and not _HTML.match(body))
 
 
 def _page_text(page: str) -> str:

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
     from alerting.engine import IncidentEngine
     from alerting.inventory import StaticInventory
-    from alerting.k8s_inventory import Assignment, KubernetesInventory
+    from alerting.k8s_assignments import Assignment
+    from alerting.k8s_inventory import KubernetesInventory
     from gpuwarden.api import BackgroundTask
     from gpuwarden.config import GpuwardenConfig, KubernetesInventoryConfig
 
@@ -252,8 +253,9 @@ def kubernetes_inventory(
     from kubernetes import config as kube_config  # noqa: PLC0415
     from kubernetes.client import ApiClient, Configuration, rest  # noqa: PLC0415
 
+    from alerting.k8s_assignments import assignments_from_labels  # noqa: PLC0415
     from alerting.k8s_client import Unauthorized, Untrusted, api_lister, bound_retries  # noqa: PLC0415
-    from alerting.k8s_inventory import KubernetesInventory, assignments_from_labels  # noqa: PLC0415
+    from alerting.k8s_inventory import KubernetesInventory  # noqa: PLC0415
     from gpuwarden.cli.kube_credentials import (  # noqa: PLC0415
         has_credentials,
         kubeconfig_load_errors,

@@ -99,6 +99,13 @@ def list_messages(
             " messages wait, none is lost",
             markup=False,
         )
+    for name, block in data.get("blocked", {}).items():  # a serve before this release says nothing of it
+        err_console.print(
+            f"{name} holds all of its messages since {shown_text(block['since'])}, none failed: every call"
+            f" was refused ({block['reason']}); they go out in order once a call goes through (tried again"
+            f" at {shown_text(block['next_try'])})",
+            markup=False,
+        )
     if not data["messages"]:
         say_none_found("messages", {"status": status, "incident": incident})
         return

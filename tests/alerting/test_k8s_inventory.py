@@ -10,14 +10,9 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from alerting.faults import classify
+from alerting.k8s_assignments import Assignment, assignments_from_labels
 from alerting.k8s_client import api_lister
-from alerting.k8s_inventory import (
-    Assignment,
-    KubernetesInventory,
-    assignments_from_labels,
-    node_gpus,
-    pod_gpus,
-)
+from alerting.k8s_inventory import KubernetesInventory, node_gpus, pod_gpus
 from alerting.topology import UNKNOWN, locate
 from gpuwarden.clock import FakeClock
 from gpuwarden.errors import SourceError

@@ -157,3 +157,29 @@ def test_a_namesake_of_a_pod_whose_loss_expired_is_kept_when_its_own_node_dies()
     clock.advance(60)
     [info] = reader.read().workloads()
     assert len(info.units) == 4 and info.kept == 1 and {("k1", "g5", 0)} <= info.gpus
+
+
+def _with_uids(api: FakeApi) -> None:
+    """Each node's metadata.uid, as the API gives it."""
+    for n in api.objects["nodes"]:
+        n["metadata"]["uid"] = f"uid-{n['metadata']['name']}"
+
+
+def test_a_pod_gone_with_a_node_deleted_and_registered_again_between_two_reads_is_lost() -> None:
+    # GKE's auto-repair recreates g2's VM under its name, between two reads: g2 is Ready at both, and llama's
+    # replica there was taken as a scale-down, the service whole at 3 replicas. It went with the old g2.
+    api, clock = FakeApi(), FakeClock(1000.0)
+    serving_cluster(api)
+    _with_uids(api)
+    reader = inventory(api, clock)
+    reader.read()
+    api.objects["nodes"][1]["metadata"]["uid"] = "uid-g2-again"
+    del api.objects["pods"][1]
+    clock.advance(30)
+    (llama_read,) = reader.read().workload_list
+    assert (len(llama_read.units), llama_read.kept) == (4, 1) and ("k1", "g2", 0) in llama_read.gpus
+    # a pod gone from a node that is the same object is not lost: a scale-down
+    del api.objects["pods"][0]
+    clock.advance(30)
+    (llama_read,) = reader.read().workload_list
+    assert (len(llama_read.units), llama_read.kept) == (3, 1) and ("k1", "g1", 0) not in llama_read.gpus

@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy import Engine
 
 from alerting.engine import IncidentEngine
-from alerting.k8s_inventory import Assignment, KubernetesInventory
+from alerting.k8s_assignments import Assignment
+from alerting.k8s_inventory import KubernetesInventory
 from gpuwarden.clock import FakeClock
 from gpuwarden.model import Alert
 from tests.alerting.k8s_objects import FakeApi, node, pod

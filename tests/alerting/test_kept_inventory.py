@@ -9,13 +9,15 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from alerting.kept_inventory import NODE, POD, KeptInventoryStore
+from alerting.kept_inventory import LISTED, NODE, POD, KeptInventoryStore
 from gpuwarden.clock import FakeClock
 from gpuwarden.errors import SourceError
 from tests.alerting.k8s_objects import FakeApi, inventory, node, serving_cluster
 from tests.alerting.kept_scenarios import (
     a_deleted_kubernetes_node_keeps_its_place_and_lost_replica_after_a_restart,
+    a_kubernetes_node_deleted_while_serve_was_down_is_judged_at_the_first_read,
     a_removed_slurm_node_keeps_its_place_and_stopped_job_after_a_restart,
+    a_slurm_node_removed_while_serve_was_down_keeps_its_place_and_stopped_job,
 )
 
 
@@ -29,6 +31,56 @@ def test_a_node_removed_from_slurm_keeps_its_place_and_stopped_job_after_serve_r
     a_removed_slurm_node_keeps_its_place_and_stopped_job_after_a_restart(sql)
 
 
+def test_a_node_deleted_while_serve_was_down_is_judged_deleted_at_the_first_read_after_it_starts(
+    sql: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    a_kubernetes_node_deleted_while_serve_was_down_is_judged_at_the_first_read(sql)
+    assert (
+        "nodes g2 left while gpuwarden was down (not listed at the first read since it started,"
+        " 1970-01-01T00:26:40Z); the 1 GPU pods last seen on them are lost as of then" in caplog.text
+    )
+
+
+def test_pods_gone_from_a_ready_node_while_serve_was_down_are_not_lost(sql: Engine) -> None:
+    # A scale-down while serve was down: llama runs 3 replicas on Ready nodes, none of them lost.
+    api, clock = FakeApi(), FakeClock(1000.0)
+    serving_cluster(api)
+    reader = inventory(api, clock)
+    reader.keep_in(KeptInventoryStore(sql, "kubernetes"))
+    reader.read()
+    del api.objects["pods"][1]
+    again = inventory(api, clock)
+    again.keep_in(KeptInventoryStore(sql, "kubernetes"))
+    (llama,) = again.read().workload_list
+    assert (len(llama.units), llama.kept) == (3, 0)
+
+
+def test_a_node_registered_again_while_serve_was_down_loses_the_pods_it_ran_at_the_first_read(
+    sql: Engine,
+) -> None:
+    # g2 recreated under its name (another uid) while serve was down, without llama's replica.
+    api, clock = FakeApi(), FakeClock(1000.0)
+    serving_cluster(api)
+    for n in api.objects["nodes"]:
+        n["metadata"]["uid"] = f"uid-{n['metadata']['name']}"
+    reader = inventory(api, clock)
+    reader.keep_in(KeptInventoryStore(sql, "kubernetes"))
+    reader.read()
+    api.objects["nodes"][1]["metadata"]["uid"] = "uid-g2-again"
+    del api.objects["pods"][1]
+    again = inventory(api, clock)
+    again.keep_in(KeptInventoryStore(sql, "kubernetes"))
+    (llama,) = again.read().workload_list
+    assert (len(llama.units), llama.kept) == (4, 1) and ("k1", "g2", 0) in llama.gpus
+
+
+def test_a_node_removed_from_slurm_while_serve_was_down_keeps_its_place_and_stopped_job(
+    sql: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    a_slurm_node_removed_while_serve_was_down_keeps_its_place_and_stopped_job(sql)
+    assert "slurm inventory: nodes n2 left while gpuwarden was down" in caplog.text
+
+
 def test_the_sources_keep_their_own_rows_of_clusters_of_one_name(sql: Engine) -> None:
     # A Slurm ClusterName and a Kubernetes cluster may be called alike: each reader replaces its own rows.
     slurm, kube = KeptInventoryStore(sql, "slurm"), KeptInventoryStore(sql, "kubernetes")
@@ -36,6 +88,17 @@ def test_the_sources_keep_their_own_rows_of_clusters_of_one_name(sql: Engine) ->
     kube.save("c1", {(POD, "a/b/u"): (2.0, {"name": "b"})})
     kube.save("c1", {})
     assert slurm.load("c1") == {(NODE, "n2"): (1.0, {"name": "n2"})} and kube.load("c1") == {}
+
+
+def test_a_save_replaces_what_was_kept_row_by_row(sql: Engine) -> None:
+    # Only the rows that changed are written: one gone is deleted, one changed updated, one new added.
+    store = KeptInventoryStore(sql, "kubernetes")
+    store.save("k1", {(LISTED, "g1"): (1.0, {"name": "g1"}), (LISTED, "g2"): (1.0, {"name": "g2"})})
+    store.save("k1", {(LISTED, "g2"): (2.0, {"name": "g2", "uid": "b"}), (NODE, "g3"): (3.0, {"name": "g3"})})
+    assert store.load("k1") == {
+        (LISTED, "g2"): (2.0, {"name": "g2", "uid": "b"}),
+        (NODE, "g3"): (3.0, {"name": "g3"}),
+    }
 
 
 def test_a_kept_row_that_does_not_read_is_left_out_with_a_warning(
@@ -90,4 +153,4 @@ def test_a_store_that_cannot_be_reached_leaves_the_read_alone_and_is_caught_up_l
     clock.advance(30)
     reader.read()
     kept = KeptInventoryStore(sql, "kubernetes").load("k1")
-    assert sorted(kind for kind, _ in kept) == [NODE, POD]
+    assert sorted(kind for kind, _ in kept if kind != LISTED) == [NODE, POD]

@@ -115,12 +115,13 @@ def test_a_message_slack_refuses_for_good_is_failed_and_the_next_one_goes(
 def test_messages_that_failed_for_good_go_out_in_order_once_queued_again(
     engine: Engine, recorder: SlackRecorder
 ) -> None:
-    # A revoked token: every message fails for good until someone fixes it and queues them again.
+    # Slack refuses the call's arguments: every message fails for good until someone fixes it and queues
+    # them again. (A revoked token holds them instead: test_outbox_slack_refusals.)
     outbox = Outbox(engine, [slack(recorder)], FakeClock())
     for step in lifecycle()[:3]:
         outbox(step)
     for _ in range(3):
-        recorder.fail_next("chat.postMessage", status=200, error="invalid_auth")
+        recorder.fail_next("chat.postMessage", status=200, error="invalid_arguments")
     outbox.dispatch_due()
     outbox.dispatch_due()
     assert [m.status for m in outbox.messages()] == [FAILED, FAILED, FAILED]

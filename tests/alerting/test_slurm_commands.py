@@ -66,3 +66,34 @@ def test_a_command_that_times_out_is_killed_with_the_processes_it_started(tmp_pa
     finally:
         if pid_file.exists() and _running(child := int(pid_file.read_text())):
             os.kill(child, signal.SIGKILL)
+
+
+@pytest.mark.parametrize(
+    "started",
+    [
+        "setsid sleep 120 &\necho $! > {pid}\n",
+        "timeout 120 sleep 120 &\necho $! > {pid}\n",
+        "(setsid sleep 120 & echo $! > {pid})\n",
+    ],
+    ids=["own-session", "own-process-group", "own-session-parent-gone"],
+)
+def test_a_command_that_times_out_is_killed_with_what_it_started_outside_its_process_group(
+    tmp_path: Path, started: str
+) -> None:
+    # A site's wrapper around squeue (`timeout 60 squeue "$@"`; `sudo` with use_pty; setsid): what left the
+    # command's process group outlived the timeout's kill, one more at every refresh while slurmctld hung.
+    script, pid_file = tmp_path / "squeue", tmp_path / "child.pid"
+    script.write_text("#!/bin/sh\n" + started.format(pid=pid_file) + "exec sleep 120\n")
+    script.chmod(0o755)
+    try:
+        with pytest.raises(SourceError, match="did not answer within 2 s"):
+            run_command([str(script), "--json"], env={"PATH": "/usr/bin:/bin"}, timeout=2)
+        child = int(pid_file.read_text())
+        for _ in range(100):  # SIGKILL is sent before run_command returns; the child may take a moment
+            if not _running(child):
+                break
+            time.sleep(0.1)
+        assert not _running(child)
+    finally:
+        if pid_file.exists() and _running(child := int(pid_file.read_text())):
+            os.killpg(child, signal.SIGKILL)  # each leads a group of its own: `timeout`'s sleep with it

@@ -222,6 +222,22 @@ def test_a_powered_down_idle_node_is_usable_and_a_draining_one_is_not() -> None:
     assert reader.read().spare == {"c1": 0}
 
 
+@pytest.mark.parametrize(
+    "state",
+    ["IDLE+POWERING_DOWN", "IDLE+REBOOT_ISSUED", "IDLE+INVALID_REG", "IDLE+PERFCTRS", "UNKNOWN"],
+    ids=["powering-down", "rebooting", "invalid-registration", "network-counters", "not-yet-registered"],
+)
+def test_an_idle_node_that_sinfo_says_runs_no_job_now_is_not_spare(state: str) -> None:
+    # sinfo(1): POWERING_DOWN "not capable of running any jobs", REBOOT_ISSUED rebooting, INVAL "a slurmd
+    # restart is required", PERFCTRS "not usable for any other jobs", UNKNOWN not registered since slurmctld
+    # started. Each counted 8 spare GPUs, a stopped job's restart room that was not there.
+    slurm = FakeSlurm()
+    slurm.node_state = state
+    inventory = SlurmInventory(FakeClock(), slurm).read()
+    assert inventory.spare == {"c1": 0}
+    assert not any(node.usable or node.free for node in inventory.node_list)
+
+
 def test_an_idle_node_the_backfill_scheduler_planned_for_a_pending_job_is_not_spare() -> None:
     # sinfo --json: "state": ["IDLE"], "state_flags": ["PLANNED"]; its GPUs go to the higher-priority job.
     slurm = FakeSlurm()

@@ -205,11 +205,11 @@ def _warm_up_line_on_prometheus(caplog, down: set[str]) -> str:
 
 def test_the_warm_up_line_says_the_history_read_failed_not_that_prometheus_held_no_samples(caplog):
     # Prometheus down as `anomaly run` starts: the line said "no samples found in the 3600 s read", as of a
-    # Prometheus without data, and nothing said the hour of history was lost for good.
+    # Prometheus without data; the read is deferred, read again at the next tick (``anomaly.warmupretry``).
     line = _warm_up_line_on_prometheus(caplog, down={TEMP, POWER})
     assert line == (
-        "warm-up: fed no history to the detectors (the history read failed for 2 of 2 queries"
-        f" ({TEMP}, {POWER}): their detectors learn from live reads alone)"
+        f"warm-up: the history read failed for 2 of 2 queries ({TEMP}, {POWER}): deferred, read again in"
+        " 30 s; nothing is scored until it is read"
     )
 
 
@@ -217,5 +217,5 @@ def test_the_warm_up_line_names_the_queries_whose_history_read_failed_beside_wha
     line = _warm_up_line_on_prometheus(caplog, down={POWER})
     assert line == (
         "warm-up: fed 120 ticks of history (3600 s; the history read failed for 1 of 2 queries"
-        f" ({POWER}): their detectors learn from live reads alone) to the detectors"
+        f" ({POWER}): their history read with their first good read, as after an outage) to the detectors"
     )

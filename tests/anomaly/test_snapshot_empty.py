@@ -69,12 +69,16 @@ class GoneSource:
 
 
 def _service(
-    clock: FakeClock, path: Path | None = None, gone: tuple[float, float] | None = None
+    clock: FakeClock,
+    path: Path | None = None,
+    gone: tuple[float, float] | None = None,
+    failing: frozenset[str] = frozenset(),
 ) -> AnomalyService:
-    """A service reading a new ``GoneSource`` (a new process, ``gone`` its outage), warmed up from the
-    snapshot at ``path``."""
+    """A service reading a new ``GoneSource`` (a new process, ``gone`` its outage, the queries ``failing``
+    failing), warmed up from the snapshot at ``path``."""
     source = GoneSource(clock)
     source.gone = gone
+    source.failing = set(failing)
     service = AnomalyService(_config(), [source], clock)
     service.warm_up(snapshot=None if path is None else load_snapshot(path, service.cfg))
     return service
@@ -163,3 +167,45 @@ def test_a_restart_whose_read_after_the_snapshot_asks_no_step_leaves_the_source_
     restarted.infer()
     assert _firing(restarted) == _firing(straight) == gone
     assert report(restarted)["reasons"] == report(straight)["reasons"]
+
+
+def test_a_query_failing_through_a_restart_keeps_its_series_when_the_others_find_their_targets_gone(
+    tmp_path,
+):
+    """One query failing from before the save (its 8 series standing), every other query's targets gone: the
+    uninterrupted run's source holds the failing query's series, not empty. The restarted one kept the
+    source's series as one count, took the others' reads of none after the snapshot for the whole source's,
+    and raised "its targets are gone" (readiness failing too)."""
+    clock = FakeClock(1_767_225_600.0 + PHASE)
+    straight = _service(clock)
+    source: GoneSource = straight.sources[0]  # type: ignore[assignment]
+    for _ in range(12):
+        clock.advance(EVERY)
+        straight.infer()
+    source.failing = {QUERIES[0]}
+    clock.advance(EVERY)
+    straight.infer()
+    source.gone = (clock.time(), math.inf)
+    for _ in range(2):
+        clock.advance(EVERY)
+        straight.infer()
+    path = tmp_path / "state.npz"
+    assert save_snapshot(path, straight.snapshot())
+    clock.advance(EVERY)
+    straight.infer()
+    restarted = _service(clock, path, source.gone, frozenset(source.failing))
+    want, got = [], []
+    for _ in range(4):
+        clock.advance(EVERY)
+        straight.infer()
+        restarted.infer()
+        want.append((_firing(straight), report(straight)["reasons"], _series(straight)))
+        got.append((_firing(restarted), report(restarted)["reasons"], _series(restarted)))
+    assert got == want
+    # gpuwarden_anomaly_query_series: the failing query's stand, the others read none
+    assert want[-1] == (False, [], [8] + [0] * (len(QUERIES) - 1))
+
+
+def _series(service: AnomalyService) -> list[int]:
+    """Each query's series as the service reports them (``gpuwarden_anomaly_query_series``)."""
+    return [q.series for q in service.health()[0].queries.values()]

@@ -338,8 +338,12 @@ def test_a_plain_2xx_that_is_no_completion_is_a_failure_by_kind(content_type: st
             httpx.Response(404, json={"error": {"message": "no \x1b]0;pwned\x07 model"}}),
             "404 (3 requests): the server said: no \\x1b]0;pwned\\x07 model",
         ),
+        (  # the cut fell inside the escape: "aaa\..."
+            httpx.Response(404, json={"error": {"message": "a" * 196 + "\x1b[2J"}}),
+            "404 (3 requests): the server said: " + "a" * 196 + "...",
+        ),
     ],
-    ids=["openai-shape", "vllm-shape", "proxy-page", "escape-sequence"],
+    ids=["openai-shape", "vllm-shape", "proxy-page", "escape-sequence", "escape-at-the-cut"],
 )
 def test_a_failed_run_says_what_the_server_answered_with_the_first_failure_of_each_kind(
     answer: httpx.Response, shown: str

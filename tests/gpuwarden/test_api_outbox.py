@@ -10,11 +10,14 @@ from pydantic import SecretStr
 from sqlalchemy.orm import Session
 
 from alerting.engine import IncidentEngine
+from alerting.notifiers.base import Notification, ThreadSaver, ThreadState
 from alerting.outbox import Outbox
 from alerting.outbox_pauses import keep_pause
 from gpuwarden.api import create_app
 from gpuwarden.clock import FakeClock, rfc3339
 from gpuwarden.config import ApiConfig
+from gpuwarden.errors import BackendError
+from tests.alerting.notifiers.incidents import lifecycle
 from tests.gpuwarden.api_client import AUTH, NODE_DOWN, TOKEN, TestClient
 from tests.gpuwarden.api_error import error_field, error_text
 
@@ -27,7 +30,13 @@ def test_the_outbox_routes_say_so_when_no_notifier_is_configured_and_check_their
     assert client.post("/api/v1/outbox/retry").status_code == 401  # a write: the token first
     outbox = Outbox(engine.store.engine, [], FakeClock())
     with TestClient(create_app(engine, ApiConfig(token=SecretStr(TOKEN)), outbox=outbox)) as c:
-        assert c.get("/api/v1/outbox").json() == {"counts": {}, "held": 0, "messages": [], "paused": {}}
+        assert c.get("/api/v1/outbox").json() == {
+            "counts": {},
+            "held": 0,
+            "messages": [],
+            "paused": {},
+            "blocked": {},
+        }
         assert error_field(c.get("/api/v1/outbox?status=lost")) == "status"
         assert error_field(c.get("/api/v1/outbox?limit=0")) == "limit"
         # A superscript two is a digit to str.isdigit, not to int: it crashed into a 503.
@@ -114,6 +123,37 @@ def test_the_outbox_list_says_which_notifier_waits_out_a_rate_limit_and_for_how_
         }
         clock.advance(60)
         assert c.get("/api/v1/outbox").json()["paused"] == {}
+
+
+class _Revoked:
+    """A Slack notifier whose token was revoked: every call refused until someone acts."""
+
+    name = "slack"
+
+    def deliver(
+        self, notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
+    ) -> bool:
+        raise BackendError("chat.postMessage failed: token_revoked", backend="slack", until_fixed=True)
+
+
+def test_the_outbox_list_says_which_notifier_holds_its_messages_since_when_and_why(
+    engine: IncidentEngine,
+) -> None:
+    clock = FakeClock()
+    outbox = Outbox(engine.store.engine, [_Revoked()], clock)
+    outbox(lifecycle()[0])
+    held_at = clock.now()
+    assert outbox.dispatch_due() == 0
+    with TestClient(create_app(engine, ApiConfig(token=SecretStr(TOKEN)), outbox=outbox)) as c:
+        listed = c.get("/api/v1/outbox").json()
+        assert listed["blocked"] == {
+            "slack": {
+                "since": rfc3339(held_at),
+                "next_try": rfc3339(held_at + timedelta(seconds=60)),
+                "reason": "slack: chat.postMessage failed: token_revoked",
+            }
+        }
+        assert [m["status"] for m in listed["messages"]] == ["pending"]  # held, not failed
 
 
 class _Quiet:

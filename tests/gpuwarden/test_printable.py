@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gpuwarden.printable import escape_controls
+from gpuwarden.printable import clipped, escape_controls
 from tests.gpuwarden.cli.incidents_answers import DETAIL, stdout_for
 
 # Stored "node-<RLO>01<PDF>": shown raw, a terminal's bidi rendering shows "node-10", another node.
@@ -33,6 +33,36 @@ def test_format_and_control_characters_are_escaped_and_everything_printable_is_k
 
 def test_keep_leaves_the_named_characters_alone() -> None:
     assert escape_controls("a\u202eb\nc", keep="\n") == "a\\u202eb\nc"
+
+
+@pytest.mark.parametrize(
+    ("text", "more", "shown"),
+    [
+        ("short", False, "short"),
+        ("short", True, "short..."),
+        ("x" * 200, False, "x" * 200),
+        ("x" * 201, False, "x" * 197 + "..."),
+        ("x" * 199, True, "x" * 197 + "..."),
+        ("\x1b" * 300, False, "\\x1b" * 49 + "..."),
+        ("a" * 196 + "\x1b[2J", False, "a" * 196 + "..."),
+        ("\x1b" * 50, False, "\\x1b" * 50),
+    ],
+    ids=[
+        "short",
+        "short-more",
+        "at-limit",
+        "over-limit",
+        "more-at-limit",
+        "escapes",
+        "escape-at-cut",
+        "escapes-fit",
+    ],
+)
+def test_clipped_text_is_escaped_and_never_longer_than_the_limit(text: str, more: bool, shown: str) -> None:
+    # Clipped before it was escaped, a line of 200 ESC characters showed as 791 characters; clipped after,
+    # the cut could fall inside an escape and leave a lone backslash ("aaa\...").
+    assert clipped(text, 200, more=more) == shown
+    assert len(shown) <= 200
 
 
 SPOOFED_DETAIL = {

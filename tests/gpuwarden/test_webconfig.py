@@ -154,6 +154,12 @@ def test_a_missing_file_is_refused_naming_it(tmp_path: Path) -> None:
         load_web_config(tmp_path / "absent.yml")
 
 
+def test_a_file_whose_top_level_is_no_mapping_is_refused_naming_its_sections(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="the top level is a list, not a mapping") as refused:
+        load_web_config(_file(tmp_path, "- tls_server_config\n"))
+    assert "tls_server_config" in str(refused.value) and refused.value.line == 1
+
+
 def _handshake(server: ssl.SSLContext, client: ssl.SSLContext) -> ssl.SSLObject:
     """A TLS handshake between the two contexts in memory; the client's side once done, or ssl.SSLError."""
     pipes = [ssl.MemoryBIO() for _ in range(4)]  # client->server, server->client, for each side's in/out

@@ -110,11 +110,16 @@ def wait_http_ok(url: str, proc: subprocess.Popen[bytes], timeout: float = READY
 
 @contextmanager
 def running(
-    argv: Sequence[str], ready_url: str, log_path: Path, timeout: float = READY_SECONDS
+    argv: Sequence[str],
+    ready_url: str,
+    log_path: Path,
+    timeout: float = READY_SECONDS,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``argv`` with output to ``log_path``; yield once ``ready_url`` answers; always stop it."""
+    """Run ``argv`` with output to ``log_path`` (and ``env`` as its whole environment, else this process's);
+    yield once ``ready_url`` answers; always stop it."""
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT, env=env)
         try:
             try:
                 wait_http_ok(ready_url, proc, timeout)

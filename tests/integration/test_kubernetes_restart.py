@@ -1,5 +1,6 @@
 """`gpuwarden serve` over the Kubernetes API stand-in (kmock, real HTTP), restarted while a node deleted from
-the API keeps its incident open: the restarted serve still knows the node's place and the replica it took."""
+the API keeps its incident open, or deleted while serve was down: the restarted serve still knows the node's
+place and the replica it took."""
 
 from __future__ import annotations
 
@@ -93,6 +94,41 @@ def test_a_node_deleted_while_its_incident_is_open_keeps_its_place_and_replica_a
             kube.delete("v1", "Node", "g2")
             wait_for("g2 deleted", lambda: _g2_state(url) == "deleted", 30)
         with gpuwarden_serve(tmp_path, db, "serve-again", extra_args=args) as (url, _):
+            xid = [{"labels": {"alertname": "GpuXid", "xid": "79", "Hostname": "g2", "gpu": "3"}}]
+            assert (
+                http_probe.post(f"{url}/api/v2/alerts", json=xid, headers=AUTH, timeout=10).status_code == 200
+            )
+            (incident,) = http_probe.get(f"{url}/api/v1/incidents", timeout=10).json()
+            assert incident["priority"] == "P1", incident
+            assert "inference service llama 25% of replicas lost" in incident["title"], incident
+            target = incident["root_cause"]["target"]
+            assert (target["cluster"], target["rack"], target["name"]) == ("k1", "r1", "g2"), target
+
+
+def test_a_node_deleted_while_serve_is_down_is_deleted_at_the_restarted_serves_first_read(
+    tmp_path: Path,
+) -> None:
+    # Before, the restarted serve had never known g2: its incident became "node g2 is down: 1 node, 1 GPU",
+    # P2, its root a node of no cluster or rack, and llama's replica lost with g2 was forgotten.
+    with kube_api(tmp_path) as kube:
+        _seed(kube)
+        config = tmp_path / "gpuwarden.yaml"
+        inventory = {"cluster": "k1", "kubeconfig": str(kube.write_kubeconfig(tmp_path / "kubeconfig"))}
+        config.write_text(
+            yaml.safe_dump({"alerting": {"kubernetes_inventory": inventory, "inventory_refresh_seconds": 1}})
+        )
+        db, args = str(tmp_path / "gw.db"), ["--config", str(config)]
+        with gpuwarden_serve(tmp_path, db, extra_args=args) as (url, _):
+            down = [{"labels": {"alertname": "NodeDown", "node": "g2"}}]
+            assert (
+                http_probe.post(f"{url}/api/v2/alerts", json=down, headers=AUTH, timeout=10).status_code
+                == 200
+            )
+            wait_for("g2 listed", lambda: _g2_state(url) == "ready", 30)
+        kube.delete("v1", "Pod", "llama-7f9c-2", "serving")  # while no serve runs
+        kube.delete("v1", "Node", "g2")
+        with gpuwarden_serve(tmp_path, db, "serve-again", extra_args=args) as (url, _):
+            wait_for("g2 deleted", lambda: _g2_state(url) == "deleted", 30)
             xid = [{"labels": {"alertname": "GpuXid", "xid": "79", "Hostname": "g2", "gpu": "3"}}]
             assert (
                 http_probe.post(f"{url}/api/v2/alerts", json=xid, headers=AUTH, timeout=10).status_code == 200

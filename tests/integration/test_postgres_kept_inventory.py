@@ -13,7 +13,9 @@ from alerting.db import make_engine
 from alerting.migrate import upgrade
 from tests.alerting.kept_scenarios import (
     a_deleted_kubernetes_node_keeps_its_place_and_lost_replica_after_a_restart,
+    a_kubernetes_node_deleted_while_serve_was_down_is_judged_at_the_first_read,
     a_removed_slurm_node_keeps_its_place_and_stopped_job_after_a_restart,
+    a_slurm_node_removed_while_serve_was_down_keeps_its_place_and_stopped_job,
 )
 from tests.alerting.migrate_steps import the_kept_inventory_of_0026_downgrades_and_upgrades_again
 
@@ -23,10 +25,18 @@ from tests.alerting.migrate_steps import the_kept_inventory_of_0026_downgrades_a
     "scenario",
     [
         a_deleted_kubernetes_node_keeps_its_place_and_lost_replica_after_a_restart,
+        a_kubernetes_node_deleted_while_serve_was_down_is_judged_at_the_first_read,
         a_removed_slurm_node_keeps_its_place_and_stopped_job_after_a_restart,
+        a_slurm_node_removed_while_serve_was_down_keeps_its_place_and_stopped_job,
         the_kept_inventory_of_0026_downgrades_and_upgrades_again,
     ],
-    ids=["kubernetes-node-deleted", "slurm-node-removed", "0026-and-back"],
+    ids=[
+        "kubernetes-node-deleted",
+        "kubernetes-node-deleted-while-down",
+        "slurm-node-removed",
+        "slurm-node-removed-while-down",
+        "0026-and-back",
+    ],
 )
 def test_on_postgres_a_node_gone_from_its_source_keeps_its_place_across_a_restart(
     postgres_url: str, scenario: Callable[[Engine], None]

@@ -135,11 +135,18 @@ def test_an_error_about_the_channel_names_the_one_the_thread_is_in_not_slack_cha
         threads,
         build_notification(change(make_incident(priority=Priority.P2), ChangeKind.OPENED, 0, "opened")),
     )
+    # (Were P2 routed elsewhere since, its thread would go on there: test_outbox_slack_refusals.)
     client = make_client(recorder.token, base_url=recorder.base_url, rate_limit_retries=0)
-    remapped = SlackNotifier(client, DEFAULT, channels_by_priority={"P2": ONCALL})
+    by_id = {
+        "P2": recorder.channel_id(ALERTS),
+        "P0": ONCALL,
+    }  # by id: known the thread's, by name only once posted
+    remapped = SlackNotifier(client, DEFAULT, channels_by_priority=by_id)
     acknowledged = change(make_incident(priority=Priority.P2), ChangeKind.ACKNOWLEDGED, 4, "by alice")
     recorder.fail_next("chat.update", status=200, error=error)
     with pytest.raises(BackendError) as caught:
         deliver(remapped, threads, build_notification(acknowledged))
-    assert f"channel {recorder.channel_id(ALERTS)}, where this message goes" in str(caught.value)
-    assert "slack.channel" not in str(caught.value)
+    assert f"thread is in channel {recorder.channel_id(ALERTS)}, where the app can no longer post" in str(
+        caught.value
+    )
+    assert "not in slack.channel" not in str(caught.value)

@@ -139,7 +139,13 @@ def test_an_error_that_fails_every_message_until_someone_acts_says_what_to_do(
     said = str(caught.value)
     assert not caught.value.retryable and caught.value.code == error
     assert said.startswith(f"slack: chat.postMessage failed: {error}; ")
-    assert fix in said and said.endswith("then `gpuwarden outbox retry` sends what failed meanwhile")
+    # A token's error holds every message instead (``until_fixed``): they go out once it works again.
+    ending = (
+        "go out in order once a call goes through"
+        if caught.value.until_fixed
+        else "then `gpuwarden outbox retry` sends what failed meanwhile"
+    )
+    assert fix in said and said.endswith(ending)
 
 
 def test_a_missing_scope_names_the_scope_slack_says_is_needed() -> None:
@@ -181,11 +187,11 @@ def test_an_answer_that_is_not_slacks_json_is_retried_unless_it_refuses(
         assert "an answer that is not Slack's (HTTP 200, not JSON: " in str(caught.value)
 
 
-def test_wrong_token_is_not_retryable(recorder: SlackRecorder) -> None:
+def test_wrong_token_is_not_retryable_but_holds_every_message_until_fixed(recorder: SlackRecorder) -> None:
     notifier = SlackNotifier(make_client("xoxb-wrong", base_url=recorder.base_url), "#gpu-incidents")
     with pytest.raises(BackendError, match="invalid_auth") as caught:
         deliver(notifier, Threads(), build_notification(lifecycle()[0]))
-    assert not caught.value.retryable
+    assert not caught.value.retryable and caught.value.until_fixed
 
 
 def test_unreachable_slack_is_retryable(recorder: SlackRecorder) -> None:

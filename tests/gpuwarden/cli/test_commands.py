@@ -478,7 +478,7 @@ LISTED_JSON = {
     ),
 }
 LISTED_OBJECTS = {
-    "outbox list": {"counts", "held", "messages", "paused"},
+    "outbox list": {"counts", "held", "messages", "paused", "blocked"},
     "sim show": {"nodes", "inference_services", "training_jobs", "active_faults"},
 }
 

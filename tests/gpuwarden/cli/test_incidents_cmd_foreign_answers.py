@@ -42,8 +42,11 @@ def test_a_proxys_error_page_is_told_in_one_line_by_its_title(command: list[str]
         (b"first line\nsecond line\nthird line\n", "HTTP 502: first line... (not gpuwarden's answer"),
         (b"x" * 5000, "HTTP 502: " + "x" * 197 + "... (not gpuwarden's answer"),
         (b"\x1b]0;owned\x07\x1b[2Jgone", "HTTP 502: \\x1b]0;owned\\x07\\x1b[2Jgone (not gpuwarden's answer"),
+        # 200 characters before escaping were 791 after; 199 and a second line were 202 with the "..."
+        (b"\x1b" * 300, "HTTP 502: " + "\\x1b" * 49 + "... (not gpuwarden's answer"),
+        (b"y" * 199 + b"\nsecond line", "HTTP 502: " + "y" * 197 + "... (not gpuwarden's answer"),
     ],
-    ids=["text-lines", "long-line", "terminal-escapes"],
+    ids=["text-lines", "long-line", "terminal-escapes", "long-escaped-line", "long-line-and-more"],
 )
 def test_another_servers_text_answer_is_told_by_its_first_line_its_controls_escaped(
     body: bytes, told: str

@@ -335,6 +335,26 @@ def test_outbox_list_says_which_notifier_is_paused_by_a_rate_limit_and_until_whe
     assert "pending 3" in result.stdout
 
 
+def test_outbox_list_says_which_notifier_holds_its_messages_and_why() -> None:
+    body = {
+        "counts": {"pending": 3},
+        "messages": [],
+        "blocked": {
+            "slack": {
+                "since": "2026-01-01T00:00:30+00:00",
+                "next_try": "2026-01-01T00:01:30+00:00",
+                "reason": "slack: chat.postMessage failed: token_revoked",
+            }
+        },
+    }
+    result, _ = _invoke_against(body, ["outbox", "list"])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stderr.split())
+    assert "slack holds all of its messages since 2026-01-01T00:00:30Z, none failed" in said, said
+    assert "(slack: chat.postMessage failed: token_revoked)" in said
+    assert "they go out in order once a call goes through (tried again at 2026-01-01T00:01:30Z)" in said
+
+
 def test_show_and_list_write_times_as_slack_and_the_postmortem_do() -> None:
     # Times were shown in three formats: the API's here (2026-01-01T00:00:05.250000Z, a real clock's
     # fraction), ISO with +00:00 in Slack's fallback text, "2026-01-01 00:00:05 UTC" in the postmortem.

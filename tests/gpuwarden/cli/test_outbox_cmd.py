@@ -67,8 +67,9 @@ def test_failed_messages_are_listed_with_their_error_and_go_out_once_queued_agai
                 }
             )
         )
-        # A revoked token: Slack answers invalid_auth, which no retry fixes.
-        slack.fail_next("chat.postMessage", status=200, error="invalid_auth")
+        # Slack refuses the call's arguments (invalid_arguments), which no retry fixes. (A revoked token holds
+        # the messages instead, none failed.)
+        slack.fail_next("chat.postMessage", status=200, error="invalid_arguments")
         with gpuwarden_serve(tmp_path, str(tmp_path / "o.db"), extra_args=["--config", str(config)]) as (
             url,
             _,
@@ -85,16 +86,18 @@ def test_failed_messages_are_listed_with_their_error_and_go_out_once_queued_agai
 
             _wait("the message to fail", lambda: listed()["counts"].get("failed"))  # type: ignore[union-attr]
             (failed,) = listed("--status", "failed")["messages"]  # type: ignore[misc]
-            assert "invalid_auth" in failed["last_error"] and failed["next_attempt_at"] is None
+            assert "invalid_arguments" in failed["last_error"] and failed["next_attempt_at"] is None
             table = runner.invoke(app, ["outbox", "list", "--url", url])
-            assert "failed 1" in table.stdout and "invalid_auth" in table.stdout
+            assert "failed 1" in table.stdout and "invalid_arguments" in table.stdout
             assert failed["event"] == "opened" and "opened" in table.stdout  # what the message was
             assert "gpuwarden outbox retry" in table.stderr
 
             # Someone fixes the token (the stand-in refused that one call only).
             refused = runner.invoke(app, ["outbox", "retry", "--url", url], env={"GPUWARDEN_API_TOKEN": ""})
             assert refused.exit_code == 1 and "401" in refused.stderr
-            retried = runner.invoke(app, ["outbox", "retry", "--url", url])
+            retried = runner.invoke(
+                app, ["outbox", "retry", "--url", url], env={"GPUWARDEN_API_TOKEN": TOKEN}
+            )
             assert retried.exit_code == 0 and "queued again: 1" in retried.stdout
             went = {"pending": 0, "sending": 0, "sent": 1, "failed": 0, "orphaned": 0, "discarded": 0}
             _wait("the message to go out", lambda: listed()["counts"] == went)

@@ -1,0 +1,71 @@
+"""A thread stuck in a channel the app can no longer post to: the app was removed from it, or it was archived.
+
+Every later message of the incident goes to its thread, and each was failed for good (``not_in_channel``,
+``is_archived``, chat.update's ``is_inactive``, a private channel's ``channel_not_found``, a channel made
+read-only), lost to the
+thread until someone queued it again. Now, where ``slack.channel`` / ``slack.channels_by_priority`` send the
+incident elsewhere (an operator routed its priority away), its thread goes on there, in a new message that
+says where it came from; where they send it to the same channel, its messages are held (none failed), tried
+again every ``THREAD_HOLD_SECONDS``, with an error that names the channel and the fix (``held_thread``).
+"""
+
+from __future__ import annotations
+
+from alerting.notifiers.base import ThreadState
+from alerting.notifiers.blocks import SlackMessage, escape
+from gpuwarden.errors import BackendError
+
+STUCK = frozenset(
+    {
+        "not_in_channel",
+        "is_archived",
+        "is_inactive",
+        "channel_not_found",
+        "restricted_action_read_only_channel",
+    }
+)
+"""Errors of a call to an incident's thread that say the app can no longer post in its channel."""
+
+THREAD_HOLD_SECONDS = 60.0
+"""How often a stuck thread's incident is tried again: within this long of the fix its messages go out."""
+
+_FIXES = {
+    "not_in_channel": "invite the app to {channel} (`/invite @<app>` in the channel)",
+    "channel_not_found": "invite the app to {channel} (`/invite @<app>` in the channel), or restore it",
+    "is_archived": "unarchive {channel}",
+    "is_inactive": "unarchive {channel}",
+    "restricted_action_read_only_channel": "let the app post in {channel} (it was made read-only)",
+}
+
+
+def stuck(exc: BackendError, thread: ThreadState) -> bool:
+    """Whether ``exc`` says the app can no longer post in the channel of the incident's thread."""
+    return thread.ts is not None and exc.code in STUCK and not exc.retryable
+
+
+def held_thread(incident_id: str, channel: str, code: str, moving: str = "") -> BackendError:
+    """The error that holds an incident whose thread is in ``channel``, shut by ``code``: its messages wait
+    (the outbox's per-incident hold: ``retry_after`` with a ``limit``), the others go on. ``moving``: why the
+    thread could not go on where the configuration sends the incident now, if it tried."""
+    fix = _FIXES.get(code, _FIXES["not_in_channel"]).format(channel=channel)
+    also = f"; its thread could not go on in {moving}" if moving else ""
+    return BackendError(
+        f"incident {incident_id}'s thread is in channel {channel}, where the app can no longer post ({code}):"
+        f" its messages wait, none failed, tried again every {THREAD_HOLD_SECONDS:.0f} s; to fix: {fix}, or"
+        " send its priority to another channel (slack.channels_by_priority, slack.channel) and restart"
+        f" serve: the thread then goes on in a new message there{also}",
+        backend="slack",
+        retryable=True,
+        code=code,
+        retry_after=THREAD_HOLD_SECONDS,
+        limit=f"channel {channel}",
+    )
+
+
+def continued_reply(channel: str, ts: str, code: str) -> SlackMessage:
+    """The first reply of a thread that goes on from one stuck in ``channel`` (its message ``ts``)."""
+    text = escape(
+        f"This incident's thread goes on here: the app can no longer post in its thread in channel {channel}"
+        f" (message {ts}; {code}). Its messages from then on are here, none lost."
+    )
+    return SlackMessage(text=text, blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": text}}])
