@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gpuwarden.errors import ConfigError
 from gpuwarden.tls_handshake import ServerContext
 from gpuwarden.tls_reload import Reloading, ReloadingContext, Signature, signature
-from gpuwarden.yamlfile import read_yaml_mapping, validation_to_config_error
+from gpuwarden.yamlfile import FILE_NOT_DIRECTORY, read_yaml_mapping, validation_to_config_error
 
 TLS_VERSIONS = {
     "TLS10": ssl.TLSVersion.TLSv1,
@@ -322,7 +322,8 @@ def _ssl_context(tls: TlsServerConfig, folder: Path, refuse: Refusal) -> ssl.SSL
         try:
             text = file.read_bytes()
         except OSError as exc:
-            raise refuse(f"cannot read {file}: {exc.strerror}", section, name) from exc
+            said = f"; {FILE_NOT_DIRECTORY}" if isinstance(exc, IsADirectoryError) else ""
+            raise refuse(f"cannot read {file}: {exc.strerror}{said}", section, name) from exc
         if marker not in text:
             raise refuse(f"{file} holds no PEM {what} ({marker.decode()}): give the PEM file", section, name)
         if b"ENCRYPTED" in text and name == "key_file":

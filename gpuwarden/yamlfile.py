@@ -65,6 +65,10 @@ aliases, nine levels deep) expands a few lines into billions of values."""
 _STR, _MERGE = "tag:yaml.org,2002:str", "tag:yaml.org,2002:merge"
 
 
+FILE_NOT_DIRECTORY = "a file is expected: give the path of the file, not of its directory"
+"""What a file setting or argument given a directory is told to give instead."""
+
+
 def read_text_file(path: Path, *, give: str = "") -> str:
     """The file's text; a FIFO (which would block), a device or a file over ``MAX_FILE_BYTES`` is refused.
     ``give``: what the caller's option takes (``give NAB's window file, ...``), said after the reason when
@@ -79,7 +83,9 @@ def read_text_file(path: Path, *, give: str = "") -> str:
         with path.open("rb") as file:
             raw = file.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
-        raise ConfigError(f"cannot read file: {exc.strerror}{hint}", path=str(path)) from exc
+        # A directory (`config validate /etc/gpuwarden`) said only "Is a directory": say what it takes.
+        said = hint or (f"; {FILE_NOT_DIRECTORY}" if isinstance(exc, IsADirectoryError) else "")
+        raise ConfigError(f"cannot read file: {exc.strerror}{said}", path=str(path)) from exc
     if len(raw) > MAX_FILE_BYTES:
         raise ConfigError(f"larger than the limit of {MAX_FILE_BYTES:,} bytes{hint}", path=str(path))
     try:

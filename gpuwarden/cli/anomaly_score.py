@@ -76,6 +76,7 @@ def score(
 
     if str(input_path) == STDOUT:  # read as a file named `-`: "No such file", while --output - is stdout
         refuse_option(f"--input '-': standard input is not read; {_GIVE_INPUT} (save it to a file first)")
+    _not_a_format(output)
     to_stdout = writes_stdout(output)
     try:
         if to_stdout and sys.stdout is None:  # `>&-`: said before the scoring, not an AttributeError after it
@@ -85,7 +86,12 @@ def score(
             check_writable(output, "--output")
         cfg = _thresholds(config)
         # SIGTERM too ends it by the clean-up: its default action left the temporary output file behind.
-        with stopped_as_interrupted(), StepProgress(err_console, quiet=quiet) as progress:
+        left = (
+            "the rows on stdout stop short"
+            if to_stdout
+            else f"nothing written to {output} (a file there is as it was)"
+        )
+        with stopped_as_interrupted(left), StepProgress(err_console, quiet=quiet) as progress:
             progress.phase(f"reading {input_path.name}")
             series = read_series_csv(input_path, repeated_times=keep_repeated, give=_GIVE_INPUT)
             rows = len(series.values)
@@ -102,6 +108,27 @@ def score(
     alerts = int(scored.raised.sum())
     said = f"{rows} row{'' if rows == 1 else 's'}, {alerts} alert{'' if alerts == 1 else 's'}"
     typer.echo(f"{where}: {said}", err=to_stdout)
+
+
+# The formats the other commands' --output (-o) takes: here the option names the file to write.
+_FORMAT_WORDS = frozenset({"json", "yaml", "table", "text", "csv", "markdown", "wide"})
+
+
+def _not_a_format(output: Path) -> None:
+    """Refuse ``--output json`` (a format, as every other command's ``--output`` takes): it wrote the CSV to
+    a file named ``json`` in the working directory. Its whole path writes that file (``./json`` is read as
+    ``json``)."""
+    if str(output).casefold() in _FORMAT_WORDS:
+        refuse_option(
+            escape(
+                option_said(
+                    "--output",
+                    str(output),
+                    "anomaly score's --output is the file to write, always CSV (- for stdout), not a format;"
+                    f" to write a file of that name, give its whole path ({Path.cwd() / output})",
+                )
+            )
+        )
 
 
 _GIVE_INPUT = "give a CSV file with the header timestamp,value"  # what --input takes, said when unreadable
@@ -203,7 +230,11 @@ def evaluate_nab(
     as_json = as_json or output == "json"
     try:
         cfg = _thresholds(config)
-        with StepProgress(err_console, quiet=quiet) as progress:
+        # SIGTERM too stops it with a line, as Ctrl-C: its default action killed it with nothing said.
+        with (
+            stopped_as_interrupted("no score is printed"),
+            StepProgress(err_console, quiet=quiet) as progress,
+        ):
             progress.phase(f"reading {data.name}")
             files, missing = nab.read_corpus(data, windows)
             if tune_only:  # the held-out files are left out on purpose: one missing changes nothing here

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
@@ -150,6 +151,12 @@ def _run_scheduled(
         while not stop.asked:
             with suppress(StopAsked):  # a timed wait: the main thread must return to run the signal handlers
                 stop.sleep(1.0)
+        # Said at once, as the servers say it: the tick in progress (a read of a slow Prometheus, a post to a
+        # slow serve) is waited for below, and a log silent until the state was saved read as a run that had
+        # not heard the signal.
+        name = signal.Signals(stop.signum).name if stop.signum is not None else "stop signal"
+        then = f", then the state is saved to {state}" if state is not None else ""
+        logger.info("%s: stopping; a tick in progress ends first%s", name, then)
     finally:
         scheduler.shutdown()
 

@@ -229,7 +229,8 @@ def demo(
 
     configure_logging(logging.ERROR)
     # SIGTERM too ends it by the clean-up: its default action left the temporary store folder behind.
-    with stopped_as_interrupted(), tempfile.TemporaryDirectory(prefix="gpuwarden-demo-") as tmp:
+    left = "the demo's temporary store is removed"
+    with stopped_as_interrupted(left), tempfile.TemporaryDirectory(prefix="gpuwarden-demo-") as tmp:
         pipeline = build_simulated_pipeline(Path(tmp) / "demo.db", seed=seed)
         try:
             story = Story(pipeline, quiet=output == "json")

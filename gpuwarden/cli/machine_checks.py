@@ -63,6 +63,8 @@ def listen_socket(host: str, port: int, host_field: str, port_field: str) -> soc
             errno.EACCES: "this user may not listen there (a port under 1024 needs root or"
             " CAP_NET_BIND_SERVICE); choose a port from 1024 up",
         }.get(number or 0, "")
+        if not taken:  # the host's fault: as validate says it ("not an address of this machine; give ...")
+            check_listen_address(host, host_field)
         reason = getattr(exc, "strerror", None) or exc
         field, value = (port_field, port) if taken else (host_field, host)
         where = host_port(host, port)  # [::]:9400: ":::9400" reads as no address at all

@@ -157,6 +157,10 @@ def inject(
     typer.echo(json.dumps(body))
 
 
+# What ``sim`` talks to, named where a TLS problem is to be mended (the CLI's others talk to serve).
+_EXPORTER = "the exporter"
+
+
 def _request(method: str, url: str, path: str, timeout: float, **kwargs: Any) -> httpx.Response:
     """``method`` to ``url`` + ``path`` (``/sim/faults``...); exit 1 saying which exporter could not be
     reached, its password or token kept out."""
@@ -165,15 +169,37 @@ def _request(method: str, url: str, path: str, timeout: float, **kwargs: Any) ->
 
     try:
         return httpx.request(method, target, timeout=timeout, verify=verify_tls(target), **kwargs)
+    except KeyboardInterrupt:  # Ctrl-C while the exporter held a POST: still 130, but it may inject it
+        if method == "POST":
+            err_console.print(
+                f"error: interrupted before the exporter answered{_unanswered(url)}", markup=False
+            )
+        raise
+    except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:  # never reached: the request was not sent
+        said = f"cannot reach {hidden_password(target)}: {exc}; is the exporter running with --simulate?"
+        raise _fail(said) from exc
+    except httpx.TimeoutException as exc:  # reached: it took the request and did not answer in time
+        # Said as "cannot reach ...; is the exporter running with --simulate?": a retry injected it twice.
+        said = f"timed out after {timeout:g} s waiting for an answer from {hidden_password(target)}"
+        said += " (raise --timeout)"
+        raise _fail(said + (_unanswered(url) if method == "POST" else "")) from exc
     except httpx.HTTPError as exc:
         shown_url = hidden_password(target)
-        hint = tls_hint(target, str(exc)) or "; is the exporter running with --simulate?"
+        hint = tls_hint(target, str(exc), _EXPORTER) or "; is the exporter running with --simulate?"
         raise _fail(f"cannot reach {shown_url}: {exc}{hint}") from exc
     except OSError as exc:  # httpx loads SSL_CERT_FILE before connecting: a missing or non-PEM file raised
-        problem = ca_file_problem(exc)
+        problem = ca_file_problem(exc, _EXPORTER)
         if problem is None:
             raise
         raise _fail(problem, 2) from exc
+
+
+def _unanswered(url: str) -> str:
+    """Said of a fault posted to ``url`` (``--url``) that got no answer: the exporter may have injected it."""
+    return (
+        f"; the exporter may still have injected the fault: look with `gpuwarden sim faults --url"
+        f" {hidden_password(url)}` before injecting it again, or it runs twice"
+    )
 
 
 def _answered(response: httpx.Response, key: str, url: str) -> dict[str, Any]:

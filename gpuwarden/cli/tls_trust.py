@@ -16,14 +16,15 @@ from gpuwarden.errors import ConfigError
 _OTHER_BUNDLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 
-def tls_hint(url: str, said: str) -> str:
-    """What to do about a failed TLS handshake with ``url`` whose error says ``said``; "" for none."""
+def tls_hint(url: str, said: str, server: str = "serve") -> str:
+    """What to do about a failed TLS handshake with ``url`` whose error says ``said``; "" for none.
+    ``server``: what listens there (``serve``; ``the exporter`` for ``sim``), named where it is to change."""
     if not url.lower().startswith("https://"):
         return ""
     if "WRONG_VERSION_NUMBER" in said:
         return (
             " (the server speaks plain HTTP: use http://, or the address of the TLS proxy in front of it, or"
-            " start serve with --web.config.file)"
+            f" start {server} with --web.config.file)"
         )
     if "CERTIFICATE_VERIFY_FAILED" not in said:
         return ""
@@ -31,8 +32,8 @@ def tls_hint(url: str, said: str) -> str:
         return " (the certificate is for other names: give --url with a name it was issued for)"
     if "expired" in said:
         return (
-            " (the certificate has expired: renew it where TLS ends, serve's tls_server_config.cert_file or"
-            " the proxy in front of serve)"
+            f" (the certificate has expired: renew it where TLS ends, {server}'s"
+            f" tls_server_config.cert_file or the proxy in front of {server})"
         )
     trusted = next(
         (f"{n}={os.environ[n]}" for n in ("SSL_CERT_FILE", "SSL_CERT_DIR") if os.environ.get(n)), ""
@@ -48,15 +49,16 @@ def tls_hint(url: str, said: str) -> str:
     )
 
 
-def ca_file_problem(exc: OSError) -> str | None:
+def ca_file_problem(exc: OSError, server: str = "serve") -> str | None:
     """Why the CA certificates ``SSL_CERT_FILE`` or ``SSL_CERT_DIR`` names cannot be loaded (``exc``, from
-    httpx reading them before it connects), naming the variable; None when neither is set."""
+    httpx reading them before it connects), naming the variable; None when neither is set. ``server``: as
+    ``tls_hint``'s."""
     for name in ("SSL_CERT_FILE", "SSL_CERT_DIR"):
         value = os.environ.get(name)
         if value:
             return (
                 f"{name}={value}: cannot load CA certificates from it ({exc}); give the PEM file of the CA"
-                " that signed serve's certificate (or that of the TLS proxy in front of it), or unset it"
+                f" that signed {server}'s certificate (or that of the TLS proxy in front of it), or unset it"
             )
     return None
 

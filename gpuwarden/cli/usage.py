@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -58,7 +59,9 @@ class OneLineUsageErrors(TyperGroup):
         _untyped_flags(self, typer.Context(self))
         _summaries_in_one_paragraph(self)
         usage_logger.set(json_logger(self, args))
-        names = _command_named(self, list(args))[2]
+        named, _, names = _command_named(self, list(args))
+        if "--help" in args or hasattr(named, "commands"):  # help is shown: a group's without its command too
+            _help_cells_folded()
         _named_path.set(" ".join([info_name or self.name or "gpuwarden", *names]))
         with _one_line():
             return super().make_context(info_name, args, parent=parent, **extra)
@@ -85,11 +88,62 @@ def _summaries_in_one_paragraph(group: Any) -> None:
     """Give every command below ``group`` that has none a short help: its help's first paragraph on one
     line. typer 0.29's rich help kept the docstring's line breaks in a group's command list, so a summary
     broke off mid-sentence at each (``config --help``: "as serve, exporter and anomaly run", then "would,
-    and the OTEL_* variables ..." on the next row), where the command's own ``--help`` flows it."""
+    and the OTEL_* variables ..." on the next row), where the command's own ``--help`` flows it. The
+    paragraphs after the first are flowed too (``_flowed``)."""
     for sub in getattr(group, "commands", {}).values():
         if sub.short_help is None and sub.help:
             sub.short_help = " ".join(inspect.cleandoc(sub.help).split("\n\n")[0].split())
+        if sub.help:
+            sub.help = _flowed(sub.help)
         _summaries_in_one_paragraph(sub)
+
+
+def _flowed(text: str) -> str:
+    """``text`` with each paragraph on one line, for rich to wrap at the terminal's width: typer 0.29 flows
+    a command's first paragraph but keeps the docstring's line breaks in the others, so ``loadgen --help``
+    (and ``inference-server``, ``anomaly score``, ``anomaly run``, ``inventory export``) broke each line
+    of its source at 110 columns and again at the terminal's 80 ("... (0 with --allow-errors), when" /
+    "none succeeded, ..."). A paragraph marked ``\\b`` (click's "keep these lines") is left as written, and
+    so is what follows ``\\f``."""
+    shown, cut, hidden = inspect.cleandoc(text).partition("\f")
+    paragraphs = [p if p.startswith("\b") else " ".join(p.split()) for p in shown.split("\n\n")]
+    return "\n\n".join(paragraphs) + cut + hidden
+
+
+def _help_cells_folded() -> None:
+    """Make ``--help`` fold what does not fit its column onto the next line, where it cut it with an ellipsis:
+    at 80 columns ``exporter --help`` showed ``--web.config.fil…``, ``--listen-address…`` and
+    ``--allow-remote-f…`` (an operator could not read the option's name), and ``(exporter-toolki…`` in the
+    help. typer's rich help builds its option tables and each option's help (``Columns``) in
+    ``typer.rich_utils``, whose cells take rich's default overflow, ``ellipsis``. Imported, and its two
+    names replaced, only when help is shown: the module loads rich's tables (a third of a second)."""
+    from rich.columns import Columns  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+    from rich.text import Text  # noqa: PLC0415
+    from typer import rich_utils  # noqa: PLC0415
+
+    if getattr(getattr(rich_utils, "Table", None), "folds", False):
+        return
+
+    class FoldingTable(Table):
+        """A table whose every column folds a word too long for it."""
+
+        folds = True
+
+        def add_row(self, *renderables: Any, **kwargs: Any) -> None:
+            super().add_row(*renderables, **kwargs)
+            for column in self.columns:  # made by add_row, with rich's default overflow
+                column.overflow = "fold"
+
+    def folding_columns(items: Any, *args: Any, **kwargs: Any) -> Columns:
+        for item in items:
+            if isinstance(item, Text):
+                item.overflow = "fold"
+        return Columns(items, *args, **kwargs)
+
+    # The names the module looks up as it builds the help; replaced in the module, which exports neither.
+    setattr(rich_utils, "Table", FoldingTable)  # noqa: B010
+    setattr(rich_utils, "Columns", folding_columns)  # noqa: B010
 
 
 def json_logger(root: Any, args: Sequence[str]) -> str | None:
@@ -150,6 +204,9 @@ def _one_line() -> Iterator[None]:
         context = getattr(exc, "ctx", None)
         said = str(exc.format_message()).strip().removesuffix(".")  # type: ignore[attr-defined]
         said = said[:1].lower() + said[1:]
+        # "no such command 'incident'. Did you mean 'incidents'?; see ...": the suggestion in brackets, as
+        # click says an option's ("no such option: --stat (Possible options: --state)").
+        said = re.sub(r"\. Did you mean (.+)\?$", r" (did you mean \1?)", said)
         path = context.command_path if context is not None else _named_path.get()
         help_hint = f"; see {path} --help" if path else ""
         refuse_option(escape(said + help_hint))

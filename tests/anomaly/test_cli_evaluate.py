@@ -244,3 +244,25 @@ def test_evaluate_nab_tune_only_minds_only_the_tuning_files_missing(tmp_path, mi
     assert result.exit_code == 0 and result.stderr == "", said
     report = json.loads(result.stdout)
     assert report["splits"]["all"]["files"] == 1 and report["missing_files"] == []
+
+
+def test_evaluate_nab_stopped_by_sigterm_says_so_and_exits_143(tmp_path, monkeypatch):
+    """SIGTERM (``timeout``, a batch job's end) killed it where it stood, nothing said, as Ctrl-C ended it
+    with exit 130 and nothing said: a CI log showed no score and no reason."""
+    import os  # noqa: PLC0415
+    import signal  # noqa: PLC0415
+
+    from anomaly import nab  # noqa: PLC0415
+    from tests.gpuwarden.cli.stopping import sigterm_uncaught  # noqa: PLC0415
+
+    def terminated(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("went on past SIGTERM")
+
+    monkeypatch.setattr(nab, "evaluate", terminated)
+    args = evaluate_args(tmp_path, {"c/x.csv": []})
+    with sigterm_uncaught() as uncaught:
+        result = runner.invoke(app, [*args, "-o", "json"])
+    assert result.exit_code == 143 and not uncaught, result.output
+    assert result.stdout == ""
+    assert result.stderr == "error: stopped by SIGTERM before it finished; no score is printed\n"

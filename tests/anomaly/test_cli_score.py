@@ -466,3 +466,23 @@ def test_score_refuses_input_dash_saying_stdin_is_not_read(tmp_path, monkeypatch
         "(save it to a file first)"
     ), said
     assert not out.exists()
+
+
+@pytest.mark.parametrize("given", ["json", "table", "YAML"])
+def test_score_refuses_a_format_as_its_output_file_and_writes_nothing(tmp_path, monkeypatch, given):
+    """``--output json``, as every other command takes it, wrote the CSV to a file named ``json`` in the
+    working directory, and said ``json: 600 rows``: an operator read it as JSON printed somewhere."""
+    src = tmp_path / "in.csv"
+    write_series(src)
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", given])
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 2, result.output
+    assert said == (
+        f"error: --output '{given}': anomaly score's --output is the file to write, always CSV"
+        " (- for stdout), not a format; to write a file of that name, give its whole path"
+        f" ({tmp_path / given})"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+    written = runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", str(tmp_path / given)])
+    assert written.exit_code == 0 and (tmp_path / given).read_text().startswith("timestamp,"), written.output

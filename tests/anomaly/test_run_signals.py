@@ -76,6 +76,33 @@ def test_run_logs_no_scheduler_lines_per_tick_and_says_on_sighup_that_reload_nee
     assert f"anomaly state saved to {state}" in text and state.stat().st_mode & 0o777 == 0o600
 
 
+def test_a_stop_signal_is_said_at_once_before_the_state_is_saved(tmp_path):
+    """Ctrl-C or SIGTERM after the warm-up was said by no line: the log went on silent until the state was
+    saved, after the tick in progress (a read of a slow Prometheus), as if the run had not heard it."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "anomaly:\n  prometheus_url: http://127.0.0.1:1\n  query_timeout_seconds: 1\n"
+        "  infer_every_seconds: 0.2\n  queries:\n    - {name: up, expr: up, step_seconds: 0.2}\n"
+    )
+    log = tmp_path / "log"
+    state = tmp_path / "anomaly.state.npz"
+    cli = [sys.executable, "-c", "from gpuwarden.cli import main; main()"]
+    argv = [*cli, "anomaly", "run", "--config", str(cfg), "--port", "0", "--state-file", str(state)]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            _wait_for(log, "tick: queries read", proc)
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=30) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    text = log.read_text()
+    said = f"SIGINT: stopping; a tick in progress ends first, then the state is saved to {state}"
+    assert said in text and text.index(said) < text.index(f"anomaly state saved to {state}"), text
+
+
 def test_skipped_ticks_are_one_warning_when_skipping_starts_and_one_when_ticks_resume(caplog):
     clock = FakeClock()
     service = AnomalyService(AnomalyConfig(), [CollectorSource([TableCollector()], clock)], clock)

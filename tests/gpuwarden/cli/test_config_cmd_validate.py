@@ -450,3 +450,41 @@ def test_config_validate_without_a_file_checks_what_serve_runs_without_one_as_co
         assert validated.stderr == shown.stderr
     else:
         assert validated.stdout.strip() == "no file (defaults and GPUWARDEN_ variables): ok"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["config", "validate", "{d}"],
+        ["config", "show", "{d}"],
+        ["config", "validate", "--web.config.file", "{d}"],
+        ["exporter", "--config", "{d}"],
+    ],
+    ids=["validate", "show", "web-config", "exporter"],
+)
+def test_a_directory_given_as_a_file_is_named_and_a_file_asked_for(tmp_path: Path, args: list[str]) -> None:
+    """``config validate /etc/gpuwarden`` said only "/etc/gpuwarden: cannot read file: Is a directory":
+    not what it takes instead."""
+    given = [arg.format(d=tmp_path) for arg in args]
+    refused = runner.invoke(app, given)
+    said = " ".join(refused.stderr.split())
+    assert refused.exit_code in (1, 78), refused.output
+    assert said == (
+        f"error: {tmp_path}: cannot read file: Is a directory; a file is expected: give the path of the file,"
+        " not of its directory"
+    )
+
+
+def test_a_directory_as_a_file_setting_is_named_at_its_line_and_a_file_asked_for(tmp_path: Path) -> None:
+    """``alerting.inventory_file`` and a web configuration's ``cert_file`` given a directory said only "Is
+    a directory"."""
+    path = tmp_path / "gpuwarden.yaml"
+    path.write_text(f"alerting:\n  inventory_file: {tmp_path}\n")
+    web = tmp_path / "web.yml"
+    web.write_text(f"tls_server_config:\n  cert_file: {tmp_path}\n  key_file: {tmp_path}\n")
+    validated = runner.invoke(app, ["config", "validate", str(path), "--web.config.file", str(web)])
+    said = " ".join(validated.stderr.split())
+    assert validated.exit_code == 1, validated.output
+    asked = "Is a directory; a file is expected: give the path of the file, not of its directory"
+    assert f"alerting.inventory_file: {tmp_path}: cannot read file: {asked}" in said, said
+    assert f"tls_server_config.cert_file: cannot read {tmp_path}: {asked}" in said, said

@@ -140,4 +140,9 @@ def test_the_demo_stopped_by_sigterm_exits_143_and_leaves_no_temporary_store(
         result = CliRunner().invoke(app, ["demo", "-o", "json"])
     assert result.exit_code == 143 and not uncaught, result.output
     assert result.stdout == ""
+    # Said, where a stopped demo -o json ended with nothing on stdout or stderr.
+    assert (
+        result.stderr
+        == "error: stopped by SIGTERM before it finished; the demo's temporary store is removed\n"
+    )
     assert list(tmp_path.iterdir()) == []

@@ -171,6 +171,24 @@ def test_a_port_in_use_is_one_error_line() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("host", "reason"),
+    [("192.0.2.1", "not an address of this machine"), ("a b", "")],  # TEST-NET-1 (RFC 5737): no machine's
+    ids=["another-machines-address", "no-host-name"],
+)
+def test_a_host_this_machine_cannot_listen_on_is_said_with_what_to_give_as_serve_says_it(
+    host: str, reason: str
+) -> None:
+    """``inference-server --host 10.0.0.9`` said only "cannot listen on 10.0.0.9:8000: Cannot assign requested
+    address", where ``serve --host`` and ``exporter --listen-address`` say it is not this machine's and what
+    to give."""
+    result = runner.invoke(app, ["inference-server", "--host", host, "--port", str(free_port())])
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 78, result.output
+    assert said.startswith(f"error: --host '{host}': cannot listen on it: {reason}"), said
+    assert said.endswith("; give an IP address of this machine (0.0.0.0: all of them) or its host name"), said
+
+
 @pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback on this machine")
 def test_an_ipv6_host_is_in_brackets_in_the_start_line_and_a_taken_port_s_error(
     monkeypatch: pytest.MonkeyPatch,

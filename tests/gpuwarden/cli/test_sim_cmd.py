@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ from gpuwarden.config import load_config
 from gpuwarden.inventory_api import inventory_from_fleet
 from gpuwarden.sim.fleet import Fleet, build_fleet
 from tests.gpuwarden.cli.built_runner import BuiltCliRunner
+from tests.http_stub import FixedAnswer
+from tests.integration.servers import free_port
 
 runner = BuiltCliRunner()
 
@@ -237,3 +240,76 @@ def test_serves_simulated_inventory_is_the_warmed_fleets_without_warming_every_g
     finally:
         inventories.close()
     assert steps == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "warned"),
+    [
+        pytest.param(["inject", "xid", "--node", "node-01", "--gpu", "0", "--xid", "79"], True, id="inject"),
+        pytest.param(["clear", "f-0001"], False, id="clear"),
+        pytest.param(["faults"], False, id="faults"),
+    ],
+)
+def test_an_exporter_that_takes_the_request_but_does_not_answer_is_a_timeout_not_unreachable(
+    argv: list[str], warned: bool
+) -> None:
+    """An exporter slow to answer (a big fleet on a loaded machine) was said as "cannot reach ...: timed out;
+    is the exporter running with --simulate?", though it had the request: an injected fault the operator
+    then posted again ran twice. It says it waited, and of a POST that the fault may be injected already."""
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", free_port()))
+        listening.listen(8)  # the kernel accepts connections; nobody reads or answers
+        url = f"http://127.0.0.1:{listening.getsockname()[1]}"
+        result = runner.invoke(app, ["sim", *argv, "--url", url, "--timeout", "0.2"])
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 1, result.output
+    assert said.startswith(f"error: timed out after 0.2 s waiting for an answer from {url}/sim/faults"), said
+    assert "cannot reach" not in said and "is the exporter running" not in said, said
+    told = f"may still have injected the fault: look with `gpuwarden sim faults --url {url}` before injecting"
+    assert (told in said) is warned, said
+
+
+def test_an_inject_interrupted_before_the_exporter_answered_says_it_may_be_injected(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C while the exporter held the POST ended in silence, exit 130: injected or not, nobody said."""
+    import httpx  # noqa: PLC0415 - as the command imports it
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(httpx, "request", interrupted)
+    url = "http://127.0.0.1:9"
+    result = runner.invoke(app, ["sim", "inject", "hung", "--node", "node-01", "--gpu", "0", "--url", url])
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 130, result.output
+    assert said.startswith("error: interrupted before the exporter answered; the exporter may still"), said
+    assert f"look with `gpuwarden sim faults --url {url}` before injecting it again" in said, said
+
+
+def test_https_to_a_plain_http_exporter_says_to_start_the_exporter_with_tls_not_serve() -> None:
+    """``sim faults --url https://...`` to an exporter without TLS said "... or start serve with
+    --web.config.file": ``sim`` talks to the exporter, and serve's TLS changes nothing there."""
+    server = FixedAnswer(200, b"[]")
+    try:
+        url = server.url.replace("http://", "https://")
+        result = runner.invoke(app, ["sim", "faults", "--url", url])
+    finally:
+        server.close()
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 1, result.output
+    assert "speaks plain HTTP: use http://" in said and "start the exporter with --web.config.file" in said, (
+        said
+    )
+    assert "start serve" not in said, said
+
+
+def test_an_unloadable_ssl_cert_file_names_the_exporters_certificate_not_serves(tmp_path: Path) -> None:
+    missing = tmp_path / "ca.pem"
+    result = runner.invoke(
+        app, ["sim", "faults", "--url", "https://127.0.0.1:9"], env={"SSL_CERT_FILE": str(missing)}
+    )
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 2, result.output
+    assert f"SSL_CERT_FILE={missing}: cannot load CA certificates" in said, said
+    assert "the CA that signed the exporter's certificate" in said and "serve's" not in said, said

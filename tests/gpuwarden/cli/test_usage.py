@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import itertools
 from typing import Any
 
 import pytest
@@ -50,6 +51,42 @@ def test_a_groups_help_lists_each_commands_summary_as_one_paragraph(path: str, g
             assert any(summary in row for row in rows), (name, summary, shown.stdout)
 
 
+def _prose_rows(help_text: str) -> list[list[str]]:
+    """The paragraphs of a ``--help``'s prose (above its first box), each a list of its rows, stripped."""
+    prose = help_text.split("╭", maxsplit=1)[0].splitlines()
+    paragraphs: list[list[str]] = [[]]
+    for row in (r.strip() for r in prose[prose.index(next(r for r in prose if "Usage:" in r)) + 1 :]):
+        if row:
+            paragraphs[-1].append(row)
+        elif paragraphs[-1]:
+            paragraphs.append([])
+    return [p for p in paragraphs if p]
+
+
+@pytest.mark.parametrize("path", PATHS, ids=PATHS)
+def test_a_commands_help_flows_each_paragraph_to_the_terminals_width(path: str) -> None:
+    """typer kept the docstring's line breaks in every paragraph after the first: at 80 columns
+    ``loadgen --help`` broke "(0 with --allow-errors), when" from "none succeeded", and inference-server,
+    anomaly score, anomaly run and inventory export broke their second paragraphs in the same way. A row
+    ends early only where the next word would not fit (78 columns: the help's margins)."""
+    shown = runner.invoke(app, [*path.split()[1:], "--help"], env={"COLUMNS": "80"})
+    assert shown.exit_code == 0, shown.output
+    for rows in _prose_rows(shown.stdout):
+        for row, following in itertools.pairwise(rows):
+            assert len(row) + 1 + len(following.split()[0]) > 76, (row, following, shown.stdout)
+
+
+@pytest.mark.parametrize(
+    "path", [path for path, _ in GROUPS] + PATHS[1:], ids=[p for p, _ in GROUPS] + PATHS[1:]
+)
+def test_help_at_80_columns_cuts_no_option_name_or_word_of_help(path: str) -> None:
+    """At 80 columns ``exporter --help`` showed ``--web.config.fil…``, ``--listen-address…`` and
+    ``--allow-remote-f…``: the option's own name could not be read, nor ``(exporter-toolki…`` in its help."""
+    shown = runner.invoke(app, [*path.split()[1:], "--help"], env={"COLUMNS": "80"})
+    assert shown.exit_code == 0, shown.output
+    assert "…" not in shown.stdout, shown.stdout
+
+
 def test_a_flag_still_refuses_a_value_in_one_line() -> None:
     refused = runner.invoke(app, ["sim", "faults", "--all=true"])
     said = " ".join(refused.stderr.split())
@@ -89,3 +126,26 @@ def test_an_option_without_its_value_names_the_help_to_read_as_other_usage_error
     refused = runner.invoke(app, args)
     shown = " ".join(refused.stderr.split())
     assert refused.exit_code == 2 and f"error: {said} --help" in shown, shown
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (
+            ["incident", "list"],
+            "error: no such command 'incident' (did you mean 'incidents'?); see gpuwarden --help",
+        ),
+        (
+            ["incidents", "lst"],
+            "error: no such command 'lst' (did you mean 'list'?); see gpuwarden incidents --help",
+        ),
+    ],
+    ids=["group", "command"],
+)
+def test_a_mistyped_command_is_said_in_one_sentence_with_its_suggestion_in_brackets(
+    args: list[str], said: str
+) -> None:
+    """The most common typo said "no such command 'incident'. Did you mean 'incidents'?; see ...": a
+    question, then "?;" before the help to read. It reads as an unknown option's suggestion does."""
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 2 and " ".join(refused.stderr.split()) == said, refused.stderr
