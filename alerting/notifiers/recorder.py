@@ -243,6 +243,19 @@ class SlackRecorder:
             cid = self._slack.channel_id(channel)
             (self._slack.archived.add if archived else self._slack.archived.discard)(cid)
 
+    def forbid_threads(self, channel: str, *, forbidden: bool = True) -> None:
+        """Threads are not allowed in ``channel`` (``forbidden=False``: allowed again): a reply there answers
+        ``restricted_action_non_threadable_channel``."""
+        with self._lock:
+            cid = self._slack.channel_id(channel)
+            (self._slack.unthreaded.add if forbidden else self._slack.unthreaded.discard)(cid)
+
+    def grant_scopes(self, scopes: Iterable[str] | None) -> None:
+        """The scopes the app's token has (None: every one), as after a reinstall: a method needing another
+        answers ``missing_scope`` with the scope in ``needed`` (``chat:write``, ``channels:history``)."""
+        with self._lock:
+            self._slack.scopes = None if scopes is None else frozenset(scopes)
+
     def set_edit_window(self, seconds: float | None) -> None:
         """The workspace's message edit window (an admin's setting): ``chat.update`` of a message older than
         ``seconds`` answers ``edit_window_closed``; None: no window."""

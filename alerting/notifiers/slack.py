@@ -22,7 +22,8 @@ message's metadata, is which notification the message was posted for
 message renders as the one last posted or edited to that thread (``slack_shown.Shown``, in memory: after a
 restart one such edit may go again, the same content, which Slack takes as no change). A thread in a channel
 the app can no longer post to holds its incident, or goes on in the channel the incident is sent to now
-(``alerting.notifiers.slack_stuck``).
+(``alerting.notifiers.slack_stuck``), and so does an incident whose first message its channel refuses. In a
+channel that takes no thread replies each change is a message of the channel (``slack_unthreaded``).
 Each message carries Slack message metadata with the notification's idempotency key; when the outbox retries
 a notification whose earlier attempt may have reached Slack, the notifier first looks for that key in the
 channel history (parent: window by window from the event on, ``history_windows``) or the thread (reply) and
@@ -34,14 +35,14 @@ goes on from that page at the retry). That lookup needs the channel id (``C...``
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
 from slack_sdk.web import SlackResponse
 
-from alerting.notifiers.base import ChartSeries, Notification, ThreadSaver, ThreadState
+from alerting.notifiers.base import Notification, ThreadSaver, ThreadState
 from alerting.notifiers.blocks import (
     SlackMessage,
     incident_message,
@@ -49,10 +50,11 @@ from alerting.notifiers.blocks import (
     minimal_reply,
     timeline_reply,
 )
-from alerting.notifiers.charts import SeriesSource, chart_filename, chart_series, chart_upload, shares_file
+from alerting.notifiers.charts import SeriesSource
 from alerting.notifiers.deadline import DeadlineCaller
 from alerting.notifiers.pacing import POSTS_PER_SECOND, MethodLimits, PostPacing
 from alerting.notifiers.series import series_source_from_config
+from alerting.notifiers.slack_charts import SlackCharts
 from alerting.notifiers.slack_client import (
     CONTENT_REFUSED,
     EDIT_WINDOW_CLOSED,
@@ -63,7 +65,8 @@ from alerting.notifiers.slack_client import (
 from alerting.notifiers.slack_history import has_key, metadata_for
 from alerting.notifiers.slack_lookups import SlackLookups
 from alerting.notifiers.slack_shown import Shown
-from alerting.notifiers.slack_stuck import continued_reply, held_thread, stuck
+from alerting.notifiers.slack_stuck import continued_reply, first_refused, held_first, held_thread, stuck
+from alerting.notifiers.slack_unthreaded import NON_THREADABLE, UnthreadedChannels, unthreaded_reply
 from alerting.subscriptions import ChangeKind
 from gpuwarden.clock import Clock, SystemClock
 from gpuwarden.config import SlackConfig
@@ -76,7 +79,7 @@ __all__ = ["SlackNotifier", "make_client"]  # make_client is slack_client's, sti
 CHART_CHANGES = frozenset({ChangeKind.OPENED, ChangeKind.REOPENED})
 
 
-class SlackNotifier:
+class SlackNotifier(SlackCharts):
     """Posts and maintains one Slack message per incident, with a thread of its timeline."""
 
     def __init__(
@@ -119,6 +122,7 @@ class SlackNotifier:
         self._series = series_source
         self._broadcast_resolutions = broadcast_resolutions
         self._shown_messages = Shown()
+        self._unthreaded = UnthreadedChannels()  # channels that refused a thread reply (``slack_unthreaded``)
 
     @classmethod
     def from_config(
@@ -191,6 +195,8 @@ class SlackNotifier:
         try:
             return self._deliver(notification, thread, retry=retry, save=save)
         except BackendError as exc:
+            if first_refused(exc, thread):  # no thread yet: held as a stuck one (``slack_stuck``)
+                raise self._held_first(notification, thread, exc) from exc
             if not stuck(exc, thread):
                 raise
             code = exc.code
@@ -216,24 +222,40 @@ class SlackNotifier:
         broadcast = notification.needs_attention or (
             notification.is_resolution and self._broadcast_resolutions and not notification.held
         )
-        metadata = metadata_for(notification.incident_id, notification.key, notification.event_kind)
-        self._send(
-            "chat.postMessage",
-            notification,
-            timeline_reply(notification),
-            minimal_reply(notification),
-            lambda reply: self._client.chat_postMessage(
+        self._reply(notification, channel, ts, broadcast=broadcast, retry=retry)
+        return True
+
+    def _reply(self, n: Notification, channel: str, ts: str, *, broadcast: bool, retry: bool) -> None:
+        """Post the change in the incident's thread; where its channel takes no thread replies, as a message
+        of the channel that says which incident it continues (``alerting.notifiers.slack_unthreaded``)."""
+        metadata = metadata_for(n.incident_id, n.key, n.event_kind)
+
+        def post(reply: SlackMessage, thread_ts: str | None) -> SlackResponse:
+            return self._client.chat_postMessage(
                 channel=channel,
-                thread_ts=ts,
+                thread_ts=thread_ts,
                 text=reply.text,
                 blocks=reply.blocks,
-                reply_broadcast=broadcast,
+                reply_broadcast=broadcast if thread_ts else None,
                 metadata=metadata,
-            ),
-            channel=channel,
-            pace=True,
-        )
-        return True
+            )
+
+        reply, minimal = timeline_reply(n), minimal_reply(n)
+        if channel not in self._unthreaded:
+            try:
+                self._send(
+                    "chat.postMessage", n, reply, minimal, lambda m: post(m, ts), channel=channel, pace=True
+                )
+                return
+            except BackendError as exc:
+                if exc.code != NON_THREADABLE or exc.retryable:
+                    raise
+            self._unthreaded.refused(channel, n.incident_id)
+        if retry and self._lookups.parent(channel, n.key, n.event_at.timestamp()) is not None:
+            logger.info("slack change already posted incident_id=%s key=%s", n.incident_id, n.key)
+            return
+        reply, minimal = (unthreaded_reply(m, n.incident_id, n.title, ts) for m in (reply, minimal))
+        self._send("chat.postMessage", n, reply, minimal, lambda m: post(m, None), channel=channel, pace=True)
 
     def _move(self, n: Notification, thread: ThreadState, code: str, save: ThreadSaver) -> ThreadState:
         """The thread of an incident stuck in its channel (``alerting.notifiers.slack_stuck``), going on in a
@@ -299,8 +321,19 @@ class SlackNotifier:
         posted already, or the incident silenced (``deliver`` posts none then)."""
         if notification.silenced_until is not None or (thread.ts is not None and thread.channel is not None):
             return False
-        self._parent(notification, thread, retry=retry, save=save)
+        try:
+            self._parent(notification, thread, retry=retry, save=save)
+        except BackendError as exc:
+            if not first_refused(exc, thread):
+                raise
+            raise self._held_first(notification, thread, exc) from exc
         return True
+
+    def _held_first(self, n: Notification, thread: ThreadState, exc: BackendError) -> BackendError:
+        """The hold of an incident whose first message its channel refused (``slack_stuck.held_first``)."""
+        return held_first(
+            n.incident_id, thread.channel or self._by_priority.get(n.priority, self._channel), exc.code or ""
+        )
 
     def _shown(
         self, notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
@@ -457,36 +490,3 @@ class SlackNotifier:
         return self._lookups.in_thread(
             channel, ts, since, f"reply {key}", lambda message: has_key(message, key)
         )
-
-    def _chart_in_thread(self, n: Notification, channel: str, ts: str) -> bool:
-        """Whether the thread already holds the incident's chart (a file share of ``_attach_chart``'s
-        filename): attached before a crash that came before ``chart_posted`` was saved."""
-        filename = chart_filename(n)
-        return self._lookups.in_thread(
-            channel, ts, n.event_at.timestamp(), f"chart {filename}", shares_file(filename)
-        )
-
-    def _chart_once(self, n: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver) -> None:
-        """Attach the incident's chart to its thread and save that it is there; a retry looks first, as a
-        crash between Slack's answer to the upload and the save attached it twice."""
-        assert thread.channel is not None and thread.ts is not None
-        if retry and self._chart_in_thread(n, thread.channel, thread.ts):
-            logger.info("slack chart already attached incident_id=%s", n.incident_id)
-            save(replace(thread, chart_posted=True))
-            return
-        series = chart_series(n, self._series)
-        if not series:
-            return
-        try:
-            self._attach_chart(n, series, thread.channel, thread.ts)
-        except BackendError as exc:  # a chart is optional: it must not hold back the event
-            logger.warning("chart not attached incident_id=%s error=%s", n.incident_id, exc)
-        save(replace(thread, chart_posted=True))
-
-    def _attach_chart(self, n: Notification, series: Sequence[ChartSeries], channel: str, ts: str) -> None:
-        upload = chart_upload(n, series)
-        if upload is not None:
-            self._call(
-                "files_upload_v2",
-                lambda: self._client.files_upload_v2(channel=channel, thread_ts=ts, **upload),
-            )

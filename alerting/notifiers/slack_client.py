@@ -63,6 +63,10 @@ UNTIL_FIXED = frozenset(
         "restricted_action",
     }
 )
+# ``missing_scope`` from these methods (the token lacks ``chat:write``) refuses every message until someone
+# grants the scope: held as ``UNTIL_FIXED`` (each message failed, one by one). From another method (a lookup's
+# ``channels:history``, a chart's ``files:write``) it refuses that call only: a warning, the message goes.
+SCOPE_HOLDS = frozenset({"chat.postMessage", "chat.update"})
 # Errors that say the incident's message is gone (deleted by someone): post a new one, not fail the event.
 MESSAGE_GONE = frozenset({"message_not_found", "cant_update_message"})
 # The workspace's message edit window passed: the message stays as it is, the change goes to its thread.
@@ -202,6 +206,18 @@ def _detail(data: object) -> str:
     return f" ({shown[:2000]})" if shown else ""
 
 
+def _scope_fix(method: str, data: object) -> str:
+    """What to do about ``missing_scope`` from ``method`` (``SCOPE_HOLDS``): grant the scope Slack names in
+    its answer's ``needed`` (chat:write when it names none), reinstall the app."""
+    needed = data.get("needed") if isinstance(data, dict) else None
+    scope = str(needed) if needed else "chat:write"
+    return (
+        f"the app's token lacks {scope}, which {method} needs: add it to the app's bot token scopes (OAuth &"
+        " Permissions) and reinstall the app to the workspace (its bot token stays the same; set a new one"
+        " and restart serve if it changed); " + _HELD
+    )
+
+
 def _redirect(response: SlackResponse) -> str:
     """Where a redirect points (its scheme and host, as ``config show`` shows URLs), and that it is not
     followed; nothing when it names no place."""
@@ -236,6 +252,8 @@ def translate(method: str, exc: Exception, *, channel: str | None = None) -> Bac
         fix = ""
         if channel is not None and error in CHANNEL_FIXES and not retryable:
             fix = "; " + CHANNEL_FIXES[error].format(channel=channel)
+        elif error == "missing_scope" and method in SCOPE_HOLDS:
+            fix = "; " + _scope_fix(method, data)
         elif error in FIXES and not retryable:
             fix = f"; {FIXES[error]}"
         return BackendError(
@@ -244,7 +262,8 @@ def translate(method: str, exc: Exception, *, channel: str | None = None) -> Bac
             retryable=retryable,
             code=error,
             retry_after=_retry_after(exc.response.headers) if limited else None,
-            until_fixed=error in UNTIL_FIXED and not retryable,
+            until_fixed=(error in UNTIL_FIXED or (error == "missing_scope" and method in SCOPE_HOLDS))
+            and not retryable,
         )
     if isinstance(exc, CallAbandoned):  # a TimeoutError: before the OSErrors below
         return BackendError(f"{method}: {exc}", backend="slack", retryable=True)

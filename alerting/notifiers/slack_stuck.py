@@ -7,6 +7,11 @@ thread until someone queued it again. Now, where ``slack.channel`` / ``slack.cha
 incident elsewhere (an operator routed its priority away), its thread goes on there, in a new message that
 says where it came from; where they send it to the same channel, its messages are held (none failed), tried
 again every ``THREAD_HOLD_SECONDS``, with an error that names the channel and the fix (``held_thread``).
+
+The same errors refusing an incident's first message (no thread yet) failed it, and every later message of
+the incident failed too (each posts that first message) until ``outbox retry``: its messages are held so
+too (``first_refused``, ``held_first``); no channel is kept for it, so once it is fixed its message goes
+where the configuration sends the incident then.
 """
 
 from __future__ import annotations
@@ -41,6 +46,34 @@ _FIXES = {
 def stuck(exc: BackendError, thread: ThreadState) -> bool:
     """Whether ``exc`` says the app can no longer post in the channel of the incident's thread."""
     return thread.ts is not None and exc.code in STUCK and not exc.retryable
+
+
+def first_refused(exc: BackendError, thread: ThreadState) -> bool:
+    """Whether ``exc`` says the app cannot post the incident's first message (no thread yet) in its
+    channel."""
+    return thread.ts is None and exc.code in STUCK and not exc.retryable
+
+
+def held_first(incident_id: str, channel: str, code: str) -> BackendError:
+    """The error that holds an incident whose first message ``channel`` refused with ``code``: its messages
+    wait (as ``held_thread``'s), in order, and go out once it is fixed."""
+    fix = _FIXES.get(code, _FIXES["not_in_channel"]).format(channel=channel)
+    if code == "channel_not_found":  # a name the app cannot see, a private channel it is not in
+        fix = (
+            "set slack.channel and slack.channels_by_priority to channel ids (C..., at the bottom of the"
+            " channel's details) and, for a private channel, invite the app (`/invite @<app>` in it)"
+        )
+    return BackendError(
+        f"incident {incident_id}'s message goes to channel {channel}, where the app cannot post ({code}):"
+        f" its messages wait, none failed, tried again every {THREAD_HOLD_SECONDS:.0f} s; to fix: {fix}, or"
+        " send its priority to another channel (slack.channels_by_priority, slack.channel) and restart"
+        " serve: its message then goes there",
+        backend="slack",
+        retryable=True,
+        code=code,
+        retry_after=THREAD_HOLD_SECONDS,
+        limit=f"channel {channel}",
+    )
 
 
 def held_thread(incident_id: str, channel: str, code: str, moving: str = "") -> BackendError:

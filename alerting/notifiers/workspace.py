@@ -96,6 +96,17 @@ def _truthy(value: Any) -> bool:
     return value in (True, 1, "1", "true", "True")
 
 
+# The scope each method needs of a bot token (Slack's answer without it: missing_scope, naming it in needed).
+SCOPES = {
+    "chat.postMessage": "chat:write",
+    "chat.update": "chat:write",
+    "conversations.history": "channels:history",
+    "conversations.replies": "channels:history",
+    "files.getUploadURLExternal": "files:write",
+    "files.completeUploadExternal": "files:write",
+}
+
+
 class SlackWorkspace:
     """Slack's side of the conversation, answering Web API methods."""
 
@@ -115,6 +126,11 @@ class SlackWorkspace:
         # Channels the app was removed from, and channels archived (ids): Slack refuses the app's calls there.
         self.left: set[str] = set()
         self.archived: set[str] = set()
+        # Channels where threads are not allowed: a reply there answers
+        # restricted_action_non_threadable_channel.
+        self.unthreaded: set[str] = set()
+        # The scopes the app's token has (None: every scope a method here needs).
+        self.scopes: frozenset[str] | None = None
         # The workspace's message edit window (an admin's setting), in seconds; None: messages stay editable.
         self.edit_window: float | None = None
         for channel in channels:
@@ -171,6 +187,14 @@ class SlackWorkspace:
         handler = handlers.get(method)
         if handler is None:
             return {"ok": False, "error": "unknown_method"}
+        needed = SCOPES.get(method)
+        if self.scopes is not None and needed is not None and needed not in self.scopes:
+            return {
+                "ok": False,
+                "error": "missing_scope",
+                "needed": needed,
+                "provided": ",".join(self.scopes),
+            }
         return handler()
 
     @staticmethod
@@ -211,6 +235,8 @@ class SlackWorkspace:
             parent = self.find(channel, str(thread_ts))
             if parent is None or parent.thread_ts is not None:
                 return {"ok": False, "error": "thread_not_found"}
+            if channel in self.unthreaded:
+                return {"ok": False, "error": "restricted_action_non_threadable_channel"}
         message = RecordedMessage(
             channel=channel,
             ts=self.new_ts(),

@@ -100,11 +100,12 @@ def test_a_message_slack_refuses_for_good_is_failed_and_the_next_one_goes(
     changes = lifecycle()
     outbox(changes[0])
     outbox(changes[1])
-    recorder.fail_next("chat.postMessage", status=200, error="channel_not_found")
+    # (A channel the app cannot post to holds the incident instead: test_outbox_slack_channels.)
+    recorder.fail_next("chat.postMessage", status=200, error="invalid_arguments")
     assert outbox.dispatch_due() == 1
     statuses = [m.status for m in outbox.messages()]
     assert statuses == [FAILED, SENT]
-    assert "channel_not_found" in (outbox.messages()[0].last_error or "")
+    assert "invalid_arguments" in (outbox.messages()[0].last_error or "")
 
     # The next one went out and made the incident's message: the failed one, sent now, would set it back
     # to what it said then. It stays failed (and says so).

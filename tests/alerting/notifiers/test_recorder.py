@@ -44,6 +44,35 @@ def test_replies_need_an_existing_parent(client: WebClient) -> None:
         client.chat_postMessage(channel="#x", text="reply", thread_ts="1.000001")
 
 
+def test_a_channel_without_threads_refuses_replies_and_takes_messages(
+    client: WebClient, recorder: SlackRecorder
+) -> None:
+    posted = client.chat_postMessage(channel="C0123456789", text="parent")
+    recorder.forbid_threads("C0123456789")
+    with pytest.raises(SlackApiError, match="restricted_action_non_threadable_channel"):
+        client.chat_postMessage(channel="C0123456789", text="reply", thread_ts=posted["ts"])
+    client.chat_postMessage(channel="C0123456789", text="another")
+    recorder.forbid_threads("C0123456789", forbidden=False)
+    client.chat_postMessage(channel="C0123456789", text="reply", thread_ts=posted["ts"])
+    assert [m.text for m in recorder.replies(posted["ts"])] == ["reply"]
+
+
+def test_a_token_without_a_scope_gets_missing_scope_naming_it(
+    client: WebClient, recorder: SlackRecorder
+) -> None:
+    recorder.grant_scopes(["chat:write"])
+    posted = client.chat_postMessage(channel="C0123456789", text="parent")
+    with pytest.raises(SlackApiError) as caught:
+        client.conversations_history(channel="C0123456789")
+    assert caught.value.response["error"] == "missing_scope"
+    assert caught.value.response["needed"] == "channels:history"
+    recorder.grant_scopes([])
+    with pytest.raises(SlackApiError, match="missing_scope"):
+        client.chat_update(channel=posted["channel"], ts=posted["ts"], text="new")
+    recorder.grant_scopes(None)
+    client.chat_update(channel=posted["channel"], ts=posted["ts"], text="new")
+
+
 def test_update_needs_the_channel_id_and_an_existing_ts(client: WebClient) -> None:
     posted = client.chat_postMessage(channel="#x", text="parent")
     with pytest.raises(SlackApiError, match="channel_not_found"):

@@ -115,19 +115,10 @@ def test_slack_errors_become_backend_errors_that_say_whether_to_retry(
 @pytest.mark.parametrize(
     ("error", "fix"),
     [
-        (
-            "not_in_channel",
-            "the app is not in channel #gpu-incidents, where this message goes: invite it (`/invite @<app>`",
-        ),
-        (
-            "channel_not_found",
-            "set slack.channel and slack.channels_by_priority to channel ids (C..., at the bottom of the",
-        ),
-        ("is_archived", "channel #gpu-incidents, where this message goes, is archived: unarchive it or set"),
         ("account_inactive", "reinstall the app, set its Bot User OAuth Token (xoxb-...) and restart serve"),
         ("token_revoked", "reinstall the app, set its Bot User OAuth Token (xoxb-...) and restart serve"),
     ],
-    ids=["not-in-channel", "channel-not-found", "archived", "account-inactive", "token-revoked"],
+    ids=["account-inactive", "token-revoked"],
 )
 def test_an_error_that_fails_every_message_until_someone_acts_says_what_to_do(
     recorder: SlackRecorder, error: str, fix: str
@@ -148,6 +139,33 @@ def test_an_error_that_fails_every_message_until_someone_acts_says_what_to_do(
     assert fix in said and said.endswith(ending)
 
 
+@pytest.mark.parametrize(
+    ("error", "fix"),
+    [
+        ("not_in_channel", "invite the app to #gpu-incidents (`/invite @<app>` in the channel)"),
+        (
+            "channel_not_found",
+            "set slack.channel and slack.channels_by_priority to channel ids (C..., at the bottom of the",
+        ),
+        ("is_archived", "unarchive #gpu-incidents"),
+    ],
+    ids=["not-in-channel", "channel-not-found", "archived"],
+)
+def test_a_first_message_its_channel_refuses_holds_its_incident_naming_the_channel_and_fix(
+    recorder: SlackRecorder, error: str, fix: str
+) -> None:
+    # Failed for good, with "then `gpuwarden outbox retry` sends what failed meanwhile": every later message
+    # of the incident failed too (each posts the first).
+    recorder.fail_next("chat.postMessage", status=200, error=error)
+    with pytest.raises(BackendError) as caught:
+        deliver(notifier_for(recorder), Threads(), build_notification(lifecycle()[0]))
+    said = str(caught.value)
+    assert caught.value.retryable and caught.value.code == error and caught.value.retry_after is not None
+    assert caught.value.limit == "channel #gpu-incidents"  # this incident waits, the others go on
+    assert f"goes to channel #gpu-incidents, where the app cannot post ({error})" in said and fix in said
+    assert "outbox retry" not in said
+
+
 def test_a_missing_scope_names_the_scope_slack_says_is_needed() -> None:
     # Slack's answer to an app without chat:write (the recorder grants every scope).
     slack = FixedAnswer(
@@ -159,7 +177,11 @@ def test_a_missing_scope_names_the_scope_slack_says_is_needed() -> None:
             deliver(notifier, Threads(), build_notification(lifecycle()[0]))
     finally:
         slack.close()
-    assert "missing_scope (needed: chat:write); grant the app the scope Slack names" in str(caught.value)
+    said = str(caught.value)
+    assert (
+        "missing_scope (needed: chat:write); the app's token lacks chat:write, which chat.postMessage" in said
+    )
+    assert caught.value.until_fixed  # every message held until it is granted, none failed
 
 
 @pytest.mark.parametrize(
