@@ -1,0 +1,47 @@
+"""Alerts posted out of onset order across POSTs (several Alertmanagers, their retries, several anomaly
+services) give the incidents onset order gives (README, "Incidents, batching"), and a driver rollout
+posted one alert per POST takes no NVSwitch failure it reached (``benchmarks/batch_order_fuzz.py``)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from alerting import scenarios as sc
+from gpuwarden.model import Alert
+from tests.alerting.arrival_streams import START, _engine, _onset
+
+Outcome = frozenset[tuple[str, str, str, frozenset[str]]]
+
+
+def _outcome(tmp_path: Path, posts: list[list[Alert]]) -> tuple[Outcome, int]:
+    """Each open incident (root kind and target, priority, alerts) and how many incidents opened."""
+    alerts = [a for post in posts for a in post]
+    engine = _engine(tmp_path, max(_onset(a) for a in alerts) + timedelta(seconds=10))
+    for post in posts:
+        engine.ingest(post)
+    found = set()
+    for row, _ in engine.store.list_rows():
+        target = str(sorted(row.root_target.items()))
+        fps = frozenset(engine.store.get(row.id).alert_fingerprints)
+        found.add((row.root_kind, target, row.priority, fps))
+    return frozenset(found), engine.counters["incidents_opened"]
+
+
+def test_a_rollout_posted_one_alert_per_post_takes_no_nvswitch_failure_it_reached(tmp_path: Path) -> None:
+    # A driver rollout reaches r07-n01 15 s in and r07-n02 30 s in; an NVSwitch failed on r07-n02 at 20 s.
+    # One POST gave two incidents (the rollout's XIDs 119, the switch's XIDs 74 and NVLink errors); one alert
+    # per POST in onset order, the switch's incident took r07-n02's first XIDs 119 and, as one piece of the
+    # rollout beside r07-n01's, went whole into the rollout's: one incident, a second page merged away.
+    alerts = sc.driver_rollout_xids((7, 8), START, stalled_job=None) + [
+        a
+        for a in sc.nvlink_switch_failure(7, 2, START + timedelta(seconds=20))
+        if a.labels["alertname"] != "TrainingJobStalled"
+    ]
+    by_onset = sorted(alerts, key=lambda a: (_onset(a), a.fingerprint))
+    together = _outcome(tmp_path, [by_onset])
+    one_by_one = _outcome(tmp_path, [[a] for a in by_onset])
+    assert one_by_one == together
+    switch = {a.fingerprint for a in alerts if a.labels.get("xid") != "119"}
+    assert sorted(len(fps & switch) for _, _, _, fps in together[0]) == [0, len(switch)]
+    assert together[1] == 2
