@@ -20,6 +20,7 @@ from alerting.faults import ENVIRONMENT
 from alerting.impact import live_root_cause
 from alerting.incident_index import OpenIncidents
 from alerting.inventory import Inventory
+from alerting.lateness import came_after
 from alerting.member import Member, describe, first_onset, flapping_in, live, recommended_by
 from alerting.rack_spread import Spread, node_signals, rack_spread
 from alerting.reminders import TAKEN_UP
@@ -90,6 +91,10 @@ class IncidentMerging:
             if inside and _before_the_heat(inc, other):
                 continue
             takes.append(other)
+        arrived = None if early else batch.arrived.get(inc.id)
+        if arrived is not None:  # alerts posted after others on its node that began after them
+            late = came_after(inc, arrived, self._open, self.inventory, _NewIn(batch))
+            takes.extend(o for o in late if all(o.id != t.id for t in takes))
         taker = self._rooted_taker(inc) or self._wider_taker(inc)
         if taker is not None and all(o.id != taker.id for o in takes):
             takes.append(taker)
@@ -438,3 +443,13 @@ def took_earlier(session: Session, incident_ids: Sequence[str]) -> set[str]:
         )
         took.update(incident_id for incident_id, data in merges if data.get("earlier"))
     return took
+
+
+class _NewIn:
+    """The incidents a transaction opened, as a container (``lateness.came_after`` skips them)."""
+
+    def __init__(self, batch: Batch) -> None:
+        self._batch = batch
+
+    def __contains__(self, incident_id: object) -> bool:
+        return isinstance(incident_id, str) and self._batch.is_new(incident_id)

@@ -7,6 +7,8 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from alerting import scenarios as sc
 from gpuwarden.model import Alert
 from tests.alerting.arrival_streams import START, _engine, _onset
@@ -26,6 +28,45 @@ def _outcome(tmp_path: Path, posts: list[list[Alert]]) -> tuple[Outcome, int]:
         fps = frozenset(engine.store.get(row.id).alert_fingerprints)
         found.add((row.root_kind, target, row.priority, fps))
     return frozenset(found), engine.counters["incidents_opened"]
+
+
+def _at(seconds: float, **labels: str) -> Alert:
+    return Alert({"cluster": sc.CLUSTER, **labels}, starts_at=START + timedelta(seconds=seconds))
+
+
+def _gpu(node: str, gpu: int, name: str, at: float, **extra: str) -> Alert:
+    return _at(at, alertname=name, Hostname=node, gpu=str(gpu), UUID=sc.gpu_uuid(node, gpu), **extra)
+
+
+LATE = {
+    # The exporter of r02-n03 went stale 5 s after its GPU 6 ran hot, and was posted first: one incident,
+    # the node's heat, as in onset order (batch fuzz --shuffle 30, seed 155).
+    "stale exporter posted before the heat it follows": (
+        _gpu("r02-n03", 6, "GpuTemperatureHigh", 0),
+        _at(5, alertname="DCGMExporterStale", Hostname="r02-n03"),
+    ),
+    # The exporter of r02-n04 went stale 11 s before its GPU 1 fell off the bus and was posted after it: two
+    # incidents, as in onset order, not the stale exporter in the GPU's (seed 285).
+    "stale exporter posted after a GPU lost later": (
+        _at(0, alertname="DCGMExporterStale", Hostname="r02-n04"),
+        _gpu("r02-n04", 1, "GPULost", 11),
+    ),
+    # Service chat's latency began before an XID 13 on r01-n02 (a node chat runs on, not its GPU) and was
+    # posted after it: the latency's incident rooted at the XID, as in onset order (seeds 170, 279).
+    "service latency posted after a fault on its node that followed it": (
+        _at(0, alertname="ChatLatencyHigh", service="chat", namespace="serving"),
+        _gpu("r01-n02", 5, "GPUXid", 10, xid="13"),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LATE))
+def test_an_alert_posted_after_one_that_began_later_groups_as_in_onset_order(
+    tmp_path: Path, name: str
+) -> None:
+    first, second = LATE[name]
+    in_order, _ = _outcome(tmp_path, [[first], [second]])
+    assert _outcome(tmp_path, [[second], [first]])[0] == in_order
 
 
 def test_a_rollout_posted_one_alert_per_post_takes_no_nvswitch_failure_it_reached(tmp_path: Path) -> None:
