@@ -64,8 +64,11 @@ def existed_then(
     kept = []
     alone: OpenIncident | None = None
     for c in candidates:
-        row = batch.session.get(IncidentRow, c.id)
-        if row is None or row.first_onset_at <= new.onset or batch.is_new(c.id) or not c.members:
+        if not c.members or batch.is_new(c.id):
+            kept.append(c)
+            continue
+        row = batch.session.get(IncidentRow, c.id)  # held by the session: read once a transaction
+        if row is None or row.first_onset_at <= new.onset:
             kept.append(c)
             continue
         if alone is None:
