@@ -57,14 +57,17 @@ def came_after(
 def existed_then(
     batch: Batch, candidates: list[Candidate], new: Member, inventory: Inventory | None
 ) -> list[Candidate]:
-    """``candidates`` for ``new`` to join without those stored before this transaction whose alerts all began
-    after it, unless their first alert would have joined ``new``'s own incident (``_would_join``): posted in
-    onset order, ``new`` came before them and did not see them (a stale exporter posted after its node's GPU
-    that fell off the bus later joined that GPU's incident, where in onset order the two stayed apart)."""
+    """``candidates`` for ``new`` to join without those stored before this transaction, rooted within a
+    node or without a root, whose alerts all began after it, unless their first alert would have joined
+    ``new``'s own incident (``_would_join``): posted in onset order, ``new`` came before them and did not
+    see them (a stale exporter posted after its node's GPU that fell off the bus later joined that GPU's
+    incident, where in onset order the two stayed apart). A rack's or a cluster's outage or spread is kept
+    (``_grew_by_merges``): left out, a late alert of it opened an incident of its own that a later POST
+    merged, paged already (``test_announcing``'s shuffled rollout and rack outage)."""
     kept = []
     alone: OpenIncident | None = None
     for c in candidates:
-        if not c.members or batch.is_new(c.id):
+        if not c.members or batch.is_new(c.id) or _grew_by_merges(c):
             kept.append(c)
             continue
         row = batch.session.get(IncidentRow, c.id)  # held by the session: read once a transaction
@@ -81,6 +84,15 @@ def existed_then(
         if first.onset <= new.onset or _would_join(alone, first, inventory):
             kept.append(c)
     return kept
+
+
+def _grew_by_merges(c: Candidate) -> bool:
+    """Whether ``c`` is a rack's or a cluster's outage or signal spreading (a driver rollout's XIDs): what
+    grew by merges too (nodes down beside each other, a spread), which ``join_rank`` does not say."""
+    if len(c.root_path) not in range(1, RACK_DEPTH + 1):
+        return False
+    facts = c.facts()
+    return facts.outage_kind or facts.spread_of is not None
 
 
 def _later(

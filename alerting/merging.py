@@ -92,15 +92,18 @@ class IncidentMerging:
                 continue
             takes.append(other)
         arrived = None if early else batch.arrived.get(inc.id)
-        if arrived is not None:  # alerts posted after others on its node that began after them
-            late = came_after(inc, arrived, self._open, self.inventory, _NewIn(batch))
-            takes.extend(o for o in late if all(o.id != t.id for t in takes))
+        late = [] if arrived is None else came_after(inc, arrived, self._open, self.inventory, _NewIn(batch))
+        takes.extend(
+            o for o in late if all(o.id != t.id for t in takes)
+        )  # posted before alerts it began after
         taker = self._rooted_taker(inc) or self._wider_taker(inc)
         if taker is not None and all(o.id != taker.id for o in takes):
             takes.append(taker)
         if not takes or (early and not all(batch.is_new(o.id) for o in takes)):
             return None  # one stored before is assessed first, and merged at the end (its priority told)
-        first = min([inc, *takes], key=lambda o: self._opened(batch, o))
+        # A late alert's incident may have begun first but opened last: one stored before survives (a clock
+        # that stood still opened both at one instant, and the late one's onset broke the tie).
+        first = min([inc, *takes], key=lambda o: (bool(late) and batch.is_new(o.id), self._opened(batch, o)))
         if first is not inc:
             # The incident opened first (announced already, perhaps) survives and takes this one in: its
             # page must not end "merged into" a newer one. Its root moves up as it recomputes, and it takes
