@@ -86,3 +86,16 @@ def test_a_rollout_posted_one_alert_per_post_takes_no_nvswitch_failure_it_reache
     switch = {a.fingerprint for a in alerts if a.labels.get("xid") != "119"}
     assert sorted(len(fps & switch) for _, _, _, fps in together[0]) == [0, len(switch)]
     assert together[1] == 2
+
+
+def test_the_incident_paged_first_survives_when_a_late_alert_folds_it_in(tmp_path: Path) -> None:
+    # The stale exporter of r02-n03 is posted (and paged: no announce delay) before the heat of its GPU 6
+    # that began 5 s earlier. The heat's incident takes the exporter's in, and the page told first goes on:
+    # the clock stood still between the POSTs, and the heat's earlier onset made its new incident survive.
+    heat, stale = LATE["stale exporter posted before the heat it follows"]
+    engine = _engine(tmp_path, START + timedelta(seconds=30))
+    engine.ingest([stale])
+    [paged] = engine.open_incident_ids()
+    engine.ingest([heat])
+    assert engine.open_incident_ids() == [paged]
+    assert set(engine.store.get(paged).alert_fingerprints) == {heat.fingerprint, stale.fingerprint}
