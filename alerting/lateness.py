@@ -24,7 +24,7 @@ from alerting.inventory import Inventory
 from alerting.member import Member
 from alerting.root_cause import root_cause
 from alerting.store_models import IncidentRow
-from alerting.topology import RACK_DEPTH, UNKNOWN
+from alerting.topology import RACK_DEPTH, UNKNOWN, contains
 from gpuwarden.model import IncidentState, Priority, add_workloads
 
 
@@ -46,12 +46,15 @@ def came_after(
         for cluster, name in {(cluster, name) for cluster, name, _ in inc.placed}:
             node = inventory.node(name, cluster)
             path = (cluster, node.rack if node is not None and node.rack else UNKNOWN, name)
-            near.update((o.id, o) for o in open_incidents.under(path))
+            near.update((o.id, o) for o in open_incidents.under(path) if contains(path, o.root_path))
         later = sorted(_later(inc, arrived, near.values(), inventory, skip), key=_first_onset)
         return later[:1]
     if len(root) <= RACK_DEPTH:
         return []  # a rack's or a cluster's incident: the merge pass's own rules
-    return _later(inc, arrived, open_incidents.under(root[: RACK_DEPTH + 1]), inventory, skip)
+    node = root[: RACK_DEPTH + 1]  # ``under`` may give more (its full scan, which tests compare with)
+    return _later(
+        inc, arrived, (o for o in open_incidents.under(node) if contains(node, o.root_path)), inventory, skip
+    )
 
 
 def existed_then(
