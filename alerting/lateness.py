@@ -51,9 +51,9 @@ def came_after(
         return later[:1]
     if len(root) <= RACK_DEPTH:
         return []  # a rack's or a cluster's incident: the merge pass's own rules
-    node = root[: RACK_DEPTH + 1]  # ``under`` may give more (its full scan, which tests compare with)
+    on = root[: RACK_DEPTH + 1]  # its node; ``under`` may give more (its full scan, which tests compare with)
     return _later(
-        inc, arrived, (o for o in open_incidents.under(node) if contains(node, o.root_path)), inventory, skip
+        inc, arrived, (o for o in open_incidents.under(on) if contains(on, o.root_path)), inventory, skip
     )
 
 
