@@ -265,6 +265,9 @@ class Batch:
     added: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)
     rows: dict[str, StoredAlert] = field(default_factory=dict)
     new: list[PendingAlert] = field(default_factory=list)
+    # Per incident, the earliest onset of the alerts that opened or joined it in this transaction
+    # (``alerting.lateness``: an alert posted after others that began later).
+    arrived: dict[str, datetime] = field(default_factory=dict)
     # Incidents whose alerts' recommended actions a repeat changed, with what they recommended before the
     # transaction's first such change: their row does not show it, Slack's message and the webhooks do
     # (``IncidentGrouping._recompute`` tells it when it differs).
@@ -405,6 +408,12 @@ class Batch:
         still in a live engine's list and no longer in a restarted one's (``stored_silences``), so a check
         at the record's time would decide differently after a restart; at this time both find it ended."""
         return self.silences_at or self.now
+
+    def came(self, incident_id: str, onset: datetime) -> None:
+        """An alert of ``onset`` opened or joined the incident (``arrived``)."""
+        arrived = self.arrived.get(incident_id)
+        if arrived is None or onset < arrived:
+            self.arrived[incident_id] = onset
 
     def is_new(self, incident_id: str) -> bool:
         """Whether the incident was opened in this transaction."""

@@ -23,6 +23,7 @@ from alerting.grouping import IncidentGrouping
 from alerting.heading import head_root, held_outage
 from alerting.impact import live_root_cause, workloads_hit
 from alerting.ingest_session import add_opened
+from alerting.lateness import existed_then
 from alerting.member import Member, live
 from alerting.member import describe as _describe
 from alerting.merging import took_earlier
@@ -37,12 +38,7 @@ from alerting.store import ALERT_MOVED
 from alerting.store_models import AlertRow, IncidentRow, TimelineRow
 from alerting.subscriptions import ChangeKind
 from alerting.titles import root_cluster
-from alerting.topology import (
-    locate,
-    target_from_dict,
-    target_label,
-    target_to_dict,
-)
+from alerting.topology import locate, target_from_dict, target_label, target_to_dict
 from gpuwarden.model import AlertStatus, FaultKind, IncidentState, Priority, add_workloads
 
 # Root kinds whose fault an outage within them comes back as (``IncidentJoining._reopen``).
@@ -136,6 +132,7 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
             and not foreign(o.root_path, o.workloads, member)
             and _may_take(o, member, horizon)
         ]
+        candidates = existed_then(batch, candidates, member, self.inventory)  # posted late: as in onset order
         chosen = best_candidate(candidates, member, self.inventory)
         if chosen is not None and member.is_infra and not chosen.root_path:
             chosen = self._past_taken(candidates, chosen, member)
@@ -157,6 +154,7 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
             self._set_workloads(inc, add_workloads(inc.workloads, found))
         inc.last_alert_at = now
         row.incident_id = inc.id
+        batch.came(inc.id, member.onset)
         key = f"{inc.id}\0alert_added"
         added = batch.added.get(key)  # not setdefault: it would make a list per alert
         if added is None:

@@ -20,6 +20,7 @@ from alerting.faults import ENVIRONMENT
 from alerting.impact import live_root_cause
 from alerting.incident_index import OpenIncidents
 from alerting.inventory import Inventory
+from alerting.lateness import came_after
 from alerting.member import Member, describe, first_onset, flapping_in, live, recommended_by
 from alerting.rack_spread import Spread, node_signals, rack_spread
 from alerting.reminders import TAKEN_UP
@@ -90,12 +91,19 @@ class IncidentMerging:
             if inside and _before_the_heat(inc, other):
                 continue
             takes.append(other)
+        arrived = None if early else batch.arrived.get(inc.id)
+        late = [] if arrived is None else came_after(inc, arrived, self._open, self.inventory, _NewIn(batch))
+        takes.extend(
+            o for o in late if all(o.id != t.id for t in takes)
+        )  # posted before alerts it began after
         taker = self._rooted_taker(inc) or self._wider_taker(inc)
         if taker is not None and all(o.id != taker.id for o in takes):
             takes.append(taker)
         if not takes or (early and not all(batch.is_new(o.id) for o in takes)):
             return None  # one stored before is assessed first, and merged at the end (its priority told)
-        first = min([inc, *takes], key=lambda o: self._opened(batch, o))
+        # A late alert's incident may have begun first but opened last: one stored before survives (a clock
+        # that stood still opened both at one instant, and the late one's onset broke the tie).
+        first = min([inc, *takes], key=lambda o: (bool(late) and batch.is_new(o.id), self._opened(batch, o)))
         if first is not inc:
             # The incident opened first (announced already, perhaps) survives and takes this one in: its
             # page must not end "merged into" a newer one. Its root moves up as it recomputes, and it takes
@@ -438,3 +446,13 @@ def took_earlier(session: Session, incident_ids: Sequence[str]) -> set[str]:
         )
         took.update(incident_id for incident_id, data in merges if data.get("earlier"))
     return took
+
+
+class _NewIn:
+    """The incidents a transaction opened, as a container (``lateness.came_after`` skips them)."""
+
+    def __init__(self, batch: Batch) -> None:
+        self._batch = batch
+
+    def __contains__(self, incident_id: object) -> bool:
+        return isinstance(incident_id, str) and self._batch.is_new(incident_id)

@@ -17,6 +17,7 @@ from datetime import timedelta
 
 from alerting.batch import OpenIncident
 from alerting.correlation import same_signal_spread, spread_root
+from alerting.faults import OUTAGE_KINDS
 from alerting.member import Member, Signal
 from alerting.topology import RACK_DEPTH, contains
 
@@ -44,8 +45,9 @@ def _one_spread(
     a, b = inc.root_path, other.root_path
     if not spread_root(b) or a[0] != b[0] or contains(a, b) or contains(b, a):
         return False
-    for holder, signals, joined in ((inc, _signals(other), other), (other, own, inc)):
-        if not signals:
+    theirs = _signals(other)
+    for holder, signals, joined in ((inc, theirs, other), (other, own, inc)):
+        if not signals or _beside_the_spread(own if holder is inc else theirs, signals):
             continue
         candidate = holder.candidate()
         if all(
@@ -55,6 +57,19 @@ def _one_spread(
         ):
             return True
     return False
+
+
+def _beside_the_spread(held: dict[Signal, Member] | None, spreading: dict[Signal, Member]) -> bool:
+    """Whether the holder's signals (``held``) include one that the other incident's (``spreading``, no
+    outage) do not: a fault of its own beside the spread (an NVSwitch's XID 74 and NVLink errors on a node
+    a driver rollout's XID 119 reached), not a piece of it. Folded whole, the rollout took that fault in
+    where posted one alert per POST (its first node's incident was then a piece beside the switch's node);
+    in one POST the rollout's incident was wider by the end (it holds the node) and its regrouping took
+    only the XIDs 119 out of the switch's incident (``regrouping.regroup_spread``), as it now does
+    posted one by one too."""
+    if held is None or any(kind in OUTAGE_KINDS for _, kind, _ in spreading):
+        return False  # GPUs lost on two nodes are a rack's partial outage, whatever else one node shows
+    return any(signal not in spreading for signal in held)
 
 
 def _signals(inc: OpenIncident) -> dict[Signal, Member] | None:

@@ -6,10 +6,14 @@ service, three training jobs; no spare GPUs): node and GPU outages, XIDs, heat, 
 exporters, power brakes, a service's latency and jobs' stalls, 70 % of them on rack r1. The storm is fed
 to an ``IncidentEngine`` (announce delay 0) once one alert per ``ingest`` (one per POST: what serve's
 applier makes of each) and once in a single ``ingest``; a seed disagrees when the open incidents differ in
-root kind, root target, priority, title or alerts. ``--verbose`` prints each disagreement on stderr.
+root kind, root target, priority, title or alerts. ``--shuffle SECONDS`` compares onset order one per POST
+with the order the alerts arrive in when each is posted a random delay of up to SECONDS after its onset (as
+several Alertmanagers, their retries or several anomaly services post them), one per POST; ``reordered``
+counts the storms that order changes (the others are not fed twice). ``--verbose`` prints each
+disagreement on stderr.
 Written in session 69 from a reviewer's harness; on main that day 55 of the 250 seeds 150-399 (8 alerts)
-disagreed at its start and 6 at its end. Compare with other code by running it with ``PYTHONPATH`` set to a
-worktree of it.
+disagreed at its start and 6 at its end; ``--shuffle`` came in session 78 (22 of 250 at 30 s on main).
+Compare with other code by running it with ``PYTHONPATH`` set to a worktree of it.
 """
 
 from __future__ import annotations
@@ -34,6 +38,14 @@ def _options() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="150-399", help="seeds, e.g. 150-399 or 3,7,9")
     parser.add_argument("--alerts", type=int, default=8, help="alerts drawn per storm (duplicates dropped)")
+    parser.add_argument(
+        "--shuffle",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="post each alert one per POST after a random delay of up to SECONDS past its onset (out of onset"
+        " order, as several Alertmanagers or their retries post) and compare with onset order, one per POST",
+    )
     parser.add_argument("--verbose", action="store_true", help="print each disagreement on stderr")
     return parser.parse_args()
 
@@ -149,6 +161,13 @@ def outcome(posts: list[list[Alert]], inventory_path: Path, folder: Path, name: 
     return frozenset(found)
 
 
+def arrival(rng: random.Random, alerts: list[Alert], delay: float) -> list[Alert]:
+    """``alerts`` in the order they arrive when each is posted a random delay of up to ``delay`` seconds after
+    its onset (ties in onset order)."""
+    late = [(a.starts_at or START) + timedelta(seconds=rng.uniform(0, delay)) for a in alerts]
+    return [alerts[i] for i in sorted(range(len(alerts)), key=lambda i: (late[i], i))]
+
+
 def _said(incidents: Outcome, names: dict[str, str]) -> list[str]:
     return [
         f"  {p} {kind} {title[:100]} {sorted(names[f] for f in fps)}" for kind, _, p, title, fps in incidents
@@ -160,6 +179,7 @@ def main(options: argparse.Namespace) -> None:
     seeds = seed_list(options.seeds)
     began = time.perf_counter()
     disagree = []
+    reordered = 0  # storms whose alerts arrive out of onset order (``--shuffle``)
     with tempfile.TemporaryDirectory(prefix="batch-order-") as tmp:
         folder = Path(tmp)
         inventory = folder / "inventory.yaml"
@@ -168,20 +188,33 @@ def main(options: argparse.Namespace) -> None:
         upgrade(empty)
         empty.dispose()
         for seed in seeds:
-            alerts = storm(random.Random(seed), options.alerts)
+            rng = random.Random(seed)
+            alerts = storm(rng, options.alerts)
             one_by_one = outcome([[a] for a in alerts], inventory, folder, f"{seed}-each")
-            together = outcome([alerts], inventory, folder, f"{seed}-all")
+            if options.shuffle is None:
+                together = outcome([alerts], inventory, folder, f"{seed}-all")
+                said = ("one per POST", "one POST")
+            else:
+                late = arrival(rng, alerts, options.shuffle)
+                if late == alerts:
+                    continue
+                reordered += 1
+                together = outcome([[a] for a in late], inventory, folder, f"{seed}-late")
+                said = ("one per POST in onset order", "one per POST as they arrive")
             if one_by_one == together:
                 continue
             disagree.append(seed)
             if options.verbose:
                 names = {a.fingerprint: f"{a.labels['alertname']}@{a.starts_at:%M:%S}" for a in alerts}
-                lines = [f"seed {seed}: one per POST", *_said(one_by_one - together, names), "one POST"]
+                if options.shuffle is not None:
+                    said = (said[0], f"{said[1]}: {' '.join(names[a.fingerprint] for a in late)}")
+                lines = [f"seed {seed}: {said[0]}", *_said(one_by_one - together, names), said[1]]
                 print("\n".join([*lines, *_said(together - one_by_one, names)]), file=sys.stderr)
     result = {
         "benchmark": "batch_order_fuzz",
         "storms": len(seeds),
         "alerts_per_storm": options.alerts,
+        **({} if options.shuffle is None else {"shuffle_seconds": options.shuffle, "reordered": reordered}),
         "disagree": len(disagree),
         "disagree_seeds": disagree,
         "seconds": round(time.perf_counter() - began, 1),

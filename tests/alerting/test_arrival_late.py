@@ -1,0 +1,101 @@
+"""Alerts posted out of onset order across POSTs (several Alertmanagers, their retries, several anomaly
+services) give the incidents onset order gives (README, "Incidents, batching"), and a driver rollout
+posted one alert per POST takes no NVSwitch failure it reached (``benchmarks/batch_order_fuzz.py``)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from alerting import scenarios as sc
+from gpuwarden.model import Alert
+from tests.alerting.arrival_streams import START, _engine, _onset
+
+Outcome = frozenset[tuple[str, str, str, frozenset[str]]]
+
+
+def _outcome(tmp_path: Path, posts: list[list[Alert]]) -> tuple[Outcome, int]:
+    """Each open incident (root kind and target, priority, alerts) and how many incidents opened."""
+    alerts = [a for post in posts for a in post]
+    engine = _engine(tmp_path, max(_onset(a) for a in alerts) + timedelta(seconds=10))
+    for post in posts:
+        engine.ingest(post)
+    found = set()
+    for row, _ in engine.store.list_rows():
+        target = str(sorted(row.root_target.items()))
+        fps = frozenset(engine.store.get(row.id).alert_fingerprints)
+        found.add((row.root_kind, target, row.priority, fps))
+    return frozenset(found), engine.counters["incidents_opened"]
+
+
+def _at(seconds: float, **labels: str) -> Alert:
+    return Alert({"cluster": sc.CLUSTER, **labels}, starts_at=START + timedelta(seconds=seconds))
+
+
+def _gpu(node: str, gpu: int, name: str, at: float, **extra: str) -> Alert:
+    return _at(at, alertname=name, Hostname=node, gpu=str(gpu), UUID=sc.gpu_uuid(node, gpu), **extra)
+
+
+LATE = {
+    # The exporter of r02-n03 went stale 5 s after its GPU 6 ran hot, and was posted first: one incident,
+    # the node's heat, as in onset order (batch fuzz --shuffle 30, seed 155).
+    "stale exporter posted before the heat it follows": (
+        _gpu("r02-n03", 6, "GpuTemperatureHigh", 0),
+        _at(5, alertname="DCGMExporterStale", Hostname="r02-n03"),
+    ),
+    # The exporter of r02-n04 went stale 11 s before its GPU 1 fell off the bus and was posted after it: two
+    # incidents, as in onset order, not the stale exporter in the GPU's (seed 285).
+    "stale exporter posted after a GPU lost later": (
+        _at(0, alertname="DCGMExporterStale", Hostname="r02-n04"),
+        _gpu("r02-n04", 1, "GPULost", 11),
+    ),
+    # Service chat's latency began before an XID 13 on r01-n02 (a node chat runs on, not its GPU) and was
+    # posted after it: the latency's incident rooted at the XID, as in onset order (seeds 170, 279).
+    "service latency posted after a fault on its node that followed it": (
+        _at(0, alertname="ChatLatencyHigh", service="chat", namespace="serving"),
+        _gpu("r01-n02", 5, "GPUXid", 10, xid="13"),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LATE))
+def test_an_alert_posted_after_one_that_began_later_groups_as_in_onset_order(
+    tmp_path: Path, name: str
+) -> None:
+    first, second = LATE[name]
+    in_order, _ = _outcome(tmp_path, [[first], [second]])
+    assert _outcome(tmp_path, [[second], [first]])[0] == in_order
+
+
+def test_a_rollout_posted_one_alert_per_post_takes_no_nvswitch_failure_it_reached(tmp_path: Path) -> None:
+    # A driver rollout reaches r07-n01 15 s in and r07-n02 30 s in; an NVSwitch failed on r07-n02 at 20 s.
+    # One POST gave two incidents (the rollout's XIDs 119, the switch's XIDs 74 and NVLink errors); one alert
+    # per POST in onset order, the switch's incident took r07-n02's first XIDs 119 and, as one piece of the
+    # rollout beside r07-n01's, went whole into the rollout's: one incident, a second page merged away.
+    alerts = sc.driver_rollout_xids((7, 8), START, stalled_job=None) + [
+        a
+        for a in sc.nvlink_switch_failure(7, 2, START + timedelta(seconds=20))
+        if a.labels["alertname"] != "TrainingJobStalled"
+    ]
+    by_onset = sorted(alerts, key=lambda a: (_onset(a), a.fingerprint))
+    together = _outcome(tmp_path, [by_onset])
+    one_by_one = _outcome(tmp_path, [[a] for a in by_onset])
+    assert one_by_one == together
+    switch = {a.fingerprint for a in alerts if a.labels.get("xid") != "119"}
+    assert sorted(len(fps & switch) for _, _, _, fps in together[0]) == [0, len(switch)]
+    assert together[1] == 2
+
+
+def test_the_incident_paged_first_survives_when_a_late_alert_folds_it_in(tmp_path: Path) -> None:
+    # The stale exporter of r02-n03 is posted (and paged: no announce delay) before the heat of its GPU 6
+    # that began 5 s earlier. The heat's incident takes the exporter's in, and the page told first goes on:
+    # the clock stood still between the POSTs, and the heat's earlier onset made its new incident survive.
+    heat, stale = LATE["stale exporter posted before the heat it follows"]
+    engine = _engine(tmp_path, START + timedelta(seconds=30))
+    engine.ingest([stale])
+    [paged] = engine.open_incident_ids()
+    engine.ingest([heat])
+    assert engine.open_incident_ids() == [paged]
+    assert set(engine.store.get(paged).alert_fingerprints) == {heat.fingerprint, stale.fingerprint}
