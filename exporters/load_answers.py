@@ -4,10 +4,41 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 from gpuwarden.printable import SAID_CHARS, clipped
 
 NOT_A_COMPLETION = "not_a_completion"  # a plain 2xx answer that is no OpenAI completion
+# What a server without the route answers: not found, method not allowed, not implemented (http.server).
+NO_ROUTE_STATUSES = frozenset({404, 405, 501})
+_FOREIGN_BODY_CHARS = 4000  # enough for an HTML page's title
+
+
+@dataclass(frozen=True, slots=True)
+class ForeignAnswer:
+    """An answer saying the route is missing, not in OpenAI's error shape: what answered at the URL is no
+    OpenAI-compatible inference server (gpuwarden serve, an exporter, Prometheus, a web server), or one
+    without that route. An inference server's own 404 (an unknown model) is an OpenAI error, not this."""
+
+    status: int
+    server: str | None  # its Server header
+    body: str  # what a JSON answer says, else the body's start (an HTML page's title is in it)
+
+
+def foreign_answer(status: int, server: str | None, body: bytes) -> ForeignAnswer | None:
+    """The answer as a ``ForeignAnswer`` when its status says there is no such route and its body is no
+    OpenAI error (``{"error": {...}}``); else None."""
+    if status not in NO_ROUTE_STATUSES:
+        return None
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        payload = None
+    if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
+        return None
+    if isinstance(payload, dict):  # serve's {"error": "path: no route ..."}, FastAPI's {"detail": ...}
+        return ForeignAnswer(status, server, said(body) or "")
+    return ForeignAnswer(status, server, body[:_FOREIGN_BODY_CHARS].decode("utf-8", "replace"))
 
 
 class StreamEvents:

@@ -24,13 +24,20 @@ import json
 import math
 from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 import anyio
 import httpx
 
-from exporters.load_answers import StreamEvents, answer_failure, said
+from exporters.load_answers import (
+    NO_ROUTE_STATUSES,
+    ForeignAnswer,
+    StreamEvents,
+    answer_failure,
+    foreign_answer,
+    said,
+)
 from exporters.loadlimits import MAX_CONCURRENCY, MAX_DURATION_SECONDS, MAX_REQUESTS, MAX_TOKENS
 from gpuwarden.clock import Clock, SystemClock
 from gpuwarden.errors import InputError
@@ -120,6 +127,8 @@ class LoadReport:
     latency_from_schedule: dict[str, float] = field(default_factory=dict)  # from the scheduled send
     ttft: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # Set when every finished request got a route-missing answer that is no OpenAI error: the first one.
+    foreign: ForeignAnswer | None = field(default=None, metadata={"json": False})
 
     def exit_code(self, *, allow_errors: bool = False) -> int:
         """1 when no request succeeded, or when any failed unless ``allow_errors``; else 0.
@@ -140,6 +149,9 @@ class LoadReport:
             return {k: (None if math.isnan(v) else round(v, 6)) for k, v in d.items()}
 
         data = asdict(self)
+        for f in fields(self):
+            if f.metadata.get("json") is False:
+                del data[f.name]
         for name in ("latency", "latency_from_schedule", "ttft"):
             data[name] = clean(getattr(self, name))
         return json.dumps(data, sort_keys=True)
@@ -185,6 +197,7 @@ class _Tally:
     send_times: list[float] = field(default_factory=list)
     slot_waits: int = 0
     said: dict[str, str] = field(default_factory=dict)  # what the server said with the first of each kind
+    foreign: ForeignAnswer | None = None  # the first answer from something that is no inference server
 
     def failed(self, kind: str, said: str | None = None) -> None:
         self.statuses[kind] += 1
@@ -232,7 +245,10 @@ class _LoadRun:
                         answer.append(chunk)
             done = now()
             if not response.is_success:
-                tally.failed(str(response.status_code), said(b"".join(answer)))
+                body = b"".join(answer)
+                tally.failed(str(response.status_code), said(body))
+                if tally.foreign is None:
+                    tally.foreign = foreign_answer(response.status_code, response.headers.get("server"), body)
                 return
             failure = events.failure() if events is not None else answer_failure(b"".join(answer))
             if failure is not None:  # a 200 whose stream ended in an error or early, or not a completion
@@ -397,7 +413,11 @@ def _report(
         latency_from_schedule=_summary(tally.from_schedule) if plan.rate > 0 else {},
         ttft=_summary(tally.ttfts) if plan.stream else {},
         warnings=warnings,
+        foreign=tally.foreign if not tally.ok and set(tally.statuses) <= _NO_ROUTE_KINDS else None,
     )
+
+
+_NO_ROUTE_KINDS = frozenset(map(str, NO_ROUTE_STATUSES))
 
 
 def _send_rate(send_times: list[float], start: float, elapsed: float) -> float:
