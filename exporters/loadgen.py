@@ -24,20 +24,26 @@ import json
 import math
 from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 import anyio
 import httpx
 
+from exporters.load_answers import (
+    NO_ROUTE_STATUSES,
+    ForeignAnswer,
+    StreamEvents,
+    answer_failure,
+    foreign_answer,
+    said,
+)
 from exporters.loadlimits import MAX_CONCURRENCY, MAX_DURATION_SECONDS, MAX_REQUESTS, MAX_TOKENS
 from gpuwarden.clock import Clock, SystemClock
 from gpuwarden.errors import InputError
-from gpuwarden.printable import SAID_CHARS, clipped
 from gpuwarden.urls import url_problem
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-NOT_A_COMPLETION = "not_a_completion"  # a plain 2xx answer that is no OpenAI completion
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +127,8 @@ class LoadReport:
     latency_from_schedule: dict[str, float] = field(default_factory=dict)  # from the scheduled send
     ttft: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # Set when every finished request got a route-missing answer that is no OpenAI error: the first one.
+    foreign: ForeignAnswer | None = field(default=None, metadata={"json": False})
 
     def exit_code(self, *, allow_errors: bool = False) -> int:
         """1 when no request succeeded, or when any failed unless ``allow_errors``; else 0.
@@ -141,6 +149,9 @@ class LoadReport:
             return {k: (None if math.isnan(v) else round(v, 6)) for k, v in d.items()}
 
         data = asdict(self)
+        for f in fields(self):
+            if f.metadata.get("json") is False:
+                del data[f.name]
         for name in ("latency", "latency_from_schedule", "ttft"):
             data[name] = clean(getattr(self, name))
         return json.dumps(data, sort_keys=True)
@@ -186,94 +197,13 @@ class _Tally:
     send_times: list[float] = field(default_factory=list)
     slot_waits: int = 0
     said: dict[str, str] = field(default_factory=dict)  # what the server said with the first of each kind
+    foreign: ForeignAnswer | None = None  # the first answer from something that is no inference server
 
     def failed(self, kind: str, said: str | None = None) -> None:
         self.statuses[kind] += 1
         self.errors[kind] += 1
         if said and kind not in self.said:
             self.said[kind] = said
-
-
-class _StreamEvents:
-    """Reads a streamed answer's SSE events for an in-band error (``data: {"error": ...}``): the server
-    sent its 200 before the generation failed, and says so in the stream, as OpenAI's API does. An answer
-    that ends with neither an error nor ``data: [DONE]`` (a proxy or a server that closed it cleanly
-    mid-answer) was cut short: ``stream_incomplete``."""
-
-    __slots__ = ("_data", "_rest", "done", "error", "said")
-
-    def __init__(self) -> None:
-        self._rest = b""
-        self._data: list[bytes] = []
-        self.error: str | None = None  # the failure's kind: stream_error, or stream_error:CODE
-        self.done = False  # the closing ``data: [DONE]`` came
-        self.said: str | None = None  # the error event's message
-
-    def failure(self) -> str | None:
-        """How the stream, ended, failed; None when it ended as a whole answer does."""
-        if self.error is None and not self.done:
-            return "stream_incomplete"
-        return self.error
-
-    def feed(self, chunk: bytes) -> None:
-        """Take the next bytes of the body; an event is read once its blank line has come."""
-        *lines, self._rest = (self._rest + chunk).split(b"\n")
-        for raw in lines:
-            line = raw.removesuffix(b"\r")
-            if line.startswith(b"data:"):
-                self._data.append(line[5:].removeprefix(b" "))
-            elif not line and self._data:
-                self._event(b"\n".join(self._data))
-                self._data = []
-
-    def _event(self, data: bytes) -> None:
-        if data == b"[DONE]":
-            self.done = True
-            return
-        if self.error is not None or b'"error"' not in data:  # no JSON parse for each token's chunk
-            return
-        try:
-            payload = json.loads(data)
-        except ValueError:
-            return
-        if isinstance(payload, dict) and payload.get("error") is not None:
-            error = payload["error"]
-            code = error.get("code") if isinstance(error, dict) else None
-            self.error = "stream_error" if code is None or code == "" else f"stream_error:{code}"
-            self.said = said(data)
-
-
-def said(body: bytes) -> str | None:
-    """What an error answer or event says, in one line of at most ``SAID_CHARS`` characters, its control
-    characters escaped (a server's text reaches the terminal): OpenAI's ``error.message``, vLLM's
-    ``message`` or FastAPI's ``detail``, else the body's first line; None for an empty body."""
-    text = body.decode("utf-8", "replace").strip()
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        payload = None
-    if isinstance(payload, dict):
-        error = payload.get("error")
-        for found in (error.get("message") if isinstance(error, dict) else error, *map(payload.get, _SAID)):
-            if isinstance(found, str) and found.strip():
-                text = found.strip()
-                break
-    return clipped(text.split("\n", 1)[0].strip() if payload is None else text, SAID_CHARS) or None
-
-
-_SAID = ("message", "detail")  # where vLLM and FastAPI put what an error answer says
-
-
-def _answer_failure(body: bytes) -> str | None:
-    """How a plain 2xx answer failed: ``not_a_completion`` when it is no OpenAI completion (not JSON, no
-    ``choices`` list: another service on the port, a proxy's page, a body cut short); None when it is one."""
-    try:
-        payload = json.loads(body)
-    except ValueError:  # UnicodeDecodeError included
-        return NOT_A_COMPLETION
-    if isinstance(payload, dict) and isinstance(payload.get("choices"), list):
-        return None
-    return NOT_A_COMPLETION
 
 
 class _LoadRun:
@@ -301,7 +231,7 @@ class _LoadRun:
         try:
             t0 = now()
             first: float | None = None
-            events = _StreamEvents() if plan.stream else None
+            events = StreamEvents() if plan.stream else None
             answer: list[bytes] = []
             async with self.client.stream("POST", plan.endpoint(), json=plan.body(i)) as response:
                 if not response.is_success:
@@ -315,9 +245,12 @@ class _LoadRun:
                         answer.append(chunk)
             done = now()
             if not response.is_success:
-                tally.failed(str(response.status_code), said(b"".join(answer)))
+                body = b"".join(answer)
+                tally.failed(str(response.status_code), said(body))
+                if tally.foreign is None:
+                    tally.foreign = foreign_answer(response.status_code, response.headers.get("server"), body)
                 return
-            failure = events.failure() if events is not None else _answer_failure(b"".join(answer))
+            failure = events.failure() if events is not None else answer_failure(b"".join(answer))
             if failure is not None:  # a 200 whose stream ended in an error or early, or not a completion
                 tally.failed(failure, events.said if events is not None else None)
                 return
@@ -480,7 +413,11 @@ def _report(
         latency_from_schedule=_summary(tally.from_schedule) if plan.rate > 0 else {},
         ttft=_summary(tally.ttfts) if plan.stream else {},
         warnings=warnings,
+        foreign=tally.foreign if not tally.ok and set(tally.statuses) <= _NO_ROUTE_KINDS else None,
     )
+
+
+_NO_ROUTE_KINDS = frozenset(map(str, NO_ROUTE_STATUSES))
 
 
 def _send_rate(send_times: list[float], start: float, elapsed: float) -> float:

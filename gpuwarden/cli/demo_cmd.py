@@ -24,6 +24,7 @@ from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, describe_root, output_opti
 from gpuwarden.cli.logs import configure_logging
 from gpuwarden.cli.numbers import whole_number
 from gpuwarden.cli.progress import StepProgress
+from gpuwarden.cli.readers import stop_if_stdout_reader_gone
 from gpuwarden.cli.stopping import stopped_as_interrupted
 from gpuwarden.sim import FaultSpec
 
@@ -84,7 +85,9 @@ class Story:
             self.progress.phase("simulated minutes", minutes)
 
     def passed(self, _report: TickReport | None = None) -> None:
-        """After a tick: the simulated minutes done so far, on the progress bar (if any)."""
+        """After a tick: the simulated minutes done so far, on the progress bar (if any). The demo stops here
+        once stdout's reader has gone (``demo | head -2``): its next line may be a minute of ticks away."""
+        stop_if_stdout_reader_gone()
         if self.progress is not None and self._began is not None:
             done = (self.pipeline.clock.now() - self._began).total_seconds() // 60
             self.progress.advance(int(done), self._minutes)

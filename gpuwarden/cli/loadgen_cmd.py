@@ -8,6 +8,7 @@ import os
 import signal
 from collections.abc import Callable
 from enum import StrEnum
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -15,15 +16,18 @@ from rich.markup import escape
 
 from exporters.loadlimits import MAX_CONCURRENCY, MAX_DURATION_SECONDS, MAX_REQUESTS, MAX_TOKENS
 from gpuwarden.cli.consoles import err_console
+from gpuwarden.cli.foreign_answers import foreign_said
 from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, checked_url, output_option
 from gpuwarden.cli.numbers import number, whole_number
 from gpuwarden.cli.output_options import enum_option
 from gpuwarden.cli.progress import StepProgress
 from gpuwarden.cli.tls_trust import ca_file_refusal
 from gpuwarden.errors import InputError
+from gpuwarden.printable import SAID_CHARS, clipped
 from gpuwarden.redaction import hidden_password
 
 if TYPE_CHECKING:
+    from exporters.load_answers import ForeignAnswer
     from exporters.loadgen import LoadPlan, LoadReport
 
 # What loadgen counts, by exception name, for a request that reached no server.
@@ -123,12 +127,35 @@ def loadgen(
             " (`gpuwarden inference-server`, port 8000 by default)"
         )
         raise typer.Exit(1)
+    if report.foreign is not None:  # every request reached something that is no inference server
+        err_console.print(
+            f"[red]error:[/red] {escape(_foreign_said(url, plan, report.foreign))}", soft_wrap=True
+        )
+        raise typer.Exit(1)
     typer.echo(report.to_json() if output == "json" else report.to_text())
     for warning in report.warnings if output == "json" else ():  # the text report shows them
         err_console.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
     code = 128 + interrupted if interrupted else report.exit_code(allow_errors=allow_errors)
     if code:
         raise typer.Exit(code)
+
+
+def _foreign_said(url: str, plan: LoadPlan, foreign: ForeignAnswer) -> str:
+    """That ``--url`` is no OpenAI-compatible inference server, and what answered there: the status, the
+    Server header and what the answer says (an HTML page's title)."""
+    route = plan.endpoint().removeprefix(plan.url.rstrip("/"))
+    try:
+        status = f"{foreign.status} {HTTPStatus(foreign.status).phrase}"
+    except ValueError:
+        status = str(foreign.status)
+    server = f" (Server: {clipped(foreign.server, SAID_CHARS)})" if foreign.server else ""
+    text = foreign_said(foreign.body)
+    found = f"{status}{server}" + (f': "{text}"' if text else "")
+    return (
+        f"--url {hidden_password(url)} is not an OpenAI-compatible inference server (or has no POST {route}):"
+        f" it answered {found}. Give the base URL of one: `gpuwarden inference-server` (port 8000 by"
+        " default), vLLM, ..."
+    )
 
 
 def _refusal(exc: InputError, plan: LoadPlan) -> str:

@@ -263,20 +263,26 @@ def _when(at: object) -> str:
     return "-"
 
 
+def _fault_state(fault: dict[str, Any]) -> str:
+    """A fault's state, as the table and ``-o json`` say it: ``active``, or once over ``ended (REASON)``."""
+    if fault.get("ended_at") is None:
+        return "active"
+    return f"ended ({fault.get('end_reason') or 'ended'})"
+
+
 def _fault_row(fault: dict[str, Any]) -> list[str]:
     """One fault as the table writes it: its id, kind, target, the XID, link and parameters it was given, when
     it began and, once over, when and why it ended."""
     given = [f"{name} {fault[name]}" for name in ("xid", "link") if fault.get(name) is not None]
     given += [f"{name}={value}" for name, value in sorted((fault.get("params") or {}).items())]
     ended = fault.get("ended_at")
-    state = "active" if ended is None else f"ended ({fault.get('end_reason') or 'ended'})"
     return [
         str(fault.get("id", "")),
         str(fault.get("kind", "")),
         str(fault.get("target", "")),
         " ".join(given) or "-",
         _when(fault.get("started_at")),
-        state,
+        _fault_state(fault),
         _when(ended),
     ]
 
@@ -296,8 +302,8 @@ def faults(
     listed = body.get("log") if all_faults else body.get("active")
     if not isinstance(listed, list) or not all(isinstance(f, dict) for f in listed):
         raise _fail(f"{hidden_password(url)} answered a fault list that is not one: {body}")
-    if output == "json":
-        typer.echo(json.dumps(listed, indent=2))
+    if output == "json":  # the exporter's fields, and the state the table shows
+        typer.echo(json.dumps([{**fault, "state": _fault_state(fault)} for fault in listed], indent=2))
         return
     if not listed:
         say_none_found("faults" if all_faults else "active faults", {})

@@ -16,6 +16,7 @@ HARNESSES = {
     "bench_anomaly.py": None,
     "bench_applier.py": "--profile",
     "bench_cli.py": None,
+    "bench_demo_reader_gone.py": "--runs",
     "bench_handover.py": "--postgres",
     "bench_incidents.py": "--throughput-only",
     "bench_range_edges.py": "--gpus",

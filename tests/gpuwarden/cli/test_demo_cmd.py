@@ -4,6 +4,7 @@ import io
 import json
 import os
 import signal
+import sys
 import tempfile
 from pathlib import Path
 
@@ -76,6 +77,28 @@ def test_the_demo_tells_the_same_story_as_text_and_as_json(
     assert summary["postmortem"]["incident"] == lost["id"]
     assert summary["postmortem"]["markdown"].startswith("# Postmortem draft: gpu node-02/3 lost")
     assert summary["postmortem"]["markdown"] in text
+
+
+@pytest.mark.parametrize("quiet", [False, True], ids=["text", "json"])
+def test_the_demo_stops_at_the_tick_after_stdouts_reader_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quiet: bool
+) -> None:
+    """`demo | head -2`: head leaves during the warm-up, which writes nothing for 40 s; the demo's next tick
+    ends it with a broken pipe (the CLI's quiet exit 1), not its next line."""
+    read_end, write_end = os.pipe()
+    pipeline = build_simulated_pipeline(tmp_path / "demo.db", seed=7)
+    try:
+        with os.fdopen(write_end, "w") as writer:
+            monkeypatch.setattr(sys, "stdout", writer)
+            story = Story(pipeline, quiet=quiet)
+            story.begin(60)
+            pipeline.run(60, story.passed)  # stdout read: the ticks go on
+            os.close(read_end)
+            with pytest.raises(BrokenPipeError):
+                pipeline.run(60, story.passed)
+            monkeypatch.undo()
+    finally:
+        pipeline.close()
 
 
 def test_an_unknown_output_format_is_refused_before_the_demo_runs() -> None:

@@ -146,7 +146,8 @@ def test_faults_lists_the_active_faults_and_all_of_them_with_all(server: str, fl
     assert as_json.exit_code == 0, as_json.output
     listed = json.loads(as_json.stdout)
     assert [f["id"] for f in listed] == [burst]
-    assert listed[0] | {"started_at": 0} == fleet.active_faults()[0].to_dict() | {"started_at": 0}
+    expected = fleet.active_faults()[0].to_dict() | {"started_at": 0, "state": "active"}
+    assert listed[0] | {"started_at": 0} == expected  # the exporter's fields as they are, and the state
     everything = json.loads(
         runner.invoke(_app(), ["sim", "faults", "--url", server, "--all", "-o", "json"]).stdout
     )
@@ -161,6 +162,19 @@ def test_faults_lists_the_active_faults_and_all_of_them_with_all(server: str, fl
     # The CLI's one format for times people read: RFC 3339 in UTC to the second.
     started = datetime.fromtimestamp(fleet.fault_log[0].started_at, UTC).replace(microsecond=0)
     assert started.isoformat().replace("+00:00", "Z") in rows[lost]
+
+
+def test_faults_as_json_give_each_fault_the_state_the_table_shows(server: str, fleet: Fleet) -> None:
+    lost = fleet.inject(FaultSpec("xid", "node-01", gpu=3, xid=79))
+    burst = fleet.inject(FaultSpec("nvlink_crc_burst", "node-02", gpu=1, link=4, params={"rate": 50.0}))
+    fleet.clear_fault(lost)
+    argv = ["sim", "faults", "--url", server, "--all"]
+    listed = json.loads(runner.invoke(_app(), [*argv, "-o", "json"]).stdout)
+    table = runner.invoke(_app(), argv).stdout
+    rows = {
+        line.split("│")[1].strip(): line.split("│")[6].strip() for line in table.splitlines() if "│" in line
+    }
+    assert {f["id"]: f["state"] for f in listed} == {lost: "ended (cleared)", burst: "active"} == rows
 
 
 def test_faults_with_none_says_so_on_stderr_and_prints_an_empty_list_as_json(server: str) -> None:
