@@ -141,7 +141,8 @@ class AlertUpdater(ServiceCore):
         and ``resolved`` it fills), a tick ending at ``now``; ``unreadable``: what it has no evidence of."""
         at = self.clock.now()
         if self._recalled:
-            self._recalled = {k: s for k, s in self._recalled.items() if now <= self._recall_ends[k]}
+            # Serve resolves an alert whose endsAt is not past (Alertmanager's rule): ended at its end.
+            self._recalled = {k: s for k, s in self._recalled.items() if now < self._recall_ends[k]}
         active: set[str] = set()
         pending: dict[str, tuple[int, str, str]] = {}
         self._busy = self._busy_gpus()

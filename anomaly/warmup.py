@@ -398,7 +398,10 @@ class HistoryReplayer(AlertUpdater, SnapshotKeeper):
             found = TickResult(findings=self._learn(view, detectors))
             self._learn(view, unheard)
             if alerts:
-                self._update_alerts(found, end, self._unreadable(view))
+                # At the time of the tick that read up to ``end`` (its clock, ``latency_offset_seconds``
+                # ahead of its read), as a live tick passes its own: a recall ends at a time serve holds it
+                # until, and a replayed tick passing its read's end held one ended at its tick.
+                self._update_alerts(found, end + self.cfg.latency_offset_seconds, self._unreadable(view))
                 told.extend(found.changes())
             self.last_view = view
         return told

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from anomaly.service import AnomalyService, _Firing
 from anomaly.snapshot import load_snapshot, save_snapshot
 from anomaly.sources import Frame
 from gpuwarden.clock import FakeClock
-from gpuwarden.model import Alert, AlertSource
+from gpuwarden.model import Alert, AlertSource, label_fingerprint
 from tests.anomaly.snapshot_fields import _PARTS, _assert_same_fields, _service_fields
 from tests.anomaly.snapshot_grid import (
     EVERY,
@@ -176,6 +177,94 @@ def test_an_alert_recalled_at_the_save_stays_recalled_after_the_restart_and_ends
     (straight, _), (restarted, posted) = run(crash=False), run(crash=True)
     assert straight == [([], ["k"]), ([], ["k"]), ([], []), ([], [])]  # its recall ends, nothing fires
     assert restarted == straight and posted == []
+
+
+def test_a_recall_ends_at_serves_end_of_it_for_a_process_restarted_between_ticks_too(tmp_path):
+    """A recalled alert is held until serve's hold of it ends (its ``endsAt``), and serve resolves an alert
+    whose ``endsAt`` is not past (``ends_at <= now``, Alertmanager's rule): so at a tick at its end it is no
+    longer held. Held there too (``now <= end``), the uninterrupted run held it one tick more than a process
+    restarted between ticks, whose tick came 17 s after the end: a first start's recall ends on its grid
+    (warm-up + ``held_seconds``), so the run that never restarted always had a tick at it (fuzz seed 2338 of
+    ``--snapshot --promql --mid-tick --failed-warm-ups``: a fleet temperature alert held at step 3 by it
+    alone)."""
+
+    def run(restart_after: float | None) -> list[tuple[list[str], list[str]]]:
+        clock = FakeClock()
+        service = AnomalyService(_config(), [GridSource()], clock)
+        service.warm_up()
+        _ticks(clock, service, 30)
+        assert service.firing == {} and service._recalled == {}  # a quiet fleet: plant one recalled alert
+        alert = Alert(labels={"alertname": "GpuwardenAnomaly", "UUID": "GPU-3"}, source=AlertSource.ANOMALY)
+        service._recalled["k"] = _Firing(alert, 24, QUERIES[0], "adaptive", peak=7.5, trough=2.0, reads=4)
+        end = clock.time() + 2 * EVERY  # serve's hold of it ends at the second tick from here
+        service._recall_ends["k"] = end
+        if restart_after is not None:
+            path = tmp_path / "saved.npz"
+            assert save_snapshot(path, service.snapshot())
+            clock.advance(restart_after)
+            service = AnomalyService(_config(), [GridSource()], clock)
+            held_until = {alert.fingerprint: datetime.fromtimestamp(end, UTC)}
+            service.warm_up(held_until, load_snapshot(path, service.cfg))
+        held = []
+        for _ in range(3):
+            _ticks(clock, service, 1)
+            held.append(_held(service))
+        return held
+
+    straight, restarted = run(None), run(17.0)
+    assert straight == [([], ["k"]), ([], []), ([], [])]  # at its end serve no longer holds it
+    assert restarted == straight
+
+
+class _ColdAt(GridSource):
+    """``GridSource`` with GPU-3's temperature a third of itself at the sample at ``at``."""
+
+    at: float | None = None
+
+    def read(self, start: float, end: float) -> list[Frame]:
+        frames = super().read(start, end)
+        for f in frames:
+            if f.query == QUERIES[0] and self.at is not None:
+                f.values[3, f.timestamps == self.at] *= 0.3
+        return frames
+
+
+def test_a_recall_ends_at_its_tick_in_the_replay_of_the_ticks_a_restart_missed(tmp_path):
+    """The warm-up's replay of the ticks a restart missed ends a recall at the tick that came at its end, as
+    the live tick did: each replayed tick at its clock, not at the end of its read, ``latency_offset_seconds``
+    before it. At its read's end, the replay still held recalled the alert serve had ended: GPU-3's
+    temperature, recalled as a rise and read far below its band at that tick, was raised again as the rise
+    (``deviation="up"``, the old activity) where the uninterrupted run raised a fall, a new alert."""
+    config = partial(_config, latency_offset_seconds=30.0, pending_ticks=1)
+    labels = {**GPUS[3], "for": QUERIES[0], "model": "adaptive", "alertname": "GpuwardenAnomaly"}
+    key = label_fingerprint(labels)
+
+    def run(restart: bool) -> dict[str, str]:
+        clock = FakeClock()
+        source = _ColdAt()
+        service = AnomalyService(config(), [source], clock)
+        service.warm_up()
+        _ticks(clock, service, 30)
+        alert = Alert(labels={**labels, "deviation": "up"}, source=AlertSource.ANOMALY)
+        service._recalled[key] = _Firing(alert, 24, QUERIES[0], "adaptive", peak=7.5, trough=2.0, reads=4)
+        end = clock.time() + 2 * EVERY  # serve's hold of it ends at the second tick from here
+        service._recall_ends[key] = end
+        source.at = math.floor((end - 30.0) / EVERY) * EVERY  # the sample that tick reads
+        path = tmp_path / "saved.npz"
+        assert save_snapshot(path, service.snapshot())
+        if restart:  # down for both ticks: its warm-up replays them
+            clock.advance(2 * EVERY)
+            service = AnomalyService(config(), [source], clock)
+            service.warm_up(
+                {alert.fingerprint: datetime.fromtimestamp(end, UTC)}, load_snapshot(path, service.cfg)
+            )
+        else:
+            _ticks(clock, service, 2)
+        return {k: s.alert.labels.get("deviation", "") for k, s in service.firing.items() if k == key}
+
+    straight, restarted = run(False), run(True)
+    assert straight == {key: "down"}  # its recall ended: a new alert, on the side it read
+    assert restarted == straight
 
 
 def test_a_restored_service_holds_every_field_the_saved_one_held(tmp_path):
