@@ -57,14 +57,17 @@ class SlackCharts:
         if not series:
             return
         try:
-            self._attach_chart(n, series, thread.channel, thread.ts)
+            self._attach_chart(n, series, thread.channel, thread.ts, retry=retry)
         except BackendError as exc:  # a chart is optional: it must not hold back the event
             logger.warning("chart not attached incident_id=%s error=%s", n.incident_id, exc)
         save(replace(thread, chart_posted=True))
 
-    def _attach_chart(self, n: Notification, series: Sequence[ChartSeries], channel: str, ts: str) -> None:
+    def _attach_chart(
+        self, n: Notification, series: Sequence[ChartSeries], channel: str, ts: str, *, retry: bool
+    ) -> None:
         """Upload the chart to the thread; where the channel takes no thread replies (Slack refuses the file's
-        share there too), as a file of the channel that says which incident it is of."""
+        share there too), as a file of the channel that says which incident it is of, which a retry looks
+        for in the channel's history first."""
         upload = chart_upload(n, series)
         if upload is None:
             return
@@ -79,6 +82,11 @@ class SlackCharts:
                 if exc.code != NON_THREADABLE or exc.retryable:
                     raise
             self._unthreaded.refused(channel, n.incident_id)
+        filename = chart_filename(n)
+        since = n.event_at.timestamp()
+        if retry and self._lookups.in_channel(channel, since, f"chart {filename}", shares_file(filename)):
+            logger.info("slack chart already shared in the channel incident_id=%s", n.incident_id)
+            return
         upload["initial_comment"] = escape(
             f"Incident {n.incident_id} ({n.title}), its chart: this channel takes no thread replies, so it"
             f" follows here, after its message {ts}"

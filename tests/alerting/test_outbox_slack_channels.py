@@ -7,6 +7,7 @@ only warns."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import Engine
@@ -144,6 +145,20 @@ def test_a_channel_that_takes_no_thread_replies_gets_the_chart_as_a_file_naming_
     assert len(changes) == 2 and recorder.replies(parent.ts) == []
     assert not [r for r in caplog.records if "chart not attached" in r.getMessage()]
     assert len([r for r in caplog.records if "takes no thread replies" in r.getMessage()]) == 1
+
+
+def test_a_chart_shared_in_a_channel_without_threads_right_before_a_crash_is_not_shared_again(
+    recorder: SlackRecorder,
+) -> None:
+    # The retry looked for it in the thread only: a second chart in the channel.
+    threads, clock = Threads(), FakeClock()
+    recorder.forbid_threads(CHANNEL)
+    opened = build_notification(lifecycle("inc-a")[0], series=[gpu_temperature()])
+    deliver(_slack(recorder, clock), threads, opened)
+    threads.state = replace(threads.state, chart_posted=False)  # died before it saved the chart was there
+    deliver(_slack(recorder, clock), threads, opened, retry=True)  # restarted: nothing in memory
+    assert len(recorder.files()) == 1 and threads.state.chart_posted
+    assert len(recorder.channel_messages(CHANNEL)) == 3  # the message, the chart, the opening
 
 
 def test_a_change_posted_to_a_channel_without_threads_right_before_a_crash_is_not_posted_again(
