@@ -244,11 +244,18 @@ class SlackRecorder:
             (self._slack.archived.add if archived else self._slack.archived.discard)(cid)
 
     def forbid_threads(self, channel: str, *, forbidden: bool = True) -> None:
-        """Threads are not allowed in ``channel`` (``forbidden=False``: allowed again): a reply there answers
-        ``restricted_action_non_threadable_channel``."""
+        """Threads are not allowed in ``channel`` (``forbidden=False``: allowed again): a reply there, a file
+        shared to a thread too, answers ``restricted_action_non_threadable_channel``."""
         with self._lock:
             cid = self._slack.channel_id(channel)
             (self._slack.unthreaded.add if forbidden else self._slack.unthreaded.discard)(cid)
+
+    def threads_only(self, channel: str, *, only: bool = True) -> None:
+        """``channel`` takes thread replies only (``only=False``: messages too again): a message there, a file
+        shared outside a thread too, answers ``restricted_action_thread_only_channel``."""
+        with self._lock:
+            cid = self._slack.channel_id(channel)
+            (self._slack.thread_only.add if only else self._slack.thread_only.discard)(cid)
 
     def grant_scopes(self, scopes: Iterable[str] | None) -> None:
         """The scopes the app's token has (None: every one), as after a reinstall: a method needing another

@@ -66,7 +66,7 @@ from alerting.notifiers.slack_history import has_key, metadata_for
 from alerting.notifiers.slack_lookups import SlackLookups
 from alerting.notifiers.slack_shown import Shown
 from alerting.notifiers.slack_stuck import continued_reply, first_refused, held_first, held_thread, stuck
-from alerting.notifiers.slack_unthreaded import NON_THREADABLE, UnthreadedChannels, unthreaded_reply
+from alerting.notifiers.slack_unthreaded import UnthreadedChannels, UnthreadedReplies
 from alerting.subscriptions import ChangeKind
 from gpuwarden.clock import Clock, SystemClock
 from gpuwarden.config import SlackConfig
@@ -79,7 +79,7 @@ __all__ = ["SlackNotifier", "make_client"]  # make_client is slack_client's, sti
 CHART_CHANGES = frozenset({ChangeKind.OPENED, ChangeKind.REOPENED})
 
 
-class SlackNotifier(SlackCharts):
+class SlackNotifier(SlackCharts, UnthreadedReplies):
     """Posts and maintains one Slack message per incident, with a thread of its timeline."""
 
     def __init__(
@@ -240,22 +240,10 @@ class SlackNotifier(SlackCharts):
                 metadata=metadata,
             )
 
-        reply, minimal = timeline_reply(n), minimal_reply(n)
-        if channel not in self._unthreaded:
-            try:
-                self._send(
-                    "chat.postMessage", n, reply, minimal, lambda m: post(m, ts), channel=channel, pace=True
-                )
-                return
-            except BackendError as exc:
-                if exc.code != NON_THREADABLE or exc.retryable:
-                    raise
-            self._unthreaded.refused(channel, n.incident_id)
-        if retry and self._lookups.parent(channel, n.key, n.event_at.timestamp()) is not None:
-            logger.info("slack change already posted incident_id=%s key=%s", n.incident_id, n.key)
-            return
-        reply, minimal = (unthreaded_reply(m, n.incident_id, n.title, ts) for m in (reply, minimal))
-        self._send("chat.postMessage", n, reply, minimal, lambda m: post(m, None), channel=channel, pace=True)
+        def posted() -> bool:  # a retry looks for it in the channel where it could not go to the thread
+            return retry and self._lookups.parent(channel, n.key, n.event_at.timestamp()) is not None
+
+        self._in_thread(n, channel, ts, (timeline_reply(n), minimal_reply(n)), post, posted)
 
     def _move(self, n: Notification, thread: ThreadState, code: str, save: ThreadSaver) -> ThreadState:
         """The thread of an incident stuck in its channel (``alerting.notifiers.slack_stuck``), going on in a
@@ -291,22 +279,18 @@ class SlackNotifier(SlackCharts):
         is it posted again by a retry after a crash right before it)."""
         note, channel, ts = continued_reply(str(old.channel), str(old.ts), code), str(moved.channel), moved.ts
         key = f"{self._name}:{n.incident_id}:continued:{old.ts}"
-        try:
-            self._send(
-                "chat.postMessage",
-                n,
-                note,
-                note,
-                lambda m: self._client.chat_postMessage(
-                    channel=channel,
-                    thread_ts=ts,
-                    text=m.text,
-                    blocks=m.blocks,
-                    metadata=metadata_for(n.incident_id, key),
-                ),
+
+        def post(m: SlackMessage, thread_ts: str | None) -> SlackResponse:
+            return self._client.chat_postMessage(
                 channel=channel,
-                pace=True,
+                thread_ts=thread_ts,
+                text=m.text,
+                blocks=m.blocks,
+                metadata=metadata_for(n.incident_id, key),
             )
+
+        try:  # where the channel takes no thread replies, a message of the channel (``_in_thread``)
+            self._in_thread(n, channel, str(ts), (note, note), post)
         except BackendError as exc:
             logger.warning(
                 "slack thread moved, its note not posted incident_id=%s error=%s", n.incident_id, exc

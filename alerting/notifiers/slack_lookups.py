@@ -98,12 +98,26 @@ class SlackLookups:
         posted it most often came right after the event, so the first window holds it, however busy the
         channel was since."""
         lookup = ("conversations.history", channel, key, f"{since:.6f}")
-        return self._resuming(
+        sought = f"the incident's message (key {key})"
+        found = self._resuming(
             lookup,
             lambda: _Place(tuple(history_windows(since, self._clock.time()))),
-            lambda place: self._read_history(channel, key, place),
+            lambda place: self._read_history(channel, lambda m: has_key(m, key), sought, place),
             None,
         )
+        return None if found is None else (channel, str(found["ts"]), posted_for(found))
+
+    def in_channel(self, channel: str, since: float, what: str, wanted: Callable[[Any], bool]) -> bool:
+        """Whether a message of the channel (not of a thread) posted after ``since`` is ``wanted`` (``what``:
+        which lookup this is), read as ``parent`` reads; False when Slack refuses the lookup."""
+        lookup = ("conversations.history", channel, what, f"{since:.6f}")
+        found = self._resuming(
+            lookup,
+            lambda: _Place(tuple(history_windows(since, self._clock.time()))),
+            lambda place: self._read_history(channel, wanted, f"the {what} in the channel", place),
+            None,
+        )
+        return found is not None
 
     def in_thread(
         self, channel: str, ts: str, since: float, what: str, wanted: Callable[[Any], bool]
@@ -185,7 +199,9 @@ class SlackLookups:
             )
             return None
 
-    def _read_history(self, channel: str, key: str, place: _Place) -> tuple[str, str, str | None] | None:
+    def _read_history(
+        self, channel: str, wanted: Callable[[Any], bool], sought: str, place: _Place
+    ) -> Any | None:
         """``parent``'s reading, from ``place`` on, window by window; ``place`` follows each page read."""
         while place.window < len(place.windows):
             oldest, latest = place.windows[place.window]
@@ -202,13 +218,13 @@ class SlackLookups:
                 "conversations.history",
                 channel,
                 page,
-                lambda m: has_key(m, key),
+                wanted,
                 place=place,
                 lookup="history",
-                sought=f"the incident's message (key {key})",
+                sought=sought,
             )
             if paged.found is not None:
-                return channel, str(paged.found["ts"]), posted_for(paged.found)
+                return paged.found
             if not paged.ended:
                 return None
             place.window += 1

@@ -11,7 +11,9 @@ again every ``THREAD_HOLD_SECONDS``, with an error that names the channel and th
 The same errors refusing an incident's first message (no thread yet) failed it, and every later message of
 the incident failed too (each posts that first message) until ``outbox retry``: its messages are held so
 too (``first_refused``, ``held_first``); no channel is kept for it, so once it is fixed its message goes
-where the configuration sends the incident then.
+where the configuration sends the incident then. So is a first message refused by a channel that takes
+thread replies only (``restricted_action_thread_only_channel``): an incident's message cannot go there,
+nor can its thread start there.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ STUCK = frozenset(
         "is_inactive",
         "channel_not_found",
         "restricted_action_read_only_channel",
+        "restricted_action_thread_only_channel",
     }
 )
 """Errors of a call to an incident's thread that say the app can no longer post in its channel."""
@@ -40,6 +43,9 @@ _FIXES = {
     "is_archived": "unarchive {channel}",
     "is_inactive": "unarchive {channel}",
     "restricted_action_read_only_channel": "let the app post in {channel} (it was made read-only)",
+    "restricted_action_thread_only_channel": (
+        "let the app post messages in {channel}, not only thread replies (a channel setting)"
+    ),
 }
 
 

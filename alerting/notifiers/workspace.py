@@ -129,6 +129,9 @@ class SlackWorkspace:
         # Channels where threads are not allowed: a reply there answers
         # restricted_action_non_threadable_channel.
         self.unthreaded: set[str] = set()
+        # Channels that take thread replies only: a top-level message there answers
+        # restricted_action_thread_only_channel.
+        self.thread_only: set[str] = set()
         # The scopes the app's token has (None: every scope a method here needs).
         self.scopes: frozenset[str] | None = None
         # The workspace's message edit window (an admin's setting), in seconds; None: messages stay editable.
@@ -237,6 +240,8 @@ class SlackWorkspace:
                 return {"ok": False, "error": "thread_not_found"}
             if channel in self.unthreaded:
                 return {"ok": False, "error": "restricted_action_non_threadable_channel"}
+        elif channel in self.thread_only:
+            return {"ok": False, "error": "restricted_action_thread_only_channel"}
         message = RecordedMessage(
             channel=channel,
             ts=self.new_ts(),
@@ -377,6 +382,10 @@ class SlackWorkspace:
         thread_ts = p.get("thread_ts")
         if thread_ts is not None and (channel is None or self.find(channel, str(thread_ts)) is None):
             return {"ok": False, "error": "thread_not_found"}
+        if channel is not None and thread_ts is not None and channel in self.unthreaded:
+            return {"ok": False, "error": "restricted_action_non_threadable_channel"}
+        if channel is not None and thread_ts is None and channel in self.thread_only:
+            return {"ok": False, "error": "restricted_action_thread_only_channel"}
         done = []
         for item in files:
             f = self.files.get(item.get("id", "")) if isinstance(item, dict) else None

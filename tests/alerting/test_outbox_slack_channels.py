@@ -7,6 +7,7 @@ only warns."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import Engine
@@ -21,7 +22,7 @@ from alerting.subscriptions import ChangeKind
 from gpuwarden.clock import FakeClock
 from gpuwarden.errors import BackendError
 from gpuwarden.model import Priority
-from tests.alerting.notifiers.incidents import change, lifecycle, make_incident
+from tests.alerting.notifiers.incidents import change, gpu_temperature, lifecycle, make_incident
 from tests.alerting.notifiers.slack_threads import Threads, deliver
 from tests.alerting.outbox_deliveries import REPLY_ORDER, Crash, CrashAfterSend, reply_kinds
 
@@ -36,13 +37,20 @@ def _slack(recorder: SlackRecorder, clock: FakeClock, **routes: str) -> SlackNot
 def _shut(recorder: SlackRecorder, how: str, *, shut: bool = True) -> None:
     if how == "left":
         recorder.remove_app(CHANNEL, removed=shut)
+    elif how == "thread_only":
+        recorder.threads_only(CHANNEL, only=shut)
     else:
         recorder.archive(CHANNEL, archived=shut)
 
 
 @pytest.mark.parametrize(
     ("how", "code", "fix"),
-    [("left", "not_in_channel", f"invite the app to {CHANNEL}"), ("archived", "is_archived", "unarchive")],
+    [
+        ("left", "not_in_channel", f"invite the app to {CHANNEL}"),
+        ("archived", "is_archived", "unarchive"),
+        # Top-level messages refused, thread replies only: no thread can start there.
+        ("thread_only", "restricted_action_thread_only_channel", f"let the app post messages in {CHANNEL}"),
+    ],
 )
 def test_an_incident_whose_first_message_its_channel_refuses_is_held_until_fixed_then_goes_in_order(
     sql: Engine, recorder: SlackRecorder, caplog: pytest.LogCaptureFixture, how: str, code: str, fix: str
@@ -114,6 +122,43 @@ def test_a_channel_that_takes_no_thread_replies_gets_each_change_as_a_message_na
         assert m.blocks[0]["type"] == "context"
     warned = [r for r in caplog.records if "takes no thread replies" in r.getMessage()]
     assert len(warned) == 1 and CHANNEL in warned[0].getMessage()  # said once
+
+
+def test_a_channel_that_takes_no_thread_replies_gets_the_chart_as_a_file_naming_its_incident(
+    recorder: SlackRecorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The upload went to the thread, which Slack refused: "chart not attached", the chart lost.
+    notifier, threads = _slack(recorder, FakeClock()), Threads()
+    recorder.forbid_threads(CHANNEL)
+    incident = make_incident("inc-a")
+    with caplog.at_level(logging.WARNING):
+        for i, kind in enumerate((ChangeKind.OPENED, ChangeKind.UPDATED)):
+            deliver(
+                notifier,
+                threads,
+                build_notification(change(incident, kind, i, "x"), series=[gpu_temperature()]),
+            )
+    [chart] = recorder.files()
+    parent, shared, *changes = recorder.channel_messages(CHANNEL)
+    assert chart.thread_ts is None and shared.files == [chart.id] and threads.state.chart_posted
+    assert shared.text.startswith("Incident inc-a (") and f"after its message {parent.ts}" in shared.text
+    assert len(changes) == 2 and recorder.replies(parent.ts) == []
+    assert not [r for r in caplog.records if "chart not attached" in r.getMessage()]
+    assert len([r for r in caplog.records if "takes no thread replies" in r.getMessage()]) == 1
+
+
+def test_a_chart_shared_in_a_channel_without_threads_right_before_a_crash_is_not_shared_again(
+    recorder: SlackRecorder,
+) -> None:
+    # The retry looked for it in the thread only: a second chart in the channel.
+    threads, clock = Threads(), FakeClock()
+    recorder.forbid_threads(CHANNEL)
+    opened = build_notification(lifecycle("inc-a")[0], series=[gpu_temperature()])
+    deliver(_slack(recorder, clock), threads, opened)
+    threads.state = replace(threads.state, chart_posted=False)  # died before it saved the chart was there
+    deliver(_slack(recorder, clock), threads, opened, retry=True)  # restarted: nothing in memory
+    assert len(recorder.files()) == 1 and threads.state.chart_posted
+    assert len(recorder.channel_messages(CHANNEL)) == 3  # the message, the chart, the opening
 
 
 def test_a_change_posted_to_a_channel_without_threads_right_before_a_crash_is_not_posted_again(

@@ -133,6 +133,24 @@ def test_a_thread_whose_channel_the_app_left_goes_on_where_the_channel_map_sends
     assert "(acknowledged)" not in new.text and "resolved" in new.text.lower()  # shows it as it is now
 
 
+def test_a_thread_that_goes_on_in_a_channel_without_threads_says_so_in_a_message_of_that_channel(
+    recorder: SlackRecorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Its note went to the new thread, which Slack refused there: "its note not posted", nothing said where
+    # the incident came from.
+    threads = Threads()
+    deliver(_slack(recorder, FakeClock()), threads, build_notification(lifecycle("inc-a")[0]))
+    recorder.remove_app(CHANNEL)
+    recorder.forbid_threads(ONCALL)
+    with caplog.at_level(logging.WARNING):
+        deliver(_slack(recorder, FakeClock(), P1=ONCALL), threads, build_notification(lifecycle("inc-a")[1]))
+    new, note, moved = recorder.channel_messages(ONCALL)
+    assert note.text.startswith("Incident inc-a (") and f"after its message {new.ts}" in note.text
+    assert f"goes on here: the app can no longer post in its thread in channel {CHANNEL}" in note.text
+    assert moved.event == "priority_changed" and recorder.replies(new.ts) == []
+    assert not [r for r in caplog.records if "note not posted" in r.getMessage()]
+
+
 def test_a_crash_right_after_the_thread_went_on_elsewhere_posts_no_second_message_there(
     sql: Engine, recorder: SlackRecorder
 ) -> None:

@@ -57,6 +57,35 @@ def test_a_channel_without_threads_refuses_replies_and_takes_messages(
     assert [m.text for m in recorder.replies(posted["ts"])] == ["reply"]
 
 
+def test_a_channel_without_threads_refuses_a_file_shared_to_a_thread(
+    client: WebClient, recorder: SlackRecorder
+) -> None:
+    posted = client.chat_postMessage(channel="C0123456789", text="parent")
+    recorder.forbid_threads("C0123456789")
+    with pytest.raises(SlackApiError, match="restricted_action_non_threadable_channel"):
+        client.files_upload_v2(channel="C0123456789", thread_ts=posted["ts"], content=b"x", filename="a.png")
+    client.files_upload_v2(channel="C0123456789", content=b"x", filename="a.png")
+    assert [(f.filename, f.thread_ts) for f in recorder.files()] == [("a.png", None)]
+
+
+def test_a_channel_of_thread_replies_only_refuses_messages_and_files_outside_threads(
+    client: WebClient, recorder: SlackRecorder
+) -> None:
+    posted = client.chat_postMessage(channel="C0123456789", text="parent")
+    recorder.threads_only("C0123456789")
+    for post in (
+        lambda: client.chat_postMessage(channel="C0123456789", text="another"),
+        lambda: client.files_upload_v2(channel="C0123456789", content=b"x", filename="a.png"),
+    ):
+        with pytest.raises(SlackApiError, match="restricted_action_thread_only_channel"):
+            post()
+    client.chat_postMessage(channel="C0123456789", text="reply", thread_ts=posted["ts"])
+    recorder.threads_only("C0123456789", only=False)
+    client.chat_postMessage(channel="C0123456789", text="another")
+    assert [m.text for m in recorder.channel_messages("C0123456789")] == ["parent", "another"]
+    assert [m.text for m in recorder.replies(posted["ts"])] == ["reply"]
+
+
 def test_a_token_without_a_scope_gets_missing_scope_naming_it(
     client: WebClient, recorder: SlackRecorder
 ) -> None:
