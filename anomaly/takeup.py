@@ -143,6 +143,26 @@ class SnapshotKeeper(ServiceCore):
         self._query_series = dict(snapshot.query_series)
         self._chain_started = snapshot.started if snapshot.started is not None else self._started
 
+    def _learnt_from(self, snapshot: Snapshot | None) -> Snapshot | None:
+        """``snapshot`` where it learnt anything, else None with the start of its chain taken (a source none
+        of its processes read well is aged from there, ``_succeeded``). One whose processes read no source
+        nor query (``last_read``, ``query_read`` empty) was saved while its warm-up was deferred, Prometheus
+        down since it started (``anomaly.warmupretry``): nothing was fed to its detectors. Taken up, its
+        ``read_until`` said the history before it had been read: the restart read the ticks since as after
+        an outage, never deferred its warm-up nor replayed the history, the defect the deferral fixed back
+        through a restart. Without it the warm-up goes as a fresh start's: the history read, deferred again
+        where Prometheus is still down."""
+        if snapshot is None or snapshot.last_read or snapshot.query_read:
+            return snapshot
+        self._chain_started = snapshot.started if snapshot.started is not None else self._started
+        logger.info(
+            "anomaly state snapshot %s holds nothing learnt (its process never read a source: its warm-up was"
+            " deferred); warming up from the history, as a fresh start does",
+            snapshot.origin,
+            extra={"state_file": snapshot.origin},
+        )
+        return None
+
     def _take_up(
         self, snapshot: Snapshot, start: float, until: float, history: Sequence[Frame]
     ) -> tuple[float, _TakenAlerts] | None:

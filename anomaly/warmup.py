@@ -89,13 +89,14 @@ class HistoryReplayer(AlertUpdater, SnapshotKeeper):
         does not fit is said, and the whole history replayed as without one. The whole history is read
         either way: whether the snapshot is this fleet's is told by the series it holds (``_other_fleet``).
 
-        Without a snapshot taken up, a history read that failed for every query (Prometheus down at start)
-        is deferred (``anomaly.warmupretry``): read again at the ticks after (``_retried_warm_up``) until it
-        reads, nothing fed to the detectors before it. Read once at the first tick Prometheus answered, not
-        at all, it left them learning from live reads alone.
+        Without a snapshot taken up (or with one saved while deferred, which learnt nothing:
+        ``_learnt_from``), a history read that failed for every query (Prometheus down at start) is deferred
+        (``anomaly.warmupretry``): read again at the ticks after (``_retried_warm_up``) until it reads,
+        nothing fed to the detectors before it. Read once at the first tick Prometheus answered, not at all,
+        it left them learning from live reads alone.
         """
         now = self.clock.time()
-        fed = self._warm_up(now, held, snapshot)
+        fed = self._warm_up(now, held, self._learnt_from(snapshot))
         if fed is None:
             self._defer_warm_up(now, deferred(now, self.cfg.infer_every_seconds, held))
             return 0

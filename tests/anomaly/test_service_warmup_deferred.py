@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from anomaly.health import report
 from anomaly.service import AnomalyService
+from anomaly.snapshot import load_state, save_snapshot
 from anomaly.warmupretry import WARM_UP_RETRY_MAX_SECONDS, retry_delay
 from gpuwarden.cli.anomaly_ticks import TickLog
 from gpuwarden.clock import FakeClock
@@ -210,3 +211,55 @@ def test_a_tick_that_waits_for_the_deferred_warm_up_says_so_not_that_no_query_wa
         "tick: queries read 0, failed 0 (the warm-up's history read deferred: nothing is read until it is"
         " read again); alerts raised 0, resolved 0",
     ]
+
+
+def _restarted(
+    service: AnomalyService, prometheus: _Prometheus, clock: FakeClock, tmp_path
+) -> AnomalyService:
+    """``service`` stopped (its state saved, as SIGTERM saves it) and ``anomaly run`` started again on its
+    state file a minute later."""
+    path = tmp_path / "anomaly.state.npz"
+    assert save_snapshot(path, service.snapshot())
+    clock.advance(60)
+    snapshot, _ = load_state(path, service.cfg)
+    again = AnomalyService(service.cfg, [prometheus.source], clock)
+    again.warm_up(None, snapshot)
+    return again
+
+
+def test_a_restart_while_the_warm_up_is_deferred_defers_it_again_where_prometheus_is_still_down(tmp_path):
+    # The snapshot saved while deferred held nothing learnt: taken up, the restart read the ticks since it as
+    # after an outage and never the history before it, the defect the deferral fixed, back through a restart.
+    clock, prometheus, service, _ = _started_while_down()
+    clock.advance(30)
+    service.infer()
+    again = _restarted(service, prometheus, clock, tmp_path)
+    # Deferred again, as a fresh start is, and shown so (it said `source_down` alone, the ticks reading on).
+    assert again.warm_up_retry is not None
+    assert any(r.startswith("warm_up_deferred:") for r in report(again)["reasons"]), report(again)
+    assert again._chain_started == service._started  # GpuwardenSourceStale aged from the first start
+    prometheus.down = False
+    prometheus.hot_from = clock.time() + 1
+    for _ in range(math.ceil(WARM_UP_RETRY_MAX_SECONDS / 30) + 1):
+        clock.advance(30)
+        result = again.infer()
+        if again.warm_up_retry is None:
+            break
+    assert again.warm_up_retry is None
+    history = [end - start for query, start, end in prometheus.asked if query == TEMP]
+    assert max(history) >= again.warmup_seconds() - 30  # the hour before the start, read
+    assert _temp_score(result, f"GPU-{HOT}") > 1
+
+
+def test_a_restart_while_the_warm_up_is_deferred_reads_the_history_where_prometheus_is_back(tmp_path):
+    clock, prometheus, service, _ = _started_while_down()
+    clock.advance(30)
+    service.infer()
+    prometheus.down = False
+    again = _restarted(service, prometheus, clock, tmp_path)
+    assert again.warm_up_retry is None
+    ((start, end),) = [(s, e) for q, s, e in prometheus.asked if q == TEMP]
+    assert end - start >= again.warmup_seconds() - 30  # the whole hour, not the 90 s since the first start
+    prometheus.hot_from = clock.time() + 1
+    clock.advance(30)
+    assert _temp_score(again.infer(), f"GPU-{HOT}") > 1  # scored at once, as after a fresh start
