@@ -49,9 +49,10 @@ same sample (``restart_timing.py``).
 reads, the straight run reading it failing at those ticks (not after a crash that lost ticks). Drawn apart.
 ``--failed-warm-up-ticks N`` (with it) fails that query N ticks more, into the restarted process' own ticks.
 ``--down-at-start N`` (with ``--promql``) has the stand-in refuse connections from before the first start
-through the first 1-N ticks (drawn per seed, apart), in the straight run and the restarted one alike: both
-start with their warm-up deferred (``anomaly.warmupretry``), and a restart within those ticks starts while
-it is (``restarted_deferred``: the seeds with one).
+through the first 1-N ticks (drawn per seed, apart; to the end of the last one's 5-minute cell, so that with
+``--mid-tick`` a tick reading the same sample as the straight run's finds it down or up alike), in the
+straight run and the restarted one alike: both start with their warm-up deferred (``anomaly.warmupretry``),
+and a restart within those ticks starts while it is (``restarted_deferred``: the seeds with one).
 
 ``firing_divergent`` compares the alerts each run holds by fingerprint and by what each says: labels,
 recommended action, score within a tolerance; a ``GpuwardenSourceStale`` by when its failure is aged from,
@@ -420,9 +421,10 @@ def main(args: argparse.Namespace) -> None:
                     else None
                 )
                 if args.down_at_start:
-                    # Down through the first ``down`` ticks: tick ``n`` reads n + 1 ticks after the start.
+                    # Down to the end of the cell of step ``down - 1`` (``Timing.step``): every process' tick
+                    # that reads the same sample as a tick of the straight run finds it down or up alike.
                     down = down_at_start(seed, args.down_at_start)
-                    until = fleet.timing.first_clock(fleet.t0) + down * EVERY
+                    until = fleet.t0 + fleet.timing.latency + (down + 1) * EVERY - 1e-3
                     faults = replace(faults or PromFaults(), down_until=until)
                     if min(restarts) <= down:  # stopped before its first good read
                         restarted_deferred.append(seed)
