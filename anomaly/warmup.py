@@ -96,9 +96,17 @@ class HistoryReplayer(AlertUpdater, SnapshotKeeper):
         it left them learning from live reads alone.
         """
         now = self.clock.time()
-        fed = self._warm_up(now, held, self._learnt_from(snapshot))
+        taken = self._learnt_from(snapshot)
+        # Saved while deferred: the chain's deferral goes on, its history read as of the first start (as far
+        # as ``max_lookback_seconds`` reaches) and the ticks since caught up. Read as of this start, what came
+        # between (a fault, an XID) was learnt as history, never raised, where the process that ran on
+        # raised it (the restart fuzz's ``--down-at-start``).
+        since = now
+        if snapshot is not None and taken is None:
+            since = min(now, max(self._chain_started, now - self.cfg.max_lookback_seconds))
+        fed = self._warm_up(since, held, taken)
         if fed is None:
-            self._defer_warm_up(now, deferred(now, self.cfg.infer_every_seconds, held))
+            self._defer_warm_up(now, deferred(now, self.cfg.infer_every_seconds, held, since))
             return 0
         return fed
 

@@ -44,6 +44,9 @@ class DeferredWarmUp:
         return DeferredWarmUp(self.held, self.since, failures, now + retry_delay(failures, every))
 
 
-def deferred(now: float, every: float, held: Mapping[str, datetime] | None) -> DeferredWarmUp:
-    """The warm-up whose first read failed at ``now``."""
-    return DeferredWarmUp(held, now, 1, now + retry_delay(1, every))
+def deferred(
+    now: float, every: float, held: Mapping[str, datetime] | None, since: float | None = None
+) -> DeferredWarmUp:
+    """The warm-up whose first read failed at ``now``, its history read as of ``since`` (None: ``now``; a
+    restart's from a snapshot saved while deferred: the chain's first start)."""
+    return DeferredWarmUp(held, now if since is None else since, 1, now + retry_delay(1, every))

@@ -48,6 +48,11 @@ same sample (``restart_timing.py``).
 ``--failed-warm-ups`` fails one query (HTTP 503) from the first tick a restart misses through its warm-ups'
 reads, the straight run reading it failing at those ticks (not after a crash that lost ticks). Drawn apart.
 ``--failed-warm-up-ticks N`` (with it) fails that query N ticks more, into the restarted process' own ticks.
+``--down-at-start N`` (with ``--promql``) has the stand-in refuse connections from before the first start
+through the first 1-N ticks (drawn per seed, apart; to the end of the last one's 5-minute cell, so that with
+``--mid-tick`` a tick reading the same sample as the straight run's finds it down or up alike), in the
+straight run and the restarted one alike: both start with their warm-up deferred (``anomaly.warmupretry``),
+and a restart within those ticks starts while it is (``restarted_deferred``: the seeds with one).
 
 ``firing_divergent`` compares the alerts each run holds by fingerprint and by what each says: labels,
 recommended action, score within a tolerance; a ``GpuwardenSourceStale`` by when its failure is aged from,
@@ -69,6 +74,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -131,7 +137,18 @@ def _options() -> argparse.Namespace:
         default=0,
         help="with --failed-warm-ups: its query fails this many ticks more, into the restarted ticks",
     )
+    parser.add_argument(
+        "--down-at-start",
+        type=int,
+        default=0,
+        metavar="TICKS",
+        help="with --promql: Prometheus down from before the first start through 1-TICKS ticks (per seed)",
+    )
     args = parser.parse_args()
+    if args.down_at_start and not args.promql:
+        parser.error("--down-at-start: the stand-in Prometheus' outage needs --promql")
+    if args.down_at_start < 0:
+        parser.error(f"--down-at-start {args.down_at_start}: a number of ticks, 0 (none) or more")
     if args.failed_warm_up_ticks and not args.failed_warm_ups:
         parser.error("--failed-warm-up-ticks: how much longer --failed-warm-ups fail, which it needs")
     if args.prom_faults and not args.promql:
@@ -151,7 +168,16 @@ if __name__ == "__main__":
     OPTIONS = _options()
 
 from alert_content import AlertContent, alert_content, firing_divergence, read_at  # noqa: E402
-from fleet_prometheus import RANGE_QUERY, FleetPrometheus, draw_faults, only, scrape_phases, with_range_query  # noqa: E402
+from fleet_prometheus import (  # noqa: E402
+    RANGE_QUERY,
+    FleetPrometheus,
+    PromFaults,
+    down_at_start,
+    draw_faults,
+    only,
+    scrape_phases,
+    with_range_query,
+)
 from restart_fleet import DAY, EVERY, QUERIES, Fault, Fleet, FleetSource, draw  # noqa: E402
 
 from anomaly.forwarder import held_seconds  # noqa: E402
@@ -371,6 +397,7 @@ def main(args: argparse.Namespace) -> None:
     divergent: dict[int, dict[str, Any]] = {}
     held_otherwise: dict[int, dict[str, Any]] = {}
     by_detector: dict[str, int] = {}
+    restarted_deferred: list[int] = []  # --down-at-start: the seeds restarted while Prometheus was down
     prom = FleetPrometheus() if args.promql else None
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
@@ -393,6 +420,14 @@ def main(args: argparse.Namespace) -> None:
                     if args.prom_faults
                     else None
                 )
+                if args.down_at_start:
+                    # Down to the end of the cell of step ``down - 1`` (``Timing.step``): every process' tick
+                    # that reads the same sample as a tick of the straight run finds it down or up alike.
+                    down = down_at_start(seed, args.down_at_start)
+                    until = fleet.t0 + fleet.timing.latency + (down + 1) * EVERY - 1e-3
+                    faults = replace(faults or PromFaults(), down_until=until)
+                    if min(restarts) <= down:  # stopped before its first good read
+                        restarted_deferred.append(seed)
                 prom.serve(
                     promql_queries(fleet),
                     FleetSource(fleet).frames_at,
@@ -446,6 +481,8 @@ def main(args: argparse.Namespace) -> None:
                 "mid_tick": args.mid_tick,
                 "failed_warm_ups": args.failed_warm_ups,
                 "failed_warm_up_ticks": args.failed_warm_up_ticks,
+                "down_at_start": args.down_at_start,
+                "restarted_deferred": len(restarted_deferred),
                 "divergent": len(divergent),
                 "divergent_seeds": sorted(divergent),
                 "first_divergence_by": by_detector,

@@ -84,9 +84,12 @@ class PromFaults:
     too_big: tuple[int, str, str] = TOO_BIG[0]
     down: tuple[float, float] | None = None  # clock times (lo, hi]: connections refused
     coarse: Mapping[str, int] = field(default_factory=dict)  # query -> answered every k-th step only
+    down_until: float | None = None  # clock time: connections refused up to it (``--down-at-start``)
 
     def down_at(self, t: float) -> bool:
         """Whether Prometheus' port is closed when the service's clock reads ``t``."""
+        if self.down_until is not None and t <= self.down_until:
+            return True
         return self.down is not None and self.down[0] < t <= self.down[1]
 
 
@@ -123,6 +126,12 @@ def only(faults: PromFaults, kind: str | None) -> PromFaults:
         faults.down if kind == "down" else None,
         faults.coarse if kind == "coarse" else {},
     )
+
+
+def down_at_start(seed: int, most: int) -> int:
+    """The ticks ``--down-at-start`` has the seed's Prometheus down from before the first start: 1 to
+    ``most``, drawn apart from the fuzz's stream."""
+    return random.Random(f"promql-down-at-start-{seed}").randint(1, most)
 
 
 def _outage(

@@ -12,7 +12,7 @@ import pytest
 
 from anomaly.promql import PromQuery
 from gpuwarden.clock import FakeClock
-from tests.benchmarks.harness import harness_module, run_harness
+from tests.benchmarks.harness import harness_module, run_harness, run_script
 
 EVERY = 300.0
 
@@ -106,6 +106,23 @@ def test_a_few_seeds_read_through_promql_restart_alike() -> None:
         "anomaly_restart_fuzz.py", "--seeds", "1-2", "--steps", "12", "--snapshot", "--promql", timeout=300
     )
     assert result["promql"] and (result["divergent"], result["firing_divergent"]) == (0, 0)
+
+
+def test_restarts_while_prometheus_was_down_since_the_first_start_score_as_the_straight_run() -> None:
+    # Seed 2703's restarts before ticks 3 and 4 come while both runs' warm-ups are deferred (Prometheus down
+    # through 1-20 ticks, 10 for it): read as of its own start, the restart learnt ticks 0-4 as history.
+    args = ("--seeds", "2703-2704", "--steps", "14", "--snapshot", "--promql", "--down-at-start", "20")
+    result = run_harness("anomaly_restart_fuzz.py", *args, timeout=300)
+    assert result["restarted_deferred"] == 2
+    assert (result["divergent"], result["firing_divergent"]) == (0, 0), result
+
+
+def test_down_at_start_needs_the_prometheus_stand_in() -> None:
+    done = run_script("anomaly_restart_fuzz.py", "--down-at-start", "3")
+    assert (
+        done.returncode == 2
+        and "--down-at-start: the stand-in Prometheus' outage needs --promql" in done.stderr
+    )
 
 
 def test_a_restart_after_a_failed_tick_read_warms_up_from_prometheus_whole(fuzz, monkeypatch, tmp_path):
