@@ -70,7 +70,7 @@ from typing import Any
 
 from alerting.inventory import NodeInfo, StaticInventory, in_cluster
 from alerting.k8s_assignments import Assignment, node_uuids
-from alerting.k8s_kept import ListedRows, take_back, warn_left
+from alerting.k8s_kept import ListedRows, take_back
 from alerting.k8s_mig import MigNode, MigNotices, mig_node, pod_slices, whole_gpu_resources
 from alerting.k8s_resources import (
     mig_devices,
@@ -92,7 +92,7 @@ from alerting.k8s_units import KeptPod as _Kept
 from alerting.k8s_units import ListedPod as _Pod
 from alerting.k8s_units import unit_workloads
 from alerting.k8s_workloads import workload_of
-from alerting.kept_inventory import Kept, KeptRecords, KeptSync
+from alerting.kept_inventory import Kept, KeptRecords, KeptSync, left_while_down
 from alerting.topology import UNKNOWN
 from gpuwarden.clock import Clock
 from gpuwarden.errors import SourceError
@@ -336,7 +336,8 @@ class KubernetesInventory:
             if pod.node not in steady:
                 self._placed.setdefault(ident, pod)
         self._listed = {**back.listed, **self._listed}
-        warn_left(back, {n.name for n in seen.nodes}, now)
+        pods_on = (pod.node for pod in back.placed.values())
+        left_while_down("kubernetes", back.listed, {n.name for n in seen.nodes}, now, pods_on)
 
     def _read_listed(self) -> _Read:
         """``_read_api``, started again at once from the first page when a list's continue token expired

@@ -15,13 +15,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from alerting.inventory import NodeInfo
 from alerting.k8s_units import KeptPod, ListedPod, kept_pod_data, kept_pod_from_data
 from alerting.kept_inventory import LISTED, POD, kept_nodes, node_data, node_from_data, node_places
-from gpuwarden.clock import shown
 
 logger = logging.getLogger(__name__)
 
@@ -118,19 +116,3 @@ def _pod_key(pod: ListedPod) -> tuple[Any, ...]:
         pod.ident, pod.node, pod.count, pod.workload, pod.unit, pod.aliases, pod.running, pod.gpus, pod.size,
         pod.slices, pod.failed_at, pod.failed_here, pod.ready,
     )  # fmt: skip
-
-
-def warn_left(back: TakenBack, names: Iterable[str], now: float) -> None:
-    """Say which nodes a reader before this one listed are not listed now (``names``): they left while
-    gpuwarden was down, and the GPU pods last seen on them are lost as of ``now``, when that was seen."""
-    left = sorted(set(back.listed) - set(names))
-    if not left:
-        return
-    pods = sum(1 for p in back.placed.values() if p.node in left)
-    logger.warning(
-        "kubernetes inventory: nodes %s left while gpuwarden was down (not listed at the first read since it"
-        " started, %s); the %d GPU pods last seen on them are lost as of then",
-        ", ".join(left),
-        shown(datetime.fromtimestamp(now, UTC)),
-        pods,
-    )

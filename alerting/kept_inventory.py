@@ -211,16 +211,21 @@ def listed_places(
     return {(LISTED, n.name): (since.get(n.name, now), node_data(n)) for n in nodes}
 
 
-def left_while_down(source: str, listed: Iterable[str], names: Iterable[str], now: float) -> list[str]:
+def left_while_down(
+    source: str, listed: Iterable[str], names: Iterable[str], now: float, pods_on: Iterable[str] | None = None
+) -> list[str]:
     """The nodes a reader before this one listed (``listed``) that are not listed now (``names``), said in a
-    warning: they left while gpuwarden was down, as seen ``now``."""
+    warning: they left while gpuwarden was down, as seen ``now``; with ``pods_on`` (the node of each GPU pod
+    last seen), how many of those pods are lost with them as of then."""
     left = sorted(set(listed) - set(names))
     if left:
+        lost = sum(1 for node in pods_on if node in left) if pods_on is not None else None
         logger.warning(
             "%s inventory: nodes %s left while gpuwarden was down (not listed at the first read since it"
-            " started, %s)",
+            " started, %s)%s",
             source,
             ", ".join(left),
             shown(datetime.fromtimestamp(now, UTC)),
+            "" if lost is None else f"; the {lost} GPU pods last seen on them are lost as of then",
         )
     return left

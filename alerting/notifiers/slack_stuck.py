@@ -69,16 +69,12 @@ def held_first(incident_id: str, channel: str, code: str) -> BackendError:
             "set slack.channel and slack.channels_by_priority to channel ids (C..., at the bottom of the"
             " channel's details) and, for a private channel, invite the app (`/invite @<app>` in it)"
         )
-    return BackendError(
-        f"incident {incident_id}'s message goes to channel {channel}, where the app cannot post ({code}):"
-        f" its messages wait, none failed, tried again every {THREAD_HOLD_SECONDS:.0f} s; to fix: {fix}, or"
-        " send its priority to another channel (slack.channels_by_priority, slack.channel) and restart"
-        " serve: its message then goes there",
-        backend="slack",
-        retryable=True,
-        code=code,
-        retry_after=THREAD_HOLD_SECONDS,
-        limit=f"channel {channel}",
+    return _held(
+        f"incident {incident_id}'s message goes to channel {channel}, where the app cannot post",
+        channel,
+        code,
+        fix,
+        "its message then goes there",
     )
 
 
@@ -88,11 +84,22 @@ def held_thread(incident_id: str, channel: str, code: str, moving: str = "") -> 
     thread could not go on where the configuration sends the incident now, if it tried."""
     fix = _FIXES.get(code, _FIXES["not_in_channel"]).format(channel=channel)
     also = f"; its thread could not go on in {moving}" if moving else ""
+    return _held(
+        f"incident {incident_id}'s thread is in channel {channel}, where the app can no longer post",
+        channel,
+        code,
+        fix,
+        f"the thread then goes on in a new message there{also}",
+    )
+
+
+def _held(where: str, channel: str, code: str, fix: str, then: str) -> BackendError:
+    """The error that holds an incident (``held_first``, ``held_thread``): ``where`` its message goes and
+    that the app cannot post there, ``code`` why, ``fix`` what to do, ``then`` what a route elsewhere does."""
     return BackendError(
-        f"incident {incident_id}'s thread is in channel {channel}, where the app can no longer post ({code}):"
-        f" its messages wait, none failed, tried again every {THREAD_HOLD_SECONDS:.0f} s; to fix: {fix}, or"
-        " send its priority to another channel (slack.channels_by_priority, slack.channel) and restart"
-        f" serve: the thread then goes on in a new message there{also}",
+        f"{where} ({code}): its messages wait, none failed, tried again every {THREAD_HOLD_SECONDS:.0f} s;"
+        f" to fix: {fix}, or send its priority to another channel (slack.channels_by_priority, slack.channel)"
+        f" and restart serve: {then}",
         backend="slack",
         retryable=True,
         code=code,
