@@ -97,22 +97,13 @@ def test_second_server_on_one_postgres_store_is_refused_and_a_lost_lock_is_taken
 
     admin = make_engine(postgres_url)
 
-    def kill_lock_sessions() -> None:
-        with admin.begin() as conn:
-            conn.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE application_name LIKE 'gpuwarden serve%'"
-                )
-            )
-
     # The lock session dies (a PostgreSQL restart, a network cut): the server takes its lock again.
-    kill_lock_sessions()
+    _kill_lock_sessions(admin)
     assert first.check() is None
     with pytest.raises(InstanceBusy):
         second.try_acquire()
     # Lost again, and this time a standby took it first: the server learns that it must stop.
-    kill_lock_sessions()
+    _kill_lock_sessions(admin)
     second.try_acquire()
     lost = first.check()
     assert lost is not None and lost.what == f"store {postgres_url}"
@@ -193,13 +184,7 @@ def test_serve_stops_when_a_standby_took_the_postgres_lock_it_lost(
         standby = InstanceLocks.for_server(postgres_url, tmp_path / "standby")
         with pytest.raises(InstanceBusy):
             standby.try_acquire()
-        with admin.begin() as conn:  # the server's lock session dies; the standby is first to take it
-            conn.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE application_name LIKE 'gpuwarden serve%'"
-                )
-            )
+        _kill_lock_sessions(admin)  # the server's lock session dies; the standby is first to take it
         standby.try_acquire()
         assert proc.wait(timeout=60) == 1
     log = (tmp_path / "serve.log").read_text()
@@ -266,25 +251,32 @@ def test_a_postgres_outage_fails_readiness_and_shows_on_metrics_and_nothing_ackn
 
 def _lock_taken_over(admin: Engine, url: str, journal: Path) -> InstanceLocks:
     """Every gpuwarden lock session dies (a PostgreSQL restart) and a standby takes the lock."""
-    with admin.begin() as conn:
-        conn.execute(
-            text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE application_name LIKE 'gpuwarden serve%'"
-            )
-        )
+    _kill_lock_sessions(admin)
     standby = InstanceLocks.for_server(url, journal)
-    # pg_terminate_backend only signals the sessions: each gives its lock back as its backend exits, which on
-    # a loaded machine is after the SELECT returns ("in use by another gpuwarden serve (holder unknown)").
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            standby.try_acquire()
-        except InstanceBusy:
-            assert time.monotonic() < deadline, "the killed sessions never gave the lock back"
-            time.sleep(0.1)
-            continue
-        return standby
+    standby.try_acquire()
+    return standby
+
+
+def _kill_lock_sessions(admin: Engine) -> None:
+    """End every gpuwarden lock session and wait until each backend has exited.
+
+    A bare pg_terminate_backend only signals: each session gives its lock back as its backend exits, which
+    on a loaded machine is after the SELECT returns, and a standby's try then finds the lock still held
+    ("in use by another gpuwarden serve (holder unknown)"). With a timeout it waits for the exit.
+    """
+    with admin.begin() as conn:
+        ended = (
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid, :wait_ms) FROM pg_stat_activity"
+                    " WHERE application_name LIKE 'gpuwarden serve%'"
+                ),
+                {"wait_ms": _GUARD_SECONDS * 1000},
+            )
+            .scalars()
+            .all()
+        )
+    assert ended and all(ended), f"lock sessions not ended within {_GUARD_SECONDS} s: {ended}"
 
 
 def _post_raw(url: str, body: bytes) -> socket.socket:
