@@ -49,6 +49,7 @@ from alerting.kept_inventory import (
     LISTED,
     KeptRecords,
     KeptSync,
+    drop_other_clusters,
     kept_nodes,
     left_while_down,
     listed_places,
@@ -222,6 +223,10 @@ class KeptJobs(Protocol):
         """Replace the jobs kept for ``cluster``."""
         ...
 
+    def drop_others(self, cluster: str | None) -> list[str]:
+        """Delete the jobs kept for every cluster but ``cluster``; those clusters."""
+        ...
+
 
 class SlurmInventory:
     """Reads the inventory from Slurm; ``read`` runs ``scontrol``, ``sinfo`` and ``squeue`` once."""
@@ -354,6 +359,7 @@ class SlurmInventory:
             return
         self._loaded, self._saved = True, stored
         self._kept = {**stored, **self._kept}
+        drop_other_clusters(self._store, "slurm", cluster, "the jobs kept")
 
     def _persist(self, cluster: str) -> None:
         """Save the kept jobs where they changed (a store that cannot be written now is tried next read)."""
