@@ -79,6 +79,7 @@ NO_SWITCH = "no_switch"  # a node that no switch of topology/tree reaches: Slurm
 PARTITIONS_DOWN = "partitions_down"  # a node whose every partition is DOWN or INACTIVE: no job starts on it
 # Partition states in which Slurm starts no job (DRAIN only refuses new submissions: queued jobs start)
 _CLOSED_PARTITIONS = {"DOWN", "INACTIVE"}
+COMPLETING = "COMPLETING"  # a job ending: its processes killed, its epilog running (a requeue's too)
 _GRES_COUNT = re.compile(r"^gpu(?::[^:(]+)?:(\d+)")
 
 
@@ -266,9 +267,12 @@ class SlurmInventory:
         cluster = parse_cluster_name(self._run(["scontrol", "show", "config"]))
         racks = parse_topology(self._run(["scontrol", "show", "topology"]))
         closed = parse_closed_partitions(self._run(["scontrol", "show", "partition", "--oneliner", "--all"]))
+        # Jobs before nodes: a node failure that requeued a job before squeue answered shows in the nodes
+        # read after it. The other way round, a failure between the two reads left the job requeued with its
+        # nodes well at this read and the one before (an operator's requeue, it seemed), and it was forgotten.
+        squeue = self._json(["squeue", "--json", "--states=all"])
         sinfo = self._nodes()
         node_gpus = {str(n.get("name", "")): gpu_count(str(n.get("gres", ""))) for n in sinfo["nodes"]}
-        squeue = self._json(["squeue", "--json", "--states=all"])
         jobs = parse_jobs(squeue, node_gpus)
         now = self._clock.time()
         self._trouble.update((n, node_state(n)) for n in sinfo["nodes"])
@@ -282,7 +286,9 @@ class SlurmInventory:
         running: dict[str, WorkloadInfo] = {}
         for job in jobs:
             if job.state in RUNNING_STATES:
-                if job.info.units:
+                if self._ending(job):  # where it ran is as last read, not its TRES' guess
+                    running[job.job_id] = replace(self._running[job.job_id], state=job.info.state)
+                elif job.info.units:
                     running[job.job_id] = job.info
             elif job.job_id in self._running and self._stopped_by_fault(job, self._running[job.job_id]):
                 # NODE_FAIL, FAILED, requeued (PENDING) off a node that failed
@@ -291,7 +297,7 @@ class SlurmInventory:
                 # stopped abnormally before this reader first saw it running (serve restarted since)
                 since = min(job.ended_at, now)
                 self._kept[job.job_id] = (since, _stopped(job.info, job.state.lower()))
-        self._warn_guessed([j for j in jobs if j.guessed and j.job_id in running])
+        self._warn_guessed([j for j in jobs if j.guessed and j.job_id in running and j.state != COMPLETING])
         listed = {j.job_id for j in jobs}
         for job_id, info in self._running.items():
             if job_id not in listed:
@@ -381,6 +387,12 @@ class SlurmInventory:
         if job.state not in REQUEUED_STATES:
             return True  # NODE_FAIL, FAILED (a GPU fault kills the job, not its node), BOOT_FAIL, ...
         return self._trouble.any_in_trouble({node for unit in ran.units for _, node, _ in unit})
+
+    def _ending(self, job: Job) -> bool:
+        """Whether a job seen running at the last read is COMPLETING (ending, a node failure's requeue too)
+        without its GPU indices: Slurm 22.05 lists such a job with ``gres_detail: []``, which placed it by its
+        TRES (on GPUs unknown among its nodes', a GRES change warned of) until the next read judged it."""
+        return job.state == COMPLETING and job.job_id in self._running and (job.guessed or not job.info.units)
 
     def _ended_lately(self, job: Job, now: float) -> bool:
         """Whether a job squeue still lists stopped abnormally within the keep window, on nodes it names

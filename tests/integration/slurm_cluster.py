@@ -60,9 +60,11 @@ class SlurmCluster:
         return job_id
 
     def wait_job_not_running(self, job_id: str) -> None:
-        """Wait until the job left RUNNING (ended, failed or requeued)."""
+        """Wait until the job left RUNNING (ended, failed or requeued) and COMPLETING: a job ending, a node
+        failure's requeue too, is COMPLETING a moment on the nodes it held, and a read then still finds it
+        running there (a test that read at once saw no spare GPU, or the job kept only at the read after)."""
         deadline = time.monotonic() + 60
-        while self.run("squeue", "-h", "-j", job_id, "-o", "%T").strip() == "RUNNING":
+        while self.run("squeue", "-h", "-j", job_id, "-o", "%T").strip() in ("RUNNING", "COMPLETING"):
             if time.monotonic() > deadline:
                 pytest.fail(f"job {job_id} still running: {self.run('squeue', '-j', job_id)}")
             time.sleep(0.2)
