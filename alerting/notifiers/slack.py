@@ -255,7 +255,7 @@ class SlackNotifier(SlackCharts, UnthreadedReplies):
             save(thread)  # kept, as before a re-post of a deleted message there was refused (``_parent``)
             raise held_thread(n.incident_id, old, code)
         logger.warning(
-            "slack thread goes on in another channel: the app can no longer post in its own"
+            "slack thread goes on in another channel: its own refuses the incident's message"
             " incident_id=%s channel=%s error=%s to=%s",
             n.incident_id,
             old,
