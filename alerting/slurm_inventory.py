@@ -47,6 +47,7 @@ from typing import Any, Protocol
 from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo, in_cluster
 from alerting.kept_inventory import (
     LISTED,
+    Kept,
     KeptRecords,
     KeptSync,
     drop_other_clusters,
@@ -60,6 +61,7 @@ from alerting.slurm_health import REQUEUED_STATES, NodeTrouble
 from alerting.slurm_hostlist import expand_hostlist
 from alerting.slurm_jobs import FINISHED_STATES, RUNNING_STATES, Job, parse_jobs
 from alerting.slurm_queue import Queued, QueueIndex, parse_queue
+from alerting.slurm_unseen import GONE, RAN, judge_unseen, ran_jobs, ran_rows
 from alerting.topology import UNKNOWN
 from gpuwarden.clock import Clock
 from gpuwarden.errors import SourceError
@@ -253,6 +255,8 @@ class SlurmInventory:
         self._listed: dict[str, NodeInfo] = {}  # each node as last listed (a removed one: see ``_removed``)
         self._places: KeptSync | None = None  # where the places of the nodes kept jobs ran on are kept
         self._since: dict[str, float] = {}  # each node listed at the last read: since when (``keep_in``)
+        self._ran_since: dict[str, float] = {}  # each job running at the last read: since when (``keep_in``)
+        self._unseen: set[str] = set()  # jobs a reader before this one saw running (``slurm_unseen``)
 
     def keep_in(self, store: KeptJobs, places: KeptRecords | None = None) -> None:
         """Keep the jobs that stopped abnormally in ``store`` too, so that a reader started later (serve
@@ -277,12 +281,9 @@ class SlurmInventory:
         now = self._clock.time()
         self._trouble.update((n, node_state(n)) for n in sinfo["nodes"])
         self._restore(cluster)
+        names = {str(n.get("name", "")) for n in sinfo["nodes"]}
         if self._places is not None and (stored := self._places.restore(cluster)):
-            # the nodes as a reader before this one last listed them, and those kept jobs ran on
-            self._listed = {**kept_nodes(stored, "slurm"), **self._listed}
-            before = {name: since for (kind, name), (since, _) in stored.items() if kind == LISTED}
-            self._since = {**before, **self._since}
-            left_while_down("slurm", before, (str(n.get("name", "")) for n in sinfo["nodes"]), now)
+            self._take_back(stored, names, now)
         running: dict[str, WorkloadInfo] = {}
         for job in jobs:
             if job.state in RUNNING_STATES:
@@ -291,18 +292,15 @@ class SlurmInventory:
                 elif job.info.units:
                     running[job.job_id] = job.info
             elif job.job_id in self._running and self._stopped_by_fault(job, self._running[job.job_id]):
-                # NODE_FAIL, FAILED, requeued (PENDING) off a node that failed
-                self._kept[job.job_id] = (now, _stopped(self._running[job.job_id], job.state.lower()))
+                # NODE_FAIL, FAILED, requeued (PENDING) off a node that failed; while no serve ran: at its end
+                since = min(job.ended_at or now, now) if job.job_id in self._unseen else now
+                self._kept[job.job_id] = (since, _stopped(self._running[job.job_id], job.state.lower()))
             elif job.job_id not in self._kept and self._ended_lately(job, now):
                 # stopped abnormally before this reader first saw it running (serve restarted since)
                 since = min(job.ended_at, now)
                 self._kept[job.job_id] = (since, _stopped(job.info, job.state.lower()))
         self._warn_guessed([j for j in jobs if j.guessed and j.job_id in running and j.state != COMPLETING])
-        listed = {j.job_id for j in jobs}
-        for job_id, info in self._running.items():
-            if job_id not in listed:
-                # gone from squeue while running: how it ended is unknown
-                self._kept[job_id] = (now, _stopped(info, "gone"))
+        self._gone({j.job_id for j in jobs}, names, now)
         self._running = running
         self._kept = {k: v for k, v in self._kept.items() if now - v[0] <= self._keep and k not in running}
         self._persist(cluster)
@@ -316,10 +314,39 @@ class SlurmInventory:
                 for _, node, _ in info.gpus:
                     ran[node] = min(since, ran.get(node, since))
             rows = listed_places([n for n in nodes if n.name in self._since], self._since, now)
+            self._ran_since = {job_id: self._ran_since.get(job_id, now) for job_id in running}
+            rows.update(ran_rows(running, self._ran_since))
             self._places.persist(cluster, {**rows, **node_places(self._listed, ran)})
         workloads = self._workloads(running, *parse_queue(squeue))
         spare = sum(n.free or 0 for n in nodes)
         return StaticInventory(nodes, in_cluster(workloads, cluster), {cluster: spare})
+
+    def _take_back(self, stored: Kept, names: set[str], now: float) -> None:
+        """What a reader before this one kept (``names``: the nodes listed now): the nodes as it last listed
+        them, those kept jobs ran on, and the jobs it saw running (``slurm_unseen``)."""
+        self._listed = {**kept_nodes(stored, "slurm"), **self._listed}
+        before = {name: since for (kind, name), (since, _) in stored.items() if kind == LISTED}
+        self._since = {**before, **self._since}
+        left_while_down("slurm", before, names, now)
+        seen_running = {k: v for k, v in ran_jobs(stored).items() if k not in self._running}
+        self._unseen, self._running = set(seen_running), {**seen_running, **self._running}
+        stored_since = {job_id: since for (kind, job_id), (since, _) in stored.items() if kind == RAN}
+        self._ran_since = {**stored_since, **self._ran_since}
+
+    def _gone(self, listed: set[str], names: set[str], now: float) -> None:
+        """Keep the jobs seen running that ``squeue`` no longer lists (``listed``): gone at this read, how
+        they ended unknown; gone while no serve ran, as ``slurm_unseen`` judges them (``names``: the nodes
+        listed now)."""
+        for job_id, info in self._running.items():
+            if job_id not in listed and job_id not in self._unseen:
+                self._kept[job_id] = (now, _stopped(info, GONE))
+        unseen = {k: v for k, v in self._running.items() if k in self._unseen and k not in listed}
+
+        def in_trouble(nodes: Iterable[str]) -> bool:
+            return self._trouble.any_in_trouble(nodes) or bool(set(nodes) - names)
+
+        self._kept.update(judge_unseen(self._run, unseen, in_trouble, now, self._keep))
+        self._unseen = set()
 
     def _removed(self, listed: Sequence[NodeInfo]) -> list[NodeInfo]:
         """Nodes gone from Slurm (slurm.conf and ``scontrol reconfigure``, a dynamic node deleted) that kept

@@ -24,10 +24,15 @@ class FakeSlurm:
         self.broken = False
         self.removed: set[str] = set()  # nodes gone from slurm.conf (or `scontrol delete nodename`)
         self.cluster = "c1"  # ClusterName
+        self.accounting: list[str] | None = None  # sacct's lines (JobIDRaw|JobID|State|End); None: disabled
 
     def __call__(self, argv: Sequence[str]) -> str:
         if self.broken:
             raise SourceError("slurmctld not responding", source="slurm")
+        if argv[0] == "sacct":
+            if self.accounting is None:
+                raise SourceError("sacct exited 1: Slurm accounting storage is disabled", source="slurm")
+            return "".join(f"{line}\n" for line in self.accounting)
         if list(argv[:3]) == ["scontrol", "show", "config"]:
             return f"ClusterName = {self.cluster}\n"
         if list(argv[:3]) == ["scontrol", "show", "topology"]:

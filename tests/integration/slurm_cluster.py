@@ -70,7 +70,7 @@ class SlurmCluster:
             time.sleep(0.2)
 
 
-def _config(base: Path, host: str, ports: list[int]) -> str:
+def _config(base: Path, host: str, ports: list[int], min_job_age: int | None = None) -> str:
     nodes = "\n".join(
         f"NodeName={n} NodeHostname={host} NodeAddr=127.0.0.1 Port={p} CPUs=2 RealMemory=1000 "
         f"Gres=gpu:{GPUS_PER_NODE} State=UNKNOWN"
@@ -103,14 +103,16 @@ KillWait=1
 MpiDefault=none
 JobCompType=jobcomp/none
 AccountingStorageType=accounting_storage/none
+{f"MinJobAge={min_job_age}" if min_job_age is not None else ""}
 {nodes}
 PartitionName=gpu Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 """
 
 
 @contextmanager
-def slurm_cluster() -> Iterator[SlurmCluster]:
-    """Start the cluster; stop every daemon afterwards."""
+def slurm_cluster(min_job_age: int | None = None) -> Iterator[SlurmCluster]:
+    """Start the cluster; stop every daemon afterwards. ``min_job_age``: Slurm's ``MinJobAge`` (300 s by
+    default), how long an ended job stays in ``squeue`` (slurmctld purges such jobs about once a minute)."""
     for name in ("munged", "slurmctld", "slurmd"):
         require_binary(name)
     base = Path(tempfile.mkdtemp(prefix="gpuwarden-slurm-"))
@@ -123,7 +125,7 @@ def slurm_cluster() -> Iterator[SlurmCluster]:
     for i in range(GPUS_PER_NODE):
         (base / "dev" / f"nvidia{i}").touch()
     conf = base / "slurm.conf"
-    conf.write_text(_config(base, host, [free_port() for _ in range(2 + len(NODES))]))
+    conf.write_text(_config(base, host, [free_port() for _ in range(2 + len(NODES))], min_job_age))
     (base / "gres.conf").write_text(
         f"NodeName={','.join(NODES)} Name=gpu File={base}/dev/nvidia[0-{GPUS_PER_NODE - 1}]\n"
     )
