@@ -113,11 +113,12 @@ def judge_unseen(
             state, end = fates[job_id]
             if state in FINISHED_STATES:
                 said.append(f"{name}: {state.lower()}, not kept")
-            elif end <= 0 or abs(now - end) > keep_seconds:
+            elif end > 0 and abs(now - end) > keep_seconds:
                 said.append(f"{name}: {state.lower()}, too long ago to keep")
-            else:
-                kept[job_id] = (min(end, now), replace(info, state=state.lower(), kept=len(info.units)))
-                said.append(f"{name}: {state.lower()}, kept")
+            else:  # an end sacct does not say (or in a SLURM_TIME_FORMAT not read here): from now on
+                since = min(end, now) if end > 0 else now
+                kept[job_id] = (since, replace(info, state=state.lower(), kept=len(info.units)))
+                said.append(f"{name}: {state.lower()}, kept" + ("" if end > 0 else " (its end not known)"))
         elif in_trouble({node for _, node, _ in info.gpus}):
             kept[job_id] = (now, replace(info, state=GONE, kept=len(info.units)))
             said.append(f"{name}: end unknown, kept (a node of it is in trouble or gone)")

@@ -69,18 +69,23 @@ def test_a_job_that_left_squeue_while_serve_was_down_with_its_nodes_well_is_not_
 
 @pytest.mark.parametrize(
     ("state", "ago", "kept"),
-    [("NODE_FAIL", 300, "node_fail"), ("COMPLETED", 300, None), ("FAILED", 7200, None)],
-    ids=["node-fail", "completed-though-its-node-is-down", "failed-before-the-keep-window"],
+    [
+        ("NODE_FAIL", 300, "node_fail"),
+        ("COMPLETED", 300, None),
+        ("FAILED", 7200, None),
+        ("FAILED", None, "failed"),
+    ],
+    ids=["node-fail", "completed-though-its-node-is-down", "failed-before-the-keep-window", "end-unknown"],
 )
 def test_slurms_accounting_says_how_a_job_that_left_squeue_while_serve_was_down_ended(
-    sql: Engine, state: str, ago: float, kept: str | None
+    sql: Engine, state: str, ago: float | None, kept: str | None
 ) -> None:
     slurm, clock = _ran_then_left_while_down(sql)
-    slurm.accounting = _sacct(state, clock.time() - ago)
+    slurm.accounting = _sacct(state, clock.time() - ago) if ago is not None else [f"41|41|{state}|Unknown"]
     reader = _reader(sql, slurm, clock)
     assert [(w.state, w.kept) for w in reader.read().workload_list] == ([(kept, 10)] if kept else [])
     if kept:
-        clock.advance(3600 - ago + 1)  # its hour from its end is over
+        clock.advance(3600 - (ago or 0) + 1)  # its hour from its end (from now, where not known) is over
         assert reader.read().workload_list == []
 
 
