@@ -50,9 +50,8 @@ IntArray = npt.NDArray[np.int64]
 Direction = Literal["up", "down", "both"]
 ShiftTarget = Literal["median", "mean"]
 
-_INT32_MAX = int(
-    np.iinfo(np.int32).max
-)  # read once: np.iinfo per sample cost 2 % of a single series' scoring
+# Read once: np.iinfo per sample cost 2 % of a single series' scoring.
+_INT32_MAX = int(np.iinfo(np.int32).max)
 # The per-series arrays a snapshot keeps (``AdaptiveThresholds.state``; the re-baselining's: ``SHIFT_STATE``).
 _STATE = (
     "count",
@@ -182,8 +181,9 @@ class AdaptiveThresholds:
         self.dev = np.zeros(0, np.float64)
         self.dev_day = np.zeros(0, np.float32)
         self.dev_week = np.zeros(0, np.float32)
-        self.day = np.zeros((0, HOURS_PER_DAY), np.float32)
-        self.week = np.zeros((0, HOURS_PER_WEEK), np.float32)
+        # No buckets without ``seasonality`` (the service's default): 768 bytes a series no model read.
+        self.day = np.zeros((0, HOURS_PER_DAY * self.params.seasonality), np.float32)
+        self.week = np.zeros((0, HOURS_PER_WEEK * self.params.seasonality), np.float32)
         self.last_seen = np.zeros(0, np.float64)
         self.fast_dev = np.zeros(0, np.float32)
         self.tail = np.zeros(0, np.float32)
@@ -237,15 +237,8 @@ class AdaptiveThresholds:
 
     def _arrays(self) -> list[npt.NDArray[np.generic]]:
         """Every per-series state array."""
-        arrays: list[npt.NDArray[np.generic]] = [
-            self.count,
-            self.level,
-            self.dev,
-            self.dev_day,
-            self.dev_week,
-        ]
-        arrays += [self.day, self.week, self.last_seen, self.fast_dev, self.tail, self.start, self.seeded]
-        arrays.append(self.base)
+        # In ``_STATE``'s order: a parked row (``row``) is their bytes in it.
+        arrays: list[npt.NDArray[np.generic]] = [getattr(self, name) for name in _STATE]
         if self.shift is not None:
             arrays += self.shift.arrays()
         if self.fault is not None:
@@ -286,10 +279,19 @@ class AdaptiveThresholds:
         for key, (obj, name) in held.items():
             getattr(obj, name)[rows] = state.arrays[key]
 
-    def _grow(self, needed: int) -> None:
+    def reserve(self, needed: int) -> None:
+        """Hold at least ``needed`` series: that many, or an eighth more than now (``anomaly.modelrows``)."""
+        self._grow(needed, self._cap + self._cap // 8)
+
+    def blank(self, rows: IntArray) -> None:
+        """Make ``rows`` as a new series' (``reset`` leaves what a new one reads not: the fault's band)."""
+        for a, fresh in zip(self._arrays(), AdaptiveThresholds(self.params, 1)._arrays(), strict=True):
+            a[rows] = fresh[0]
+
+    def _grow(self, needed: int, least: int | None = None) -> None:
         if needed <= self._cap:
             return
-        new_cap = max(needed, 2 * self._cap)
+        new_cap = max(needed, 2 * self._cap if least is None else least)
 
         def extend(a: npt.NDArray[np.generic], fill: float) -> npt.NDArray[np.generic]:
             out = np.full((new_cap, *a.shape[1:]), fill, dtype=a.dtype)
@@ -315,10 +317,8 @@ class AdaptiveThresholds:
         self.count[ids] = 0
         self.level[ids] = 0.0
         self.dev[ids] = 0.0
-        self.dev_day[ids] = np.inf
-        self.dev_week[ids] = np.inf
-        self.day[ids] = np.nan
-        self.week[ids] = np.nan
+        self.dev_day[ids] = self.dev_week[ids] = np.inf
+        self.day[ids] = self.week[ids] = np.nan
         self.last_seen[ids] = np.nan
         self.fast_dev[ids] = 0.0
         self.tail[ids] = 0.0
