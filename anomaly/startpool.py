@@ -58,7 +58,7 @@ class StartPool:
         out[slots == NO_SLOT] = 0.0
         return out
 
-    def write(self, ids: IntArray, cols: IntArray, values: npt.NDArray[np.float64]) -> None:
+    def write(self, ids: IntArray, cols: npt.NDArray[np.int32], values: npt.NDArray[np.float64]) -> None:
         """Keep ``values`` as sample ``cols`` of ``ids`` (each holding a slot)."""
         self.rows[self.slot[ids], cols] = values
 

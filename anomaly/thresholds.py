@@ -360,7 +360,10 @@ class AdaptiveThresholds:
         if unlearnt is None or not unlearnt.any():
             return self._update(ids, values, timestamps)
         slots = self.start.slot[ids[unlearnt]]
-        with unlearned(self._arrays(), ids[unlearnt]), unlearned([self.start.rows], slots[slots >= 0]):
+        with (
+            unlearned(self._arrays(), ids[unlearnt]),
+            unlearned([self.start.rows], slots[slots >= 0].astype(np.int64)),
+        ):
             return self._update(ids, values, timestamps)
 
     def _update(self, ids: IntArray, values: FloatArray, timestamps: FloatArray | float) -> ThresholdScores:
