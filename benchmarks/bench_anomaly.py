@@ -19,10 +19,10 @@
   still keep their first samples after its 6 ticks); ``adaptive_state_bytes_per_series_young``: the adaptive
   part were every series young, as a fleet's first 15 minutes (``anomaly score``'s after its first sample,
   120 bytes a series more than warmed up). Before fix/mem every model held a row for every series id up to
-  its largest (2.52 rows a series here: about 2,450 bytes, not the 993 this harness said, which counted one
-  model's rows per row, and not the GPU string each series' parking key made, 59 bytes); the service's
-  models, without seasonality, held seasonal buckets (768 bytes a row); and each series held its first
-  samples for good.
+  its largest (2.52 rows a series here: 2,513 bytes with the thermal part, not the 993 this harness said,
+  which counted one model's rows per row, and not the GPU string each series' parking key made, 59 bytes);
+  the service's models, without seasonality, held seasonal buckets (768 bytes a row); and each series held
+  its first samples for good.
 * ``detector_tick_seconds``: one adaptive-threshold tick for 10,000 GPUs x 25 series (250,000 series).
 * ``service_tick_seconds``: one full ``AnomalyService.infer`` for the same fleet through the in-process source
   (collecting the families, mapping label sets to ids, every built-in detector on every series, alerts,
