@@ -11,12 +11,15 @@ model takes it.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import numpy.typing as npt
 
 IntArray = npt.NDArray[np.int64]
 
 NO_ROW = -1
+_LISTED = 8 + sys.getsizeof(2**20)  # a row in a list: its reference and its int (those under 257 are shared)
 
 
 class ModelRows:
@@ -32,8 +35,8 @@ class ModelRows:
         return int(self.row.size)
 
     def nbytes(self) -> int:
-        """Bytes held: the two maps and the rows let go (8 bytes a reference; the small ints are cached)."""
-        return int(self.row.nbytes + self.model.nbytes) + 8 * sum(len(rows) for rows in self.free)
+        """Bytes held: the two maps and the rows let go (a reference and an int each)."""
+        return int(self.row.nbytes + self.model.nbytes) + _LISTED * sum(len(rows) for rows in self.free)
 
     def _hold(self, ids: IntArray) -> None:
         """Room in the maps for every id of ``ids`` (an eighth more than needed, as a list grows)."""

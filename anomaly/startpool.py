@@ -9,6 +9,7 @@ while it may read it; the pool gives back its memory once most of it is let go.
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -23,6 +24,7 @@ IntArray = npt.NDArray[np.int64]
 Kept = npt.NDArray[np.float32]
 
 NO_SLOT = -1
+_LISTED = 8 + sys.getsizeof(2**20)  # a slot in a list: its reference and its int (those under 257 are shared)
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _SMALLEST = 1024  # a pool of fewer rows is not packed (a few let go among many ticks)
 
@@ -39,8 +41,9 @@ class StartPool:
         self.free: list[int] = []
 
     def nbytes(self) -> int:
-        """Bytes held: the slots, the pool's rows (given out or not) and the rows let go."""
-        return int(self.slot.nbytes + self.rows.nbytes) + 8 * len(self.free)
+        """Bytes held: the slots, the pool's rows (given out or not) and the rows let go (a reference and an
+        int each)."""
+        return int(self.slot.nbytes + self.rows.nbytes) + _LISTED * len(self.free)
 
     def grow(self, cap: int) -> None:
         """Slots for ``cap`` series (the new ones hold none)."""
