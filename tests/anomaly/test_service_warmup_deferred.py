@@ -314,3 +314,47 @@ def test_a_restart_deferred_again_reads_the_history_as_of_the_first_start(tmp_pa
             break
     assert again.warm_up_retry is None
     assert [(a.labels["alertname"], a.labels["UUID"]) for a in raised] == [("GpuXidError", f"GPU-{HOT}")]
+
+
+def _firing(service: AnomalyService) -> set[str]:
+    return {s.alert.labels["alertname"] for s in service.firing.values()}
+
+
+def test_a_restart_while_deferred_keeps_the_staleness_alert_firing_as_the_process_that_ran_on(tmp_path):
+    # The snapshot saved while deferred was dropped whole, its alerts with it: restarted as Prometheus came
+    # back, `GpuwardenSourceStale` resolved at once, where the process that ran on kept it firing for its
+    # quiet reads (restart fuzz `--snapshot --promql --down-at-start 20`, seeds 2708 and 2731).
+    clock = FakeClock()
+    cfg = AnomalyConfig(adaptive_metrics=[TEMP, POWER], detectors=["adaptive"])
+    straight_prometheus, prometheus = _Prometheus(clock), _Prometheus(clock)
+    straight = AnomalyService(cfg, [straight_prometheus.source], clock)
+    service = AnomalyService(cfg, [prometheus.source], clock)
+    assert straight.warm_up() == 0 and service.warm_up() == 0
+    for _ in range(6):  # failed reads at 30 and 90 s: the next one is due at 210 s
+        clock.advance(30)
+        straight.infer()
+        service.infer()
+    assert _firing(straight) == _firing(service) == {"GpuwardenSourceStale"}
+    path = tmp_path / "anomaly.state.npz"
+    assert save_snapshot(path, service.snapshot())
+    snapshot, _ = load_state(path, cfg)
+    told = []
+    again = AnomalyService(cfg, [prometheus.source], clock, on_alert=told.append, on_resend=told.append)
+    again.warm_up(None, snapshot)  # still down: deferred, its first read at the next tick
+    assert again.warm_up_retry is not None
+    assert _firing(again) == {"GpuwardenSourceStale"}
+    straight_prometheus.down = prometheus.down = False
+    ticks = []
+    for _ in range(6):
+        clock.advance(30)
+        straight.infer()
+        again.infer()
+        ticks.append((_firing(straight), _firing(again)))
+    assert again.warm_up_retry is None and straight.warm_up_retry is None  # both read at the same tick
+    assert all(a == b for a, b in ticks), ticks
+    assert ticks[0][1] == {"GpuwardenSourceStale"} and ticks[-1][1] == set(), ticks  # fired on, then resolved
+    # Posted again at the first tick (the new process' forwarder holds it), then its resolution.
+    assert [(a.labels["alertname"], a.status.value) for a in told] == [
+        ("GpuwardenSourceStale", "firing"),
+        ("GpuwardenSourceStale", "resolved"),
+    ]
