@@ -110,7 +110,17 @@ def test_inject_refuses_a_param_not_written_as_a_number_option_takes_one(param: 
             ["duration=5"],
             "--param 'duration=5': unknown parameter 'duration' for kind reset_gpu; valid: none",
         ),
-        ("straggler", ["factor=-1"], "--param 'factor=-1': must be between 0 and 1e+12, got -1"),
+        (  # "between 0 and 1e+12": a bound that 0 breaks too
+            "straggler",
+            ["factor=-1"],
+            "--param 'factor=-1': must be more than 0 and less than 1 (the share of its clock or speed the"
+            " GPU keeps), got -1",
+        ),
+        (
+            "xid",
+            ["count=-1"],
+            "--param 'count=-1': must be a whole number from 1 to 10000, got -1",
+        ),
         ("straggler", ["factor=abc"], "--param 'factor=abc': must be a finite number, got 'abc'"),
         (
             "straggler",
@@ -130,6 +140,7 @@ def test_inject_refuses_a_param_not_written_as_a_number_option_takes_one(param: 
         "unknown",
         "none-taken",
         "negative",
+        "negative-count",
         "text",
         "spoken-duration",
         "count-0",
