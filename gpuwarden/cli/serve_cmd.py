@@ -197,9 +197,10 @@ def _locked_and_bound(
     standbys did before, and binds it once it holds the lock. Otherwise the port is bound once the store
     lock is taken, so a second server is refused naming the store's holder rather than the port.
     """
-    from gpuwarden.cli.standby import preload, standby_socket, wait_as_standby  # noqa: PLC0415
+    from gpuwarden.cli.standby import port_taken_said, preload, standby_socket, wait_as_standby  # noqa: PLC0415
 
     host, port, host_field, port_field = where
+    on_wait = port_taken_said(host, port) if standby else None  # its port taken: it waits with it closed
     if standby:
         listener = standby_socket(host, port, host_field, port_field)
         preload(cfg)  # what serve imports once it holds the lock: a shorter handover
@@ -220,7 +221,7 @@ def _locked_and_bound(
                 return None
             return locks, listener
     try:  # a standby whose port is taken waits here, with SIGTERM caught: it must still stop it
-        locks = take_locks(cfg, db, standby=standby, sleep=stop.sleep)
+        locks = take_locks(cfg, db, standby=standby, sleep=stop.sleep, on_wait=on_wait)
     except StopAsked:
         return None
     return locks, _bound(locks, host, port, host_field, port_field)
