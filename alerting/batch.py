@@ -393,10 +393,11 @@ class Batch:
     def in_onset_order(self, onset: datetime) -> bool:
         """Whether the alerts this transaction joined so far, the latest of onset ``onset``, each came no
         earlier than those before it: then each saw what it would have seen posted alone after them
-        (``joining``'s early merge). A POST in another order (a rule group's alerts by their labels) is
-        merged once, at its end, with everything it holds: merged at each alert, what came first would have
-        gone together before the faults posted after it that explain it came (a rack's stale exporters, one
-        cluster's exporter fault, before the rack's nodes down)."""
+        (``joining``'s early merge). Each POST's alerts come in onset order (``spans.event_order``), but
+        several POSTs in one transaction (the journal applier's) may go back in time from one to the next:
+        those are merged once, at its end, with everything it holds: merged at each alert, what came first
+        would have gone together before the faults posted after it that explain it came (a rack's stale
+        exporters, one cluster's exporter fault, before the rack's nodes down)."""
         if self._onsets is not None:
             self._onsets = onset if onset >= self._onsets else None
         return self._onsets is not None
