@@ -268,6 +268,12 @@ class Batch:
     # Per incident, the earliest onset of the alerts that opened or joined it in this transaction
     # (``alerting.lateness``: an alert posted after others that began later).
     arrived: dict[str, datetime] = field(default_factory=dict)
+    # The alerts it took the slow path for (new, changed): none of them is moved as a stray
+    # (``alerting.strays``), which were stored before it.
+    posted: set[str] = field(default_factory=set)
+    # Incidents without a root that a fault joined in it, or that took one in: their faults taken as
+    # evidence may not be theirs in onset order (``alerting.strays``).
+    rooted: set[str] = field(default_factory=set)
     # Incidents whose alerts' recommended actions a repeat changed, with what they recommended before the
     # transaction's first such change: their row does not show it, Slack's message and the webhooks do
     # (``IncidentGrouping._recompute`` tells it when it differs).

@@ -276,7 +276,7 @@ class IncidentEngine(
                         batch.progress()
                         batch.now = at
                         self._ingest_one(batch, alert, fp, status, result)
-                    batch.now = now
+                    batch.now, batch.posted = now, slow_fps
                     self._finish(batch)
                     insert_pending(session, batch.new)
                     status_after = {fp: row.status for fp, row in batch.rows.items()}
