@@ -69,12 +69,13 @@ def replays_resolved(alert: Alert, stored_ends: datetime | None) -> bool:
 def event_order(posted: Sequence[tuple[Alert, str]], at: datetime) -> list[tuple[Alert, str]]:
     """A POST's alerts, each with its fingerprint, in the order what they say happened: a firing alert at its
     ``startsAt``, a resolved one (it says so, or its ``endsAt`` passed by ``at``, when it was received) at its
-    ``endsAt``, either without that time at ``at``. Prometheus lists a rule group's alerts, and Alertmanager a
-    group's, by their labels: taken in that order, a fault that began later opened its incident first and
-    what began before it on its node joined that, where posted one per POST as they began (or in one POST in
-    onset order) the first opened the incident and rooted it (batch fuzz, one POST out of onset order: 31 of
-    100 storms grouped otherwise). Stable: alerts of one time keep the POST's order, and each fingerprint's
-    posts (an HA pair's two, a firing and its resolution) keep theirs, all at the earliest time of them."""
+    ``endsAt``, either without that time at ``at``. Alertmanager lists a group's alerts by their labels (job,
+    instance, then the rest), Prometheus a rule group's in no set order: taken so, a fault that began later
+    opened its incident first and what began before it on its node joined that, where posted one per POST as
+    they began (or in one POST in onset order) the first opened the incident and rooted it (batch fuzz, one
+    POST out of onset order: 99 of 250 storms grouped otherwise). Stable: alerts of one time keep the POST's
+    order, and each fingerprint's posts (an HA pair's two, a firing and its resolution) keep theirs, all at
+    the earliest time of them."""
     if len(posted) < 2:
         return list(posted)
     times: dict[str, datetime] = {}
