@@ -10,9 +10,10 @@ the later fault stayed inside, shown in the lost GPU's incident. The pass of an 
 alert, where a fault joined it without a root or it took one without a root in (``Batch.rooted``: only
 those took faults as evidence, and a wide incident of thousands is not walked), moves out each firing fault
 stored before the transaction that began after the late alert and would not have joined the incident as it
-stood when it began (``lateness.would_join``): into the open incident
+stood when it began (``lateness.would_join``), where the late alert itself would have joined the incident
+as it stood when that began (not only for a workload a later fault brought): into the open incident
 that takes it now (``best_candidate``), else into an incident of its own, opened for it, as onset order
-opened one (batch fuzz ``--shuffle 30``: seeds 221, 281, 297, 302). Each move is one timeline event on each
+opened one (batch fuzz ``--shuffle 30``: seeds 281, 297, 302). Each move is one timeline event on each
 side, as a regrouping's.
 """
 
@@ -64,6 +65,9 @@ class StrayMoving:
         arrived = batch.arrived.get(inc.id)
         if arrived is None or not inc.root_path or inc.id not in batch.rooted:
             return set()
+        late = [m for m in inc.members.values() if m.onset == arrived and m.fingerprint in batch.posted]
+        if not any(would_join(inc, m, self.inventory) for m in late):
+            return set()  # it came for what the faults after it brought (a job), not as onset order took it
         changed: set[str] = set()
         for member in strays(inc, arrived, settled, self.inventory):
             if len(inc.members) < 2:
