@@ -33,7 +33,7 @@ hour, and the base and the bucket both learnt a change (at 30 s, a daily wave of
 
 * a drop of 10 held from 10:00 was not raised (the hour's bucket took it within minutes), but the base took it
   over the day as well, so the next day the hour's bucket read it twice: its first hours alerted on every GPU
-  (a drop of 6: on 3 GPUs of 5; 15 for 6 hours: 1 to 3 alerts a day for 2 to 5 days);
+  (a drop of 6: on 5 GPUs of 10; 15 for 6 hours: 1 to 3 alerts a day for 2 to 5 days);
 * a drop of 16 for 20 minutes was learnt as it went (each sample within the band), not raised, and the
   healthy value at its end alerted (9 GPUs of 10);
 * each hour began with the bucket at the previous day's last minutes of the hour (on the wave, up to 8 from
