@@ -144,7 +144,7 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         else:
             inc = self._open[chosen.id]
             self._lift_if_beside(batch, inc, row, member)
-        early = self._head(inc, member, candidates, joined=chosen is not None)
+        early = self._head(batch, inc, member, candidates, joined=chosen is not None)
         # And those on its GPUs, as the batch's assessment will count them: the next alert of this batch
         # sees them (a service's latency alert joins the XID on its GPU posted just before it).
         found = member.location.workloads | workloads_hit(member, self.inventory)
@@ -164,17 +164,20 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         if batch.in_onset_order(member.onset) and early:
             self._merge_early(batch, inc)  # what the rest of the POST sees, as posted after it
 
-    def _head(self, inc: OpenIncident, member: Member, candidates: list[Candidate], *, joined: bool) -> bool:
+    def _head(
+        self, batch: Batch, inc: OpenIncident, member: Member, candidates: list[Candidate], *, joined: bool
+    ) -> bool:
         """Add ``member`` to ``inc`` (which it opened, or ``joined``), its root headed where the recompute
         will put it; whether the merge pass of ``inc`` runs at once (``_merge_early``): it opened ``inc``,
-        moved its root or is its first outage."""
+        moved its root, is its first outage or lets an incident rooted above take it in (``_taken_now``)."""
         had_outage = joined and member.is_infra and held_outage(inc)
         inc.members[member.fingerprint] = member
         root = inc.root_path
         if joined and member.is_infra:
             # Where the recompute will root it: the next alert of this batch sees it (``alerting.heading``).
             head_root(inc, member, candidates, self.inventory, had_outage=had_outage)
-        return not joined or inc.root_path != root or (member.is_outage and not had_outage)
+        moved = not joined or inc.root_path != root or (member.is_outage and not had_outage)
+        return moved or self._taken_now(batch, inc, member)
 
     def _past_taken(self, candidates: list[Candidate], chosen: Candidate, member: Member) -> Candidate | None:
         """The incident the fault ``member`` joins when the best, ``chosen``, has no root and an incident with
