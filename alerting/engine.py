@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, select
@@ -91,15 +92,16 @@ class IncidentEngine(
         self.extra_metrics: list[Collector] = []
         self.store = IncidentStore(engine)
         self._sessions = sessionmaker(engine, class_=IngestSession, expire_on_commit=False)
-        # Each transaction stores its changes, deleted once told (``alerting.handoff``).
-        record_on_commit(self._sessions, lambda: bool(self._listeners), self.config.fold_repeats_seconds)
+        self._listeners: list[IncidentListener] = []
+        # Each transaction stores its changes, deleted once told (``alerting.handoff``). The hook holds the
+        # list, not the engine: SQLAlchemy keeps it as long as the session class, so the engine never died.
+        record_on_commit(self._sessions, partial(bool, self._listeners), self.config.fold_repeats_seconds)
         self._untold = self._telling_failed = False
         # Held by every change of the view (``alerting.engine_lock``): a loop waiting for it (the journal
         # applier) is beaten by its holder's progress.
         self._lock = EngineLock()
         self._queue_lock = threading.Lock()
         self._queue: list[Ticket] = []
-        self._listeners: list[IncidentListener] = []
         self._flap = FlapPolicy(
             self.config.flap_window_seconds,
             self.config.flap_start_transitions,

@@ -161,13 +161,13 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
             added = batch.added[key] = []
         added.append((row.fingerprint, _describe(row.labels), member.kind.value))
         batch.touched.add(inc.id)
-        if batch.in_onset_order(member.onset) and early:
+        if batch.in_onset_order(member.onset) and (early or self._taken_now(batch, inc, member)):
             self._merge_early(batch, inc)  # what the rest of the POST sees, as posted after it
 
     def _head(self, inc: OpenIncident, member: Member, candidates: list[Candidate], *, joined: bool) -> bool:
         """Add ``member`` to ``inc`` (which it opened, or ``joined``), its root headed where the recompute
         will put it; whether the merge pass of ``inc`` runs at once (``_merge_early``): it opened ``inc``,
-        moved its root or is its first outage."""
+        moved its root or is its first outage (``_apply`` asks ``_taken_now`` after it)."""
         had_outage = joined and member.is_infra and held_outage(inc)
         inc.members[member.fingerprint] = member
         root = inc.root_path

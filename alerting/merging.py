@@ -24,7 +24,7 @@ from alerting.lateness import came_after
 from alerting.member import Member, describe, first_onset, flapping_in, live, recommended_by
 from alerting.rack_spread import Spread, node_signals, rack_spread
 from alerting.reminders import TAKEN_UP
-from alerting.root_facts import down_nodes, recurs, takes_in
+from alerting.root_facts import down_nodes, explains, recurs, takes_in
 from alerting.spreading import spread_candidates
 from alerting.store import with_absorbed_peak
 from alerting.store_models import IncidentRow, TimelineRow
@@ -131,6 +131,29 @@ class IncidentMerging:
             survivor = self._open[took]
             survivor.root_path = live_root_cause(survivor.members.values(), self.inventory)[0]
             took = self._merge_into(batch, survivor, early=True)
+
+    def _taken_now(self, batch: Batch, inc: OpenIncident, new: Member) -> bool:
+        """Whether the fault ``new``, joining ``inc`` (opened by this transaction) without moving its root,
+        lets an incident rooted above it that this transaction opened take ``inc`` in now (``_wider_taker``):
+        then ``inc``'s merge pass runs at once (``_merge_early``), as a POST of ``new`` alone would merge it.
+        An XID 13 on a GPU with NVLink errors joins that GPU's incident, which its node's GPUs lost then take
+        in (the node explains the XID); in one POST a service's latency posted after it joined the GPU's
+        incident, the most specific root then, where posted one by one it joined a GPU of the service lost on
+        another node (batch fuzz seed 4989). Asked of ``new`` alone first (``explains``): an alert joining a
+        wide incident as more of it reads no other incident's members."""
+        if not new.is_infra or not inc.root_path or not batch.is_new(inc.id):
+            return False
+        root = inc.root_path
+        if not any(
+            batch.is_new(o.id)
+            and len(o.root_path) < len(root)
+            and contains(o.root_path, root)
+            and explains(o.root_path, o.facts, new)
+            for o in self._open.wider_takers(inc)
+        ):
+            return False
+        taker = self._wider_taker(inc)
+        return taker is not None and batch.is_new(taker.id)
 
     def _rooted_taker(self, inc: OpenIncident) -> OpenIncident | None:
         """The incident with a root whose merge pass would take in the rootless ``inc`` (a workload's

@@ -235,6 +235,23 @@ STORMS = {
             ("thermal", frozenset({"GpuTemperatureHigh@103"})),
         },
     ),
+    # An XID 13 on r1-n2 GPU 1 joins that GPU's NVLink errors, which r1-n2's GPUs lost then take in (the node
+    # explains the XID): posted after, llama's latency joins r1-n1 GPU 3 lost (llama's), more specific than
+    # the node; in one POST it joined GPU 1's incident (llama's), the most specific then (batch fuzz 4989).
+    "a fault that lets its node's outage take its gpu's incident in merges before the next alert": (
+        [
+            _alert(14, "NVLinkErrors", node="r1-n2", gpu="1"),
+            _alert(39, "GPULost", node="r1-n1", gpu="3"),
+            _alert(60, "GPULost", node="r1-n2", gpu="2"),
+            _alert(88, "GPULost", node="r1-n2", gpu="7"),
+            _alert(91, "XidError", node="r1-n2", gpu="1", xid="13"),
+            _alert(117, "LlamaLatencyHigh", **LATENCY),
+        ],
+        {
+            ("gpu_lost", frozenset({"GPULost@39", "LlamaLatencyHigh@117"})),
+            ("gpu_lost", frozenset({"NVLinkErrors@14", "GPULost@60", "GPULost@88", "XidError@91"})),
+        },
+    ),
 }
 
 

@@ -3,12 +3,16 @@ in any order or batching, and a restart in the middle of one."""
 
 from __future__ import annotations
 
+import gc
+import weakref
 from pathlib import Path
 
 import pytest
 
 from alerting import scenarios
+from alerting.engine import IncidentEngine
 from gpuwarden.clock import FakeClock
+from gpuwarden.config import AlertingConfig
 from gpuwarden.model import (
     Alert,
     AlertStatus,
@@ -314,3 +318,18 @@ def test_xids_a_rack_outage_took_in_do_not_pull_other_racks_xids_into_it(db: str
     engine.ingest([_gpu_alert("r05-n03", 4, xid="31")])
     opened = sorted((r[2], r[3].get("name") or r[3].get("node")) for r in _open(engine))
     assert opened == [("rack_down", "r07"), ("xid", "r05-n03")], opened
+
+
+def test_an_engine_no_longer_used_is_freed_with_what_it_holds(tmp_path: Path) -> None:
+    # Its commit hook held the engine, and SQLAlchemy keeps that hook as long as the engine's session class,
+    # which the engine holds: every engine a process made stayed, with its open incidents (5 GB in a fuzz of
+    # 4,250 storms, two engines each).
+    sql = migrated_sqlite(tmp_path / "freed.db")
+    clock = FakeClock(1_000_000.0)
+    engine = IncidentEngine(sql, clock, AlertingConfig(announce_delay_seconds=0), None)
+    engine.ingest([_gpu_alert("node-01", 0)])
+    gone = weakref.ref(engine)
+    del engine
+    gc.collect()
+    sql.dispose()
+    assert gone() is None
