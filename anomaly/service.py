@@ -55,10 +55,14 @@ class AnomalyService(HistoryReplayer):
         scored the fleet and thermal detectors otherwise from its first tick, and held other alerts, than the
         process that ran on (restart fuzz ``--snapshot --promql --down-at-start 20``: seeds 2722, 2763, 2764,
         2773). Where Prometheus came back earlier, while no process ran, the ticks between are still read in
-        one read, where that process read them tick by tick: nothing tells when it came back."""
+        one read, where that process read them tick by tick: nothing tells when it came back.
+
+        Judged against the time the warm-up began: against the time it ended, every start (the history read
+        takes seconds) read and scored a tick of those seconds at once, off the grid of its ticks."""
+        started = self.clock.time()
         fed = super().warm_up(held, snapshot)
         now = self.clock.time()
-        if self.warm_up_retry is None and self.read_until < now - self.cfg.latency_offset_seconds:
+        if self.warm_up_retry is None and self.read_until < started - self.cfg.latency_offset_seconds:
             changed = self._scored(now, read=True).changes()
             told = {alert.fingerprint for alert in changed}
             self._catch_up.extend(changed)

@@ -407,7 +407,15 @@ def show(
     shape: dict[str, Any] = {}
     if full is not None:  # as the exporter builds it (exporter_cmd._build)
         try:
-            mig = mig_gpus(full, spec, "--simulate" if simulate else "exporter.simulate")
+            # Neither set: sim show's own default, which no setting of the file names.
+            flag = (
+                "--simulate"
+                if simulate
+                else "exporter.simulate"
+                if full.exporter.simulate
+                else "--simulate's default"
+            )
+            mig = mig_gpus(full, spec, flag)
         except ConfigError as exc:
             print_problems(full.locate(exc))
             raise typer.Exit(1) from exc

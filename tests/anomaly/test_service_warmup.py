@@ -219,3 +219,30 @@ def test_the_warm_up_line_names_the_queries_whose_history_read_failed_beside_wha
         "warm-up: fed 120 ticks of history (3600 s; the history read failed for 1 of 2 queries"
         f" ({POWER}): their history read with their first good read, as after an outage) to the detectors"
     )
+
+
+class _SlowHistory(HistorySource):
+    """Prometheus taking 5 s to answer each read: the clock moves on meanwhile, as a wall clock does."""
+
+    def __init__(self, values, clock):
+        super().__init__(values)
+        self.clock = clock
+
+    def read(self, start, end):
+        frames = super().read(start, end)
+        self.clock.advance(5.0)
+        return frames
+
+
+def test_a_warm_up_whose_history_read_took_seconds_scores_no_tick_of_those_seconds():
+    # The check for a deferred chain's catch-up (fix/fuzzdown2) compared the history's end with the time the
+    # warm-up ended: every start read and scored one more tick of the seconds its history read took.
+    clock = FakeClock()
+    rng = np.random.default_rng(1)
+    source = _SlowHistory({TEMP: lambda t: 60 + rng.normal(0, 0.5, len(GPUS))}, clock)
+    service = AnomalyService(AnomalyConfig(adaptive_metrics=["*"], detectors=["adaptive"]), [source], clock)
+    started = clock.time()
+    assert service.warm_up() > 0
+    assert source.reads == [(started - service.cfg.max_lookback_seconds, started)]
+    tick(clock, service)
+    assert source.reads[-1][0] == started  # the first tick reads on from where the history ended

@@ -355,3 +355,17 @@ def test_sim_show_with_config_names_the_setting_at_fault_and_exits_1(tmp_path: P
     said = " ".join(result.stderr.split())
     assert result.exit_code == 1, result.output
     assert said.startswith(f"error: {path}:2: sim.mig_gpus: 'node-01:7': exporter.simulate 1x2 serves"), said
+
+
+def test_sim_show_with_config_without_a_fleet_size_names_no_setting_the_file_leaves_unset(
+    tmp_path: Path,
+) -> None:
+    """Without --simulate or exporter.simulate, sim show shows its default 2x8: a MIG GPU outside it was
+    refused as "exporter.simulate 2x8 serves ...", a setting the file does not have."""
+    path = tmp_path / "gw.yaml"
+    path.write_text("sim:\n  mig_gpus: ['node-03:0']\n", encoding="utf-8")
+    result = runner.invoke(app, ["sim", "show", "--config", str(path)])
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 1, result.output
+    assert "exporter.simulate" not in said, said
+    assert "'node-03:0': --simulate's default 2x8 serves node-01 to node-02" in said, said
