@@ -29,6 +29,10 @@ logger = logging.getLogger(__name__)
 
 RAN = "ran"  # a kept_inventory row: a job the reader saw running at its last read (``ran_rows``)
 GONE = "gone"  # the state of a job kept though how it ended is unknown
+# How a job failed (sacct's State); any other state but ``FINISHED_STATES`` says nothing of its end: a job
+# that squeue dropped and sacct still says RUNNING or PENDING (Slurm's "runaway job") was kept as failed,
+# all its GPUs, though its nodes were well.
+FAILED_STATES = frozenset({"FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL"})
 SACCT_BATCH = 500  # job ids per sacct call
 Runner = Callable[[Sequence[str]], str]
 
@@ -109,21 +113,24 @@ def judge_unseen(
     said = []
     for job_id, info in sorted(unseen.items()):
         name = info.ref.name
-        if job_id in fates:
-            state, end = fates[job_id]
-            if state in FINISHED_STATES:
-                said.append(f"{name}: {state.lower()}, not kept")
-            elif end > 0 and abs(now - end) > keep_seconds:
-                said.append(f"{name}: {state.lower()}, too long ago to keep")
-            else:  # an end sacct does not say (or in a SLURM_TIME_FORMAT not read here): from now on
-                since = min(end, now) if end > 0 else now
-                kept[job_id] = (since, replace(info, state=state.lower(), kept=len(info.units)))
-                said.append(f"{name}: {state.lower()}, kept" + ("" if end > 0 else " (its end not known)"))
-        elif in_trouble({node for _, node, _ in info.gpus}):
-            kept[job_id] = (now, replace(info, state=GONE, kept=len(info.units)))
-            said.append(f"{name}: end unknown, kept (a node of it is in trouble or gone)")
-        else:
-            said.append(f"{name}: end unknown, not kept (its nodes are well)")
+        state, end = fates.get(job_id, ("", 0.0))
+        if state in FINISHED_STATES:
+            said.append(f"{name}: {state.lower()}, not kept")
+        elif state in FAILED_STATES and end > 0 and abs(now - end) > keep_seconds:
+            said.append(f"{name}: {state.lower()}, too long ago to keep")
+        elif (
+            state in FAILED_STATES
+        ):  # an end sacct does not say (or in a SLURM_TIME_FORMAT not read here): now
+            since = min(end, now) if end > 0 else now
+            kept[job_id] = (since, replace(info, state=state.lower(), kept=len(info.units)))
+            said.append(f"{name}: {state.lower()}, kept" + ("" if end > 0 else " (its end not known)"))
+        else:  # no accounting, or one that says it never ended (RUNNING off squeue: a runaway job)
+            how = "end unknown" if not state else f"{state.lower()} in sacct, end unknown"
+            if in_trouble({node for _, node, _ in info.gpus}):
+                kept[job_id] = (now, replace(info, state=GONE, kept=len(info.units)))
+                said.append(f"{name}: {how}, kept (a node of it is in trouble or gone)")
+            else:
+                said.append(f"{name}: {how}, not kept (its nodes are well)")
     logger.warning(
         "slurm inventory: jobs running when gpuwarden last read Slurm left squeue while it was down: %s%s",
         "; ".join(said),

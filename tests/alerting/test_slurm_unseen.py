@@ -89,6 +89,24 @@ def test_slurms_accounting_says_how_a_job_that_left_squeue_while_serve_was_down_
         assert reader.read().workload_list == []
 
 
+@pytest.mark.parametrize("state", ["RUNNING", "PENDING"])
+def test_a_job_sacct_says_never_ended_is_judged_by_its_nodes_as_without_accounting(
+    sql: Engine, state: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Slurm's "runaway job": squeue dropped it, sacct still lists it running, end Unknown. It was kept as
+    # failed, all its GPUs, though its nodes were well.
+    slurm, clock = _ran_then_left_while_down(sql, n2="idle")
+    slurm.accounting = [f"41|41|{state}|Unknown"]
+    assert _reader(sql, slurm, clock).read().workload_list == []
+    assert (
+        f"llm-70b (41): {state.lower()} in sacct, end unknown, not kept (its nodes are well)" in caplog.text
+    )
+    slurm, clock = _ran_then_left_while_down(sql)  # n2 down: kept as one without accounting is
+    slurm.accounting = [f"41|41|{state}|Unknown"]
+    (job,) = _reader(sql, slurm, clock).read().workload_list
+    assert (job.state, job.kept) == ("gone", 10)
+
+
 def test_a_job_still_running_or_requeued_at_the_first_read_is_judged_as_at_any_read(sql: Engine) -> None:
     # Requeued (PENDING, squeue names no node for it) off n2 that is down now: kept on the GPUs it ran on.
     slurm, clock = _ran_then_left_while_down(sql)
