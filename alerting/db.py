@@ -6,6 +6,7 @@ import logging
 import os
 import stat
 import sys
+import weakref
 from collections.abc import Iterator, Sequence
 from functools import partial
 from typing import Any, TypeVar
@@ -14,6 +15,7 @@ import orjson
 from sqlalchemy import URL, Engine, Select, create_engine, event, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session
+from sqlalchemy.pool import Pool
 
 logger = logging.getLogger(__name__)
 
@@ -243,7 +245,23 @@ def make_engine(url: str, connect_timeout: int = DEFAULT_CONNECT_TIMEOUT) -> Eng
             event.listen(engine, "do_connect", partial(_private_store_files, parsed.database))
         event.listen(engine, "connect", _sqlite_pragmas)
     pin_server_session(engine)
+    _close_when_dropped(engine)
     return engine
+
+
+def _close_when_dropped(engine: Engine) -> None:
+    """Close ``engine``'s pooled connections when nothing holds it any more, as ``dispose`` would: dropped
+    with them open, each PostgreSQL session stayed open until the garbage collector found the connection
+    (psycopg then warns ``was deleted while still open``). Since an ``IncidentEngine`` no longer lives as long
+    as its process (fix/fuzz), the engines of those dropped are. The pool is held by a list the
+    ``engine_disposed`` event keeps current (``dispose`` makes a new pool), not by the engine."""
+    pools: list[Pool] = [engine.pool]
+
+    def disposed(new: Engine) -> None:
+        pools[0] = new.pool
+
+    event.listen(engine, "engine_disposed", disposed)
+    weakref.finalize(engine, lambda: pools[0].dispose())  # noqa: PLW0108 - the pool then, not now
 
 
 def close_engine(engine: Engine) -> None:
