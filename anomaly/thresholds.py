@@ -40,8 +40,9 @@ from anomaly.faultbands import (
 from anomaly.levelshift import MAX_SHIFT_RUN, SHIFT_STATE, ShiftState, rebaseline
 from anomaly.seasonal import HOURS_PER_DAY, HOURS_PER_WEEK, Season, clipped, held
 from anomaly.snapshot import State, rows_to_hold
+from anomaly.sparsebands import seen_floor, sparse_cap
 from anomaly.steps import unlearned
-from anomaly.warmstart import MAX_START_SAMPLES, START_SAMPLES, directed, relearnt, sparse_cap, start_length
+from anomaly.warmstart import MAX_START_SAMPLES, START_SAMPLES, directed, relearnt, start_length
 from gpuwarden.config_anomaly import AnomalyThresholdConfig
 
 FloatArray = npt.NDArray[np.float64]
@@ -50,9 +51,8 @@ IntArray = npt.NDArray[np.int64]
 Direction = Literal["up", "down", "both"]
 ShiftTarget = Literal["median", "mean"]
 
-_INT32_MAX = int(
-    np.iinfo(np.int32).max
-)  # read once: np.iinfo per sample cost 2 % of a single series' scoring
+# Read once: np.iinfo per sample cost 2 % of a single series' scoring.
+_INT32_MAX = int(np.iinfo(np.int32).max)
 # The per-series arrays a snapshot keeps (``AdaptiveThresholds.state``; the re-baselining's: ``SHIFT_STATE``).
 _STATE = (
     "count",
@@ -126,8 +126,8 @@ class ThresholdParams:
     lone_spikes: bool = False
     """A spike past the band leaves no volatility to score the usual samples after it (the first
     ``restore_run - 1`` samples of a run add to the fast error as at the band: ``faultbands.spiking``),
-    and a mostly-0 series' young error scale learns its spikes (``anomaly.warmstart.sparse_cap``). Off by
-    default (the service's alone, as ``seasonal_tested``)."""
+    and a mostly-0 series' error scale learns its spikes and its young band holds the step its warm-up saw
+    twice (``anomaly.sparsebands``). Off by default (the service's alone, as ``seasonal_tested``)."""
     seasonal_offsets: bool = False
     """The seasonal buckets hold each hour's offset from a base and learn from no anomalous sample
     (``anomaly.seasonal``). Off by default (the service's alone, as ``seasonal_tested``)."""
@@ -377,6 +377,7 @@ class AdaptiveThresholds:
             band = np.maximum(band, p.min_relative_deviation * np.abs(yhat))
         band = np.maximum(band, 1e-9 * (1.0 + np.abs(yhat)))
         signed = directed(resid, p.direction)
+        band = seen_floor(self, ids, n=n, err=signed, band=band)  # ``anomaly.sparsebands``
         score = signed / band
         # Volatility: the recent absolute error (fast EWMA) is a multiple of the usual one.
         fast_dev, floor = self._fast_error(ids, signed, fresh=fresh, n=n, width=width, band=band)
@@ -395,8 +396,7 @@ class AdaptiveThresholds:
         # The errors are clipped more loosely than the baselines, so a regular pattern that the level model
         # cannot follow (a daily peak) shows up in its error and the seasonal model wins.
         err_cap = p.error_clip * cap
-        if p.lone_spikes and self.start_len and self.shift is None:
-            err_cap = sparse_cap(self.start[ids], n=n, err=np.abs(r_level), cap=err_cap, band=band, p=p)
+        err_cap = sparse_cap(self, ids, n=n, err=np.abs(r_level), cap=err_cap, band=band)
         self.dev[ids] = dev + slow * (np.minimum(np.abs(r_level), err_cap) - dev)
         anomalous = (signed > band) & (n >= p.warmup)
         if season is not None:

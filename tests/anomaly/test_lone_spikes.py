@@ -92,3 +92,40 @@ def test_a_sparse_series_error_scale_catches_up_with_its_spread_within_a_few_hun
 
 def test_anomaly_score_and_nab_keep_the_rule_off():
     assert ThresholdParams.from_config().lone_spikes is False
+
+
+@pytest.mark.parametrize("seed", [20, 40, 291, 426], ids=["seed20", "seed40", "seed291", "seed426"])
+def test_plain_mostly_0_counts_have_no_three_reads_in_a_row_above_1(seed):
+    # Poisson(0.2) counts (``benchmarks/noise_false_alerts.py``, noise ``sparse``): warm-ups of 30 reads that
+    # saw 2 spikes (seeds 20 and 40) learnt a band of 0.4 to 0.6 about 0, so that every 1 scored about 2 and
+    # four 1s in a row raised; warm-ups that saw none (291 and 426) a band of 1e-9 that the spikes after it,
+    # winsorised at it, never widened: every run of three nonzero reads raised, for good.
+    values = np.random.default_rng(seed).poisson(0.2, 2000).astype(np.float64)
+    assert longest_run_above_1(scores(service_model(), values[:, None])).max() < 3
+
+
+def test_a_sparse_series_still_raises_a_held_rise_past_the_spikes_it_has_shown():
+    # The same counts' warm-ups (seed 40: two 1s; 291: none), then from read 150 a queue's wait held at 5.
+    values = np.stack([np.random.default_rng(s).poisson(0.2, 300).astype(np.float64) for s in (40, 291)], 1)
+    values[150:180] = 5.0
+    score = scores(service_model(), values)
+    assert (score[150:153] > 1.0).all(), score[150:153]
+
+
+def test_a_spike_the_warm_up_saw_once_sets_no_floor():
+    # One 4 among 30 zeros may be a fault the warm-up caught: a later run of 4s still scores above 1.
+    values = np.zeros(120)
+    values[10] = 4.0
+    values[60:63] = 4.0
+    score = scores(service_model(), values[:, None])[:, 0]
+    assert (score[60:63] > 1.0).all(), score[60:63]
+
+
+def test_a_series_spiking_in_one_read_of_ten_keeps_the_error_scale_its_spikes_teach():
+    # Poisson counts of mean 0.1: each spike's error was winsorised at 4 error scales that the zeros between
+    # spikes pulled down, so the scale shrank for good (0.003 at read 2,000) and every 1 scored about 50,000.
+    values = np.random.default_rng(1).poisson(0.1, 2000).astype(np.float64)
+    model = service_model()
+    scores(model, values[:, None])
+    spread = float(np.mean(np.abs(values - values.mean())))
+    assert model.dev[0] > 0.5 * spread, (model.dev[0], spread)
