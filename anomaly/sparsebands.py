@@ -102,5 +102,6 @@ def sparse_cap(
     rows = rows[flat(m.start[ids[rows]])]
     out = cap.copy()
     out[rows[young[rows]]] = np.maximum(cap, band)[rows[young[rows]]]
-    out[rows[lone[rows]]] = np.inf
+    at = rows[lone[rows]]
+    out[at] = np.where(young[at], np.inf, np.maximum(cap[at], m.params.clip * band[at]))
     return out

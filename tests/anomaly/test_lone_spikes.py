@@ -129,3 +129,15 @@ def test_a_series_spiking_in_one_read_of_ten_keeps_the_error_scale_its_spikes_te
     scores(model, values[:, None])
     spread = float(np.mean(np.abs(values - values.mean())))
     assert model.dev[0] > 0.5 * spread, (model.dev[0], spread)
+
+
+def test_one_wild_spike_of_a_sparse_series_past_its_first_200_reads_does_not_blind_its_band():
+    # A spike teaches the error scale at most ``clip`` bands once the scale is no longer young: learnt in
+    # full, one wild value (8e8, a query without ``data_range``) left a band of about 3e7 for days.
+    values = np.zeros(700)
+    values[[7, 21]] = 1.0
+    values[500] = 8e8
+    values[600:603] = 5.0
+    score = scores(service_model(), values[:, None])[:, 0]
+    assert score[500] > 1.0
+    assert (score[600:603] > 1.0).all(), score[600:603]
