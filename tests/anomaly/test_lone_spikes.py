@@ -94,12 +94,13 @@ def test_anomaly_score_and_nab_keep_the_rule_off():
     assert ThresholdParams.from_config().lone_spikes is False
 
 
-@pytest.mark.parametrize("seed", [20, 40, 291, 426], ids=["seed20", "seed40", "seed291", "seed426"])
+@pytest.mark.parametrize("seed", [20, 40, 291, 426, 356], ids=lambda s: f"seed{s}")
 def test_plain_mostly_0_counts_have_no_three_reads_in_a_row_above_1(seed):
     # Poisson(0.2) counts (``benchmarks/noise_false_alerts.py``, noise ``sparse``): warm-ups of 30 reads that
     # saw 2 spikes (seeds 20 and 40) learnt a band of 0.4 to 0.6 about 0, so that every 1 scored about 2 and
     # four 1s in a row raised; warm-ups that saw none (291 and 426) a band of 1e-9 that the spikes after it,
-    # winsorised at it, never widened: every run of three nonzero reads raised, for good.
+    # winsorised at it, never widened: every run of three nonzero reads raised, for good. Seed 356 (4 spikes
+    # of 1 in its warm-up) read 1, 1, 2 at reads 73-75, past a young band that did not hold the 1s it saw.
     values = np.random.default_rng(seed).poisson(0.2, 2000).astype(np.float64)
     assert longest_run_above_1(scores(service_model(), values[:, None])).max() < 3
 
