@@ -8,10 +8,11 @@ warm-up of 30 reads saw two learnt a band of 0.4 to 0.6 about 0, one that saw no
 errors were then winsorised at 4 error scales (at the band in its first 200 samples, since fix/sparse), so
 that a spike taught the scale a fraction of itself, or nothing at all at a band of 1e-9; and a series whose
 spikes come in fewer than about one read in 8 had its scale shrink for good, each spike's error held at 4
-times a scale that the zeros between them pulled down: Poisson counts of mean 0.1 read a band of 0.003 at
-read 2,000 and scored every 1 about 50,000. Every 1 scored above 1, and three nonzero reads in a row raised an
-alert, again and again: in 500 series of 14 days at a 5-minute step, 123 false alerts at mean 0.2 (2 in the
-first 50, which ``benchmarks/noise_false_alerts.py`` scores), 2,208 in 300 at mean 0.1.
+times a scale that the zeros between them pulled down: Poisson counts of mean 0.1 read a band of 0.07 at
+read 3,000 (every 1 scoring about 14), of mean 0.05 one of 0.003 at read 2,000 (every 1 about 50,000).
+Every 1 scored above 1, and three nonzero reads in a row raised an alert, again and again: in 500 series of
+14 days at a 5-minute step, 123 false alerts at mean 0.2 (2 in the first 50, which
+``benchmarks/noise_false_alerts.py`` scores), 3,682 at mean 0.1.
 
 So for such a series (``flat``):
 

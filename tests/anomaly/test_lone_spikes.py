@@ -124,7 +124,7 @@ def test_a_spike_the_warm_up_saw_once_sets_no_floor():
 
 def test_a_series_spiking_in_one_read_of_ten_keeps_the_error_scale_its_spikes_teach():
     # Poisson counts of mean 0.1: each spike's error was winsorised at 4 error scales that the zeros between
-    # spikes pulled down, so the scale shrank for good (0.003 at read 2,000) and every 1 scored about 50,000.
+    # spikes pulled down, so the scale shrank for good (0.025 at read 2,000, a tenth of the spread, and on).
     values = np.random.default_rng(1).poisson(0.1, 2000).astype(np.float64)
     model = service_model()
     scores(model, values[:, None])
