@@ -268,6 +268,12 @@ class Batch:
     # Per incident, the earliest onset of the alerts that opened or joined it in this transaction
     # (``alerting.lateness``: an alert posted after others that began later).
     arrived: dict[str, datetime] = field(default_factory=dict)
+    # The alerts it took the slow path for (new, changed): none of them is moved as a stray
+    # (``alerting.strays``), which were stored before it.
+    posted: set[str] = field(default_factory=set)
+    # Incidents without a root that a fault joined in it, or that took one in: their faults taken as
+    # evidence may not be theirs in onset order (``alerting.strays``).
+    rooted: set[str] = field(default_factory=set)
     # Incidents whose alerts' recommended actions a repeat changed, with what they recommended before the
     # transaction's first such change: their row does not show it, Slack's message and the webhooks do
     # (``IncidentGrouping._recompute`` tells it when it differs).
@@ -393,10 +399,11 @@ class Batch:
     def in_onset_order(self, onset: datetime) -> bool:
         """Whether the alerts this transaction joined so far, the latest of onset ``onset``, each came no
         earlier than those before it: then each saw what it would have seen posted alone after them
-        (``joining``'s early merge). A POST in another order (a rule group's alerts by their labels) is
-        merged once, at its end, with everything it holds: merged at each alert, what came first would have
-        gone together before the faults posted after it that explain it came (a rack's stale exporters, one
-        cluster's exporter fault, before the rack's nodes down)."""
+        (``joining``'s early merge). Each POST's alerts come in onset order (``spans.event_order``), but
+        several POSTs in one transaction (the journal applier's) may go back in time from one to the next:
+        those are merged once, at its end, with everything it holds: merged at each alert, what came first
+        would have gone together before the faults posted after it that explain it came (a rack's stale
+        exporters, one cluster's exporter fault, before the rack's nodes down)."""
         if self._onsets is not None:
             self._onsets = onset if onset >= self._onsets else None
         return self._onsets is not None

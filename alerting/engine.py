@@ -48,7 +48,7 @@ from alerting.reloading import EngineReloading
 from alerting.reminding import ParkedCheck, SteadyReminding
 from alerting.retention import StoreRetention
 from alerting.silences import Silence, configured_mutes
-from alerting.spans import earlier_start, merged_ends, replays_resolved
+from alerting.spans import earlier_start, event_order, merged_ends, replays_resolved
 from alerting.store import IncidentStore, alert_from_row
 from alerting.store_models import AlertRow
 from alerting.subscriptions import IncidentListener
@@ -232,8 +232,7 @@ class IncidentEngine(
                 recheck = self._recheck
                 for ticket in tickets:
                     at = ticket.at or now
-                    for alert in ticket.alerts:
-                        fp = next(fps)
+                    for alert, fp in event_order([(a, next(fps)) for a in ticket.alerts], at):
                         status = _status_of(alert, at)
                         ticket.result.accepted += 1
                         if (
@@ -277,7 +276,7 @@ class IncidentEngine(
                         batch.progress()
                         batch.now = at
                         self._ingest_one(batch, alert, fp, status, result)
-                    batch.now = now
+                    batch.now, batch.posted = now, slow_fps
                     self._finish(batch)
                     insert_pending(session, batch.new)
                     status_after = {fp: row.status for fp, row in batch.rows.items()}

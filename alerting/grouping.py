@@ -33,6 +33,7 @@ from alerting.sharers import sharers
 from alerting.showing import same_target, tell_reassessed, tell_root_moved, told_of
 from alerting.store import impact_from_dict, impact_to_dict, with_peak
 from alerting.store_models import AlertRow, IncidentRow
+from alerting.strays import StrayMoving
 from alerting.subscriptions import ChangeKind
 from alerting.titles import carried, degraded_series, progress, seen, title, title_cluster, without_progress
 from alerting.topology import Path, target_label, target_to_dict
@@ -44,7 +45,7 @@ REGROUP_PASSES = 2
 it depends on (a stall's onset bounds which faults explain it), and must not loop."""
 
 
-class IncidentGrouping(IncidentMerging):
+class IncidentGrouping(IncidentMerging, StrayMoving):
     """Root cause, impact, priority and merges of open incidents; mixed into ``IncidentEngine``."""
 
     config: AlertingConfig
@@ -91,6 +92,7 @@ class IncidentGrouping(IncidentMerging):
         pending = sorted((i for i in batch.touched if i in self._open), key=self._order, reverse=True)
         sharers: set[str] = set()
         regrouped: dict[str, int] = {}
+        settled = set(batch.posted)  # this transaction's alerts: no stray moves out of where they went
         while pending:
             batch.progress()
             incident_id = pending.pop()
@@ -102,6 +104,8 @@ class IncidentGrouping(IncidentMerging):
             took = self._merge_into(batch, inc)
             if took is not None:
                 pending.append(took)
+            elif strayed := self._move_strays(batch, inc, settled):
+                pending.extend(sorted(strayed, key=self._order, reverse=True))
             elif regrouped.get(inc.id, 0) < REGROUP_PASSES:
                 regrouped[inc.id] = regrouped.get(inc.id, 0) + 1
                 moved = regroup_ranks(batch, inc, self._open.rank_partners(inc))

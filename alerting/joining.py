@@ -143,7 +143,7 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
             res.opened.append(inc.id)
         else:
             inc = self._open[chosen.id]
-            self._lift_if_beside(batch, inc, row, member)
+            self._fault_joins(batch, inc, row, member)
         early = self._head(inc, member, candidates, joined=chosen is not None)
         # And those on its GPUs, as the batch's assessment will count them: the next alert of this batch
         # sees them (a service's latency alert joins the XID on its GPU posted just before it).
@@ -256,12 +256,15 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
             )
         return reopened
 
-    def _lift_if_beside(self, batch: Batch, inc: OpenIncident, row: StoredAlert, member: Member) -> None:
+    def _fault_joins(self, batch: Batch, inc: OpenIncident, row: StoredAlert, member: Member) -> None:
         """End the silence of the incident ``member`` joins when it is a fault beside the one the silence was
         set for (``beside_held``, the rule of merges and regroupings too): another GPU of its node lost pages,
-        in the node's one incident. One this transaction ended already for another says this one too."""
+        in the node's one incident. One this transaction ended already for another says this one too. One
+        without a root is marked (``Batch.rooted``): what it took as evidence may be strays now."""
         if member.is_infra:
             self._end_if_beside(batch, inc, [member], lambda: _beside(row))
+            if not inc.root_path:
+                batch.rooted.add(inc.id)
 
     def _load_resolved(self, past: OpenIncident) -> None:
         """A resolved incident's root path and workloads, from its members, as an open one's."""
@@ -419,7 +422,7 @@ def _may_take(inc: OpenIncident, new: Member, horizon: datetime) -> bool:
     it would reopen had it resolved: its root explained what was on its node while it fired; now another
     fault there is new, has its own incident and pages. A silence changes nothing here: one fault is one
     incident, silenced or not; a fault beside the one the silence was set for (an XID on another GPU of its
-    node) joins it and ends the silence (``IncidentJoining._lift_if_beside``), so it pages."""
+    node) joins it and ends the silence (``IncidentJoining._fault_joins``), so it pages."""
     return live(inc.members) or (
         inc.last_alert_at >= horizon and recurs(inc.root_path, inc.members.values(), inc.facts, new)
     )

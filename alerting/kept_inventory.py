@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, delete, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -46,6 +46,10 @@ class KeptRecords(Protocol):
 
     def save(self, cluster: str, kept: Kept) -> None:
         """Replace what is kept for ``cluster``."""
+        ...
+
+    def drop_others(self, cluster: str | None) -> list[str]:
+        """Delete what is kept for every cluster but ``cluster`` (None: every cluster); those clusters."""
         ...
 
 
@@ -107,6 +111,26 @@ class KeptInventoryStore:
             raise SourceError(
                 f"kept {self._source} inventory of cluster {cluster} cannot be saved: {exc}", source="store"
             ) from exc
+
+    def drop_others(self, cluster: str | None) -> list[str]:
+        """Delete what the reader of this source kept for every cluster but ``cluster`` (None: every cluster,
+        the source no longer configured); the clusters whose rows were deleted. A reader reads one cluster,
+        and rows are only read back for the cluster read: those of a cluster renamed (Slurm's
+        ``ClusterName``, ``kubernetes_inventory.cluster``) or no longer read were never deleted, and a
+        reader of that name later (renamed back, configured again) took them back as if just written."""
+        mine = KeptInventoryRow.source == self._source
+        others = mine if cluster is None else mine & (KeptInventoryRow.cluster != cluster)
+        try:
+            with Session(self._engine) as session, session.begin():
+                names = sorted(set(session.scalars(select(KeptInventoryRow.cluster).where(others))))
+                if names:
+                    session.execute(delete(KeptInventoryRow).where(others))
+        except SQLAlchemyError as exc:
+            raise SourceError(
+                f"kept {self._source} inventory of other clusters than {cluster} cannot be deleted: {exc}",
+                source="store",
+            ) from exc
+        return names
 
 
 def node_data(node: NodeInfo) -> dict[str, Any]:
@@ -182,6 +206,7 @@ class KeptSync:
             logger.warning("%s inventory: %s; asking again at the next read", self._source, exc)
             return {}
         self._loaded, self._saved = True, dict(stored)
+        drop_other_clusters(self._records, self._source, cluster)
         return stored
 
     def persist(self, cluster: str, kept: Kept) -> None:
@@ -194,6 +219,34 @@ class KeptSync:
             logger.warning("%s inventory: %s; trying again at the next read", self._source, exc)
             return
         self._saved = dict(kept)
+
+
+class OtherClusters(Protocol):
+    """A store of what a reader keeps per cluster, which drops the rows of other clusters."""
+
+    def drop_others(self, cluster: str | None) -> list[str]:
+        """Delete what is kept for every cluster but ``cluster``; those clusters."""
+        ...
+
+
+def drop_other_clusters(
+    records: OtherClusters, source: str, cluster: str, what: str = "what it kept"
+) -> None:
+    """Drop what a reader of ``source`` kept for clusters other than the one it reads now (``cluster``), said
+    in a warning; a store that cannot do it now is asked again at the next start."""
+    try:
+        dropped = records.drop_others(cluster)
+    except SourceError as exc:
+        logger.warning("%s inventory: %s; tried again at the next start", source, exc)
+        return
+    if dropped:
+        logger.warning(
+            "%s inventory: %s for cluster %s dropped: it reads cluster %s now (renamed, or another cluster)",
+            source,
+            what,
+            ", ".join(dropped),
+            cluster,
+        )
 
 
 def node_places(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, delete, select, true
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -65,3 +65,18 @@ class KeptJobStore:
             raise SourceError(
                 f"kept jobs of cluster {cluster} cannot be saved: {exc}", source="store"
             ) from exc
+
+    def drop_others(self, cluster: str | None) -> list[str]:
+        """Delete the jobs kept for every cluster but ``cluster`` (None: every cluster, no Slurm inventory
+        configured); the clusters whose jobs were deleted (one renamed: ``ClusterName``)."""
+        others = KeptJobRow.cluster != cluster if cluster is not None else true()
+        try:
+            with Session(self._engine) as session, session.begin():
+                names = sorted(set(session.scalars(select(KeptJobRow.cluster).where(others))))
+                if names:
+                    session.execute(delete(KeptJobRow).where(others))
+        except SQLAlchemyError as exc:
+            raise SourceError(
+                f"kept jobs of other clusters than {cluster} cannot be deleted: {exc}", source="store"
+            ) from exc
+        return names

@@ -62,7 +62,7 @@ def existed_then(
 ) -> list[Candidate]:
     """``candidates`` for ``new`` to join without those stored before this transaction, rooted within a
     node or without a root, whose alerts all began after it, unless their first alert would have joined
-    ``new``'s own incident (``_would_join``): posted in onset order, ``new`` came before them and did not
+    ``new``'s own incident (``would_join``): posted in onset order, ``new`` came before them and did not
     see them (a stale exporter posted after its node's GPU that fell off the bus later joined that GPU's
     incident, where in onset order the two stayed apart). A rack's or a cluster's outage or spread is kept
     (``_grew_by_merges``): left out, a late alert of it opened an incident of its own that a later POST
@@ -84,7 +84,7 @@ def existed_then(
             )
             alone.workloads = new.location.workloads
         first = min(c.members, key=lambda m: (m.onset, m.fingerprint))
-        if first.onset <= new.onset or _would_join(alone, first, inventory):
+        if first.onset <= new.onset or would_join(alone, first, inventory):
             kept.append(c)
     return kept
 
@@ -110,7 +110,7 @@ def _later(
         if other.id == inc.id or other.id in skip or not other.members:
             continue
         first = _first(other)
-        if first.onset > arrived and _would_join(inc, first, inventory):
+        if first.onset > arrived and would_join(inc, first, inventory):
             found.append(other)
     return found
 
@@ -124,7 +124,7 @@ def _first_onset(inc: OpenIncident) -> tuple[datetime, str]:
     return first.onset, first.fingerprint
 
 
-def _would_join(inc: OpenIncident, new: Member, inventory: Inventory | None) -> bool:
+def would_join(inc: OpenIncident, new: Member, inventory: Inventory | None) -> bool:
     """Whether ``new`` would have joined ``inc`` as it stood when ``new`` began (its alerts begun before)."""
     before = [m for m in inc.members.values() if m.onset < new.onset]
     if not before:

@@ -183,7 +183,7 @@ class IncidentMerging:
         silence merges nothing apart (it mutes an incident, not how alerts group): where one holds ``inc`` and
         not ``other``, and ``other`` brings a fault beside the one it was set for (``beside_held``), it ends
         first, saying why, and the merge pages as the join of such an alert does
-        (``joining.IncidentJoining._lift_if_beside``); ended by this transaction already (another incident
+        (``joining.IncidentJoining._fault_joins``); ended by this transaction already (another incident
         merged in first), its end names this one too. A silence of ``other`` ends with it: it mutes nothing
         once its alerts are ``inc``'s, and the merge says whose it was."""
         if not self._held(other.id, batch.silence_time()):
@@ -204,6 +204,10 @@ class IncidentMerging:
         for fp, member in other.members.items():
             inc.members[fp] = member
             batch.refile(fp, inc.id)
+        if other.id in batch.arrived:  # a late alert it took is ``inc``'s now (``alerting.strays``)
+            batch.came(inc.id, batch.arrived[other.id])
+        if not other.root_path or other.id in batch.rooted:
+            batch.rooted.add(inc.id)
         if not other.workloads <= inc.workloads:  # until its recompute: what an early merge's POST sees
             inc.workloads = add_workloads(inc.workloads, other.workloads)
             inc.placed = inc.placed | other.placed

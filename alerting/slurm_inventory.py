@@ -47,8 +47,10 @@ from typing import Any, Protocol
 from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo, in_cluster
 from alerting.kept_inventory import (
     LISTED,
+    Kept,
     KeptRecords,
     KeptSync,
+    drop_other_clusters,
     kept_nodes,
     left_while_down,
     listed_places,
@@ -59,6 +61,7 @@ from alerting.slurm_health import REQUEUED_STATES, NodeTrouble
 from alerting.slurm_hostlist import expand_hostlist
 from alerting.slurm_jobs import FINISHED_STATES, RUNNING_STATES, Job, parse_jobs
 from alerting.slurm_queue import Queued, QueueIndex, parse_queue
+from alerting.slurm_unseen import GONE, RAN, judge_unseen, ran_jobs, ran_rows
 from alerting.topology import UNKNOWN
 from gpuwarden.clock import Clock
 from gpuwarden.errors import SourceError
@@ -78,6 +81,7 @@ NO_SWITCH = "no_switch"  # a node that no switch of topology/tree reaches: Slurm
 PARTITIONS_DOWN = "partitions_down"  # a node whose every partition is DOWN or INACTIVE: no job starts on it
 # Partition states in which Slurm starts no job (DRAIN only refuses new submissions: queued jobs start)
 _CLOSED_PARTITIONS = {"DOWN", "INACTIVE"}
+COMPLETING = "COMPLETING"  # a job ending: its processes killed, its epilog running (a requeue's too)
 _GRES_COUNT = re.compile(r"^gpu(?::[^:(]+)?:(\d+)")
 
 
@@ -222,6 +226,10 @@ class KeptJobs(Protocol):
         """Replace the jobs kept for ``cluster``."""
         ...
 
+    def drop_others(self, cluster: str | None) -> list[str]:
+        """Delete the jobs kept for every cluster but ``cluster``; those clusters."""
+        ...
+
 
 class SlurmInventory:
     """Reads the inventory from Slurm; ``read`` runs ``scontrol``, ``sinfo`` and ``squeue`` once."""
@@ -247,6 +255,8 @@ class SlurmInventory:
         self._listed: dict[str, NodeInfo] = {}  # each node as last listed (a removed one: see ``_removed``)
         self._places: KeptSync | None = None  # where the places of the nodes kept jobs ran on are kept
         self._since: dict[str, float] = {}  # each node listed at the last read: since when (``keep_in``)
+        self._ran_since: dict[str, float] = {}  # each job running at the last read: since when (``keep_in``)
+        self._unseen: set[str] = set()  # jobs a reader before this one saw running (``slurm_unseen``)
 
     def keep_in(self, store: KeptJobs, places: KeptRecords | None = None) -> None:
         """Keep the jobs that stopped abnormally in ``store`` too, so that a reader started later (serve
@@ -261,37 +271,36 @@ class SlurmInventory:
         cluster = parse_cluster_name(self._run(["scontrol", "show", "config"]))
         racks = parse_topology(self._run(["scontrol", "show", "topology"]))
         closed = parse_closed_partitions(self._run(["scontrol", "show", "partition", "--oneliner", "--all"]))
+        # Jobs before nodes: a node failure that requeued a job before squeue answered shows in the nodes
+        # read after it. The other way round, a failure between the two reads left the job requeued with its
+        # nodes well at this read and the one before (an operator's requeue, it seemed), and it was forgotten.
+        squeue = self._json(["squeue", "--json", "--states=all"])
         sinfo = self._nodes()
         node_gpus = {str(n.get("name", "")): gpu_count(str(n.get("gres", ""))) for n in sinfo["nodes"]}
-        squeue = self._json(["squeue", "--json", "--states=all"])
         jobs = parse_jobs(squeue, node_gpus)
         now = self._clock.time()
         self._trouble.update((n, node_state(n)) for n in sinfo["nodes"])
         self._restore(cluster)
+        names = {str(n.get("name", "")) for n in sinfo["nodes"]}
         if self._places is not None and (stored := self._places.restore(cluster)):
-            # the nodes as a reader before this one last listed them, and those kept jobs ran on
-            self._listed = {**kept_nodes(stored, "slurm"), **self._listed}
-            before = {name: since for (kind, name), (since, _) in stored.items() if kind == LISTED}
-            self._since = {**before, **self._since}
-            left_while_down("slurm", before, (str(n.get("name", "")) for n in sinfo["nodes"]), now)
+            self._take_back(stored, names, now)
         running: dict[str, WorkloadInfo] = {}
         for job in jobs:
             if job.state in RUNNING_STATES:
-                if job.info.units:
+                if self._ending(job):  # where it ran is as last read, not its TRES' guess
+                    running[job.job_id] = replace(self._running[job.job_id], state=job.info.state)
+                elif job.info.units:
                     running[job.job_id] = job.info
             elif job.job_id in self._running and self._stopped_by_fault(job, self._running[job.job_id]):
-                # NODE_FAIL, FAILED, requeued (PENDING) off a node that failed
-                self._kept[job.job_id] = (now, _stopped(self._running[job.job_id], job.state.lower()))
+                # NODE_FAIL, FAILED, requeued (PENDING) off a node that failed; while no serve ran: at its end
+                since = min(job.ended_at or now, now) if job.job_id in self._unseen else now
+                self._kept[job.job_id] = (since, _stopped(self._running[job.job_id], job.state.lower()))
             elif job.job_id not in self._kept and self._ended_lately(job, now):
                 # stopped abnormally before this reader first saw it running (serve restarted since)
                 since = min(job.ended_at, now)
                 self._kept[job.job_id] = (since, _stopped(job.info, job.state.lower()))
-        self._warn_guessed([j for j in jobs if j.guessed and j.job_id in running])
-        listed = {j.job_id for j in jobs}
-        for job_id, info in self._running.items():
-            if job_id not in listed:
-                # gone from squeue while running: how it ended is unknown
-                self._kept[job_id] = (now, _stopped(info, "gone"))
+        self._warn_guessed([j for j in jobs if j.guessed and j.job_id in running and j.state != COMPLETING])
+        self._gone({j.job_id for j in jobs}, names, now)
         self._running = running
         self._kept = {k: v for k, v in self._kept.items() if now - v[0] <= self._keep and k not in running}
         self._persist(cluster)
@@ -305,10 +314,39 @@ class SlurmInventory:
                 for _, node, _ in info.gpus:
                     ran[node] = min(since, ran.get(node, since))
             rows = listed_places([n for n in nodes if n.name in self._since], self._since, now)
+            self._ran_since = {job_id: self._ran_since.get(job_id, now) for job_id in running}
+            rows.update(ran_rows(running, self._ran_since))
             self._places.persist(cluster, {**rows, **node_places(self._listed, ran)})
         workloads = self._workloads(running, *parse_queue(squeue))
         spare = sum(n.free or 0 for n in nodes)
         return StaticInventory(nodes, in_cluster(workloads, cluster), {cluster: spare})
+
+    def _take_back(self, stored: Kept, names: set[str], now: float) -> None:
+        """What a reader before this one kept (``names``: the nodes listed now): the nodes as it last listed
+        them, those kept jobs ran on, and the jobs it saw running (``slurm_unseen``)."""
+        self._listed = {**kept_nodes(stored, "slurm"), **self._listed}
+        before = {name: since for (kind, name), (since, _) in stored.items() if kind == LISTED}
+        self._since = {**before, **self._since}
+        left_while_down("slurm", before, names, now)
+        seen_running = {k: v for k, v in ran_jobs(stored).items() if k not in self._running}
+        self._unseen, self._running = set(seen_running), {**seen_running, **self._running}
+        stored_since = {job_id: since for (kind, job_id), (since, _) in stored.items() if kind == RAN}
+        self._ran_since = {**stored_since, **self._ran_since}
+
+    def _gone(self, listed: set[str], names: set[str], now: float) -> None:
+        """Keep the jobs seen running that ``squeue`` no longer lists (``listed``): gone at this read, how
+        they ended unknown; gone while no serve ran, as ``slurm_unseen`` judges them (``names``: the nodes
+        listed now)."""
+        for job_id, info in self._running.items():
+            if job_id not in listed and job_id not in self._unseen:
+                self._kept[job_id] = (now, _stopped(info, GONE))
+        unseen = {k: v for k, v in self._running.items() if k in self._unseen and k not in listed}
+
+        def in_trouble(nodes: Iterable[str]) -> bool:
+            return self._trouble.any_in_trouble(nodes) or bool(set(nodes) - names)
+
+        self._kept.update(judge_unseen(self._run, unseen, in_trouble, now, self._keep))
+        self._unseen = set()
 
     def _removed(self, listed: Sequence[NodeInfo]) -> list[NodeInfo]:
         """Nodes gone from Slurm (slurm.conf and ``scontrol reconfigure``, a dynamic node deleted) that kept
@@ -354,6 +392,7 @@ class SlurmInventory:
             return
         self._loaded, self._saved = True, stored
         self._kept = {**stored, **self._kept}
+        drop_other_clusters(self._store, "slurm", cluster, "the jobs kept")
 
     def _persist(self, cluster: str) -> None:
         """Save the kept jobs where they changed (a store that cannot be written now is tried next read)."""
@@ -375,6 +414,12 @@ class SlurmInventory:
         if job.state not in REQUEUED_STATES:
             return True  # NODE_FAIL, FAILED (a GPU fault kills the job, not its node), BOOT_FAIL, ...
         return self._trouble.any_in_trouble({node for unit in ran.units for _, node, _ in unit})
+
+    def _ending(self, job: Job) -> bool:
+        """Whether a job seen running at the last read is COMPLETING (ending, a node failure's requeue too)
+        without its GPU indices: Slurm 22.05 lists such a job with ``gres_detail: []``, which placed it by its
+        TRES (on GPUs unknown among its nodes', a GRES change warned of) until the next read judged it."""
+        return job.state == COMPLETING and job.job_id in self._running and (job.guessed or not job.info.units)
 
     def _ended_lately(self, job: Job, now: float) -> bool:
         """Whether a job squeue still lists stopped abnormally within the keep window, on nodes it names

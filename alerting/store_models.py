@@ -244,7 +244,7 @@ class KeptInventoryRow(Base):
 
     source: Mapped[str] = mapped_column(String(16), primary_key=True)  # slurm, kubernetes
     cluster: Mapped[str] = mapped_column(String(200), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # node, pod
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # node, pod, listed, ran (a Slurm job)
     name: Mapped[str] = mapped_column(String(600), primary_key=True)  # a node's; a pod's namespace/name/uid
     since: Mapped[float] = mapped_column(Float)  # when it was kept (Unix time)
     data: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -45,15 +45,20 @@ if TYPE_CHECKING:
 
 
 def flat(kept: npt.NDArray[np.float32]) -> BoolArray:
-    """Whether each row of ``kept`` (a series' first samples) was mostly one value: its MAD is 0."""
+    """Whether each row of ``kept`` (a series' first samples) was mostly one value: its MAD is 0. Judged
+    with them (``startpool.judge``) and kept a byte a series (``AdaptiveThresholds.flat``): past its first
+    200 reads a series' kept samples are let go (``anomaly.startpool``): read then as zeros, every series
+    was flat, and a lone spike of a noisy one taught its error scale up to ``clip`` bands (8 times its
+    ``error_clip`` scales: one left it 7 to 14 % wider, ``test_lone_spikes``)."""
     values = kept.astype(np.float64)
     out: BoolArray = np.median(np.abs(values - np.median(values, axis=1)[:, None]), axis=1) == 0
     return out
 
 
 def _judged(m: AdaptiveThresholds, n: npt.NDArray[np.int32]) -> BoolArray | None:
-    """Which samples of a step (``n``: each series' count before it) ``m`` judges as above; None: none."""
-    if not (m.params.lone_spikes and m.start_len and m.shift is None):
+    """Which samples of a step (``n``: each series' count before it) ``m`` judges as above, their series'
+    first samples judged ``flat`` or not (``AdaptiveThresholds.flat``); None: none."""
+    if not m.flat.shape[1]:
         return None
     judged: BoolArray = n >= m.start_len
     return judged
@@ -72,11 +77,9 @@ def seen_floor(
     if not due.any():
         return band
     rows = np.flatnonzero(due)
-    kept = m.start[ids[rows]]
-    values = kept.astype(np.float64)
-    spread = np.sort(np.abs(values - np.median(values, axis=1)[:, None]), axis=1)
-    mostly = flat(kept)
-    rows, seen = rows[mostly], spread[mostly, -2]
+    rows = rows[m.flat[ids[rows], 0]]  # young: its kept samples are still held (``anomaly.startpool``)
+    values = m.start.read(ids[rows]).astype(np.float64)
+    seen = np.sort(np.abs(values - np.median(values, axis=1)[:, None]), axis=1)[:, -2]
     out = band.copy()
     out[rows] = np.maximum(band[rows], seen)
     return out
@@ -105,7 +108,7 @@ def sparse_cap(
     if not due.any():
         return cap
     rows = np.flatnonzero(due)
-    rows = rows[flat(m.start[ids[rows]])]
+    rows = rows[m.flat[ids[rows], 0]]
     out = cap.copy()
     out[rows[young[rows]]] = np.maximum(cap, band)[rows[young[rows]]]
     at = rows[lone[rows]]

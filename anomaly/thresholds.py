@@ -41,8 +41,9 @@ from anomaly.levelshift import MAX_SHIFT_RUN, SHIFT_STATE, ShiftState, rebaselin
 from anomaly.seasonal import HOURS_PER_DAY, HOURS_PER_WEEK, Season, clipped, held
 from anomaly.snapshot import State, rows_to_hold
 from anomaly.sparsebands import seen_floor, sparse_cap
+from anomaly.startpool import StartPool, judge, keep, kept_row, mind, set_kept
 from anomaly.steps import unlearned
-from anomaly.warmstart import MAX_START_SAMPLES, START_SAMPLES, directed, relearnt, start_length
+from anomaly.warmstart import MAX_START_SAMPLES, START_SAMPLES, directed, start_length
 from gpuwarden.config_anomaly import AnomalyThresholdConfig
 
 FloatArray = npt.NDArray[np.float64]
@@ -68,6 +69,7 @@ _STATE = (
     "start",
     "seeded",
     "base",
+    "flat",
 )
 _UNSEEN = ("day", "week", "last_seen", "base")  # NaN in a new series
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -182,8 +184,9 @@ class AdaptiveThresholds:
         self.dev = np.zeros(0, np.float64)
         self.dev_day = np.zeros(0, np.float32)
         self.dev_week = np.zeros(0, np.float32)
-        self.day = np.zeros((0, HOURS_PER_DAY), np.float32)
-        self.week = np.zeros((0, HOURS_PER_WEEK), np.float32)
+        # No buckets without ``seasonality`` (the service's default): 768 bytes a series no model read.
+        self.day = np.zeros((0, HOURS_PER_DAY * self.params.seasonality), np.float32)
+        self.week = np.zeros((0, HOURS_PER_WEEK * self.params.seasonality), np.float32)
         self.last_seen = np.zeros(0, np.float64)
         self.fast_dev = np.zeros(0, np.float32)
         self.tail = np.zeros(0, np.float32)
@@ -199,7 +202,9 @@ class AdaptiveThresholds:
         # The first samples, kept until judged (``anomaly.warmstart``); the re-baselining's ring holds them
         # where it is on.
         self.start_len = start_length(self.params)
-        self.start = np.zeros((0, self.start_len if self.shift is None else 0), np.float32)
+        self.start = StartPool(self.start_len if self.shift is None else 0)  # while read (``startpool``)
+        # Whether its kept first samples were mostly one value, judged with them (``anomaly.sparsebands``).
+        self.flat = np.zeros((0, int(bool(self.params.lone_spikes and self.start.width))), np.bool_)
         self._grow(max(capacity, 1))
 
     @property
@@ -209,7 +214,7 @@ class AdaptiveThresholds:
 
     def state_bytes(self) -> int:
         """Bytes of state its arrays hold."""
-        return sum(int(a.nbytes) for a in self._arrays())
+        return sum(int(a.nbytes) for a in self._arrays()) + self.start.nbytes()
 
     def state_bytes_per_series(self) -> float:
         """Bytes of state one series costs."""
@@ -224,7 +229,9 @@ class AdaptiveThresholds:
 
     def row(self, sid: int) -> npt.NDArray[np.uint8]:
         """Every per-series array's state of series ``sid``, as one row of bytes (``set_row`` reads it)."""
-        return np.concatenate([a[sid : sid + 1].view(np.uint8).ravel() for a in self._arrays()])
+        return np.concatenate(
+            [*(a[sid : sid + 1].view(np.uint8).ravel() for a in self._arrays()), kept_row(self, sid)]
+        )
 
     def set_row(self, sid: int, row: npt.NDArray[np.uint8]) -> None:
         """Give series ``sid`` the state ``row`` holds (as ``row`` gave it)."""
@@ -234,18 +241,14 @@ class AdaptiveThresholds:
             part = a[sid : sid + 1]
             part[...] = row[at : at + part.nbytes].view(a.dtype).reshape(part.shape)
             at += part.nbytes
+        set_kept(
+            self, np.array([sid], np.int64), np.frombuffer(row[at:].tobytes(), np.float32).reshape(1, -1)
+        )
 
     def _arrays(self) -> list[npt.NDArray[np.generic]]:
         """Every per-series state array."""
-        arrays: list[npt.NDArray[np.generic]] = [
-            self.count,
-            self.level,
-            self.dev,
-            self.dev_day,
-            self.dev_week,
-        ]
-        arrays += [self.day, self.week, self.last_seen, self.fast_dev, self.tail, self.start, self.seeded]
-        arrays.append(self.base)
+        # In ``_STATE``'s order: a parked row (``row``) is their bytes in it (the kept samples last).
+        arrays: list[npt.NDArray[np.generic]] = [getattr(self, name) for name in _STATE if name != "start"]
         if self.shift is not None:
             arrays += self.shift.arrays()
         if self.fault is not None:
@@ -256,7 +259,7 @@ class AdaptiveThresholds:
 
     def _held(self) -> dict[str, tuple[object, str]]:
         """Each array a snapshot keeps, by its name there: the object holding it and its attribute."""
-        held: dict[str, tuple[object, str]] = {name: (self, name) for name in _STATE}
+        held: dict[str, tuple[object, str]] = {name: (self, name) for name in _STATE if name != "start"}
         if self.shift is not None:
             held.update({f"shift_{name}": (self.shift, name) for name in SHIFT_STATE})
         if self.fault is not None:
@@ -270,13 +273,13 @@ class AdaptiveThresholds:
         learnt, or forgotten, is as a new one: left out) (``anomaly.snapshot``)."""
         rows = np.flatnonzero(self.count[: self._cap])
         arrays = {key: getattr(obj, name)[rows] for key, (obj, name) in self._held().items()}
-        return State({"capacity": self._cap}, {"rows": rows, **arrays})
+        return State({"capacity": self._cap}, {"rows": rows, "start": self.start.read(rows), **arrays})
 
     def restore(self, state: State) -> None:
         """Take up ``state`` (``state()`` of a model of the same parameters)."""
         held, rows = self._held(), state.arrays["rows"]
         cap = rows_to_hold("adaptive", rows, int(state.meta["capacity"]), 1024)
-        for key, (obj, name) in held.items():
+        for key, (obj, name) in {**held, "start": (self.start, "rows")}.items():
             now, got = getattr(obj, name), state.arrays[key]
             if got.shape != (rows.size, *now.shape[1:]) or got.dtype != now.dtype:
                 raise ValueError(
@@ -285,18 +288,30 @@ class AdaptiveThresholds:
         self._grow(cap)
         for key, (obj, name) in held.items():
             getattr(obj, name)[rows] = state.arrays[key]
+        set_kept(self, rows, state.arrays["start"])
 
-    def _grow(self, needed: int) -> None:
+    def reserve(self, needed: int) -> None:
+        """Hold at least ``needed`` series: that many, or an eighth more than now (``anomaly.modelrows``)."""
+        self._grow(needed, self._cap + self._cap // 8)
+
+    def blank(self, rows: IntArray) -> None:
+        """Make ``rows`` as a new series' (``reset`` leaves what a new one reads not: the fault's band)."""
+        for a, fresh in zip(self._arrays(), AdaptiveThresholds(self.params, 1)._arrays(), strict=True):
+            a[rows] = fresh[0]
+        self.start.let_go(rows)
+
+    def _grow(self, needed: int, least: int | None = None) -> None:
         if needed <= self._cap:
             return
-        new_cap = max(needed, 2 * self._cap)
+        new_cap = max(needed, 2 * self._cap if least is None else least)
 
         def extend(a: npt.NDArray[np.generic], fill: float) -> npt.NDArray[np.generic]:
             out = np.full((new_cap, *a.shape[1:]), fill, dtype=a.dtype)
             out[: a.shape[0]] = a
             return out
 
-        for name in _STATE:  # a new series' baselines: none; its errors: none (seasonal: unknown)
+        self.start.grow(new_cap)
+        for name in [n for n in _STATE if n != "start"]:  # a new series' baselines, errors: none
             fill = np.nan if name in _UNSEEN else np.inf if name[:4] == "dev_" else 0
             setattr(self, name, extend(getattr(self, name), fill))
         if self.shift is not None:
@@ -315,16 +330,15 @@ class AdaptiveThresholds:
         self.count[ids] = 0
         self.level[ids] = 0.0
         self.dev[ids] = 0.0
-        self.dev_day[ids] = np.inf
-        self.dev_week[ids] = np.inf
-        self.day[ids] = np.nan
-        self.week[ids] = np.nan
+        self.dev_day[ids] = self.dev_week[ids] = np.inf
+        self.day[ids] = self.week[ids] = np.nan
         self.last_seen[ids] = np.nan
         self.fast_dev[ids] = 0.0
         self.tail[ids] = 0.0
-        self.start[ids] = 0.0
+        self.start.let_go(ids)
         self.seeded[ids] = 0
         self.base[ids] = np.nan
+        self.flat[ids] = False
         if self.shift is not None:
             self.shift.run[ids] = 0
         if self.fault is not None:
@@ -347,9 +361,14 @@ class AdaptiveThresholds:
         ids = np.asarray(ids, dtype=np.int64)
         if ids.size and int(ids.max()) >= self._cap:
             self._grow(int(ids.max()) + 1)
+        mind(self, ids, values, timestamps)
         if unlearnt is None or not unlearnt.any():
             return self._update(ids, values, timestamps)
-        with unlearned(self._arrays(), ids[unlearnt]):
+        slots = self.start.slot[ids[unlearnt]]
+        with (
+            unlearned(self._arrays(), ids[unlearnt]),
+            unlearned([self.start.rows], slots[slots >= 0].astype(np.int64)),
+        ):
             return self._update(ids, values, timestamps)
 
     def _update(self, ids: IntArray, values: FloatArray, timestamps: FloatArray | float) -> ThresholdScores:
@@ -390,7 +409,7 @@ class AdaptiveThresholds:
         cap = np.where(n >= (self.start_len or p.warmup), p.clip * band / width, np.inf)
         r_level = x - level
         a = np.where(fresh, 1.0, p.alpha)
-        kept = self._keep(ids, x, n)
+        kept = keep(self, ids, x, n)
         slow = np.maximum(p.scale_alpha, 1.0 / (n + 1.0))
         self.level[ids] = level + a * clipped(r_level, cap)
         # The errors are clipped more loosely than the baselines, so a regular pattern that the level model
@@ -411,35 +430,10 @@ class AdaptiveThresholds:
         self._follow_shift(ids, x, n=n, resid=resid, band=band, scale=scale)
         follow_runs(self, ids, x, anomalous, before, season=season)
         if kept:
-            self._start(ids[n == self.start_len - 1])
+            judge(self, ids[n == self.start_len - 1])
         return ThresholdScores(
             ids=ids, score=score, yhat=yhat, lower=yhat - band, upper=yhat + band, judged=n >= p.warmup
         )
-
-    def _keep(self, ids: IntArray, x: FloatArray, n: npt.NDArray[np.int32]) -> bool:
-        """Keep the samples ``x`` that are among their series' first (``anomaly.warmstart``); whether any
-        was."""
-        if not self.start_len:
-            return False
-        early = n < self.start_len
-        if not early.any():
-            return False
-        if self.shift is None:  # else its ring keeps them; past float32's range, at its edge (still odd)
-            self.start[ids[early], n[early]] = np.minimum(np.maximum(x[early], -_FLOAT32_MAX), _FLOAT32_MAX)
-        return True
-
-    def _start(self, ids: IntArray) -> None:
-        """Judge the kept first samples of ``ids``, all learnt now: those with an odd one learn them again
-        with it winsorised (``anomaly.warmstart``)."""
-        if not ids.size:
-            return
-        kept = self.start[ids] if self.shift is None else self.shift.values[ids, : self.start_len]
-        odd, level, dev, fast = relearnt(kept, self.params)
-        if odd.any():
-            ids = ids[odd]
-            self.level[ids] = level
-            self.dev[ids] = dev
-            self.fast_dev[ids] = np.minimum(fast, _FLOAT32_MAX)
 
     def _fast_error(
         self,

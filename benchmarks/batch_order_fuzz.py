@@ -10,7 +10,9 @@ root kind, root target, priority, title or alerts. ``--shuffle SECONDS`` compare
 with the order the alerts arrive in when each is posted a random delay of up to SECONDS after its onset (as
 several Alertmanagers, their retries or several anomaly services post them), one per POST; ``reordered``
 counts the storms that order changes (the others are not fed twice). ``--verbose`` prints each
-disagreement on stderr.
+disagreement on stderr. ``--one-post-shuffled`` (without ``--shuffle``) posts each storm in one POST in a
+random order, as an Alertmanager lists a group's alerts by their labels, and compares with onset order one per
+POST (session 79: 99 of 250 seeds, 150-399, disagreed on main at 0b913c8b, none at fix/batch3).
 Written in session 69 from a reviewer's harness; on main that day 55 of the 250 seeds 150-399 (8 alerts)
 disagreed at its start and 6 at its end; ``--shuffle`` came in session 78 (22 of 250 at 30 s on main).
 Compare with other code by running it with ``PYTHONPATH`` set to a worktree of it.
@@ -46,6 +48,21 @@ def _options() -> argparse.Namespace:
         help="post each alert one per POST after a random delay of up to SECONDS past its onset (out of onset"
         " order, as several Alertmanagers or their retries post) and compare with onset order, one per POST",
     )
+    parser.add_argument(
+        "--one-post-shuffled",
+        action="store_true",
+        help="post each storm in one POST in a random order (Alertmanager lists a group's alerts by their"
+        " labels, Prometheus a rule group's in no set order) and compare with onset order, one per POST",
+    )
+    parser.add_argument(
+        "--pages",
+        type=float,
+        default=None,
+        metavar="DELAY",
+        help="count pages instead: each alert posted at its arrival (its onset, and as --shuffle draws it),"
+        " the clock following, a tick every 5 s, alerting.announce_delay_seconds DELAY; incidents announced"
+        " (paged) and those of them merged into another by the end, in onset order and as they arrive",
+    )
     parser.add_argument("--verbose", action="store_true", help="print each disagreement on stderr")
     return parser.parse_args()
 
@@ -57,6 +74,7 @@ from alerting.db import make_engine  # noqa: E402 - imported after the command l
 from alerting.engine import IncidentEngine  # noqa: E402
 from alerting.inventory_file import load_inventory  # noqa: E402
 from alerting.migrate import upgrade  # noqa: E402
+from alerting.subscriptions import ChangeKind  # noqa: E402
 from gpuwarden.clock import FakeClock  # noqa: E402
 from gpuwarden.config import AlertingConfig  # noqa: E402
 from gpuwarden.model import Alert  # noqa: E402
@@ -168,6 +186,71 @@ def arrival(rng: random.Random, alerts: list[Alert], delay: float) -> list[Alert
     return [alerts[i] for i in sorted(range(len(alerts)), key=lambda i: (late[i], i))]
 
 
+def paged(
+    arrivals: list[tuple[datetime, Alert]], delay: float, inventory_path: Path, folder: Path, name: str
+) -> tuple[int, int, int]:
+    """Alerts posted one per POST at their arrival times, the clock following and the engine ticking every
+    5 s until three minutes past the start: (incidents announced, of them merged into another by the end,
+    open incidents not merged at the end). ``delay`` is ``alerting.announce_delay_seconds``."""
+    path = folder / f"{name}.db"
+    shutil.copyfile(folder / "empty.db", path)
+    store = make_engine(str(path))
+    clock = FakeClock(START.timestamp())
+    engine = IncidentEngine(
+        store, clock, AlertingConfig(announce_delay_seconds=delay), load_inventory(inventory_path)
+    )
+    opened: set[str] = set()
+    engine.subscribe(
+        lambda change: opened.add(change.incident.id) if change.kind is ChangeKind.OPENED else None
+    )
+    steps = [(at, 1, alert) for at, alert in arrivals]
+    steps += [(START + timedelta(seconds=t), 0, None) for t in range(0, 181, 5)]
+    for at, _, alert in sorted(steps, key=lambda step: (step[0], step[1])):
+        clock.advance((at - clock.now()).total_seconds())
+        if alert is None:
+            engine.tick()
+        else:
+            engine.ingest([alert])
+    rows = [row for row, _ in engine.store.list_rows(include_merged=True)]
+    merged = {row.id for row in rows if row.merged_into}
+    left = sum(1 for row in rows if not row.merged_into and not row.resolved_at)
+    store.dispose()
+    return len(opened), len(opened & merged), left
+
+
+def _pages(options: argparse.Namespace, seeds: list[int], folder: Path, inventory: Path) -> dict[str, object]:
+    """``--pages``: per order, the incidents announced, those merged away, those left, summed over seeds."""
+    totals = {"onset": [0, 0, 0], "arrival": [0, 0, 0]}
+    worst: list[tuple[int, int, int]] = []  # (pages as they arrive, incidents left, seed)
+    for seed in seeds:
+        rng = random.Random(seed)
+        alerts = storm(rng, options.alerts)
+        delay = options.shuffle or 0.0
+        late = [(a.starts_at or START) + timedelta(seconds=rng.uniform(0, delay)) for a in alerts]
+        orders = {
+            "onset": [(a.starts_at or START, a) for a in alerts],
+            "arrival": sorted(zip(late, alerts, strict=True), key=lambda pair: pair[0]),
+        }
+        for order, arrivals in orders.items():
+            got = paged(arrivals, options.pages, inventory, folder, f"{seed}-{order}")
+            totals[order] = [t + g for t, g in zip(totals[order], got, strict=True)]
+            if order == "arrival":
+                worst.append((got[0], got[2], seed))
+    said = {
+        order: {"pages": t[0], "pages_of_incidents_merged_away": t[1], "incidents_left": t[2]}
+        for order, t in totals.items()
+    }
+    return {
+        "announce_delay_seconds": options.pages,
+        "shuffle_seconds": options.shuffle,
+        **said,
+        "most_pages_as_they_arrive": [
+            {"seed": seed, "pages": pages, "incidents_left": left}
+            for pages, left, seed in sorted(worst, reverse=True)[:5]
+        ],
+    }
+
+
 def _said(incidents: Outcome, names: dict[str, str]) -> list[str]:
     return [
         f"  {p} {kind} {title[:100]} {sorted(names[f] for f in fps)}" for kind, _, p, title, fps in incidents
@@ -187,26 +270,40 @@ def main(options: argparse.Namespace) -> None:
         empty = make_engine(str(folder / "empty.db"))
         upgrade(empty)
         empty.dispose()
+        if options.pages is not None:
+            result = {
+                "benchmark": "batch_order_fuzz",
+                "storms": len(seeds),
+                **_pages(options, seeds, folder, inventory),
+            }
+            print(json.dumps({**result, "seconds": round(time.perf_counter() - began, 1)}))
+            return
         for seed in seeds:
             rng = random.Random(seed)
             alerts = storm(rng, options.alerts)
+            late: list[Alert] | None = None
             one_by_one = outcome([[a] for a in alerts], inventory, folder, f"{seed}-each")
-            if options.shuffle is None:
+            if options.shuffle is None and not options.one_post_shuffled:
                 together = outcome([alerts], inventory, folder, f"{seed}-all")
                 said = ("one per POST", "one POST")
             else:
-                late = arrival(rng, alerts, options.shuffle)
+                if options.shuffle is None:
+                    late = rng.sample(alerts, len(alerts))
+                    said = ("one per POST in onset order", "one POST in this order")
+                else:
+                    late = arrival(rng, alerts, options.shuffle)
+                    said = ("one per POST in onset order", "one per POST as they arrive")
                 if late == alerts:
                     continue
                 reordered += 1
-                together = outcome([[a] for a in late], inventory, folder, f"{seed}-late")
-                said = ("one per POST in onset order", "one per POST as they arrive")
+                posts = [late] if options.shuffle is None else [[a] for a in late]
+                together = outcome(posts, inventory, folder, f"{seed}-late")
             if one_by_one == together:
                 continue
             disagree.append(seed)
             if options.verbose:
                 names = {a.fingerprint: f"{a.labels['alertname']}@{a.starts_at:%M:%S}" for a in alerts}
-                if options.shuffle is not None:
+                if late is not None:
                     said = (said[0], f"{said[1]}: {' '.join(names[a.fingerprint] for a in late)}")
                 lines = [f"seed {seed}: {said[0]}", *_said(one_by_one - together, names), said[1]]
                 print("\n".join([*lines, *_said(together - one_by_one, names)]), file=sys.stderr)
@@ -214,7 +311,9 @@ def main(options: argparse.Namespace) -> None:
         "benchmark": "batch_order_fuzz",
         "storms": len(seeds),
         "alerts_per_storm": options.alerts,
-        **({} if options.shuffle is None else {"shuffle_seconds": options.shuffle, "reordered": reordered}),
+        **({} if options.shuffle is None else {"shuffle_seconds": options.shuffle}),
+        **({"one_post_shuffled": True} if options.one_post_shuffled else {}),
+        **({"reordered": reordered} if options.shuffle is not None or options.one_post_shuffled else {}),
         "disagree": len(disagree),
         "disagree_seeds": disagree,
         "seconds": round(time.perf_counter() - began, 1),

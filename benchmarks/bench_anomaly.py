@@ -2,16 +2,27 @@
 
 * ``samples_per_second_per_core``: adaptive-threshold updates (score + learn) over 250,000 series per tick,
   one process, numpy single-threaded.
-* ``state_bytes_per_series``: the adaptive thresholds' array state divided by series (as the service holds
-  it, with the band it keeps before a raised fault: 24 bytes more than ``anomaly score``'s) and the adaptive
-  detector's bookkeeping to park a forgotten series' state (each series id's query and GPU) divided by the
-  service's series (nothing is parked in its ticks; a series parked costs about its arrays), plus the
+* ``state_bytes_per_series``: the adaptive detector's state divided by the service's series: the arrays of
+  all its models (one per parameter set: the five DCGM metrics with their own band floors are five more), the
+  band kept before a raised fault (24 bytes more than ``anomaly score``'s), each series id's row in its model
+  (``anomaly.modelrows``) and its bookkeeping to park a forgotten series' state (each id's query, metric and
+  GPU, the GPU's string counted once however many series share it; nothing is parked in its ticks, and a
+  series parked costs about its row); at least ``anomaly score``'s state per series once warmed up (its first
+  samples, kept until judged, held no longer: ``anomaly.startpool``); plus the
   thermal detector's (its per-GPU regression, power range and hold, in arrays of a slot per temperature
   series, and its map of ids to slots) divided by the service's series; each part is given beside
   (``adaptive_state_bytes_per_series``, ``thermal_state_bytes_per_series``), and
   ``thermal_state_bytes_per_series_worst`` is the thermal part per slot: what it would be were every series
   a temperature series (before fix/anom6 the arrays were indexed by series id, and this was the thermal
-  part if the temperature series had the highest ids).
+  part if the temperature series had the highest ids). ``adaptive_rows_per_series``: the rows its models
+  hold per series; ``service_adaptive_state_bytes_per_series``: the service's part alone (its series all
+  still keep their first samples after its 6 ticks); ``adaptive_state_bytes_per_series_young``: the adaptive
+  part were every series young, as a fleet's first 15 minutes (``anomaly score``'s after its first sample,
+  120 bytes a series more than warmed up). Before fix/mem every model held a row for every series id up to
+  its largest (2.52 rows a series here: 2,513 bytes with the thermal part, not the 993 this harness said,
+  which counted one model's rows per row, and not the GPU string each series' parking key made, 59 bytes);
+  the service's models, without seasonality, held seasonal buckets (768 bytes a row); and each series held
+  its first samples for good.
 * ``detector_tick_seconds``: one adaptive-threshold tick for 10,000 GPUs x 25 series (250,000 series).
 * ``service_tick_seconds``: one full ``AnomalyService.infer`` for the same fleet through the in-process source
   (collecting the families, mapping label sets to ids, every built-in detector on every series, alerts,
@@ -119,15 +130,19 @@ class FleetCollector:
         return out
 
 
-def bench_detector() -> tuple[float, float, float]:
+def bench_detector() -> tuple[float, float, float, float]:
+    """(samples a second, state per series warmed up, tick seconds, state per series after the first tick:
+    every series young)."""
     rng = np.random.default_rng(0)
     det = AdaptiveThresholds(capacity=SERIES)
     onsets = OnsetTracker(capacity=SERIES)
     ids = np.arange(SERIES, dtype=np.int64)
     base = rng.normal(50, 10, SERIES)
     t0 = 1_767_225_600.0
+    young = 0.0
     for i in range(40):  # warm up past the warm-up period
         det.update(ids, base + rng.normal(0, 1, SERIES), t0 + 30 * i)
+        young = young or det.state_bytes_per_series()
     ticks = 20
     batches = [base + rng.normal(0, 1, SERIES) for _ in range(ticks)]
     start = time.perf_counter()
@@ -135,7 +150,7 @@ def bench_detector() -> tuple[float, float, float]:
         out = det.update(ids, values, t0 + 30 * (40 + i))
         onsets.step(out.ids, out.score > 1.0)
     elapsed = time.perf_counter() - start
-    return SERIES * ticks / elapsed, det.state_bytes_per_series(), elapsed / ticks
+    return SERIES * ticks / elapsed, det.state_bytes_per_series(), elapsed / ticks, young
 
 
 class TimedSource(CollectorSource):
@@ -225,19 +240,14 @@ def thermal_state(service: AnomalyService) -> tuple[float, float]:
     return held / len(service.index), per_slot
 
 
-def served_arrays(service: AnomalyService) -> float:
-    """The adaptive thresholds' array state per series as the service holds it: its own models' parameters
-    (the band kept before a raised fault, ``anomaly.faultbands``, is the service's alone, not
-    ``bench_detector``'s ``anomaly score`` defaults)."""
+def adaptive_state(service: AnomalyService) -> tuple[float, float]:
+    """The adaptive detector's state per series of the service, as the service holds it (every model's
+    arrays with its own parameters: the band kept before a raised fault, ``anomaly.faultbands``, is the
+    service's alone, not ``bench_detector``'s ``anomaly score`` defaults; each id's row and what parking
+    costs), and the rows its models hold per series."""
     (adaptive,) = [d for d in service.detectors if isinstance(d, AdaptiveDetector)]
-    return max(m.state_bytes_per_series() for m in adaptive._models.values())
-
-
-def parking_state(service: AnomalyService) -> float:
-    """The adaptive detector's bytes to park forgotten series (each id's query and GPU), per series of the
-    service."""
-    (adaptive,) = [d for d in service.detectors if isinstance(d, AdaptiveDetector)]
-    return adaptive.parking_bytes() / len(service.index)
+    rows = sum(m.capacity for m in adaptive._models.values())
+    return adaptive.state_bytes() / len(service.index), rows / len(service.index)
 
 
 def fleet_compared(service: AnomalyService) -> int:
@@ -252,7 +262,7 @@ def _round(value: float | None, digits: int) -> float | None:
 
 
 def main(moves: bool) -> None:
-    rate, arrays, tick = bench_detector()
+    rate, arrays, tick, young = bench_detector()
     bare: list[float | None] = [None, None, None, None]
     if not moves:  # first, its service let go before the labelled fleet's is built
         (tick_bare, scoring_bare, collect_bare, _), unlabelled = bench_service(False, jobs=False)
@@ -261,7 +271,8 @@ def main(moves: bool) -> None:
     (service_tick, scoring_tick, exporter_collect, check), service = bench_service(moves)
     held = service.collective.held()
     thermal, thermal_worst = thermal_state(service)
-    state = max(arrays, served_arrays(service)) + parking_state(service)
+    served, rows = adaptive_state(service)
+    state = max(arrays, served)
     print(
         json.dumps(
             {
@@ -272,6 +283,9 @@ def main(moves: bool) -> None:
                 "adaptive_state_bytes_per_series": round(state, 1),
                 "thermal_state_bytes_per_series": round(thermal, 1),
                 "thermal_state_bytes_per_series_worst": round(thermal_worst, 1),
+                "adaptive_rows_per_series": round(rows, 3),
+                "service_adaptive_state_bytes_per_series": round(served, 1),
+                "adaptive_state_bytes_per_series_young": round(max(young, served), 1),
                 "detector_tick_seconds": round(tick, 4),
                 "service_tick_seconds": round(service_tick, 3),
                 "service_tick_without_source_read_seconds": round(scoring_tick, 3),

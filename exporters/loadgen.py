@@ -83,9 +83,12 @@ class LoadPlan:
             raise InputError(f"must be between 1 and {MAX_TOKENS}", field="max_tokens")
 
     def endpoint(self) -> str:
-        """Full URL of the route under test."""
-        path = "/v1/chat/completions" if self.route == "chat" else "/v1/completions"
-        return self.url.rstrip("/") + path
+        """Full URL of the route under test. A ``url`` that ends in ``/v1`` is taken as the OpenAI SDK's
+        ``base_url`` is written (``http://127.0.0.1:8000/v1``, vLLM's documented one): ``/v1`` is not added
+        again, where ``.../v1/v1/chat/completions`` failed every request with a 404."""
+        path = "/chat/completions" if self.route == "chat" else "/completions"
+        base = self.url.rstrip("/")
+        return base + path if base.endswith("/v1") else f"{base}/v1{path}"
 
     def body(self, i: int) -> dict[str, object]:
         """The JSON body of request ``i`` (prompts vary so the toy model's output varies)."""

@@ -26,10 +26,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gpuwarden.config_problems import suggesting_config_error
 from gpuwarden.errors import ConfigError
 from gpuwarden.tls_handshake import ServerContext
 from gpuwarden.tls_reload import Reloading, ReloadingContext, Signature, signature
-from gpuwarden.yamlfile import FILE_NOT_DIRECTORY, read_yaml_mapping, validation_to_config_error
+from gpuwarden.yamlfile import FILE_NOT_DIRECTORY, read_yaml_mapping
 
 TLS_VERSIONS = {
     "TLS10": ssl.TLSVersion.TLSv1,
@@ -147,8 +148,8 @@ def _read(path: Path) -> tuple[WebConfigFile, Refusal]:
     data, positions = read_yaml_mapping(path, WebConfigFile)
     try:
         model = WebConfigFile.model_validate(data)
-    except ValidationError as exc:
-        raise validation_to_config_error(exc, str(path), positions) from exc
+    except ValidationError as exc:  # a misspelt field named with the one it was probably meant to be
+        raise suggesting_config_error(exc, WebConfigFile, str(path), positions) from exc
 
     def refusal(message: str, *keys: str) -> ConfigError:
         line = next((positions[keys[:d]] for d in range(len(keys), 0, -1) if keys[:d] in positions), None)

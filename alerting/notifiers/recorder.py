@@ -257,6 +257,12 @@ class SlackRecorder:
             cid = self._slack.channel_id(channel)
             (self._slack.thread_only.add if only else self._slack.thread_only.discard)(cid)
 
+    def refuse_metadata(self, error: str | None = "invalid_metadata_schema") -> None:
+        """Refuse every message that carries metadata with ``error`` (None: take it again), as Slack does
+        where the app's manifest declares a schema for its event type that the payload does not meet."""
+        with self._lock:
+            self._slack.metadata_refused = error
+
     def grant_scopes(self, scopes: Iterable[str] | None) -> None:
         """The scopes the app's token has (None: every one), as after a reinstall: a method needing another
         answers ``missing_scope`` with the scope in ``needed`` (``chat:write``, ``channels:history``)."""

@@ -62,7 +62,7 @@ from alerting.notifiers.slack_client import (
     make_client,
     translate,
 )
-from alerting.notifiers.slack_history import has_key, metadata_for
+from alerting.notifiers.slack_history import MessageMetadata, has_key
 from alerting.notifiers.slack_lookups import SlackLookups
 from alerting.notifiers.slack_shown import Shown
 from alerting.notifiers.slack_stuck import continued_reply, first_refused, held_first, held_thread, stuck
@@ -122,6 +122,7 @@ class SlackNotifier(SlackCharts, UnthreadedReplies):
         self._series = series_source
         self._broadcast_resolutions = broadcast_resolutions
         self._shown_messages = Shown()
+        self._metadata = MessageMetadata()  # until Slack refuses it
         self._unthreaded = UnthreadedChannels()  # channels that refused a thread reply (``slack_unthreaded``)
 
     @classmethod
@@ -228,7 +229,6 @@ class SlackNotifier(SlackCharts, UnthreadedReplies):
     def _reply(self, n: Notification, channel: str, ts: str, *, broadcast: bool, retry: bool) -> None:
         """Post the change in the incident's thread; where its channel takes no thread replies, as a message
         of the channel that says which incident it continues (``alerting.notifiers.slack_unthreaded``)."""
-        metadata = metadata_for(n.incident_id, n.key, n.event_kind)
 
         def post(reply: SlackMessage, thread_ts: str | None) -> SlackResponse:
             return self._client.chat_postMessage(
@@ -237,7 +237,7 @@ class SlackNotifier(SlackCharts, UnthreadedReplies):
                 text=reply.text,
                 blocks=reply.blocks,
                 reply_broadcast=broadcast if thread_ts else None,
-                metadata=metadata,
+                metadata=self._metadata.of(n.incident_id, n.key, n.event_kind),
             )
 
         def posted() -> bool:  # a retry looks for it in the channel where it could not go to the thread
@@ -255,7 +255,7 @@ class SlackNotifier(SlackCharts, UnthreadedReplies):
             save(thread)  # kept, as before a re-post of a deleted message there was refused (``_parent``)
             raise held_thread(n.incident_id, old, code)
         logger.warning(
-            "slack thread goes on in another channel: the app can no longer post in its own"
+            "slack thread goes on in another channel: its own refuses the incident's message"
             " incident_id=%s channel=%s error=%s to=%s",
             n.incident_id,
             old,
@@ -286,7 +286,7 @@ class SlackNotifier(SlackCharts, UnthreadedReplies):
                 thread_ts=thread_ts,
                 text=m.text,
                 blocks=m.blocks,
-                metadata=metadata_for(n.incident_id, key),
+                metadata=self._metadata.of(n.incident_id, key),
             )
 
         try:  # where the channel takes no thread replies, a message of the channel (``_in_thread``)
@@ -354,6 +354,8 @@ class SlackNotifier(SlackCharts, UnthreadedReplies):
                 self._pacing.wait(self._channel_ids.get(channel, channel))
             return self._call(method, lambda: send(message), channel)
         except BackendError as exc:
+            if self._metadata.refuse(exc):  # Slack refuses the metadata, not the message: again without it
+                return self._send(method, n, message, minimal, send, channel=channel, pace=pace)
             if exc.code not in CONTENT_REFUSED:
                 raise
             logger.warning(
@@ -453,7 +455,7 @@ class SlackNotifier(SlackCharts, UnthreadedReplies):
                     channel=channel,
                     text=message.text,
                     attachments=message.attachments,
-                    metadata=metadata_for(n.incident_id, key, posted_for=n.key),
+                    metadata=self._metadata.of(n.incident_id, key, posted_for=n.key),
                     unfurl_links=False,
                 ),
                 channel=channel,

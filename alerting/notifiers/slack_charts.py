@@ -76,6 +76,7 @@ class SlackCharts:
                 self._call(
                     "files_upload_v2",
                     lambda: self._client.files_upload_v2(channel=channel, thread_ts=ts, **upload),
+                    channel,  # an error about the channel names this one, not slack.channel
                 )
                 return
             except BackendError as exc:
@@ -91,4 +92,6 @@ class SlackCharts:
             f"Incident {n.incident_id} ({n.title}), its chart: this channel takes no thread replies, so it"
             f" follows here, after its message {ts}"
         )
-        self._call("files_upload_v2", lambda: self._client.files_upload_v2(channel=channel, **upload))
+        self._call(
+            "files_upload_v2", lambda: self._client.files_upload_v2(channel=channel, **upload), channel
+        )

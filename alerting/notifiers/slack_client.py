@@ -76,7 +76,6 @@ CONTENT_REFUSED = frozenset(
     {"invalid_blocks", "invalid_blocks_format", "invalid_attachments", "too_many_attachments", "msg_too_long"}
 )
 NOT_JSON = "Received a response in a non-JSON format"  # slack-sdk's error for an answer it cannot parse
-_RETRY = "then `gpuwarden outbox retry` sends what failed meanwhile"
 _HELD = "Slack's messages wait meanwhile, none failed, and go out in order once a call goes through"
 _TOKEN = (
     "slack.bot_token is no longer a working bot token (the app uninstalled, its token revoked or rotated, its"
@@ -98,30 +97,28 @@ FIXES = {
     "org_login_required": "the workspace is moving into an Enterprise organisation; " + _HELD,
     "accesslimited": "Slack refuses calls from this network (an IP allow list); " + _HELD,
     "restricted_action": "a workspace preference forbids the app to post; " + _HELD,
-    "not_in_channel": "the app is not in slack.channel: invite it (`/invite @<app>` in the channel); "
-    + _RETRY,
+    "not_in_channel": "the app is not in slack.channel: invite it (`/invite @<app>` in the channel)",
     "channel_not_found": (
         "slack.channel is no channel the app can see: set it to the channel's id (C..., at the bottom of the"
-        " channel's details) and, for a private channel, invite the app; " + _RETRY
+        " channel's details) and, for a private channel, invite the app"
     ),
-    "is_archived": "slack.channel is archived: unarchive it or set another channel; " + _RETRY,
-    "missing_scope": "grant the app the scope Slack names (needed) and reinstall it; " + _RETRY,
+    "is_archived": "slack.channel is archived: unarchive it or set another channel",
+    "missing_scope": "grant the app the scope Slack names (needed) and reinstall it",
 }
 # The same, naming the channel the call went to: with slack.channels_by_priority, or a thread that stays in
 # the channel its message went to, that is not always slack.channel, which the errors above sent people to.
+# None of these says "`outbox retry` sends what failed": no message fails of them (an incident's message or
+# thread its channel refuses is held, ``slack_stuck``); they show in the warnings of calls whose refusal
+# fails nothing (a chart, a moved thread's note), where that advice sent people to retry nothing.
 CHANNEL_FIXES = {
-    "not_in_channel": "the app is not in channel {channel}, where this message goes: invite it (`/invite"
-    " @<app>` in the channel); " + _RETRY,
+    "not_in_channel": "the app is not in channel {channel}: invite it (`/invite @<app>` in the channel)",
     "channel_not_found": (
-        "{channel}, where this message goes, is no channel the app can see: set slack.channel and"
-        " slack.channels_by_priority to channel ids (C..., at the bottom of the channel's details) and, for a"
-        " private channel, invite the app; " + _RETRY
+        "{channel} is no channel the app can see: set slack.channel and slack.channels_by_priority to channel"
+        " ids (C..., at the bottom of the channel's details) and, for a private channel, invite the app"
     ),
-    "is_archived": "channel {channel}, where this message goes, is archived: unarchive it or set another"
-    " channel; " + _RETRY,
+    "is_archived": "channel {channel} is archived: unarchive it or set another channel",
     # chat.update's answer in an archived (or frozen, or deleted) channel
-    "is_inactive": "channel {channel}, where this message is, is archived or deleted: unarchive it or set"
-    " another channel; " + _RETRY,
+    "is_inactive": "channel {channel} is archived or deleted: unarchive it or set another channel",
 }
 
 # The longest Retry-After slept inside the client: the outbox's dispatcher is one thread, so a 429 asking

@@ -185,8 +185,8 @@ class SlackLookups:
                 raise _CursorRefused from exc
             if exc.retryable or exc.until_fixed:
                 raise
-            # The error without the fix translate adds for a refused post ("outbox retry sends what failed"):
-            # nothing failed here, and the fix for a lookup is another (``LOOKUP_FIXES``).
+            # The error without the fix translate adds for a refused post: the fix for a lookup is another
+            # (``LOOKUP_FIXES``).
             said = str(exc).split("; ", 1)[0]
             fix = LOOKUP_FIXES.get(exc.code, LOOKUP_FIX).format(channel=channel)
             logger.warning(

@@ -13,7 +13,9 @@ the incident failed too (each posts that first message) until ``outbox retry``: 
 too (``first_refused``, ``held_first``); no channel is kept for it, so once it is fixed its message goes
 where the configuration sends the incident then. So is a first message refused by a channel that takes
 thread replies only (``restricted_action_thread_only_channel``): an incident's message cannot go there,
-nor can its thread start there.
+nor can its thread start there. In such a channel an incident's thread goes on (replies are taken) until
+someone deletes its message, which cannot be posted again there: the hold and the note of a thread that goes
+on elsewhere say that (``shut``), not that the app can no longer post.
 """
 
 from __future__ import annotations
@@ -22,6 +24,11 @@ from alerting.notifiers.base import ThreadState
 from alerting.notifiers.blocks import SlackMessage, escape
 from gpuwarden.errors import BackendError
 
+THREAD_ONLY = "restricted_action_thread_only_channel"
+"""A channel that takes thread replies only: the app still posts in an incident's thread there, but no message
+of the channel, so neither an incident's first message nor its message again once someone deleted it."""
+
+
 STUCK = frozenset(
     {
         "not_in_channel",
@@ -29,7 +36,7 @@ STUCK = frozenset(
         "is_inactive",
         "channel_not_found",
         "restricted_action_read_only_channel",
-        "restricted_action_thread_only_channel",
+        THREAD_ONLY,
     }
 )
 """Errors of a call to an incident's thread that say the app can no longer post in its channel."""
@@ -43,10 +50,22 @@ _FIXES = {
     "is_archived": "unarchive {channel}",
     "is_inactive": "unarchive {channel}",
     "restricted_action_read_only_channel": "let the app post in {channel} (it was made read-only)",
-    "restricted_action_thread_only_channel": (
-        "let the app post messages in {channel}, not only thread replies (a channel setting)"
-    ),
+    THREAD_ONLY: "let the app post messages in {channel}, not only thread replies (a channel setting)",
 }
+
+
+def shut(code: str, *, first: bool = False) -> str:
+    """Why the app cannot post an incident's message (``first``: its first) in the channel ``code`` names, as
+    the hold and the note of a thread that goes on elsewhere say it: a thread-only channel still takes the
+    app's replies, so "can no longer post" was wrong there."""
+    if code == THREAD_ONLY:
+        if first:
+            return "which takes thread replies only: the incident's message cannot start its thread there"
+        return (
+            "which takes thread replies only: the incident's message there is gone (deleted) and cannot be"
+            " posted again"
+        )
+    return "where the app cannot post" if first else "where the app can no longer post"
 
 
 def stuck(exc: BackendError, thread: ThreadState) -> bool:
@@ -70,7 +89,7 @@ def held_first(incident_id: str, channel: str, code: str) -> BackendError:
             " channel's details) and, for a private channel, invite the app (`/invite @<app>` in it)"
         )
     return _held(
-        f"incident {incident_id}'s message goes to channel {channel}, where the app cannot post",
+        f"incident {incident_id}'s message goes to channel {channel}, {shut(code, first=True)}",
         channel,
         code,
         fix,
@@ -85,7 +104,7 @@ def held_thread(incident_id: str, channel: str, code: str, moving: str = "") -> 
     fix = _FIXES.get(code, _FIXES["not_in_channel"]).format(channel=channel)
     also = f"; its thread could not go on in {moving}" if moving else ""
     return _held(
-        f"incident {incident_id}'s thread is in channel {channel}, where the app can no longer post",
+        f"incident {incident_id}'s thread is in channel {channel}, {shut(code)}",
         channel,
         code,
         fix,
@@ -110,8 +129,13 @@ def _held(where: str, channel: str, code: str, fix: str, then: str) -> BackendEr
 
 def continued_reply(channel: str, ts: str, code: str) -> SlackMessage:
     """The first reply of a thread that goes on from one stuck in ``channel`` (its message ``ts``)."""
+    why = (
+        f"its message in channel {channel} is gone (deleted), and that channel takes thread replies only"
+        if code == THREAD_ONLY
+        else f"the app can no longer post in its thread in channel {channel}"
+    )
     text = escape(
-        f"This incident's thread goes on here: the app can no longer post in its thread in channel {channel}"
-        f" (message {ts}; {code}). Its messages from then on are here, none lost."
+        f"This incident's thread goes on here: {why} (message {ts}; {code}). Its messages from then on are"
+        " here, none lost."
     )
     return SlackMessage(text=text, blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": text}}])

@@ -136,6 +136,9 @@ class SlackWorkspace:
         self.scopes: frozenset[str] | None = None
         # The workspace's message edit window (an admin's setting), in seconds; None: messages stay editable.
         self.edit_window: float | None = None
+        # The error Slack refuses every message's metadata with (a schema in the app's manifest the payload
+        # does not meet: invalid_metadata_schema); None: metadata taken.
+        self.metadata_refused: str | None = None
         for channel in channels:
             self.channel_id(channel)
 
@@ -200,8 +203,7 @@ class SlackWorkspace:
             }
         return handler()
 
-    @staticmethod
-    def _check_payload(p: JsonDict) -> JsonDict | None:
+    def _check_payload(self, p: JsonDict) -> JsonDict | None:
         if not (p.get("text") or p.get("blocks") or p.get("attachments")):
             return {"ok": False, "error": "no_text"}
         text = p.get("text")
@@ -220,6 +222,8 @@ class SlackWorkspace:
             and isinstance(metadata.get("event_payload"), dict)
         ):
             return {"ok": False, "error": "invalid_metadata_format"}
+        if metadata is not None and self.metadata_refused:
+            return {"ok": False, "error": self.metadata_refused}
         return None
 
     def _post_message(self, p: JsonDict) -> JsonDict:

@@ -16,7 +16,7 @@ from gpuwarden.cli.numbers import number, whole_number
 from gpuwarden.cli.output_options import log_format_option
 from gpuwarden.cli.sim_checks import check_sim_section, mig_gpus
 from gpuwarden.cli.startup import EXIT_CONFIG, EXIT_UNAVAILABLE, EXIT_USAGE, StartupLines
-from gpuwarden.cli.web_config import WEB_CONFIG_OPTION, web_config
+from gpuwarden.cli.web_config import WEB_CONFIG_OPTION, web_config, with_web_config_problems
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError, InputError, SourceError
 from gpuwarden.graceful import StopRequest  # stdlib only: light for every command
@@ -207,7 +207,7 @@ def exporter(
     try:
         full = load_config(config, secrets_for=EXPORTER_SECTIONS)
     except ConfigError as exc:  # every problem of the file, as config validate lists them
-        raise lines.refused(exc) from exc
+        raise lines.refused(with_web_config_problems(exc, web_config_file)) from exc
     cfg = _exporter_settings(
         full, lines, port=port, listen_address=listen_address, interval=interval, simulate=simulate
     )

@@ -16,7 +16,7 @@ from gpuwarden.cli.logs import LogFormat, configure_logging, keep_running_on_sig
 from gpuwarden.cli.numbers import number, whole_number
 from gpuwarden.cli.output_options import log_format_option
 from gpuwarden.cli.startup import EXIT_CONFIG, EXIT_USAGE, StartupLines
-from gpuwarden.cli.web_config import WEB_CONFIG_OPTION, web_config
+from gpuwarden.cli.web_config import WEB_CONFIG_OPTION, web_config, with_web_config_problems
 from gpuwarden.clock import AcceleratedClock, Clock, SystemClock
 from gpuwarden.errors import ConfigError, InputError
 from gpuwarden.graceful import StopRequest  # stdlib only: light for every command
@@ -100,7 +100,7 @@ def inference_server(
     try:
         loaded = load_config(config, secrets_for={"tracing"})
     except ConfigError as exc:  # every problem of the file, as config validate lists them
-        raise lines.refused(exc) from exc
+        raise lines.refused(with_web_config_problems(exc, web_config_file)) from exc
     web = web_config(web_config_file, lines)
     try:
         settings = resolve_tracing(loaded.tracing, os.environ, options)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from gpuwarden.clock import SystemClock
-from gpuwarden.errors import ConfigError
+from gpuwarden.errors import ConfigError, SourceError
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from alerting.inventory import StaticInventory
     from alerting.k8s_assignments import Assignment
     from alerting.k8s_inventory import KubernetesInventory
+    from alerting.kept_inventory import OtherClusters
     from gpuwarden.api import BackgroundTask
     from gpuwarden.config import GpuwardenConfig, KubernetesInventoryConfig
 
@@ -82,6 +83,28 @@ class Inventories:
                 source.keep_in(KeptJobStore(sql), KeptInventoryStore(sql, name))
             elif isinstance(source, KubernetesInventory):
                 source.keep_in(KeptInventoryStore(sql, name))
+        # What a source no longer configured kept is dropped: taken back when it is configured again (weeks
+        # later), its nodes as last listed then were judged gone, and their pods lost, at its first read.
+        configured = {name for _, name in self.sources}
+        unread: list[tuple[OtherClusters, str]] = [
+            (KeptInventoryStore(sql, name), name)
+            for name in ("slurm", "kubernetes")
+            if name not in configured
+        ]
+        if "slurm" not in configured:
+            unread.append((KeptJobStore(sql), "slurm"))
+        for store, name in unread:
+            try:
+                dropped = store.drop_others(None)
+            except SourceError as exc:
+                logger.warning("%s inventory: not configured; %s; tried again at the next start", name, exc)
+                continue
+            if dropped:
+                logger.warning(
+                    "%s inventory: not configured; what it kept for cluster %s dropped",
+                    name,
+                    ", ".join(dropped),
+                )
 
     @property
     def name(self) -> str:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from enum import StrEnum
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Annotated
+from urllib.parse import urlsplit
 
 import typer
 from rich.markup import escape
@@ -44,7 +45,10 @@ class RouteChoice(StrEnum):
 def loadgen(
     *,
     url: Annotated[
-        str, typer.Option(help="Base URL of the server (this machine only).")
+        str,
+        typer.Option(
+            help="Base URL of the server (this machine only), with or without the /v1 of an OpenAI base URL."
+        ),
     ] = "http://127.0.0.1:8000",
     requests: Annotated[
         int, whole_number("--requests", 1, MAX_REQUESTS, help="Stop sending after this many requests.")
@@ -143,7 +147,7 @@ def loadgen(
 def _foreign_said(url: str, plan: LoadPlan, foreign: ForeignAnswer) -> str:
     """That ``--url`` is no OpenAI-compatible inference server, and what answered there: the status, the
     Server header and what the answer says (an HTML page's title)."""
-    route = plan.endpoint().removeprefix(plan.url.rstrip("/"))
+    route = urlsplit(plan.endpoint()).path
     try:
         status = f"{foreign.status} {HTTPStatus(foreign.status).phrase}"
     except ValueError:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import socket
 import stat
 import tempfile
@@ -24,6 +25,9 @@ def check_listen_address(host: str, field: str) -> None:
     of another machine): one of its addresses takes a bind on port 0, which listens on nothing."""
     advice = "give an IP address of this machine (0.0.0.0: all of them) or its host name"
     subject = "it" if _is_option(field) else repr(host)  # an option says its value before: not twice
+    written = _host_written_as_in_a_url(host, field)
+    if written is not None:
+        raise refused_setting(field, host, f"cannot listen on {subject}: {written}")
     try:
         found = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except (OSError, UnicodeError) as exc:  # socket.gaierror; UnicodeError: a label IDNA refuses
@@ -44,6 +48,32 @@ def check_listen_address(host: str, field: str) -> None:
         else:
             reason = refused.strerror or str(refused)
         raise refused_setting(field, host, f"cannot listen on {subject}: {reason}; {advice}") from refused
+
+
+def _host_written_as_in_a_url(host: str, field: str) -> str | None:
+    """What to give instead of an address written as a URL writes it: with its port (``0.0.0.0:9400``,
+    ``:9400``, dcgm-exporter's ``--address`` and Prometheus' ``--web.listen-address``) or an IPv6 address
+    in brackets (``[::1]``, as the servers' start lines print it); None for any other value. The name
+    lookup said only "Name or service not known" of each."""
+    bracketed = re.fullmatch(r"\[([^\]]*)\](?::(\d+))?", host)
+    if bracketed is not None:
+        address, port = bracketed.groups()
+    elif host.count(":") == 1 and host.rpartition(":")[2].isdigit():
+        address, _, port = host.rpartition(":")
+    else:
+        return None
+    address = address or "0.0.0.0"  # noqa: S104 - ':9400' listens on every interface, as dcgm-exporter's
+    if port is None:
+        return (
+            f"brackets enclose an IPv6 address in a URL (http://[{address}]:PORT), not here; give it without"
+            f" them ({address})"
+        )
+    port_field = "--port" if _is_option(field) else field.rpartition(".")[0] + ".port"
+    return (
+        f"the port is not part of the address (HOST:PORT, as dcgm-exporter's --address and Prometheus'"
+        f" --web.listen-address take it); give the address alone ({address}) and the port as"
+        f" {port_field}{' ' if _is_option(field) else ': '}{port}"
+    )
 
 
 def listen_socket(host: str, port: int, host_field: str, port_field: str) -> socket.socket:

@@ -27,7 +27,7 @@ from gpuwarden.cli.output_options import log_format_option
 from gpuwarden.cli.preflight import check_serve, journal_field, serve_ca_file_refusal, serve_token_refusal
 from gpuwarden.cli.serve_journal import build_applier, journal_dir
 from gpuwarden.cli.startup import EXIT_TEMPFAIL, StartupLines
-from gpuwarden.cli.web_config import WEB_CONFIG_OPTION, web_config
+from gpuwarden.cli.web_config import WEB_CONFIG_OPTION, web_config, with_web_config_problems
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError
 from gpuwarden.graceful import StopAsked, StopRequest  # stdlib only: light for every command
@@ -95,15 +95,17 @@ def _with_token(api: ApiConfig) -> tuple[ApiConfig, ConfigError | None]:
     return api, None
 
 
-def _checked_config(config: Path | None, lines: StartupLines) -> GpuwardenConfig:
+def _checked_config(
+    config: Path | None, lines: StartupLines, web_config_file: Path | None
+) -> GpuwardenConfig:
     """The configuration; exit 78 (``exit_status``) naming the file and line, or the variable, of what is
-    wrong."""
+    wrong, and what is wrong with the web configuration file too."""
     from gpuwarden.config import load_config  # noqa: PLC0415 - see build_service
 
     try:
         return load_config(config)
     except ConfigError as exc:  # every problem of the file, as config validate lists them
-        raise lines.refused(exc) from exc
+        raise lines.refused(with_web_config_problems(exc, web_config_file)) from exc
 
 
 def _failed(
@@ -195,9 +197,10 @@ def _locked_and_bound(
     standbys did before, and binds it once it holds the lock. Otherwise the port is bound once the store
     lock is taken, so a second server is refused naming the store's holder rather than the port.
     """
-    from gpuwarden.cli.standby import preload, standby_socket, wait_as_standby  # noqa: PLC0415
+    from gpuwarden.cli.standby import port_taken_said, preload, standby_socket, wait_as_standby  # noqa: PLC0415
 
     host, port, host_field, port_field = where
+    on_wait = port_taken_said(host, port) if standby else None  # its port taken: it waits with it closed
     if standby:
         listener = standby_socket(host, port, host_field, port_field)
         preload(cfg)  # what serve imports once it holds the lock: a shorter handover
@@ -218,7 +221,7 @@ def _locked_and_bound(
                 return None
             return locks, listener
     try:  # a standby whose port is taken waits here, with SIGTERM caught: it must still stop it
-        locks = take_locks(cfg, db, standby=standby, sleep=stop.sleep)
+        locks = take_locks(cfg, db, standby=standby, sleep=stop.sleep, on_wait=on_wait)
     except StopAsked:
         return None
     return locks, _bound(locks, host, port, host_field, port_field)
@@ -356,7 +359,7 @@ def serve(
     """
     _log(log_format)  # first: with json, why it cannot start is a JSON line too (StartupLines)
     lines = StartupLines(log_format, logger)
-    cfg = _checked_config(config, lines)
+    cfg = _checked_config(config, lines, web_config_file)
     web = web_config(web_config_file, lines)  # before the locks and the port: a refusal leaves nothing
     if route_prefix is not None:  # the active server's and a standby's app read it from the settings
         cfg = cfg.model_copy(update={"api": cfg.api.model_copy(update={"route_prefix": route_prefix})})

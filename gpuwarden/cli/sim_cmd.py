@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 from urllib.parse import quote
 
@@ -13,7 +14,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gpuwarden.cli.consoles import console, err_console, folded, option_said, refuse_option, whole_column
+from gpuwarden.cli.consoles import (
+    console,
+    err_console,
+    folded,
+    option_said,
+    print_problems,
+    refuse_option,
+    whole_column,
+)
 from gpuwarden.cli.foreign_answers import foreign_said
 from gpuwarden.cli.incidents_cmd import (
     MAX_TIMEOUT_SECONDS,
@@ -25,10 +34,11 @@ from gpuwarden.cli.incidents_cmd import (
 )
 from gpuwarden.cli.listings import say_none_found
 from gpuwarden.cli.numbers import number, whole_number
+from gpuwarden.cli.sim_checks import mig_gpus
 from gpuwarden.cli.tables import print_table
 from gpuwarden.cli.tls_trust import ca_file_problem, tls_hint
 from gpuwarden.clock import FakeClock, shown
-from gpuwarden.errors import InputError
+from gpuwarden.errors import ConfigError, InputError
 from gpuwarden.numerals import AS_WRITTEN, NUMBER, TOO_LARGE, WHOLE_NUMBER, written_as_digits
 from gpuwarden.redaction import hidden_password
 from gpuwarden.sim import FAULT_KINDS  # light: the package loads the fleet's modules on first use
@@ -45,6 +55,8 @@ from gpuwarden.urls import verify_tls
 
 if TYPE_CHECKING:
     import httpx
+
+    from gpuwarden.config import GpuwardenConfig
 
 sim_app = typer.Typer(
     help="Break a running simulated fleet, or show what a simulated fleet looks like.", no_args_is_help=True
@@ -361,19 +373,47 @@ def _already_ended(response: httpx.Response) -> bool:
 @sim_app.command("show")
 def show(
     *,
-    simulate: Annotated[str, typer.Option(help="NODESxGPUS, e.g. 2x8.")] = "2x8",
-    seed: Annotated[int, whole_number("--seed", None, help="Seed of the simulated fleet.")] = 0,
+    simulate: Annotated[
+        str | None,
+        typer.Option(help="NODESxGPUS, e.g. 2x8 (default: exporter.simulate of --config, else 2x8)."),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        whole_number(
+            "--seed", None, help="Seed of the simulated fleet (default: sim.seed of --config, else 0)."
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="The exporter's configuration file: the fleet it serves, as its sim section (seed,"
+            " gpu_model, mig_gpus) and exporter.simulate make it, GPUWARDEN_ variables over them.",
+        ),
+    ] = None,
     output: Annotated[str, output_option(TABLE_OUTPUTS, "table (or text) or json.")] = "table",
 ) -> None:
-    """Print the topology and workloads of a simulated fleet."""
+    """Print the topology and workloads of a simulated fleet: with --config, the one `exporter --config`
+    serves from that file (its UUIDs, GPU model and MIG instances)."""
     from gpuwarden.sim import build_fleet, parse_simulate_spec  # noqa: PLC0415 - only `sim show` runs a fleet
 
+    full = _exporter_config(config)
+    spec = simulate or (full.exporter.simulate if full is not None else None) or "2x8"
     try:
-        nodes, gpus = parse_simulate_spec(simulate)
+        nodes, gpus = parse_simulate_spec(spec)
     except InputError as exc:  # a bad option: 2, as `exporter --simulate 2y8`, and the option named once
-        raise _fail(option_said("--simulate", simulate, exc.message), code=2) from exc
+        raise _fail(option_said("--simulate", spec, exc.message), code=2) from exc
+    seed = seed if seed is not None else (full.sim.seed if full is not None else 0)
+    shape: dict[str, Any] = {}
+    if full is not None:  # as the exporter builds it (exporter_cmd._build)
+        try:
+            mig = mig_gpus(full, spec, "--simulate" if simulate else "exporter.simulate")
+        except ConfigError as exc:
+            print_problems(full.locate(exc))
+            raise typer.Exit(1) from exc
+        shape = {"gpu_model": full.sim.gpu_model, "mig_gpus": mig}
     # Topology and workloads only, which the warm-up of every GPU's readings does not change (24 s at 1024x8).
-    fleet = build_fleet(nodes, gpus, seed=seed, clock=FakeClock(), warm_up=False)
+    fleet = build_fleet(nodes, gpus, seed=seed, clock=FakeClock(), warm_up=False, **shape)
     described = fleet.describe()
     if output == "json":
         typer.echo(json.dumps(described, indent=2))
@@ -387,6 +427,9 @@ def show(
                 g["workload"] or "-",
             )  # fmt: skip
     print_table(console, table)  # a PCI bus id 00000000:AB:00.0 is data, not an emoji code
+    for node in described["nodes"]:  # as the exporter's GPU_I_PROFILE labels name them
+        for g in (g for g in node["gpus"] if g["mig"]):
+            console.print(f"MIG on {node['name']}/{g['index']}: {', '.join(g['mig'])}", markup=False)
     for job in described["training_jobs"]:
         console.print(
             f"training job {job['namespace']}/{job['name']}: {len(job['ranks'])} ranks", markup=False
@@ -395,6 +438,21 @@ def show(
         console.print(
             f"inference service {svc['namespace']}/{svc['name']}: {len(svc['gpus'])} replicas", markup=False
         )
+
+
+def _exporter_config(path: Path | None) -> GpuwardenConfig | None:
+    """The configuration at ``path`` as ``exporter --config`` reads it (None without one); exit 1 naming each
+    of its problems, as ``config validate`` does."""
+    if path is None:
+        return None
+    from gpuwarden.cli.exporter_cmd import EXPORTER_SECTIONS  # noqa: PLC0415
+    from gpuwarden.config import load_config  # noqa: PLC0415
+
+    try:
+        return load_config(path, secrets_for=EXPORTER_SECTIONS)
+    except ConfigError as exc:
+        print_problems(exc)
+        raise typer.Exit(1) from exc
 
 
 def register(app: typer.Typer) -> None:

@@ -109,22 +109,36 @@ def wait_as_standby(
 
 def standby_socket(host: str, port: int, host_field: str, port_field: str) -> socket.socket | None:
     """The standby's bound and listening socket; None when the port is in use (the standby then waits with it
-    closed). It listens at once: its server starts on another thread while the lock's first attempt says
-    "standby, waiting", and a connection made meanwhile queues for that server instead of being refused
-    (uvicorn calls ``listen`` again with its own backlog)."""
+    closed: ``port_taken_said``). It listens at once: its server starts on another thread while the lock's
+    first attempt says "standby, waiting", and a connection made meanwhile queues for that server instead of
+    being refused (uvicorn calls ``listen`` again with its own backlog)."""
     try:
         sock = listen_socket(host, port, host_field, port_field)
     except ConfigError as exc:
         if not (isinstance(exc.__cause__, OSError) and exc.__cause__.errno == errno.EADDRINUSE):
             raise
-        logger.warning(
-            "standby: %s is in use (by the active serve on this host?); waiting with the port closed,"
-            " it is bound when this serve takes over",
-            host_port(host, port),
-        )
         return None
     sock.listen(socket.SOMAXCONN)
     return sock
+
+
+def port_taken_said(host: str, port: int) -> OnWait:
+    """The lock's ``on_wait`` for a standby whose port is in use: once the store is found held, say that it
+    waits with the port closed. Said before the lock was tried, it told a standby that took the lock at once
+    (the port held by another program, no serve active) that it waited, and it then stopped, the port in
+    use."""
+    said: list[bool] = []
+
+    def tell(_found: Exception) -> None:
+        if not said:
+            logger.warning(
+                "standby: %s is in use (by the active serve on this host?); waiting with the port closed,"
+                " it is bound when this serve takes over",
+                host_port(host, port),
+            )
+            said.append(True)
+
+    return tell
 
 
 # What ``serve`` imports only once it holds the lock (the store's migrations, the journal, the engine's

@@ -118,6 +118,7 @@ def _help_cells_folded() -> None:
     ``typer.rich_utils``, whose cells take rich's default overflow, ``ellipsis``. Imported, and its two
     names replaced, only when help is shown: the module loads rich's tables (a third of a second)."""
     from rich.columns import Columns  # noqa: PLC0415
+    from rich.measure import Measurement  # noqa: PLC0415
     from rich.table import Table  # noqa: PLC0415
     from rich.text import Text  # noqa: PLC0415
     from typer import rich_utils  # noqa: PLC0415
@@ -126,14 +127,45 @@ def _help_cells_folded() -> None:
         return
 
     class FoldingTable(Table):
-        """A table whose every column folds a word too long for it."""
+        """A table whose every column folds a word too long for it, and whose columns are each given the
+        width of their longest word first where the terminal has room for it, the option names' first."""
 
         folds = True
 
         def add_row(self, *renderables: Any, **kwargs: Any) -> None:
-            super().add_row(*renderables, **kwargs)
+            super().add_row(*_names_together(renderables), **kwargs)
             for column in self.columns:  # made by add_row, with rich's default overflow
                 column.overflow = "fold"
+
+        def _calculate_column_widths(self, console: Any, options: Any) -> list[int]:
+            widths = super()._calculate_column_widths(console, options)
+            words = [
+                max((_longest_word(console, options, cell) for cell in column.cells), default=0)
+                + self._get_padding_width(column._index)
+                for column in self.columns
+            ]
+            return words_kept_whole(widths, words)
+
+    def _longest_word(console: Any, options: Any, cell: Any) -> int:
+        """The width of the longest word of ``cell``; an option's help is a ``Columns`` (the help, then its
+        default), which rich measures as 1."""
+        parts = cell.renderables if isinstance(cell, Columns) else [cell]
+        return max((Measurement.get(console, options, part).minimum for part in parts), default=0)
+
+    def _names_together(cells: tuple[Any, ...]) -> list[Any]:
+        """An option's row (typer's: the long names, the short ones, the long and short names of a flag's
+        off switch, the type, the help; a required mark before) with the off switch's long names beside
+        the option's, as click writes them (``--allow-remote-faults / --no-allow-remote-faults``), and a
+        space after each comma (``--listen-address, --host``), so that the names' column may break between
+        two names rather than inside one. Any other row as it is."""
+        row = list(cells)
+        if len(row) not in (6, 7) or not all(isinstance(cell, Text) for cell in row[-6:-2]):
+            return row
+        names, off = (Text(", ").join(cell.split(",")) for cell in (row[-6], row[-4]))
+        if off.plain:
+            names = Text(" / ").join([names, off]) if names.plain else off
+        row[-6], row[-4] = names, Text("")
+        return row
 
     def folding_columns(items: Any, *args: Any, **kwargs: Any) -> Columns:
         for item in items:
@@ -144,6 +176,33 @@ def _help_cells_folded() -> None:
     # The names the module looks up as it builds the help; replaced in the module, which exports neither.
     setattr(rich_utils, "Table", FoldingTable)  # noqa: B010
     setattr(rich_utils, "Columns", folding_columns)  # noqa: B010
+
+
+HELP_WIDTH = 20  # the narrowest an option's help column is made to give option names room
+
+
+def words_kept_whole(widths: list[int], words: list[int]) -> list[int]:
+    """Column ``widths`` (rich's) changed so that each column, from the first, is at least ``words`` wide (its
+    longest word) where the others can give the difference above their own longest words: rich shrank every
+    column of a table too wide for the terminal alike, so at 100 columns ``exporter --help`` broke
+    ``--listen-address,--hos`` / ``t``, ``--no-allow-remote-fau`` / ``lts`` and ``--web.config.file,--we`` /
+    ``b-config-file`` while its help column had room to spare. The total is unchanged."""
+    from rich._ratio import ratio_reduce  # noqa: PLC0415 - loaded with the help's tables, when help is shown
+
+    kept = list(widths)
+    # The help, last, folds a word rather than leave it too narrow to read: it gives down to HELP_WIDTH.
+    floors = [*words[:-1], min(words[-1], HELP_WIDTH)] if words else []
+    for i, word in enumerate(words):
+        spare = [
+            0 if j == i else max(0, width - least)
+            for j, (width, least) in enumerate(zip(kept, floors, strict=True))
+        ]
+        short = min(word - kept[i], sum(spare))
+        if short <= 0:
+            continue
+        taken = ratio_reduce(short, spare, spare, kept)
+        kept = [*taken[:i], kept[i] + short, *taken[i + 1 :]]
+    return kept
 
 
 def json_logger(root: Any, args: Sequence[str]) -> str | None:

@@ -49,6 +49,21 @@ def web_config(path: Path | None, lines: StartupLines) -> WebConfig | None:
     return web
 
 
+def with_web_config_problems(error: ConfigError, path: Path | None) -> ConfigError:
+    """``error`` (the configuration file's problems) with those of the web configuration file at ``path``
+    after them: a command refused for its configuration said nothing of a broken ``--web.config.file``,
+    which stopped the next start, after the configuration was mended (``config validate`` says both)."""
+    if path is None:
+        return error
+    from gpuwarden.webconfig import load_web_config  # noqa: PLC0415 - as in web_config
+
+    try:
+        load_web_config(path)
+    except ConfigError as web:
+        return ConfigError.first_of([error.alone(), *error.more, web.alone(), *web.more])
+    return error
+
+
 def plain_http_warning(web: WebConfig) -> str | None:
     """The warning for basic auth over plain HTTP, which is served (exporter-toolkit serves it); None when
     the file sets TLS or no users."""

@@ -173,15 +173,18 @@ def fault_params(kind: str, raw: Any) -> dict[str, float]:
             )
         if isinstance(value, bool) or not isinstance(value, int | float) or not is_finite(value):
             raise InputError(f"must be a finite number, got {value!r}", field=f"params.{key}")
-        if not 0 <= value <= MAX_PARAM:
-            raise InputError(f"must be between 0 and {MAX_PARAM:g}, got {value}", field=f"params.{key}")
-        if key == "duration" and value == 0:  # the fleet reads 0 as no duration: the fault never ended
+        # What the parameter means first: "between 0 and 1e+12" told `duration=-5` and `count=-1` a bound
+        # that 0 itself breaks.
+        if key == "duration" and not 0 < value <= MAX_PARAM:  # the fleet reads 0 as no duration: never ended
+            forever = "; leave it out for a fault that lasts until it is cleared (gpuwarden sim clear ID:"
             raise InputError(
-                "must be more than 0 seconds; leave it out for a fault that lasts until it is cleared"
-                " (DELETE /sim/faults/ID)",
+                f"must be more than 0 seconds and at most {MAX_PARAM:g}, got {value:g}"
+                + (f"{forever} DELETE /sim/faults/ID)" if value <= 0 else ""),
                 field="params.duration",
             )
         _check_meaning(str(key), value)
+        if not 0 <= value <= MAX_PARAM:
+            raise InputError(f"must be between 0 and {MAX_PARAM:g}, got {value}", field=f"params.{key}")
         out[str(key)] = float(value)
     return out
 

@@ -23,12 +23,18 @@ class FakeSlurm:
         self.extra: dict[str, dict[str, object]] = {}  # more sinfo fields of a node (boot_time, ...)
         self.broken = False
         self.removed: set[str] = set()  # nodes gone from slurm.conf (or `scontrol delete nodename`)
+        self.cluster = "c1"  # ClusterName
+        self.accounting: list[str] | None = None  # sacct's lines (JobIDRaw|JobID|State|End); None: disabled
 
     def __call__(self, argv: Sequence[str]) -> str:
         if self.broken:
             raise SourceError("slurmctld not responding", source="slurm")
+        if argv[0] == "sacct":
+            if self.accounting is None:
+                raise SourceError("sacct exited 1: Slurm accounting storage is disabled", source="slurm")
+            return "".join(f"{line}\n" for line in self.accounting)
         if list(argv[:3]) == ["scontrol", "show", "config"]:
-            return "ClusterName = c1\n"
+            return f"ClusterName = {self.cluster}\n"
         if list(argv[:3]) == ["scontrol", "show", "topology"]:
             return "SwitchName=r07 Level=0 LinkSpeed=1 Nodes=n[1-2]\n"
         if list(argv[:3]) == ["scontrol", "show", "partition"]:

@@ -425,3 +425,29 @@ def test_a_racks_heat_takes_in_a_services_incident_whose_fault_is_that_heat(
     ]
     posts = [alerts] if together else [[a] for a in alerts]
     assert _incidents(tmp_path, posts, inventory) == [("thermal", 5)]
+
+
+@pytest.mark.parametrize(
+    "posts",
+    ["one POST each, in onset order", "one POST in onset order", "one POST by labels", "one POST reversed"],
+)
+def test_the_alerts_of_one_post_group_as_in_onset_order_whatever_order_it_lists_them_in(
+    tmp_path: Path, posts: str
+) -> None:
+    # An XID 13 on GPU 5 of s1, then s1's exporter stale 30 s later: the stale exporter joins the XID's
+    # incident, its node's fault (``test_correlation``). Prometheus and Alertmanager list a group's alerts
+    # by their labels, so one POST of both lists the stale exporter first: taken in that order, it opened
+    # an incident of its own and the XID, which a stale exporter does not explain, opened another.
+    labels = {"alertname": "XidError", "cluster": "c1", "Hostname": "s1", "gpu": "5", "xid": "13"}
+    xid = Alert(labels, starts_at=START)
+    stale = Alert(
+        {"alertname": "DCGMExporterStale", "cluster": "c1", "Hostname": "s1"},
+        starts_at=START + timedelta(seconds=30),
+    )
+    fed = {
+        "one POST each, in onset order": [[xid], [stale]],
+        "one POST in onset order": [[xid, stale]],
+        "one POST by labels": [sorted([xid, stale], key=lambda a: sorted(a.labels.items()))],
+        "one POST reversed": [[stale, xid]],
+    }[posts]
+    assert _incidents(tmp_path, fed, _served_node()) == [("xid", 2)]

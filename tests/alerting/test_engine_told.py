@@ -80,22 +80,25 @@ def test_a_repeat_that_changes_its_recommended_action_is_what_the_incident_recom
     assert len(seen) == before
 
 
-def test_a_reply_telling_an_alert_joined_also_says_the_same_post_moved_it_on(
+def test_a_reply_telling_an_alert_joined_also_says_the_same_transaction_moved_it_on(
     db: str, clock: FakeClock
 ) -> None:
     # A dead rack has stopped training job llm-70b; an NVSwitch then fails on r08-n03, where the job's
-    # ranks stall too. A stalled rank joins the rack's incident first, and the same POST moves it to the
-    # NVLink incident, which holds its GPU: the rack's thread read "alert TrainingJobStalled (Slurm job
+    # ranks stall too. A stalled rank joins the rack's incident first, and the same transaction moves it to
+    # the NVLink incident, which holds its GPU: the rack's thread read "alert TrainingJobStalled (Slurm job
     # llm-70b) firing" and nothing of the move, an alert its incident no longer has.
     engine = _rack_down(db, clock)
     ((rack_id, *_),) = _open(engine)
     heard: list[IncidentChange] = []
     engine.subscribe(heard.append)
     clock.advance(30)
-    # Its stalled ranks first in the POST: they join the rack's incident before the switch's alerts on their
-    # GPUs do (in the scenario's own order the switch's incident now counts the job as they join it).
+    # Its stalled ranks posted first, the switch's alerts on their GPUs in a second POST that the journal
+    # applier applies in the same transaction: the ranks join the rack's incident before the switch's
+    # incident exists (in onset order, as one POST is taken, the switch's incident counts the job first).
     alerts = scenarios.nvlink_switch_failure(8, 3, clock.now())
-    engine.ingest(sorted(alerts, key=lambda a: a.labels["alertname"] != "TrainingJobStalled"))
+    stalls = [a for a in alerts if a.labels["alertname"] == "TrainingJobStalled"]
+    switch = [a for a in alerts if a not in stalls]
+    engine.apply_accepted([(clock.now(), stalls), (clock.now(), switch)], lambda _session: None)
     moved = [e for e in engine.store.get(rack_id).timeline if e.kind == "alerts_moved"]
     assert moved, "the scenario no longer moves a stalled rank: the test checks nothing"
     told = [c for c in heard if c.incident.id == rack_id]

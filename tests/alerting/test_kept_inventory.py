@@ -9,9 +9,13 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
+from alerting.k8s_inventory import KubernetesInventory
 from alerting.kept_inventory import LISTED, NODE, POD, KeptInventoryStore
+from alerting.kept_jobs import KeptJobStore
+from alerting.slurm_inventory import SlurmInventory
 from gpuwarden.clock import FakeClock
 from gpuwarden.errors import SourceError
+from tests.alerting.fake_slurm import FakeSlurm, _job
 from tests.alerting.k8s_objects import FakeApi, inventory, node, serving_cluster
 from tests.alerting.kept_scenarios import (
     a_deleted_kubernetes_node_keeps_its_place_and_lost_replica_after_a_restart,
@@ -132,6 +136,13 @@ class BrokenStore:
             raise SourceError("kept kubernetes inventory cannot be saved: connection refused", source="store")
         self.store.save(cluster, kept)
 
+    def drop_others(self, cluster: str | None) -> list[str]:
+        if self.down:
+            raise SourceError(
+                "kept kubernetes inventory cannot be deleted: connection refused", source="store"
+            )
+        return self.store.drop_others(cluster)
+
 
 def test_a_store_that_cannot_be_reached_leaves_the_read_alone_and_is_caught_up_later(
     sql: Engine, caplog: pytest.LogCaptureFixture
@@ -154,3 +165,57 @@ def test_a_store_that_cannot_be_reached_leaves_the_read_alone_and_is_caught_up_l
     reader.read()
     kept = KeptInventoryStore(sql, "kubernetes").load("k1")
     assert sorted(kind for kind, _ in kept if kind != LISTED) == [NODE, POD]
+
+
+def test_what_a_renamed_cluster_kept_is_dropped_not_taken_back_when_the_old_name_returns(
+    sql: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Read as k1; `kubernetes_inventory.cluster` renamed k2; g2 is deleted with llama's replica while it is,
+    # and kept its while; renamed back to k1 hours later. k1's rows were never deleted: the reader took them
+    # back as if just written, judged g2 gone "while gpuwarden was down" and its replica lost a second time.
+    api, clock = FakeApi(), FakeClock(1000.0)
+    serving_cluster(api)
+
+    def reader(cluster: str) -> KubernetesInventory:
+        read = KubernetesInventory(clock, api, cluster=cluster)
+        read.keep_in(KeptInventoryStore(sql, "kubernetes"))
+        return read
+
+    reader("k1").read()
+    renamed = reader("k2")
+    renamed.read()
+    assert KeptInventoryStore(sql, "kubernetes").load("k1") == {}
+    assert "kubernetes inventory: what it kept for cluster k1 dropped: it reads cluster k2 now" in caplog.text
+    del api.objects["nodes"][1], api.objects["pods"][1]
+    clock.advance(30)
+    (llama,) = renamed.read().workload_list
+    assert llama.kept == 1  # lost with g2, as it should
+    clock.advance(4 * 3600)
+    assert renamed.read().workload_list[0].kept == 0  # its while is over
+    (llama,) = reader("k1").read().workload_list
+    assert (len(llama.units), llama.kept) == (3, 0)
+    assert "left while gpuwarden was down" not in caplog.text
+    assert KeptInventoryStore(sql, "kubernetes").load("k2") == {}
+
+
+def test_the_jobs_and_nodes_kept_for_a_renamed_slurm_cluster_are_dropped(
+    sql: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    slurm, clock = FakeSlurm(), FakeClock()
+    slurm.jobs = [_job(41, "llm-70b", "RUNNING")]
+    reader = SlurmInventory(clock, slurm)
+    reader.keep_in(KeptJobStore(sql), KeptInventoryStore(sql, "slurm"))
+    reader.read()
+    slurm.jobs, slurm.states["n2"] = [_job(41, "llm-70b", "NODE_FAIL")], "down"
+    reader.read()
+    assert KeptJobStore(sql).load("c1") and KeptInventoryStore(sql, "slurm").load("c1")
+    slurm.cluster = "gpu-east"  # ClusterName changed in slurm.conf (with slurmctld's state cleared)
+    again = SlurmInventory(clock, slurm)
+    again.keep_in(KeptJobStore(sql), KeptInventoryStore(sql, "slurm"))
+    again.read()
+    assert KeptJobStore(sql).load("c1") == {} and KeptInventoryStore(sql, "slurm").load("c1") == {}
+    assert (
+        "slurm inventory: the jobs kept for cluster c1 dropped: it reads cluster gpu-east now" in caplog.text
+    )
+    assert "slurm inventory: what it kept for cluster c1 dropped" in caplog.text
+    assert {name for _, name in KeptInventoryStore(sql, "slurm").load("gpu-east")} == {"n1", "n2"}

@@ -38,6 +38,11 @@ class BrokenStore:
             raise SourceError("kept jobs of cluster cap cannot be saved: connection refused", source="store")
         self.store.save(cluster, kept)
 
+    def drop_others(self, cluster: str | None) -> list[str]:
+        if self.down:
+            raise SourceError("kept jobs cannot be deleted: connection refused", source="store")
+        return self.store.drop_others(cluster)
+
 
 def test_a_store_that_cannot_be_reached_leaves_the_inventory_read_and_is_caught_up_later(
     sql: Engine, caplog: pytest.LogCaptureFixture

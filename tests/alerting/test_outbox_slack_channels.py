@@ -43,17 +43,31 @@ def _shut(recorder: SlackRecorder, how: str, *, shut: bool = True) -> None:
         recorder.archive(CHANNEL, archived=shut)
 
 
+CANNOT = "where the app cannot post"
+
+
 @pytest.mark.parametrize(
-    ("how", "code", "fix"),
+    ("how", "code", "where", "fix"),
     [
-        ("left", "not_in_channel", f"invite the app to {CHANNEL}"),
-        ("archived", "is_archived", "unarchive"),
+        ("left", "not_in_channel", CANNOT, f"invite the app to {CHANNEL}"),
+        ("archived", "is_archived", CANNOT, "unarchive"),
         # Top-level messages refused, thread replies only: no thread can start there.
-        ("thread_only", "restricted_action_thread_only_channel", f"let the app post messages in {CHANNEL}"),
+        (
+            "thread_only",
+            "restricted_action_thread_only_channel",
+            "which takes thread replies only: the incident's message cannot start its thread there",
+            f"let the app post messages in {CHANNEL}",
+        ),
     ],
 )
 def test_an_incident_whose_first_message_its_channel_refuses_is_held_until_fixed_then_goes_in_order(
-    sql: Engine, recorder: SlackRecorder, caplog: pytest.LogCaptureFixture, how: str, code: str, fix: str
+    sql: Engine,
+    recorder: SlackRecorder,
+    caplog: pytest.LogCaptureFixture,
+    how: str,
+    code: str,
+    where: str,
+    fix: str,
 ) -> None:
     # Its first message was failed for good, and so was every later one (each posts the message first):
     # nothing went out once the app was invited, or the channel unarchived, until `outbox retry`.
@@ -70,7 +84,7 @@ def test_an_incident_whose_first_message_its_channel_refuses_is_held_until_fixed
     held = [m for m in outbox.messages() if m.incident_id == "inc-a"]
     assert [m.status for m in held] == [PENDING] * 5
     error = str(held[0].last_error)
-    assert f"message goes to channel {CHANNEL}, where the app cannot post ({code})" in error
+    assert f"message goes to channel {CHANNEL}, {where} ({code})" in error
     assert fix in error and "none failed" in error and "outbox retry" not in error
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len([r for r in caplog.records if "held:" in r.getMessage()]) == 1  # said once

@@ -247,3 +247,24 @@ def test_a_lookup_refused_not_in_channel_says_what_it_looked_for_what_failed_and
     )
     assert f"the app is not in channel {CHANNEL}" in said and "/invite @<app>" in said
     assert "outbox retry" not in said and "channels:history" not in said
+
+
+def test_messages_whose_metadata_slack_refuses_go_without_it_warned_of_once(
+    sql: Engine, recorder: SlackRecorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The app's manifest declares a schema for event type gpuwarden_notification that the idempotency key
+    # does not meet: Slack answered invalid_metadata_schema to every post, and every message failed for good.
+    clock = FakeClock()
+    outbox = Outbox(sql, [_slack(recorder, clock)], clock)
+    recorder.refuse_metadata("invalid_metadata_schema")
+    for step in lifecycle("inc-a"):
+        outbox(step)
+    with caplog.at_level(logging.WARNING):
+        assert outbox.dispatch_due() == 5
+    assert [m.status for m in outbox.messages()] == [SENT] * 5
+    [parent] = recorder.channel_messages(CHANNEL)
+    replies = recorder.replies(parent.ts)
+    assert len(replies) == 5 and all(r.metadata is None for r in replies)
+    assert "resolved" in parent.text.lower()
+    warned = [r.getMessage() for r in caplog.records if "refuses the messages' metadata" in r.getMessage()]
+    assert len(warned) == 1 and "invalid_metadata_schema" in warned[0] and "show twice" in warned[0]

@@ -3,6 +3,8 @@ Slurm's jobs kept after they fail or are requeued, spare GPUs and nodes, and ans
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 
 from alerting.db import make_engine
@@ -273,3 +275,61 @@ def test_a_resubmitted_job_answers_to_its_name_and_the_failed_run_to_its_id() ->
         WorkloadKind.TRAINING_JOB, "42"
     )
     assert inv.find_workload(WorkloadKind.TRAINING_JOB, "41") is not None  # still known, by its id
+
+
+def test_a_job_requeued_by_a_node_failure_between_the_reads_of_nodes_and_jobs_is_kept() -> None:
+    # n2 fails while a read runs, between its sinfo and squeue: read nodes first, n2 was well at that read
+    # and the one before while squeue showed job 41 requeued (PENDING): an operator's requeue, it seemed,
+    # and the job was forgotten. Jobs first, the failure shows in the nodes read after them.
+    slurm, clock = FakeSlurm(), FakeClock()
+    reader = SlurmInventory(clock, slurm, keep_ended_seconds=300)
+    slurm.jobs = [_job(41, "llm-70b", "RUNNING")]
+    reader.read()
+    read_before_failing, asked = reader._run, []
+
+    def failing_meanwhile(argv: Sequence[str]) -> str:
+        if argv[0] in ("sinfo", "squeue"):
+            asked.append(argv[0])
+            if len(asked) == 2:  # the second of the two
+                slurm.jobs, slurm.states = [_job(41, "llm-70b", "PENDING")], {"n2": "down"}
+        return read_before_failing(argv)
+
+    reader._run = failing_meanwhile
+    clock.advance(10)
+    reader.read()
+    clock.advance(10)
+    assert [(w.ref.name, w.state, w.kept) for w in reader.read().workload_list] == [
+        ("llm-70b (41)", "pending", 10)
+    ]
+
+
+def test_a_completing_job_keeps_the_gpus_it_ran_on_and_is_not_warned_of_as_a_gres_change(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Real Slurm 22.05 lists a job ending (a node failure's requeue too) COMPLETING with `gres_detail: []`:
+    # it was placed by its TRES, on 2 GPUs unknown among n2's 8, warned of as "after a GRES change?", and
+    # kept so once requeued: a fault on any of n2's GPUs named it.
+    slurm, clock = FakeSlurm(), FakeClock()
+    reader = SlurmInventory(clock, slurm, keep_ended_seconds=300)
+    job = {
+        "job_id": 41,
+        "name": "llm-70b",
+        "job_state": "RUNNING",
+        "job_resources": {"allocated_nodes": [{"nodename": "n2"}]},
+        "gres_detail": ["gpu:2(IDX:4-5)"],
+        "tres_per_node": "gres:gpu:2",
+    }
+    slurm.jobs = [job]
+    reader.read()
+    slurm.jobs = [{**job, "job_state": "COMPLETING", "gres_detail": []}]
+    clock.advance(10)
+    (ending,) = reader.read().workload_list
+    assert (ending.state, sorted(ending.gpus)) == ("completing", [("c1", "n2", 4), ("c1", "n2", 5)])
+    assert "without GPU indices" not in caplog.text
+    slurm.jobs, slurm.states = (
+        [{**job, "job_state": "PENDING", "gres_detail": [], "job_resources": {}}],
+        {"n2": "down"},
+    )
+    clock.advance(10)
+    (kept,) = reader.read().workload_list
+    assert (kept.state, kept.kept, sorted(kept.gpus)) == ("pending", 2, [("c1", "n2", 4), ("c1", "n2", 5)])

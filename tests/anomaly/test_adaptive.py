@@ -149,10 +149,9 @@ def test_a_gpu_back_within_a_day_scores_and_learns_as_if_its_series_had_never_be
     reads.away(det)
     twin_reads.t = reads.t
     back, kept = reads.read(det).latest[POWER], twin_reads.read(twin).latest[POWER]
-    model, twin_model = det.model_for(POWER), twin.model_for(POWER)
     assert back.ids.tolist() != kept.ids.tolist()  # new series
     for sid, twin_sid in zip(back.ids.tolist(), kept.ids.tolist(), strict=True):
-        assert model.row(sid).tobytes() == twin_model.row(twin_sid).tobytes()
+        assert _row(det, sid) == _row(twin, twin_sid)
 
 
 @pytest.mark.parametrize("saved", ["before_the_outage", "while_parked"])
@@ -173,9 +172,15 @@ def test_a_detector_restored_from_its_snapshot_still_hands_a_gpu_back_its_parked
         reads.away(restored)
     twin_reads.t = reads.t
     back, kept = reads.read(restored).latest[POWER], twin_reads.read(twin).latest[POWER]
-    model, twin_model = restored.model_for(POWER), twin.model_for(POWER)
     for sid, twin_sid in zip(back.ids.tolist(), kept.ids.tolist(), strict=True):
-        assert model.row(sid).tobytes() == twin_model.row(twin_sid).tobytes()
+        assert _row(restored, sid) == _row(twin, twin_sid)
+
+
+def _row(det: AdaptiveDetector, sid: int) -> bytes:
+    """Series ``sid``'s state in ``det`` (its row of its model: ``anomaly.modelrows``)."""
+    row = det.row(sid)
+    assert row is not None
+    return row.tobytes()
 
 
 def test_the_series_parked_are_at_most_as_many_as_the_ids_it_holds():

@@ -69,11 +69,13 @@ def test_with_no_band_given_back_the_seasonal_band_stays_wide(healthy):
 
 def test_the_seasonal_error_scales_and_base_kept_cost_12_bytes_a_series_and_go_with_its_row():
     """The seasonal models' error scales, and the base their buckets are offsets from (``seasonal_offsets``,
-    on with the service's seasonal bands)."""
+    on with the service's seasonal bands); beside the buckets themselves, which a model without seasonality
+    holds none of (fix/mem)."""
     seasonal = AdaptiveThresholds(_params(), capacity=100)
     plain = AdaptiveThresholds(
         ThresholdParams.from_config(restore_ticks=720, seasonality=False), capacity=100
     )
-    assert seasonal.state_bytes_per_series() - plain.state_bytes_per_series() == 12
+    buckets = 4 * (24 + 168)
+    assert seasonal.state_bytes_per_series() - plain.state_bytes_per_series() == 12 + buckets
     assert {"fault_dev_day", "fault_dev_week", "fault_base"} <= set(seasonal.state().arrays)
     assert "fault_dev_day" not in plain.state().arrays and "fault_base" not in plain.state().arrays

@@ -38,6 +38,7 @@ class _Prometheus:
         self.hot_query, self.hot = TEMP, 30.0
         self.asked: list[tuple[str, float, float]] = []  # (query, start, end) of each request answered
         self._rng = np.random.default_rng(3)
+        self.steady = False  # noise of each GPU and time alone (two stand-ins agree), the GPUs of one job
         self.source = promql_source({q: self._answer(q) for q in queries}, clock)
 
     def _answer(self, query: str):
@@ -58,16 +59,19 @@ class _Prometheus:
                     continue
                 hot = self.hot if g == HOT and query == self.hot_query else 0.0
                 values = [
-                    [t, str(60 + self._rng.normal(0, 0.5) + (hot if t >= self.hot_from else 0))]
-                    for t in stamps
+                    [t, str(60 + self._noise(g, t) + (hot if t >= self.hot_from else 0))] for t in stamps
                 ]
-                result.append(
-                    {"metric": {"Hostname": "n1", "gpu": str(g), "UUID": f"GPU-{g}"}, "values": values}
-                )
+                metric = {"Hostname": "n1", "gpu": str(g), "UUID": f"GPU-{g}"}
+                if self.steady:  # ranks of one job: the fleet detector compares them
+                    metric["slurm_job"] = "7"
+                result.append({"metric": metric, "values": values})
             body = {"status": "success", "data": {"resultType": "matrix", "result": result}}
             return httpx.Response(200, json=body)
 
         return handle
+
+    def _noise(self, gpu: int, t: float) -> float:
+        return 0.5 * math.sin(0.37 * t + 1.3 * gpu) if self.steady else float(self._rng.normal(0, 0.5))
 
 
 def _started_while_down(cfg: AnomalyConfig | None = None):
@@ -258,8 +262,10 @@ def test_a_restart_while_the_warm_up_is_deferred_reads_the_history_where_prometh
     prometheus.down = False
     again = _restarted(service, prometheus, clock, tmp_path)
     assert again.warm_up_retry is None
-    ((start, end),) = [(s, e) for q, s, e in prometheus.asked if q == TEMP]
+    (start, end), (since, now) = [(s, e) for q, s, e in prometheus.asked if q == TEMP]
     assert end - start >= again.warmup_seconds() - 30  # the whole hour, not the 90 s since the first start
+    assert (end, now) == (service._started, clock.time())  # as of the first start; the ticks since, read
+    assert since <= end + 30  # its first step the history's next
     prometheus.hot_from = clock.time() + 1
     clock.advance(30)
     assert _temp_score(again.infer(), f"GPU-{HOT}") > 1  # scored at once, as after a fresh start
@@ -285,8 +291,8 @@ def test_a_restart_while_deferred_raises_what_came_after_the_first_start_not_lea
     again = AnomalyService(service.cfg, [prometheus.source], clock, on_alert=raised.append)
     again.warm_up(None, snapshot)
     assert again.warm_up_retry is None
-    (end,) = [e for q, _, e in prometheus.asked if q == TEMP]
-    assert end == service._started  # the hour before the first start, the ticks since caught up
+    (end, now) = [e for q, _, e in prometheus.asked if q == TEMP]
+    assert (end, now) == (service._started, clock.time())  # the hour before the first start; the ticks since
     clock.advance(30)
     again.infer()
     assert [(a.labels["alertname"], a.labels["UUID"]) for a in raised] == [("GpuXidError", f"GPU-{HOT}")]
@@ -314,3 +320,86 @@ def test_a_restart_deferred_again_reads_the_history_as_of_the_first_start(tmp_pa
             break
     assert again.warm_up_retry is None
     assert [(a.labels["alertname"], a.labels["UUID"]) for a in raised] == [("GpuXidError", f"GPU-{HOT}")]
+
+
+def _firing(service: AnomalyService) -> set[str]:
+    return {s.alert.labels["alertname"] for s in service.firing.values()}
+
+
+def test_a_restart_while_deferred_keeps_the_staleness_alert_firing_as_the_process_that_ran_on(tmp_path):
+    # The snapshot saved while deferred was dropped whole, its alerts with it: restarted as Prometheus came
+    # back, `GpuwardenSourceStale` resolved at once, where the process that ran on kept it firing for its
+    # quiet reads (restart fuzz `--snapshot --promql --down-at-start 20`, seeds 2708 and 2731).
+    clock = FakeClock()
+    cfg = AnomalyConfig(adaptive_metrics=[TEMP, POWER], detectors=["adaptive"])
+    straight_prometheus, prometheus = _Prometheus(clock), _Prometheus(clock)
+    straight = AnomalyService(cfg, [straight_prometheus.source], clock)
+    service = AnomalyService(cfg, [prometheus.source], clock)
+    assert straight.warm_up() == 0 and service.warm_up() == 0
+    for _ in range(6):  # failed reads at 30 and 90 s: the next one is due at 210 s
+        clock.advance(30)
+        straight.infer()
+        service.infer()
+    assert _firing(straight) == _firing(service) == {"GpuwardenSourceStale"}
+    path = tmp_path / "anomaly.state.npz"
+    assert save_snapshot(path, service.snapshot())
+    snapshot, _ = load_state(path, cfg)
+    told = []
+    again = AnomalyService(cfg, [prometheus.source], clock, on_alert=told.append, on_resend=told.append)
+    again.warm_up(None, snapshot)  # still down: deferred, its first read at the next tick
+    assert again.warm_up_retry is not None
+    assert _firing(again) == {"GpuwardenSourceStale"}
+    straight_prometheus.down = prometheus.down = False
+    ticks = []
+    for _ in range(6):
+        clock.advance(30)
+        straight.infer()
+        again.infer()
+        ticks.append((_firing(straight), _firing(again)))
+    assert again.warm_up_retry is None and straight.warm_up_retry is None  # both read at the same tick
+    assert all(a == b for a, b in ticks), ticks
+    assert ticks[0][1] == {"GpuwardenSourceStale"} and ticks[-1][1] == set(), ticks  # fired on, then resolved
+    # Posted again at the first tick (the new process' forwarder holds it), then its resolution.
+    assert [(a.labels["alertname"], a.status.value) for a in told] == [
+        ("GpuwardenSourceStale", "firing"),
+        ("GpuwardenSourceStale", "resolved"),
+    ]
+
+
+def test_a_restart_while_deferred_as_prometheus_comes_back_reads_the_ticks_since_as_the_process_that_ran_on():
+    # The ticks since the first start were read with the restart's first tick's own, in one read, where the
+    # process that ran on read them at the tick its deferred read succeeded, then that tick alone: the fleet
+    # detector (which smooths tick by tick) scored otherwise, and the alerts differed (restart fuzz
+    # `--snapshot --promql --down-at-start 20`: seeds 2722, 2763, 2764, 2773).
+    clock = FakeClock()
+    cfg = AnomalyConfig(adaptive_metrics=[TEMP, POWER], detectors=["adaptive", "fleet"])
+    straight_prometheus, prometheus = _Prometheus(clock), _Prometheus(clock)
+    for p in (straight_prometheus, prometheus):
+        p.steady, p.hot_from = True, clock.time() + 100  # GPU-2 hot from before Prometheus is back
+    straight = AnomalyService(cfg, [straight_prometheus.source], clock)
+    service = AnomalyService(cfg, [prometheus.source], clock)
+    assert straight.warm_up() == 0 and service.warm_up() == 0
+    for _ in range(6):  # failed reads at 30 and 90 s: the next one is due at 210 s
+        clock.advance(30)
+        straight.infer()
+        service.infer()
+    snapshot = service.snapshot()  # saved while deferred, as SIGTERM saves it
+    straight_prometheus.down = prometheus.down = False
+    clock.advance(30)
+    straight.infer()  # its deferred read, at 210 s: the history, then the ticks since
+    again = AnomalyService(cfg, [prometheus.source], clock)
+    again.warm_up(None, snapshot)  # restarted at that tick's time, which it replaces
+    assert again.warm_up_retry is None
+    for _ in range(4):
+        clock.advance(30)
+        scores = [
+            {
+                (f.detector, f.query, f.labels[i]["UUID"]): float(f.score[i])
+                for f in r.findings
+                if f.detector != "source"
+                for i in range(len(f.labels))
+            }
+            for r in (straight.infer(), again.infer())
+        ]
+        assert scores[0] and scores[1] == pytest.approx(scores[0], rel=1e-9, abs=1e-12)
+    assert any(d == "fleet" for d, _, _ in scores[0])

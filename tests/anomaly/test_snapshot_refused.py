@@ -314,7 +314,7 @@ def test_a_crafted_snapshot_is_refused_before_it_allocates_anything(
     "claim",
     [
         lambda s: s.components["evidence"].meta.update(size=10**12),
-        lambda s: s.components["detector:adaptive"].meta["models"][0].update(capacity=10**12),
+        lambda s: s.components["detector:adaptive"].meta["models"][0].update(capacity=10**12, held=10**12),
     ],
     ids=["evidence-size", "adaptive-capacity"],
 )
@@ -435,6 +435,11 @@ _OLDER = [
     pytest.param(27, id="27-no-query-series"),
     # Seasonal buckets held each hour's value, not its offset from a kept base (``seasonal_offsets``).
     pytest.param(28, id="28-no-seasonal-base"),
+    # A model without seasonality held buckets, and its parked rows their bytes (read as the series' last
+    # sample time and what follows).
+    pytest.param(29, id="29-buckets-without-seasonality"),
+    # A mostly-0 series past its first 200 reads had no judgement of its first samples kept (``flat``).
+    pytest.param(30, id="30-no-flat-first-samples"),
 ]
 
 
@@ -446,5 +451,5 @@ def test_a_snapshot_of_an_older_version_is_refused_its_series_warming_up_from_th
     monkeypatch.setattr(snapshot_module, "VERSION", version)
     assert save_snapshot(path, snapshot)
     monkeypatch.undo()
-    assert snapshot_module.VERSION == 29
-    _refused(path, clock, caplog, f"is of format version {version}; this gpuwarden reads 29")
+    assert snapshot_module.VERSION == 31
+    _refused(path, clock, caplog, f"is of format version {version}; this gpuwarden reads 31")

@@ -204,8 +204,9 @@ def test_rebaselining_raises_nothing_itself_and_keeps_the_shifts_own_alert():
 def test_rebaselining_state_is_stated_and_off_costs_nothing():
     off = AdaptiveThresholds(capacity=100)
     on = AdaptiveThresholds(ThresholdParams.from_config(shift_run=48), capacity=100).state_bytes_per_series()
-    # Its ring of recent values holds the first samples the robust start keeps (``anomaly.warmstart``).
-    assert on == off.state_bytes_per_series() - 4 * off.start_len + 4 * 48 + 12
+    # Its ring of recent values holds the first samples the robust start keeps (``anomaly.warmstart``),
+    # which without it are held only while read (none yet, but each series' slot: ``anomaly.startpool``).
+    assert on == off.state_bytes_per_series() - 4 + 4 * 48 + 12
     assert on <= 1024
     with pytest.raises(ValueError, match="shift_run"):
         ThresholdParams.from_config(shift_run=49)

@@ -126,6 +126,16 @@ def test_sends_exactly_the_requested_count_and_reports_ordered_percentiles() -> 
     assert report.ttft == {}
 
 
+@pytest.mark.parametrize("route", ["chat", "completions"])
+@pytest.mark.parametrize("url", ["http://127.0.0.1:1/v1", "http://127.0.0.1:1/v1/"], ids=["v1", "v1-slash"])
+def test_an_openai_base_url_ending_in_v1_reaches_the_route_once(url: str, route: str) -> None:
+    """``--url http://127.0.0.1:8000/v1``, as the OpenAI SDK's ``base_url`` and vLLM's docs write it, was sent
+    to ``/v1/v1/chat/completions``: every request failed with a 404."""
+    plan = LoadPlan(url=url, requests=3, rate=0, route=route)
+    report = asyncio.run(run_load(plan, transport=transport()))
+    assert (report.ok, report.statuses) == (3, {"200": 3}), report
+
+
 def test_progress_is_told_each_finished_request_failures_included() -> None:
     """loadgen showed nothing for up to --duration (30 s by default): its bar needs a count per request."""
     told: list[int] = []

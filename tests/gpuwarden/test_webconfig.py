@@ -59,6 +59,27 @@ def test_relative_files_are_read_from_the_files_folder(tmp_path: Path, certs: Te
     assert load_web_config(path).ssl_context is not None
 
 
+@pytest.mark.parametrize(
+    ("text", "field", "line", "meant"),
+    [
+        ("tls_server_config:\n  certfile: a\n  key_file: b\n", "tls_server_config.certfile", 2, "cert_file"),
+        ("basic_auth_user:\n  prom: x\n", "basic_auth_user", 1, "basic_auth_users"),
+        ("http_server_config:\n  header: {}\n", "http_server_config.header", 2, "headers"),
+    ],
+    ids=["cert-file", "basic-auth-users", "headers"],
+)
+def test_a_misspelt_field_is_said_with_the_field_it_was_meant_to_be(
+    tmp_path: Path, text: str, field: str, line: int, meant: str
+) -> None:
+    """``config validate`` names the setting a misspelt one of the configuration file was meant to be; the
+    web configuration file's said only "unknown field; remove it or check its spelling"."""
+    with pytest.raises(ConfigError) as caught:
+        load_web_config(_file(tmp_path, text))
+    error = caught.value.alone()
+    assert (error.field, error.line) == (field, line)
+    assert error.message == f"unknown field; did you mean {meant}? correct its spelling or remove it"
+
+
 def test_basic_auth_alone_serves_plain_http(tmp_path: Path) -> None:
     web = load_web_config(_file(tmp_path, f"basic_auth_users:\n  prom: '{HASH}'\n"))
     assert web.ssl_context is None

@@ -60,15 +60,17 @@ class SlurmCluster:
         return job_id
 
     def wait_job_not_running(self, job_id: str) -> None:
-        """Wait until the job left RUNNING (ended, failed or requeued)."""
+        """Wait until the job left RUNNING (ended, failed or requeued) and COMPLETING: a job ending, a node
+        failure's requeue too, is COMPLETING a moment on the nodes it held, and a read then still finds it
+        running there (a test that read at once saw no spare GPU, or the job kept only at the read after)."""
         deadline = time.monotonic() + 60
-        while self.run("squeue", "-h", "-j", job_id, "-o", "%T").strip() == "RUNNING":
+        while self.run("squeue", "-h", "-j", job_id, "-o", "%T").strip() in ("RUNNING", "COMPLETING"):
             if time.monotonic() > deadline:
                 pytest.fail(f"job {job_id} still running: {self.run('squeue', '-j', job_id)}")
             time.sleep(0.2)
 
 
-def _config(base: Path, host: str, ports: list[int]) -> str:
+def _config(base: Path, host: str, ports: list[int], min_job_age: int | None = None) -> str:
     nodes = "\n".join(
         f"NodeName={n} NodeHostname={host} NodeAddr=127.0.0.1 Port={p} CPUs=2 RealMemory=1000 "
         f"Gres=gpu:{GPUS_PER_NODE} State=UNKNOWN"
@@ -101,14 +103,16 @@ KillWait=1
 MpiDefault=none
 JobCompType=jobcomp/none
 AccountingStorageType=accounting_storage/none
+{f"MinJobAge={min_job_age}" if min_job_age is not None else ""}
 {nodes}
 PartitionName=gpu Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 """
 
 
 @contextmanager
-def slurm_cluster() -> Iterator[SlurmCluster]:
-    """Start the cluster; stop every daemon afterwards."""
+def slurm_cluster(min_job_age: int | None = None) -> Iterator[SlurmCluster]:
+    """Start the cluster; stop every daemon afterwards. ``min_job_age``: Slurm's ``MinJobAge`` (300 s by
+    default), how long an ended job stays in ``squeue`` (slurmctld purges such jobs about once a minute)."""
     for name in ("munged", "slurmctld", "slurmd"):
         require_binary(name)
     base = Path(tempfile.mkdtemp(prefix="gpuwarden-slurm-"))
@@ -121,7 +125,7 @@ def slurm_cluster() -> Iterator[SlurmCluster]:
     for i in range(GPUS_PER_NODE):
         (base / "dev" / f"nvidia{i}").touch()
     conf = base / "slurm.conf"
-    conf.write_text(_config(base, host, [free_port() for _ in range(2 + len(NODES))]))
+    conf.write_text(_config(base, host, [free_port() for _ in range(2 + len(NODES))], min_job_age))
     (base / "gres.conf").write_text(
         f"NodeName={','.join(NODES)} Name=gpu File={base}/dev/nvidia[0-{GPUS_PER_NODE - 1}]\n"
     )

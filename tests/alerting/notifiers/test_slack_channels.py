@@ -14,7 +14,7 @@ from alerting.subscriptions import ChangeKind
 from gpuwarden.config import load_config
 from gpuwarden.errors import BackendError
 from gpuwarden.model import Priority
-from tests.alerting.notifiers.incidents import change, make_incident
+from tests.alerting.notifiers.incidents import change, gpu_temperature, lifecycle, make_incident
 from tests.alerting.notifiers.slack_threads import Threads, deliver
 
 ONCALL, ALERTS, DEFAULT = "#gpu-oncall", "#gpu-alerts", "#gpu-incidents"
@@ -150,3 +150,51 @@ def test_an_error_about_the_channel_names_the_one_the_thread_is_in_not_slack_cha
         caught.value
     )
     assert "not in slack.channel" not in str(caught.value)
+
+
+@pytest.mark.parametrize("routes", [{}, {"P1": "C0ONCALL001"}], ids=["held", "goes-on-elsewhere"])
+def test_a_thread_only_channel_whose_incident_message_was_deleted_is_said_so_not_shut_to_the_app(
+    recorder: SlackRecorder, routes: dict[str, str]
+) -> None:
+    # The app still posts thread replies there; only its message, deleted, cannot be posted again. The hold
+    # said "where the app can no longer post", and the note of the thread that went on, "the app can no
+    # longer post in its thread": a person invited the app, or looked for a removal, for nothing.
+    client = make_client(recorder.token, base_url=recorder.base_url, rate_limit_retries=0)
+    notifier, threads = SlackNotifier(client, "C0INCIDENT1", channels_by_priority=routes), Threads()
+    first, second, third, *_ = lifecycle()
+    deliver(notifier, threads, build_notification(first))
+    recorder.threads_only("C0INCIDENT1")
+    deliver(notifier, threads, build_notification(second))  # a reply goes
+    recorder.delete_by_someone("C0INCIDENT1", str(threads.state.ts))
+    if not routes:
+        with pytest.raises(BackendError) as caught:
+            deliver(notifier, threads, build_notification(third))
+        said = str(caught.value)
+    else:
+        deliver(notifier, threads, build_notification(third))
+        [moved] = recorder.channel_messages("C0ONCALL001")
+        said = recorder.replies(moved.ts)[0].text
+    assert "no longer post" not in said and "takes thread replies only" in said, said
+    assert "gone (deleted)" in said, said
+
+
+@pytest.mark.parametrize(
+    ("error", "fix"),
+    [
+        ("not_in_channel", "the app is not in channel C0ONCALL001: invite it"),
+        ("missing_scope", "grant the app the scope Slack names (needed) and reinstall it"),
+    ],
+    ids=["not-in-channel", "missing-scope"],
+)
+def test_a_chart_its_channel_refuses_is_warned_of_naming_that_channel_and_no_retry_of_what_did_not_fail(
+    recorder: SlackRecorder, caplog: pytest.LogCaptureFixture, error: str, fix: str
+) -> None:
+    # The P0 chart went to #oncall; the warning said "the app is not in slack.channel" (#incidents) and
+    # "then `gpuwarden outbox retry` sends what failed meanwhile": nothing failed, and no retry attaches it.
+    client = make_client(recorder.token, base_url=recorder.base_url, rate_limit_retries=0)
+    notifier = SlackNotifier(client, "C0INCIDENT1", channels_by_priority={"P0": "C0ONCALL001"})
+    recorder.fail_next("files.completeUploadExternal", status=200, error=error)
+    opened = change(make_incident("inc-a", priority=Priority.P0), ChangeKind.OPENED, 0, "x")
+    deliver(notifier, Threads(), build_notification(opened, series=[gpu_temperature()]))
+    [said] = [r.getMessage() for r in caplog.records if "chart not attached" in r.getMessage()]
+    assert fix in said and "slack.channel" not in said and "outbox retry" not in said, said

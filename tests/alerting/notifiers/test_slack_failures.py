@@ -131,12 +131,8 @@ def test_an_error_that_fails_every_message_until_someone_acts_says_what_to_do(
     assert not caught.value.retryable and caught.value.code == error
     assert said.startswith(f"slack: chat.postMessage failed: {error}; ")
     # A token's error holds every message instead (``until_fixed``): they go out once it works again.
-    ending = (
-        "go out in order once a call goes through"
-        if caught.value.until_fixed
-        else "then `gpuwarden outbox retry` sends what failed meanwhile"
-    )
-    assert fix in said and said.endswith(ending)
+    assert caught.value.until_fixed
+    assert fix in said and said.endswith("go out in order once a call goes through")
 
 
 @pytest.mark.parametrize(

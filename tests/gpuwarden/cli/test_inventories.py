@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
-from alerting.inventory import NodeInfo, StaticInventory
+import pytest
+
+from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo
+from alerting.kept_inventory import LISTED, KeptInventoryStore
+from alerting.kept_jobs import KeptJobStore
 from gpuwarden.cli.inventories import Inventories, inventory_refresh
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import SourceError
+from gpuwarden.model import WorkloadKind, WorkloadRef
+from tests.migrated_store import migrated_sqlite
 
 WAIT = 30.0  # a bound on waiting for threads here, never a measured time
 
@@ -115,3 +122,22 @@ def test_relists_of_refreshes_that_fail_are_counted_as_they_happen() -> None:
     for _ in range(3):
         assert not inventories.read_source(k8s, "kubernetes", engine)  # type: ignore[arg-type]
     assert engine.counters == {"inventory_refresh_failures": 3, "inventory_relists": 3}
+
+
+def test_what_a_source_no_longer_configured_kept_is_dropped_at_the_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Slurm and Kubernetes inventories configured once, then taken out of the configuration: what they kept
+    # was taken back weeks later when configured again, their nodes as last listed then judged gone.
+    sql = migrated_sqlite(tmp_path / "gw.db")
+    KeptJobStore(sql).save(
+        "c1", {"41": (1000.0, WorkloadInfo(WorkloadRef(WorkloadKind.TRAINING_JOB, "", "j"), ()))}
+    )
+    KeptInventoryStore(sql, "slurm").save("c1", {(LISTED, "n1"): (1000.0, {"name": "n1"})})
+    KeptInventoryStore(sql, "kubernetes").save("k1", {(LISTED, "g1"): (1000.0, {"name": "g1"})})
+    Inventories([], [(Kubernetes(), "kubernetes")], SystemClock()).keep_in(sql)
+    assert KeptJobStore(sql).load("c1") == {} and KeptInventoryStore(sql, "slurm").load("c1") == {}
+    assert KeptInventoryStore(sql, "kubernetes").load("k1")  # configured: its reader judges its rows
+    assert "slurm inventory: not configured; what it kept for cluster c1 dropped" in caplog.text
+    Inventories([], [], SystemClock()).keep_in(sql)
+    assert KeptInventoryStore(sql, "kubernetes").load("k1") == {}

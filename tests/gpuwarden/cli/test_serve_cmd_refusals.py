@@ -349,3 +349,22 @@ def test_a_port_this_user_may_not_listen_on_is_not_said_to_be_taken(monkeypatch:
         " under 1024 needs root or CAP_NET_BIND_SERVICE); choose a port from 1024 up"
     )
     assert refused.value.outside is None  # the configuration's: exit 78, a restart cannot help
+
+
+def test_a_standby_that_takes_the_lock_at_once_does_not_say_it_waits_for_its_taken_port(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``serve --standby`` on a port another program holds, no serve active on the store: it said "standby:
+    127.0.0.1:PORT is in use (by the active serve on this host?); waiting with the port closed", then took
+    the lock at once and stopped on the port in use (exit 75), waiting for nothing."""
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        argv = ["serve", "--log-format", "text", "--db", str(tmp_path / "x.db"), "--port", str(port)]
+        result = runner.invoke(app, [*argv, "--standby"])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 75, result.output
+    assert f"--port {port}: cannot listen on 127.0.0.1:{port}: Address already in use" in output
+    assert "waiting with the port closed" not in output, output

@@ -110,7 +110,17 @@ def test_inject_refuses_a_param_not_written_as_a_number_option_takes_one(param: 
             ["duration=5"],
             "--param 'duration=5': unknown parameter 'duration' for kind reset_gpu; valid: none",
         ),
-        ("straggler", ["factor=-1"], "--param 'factor=-1': must be between 0 and 1e+12, got -1"),
+        (  # "between 0 and 1e+12": a bound that 0 breaks too
+            "straggler",
+            ["factor=-1"],
+            "--param 'factor=-1': must be more than 0 and less than 1 (the share of its clock or speed the"
+            " GPU keeps), got -1",
+        ),
+        (
+            "xid",
+            ["count=-1"],
+            "--param 'count=-1': must be a whole number from 1 to 10000, got -1",
+        ),
         ("straggler", ["factor=abc"], "--param 'factor=abc': must be a finite number, got 'abc'"),
         (
             "straggler",
@@ -130,6 +140,7 @@ def test_inject_refuses_a_param_not_written_as_a_number_option_takes_one(param: 
         "unknown",
         "none-taken",
         "negative",
+        "negative-count",
         "text",
         "spoken-duration",
         "count-0",
@@ -313,3 +324,34 @@ def test_an_unloadable_ssl_cert_file_names_the_exporters_certificate_not_serves(
     assert result.exit_code == 2, result.output
     assert f"SSL_CERT_FILE={missing}: cannot load CA certificates" in said, said
     assert "the CA that signed the exporter's certificate" in said and "serve's" not in said, said
+
+
+def test_sim_show_with_config_shows_the_fleet_the_exporter_serves_from_that_file(tmp_path: Path) -> None:
+    """``exporter --config gw.yaml`` builds its fleet from the file's ``sim`` section (seed, GPU model, MIG
+    GPUs) and ``exporter.simulate``; ``sim show`` took none of it, so its UUIDs were another fleet's and
+    it showed no MIG instance on a GPU the exporter served as three."""
+    path = tmp_path / "gw.yaml"
+    path.write_text(
+        "sim:\n  seed: 5\n  gpu_model: NVIDIA A100-SXM4-80GB\n  mig_gpus: ['node-01:1']\n"
+        "exporter:\n  simulate: 1x2\n",
+        encoding="utf-8",
+    )
+    result = runner.invoke(app, ["sim", "show", "--config", str(path), "-o", "json"])
+    assert result.exit_code == 0, result.output
+    served = build_fleet(
+        1, 2, seed=5, clock=FakeClock(), gpu_model="NVIDIA A100-SXM4-80GB", mig_gpus=[("node-01", 1)]
+    )
+    assert json.loads(result.stdout) == served.describe()
+    table = runner.invoke(app, ["sim", "show", "--config", str(path)], env={"COLUMNS": "250"})
+    assert table.exit_code == 0, table.output
+    assert "simulated fleet 1x2 (seed 5)" in table.stdout
+    assert f"MIG on node-01/1: {', '.join(served.describe()['nodes'][0]['gpus'][1]['mig'])}" in table.stdout
+
+
+def test_sim_show_with_config_names_the_setting_at_fault_and_exits_1(tmp_path: Path) -> None:
+    path = tmp_path / "gw.yaml"
+    path.write_text("sim:\n  mig_gpus: ['node-01:7']\nexporter:\n  simulate: 1x2\n", encoding="utf-8")
+    result = runner.invoke(app, ["sim", "show", "--config", str(path)])
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 1, result.output
+    assert said.startswith(f"error: {path}:2: sim.mig_gpus: 'node-01:7': exporter.simulate 1x2 serves"), said

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import re
 from typing import Any
 
 import pytest
@@ -85,6 +86,27 @@ def test_help_at_80_columns_cuts_no_option_name_or_word_of_help(path: str) -> No
     shown = runner.invoke(app, [*path.split()[1:], "--help"], env={"COLUMNS": "80"})
     assert shown.exit_code == 0, shown.output
     assert "…" not in shown.stdout, shown.stdout
+
+
+LEAVES = _commands(runner.command(app), "gpuwarden")
+
+
+@pytest.mark.parametrize("width", [80, 100, 120])
+@pytest.mark.parametrize(("path", "command"), LEAVES, ids=[path for path, _ in LEAVES])
+def test_help_shows_every_option_name_whole_at_common_widths(path: str, command: Any, width: int) -> None:
+    """rich shrank every column of a help table too wide for the terminal alike, folding option names
+    mid-word while the help column had room: at 100 columns ``exporter --help`` showed
+    ``--listen-address,--hos`` / ``t``, ``--no-allow-remote-fau`` / ``lts`` and ``--web.config.file,--we`` /
+    ``b-config-file``; ``serve``, ``inference-server`` and ``config validate`` cut ``--web-config-file`` up
+    to 100 or 130 columns, ``loadgen`` ``--no-allow-errors`` and ``anomaly score``
+    ``--keep-repeated-timestamps`` at 80."""
+    shown = runner.invoke(app, [*path.split()[1:], "--help"], env={"COLUMNS": str(width)})
+    assert shown.exit_code == 0, shown.output
+    names = [name for param in command.params for name in (*param.opts, *param.secondary_opts)]
+    cut = [
+        n for n in names if n.startswith("--") and not re.search(rf"{re.escape(n)}(?![\w.-])", shown.stdout)
+    ]
+    assert not cut, (cut, shown.stdout)
 
 
 def test_a_flag_still_refuses_a_value_in_one_line() -> None:

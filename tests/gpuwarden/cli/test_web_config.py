@@ -149,3 +149,28 @@ def test_config_validate_checks_a_web_config_file_given_alone_alone(tmp_path: Pa
     )
     assert result.exit_code == 0, result.output
     assert result.output.strip() == f"{web}: ok"  # not the defaults, which want a token serve would need
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["exporter", "--simulate", "1x1"], ["serve", "--log-format", "text"], ["inference-server"]],
+    ids=["exporter", "serve", "inference-server"],
+)
+def test_a_refused_configuration_says_the_web_configuration_files_problems_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    """A bad setting in ``--config`` and a misspelt field in ``--web.config.file``: the start said only the
+    setting, so the next start, the setting mended, stopped again on the web configuration file (``config
+    validate`` said both)."""
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t0ken-for-the-test")
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "gw.yaml"
+    config.write_text("exporter:\n  port: 99999\n", encoding="utf-8")
+    web = tmp_path / "web.yml"
+    web.write_text("tls_server_config:\n  certfile: c.pem\n", encoding="utf-8")
+    result = runner.invoke(app, [*command, "--config", str(config), "--web.config.file", str(web)])
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 78, result.output
+    assert f"error: {config}:2: exporter.port: 99999 is more than 65535" in said, said
+    assert f"error: {web}:2: tls_server_config.certfile: unknown field" in said, said
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gw.yaml", "web.yml"]  # no store made
