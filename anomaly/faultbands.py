@@ -166,8 +166,7 @@ def follow_runs(
     where ``m`` keeps it; ``season``: the step's seasonal baselines, if any), else count its runs past the
     band (``SpikeRuns``), where it does either."""
     if before is not None:
-        hours = None if season is None else (season.h_day, season.h_week)
-        follow_faults(m, ids, x, anomalous, before, hours=hours)
+        follow_faults(m, ids, x, anomalous, before, offsets=None if season is None else season.offset())
     elif m.spikes is not None:
         m.spikes.observe(ids, anomalous)
 
@@ -179,11 +178,11 @@ def follow_faults(
     anomalous: BoolArray,
     before: Before,
     *,
-    hours: tuple[IntArray, IntArray] | None = None,
+    offsets: tuple[FloatArray, FloatArray] | None = None,
 ) -> None:
     """After ``m`` learnt a step: keep the state ``before`` it of each series whose run of ``anomalous``
-    samples begins, and give it back to those whose raised fault ended (``FaultBands``; ``hours``: the
-    step's hour-of-day and hour-of-week buckets, with seasonal baselines)."""
+    samples begins, and give it back to those whose raised fault ended (``FaultBands``; ``offsets``: the
+    step's hour-of-day and hour-of-week offsets, with seasonal baselines: ``Season.offset``)."""
     fault = m.fault
     assert fault is not None
     # Only the series in a run, or past their band now, change anything (``out`` is 0 for the others).
@@ -194,12 +193,12 @@ def follow_faults(
         rows = np.flatnonzero(active)
         ids, x, anomalous = ids[rows], x[rows], anomalous[rows]
         before = tuple(b[rows] for b in before)
-        hours = None if hours is None else (hours[0][rows], hours[1][rows])
+        offsets = None if offsets is None else (offsets[0][rows], offsets[1][rows])
     kept = fault.age[ids] > 0
     inside = np.zeros(ids.size, np.bool_)
     if kept.any():
         inside[kept] = within(
-            m, ids[kept], x[kept], None if hours is None else (hours[0][kept], hours[1][kept])
+            m, ids[kept], x[kept], None if offsets is None else (offsets[0][kept], offsets[1][kept])
         )
     due = fault.observe(ids, x, anomalous=anomalous, before=before, band=inside)
     if due.any():
@@ -207,11 +206,11 @@ def follow_faults(
 
 
 def within(
-    m: AdaptiveThresholds, ids: IntArray, x: FloatArray, hours: tuple[IntArray, IntArray] | None = None
+    m: AdaptiveThresholds, ids: IntArray, x: FloatArray, offsets: tuple[FloatArray, FloatArray] | None = None
 ) -> BoolArray:
     """Whether each of ``x`` is within the band of the state kept for its series (``FaultBands``): its level
     plus or minus the half-width its error scale, tail and floors give, as ``AdaptiveThresholds`` bands; with
-    ``seasonal_offsets``, the kept base plus the offset of the sample's hour (``hours``), with that model's
+    ``seasonal_offsets``, the kept base plus the offset at the sample's hour (``offsets``), with that model's
     kept error scale, where the kept errors chose a seasonal model (``anomaly.seasonal.kept_model``): on a
     daily wave the level kept at a 3-hour fault's start was 28 from the value at its repair, and the band
     was never given back."""
@@ -219,7 +218,7 @@ def within(
     assert f is not None
     p = m.params
     level, scale = (
-        (f.level[ids], f.dev[ids].astype(np.float64)) if hours is None else kept_model(m, ids, hours)
+        (f.level[ids], f.dev[ids].astype(np.float64)) if offsets is None else kept_model(m, ids, offsets)
     )
     width: FloatArray | float = p.k
     if p.tail_quantile > 0:

@@ -16,6 +16,12 @@ resolve-after, the band given back after a fault), in process, one tick a sample
 * ``lasting``: 40 down from 10:00 on day ``--fault-day``, held to the end: ``alerts`` raised from the change
   on (one a GPU is what a user expects), ``gpus_over_1``: the GPUs that raised more than one, ``hours``: the
   hours after the change the alerts were raised at.
+* ``inside``: ``--inside-drop`` (10) down from 10:00 on day ``--fault-day``, held for ``--later-days`` (5)
+  days after it: near the band or within it, so it may be raised or not, but once at most: ``alerts``,
+  ``gpus_over_1`` as ``lasting``, and ``days``: the days after the change's (0) the alerts were raised on.
+* ``blip``: 16 down for 20 minutes from 10:00 on day ``--fault-day``: ``at_fault``, GPUs raised within it;
+  ``at_return``: alerts raised from its end to an hour later (the healthy value: all false); ``later``: alerts
+  raised after that.
 * ``before``: alerts raised before the fault or change, every case (false: nothing happened yet).
 
 ``--seasonality off`` runs the same with the seasonal bands off (the level alone), to compare.
@@ -52,10 +58,13 @@ METRIC = "inference_latency_seconds"
 DROP = 40.0
 FROM_HOUR, HOURS = 10, 3
 SHAPES = ("wave", "flat")
-CASES = ("fault", "again", "lasting")
+CASES = ("fault", "again", "lasting", "inside", "blip")
+BLIP_DROP, BLIP_SAMPLES = 16.0, 40  # 20 minutes at 30 s
 
 
-def series(shape: str, case: str, seeds: int, days: int, fault_day: int) -> np.ndarray:
+def series(
+    shape: str, case: str, seeds: int, days: int, fault_day: int, inside_drop: float = 10.0
+) -> np.ndarray:
     """Rows by GPUs: the shape with its case's drop."""
     t = T0 + STEP * np.arange(days * PER_DAY)
     cycle = 30.0 * np.sin(2 * np.pi * (t - T0) / 86_400.0) if shape == "wave" else np.zeros(t.size)
@@ -63,8 +72,10 @@ def series(shape: str, case: str, seeds: int, days: int, fault_day: int) -> np.n
         [100.0 + cycle + np.random.default_rng(s).normal(0.0, 2.0, t.size) for s in range(seeds)]
     )
     start = fault_day * PER_DAY + FROM_HOUR * PER_HOUR
-    if case == "lasting":
-        values[:, start:] -= DROP
+    if case in ("lasting", "inside"):
+        values[:, start:] -= DROP if case == "lasting" else inside_drop
+    elif case == "blip":
+        values[:, start : start + BLIP_SAMPLES] -= BLIP_DROP
     else:
         values[:, start : start + HOURS * PER_HOUR] -= DROP
         if case == "again":
@@ -75,7 +86,8 @@ def series(shape: str, case: str, seeds: int, days: int, fault_day: int) -> np.n
 
 def run_case(shape: str, case: str, options: argparse.Namespace) -> dict[str, Any]:
     """One shape and case through the ``anomaly run`` path: one tick a sample, every seed a GPU."""
-    values = series(shape, case, options.seeds, options.days, options.fault_day)
+    days = options.fault_day + 1 + options.later_days if case == "inside" else options.days
+    values = series(shape, case, options.seeds, days, options.fault_day, options.inside_drop)
     clock = FakeClock(T0 - STEP)
     gpus = RowGpus(values, METRIC, "latency")
     cfg = AnomalyConfig(
@@ -94,14 +106,20 @@ def run_case(shape: str, case: str, options: argparse.Namespace) -> dict[str, An
     early = sum(1 for i, _, _ in raised if i < start)
     after = [(i - start, uuid, model) for i, uuid, model in raised if i >= start]
     out: dict[str, Any] = {"before": early}
-    if case == "lasting":
+    if case in ("lasting", "inside"):
         per_gpu = Counter(uuid for _, uuid, _ in after)
         out.update(
-            alerts=len(after),
-            gpus=len(per_gpu),
-            gpus_over_1=sum(1 for n in per_gpu.values() if n > 1),
-            hours=sorted(Counter(d // PER_HOUR for d, _, _ in after).items()),
+            alerts=len(after), gpus=len(per_gpu), gpus_over_1=sum(1 for n in per_gpu.values() if n > 1)
         )
+        if case == "lasting":
+            out["hours"] = sorted(Counter(d // PER_HOUR for d, _, _ in after).items())
+        else:  # the day after the change's day: the change came at 10:00
+            out["days"] = sorted(Counter((d + FROM_HOUR * PER_HOUR) // PER_DAY for d, _, _ in after).items())
+        return out
+    if case == "blip":
+        out["at_fault"] = len({uuid for d, uuid, _ in after if d < BLIP_SAMPLES})
+        out["at_return"] = sum(1 for d, _, _ in after if BLIP_SAMPLES <= d < BLIP_SAMPLES + PER_HOUR)
+        out["later"] = sum(1 for d, _, _ in after if d >= BLIP_SAMPLES + PER_HOUR)
         return out
     fault_len = HOURS * PER_HOUR
     out["at_fault"] = len({uuid for d, uuid, _ in after if d < fault_len})
@@ -127,6 +145,12 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=4, help="days of samples (default 4)")
     parser.add_argument(
         "--fault-day", type=int, default=2, help="the day of the fault (default 2: the third)"
+    )
+    parser.add_argument(
+        "--inside-drop", type=float, default=10.0, help="case inside: the lasting drop (default 10)"
+    )
+    parser.add_argument(
+        "--later-days", type=int, default=5, help="case inside: days after the change's (default 5)"
     )
     parser.add_argument("--seasonality", choices=("on", "off"), default="on", help="seasonal bands (on)")
     parser.add_argument("--all-detectors", action="store_true", help="every default detector")

@@ -58,7 +58,13 @@ class AnomalyThresholdConfig(Section):
 
     alpha: float = Field(0.01, gt=0, le=1, description="baseline EWMA weight per sample")
     scale_alpha: float = Field(0.005, gt=0, le=1, description="EWMA weight of the absolute error")
-    seasonal_alpha: float = Field(0.1, gt=0, le=1)
+    seasonal_alpha: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="weight per sample of a seasonal bucket (`anomaly score`); not read by `anomaly run`'s"
+        " adaptive_seasonality, whose buckets learn a quarter of their error a day",
+    )
     k: float = Field(8.0, gt=0, description="band half-width in mean absolute errors; score 1 at the band")
     warmup: int = Field(30, ge=0, description="samples per series during which nothing fires")
     direction: Literal["up", "down", "both"] = "both"

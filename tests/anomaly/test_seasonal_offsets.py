@@ -86,3 +86,28 @@ def test_a_re_baselined_series_moves_its_base_not_its_offsets():
     rebaseline(model, ids, np.ones(1))
     np.testing.assert_array_equal(model.day[0], day)
     assert float(model.base[0]) == pytest.approx(base + 50.0 - level, abs=1e-3)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_lasting_drop_near_the_band_is_raised_at_most_once_and_on_no_later_day(seed):
+    """A daily wave 10 down from 10:00 on, held (near its band): at most one alert, at the change. The hour's
+    bucket learnt it within minutes (at 0.1 a sample) while the base learnt it over the day, so on the next
+    days the bucket read the drop twice: the healthy hours it had learnt it in alerted (1 to 3 a day, for 2 to
+    5 days), and the change itself was not raised (``anomaly.seasonal``)."""
+    t, v = _series(seed, days=5)
+    v[FAULT:] -= 10.0
+    raised = _raised(t, v)
+    assert [i for i in raised if i < FAULT] == []
+    assert [i for i in raised if i >= FAULT + PER_HOUR] == []
+    assert len(raised) <= 1
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_20_minute_drop_is_raised_at_the_drop_not_at_its_return(seed):
+    """A daily wave 16 down for 20 minutes: raised within the drop, and nothing when it comes back. The hour's
+    bucket learnt the drop sample by sample (each within the band), so it was not raised, and the healthy
+    value 20 minutes on alerted as a rise."""
+    t, v = _series(seed, days=3)
+    v[FAULT : FAULT + 40] -= 16.0
+    raised = [i - FAULT for i in _raised(t, v)]
+    assert len(raised) == 1 and 0 <= raised[0] < 40
