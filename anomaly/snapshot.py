@@ -49,8 +49,8 @@ FORMAT = "gpuwarden-anomaly-state"
 # refused. ``SCHEMA`` is the digest of what this version holds, pinned by
 # tests/anomaly/test_snapshot_schema.py, which fails when they part and says what to do. What each earlier
 # version lacked, and so why it is refused: anomaly/snapshot_versions.md.
-VERSION = 30
-SCHEMA = "0886406b37da1425"
+VERSION = 31
+SCHEMA = "45804a780a33d1a9"
 _HEADER = "header"
 _MODE = 0o600
 # What an .npz (a zip archive, or an empty one) or an .npy begins with. numpy reads any other file as a

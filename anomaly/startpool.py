@@ -1,7 +1,7 @@
 """The first samples each adaptive series keeps (``anomaly.warmstart``), held only while it may read them.
 
 A series keeps its first ``start_len`` samples (30 float32: 120 bytes) to judge them together once learnt,
-and with ``lone_spikes`` reads them again while its error scale is young (``warmstart.sparse_cap``). Past
+and with ``lone_spikes`` reads them again while its error scale is young (``anomaly.sparsebands``). Past
 that nothing reads them; held in an array of a row per series they were 120 of the 937 bytes a warmed-up
 ``anomaly score`` series holds. Here they are rows of a pool, a series holding one (``slot``, 4 bytes) only
 while it may read it; the pool gives back its memory once most of it is let go.
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from anomaly.sparsebands import flat
 from anomaly.warmstart import relearnt
 
 if TYPE_CHECKING:
@@ -114,7 +115,8 @@ class StartPool:
 
 def reads_kept(m: AdaptiveThresholds, n: npt.NDArray[np.int32]) -> npt.NDArray[np.bool_]:
     """Whether a series of ``m`` that has learnt ``n`` samples may read its kept ones: while it keeps them
-    (under ``start_len``) and, with ``lone_spikes``, while its error scale is young (``sparse_cap``)."""
+    (under ``start_len``) and, with ``lone_spikes``, while its error scale is young
+    (``sparsebands.seen_floor``)."""
     keep = n < m.start_len
     if m.params.lone_spikes:
         keep |= n * m.params.scale_alpha < 1.0
@@ -170,6 +172,8 @@ def judge(m: AdaptiveThresholds, ids: IntArray) -> None:
     if not ids.size:
         return
     kept = m.start.read(ids) if m.shift is None else m.shift.values[ids, : m.start_len]
+    if m.flat.shape[1]:  # read past the first samples' release (``anomaly.sparsebands``)
+        m.flat[ids, 0] = flat(kept)
     odd, level, dev, fast = relearnt(kept, m.params)
     if odd.any():
         ids = ids[odd]

@@ -40,9 +40,10 @@ from anomaly.faultbands import (
 from anomaly.levelshift import MAX_SHIFT_RUN, SHIFT_STATE, ShiftState, rebaseline
 from anomaly.seasonal import HOURS_PER_DAY, HOURS_PER_WEEK, Season, clipped, held
 from anomaly.snapshot import State, rows_to_hold
+from anomaly.sparsebands import seen_floor, sparse_cap
 from anomaly.startpool import StartPool, judge, keep, kept_row, mind, set_kept
 from anomaly.steps import unlearned
-from anomaly.warmstart import MAX_START_SAMPLES, START_SAMPLES, directed, sparse_cap, start_length
+from anomaly.warmstart import MAX_START_SAMPLES, START_SAMPLES, directed, start_length
 from gpuwarden.config_anomaly import AnomalyThresholdConfig
 
 FloatArray = npt.NDArray[np.float64]
@@ -68,6 +69,7 @@ _STATE = (
     "start",
     "seeded",
     "base",
+    "flat",
 )
 _UNSEEN = ("day", "week", "last_seen", "base")  # NaN in a new series
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -126,8 +128,8 @@ class ThresholdParams:
     lone_spikes: bool = False
     """A spike past the band leaves no volatility to score the usual samples after it (the first
     ``restore_run - 1`` samples of a run add to the fast error as at the band: ``faultbands.spiking``),
-    and a mostly-0 series' young error scale learns its spikes (``anomaly.warmstart.sparse_cap``). Off by
-    default (the service's alone, as ``seasonal_tested``)."""
+    and a mostly-0 series' error scale learns its spikes and its young band holds the step its warm-up saw
+    twice (``anomaly.sparsebands``). Off by default (the service's alone, as ``seasonal_tested``)."""
     seasonal_offsets: bool = False
     """The seasonal buckets hold each hour's offset from a base and learn from no anomalous sample
     (``anomaly.seasonal``). Off by default (the service's alone, as ``seasonal_tested``)."""
@@ -201,6 +203,8 @@ class AdaptiveThresholds:
         # where it is on.
         self.start_len = start_length(self.params)
         self.start = StartPool(self.start_len if self.shift is None else 0)  # while read (``startpool``)
+        # Whether its kept first samples were mostly one value, judged with them (``anomaly.sparsebands``).
+        self.flat = np.zeros((0, int(bool(self.params.lone_spikes and self.start.width))), np.bool_)
         self._grow(max(capacity, 1))
 
     @property
@@ -334,6 +338,7 @@ class AdaptiveThresholds:
         self.start.let_go(ids)
         self.seeded[ids] = 0
         self.base[ids] = np.nan
+        self.flat[ids] = False
         if self.shift is not None:
             self.shift.run[ids] = 0
         if self.fault is not None:
@@ -391,6 +396,7 @@ class AdaptiveThresholds:
             band = np.maximum(band, p.min_relative_deviation * np.abs(yhat))
         band = np.maximum(band, 1e-9 * (1.0 + np.abs(yhat)))
         signed = directed(resid, p.direction)
+        band = seen_floor(self, ids, n=n, err=signed, band=band)  # ``anomaly.sparsebands``
         score = signed / band
         # Volatility: the recent absolute error (fast EWMA) is a multiple of the usual one.
         fast_dev, floor = self._fast_error(ids, signed, fresh=fresh, n=n, width=width, band=band)
@@ -409,8 +415,7 @@ class AdaptiveThresholds:
         # The errors are clipped more loosely than the baselines, so a regular pattern that the level model
         # cannot follow (a daily peak) shows up in its error and the seasonal model wins.
         err_cap = p.error_clip * cap
-        if p.lone_spikes and self.start_len and self.shift is None:
-            err_cap = sparse_cap(self.start.read(ids), n=n, err=np.abs(r_level), cap=err_cap, band=band, p=p)
+        err_cap = sparse_cap(self, ids, n=n, err=np.abs(r_level), cap=err_cap, band=band)
         self.dev[ids] = dev + slow * (np.minimum(np.abs(r_level), err_cap) - dev)
         anomalous = (signed > band) & (n >= p.warmup)
         if season is not None:

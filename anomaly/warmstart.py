@@ -69,31 +69,6 @@ def start_length(params: ThresholdParams) -> int:
     return length if length >= MIN_START_SAMPLES else 0
 
 
-def sparse_cap(
-    kept: npt.NDArray[np.float32],
-    *,
-    n: npt.NDArray[np.int32],
-    err: FloatArray,
-    cap: FloatArray,
-    band: FloatArray,
-    p: ThresholdParams,
-) -> FloatArray:
-    """The cap each error ``err`` is learnt by the error scale at (``ThresholdParams.lone_spikes``): the
-    band instead of ``cap`` where the scale is still an average (under ``1 / scale_alpha`` samples learnt)
-    and the series' kept first samples (``kept``, one row each) were mostly one value (MAD 0: spikes among
-    zeros, whose warm-up may have seen few of them); ``cap`` elsewhere. Only rows whose error passes ``cap``
-    are judged."""
-    due = (n * p.scale_alpha < 1.0) & (n >= kept.shape[1]) & (err > cap)
-    if not due.any():
-        return cap
-    rows = np.flatnonzero(due)
-    values = kept[rows].astype(np.float64)
-    flat = np.median(np.abs(values - np.median(values, axis=1)[:, None]), axis=1) == 0
-    out = cap.copy()
-    out[rows[flat]] = np.maximum(cap[rows[flat]], band[rows[flat]])
-    return out
-
-
 def relearnt(
     kept: npt.NDArray[np.float32], params: ThresholdParams
 ) -> tuple[BoolArray, FloatArray, FloatArray, FloatArray]:

@@ -2,9 +2,9 @@
 
 Nothing happens in an i.i.d. series, so every alert raised on one is false. For each noise (N(100, 2),
 N(0, 1), uniform on [90, 110], Poisson with mean 10, ``sparse``: Poisson with mean 0.2, mostly 0, as a
-queue's wait is when idle, and ``student``: 100 plus Student-t noise of 3 degrees of freedom, heavy-tailed)
-and each shape (14 days at a 5-minute step, 4,032 samples; 2 days at a 30-second step, 5,760), ``--seeds``
-series are scored:
+queue's wait is when idle, ``sparser``: Poisson with mean 0.1, a spike in about 1 read of 10, and
+``student``: 100 plus Student-t noise of 3 degrees of freedom, heavy-tailed) and each shape (14 days at a
+5-minute step, 4,032 samples; 2 days at a 30-second step, 5,760), ``--seeds`` series are scored:
 
 * ``score``: as ``anomaly score`` scores a file (``anomaly.univariate``'s default detector, all series at
   once, one step at a time, as ``score_together`` does), each raise put down to the part that raised it:
@@ -41,7 +41,9 @@ def _options() -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, default=50, help="series per case (default 50)")
     parser.add_argument("--only", choices=("score", "service"), help="only this path")
     parser.add_argument(
-        "--noise", action="append", help="only these noises (gauss, std, uniform, poisson, sparse, student)"
+        "--noise",
+        action="append",
+        help="only these noises (gauss, std, uniform, poisson, sparse, sparser, student)",
     )
     parser.add_argument("--shape", action="append", help="only these shapes (5m14d, 30s2d)")
     return parser.parse_args()
@@ -87,6 +89,7 @@ NOISES: dict[str, Callable[[np.random.Generator, int], np.ndarray]] = {
     "uniform": lambda rng, n: rng.uniform(90.0, 110.0, n),
     "poisson": lambda rng, n: rng.poisson(10.0, n).astype(np.float64),
     "sparse": lambda rng, n: rng.poisson(0.2, n).astype(np.float64),  # mostly 0: a queue's wait, idle
+    "sparser": lambda rng, n: rng.poisson(0.1, n).astype(np.float64),  # a spike in about 1 read of 10
     "student": lambda rng, n: 100.0 + rng.standard_t(3.0, n),  # heavy-tailed: Student-t, 3 degrees of freedom
 }
 SHAPES = {"5m14d": (300.0, 14 * 288), "30s2d": (30.0, 2 * 2880)}

@@ -72,8 +72,8 @@ def test_the_seasonal_error_scales_and_base_kept_cost_12_bytes_a_series_and_go_w
     on with the service's seasonal bands); beside the buckets themselves, which a model without seasonality
     holds none of (fix/mem)."""
     seasonal = AdaptiveThresholds(_params(), capacity=100)
-    plain = AdaptiveThresholds(
-        ThresholdParams.from_config(restore_ticks=720, seasonality=False), capacity=100
+    plain = AdaptiveThresholds(  # ``lone_spikes`` as the service's: its byte a series (``flat``) in both
+        ThresholdParams.from_config(restore_ticks=720, seasonality=False, lone_spikes=True), capacity=100
     )
     buckets = 4 * (24 + 168)
     assert seasonal.state_bytes_per_series() - plain.state_bytes_per_series() == 12 + buckets

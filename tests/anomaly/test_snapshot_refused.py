@@ -438,6 +438,8 @@ _OLDER = [
     # A model without seasonality held buckets, and its parked rows their bytes (read as the series' last
     # sample time and what follows).
     pytest.param(29, id="29-buckets-without-seasonality"),
+    # A mostly-0 series past its first 200 reads had no judgement of its first samples kept (``flat``).
+    pytest.param(30, id="30-no-flat-first-samples"),
 ]
 
 
@@ -449,5 +451,5 @@ def test_a_snapshot_of_an_older_version_is_refused_its_series_warming_up_from_th
     monkeypatch.setattr(snapshot_module, "VERSION", version)
     assert save_snapshot(path, snapshot)
     monkeypatch.undo()
-    assert snapshot_module.VERSION == 30
-    _refused(path, clock, caplog, f"is of format version {version}; this gpuwarden reads 30")
+    assert snapshot_module.VERSION == 31
+    _refused(path, clock, caplog, f"is of format version {version}; this gpuwarden reads 31")
