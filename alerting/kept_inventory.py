@@ -230,16 +230,22 @@ class OtherClusters(Protocol):
 
 
 def drop_other_clusters(
-    records: OtherClusters, source: str, cluster: str, what: str = "what it kept"
+    records: OtherClusters, source: str, cluster: str | None, what: str = "what it kept"
 ) -> None:
-    """Drop what a reader of ``source`` kept for clusters other than the one it reads now (``cluster``), said
-    in a warning; a store that cannot do it now is asked again at the next start."""
+    """Drop what a reader of ``source`` kept for clusters other than the one it reads now (``cluster``; None:
+    every cluster, ``source`` no longer configured), said in a warning; a store that cannot do it now is
+    asked again at the next start."""
+    unread = "not configured; " if cluster is None else ""
     try:
         dropped = records.drop_others(cluster)
     except SourceError as exc:
-        logger.warning("%s inventory: %s; tried again at the next start", source, exc)
+        logger.warning("%s inventory: %s%s; tried again at the next start", source, unread, exc)
         return
-    if dropped:
+    if dropped and cluster is None:
+        logger.warning(
+            "%s inventory: not configured; %s for cluster %s dropped", source, what, ", ".join(dropped)
+        )
+    elif dropped:
         logger.warning(
             "%s inventory: %s for cluster %s dropped: it reads cluster %s now (renamed, or another cluster)",
             source,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from gpuwarden.clock import SystemClock
-from gpuwarden.errors import ConfigError, SourceError
+from gpuwarden.errors import ConfigError
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -74,7 +74,7 @@ class Inventories:
         """Keep what the sources keep across restarts in the incident store: Slurm's stopped jobs, the
         Kubernetes pods lost with their node, and the places of the nodes they ran on."""
         from alerting.k8s_inventory import KubernetesInventory  # noqa: PLC0415 - see prepare_inventories
-        from alerting.kept_inventory import KeptInventoryStore  # noqa: PLC0415
+        from alerting.kept_inventory import KeptInventoryStore, drop_other_clusters  # noqa: PLC0415
         from alerting.kept_jobs import KeptJobStore  # noqa: PLC0415
         from alerting.slurm_inventory import SlurmInventory  # noqa: PLC0415
 
@@ -94,17 +94,7 @@ class Inventories:
         if "slurm" not in configured:
             unread.append((KeptJobStore(sql), "slurm"))
         for store, name in unread:
-            try:
-                dropped = store.drop_others(None)
-            except SourceError as exc:
-                logger.warning("%s inventory: not configured; %s; tried again at the next start", name, exc)
-                continue
-            if dropped:
-                logger.warning(
-                    "%s inventory: not configured; what it kept for cluster %s dropped",
-                    name,
-                    ", ".join(dropped),
-                )
+            drop_other_clusters(store, name, None)
 
     @property
     def name(self) -> str:
