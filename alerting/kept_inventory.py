@@ -20,10 +20,11 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import ColumnElement, Engine, delete, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from alerting.db import Base
 from alerting.inventory import NodeInfo
 from alerting.store_models import KeptInventoryRow
 from gpuwarden.clock import shown
@@ -120,17 +121,27 @@ class KeptInventoryStore:
         reader of that name later (renamed back, configured again) took them back as if just written."""
         mine = KeptInventoryRow.source == self._source
         others = mine if cluster is None else mine & (KeptInventoryRow.cluster != cluster)
-        try:
-            with Session(self._engine) as session, session.begin():
-                names = sorted(set(session.scalars(select(KeptInventoryRow.cluster).where(others))))
-                if names:
-                    session.execute(delete(KeptInventoryRow).where(others))
-        except SQLAlchemyError as exc:
-            raise SourceError(
-                f"kept {self._source} inventory of other clusters than {cluster} cannot be deleted: {exc}",
-                source="store",
-            ) from exc
-        return names
+        what = f"kept {self._source} inventory of other clusters than {cluster}"
+        return drop_rows(self._engine, KeptInventoryRow, KeptInventoryRow.cluster, others, what)
+
+
+def drop_rows(
+    engine: Engine,
+    table: type[Base],
+    cluster: InstrumentedAttribute[str],
+    where: ColumnElement[bool],
+    what: str,
+) -> list[str]:
+    """Delete the rows of ``table`` that ``where`` selects; the clusters (``cluster``, its column) they were
+    of, sorted. A store that cannot do it raises ``SourceError`` saying ``what`` cannot be deleted."""
+    try:
+        with Session(engine) as session, session.begin():
+            names = sorted(set(session.scalars(select(cluster).where(where))))
+            if names:
+                session.execute(delete(table).where(where))
+    except SQLAlchemyError as exc:
+        raise SourceError(f"{what} cannot be deleted: {exc}", source="store") from exc
+    return names
 
 
 def node_data(node: NodeInfo) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from alerting.inventory import WorkloadInfo
 from alerting.inventory_file import workload_data, workload_from_data
+from alerting.kept_inventory import drop_rows
 from alerting.store_models import KeptJobRow
 from gpuwarden.errors import SourceError
 
@@ -70,13 +71,5 @@ class KeptJobStore:
         """Delete the jobs kept for every cluster but ``cluster`` (None: every cluster, no Slurm inventory
         configured); the clusters whose jobs were deleted (one renamed: ``ClusterName``)."""
         others = KeptJobRow.cluster != cluster if cluster is not None else true()
-        try:
-            with Session(self._engine) as session, session.begin():
-                names = sorted(set(session.scalars(select(KeptJobRow.cluster).where(others))))
-                if names:
-                    session.execute(delete(KeptJobRow).where(others))
-        except SQLAlchemyError as exc:
-            raise SourceError(
-                f"kept jobs of other clusters than {cluster} cannot be deleted: {exc}", source="store"
-            ) from exc
-        return names
+        what = f"kept jobs of other clusters than {cluster}"
+        return drop_rows(self._engine, KeptJobRow, KeptJobRow.cluster, others, what)

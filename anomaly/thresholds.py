@@ -55,6 +55,7 @@ ShiftTarget = Literal["median", "mean"]
 # Read once: np.iinfo per sample cost 2 % of a single series' scoring.
 _INT32_MAX = int(np.iinfo(np.int32).max)
 # The per-series arrays a snapshot keeps (``AdaptiveThresholds.state``; the re-baselining's: ``SHIFT_STATE``).
+# The first samples are kept apart, in a pool while read (``StartPool``), saved as ``start``.
 _STATE = (
     "count",
     "level",
@@ -66,7 +67,6 @@ _STATE = (
     "last_seen",
     "fast_dev",
     "tail",
-    "start",
     "seeded",
     "base",
     "flat",
@@ -248,7 +248,7 @@ class AdaptiveThresholds:
     def _arrays(self) -> list[npt.NDArray[np.generic]]:
         """Every per-series state array."""
         # In ``_STATE``'s order: a parked row (``row``) is their bytes in it (the kept samples last).
-        arrays: list[npt.NDArray[np.generic]] = [getattr(self, name) for name in _STATE if name != "start"]
+        arrays: list[npt.NDArray[np.generic]] = [getattr(self, name) for name in _STATE]
         if self.shift is not None:
             arrays += self.shift.arrays()
         if self.fault is not None:
@@ -259,7 +259,7 @@ class AdaptiveThresholds:
 
     def _held(self) -> dict[str, tuple[object, str]]:
         """Each array a snapshot keeps, by its name there: the object holding it and its attribute."""
-        held: dict[str, tuple[object, str]] = {name: (self, name) for name in _STATE if name != "start"}
+        held: dict[str, tuple[object, str]] = {name: (self, name) for name in _STATE}
         if self.shift is not None:
             held.update({f"shift_{name}": (self.shift, name) for name in SHIFT_STATE})
         if self.fault is not None:
@@ -311,7 +311,7 @@ class AdaptiveThresholds:
             return out
 
         self.start.grow(new_cap)
-        for name in [n for n in _STATE if n != "start"]:  # a new series' baselines, errors: none
+        for name in _STATE:  # a new series' baselines, errors: none
             fill = np.nan if name in _UNSEEN else np.inf if name[:4] == "dev_" else 0
             setattr(self, name, extend(getattr(self, name), fill))
         if self.shift is not None:
